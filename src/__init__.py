@@ -1,0 +1,1 @@
+"""trioscope: see and steer your infrastructure."""

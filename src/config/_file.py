@@ -1,0 +1,176 @@
+"""Reading the YAML configuration text into raw values with their lines (pure, no I/O).
+
+The text is composed into nodes first (``yaml.SafeLoader``) rather than loaded into
+dicts, because nodes keep their positions: every problem can then name the line, and
+duplicate keys, which ``yaml.safe_load`` silently resolves to the last one, are caught.
+"""
+
+from __future__ import annotations
+
+import attrs
+import yaml
+
+from ._exceptions import Problem, quote_text
+from ._keys import KEYS, KEYS_BY_NAME, SECTIONS, Key, suggest_key
+from ._source import Source, SourceKind
+
+
+@attrs.frozen
+class RawValue:
+    """A value as found in one layer, before its kind parses it."""
+
+    value: object
+    """A string, or for YAML the scalar's typed value (int, bool, None, ...), or an
+    empty dict / list standing for a mapping or list."""
+    written: str
+    """The value as the user wrote it, for messages."""
+    source: Source
+
+
+def read_config_text(path: str, text: str) -> tuple[list[tuple[Key, RawValue]], list[Problem]]:
+    """Find the key values in a YAML configuration file's text.
+
+    Args:
+      path: the file's path, used only in sources and messages.
+      text: the file's contents.
+
+    Returns:
+      The known keys' raw values in file order, and the problems found in the file's
+      shape: syntax errors, unknown keys and sections, sections that are not mappings,
+      keys set twice. Values are not parsed here.
+    """
+    loader = yaml.SafeLoader(text)
+    try:
+        return _Reader(path, loader).read()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = None if mark is None else mark.line + 1
+        where = path if line is None else f"{path}:{line}"
+        detail = exc.problem or exc.context or "malformed"
+        problem = Problem(None, _file(path, line), f"{where}: invalid YAML: {detail}")
+        return [], [problem]
+    except yaml.YAMLError as exc:
+        return [], [Problem(None, _file(path, None), f"{path}: invalid YAML: {exc}")]
+    finally:
+        loader.dispose()
+
+
+def _file(path: str, line: int | None) -> Source:
+    return Source(kind=SourceKind.FILE, name=path, line=line)
+
+
+def _line(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+class _Reader:
+    """Walks the composed document; one instance per file."""
+
+    def __init__(self, path: str, loader: yaml.SafeLoader) -> None:
+        self._path = path
+        self._loader = loader
+        self._entries: list[tuple[Key, RawValue]] = []
+        self._problems: list[Problem] = []
+        self._seen: dict[str, int] = {}
+
+    def read(self) -> tuple[list[tuple[Key, RawValue]], list[Problem]]:
+        root = self._loader.get_single_node()
+        if root is None:
+            # An empty file, or only comments: nothing set.
+            return [], []
+        if not isinstance(root, yaml.MappingNode):
+            self._problems.append(
+                Problem(
+                    None,
+                    _file(self._path, _line(root)),
+                    f"{self._path}:{_line(root)}: expected sections ({', '.join(SECTIONS)}) at the top level",
+                )
+            )
+            return [], self._problems
+        for name_node, value_node in root.value:
+            self._read_section(name_node, value_node)
+        return self._entries, self._problems
+
+    def _read_section(self, name_node: yaml.Node, value_node: yaml.Node) -> None:
+        name = self._name(name_node)
+        if name not in SECTIONS:
+            if isinstance(value_node, yaml.MappingNode):
+                # Check the children so "serve: {prot: 1}" suggests server.port.
+                for key_node, _ in value_node.value:
+                    self._unknown(f"{name}.{self._name(key_node)}", key_node)
+            else:
+                self._unknown(name, name_node)
+            return
+        if not self._first_time(name, name_node, "section"):
+            return
+        if isinstance(value_node, yaml.ScalarNode) and value_node.tag == "tag:yaml.org,2002:null":
+            # "server:" with every key below commented out.
+            return
+        if not isinstance(value_node, yaml.MappingNode):
+            leaves = ", ".join(key.leaf for key in KEYS if key.section == name)
+            self._add(
+                name,
+                value_node,
+                f"{self._written(value_node)} from {_file(self._path, _line(value_node))} is not a section; "
+                f"expected its keys indented below it ({leaves})",
+            )
+            return
+        for key_node, item_node in value_node.value:
+            dotted = f"{name}.{self._name(key_node)}"
+            key = KEYS_BY_NAME.get(dotted)
+            if key is None:
+                self._unknown(dotted, key_node)
+            elif self._first_time(dotted, key_node, "key"):
+                self._read_value(key, item_node)
+
+    def _read_value(self, key: Key, node: yaml.Node) -> None:
+        source = _file(self._path, _line(node))
+        if isinstance(node, yaml.MappingNode):
+            raw = RawValue({}, "{...}", source)
+        elif isinstance(node, yaml.SequenceNode):
+            raw = RawValue([], "[...]", source)
+        else:
+            try:
+                value = self._loader.construct_object(node, deep=True)
+            except yaml.constructor.ConstructorError as exc:
+                # An explicit tag the safe loader refuses (e.g. !!python/name): that
+                # value is wrong, the rest of the file is still worth checking.
+                self._add(key.name, node, f"{self._written(node)} from {source} cannot be read: {exc.problem}")
+                return
+            raw = RawValue(value, node.value or "null", source)
+        self._entries.append((key, raw))
+
+    def _first_time(self, name: str, node: yaml.Node, what: str) -> bool:
+        if name in self._seen:
+            self._add(
+                name,
+                node,
+                f"{what} set again in {self._path}:{_line(node)}; first set on line {self._seen[name]}",
+            )
+            return False
+        self._seen[name] = _line(node)
+        return True
+
+    def _unknown(self, name: str, node: yaml.Node) -> None:
+        message = f"unknown key in {self._path}:{_line(node)}"
+        suggestion = suggest_key(name)
+        if suggestion is not None:
+            message += f" (did you mean {suggestion}?)"
+        self._add(name, node, message)
+
+    def _add(self, key: str, node: yaml.Node, message: str) -> None:
+        self._problems.append(Problem(key, _file(self._path, _line(node)), message))
+
+    @staticmethod
+    def _name(node: yaml.Node) -> str:
+        return node.value if isinstance(node, yaml.ScalarNode) else "?"
+
+    @staticmethod
+    def _written(node: yaml.Node) -> str:
+        if isinstance(node, yaml.SequenceNode):
+            return "[...]"
+        if isinstance(node, yaml.MappingNode):
+            return "{...}"
+        if node.tag == "tag:yaml.org,2002:str":
+            return quote_text(node.value)
+        return node.value or "null"

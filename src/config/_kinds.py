@@ -1,0 +1,206 @@
+"""Value kinds: how one key's value is parsed, checked and shown.
+
+Every kind takes the same inputs: strings from the environment, flags and quoted YAML
+scalars, and the typed values YAML produces for unquoted scalars. Strings always go
+through the same text parser, so ``port: "8080"`` in YAML means what ``APP_PORT=8080``
+means; typed YAML values are accepted only when they are the right type (a YAML
+boolean is never a number, and a bare YAML number is never a duration).
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Protocol
+
+import attrs
+
+from ._duration import duration_seconds, format_duration, format_duration_compact
+from ._exceptions import InvalidValue
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+class Kind(Protocol):
+    """What every kind provides to the key table, the resolver and the help text."""
+
+    metavar: str
+    """Placeholder in ``--help``, e.g. ``N`` or ``DURATION``."""
+
+    @property
+    def expected(self) -> str:
+        """What a good value looks like, completing "expected ..."."""
+        ...
+
+    def parse(self, value: object) -> object:
+        """Returns the checked value. Raises ``InvalidValue`` with a reason."""
+        ...
+
+    def limits(self) -> str | None:
+        """The allowed values for help texts (``0..65535``), or None when unbounded."""
+        ...
+
+    def format(self, value: object) -> str:
+        """The value as ``--print-config`` shows it."""
+        ...
+
+    def format_compact(self, value: object) -> str:
+        """The value as help texts and the example file spell it."""
+        ...
+
+
+def _type_mismatch(value: object, expected: str) -> InvalidValue:
+    """The error for a YAML value of the wrong type, e.g. ``is a boolean; expected ...``."""
+    if value is None:
+        found = "has no value"
+    elif isinstance(value, bool):
+        found = "is a boolean"
+    elif isinstance(value, int):
+        found = "is a whole number"
+    elif isinstance(value, float):
+        found = "is a decimal number"
+    elif isinstance(value, (datetime.date, datetime.datetime)):
+        found = "is a date"
+    elif isinstance(value, dict):
+        found = "is a mapping"
+    elif isinstance(value, list):
+        found = "is a list"
+    else:
+        found = f"is a {type(value).__name__}"
+    return InvalidValue(f"{found}; expected {expected}")
+
+
+@attrs.frozen
+class IntegerKind:
+    """A whole number within ``minimum..maximum`` (inclusive)."""
+
+    minimum: int
+    maximum: int
+    metavar: str = "N"
+
+    @property
+    def expected(self) -> str:
+        return f"a whole number in {self.limits()}"
+
+    def parse(self, value: object) -> int:
+        if isinstance(value, str):
+            if not _INTEGER.fullmatch(value):
+                raise InvalidValue(f"is not a whole number; expected {self.expected}")
+            number = int(value)
+        # bool is a subclass of int; YAML's true/yes/on must not become 1.
+        elif isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        else:
+            raise _type_mismatch(value, self.expected)
+        if not self.minimum <= number <= self.maximum:
+            raise InvalidValue(f"is out of range; allowed {self.limits()}", quote=False)
+        return number
+
+    def limits(self) -> str:
+        return f"{self.minimum}..{self.maximum}"
+
+    def format(self, value: object) -> str:
+        return str(value)
+
+    def format_compact(self, value: object) -> str:
+        return str(value)
+
+
+@attrs.frozen
+class DurationKind:
+    """A Go-style duration string within ``minimum..maximum`` seconds (inclusive)."""
+
+    minimum: float
+    maximum: float
+    metavar: str = "DURATION"
+
+    @property
+    def expected(self) -> str:
+        return f"a duration in {self.limits()}, like 90s, 5m or 1h"
+
+    def parse(self, value: object) -> float:
+        if isinstance(value, str):
+            seconds = duration_seconds(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            # Units are mandatory: 3600 could mean seconds or milliseconds.
+            raise InvalidValue(f"has no unit; did you mean {value}s?")
+        else:
+            raise _type_mismatch(value, self.expected)
+        if not self.minimum <= seconds <= self.maximum:
+            raise InvalidValue(f"is out of range; allowed {self.limits()}", quote=False)
+        return seconds
+
+    def limits(self) -> str:
+        return f"{format_duration_compact(self.minimum)}..{format_duration_compact(self.maximum)}"
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, (int, float))
+        return format_duration(value)
+
+    def format_compact(self, value: object) -> str:
+        assert isinstance(value, (int, float))
+        return format_duration_compact(value)
+
+
+@attrs.frozen
+class ChoiceKind:
+    """One of a fixed set of lower-case words; input is matched case-insensitively
+    (``INFO`` is ``info``) because upper-case log levels are a common habit.
+    """
+
+    choices: tuple[str, ...]
+    metavar: str = "WORD"
+
+    @property
+    def expected(self) -> str:
+        return f"one of {', '.join(self.choices)}"
+
+    def parse(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise _type_mismatch(value, self.expected)
+        if value.lower() not in self.choices:
+            raise InvalidValue(f"is not allowed; use {self.expected}")
+        return value.lower()
+
+    def limits(self) -> str:
+        return self.expected
+
+    def format(self, value: object) -> str:
+        return str(value)
+
+    def format_compact(self, value: object) -> str:
+        return str(value)
+
+
+@attrs.frozen
+class HostKind:
+    """A host name or IP address to bind: non-empty, at most 253 characters (the DNS
+    limit), no whitespace. Whether it resolves is left to the bind, which says so.
+    """
+
+    metavar: str = "HOST"
+    max_length: int = 253
+
+    @property
+    def expected(self) -> str:
+        return "a host name or IP address"
+
+    def parse(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise _type_mismatch(value, f"{self.expected} (quote it in YAML)")
+        if not value:
+            raise InvalidValue(f"is empty; expected {self.expected}")
+        if any(character.isspace() for character in value):
+            raise InvalidValue(f"contains whitespace; expected {self.expected}")
+        if len(value) > self.max_length:
+            raise InvalidValue(f"is longer than {self.max_length} characters; expected {self.expected}")
+        return value
+
+    def limits(self) -> None:
+        return None
+
+    def format(self, value: object) -> str:
+        return str(value)
+
+    def format_compact(self, value: object) -> str:
+        return str(value)

@@ -1,0 +1,169 @@
+"""Merging the layers into Settings: defaults < file < environment < flags (pure).
+
+Nothing here reads files or the process environment; ``load_settings`` does that and
+hands the text in, so tests drive this module with plain values.
+
+Every value that is read is checked, even one a higher layer overrides: a broken
+file or variable is reported now rather than on the day the override is removed.
+Aliases are the exception: a lower-priority environment name (``APP_PORT``) is not
+read at all when a higher one (``TRIOSCOPE_SERVER_PORT``) is set, since such generic
+names may belong to other programs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import attrs
+
+from ._exceptions import ConfigError, InvalidValue, Problem, quote_text
+from ._file import RawValue, read_config_text
+from ._keys import CONFIG_ENV, CONFIG_FLAG, KEYS, KEYS_BY_NAME, Key
+from ._settings import Settings
+from ._source import FlagValue, Source, SourceKind
+
+CONFIG = "config"
+"""Name of the ``--config`` path among flag values (beside the dotted key names)."""
+
+
+@attrs.frozen(kw_only=True)
+class ConfigFile:
+    """A configuration file as ``load_settings`` found it: its text, or why it could
+    not be read.
+    """
+
+    path: str
+    text: str | None = None
+    """The contents; None when the file could not be read."""
+    error: str | None = None
+    """Why the file could not be read, e.g. ``No such file or directory``."""
+    named_by: Source | None = None
+    """The flag or variable that named the file, for the "cannot read" message."""
+
+    def __attrs_post_init__(self) -> None:
+        if (self.text is None) == (self.error is None):
+            raise ValueError("ConfigFile needs exactly one of text and error")
+
+
+def locate_config_file(
+    flag_values: Mapping[str, FlagValue | str], environ: Mapping[str, str]
+) -> tuple[str, Source] | None:
+    """Which YAML file to read: ``--config`` wins over ``TRIOSCOPE_CONFIG``.
+
+    Args:
+      flag_values: flag values by dotted key; the path is under ``"config"``.
+      environ: the environment.
+
+    Returns:
+      The path and what named it, or None when no file is named (an empty
+      ``TRIOSCOPE_CONFIG`` names none).
+    """
+    flag = flag_values.get(CONFIG)
+    if flag is not None:
+        flag = _as_flag(flag, CONFIG_FLAG)
+        return flag.text, Source(kind=SourceKind.FLAG, name=flag.spelling)
+    path = environ.get(CONFIG_ENV)
+    if path:
+        return path, Source(kind=SourceKind.ENV, name=CONFIG_ENV)
+    return None
+
+
+def resolve_settings(
+    flag_values: Mapping[str, FlagValue | str],
+    environ: Mapping[str, str],
+    config_file: ConfigFile | None = None,
+) -> Settings:
+    """Merge defaults, the file, the environment and flags into checked Settings.
+
+    Args:
+      flag_values: flags the user typed, by dotted key (``"server.port"``), as
+        ``FlagValue`` or plain text (then shown as the key's first flag, ``--port``).
+        A ``"config"`` entry is allowed and ignored here.
+      environ: environment variables; an empty value counts as unset.
+      config_file: the YAML file's text, if a file was named.
+
+    Returns:
+      The Settings, each value tagged with its source.
+
+    Error handling:
+      Raises ``ConfigError`` carrying every problem found, in file-line order, then
+      environment, then flags. Raises ``ValueError`` for a flag name that is not a key
+      (a programming error, not a user's).
+    """
+    unknown = set(flag_values) - set(KEYS_BY_NAME) - {CONFIG}
+    if unknown:
+        raise ValueError(f"not configuration keys: {', '.join(sorted(unknown))}")
+    values: dict[str, object] = {key.name: key.default for key in KEYS}
+    origins: dict[str, Source] = {key.name: Source.default() for key in KEYS}
+    problems: list[Problem] = []
+    raw_values: list[tuple[Key, RawValue]] = []
+    if config_file is not None:
+        if config_file.text is None:
+            problems.append(_unreadable(config_file))
+        else:
+            entries, file_problems = read_config_text(config_file.path, config_file.text)
+            raw_values += entries
+            problems += file_problems
+    raw_values += _from_environ(environ)
+    raw_values += _from_flags(flag_values)
+    # Layers are in ascending precedence, so the last valid value of each key wins.
+    for key, raw in raw_values:
+        try:
+            values[key.name] = key.kind.parse(raw.value)
+            origins[key.name] = raw.source
+        except InvalidValue as exc:
+            problems.append(_invalid(key, raw, exc))
+    if problems:
+        problems.sort(key=_problem_order)
+        raise ConfigError(problems)
+    return Settings.from_values(
+        values, origins, config_file=None if config_file is None else config_file.path
+    )
+
+
+def _from_environ(environ: Mapping[str, str]) -> Iterator[tuple[Key, RawValue]]:
+    for key in KEYS:
+        for name in key.env:
+            text = environ.get(name)
+            if text:
+                # Surrounding spaces are a quoting accident, not part of the value.
+                yield key, RawValue(text.strip(), text.strip(), Source(kind=SourceKind.ENV, name=name))
+                break
+
+
+def _from_flags(flag_values: Mapping[str, FlagValue | str]) -> Iterator[tuple[Key, RawValue]]:
+    for key in KEYS:
+        if key.name in flag_values:
+            flag = _as_flag(flag_values[key.name], key.flags[0])
+            text = flag.text.strip()
+            yield key, RawValue(text, text, Source(kind=SourceKind.FLAG, name=flag.spelling))
+
+
+def _as_flag(value: FlagValue | str, spelling: str) -> FlagValue:
+    return value if isinstance(value, FlagValue) else FlagValue(value, spelling)
+
+
+def _invalid(key: Key, raw: RawValue, error: InvalidValue) -> Problem:
+    # Text that failed to parse is quoted so empty or odd values stay visible; a value
+    # that parsed but is not allowed (out of range) is shown as written.
+    if error.quote and isinstance(raw.value, str):
+        shown = quote_text(raw.written)
+    else:
+        shown = raw.written
+    return Problem(key.name, raw.source, f"{shown} from {raw.source} {error.reason}")
+
+
+def _unreadable(config_file: ConfigFile) -> Problem:
+    named_by = "" if config_file.named_by is None else f" (named by {config_file.named_by})"
+    return Problem(
+        None,
+        Source(kind=SourceKind.FILE, name=config_file.path),
+        f"cannot read config file {config_file.path}{named_by}: {config_file.error}",
+    )
+
+
+_LAYER_ORDER = {SourceKind.FILE: 0, SourceKind.ENV: 1, SourceKind.FLAG: 2, SourceKind.DEFAULT: 3}
+
+
+def _problem_order(problem: Problem) -> tuple[int, int]:
+    return _LAYER_ORDER[problem.source.kind], problem.source.line or 0

@@ -1,0 +1,163 @@
+"""The resolved settings: one frozen record per section, plus where each value came from."""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping
+
+import attrs
+
+from ._keys import KEYS, KEYS_BY_NAME, Key
+from ._source import Source
+
+
+@attrs.frozen(kw_only=True)
+class ServerSettings:
+    """How the HTTP server listens and stops."""
+
+    host: str
+    """Address to listen on."""
+    port: int
+    """TCP port; 0 lets the system pick a free one."""
+    backlog: int
+    """Listen backlog (pending connections queued by the kernel)."""
+    shutdown_timeout: float
+    """Seconds a graceful shutdown waits before cancelling what is left."""
+
+
+@attrs.frozen(kw_only=True)
+class StorageSettings:
+    """How long data is kept."""
+
+    max_data_age: float
+    """Seconds reports and metric history are kept."""
+    cleanup_interval: float
+    """Seconds between deletions of data older than ``max_data_age``."""
+
+
+@attrs.frozen(kw_only=True)
+class AgentsSettings:
+    """When agents and their nodes count as gone."""
+
+    stale_threshold: float
+    """Seconds of silence after which a node is shown as stale."""
+    heartbeat_timeout: float
+    """Seconds of silence after which an agent is considered disconnected."""
+
+
+@attrs.frozen(kw_only=True)
+class WebSocketSettings:
+    """Live-update connections to browsers."""
+
+    buffer_size: int
+    """Messages queued per client before it is treated as lagging."""
+    ping_interval: float
+    """Seconds between pings to idle clients."""
+
+
+@attrs.frozen(kw_only=True)
+class LogSettings:
+    """Log output."""
+
+    level: str
+    """One of ``debug``, ``info``, ``warning``, ``error``."""
+    format: str
+    """``human`` or ``json`` (one object per line)."""
+
+
+_SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "storage": StorageSettings,
+    "agents": AgentsSettings,
+    "websocket": WebSocketSettings,
+    "log": LogSettings,
+}
+
+
+def _frozen_mapping(origins: Mapping[str, Source]) -> Mapping[str, Source]:
+    return types.MappingProxyType(dict(origins))
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """The server's effective configuration.
+
+    Durations are float seconds. Two Settings are equal when their values are equal,
+    wherever the values came from (``origins`` and ``config_file`` are not compared).
+    Build one with ``load_settings``, ``resolve_settings`` or ``Settings.defaults()``;
+    tests may adjust one with ``attrs.evolve`` (which keeps the recorded origins, so
+    ``origin()`` then describes the value before the change).
+    """
+
+    server: ServerSettings
+    storage: StorageSettings
+    agents: AgentsSettings
+    websocket: WebSocketSettings
+    log: LogSettings
+    config_file: str | None = attrs.field(default=None, eq=False)
+    """The YAML file that was read, or None."""
+    _origins: Mapping[str, Source] = attrs.field(
+        factory=dict, converter=_frozen_mapping, eq=False, repr=False, alias="origins"
+    )
+
+    @classmethod
+    def defaults(cls) -> Settings:
+        """Returns:
+        Settings with every key at its default.
+        """
+        return cls.from_values(
+            {key.name: key.default for key in KEYS},
+            {key.name: Source.default() for key in KEYS},
+        )
+
+    @classmethod
+    def from_values(
+        cls,
+        values: Mapping[str, object],
+        origins: Mapping[str, Source],
+        config_file: str | None = None,
+    ) -> Settings:
+        """Build Settings from already-checked values.
+
+        Args:
+          values: a value for every key in ``KEYS``, by dotted name.
+          origins: where each value came from, by dotted name.
+          config_file: the YAML file that was read, if any.
+
+        Returns:
+          The Settings.
+        """
+        sections = {
+            section: record(**{key.leaf: values[key.name] for key in KEYS if key.section == section})
+            for section, record in _SECTIONS.items()
+        }
+        return cls(**sections, config_file=config_file, origins=origins)
+
+    def value(self, key: str) -> object:
+        """Returns:
+        The effective value of a dotted key, e.g. ``value("server.port")``.
+        """
+        known = _known(key)
+        return getattr(getattr(self, known.section), known.leaf)
+
+    def source(self, key: str) -> Source | None:
+        """Returns:
+        Where the dotted key's value came from, or None if not recorded (Settings
+        built by hand).
+        """
+        return self._origins.get(_known(key).name)
+
+    def origin(self, key: str) -> str:
+        """Returns:
+        Where the dotted key's value came from, rendered: ``default``,
+        ``file /etc/trioscope.yaml:3``, ``env APP_PORT`` or ``flag --port``.
+        """
+        source = self.source(key)
+        return "unrecorded" if source is None else str(source)
+
+
+def _known(key: str) -> Key:
+    try:
+        return KEYS_BY_NAME[key]
+    except KeyError:
+        raise KeyError(f"unknown configuration key {key!r}") from None

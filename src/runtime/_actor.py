@@ -1,0 +1,107 @@
+"""The actor base class and what the runtime gives each running actor."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from ._exceptions import UnhandledMessage
+
+if TYPE_CHECKING:
+    from ._node import ActorCell
+    from ._ref import ActorRef
+    from ._system import ActorSystem
+
+
+@attrs.frozen(kw_only=True)
+class Terminated:
+    """Death-watch notice: told to every watcher when an actor terminates for good
+    (it will not be restarted)."""
+
+    path: str
+    reason: str
+    """``normal``, ``shutdown``, ``crashed: <error>``, ``gave up`` or ``start failed: <error>``."""
+
+
+class ActorContext:
+    """What the runtime hands a running actor: its address, the system, and a scope
+    for background tasks. Replaced on every restart."""
+
+    __slots__ = ("_cell", "_tasks")
+
+    def __init__(self, cell: ActorCell, tasks: trio.Nursery) -> None:
+        self._cell = cell
+        self._tasks = tasks
+
+    @property
+    def ref(self) -> ActorRef:
+        """This actor's own address (the same object across restarts)."""
+        return self._cell.ref
+
+    @property
+    def path(self) -> str:
+        return self._cell.path
+
+    @property
+    def system(self) -> ActorSystem:
+        return self._cell.system
+
+    def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None) -> None:
+        """Run ``fn(*args)`` in the background for as long as this incarnation lives.
+
+        It is cancelled when the actor stops or restarts; if it raises, the actor
+        crashes (and is restarted per its spec), exactly as if ``handle`` had.
+        Use it for timers and for reading sockets, never for handling messages.
+        """
+        self._tasks.start_soon(fn, *args, name=name)
+
+    def stop(self) -> None:
+        """Stop this actor after the current message: a normal exit, so a
+        ``transient`` or ``temporary`` actor terminates and a ``permanent`` one is
+        restarted."""
+        self._cell.stop_requested = True
+
+    def watch(self, target: ActorRef) -> None:
+        """Be told ``Terminated`` when ``target`` terminates (at once if it already has)."""
+        target._cell.add_watcher(self._cell.ref)
+
+
+class Actor:
+    """Subclass, implement ``handle``, and give a factory to an ``ActorSpec``.
+
+    Hook contracts:
+      * ``on_start`` runs in the actor's task before the first message. If it
+        raises, the start fails: the supervisor counts a restart (or, for a
+        first start, the parent's start fails).
+      * ``handle(message)`` runs once per message, one at a time. Its return value
+        answers ``ask``. If it raises, the actor crashes: the asker (if any) gets
+        ``ActorFailed`` at once, the message is dropped and logged with the
+        traceback, and the supervisor applies the restart type. Messages queued
+        behind it are kept for the next incarnation.
+      * ``on_idle`` runs each time the mailbox becomes empty after one or more
+        messages: the place to publish work batched by ``handle``. Exceptions
+        count as crashes.
+      * ``on_stop`` runs in the actor's task when the incarnation ends by a stop
+        request or a normal exit, after the last message. It is not called after
+        a crash (the state may be inconsistent) nor when the actor is cancelled
+        for exceeding its shutdown timeout. Exceptions are logged.
+    """
+
+    context: ActorContext
+    """Set by the runtime before ``on_start``."""
+
+    async def on_start(self) -> None:
+        """Acquire resources, start background tasks. Default: nothing."""
+
+    async def handle(self, message: Any) -> Any:
+        """Handle one message; the return value answers ``ask``."""
+        raise UnhandledMessage(self.context.path, message)
+
+    async def on_idle(self) -> None:
+        """The mailbox just became empty. Default: nothing."""
+
+    async def on_stop(self) -> None:
+        """Release resources. Default: nothing."""

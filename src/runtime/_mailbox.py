@@ -1,0 +1,123 @@
+"""Bounded mailboxes, owned by supervisors so that they outlive actor restarts."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import trio
+
+from ._exceptions import ActorStopped, MailboxFull
+
+
+class MailboxClosed(Exception):
+    """Internal: the mailbox was closed and everything in it has been taken."""
+
+
+class Mailbox:
+    """A bounded FIFO queue with one consumer (the actor) and many producers.
+
+    Why not a trio memory channel: the supervisor must keep the queue across
+    restarts, read its depth cheaply, and drain it when the actor terminates;
+    closing a channel's last receive end would discard what is buffered.
+
+    ``put_nowait`` never blocks (``MailboxFull`` instead); ``put`` waits for room.
+    After ``close()`` nothing new is accepted (``ActorStopped``) but queued items
+    can still be taken, so a graceful stop processes what was accepted.
+    """
+
+    __slots__ = (
+        "_items",
+        "_capacity",
+        "_owner",
+        "_closed",
+        "_receiver",
+        "_senders",
+        "high_water",
+        "accepted",
+    )
+
+    def __init__(self, capacity: int, owner: str) -> None:
+        if capacity < 1:
+            raise ValueError(f"invalid mailbox capacity: {capacity}")
+        self._items: deque[Any] = deque()
+        self._capacity = capacity
+        self._owner = owner
+        self._closed = False
+        self._receiver = trio.lowlevel.ParkingLot()
+        self._senders = trio.lowlevel.ParkingLot()
+        #: Most messages ever queued at once.
+        self.high_water = 0
+        #: Messages accepted since the mailbox was created.
+        self.accepted = 0
+
+    @property
+    def capacity(self) -> int:
+        return self._capacity
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put_nowait(self, item: Any) -> None:
+        """Queue ``item`` or raise ``MailboxFull`` / ``ActorStopped`` at once."""
+        if self._closed:
+            raise ActorStopped(self._owner)
+        items = self._items
+        if len(items) >= self._capacity:
+            raise MailboxFull(self._owner, self._capacity)
+        items.append(item)
+        self.accepted += 1
+        if len(items) > self.high_water:
+            self.high_water = len(items)
+        if self._receiver:
+            self._receiver.unpark()
+
+    async def put(self, item: Any) -> None:
+        """Queue ``item``, waiting while the mailbox is full."""
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while len(self._items) >= self._capacity and not self._closed:
+            await self._senders.park()
+        self.put_nowait(item)
+        await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def get_nowait(self) -> Any:
+        """Take the oldest item; ``trio.WouldBlock`` if empty, ``MailboxClosed`` if
+        closed and empty."""
+        if not self._items:
+            if self._closed:
+                raise MailboxClosed
+            raise trio.WouldBlock
+        item = self._items.popleft()
+        if self._senders:
+            self._senders.unpark()
+        return item
+
+    async def get(self) -> Any:
+        """Take the oldest item, waiting for one.
+
+        Cancellation-safe: an item is removed only on the way out, after the last
+        point where this call can be cancelled, so a cancelled ``get`` loses nothing.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                return self.get_nowait()
+            except trio.WouldBlock:
+                await self._receiver.park()
+
+    def close(self) -> None:
+        """Refuse new items from now on; wake everyone waiting."""
+        self._closed = True
+        self._receiver.unpark_all()
+        self._senders.unpark_all()
+
+    def take_all(self) -> list[Any]:
+        """Remove and return everything queued (used when an actor terminates)."""
+        items = list(self._items)
+        self._items.clear()
+        self._senders.unpark_all()
+        return items

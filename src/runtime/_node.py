@@ -1,0 +1,334 @@
+"""A node of the supervision tree: what outlives restarts, and one actor's run.
+
+A node is created once, when its parent first learns of it, and keeps its path,
+mailbox, counters and watchers until it terminates for good. Each (re)start is an
+*incarnation*: one call of ``run`` in the parent's nursery, with a fresh actor
+object and a fresh cancel scope.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from . import _events as events
+from ._actor import Actor, ActorContext, Terminated
+from ._exceptions import ActorFailed, ActorStopped, MailboxFull, StartFailed
+from ._intensity import RestartHistory
+from ._mailbox import Mailbox, MailboxClosed
+from ._ref import ActorRef, Ask
+from ._specs import ActorSpec, ChildSpec
+from ._stats import ActorStats
+
+if TYPE_CHECKING:
+    from ._supervisor import SupervisorNode
+    from ._system import ActorSystem
+
+# An actor handling a long run of synchronous messages yields to others this often.
+_BURST = 64
+
+
+class Status(enum.Enum):
+    STOPPED = "stopped"
+    """Not running; will be started (first start pending, or between restarts)."""
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    RESTARTING = "restarting"
+    """Waiting for its restart (backoff, or queued behind siblings)."""
+    TERMINATED = "terminated"
+    """Gone for good: mailbox closed, path free for reuse."""
+
+
+class ExitKind(enum.Enum):
+    NORMAL = "normal"
+    CRASHED = "crashed"
+    KILLED = "killed"
+
+
+@attrs.frozen
+class Exit:
+    """How an incarnation ended."""
+
+    kind: ExitKind
+    error: BaseException | None = None
+
+    @property
+    def crashed(self) -> bool:
+        return self.kind is ExitKind.CRASHED
+
+    def describe(self) -> str:
+        if self.error is None:
+            return self.kind.value
+        return f"{self.kind.value}: {type(self.error).__name__}: {self.error}"
+
+
+NORMAL_EXIT = Exit(ExitKind.NORMAL)
+KILLED_EXIT = Exit(ExitKind.KILLED)
+
+
+def first_error(exc: BaseException) -> BaseException:
+    """The first non-Cancelled exception inside (possibly nested) exception groups,
+    or ``exc`` itself if there is none: nurseries wrap everything in groups, and
+    logs and askers want the actual error."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = first_error(inner)
+            if not isinstance(found, trio.Cancelled):
+                return found
+    return exc
+
+
+class Node:
+    """State shared by actor and supervisor nodes."""
+
+    kind = "node"
+
+    def __init__(self, system: ActorSystem, parent: SupervisorNode | None, spec: ChildSpec, path: str) -> None:
+        self.system = system
+        self.parent = parent
+        self.spec = spec
+        self.path = path
+        self.status = Status.STOPPED
+        self.incarnation = 0
+        #: Highest incarnation whose exit the parent has dealt with.
+        self.exit_handled = 0
+        self.scope: trio.CancelScope | None = None
+        self.done = trio.Event()
+        self.last_exit: Exit | None = None
+        self.restarts = 0
+        self.history: RestartHistory = ()
+        self.terminated = trio.Event()
+        self.watchers: list[ActorRef] = []
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def begin_incarnation(self) -> int:
+        self.incarnation += 1
+        self.done = trio.Event()
+        self.status = Status.STARTING
+        return self.incarnation
+
+    def end_incarnation(self, exit: Exit, incarnation: int, started: bool) -> None:
+        self.scope = None
+        self.last_exit = exit
+        if self.status is not Status.TERMINATED:
+            self.status = Status.STOPPED
+        self.done.set()
+        if started and self.parent is not None:
+            self.parent.child_exited(self, incarnation)
+
+    def add_watcher(self, watcher: ActorRef) -> None:
+        if self.terminated.is_set():
+            self._notify(watcher, "already terminated")
+        else:
+            self.watchers.append(watcher)
+
+    def _notify(self, watcher: ActorRef, reason: str) -> None:
+        try:
+            watcher.tell(Terminated(path=self.path, reason=reason))
+        except (MailboxFull, ActorStopped):
+            pass  # counted as a dead letter by the watcher's mailbox, or nobody to tell
+
+    def mark_terminated(self, reason: str) -> None:
+        """Common end of ``terminate``: free the path, tell the watchers, log."""
+        self.status = Status.TERMINATED
+        self.system.unregister(self)
+        self.terminated.set()
+        watchers, self.watchers = self.watchers, []
+        for watcher in watchers:
+            self._notify(watcher, reason)
+        events.stopped(self.path, self.type_name, reason)
+
+    @property
+    def type_name(self) -> str:
+        return self.kind
+
+    # Implemented by ActorCell and SupervisorNode.
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        raise NotImplementedError
+
+    def request_stop(self, final: bool) -> None:
+        raise NotImplementedError
+
+    def terminate(self, reason: str) -> None:
+        raise NotImplementedError
+
+
+class ActorCell(Node):
+    """An actor's node: its mailbox and counters, and the message loop."""
+
+    kind = "actor"
+    spec: ActorSpec
+
+    def __init__(self, system: ActorSystem, parent: SupervisorNode | None, spec: ActorSpec, path: str) -> None:
+        super().__init__(system, parent, spec, path)
+        self.mailbox = Mailbox(spec.mailbox_size, path)
+        self.ref = ActorRef(self)
+        self.actor_type: str | None = None
+        self.processed = 0
+        self.failed = 0
+        self.dead_letters = 0
+        self.stop_requested = False
+        self._wait_scope: trio.CancelScope | None = None
+        self._current: Any = None
+
+    @property
+    def type_name(self) -> str:
+        return self.actor_type or "actor"
+
+    def dead_letter(self, message: Any) -> None:
+        self.dead_letters += 1
+        self.system.count_dead_letter(self.type_name)
+
+    def request_stop(self, final: bool) -> None:
+        """Graceful stop. ``final``: accept nothing more, finish what is queued, then
+        stop (shutdown). Otherwise stop after the current message and keep the queue
+        for the next incarnation (a sibling's restart)."""
+        if final:
+            self.mailbox.close()
+        else:
+            self.stop_requested = True
+            if self._wait_scope is not None:
+                self._wait_scope.cancel()
+
+    def terminate(self, reason: str) -> None:
+        if self.terminated.is_set():
+            return
+        self.mailbox.close()
+        for item in self.mailbox.take_all():
+            if type(item) is Ask:
+                item.fail(ActorStopped(self.path))
+            self.dead_letter(item)
+        self.mark_terminated(reason)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """One incarnation. Raises ``StartFailed`` (to the starter) if ``on_start``
+        fails; afterwards every exit is reported to the parent, never raised."""
+        incarnation = self.begin_incarnation()
+        self.stop_requested = False
+        exit = NORMAL_EXIT
+        started = False
+        try:
+            with trio.CancelScope() as scope:
+                self.scope = scope
+                try:
+                    async with trio.open_nursery() as tasks:
+                        actor = self.spec.factory()
+                        self.actor_type = type(actor).__name__
+                        actor.context = ActorContext(self, tasks)
+                        await actor.on_start()
+                        started = True
+                        self.status = Status.RUNNING
+                        events.started(self.path, self.type_name, incarnation)
+                        task_status.started()
+                        await self._serve(actor)
+                        await self._call_on_stop(actor)
+                        tasks.cancel_scope.cancel()
+                except BaseException as exc:
+                    error = first_error(exc)
+                    if isinstance(error, trio.Cancelled):
+                        raise
+                    if not started:
+                        raise StartFailed(self.path, error) from error
+                    self.failed += 1
+                    message = self._current.message if type(self._current) is Ask else self._current
+                    events.crashed(self.path, self.type_name, error, message)
+                    exit = Exit(ExitKind.CRASHED, error)
+            if scope.cancelled_caught:
+                exit = KILLED_EXIT
+                if not started:
+                    raise StartFailed(self.path, trio.TooSlowError("cancelled while starting"))
+        finally:
+            self._current = None
+            self.end_incarnation(exit, incarnation, started)
+
+    async def _serve(self, actor: Actor) -> None:
+        mailbox = self.mailbox
+        has_idle_hook = type(actor).on_idle is not Actor.on_idle
+        since_idle = 0
+        burst = 0
+        while not self.stop_requested:
+            if burst >= _BURST:
+                burst = 0
+                await trio.lowlevel.checkpoint()
+                continue
+            try:
+                item = mailbox.get_nowait()
+            except trio.WouldBlock:
+                if since_idle and has_idle_hook:
+                    since_idle = 0
+                    await actor.on_idle()
+                    continue
+                burst = 0
+                item = await self._park()
+                if item is _INTERRUPTED:
+                    continue
+            except MailboxClosed:
+                item = _CLOSED
+            if item is _CLOSED:
+                if since_idle and has_idle_hook:
+                    await actor.on_idle()
+                return
+            burst += 1
+            since_idle += 1
+            await self._deliver(actor, item)
+
+    async def _park(self) -> Any:
+        """Wait for a message; ``_INTERRUPTED`` if a stop request woke us,
+        ``_CLOSED`` if the mailbox was closed and is empty."""
+        with trio.CancelScope() as wait:
+            self._wait_scope = wait
+            try:
+                return await self.mailbox.get()
+            except MailboxClosed:
+                return _CLOSED
+            finally:
+                self._wait_scope = None
+        return _INTERRUPTED
+
+    async def _deliver(self, actor: Actor, item: Any) -> None:
+        self._current = item
+        if type(item) is Ask:
+            try:
+                value = await actor.handle(item.message)
+            except Exception as exc:
+                item.fail(ActorFailed(self.path, exc))
+                raise
+            except BaseException:
+                item.fail(ActorStopped(self.path))
+                raise
+            item.resolve(value)
+        else:
+            await actor.handle(item)
+        self._current = None
+        self.processed += 1
+
+    async def _call_on_stop(self, actor: Actor) -> None:
+        try:
+            await actor.on_stop()
+        except Exception as exc:
+            events.crashed(self.path, self.type_name, exc, None)
+
+    def stats(self) -> ActorStats:
+        return ActorStats(
+            path=self.path,
+            actor_type=self.type_name,
+            status=self.status.value,
+            restarts=self.restarts,
+            processed=self.processed,
+            failed=self.failed,
+            dead_letters=self.dead_letters,
+            mailbox_depth=len(self.mailbox),
+            mailbox_capacity=self.mailbox.capacity,
+            mailbox_high_water=self.mailbox.high_water,
+        )
+
+
+_INTERRUPTED = object()
+_CLOSED = object()

@@ -1,0 +1,129 @@
+"""Handles to actors: the only way callers reach one (they never hold the object)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import outcome
+import trio
+
+from ._exceptions import ActorStopped, AskTimeout
+
+if TYPE_CHECKING:
+    from ._node import ActorCell
+
+
+class Ask:
+    """A message that wants a reply, as it sits in a mailbox.
+
+    The asker parks its task directly (no Event, no channel): the actor's loop
+    reschedules it with the outcome. Settling twice is a no-op, so a late reply
+    after a timeout, or a failure after a reply, cannot confuse anyone.
+    """
+
+    __slots__ = ("message", "_task", "_outcome")
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+        self._task: trio.lowlevel.Task | None = None
+        self._outcome: outcome.Outcome[Any] | None = None
+
+    def resolve(self, value: Any) -> None:
+        self._settle(outcome.Value(value))
+
+    def fail(self, error: BaseException) -> None:
+        self._settle(outcome.Error(error))
+
+    def _settle(self, result: outcome.Outcome[Any]) -> None:
+        if self._outcome is not None:
+            return
+        self._outcome = result
+        task, self._task = self._task, None
+        if task is not None:
+            trio.lowlevel.reschedule(task, result)
+
+    async def wait(self) -> Any:
+        if self._outcome is not None:
+            await trio.lowlevel.checkpoint()
+            return self._outcome.unwrap()
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
+            self._task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        return await trio.lowlevel.wait_task_rescheduled(abort)
+
+
+class ActorRef:
+    """Address of one actor. Stays valid across restarts (it names the mailbox,
+    which the supervisor keeps); after the actor terminates for good, every
+    method raises ``ActorStopped`` and counts a dead letter."""
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: ActorCell) -> None:
+        self._cell = cell
+
+    @property
+    def path(self) -> str:
+        return self._cell.path
+
+    @property
+    def alive(self) -> bool:
+        """False once the actor has terminated for good."""
+        return not self._cell.terminated.is_set()
+
+    def tell(self, message: Any) -> None:
+        """Queue ``message`` without waiting.
+
+        Raises:
+            MailboxFull: the mailbox is at capacity (shed the load or use ``send``).
+            ActorStopped: the actor has terminated (counted as a dead letter).
+        """
+        try:
+            self._cell.mailbox.put_nowait(message)
+        except ActorStopped:
+            self._cell.dead_letter(message)
+            raise
+
+    async def send(self, message: Any) -> None:
+        """Queue ``message``, waiting for room: back-pressure between actors."""
+        try:
+            await self._cell.mailbox.put(message)
+        except ActorStopped:
+            self._cell.dead_letter(message)
+            raise
+
+    async def ask(self, message: Any, timeout: float | None = 5.0) -> Any:
+        """Send ``message`` and wait for the actor's ``handle`` return value.
+
+        A full mailbox fails at once (``MailboxFull``) rather than waiting: asks
+        come from request handlers, which should shed load, not queue it.
+
+        Raises:
+            AskTimeout: no reply within ``timeout`` seconds (None waits forever).
+            ActorFailed: ``handle`` raised on this message.
+            ActorStopped: the actor terminated before handling it.
+            MailboxFull: no room in the mailbox.
+        """
+        ask = Ask(message)
+        self.tell(ask)
+        if timeout is None:
+            return await ask.wait()
+        with trio.move_on_after(timeout):
+            return await ask.wait()
+        raise AskTimeout(self._cell.path, timeout)
+
+    async def wait_stopped(self) -> None:
+        """Return once the actor has terminated for good."""
+        await self._cell.terminated.wait()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return id(self._cell)
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self._cell.path}>"

@@ -1,0 +1,128 @@
+"""The actor system: the root supervisor, lookup by path, system-wide counters."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from ._exceptions import ActorNotFound, DuplicateChild, StartFailed
+from ._node import ActorCell, Node, Status
+from ._specs import SupervisorSpec
+from ._stats import SystemStats
+from ._supervisor import SupervisorNode, SupervisorRef
+
+
+class ActorSystem:
+    """One supervision tree. Create it with ``open_actor_system``.
+
+    There is no global system: code that needs one is handed it explicitly.
+    """
+
+    def __init__(self, root: SupervisorSpec) -> None:
+        self._registry: dict[str, Node] = {}
+        self._dead_letters: Counter[str] = Counter()
+        self._root = SupervisorNode(self, None, root, "/" + root.name)
+        self.register(self._root)
+
+    # ---- used by nodes ------------------------------------------------------------
+
+    def register(self, node: Node) -> None:
+        current = self._registry.get(node.path)
+        if current is not None and current.status is not Status.TERMINATED:
+            raise DuplicateChild(node.path)
+        self._registry[node.path] = node
+
+    def unregister(self, node: Node) -> None:
+        if self._registry.get(node.path) is node:
+            del self._registry[node.path]
+
+    def count_dead_letter(self, actor_type: str) -> None:
+        self._dead_letters[actor_type] += 1
+
+    # ---- public -------------------------------------------------------------------
+
+    @property
+    def root(self) -> SupervisorRef:
+        return self._root.ref
+
+    def lookup(self, path: str) -> Any:
+        """The ``ActorRef`` or ``SupervisorRef`` at ``path`` (e.g. ``/root/topology``).
+
+        Raises:
+            ActorNotFound: nothing live has that path.
+        """
+        node = self._registry.get(path)
+        if node is None or node.status is Status.TERMINATED:
+            raise ActorNotFound(path)
+        return node.ref  # type: ignore[attr-defined]
+
+    @property
+    def dead_letters(self) -> int:
+        """Messages that reached no actor (told to a terminated actor, or left in
+        its mailbox when it terminated)."""
+        return sum(self._dead_letters.values())
+
+    def snapshot(self) -> SystemStats:
+        """The supervision tree with every node's counters, as of now."""
+        return SystemStats(
+            root=self._root.stats(),
+            dead_letters=self.dead_letters,
+            dead_letters_by_type=dict(self._dead_letters),
+            actors=sum(1 for n in self._registry.values() if isinstance(n, ActorCell)),
+        )
+
+    async def stop(self) -> None:
+        """Graceful shutdown: children stop in reverse start order, each finishing
+        its queued messages within its shutdown timeout. Idempotent."""
+        root = self._root
+        if root.status is Status.RUNNING:
+            root.request_stop(final=True)
+        await root.done.wait()
+        root.terminate("shutdown")
+
+    async def _run_root(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        root = self._root
+        try:
+            await root.run(task_status=task_status)
+        finally:
+            exit = root.last_exit
+            if exit is None:
+                reason = "cancelled"
+            elif exit.crashed:
+                reason = exit.describe()
+            else:
+                reason = "shutdown"
+            root.terminate(reason)
+        if exit is not None and exit.crashed:
+            assert exit.error is not None
+            raise exit.error
+
+
+@asynccontextmanager
+async def open_actor_system(root: SupervisorSpec) -> AsyncIterator[ActorSystem]:
+    """Start the tree (children in order, each ``on_start`` completed) and yield
+    the system; on leaving the block, shut it down gracefully.
+
+    Raises ``StartFailed`` if a child cannot start (those started are stopped).
+    If the root supervisor gives up (its restart intensity is exceeded), the block
+    is cancelled and the reason (``RestartIntensityExceeded``) is raised, inside an
+    exception group as trio nurseries do.
+    """
+    system = ActorSystem(root)
+    failed_start: StartFailed | None = None
+    async with trio.open_nursery() as nursery:
+        try:
+            await nursery.start(system._run_root)
+        except StartFailed as exc:
+            failed_start = exc  # raised below, outside the nursery's exception group
+        else:
+            try:
+                yield system
+            finally:
+                await system.stop()
+    if failed_start is not None:
+        raise failed_start

@@ -1,0 +1,213 @@
+"""The pure core: layers, precedence, aliases and value checks, driven with plain values."""
+
+import pytest
+
+from trioscope.config import (
+    ConfigError,
+    ConfigFile,
+    FlagValue,
+    Settings,
+    Source,
+    SourceKind,
+    resolve_settings,
+)
+
+FILE = "/etc/t.yaml"
+
+
+def config(text):
+    return ConfigFile(path=FILE, text=text)
+
+
+def problems(flags=None, environ=None, text=None):
+    with pytest.raises(ConfigError) as caught:
+        resolve_settings(flags or {}, environ or {}, None if text is None else config(text))
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_nothing_set_gives_defaults_from_default():
+    settings = resolve_settings({}, {})
+    assert settings == Settings.defaults()
+    assert settings.server.port == 8080
+    assert settings.storage.max_data_age == 3600.0
+    assert settings.origin("server.port") == "default"
+    assert settings.config_file is None
+
+
+def test_file_overrides_defaults_with_line_as_origin():
+    text = "server:\n  host: 127.0.0.1\n  port: 7000\nstorage:\n  max_data_age: 2h\n"
+    settings = resolve_settings({}, {}, config(text))
+    assert settings.server.port == 7000
+    assert settings.server.host == "127.0.0.1"
+    assert settings.storage.max_data_age == 7200.0
+    assert settings.origin("server.port") == f"file {FILE}:3"
+    assert settings.origin("storage.max_data_age") == f"file {FILE}:5"
+    assert settings.origin("server.backlog") == "default"
+    assert settings.config_file == FILE
+
+
+def test_env_overrides_file_and_flag_overrides_env():
+    text = "server:\n  port: 7000\n  backlog: 100\nlog:\n  level: warning\n"
+    environ = {"TRIOSCOPE_SERVER_PORT": "7001", "TRIOSCOPE_SERVER_BACKLOG": "200", "MAX_DATA_AGE": "3h"}
+    flags = {"server.port": FlagValue("7002", "-port"), "storage.max_data_age": "4h"}
+    settings = resolve_settings(flags, environ, config(text))
+    assert (settings.server.port, settings.origin("server.port")) == (7002, "flag -port")
+    assert (settings.server.backlog, settings.origin("server.backlog")) == (200, "env TRIOSCOPE_SERVER_BACKLOG")
+    assert (settings.storage.max_data_age, settings.origin("storage.max_data_age")) == (
+        14400.0,
+        "flag --max-data-age",
+    )
+    assert (settings.log.level, settings.origin("log.level")) == ("warning", f"file {FILE}:5")
+    assert (settings.log.format, settings.origin("log.format")) == ("human", "default")
+
+
+def test_origin_is_structured_too():
+    settings = resolve_settings({}, {"APP_PORT": "9000"})
+    assert settings.source("server.port") == Source(kind=SourceKind.ENV, name="APP_PORT")
+    with pytest.raises(KeyError, match="server.prot"):
+        settings.origin("server.prot")
+
+
+@pytest.mark.parametrize(
+    ("key", "primary", "alias"),
+    [
+        ("server.port", "TRIOSCOPE_SERVER_PORT", "APP_PORT"),
+        ("server.host", "TRIOSCOPE_SERVER_HOST", "APP_HOST"),
+        ("storage.max_data_age", "TRIOSCOPE_STORAGE_MAX_DATA_AGE", "MAX_DATA_AGE"),
+    ],
+)
+def test_trioscope_env_name_beats_alias(key, primary, alias):
+    values = {"server.port": ("9001", "9002"), "server.host": ("h1", "h2"), "storage.max_data_age": ("2h", "3h")}
+    primary_text, alias_text = values[key]
+    alone = resolve_settings({}, {alias: alias_text})
+    assert alone.origin(key) == f"env {alias}"
+    both = resolve_settings({}, {alias: alias_text, primary: primary_text})
+    assert both.origin(key) == f"env {primary}"
+    assert both.value(key) == resolve_settings({}, {primary: primary_text}).value(key)
+    assert both.value(key) != alone.value(key)
+
+
+def test_shadowed_alias_is_not_even_read():
+    settings = resolve_settings({}, {"TRIOSCOPE_SERVER_PORT": "9001", "APP_PORT": "not a port"})
+    assert settings.server.port == 9001
+
+
+def test_empty_environment_value_counts_as_unset():
+    settings = resolve_settings({}, {"TRIOSCOPE_SERVER_PORT": "", "APP_PORT": "9002"})
+    assert settings.origin("server.port") == "env APP_PORT"
+
+
+def test_environment_and_flag_text_is_stripped_and_choices_ignore_case():
+    settings = resolve_settings({"log.level": " WARNING "}, {"APP_PORT": " 9000\n"})
+    assert settings.server.port == 9000
+    assert settings.log.level == "warning"
+
+
+def test_bad_duration_from_env_alias():
+    assert problems(environ={"MAX_DATA_AGE": "1x"}) == [
+        'storage.max_data_age: "1x" from env MAX_DATA_AGE is not a duration; '
+        "use a number with a unit, like 90s, 5m or 1h"
+    ]
+
+
+def test_out_of_range_from_flag():
+    assert problems(flags={"server.port": "70000"}) == [
+        "server.port: 70000 from flag --port is out of range; allowed 0..65535"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"storage.max_data_age": "31d"}, "storage.max_data_age: 31d from flag --max-data-age is out of range; allowed 1m..720h"),
+        ({"storage.max_data_age": "59s"}, "storage.max_data_age: 59s from flag --max-data-age is out of range; allowed 1m..720h"),
+        ({"websocket.buffer_size": "0"}, "websocket.buffer_size: 0 from flag --ws-buffer-size is out of range; allowed 1..65536"),
+        ({"server.shutdown_timeout": "11m"}, "server.shutdown_timeout: 11m from flag --shutdown-timeout is out of range; allowed 1s..10m"),
+        ({"server.port": "-1"}, "server.port: -1 from flag --port is out of range; allowed 0..65535"),
+    ],
+)
+def test_limits_are_inclusive_and_enforced(flags, expected):
+    assert problems(flags=flags) == [expected]
+
+
+def test_limit_edges_are_accepted():
+    settings = resolve_settings(
+        {"server.port": "0", "storage.max_data_age": "720h", "websocket.buffer_size": "65536"},
+        {"TRIOSCOPE_STORAGE_CLEANUP_INTERVAL": "1s"},
+    )
+    assert settings.server.port == 0
+    assert settings.storage.max_data_age == 30 * 86400.0
+    assert settings.storage.cleanup_interval == 1.0
+    assert settings.websocket.buffer_size == 65536
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ({"server.port": "80.5"}, 'server.port: "80.5" from flag --port is not a whole number; expected a whole number in 0..65535'),
+        ({"server.port": ""}, 'server.port: "" from flag --port is not a whole number; expected a whole number in 0..65535'),
+        ({"log.level": "verbose"}, 'log.level: "verbose" from flag --log-level is not allowed; use one of debug, info, warning, error'),
+        ({"server.host": "my host"}, 'server.host: "my host" from flag --host contains whitespace; expected a host name or IP address'),
+        ({"server.host": "x" * 254}, f'server.host: "{"x" * 254}" from flag --host is longer than 253 characters; expected a host name or IP address'),
+        ({"agents.heartbeat_timeout": "120"}, 'agents.heartbeat_timeout: "120" from flag --heartbeat-timeout has no unit; did you mean 120s?'),
+    ],
+)
+def test_unparsable_text_is_quoted_and_explained(flags, expected):
+    assert problems(flags=flags) == [expected]
+
+
+def test_flag_problem_names_the_spelling_typed():
+    assert problems(flags={"server.port": FlagValue("x", "-port")}) == [
+        'server.port: "x" from flag -port is not a whole number; expected a whole number in 0..65535'
+    ]
+
+
+def test_overridden_bad_values_are_still_reported():
+    assert problems(flags={"server.port": "9000"}, environ={"APP_PORT": "eighty"}) == [
+        'server.port: "eighty" from env APP_PORT is not a whole number; expected a whole number in 0..65535'
+    ]
+
+
+def test_every_problem_is_reported_one_line_each_in_layer_order():
+    text = "server:\n  port: true\n  backlg: 5\nstorage:\n  max_data_age: 3600\n"
+    environ = {"MAX_DATA_AGE": "1x", "TRIOSCOPE_LOG_FORMAT": "xml"}
+    flags = {"server.port": "70000", "websocket.ping_interval": "0s"}
+    with pytest.raises(ConfigError) as caught:
+        resolve_settings(flags, environ, config(text))
+    lines = str(caught.value).splitlines()
+    assert lines == [
+        f"server.port: true from file {FILE}:2 is a boolean; expected a whole number in 0..65535",
+        f"server.backlg: unknown key in {FILE}:3 (did you mean server.backlog?)",
+        f"storage.max_data_age: 3600 from file {FILE}:5 has no unit; did you mean 3600s?",
+        'storage.max_data_age: "1x" from env MAX_DATA_AGE is not a duration; use a number with a unit, like 90s, 5m or 1h',
+        'log.format: "xml" from env TRIOSCOPE_LOG_FORMAT is not allowed; use one of human, json',
+        "server.port: 70000 from flag --port is out of range; allowed 0..65535",
+        "websocket.ping_interval: 0s from flag --ws-ping-interval is out of range; allowed 1s..1h",
+    ]
+    assert [problem.key for problem in caught.value.problems] == [
+        "server.port",
+        "server.backlg",
+        "storage.max_data_age",
+        "storage.max_data_age",
+        "log.format",
+        "server.port",
+        "websocket.ping_interval",
+    ]
+    assert caught.value.problems[0].source == Source(kind=SourceKind.FILE, name=FILE, line=2)
+
+
+def test_unreadable_file_is_one_problem_alongside_others():
+    unreadable = ConfigFile(
+        path="/missing.yaml", error="No such file or directory", named_by=Source(kind=SourceKind.ENV, name="TRIOSCOPE_CONFIG")
+    )
+    with pytest.raises(ConfigError) as caught:
+        resolve_settings({"server.port": "x"}, {}, unreadable)
+    assert str(caught.value).splitlines() == [
+        "cannot read config file /missing.yaml (named by env TRIOSCOPE_CONFIG): No such file or directory",
+        'server.port: "x" from flag --port is not a whole number; expected a whole number in 0..65535',
+    ]
+
+
+def test_flag_names_must_be_keys():
+    with pytest.raises(ValueError, match="server.prot"):
+        resolve_settings({"server.prot": "1"}, {})

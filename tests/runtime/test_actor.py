@@ -1,0 +1,219 @@
+"""Actors and refs: tell, send, ask, crashes, hooks, self-stop, dead letters."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from tests.runtime.scripted import Block, Crash, Journal, StopSelf, settle, worker
+from trioscope.runtime import (
+    Actor,
+    ActorFailed,
+    ActorSpec,
+    ActorStopped,
+    AskTimeout,
+    MailboxFull,
+    Restart,
+    StartFailed,
+    SupervisorSpec,
+    UnhandledMessage,
+    open_actor_system,
+)
+
+
+def tree(*children):
+    return SupervisorSpec(name="root", children=children)
+
+
+async def test_ask_returns_what_handle_returns(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        assert await ref.ask("hello") == ("w", 1, "hello")
+
+
+async def test_tell_is_handled_in_order(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        for i in range(10):
+            ref.tell(i)
+        await settle()
+        assert journal.handled("w") == list(range(10))
+
+
+async def test_tell_on_a_full_mailbox_raises_and_send_waits_for_room(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal, mailbox_size=2))) as system:
+        ref = system.lookup("/root/w")
+        gate = trio.Event()
+        ref.tell(Block(gate))
+        await settle()  # the actor is now inside handle(Block): the mailbox is empty
+        ref.tell("a")
+        ref.tell("b")
+        with pytest.raises(MailboxFull):
+            ref.tell("c")
+        sent = []
+
+        async def sender():
+            await ref.send("c")
+            sent.append("c")
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sender)
+            await settle()
+            assert sent == []  # still waiting for room
+            gate.set()
+        await settle()
+        assert sent == ["c"]
+        assert journal.handled("w")[1:] == ["a", "b", "c"]
+
+
+async def test_ask_times_out(journal: Journal, autojump_clock):
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        ref.tell(Block(trio.Event()))
+        with pytest.raises(AskTimeout) as info:
+            await ref.ask("late", timeout=2.0)
+        assert info.value.path == "/root/w"
+
+
+async def test_ask_to_a_crashing_actor_fails_at_once_and_the_actor_restarts(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        with trio.fail_after(1):  # must not wait for the ask timeout
+            with pytest.raises(ActorFailed) as info:
+                await ref.ask(Crash("bad input"), timeout=60)
+        assert isinstance(info.value.cause, ValueError)
+        assert await ref.ask("after") == ("w", 2, "after")
+
+
+async def test_messages_queued_behind_a_crash_are_handled_by_the_restarted_actor(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        gate = trio.Event()
+        ref.tell(Block(gate))
+        await settle()
+        ref.tell(Crash())
+        ref.tell("a")
+        ref.tell("b")
+        gate.set()
+        assert await ref.ask("c") == ("w", 2, "c")
+        handled = [(e[2], e[3]) for e in journal.of("handle", "w")]
+        assert handled[1:] == [(2, "a"), (2, "b"), (2, "c")]
+
+
+async def test_ref_stays_valid_across_restarts(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        before = system.lookup("/root/w")
+        before.tell(Crash())
+        await settle()
+        assert system.lookup("/root/w") == before
+        assert await before.ask("x") == ("w", 2, "x")
+
+
+async def test_on_idle_runs_once_per_burst(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        gate = trio.Event()
+        ref.tell(Block(gate))
+        await settle()
+        for i in range(20):
+            ref.tell(i)
+        gate.set()
+        await settle()
+        assert len(journal.of("idle", "w")) == 1
+        ref.tell("one more")
+        await settle()
+        assert len(journal.of("idle", "w")) == 2
+
+
+async def test_on_stop_runs_on_shutdown_but_not_after_a_crash(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        ref.tell(Crash())
+        await settle()
+        assert journal.of("stop", "w") == []
+    assert [e[2] for e in journal.of("stop", "w")] == [2]
+
+
+async def test_failing_on_start_fails_the_system_start(journal: Journal):
+    spec = tree(worker("w", journal, fail_start=lambda: True))
+    with pytest.raises(StartFailed) as info:
+        async with open_actor_system(spec):
+            pytest.fail("the system must not start")
+    assert "cannot start" in str(info.value.cause)
+
+
+@pytest.mark.parametrize(("restart", "restarted"), [(Restart.PERMANENT, True), (Restart.TRANSIENT, False)])
+async def test_context_stop_is_a_normal_exit(journal: Journal, restart: Restart, restarted: bool):
+    async with open_actor_system(tree(worker("w", journal, restart=restart))) as system:
+        ref = system.lookup("/root/w")
+        ref.tell(StopSelf())
+        await settle()
+        assert ref.alive is restarted
+        assert journal.starts("w") == (2 if restarted else 1)
+
+
+async def test_background_task_failure_crashes_the_actor():
+    started = []
+
+    class Ticker(Actor):
+        async def on_start(self) -> None:
+            started.append(True)
+            if len(started) == 1:
+                self.context.start_soon(self._fail)
+
+        async def _fail(self) -> None:
+            raise OSError("socket went away")
+
+        async def handle(self, message):
+            return len(started)
+
+    async with open_actor_system(tree(ActorSpec(name="t", factory=Ticker))) as system:
+        await settle()
+        assert await system.lookup("/root/t").ask("incarnation") == 2
+
+
+async def test_unhandled_message_crashes_with_a_clear_error():
+    class Quiet(Actor):
+        pass
+
+    async with open_actor_system(tree(ActorSpec(name="q", factory=Quiet))) as system:
+        with pytest.raises(ActorFailed) as info:
+            await system.lookup("/root/q").ask(42)
+        assert isinstance(info.value.cause, UnhandledMessage)
+        assert "cannot handle int" in str(info.value.cause)
+
+
+async def test_tell_to_a_terminated_actor_raises_and_counts_a_dead_letter(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal, restart=Restart.TEMPORARY))) as system:
+        ref = system.lookup("/root/w")
+        ref.tell(Crash())
+        await ref.wait_stopped()
+        with pytest.raises(ActorStopped):
+            ref.tell("lost")
+        with pytest.raises(ActorStopped):
+            await ref.ask("lost too")
+        assert system.dead_letters == 2
+        assert system.snapshot().dead_letters_by_type == {"Worker": 2}
+
+
+async def test_pending_asks_fail_when_the_actor_terminates(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal, restart=Restart.TEMPORARY))) as system:
+        ref = system.lookup("/root/w")
+        gate = trio.Event()
+        ref.tell(Block(gate))
+        await settle()
+        ref.tell(Crash())
+        outcomes = []
+
+        async def asker():
+            try:
+                await ref.ask("queued", timeout=60)
+            except ActorStopped as exc:
+                outcomes.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(asker)
+            await settle()
+            gate.set()
+        assert len(outcomes) == 1 and outcomes[0].path == "/root/w"
+        assert system.dead_letters == 1

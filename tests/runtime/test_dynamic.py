@@ -1,0 +1,139 @@
+"""Dynamic supervisors: children on demand, limits, per-child intensity."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from tests.runtime.scripted import Block, Crash, Journal, settle, worker
+from trioscope.runtime import (
+    ActorNotFound,
+    ActorStopped,
+    DuplicateChild,
+    IntensityScope,
+    Restart,
+    RestartIntensityExceeded,
+    StartFailed,
+    SupervisorSpec,
+    TooManyChildren,
+    dynamic_supervisor,
+    open_actor_system,
+)
+
+
+def tree(**kwargs) -> SupervisorSpec:
+    return SupervisorSpec(name="root", children=[dynamic_supervisor("agents", **kwargs)])
+
+
+async def test_start_child_runs_it_and_makes_it_findable_by_path(journal: Journal):
+    async with open_actor_system(tree()) as system:
+        agents = system.lookup("/root/agents")
+        ref = await agents.start_child(worker("agent-7", journal))
+        assert ref.path == "/root/agents/agent-7"
+        assert system.lookup("/root/agents/agent-7") == ref
+        assert journal.starts("agent-7") == 1
+        with pytest.raises(DuplicateChild):
+            await agents.start_child(worker("agent-7", journal))
+
+
+async def test_ensure_child_returns_the_live_child_or_starts_one(journal: Journal):
+    async with open_actor_system(tree()) as system:
+        agents = system.lookup("/root/agents")
+        first = agents.ensure_child(worker("a", journal))
+        first.tell("told before it ran")  # the mailbox exists before the actor starts
+        again = agents.ensure_child(worker("a", journal))
+        assert again == first
+        assert await first.ask("x") == ("a", 1, "x")
+        assert journal.handled("a") == ["told before it ran", "x"]
+        assert journal.starts("a") == 1 and len(agents) == 1
+
+
+async def test_max_children_is_enforced(journal: Journal):
+    async with open_actor_system(tree(max_children=2)) as system:
+        agents = system.lookup("/root/agents")
+        await agents.start_child(worker("a", journal))
+        agents.ensure_child(worker("b", journal))
+        with pytest.raises(TooManyChildren) as info:
+            agents.ensure_child(worker("c", journal))
+        assert info.value.limit == 2
+        await agents.stop_child("a")
+        await agents.start_child(worker("c", journal))
+
+
+async def test_stop_child_drains_it_frees_the_name_and_stales_old_refs(journal: Journal):
+    async with open_actor_system(tree()) as system:
+        agents = system.lookup("/root/agents")
+        ref = await agents.start_child(worker("a", journal))
+        gate = trio.Event()
+        ref.tell(Block(gate))
+        await settle()
+        ref.tell("queued")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(agents.stop_child, "a")
+            await settle()
+            gate.set()
+        assert journal.handled("a")[-1] == "queued"
+        assert not ref.alive and agents.child("a") is None
+        with pytest.raises(ActorNotFound):
+            system.lookup("/root/agents/a")
+        with pytest.raises(ActorStopped):
+            ref.tell("too late")
+        fresh = await agents.start_child(worker("a", journal))
+        assert fresh != ref and fresh.alive
+
+
+async def test_a_child_whose_start_fails_is_not_kept(journal: Journal):
+    async with open_actor_system(tree()) as system:
+        agents = system.lookup("/root/agents")
+        with pytest.raises(StartFailed):
+            await agents.start_child(worker("bad", journal, fail_start=lambda: True))
+        assert agents.child("bad") is None and len(agents) == 0
+        ref = agents.ensure_child(worker("bad2", journal, fail_start=lambda: True))
+        await ref.wait_stopped()
+        assert agents.child("bad2") is None
+
+
+async def test_per_child_intensity_gives_up_on_one_child_and_spares_its_siblings(journal: Journal):
+    async with open_actor_system(tree(intensity=2)) as system:
+        agents = system.lookup("/root/agents")
+        bad = await agents.start_child(worker("bad", journal))
+        good = await agents.start_child(worker("good", journal))
+        for _ in range(3):
+            bad.tell(Crash())
+            await settle()
+        assert not bad.alive
+        assert good.alive and journal.starts("good") == 1
+        assert system.snapshot().root.status == "running"
+
+
+async def test_supervisor_wide_intensity_escalates_like_otp(journal: Journal):
+    spec = tree(intensity=1, intensity_scope=IntensityScope.SUPERVISOR)
+    root_gave_up = pytest.RaisesExc(RestartIntensityExceeded, check=lambda e: e.path == "/root")
+    with pytest.RaisesGroup(root_gave_up, flatten_subgroups=True):
+        async with open_actor_system(spec) as system:
+            agents = system.lookup("/root/agents")
+            a = await agents.start_child(worker("a", journal))
+            b = await agents.start_child(worker("b", journal))
+            a.tell(Crash())
+            await settle()
+            b.tell(Crash())  # second restart within the period: /root/agents gives up
+            await settle()
+            # /root restarts /root/agents, which comes back empty (OTP: dynamic
+            # children do not survive their supervisor's restart).
+            assert not a.alive and not b.alive and len(agents) == 0
+            ref = await agents.start_child(worker("c", journal))
+            assert ref.alive
+            # Now make /root itself exceed its intensity of 5: every second crash of
+            # "d" makes /root/agents give up, and /root restart it.
+            for _ in range(2 * 6):
+                agents.ensure_child(worker("d", journal, restart=Restart.PERMANENT)).tell(Crash())
+                await settle()
+            pytest.fail("the root supervisor never gave up")
+
+
+async def test_dynamic_children_are_stopped_on_shutdown_in_reverse_order(journal: Journal):
+    async with open_actor_system(tree()) as system:
+        agents = system.lookup("/root/agents")
+        for name in ("one", "two", "three"):
+            await agents.start_child(worker(name, journal))
+    assert [e[1] for e in journal.of("stop")] == ["three", "two", "one"]
