@@ -1,0 +1,1 @@
+"""trioscope-probe: the host agent (collectors, publisher, control executor)."""

@@ -1,1 +1,6 @@
-"""http"""
+"""The HTTP edge: Quart-Trio routes, error translation, JSON in and out."""
+
+from ._app import create_app as create_app
+from ._app import endpoint_lines as endpoint_lines
+
+__all__ = ["create_app", "endpoint_lines"]

@@ -109,6 +109,18 @@ class Mailbox:
             except trio.WouldBlock:
                 await self._receiver.park()
 
+    async def wait(self) -> None:
+        """Return once an item may be available, the mailbox is closed, or
+        ``interrupt`` was called. Takes nothing, so cancelling it loses nothing."""
+        if self._items or self._closed:
+            await trio.lowlevel.checkpoint()
+        else:
+            await self._receiver.park()
+
+    def interrupt(self) -> None:
+        """Wake the consumer blocked in ``wait`` so it can look at its stop flag."""
+        self._receiver.unpark_all()
+
     def close(self) -> None:
         """Refuse new items from now on; wake everyone waiting."""
         self._closed = True

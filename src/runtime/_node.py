@@ -175,7 +175,6 @@ class ActorCell(Node):
         self.failed = 0
         self.dead_letters = 0
         self.stop_requested = False
-        self._wait_scope: trio.CancelScope | None = None
         self._current: Any = None
 
     @property
@@ -194,8 +193,7 @@ class ActorCell(Node):
             self.mailbox.close()
         else:
             self.stop_requested = True
-            if self._wait_scope is not None:
-                self._wait_scope.cancel()
+            self.mailbox.interrupt()
 
     def terminate(self, reason: str) -> None:
         if self.terminated.is_set():
@@ -264,33 +262,17 @@ class ActorCell(Node):
                 if since_idle and has_idle_hook:
                     since_idle = 0
                     await actor.on_idle()
-                    continue
-                burst = 0
-                item = await self._park()
-                if item is _INTERRUPTED:
-                    continue
+                else:
+                    burst = 0
+                    await mailbox.wait()
+                continue
             except MailboxClosed:
-                item = _CLOSED
-            if item is _CLOSED:
                 if since_idle and has_idle_hook:
                     await actor.on_idle()
                 return
             burst += 1
             since_idle += 1
             await self._deliver(actor, item)
-
-    async def _park(self) -> Any:
-        """Wait for a message; ``_INTERRUPTED`` if a stop request woke us,
-        ``_CLOSED`` if the mailbox was closed and is empty."""
-        with trio.CancelScope() as wait:
-            self._wait_scope = wait
-            try:
-                return await self.mailbox.get()
-            except MailboxClosed:
-                return _CLOSED
-            finally:
-                self._wait_scope = None
-        return _INTERRUPTED
 
     async def _deliver(self, actor: Actor, item: Any) -> None:
         self._current = item
@@ -329,6 +311,3 @@ class ActorCell(Node):
             mailbox_high_water=self.mailbox.high_water,
         )
 
-
-_INTERRUPTED = object()
-_CLOSED = object()

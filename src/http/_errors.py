@@ -1,0 +1,102 @@
+"""Errors on the wire: ``{"error": {"code", "message", "details"}}`` with the right
+status. Every exception that can reach a client is translated here, in one place;
+a traceback never leaves the server."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+from quart import Quart, Response, request
+from werkzeug.exceptions import HTTPException
+
+from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull
+
+from ._responses import json_response
+
+log = logging.getLogger(__name__)
+
+# Seconds a client is asked to wait after an overload (503) before retrying.
+RETRY_AFTER_SECONDS = 1
+
+
+class ApiError(Exception):
+    """Raise from a handler to answer with a JSON error."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+def error_response(status: int, code: str, message: str, details: Any = None,
+                   headers: dict[str, str] | None = None) -> Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if details is not None:
+        error["details"] = details
+    return json_response({"error": error}, status=status, headers=headers)
+
+
+def _http_code(status: int) -> str:
+    return {
+        400: "bad_request",
+        401: "unauthorized",
+        403: "forbidden",
+        404: "not_found",
+        405: "method_not_allowed",
+        408: "request_timeout",
+        413: "payload_too_large",
+        415: "unsupported_media_type",
+        429: "too_many_requests",
+    }.get(status, "http_error")
+
+
+def install_error_handlers(app: Quart) -> None:
+    @app.errorhandler(ApiError)
+    async def _api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    async def _http_exception(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 404:
+            message = f"no such endpoint: {request.method} {request.path}"
+        elif status == 405:
+            message = f"{request.method} is not allowed on {request.path}"
+        else:
+            message = exc.description or exc.name
+        response = error_response(status, _http_code(status), message)
+        if status == 405 and exc.get_headers():
+            for name, value in exc.get_headers():
+                if name.lower() == "allow":
+                    response.headers["Allow"] = value
+        return response
+
+    @app.errorhandler(MailboxFull)
+    async def _overloaded(exc: MailboxFull) -> Response:
+        return error_response(503, "overloaded", "the server is busy; retry shortly",
+                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.errorhandler(AskTimeout)
+    async def _timeout(exc: AskTimeout) -> Response:
+        return error_response(503, "timeout", "the server did not answer in time; retry shortly",
+                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.errorhandler(ActorStopped)
+    async def _stopping(exc: ActorStopped) -> Response:
+        return error_response(503, "unavailable", "the server is shutting down or restarting a component",
+                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception) -> Response:
+        incident = uuid.uuid4().hex[:12]
+        log.error("unhandled error in %s %s (incident %s)", request.method, request.path, incident,
+                  exc_info=exc, extra={"incident": incident})
+        return error_response(500, "internal_error",
+                              f"internal error; the server log has the details under incident {incident}",
+                              details={"incident": incident})

@@ -1,0 +1,30 @@
+"""JSON on the wire: orjson-encoded bodies and RFC 3339 UTC timestamps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from quart import Response
+
+JSON = "application/json"
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Encode ``body`` with orjson (attrs/dataclass instances included)."""
+    return Response(orjson.dumps(body), status=status, content_type=JSON, headers=headers)
+
+
+def json_bytes_response(encoded: bytes, status: int = 200) -> Response:
+    """A body already encoded once and cached (topology snapshots, for instance)."""
+    return Response(encoded, status=status, content_type=JSON)
+
+
+def rfc3339(moment: datetime) -> str:
+    """``2025-10-13T00:00:00Z``: UTC, second precision, as the seed's examples."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

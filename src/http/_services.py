@@ -1,0 +1,29 @@
+"""What route handlers reach: the actor system and the settings, one object per app."""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+from quart import Quart, current_app
+
+from trioscope.config import Settings
+from trioscope.runtime import ActorSystem
+
+_KEY = "trioscope"
+
+
+@attrs.frozen(kw_only=True)
+class Services:
+    system: ActorSystem
+    settings: Settings
+    started_monotonic: float = attrs.field(factory=time.monotonic)
+
+
+def attach(app: Quart, value: Services) -> None:
+    app.extensions[_KEY] = value
+
+
+def services() -> Services:
+    """The services of the app handling the current request."""
+    return current_app.extensions[_KEY]  # type: ignore[no-any-return]

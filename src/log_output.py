@@ -1,0 +1,66 @@
+"""Where log records go and how they look: one line per record, human-readable
+text or one JSON object per line (``--log-format json``).
+
+Structured fields passed as ``extra`` (the runtime's ``event`` and ``actor``, for
+instance) become JSON keys, or ``key=value`` pairs after the human message.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import IO, Any
+
+import orjson
+
+# Attributes every LogRecord has; anything else on a record came from ``extra``.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def _utc(created: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+class HumanFormatter(logging.Formatter):
+    """``2026-11-23T10:17:01.123Z INFO  trioscope.runtime: /root/topology started``
+    followed by the traceback, if any, on the next lines. Extra fields are left
+    out: the message already says them in words."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{_utc(record.created)} {record.levelname:<5} {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``msg``, the
+    record's extra fields, and ``traceback`` when there is one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": _utc(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(_extras(record))
+        if record.exc_info:
+            entry["traceback"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str, fmt: str, stream: IO[str] | None = None) -> None:
+    """Send every record at ``level`` or above to ``stream`` (stderr) as ``fmt``
+    (``human`` or ``json``), replacing handlers installed earlier."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())

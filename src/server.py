@@ -1,0 +1,155 @@
+"""``trioscope serve``: the supervision tree and the HTTP front end in one
+``trio.run``, and a graceful shutdown bounded by ``server.shutdown_timeout``.
+
+Shutdown order on SIGINT/SIGTERM: stop accepting connections and let in-flight
+requests finish (Hypercorn's graceful phase, half the budget), then stop the
+actors in reverse start order, each draining its mailbox. A second signal, or the
+budget running out, cancels whatever is left.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import signal
+from functools import partial
+from typing import TextIO
+
+import hypercorn
+import trio
+from hypercorn.config import Sockets
+from hypercorn.trio.run import worker_serve
+from hypercorn.utils import wrap_app
+
+from trioscope.config import Settings, format_duration
+from trioscope.http import create_app, endpoint_lines
+from trioscope.runtime import RestartIntensityExceeded, open_actor_system
+from trioscope.system import supervision_tree
+
+log = logging.getLogger(__name__)
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILED = 1
+    """Could not listen, the root supervisor gave up, or shutdown overran."""
+    USAGE = 2
+    """Bad configuration or command line."""
+
+
+def bind_address(settings: Settings) -> str:
+    host, port = settings.server.host, settings.server.port
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def hypercorn_config(settings: Settings) -> hypercorn.Config:
+    config = hypercorn.Config()
+    config.bind = [bind_address(settings)]
+    config.backlog = settings.server.backlog
+    config.graceful_timeout = settings.server.shutdown_timeout / 2
+    # Hypercorn closes a keep-alive connection after 1000 requests by default,
+    # which makes every busy agent reconnect; there is no reason to.
+    config.keep_alive_max_requests = 1_000_000
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def _serve_http(app: object, config: hypercorn.Config, sockets: Sockets, stop: trio.Event,
+                      task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    # hypercorn.trio.serve binds its own sockets; its worker accepts ours, so a
+    # port in use is found before anything else has started.
+    await worker_serve(wrap_app(app, config.wsgi_max_body_size, None), config,  # type: ignore[arg-type]
+                       sockets=sockets, shutdown_trigger=stop.wait, task_status=task_status)
+
+
+def listen(config: hypercorn.Config) -> Sockets:
+    """Bind and listen on the configured address.
+
+    Raises:
+        OSError: the address is in use, not local, or not allowed.
+    """
+    sockets = config.create_sockets()
+    for sock in sockets.insecure_sockets:
+        sock.listen(config.backlog)
+    return sockets
+
+
+async def _watch_signals(signals: trio.abc.ReceiveChannel[int] | object, stop: trio.Event,
+                         everything: trio.CancelScope, budget: float) -> None:
+    async for signum in signals:  # type: ignore[attr-defined]
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            log.info("received %s: shutting down (at most %s)", name, format_duration(budget))
+            stop.set()
+            everything.deadline = trio.current_time() + budget
+        else:
+            log.warning("received %s again: stopping now", name)
+            everything.cancel()
+
+
+def banner(settings: Settings, app: object, binds: list[str]) -> str:
+    s = settings
+    base = binds[0] if binds else f"http://{bind_address(settings)}"
+    ws = base.replace("http://", "ws://", 1)
+    lines = [
+        f"trioscope listening on {base}",
+        "",
+        "=== Configuration ===",
+        f"Host:                  {s.server.host}",
+        f"Port:                  {s.server.port}",
+        f"Max Data Age:          {format_duration(s.storage.max_data_age)}",
+        f"Cleanup Interval:      {format_duration(s.storage.cleanup_interval)}",
+        f"Stale Node Threshold:  {format_duration(s.agents.stale_threshold)}",
+        f"Shutdown Timeout:      {format_duration(s.server.shutdown_timeout)}",
+        f"Config File:           {s.config_file or '(none)'}",
+        "",
+        "=== Endpoints ===",
+        f"REST API:              {base}/api/v1",
+        f"WebSocket:             {ws}/api/v1/ws",
+        f"Health Check:          {base}/health",
+        "",
+        "=== Available Endpoints ===",
+        *endpoint_lines(app),  # type: ignore[arg-type]
+        "",
+        "Ready. Press Ctrl-C to stop.",
+    ]
+    return "\n".join(lines)
+
+
+async def serve(settings: Settings, out: TextIO) -> ExitCode:
+    """Run until SIGINT/SIGTERM; return the process exit code."""
+    budget = settings.server.shutdown_timeout
+    config = hypercorn_config(settings)
+    try:
+        sockets = listen(config)
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", bind_address(settings), exc.strerror or exc)
+        return ExitCode.FAILED
+    code = ExitCode.OK
+    stop = trio.Event()
+    try:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            with trio.CancelScope() as everything:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_watch_signals, signals, stop, everything, budget)
+                    async with open_actor_system(supervision_tree(settings)) as system:
+                        app = create_app(system, settings)
+                        async with trio.open_nursery() as http:
+                            binds = await http.start(_serve_http, app, config, sockets, stop)
+                            print(banner(settings, app, binds), file=out, flush=True)
+                        log.info("http server stopped; stopping actors")
+                    log.info("actors stopped")
+                    nursery.cancel_scope.cancel()
+            if everything.cancelled_caught:
+                log.error("shutdown did not finish within %s; cancelled what was left", format_duration(budget))
+                code = ExitCode.FAILED
+    except* RestartIntensityExceeded:
+        log.critical("the root supervisor gave up; exiting")
+        code = ExitCode.FAILED
+    finally:
+        for sock in sockets.insecure_sockets:
+            sock.close()
+    if code is ExitCode.OK:
+        log.info("stopped cleanly")
+    return code

@@ -1,0 +1,59 @@
+"""Errors leave the server as JSON with the right status, never as a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from trioscope.config import Settings
+from trioscope.http import create_app
+from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull, SupervisorSpec, open_actor_system
+
+
+@pytest.fixture
+async def client():
+    async with open_actor_system(SupervisorSpec(name="root")) as system:
+        app = create_app(system, Settings.defaults())
+
+        @app.get("/test/raise/<kind>")
+        async def raising(kind: str):
+            raise {
+                "bug": KeyError("secret internal detail"),
+                "full": MailboxFull("/root/topology", 10),
+                "slow": AskTimeout("/root/topology", 5),
+                "stopped": ActorStopped("/root/topology"),
+            }[kind]
+
+        async with app.test_app() as test_app:
+            yield test_app.test_client()
+
+
+async def test_an_unexpected_exception_is_a_500_with_an_incident_id_and_no_details(client, caplog):
+    response = await client.get("/test/raise/bug")
+    assert response.status_code == 500
+    body = await response.get_json()
+    assert body["error"]["code"] == "internal_error"
+    incident = body["error"]["details"]["incident"]
+    text = await response.get_data(as_text=True)
+    assert "secret internal detail" not in text and "Traceback" not in text
+    logged = [r for r in caplog.records if getattr(r, "incident", None) == incident]
+    assert logged and logged[0].exc_info is not None  # the traceback is in the log instead
+
+
+@pytest.mark.parametrize(("kind", "code"), [("full", "overloaded"), ("slow", "timeout"), ("stopped", "unavailable")])
+async def test_overload_and_unavailability_answer_503_with_retry_after(client, kind, code):
+    response = await client.get(f"/test/raise/{kind}")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert (await response.get_json())["error"]["code"] == code
+
+
+async def test_health_is_503_once_the_tree_is_gone():
+    async with open_actor_system(SupervisorSpec(name="root")) as system:
+        app = create_app(system, Settings.defaults())
+        async with app.test_app() as test_app:
+            client = test_app.test_client()
+            assert (await client.get("/health")).status_code == 200
+            await system.stop()
+            response = await client.get("/health")
+            assert response.status_code == 503
+            assert (await response.get_json())["status"] == "unhealthy"

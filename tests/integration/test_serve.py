@@ -1,0 +1,151 @@
+"""``trioscope serve`` as a user runs it: a real process on a real port."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+from datetime import datetime
+
+import httpx
+import psutil
+import pytest
+
+from tests.server_process import ServerProcess, run_cli
+from trioscope.config import KEYS
+
+
+def test_health_ping_runtime_then_sigterm_exits_cleanly():
+    with ServerProcess() as server:
+        health = httpx.get(f"{server.base_url}/health")
+        assert health.status_code == 200
+        body = health.json()
+        assert body["status"] == "healthy"
+        assert datetime.strptime(body["timestamp"], "%Y-%m-%dT%H:%M:%SZ")
+
+        ping = httpx.get(f"{server.base_url}/api/v1/ping")
+        assert ping.status_code == 200 and ping.json()["message"] == "pong"
+
+        runtime = httpx.get(f"{server.base_url}/api/v1/runtime")
+        assert runtime.status_code == 200
+        tree = runtime.json()
+        assert tree["root"]["path"] == "/root" and tree["root"]["status"] == "running"
+        assert tree["dead_letters"] == 0
+
+        assert server.stop(signal.SIGTERM) == 0
+        log = server.stderr()
+        assert "stopped cleanly" in log and "Traceback" not in log
+
+
+def test_sigint_also_stops_cleanly():
+    with ServerProcess() as server:
+        assert httpx.get(f"{server.base_url}/health").status_code == 200
+        assert server.stop(signal.SIGINT) == 0
+
+
+def test_unknown_routes_and_methods_get_json_errors():
+    with ServerProcess() as server:
+        missing = httpx.get(f"{server.base_url}/api/v1/nothing-here")
+        assert missing.status_code == 404
+        assert missing.json() == {"error": {"code": "not_found", "message": "no such endpoint: GET /api/v1/nothing-here"}}
+        wrong = httpx.delete(f"{server.base_url}/health")
+        assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+        assert "GET" in wrong.headers["allow"]
+
+
+def test_banner_lists_address_configuration_and_endpoints():
+    with ServerProcess(["-max-data-age", "2h"]) as server:
+        banner = "\n".join(server.read_banner())
+        assert f"Health Check:          {server.base_url}/health" in banner
+        assert "Max Data Age:          2h0m0s" in banner
+        assert "GET    /api/v1/ping" in banner
+
+
+def _non_loopback_address() -> str | None:
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return address.address
+    return None
+
+
+def test_runtime_snapshot_is_refused_to_non_loopback_clients():
+    address = _non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to connect from")
+    with ServerProcess(["--host", "0.0.0.0"]) as server:
+        port = server.base_url.rsplit(":", 1)[1]
+        remote = httpx.get(f"http://{address}:{port}/api/v1/runtime")
+        assert remote.status_code == 403
+        assert remote.json()["error"]["code"] == "forbidden"
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/runtime").status_code == 200
+
+
+def test_port_in_use_is_one_line_and_exit_code_1():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(["serve", "--host", "127.0.0.1", "--port", str(port)])
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
+
+
+def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path):
+    config = tmp_path / "trioscope.yaml"
+    config.write_text("server:\n  host: 127.0.0.1\nstorage:\n  cleanup_interval: soon\n")
+    result = run_cli(
+        ["serve", "--config", str(config), "-port", "99999"],
+        env={"MAX_DATA_AGE": "1x"},
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 3, result.stderr
+    assert any("server.port" in l and "flag -port" in l and "0..65535" in l for l in lines)
+    assert any("storage.max_data_age" in l and "env MAX_DATA_AGE" in l for l in lines)
+    assert any("storage.cleanup_interval" in l and f"{config}:4" in l for l in lines)
+    assert "Traceback" not in result.stderr
+
+
+def test_print_config_shows_each_value_and_its_source(tmp_path):
+    config = tmp_path / "t.yaml"
+    config.write_text("storage:\n  cleanup_interval: 10m\n")
+    result = run_cli(
+        ["serve", "--print-config", "--config", str(config), "--port", "9191"],
+        env={"APP_HOST": "127.0.0.2"},
+    )
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[0]: line.split(None, 2)[1:] for line in result.stdout.splitlines()}
+    assert rows["server.port"] == ["9191", "flag --port"]
+    assert rows["server.host"] == ["127.0.0.2", "env APP_HOST"]
+    assert rows["storage.cleanup_interval"] == ["10m0s", f"file {config}:2"]
+    assert rows["storage.max_data_age"] == ["1h0m0s", "default"]
+
+
+def test_seed_style_flags_without_a_command_mean_serve():
+    result = run_cli(["-port", "9090", "-max-data-age", "2h", "--print-config"])
+    assert result.returncode == 0, result.stderr
+    assert "flag -max-data-age" in result.stdout
+
+
+def test_help_explains_every_option():
+    top = run_cli(["--help"])
+    assert top.returncode == 0 and "serve" in top.stdout
+    serve = run_cli(["serve", "--help"])
+    assert serve.returncode == 0
+    for key in KEYS:
+        for flag in key.flags:
+            assert flag in serve.stdout, f"{flag} missing from serve --help"
+    assert "--print-config" in serve.stdout and "--config" in serve.stdout
+
+
+def test_json_log_format_writes_one_object_per_line():
+    with ServerProcess(["--log-format", "json"]) as server:
+        httpx.get(f"{server.base_url}/health")
+        assert server.stop() == 0
+    records = [json.loads(line) for line in server.stderr().splitlines()]
+    assert records and all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
+    started = [r for r in records if r.get("event") == "started"]
+    assert started and started[0]["actor"] == "/root"

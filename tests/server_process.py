@@ -1,0 +1,122 @@
+"""Run ``trioscope serve`` as a real process on a free port, for integration tests.
+
+The server is started with ``--port 0`` (the kernel picks a free port) and the
+address is read from its first stdout line, so tests never race for a port and
+never touch 8080. Every process started here is ended by its pid.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+
+_LISTENING = re.compile(r"^trioscope listening on (http://\S+)$")
+
+
+class ServerProcess:
+    """One server process. Use as a context manager; it is always stopped."""
+
+    def __init__(self, args: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                 command: Sequence[str] = ("serve",)) -> None:
+        self.argv = [sys.executable, "-m", "trioscope", *command, "--host", "127.0.0.1", "--port", "0", *args]
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[str] | None = None
+        self.base_url = ""
+        self.banner: list[str] = []
+        self._stderr = tempfile.TemporaryFile(mode="w+t")
+        self._stderr_text: str | None = None  # kept once the process is gone
+
+    def start(self, timeout: float = 30.0) -> str:
+        """Start and wait for the "listening on" line; return the base URL."""
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self._stderr,
+                                     text=True, env=self.env)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.proc.stdout, selectors.EVENT_READ)
+            while time.monotonic() < deadline:
+                if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                    continue
+                line = self.proc.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"server exited early ({self.proc.wait()}):\n{self.stderr()}")
+                self.banner.append(line.rstrip("\n"))
+                match = _LISTENING.match(line.strip())
+                if match:
+                    self.base_url = match.group(1)
+                    return self.base_url
+        raise TimeoutError(f"server did not start within {timeout}s:\n{self.stderr()}")
+
+    def read_banner(self, timeout: float = 10.0) -> list[str]:
+        """Read the rest of the banner (up to the "Ready." line)."""
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        while not (self.banner and self.banner[-1].startswith("Ready.")) and time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            self.banner.append(line.rstrip("\n"))
+        return self.banner
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def send_signal(self, signum: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signum)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Send ``signum`` and wait for the exit code (kill -9 if it overruns)."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.send_signal(signum)
+            try:
+                return self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                raise
+        return self.proc.returncode
+
+    def stderr(self) -> str:
+        """Everything the server wrote to stderr (its log), so far."""
+        if self._stderr_text is not None:
+            return self._stderr_text
+        self._stderr.flush()
+        self._stderr.seek(0)
+        return self._stderr.read()
+
+    def __enter__(self) -> ServerProcess:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        finally:
+            if self.proc is not None and self.proc.stdout is not None:
+                self.proc.stdout.close()
+            self._stderr_text = self.stderr()
+            self._stderr.close()
+
+
+def run_cli(args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m trioscope ARGS`` to completion."""
+    return subprocess.run([sys.executable, "-m", "trioscope", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout)
