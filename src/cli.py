@@ -82,4 +82,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(_with_default_command(list(sys.argv[1:] if argv is None else argv)))
-    sys.exit(int(args.run(args)))
+    try:
+        code = int(args.run(args))
+    except BrokenPipeError:  # e.g. `trioscope serve --print-config | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = ExitCode.OK
+    sys.exit(code)

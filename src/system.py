@@ -1,16 +1,37 @@
 """The supervision tree of a trioscope server, in one readable place.
 
 Children start in this order and stop in the reverse order, so an actor may
-rely on every actor above it while it starts, runs and drains its mailbox.
+rely on every actor above it while it starts, runs and drains its mailbox:
+the topology actor stops (merging what it has queued) before the agents do.
 """
 
 from __future__ import annotations
 
+from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
-from trioscope.runtime import Strategy, SupervisorSpec
+from trioscope.runtime import ActorSpec, Strategy, SupervisorSpec, dynamic_supervisor
+
+AGENTS = "/root/agents"
+TOPOLOGY = "/root/topology"
+
+TOPOLOGY_MAILBOX = 4096
+"""Reports queued for merging before ``POST /api/v1/reports`` answers 503."""
 
 
 def supervision_tree(settings: Settings) -> SupervisorSpec:
     """The root supervisor and its children for these settings."""
-    del settings  # used as the tree grows (topology, agents, hub, command queues)
-    return SupervisorSpec(name="root", strategy=Strategy.ONE_FOR_ONE, children=[])
+    return SupervisorSpec(
+        name="root",
+        strategy=Strategy.ONE_FOR_ONE,
+        children=[
+            # One actor per agent; one crashing agent actor never takes others down.
+            dynamic_supervisor("agents", max_children=settings.agents.max_agents),
+            ActorSpec(
+                name="topology",
+                factory=lambda: TopologyActor(settings, agents_path=AGENTS),
+                mailbox_size=TOPOLOGY_MAILBOX,
+                # Merging what is queued at shutdown must fit in the shutdown budget.
+                shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
+            ),
+        ],
+    )

@@ -11,7 +11,7 @@ import difflib
 
 import attrs
 
-from ._kinds import ChoiceKind, DurationKind, HostKind, IntegerKind, Kind
+from ._kinds import ChoiceKind, DurationKind, HostKind, IntegerKind, Kind, SizeKind
 
 SECOND = 1.0
 MINUTE = 60 * SECOND
@@ -85,6 +85,14 @@ KEYS: tuple[Key, ...] = (
         flags=("--shutdown-timeout",),
     ),
     Key(
+        name="server.max_body_size",
+        kind=SizeKind(1024, 1024**3),
+        default=10 * 1024**2,
+        help="largest request body accepted, also after gzip decompression (larger: 413)",
+        env=("TRIOSCOPE_SERVER_MAX_BODY_SIZE",),
+        flags=("--max-body-size",),
+    ),
+    Key(
         name="storage.max_data_age",
         kind=DurationKind(1 * MINUTE, 30 * DAY),
         default=1 * HOUR,
@@ -115,6 +123,14 @@ KEYS: tuple[Key, ...] = (
         help="an agent silent for this long is considered disconnected",
         env=("TRIOSCOPE_AGENTS_HEARTBEAT_TIMEOUT",),
         flags=("--heartbeat-timeout",),
+    ),
+    Key(
+        name="agents.max_agents",
+        kind=IntegerKind(1, 1_000_000),
+        default=10_000,
+        help="most agents tracked at once; reports from further agents get 503",
+        env=("TRIOSCOPE_AGENTS_MAX_AGENTS",),
+        flags=("--max-agents",),
     ),
     Key(
         name="websocket.buffer_size",

@@ -142,6 +142,57 @@ class DurationKind:
         return format_duration_compact(value)
 
 
+_SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*([KMGT]i?B|B)?", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def format_size(size: int) -> str:
+    """Bytes in the largest binary unit that divides them: ``10MiB``, ``1536B``."""
+    for unit, factor in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return f"{size}B"
+
+
+@attrs.frozen
+class SizeKind:
+    """A number of bytes within ``minimum..maximum``: ``10MiB``, ``512KiB``,
+    ``1GB``, or a bare number of bytes."""
+
+    minimum: int
+    maximum: int
+    metavar: str = "SIZE"
+
+    @property
+    def expected(self) -> str:
+        return f"a size in {self.limits()}, like 512KiB or 10MiB"
+
+    def parse(self, value: object) -> int:
+        if isinstance(value, str):
+            match = _SIZE.fullmatch(value.strip())
+            if not match:
+                raise InvalidValue(f"is not a size; expected {self.expected}")
+            size = int(float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "B").lower()])
+        elif isinstance(value, int) and not isinstance(value, bool):
+            size = value
+        else:
+            raise _type_mismatch(value, self.expected)
+        if not self.minimum <= size <= self.maximum:
+            raise InvalidValue(f"is out of range; allowed {self.limits()}", quote=False)
+        return size
+
+    def limits(self) -> str:
+        return f"{format_size(self.minimum)}..{format_size(self.maximum)}"
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, int)
+        return format_size(value)
+
+    def format_compact(self, value: object) -> str:
+        return self.format(value)
+
+
 @attrs.frozen
 class ChoiceKind:
     """One of a fixed set of lower-case words; input is matched case-insensitively

@@ -23,6 +23,8 @@ class ServerSettings:
     """Listen backlog (pending connections queued by the kernel)."""
     shutdown_timeout: float
     """Seconds a graceful shutdown waits before cancelling what is left."""
+    max_body_size: int
+    """Largest request body in bytes (also after decompression)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -43,6 +45,8 @@ class AgentsSettings:
     """Seconds of silence after which a node is shown as stale."""
     heartbeat_timeout: float
     """Seconds of silence after which an agent is considered disconnected."""
+    max_agents: int
+    """Most agents tracked at once."""
 
 
 @attrs.frozen(kw_only=True)

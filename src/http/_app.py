@@ -2,24 +2,57 @@
 
 from __future__ import annotations
 
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from quart import Response, g, request
 from quart_trio import QuartTrio
 
+from trioscope.actors.topology import GetStats
 from trioscope.config import Settings
 from trioscope.runtime import ActorSystem
+from trioscope.system import AGENTS, TOPOLOGY
 
-from . import _health
+from . import _agents, _health, _query, _reports
 from ._errors import install_error_handlers
-from ._services import Services, attach
-
+from ._metrics import Metrics
+from ._services import Services, attach, services
 
 def create_app(system: ActorSystem, settings: Settings) -> QuartTrio:
-    """Build the app for one running actor system."""
+    """Build the app for one running actor system (its tree from ``supervision_tree``)."""
     app = QuartTrio("trioscope")
     # Every error goes through our JSON handlers, also in testing mode.
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    attach(app, Services(system=system, settings=settings))
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_size
+    metrics = Metrics(system)
+    attach(app, Services(system=system, settings=settings, agents=system.lookup(AGENTS),
+                         topology=system.lookup(TOPOLOGY), metrics=metrics))
     install_error_handlers(app)
-    app.register_blueprint(_health.blueprint)
+    for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint):
+        app.register_blueprint(blueprint)
+
+    @app.before_request
+    async def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    async def _observe(response: Response) -> Response:
+        started = getattr(g, "started", None)
+        if started is not None:
+            route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+            metrics.observe_request(route, request.method, response.status_code, started)
+        return response
+
+    @app.get("/metrics")
+    async def prometheus() -> Response:
+        """Prometheus metrics."""
+        s = services()
+        stats = await s.topology.ask(GetStats(), timeout=30)
+        s.metrics.agents.set(len(s.agents))
+        s.metrics.topology_nodes.set(stats["topology"]["nodes"])
+        s.metrics.topology_edges.set(stats["topology"]["edges"])
+        return Response(generate_latest(s.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
     return app
 
 

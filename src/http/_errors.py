@@ -8,7 +8,7 @@ import logging
 import uuid
 from typing import Any
 
-from quart import Quart, Response, request
+from quart import Quart, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull
@@ -66,6 +66,9 @@ def install_error_handlers(app: Quart) -> None:
         status = exc.code or 500
         if status == 404:
             message = f"no such endpoint: {request.method} {request.path}"
+        elif status == 413:
+            limit = current_app.config.get("MAX_CONTENT_LENGTH")
+            message = f"request body is larger than the limit of {limit} bytes"
         elif status == 405:
             message = f"{request.method} is not allowed on {request.path}"
         else:

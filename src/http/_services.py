@@ -8,7 +8,9 @@ import attrs
 from quart import Quart, current_app
 
 from trioscope.config import Settings
-from trioscope.runtime import ActorSystem
+from trioscope.runtime import ActorRef, ActorSystem, SupervisorRef
+
+from ._metrics import Metrics
 
 _KEY = "trioscope"
 
@@ -17,6 +19,10 @@ _KEY = "trioscope"
 class Services:
     system: ActorSystem
     settings: Settings
+    agents: SupervisorRef
+    """``/root/agents``: one actor per agent."""
+    topology: ActorRef
+    metrics: Metrics
     started_monotonic: float = attrs.field(factory=time.monotonic)
 
 

@@ -57,5 +57,7 @@ class SystemStats:
     """Messages that reached no actor, over the system's life."""
     dead_letters_by_type: dict[str, int]
     """The same, by the actor type they were addressed to."""
+    restarts_by_type: dict[str, int]
+    """Restarts over the system's life, by actor type (``supervisor`` for supervisors)."""
     actors: int
     """Live actors in the tree."""

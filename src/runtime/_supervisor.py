@@ -277,6 +277,7 @@ class SupervisorNode(Node):
         for target in targets:
             target.status = Status.RESTARTING
             target.restarts += 1
+            self.system.count_restart(target.type_name)
         events.restarting(child.path, child.restarts, delay, because)
         if delay > 0:
             assert self._nursery is not None

@@ -25,6 +25,7 @@ class ActorSystem:
     def __init__(self, root: SupervisorSpec) -> None:
         self._registry: dict[str, Node] = {}
         self._dead_letters: Counter[str] = Counter()
+        self._restarts: Counter[str] = Counter()
         self._root = SupervisorNode(self, None, root, "/" + root.name)
         self.register(self._root)
 
@@ -42,6 +43,9 @@ class ActorSystem:
 
     def count_dead_letter(self, actor_type: str) -> None:
         self._dead_letters[actor_type] += 1
+
+    def count_restart(self, actor_type: str) -> None:
+        self._restarts[actor_type] += 1
 
     # ---- public -------------------------------------------------------------------
 
@@ -72,6 +76,7 @@ class ActorSystem:
             root=self._root.stats(),
             dead_letters=self.dead_letters,
             dead_letters_by_type=dict(self._dead_letters),
+            restarts_by_type=dict(self._restarts),
             actors=sum(1 for n in self._registry.values() if isinstance(n, ActorCell)),
         )
 

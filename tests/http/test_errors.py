@@ -6,12 +6,13 @@ import pytest
 
 from trioscope.config import Settings
 from trioscope.http import create_app
-from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull, SupervisorSpec, open_actor_system
+from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull, open_actor_system
+from trioscope.system import supervision_tree
 
 
 @pytest.fixture
 async def client():
-    async with open_actor_system(SupervisorSpec(name="root")) as system:
+    async with open_actor_system(supervision_tree(Settings.defaults())) as system:
         app = create_app(system, Settings.defaults())
 
         @app.get("/test/raise/<kind>")
@@ -48,7 +49,7 @@ async def test_overload_and_unavailability_answer_503_with_retry_after(client, k
 
 
 async def test_health_is_503_once_the_tree_is_gone():
-    async with open_actor_system(SupervisorSpec(name="root")) as system:
+    async with open_actor_system(supervision_tree(Settings.defaults())) as system:
         app = create_app(system, Settings.defaults())
         async with app.test_app() as test_app:
             client = test_app.test_client()

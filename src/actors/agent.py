@@ -1,0 +1,118 @@
+"""One actor per known agent, under the ``/root/agents`` dynamic supervisor.
+
+It holds the agent's registration, liveness, latest report and host-level
+metric history, and stops itself once the agent has been silent for
+``max_data_age``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from trioscope.config import Settings
+from trioscope.domain.agents import AgentState
+from trioscope.domain.report import AgentRegistration, Report
+from trioscope.runtime import Actor, ActorSpec, Restart
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class Register:
+    registration: AgentRegistration
+
+
+@attrs.frozen
+class Heartbeat:
+    """Answered with the server time it was recorded at."""
+
+
+@attrs.frozen
+class ReportReceived:
+    report: Report
+    received_at: float
+
+
+@attrs.frozen
+class Describe:
+    """Answered with the agent's summary (``AgentState.describe``)."""
+
+
+@attrs.frozen
+class LatestReport:
+    """Answered with ``(report, received_at)`` or None."""
+
+
+@attrs.frozen
+class Timeseries:
+    """Answered with the metric points within the last ``seconds``."""
+
+    seconds: float
+
+
+@attrs.frozen
+class _Tick:
+    """Time to expire old points, and to stop if the agent went silent."""
+
+
+class AgentActor(Actor):
+    def __init__(self, agent_id: str, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.agent_id = agent_id
+        self.settings = settings
+        self.clock = clock
+        self.state = AgentState(agent_id, clock(), settings.storage.max_data_age)
+
+    async def on_start(self) -> None:
+        self.context.start_soon(self._ticker)
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(self.settings.storage.cleanup_interval)
+            self.context.ref.tell(_Tick())
+
+    async def handle(self, message: Any) -> Any:
+        now = self.clock()
+        if isinstance(message, ReportReceived):
+            self.state.receive(message.report, message.received_at)
+        elif isinstance(message, Heartbeat):
+            self.state.heartbeat(now)
+            return now
+        elif isinstance(message, Describe):
+            return self.state.describe(now, self.settings.agents.stale_threshold)
+        elif isinstance(message, LatestReport):
+            if self.state.latest is None or self.state.last_report_at is None:
+                return None
+            return self.state.latest, self.state.last_report_at
+        elif isinstance(message, Timeseries):
+            return self.state.points(now - message.seconds)
+        elif isinstance(message, Register):
+            self.state.register(message.registration, now)
+            return self.state.describe(now, self.settings.agents.stale_threshold)
+        elif isinstance(message, _Tick):
+            self.state.history.expire(now)
+            if self.state.expired(now, self.settings.storage.max_data_age):
+                log.info("agent %s silent for more than %ss: forgetting it", self.agent_id,
+                         int(self.settings.storage.max_data_age),
+                         extra={"event": "agent_removed", "agent_id": self.agent_id})
+                self.context.stop()
+        else:
+            return await super().handle(message)
+        return None
+
+
+def agent_spec(agent_id: str, settings: Settings, clock: Callable[[], float] = time.time) -> ActorSpec:
+    """How ``/root/agents`` starts the actor of ``agent_id``: transient, so that
+    it is restarted after a crash but gone for good once it stops itself."""
+    return ActorSpec(
+        name=agent_id,
+        factory=lambda: AgentActor(agent_id, settings, clock),
+        restart=Restart.TRANSIENT,
+        mailbox_size=256,
+        shutdown_timeout=2.0,
+    )

@@ -1,0 +1,299 @@
+"""The topology actor: owns the graph, merges reports in batches, publishes versions.
+
+Reports arrive as ``MergeReport`` messages. Only each agent's newest report
+matters to the graph, so the actor keeps the newest pending report per agent and
+merges the pending set at most every ``MERGE_INTERVAL`` (and at once when asked
+for a snapshot, so a client reads its own writes). Under load this bounds the
+merge work by the number of agents, not the number of reports; the full metric
+history of every report is kept by the agent actors.
+
+Faults: a report that makes the merge fail is logged and left out (the graph is
+rebuilt from the other agents' reports), it does not crash the actor. If the
+actor crashes anyway and restarts, it rebuilds the graph from the agent actors'
+latest reports, and the reports queued in its mailbox are still there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from trioscope.config import Settings
+from trioscope.domain.agents import rfc3339
+from trioscope.domain.report import Report
+from trioscope.domain.timeseries import MetricHistory, Point
+from trioscope.domain.topology import NodeKind, TopologyDiff, TopologyGraph, TopologySnapshot, kind_of
+from trioscope.runtime import (
+    Actor,
+    ActorFailed,
+    ActorRef,
+    ActorStopped,
+    AskTimeout,
+    MailboxFull,
+    SupervisorRef,
+    Terminated,
+)
+
+from .agent import LatestReport
+
+log = logging.getLogger(__name__)
+
+MERGE_INTERVAL = 0.25
+"""Seconds between merges of pending reports; live updates are coalesced to a
+few per second anyway."""
+PROCESS_HISTORY = 15 * 60.0
+"""Seconds of per-process metric history. Hosts and containers keep the full
+``max_data_age``; a full hour for 100,000 processes would alone take ~250 MB."""
+
+
+@attrs.frozen
+class MergeReport:
+    report: Report
+    received_at: float
+
+
+@attrs.frozen
+class GetSnapshot:
+    """Answered with the current ``TopologySnapshot`` (pending reports merged first)."""
+
+
+@attrs.frozen
+class GetNodeDetails:
+    """Answered with the node's details and metric points, or None."""
+
+    node_id: str
+    seconds: float
+
+
+@attrs.frozen
+class GetStats:
+    """Answered with counts of nodes, edges, agents and metric history."""
+
+
+@attrs.frozen
+class Subscribe:
+    """``listener`` is told ``TopologyPublished`` after every new version."""
+
+    listener: ActorRef
+
+
+@attrs.frozen
+class TopologyPublished:
+    snapshot: TopologySnapshot
+    diff: TopologyDiff
+
+
+@attrs.frozen
+class _Flush:
+    pass
+
+
+@attrs.frozen
+class _Cleanup:
+    pass
+
+
+class TopologyActor(Actor):
+    def __init__(self, settings: Settings, agents_path: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.agents_path = agents_path
+        self.clock = clock
+        self.graph = TopologyGraph()
+        self.snapshot = self.graph.current
+        self.history = MetricHistory(settings.storage.max_data_age)
+        self.process_history = MetricHistory(min(settings.storage.max_data_age, PROCESS_HISTORY))
+        self.pending: dict[str, MergeReport] = {}
+        self.merged: dict[str, MergeReport] = {}
+        self.listeners: list[ActorRef] = []
+        self.merge_failures = 0
+        self._last_flush = -float("inf")
+        self._flush_scheduled = False
+
+    async def on_start(self) -> None:
+        await self._recover()
+        self.context.start_soon(self._cleanup_timer)
+
+    async def _recover(self) -> None:
+        """After a restart: rebuild the graph from the agents' latest reports."""
+        if self.agents_path is None:
+            return
+        agents: SupervisorRef = self.context.system.lookup(self.agents_path)
+        for ref in agents.children():
+            try:
+                latest = await ref.ask(LatestReport(), timeout=2.0)
+            except (ActorStopped, ActorFailed, AskTimeout, MailboxFull):
+                continue
+            if latest is not None:
+                report, received_at = latest
+                self.pending[report.agent_id] = MergeReport(report, received_at)
+        if self.pending:
+            log.warning("topology rebuilt from %d agents' latest reports", len(self.pending))
+            await self._flush()
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, MergeReport):
+            agent = message.report.agent_id
+            current = self.pending.get(agent)
+            if current is None or message.report.timestamp >= current.report.timestamp:
+                self.pending[agent] = message
+            return None
+        if isinstance(message, GetSnapshot):
+            await self._flush()
+            return self.snapshot
+        if isinstance(message, GetNodeDetails):
+            await self._flush()
+            return self._details(message.node_id, message.seconds)
+        if isinstance(message, _Flush):
+            self._flush_scheduled = False
+            await self._flush()
+            return None
+        if isinstance(message, _Cleanup):
+            await self._flush()
+            self._cleanup()
+            return None
+        if isinstance(message, GetStats):
+            return self._stats()
+        if isinstance(message, Subscribe):
+            self.listeners.append(message.listener)
+            self.context.watch(message.listener)
+            return self.snapshot
+        if isinstance(message, Terminated):
+            self.listeners = [l for l in self.listeners if l.path != message.path]
+            return None
+        return await super().handle(message)
+
+    async def on_idle(self) -> None:
+        if not self.pending:
+            return
+        wait = self._last_flush + MERGE_INTERVAL - trio.current_time()
+        if wait <= 0:
+            await self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.context.start_soon(self._flush_later, wait)
+
+    async def on_stop(self) -> None:
+        # Every report accepted before shutdown is merged before we go.
+        await self._flush()
+
+    async def _flush_later(self, delay: float) -> None:
+        await trio.sleep(delay)
+        try:
+            self.context.ref.tell(_Flush())
+        except MailboxFull:
+            self._flush_scheduled = False  # the queue is busy; on_idle will flush
+
+    async def _cleanup_timer(self) -> None:
+        while True:
+            await trio.sleep(self.settings.storage.cleanup_interval)
+            try:
+                self.context.ref.tell(_Cleanup())
+            except MailboxFull:
+                pass  # try again next interval
+
+    async def _flush(self) -> None:
+        self._last_flush = trio.current_time()
+        pending, self.pending = self.pending, {}
+        for count, merge in enumerate(pending.values(), 1):
+            self._merge(merge)
+            if count % 16 == 0:
+                await trio.lowlevel.checkpoint()  # let requests in between merges
+        self._publish()
+
+    def _merge(self, merge: MergeReport) -> None:
+        agent = merge.report.agent_id
+        try:
+            applied = self.graph.apply(merge.report, merge.received_at)
+        except Exception as exc:
+            self.merge_failures += 1
+            log.error("report from agent %s could not be merged and was left out: %s: %s",
+                      agent, type(exc).__name__, exc, exc_info=exc,
+                      extra={"event": "merge_failed", "agent_id": agent})
+            self._rebuild(without=agent)
+            return
+        if not applied:
+            return
+        self.merged[agent] = merge
+        for node_id, node in self.graph.partitions[agent].nodes.items():
+            if node.metrics:
+                history = self.process_history if node.kind is NodeKind.PROCESS else self.history
+                history.record(node_id, merge.received_at, node.metrics)
+
+    def _rebuild(self, without: str) -> None:
+        """A merge failed half-way: start from a clean graph with everyone else."""
+        self.merged.pop(without, None)
+        self.graph = TopologyGraph()
+        for merge in self.merged.values():
+            self.graph.apply(merge.report, merge.received_at)
+
+    def _publish(self) -> None:
+        snapshot, diff = self.graph.publish(self.clock())
+        self.snapshot = snapshot
+        if diff is None:
+            return
+        for listener in list(self.listeners):
+            try:
+                listener.tell(TopologyPublished(snapshot, diff))
+            except MailboxFull:
+                # The listener is behind: it will see a later diff whose
+                # previous_version does not match, and resynchronise.
+                pass
+            except ActorStopped:
+                self.listeners.remove(listener)
+
+    def _cleanup(self) -> None:
+        now = self.clock()
+        expired = self.graph.expire(now, self.settings.agents.stale_threshold)
+        for agent in expired.agents:
+            self.merged.pop(agent, None)
+        points = self.history.expire(now)
+        process_points = self.process_history.expire(now)
+        self._publish()
+        log.info(
+            "cleanup: removed %d stale agents (%d nodes), %d metric points and %d series; %d nodes remain",
+            len(expired.agents), expired.nodes,
+            points.points_removed + process_points.points_removed,
+            points.groups_removed + process_points.groups_removed,
+            len(self.graph.nodes),
+            extra={"event": "cleanup", "agents_removed": len(expired.agents), "nodes_removed": expired.nodes,
+                   "points_removed": points.points_removed + process_points.points_removed},
+        )
+
+    def _details(self, node_id: str, seconds: float) -> dict[str, Any] | None:
+        details = self.graph.details(node_id)
+        if details is None:
+            return None
+        try:
+            history = self.process_history if kind_of(node_id) is NodeKind.PROCESS else self.history
+        except ValueError:
+            return None
+        since = self.clock() - seconds
+        details["metrics_history"] = {
+            "resolution_seconds": history.resolution,
+            "points": [_point(p) for p in history.points(node_id, since)],
+        }
+        details["agents"] = self.graph.agents_of(node_id)
+        return details
+
+    def _stats(self) -> dict[str, Any]:
+        nodes = self.history.stats()
+        processes = self.process_history.stats()
+        return {
+            "topology": {**self.snapshot.counts(), "agents": len(self.graph.partitions),
+                         "pending_reports": len(self.pending), "merge_failures": self.merge_failures},
+            "storage": {
+                "metric_series": nodes.groups + processes.groups,
+                "metric_points": nodes.points + processes.points,
+                "metric_bytes": nodes.bytes + processes.bytes,
+            },
+        }
+
+
+def _point(point: Point) -> dict[str, Any]:
+    return {"timestamp": rfc3339(point.timestamp), **point.values}

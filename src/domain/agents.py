@@ -1,0 +1,106 @@
+"""What the server knows about one agent: registration, liveness, latest report
+and host-level metric history. Pure: every method takes ``now``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from trioscope.domain.report import AgentRegistration, Report
+from trioscope.domain.timeseries import Point, SeriesGroup
+
+
+def host_metrics(report: Report) -> dict[str, float]:
+    """The agent-level metrics one report contributes to its time series."""
+    values: dict[str, float] = {}
+    info = report.host_info
+    if info is not None:
+        if info.cpu_info is not None:
+            values["cpu_usage"] = info.cpu_info.usage
+        if info.memory_info is not None:
+            values["memory_usage"] = info.memory_info.usage
+            values["memory_used_mb"] = info.memory_info.used_mb
+        if info.load_average is not None:
+            values["load1"] = info.load_average.load1
+        if info.disks:
+            values["disk_usage"] = max(d.usage for d in info.disks)
+        values["network_rx_bytes_per_sec"] = info.network_rx_bytes_per_sec
+        values["network_tx_bytes_per_sec"] = info.network_tx_bytes_per_sec
+        values["disk_read_bytes_per_sec"] = info.disk_read_bytes_per_sec
+        values["disk_write_bytes_per_sec"] = info.disk_write_bytes_per_sec
+    if report.docker_info is not None:
+        values["containers"] = float(len(report.docker_info.containers))
+    if report.processes_info is not None:
+        values["processes"] = float(len(report.processes_info.processes))
+    if report.network_info is not None:
+        values["connections"] = float(len(report.network_info.connections))
+    return values
+
+
+def rfc3339(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class AgentState:
+    """One agent. ``last_seen`` is the newest of its registration, heartbeats and
+    reports, by the server's clock (agents' clocks are not trusted for liveness)."""
+
+    def __init__(self, agent_id: str, now: float, retention: float) -> None:
+        self.agent_id = agent_id
+        self.hostname = ""
+        self.metadata: dict[str, str] = {}
+        self.first_seen = now
+        self.registered_at: float | None = None
+        self.last_heartbeat: float | None = None
+        self.last_report_at: float | None = None
+        self.reports_received = 0
+        self.latest: Report | None = None
+        self.history = SeriesGroup(retention)
+
+    def register(self, registration: AgentRegistration, now: float) -> None:
+        self.hostname = registration.hostname or self.hostname
+        self.metadata = dict(registration.metadata)
+        self.registered_at = now
+
+    def heartbeat(self, now: float) -> None:
+        self.last_heartbeat = now
+
+    def receive(self, report: Report, now: float) -> None:
+        """Keep the report if it is the newest, and record its metrics at ``now``."""
+        self.reports_received += 1
+        self.last_report_at = now
+        if self.latest is None or report.timestamp >= self.latest.timestamp:
+            self.latest = report
+            self.hostname = report.host_name
+        self.history.record(now, host_metrics(report))
+
+    @property
+    def last_seen(self) -> float:
+        return max(t for t in (self.first_seen, self.registered_at, self.last_heartbeat, self.last_report_at)
+                   if t is not None)
+
+    def status(self, now: float, stale_threshold: float) -> str:
+        """``healthy`` if heard from within ``stale_threshold``, else ``stale``."""
+        return "healthy" if now - self.last_seen <= stale_threshold else "stale"
+
+    def expired(self, now: float, max_age: float) -> bool:
+        """Silent for longer than ``max_age``: to be forgotten."""
+        return now - self.last_seen > max_age
+
+    def points(self, since: float, until: float | None = None) -> list[Point]:
+        return self.history.points(since, until)
+
+    def describe(self, now: float, stale_threshold: float) -> dict[str, Any]:
+        return {
+            "agent_id": self.agent_id,
+            "hostname": self.hostname,
+            "status": self.status(now, stale_threshold),
+            "metadata": self.metadata,
+            "registered_at": rfc3339(self.registered_at),
+            "last_seen": rfc3339(self.last_seen),
+            "last_heartbeat": rfc3339(self.last_heartbeat),
+            "last_report_at": rfc3339(self.last_report_at),
+            "reports_received": self.reports_received,
+        }

@@ -1,0 +1,36 @@
+"""The wire models shared by the server and the probe: reports and registrations,
+with strict decoding that names every bad field."""
+
+from ._codec import FieldProblem as FieldProblem
+from ._codec import InvalidDocument as InvalidDocument
+from ._codec import decode as decode
+from ._codec import decode_registration as decode_registration
+from ._codec import decode_report as decode_report
+from ._codec import encode as encode
+from ._fields import format_timestamp as format_timestamp
+from ._fields import parse_timestamp as parse_timestamp
+from ._models import AgentRegistration as AgentRegistration
+from ._models import Connection as Connection
+from ._models import ContainerInfo as ContainerInfo
+from ._models import ContainerNetwork as ContainerNetwork
+from ._models import ContainerStats as ContainerStats
+from ._models import CpuInfo as CpuInfo
+from ._models import DiskInfo as DiskInfo
+from ._models import DockerInfo as DockerInfo
+from ._models import HostInfo as HostInfo
+from ._models import LoadAverage as LoadAverage
+from ._models import MemoryInfo as MemoryInfo
+from ._models import NetworkInfo as NetworkInfo
+from ._models import NetworkInterface as NetworkInterface
+from ._models import PortMapping as PortMapping
+from ._models import ProcessesInfo as ProcessesInfo
+from ._models import ProcessInfo as ProcessInfo
+from ._models import Report as Report
+
+__all__ = [
+    "AgentRegistration", "Connection", "ContainerInfo", "ContainerNetwork", "ContainerStats",
+    "CpuInfo", "DiskInfo", "DockerInfo", "FieldProblem", "HostInfo", "InvalidDocument",
+    "LoadAverage", "MemoryInfo", "NetworkInfo", "NetworkInterface", "PortMapping",
+    "ProcessInfo", "ProcessesInfo", "Report", "decode", "decode_registration", "decode_report",
+    "encode", "format_timestamp", "parse_timestamp",
+]

@@ -1,0 +1,27 @@
+"""The topology graph: hosts, containers, processes, pods and services, and the
+connections between them, merged from agents' reports. Pure: no I/O, no trio."""
+
+from ._cgroup import container_id_from_cgroup as container_id_from_cgroup
+from ._graph import Expired as Expired
+from ._graph import TopologyGraph as TopologyGraph
+from ._graph import merge_nodes as merge_nodes
+from ._model import Edge as Edge
+from ._model import Node as Node
+from ._model import NodeKind as NodeKind
+from ._model import View as View
+from ._model import container_id as container_id
+from ._model import host_id as host_id
+from ._model import pod_id as pod_id
+from ._model import process_id as process_id
+from ._model import service_id as service_id
+from ._partition import Partition as Partition
+from ._partition import build_partition as build_partition
+from ._snapshot import TopologyDiff as TopologyDiff
+from ._snapshot import TopologySnapshot as TopologySnapshot
+from ._snapshot import kind_of as kind_of
+
+__all__ = [
+    "Edge", "Expired", "Node", "NodeKind", "Partition", "TopologyDiff", "TopologyGraph",
+    "TopologySnapshot", "View", "build_partition", "container_id", "container_id_from_cgroup",
+    "host_id", "kind_of", "merge_nodes", "pod_id", "process_id", "service_id",
+]

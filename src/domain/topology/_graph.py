@@ -1,0 +1,525 @@
+"""The live topology: merges partitions, resolves connections, publishes versions.
+
+Owned by one actor; pure and synchronous. The cost of applying a report is
+proportional to that report (its partition) plus the connections whose far end
+it changed, never to the size of the whole graph:
+
+* nodes are merged per id from the partitions that describe them (usually one);
+* connections are resolved against an index of everyone's listening sockets and
+  addresses, and re-resolved only when an endpoint they looked up changes;
+* each view's edges are reference counts of the connections projected onto it,
+  kept up to date as connections come and go;
+* publishing copies the per-kind node maps (pointers only) and derives the diff
+  from what was touched since the last version.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Any
+
+import attrs
+
+from trioscope.domain.report import Report
+
+from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, edge_id, reps
+from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition, is_loopback
+from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
+
+EdgeKey = tuple[str, str]
+Projection = tuple[int, str, str]
+"""(index of the view in ``VIEWS``, source node, target node)."""
+
+
+@attrs.frozen
+class Expired:
+    """What ``expire`` removed."""
+
+    agents: tuple[str, ...]
+    nodes: int
+
+
+class TopologyGraph:
+    """Mutable topology state. Call ``apply`` per report, ``expire`` per cleanup
+    tick, and ``publish`` to get an immutable snapshot plus the diff."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[str, Partition] = {}
+        self.nodes: dict[str, Node] = {}
+        self._by_kind: dict[NodeKind, dict[str, Node]] = {k: {} for k in NodeKind}
+        self._reps: dict[str, Reps] = {}
+        self._sources: dict[str, dict[str, Node]] = {}
+        """Node id -> agent -> that agent's version of the node."""
+        self._reps_sources: dict[str, dict[str, Reps]] = {}
+        self._children: dict[str, set[str]] = defaultdict(set)
+
+        # Endpoints everyone exposes: key -> {agent: node}. More than one claimant
+        # (e.g. 172.17.0.2 on every Docker host) makes the key ambiguous.
+        self._listener_claims: dict[EndpointKey, dict[str, str]] = defaultdict(dict)
+        self._address_claims: dict[str, dict[str, str]] = defaultdict(dict)
+        # Who looked up which key or address, to re-resolve them when it changes.
+        self._key_readers: dict[EndpointKey, set[str]] = defaultdict(set)
+        self._address_readers: dict[str, set[str]] = defaultdict(set)
+        # ... and whose projection used which node's representatives.
+        self._rep_readers: dict[str, set[str]] = defaultdict(set)
+        self._reads: dict[str, tuple[set[EndpointKey], set[str], set[str]]] = {}
+        self._to_reproject: set[str] = set()
+        # Projected connections: agent -> how many of its connections project
+        # onto each (view, source, target).
+        self._projected: dict[str, Counter[Projection]] = {}
+        self._edge_counts: dict[View, dict[EdgeKey, int]] = {v: {} for v in View}
+        self._adjacent: dict[str, set[tuple[View, EdgeKey]]] = defaultdict(set)
+        self._edges: dict[View, dict[str, Edge]] = {v: {} for v in View}
+
+        # Pods and services: group -> agent -> member containers, and the reverse,
+        # so that a change to a container (from any agent) rebuilds its groups.
+        self._members: dict[str, dict[str, tuple[str, ...]]] = defaultdict(dict)
+        self._groups_of: dict[str, Counter[str]] = defaultdict(Counter)
+        self._stale_groups: set[str] = set()
+
+        self.version = 0
+        self._published = TopologySnapshot.empty()
+        self._dirty_nodes: set[str] = set()
+        self._dirty_edges: dict[View, set[EdgeKey]] = {v: set() for v in View}
+
+    # ---- applying reports -----------------------------------------------------------
+
+    def apply(self, report: Report, received_at: float) -> bool:
+        """Merge ``report``. Returns False (and changes nothing) if this agent has
+        already sent a newer one."""
+        current = self.partitions.get(report.agent_id)
+        if current is not None and report.timestamp.timestamp() < current.report_time:
+            return False
+        self._replace(report.agent_id, current, build_partition(report, received_at))
+        return True
+
+    def remove_agent(self, agent_id: str) -> int:
+        """Forget everything ``agent_id`` reported; returns the nodes it described."""
+        current = self.partitions.get(agent_id)
+        if current is None:
+            return 0
+        self._replace(agent_id, current, None)
+        return len(current.nodes)
+
+    def expire(self, now: float, threshold: float) -> Expired:
+        """Remove partitions not refreshed within ``threshold`` seconds of ``now``
+        (by the time the server received them, so agents' clocks do not matter)."""
+        horizon = now - threshold
+        stale = [a for a, p in self.partitions.items() if p.received_at < horizon]
+        removed = sum(self.remove_agent(a) for a in stale)
+        return Expired(tuple(stale), removed)
+
+    def _replace(self, agent: str, old: Partition | None, new: Partition | None) -> None:
+        if new is None:
+            del self.partitions[agent]
+        else:
+            self.partitions[agent] = new
+        old_nodes = old.nodes if old is not None else {}
+        new_nodes = new.nodes if new is not None else {}
+        for node_id in old_nodes.keys() - new_nodes.keys():
+            self._contribute(node_id, agent, None, None)
+        self._update_membership(agent, old, new)
+        if new is not None:
+            for node_id, node in new_nodes.items():
+                self._contribute(node_id, agent, node, new.reps[node_id])
+        for group_id in sorted(self._stale_groups):
+            self._rebuild_group(group_id)
+        self._stale_groups.clear()
+        self._update_endpoints(agent, old, new)
+        self._to_reproject.add(agent)
+        # Re-projecting changes no node, so one pass reaches a fixed point.
+        for reader in sorted(self._to_reproject):
+            self._reproject(reader)
+        self._to_reproject.clear()
+
+    def _contribute(self, node_id: str, agent: str, node: Node | None, node_reps: Reps | None) -> None:
+        sources = self._sources.setdefault(node_id, {})
+        reps_sources = self._reps_sources.setdefault(node_id, {})
+        if node is None or node_reps is None:
+            sources.pop(agent, None)
+            reps_sources.pop(agent, None)
+        else:
+            sources[agent] = node
+            reps_sources[agent] = node_reps
+        self._refresh_node(node_id)
+
+    def _refresh_node(self, node_id: str) -> None:
+        sources = self._sources.get(node_id)
+        if not sources:
+            self._sources.pop(node_id, None)
+            self._reps_sources.pop(node_id, None)
+            self._set_reps(node_id, None)
+            self._set_node(node_id, None)
+            return
+        if len(sources) == 1:
+            (agent, merged), = sources.items()
+        else:
+            merged, agent = merge_nodes(sources)
+        self._set_reps(node_id, self._reps_sources[node_id][agent])
+        self._set_node(node_id, merged)
+
+    def _set_node(self, node_id: str, node: Node | None) -> None:
+        current = self.nodes.get(node_id)
+        if current is node or (current is not None and node is not None and current == node):
+            return
+        if current is not None and current.parent:
+            self._children[current.parent].discard(node_id)
+        if node is None:
+            del self.nodes[node_id]
+            del self._by_kind[current.kind][node_id]  # type: ignore[union-attr]
+        else:
+            self.nodes[node_id] = node
+            self._by_kind[node.kind][node_id] = node
+            if node.parent:
+                self._children[node.parent].add(node_id)
+        self._dirty_nodes.add(node_id)
+        groups = self._groups_of.get(node_id)
+        if groups:
+            self._stale_groups.update(groups)
+
+    # ---- pods and services ------------------------------------------------------------
+
+    def _update_membership(self, agent: str, old: Partition | None, new: Partition | None) -> None:
+        before = {**old.pods, **old.services} if old is not None else {}
+        after = {**new.pods, **new.services} if new is not None else {}
+        for group_id in before.keys() | after.keys():
+            was, now = before.get(group_id, ()), after.get(group_id, ())
+            if was == now:
+                continue
+            for container in was:
+                counts = self._groups_of[container]
+                counts[group_id] -= 1
+                if counts[group_id] <= 0:
+                    del counts[group_id]
+                if not counts:
+                    del self._groups_of[container]
+            for container in now:
+                self._groups_of[container][group_id] += 1
+            if now:
+                self._members[group_id][agent] = now
+            else:
+                self._members[group_id].pop(agent, None)
+            self._stale_groups.add(group_id)
+
+    def _rebuild_group(self, group_id: str) -> None:
+        kind = kind_of(group_id)
+        by_agent = self._members.get(group_id, {})
+        members = sorted({c for ids in by_agent.values() for c in ids})
+        containers = [self.nodes[c] for c in members if c in self.nodes]
+        if not containers:
+            self._members.pop(group_id, None)
+            self._set_group(group_id, None)
+            return
+        namespace, _, name = group_id.partition(":")[2].partition("/")
+        hosts = sorted({c.host for c in containers if c.host})
+        running = [c for c in containers if c.status == "running"]
+        metadata: dict[str, Any] = {
+            "namespace": namespace,
+            "name": name,
+            "containers": [c.id for c in containers],
+            "hosts": hosts,
+        }
+        if kind is NodeKind.POD:
+            uid = containers[0].metadata.get("labels", {}).get("io.kubernetes.pod.uid")
+            if uid:
+                metadata["uid"] = uid
+        host = hosts[0] if kind is NodeKind.POD and hosts else None
+        node = Node(
+            id=group_id, kind=kind, label=name, parent=host, host=host,
+            agent_id=containers[0].agent_id,
+            status="running" if running else containers[0].status,
+            last_seen=max(c.last_seen for c in containers),
+            metadata=metadata,
+            metrics={
+                "cpu_percent": sum(c.metrics.get("cpu_percent", 0.0) for c in containers),
+                "memory_mb": sum(c.metrics.get("memory_mb", 0.0) for c in containers),
+                "containers": float(len(containers)),
+            },
+        )
+        self._set_group(group_id, node)
+
+    def _set_group(self, group_id: str, node: Node | None) -> None:
+        self._set_node(group_id, node)
+        if node is None:
+            self._set_reps(group_id, None)
+        elif node.kind is NodeKind.POD:
+            self._set_reps(group_id, reps(host=node.host or "", pod=group_id))
+        else:
+            self._set_reps(group_id, reps(host="", service=group_id))
+
+    def _set_reps(self, node_id: str, node_reps: Reps | None) -> None:
+        """Where a node sits changed: connections projected through it move."""
+        if self._reps.get(node_id) == node_reps:
+            return
+        if node_reps is None:
+            del self._reps[node_id]
+        else:
+            self._reps[node_id] = node_reps
+        readers = self._rep_readers.get(node_id)
+        if readers:
+            self._to_reproject.update(readers)
+
+    # ---- endpoints and connection resolution -----------------------------------------------
+
+    def _update_endpoints(self, agent: str, old: Partition | None, new: Partition | None) -> None:
+        """Update the endpoints ``agent`` claims; connections that looked one up
+        are queued for re-projection."""
+        before = (old.listeners, old.addresses) if old is not None else ({}, {})
+        after = (new.listeners, new.addresses) if new is not None else ({}, {})
+        if before == after:
+            return
+        for claims_of, readers_of, was_map, now_map in (
+            (self._listener_claims, self._key_readers, before[0], after[0]),
+            (self._address_claims, self._address_readers, before[1], after[1]),
+        ):
+            for key in was_map.keys() | now_map.keys():
+                was, now = was_map.get(key), now_map.get(key)
+                if was == now:
+                    continue
+                claims = claims_of[key]
+                if now is None:
+                    claims.pop(agent, None)
+                    if not claims:
+                        del claims_of[key]
+                else:
+                    claims[agent] = now
+                self._to_reproject.update(readers_of.get(key, ()))
+
+    def _resolve(self, partition: Partition, connection: OutgoingConnection,
+                 keys: set[EndpointKey], addresses: set[str]) -> str | None:
+        _source, protocol, address, port = connection
+        if is_loopback(address):
+            return partition.local_listeners.get((protocol, port))
+        key = (protocol, address, port)
+        keys.add(key)
+        addresses.add(address)
+        own = partition.listeners.get(key)  # container to container on this host's bridge
+        if own is not None:
+            return own
+        claims = self._listener_claims.get(key)
+        if claims is not None and len(claims) == 1:
+            return next(iter(claims.values()))
+        own = partition.addresses.get(address)
+        if own is not None:
+            return own
+        aclaims = self._address_claims.get(address)
+        if aclaims is not None and len(aclaims) == 1:
+            return next(iter(aclaims.values()))
+        return None
+
+    def _reproject(self, agent: str) -> None:
+        """Resolve ``agent``'s connections again and apply the difference in edge
+        counts: a report whose connections did not change touches no edge."""
+        partition = self.partitions.get(agent)
+        counts: Counter[Projection] = Counter()
+        keys: set[EndpointKey] = set()
+        addresses: set[str] = set()
+        nodes: set[str] = set()
+        if partition is not None:
+            node_reps = self._reps
+            for connection in partition.outgoing:
+                target = self._resolve(partition, connection, keys, addresses)
+                if target is None:
+                    continue
+                nodes.add(connection[0])
+                nodes.add(target)
+                source_reps, target_reps = node_reps.get(connection[0]), node_reps.get(target)
+                if source_reps is None or target_reps is None:
+                    continue
+                for index, (a, b) in enumerate(zip(source_reps, target_reps)):
+                    if a is not None and b is not None and a != b:
+                        counts[(index, a, b)] += 1
+        previous = self._projected.get(agent, Counter())
+        if counts != previous:
+            for projection in previous.keys() | counts.keys():
+                delta = counts.get(projection, 0) - previous.get(projection, 0)
+                if delta:
+                    index, a, b = projection
+                    self._count_edge(VIEWS[index], (a, b), delta)
+        if counts:
+            self._projected[agent] = counts
+        else:
+            self._projected.pop(agent, None)
+        self._update_reads(agent, keys, addresses, nodes)
+
+    def _update_reads(self, agent: str, keys: set[EndpointKey], addresses: set[str], nodes: set[str]) -> None:
+        old_keys, old_addresses, old_nodes = self._reads.pop(agent, (set(), set(), set()))
+        for key in old_keys - keys:
+            readers = self._key_readers[key]
+            readers.discard(agent)
+            if not readers:
+                del self._key_readers[key]
+        for key in keys - old_keys:
+            self._key_readers[key].add(agent)
+        for address in old_addresses - addresses:
+            areaders = self._address_readers[address]
+            areaders.discard(agent)
+            if not areaders:
+                del self._address_readers[address]
+        for address in addresses - old_addresses:
+            self._address_readers[address].add(agent)
+        for node_id in old_nodes - nodes:
+            nreaders = self._rep_readers[node_id]
+            nreaders.discard(agent)
+            if not nreaders:
+                del self._rep_readers[node_id]
+        for node_id in nodes - old_nodes:
+            self._rep_readers[node_id].add(agent)
+        if keys or addresses or nodes:
+            self._reads[agent] = (keys, addresses, nodes)
+
+    def _count_edge(self, view: View, key: EdgeKey, delta: int) -> None:
+        counts = self._edge_counts[view]
+        count = counts.get(key, 0) + delta
+        if count > 0:
+            counts[key] = count
+            if count == delta:  # appeared
+                self._adjacent[key[0]].add((view, key))
+                self._adjacent[key[1]].add((view, key))
+        else:
+            counts.pop(key, None)
+            for end in key:
+                adjacent = self._adjacent.get(end)
+                if adjacent is not None:
+                    adjacent.discard((view, key))
+                    if not adjacent:
+                        del self._adjacent[end]
+        self._dirty_edges[view].add(key)
+
+    # ---- publishing -----------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._dirty_nodes) or any(self._dirty_edges.values())
+
+    @property
+    def current(self) -> TopologySnapshot:
+        """The last published snapshot (may lag behind ``apply``; see ``publish``)."""
+        return self._published
+
+    def publish(self, now: float) -> tuple[TopologySnapshot, TopologyDiff | None]:
+        """A new snapshot if anything changed since the last one, with the diff;
+        else the current snapshot and None."""
+        previous = self._published
+        if not self.dirty:
+            return previous, None
+        nodes_added: dict[str, Node] = {}
+        nodes_updated: dict[str, Node] = {}
+        nodes_removed: list[str] = []
+        dirty_kinds: set[NodeKind] = set()
+        for node_id in self._dirty_nodes:
+            before, after = previous.node(node_id), self.nodes.get(node_id)
+            if before is after:
+                continue
+            if after is None:
+                nodes_removed.append(node_id)
+            elif before is None:
+                nodes_added[node_id] = after
+            elif before == after:
+                continue
+            else:
+                nodes_updated[node_id] = after
+            dirty_kinds.add(kind_of(node_id))
+
+        edges_added: dict[str, Edge] = {}
+        edges_updated: dict[str, Edge] = {}
+        edges_removed: list[str] = []
+        dirty_views: set[View] = set()
+        for view, keys in self._dirty_edges.items():
+            edges = self._edges[view]
+            counts = self._edge_counts[view]
+            for source, target in keys:
+                eid = edge_id(source, target)
+                before_edge = edges.get(eid)
+                count = counts.get((source, target), 0)
+                if count == 0:
+                    if before_edge is not None:
+                        del edges[eid]
+                        edges_removed.append(eid)
+                        dirty_views.add(view)
+                elif before_edge is None or before_edge.connections != count:
+                    edge = Edge(id=eid, source=source, target=target, connections=count)
+                    edges[eid] = edge
+                    (edges_added if before_edge is None else edges_updated)[eid] = edge
+                    dirty_views.add(view)
+            keys.clear()
+        self._dirty_nodes.clear()
+
+        if not (dirty_kinds or dirty_views):
+            return previous, None
+        self.version += 1
+        nodes = {k: (dict(self._by_kind[k]) if k in dirty_kinds else previous.nodes_of(k)) for k in NodeKind}
+        edges_by_view = {v: (dict(self._edges[v]) if v in dirty_views else previous.edges_of(v)) for v in View}
+        snapshot = TopologySnapshot(self.version, now, nodes, edges_by_view)
+        diff = TopologyDiff(
+            version=self.version,
+            previous_version=previous.version,
+            nodes_added=nodes_added,
+            nodes_updated=nodes_updated,
+            nodes_removed=tuple(sorted(nodes_removed)),
+            edges_added=edges_added,
+            edges_updated=edges_updated,
+            edges_removed=tuple(sorted(edges_removed)),
+        )
+        self._published = snapshot
+        return snapshot, diff
+
+    # ---- point queries on the live graph ------------------------------------------------
+
+    def details(self, node_id: str) -> dict[str, Any] | None:
+        """A node with its parents, children and connected nodes (for the UI's
+        details panel)."""
+        node = self.nodes.get(node_id)
+        if node is None:
+            return None
+        parents = []
+        parent = node.parent
+        while parent is not None and parent in self.nodes and len(parents) < 8:
+            parents.append(_brief(self.nodes[parent]))
+            parent = self.nodes[parent].parent
+        node_reps = self._reps.get(node_id)
+        groups = []
+        if node_reps is not None:
+            for group in (node_reps[VIEWS.index(View.PODS)], node_reps[VIEWS.index(View.SERVICES)]):
+                if group and group != node_id and group in self.nodes:
+                    groups.append(_brief(self.nodes[group]))
+        children = sorted((_brief(self.nodes[c]) for c in self._children.get(node_id, ()) if c in self.nodes),
+                          key=lambda b: b["id"])
+        connected: dict[str, dict[str, Any]] = {}
+        for view, (source, target) in self._adjacent.get(node_id, ()):
+            other, direction = (target, "outbound") if source == node_id else (source, "inbound")
+            if other not in self.nodes:
+                continue
+            entry = connected.setdefault(other, {**_brief(self.nodes[other]), "directions": set(), "connections": 0})
+            entry["directions"].add(direction)
+            entry["connections"] += self._edge_counts[view].get((source, target), 0)
+        return {
+            "node": node.as_dict(),
+            "parents": parents,
+            "groups": groups,
+            "children": children,
+            "connected": [{**c, "directions": sorted(c["directions"])} for _, c in sorted(connected.items())],
+        }
+
+    def agents_of(self, node_id: str) -> list[str]:
+        """Agents whose reports describe ``node_id``."""
+        return sorted(self._sources.get(node_id, {}))
+
+
+def _brief(node: Node) -> dict[str, Any]:
+    return {"id": node.id, "type": node.kind.value, "label": node.label}
+
+
+def merge_nodes(versions: dict[str, Node]) -> tuple[Node, str]:
+    """Merge several agents' versions of one node: newest report wins, key by key
+    for metadata and metrics (ties broken by agent id, so the result does not
+    depend on arrival order). Returns the merged node and the agent whose
+    version is newest."""
+    ordered = sorted(versions.items(), key=lambda item: (item[1].last_seen, item[0]))
+    metadata: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
+    for _agent, node in ordered:
+        metadata.update(node.metadata)
+        metrics.update(node.metrics)
+    agent, newest = ordered[-1]
+    return attrs.evolve(newest, metadata=metadata, metrics=metrics, _json=[]), agent

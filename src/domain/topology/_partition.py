@@ -1,0 +1,319 @@
+"""What one agent's report contributes to the topology: its partition.
+
+A partition is built once per report, in one pass over it, and never changes.
+It holds the agent's nodes (its host, containers and processes), where each of
+them sits (ancestry, for projecting connections onto views), the endpoints it
+exposes to others (listening sockets, IP addresses) and the outgoing connections
+it still has to resolve against everyone else's endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from trioscope.domain.report import ContainerInfo, HostInfo, ProcessInfo, Report
+
+from ._cgroup import container_id_from_cgroup
+from ._kubernetes import pod_of, service_of
+from ._model import VIEWS, Node, NodeKind, Reps, View, container_id, host_id, process_id, reps
+
+# Endpoint keys: ("tcp", "10.0.0.5", 5432). The protocol family (tcp/tcp6) is
+# folded: an IPv6 socket that listens on :: also accepts IPv4.
+EndpointKey = tuple[str, str, int]
+_WILDCARDS = {"0.0.0.0", "::", "*", ""}
+
+
+OutgoingConnection = tuple[str, str, str, int]
+"""A connection this host opened (its client side): (source node, protocol,
+remote address, remote port). The source is the most specific local node: the
+process, else its container, else the host. A plain tuple: there are hundreds
+per report and they are only ever compared and unpacked."""
+
+_CONTAINER = VIEWS.index(View.CONTAINERS)
+
+
+@attrs.frozen(kw_only=True, eq=False)
+class Partition:
+    agent_id: str
+    host: str
+    """Host node id."""
+    report_time: float
+    received_at: float
+    nodes: Mapping[str, Node]
+    reps: Mapping[str, Reps]
+    """Each node's representative in every view (see ``Reps``)."""
+    listeners: Mapping[EndpointKey, str]
+    """Sockets reachable from other hosts: (protocol, ip, port) -> owning node."""
+    local_listeners: Mapping[tuple[str, int], str]
+    """Sockets reachable over loopback from this host: (protocol, port) -> node."""
+    addresses: Mapping[str, str]
+    """IP addresses this host answers for -> host or container node."""
+    outgoing: tuple[OutgoingConnection, ...]
+    pods: Mapping[str, tuple[str, ...]]
+    """Pod id -> its container node ids on this host."""
+    services: Mapping[str, tuple[str, ...]]
+    """Service id -> its container node ids on this host."""
+
+
+def is_loopback(address: str) -> bool:
+    # A string test, not ipaddress: this runs for every connection of every report.
+    return address.startswith(("127.", "::ffff:127.")) or address in ("::1", "localhost")
+
+
+def _normal_address(address: str) -> str:
+    """IPv4-mapped IPv6 (``::ffff:10.0.0.1``) is the IPv4 address."""
+    if address.startswith("::ffff:") and "." in address:
+        return address[7:]
+    return address
+
+
+def _family(protocol: str) -> str:
+    return "udp" if protocol.startswith("udp") else "tcp"
+
+
+def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any], dict[str, float]]:
+    meta: dict[str, Any] = {"hostname": report.host_name, "agent_id": report.agent_id}
+    metrics: dict[str, float] = {}
+    if info is None:
+        return meta, metrics
+    for key in ("os", "platform", "kernel_version", "architecture"):
+        if getattr(info, key):
+            meta[key] = getattr(info, key)
+    if info.ip_addresses:
+        meta["ip_addresses"] = list(info.ip_addresses)
+    meta["uptime_seconds"] = info.uptime_seconds
+    if info.cpu_info is not None:
+        meta["cpu_model"] = info.cpu_info.model
+        meta["cpu_cores"] = info.cpu_info.cores
+        metrics["cpu_usage"] = info.cpu_info.usage
+    if info.memory_info is not None:
+        meta["memory_total_mb"] = info.memory_info.total_mb
+        metrics["memory_usage"] = info.memory_info.usage
+        metrics["memory_used_mb"] = info.memory_info.used_mb
+    if info.load_average is not None:
+        metrics["load1"] = info.load_average.load1
+        metrics["load5"] = info.load_average.load5
+        metrics["load15"] = info.load_average.load15
+    if info.disks:
+        meta["disks"] = [{"mount_point": d.mount_point, "total_mb": d.total_mb, "usage": d.usage} for d in info.disks]
+        metrics["disk_usage"] = max(d.usage for d in info.disks)
+    metrics["network_rx_bytes_per_sec"] = info.network_rx_bytes_per_sec
+    metrics["network_tx_bytes_per_sec"] = info.network_tx_bytes_per_sec
+    metrics["disk_read_bytes_per_sec"] = info.disk_read_bytes_per_sec
+    metrics["disk_write_bytes_per_sec"] = info.disk_write_bytes_per_sec
+    return meta, metrics
+
+
+def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> Node:
+    name = c.name.lstrip("/") or c.id[:12]
+    meta: dict[str, Any] = {
+        "container_id": c.id,
+        "name": name,
+        "image": c.image,
+        "state": c.state,
+    }
+    for key in ("image_id", "status", "command"):
+        if getattr(c, key):
+            meta[key] = getattr(c, key)
+    if c.created is not None:
+        meta["created"] = c.created.isoformat().replace("+00:00", "Z")
+    if c.labels:
+        meta["labels"] = dict(c.labels)
+    if c.ports:
+        meta["ports"] = [
+            f"{p.host_ip + ':' if p.host_ip else ''}{p.host_port}->{p.container_port}/{p.protocol}"
+            if p.host_port else f"{p.container_port}/{p.protocol}"
+            for p in c.ports
+        ]
+    if c.networks:
+        meta["networks"] = {n.name: n.ip_address for n in c.networks}
+    if c.env_names:
+        meta["env_names"] = list(c.env_names)
+    if c.env:
+        meta["env"] = dict(c.env)
+    pod, service = pod_of(c.labels), service_of(c.labels)
+    if pod:
+        meta["pod"] = pod
+    if service:
+        meta["service"] = service
+    metrics: dict[str, float] = {}
+    if c.stats is not None:
+        s = c.stats
+        metrics = {
+            "cpu_percent": s.cpu_percent,
+            "memory_mb": s.memory_usage_mb,
+            "memory_percent": s.memory_percent,
+            "network_rx_bytes_per_sec": s.network_rx_bytes_per_sec,
+            "network_tx_bytes_per_sec": s.network_tx_bytes_per_sec,
+            "block_read_bytes": float(s.block_read_bytes),
+            "block_write_bytes": float(s.block_write_bytes),
+            "pids": float(s.pids),
+        }
+    return Node(id=container_id(c.id), kind=NodeKind.CONTAINER, label=name, parent=host, host=host,
+                agent_id=agent_id, status=c.state, last_seen=when, metadata=meta, metrics=metrics)
+
+
+def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, container: str | None,
+                  agent_id: str, when: float) -> Node:
+    meta: dict[str, Any] = {"pid": p.pid, "ppid": p.ppid, "name": p.name}
+    for key in ("cmdline", "user", "status"):
+        if getattr(p, key):
+            meta[key] = getattr(p, key)
+    if p.threads:
+        meta["threads"] = p.threads
+    if p.started_at is not None:
+        meta["started_at"] = p.started_at.isoformat().replace("+00:00", "Z")
+    if container:
+        meta["container_id"] = container
+    return Node(
+        id=process_id(hostname, p.pid), kind=NodeKind.PROCESS, label=p.name or str(p.pid),
+        parent=parent, host=host, agent_id=agent_id, status=p.status or "running", last_seen=when,
+        metadata=meta,
+        metrics={"cpu_percent": p.cpu_percent, "memory_mb": p.memory_rss_bytes / 1048576},
+    )
+
+
+class _ContainerIds:
+    """Resolves the ids processes carry (full, short, or from cgroups) to the
+    ids the container engine reported."""
+
+    def __init__(self, known: list[str]) -> None:
+        self.known = set(known)
+        self._by_prefix = {k[:12]: k for k in known}
+
+    def resolve(self, process: ProcessInfo) -> str | None:
+        raw = process.container_id or (container_id_from_cgroup(process.cgroup) if process.cgroup else None)
+        if not raw:
+            return None
+        if raw in self.known:
+            return raw
+        full = self._by_prefix.get(raw[:12])
+        if full is not None and (full.startswith(raw) or raw.startswith(full)):
+            return full
+        return raw  # a container the engine did not report (containerd, CRI-O)
+
+
+def build_partition(report: Report, received_at: float) -> Partition:
+    """Everything ``report`` contributes, stamped with the report's own time."""
+    when = report.timestamp.timestamp()
+    agent = report.agent_id
+    hostname = report.host_name
+    host = host_id(hostname)
+    info = report.host_info
+
+    meta, metrics = _host_metadata(report, info)
+    nodes: dict[str, Node] = {
+        host: Node(id=host, kind=NodeKind.HOST, label=hostname, parent=None, host=None, agent_id=agent,
+                   status="up", last_seen=when, metadata=meta, metrics=metrics)
+    }
+    node_reps: dict[str, Reps] = {host: reps(host=host)}
+    host_ips = [_normal_address(a) for a in (info.ip_addresses if info else []) if not is_loopback(a)]
+    addresses: dict[str, str] = {ip: host for ip in host_ips}
+    pods: dict[str, list[str]] = {}
+    services: dict[str, list[str]] = {}
+    container_ips: dict[str, list[str]] = {}  # container node -> its IPs
+    port_maps: list[tuple[str, int, str, int, str]] = []  # (host_ip, host_port, proto, container_port, node)
+
+    containers = report.docker_info.containers if report.docker_info else []
+    for c in containers:
+        node = _container_node(c, host, agent, when)
+        nodes[node.id] = node
+        pod, service = pod_of(c.labels), service_of(c.labels)
+        node_reps[node.id] = reps(host=host, container=node.id, pod=pod, service=service)
+        if pod:
+            pods.setdefault(pod, []).append(node.id)
+        if service:
+            services.setdefault(service, []).append(node.id)
+        ips = [_normal_address(n.ip_address) for n in c.networks if n.ip_address]
+        container_ips[node.id] = ips
+        for ip in ips:
+            addresses[ip] = node.id
+        for p in c.ports:
+            if p.host_port:
+                port_maps.append((_normal_address(p.host_ip), p.host_port, _family(p.protocol), p.container_port, node.id))
+
+    ids = _ContainerIds([c.id for c in containers])
+    processes = report.processes_info.processes if report.processes_info else []
+    for p in processes:
+        cid = ids.resolve(p)
+        container = container_id(cid) if cid else None
+        if container and container not in nodes:
+            short = cid[:12]  # type: ignore[index]
+            nodes[container] = Node(id=container, kind=NodeKind.CONTAINER, label=short, parent=host, host=host,
+                                    agent_id=agent, status="running", last_seen=when,
+                                    metadata={"container_id": cid, "name": short, "inferred": True})
+            node_reps[container] = reps(host=host, container=container)
+            container_ips.setdefault(container, [])
+        node = _process_node(p, hostname, host, container or host, container, agent, when)
+        nodes[node.id] = node
+        outer = node_reps[container] if container else node_reps[host]
+        node_reps[node.id] = reps(host=host, container=container, process=node.id,
+                                  pod=outer[VIEWS.index(View.PODS)], service=outer[VIEWS.index(View.SERVICES)])
+
+    listeners: dict[EndpointKey, str] = {}
+    local: dict[tuple[str, int], str] = {}
+    listening_ports: set[tuple[str, int]] = set()
+    connections = report.network_info.connections if report.network_info else []
+
+    def owner(pid: int | None) -> str:
+        if pid is not None:
+            candidate = f"process:{hostname}:{pid}"
+            if candidate in nodes:
+                return candidate
+        return host
+
+    for conn in connections:
+        if conn.state.upper() != "LISTEN" and not (conn.protocol.startswith("udp") and not conn.remote_address):
+            continue
+        proto, port, node = _family(conn.protocol), conn.local_port, owner(conn.pid)
+        listening_ports.add((proto, port))
+        local[(proto, port)] = node
+        address = _normal_address(conn.local_address)
+        if is_loopback(address):
+            continue
+        if address in _WILDCARDS:
+            container = node_reps[node][_CONTAINER] if node in node_reps else None
+            # A container without addresses of its own shares the host's network.
+            reachable = container_ips.get(container) if container else None
+            reachable = reachable or host_ips
+            for ip in reachable:
+                listeners[(proto, ip, port)] = node
+        else:
+            listeners[(proto, address, port)] = node
+    for host_ip, host_port, proto, container_port, container in port_maps:
+        # A published port reaches the process listening inside the container.
+        target = next((n for (pr, ip, pt), n in listeners.items()
+                       if pr == proto and pt == container_port and node_reps.get(n, node_reps[host])[_CONTAINER] == container),
+                      container)
+        for ip in ([host_ip] if host_ip and host_ip not in _WILDCARDS else host_ips):
+            listeners.setdefault((proto, ip, host_port), target)
+        local.setdefault((proto, host_port), target)
+
+    outgoing: dict[OutgoingConnection, None] = {}  # ordered set
+    for conn in connections:
+        if conn.state.upper() != "ESTABLISHED" or not conn.remote_address:
+            continue
+        proto = _family(conn.protocol)
+        if (proto, conn.local_port) in listening_ports:
+            continue  # the server side of a connection: its client reports the edge
+        source = owner(conn.pid)
+        address = _normal_address(conn.remote_address)
+        outgoing[(source, proto, address, conn.remote_port)] = None
+
+    return Partition(
+        agent_id=agent,
+        host=host,
+        report_time=when,
+        received_at=received_at,
+        nodes=nodes,
+        reps=node_reps,
+        listeners=listeners,
+        local_listeners=local,
+        addresses=addresses,
+        outgoing=tuple(outgoing),
+        pods={k: tuple(v) for k, v in pods.items()},
+        services={k: tuple(v) for k, v in services.items()},
+    )

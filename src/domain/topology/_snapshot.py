@@ -1,0 +1,124 @@
+"""Published, immutable topology versions and the differences between them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import attrs
+import orjson
+
+from ._model import Edge, Node, NodeKind, View
+
+
+def kind_of(node_id: str) -> NodeKind:
+    """The kind a node id names (ids are ``<kind>:<rest>``)."""
+    return NodeKind(node_id.partition(":")[0])
+
+
+def _timestamp(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TopologySnapshot:
+    """One published version of the graph.
+
+    Readers share it without copying: nothing in it ever changes. The JSON of
+    each view is encoded on first request and cached, from the nodes' own
+    cached fragments, so a version is encoded at most once per view.
+    """
+
+    __slots__ = ("version", "timestamp", "_nodes", "_edges", "_json")
+
+    def __init__(self, version: int, timestamp: float, nodes: Mapping[NodeKind, Mapping[str, Node]],
+                 edges: Mapping[View, Mapping[str, Edge]]) -> None:
+        self.version = version
+        self.timestamp = timestamp
+        self._nodes = nodes
+        self._edges = edges
+        self._json: dict[View | None, bytes] = {}
+
+    @classmethod
+    def empty(cls, timestamp: float = 0.0) -> TopologySnapshot:
+        return cls(0, timestamp, {k: {} for k in NodeKind}, {v: {} for v in View})
+
+    def node(self, node_id: str) -> Node | None:
+        try:
+            return self._nodes[kind_of(node_id)].get(node_id)
+        except ValueError:
+            return None
+
+    def nodes(self, view: View | None = None) -> Iterator[Node]:
+        kinds = [view.kind] if view is not None else list(NodeKind)
+        for kind in kinds:
+            yield from self._nodes[kind].values()
+
+    def edges(self, view: View | None = None) -> Iterator[Edge]:
+        for v in [view] if view is not None else list(View):
+            yield from self._edges[v].values()
+
+    def nodes_of(self, kind: NodeKind) -> Mapping[str, Node]:
+        return self._nodes[kind]
+
+    def edges_of(self, view: View) -> Mapping[str, Edge]:
+        return self._edges[view]
+
+    def counts(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "nodes": sum(len(n) for n in self._nodes.values()),
+            "edges": sum(len(e) for e in self._edges.values()),
+            "nodes_by_type": {k.value: len(n) for k, n in self._nodes.items()},
+            "edges_by_view": {v.value: len(e) for v, e in self._edges.items()},
+        }
+
+    def json(self, view: View | None = None) -> bytes:
+        """``{"topology": {"nodes", "edges", "timestamp", "version", "view"}}``,
+        encoded once per version and view."""
+        cached = self._json.get(view)
+        if cached is None:
+            body = {
+                "topology": {
+                    "nodes": {n.id: n.json() for n in self.nodes(view)},
+                    "edges": {e.id: e.json() for e in self.edges(view)},
+                    "timestamp": _timestamp(self.timestamp),
+                    "version": self.version,
+                    "view": view.value if view is not None else "all",
+                }
+            }
+            cached = self._json[view] = orjson.dumps(body)
+        return cached
+
+
+@attrs.frozen(kw_only=True)
+class TopologyDiff:
+    """What changed from ``previous_version`` to ``version``."""
+
+    version: int
+    previous_version: int
+    nodes_added: Mapping[str, Node]
+    nodes_updated: Mapping[str, Node]
+    nodes_removed: tuple[str, ...]
+    edges_added: Mapping[str, Edge]
+    edges_updated: Mapping[str, Edge]
+    edges_removed: tuple[str, ...]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.nodes_added or self.nodes_updated or self.nodes_removed
+                    or self.edges_added or self.edges_updated or self.edges_removed)
+
+    def apply_to(self, nodes: dict[str, Any], edges: dict[str, Any]) -> None:
+        """Apply to plain ``{id: as_dict()}`` maps (what a client holds); used by
+        tests to check that diffs reproduce the next snapshot."""
+        for node_id in self.nodes_removed:
+            nodes.pop(node_id, None)
+        for group in (self.nodes_added, self.nodes_updated):
+            for node_id, node in group.items():
+                nodes[node_id] = node.as_dict()
+        for edge_id in self.edges_removed:
+            edges.pop(edge_id, None)
+        for egroup in (self.edges_added, self.edges_updated):
+            for edge_id, edge in egroup.items():
+                edges[edge_id] = edge.as_dict()

@@ -1,0 +1,72 @@
+"""Reading request bodies: size limits (also after decompression), gzip, JSON."""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+from quart import request
+
+from trioscope.config import Settings
+from trioscope.domain.report import InvalidDocument
+
+from ._errors import ApiError
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"request body is larger than the limit of {limit} bytes",
+                    details={"limit_bytes": limit})
+
+
+def _gunzip(body: bytes, limit: int) -> bytes:
+    # Decompress at most limit+1 bytes: a small gzip bomb must not expand in memory.
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise ApiError(400, "invalid_gzip", f"request body is not valid gzip: {exc}") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise too_large(limit)
+    if not inflater.eof:
+        raise ApiError(400, "invalid_gzip", "request body is truncated gzip")
+    return data
+
+
+async def read_json(settings: Settings, *, required: bool = True) -> Any:
+    """The request's JSON document (None if the body is empty and not ``required``).
+
+    Raises:
+        ApiError: 400 for empty or malformed bodies, 413 beyond the size limit
+            (Quart enforces it on the wire, we after decompression), 415 for
+            unknown content encodings.
+    """
+    limit = settings.server.max_body_size
+    body = await request.get_data(cache=False)
+    assert isinstance(body, bytes)
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding == "gzip":
+        body = _gunzip(body, limit)
+    elif encoding not in ("identity", ""):
+        raise ApiError(415, "unsupported_encoding",
+                       f"Content-Encoding {encoding!r} is not supported; send identity or gzip")
+    if not body.strip():
+        if not required:
+            return None
+        raise ApiError(400, "empty_body", "request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+
+
+MAX_REPORTED_PROBLEMS = 100
+
+
+def invalid(code: str, exc: InvalidDocument) -> ApiError:
+    """A 400 naming every bad field (up to a hundred)."""
+    problems = [{"path": p.path, "message": p.message} for p in exc.problems[:MAX_REPORTED_PROBLEMS]]
+    first = exc.problems[0]
+    more = f" (and {len(exc.problems) - 1} more problems)" if len(exc.problems) > 1 else ""
+    return ApiError(400, code, f"{first.path}: {first.message}{more}",
+                    details={"errors": problems, "total": len(exc.problems)})

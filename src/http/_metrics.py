@@ -1,0 +1,82 @@
+"""Prometheus exposition (``GET /metrics``) with prometheus-client, one registry
+per app so that tests and several servers in one process do not collide."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter as Tally
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from trioscope.runtime import ActorStats, ActorSystem, SupervisorStats
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+
+
+class _RuntimeCollector(Collector):
+    """Mailbox depth, actors, restarts and dead letters per actor type, read from
+    the actor system at scrape time."""
+
+    def __init__(self, system: ActorSystem) -> None:
+        self.system = system
+
+    def collect(self) -> Iterator[Metric]:
+        snapshot = self.system.snapshot()
+        depth: Tally[str] = Tally()
+        actors: Tally[str] = Tally()
+        stack: list[Any] = [snapshot.root]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, SupervisorStats):
+                stack.extend(node.children)
+            elif isinstance(node, ActorStats) and node.status != "terminated":
+                depth[node.actor_type] += node.mailbox_depth
+                actors[node.actor_type] += 1
+        gauge = GaugeMetricFamily("app_actor_mailbox_depth", "Messages queued in actors' mailboxes",
+                                  labels=["actor_type"])
+        for kind, value in sorted(depth.items()):
+            gauge.add_metric([kind], value)
+        yield gauge
+        count = GaugeMetricFamily("app_actors", "Live actors", labels=["actor_type"])
+        for kind, value in sorted(actors.items()):
+            count.add_metric([kind], value)
+        yield count
+        restarts = CounterMetricFamily("app_actor_restarts", "Actor restarts", labels=["actor_type"])
+        for kind, value in sorted(snapshot.restarts_by_type.items()):
+            restarts.add_metric([kind], value)
+        yield restarts
+        dead = CounterMetricFamily("app_actor_dead_letters", "Messages that reached no actor",
+                                   labels=["actor_type"])
+        for kind, value in sorted(snapshot.dead_letters_by_type.items()):
+            dead.add_metric([kind], value)
+        yield dead
+
+
+class Metrics:
+    """The server's metrics. Gauges that live in actors are refreshed by the
+    ``/metrics`` handler just before exposition."""
+
+    def __init__(self, system: ActorSystem) -> None:
+        self.registry = CollectorRegistry()
+        self.agents = Gauge("app_agents_total", "Known agents", registry=self.registry)
+        self.reports_received = Counter("app_reports_received", "Reports accepted (202)", registry=self.registry)
+        self.websocket_clients = Gauge("app_websocket_clients", "Connected WebSocket clients", registry=self.registry)
+        self.websocket_client_count = 0
+        self.topology_nodes = Gauge("app_topology_nodes", "Nodes in the topology", registry=self.registry)
+        self.topology_edges = Gauge("app_topology_edges", "Edges in the topology (all views)", registry=self.registry)
+        self.request_duration = Histogram(
+            "app_http_request_duration_seconds", "HTTP request latency",
+            ["route", "method", "status"], buckets=BUCKETS, registry=self.registry,
+        )
+        self.registry.register(_RuntimeCollector(system))
+
+    def set_websocket_clients(self, count: int) -> None:
+        self.websocket_client_count = count
+        self.websocket_clients.set(count)
+
+    def observe_request(self, route: str, method: str, status: int, started: float) -> None:
+        self.request_duration.labels(route, method, str(status)).observe(time.perf_counter() - started)

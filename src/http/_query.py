@@ -1,0 +1,96 @@
+"""Queries: topology views, node details, agents' reports and time series, stats."""
+
+from __future__ import annotations
+
+import time
+
+from quart import Blueprint, Response, request
+
+from trioscope.actors.agent import LatestReport, Timeseries
+from trioscope.actors.topology import GetNodeDetails, GetSnapshot, GetStats
+from trioscope.config import format_duration, parse_duration
+from trioscope.domain.agents import rfc3339
+from trioscope.domain.report import encode
+from trioscope.domain.topology import View
+
+from ._agents import agent_or_404
+from ._errors import ApiError
+from ._responses import json_bytes_response, json_response
+from ._services import services
+
+blueprint = Blueprint("query", __name__)
+
+_VIEWS = {v.value: v for v in View}
+MAX_DURATION = 30 * 24 * 3600.0
+
+
+def duration_param(default: str) -> tuple[str, float]:
+    text = request.args.get("duration", default)
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_parameter", f"duration: {exc}", details={"parameter": "duration"}) from None
+    if not 0 < seconds <= MAX_DURATION:
+        raise ApiError(400, "invalid_parameter", "duration: must be more than 0 and at most 720h",
+                       details={"parameter": "duration"})
+    return text, seconds
+
+
+@blueprint.get("/api/v1/query/topology")
+async def topology() -> Response:
+    """Get the current topology (?view=hosts|containers|processes|pods|services)."""
+    name = request.args.get("view")
+    view = None
+    if name is not None:
+        view = _VIEWS.get(name)
+        if view is None:
+            raise ApiError(400, "invalid_parameter", f"view: unknown view {name!r}; use one of {', '.join(_VIEWS)}",
+                           details={"parameter": "view", "allowed": list(_VIEWS)})
+    snapshot = await services().topology.ask(GetSnapshot(), timeout=30)
+    return json_bytes_response(snapshot.json(view))
+
+
+@blueprint.get("/api/v1/query/nodes/<path:node_id>")
+async def node(node_id: str) -> Response:
+    """Get a node with its parents, children, connections and recent metrics."""
+    _text, seconds = duration_param("15m")
+    details = await services().topology.ask(GetNodeDetails(node_id, seconds), timeout=30)
+    if details is None:
+        raise ApiError(404, "node_not_found", f"no node {node_id!r} in the topology", details={"node_id": node_id})
+    return json_response(details)
+
+
+@blueprint.get("/api/v1/query/agents/<agent_id>/latest")
+async def latest(agent_id: str) -> Response:
+    """Get an agent's latest report."""
+    found = await agent_or_404(agent_id).ask(LatestReport())
+    if found is None:
+        raise ApiError(404, "no_report", f"agent {agent_id!r} has not sent a report yet",
+                       details={"agent_id": agent_id})
+    report, received_at = found
+    return json_response({"agent_id": agent_id, "received_at": rfc3339(received_at), "report": encode(report)})
+
+
+@blueprint.get("/api/v1/query/agents/<agent_id>/timeseries")
+async def timeseries(agent_id: str) -> Response:
+    """Get an agent's metrics at 15 s resolution (?duration=1h)."""
+    text, seconds = duration_param("1h")
+    points = await agent_or_404(agent_id).ask(Timeseries(seconds))
+    rows = [{"timestamp": rfc3339(p.timestamp), **p.values} for p in points]
+    return json_response({"agent_id": agent_id, "duration": text, "points": rows, "count": len(rows)})
+
+
+@blueprint.get("/api/v1/query/stats")
+async def stats() -> Response:
+    """Get server statistics."""
+    s = services()
+    topology_stats = await s.topology.ask(GetStats(), timeout=30)
+    runtime = s.system.snapshot()
+    return json_response({
+        "agents": len(s.agents),
+        "websocket_clients": s.metrics.websocket_client_count,
+        "storage": topology_stats["storage"],
+        "topology": topology_stats["topology"],
+        "runtime": {"actors": runtime.actors, "dead_letters": runtime.dead_letters},
+        "uptime": format_duration(round(time.monotonic() - s.started_monotonic)),
+    })

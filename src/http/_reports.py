@@ -1,0 +1,42 @@
+"""Report submission: validate on the request path, merge in the actors."""
+
+from __future__ import annotations
+
+import time
+
+from quart import Blueprint, Response
+
+from trioscope.actors.agent import ReportReceived
+from trioscope.actors.topology import MergeReport
+from trioscope.domain.agents import rfc3339
+from trioscope.domain.report import InvalidDocument, decode_report
+
+from ._agents import ensure_agent
+from ._bodies import invalid, read_json
+from ._responses import json_response
+from ._services import services
+
+blueprint = Blueprint("reports", __name__)
+
+
+@blueprint.post("/api/v1/reports")
+async def submit_report() -> Response:
+    """Submit a report (JSON, gzip allowed): 202 once queued for merging."""
+    s = services()
+    document = await read_json(s.settings)
+    try:
+        report = decode_report(document)
+    except InvalidDocument as exc:
+        raise invalid("invalid_report", exc) from None
+    received_at = time.time()
+    agent = ensure_agent(report.agent_id)
+    # Topology first: when its mailbox is full we answer 503 and the probe
+    # resends; merging the same report twice changes nothing.
+    s.topology.tell(MergeReport(report, received_at))
+    agent.tell(ReportReceived(report, received_at))
+    s.metrics.reports_received.inc()
+    return json_response(
+        {"status": "accepted", "message": "Report processed successfully",
+         "agent_id": report.agent_id, "received_at": rfc3339(received_at)},
+        status=202,
+    )

@@ -1,0 +1,305 @@
+"""The topology graph: relations, connection resolution, views, merging, diffs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from trioscope.domain.report import decode_report
+from trioscope.domain.topology import (
+    NodeKind,
+    TopologyGraph,
+    View,
+    container_id,
+    container_id_from_cgroup,
+    host_id,
+    process_id,
+)
+
+T0 = 1_760_000_000.0
+C1 = "a" * 64
+C2 = "b" * 64
+
+
+def iso(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+def report(agent: str, host: str, t: float = T0, ips: tuple[str, ...] = (), containers: list[dict] | None = None,
+           processes: list[dict] | None = None, connections: list[dict] | None = None, **extra: Any):
+    doc: dict[str, Any] = {"agent_id": agent, "hostname": host, "timestamp": iso(t),
+                           "host_info": {"hostname": host, "ip_addresses": list(ips)}}
+    if containers is not None:
+        doc["docker_info"] = {"containers": containers}
+    if processes is not None:
+        doc["processes_info"] = {"processes": processes}
+    if connections is not None:
+        doc["network_info"] = {"connections": connections}
+    doc.update(extra)
+    return decode_report(doc)
+
+
+def listen(port: int, pid: int, address: str = "0.0.0.0") -> dict:
+    return {"protocol": "tcp", "local_address": address, "local_port": port, "state": "LISTEN", "pid": pid}
+
+
+def connect(remote: str, port: int, pid: int, local_port: int = 50000) -> dict:
+    return {"protocol": "tcp", "local_address": "10.0.0.1", "local_port": local_port,
+            "remote_address": remote, "remote_port": port, "state": "ESTABLISHED", "pid": pid}
+
+
+def published(graph: TopologyGraph, now: float = T0):
+    snapshot, _ = graph.publish(now)
+    return snapshot
+
+
+def edge_pairs(snapshot, view: View) -> set[tuple[str, str]]:
+    return {(e.source, e.target) for e in snapshot.edges(view)}
+
+
+# ---- relations ------------------------------------------------------------------------
+
+def test_the_quick_start_report_makes_a_host_node_with_its_metrics():
+    doc = {
+        "agent_id": "agent-1", "hostname": "host-1", "timestamp": "2025-10-12T00:00:00Z",
+        "host_info": {"hostname": "host-1", "kernel_version": "5.10.0",
+                      "cpu_info": {"model": "Intel i7", "cores": 8, "usage": 25.5},
+                      "memory_info": {"total_mb": 16384, "used_mb": 8192, "free_mb": 8192,
+                                      "available_mb": 8192, "usage": 50.0}},
+    }
+    graph = TopologyGraph()
+    graph.apply(decode_report(doc), T0)
+    host = published(graph).node("host:host-1")
+    assert host is not None and host.kind is NodeKind.HOST and host.label == "host-1"
+    assert host.metrics["cpu_usage"] == 25.5 and host.metrics["memory_usage"] == 50.0
+    assert host.metadata["kernel_version"] == "5.10.0" and host.metadata["cpu_cores"] == 8
+
+
+def test_processes_belong_to_containers_by_full_id_short_id_or_cgroup():
+    graph = TopologyGraph()
+    graph.apply(report(
+        "a1", "h1",
+        containers=[{"id": C1, "name": "/db", "image": "postgres:16"}, {"id": C2, "name": "/web"}],
+        processes=[
+            {"pid": 10, "name": "postgres", "container_id": C1},
+            {"pid": 11, "name": "nginx", "container_id": C2[:12]},
+            {"pid": 12, "name": "worker", "cgroup": f"0::/system.slice/docker-{C2}.scope\n"},
+            {"pid": 13, "name": "sshd"},
+        ],
+    ), T0)
+    snap = published(graph)
+    assert snap.node(container_id(C1)).parent == host_id("h1")
+    assert snap.node(container_id(C1)).label == "db"
+    assert snap.node(process_id("h1", 10)).parent == container_id(C1)
+    assert snap.node(process_id("h1", 11)).parent == container_id(C2)
+    assert snap.node(process_id("h1", 12)).parent == container_id(C2)
+    assert snap.node(process_id("h1", 13)).parent == host_id("h1")
+
+
+def test_a_container_known_only_from_cgroups_is_inferred():
+    graph = TopologyGraph()
+    cid = "c" * 64
+    graph.apply(report("a1", "h1", containers=[], processes=[
+        {"pid": 7, "name": "pause", "cgroup": f"0::/kubepods.slice/kubepods-pod1.slice/cri-containerd-{cid}.scope"}
+    ]), T0)
+    node = published(graph).node(container_id(cid))
+    assert node is not None and node.metadata["inferred"] is True and node.label == cid[:12]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (f"12:memory:/docker/{C1}\n", C1),
+        (f"0::/system.slice/docker-{C1}.scope\n", C1),
+        (f"0::/libpod_parent/libpod-{C1}\n", C1),
+        (f"0::/machine.slice/libpod-{C1}.scope/container\n", C1),
+        (f"0::/machine.slice/libpod-conmon-{C1}.scope\n", None),
+        (f"0::/system.slice/containerd.service/k8s.io/{C1}\n", C1),
+        (f"0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod9.slice/crio-{C1}.scope\n", C1),
+        (f"11:cpu:/kubepods/burstable/pod0b6c/{C1}\n", C1),
+        ("0::/user.slice/user-1000.slice/session-2.scope\n", None),
+        ("", None),
+    ],
+)
+def test_container_ids_from_each_runtimes_cgroup_layout(text, expected):
+    assert container_id_from_cgroup(text) == expected
+
+
+# ---- connections -------------------------------------------------------------------------
+
+def two_hosts(graph: TopologyGraph, t: float = T0, server_pid: int = 20) -> None:
+    graph.apply(report("b", "hb", t, ips=("10.0.0.2",), processes=[{"pid": server_pid, "name": "postgres"}],
+                       connections=[listen(5432, server_pid)]), t)
+    graph.apply(report("a", "ha", t, ips=("10.0.0.1",), processes=[{"pid": 10, "name": "app"}],
+                       connections=[connect("10.0.0.2", 5432, 10)]), t)
+
+
+def test_a_connection_between_hosts_becomes_process_and_host_edges():
+    graph = TopologyGraph()
+    two_hosts(graph)
+    snap = published(graph)
+    assert edge_pairs(snap, View.PROCESSES) == {(process_id("ha", 10), process_id("hb", 20))}
+    assert edge_pairs(snap, View.HOSTS) == {(host_id("ha"), host_id("hb"))}
+    edge = next(snap.edges(View.HOSTS))
+    assert edge.connections == 1
+
+
+def test_connections_resolve_when_the_server_reports_after_the_client():
+    graph = TopologyGraph()
+    graph.apply(report("a", "ha", ips=("10.0.0.1",), processes=[{"pid": 10}],
+                       connections=[connect("10.0.0.2", 5432, 10)]), T0)
+    assert edge_pairs(published(graph), View.HOSTS) == set()
+    graph.apply(report("b", "hb", ips=("10.0.0.2",), processes=[{"pid": 20}],
+                       connections=[listen(5432, 20)]), T0)
+    assert edge_pairs(published(graph), View.PROCESSES) == {(process_id("ha", 10), process_id("hb", 20))}
+
+
+def test_edges_follow_a_restarted_server_process():
+    graph = TopologyGraph()
+    two_hosts(graph, server_pid=20)
+    two_hosts(graph, T0 + 15, server_pid=21)
+    assert edge_pairs(published(graph), View.PROCESSES) == {(process_id("ha", 10), process_id("hb", 21))}
+
+
+def test_published_ports_and_container_networks_resolve_to_the_containers_process():
+    graph = TopologyGraph()
+    graph.apply(report(
+        "b", "hb", ips=("10.0.0.2",),
+        containers=[{"id": C1, "name": "/api", "ports": [{"container_port": 8080, "host_port": 30080}],
+                     "networks": [{"name": "bridge", "ip_address": "172.17.0.5"}]}],
+        processes=[{"pid": 30, "name": "api", "container_id": C1}],
+        connections=[listen(8080, 30)],
+    ), T0)
+    graph.apply(report(
+        "a", "ha", ips=("10.0.0.1",),
+        containers=[{"id": C2, "name": "/client", "networks": [{"name": "bridge", "ip_address": "172.18.0.9"}]}],
+        processes=[{"pid": 10, "name": "curl", "container_id": C2}],
+        connections=[connect("10.0.0.2", 30080, 10)],
+    ), T0)
+    snap = published(graph)
+    assert edge_pairs(snap, View.PROCESSES) == {(process_id("ha", 10), process_id("hb", 30))}
+    assert edge_pairs(snap, View.CONTAINERS) == {(container_id(C2), container_id(C1))}
+
+
+def test_loopback_connections_stay_on_their_host_and_external_ones_are_dropped():
+    graph = TopologyGraph()
+    graph.apply(report("a", "ha", ips=("10.0.0.1",), processes=[{"pid": 1}, {"pid": 2}], connections=[
+        listen(6379, 2, "127.0.0.1"),
+        connect("127.0.0.1", 6379, 1),
+        connect("93.184.216.34", 443, 1, local_port=50001),
+    ]), T0)
+    snap = published(graph)
+    assert edge_pairs(snap, View.PROCESSES) == {(process_id("ha", 1), process_id("ha", 2))}
+    assert edge_pairs(snap, View.HOSTS) == set()  # same host
+
+
+def test_an_address_claimed_by_two_hosts_is_ambiguous_and_not_guessed():
+    graph = TopologyGraph()
+    for agent, host in (("b", "hb"), ("c", "hc")):
+        graph.apply(report(agent, host, ips=("172.17.0.1",), processes=[{"pid": 5}],
+                           connections=[listen(80, 5)]), T0)
+    graph.apply(report("a", "ha", ips=("10.0.0.1",), processes=[{"pid": 1}],
+                       connections=[connect("172.17.0.1", 80, 1)]), T0)
+    assert edge_pairs(published(graph), View.HOSTS) == set()
+    graph.remove_agent("c")
+    assert edge_pairs(published(graph), View.HOSTS) == {(host_id("ha"), host_id("hb"))}
+
+
+def test_pods_and_services_come_from_container_labels_with_their_own_edges():
+    k8s = {"io.kubernetes.pod.name": "api-7", "io.kubernetes.pod.namespace": "prod",
+           "io.kubernetes.pod.uid": "u-1", "app": "api"}
+    graph = TopologyGraph()
+    graph.apply(report("b", "hb", ips=("10.0.0.2",), containers=[{"id": C1, "labels": k8s}],
+                       processes=[{"pid": 30, "container_id": C1}], connections=[listen(8080, 30)]), T0)
+    compose = {"com.docker.compose.project": "shop", "com.docker.compose.service": "web"}
+    graph.apply(report("a", "ha", ips=("10.0.0.1",), containers=[{"id": C2, "labels": compose}],
+                       processes=[{"pid": 10, "container_id": C2}],
+                       connections=[connect("10.0.0.2", 8080, 10)]), T0)
+    snap = published(graph)
+    pod = snap.node("pod:prod/api-7")
+    assert pod is not None and pod.parent == host_id("hb") and pod.metadata["uid"] == "u-1"
+    assert pod.metadata["containers"] == [container_id(C1)]
+    assert snap.node("service:prod/api") is not None and snap.node("service:shop/web") is not None
+    assert edge_pairs(snap, View.SERVICES) == {("service:shop/web", "service:prod/api")}
+    assert edge_pairs(snap, View.PODS) == set()  # the client is not in a pod
+
+
+# ---- merging, staleness, versions ------------------------------------------------------------
+
+def test_an_older_report_from_the_same_agent_is_ignored():
+    graph = TopologyGraph()
+    graph.apply(report("a", "h", T0 + 10, processes=[{"pid": 2}]), T0)
+    assert graph.apply(report("a", "h", T0, processes=[{"pid": 1}]), T0) is False
+    snap = published(graph)
+    assert snap.node(process_id("h", 2)) is not None and snap.node(process_id("h", 1)) is None
+
+
+def test_a_node_two_agents_report_is_merged_newest_first_key_by_key():
+    graph = TopologyGraph()
+    graph.apply(report("a1", "shared", T0, host_info={"hostname": "shared", "os": "linux", "kernel_version": "5.10"}), T0)
+    graph.apply(report("a2", "shared", T0 + 5, host_info={"hostname": "shared", "kernel_version": "6.1"}), T0)
+    host = published(graph).node(host_id("shared"))
+    assert host.metadata["kernel_version"] == "6.1"  # newer report wins
+    assert host.metadata["os"] == "linux"  # only the older one said it
+    assert host.agent_id == "a2"
+    graph.remove_agent("a2")
+    assert published(graph).node(host_id("shared")).metadata["kernel_version"] == "5.10"
+
+
+def test_expire_removes_agents_not_heard_from_within_the_threshold():
+    graph = TopologyGraph()
+    graph.apply(report("old", "h-old", processes=[{"pid": 1}]), received_at=T0)
+    graph.apply(report("new", "h-new"), received_at=T0 + 250)
+    expired = graph.expire(now=T0 + 301, threshold=300)
+    assert expired.agents == ("old",) and expired.nodes == 2
+    snap = published(graph)
+    assert [n.id for n in snap.nodes(View.HOSTS)] == [host_id("h-new")]
+
+
+def test_versions_increase_only_when_something_changed():
+    graph = TopologyGraph()
+    graph.apply(report("a", "h"), T0)
+    first, diff = graph.publish(T0)
+    assert first.version == 1 and diff is not None and set(diff.nodes_added) == {host_id("h")}
+    again, nothing = graph.publish(T0)
+    assert again is first and nothing is None
+    graph.apply(report("a", "h", T0 + 15, processes=[{"pid": 3}]), T0 + 15)
+    second, diff = graph.publish(T0 + 15)
+    assert second.version == 2 and diff.previous_version == 1
+    assert set(diff.nodes_added) == {process_id("h", 3)}
+    assert first.node(process_id("h", 3)) is None  # the old snapshot did not change
+
+
+def test_snapshot_json_has_the_seed_shape_per_view():
+    graph = TopologyGraph()
+    two_hosts(graph)
+    snap = published(graph, T0)
+    full = orjson.loads(snap.json())
+    assert set(full) == {"topology"}
+    topology = full["topology"]
+    assert {"nodes", "edges", "timestamp", "version"} <= set(topology)
+    assert topology["nodes"][host_id("ha")]["type"] == "host"
+    hosts = orjson.loads(snap.json(View.HOSTS))["topology"]
+    assert set(hosts["nodes"]) == {host_id("ha"), host_id("hb")}
+    assert list(hosts["edges"].values())[0]["source"] == host_id("ha")
+    assert snap.json(View.HOSTS) is snap.json(View.HOSTS)  # encoded once per version
+
+
+def test_details_show_parents_children_and_connected_nodes():
+    graph = TopologyGraph()
+    graph.apply(report("b", "hb", ips=("10.0.0.2",), containers=[{"id": C1, "name": "/db"}],
+                       processes=[{"pid": 20, "name": "postgres", "container_id": C1}],
+                       connections=[listen(5432, 20)]), T0)
+    graph.apply(report("a", "ha", ips=("10.0.0.1",), processes=[{"pid": 10, "name": "app"}],
+                       connections=[connect("10.0.0.2", 5432, 10)]), T0)
+    details = graph.details(process_id("hb", 20))
+    assert [p["id"] for p in details["parents"]] == [container_id(C1), host_id("hb")]
+    assert details["connected"] == [{"id": process_id("ha", 10), "type": "process", "label": "app",
+                                     "directions": ["inbound"], "connections": 1}]
+    container = graph.details(container_id(C1))
+    assert [c["id"] for c in container["children"]] == [process_id("hb", 20)]
+    assert graph.details("host:nope") is None
