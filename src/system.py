@@ -18,7 +18,7 @@ TOPOLOGY_MAILBOX = 4096
 """Reports queued for merging before ``POST /api/v1/reports`` answers 503."""
 
 
-def supervision_tree(settings: Settings) -> SupervisorSpec:
+def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAILBOX) -> SupervisorSpec:
     """The root supervisor and its children for these settings."""
     return SupervisorSpec(
         name="root",
@@ -29,7 +29,7 @@ def supervision_tree(settings: Settings) -> SupervisorSpec:
             ActorSpec(
                 name="topology",
                 factory=lambda: TopologyActor(settings, agents_path=AGENTS),
-                mailbox_size=TOPOLOGY_MAILBOX,
+                mailbox_size=topology_mailbox,
                 # Merging what is queued at shutdown must fit in the shutdown budget.
                 shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
             ),

@@ -180,7 +180,12 @@ class TopologyActor(Actor):
 
     async def on_stop(self) -> None:
         # Every report accepted before shutdown is merged before we go.
+        merged = len(self.pending)
         await self._flush()
+        log.info("final topology: version %d, %d nodes from %d agents (%d reports merged at shutdown)",
+                 self.snapshot.version, len(self.graph.nodes), len(self.graph.partitions), merged,
+                 extra={"event": "final_topology", "version": self.snapshot.version,
+                        "nodes": len(self.graph.nodes), "agents": len(self.graph.partitions)})
 
     async def _flush_later(self, delay: float) -> None:
         await trio.sleep(delay)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -62,6 +63,10 @@ def service_id(namespace: str, name: str) -> str:
     return f"service:{namespace}/{name}"
 
 
+def _rfc3339(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 VIEWS = tuple(View)
 """View order of ``Reps`` tuples."""
 
@@ -112,7 +117,7 @@ class Node:
             "host": self.host,
             "agent_id": self.agent_id,
             "status": self.status,
-            "last_seen": self.last_seen,
+            "last_seen": _rfc3339(self.last_seen),
             "metadata": self.metadata,
             "metrics": self.metrics,
         }

@@ -1,0 +1,104 @@
+"""The topology actor under faults and load, in-process with the real tree."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import trio
+
+from tests.synthetic import host_report
+from trioscope.actors.agent import ReportReceived, agent_spec
+from trioscope.actors.topology import GetSnapshot, GetStats, MergeReport, TopologyActor
+from trioscope.config import Settings
+from trioscope.domain.report import decode_report
+from trioscope.domain.topology import View, host_id
+from trioscope.domain.topology import _partition as partition_module
+from trioscope.http import create_app
+from trioscope.runtime import open_actor_system
+from trioscope.system import AGENTS, TOPOLOGY, supervision_tree
+
+NOW = time.time()
+
+
+def small_report(index: int) -> dict:
+    return host_report(index, timestamp=NOW, containers=1, processes=3, connections=0)
+
+
+class Poison:
+    """A message the topology actor does not understand: handling it raises."""
+
+
+def deliver(system, document: dict) -> None:
+    """What POST /api/v1/reports does, without yielding in between."""
+    report = decode_report(document)
+    settings = Settings.defaults()
+    agent = system.lookup(AGENTS).ensure_child(agent_spec(report.agent_id, settings))
+    system.lookup(TOPOLOGY).tell(MergeReport(report, NOW))
+    agent.tell(ReportReceived(report, NOW))
+
+
+async def hosts_in(system) -> set[str]:
+    snapshot = await system.lookup(TOPOLOGY).ask(GetSnapshot())
+    return {n.id for n in snapshot.nodes(View.HOSTS)}
+
+
+async def test_a_crash_loses_neither_merged_state_nor_queued_reports():
+    async with open_actor_system(supervision_tree(Settings.defaults())) as system:
+        for i in range(1, 6):
+            deliver(system, small_report(i))
+        assert await hosts_in(system) == {host_id(f"host-{i}") for i in range(1, 6)}
+        for i in range(6, 9):  # pending, not merged yet: taken from the mailbox
+            deliver(system, small_report(i))
+        system.lookup(TOPOLOGY).tell(Poison())
+        for i in range(9, 12):  # queued behind the crash
+            deliver(system, small_report(i))
+        assert await hosts_in(system) == {host_id(f"host-{i}") for i in range(1, 12)}
+        topology = next(c for c in system.snapshot().root.children if c.path == TOPOLOGY)
+        assert topology.restarts == 1 and topology.failed == 1
+
+
+async def test_a_report_that_cannot_be_merged_is_left_out_without_crashing(monkeypatch):
+    real = partition_module.build_partition
+
+    def failing(report, received_at):
+        if report.agent_id == "agent-2":
+            raise RuntimeError("injected merge failure")
+        return real(report, received_at)
+
+    monkeypatch.setattr("trioscope.domain.topology._graph.build_partition", failing)
+    async with open_actor_system(supervision_tree(Settings.defaults())) as system:
+        for i in (1, 2, 3):
+            deliver(system, small_report(i))
+        assert await hosts_in(system) == {host_id("host-1"), host_id("host-3")}
+        stats = await system.lookup(TOPOLOGY).ask(GetStats())
+        assert stats["topology"]["merge_failures"] == 1
+        topology = next(c for c in system.snapshot().root.children if c.path == TOPOLOGY)
+        assert topology.restarts == 0
+
+
+async def test_a_full_topology_mailbox_answers_503_with_retry_after(monkeypatch):
+    release = trio.Event()
+    real_flush = TopologyActor._flush
+
+    async def held_flush(self):
+        await release.wait()
+        await real_flush(self)
+
+    monkeypatch.setattr(TopologyActor, "_flush", held_flush)
+    async with open_actor_system(supervision_tree(Settings.defaults(), topology_mailbox=4)) as system:
+        app = create_app(system, Settings.defaults())
+        async with app.test_app() as test_app, trio.open_nursery() as nursery:
+            client = test_app.test_client()
+            nursery.start_soon(system.lookup(TOPOLOGY).ask, GetSnapshot(), 30)
+            statuses = []
+            for i in range(1, 8):
+                response = await client.post("/api/v1/reports", json=small_report(i))
+                statuses.append(response.status_code)
+                if response.status_code == 503:
+                    assert response.headers["Retry-After"] == "1"
+                    assert (await response.get_json())["error"]["code"] == "overloaded"
+            assert statuses[:4] == [202] * 4 and set(statuses[4:]) == {503}
+            release.set()
+        monkeypatch.setattr(TopologyActor, "_flush", real_flush)
+        assert await hosts_in(system) == {host_id(f"host-{i}") for i in range(1, 5)}
