@@ -12,7 +12,7 @@ import trio
 
 from trioscope.config import ConfigError, add_arguments, format_effective, load_settings
 from trioscope.log_output import configure_logging
-from trioscope.server import ExitCode, serve
+from trioscope.server import ExitCode, serve, tune_garbage_collector
 
 
 def _version() -> str:
@@ -77,6 +77,7 @@ def run_serve(args: argparse.Namespace) -> int:
         print(format_effective(settings))
         return ExitCode.OK
     configure_logging(settings.log.level, settings.log.format)
+    tune_garbage_collector()
     return int(trio.run(serve, settings, sys.stdout))
 
 

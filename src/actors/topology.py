@@ -24,8 +24,10 @@ import attrs
 import trio
 
 from trioscope.config import Settings
-from trioscope.domain.agents import rfc3339
-from trioscope.domain.report import Report
+from trioscope.domain.agents import metric_time, rfc3339
+import orjson
+
+from trioscope.domain.report import Report, decode_report
 from trioscope.domain.timeseries import MetricHistory, Point
 from trioscope.domain.topology import NodeKind, TopologyDiff, TopologyGraph, TopologySnapshot, kind_of
 from trioscope.runtime import (
@@ -44,8 +46,11 @@ from .agent import LatestReport
 log = logging.getLogger(__name__)
 
 MERGE_INTERVAL = 0.25
-"""Seconds between merges of pending reports; live updates are coalesced to a
-few per second anyway."""
+"""Least seconds between merges of pending reports; live updates are coalesced
+to a few per second anyway."""
+MERGE_SHARE = 0.2
+"""Under load the interval grows so that merging takes at most this share of
+the time (a merge of 1,000 agents' reports must not starve the requests)."""
 PROCESS_HISTORY = 15 * 60.0
 """Seconds of per-process metric history. Hosts and containers keep the full
 ``max_data_age``; a full hour for 100,000 processes would alone take ~250 MB."""
@@ -109,10 +114,10 @@ class TopologyActor(Actor):
         self.history = MetricHistory(settings.storage.max_data_age)
         self.process_history = MetricHistory(min(settings.storage.max_data_age, PROCESS_HISTORY))
         self.pending: dict[str, MergeReport] = {}
-        self.merged: dict[str, MergeReport] = {}
         self.listeners: list[ActorRef] = []
         self.merge_failures = 0
         self._last_flush = -float("inf")
+        self._last_flush_duration = 0.0
         self._flush_scheduled = False
 
     async def on_start(self) -> None:
@@ -130,7 +135,8 @@ class TopologyActor(Actor):
             except (ActorStopped, ActorFailed, AskTimeout, MailboxFull):
                 continue
             if latest is not None:
-                report, received_at = latest
+                raw, received_at = latest
+                report = decode_report(orjson.loads(raw))
                 self.pending[report.agent_id] = MergeReport(report, received_at)
         if self.pending:
             log.warning("topology rebuilt from %d agents' latest reports", len(self.pending))
@@ -158,6 +164,7 @@ class TopologyActor(Actor):
             self._cleanup()
             return None
         if isinstance(message, GetStats):
+            await self._flush()
             return self._stats()
         if isinstance(message, Subscribe):
             self.listeners.append(message.listener)
@@ -171,7 +178,8 @@ class TopologyActor(Actor):
     async def on_idle(self) -> None:
         if not self.pending:
             return
-        wait = self._last_flush + MERGE_INTERVAL - trio.current_time()
+        interval = max(MERGE_INTERVAL, self._last_flush_duration / MERGE_SHARE)
+        wait = self._last_flush + interval - trio.current_time()
         if wait <= 0:
             await self._flush()
         elif not self._flush_scheduled:
@@ -204,12 +212,14 @@ class TopologyActor(Actor):
 
     async def _flush(self) -> None:
         self._last_flush = trio.current_time()
+        started = time.perf_counter()
         pending, self.pending = self.pending, {}
         for count, merge in enumerate(pending.values(), 1):
             self._merge(merge)
             if count % 16 == 0:
                 await trio.lowlevel.checkpoint()  # let requests in between merges
         self._publish()
+        self._last_flush_duration = time.perf_counter() - started
 
     def _merge(self, merge: MergeReport) -> None:
         agent = merge.report.agent_id
@@ -220,22 +230,15 @@ class TopologyActor(Actor):
             log.error("report from agent %s could not be merged and was left out: %s: %s",
                       agent, type(exc).__name__, exc, exc_info=exc,
                       extra={"event": "merge_failed", "agent_id": agent})
-            self._rebuild(without=agent)
+            self.graph = self.graph.without(agent)
             return
         if not applied:
             return
-        self.merged[agent] = merge
+        at = metric_time(merge.report, merge.received_at, self.process_history.retention)
         for node_id, node in self.graph.partitions[agent].nodes.items():
             if node.metrics:
                 history = self.process_history if node.kind is NodeKind.PROCESS else self.history
-                history.record(node_id, merge.received_at, node.metrics)
-
-    def _rebuild(self, without: str) -> None:
-        """A merge failed half-way: start from a clean graph with everyone else."""
-        self.merged.pop(without, None)
-        self.graph = TopologyGraph()
-        for merge in self.merged.values():
-            self.graph.apply(merge.report, merge.received_at)
+                history.record(node_id, at, node.metrics)
 
     def _publish(self) -> None:
         snapshot, diff = self.graph.publish(self.clock())
@@ -255,8 +258,6 @@ class TopologyActor(Actor):
     def _cleanup(self) -> None:
         now = self.clock()
         expired = self.graph.expire(now, self.settings.agents.stale_threshold)
-        for agent in expired.agents:
-            self.merged.pop(agent, None)
         points = self.history.expire(now)
         process_points = self.process_history.expire(now)
         self._publish()

@@ -37,6 +37,19 @@ def host_metrics(report: Report) -> dict[str, float]:
     return values
 
 
+def metric_time(report: Report, received_at: float, window: float) -> float:
+    """When a report's metrics belong in the history.
+
+    At the report's own time when that lies within ``window`` before it was
+    received, so that reports a probe buffered through an outage land where they
+    belong. Otherwise the probe's clock is not believable (in the future, which
+    would push real points out of the window, or older than the window) and the
+    receive time is used.
+    """
+    at = report.timestamp.timestamp()
+    return at if received_at - window < at <= received_at else received_at
+
+
 def rfc3339(seconds: float | None) -> str | None:
     if seconds is None:
         return None
@@ -56,7 +69,10 @@ class AgentState:
         self.last_heartbeat: float | None = None
         self.last_report_at: float | None = None
         self.reports_received = 0
-        self.latest: Report | None = None
+        self.latest_raw: bytes | None = None
+        """The newest report as the agent sent it (JSON): a report is ~300 small
+        objects once decoded, its bytes a tenth of that memory."""
+        self.latest_timestamp: datetime | None = None
         self.history = SeriesGroup(retention)
 
     def register(self, registration: AgentRegistration, now: float) -> None:
@@ -67,14 +83,16 @@ class AgentState:
     def heartbeat(self, now: float) -> None:
         self.last_heartbeat = now
 
-    def receive(self, report: Report, now: float) -> None:
-        """Keep the report if it is the newest, and record its metrics at ``now``."""
+    def receive(self, report: Report, raw: bytes, now: float) -> None:
+        """Keep the report (as ``raw`` JSON) if it is the newest, and record its
+        metrics at ``now``."""
         self.reports_received += 1
         self.last_report_at = now
-        if self.latest is None or report.timestamp >= self.latest.timestamp:
-            self.latest = report
+        if self.latest_timestamp is None or report.timestamp >= self.latest_timestamp:
+            self.latest_raw = raw
+            self.latest_timestamp = report.timestamp
             self.hostname = report.host_name
-        self.history.record(now, host_metrics(report))
+        self.history.record(metric_time(report, now, self.history.retention), host_metrics(report))
 
     @property
     def last_seen(self) -> float:

@@ -6,7 +6,7 @@ import zlib
 from typing import Any
 
 import orjson
-from quart import request
+from quart import g, request
 
 from trioscope.config import Settings
 from trioscope.domain.report import InvalidDocument
@@ -20,36 +20,52 @@ def too_large(limit: int) -> ApiError:
 
 
 def _gunzip(body: bytes, limit: int) -> bytes:
-    # Decompress at most limit+1 bytes: a small gzip bomb must not expand in memory.
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise ApiError(400, "invalid_gzip", f"request body is not valid gzip: {exc}") from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise too_large(limit)
-    if not inflater.eof:
-        raise ApiError(400, "invalid_gzip", "request body is truncated gzip")
-    return data
+    """All members of a gzip body (RFC 1952 allows several, as Go and Python's
+    gzip readers do), inflating at most ``limit + 1`` bytes in total so that a
+    small gzip bomb cannot expand in memory."""
+    out = bytearray()
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            out += inflater.decompress(rest, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise ApiError(400, "invalid_gzip", f"request body is not valid gzip: {exc}") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise too_large(limit)
+        if not inflater.eof:
+            raise ApiError(400, "invalid_gzip", "request body is truncated gzip")
+        rest = inflater.unused_data
+        if not rest.strip(b"\0"):  # trailing zero padding is allowed after the last member
+            return bytes(out)
 
 
-async def read_json(settings: Settings, *, required: bool = True) -> Any:
-    """The request's JSON document (None if the body is empty and not ``required``).
+async def read_body(settings: Settings) -> bytes:
+    """The request body, decompressed.
 
     Raises:
-        ApiError: 400 for empty or malformed bodies, 413 beyond the size limit
-            (Quart enforces it on the wire, we after decompression), 415 for
-            unknown content encodings.
+        ApiError: 413 beyond the size limit (Quart enforces it on the wire, we
+            after decompression), 415 for unknown content encodings.
     """
     limit = settings.server.max_body_size
     body = await request.get_data(cache=False)
     assert isinstance(body, bytes)
+    g.body_read = True  # the connection can carry the next request (see _errors)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding == "gzip":
-        body = _gunzip(body, limit)
-    elif encoding not in ("identity", ""):
+        return _gunzip(body, limit)
+    if encoding not in ("identity", ""):
         raise ApiError(415, "unsupported_encoding",
                        f"Content-Encoding {encoding!r} is not supported; send identity or gzip")
+    return body
+
+
+def parse_json(body: bytes, *, required: bool = True) -> Any:
+    """The JSON document in ``body`` (None if empty and not ``required``).
+
+    Raises:
+        ApiError: 400 for empty or malformed bodies.
+    """
     if not body.strip():
         if not required:
             return None
@@ -58,6 +74,11 @@ async def read_json(settings: Settings, *, required: bool = True) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+
+
+async def read_json(settings: Settings, *, required: bool = True) -> Any:
+    """``parse_json(await read_body(settings))``."""
+    return parse_json(await read_body(settings), required=required)
 
 
 MAX_REPORTED_PROBLEMS = 100

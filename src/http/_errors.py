@@ -8,7 +8,7 @@ import logging
 import uuid
 from typing import Any
 
-from quart import Quart, Response, current_app, request
+from quart import Quart, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull
@@ -56,6 +56,11 @@ def _http_code(status: int) -> str:
     }.get(status, "http_error")
 
 
+def _has_unread_body() -> bool:
+    declared = request.headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in request.headers
+    return declared and not g.get("body_read", False)
+
+
 def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
@@ -74,6 +79,11 @@ def install_error_handlers(app: Quart) -> None:
         else:
             message = exc.description or exc.name
         response = error_response(status, _http_code(status), message)
+        if _has_unread_body():
+            # Answered without reading the body (no such route, wrong method,
+            # too large): what is left of it is still on the wire, so this
+            # connection cannot carry another request.
+            response.headers["Connection"] = "close"
         if status == 405 and exc.get_headers():
             for name, value in exc.get_headers():
                 if name.lower() == "allow":

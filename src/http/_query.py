@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 
+import orjson
 from quart import Blueprint, Response, request
 
 from trioscope.actors.agent import LatestReport, Timeseries
 from trioscope.actors.topology import GetNodeDetails, GetSnapshot, GetStats
 from trioscope.config import format_duration, parse_duration
 from trioscope.domain.agents import rfc3339
-from trioscope.domain.report import encode
-from trioscope.domain.topology import View
+from trioscope.domain.topology import CACHE_LIMIT, TopologySnapshot, View
 
 from ._agents import agent_or_404
 from ._errors import ApiError
-from ._responses import json_bytes_response, json_response
+from ._responses import JSON, json_bytes_response, json_response
 from ._services import services
 
 blueprint = Blueprint("query", __name__)
@@ -46,8 +47,17 @@ async def topology() -> Response:
         if view is None:
             raise ApiError(400, "invalid_parameter", f"view: unknown view {name!r}; use one of {', '.join(_VIEWS)}",
                            details={"parameter": "view", "allowed": list(_VIEWS)})
-    snapshot = await services().topology.ask(GetSnapshot(), timeout=30)
-    return json_bytes_response(snapshot.json(view))
+    snapshot: TopologySnapshot = await services().topology.ask(GetSnapshot(), timeout=30)
+    if snapshot.size(view) <= CACHE_LIMIT:
+        return json_bytes_response(snapshot.json(view))
+
+    # Large views are streamed from the nodes' cached entries: no copy of a
+    # 100 MB document per version, and the first bytes leave at once.
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in snapshot.chunks(view):
+            yield chunk
+
+    return Response(body(), content_type=JSON)
 
 
 @blueprint.get("/api/v1/query/nodes/<path:node_id>")
@@ -67,8 +77,9 @@ async def latest(agent_id: str) -> Response:
     if found is None:
         raise ApiError(404, "no_report", f"agent {agent_id!r} has not sent a report yet",
                        details={"agent_id": agent_id})
-    report, received_at = found
-    return json_response({"agent_id": agent_id, "received_at": rfc3339(received_at), "report": encode(report)})
+    raw, received_at = found
+    # The report as the agent sent it: it was parsed once already, it is valid JSON.
+    return json_response({"agent_id": agent_id, "received_at": rfc3339(received_at), "report": orjson.Fragment(raw)})
 
 
 @blueprint.get("/api/v1/query/agents/<agent_id>/timeseries")

@@ -12,7 +12,7 @@ from trioscope.domain.agents import rfc3339
 from trioscope.domain.report import InvalidDocument, decode_report
 
 from ._agents import ensure_agent
-from ._bodies import invalid, read_json
+from ._bodies import invalid, parse_json, read_body
 from ._responses import json_response
 from ._services import services
 
@@ -23,7 +23,8 @@ blueprint = Blueprint("reports", __name__)
 async def submit_report() -> Response:
     """Submit a report (JSON, gzip allowed): 202 once queued for merging."""
     s = services()
-    document = await read_json(s.settings)
+    body = await read_body(s.settings)
+    document = parse_json(body)
     try:
         report = decode_report(document)
     except InvalidDocument as exc:
@@ -33,7 +34,7 @@ async def submit_report() -> Response:
     # Topology first: when its mailbox is full we answer 503 and the probe
     # resends; merging the same report twice changes nothing.
     s.topology.tell(MergeReport(report, received_at))
-    agent.tell(ReportReceived(report, received_at))
+    agent.tell(ReportReceived(report, body, received_at))
     s.metrics.reports_received.inc()
     return json_response(
         {"status": "accepted", "message": "Report processed successfully",

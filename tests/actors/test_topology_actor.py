@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import orjson
 import pytest
 import trio
 
@@ -32,10 +33,11 @@ class Poison:
 def deliver(system, document: dict) -> None:
     """What POST /api/v1/reports does, without yielding in between."""
     report = decode_report(document)
+    raw = orjson.dumps(document)
     settings = Settings.defaults()
     agent = system.lookup(AGENTS).ensure_child(agent_spec(report.agent_id, settings))
     system.lookup(TOPOLOGY).tell(MergeReport(report, NOW))
-    agent.tell(ReportReceived(report, NOW))
+    agent.tell(ReportReceived(report, raw, NOW))
 
 
 async def hosts_in(system) -> set[str]:

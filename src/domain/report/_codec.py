@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -17,7 +18,7 @@ from cattrs.errors import ClassValidationError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception, transform_error
 
-from ._fields import CHECKS, FieldError, format_timestamp, parse_timestamp
+from ._fields import CHECKS, FieldError, FloatRange, IntRange, ListRule, Rule, TextRule, format_timestamp, parse_timestamp
 from ._models import AgentRegistration, Report
 
 T = TypeVar("T")
@@ -87,45 +88,87 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
-def _expect(kind: type, what: str) -> Any:
-    def check(value: Any) -> None:
-        if not isinstance(value, kind):
-            raise FieldError(f"must be {what}, got {_describe(value)}")
+def _rule_hook(rule: Rule, base: Any, converter: cattrs.Converter) -> Any:
+    """One structure hook per constrained type: the common case (right JSON type,
+    within limits) is a single inline test; anything else goes the slow way to
+    raise the error that names what is allowed. Decoding a report is mostly
+    these hooks, so their cost is the request path's cost."""
+    if isinstance(rule, IntRange):
+        low, high = rule.low, rule.high
 
-    return check
+        def int_hook(value: Any, _type: Any) -> Any:
+            if type(value) is int and low <= value <= high:
+                return value
+            return rule.check(_strict_int(value, None))
+
+        return int_hook
+    if isinstance(rule, FloatRange):
+        flow, fhigh = rule.low, rule.high
+
+        def float_hook(value: Any, _type: Any) -> Any:
+            kind = type(value)
+            if (kind is float or kind is int) and flow <= value <= fhigh:
+                return float(value)
+            return rule.check(_strict_float(value, None))
+
+        return float_hook
+    if isinstance(rule, TextRule):
+        limit, pattern = rule.max_length, rule.pattern
+
+        def text_hook(value: Any, _type: Any) -> Any:
+            if type(value) is str and len(value) <= limit and (pattern is None or pattern.fullmatch(value)):
+                return value
+            return rule.check(_strict_str(value, None))
+
+        return text_hook
+    inner = converter.get_structure_hook(base)
+    if isinstance(rule, ListRule):
+        max_items = rule.max_items
+
+        def list_hook(value: Any, _type: Any) -> Any:
+            if type(value) is not list:
+                raise FieldError(f"must be a list, got {_describe(value)}")
+            if len(value) > max_items:
+                rule.check(value)
+            return inner(value, base)
+
+        return list_hook
+
+    def map_hook(value: Any, _type: Any) -> Any:
+        if type(value) is not dict:
+            raise FieldError(f"must be an object, got {_describe(value)}")
+        return rule.check(inner(value, base))
+
+    return map_hook
 
 
-_expect_object = _expect(dict, "an object")
-_expect_list = _expect(list, "a list")
-
-
-def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter(detailed_validation=True, forbid_extra_keys=False)
+def _make_converter(detailed: bool) -> cattrs.Converter:
+    converter = cattrs.Converter(detailed_validation=detailed, forbid_extra_keys=False)
     converter.register_structure_hook(int, _strict_int)
     converter.register_structure_hook(float, _strict_float)
     converter.register_structure_hook(str, _strict_str)
     converter.register_structure_hook(bool, _strict_bool)
     converter.register_structure_hook(datetime, _timestamp)
     converter.register_unstructure_hook(datetime, format_timestamp)
+    for new_type, rule in CHECKS.items():
+        base = new_type.__supertype__
+        converter.register_structure_hook(new_type, _rule_hook(rule, base, converter))
 
-    # Constrained types: check the JSON type (cattrs would iterate a string as a
-    # list, or call .items() on a list), build the base value, then the limits.
-    for new_type, (base, check) in CHECKS.items():
-        if base in (int, float, str):
-            primitive = {int: _strict_int, float: _strict_float, str: _strict_str}[base]
+    # ``X | None``: resolve X's hook once rather than dispatching per value.
+    def optional_factory(type_: Any) -> Any:
+        inner_type = next(a for a in get_args(type_) if a is not type(None))
+        inner = converter.get_structure_hook(inner_type)
 
-            def hook(value: Any, _type: Any, check: Any = check, primitive: Any = primitive) -> Any:
-                return check(primitive(value, None))
-        else:
-            expect = _expect_object if getattr(base, "__origin__", None) is dict else _expect_list
-            inner = converter.get_structure_hook(base)
+        def hook(value: Any, _type: Any) -> Any:
+            return None if value is None else inner(value, inner_type)
 
-            def hook(value: Any, _type: Any, check: Any = check, expect: Any = expect,
-                     inner: Any = inner, base: Any = base) -> Any:
-                expect(value)
-                return check(inner(value, base))
+        return hook
 
-        converter.register_structure_hook(new_type, hook)
+    def is_optional(type_: Any) -> bool:
+        args = get_args(type_)
+        return len(args) == 2 and type(None) in args and get_origin(type_) in (Union, UnionType)
+
+    converter.register_structure_hook_factory(is_optional, optional_factory)
 
     # A section (an attrs class) must come as a JSON object: cattrs would
     # otherwise report a string where a section belongs as missing fields.
@@ -133,7 +176,8 @@ def _make_converter() -> cattrs.Converter:
         inner = make_dict_structure_fn(cls, converter)
 
         def hook(value: Any, _type: Any) -> Any:
-            _expect_object(value)
+            if type(value) is not dict:
+                raise FieldError(f"must be an object, got {_describe(value)}")
             return inner(value, _type)
 
         return hook
@@ -142,7 +186,10 @@ def _make_converter() -> cattrs.Converter:
     return converter
 
 
-CONVERTER = _make_converter()
+CONVERTER = _make_converter(detailed=False)
+"""Fast: stops at the first problem. Valid documents (nearly all) take this path."""
+_DETAILED = _make_converter(detailed=True)
+"""Slow: collects every problem with its path; only run once a document failed."""
 
 
 def _format(exc: BaseException, type_: Any) -> str:
@@ -166,6 +213,10 @@ def decode(document: Any, cls: type[T]) -> T:
         raise InvalidDocument((FieldProblem("$", f"must be a JSON object, got {_describe(document)}"),))
     try:
         return CONVERTER.structure(document, cls)
+    except Exception:  # noqa: BLE001 - any failure: find every problem, with paths
+        pass
+    try:
+        return _DETAILED.structure(document, cls)
     except (ClassValidationError, IterableValidationError) as exc:
         problems = []
         for line in transform_error(exc, "$", _format):

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NewType
+
+import attrs
 
 
 class FieldError(ValueError):
@@ -19,76 +20,113 @@ class FieldError(ValueError):
     what is allowed."""
 
 
-Check = Callable[[Any], Any]
-#: NewType -> (JSON type it is built from, check returning the value to keep).
-CHECKS: dict[Any, tuple[type, Check]] = {}
+@attrs.frozen
+class IntRange:
+    low: int
+    high: int
+
+    def check(self, value: int) -> int:
+        if not self.low <= value <= self.high:
+            raise FieldError(f"must be between {self.low} and {self.high}, got {value}")
+        return value
 
 
-def _constrained(name: str, base: type, check: Check) -> Any:
+@attrs.frozen
+class FloatRange:
+    low: float
+    high: float
+
+    def check(self, value: float) -> float:
+        if not (math.isfinite(value) and self.low <= value <= self.high):
+            raise FieldError(f"must be between {self.low:g} and {self.high:g}, got {value!r}")
+        return value
+
+
+@attrs.frozen
+class TextRule:
+    max_length: int
+    pattern: re.Pattern[str] | None = None
+    what: str = ""
+
+    def check(self, value: str) -> str:
+        if len(value) > self.max_length:
+            raise FieldError(f"must be at most {self.max_length} characters, got {len(value)}")
+        if self.pattern is not None and not self.pattern.fullmatch(value):
+            raise FieldError(f"must be {self.what}, got {value[:80]!r}")
+        return value
+
+
+@attrs.frozen
+class ListRule:
+    item: Any
+    max_items: int
+
+    def check(self, value: list[Any]) -> list[Any]:
+        if len(value) > self.max_items:
+            raise FieldError(f"must hold at most {self.max_items} items, got {len(value)}")
+        return value
+
+
+@attrs.frozen
+class MapRule:
+    max_items: int
+    max_key: int
+    max_value: int
+
+    def check(self, value: dict[str, str]) -> dict[str, str]:
+        if len(value) > self.max_items:
+            raise FieldError(f"must hold at most {self.max_items} entries, got {len(value)}")
+        for key, item in value.items():
+            if len(key) > self.max_key:
+                raise FieldError(f"keys must be at most {self.max_key} characters, got {key[:40]!r}...")
+            if len(item) > self.max_value:
+                raise FieldError(f"value of {key[:80]!r} must be at most {self.max_value} characters")
+        return value
+
+
+Rule = IntRange | FloatRange | TextRule | ListRule | MapRule
+
+#: NewType -> the rule its values must follow. The converter builds one hook per
+#: entry: a fast path with the rule inlined, and ``rule.check`` for the message.
+CHECKS: dict[Any, Rule] = {}
+
+
+def _constrained(name: str, base: Any, rule: Rule) -> Any:
     new_type = NewType(name, base)  # type: ignore[misc]
-    CHECKS[new_type] = (base, check)
+    CHECKS[new_type] = rule
     return new_type
-
-
-def _int_range(low: int, high: int) -> Check:
-    def check(value: int) -> int:
-        if not low <= value <= high:
-            raise FieldError(f"must be between {low} and {high}, got {value}")
-        return value
-
-    return check
-
-
-def _float_range(low: float, high: float) -> Check:
-    def check(value: float) -> float:
-        if not (math.isfinite(value) and low <= value <= high):
-            raise FieldError(f"must be between {low:g} and {high:g}, got {value!r}")
-        return value
-
-    return check
-
-
-def _text(max_length: int, pattern: re.Pattern[str] | None = None, what: str = "") -> Check:
-    def check(value: str) -> str:
-        if len(value) > max_length:
-            raise FieldError(f"must be at most {max_length} characters, got {len(value)}")
-        if pattern is not None and not pattern.fullmatch(value):
-            raise FieldError(f"must be {what}, got {value[:80]!r}")
-        return value
-
-    return check
 
 
 _MAX_INT = 2**63 - 1
 
-Count = _constrained("Count", int, _int_range(0, _MAX_INT))
+Count = _constrained("Count", int, IntRange(0, _MAX_INT))
 """A non-negative integer (bytes, packets, threads)."""
-Port = _constrained("Port", int, _int_range(0, 65535))
-Pid = _constrained("Pid", int, _int_range(1, 2**31 - 1))
-ParentPid = _constrained("ParentPid", int, _int_range(0, 2**31 - 1))
-Cores = _constrained("Cores", int, _int_range(0, 1_000_000))
+Port = _constrained("Port", int, IntRange(0, 65535))
+Pid = _constrained("Pid", int, IntRange(1, 2**31 - 1))
+ParentPid = _constrained("ParentPid", int, IntRange(0, 2**31 - 1))
+Cores = _constrained("Cores", int, IntRange(0, 1_000_000))
 
-Amount = _constrained("Amount", float, _float_range(0.0, 1e18))
+Amount = _constrained("Amount", float, FloatRange(0.0, 1e18))
 """A non-negative measurement (megabytes, bytes per second, CPU percent of one core)."""
-Percent = _constrained("Percent", float, _float_range(0.0, 100.0))
+Percent = _constrained("Percent", float, FloatRange(0.0, 100.0))
 """A share of a whole, 0..100."""
 
-Text = _constrained("Text", str, _text(1024))
-Name = _constrained("Name", str, _text(256))
-LongText = _constrained("LongText", str, _text(16384))
-Address = _constrained("Address", str, _text(64))
+Text = _constrained("Text", str, TextRule(1024))
+Name = _constrained("Name", str, TextRule(256))
+LongText = _constrained("LongText", str, TextRule(16384))
+Address = _constrained("Address", str, TextRule(64))
 """An IP address as a probe writes it; unparseable addresses simply never match."""
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 Identifier = _constrained(
     "Identifier", str,
-    _text(128, IDENTIFIER, "1-128 letters, digits or . _ : @ - starting with a letter or digit"),
+    TextRule(128, IDENTIFIER, "1-128 letters, digits or . _ : @ - starting with a letter or digit"),
 )
 """Agent ids: they appear in URLs, actor paths and node ids."""
 
 ContainerId = _constrained(
     "ContainerId", str,
-    _text(128, re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"), "a container id (letters, digits, _ . -)"),
+    TextRule(128, re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"), "a container id (letters, digits, _ . -)"),
 )
 
 _RFC3339 = re.compile(
@@ -119,26 +157,9 @@ def format_timestamp(moment: datetime) -> str:
 
 def bounded_list(name: str, item: Any, max_items: int) -> Any:
     """A list type holding at most ``max_items`` items of ``item``."""
-
-    def check(value: list[Any]) -> list[Any]:
-        if len(value) > max_items:
-            raise FieldError(f"must hold at most {max_items} items, got {len(value)}")
-        return value
-
-    return _constrained(name, list[item], check)  # type: ignore[valid-type]
+    return _constrained(name, list[item], ListRule(item, max_items))  # type: ignore[valid-type]
 
 
 def bounded_map(name: str, max_items: int, max_key: int = 256, max_value: int = 4096) -> Any:
     """A string-to-string mapping (labels, metadata) with size limits."""
-
-    def check(value: dict[str, str]) -> dict[str, str]:
-        if len(value) > max_items:
-            raise FieldError(f"must hold at most {max_items} entries, got {len(value)}")
-        for key, item in value.items():
-            if len(key) > max_key:
-                raise FieldError(f"keys must be at most {max_key} characters, got {key[:40]!r}...")
-            if len(item) > max_value:
-                raise FieldError(f"value of {key[:80]!r} must be at most {max_value} characters")
-        return value
-
-    return _constrained(name, dict[str, str], check)
+    return _constrained(name, dict[str, str], MapRule(max_items, max_key, max_value))

@@ -16,12 +16,13 @@ from ._model import process_id as process_id
 from ._model import service_id as service_id
 from ._partition import Partition as Partition
 from ._partition import build_partition as build_partition
+from ._snapshot import CACHE_LIMIT as CACHE_LIMIT
 from ._snapshot import TopologyDiff as TopologyDiff
 from ._snapshot import TopologySnapshot as TopologySnapshot
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "Edge", "Expired", "Node", "NodeKind", "Partition", "TopologyDiff", "TopologyGraph",
+    "CACHE_LIMIT", "Edge", "Expired", "Node", "NodeKind", "Partition", "TopologyDiff", "TopologyGraph",
     "TopologySnapshot", "View", "build_partition", "container_id", "container_id_from_cgroup",
     "host_id", "kind_of", "merge_nodes", "pod_id", "process_id", "service_id",
 ]

@@ -48,9 +48,9 @@ class TopologyGraph:
         self.nodes: dict[str, Node] = {}
         self._by_kind: dict[NodeKind, dict[str, Node]] = {k: {} for k in NodeKind}
         self._reps: dict[str, Reps] = {}
-        self._sources: dict[str, dict[str, Node]] = {}
-        """Node id -> agent -> that agent's version of the node."""
-        self._reps_sources: dict[str, dict[str, Reps]] = {}
+        self._sources: dict[str, tuple[str, ...]] = {}
+        """Node id -> the agents whose partitions describe it (nearly always one);
+        their versions of it are in their partitions."""
         self._children: dict[str, set[str]] = defaultdict(set)
 
         # Endpoints everyone exposes: key -> {agent: node}. More than one claimant
@@ -60,7 +60,7 @@ class TopologyGraph:
         # Who looked up which key or address, to re-resolve them when it changes.
         self._key_readers: dict[EndpointKey, set[str]] = defaultdict(set)
         self._address_readers: dict[str, set[str]] = defaultdict(set)
-        # ... and whose projection used which node's representatives.
+        # ... and which nodes' representatives their connections' targets used.
         self._rep_readers: dict[str, set[str]] = defaultdict(set)
         self._reads: dict[str, tuple[set[EndpointKey], set[str], set[str]]] = {}
         self._to_reproject: set[str] = set()
@@ -68,7 +68,6 @@ class TopologyGraph:
         # onto each (view, source, target).
         self._projected: dict[str, Counter[Projection]] = {}
         self._edge_counts: dict[View, dict[EdgeKey, int]] = {v: {} for v in View}
-        self._adjacent: dict[str, set[tuple[View, EdgeKey]]] = defaultdict(set)
         self._edges: dict[View, dict[str, Edge]] = {v: {} for v in View}
 
         # Pods and services: group -> agent -> member containers, and the reverse,
@@ -117,11 +116,10 @@ class TopologyGraph:
         old_nodes = old.nodes if old is not None else {}
         new_nodes = new.nodes if new is not None else {}
         for node_id in old_nodes.keys() - new_nodes.keys():
-            self._contribute(node_id, agent, None, None)
+            self._contribute(node_id, agent, present=False)
         self._update_membership(agent, old, new)
-        if new is not None:
-            for node_id, node in new_nodes.items():
-                self._contribute(node_id, agent, node, new.reps[node_id])
+        for node_id in new_nodes:
+            self._contribute(node_id, agent, present=True)
         for group_id in sorted(self._stale_groups):
             self._rebuild_group(group_id)
         self._stale_groups.clear()
@@ -132,30 +130,30 @@ class TopologyGraph:
             self._reproject(reader)
         self._to_reproject.clear()
 
-    def _contribute(self, node_id: str, agent: str, node: Node | None, node_reps: Reps | None) -> None:
-        sources = self._sources.setdefault(node_id, {})
-        reps_sources = self._reps_sources.setdefault(node_id, {})
-        if node is None or node_reps is None:
-            sources.pop(agent, None)
-            reps_sources.pop(agent, None)
+    def _contribute(self, node_id: str, agent: str, present: bool) -> None:
+        agents = self._sources.get(node_id, ())
+        if present and agent not in agents:
+            agents = (*agents, agent)
+        elif not present:
+            agents = tuple(a for a in agents if a != agent)
+        if agents:
+            self._sources[node_id] = agents
         else:
-            sources[agent] = node
-            reps_sources[agent] = node_reps
+            self._sources.pop(node_id, None)
         self._refresh_node(node_id)
 
     def _refresh_node(self, node_id: str) -> None:
-        sources = self._sources.get(node_id)
-        if not sources:
-            self._sources.pop(node_id, None)
-            self._reps_sources.pop(node_id, None)
+        agents = self._sources.get(node_id)
+        if not agents:
             self._set_reps(node_id, None)
             self._set_node(node_id, None)
             return
-        if len(sources) == 1:
-            (agent, merged), = sources.items()
+        if len(agents) == 1:
+            agent = agents[0]
+            merged = self.partitions[agent].nodes[node_id]
         else:
-            merged, agent = merge_nodes(sources)
-        self._set_reps(node_id, self._reps_sources[node_id][agent])
+            merged, agent = merge_nodes({a: self.partitions[a].nodes[node_id] for a in agents})
+        self._set_reps(node_id, self.partitions[agent].reps[node_id])
         self._set_node(node_id, merged)
 
     def _set_node(self, node_id: str, node: Node | None) -> None:
@@ -255,9 +253,10 @@ class TopologyGraph:
             del self._reps[node_id]
         else:
             self._reps[node_id] = node_reps
-        readers = self._rep_readers.get(node_id)
-        if readers:
-            self._to_reproject.update(readers)
+        # Connections through this node: those aimed at it (recorded readers)
+        # and those leaving it, which only the agents describing it report.
+        self._to_reproject.update(self._rep_readers.get(node_id, ()))
+        self._to_reproject.update(self._sources.get(node_id, ()))
 
     # ---- endpoints and connection resolution -----------------------------------------------
 
@@ -321,8 +320,7 @@ class TopologyGraph:
                 target = self._resolve(partition, connection, keys, addresses)
                 if target is None:
                     continue
-                nodes.add(connection[0])
-                nodes.add(target)
+                nodes.add(target)  # a source is read by its own agents: see _set_reps
                 source_reps, target_reps = node_reps.get(connection[0]), node_reps.get(target)
                 if source_reps is None or target_reps is None:
                     continue
@@ -373,17 +371,8 @@ class TopologyGraph:
         count = counts.get(key, 0) + delta
         if count > 0:
             counts[key] = count
-            if count == delta:  # appeared
-                self._adjacent[key[0]].add((view, key))
-                self._adjacent[key[1]].add((view, key))
         else:
             counts.pop(key, None)
-            for end in key:
-                adjacent = self._adjacent.get(end)
-                if adjacent is not None:
-                    adjacent.discard((view, key))
-                    if not adjacent:
-                        del self._adjacent[end]
         self._dirty_edges[view].add(key)
 
     # ---- publishing -----------------------------------------------------------------
@@ -486,15 +475,23 @@ class TopologyGraph:
         children = sorted((_brief(self.nodes[c]) for c in self._children.get(node_id, ()) if c in self.nodes),
                           key=lambda b: b["id"])
         connected: dict[str, dict[str, Any]] = {}
-        for view, (source, target) in self._adjacent.get(node_id, ()):
-            other, direction = (target, "outbound") if source == node_id else (source, "inbound")
+        view = next(v for v in View if v.kind is node.kind)
+        # A scan rather than an adjacency index: details are asked for one node
+        # at a time, an index would cost memory and work on every edge change.
+        for (source, target), count in self._edge_counts[view].items():
+            if source == node_id:
+                other, direction = target, "outbound"
+            elif target == node_id:
+                other, direction = source, "inbound"
+            else:
+                continue
             if other not in self.nodes:
                 continue
             entry = connected.setdefault(other, {**_brief(self.nodes[other]), "directions": set(), "connections": 0})
             entry["directions"].add(direction)
-            entry["connections"] += self._edge_counts[view].get((source, target), 0)
+            entry["connections"] += count
         return {
-            "node": node.as_dict(),
+            "node": node.details(),
             "parents": parents,
             "groups": groups,
             "children": children,
@@ -503,7 +500,23 @@ class TopologyGraph:
 
     def agents_of(self, node_id: str) -> list[str]:
         """Agents whose reports describe ``node_id``."""
-        return sorted(self._sources.get(node_id, {}))
+        return sorted(self._sources.get(node_id, ()))
+
+    def without(self, agent_id: str) -> TopologyGraph:
+        """A new graph built from every partition but ``agent_id``'s (to recover
+        from a merge that failed half-way)."""
+        graph = TopologyGraph()
+        # Continue the version sequence: the next publish diffs against what
+        # clients last saw, including what disappeared with the failed agent.
+        graph.version, graph._published = self.version, self._published
+        graph._edges = {v: dict(edges) for v, edges in self._edges.items()}
+        graph._dirty_nodes.update(self.nodes)
+        for view, counts in self._edge_counts.items():
+            graph._dirty_edges[view].update(counts)
+        for agent, partition in self.partitions.items():
+            if agent != agent_id:
+                graph._replace(agent, None, partition)
+        return graph
 
 
 def _brief(node: Node) -> dict[str, Any]:
@@ -522,4 +535,4 @@ def merge_nodes(versions: dict[str, Node]) -> tuple[Node, str]:
         metadata.update(node.metadata)
         metrics.update(node.metrics)
     agent, newest = ordered[-1]
-    return attrs.evolve(newest, metadata=metadata, metrics=metrics, _json=[]), agent
+    return attrs.evolve(newest, metadata=metadata, metrics=metrics, _entry=[]), agent

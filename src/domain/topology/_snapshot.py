@@ -73,22 +73,51 @@ class TopologySnapshot:
             "edges_by_view": {v.value: len(e) for v, e in self._edges.items()},
         }
 
+    def size(self, view: View | None = None) -> int:
+        """Nodes and edges in ``view``."""
+        kinds = [view.kind] if view is not None else list(NodeKind)
+        views = [view] if view is not None else list(View)
+        return sum(len(self._nodes[k]) for k in kinds) + sum(len(self._edges[v]) for v in views)
+
+    def chunks(self, view: View | None = None, batch: int = 4096) -> Iterator[bytes]:
+        """``{"topology": {"nodes", "edges", "timestamp", "version", "view"}}`` in
+        pieces, joined from the nodes' and edges' cached entries: each node is
+        encoded once, when it changes, whatever the number of versions and readers."""
+        yield b'{"topology":{"nodes":{'
+        yield from _joined((n.entry() for n in self.nodes(view)), batch)
+        yield b'},"edges":{'
+        yield from _joined((e.entry() for e in self.edges(view)), batch)
+        tail = {"timestamp": _timestamp(self.timestamp), "version": self.version,
+                "view": view.value if view is not None else "all"}
+        yield b"}," + orjson.dumps(tail)[1:] + b"}"
+
     def json(self, view: View | None = None) -> bytes:
-        """``{"topology": {"nodes", "edges", "timestamp", "version", "view"}}``,
-        encoded once per version and view."""
+        """The whole document as bytes, cached per view when it is small (large
+        ones are better streamed with ``chunks``)."""
         cached = self._json.get(view)
-        if cached is None:
-            body = {
-                "topology": {
-                    "nodes": {n.id: n.json() for n in self.nodes(view)},
-                    "edges": {e.id: e.json() for e in self.edges(view)},
-                    "timestamp": _timestamp(self.timestamp),
-                    "version": self.version,
-                    "view": view.value if view is not None else "all",
-                }
-            }
-            cached = self._json[view] = orjson.dumps(body)
-        return cached
+        if cached is not None:
+            return cached
+        body = b"".join(self.chunks(view))
+        if self.size(view) <= CACHE_LIMIT:
+            self._json[view] = body
+        return body
+
+
+CACHE_LIMIT = 25_000
+"""Views of at most this many nodes and edges keep their JSON bytes per version
+(a hosts view of 1,000 hosts: under 1 MB). Larger ones are streamed."""
+
+
+def _joined(entries: Iterator[bytes], batch: int) -> Iterator[bytes]:
+    pending: list[bytes] = []
+    first = True
+    for entry in entries:
+        pending.append(entry)
+        if len(pending) >= batch:
+            yield (b"" if first else b",") + b",".join(pending)
+            first, pending = False, []
+    if pending:
+        yield (b"" if first else b",") + b",".join(pending)
 
 
 @attrs.frozen(kw_only=True)

@@ -1,0 +1,103 @@
+"""A small HTTP/1.1 load generator for the benchmarks: trio, raw sockets, h11.
+
+Each connection is one client (one agent) sending requests back to back over
+keep-alive. Run as a separate process so that it does not share the server's
+core: ``python bench/loadgen.py URL --connections 32 --seconds 10``; prints one
+JSON line with the counts by status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import h11
+import trio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.synthetic import host_report, iso  # noqa: E402
+
+PLACEHOLDER = "1999-01-01T00:00:00.000000Z"
+
+
+def report_template(index: int, compact: bool) -> bytes:
+    """A report of host ``index`` with a timestamp placeholder."""
+    if compact:
+        # ~20 KB: 1 host, 10 containers, 100 processes, 200 connections, lean fields.
+        doc = host_report(index, timestamp=0, peers=[index + 1, index + 2])
+        for c in doc["docker_info"]["containers"]:
+            for key in ("env_names", "status", "created", "networks", "ports"):
+                c.pop(key, None)
+            c["labels"] = {k: v for k, v in c["labels"].items() if k.startswith("io.kubernetes.pod")}
+        for p in doc["processes_info"]["processes"]:
+            for key in ("cmdline", "user", "threads", "status"):
+                p.pop(key, None)
+            if "cgroup" in p:
+                p["container_id"] = p.pop("cgroup").split("docker-")[1][:12]
+        for conn in doc["network_info"]["connections"]:
+            for key in ("protocol", "local_address"):
+                conn.pop(key, None)
+    else:
+        doc = host_report(index, timestamp=0, peers=[index + 1, index + 2])
+    doc["timestamp"] = PLACEHOLDER
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+async def client(host: str, port: int, path: str, template: bytes, deadline: float, tally: Counter) -> None:
+    stream = await trio.open_tcp_stream(host, port)
+    conn = h11.Connection(h11.CLIENT)
+    sequence = 0
+    async with stream:
+        while trio.current_time() < deadline:
+            sequence += 1
+            body = template.replace(PLACEHOLDER.encode(), iso(time.time() + sequence * 1e-3).encode())
+            request = h11.Request(method="POST", target=path, headers=[
+                ("Host", host), ("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            await stream.send_all(conn.send(request) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
+            status = None
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(65536)
+                    if not data:
+                        tally["closed"] += 1
+                        return
+                    conn.receive_data(data)
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+            tally[str(status)] += 1
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                tally["closed"] += 1
+                return
+            conn.start_next_cycle()
+
+
+async def main(url: str, connections: int, seconds: float, compact: bool, first_agent: int) -> None:
+    parts = urlsplit(url)
+    templates = [report_template(first_agent + i, compact) for i in range(connections)]
+    tally: Counter[str] = Counter()
+    deadline = trio.current_time() + seconds
+    started = time.perf_counter()
+    async with trio.open_nursery() as nursery:
+        for template in templates:
+            nursery.start_soon(client, parts.hostname, parts.port, parts.path or "/", template, deadline, tally)
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"elapsed": elapsed, "statuses": dict(tally), "body_bytes": len(templates[0])}))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("url")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--full", action="store_true", help="the verbose ~58 KB report instead of ~20 KB")
+    parser.add_argument("--first-agent", type=int, default=0)
+    args = parser.parse_args()
+    trio.run(main, args.url, args.connections, args.seconds, not args.full, args.first_agent)
