@@ -235,10 +235,15 @@ class TopologyActor(Actor):
         if not applied:
             return
         at = metric_time(merge.report, merge.received_at, self.process_history.retention)
-        for node_id, node in self.graph.partitions[agent].nodes.items():
+        partition = self.graph.partitions[agent]
+        for node_id, node in partition.nodes.items():
             if node.metrics:
                 history = self.process_history if node.kind is NodeKind.PROCESS else self.history
                 history.record(node_id, at, node.metrics)
+        for group_id in (*partition.pods, *partition.services):  # sums over their containers
+            group = self.graph.nodes.get(group_id)
+            if group is not None:
+                self.history.record(group_id, at, group.metrics)
 
     def _publish(self) -> None:
         snapshot, diff = self.graph.publish(self.clock())

@@ -78,7 +78,8 @@ def install_error_handlers(app: Quart) -> None:
             message = f"{request.method} is not allowed on {request.path}"
         else:
             message = exc.description or exc.name
-        response = error_response(status, _http_code(status), message)
+        details = {"limit_bytes": current_app.config.get("MAX_CONTENT_LENGTH")} if status == 413 else None
+        response = error_response(status, _http_code(status), message, details)
         if _has_unread_body():
             # Answered without reading the body (no such route, wrong method,
             # too large): what is left of it is still on the wire, so this

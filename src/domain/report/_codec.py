@@ -43,6 +43,8 @@ class InvalidDocument(ValueError):
 
 def _strict_int(value: Any, _type: Any) -> int:
     if type(value) is not int:
+        if type(value) is float and value.is_integer():  # JSON parsers read > 64-bit integers as floats
+            raise FieldError("must be an integer between -2^63 and 2^63-1")
         raise FieldError(f"must be an integer, got {_describe(value)}")
     return value
 

@@ -144,10 +144,9 @@ def parse_timestamp(value: str) -> datetime:
         digits = len(rest) - len(rest.lstrip("0123456789"))
         value = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
     try:
-        moment = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError as exc:  # e.g. month 13
+        return datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:  # month 13; year 9999 pushed past 9999 by its zone
         raise FieldError(f"is not a valid date and time: {exc}") from None
-    return moment.astimezone(UTC)
 
 
 def format_timestamp(moment: datetime) -> str:

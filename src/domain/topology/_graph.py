@@ -499,7 +499,10 @@ class TopologyGraph:
         }
 
     def agents_of(self, node_id: str) -> list[str]:
-        """Agents whose reports describe ``node_id``."""
+        """Agents whose reports describe ``node_id`` (for a pod or service: the
+        agents reporting its containers)."""
+        if node_id in self._members:
+            return sorted(self._members[node_id])
         return sorted(self._sources.get(node_id, ()))
 
     def without(self, agent_id: str) -> TopologyGraph:
