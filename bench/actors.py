@@ -47,6 +47,18 @@ async def timed(fn: Callable[[], Awaitable[None]]) -> float:
 
 # ---- tell / send ----------------------------------------------------------------
 
+async def send_all_nowait(send: trio.MemorySendChannel[int], n: int) -> None:
+    """``send_nowait`` n messages, yielding whenever the channel is full (what a
+    producer using ``tell`` does on MailboxFull)."""
+    for i in range(n):
+        while True:
+            try:
+                send.send_nowait(i)
+                break
+            except trio.WouldBlock:
+                await trio.lowlevel.checkpoint()
+
+
 async def raw_tell(n: int) -> float:
     send, receive = trio.open_memory_channel[int](CAPACITY)
     done = trio.Event()
@@ -60,13 +72,7 @@ async def raw_tell(n: int) -> float:
                 return
 
     async def producer() -> None:
-        for i in range(n):
-            while True:
-                try:
-                    send.send_nowait(i)
-                    break
-                except trio.WouldBlock:
-                    await trio.lowlevel.checkpoint()
+        await send_all_nowait(send, n)
         await done.wait()
 
     async with trio.open_nursery() as nursery:
@@ -95,13 +101,7 @@ async def raw_tell_batched(n: int) -> float:
         done.set()
 
     async def producer() -> None:
-        for i in range(n):
-            while True:
-                try:
-                    send.send_nowait(i)
-                    break
-                except trio.WouldBlock:
-                    await trio.lowlevel.checkpoint()
+        await send_all_nowait(send, n)
         await done.wait()
 
     async with trio.open_nursery() as nursery:

@@ -103,7 +103,7 @@ def serve_and_query(hosts: int, rounds: int) -> dict:
             results["nodes"] = stats["nodes_by_type"]
             results["edges"] = stats["edges_by_view"]
             for name, path, n in (("hosts view", "/api/v1/query/topology?view=hosts", rounds),
-                                  ("full topology", "/api/v1/query/topology", max(5, rounds // 5))):
+                                  ("full topology", "/api/v1/query/topology", max(10, rounds // 2))):
                 cached = [timed_get(client, path) for _ in range(n)]
                 changed = []
                 for i in range(n):

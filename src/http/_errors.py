@@ -91,20 +91,19 @@ def install_error_handlers(app: Quart) -> None:
                     response.headers["Allow"] = value
         return response
 
-    @app.errorhandler(MailboxFull)
-    async def _overloaded(exc: MailboxFull) -> Response:
-        return error_response(503, "overloaded", "the server is busy; retry shortly",
-                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    # Overload and unavailability: shed, never queue; the client retries.
+    unavailable = {
+        MailboxFull: ("overloaded", "the server is busy; retry shortly"),
+        AskTimeout: ("timeout", "the server did not answer in time; retry shortly"),
+        ActorStopped: ("unavailable", "the server is shutting down or restarting a component"),
+    }
 
-    @app.errorhandler(AskTimeout)
-    async def _timeout(exc: AskTimeout) -> Response:
-        return error_response(503, "timeout", "the server did not answer in time; retry shortly",
-                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    async def _unavailable(exc: Exception) -> Response:
+        code, message = unavailable[type(exc)]
+        return error_response(503, code, message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
-    @app.errorhandler(ActorStopped)
-    async def _stopping(exc: ActorStopped) -> Response:
-        return error_response(503, "unavailable", "the server is shutting down or restarting a component",
-                              headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    for kind in unavailable:
+        app.register_error_handler(kind, _unavailable)
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:

@@ -22,7 +22,7 @@ import attrs
 
 from trioscope.domain.report import Report
 
-from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, edge_id, reps
+from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
 from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition, is_loopback
 from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
 
@@ -68,7 +68,7 @@ class TopologyGraph:
         # onto each (view, source, target).
         self._projected: dict[str, Counter[Projection]] = {}
         self._edge_counts: dict[View, dict[EdgeKey, int]] = {v: {} for v in View}
-        self._edges: dict[View, dict[str, Edge]] = {v: {} for v in View}
+        self._edges: dict[View, dict[EdgeKey, Edge]] = {v: {} for v in View}
 
         # Pods and services: group -> agent -> member containers, and the reverse,
         # so that a change to a container (from any agent) rebuilds its groups.
@@ -417,19 +417,18 @@ class TopologyGraph:
         for view, keys in self._dirty_edges.items():
             edges = self._edges[view]
             counts = self._edge_counts[view]
-            for source, target in keys:
-                eid = edge_id(source, target)
-                before_edge = edges.get(eid)
-                count = counts.get((source, target), 0)
+            for key in keys:
+                before_edge = edges.get(key)
+                count = counts.get(key, 0)
                 if count == 0:
                     if before_edge is not None:
-                        del edges[eid]
-                        edges_removed.append(eid)
+                        del edges[key]
+                        edges_removed.append(before_edge.id)
                         dirty_views.add(view)
                 elif before_edge is None or before_edge.connections != count:
-                    edge = Edge(id=eid, source=source, target=target, connections=count)
-                    edges[eid] = edge
-                    (edges_added if before_edge is None else edges_updated)[eid] = edge
+                    edge = Edge(key[0], key[1], count)
+                    edges[key] = edge
+                    (edges_added if before_edge is None else edges_updated)[edge.id] = edge
                     dirty_views.add(view)
             keys.clear()
         self._dirty_nodes.clear()

@@ -142,15 +142,13 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> 
     metrics: dict[str, float] = {}
     if c.stats is not None:
         s = c.stats
+        # What the UI sizes, colours and draws sparklines by; the rest of the
+        # engine's statistics stay in the report (GET .../agents/{id}/latest).
         metrics = {
             "cpu_percent": s.cpu_percent,
             "memory_mb": s.memory_usage_mb,
-            "memory_percent": s.memory_percent,
             "network_rx_bytes_per_sec": s.network_rx_bytes_per_sec,
             "network_tx_bytes_per_sec": s.network_tx_bytes_per_sec,
-            "block_read_bytes": float(s.block_read_bytes),
-            "block_write_bytes": float(s.block_write_bytes),
-            "pids": float(s.pids),
         }
     return Node(id=container_id(c.id), kind=NodeKind.CONTAINER, label=name, parent=host, host=host,
                 agent_id=agent_id, status=c.state, last_seen=when, metadata=meta, metrics=metrics)

@@ -32,7 +32,7 @@ class TopologySnapshot:
     __slots__ = ("version", "timestamp", "_nodes", "_edges", "_json")
 
     def __init__(self, version: int, timestamp: float, nodes: Mapping[NodeKind, Mapping[str, Node]],
-                 edges: Mapping[View, Mapping[str, Edge]]) -> None:
+                 edges: Mapping[View, Mapping[tuple[str, str], Edge]]) -> None:
         self.version = version
         self.timestamp = timestamp
         self._nodes = nodes
@@ -61,7 +61,8 @@ class TopologySnapshot:
     def nodes_of(self, kind: NodeKind) -> Mapping[str, Node]:
         return self._nodes[kind]
 
-    def edges_of(self, view: View) -> Mapping[str, Edge]:
+    def edges_of(self, view: View) -> Mapping[tuple[str, str], Edge]:
+        """The view's edges by (source, target)."""
         return self._edges[view]
 
     def counts(self) -> dict[str, Any]:
