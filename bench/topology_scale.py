@@ -100,6 +100,7 @@ def serve_and_query(hosts: int, rounds: int) -> dict:
         results: dict = {"load_seconds": load_seconds}
         with httpx.Client(base_url=base, timeout=120) as client:
             stats = client.get("/api/v1/query/stats").json()["topology"]
+            results["rss_loaded_mb"] = psutil.Process(proc.pid).memory_info().rss / 2**20
             results["nodes"] = stats["nodes_by_type"]
             results["edges"] = stats["edges_by_view"]
             for name, path, n in (("hosts view", "/api/v1/query/topology?view=hosts", rounds),
@@ -162,7 +163,8 @@ def main() -> int:
         print(f"{name:<14} {q['bytes'] / 1e6:6.2f} MB  cached p50 {q['cached_p50_ms']:7.1f} ms  p95 "
               f"{q['cached_p95_ms']:7.1f} ms | after a report p50 {q['changed_p50_ms']:7.1f} ms  p95 "
               f"{q['changed_p95_ms']:7.1f} ms  max {q['changed_max_ms']:7.1f} ms  (target p95 < {target} ms: {verdict})")
-    print(f"server RSS {r['rss_mb']:.0f} MB (target < 500 MB: {'met' if r['rss_mb'] < 500 else 'MISSED'})")
+    print(f"server RSS {r['rss_loaded_mb']:.0f} MB once loaded, {r['rss_mb']:.0f} MB after the queries "
+          f"(target < 500 MB: {'met' if r['rss_mb'] < 500 else 'MISSED'})")
     return 0
 
 

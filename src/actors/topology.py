@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 MERGE_INTERVAL = 0.25
 """Least seconds between merges of pending reports; live updates are coalesced
 to a few per second anyway."""
+MAX_PENDING = 32
+"""Merge at once when this many agents' reports are waiting: a decoded report is
+~300 small objects (~100 KB); a thousand of them pending at once made a heap
+peak that fragmentation kept as resident memory after they were merged."""
 MERGE_SHARE = 0.2
 """Under load the interval grows so that merging takes at most this share of
 the time (a merge of 1,000 agents' reports must not starve the requests)."""
@@ -148,6 +152,8 @@ class TopologyActor(Actor):
             current = self.pending.get(agent)
             if current is None or message.report.timestamp >= current.report.timestamp:
                 self.pending[agent] = message
+            if len(self.pending) >= MAX_PENDING:
+                await self._flush()
             return None
         if isinstance(message, GetSnapshot):
             await self._flush()

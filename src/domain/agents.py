@@ -3,6 +3,7 @@ and host-level metric history. Pure: every method takes ``now``."""
 
 from __future__ import annotations
 
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,9 +70,9 @@ class AgentState:
         self.last_heartbeat: float | None = None
         self.last_report_at: float | None = None
         self.reports_received = 0
-        self.latest_raw: bytes | None = None
-        """The newest report as the agent sent it (JSON): a report is ~300 small
-        objects once decoded, its bytes a tenth of that memory."""
+        self._latest: bytes | None = None
+        """The newest report as the agent sent it, zlib-compressed: decoded it is
+        ~300 small objects (~100 KB), as JSON ~36 KB, compressed ~5 KB (0.08 ms)."""
         self.latest_timestamp: datetime | None = None
         self.history = SeriesGroup(retention)
 
@@ -89,10 +90,15 @@ class AgentState:
         self.reports_received += 1
         self.last_report_at = now
         if self.latest_timestamp is None or report.timestamp >= self.latest_timestamp:
-            self.latest_raw = raw
+            self._latest = zlib.compress(raw, 1)
             self.latest_timestamp = report.timestamp
             self.hostname = report.host_name
         self.history.record(metric_time(report, now, self.history.retention), host_metrics(report))
+
+    @property
+    def latest_raw(self) -> bytes | None:
+        """The newest report's JSON, as sent."""
+        return zlib.decompress(self._latest) if self._latest is not None else None
 
     @property
     def last_seen(self) -> float:

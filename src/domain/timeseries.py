@@ -106,6 +106,19 @@ def _bucket(timestamp: float, resolution: float) -> int:
         raise ValueError(f"invalid timestamp: {timestamp!r}") from None
 
 
+_LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, ...], dict[str, int]]] = {(): ((), {})}
+"""Every metric-name layout in use: its shared tuple and each name's position.
+Layouts are few (one per kind of node), so this never grows large."""
+
+
+def _layout(names: tuple[str, ...]) -> tuple[str, ...]:
+    """The shared instance of this layout (registered on first use)."""
+    found = _LAYOUTS.get(names)
+    if found is None:
+        found = _LAYOUTS[names] = (names, {name: position for position, name in enumerate(names)})
+    return found[0]
+
+
 class SeriesGroup:
     """Several metrics sharing one time axis (e.g. a node's cpu_percent and memory_mb).
 
@@ -121,13 +134,18 @@ class SeriesGroup:
         ValueError: naming the bad retention or resolution.
     """
 
-    __slots__ = ("_capacity", "_count", "_first", "_last", "_low", "_metrics", "_resolution", "_retention", "_size")
+    __slots__ = ("_capacity", "_columns", "_count", "_first", "_last", "_low", "_names", "_resolution",
+                 "_retention", "_size")
 
     def __init__(self, retention: float, resolution: float = RESOLUTION) -> None:
         self._capacity = _check_window(retention, resolution)
         self._retention = retention
         self._resolution = resolution
-        self._metrics: dict[str, array[float]] = {}
+        # Metric names (a tuple shared by every group with the same metrics) and
+        # one array per name: a dict per group cost ~230 B, for 100,000 groups
+        # more than their values.
+        self._names: tuple[str, ...] = ()
+        self._columns: list[array[float]] = []
         self._size = 0  # slots per array; 0 until the first value (nothing allocated)
         self._count = 0  # buckets holding at least one value
         self._first = 0  # oldest bucket that may hold data (valid while _count > 0)
@@ -153,7 +171,7 @@ class SeriesGroup:
     @property
     def nbytes(self) -> int:
         """Approximate bytes held by the value arrays (headers and slots)."""
-        return sum(sys.getsizeof(values) for values in self._metrics.values())
+        return sum(sys.getsizeof(values) for values in self._columns)
 
     def __len__(self) -> int:
         """Buckets holding at least one value."""
@@ -162,7 +180,7 @@ class SeriesGroup:
     def __repr__(self) -> str:
         return (
             f"SeriesGroup(retention={self._retention!r}, resolution={self._resolution!r}, "
-            f"points={self._count}, metrics={sorted(self._metrics)!r})"
+            f"points={self._count}, metrics={sorted(self._names)!r})"
         )
 
     def record(self, timestamp: float, values: Mapping[str, float]) -> None:
@@ -204,12 +222,15 @@ class SeriesGroup:
             first = last = bucket
             slot = bucket % self._size
             was_empty = True
-        metrics = self._metrics
+        index = _LAYOUTS[self._names][1]
         for name, value in usable:
-            column = metrics.get(name)
-            if column is None:
-                column = metrics[name] = _NAN_SLOT * self._size
-            column[slot] = value
+            position = index.get(name)
+            if position is None:
+                self._names = _layout((*self._names, name))
+                index = _LAYOUTS[self._names][1]
+                position = len(self._columns)
+                self._columns.append(_NAN_SLOT * self._size)
+            self._columns[position][slot] = value
         self._first, self._last = first, last
         if was_empty:
             self._count += 1
@@ -242,7 +263,7 @@ class SeriesGroup:
             if until < first * res:
                 return []
             last = min(last, math.floor(until / res) + 1)
-        columns = list(self._metrics.items())
+        columns = list(zip(self._names, self._columns))
         size = self._size
         found = []
         for bucket in range(first, last + 1):
@@ -261,7 +282,7 @@ class SeriesGroup:
         if not self._count:
             return None
         slot = self._last % self._size
-        values = {name: v for name, column in self._metrics.items() if (v := column[slot]) == v}
+        values = {name: v for name, column in zip(self._names, self._columns) if (v := column[slot]) == v}
         return Point(self._last * self._resolution, values)
 
     def expire(self, now: float) -> int:
@@ -285,7 +306,7 @@ class SeriesGroup:
 
     def _holds(self, slot: int) -> bool:
         """True when some metric has a value at ``slot`` (a loop: any() is slower here)."""
-        for column in self._metrics.values():
+        for column in self._columns:
             if column[slot] == column[slot]:
                 return True
         return False
@@ -299,10 +320,10 @@ class SeriesGroup:
             return
         if low > self._last:
             # Everything fell out: release the arrays so an idle group costs almost nothing.
-            self._metrics = {}
+            self._names, self._columns = (), []
             self._size = self._count = 0
             return
-        columns = list(self._metrics.values())
+        columns = self._columns
         size = self._size
         for bucket in range(self._first, low):
             slot = bucket % size
@@ -320,11 +341,11 @@ class SeriesGroup:
         size = min(size, self._capacity)
         old = self._size
         buckets = range(self._first, self._last + 1)
-        for name, column in list(self._metrics.items()):
+        for position, column in enumerate(self._columns):
             grown = _NAN_SLOT * size
             for bucket in buckets:
                 grown[bucket % size] = column[bucket % old]
-            self._metrics[name] = grown
+            self._columns[position] = grown
         self._size = size
 
 

@@ -273,6 +273,9 @@ class ActorCell(Node):
             burst += 1
             since_idle += 1
             await self._deliver(actor, item)
+            # Drop our reference before waiting for the next message: an idle
+            # actor must not keep its last message (and all it refers to) alive.
+            item = None
 
     async def _deliver(self, actor: Actor, item: Any) -> None:
         self._current = item

@@ -217,3 +217,22 @@ async def test_pending_asks_fail_when_the_actor_terminates(journal: Journal):
             gate.set()
         assert len(outcomes) == 1 and outcomes[0].path == "/root/w"
         assert system.dead_letters == 1
+
+
+async def test_an_idle_actor_does_not_keep_its_last_message_alive(journal: Journal):
+    import gc
+    import weakref
+
+    class Payload:
+        pass
+
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        payload = Payload()
+        watcher = weakref.ref(payload)
+        await ref.ask(payload)
+        journal.entries.clear()  # the journal itself recorded the message
+        del payload
+        await settle()
+        gc.collect()
+        assert watcher() is None
