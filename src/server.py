@@ -52,6 +52,8 @@ def hypercorn_config(settings: Settings) -> hypercorn.Config:
     # which makes every busy agent reconnect; there is no reason to.
     config.keep_alive_max_requests = 1_000_000
     config.accesslog = None
+    # Clients only send small control messages; a larger frame closes with 1009.
+    config.websocket_max_message_size = 64 * 1024
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
 
@@ -145,7 +147,7 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_signals, signals, stop, everything, budget)
                     async with open_actor_system(supervision_tree(settings)) as system:
-                        app = create_app(system, settings)
+                        app = create_app(system, settings, stopping=stop)
                         async with trio.open_nursery() as http:
                             binds = await http.start(_serve_http, app, config, sockets, stop)
                             print(banner(settings, app, binds), file=out, flush=True)

@@ -7,12 +7,15 @@ the topology actor stops (merging what it has queued) before the agents do.
 
 from __future__ import annotations
 
+from trioscope.actors.hub import HubActor
 from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
 from trioscope.runtime import ActorSpec, Strategy, SupervisorSpec, dynamic_supervisor
 
 AGENTS = "/root/agents"
 TOPOLOGY = "/root/topology"
+HUB = "/root/hub"
+CLIENTS = "/root/clients"
 
 TOPOLOGY_MAILBOX = 4096
 """Reports queued for merging before ``POST /api/v1/reports`` answers 503."""
@@ -33,5 +36,9 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                 # Merging what is queued at shutdown must fit in the shutdown budget.
                 shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
             ),
+            # Live updates: the hub subscribes to the topology; one actor per client.
+            ActorSpec(name="hub", factory=lambda: HubActor(TOPOLOGY, settings.websocket.max_rate),
+                      mailbox_size=4096),
+            dynamic_supervisor("clients", max_children=settings.websocket.max_clients),
         ],
     )

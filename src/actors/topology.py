@@ -115,7 +115,7 @@ class TopologyActor(Actor):
         self.settings = settings
         self.agents_path = agents_path
         self.clock = clock
-        self.graph = TopologyGraph()
+        self.graph = TopologyGraph(clock())
         self.snapshot = self.graph.current
         self.history = MetricHistory(settings.storage.max_data_age)
         self.process_history = MetricHistory(min(settings.storage.max_data_age, PROCESS_HISTORY))

@@ -57,6 +57,12 @@ class WebSocketSettings:
     """Messages queued per client before it is treated as lagging."""
     ping_interval: float
     """Seconds between pings to idle clients."""
+    max_rate: int
+    """Most topology updates per second per client."""
+    slow_client_timeout: float
+    """Seconds a client may lag before it is disconnected."""
+    max_clients: int
+    """Most clients connected at once."""
 
 
 @attrs.frozen(kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Response, g, request
 from quart_trio import QuartTrio
@@ -11,24 +12,33 @@ from quart_trio import QuartTrio
 from trioscope.actors.topology import GetStats
 from trioscope.config import Settings
 from trioscope.runtime import ActorSystem
-from trioscope.system import AGENTS, TOPOLOGY
+from trioscope.actors.client import LiveCounters
+from trioscope.system import AGENTS, CLIENTS, HUB, TOPOLOGY
 
-from . import _agents, _health, _query, _reports
+from . import _agents, _health, _live, _query, _reports
 from ._errors import install_error_handlers
 from ._metrics import Metrics
 from ._services import Services, attach, services
 
-def create_app(system: ActorSystem, settings: Settings) -> QuartTrio:
-    """Build the app for one running actor system (its tree from ``supervision_tree``)."""
+def create_app(system: ActorSystem, settings: Settings, stopping: trio.Event | None = None) -> QuartTrio:
+    """Build the app for one running actor system (its tree from ``supervision_tree``).
+
+    ``stopping`` is set when the server starts to shut down: live connections
+    close at once (1001) instead of holding the shutdown up.
+    """
     app = QuartTrio("trioscope")
     # Every error goes through our JSON handlers, also in testing mode.
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_size
-    metrics = Metrics(system)
+    live = LiveCounters()
+    metrics = Metrics(system, live)
     attach(app, Services(system=system, settings=settings, agents=system.lookup(AGENTS),
-                         topology=system.lookup(TOPOLOGY), metrics=metrics))
+                         topology=system.lookup(TOPOLOGY), hub=system.lookup(HUB),
+                         clients=system.lookup(CLIENTS), live=live, stopping=stopping if stopping is not None else trio.Event(),
+                         metrics=metrics))
     install_error_handlers(app)
-    for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint):
+    for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
+                      _live.blueprint):
         app.register_blueprint(blueprint)
 
     @app.before_request
@@ -49,6 +59,7 @@ def create_app(system: ActorSystem, settings: Settings) -> QuartTrio:
         s = services()
         stats = await s.topology.ask(GetStats(), timeout=30)
         s.metrics.agents.set(len(s.agents))
+        s.metrics.websocket_clients.set(len(s.clients))
         s.metrics.topology_nodes.set(stats["topology"]["nodes"])
         s.metrics.topology_edges.set(stats["topology"]["edges"])
         return Response(generate_latest(s.metrics.registry), content_type=CONTENT_TYPE_LATEST)
@@ -65,6 +76,9 @@ def endpoint_lines(app: QuartTrio) -> list[str]:
             continue
         view = app.view_functions[rule.endpoint]
         summary = (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else ""
+        if rule.websocket:
+            rows.append((rule.rule, "WS", summary))
+            continue
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             rows.append((rule.rule, method, summary))
     rows.sort()

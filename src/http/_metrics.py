@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from trioscope.actors.client import LiveCounters
 from trioscope.runtime import ActorStats, ActorSystem, SupervisorStats
 
 # The *_created series double the exposition for nothing a dashboard uses.
@@ -59,16 +60,34 @@ class _RuntimeCollector(Collector):
         yield dead
 
 
+class _LiveCollector(Collector):
+    """WebSocket message counters, kept by the client actors."""
+
+    def __init__(self, counters: LiveCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.counters
+        for name, text, value in (
+            ("app_websocket_messages_sent", "Messages queued to WebSocket clients", c.sent),
+            ("app_websocket_messages_dropped", "Messages a lagging client did not get", c.dropped),
+            ("app_websocket_resets", "Full snapshots sent (connects, resyncs, catching up)", c.resets),
+            ("app_websocket_slow_client_closes", "Clients closed (1008) for lagging too long", c.slow_closes),
+        ):
+            family = CounterMetricFamily(name, text)
+            family.add_metric([], value)
+            yield family
+
+
 class Metrics:
     """The server's metrics. Gauges that live in actors are refreshed by the
     ``/metrics`` handler just before exposition."""
 
-    def __init__(self, system: ActorSystem) -> None:
+    def __init__(self, system: ActorSystem, live: LiveCounters) -> None:
         self.registry = CollectorRegistry()
         self.agents = Gauge("app_agents_total", "Known agents", registry=self.registry)
         self.reports_received = Counter("app_reports_received", "Reports accepted (202)", registry=self.registry)
         self.websocket_clients = Gauge("app_websocket_clients", "Connected WebSocket clients", registry=self.registry)
-        self.websocket_client_count = 0
         self.topology_nodes = Gauge("app_topology_nodes", "Nodes in the topology", registry=self.registry)
         self.topology_edges = Gauge("app_topology_edges", "Edges in the topology (all views)", registry=self.registry)
         self.request_duration = Histogram(
@@ -76,10 +95,7 @@ class Metrics:
             ["route", "method", "status"], buckets=BUCKETS, registry=self.registry,
         )
         self.registry.register(_RuntimeCollector(system))
-
-    def set_websocket_clients(self, count: int) -> None:
-        self.websocket_client_count = count
-        self.websocket_clients.set(count)
+        self.registry.register(_LiveCollector(live))
 
     def observe_request(self, route: str, method: str, status: int, started: float) -> None:
         self.request_duration.labels(route, method, str(status)).observe(time.perf_counter() - started)

@@ -99,7 +99,7 @@ async def stats() -> Response:
     runtime = s.system.snapshot()
     return json_response({
         "agents": len(s.agents),
-        "websocket_clients": s.metrics.websocket_client_count,
+        "websocket_clients": len(s.clients),
         "storage": topology_stats["storage"],
         "topology": topology_stats["topology"],
         "runtime": {"actors": runtime.actors, "dead_letters": runtime.dead_letters},

@@ -7,8 +7,10 @@ import time
 from quart import Blueprint, Response
 
 from trioscope.actors.agent import ReportReceived
+from trioscope.actors.hub import ReportSeen
 from trioscope.actors.topology import MergeReport
-from trioscope.domain.agents import rfc3339
+from trioscope.domain.agents import host_metrics, rfc3339
+from trioscope.runtime import MailboxFull
 from trioscope.domain.report import InvalidDocument, decode_report
 
 from ._agents import ensure_agent
@@ -36,6 +38,10 @@ async def submit_report() -> Response:
     s.topology.tell(MergeReport(report, received_at))
     agent.tell(ReportReceived(report, body, received_at))
     s.metrics.reports_received.inc()
+    try:
+        s.hub.tell(ReportSeen(report.agent_id, report.host_name, rfc3339(received_at), host_metrics(report)))
+    except MailboxFull:
+        pass  # a live "report_update" is a courtesy; the report itself is accepted
     return json_response(
         {"status": "accepted", "message": "Report processed successfully",
          "agent_id": report.agent_id, "received_at": rfc3339(received_at)},

@@ -5,8 +5,10 @@ from __future__ import annotations
 import time
 
 import attrs
+import trio
 from quart import Quart, current_app
 
+from trioscope.actors.client import LiveCounters
 from trioscope.config import Settings
 from trioscope.runtime import ActorRef, ActorSystem, SupervisorRef
 
@@ -22,6 +24,12 @@ class Services:
     agents: SupervisorRef
     """``/root/agents``: one actor per agent."""
     topology: ActorRef
+    hub: ActorRef
+    clients: SupervisorRef
+    """``/root/clients``: one actor per WebSocket client."""
+    live: LiveCounters
+    stopping: trio.Event
+    """Set when the server begins to shut down (WebSockets close with 1001)."""
     metrics: Metrics
     started_monotonic: float = attrs.field(factory=time.monotonic)
 

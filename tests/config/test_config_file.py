@@ -1,5 +1,6 @@
 """YAML file content: types, unknown keys, syntax errors, all with file:line."""
 
+import attrs
 import pytest
 
 from trioscope.config import ConfigError, ConfigFile, Settings, resolve_settings
@@ -34,7 +35,10 @@ def problems(text):
 
 def test_seed_file_loads():
     settings = load(SEED)
-    assert settings == Settings.defaults()
+    defaults = Settings.defaults()
+    # Every seed value is our default but the per-client buffer, which we keep
+    # smaller (16) so that a stalled client is noticed within seconds.
+    assert settings == attrs.evolve(defaults, websocket=attrs.evolve(defaults.websocket, buffer_size=256))
     assert settings.origin("websocket.ping_interval") == f"file {FILE}:12"
     assert settings.origin("log.level") == "default"
 

@@ -19,10 +19,11 @@ from ._partition import build_partition as build_partition
 from ._snapshot import CACHE_LIMIT as CACHE_LIMIT
 from ._snapshot import TopologyDiff as TopologyDiff
 from ._snapshot import TopologySnapshot as TopologySnapshot
+from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
     "CACHE_LIMIT", "Edge", "Expired", "Node", "NodeKind", "Partition", "TopologyDiff", "TopologyGraph",
-    "TopologySnapshot", "View", "build_partition", "container_id", "container_id_from_cgroup",
+    "TopologySnapshot", "View", "build_partition", "container_id", "container_id_from_cgroup", "edge_kind",
     "host_id", "kind_of", "merge_nodes", "pod_id", "process_id", "service_id",
 ]

@@ -43,7 +43,7 @@ class TopologyGraph:
     """Mutable topology state. Call ``apply`` per report, ``expire`` per cleanup
     tick, and ``publish`` to get an immutable snapshot plus the diff."""
 
-    def __init__(self) -> None:
+    def __init__(self, now: float = 0.0) -> None:
         self.partitions: dict[str, Partition] = {}
         self.nodes: dict[str, Node] = {}
         self._by_kind: dict[NodeKind, dict[str, Node]] = {k: {} for k in NodeKind}
@@ -77,7 +77,7 @@ class TopologyGraph:
         self._stale_groups: set[str] = set()
 
         self.version = 0
-        self._published = TopologySnapshot.empty()
+        self._published = TopologySnapshot.empty(now)
         self._dirty_nodes: set[str] = set()
         self._dirty_edges: dict[View, set[EdgeKey]] = {v: set() for v in View}
 

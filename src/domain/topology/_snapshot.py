@@ -84,13 +84,21 @@ class TopologySnapshot:
         """``{"topology": {"nodes", "edges", "timestamp", "version", "view"}}`` in
         pieces, joined from the nodes' and edges' cached entries: each node is
         encoded once, when it changes, whatever the number of versions and readers."""
-        yield b'{"topology":{"nodes":{'
+        yield b'{"topology":'
+        yield from self.payload_chunks(view, batch)
+        yield b"}"
+
+    def payload_chunks(self, view: View | None = None, batch: int = 4096,
+                       extra: Mapping[str, object] | None = None) -> Iterator[bytes]:
+        """The object ``{"nodes", "edges", "timestamp", "version", "view", **extra}``
+        in pieces (the topology itself, also the payload of a WebSocket reset)."""
+        yield b'{"nodes":{'
         yield from _joined((n.entry() for n in self.nodes(view)), batch)
         yield b'},"edges":{'
         yield from _joined((e.entry() for e in self.edges(view)), batch)
         tail = {"timestamp": _timestamp(self.timestamp), "version": self.version,
-                "view": view.value if view is not None else "all"}
-        yield b"}," + orjson.dumps(tail)[1:] + b"}"
+                "view": view.value if view is not None else "all", **(extra or {})}
+        yield b"}," + orjson.dumps(tail)[1:]
 
     def json(self, view: View | None = None) -> bytes:
         """The whole document as bytes, cached per view when it is small (large
@@ -139,6 +147,24 @@ class TopologyDiff:
         return not (self.nodes_added or self.nodes_updated or self.nodes_removed
                     or self.edges_added or self.edges_updated or self.edges_removed)
 
+    def then(self, later: TopologyDiff) -> TopologyDiff:
+        """One diff from ``previous_version`` to ``later.version``: what a client
+        that skipped the versions in between must apply.
+
+        An id's category is decided by its first change (added stays added even if
+        updated later; added then removed disappears), its value by its last.
+        """
+        if later.previous_version != self.version:
+            raise ValueError(f"cannot compose diff {self.previous_version}->{self.version} "
+                             f"with {later.previous_version}->{later.version}")
+        nodes = _compose(self.nodes_added, self.nodes_updated, self.nodes_removed,
+                         later.nodes_added, later.nodes_updated, later.nodes_removed)
+        edges = _compose(self.edges_added, self.edges_updated, self.edges_removed,
+                         later.edges_added, later.edges_updated, later.edges_removed)
+        return TopologyDiff(version=later.version, previous_version=self.previous_version,
+                            nodes_added=nodes[0], nodes_updated=nodes[1], nodes_removed=nodes[2],
+                            edges_added=edges[0], edges_updated=edges[1], edges_removed=edges[2])
+
     def apply_to(self, nodes: dict[str, Any], edges: dict[str, Any]) -> None:
         """Apply to plain ``{id: as_dict()}`` maps (what a client holds); used by
         tests to check that diffs reproduce the next snapshot."""
@@ -152,3 +178,29 @@ class TopologyDiff:
         for egroup in (self.edges_added, self.edges_updated):
             for edge_id, edge in egroup.items():
                 edges[edge_id] = edge.as_dict()
+
+
+def _compose(added: Mapping[str, Any], updated: Mapping[str, Any], removed: tuple[str, ...],
+             later_added: Mapping[str, Any], later_updated: Mapping[str, Any],
+             later_removed: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any], tuple[str, ...]]:
+    add, update, gone = dict(added), dict(updated), set(removed)
+    for key in later_removed:
+        if key in add:
+            del add[key]  # born and gone in between: the client never needs to know
+        else:
+            update.pop(key, None)
+            gone.add(key)
+    for key, value in later_added.items():
+        if key in gone:  # removed, then back: the client still holds the old one
+            gone.discard(key)
+            update[key] = value
+        else:
+            add[key] = value
+    for key, value in later_updated.items():
+        (add if key in add else update)[key] = value
+    return add, update, tuple(sorted(gone))
+
+
+def edge_kind(edge_id: str) -> NodeKind:
+    """The kind of the nodes an edge joins (both ends are of one kind)."""
+    return kind_of(edge_id.partition("->")[0])

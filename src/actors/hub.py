@@ -1,0 +1,192 @@
+"""The live-update hub: one actor between the topology and every WebSocket client.
+
+It receives each topology version once, merges the versions published within one
+update interval into a single diff (at most ``websocket.max_rate`` per second),
+and hands the same ``LiveUpdate`` to every client actor. A client of a view with
+no filter sends ``update.frame(view)``: a frame encoded once per view and shared.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+import trio
+
+from trioscope.domain.live import Frame, diff_frame, report_frame, reset_frame
+from trioscope.domain.topology import CACHE_LIMIT, TopologyDiff, TopologySnapshot, View
+from trioscope.runtime import Actor, ActorRef, ActorStopped, MailboxFull, Terminated
+
+from .topology import GetSnapshot, Subscribe, TopologyPublished
+
+log = logging.getLogger(__name__)
+
+
+class LiveUpdate:
+    """One update for every client: the merged diff to ``snapshot.version`` and
+    the frames of each view, encoded on first use and then shared."""
+
+    __slots__ = ("diff", "snapshot", "_frames", "_resets")
+
+    def __init__(self, diff: TopologyDiff | None, snapshot: TopologySnapshot) -> None:
+        self.diff = diff
+        """None when there is no diff to send: clients reset instead."""
+        self.snapshot = snapshot
+        self._frames: dict[View | None, Frame] = {}
+        self._resets: dict[View | None, Frame] = {}
+
+    @property
+    def version(self) -> int:
+        return self.snapshot.version
+
+    def frame(self, view: View | None) -> Frame:
+        """The diff for clients of ``view`` without a filter (one shared frame)."""
+        frame = self._frames.get(view)
+        if frame is None:
+            assert self.diff is not None
+            frame = self._frames[view] = diff_frame(self.diff, view)
+        return frame
+
+    def reset(self, view: View | None) -> Frame:
+        """The whole view, shared by clients without a filter while it is small
+        (a reset of 100,000 processes is built per client, and rare)."""
+        frame = self._resets.get(view)
+        if frame is None:
+            frame = reset_frame(self.snapshot, view)
+            if self.snapshot.size(view) <= CACHE_LIMIT:
+                self._resets[view] = frame
+        return frame
+
+
+@attrs.frozen
+class Join:
+    """Answered with the current ``LiveUpdate`` (to start from its reset)."""
+
+    client: ActorRef
+
+
+@attrs.frozen
+class ReportSeen:
+    agent_id: str
+    hostname: str
+    timestamp: str
+    summary: dict[str, float]
+
+
+@attrs.frozen
+class ReportUpdate:
+    agent_id: str
+    frame: Frame
+
+
+@attrs.frozen
+class GetClients:
+    """Answered with the number of joined clients."""
+
+
+@attrs.frozen
+class _Flush:
+    pass
+
+
+class HubActor(Actor):
+    def __init__(self, topology_path: str, max_rate: int) -> None:
+        self.topology_path = topology_path
+        self.interval = 1.0 / max_rate
+        self.clients: set[ActorRef] = set()
+        self.latest: LiveUpdate | None = None
+        self.pending: TopologyDiff | None = None
+        self.snapshot: TopologySnapshot | None = None
+        self.reports: dict[str, ReportSeen] = {}
+        self._lost = False
+        """A version was missed: the next update carries no diff, only a reset."""
+        self._last_flush = -float("inf")
+        self._flush_scheduled = False
+
+    async def on_start(self) -> None:
+        self.topology: ActorRef = self.context.system.lookup(self.topology_path)
+        snapshot = await self.topology.ask(Subscribe(self.context.ref))
+        self.snapshot = snapshot
+        self.latest = LiveUpdate(None, snapshot)
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, TopologyPublished):
+            self._merge(message)
+            self._schedule()
+        elif isinstance(message, ReportSeen):
+            self.reports[message.agent_id] = message
+            self._schedule()
+        elif isinstance(message, Join):
+            self.clients.add(message.client)
+            self.context.watch(message.client)
+            return await self._current()
+        elif isinstance(message, Terminated):
+            self.clients = {c for c in self.clients if c.path != message.path}
+        elif isinstance(message, _Flush):
+            self._flush_scheduled = False
+            self._flush()
+        elif isinstance(message, GetClients):
+            return len(self.clients)
+        else:
+            return await super().handle(message)
+        return None
+
+    async def _current(self) -> LiveUpdate:
+        """What a joining client starts from: everything accepted so far (the
+        topology merges what is pending before answering), shared by every
+        client joining at the same version."""
+        snapshot = await self.topology.ask(GetSnapshot(), timeout=30)
+        if self.latest is None or self.latest.snapshot is not snapshot:
+            self.latest = LiveUpdate(None, snapshot)  # joiners only use its reset
+        return self.latest
+
+    def _merge(self, published: TopologyPublished) -> None:
+        diff = published.diff
+        expected = self.pending.version if self.pending is not None else (self.snapshot.version if self.snapshot else 0)
+        self.snapshot = published.snapshot
+        if diff.previous_version != expected:
+            # We missed a version (our mailbox was full when it was published):
+            # nothing to diff from, every client starts again from the snapshot.
+            log.warning("hub missed topology versions %d..%d; clients will reset", expected, diff.previous_version)
+            self.pending = None
+            self._lost = True
+            return
+        self.pending = diff if self.pending is None else self.pending.then(diff)
+
+    def _schedule(self) -> None:
+        wait = self._last_flush + self.interval - trio.current_time()
+        if wait <= 0:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.context.start_soon(self._flush_later, wait)
+
+    async def _flush_later(self, delay: float) -> None:
+        await trio.sleep(delay)
+        try:
+            self.context.ref.tell(_Flush())
+        except MailboxFull:
+            self._flush_scheduled = False
+
+    def _flush(self) -> None:
+        self._last_flush = trio.current_time()
+        messages: list[Any] = []
+        if self.pending is not None or self._lost:
+            assert self.snapshot is not None
+            self.latest = LiveUpdate(self.pending, self.snapshot)
+            messages.append(self.latest)
+            self.pending, self._lost = None, False
+        for seen in self.reports.values():
+            messages.append(ReportUpdate(seen.agent_id, report_frame(seen.agent_id, seen.hostname,
+                                                                     seen.timestamp, seen.summary)))
+        self.reports.clear()
+        for client in list(self.clients):
+            for message in messages:
+                try:
+                    client.tell(message)
+                except MailboxFull:
+                    pass  # the client is far behind; it resets when it catches up
+                except ActorStopped:
+                    self.clients.discard(client)
+                    break

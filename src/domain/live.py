@@ -1,0 +1,299 @@
+"""Live updates over WebSocket, the pure part: what clients may ask, what they are
+sent, and which nodes their filters let through. No I/O; the hub and client
+actors use it.
+
+Server messages are ``{"type", "payload"}`` (the seed's shape): ``topology_update``
+(a reset with the whole view, or a diff from ``previous_version`` to ``version``),
+``report_update``, ``ping``/``pong`` and ``error``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import orjson
+
+from trioscope.domain.topology import Node, NodeKind, TopologyDiff, TopologySnapshot, View, edge_kind
+
+MAX_TOPICS = 64
+MAX_SEARCH = 200
+MAX_LABELS = 16
+
+
+class BadClientMessage(ValueError):
+    """A client message we cannot act on; answered with an ``error`` message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@attrs.frozen
+class Filter:
+    """Which nodes (and so edges) a client wants; an empty filter passes all."""
+
+    search: str = ""
+    """Case-insensitive substring of the label, id or a metadata value."""
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    """Container labels that must match exactly."""
+    min_metrics: Mapping[str, float] = attrs.field(factory=dict)
+    """Metrics that must be at least this value."""
+    ids: frozenset[str] = frozenset()
+    """Only these nodes (from ``node:<id>`` topics); empty for all."""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.search or self.labels or self.min_metrics or self.ids)
+
+    def matches(self, node: Node) -> bool:
+        if self.ids and node.id not in self.ids:
+            return False
+        if self.search:
+            needle = self.search.lower()
+            haystack = [node.label, node.id, *(str(v) for v in node.metadata.values())]
+            if not any(needle in text.lower() for text in haystack):
+                return False
+        if self.labels:
+            labels = node.metadata.get("labels", {})
+            if any(labels.get(k) != v for k, v in self.labels.items()):
+                return False
+        for name, minimum in self.min_metrics.items():
+            if node.metrics.get(name, float("-inf")) < minimum:
+                return False
+        return True
+
+
+@attrs.frozen
+class Subscription:
+    """What one client follows."""
+
+    topology: bool = True
+    reports: bool = False
+    agents: frozenset[str] = frozenset()
+    view: View | None = None
+    filter: Filter = Filter()
+
+    def wants_report(self, agent_id: str) -> bool:
+        return self.reports or agent_id in self.agents
+
+    @property
+    def shared(self) -> bool:
+        """True when it can take the frames every client of its view shares."""
+        return self.filter.empty
+
+
+@attrs.frozen
+class Subscribe:
+    topics: tuple[str, ...]
+    view: View | None
+    view_given: bool
+    """False when the message named no view (the current one is kept)."""
+    filter: Filter | None
+
+
+@attrs.frozen
+class Unsubscribe:
+    topics: tuple[str, ...]
+
+
+@attrs.frozen
+class Resync:
+    pass
+
+
+@attrs.frozen
+class Ping:
+    pass
+
+
+@attrs.frozen
+class Pong:
+    pass
+
+
+ClientMessage = Subscribe | Unsubscribe | Resync | Ping | Pong
+_VIEWS = {v.value: v for v in View}
+
+
+def parse_view(name: object) -> View | None:
+    """``hosts|containers|processes|pods|services``, or None (everything) for
+    ``None``/``"all"``."""
+    if name is None or name == "all":
+        return None
+    if isinstance(name, str) and name in _VIEWS:
+        return _VIEWS[name]
+    raise BadClientMessage("invalid_view", f"view: unknown view {name!r}; use one of all, {', '.join(_VIEWS)}")
+
+
+def _topics(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
+        raise BadClientMessage("invalid_topics", "topics: must be a list of strings")
+    if len(value) > MAX_TOPICS:
+        raise BadClientMessage("invalid_topics", f"topics: at most {MAX_TOPICS} topics")
+    for topic in value:
+        if topic not in ("topology", "reports") and not topic.startswith(("agent:", "node:")):
+            raise BadClientMessage("invalid_topics", f"topics: unknown topic {topic[:80]!r}; use topology, "
+                                   "reports, agent:<agent id> or node:<node id>")
+        if len(topic) > 300:
+            raise BadClientMessage("invalid_topics", "topics: a topic is at most 300 characters")
+    return tuple(value)
+
+
+def _filter(value: object) -> Filter | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadClientMessage("invalid_filter", "filter: must be an object")
+    search = value.get("search", "")
+    if not isinstance(search, str) or len(search) > MAX_SEARCH:
+        raise BadClientMessage("invalid_filter", f"filter.search: must be a string of at most {MAX_SEARCH} characters")
+    labels = value.get("labels", {})
+    if (not isinstance(labels, dict) or len(labels) > MAX_LABELS
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())):
+        raise BadClientMessage("invalid_filter", f"filter.labels: must map at most {MAX_LABELS} label names to strings")
+    metrics = value.get("min_metrics", {})
+    if (not isinstance(metrics, dict) or len(metrics) > MAX_LABELS
+            or not all(isinstance(k, str) and type(v) in (int, float) for k, v in metrics.items())):
+        raise BadClientMessage("invalid_filter", "filter.min_metrics: must map metric names to numbers")
+    unknown = set(value) - {"search", "labels", "min_metrics"}
+    if unknown:
+        raise BadClientMessage("invalid_filter", f"filter: unknown keys {sorted(unknown)}; "
+                               "use search, labels, min_metrics")
+    return Filter(search=search, labels=dict(labels), min_metrics={k: float(v) for k, v in metrics.items()})
+
+
+def parse_client_message(data: str | bytes) -> ClientMessage:
+    """Decode one client frame.
+
+    Raises:
+        BadClientMessage: with a code (``invalid_json``, ``unknown_type``, ...)
+            and a message naming the problem.
+    """
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise BadClientMessage("invalid_json", f"message is not valid JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise BadClientMessage("invalid_message", "message must be a JSON object with a type")
+    kind = message.get("type")
+    if kind == "ping":
+        return Ping()
+    if kind == "pong":
+        return Pong()
+    if kind == "resync":
+        return Resync()
+    if kind == "subscribe":
+        topics = _topics(message.get("topics", ["topology"]))
+        return Subscribe(topics=topics, view=parse_view(message.get("view")), view_given="view" in message,
+                         filter=_filter(message.get("filter")))
+    if kind == "unsubscribe":
+        return Unsubscribe(topics=_topics(message.get("topics", [])))
+    raise BadClientMessage("unknown_type", f"type: unknown message type {kind!r}; use subscribe, "
+                           "unsubscribe, resync, ping or pong")
+
+
+def subscribe(current: Subscription, request: Subscribe) -> Subscription:
+    """The subscription after ``request`` (topics are added; view and filter, when
+    given, replace the current ones)."""
+    topics = set(request.topics)
+    nodes = frozenset(t[5:] for t in topics if t.startswith("node:"))
+    base = request.filter if request.filter is not None else current.filter
+    return attrs.evolve(
+        current,
+        topology=current.topology or "topology" in topics or bool(nodes),
+        reports=current.reports or "reports" in topics,
+        agents=current.agents | {t[6:] for t in topics if t.startswith("agent:")},
+        view=request.view if request.view_given else current.view,
+        filter=attrs.evolve(base, ids=base.ids | nodes) if nodes or request.filter is not None else current.filter,
+    )
+
+
+def unsubscribe(current: Subscription, request: Unsubscribe) -> Subscription:
+    topics = set(request.topics)
+    nodes = frozenset(t[5:] for t in topics if t.startswith("node:"))
+    return attrs.evolve(
+        current,
+        topology=current.topology and "topology" not in topics,
+        reports=current.reports and "reports" not in topics,
+        agents=current.agents - {t[6:] for t in topics if t.startswith("agent:")},
+        filter=attrs.evolve(current.filter, ids=current.filter.ids - nodes),
+    )
+
+
+# ---- frames -------------------------------------------------------------------------------
+
+Frame = str
+"""A text frame: browsers hand binary frames to scripts as Blobs, not strings.
+Built (and decoded) once, then shared by every client it goes to."""
+
+
+def message(kind: str, payload: Any) -> Frame:
+    return orjson.dumps({"type": kind, "payload": payload}).decode()
+
+
+def error_frame(code: str, text: str) -> Frame:
+    return message("error", {"code": code, "message": text})
+
+
+PING = message("ping", {})
+PONG = message("pong", {})
+
+
+def reset_frame(snapshot: TopologySnapshot, view: View | None, flt: Filter | None = None) -> Frame:
+    """The whole view (``payload.reset: true``), what a client starts from."""
+    if flt is None or flt.empty:
+        return (b'{"type":"topology_update","payload":'
+                + b"".join(snapshot.payload_chunks(view, extra={"reset": True})) + b"}").decode()
+    nodes = {n.id: n for n in snapshot.nodes(view) if flt.matches(n)}
+    edges = [e for e in snapshot.edges(view) if e.source in nodes and e.target in nodes]
+    return message("topology_update", {
+        "reset": True, "version": snapshot.version, "view": view.value if view else "all",
+        "nodes": {i: n.json() for i, n in nodes.items()}, "edges": {e.id: e.json() for e in edges},
+    })
+
+
+def _kinds(view: View | None) -> set[NodeKind] | None:
+    return {view.kind} if view is not None else None
+
+
+def diff_frame(diff: TopologyDiff, view: View | None, flt: Filter | None = None) -> Frame:
+    """The diff as one client of ``view`` (with ``flt``) sees it. Sent even when
+    it holds nothing for that view, so that every client's versions stay
+    consecutive and a gap always means a lost update."""
+    kinds = _kinds(view)
+
+    def node_ok(node: Node) -> bool:
+        return (kinds is None or node.kind in kinds) and (flt is None or flt.matches(node))
+
+    def id_ok(node_id: str) -> bool:
+        return kinds is None or NodeKind(node_id.partition(":")[0]) in kinds
+
+    def edge_ok(edge_id: str) -> bool:
+        return kinds is None or edge_kind(edge_id) in kinds
+
+    add_nodes = {i: n.json() for i, n in diff.nodes_added.items() if node_ok(n)}
+    update_nodes = {i: n.json() for i, n in diff.nodes_updated.items() if node_ok(n)}
+    remove_nodes = [i for i in diff.nodes_removed if id_ok(i)]
+    if flt is not None and not flt.empty:
+        # A node that stops matching leaves the client's view.
+        remove_nodes += [i for i, n in diff.nodes_updated.items() if id_ok(i) and not flt.matches(n)]
+    add_edges = {i: e.json() for i, e in diff.edges_added.items() if edge_ok(i)}
+    update_edges = {i: e.json() for i, e in diff.edges_updated.items() if edge_ok(i)}
+    remove_edges = [i for i in diff.edges_removed if edge_ok(i)]
+    return message("topology_update", {
+        "version": diff.version,
+        "previous_version": diff.previous_version,
+        "view": view.value if view is not None else "all",
+        "add": {"nodes": add_nodes, "edges": add_edges},
+        "update": {"nodes": update_nodes, "edges": update_edges},
+        "remove": {"nodes": remove_nodes, "edges": remove_edges},
+    })
+
+
+def report_frame(agent_id: str, hostname: str, timestamp: str, summary: Mapping[str, float]) -> Frame:
+    return message("report_update", {"agent_id": agent_id, "hostname": hostname, "timestamp": timestamp,
+                                     "summary": dict(summary)})
+
