@@ -23,7 +23,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from trioscope.config import Settings, format_duration
-from trioscope.http import create_app, endpoint_lines
+from trioscope.http import create_app, endpoint_lines, stop_live_updates
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.system import supervision_tree
 
@@ -147,10 +147,12 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_signals, signals, stop, everything, budget)
                     async with open_actor_system(supervision_tree(settings)) as system:
-                        app = create_app(system, settings, stopping=stop)
+                        app = create_app(system, settings)
                         async with trio.open_nursery() as http:
                             binds = await http.start(_serve_http, app, config, sockets, stop)
                             print(banner(settings, app, binds), file=out, flush=True)
+                            await stop.wait()
+                            stop_live_updates(app)  # WebSockets would hold Hypercorn's drain up
                         log.info("http server stopped; stopping actors")
                     log.info("actors stopped")
                     nursery.cancel_scope.cancel()

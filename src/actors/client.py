@@ -112,9 +112,14 @@ class ClientActor(Actor):
     async def _ticker(self) -> None:
         # Often enough to notice a slow client or a missed pong in time.
         period = min(self.settings.ping_interval, self.settings.slow_client_timeout) / 4
-        while True:
-            await trio.sleep(period)
-            self.context.ref.tell(_Tick())
+        try:
+            while True:
+                await trio.sleep(period)
+                self.context.ref.tell(_Tick())
+        finally:
+            # This incarnation is ending (a crash, or the socket went away): a
+            # socket whose actor is gone must not stay open. A no-op if closed.
+            self.link.close(INTERNAL_ERROR, "internal error")
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, LiveUpdate):

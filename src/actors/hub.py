@@ -87,7 +87,7 @@ class GetClients:
 
 @attrs.frozen
 class _Flush:
-    pass
+    kind: str
 
 
 class HubActor(Actor):
@@ -101,8 +101,8 @@ class HubActor(Actor):
         self.reports: dict[str, ReportSeen] = {}
         self._lost = False
         """A version was missed: the next update carries no diff, only a reset."""
-        self._last_flush = -float("inf")
-        self._flush_scheduled = False
+        self._last_flush = {"topology": -float("inf"), "reports": -float("inf")}
+        self._scheduled: set[str] = set()
 
     async def on_start(self) -> None:
         self.topology: ActorRef = self.context.system.lookup(self.topology_path)
@@ -113,10 +113,10 @@ class HubActor(Actor):
     async def handle(self, message: Any) -> Any:
         if isinstance(message, TopologyPublished):
             self._merge(message)
-            self._schedule()
+            self._schedule("topology")
         elif isinstance(message, ReportSeen):
             self.reports[message.agent_id] = message
-            self._schedule()
+            self._schedule("reports")
         elif isinstance(message, Join):
             self.clients.add(message.client)
             self.context.watch(message.client)
@@ -124,8 +124,8 @@ class HubActor(Actor):
         elif isinstance(message, Terminated):
             self.clients = {c for c in self.clients if c.path != message.path}
         elif isinstance(message, _Flush):
-            self._flush_scheduled = False
-            self._flush()
+            self._scheduled.discard(message.kind)
+            self._flush(message.kind)
         elif isinstance(message, GetClients):
             return len(self.clients)
         else:
@@ -154,33 +154,37 @@ class HubActor(Actor):
             return
         self.pending = diff if self.pending is None else self.pending.then(diff)
 
-    def _schedule(self) -> None:
-        wait = self._last_flush + self.interval - trio.current_time()
+    def _schedule(self, kind: str) -> None:
+        """Flush ``kind`` ("topology" or "reports") now, or as soon as its own
+        rate allows: the two must not share a budget, or a report's update
+        would hold back the topology change it caused."""
+        wait = self._last_flush[kind] + self.interval - trio.current_time()
         if wait <= 0:
-            self._flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            self.context.start_soon(self._flush_later, wait)
+            self._flush(kind)
+        elif kind not in self._scheduled:
+            self._scheduled.add(kind)
+            self.context.start_soon(self._flush_later, kind, wait)
 
-    async def _flush_later(self, delay: float) -> None:
+    async def _flush_later(self, kind: str, delay: float) -> None:
         await trio.sleep(delay)
         try:
-            self.context.ref.tell(_Flush())
+            self.context.ref.tell(_Flush(kind))
         except MailboxFull:
-            self._flush_scheduled = False
+            self._scheduled.discard(kind)
 
-    def _flush(self) -> None:
-        self._last_flush = trio.current_time()
+    def _flush(self, kind: str) -> None:
+        self._last_flush[kind] = trio.current_time()
         messages: list[Any] = []
-        if self.pending is not None or self._lost:
+        if kind == "topology" and (self.pending is not None or self._lost):
             assert self.snapshot is not None
             self.latest = LiveUpdate(self.pending, self.snapshot)
             messages.append(self.latest)
             self.pending, self._lost = None, False
-        for seen in self.reports.values():
-            messages.append(ReportUpdate(seen.agent_id, report_frame(seen.agent_id, seen.hostname,
-                                                                     seen.timestamp, seen.summary)))
-        self.reports.clear()
+        if kind == "reports":
+            for seen in self.reports.values():
+                messages.append(ReportUpdate(seen.agent_id, report_frame(seen.agent_id, seen.hostname,
+                                                                         seen.timestamp, seen.summary)))
+            self.reports.clear()
         for client in list(self.clients):
             for message in messages:
                 try:

@@ -2,5 +2,6 @@
 
 from ._app import create_app as create_app
 from ._app import endpoint_lines as endpoint_lines
+from ._app import stop_live_updates as stop_live_updates
 
-__all__ = ["create_app", "endpoint_lines"]
+__all__ = ["create_app", "endpoint_lines", "stop_live_updates"]

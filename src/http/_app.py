@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 
-import trio
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Response, g, request
 from quart_trio import QuartTrio
@@ -16,16 +15,13 @@ from trioscope.actors.client import LiveCounters
 from trioscope.system import AGENTS, CLIENTS, HUB, TOPOLOGY
 
 from . import _agents, _health, _live, _query, _reports
+from ._live import close_all
 from ._errors import install_error_handlers
 from ._metrics import Metrics
 from ._services import Services, attach, services
 
-def create_app(system: ActorSystem, settings: Settings, stopping: trio.Event | None = None) -> QuartTrio:
-    """Build the app for one running actor system (its tree from ``supervision_tree``).
-
-    ``stopping`` is set when the server starts to shut down: live connections
-    close at once (1001) instead of holding the shutdown up.
-    """
+def create_app(system: ActorSystem, settings: Settings) -> QuartTrio:
+    """Build the app for one running actor system (its tree from ``supervision_tree``)."""
     app = QuartTrio("trioscope")
     # Every error goes through our JSON handlers, also in testing mode.
     app.config["PROPAGATE_EXCEPTIONS"] = False
@@ -34,8 +30,7 @@ def create_app(system: ActorSystem, settings: Settings, stopping: trio.Event | N
     metrics = Metrics(system, live)
     attach(app, Services(system=system, settings=settings, agents=system.lookup(AGENTS),
                          topology=system.lookup(TOPOLOGY), hub=system.lookup(HUB),
-                         clients=system.lookup(CLIENTS), live=live, stopping=stopping if stopping is not None else trio.Event(),
-                         metrics=metrics))
+                         clients=system.lookup(CLIENTS), live=live, metrics=metrics))
     install_error_handlers(app)
     for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
                       _live.blueprint):
@@ -65,6 +60,12 @@ def create_app(system: ActorSystem, settings: Settings, stopping: trio.Event | N
         return Response(generate_latest(s.metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def stop_live_updates(app: QuartTrio) -> None:
+    """The server is stopping: close every WebSocket (1001) now, so that they do
+    not hold the graceful shutdown up."""
+    close_all(app.extensions["trioscope"].links)
 
 
 def endpoint_lines(app: QuartTrio) -> list[str]:

@@ -15,10 +15,11 @@ from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull
 from trioscope.system import HUB
 
 from ._errors import error_response
-from ._services import Services, services
+from ._services import services
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("live", __name__)
+CLOSE_TIMEOUT = 5.0
 _names = itertools.count(1)
 
 
@@ -41,13 +42,20 @@ async def live() -> Response | None:
         return error_response(503, "unavailable", "live updates are not available right now",
                               headers={"Retry-After": "1"})
     await websocket.accept()
+    s.links.add(link)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_write, link)
-            nursery.start_soon(_close_when_needed, link, client, s, nursery.cancel_scope)
-            await _read(client)
-            nursery.cancel_scope.cancel()  # the client went away
+            nursery.start_soon(_read, client, link)
+            # Closed by the client actor (1008: too slow, no pong), by the server
+            # stopping (1001) or by the actor's end (1011); a disconnect cancels us.
+            await link.closed.wait()
+            nursery.cancel_scope.cancel()
+        # A client that reads nothing may not take even a close frame: bounded.
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await websocket.close(link.close_code or GOING_AWAY, link.close_reason)
     finally:
+        s.links.discard(link)
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             try:
                 await s.clients.stop_child(name)
@@ -56,7 +64,7 @@ async def live() -> Response | None:
     return None
 
 
-async def _read(client: ActorRef) -> None:
+async def _read(client: ActorRef, link: ClientLink) -> None:
     while True:
         data = await websocket.receive()
         try:
@@ -64,6 +72,7 @@ async def _read(client: ActorRef) -> None:
         except MailboxFull:
             pass  # a client sending faster than we handle: its extra messages are dropped
         except ActorStopped:
+            link.close(INTERNAL_ERROR, "internal error")
             return
 
 
@@ -72,23 +81,7 @@ async def _write(link: ClientLink) -> None:
         await websocket.send(frame)
 
 
-async def _close_when_needed(link: ClientLink, client: ActorRef, s: Services, handler: trio.CancelScope) -> None:
-    """Close the socket when the actor asks (1008), the server stops (1001) or
-    the actor died (1011)."""
-    async with trio.open_nursery() as watchers:
-
-        async def server_stopping() -> None:
-            await s.stopping.wait()
-            link.close(GOING_AWAY, "server shutting down")
-
-        async def actor_gone() -> None:
-            await client.wait_stopped()
-            link.close(INTERNAL_ERROR, "internal error")
-
-        watchers.start_soon(server_stopping)
-        watchers.start_soon(actor_gone)
-        await link.closed.wait()
-        watchers.cancel_scope.cancel()
-    assert link.close_code is not None
-    await websocket.close(link.close_code, link.close_reason)
-    handler.cancel()
+def close_all(links: set[ClientLink]) -> None:
+    """The server is stopping: every live connection closes with 1001 at once."""
+    for link in list(links):
+        link.close(GOING_AWAY, "server shutting down")

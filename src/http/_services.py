@@ -5,10 +5,9 @@ from __future__ import annotations
 import time
 
 import attrs
-import trio
 from quart import Quart, current_app
 
-from trioscope.actors.client import LiveCounters
+from trioscope.actors.client import ClientLink, LiveCounters
 from trioscope.config import Settings
 from trioscope.runtime import ActorRef, ActorSystem, SupervisorRef
 
@@ -28,8 +27,8 @@ class Services:
     clients: SupervisorRef
     """``/root/clients``: one actor per WebSocket client."""
     live: LiveCounters
-    stopping: trio.Event
-    """Set when the server begins to shut down (WebSockets close with 1001)."""
+    links: set[ClientLink] = attrs.field(factory=set)
+    """Open WebSocket connections (closed with 1001 when the server stops)."""
     metrics: Metrics
     started_monotonic: float = attrs.field(factory=time.monotonic)
 

@@ -1,0 +1,140 @@
+"""The pure part of live updates: diff composition, client messages, filters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.domain.test_topology_properties import T0, reports, state
+from trioscope.domain.live import (
+    BadClientMessage,
+    Filter,
+    Subscribe,
+    Subscription,
+    diff_frame,
+    parse_client_message,
+    reset_frame,
+    subscribe,
+    unsubscribe,
+)
+from trioscope.domain.report import Report
+from trioscope.domain.topology import Node, NodeKind, TopologyGraph, View
+
+
+@settings(max_examples=200, deadline=None)
+@given(reports(count=(2, 10)), st.lists(st.booleans(), min_size=10, max_size=10), st.integers(0, 9))
+def test_composed_diffs_equal_the_diffs_applied_one_by_one(
+    sequence: list[Report], publish_after: list[bool], start: int
+) -> None:
+    graph = TopologyGraph()
+    diffs = []
+    for report, publish in zip(sequence, publish_after):
+        graph.apply(report, T0)
+        if publish:
+            _, diff = graph.publish(T0)
+            if diff is not None:
+                diffs.append(diff)
+    _, diff = graph.publish(T0)
+    if diff is not None:
+        diffs.append(diff)
+    if not diffs:
+        return
+    start = min(start, len(diffs) - 1)
+    # A client holding the state before diffs[start] applies their composition.
+    one_by_one: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
+    for d in diffs[:start]:
+        d.apply_to(*one_by_one)
+    composed_state = (dict(one_by_one[0]), dict(one_by_one[1]))
+    for d in diffs[start:]:
+        d.apply_to(*one_by_one)
+    composed = diffs[start]
+    for d in diffs[start + 1:]:
+        composed = composed.then(d)
+    assert composed.previous_version == diffs[start].previous_version and composed.version == diffs[-1].version
+    composed.apply_to(*composed_state)
+    assert composed_state == one_by_one == state(graph)
+
+
+def test_composing_out_of_order_diffs_is_refused():
+    graph = TopologyGraph()
+    from tests.domain.test_topology import report
+
+    graph.apply(report("a", "h1"), T0)
+    _, first = graph.publish(T0)
+    graph.apply(report("b", "h2"), T0)
+    _, second = graph.publish(T0)
+    with pytest.raises(ValueError, match="cannot compose"):
+        second.then(first)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("{", "invalid_json"),
+        ('"ping"', "invalid_message"),
+        ('{"type": 3}', "unknown_type"),
+        ('{"type": "subscribe", "view": "galaxies"}', "invalid_view"),
+        ('{"type": "subscribe", "topics": [1]}', "invalid_topics"),
+        ('{"type": "subscribe", "topics": ["topology", "gossip"]}', "invalid_topics"),
+        ('{"type": "subscribe", "filter": []}', "invalid_filter"),
+        ('{"type": "subscribe", "filter": {"labels": {"a": 1}}}', "invalid_filter"),
+        ('{"type": "subscribe", "filter": {"min_metrics": {"cpu": "high"}}}', "invalid_filter"),
+    ],
+)
+def test_bad_client_messages_name_the_problem(text, code):
+    with pytest.raises(BadClientMessage) as bad:
+        parse_client_message(text)
+    assert bad.value.code == code and bad.value.message
+
+
+def test_subscribe_and_unsubscribe_change_topics_view_and_filter():
+    start = Subscription()
+    request = parse_client_message(orjson.dumps({
+        "type": "subscribe", "topics": ["reports", "agent:a1", "node:host:h1"], "view": "hosts",
+        "filter": {"search": "web", "labels": {"tier": "front"}, "min_metrics": {"cpu_percent": 50}},
+    }))
+    assert isinstance(request, Subscribe)
+    after = subscribe(start, request)
+    assert after.reports and after.agents == {"a1"} and after.view is View.HOSTS
+    assert after.filter == Filter(search="web", labels={"tier": "front"}, min_metrics={"cpu_percent": 50.0},
+                                  ids=frozenset({"host:h1"}))
+    kept = subscribe(after, parse_client_message('{"type": "subscribe", "topics": ["topology"]}'))
+    assert kept.view is View.HOSTS  # no view given: the current one stays
+    gone = unsubscribe(kept, parse_client_message('{"type": "unsubscribe", "topics": ["topology", "agent:a1"]}'))
+    assert not gone.topology and gone.agents == frozenset() and gone.reports
+
+
+def node(node_id: str, label: str, **metrics: float) -> Node:
+    return Node(id=node_id, kind=NodeKind(node_id.partition(":")[0]), label=label, parent=None, host=None,
+                agent_id="a", status="running", last_seen=T0, metadata={"labels": {"tier": "front"}},
+                metrics=metrics)
+
+
+def test_filters_match_search_labels_metrics_and_ids():
+    web = node("container:c1", "web-1", cpu_percent=80.0)
+    assert Filter(search="WEB").matches(web)
+    assert not Filter(search="db").matches(web)
+    assert Filter(labels={"tier": "front"}).matches(web)
+    assert not Filter(labels={"tier": "back"}).matches(web)
+    assert Filter(min_metrics={"cpu_percent": 50}).matches(web)
+    assert not Filter(min_metrics={"memory_mb": 1}).matches(web)
+    assert not Filter(ids=frozenset({"container:c2"})).matches(web)
+
+
+def test_frames_are_text_json_with_type_and_payload():
+    graph = TopologyGraph()
+    from tests.domain.test_topology import report
+
+    graph.apply(report("a", "h1"), T0)
+    snapshot, diff = graph.publish(T0)
+    reset = orjson.loads(reset_frame(snapshot, View.HOSTS))
+    assert reset["type"] == "topology_update" and reset["payload"]["reset"] is True
+    assert list(reset["payload"]["nodes"]) == ["host:h1"]
+    frame = diff_frame(diff, View.CONTAINERS)
+    assert isinstance(frame, str)
+    payload = orjson.loads(frame)["payload"]
+    assert payload["add"]["nodes"] == {} and payload["version"] == diff.version  # empty, but versions advance
