@@ -101,6 +101,8 @@ class HubActor(Actor):
         self.reports: dict[str, ReportSeen] = {}
         self._lost = False
         """A version was missed: the next update carries no diff, only a reset."""
+        self._boundaries: set[int] = set()
+        """Versions clients joined at that the pending diff must end on."""
         self._last_flush = {"topology": -float("inf"), "reports": -float("inf")}
         self._scheduled: set[str] = set()
 
@@ -137,13 +139,24 @@ class HubActor(Actor):
         topology merges what is pending before answering), shared by every
         client joining at the same version."""
         snapshot = await self.topology.ask(GetSnapshot(), timeout=30)
+        # The joiner holds this version: no diff may straddle it, or it could
+        # not apply the next one (from before its version to after it).
+        if self.pending is not None and self.pending.version == snapshot.version:
+            self._flush("topology")
+        elif snapshot.version > self._known_version():
+            self._boundaries.add(snapshot.version)  # its publication is still on its way to us
         if self.latest is None or self.latest.snapshot is not snapshot:
             self.latest = LiveUpdate(None, snapshot)  # joiners only use its reset
         return self.latest
 
+    def _known_version(self) -> int:
+        if self.pending is not None:
+            return self.pending.version
+        return self.snapshot.version if self.snapshot is not None else 0
+
     def _merge(self, published: TopologyPublished) -> None:
         diff = published.diff
-        expected = self.pending.version if self.pending is not None else (self.snapshot.version if self.snapshot else 0)
+        expected = self._known_version()
         self.snapshot = published.snapshot
         if diff.previous_version != expected:
             # We missed a version (our mailbox was full when it was published):
@@ -153,6 +166,9 @@ class HubActor(Actor):
             self._lost = True
             return
         self.pending = diff if self.pending is None else self.pending.then(diff)
+        if self.pending.version in self._boundaries:
+            self._boundaries = {v for v in self._boundaries if v > self.pending.version}
+            self._flush("topology")
 
     def _schedule(self, kind: str) -> None:
         """Flush ``kind`` ("topology" or "reports") now, or as soon as its own
