@@ -14,40 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from servers import free_port, start, stop, trioscope  # noqa: E402
 PYTHON = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(argv: list[str]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith("trioscope listening on"):
-            return proc
-    raise RuntimeError(f"server did not start: {argv}")
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def drive(port: int, connections: int, seconds: float, first_agent: int) -> dict:
@@ -64,8 +39,7 @@ def measure(kind: str, connections: int, seconds: float, round_no: int) -> tuple
     if kind == "baseline":
         proc = start([PYTHON, str(ROOT / "bench/noop_server.py"), str(port)])
     else:
-        proc = start([PYTHON, "-m", "trioscope", "serve", "--host", "127.0.0.1", "--port", str(port),
-                      "--log-level", "warning"])
+        proc = trioscope(port)
     try:
         drive(port, connections, 2.0, first_agent=10_000 * round_no)  # warm-up
         result = drive(port, connections, seconds, first_agent=10_000 * round_no)
