@@ -219,6 +219,9 @@ class TopologyActor(Actor):
                 pass  # try again next interval
 
     async def _flush(self) -> None:
+        if not self.pending:
+            self._publish()  # e.g. after a cleanup; merging nothing does not start an interval
+            return
         self._last_flush = trio.current_time()
         started = time.perf_counter()
         pending, self.pending = self.pending, {}
