@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,7 +85,7 @@ async def run(kind: str, counts: list[int], rounds: int) -> dict[int, dict]:
                 limiter = trio.CapacityLimiter(50)
                 async with trio.open_nursery() as connecting:
                     for index in range(connected, count):
-                        async def connect(i: int = index) -> None:
+                        async def connect(i: int = index, limiter: trio.CapacityLimiter = limiter) -> None:
                             async with limiter:
                                 await nursery.start(fleet.client, i)
                         connecting.start_soon(connect)

@@ -19,10 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 from loadgen import PLACEHOLDER, report_template  # noqa: E402
+from servers import free_port, stop, trioscope  # noqa: E402
 from tests.synthetic import iso  # noqa: E402
 
 from trioscope.domain.report import decode_report  # noqa: E402
@@ -82,19 +80,9 @@ def timed_get(client: httpx.Client, path: str) -> tuple[float, int]:
 
 
 def serve_and_query(hosts: int, rounds: int) -> dict:
-    with __import__("socket").socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "trioscope", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--log-level", "warning", "--max-agents", str(hosts * 2)],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
-    )
+    port = free_port()
+    proc = trioscope(port, "--max-agents", str(hosts * 2))
     try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith("trioscope listening on"):
-                break
         base = f"http://127.0.0.1:{port}"
         load_seconds = trio.run(load, base, hosts)
         results: dict = {"load_seconds": load_seconds}
@@ -122,11 +110,7 @@ def serve_and_query(hosts: int, rounds: int) -> dict:
         results["rss_mb"] = psutil.Process(proc.pid).memory_info().rss / 2**20
         return results
     finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
+        stop(proc)
 
 
 def merge_cost(hosts: int, samples: int = 200) -> float:

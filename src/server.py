@@ -13,7 +13,6 @@ import enum
 import gc
 import logging
 import signal
-from functools import partial
 from typing import TextIO
 
 import hypercorn

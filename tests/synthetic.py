@@ -21,7 +21,9 @@ def container_hex(agent_id: str, index: int) -> str:
 
 
 def host_ip(index: int) -> str:
-    return f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256 or 1}"
+    """A distinct address per host number (last octet 1..254)."""
+    block, host = divmod(index, 254)
+    return f"10.{block // 256 % 256}.{block % 256}.{host + 1}"
 
 
 def iso(seconds: float) -> str:

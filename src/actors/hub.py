@@ -14,7 +14,9 @@ from typing import Any
 import attrs
 import trio
 
+from trioscope.domain.agents import host_metrics, rfc3339
 from trioscope.domain.live import Frame, diff_frame, report_frame, reset_frame
+from trioscope.domain.report import Report
 from trioscope.domain.topology import CACHE_LIMIT, TopologyDiff, TopologySnapshot, View
 from trioscope.runtime import Actor, ActorRef, ActorStopped, MailboxFull, Terminated
 
@@ -68,10 +70,8 @@ class Join:
 
 @attrs.frozen
 class ReportSeen:
-    agent_id: str
-    hostname: str
-    timestamp: str
-    summary: dict[str, float]
+    report: Report
+    received_at: float
 
 
 @attrs.frozen
@@ -117,7 +117,7 @@ class HubActor(Actor):
             self._merge(message)
             self._schedule("topology")
         elif isinstance(message, ReportSeen):
-            self.reports[message.agent_id] = message
+            self.reports[message.report.agent_id] = message
             self._schedule("reports")
         elif isinstance(message, Join):
             self.clients.add(message.client)
@@ -197,9 +197,12 @@ class HubActor(Actor):
             messages.append(self.latest)
             self.pending, self._lost = None, False
         if kind == "reports":
+            # Summarised here, once per agent per interval, not per report received.
             for seen in self.reports.values():
-                messages.append(ReportUpdate(seen.agent_id, report_frame(seen.agent_id, seen.hostname,
-                                                                         seen.timestamp, seen.summary)))
+                report = seen.report
+                frame = report_frame(report.agent_id, report.host_name, rfc3339(seen.received_at) or "",
+                                     host_metrics(report))
+                messages.append(ReportUpdate(report.agent_id, frame))
             self.reports.clear()
         for client in list(self.clients):
             for message in messages:

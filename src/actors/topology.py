@@ -21,12 +21,11 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import orjson
 import trio
 
 from trioscope.config import Settings
 from trioscope.domain.agents import metric_time, rfc3339
-import orjson
-
 from trioscope.domain.report import Report, decode_report
 from trioscope.domain.timeseries import MetricHistory, Point
 from trioscope.domain.topology import NodeKind, TopologyDiff, TopologyGraph, TopologySnapshot, kind_of

@@ -32,6 +32,9 @@ def agent_or_404(agent_id: str) -> ActorRef:
 def ensure_agent(agent_id: str) -> ActorRef:
     """The agent's actor, started if it is new."""
     s = services()
+    known = s.agents.child(agent_id)  # the common case: no spec to build
+    if known is not None:
+        return known  # type: ignore[no-any-return]
     try:
         return s.agents.ensure_child(agent_spec(agent_id, s.settings))  # type: ignore[no-any-return]
     except TooManyChildren as exc:

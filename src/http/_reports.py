@@ -9,7 +9,7 @@ from quart import Blueprint, Response
 from trioscope.actors.agent import ReportReceived
 from trioscope.actors.hub import ReportSeen
 from trioscope.actors.topology import MergeReport
-from trioscope.domain.agents import host_metrics, rfc3339
+from trioscope.domain.agents import rfc3339
 from trioscope.runtime import MailboxFull
 from trioscope.domain.report import InvalidDocument, decode_report
 
@@ -39,7 +39,7 @@ async def submit_report() -> Response:
     agent.tell(ReportReceived(report, body, received_at))
     s.metrics.reports_received.inc()
     try:
-        s.hub.tell(ReportSeen(report.agent_id, report.host_name, rfc3339(received_at), host_metrics(report)))
+        s.hub.tell(ReportSeen(report, received_at))
     except MailboxFull:
         pass  # a live "report_update" is a courtesy; the report itself is accepted
     return json_response(

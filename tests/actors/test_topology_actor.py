@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import orjson
-import pytest
 import trio
 
 from tests.synthetic import host_report

@@ -29,9 +29,7 @@ def container_id_from_cgroup(text: str) -> str | None:
         path = line.rpartition(":")[2]
         if _CONMON.search(path):
             continue
-        match = None
-        for match in _ID.finditer(path):
-            pass
-        if match is not None:  # the innermost id wins (nested containers)
-            return match.group(1)
+        ids = _ID.findall(path)
+        if ids:
+            return ids[-1]  # the innermost id wins (nested containers)
     return None
