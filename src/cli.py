@@ -1,18 +1,29 @@
-"""The ``trioscope`` command line: ``serve`` (the default) and ``version``."""
+"""The ``trioscope`` command line: ``serve`` (the default), ``token create`` and ``version``."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 import trio
 
-from trioscope.config import ConfigError, add_arguments, format_effective, load_settings
+from trioscope.config import (
+    ConfigError,
+    FlagValue,
+    Settings,
+    add_arguments,
+    format_effective,
+    load_settings,
+    parse_duration,
+)
+from trioscope.domain.principals import Role, mint_user_token
 from trioscope.log_output import configure_logging
 from trioscope.server import ExitCode, serve, tune_garbage_collector
+from trioscope.store._secret import load_or_create_secret
 
 
 def _version() -> str:
@@ -53,9 +64,105 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(serve_parser)
     serve_parser.set_defaults(run=run_serve)
 
+    _add_token_parser(commands)
+
     version_parser = commands.add_parser("version", help="print the version and exit")
     version_parser.set_defaults(run=lambda _args: print(f"trioscope {_version()}") or ExitCode.OK)
     return parser
+
+
+TOKEN_CREATE_DESCRIPTION = """\
+Mint a user token (HS256 JWT) and print it on one line. The token is signed with
+the server's key: auth.secret if set (config file or TRIOSCOPE_AUTH_SECRET),
+otherwise <data_dir>/jwt-secret, generated (mode 0600) if it does not exist yet.
+Give it the same --config, --data-dir and environment as the server.
+Exit codes: 0 printed, 1 cannot read or create the secret, 2 bad arguments or
+configuration.
+"""
+
+
+def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token_parser = commands.add_parser(
+        "token", help="manage user tokens (token create)", description="Manage user tokens.", allow_abbrev=False
+    )
+    token_commands = token_parser.add_subparsers(title="commands", metavar="COMMAND", dest="token_command")
+    token_commands.required = True
+    create = token_commands.add_parser(
+        "create", help="mint a user token and print it", description=TOKEN_CREATE_DESCRIPTION,
+        allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    create.add_argument("--user", required=True, help="user id, the token's subject (1-128 characters)")
+    create.add_argument("--tenant", required=True, help="tenant the user acts in (1-128 characters)")
+    create.add_argument(
+        "--role", required=True, metavar="ROLE",
+        help=f"the user's role: {', '.join(role.value for role in reversed(Role))} (any case)",
+    )
+    create.add_argument(
+        "--ttl", required=True, metavar="DURATION",
+        help="how long the token is valid from now, e.g. 1h, 24h, 30d",
+    )
+    # Only the settings that decide the signing key; other keys come from the file
+    # and environment as for `serve` (and are checked the same way).
+    create.add_argument(
+        "--config", metavar="PATH", help="read settings from this YAML file (env TRIOSCOPE_CONFIG), as for serve"
+    )
+    create.add_argument(
+        "--data-dir", metavar="DIR",
+        help="the server's data directory, holding jwt-secret (env TRIOSCOPE_STORAGE_DATA_DIR), as for serve",
+    )
+    create.set_defaults(run=run_token_create)
+
+
+def _usage_error(message: str) -> int:
+    print(f"trioscope token create: {message}", file=sys.stderr)
+    return ExitCode.USAGE
+
+
+def run_token_create(args: argparse.Namespace) -> int:
+    """Print a token for ``--user`` in ``--tenant`` with ``--role``, signed with the
+    key the server uses (same settings layers, same secret file)."""
+    try:
+        role = Role(args.role.upper())
+    except ValueError:
+        return _usage_error(
+            f"--role: unknown role {args.role!r}; use one of {', '.join(role.value for role in reversed(Role))}"
+        )
+    try:
+        ttl = parse_duration(args.ttl)
+    except ValueError as exc:
+        return _usage_error(f"--ttl: {exc}")
+    if ttl <= 0:
+        return _usage_error(f"--ttl: {args.ttl} is not positive")
+    flags: dict[str, FlagValue] = {}
+    if args.config is not None:
+        flags["config"] = FlagValue(args.config, "--config")
+    if args.data_dir is not None:
+        flags["storage.data_dir"] = FlagValue(args.data_dir, "--data-dir")
+    try:
+        settings = load_settings(flags, os.environ)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"trioscope: configuration error: {problem}", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        secret = _signing_key(settings)
+    except (OSError, ValueError) as exc:
+        print(f"trioscope token create: cannot read or create the token secret: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    try:
+        token = mint_user_token(
+            secret, user_id=args.user, tenant=args.tenant, role=role, now=time.time(), ttl=ttl
+        )
+    except ValueError as exc:  # user or tenant empty or too long
+        return _usage_error(str(exc))
+    print(token)
+    return ExitCode.OK
+
+
+def _signing_key(settings: Settings) -> bytes:
+    if settings.auth.secret:
+        return settings.auth.secret.encode()
+    return load_or_create_secret(settings.storage.data_dir)
 
 
 def _with_default_command(argv: list[str]) -> list[str]:

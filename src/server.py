@@ -24,7 +24,8 @@ from hypercorn.utils import wrap_app
 from trioscope.config import Settings, format_duration
 from trioscope.http import create_app, endpoint_lines, stop_live_updates
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
-from trioscope.system import supervision_tree
+from trioscope.store import StoreReader
+from trioscope.system import database_path, supervision_tree
 
 log = logging.getLogger(__name__)
 
@@ -145,8 +146,9 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
             with trio.CancelScope() as everything:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_signals, signals, stop, everything, budget)
-                    async with open_actor_system(supervision_tree(settings)) as system:
-                        app = create_app(system, settings)
+                    reader = StoreReader(database_path(settings))
+                    async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
+                        app = create_app(system, settings, reader)
                         async with trio.open_nursery() as http:
                             binds = await http.start(_serve_http, app, config, sockets, stop)
                             print(banner(settings, app, binds), file=out, flush=True)

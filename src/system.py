@@ -7,26 +7,54 @@ the topology actor stops (merging what it has queued) before the agents do.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor
+from trioscope.actors.store import StoreActor
 from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
 from trioscope.runtime import ActorSpec, Strategy, SupervisorSpec, dynamic_supervisor
+from trioscope.store import DATABASE_FILE, StoreReader
 
 AGENTS = "/root/agents"
 TOPOLOGY = "/root/topology"
 HUB = "/root/hub"
 CLIENTS = "/root/clients"
+STORE = "/root/store"
+DIRECTORY = "/root/directory"
+QUEUES = "/root/queues"
 
 TOPOLOGY_MAILBOX = 4096
 """Reports queued for merging before ``POST /api/v1/reports`` answers 503."""
 
 
-def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAILBOX) -> SupervisorSpec:
-    """The root supervisor and its children for these settings."""
+def database_path(settings: Settings) -> Path:
+    return settings.storage.data_dir / DATABASE_FILE
+
+
+def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAILBOX,
+                     reader: StoreReader | None = None) -> SupervisorSpec:
+    """The root supervisor and its children for these settings.
+
+    ``reader`` reads the database that the store actor writes; it is opened here
+    when not given, and closed with the store actor.
+    """
+    path = database_path(settings)
+    shared_reader = reader if reader is not None else StoreReader(path)
+
     return SupervisorSpec(
         name="root",
         strategy=Strategy.ONE_FOR_ONE,
         children=[
+            # Durable state first: everything below may read and write it while
+            # it starts and while it drains at shutdown.
+            ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader), mailbox_size=65536,
+                      shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2)),
+            ActorSpec(name="directory", factory=lambda: DirectoryActor(settings, store_path=STORE, reader=shared_reader),
+                      mailbox_size=8192),
+            # One queue actor per deployment, started on demand.
+            dynamic_supervisor("queues", max_children=1_000_000),
             # One actor per agent; one crashing agent actor never takes others down.
             dynamic_supervisor("agents", max_children=settings.agents.max_agents),
             ActorSpec(

@@ -17,6 +17,11 @@ import tempfile
 import time
 from collections.abc import Mapping, Sequence
 
+from trioscope.domain.principals import Role, mint_user_token
+
+TEST_SECRET = "test-secret-for-trioscope-integration-tests-only"
+"""The user-token key of test servers (``TRIOSCOPE_AUTH_SECRET``)."""
+
 _LISTENING = re.compile(r"^trioscope listening on (http://\S+)$")
 
 
@@ -26,7 +31,11 @@ class ServerProcess:
     def __init__(self, args: Sequence[str] = (), env: Mapping[str, str] | None = None,
                  command: Sequence[str] = ("serve",)) -> None:
         self.argv = [sys.executable, "-m", "trioscope", *command, "--host", "127.0.0.1", "--port", "0", *args]
-        self.env = {**os.environ, **(env or {})}
+        # Every server gets a database and token secret of its own, removed with it.
+        self._data = tempfile.TemporaryDirectory(prefix="trioscope-test-")
+        self.data_dir = self._data.name
+        self.env = {**os.environ, "TRIOSCOPE_STORAGE_DATA_DIR": self.data_dir,
+                    "TRIOSCOPE_AUTH_SECRET": TEST_SECRET, **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.banner: list[str] = []
@@ -114,6 +123,13 @@ class ServerProcess:
                 self.proc.stdout.close()
             self._stderr_text = self.stderr()
             self._stderr.close()
+            self._data.cleanup()
+
+    def user_token(self, user_id: str = "alice", tenant: str = "acme", role: str = "OPERATOR",
+                   ttl: float = 3600.0, issued_ago: float = 0.0) -> str:
+        """A token this server accepts (signed with ``TEST_SECRET``) while not expired."""
+        return mint_user_token(TEST_SECRET.encode(), user_id=user_id, tenant=tenant, role=Role(role),
+                               now=time.time() - issued_ago, ttl=ttl)
 
 
 def run_cli(args: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:

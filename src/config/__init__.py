@@ -25,10 +25,14 @@ from ._load import load_settings as load_settings
 from ._resolve import ConfigFile as ConfigFile
 from ._resolve import resolve_settings as resolve_settings
 from ._settings import AgentsSettings as AgentsSettings
+from ._settings import AuthSettings as AuthSettings
+from ._settings import CommandsSettings as CommandsSettings
+from ._settings import LimitsSettings as LimitsSettings
 from ._settings import LogSettings as LogSettings
 from ._settings import ServerSettings as ServerSettings
 from ._settings import Settings as Settings
 from ._settings import StorageSettings as StorageSettings
+from ._settings import TenantsSettings as TenantsSettings
 from ._settings import WebSocketSettings as WebSocketSettings
 from ._source import FlagValue as FlagValue
 from ._source import Source as Source

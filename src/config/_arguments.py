@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._exceptions import quote_text
 from ._keys import CONFIG_ENV, CONFIG_FLAG, KEYS, Key
 from ._resolve import CONFIG
 from ._source import FlagValue
@@ -48,11 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     Args:
       parser: the parser to add a "configuration" argument group to.
     """
-    group = parser.add_argument_group(
-        "configuration",
+    paragraphs = [
         "Each setting comes from, in rising precedence: its default, the YAML file, "
-        "the environment, these flags.",
-    )
+        "the environment, these flags."
+    ]
+    # Listed so --help names every setting, also those no flag can set.
+    paragraphs += [f"{key.name} (file or environment only): {describe(key)}" for key in KEYS if not key.flags]
+    # Wrapped here because `serve` uses RawDescriptionHelpFormatter, which keeps lines as given.
+    description = "\n".join(textwrap.fill(paragraph, width=76) for paragraph in paragraphs)
+    group = parser.add_argument_group("configuration", description.replace("%", "%%"))
     group.add_argument(
         CONFIG_FLAG,
         dest=dest_for(CONFIG),
@@ -62,6 +68,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"read settings from this YAML file (env {CONFIG_ENV})",
     )
     for key in KEYS:
+        if not key.flags:
+            # Without option strings argparse would make this a positional argument.
+            continue
         group.add_argument(
             *key.flags,
             dest=dest_for(key.name),
@@ -78,7 +87,7 @@ def describe(key: Key) -> str:
     What the key does, its default, its limits and its environment variables, e.g.
     ``keep reports ... (default 1h; 1m..720h; env TRIOSCOPE_STORAGE_MAX_DATA_AGE, MAX_DATA_AGE)``.
     """
-    facts = [f"default {key.kind.format_compact(key.default)}"]
+    facts = [f"default {key.kind.format_compact(key.default) or quote_text('')}"]
     limits = key.kind.limits()
     if limits is not None:
         facts.append(limits)

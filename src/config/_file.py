@@ -135,7 +135,8 @@ class _Reader:
             except yaml.constructor.ConstructorError as exc:
                 # An explicit tag the safe loader refuses (e.g. !!python/name): that
                 # value is wrong, the rest of the file is still worth checking.
-                self._add(key.name, node, f"{self._written(node)} from {source} cannot be read: {exc.problem}")
+                written = "the value" if key.secret else self._written(node)
+                self._add(key.name, node, f"{written} from {source} cannot be read: {exc.problem}")
                 return
             raw = RawValue(value, node.value or "null", source)
         self._entries.append((key, raw))

@@ -8,10 +8,21 @@ the first wins, so ``TRIOSCOPE_SERVER_PORT`` beats the seeds' ``APP_PORT`` alias
 from __future__ import annotations
 
 import difflib
+import pathlib
 
 import attrs
 
-from ._kinds import ChoiceKind, DurationKind, HostKind, IntegerKind, Kind, SizeKind
+from ._kinds import (
+    BoolKind,
+    ChoiceKind,
+    DurationKind,
+    HostKind,
+    IntegerKind,
+    Kind,
+    PathKind,
+    SecretKind,
+    SizeKind,
+)
 
 SECOND = 1.0
 MINUTE = 60 * SECOND
@@ -21,6 +32,16 @@ DAY = 24 * HOUR
 CONFIG_ENV = "TRIOSCOPE_CONFIG"
 """Environment variable naming the YAML file; ``--config`` wins over it."""
 CONFIG_FLAG = "--config"
+
+
+def _home_path(text: str) -> pathlib.Path:
+    """``text`` (starting ``~/``) with the home directory filled in, as ``PathKind``
+    would read it; left as written if the home directory is unknown, so importing the
+    configuration never fails."""
+    try:
+        return pathlib.Path(text).expanduser()
+    except RuntimeError:
+        return pathlib.Path(text)
 
 
 @attrs.frozen(kw_only=True)
@@ -38,7 +59,13 @@ class Key:
     env: tuple[str, ...]
     """Environment variables, highest priority first."""
     flags: tuple[str, ...]
-    """Command-line spellings; the first is the canonical one."""
+    """Command-line spellings; the first is the canonical one. Empty for keys that
+    must not be set on command lines (secrets: ``ps`` shows them to every user)."""
+
+    @property
+    def secret(self) -> bool:
+        """Whether the value must never be shown (in problems, ``--print-config``)."""
+        return isinstance(self.kind, SecretKind)
 
     @property
     def section(self) -> str:
@@ -93,6 +120,14 @@ KEYS: tuple[Key, ...] = (
         flags=("--max-body-size",),
     ),
     Key(
+        name="storage.data_dir",
+        kind=PathKind(),
+        default=_home_path("~/.local/share/trioscope"),
+        help="directory for the SQLite database and the generated token secret",
+        env=("TRIOSCOPE_STORAGE_DATA_DIR",),
+        flags=("--data-dir",),
+    ),
+    Key(
         name="storage.max_data_age",
         kind=DurationKind(1 * MINUTE, 30 * DAY),
         default=1 * HOUR,
@@ -107,6 +142,14 @@ KEYS: tuple[Key, ...] = (
         help="how often data older than max_data_age is deleted",
         env=("TRIOSCOPE_STORAGE_CLEANUP_INTERVAL",),
         flags=("--cleanup-interval", "-cleanup-interval"),
+    ),
+    Key(
+        name="auth.secret",
+        kind=SecretKind(),
+        default="",
+        help="HS256 key for user tokens; empty: generated on first start into <data_dir>/jwt-secret (mode 0600)",
+        env=("TRIOSCOPE_AUTH_SECRET",),
+        flags=(),
     ),
     Key(
         name="agents.stale_threshold",
@@ -131,6 +174,70 @@ KEYS: tuple[Key, ...] = (
         help="most agents tracked at once; reports from further agents get 503",
         env=("TRIOSCOPE_AGENTS_MAX_AGENTS",),
         flags=("--max-agents",),
+    ),
+    Key(
+        name="agents.require_signature",
+        kind=BoolKind(),
+        default=True,
+        help="agents must sign requests (X-Agent-Signature, HMAC-SHA256 of the body keyed by the agent token)",
+        env=("TRIOSCOPE_AGENTS_REQUIRE_SIGNATURE",),
+        flags=("--require-signature",),
+    ),
+    Key(
+        name="commands.delivery_deadline",
+        kind=DurationKind(1 * MINUTE, 30 * DAY),
+        default=1 * HOUR,
+        help="a queued command not delivered within this long after it became due expires",
+        env=("TRIOSCOPE_COMMANDS_DELIVERY_DEADLINE",),
+        flags=("--delivery-deadline",),
+    ),
+    Key(
+        name="commands.timeout_grace",
+        kind=DurationKind(0 * SECOND, 1 * HOUR),
+        default=30 * SECOND,
+        help="extra time past a command's timeout_seconds before a sent or executing command fails as timed out",
+        env=("TRIOSCOPE_COMMANDS_TIMEOUT_GRACE",),
+        flags=("--timeout-grace",),
+    ),
+    Key(
+        name="commands.max_queued",
+        kind=IntegerKind(1, 1_000_000),
+        default=1000,
+        help="open (not yet finished) commands per deployment; more are refused with quota_exceeded",
+        env=("TRIOSCOPE_COMMANDS_MAX_QUEUED",),
+        flags=("--max-queued-commands",),
+    ),
+    Key(
+        name="tenants.max_deployments",
+        kind=IntegerKind(1, 1_000_000),
+        default=50,
+        help="deployments per tenant; more are refused with quota_exceeded",
+        env=("TRIOSCOPE_TENANTS_MAX_DEPLOYMENTS",),
+        flags=("--max-deployments",),
+    ),
+    Key(
+        name="limits.per_address",
+        kind=IntegerKind(1, 1_000_000),
+        default=6000,
+        help="requests per minute from one client address, checked before authentication",
+        env=("TRIOSCOPE_LIMITS_PER_ADDRESS",),
+        flags=("--rate-per-address",),
+    ),
+    Key(
+        name="limits.per_agent",
+        kind=IntegerKind(1, 1_000_000),
+        default=600,
+        help="requests per minute from one agent",
+        env=("TRIOSCOPE_LIMITS_PER_AGENT",),
+        flags=("--rate-per-agent",),
+    ),
+    Key(
+        name="limits.per_user",
+        kind=IntegerKind(1, 1_000_000),
+        default=1200,
+        help="requests per minute from one user",
+        env=("TRIOSCOPE_LIMITS_PER_USER",),
+        flags=("--rate-per-user",),
     ),
     Key(
         name="websocket.buffer_size",

@@ -10,6 +10,8 @@ boolean is never a number, and a bare YAML number is never a duration).
 from __future__ import annotations
 
 import datetime
+import os
+import pathlib
 import re
 from typing import Protocol
 
@@ -255,3 +257,121 @@ class HostKind:
 
     def format_compact(self, value: object) -> str:
         return str(value)
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+@attrs.frozen
+class BoolKind:
+    """A yes/no switch: YAML booleans, or text ``true``/``false``, ``yes``/``no``,
+    ``on``/``off``, ``1``/``0`` in any case. A bare YAML number is not a boolean, as a
+    YAML boolean is not a number.
+    """
+
+    metavar: str = "BOOL"
+
+    @property
+    def expected(self) -> str:
+        return "true or false (also yes/no, on/off, 1/0)"
+
+    def parse(self, value: object) -> bool:
+        if isinstance(value, bool):
+            return value
+        if not isinstance(value, str):
+            raise _type_mismatch(value, self.expected)
+        if value.lower() in _TRUE:
+            return True
+        if value.lower() in _FALSE:
+            return False
+        raise InvalidValue(f"is not a boolean; use {self.expected}")
+
+    def limits(self) -> str:
+        return "true or false"
+
+    def format(self, value: object) -> str:
+        return "true" if value else "false"
+
+    def format_compact(self, value: object) -> str:
+        return self.format(value)
+
+
+@attrs.frozen
+class PathKind:
+    """A file-system path: any non-empty text, a leading ``~`` expanded to the home
+    directory. Whether it exists or is writable is left to whoever opens it, which says so.
+    """
+
+    metavar: str = "DIR"
+
+    @property
+    def expected(self) -> str:
+        return "a path, like /var/lib/trioscope or ~/trioscope"
+
+    def parse(self, value: object) -> pathlib.Path:
+        if not isinstance(value, str):
+            raise _type_mismatch(value, self.expected)
+        if not value:
+            raise InvalidValue(f"is empty; expected {self.expected}")
+        if "\0" in value:
+            raise InvalidValue(f"contains a NUL character; expected {self.expected}")
+        try:
+            return pathlib.Path(value).expanduser()
+        except RuntimeError:
+            raise InvalidValue(f"starts with ~ but the home directory is unknown; expected {self.expected}") from None
+
+    def limits(self) -> None:
+        return None
+
+    def format(self, value: object) -> str:
+        return str(value)
+
+    def format_compact(self, value: object) -> str:
+        """The path with the home directory written ``~`` again, so help texts and the
+        example file read the same for every user."""
+        path = pathlib.Path(str(value))
+        try:
+            home = pathlib.Path.home()
+        except RuntimeError:
+            return str(path)
+        if home != pathlib.Path(home.anchor) and path.is_relative_to(home):
+            return os.path.join("~", path.relative_to(home))
+        return str(path)
+
+
+@attrs.frozen
+class SecretKind:
+    """A signing key: empty (meaning "generate one") or at least ``min_length``
+    characters. Its value is never shown: not in ``--print-config``, not in problems
+    (``Key.secret`` tells the resolver), and such keys get no command-line flag,
+    since ``ps`` shows command lines to every user.
+    """
+
+    min_length: int = 32
+    empty_means: str = "generated in data_dir"
+    """What ``--print-config`` shows for the empty value."""
+    metavar: str = "SECRET"
+
+    @property
+    def expected(self) -> str:
+        return f"empty, or at least {self.min_length} characters"
+
+    def parse(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise _type_mismatch(value, f"{self.expected} (quote it in YAML)")
+        if value and len(value) < self.min_length:
+            raise InvalidValue(f"is too short ({len(value)} characters); expected {self.expected}", quote=False)
+        return value
+
+    def limits(self) -> str:
+        return self.expected
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, str)
+        return f"({self.empty_means})" if not value else f"(set, {len(value)} characters)"
+
+    def format_compact(self, value: object) -> str:
+        """The empty text for the empty default (so it parses back); otherwise masked."""
+        assert isinstance(value, str)
+        return "" if not value else self.format(value)

@@ -88,11 +88,14 @@ def resolve_settings(
     Error handling:
       Raises ``ConfigError`` carrying every problem found, in file-line order, then
       environment, then flags. Raises ``ValueError`` for a flag name that is not a key
-      (a programming error, not a user's).
+      or for a key that has no flag (a programming error, not a user's).
     """
     unknown = set(flag_values) - set(KEYS_BY_NAME) - {CONFIG}
     if unknown:
         raise ValueError(f"not configuration keys: {', '.join(sorted(unknown))}")
+    flagless = sorted(name for name in flag_values if name in KEYS_BY_NAME and not KEYS_BY_NAME[name].flags)
+    if flagless:
+        raise ValueError(f"keys without a command-line flag: {', '.join(flagless)}")
     values: dict[str, object] = {key.name: key.default for key in KEYS}
     origins: dict[str, Source] = {key.name: Source.default() for key in KEYS}
     problems: list[Problem] = []
@@ -145,8 +148,11 @@ def _as_flag(value: FlagValue | str, spelling: str) -> FlagValue:
 
 def _invalid(key: Key, raw: RawValue, error: InvalidValue) -> Problem:
     # Text that failed to parse is quoted so empty or odd values stay visible; a value
-    # that parsed but is not allowed (out of range) is shown as written.
-    if error.quote and isinstance(raw.value, str):
+    # that parsed but is not allowed (out of range) is shown as written. Secrets are
+    # never shown: problems go to terminals and logs.
+    if key.secret:
+        shown = "the value"
+    elif error.quote and isinstance(raw.value, str):
         shown = quote_text(raw.written)
     else:
         shown = raw.written

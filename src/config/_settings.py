@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import types
 from collections.abc import Mapping
 
@@ -29,8 +30,10 @@ class ServerSettings:
 
 @attrs.frozen(kw_only=True)
 class StorageSettings:
-    """How long data is kept."""
+    """Where data is kept, and for how long."""
 
+    data_dir: pathlib.Path
+    """Directory for the SQLite database and the generated token secret (``~`` expanded)."""
     max_data_age: float
     """Seconds reports and metric history are kept."""
     cleanup_interval: float
@@ -38,8 +41,18 @@ class StorageSettings:
 
 
 @attrs.frozen(kw_only=True)
+class AuthSettings:
+    """How user tokens are signed."""
+
+    # Kept out of repr so logging a Settings cannot leak the key.
+    secret: str = attrs.field(repr=False)
+    """HS256 key for user tokens; empty means the one generated into
+    ``<data_dir>/jwt-secret``. Empty or at least 32 characters."""
+
+
+@attrs.frozen(kw_only=True)
 class AgentsSettings:
-    """When agents and their nodes count as gone."""
+    """When agents and their nodes count as gone, and how agents authenticate."""
 
     stale_threshold: float
     """Seconds of silence after which a node is shown as stale."""
@@ -47,6 +60,44 @@ class AgentsSettings:
     """Seconds of silence after which an agent is considered disconnected."""
     max_agents: int
     """Most agents tracked at once."""
+    require_signature: bool
+    """Whether agent requests must carry ``X-Agent-Signature`` (HMAC-SHA256 of the body
+    keyed by the agent token)."""
+
+
+@attrs.frozen(kw_only=True)
+class CommandsSettings:
+    """How long queued commands wait, and how many a deployment may have open."""
+
+    delivery_deadline: float
+    """Seconds after a queued command became due within which it must be delivered,
+    or it expires."""
+    timeout_grace: float
+    """Seconds past a command's ``timeout_seconds`` before a sent or executing command
+    fails as timed out."""
+    max_queued: int
+    """Open (not yet finished) commands per deployment; more are refused with
+    ``quota_exceeded``."""
+
+
+@attrs.frozen(kw_only=True)
+class TenantsSettings:
+    """Per-tenant quotas."""
+
+    max_deployments: int
+    """Deployments per tenant; more are refused with ``quota_exceeded``."""
+
+
+@attrs.frozen(kw_only=True)
+class LimitsSettings:
+    """Request rate limits, in requests per minute."""
+
+    per_address: int
+    """Requests per minute from one client address, checked before authentication."""
+    per_agent: int
+    """Requests per minute from one agent."""
+    per_user: int
+    """Requests per minute from one user."""
 
 
 @attrs.frozen(kw_only=True)
@@ -78,7 +129,11 @@ class LogSettings:
 _SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "storage": StorageSettings,
+    "auth": AuthSettings,
     "agents": AgentsSettings,
+    "commands": CommandsSettings,
+    "tenants": TenantsSettings,
+    "limits": LimitsSettings,
     "websocket": WebSocketSettings,
     "log": LogSettings,
 }
@@ -101,7 +156,11 @@ class Settings:
 
     server: ServerSettings
     storage: StorageSettings
+    auth: AuthSettings
     agents: AgentsSettings
+    commands: CommandsSettings
+    tenants: TenantsSettings
+    limits: LimitsSettings
     websocket: WebSocketSettings
     log: LogSettings
     config_file: str | None = attrs.field(default=None, eq=False)

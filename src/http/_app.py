@@ -12,15 +12,24 @@ from trioscope.actors.topology import GetStats
 from trioscope.config import Settings
 from trioscope.runtime import ActorSystem
 from trioscope.actors.client import LiveCounters
-from trioscope.system import AGENTS, CLIENTS, HUB, TOPOLOGY
+from trioscope.domain.rates import RateLimiter
+from trioscope.store import StoreReader, load_or_create_secret
+from trioscope.system import AGENTS, CLIENTS, DIRECTORY, HUB, QUEUES, STORE, TOPOLOGY, database_path
 
-from . import _agents, _health, _live, _query, _reports
+from . import _agent_api, _agents, _audit, _commands, _health, _live, _query, _reports
 from ._live import close_all
 from ._errors import install_error_handlers
 from ._metrics import Metrics
-from ._services import Services, attach, services
+from ._services import Gate, Services, attach, services
 
-def create_app(system: ActorSystem, settings: Settings) -> QuartTrio:
+def token_secret(settings: Settings) -> bytes:
+    """The key of user tokens: configured, or generated once into the data directory."""
+    if settings.auth.secret:
+        return settings.auth.secret.encode()
+    return load_or_create_secret(settings.storage.data_dir)
+
+
+def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None) -> QuartTrio:
     """Build the app for one running actor system (its tree from ``supervision_tree``)."""
     app = QuartTrio("trioscope")
     # Every error goes through our JSON handlers, also in testing mode.
@@ -30,10 +39,17 @@ def create_app(system: ActorSystem, settings: Settings) -> QuartTrio:
     metrics = Metrics(system, live)
     attach(app, Services(system=system, settings=settings, agents=system.lookup(AGENTS),
                          topology=system.lookup(TOPOLOGY), hub=system.lookup(HUB),
-                         clients=system.lookup(CLIENTS), live=live, metrics=metrics))
+                         clients=system.lookup(CLIENTS), live=live, metrics=metrics,
+                         store=system.lookup(STORE), directory=system.lookup(DIRECTORY),
+                         queues=system.lookup(QUEUES),
+                         reader=reader if reader is not None else StoreReader(database_path(settings)),
+                         secret=token_secret(settings),
+                         gate=Gate(per_address=RateLimiter(settings.limits.per_address),
+                                   per_agent=RateLimiter(settings.limits.per_agent),
+                                   per_user=RateLimiter(settings.limits.per_user))))
     install_error_handlers(app)
     for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
-                      _live.blueprint):
+                      _live.blueprint, _commands.blueprint, _agent_api.blueprint, _audit.blueprint):
         app.register_blueprint(blueprint)
 
     @app.before_request
@@ -65,7 +81,10 @@ def create_app(system: ActorSystem, settings: Settings) -> QuartTrio:
 def stop_live_updates(app: QuartTrio) -> None:
     """The server is stopping: close every WebSocket (1001) now, so that they do
     not hold the graceful shutdown up."""
-    close_all(app.extensions["trioscope"].links)
+    s = app.extensions["trioscope"]
+    close_all(s.links)
+    for waiter in s.polls:  # long-polls answer 204 now rather than hold the drain up
+        waiter.ready.set()
 
 
 def endpoint_lines(app: QuartTrio) -> list[str]:

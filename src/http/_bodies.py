@@ -41,7 +41,12 @@ def _gunzip(body: bytes, limit: int) -> bytes:
 
 
 async def read_body(settings: Settings) -> bytes:
-    """The request body, decompressed.
+    """The request body, decompressed (``read_body_and_raw``'s first part)."""
+    return (await read_body_and_raw(settings))[0]
+
+
+async def read_body_and_raw(settings: Settings) -> tuple[bytes, bytes]:
+    """The request body decompressed, and as it came on the wire (signatures cover that).
 
     Raises:
         ApiError: 413 beyond the size limit (Quart enforces it on the wire, we
@@ -53,11 +58,11 @@ async def read_body(settings: Settings) -> bytes:
     g.body_read = True  # the connection can carry the next request (see _errors)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding == "gzip":
-        return _gunzip(body, limit)
+        return _gunzip(body, limit), body
     if encoding not in ("identity", ""):
         raise ApiError(415, "unsupported_encoding",
                        f"Content-Encoding {encoding!r} is not supported; send identity or gzip")
-    return body
+    return body, body
 
 
 def parse_json(body: bytes, *, required: bool = True) -> Any:

@@ -11,7 +11,12 @@ from typing import Any
 from quart import Quart, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
+from trioscope.actors.refusals import (
+    EnrollmentRefused, QuotaExceeded, ReportConflict, UnknownAgent, UnknownCommand,
+)
+from trioscope.domain.commands import IllegalTransition
 from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull
+from trioscope.store import Conflict
 
 from ._responses import json_response
 
@@ -61,10 +66,19 @@ def _has_unread_body() -> bool:
     return declared and not g.get("body_read", False)
 
 
+def _closing_if_unread(response: Response) -> Response:
+    if _has_unread_body():
+        # Answered without reading the body (no such route, wrong method, too
+        # large, refused before the body mattered): what is left of it is still
+        # on the wire, so this connection cannot carry another request.
+        response.headers["Connection"] = "close"
+    return response
+
+
 def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        return _closing_if_unread(error_response(exc.status, exc.code, exc.message, exc.details, exc.headers))
 
     @app.errorhandler(HTTPException)
     async def _http_exception(exc: HTTPException) -> Response:
@@ -80,16 +94,31 @@ def install_error_handlers(app: Quart) -> None:
             message = exc.description or exc.name
         details = {"limit_bytes": current_app.config.get("MAX_CONTENT_LENGTH")} if status == 413 else None
         response = error_response(status, _http_code(status), message, details)
-        if _has_unread_body():
-            # Answered without reading the body (no such route, wrong method,
-            # too large): what is left of it is still on the wire, so this
-            # connection cannot carry another request.
-            response.headers["Connection"] = "close"
+        _closing_if_unread(response)
         if status == 405 and exc.get_headers():
             for name, value in exc.get_headers():
                 if name.lower() == "allow":
                     response.headers["Allow"] = value
         return response
+
+    # What actors refuse: one status and code each.
+    refusals: dict[type[Exception], tuple[int, str]] = {
+        QuotaExceeded: (403, "quota_exceeded"),
+        UnknownCommand: (404, "command_not_found"),
+        UnknownAgent: (404, "agent_not_found"),
+        ReportConflict: (409, "report_conflict"),
+        IllegalTransition: (409, "invalid_transition"),
+        EnrollmentRefused: (401, "invalid_enrollment_token"),
+        Conflict: (409, "concurrent_update"),
+    }
+
+    async def _refused(exc: Exception) -> Response:
+        status, code = refusals[type(exc)]
+        details = {"limit": exc.limit, "setting": exc.setting} if isinstance(exc, QuotaExceeded) else None
+        return _closing_if_unread(error_response(status, code, str(exc), details))
+
+    for kind in refusals:
+        app.register_error_handler(kind, _refused)
 
     # Overload and unavailability: shed, never queue; the client retries.
     unavailable = {

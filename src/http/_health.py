@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 import cattrs
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
-from ._errors import ApiError
+from trioscope.domain.principals import Permission
+
+from . import _gate
 from ._responses import json_response, rfc3339, utc_now
 from ._services import services
 
@@ -29,17 +29,8 @@ async def ping() -> Response:
     return json_response({"message": "pong", "timestamp": rfc3339(utc_now())})
 
 
-def _from_loopback() -> bool:
-    try:
-        return ipaddress.ip_address(request.remote_addr or "").is_loopback
-    except ValueError:
-        return False
-
-
 @blueprint.get("/api/v1/runtime")
 async def runtime() -> Response:
-    """The supervision tree with mailbox depths, restarts and dead letters (loopback only)."""
-    # Until users and roles exist, the tree is only shown to this machine.
-    if not _from_loopback():
-        raise ApiError(403, "forbidden", "the runtime snapshot is only served to loopback clients")
+    """The supervision tree with mailbox depths, restarts and dead letters (ADMIN)."""
+    await _gate.user(Permission.ADMINISTER)
     return json_response(_unstructure(services().system.snapshot()))

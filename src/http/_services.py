@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import attrs
 from quart import Quart, current_app
@@ -11,9 +12,25 @@ from trioscope.actors.client import ClientLink, LiveCounters
 from trioscope.config import Settings
 from trioscope.runtime import ActorRef, ActorSystem, SupervisorRef
 
+from trioscope.domain.rates import RateLimiter, ReplayWindow
+from trioscope.store import StoreReader
+
 from ._metrics import Metrics
 
 _KEY = "trioscope"
+REPLAY_WINDOW = 600.0
+"""Seconds an agent request id is remembered (twice the allowed clock skew)."""
+
+
+@attrs.define
+class Gate:
+    """Per-process rate limiters and the replay window (pure structures; Trio
+    runs one handler at a time, so check-and-record needs no lock)."""
+
+    per_address: RateLimiter
+    per_agent: RateLimiter
+    per_user: RateLimiter
+    replay: ReplayWindow = attrs.field(factory=lambda: ReplayWindow(REPLAY_WINDOW))
 
 
 @attrs.frozen(kw_only=True)
@@ -30,6 +47,18 @@ class Services:
     links: set[ClientLink] = attrs.field(factory=set)
     """Open WebSocket connections (closed with 1001 when the server stops)."""
     metrics: Metrics
+    store: ActorRef
+    """``/root/store``: the single writer of the database."""
+    directory: ActorRef
+    """``/root/directory``: deployments and agent credentials."""
+    queues: SupervisorRef
+    """``/root/queues``: one actor per deployment with open commands or waiting polls."""
+    reader: StoreReader
+    secret: bytes = attrs.field(repr=False)
+    """Signs and checks user tokens."""
+    gate: Gate
+    polls: set[Any] = attrs.field(factory=set)
+    """Waiting long-polls (``Waiter``s), answered at once when the server stops."""
     started_monotonic: float = attrs.field(factory=time.monotonic)
 
 

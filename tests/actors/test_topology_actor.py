@@ -44,8 +44,8 @@ async def hosts_in(system) -> set[str]:
     return {n.id for n in snapshot.nodes(View.HOSTS)}
 
 
-async def test_a_crash_loses_neither_merged_state_nor_queued_reports():
-    async with open_actor_system(supervision_tree(Settings.defaults())) as system:
+async def test_a_crash_loses_neither_merged_state_nor_queued_reports(settings):
+    async with open_actor_system(supervision_tree(settings)) as system:
         for i in range(1, 6):
             deliver(system, small_report(i))
         assert await hosts_in(system) == {host_id(f"host-{i}") for i in range(1, 6)}
@@ -59,7 +59,7 @@ async def test_a_crash_loses_neither_merged_state_nor_queued_reports():
         assert topology.restarts == 1 and topology.failed == 1
 
 
-async def test_a_report_that_cannot_be_merged_is_left_out_without_crashing(monkeypatch):
+async def test_a_report_that_cannot_be_merged_is_left_out_without_crashing(monkeypatch, settings):
     real = partition_module.build_partition
 
     def failing(report, received_at):
@@ -68,7 +68,7 @@ async def test_a_report_that_cannot_be_merged_is_left_out_without_crashing(monke
         return real(report, received_at)
 
     monkeypatch.setattr("trioscope.domain.topology._graph.build_partition", failing)
-    async with open_actor_system(supervision_tree(Settings.defaults())) as system:
+    async with open_actor_system(supervision_tree(settings)) as system:
         for i in (1, 2, 3):
             deliver(system, small_report(i))
         assert await hosts_in(system) == {host_id("host-1"), host_id("host-3")}
@@ -78,7 +78,7 @@ async def test_a_report_that_cannot_be_merged_is_left_out_without_crashing(monke
         assert topology.restarts == 0
 
 
-async def test_a_full_topology_mailbox_answers_503_with_retry_after(monkeypatch):
+async def test_a_full_topology_mailbox_answers_503_with_retry_after(monkeypatch, settings):
     release = trio.Event()
     real_flush = TopologyActor._flush
 
@@ -87,8 +87,8 @@ async def test_a_full_topology_mailbox_answers_503_with_retry_after(monkeypatch)
         await real_flush(self)
 
     monkeypatch.setattr(TopologyActor, "_flush", held_flush)
-    async with open_actor_system(supervision_tree(Settings.defaults(), topology_mailbox=4)) as system:
-        app = create_app(system, Settings.defaults())
+    async with open_actor_system(supervision_tree(settings, topology_mailbox=4)) as system:
+        app = create_app(system, settings)
         async with app.test_app() as test_app, trio.open_nursery() as nursery:
             client = test_app.test_client()
             nursery.start_soon(system.lookup(TOPOLOGY).ask, GetSnapshot(), 30)

@@ -1,6 +1,7 @@
 """The CLI surface: argparse flags, load_settings reading real files, the effective table."""
 
 import argparse
+import re
 
 import pytest
 
@@ -126,7 +127,8 @@ def test_format_effective_shows_values_and_sources(tmp_path):
     )
     lines = format_effective(settings).splitlines()
     assert len(lines) == len(KEYS)
-    rows = {line.split()[0]: line.split(maxsplit=2)[1:] for line in lines}
+    # Columns are separated by at least two spaces; values may contain single ones.
+    rows = {line.split()[0]: re.split(r"\s{2,}", line.rstrip())[1:] for line in lines}
     assert rows["server.port"] == ["9090", "flag -port"]
     assert rows["storage.max_data_age"] == ["1h30m0s", f"file {path}:2"]
     assert rows["log.format"] == ["json", "env TRIOSCOPE_LOG_FORMAT"]

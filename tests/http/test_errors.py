@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from trioscope.config import Settings
 from trioscope.http import create_app
 from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull, open_actor_system
 from trioscope.system import supervision_tree
 
 
 @pytest.fixture
-async def client():
-    async with open_actor_system(supervision_tree(Settings.defaults())) as system:
-        app = create_app(system, Settings.defaults())
+async def client(settings):
+    async with open_actor_system(supervision_tree(settings)) as system:
+        app = create_app(system, settings)
 
         @app.get("/test/raise/<kind>")
         async def raising(kind: str):
@@ -48,9 +47,9 @@ async def test_overload_and_unavailability_answer_503_with_retry_after(client, k
     assert (await response.get_json())["error"]["code"] == code
 
 
-async def test_health_is_503_once_the_tree_is_gone():
-    async with open_actor_system(supervision_tree(Settings.defaults())) as system:
-        app = create_app(system, Settings.defaults())
+async def test_health_is_503_once_the_tree_is_gone(settings):
+    async with open_actor_system(supervision_tree(settings)) as system:
+        app = create_app(system, settings)
         async with app.test_app() as test_app:
             client = test_app.test_client()
             assert (await client.get("/health")).status_code == 200

@@ -7,6 +7,16 @@ from ._codec import decode as decode
 from ._codec import decode_registration as decode_registration
 from ._codec import decode_report as decode_report
 from ._codec import encode as encode
+from ._fields import IDENTIFIER as IDENTIFIER
+from ._fields import FieldError as FieldError
+from ._fields import Identifier as Identifier
+from ._fields import IntRange as IntRange
+from ._fields import Name as Name
+from ._fields import Percent as Percent
+from ._fields import Text as Text
+from ._fields import TextRule as TextRule
+from ._fields import bounded_list as bounded_list
+from ._fields import constrained as constrained
 from ._fields import format_timestamp as format_timestamp
 from ._fields import parse_timestamp as parse_timestamp
 from ._models import AgentRegistration as AgentRegistration
@@ -32,5 +42,6 @@ __all__ = [
     "CpuInfo", "DiskInfo", "DockerInfo", "FieldProblem", "HostInfo", "InvalidDocument",
     "LoadAverage", "MemoryInfo", "NetworkInfo", "NetworkInterface", "PortMapping",
     "ProcessInfo", "ProcessesInfo", "Report", "decode", "decode_registration", "decode_report",
-    "encode", "format_timestamp", "parse_timestamp",
+    "encode", "format_timestamp", "IDENTIFIER", "FieldError", "Identifier", "IntRange", "Name",
+    "Percent", "Text", "TextRule", "bounded_list", "constrained", "parse_timestamp",
 ]

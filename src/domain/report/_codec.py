@@ -152,9 +152,12 @@ def _make_converter(detailed: bool) -> cattrs.Converter:
     converter.register_structure_hook(bool, _strict_bool)
     converter.register_structure_hook(datetime, _timestamp)
     converter.register_unstructure_hook(datetime, format_timestamp)
-    for new_type, rule in CHECKS.items():
-        base = new_type.__supertype__
-        converter.register_structure_hook(new_type, _rule_hook(rule, base, converter))
+    # Looked up when a type is first structured, so constrained types declared
+    # after this module (by other wire models) are checked too.
+    converter.register_structure_hook_factory(
+        lambda type_: type_ in CHECKS,
+        lambda type_: _rule_hook(CHECKS[type_], type_.__supertype__, converter),
+    )
 
     # ``X | None``: resolve X's hook once rather than dispatching per value.
     def optional_factory(type_: Any) -> Any:

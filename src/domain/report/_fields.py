@@ -91,7 +91,8 @@ Rule = IntRange | FloatRange | TextRule | ListRule | MapRule
 CHECKS: dict[Any, Rule] = {}
 
 
-def _constrained(name: str, base: Any, rule: Rule) -> Any:
+def constrained(name: str, base: Any, rule: Rule) -> Any:
+    """A ``NewType`` of ``base`` whose values the strict converter checks against ``rule``."""
     new_type = NewType(name, base)  # type: ignore[misc]
     CHECKS[new_type] = rule
     return new_type
@@ -99,32 +100,32 @@ def _constrained(name: str, base: Any, rule: Rule) -> Any:
 
 _MAX_INT = 2**63 - 1
 
-Count = _constrained("Count", int, IntRange(0, _MAX_INT))
+Count = constrained("Count", int, IntRange(0, _MAX_INT))
 """A non-negative integer (bytes, packets, threads)."""
-Port = _constrained("Port", int, IntRange(0, 65535))
-Pid = _constrained("Pid", int, IntRange(1, 2**31 - 1))
-ParentPid = _constrained("ParentPid", int, IntRange(0, 2**31 - 1))
-Cores = _constrained("Cores", int, IntRange(0, 1_000_000))
+Port = constrained("Port", int, IntRange(0, 65535))
+Pid = constrained("Pid", int, IntRange(1, 2**31 - 1))
+ParentPid = constrained("ParentPid", int, IntRange(0, 2**31 - 1))
+Cores = constrained("Cores", int, IntRange(0, 1_000_000))
 
-Amount = _constrained("Amount", float, FloatRange(0.0, 1e18))
+Amount = constrained("Amount", float, FloatRange(0.0, 1e18))
 """A non-negative measurement (megabytes, bytes per second, CPU percent of one core)."""
-Percent = _constrained("Percent", float, FloatRange(0.0, 100.0))
+Percent = constrained("Percent", float, FloatRange(0.0, 100.0))
 """A share of a whole, 0..100."""
 
-Text = _constrained("Text", str, TextRule(1024))
-Name = _constrained("Name", str, TextRule(256))
-LongText = _constrained("LongText", str, TextRule(16384))
-Address = _constrained("Address", str, TextRule(64))
+Text = constrained("Text", str, TextRule(1024))
+Name = constrained("Name", str, TextRule(256))
+LongText = constrained("LongText", str, TextRule(16384))
+Address = constrained("Address", str, TextRule(64))
 """An IP address as a probe writes it; unparseable addresses simply never match."""
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
-Identifier = _constrained(
+Identifier = constrained(
     "Identifier", str,
     TextRule(128, IDENTIFIER, "1-128 letters, digits or . _ : @ - starting with a letter or digit"),
 )
 """Agent ids: they appear in URLs, actor paths and node ids."""
 
-ContainerId = _constrained(
+ContainerId = constrained(
     "ContainerId", str,
     TextRule(128, re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"), "a container id (letters, digits, _ . -)"),
 )
@@ -156,9 +157,9 @@ def format_timestamp(moment: datetime) -> str:
 
 def bounded_list(name: str, item: Any, max_items: int) -> Any:
     """A list type holding at most ``max_items`` items of ``item``."""
-    return _constrained(name, list[item], ListRule(item, max_items))  # type: ignore[valid-type]
+    return constrained(name, list[item], ListRule(item, max_items))  # type: ignore[valid-type]
 
 
 def bounded_map(name: str, max_items: int, max_key: int = 256, max_value: int = 4096) -> Any:
     """A string-to-string mapping (labels, metadata) with size limits."""
-    return _constrained(name, dict[str, str], MapRule(max_items, max_key, max_value))
+    return constrained(name, dict[str, str], MapRule(max_items, max_key, max_value))

@@ -1,0 +1,311 @@
+"""One actor per deployment (under ``/root/queues``): its open commands in
+delivery order and the polls waiting for them.
+
+Every change to a command of the deployment goes through this actor, one message
+at a time, and is committed before anyone is told: so a command is handed to
+exactly one poll, and a restarted actor (or another server process) finds every
+acknowledged status in the store. Stored rows are updated compare-and-set on
+their history length, so a second writer of the same deployment loses cleanly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from trioscope.config import Settings
+from trioscope.domain.commands import (
+    CancelNotice, Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue,
+    IllegalTransition, cancel_notice_id,
+)
+from trioscope.runtime import Actor, ActorRef, ActorSpec, Restart
+from trioscope.store import AuditEntry, Conflict, SaveCommand, SqliteReader, StoreReader, Write
+
+from .refusals import REFUSALS, QuotaExceeded, ReportConflict, UnknownCommand
+from .store import commit
+
+log = logging.getLogger(__name__)
+
+IDLE_STOP = 60.0
+"""Seconds without open commands or waiting polls after which the actor stops."""
+TICK = 1.0
+"""Deadlines (timeouts, expiry, ``schedule_at``) are checked this often."""
+
+
+@attrs.define(eq=False)
+class Waiter:
+    """A poll waiting for a command; the actor fills ``delivery`` and sets ``ready``."""
+
+    min_rank: int = 0
+    skip: str | None = None
+    ready: trio.Event = attrs.field(factory=trio.Event)
+    delivery: Delivery | None = None
+
+
+@attrs.frozen
+class Create:
+    command: Command
+    audit: AuditEntry
+
+
+@attrs.frozen
+class Confirm:
+    command_id: str
+    audit: AuditEntry
+
+
+@attrs.frozen
+class Cancel:
+    command_id: str
+    audit: AuditEntry
+
+
+@attrs.frozen
+class Poll:
+    """Answered with a delivery now, or None after registering ``waiter``."""
+
+    waiter: Waiter
+
+
+@attrs.frozen
+class Withdraw:
+    """The poll is ending: answered with what was delivered to it meanwhile (or None)."""
+
+    waiter: Waiter
+
+
+@attrs.frozen
+class Undeliverable:
+    """A delivered command never reached the agent (its poll went away): queue it again."""
+
+    delivery: Delivery
+
+
+@attrs.frozen
+class Report:
+    """Answered with ``(command, changed)``; ``changed`` is False for a repeated final report."""
+
+    report: CommandReport
+    agent_id: str
+
+
+@attrs.frozen
+class Snapshot:
+    """Answered with the open commands (for tests and the runtime view)."""
+
+
+@attrs.frozen
+class _Tick:
+    pass
+
+
+_FINAL = {"completed": CommandStatus.COMPLETED, "success": CommandStatus.COMPLETED,
+          "failed": CommandStatus.FAILED, "cancelled": CommandStatus.CANCELLED}
+_EVENT_FOR = {CommandStatus.COMPLETED: CommandEvent.COMPLETE, CommandStatus.FAILED: CommandEvent.FAIL,
+              CommandStatus.CANCELLED: CommandEvent.AGENT_CANCELLED}
+
+
+class DeploymentQueueActor(Actor):
+    def __init__(self, deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
+                 on_event: Callable[[Command], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.deployment_hash = deployment_hash
+        self.settings = settings
+        self.store = store
+        self.reader = reader
+        self.on_event = on_event or (lambda _command: None)
+        self.clock = clock
+        self.queue = DeploymentQueue()
+        self.waiters: list[Waiter] = []
+        self.idle_since = clock()
+        self.last_sequence = 0
+
+    async def on_start(self) -> None:
+        for command in await self.reader.call(SqliteReader.open_commands, self.deployment_hash):
+            self.queue.put(command)
+            self.last_sequence = max(self.last_sequence, command.sequence)
+        self.context.start_soon(self._ticker)
+
+    async def _ticker(self) -> None:
+        while True:
+            await trio.sleep(TICK)
+            self.context.ref.tell(_Tick())
+
+    async def handle(self, message: Any) -> Any:
+        try:
+            return await self._handle(message, self.clock())
+        except REFUSALS as refusal:
+            return refusal
+
+    async def _handle(self, message: Any, now: float) -> Any:
+        if isinstance(message, Poll):
+            delivery = await self._take(now, message.waiter.min_rank, message.waiter.skip)
+            if delivery is None:
+                self.waiters.append(message.waiter)
+            return delivery
+        if isinstance(message, Withdraw):
+            if message.waiter in self.waiters:
+                self.waiters.remove(message.waiter)
+            return message.waiter.delivery
+        if isinstance(message, Create):
+            if len(self.queue) >= self.settings.commands.max_queued:
+                raise QuotaExceeded("open commands per deployment", self.settings.commands.max_queued,
+                                    "commands.max_queued")
+            # Microseconds of the wall clock, kept increasing: FIFO within a
+            # priority here, and creation order across restarts of this actor.
+            self.last_sequence = max(int(now * 1e6), self.last_sequence + 1)
+            command = attrs.evolve(message.command, sequence=self.last_sequence)
+            await self._save(command, None, message.audit)
+            await self._dispatch(now)
+            return command
+        if isinstance(message, Confirm):
+            command = self._open(message.command_id)
+            return await self._change(command, CommandEvent.CONFIRM, now, message.audit, {"by": message.audit.actor})
+        if isinstance(message, Cancel):
+            command = self._open(message.command_id)
+            event = CommandEvent.REQUEST_CANCEL if command.status.with_agent else CommandEvent.CANCEL
+            if event is CommandEvent.REQUEST_CANCEL and command.cancel_requested:
+                return command  # already on its way to the agent
+            return await self._change(command, event, now, message.audit, {"by": message.audit.actor})
+        if isinstance(message, Report):
+            return await self._report(message.report, message.agent_id, now)
+        if isinstance(message, Undeliverable):
+            await self._undeliverable(message.delivery, now)
+            return None
+        if isinstance(message, _Tick):
+            await self._tick(now)
+            return None
+        if isinstance(message, Snapshot):
+            return list(self.queue)
+        return await super().handle(message)
+
+    def _open(self, command_id: str) -> Command:
+        command = self.queue.get(command_id)
+        if command is None:
+            raise UnknownCommand(command_id)
+        return command
+
+    async def _save(self, command: Command, previous: Command | None, *extra: Write) -> None:
+        writes: list[Write] = [SaveCommand(command, None if previous is None else len(previous.history))]
+        writes.extend(extra)
+        await commit(self.store, writes)
+        self.queue.put(command)
+        self.on_event(command)
+
+    async def _change(self, command: Command, event: CommandEvent, now: float, audit: AuditEntry | None,
+                      detail: dict[str, Any] | None = None, **changes: Any) -> Command:
+        changed = command.apply(event, now, detail, **changes)
+        await self._save(changed, command, *([audit] if audit is not None else []))
+        await self._dispatch(now)
+        return changed
+
+    async def _take(self, now: float, min_rank: int, skip: str | None) -> Delivery | None:
+        while True:
+            delivery = self.queue.take(now, min_rank=min_rank, skip=skip)
+            if delivery is None or isinstance(delivery, CancelNotice):
+                return delivery
+            try:
+                delivered = delivery.apply(CommandEvent.DELIVER, now)
+                await self._save(delivered, delivery)
+            except Conflict:
+                await self._reload(delivery.id)  # another writer has it; look again
+                continue
+            return delivered
+
+    async def _reload(self, command_id: str) -> None:
+        stored = await self.reader.call(SqliteReader.command, command_id)
+        if stored is not None:
+            self.queue.put(stored)
+
+    async def _dispatch(self, now: float) -> None:
+        """Hand what is deliverable to the waiting polls, oldest poll first."""
+        for waiter in list(self.waiters):
+            delivery = await self._take(now, waiter.min_rank, waiter.skip)
+            if delivery is None:
+                continue
+            self.waiters.remove(waiter)
+            waiter.delivery = delivery
+            waiter.ready.set()
+
+    async def _undeliverable(self, delivery: Delivery, now: float) -> None:
+        if isinstance(delivery, CancelNotice):
+            self.queue.notice_again(delivery.command_id)
+            await self._dispatch(now)
+            return
+        command = self.queue.get(delivery.id)
+        if command is not None and command.status is CommandStatus.SENT:
+            await self._change(command, CommandEvent.RETURN, now, None, {"reason": "the poll closed before delivery"})
+
+    async def _report(self, report: CommandReport, agent_id: str, now: float) -> tuple[Command | None, bool]:
+        if report.command_id.startswith(cancel_notice_id("")):
+            return None, False  # the agent's answer to a cancel notice: nothing to record
+        command = self.queue.get(report.command_id)
+        if command is None:
+            stored = await self.reader.call(SqliteReader.command, report.command_id)
+            if stored is None or stored.deployment_hash != self.deployment_hash:
+                raise UnknownCommand(report.command_id)
+            final = _FINAL.get(report.status)
+            if stored.status.terminal and final is stored.status and _same_outcome(stored, report):
+                return stored, False  # a retried final report: idempotent
+            raise ReportConflict(f"command {stored.id} is already {stored.status.value}")
+        if command.status in (CommandStatus.QUEUED, CommandStatus.AWAITING_CONFIRMATION):
+            raise ReportConflict(f"command {command.id} was not delivered to an agent; it is {command.status.value}")
+        detail: dict[str, Any] = {"agent_id": agent_id}
+        if report.status == "executing":
+            progress = {"percent": report.progress, "stage": report.stage}
+            detail.update(progress)
+            return await self._change(command, CommandEvent.PROGRESS, now, None, detail, progress=progress), True
+        final = _FINAL[report.status]
+        error = report.error
+        if final is CommandStatus.COMPLETED and report.errors:
+            final, error = CommandStatus.FAILED, error or report.errors  # the status agent's rule
+        detail["error"] = error if final is CommandStatus.FAILED else None
+        changes: dict[str, Any] = {"result": report.result, "error": error}
+        if report.started_at is not None and command.started_at is None:
+            changes["started_at"] = report.started_at.timestamp()
+        return await self._change(command, _EVENT_FOR[final], now, None, detail, **changes), True
+
+    async def _tick(self, now: float) -> None:
+        c = self.settings.commands
+        for command, event in self.queue.overdue(now, delivery_deadline=c.delivery_deadline,
+                                                 timeout_grace=c.timeout_grace):
+            error = "timed out" if event is CommandEvent.TIME_OUT else None
+            detail = {"error": error} if error else {"reason": "not delivered before the delivery deadline"}
+            await self._change(command, event, now, None, detail, **({"error": error} if error else {}))
+            log.info("command %s %s", command.id, "timed out" if error else "expired",
+                     extra={"event": "command_" + event.value, "command_id": command.id,
+                            "deployment_hash": self.deployment_hash})
+        if self.waiters:
+            await self._dispatch(now)
+        if len(self.queue) or self.waiters:
+            self.idle_since = now
+        elif now - self.idle_since >= IDLE_STOP:
+            self.context.stop()
+
+    async def on_stop(self) -> None:
+        for waiter in self.waiters:
+            waiter.ready.set()  # nothing for them: they answer 204 at once
+        self.waiters.clear()
+
+
+def _same_outcome(stored: Command, report: CommandReport) -> bool:
+    return stored.result == report.result
+
+
+def queue_spec(deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
+               on_event: Callable[[Command], None] | None = None,
+               clock: Callable[[], float] = time.time) -> ActorSpec:
+    """Transient: restarted after a crash (reloading from the store), gone once idle."""
+    return ActorSpec(
+        name=deployment_hash,
+        factory=lambda: DeploymentQueueActor(deployment_hash, settings, store=store, reader=reader,
+                                             on_event=on_event, clock=clock),
+        restart=Restart.TRANSIENT,
+        mailbox_size=1024,
+        shutdown_timeout=5.0,
+    )

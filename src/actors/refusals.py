@@ -1,0 +1,58 @@
+"""Requests an actor refuses. They are answers, not crashes: an actor returns
+the exception to its asker (``refused``), and the HTTP edge raises it there and
+maps it to a status code. Bad input must never restart an actor."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from trioscope.domain.commands import IllegalTransition
+from trioscope.runtime import ActorRef
+
+
+class Refusal(Exception):
+    """Base of every refusal."""
+
+
+class QuotaExceeded(Refusal):
+    def __init__(self, what: str, limit: int, setting: str) -> None:
+        super().__init__(f"the {what} limit of {limit} is reached ({setting})")
+        self.what = what
+        self.limit = limit
+        self.setting = setting
+
+
+class UnknownCommand(Refusal):
+    def __init__(self, command_id: str) -> None:
+        super().__init__(f"no command {command_id!r} in this deployment")
+        self.command_id = command_id
+
+
+class ReportConflict(Refusal):
+    """A final report that contradicts the recorded outcome, or one for a command
+    the agent was never given."""
+
+
+class EnrollmentRefused(Refusal):
+    """Unknown deployment, or a wrong or spent enrollment token (one answer for
+    all three, so it tells an attacker nothing)."""
+
+    def __init__(self) -> None:
+        super().__init__("the enrollment token is not valid for this deployment (it may have been used already)")
+
+
+class UnknownAgent(Refusal):
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"no agent {agent_id!r} in this deployment")
+        self.agent_id = agent_id
+
+
+REFUSALS = (Refusal, IllegalTransition)
+
+
+async def ask_or_refuse(ref: ActorRef, message: Any, timeout: float = 10.0) -> Any:
+    """``ref.ask(message)``, raising a refusal the actor answered with."""
+    answer = await ref.ask(message, timeout=timeout)
+    if isinstance(answer, REFUSALS):
+        raise answer
+    return answer

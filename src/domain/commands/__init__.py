@@ -1,0 +1,31 @@
+"""Commands for agents: the status state machine, command values, one
+deployment's delivery order, and the wire requests. Pure: time and ids are passed in."""
+
+from ._model import Command as Command
+from ._model import command_document as command_document
+from ._model import command_from_document as command_from_document
+from ._model import Priority as Priority
+from ._model import StatusChange as StatusChange
+from ._model import new_command as new_command
+from ._queue import CANCEL_PREFIX as CANCEL_PREFIX
+from ._queue import CancelNotice as CancelNotice
+from ._queue import Delivery as Delivery
+from ._queue import DeploymentQueue as DeploymentQueue
+from ._queue import cancel_notice_id as cancel_notice_id
+from ._status import OPEN_STATUSES as OPEN_STATUSES
+from ._status import TRANSITIONS as TRANSITIONS
+from ._status import CommandEvent as CommandEvent
+from ._status import CommandStatus as CommandStatus
+from ._status import IllegalTransition as IllegalTransition
+from ._status import next_status as next_status
+from ._wire import MAX_PARAMETERS_BYTES as MAX_PARAMETERS_BYTES
+from ._wire import AgentRegistration as AgentRegistration
+from ._wire import CommandReport as CommandReport
+from ._wire import CreateCommand as CreateCommand
+
+__all__ = [
+    "CANCEL_PREFIX", "MAX_PARAMETERS_BYTES", "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
+    "CancelNotice", "Command", "CommandEvent", "CommandReport", "CommandStatus", "CreateCommand",
+    "Delivery", "DeploymentQueue", "IllegalTransition", "Priority", "StatusChange", "cancel_notice_id",
+    "command_document", "command_from_document", "new_command", "next_status",
+]

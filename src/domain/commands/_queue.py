@@ -1,0 +1,140 @@
+"""One deployment's open commands, in delivery order.
+
+Order: cancel notices first, then priority (critical > high > normal > low),
+FIFO within a priority, and nothing before its ``scheduled_for`` time. The heaps
+are lazy: an entry whose command changed since it was pushed is skipped when
+it surfaces, so transitions never search a heap.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+import attrs
+
+from ._model import Command
+from ._status import CommandEvent, CommandStatus
+
+
+@attrs.frozen
+class CancelNotice:
+    """A cancel to deliver to the agent for a command it already has."""
+
+    command_id: str
+
+    @property
+    def notice_id(self) -> str:
+        return cancel_notice_id(self.command_id)
+
+
+CANCEL_PREFIX = "cancel:"
+
+
+def cancel_notice_id(command_id: str) -> str:
+    return CANCEL_PREFIX + command_id
+
+
+Delivery = Command | CancelNotice
+
+
+class DeploymentQueue:
+    """Open commands of one deployment: queued, awaiting confirmation, or with the agent."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, Command] = {}
+        self._ready: list[tuple[int, int, str]] = []
+        """(-rank, sequence, id) of queued commands that are due."""
+        self._scheduled: list[tuple[float, int, str]] = []
+        """(scheduled_for, sequence, id) of queued commands not yet due."""
+        self._notices: dict[str, CancelNotice] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[Command]:
+        return iter(list(self._open.values()))
+
+    def get(self, command_id: str) -> Command | None:
+        return self._open.get(command_id)
+
+    def put(self, command: Command) -> None:
+        """Record ``command``'s current value: queued ones join the delivery order,
+        finished ones leave, and a requested cancel of one with the agent is queued
+        for delivery."""
+        previous = self._open.get(command.id)
+        if command.status.terminal:
+            self._open.pop(command.id, None)
+            self._notices.pop(command.id, None)
+            return
+        self._open[command.id] = command
+        if command.status is CommandStatus.QUEUED and (previous is None or previous.status is not CommandStatus.QUEUED):
+            heapq.heappush(self._scheduled, (command.scheduled_for, command.sequence, command.id))
+        if command.cancel_requested and command.status.with_agent and (previous is None or not previous.cancel_requested):
+            self._notices[command.id] = CancelNotice(command.id)
+
+    def notice_again(self, command_id: str) -> None:
+        """A cancel notice was not delivered after all: deliver it on the next poll."""
+        command = self._open.get(command_id)
+        if command is not None and command.cancel_requested and command.status.with_agent:
+            self._notices[command_id] = CancelNotice(command_id)
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for c in self._open.values() if c.status is CommandStatus.QUEUED)
+
+    def take(self, now: float, *, min_rank: int = 0, skip: str | None = None) -> Delivery | None:
+        """The next thing to hand to a poll, removed from the order (``put`` the
+        command back to undo); None when nothing is due."""
+        if self._notices:
+            _, notice = self._notices.popitem()
+            return notice
+        self._promote(now)
+        deferred = []
+        found = None
+        while self._ready:
+            entry = heapq.heappop(self._ready)
+            command = self._open.get(entry[2])
+            if command is None or command.status is not CommandStatus.QUEUED or command.sequence != entry[1]:
+                continue  # stale entry
+            if -entry[0] < min_rank or command.id == skip:
+                deferred.append(entry)
+                continue
+            found = command
+            break
+        for entry in deferred:
+            heapq.heappush(self._ready, entry)
+        return found
+
+    def _promote(self, now: float) -> None:
+        while self._scheduled and self._scheduled[0][0] <= now:
+            _, sequence, command_id = heapq.heappop(self._scheduled)
+            command = self._open.get(command_id)
+            if command is not None and command.status is CommandStatus.QUEUED:
+                heapq.heappush(self._ready, (-command.priority.rank, sequence, command_id))
+
+    def next_due(self, now: float) -> float | None:
+        """When a scheduled command becomes deliverable (None: none waiting)."""
+        while self._scheduled:
+            due, _, command_id = self._scheduled[0]
+            command = self._open.get(command_id)
+            if command is None or command.status is not CommandStatus.QUEUED:
+                heapq.heappop(self._scheduled)
+                continue
+            return due if due > now else now
+        return None
+
+    def overdue(self, now: float, *, delivery_deadline: float, timeout_grace: float) -> list[tuple[Command, CommandEvent]]:
+        """Commands past their deadline, with the event that ends them."""
+        ended = []
+        for command in self._open.values():
+            deadline = command.deadline(delivery_deadline=delivery_deadline, timeout_grace=timeout_grace)
+            if deadline is not None and now >= deadline:
+                event = CommandEvent.TIME_OUT if command.status.with_agent else CommandEvent.EXPIRE
+                ended.append((command, event))
+        return ended
+
+    def next_deadline(self, *, delivery_deadline: float, timeout_grace: float) -> float | None:
+        deadlines = [d for c in self._open.values()
+                     if (d := c.deadline(delivery_deadline=delivery_deadline, timeout_grace=timeout_grace)) is not None]
+        return min(deadlines, default=None)

@@ -1,0 +1,74 @@
+"""Command requests as they arrive on the wire, decoded strictly (every bad
+field named with its path) by the same converter as reports."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+import attrs
+
+from trioscope.domain.report import IntRange, Name, Percent, Text, TextRule, bounded_list, constrained
+
+CommandType = constrained(
+    "CommandType", str,
+    TextRule(100, re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}"),
+             "1-100 letters, digits or _ . : - starting with a letter or digit (e.g. application.update)"),
+)
+TimeoutSeconds = constrained("TimeoutSeconds", int, IntRange(1, 7 * 24 * 3600))
+Token = constrained("Token", str, TextRule(512))
+AnyId = constrained("AnyId", str, TextRule(128))
+Capabilities = bounded_list("Capabilities", Name, 64)
+
+MAX_PARAMETERS_BYTES = 64 * 1024
+"""``parameters`` of one command, as compact JSON."""
+
+PriorityName = Literal["low", "normal", "high", "critical"]
+
+
+@attrs.frozen(kw_only=True)
+class CreateCommand:
+    """``POST /api/v1/users/{user}/deployments/{hash}/commands``."""
+
+    type: CommandType
+    parameters: dict[str, Any] = attrs.field(factory=dict)
+    priority: PriorityName = "normal"
+    schedule_at: datetime | None = None
+    timeout_seconds: TimeoutSeconds = 300
+    requires_confirmation: bool = False
+
+
+ReportStatus = Literal["completed", "success", "failed", "executing", "cancelled"]
+
+
+@attrs.frozen(kw_only=True)
+class CommandReport:
+    """``POST /api/v1/agent/commands/report``: a final result (``completed``,
+    ``success``, ``failed``, ``cancelled`` after a cancel) or progress
+    (``executing`` with ``progress`` and ``stage``)."""
+
+    command_id: AnyId
+    deployment_hash: AnyId
+    status: ReportStatus
+    result: Any = None
+    error: Any = None
+    errors: list[Any] | None = None
+    completed_at: datetime | None = None
+    started_at: datetime | None = None
+    progress: Percent | None = None
+    stage: Name | None = None
+    executed_by: Name | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AgentRegistration:
+    """``POST /api/v1/agent/register`` (the seed's body plus the enrollment token)."""
+
+    deployment_hash: AnyId
+    enrollment_token: Token | None = None
+    """Or sent as ``Authorization: Bearer <token>``."""
+    public_key: Text | None = None
+    capabilities: Capabilities = attrs.field(factory=list)
+    system_info: dict[str, Any] = attrs.field(factory=dict)
+    agent_version: Name | None = None

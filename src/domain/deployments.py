@@ -1,0 +1,151 @@
+"""Deployments, the agents enrolled in them, and agent credentials.
+
+Tokens are random (``secrets.token_urlsafe(32)``, made by the caller) and kept
+only as SHA-256 hashes; comparisons are constant-time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import hashlib
+import hmac
+from typing import Any
+
+import attrs
+
+
+def hash_token(token: str) -> str:
+    """What is stored of a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_matches(token: str, stored_hash: str | None) -> bool:
+    if stored_hash is None:
+        return False
+    return hmac.compare_digest(hash_token(token), stored_hash)
+
+
+def sign(token: str, body: bytes) -> str:
+    """``X-Agent-Signature``: base64 (standard, padded) HMAC-SHA256 of the raw body keyed by the agent token."""
+    return base64.b64encode(hmac.new(token.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def signature_valid(token: str, body: bytes, signature: str) -> bool:
+    """Whether ``signature`` is ``sign(token, body)``; hex is accepted too, as the
+    status agent's own verifier does."""
+    expected = hmac.new(token.encode(), body, hashlib.sha256).digest()
+    try:
+        given = base64.b64decode(signature, validate=True) if len(signature) == 44 else bytes.fromhex(signature)
+    except (binascii.Error, ValueError):
+        return False
+    return hmac.compare_digest(expected, given)
+
+
+class DeploymentStatus(enum.Enum):
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+
+
+@attrs.frozen(kw_only=True)
+class Deployment:
+    hash: str
+    tenant: str
+    user_id: str
+    created_at: float
+    enrollment_hash: str | None
+    """Hash of the one-time enrollment token; None once used."""
+    status: DeploymentStatus = DeploymentStatus.ACTIVE
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+
+
+class AgentStatus(enum.Enum):
+    ACTIVE = "active"
+    DECOMMISSIONED = "decommissioned"
+
+
+@attrs.frozen(kw_only=True)
+class AgentRecord:
+    id: str
+    deployment_hash: str
+    token_hash: str
+    status: AgentStatus
+    created_at: float
+    capabilities: tuple[str, ...] = ()
+    version: str | None = None
+    system_info: dict[str, Any] = attrs.field(factory=dict)
+    decommissioned_at: float | None = None
+
+
+class AgentAuthFailure(enum.Enum):
+    """Why an agent request was refused; each has its own status and error code."""
+
+    MISSING_TOKEN = (401, "missing_token", "send Authorization: Bearer <agent token>")
+    BAD_TOKEN = (401, "invalid_token", "the agent token is not valid")
+    WRONG_AGENT = (401, "invalid_token", "X-Agent-Id does not match the agent token")
+    WRONG_DEPLOYMENT = (403, "wrong_deployment", "the agent token belongs to another deployment")
+    DECOMMISSIONED = (410, "agent_decommissioned", "this agent was decommissioned; enroll it again")
+    MISSING_SIGNATURE = (401, "missing_signature", "send X-Agent-Id, X-Timestamp, X-Request-Id and X-Agent-Signature")
+    BAD_SIGNATURE = (401, "invalid_signature", "X-Agent-Signature is not the HMAC-SHA256 of the body keyed by the agent token")
+    CLOCK_SKEW = (401, "clock_skew", "X-Timestamp is more than 300 s away from the server's clock")
+    REPLAYED = (401, "replayed_request", "this X-Request-Id was already used")
+    BAD_REQUEST_ID = (400, "invalid_request_id", "X-Request-Id must be a UUID")
+
+    @property
+    def status(self) -> int:
+        return self.value[0]
+
+    @property
+    def code(self) -> str:
+        return self.value[1]
+
+    @property
+    def message(self) -> str:
+        return self.value[2]
+
+
+class AgentDirectory:
+    """Every deployment and agent, indexed for authentication (token hash -> agent)."""
+
+    def __init__(self) -> None:
+        self.deployments: dict[str, Deployment] = {}
+        self.agents: dict[str, AgentRecord] = {}
+        self._by_token: dict[str, str] = {}
+
+    def put_deployment(self, deployment: Deployment) -> None:
+        self.deployments[deployment.hash] = deployment
+
+    def put_agent(self, agent: AgentRecord) -> None:
+        old = self.agents.get(agent.id)
+        if old is not None:
+            self._by_token.pop(old.token_hash, None)
+        self.agents[agent.id] = agent
+        self._by_token[agent.token_hash] = agent.id
+
+    def deployments_of(self, tenant: str) -> list[Deployment]:
+        return [d for d in self.deployments.values() if d.tenant == tenant]
+
+    def active_agents(self, deployment_hash: str) -> list[AgentRecord]:
+        return [a for a in self.agents.values()
+                if a.deployment_hash == deployment_hash and a.status is AgentStatus.ACTIVE]
+
+    def authenticate(self, token: str | None, *, deployment_hash: str | None,
+                     agent_id: str | None) -> AgentRecord | AgentAuthFailure:
+        """The agent a token belongs to, or why the request is refused.
+
+        The lookup is by the token's hash, so no stored secret is compared byte
+        by byte with attacker input."""
+        if not token:
+            return AgentAuthFailure.MISSING_TOKEN
+        found = self._by_token.get(hash_token(token))
+        agent = self.agents.get(found) if found is not None else None
+        if agent is None:
+            return AgentAuthFailure.BAD_TOKEN
+        if agent_id is not None and agent_id != agent.id:
+            return AgentAuthFailure.WRONG_AGENT
+        if agent.status is AgentStatus.DECOMMISSIONED:
+            return AgentAuthFailure.DECOMMISSIONED
+        if deployment_hash is not None and deployment_hash != agent.deployment_hash:
+            return AgentAuthFailure.WRONG_DEPLOYMENT
+        return agent

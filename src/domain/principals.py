@@ -1,0 +1,105 @@
+"""Who is asking: users (JWT bearer tokens) and their roles, and what each role may do.
+
+Pure: the secret, the clock and the token text are passed in. PyJWT does the
+encoding and the signature check; this module says which claims we require.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+import jwt
+
+ALGORITHM = "HS256"
+MIN_SECRET_BYTES = 32
+"""HS256 keys shorter than the hash output weaken it (RFC 7518 §3.2)."""
+
+
+class Role(enum.Enum):
+    """A user's role within their tenant; each includes the one below it."""
+
+    VIEWER = "VIEWER"
+    OPERATOR = "OPERATOR"
+    ADMIN = "ADMIN"
+
+    @property
+    def rank(self) -> int:
+        return _RANKS[self]
+
+    def allows(self, needed: Role) -> bool:
+        return self.rank >= needed.rank
+
+
+_RANKS = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+
+
+class Permission(enum.Enum):
+    """What a route needs; mapped to the least role that has it."""
+
+    READ = Role.VIEWER
+    """Read deployments, commands, events."""
+    OPERATE = Role.OPERATOR
+    """Create deployments and commands; confirm and cancel commands."""
+    ADMINISTER = Role.ADMIN
+    """Read the audit log and the runtime tree; decommission agents."""
+
+
+@attrs.frozen
+class Principal:
+    """An authenticated user."""
+
+    user_id: str
+    tenant: str
+    role: Role
+
+    def may(self, permission: Permission) -> bool:
+        return self.role.allows(permission.value)
+
+
+class InvalidToken(ValueError):
+    """The bearer token is missing, malformed, expired, or signed with another key;
+    the message says which (for the audit log, not for the client)."""
+
+
+_IDENTITY_LIMIT = 128
+
+
+def mint_user_token(secret: bytes, *, user_id: str, tenant: str, role: Role, now: float, ttl: float) -> str:
+    """A signed HS256 token for ``user_id`` in ``tenant`` valid ``ttl`` seconds from ``now``."""
+    for name, value in (("user", user_id), ("tenant", tenant)):
+        if not value or len(value) > _IDENTITY_LIMIT:
+            raise ValueError(f"{name} must be 1-{_IDENTITY_LIMIT} characters")
+    if ttl <= 0:
+        raise ValueError("ttl must be positive")
+    claims = {"sub": user_id, "tenant": tenant, "role": role.value, "iat": int(now), "exp": int(now + ttl)}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
+    """The principal a token names, after checking its signature and expiry.
+
+    Raises:
+        InvalidToken: naming what is wrong with it.
+    """
+    try:
+        # PyJWT would read the clock itself; expiry is checked against ``now`` below.
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM],
+            options={"require": ["sub", "exp", "tenant", "role"], "verify_exp": False, "verify_iat": False},
+        )
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken(f"invalid token: {exc}") from None
+    exp = claims["exp"]
+    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+        raise InvalidToken("invalid token: exp is not a number")
+    if now >= exp:
+        raise InvalidToken("token expired")
+    sub, tenant, role = claims["sub"], claims["tenant"], claims["role"]
+    if not (isinstance(sub, str) and isinstance(tenant, str) and sub and tenant):
+        raise InvalidToken("invalid token: sub and tenant must be non-empty strings")
+    try:
+        parsed_role = Role(role)
+    except ValueError:
+        raise InvalidToken(f"invalid token: unknown role {str(role)[:20]!r}") from None
+    return Principal(sub, tenant, parsed_role)

@@ -1,0 +1,181 @@
+"""The agent side of the command service: enrollment, the long poll, results.
+
+Compatible with the TryDirect ``status`` agent: it sends ``Authorization:
+Bearer``, ``X-Agent-Id``, ``X-Timestamp`` (unix seconds), ``X-Request-Id`` (UUID)
+and ``X-Agent-Signature`` (base64 HMAC-SHA256 of the raw body, empty for GET),
+reads the command from ``item`` (``command_id``, ``type``, ``parameters``), and
+reports ``status`` ``success`` or ``failed`` with ``error`` and ``completed_at``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+import trio
+from quart import Blueprint, Response, request
+
+from trioscope.actors.deployment_queue import Poll, Report, Undeliverable, Waiter, Withdraw
+from trioscope.actors.directory import RegisterAgent
+from trioscope.actors.refusals import EnrollmentRefused, ask_or_refuse
+from trioscope.domain.commands import AgentRegistration, CommandReport, Delivery, Priority
+from trioscope.domain.report import InvalidDocument, decode
+from trioscope.runtime import ActorStopped
+
+from . import _gate
+from ._bodies import invalid, parse_json, read_body_and_raw, read_json
+from ._command_views import command_view, delivery_view
+from ._commands import ask_queue, queue_of
+from ._errors import ApiError
+from ._responses import json_response
+from ._services import services
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("agent_api", __name__)
+blueprint.before_request(_gate.check_address_rate)
+
+DEFAULT_POLL = 30
+MAX_POLL = 120
+MAX_SYSTEM_INFO_BYTES = 64 * 1024
+DASHBOARD_VERSION = "2.1.0"
+API_VERSIONS = ["1.0", "1.1"]
+
+
+@blueprint.post("/api/v1/agent/register")
+async def register() -> Response:
+    """Enroll an agent with a deployment's one-time enrollment token (201)."""
+    document = await read_json(services().settings)
+    try:
+        registration = decode(document, AgentRegistration)
+    except InvalidDocument as exc:
+        raise invalid("invalid_registration", exc) from None
+    token = registration.enrollment_token or _gate.bearer()
+    if not token:
+        raise _gate.refuse(401, "missing_enrollment_token",
+                            "send the deployment's enrollment token as enrollment_token or Authorization: Bearer",
+                            action="auth.failure", tenant=None, actor="anonymous",
+                            deployment_hash=registration.deployment_hash)
+    if len(orjson.dumps(registration.system_info)) > MAX_SYSTEM_INFO_BYTES:
+        raise ApiError(400, "invalid_registration", f"$.system_info: must be at most {MAX_SYSTEM_INFO_BYTES} bytes",
+                       details={"errors": [{"path": "$.system_info", "message": "too large"}]})
+    audit = _gate.audit_entry("agent.register", actor="anonymous", tenant=None, resource_type="agent",
+                              deployment_hash=registration.deployment_hash, version=registration.agent_version)
+    try:
+        agent, agent_token = await ask_or_refuse(services().directory, RegisterAgent(registration, token, audit))
+    except EnrollmentRefused as exc:
+        raise _gate.refuse(401, "invalid_enrollment_token", str(exc), action="auth.failure", tenant=None,
+                           actor="anonymous", deployment_hash=registration.deployment_hash) from None
+    return json_response({
+        "agent_id": agent.id,
+        "agent_token": agent_token,
+        "deployment_hash": agent.deployment_hash,
+        "dashboard_version": DASHBOARD_VERSION,
+        "supported_api_versions": API_VERSIONS,
+        "config_endpoint": "/api/v1/agent/config",
+    }, status=201)
+
+
+def _poll_arguments() -> tuple[int, int, str | None]:
+    raw = request.args.get("timeout", str(DEFAULT_POLL))
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_POLL:
+        raise ApiError(400, "invalid_query", f"timeout: must be an integer from 1 to {MAX_POLL} (seconds)",
+                       details={"field": "timeout"})
+    priority = request.args.get("priority")
+    min_rank = 0
+    if priority:
+        try:
+            min_rank = Priority(priority).rank
+        except ValueError:
+            raise ApiError(400, "invalid_query", "priority: must be one of low, normal, high, critical",
+                           details={"field": "priority"}) from None
+    last = request.args.get("last_command_id") or None
+    if last is not None and len(last) > 128:
+        raise ApiError(400, "invalid_query", "last_command_id: must be at most 128 characters",
+                       details={"field": "last_command_id"})
+    return int(raw), min_rank, last
+
+
+async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, skip: str | None) -> Delivery | None:
+    """Hold a poll until a command is handed to it or ``timeout`` passes.
+
+    The hand-off is safe both ways: the queue actor commits ``sent`` before it
+    hands a command over, and when this poll is cancelled (the client went away)
+    after that, the command is given back to be queued again.
+    """
+    waiter = Waiter(min_rank=min_rank, skip=skip)
+    try:
+        with trio.CancelScope(shield=True):
+            delivery = await ask_queue(deployment_hash, Poll(waiter))
+        if delivery is not None:
+            return delivery  # type: ignore[no-any-return]
+        polls = services().polls
+        polls.add(waiter)
+        try:
+            with trio.move_on_after(timeout):
+                await waiter.ready.wait()
+        finally:
+            polls.discard(waiter)
+    except trio.Cancelled:
+        with trio.CancelScope(shield=True):
+            late = await _withdraw(deployment_hash, waiter)
+        if late is not None:
+            _give_back(deployment_hash, late)
+        raise
+    return await _withdraw(deployment_hash, waiter)
+
+
+async def _withdraw(deployment_hash: str, waiter: Waiter) -> Delivery | None:
+    """End the wait; what the queue handed to this poll meanwhile, if anything."""
+    if waiter.delivery is not None:
+        return waiter.delivery
+    try:
+        return await ask_or_refuse(await queue_of(deployment_hash), Withdraw(waiter))  # type: ignore[no-any-return]
+    except ActorStopped:
+        return waiter.delivery
+
+
+def _give_back(deployment_hash: str, delivery: Delivery) -> None:
+    ref = services().queues.child(deployment_hash)
+    if ref is not None:
+        try:
+            ref.tell(Undeliverable(delivery))
+        except Exception:  # noqa: BLE001 - full or stopped: the command times out instead
+            log.warning("could not return undelivered command to %s", deployment_hash)
+
+
+@blueprint.get("/api/v1/agent/commands/wait/<deployment_hash>")
+async def wait(deployment_hash: str) -> Response:
+    """Long-poll for the next command: 200 with it, 204 when none came in time."""
+    await _gate.agent(deployment_hash, b"")
+    timeout, min_rank, skip = _poll_arguments()
+    delivery = await wait_for_command(deployment_hash, timeout, min_rank, skip)
+    if delivery is None:
+        return Response(b"", status=204, headers={"Cache-Control": "no-cache"})
+    view = delivery_view(delivery, deployment_hash)
+    # ``command`` is the seed's field; the status agent reads ``item`` and ``meta``.
+    response = json_response({"message": "Command available", "command": view, "item": view,
+                              "meta": {"next_poll_secs": 0}})
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@blueprint.post("/api/v1/agent/commands/report")
+async def report() -> Response:
+    """Report a command's progress (executing) or result (completed, success, failed)."""
+    body, raw = await read_body_and_raw(services().settings)
+    agent = await _gate.agent(None, raw)
+    try:
+        result = decode(parse_json(body), CommandReport)
+    except InvalidDocument as exc:
+        raise invalid("invalid_report", exc) from None
+    if result.deployment_hash != agent.deployment_hash:
+        raise ApiError(403, "wrong_deployment", "the agent token belongs to another deployment",
+                       details={"deployment_hash": result.deployment_hash})
+    command, changed = await ask_queue(agent.deployment_hash, Report(result, agent.id))
+    body_out: dict[str, Any] = {
+        "message": "Result accepted" if changed else "Result already recorded",
+        "status": "accepted" if changed else "duplicate",
+        "item": {"accepted": True, "command": command_view(command) if command is not None else None},
+    }
+    return json_response(body_out)

@@ -1,0 +1,37 @@
+"""``GET /api/v1/audit``: the tenant's audit log, for admins."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response, request
+
+from trioscope.domain.principals import Permission
+from trioscope.store import SqliteReader
+
+from . import _gate
+from ._command_views import timestamp
+from ._commands import MAX_PAGE, date_argument, integer_argument
+from ._errors import ApiError
+from ._responses import json_response
+from ._services import services
+
+blueprint = Blueprint("audit", __name__)
+blueprint.before_request(_gate.check_address_rate)
+
+
+@blueprint.get("/api/v1/audit")
+async def audit_log() -> Response:
+    """The audit log of your tenant, newest first (ADMIN; action, actor, from_date, to_date, limit, offset)."""
+    principal = await _gate.user(Permission.ADMINISTER)
+    action, actor = request.args.get("action"), request.args.get("actor")
+    for name, value in (("action", action), ("actor", actor)):
+        if value is not None and len(value) > 200:
+            raise ApiError(400, "invalid_query", f"{name}: must be at most 200 characters", details={"field": name})
+    limit = integer_argument("limit", 100, 1, MAX_PAGE)
+    offset = integer_argument("offset", 0, 0, 10**9)
+    entries, total = await services().reader.call(
+        SqliteReader.audit, principal.tenant, action=action, actor=actor, since=date_argument("from_date", end=False),
+        until=date_argument("to_date", end=True), limit=limit, offset=offset)
+    for entry in entries:
+        entry["at"] = timestamp(entry["at"])
+    return json_response({"entries": entries, "count": len(entries), "total": total, "limit": limit,
+                          "offset": offset})

@@ -1,0 +1,237 @@
+"""The user API of the command service: deployments, enrollment, commands.
+
+Every route resolves the caller and the tenant through ``_gate``; a deployment
+of another tenant (or another user, for non-admins) answers 404.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+from quart import Blueprint, Response, request
+
+from trioscope.actors.deployment_queue import Cancel, Confirm, Create, queue_spec
+from trioscope.actors.directory import CreateDeployment, Decommission, ListAgents, ListDeployments, NewEnrollmentToken
+from trioscope.actors.refusals import ask_or_refuse
+from trioscope.domain.commands import MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand, Priority, new_command
+from trioscope.domain.principals import Permission
+from trioscope.domain.report import InvalidDocument, decode, parse_timestamp
+from trioscope.runtime import ActorRef, ActorStopped
+from trioscope.store import SqliteReader
+
+from . import _gate
+from ._bodies import invalid, read_json
+from ._command_views import agent_view, command_view, deployment_view, timestamp
+from ._errors import ApiError
+from ._responses import json_response
+from ._services import services
+
+blueprint = Blueprint("commands", __name__)
+blueprint.before_request(_gate.check_address_rate)
+
+BASE = "/api/v1/users/<user_id>/deployments"
+MAX_PAGE = 500
+MAX_METADATA_BYTES = 16 * 1024
+
+
+async def queue_of(deployment_hash: str) -> ActorRef:
+    """The deployment's queue actor, started if it is not running."""
+    s = services()
+    spec = queue_spec(deployment_hash, s.settings, store=s.store, reader=s.reader)
+    return s.queues.ensure_child(spec)  # type: ignore[no-any-return]
+
+
+async def ask_queue(deployment_hash: str, message: Any) -> Any:
+    """Ask the queue actor; if it stopped for idleness just then, start it again."""
+    try:
+        return await ask_or_refuse(await queue_of(deployment_hash), message)
+    except ActorStopped:
+        return await ask_or_refuse(await queue_of(deployment_hash), message)
+
+
+def _user_actor(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+@blueprint.post(BASE)
+async def create_deployment(user_id: str) -> Response:
+    """Create a deployment; answers its hash and a one-time enrollment token (201)."""
+    principal = await _gate.user(Permission.OPERATE)
+    _gate.own_user(principal, user_id)
+    document = await read_json(services().settings, required=False) or {}
+    if not isinstance(document, dict):
+        raise ApiError(400, "invalid_body", "$: must be a JSON object")
+    metadata = document.get("metadata", {})
+    if not isinstance(metadata, dict) or len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+        raise ApiError(400, "invalid_deployment", f"$.metadata: must be an object of at most {MAX_METADATA_BYTES} bytes",
+                       details={"errors": [{"path": "$.metadata", "message": "must be a small JSON object"}]})
+    audit = _gate.audit_entry("deployment.create", actor=_user_actor(principal.user_id), tenant=principal.tenant,
+                              resource_type="deployment", user_id=user_id)
+    deployment, token = await ask_or_refuse(
+        services().directory, CreateDeployment(principal.tenant, user_id, metadata, audit))
+    return json_response({**deployment_view(deployment), "enrollment_token": token}, status=201)
+
+
+@blueprint.get(BASE)
+async def list_deployments(user_id: str) -> Response:
+    """List a user's deployments."""
+    principal = await _gate.user(Permission.READ)
+    _gate.own_user(principal, user_id)
+    found = await ask_or_refuse(services().directory, ListDeployments(principal.tenant, user_id))
+    return json_response({"deployments": [deployment_view(d) for d in found], "count": len(found)})
+
+
+@blueprint.get(f"{BASE}/<deployment_hash>")
+async def get_deployment(user_id: str, deployment_hash: str) -> Response:
+    """A deployment and its agents."""
+    principal = await _gate.user(Permission.READ)
+    deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
+    agents = await ask_or_refuse(services().directory, ListAgents(deployment.hash))
+    return json_response({**deployment_view(deployment), "agents": [agent_view(a) for a in agents]})
+
+
+@blueprint.post(f"{BASE}/<deployment_hash>/enrollment")
+async def new_enrollment(user_id: str, deployment_hash: str) -> Response:
+    """A new one-time enrollment token for the deployment (201); the previous one stops working."""
+    principal = await _gate.user(Permission.OPERATE)
+    deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
+    audit = _gate.audit_entry("deployment.enrollment", actor=_user_actor(principal.user_id), tenant=principal.tenant,
+                              resource_type="deployment", resource_id=deployment.hash)
+    token = await ask_or_refuse(services().directory, NewEnrollmentToken(deployment.hash, audit))
+    return json_response({"deployment_hash": deployment.hash, "enrollment_token": token}, status=201)
+
+
+@blueprint.post(f"{BASE}/<deployment_hash>/agents/<agent_id>/decommission")
+async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Response:
+    """Decommission an agent (ADMIN): its requests get 410 from now on."""
+    principal = await _gate.user(Permission.ADMINISTER)
+    deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
+    agents = await ask_or_refuse(services().directory, ListAgents(deployment.hash))
+    if agent_id not in {a.id for a in agents}:
+        raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} in this deployment")
+    audit = _gate.audit_entry("agent.decommission", actor=_user_actor(principal.user_id), tenant=principal.tenant,
+                              resource_type="agent", resource_id=agent_id)
+    agent = await ask_or_refuse(services().directory, Decommission(agent_id, audit))
+    return json_response(agent_view(agent))
+
+
+def _decode_create(document: Any) -> CreateCommand:
+    try:
+        create = decode(document, CreateCommand)
+    except InvalidDocument as exc:
+        raise invalid("invalid_command", exc) from None
+    size = len(orjson.dumps(create.parameters))
+    if size > MAX_PARAMETERS_BYTES:
+        raise ApiError(400, "invalid_command", f"$.parameters: must be at most {MAX_PARAMETERS_BYTES} bytes as JSON, got {size}",
+                       details={"errors": [{"path": "$.parameters", "message": f"larger than {MAX_PARAMETERS_BYTES} bytes"}]})
+    return create
+
+
+@blueprint.post(f"{BASE}/<deployment_hash>/commands")
+async def create_command(user_id: str, deployment_hash: str) -> Response:
+    """Create a command (202 once it is stored)."""
+    principal = await _gate.user(Permission.OPERATE)
+    deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
+    create = _decode_create(await read_json(services().settings))
+    now = time.time()
+    command = new_command(
+        command_id=f"cmd_{uuid.uuid4().hex}", deployment_hash=deployment.hash, tenant=deployment.tenant,
+        type=create.type, parameters=create.parameters, priority=Priority(create.priority),
+        created_by=principal.user_id, now=now,
+        schedule_at=create.schedule_at.timestamp() if create.schedule_at else None,
+        timeout_seconds=create.timeout_seconds, requires_confirmation=create.requires_confirmation, sequence=0,
+    )
+    audit = _gate.audit_entry("command.create", actor=_user_actor(principal.user_id), tenant=principal.tenant,
+                              resource_type="command", resource_id=command.id, type=command.type,
+                              priority=command.priority.value, deployment_hash=deployment.hash)
+    stored: Command = await ask_queue(deployment.hash, Create(command, audit))
+    return json_response({"command_id": stored.id, "status": stored.status.value,
+                          "estimated_start": timestamp(stored.scheduled_for)}, status=202)
+
+
+def date_argument(name: str, *, end: bool) -> float | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) == 10:  # a date: the whole day (to_date includes its day)
+            day = datetime.fromisoformat(raw + "T00:00:00+00:00").timestamp()
+            return day + 86400 if end else day
+        return parse_timestamp(raw).timestamp()
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"{name}: must be a date (2024-01-31) or an RFC 3339 time",
+                       details={"field": name}) from None
+
+
+def integer_argument(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(400, "invalid_query", f"{name}: must be an integer from {low} to {high}",
+                       details={"field": name})
+    return int(raw)
+
+
+@blueprint.get(f"{BASE}/<deployment_hash>/commands")
+async def list_commands(user_id: str, deployment_hash: str) -> Response:
+    """List commands, newest first (status, limit ≤ 500, offset, from_date, to_date)."""
+    principal = await _gate.user(Permission.READ)
+    deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
+    status = request.args.get("status")
+    if status is not None and status not in {s.value for s in CommandStatus}:
+        raise ApiError(400, "invalid_query", f"status: must be one of {', '.join(s.value for s in CommandStatus)}",
+                       details={"field": "status"})
+    limit = integer_argument("limit", 50, 1, MAX_PAGE)
+    offset = integer_argument("offset", 0, 0, 10**9)
+    since, until = date_argument("from_date", end=False), date_argument("to_date", end=True)
+    commands, total = await services().reader.call(
+        SqliteReader.commands, deployment.hash, status=status, since=since, until=until, limit=limit, offset=offset)
+    return json_response({"commands": [command_view(c) for c in commands], "count": len(commands),
+                          "total": total, "limit": limit, "offset": offset})
+
+
+async def _command(deployment_hash: str, command_id: str) -> Command:
+    command = await services().reader.call(SqliteReader.command, command_id)
+    if command is None or command.deployment_hash != deployment_hash:
+        raise ApiError(404, "command_not_found", f"no command {command_id!r} in this deployment",
+                       details={"command_id": command_id})
+    return command
+
+
+@blueprint.get(f"{BASE}/<deployment_hash>/commands/<command_id>")
+async def get_command(user_id: str, deployment_hash: str, command_id: str) -> Response:
+    """A command with its full status history."""
+    principal = await _gate.user(Permission.READ)
+    deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
+    return json_response(command_view(await _command(deployment.hash, command_id), history=True))
+
+
+async def _change(user_id: str, deployment_hash: str, command_id: str, action: str, message_type: Any) -> Response:
+    principal = await _gate.user(Permission.OPERATE)
+    deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
+    existing = await _command(deployment.hash, command_id)
+    if existing.status.terminal:
+        raise ApiError(409, "invalid_transition", f"cannot {action} a command that is {existing.status.value}",
+                       details={"status": existing.status.value})
+    audit = _gate.audit_entry(f"command.{action}", actor=_user_actor(principal.user_id), tenant=principal.tenant,
+                              resource_type="command", resource_id=command_id)
+    changed: Command = await ask_queue(deployment.hash, message_type(command_id, audit))
+    return json_response(command_view(changed, history=True))
+
+
+@blueprint.post(f"{BASE}/<deployment_hash>/commands/<command_id>/confirm")
+async def confirm_command(user_id: str, deployment_hash: str, command_id: str) -> Response:
+    """Confirm a command that requires confirmation: it is queued."""
+    return await _change(user_id, deployment_hash, command_id, "confirm", Confirm)
+
+
+@blueprint.post(f"{BASE}/<deployment_hash>/commands/<command_id>/cancel")
+async def cancel_command(user_id: str, deployment_hash: str, command_id: str) -> Response:
+    """Cancel a command: at once if queued, by a cancel sent to the agent if it has it."""
+    return await _change(user_id, deployment_hash, command_id, "cancel", Cancel)
+

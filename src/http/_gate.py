@@ -1,0 +1,174 @@
+"""The one chokepoint for the command service: rate limits, who is asking, and
+which tenant a request may see. Every command-service route goes through here;
+every refusal is audited.
+
+Order of checks: the client address's rate limit (before any work on
+credentials), then credentials, then the user's or agent's own rate limit.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from quart import request
+
+from trioscope.actors.directory import Authenticate, GetDeployment
+from trioscope.actors.refusals import ask_or_refuse
+from trioscope.domain.deployments import AgentAuthFailure, AgentRecord, Deployment, signature_valid
+from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
+from trioscope.domain.rates import retry_after
+from trioscope.store import AuditEntry
+
+from ._errors import ApiError
+from ._services import services
+
+MAX_CLOCK_SKEW = 300.0
+
+
+def client_address() -> str:
+    return request.remote_addr or "unknown"
+
+
+def audit_entry(action: str, *, actor: str, tenant: str | None, resource_type: str | None = None,
+                resource_id: str | None = None, outcome: str = "ok", **details: Any) -> AuditEntry:
+    """An audit record of the current request (who, what, when, from where)."""
+    return AuditEntry(at=time.time(), tenant=tenant, actor=actor, action=action, resource_type=resource_type,
+                      resource_id=resource_id, outcome=outcome, address=client_address(),
+                      user_agent=(request.headers.get("User-Agent") or "")[:256] or None, details=details)
+
+
+def _audit_refusal(entry: AuditEntry) -> None:
+    """Auth failures are recorded without waiting for the commit: the client gets
+    its 4xx either way, and a flood of failures must not queue requests."""
+    from trioscope.actors.store import Commit, Receipt
+
+    try:
+        services().store.tell(Commit((entry,), Receipt()))
+    except Exception:  # noqa: BLE001 - a full store mailbox: the log line below still records it
+        pass
+
+
+def check_address_rate() -> None:
+    wait = services().gate.per_address.acquire(client_address(), time.monotonic())
+    if wait:
+        raise ApiError(429, "rate_limited", "too many requests from this address; slow down",
+                       details={"limit_per_minute": services().settings.limits.per_address, "scope": "address"},
+                       headers={"Retry-After": retry_after(wait)})
+
+
+def bearer() -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def refuse(status: int, code: str, message: str, *, action: str, tenant: str | None, actor: str,
+            **details: Any) -> ApiError:
+    _audit_refusal(audit_entry(action, actor=actor, tenant=tenant, outcome=code, path=request.path, **details))
+    return ApiError(status, code, message)
+
+
+async def user(permission: Permission, *, token: str | None = None) -> Principal:
+    """The authenticated user, allowed ``permission``; 401/403 (audited) otherwise."""
+    s = services()
+    token = token if token is not None else bearer()
+    if token is None:
+        raise refuse(401, "missing_token", "send Authorization: Bearer <user token>",
+                      action="auth.failure", tenant=None, actor="anonymous")
+    try:
+        principal = read_user_token(s.secret, token, now=time.time())
+    except InvalidToken as exc:
+        raise refuse(401, "invalid_token", "the user token is invalid or expired",
+                      action="auth.failure", tenant=None, actor="anonymous", reason=str(exc)) from None
+    wait = s.gate.per_user.acquire(principal.user_id, time.monotonic())
+    if wait:
+        raise ApiError(429, "rate_limited", "too many requests for this user; slow down",
+                       details={"limit_per_minute": s.settings.limits.per_user, "scope": "user"},
+                       headers={"Retry-After": retry_after(wait)})
+    if not principal.may(permission):
+        raise refuse(403, "forbidden", f"role {principal.role.value} may not do this",
+                      action="auth.denied", tenant=principal.tenant, actor=f"user:{principal.user_id}",
+                      needed=permission.value.value)
+    return principal
+
+
+def _not_found(deployment_hash: str) -> ApiError:
+    return ApiError(404, "deployment_not_found", f"no deployment {deployment_hash!r}",
+                    details={"deployment_hash": deployment_hash})
+
+
+def own_user(principal: Principal, user_id: str) -> None:
+    """A user path names the caller (admins may name any user of their tenant)."""
+    if user_id != principal.user_id and not principal.may(Permission.ADMINISTER):
+        raise ApiError(404, "user_not_found", f"no user {user_id!r} visible to you", details={"user_id": user_id})
+
+
+async def deployment_of(principal: Principal, user_id: str, deployment_hash: str) -> Deployment:
+    """The deployment, if it is the principal's tenant's and ``user_id``'s: 404
+    otherwise, the same as when it does not exist (no existence oracle)."""
+    own_user(principal, user_id)
+    deployment = await ask_or_refuse(services().directory, GetDeployment(deployment_hash))
+    if deployment is None or deployment.tenant != principal.tenant or deployment.user_id != user_id:
+        raise _not_found(deployment_hash)
+    return deployment  # type: ignore[no-any-return]
+
+
+async def agent(deployment_hash: str | None, body: bytes, *, token: str | None = None,
+                headers: Any = None) -> AgentRecord:
+    """The agent making this request, after its token, deployment, signature,
+    clock and request id are checked. Refusals are audited."""
+    s = services()
+    headers = headers if headers is not None else request.headers
+    token = token if token is not None else bearer()
+    claimed = headers.get("X-Agent-Id")
+    answer = await ask_or_refuse(s.directory, Authenticate(token, deployment_hash, claimed))
+    if isinstance(answer, AgentAuthFailure):
+        raise await _agent_refusal(answer, deployment_hash, claimed)
+    found: AgentRecord = answer
+    if s.settings.agents.require_signature:
+        failure = _signature_failure(found, token or "", body, headers)
+        if failure is not None:
+            raise await _agent_refusal(failure, deployment_hash, found.id)
+    wait = s.gate.per_agent.acquire(found.id, time.monotonic())
+    if wait:
+        raise ApiError(429, "rate_limited", "too many requests from this agent; slow down",
+                       details={"limit_per_minute": s.settings.limits.per_agent, "scope": "agent"},
+                       headers={"Retry-After": retry_after(wait)})
+    return found
+
+
+def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any) -> AgentAuthFailure | None:
+    timestamp, request_id, signature = (headers.get(h) for h in ("X-Timestamp", "X-Request-Id", "X-Agent-Signature"))
+    if not (timestamp and request_id and signature and headers.get("X-Agent-Id")):
+        return AgentAuthFailure.MISSING_SIGNATURE
+    try:
+        uuid.UUID(request_id)
+    except ValueError:
+        return AgentAuthFailure.BAD_REQUEST_ID
+    if not signature_valid(token, body, signature):
+        return AgentAuthFailure.BAD_SIGNATURE
+    try:
+        skew = abs(time.time() - int(timestamp))
+    except ValueError:
+        return AgentAuthFailure.CLOCK_SKEW
+    if skew > MAX_CLOCK_SKEW:
+        return AgentAuthFailure.CLOCK_SKEW
+    # Recorded only once the signature proved the sender holds the token, so
+    # nobody else can burn an agent's request ids.
+    if not services().gate.replay.first_use(f"{found.id}/{request_id}", time.monotonic()):
+        return AgentAuthFailure.REPLAYED
+    return None
+
+
+async def _agent_refusal(failure: AgentAuthFailure, deployment_hash: str | None, agent_id: str | None) -> ApiError:
+    tenant = None
+    if deployment_hash is not None:
+        deployment = await services().directory.ask(GetDeployment(deployment_hash), timeout=10)
+        tenant = deployment.tenant if isinstance(deployment, Deployment) else None
+    actor = f"agent:{agent_id[:64]}" if agent_id else "anonymous"
+    return refuse(failure.status, failure.code, failure.message, action="auth.failure", tenant=tenant,
+                   actor=actor, deployment_hash=deployment_hash)

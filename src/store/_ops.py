@@ -1,0 +1,53 @@
+"""Writes as data: what the store actor commits, one group per acknowledgement."""
+
+from __future__ import annotations
+
+import attrs
+
+from trioscope.domain.commands import Command
+from trioscope.domain.deployments import AgentRecord, Deployment
+
+
+@attrs.frozen
+class SaveCommand:
+    command: Command
+    expected_version: int | None
+    """The history length the stored row must have (compare-and-set: another
+    writer changed it otherwise); None inserts a new command."""
+
+
+@attrs.frozen
+class SaveDeployment:
+    deployment: Deployment
+
+
+@attrs.frozen
+class SaveAgent:
+    agent: AgentRecord
+
+
+@attrs.frozen(kw_only=True)
+class AuditEntry:
+    at: float
+    tenant: str | None
+    actor: str
+    """``user:<id>``, ``agent:<id>``, or ``anonymous``."""
+    action: str
+    """``command.create``, ``agent.register``, ``auth.failure`` ..."""
+    resource_type: str | None = None
+    resource_id: str | None = None
+    outcome: str = "ok"
+    address: str | None = None
+    user_agent: str | None = None
+    details: dict[str, object] = attrs.field(factory=dict)
+
+
+Write = SaveCommand | SaveDeployment | SaveAgent | AuditEntry
+
+
+class Conflict(Exception):
+    """A compare-and-set write found the row changed: the whole group was not written."""
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(f"command {command_id} was changed by another writer")
+        self.command_id = command_id

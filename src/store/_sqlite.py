@@ -1,0 +1,250 @@
+"""The SQLite store: one writer connection (group commits), one reader connection.
+
+WAL mode, so readers never wait for the writer; ``synchronous=FULL`` so a
+committed group survives ``kill -9`` and power loss alike. All methods block:
+callers run them in a worker thread, one at a time per connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from trioscope.domain.commands import Command, command_document, command_from_document
+from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
+
+from ._ops import AuditEntry, Conflict, SaveAgent, SaveCommand, SaveDeployment, Write
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS deployments (
+    hash TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    enrollment_hash TEXT,
+    status TEXT NOT NULL,
+    metadata TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deployments_tenant ON deployments (tenant, created_at);
+CREATE TABLE IF NOT EXISTS agents (
+    id TEXT PRIMARY KEY,
+    deployment_hash TEXT NOT NULL REFERENCES deployments (hash),
+    token_hash TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    decommissioned_at REAL,
+    document TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS commands (
+    id TEXT PRIMARY KEY,
+    deployment_hash TEXT NOT NULL REFERENCES deployments (hash),
+    tenant TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    version INTEGER NOT NULL,
+    document BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS commands_deployment_status ON commands (deployment_hash, status);
+CREATE INDEX IF NOT EXISTS commands_deployment_created ON commands (deployment_hash, created_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    tenant TEXT,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource_type TEXT,
+    resource_id TEXT,
+    outcome TEXT NOT NULL,
+    address TEXT,
+    user_agent TEXT,
+    details TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant, id);
+"""
+
+DATABASE_FILE = "trioscope.sqlite3"
+OPEN_STATUSES_SQL = "('awaiting_confirmation', 'queued', 'sent', 'executing')"
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute("PRAGMA foreign_keys=ON")
+    connection.execute("PRAGMA busy_timeout=30000")
+    return connection
+
+
+class SqliteWriter:
+    """Applies groups of writes; each group all-or-nothing, all groups of one call
+    in one transaction (one fsync)."""
+
+    def __init__(self, path: Path) -> None:
+        self.connection = connect(path)
+        self.connection.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        """Write every group in one transaction; a group that fails (a conflict, a
+        constraint) is rolled back alone and its error returned in its place."""
+        results: list[BaseException | None] = []
+        db = self.connection
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for group in groups:
+                db.execute("SAVEPOINT grp")
+                try:
+                    for write in group:
+                        self._apply(write)
+                except (Conflict, sqlite3.IntegrityError) as exc:
+                    db.execute("ROLLBACK TO grp")
+                    results.append(exc)
+                else:
+                    results.append(None)
+                db.execute("RELEASE grp")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return results
+
+    def _apply(self, write: Write) -> None:
+        db = self.connection
+        if isinstance(write, SaveCommand):
+            c = write.command
+            document = orjson.dumps(command_document(c))
+            if write.expected_version is None:
+                db.execute(
+                    "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version, document)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
+                     len(c.history), document),
+                )
+                return
+            cursor = db.execute(
+                "UPDATE commands SET status = ?, version = ?, document = ? WHERE id = ? AND version = ?",
+                (c.status.value, len(c.history), document, c.id, write.expected_version),
+            )
+            if cursor.rowcount != 1:
+                raise Conflict(c.id)
+        elif isinstance(write, AuditEntry):
+            db.execute(
+                "INSERT INTO audit (at, tenant, actor, action, resource_type, resource_id, outcome, address,"
+                " user_agent, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (write.at, write.tenant, write.actor, write.action, write.resource_type, write.resource_id,
+                 write.outcome, write.address, write.user_agent, orjson.dumps(write.details).decode()),
+            )
+        elif isinstance(write, SaveDeployment):
+            d = write.deployment
+            db.execute(
+                "INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET"
+                " enrollment_hash = excluded.enrollment_hash, status = excluded.status, metadata = excluded.metadata",
+                (d.hash, d.tenant, d.user_id, d.created_at, d.enrollment_hash, d.status.value,
+                 orjson.dumps(d.metadata).decode()),
+            )
+        elif isinstance(write, SaveAgent):
+            a = write.agent
+            document = orjson.dumps({"capabilities": list(a.capabilities), "version": a.version,
+                                     "system_info": a.system_info}).decode()
+            db.execute(
+                "INSERT INTO agents (id, deployment_hash, token_hash, status, created_at, decommissioned_at, document)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET token_hash = excluded.token_hash,"
+                " status = excluded.status, decommissioned_at = excluded.decommissioned_at, document = excluded.document",
+                (a.id, a.deployment_hash, a.token_hash, a.status.value, a.created_at, a.decommissioned_at, document),
+            )
+        else:  # pragma: no cover - the Write union is closed
+            raise TypeError(f"not a write: {write!r}")
+
+
+class SqliteReader:
+    """Queries on their own connection; they see committed data only."""
+
+    def __init__(self, path: Path) -> None:
+        self.connection = connect(path)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def deployments(self) -> list[Deployment]:
+        rows = self.connection.execute(
+            "SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments")
+        return [Deployment(hash=h, tenant=t, user_id=u, created_at=c, enrollment_hash=e,
+                           status=DeploymentStatus(s), metadata=orjson.loads(m))
+                for h, t, u, c, e, s, m in rows]
+
+    def agents(self) -> list[AgentRecord]:
+        rows = self.connection.execute(
+            "SELECT id, deployment_hash, token_hash, status, created_at, decommissioned_at, document FROM agents")
+        agents = []
+        for agent_id, deployment, token_hash, status, created, decommissioned, document in rows:
+            extra = orjson.loads(document)
+            agents.append(AgentRecord(
+                id=agent_id, deployment_hash=deployment, token_hash=token_hash, status=AgentStatus(status),
+                created_at=created, decommissioned_at=decommissioned,
+                capabilities=tuple(extra["capabilities"]), version=extra["version"], system_info=extra["system_info"]))
+        return agents
+
+    def open_commands(self, deployment_hash: str) -> list[Command]:
+        rows = self.connection.execute(
+            f"SELECT document FROM commands WHERE deployment_hash = ? AND status IN {OPEN_STATUSES_SQL}"
+            " ORDER BY sequence", (deployment_hash,))
+        return [command_from_document(orjson.loads(d)) for (d,) in rows]
+
+    def command(self, command_id: str) -> Command | None:
+        row = self.connection.execute("SELECT document FROM commands WHERE id = ?", (command_id,)).fetchone()
+        return command_from_document(orjson.loads(row[0])) if row else None
+
+    def commands(self, deployment_hash: str, *, status: str | None, since: float | None, until: float | None,
+                 limit: int, offset: int) -> tuple[list[Command], int]:
+        """One page, newest first, and the number of matches."""
+        where = ["deployment_hash = ?"]
+        args: list[Any] = [deployment_hash]
+        if status is not None:
+            where.append("status = ?")
+            args.append(status)
+        if since is not None:
+            where.append("created_at >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("created_at < ?")
+            args.append(until)
+        clause = " AND ".join(where)
+        total = self.connection.execute(f"SELECT count(*) FROM commands WHERE {clause}", args).fetchone()[0]
+        rows = self.connection.execute(
+            f"SELECT document FROM commands WHERE {clause} ORDER BY sequence DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset])
+        return [command_from_document(orjson.loads(d)) for (d,) in rows], total
+
+    def max_sequence(self) -> int:
+        return self.connection.execute("SELECT coalesce(max(sequence), 0) FROM commands").fetchone()[0]
+
+    def audit(self, tenant: str, *, action: str | None, actor: str | None, since: float | None,
+              until: float | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        where = ["tenant = ?"]
+        args: list[Any] = [tenant]
+        for column, value, op in (("action", action, "="), ("actor", actor, "="), ("at", since, ">="),
+                                  ("at", until, "<")):
+            if value is not None:
+                where.append(f"{column} {op} ?")
+                args.append(value)
+        clause = " AND ".join(where)
+        total = self.connection.execute(f"SELECT count(*) FROM audit WHERE {clause}", args).fetchone()[0]
+        rows = self.connection.execute(
+            "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details"
+            f" FROM audit WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?", [*args, limit, offset])
+        entries = [
+            {"id": i, "at": at, "tenant": t, "actor": who, "action": what, "resource_type": rt, "resource_id": rid,
+             "outcome": outcome, "address": address, "user_agent": agent, "details": orjson.loads(details)}
+            for i, at, t, who, what, rt, rid, outcome, address, agent, details in rows
+        ]
+        return entries, total

@@ -1,0 +1,426 @@
+"""The command service against a real server process: enrollment, the long
+poll and results as the TryDirect status agent sends them, ordering, cancel,
+confirmation, deadlines, signing, tenants and roles, and the audit log.
+
+Most tests share one server and keep apart by using their own tenant.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+import trio
+
+from tests.server_process import ServerProcess
+from tests.status_agent import StatusAgent
+
+_ids = itertools.count(1)
+
+
+def fresh(prefix: str) -> str:
+    return f"{prefix}-{next(_ids)}"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    with ServerProcess(["--timeout-grace", "0s"]) as process:
+        yield process
+
+
+@attrs.define
+class Operator:
+    """A user of one tenant, talking to the user API."""
+
+    server: ServerProcess
+    user_id: str
+    tenant: str
+    role: str = "OPERATOR"
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.server.user_token(self.user_id, self.tenant, self.role)}"}
+
+    def url(self, deployment_hash: str | None = None, rest: str = "") -> str:
+        base = f"{self.server.base_url}/api/v1/users/{self.user_id}/deployments"
+        return base if deployment_hash is None else f"{base}/{deployment_hash}{rest}"
+
+    async def create_deployment(self, client: httpx.AsyncClient) -> dict[str, Any]:
+        response = await client.post(self.url(), json={}, headers=self.auth)
+        assert response.status_code == 201, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def command(self, client: httpx.AsyncClient, deployment_hash: str, **body: Any) -> dict[str, Any]:
+        body.setdefault("type", "restart")
+        response = await client.post(self.url(deployment_hash, "/commands"), json=body, headers=self.auth)
+        assert response.status_code == 202, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    async def get(self, client: httpx.AsyncClient, deployment_hash: str, command_id: str) -> dict[str, Any]:
+        response = await client.get(self.url(deployment_hash, f"/commands/{command_id}"), headers=self.auth)
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+
+async def enroll(client: httpx.AsyncClient, server: ServerProcess, operator: Operator) -> StatusAgent:
+    deployment = await operator.create_deployment(client)
+    response = await client.post(f"{server.base_url}/api/v1/agent/register", json={
+        "deployment_hash": deployment["deployment_hash"], "enrollment_token": deployment["enrollment_token"],
+        "public_key": "-----BEGIN PUBLIC KEY-----\n...", "capabilities": ["docker", "restart"],
+        "system_info": {"os": "linux"}, "agent_version": "0.2.1"})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    for field in ("agent_token", "dashboard_version", "supported_api_versions", "config_endpoint", "agent_id"):
+        assert field in body
+    return StatusAgent(server.base_url, body["agent_id"], body["agent_token"], deployment["deployment_hash"])
+
+
+async def setup(server: ServerProcess, client: httpx.AsyncClient, role: str = "OPERATOR") -> tuple[Operator, StatusAgent]:
+    operator = Operator(server, fresh("user"), fresh("tenant"), role)
+    return operator, await enroll(client, server, operator)
+
+
+async def wait_until(check: Any, deadline: float = 20.0) -> Any:
+    with trio.fail_after(deadline):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await trio.sleep(0.05)
+
+
+# ---- the protocol, as the status agent speaks it -------------------------------------------
+
+async def test_command_round_trip_with_the_status_agents_requests(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        created = await operator.command(client, agent.deployment_hash, type="restart",
+                                         parameters={"app_code": "web", "force": True})
+        assert created["status"] == "queued" and created["command_id"].startswith("cmd_")
+        assert created["estimated_start"].endswith("Z")
+
+        polled = await agent.poll(client, timeout=5)
+        assert polled is not None
+        assert (polled.command_id, polled.name, polled.params) == (created["command_id"], "restart",
+                                                                    {"app_code": "web", "force": True})
+        assert polled.deployment_hash == agent.deployment_hash
+        assert (await operator.get(client, agent.deployment_hash, polled.command_id))["status"] == "sent"
+
+        result = {"type": "restart", "status": "ok", "container_state": "running"}
+        answer = await agent.report(client, polled.command_id, "success", result=result)
+        assert answer.status_code == 200, answer.text
+        command = await operator.get(client, agent.deployment_hash, polled.command_id)
+        assert command["status"] == "completed" and command["result"] == result
+        assert [h["status"] for h in command["history"]] == ["queued", "sent", "completed"]
+        assert all(h["at"].endswith("Z") for h in command["history"])
+
+        again = await agent.report(client, polled.command_id, "success", result=result)
+        assert again.status_code == 200 and again.json()["status"] == "duplicate"
+        conflicting = await agent.report(client, polled.command_id, "failed", error="boom")
+        assert conflicting.status_code == 409, conflicting.text
+        unknown = await agent.report(client, "cmd_does_not_exist", "success")
+        assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "command_not_found"
+
+
+async def test_a_poll_with_nothing_to_do_answers_204_and_limits_its_timeout(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        _, agent = await setup(server, client)
+        assert (await agent.wait(client, timeout=1)).status_code == 204
+        too_long = await agent.wait(client, timeout=121)
+        assert too_long.status_code == 400 and too_long.json()["error"]["details"]["field"] == "timeout"
+
+
+async def test_failed_progress_and_cancelled_reports(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        first = await operator.command(client, agent.deployment_hash)
+        polled = await agent.poll(client, timeout=5)
+        assert polled is not None and polled.command_id == first["command_id"]
+        progress = agent.report_body(polled.command_id, "executing").replace(b'"status":"executing"',
+                                                                               b'"progress":40,"stage":"pulling","status":"executing"')
+        assert (await agent.report(client, polled.command_id, body=progress)).status_code == 200
+        command = await operator.get(client, agent.deployment_hash, polled.command_id)
+        assert command["status"] == "executing" and command["progress"] == {"percent": 40.0, "stage": "pulling"}
+        assert (await agent.report(client, polled.command_id, "failed", error="no such container")).status_code == 200
+        command = await operator.get(client, agent.deployment_hash, polled.command_id)
+        assert (command["status"], command["error"]) == ("failed", "no such container")
+
+
+async def test_bad_reports_get_400_naming_the_field(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        _, agent = await setup(server, client)
+        body = b'{"command_id":5,"deployment_hash":"' + agent.deployment_hash.encode() + b'","status":"done"}'
+        response = await agent.report(client, "x", body=body)
+        assert response.status_code == 400
+        paths = {e["path"] for e in response.json()["error"]["details"]["errors"]}
+        assert paths == {"$.command_id", "$.status"}
+
+
+# ---- credentials ----------------------------------------------------------------------------
+
+async def test_agent_credentials_are_checked(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        _, other = await setup(server, client)
+        bad_token = attrs.evolve(agent, token="not-a-token")
+        assert (await bad_token.wait(client, timeout=1)).status_code == 401
+        foreign = attrs.evolve(other, deployment_hash=agent.deployment_hash)
+        response = await foreign.wait(client, timeout=1)
+        assert response.status_code == 403 and response.json()["error"]["code"] == "wrong_deployment"
+        wrong_id = attrs.evolve(agent, agent_id=other.agent_id)
+        assert (await wrong_id.wait(client, timeout=1)).status_code == 401
+
+        admin = attrs.evolve(operator, role="ADMIN")
+        response = await client.post(admin.url(agent.deployment_hash, f"/agents/{agent.agent_id}/decommission"),
+                                     headers=admin.auth)
+        assert response.status_code == 200, response.text
+        gone = await agent.wait(client, timeout=1)
+        assert gone.status_code == 410 and gone.json()["error"]["code"] == "agent_decommissioned"
+
+
+async def test_signatures_replays_and_clock_skew_are_refused(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        _, agent = await setup(server, client)
+        request_id = "0b0b7a2e-3c3f-4c55-9d2a-6f7e1e0c7a11"
+        assert (await agent.wait(client, timeout=1, **{"X-Request-Id": request_id})).status_code == 204
+        replay = await agent.wait(client, timeout=1, **{"X-Request-Id": request_id})
+        assert replay.status_code == 401 and replay.json()["error"]["code"] == "replayed_request"
+        skewed = await agent.wait(client, timeout=1, **{"X-Timestamp": str(int(time.time()) - 301)})
+        assert skewed.status_code == 401 and skewed.json()["error"]["code"] == "clock_skew"
+        forged = await agent.wait(client, timeout=1, **{"X-Agent-Signature": "A" * 43 + "="})
+        assert forged.status_code == 401 and forged.json()["error"]["code"] == "invalid_signature"
+        unsigned = await agent.wait(client, timeout=1, **{"X-Agent-Signature": ""})
+        assert unsigned.status_code == 401 and unsigned.json()["error"]["code"] == "missing_signature"
+        body = agent.report_body("cmd_x", "success")
+        tampered = await agent.report(client, "cmd_x", body=body, **{"X-Agent-Signature": agent.headers(body + b" ")["X-Agent-Signature"]})
+        assert tampered.status_code == 401 and tampered.json()["error"]["code"] == "invalid_signature"
+
+
+async def test_enrollment_tokens_work_once(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator = Operator(server, fresh("user"), fresh("tenant"))
+        deployment = await operator.create_deployment(client)
+        register = {"deployment_hash": deployment["deployment_hash"],
+                    "enrollment_token": deployment["enrollment_token"], "capabilities": []}
+        url = f"{server.base_url}/api/v1/agent/register"
+        assert (await client.post(url, json=register)).status_code == 201
+        again = await client.post(url, json=register)
+        assert again.status_code == 401 and again.json()["error"]["code"] == "invalid_enrollment_token"
+        missing = await client.post(url, json={"deployment_hash": deployment["deployment_hash"]})
+        assert missing.status_code == 401
+        fresh_token = await client.post(operator.url(deployment["deployment_hash"], "/enrollment"), headers=operator.auth)
+        assert fresh_token.status_code == 201
+        register["enrollment_token"] = fresh_token.json()["enrollment_token"]
+        assert (await client.post(url, json=register)).status_code == 201
+
+
+# ---- delivery semantics ---------------------------------------------------------------------
+
+async def test_priority_order_then_fifo(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        order = ["low", "normal", "critical", "high", "normal", "critical"]
+        ids = [(await operator.command(client, agent.deployment_hash, priority=p))["command_id"] for p in order]
+        got = []
+        for _ in order:
+            polled = await agent.poll(client, timeout=5)
+            assert polled is not None
+            got.append(polled.command_id)
+        expected = [ids[2], ids[5], ids[3], ids[1], ids[4], ids[0]]
+        assert got == expected
+
+
+async def test_concurrent_polls_never_share_a_command(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=100)) as client:
+        operator, agent = await setup(server, client)
+        received: list[str] = []
+
+        async def poll_once() -> None:
+            polled = await agent.poll(client, timeout=5)
+            if polled is not None:
+                received.append(polled.command_id)
+
+        created = []
+        async with trio.open_nursery() as nursery:
+            for _ in range(30):
+                nursery.start_soon(poll_once)
+            await wait_until(lambda: _true_after(0))
+            for _ in range(20):
+                created.append((await operator.command(client, agent.deployment_hash))["command_id"])
+        assert sorted(received) == sorted(created)  # each exactly once, none lost
+
+
+async def _true_after(_: float) -> bool:
+    return True
+
+
+async def test_confirmation_and_schedule_hold_commands_back(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        held = await operator.command(client, agent.deployment_hash, requires_confirmation=True)
+        assert held["status"] == "awaiting_confirmation"
+        later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        scheduled = await operator.command(client, agent.deployment_hash, schedule_at=later)
+        assert scheduled["estimated_start"] == later.replace("Z", ".000Z")
+        assert (await agent.wait(client, timeout=1)).status_code == 204
+        confirm = await client.post(operator.url(agent.deployment_hash, f"/commands/{held['command_id']}/confirm"),
+                                    headers=operator.auth)
+        assert confirm.status_code == 200 and confirm.json()["status"] == "queued"
+        polled = await agent.poll(client, timeout=5)
+        assert polled is not None and polled.command_id == held["command_id"]
+
+
+async def test_cancel_queued_then_with_the_agent_then_finished(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        queued = await operator.command(client, agent.deployment_hash)
+        cancel = await client.post(operator.url(agent.deployment_hash, f"/commands/{queued['command_id']}/cancel"),
+                                   headers=operator.auth)
+        assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
+        again = await client.post(operator.url(agent.deployment_hash, f"/commands/{queued['command_id']}/cancel"),
+                                  headers=operator.auth)
+        assert again.status_code == 409
+
+        sent = await operator.command(client, agent.deployment_hash)
+        polled = await agent.poll(client, timeout=5)
+        assert polled is not None and polled.command_id == sent["command_id"]
+        cancel = await client.post(operator.url(agent.deployment_hash, f"/commands/{sent['command_id']}/cancel"),
+                                   headers=operator.auth)
+        assert cancel.status_code == 200 and cancel.json()["metadata"]["cancel_requested"]
+        notice = await agent.poll(client, timeout=5)
+        assert notice is not None and notice.name == "cancel" and notice.params == {"command_id": sent["command_id"]}
+        assert (await agent.report(client, notice.command_id, "failed", error="unknown command")).status_code == 200
+        assert (await agent.report(client, sent["command_id"], "cancelled")).status_code == 200
+        assert (await operator.get(client, agent.deployment_hash, sent["command_id"]))["status"] == "cancelled"
+
+
+async def test_a_command_the_agent_never_finishes_times_out(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        created = await operator.command(client, agent.deployment_hash, timeout_seconds=1)
+        assert await agent.poll(client, timeout=5) is not None
+
+        async def failed() -> dict[str, Any] | None:
+            command = await operator.get(client, agent.deployment_hash, created["command_id"])
+            return command if command["status"] == "failed" else None
+
+        command = await wait_until(failed)
+        assert command["error"] == "timed out"
+        late = await agent.report(client, created["command_id"], "success")
+        assert late.status_code == 409
+
+
+async def test_commands_are_listed_with_filters(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        ids = [(await operator.command(client, agent.deployment_hash))["command_id"] for _ in range(3)]
+        listing = await client.get(operator.url(agent.deployment_hash, "/commands"),
+                                   params={"status": "queued", "limit": 2}, headers=operator.auth)
+        assert listing.status_code == 200
+        body = listing.json()
+        assert [c["command_id"] for c in body["commands"]] == [ids[2], ids[1]] and body["total"] == 3
+        for bad in ({"limit": 501}, {"status": "done"}, {"from_date": "yesterday"}):
+            response = await client.get(operator.url(agent.deployment_hash, "/commands"), params=bad,
+                                        headers=operator.auth)
+            assert response.status_code == 400 and response.json()["error"]["details"]["field"] == next(iter(bad))
+
+
+async def test_bad_commands_get_400_naming_every_field(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        response = await client.post(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth,
+                                     json={"type": "", "priority": "urgent", "timeout_seconds": "5",
+                                           "parameters": {"blob": "x" * 70_000}})
+        assert response.status_code == 400
+        paths = {e["path"] for e in response.json()["error"]["details"]["errors"]}
+        assert paths == {"$.type", "$.priority", "$.timeout_seconds"}
+        big = await client.post(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth,
+                                json={"type": "x", "parameters": {"blob": "x" * 70_000}})
+        assert big.status_code == 400 and "$.parameters" in big.json()["error"]["message"]
+
+
+# ---- tenants, roles, audit --------------------------------------------------------------------
+
+USER_ROUTES = [
+    ("GET", ""), ("GET", "/commands"), ("POST", "/commands"), ("GET", "/commands/{command}"),
+    ("POST", "/commands/{command}/confirm"), ("POST", "/commands/{command}/cancel"), ("POST", "/enrollment"),
+    ("POST", "/agents/{agent}/decommission"),
+]
+
+
+async def test_another_tenant_sees_nothing_on_any_route(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        owner, agent = await setup(server, client)
+        command = await owner.command(client, agent.deployment_hash, requires_confirmation=True)
+        intruder = Operator(server, owner.user_id, fresh("tenant"), "ADMIN")  # same user name, other tenant
+        for method, rest in USER_ROUTES:
+            path = rest.format(command=command["command_id"], agent=agent.agent_id)
+            response = await client.request(method, intruder.url(agent.deployment_hash, path),
+                                            json={"type": "restart"} if method == "POST" else None,
+                                            headers=intruder.auth)
+            assert response.status_code == 404, (method, path, response.text)
+            assert response.json()["error"]["code"] == "deployment_not_found"
+        listing = await client.get(intruder.url(), headers=intruder.auth)
+        assert listing.json()["count"] == 0
+        # Nothing was changed by any of it.
+        assert (await owner.get(client, agent.deployment_hash, command["command_id"]))["status"] == "awaiting_confirmation"
+
+
+async def test_roles(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        owner, agent = await setup(server, client)
+        viewer = attrs.evolve(owner, role="VIEWER")
+        assert (await client.get(viewer.url(agent.deployment_hash, "/commands"), headers=viewer.auth)).status_code == 200
+        denied = await client.post(viewer.url(agent.deployment_hash, "/commands"), json={"type": "x"}, headers=viewer.auth)
+        assert denied.status_code == 403
+        assert (await client.get(f"{server.base_url}/api/v1/audit", headers=owner.auth)).status_code == 403
+        assert (await client.get(f"{server.base_url}/api/v1/runtime", headers=owner.auth)).status_code == 403
+        admin = attrs.evolve(owner, role="ADMIN")
+        assert (await client.get(f"{server.base_url}/api/v1/runtime", headers=admin.auth)).status_code == 200
+        other_user = Operator(server, fresh("user"), owner.tenant, "OPERATOR")
+        foreign = await client.get(other_user.url(agent.deployment_hash), headers=other_user.auth)
+        assert foreign.status_code == 404
+        for headers in ({}, {"Authorization": "Bearer nonsense"},
+                        {"Authorization": f"Bearer {server.user_token(ttl=10, issued_ago=60)}"}):
+            assert (await client.get(owner.url(), headers=headers)).status_code == 401
+
+
+async def test_audit_log_records_who_did_what_from_where(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        created = await operator.command(client, agent.deployment_hash)
+        await client.post(operator.url(agent.deployment_hash, f"/commands/{created['command_id']}/cancel"),
+                          headers=operator.auth)
+        await attrs.evolve(agent, token="wrong").wait(client, timeout=1)
+        admin = attrs.evolve(operator, role="ADMIN")
+
+        async def entries() -> list[dict[str, Any]] | None:
+            response = await client.get(f"{server.base_url}/api/v1/audit", headers=admin.auth)
+            assert response.status_code == 200
+            found = response.json()["entries"]
+            return found if any(e["action"] == "auth.failure" for e in found) else None
+
+        found = await wait_until(entries)
+        actions = {e["action"] for e in found}
+        assert {"deployment.create", "agent.register", "command.create", "command.cancel", "auth.failure"} <= actions
+        create = next(e for e in found if e["action"] == "command.create")
+        assert create["actor"] == f"user:{operator.user_id}" and create["resource_id"] == created["command_id"]
+        assert create["address"] == "127.0.0.1" and create["at"].endswith("Z")
+        filtered = await client.get(f"{server.base_url}/api/v1/audit", params={"action": "command.cancel"},
+                                    headers=admin.auth)
+        assert [e["action"] for e in filtered.json()["entries"]] == ["command.cancel"]
+
+
+async def test_tenant_quota_on_deployments() -> None:
+    with ServerProcess(["--max-deployments", "2"]) as server:
+        async with httpx.AsyncClient() as client:
+            operator = Operator(server, "u", "small")
+            for _ in range(2):
+                await operator.create_deployment(client)
+            response = await client.post(operator.url(), json={}, headers=operator.auth)
+            assert response.status_code == 403 and response.json()["error"]["code"] == "quota_exceeded"

@@ -1,0 +1,104 @@
+"""`trioscope token create`, run as a separate process as an operator would."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from trioscope.domain.principals import InvalidToken, Principal, Role, read_user_token
+
+SECRET = "a-configured-secret-of-more-than-32-characters"
+
+
+def run_token_create(*args: str, environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    # Only what Python needs, so the tester's own TRIOSCOPE_* variables cannot leak in.
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TRIOSCOPE_")}
+    env.update(environ or {})
+    return subprocess.run(
+        [sys.executable, "-m", "trioscope", "token", "create", *args],
+        capture_output=True, text=True, env=env, timeout=60,
+    )
+
+
+def good_args(data_dir, **overrides: str) -> list[str]:
+    options = {"user": "alice", "tenant": "acme", "role": "OPERATOR", "ttl": "24h", "data-dir": str(data_dir)}
+    options.update(overrides)
+    return [part for name, value in options.items() for part in (f"--{name}", value)]
+
+
+def test_prints_a_token_signed_with_the_generated_secret(tmp_path):
+    data_dir = tmp_path / "data"
+    before = time.time()
+    result = run_token_create(*good_args(data_dir))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    (token,) = result.stdout.splitlines()
+    assert result.stdout == token + "\n"
+    secret = (data_dir / "jwt-secret").read_bytes().strip()
+    assert read_user_token(secret, token, now=time.time()) == Principal("alice", "acme", Role.OPERATOR)
+    # Valid for the ttl, not longer.
+    with pytest.raises(InvalidToken, match="expired"):
+        read_user_token(secret, token, now=before + 24 * 3600 + 2)
+
+
+def test_secret_file_is_private_and_reused(tmp_path):
+    data_dir = tmp_path / "data"
+    first = run_token_create(*good_args(data_dir))
+    assert first.returncode == 0, first.stderr
+    path = data_dir / "jwt-secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    secret = path.read_bytes()
+    second = run_token_create(*good_args(data_dir, role="viewer"))
+    assert second.returncode == 0, second.stderr
+    assert path.read_bytes() == secret
+    principal = read_user_token(secret.strip(), second.stdout.strip(), now=time.time())
+    assert principal.role is Role.VIEWER
+
+
+def test_configured_secret_from_env_wins_and_no_file_is_made(tmp_path):
+    data_dir = tmp_path / "data"
+    result = run_token_create(*good_args(data_dir, role="ADMIN"), environ={"TRIOSCOPE_AUTH_SECRET": SECRET})
+    assert result.returncode == 0, result.stderr
+    assert read_user_token(SECRET.encode(), result.stdout.strip(), now=time.time()).role is Role.ADMIN
+    assert not (data_dir / "jwt-secret").exists()
+
+
+def test_data_dir_from_config_file(tmp_path):
+    data_dir = tmp_path / "from-file"
+    config = tmp_path / "t.yaml"
+    config.write_text(f"storage:\n  data_dir: {data_dir}\n")
+    args = good_args(tmp_path)
+    without_data_dir = args[: args.index("--data-dir")]
+    result = run_token_create(*without_data_dir, "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    secret = (data_dir / "jwt-secret").read_bytes().strip()
+    assert read_user_token(secret, result.stdout.strip(), now=time.time()).user_id == "alice"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"role": "boss"}, "--role: unknown role 'boss'; use one of ADMIN, OPERATOR, VIEWER"),
+        ({"ttl": "24"}, '--ttl: "24" has no unit; did you mean 24s?'),
+        ({"ttl": "0s"}, "--ttl: 0s is not positive"),
+        ({"user": ""}, "user must be 1-128 characters"),
+        ({"tenant": "t" * 129}, "tenant must be 1-128 characters"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(tmp_path, overrides, message):
+    result = run_token_create(*good_args(tmp_path / "data", **overrides))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == f"trioscope token create: {message}\n"
+
+
+def test_bad_configuration_exits_2_without_showing_the_secret(tmp_path):
+    result = run_token_create(*good_args(tmp_path / "data"), environ={"TRIOSCOPE_AUTH_SECRET": "hunter2"})
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "auth.secret" in result.stderr and "hunter2" not in result.stderr
