@@ -1,0 +1,69 @@
+"""The deployment queue actor with the real store: crashes lose nothing, and a
+command goes to exactly one poll."""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+import pytest
+
+from trioscope.actors.deployment_queue import Create, Poll, Waiter, Withdraw, queue_spec
+from trioscope.actors.directory import CreateDeployment
+from trioscope.domain.commands import Command, CommandStatus, Priority, new_command
+from trioscope.runtime import ActorRef, open_actor_system
+from trioscope.store import AuditEntry, SqliteReader, StoreReader
+from trioscope.system import DIRECTORY, QUEUES, STORE, database_path, supervision_tree
+
+
+@attrs.frozen
+class Poison:
+    """No actor handles this: it crashes whoever receives it."""
+
+
+def audit(action: str) -> AuditEntry:
+    return AuditEntry(at=time.time(), tenant="t", actor="user:u", action=action)
+
+
+def command(deployment_hash: str, n: int) -> Command:
+    return new_command(command_id=f"cmd_{n}", deployment_hash=deployment_hash, tenant="t", type="restart",
+                       parameters={}, priority=Priority.NORMAL, created_by="u", now=time.time(), schedule_at=None,
+                       timeout_seconds=300, requires_confirmation=False, sequence=0)
+
+
+@pytest.fixture
+async def queue(settings):
+    reader = StoreReader(database_path(settings))
+    async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
+        deployment, _ = await system.lookup(DIRECTORY).ask(CreateDeployment("t", "u", {}, audit("deployment.create")))
+        spec = queue_spec(deployment.hash, settings, store=system.lookup(STORE), reader=reader)
+        yield deployment.hash, system.lookup(QUEUES).ensure_child(spec), reader
+
+
+async def test_a_crash_mid_poll_loses_neither_queued_nor_new_commands(queue) -> None:
+    deployment_hash, ref, reader = queue
+    ref: ActorRef
+    waiting = Waiter()
+    assert await ref.ask(Poll(waiting)) is None
+    await ref.ask(Create(command(deployment_hash, 1), audit("command.create")))
+    assert waiting.ready.is_set() and waiting.delivery is not None  # handed over at once
+    ref.tell(Poison())  # crash while another poll is about to wait
+    ref.tell(Create(command(deployment_hash, 2), audit("command.create")))  # queued behind the crash
+    second = await ref.ask(Poll(Waiter()))
+    assert second is not None and second.id == "cmd_2" and second.status is CommandStatus.SENT
+    # The restarted actor never saw the old poll; withdrawing it is harmless.
+    assert await ref.ask(Withdraw(Waiter())) is None
+    stored = {c.id: c.status for c in [await reader.call(SqliteReader.command, f"cmd_{n}") for n in (1, 2)]}
+    assert stored == {"cmd_1": CommandStatus.SENT, "cmd_2": CommandStatus.SENT}
+
+
+async def test_one_command_goes_to_exactly_one_of_many_waiting_polls(queue) -> None:
+    deployment_hash, ref, _ = queue
+    waiters = [Waiter() for _ in range(5)]
+    for waiter in waiters:
+        assert await ref.ask(Poll(waiter)) is None
+    await ref.ask(Create(command(deployment_hash, 3), audit("command.create")))
+    handed = [w for w in waiters if w.delivery is not None]
+    assert len(handed) == 1 and handed[0] is waiters[0]  # the oldest poll first
+    for waiter in waiters[1:]:
+        assert await ref.ask(Withdraw(waiter)) is None
