@@ -11,6 +11,7 @@ from pathlib import Path
 
 from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor
+from trioscope.actors.notifier import NotifierActor
 from trioscope.actors.store import StoreActor
 from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
@@ -24,6 +25,7 @@ CLIENTS = "/root/clients"
 STORE = "/root/store"
 DIRECTORY = "/root/directory"
 QUEUES = "/root/queues"
+NOTIFIER = "/root/notifier"
 
 TOPOLOGY_MAILBOX = 4096
 """Reports queued for merging before ``POST /api/v1/reports`` answers 503."""
@@ -51,7 +53,11 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # it starts and while it drains at shutdown.
             ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader), mailbox_size=65536,
                       shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2)),
-            ActorSpec(name="directory", factory=lambda: DirectoryActor(settings, store_path=STORE, reader=shared_reader),
+            # Users' WebSockets hear of command and agent changes through it.
+            ActorSpec(name="notifier", factory=NotifierActor, mailbox_size=65536),
+            ActorSpec(name="directory",
+                      factory=lambda: DirectoryActor(settings, store_path=STORE, reader=shared_reader,
+                                                     notifier_path=NOTIFIER),
                       mailbox_size=8192),
             # One queue actor per deployment, started on demand.
             dynamic_supervisor("queues", max_children=1_000_000),

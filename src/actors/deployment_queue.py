@@ -26,6 +26,8 @@ from trioscope.domain.commands import (
 from trioscope.runtime import Actor, ActorRef, ActorSpec, Restart
 from trioscope.store import AuditEntry, Conflict, SaveCommand, SqliteReader, StoreReader, Write
 
+from .directory import GetDeployment
+from .notifier import publish
 from .refusals import REFUSALS, QuotaExceeded, ReportConflict, UnknownCommand
 from .store import commit
 
@@ -112,13 +114,16 @@ _EVENT_FOR = {CommandStatus.COMPLETED: CommandEvent.COMPLETE, CommandStatus.FAIL
 
 class DeploymentQueueActor(Actor):
     def __init__(self, deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
-                 on_event: Callable[[Command], None] | None = None,
+                 notifier_path: str | None = None, directory_path: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.deployment_hash = deployment_hash
         self.settings = settings
         self.store = store
         self.reader = reader
-        self.on_event = on_event or (lambda _command: None)
+        self.notifier_path = notifier_path
+        self.directory_path = directory_path
+        self.notifier: ActorRef | None = None
+        self.tenant = self.owner = ""
         self.clock = clock
         self.queue = DeploymentQueue()
         self.waiters: list[Waiter] = []
@@ -126,6 +131,11 @@ class DeploymentQueueActor(Actor):
         self.last_sequence = 0
 
     async def on_start(self) -> None:
+        if self.notifier_path is not None and self.directory_path is not None:
+            deployment = await self.context.system.lookup(self.directory_path).ask(GetDeployment(self.deployment_hash))
+            if deployment is not None:
+                self.notifier = self.context.system.lookup(self.notifier_path)
+                self.tenant, self.owner = deployment.tenant, deployment.user_id
         for command in await self.reader.call(SqliteReader.open_commands, self.deployment_hash):
             self.queue.put(command)
             self.last_sequence = max(self.last_sequence, command.sequence)
@@ -195,7 +205,7 @@ class DeploymentQueueActor(Actor):
         writes.extend(extra)
         await commit(self.store, writes)
         self.queue.put(command)
-        self.on_event(command)
+        publish(self.notifier, self.tenant, self.owner, command_event(command))
 
     async def _change(self, command: Command, event: CommandEvent, now: float, audit: AuditEntry | None,
                       detail: dict[str, Any] | None = None, **changes: Any) -> Command:
@@ -277,6 +287,9 @@ class DeploymentQueueActor(Actor):
             error = "timed out" if event is CommandEvent.TIME_OUT else None
             detail = {"error": error} if error else {"reason": "not delivered before the delivery deadline"}
             await self._change(command, event, now, None, detail, **({"error": error} if error else {}))
+            publish(self.notifier, self.tenant, self.owner, {
+                "type": "system_alert", "severity": "warning", "deployment_hash": self.deployment_hash,
+                "message": f"command {command.id} ({command.type}) {'timed out' if error else 'expired'}"})
             log.info("command %s %s", command.id, "timed out" if error else "expired",
                      extra={"event": "command_" + event.value, "command_id": command.id,
                             "deployment_hash": self.deployment_hash})
@@ -297,14 +310,25 @@ def _same_outcome(stored: Command, report: CommandReport) -> bool:
     return stored.result == report.result
 
 
+def command_event(command: Command) -> dict[str, Any]:
+    """What users' WebSockets are told of a command's change."""
+    if command.status.terminal:
+        return {"type": "command_completed", "command_id": command.id, "deployment_hash": command.deployment_hash,
+                "status": command.status.value, "result": command.result, "error": command.error}
+    progress = command.progress or {}
+    return {"type": "command_progress", "command_id": command.id, "deployment_hash": command.deployment_hash,
+            "status": command.status.value, "progress": progress.get("percent"), "stage": progress.get("stage")}
+
+
 def queue_spec(deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
-               on_event: Callable[[Command], None] | None = None,
+               notifier_path: str | None = None, directory_path: str | None = None,
                clock: Callable[[], float] = time.time) -> ActorSpec:
     """Transient: restarted after a crash (reloading from the store), gone once idle."""
     return ActorSpec(
         name=deployment_hash,
         factory=lambda: DeploymentQueueActor(deployment_hash, settings, store=store, reader=reader,
-                                             on_event=on_event, clock=clock),
+                                             notifier_path=notifier_path, directory_path=directory_path,
+                                             clock=clock),
         restart=Restart.TRANSIENT,
         mailbox_size=1024,
         shutdown_timeout=5.0,

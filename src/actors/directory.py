@@ -21,6 +21,7 @@ from trioscope.domain.deployments import (
 from trioscope.runtime import Actor, ActorRef
 from trioscope.store import AuditEntry, SaveAgent, SaveDeployment, SqliteReader, StoreReader
 
+from .notifier import publish
 from .refusals import REFUSALS, EnrollmentRefused, QuotaExceeded, UnknownAgent
 from .store import commit
 
@@ -85,15 +86,18 @@ class ListAgents:
 
 class DirectoryActor(Actor):
     def __init__(self, settings: Settings, *, store_path: str, reader: StoreReader,
-                 clock: Callable[[], float] = time.time) -> None:
+                 notifier_path: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.store_path = store_path
+        self.notifier_path = notifier_path
         self.reader = reader
         self.clock = clock
         self.directory = AgentDirectory()
 
     async def on_start(self) -> None:
         self.store: ActorRef = self.context.system.lookup(self.store_path)
+        self.notifier: ActorRef | None = (self.context.system.lookup(self.notifier_path)
+                                          if self.notifier_path is not None else None)
         for deployment in await self.reader.call(SqliteReader.deployments):
             self.directory.put_deployment(deployment)
         for agent in await self.reader.call(SqliteReader.agents):
@@ -158,6 +162,7 @@ class DirectoryActor(Actor):
             for a in retired:
                 d.put_agent(a)
             d.put_agent(agent)
+            self._agent_status(agent, deployment)
             return agent, token
         if isinstance(message, Decommission):
             agent = d.agents.get(message.agent_id)
@@ -168,6 +173,13 @@ class DirectoryActor(Actor):
             agent = attrs.evolve(agent, status=AgentStatus.DECOMMISSIONED, decommissioned_at=now)
             await commit(self.store, [SaveAgent(agent), message.audit])
             d.put_agent(agent)
+            self._agent_status(agent, d.deployments[agent.deployment_hash])
             return agent
         return await super().handle(message)
+
+    def _agent_status(self, agent: AgentRecord, deployment: Deployment) -> None:
+        publish(self.notifier, deployment.tenant, deployment.user_id, {
+            "type": "agent_status", "agent_id": agent.id, "deployment_hash": deployment.hash,
+            "status": "online" if agent.status is AgentStatus.ACTIVE else "decommissioned",
+            "last_seen": agent.decommissioned_at or agent.created_at})
 

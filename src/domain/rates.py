@@ -52,12 +52,14 @@ class ReplayWindow:
 
     def first_use(self, request_id: str, now: float) -> bool:
         """True (and remembered) if ``request_id`` was not seen in the window."""
+        seen_at = self._seen.get(request_id)
+        if seen_at is not None and now - seen_at < self.window:
+            return False  # checked before evicting: a full window must not forget a live id
         while self._seen:
             oldest, at = next(iter(self._seen.items()))
             if now - at < self.window and len(self._seen) < self.max_ids:
                 break
             del self._seen[oldest]
-        if request_id in self._seen:
-            return False
+        self._seen.pop(request_id, None)
         self._seen[request_id] = now
         return True

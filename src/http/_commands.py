@@ -22,6 +22,7 @@ from trioscope.domain.principals import Permission
 from trioscope.domain.report import InvalidDocument, decode, parse_timestamp
 from trioscope.runtime import ActorRef, ActorStopped
 from trioscope.store import SqliteReader
+from trioscope.system import DIRECTORY, NOTIFIER
 
 from . import _gate
 from ._bodies import invalid, read_json
@@ -41,7 +42,8 @@ MAX_METADATA_BYTES = 16 * 1024
 async def queue_of(deployment_hash: str) -> ActorRef:
     """The deployment's queue actor, started if it is not running."""
     s = services()
-    spec = queue_spec(deployment_hash, s.settings, store=s.store, reader=s.reader)
+    spec = queue_spec(deployment_hash, s.settings, store=s.store, reader=s.reader, notifier_path=NOTIFIER,
+                      directory_path=DIRECTORY)
     return s.queues.ensure_child(spec)  # type: ignore[no-any-return]
 
 

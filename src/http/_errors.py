@@ -66,6 +66,23 @@ def _has_unread_body() -> bool:
     return declared and not g.get("body_read", False)
 
 
+# What actors refuse: one status and code each.
+REFUSALS: dict[type[Exception], tuple[int, str]] = {
+    QuotaExceeded: (403, "quota_exceeded"),
+    UnknownCommand: (404, "command_not_found"),
+    UnknownAgent: (404, "agent_not_found"),
+    ReportConflict: (409, "report_conflict"),
+    IllegalTransition: (409, "invalid_transition"),
+    EnrollmentRefused: (401, "invalid_enrollment_token"),
+    Conflict: (409, "concurrent_update"),
+}
+
+
+def refusal_status(exc: Exception) -> tuple[int, str]:
+    """The status and error code for an actor's refusal (500 for anything else)."""
+    return REFUSALS.get(type(exc), (500, "internal_error"))
+
+
 def _closing_if_unread(response: Response) -> Response:
     if _has_unread_body():
         # Answered without reading the body (no such route, wrong method, too
@@ -101,23 +118,12 @@ def install_error_handlers(app: Quart) -> None:
                     response.headers["Allow"] = value
         return response
 
-    # What actors refuse: one status and code each.
-    refusals: dict[type[Exception], tuple[int, str]] = {
-        QuotaExceeded: (403, "quota_exceeded"),
-        UnknownCommand: (404, "command_not_found"),
-        UnknownAgent: (404, "agent_not_found"),
-        ReportConflict: (409, "report_conflict"),
-        IllegalTransition: (409, "invalid_transition"),
-        EnrollmentRefused: (401, "invalid_enrollment_token"),
-        Conflict: (409, "concurrent_update"),
-    }
-
     async def _refused(exc: Exception) -> Response:
-        status, code = refusals[type(exc)]
+        status, code = REFUSALS[type(exc)]
         details = {"limit": exc.limit, "setting": exc.setting} if isinstance(exc, QuotaExceeded) else None
         return _closing_if_unread(error_response(status, code, str(exc), details))
 
-    for kind in refusals:
+    for kind in REFUSALS:
         app.register_error_handler(kind, _refused)
 
     # Overload and unavailability: shed, never queue; the client retries.

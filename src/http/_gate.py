@@ -12,7 +12,7 @@ import time
 import uuid
 from typing import Any
 
-from quart import request
+from quart import has_request_context, request, websocket
 
 from trioscope.actors.directory import Authenticate, GetDeployment
 from trioscope.actors.refusals import ask_or_refuse
@@ -27,8 +27,13 @@ from ._services import services
 MAX_CLOCK_SKEW = 300.0
 
 
+def _connection() -> Any:
+    """The HTTP request or WebSocket being handled (both have headers, path, address)."""
+    return request if has_request_context() else websocket
+
+
 def client_address() -> str:
-    return request.remote_addr or "unknown"
+    return _connection().remote_addr or "unknown"
 
 
 def audit_entry(action: str, *, actor: str, tenant: str | None, resource_type: str | None = None,
@@ -36,7 +41,7 @@ def audit_entry(action: str, *, actor: str, tenant: str | None, resource_type: s
     """An audit record of the current request (who, what, when, from where)."""
     return AuditEntry(at=time.time(), tenant=tenant, actor=actor, action=action, resource_type=resource_type,
                       resource_id=resource_id, outcome=outcome, address=client_address(),
-                      user_agent=(request.headers.get("User-Agent") or "")[:256] or None, details=details)
+                      user_agent=(_connection().headers.get("User-Agent") or "")[:256] or None, details=details)
 
 
 def _audit_refusal(entry: AuditEntry) -> None:
@@ -59,7 +64,7 @@ def check_address_rate() -> None:
 
 
 def bearer() -> str | None:
-    header = request.headers.get("Authorization", "")
+    header = _connection().headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
@@ -68,7 +73,7 @@ def bearer() -> str | None:
 
 def refuse(status: int, code: str, message: str, *, action: str, tenant: str | None, actor: str,
             **details: Any) -> ApiError:
-    _audit_refusal(audit_entry(action, actor=actor, tenant=tenant, outcome=code, path=request.path, **details))
+    _audit_refusal(audit_entry(action, actor=actor, tenant=tenant, outcome=code, path=_connection().path, **details))
     return ApiError(status, code, message)
 
 
@@ -122,7 +127,7 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
     """The agent making this request, after its token, deployment, signature,
     clock and request id are checked. Refusals are audited."""
     s = services()
-    headers = headers if headers is not None else request.headers
+    headers = headers if headers is not None else _connection().headers
     token = token if token is not None else bearer()
     claimed = headers.get("X-Agent-Id")
     answer = await ask_or_refuse(s.directory, Authenticate(token, deployment_hash, claimed))

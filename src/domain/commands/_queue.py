@@ -48,6 +48,8 @@ class DeploymentQueue:
         self._scheduled: list[tuple[float, int, str]] = []
         """(scheduled_for, sequence, id) of queued commands not yet due."""
         self._notices: dict[str, CancelNotice] = {}
+        self._taken: set[str] = set()
+        """Queued commands handed out by ``take`` and not ``put`` back yet."""
 
     def __len__(self) -> int:
         return len(self._open)
@@ -63,12 +65,15 @@ class DeploymentQueue:
         finished ones leave, and a requested cancel of one with the agent is queued
         for delivery."""
         previous = self._open.get(command.id)
+        returned = command.id in self._taken
+        self._taken.discard(command.id)
         if command.status.terminal:
             self._open.pop(command.id, None)
             self._notices.pop(command.id, None)
             return
         self._open[command.id] = command
-        if command.status is CommandStatus.QUEUED and (previous is None or previous.status is not CommandStatus.QUEUED):
+        if command.status is CommandStatus.QUEUED and (
+                returned or previous is None or previous.status is not CommandStatus.QUEUED):
             heapq.heappush(self._scheduled, (command.scheduled_for, command.sequence, command.id))
         if command.cancel_requested and command.status.with_agent and (previous is None or not previous.cancel_requested):
             self._notices[command.id] = CancelNotice(command.id)
@@ -95,12 +100,14 @@ class DeploymentQueue:
         while self._ready:
             entry = heapq.heappop(self._ready)
             command = self._open.get(entry[2])
-            if command is None or command.status is not CommandStatus.QUEUED or command.sequence != entry[1]:
-                continue  # stale entry
+            if (command is None or command.status is not CommandStatus.QUEUED or command.sequence != entry[1]
+                    or command.id in self._taken):
+                continue  # stale or duplicate entry
             if -entry[0] < min_rank or command.id == skip:
                 deferred.append(entry)
                 continue
             found = command
+            self._taken.add(command.id)
             break
         for entry in deferred:
             heapq.heappush(self._ready, entry)

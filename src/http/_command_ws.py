@@ -1,0 +1,201 @@
+"""The command service's WebSockets.
+
+``/ws/user/{user_id}?token=``: ``command_progress``, ``command_completed``,
+``agent_status`` and ``system_alert`` events of the user's deployments (all of
+the tenant's for admins), from an event-client actor per socket.
+
+``/ws/agent/{deployment_hash}?token=``: an agent receives its commands and sends
+progress and results over one socket instead of long-polling. Commands come
+from the same queue actor in the same order, one at a time as with polls.
+Each message the agent sends is signed like its HTTP requests::
+
+    {"type": "report", "request_id": "<uuid>", "timestamp": <unix seconds>,
+     "signature": "<base64 HMAC-SHA256 of body keyed by the agent token>",
+     "body": "<the report JSON, as a string>"}
+
+and is answered ``{"type": "ack", "request_id", "status", "error"?}``. The
+server sends ``{"type": "command", "item": {...}, "command": {...}}``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from typing import Any
+
+import orjson
+import trio
+from quart import Blueprint, Response, websocket
+from werkzeug.datastructures import Headers
+
+from trioscope.actors.client import GOING_AWAY, INTERNAL_ERROR, POLICY_VIOLATION, ClientLink, FromClient
+from trioscope.actors.deployment_queue import Report
+from trioscope.actors.notifier import event_client_spec
+from trioscope.domain.commands import CommandReport
+from trioscope.domain.principals import Permission
+from trioscope.domain.report import InvalidDocument, decode
+from trioscope.runtime import ActorNotFound, ActorStopped, MailboxFull, StartFailed, TooManyChildren
+from trioscope.system import NOTIFIER
+
+from . import _gate
+from ._agent_api import _give_back, wait_for_command
+from ._command_views import delivery_view
+from ._commands import ask_queue
+from ._errors import REFUSALS, ApiError, error_response, refusal_status
+from ._services import services
+
+log = logging.getLogger(__name__)
+blueprint = Blueprint("command_ws", __name__)
+_names = itertools.count(1)
+CLOSE_TIMEOUT = 5.0
+REFUSAL_TYPES = tuple(REFUSALS)
+AGENT_POLL = 60.0
+MAX_AGENT_MESSAGE = 1024 * 1024
+
+
+@blueprint.websocket("/ws/user/<user_id>")
+async def user_events(user_id: str) -> Response | None:
+    """Command and agent events for a user (WebSocket; ?token=<user token>)."""
+    s = services()
+    try:
+        _gate.check_address_rate()
+        principal = await _gate.user(Permission.READ, token=websocket.args.get("token") or "")
+        _gate.own_user(principal, user_id)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    link = ClientLink(s.settings.websocket.buffer_size * 16)
+    name = f"events-{next(_names)}"
+    try:
+        client = await s.clients.start_child(event_client_spec(
+            name, link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
+            admin=principal.may(Permission.ADMINISTER)))
+    except TooManyChildren as exc:
+        return error_response(503, "too_many_clients", f"the server already has its limit of {exc.limit} "
+                              "WebSocket clients (websocket.max_clients)", headers={"Retry-After": "10"})
+    except (StartFailed, ActorStopped):
+        return error_response(503, "unavailable", "events are not available right now", headers={"Retry-After": "1"})
+    await websocket.accept()
+    s.links.add(link)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_write, link)
+            nursery.start_soon(_read_into, client, link)
+            await link.closed.wait()
+            nursery.cancel_scope.cancel()
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await websocket.close(link.close_code or GOING_AWAY, link.close_reason)
+    finally:
+        s.links.discard(link)
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            try:
+                await s.clients.stop_child(name)
+            except (ActorNotFound, ActorStopped):
+                pass
+    return None
+
+
+async def _read_into(client: Any, link: ClientLink) -> None:
+    while True:
+        data = await websocket.receive()
+        try:
+            client.tell(FromClient(data))
+        except MailboxFull:
+            pass
+        except ActorStopped:
+            link.close(INTERNAL_ERROR, "internal error")
+            return
+
+
+async def _write(link: ClientLink) -> None:
+    async for frame in link.frames:
+        await websocket.send(frame)
+
+
+@blueprint.websocket("/ws/agent/<deployment_hash>")
+async def agent_channel(deployment_hash: str) -> Response | None:
+    """Commands to an agent and its results back, over one WebSocket (?token=<agent token>)."""
+    s = services()
+    token = websocket.args.get("token") or ""
+    try:
+        _gate.check_address_rate()
+        # The handshake has no body: like a GET, its signature covers b"".
+        agent = await _gate.agent(deployment_hash, b"", token=token, headers=websocket.headers)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    await websocket.accept()
+    link = ClientLink(64)
+    s.links.add(link)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_deliver_commands, deployment_hash, link)
+            nursery.start_soon(_receive_reports, agent.id, agent.deployment_hash, token, link)
+            await link.closed.wait()
+            nursery.cancel_scope.cancel()
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await websocket.close(link.close_code or GOING_AWAY, link.close_reason)
+    finally:
+        s.links.discard(link)
+    return None
+
+
+async def _deliver_commands(deployment_hash: str, link: ClientLink) -> None:
+    while True:
+        delivery = await wait_for_command(deployment_hash, AGENT_POLL, 0, None)
+        if delivery is None:
+            if link.closed.is_set():
+                return
+            continue
+        view = delivery_view(delivery, deployment_hash)
+        try:
+            await websocket.send(orjson.dumps({"type": "command", "item": view, "command": view}).decode())
+        except BaseException:
+            _give_back(deployment_hash, delivery)
+            raise
+
+
+async def _receive_reports(agent_id: str, deployment_hash: str, token: str, link: ClientLink) -> None:
+    while True:
+        data = await websocket.receive()
+        answer = await _handle_agent_message(agent_id, deployment_hash, token, data)
+        await websocket.send(orjson.dumps(answer).decode())
+        if answer.get("close"):
+            link.close(POLICY_VIOLATION, answer["error"]["code"])
+            return
+
+
+async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str, data: str | bytes) -> dict[str, Any]:
+    if len(data) > MAX_AGENT_MESSAGE:
+        return _nack(None, 413, "message_too_large", f"messages are at most {MAX_AGENT_MESSAGE} bytes")
+    try:
+        envelope = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return _nack(None, 400, "invalid_json", f"message is not valid JSON: {exc}")
+    if not isinstance(envelope, dict) or envelope.get("type") != "report" or not isinstance(envelope.get("body"), str):
+        return _nack(None, 400, "invalid_message", '$: must be {"type": "report", "body": "<report JSON>", ...}')
+    request_id = envelope.get("request_id")
+    headers = Headers({"X-Agent-Id": agent_id, "X-Timestamp": str(envelope.get("timestamp", "")),
+                       "X-Request-Id": str(request_id or ""), "X-Agent-Signature": str(envelope.get("signature", ""))})
+    body = envelope["body"].encode()
+    try:
+        await _gate.agent(deployment_hash, body, token=token, headers=headers)
+        try:
+            report = decode(orjson.loads(body), CommandReport)
+        except (orjson.JSONDecodeError, InvalidDocument) as exc:
+            return _nack(request_id, 400, "invalid_report", str(exc))
+        if report.deployment_hash != deployment_hash:
+            return _nack(request_id, 403, "wrong_deployment", "the report names another deployment")
+        _, changed = await ask_queue(deployment_hash, Report(report, agent_id))
+    except ApiError as exc:
+        answer = _nack(request_id, exc.status, exc.code, exc.message)
+        answer["close"] = exc.status in (401, 403, 410) and exc.code not in ("replayed_request", "clock_skew",
+                                                                               "invalid_signature")
+        return answer
+    except REFUSAL_TYPES as exc:  # 404, 409: answered, the socket stays open
+        status, code = refusal_status(exc)
+        return _nack(request_id, status, code, str(exc))
+    return {"type": "ack", "request_id": request_id, "status": "accepted" if changed else "duplicate"}
+
+
+def _nack(request_id: Any, status: int, code: str, message: str) -> dict[str, Any]:
+    return {"type": "ack", "request_id": request_id, "status": "rejected",
+            "error": {"status": status, "code": code, "message": message}}

@@ -1,0 +1,155 @@
+"""User tokens (HS256 JWTs), roles and permissions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jwt
+import pytest
+
+from trioscope.domain.principals import (
+    ALGORITHM,
+    InvalidToken,
+    Permission,
+    Principal,
+    Role,
+    mint_user_token,
+    read_user_token,
+)
+
+SECRET = b"s" * 32
+OTHER_SECRET = b"o" * 32
+NOW = 1_760_000_000.0
+TTL = 3600.0
+
+
+def mint(**overrides: Any) -> str:
+    arguments: dict[str, Any] = {"user_id": "user-1", "tenant": "acme", "role": Role.OPERATOR, "now": NOW, "ttl": TTL}
+    arguments.update(overrides)
+    return mint_user_token(SECRET, **arguments)
+
+
+def craft(claims: dict[str, Any], secret: bytes = SECRET) -> str:
+    """A token signed with PyJWT directly, with exactly ``claims``."""
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+VALID_CLAIMS = {"sub": "user-1", "tenant": "acme", "role": "ADMIN", "iat": int(NOW), "exp": int(NOW + TTL)}
+
+
+# --- tokens ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+def test_minted_token_reads_back_as_the_principal(role: Role) -> None:
+    assert read_user_token(SECRET, mint(role=role), now=NOW) == Principal("user-1", "acme", role)
+
+
+def test_minted_token_carries_the_claims() -> None:
+    claims = jwt.decode(mint(), SECRET, algorithms=[ALGORITHM], options={"verify_exp": False})
+    assert claims == {"sub": "user-1", "tenant": "acme", "role": "OPERATOR", "iat": int(NOW), "exp": int(NOW + TTL)}
+
+
+def test_token_is_valid_until_just_before_exp() -> None:
+    token = mint()
+    assert read_user_token(SECRET, token, now=NOW + TTL - 0.001).user_id == "user-1"
+
+
+@pytest.mark.parametrize("after", [0.0, 1.0, 10 * TTL], ids=["at-exp", "after-exp", "long-after"])
+def test_token_at_or_after_exp_is_expired(after: float) -> None:
+    with pytest.raises(InvalidToken, match="expired"):
+        read_user_token(SECRET, mint(), now=NOW + TTL + after)
+
+
+def test_token_signed_with_another_secret_is_refused() -> None:
+    with pytest.raises(InvalidToken, match="invalid token"):
+        read_user_token(OTHER_SECRET, mint(), now=NOW)
+
+
+@pytest.mark.parametrize("token", ["", "not-a-jwt", "a.b.c"], ids=["empty", "one-part", "three-garbage-parts"])
+def test_malformed_token_is_refused(token: str) -> None:
+    with pytest.raises(InvalidToken):
+        read_user_token(SECRET, token, now=NOW)
+
+
+def test_tampered_payload_is_refused() -> None:
+    header, _, signature = mint(role=Role.VIEWER).split(".")
+    _, payload, _ = craft(VALID_CLAIMS, OTHER_SECRET).split(".")
+    with pytest.raises(InvalidToken):
+        read_user_token(SECRET, f"{header}.{payload}.{signature}", now=NOW)
+
+
+def test_other_algorithm_is_refused() -> None:
+    secret = b"k" * 64  # long enough for HS512, so the only fault is the algorithm
+    assert read_user_token(secret, jwt.encode(VALID_CLAIMS, secret, algorithm="HS256"), now=NOW).role is Role.ADMIN
+    with pytest.raises(InvalidToken, match="alg"):
+        read_user_token(secret, jwt.encode(VALID_CLAIMS, secret, algorithm="HS512"), now=NOW)
+
+
+def test_crafted_token_with_all_claims_is_accepted() -> None:
+    assert read_user_token(SECRET, craft(VALID_CLAIMS), now=NOW) == Principal("user-1", "acme", Role.ADMIN)
+
+
+@pytest.mark.parametrize("role", ["SUPERUSER", "admin", "", 2, ["ADMIN"]], ids=repr)
+def test_unknown_role_is_refused(role: Any) -> None:
+    with pytest.raises(InvalidToken, match="unknown role"):
+        read_user_token(SECRET, craft({**VALID_CLAIMS, "role": role}), now=NOW)
+
+
+@pytest.mark.parametrize("claim", ["sub", "exp", "tenant", "role"])
+def test_missing_claim_is_refused(claim: str) -> None:
+    claims = {k: v for k, v in VALID_CLAIMS.items() if k != claim}
+    with pytest.raises(InvalidToken, match=claim):
+        read_user_token(SECRET, craft(claims), now=NOW)
+
+
+@pytest.mark.parametrize("exp", ["soon", True, None], ids=repr)
+def test_exp_that_is_not_a_number_is_refused(exp: Any) -> None:
+    with pytest.raises(InvalidToken):
+        read_user_token(SECRET, craft({**VALID_CLAIMS, "exp": exp}), now=NOW)
+
+
+@pytest.mark.parametrize(("claim", "value"), [("sub", ""), ("tenant", ""), ("tenant", 7), ("sub", 7)],
+                         ids=["empty-sub", "empty-tenant", "numeric-tenant", "numeric-sub"])
+def test_sub_and_tenant_must_be_non_empty_strings(claim: str, value: Any) -> None:
+    with pytest.raises(InvalidToken):
+        read_user_token(SECRET, craft({**VALID_CLAIMS, claim: value}), now=NOW)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{"user_id": ""}, {"tenant": ""}, {"user_id": "u" * 129}, {"tenant": "t" * 129}, {"ttl": 0}, {"ttl": -1}],
+    ids=["empty-user", "empty-tenant", "long-user", "long-tenant", "zero-ttl", "negative-ttl"],
+)
+def test_mint_refuses_bad_arguments(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        mint(**overrides)
+
+
+def test_mint_accepts_identities_of_128_characters() -> None:
+    token = mint(user_id="u" * 128, tenant="t" * 128)
+    assert read_user_token(SECRET, token, now=NOW) == Principal("u" * 128, "t" * 128, Role.OPERATOR)
+
+
+# --- roles and permissions ---------------------------------------------------------
+
+ORDER = [Role.VIEWER, Role.OPERATOR, Role.ADMIN]
+
+
+@pytest.mark.parametrize("role", ORDER, ids=lambda r: r.value)
+@pytest.mark.parametrize("needed", ORDER, ids=lambda r: r.value)
+def test_role_allows_itself_and_the_roles_below(role: Role, needed: Role) -> None:
+    assert role.allows(needed) is (ORDER.index(role) >= ORDER.index(needed))
+
+
+EXPECTED_MAY = {
+    Role.VIEWER: {Permission.READ},
+    Role.OPERATOR: {Permission.READ, Permission.OPERATE},
+    Role.ADMIN: {Permission.READ, Permission.OPERATE, Permission.ADMINISTER},
+}
+
+
+@pytest.mark.parametrize("role", ORDER, ids=lambda r: r.value)
+@pytest.mark.parametrize("permission", list(Permission), ids=lambda p: p.name)
+def test_principal_may_per_role_and_permission(role: Role, permission: Permission) -> None:
+    assert Principal("user-1", "acme", role).may(permission) is (permission in EXPECTED_MAY[role])

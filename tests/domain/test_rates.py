@@ -1,0 +1,139 @@
+"""Rate limits (a token bucket per key), Retry-After values, and the replay window."""
+
+from __future__ import annotations
+
+import pytest
+
+from trioscope.domain.rates import RateLimiter, ReplayWindow, retry_after
+
+T0 = 1_760_000_000.0
+
+
+# --- RateLimiter ---------------------------------------------------------------------
+
+
+def test_burst_is_a_tenth_of_the_rate_and_at_least_10() -> None:
+    assert RateLimiter(600).burst == 60
+    assert RateLimiter(60).burst == 10
+    assert RateLimiter(1).burst == 10
+
+
+def test_burst_is_allowed_then_refused_with_a_positive_wait() -> None:
+    limiter = RateLimiter(60)  # one a second, bursts of 10
+    assert [limiter.acquire("k", T0) for _ in range(10)] == [0.0] * 10
+    wait = limiter.acquire("k", T0)
+    assert wait == pytest.approx(1.0)
+
+
+def test_wait_becomes_zero_after_waiting_that_long() -> None:
+    limiter = RateLimiter(30)  # one every 2 s, bursts of 10
+    for _ in range(10):
+        assert limiter.acquire("k", T0) == 0.0
+    wait = limiter.acquire("k", T0)
+    assert wait == pytest.approx(2.0)
+    assert limiter.acquire("k", T0 + wait / 2) == pytest.approx(wait / 2)  # half way: half the wait left
+    assert limiter.acquire("k", T0 + wait) == 0.0
+    assert limiter.acquire("k", T0 + wait) > 0  # that token is spent
+
+
+def test_refused_requests_are_not_counted() -> None:
+    limiter = RateLimiter(60)
+    for _ in range(10):
+        limiter.acquire("k", T0)
+    for _ in range(5):
+        assert limiter.acquire("k", T0 + 0.5) > 0
+    assert limiter.acquire("k", T0 + 1.0) == 0.0
+
+
+def test_bucket_refills_no_higher_than_the_burst() -> None:
+    limiter = RateLimiter(60)
+    assert limiter.acquire("k", T0) == 0.0
+    later = T0 + 3600  # idle for an hour: full again, but only to 10
+    assert [limiter.acquire("k", later) for _ in range(10)] == [0.0] * 10
+    assert limiter.acquire("k", later) > 0
+
+
+def test_keys_are_independent() -> None:
+    limiter = RateLimiter(60)
+    for _ in range(10):
+        limiter.acquire("a", T0)
+    assert limiter.acquire("a", T0) > 0
+    assert limiter.acquire("b", T0) == 0.0
+
+
+def test_idle_keys_are_forgotten_once_full_again() -> None:
+    limiter = RateLimiter(60)  # refills the burst of 10 in 10 s
+    limiter.acquire("idle", T0)
+    limiter.acquire("busy", T0 + 9)
+    assert "idle" in limiter._buckets  # memory is the point here: look at it
+    limiter.acquire("busy", T0 + 10)
+    assert list(limiter._buckets) == ["busy"]
+
+
+def test_beyond_max_keys_the_least_recent_key_is_forgotten() -> None:
+    limiter = RateLimiter(60, max_keys=2)
+    for key in ("a", "b"):
+        for _ in range(10):
+            limiter.acquire(key, T0)
+    limiter.acquire("c", T0)  # a, the least recently used, is dropped with its spent bucket
+    assert limiter.acquire("a", T0) == 0.0
+    assert limiter.acquire("c", T0) == 0.0
+    assert len(limiter._buckets) <= 2
+
+
+# --- retry_after ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("seconds", "header"),
+    [(0.0, "1"), (0.001, "1"), (1.0, "1"), (1.0001, "2"), (2.5, "3"), (59.0, "59"), (-3.0, "1")],
+)
+def test_retry_after_is_whole_seconds_rounded_up_and_at_least_1(seconds: float, header: str) -> None:
+    assert retry_after(seconds) == header
+
+
+# --- ReplayWindow --------------------------------------------------------------------
+
+
+def test_second_use_within_the_window_is_refused() -> None:
+    window = ReplayWindow(600)
+    assert window.first_use("req-1", T0)
+    assert not window.first_use("req-1", T0)
+    assert not window.first_use("req-1", T0 + 599.9)
+
+
+def test_id_is_allowed_again_after_the_window() -> None:
+    window = ReplayWindow(600)
+    assert window.first_use("req-1", T0)
+    assert window.first_use("req-1", T0 + 600)
+    assert not window.first_use("req-1", T0 + 601)  # and that use starts a new window
+
+
+def test_refused_use_does_not_extend_the_window() -> None:
+    window = ReplayWindow(600)
+    window.first_use("req-1", T0)
+    assert not window.first_use("req-1", T0 + 500)
+    assert window.first_use("req-1", T0 + 600)
+
+
+def test_different_ids_are_independent() -> None:
+    window = ReplayWindow(600)
+    assert window.first_use("req-1", T0)
+    assert window.first_use("req-2", T0)
+    assert not window.first_use("req-1", T0 + 1)
+    assert not window.first_use("req-2", T0 + 1)
+
+
+def test_expiry_of_one_id_keeps_later_ones() -> None:
+    window = ReplayWindow(600)
+    window.first_use("early", T0)
+    window.first_use("late", T0 + 300)
+    assert window.first_use("early", T0 + 600)
+    assert not window.first_use("late", T0 + 600)
+
+
+def test_a_full_window_still_refuses_an_id_it_holds() -> None:
+    window = ReplayWindow(600.0, max_ids=3)
+    for request_id in ("a", "b", "c"):
+        assert window.first_use(request_id, 0.0)
+    assert not window.first_use("a", 1.0)

@@ -1,0 +1,99 @@
+"""The command service's WebSockets against a real server: users hear of their
+commands and agents; agents take commands and send results over one socket."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import trio
+from trio_websocket import ConnectionRejected, open_websocket_url
+
+from tests.integration.test_commands import Operator, fresh, setup
+from tests.server_process import ServerProcess
+from tests.status_agent import signature
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerProcess() as process:
+        yield process
+
+
+def ws_url(server: ServerProcess, path: str) -> str:
+    return server.base_url.replace("http://", "ws://") + path
+
+
+async def next_event(ws: Any, kind: str) -> dict[str, Any]:
+    with trio.fail_after(10):
+        while True:
+            event = json.loads(await ws.get_message())
+            if event["type"] == kind:
+                return event
+
+
+async def test_users_hear_of_their_commands_and_no_one_else_does(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        intruder = Operator(server, fresh("user"), fresh("tenant"), "ADMIN")
+        owner_url = ws_url(server, f"/ws/user/{operator.user_id}?token={operator.auth['Authorization'][7:]}")
+        intruder_url = ws_url(server, f"/ws/user/{intruder.user_id}?token={intruder.auth['Authorization'][7:]}")
+        async with open_websocket_url(owner_url) as mine, open_websocket_url(intruder_url) as theirs:
+            created = await operator.command(client, agent.deployment_hash)
+            queued = await next_event(mine, "command_progress")
+            assert (queued["command_id"], queued["status"]) == (created["command_id"], "queued")
+            polled = await agent.poll(client, timeout=5)
+            assert polled is not None
+            assert (await next_event(mine, "command_progress"))["status"] == "sent"
+            await agent.report(client, polled.command_id, "success", result={"ok": True})
+            done = await next_event(mine, "command_completed")
+            assert (done["status"], done["result"]) == ("completed", {"ok": True})
+            await theirs.send_message('{"type":"ping"}')
+            assert json.loads(await theirs.get_message()) == {"type": "pong"}  # nothing of the other tenant
+
+
+async def test_user_sockets_need_a_valid_token(server: ServerProcess) -> None:
+    for query in ("", "?token=nonsense"):
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(ws_url(server, f"/ws/user/alice{query}")):
+                pass
+        assert rejected.value.status_code == 401
+
+
+def _signed(agent: Any, body: bytes) -> dict[str, Any]:
+    return {"type": "report", "request_id": str(uuid.uuid4()), "timestamp": int(time.time()),
+            "signature": signature(agent.token, body), "body": body.decode()}
+
+
+async def test_an_agent_takes_commands_and_reports_over_one_socket(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        headers = list(agent.headers(b"").items())
+        url = ws_url(server, f"/ws/agent/{agent.deployment_hash}?token={agent.token}")
+        async with open_websocket_url(url, extra_headers=[(k.encode(), v.encode()) for k, v in headers]) as ws:
+            first = await operator.command(client, agent.deployment_hash, priority="low")
+            message = await next_event(ws, "command")
+            assert message["item"]["command_id"] == first["command_id"]
+            body = agent.report_body(first["command_id"], "success", result={"exit_code": 0})
+            await ws.send_message(json.dumps(_signed(agent, body)))
+            ack = await next_event(ws, "ack")
+            assert ack["status"] == "accepted"
+            forged = {**_signed(agent, body), "signature": "A" * 43 + "="}
+            await ws.send_message(json.dumps(forged))
+            refused = await next_event(ws, "ack")
+            assert refused["status"] == "rejected" and refused["error"]["code"] == "invalid_signature"
+        command = await operator.get(client, agent.deployment_hash, first["command_id"])
+        assert command["status"] == "completed" and command["result"] == {"exit_code": 0}
+
+
+async def test_agent_sockets_need_the_agents_token(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        _, agent = await setup(server, client)
+        with pytest.raises(ConnectionRejected) as rejected:
+            async with open_websocket_url(ws_url(server, f"/ws/agent/{agent.deployment_hash}?token=wrong")):
+                pass
+        assert rejected.value.status_code == 401
