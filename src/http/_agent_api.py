@@ -120,7 +120,7 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
         with trio.CancelScope(shield=True):
             late = await _withdraw(deployment_hash, waiter)
         if late is not None:
-            _give_back(deployment_hash, late)
+            give_back(deployment_hash, late)
         raise
     return await _withdraw(deployment_hash, waiter)
 
@@ -130,12 +130,12 @@ async def _withdraw(deployment_hash: str, waiter: Waiter) -> Delivery | None:
     if waiter.delivery is not None:
         return waiter.delivery
     try:
-        return await ask_or_refuse(await queue_of(deployment_hash), Withdraw(waiter))  # type: ignore[no-any-return]
+        return await ask_or_refuse(queue_of(deployment_hash), Withdraw(waiter))  # type: ignore[no-any-return]
     except ActorStopped:
         return waiter.delivery
 
 
-def _give_back(deployment_hash: str, delivery: Delivery) -> None:
+def give_back(deployment_hash: str, delivery: Delivery) -> None:
     ref = services().queues.child(deployment_hash)
     if ref is not None:
         try:

@@ -38,7 +38,7 @@ from trioscope.runtime import ActorNotFound, ActorStopped, MailboxFull, StartFai
 from trioscope.system import NOTIFIER
 
 from . import _gate
-from ._agent_api import _give_back, wait_for_command
+from ._agent_api import give_back, wait_for_command
 from ._command_views import delivery_view
 from ._commands import ask_queue
 from ._errors import REFUSALS, ApiError, error_response, refusal_status
@@ -149,7 +149,7 @@ async def _deliver_commands(deployment_hash: str, link: ClientLink) -> None:
         try:
             await websocket.send(orjson.dumps({"type": "command", "item": view, "command": view}).decode())
         except BaseException:
-            _give_back(deployment_hash, delivery)
+            give_back(deployment_hash, delivery)
             raise
 
 

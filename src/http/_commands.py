@@ -39,7 +39,7 @@ MAX_PAGE = 500
 MAX_METADATA_BYTES = 16 * 1024
 
 
-async def queue_of(deployment_hash: str) -> ActorRef:
+def queue_of(deployment_hash: str) -> ActorRef:
     """The deployment's queue actor, started if it is not running."""
     s = services()
     spec = queue_spec(deployment_hash, s.settings, store=s.store, reader=s.reader, notifier_path=NOTIFIER,
@@ -50,9 +50,9 @@ async def queue_of(deployment_hash: str) -> ActorRef:
 async def ask_queue(deployment_hash: str, message: Any) -> Any:
     """Ask the queue actor; if it stopped for idleness just then, start it again."""
     try:
-        return await ask_or_refuse(await queue_of(deployment_hash), message)
+        return await ask_or_refuse(queue_of(deployment_hash), message)
     except ActorStopped:
-        return await ask_or_refuse(await queue_of(deployment_hash), message)
+        return await ask_or_refuse(queue_of(deployment_hash), message)
 
 
 def _user_actor(user_id: str) -> str:

@@ -8,6 +8,7 @@ credentials), then credentials, then the user's or agent's own rate limit.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from typing import Any
@@ -16,14 +17,17 @@ from quart import has_request_context, request, websocket
 
 from trioscope.actors.directory import Authenticate, GetDeployment
 from trioscope.actors.refusals import ask_or_refuse
+from trioscope.actors.store import Commit, Receipt
 from trioscope.domain.deployments import AgentAuthFailure, AgentRecord, Deployment, signature_valid
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
 from trioscope.domain.rates import retry_after
+from trioscope.runtime import ActorStopped, MailboxFull
 from trioscope.store import AuditEntry
 
 from ._errors import ApiError
 from ._services import services
 
+log = logging.getLogger(__name__)
 MAX_CLOCK_SKEW = 300.0
 
 
@@ -47,12 +51,10 @@ def audit_entry(action: str, *, actor: str, tenant: str | None, resource_type: s
 def _audit_refusal(entry: AuditEntry) -> None:
     """Auth failures are recorded without waiting for the commit: the client gets
     its 4xx either way, and a flood of failures must not queue requests."""
-    from trioscope.actors.store import Commit, Receipt
-
     try:
         services().store.tell(Commit((entry,), Receipt()))
-    except Exception:  # noqa: BLE001 - a full store mailbox: the log line below still records it
-        pass
+    except (MailboxFull, ActorStopped):
+        log.warning("audit record dropped (store busy): %s %s from %s", entry.action, entry.outcome, entry.address)
 
 
 def check_address_rate() -> None:

@@ -424,3 +424,35 @@ async def test_tenant_quota_on_deployments() -> None:
                 await operator.create_deployment(client)
             response = await client.post(operator.url(), json={}, headers=operator.auth)
             assert response.status_code == 403 and response.json()["error"]["code"] == "quota_exceeded"
+
+
+async def test_open_commands_per_deployment_are_limited() -> None:
+    with ServerProcess(["--max-queued-commands", "2"]) as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            for _ in range(2):
+                await operator.command(client, agent.deployment_hash)
+            response = await client.post(operator.url(agent.deployment_hash, "/commands"), json={"type": "x"},
+                                         headers=operator.auth)
+            assert response.status_code == 403
+            assert response.json()["error"]["details"]["setting"] == "commands.max_queued"
+
+
+async def test_rate_limits_per_address_user_and_agent_answer_429_with_retry_after() -> None:
+    # 60 a minute: a burst of 10, then one every second.
+    limits = ["--rate-per-user", "60", "--rate-per-agent", "60"]
+    with ServerProcess(limits) as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            statuses = [(await client.get(operator.url(), headers=operator.auth)) for _ in range(20)]
+            limited = [r for r in statuses if r.status_code == 429]
+            assert limited and int(limited[0].headers["Retry-After"]) >= 1
+            assert limited[0].json()["error"]["details"]["scope"] == "user"
+            reports = [await agent.report(client, "cmd_unknown") for _ in range(20)]
+            assert {r.status_code for r in reports} == {404, 429}
+            assert next(r for r in reports if r.status_code == 429).json()["error"]["details"]["scope"] == "agent"
+    with ServerProcess(["--rate-per-address", "60"]) as server:
+        async with httpx.AsyncClient() as client:
+            anonymous = [await client.post(f"{server.base_url}/api/v1/agent/register", json={}) for _ in range(20)]
+            assert {r.status_code for r in anonymous} == {400, 429}
+            assert next(r for r in anonymous if r.status_code == 429).json()["error"]["details"]["scope"] == "address"
