@@ -37,11 +37,11 @@ async def queue(settings):
     async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
         deployment, _ = await system.lookup(DIRECTORY).ask(CreateDeployment("t", "u", {}, audit("deployment.create")))
         spec = queue_spec(deployment.hash, settings, store=system.lookup(STORE), reader=reader)
-        yield deployment.hash, system.lookup(QUEUES).ensure_child(spec), reader
+        yield deployment.hash, system.lookup(QUEUES).ensure_child(spec), reader, system
 
 
 async def test_a_crash_mid_poll_loses_neither_queued_nor_new_commands(queue) -> None:
-    deployment_hash, ref, reader = queue
+    deployment_hash, ref, reader, _ = queue
     ref: ActorRef
     waiting = Waiter()
     assert await ref.ask(Poll(waiting)) is None
@@ -58,7 +58,7 @@ async def test_a_crash_mid_poll_loses_neither_queued_nor_new_commands(queue) -> 
 
 
 async def test_one_command_goes_to_exactly_one_of_many_waiting_polls(queue) -> None:
-    deployment_hash, ref, _ = queue
+    deployment_hash, ref, _, _ = queue
     waiters = [Waiter() for _ in range(5)]
     for waiter in waiters:
         assert await ref.ask(Poll(waiter)) is None
@@ -67,3 +67,17 @@ async def test_one_command_goes_to_exactly_one_of_many_waiting_polls(queue) -> N
     assert len(handed) == 1 and handed[0] is waiters[0]  # the oldest poll first
     for waiter in waiters[1:]:
         assert await ref.ask(Withdraw(waiter)) is None
+
+
+async def test_two_replicas_of_a_queue_hand_a_command_to_one_poll_only(queue, settings) -> None:
+    deployment_hash, first, reader, system = queue
+    await first.ask(Create(command(deployment_hash, 4), audit("command.create")))
+    # A second queue actor for the same deployment (as another server process
+    # would run) loads the same queued command from the store.
+    spec = attrs.evolve(queue_spec(deployment_hash, settings, store=system.lookup(STORE), reader=reader),
+                        name=f"{deployment_hash}-replica")
+    second = system.lookup(QUEUES).ensure_child(spec)
+    results = [await ref.ask(Poll(Waiter())) for ref in (second, first)]
+    delivered = [r for r in results if r is not None]
+    assert len(delivered) == 1 and delivered[0].id == "cmd_4"
+    assert (await reader.call(SqliteReader.command, "cmd_4")).status is CommandStatus.SENT
