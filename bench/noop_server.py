@@ -1,6 +1,8 @@
 """The baseline for bench/ingest.py: a no-op Quart-Trio POST handler served by
 Hypercorn's trio worker in-process, with the same Hypercorn settings as
-``trioscope serve`` (backlog, keep-alive, no access log).
+``trioscope serve`` (backlog, keep-alive, no access log). bench/commands.py
+uses its no-op GET (/health) and no-op long poll (/wait?timeout=N: 204 after
+N seconds).
 
     python bench/noop_server.py PORT
 """
@@ -30,6 +32,16 @@ async def accept() -> Response:
 @app.get("/health")
 async def health() -> Response:
     return Response(b'{"status":"healthy"}', content_type="application/json")
+
+
+@app.get("/wait")
+async def wait() -> Response:
+    """A no-op long poll: holds the request up to ``timeout`` seconds (≤ 120), then 204."""
+    raw = request.args.get("timeout", "30")
+    timeout = min(int(raw), 120) if raw.isdigit() else 30
+    with trio.move_on_after(timeout):
+        await trio.Event().wait()
+    return Response(b"", status=204, headers={"Cache-Control": "no-cache"})
 
 
 if __name__ == "__main__":

@@ -21,14 +21,14 @@ import trio
 from trioscope.config import Settings
 from trioscope.domain.commands import (
     CancelNotice, Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue,
-    IllegalTransition, cancel_notice_id,
+    cancel_notice_id,
 )
-from trioscope.runtime import Actor, ActorRef, ActorSpec, Restart
+from trioscope.runtime import ActorRef, ActorSpec, Restart
 from trioscope.store import AuditEntry, Conflict, SaveCommand, SqliteReader, StoreReader, Write
 
 from .directory import GetDeployment
 from .notifier import publish
-from .refusals import REFUSALS, QuotaExceeded, ReportConflict, UnknownCommand
+from .refusals import QuotaExceeded, RefusingActor, ReportConflict, UnknownCommand
 from .store import commit
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ _EVENT_FOR = {CommandStatus.COMPLETED: CommandEvent.COMPLETE, CommandStatus.FAIL
               CommandStatus.CANCELLED: CommandEvent.AGENT_CANCELLED}
 
 
-class DeploymentQueueActor(Actor):
+class DeploymentQueueActor(RefusingActor):
     def __init__(self, deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
                  notifier_path: str | None = None, directory_path: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -146,13 +146,7 @@ class DeploymentQueueActor(Actor):
             await trio.sleep(TICK)
             self.context.ref.tell(_Tick())
 
-    async def handle(self, message: Any) -> Any:
-        try:
-            return await self._handle(message, self.clock())
-        except REFUSALS as refusal:
-            return refusal
-
-    async def _handle(self, message: Any, now: float) -> Any:
+    async def serve(self, message: Any, now: float) -> Any:
         if isinstance(message, Poll):
             delivery = await self._take(now, message.waiter.min_rank, message.waiter.skip)
             if delivery is None:
@@ -192,7 +186,7 @@ class DeploymentQueueActor(Actor):
             return None
         if isinstance(message, Snapshot):
             return list(self.queue)
-        return await super().handle(message)
+        return await super().serve(message, now)
 
     def _open(self, command_id: str) -> Command:
         command = self.queue.get(command_id)

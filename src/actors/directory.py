@@ -18,11 +18,11 @@ from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import (
     AgentDirectory, AgentRecord, AgentStatus, Deployment, hash_token, token_matches,
 )
-from trioscope.runtime import Actor, ActorRef
+from trioscope.runtime import ActorRef
 from trioscope.store import AuditEntry, SaveAgent, SaveDeployment, SqliteReader, StoreReader
 
 from .notifier import publish
-from .refusals import REFUSALS, EnrollmentRefused, QuotaExceeded, UnknownAgent
+from .refusals import EnrollmentRefused, QuotaExceeded, RefusingActor, UnknownAgent
 from .store import commit
 
 
@@ -84,7 +84,7 @@ class ListAgents:
     deployment_hash: str
 
 
-class DirectoryActor(Actor):
+class DirectoryActor(RefusingActor):
     def __init__(self, settings: Settings, *, store_path: str, reader: StoreReader,
                  notifier_path: str | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
@@ -103,13 +103,7 @@ class DirectoryActor(Actor):
         for agent in await self.reader.call(SqliteReader.agents):
             self.directory.put_agent(agent)
 
-    async def handle(self, message: Any) -> Any:
-        try:
-            return await self._handle(message, self.clock())
-        except REFUSALS as refusal:
-            return refusal
-
-    async def _handle(self, message: Any, now: float) -> Any:
+    async def serve(self, message: Any, now: float) -> Any:
         d = self.directory
         if isinstance(message, Authenticate):
             return d.authenticate(message.token, deployment_hash=message.deployment_hash, agent_id=message.agent_id)
@@ -175,7 +169,7 @@ class DirectoryActor(Actor):
             d.put_agent(agent)
             self._agent_status(agent, d.deployments[agent.deployment_hash])
             return agent
-        return await super().handle(message)
+        return await super().serve(message, now)
 
     def _agent_status(self, agent: AgentRecord, deployment: Deployment) -> None:
         publish(self.notifier, deployment.tenant, deployment.user_id, {

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from trioscope.domain.commands import IllegalTransition
-from trioscope.runtime import ActorRef
+from trioscope.runtime import Actor, ActorRef
 
 
 class Refusal(Exception):
@@ -48,6 +48,22 @@ class UnknownAgent(Refusal):
 
 
 REFUSALS = (Refusal, IllegalTransition)
+
+
+class RefusingActor(Actor):
+    """An actor whose ``serve(message, now)`` may refuse a request by raising a
+    refusal: the refusal answers the asker and the actor carries on."""
+
+    clock: Any
+
+    async def handle(self, message: Any) -> Any:
+        try:
+            return await self.serve(message, self.clock())
+        except REFUSALS as refusal:
+            return refusal
+
+    async def serve(self, message: Any, now: float) -> Any:
+        return await super().handle(message)
 
 
 async def ask_or_refuse(ref: ActorRef, message: Any, timeout: float = 10.0) -> Any:

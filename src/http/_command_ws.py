@@ -28,13 +28,12 @@ import trio
 from quart import Blueprint, Response, websocket
 from werkzeug.datastructures import Headers
 
-from trioscope.actors.client import GOING_AWAY, INTERNAL_ERROR, POLICY_VIOLATION, ClientLink, FromClient
+from trioscope.actors.client import GOING_AWAY, POLICY_VIOLATION, ClientLink
 from trioscope.actors.deployment_queue import Report
 from trioscope.actors.notifier import event_client_spec
 from trioscope.domain.commands import CommandReport
 from trioscope.domain.principals import Permission
 from trioscope.domain.report import InvalidDocument, decode
-from trioscope.runtime import ActorNotFound, ActorStopped, MailboxFull, StartFailed, TooManyChildren
 from trioscope.system import NOTIFIER
 
 from . import _gate
@@ -42,6 +41,7 @@ from ._agent_api import give_back, wait_for_command
 from ._command_views import delivery_view
 from ._commands import ask_queue
 from ._errors import REFUSALS, ApiError, error_response, refusal_status
+from ._live import serve_client_socket
 from ._services import services
 
 log = logging.getLogger(__name__)
@@ -63,52 +63,12 @@ async def user_events(user_id: str) -> Response | None:
         _gate.own_user(principal, user_id)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    # Events are small and bursty (one per status change): a deeper outbox than
+    # topology updates, which are merged while a client is behind.
     link = ClientLink(s.settings.websocket.buffer_size * 16)
-    name = f"events-{next(_names)}"
-    try:
-        client = await s.clients.start_child(event_client_spec(
-            name, link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
-            admin=principal.may(Permission.ADMINISTER)))
-    except TooManyChildren as exc:
-        return error_response(503, "too_many_clients", f"the server already has its limit of {exc.limit} "
-                              "WebSocket clients (websocket.max_clients)", headers={"Retry-After": "10"})
-    except (StartFailed, ActorStopped):
-        return error_response(503, "unavailable", "events are not available right now", headers={"Retry-After": "1"})
-    await websocket.accept()
-    s.links.add(link)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_write, link)
-            nursery.start_soon(_read_into, client, link)
-            await link.closed.wait()
-            nursery.cancel_scope.cancel()
-        with trio.move_on_after(CLOSE_TIMEOUT):
-            await websocket.close(link.close_code or GOING_AWAY, link.close_reason)
-    finally:
-        s.links.discard(link)
-        with trio.CancelScope(shield=True), trio.move_on_after(2):
-            try:
-                await s.clients.stop_child(name)
-            except (ActorNotFound, ActorStopped):
-                pass
-    return None
-
-
-async def _read_into(client: Any, link: ClientLink) -> None:
-    while True:
-        data = await websocket.receive()
-        try:
-            client.tell(FromClient(data))
-        except MailboxFull:
-            pass
-        except ActorStopped:
-            link.close(INTERNAL_ERROR, "internal error")
-            return
-
-
-async def _write(link: ClientLink) -> None:
-    async for frame in link.frames:
-        await websocket.send(frame)
+    spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
+                             admin=principal.may(Permission.ADMINISTER))
+    return await serve_client_socket(link, spec)
 
 
 @blueprint.websocket("/ws/agent/<deployment_hash>")

@@ -11,7 +11,9 @@ from quart import Blueprint, Response, websocket
 
 from trioscope.actors.client import GOING_AWAY, INTERNAL_ERROR, ClientLink, FromClient, client_spec
 from trioscope.domain.live import BadClientMessage, parse_view
-from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull, StartFailed, TooManyChildren
+from trioscope.runtime import (
+    ActorNotFound, ActorRef, ActorSpec, ActorStopped, MailboxFull, StartFailed, TooManyChildren,
+)
 from trioscope.system import HUB
 
 from ._errors import error_response
@@ -33,13 +35,21 @@ async def live() -> Response | None:
         return error_response(400, "invalid_parameter", exc.message, details={"parameter": "view"})
     link = ClientLink(s.settings.websocket.buffer_size)
     name = f"ws-{next(_names)}"
+    return await serve_client_socket(link, client_spec(name, link, HUB, view, s.settings, s.live))
+
+
+async def serve_client_socket(link: ClientLink, spec: ActorSpec) -> Response | None:
+    """Run one WebSocket whose client actor ``spec`` (under ``/root/clients``)
+    decides what is sent: start the actor (503 when the limit is reached), then
+    move frames both ways until the actor, the server or the client closes."""
+    s = services()
     try:
-        client = await s.clients.start_child(client_spec(name, link, HUB, view, s.settings, s.live))
+        client = await s.clients.start_child(spec)
     except TooManyChildren as exc:
         return error_response(503, "too_many_clients", f"the server already has its limit of {exc.limit} "
-                              "live clients (websocket.max_clients)", headers={"Retry-After": "10"})
+                              "WebSocket clients (websocket.max_clients)", headers={"Retry-After": "10"})
     except (StartFailed, ActorStopped):
-        return error_response(503, "unavailable", "live updates are not available right now",
+        return error_response(503, "unavailable", "this stream is not available right now",
                               headers={"Retry-After": "1"})
     await websocket.accept()
     s.links.add(link)
@@ -58,7 +68,7 @@ async def live() -> Response | None:
         s.links.discard(link)
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             try:
-                await s.clients.stop_child(name)
+                await s.clients.stop_child(spec.name)
             except (ActorNotFound, ActorStopped):
                 pass
     return None

@@ -1,0 +1,389 @@
+"""Client processes for bench/commands.py: trio, raw sockets, h11.
+
+Modes (each prints JSON on stdout):
+
+* ``hold``: holds long-polls open, driven by lines on stdin so that the
+  benchmark can pace connection opening against the server's accept rate:
+  ``open K`` opens K more connections (round-robin over the agents), each
+  sending one poll, and answers ``ok <connections>`` once they are connected
+  and their request is sent; ``stats`` answers a JSON line of counters;
+  ``close`` closes everything, prints the final counters and exits. A poll
+  that is answered (204 on its timeout) is sent again on the same
+  connection, so the number held stays the number opened.
+* ``latency``: every agent holds one poll; commands are created one at a time
+  for a random agent, timed from just before the create POST until that
+  agent's poll answer arrives; the agent reports success and polls again.
+* ``e2e``: K workers loop create -> poll -> report on one keep-alive
+  connection each; counts completed commands per second after a warm-up.
+* ``noop``: K workers send no-op GETs back to back (the e2e baseline).
+
+The agents file (written by bench/commands.py) is
+``{"user_id", "user_token", "agents": [{"agent_id", "token", "hash"}]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import hmac
+import json
+import os
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections import Counter
+from typing import Any
+
+import h11
+import psutil
+import trio
+
+
+def signature(token: str, body: bytes) -> str:
+    return base64.b64encode(hmac.new(token.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def agent_headers(agent: dict[str, str], body: bytes, empty_signature: str | None = None) -> list[tuple[str, str]]:
+    """The TryDirect status agent's headers (tests/status_agent.py), fresh request id each time."""
+    return [
+        ("Authorization", f"Bearer {agent['token']}"),
+        ("X-Agent-Id", agent["agent_id"]),
+        ("X-Timestamp", str(int(time.time()))),
+        ("X-Request-Id", str(uuid.uuid4())),
+        ("X-Agent-Signature", empty_signature if empty_signature is not None and not body else signature(agent["token"], body)),
+    ]
+
+
+class Closed(Exception):
+    """The server closed the connection."""
+
+
+class Http:
+    """One keep-alive HTTP/1.1 client connection."""
+
+    def __init__(self, stream: trio.SocketStream, host: str) -> None:
+        self.stream = stream
+        self.host = host
+        self.conn = h11.Connection(h11.CLIENT)
+
+    @classmethod
+    async def connect(cls, host: str, port: int, source: str | None = None) -> Http:
+        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+        try:
+            if source:
+                await sock.bind((source, 0))
+            await sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return cls(trio.SocketStream(sock), f"{host}:{port}")
+
+    async def send(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
+        all_headers = [("Host", self.host), *headers]
+        if body or method == "POST":
+            all_headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+        data = self.conn.send(h11.Request(method=method, target=target, headers=all_headers))
+        if body:
+            data += self.conn.send(h11.Data(data=body))
+        data += self.conn.send(h11.EndOfMessage())
+        await self.stream.send_all(data)
+
+    async def receive(self) -> tuple[int, bytes]:
+        status, chunks = 0, []
+        while True:
+            event = self.conn.next_event()
+            if event is h11.NEED_DATA:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise Closed()
+                self.conn.receive_data(data)
+            elif isinstance(event, h11.Response):
+                status = event.status_code
+            elif isinstance(event, h11.Data):
+                chunks.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                break
+            elif isinstance(event, h11.ConnectionClosed):
+                raise Closed()
+        if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is h11.MUST_CLOSE:
+            raise Closed()
+        self.conn.start_next_cycle()
+        return status, b"".join(chunks)
+
+    async def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"") -> tuple[int, bytes]:
+        await self.send(method, target, headers, body)
+        return await self.receive()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+def load(path: str) -> dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)  # type: ignore[no-any-return]
+
+
+def poll_target(kind: str, agent: dict[str, str], timeout: int) -> str:
+    if kind == "noop":
+        return f"/wait?timeout={timeout}"
+    return f"/api/v1/agent/commands/wait/{agent['hash']}?timeout={timeout}"
+
+
+def report_body(agent: dict[str, str], command_id: str) -> bytes:
+    # Compact, keys sorted: as serde_json serialises the status agent's report.
+    return json.dumps({"command_id": command_id, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                       "deployment_hash": agent["hash"], "error": None, "status": "success"},
+                      sort_keys=True, separators=(",", ":")).encode()
+
+
+async def wait_idle(pid: int | None, busy_below: float = 0.05, window: float = 0.5, limit: float = 60.0) -> None:
+    """Until the server process uses < ``busy_below`` of a core over ``window`` seconds."""
+    if pid is None:
+        await trio.sleep(2)
+        return
+    proc = psutil.Process(pid)
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = sum(proc.cpu_times()[:2])
+        await trio.sleep(window)
+        if sum(proc.cpu_times()[:2]) - before < busy_below * window:
+            return
+
+
+# ---- hold ------------------------------------------------------------------------------------
+
+async def hold(args: argparse.Namespace) -> None:
+    data = load(args.agents)
+    agents = data["agents"]
+    empty = {a["agent_id"]: signature(a["token"], b"") for a in agents}
+    tally: Counter[str] = Counter()
+    live = 0
+    opened = 0
+
+    async def one(index: int, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        nonlocal live
+        agent = agents[index % len(agents)]
+        try:
+            with trio.fail_after(60):
+                http = await Http.connect(args.host, args.port, args.source)
+        except (OSError, trio.TooSlowError) as exc:
+            tally[f"connect {type(exc).__name__}"] += 1
+            task_status.started()
+            return
+        live += 1
+        started = False
+        try:
+            while True:
+                await http.send("GET", poll_target(args.kind, agent, args.timeout),
+                                agent_headers(agent, b"", empty[agent["agent_id"]]))
+                if not started:
+                    started = True
+                    task_status.started()
+                status, _ = await http.receive()
+                tally[str(status)] += 1
+        except (Closed, trio.BrokenResourceError, OSError, h11.ProtocolError) as exc:
+            tally[f"closed {type(exc).__name__}"] += 1
+        finally:
+            live -= 1
+            if not started:
+                task_status.started()
+            with trio.CancelScope(shield=True):
+                await http.aclose()
+
+    def stats() -> str:
+        return json.dumps({"opened": opened, "live": live, "responses": dict(tally)})
+
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    buffer = b""
+    async with trio.open_nursery() as nursery:
+        while True:
+            while b"\n" not in buffer:
+                chunk = await stdin.receive_some(4096)
+                if not chunk:
+                    buffer += b"close\n"
+                    break
+                buffer += chunk
+            line, buffer = buffer.split(b"\n", 1)
+            word, *rest = line.decode().split()
+            if word == "open":
+                count = int(rest[0])
+                async with trio.open_nursery() as batch:
+                    for i in range(opened, opened + count):
+                        batch.start_soon(nursery.start, one, i)
+                opened += count
+                print(f"ok {live}", flush=True)
+            elif word == "stats":
+                print(stats(), flush=True)
+            elif word == "close":
+                nursery.cancel_scope.cancel()
+                break
+    print(stats(), flush=True)
+
+
+# ---- latency ---------------------------------------------------------------------------------
+
+async def latency(args: argparse.Namespace) -> None:
+    data = load(args.agents)
+    agents = data["agents"][: args.agents_count]
+    user_auth = [("Authorization", f"Bearer {data['user_token']}")]
+    tally: Counter[str] = Counter()
+    got: dict[str, tuple[str, float]] = {}
+    got_event: dict[str, trio.Event] = {a["agent_id"]: trio.Event() for a in agents}
+    reported: dict[str, trio.Event] = {a["agent_id"]: trio.Event() for a in agents}
+    polling = 0
+    limiter = trio.CapacityLimiter(50)
+
+    async def agent_loop(agent: dict[str, str]) -> None:
+        nonlocal polling
+        aid = agent["agent_id"]
+        async with limiter:
+            http = await Http.connect(args.host, args.port)
+        first = True
+        async with http.stream:
+            while True:
+                await http.send("GET", poll_target("trioscope", agent, 120), agent_headers(agent, b""))
+                if first:
+                    polling += 1
+                    first = False
+                status, body = await http.receive()
+                arrived = time.perf_counter()
+                tally[f"poll {status}"] += 1
+                if status == 200:
+                    command_id = json.loads(body)["item"]["command_id"]
+                    got[aid] = (command_id, arrived)
+                    got_event[aid].set()
+                    raw = report_body(agent, command_id)
+                    status, _ = await http.request("POST", "/api/v1/agent/commands/report", agent_headers(agent, raw), raw)
+                    tally[f"report {status}"] += 1
+                    reported[aid].set()
+                elif status != 204:
+                    await trio.sleep(1)
+
+    rng = random.Random(args.seed)
+    latencies: list[float] = []
+    acks: list[float] = []
+    async with trio.open_nursery() as nursery:
+        for agent in agents:
+            nursery.start_soon(agent_loop, agent)
+        with trio.fail_after(300):
+            while polling < len(agents):
+                await trio.sleep(0.1)
+        await wait_idle(args.server_pid)
+        user = await Http.connect(args.host, args.port)
+        body = b'{"type":"restart"}'
+        for _ in range(args.commands):
+            agent = rng.choice(agents)
+            aid = agent["agent_id"]
+            got_event[aid], reported[aid] = trio.Event(), trio.Event()
+            target = f"/api/v1/users/{data['user_id']}/deployments/{agent['hash']}/commands"
+            sent = time.perf_counter()
+            status, answer = await user.request("POST", target, user_auth, body)
+            acks.append(time.perf_counter() - sent)
+            tally[f"create {status}"] += 1
+            if status != 202:
+                continue
+            command_id = json.loads(answer)["command_id"]
+            with trio.fail_after(30):
+                await got_event[aid].wait()
+                received_id, arrived = got[aid]
+                if received_id != command_id:
+                    tally["wrong command"] += 1
+                latencies.append(arrived - sent)
+                await reported[aid].wait()
+            await trio.sleep(0.01)  # let the agent's next poll reach the server
+        await user.aclose()
+        nursery.cancel_scope.cancel()
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    print(json.dumps({"agents": len(agents), "commands": len(latencies), "p50": statistics.median(ordered) * 1000,
+                      "p95": pct(0.95), "p99": pct(0.99), "max": ordered[-1] * 1000,
+                      "create_p50": statistics.median(acks) * 1000, "statuses": dict(tally)}))
+
+
+# ---- e2e and its no-op baseline --------------------------------------------------------------
+
+async def loop_workers(args: argparse.Namespace, body_of_worker: Any) -> None:
+    tally: Counter[str] = Counter()
+    counted = 0
+    start = trio.current_time()
+    measure_from = start + args.warmup
+    deadline = measure_from + args.seconds
+
+    async def worker(index: int) -> None:
+        nonlocal counted
+        http = await Http.connect(args.host, args.port)
+        async with http.stream:
+            while trio.current_time() < deadline:
+                done = await body_of_worker(http, index, tally)
+                if done and trio.current_time() >= measure_from:
+                    counted += 1
+
+    async with trio.open_nursery() as nursery:
+        for i in range(args.workers):
+            nursery.start_soon(worker, i)
+    elapsed = trio.current_time() - measure_from
+    print(json.dumps({"count": counted, "elapsed": elapsed, "rate": counted / elapsed, "statuses": dict(tally)}))
+
+
+async def e2e(args: argparse.Namespace) -> None:
+    data = load(args.agents)
+    agents = data["agents"]
+    user_auth = [("Authorization", f"Bearer {data['user_token']}")]
+    create = b'{"type":"restart"}'
+
+    async def one_command(http: Http, index: int, tally: Counter[str]) -> bool:
+        agent = agents[index]
+        status, _ = await http.request("POST", f"/api/v1/users/{data['user_id']}/deployments/{agent['hash']}/commands",
+                                       user_auth, create)
+        tally[f"create {status}"] += 1
+        if status != 202:
+            return False
+        status, body = await http.request("GET", poll_target("trioscope", agent, 10), agent_headers(agent, b""))
+        tally[f"poll {status}"] += 1
+        if status != 200:
+            return False
+        raw = report_body(agent, json.loads(body)["item"]["command_id"])
+        status, _ = await http.request("POST", "/api/v1/agent/commands/report", agent_headers(agent, raw), raw)
+        tally[f"report {status}"] += 1
+        return status == 200
+
+    await loop_workers(args, one_command)
+
+
+async def noop(args: argparse.Namespace) -> None:
+    async def one_get(http: Http, index: int, tally: Counter[str]) -> bool:
+        status, _ = await http.request("GET", "/health", [])
+        tally[str(status)] += 1
+        return status == 200
+
+    await loop_workers(args, one_get)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["hold", "latency", "e2e", "noop"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--agents", help="the agents file")
+    parser.add_argument("--source", help="hold: local address to bind (127.0.0.2, ...)")
+    parser.add_argument("--kind", choices=["trioscope", "noop"], default="trioscope", help="hold: which poll route")
+    parser.add_argument("--timeout", type=int, default=120, help="hold: poll timeout (s)")
+    parser.add_argument("--agents-count", type=int, default=1000, help="latency: agents holding a poll")
+    parser.add_argument("--commands", type=int, default=300, help="latency: commands to time")
+    parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--server-pid", type=int, help="latency: wait for this process to go idle before timing")
+    parser.add_argument("--workers", type=int, default=64, help="e2e/noop: concurrent clients")
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    args = parser.parse_args()
+    trio.run({"hold": hold, "latency": latency, "e2e": e2e, "noop": noop}[args.mode], args)
+
+
+if __name__ == "__main__":
+    main()
