@@ -148,6 +148,8 @@ class DeploymentQueueActor(RefusingActor):
 
     async def serve(self, message: Any, now: float) -> Any:
         if isinstance(message, Poll):
+            if message.waiter.skip is not None:
+                await self._acknowledge(message.waiter.skip, now)
             delivery = await self._take(now, message.waiter.min_rank, message.waiter.skip)
             if delivery is None:
                 self.waiters.append(message.waiter)
@@ -220,6 +222,15 @@ class DeploymentQueueActor(RefusingActor):
                 await self._reload(delivery.id)  # another writer has it; look again
                 continue
             return delivered
+
+    async def _acknowledge(self, command_id: str, now: float) -> None:
+        """The agent says it has ``command_id`` (``last_command_id``). If we gave
+        it back to the queue because its poll seemed to go away, the agent got it
+        after all: it is sent, not to be delivered twice."""
+        command = self.queue.get(command_id)
+        if (command is not None and command.status is CommandStatus.QUEUED
+                and any(h.event is CommandEvent.RETURN for h in command.history)):
+            await self._change(command, CommandEvent.DELIVER, now, None, {"reason": "acknowledged by last_command_id"})
 
     async def _reload(self, command_id: str) -> None:
         stored = await self.reader.call(SqliteReader.command, command_id)

@@ -81,6 +81,8 @@ class ListDeployments:
 
 @attrs.frozen
 class ListAgents:
+    """Answered with ``(AgentRecord, last seen or None)`` pairs, oldest agent first."""
+
     deployment_hash: str
 
 
@@ -93,6 +95,8 @@ class DirectoryActor(RefusingActor):
         self.reader = reader
         self.clock = clock
         self.directory = AgentDirectory()
+        self.last_seen: dict[str, float] = {}
+        """When each agent last made an authenticated request (since this start)."""
 
     async def on_start(self) -> None:
         self.store: ActorRef = self.context.system.lookup(self.store_path)
@@ -106,7 +110,10 @@ class DirectoryActor(RefusingActor):
     async def serve(self, message: Any, now: float) -> Any:
         d = self.directory
         if isinstance(message, Authenticate):
-            return d.authenticate(message.token, deployment_hash=message.deployment_hash, agent_id=message.agent_id)
+            answer = d.authenticate(message.token, deployment_hash=message.deployment_hash, agent_id=message.agent_id)
+            if isinstance(answer, AgentRecord):
+                self.last_seen[answer.id] = now  # in memory: a heartbeat is not worth a disk write
+            return answer
         if isinstance(message, GetDeployment):
             return d.deployments.get(message.deployment_hash)
         if isinstance(message, ListDeployments):
@@ -114,8 +121,9 @@ class DirectoryActor(RefusingActor):
                            if message.user_id is None or x.user_id == message.user_id),
                           key=lambda x: x.created_at)
         if isinstance(message, ListAgents):
-            return sorted((a for a in d.agents.values() if a.deployment_hash == message.deployment_hash),
-                          key=lambda a: a.created_at)
+            agents = sorted((a for a in d.agents.values() if a.deployment_hash == message.deployment_hash),
+                            key=lambda a: a.created_at)
+            return [(a, self.last_seen.get(a.id)) for a in agents]
         if isinstance(message, CreateDeployment):
             limit = self.settings.tenants.max_deployments
             if len(d.deployments_of(message.tenant)) >= limit:

@@ -62,7 +62,7 @@ def deployment_view(deployment: Deployment) -> dict[str, Any]:
             "metadata": deployment.metadata, "enrollment_pending": deployment.enrollment_hash is not None}
 
 
-def agent_view(agent: AgentRecord) -> dict[str, Any]:
-    return {"agent_id": agent.id, "deployment_hash": agent.deployment_hash, "status": agent.status.value,
+def agent_view(agent: AgentRecord, last_seen: float | None = None) -> dict[str, Any]:
+    return {"last_seen": timestamp(last_seen),"agent_id": agent.id, "deployment_hash": agent.deployment_hash, "status": agent.status.value,
             "capabilities": list(agent.capabilities), "version": agent.version, "system_info": agent.system_info,
             "created_at": timestamp(agent.created_at), "decommissioned_at": timestamp(agent.decommissioned_at)}

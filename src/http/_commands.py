@@ -93,7 +93,7 @@ async def get_deployment(user_id: str, deployment_hash: str) -> Response:
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     agents = await ask_or_refuse(services().directory, ListAgents(deployment.hash))
-    return json_response({**deployment_view(deployment), "agents": [agent_view(a) for a in agents]})
+    return json_response({**deployment_view(deployment), "agents": [agent_view(a, seen) for a, seen in agents]})
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/enrollment")
@@ -113,7 +113,7 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
     principal = await _gate.user(Permission.ADMINISTER)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     agents = await ask_or_refuse(services().directory, ListAgents(deployment.hash))
-    if agent_id not in {a.id for a in agents}:
+    if agent_id not in {a.id for a, _ in agents}:
         raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} in this deployment")
     audit = _gate.audit_entry("agent.decommission", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="agent", resource_id=agent_id)

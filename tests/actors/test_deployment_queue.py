@@ -8,7 +8,7 @@ import time
 import attrs
 import pytest
 
-from trioscope.actors.deployment_queue import Create, Poll, Waiter, Withdraw, queue_spec
+from trioscope.actors.deployment_queue import Create, Poll, Undeliverable, Waiter, Withdraw, queue_spec
 from trioscope.actors.directory import CreateDeployment
 from trioscope.domain.commands import Command, CommandStatus, Priority, new_command
 from trioscope.runtime import ActorRef, open_actor_system
@@ -81,3 +81,16 @@ async def test_two_replicas_of_a_queue_hand_a_command_to_one_poll_only(queue, se
     delivered = [r for r in results if r is not None]
     assert len(delivered) == 1 and delivered[0].id == "cmd_4"
     assert (await reader.call(SqliteReader.command, "cmd_4")).status is CommandStatus.SENT
+
+
+async def test_a_command_given_back_but_acknowledged_by_last_command_id_is_not_delivered_twice(queue) -> None:
+    deployment_hash, ref, reader, _ = queue
+    await ref.ask(Create(command(deployment_hash, 5), audit("command.create")))
+    delivered = await ref.ask(Poll(Waiter()))
+    await ref.ask(Undeliverable(delivered))  # the poll seemed to go away...
+    assert (await reader.call(SqliteReader.command, "cmd_5")).status is CommandStatus.QUEUED
+    # ...but the agent had it: its next poll names it.
+    assert await ref.ask(Poll(Waiter(skip="cmd_5"))) is None
+    stored = await reader.call(SqliteReader.command, "cmd_5")
+    assert stored.status is CommandStatus.SENT
+    assert [h.event.value for h in stored.history[1:]] == ["deliver", "return", "deliver"]

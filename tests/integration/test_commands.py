@@ -456,3 +456,14 @@ async def test_rate_limits_per_address_user_and_agent_answer_429_with_retry_afte
             anonymous = [await client.post(f"{server.base_url}/api/v1/agent/register", json={}) for _ in range(20)]
             assert {r.status_code for r in anonymous} == {400, 429}
             assert next(r for r in anonymous if r.status_code == 429).json()["error"]["details"]["scope"] == "address"
+
+
+async def test_a_deployment_shows_its_agents_and_when_they_were_last_seen(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        await agent.wait(client, timeout=1)
+        response = await client.get(operator.url(agent.deployment_hash), headers=operator.auth)
+        assert response.status_code == 200
+        (shown,) = response.json()["agents"]
+        assert shown["agent_id"] == agent.agent_id and shown["status"] == "active"
+        assert shown["capabilities"] == ["docker", "restart"] and shown["last_seen"].endswith("Z")

@@ -1,0 +1,402 @@
+"""The command service (issue 6) of `trioscope serve`, against no-op Quart-Trio
+baselines under the same Hypercorn settings, measured in the same run.
+
+    .venv/bin/python bench/commands.py [--polls 19800] [--agents 1000] [--commands 300]
+                                       [--workers 64] [--seconds 10] [--rounds 3] [--quick]
+
+1. Memory per held long-poll: server RSS before vs while holding N polls
+   (timeout 120 s) over ``--agents`` agents (N/agents polls each), opened by
+   bench/poll_holder.py processes bound to 127.0.0.2, 127.0.0.3, ... and paced
+   against the server's accept rate. Baseline: the same N requests held by
+   bench/noop_server.py's GET /wait. Target < 40 KiB per poll. N is capped by
+   the 20,000 fd limit of the server process.
+2. Enqueue -> agent latency with ``--agents`` agents each holding one poll (on
+   the same server, once the N polls are released): ``--commands`` commands one
+   at a time for a random agent, from just before the create POST to that
+   agent's poll answer; p50/p95/p99. Target p95 < 50 ms (seed: < 500 ms).
+3. End-to-end commands/s: ``--workers`` agents loop create -> poll -> report on
+   one keep-alive connection each, against no-op GETs (/health) from the same
+   number of connections; baseline and trioscope alternate, fresh server each,
+   median ratio. Target >= 0.25x (three requests per command).
+
+Agent requests are signed (X-Agent-Signature) as the TryDirect status agent
+signs them; ``--no-signature`` starts trioscope with ``--require-signature
+false`` for comparison. Server stderr is scanned for ERROR lines and reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import trio
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+from poll_holder import Http, agent_headers, wait_idle  # noqa: E402
+from servers import free_port, stop  # noqa: E402
+
+from trioscope.domain.principals import Role, mint_user_token  # noqa: E402
+
+PYTHON = sys.executable
+HOLDER = str(ROOT / "bench/poll_holder.py")
+SECRET = "bench-secret-for-the-command-service-benchmark"
+USER = "bench"
+FD_LIMIT = 20_000
+FD_MARGIN = 40
+SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
+PER_HOLDER = 9_000
+TRIOSCOPE_FLAGS = ["--rate-per-address", "1000000", "--rate-per-agent", "1000000", "--rate-per-user", "1000000",
+                   "--max-deployments", "100000"]
+
+
+def log(message: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Server:
+    """A server process with its own data directory and a captured stderr."""
+
+    def __init__(self, kind: str, signed: bool = True) -> None:
+        self.kind = kind
+        self.port = free_port()
+        self.data = tempfile.mkdtemp(prefix="trioscope-bench-")
+        self.stderr_path = Path(self.data) / "stderr.log"
+        if kind == "baseline":
+            argv = [PYTHON, str(ROOT / "bench/noop_server.py"), str(self.port)]
+        else:
+            argv = [PYTHON, "-m", "trioscope", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                    "--log-level", "warning", *TRIOSCOPE_FLAGS]
+            if not signed:
+                argv += ["--require-signature", "false"]
+        env = {**os.environ, "TRIOSCOPE_AUTH_SECRET": SECRET, "TRIOSCOPE_STORAGE_DATA_DIR": self.data}
+        self._stderr = open(self.stderr_path, "w")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=ROOT, env=env)
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith("trioscope listening on"):
+                break
+        else:
+            self.close()
+            raise RuntimeError(f"did not start: {argv}\n{self.stderr_path.read_text()}")
+        self.ps = psutil.Process(self.proc.pid)
+        self.errors: list[str] = []
+        # noop_server.py prints its line before Hypercorn binds: wait until it accepts.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.close()
+                    raise RuntimeError(f"not accepting: {argv}") from None
+                time.sleep(0.05)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss(self, samples: int = 3) -> int:
+        values = []
+        for _ in range(samples):
+            values.append(self.ps.memory_info().rss)
+            time.sleep(0.3)
+        return int(statistics.median(values))
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            stop(self.proc)
+        self._stderr.close()
+        text = self.stderr_path.read_text(errors="replace")
+        self.errors = [line for line in text.splitlines()
+                       if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback")]
+        shutil.rmtree(self.data, ignore_errors=True)
+
+
+ALL_ERRORS: list[str] = []
+
+
+def closed(server: Server) -> None:
+    server.close()
+    if server.errors:
+        ALL_ERRORS.extend(f"{server.kind}: {line}" for line in server.errors)
+
+
+# ---- enrollment ------------------------------------------------------------------------------
+
+async def enroll(port: int, count: int) -> dict[str, Any]:
+    """``count`` deployments of user ``bench``, one enrolled agent each."""
+    token = mint_user_token(SECRET.encode(), user_id=USER, tenant=USER, role=Role.OPERATOR, now=time.time(), ttl=3600)
+    auth = [("Authorization", f"Bearer {token}")]
+    agents: list[dict[str, str]] = []
+    todo = iter(range(count))
+
+    async def worker() -> None:
+        http = await Http.connect("127.0.0.1", port)
+        async with http.stream:
+            for _ in todo:
+                status, body = await http.request("POST", f"/api/v1/users/{USER}/deployments", auth, b"{}")
+                if status != 201:
+                    raise RuntimeError(f"create deployment: {status} {body[:300]!r}")
+                deployment = json.loads(body)
+                raw = json.dumps({"deployment_hash": deployment["deployment_hash"],
+                                  "enrollment_token": deployment["enrollment_token"],
+                                  "agent_version": "0.2.1", "capabilities": ["restart"]}).encode()
+                status, body = await http.request("POST", "/api/v1/agent/register", [], raw)
+                if status != 201:
+                    raise RuntimeError(f"register: {status} {body[:300]!r}")
+                agent = json.loads(body)
+                agents.append({"agent_id": agent["agent_id"], "token": agent["agent_token"],
+                               "hash": deployment["deployment_hash"]})
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(min(16, count)):
+            nursery.start_soon(worker)
+    return {"user_id": USER, "user_token": token, "agents": agents}
+
+
+def write_agents(directory: str, data: dict[str, Any], name: str = "agents.json") -> str:
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        json.dump(data, f)
+    return path
+
+
+def fake_agents(count: int) -> dict[str, Any]:
+    """For the baseline's /wait, which ignores them: same header sizes as real agents."""
+    return {"user_id": USER, "user_token": "-",
+            "agents": [{"agent_id": f"agt_{i:032x}", "token": "x" * 43, "hash": f"{i:064x}"} for i in range(count)]}
+
+
+# ---- 1. held polls ---------------------------------------------------------------------------
+
+class Holder:
+    """A bench/poll_holder.py hold process, fed ``open K`` lines."""
+
+    def __init__(self, proc: trio.Process) -> None:
+        self.proc = proc
+        self.buffer = b""
+        self.live = 0
+        self.asked = 0
+
+    async def line(self) -> str:
+        assert self.proc.stdout is not None
+        while b"\n" not in self.buffer:
+            chunk = await self.proc.stdout.receive_some(65536)
+            if not chunk:
+                raise RuntimeError("holder exited")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+    async def command(self, text: str) -> str:
+        assert self.proc.stdin is not None
+        await self.proc.stdin.send_all(text.encode() + b"\n")
+        return await self.line()
+
+
+async def hold_polls(server: Server, kind: str, agents_file: str, polls: int) -> dict[str, Any]:
+    """Open ``polls`` held long-polls, measure the server's RSS, release them."""
+    base_fds = server.ps.num_fds()
+    polls = min(polls, FD_LIMIT - base_fds - FD_MARGIN)
+    # Warm-up: one short poll, so that first-request allocations are not counted.
+    data = json.loads(Path(agents_file).read_text())
+    agent = data["agents"][0]
+    http = await Http.connect("127.0.0.1", server.port)
+    async with http.stream:
+        target = "/wait?timeout=1" if kind == "baseline" else f"/api/v1/agent/commands/wait/{agent['hash']}?timeout=1"
+        status, _ = await http.request("GET", target, agent_headers(agent, b""))
+        assert status == 204, status
+    await trio.sleep(1.0)
+    await wait_idle(server.pid)
+    before = server.rss()
+    holder_count = max(2, math.ceil(polls / PER_HOLDER))
+    holders: list[Holder] = []
+    started = time.monotonic()
+    try:
+        for i in range(holder_count):
+            proc = await trio.lowlevel.open_process(
+                [PYTHON, HOLDER, "hold", "--port", str(server.port), "--agents", agents_file, "--source", SOURCES[i],
+                 "--kind", "noop" if kind == "baseline" else "trioscope", "--timeout", "120"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+            holders.append(Holder(proc))
+        share = [polls // holder_count + (1 if i < polls % holder_count else 0) for i in range(holder_count)]
+        batch, window = 50, 150
+        last_progress, best = time.monotonic(), 0
+        next_report = time.monotonic() + 10
+        while sum(h.asked for h in holders) < polls:
+            accepted = server.ps.num_fds() - base_fds
+            if accepted > best:
+                best, last_progress = accepted, time.monotonic()
+            if time.monotonic() - last_progress > 30:
+                log(f"{kind}: no progress for 30 s at {accepted} accepted; stopping there")
+                break
+            if sum(h.asked for h in holders) - accepted >= window:
+                await trio.sleep(0.02)
+                continue
+            h = min((h for i, h in enumerate(holders) if h.asked < share[i]), key=lambda h: h.asked)
+            count = min(batch, share[holders.index(h)] - h.asked)
+            answer = await h.command(f"open {count}")
+            h.asked += count
+            h.live = int(answer.split()[1])
+            if time.monotonic() > next_report:
+                next_report += 10
+                log(f"{kind}: {sum(x.asked for x in holders)} polls opened, {accepted} accepted")
+        # Every connection accepted and its request handled: fds settle, CPU idles.
+        with trio.move_on_after(120):
+            while server.ps.num_fds() - base_fds < sum(h.asked for h in holders) - 5:
+                await trio.sleep(0.2)
+        await wait_idle(server.pid, window=1.0)
+        opening = time.monotonic() - started
+        stats = [json.loads(await h.command("stats")) for h in holders]
+        held = sum(s["live"] for s in stats)
+        during = server.rss()
+        connections = server.ps.num_fds() - base_fds
+        responses: dict[str, int] = {}
+        for s in stats:
+            for k, v in s["responses"].items():
+                responses[k] = responses.get(k, 0) + v
+        log(f"{kind}: holding {held} polls ({connections} server sockets), opened in {opening:.0f} s")
+        for h in holders:
+            assert h.proc.stdin is not None
+            await h.proc.stdin.send_all(b"close\n")
+            await h.line()
+        with trio.move_on_after(30):
+            for h in holders:
+                await h.proc.wait()
+    finally:
+        for h in holders:
+            if h.proc.returncode is None:
+                h.proc.kill()
+                await h.proc.wait()
+    return {"polls": held, "server_sockets": connections, "before": before, "during": during,
+            "kib_per_poll": (during - before) / max(held, 1) / 1024, "opening_s": opening, "responses": responses}
+
+
+def memory_line(kind: str, r: dict[str, Any]) -> str:
+    early = r["responses"]
+    return (f"{kind:<9} {r['polls']:>6} polls held: RSS {r['before'] / 2**20:7.1f} -> {r['during'] / 2**20:7.1f} MiB "
+            f"= {r['kib_per_poll']:5.1f} KiB/poll (opened in {r['opening_s']:.0f} s; answered early: {early or 'none'})")
+
+
+# ---- 3. end to end ---------------------------------------------------------------------------
+
+def drive(mode: str, port: int, workers: int, seconds: float, agents_file: str | None = None) -> dict[str, Any]:
+    argv = [PYTHON, HOLDER, mode, "--port", str(port), "--workers", str(workers), "--seconds", str(seconds),
+            "--warmup", "2"]
+    if agents_file:
+        argv += ["--agents", agents_file]
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=seconds + 120)
+    if out.returncode != 0:
+        raise RuntimeError(f"{mode} driver failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def five_xx(statuses: dict[str, int]) -> int:
+    return sum(v for k, v in statuses.items() if k.split()[-1].startswith("5"))
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    work = tempfile.mkdtemp(prefix="trioscope-bench-commands-")
+    try:
+        # 1. memory, baseline then trioscope; 2. latency on the same trioscope server.
+        baseline_file = write_agents(work, fake_agents(args.agents), "fake.json")
+        server = Server("baseline")
+        try:
+            base_mem = await hold_polls(server, "baseline", baseline_file, args.polls)
+        finally:
+            closed(server)
+        print(memory_line("baseline", base_mem), flush=True)
+
+        server = Server("trioscope", signed=not args.no_signature)
+        try:
+            started = time.monotonic()
+            data = await enroll(server.port, args.agents)
+            agents_file = write_agents(work, data)
+            log(f"enrolled {args.agents} agents in {time.monotonic() - started:.1f} s")
+            ours_mem = await hold_polls(server, "trioscope", agents_file, min(args.polls, base_mem["polls"]))
+            print(memory_line("trioscope", ours_mem), flush=True)
+            await wait_idle(server.pid, window=1.0, limit=120)
+            out = await trio.run_process(
+                [PYTHON, HOLDER, "latency", "--port", str(server.port), "--agents", agents_file,
+                 "--agents-count", str(args.agents), "--commands", str(args.commands),
+                 "--server-pid", str(server.pid)], capture_stdout=True, capture_stderr=True, cwd=ROOT)
+            lat = json.loads(out.stdout)
+        finally:
+            closed(server)
+        print(f"latency, {lat['agents']} agents holding a poll, {lat['commands']} commands one at a time: "
+              f"p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms  p99 {lat['p99']:.1f} ms  max {lat['max']:.1f} ms "
+              f"(create answered p50 {lat['create_p50']:.1f} ms) statuses {lat['statuses']}", flush=True)
+
+        # 3. end to end, alternated rounds.
+        ratios, base_rates, our_rates = [], [], []
+        for round_no in range(args.rounds):
+            server = Server("baseline")
+            try:
+                base = drive("noop", server.port, args.workers, args.seconds)
+            finally:
+                closed(server)
+            server = Server("trioscope", signed=not args.no_signature)
+            try:
+                data = await enroll(server.port, args.workers)
+                ours = drive("e2e", server.port, args.workers, args.seconds, write_agents(work, data))
+            finally:
+                closed(server)
+            ratio = ours["rate"] / base["rate"]
+            ratios.append(ratio)
+            base_rates.append(base["rate"])
+            our_rates.append(ours["rate"])
+            print(f"e2e round {round_no + 1}: no-op GET {base['rate']:7.1f}/s  trioscope {ours['rate']:6.1f} commands/s "
+                  f"({3 * ours['rate']:6.1f} requests/s)  ratio {ratio:.3f}  statuses {ours['statuses']}", flush=True)
+
+        mem_ratio = ours_mem["kib_per_poll"] / base_mem["kib_per_poll"]
+        ratio = statistics.median(ratios)
+        print("summary:")
+        print(f"  memory per held poll: {ours_mem['kib_per_poll']:.1f} KiB at {ours_mem['polls']} polls "
+              f"({mem_ratio:.2f}x the no-op long poll's {base_mem['kib_per_poll']:.1f} KiB); target < 40 KiB: "
+              f"{'met' if ours_mem['kib_per_poll'] < 40 else 'MISSED'}")
+        print(f"  enqueue -> agent p95: {lat['p95']:.1f} ms; target < 50 ms: {'met' if lat['p95'] < 50 else 'MISSED'}; "
+              f"seed's < 500 ms: {'met' if lat['p95'] < 500 else 'MISSED'}")
+        print(f"  end to end: median {statistics.median(our_rates):.1f} commands/s vs {statistics.median(base_rates):.1f} "
+              f"no-op GET/s, median ratio {ratio:.3f}x over {args.rounds} rounds ({args.workers} connections, "
+              f"{args.seconds:g} s each); target >= 0.25x: {'met' if ratio >= 0.25 else 'MISSED'}")
+        print(f"  signatures: {'off (--require-signature false)' if args.no_signature else 'on'}; "
+              f"5xx answers: {five_xx(lat['statuses'])}; server ERROR log lines: {len(ALL_ERRORS)}")
+        for line in ALL_ERRORS[:10]:
+            print(f"    {line}")
+        return 0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--polls", type=int, default=19_900, help="held polls (capped by the server's fd limit)")
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--commands", type=int, default=300)
+    parser.add_argument("--workers", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--no-signature", action="store_true", help="trioscope with --require-signature false")
+    parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
+    args = parser.parse_args()
+    if args.quick:
+        args.polls, args.agents, args.commands, args.workers, args.seconds, args.rounds = 400, 50, 30, 8, 2.0, 1
+    return trio.run(main_async, args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
