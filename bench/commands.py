@@ -210,8 +210,6 @@ class Holder:
 
 async def hold_polls(server: Server, kind: str, agents_file: str, polls: int) -> dict[str, Any]:
     """Open ``polls`` held long-polls, measure the server's RSS, release them."""
-    base_fds = server.ps.num_fds()
-    polls = min(polls, FD_LIMIT - base_fds - FD_MARGIN)
     # Warm-up: one short poll, so that first-request allocations are not counted.
     data = json.loads(Path(agents_file).read_text())
     agent = data["agents"][0]
@@ -222,6 +220,9 @@ async def hold_polls(server: Server, kind: str, agents_file: str, polls: int) ->
         assert status == 204, status
     await trio.sleep(1.0)
     await wait_idle(server.pid)
+    base_fds = server.ps.num_fds()
+    polls = min(polls, FD_LIMIT - base_fds - FD_MARGIN)
+    log(f"{kind}: {base_fds} fds open before the polls; holding {polls}")
     before = server.rss()
     holder_count = max(2, math.ceil(polls / PER_HOLDER))
     holders: list[Holder] = []
@@ -343,6 +344,7 @@ async def main_async(args: argparse.Namespace) -> int:
 
         # 3. end to end, alternated rounds.
         ratios, base_rates, our_rates = [], [], []
+        fives = five_xx(lat["statuses"]) + five_xx(base_mem["responses"]) + five_xx(ours_mem["responses"])
         for round_no in range(args.rounds):
             server = Server("baseline")
             try:
@@ -356,6 +358,7 @@ async def main_async(args: argparse.Namespace) -> int:
             finally:
                 closed(server)
             ratio = ours["rate"] / base["rate"]
+            fives += five_xx(ours["statuses"]) + five_xx(base["statuses"])
             ratios.append(ratio)
             base_rates.append(base["rate"])
             our_rates.append(ours["rate"])
@@ -374,7 +377,7 @@ async def main_async(args: argparse.Namespace) -> int:
               f"no-op GET/s, median ratio {ratio:.3f}x over {args.rounds} rounds ({args.workers} connections, "
               f"{args.seconds:g} s each); target >= 0.25x: {'met' if ratio >= 0.25 else 'MISSED'}")
         print(f"  signatures: {'off (--require-signature false)' if args.no_signature else 'on'}; "
-              f"5xx answers: {five_xx(lat['statuses'])}; server ERROR log lines: {len(ALL_ERRORS)}")
+              f"5xx answers: {fives}; server ERROR log lines: {len(ALL_ERRORS)}")
         for line in ALL_ERRORS[:10]:
             print(f"    {line}")
         return 0

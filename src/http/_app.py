@@ -72,6 +72,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         stats = await s.topology.ask(GetStats(), timeout=30)
         s.metrics.agents.set(len(s.agents))
         s.metrics.websocket_clients.set(len(s.clients))
+        s.metrics.polls_waiting.set(len(s.polls))
         s.metrics.topology_nodes.set(stats["topology"]["nodes"])
         s.metrics.topology_edges.set(stats["topology"]["edges"])
         return Response(generate_latest(s.metrics.registry), content_type=CONTENT_TYPE_LATEST)

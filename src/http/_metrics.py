@@ -89,6 +89,8 @@ class Metrics:
         self.reports_received = Counter("app_reports_received", "Reports accepted (202)", registry=self.registry)
         self.websocket_clients = Gauge("app_websocket_clients", "Connected WebSocket clients", registry=self.registry)
         self.topology_nodes = Gauge("app_topology_nodes", "Nodes in the topology", registry=self.registry)
+        self.polls_waiting = Gauge("app_command_polls_waiting", "Agents' long-polls held open, waiting for a command",
+                                   registry=self.registry)
         self.topology_edges = Gauge("app_topology_edges", "Edges in the topology (all views)", registry=self.registry)
         self.request_duration = Histogram(
             "app_http_request_duration_seconds", "HTTP request latency",

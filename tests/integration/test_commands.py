@@ -8,6 +8,7 @@ Most tests share one server and keep apart by using their own tenant.
 from __future__ import annotations
 
 import itertools
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -467,3 +468,31 @@ async def test_a_deployment_shows_its_agents_and_when_they_were_last_seen(server
         (shown,) = response.json()["agents"]
         assert shown["agent_id"] == agent.agent_id and shown["status"] == "active"
         assert shown["capabilities"] == ["docker", "restart"] and shown["last_seen"].endswith("Z")
+
+
+async def test_stopping_the_server_answers_waiting_polls_and_exits_cleanly() -> None:
+    with ServerProcess() as server:
+        async with httpx.AsyncClient() as client:
+            _, agent = await setup(server, client)
+            answers: list[int] = []
+
+            async def hold() -> None:
+                answers.append((await agent.wait(client, timeout=120)).status_code)
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(hold)
+                with trio.fail_after(10):
+                    while await _polls_waiting(server) < 3:
+                        await trio.sleep(0.05)
+                server.send_signal(signal.SIGTERM)
+            assert answers == [204, 204, 204]
+            assert server.wait() == 0
+
+
+async def _polls_waiting(server: ServerProcess) -> float:
+    """``app_command_polls_waiting`` from ``/metrics``."""
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"{server.base_url}/metrics")).text
+    return next(float(line.split()[1]) for line in text.splitlines()
+                if line.startswith("app_command_polls_waiting "))
