@@ -21,7 +21,7 @@ from trioscope.actors.directory import RegisterAgent
 from trioscope.actors.refusals import EnrollmentRefused, ask_or_refuse
 from trioscope.domain.commands import AgentRegistration, CommandReport, Delivery, Priority
 from trioscope.domain.report import InvalidDocument, decode
-from trioscope.runtime import ActorStopped
+from trioscope.runtime import ActorStopped, MailboxFull
 
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
@@ -136,11 +136,12 @@ async def _withdraw(deployment_hash: str, waiter: Waiter) -> Delivery | None:
 
 
 def give_back(deployment_hash: str, delivery: Delivery) -> None:
+    """A delivered command did not reach the agent: queue it again."""
     ref = services().queues.child(deployment_hash)
     if ref is not None:
         try:
             ref.tell(Undeliverable(delivery))
-        except Exception:  # noqa: BLE001 - full or stopped: the command times out instead
+        except (MailboxFull, ActorStopped):  # it times out instead, and is reported so
             log.warning("could not return undelivered command to %s", deployment_hash)
 
 
