@@ -2,7 +2,7 @@
 baselines under the same Hypercorn settings, measured in the same run.
 
     .venv/bin/python bench/commands.py [--polls 19800] [--agents 1000] [--commands 300]
-                                       [--workers 64] [--seconds 10] [--rounds 3] [--quick]
+                                       [--workers 64] [--seconds 10] [--rounds 5] [--quick]
 
 1. Memory per held long-poll: server RSS before vs while holding N polls
    (timeout 120 s) over ``--agents`` agents (N/agents polls each), opened by
@@ -11,7 +11,7 @@ baselines under the same Hypercorn settings, measured in the same run.
    bench/noop_server.py's GET /wait. Target < 40 KiB per poll. N is capped by
    the 20,000 fd limit of the server process.
 2. Enqueue -> agent latency with ``--agents`` agents each holding one poll (on
-   the same server, once the N polls are released): ``--commands`` commands one
+   a fresh server): ``--commands`` commands one
    at a time for a random agent, from just before the create POST to that
    agent's poll answer; p50/p95/p99. Target p95 < 50 ms (seed: < 500 ms).
 3. End-to-end commands/s: ``--workers`` agents loop create -> poll -> report on
@@ -260,8 +260,11 @@ async def hold_polls(server: Server, kind: str, agents_file: str, polls: int) ->
         with trio.move_on_after(120):
             while server.ps.num_fds() - base_fds < sum(h.asked for h in holders) - 5:
                 await trio.sleep(0.2)
-        await wait_idle(server.pid, window=1.0)
+        await wait_idle(server.pid, busy_below=0.25, window=1.0)
         opening = time.monotonic() - started
+        cpu_before = sum(server.ps.cpu_times()[:2])
+        await trio.sleep(5)
+        idle_cpu = (sum(server.ps.cpu_times()[:2]) - cpu_before) / 5
         stats = [json.loads(await h.command("stats")) for h in holders]
         held = sum(s["live"] for s in stats)
         during = server.rss()
@@ -284,98 +287,172 @@ async def hold_polls(server: Server, kind: str, agents_file: str, polls: int) ->
                 h.proc.kill()
                 await h.proc.wait()
     return {"polls": held, "server_sockets": connections, "before": before, "during": during,
-            "kib_per_poll": (during - before) / max(held, 1) / 1024, "opening_s": opening, "responses": responses}
+            "kib_per_poll": (during - before) / max(held, 1) / 1024, "opening_s": opening, "responses": responses,
+            "idle_cpu": idle_cpu}
 
 
 def memory_line(kind: str, r: dict[str, Any]) -> str:
     early = r["responses"]
     return (f"{kind:<9} {r['polls']:>6} polls held: RSS {r['before'] / 2**20:7.1f} -> {r['during'] / 2**20:7.1f} MiB "
-            f"= {r['kib_per_poll']:5.1f} KiB/poll (opened in {r['opening_s']:.0f} s; answered early: {early or 'none'})")
+            f"= {r['kib_per_poll']:5.1f} KiB/poll; {100 * r['idle_cpu']:4.1f}% CPU while holding (opened and settled in "
+            f"{r['opening_s']:.0f} s; answered early: {early or 'none'})")
+
+
+async def probe_delivery(server: Server, data: dict[str, Any]) -> dict[str, int]:
+    """After a hold: every agent polls, a command is created for it; was it handed to that poll?
+
+    A poll whose queue ask timed out (503) must not leave a waiter behind that
+    later takes a command nobody will receive."""
+    await wait_idle(server.pid, busy_below=0.25, window=1.0, limit=120)
+    auth = [("Authorization", f"Bearer {data['user_token']}")]
+    outcome: dict[str, int] = {}
+    limiter = trio.CapacityLimiter(100)
+
+    async def one(agent: dict[str, str]) -> None:
+        async with limiter:
+            poll = await Http.connect("127.0.0.1", server.port)
+            user = await Http.connect("127.0.0.1", server.port)
+            async with poll.stream, user.stream:
+                await poll.send("GET", f"/api/v1/agent/commands/wait/{agent['hash']}?timeout=8", agent_headers(agent, b""))
+                await trio.sleep(1.0)
+                base = f"/api/v1/users/{USER}/deployments/{agent['hash']}/commands"
+                status, body = await user.request("POST", base, auth, b'{"type":"restart"}')
+                if status != 202:
+                    key = f"create {status}"
+                else:
+                    status, _ = await poll.receive()
+                    if status == 200:
+                        key = "delivered"
+                    else:
+                        command_id = json.loads(body)["command_id"]
+                        _, body = await user.request("GET", f"{base}/{command_id}", auth)
+                        key = f"poll {status}, command {json.loads(body)['status']}"
+                outcome[key] = outcome.get(key, 0) + 1
+
+    async with trio.open_nursery() as nursery:
+        for agent in data["agents"]:
+            nursery.start_soon(one, agent)
+    return outcome
 
 
 # ---- 3. end to end ---------------------------------------------------------------------------
 
-def drive(mode: str, port: int, workers: int, seconds: float, agents_file: str | None = None) -> dict[str, Any]:
-    argv = [PYTHON, HOLDER, mode, "--port", str(port), "--workers", str(workers), "--seconds", str(seconds),
+def drive(mode: str, server: Server, workers: int, seconds: float, agents_file: str | None = None) -> dict[str, Any]:
+    argv = [PYTHON, HOLDER, mode, "--port", str(server.port), "--workers", str(workers), "--seconds", str(seconds),
             "--warmup", "2"]
     if agents_file:
         argv += ["--agents", agents_file]
+    cpu, started = sum(server.ps.cpu_times()[:2]), time.monotonic()
     out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=seconds + 120)
     if out.returncode != 0:
         raise RuntimeError(f"{mode} driver failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout)  # type: ignore[no-any-return]
+    result: dict[str, Any] = json.loads(out.stdout)
+    # Server CPU over the driver's whole run (start-up and warm-up included): is it the bottleneck?
+    result["server_cpu"] = (sum(server.ps.cpu_times()[:2]) - cpu) / (time.monotonic() - started)
+    return result
 
 
 def five_xx(statuses: dict[str, int]) -> int:
-    return sum(v for k, v in statuses.items() if k.split()[-1].startswith("5"))
+    return sum(v for k, v in statuses.items() if any(t.isdigit() and t.startswith("5") for t in k.split()))
+
+
+async def latency(server: Server, agents_file: str, args: argparse.Namespace) -> dict[str, Any]:
+    await wait_idle(server.pid, busy_below=0.25, window=1.0, limit=120)
+    out = await trio.run_process(
+        [PYTHON, HOLDER, "latency", "--port", str(server.port), "--agents", agents_file,
+         "--agents-count", str(args.agents), "--commands", str(args.commands), "--server-pid", str(server.pid)],
+        capture_stdout=True, capture_stderr=True, cwd=ROOT, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"latency driver failed:\n{out.stderr.decode()[-3000:]}")
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
 
 
 async def main_async(args: argparse.Namespace) -> int:
+    parts = set(args.parts.split(","))
     work = tempfile.mkdtemp(prefix="trioscope-bench-commands-")
+    fives = 0
+    summary: list[str] = []
     try:
         # 1. memory, baseline then trioscope; 2. latency on the same trioscope server.
-        baseline_file = write_agents(work, fake_agents(args.agents), "fake.json")
-        server = Server("baseline")
-        try:
-            base_mem = await hold_polls(server, "baseline", baseline_file, args.polls)
-        finally:
-            closed(server)
-        print(memory_line("baseline", base_mem), flush=True)
-
-        server = Server("trioscope", signed=not args.no_signature)
-        try:
-            started = time.monotonic()
-            data = await enroll(server.port, args.agents)
-            agents_file = write_agents(work, data)
-            log(f"enrolled {args.agents} agents in {time.monotonic() - started:.1f} s")
-            ours_mem = await hold_polls(server, "trioscope", agents_file, min(args.polls, base_mem["polls"]))
-            print(memory_line("trioscope", ours_mem), flush=True)
-            await wait_idle(server.pid, window=1.0, limit=120)
-            out = await trio.run_process(
-                [PYTHON, HOLDER, "latency", "--port", str(server.port), "--agents", agents_file,
-                 "--agents-count", str(args.agents), "--commands", str(args.commands),
-                 "--server-pid", str(server.pid)], capture_stdout=True, capture_stderr=True, cwd=ROOT)
-            lat = json.loads(out.stdout)
-        finally:
-            closed(server)
-        print(f"latency, {lat['agents']} agents holding a poll, {lat['commands']} commands one at a time: "
-              f"p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms  p99 {lat['p99']:.1f} ms  max {lat['max']:.1f} ms "
-              f"(create answered p50 {lat['create_p50']:.1f} ms) statuses {lat['statuses']}", flush=True)
-
-        # 3. end to end, alternated rounds.
-        ratios, base_rates, our_rates = [], [], []
-        fives = five_xx(lat["statuses"]) + five_xx(base_mem["responses"]) + five_xx(ours_mem["responses"])
-        for round_no in range(args.rounds):
+        if "memory" in parts:
+            baseline_file = write_agents(work, fake_agents(args.agents), "fake.json")
             server = Server("baseline")
             try:
-                base = drive("noop", server.port, args.workers, args.seconds)
+                base_mem = await hold_polls(server, "baseline", baseline_file, args.polls)
             finally:
                 closed(server)
+            print(memory_line("baseline", base_mem), flush=True)
+        if "memory" in parts:
             server = Server("trioscope", signed=not args.no_signature)
             try:
-                data = await enroll(server.port, args.workers)
-                ours = drive("e2e", server.port, args.workers, args.seconds, write_agents(work, data))
+                started = time.monotonic()
+                data = await enroll(server.port, args.agents)
+                agents_file = write_agents(work, data)
+                log(f"enrolled {args.agents} agents in {time.monotonic() - started:.1f} s")
+                ours_mem = await hold_polls(server, "trioscope", agents_file, base_mem["polls"])
+                print(memory_line("trioscope", ours_mem), flush=True)
+                probe = await probe_delivery(server, data)
             finally:
                 closed(server)
-            ratio = ours["rate"] / base["rate"]
-            fives += five_xx(ours["statuses"]) + five_xx(base["statuses"])
-            ratios.append(ratio)
-            base_rates.append(base["rate"])
-            our_rates.append(ours["rate"])
-            print(f"e2e round {round_no + 1}: no-op GET {base['rate']:7.1f}/s  trioscope {ours['rate']:6.1f} commands/s "
-                  f"({3 * ours['rate']:6.1f} requests/s)  ratio {ratio:.3f}  statuses {ours['statuses']}", flush=True)
+            print(f"after the hold, one command per agent for a fresh poll: {probe}", flush=True)
+            lost = sum(v for k, v in probe.items() if k != "delivered")
+            fives += five_xx(base_mem["responses"]) + five_xx(ours_mem["responses"])
+            mem_ratio = ours_mem["kib_per_poll"] / base_mem["kib_per_poll"]
+            summary.append(
+                f"  memory per held poll: {ours_mem['kib_per_poll']:.1f} KiB at {ours_mem['polls']} polls "
+                f"({mem_ratio:.2f}x the no-op long poll's {base_mem['kib_per_poll']:.1f} KiB); "
+                f"target < 40 KiB: {'met' if ours_mem['kib_per_poll'] < 40 else 'MISSED'}")
+            summary.append(f"  commands not delivered to a live poll after the hold: {lost} of {len(data['agents'])}")
+        # 2. latency, on a fresh server (a held-poll run can leave dead waiters behind: see RESULTS.md).
+        if "latency" in parts:
+            server = Server("trioscope", signed=not args.no_signature)
+            try:
+                agents_file = write_agents(work, await enroll(server.port, args.agents))
+                lat = await latency(server, agents_file, args)
+            finally:
+                closed(server)
+            fives += five_xx(lat["statuses"])
+            print(f"latency, {lat['agents']} agents holding a poll, {lat['commands']} commands one at a time: "
+                  f"p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms  p99 {lat['p99']:.1f} ms  max "
+                  f"{lat['max']:.1f} ms (create answered p50 {lat['create_p50']:.1f} ms) "
+                  f"statuses {lat['statuses']}", flush=True)
+            summary.append(f"  enqueue -> agent p95: {lat['p95']:.1f} ms; target < 50 ms: "
+                           f"{'met' if lat['p95'] < 50 else 'MISSED'}; seed's < 500 ms: "
+                           f"{'met' if lat['p95'] < 500 else 'MISSED'}")
 
-        mem_ratio = ours_mem["kib_per_poll"] / base_mem["kib_per_poll"]
-        ratio = statistics.median(ratios)
+        # 3. end to end, alternated rounds.
+        if "e2e" in parts:
+            ratios, base_rates, our_rates = [], [], []
+            for round_no in range(args.rounds):
+                server = Server("baseline")
+                try:
+                    base = drive("noop", server, args.workers, args.seconds)
+                finally:
+                    closed(server)
+                server = Server("trioscope", signed=not args.no_signature)
+                try:
+                    data = await enroll(server.port, args.workers)
+                    ours = drive("e2e", server, args.workers, args.seconds, write_agents(work, data))
+                finally:
+                    closed(server)
+                ratio = ours["rate"] / base["rate"]
+                fives += five_xx(ours["statuses"]) + five_xx(base["statuses"])
+                ratios.append(ratio)
+                base_rates.append(base["rate"])
+                our_rates.append(ours["rate"])
+                print(f"e2e round {round_no + 1}: no-op GET {base['rate']:6.1f}/s (server CPU {100 * base['server_cpu']:3.0f}%)  "
+                      f"trioscope {ours['rate']:6.1f} commands/s = {3 * ours['rate']:6.1f} requests/s (server CPU "
+                      f"{100 * ours['server_cpu']:3.0f}%)  ratio {ratio:.3f}  statuses {ours['statuses']}", flush=True)
+            ratio = statistics.median(ratios)
+            summary.append(
+                f"  end to end: median {statistics.median(our_rates):.1f} commands/s vs "
+                f"{statistics.median(base_rates):.1f} no-op GET/s, median ratio {ratio:.3f}x over {args.rounds} rounds "
+                f"({args.workers} connections, {args.seconds:g} s each); target >= 0.25x: "
+                f"{'met' if ratio >= 0.25 else 'MISSED'}")
+
         print("summary:")
-        print(f"  memory per held poll: {ours_mem['kib_per_poll']:.1f} KiB at {ours_mem['polls']} polls "
-              f"({mem_ratio:.2f}x the no-op long poll's {base_mem['kib_per_poll']:.1f} KiB); target < 40 KiB: "
-              f"{'met' if ours_mem['kib_per_poll'] < 40 else 'MISSED'}")
-        print(f"  enqueue -> agent p95: {lat['p95']:.1f} ms; target < 50 ms: {'met' if lat['p95'] < 50 else 'MISSED'}; "
-              f"seed's < 500 ms: {'met' if lat['p95'] < 500 else 'MISSED'}")
-        print(f"  end to end: median {statistics.median(our_rates):.1f} commands/s vs {statistics.median(base_rates):.1f} "
-              f"no-op GET/s, median ratio {ratio:.3f}x over {args.rounds} rounds ({args.workers} connections, "
-              f"{args.seconds:g} s each); target >= 0.25x: {'met' if ratio >= 0.25 else 'MISSED'}")
+        for line in summary:
+            print(line)
         print(f"  signatures: {'off (--require-signature false)' if args.no_signature else 'on'}; "
               f"5xx answers: {fives}; server ERROR log lines: {len(ALL_ERRORS)}")
         for line in ALL_ERRORS[:10]:
@@ -392,13 +469,19 @@ def main() -> int:
     parser.add_argument("--commands", type=int, default=300)
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5, help="end-to-end baseline/trioscope pairs")
     parser.add_argument("--no-signature", action="store_true", help="trioscope with --require-signature false")
+    parser.add_argument("--parts", default="memory,latency,e2e", help="which measurements (comma-separated)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     args = parser.parse_args()
     if args.quick:
         args.polls, args.agents, args.commands, args.workers, args.seconds, args.rounds = 400, 50, 30, 8, 2.0, 1
-    return trio.run(main_async, args)
+    try:
+        return trio.run(main_async, args)
+    except BaseException:
+        for line in ALL_ERRORS[:20]:
+            print(f"server log: {line}", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

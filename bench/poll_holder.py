@@ -132,6 +132,16 @@ def poll_target(kind: str, agent: dict[str, str], timeout: int) -> str:
     return f"/api/v1/agent/commands/wait/{agent['hash']}?timeout={timeout}"
 
 
+def outcome(status: int, body: bytes) -> str:
+    """``"204"``, or ``"503 overloaded"``: an error's status with its code."""
+    if status < 400:
+        return str(status)
+    try:
+        return f"{status} {json.loads(body)['error']['code']}"
+    except (ValueError, KeyError, TypeError):
+        return str(status)
+
+
 def report_body(agent: dict[str, str], command_id: str) -> bytes:
     # Compact, keys sorted: as serde_json serialises the status agent's report.
     return json.dumps({"command_id": command_id, "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -182,8 +192,10 @@ async def hold(args: argparse.Namespace) -> None:
                 if not started:
                     started = True
                     task_status.started()
-                status, _ = await http.receive()
-                tally[str(status)] += 1
+                status, body = await http.receive()
+                tally[outcome(status, body)] += 1
+                if status >= 500:
+                    await trio.sleep(1)  # as an agent would, before it polls again
         except (Closed, trio.BrokenResourceError, OSError, h11.ProtocolError) as exc:
             tally[f"closed {type(exc).__name__}"] += 1
         finally:
@@ -250,14 +262,14 @@ async def latency(args: argparse.Namespace) -> None:
                     first = False
                 status, body = await http.receive()
                 arrived = time.perf_counter()
-                tally[f"poll {status}"] += 1
+                tally[f"poll {outcome(status, body)}"] += 1
                 if status == 200:
                     command_id = json.loads(body)["item"]["command_id"]
                     got[aid] = (command_id, arrived)
                     got_event[aid].set()
                     raw = report_body(agent, command_id)
-                    status, _ = await http.request("POST", "/api/v1/agent/commands/report", agent_headers(agent, raw), raw)
-                    tally[f"report {status}"] += 1
+                    status, body = await http.request("POST", "/api/v1/agent/commands/report", agent_headers(agent, raw), raw)
+                    tally[f"report {outcome(status, body)}"] += 1
                     reported[aid].set()
                 elif status != 204:
                     await trio.sleep(1)
@@ -282,17 +294,19 @@ async def latency(args: argparse.Namespace) -> None:
             sent = time.perf_counter()
             status, answer = await user.request("POST", target, user_auth, body)
             acks.append(time.perf_counter() - sent)
-            tally[f"create {status}"] += 1
+            tally[f"create {outcome(status, answer)}"] += 1
             if status != 202:
                 continue
             command_id = json.loads(answer)["command_id"]
-            with trio.fail_after(30):
+            with trio.move_on_after(args.lost_after):
                 await got_event[aid].wait()
                 received_id, arrived = got[aid]
                 if received_id != command_id:
                     tally["wrong command"] += 1
                 latencies.append(arrived - sent)
                 await reported[aid].wait()
+            if not got_event[aid].is_set():
+                tally["not delivered"] += 1  # the agent's poll did not get it within lost_after
             await trio.sleep(0.01)  # let the agent's next poll reach the server
         await user.aclose()
         nursery.cancel_scope.cancel()
@@ -339,18 +353,18 @@ async def e2e(args: argparse.Namespace) -> None:
 
     async def one_command(http: Http, index: int, tally: Counter[str]) -> bool:
         agent = agents[index]
-        status, _ = await http.request("POST", f"/api/v1/users/{data['user_id']}/deployments/{agent['hash']}/commands",
-                                       user_auth, create)
-        tally[f"create {status}"] += 1
+        status, body = await http.request("POST", f"/api/v1/users/{data['user_id']}/deployments/{agent['hash']}/commands",
+                                          user_auth, create)
+        tally[f"create {outcome(status, body)}"] += 1
         if status != 202:
             return False
         status, body = await http.request("GET", poll_target("trioscope", agent, 10), agent_headers(agent, b""))
-        tally[f"poll {status}"] += 1
+        tally[f"poll {outcome(status, body)}"] += 1
         if status != 200:
             return False
         raw = report_body(agent, json.loads(body)["item"]["command_id"])
-        status, _ = await http.request("POST", "/api/v1/agent/commands/report", agent_headers(agent, raw), raw)
-        tally[f"report {status}"] += 1
+        status, body = await http.request("POST", "/api/v1/agent/commands/report", agent_headers(agent, raw), raw)
+        tally[f"report {outcome(status, body)}"] += 1
         return status == 200
 
     await loop_workers(args, one_command)
@@ -377,6 +391,7 @@ def main() -> None:
     parser.add_argument("--agents-count", type=int, default=1000, help="latency: agents holding a poll")
     parser.add_argument("--commands", type=int, default=300, help="latency: commands to time")
     parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--lost-after", type=float, default=10.0, help="latency: seconds before a command counts as not delivered")
     parser.add_argument("--server-pid", type=int, help="latency: wait for this process to go idle before timing")
     parser.add_argument("--workers", type=int, default=64, help="e2e/noop: concurrent clients")
     parser.add_argument("--seconds", type=float, default=10.0)
