@@ -11,6 +11,7 @@ their history length, so a second writer of the same deployment loses cleanly.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,7 @@ from trioscope.domain.commands import (
     CancelNotice, Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue,
     cancel_notice_id,
 )
-from trioscope.runtime import ActorRef, ActorSpec, Restart
+from trioscope.runtime import ActorRef, ActorSpec, MailboxFull, Restart
 from trioscope.store import AuditEntry, Conflict, SaveCommand, SqliteReader, StoreReader, Write
 
 from .directory import GetDeployment
@@ -35,8 +36,6 @@ log = logging.getLogger(__name__)
 
 IDLE_STOP = 60.0
 """Seconds without open commands or waiting polls after which the actor stops."""
-TICK = 1.0
-"""Deadlines (timeouts, expiry, ``schedule_at``) are checked this often."""
 
 
 @attrs.define(eq=False)
@@ -47,6 +46,9 @@ class Waiter:
     skip: str | None = None
     ready: trio.Event = attrs.field(factory=trio.Event)
     delivery: Delivery | None = None
+    abandoned: bool = False
+    """Set by the poll when it ends: nothing is handed to it after that, even if
+    its ``Poll`` message is handled only later (an ask that timed out)."""
 
 
 @attrs.frozen
@@ -139,15 +141,44 @@ class DeploymentQueueActor(RefusingActor):
         for command in await self.reader.call(SqliteReader.open_commands, self.deployment_hash):
             self.queue.put(command)
             self.last_sequence = max(self.last_sequence, command.sequence)
-        self.context.start_soon(self._ticker)
+        self.rearm = trio.Event()
+        self.context.start_soon(self._timer)
 
-    async def _ticker(self) -> None:
+    def _next_wake(self, now: float) -> float | None:
+        """The next time something is due: a scheduled command, a deadline, or
+        stopping for idleness. None: nothing until a message changes that."""
+        c = self.settings.commands
+        times = [self.queue.next_due(now),
+                 self.queue.next_deadline(delivery_deadline=c.delivery_deadline, timeout_grace=c.timeout_grace)]
+        if not len(self.queue) and not self.waiters:
+            times.append(self.idle_since + IDLE_STOP)
+        return min((t for t in times if t is not None), default=None)
+
+    async def _timer(self) -> None:
+        """Sleeps until the next wake time, not on a fixed tick: thousands of
+        deployments with nothing due cost nothing. ``on_idle`` re-arms it after
+        every batch of messages, since they may have moved the wake time."""
         while True:
-            await trio.sleep(TICK)
-            self.context.ref.tell(_Tick())
+            wake = self._next_wake(self.clock())
+            delay = math.inf if wake is None else max(0.0, wake - self.clock())
+            with trio.move_on_after(delay) as sleeping:
+                await self.rearm.wait()
+            self.rearm = trio.Event()
+            if sleeping.cancelled_caught:
+                try:
+                    self.context.ref.tell(_Tick())
+                except MailboxFull:
+                    pass  # busy: on_idle re-arms us once it drains
+                await self.rearm.wait()  # until the tick (or anything) was handled
+                self.rearm = trio.Event()
+
+    async def on_idle(self) -> None:
+        self.rearm.set()
 
     async def serve(self, message: Any, now: float) -> Any:
         if isinstance(message, Poll):
+            if message.waiter.abandoned:
+                return None  # its request already answered (the ask timed out)
             if message.waiter.skip is not None:
                 await self._acknowledge(message.waiter.skip, now)
             delivery = await self._take(now, message.waiter.min_rank, message.waiter.skip)
@@ -240,6 +271,9 @@ class DeploymentQueueActor(RefusingActor):
     async def _dispatch(self, now: float) -> None:
         """Hand what is deliverable to the waiting polls, oldest poll first."""
         for waiter in list(self.waiters):
+            if waiter.abandoned:
+                self.waiters.remove(waiter)
+                continue
             delivery = await self._take(now, waiter.min_rank, waiter.skip)
             if delivery is None:
                 continue
@@ -298,6 +332,7 @@ class DeploymentQueueActor(RefusingActor):
             log.info("command %s %s", command.id, "timed out" if error else "expired",
                      extra={"event": "command_" + event.value, "command_id": command.id,
                             "deployment_hash": self.deployment_hash})
+        self.waiters = [w for w in self.waiters if not w.abandoned]
         if self.waiters:
             await self._dispatch(now)
         if len(self.queue) or self.waiters:

@@ -26,7 +26,7 @@ from trioscope.runtime import ActorStopped, MailboxFull
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
 from ._command_views import command_view, delivery_view
-from ._commands import ask_queue, queue_of
+from ._commands import ask_queue
 from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
@@ -100,39 +100,45 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
     """Hold a poll until a command is handed to it or ``timeout`` passes.
 
     The hand-off is safe both ways: the queue actor commits ``sent`` before it
-    hands a command over, and when this poll is cancelled (the client went away)
-    after that, the command is given back to be queued again.
+    hands a command over; and however this poll ends (answered, cancelled
+    because the client went away, its ask timed out), the waiter is marked
+    abandoned at once, so the actor gives it nothing later, and a command it
+    was given but could not pass on is queued again.
     """
     waiter = Waiter(min_rank=min_rank, skip=skip)
+    taken = False
     try:
         with trio.CancelScope(shield=True):
             delivery = await ask_queue(deployment_hash, Poll(waiter))
-        if delivery is not None:
-            return delivery  # type: ignore[no-any-return]
-        polls = services().polls
-        polls.add(waiter)
+        if delivery is None:
+            polls = services().polls
+            polls.add(waiter)
+            try:
+                with trio.move_on_after(timeout):
+                    await waiter.ready.wait()
+            finally:
+                polls.discard(waiter)
+            delivery = waiter.delivery
+        taken = True
+        return delivery  # type: ignore[no-any-return]
+    finally:
+        # No checkpoint between reading ``delivery`` and this: the actor cannot
+        # hand the waiter anything in between.
+        waiter.abandoned = True
+        if not taken and waiter.delivery is not None:
+            give_back(deployment_hash, waiter.delivery)
+        elif waiter.delivery is None:
+            _forget(deployment_hash, waiter)
+
+
+def _forget(deployment_hash: str, waiter: Waiter) -> None:
+    """Tell the queue to drop the waiter now rather than at its next dispatch."""
+    ref = services().queues.child(deployment_hash)
+    if ref is not None:
         try:
-            with trio.move_on_after(timeout):
-                await waiter.ready.wait()
-        finally:
-            polls.discard(waiter)
-    except trio.Cancelled:
-        with trio.CancelScope(shield=True):
-            late = await _withdraw(deployment_hash, waiter)
-        if late is not None:
-            give_back(deployment_hash, late)
-        raise
-    return await _withdraw(deployment_hash, waiter)
-
-
-async def _withdraw(deployment_hash: str, waiter: Waiter) -> Delivery | None:
-    """End the wait; what the queue handed to this poll meanwhile, if anything."""
-    if waiter.delivery is not None:
-        return waiter.delivery
-    try:
-        return await ask_or_refuse(queue_of(deployment_hash), Withdraw(waiter))  # type: ignore[no-any-return]
-    except ActorStopped:
-        return waiter.delivery
+            ref.tell(Withdraw(waiter))
+        except (MailboxFull, ActorStopped):
+            pass  # it is skipped as abandoned anyway
 
 
 def give_back(deployment_hash: str, delivery: Delivery) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import time
 
 import attrs
+import trio
 import pytest
 
+from tests.conftest import settings_in
 from trioscope.actors.deployment_queue import Create, Poll, Undeliverable, Waiter, Withdraw, queue_spec
 from trioscope.actors.directory import CreateDeployment
 from trioscope.domain.commands import Command, CommandStatus, Priority, new_command
@@ -29,6 +31,13 @@ def command(deployment_hash: str, n: int) -> Command:
     return new_command(command_id=f"cmd_{n}", deployment_hash=deployment_hash, tenant="t", type="restart",
                        parameters={}, priority=Priority.NORMAL, created_by="u", now=time.time(), schedule_at=None,
                        timeout_seconds=300, requires_confirmation=False, sequence=0)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """No grace after a command's timeout: deadlines come within a second or two."""
+    base = settings_in(tmp_path)
+    return attrs.evolve(base, commands=attrs.evolve(base.commands, timeout_grace=0.0))
 
 
 @pytest.fixture
@@ -94,3 +103,26 @@ async def test_a_command_given_back_but_acknowledged_by_last_command_id_is_not_d
     stored = await reader.call(SqliteReader.command, "cmd_5")
     assert stored.status is CommandStatus.SENT
     assert [h.event.value for h in stored.history[1:]] == ["deliver", "return", "deliver"]
+
+
+async def test_a_poll_abandoned_before_its_message_is_handled_gets_nothing(queue) -> None:
+    # A poll whose ask timed out (the actor was still starting) has answered its
+    # client already: the command must go to the next live poll instead.
+    deployment_hash, ref, reader, _ = queue
+    late = Waiter(abandoned=True)
+    assert await ref.ask(Poll(late)) is None
+    live = Waiter()
+    assert await ref.ask(Poll(live)) is None
+    await ref.ask(Create(command(deployment_hash, 6), audit("command.create")))
+    assert late.delivery is None
+    assert live.delivery is not None and live.delivery.id == "cmd_6"
+
+
+async def test_deadlines_fire_without_a_fixed_tick(queue, settings) -> None:
+    deployment_hash, ref, reader, _ = queue
+    short = attrs.evolve(command(deployment_hash, 7), timeout_seconds=1)
+    await ref.ask(Create(short, audit("command.create")))
+    assert (await ref.ask(Poll(Waiter()))).id == "cmd_7"
+    with trio.fail_after(10 + settings.commands.timeout_grace):
+        while (await reader.call(SqliteReader.command, "cmd_7")).status is not CommandStatus.FAILED:
+            await trio.sleep(0.05)
