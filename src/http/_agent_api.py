@@ -109,7 +109,9 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
     taken = False
     try:
         with trio.CancelScope(shield=True):
-            delivery = await ask_queue(deployment_hash, Poll(waiter))
+            # A poll is willing to wait its whole timeout, also for a queue actor
+            # that is still starting (many agents reconnecting at once).
+            delivery = await ask_queue(deployment_hash, Poll(waiter), timeout=max(10.0, timeout))
         if delivery is None:
             polls = services().polls
             polls.add(waiter)

@@ -47,12 +47,12 @@ def queue_of(deployment_hash: str) -> ActorRef:
     return s.queues.ensure_child(spec)  # type: ignore[no-any-return]
 
 
-async def ask_queue(deployment_hash: str, message: Any) -> Any:
+async def ask_queue(deployment_hash: str, message: Any, timeout: float = 10.0) -> Any:
     """Ask the queue actor; if it stopped for idleness just then, start it again."""
     try:
-        return await ask_or_refuse(queue_of(deployment_hash), message)
+        return await ask_or_refuse(queue_of(deployment_hash), message, timeout)
     except ActorStopped:
-        return await ask_or_refuse(queue_of(deployment_hash), message)
+        return await ask_or_refuse(queue_of(deployment_hash), message, timeout)
 
 
 def _user_actor(user_id: str) -> str:
