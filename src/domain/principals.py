@@ -52,6 +52,8 @@ class Principal:
     user_id: str
     tenant: str
     role: Role
+    expires_at: float = attrs.field(default=float("inf"), eq=False)
+    """Unix seconds (the token's ``exp``); not part of who the principal is."""
 
     def may(self, permission: Permission) -> bool:
         return self.role.allows(permission.value)
@@ -102,4 +104,4 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
         parsed_role = Role(role)
     except ValueError:
         raise InvalidToken(f"invalid token: unknown role {str(role)[:20]!r}") from None
-    return Principal(sub, tenant, parsed_role)
+    return Principal(sub, tenant, parsed_role, float(exp))

@@ -25,7 +25,7 @@ from trioscope.runtime import ActorStopped, MailboxFull
 
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
-from ._command_views import command_view, delivery_view
+from ._command_views import delivery_view
 from ._commands import ask_queue
 from ._errors import ApiError
 from ._responses import json_response
@@ -185,6 +185,7 @@ async def report() -> Response:
     body_out: dict[str, Any] = {
         "message": "Result accepted" if changed else "Result already recorded",
         "status": "accepted" if changed else "duplicate",
-        "item": {"accepted": True, "command": command_view(command) if command is not None else None},
+        "item": {"accepted": True, "command_id": result.command_id,
+                 "command_status": command.status.value if command is not None else None},
     }
     return json_response(body_out)

@@ -29,6 +29,7 @@ from ._services import services
 
 log = logging.getLogger(__name__)
 MAX_CLOCK_SKEW = 300.0
+MAX_CACHED_TOKENS = 10_000
 
 
 def _connection() -> Any:
@@ -85,12 +86,19 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
     token = token if token is not None else bearer()
     if token is None:
         raise refuse(401, "missing_token", "send Authorization: Bearer <user token>",
-                      action="auth.failure", tenant=None, actor="anonymous")
-    try:
-        principal = read_user_token(s.secret, token, now=time.time())
-    except InvalidToken as exc:
-        raise refuse(401, "invalid_token", "the user token is invalid or expired",
-                      action="auth.failure", tenant=None, actor="anonymous", reason=str(exc)) from None
+                     action="auth.failure", tenant=None, actor="anonymous")
+    now = time.time()
+    principal = s.gate.tokens.get(token)
+    if principal is None or now >= principal.expires_at:
+        try:
+            principal = read_user_token(s.secret, token, now=now)
+        except InvalidToken as exc:
+            s.gate.tokens.pop(token, None)
+            raise refuse(401, "invalid_token", "the user token is invalid or expired",
+                         action="auth.failure", tenant=None, actor="anonymous", reason=str(exc)) from None
+        if len(s.gate.tokens) >= MAX_CACHED_TOKENS:
+            s.gate.tokens.clear()  # crude but bounded: the next requests verify again
+        s.gate.tokens[token] = principal
     wait = s.gate.per_user.acquire(principal.user_id, time.monotonic())
     if wait:
         raise ApiError(429, "rate_limited", "too many requests for this user; slow down",
@@ -98,8 +106,8 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
                        headers={"Retry-After": retry_after(wait)})
     if not principal.may(permission):
         raise refuse(403, "forbidden", f"role {principal.role.value} may not do this",
-                      action="auth.denied", tenant=principal.tenant, actor=f"user:{principal.user_id}",
-                      needed=permission.value.value)
+                     action="auth.denied", tenant=principal.tenant, actor=f"user:{principal.user_id}",
+                     needed=permission.value.value)
     return principal
 
 
@@ -178,4 +186,4 @@ async def _agent_refusal(failure: AgentAuthFailure, deployment_hash: str | None,
         tenant = deployment.tenant if isinstance(deployment, Deployment) else None
     actor = f"agent:{agent_id[:64]}" if agent_id else "anonymous"
     return refuse(failure.status, failure.code, failure.message, action="auth.failure", tenant=tenant,
-                   actor=actor, deployment_hash=deployment_hash)
+                  actor=actor, deployment_hash=deployment_hash)

@@ -96,8 +96,13 @@ class Metrics:
             "app_http_request_duration_seconds", "HTTP request latency",
             ["route", "method", "status"], buckets=BUCKETS, registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         self.registry.register(_RuntimeCollector(system))
         self.registry.register(_LiveCollector(live))
 
     def observe_request(self, route: str, method: str, status: int, started: float) -> None:
-        self.request_duration.labels(route, method, str(status)).observe(time.perf_counter() - started)
+        key = (route, method, status)
+        child = self._request_children.get(key)
+        if child is None:  # labels() hashes and locks on every call: look each series up once
+            child = self._request_children[key] = self.request_duration.labels(route, method, str(status))
+        child.observe(time.perf_counter() - started)

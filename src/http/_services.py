@@ -12,6 +12,7 @@ from trioscope.actors.client import ClientLink, LiveCounters
 from trioscope.config import Settings
 from trioscope.runtime import ActorRef, ActorSystem, SupervisorRef
 
+from trioscope.domain.principals import Principal
 from trioscope.domain.rates import RateLimiter, ReplayWindow
 from trioscope.store import StoreReader
 
@@ -31,6 +32,9 @@ class Gate:
     per_agent: RateLimiter
     per_user: RateLimiter
     replay: ReplayWindow = attrs.field(factory=lambda: ReplayWindow(REPLAY_WINDOW))
+    tokens: dict[str, Principal] = attrs.field(factory=dict)
+    """User tokens already verified (the signature check costs more than the
+    rest of a small request): token -> principal, until the token expires."""
 
 
 @attrs.frozen(kw_only=True)
