@@ -42,6 +42,9 @@ MAX_METADATA_BYTES = 16 * 1024
 def queue_of(deployment_hash: str) -> ActorRef:
     """The deployment's queue actor, started if it is not running."""
     s = services()
+    running = s.queues.child(deployment_hash)  # the common case: no spec to build
+    if running is not None:
+        return running  # type: ignore[no-any-return]
     spec = queue_spec(deployment_hash, s.settings, store=s.store, reader=s.reader, notifier_path=NOTIFIER,
                       directory_path=DIRECTORY)
     return s.queues.ensure_child(spec)  # type: ignore[no-any-return]
