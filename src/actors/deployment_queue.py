@@ -24,7 +24,7 @@ from trioscope.domain.commands import (
     CancelNotice, Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue,
     cancel_notice_id,
 )
-from trioscope.runtime import ActorRef, ActorSpec, MailboxFull, Restart
+from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, MailboxFull, Restart
 from trioscope.store import AuditEntry, Conflict, SaveCommand, SqliteReader, StoreReader, Write
 
 from .directory import GetDeployment
@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 IDLE_STOP = 60.0
 """Seconds without open commands or waiting polls after which the actor stops."""
+MIN_TIMER = 0.05
+"""Shortest sleep of the deadline timer."""
 
 
 @attrs.define(eq=False)
@@ -148,8 +150,9 @@ class DeploymentQueueActor(RefusingActor):
         """The next time something is due: a scheduled command, a deadline, or
         stopping for idleness. None: nothing until a message changes that."""
         c = self.settings.commands
-        times = [self.queue.next_due(now),
-                 self.queue.next_deadline(delivery_deadline=c.delivery_deadline, timeout_grace=c.timeout_grace)]
+        times = [self.queue.next_deadline(delivery_deadline=c.delivery_deadline, timeout_grace=c.timeout_grace)]
+        if self.waiters:  # a scheduled command matters once there is a poll to hand it to
+            times.append(self.queue.next_due(now))
         if not len(self.queue) and not self.waiters:
             times.append(self.idle_since + IDLE_STOP)
         return min((t for t in times if t is not None), default=None)
@@ -160,7 +163,8 @@ class DeploymentQueueActor(RefusingActor):
         every batch of messages, since they may have moved the wake time."""
         while True:
             wake = self._next_wake(self.clock())
-            delay = math.inf if wake is None else max(0.0, wake - self.clock())
+            # Never a busy loop, whatever the wake time says.
+            delay = math.inf if wake is None else max(MIN_TIMER, wake - self.clock())
             with trio.move_on_after(delay) as sleeping:
                 await self.rearm.wait()
             self.rearm = trio.Event()
@@ -169,6 +173,8 @@ class DeploymentQueueActor(RefusingActor):
                     self.context.ref.tell(_Tick())
                 except MailboxFull:
                     pass  # busy: on_idle re-arms us once it drains
+                except ActorStopped:
+                    return  # stopping: nothing is due any more
                 await self.rearm.wait()  # until the tick (or anything) was handled
                 self.rearm = trio.Event()
 
