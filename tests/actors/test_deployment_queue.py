@@ -134,14 +134,14 @@ def test_the_timer_wakes_for_deadlines_and_for_due_commands_only_with_a_poll_wai
     from trioscope.actors.deployment_queue import DeploymentQueueActor
 
     actor = DeploymentQueueActor("h", settings, store=None, reader=None)  # type: ignore[arg-type]
-    now = time.time()
     due_now = command("h", 8)
+    now = due_now.scheduled_for
     later = attrs.evolve(command("h", 9), scheduled_for=now + 600, sequence=2)
     for c in (due_now, later):
         actor.queue.put(c)
     deadline = settings.commands.delivery_deadline
     assert actor._next_wake(now) == min(due_now.scheduled_for, later.scheduled_for) + deadline
     actor.waiters.append(Waiter())
-    assert actor._next_wake(now) == max(now, due_now.scheduled_for)  # a poll waits and one is due
+    assert actor._next_wake(now) == now  # a poll waits and one is due: hand it over
     actor.queue.take(now)  # handed over; the scheduled one is next
     assert actor._next_wake(now) == later.scheduled_for
