@@ -1,27 +1,100 @@
 """The ``trioscope-probe`` command line.
 
-The collectors, transport and control executor are not built yet; until they
-are, the command explains itself instead of pretending to report.
+Reports this host (host facts and metrics, processes with their containers,
+TCP/UDP connections) to a trioscope server every interval. Container
+collection through the Docker API and container controls come next (issue 7).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import re
+import signal
+import socket
 import sys
 from collections.abc import Sequence
 
+import orjson
+import trio
+
+from trioscope.config import parse_duration
+from trioscope.domain.report import encode
+
+from ._collect import ReportCollector
+from ._transport import run_publisher
+
+_NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
+
+
+def default_agent_id() -> str:
+    """The hostname, made a valid agent id."""
+    name = _NOT_ID.sub("-", socket.gethostname()).lstrip("._:@-") or "host"
+    return name[:128]
+
 
 def build_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+    env = os.environ.get
+    parser = argparse.ArgumentParser(
         prog="trioscope-probe",
-        description="trioscope host probe: reports this host's processes, containers and "
-        "connections to a trioscope server and executes container controls. "
-        "Not implemented yet in this version.",
+        description="Report this host's processes, connections and metrics to a trioscope server.",
         allow_abbrev=False,
     )
+    parser.add_argument("--server", default=env("TRIOSCOPE_PROBE_SERVER", "http://127.0.0.1:8080"),
+                        help="server base URL (env TRIOSCOPE_PROBE_SERVER; default %(default)s)")
+    parser.add_argument("--interval", default=env("TRIOSCOPE_PROBE_INTERVAL", "15s"),
+                        help="time between reports, e.g. 15s (env TRIOSCOPE_PROBE_INTERVAL; default %(default)s)")
+    parser.add_argument("--agent-id", default=env("TRIOSCOPE_PROBE_AGENT_ID", default_agent_id()),
+                        help="this probe's agent id (env TRIOSCOPE_PROBE_AGENT_ID; default: the hostname)")
+    parser.add_argument("--buffer", type=int, default=int(env("TRIOSCOPE_PROBE_BUFFER", "40")),
+                        help="reports kept while the server is unreachable; older ones are dropped "
+                        "(env TRIOSCOPE_PROBE_BUFFER; default %(default)s)")
+    parser.add_argument("--no-processes", action="store_true", help="do not report processes")
+    parser.add_argument("--no-connections", action="store_true", help="do not report connections")
+    parser.add_argument("--once", action="store_true", help="print one report as JSON and exit")
+    parser.add_argument("--log-level", default=env("TRIOSCOPE_PROBE_LOG_LEVEL", "info"),
+                        choices=["debug", "info", "warning", "error"], help="least severe log level written")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    build_parser().parse_args(argv)
-    print("trioscope-probe: the probe is not implemented in this version", file=sys.stderr)
-    sys.exit(2)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        interval = parse_duration(args.interval)
+    except ValueError as exc:
+        parser.exit(2, f"trioscope-probe: --interval: {exc}\n")
+    if not 1.0 <= interval <= 3600.0:
+        parser.exit(2, "trioscope-probe: --interval: must be between 1s and 1h\n")
+    if not 1 <= args.buffer <= 10_000:
+        parser.exit(2, "trioscope-probe: --buffer: must be between 1 and 10000\n")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}", args.agent_id):
+        parser.exit(2, "trioscope-probe: --agent-id: 1-128 letters, digits or . _ : @ - starting with a letter or digit\n")
+    if not args.server.startswith(("http://", "https://")):
+        parser.exit(2, "trioscope-probe: --server: must be an http:// or https:// URL\n")
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    collector = ReportCollector(args.agent_id, processes=not args.no_processes,
+                                connections=not args.no_connections)
+    if args.once:
+        sys.stdout.write(orjson.dumps(encode(collector.collect()), option=orjson.OPT_INDENT_2).decode() + "\n")
+        return
+    logging.getLogger("trioscope_probe").info(
+        "probe %s reporting to %s every %ss", args.agent_id, args.server, interval)
+    trio.run(_run_until_signalled, args.server.rstrip("/"), args.agent_id, interval, args.buffer, collector)
+
+
+async def _run_until_signalled(server: str, agent_id: str, interval: float, buffer: int,
+                               collector: ReportCollector) -> None:
+    """Publish until SIGINT or SIGTERM, then stop at once (what is unsent is
+    only metrics; the next start reports the current state)."""
+    log = logging.getLogger("trioscope_probe")
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_publisher, server, agent_id, socket.gethostname()[:256], interval, buffer,
+                               collector.collect)
+            async for signum in signals:
+                log.info("received %s: stopping", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break

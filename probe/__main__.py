@@ -1,0 +1,5 @@
+"""``python -m trioscope_probe``."""
+
+from .cli import main
+
+main()

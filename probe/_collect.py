@@ -1,0 +1,213 @@
+"""What the probe sees on this host, as the server's report model.
+
+Host and processes come from psutil (which reads /proc); connections from one
+``psutil.net_connections`` pass (it reads /proc/net/{tcp,udp}{,6} once and maps
+socket inodes to pids); each process's container from its ``/proc/<pid>/cgroup``.
+Rates (CPU, network, disk) need two samples, so a ``HostCollector`` keeps the
+previous counters between cycles.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import psutil
+
+from trioscope.domain.report import (
+    Connection, CpuInfo, DiskInfo, HostInfo, LoadAverage, MemoryInfo, NetworkInfo, NetworkInterface,
+    ProcessesInfo, ProcessInfo, Report,
+)
+from trioscope.domain.topology import container_id_from_cgroup
+
+MB = 1024 * 1024
+MAX_CMDLINE = 4096
+_PSEUDO_FS = {"tmpfs", "devtmpfs", "overlay", "squashfs", "proc", "sysfs", "cgroup", "cgroup2", "nsfs"}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit]
+
+
+class HostCollector:
+    """Host facts and counters; rates are per second since the previous call."""
+
+    def __init__(self) -> None:
+        self._net: tuple[float, Any] | None = None
+        self._disk: tuple[float, Any] | None = None
+        psutil.cpu_percent(interval=None)  # the first call only starts the measurement
+
+    def collect(self) -> HostInfo:
+        now = time.monotonic()
+        memory = psutil.virtual_memory()
+        net = psutil.net_io_counters()
+        disk = psutil.disk_io_counters()
+        rx, tx = self._rate(self._net, now, net, "bytes_recv"), self._rate(self._net, now, net, "bytes_sent")
+        reads, writes = self._rate(self._disk, now, disk, "read_bytes"), self._rate(self._disk, now, disk, "write_bytes")
+        self._net, self._disk = (now, net), (now, disk)
+        load = os.getloadavg()
+        return HostInfo(
+            hostname=_clip(socket.gethostname(), 256),
+            os=_clip(platform.system(), 256),
+            platform=_clip(platform.platform(), 256),
+            kernel_version=_clip(platform.release(), 256),
+            architecture=_clip(platform.machine(), 256),
+            ip_addresses=host_addresses()[:256],
+            cpu_info=CpuInfo(model=_clip(_cpu_model(), 256), cores=psutil.cpu_count() or 0,
+                             usage=min(100.0, psutil.cpu_percent(interval=None))),
+            memory_info=MemoryInfo(total_mb=memory.total / MB, used_mb=memory.used / MB, free_mb=memory.free / MB,
+                                   available_mb=memory.available / MB, usage=memory.percent),
+            disks=_disks(),
+            load_average=LoadAverage(load1=load[0], load5=load[1], load15=load[2]),
+            uptime_seconds=max(0.0, time.time() - psutil.boot_time()),
+            network_rx_bytes_per_sec=rx, network_tx_bytes_per_sec=tx,
+            disk_read_bytes_per_sec=reads, disk_write_bytes_per_sec=writes,
+        )
+
+    @staticmethod
+    def _rate(previous: tuple[float, Any] | None, now: float, counters: Any, field: str) -> float:
+        if previous is None or counters is None or previous[1] is None or now <= previous[0]:
+            return 0.0
+        return max(0.0, (getattr(counters, field) - getattr(previous[1], field)) / (now - previous[0]))
+
+
+def host_addresses() -> list[str]:
+    addresses = []
+    for name, entries in psutil.net_if_addrs().items():
+        for entry in entries:
+            if entry.family in (socket.AF_INET, socket.AF_INET6) and not name.startswith("lo"):
+                addresses.append(entry.address.split("%")[0])
+    return addresses
+
+
+def interfaces() -> list[NetworkInterface]:
+    counters = psutil.net_io_counters(pernic=True)
+    result = []
+    for name, entries in list(psutil.net_if_addrs().items())[:1024]:
+        io = counters.get(name)
+        result.append(NetworkInterface(
+            name=_clip(name, 256),
+            addresses=[e.address.split("%")[0][:64] for e in entries
+                       if e.family in (socket.AF_INET, socket.AF_INET6)][:64],
+            rx_bytes=io.bytes_recv if io else 0, tx_bytes=io.bytes_sent if io else 0))
+    return result
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _disks() -> list[DiskInfo]:
+    disks = []
+    for part in psutil.disk_partitions(all=False):
+        if part.fstype in _PSEUDO_FS:
+            continue
+        try:
+            usage = psutil.disk_usage(part.mountpoint)
+        except OSError:
+            continue
+        disks.append(DiskInfo(mount_point=_clip(part.mountpoint, 1024), device=_clip(part.device, 1024),
+                              fs_type=_clip(part.fstype, 256), total_mb=usage.total / MB, used_mb=usage.used / MB,
+                              free_mb=usage.free / MB, usage=usage.percent))
+    return disks[:256]
+
+
+_PROCESS_FIELDS = ["pid", "ppid", "name", "cmdline", "username", "memory_info", "num_threads", "status",
+                   "create_time"]
+
+
+def _cgroup(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cgroup") as handle:
+            return handle.read(16384)
+    except OSError:
+        return ""
+
+
+def processes() -> list[ProcessInfo]:
+    """Every process. ``process_iter`` keeps its Process objects between calls, so
+    ``cpu_percent`` is the share since the previous cycle (0 on the first)."""
+    result = []
+    for proc in psutil.process_iter(_PROCESS_FIELDS):
+        info = proc.info
+        try:
+            cpu = proc.cpu_percent(interval=None)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        pid = info["pid"]
+        if pid <= 0:
+            continue
+        cgroup = _cgroup(pid)
+        memory = info.get("memory_info")
+        created = info.get("create_time")
+        result.append(ProcessInfo(
+            pid=pid, ppid=max(0, info.get("ppid") or 0),
+            name=_clip(info.get("name") or "", 256),
+            cmdline=_clip(" ".join(info.get("cmdline") or []), MAX_CMDLINE),
+            user=_clip(info.get("username") or "", 256),
+            cpu_percent=max(0.0, cpu),
+            memory_rss_bytes=memory.rss if memory else 0,
+            threads=info.get("num_threads") or 0,
+            status=_clip(info.get("status") or "", 256),
+            started_at=datetime.fromtimestamp(created, UTC) if created else None,
+            container_id=container_id_from_cgroup(cgroup),
+            cgroup=_clip(cgroup, 16384),
+        ))
+    return result
+
+
+_STATES = {"NONE": ""}
+
+
+def connections() -> list[Connection]:
+    result = []
+    try:
+        sockets = psutil.net_connections(kind="inet")
+    except (psutil.AccessDenied, OSError):
+        return result
+    for conn in sockets:
+        local = conn.laddr
+        remote = conn.raddr
+        if not local:
+            continue
+        result.append(Connection(
+            protocol="tcp" if conn.type == socket.SOCK_STREAM else "udp",
+            local_address=local.ip[:64], local_port=local.port,
+            remote_address=remote.ip[:64] if remote else "", remote_port=remote.port if remote else 0,
+            state=_STATES.get(conn.status, conn.status.lower())[:256],
+            pid=conn.pid if conn.pid and conn.pid > 0 else None,
+        ))
+    return result
+
+
+class ReportCollector:
+    """One report per call: host, processes and connections, as configured."""
+
+    def __init__(self, agent_id: str, *, processes: bool = True, connections: bool = True) -> None:
+        self.agent_id = agent_id
+        self.with_processes = processes
+        self.with_connections = connections
+        self.host = HostCollector()
+
+    def collect(self) -> Report:
+        host = self.host.collect()
+        return Report(
+            agent_id=self.agent_id,
+            timestamp=datetime.now(UTC),
+            hostname=host.hostname,
+            host_info=host,
+            processes_info=ProcessesInfo(processes=processes()) if self.with_processes else None,
+            network_info=NetworkInfo(connections=connections() if self.with_connections else [],
+                                     interfaces=interfaces()),
+        )

@@ -1,0 +1,135 @@
+"""Sending reports: register once, then a report (gzip) and a heartbeat every
+interval. While the server is away, reports wait in a bounded buffer (oldest
+dropped first, counted) and retries back off exponentially with jitter; every
+change between connected and unreachable is one log line."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import random
+from collections import deque
+from collections.abc import Callable
+
+import attrs
+import httpx
+import orjson
+import trio
+
+from trioscope.domain.report import Report, encode
+
+log = logging.getLogger("trioscope_probe")
+
+RETRIABLE = {408, 425, 429, 500, 502, 503, 504}
+
+
+@attrs.define
+class Backoff:
+    """Exponential with full jitter: the n-th wait is uniform in [0, min(cap, base * 2^n)]."""
+
+    base: float = 1.0
+    cap: float = 60.0
+    attempts: int = 0
+    rng: random.Random = attrs.field(factory=random.Random)
+
+    def next(self) -> float:
+        ceiling = min(self.cap, self.base * 2 ** self.attempts)
+        self.attempts += 1
+        return max(0.2, self.rng.uniform(0, ceiling))
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+class ServerUnavailable(Exception):
+    """The server cannot be reached or asks us to come back later."""
+
+
+@attrs.define
+class Outbox:
+    """Reports not yet accepted by the server, oldest first."""
+
+    limit: int
+    reports: deque[bytes] = attrs.field(factory=deque)
+    dropped: int = 0
+
+    def add(self, body: bytes) -> None:
+        if len(self.reports) >= self.limit:
+            self.reports.popleft()
+            self.dropped += 1
+        self.reports.append(body)
+
+
+def encode_report(report: Report) -> bytes:
+    return gzip.compress(orjson.dumps(encode(report)), compresslevel=5)
+
+
+class Publisher:
+    def __init__(self, client: httpx.AsyncClient, agent_id: str, hostname: str, buffer: int) -> None:
+        self.client = client
+        self.agent_id = agent_id
+        self.hostname = hostname
+        self.outbox = Outbox(buffer)
+        self.registered = False
+
+    async def _post(self, path: str, content: bytes | None = None, json: object = None,
+                    headers: dict[str, str] | None = None) -> httpx.Response:
+        try:
+            response = await self.client.post(path, content=content, json=json, headers=headers)
+        except httpx.TransportError as exc:
+            raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from None
+        if response.status_code in RETRIABLE:
+            raise ServerUnavailable(f"{path} answered {response.status_code}")
+        return response
+
+    async def flush(self) -> None:
+        """Register if needed, then send every buffered report, oldest first."""
+        if not self.registered:
+            response = await self._post("/api/v1/agents/register",
+                                        json={"agent_id": self.agent_id, "hostname": self.hostname})
+            if response.status_code != 201:
+                log.error("registration refused (%s): %s", response.status_code, response.text[:300])
+            self.registered = True
+        await self._post(f"/api/v1/agents/heartbeat/{self.agent_id}")
+        while self.outbox.reports:
+            response = await self._post("/api/v1/reports", content=self.outbox.reports[0],
+                                        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+            if response.status_code != 202:
+                # Not retriable (the server will not take this report): say why, move on.
+                log.error("report refused (%s): %s", response.status_code, response.text[:300])
+            self.outbox.reports.popleft()
+
+
+async def run_publisher(server: str, agent_id: str, hostname: str, interval: float, buffer: int,
+                        collect: Callable[[], Report], *, cycles: int | None = None) -> None:
+    """Collect and publish every ``interval`` seconds (forever, or ``cycles`` times)."""
+    backoff = Backoff()
+    reachable: bool | None = None
+    async with httpx.AsyncClient(base_url=server, timeout=10.0) as client:
+        publisher = Publisher(client, agent_id, hostname, buffer)
+        done = 0
+        next_report = trio.current_time()
+        while cycles is None or done < cycles:
+            if trio.current_time() >= next_report:
+                report = await trio.to_thread.run_sync(collect)
+                publisher.outbox.add(encode_report(report))
+                next_report = trio.current_time() + interval
+                done += 1
+            try:
+                await publisher.flush()
+            except ServerUnavailable as exc:
+                wait = min(backoff.next(), max(0.2, next_report - trio.current_time()) + interval)
+                if reachable is not False:
+                    log.warning("server %s unreachable (%s); retrying with backoff, keeping up to %d reports",
+                                server, exc, buffer)
+                reachable = False
+                await trio.sleep(wait)
+                continue
+            if reachable is not True:
+                log.info("connected to %s as agent %s (%d reports dropped while away)", server, agent_id,
+                         publisher.outbox.dropped)
+            reachable = True
+            backoff.reset()
+            if cycles is not None and done >= cycles:
+                return
+            await trio.sleep_until(next_report)
