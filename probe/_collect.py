@@ -24,6 +24,8 @@ from trioscope.domain.report import (
 )
 from trioscope.domain.topology import container_id_from_cgroup
 
+from ._docker import ContainerCollector
+
 MB = 1024 * 1024
 MAX_CMDLINE = 4096
 _PSEUDO_FS = {"tmpfs", "devtmpfs", "overlay", "squashfs", "proc", "sysfs", "cgroup", "cgroup2", "nsfs"}
@@ -194,10 +196,12 @@ def connections() -> list[Connection]:
 class ReportCollector:
     """One report per call: host, processes and connections, as configured."""
 
-    def __init__(self, agent_id: str, *, processes: bool = True, connections: bool = True) -> None:
+    def __init__(self, agent_id: str, *, processes: bool = True, connections: bool = True,
+                 containers: ContainerCollector | None = None) -> None:
         self.agent_id = agent_id
         self.with_processes = processes
         self.with_connections = connections
+        self.containers = containers
         self.host = HostCollector()
 
     def collect(self) -> Report:
@@ -207,6 +211,7 @@ class ReportCollector:
             timestamp=datetime.now(UTC),
             hostname=host.hostname,
             host_info=host,
+            docker_info=self.containers.collect() if self.containers is not None else None,
             processes_info=ProcessesInfo(processes=processes()) if self.with_processes else None,
             network_info=NetworkInfo(connections=connections() if self.with_connections else [],
                                      interfaces=interfaces()),

@@ -23,6 +23,7 @@ from trioscope.config import parse_duration
 from trioscope.domain.report import encode
 
 from ._collect import ReportCollector
+from ._docker import ContainerCollector
 from ._transport import run_publisher
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--buffer", type=int, default=int(env("TRIOSCOPE_PROBE_BUFFER", "40")),
                         help="reports kept while the server is unreachable; older ones are dropped "
                         "(env TRIOSCOPE_PROBE_BUFFER; default %(default)s)")
+    parser.add_argument("--docker-host", default=env("DOCKER_HOST"),
+                        help="Docker API of the container engine, e.g. unix:///var/run/docker.sock "
+                        "(env DOCKER_HOST; default: none, containers are not reported)")
+    parser.add_argument("--env-values", action="store_true",
+                        help="report containers' environment values too (default: names only)")
     parser.add_argument("--no-processes", action="store_true", help="do not report processes")
     parser.add_argument("--no-connections", action="store_true", help="do not report connections")
     parser.add_argument("--once", action="store_true", help="print one report as JSON and exit")
@@ -75,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, "trioscope-probe: --server: must be an http:// or https:// URL\n")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    containers = ContainerCollector(args.docker_host, env_values=args.env_values) if args.docker_host else None
     collector = ReportCollector(args.agent_id, processes=not args.no_processes,
-                                connections=not args.no_connections)
+                                connections=not args.no_connections, containers=containers)
     if args.once:
         sys.stdout.write(orjson.dumps(encode(collector.collect()), option=orjson.OPT_INDENT_2).decode() + "\n")
         return

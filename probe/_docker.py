@@ -1,0 +1,146 @@
+"""Containers from a Docker-API engine (Docker, or Podman's compatible socket)
+through the docker SDK: one list call, then an inspect and a one-shot stats
+call per container. CPU percent is computed across cycles from the engine's
+cumulative counters, so it needs no second stats sample per cycle."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from trioscope.domain.report import ContainerInfo, ContainerNetwork, ContainerStats, DockerInfo, PortMapping
+
+log = logging.getLogger("trioscope_probe")
+MB = 1024 * 1024
+_STATES = {"created", "running", "paused", "restarting", "removing", "exited", "dead"}
+_ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+
+
+def _state(raw: str) -> str:
+    state = (raw or "").lower()
+    if state in _STATES:
+        return state
+    return "created" if state in ("configured", "initialized") else "exited"  # podman's stopped, unknown
+
+
+class ContainerCollector:
+    """``collect()`` answers the engine's containers, or None while it is unreachable
+    (logged once per change)."""
+
+    def __init__(self, docker_host: str | None, *, env_values: bool = False, timeout: float = 5.0) -> None:
+        self.docker_host = docker_host
+        self.env_values = env_values
+        self.timeout = timeout
+        self._client: docker.DockerClient | None = None
+        self._cpu: dict[str, tuple[int, int]] = {}
+        self._reachable: bool | None = None
+
+    def _connect(self) -> docker.DockerClient:
+        if self._client is None:
+            if self.docker_host:
+                self._client = docker.DockerClient(base_url=self.docker_host, timeout=int(self.timeout))
+            else:
+                self._client = docker.from_env(timeout=int(self.timeout))
+        return self._client
+
+    def collect(self) -> DockerInfo | None:
+        try:
+            client = self._connect()
+            api = client.api
+            version = api.version().get("Version", "")
+            containers = [self._container(api, summary) for summary in api.containers(all=True)]
+        except _ENGINE_ERRORS as exc:
+            if self._reachable is not False:
+                log.warning("container engine %s unreachable: %s", self.docker_host or "(DOCKER_HOST)", exc)
+            self._reachable = False
+            self._client = None
+            return None
+        if self._reachable is not True:
+            log.info("container engine %s: version %s, %d containers", self.docker_host or "(DOCKER_HOST)",
+                     version, len(containers))
+        self._reachable = True
+        found = [c for c in containers if c is not None]
+        self._cpu = {k: v for k, v in self._cpu.items() if any(c.id == k for c in found)}
+        return DockerInfo(containers=found[:10_000], engine_version=str(version)[:256])
+
+    def _container(self, api: Any, summary: dict[str, Any]) -> ContainerInfo | None:
+        container_id = summary["Id"]
+        try:
+            details = api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return None  # removed between the list and the inspect
+        state = details.get("State") or {}
+        config = details.get("Config") or {}
+        status = _state(state.get("Status", summary.get("State", "")))
+        env = [entry.partition("=") for entry in config.get("Env") or []]
+        networks = (details.get("NetworkSettings") or {}).get("Networks") or {}
+        name = (details.get("Name") or (summary.get("Names") or [""])[0]).lstrip("/")
+        created = summary.get("Created")
+        return ContainerInfo(
+            id=container_id,
+            name=name[:256],
+            image=(config.get("Image") or summary.get("Image") or "")[:1024],
+            image_id=(details.get("Image") or "")[:256],
+            state=status,  # type: ignore[arg-type]
+            status=(summary.get("Status") or "")[:1024],
+            created=datetime.fromtimestamp(created, UTC) if isinstance(created, (int, float)) else None,
+            labels={k[:256]: str(v)[:4096] for k, v in list((config.get("Labels") or {}).items())[:512]},
+            ports=_ports(summary.get("Ports") or []),
+            networks=[ContainerNetwork(name=n[:256], ip_address=(v or {}).get("IPAddress", "")[:64])
+                      for n, v in list(networks.items())[:64]],
+            env_names=[k[:256] for k, _, _ in env][:1024],
+            env={k[:256]: v[:4096] for k, _, v in env[:512]} if self.env_values else {},
+            command=" ".join(config.get("Cmd") or [])[:16384],
+            pid=state.get("Pid") or None,
+            stats=self._stats(api, container_id) if status == "running" else None,
+        )
+
+    def _stats(self, api: Any, container_id: str) -> ContainerStats | None:
+        try:
+            raw = api.stats(container_id, stream=False)
+        except _ENGINE_ERRORS:
+            return None
+        cpu = raw.get("cpu_stats") or {}
+        total = (cpu.get("cpu_usage") or {}).get("total_usage") or 0
+        system = cpu.get("system_cpu_usage") or 0
+        cores = cpu.get("online_cpus") or 1
+        percent = 0.0
+        previous = self._cpu.get(container_id)
+        if previous is not None and system > previous[1] and total >= previous[0]:
+            percent = (total - previous[0]) / (system - previous[1]) * cores * 100.0
+        self._cpu[container_id] = (total, system)
+        memory = raw.get("memory_stats") or {}
+        usage, limit = memory.get("usage") or 0, memory.get("limit") or 0
+        rx = tx = 0
+        for interface in (raw.get("networks") or {}).values():
+            rx += interface.get("rx_bytes", 0)
+            tx += interface.get("tx_bytes", 0)
+        reads = writes = 0
+        for entry in (raw.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []:
+            if entry.get("op", "").lower() == "read":
+                reads += entry.get("value", 0)
+            elif entry.get("op", "").lower() == "write":
+                writes += entry.get("value", 0)
+        return ContainerStats(
+            cpu_percent=max(0.0, percent), memory_usage_mb=usage / MB, memory_limit_mb=limit / MB,
+            memory_percent=min(100.0, usage / limit * 100.0) if limit else 0.0,
+            network_rx_bytes=rx, network_tx_bytes=tx, block_read_bytes=reads, block_write_bytes=writes,
+            pids=(raw.get("pids_stats") or {}).get("current") or 0,
+        )
+
+
+def _ports(entries: list[dict[str, Any]]) -> list[PortMapping]:
+    ports = []
+    for entry in entries[:1024]:
+        private = entry.get("PrivatePort")
+        if not isinstance(private, int):
+            continue
+        protocol = entry.get("Type", "tcp")
+        ports.append(PortMapping(container_port=private, protocol=protocol if protocol in ("tcp", "udp") else "tcp",
+                                 host_ip=(entry.get("IP") or "")[:64], host_port=entry.get("PublicPort")))
+    return ports
