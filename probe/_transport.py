@@ -65,10 +65,12 @@ def encode_report(report: Report) -> bytes:
 
 
 class Publisher:
-    def __init__(self, client: httpx.AsyncClient, agent_id: str, hostname: str, buffer: int) -> None:
+    def __init__(self, client: httpx.AsyncClient, agent_id: str, hostname: str, buffer: int,
+                 metadata: dict[str, str] | None = None) -> None:
         self.client = client
         self.agent_id = agent_id
         self.hostname = hostname
+        self.metadata = metadata or {}
         self.outbox = Outbox(buffer)
         self.registered = False
 
@@ -86,7 +88,8 @@ class Publisher:
         """Register if needed, then send every buffered report, oldest first."""
         if not self.registered:
             response = await self._post("/api/v1/agents/register",
-                                        json={"agent_id": self.agent_id, "hostname": self.hostname})
+                                        json={"agent_id": self.agent_id, "hostname": self.hostname,
+                                              "metadata": self.metadata})
             if response.status_code != 201:
                 log.error("registration refused (%s): %s", response.status_code, response.text[:300])
             self.registered = True
@@ -101,12 +104,13 @@ class Publisher:
 
 
 async def run_publisher(server: str, agent_id: str, hostname: str, interval: float, buffer: int,
-                        collect: Callable[[], Report], *, cycles: int | None = None) -> None:
+                        collect: Callable[[], Report], *, cycles: int | None = None,
+                        metadata: dict[str, str] | None = None) -> None:
     """Collect and publish every ``interval`` seconds (forever, or ``cycles`` times)."""
     backoff = Backoff()
     reachable: bool | None = None
     async with httpx.AsyncClient(base_url=server, timeout=10.0) as client:
-        publisher = Publisher(client, agent_id, hostname, buffer)
+        publisher = Publisher(client, agent_id, hostname, buffer, metadata)
         done = 0
         next_report = trio.current_time()
         while cycles is None or done < cycles:

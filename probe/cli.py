@@ -8,6 +8,7 @@ collection through the Docker API and container controls come next (issue 7).
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import re
@@ -15,15 +16,19 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+import httpx
 import orjson
 import trio
 
 from trioscope.config import parse_duration
 from trioscope.domain.report import encode
 
+from ._agent import CommandAgent, Credentials, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
 from ._docker import ContainerCollector
+from ._executor import DEFAULT_ALLOWED, ControlError
 from ._transport import run_publisher
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
@@ -56,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "(env DOCKER_HOST; default: none, containers are not reported)")
     parser.add_argument("--env-values", action="store_true",
                         help="report containers' environment values too (default: names only)")
+    parser.add_argument("--deployment-hash", default=env("TRIOSCOPE_PROBE_DEPLOYMENT"),
+                        help="also act as this deployment's command agent, running container controls "
+                        "(env TRIOSCOPE_PROBE_DEPLOYMENT)")
+    parser.add_argument("--enrollment-token", default=env("TRIOSCOPE_PROBE_ENROLLMENT_TOKEN"),
+                        help="the deployment's one-time enrollment token, for the first start "
+                        "(env TRIOSCOPE_PROBE_ENROLLMENT_TOKEN); the agent token is then kept in --state-dir")
+    parser.add_argument("--state-dir", default=env("TRIOSCOPE_PROBE_STATE_DIR", "~/.local/state/trioscope-probe"),
+                        help="where the agent credentials are kept, mode 0600 (default %(default)s)")
+    parser.add_argument("--allow", default=env("TRIOSCOPE_PROBE_ALLOW", ",".join(DEFAULT_ALLOWED)),
+                        help="command types this probe runs, comma-separated (default: all docker.* controls)")
     parser.add_argument("--no-processes", action="store_true", help="do not report processes")
     parser.add_argument("--no-connections", action="store_true", help="do not report connections")
     parser.add_argument("--once", action="store_true", help="print one report as JSON and exit")
@@ -89,19 +104,48 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     logging.getLogger("trioscope_probe").info(
         "probe %s reporting to %s every %ss", args.agent_id, args.server, interval)
-    trio.run(_run_until_signalled, args.server.rstrip("/"), args.agent_id, interval, args.buffer, collector)
+    allowed = tuple(a.strip() for a in args.allow.split(",") if a.strip())
+    unknown = sorted(set(allowed) - set(DEFAULT_ALLOWED))
+    if unknown:
+        parser.exit(2, f"trioscope-probe: --allow: unknown command types {', '.join(unknown)}\n")
+    trio.run(_run_until_signalled, args, interval, collector, allowed)
 
 
-async def _run_until_signalled(server: str, agent_id: str, interval: float, buffer: int,
-                               collector: ReportCollector) -> None:
-    """Publish until SIGINT or SIGTERM, then stop at once (what is unsent is
-    only metrics; the next start reports the current state)."""
+async def _run_until_signalled(args: argparse.Namespace, interval: float, collector: ReportCollector,
+                               allowed: tuple[str, ...]) -> None:
+    """Publish (and run commands) until SIGINT or SIGTERM, then stop at once
+    (what is unsent is only metrics; the next start reports the current state)."""
     log = logging.getLogger("trioscope_probe")
+    server = args.server.rstrip("/")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_publisher, server, agent_id, socket.gethostname()[:256], interval, buffer,
-                               collector.collect)
+        async with trio.open_nursery() as nursery, httpx.AsyncClient(base_url=server, timeout=10.0) as client:
+            metadata: dict[str, str] = {}
+            if args.deployment_hash:
+                credentials = await _credentials(client, args)
+                metadata = {"deployment_hash": credentials.deployment_hash, "command_agent_id": credentials.agent_id}
+                nursery.start_soon(CommandAgent(client, credentials, args.docker_host, allowed).run)
+            nursery.start_soon(functools.partial(
+                run_publisher, server, args.agent_id, socket.gethostname()[:256], interval, args.buffer,
+                collector.collect, metadata=metadata))
             async for signum in signals:
                 log.info("received %s: stopping", signal.Signals(signum).name)
                 nursery.cancel_scope.cancel()
                 break
+
+
+async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace) -> Credentials:
+    """Saved credentials for the deployment, or a fresh enrollment (saved)."""
+    path = Path(args.state_dir).expanduser() / "credentials.json"
+    saved = load_credentials(path, args.deployment_hash)
+    if saved is not None:
+        return saved
+    if not args.enrollment_token:
+        raise SystemExit(f"trioscope-probe: no saved credentials in {path}; pass --enrollment-token once")
+    try:
+        credentials = await enroll(client, args.deployment_hash, args.enrollment_token, list(DEFAULT_ALLOWED))
+    except (ControlError, httpx.HTTPError) as exc:
+        raise SystemExit(f"trioscope-probe: {exc}") from None
+    save_credentials(path, credentials)
+    logging.getLogger("trioscope_probe").info("enrolled in deployment %s as agent %s", credentials.deployment_hash,
+                                              credentials.agent_id)
+    return credentials

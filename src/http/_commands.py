@@ -18,7 +18,8 @@ from trioscope.actors.deployment_queue import Cancel, Confirm, Create, queue_spe
 from trioscope.actors.directory import CreateDeployment, Decommission, ListAgents, ListDeployments, NewEnrollmentToken
 from trioscope.actors.refusals import ask_or_refuse
 from trioscope.domain.commands import MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand, Priority, new_command
-from trioscope.domain.principals import Permission
+from trioscope.domain.deployments import Deployment
+from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.report import InvalidDocument, decode, parse_timestamp
 from trioscope.runtime import ActorRef, ActorStopped
 from trioscope.store import SqliteReader
@@ -124,7 +125,7 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
     return json_response(agent_view(agent))
 
 
-def _decode_create(document: Any) -> CreateCommand:
+def decode_create(document: Any) -> CreateCommand:
     try:
         create = decode(document, CreateCommand)
     except InvalidDocument as exc:
@@ -141,7 +142,14 @@ async def create_command(user_id: str, deployment_hash: str) -> Response:
     """Create a command (202 once it is stored)."""
     principal = await _gate.user(Permission.OPERATE)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    create = _decode_create(await read_json(services().settings))
+    create = decode_create(await read_json(services().settings))
+    stored = await submit(principal, deployment, create)
+    return json_response({"command_id": stored.id, "status": stored.status.value,
+                          "estimated_start": timestamp(stored.scheduled_for)}, status=202)
+
+
+async def submit(principal: Principal, deployment: Deployment, create: CreateCommand, **audit_details: Any) -> Command:
+    """Queue a command for ``deployment`` on behalf of ``principal``; answers once it is stored."""
     now = time.time()
     command = new_command(
         command_id=f"cmd_{uuid.uuid4().hex}", deployment_hash=deployment.hash, tenant=deployment.tenant,
@@ -152,10 +160,8 @@ async def create_command(user_id: str, deployment_hash: str) -> Response:
     )
     audit = _gate.audit_entry("command.create", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="command", resource_id=command.id, type=command.type,
-                              priority=command.priority.value, deployment_hash=deployment.hash)
-    stored: Command = await ask_queue(deployment.hash, Create(command, audit))
-    return json_response({"command_id": stored.id, "status": stored.status.value,
-                          "estimated_start": timestamp(stored.scheduled_for)}, status=202)
+                              priority=command.priority.value, deployment_hash=deployment.hash, **audit_details)
+    return await ask_queue(deployment.hash, Create(command, audit))  # type: ignore[no-any-return]
 
 
 def date_argument(name: str, *, end: bool) -> float | None:

@@ -25,6 +25,12 @@ def probe(server_url: str, agent_id: str, *extra: str) -> Iterator[subprocess.Po
     stderr = tempfile.TemporaryFile(mode="w+t")
     proc = subprocess.Popen([sys.executable, "-m", "trioscope_probe", "--server", server_url, "--interval", "1s",
                              "--agent-id", agent_id, *extra], stdout=subprocess.DEVNULL, stderr=stderr, text=True)
+
+    def read_log() -> str:
+        stderr.seek(0)
+        return stderr.read()
+
+    proc.read_log = read_log  # type: ignore[attr-defined]
     try:
         yield proc
     finally:
@@ -84,13 +90,15 @@ async def test_a_probe_started_before_its_server_keeps_trying_and_then_reports()
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     with probe(url, "probe-early") as process:
-        with ServerProcess(["--port", str(port)]) as server:
-            async with httpx.AsyncClient() as client:
-                async def listed() -> bool:
-                    agents = (await client.get(f"{server.base_url}/api/v1/agents/list")).json()["agents"]
-                    return any(a["agent_id"] == "probe-early" for a in agents)
+        async def logged(text: str) -> bool:
+            return text in process.read_log()  # type: ignore[attr-defined]
 
-                await eventually(listed)
+        await eventually(lambda: logged("unreachable"))
+        with ServerProcess(["--port", str(port)]) as server:
+            await eventually(lambda: logged("connected to"))
+            async with httpx.AsyncClient() as client:
+                agents = (await client.get(f"{server.base_url}/api/v1/agents/list")).json()["agents"]
+                assert any(a["agent_id"] == "probe-early" for a in agents)
     log = process.stderr_text  # type: ignore[attr-defined]
     assert "unreachable" in log and "connected to" in log
     assert log.count("unreachable") == 1  # one line per state change, not one per retry

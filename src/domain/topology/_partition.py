@@ -18,6 +18,7 @@ import attrs
 from trioscope.domain.report import ContainerInfo, HostInfo, ProcessInfo, Report
 
 from ._cgroup import container_id_from_cgroup
+from ._controls import controls_for
 from ._kubernetes import pod_of, service_of
 from ._model import VIEWS, Node, NodeKind, Reps, View, container_id, host_id, process_id, reps
 
@@ -135,6 +136,7 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> 
         meta["env_names"] = list(c.env_names)
     if c.env:
         meta["env"] = dict(c.env)
+    meta["controls"] = controls_for(c.state)
     pod, service = pod_of(c.labels), service_of(c.labels)
     if pod:
         meta["pod"] = pod

@@ -1,0 +1,141 @@
+"""Container controls: what a command of each type does to the engine.
+
+Each handler takes the command's parameters and a docker client and returns
+the result (JSON-ready) or raises ``ControlError`` with a message for the
+operator. They block (the docker SDK does), so the agent runs them in a worker
+thread under the command's timeout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import docker
+import docker.errors
+
+MAX_OUTPUT = 64 * 1024
+"""Bytes of logs or exec output kept in a result (the rest is cut, and said so)."""
+DEFAULT_ALLOWED = ("docker.start", "docker.stop", "docker.restart", "docker.pause", "docker.unpause",
+                   "docker.remove", "docker.inspect", "docker.logs", "docker.exec")
+
+
+class ControlError(Exception):
+    """The control cannot be done; the message says why."""
+
+
+def _container(client: docker.DockerClient, parameters: dict[str, Any]) -> Any:
+    target = parameters.get("container") or parameters.get("container_id")
+    if not isinstance(target, str) or not target:
+        raise ControlError("parameters.container (a container id or name) is required")
+    try:
+        return client.containers.get(target)
+    except docker.errors.NotFound:
+        raise ControlError(f"no container {target!r}") from None
+
+
+def _int(parameters: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = parameters.get(name, default)
+    if type(value) is not int or not low <= value <= high:
+        raise ControlError(f"parameters.{name} must be an integer from {low} to {high}")
+    return value
+
+
+def _cut(data: bytes) -> dict[str, Any]:
+    text = data[-MAX_OUTPUT:].decode("utf-8", "replace")
+    return {"output": text, "truncated": len(data) > MAX_OUTPUT, "bytes": len(data)}
+
+
+def _state(container: Any) -> dict[str, Any]:
+    container.reload()
+    return {"container_id": container.id, "name": container.name, "state": container.status}
+
+
+def start(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+    container = _container(client, parameters)
+    container.start()
+    return _state(container)
+
+
+def stop(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+    container = _container(client, parameters)
+    container.stop(timeout=_int(parameters, "timeout", 10, 0, 600))
+    return _state(container)
+
+
+def restart(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+    container = _container(client, parameters)
+    container.restart(timeout=_int(parameters, "timeout", 10, 0, 600))
+    return _state(container)
+
+
+def pause(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+    container = _container(client, parameters)
+    container.pause()
+    return _state(container)
+
+
+def unpause(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+    container = _container(client, parameters)
+    container.unpause()
+    return _state(container)
+
+
+def remove(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+    container = _container(client, parameters)
+    force = parameters.get("force", False)
+    if type(force) is not bool:
+        raise ControlError("parameters.force must be true or false")
+    container.remove(force=force)
+    return {"container_id": container.id, "name": container.name, "state": "removed"}
+
+
+def inspect(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+    container = _container(client, parameters)
+    attrs = container.attrs
+    return {"container_id": container.id, "name": container.name, "state": container.status,
+            "image": attrs.get("Config", {}).get("Image"), "created": attrs.get("Created"),
+            "restart_count": attrs.get("RestartCount"), "exit_code": attrs.get("State", {}).get("ExitCode")}
+
+
+def logs(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+    container = _container(client, parameters)
+    tail = _int(parameters, "tail", 100, 1, 10_000)
+    data = container.logs(tail=tail, stdout=True, stderr=True)
+    return {"container_id": container.id, "tail": tail, **_cut(data)}
+
+
+def exec_(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+    container = _container(client, parameters)
+    argv = parameters.get("argv")
+    if not (isinstance(argv, list) and argv and len(argv) <= 256 and all(isinstance(a, str) for a in argv)):
+        raise ControlError("parameters.argv must be a non-empty list of strings (no shell is involved)")
+    exit_code, output = container.exec_run(argv, stdout=True, stderr=True)
+    return {"container_id": container.id, "exit_code": exit_code, **_cut(output or b"")}
+
+
+HANDLERS: dict[str, Callable[[docker.DockerClient, dict[str, Any]], dict[str, Any]]] = {
+    "docker.start": start, "docker.stop": stop, "docker.restart": restart, "docker.pause": pause,
+    "docker.unpause": unpause, "docker.remove": remove, "docker.inspect": inspect, "docker.logs": logs,
+    "docker.exec": exec_,
+}
+
+
+def execute(client: docker.DockerClient, command_type: str, parameters: Any,
+            allowed: tuple[str, ...] = DEFAULT_ALLOWED) -> dict[str, Any]:
+    """Run one control.
+
+    Raises:
+        ControlError: unknown or disallowed type, bad parameters, or the engine refused.
+    """
+    handler = HANDLERS.get(command_type)
+    if handler is None:
+        raise ControlError(f"unknown command type {command_type!r}; this probe runs: {', '.join(sorted(HANDLERS))}")
+    if command_type not in allowed:
+        raise ControlError(f"command type {command_type!r} is not allowed on this probe")
+    if not isinstance(parameters, dict):
+        raise ControlError("parameters must be an object")
+    try:
+        return handler(client, parameters)
+    except docker.errors.APIError as exc:
+        raise ControlError(f"the engine refused: {exc.explanation or exc}") from None
