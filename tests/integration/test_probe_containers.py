@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+import docker.errors
 import httpx
 import pytest
 
@@ -42,7 +43,10 @@ def container(docker_host: str) -> Iterator[Any]:
         started.reload()
         yield started
     finally:
-        started.remove(force=True)
+        try:
+            started.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # a test removed it through the probe
         client.close()
 
 
@@ -181,3 +185,15 @@ async def test_controls_on_a_container_node_reach_the_engine(docker_host: str, c
                 assert "start" in {c["id"] for c in exited["metadata"]["controls"]}
                 container.reload()
                 assert container.status == "exited"
+
+                removal = await client.post(f"{url}/remove", headers=operator.auth)
+                assert removal.status_code == 202
+                command_id = removal.json()["command_id"]
+
+                async def removed() -> dict[str, Any] | None:
+                    command = await operator.get(client, hash_, command_id)
+                    return command if command["status"] == "completed" else None
+
+                assert (await eventually(removed, deadline=60))["result"]["state"] == "removed"
+                with pytest.raises(docker.errors.NotFound):
+                    container.reload()
