@@ -16,6 +16,7 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,7 @@ from trioscope.domain.report import encode
 
 from ._agent import CommandAgent, Credentials, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
+from ._config import ConfigFileError, load_file
 from ._docker import ContainerCollector
 from ._executor import DEFAULT_ALLOWED, ControlError
 from ._transport import run_publisher
@@ -40,26 +42,36 @@ def default_agent_id() -> str:
     return name[:128]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    env = os.environ.get
+def build_parser(file_values: dict[str, Any] | None = None) -> argparse.ArgumentParser:
+    file_values = file_values or {}
+
+    def env(name: str, default: Any = None) -> Any:
+        """The environment wins over the file, which wins over the default."""
+        key = _FILE_KEY_OF_ENV.get(name)
+        fallback = file_values.get(key, default) if key is not None else default
+        return os.environ.get(name, fallback)
+
     parser = argparse.ArgumentParser(
         prog="trioscope-probe",
         description="Report this host's processes, connections and metrics to a trioscope server.",
         allow_abbrev=False,
     )
+    parser.add_argument("--config", default=os.environ.get("TRIOSCOPE_PROBE_CONFIG"),
+                        help="YAML file with these settings (env TRIOSCOPE_PROBE_CONFIG; "
+                        "see config/probe.example.yaml)")
     parser.add_argument("--server", default=env("TRIOSCOPE_PROBE_SERVER", "http://127.0.0.1:8080"),
                         help="server base URL (env TRIOSCOPE_PROBE_SERVER; default %(default)s)")
     parser.add_argument("--interval", default=env("TRIOSCOPE_PROBE_INTERVAL", "15s"),
                         help="time between reports, e.g. 15s (env TRIOSCOPE_PROBE_INTERVAL; default %(default)s)")
     parser.add_argument("--agent-id", default=env("TRIOSCOPE_PROBE_AGENT_ID", default_agent_id()),
                         help="this probe's agent id (env TRIOSCOPE_PROBE_AGENT_ID; default: the hostname)")
-    parser.add_argument("--buffer", type=int, default=int(env("TRIOSCOPE_PROBE_BUFFER", "40")),
+    parser.add_argument("--buffer", type=int, default=env("TRIOSCOPE_PROBE_BUFFER", 40),
                         help="reports kept while the server is unreachable; older ones are dropped "
                         "(env TRIOSCOPE_PROBE_BUFFER; default %(default)s)")
     parser.add_argument("--docker-host", default=env("DOCKER_HOST"),
                         help="Docker API of the container engine, e.g. unix:///var/run/docker.sock "
                         "(env DOCKER_HOST; default: none, containers are not reported)")
-    parser.add_argument("--env-values", action="store_true",
+    parser.add_argument("--env-values", action="store_true", default=file_values.get("env_values", False),
                         help="report containers' environment values too (default: names only)")
     parser.add_argument("--deployment-hash", default=env("TRIOSCOPE_PROBE_DEPLOYMENT"),
                         help="also act as this deployment's command agent, running container controls "
@@ -71,16 +83,38 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the agent credentials are kept, mode 0600 (default %(default)s)")
     parser.add_argument("--allow", default=env("TRIOSCOPE_PROBE_ALLOW", ",".join(DEFAULT_ALLOWED)),
                         help="command types this probe runs, comma-separated (default: all docker.* controls)")
-    parser.add_argument("--no-processes", action="store_true", help="do not report processes")
-    parser.add_argument("--no-connections", action="store_true", help="do not report connections")
+    parser.add_argument("--no-processes", action="store_true", default=not file_values.get("processes", True),
+                        help="do not report processes")
+    parser.add_argument("--no-connections", action="store_true", default=not file_values.get("connections", True),
+                        help="do not report connections")
     parser.add_argument("--once", action="store_true", help="print one report as JSON and exit")
     parser.add_argument("--log-level", default=env("TRIOSCOPE_PROBE_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"], help="least severe log level written")
     return parser
 
 
+_FILE_KEY_OF_ENV = {
+    "TRIOSCOPE_PROBE_SERVER": "server", "TRIOSCOPE_PROBE_INTERVAL": "interval", "TRIOSCOPE_PROBE_AGENT_ID": "agent_id",
+    "TRIOSCOPE_PROBE_BUFFER": "buffer", "DOCKER_HOST": "docker_host", "TRIOSCOPE_PROBE_DEPLOYMENT": "deployment_hash",
+    "TRIOSCOPE_PROBE_ENROLLMENT_TOKEN": "enrollment_token", "TRIOSCOPE_PROBE_STATE_DIR": "state_dir",
+    "TRIOSCOPE_PROBE_ALLOW": "allow", "TRIOSCOPE_PROBE_LOG_LEVEL": "log_level",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--config", default=os.environ.get("TRIOSCOPE_PROBE_CONFIG"))
+    config_path = early.parse_known_args(argv)[0].config
+    file_values: dict[str, Any] = {}
+    if config_path:
+        try:
+            file_values = load_file(config_path)
+        except ConfigFileError as exc:
+            for problem in exc.problems:
+                print(f"trioscope-probe: configuration error: {problem}", file=sys.stderr)
+            sys.exit(2)
+    parser = build_parser(file_values)
     args = parser.parse_args(argv)
     try:
         interval = parse_duration(args.interval)
@@ -88,6 +122,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, f"trioscope-probe: --interval: {exc}\n")
     if not 1.0 <= interval <= 3600.0:
         parser.exit(2, "trioscope-probe: --interval: must be between 1s and 1h\n")
+    if args.log_level not in ("debug", "info", "warning", "error"):
+        parser.exit(2, "trioscope-probe: log level: must be debug, info, warning or error\n")
     if not 1 <= args.buffer <= 10_000:
         parser.exit(2, "trioscope-probe: --buffer: must be between 1 and 10000\n")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}", args.agent_id):

@@ -1,0 +1,58 @@
+"""The probe's settings: defaults < YAML file < environment < flags; bad values exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from trioscope_probe.cli import build_parser
+from trioscope_probe._config import ConfigFileError, load_file
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "probe.example.yaml"
+
+
+def test_the_example_file_yields_the_defaults() -> None:
+    from_file = build_parser(load_file(str(EXAMPLE))).parse_args([])
+    defaults = build_parser().parse_args([])
+    for name in ("server", "interval", "buffer", "env_values", "no_processes", "no_connections", "state_dir",
+                 "allow", "log_level"):
+        assert str(getattr(from_file, name)) == str(getattr(defaults, name)), name
+
+
+def test_file_then_environment_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text("server: http://file:1\ninterval: 30\nbuffer: 7\nprocesses: false\n")
+    values = load_file(str(config))
+    args = build_parser(values).parse_args([])
+    assert (args.server, args.interval, args.buffer, args.no_processes) == ("http://file:1", "30s", 7, True)
+    monkeypatch.setenv("TRIOSCOPE_PROBE_SERVER", "http://env:2")
+    assert build_parser(values).parse_args([]).server == "http://env:2"
+    assert build_parser(values).parse_args(["--server", "http://flag:3"]).server == "http://flag:3"
+
+
+def test_unknown_keys_and_wrong_types_are_named(tmp_path: Path) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text("servr: x\nbuffer: '5'\nprocesses: 1\n")
+    with pytest.raises(ConfigFileError) as error:
+        load_file(str(config))
+    assert len(error.value.problems) == 3 and "servr" in error.value.problems[0]
+
+
+def test_bad_settings_exit_2_with_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text("log_level: loud\n")
+    for argv in (["--config", str(config), "--once"], ["--interval", "0s", "--once"], ["--buffer", "x", "--once"]):
+        result = subprocess.run([sys.executable, "-m", "trioscope_probe", *argv], capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == 2, argv
+        assert result.stderr.strip() and "Traceback" not in result.stderr
+
+
+def test_once_prints_a_report() -> None:
+    result = subprocess.run([sys.executable, "-m", "trioscope_probe", "--once", "--no-processes", "--agent-id", "p1"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and orjson.loads(result.stdout)["agent_id"] == "p1"
