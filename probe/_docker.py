@@ -38,6 +38,9 @@ class ContainerCollector:
         self.timeout = timeout
         self._client: docker.DockerClient | None = None
         self._cpu: dict[str, tuple[int, int]] = {}
+        self._inspected: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        """Inspect results by container, kept while the listing shows it unchanged."""
+        self._version: str | None = None
         self._reachable: bool | None = None
 
     def _connect(self) -> docker.DockerClient:
@@ -52,28 +55,40 @@ class ContainerCollector:
         try:
             client = self._connect()
             api = client.api
-            version = api.version().get("Version", "")
+            if self._version is None:  # slow on some engines (Podman: ~0.5 s), and it does not change
+                self._version = str(api.version().get("Version", ""))
+            version = self._version
             containers = [self._container(api, summary) for summary in api.containers(all=True)]
         except _ENGINE_ERRORS as exc:
             if self._reachable is not False:
                 log.warning("container engine %s unreachable: %s", self.docker_host or "(DOCKER_HOST)", exc)
             self._reachable = False
             self._client = None
+            self._version = None
             return None
         if self._reachable is not True:
             log.info("container engine %s: version %s, %d containers", self.docker_host or "(DOCKER_HOST)",
                      version, len(containers))
         self._reachable = True
         found = [c for c in containers if c is not None]
-        self._cpu = {k: v for k, v in self._cpu.items() if any(c.id == k for c in found)}
+        alive = {c.id for c in found}
+        self._cpu = {k: v for k, v in self._cpu.items() if k in alive}
+        self._inspected = {k: v for k, v in self._inspected.items() if k in alive}
         return DockerInfo(containers=found[:10_000], engine_version=str(version)[:256])
 
     def _container(self, api: Any, summary: dict[str, Any]) -> ContainerInfo | None:
         container_id = summary["Id"]
-        try:
-            details = api.inspect_container(container_id)
-        except docker.errors.NotFound:
-            return None  # removed between the list and the inspect
+        # Inspect again only when the listing shows a change (state, status text, image).
+        fingerprint = (summary.get("State"), summary.get("Status"), summary.get("ImageID"))
+        cached = self._inspected.get(container_id)
+        if cached is not None and cached[0] == fingerprint:
+            details = cached[1]
+        else:
+            try:
+                details = api.inspect_container(container_id)
+            except docker.errors.NotFound:
+                return None  # removed between the list and the inspect
+            self._inspected[container_id] = (fingerprint, details)
         state = details.get("State") or {}
         config = details.get("Config") or {}
         status = _state(state.get("Status", summary.get("State", "")))
