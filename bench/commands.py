@@ -58,8 +58,8 @@ FD_LIMIT = 20_000
 FD_MARGIN = 40
 SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 PER_HOLDER = 9_000
-TRIOSCOPE_FLAGS = ["--rate-per-address", "1000000", "--rate-per-agent", "1000000", "--rate-per-user", "1000000",
-                   "--max-deployments", "100000"]
+TRIOSCOPE_FLAGS = ["--local-probe", "false", "--rate-per-address", "1000000", "--rate-per-agent", "1000000",
+                   "--rate-per-user", "1000000", "--max-deployments", "100000"]
 
 
 def log(message: str) -> None:

@@ -30,7 +30,7 @@ def start(argv: list[str]) -> subprocess.Popen[str]:
 
 def trioscope(port: int, *flags: str) -> subprocess.Popen[str]:
     return start([sys.executable, "-m", "trioscope", "serve", "--host", "127.0.0.1", "--port", str(port),
-                  "--log-level", "warning", *flags])
+                  "--log-level", "warning", "--local-probe", "false", *flags])
 
 
 def stop(proc: subprocess.Popen[str]) -> None:

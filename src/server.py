@@ -24,6 +24,7 @@ from hypercorn.utils import wrap_app
 from trioscope.config import Settings, format_duration
 from trioscope.http import create_app, endpoint_lines, stop_live_updates
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
+from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import StoreReader
 from trioscope.system import database_path, supervision_tree
 
@@ -151,6 +152,8 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
                         app = create_app(system, settings, reader)
                         async with trio.open_nursery() as http:
                             binds = await http.start(_serve_http, app, config, sockets, stop)
+                            if settings.agents.local_probe and binds:
+                                http.start_soon(run_local_probe, probe_url(binds[0]), stop)
                             print(banner(settings, app, binds), file=out, flush=True)
                             await stop.wait()
                             stop_live_updates(app)  # WebSockets would hold Hypercorn's drain up

@@ -34,8 +34,9 @@ class ServerProcess:
         # Every server gets a database and token secret of its own, removed with it.
         self._data = tempfile.TemporaryDirectory(prefix="trioscope-test-")
         self.data_dir = self._data.name
+        # No local probe unless a test asks: its reports would add this host to every topology.
         self.env = {**os.environ, "TRIOSCOPE_STORAGE_DATA_DIR": self.data_dir,
-                    "TRIOSCOPE_AUTH_SECRET": TEST_SECRET, **(env or {})}
+                    "TRIOSCOPE_AUTH_SECRET": TEST_SECRET, "TRIOSCOPE_AGENTS_LOCAL_PROBE": "false", **(env or {})}
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.banner: list[str] = []

@@ -184,6 +184,14 @@ KEYS: tuple[Key, ...] = (
         flags=("--require-signature",),
     ),
     Key(
+        name="agents.local_probe",
+        kind=BoolKind(),
+        default=True,
+        help="also run a probe (a child process) reporting this host to this server",
+        env=("TRIOSCOPE_AGENTS_LOCAL_PROBE",),
+        flags=("--local-probe",),
+    ),
+    Key(
         name="commands.delivery_deadline",
         kind=DurationKind(1 * MINUTE, 30 * DAY),
         default=1 * HOUR,

@@ -63,6 +63,8 @@ class AgentsSettings:
     require_signature: bool
     """Whether agent requests must carry ``X-Agent-Signature`` (HMAC-SHA256 of the body
     keyed by the agent token)."""
+    local_probe: bool
+    """Whether ``serve`` starts a probe reporting this host."""
 
 
 @attrs.frozen(kw_only=True)

@@ -8,6 +8,8 @@ import socket
 from datetime import datetime
 
 import httpx
+import psutil
+import pytest
 
 from tests.server_process import ServerProcess, run_cli
 from trioscope.config import KEYS
@@ -139,3 +141,24 @@ def test_json_log_format_writes_one_object_per_line():
     assert records and all({"ts", "level", "logger", "msg"} <= r.keys() for r in records)
     started = {r["actor"] for r in records if r.get("event") == "started"}
     assert {"/root", "/root/agents", "/root/topology"} <= started
+
+
+async def test_serve_starts_a_local_probe_and_ends_it_by_pid() -> None:
+    import socket
+
+    import trio
+
+    with ServerProcess(env={"TRIOSCOPE_AGENTS_LOCAL_PROBE": "true"}) as server:
+        with trio.fail_after(30):
+            while True:
+                agents = httpx.get(f"{server.base_url}/api/v1/agents/list").json()["agents"]
+                if any(a["hostname"] == socket.gethostname() for a in agents):
+                    break
+                await trio.sleep(0.1)
+        assert server.stop(signal.SIGTERM) == 0
+    log = server.stderr()
+    started = [line for line in log.splitlines() if "local probe started (pid" in line]
+    assert started and "local probe stopped" in log
+    pid = int(started[0].split("(pid ")[1].split(")")[0])
+    with pytest.raises(psutil.NoSuchProcess):
+        psutil.Process(pid).status()

@@ -1,0 +1,50 @@
+"""The probe ``trioscope serve`` starts beside itself (``agents.local_probe``), so
+a single command shows this host: a child process, ended by its pid when the
+server stops. The server runs it as a program; it imports nothing of it."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import trio
+
+log = logging.getLogger(__name__)
+STOP_TIMEOUT = 5.0
+
+
+def probe_url(bind: str) -> str:
+    """The server's own address as the probe should dial it (a wildcard bind
+    becomes loopback)."""
+    parts = urlsplit(bind)
+    host = parts.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
+    elif ":" in host:
+        host = f"[{host}]"
+    return urlunsplit((parts.scheme or "http", f"{host}:{parts.port}", "", "", ""))
+
+
+async def run_local_probe(server_url: str, stop: trio.Event) -> None:
+    """Run ``trioscope-probe --server server_url`` until ``stop``, then SIGTERM it
+    (SIGKILL after a grace period)."""
+    argv = [sys.executable, "-m", "trioscope_probe", "--server", server_url]
+    async with trio.open_nursery() as nursery:
+        try:
+            process: trio.Process = await nursery.start(
+                lambda task_status: trio.run_process(argv, check=False, stdin=subprocess.DEVNULL,
+                                                     task_status=task_status))
+        except OSError as exc:
+            log.error("could not start the local probe: %s", exc)
+            return
+        log.info("local probe started (pid %d) reporting to %s", process.pid, server_url)
+        await stop.wait()
+        process.terminate()
+        with trio.move_on_after(STOP_TIMEOUT):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        log.info("local probe stopped (pid %d)", process.pid)
