@@ -6,6 +6,7 @@ cumulative counters, so it needs no second stats sample per cycle."""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +39,8 @@ class ContainerCollector:
         self.timeout = timeout
         self._client: docker.DockerClient | None = None
         self._cpu: dict[str, tuple[int, int]] = {}
+        self._net: dict[str, tuple[float, int, int]] = {}
+        """Previous (monotonic time, rx, tx) per container, for byte rates."""
         self._inspected: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
         """Inspect results by container, kept while the listing shows it unchanged."""
         self._version: str | None = None
@@ -73,6 +76,7 @@ class ContainerCollector:
         found = [c for c in containers if c is not None]
         alive = {c.id for c in found}
         self._cpu = {k: v for k, v in self._cpu.items() if k in alive}
+        self._net = {k: v for k, v in self._net.items() if k in alive}
         self._inspected = {k: v for k, v in self._inspected.items() if k in alive}
         return DockerInfo(containers=found[:10_000], engine_version=str(version)[:256])
 
@@ -135,6 +139,12 @@ class ContainerCollector:
         for interface in (raw.get("networks") or {}).values():
             rx += interface.get("rx_bytes", 0)
             tx += interface.get("tx_bytes", 0)
+        now = time.monotonic()
+        rx_rate = tx_rate = 0.0
+        seen = self._net.get(container_id)
+        if seen is not None and now > seen[0] and rx >= seen[1] and tx >= seen[2]:
+            rx_rate, tx_rate = (rx - seen[1]) / (now - seen[0]), (tx - seen[2]) / (now - seen[0])
+        self._net[container_id] = (now, rx, tx)
         reads = writes = 0
         for entry in (raw.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []:
             if entry.get("op", "").lower() == "read":
@@ -144,7 +154,8 @@ class ContainerCollector:
         return ContainerStats(
             cpu_percent=max(0.0, percent), memory_usage_mb=usage / MB, memory_limit_mb=limit / MB,
             memory_percent=min(100.0, usage / limit * 100.0) if limit else 0.0,
-            network_rx_bytes=rx, network_tx_bytes=tx, block_read_bytes=reads, block_write_bytes=writes,
+            network_rx_bytes=rx, network_tx_bytes=tx, network_rx_bytes_per_sec=rx_rate,
+            network_tx_bytes_per_sec=tx_rate, block_read_bytes=reads, block_write_bytes=writes,
             pids=(raw.get("pids_stats") or {}).get("current") or 0,
         )
 
