@@ -142,6 +142,10 @@ class CommandAgent:
                                 "result": {"note": "nothing running to cancel"}})
             return
         timeout = item.get("timeout_seconds") or 300
+        parameters = item.get("parameters")
+        own = parameters.get("timeout") if isinstance(parameters, dict) and kind == "docker.exec" else None
+        if type(own) is int and 0 < own < timeout:
+            timeout = own  # exec's own limit; the command's timeout bounds everything
         log.info("running %s (%s)", kind, command_id)
         await self._report({"command_id": command_id, "status": "executing", "progress": 0, "stage": "started"})
         result: dict[str, Any] | None = None

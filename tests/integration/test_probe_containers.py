@@ -127,6 +127,9 @@ async def test_container_controls_run_end_to_end_through_the_probe(docker_host: 
                 assert executed["result"]["exit_code"] == 0
                 assert executed["result"]["output"].strip() == "hello from the container"
 
+                slow = await run("docker.exec", argv=["sleep", "30"], timeout=1)
+                assert slow["status"] == "failed" and "timed out after 1s" in slow["error"]
+
                 logs = await run("docker.logs", tail=10)
                 assert logs["status"] == "completed" and logs["result"]["truncated"] is False
 
