@@ -20,6 +20,7 @@ import trio
 
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
+from tests.waiting import eventually
 
 _ids = itertools.count(1)
 
@@ -84,15 +85,6 @@ async def enroll(client: httpx.AsyncClient, server: ServerProcess, operator: Ope
 async def setup(server: ServerProcess, client: httpx.AsyncClient, role: str = "OPERATOR") -> tuple[Operator, StatusAgent]:
     operator = Operator(server, fresh("user"), fresh("tenant"), role)
     return operator, await enroll(client, server, operator)
-
-
-async def wait_until(check: Any, deadline: float = 20.0) -> Any:
-    with trio.fail_after(deadline):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await trio.sleep(0.05)
 
 
 # ---- the protocol, as the status agent speaks it -------------------------------------------
@@ -250,7 +242,7 @@ async def test_concurrent_polls_never_share_a_command(server: ServerProcess) -> 
         async with trio.open_nursery() as nursery:
             for _ in range(30):
                 nursery.start_soon(poll_once)
-            await wait_until(lambda: _true_after(0))
+            await eventually(lambda: _true_after(0))
             for _ in range(20):
                 created.append((await operator.command(client, agent.deployment_hash))["command_id"])
         assert sorted(received) == sorted(created)  # each exactly once, none lost
@@ -310,7 +302,7 @@ async def test_a_command_the_agent_never_finishes_times_out(server: ServerProces
             command = await operator.get(client, agent.deployment_hash, created["command_id"])
             return command if command["status"] == "failed" else None
 
-        command = await wait_until(failed)
+        command = await eventually(failed)
         assert command["error"] == "timed out"
         late = await agent.report(client, created["command_id"], "success")
         assert late.status_code == 409
@@ -406,7 +398,7 @@ async def test_audit_log_records_who_did_what_from_where(server: ServerProcess) 
             found = response.json()["entries"]
             return found if any(e["action"] == "auth.failure" for e in found) else None
 
-        found = await wait_until(entries)
+        found = await eventually(entries)
         actions = {e["action"] for e in found}
         assert {"deployment.create", "agent.register", "command.create", "command.cancel", "auth.failure"} <= actions
         create = next(e for e in found if e["action"] == "command.create")

@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import httpx
-import trio
 
 from tests.server_process import ServerProcess
+from tests.waiting import eventually
 
 
 @contextmanager
@@ -44,15 +44,6 @@ def probe(server_url: str, agent_id: str, *extra: str) -> Iterator[subprocess.Po
         stderr.seek(0)
         proc.stderr_text = stderr.read()  # type: ignore[attr-defined]
         stderr.close()
-
-
-async def eventually(check: Any, deadline: float = 30.0) -> Any:
-    with trio.fail_after(deadline):
-        while True:
-            value = await check()
-            if value:
-                return value
-            await trio.sleep(0.1)
 
 
 async def test_the_probe_reports_this_host_with_its_processes_and_connections() -> None:

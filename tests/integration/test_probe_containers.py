@@ -17,8 +17,9 @@ import docker.errors
 import httpx
 import pytest
 
-from tests.integration.test_probe import eventually, probe
+from tests.integration.test_probe import probe
 from tests.server_process import ServerProcess
+from tests.waiting import eventually
 
 ENGINE_SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "docker-engine.sh"
 IMAGE = "localhost/busybox:latest"
