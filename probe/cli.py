@@ -130,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, "trioscope-probe: --agent-id: 1-128 letters, digits or . _ : @ - starting with a letter or digit\n")
     if not args.server.startswith(("http://", "https://")):
         parser.exit(2, "trioscope-probe: --server: must be an http:// or https:// URL\n")
+    allowed = tuple(a.strip() for a in args.allow.split(",") if a.strip())
+    unknown = sorted(set(allowed) - set(DEFAULT_ALLOWED))
+    if unknown:
+        parser.exit(2, f"trioscope-probe: --allow: unknown command types {', '.join(unknown)}\n")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
     containers = ContainerCollector(args.docker_host, env_values=args.env_values) if args.docker_host else None
@@ -140,10 +144,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     logging.getLogger("trioscope_probe").info(
         "probe %s reporting to %s every %ss", args.agent_id, args.server, interval)
-    allowed = tuple(a.strip() for a in args.allow.split(",") if a.strip())
-    unknown = sorted(set(allowed) - set(DEFAULT_ALLOWED))
-    if unknown:
-        parser.exit(2, f"trioscope-probe: --allow: unknown command types {', '.join(unknown)}\n")
     trio.run(_run_until_signalled, args, interval, collector, allowed)
 
 
