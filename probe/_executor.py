@@ -51,10 +51,15 @@ def _state(container: Any) -> dict[str, Any]:
     return {"container_id": container.id, "name": container.name, "state": container.status}
 
 
-def start(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
-    container = _container(client, parameters)
-    container.start()
-    return _state(container)
+def _plain(method: str) -> Callable[[docker.DockerClient, dict[str, Any]], dict[str, Any]]:
+    """A control that is one call on the container with no parameters of its own."""
+
+    def handler(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+        container = _container(client, parameters)
+        getattr(container, method)()
+        return _state(container)
+
+    return handler
 
 
 def stop(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -66,18 +71,6 @@ def stop(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, A
 def restart(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
     container = _container(client, parameters)
     container.restart(timeout=_int(parameters, "timeout", 10, 0, 600))
-    return _state(container)
-
-
-def pause(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
-    container = _container(client, parameters)
-    container.pause()
-    return _state(container)
-
-
-def unpause(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
-    container = _container(client, parameters)
-    container.unpause()
     return _state(container)
 
 
@@ -115,8 +108,9 @@ def exec_(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, 
 
 
 HANDLERS: dict[str, Callable[[docker.DockerClient, dict[str, Any]], dict[str, Any]]] = {
-    "docker.start": start, "docker.stop": stop, "docker.restart": restart, "docker.pause": pause,
-    "docker.unpause": unpause, "docker.remove": remove, "docker.inspect": inspect, "docker.logs": logs,
+    "docker.start": _plain("start"), "docker.stop": stop, "docker.restart": restart,
+    "docker.pause": _plain("pause"), "docker.unpause": _plain("unpause"), "docker.remove": remove,
+    "docker.inspect": inspect, "docker.logs": logs,
     "docker.exec": exec_,
 }
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -23,7 +24,7 @@ from trioscope.config import (
 from trioscope.domain.principals import Role, mint_user_token
 from trioscope.log_output import configure_logging
 from trioscope.server import ExitCode, serve, tune_garbage_collector
-from trioscope.store._secret import load_or_create_secret
+from trioscope.store import token_secret
 
 
 def _version() -> str:
@@ -138,14 +139,11 @@ def run_token_create(args: argparse.Namespace) -> int:
         flags["config"] = FlagValue(args.config, "--config")
     if args.data_dir is not None:
         flags["storage.data_dir"] = FlagValue(args.data_dir, "--data-dir")
-    try:
-        settings = load_settings(flags, os.environ)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"trioscope: configuration error: {problem}", file=sys.stderr)
+    settings = _settings_or_report(flags)
+    if settings is None:
         return ExitCode.USAGE
     try:
-        secret = _signing_key(settings)
+        secret = token_secret(settings.auth.secret, settings.storage.data_dir)
     except (OSError, ValueError) as exc:
         print(f"trioscope token create: cannot read or create the token secret: {exc}", file=sys.stderr)
         return ExitCode.FAILED
@@ -159,12 +157,6 @@ def run_token_create(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _signing_key(settings: Settings) -> bytes:
-    if settings.auth.secret:
-        return settings.auth.secret.encode()
-    return load_or_create_secret(settings.storage.data_dir)
-
-
 def _with_default_command(argv: list[str]) -> list[str]:
     # The seed's server is started as `app-server -port 9090`: flags with no
     # command mean `serve`.
@@ -173,12 +165,20 @@ def _with_default_command(argv: list[str]) -> list[str]:
     return argv or ["serve"]
 
 
-def run_serve(args: argparse.Namespace) -> int:
+def _settings_or_report(source: Any) -> Settings | None:
+    """The settings from ``source`` (parsed flags) and the environment, or None
+    after printing one line per configuration problem."""
     try:
-        settings = load_settings(args, os.environ)
+        return load_settings(source, os.environ)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"trioscope: configuration error: {problem}", file=sys.stderr)
+        return None
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    settings = _settings_or_report(args)
+    if settings is None:
         return ExitCode.USAGE
     if args.print_config:
         print(format_effective(settings))

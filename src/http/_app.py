@@ -13,7 +13,7 @@ from trioscope.config import Settings
 from trioscope.runtime import ActorSystem
 from trioscope.actors.client import LiveCounters
 from trioscope.domain.rates import RateLimiter
-from trioscope.store import StoreReader, load_or_create_secret
+from trioscope.store import StoreReader, token_secret
 from trioscope.system import AGENTS, CLIENTS, DIRECTORY, HUB, QUEUES, STORE, TOPOLOGY, database_path
 
 from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _health, _live, _query, _reports
@@ -21,13 +21,6 @@ from ._live import close_all
 from ._errors import install_error_handlers
 from ._metrics import Metrics
 from ._services import Gate, Services, attach, services
-
-def token_secret(settings: Settings) -> bytes:
-    """The key of user tokens: configured, or generated once into the data directory."""
-    if settings.auth.secret:
-        return settings.auth.secret.encode()
-    return load_or_create_secret(settings.storage.data_dir)
-
 
 def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None) -> QuartTrio:
     """Build the app for one running actor system (its tree from ``supervision_tree``)."""
@@ -43,7 +36,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                          store=system.lookup(STORE), directory=system.lookup(DIRECTORY),
                          queues=system.lookup(QUEUES),
                          reader=reader if reader is not None else StoreReader(database_path(settings)),
-                         secret=token_secret(settings),
+                         secret=token_secret(settings.auth.secret, settings.storage.data_dir),
                          gate=Gate(per_address=RateLimiter(settings.limits.per_address),
                                    per_agent=RateLimiter(settings.limits.per_agent),
                                    per_user=RateLimiter(settings.limits.per_user))))

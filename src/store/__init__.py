@@ -12,11 +12,12 @@ from ._ops import SaveDeployment as SaveDeployment
 from ._ops import Write as Write
 from ._reader import StoreReader as StoreReader
 from ._secret import load_or_create_secret as load_or_create_secret
+from ._secret import token_secret as token_secret
 from ._sqlite import DATABASE_FILE as DATABASE_FILE
 from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
     "DATABASE_FILE", "AuditEntry", "Conflict", "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader",
-    "SqliteWriter", "StoreReader", "Write", "load_or_create_secret",
+    "SqliteWriter", "StoreReader", "Write", "load_or_create_secret", "token_secret",
 ]

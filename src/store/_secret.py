@@ -30,3 +30,9 @@ def load_or_create_secret(data_dir: Path) -> bytes:
         handle.flush()
         os.fsync(handle.fileno())
     return secret
+
+
+def token_secret(configured: str, data_dir: Path) -> bytes:
+    """The key of user tokens: the configured secret (``auth.secret``), else the
+    one generated once into ``data_dir``."""
+    return configured.encode() if configured else load_or_create_secret(data_dir)

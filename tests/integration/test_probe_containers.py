@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import docker.errors
 import httpx
 import pytest
 
+from tests.integration.test_commands import Operator
 from tests.integration.test_probe import probe
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
@@ -86,118 +88,116 @@ async def test_containers_and_their_processes_appear_and_a_pause_shows(docker_ho
             await eventually(lambda: node("running"))
 
 
-async def test_container_controls_run_end_to_end_through_the_probe(docker_host: str, container: Any,
-                                                                     tmp_path: Path) -> None:
-    from tests.integration.test_commands import Operator
-
+@asynccontextmanager
+async def probe_as_agent(docker_host: str, state_dir: Path, *extra: str
+                         ) -> AsyncIterator[tuple[ServerProcess, httpx.AsyncClient, Operator, str]]:
+    """A server, an operator with a deployment, and a probe enrolled as that
+    deployment's command agent (credentials kept in ``state_dir``)."""
     with ServerProcess() as server:
         async with httpx.AsyncClient(timeout=30) as client:
             operator = Operator(server, "ops", "acme")
             deployment = await operator.create_deployment(client)
             hash_ = deployment["deployment_hash"]
-            with probe(server.base_url, "probe-controls", "--docker-host", docker_host, "--deployment-hash", hash_,
-                       "--enrollment-token", deployment["enrollment_token"], "--state-dir", str(tmp_path),
-                       "--allow", "docker.stop,docker.start,docker.restart,docker.logs,docker.exec,docker.inspect"):
+            with probe(server.base_url, "probe-agent", "--docker-host", docker_host, "--deployment-hash", hash_,
+                       "--enrollment-token", deployment["enrollment_token"], "--state-dir", str(state_dir), *extra):
+                yield server, client, operator, hash_
 
-                async def run(kind: str, **parameters: Any) -> dict[str, Any]:
-                    created = await operator.command(client, hash_, type=kind,
-                                                     parameters={"container": container.id, **parameters},
-                                                     timeout_seconds=60)
 
-                    async def finished() -> dict[str, Any] | None:
-                        command = await operator.get(client, hash_, created["command_id"])
-                        return command if command["status"] in ("completed", "failed") else None
+async def test_container_controls_run_end_to_end_through_the_probe(docker_host: str, container: Any,
+                                                                     tmp_path: Path) -> None:
+    allow = "docker.stop,docker.start,docker.restart,docker.logs,docker.exec,docker.inspect"
+    async with probe_as_agent(docker_host, tmp_path, "--allow", allow) as (_, client, operator, hash_):
+        async def run(kind: str, **parameters: Any) -> dict[str, Any]:
+            created = await operator.command(client, hash_, type=kind,
+                                             parameters={"container": container.id, **parameters},
+                                             timeout_seconds=60)
 
-                    return await eventually(finished, deadline=60)
+            async def finished() -> dict[str, Any] | None:
+                command = await operator.get(client, hash_, created["command_id"])
+                return command if command["status"] in ("completed", "failed") else None
 
-                stopped = await run("docker.stop", timeout=1)
-                assert stopped["status"] == "completed", stopped
-                assert [h["status"] for h in stopped["history"]] == ["queued", "sent", "executing", "completed"]
-                container.reload()
-                assert container.status == "exited" and stopped["result"]["state"] == "exited"
+            return await eventually(finished, deadline=60)
 
-                started = await run("docker.start")
-                container.reload()
-                assert started["status"] == "completed" and container.status == "running"
+        stopped = await run("docker.stop", timeout=1)
+        assert stopped["status"] == "completed", stopped
+        assert [h["status"] for h in stopped["history"]] == ["queued", "sent", "executing", "completed"]
+        container.reload()
+        assert container.status == "exited" and stopped["result"]["state"] == "exited"
 
-                restarted = await run("docker.restart", timeout=1)
-                assert restarted["status"] == "completed" and restarted["result"]["state"] == "running"
+        started = await run("docker.start")
+        container.reload()
+        assert started["status"] == "completed" and container.status == "running"
 
-                executed = await run("docker.exec", argv=["echo", "hello from the container"])
-                assert executed["status"] == "completed", executed
-                assert executed["result"]["exit_code"] == 0
-                assert executed["result"]["output"].strip() == "hello from the container"
+        restarted = await run("docker.restart", timeout=1)
+        assert restarted["status"] == "completed" and restarted["result"]["state"] == "running"
 
-                slow = await run("docker.exec", argv=["sleep", "30"], timeout=1)
-                assert slow["status"] == "failed" and "timed out after 1s" in slow["error"]
+        executed = await run("docker.exec", argv=["echo", "hello from the container"])
+        assert executed["status"] == "completed", executed
+        assert executed["result"]["exit_code"] == 0
+        assert executed["result"]["output"].strip() == "hello from the container"
 
-                logs = await run("docker.logs", tail=10)
-                assert logs["status"] == "completed" and logs["result"]["truncated"] is False
+        slow = await run("docker.exec", argv=["sleep", "30"], timeout=1)
+        assert slow["status"] == "failed" and "timed out after 1s" in slow["error"]
 
-                refused = await run("docker.remove", force=True)
-                assert refused["status"] == "failed" and "not allowed" in refused["error"]
-                unknown = await run("docker.explode")
-                assert unknown["status"] == "failed" and "unknown command type" in unknown["error"]
-                bad = await run("docker.exec", argv="rm -rf /")
-                assert bad["status"] == "failed" and "argv" in bad["error"]
-            assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
+        logs = await run("docker.logs", tail=10)
+        assert logs["status"] == "completed" and logs["result"]["truncated"] is False
+
+        refused = await run("docker.remove", force=True)
+        assert refused["status"] == "failed" and "not allowed" in refused["error"]
+        unknown = await run("docker.explode")
+        assert unknown["status"] == "failed" and "unknown command type" in unknown["error"]
+        bad = await run("docker.exec", argv="rm -rf /")
+        assert bad["status"] == "failed" and "argv" in bad["error"]
+        assert (tmp_path / "credentials.json").stat().st_mode & 0o777 == 0o600
 
 
 async def test_controls_on_a_container_node_reach_the_engine(docker_host: str, container: Any,
                                                              tmp_path: Path) -> None:
-    from tests.integration.test_commands import Operator
+    async with probe_as_agent(docker_host, tmp_path) as (server, client, operator, hash_):
+        node_id = f"container:{container.id}"
 
-    with ServerProcess() as server:
-        async with httpx.AsyncClient(timeout=30) as client:
-            operator = Operator(server, "ops", "acme")
-            deployment = await operator.create_deployment(client)
-            hash_ = deployment["deployment_hash"]
-            with probe(server.base_url, "probe-nodes", "--docker-host", docker_host, "--deployment-hash", hash_,
-                       "--enrollment-token", deployment["enrollment_token"], "--state-dir", str(tmp_path)):
-                node_id = f"container:{container.id}"
+        async def node_in(state: str) -> dict[str, Any] | None:
+            response = await client.get(f"{server.base_url}/api/v1/query/nodes/{node_id}")
+            if response.status_code != 200:
+                return None
+            found = response.json().get("node", response.json())
+            return found if found["metadata"]["state"] == state else None
 
-                async def node_in(state: str) -> dict[str, Any] | None:
-                    response = await client.get(f"{server.base_url}/api/v1/query/nodes/{node_id}")
-                    if response.status_code != 200:
-                        return None
-                    found = response.json().get("node", response.json())
-                    return found if found["metadata"]["state"] == state else None
+        running = await eventually(lambda: node_in("running"))
+        assert "stop" in {c["id"] for c in running["metadata"]["controls"]}
+        url = f"{server.base_url}/api/v1/query/nodes/{node_id}/controls"
 
-                running = await eventually(lambda: node_in("running"))
-                assert "stop" in {c["id"] for c in running["metadata"]["controls"]}
-                url = f"{server.base_url}/api/v1/query/nodes/{node_id}/controls"
+        outsider = Operator(server, "ops", "other-tenant")
+        hidden = await client.post(f"{url}/stop", headers=outsider.auth)
+        assert hidden.status_code == 404
+        viewer = Operator(server, "ops", "acme", "VIEWER")
+        assert (await client.post(f"{url}/stop", headers=viewer.auth)).status_code == 403
+        unavailable = await client.post(f"{url}/start", headers=operator.auth)
+        assert unavailable.status_code == 409 and "stop" in unavailable.json()["error"]["details"]["available"]
 
-                outsider = Operator(server, "ops", "other-tenant")
-                hidden = await client.post(f"{url}/stop", headers=outsider.auth)
-                assert hidden.status_code == 404
-                viewer = Operator(server, "ops", "acme", "VIEWER")
-                assert (await client.post(f"{url}/stop", headers=viewer.auth)).status_code == 403
-                unavailable = await client.post(f"{url}/start", headers=operator.auth)
-                assert unavailable.status_code == 409 and "stop" in unavailable.json()["error"]["details"]["available"]
+        response = await client.post(f"{url}/stop", json={"parameters": {"timeout": 1}}, headers=operator.auth)
+        assert response.status_code == 202, server.stderr()[-3000:]
+        created = response.json()
+        assert created["type"] == "docker.stop" and created["deployment_hash"] == hash_
 
-                response = await client.post(f"{url}/stop", json={"parameters": {"timeout": 1}}, headers=operator.auth)
-                assert response.status_code == 202, server.stderr()[-3000:]
-                created = response.json()
-                assert created["type"] == "docker.stop" and created["deployment_hash"] == hash_
+        async def completed() -> dict[str, Any] | None:
+            command = await operator.get(client, hash_, created["command_id"])
+            return command if command["status"] == "completed" else None
 
-                async def completed() -> dict[str, Any] | None:
-                    command = await operator.get(client, hash_, created["command_id"])
-                    return command if command["status"] == "completed" else None
+        await eventually(completed, deadline=60)
+        exited = await eventually(lambda: node_in("exited"))
+        assert "start" in {c["id"] for c in exited["metadata"]["controls"]}
+        container.reload()
+        assert container.status == "exited"
 
-                await eventually(completed, deadline=60)
-                exited = await eventually(lambda: node_in("exited"))
-                assert "start" in {c["id"] for c in exited["metadata"]["controls"]}
-                container.reload()
-                assert container.status == "exited"
+        removal = await client.post(f"{url}/remove", headers=operator.auth)
+        assert removal.status_code == 202
+        command_id = removal.json()["command_id"]
 
-                removal = await client.post(f"{url}/remove", headers=operator.auth)
-                assert removal.status_code == 202
-                command_id = removal.json()["command_id"]
+        async def removed() -> dict[str, Any] | None:
+            command = await operator.get(client, hash_, command_id)
+            return command if command["status"] == "completed" else None
 
-                async def removed() -> dict[str, Any] | None:
-                    command = await operator.get(client, hash_, command_id)
-                    return command if command["status"] == "completed" else None
-
-                assert (await eventually(removed, deadline=60))["result"]["state"] == "removed"
-                with pytest.raises(docker.errors.NotFound):
-                    container.reload()
+        assert (await eventually(removed, deadline=60))["result"]["state"] == "removed"
+        with pytest.raises(docker.errors.NotFound):
+            container.reload()
