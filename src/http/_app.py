@@ -16,7 +16,7 @@ from trioscope.domain.rates import RateLimiter
 from trioscope.store import StoreReader, token_secret
 from trioscope.system import AGENTS, CLIENTS, DIRECTORY, HUB, QUEUES, STORE, TOPOLOGY, database_path
 
-from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _health, _live, _query, _reports
+from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _health, _live, _query, _reports, _ui
 from ._live import close_all
 from ._errors import install_error_handlers
 from ._metrics import Metrics
@@ -43,7 +43,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     install_error_handlers(app)
     for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
                       _live.blueprint, _commands.blueprint, _agent_api.blueprint, _audit.blueprint,
-                      _command_ws.blueprint, _controls.blueprint):
+                      _command_ws.blueprint, _controls.blueprint, _ui.blueprint):
         app.register_blueprint(blueprint)
 
     @app.before_request
@@ -87,7 +87,7 @@ def endpoint_lines(app: QuartTrio) -> list[str]:
     so the start-up banner cannot drift from the routes that exist."""
     rows = []
     for rule in app.url_map.iter_rules():
-        if rule.endpoint == "static":
+        if rule.endpoint.endswith("static"):
             continue
         view = app.view_functions[rule.endpoint]
         summary = (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else ""

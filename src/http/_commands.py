@@ -63,6 +63,17 @@ def _user_actor(user_id: str) -> str:
     return f"user:{user_id}"
 
 
+@blueprint.get("/api/v1/users/me")
+async def me() -> Response:
+    """Who the bearer token is: user, tenant, role and what that role may do."""
+    principal = await _gate.user(Permission.READ)
+    return json_response({
+        "user_id": principal.user_id, "tenant": principal.tenant, "role": principal.role.value,
+        "expires_at": timestamp(principal.expires_at) if principal.expires_at != float("inf") else None,
+        "permissions": [p.name.lower() for p in Permission if principal.may(p)],
+    })
+
+
 @blueprint.post(BASE)
 async def create_deployment(user_id: str) -> Response:
     """Create a deployment; answers its hash and a one-time enrollment token (201)."""

@@ -46,7 +46,10 @@ async def control(node_id: str, action: str) -> Response:
     deployment_hash = (described.get("metadata") or {}).get("deployment_hash")
     deployment = (await ask_or_refuse(s.directory, GetDeployment(deployment_hash))
                   if isinstance(deployment_hash, str) else None)
-    if deployment is None or deployment.tenant != principal.tenant:
+    # The same visibility as the command API: the deployment's owner, or an
+    # admin of its tenant; anyone else could not follow the command they made.
+    if (deployment is None or deployment.tenant != principal.tenant
+            or (deployment.user_id != principal.user_id and not principal.may(Permission.ADMINISTER))):
         raise _no_node(node_id)  # not a probe of one of your deployments: as if it did not exist
     state = node.metadata.get("state", "")
     if not control_allowed(state, action):

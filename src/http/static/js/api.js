@@ -1,0 +1,58 @@
+// The HTTP API with the signed-in user's token. A 401 anywhere means the token
+// is gone or expired: listeners of "signed-out" bring the sign-in back.
+
+const TOKEN_KEY = "trioscope.token";
+export const events = new EventTarget();
+
+export class ApiError extends Error {
+  constructor(status, code, message, details) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+export function setToken(value) {
+  if (value) sessionStorage.setItem(TOKEN_KEY, value);
+  else sessionStorage.removeItem(TOKEN_KEY);
+}
+
+export async function api(path, { method = "GET", body, signal } = {}) {
+  const headers = { Accept: "application/json" };
+  const current = token();
+  if (current) headers.Authorization = `Bearer ${current}`;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, { method, headers, signal, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch (error) {
+    if (error.name === "AbortError") throw error;
+    throw new ApiError(0, "unreachable", "the server cannot be reached");
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = (data && data.error) || {};
+    const failure = new ApiError(response.status, error.code || `http_${response.status}`,
+      error.message || `${method} ${path} answered ${response.status}`, error.details);
+    if (response.status === 401) events.dispatchEvent(new CustomEvent("signed-out", { detail: failure }));
+    throw failure;
+  }
+  return data;
+}
+
+// A WebSocket URL on this server.
+export function socketUrl(path) {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}${path}`;
+}

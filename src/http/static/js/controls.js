@@ -1,0 +1,142 @@
+// Container controls: the buttons a container's state allows (the server puts
+// them on the node), each creating a command through the API, and the
+// progress of those commands as /ws/user reports it. Logs, exec and inspect
+// show their output when the probe reports the result.
+
+import { ApiError, api, socketUrl, token } from "./api.js";
+import { el } from "./dom.js";
+import { ReconnectingSocket } from "./socket.js";
+
+const TERMINAL = new Set(["completed", "failed", "cancelled", "expired"]);
+const WITH_OUTPUT = new Set(["logs", "exec", "inspect"]);
+const KEEP = 30; // commands remembered per page
+
+export class Controls {
+  constructor({ confirm, output }) {
+    this.confirm = confirm;
+    this.output = output;
+    this.principal = null;
+    this.commands = new Map(); // command id -> {id, action, node, label, status, ...}
+    this.list = null;
+    this.listNode = "";
+    this.events = null;
+  }
+
+  setPrincipal(principal) {
+    if (this.events) this.events.close();
+    this.events = null;
+    this.principal = principal;
+    if (!principal) return;
+    const path = `/ws/user/${encodeURIComponent(principal.user_id)}?token=${encodeURIComponent(token())}`;
+    this.events = new ReconnectingSocket(socketUrl(path), {
+      onMessage: (message) => this.#event(message),
+      onOpen: () => this.#catchUp(),
+    });
+  }
+
+  get mayOperate() {
+    return Boolean(this.principal && this.principal.permissions.includes("operate"));
+  }
+
+  // The controls section of a container's details (null for viewers).
+  render(node) {
+    if (!this.mayOperate) return null;
+    const offered = (node.metadata && node.metadata.controls) || [];
+    this.list = el("ul", { class: "commands" });
+    this.listNode = node.id;
+    this.#paintList();
+    return el("section", { class: "controls-section" },
+      el("h3", { text: "Controls" }),
+      offered.length
+        ? el("div", { class: "controls" }, offered.map((control) => el("button", {
+          type: "button", "data-control": control.id, text: control.label,
+          onclick: () => this.#run(node, control),
+        })))
+        : el("p", { class: "muted", text: "No controls in this state." }),
+      this.list);
+  }
+
+  async #run(node, control, parameters = {}) {
+    if (control.id === "exec") {
+      const line = await this.confirm({ title: `Run a command in ${node.label}`, text: "", input: "" });
+      if (line === null) return;
+      const argv = line.trim().split(/\s+/).filter(Boolean);
+      if (!argv.length) return;
+      parameters = { argv };
+    } else if (control.confirm) {
+      const ok = await this.confirm({ title: `${control.label} ${node.label}?`, text: `This sends docker ${control.id} to the container's host.` });
+      if (ok === null) return;
+    }
+    if (control.id === "logs") parameters = { tail: 200, ...parameters };
+    try {
+      const created = await api(`/api/v1/query/nodes/${encodeURIComponent(node.id)}/controls/${control.id}`,
+        { method: "POST", body: { parameters } });
+      this.#remember({ ...created, id: created.command_id, action: control.id, node: node.id, label: node.label, parameters });
+    } catch (error) {
+      const text = error instanceof ApiError ? `${control.label}: ${error.message}` : String(error);
+      this.#remember({ id: `error-${Date.now()}`, action: control.id, node: node.id, label: node.label, status: "failed", error: text });
+    }
+  }
+
+  #remember(command) {
+    this.commands.set(command.id, command);
+    while (this.commands.size > KEEP) this.commands.delete(this.commands.keys().next().value);
+    this.#paintList();
+  }
+
+  #event(message) {
+    const command = this.commands.get(message.command_id);
+    if (!command || (message.type !== "command_progress" && message.type !== "command_completed")) return;
+    this.#update(command, message);
+  }
+
+  #update(command, { status, result, error, progress }) {
+    const was = command.status;
+    Object.assign(command, { status, result: result ?? command.result, error: error ?? command.error });
+    if (typeof progress === "number") command.percent = progress;
+    else if (progress && typeof progress.percent === "number") command.percent = progress.percent;
+    this.#paintList();
+    if (status === "completed" && was !== "completed" && WITH_OUTPUT.has(command.action)) this.#showOutput(command);
+  }
+
+  // After a (re)connection: events missed while away are read from the API.
+  async #catchUp() {
+    for (const command of this.commands.values()) {
+      if (TERMINAL.has(command.status) || !command.deployment_hash) continue;
+      try {
+        const path = `/api/v1/users/${encodeURIComponent(command.user_id)}/deployments/${command.deployment_hash}/commands/${command.id}`;
+        const found = await api(path);
+        this.#update(command, found);
+      } catch (error) {
+        console.warn(`trioscope: could not read command ${command.id}: ${error.message}`);
+      }
+    }
+  }
+
+  #showOutput(command) {
+    const result = command.result || {};
+    const text = command.action === "inspect" ? JSON.stringify(result, null, 2)
+      : `${result.output ?? ""}${result.truncated ? `\n… cut at ${result.bytes} bytes` : ""}`;
+    const title = command.action === "logs" ? `Logs of ${command.label}`
+      : command.action === "exec" ? `${(command.parameters.argv || []).join(" ")} in ${command.label} (exit ${result.exit_code})`
+        : `Inspect ${command.label}`;
+    const node = command.node;
+    const again = command.action === "logs"
+      ? () => this.#run({ id: node, label: command.label }, { id: "logs", label: "Logs" }) : null;
+    this.output({ title, text, refresh: again });
+  }
+
+  #paintList() {
+    if (!this.list) return;
+    const mine = [...this.commands.values()].filter((c) => c.node === this.listNode).reverse();
+    this.list.replaceChildren(...mine.map((c) => el("li", { "data-command": c.id, "data-status": c.status },
+      el("span", { text: c.action }),
+      el("span", { class: `state-${c.status}`, text: describe(c) }))));
+  }
+}
+
+function describe(command) {
+  if (command.status === "failed" && command.error) return `failed: ${command.error}`;
+  if (command.status === "executing" && typeof command.percent === "number") return `executing ${command.percent}%`;
+  return command.status || "sending";
+}

@@ -1,0 +1,131 @@
+// The details panel of the selected node: metadata, labels, its parents,
+// groups, children and connections (each a link to that node), its metrics
+// with 15-second sparklines, and for containers the controls it allows.
+
+import { api } from "./api.js";
+import { el, sparkline } from "./dom.js";
+import { health } from "./health.js";
+import { metricLabel, metricValue } from "./format.js";
+
+const REFRESH_MS = 15000; // the metrics' resolution: nothing new comes sooner
+const HIDDEN_METADATA = new Set(["labels", "controls"]);
+const MAX_LINKS = 50;
+
+export class DetailsPanel {
+  constructor(root, { onNavigate, onClose, controls }) {
+    this.root = root;
+    this.title = root.querySelector("#details-title");
+    this.body = root.querySelector("#details-body");
+    this.onNavigate = onNavigate;
+    this.controls = controls;
+    this.id = "";
+    this.timer = null;
+    this.abort = null;
+    root.querySelector("#details-close").addEventListener("click", onClose);
+  }
+
+  show(id) {
+    if (!id) return this.hide();
+    const changed = id !== this.id;
+    this.id = id;
+    this.root.hidden = false;
+    if (changed) {
+      this.title.textContent = id;
+      this.body.replaceChildren(el("p", { class: "muted", text: "loading…" }));
+    }
+    this.refresh();
+  }
+
+  hide() {
+    this.id = "";
+    this.root.hidden = true;
+    clearTimeout(this.timer);
+    if (this.abort) this.abort.abort();
+  }
+
+  // Called when the live stream changed the node: fetch again, but not more
+  // often than once a second.
+  touched() {
+    if (!this.id || this.soon) return;
+    this.soon = setTimeout(() => {
+      this.soon = null;
+      this.refresh();
+    }, 1000);
+  }
+
+  async refresh() {
+    clearTimeout(this.timer);
+    if (this.abort) this.abort.abort();
+    const id = this.id;
+    this.abort = new AbortController();
+    try {
+      const details = await api(`/api/v1/query/nodes/${encodeURIComponent(id)}?duration=15m`, { signal: this.abort.signal });
+      if (id === this.id) this.#render(details);
+    } catch (error) {
+      if (error.name === "AbortError" || id !== this.id) return;
+      if (error.status === 404) {
+        this.body.replaceChildren(el("p", { text: "This node is gone: its probe no longer reports it." }));
+        this.root.dataset.state = "gone";
+        return;
+      }
+      this.body.replaceChildren(el("p", { class: "error", text: `Could not load the details: ${error.message}` }));
+    }
+    if (id === this.id) this.timer = setTimeout(() => this.refresh(), REFRESH_MS);
+  }
+
+  #render(details) {
+    const node = details.node;
+    this.root.dataset.state = "loaded";
+    this.root.dataset.node = node.id;
+    this.title.textContent = node.label;
+    const metadata = node.metadata || {};
+    const sections = [
+      el("p", {},
+        el("span", { class: `badge status ${health(node)}`, text: node.status }), " ",
+        el("span", { class: "badge", text: node.type }), " ",
+        el("span", { class: "muted", text: `seen ${new Date(node.last_seen).toLocaleTimeString()}` })),
+    ];
+    if (node.type === "container") sections.push(this.controls.render(node));
+    sections.push(this.#metrics(node, details.metrics_history));
+    const facts = Object.entries(metadata).filter(([k]) => !HIDDEN_METADATA.has(k));
+    sections.push(el("h3", { text: "Metadata" }),
+      el("dl", {}, facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: show(v) })])));
+    const labels = Object.entries(metadata.labels || {});
+    if (labels.length) {
+      sections.push(el("h3", { text: "Labels" }),
+        el("dl", { class: "labels" }, labels.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])));
+    }
+    for (const [title, list] of [["Parents", details.parents], ["Groups", details.groups],
+      ["Children", details.children], ["Connected", details.connected]]) {
+      if (list && list.length) sections.push(el("h3", { text: `${title} (${list.length})` }), this.#links(list, title));
+    }
+    this.body.replaceChildren(...sections);
+  }
+
+  #metrics(node, history) {
+    const points = (history && history.points) || [];
+    const names = Object.keys(node.metrics || {});
+    if (!names.length) return el("p", { class: "muted", text: "No metrics reported." });
+    return el("section", { class: "metrics" },
+      el("h3", { text: `Metrics (${history ? history.resolution_seconds : 15} s)` }),
+      names.map((name) => el("div", { class: "metric", "data-metric": name },
+        el("span", { text: metricLabel(name) }),
+        sparkline(points.map((p) => p[name])),
+        el("span", { class: "value", text: metricValue(name, node.metrics[name]) }))));
+  }
+
+  #links(list, title) {
+    return el("ul", { "data-list": title.toLowerCase() }, list.slice(0, MAX_LINKS).map((item) =>
+      el("li", {}, el("a", { href: "#", "data-node": item.id, text: item.label || item.id,
+        onclick: (event) => { event.preventDefault(); this.onNavigate(item.id); } }),
+        item.connections ? el("span", { class: "muted", text: ` ${item.connections} conn.` }) : null)),
+    list.length > MAX_LINKS ? el("li", { class: "muted", text: `and ${list.length - MAX_LINKS} more` }) : null);
+  }
+}
+
+function show(value) {
+  if (value === null || value === undefined) return "–";
+  if (Array.isArray(value)) return value.map(show).join(", ");
+  if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${k}: ${show(v)}`).join(", ");
+  return String(value);
+}

@@ -1,0 +1,41 @@
+// Building DOM from data without ever parsing it as HTML: every text a probe
+// sent goes in through textContent.
+
+export function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else if (name in node && typeof value !== "string") node[name] = value;
+    else node.setAttribute(name, value === true ? "" : value);
+  }
+  node.append(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+  return node;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+// A sparkline of `values` (oldest first); empty for fewer than two points.
+export function sparkline(values, { width = 120, height = 24 } = {}) {
+  const svg = document.createElementNS(SVG, "svg");
+  svg.setAttribute("class", "sparkline");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  const finite = values.filter((v) => typeof v === "number" && Number.isFinite(v));
+  if (finite.length >= 2) {
+    const low = Math.min(...finite), high = Math.max(...finite);
+    const span = high - low || 1;
+    const points = values.map((v, i) => {
+      const x = (i / (values.length - 1)) * width;
+      const y = typeof v === "number" ? height - 2 - ((v - low) / span) * (height - 4) : height - 2;
+      return `${x.toFixed(1)},${y.toFixed(1)}`;
+    });
+    const line = document.createElementNS(SVG, "polyline");
+    line.setAttribute("points", points.join(" "));
+    svg.append(line);
+  }
+  svg.dataset.points = String(finite.length);
+  return svg;
+}

@@ -1,0 +1,27 @@
+// How numbers and times read in the UI. Pure.
+
+export function metricValue(name, value) {
+  if (typeof value !== "number" || !Number.isFinite(value)) return "–";
+  if (/bytes_per_sec$/.test(name)) return `${bytes(value)}/s`;
+  if (/_mb$/.test(name)) return bytes(value * 1024 * 1024);
+  if (/(usage|percent)$/.test(name)) return `${value.toFixed(1)}%`;
+  return Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(2);
+}
+
+export function bytes(value) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let i = 0;
+  while (Math.abs(value) >= 1024 && i < units.length - 1) {
+    value /= 1024;
+    i += 1;
+  }
+  return `${value.toFixed(value >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+export function metricLabel(name) {
+  return name.replace(/_bytes_per_sec$/, " /s").replace(/_/g, " ");
+}
+
+export function clock(date) {
+  return date ? date.toLocaleTimeString() : "–";
+}

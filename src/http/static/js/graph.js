@@ -1,0 +1,263 @@
+// The graph: nodes at their layout positions on a canvas, grouped by parent,
+// edges for connections. Drawn only when something changed (one frame per
+// change, batched by requestAnimationFrame), with one path per colour so that
+// 10,000 nodes are a handful of canvas calls.
+
+import { COLOURS, health } from "./health.js";
+import { labelOfId } from "./model.js";
+
+const BASE_RADIUS = 8;
+const MIN_ZOOM = 0.02, MAX_ZOOM = 8;
+const CLICK_SLOP = 4; // px a press may move and still be a click
+const MAX_LABELS = 1500;
+
+export class GraphView {
+  constructor(canvas, { onSelect }) {
+    this.canvas = canvas;
+    this.context = canvas.getContext("2d");
+    this.onSelect = onSelect;
+    this.camera = { x: 0, y: 0, k: 1 };
+    this.placed = false; // the camera has been fitted to some content once
+    this.nodes = new Map();
+    this.edges = new Map();
+    this.layout = null;
+    this.match = () => true;
+    this.sizeBy = "";
+    this.sizeMax = 1;
+    this.selected = "";
+    this.hovered = "";
+    this.pending = false;
+    this.lastFrameMs = 0;
+    this.#listen();
+    new ResizeObserver(() => this.invalidate()).observe(canvas);
+  }
+
+  setData({ nodes, edges, layout, match, sizeBy, selected }) {
+    Object.assign(this, { nodes, edges, layout, match, sizeBy, selected });
+    this.sizeMax = 0;
+    if (sizeBy) {
+      for (const node of nodes.values()) {
+        const value = node.metrics && node.metrics[sizeBy];
+        if (typeof value === "number" && value > this.sizeMax) this.sizeMax = value;
+      }
+    }
+    if (!this.placed && nodes.size) {
+      this.placed = this.fit();
+    }
+    this.invalidate();
+  }
+
+  invalidate() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => {
+      this.pending = false;
+      const started = performance.now();
+      this.#draw();
+      this.lastFrameMs = performance.now() - started;
+    });
+  }
+
+  fit() {
+    const box = this.layout && this.layout.bounds();
+    const { width, height } = this.canvas.getBoundingClientRect();
+    if (!box || !width || !height) return false;
+    const pad = 60;
+    const w = Math.max(box.maxX - box.minX, 1), h = Math.max(box.maxY - box.minY, 1);
+    const k = clamp(Math.min((width - 2 * pad) / w, (height - 2 * pad) / h, 1.5), MIN_ZOOM, MAX_ZOOM);
+    this.camera = { k, x: width / 2 - k * (box.minX + w / 2), y: height / 2 - k * (box.minY + h / 2) };
+    this.invalidate();
+    return true;
+  }
+
+  zoomBy(factor, cx, cy) {
+    const { width, height } = this.canvas.getBoundingClientRect();
+    cx = cx ?? width / 2;
+    cy = cy ?? height / 2;
+    const k = clamp(this.camera.k * factor, MIN_ZOOM, MAX_ZOOM);
+    const f = k / this.camera.k;
+    this.camera = { k, x: cx - f * (cx - this.camera.x), y: cy - f * (cy - this.camera.y) };
+    this.invalidate();
+  }
+
+  // Where a node is drawn, in page coordinates (for automation and tests).
+  screenPosition(id) {
+    const place = this.layout && this.layout.position(id);
+    if (!place) return null;
+    const rect = this.canvas.getBoundingClientRect();
+    return { x: rect.left + this.camera.x + place.x * this.camera.k, y: rect.top + this.camera.y + place.y * this.camera.k };
+  }
+
+  radius(node) {
+    if (!this.sizeBy || !this.sizeMax) return BASE_RADIUS;
+    const value = node.metrics && node.metrics[this.sizeBy];
+    if (typeof value !== "number" || value <= 0) return 4;
+    return 4 + 12 * Math.sqrt(value / this.sizeMax);
+  }
+
+  nodeAt(px, py) {
+    const { k, x, y } = this.camera;
+    const wx = (px - x) / k, wy = (py - y) / k;
+    let best = "", bestDistance = Infinity;
+    for (const [id, node] of this.nodes) {
+      if (!this.match(node)) continue;
+      const place = this.layout.position(id);
+      if (!place) continue;
+      const d = Math.hypot(place.x - wx, place.y - wy);
+      if (d <= this.radius(node) + 3 / k && d < bestDistance) {
+        best = id;
+        bestDistance = d;
+      }
+    }
+    return best;
+  }
+
+  #draw() {
+    const canvas = this.canvas, ctx = this.context;
+    const dpr = window.devicePixelRatio || 1;
+    const { width, height } = canvas.getBoundingClientRect();
+    if (canvas.width !== Math.round(width * dpr) || canvas.height !== Math.round(height * dpr)) {
+      canvas.width = Math.round(width * dpr);
+      canvas.height = Math.round(height * dpr);
+    }
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    ctx.clearRect(0, 0, canvas.width, canvas.height);
+    if (!this.layout) return;
+    const { k, x, y } = this.camera;
+    ctx.setTransform(dpr * k, 0, 0, dpr * k, dpr * x, dpr * y);
+    const view = { minX: -x / k, minY: -y / k, maxX: (width - x) / k, maxY: (height - y) / k };
+    const visible = (p, r) => p.x + r >= view.minX && p.x - r <= view.maxX && p.y + r >= view.minY && p.y - r <= view.maxY;
+
+    // Groups: a disc per parent with its name.
+    ctx.fillStyle = "#eceff5";
+    ctx.strokeStyle = "#d5dae4";
+    ctx.lineWidth = 1 / k;
+    const named = [];
+    for (const [key, group] of this.layout.groups) {
+      if (!key || !visible(group, group.radius)) continue;
+      ctx.beginPath();
+      ctx.arc(group.x, group.y, group.radius, 0, 2 * Math.PI);
+      ctx.fill();
+      ctx.stroke();
+      named.push([key, group]);
+    }
+
+    // Edges: one path, hairlines whatever the zoom.
+    ctx.beginPath();
+    for (const edge of this.edges.values()) {
+      const a = this.layout.position(edge.source), b = this.layout.position(edge.target);
+      if (!a || !b) continue;
+      const from = this.nodes.get(edge.source), to = this.nodes.get(edge.target);
+      if (!from || !to || !this.match(from) || !this.match(to)) continue;
+      ctx.moveTo(a.x, a.y);
+      ctx.lineTo(b.x, b.y);
+    }
+    ctx.strokeStyle = "rgba(70, 82, 105, 0.35)";
+    ctx.lineWidth = 1.2 / k;
+    ctx.stroke();
+
+    // Nodes: one path per colour; the ones the filter leaves out stay, faint,
+    // so that the picture keeps its shape while searching.
+    const buckets = new Map();
+    const labelled = [];
+    for (const [id, node] of this.nodes) {
+      const place = this.layout.position(id);
+      if (!place) continue;
+      const r = this.radius(node);
+      if (!visible(place, r)) continue;
+      const on = this.match(node);
+      const key = on ? health(node) : "faint";
+      if (!buckets.has(key)) buckets.set(key, []);
+      buckets.get(key).push(place.x, place.y, r);
+      if (on && labelled.length < MAX_LABELS) labelled.push([node, place, r]);
+    }
+    for (const [key, flat] of buckets) {
+      ctx.beginPath();
+      for (let i = 0; i < flat.length; i += 3) {
+        ctx.moveTo(flat[i] + flat[i + 2], flat[i + 1]);
+        ctx.arc(flat[i], flat[i + 1], flat[i + 2], 0, 2 * Math.PI);
+      }
+      ctx.fillStyle = key === "faint" ? "rgba(154, 163, 178, 0.18)" : COLOURS[key];
+      ctx.fill();
+    }
+    for (const [id, colour] of [[this.hovered, "#8fb1f0"], [this.selected, "#1d2330"]]) {
+      const place = id && this.layout.position(id);
+      const node = id && this.nodes.get(id);
+      if (!place || !node) continue;
+      ctx.beginPath();
+      ctx.arc(place.x, place.y, this.radius(node) + 3 / k, 0, 2 * Math.PI);
+      ctx.strokeStyle = colour;
+      ctx.lineWidth = 2.5 / k;
+      ctx.stroke();
+    }
+
+    // Text in screen pixels, only when there is room for it.
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.textAlign = "center";
+    if (k >= 0.2) {
+      ctx.font = "600 12px system-ui, sans-serif";
+      ctx.fillStyle = "#566074";
+      for (const [key, group] of named) {
+        ctx.fillText(labelOfId(key, this.nodes), x + group.x * k, y + (group.y - group.radius) * k - 6);
+      }
+    }
+    if (k * this.layout.spacing >= 60 || labelled.length <= 40) {
+      ctx.font = "11px system-ui, sans-serif";
+      ctx.fillStyle = "#1d2330";
+      for (const [node, place, r] of labelled) {
+        ctx.fillText(truncate(node.label, 24), x + place.x * k, y + (place.y + r) * k + 13);
+      }
+    }
+  }
+
+  #listen() {
+    const canvas = this.canvas;
+    let press = null;
+    canvas.addEventListener("pointerdown", (event) => {
+      press = { x: event.clientX, y: event.clientY, cx: this.camera.x, cy: this.camera.y, moved: false };
+      canvas.setPointerCapture(event.pointerId);
+    });
+    canvas.addEventListener("pointermove", (event) => {
+      const rect = canvas.getBoundingClientRect();
+      if (press) {
+        const dx = event.clientX - press.x, dy = event.clientY - press.y;
+        if (Math.hypot(dx, dy) > CLICK_SLOP) press.moved = true;
+        if (press.moved) {
+          canvas.classList.add("dragging");
+          this.camera = { ...this.camera, x: press.cx + dx, y: press.cy + dy };
+          this.invalidate();
+        }
+        return;
+      }
+      const hovered = this.nodeAt(event.clientX - rect.left, event.clientY - rect.top);
+      if (hovered !== this.hovered) {
+        this.hovered = hovered;
+        canvas.classList.toggle("pointing", Boolean(hovered));
+        const node = this.nodes.get(hovered);
+        canvas.title = node ? `${node.label} (${node.status})` : "";
+        this.invalidate();
+      }
+    });
+    canvas.addEventListener("pointerup", (event) => {
+      canvas.classList.remove("dragging");
+      if (press && !press.moved) {
+        const rect = canvas.getBoundingClientRect();
+        this.onSelect(this.nodeAt(event.clientX - rect.left, event.clientY - rect.top));
+      }
+      press = null;
+    });
+    canvas.addEventListener("wheel", (event) => {
+      event.preventDefault();
+      const rect = canvas.getBoundingClientRect();
+      this.zoomBy(Math.exp(-event.deltaY * 0.0015), event.clientX - rect.left, event.clientY - rect.top);
+    }, { passive: false });
+  }
+}
+
+function clamp(value, low, high) {
+  return Math.min(high, Math.max(low, value));
+}
+
+function truncate(text, length) {
+  return text.length > length ? `${text.slice(0, length - 1)}…` : text;
+}

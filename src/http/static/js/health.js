@@ -1,0 +1,22 @@
+// A node's health for colouring: healthy, warning, critical or unknown, from
+// its status and, for a healthy node, how hot its CPU runs. Pure.
+
+const BY_STATUS = {
+  up: "healthy", running: "healthy", healthy: "healthy", active: "healthy",
+  paused: "warning", restarting: "warning", created: "warning", stale: "warning", degraded: "warning",
+  exited: "critical", dead: "critical", down: "critical", removing: "critical", unhealthy: "critical",
+};
+
+export const COLOURS = {
+  healthy: "#2e9d5b", warning: "#d99a16", critical: "#d64545", unknown: "#9aa3b2",
+};
+
+export function health(node) {
+  const base = BY_STATUS[node.status] || "unknown";
+  if (base !== "healthy") return base;
+  const metrics = node.metrics || {};
+  const cpu = metrics.cpu_usage ?? metrics.cpu_percent;
+  if (typeof cpu === "number" && cpu >= 90) return "critical";
+  if (typeof cpu === "number" && cpu >= 75) return "warning";
+  return base;
+}

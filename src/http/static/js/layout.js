@@ -1,0 +1,134 @@
+// A stable layout: once placed, a node keeps its place for as long as it
+// exists, whatever comes and goes around it (Weave Scope re-ran its layout on
+// every change and the graph jumped). Pure and deterministic.
+//
+// Nodes are grouped by their parent (containers by host, processes by
+// container); each group is a sunflower of slots around its centre, a new
+// member takes the group's lowest free slot, and groups sit on shelves (rows)
+// in the order they first appeared, each reserving room to grow by half again.
+// A removed group leaves a hole that a later group of the same size reuses.
+// Only "tidy" (relayout) moves existing nodes, and only when the user asks.
+
+const GOLDEN_ANGLE = Math.PI * (3 - Math.sqrt(5));
+const GAP = 30;
+
+export class Layout {
+  constructor(spacing = 34) {
+    this.spacing = spacing;
+    this.step = spacing / Math.sqrt(Math.PI); // sunflower scale for that nearest-neighbour distance
+    this.clear();
+  }
+
+  clear() {
+    this.positions = new Map(); // node id -> {x, y, group, slot}
+    this.groups = new Map(); // group key -> {x, y, reserved, radius, slots: [], count}
+    this.holes = []; // cells of removed groups: {x, y, reserved}
+    this.shelf = { x: 0, y: 0, row: 0, width: null };
+  }
+
+  // Brings the layout up to date with `nodes` (a Map of id -> node), grouping
+  // by `groupOf(node)`. Returns the ids that were placed (new or regrouped).
+  update(nodes, groupOf) {
+    for (const [id, place] of this.positions) {
+      if (!nodes.has(id)) this.#free(id, place);
+    }
+    const incoming = new Map(); // group key -> ids, in id order: the same data lays out the same way
+    const ids = [...nodes.keys()].sort();
+    for (const id of ids) {
+      const key = groupOf(nodes.get(id)) || "";
+      const place = this.positions.get(id);
+      if (place && place.group === key) continue;
+      if (place) this.#free(id, place); // it moved to another parent: it really moved
+      if (!incoming.has(key)) incoming.set(key, []);
+      incoming.get(key).push(id);
+    }
+    this.#placeGroups(incoming);
+    const placed = [];
+    for (const [key, members] of incoming) {
+      const group = this.groups.get(key);
+      for (const id of members) {
+        this.#take(id, key, group);
+        placed.push(id);
+      }
+    }
+    return placed;
+  }
+
+  // Places every node again from scratch: the user's "tidy".
+  relayout(nodes, groupOf) {
+    this.clear();
+    return this.update(nodes, groupOf);
+  }
+
+  position(id) {
+    return this.positions.get(id);
+  }
+
+  bounds() {
+    let minX = Infinity, minY = Infinity, maxX = -Infinity, maxY = -Infinity;
+    for (const { x, y } of this.positions.values()) {
+      if (x < minX) minX = x;
+      if (y < minY) minY = y;
+      if (x > maxX) maxX = x;
+      if (y > maxY) maxY = y;
+    }
+    return minX === Infinity ? null : { minX, minY, maxX, maxY };
+  }
+
+  #radiusFor(count) {
+    return this.step * Math.sqrt(count + 0.5) + this.spacing / 2;
+  }
+
+  #placeGroups(incoming) {
+    const fresh = [...incoming.keys()].filter((key) => !this.groups.has(key));
+    if (!fresh.length) return;
+    const reserved = new Map(fresh.map((key) => [key, this.#radiusFor(Math.ceil(incoming.get(key).length * 1.5) + 4)]));
+    if (this.shelf.width === null) {
+      // Shelves about as wide as the first groups need to make a square.
+      const area = fresh.reduce((sum, key) => sum + (2 * reserved.get(key) + GAP) ** 2, 0);
+      this.shelf.width = Math.max(1200, Math.sqrt(area) * 1.15);
+    }
+    for (const key of fresh) {
+      const need = reserved.get(key);
+      const hole = this.holes.findIndex((h) => h.reserved >= need && h.reserved <= need * 2);
+      let cell;
+      if (hole >= 0) {
+        cell = this.holes.splice(hole, 1)[0];
+      } else {
+        const size = 2 * need + GAP;
+        if (this.shelf.x > 0 && this.shelf.x + size > this.shelf.width) {
+          this.shelf.x = 0;
+          this.shelf.y += this.shelf.row;
+          this.shelf.row = 0;
+        }
+        cell = { x: this.shelf.x + size / 2, y: this.shelf.y + size / 2, reserved: need };
+        this.shelf.x += size;
+        this.shelf.row = Math.max(this.shelf.row, size);
+      }
+      this.groups.set(key, { x: cell.x, y: cell.y, reserved: cell.reserved, radius: 0, slots: [], count: 0 });
+    }
+  }
+
+  #take(id, key, group) {
+    let slot = group.slots.indexOf(false);
+    if (slot < 0) slot = group.slots.length;
+    group.slots[slot] = true;
+    group.count += 1;
+    const r = this.step * Math.sqrt(slot + 0.5);
+    const angle = slot * GOLDEN_ANGLE;
+    this.positions.set(id, { x: group.x + r * Math.cos(angle), y: group.y + r * Math.sin(angle), group: key, slot });
+    group.radius = Math.max(group.radius, this.#radiusFor(group.slots.length - 1));
+  }
+
+  #free(id, place) {
+    this.positions.delete(id);
+    const group = this.groups.get(place.group);
+    if (!group) return;
+    group.slots[place.slot] = false;
+    group.count -= 1;
+    if (group.count === 0) {
+      this.groups.delete(place.group);
+      this.holes.push({ x: group.x, y: group.y, reserved: group.reserved });
+    }
+  }
+}

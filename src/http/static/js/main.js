@@ -1,0 +1,363 @@
+// The page: signs the user in, follows the live topology of the chosen view,
+// and keeps the graph, the table, the filters, the details panel, the stats
+// bar and the URL in step. Each part lives in its own module; this one wires.
+
+import { ApiError, api, events, setToken, socketUrl, token } from "./api.js";
+import { Controls } from "./controls.js";
+import { DetailsPanel } from "./details.js";
+import { compileFilter } from "./filter.js";
+import { clock, metricLabel } from "./format.js";
+import { GraphView } from "./graph.js";
+import { Layout } from "./layout.js";
+import { Topology, splitId } from "./model.js";
+import { ReconnectingSocket } from "./socket.js";
+import { VIEWS, formatState, kindOf, parseLabels, parseState, viewOf } from "./state.js";
+import { TableView } from "./table.js";
+
+const STATS_EVERY_MS = 5000;
+const $ = (id) => document.getElementById(id);
+
+let state = parseState(location.search);
+let model = new Topology();
+const layout = new Layout();
+let live = null;
+let principal = null;
+let lastUpdate = null;
+let dirty = false;
+let statsTimer = null;
+let serverNodes = null; // nodes in all views, from the stats: 0 means no probe has reported yet
+
+const graph = new GraphView($("canvas"), { onSelect: (id) => select(id) });
+const table = new TableView($("table"), {
+  onSelect: (id) => select(id),
+  onSort: (key) => {
+    state = { ...state, dir: state.sort === key && state.dir === "asc" ? "desc" : "asc", sort: key };
+    saveState();
+    render();
+  },
+});
+const controls = new Controls({ confirm: ask, output: showOutput });
+const details = new DetailsPanel($("details"), {
+  onNavigate: (id) => navigate(id),
+  onClose: () => select(""),
+  controls,
+});
+
+// ---- state and URL ---------------------------------------------------------------------
+
+function saveState() {
+  const query = formatState(state);
+  if (query !== location.search) history.replaceState(null, "", `${location.pathname}${query}`);
+}
+
+function setState(changes) {
+  const before = state;
+  state = { ...state, ...changes };
+  saveState();
+  if (state.view !== before.view) switchView();
+  if (state.node !== before.node) details.show(state.node);
+  syncControls();
+  invalidate();
+}
+
+window.addEventListener("popstate", () => {
+  const before = state;
+  state = parseState(location.search);
+  if (state.view !== before.view) switchView();
+  details.show(state.node);
+  syncControls();
+  invalidate();
+});
+
+function select(id) {
+  setState({ node: id || "" });
+}
+
+// A link in the details panel: the node may be of another kind than the view shows.
+function navigate(id) {
+  const kind = splitId(id)[0];
+  const wanted = kindOf(state.view);
+  setState(wanted && wanted !== kind ? { view: viewOf(kind), node: id } : { node: id });
+}
+
+// ---- the toolbar -------------------------------------------------------------------------
+
+function buildToolbar() {
+  $("views").replaceChildren(...VIEWS.map((view) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.view = view;
+    button.textContent = view[0].toUpperCase() + view.slice(1);
+    button.addEventListener("click", () => setState({ view, node: "" }));
+    return button;
+  }));
+  for (const button of document.querySelectorAll("[data-mode]")) {
+    button.addEventListener("click", () => setState({ mode: button.dataset.mode }));
+  }
+  let typing = null;
+  $("search").addEventListener("input", (event) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => setState({ q: event.target.value.trim() }), 120);
+  });
+  $("label-filter").addEventListener("change", (event) => setState({ labels: parseLabels(event.target.value) }));
+  const metricChanged = () => {
+    const min = $("metric-min").value;
+    setState({ metric: $("metric-name").value, min: min === "" ? null : Number(min) });
+  };
+  $("metric-name").addEventListener("change", metricChanged);
+  $("metric-min").addEventListener("change", metricChanged);
+  $("type-filter").addEventListener("change", (event) => setState({ type: event.target.value }));
+  $("size-by").addEventListener("change", (event) => setState({ size: event.target.value }));
+  $("clear-filters").addEventListener("click", () => setState({ q: "", labels: [], metric: "", min: null, type: "", size: "" }));
+  $("zoom-in").addEventListener("click", () => graph.zoomBy(1.4));
+  $("zoom-out").addEventListener("click", () => graph.zoomBy(1 / 1.4));
+  $("zoom-fit").addEventListener("click", () => graph.fit());
+  $("relayout").addEventListener("click", () => {
+    layout.relayout(model.nodes, groupOf);
+    graph.fit();
+    invalidate();
+  });
+  $("sign-out").addEventListener("click", () => signOut());
+}
+
+// Puts the state into the toolbar's inputs (after a load, a popstate or a change).
+function syncControls() {
+  for (const button of document.querySelectorAll("[data-view]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.view === state.view));
+  }
+  for (const button of document.querySelectorAll("[data-mode]")) {
+    button.setAttribute("aria-pressed", String(button.dataset.mode === state.mode));
+  }
+  const search = $("search");
+  if (document.activeElement !== search) search.value = state.q;
+  $("label-filter").value = state.labels.join(", ");
+  $("type-filter").hidden = state.view !== "all";
+  $("type-filter").value = state.type;
+  fillMetricChoices();
+  $("metric-min").value = state.min === null ? "" : String(state.min);
+  $("graph").hidden = state.mode !== "graph";
+  $("table").hidden = state.mode !== "table";
+}
+
+function fillMetricChoices() {
+  const names = model.metricNames();
+  for (const [select, blank, chosen] of [[$("metric-name"), "metric ≥ …", state.metric], [$("size-by"), "nothing", state.size]]) {
+    const wanted = [...new Set([...names, ...(chosen ? [chosen] : [])])];
+    const have = [...select.options].slice(1).map((o) => o.value);
+    if (have.join("\n") !== wanted.join("\n")) {
+      select.replaceChildren(new Option(blank, ""), ...wanted.map((name) => new Option(metricLabel(name), name)));
+    }
+    select.value = chosen;
+  }
+}
+
+// ---- the live topology -------------------------------------------------------------------
+
+function groupOf(node) {
+  return node.parent || "";
+}
+
+function liveUrl() {
+  return socketUrl(`/api/v1/ws?view=${encodeURIComponent(state.view)}`);
+}
+
+function startLive() {
+  if (live) return;
+  live = new ReconnectingSocket(liveUrl, {
+    onMessage: (message) => {
+      if (message.type === "topology_update") {
+        const change = model.apply(message.payload);
+        if (change.kind === "gap") {
+          live.send({ type: "resync" }); // a lost update: the server sends the whole view again
+          return;
+        }
+        if (change.kind === "reset" || change.added.length || change.updated.length || change.removed.length) {
+          lastUpdate = new Date();
+        }
+        if (state.node && (change.updated.includes(state.node) || change.removed.includes(state.node))) details.touched();
+        invalidate();
+      } else if (message.type === "error") {
+        console.warn(`trioscope: the server refused a request: ${message.payload.message}`);
+      }
+    },
+    onState: (kind, info) => {
+      const label = kind === "reconnecting" ? `reconnecting in ${info.seconds} s` : kind;
+      $("connection").dataset.state = kind;
+      $("connection").textContent = label;
+    },
+  });
+}
+
+function switchView() {
+  model = new Topology();
+  layout.clear();
+  graph.placed = false;
+  document.documentElement.dataset.ready = "false";
+  // Not connected right now? Then the next connection asks for the view in its URL.
+  if (live) live.send({ type: "subscribe", topics: ["topology"], view: state.view });
+}
+
+function invalidate() {
+  if (dirty) return;
+  dirty = true;
+  requestAnimationFrame(render);
+}
+
+function render() {
+  dirty = false;
+  if (model.version === null) return; // nothing received yet
+  layout.update(model.nodes, groupOf);
+  const match = compileFilter(state);
+  const all = model.nodes;
+  let shown = all.size;
+  if (match.active) {
+    shown = 0;
+    for (const node of all.values()) if (match(node)) shown += 1;
+  }
+  $("counts").textContent = match.active ? `${shown} of ${all.size} nodes` : `${all.size} nodes`;
+  $("counts").dataset.shown = String(shown);
+  if (state.mode === "graph") {
+    graph.setData({ nodes: all, edges: model.edges, layout, match, sizeBy: state.size, selected: state.node });
+  } else {
+    const nodes = match.active ? [...all.values()].filter(match) : [...all.values()];
+    table.setData({ nodes, all, metrics: model.metricNames(), showType: state.view === "all",
+      sort: state.sort, dir: state.dir, selected: state.node });
+  }
+  fillMetricChoices();
+  showEmpty();
+  $("stat-version").textContent = String(model.version);
+  $("stat-updated").textContent = clock(lastUpdate);
+  if (document.documentElement.dataset.ready !== "true") {
+    document.documentElement.dataset.ready = "true";
+    performance.mark("trioscope:interactive");
+  }
+}
+
+function showEmpty() {
+  const empty = model.version !== null && model.nodes.size === 0 && serverNodes === 0;
+  $("empty").hidden = !empty;
+  if (empty) $("empty-command").textContent = `.venv/bin/trioscope-probe --server ${location.origin}`;
+}
+
+// ---- stats bar ---------------------------------------------------------------------------
+
+async function refreshStats() {
+  clearTimeout(statsTimer);
+  try {
+    const stats = await api("/api/v1/query/stats");
+    serverNodes = stats.topology.nodes;
+    $("stat-agents").textContent = String(stats.agents);
+    $("stat-nodes").textContent = String(stats.topology.nodes);
+    $("stat-clients").textContent = String(stats.websocket_clients);
+    showEmpty();
+  } catch (error) {
+    if (error.status !== 401) console.warn(`trioscope: stats: ${error.message}`);
+  }
+  statsTimer = setTimeout(refreshStats, STATS_EVERY_MS);
+}
+
+// ---- dialogs -----------------------------------------------------------------------------
+
+// Asks for a confirmation (resolves "" or null) or, with `input`, for a line of text.
+function ask({ title, text, input }) {
+  const dialog = $("confirm");
+  $("confirm-title").textContent = title;
+  $("confirm-text").textContent = text;
+  const field = $("confirm-input");
+  field.hidden = input === undefined;
+  $("confirm-input-label").hidden = input === undefined;
+  field.value = input ?? "";
+  dialog.returnValue = "";
+  dialog.showModal();
+  if (input !== undefined) field.focus();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok" ? field.value : null), { once: true });
+  });
+}
+
+function showOutput({ title, text, refresh }) {
+  const dialog = $("output");
+  $("output-title").textContent = title;
+  $("output-text").textContent = text || "(no output)";
+  const button = $("output-refresh");
+  button.hidden = !refresh;
+  button.onclick = refresh ? () => { dialog.close(); refresh(); } : null;
+  if (!dialog.open) dialog.showModal();
+}
+
+// ---- signing in --------------------------------------------------------------------------
+
+function askToSignIn(message = "") {
+  const dialog = $("signin");
+  $("signin-error").textContent = message;
+  if (!dialog.open) dialog.showModal();
+  $("signin-token").focus();
+}
+
+$("signin").addEventListener("cancel", (event) => event.preventDefault()); // nothing works without it
+$("signin-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const value = $("signin-token").value.trim();
+  if (!value) return;
+  setToken(value);
+  if (await signIn()) {
+    $("signin").close();
+    $("signin-token").value = "";
+  }
+});
+
+// Checks the stored token with the server; true when it is good.
+async function signIn() {
+  try {
+    principal = await api("/api/v1/users/me");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) {
+      setToken(null);
+      askToSignIn("That token is not valid (or it expired). Ask for a new one.");
+    } else {
+      askToSignIn(`The server cannot check the token right now: ${error.message}`);
+    }
+    return false;
+  }
+  $("who").textContent = `${principal.user_id} · ${principal.tenant} · ${principal.role}`;
+  $("sign-out").hidden = false;
+  document.documentElement.dataset.role = principal.role;
+  controls.setPrincipal(principal);
+  startLive();
+  refreshStats();
+  if (state.node) details.show(state.node);
+  return true;
+}
+
+function signOut() {
+  setToken(null);
+  principal = null;
+  controls.setPrincipal(null);
+  details.hide();
+  $("who").textContent = "";
+  $("sign-out").hidden = true;
+  askToSignIn();
+}
+
+events.addEventListener("signed-out", () => {
+  if (!principal) return;
+  principal = null;
+  controls.setPrincipal(null);
+  setToken(null);
+  askToSignIn("Your session ended (the token expired or was revoked). Sign in again.");
+});
+
+// ---- start -------------------------------------------------------------------------------
+
+// For automation and tests: read-only views of what the page shows.
+window.trioscope = Object.freeze({
+  position: (id) => graph.screenPosition(id),
+  nodeIds: () => [...model.nodes.keys()],
+  version: () => model.version,
+  lastFrameMs: () => graph.lastFrameMs,
+});
+
+buildToolbar();
+syncControls();
+if (token()) signIn();
+else askToSignIn();

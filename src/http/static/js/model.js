@@ -1,0 +1,75 @@
+// The topology as the live stream describes it: the server's nodes and edges of
+// one view, kept current by applying `topology_update` messages. Pure: no I/O.
+
+export class Topology {
+  constructor() {
+    this.nodes = new Map();
+    this.edges = new Map();
+    this.version = null;
+    this.view = null;
+  }
+
+  // Applies one `topology_update` payload. Returns what changed:
+  // {kind: "reset"|"diff"|"gap", added, updated, removed} (ids), where "gap"
+  // means the payload does not follow our version: nothing was applied and the
+  // caller asks the server for a reset.
+  apply(payload) {
+    if (payload.reset) {
+      const before = this.nodes;
+      this.nodes = new Map(Object.entries(payload.nodes || {}));
+      this.edges = new Map(Object.entries(payload.edges || {}));
+      this.version = payload.version;
+      this.view = payload.view;
+      const added = [...this.nodes.keys()].filter((id) => !before.has(id));
+      const removed = [...before.keys()].filter((id) => !this.nodes.has(id));
+      const updated = [...this.nodes.keys()].filter((id) => before.has(id));
+      return { kind: "reset", added, updated, removed };
+    }
+    if (this.version === null || payload.previous_version !== this.version) {
+      return { kind: "gap", added: [], updated: [], removed: [] };
+    }
+    const add = payload.add || {}, update = payload.update || {}, remove = payload.remove || {};
+    const added = [], updated = [], removed = [];
+    for (const [id, node] of Object.entries(add.nodes || {})) {
+      (this.nodes.has(id) ? updated : added).push(id);
+      this.nodes.set(id, node);
+    }
+    for (const [id, node] of Object.entries(update.nodes || {})) {
+      (this.nodes.has(id) ? updated : added).push(id);
+      this.nodes.set(id, node);
+    }
+    for (const id of remove.nodes || []) {
+      if (this.nodes.delete(id)) removed.push(id);
+    }
+    for (const [id, edge] of Object.entries({ ...(add.edges || {}), ...(update.edges || {}) })) this.edges.set(id, edge);
+    for (const id of remove.edges || []) this.edges.delete(id);
+    this.version = payload.version;
+    return { kind: "diff", added, updated, removed };
+  }
+
+  // The names of the metrics the nodes carry, CPU and memory first.
+  metricNames() {
+    const names = new Set();
+    let seen = 0;
+    for (const node of this.nodes.values()) {
+      for (const name of Object.keys(node.metrics || {})) names.add(name);
+      if (++seen > 200) break; // the nodes of a view share their metrics; a sample is enough
+    }
+    const rank = (n) => (/cpu/.test(n) ? 0 : /mem/.test(n) ? 1 : 2);
+    return [...names].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  }
+}
+
+// "host:web-1" -> "web-1"; "container:96aac9…" -> "container 96aac9fc5351".
+export function labelOfId(id, nodes) {
+  const node = nodes && nodes.get(id);
+  if (node) return node.label;
+  const [kind, rest = ""] = splitId(id);
+  if (kind === "container" && /^[0-9a-f]{64}$/.test(rest)) return `container ${rest.slice(0, 12)}`;
+  return rest || id;
+}
+
+export function splitId(id) {
+  const at = id.indexOf(":");
+  return at < 0 ? [id, ""] : [id.slice(0, at), id.slice(at + 1)];
+}

@@ -1,0 +1,70 @@
+// A WebSocket that comes back: reconnects with exponential backoff and jitter
+// (0.5 s doubling to 15 s, reset once a connection has lasted 10 s), answers
+// the server's pings, and reports its state: connecting, live, reconnecting
+// (with the seconds until the next try) or closed.
+
+const FIRST_DELAY = 500, MAX_DELAY = 15000, STABLE_AFTER = 10000;
+
+export class ReconnectingSocket {
+  // url: a string, or a function giving the URL for each new connection.
+  constructor(url, { onMessage, onOpen, onState }) {
+    this.url = url;
+    this.onMessage = onMessage;
+    this.onOpen = onOpen || (() => {});
+    this.onState = onState || (() => {});
+    this.delay = FIRST_DELAY;
+    this.socket = null;
+    this.timer = null;
+    this.closed = false;
+    this.#connect();
+  }
+
+  send(message) {
+    if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+      this.socket.send(JSON.stringify(message));
+      return true;
+    }
+    return false;
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.timer);
+    if (this.socket) this.socket.close(1000, "bye");
+    this.onState("closed");
+  }
+
+  #connect() {
+    this.onState("connecting");
+    const socket = new WebSocket(typeof this.url === "function" ? this.url() : this.url);
+    this.socket = socket;
+    let opened = 0;
+    socket.addEventListener("open", () => {
+      opened = Date.now();
+      this.onState("live");
+      this.onOpen();
+    });
+    socket.addEventListener("message", (event) => {
+      let message;
+      try {
+        message = JSON.parse(event.data);
+      } catch {
+        console.warn("trioscope: a frame that is not JSON was ignored");
+        return;
+      }
+      if (message.type === "ping") {
+        this.send({ type: "pong" });
+        return;
+      }
+      this.onMessage(message);
+    });
+    socket.addEventListener("close", (event) => {
+      if (this.closed || this.socket !== socket) return;
+      if (opened && Date.now() - opened >= STABLE_AFTER) this.delay = FIRST_DELAY;
+      const wait = Math.round(this.delay * (0.75 + Math.random() * 0.5));
+      this.delay = Math.min(this.delay * 2, MAX_DELAY);
+      this.onState("reconnecting", { seconds: Math.ceil(wait / 1000), code: event.code, reason: event.reason });
+      this.timer = setTimeout(() => this.#connect(), wait);
+    });
+  }
+}

@@ -1,0 +1,68 @@
+// What the user is looking at, kept in the URL so that a view can be shared:
+// ?view=containers&mode=table&q=web&label=app%3Dweb&metric=cpu_percent%3E%3D50&size=cpu_percent&node=…
+// Pure: parse and format only; main.js owns reading and writing location.
+
+export const VIEWS = ["hosts", "containers", "processes", "pods", "services", "all"];
+export const TYPES = ["host", "container", "process", "pod", "service"];
+const MODES = ["graph", "table"];
+const LIMIT = 400; // the longest text a parameter may bring in
+
+export const DEFAULTS = Object.freeze({
+  view: "hosts", mode: "graph", q: "", type: "", labels: [], metric: "", min: null,
+  size: "", sort: "label", dir: "asc", node: "",
+});
+
+function text(params, name) {
+  return (params.get(name) || "").slice(0, LIMIT);
+}
+
+export function parseState(search) {
+  const params = new URLSearchParams(search);
+  const view = text(params, "view");
+  const mode = text(params, "mode");
+  const type = text(params, "type");
+  const state = {
+    ...DEFAULTS,
+    view: VIEWS.includes(view) ? view : DEFAULTS.view,
+    mode: MODES.includes(mode) ? mode : DEFAULTS.mode,
+    q: text(params, "q"),
+    type: TYPES.includes(type) ? type : "",
+    labels: params.getAll("label").slice(0, 16).map((l) => l.slice(0, LIMIT)).filter(Boolean),
+    size: text(params, "size"),
+    sort: text(params, "sort") || DEFAULTS.sort,
+    dir: text(params, "dir") === "desc" ? "desc" : "asc",
+    node: text(params, "node"),
+  };
+  const metric = /^([\w.-]{1,80})>=(-?[\d.]+(?:e-?\d+)?)$/.exec(text(params, "metric"));
+  if (metric && Number.isFinite(Number(metric[2]))) {
+    state.metric = metric[1];
+    state.min = Number(metric[2]);
+  }
+  return state;
+}
+
+export function formatState(state) {
+  const params = new URLSearchParams();
+  for (const name of ["view", "mode", "q", "type", "size", "sort", "dir", "node"]) {
+    if (state[name] && state[name] !== DEFAULTS[name]) params.set(name, state[name]);
+  }
+  for (const label of state.labels) params.append("label", label);
+  if (state.metric && state.min !== null) params.set("metric", `${state.metric}>=${state.min}`);
+  const query = params.toString();
+  return query ? `?${query}` : "";
+}
+
+// "app=web, tier" -> ["app=web", "tier"]
+export function parseLabels(textValue) {
+  return textValue.split(",").map((l) => l.trim()).filter(Boolean).slice(0, 16);
+}
+
+// The node kind a view shows (null for "all").
+export function kindOf(view) {
+  return view === "all" ? null : view.slice(0, -1);
+}
+
+// The view in which nodes of `kind` are shown.
+export function viewOf(kind) {
+  return `${kind}s`;
+}
