@@ -1,0 +1,116 @@
+"""A real Chromium against a real server: each test gets a fresh page whose
+console errors fail it, and a screenshot of how it ended in test-artifacts/ui/."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import attrs
+import httpx
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+
+from tests.server_process import ServerProcess
+from tests.synthetic import host_report
+
+from .browser import ARTIFACTS, launch
+
+TIMEOUT_MS = 15_000
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def server() -> Iterator[ServerProcess]:
+    with ServerProcess() as process:
+        process.start()
+        yield process
+
+
+@attrs.define
+class Ui:
+    """The page, and what a user would do and see on it."""
+
+    page: Page
+    server: ServerProcess
+    errors: list[str] = attrs.field(factory=list)
+    expected: list[str] = attrs.field(factory=list)
+    """Console errors a test provokes on purpose (Chromium logs every 4xx it fetched)."""
+
+    def open(self, query: str = "", *, token: str | None = None, role: str = "OPERATOR",
+             user: str = "alice", tenant: str = "acme") -> None:
+        """Load the page and sign in through the sign-in dialog."""
+        self.page.goto(f"{self.server.base_url}/{query}")
+        self.page.wait_for_selector("#signin[open]")
+        self.page.fill("#signin-token", token or self.server.user_token(user, tenant, role))
+        self.page.click("#signin-submit")
+        self.page.wait_for_selector("html[data-ready=true]")
+
+    def node_ids(self) -> set[str]:
+        return set(self.page.evaluate("trioscope.nodeIds()"))
+
+    def wait_for_nodes(self, ids: set[str], *, present: bool = True) -> None:
+        """Wait until every one of ``ids`` is shown (or, with present=False, none is)."""
+        self.page.wait_for_function(
+            "([ids, present]) => { const shown = new Set(trioscope.nodeIds());"
+            " return ids.every(id => shown.has(id) === present); }", arg=[sorted(ids), present])
+
+    def positions(self, ids: set[str]) -> dict[str, tuple[float, float]]:
+        found = self.page.evaluate("ids => Object.fromEntries(ids.map(id => [id, trioscope.position(id)]))", sorted(ids))
+        return {i: (p["x"], p["y"]) for i, p in found.items() if p is not None}
+
+    def counts(self) -> str:
+        return self.page.inner_text("#counts")
+
+    def shown(self) -> int:
+        return int(self.page.get_attribute("#counts", "data-shown") or "0")
+
+    def click_node(self, node_id: str) -> None:
+        """Click the node where the graph draws it."""
+        x, y = self.positions({node_id})[node_id]
+        self.page.mouse.click(x, y)
+
+
+@pytest.fixture
+def ui(browser: Browser, server: ServerProcess, request: pytest.FixtureRequest) -> Iterator[Ui]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    ui = Ui(page, server)
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error" and not any(e in message.text for e in ui.expected):
+            ui.errors.append(f"console: {message.text} ({message.location.get('url')})")
+
+    page.on("console", console)
+    page.on("pageerror", lambda error: ui.errors.append(f"page error: {error}"))
+    yield ui
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    name = re.sub(r"[^\w.-]+", "_", request.node.name)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    context.close()
+    assert ui.errors == [], "the page logged errors"
+
+
+def post_report(server: ServerProcess, index: int, *, timestamp: float | None = None, **sizes: Any) -> None:
+    """A probe's report for host number ``index`` (accepted: 202)."""
+    sizes = {"containers": 4, "processes": 8, "connections": 6, **sizes}
+    body = host_report(index, timestamp=time.time() if timestamp is None else timestamp, **sizes)
+    response = httpx.post(f"{server.base_url}/api/v1/reports", json=body, timeout=10)
+    assert response.status_code == 202, response.text
+
+
+def register_agent(server: ServerProcess, index: int, deployment_hash: str) -> None:
+    """What a probe enrolled in a deployment does first: say whose it is."""
+    response = httpx.post(f"{server.base_url}/api/v1/agents/register", timeout=10, json={
+        "agent_id": f"agent-{index}", "hostname": f"host-{index}", "metadata": {"deployment_hash": deployment_hash}})
+    assert response.status_code == 201, response.text

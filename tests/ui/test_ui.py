@@ -1,0 +1,212 @@
+"""The web UI in a real headless Chromium against a real server fed by reports."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+import trio
+
+from tests.server_process import ServerProcess
+from tests.status_agent import StatusAgent
+from tests.synthetic import container_hex
+
+from .conftest import Ui, post_report, register_agent
+
+
+def containers_of(index: int, count: int = 4) -> set[str]:
+    return {f"container:{container_hex(f'agent-{index}', c)}" for c in range(count)}
+
+
+def test_page_is_served_with_a_strict_content_security_policy(server: ServerProcess) -> None:
+    page = httpx.get(f"{server.base_url}/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-content-type-options"] == "nosniff"
+    module = httpx.get(f"{server.base_url}/ui/js/main.js")
+    assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+    assert httpx.get(f"{server.base_url}/ui/../_ui.py").status_code == 404
+
+
+def test_page_loads_without_console_errors_and_shows_the_reported_hosts(ui: Ui) -> None:
+    for index in range(3):
+        post_report(ui.server, index)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0", "host:host-1", "host:host-2"})
+    assert ui.page.get_attribute("#connection", "data-state") == "live"
+    assert ui.page.inner_text("#who") == "alice · acme · OPERATOR"
+    ui.page.wait_for_function("() => document.querySelector('#stat-agents').textContent === '3'")
+
+
+def test_an_empty_server_tells_a_new_user_how_to_start_a_probe(ui: Ui) -> None:
+    ui.open()
+    ui.page.wait_for_selector("#empty:not([hidden])")
+    assert "trioscope-probe --server" in ui.page.inner_text("#empty-command")
+    post_report(ui.server, 0)
+    ui.wait_for_nodes({"host:host-0"})
+    ui.page.wait_for_selector("#empty[hidden]", state="attached")
+
+
+def test_a_new_report_appears_live_without_reload_and_without_moving_existing_nodes(ui: Ui) -> None:
+    for index in range(2):
+        post_report(ui.server, index)
+    ui.open("?view=containers")
+    before = containers_of(0) | containers_of(1)
+    ui.wait_for_nodes(before)
+    ui.page.evaluate("window.sameDocument = true")
+    placed = ui.positions(before)
+
+    post_report(ui.server, 2)  # a third host with four new containers
+    ui.wait_for_nodes(containers_of(2))
+
+    assert ui.page.evaluate("window.sameDocument") is True  # no reload
+    assert ui.positions(before) == placed
+    ui.page.wait_for_function("() => document.querySelector('#counts').dataset.shown === '12'")
+
+
+def test_search_filters_and_the_filtered_view_can_be_shared_by_its_url(ui: Ui) -> None:
+    for index in range(3):
+        post_report(ui.server, index)
+    ui.open("?view=containers&mode=table")
+    ui.wait_for_nodes(containers_of(0) | containers_of(1) | containers_of(2))
+    ui.page.fill("#search", "svc-1-")
+    ui.page.wait_for_function("() => document.querySelector('#counts').textContent === '4 of 12 nodes'")
+    names = ui.page.locator("#table-body .tr .td:first-child").all_inner_texts()
+    assert sorted(names) == ["svc-1-0", "svc-1-1", "svc-1-2", "svc-1-3"]
+
+    shared = ui.page.url
+    assert parse_qs(urlparse(shared).query)["q"] == ["svc-1-"]
+    ui.page.goto(shared)  # the same view in a new load, as someone given the link sees it
+    ui.page.wait_for_selector("html[data-ready=true]")
+    assert ui.page.input_value("#search") == "svc-1-"
+    assert ui.counts() == "4 of 12 nodes"
+
+
+def test_label_and_metric_filters_combine(ui: Ui) -> None:
+    for index in range(2):
+        post_report(ui.server, index)
+    ui.open("?view=containers&mode=table")
+    ui.wait_for_nodes(containers_of(0) | containers_of(1))
+    ui.page.fill("#label-filter", "io.kubernetes.pod.namespace=prod")
+    ui.page.press("#label-filter", "Enter")
+    ui.page.wait_for_function("() => document.querySelector('#counts').textContent === '4 of 8 nodes'")
+    ui.page.select_option("#metric-name", "cpu_percent")
+    ui.page.fill("#metric-min", "3")
+    ui.page.press("#metric-min", "Enter")
+    # The even containers are pod members; their CPU is 1.5 % and 3.5 %.
+    ui.page.wait_for_function("() => document.querySelector('#counts').textContent === '2 of 8 nodes'")
+    assert sorted(ui.page.locator("#table-body .tr .td:first-child").all_inner_texts()) == ["svc-0-2", "svc-1-2"]
+    query = parse_qs(urlparse(ui.page.url).query)
+    assert query["label"] == ["io.kubernetes.pod.namespace=prod"] and query["metric"] == ["cpu_percent>=3"]
+
+
+def test_clicking_a_node_shows_its_details_with_a_sparkline_and_linked_neighbours(ui: Ui) -> None:
+    now = time.time()
+    for step, cpu in enumerate((20.0, 35.0, 60.0)):  # three 15-second points of history
+        post_report(ui.server, 0, timestamp=now - 30 + 15 * step, cpu=cpu)
+    post_report(ui.server, 1, timestamp=now)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0", "host:host-1"})
+    ui.click_node("host:host-0")
+
+    ui.page.wait_for_selector("#details[data-state=loaded][data-node='host:host-0']")
+    assert ui.page.inner_text("#details-title") == "host-0"
+    ui.page.wait_for_selector("[data-metric=cpu_usage] svg.sparkline polyline")
+    assert int(ui.page.get_attribute("[data-metric=cpu_usage] svg.sparkline", "data-points") or 0) >= 2
+    assert "60.0%" in ui.page.inner_text("[data-metric=cpu_usage] .value")
+    assert "q=" not in ui.page.url and "node=host%3Ahost-0" in ui.page.url
+
+    ui.page.click("[data-list=children] a >> nth=0")  # a container: the view follows it
+    ui.page.wait_for_selector("#details[data-state=loaded][data-node^='container:']")
+    assert parse_qs(urlparse(ui.page.url).query)["view"] == ["containers"]
+
+
+def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> None:
+    server = ui.server
+    auth = {"Authorization": f"Bearer {server.user_token('alice', 'acme', 'OPERATOR')}"}
+    deployment = httpx.post(f"{server.base_url}/api/v1/users/alice/deployments", json={}, headers=auth).json()
+    hash_ = deployment["deployment_hash"]
+    enrolled = httpx.post(f"{server.base_url}/api/v1/agent/register", json={
+        "deployment_hash": hash_, "enrollment_token": deployment["enrollment_token"],
+        "public_key": "", "capabilities": ["docker"], "system_info": {}, "agent_version": "1"}).json()
+    agent = StatusAgent(server.base_url, enrolled["agent_id"], enrolled["agent_token"], hash_)
+    register_agent(server, 0, hash_)
+    post_report(server, 0)
+    running = f"container:{container_hex('agent-0', 1)}"  # odd containers run
+
+    ui.open("?view=containers")
+    ui.wait_for_nodes({running})
+    ui.click_node(running)
+    ui.page.click("[data-control=stop]")
+    ui.page.wait_for_selector("#confirm[open]")
+    assert ui.page.inner_text("#confirm-title") == "Stop svc-0-1?"
+    ui.page.click("#confirm-ok")
+
+    listed = ui.page.wait_for_selector(".commands li[data-status=queued]")
+    command_id = listed.get_attribute("data-command")
+    commands = httpx.get(f"{server.base_url}/api/v1/users/alice/deployments/{hash_}/commands", headers=auth).json()
+    found = {c["id"]: c for c in commands["commands"]}[command_id]
+    assert found["type"] == "docker.stop"
+    assert found["parameters"]["container"] == container_hex("agent-0", 1)
+
+    async def agent_runs_it() -> None:
+        async with httpx.AsyncClient() as client:
+            polled = await agent.poll(client, timeout=10)
+            assert polled is not None and polled.command_id == command_id
+            answer = await agent.report(client, command_id, "success", result={"state": "exited"})
+            assert answer.status_code == 200, answer.text
+
+    trio.run(agent_runs_it)
+    ui.page.wait_for_selector(f".commands li[data-command='{command_id}'][data-status=completed]")
+
+    # Logs: the probe's result is shown in the logs view once it reports.
+    ui.page.click("[data-control=logs]")
+    logs_id = ui.page.wait_for_selector(".commands li[data-status=queued]").get_attribute("data-command")
+
+    async def agent_sends_logs() -> None:
+        async with httpx.AsyncClient() as client:
+            polled = await agent.poll(client, timeout=10)
+            assert polled is not None and polled.command_id == logs_id and polled.params["tail"] == 200
+            output = {"output": "listening on :8080\nready", "truncated": False, "bytes": 25}
+            assert (await agent.report(client, logs_id, "success", result=output)).status_code == 200
+
+    trio.run(agent_sends_logs)
+    ui.page.wait_for_selector("#output[open]")
+    assert ui.page.inner_text("#output-title") == "Logs of svc-0-1"
+    assert ui.page.inner_text("#output-text") == "listening on :8080\nready"
+
+
+def test_a_viewer_sees_no_control_buttons(ui: Ui) -> None:
+    post_report(ui.server, 0)
+    ui.open("?view=containers", role="VIEWER", user="vera")
+    running = f"container:{container_hex('agent-0', 1)}"
+    ui.wait_for_nodes({running})
+    ui.click_node(running)
+    ui.page.wait_for_selector("#details[data-state=loaded]")
+    assert ui.page.locator("[data-control]").count() == 0
+    assert ui.page.locator(".controls-section").count() == 0
+
+
+def test_a_bad_token_is_refused_and_a_401_later_brings_the_sign_in_back(ui: Ui) -> None:
+    ui.expected.append("status of 401")
+    post_report(ui.server, 0)
+    ui.page.goto(ui.server.base_url + "/")
+    ui.page.fill("#signin-token", "not-a-token")
+    ui.page.click("#signin-submit")
+    ui.page.wait_for_function("() => document.querySelector('#signin-error').textContent.includes('not valid')")
+    ui.page.fill("#signin-token", ui.server.user_token())
+    ui.page.click("#signin-submit")
+    ui.page.wait_for_selector("html[data-ready=true]")
+    assert not ui.page.locator("#signin").get_attribute("open")
+
+    # The token stops working (the secret was rotated, say): the next call says 401.
+    ui.page.evaluate("sessionStorage.setItem('trioscope.token', 'revoked')")
+    ui.page.click("[data-view=containers]")
+    running = f"container:{container_hex('agent-0', 1)}"
+    ui.wait_for_nodes({running})
+    ui.click_node(running)
+    ui.page.click("[data-control=stop]")
+    ui.page.click("#confirm-ok")
+    ui.page.wait_for_selector("#signin[open]")
+    assert "Sign in again" in ui.page.inner_text("#signin-error")
