@@ -92,6 +92,12 @@ async def _watch_signals(signals: trio.abc.ReceiveChannel[int] | object, stop: t
             everything.cancel()
 
 
+def _data_dir_flag(settings: Settings) -> str:
+    """The token CLI must find the same secret: name the data dir unless it is the default."""
+    default = Settings.defaults().storage.data_dir
+    return "" if settings.storage.data_dir == default else f" --data-dir {settings.storage.data_dir}"
+
+
 def banner(settings: Settings, app: object, binds: list[str]) -> str:
     s = settings
     base = binds[0] if binds else f"http://{bind_address(settings)}"
@@ -112,6 +118,8 @@ def banner(settings: Settings, app: object, binds: list[str]) -> str:
         f"REST API:              {base}/api/v1",
         f"WebSocket:             {ws}/api/v1/ws",
         f"Health Check:          {base}/health",
+        f"Web UI:                {base}/  (sign in with a token from: trioscope token create --user YOU "
+        f"--tenant TEAM --role ADMIN{_data_dir_flag(settings)})",
         "",
         "=== Available Endpoints ===",
         *endpoint_lines(app),  # type: ignore[arg-type]

@@ -45,6 +45,8 @@ class ServerProcess:
 
     def start(self, timeout: float = 30.0) -> str:
         """Start and wait for the "listening on" line; return the base URL."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise RuntimeError("this server is running already (the with statement starts it)")
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self._stderr,
                                      text=True, env=self.env)
         assert self.proc.stdout is not None

@@ -40,6 +40,7 @@ def host_report(
     peers: Sequence[int] = (),
     cpu: float = 25.0,
     agent_prefix: str = "agent",
+    container_load: float = 0.0,
 ) -> dict[str, Any]:
     """The report of host number ``index``; ``peers`` are host numbers its
     clients connect to."""
@@ -68,7 +69,7 @@ def host_report(
             "ports": [{"container_port": 8080, "protocol": "tcp", "host_port": 30000 + c}],
             "networks": [{"name": "bridge", "ip_address": f"172.17.{index % 250}.{c + 2}"}],
             "env_names": ["PATH", "HOME", "APP_MODE"],
-            "stats": {"cpu_percent": 1.5 + c, "memory_usage_mb": 64.0 + c, "memory_limit_mb": 1024.0,
+            "stats": {"cpu_percent": 1.5 + c + container_load, "memory_usage_mb": 64.0 + c, "memory_limit_mb": 1024.0,
                       "memory_percent": 6.25, "network_rx_bytes": 1000 * c, "network_tx_bytes": 2000 * c},
         })
     procs = []

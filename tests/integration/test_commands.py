@@ -20,6 +20,7 @@ import trio
 
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
+from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
 
 _ids = itertools.count(1)
@@ -381,6 +382,48 @@ async def test_roles(server: ServerProcess) -> None:
         for headers in ({}, {"Authorization": "Bearer nonsense"},
                         {"Authorization": f"Bearer {server.user_token(ttl=10, issued_ago=60)}"}):
             assert (await client.get(owner.url(), headers=headers)).status_code == 401
+
+
+async def test_users_me_says_who_a_token_is_and_what_its_role_may_do(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        url = f"{server.base_url}/api/v1/users/me"
+        for role, permissions in (("VIEWER", ["read"]), ("OPERATOR", ["read", "operate"]),
+                                  ("ADMIN", ["read", "operate", "administer"])):
+            answer = await client.get(url, headers=Operator(server, "u1", "t1", role).auth)
+            assert answer.status_code == 200, answer.text
+            me = answer.json()
+            assert (me["user_id"], me["tenant"], me["role"], me["permissions"]) == ("u1", "t1", role, permissions)
+            assert me["expires_at"].endswith("Z")
+        refused = await client.get(url, headers={"Authorization": "Bearer nonsense"})
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_token"
+
+
+async def test_container_controls_are_for_the_deployments_owner_and_the_tenants_admins(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        owner, agent = await setup(server, client)
+        probe = fresh("probe")
+        registered = await client.post(f"{server.base_url}/api/v1/agents/register", json={
+            "agent_id": f"{probe}-0", "hostname": probe, "metadata": {"deployment_hash": agent.deployment_hash}})
+        assert registered.status_code == 201
+        report = host_report(0, timestamp=time.time(), containers=2, processes=2, connections=0, agent_prefix=probe)
+        report["hostname"] = report["host_info"]["hostname"] = probe
+        assert (await client.post(f"{server.base_url}/api/v1/reports", json=report)).status_code == 202
+        node_id = f"container:{container_hex(f'{probe}-0', 1)}"
+
+        async def shown() -> bool:
+            return (await client.get(f"{server.base_url}/api/v1/query/nodes/{node_id}")).status_code == 200
+
+        await eventually(shown)
+        url = f"{server.base_url}/api/v1/query/nodes/{node_id}/controls/restart"
+        colleague = Operator(server, fresh("user"), owner.tenant, "OPERATOR")
+        stranger = Operator(server, owner.user_id, fresh("tenant"), "ADMIN")
+        for other in (colleague, stranger):
+            refused = await client.post(url, json={}, headers=other.auth)
+            assert refused.status_code == 404 and refused.json()["error"]["code"] == "node_not_found"
+        for allowed in (owner, Operator(server, fresh("admin"), owner.tenant, "ADMIN")):
+            created = await client.post(url, json={}, headers=allowed.auth)
+            assert created.status_code == 202, created.text
+            assert created.json()["type"] == "docker.restart" and created.json()["user_id"] == owner.user_id
 
 
 async def test_audit_log_records_who_did_what_from_where(server: ServerProcess) -> None:

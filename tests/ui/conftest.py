@@ -32,7 +32,6 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def server() -> Iterator[ServerProcess]:
     with ServerProcess() as process:
-        process.start()
         yield process
 
 

@@ -210,3 +210,19 @@ def test_a_bad_token_is_refused_and_a_401_later_brings_the_sign_in_back(ui: Ui) 
     ui.page.click("#confirm-ok")
     ui.page.wait_for_selector("#signin[open]")
     assert "Sign in again" in ui.page.inner_text("#signin-error")
+
+
+def test_the_page_shows_a_lost_connection_and_catches_up_after_a_server_restart(ui: Ui) -> None:
+    ui.expected += ["WebSocket connection", "ERR_CONNECTION_REFUSED"]  # the browser logs the failed tries
+    post_report(ui.server, 0)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0"})
+    port = urlparse(ui.server.base_url).port
+    ui.server.stop()
+    ui.page.wait_for_selector("#connection[data-state=reconnecting]")
+
+    with ServerProcess(["--port", str(port)]) as again:  # a new, empty server where the old one was
+        post_report(again, 1)
+        ui.page.wait_for_selector("#connection[data-state=live]")
+        ui.wait_for_nodes({"host:host-1"})
+        ui.wait_for_nodes({"host:host-0"}, present=False)  # the view was reset, not merged into the old one

@@ -35,7 +35,7 @@ export function compileFilter({ q = "", type = "", labels = [], metric = "", min
     const at = l.indexOf("=");
     return at < 0 ? [l.trim(), null] : [l.slice(0, at).trim(), l.slice(at + 1).trim()];
   });
-  const active = words.length > 0 || Boolean(type) || wanted.length > 0 || (metric && min !== null);
+  const active = words.length > 0 || Boolean(type) || wanted.length > 0 || (Boolean(metric) && min !== null);
   const predicate = (node) => {
     if (type && node.type !== type) return false;
     if (wanted.length) {

@@ -1,0 +1,128 @@
+"""The UI's pure modules (model, layout, filter, URL state), run in the browser
+they ship to, imported from the real server exactly as the page imports them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from tests.server_process import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def page(browser: Browser) -> Any:
+    with ServerProcess() as server:
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(f"{server.base_url}/ui/app.css")  # same origin, nothing running
+        yield page
+        context.close()
+
+
+def run(page: Page, module: str, body: str) -> Any:
+    """Evaluate ``body`` (statements ending in a return) with ``m`` the module."""
+    return page.evaluate(f"async () => {{ const m = await import('/ui/js/{module}.js'); {body} }}")
+
+
+NODES = """
+const node = (id, parent, extra = {}) => ({ id, type: id.split(':')[0], label: id.split(':')[1], parent,
+  status: 'running', metadata: {}, metrics: {}, ...extra });
+"""
+
+
+def test_a_diff_that_does_not_follow_the_current_version_is_a_gap(page: Page) -> None:
+    result = run(page, "model", """
+      const t = new m.Topology();
+      const first = t.apply({ version: 3, previous_version: 2, add: { nodes: { a: {} } } });
+      const reset = t.apply({ reset: true, version: 5, view: 'hosts', nodes: { a: { label: 'a' } }, edges: {} });
+      const diff = t.apply({ version: 6, previous_version: 5, add: { nodes: { b: {} }, edges: {} },
+                             update: { nodes: { a: { label: 'A' } }, edges: {} }, remove: { nodes: [], edges: [] } });
+      const gap = t.apply({ version: 9, previous_version: 7, remove: { nodes: ['a'] } });
+      return [first.kind, reset.kind, diff, gap.kind, t.version, [...t.nodes.keys()].sort(), t.nodes.get('a').label];
+    """)
+    assert result[0] == "gap" and result[1] == "reset"
+    assert result[2] == {"kind": "diff", "added": ["b"], "updated": ["a"], "removed": []}
+    assert result[3:] == ["gap", 6, ["a", "b"], "A"]  # nothing of the gap was applied
+
+
+def test_layout_keeps_every_placed_node_where_it_is_while_others_come_and_go(page: Page) -> None:
+    moved = run(page, "layout", NODES + """
+      const l = new m.Layout();
+      const nodes = new Map();
+      for (let h = 0; h < 5; h++) for (let c = 0; c < 6; c++) {
+        const id = `container:h${h}c${c}`; nodes.set(id, node(id, `host:h${h}`));
+      }
+      l.update(nodes, (n) => n.parent);
+      const before = new Map([...l.positions].map(([id, p]) => [id, [p.x, p.y]]));
+      for (const id of ['container:h1c0', 'container:h1c3', 'container:h4c5']) nodes.delete(id);
+      for (let c = 0; c < 5; c++) nodes.set(`container:h9c${c}`, node(`container:h9c${c}`, 'host:h9'));
+      nodes.set('container:h2c9', node('container:h2c9', 'host:h2'));
+      const placed = l.update(nodes, (n) => n.parent);
+      const moved = [...nodes.keys()].filter((id) => before.has(id)
+        && (before.get(id)[0] !== l.position(id).x || before.get(id)[1] !== l.position(id).y));
+      const gone = ['container:h1c0', 'container:h1c3'].filter((id) => l.position(id));
+      return { moved, gone, placed: placed.length, groups: l.groups.size };
+    """)
+    assert moved == {"moved": [], "gone": [], "placed": 6, "groups": 6}
+
+
+def test_layout_spaces_nodes_and_separates_groups(page: Page) -> None:
+    result = run(page, "layout", NODES + """
+      const l = new m.Layout(34);
+      const nodes = new Map();
+      for (let h = 0; h < 20; h++) for (let c = 0; c < 15; c++) nodes.set(`p:${h}-${c}`, node(`p:${h}-${c}`, `g:${h}`));
+      l.update(nodes, (n) => n.parent);
+      const points = [...l.positions.values()];
+      let nearest = Infinity;
+      for (let i = 0; i < points.length; i++) for (let j = i + 1; j < points.length; j++)
+        nearest = Math.min(nearest, Math.hypot(points[i].x - points[j].x, points[i].y - points[j].y));
+      const groups = [...l.groups.values()];
+      let overlaps = 0;
+      for (let i = 0; i < groups.length; i++) for (let j = i + 1; j < groups.length; j++)
+        if (Math.hypot(groups[i].x - groups[j].x, groups[i].y - groups[j].y) < groups[i].radius + groups[j].radius) overlaps++;
+      return { nearest, overlaps };
+    """)
+    assert result["nearest"] >= 20 and result["overlaps"] == 0
+
+
+def test_filters_search_every_word_in_names_labels_and_metadata(page: Page) -> None:
+    result = run(page, "filter", NODES + """
+      const nodes = [
+        node('container:web-1', 'host:a', { metadata: { image: 'nginx:1.27', labels: { app: 'web', tier: 'front' } },
+                                            metrics: { cpu_percent: 80 } }),
+        node('container:db-1', 'host:a', { metadata: { image: 'postgres:17', labels: { app: 'db' } },
+                                           metrics: { cpu_percent: 20 } }),
+        node('process:a:1', 'container:web-1', { metadata: { name: 'nginx' } }),
+      ];
+      const ids = (state) => nodes.filter(m.compileFilter(state)).map((n) => n.id);
+      return {
+        none: m.compileFilter({}).active,
+        words: ids({ q: 'NGINX front' }),
+        labelValue: ids({ labels: ['app=db'] }),
+        labelPresent: ids({ labels: ['tier'] }),
+        metric: ids({ metric: 'cpu_percent', min: 50 }),
+        type: ids({ type: 'process' }),
+        labelText: ids({ q: 'app=web' }),
+      };
+    """)
+    assert result == {"none": False, "words": ["container:web-1"], "labelValue": ["container:db-1"],
+                      "labelPresent": ["container:web-1"], "metric": ["container:web-1"],
+                      "type": ["process:a:1"], "labelText": ["container:web-1"]}
+
+
+def test_url_state_round_trips_and_ignores_what_it_does_not_know(page: Page) -> None:
+    result = run(page, "state", """
+      const state = { ...m.DEFAULTS, view: 'containers', mode: 'table', q: 'web 1', labels: ['app=web', 'tier'],
+                      metric: 'cpu_percent', min: 50, size: 'memory_mb', sort: 'status', dir: 'desc', node: 'container:x' };
+      const query = m.formatState(state);
+      const bad = m.parseState('?view=nope&mode=3d&type=alien&metric=cpu;drop>=x&dir=sideways');
+      return { same: JSON.stringify(m.parseState(query)) === JSON.stringify(state), query,
+               bad, empty: m.formatState(m.DEFAULTS) };
+    """)
+    assert result["same"], result["query"]
+    bad = result["bad"]
+    assert (bad["view"], bad["mode"], bad["type"], bad["metric"], bad["min"], bad["dir"]) == (
+        "hosts", "graph", "", "", None, "asc")
+    assert result["empty"] == ""
