@@ -4,7 +4,7 @@
 const BY_STATUS = {
   up: "healthy", running: "healthy", healthy: "healthy", active: "healthy",
   paused: "warning", restarting: "warning", created: "warning", stale: "warning", degraded: "warning",
-  exited: "critical", dead: "critical", down: "critical", removing: "critical", unhealthy: "critical",
+  exited: "warning", dead: "critical", down: "critical", removing: "critical", unhealthy: "critical",
 };
 
 export const COLOURS = {
