@@ -87,7 +87,8 @@ def ui(browser: Browser, server: ServerProcess, request: pytest.FixtureRequest) 
     ui = Ui(page, server)
 
     def console(message: ConsoleMessage) -> None:
-        if message.type == "error" and not any(e in message.text for e in ui.expected):
+        ours = message.type == "warning" and message.text.startswith("trioscope:")  # the page's own complaints
+        if (message.type == "error" or ours) and not any(e in message.text for e in ui.expected):
             ui.errors.append(f"console: {message.text} ({message.location.get('url')})")
 
     page.on("console", console)

@@ -16,9 +16,13 @@ def page(browser: Browser) -> Any:
     with ServerProcess() as server:
         context = browser.new_context()
         page = context.new_page()
-        page.goto(f"{server.base_url}/ui/app.css")  # same origin, nothing running
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.goto(f"{server.base_url}/")  # the page waits at its sign-in: nothing else runs
         yield page
         context.close()
+        assert errors == []
 
 
 def run(page: Page, module: str, body: str) -> Any:
@@ -40,11 +44,13 @@ def test_a_diff_that_does_not_follow_the_current_version_is_a_gap(page: Page) ->
       const diff = t.apply({ version: 6, previous_version: 5, add: { nodes: { b: {} }, edges: {} },
                              update: { nodes: { a: { label: 'A' } }, edges: {} }, remove: { nodes: [], edges: [] } });
       const gap = t.apply({ version: 9, previous_version: 7, remove: { nodes: ['a'] } });
-      return [first.kind, reset.kind, diff, gap.kind, t.version, [...t.nodes.keys()].sort(), t.nodes.get('a').label];
+      const repeat = t.apply({ version: 6, previous_version: 5, remove: { nodes: ['a'] } });
+      return [first.kind, reset.kind, diff, gap.kind, repeat.kind, t.version, [...t.nodes.keys()].sort(),
+              t.nodes.get('a').label];
     """)
     assert result[0] == "gap" and result[1] == "reset"
-    assert result[2] == {"kind": "diff", "added": ["b"], "updated": ["a"], "removed": []}
-    assert result[3:] == ["gap", 6, ["a", "b"], "A"]  # nothing of the gap was applied
+    assert result[2] == {"kind": "diff", "added": ["b"], "updated": ["a"], "removed": [], "edges": 0}
+    assert result[3:] == ["gap", "stale", 6, ["a", "b"], "A"]  # nothing of the gap or the repeat was applied
 
 
 def test_layout_keeps_every_placed_node_where_it_is_while_others_come_and_go(page: Page) -> None:

@@ -143,8 +143,9 @@ def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> No
     assert ui.page.inner_text("#confirm-title") == "Stop svc-0-1?"
     ui.page.click("#confirm-ok")
 
-    listed = ui.page.wait_for_selector(".commands li[data-status=queued]")
-    command_id = listed.get_attribute("data-command")
+    queued = ui.page.locator(".commands li[data-status=queued]")
+    queued.wait_for()
+    command_id = queued.get_attribute("data-command")
     commands = httpx.get(f"{server.base_url}/api/v1/users/alice/deployments/{hash_}/commands", headers=auth).json()
     found = {c["id"]: c for c in commands["commands"]}[command_id]
     assert found["type"] == "docker.stop"
@@ -162,7 +163,8 @@ def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> No
 
     # Logs: the probe's result is shown in the logs view once it reports.
     ui.page.click("[data-control=logs]")
-    logs_id = ui.page.wait_for_selector(".commands li[data-status=queued]").get_attribute("data-command")
+    queued.wait_for()
+    logs_id = queued.get_attribute("data-command")
 
     async def agent_sends_logs() -> None:
         async with httpx.AsyncClient() as client:
@@ -183,7 +185,7 @@ def test_a_viewer_sees_no_control_buttons(ui: Ui) -> None:
     running = f"container:{container_hex('agent-0', 1)}"
     ui.wait_for_nodes({running})
     ui.click_node(running)
-    ui.page.wait_for_selector("#details[data-state=loaded]")
+    ui.page.wait_for_selector(f"#details[data-state=loaded][data-node='{running}']")
     assert ui.page.locator("[data-control]").count() == 0
     assert ui.page.locator(".controls-section").count() == 0
 
@@ -226,3 +228,66 @@ def test_the_page_shows_a_lost_connection_and_catches_up_after_a_server_restart(
         ui.page.wait_for_selector("#connection[data-state=live]")
         ui.wait_for_nodes({"host:host-1"})
         ui.wait_for_nodes({"host:host-0"}, present=False)  # the view was reset, not merged into the old one
+
+
+def test_a_long_table_scrolls_and_sorts_every_row_while_only_a_screenful_exists(ui: Ui) -> None:
+    for index in range(30):  # 300 containers
+        post_report(ui.server, index, containers=10, processes=2, connections=0, container_load=float(index))
+    ui.open("?view=containers&mode=table")
+    ui.page.wait_for_function("() => document.querySelector('#counts').textContent === '300 nodes'")
+    rows = ui.page.locator("#table-body .tr")
+    assert rows.count() < 80  # virtual: a screenful and some spare, not 300
+
+    ui.page.click(".th[data-key=cpu_percent]")
+    ui.page.click(".th[data-key=cpu_percent]")  # descending
+    assert ui.page.get_attribute(".th[data-key=cpu_percent]", "aria-sort") == "descending"
+    assert rows.first.locator(".td").first.inner_text() == "svc-29-9"  # 1.5 + 9 + 29: the busiest
+    ui.page.eval_on_selector("#table-scroll", "(el) => { el.scrollTop = el.scrollHeight; }")
+    ui.page.wait_for_function("() => [...document.querySelectorAll('#table-body .tr .td:first-child')]"
+                              ".some((cell) => cell.textContent === 'svc-0-0')")
+    last = ui.page.evaluate("""() => {
+      const scroll = document.querySelector('#table-scroll').getBoundingClientRect();
+      const cells = [...document.querySelectorAll('#table-body .tr .td:first-child')];
+      const seen = cells.filter((c) => { const r = c.getBoundingClientRect(); return r.bottom <= scroll.bottom + 1; });
+      return seen[seen.length - 1].textContent;
+    }""")
+    assert last == "svc-0-0"  # the idlest, fully in sight at the bottom
+    assert "sort=cpu_percent" in ui.page.url and "dir=desc" in ui.page.url
+
+
+def test_switching_views_quickly_shows_only_the_last_views_nodes(ui: Ui) -> None:
+    post_report(ui.server, 0)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0"})
+    for view in ("containers", "processes", "pods", "hosts", "containers"):
+        ui.page.click(f"[data-view={view}]")
+    ui.wait_for_nodes(containers_of(0))
+    assert all(i.startswith("container:") for i in ui.node_ids())
+    assert ui.counts() == "4 nodes"
+
+
+def test_the_type_filter_of_the_all_view(ui: Ui) -> None:
+    post_report(ui.server, 0)
+    ui.open("?view=all&mode=table")
+    ui.wait_for_nodes({"host:host-0"} | containers_of(0))
+    ui.page.select_option("#type-filter", "container")
+    ui.page.wait_for_function("() => document.querySelector('#counts').textContent.startsWith('4 of ')")
+    ui.page.click("[data-view=hosts]")  # the filter is of the All view only: hosts still show
+    ui.page.wait_for_function("() => document.querySelector('#counts').textContent === '1 node'")
+    assert ui.page.is_hidden("#type-filter")
+
+
+def test_signing_out_stops_the_live_view_and_asks_for_a_token(ui: Ui) -> None:
+    post_report(ui.server, 0)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0"})
+    ui.click_node("host:host-0")
+    ui.page.wait_for_selector("#details[data-state=loaded]")
+    ui.page.click("#sign-out")
+    ui.page.wait_for_selector("#signin[open]")
+    assert ui.page.get_attribute("#connection", "data-state") == "closed"
+    assert ui.page.is_hidden("#details") and ui.node_ids() == set()
+    assert ui.page.evaluate("() => sessionStorage.getItem('trioscope.token')") is None
+    ui.page.fill("#signin-token", ui.server.user_token())
+    ui.page.click("#signin-submit")
+    ui.wait_for_nodes({"host:host-0"})

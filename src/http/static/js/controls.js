@@ -20,6 +20,7 @@ export class Controls {
     this.list = null;
     this.listNode = "";
     this.events = null;
+    this.early = new Map(); // events of commands whose POST has not answered yet
   }
 
   setPrincipal(principal) {
@@ -69,7 +70,7 @@ export class Controls {
     }
     if (control.id === "logs") parameters = { tail: 200, ...parameters };
     try {
-      const created = await api(`/api/v1/query/nodes/${encodeURIComponent(node.id)}/controls/${control.id}`,
+      const created = await api(`/api/v1/query/nodes/${encodeURIComponent(node.id)}/controls/${encodeURIComponent(control.id)}`,
         { method: "POST", body: { parameters } });
       this.#remember({ ...created, id: created.command_id, action: control.id, node: node.id, label: node.label, parameters });
     } catch (error) {
@@ -82,12 +83,24 @@ export class Controls {
     this.commands.set(command.id, command);
     while (this.commands.size > KEEP) this.commands.delete(this.commands.keys().next().value);
     this.#paintList();
+    const early = this.early.get(command.id);
+    if (early) {
+      this.early.delete(command.id);
+      for (const message of early) this.#update(command, message);
+    }
   }
 
   #event(message) {
+    if (message.type !== "command_progress" && message.type !== "command_completed") return;
     const command = this.commands.get(message.command_id);
-    if (!command || (message.type !== "command_progress" && message.type !== "command_completed")) return;
-    this.#update(command, message);
+    if (command) {
+      this.#update(command, message);
+      return;
+    }
+    // A fast probe can finish before our POST has its answer: keep the news for a moment.
+    if (!this.early.has(message.command_id)) this.early.set(message.command_id, []);
+    this.early.get(message.command_id).push(message);
+    while (this.early.size > KEEP) this.early.delete(this.early.keys().next().value);
   }
 
   #update(command, { status, result, error, progress }) {

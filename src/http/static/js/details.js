@@ -31,6 +31,8 @@ export class DetailsPanel {
     this.root.hidden = false;
     if (changed) {
       this.title.textContent = id;
+      this.root.dataset.state = "loading";
+      this.root.dataset.node = id;
       this.body.replaceChildren(el("p", { class: "muted", text: "loading…" }));
     }
     this.refresh();
@@ -40,6 +42,8 @@ export class DetailsPanel {
     this.id = "";
     this.root.hidden = true;
     clearTimeout(this.timer);
+    clearTimeout(this.soon);
+    this.soon = null;
     if (this.abort) this.abort.abort();
   }
 
@@ -57,6 +61,7 @@ export class DetailsPanel {
     clearTimeout(this.timer);
     if (this.abort) this.abort.abort();
     const id = this.id;
+    if (!id) return;
     this.abort = new AbortController();
     try {
       const details = await api(`/api/v1/query/nodes/${encodeURIComponent(id)}?duration=15m`, { signal: this.abort.signal });
@@ -66,9 +71,9 @@ export class DetailsPanel {
       if (error.status === 404) {
         this.body.replaceChildren(el("p", { text: "This node is gone: its probe no longer reports it." }));
         this.root.dataset.state = "gone";
-        return;
+      } else {
+        this.body.replaceChildren(el("p", { class: "error", text: `Could not load the details: ${error.message}` }));
       }
-      this.body.replaceChildren(el("p", { class: "error", text: `Could not load the details: ${error.message}` }));
     }
     if (id === this.id) this.timer = setTimeout(() => this.refresh(), REFRESH_MS);
   }

@@ -214,6 +214,7 @@ export class GraphView {
     const canvas = this.canvas;
     let press = null;
     canvas.addEventListener("pointerdown", (event) => {
+      if (event.button !== 0) return;
       press = { x: event.clientX, y: event.clientY, cx: this.camera.x, cy: this.camera.y, moved: false };
       canvas.setPointerCapture(event.pointerId);
     });
@@ -239,13 +240,19 @@ export class GraphView {
       }
     });
     canvas.addEventListener("pointerup", (event) => {
-      canvas.classList.remove("dragging");
-      if (press && !press.moved) {
+      const click = press && !press.moved;
+      release();
+      if (click) {
         const rect = canvas.getBoundingClientRect();
         this.onSelect(this.nodeAt(event.clientX - rect.left, event.clientY - rect.top));
       }
-      press = null;
     });
+    const release = () => {
+      press = null;
+      canvas.classList.remove("dragging");
+    };
+    canvas.addEventListener("pointercancel", release);
+    canvas.addEventListener("lostpointercapture", release);
     canvas.addEventListener("wheel", (event) => {
       event.preventDefault();
       const rect = canvas.getBoundingClientRect();

@@ -32,13 +32,18 @@ export class Layout {
     for (const [id, place] of this.positions) {
       if (!nodes.has(id)) this.#free(id, place);
     }
-    const incoming = new Map(); // group key -> ids, in id order: the same data lays out the same way
-    const ids = [...nodes.keys()].sort();
-    for (const id of ids) {
-      const key = groupOf(nodes.get(id)) || "";
+    const waiting = [];
+    for (const [id, node] of nodes) {
+      const key = groupOf(node) || "";
       const place = this.positions.get(id);
       if (place && place.group === key) continue;
       if (place) this.#free(id, place); // it moved to another parent: it really moved
+      waiting.push([id, key]);
+    }
+    // In id order: the same data lays out the same way, whatever order it came in.
+    waiting.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const incoming = new Map(); // group key -> ids
+    for (const [id, key] of waiting) {
       if (!incoming.has(key)) incoming.set(key, []);
       incoming.get(key).push(id);
     }

@@ -25,6 +25,10 @@ let principal = null;
 let lastUpdate = null;
 let dirty = false;
 let statsTimer = null;
+let liveView = null; // the view the live socket follows (asked in its URL, or by a subscribe)
+let resyncing = false; // a resync was asked: diffs are pointless until the reset comes
+let typing = null; // the search box's debounce
+let expiry = null; // signs the user out when the token expires
 let serverNodes = null; // nodes in all views, from the stats: 0 means no probe has reported yet
 
 const graph = new GraphView($("canvas"), { onSelect: (id) => select(id) });
@@ -55,7 +59,10 @@ function setState(changes) {
   state = { ...state, ...changes };
   saveState();
   if (state.view !== before.view) switchView();
-  if (state.node !== before.node) details.show(state.node);
+  if (state.node !== before.node) {
+    details.show(state.node);
+    if (state.mode === "table") requestAnimationFrame(() => table.reveal(state.node));
+  }
   syncControls();
   invalidate();
 }
@@ -94,7 +101,6 @@ function buildToolbar() {
   for (const button of document.querySelectorAll("[data-mode]")) {
     button.addEventListener("click", () => setState({ mode: button.dataset.mode }));
   }
-  let typing = null;
   $("search").addEventListener("input", (event) => {
     clearTimeout(typing);
     typing = setTimeout(() => setState({ q: event.target.value.trim() }), 120);
@@ -108,7 +114,10 @@ function buildToolbar() {
   $("metric-min").addEventListener("change", metricChanged);
   $("type-filter").addEventListener("change", (event) => setState({ type: event.target.value }));
   $("size-by").addEventListener("change", (event) => setState({ size: event.target.value }));
-  $("clear-filters").addEventListener("click", () => setState({ q: "", labels: [], metric: "", min: null, type: "", size: "" }));
+  $("clear-filters").addEventListener("click", () => {
+    clearTimeout(typing);
+    setState({ q: "", labels: [], metric: "", min: null, type: "", size: "" });
+  });
   $("zoom-in").addEventListener("click", () => graph.zoomBy(1.4));
   $("zoom-out").addEventListener("click", () => graph.zoomBy(1 / 1.4));
   $("zoom-fit").addEventListener("click", () => graph.fit());
@@ -139,8 +148,7 @@ function syncControls() {
   $("table").hidden = state.mode !== "table";
 }
 
-function fillMetricChoices() {
-  const names = model.metricNames();
+function fillMetricChoices(names = model.metricNames()) {
   for (const [select, blank, chosen] of [[$("metric-name"), "metric ≥ …", state.metric], [$("size-by"), "nothing", state.size]]) {
     const wanted = [...new Set([...names, ...(chosen ? [chosen] : [])])];
     const have = [...select.options].slice(1).map((o) => o.value);
@@ -158,27 +166,42 @@ function groupOf(node) {
 }
 
 function liveUrl() {
+  liveView = state.view;
+  resyncing = false;
   return socketUrl(`/api/v1/ws?view=${encodeURIComponent(state.view)}`);
+}
+
+function onTopology(payload) {
+  if (payload.view !== state.view) return; // still the previous view's, in flight
+  const change = model.apply(payload);
+  if (change.kind === "stale") return;
+  if (change.kind === "gap") {
+    if (!resyncing) live.send({ type: "resync" }); // a lost update: the server sends the whole view again
+    resyncing = true;
+    return;
+  }
+  if (change.kind === "reset") resyncing = false;
+  $("stat-version").textContent = String(model.version);
+  const nodes = change.added.length + change.updated.length + change.removed.length;
+  if (change.kind !== "reset" && !nodes && !change.edges) return; // a diff for other views: nothing to draw
+  lastUpdate = new Date();
+  if (state.node && [change.added, change.updated, change.removed].some((ids) => ids.includes(state.node))) {
+    details.touched();
+  }
+  invalidate();
 }
 
 function startLive() {
   if (live) return;
   live = new ReconnectingSocket(liveUrl, {
     onMessage: (message) => {
-      if (message.type === "topology_update") {
-        const change = model.apply(message.payload);
-        if (change.kind === "gap") {
-          live.send({ type: "resync" }); // a lost update: the server sends the whole view again
-          return;
-        }
-        if (change.kind === "reset" || change.added.length || change.updated.length || change.removed.length) {
-          lastUpdate = new Date();
-        }
-        if (state.node && (change.updated.includes(state.node) || change.removed.includes(state.node))) details.touched();
-        invalidate();
-      } else if (message.type === "error") {
-        console.warn(`trioscope: the server refused a request: ${message.payload.message}`);
-      }
+      if (message.type === "topology_update") onTopology(message.payload);
+      else if (message.type === "error") console.warn(`trioscope: the server refused a request: ${message.payload.message}`);
+    },
+    // The view changed while this connection was being made: ask for the new one.
+    onOpen: () => {
+      followView();
+      if (principal) refreshStats(); // the stats bar counts this client from now on
     },
     onState: (kind, info) => {
       const label = kind === "reconnecting" ? `reconnecting in ${info.seconds} s` : kind;
@@ -192,9 +215,17 @@ function switchView() {
   model = new Topology();
   layout.clear();
   graph.placed = false;
+  lastUpdate = null;
   document.documentElement.dataset.ready = "false";
-  // Not connected right now? Then the next connection asks for the view in its URL.
-  if (live) live.send({ type: "subscribe", topics: ["topology"], view: state.view });
+  followView();
+}
+
+// Not connected right now? Then the next connection asks for the view in its URL.
+function followView() {
+  if (live && liveView !== state.view && live.send({ type: "subscribe", topics: ["topology"], view: state.view })) {
+    liveView = state.view;
+    resyncing = false;
+  }
 }
 
 function invalidate() {
@@ -205,29 +236,34 @@ function invalidate() {
 
 function render() {
   dirty = false;
-  if (model.version === null) return; // nothing received yet
   layout.update(model.nodes, groupOf);
-  const match = compileFilter(state);
+  // The type filter is offered in the All view only; elsewhere the view is the type.
+  const filters = { ...state, type: state.view === "all" ? state.type : "" };
+  const match = compileFilter(filters);
   const all = model.nodes;
+  const metrics = model.metricNames();
   let shown = all.size;
   if (match.active) {
     shown = 0;
     for (const node of all.values()) if (match(node)) shown += 1;
   }
-  $("counts").textContent = match.active ? `${shown} of ${all.size} nodes` : `${all.size} nodes`;
+  const loading = model.version === null;
+  const counted = (n) => `${n} node${n === 1 ? "" : "s"}`;
+  $("counts").textContent = loading ? "loading…" : match.active ? `${shown} of ${counted(all.size)}` : counted(all.size);
   $("counts").dataset.shown = String(shown);
   if (state.mode === "graph") {
     graph.setData({ nodes: all, edges: model.edges, layout, match, sizeBy: state.size, selected: state.node });
   } else {
     const nodes = match.active ? [...all.values()].filter(match) : [...all.values()];
-    table.setData({ nodes, all, metrics: model.metricNames(), showType: state.view === "all",
-      sort: state.sort, dir: state.dir, selected: state.node });
+    const key = `${model.version}\n${JSON.stringify([filters.q, filters.type, filters.labels, filters.metric, filters.min])}`;
+    table.setData({ nodes, all, metrics, showType: state.view === "all", sort: state.sort, dir: state.dir,
+      selected: state.node, key });
   }
-  fillMetricChoices();
+  fillMetricChoices(metrics);
   showEmpty();
-  $("stat-version").textContent = String(model.version);
+  $("stat-version").textContent = loading ? "–" : String(model.version);
   $("stat-updated").textContent = clock(lastUpdate);
-  if (document.documentElement.dataset.ready !== "true") {
+  if (!loading && document.documentElement.dataset.ready !== "true") {
     document.documentElement.dataset.ready = "true";
     performance.mark("trioscope:interactive");
   }
@@ -243,6 +279,7 @@ function showEmpty() {
 
 async function refreshStats() {
   clearTimeout(statsTimer);
+  statsTimer = -1; // running: a second sign-in does not start a second loop
   try {
     const stats = await api("/api/v1/query/stats");
     serverNodes = stats.topology.nodes;
@@ -251,9 +288,10 @@ async function refreshStats() {
     $("stat-clients").textContent = String(stats.websocket_clients);
     showEmpty();
   } catch (error) {
-    if (error.status !== 401) console.warn(`trioscope: stats: ${error.message}`);
+    // 401 brings the sign-in; 0 (unreachable) shows as the connection state already.
+    if (error.status !== 401 && error.status !== 0) console.warn(`trioscope: stats: ${error.message}`);
   }
-  statsTimer = setTimeout(refreshStats, STATS_EVERY_MS);
+  if (statsTimer === -1) statsTimer = principal ? setTimeout(refreshStats, STATS_EVERY_MS) : null; // not if torn down meanwhile
 }
 
 // ---- dialogs -----------------------------------------------------------------------------
@@ -324,26 +362,42 @@ async function signIn() {
   document.documentElement.dataset.role = principal.role;
   controls.setPrincipal(principal);
   startLive();
-  refreshStats();
+  if (statsTimer === null) refreshStats();
+  clearTimeout(expiry);
+  const left = principal.expires_at ? Date.parse(principal.expires_at) - Date.now() : Infinity;
+  if (left < 2 ** 31) { // setTimeout's longest wait (~24 days); longer tokens are checked by the next 401
+    expiry = setTimeout(() => events.dispatchEvent(new CustomEvent("signed-out")), Math.max(0, left));
+  }
   if (state.node) details.show(state.node);
   return true;
 }
 
-function signOut() {
+// Signed out (by the user or by a 401): nothing keeps running or showing behind the sign-in.
+function teardown() {
   setToken(null);
   principal = null;
+  clearTimeout(expiry);
   controls.setPrincipal(null);
+  if (live) live.close();
+  live = null;
+  clearTimeout(statsTimer);
+  statsTimer = null;
+  serverNodes = null;
+  setState({ node: "" });
   details.hide();
+  switchView();
   $("who").textContent = "";
   $("sign-out").hidden = true;
+}
+
+function signOut() {
+  teardown();
   askToSignIn();
 }
 
 events.addEventListener("signed-out", () => {
   if (!principal) return;
-  principal = null;
-  controls.setPrincipal(null);
-  setToken(null);
+  teardown();
   askToSignIn("Your session ended (the token expired or was revoked). Sign in again.");
 });
 

@@ -10,9 +10,10 @@ export class Topology {
   }
 
   // Applies one `topology_update` payload. Returns what changed:
-  // {kind: "reset"|"diff"|"gap", added, updated, removed} (ids), where "gap"
-  // means the payload does not follow our version: nothing was applied and the
-  // caller asks the server for a reset.
+  // {kind: "reset"|"diff"|"gap"|"stale", added, updated, removed (node ids),
+  // edges (how many changed)}. "gap": the payload does not follow our version,
+  // nothing was applied and the caller asks the server for a reset; "stale": a
+  // version we have already, ignored.
   apply(payload) {
     if (payload.reset) {
       const before = this.nodes;
@@ -23,10 +24,13 @@ export class Topology {
       const added = [...this.nodes.keys()].filter((id) => !before.has(id));
       const removed = [...before.keys()].filter((id) => !this.nodes.has(id));
       const updated = [...this.nodes.keys()].filter((id) => before.has(id));
-      return { kind: "reset", added, updated, removed };
+      return { kind: "reset", added, updated, removed, edges: this.edges.size };
+    }
+    if (this.version !== null && payload.version <= this.version) {
+      return { kind: "stale", added: [], updated: [], removed: [], edges: 0 }; // a repeat: already applied
     }
     if (this.version === null || payload.previous_version !== this.version) {
-      return { kind: "gap", added: [], updated: [], removed: [] };
+      return { kind: "gap", added: [], updated: [], removed: [], edges: 0 };
     }
     const add = payload.add || {}, update = payload.update || {}, remove = payload.remove || {};
     const added = [], updated = [], removed = [];
@@ -41,10 +45,14 @@ export class Topology {
     for (const id of remove.nodes || []) {
       if (this.nodes.delete(id)) removed.push(id);
     }
-    for (const [id, edge] of Object.entries({ ...(add.edges || {}), ...(update.edges || {}) })) this.edges.set(id, edge);
-    for (const id of remove.edges || []) this.edges.delete(id);
+    let edges = 0;
+    for (const [id, edge] of Object.entries({ ...(add.edges || {}), ...(update.edges || {}) })) {
+      this.edges.set(id, edge);
+      edges += 1;
+    }
+    for (const id of remove.edges || []) edges += this.edges.delete(id) ? 1 : 0;
     this.version = payload.version;
-    return { kind: "diff", added, updated, removed };
+    return { kind: "diff", added, updated, removed, edges };
   }
 
   // The names of the metrics the nodes carry, CPU and memory first.

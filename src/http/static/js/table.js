@@ -6,7 +6,7 @@ import { health } from "./health.js";
 import { labelOfId } from "./model.js";
 import { metricLabel, metricValue } from "./format.js";
 
-const ROW_HEIGHT = 29; // 28px + the border
+const ROW_HEIGHT = 28; // .tr's height (border-box: the border is inside)
 const OVERSCAN = 8;
 const MAX_METRIC_COLUMNS = 5;
 
@@ -35,8 +35,9 @@ export class TableView {
     new ResizeObserver(() => this.#paint()).observe(this.scroll);
   }
 
-  // nodes: the matching nodes; all: the view's nodes by id (for parents' names).
-  setData({ nodes, all, metrics, showType, sort, dir, selected }) {
+  // nodes: the matching nodes; all: the view's nodes by id (for parents' names);
+  // key: changes whenever the rows may have (the rows are sorted again only then).
+  setData({ nodes, all, metrics, showType, sort, dir, selected, key }) {
     const columns = [
       { key: "label", title: "Name", get: (n) => n.label },
       ...(showType ? [{ key: "type", title: "Type", get: (n) => n.type }] : []),
@@ -47,11 +48,15 @@ export class TableView {
       })),
     ];
     const column = columns.find((c) => c.key === sort) || columns[0];
-    const sign = dir === "desc" ? -1 : 1;
-    const get = column.get;
-    const keyed = nodes.map((n) => [get(n), n]);
-    keyed.sort(([a, na], [b, nb]) => sign * compare(a, b) || compare(na.label, nb.label) || compare(na.id, nb.id));
-    this.rows = keyed.map(([, n]) => n);
+    const order = `${key}\n${column.key}\n${dir}`;
+    if (order !== this.order) {
+      this.order = order;
+      const sign = dir === "desc" ? -1 : 1;
+      const keyed = nodes.map((n) => [column.get(n), n]);
+      keyed.sort(([a, na], [b, nb]) => blanksLast(a, b) || sign * compare(a, b)
+        || compare(na.label, nb.label) || compare(na.id, nb.id));
+      this.rows = keyed.map(([, n]) => n);
+    }
     this.selected = selected;
     if (!sameColumns(columns, this.columns) || this.sort !== column.key || this.dir !== dir) {
       this.columns = columns;
@@ -131,10 +136,17 @@ export class TableView {
 
 const collator = new Intl.Collator(undefined, { numeric: true });
 
+function blank(value) {
+  return value === undefined || value === null || value === "";
+}
+
+// Rows without the value go last, whichever way the column is sorted.
+function blanksLast(a, b) {
+  return blank(a) === blank(b) ? 0 : blank(a) ? 1 : -1;
+}
+
 function compare(a, b) {
-  if (a === b) return 0;
-  if (a === undefined || a === null || a === "") return 1; // blanks last
-  if (b === undefined || b === null || b === "") return -1;
+  if (a === b || (blank(a) && blank(b))) return 0;
   if (typeof a === "number" && typeof b === "number") return a - b;
   return collator.compare(String(a), String(b));
 }
