@@ -92,4 +92,6 @@ async def test_a_probe_started_before_its_server_keeps_trying_and_then_reports()
                 assert any(a["agent_id"] == "probe-early" for a in agents)
     log = process.stderr_text  # type: ignore[attr-defined]
     assert "unreachable" in log and "connected to" in log
-    assert log.count("unreachable") == 1  # one line per state change, not one per retry
+    # One line per state change, not one per retry. (Once the server is gone again
+    # the probe may rightly say so once more before its own SIGTERM.)
+    assert log.split("connected to")[0].count("unreachable") == 1
