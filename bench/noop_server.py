@@ -1,8 +1,10 @@
 """The baseline for bench/ingest.py: a no-op Quart-Trio POST handler served by
 Hypercorn's trio worker in-process, with the same Hypercorn settings as
 ``trioscope serve`` (backlog, keep-alive, no access log). bench/commands.py
-uses its no-op GET (/health) and no-op long poll (/wait?timeout=N: 204 after
-N seconds).
+uses its no-op GET (/health), no-op long poll (/wait?timeout=N: 204 after
+N seconds) and no-op versions of the three requests of a command's round trip
+(/noop/create, /noop/poll, /noop/report: read the body, answer JSON of the
+same size, nothing else).
 
     python bench/noop_server.py PORT
 """
@@ -42,6 +44,29 @@ async def wait() -> Response:
     with trio.move_on_after(timeout):
         await trio.Event().wait()
     return Response(b"", status=204, headers={"Cache-Control": "no-cache"})
+
+
+# A delivery as the agent receives it (command under "command" and "item", meta): ~1.3 KB.
+_DELIVERY = b'{"command":' + b'{"id":"cmd_0","parameters":{},"x":"' + b"x" * 560 + b'"}' + b',"item":' + \
+    b'{"id":"cmd_0","parameters":{},"x":"' + b"x" * 560 + b'"}' + b',"meta":{"next_poll_secs":1}}'
+
+
+@app.post("/noop/create")
+async def noop_create() -> Response:
+    await request.get_data()
+    return Response(b'{"command_id":"cmd_0000000000000000","status":"queued","estimated_start":"2026-01-01T00:00:00Z"}',
+                    status=202, content_type="application/json")
+
+
+@app.get("/noop/poll")
+async def noop_poll() -> Response:
+    return Response(_DELIVERY, content_type="application/json", headers={"Cache-Control": "no-cache"})
+
+
+@app.post("/noop/report")
+async def noop_report() -> Response:
+    await request.get_data()
+    return Response(b'{"status":"completed","command_id":"cmd_0000000000000000"}', content_type="application/json")
 
 
 if __name__ == "__main__":

@@ -379,9 +379,29 @@ async def noop(args: argparse.Namespace) -> None:
     await loop_workers(args, one_get)
 
 
+async def noop3(args: argparse.Namespace) -> None:
+    """The e2e baseline of the same three request shapes (headers, bodies) as no-ops."""
+    data = load(args.agents)
+    agent = data["agents"][0]
+    user_auth = [("Authorization", f"Bearer {data['user_token']}")]
+    create = b'{"type":"restart"}'
+
+    async def one_round(http: Http, index: int, tally: Counter[str]) -> bool:
+        status, _ = await http.request("POST", "/noop/create", user_auth, create)
+        tally[f"create {status}"] += 1
+        status, _ = await http.request("GET", "/noop/poll", agent_headers(agent, b""))
+        tally[f"poll {status}"] += 1
+        raw = report_body(agent, "cmd_0000000000000000")
+        status, _ = await http.request("POST", "/noop/report", agent_headers(agent, raw), raw)
+        tally[f"report {status}"] += 1
+        return status == 200
+
+    await loop_workers(args, one_round)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["hold", "latency", "e2e", "noop"])
+    parser.add_argument("mode", choices=["hold", "latency", "e2e", "noop", "noop3"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--agents", help="the agents file")
@@ -397,7 +417,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     args = parser.parse_args()
-    trio.run({"hold": hold, "latency": latency, "e2e": e2e, "noop": noop}[args.mode], args)
+    trio.run({"hold": hold, "latency": latency, "e2e": e2e, "noop": noop, "noop3": noop3}[args.mode], args)
 
 
 if __name__ == "__main__":
