@@ -132,3 +132,12 @@ def test_url_state_round_trips_and_ignores_what_it_does_not_know(page: Page) -> 
     assert (bad["view"], bad["mode"], bad["type"], bad["metric"], bad["min"], bad["dir"]) == (
         "hosts", "graph", "", "", None, "asc")
     assert result["empty"] == ""
+
+
+def test_health_colours_by_status_and_a_hot_cpu(page: Page) -> None:
+    result = run(page, "health", """
+      const of = (status, metrics = {}) => m.health({ status, metrics });
+      return [of('running'), of('up', { cpu_usage: 80 }), of('running', { cpu_percent: 95 }), of('paused'),
+              of('exited'), of('dead'), of('mystery'), of('exited', { cpu_percent: 99 })];
+    """)
+    assert result == ["healthy", "warning", "critical", "warning", "warning", "critical", "unknown", "warning"]

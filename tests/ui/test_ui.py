@@ -291,3 +291,15 @@ def test_signing_out_stops_the_live_view_and_asks_for_a_token(ui: Ui) -> None:
     ui.page.fill("#signin-token", ui.server.user_token())
     ui.page.click("#signin-submit")
     ui.wait_for_nodes({"host:host-0"})
+
+
+def test_nodes_are_sized_by_the_chosen_metric(ui: Ui) -> None:
+    post_report(ui.server, 0)
+    ui.open("?view=containers")
+    idle, busy = (f"container:{container_hex('agent-0', c)}" for c in (0, 3))  # CPU 1.5 % and 4.5 %
+    ui.wait_for_nodes({idle, busy})
+    radius = "(id) => trioscope.radius(id)"
+    assert ui.page.evaluate(radius, idle) == ui.page.evaluate(radius, busy)
+    ui.page.select_option("#size-by", "cpu_percent")
+    ui.page.wait_for_function("([a, b]) => trioscope.radius(b) > trioscope.radius(a) + 3", arg=[idle, busy])
+    assert "size=cpu_percent" in ui.page.url

@@ -406,6 +406,7 @@ events.addEventListener("signed-out", () => {
 // For automation and tests: read-only views of what the page shows.
 window.trioscope = Object.freeze({
   position: (id) => graph.screenPosition(id),
+  radius: (id) => (model.nodes.has(id) ? graph.radius(model.nodes.get(id)) : null),
   nodeIds: () => [...model.nodes.keys()],
   version: () => model.version,
   lastFrameMs: () => graph.lastFrameMs,
