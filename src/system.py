@@ -15,7 +15,8 @@ from trioscope.actors.notifier import NotifierActor
 from trioscope.actors.store import StoreActor
 from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
-from trioscope.runtime import ActorSpec, Strategy, SupervisorSpec, dynamic_supervisor
+from trioscope.domain.deployments import AgentDirectory
+from trioscope.runtime import ActorSpec, Published, Strategy, SupervisorSpec, dynamic_supervisor
 from trioscope.store import DATABASE_FILE, StoreReader
 
 AGENTS = "/root/agents"
@@ -44,6 +45,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     """
     path = database_path(settings)
     shared_reader = reader if reader is not None else StoreReader(path)
+    # Outlives restarts of the directory actor: the HTTP edge keeps reading the same one.
+    directory_view: Published[AgentDirectory] = Published(AgentDirectory())
 
     return SupervisorSpec(
         name="root",
@@ -57,7 +60,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="notifier", factory=NotifierActor, mailbox_size=65536),
             ActorSpec(name="directory",
                       factory=lambda: DirectoryActor(settings, store_path=STORE, reader=shared_reader,
-                                                     notifier_path=NOTIFIER),
+                                                     notifier_path=NOTIFIER, published=directory_view),
                       mailbox_size=8192),
             # One queue actor per deployment, started on demand.
             dynamic_supervisor("queues", max_children=1_000_000),

@@ -1,7 +1,13 @@
 """The directory actor (``/root/directory``): deployments, enrollment tokens and
-agent credentials. It authenticates every agent request, and it is the one
-place a one-time enrollment token is spent, so two registrations racing with
-the same token cannot both win."""
+agent credentials. It is the one place they change, so a one-time enrollment
+token is spent once even when two registrations race with it.
+
+Every agent request and every user route reads them, so the directory
+publishes a snapshot of itself (``Published[AgentDirectory]``, replaced after
+each change and before the change is answered) that the HTTP edge reads
+without a message: authentication costs a dict lookup, not two task switches
+per request. Read-your-writes holds: a deployment, a new agent or a
+decommission is in the snapshot before its request is answered."""
 
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import (
     AgentDirectory, AgentRecord, AgentStatus, Deployment, hash_token, token_matches,
 )
-from trioscope.runtime import ActorRef
+from trioscope.runtime import ActorRef, Published
 from trioscope.store import AuditEntry, SaveAgent, SaveDeployment, SqliteReader, StoreReader
 
 from .notifier import publish
@@ -60,12 +66,9 @@ class Decommission:
 
 
 @attrs.frozen
-class Authenticate:
-    """Answered with the ``AgentRecord`` or an ``AgentAuthFailure``."""
-
-    token: str | None
-    deployment_hash: str | None
-    agent_id: str | None
+class GetPublished:
+    """Answered with the ``Published[AgentDirectory]`` the directory keeps current
+    (the same object across restarts of the actor)."""
 
 
 @attrs.frozen
@@ -73,30 +76,17 @@ class GetDeployment:
     deployment_hash: str
 
 
-@attrs.frozen
-class ListDeployments:
-    tenant: str
-    user_id: str | None
-
-
-@attrs.frozen
-class ListAgents:
-    """Answered with ``(AgentRecord, last seen or None)`` pairs, oldest agent first."""
-
-    deployment_hash: str
-
-
 class DirectoryActor(RefusingActor):
     def __init__(self, settings: Settings, *, store_path: str, reader: StoreReader,
-                 notifier_path: str | None = None, clock: Callable[[], float] = time.time) -> None:
+                 notifier_path: str | None = None, clock: Callable[[], float] = time.time,
+                 published: Published[AgentDirectory] | None = None) -> None:
         self.settings = settings
         self.store_path = store_path
         self.notifier_path = notifier_path
         self.reader = reader
         self.clock = clock
         self.directory = AgentDirectory()
-        self.last_seen: dict[str, float] = {}
-        """When each agent last made an authenticated request (since this start)."""
+        self.published = published if published is not None else Published(AgentDirectory())
 
     async def on_start(self) -> None:
         self.store: ActorRef = self.context.system.lookup(self.store_path)
@@ -106,24 +96,20 @@ class DirectoryActor(RefusingActor):
             self.directory.put_deployment(deployment)
         for agent in await self.reader.call(SqliteReader.agents):
             self.directory.put_agent(agent)
+        self.published.publish(self.directory.snapshot())
 
     async def serve(self, message: Any, now: float) -> Any:
+        answer = await self._serve(message, now)
+        if isinstance(message, _CHANGES):
+            self.published.publish(self.directory.snapshot())  # before the answer: read-your-writes
+        return answer
+
+    async def _serve(self, message: Any, now: float) -> Any:
         d = self.directory
-        if isinstance(message, Authenticate):
-            answer = d.authenticate(message.token, deployment_hash=message.deployment_hash, agent_id=message.agent_id)
-            if isinstance(answer, AgentRecord):
-                self.last_seen[answer.id] = now  # in memory: a heartbeat is not worth a disk write
-            return answer
+        if isinstance(message, GetPublished):
+            return self.published
         if isinstance(message, GetDeployment):
             return d.deployments.get(message.deployment_hash)
-        if isinstance(message, ListDeployments):
-            return sorted((x for x in d.deployments_of(message.tenant)
-                           if message.user_id is None or x.user_id == message.user_id),
-                          key=lambda x: x.created_at)
-        if isinstance(message, ListAgents):
-            agents = sorted((a for a in d.agents.values() if a.deployment_hash == message.deployment_hash),
-                            key=lambda a: a.created_at)
-            return [(a, self.last_seen.get(a.id)) for a in agents]
         if isinstance(message, CreateDeployment):
             limit = self.settings.tenants.max_deployments
             if len(d.deployments_of(message.tenant)) >= limit:
@@ -185,3 +171,6 @@ class DirectoryActor(RefusingActor):
             "status": "online" if agent.status is AgentStatus.ACTIVE else "decommissioned",
             "last_seen": agent.decommissioned_at or agent.created_at})
 
+
+_CHANGES = (CreateDeployment, NewEnrollmentToken, RegisterAgent, Decommission)
+"""The messages that change the directory (when they are not refused)."""

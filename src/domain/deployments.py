@@ -113,6 +113,14 @@ class AgentDirectory:
         self.agents: dict[str, AgentRecord] = {}
         self._by_token: dict[str, str] = {}
 
+    def snapshot(self) -> AgentDirectory:
+        """A copy to publish: the owner goes on changing this one, readers get that."""
+        copy = AgentDirectory()
+        copy.deployments = dict(self.deployments)
+        copy.agents = dict(self.agents)
+        copy._by_token = dict(self._by_token)
+        return copy
+
     def put_deployment(self, deployment: Deployment) -> None:
         self.deployments[deployment.hash] = deployment
 
@@ -125,6 +133,11 @@ class AgentDirectory:
 
     def deployments_of(self, tenant: str) -> list[Deployment]:
         return [d for d in self.deployments.values() if d.tenant == tenant]
+
+    def agents_of(self, deployment_hash: str) -> list[AgentRecord]:
+        """The deployment's agents, oldest first (decommissioned ones included)."""
+        return sorted((a for a in self.agents.values() if a.deployment_hash == deployment_hash),
+                      key=lambda a: a.created_at)
 
     def active_agents(self, deployment_hash: str) -> list[AgentRecord]:
         return [a for a in self.agents.values()

@@ -15,7 +15,7 @@ import orjson
 from quart import Blueprint, Response, request
 
 from trioscope.actors.deployment_queue import Cancel, Confirm, Create, queue_spec
-from trioscope.actors.directory import CreateDeployment, Decommission, ListAgents, ListDeployments, NewEnrollmentToken
+from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
 from trioscope.actors.refusals import ask_or_refuse
 from trioscope.domain.commands import MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand, Priority, new_command
 from trioscope.domain.deployments import Deployment
@@ -98,7 +98,8 @@ async def list_deployments(user_id: str) -> Response:
     """List a user's deployments."""
     principal = await _gate.user(Permission.READ)
     _gate.own_user(principal, user_id)
-    found = await ask_or_refuse(services().directory, ListDeployments(principal.tenant, user_id))
+    found = sorted((d for d in (await _gate.directory()).deployments_of(principal.tenant) if d.user_id == user_id),
+                   key=lambda d: d.created_at)
     return json_response({"deployments": [deployment_view(d) for d in found], "count": len(found)})
 
 
@@ -107,8 +108,9 @@ async def get_deployment(user_id: str, deployment_hash: str) -> Response:
     """A deployment and its agents."""
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    agents = await ask_or_refuse(services().directory, ListAgents(deployment.hash))
-    return json_response({**deployment_view(deployment), "agents": [agent_view(a, seen) for a, seen in agents]})
+    agents = (await _gate.directory()).agents_of(deployment.hash)
+    seen = services().gate.seen
+    return json_response({**deployment_view(deployment), "agents": [agent_view(a, seen.get(a.id)) for a in agents]})
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/enrollment")
@@ -127,8 +129,7 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
     """Decommission an agent (ADMIN): its requests get 410 from now on."""
     principal = await _gate.user(Permission.ADMINISTER)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    agents = await ask_or_refuse(services().directory, ListAgents(deployment.hash))
-    if agent_id not in {a.id for a, _ in agents}:
+    if agent_id not in {a.id for a in (await _gate.directory()).agents_of(deployment.hash)}:
         raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} in this deployment")
     audit = _gate.audit_entry("agent.decommission", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="agent", resource_id=agent_id)

@@ -9,8 +9,6 @@ from typing import Any
 from quart import Blueprint, Response
 
 from trioscope.actors.agent import Describe
-from trioscope.actors.directory import GetDeployment
-from trioscope.actors.refusals import ask_or_refuse
 from trioscope.actors.topology import GetSnapshot
 from trioscope.domain.principals import Permission
 from trioscope.domain.topology import NodeKind, control_allowed, controls_for
@@ -44,7 +42,7 @@ async def control(node_id: str, action: str) -> Response:
     agent = s.agents.child(node.agent_id)
     described: dict[str, Any] = await agent.ask(Describe(), timeout=10) if agent is not None else {}
     deployment_hash = (described.get("metadata") or {}).get("deployment_hash")
-    deployment = (await ask_or_refuse(s.directory, GetDeployment(deployment_hash))
+    deployment = ((await _gate.directory()).deployments.get(deployment_hash)
                   if isinstance(deployment_hash, str) else None)
     # The same visibility as the command API: the deployment's owner, or an
     # admin of its tenant; anyone else could not follow the command they made.

@@ -15,10 +15,10 @@ from typing import Any
 
 from quart import has_request_context, request, websocket
 
-from trioscope.actors.directory import Authenticate, GetDeployment
+from trioscope.actors.directory import GetPublished
 from trioscope.actors.refusals import ask_or_refuse
 from trioscope.actors.store import Commit, Receipt
-from trioscope.domain.deployments import AgentAuthFailure, AgentRecord, Deployment, signature_valid
+from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, Deployment, signature_valid
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
 from trioscope.domain.rates import retry_after
 from trioscope.runtime import ActorStopped, MailboxFull
@@ -56,6 +56,16 @@ def _audit_refusal(entry: AuditEntry) -> None:
         services().store.tell(Commit((entry,), Receipt()))
     except (MailboxFull, ActorStopped):
         log.warning("audit record dropped (store busy): %s %s from %s", entry.action, entry.outcome, entry.address)
+
+
+async def directory() -> AgentDirectory:
+    """Deployments and agent credentials as the directory actor last published
+    them: read, not asked, on every request (the actor hands out its
+    ``Published`` once)."""
+    gate = services().gate
+    if gate.directory is None:
+        gate.directory = await ask_or_refuse(services().directory, GetPublished())
+    return gate.directory.value
 
 
 def check_address_rate() -> None:
@@ -126,7 +136,7 @@ async def deployment_of(principal: Principal, user_id: str, deployment_hash: str
     """The deployment, if it is the principal's tenant's and ``user_id``'s: 404
     otherwise, the same as when it does not exist (no existence oracle)."""
     own_user(principal, user_id)
-    deployment = await ask_or_refuse(services().directory, GetDeployment(deployment_hash))
+    deployment = (await directory()).deployments.get(deployment_hash)
     if deployment is None or deployment.tenant != principal.tenant or deployment.user_id != user_id:
         raise _not_found(deployment_hash)
     return deployment  # type: ignore[no-any-return]
@@ -140,7 +150,7 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
     headers = headers if headers is not None else _connection().headers
     token = token if token is not None else bearer()
     claimed = headers.get("X-Agent-Id")
-    answer = await ask_or_refuse(s.directory, Authenticate(token, deployment_hash, claimed))
+    answer = (await directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=claimed)
     if isinstance(answer, AgentAuthFailure):
         raise await _agent_refusal(answer, deployment_hash, claimed)
     found: AgentRecord = answer
@@ -153,6 +163,7 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
         raise ApiError(429, "rate_limited", "too many requests from this agent; slow down",
                        details={"limit_per_minute": s.settings.limits.per_agent, "scope": "agent"},
                        headers={"Retry-After": retry_after(wait)})
+    s.gate.seen[found.id] = time.time()
     return found
 
 
@@ -182,8 +193,8 @@ def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any
 async def _agent_refusal(failure: AgentAuthFailure, deployment_hash: str | None, agent_id: str | None) -> ApiError:
     tenant = None
     if deployment_hash is not None:
-        deployment = await services().directory.ask(GetDeployment(deployment_hash), timeout=10)
-        tenant = deployment.tenant if isinstance(deployment, Deployment) else None
+        deployment = (await directory()).deployments.get(deployment_hash)
+        tenant = deployment.tenant if deployment is not None else None
     actor = f"agent:{agent_id[:64]}" if agent_id else "anonymous"
     return refuse(failure.status, failure.code, failure.message, action="auth.failure", tenant=tenant,
                   actor=actor, deployment_hash=deployment_hash)

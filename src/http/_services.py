@@ -10,8 +10,9 @@ from quart import Quart, current_app
 
 from trioscope.actors.client import ClientLink, LiveCounters
 from trioscope.config import Settings
-from trioscope.runtime import ActorRef, ActorSystem, SupervisorRef
+from trioscope.runtime import ActorRef, ActorSystem, Published, SupervisorRef
 
+from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.principals import Principal
 from trioscope.domain.rates import RateLimiter, ReplayWindow
 from trioscope.store import StoreReader
@@ -35,6 +36,11 @@ class Gate:
     tokens: dict[str, Principal] = attrs.field(factory=dict)
     """User tokens already verified (the signature check costs more than the
     rest of a small request): token -> principal, until the token expires."""
+    directory: Published[AgentDirectory] | None = None
+    """What the directory actor publishes, asked for once (``_gate.directory()``)."""
+    seen: dict[str, float] = attrs.field(factory=dict)
+    """When each agent last made a request that passed every check (unix
+    seconds, since this start): an observation of the edge, kept here."""
 
 
 @attrs.frozen(kw_only=True)

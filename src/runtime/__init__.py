@@ -26,6 +26,7 @@ from ._intensity import Backoff as Backoff
 from ._intensity import RestartHistory as RestartHistory
 from ._intensity import intensity_exceeded as intensity_exceeded
 from ._intensity import record_restart as record_restart
+from ._published import Published as Published
 from ._ref import ActorRef as ActorRef
 from ._specs import ActorSpec as ActorSpec
 from ._specs import ChildSpec as ChildSpec
@@ -58,6 +59,7 @@ __all__ = [
     "DuplicateChild",
     "IntensityScope",
     "MailboxFull",
+    "Published",
     "Restart",
     "RestartHistory",
     "RestartIntensityExceeded",
