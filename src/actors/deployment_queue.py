@@ -144,6 +144,7 @@ class DeploymentQueueActor(RefusingActor):
             self.queue.put(command)
             self.last_sequence = max(self.last_sequence, command.sequence)
         self.rearm = trio.Event()
+        self.armed_for = -math.inf  # the timer's first look comes with the first on_idle
         self.context.start_soon(self._timer)
 
     def _next_wake(self, now: float) -> float | None:
@@ -159,16 +160,19 @@ class DeploymentQueueActor(RefusingActor):
 
     async def _timer(self) -> None:
         """Sleeps until the next wake time, not on a fixed tick: thousands of
-        deployments with nothing due cost nothing. ``on_idle`` re-arms it after
-        every batch of messages, since they may have moved the wake time."""
+        deployments with nothing due cost nothing. ``on_idle`` wakes it when a
+        batch of messages moved the wake time earlier than it sleeps for (a later
+        one is found when it wakes: one early look instead of a wake-up per batch)."""
         while True:
             wake = self._next_wake(self.clock())
             # Never a busy loop, whatever the wake time says.
             delay = math.inf if wake is None else max(MIN_TIMER, wake - self.clock())
+            self.armed_for = self.clock() + delay
             with trio.move_on_after(delay) as sleeping:
                 await self.rearm.wait()
             self.rearm = trio.Event()
             if sleeping.cancelled_caught:
+                self.armed_for = -math.inf  # the next on_idle, whatever it finds, wakes us
                 try:
                     self.context.ref.tell(_Tick())
                 except MailboxFull:
@@ -179,7 +183,9 @@ class DeploymentQueueActor(RefusingActor):
                 self.rearm = trio.Event()
 
     async def on_idle(self) -> None:
-        self.rearm.set()
+        wake = self._next_wake(self.clock())
+        if self.armed_for == -math.inf or (wake is not None and wake < self.armed_for):
+            self.rearm.set()
 
     async def serve(self, message: Any, now: float) -> Any:
         if isinstance(message, Poll):
