@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 STATIC = Path(__file__).parent / "static"
 
@@ -33,11 +33,10 @@ async def index() -> Response:
     return response
 
 
-@blueprint.after_app_request
+@blueprint.after_request  # the page and its static files only: no cost to API requests
 async def _headers(response: Response) -> Response:
-    if request.path == "/" or request.path.startswith("/ui/"):
-        response.headers.update(SECURITY_HEADERS)
-        # Revalidate every time (ETag / Last-Modified make that a 304): an
-        # upgraded server never runs with yesterday's modules.
-        response.headers["Cache-Control"] = "no-cache"
+    response.headers.update(SECURITY_HEADERS)
+    # Revalidate every time (ETag / Last-Modified make that a 304): an
+    # upgraded server never runs with yesterday's modules.
+    response.headers["Cache-Control"] = "no-cache"
     return response

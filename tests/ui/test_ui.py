@@ -26,6 +26,8 @@ def test_page_is_served_with_a_strict_content_security_policy(server: ServerProc
     assert page.headers["x-content-type-options"] == "nosniff"
     module = httpx.get(f"{server.base_url}/ui/js/main.js")
     assert module.status_code == 200 and "javascript" in module.headers["content-type"]
+    assert module.headers["x-content-type-options"] == "nosniff" and module.headers["cache-control"] == "no-cache"
+    assert "content-security-policy" not in httpx.get(f"{server.base_url}/health").headers  # the UI's only
     assert httpx.get(f"{server.base_url}/ui/../_ui.py").status_code == 404
 
 
