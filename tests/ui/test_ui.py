@@ -255,6 +255,9 @@ def test_a_long_table_scrolls_and_sorts_every_row_while_only_a_screenful_exists(
     }""")
     assert last == "svc-0-0"  # the idlest, fully in sight at the bottom
     assert "sort=cpu_percent" in ui.page.url and "dir=desc" in ui.page.url
+    ui.page.focus("#table-body .tr >> nth=0")  # the keyboard selects a row too
+    ui.page.keyboard.press("Enter")
+    ui.page.wait_for_selector("#details[data-state=loaded]")
 
 
 def test_switching_views_quickly_shows_only_the_last_views_nodes(ui: Ui) -> None:

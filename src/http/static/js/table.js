@@ -28,6 +28,13 @@ export class TableView {
       const row = event.target.closest(".tr");
       if (row && row.dataset.id) this.onSelect(row.dataset.id);
     });
+    this.body.addEventListener("keydown", (event) => {
+      const row = event.target.closest(".tr");
+      if (row && row.dataset.id && (event.key === "Enter" || event.key === " ")) {
+        event.preventDefault();
+        this.onSelect(row.dataset.id);
+      }
+    });
     this.head.addEventListener("click", (event) => {
       const cell = event.target.closest(".th");
       if (cell) this.onSort(cell.dataset.key);
@@ -124,6 +131,7 @@ export class TableView {
     const row = document.createElement("div");
     row.className = "tr";
     row.setAttribute("role", "row");
+    row.tabIndex = 0; // rows are reachable and selectable from the keyboard (Enter)
     for (const column of this.columns) {
       const cell = document.createElement("div");
       cell.className = column.metric ? "td num" : "td";
