@@ -99,8 +99,8 @@ def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
         help=f"the user's role: {', '.join(role.value for role in reversed(Role))} (any case)",
     )
     create.add_argument(
-        "--ttl", required=True, metavar="DURATION",
-        help="how long the token is valid from now, e.g. 1h, 24h, 30d",
+        "--ttl", default="24h", metavar="DURATION",
+        help="how long the token is valid from now, e.g. 1h, 24h, 30d (default: 24h)",
     )
     # Only the settings that decide the signing key; other keys come from the file
     # and environment as for `serve` (and are checked the same way).

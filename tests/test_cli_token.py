@@ -46,6 +46,19 @@ def test_prints_a_token_signed_with_the_generated_secret(tmp_path):
         read_user_token(secret, token, now=before + 24 * 3600 + 2)
 
 
+def test_a_token_is_valid_for_a_day_unless_told_otherwise(tmp_path):
+    data_dir = tmp_path / "data"
+    before = time.time()
+    args = [a for a in good_args(data_dir) if a not in ("--ttl", "24h")]
+    result = run_token_create(*args)
+    assert result.returncode == 0, result.stderr
+    secret = (data_dir / "jwt-secret").read_bytes().strip()
+    token = result.stdout.strip()
+    assert read_user_token(secret, token, now=before + 24 * 3600 - 60).user_id == "alice"
+    with pytest.raises(InvalidToken, match="expired"):
+        read_user_token(secret, token, now=before + 24 * 3600 + 2)
+
+
 def test_secret_file_is_private_and_reused(tmp_path):
     data_dir = tmp_path / "data"
     first = run_token_create(*good_args(data_dir))

@@ -138,6 +138,8 @@ def test_health_colours_by_status_and_a_hot_cpu(page: Page) -> None:
     result = run(page, "health", """
       const of = (status, metrics = {}) => m.health({ status, metrics });
       return [of('running'), of('up', { cpu_usage: 80 }), of('running', { cpu_percent: 95 }), of('paused'),
-              of('exited'), of('dead'), of('mystery'), of('exited', { cpu_percent: 99 })];
+              of('exited'), of('dead'), of('mystery'), of('exited', { cpu_percent: 99 }), of('sleeping'),
+              of('zombie'), of('stopped')];
     """)
-    assert result == ["healthy", "warning", "critical", "warning", "warning", "critical", "unknown", "warning"]
+    assert result == ["healthy", "warning", "critical", "warning", "warning", "critical", "unknown", "warning",
+                      "healthy", "critical", "warning"]

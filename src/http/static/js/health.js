@@ -1,10 +1,14 @@
 // A node's health for colouring: healthy, warning, critical or unknown, from
 // its status and, for a healthy node, how hot its CPU runs. Pure.
 
+// Hosts (up/down/stale), containers (Docker states) and processes (psutil's
+// states: a sleeping process is a normal one).
 const BY_STATUS = {
   up: "healthy", running: "healthy", healthy: "healthy", active: "healthy",
+  sleeping: "healthy", idle: "healthy", "disk-sleep": "healthy", waking: "healthy", parked: "healthy",
   paused: "warning", restarting: "warning", created: "warning", stale: "warning", degraded: "warning",
-  exited: "warning", dead: "critical", down: "critical", removing: "critical", unhealthy: "critical",
+  exited: "warning", stopped: "warning", "tracing-stop": "warning",
+  dead: "critical", down: "critical", removing: "critical", unhealthy: "critical", zombie: "critical",
 };
 
 export const COLOURS = {
