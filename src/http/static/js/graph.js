@@ -201,11 +201,13 @@ export class GraphView {
         ctx.fillText(labelOfId(key, this.nodes), x + group.x * k, y + (group.y - group.radius) * k - 6);
       }
     }
-    if (k * this.layout.spacing >= 60 || labelled.length <= 40) {
+    // As many characters as fit between neighbours (~6.5 px each), whole below 40 nodes.
+    const room = labelled.length <= 40 ? 24 : Math.min(24, Math.floor((k * this.layout.spacing) / 6.5));
+    if (room >= 4) {
       ctx.font = "11px system-ui, sans-serif";
       ctx.fillStyle = "#1d2330";
       for (const [node, place, r] of labelled) {
-        ctx.fillText(truncate(node.label, 24), x + place.x * k, y + (place.y + r) * k + 13);
+        ctx.fillText(truncate(node.label, room), x + place.x * k, y + (place.y + r) * k + 13);
       }
     }
   }
