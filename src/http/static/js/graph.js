@@ -203,7 +203,7 @@ export class GraphView {
     }
     // As many characters as fit between neighbours (~6.5 px each), whole below 40 nodes.
     const room = labelled.length <= 40 ? 24 : Math.min(24, Math.floor((k * this.layout.spacing) / 6.5));
-    if (room >= 4) {
+    if (room >= 6) { // fewer are not worth their drawing time
       ctx.font = "11px system-ui, sans-serif";
       ctx.fillStyle = "#1d2330";
       for (const [node, place, r] of labelled) {
