@@ -18,6 +18,8 @@ baselines under the same Hypercorn settings, measured in the same run.
    one keep-alive connection each, against no-op GETs (/health) from the same
    number of connections; baseline and trioscope alternate, fresh server each,
    median ratio. Target >= 0.25x (three requests per command).
+4. ``--parts e2e-ws``: as 3, with the agents on /ws/agent instead of polling
+   (one HTTP request per command, the create), for comparison.
 
 Agent requests are signed (X-Agent-Signature) as the TryDirect status agent
 signs them; ``--no-signature`` starts trioscope with ``--require-signature
@@ -465,6 +467,28 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"  end to end vs no-op requests of the same shapes (create POST, poll GET with a delivery's body, "
                 f"signed report POST): {statistics.median(shaped_rates):.1f} requests/s, median ratio "
                 f"{shaped_ratio:.3f}x; target >= 0.25x: {'met' if shaped_ratio >= 0.25 else 'MISSED'}")
+
+        # 4. end to end with agents on /ws/agent (for comparison; not the figure).
+        if "e2e-ws" in parts:
+            ratios = []
+            for round_no in range(args.rounds):
+                server = Server("baseline")
+                try:
+                    base = drive("noop", server, args.workers, args.seconds)
+                finally:
+                    closed(server)
+                server = Server("trioscope", signed=not args.no_signature)
+                try:
+                    data = await enroll(server.port, args.workers)
+                    ours = drive("e2e-ws", server, args.workers, args.seconds, write_agents(work, data))
+                finally:
+                    closed(server)
+                ratios.append(ours["rate"] / base["rate"])
+                print(f"e2e-ws round {round_no + 1}: no-op GET {base['rate']:6.1f}/s  trioscope {ours['rate']:6.1f} "
+                      f"commands/s over the agent WebSocket  ratio {ratios[-1]:.3f}  statuses {ours['statuses']}",
+                      flush=True)
+            summary.append(f"  end to end, agents on /ws/agent (one HTTP request per command): median ratio "
+                           f"{statistics.median(ratios):.3f}x of the no-op GET over {args.rounds} rounds")
 
         print("summary:")
         for line in summary:

@@ -16,6 +16,9 @@ Modes (each prints JSON on stdout):
 * ``e2e``: K workers loop create -> poll -> report on one keep-alive
   connection each; counts completed commands per second after a warm-up.
 * ``noop``: K workers send no-op GETs back to back (the e2e baseline).
+* ``noop3``: the same three request shapes as ``e2e``, against no-op handlers.
+* ``e2e-ws``: as ``e2e``, but each agent takes its commands and sends its
+  signed reports over ``/ws/agent`` (one HTTP request per command: the create).
 
 The agents file (written by bench/commands.py) is
 ``{"user_id", "user_token", "agents": [{"agent_id", "token", "hash"}]}``.
@@ -399,9 +402,53 @@ async def noop3(args: argparse.Namespace) -> None:
     await loop_workers(args, one_round)
 
 
+async def e2e_ws(args: argparse.Namespace) -> None:
+    from trio_websocket import open_websocket_url
+
+    data = load(args.agents)
+    agents = data["agents"]
+    user_auth = [("Authorization", f"Bearer {data['user_token']}")]
+    create = b'{"type":"restart"}'
+    tally: Counter[str] = Counter()
+    counted = 0
+    start = trio.current_time()
+    measure_from = start + args.warmup
+    deadline = measure_from + args.seconds
+
+    async def worker(index: int) -> None:
+        nonlocal counted
+        agent = agents[index]
+        http = await Http.connect(args.host, args.port)
+        url = f"ws://{args.host}:{args.port}/ws/agent/{agent['hash']}?token={agent['token']}"
+        handshake = [(k.encode(), v.encode()) for k, v in agent_headers(agent, b"")]
+        async with http.stream, open_websocket_url(url, extra_headers=handshake) as ws:
+            while trio.current_time() < deadline:
+                status, _ = await http.request(
+                    "POST", f"/api/v1/users/{data['user_id']}/deployments/{agent['hash']}/commands", user_auth, create)
+                tally[f"create {status}"] += 1
+                if status != 202:
+                    continue
+                message = json.loads(await ws.get_message())
+                tally[f"ws {message['type']}"] += 1
+                body = report_body(agent, message["item"]["command_id"])
+                await ws.send_message(json.dumps({
+                    "type": "report", "request_id": str(uuid.uuid4()), "timestamp": int(time.time()),
+                    "signature": signature(agent["token"], body), "body": body.decode()}))
+                ack = json.loads(await ws.get_message())
+                tally[f"ack {ack.get('status')}"] += 1
+                if ack.get("status") == "accepted" and trio.current_time() >= measure_from:
+                    counted += 1
+
+    async with trio.open_nursery() as nursery:
+        for i in range(args.workers):
+            nursery.start_soon(worker, i)
+    elapsed = trio.current_time() - measure_from
+    print(json.dumps({"count": counted, "elapsed": elapsed, "rate": counted / elapsed, "statuses": dict(tally)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["hold", "latency", "e2e", "noop", "noop3"])
+    parser.add_argument("mode", choices=["hold", "latency", "e2e", "noop", "noop3", "e2e-ws"])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--agents", help="the agents file")
@@ -417,7 +464,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     args = parser.parse_args()
-    trio.run({"hold": hold, "latency": latency, "e2e": e2e, "noop": noop, "noop3": noop3}[args.mode], args)
+    modes = {"hold": hold, "latency": latency, "e2e": e2e, "noop": noop, "noop3": noop3, "e2e-ws": e2e_ws}
+    trio.run(modes[args.mode], args)
 
 
 if __name__ == "__main__":

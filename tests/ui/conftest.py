@@ -58,10 +58,12 @@ class Ui:
         return set(self.page.evaluate("trioscope.nodeIds()"))
 
     def wait_for_nodes(self, ids: set[str], *, present: bool = True) -> None:
-        """Wait until every one of ``ids`` is shown (or, with present=False, none is)."""
+        """Wait until every one of ``ids`` is shown, laid out and drawn (or, with
+        present=False, none is in the page's topology)."""
         self.page.wait_for_function(
             "([ids, present]) => { const shown = new Set(trioscope.nodeIds());"
-            " return ids.every(id => shown.has(id) === present); }", arg=[sorted(ids), present])
+            " return ids.every(id => present ? shown.has(id) && trioscope.rendered(id)"
+            " : !shown.has(id)); }", arg=[sorted(ids), present])
 
     def positions(self, ids: set[str]) -> dict[str, tuple[float, float]]:
         found = self.page.evaluate("ids => Object.fromEntries(ids.map(id => [id, trioscope.position(id)]))", sorted(ids))

@@ -407,6 +407,7 @@ events.addEventListener("signed-out", () => {
 window.trioscope = Object.freeze({
   position: (id) => graph.screenPosition(id),
   radius: (id) => (model.nodes.has(id) ? graph.radius(model.nodes.get(id)) : null),
+  rendered: (id) => Boolean(layout.position(id)), // laid out by a render (graph or table)
   nodeIds: () => [...model.nodes.keys()],
   version: () => model.version,
   lastFrameMs: () => graph.lastFrameMs,
