@@ -354,6 +354,19 @@ def drive(mode: str, server: Server, workers: int, seconds: float, agents_file: 
     return result
 
 
+async def one_run(kind: str, mode: str, args: argparse.Namespace, work: str, agents_file: str | None = None
+                  ) -> dict[str, Any]:
+    """A fresh server of ``kind`` driven in ``mode`` (trioscope gets ``--workers``
+    enrolled agents), then closed."""
+    server = Server(kind, signed=not args.no_signature)
+    try:
+        if kind == "trioscope":
+            agents_file = write_agents(work, await enroll(server.port, args.workers))
+        return drive(mode, server, args.workers, args.seconds, agents_file)
+    finally:
+        closed(server)
+
+
 def five_xx(statuses: dict[str, int]) -> int:
     return sum(v for k, v in statuses.items() if any(t.isdigit() and t.startswith("5") for t in k.split()))
 
@@ -427,22 +440,9 @@ async def main_async(args: argparse.Namespace) -> int:
             ratios, base_rates, our_rates, shaped_ratios, shaped_rates = [], [], [], [], []
             fake = write_agents(work, fake_agents(1), "noop-agents.json")
             for round_no in range(args.rounds):
-                server = Server("baseline")
-                try:
-                    base = drive("noop", server, args.workers, args.seconds)
-                finally:
-                    closed(server)
-                server = Server("baseline")
-                try:
-                    shaped = drive("noop3", server, args.workers, args.seconds, fake)
-                finally:
-                    closed(server)
-                server = Server("trioscope", signed=not args.no_signature)
-                try:
-                    data = await enroll(server.port, args.workers)
-                    ours = drive("e2e", server, args.workers, args.seconds, write_agents(work, data))
-                finally:
-                    closed(server)
+                base = await one_run("baseline", "noop", args, work)
+                shaped = await one_run("baseline", "noop3", args, work, fake)
+                ours = await one_run("trioscope", "e2e", args, work)
                 ratio = ours["rate"] / base["rate"]
                 shaped_ratio = ours["rate"] / (3 * shaped["rate"])
                 shaped_ratios.append(shaped_ratio)
@@ -472,17 +472,8 @@ async def main_async(args: argparse.Namespace) -> int:
         if "e2e-ws" in parts:
             ratios = []
             for round_no in range(args.rounds):
-                server = Server("baseline")
-                try:
-                    base = drive("noop", server, args.workers, args.seconds)
-                finally:
-                    closed(server)
-                server = Server("trioscope", signed=not args.no_signature)
-                try:
-                    data = await enroll(server.port, args.workers)
-                    ours = drive("e2e-ws", server, args.workers, args.seconds, write_agents(work, data))
-                finally:
-                    closed(server)
+                base = await one_run("baseline", "noop", args, work)
+                ours = await one_run("trioscope", "e2e-ws", args, work)
                 ratios.append(ours["rate"] / base["rate"])
                 print(f"e2e-ws round {round_no + 1}: no-op GET {base['rate']:6.1f}/s  trioscope {ours['rate']:6.1f} "
                       f"commands/s over the agent WebSocket  ratio {ratios[-1]:.3f}  statuses {ours['statuses']}",

@@ -38,6 +38,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from contextlib import nullcontext
 from typing import Any
 
 import h11
@@ -325,7 +326,10 @@ async def latency(args: argparse.Namespace) -> None:
 
 # ---- e2e and its no-op baseline --------------------------------------------------------------
 
-async def loop_workers(args: argparse.Namespace, body_of_worker: Any) -> None:
+async def loop_workers(args: argparse.Namespace, body_of_worker: Any, session: Any = None) -> None:
+    """K workers, each on its own keep-alive connection, run ``body_of_worker(http,
+    index, tally, extra)`` until the deadline; ``extra`` is what ``session(index)``
+    (an async context manager per worker, e.g. a WebSocket) gives, or None."""
     tally: Counter[str] = Counter()
     counted = 0
     start = trio.current_time()
@@ -335,9 +339,9 @@ async def loop_workers(args: argparse.Namespace, body_of_worker: Any) -> None:
     async def worker(index: int) -> None:
         nonlocal counted
         http = await Http.connect(args.host, args.port)
-        async with http.stream:
+        async with http.stream, (session(index) if session is not None else nullcontext()) as extra:
             while trio.current_time() < deadline:
-                done = await body_of_worker(http, index, tally)
+                done = await body_of_worker(http, index, tally, extra)
                 if done and trio.current_time() >= measure_from:
                     counted += 1
 
@@ -354,7 +358,7 @@ async def e2e(args: argparse.Namespace) -> None:
     user_auth = [("Authorization", f"Bearer {data['user_token']}")]
     create = b'{"type":"restart"}'
 
-    async def one_command(http: Http, index: int, tally: Counter[str]) -> bool:
+    async def one_command(http: Http, index: int, tally: Counter[str], _: None) -> bool:
         agent = agents[index]
         status, body = await http.request("POST", f"/api/v1/users/{data['user_id']}/deployments/{agent['hash']}/commands",
                                           user_auth, create)
@@ -374,7 +378,7 @@ async def e2e(args: argparse.Namespace) -> None:
 
 
 async def noop(args: argparse.Namespace) -> None:
-    async def one_get(http: Http, index: int, tally: Counter[str]) -> bool:
+    async def one_get(http: Http, index: int, tally: Counter[str], _: None) -> bool:
         status, _ = await http.request("GET", "/health", [])
         tally[str(status)] += 1
         return status == 200
@@ -389,7 +393,7 @@ async def noop3(args: argparse.Namespace) -> None:
     user_auth = [("Authorization", f"Bearer {data['user_token']}")]
     create = b'{"type":"restart"}'
 
-    async def one_round(http: Http, index: int, tally: Counter[str]) -> bool:
+    async def one_round(http: Http, index: int, tally: Counter[str], _: None) -> bool:
         status, _ = await http.request("POST", "/noop/create", user_auth, create)
         tally[f"create {status}"] += 1
         status, _ = await http.request("GET", "/noop/poll", agent_headers(agent, b""))
@@ -409,41 +413,30 @@ async def e2e_ws(args: argparse.Namespace) -> None:
     agents = data["agents"]
     user_auth = [("Authorization", f"Bearer {data['user_token']}")]
     create = b'{"type":"restart"}'
-    tally: Counter[str] = Counter()
-    counted = 0
-    start = trio.current_time()
-    measure_from = start + args.warmup
-    deadline = measure_from + args.seconds
 
-    async def worker(index: int) -> None:
-        nonlocal counted
+    def agent_socket(index: int) -> Any:
         agent = agents[index]
-        http = await Http.connect(args.host, args.port)
         url = f"ws://{args.host}:{args.port}/ws/agent/{agent['hash']}?token={agent['token']}"
-        handshake = [(k.encode(), v.encode()) for k, v in agent_headers(agent, b"")]
-        async with http.stream, open_websocket_url(url, extra_headers=handshake) as ws:
-            while trio.current_time() < deadline:
-                status, _ = await http.request(
-                    "POST", f"/api/v1/users/{data['user_id']}/deployments/{agent['hash']}/commands", user_auth, create)
-                tally[f"create {status}"] += 1
-                if status != 202:
-                    continue
-                message = json.loads(await ws.get_message())
-                tally[f"ws {message['type']}"] += 1
-                body = report_body(agent, message["item"]["command_id"])
-                await ws.send_message(json.dumps({
-                    "type": "report", "request_id": str(uuid.uuid4()), "timestamp": int(time.time()),
-                    "signature": signature(agent["token"], body), "body": body.decode()}))
-                ack = json.loads(await ws.get_message())
-                tally[f"ack {ack.get('status')}"] += 1
-                if ack.get("status") == "accepted" and trio.current_time() >= measure_from:
-                    counted += 1
+        return open_websocket_url(url, extra_headers=[(k.encode(), v.encode()) for k, v in agent_headers(agent, b"")])
 
-    async with trio.open_nursery() as nursery:
-        for i in range(args.workers):
-            nursery.start_soon(worker, i)
-    elapsed = trio.current_time() - measure_from
-    print(json.dumps({"count": counted, "elapsed": elapsed, "rate": counted / elapsed, "statuses": dict(tally)}))
+    async def one_command(http: Http, index: int, tally: Counter[str], ws: Any) -> bool:
+        agent = agents[index]
+        status, _ = await http.request("POST", f"/api/v1/users/{data['user_id']}/deployments/{agent['hash']}/commands",
+                                       user_auth, create)
+        tally[f"create {status}"] += 1
+        if status != 202:
+            return False
+        message = json.loads(await ws.get_message())
+        tally[f"ws {message['type']}"] += 1
+        body = report_body(agent, message["item"]["command_id"])
+        await ws.send_message(json.dumps({
+            "type": "report", "request_id": str(uuid.uuid4()), "timestamp": int(time.time()),
+            "signature": signature(agent["token"], body), "body": body.decode()}))
+        ack = json.loads(await ws.get_message())
+        tally[f"ack {ack.get('status')}"] += 1
+        return ack.get("status") == "accepted"
+
+    await loop_workers(args, one_command, session=agent_socket)
 
 
 def main() -> None:
