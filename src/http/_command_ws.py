@@ -58,7 +58,7 @@ async def user_events(user_id: str) -> Response | None:
     """Command and agent events for a user (WebSocket; ?token=<user token>)."""
     s = services()
     try:
-        _gate.check_address_rate()
+        await _gate.check_address_rate()
         principal = await _gate.user(Permission.READ, token=websocket.args.get("token") or "")
         _gate.own_user(principal, user_id)
     except ApiError as exc:
@@ -77,7 +77,7 @@ async def agent_channel(deployment_hash: str) -> Response | None:
     s = services()
     token = websocket.args.get("token") or ""
     try:
-        _gate.check_address_rate()
+        await _gate.check_address_rate()
         # The handshake has no body: like a GET, its signature covers b"".
         agent = await _gate.agent(deployment_hash, b"", token=token, headers=websocket.headers)
     except ApiError as exc:

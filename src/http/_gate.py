@@ -68,7 +68,7 @@ async def directory() -> AgentDirectory:
     return gate.directory.value
 
 
-def check_address_rate() -> None:
+async def check_address_rate() -> None:
     wait = services().gate.per_address.acquire(client_address(), time.monotonic())
     if wait:
         raise ApiError(429, "rate_limited", "too many requests from this address; slow down",
