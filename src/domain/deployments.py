@@ -90,6 +90,8 @@ class AgentAuthFailure(enum.Enum):
     BAD_SIGNATURE = (401, "invalid_signature", "X-Agent-Signature is not the HMAC-SHA256 of the body keyed by the agent token")
     CLOCK_SKEW = (401, "clock_skew", "X-Timestamp is more than 300 s away from the server's clock")
     REPLAYED = (401, "replayed_request", "this X-Request-Id was already used")
+    SIGNED_BEFORE_START = (401, "signed_before_start", "X-Timestamp is older than this server's start, so its "
+                           "request id cannot be checked against the requests served before; sign a new request")
     BAD_REQUEST_ID = (400, "invalid_request_id", "X-Request-Id must be a UUID")
 
     @property

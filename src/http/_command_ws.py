@@ -147,13 +147,16 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
         _, changed = await ask_queue(deployment_hash, Report(report, agent_id))
     except ApiError as exc:
         answer = _nack(request_id, exc.status, exc.code, exc.message)
-        answer["close"] = exc.status in (401, 403, 410) and exc.code not in ("replayed_request", "clock_skew",
-                                                                               "invalid_signature")
+        answer["close"] = exc.status in (401, 403, 410) and exc.code not in _ONE_MESSAGE_REFUSALS
         return answer
     except REFUSAL_TYPES as exc:  # 404, 409: answered, the socket stays open
         status, code = refusal_status(exc)
         return _nack(request_id, status, code, str(exc))
     return {"type": "ack", "request_id": request_id, "status": "accepted" if changed else "duplicate"}
+
+
+_ONE_MESSAGE_REFUSALS = frozenset({"replayed_request", "clock_skew", "invalid_signature", "signed_before_start"})
+"""Refusals of one signed frame, not of the agent's credentials: the socket stays open."""
 
 
 def _nack(request_id: Any, status: int, code: str, message: str) -> dict[str, Any]:

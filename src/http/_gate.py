@@ -178,14 +178,17 @@ def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any
     if not signature_valid(token, body, signature):
         return AgentAuthFailure.BAD_SIGNATURE
     try:
-        skew = abs(time.time() - int(timestamp))
+        signed_at = int(timestamp)
     except ValueError:
         return AgentAuthFailure.CLOCK_SKEW
-    if skew > MAX_CLOCK_SKEW:
+    if abs(time.time() - signed_at) > MAX_CLOCK_SKEW:
         return AgentAuthFailure.CLOCK_SKEW
+    gate = services().gate
+    if signed_at < gate.signed_since:
+        return AgentAuthFailure.SIGNED_BEFORE_START
     # Recorded only once the signature proved the sender holds the token, so
     # nobody else can burn an agent's request ids.
-    if not services().gate.replay.first_use(f"{found.id}/{request_id}", time.monotonic()):
+    if not gate.replay.first_use(f"{found.id}/{request_id}", time.monotonic()):
         return AgentAuthFailure.REPLAYED
     return None
 

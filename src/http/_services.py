@@ -33,6 +33,10 @@ class Gate:
     per_agent: RateLimiter
     per_user: RateLimiter
     replay: ReplayWindow = attrs.field(factory=lambda: ReplayWindow(REPLAY_WINDOW))
+    signed_since: int = attrs.field(factory=lambda: int(time.time()))
+    """The oldest X-Timestamp accepted (unix seconds): the replay window only
+    knows the request ids of this process, so a request signed before it
+    started, which a previous process may have served, could be a replay."""
     tokens: dict[str, Principal] = attrs.field(factory=dict)
     """User tokens already verified (the signature check costs more than the
     rest of a small request): token -> principal, until the token expires."""

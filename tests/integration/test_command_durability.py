@@ -1,11 +1,13 @@
 """``kill -9`` of the server under load loses no acknowledged command, status,
 token or audit record: everything answered 2xx before the kill is there after a
-restart on the same data directory, and every history is a legal path."""
+restart on the same data directory, and every history is a legal path. And a
+restart forgets agent request ids, so requests signed before it are refused."""
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +88,23 @@ async def test_kill_9_mid_load_loses_nothing_acknowledged(tmp_path: Path) -> Non
             audit = await client.get(f"{server.base_url}/api/v1/audit", params={"action": "command.create", "limit": 1},
                                      headers={"Authorization": f"Bearer {server.user_token('kim', 'durable', 'ADMIN')}"})
             assert audit.json()["total"] >= len(acknowledged_created)
+
+
+async def test_a_request_signed_before_a_restart_is_refused_after_it(tmp_path: Path) -> None:
+    """The replay window lives in memory: a poll captured before a restart must
+    not be accepted again by the new process, which never saw its request id."""
+    env = {"TRIOSCOPE_STORAGE_DATA_DIR": str(tmp_path)}
+    with ServerProcess(env=env) as server:
+        async with httpx.AsyncClient(timeout=10) as client:
+            agent = await enroll(client, server, Operator(server, "lee", "replays"))
+            captured = agent.headers(b"")
+            assert (await agent.wait(client, timeout=1, **captured)).status_code == 204
+    # X-Timestamp has whole seconds: a restart within the captured second could not tell.
+    await trio.sleep_until(trio.current_time() + max(0.0, int(captured["X-Timestamp"]) + 1 - time.time()))
+    with ServerProcess(env=env) as server:
+        async with httpx.AsyncClient(timeout=10) as client:
+            agent = attrs.evolve(agent, base_url=server.base_url)
+            replayed = await agent.wait(client, timeout=1, **captured)
+            assert replayed.status_code == 401, replayed.text
+            assert replayed.json()["error"]["code"] == "signed_before_start"
+            assert (await agent.wait(client, timeout=1)).status_code == 204  # a freshly signed poll is served
