@@ -2,7 +2,10 @@
 
 ``/ws/user/{user_id}?token=``: ``command_progress``, ``command_completed``,
 ``agent_status`` and ``system_alert`` events of the user's deployments (all of
-the tenant's for admins), from an event-client actor per socket.
+the tenant's for admins), from an event-client actor per socket. A browser
+cannot set an Authorization header on a WebSocket, and a token in the URL ends
+up in proxy logs, so the token may come as subprotocols instead: offer
+``trioscope`` and ``bearer.<token>``; the server chooses ``trioscope``.
 
 ``/ws/agent/{deployment_hash}?token=``: an agent receives its commands and sends
 progress and results over one socket instead of long-polling. Commands come
@@ -51,15 +54,20 @@ CLOSE_TIMEOUT = 5.0
 REFUSAL_TYPES = tuple(REFUSALS)
 AGENT_POLL = 60.0
 MAX_AGENT_MESSAGE = 1024 * 1024
+TOKEN_SUBPROTOCOL = "trioscope"
+_BEARER = "bearer."
 
 
 @blueprint.websocket("/ws/user/<user_id>")
 async def user_events(user_id: str) -> Response | None:
-    """Command and agent events for a user (WebSocket; ?token=<user token>)."""
+    """Command and agent events for a user (WebSocket; ?token=<user token>, or the token offered
+    as a subprotocol)."""
     s = services()
+    offered = _offered_token()
     try:
         await _gate.check_address_rate()
-        principal = await _gate.user(Permission.READ, token=websocket.args.get("token") or "")
+        token = offered if offered is not None else websocket.args.get("token") or ""
+        principal = await _gate.user(Permission.READ, token=token)
         _gate.own_user(principal, user_id)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
@@ -68,7 +76,15 @@ async def user_events(user_id: str) -> Response | None:
     link = ClientLink(s.settings.websocket.buffer_size * 16)
     spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
                              admin=principal.may(Permission.ADMINISTER))
-    return await serve_client_socket(link, spec)
+    return await serve_client_socket(link, spec, subprotocol=TOKEN_SUBPROTOCOL if offered is not None else None)
+
+
+def _offered_token() -> str | None:
+    """The token offered as a ``bearer.<token>`` subprotocol beside ``trioscope``."""
+    offered = websocket.requested_subprotocols
+    if TOKEN_SUBPROTOCOL not in offered:
+        return None
+    return next((p.removeprefix(_BEARER) for p in offered if p.startswith(_BEARER)), None)
 
 
 @blueprint.websocket("/ws/agent/<deployment_hash>")

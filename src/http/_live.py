@@ -38,10 +38,12 @@ async def live() -> Response | None:
     return await serve_client_socket(link, client_spec(name, link, HUB, view, s.settings, s.live))
 
 
-async def serve_client_socket(link: ClientLink, spec: ActorSpec) -> Response | None:
+async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol: str | None = None
+                              ) -> Response | None:
     """Run one WebSocket whose client actor ``spec`` (under ``/root/clients``)
     decides what is sent: start the actor (503 when the limit is reached), then
-    move frames both ways until the actor, the server or the client closes."""
+    accept (choosing ``subprotocol``) and move frames both ways until the
+    actor, the server or the client closes."""
     s = services()
     try:
         client = await s.clients.start_child(spec)
@@ -51,7 +53,7 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec) -> Response | N
     except (StartFailed, ActorStopped):
         return error_response(503, "unavailable", "this stream is not available right now",
                               headers={"Retry-After": "1"})
-    await websocket.accept()
+    await websocket.accept(subprotocol=subprotocol)
     s.links.add(link)
     try:
         async with trio.open_nursery() as nursery:

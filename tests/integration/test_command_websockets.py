@@ -64,6 +64,21 @@ async def test_user_sockets_need_a_valid_token(server: ServerProcess) -> None:
         assert rejected.value.status_code == 401
 
 
+async def test_a_browser_can_offer_the_token_as_a_subprotocol_instead_of_in_the_url(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        token = operator.auth["Authorization"][7:]
+        url = ws_url(server, f"/ws/user/{operator.user_id}")
+        async with open_websocket_url(url, subprotocols=["trioscope", f"bearer.{token}"]) as ws:
+            assert ws.subprotocol == "trioscope"
+            created = await operator.command(client, agent.deployment_hash)
+            assert (await next_event(ws, "command_progress"))["command_id"] == created["command_id"]
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with open_websocket_url(url, subprotocols=["trioscope", "bearer.nonsense"]):
+            pass
+    assert rejected.value.status_code == 401
+
+
 def _signed(agent: Any, body: bytes) -> dict[str, Any]:
     return {"type": "report", "request_id": str(uuid.uuid4()), "timestamp": int(time.time()),
             "signature": signature(agent.token, body), "body": body.decode()}

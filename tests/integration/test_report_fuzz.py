@@ -182,7 +182,7 @@ def check_still_healthy(server: ServerProcess, client: httpx.Client) -> None:
     nodes = topology.json()["topology"]["nodes"]
     for node_id, node in nodes.items():
         if node["type"] == "host":
-            details = client.get(f"/api/v1/query/nodes/{node_id}")
+            details = client.get(f"/api/v1/query/nodes/{urllib.parse.quote(node_id, safe=':/')}")
             assert details.status_code == 200, (node_id, details.text[:2000])
     agents = client.get("/api/v1/agents/list")
     assert agents.status_code == 200

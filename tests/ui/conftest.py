@@ -44,6 +44,8 @@ class Ui:
     errors: list[str] = attrs.field(factory=list)
     expected: list[str] = attrs.field(factory=list)
     """Console errors a test provokes on purpose (Chromium logs every 4xx it fetched)."""
+    sockets: list[str] = attrs.field(factory=list)
+    """URLs of the WebSockets the page opened."""
 
     def open(self, query: str = "", *, token: str | None = None, role: str = "OPERATOR",
              user: str = "alice", tenant: str = "acme") -> None:
@@ -95,12 +97,14 @@ def ui(browser: Browser, server: ServerProcess, request: pytest.FixtureRequest) 
 
     page.on("console", console)
     page.on("pageerror", lambda error: ui.errors.append(f"page error: {error}"))
+    page.on("websocket", lambda socket: ui.sockets.append(socket.url))
     yield ui
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^\w.-]+", "_", request.node.name)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
     context.close()
     assert ui.errors == [], "the page logged errors"
+    assert [url for url in ui.sockets if "token" in url] == [], "a token in a URL ends up in proxy logs"
 
 
 def post_report(server: ServerProcess, index: int, *, timestamp: float | None = None, **sizes: Any) -> None:

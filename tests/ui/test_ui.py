@@ -162,6 +162,7 @@ def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> No
 
     trio.run(agent_runs_it)
     ui.page.wait_for_selector(f".commands li[data-command='{command_id}'][data-status=completed]")
+    assert any("/ws/user/alice" in url for url in ui.sockets)  # progress came over the user socket
 
     # Logs: the probe's result is shown in the logs view once it reports.
     ui.page.click("[data-control=logs]")

@@ -28,8 +28,9 @@ export class Controls {
     this.events = null;
     this.principal = principal;
     if (!principal) return;
-    const path = `/ws/user/${encodeURIComponent(principal.user_id)}?token=${encodeURIComponent(token())}`;
-    this.events = new ReconnectingSocket(socketUrl(path), {
+    // The token goes as a subprotocol, not in the URL, which proxies log.
+    this.events = new ReconnectingSocket(socketUrl(`/ws/user/${encodeURIComponent(principal.user_id)}`), {
+      protocols: () => ["trioscope", `bearer.${token()}`],
       onMessage: (message) => this.#event(message),
       onOpen: () => this.#catchUp(),
     });

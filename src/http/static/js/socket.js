@@ -6,9 +6,11 @@
 const FIRST_DELAY = 500, MAX_DELAY = 15000, STABLE_AFTER = 10000;
 
 export class ReconnectingSocket {
-  // url: a string, or a function giving the URL for each new connection.
-  constructor(url, { onMessage, onOpen, onState }) {
+  // url: a string, or a function giving the URL for each new connection;
+  // protocols: subprotocols to offer (a function, called for each connection).
+  constructor(url, { onMessage, onOpen, onState, protocols }) {
     this.url = url;
+    this.protocols = protocols || (() => []);
     this.onMessage = onMessage;
     this.onOpen = onOpen || (() => {});
     this.onState = onState || (() => {});
@@ -36,7 +38,7 @@ export class ReconnectingSocket {
 
   #connect() {
     this.onState("connecting");
-    const socket = new WebSocket(typeof this.url === "function" ? this.url() : this.url);
+    const socket = new WebSocket(typeof this.url === "function" ? this.url() : this.url, this.protocols());
     this.socket = socket;
     let opened = 0;
     socket.addEventListener("open", () => {
