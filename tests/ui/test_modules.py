@@ -93,6 +93,37 @@ def test_layout_spaces_nodes_and_separates_groups(page: Page) -> None:
     assert result["nearest"] >= 20 and result["overlaps"] == 0
 
 
+def test_a_group_that_outgrows_its_room_moves_whole_and_overlaps_no_other(page: Page) -> None:
+    result = run(page, "layout", NODES + """
+      const l = new m.Layout(34);
+      const nodes = new Map();
+      const add = (h, c) => nodes.set(`container:h${h}c${c}`, node(`container:h${h}c${c}`, `host:h${h}`));
+      for (let h = 0; h < 6; h++) for (let c = 0; c < 4; c++) add(h, c);
+      l.update(nodes, (n) => n.parent);
+      const snapshot = () => new Map([...l.positions].map(([id, p]) => [id, [p.x, p.y]]));
+      const before = snapshot();
+      for (let c = 4; c < 60; c++) add(2, c);  // host h2 grows from 4 to 60 containers
+      const placed = l.update(nodes, (n) => n.parent);
+      const after = snapshot();
+      const offset = (id, map) => [map.get(id)[0] - map.get('container:h2c0')[0], map.get(id)[1] - map.get('container:h2c0')[1]];
+      const grown = [...before.keys()].filter((id) => id.startsWith('container:h2'));
+      const others = [...before.keys()].filter((id) => !id.startsWith('container:h2'));
+      const groups = [...l.groups.values()];
+      let overlaps = 0;
+      for (let i = 0; i < groups.length; i++) for (let j = i + 1; j < groups.length; j++)
+        if (Math.hypot(groups[i].x - groups[j].x, groups[i].y - groups[j].y) < groups[i].radius + groups[j].radius) overlaps++;
+      return {
+        overlaps,
+        groupMoved: after.get('container:h2c0')[0] !== before.get('container:h2c0')[0]
+          || after.get('container:h2c0')[1] !== before.get('container:h2c0')[1],
+        shapeKept: grown.every((id) => offset(id, before).every((v, i) => Math.abs(v - offset(id, after)[i]) < 1e-9)),
+        othersMoved: others.filter((id) => before.get(id).some((v, i) => v !== after.get(id)[i])),
+        placed: placed.length,
+      };
+    """)
+    assert result == {"overlaps": 0, "groupMoved": True, "shapeKept": True, "othersMoved": [], "placed": 60}
+
+
 def test_filters_search_every_word_in_names_labels_and_metadata(page: Page) -> None:
     result = run(page, "filter", NODES + """
       const nodes = [

@@ -7,7 +7,10 @@
 // member takes the group's lowest free slot, and groups sit on shelves (rows)
 // in the order they first appeared, each reserving room to grow by half again.
 // A removed group leaves a hole that a later group of the same size reuses.
-// Only "tidy" (relayout) moves existing nodes, and only when the user asks.
+// A group about to outgrow its room moves, whole, to a cell with room for half
+// as many again (its members keep their places relative to each other), so
+// groups never overlap. Otherwise only "tidy" (relayout) moves existing nodes,
+// and only when the user asks.
 
 const GOLDEN_ANGLE = Math.PI * (3 - Math.sqrt(5));
 const GAP = 30;
@@ -27,7 +30,8 @@ export class Layout {
   }
 
   // Brings the layout up to date with `nodes` (a Map of id -> node), grouping
-  // by `groupOf(node)`. Returns the ids that were placed (new or regrouped).
+  // by `groupOf(node)`. Returns the ids that were placed (new or regrouped) or
+  // moved with their group.
   update(nodes, groupOf) {
     for (const [id, place] of this.positions) {
       if (!nodes.has(id)) this.#free(id, place);
@@ -47,8 +51,9 @@ export class Layout {
       if (!incoming.has(key)) incoming.set(key, []);
       incoming.get(key).push(id);
     }
-    this.#placeGroups(incoming);
     const placed = [];
+    this.#makeRoom(incoming, placed);
+    this.#placeGroups(incoming);
     for (const [key, members] of incoming) {
       const group = this.groups.get(key);
       for (const id of members) {
@@ -94,24 +99,46 @@ export class Layout {
       this.shelf.width = Math.max(1200, Math.sqrt(area) * 1.15);
     }
     for (const key of fresh) {
-      const need = reserved.get(key);
-      const hole = this.holes.findIndex((h) => h.reserved >= need && h.reserved <= need * 2);
-      let cell;
-      if (hole >= 0) {
-        cell = this.holes.splice(hole, 1)[0];
-      } else {
-        const size = 2 * need + GAP;
-        if (this.shelf.x > 0 && this.shelf.x + size > this.shelf.width) {
-          this.shelf.x = 0;
-          this.shelf.y += this.shelf.row;
-          this.shelf.row = 0;
-        }
-        cell = { x: this.shelf.x + size / 2, y: this.shelf.y + size / 2, reserved: need };
-        this.shelf.x += size;
-        this.shelf.row = Math.max(this.shelf.row, size);
-      }
+      const cell = this.#cell(reserved.get(key));
       this.groups.set(key, { x: cell.x, y: cell.y, reserved: cell.reserved, radius: 0, slots: [], count: 0 });
     }
+  }
+
+  #makeRoom(incoming, moved) {
+    for (const [key, members] of incoming) {
+      const group = this.groups.get(key);
+      if (!group) continue;
+      const free = group.slots.filter((taken) => !taken).length;
+      const slots = group.slots.length + Math.max(0, members.length - free);
+      if (this.#radiusFor(slots - 1) <= group.reserved) continue;
+      const cell = this.#cell(this.#radiusFor(Math.ceil((group.count + members.length) * 1.5) + 4));
+      this.holes.push({ x: group.x, y: group.y, reserved: group.reserved });
+      const dx = cell.x - group.x, dy = cell.y - group.y;
+      Object.assign(group, { x: cell.x, y: cell.y, reserved: cell.reserved });
+      for (const [id, place] of this.positions) {
+        if (place.group !== key) continue;
+        place.x += dx;
+        place.y += dy;
+        moved.push(id);
+      }
+    }
+  }
+
+  // Room for a group of radius `need`: a hole of about that size, or the next
+  // place on the current shelf (or a new shelf below).
+  #cell(need) {
+    const hole = this.holes.findIndex((h) => h.reserved >= need && h.reserved <= need * 2);
+    if (hole >= 0) return this.holes.splice(hole, 1)[0];
+    const size = 2 * need + GAP;
+    if (this.shelf.x > 0 && this.shelf.x + size > this.shelf.width) {
+      this.shelf.x = 0;
+      this.shelf.y += this.shelf.row;
+      this.shelf.row = 0;
+    }
+    const cell = { x: this.shelf.x + size / 2, y: this.shelf.y + size / 2, reserved: need };
+    this.shelf.x += size;
+    this.shelf.row = Math.max(this.shelf.row, size);
+    return cell;
   }
 
   #take(id, key, group) {
