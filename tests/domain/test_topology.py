@@ -98,6 +98,9 @@ def test_processes_belong_to_containers_by_full_id_short_id_or_cgroup():
     assert snap.node(process_id("h1", 11)).parent == container_id(C2)
     assert snap.node(process_id("h1", 12)).parent == container_id(C2)
     assert snap.node(process_id("h1", 13)).parent == host_id("h1")
+    # Named after their container in listings, where the container node itself may not be shown.
+    assert snap.node(process_id("h1", 12)).as_dict()["metadata"]["container_name"] == "web"
+    assert "container_name" not in snap.node(process_id("h1", 13)).as_dict()["metadata"]
 
 
 def test_a_container_known_only_from_cgroups_is_inferred():

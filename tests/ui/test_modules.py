@@ -53,6 +53,22 @@ def test_a_diff_that_does_not_follow_the_current_version_is_a_gap(page: Page) ->
     assert result[3:] == ["gap", "stale", 6, ["a", "b"], "A"]  # nothing of the gap or the repeat was applied
 
 
+def test_container_groups_are_named_from_their_processes_where_the_view_has_no_container_nodes(page: Page) -> None:
+    result = run(page, "model", NODES + """
+      const t = new m.Topology();
+      const C1 = 'container:' + '1'.repeat(64), C2 = 'container:' + '2'.repeat(64);
+      t.apply({ reset: true, version: 1, view: 'processes', edges: {}, nodes: {
+        'process:h:1': node('process:h:1', C1, { metadata: { container_name: 'db' } }) } });
+      t.apply({ version: 2, previous_version: 1, add: { nodes: {
+        'process:h:2': node('process:h:2', C2, { metadata: { container_name: 'web' } }) } } });
+      const host = node('host:h', null);
+      return [m.labelOfId(C1, t.nodes, t.names), m.labelOfId(C2, t.nodes, t.names),
+              m.labelOfId('container:' + '3'.repeat(64), t.nodes, t.names),
+              m.labelOfId('host:h', new Map([['host:h', host]]), t.names)];
+    """)
+    assert result == ["db", "web", "container 333333333333", "h"]
+
+
 def test_layout_keeps_every_placed_node_where_it_is_while_others_come_and_go(page: Page) -> None:
     moved = run(page, "layout", NODES + """
       const l = new m.Layout();

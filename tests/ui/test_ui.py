@@ -309,3 +309,12 @@ def test_nodes_are_sized_by_the_chosen_metric(ui: Ui) -> None:
     ui.page.select_option("#size-by", "cpu_percent")
     ui.page.wait_for_function("([a, b]) => trioscope.radius(b) > trioscope.radius(a) + 3", arg=[idle, busy])
     assert "size=cpu_percent" in ui.page.url
+
+
+def test_processes_are_shown_with_their_containers_names(ui: Ui) -> None:
+    post_report(ui.server, 0, containers=2, processes=4, connections=0)
+    ui.open("?view=processes&mode=table")
+    ui.page.wait_for_function("() => document.querySelector('#counts').textContent === '4 nodes'")
+    parents = ui.page.evaluate("() => [...document.querySelectorAll('#table-body .tr')]"
+                               ".map((row) => row.querySelectorAll('.td')[2].textContent)")
+    assert sorted(parents) == ["svc-0-0", "svc-0-0", "svc-0-1", "svc-0-1"]  # not "container 1a2b…"

@@ -157,7 +157,7 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> 
                 agent_id=agent_id, status=c.state, last_seen=when, metadata=meta, metrics=metrics)
 
 
-def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, container: str | None,
+def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, container: Node | None,
                   agent_id: str, when: float) -> Node:
     # Interned: a JSON parser makes a new string for every occurrence, and
     # 100,000 processes share a few dozen names, users and states.
@@ -171,8 +171,9 @@ def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, contain
         meta["threads"] = p.threads
     if p.started_at is not None:
         meta["started_at"] = p.started_at.isoformat().replace("+00:00", "Z")
-    if container:
-        meta["container_id"] = container
+    if container is not None:
+        meta["container_id"] = container.id
+        meta["container_name"] = container.label  # the one string of the container's node, shared
     return Node(
         id=process_id(hostname, p.pid), kind=NodeKind.PROCESS, label=intern(p.name) or str(p.pid),
         parent=parent, host=host, agent_id=agent_id, status=intern(p.status) or "running", last_seen=when,
@@ -244,15 +245,20 @@ def build_partition(report: Report, received_at: float) -> Partition:
     processes = report.processes_info.processes if report.processes_info else []
     for p in processes:
         cid = ids.resolve(p)
-        container = container_id(cid) if cid else None
-        if container and container not in nodes:
-            short = cid[:12]  # type: ignore[index]
-            nodes[container] = Node(id=container, kind=NodeKind.CONTAINER, label=short, parent=host, host=host,
-                                    agent_id=agent, status="running", last_seen=when,
-                                    metadata={"container_id": cid, "name": short, "inferred": True})
-            node_reps[container] = reps(host=host, container=container)
-            container_ips.setdefault(container, [])
-        node = _process_node(p, hostname, host, container or host, container, agent, when)
+        inside: Node | None = None
+        if cid:
+            inside = nodes.get(container_id(cid))
+            if inside is None:
+                short = cid[:12]
+                inside = Node(id=container_id(cid), kind=NodeKind.CONTAINER, label=short, parent=host, host=host,
+                              agent_id=agent, status="running", last_seen=when,
+                              metadata={"container_id": cid, "name": short, "inferred": True})
+                nodes[inside.id] = inside
+                node_reps[inside.id] = reps(host=host, container=inside.id)
+                container_ips.setdefault(inside.id, [])
+        # The container node's own id string: one for all its processes, not one each.
+        container = inside.id if inside is not None else None
+        node = _process_node(p, hostname, host, container or host, inside, agent, when)
         nodes[node.id] = node
         outer = node_reps[container] if container else node_reps[host]
         node_reps[node.id] = reps(host=host, container=container, process=node.id,

@@ -19,6 +19,7 @@ export class GraphView {
     this.camera = { x: 0, y: 0, k: 1 };
     this.placed = false; // the camera has been fitted to some content once
     this.nodes = new Map();
+    this.names = new Map();
     this.edges = new Map();
     this.layout = null;
     this.match = () => true;
@@ -32,8 +33,8 @@ export class GraphView {
     new ResizeObserver(() => this.invalidate()).observe(canvas);
   }
 
-  setData({ nodes, edges, layout, match, sizeBy, selected }) {
-    Object.assign(this, { nodes, edges, layout, match, sizeBy, selected });
+  setData({ nodes, names, edges, layout, match, sizeBy, selected }) {
+    Object.assign(this, { nodes, names, edges, layout, match, sizeBy, selected });
     this.sizeMax = 0;
     if (sizeBy) {
       for (const node of nodes.values()) {
@@ -198,7 +199,7 @@ export class GraphView {
       ctx.font = "600 12px system-ui, sans-serif";
       ctx.fillStyle = "#566074";
       for (const [key, group] of named) {
-        ctx.fillText(labelOfId(key, this.nodes), x + group.x * k, y + (group.y - group.radius) * k - 6);
+        ctx.fillText(labelOfId(key, this.nodes, this.names), x + group.x * k, y + (group.y - group.radius) * k - 6);
       }
     }
     // As many characters as fit between neighbours (~6.5 px each), whole below 40 nodes.

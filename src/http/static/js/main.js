@@ -252,11 +252,11 @@ function render() {
   $("counts").textContent = loading ? "loading…" : match.active ? `${shown} of ${counted(all.size)}` : counted(all.size);
   $("counts").dataset.shown = String(shown);
   if (state.mode === "graph") {
-    graph.setData({ nodes: all, edges: model.edges, layout, match, sizeBy: state.size, selected: state.node });
+    graph.setData({ nodes: all, names: model.names, edges: model.edges, layout, match, sizeBy: state.size, selected: state.node });
   } else {
     const nodes = match.active ? [...all.values()].filter(match) : [...all.values()];
     const key = `${model.version}\n${JSON.stringify([filters.q, filters.type, filters.labels, filters.metric, filters.min])}`;
-    table.setData({ nodes, all, metrics, showType: state.view === "all", sort: state.sort, dir: state.dir,
+    table.setData({ nodes, all, names: model.names, metrics, showType: state.view === "all", sort: state.sort, dir: state.dir,
       selected: state.node, key });
   }
   fillMetricChoices(metrics);

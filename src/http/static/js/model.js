@@ -7,6 +7,9 @@ export class Topology {
     this.edges = new Map();
     this.version = null;
     this.view = null;
+    // Container node id -> name, from its processes' metadata: the processes
+    // view shows no container nodes but groups by them.
+    this.names = new Map();
   }
 
   // Applies one `topology_update` payload. Returns what changed:
@@ -21,6 +24,8 @@ export class Topology {
       this.edges = new Map(Object.entries(payload.edges || {}));
       this.version = payload.version;
       this.view = payload.view;
+      this.names = new Map();
+      for (const node of this.nodes.values()) this.#learn(node);
       const added = [...this.nodes.keys()].filter((id) => !before.has(id));
       const removed = [...before.keys()].filter((id) => !this.nodes.has(id));
       const updated = [...this.nodes.keys()].filter((id) => before.has(id));
@@ -34,13 +39,10 @@ export class Topology {
     }
     const add = payload.add || {}, update = payload.update || {}, remove = payload.remove || {};
     const added = [], updated = [], removed = [];
-    for (const [id, node] of Object.entries(add.nodes || {})) {
+    for (const [id, node] of [...Object.entries(add.nodes || {}), ...Object.entries(update.nodes || {})]) {
       (this.nodes.has(id) ? updated : added).push(id);
       this.nodes.set(id, node);
-    }
-    for (const [id, node] of Object.entries(update.nodes || {})) {
-      (this.nodes.has(id) ? updated : added).push(id);
-      this.nodes.set(id, node);
+      this.#learn(node);
     }
     for (const id of remove.nodes || []) {
       if (this.nodes.delete(id)) removed.push(id);
@@ -53,6 +55,11 @@ export class Topology {
     for (const id of remove.edges || []) edges += this.edges.delete(id) ? 1 : 0;
     this.version = payload.version;
     return { kind: "diff", added, updated, removed, edges };
+  }
+
+  #learn(node) {
+    const name = node.metadata && node.metadata.container_name;
+    if (name && node.parent) this.names.set(node.parent, name);
   }
 
   // The names of the metrics the nodes carry, CPU and memory first.
@@ -68,10 +75,13 @@ export class Topology {
   }
 }
 
-// "host:web-1" -> "web-1"; "container:96aac9…" -> "container 96aac9fc5351".
-export function labelOfId(id, nodes) {
+// "host:web-1" -> "web-1"; "container:96aac9…" -> its name in `names` (a
+// Topology's), else "container 96aac9fc5351".
+export function labelOfId(id, nodes, names) {
   const node = nodes && nodes.get(id);
   if (node) return node.label;
+  const name = names && names.get(id);
+  if (name) return name;
   const [kind, rest = ""] = splitId(id);
   if (kind === "container" && /^[0-9a-f]{64}$/.test(rest)) return `container ${rest.slice(0, 12)}`;
   return rest || id;

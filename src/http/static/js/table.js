@@ -42,14 +42,15 @@ export class TableView {
     new ResizeObserver(() => this.#paint()).observe(this.scroll);
   }
 
-  // nodes: the matching nodes; all: the view's nodes by id (for parents' names);
-  // key: changes whenever the rows may have (the rows are sorted again only then).
-  setData({ nodes, all, metrics, showType, sort, dir, selected, key }) {
+  // nodes: the matching nodes; all: the view's nodes by id and names: container
+  // names (for parents' names); key: changes whenever the rows may have (the
+  // rows are sorted again only then).
+  setData({ nodes, all, names, metrics, showType, sort, dir, selected, key }) {
     const columns = [
       { key: "label", title: "Name", get: (n) => n.label },
       ...(showType ? [{ key: "type", title: "Type", get: (n) => n.type }] : []),
       { key: "status", title: "Status", get: (n) => n.status, status: true },
-      { key: "parent", title: "Parent", get: (n) => (n.parent ? labelOfId(n.parent, all) : "") },
+      { key: "parent", title: "Parent", get: (n) => (n.parent ? labelOfId(n.parent, all, names) : "") },
       ...metrics.slice(0, MAX_METRIC_COLUMNS).map((name) => ({
         key: name, title: metricLabel(name), metric: name, get: (n) => (n.metrics ? n.metrics[name] : undefined),
       })),
