@@ -6,8 +6,8 @@ the same run, each in a fresh process.
     .venv/bin/python bench/probe.py [--cycles 10] [--containers 20] [--processes 300]
 
 Targets: below 2% of one core at the 15 s interval (under 0.3 s of CPU per
-cycle) and below 60 MB RSS. Starts the container engine with
-tests/tools/docker-engine.sh; everything started is removed at the end.
+cycle) and below 60 MB RSS. Starts a container engine of its own (tests/engine.py);
+everything started is removed at the end.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ import docker
 import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
-ENGINE = ROOT / "tests" / "tools" / "docker-engine.sh"
+sys.path.insert(0, str(ROOT))
+from tests.engine import ContainerEngine  # noqa: E402
 
 MEASURE = textwrap.dedent("""
     import json, sys, time, resource, psutil
@@ -76,7 +77,11 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    docker_host = subprocess.run(["bash", str(ENGINE)], capture_output=True, text=True, check=True).stdout.split()[-1]
+    with ContainerEngine() as docker_host:
+        run(args, docker_host)
+
+
+def run(args: argparse.Namespace, docker_host: str) -> None:
     client = docker.DockerClient(base_url=docker_host)
     containers, sleepers = [], []
     try:

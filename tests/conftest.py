@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import pytest
 
+from tests.engine import ContainerEngine, EngineUnavailable
 from trioscope.config import Settings
 
 
@@ -20,3 +22,13 @@ def settings_in(data_dir: Path, base: Settings | None = None) -> Settings:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return settings_in(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> Iterator[str]:
+    """A Podman engine for the tests that need one, stopped when the session ends."""
+    try:
+        with ContainerEngine() as host:
+            yield host
+    except EngineUnavailable as exc:
+        pytest.skip(str(exc))

@@ -2,11 +2,10 @@
 tests/tools/docker-engine.sh): containers appear with their ids, names,
 images and states, processes inside them belong to them, and a pause shows.
 
-Skipped only if the engine script itself fails (the reason is printed)."""
+Skipped only if the engine cannot start here (tests/engine.py; the reason is shown)."""
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -23,18 +22,7 @@ from tests.integration.test_probe import probe
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
 
-ENGINE_SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "docker-engine.sh"
 IMAGE = "localhost/busybox:latest"
-
-
-@pytest.fixture(scope="module")
-def docker_host() -> str:
-    result = subprocess.run(["bash", str(ENGINE_SCRIPT)], capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        reason = f"the container engine script failed ({result.returncode}): {result.stderr.strip()[-500:]}"
-        print(reason)
-        pytest.skip(reason)
-    return result.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture

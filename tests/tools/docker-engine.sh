@@ -2,9 +2,20 @@
 # Starts a real Docker-API-compatible engine (Podman) on a unix socket, for tests of the
 # probe's Docker collectors and container controls. Idempotent: safe to run many times.
 #   usage: tests/tools/docker-engine.sh [SOCKET]     (default /tmp/trioscope-podman.sock)
-# Prints the DOCKER_HOST value to use, e.g. unix:///tmp/trioscope-podman.sock
-# Also imports a tiny busybox image as localhost/busybox:latest (no registry needed).
+#          Leaves the engine running in the background and prints the DOCKER_HOST value
+#          to use, e.g. unix:///tmp/trioscope-podman.sock (for trying things by hand).
+#   usage: tests/tools/docker-engine.sh --exec SOCKET
+#          Becomes the engine (exec), in the foreground: the caller owns its process and
+#          ends it (tests/engine.py, for tests and benchmarks).
+# Either way installs what is missing and imports a tiny busybox image as
+# localhost/busybox:latest (no registry needed).
 set -euo pipefail
+EXEC=false
+if [ "${1:-}" = "--exec" ]; then
+  EXEC=true
+  shift
+  [ -n "${1:-}" ] || { echo "docker-engine: --exec needs a socket path" >&2; exit 2; }
+fi
 SOCK="${1:-/tmp/trioscope-podman.sock}"
 log() { echo "docker-engine: $*" >&2; }
 
@@ -15,15 +26,18 @@ fi
 
 # crun fails here (hybrid cgroups); rlimits cannot be raised (no CAP_SYS_RESOURCE).
 mkdir -p /etc/containers
-if ! grep -q 'trioscope' /etc/containers/containers.conf 2>/dev/null; then
+# exit_command_delay: an exec session's conmon otherwise lingers 5 minutes after the
+# exec (and its container) is gone.
+if ! grep -q 'trioscope, 2' /etc/containers/containers.conf 2>/dev/null; then
   cat > /etc/containers/containers.conf <<'CONF'
-# written by trioscope tests/tools/docker-engine.sh
+# written by trioscope, 2: tests/tools/docker-engine.sh
 [containers]
 default_ulimits = ["nofile=4096:4096", "nproc=4096:4096"]
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+exit_command_delay = 5
 CONF
 fi
 
@@ -37,6 +51,11 @@ if ! podman image exists localhost/busybox:latest; then
   tar -C "$tmp/root" -cf "$tmp/rootfs.tar" .
   podman import --change 'CMD ["/bin/sh"]' "$tmp/rootfs.tar" localhost/busybox:latest >/dev/null
   rm -rf "$tmp"
+fi
+
+if $EXEC; then
+  rm -f "$SOCK"
+  exec podman system service --time=0 "unix://$SOCK"
 fi
 
 if ! curl -sf --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; then

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from tests.integration.test_probe import probe
-from tests.integration.test_probe_containers import container, docker_host  # noqa: F401 (fixtures)
+from tests.integration.test_probe_containers import container  # noqa: F401 (a fixture)
 
 from .conftest import Ui
 
