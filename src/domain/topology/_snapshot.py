@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any
 
 import attrs
 import orjson
 
-from ._model import Edge, Node, NodeKind, View
+from ._model import Edge, Node, NodeKind, View, edge_entries
 
 
 def kind_of(node_id: str) -> NodeKind:
@@ -95,7 +96,11 @@ class TopologySnapshot:
         yield b'{"nodes":{'
         yield from _joined((n.entry() for n in self.nodes(view)), batch)
         yield b'},"edges":{'
-        yield from _joined((e.entry() for e in self.edges(view)), batch)
+        edges = self.edges(view)
+        first = True
+        while chunk := list(islice(edges, batch)):
+            yield (b"" if first else b",") + edge_entries(chunk)
+            first = False
         tail = {"timestamp": _timestamp(self.timestamp), "version": self.version,
                 "view": view.value if view is not None else "all", **(extra or {})}
         yield b"}," + orjson.dumps(tail)[1:]
