@@ -35,6 +35,7 @@ from trioscope.actors.client import GOING_AWAY, POLICY_VIOLATION, ClientLink
 from trioscope.actors.deployment_queue import Report
 from trioscope.actors.notifier import event_client_spec
 from trioscope.domain.commands import CommandReport
+from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.domain.principals import Permission
 from trioscope.domain.report import InvalidDocument, decode
 from trioscope.system import NOTIFIER
@@ -171,7 +172,9 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
     return {"type": "ack", "request_id": request_id, "status": "accepted" if changed else "duplicate"}
 
 
-_ONE_MESSAGE_REFUSALS = frozenset({"replayed_request", "clock_skew", "invalid_signature", "signed_before_start"})
+_ONE_MESSAGE_REFUSALS = frozenset(failure.code for failure in (
+    AgentAuthFailure.REPLAYED, AgentAuthFailure.CLOCK_SKEW, AgentAuthFailure.BAD_SIGNATURE,
+    AgentAuthFailure.SIGNED_BEFORE_START))
 """Refusals of one signed frame, not of the agent's credentials: the socket stays open."""
 
 

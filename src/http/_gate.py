@@ -69,6 +69,8 @@ async def directory() -> AgentDirectory:
 
 
 async def check_address_rate() -> None:
+    # A coroutine although it never waits: Quart runs a plain-function hook in
+    # a worker thread, a thread hop on every request.
     wait = services().gate.per_address.acquire(client_address(), time.monotonic())
     if wait:
         raise ApiError(429, "rate_limited", "too many requests from this address; slow down",
