@@ -152,6 +152,15 @@ KEYS: tuple[Key, ...] = (
         flags=(),
     ),
     Key(
+        name="auth.protect_reads",
+        kind=BoolKind(),
+        default=False,
+        help="also require a user token (any role) for the topology and query API, the agent list, "
+             "/api/v1/ws and /metrics; reports and probe requests stay open",
+        env=("TRIOSCOPE_AUTH_PROTECT_READS",),
+        flags=("--protect-reads",),
+    ),
+    Key(
         name="agents.stale_threshold",
         kind=DurationKind(1 * SECOND, 30 * DAY),
         default=5 * MINUTE,

@@ -42,12 +42,15 @@ class StorageSettings:
 
 @attrs.frozen(kw_only=True)
 class AuthSettings:
-    """How user tokens are signed."""
+    """How user tokens are signed, and which requests need one."""
 
     # Kept out of repr so logging a Settings cannot leak the key.
     secret: str = attrs.field(repr=False)
     """HS256 key for user tokens; empty means the one generated into
     ``<data_dir>/jwt-secret``. Empty or at least 32 characters."""
+    protect_reads: bool
+    """Reads of the topology, queries, agent list, live stream and metrics
+    need a user token too (off: the seed's quick-start reads without one)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -13,6 +13,7 @@ from trioscope.domain.report import InvalidDocument, decode_registration
 from trioscope.domain.timeseries import RESOLUTION
 from trioscope.runtime import ActorRef, ActorStopped, AskTimeout, TooManyChildren
 
+from . import _gate
 from ._bodies import invalid, read_json
 from ._errors import ApiError
 from ._responses import json_response
@@ -98,5 +99,6 @@ async def describe_all() -> list[dict[str, Any]]:
 @blueprint.get("/api/v1/agents/list")
 async def list_agents() -> Response:
     """List all agents with their status."""
+    await _gate.protected_read()
     agents = await describe_all()
     return json_response({"agents": agents, "count": len(agents)})

@@ -16,7 +16,7 @@ from trioscope.domain.rates import RateLimiter
 from trioscope.store import StoreReader, token_secret
 from trioscope.system import AGENTS, CLIENTS, DIRECTORY, HUB, QUEUES, STORE, TOPOLOGY, database_path
 
-from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _health, _live, _query, _reports, _ui
+from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _query, _reports, _ui
 from ._live import close_all
 from ._errors import install_error_handlers
 from ._metrics import Metrics
@@ -61,6 +61,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     @app.get("/metrics")
     async def prometheus() -> Response:
         """Prometheus metrics."""
+        await _gate.protected_read()
         s = services()
         stats = await s.topology.ask(GetStats(), timeout=30)
         s.metrics.agents.set(len(s.agents))

@@ -55,8 +55,6 @@ CLOSE_TIMEOUT = 5.0
 REFUSAL_TYPES = tuple(REFUSALS)
 AGENT_POLL = 60.0
 MAX_AGENT_MESSAGE = 1024 * 1024
-TOKEN_SUBPROTOCOL = "trioscope"
-_BEARER = "bearer."
 
 
 @blueprint.websocket("/ws/user/<user_id>")
@@ -64,7 +62,7 @@ async def user_events(user_id: str) -> Response | None:
     """Command and agent events for a user (WebSocket; ?token=<user token>, or the token offered
     as a subprotocol)."""
     s = services()
-    offered = _offered_token()
+    offered = _gate.offered_token()
     try:
         await _gate.check_address_rate()
         token = offered if offered is not None else websocket.args.get("token") or ""
@@ -77,15 +75,7 @@ async def user_events(user_id: str) -> Response | None:
     link = ClientLink(s.settings.websocket.buffer_size * 16)
     spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
                              admin=principal.may(Permission.ADMINISTER))
-    return await serve_client_socket(link, spec, subprotocol=TOKEN_SUBPROTOCOL if offered is not None else None)
-
-
-def _offered_token() -> str | None:
-    """The token offered as a ``bearer.<token>`` subprotocol beside ``trioscope``."""
-    offered = websocket.requested_subprotocols
-    if TOKEN_SUBPROTOCOL not in offered:
-        return None
-    return next((p.removeprefix(_BEARER) for p in offered if p.startswith(_BEARER)), None)
+    return await serve_client_socket(link, spec, subprotocol=_gate.chosen_subprotocol())
 
 
 @blueprint.websocket("/ws/agent/<deployment_hash>")

@@ -123,6 +123,40 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
     return principal
 
 
+async def protected_read() -> None:
+    """With ``auth.protect_reads``: a valid user token (any role) or 401. A
+    WebSocket may offer it as a subprotocol (``offered_token``) or ?token=."""
+    if not services().settings.auth.protect_reads:
+        return
+    await check_address_rate()  # refusals are audited: bounded per client before that
+    if has_request_context():
+        await user(Permission.READ)
+    else:
+        offered = offered_token()
+        await user(Permission.READ, token=offered if offered is not None else websocket.args.get("token") or "")
+
+
+TOKEN_SUBPROTOCOL = "trioscope"
+"""Chosen when a WebSocket client offers it with ``bearer.<token>``: browsers
+cannot set an Authorization header on a WebSocket, and a token in the URL ends
+up in proxy logs."""
+_BEARER = "bearer."
+
+
+def offered_token() -> str | None:
+    """The token a WebSocket offers as a ``bearer.<token>`` subprotocol beside ``trioscope``."""
+    offered = websocket.requested_subprotocols
+    if TOKEN_SUBPROTOCOL not in offered:
+        return None
+    return next((p.removeprefix(_BEARER) for p in offered if p.startswith(_BEARER)), None)
+
+
+def chosen_subprotocol() -> str | None:
+    """What to accept a WebSocket with: ``trioscope`` if offered (a browser
+    that offers subprotocols fails the connection unless one is chosen)."""
+    return TOKEN_SUBPROTOCOL if TOKEN_SUBPROTOCOL in websocket.requested_subprotocols else None
+
+
 def _not_found(deployment_hash: str) -> ApiError:
     return ApiError(404, "deployment_not_found", f"no deployment {deployment_hash!r}",
                     details={"deployment_hash": deployment_hash})

@@ -16,7 +16,8 @@ from trioscope.runtime import (
 )
 from trioscope.system import HUB
 
-from ._errors import error_response
+from . import _gate
+from ._errors import ApiError, error_response
 from ._services import services
 
 log = logging.getLogger(__name__)
@@ -30,12 +31,17 @@ async def live() -> Response | None:
     """Live topology and report updates (WebSocket; ?view=hosts|containers|...)."""
     s = services()
     try:
+        await _gate.protected_read()
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    try:
         view = parse_view(websocket.args.get("view"))
     except BadClientMessage as exc:
         return error_response(400, "invalid_parameter", exc.message, details={"parameter": "view"})
     link = ClientLink(s.settings.websocket.buffer_size)
     name = f"ws-{next(_names)}"
-    return await serve_client_socket(link, client_spec(name, link, HUB, view, s.settings, s.live))
+    return await serve_client_socket(link, client_spec(name, link, HUB, view, s.settings, s.live),
+                                     subprotocol=_gate.chosen_subprotocol())
 
 
 async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol: str | None = None

@@ -14,12 +14,14 @@ from trioscope.config import format_duration, parse_duration
 from trioscope.domain.agents import rfc3339
 from trioscope.domain.topology import CACHE_LIMIT, TopologySnapshot, View
 
+from . import _gate
 from ._agents import agent_or_404
 from ._errors import ApiError
 from ._responses import JSON, json_bytes_response, json_response
 from ._services import services
 
 blueprint = Blueprint("query", __name__)
+blueprint.before_request(_gate.protected_read)
 
 _VIEWS = {v.value: v for v in View}
 MAX_DURATION = 30 * 24 * 3600.0

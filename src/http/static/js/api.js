@@ -51,6 +51,13 @@ export async function api(path, { method = "GET", body, signal } = {}) {
   return data;
 }
 
+// The subprotocols that carry the token to a WebSocket (a browser cannot set
+// its headers, and a token in the URL ends up in proxy logs).
+export function tokenProtocols() {
+  const current = token();
+  return current ? ["trioscope", `bearer.${current}`] : [];
+}
+
 // A WebSocket URL on this server.
 export function socketUrl(path) {
   const scheme = location.protocol === "https:" ? "wss:" : "ws:";

@@ -3,7 +3,7 @@
 // progress of those commands as /ws/user reports it. Logs, exec and inspect
 // show their output when the probe reports the result.
 
-import { ApiError, api, socketUrl, token } from "./api.js";
+import { ApiError, api, socketUrl, tokenProtocols } from "./api.js";
 import { el } from "./dom.js";
 import { ReconnectingSocket } from "./socket.js";
 
@@ -28,9 +28,8 @@ export class Controls {
     this.events = null;
     this.principal = principal;
     if (!principal) return;
-    // The token goes as a subprotocol, not in the URL, which proxies log.
     this.events = new ReconnectingSocket(socketUrl(`/ws/user/${encodeURIComponent(principal.user_id)}`), {
-      protocols: () => ["trioscope", `bearer.${token()}`],
+      protocols: tokenProtocols,
       onMessage: (message) => this.#event(message),
       onOpen: () => this.#catchUp(),
     });

@@ -2,7 +2,7 @@
 // and keeps the graph, the table, the filters, the details panel, the stats
 // bar and the URL in step. Each part lives in its own module; this one wires.
 
-import { ApiError, api, events, setToken, socketUrl, token } from "./api.js";
+import { ApiError, api, events, setToken, socketUrl, token, tokenProtocols } from "./api.js";
 import { Controls } from "./controls.js";
 import { DetailsPanel } from "./details.js";
 import { compileFilter } from "./filter.js";
@@ -194,6 +194,7 @@ function onTopology(payload) {
 function startLive() {
   if (live) return;
   live = new ReconnectingSocket(liveUrl, {
+    protocols: tokenProtocols, // needed where the server protects reads (auth.protect_reads)
     onMessage: (message) => {
       if (message.type === "topology_update") onTopology(message.payload);
       else if (message.type === "error") console.warn(`trioscope: the server refused a request: ${message.payload.message}`);
