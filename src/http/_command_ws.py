@@ -62,11 +62,9 @@ async def user_events(user_id: str) -> Response | None:
     """Command and agent events for a user (WebSocket; ?token=<user token>, or the token offered
     as a subprotocol)."""
     s = services()
-    offered = _gate.offered_token()
     try:
         await _gate.check_address_rate()
-        token = offered if offered is not None else websocket.args.get("token") or ""
-        principal = await _gate.user(Permission.READ, token=token)
+        principal = await _gate.user(Permission.READ, token=_gate.socket_token())
         _gate.own_user(principal, user_id)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)

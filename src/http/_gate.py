@@ -125,15 +125,18 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
 
 async def protected_read() -> None:
     """With ``auth.protect_reads``: a valid user token (any role) or 401. A
-    WebSocket may offer it as a subprotocol (``offered_token``) or ?token=."""
+    WebSocket may offer it as a subprotocol (``offered_token``), as ?token= or,
+    from a client that can, in the Authorization header."""
     if not services().settings.auth.protect_reads:
         return
     await check_address_rate()  # refusals are audited: bounded per client before that
-    if has_request_context():
-        await user(Permission.READ)
-    else:
-        offered = offered_token()
-        await user(Permission.READ, token=offered if offered is not None else websocket.args.get("token") or "")
+    await user(Permission.READ, token=None if has_request_context() else socket_token())
+
+
+def socket_token() -> str | None:
+    """A WebSocket client's user token: offered as a subprotocol, else ?token=
+    (None: then ``user`` reads the Authorization header)."""
+    return offered_token() or websocket.args.get("token")
 
 
 TOKEN_SUBPROTOCOL = "trioscope"

@@ -40,7 +40,7 @@ def test_reads_need_a_user_token_and_writes_of_probes_do_not(server: ServerProce
             assert client.get(path, headers=viewer).status_code == 200, path
 
 
-async def test_the_live_stream_takes_the_token_as_a_subprotocol_or_in_the_query(server: ServerProcess) -> None:
+async def test_the_live_stream_takes_the_token_as_a_subprotocol_in_the_query_or_as_a_header(server: ServerProcess) -> None:
     url = server.base_url.replace("http://", "ws://") + "/api/v1/ws?view=hosts"
     token = server.user_token("vic", "acme", "VIEWER")
     with pytest.raises(ConnectionRejected) as rejected:
@@ -53,5 +53,8 @@ async def test_the_live_stream_takes_the_token_as_a_subprotocol_or_in_the_query(
             first = json.loads(await ws.get_message())
         assert first["type"] == "topology_update" and first["payload"]["reset"] is True
     async with open_websocket_url(f"{url}&token={token}") as ws:
+        with trio.fail_after(10):
+            assert json.loads(await ws.get_message())["type"] == "topology_update"
+    async with open_websocket_url(url, extra_headers=[(b"Authorization", f"Bearer {token}".encode())]) as ws:
         with trio.fail_after(10):
             assert json.loads(await ws.get_message())["type"] == "topology_update"
