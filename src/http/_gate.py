@@ -1,6 +1,7 @@
 """The one chokepoint for the command service: rate limits, who is asking, and
-which tenant a request may see. Every command-service route goes through here;
-every refusal is audited.
+which tenant a request may see. Every command-service route goes through here,
+and with ``auth.protect_reads`` the observability reads too; every refusal is
+audited.
 
 Order of checks: the client address's rate limit (before any work on
 credentials), then credentials, then the user's or agent's own rate limit.
