@@ -129,7 +129,8 @@ class DeploymentQueueActor(RefusingActor):
         self.notifier: ActorRef | None = None
         self.tenant = self.owner = ""
         self.clock = clock
-        self.queue = DeploymentQueue()
+        c = settings.commands
+        self.queue = DeploymentQueue(delivery_deadline=c.delivery_deadline, timeout_grace=c.timeout_grace)
         self.waiters: list[Waiter] = []
         self.idle_since = clock()
         self.last_sequence = 0
@@ -150,8 +151,7 @@ class DeploymentQueueActor(RefusingActor):
     def _next_wake(self, now: float) -> float | None:
         """The next time something is due: a scheduled command, a deadline, or
         stopping for idleness. None: nothing until a message changes that."""
-        c = self.settings.commands
-        times = [self.queue.next_deadline(delivery_deadline=c.delivery_deadline, timeout_grace=c.timeout_grace)]
+        times = [self.queue.next_deadline()]
         if self.waiters:  # a scheduled command matters once there is a poll to hand it to
             times.append(self.queue.next_due(now))
         if not len(self.queue) and not self.waiters:
@@ -332,12 +332,14 @@ class DeploymentQueueActor(RefusingActor):
         return await self._change(command, _EVENT_FOR[final], now, None, detail, **changes), True
 
     async def _tick(self, now: float) -> None:
-        c = self.settings.commands
-        for command, event in self.queue.overdue(now, delivery_deadline=c.delivery_deadline,
-                                                 timeout_grace=c.timeout_grace):
+        for command, event in self.queue.overdue(now):
             error = "timed out" if event is CommandEvent.TIME_OUT else None
             detail = {"error": error} if error else {"reason": "not delivered before the delivery deadline"}
-            await self._change(command, event, now, None, detail, **({"error": error} if error else {}))
+            try:
+                await self._change(command, event, now, None, detail, **({"error": error} if error else {}))
+            except Conflict:
+                await self._reload(command.id)  # another writer changed it: the next tick looks again
+                continue
             publish(self.notifier, self.tenant, self.owner, {
                 "type": "system_alert", "severity": "warning", "deployment_hash": self.deployment_hash,
                 "message": f"command {command.id} ({command.type}) {'timed out' if error else 'expired'}"})

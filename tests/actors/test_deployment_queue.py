@@ -10,7 +10,7 @@ import trio
 import pytest
 
 from tests.conftest import settings_in
-from trioscope.actors.deployment_queue import Create, Poll, Undeliverable, Waiter, Withdraw, queue_spec
+from trioscope.actors.deployment_queue import Create, Poll, Snapshot, Undeliverable, Waiter, Withdraw, queue_spec
 from trioscope.actors.directory import CreateDeployment
 from trioscope.domain.commands import Command, CommandStatus, Priority, new_command
 from trioscope.runtime import ActorRef, open_actor_system
@@ -40,13 +40,28 @@ def settings(tmp_path):
     return attrs.evolve(base, commands=attrs.evolve(base.commands, timeout_grace=0.0))
 
 
-@pytest.fixture
-async def queue(settings):
+async def open_queue(settings):
+    """(deployment hash, its queue actor, reader, system) in a running system."""
     reader = StoreReader(database_path(settings))
     async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
         deployment, _ = await system.lookup(DIRECTORY).ask(CreateDeployment("t", "u", {}, audit("deployment.create")))
         spec = queue_spec(deployment.hash, settings, store=system.lookup(STORE), reader=reader)
         yield deployment.hash, system.lookup(QUEUES).ensure_child(spec), reader, system
+
+
+@pytest.fixture
+async def queue(settings):
+    async for opened in open_queue(settings):
+        yield opened
+
+
+@pytest.fixture
+async def expiring(tmp_path):
+    """As ``queue``, with a delivery deadline of one second."""
+    base = settings_in(tmp_path)
+    settings = attrs.evolve(base, commands=attrs.evolve(base.commands, delivery_deadline=1.0))
+    async for opened in open_queue(settings):
+        yield (*opened, settings)
 
 
 async def test_a_crash_mid_poll_loses_neither_queued_nor_new_commands(queue) -> None:
@@ -126,6 +141,51 @@ async def test_deadlines_fire_without_a_fixed_tick(queue, settings) -> None:
     with trio.fail_after(10 + settings.commands.timeout_grace):
         while (await reader.call(SqliteReader.command, "cmd_7")).status is not CommandStatus.FAILED:
             await trio.sleep(0.05)
+
+
+def actor_stats(system, path: str):
+    stack = [system.snapshot().root]
+    while stack:
+        node = stack.pop()
+        if node.path == path:
+            return node
+        stack.extend(getattr(node, "children", ()))
+    raise LookupError(path)
+
+
+async def test_a_command_given_back_then_expiring_expires_once_without_a_crash(expiring) -> None:
+    # Queued, handed to a poll that went away, queued again: it must expire
+    # once. (It was reported overdue twice and crashed the actor on the second.)
+    deployment_hash, ref, reader, system, _ = expiring
+    await ref.ask(Create(command(deployment_hash, 1), audit("command.create")))
+    await ref.ask(Create(attrs.evolve(command(deployment_hash, 2), priority=Priority.HIGH), audit("command.create")))
+    delivered = await ref.ask(Poll(Waiter()))
+    assert delivered.id == "cmd_2"
+    await ref.ask(Undeliverable(delivered))
+    with trio.fail_after(10):
+        while {(await reader.call(SqliteReader.command, f"cmd_{n}")).status for n in (1, 2)} != {
+                CommandStatus.EXPIRED}:
+            await trio.sleep(0.05)
+    stats = actor_stats(system, ref.path)
+    assert (stats.restarts, stats.failed) == (0, 0)
+    expired = await reader.call(SqliteReader.command, "cmd_2")
+    assert [h.event.value for h in expired.history[1:]] == ["deliver", "return", "expire"]
+
+
+async def test_two_replicas_expiring_the_same_command_expire_it_once_without_a_crash(expiring) -> None:
+    deployment_hash, first, reader, system, settings = expiring
+    await first.ask(Create(command(deployment_hash, 1), audit("command.create")))
+    spec = queue_spec(deployment_hash, settings, store=system.lookup(STORE), reader=reader)
+    second = system.lookup(QUEUES).ensure_child(attrs.evolve(spec, name=f"{deployment_hash}-replica"))
+    await second.ask(Withdraw(Waiter()))  # started: it has loaded the queued command too
+    with trio.fail_after(10):
+        # Both hold it until they expire it, or find it expired by the other.
+        while [await ref.ask(Snapshot()) for ref in (first, second)] != [[], []]:
+            await trio.sleep(0.05)
+    assert [(actor_stats(system, ref.path).restarts, actor_stats(system, ref.path).failed)
+            for ref in (first, second)] == [(0, 0), (0, 0)]
+    stored = await reader.call(SqliteReader.command, "cmd_1")
+    assert [h.event.value for h in stored.history[1:]] == ["expire"]
 
 
 def test_the_timer_wakes_for_deadlines_and_for_due_commands_only_with_a_poll_waiting(settings) -> None:

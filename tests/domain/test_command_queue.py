@@ -32,8 +32,12 @@ def make(command_id: str, *, priority: Priority = Priority.NORMAL, sequence: int
     )
 
 
+def new_queue() -> DeploymentQueue:
+    return DeploymentQueue(delivery_deadline=DELIVERY_DEADLINE, timeout_grace=GRACE)
+
+
 def queue_of(*commands: Command) -> DeploymentQueue:
-    queue = DeploymentQueue()
+    queue = new_queue()
     for command in commands:
         queue.put(command)
     return queue
@@ -76,7 +80,7 @@ def test_take_removes_from_the_order() -> None:
 
 
 def test_empty_queue_takes_nothing_and_has_nothing_due() -> None:
-    queue = DeploymentQueue()
+    queue = new_queue()
     assert queue.take(T0) is None
     assert queue.next_due(T0) is None
     assert len(queue) == 0
@@ -254,7 +258,9 @@ def test_len_counts_open_commands_and_queued_counts_queued_ones() -> None:
 
 
 def overdue_ids(queue: DeploymentQueue, now: float) -> set[tuple[str, CommandEvent]]:
-    return {(c.id, event) for c, event in queue.overdue(now, delivery_deadline=DELIVERY_DEADLINE, timeout_grace=GRACE)}
+    overdue = [(c.id, event) for c, event in queue.overdue(now)]
+    assert len(overdue) == len(set(overdue)), f"a command reported twice: {overdue}"
+    return set(overdue)
 
 
 def test_queued_past_delivery_deadline_expires() -> None:
@@ -277,15 +283,90 @@ def test_sent_past_timeout_plus_grace_times_out() -> None:
 def test_overdue_returns_the_current_command_value() -> None:
     sent = make("sent", timeout_seconds=60).apply(E.DELIVER, T0 + 10)
     queue = queue_of(sent)
-    [(command, event)] = queue.overdue(T0 + 1000, delivery_deadline=DELIVERY_DEADLINE, timeout_grace=GRACE)
+    [(command, event)] = queue.overdue(T0 + 1000)
     assert command == sent and event is E.TIME_OUT
     assert command.apply(event, T0 + 1000).status.terminal
 
 
 def test_next_deadline_is_the_earliest_open_deadline() -> None:
     queue = queue_of(make("queued", sequence=1), make("sent", timeout_seconds=60, sequence=2).apply(E.DELIVER, T0 + 10))
-    assert queue.next_deadline(delivery_deadline=DELIVERY_DEADLINE, timeout_grace=GRACE) == T0 + 10 + 60 + GRACE
-    assert DeploymentQueue().next_deadline(delivery_deadline=DELIVERY_DEADLINE, timeout_grace=GRACE) is None
+    assert queue.next_deadline() == T0 + 10 + 60 + GRACE
+    assert new_queue().next_deadline() is None
+
+
+# Each step: (command index, what happens to it, seconds later).
+STEPS = st.lists(st.tuples(st.integers(0, 3),
+                           st.sampled_from(["create", "deliver", "return", "progress", "finish", "cancel", "look"]),
+                           st.integers(0, 900)), max_size=60)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(STEPS, st.integers(0, 8000))
+def test_deadlines_are_those_of_the_open_commands_however_they_changed(steps: list[tuple[int, str, int]],
+                                                                       look_ahead: int) -> None:
+    """The queue keeps deadlines in a heap of its own: after any history of
+    puts, ``next_deadline`` and ``overdue`` agree with a look at every open command."""
+    queue, now, current = new_queue(), T0, {}
+    for index, what, later in steps:
+        now += later
+        command = current.get(index)
+        if what == "look":  # the actor looks after every batch of messages: stale entries go
+            queue.next_deadline()
+            continue
+        if what == "create" and command is None:
+            command = make(f"c{index}", sequence=len(current) + 1, now=now, timeout_seconds=60 + index,
+                           schedule_at=now + later if index % 3 == 0 else None, requires_confirmation=index == 3)
+        elif command is None or command.status.terminal:
+            continue
+        elif what == "deliver" and command.status is CommandStatus.QUEUED:
+            command = command.apply(E.DELIVER, now)
+        elif what == "return" and command.status is CommandStatus.SENT:
+            command = command.apply(E.RETURN, now)
+        elif what == "progress" and command.status.with_agent:
+            command = command.apply(E.PROGRESS, now)
+        elif what == "finish" and command.status.with_agent:
+            command = command.apply(E.COMPLETE, now)
+        elif what == "cancel" and not command.status.with_agent:
+            command = command.apply(E.CANCEL, now)
+        else:
+            continue
+        current[index] = command
+        queue.put(command)
+    open_now = [c for c in current.values() if not c.status.terminal]
+    deadlines = [c.deadline(delivery_deadline=DELIVERY_DEADLINE, timeout_grace=GRACE) for c in open_now]
+    assert queue.next_deadline() == min((d for d in deadlines if d is not None), default=None)
+    at = now + look_ahead
+    expected = {(c.id, E.TIME_OUT if c.status.with_agent else E.EXPIRE)
+                for c, d in zip(open_now, deadlines, strict=True) if d is not None and d <= at}
+    assert overdue_ids(queue, at) == expected
+    assert overdue_ids(queue, at) == expected  # looking does not consume them
+
+
+def test_a_command_queued_again_is_overdue_once() -> None:
+    # queued (deadline D), sent, returned: queued with deadline D again, while an
+    # earlier deadline keeps the first D entry from surfacing.
+    earlier = make("earlier", sequence=1, now=T0 - 10)
+    command = make("c", sequence=2)
+    queue = queue_of(earlier, command)
+    queue.put(sent := command.apply(E.DELIVER, T0 + 1))
+    queue.next_deadline()
+    queue.put(sent.apply(E.RETURN, T0 + 2))
+    at = T0 + DELIVERY_DEADLINE
+    assert overdue_ids(queue, at) == {("earlier", E.EXPIRE), ("c", E.EXPIRE)}
+    assert overdue_ids(queue, at) == {("earlier", E.EXPIRE), ("c", E.EXPIRE)}
+
+
+def test_deadlines_of_finished_commands_do_not_pile_up() -> None:
+    steady = make("steady", timeout_seconds=7200, sequence=0).apply(E.DELIVER, T0)
+    queue = queue_of(steady)
+    for i in range(1, 5001):  # each: queued (deadline in an hour), sent (in 90 s), done
+        command = make(f"c{i}", sequence=i, now=T0 + i)
+        queue.put(command)
+        queue.put(command := command.apply(E.DELIVER, T0 + i))
+        queue.put(command.apply(E.COMPLETE, T0 + i))
+        assert len(queue._deadlines) <= 2 * len(queue) + 65  # stale entries are dropped as they go
+    assert queue.next_deadline() == T0 + 7200 + GRACE
+    assert overdue_ids(queue, T0 + 7200 + GRACE) == {("steady", E.TIME_OUT)}
 
 
 # --- property ----------------------------------------------------------------------

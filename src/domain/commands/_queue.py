@@ -41,7 +41,11 @@ Delivery = Command | CancelNotice
 class DeploymentQueue:
     """Open commands of one deployment: queued, awaiting confirmation, or with the agent."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, delivery_deadline: float, timeout_grace: float) -> None:
+        self.delivery_deadline = delivery_deadline
+        """Seconds a queued command may wait for delivery (from its ``scheduled_for``)."""
+        self.timeout_grace = timeout_grace
+        """Seconds past its ``timeout_seconds`` a delivered command may take."""
         self._open: dict[str, Command] = {}
         self._ready: list[tuple[int, int, str]] = []
         """(-rank, sequence, id) of queued commands that are due."""
@@ -50,6 +54,10 @@ class DeploymentQueue:
         self._notices: dict[str, CancelNotice] = {}
         self._taken: set[str] = set()
         """Queued commands handed out by ``take`` and not ``put`` back yet."""
+        self._deadlines: list[tuple[float, str]] = []
+        """(deadline, id) pushed whenever an open command's deadline changes: the
+        next one is found without looking at every open command (up to a
+        million of them per deployment)."""
 
     def __len__(self) -> int:
         return len(self._open)
@@ -70,8 +78,13 @@ class DeploymentQueue:
         if command.status.terminal:
             self._open.pop(command.id, None)
             self._notices.pop(command.id, None)
+            self._compact_deadlines()
             return
         self._open[command.id] = command
+        deadline = self._deadline(command)
+        if deadline is not None and (previous is None or self._deadline(previous) != deadline):
+            heapq.heappush(self._deadlines, (deadline, command.id))
+            self._compact_deadlines()
         if command.status is CommandStatus.QUEUED and (
                 returned or previous is None or previous.status is not CommandStatus.QUEUED):
             heapq.heappush(self._scheduled, (command.scheduled_for, command.sequence, command.id))
@@ -131,17 +144,43 @@ class DeploymentQueue:
             return due if due > now else now
         return None
 
-    def overdue(self, now: float, *, delivery_deadline: float, timeout_grace: float) -> list[tuple[Command, CommandEvent]]:
-        """Commands past their deadline, with the event that ends them."""
-        ended = []
-        for command in self._open.values():
-            deadline = command.deadline(delivery_deadline=delivery_deadline, timeout_grace=timeout_grace)
-            if deadline is not None and now >= deadline:
-                event = CommandEvent.TIME_OUT if command.status.with_agent else CommandEvent.EXPIRE
-                ended.append((command, event))
+    def _compact_deadlines(self) -> None:
+        """Once stale entries outnumber the open commands (they would pile up for
+        as long as the delivery deadline), keep only the current deadlines: O(open
+        commands), amortised over the more than as many puts since the last time."""
+        if len(self._deadlines) > 2 * len(self._open) + 64:
+            self._deadlines = [(d, c.id) for c in self._open.values() if (d := self._deadline(c)) is not None]
+            heapq.heapify(self._deadlines)
+
+    def _deadline(self, command: Command) -> float | None:
+        return command.deadline(delivery_deadline=self.delivery_deadline, timeout_grace=self.timeout_grace)
+
+    def _current(self, entry: tuple[float, str]) -> Command | None:
+        """The command of a deadline entry, if the entry is still its deadline."""
+        command = self._open.get(entry[1])
+        return command if command is not None and self._deadline(command) == entry[0] else None
+
+    def overdue(self, now: float) -> list[tuple[Command, CommandEvent]]:
+        """Commands past their deadline, with the event that ends them. They stay
+        open (and overdue) until they are ``put`` with their new status."""
+        ended, due, seen = [], [], set()
+        while self._deadlines and self._deadlines[0][0] <= now:
+            entry = heapq.heappop(self._deadlines)
+            command = self._current(entry)
+            # A command can hold two entries of its current deadline (queued,
+            # sent, returned: queued again); one of them is dropped here.
+            if command is not None and command.id not in seen:
+                seen.add(command.id)
+                due.append(entry)
+                ended.append((command, CommandEvent.TIME_OUT if command.status.with_agent else CommandEvent.EXPIRE))
+        for entry in due:
+            heapq.heappush(self._deadlines, entry)
         return ended
 
-    def next_deadline(self, *, delivery_deadline: float, timeout_grace: float) -> float | None:
-        deadlines = [d for c in self._open.values()
-                     if (d := c.deadline(delivery_deadline=delivery_deadline, timeout_grace=timeout_grace)) is not None]
-        return min(deadlines, default=None)
+    def next_deadline(self) -> float | None:
+        """The earliest deadline of an open command (None: none has one)."""
+        while self._deadlines:
+            if self._current(self._deadlines[0]) is not None:
+                return self._deadlines[0][0]
+            heapq.heappop(self._deadlines)
+        return None
