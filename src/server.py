@@ -22,7 +22,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from trioscope.config import Settings, format_duration
-from trioscope.http import create_app, endpoint_lines, stop_live_updates
+from trioscope.http import MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, stop_live_updates
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import StoreReader
@@ -53,8 +53,9 @@ def hypercorn_config(settings: Settings) -> hypercorn.Config:
     # which makes every busy agent reconnect; there is no reason to.
     config.keep_alive_max_requests = 1_000_000
     config.accesslog = None
-    # Clients only send small control messages; a larger frame closes with 1009.
-    config.websocket_max_message_size = 64 * 1024
+    # The largest frame any socket takes (an agent's result on /ws/agent);
+    # each socket answers or closes beyond its own, smaller limit.
+    config.websocket_max_message_size = MAX_WEBSOCKET_MESSAGE
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
 

@@ -43,6 +43,7 @@ from .hub import Join, LiveUpdate, ReportUpdate
 log = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
 GOING_AWAY = 1001
 INTERNAL_ERROR = 1011
 

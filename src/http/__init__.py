@@ -3,5 +3,6 @@
 from ._app import create_app as create_app
 from ._app import endpoint_lines as endpoint_lines
 from ._app import stop_live_updates as stop_live_updates
+from ._command_ws import MAX_WEBSOCKET_MESSAGE as MAX_WEBSOCKET_MESSAGE
 
-__all__ = ["create_app", "endpoint_lines", "stop_live_updates"]
+__all__ = ["MAX_WEBSOCKET_MESSAGE", "create_app", "endpoint_lines", "stop_live_updates"]

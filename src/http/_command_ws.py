@@ -17,7 +17,10 @@ Each message the agent sends is signed like its HTTP requests::
      "body": "<the report JSON, as a string>"}
 
 and is answered ``{"type": "ack", "request_id", "status", "error"?}``. The
-server sends ``{"type": "command", "item": {...}, "command": {...}}``.
+server sends ``{"type": "command", "item": {...}, "command": {...}}``. The agent
+token comes as ``?token=`` or in an Authorization header. The credentials are
+checked again before every command: a decommissioned or re-enrolled agent's
+socket closes with 4000 + the status its requests get (4410, 4401).
 """
 
 from __future__ import annotations
@@ -38,13 +41,14 @@ from trioscope.domain.commands import CommandReport
 from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.domain.principals import Permission
 from trioscope.domain.report import InvalidDocument, decode
+from trioscope.runtime import ActorFailed
 from trioscope.system import NOTIFIER
 
 from . import _gate
 from ._agent_api import give_back, wait_for_command
 from ._command_views import delivery_view
 from ._commands import ask_queue
-from ._errors import REFUSALS, ApiError, error_response, refusal_status
+from ._errors import REFUSALS, UNAVAILABLE, ApiError, error_response, refusal_status
 from ._live import serve_client_socket
 from ._services import services
 
@@ -53,8 +57,12 @@ blueprint = Blueprint("command_ws", __name__)
 _names = itertools.count(1)
 CLOSE_TIMEOUT = 5.0
 REFUSAL_TYPES = tuple(REFUSALS)
+UNAVAILABLE_TYPES = tuple(UNAVAILABLE)
 AGENT_POLL = 60.0
 MAX_AGENT_MESSAGE = 1024 * 1024
+MAX_WEBSOCKET_MESSAGE = MAX_AGENT_MESSAGE + 64 * 1024
+"""Hypercorn's limit: a frame over it closes the socket with 1009 before any
+handler sees it, so it leaves room for ``message_too_large`` to be answered."""
 
 
 @blueprint.websocket("/ws/user/<user_id>")
@@ -80,7 +88,7 @@ async def user_events(user_id: str) -> Response | None:
 async def agent_channel(deployment_hash: str) -> Response | None:
     """Commands to an agent and its results back, over one WebSocket (?token=<agent token>)."""
     s = services()
-    token = websocket.args.get("token") or ""
+    token = websocket.args.get("token") or _gate.bearer() or ""
     try:
         await _gate.check_address_rate()
         # The handshake has no body: like a GET, its signature covers b"".
@@ -92,7 +100,7 @@ async def agent_channel(deployment_hash: str) -> Response | None:
     s.links.add(link)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_deliver_commands, deployment_hash, link)
+            nursery.start_soon(_deliver_commands, agent.id, deployment_hash, token, link)
             nursery.start_soon(_receive_reports, agent.id, agent.deployment_hash, token, link)
             await link.closed.wait()
             nursery.cancel_scope.cancel()
@@ -103,19 +111,39 @@ async def agent_channel(deployment_hash: str) -> Response | None:
     return None
 
 
-async def _deliver_commands(deployment_hash: str, link: ClientLink) -> None:
+async def _deliver_commands(agent_id: str, deployment_hash: str, token: str, link: ClientLink) -> None:
     while True:
-        delivery = await wait_for_command(deployment_hash, AGENT_POLL, 0, None)
+        if not await _enrolled(agent_id, deployment_hash, token, link):
+            return
+        try:
+            delivery = await wait_for_command(deployment_hash, AGENT_POLL, 0, None)
+        except (*UNAVAILABLE_TYPES, ActorFailed):
+            await trio.sleep(1)  # the queue is swamped, restarting or failing: try again, as a polling agent would
+            continue
         if delivery is None:
             if link.closed.is_set():
                 return
             continue
+        # The agent may have been decommissioned (or re-enrolled) while it waited.
+        if link.closed.is_set() or not await _enrolled(agent_id, deployment_hash, token, link):
+            give_back(deployment_hash, delivery)
+            return
         view = delivery_view(delivery, deployment_hash)
         try:
             await websocket.send(orjson.dumps({"type": "command", "item": view, "command": view}).decode())
         except BaseException:
             give_back(deployment_hash, delivery)
             raise
+
+
+async def _enrolled(agent_id: str, deployment_hash: str, token: str, link: ClientLink) -> bool:
+    """Whether the socket's credentials still hold; if not, the socket closes
+    (4000 + the HTTP status a request would get: 4410 once decommissioned)."""
+    answer = (await _gate.directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=agent_id)
+    if isinstance(answer, AgentAuthFailure):
+        link.close(4000 + answer.status, answer.code)
+        return False
+    return True
 
 
 async def _receive_reports(agent_id: str, deployment_hash: str, token: str, link: ClientLink) -> None:
@@ -157,6 +185,11 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
     except REFUSAL_TYPES as exc:  # 404, 409: answered, the socket stays open
         status, code = refusal_status(exc)
         return _nack(request_id, status, code, str(exc))
+    except UNAVAILABLE_TYPES as exc:  # as HTTP's 503: the agent sends the report again
+        code, message = UNAVAILABLE[type(exc)]
+        return _nack(request_id, 503, code, message)
+    except ActorFailed:  # the queue actor crashed on it (and logged why); it has restarted
+        return _nack(request_id, 500, "internal_error", "internal error; the server log has the details")
     return {"type": "ack", "request_id": request_id, "status": "accepted" if changed else "duplicate"}
 
 

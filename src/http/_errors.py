@@ -78,6 +78,15 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
 }
 
 
+# Overload and unavailability (503 with a code and message each): shed, never
+# queue; the client retries.
+UNAVAILABLE: dict[type[Exception], tuple[str, str]] = {
+    MailboxFull: ("overloaded", "the server is busy; retry shortly"),
+    AskTimeout: ("timeout", "the server did not answer in time; retry shortly"),
+    ActorStopped: ("unavailable", "the server is shutting down or restarting a component"),
+}
+
+
 def refusal_status(exc: Exception) -> tuple[int, str]:
     """The status and error code for an actor's refusal (500 for anything else)."""
     return REFUSALS.get(type(exc), (500, "internal_error"))
@@ -126,18 +135,11 @@ def install_error_handlers(app: Quart) -> None:
     for kind in REFUSALS:
         app.register_error_handler(kind, _refused)
 
-    # Overload and unavailability: shed, never queue; the client retries.
-    unavailable = {
-        MailboxFull: ("overloaded", "the server is busy; retry shortly"),
-        AskTimeout: ("timeout", "the server did not answer in time; retry shortly"),
-        ActorStopped: ("unavailable", "the server is shutting down or restarting a component"),
-    }
-
     async def _unavailable(exc: Exception) -> Response:
-        code, message = unavailable[type(exc)]
+        code, message = UNAVAILABLE[type(exc)]
         return error_response(503, code, message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
-    for kind in unavailable:
+    for kind in UNAVAILABLE:
         app.register_error_handler(kind, _unavailable)
 
     @app.errorhandler(Exception)

@@ -9,7 +9,9 @@ import logging
 import trio
 from quart import Blueprint, Response, websocket
 
-from trioscope.actors.client import GOING_AWAY, INTERNAL_ERROR, ClientLink, FromClient, client_spec
+from trioscope.actors.client import (
+    GOING_AWAY, INTERNAL_ERROR, MESSAGE_TOO_BIG, ClientLink, FromClient, client_spec,
+)
 from trioscope.domain.live import BadClientMessage, parse_view
 from trioscope.runtime import (
     ActorNotFound, ActorRef, ActorSpec, ActorStopped, MailboxFull, StartFailed, TooManyChildren,
@@ -23,6 +25,9 @@ from ._services import services
 log = logging.getLogger(__name__)
 blueprint = Blueprint("live", __name__)
 CLOSE_TIMEOUT = 5.0
+MAX_CLIENT_MESSAGE = 64 * 1024
+"""Browsers send small control messages (views, pongs); Hypercorn's own limit
+is higher because agents send results over /ws/agent."""
 _names = itertools.count(1)
 
 
@@ -51,17 +56,20 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
     accept (choosing ``subprotocol``) and move frames both ways until the
     actor, the server or the client closes."""
     s = services()
+    # From the start request on, the actor is stopped by name however this
+    # ends: a client that hangs up during the handshake cancels us while the
+    # actor may still be starting, and it would never stop by itself.
     try:
-        client = await s.clients.start_child(spec)
-    except TooManyChildren as exc:
-        return error_response(503, "too_many_clients", f"the server already has its limit of {exc.limit} "
-                              "WebSocket clients (websocket.max_clients)", headers={"Retry-After": "10"})
-    except (StartFailed, ActorStopped):
-        return error_response(503, "unavailable", "this stream is not available right now",
-                              headers={"Retry-After": "1"})
-    await websocket.accept(subprotocol=subprotocol)
-    s.links.add(link)
-    try:
+        try:
+            client = await s.clients.start_child(spec)
+        except TooManyChildren as exc:
+            return error_response(503, "too_many_clients", f"the server already has its limit of {exc.limit} "
+                                  "WebSocket clients (websocket.max_clients)", headers={"Retry-After": "10"})
+        except (StartFailed, ActorStopped):
+            return error_response(503, "unavailable", "this stream is not available right now",
+                                  headers={"Retry-After": "1"})
+        await websocket.accept(subprotocol=subprotocol)
+        s.links.add(link)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_write, link)
             nursery.start_soon(_read, client, link)
@@ -85,6 +93,9 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
 async def _read(client: ActorRef, link: ClientLink) -> None:
     while True:
         data = await websocket.receive()
+        if len(data) > MAX_CLIENT_MESSAGE:
+            link.close(MESSAGE_TOO_BIG, f"messages are at most {MAX_CLIENT_MESSAGE} bytes")
+            return
         try:
             client.tell(FromClient(data))
         except MailboxFull:

@@ -3,15 +3,20 @@ commands and agents; agents take commands and send results over one socket."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
+import struct
 import time
 import uuid
 from typing import Any
 
+import attrs
 import httpx
 import pytest
 import trio
-from trio_websocket import ConnectionRejected, open_websocket_url
+from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
 from tests.integration.test_commands import Operator, fresh, setup
 from tests.server_process import ServerProcess
@@ -112,3 +117,72 @@ async def test_agent_sockets_need_the_agents_token(server: ServerProcess) -> Non
             async with open_websocket_url(ws_url(server, f"/ws/agent/{agent.deployment_hash}?token=wrong")):
                 pass
         assert rejected.value.status_code == 401
+
+
+def agent_socket(server: ServerProcess, agent: Any, *, token_in_url: bool = True) -> Any:
+    headers = dict(agent.headers(b""))
+    if token_in_url:
+        headers.pop("Authorization")
+    query = f"?token={agent.token}" if token_in_url else ""
+    return open_websocket_url(ws_url(server, f"/ws/agent/{agent.deployment_hash}{query}"),
+                              extra_headers=[(k.encode(), v.encode()) for k, v in headers.items()])
+
+
+async def test_a_decommissioned_agents_socket_closes_and_gets_no_more_commands(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        async with agent_socket(server, agent, token_in_url=False) as ws:  # the token in the header this time
+            first = await operator.command(client, agent.deployment_hash)
+            assert (await next_event(ws, "command"))["item"]["command_id"] == first["command_id"]
+            admin = attrs.evolve(operator, role="ADMIN")
+            response = await client.post(admin.url(agent.deployment_hash, f"/agents/{agent.agent_id}/decommission"),
+                                         headers=admin.auth)
+            assert response.status_code == 200, response.text
+            later = await operator.command(client, agent.deployment_hash)
+            with pytest.raises(ConnectionClosed) as closed:
+                await next_event(ws, "command")
+            assert (closed.value.reason.code, closed.value.reason.reason) == (4410, "agent_decommissioned")
+        assert (await operator.get(client, agent.deployment_hash, later["command_id"]))["status"] == "queued"
+
+
+async def test_an_agent_result_over_64_kib_is_answered_not_cut_off(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        async with agent_socket(server, agent) as ws:
+            created = await operator.command(client, agent.deployment_hash)
+            await next_event(ws, "command")
+            body = agent.report_body(created["command_id"], "success", result={"log": "x" * 200_000})
+            await ws.send_message(json.dumps(_signed(agent, body)))
+            assert (await next_event(ws, "ack"))["status"] == "accepted"
+            await ws.send_message(json.dumps(_signed(agent, b'"' + b"y" * (1024 * 1024) + b'"')))
+            too_large = await next_event(ws, "ack")
+            assert (too_large["status"], too_large["error"]["code"]) == ("rejected", "message_too_large")
+        command = await operator.get(client, agent.deployment_hash, created["command_id"])
+        assert len(command["result"]["log"]) == 200_000
+
+
+def _abort_handshake(server: ServerProcess, path: str, after: float) -> None:
+    """Send a WebSocket upgrade request and reset the connection ``after`` seconds."""
+    host, port = server.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        time.sleep(after)  # (a test's own client: the server runs in another process)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+async def test_clients_that_hang_up_in_the_handshake_leave_no_stream_behind() -> None:
+    with ServerProcess(["--ws-max-clients", "5", "--rate-per-address", "100000"]) as server:
+        for i in range(120):  # some while the server is still reading, some while it starts the stream
+            _abort_handshake(server, "/api/v1/ws", after=(0, 0.0005, 0.001, 0.002)[i % 4])
+        async with httpx.AsyncClient() as client:
+            with trio.fail_after(10):
+                while True:  # every aborted stream's actor is gone (the gauge counts them)
+                    metrics = (await client.get(f"{server.base_url}/metrics")).text
+                    if "app_websocket_clients 0.0" in metrics.splitlines():
+                        break
+                    await trio.sleep(0.05)
+        for _ in range(5):  # and the limit is there for real clients
+            async with open_websocket_url(ws_url(server, "/api/v1/ws")) as ws:
+                assert json.loads(await ws.get_message())["type"] == "topology_update"
