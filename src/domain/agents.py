@@ -7,8 +7,28 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
-from trioscope.domain.report import AgentRegistration, Report
+from trioscope.domain.report import AgentRegistration, FieldProblem, InvalidDocument, Report
 from trioscope.domain.timeseries import Point, SeriesGroup
+
+MAX_AHEAD = 300.0
+"""Seconds a report's timestamp may lie after its arrival (clock skew)."""
+
+
+def check_clock(report: Report, received_at: float) -> None:
+    """Refuse a report dated more than ``MAX_AHEAD`` after it arrived.
+
+    The newest report of an agent (by its own timestamp) is the one that
+    counts, so one report from a clock that ran ahead would otherwise hide the
+    agent's real reports until that time comes (for ever, for a year 2099).
+
+    Raises:
+        InvalidDocument: naming ``$.timestamp``.
+    """
+    ahead = report.timestamp.timestamp() - received_at
+    if ahead > MAX_AHEAD:
+        raise InvalidDocument((FieldProblem(
+            "$.timestamp", f"is {ahead:.0f} s ahead of the server's clock (at most {MAX_AHEAD:.0f} s allowed); "
+                           "check the clock of the probe's host"),))
 
 
 def host_metrics(report: Report) -> dict[str, float]:

@@ -11,7 +11,7 @@ from trioscope.config import format_duration
 from trioscope.domain.agents import rfc3339
 from trioscope.domain.report import InvalidDocument, decode_registration
 from trioscope.domain.timeseries import RESOLUTION
-from trioscope.runtime import ActorRef, ActorStopped, AskTimeout, TooManyChildren
+from trioscope.runtime import ActorFailed, ActorRef, ActorStopped, AskTimeout, MailboxFull, TooManyChildren
 
 from . import _gate
 from ._bodies import invalid, read_json
@@ -91,8 +91,10 @@ async def describe_all() -> list[dict[str, Any]]:
     for ref in services().agents.children():
         try:
             rows.append(await ref.ask(Describe(), timeout=2.0))
-        except (ActorStopped, AskTimeout):
-            continue  # it stopped (or is stuck) while we asked: not listed
+        except (ActorStopped, AskTimeout, MailboxFull, ActorFailed):
+            # Stopped, stuck, swamped or failing while we asked: not listed,
+            # rather than no list for anyone (a crash is logged by the actor).
+            continue
     return sorted(rows, key=lambda row: row["agent_id"])
 
 

@@ -9,7 +9,7 @@ from quart import Blueprint, Response
 from trioscope.actors.agent import ReportReceived
 from trioscope.actors.hub import ReportSeen
 from trioscope.actors.topology import MergeReport
-from trioscope.domain.agents import rfc3339
+from trioscope.domain.agents import check_clock, rfc3339
 from trioscope.runtime import MailboxFull
 from trioscope.domain.report import InvalidDocument, decode_report
 
@@ -27,11 +27,12 @@ async def submit_report() -> Response:
     s = services()
     body = await read_body(s.settings)
     document = parse_json(body)
+    received_at = time.time()
     try:
         report = decode_report(document)
+        check_clock(report, received_at)
     except InvalidDocument as exc:
         raise invalid("invalid_report", exc) from None
-    received_at = time.time()
     agent = ensure_agent(report.agent_id)
     # Topology first: when its mailbox is full we answer 503 and the probe
     # resends; merging the same report twice changes nothing.

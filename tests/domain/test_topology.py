@@ -231,6 +231,17 @@ def test_pods_and_services_come_from_container_labels_with_their_own_edges():
     assert edge_pairs(snap, View.PODS) == set()  # the client is not in a pod
 
 
+def test_a_container_or_process_listed_twice_is_its_last_entry_throughout():
+    k8s = {"io.kubernetes.pod.name": "api-7", "io.kubernetes.pod.namespace": "prod"}
+    graph = TopologyGraph()
+    graph.apply(report("a", "h", containers=[{"id": C1, "name": "/old", "labels": k8s}, {"id": C1, "name": "/new"}],
+                       processes=[{"pid": 5, "name": "first", "container_id": C1}, {"pid": 5, "name": "second"}]), T0)
+    snap = published(graph)
+    assert snap.node(container_id(C1)).label == "new"
+    assert snap.node("pod:prod/api-7") is None  # the pod came only with the entry that lost
+    assert (snap.node(process_id("h", 5)).label, snap.node(process_id("h", 5)).parent) == ("second", host_id("h"))
+
+
 # ---- merging, staleness, versions ------------------------------------------------------------
 
 def test_an_older_report_from_the_same_agent_is_ignored():
@@ -261,6 +272,19 @@ def test_expire_removes_agents_not_heard_from_within_the_threshold():
     assert expired.agents == ("old",) and expired.nodes == 2
     snap = published(graph)
     assert [n.id for n in snap.nodes(View.HOSTS)] == [host_id("h-new")]
+
+
+def test_containers_that_come_and_go_leave_nothing_behind():
+    graph = TopologyGraph()
+    for i in range(300):  # a CI host: every report a new container with one process
+        cid = f"{i:064x}"
+        graph.apply(report("a", "h", T0 + i, containers=[{"id": cid, "name": f"/job-{i}"}],
+                           processes=[{"pid": 1000 + i, "container_id": cid}]), T0 + i)
+    assert len(graph.nodes) == 3
+    # Parent -> children only for parents that have children now (bounded memory).
+    assert len(graph._children) == 2
+    details = graph.details(container_id(f"{299:064x}"))
+    assert [c["id"] for c in details["children"]] == [process_id("h", 1299)]
 
 
 def test_versions_increase_only_when_something_changed():

@@ -447,6 +447,24 @@ def test_every_bad_field_is_listed(client: httpx.Client) -> None:
     assert error["details"]["total"] == 5
 
 
+def test_a_report_dated_ahead_of_the_server_clock_is_400_and_does_not_hide_the_real_ones(client: httpx.Client) -> None:
+    agent_id = fresh("clock")
+    now = time.time()
+    response = post_report(client, minimal_report(agent_id, timestamp=now + 3600, hostname="from-the-future"))
+    assert_error(response, 400, "invalid_report", "$.timestamp", "ahead of the server's clock")
+    assert error_paths(response) == ["$.timestamp"]
+    # A little skew is fine; and the agent's real reports are what counts.
+    assert post_report(client, minimal_report(agent_id, timestamp=now + 60, hostname="skewed")).status_code == 202
+    assert post_report(client, minimal_report(agent_id, timestamp=now + 120, hostname="real")).status_code == 202
+    wait_for(lambda: agents_by_id(client).get(agent_id, {}).get("hostname") == "real", what="the newest report")
+
+
+@pytest.mark.parametrize("stamp", ["1969-12-31T23:59:59Z", "0001-01-01T00:00:00Z"])
+def test_a_report_dated_before_1970_is_400(client: httpx.Client, stamp: str) -> None:
+    response = post_report(client, {**minimal_report(fresh("epoch")), "timestamp": stamp})
+    assert_error(response, 400, "invalid_report", "$.timestamp", "1970")
+
+
 @pytest.mark.parametrize("body", [b"[]", b'"report"', b"42", b"null"])
 def test_report_that_is_not_an_object_is_400(client: httpx.Client, body: bytes) -> None:
     response = client.post("/api/v1/reports", content=body, headers={"Content-Type": "application/json"})

@@ -69,6 +69,27 @@ def test_container_groups_are_named_from_their_processes_where_the_view_has_no_c
     assert result == ["db", "web", "container 333333333333", "h"]
 
 
+def test_names_of_containers_that_are_gone_are_forgotten_as_they_churn(page: Page) -> None:
+    result = run(page, "model", NODES + """
+      const t = new m.Topology();
+      const C = (i) => 'container:' + String(i).padStart(64, '0');
+      const P = (i) => 'process:h:' + i;
+      t.apply({ reset: true, version: 0, view: 'processes', edges: {}, nodes: {
+        'process:h:steady': node('process:h:steady', C('steady'), { metadata: { container_name: 'db' } }) } });
+      let most = 0;
+      for (let i = 1; i <= 500; i++) {  // each version: a new container's process, the last one's gone
+        t.apply({ version: i, previous_version: i - 1,
+                  add: { nodes: { [P(i)]: node(P(i), C(i), { metadata: { container_name: 'job-' + i } }) } },
+                  remove: { nodes: i > 1 ? [P(i - 1)] : [] } });
+        most = Math.max(most, t.names.size);
+      }
+      return [most, m.labelOfId(C('steady'), t.nodes, t.names), m.labelOfId(C(500), t.nodes, t.names)];
+    """)
+    most, steady, newest = result
+    assert most <= 5  # two live containers; 500 came and went
+    assert (steady, newest) == ("db", "job-500")
+
+
 def test_layout_keeps_every_placed_node_where_it_is_while_others_come_and_go(page: Page) -> None:
     moved = run(page, "layout", NODES + """
       const l = new m.Layout();

@@ -135,6 +135,9 @@ _RFC3339 = re.compile(
 )
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def parse_timestamp(value: str) -> datetime:
     """An RFC 3339 timestamp with a zone (``2025-10-13T00:00:00Z``, Go's nanoseconds
     allowed) as an aware UTC datetime."""
@@ -145,9 +148,12 @@ def parse_timestamp(value: str) -> datetime:
         digits = len(rest) - len(rest.lstrip("0123456789"))
         value = f"{head}.{rest[:min(digits, 6)]}{rest[digits:]}"
     try:
-        return datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
+        moment = datetime.fromisoformat(value.replace("z", "Z")).astimezone(UTC)
     except (ValueError, OverflowError) as exc:  # month 13; year 9999 pushed past 9999 by its zone
         raise FieldError(f"is not a valid date and time: {exc}") from None
+    if moment < EPOCH:  # an unset clock; and years before 1000 would not print as RFC 3339
+        raise FieldError(f"must not be before 1970-01-01T00:00:00Z, got {value[:40]!r}")
+    return moment
 
 
 def format_timestamp(moment: datetime) -> str:

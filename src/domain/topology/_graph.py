@@ -161,7 +161,10 @@ class TopologyGraph:
         if current is node or (current is not None and node is not None and current == node):
             return
         if current is not None and current.parent:
-            self._children[current.parent].discard(node_id)
+            siblings = self._children[current.parent]
+            siblings.discard(node_id)
+            if not siblings:  # containers come and go for ever: keep no empty sets
+                del self._children[current.parent]
         if node is None:
             del self.nodes[node_id]
             del self._by_kind[current.kind][node_id]  # type: ignore[union-attr]

@@ -223,7 +223,8 @@ def build_partition(report: Report, received_at: float) -> Partition:
     container_ips: dict[str, list[str]] = {}  # container node -> its IPs
     port_maps: list[tuple[str, int, str, int, str]] = []  # (host_ip, host_port, proto, container_port, node)
 
-    containers = report.docker_info.containers if report.docker_info else []
+    # One entry per id (a repeated id: its last entry, for the node and its pod alike).
+    containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
     for c in containers:
         node = _container_node(c, host, agent, when)
         nodes[node.id] = node
@@ -242,7 +243,7 @@ def build_partition(report: Report, received_at: float) -> Partition:
                 port_maps.append((_normal_address(p.host_ip), p.host_port, _family(p.protocol), p.container_port, node.id))
 
     ids = _ContainerIds([c.id for c in containers])
-    processes = report.processes_info.processes if report.processes_info else []
+    processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
     for p in processes:
         cid = ids.resolve(p)
         inside: Node | None = None

@@ -10,6 +10,10 @@ export class Topology {
     // Container node id -> name, from its processes' metadata: the processes
     // view shows no container nodes but groups by them.
     this.names = new Map();
+    // Nodes removed since `names` was last rebuilt: once they outnumber the
+    // nodes left, it is rebuilt from those (names of gone containers dropped;
+    // amortised, a removal costs O(1)).
+    this.removedSinceNames = 0;
   }
 
   // Applies one `topology_update` payload. Returns what changed:
@@ -24,8 +28,7 @@ export class Topology {
       this.edges = new Map(Object.entries(payload.edges || {}));
       this.version = payload.version;
       this.view = payload.view;
-      this.names = new Map();
-      for (const node of this.nodes.values()) this.#learn(node);
+      this.#relearn();
       const added = [...this.nodes.keys()].filter((id) => !before.has(id));
       const removed = [...before.keys()].filter((id) => !this.nodes.has(id));
       const updated = [...this.nodes.keys()].filter((id) => before.has(id));
@@ -47,6 +50,8 @@ export class Topology {
     for (const id of remove.nodes || []) {
       if (this.nodes.delete(id)) removed.push(id);
     }
+    this.removedSinceNames += removed.length;
+    if (this.removedSinceNames > this.nodes.size) this.#relearn();
     let edges = 0;
     for (const [id, edge] of Object.entries({ ...(add.edges || {}), ...(update.edges || {}) })) {
       this.edges.set(id, edge);
@@ -55,6 +60,12 @@ export class Topology {
     for (const id of remove.edges || []) edges += this.edges.delete(id) ? 1 : 0;
     this.version = payload.version;
     return { kind: "diff", added, updated, removed, edges };
+  }
+
+  #relearn() {
+    this.names = new Map();
+    this.removedSinceNames = 0;
+    for (const node of this.nodes.values()) this.#learn(node);
   }
 
   #learn(node) {
