@@ -2,7 +2,7 @@
 baselines under the same Hypercorn settings, measured in the same run.
 
     .venv/bin/python bench/commands.py [--polls 19800] [--agents 1000] [--commands 300]
-                                       [--workers 64] [--seconds 10] [--rounds 5] [--quick]
+                                       [--workers 64] [--slice 3] [--cycles 10] [--quick]
 
 1. Memory per held long-poll: server RSS before vs while holding N polls
    (timeout 120 s) over ``--agents`` agents (N/agents polls each), opened by
@@ -14,12 +14,21 @@ baselines under the same Hypercorn settings, measured in the same run.
    a fresh server): ``--commands`` commands one
    at a time for a random agent, from just before the create POST to that
    agent's poll answer; p50/p95/p99. Target p95 < 50 ms (seed: < 500 ms).
-3. End-to-end commands/s: ``--workers`` agents loop create -> poll -> report on
-   one keep-alive connection each, against no-op GETs (/health) from the same
-   number of connections; baseline and trioscope alternate, fresh server each,
-   median ratio. Target >= 0.25x (three requests per command).
+3. End-to-end commands/s: ``--workers`` agents loop create -> poll -> report,
+   against no-op GETs (/health) and against no-op handlers of the same three
+   request shapes, from the same workers. The three targets run side by side
+   and are loaded in turn, ``--slice`` seconds each, for ``--cycles`` cycles
+   after a warm-up cycle (bench/poll_holder.py interleave): a ratio is taken
+   within each cycle, so all three see the machine as it was within seconds,
+   and the median of the cycles' ratios is reported. Target >= 0.25x (three
+   requests per command).
 4. ``--parts e2e-ws``: as 3, with the agents on /ws/agent instead of polling
-   (one HTTP request per command, the create), for comparison.
+   (one HTTP request per command, the create), for comparison: alternating
+   runs of ``--seconds`` on fresh servers, ``--rounds`` pairs.
+5. ``--parts instructions``: the three targets of 3 under valgrind's
+   callgrind, instructions per request counted over ``--seconds`` (needs
+   valgrind): the same ratios without the machine's noise, for the part of a
+   request's cost that runs in the process (not the kernel's).
 
 Agent requests are signed (X-Agent-Signature) as the TryDirect status agent
 signs them; ``--no-signature`` starts trioscope with ``--require-signature
@@ -60,6 +69,7 @@ FD_LIMIT = 20_000
 FD_MARGIN = 40
 SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 PER_HOLDER = 9_000
+SETTLE = 1.0  # seconds of each e2e slice not counted: the workers move over from the last target
 TRIOSCOPE_FLAGS = ["--local-probe", "false", "--rate-per-address", "1000000", "--rate-per-agent", "1000000",
                    "--rate-per-user", "1000000", "--max-deployments", "100000"]
 
@@ -71,7 +81,7 @@ def log(message: str) -> None:
 class Server:
     """A server process with its own data directory and a captured stderr."""
 
-    def __init__(self, kind: str, signed: bool = True) -> None:
+    def __init__(self, kind: str, signed: bool = True, wrapper: tuple[str, ...] = ()) -> None:
         self.kind = kind
         self.port = free_port()
         self.data = tempfile.mkdtemp(prefix="trioscope-bench-")
@@ -83,6 +93,7 @@ class Server:
                     "--log-level", "warning", *TRIOSCOPE_FLAGS]
             if not signed:
                 argv += ["--require-signature", "false"]
+        argv = [*wrapper, *argv]
         env = {**os.environ, "TRIOSCOPE_AUTH_SECRET": SECRET, "TRIOSCOPE_STORAGE_DATA_DIR": self.data}
         self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=ROOT, env=env)
@@ -96,7 +107,7 @@ class Server:
         self.ps = psutil.Process(self.proc.pid)
         self.errors: list[str] = []
         # noop_server.py prints its line before Hypercorn binds: wait until it accepts.
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + (120 if wrapper else 30)
         while True:
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
@@ -367,6 +378,57 @@ async def one_run(kind: str, mode: str, args: argparse.Namespace, work: str, age
         closed(server)
 
 
+async def interleaved(args: argparse.Namespace, work: str, fake: str) -> dict[str, Any]:
+    """One baseline server (its no-op GET and its no-op shapes) and one trioscope
+    server, loaded in turn by the same workers, ``--slice`` seconds each,
+    ``--cycles`` cycles after a warm-up cycle (bench/poll_holder.py interleave)."""
+    baseline, ours = Server("baseline"), Server("trioscope", signed=not args.no_signature)
+    try:
+        agents = write_agents(work, await enroll(ours.port, args.workers))
+        argv = [PYTHON, HOLDER, "interleave", "--workers", str(args.workers), "--slice", str(args.slice),
+                "--settle", str(SETTLE), "--cycles", str(args.cycles),
+                "--target", f"noop:{baseline.port}:{baseline.pid}",
+                "--target", f"noop3:{baseline.port}:{baseline.pid}:{fake}",
+                "--target", f"e2e:{ours.port}:{ours.pid}:{agents}"]
+        timeout = 3 * (args.cycles + 1) * args.slice + 120
+        out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+        if out.returncode != 0:
+            raise RuntimeError(f"interleave driver failed:\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout)  # type: ignore[no-any-return]
+    finally:
+        closed(baseline)
+        closed(ours)
+
+
+async def instructions(args: argparse.Namespace, work: str, fake: str) -> dict[str, float]:
+    """Instructions per request under callgrind (valgrind), where the machine's
+    noise does not reach: each server runs under callgrind with instrumentation
+    off, is warmed up, then counted over ``--seconds`` of ``--valgrind-workers``
+    workers (connection set-up included; the kernel's share of a request is not
+    counted). Far fewer concurrent requests than in part 3 (callgrind runs ~50x
+    slower), so the store's group commits are smaller than under real load."""
+    per_request: dict[str, float] = {}
+    for kind, mode in (("baseline", "noop"), ("baseline", "noop3"), ("trioscope", "e2e")):
+        out = os.path.join(tempfile.gettempdir(), f"trioscope-bench-{os.getpid()}-{mode}.callgrind")
+        server = Server(kind, signed=not args.no_signature,
+                        wrapper=("valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"))
+        try:
+            agents = write_agents(work, await enroll(server.port, args.valgrind_workers)) if kind == "trioscope" else fake
+            drive(mode, server, args.valgrind_workers, 3, agents)  # warm-up, not counted
+            subprocess.run(["callgrind_control", "--instr=on", str(server.pid)], check=True, capture_output=True)
+            result = drive(mode, server, args.valgrind_workers, args.seconds, agents)
+            subprocess.run(["callgrind_control", "--instr=off", str(server.pid)], check=True, capture_output=True)
+        finally:
+            closed(server)
+        with open(out) as f:
+            totals = next(int(line.split()[1]) for line in f if line.startswith("totals:"))
+        os.unlink(out)
+        requests = sum(result["statuses"].values())
+        per_request[mode] = totals / requests
+        log(f"{mode}: {requests} requests, {totals / 1e6:.0f} M instructions")
+    return per_request
+
+
 def five_xx(statuses: dict[str, int]) -> int:
     return sum(v for k, v in statuses.items() if any(t.isdigit() and t.startswith("5") for t in k.split()))
 
@@ -435,38 +497,46 @@ async def main_async(args: argparse.Namespace) -> int:
                            f"{'met' if lat['p95'] < 50 else 'MISSED'}; seed's < 500 ms: "
                            f"{'met' if lat['p95'] < 500 else 'MISSED'}")
 
-        # 3. end to end, alternated rounds.
+        # 3. end to end, interleaved with its baselines.
         if "e2e" in parts:
-            ratios, base_rates, our_rates, shaped_ratios, shaped_rates = [], [], [], [], []
             fake = write_agents(work, fake_agents(1), "noop-agents.json")
-            for round_no in range(args.rounds):
-                base = await one_run("baseline", "noop", args, work)
-                shaped = await one_run("baseline", "noop3", args, work, fake)
-                ours = await one_run("trioscope", "e2e", args, work)
-                ratio = ours["rate"] / base["rate"]
-                shaped_ratio = ours["rate"] / (3 * shaped["rate"])
-                shaped_ratios.append(shaped_ratio)
-                shaped_rates.append(3 * shaped["rate"])
-                fives += five_xx(ours["statuses"]) + five_xx(base["statuses"])
-                ratios.append(ratio)
-                base_rates.append(base["rate"])
-                our_rates.append(ours["rate"])
-                print(f"e2e round {round_no + 1}: no-op GET {base['rate']:6.1f}/s (server CPU {100 * base['server_cpu']:3.0f}%)  "
-                      f"trioscope {ours['rate']:6.1f} commands/s = {3 * ours['rate']:6.1f} requests/s (server CPU "
-                      f"{100 * ours['server_cpu']:3.0f}%)  ratio {ratio:.3f}  statuses {ours['statuses']}", flush=True)
-                print(f"             no-op requests of the same three shapes {3 * shaped['rate']:6.1f}/s (server CPU "
-                      f"{100 * shaped['server_cpu']:3.0f}%)  ratio {shaped_ratio:.3f}", flush=True)
-            ratio = statistics.median(ratios)
+            result = await interleaved(args, work, fake)
+            base, shaped, ours = result["targets"]
+            ratios, shaped_ratios = [], []
+            for cycle in range(args.cycles):
+                get, triple, commands = base["rates"][cycle], shaped["rates"][cycle], ours["rates"][cycle]
+                ratios.append(commands / get)
+                shaped_ratios.append(commands / (3 * triple))
+                print(f"e2e cycle {cycle + 1}: no-op GET {get:6.1f}/s (server CPU {100 * base['server_cpu'][cycle]:3.0f}%)  "
+                      f"no-op shapes {3 * triple:6.1f} requests/s ({100 * shaped['server_cpu'][cycle]:3.0f}%)  "
+                      f"trioscope {commands:6.1f} commands/s = {3 * commands:6.1f} requests/s "
+                      f"({100 * ours['server_cpu'][cycle]:3.0f}%)  ratio {ratios[-1]:.3f} / {shaped_ratios[-1]:.3f}",
+                      flush=True)
+            print(f"statuses: trioscope {ours['statuses']}  no-op shapes {shaped['statuses']}  no-op GET {base['statuses']}")
+            fives += five_xx(ours["statuses"]) + five_xx(base["statuses"]) + five_xx(shaped["statuses"])
+            ratio, shaped_ratio = statistics.median(ratios), statistics.median(shaped_ratios)
             summary.append(
-                f"  end to end: median {statistics.median(our_rates):.1f} commands/s vs "
-                f"{statistics.median(base_rates):.1f} no-op GET/s, median ratio {ratio:.3f}x over {args.rounds} rounds "
-                f"({args.workers} connections, {args.seconds:g} s each); target >= 0.25x: "
-                f"{'met' if ratio >= 0.25 else 'MISSED'}")
-            shaped_ratio = statistics.median(shaped_ratios)
+                f"  end to end: median {statistics.median(ours['rates']):.1f} commands/s vs "
+                f"{statistics.median(base['rates']):.1f} no-op GET/s, median of the {args.cycles} cycles' ratios "
+                f"{ratio:.3f}x (range {min(ratios):.3f}-{max(ratios):.3f}; {args.workers} connections, "
+                f"{args.slice:g} s slices); target >= 0.25x: {'met' if ratio >= 0.25 else 'MISSED'}")
             summary.append(
                 f"  end to end vs no-op requests of the same shapes (create POST, poll GET with a delivery's body, "
-                f"signed report POST): {statistics.median(shaped_rates):.1f} requests/s, median ratio "
-                f"{shaped_ratio:.3f}x; target >= 0.25x: {'met' if shaped_ratio >= 0.25 else 'MISSED'}")
+                f"signed report POST): median {3 * statistics.median(shaped['rates']):.1f} requests/s, median ratio "
+                f"{shaped_ratio:.3f}x (range {min(shaped_ratios):.3f}-{max(shaped_ratios):.3f}); "
+                f"target >= 0.25x: {'met' if shaped_ratio >= 0.25 else 'MISSED'}")
+
+        # 5. (only when asked) instructions per request, the same three targets under callgrind.
+        if "instructions" in parts:
+            fake = write_agents(work, fake_agents(1), "noop-agents.json")
+            counts = await instructions(args, work, fake)
+            get, shape, ours = counts["noop"], counts["noop3"], counts["e2e"]
+            print(f"instructions per request (callgrind, {args.valgrind_workers} workers): no-op GET {get / 1e3:.0f} k, "
+                  f"no-op shapes {shape / 1e3:.0f} k, trioscope {ours / 1e3:.0f} k ({ours / shape:.2f}x the no-op shapes)",
+                  flush=True)
+            summary.append(f"  by instructions (in-process work only): a command (three requests) costs "
+                           f"{3 * ours / get:.2f} no-op GETs: ratio {get / (3 * ours):.3f}x (three no-op shapes: "
+                           f"{get / (3 * shape):.3f}x); vs no-op requests of the same shapes {shape / (3 * ours):.3f}x")
 
         # 4. end to end with agents on /ws/agent (for comparison; not the issue's figure).
         if "e2e-ws" in parts:
@@ -500,13 +570,18 @@ def main() -> int:
     parser.add_argument("--commands", type=int, default=300)
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--rounds", type=int, default=5, help="end-to-end baseline/trioscope pairs")
+    parser.add_argument("--rounds", type=int, default=5, help="e2e-ws: baseline/trioscope pairs")
+    parser.add_argument("--slice", type=float, default=3.0, help="e2e: seconds per target in each cycle")
+    parser.add_argument("--cycles", type=int, default=10, help="e2e: interleaved cycles (after a warm-up cycle)")
+    parser.add_argument("--valgrind-workers", type=int, default=8, help="instructions: concurrent clients")
     parser.add_argument("--no-signature", action="store_true", help="trioscope with --require-signature false")
-    parser.add_argument("--parts", default="memory,latency,e2e", help="which measurements (comma-separated)")
+    parser.add_argument("--parts", default="memory,latency,e2e",
+                        help="which measurements (comma-separated; also e2e-ws, instructions)")
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     args = parser.parse_args()
     if args.quick:
         args.polls, args.agents, args.commands, args.workers, args.seconds, args.rounds = 400, 50, 30, 8, 2.0, 1
+        args.slice, args.cycles = 2.0, 2
     try:
         return trio.run(main_async, args)
     except BaseException:

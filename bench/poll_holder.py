@@ -19,6 +19,9 @@ Modes (each prints JSON on stdout):
 * ``noop3``: the same three request shapes as ``e2e``, against no-op handlers.
 * ``e2e-ws``: as ``e2e``, but each agent takes its commands and sends its
   signed reports over ``/ws/agent`` (one HTTP request per command: the create).
+* ``interleave``: the same workers load several targets (``e2e``, ``noop``,
+  ``noop3`` against their servers) in turn, a few seconds each, cycle after
+  cycle; prints each target's rate per cycle.
 
 The agents file (written by bench/commands.py) is
 ``{"user_id", "user_token", "agents": [{"agent_id", "token", "hash"}]}``.
@@ -38,6 +41,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from typing import Any
 
@@ -324,10 +328,14 @@ async def latency(args: argparse.Namespace) -> None:
                       "create_p50": statistics.median(acks) * 1000, "statuses": dict(tally)}))
 
 
-# ---- e2e and its no-op baseline --------------------------------------------------------------
+# ---- e2e and its no-op baselines -------------------------------------------------------------
 
-async def loop_workers(args: argparse.Namespace, body_of_worker: Any, session: Any = None) -> None:
-    """K workers, each on its own keep-alive connection, run ``body_of_worker(http,
+# One round of a worker: ``round(http, index, tally, extra)`` -> True when it completed.
+Round = Callable[[Http, int, Counter[str], Any], Awaitable[bool]]
+
+
+async def loop_workers(args: argparse.Namespace, one_round: Round, session: Any = None) -> None:
+    """K workers, each on its own keep-alive connection, run ``one_round(http,
     index, tally, extra)`` until the deadline; ``extra`` is what ``session(index)``
     (an async context manager per worker, e.g. a WebSocket) gives, or None."""
     tally: Counter[str] = Counter()
@@ -341,7 +349,7 @@ async def loop_workers(args: argparse.Namespace, body_of_worker: Any, session: A
         http = await Http.connect(args.host, args.port)
         async with http.stream, (session(index) if session is not None else nullcontext()) as extra:
             while trio.current_time() < deadline:
-                done = await body_of_worker(http, index, tally, extra)
+                done = await one_round(http, index, tally, extra)
                 if done and trio.current_time() >= measure_from:
                     counted += 1
 
@@ -352,14 +360,14 @@ async def loop_workers(args: argparse.Namespace, body_of_worker: Any, session: A
     print(json.dumps({"count": counted, "elapsed": elapsed, "rate": counted / elapsed, "statuses": dict(tally)}))
 
 
-async def e2e(args: argparse.Namespace) -> None:
-    data = load(args.agents)
+def e2e_round(data: dict[str, Any]) -> Round:
+    """Create a command for the worker's agent, poll it, report it done."""
     agents = data["agents"]
     user_auth = [("Authorization", f"Bearer {data['user_token']}")]
     create = b'{"type":"restart"}'
 
     async def one_command(http: Http, index: int, tally: Counter[str], _: None) -> bool:
-        agent = agents[index]
+        agent = agents[index % len(agents)]
         status, body = await http.request("POST", f"/api/v1/users/{data['user_id']}/deployments/{agent['hash']}/commands",
                                           user_auth, create)
         tally[f"create {outcome(status, body)}"] += 1
@@ -374,21 +382,21 @@ async def e2e(args: argparse.Namespace) -> None:
         tally[f"report {outcome(status, body)}"] += 1
         return status == 200
 
-    await loop_workers(args, one_command)
+    return one_command
 
 
-async def noop(args: argparse.Namespace) -> None:
+def noop_round(_: Any) -> Round:
+    """One no-op GET."""
     async def one_get(http: Http, index: int, tally: Counter[str], _: None) -> bool:
         status, _ = await http.request("GET", "/health", [])
         tally[str(status)] += 1
         return status == 200
 
-    await loop_workers(args, one_get)
+    return one_get
 
 
-async def noop3(args: argparse.Namespace) -> None:
-    """The e2e baseline of the same three request shapes (headers, bodies) as no-ops."""
-    data = load(args.agents)
+def noop3_round(data: dict[str, Any]) -> Round:
+    """The e2e round's three request shapes (headers, bodies) against no-op handlers."""
     agent = data["agents"][0]
     user_auth = [("Authorization", f"Bearer {data['user_token']}")]
     create = b'{"type":"restart"}'
@@ -403,7 +411,91 @@ async def noop3(args: argparse.Namespace) -> None:
         tally[f"report {status}"] += 1
         return status == 200
 
-    await loop_workers(args, one_round)
+    return one_round
+
+
+ROUNDS = {"e2e": e2e_round, "noop": noop_round, "noop3": noop3_round}
+
+
+async def e2e(args: argparse.Namespace) -> None:
+    await loop_workers(args, e2e_round(load(args.agents)))
+
+
+async def noop(args: argparse.Namespace) -> None:
+    await loop_workers(args, noop_round(None))
+
+
+async def noop3(args: argparse.Namespace) -> None:
+    await loop_workers(args, noop3_round(load(args.agents)))
+
+
+async def interleave(args: argparse.Namespace) -> None:
+    """The same K workers load each target in turn for ``--slice`` seconds, over
+    ``--cycles`` cycles after one warm-up cycle: every target sees the machine as
+    it is within seconds of the others (these machines drift by tens of percent
+    between runs a minute apart, which swamps a ratio of separate runs).
+
+    A worker opens a fresh connection to each slice's target (no keep-alive
+    connection idles past the server's timeout) and finishes the round it is in
+    before it moves on, so a slice counts only rounds completed from ``--settle``
+    seconds after its start to its end. Targets: ``--target MODE:PORT:PID[:AGENTS]``;
+    the server's CPU is read (by PID) over each counting window.
+    """
+    targets = []
+    for spec in args.target:
+        mode, port, pid, *agents = spec.split(":", 3)
+        targets.append({"mode": mode, "port": int(port), "proc": psutil.Process(int(pid)),
+                        "round": ROUNDS[mode](load(agents[0]) if agents else None), "tally": Counter(),
+                        "counts": [0] * args.cycles, "cpu": [0.0] * args.cycles})
+    width, settle, n = args.slice, args.settle, len(targets)
+    start = trio.current_time()
+    end = start + (args.cycles + 1) * n * width
+
+    def slice_at(moment: float) -> int:
+        return int((moment - start) // width)
+
+    async def worker(index: int) -> None:
+        http: Http | None = None
+        current = -1
+        try:
+            while (now := trio.current_time()) < end:
+                k = slice_at(now)
+                target = targets[k % n]
+                if k != current or http is None:
+                    if http is not None:
+                        await http.aclose()
+                    http, current = await Http.connect(args.host, target["port"]), k
+                try:
+                    done = await target["round"](http, index, target["tally"], None)
+                except (Closed, trio.BrokenResourceError, OSError, h11.ProtocolError) as exc:
+                    target["tally"][f"closed {type(exc).__name__}"] += 1
+                    await http.aclose()
+                    http = None
+                    continue
+                finished = trio.current_time()
+                cycle = k // n - 1
+                if done and cycle >= 0 and slice_at(finished) == k and finished - start - k * width >= settle:
+                    target["counts"][cycle] += 1
+        finally:
+            if http is not None:
+                with trio.CancelScope(shield=True):
+                    await http.aclose()
+
+    async def cpu_meter() -> None:
+        for k in range(n, (args.cycles + 1) * n):
+            target = targets[k % n]
+            await trio.sleep_until(start + k * width + settle)
+            before = sum(target["proc"].cpu_times()[:2])
+            await trio.sleep_until(start + (k + 1) * width)
+            target["cpu"][k // n - 1] = (sum(target["proc"].cpu_times()[:2]) - before) / (width - settle)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(cpu_meter)
+        for i in range(args.workers):
+            nursery.start_soon(worker, i)
+    print(json.dumps({"slice": width, "settle": settle, "targets": [
+        {"mode": t["mode"], "rates": [c / (width - settle) for c in t["counts"]], "server_cpu": t["cpu"],
+         "statuses": dict(t["tally"])} for t in targets]}))
 
 
 async def e2e_ws(args: argparse.Namespace) -> None:
@@ -441,9 +533,9 @@ async def e2e_ws(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["hold", "latency", "e2e", "noop", "noop3", "e2e-ws"])
+    parser.add_argument("mode", choices=["hold", "latency", "e2e", "noop", "noop3", "e2e-ws", "interleave"])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--port", type=int, help="the server's port (every mode but interleave)")
     parser.add_argument("--agents", help="the agents file")
     parser.add_argument("--source", help="hold: local address to bind (127.0.0.2, ...)")
     parser.add_argument("--kind", choices=["trioscope", "noop"], default="trioscope", help="hold: which poll route")
@@ -456,8 +548,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=64, help="e2e/noop: concurrent clients")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--target", action="append", default=[], help="interleave: MODE:PORT:PID[:AGENTS] (repeat)")
+    parser.add_argument("--slice", type=float, default=3.0, help="interleave: seconds per target and cycle")
+    parser.add_argument("--settle", type=float, default=1.0, help="interleave: seconds of each slice not counted")
+    parser.add_argument("--cycles", type=int, default=8, help="interleave: counted cycles (after one warm-up cycle)")
     args = parser.parse_args()
-    modes = {"hold": hold, "latency": latency, "e2e": e2e, "noop": noop, "noop3": noop3, "e2e-ws": e2e_ws}
+    if args.port is None and args.mode != "interleave":
+        parser.error(f"{args.mode}: --port is required")
+    modes = {"hold": hold, "latency": latency, "e2e": e2e, "noop": noop, "noop3": noop3, "e2e-ws": e2e_ws,
+             "interleave": interleave}
     trio.run(modes[args.mode], args)
 
 
