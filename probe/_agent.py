@@ -23,7 +23,7 @@ import httpx
 import trio
 
 from ._executor import DEFAULT_ALLOWED, ControlError, execute
-from ._transport import Backoff
+from ._transport import RETRIABLE, Backoff, ServerUnavailable
 
 log = logging.getLogger("trioscope_probe")
 POLL_SECONDS = 60
@@ -60,9 +60,20 @@ def save_credentials(path: Path, credentials: Credentials) -> None:
 
 async def enroll(client: httpx.AsyncClient, deployment_hash: str, enrollment_token: str,
                  capabilities: list[str]) -> Credentials:
-    response = await client.post("/api/v1/agent/register", json={
-        "deployment_hash": deployment_hash, "enrollment_token": enrollment_token,
-        "capabilities": capabilities, "agent_version": "trioscope-probe", "system_info": {"os": os.uname().sysname}})
+    """One enrollment attempt.
+
+    Raises:
+        ServerUnavailable: the server is away or asks us to come back (try again).
+        ControlError: the server refused the enrollment (trying again will not help).
+    """
+    try:
+        response = await client.post("/api/v1/agent/register", json={
+            "deployment_hash": deployment_hash, "enrollment_token": enrollment_token, "capabilities": capabilities,
+            "agent_version": "trioscope-probe", "system_info": {"os": os.uname().sysname}})
+    except httpx.TransportError as exc:
+        raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from None
+    if response.status_code in RETRIABLE:
+        raise ServerUnavailable(f"enrollment answered {response.status_code}")
     if response.status_code != 201:
         raise ControlError(f"enrollment refused ({response.status_code}): {response.text[:300]}")
     body = response.json()
@@ -89,21 +100,22 @@ class CommandAgent:
         self.allowed = allowed
 
     async def run(self) -> None:
+        log.info("polling for commands for deployment %s as agent %s", self.credentials.deployment_hash,
+                 self.credentials.agent_id)
         backoff = Backoff()
-        healthy: bool | None = None
+        failing = False
         while True:
             try:
                 item = await self._poll()
             except (httpx.TransportError, ControlError) as exc:
-                if healthy is not False:
+                if not failing:
                     log.warning("command polling failed (%s); retrying with backoff", exc)
-                healthy = False
+                failing = True
                 await trio.sleep(backoff.next())
                 continue
-            if healthy is not True:
-                log.info("waiting for commands for deployment %s as agent %s", self.credentials.deployment_hash,
-                         self.credentials.agent_id)
-            healthy = True
+            if failing:
+                log.info("command polling works again")
+            failing = False
             backoff.reset()
             if item is not None:
                 await self._run_command(item)

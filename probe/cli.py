@@ -1,8 +1,9 @@
 """The ``trioscope-probe`` command line.
 
 Reports this host (host facts and metrics, processes with their containers,
-TCP/UDP connections) to a trioscope server every interval. Container
-collection through the Docker API and container controls come next (issue 7).
+TCP/UDP connections, and with ``--docker-host`` the engine's containers) to a
+trioscope server every interval; with ``--deployment-hash`` it is also that
+deployment's command agent (enrolled once, credentials kept in ``--state-dir``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ._collect import ReportCollector
 from ._config import ConfigFileError, load_file
 from ._docker import ContainerCollector
 from ._executor import DEFAULT_ALLOWED, ControlError
-from ._transport import run_publisher
+from ._transport import Backoff, ServerUnavailable, run_publisher
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
 
@@ -136,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, f"trioscope-probe: --allow: unknown command types {', '.join(unknown)}\n")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    if args.log_level != "debug":  # httpx logs every request at info: two lines a second, saying nothing new
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     containers = ContainerCollector(args.docker_host, env_values=args.env_values) if args.docker_host else None
     collector = ReportCollector(args.agent_id, processes=not args.no_processes,
                                 connections=not args.no_connections, containers=containers)
@@ -144,44 +147,66 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     logging.getLogger("trioscope_probe").info(
         "probe %s reporting to %s every %ss", args.agent_id, args.server, interval)
-    trio.run(_run_until_signalled, args, interval, collector, allowed)
+    sys.exit(trio.run(_run_until_signalled, args, interval, collector, allowed))
 
 
 async def _run_until_signalled(args: argparse.Namespace, interval: float, collector: ReportCollector,
-                               allowed: tuple[str, ...]) -> None:
+                               allowed: tuple[str, ...]) -> int:
     """Publish (and run commands) until SIGINT or SIGTERM, then stop at once
-    (what is unsent is only metrics; the next start reports the current state)."""
-    log = logging.getLogger("trioscope_probe")
+    (what is unsent is only metrics; the next start reports the current state).
+
+    Answers the exit status: 0 when signalled, 2 when enrollment was refused."""
     server = args.server.rstrip("/")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery, httpx.AsyncClient(base_url=server, timeout=10.0) as client:
+        async with httpx.AsyncClient(base_url=server, timeout=10.0) as client, trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_when_signalled, signals, nursery.cancel_scope)
             metadata: dict[str, str] = {}
             if args.deployment_hash:
-                credentials = await _credentials(client, args)
+                try:
+                    credentials = await _credentials(client, args)
+                except ControlError as exc:
+                    print(f"trioscope-probe: {exc}", file=sys.stderr)
+                    nursery.cancel_scope.cancel()
+                    return 2
                 metadata = {"deployment_hash": credentials.deployment_hash, "command_agent_id": credentials.agent_id}
                 nursery.start_soon(CommandAgent(client, credentials, args.docker_host, allowed).run)
             nursery.start_soon(functools.partial(
                 run_publisher, server, args.agent_id, socket.gethostname()[:256], interval, args.buffer,
                 collector.collect, metadata=metadata))
-            async for signum in signals:
-                log.info("received %s: stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+    return 0
+
+
+async def _stop_when_signalled(signals: Any, scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        logging.getLogger("trioscope_probe").info("received %s: stopping", signal.Signals(signum).name)
+        scope.cancel()
+        return
 
 
 async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace) -> Credentials:
-    """Saved credentials for the deployment, or a fresh enrollment (saved)."""
+    """Saved credentials for the deployment, or a fresh enrollment (saved); while
+    the server is away, enrollment is retried with backoff like reports are.
+
+    Raises:
+        ControlError: no credentials and no enrollment token, or the enrollment was refused.
+    """
+    log = logging.getLogger("trioscope_probe")
     path = Path(args.state_dir).expanduser() / "credentials.json"
     saved = load_credentials(path, args.deployment_hash)
     if saved is not None:
         return saved
     if not args.enrollment_token:
-        raise SystemExit(f"trioscope-probe: no saved credentials in {path}; pass --enrollment-token once")
-    try:
-        credentials = await enroll(client, args.deployment_hash, args.enrollment_token, list(DEFAULT_ALLOWED))
-    except (ControlError, httpx.HTTPError) as exc:
-        raise SystemExit(f"trioscope-probe: {exc}") from None
+        raise ControlError(f"no saved credentials in {path}; pass --enrollment-token once")
+    backoff = Backoff()
+    while True:
+        try:
+            credentials = await enroll(client, args.deployment_hash, args.enrollment_token, list(DEFAULT_ALLOWED))
+            break
+        except ServerUnavailable as exc:
+            if backoff.attempts == 0:
+                log.warning("enrollment in deployment %s: server %s unreachable (%s); retrying with backoff",
+                            args.deployment_hash, args.server, exc)
+            await trio.sleep(backoff.next())
     save_credentials(path, credentials)
-    logging.getLogger("trioscope_probe").info("enrolled in deployment %s as agent %s", credentials.deployment_hash,
-                                              credentials.agent_id)
+    log.info("enrolled in deployment %s as agent %s", credentials.deployment_hash, credentials.agent_id)
     return credentials

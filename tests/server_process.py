@@ -127,6 +127,8 @@ class ServerProcess:
             self._stderr_text = self.stderr()
             self._stderr.close()
             self._data.cleanup()
+            if exc_info[0] is not None:
+                print(f"--- server log (the test failed) ---\n{self._stderr_text[-6000:]}")  # shown by pytest
 
     def user_token(self, user_id: str = "alice", tenant: str = "acme", role: str = "OPERATOR",
                    ttl: float = 3600.0, issued_ago: float = 0.0) -> str:

@@ -1,6 +1,6 @@
 """``trioscope-probe`` against a real server: this host, its processes and
 connections appear in the topology; a server that is away at first is found
-once it comes up."""
+once it comes up, for reports and for a command agent's enrollment alike."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from tests.integration.test_commands import Operator
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
 
@@ -33,6 +35,9 @@ def probe(server_url: str, agent_id: str, *extra: str) -> Iterator[subprocess.Po
     proc.read_log = read_log  # type: ignore[attr-defined]
     try:
         yield proc
+    except BaseException:
+        print(f"--- probe {agent_id} log (the test failed) ---\n{read_log()[-6000:]}")  # shown by pytest
+        raise
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)
@@ -95,3 +100,50 @@ async def test_a_probe_started_before_its_server_keeps_trying_and_then_reports()
     # One line per state change, not one per retry. (Once the server is gone again
     # the probe may rightly say so once more before its own SIGTERM.)
     assert log.split("connected to")[0].count("unreachable") == 1
+
+
+async def test_a_command_agent_started_before_its_server_enrolls_once_it_comes_up(tmp_path: Path) -> None:
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    state = tmp_path / "probe-state"
+    # The deployment outlives the first server process: the second one opens the same database.
+    with ServerProcess(["--port", str(port)], env={"TRIOSCOPE_STORAGE_DATA_DIR": str(tmp_path / "data")}) as server:
+        operator = Operator(server, "ops", "acme")
+        async with httpx.AsyncClient(timeout=30) as client:
+            deployment = await operator.create_deployment(client)
+        server.stop()
+        hash_ = deployment["deployment_hash"]
+        with probe(url, "probe-enrolls-late", "--deployment-hash", hash_,
+                   "--enrollment-token", deployment["enrollment_token"], "--state-dir", str(state)) as process:
+            async def logged(text: str) -> bool:
+                return text in process.read_log()  # type: ignore[attr-defined]
+
+            await eventually(lambda: logged("unreachable"))
+            assert process.poll() is None, process.read_log()  # type: ignore[attr-defined]
+            server.start()
+            await eventually(lambda: logged("polling for commands"))
+            async with httpx.AsyncClient(timeout=30) as client:
+                created = await operator.command(client, hash_, type="docker.inspect",
+                                                 parameters={"container": "absent"}, timeout_seconds=30)
+
+                async def finished() -> dict[str, Any] | None:
+                    command = await operator.get(client, hash_, created["command_id"])
+                    return command if command["status"] in ("completed", "failed") else None
+
+                # No engine here: the agent received the command and says why it could not run it.
+                answered = await eventually(finished)
+                assert [h["status"] for h in answered["history"]][:3] == ["queued", "sent", "executing"]
+        assert (state / "credentials.json").exists()
+        assert "enrolled in deployment" in process.stderr_text  # type: ignore[attr-defined]
+
+
+async def test_a_refused_enrollment_ends_the_probe_with_the_reason(tmp_path: Path) -> None:
+    with ServerProcess() as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            deployment = await Operator(server, "ops", "acme").create_deployment(client)
+        with probe(server.base_url, "probe-refused", "--deployment-hash", deployment["deployment_hash"],
+                   "--enrollment-token", "not-the-token", "--state-dir", str(tmp_path)) as process:
+            assert process.wait(timeout=30) == 2
+        log = process.stderr_text  # type: ignore[attr-defined]
+        assert "trioscope-probe: enrollment refused (401)" in log and "Traceback" not in log, log
+        assert not (tmp_path / "credentials.json").exists()
