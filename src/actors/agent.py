@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from trioscope.config import Settings
-from trioscope.domain.agents import AgentState
+from trioscope.domain.agents import AgentState, PackedReport
 from trioscope.domain.report import AgentRegistration, Report
 from trioscope.runtime import Actor, ActorSpec, Restart
 
@@ -36,7 +36,7 @@ class Heartbeat:
 @attrs.frozen
 class ReportReceived:
     report: Report
-    raw: bytes
+    packed: PackedReport
     """The report's JSON as received (kept as the latest report)."""
     received_at: float
 
@@ -81,7 +81,7 @@ class AgentActor(Actor):
     async def handle(self, message: Any) -> Any:
         now = self.clock()
         if isinstance(message, ReportReceived):
-            self.state.receive(message.report, message.raw, message.received_at)
+            self.state.receive(message.report, message.packed, message.received_at)
         elif isinstance(message, Heartbeat):
             self.state.heartbeat(now)
             return now

@@ -28,7 +28,7 @@ from trioscope.config import Settings
 from trioscope.domain.agents import metric_time, rfc3339
 from trioscope.domain.report import Report, decode_report
 from trioscope.domain.timeseries import MetricHistory, Point
-from trioscope.domain.topology import NodeKind, TopologyDiff, TopologyGraph, TopologySnapshot, kind_of
+from trioscope.domain.topology import NodeKind, Partition, TopologyDiff, TopologyGraph, TopologySnapshot, kind_of
 from trioscope.runtime import (
     Actor,
     ActorFailed,
@@ -56,6 +56,9 @@ agents reporting faster than the merge interval still coalesce."""
 MERGE_SHARE = 0.2
 """Under load the interval grows so that merging takes at most this share of
 the time (a merge of 1,000 agents' reports must not starve the requests)."""
+YIELD_AFTER = 0.02
+"""Seconds of merging after which a flush lets other tasks (requests) run: one
+large agent's report takes ~0.1 s to merge and as long to publish."""
 PROCESS_HISTORY = 15 * 60.0
 """Seconds of per-process metric history. Hosts and containers keep the full
 ``max_data_age``; a full hour for 100,000 processes would alone take ~250 MB."""
@@ -65,6 +68,8 @@ PROCESS_HISTORY = 15 * 60.0
 class MergeReport:
     report: Report
     received_at: float
+    partition: Partition | None = None
+    """The report's partition, when the sender built it (off the event loop)."""
 
 
 @attrs.frozen
@@ -123,6 +128,7 @@ class TopologyActor(Actor):
         self.merge_failures = 0
         self._last_flush = -float("inf")
         self._last_flush_duration = 0.0
+        self._yielded = 0.0
         self._flush_scheduled = False
 
     async def on_start(self) -> None:
@@ -224,28 +230,42 @@ class TopologyActor(Actor):
         self._last_flush = trio.current_time()
         started = time.perf_counter()
         pending, self.pending = self.pending, {}
-        for count, merge in enumerate(pending.values(), 1):
-            self._merge(merge)
-            if count % 16 == 0:
-                await trio.lowlevel.checkpoint()  # let requests in between merges
+        self._yielded = started
+        for merge in pending.values():
+            if self._merge(merge):
+                await self._let_others_run()
+                self._record(merge)
+            await self._let_others_run()
         self._publish()
         self._last_flush_duration = time.perf_counter() - started
 
-    def _merge(self, merge: MergeReport) -> None:
+    async def _let_others_run(self) -> None:
+        """A checkpoint once this flush has run ``YIELD_AFTER`` without one, so that
+        requests get in between merges (and their parts) of large reports."""
+        if time.perf_counter() - self._yielded > YIELD_AFTER:
+            await trio.lowlevel.checkpoint()
+            self._yielded = time.perf_counter()
+
+    def _merge(self, merge: MergeReport) -> bool:
+        """Merge one report into the graph: False if it changed nothing (an
+        older report) or could not be merged (then logged and left out)."""
         agent = merge.report.agent_id
         try:
-            applied = self.graph.apply(merge.report, merge.received_at)
+            applied = self.graph.apply(merge.report, merge.received_at, merge.partition)
         except Exception as exc:
             self.merge_failures += 1
             log.error("report from agent %s could not be merged and was left out: %s: %s",
                       agent, type(exc).__name__, exc, exc_info=exc,
                       extra={"event": "merge_failed", "agent_id": agent})
             self.graph = self.graph.without(agent)
-            return
-        if not applied:
-            return
+            return False
+        return applied
+
+    def _record(self, merge: MergeReport) -> None:
+        """Record the metrics of a merged report's nodes, and of the pods and
+        services they belong to."""
         at = metric_time(merge.report, merge.received_at, self.process_history.retention)
-        partition = self.graph.partitions[agent]
+        partition = self.graph.partitions[merge.report.agent_id]
         for node_id, node in partition.nodes.items():
             if node.metrics:
                 history = self.process_history if node.kind is NodeKind.PROCESS else self.history

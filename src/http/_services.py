@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import attrs
+import trio
 from quart import Quart, current_app
 
 from trioscope.actors.client import ClientLink, LiveCounters
@@ -74,6 +75,8 @@ class Services:
     polls: set[Any] = attrs.field(factory=set)
     """Waiting long-polls (``Waiter``s), answered at once when the server stops."""
     started_monotonic: float = attrs.field(factory=time.monotonic)
+    heavy_work: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
+    """Worker threads for CPU-heavy request work (large reports), one at a time."""
 
 
 def attach(app: Quart, value: Services) -> None:

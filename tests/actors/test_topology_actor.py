@@ -11,6 +11,7 @@ from tests.synthetic import host_report
 from trioscope.actors.agent import ReportReceived, agent_spec
 from trioscope.actors.topology import GetSnapshot, GetStats, MergeReport, TopologyActor
 from trioscope.config import Settings
+from trioscope.domain.agents import PackedReport
 from trioscope.domain.report import decode_report
 from trioscope.domain.topology import View, host_id
 from trioscope.domain.topology import _partition as partition_module
@@ -36,7 +37,7 @@ def deliver(system, document: dict) -> None:
     settings = Settings.defaults()
     agent = system.lookup(AGENTS).ensure_child(agent_spec(report.agent_id, settings))
     system.lookup(TOPOLOGY).tell(MergeReport(report, NOW))
-    agent.tell(ReportReceived(report, raw, NOW))
+    agent.tell(ReportReceived(report, PackedReport.pack(raw), NOW))
 
 
 async def hosts_in(system) -> set[str]:

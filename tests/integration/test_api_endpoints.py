@@ -711,6 +711,36 @@ def test_agents_beyond_max_agents_get_503() -> None:
         assert set(agents_by_id(http)) == {"first", "second"}
 
 
+def test_large_reports_get_the_same_answers_as_small_ones() -> None:
+    """Reports over 256 KiB are decoded and partitioned in a worker thread
+    (``_reports.OFF_LOOP_BYTES``): accepted ones show up alike, bad ones are
+    refused alike, naming the field."""
+    with ServerProcess() as server, httpx.Client(base_url=server.base_url, timeout=30) as http:
+        now = time.time()
+        report = host_report(1, timestamp=now, containers=20, processes=3_000, agent_prefix="big")
+        body = json.dumps(report).encode()
+        assert len(body) > 2 * 256 * 1024
+        response = http.post("/api/v1/reports", content=gzip.compress(body),
+                             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+        assert response.status_code == 202, response.text
+        processes = [n for n in topology(http, "processes")["nodes"].values() if n["type"] == "process"]
+        assert len(processes) == 3_000
+        latest = http.get(f"/api/v1/query/agents/{report['agent_id']}/latest").json()["report"]
+        assert latest == json.loads(body)
+
+        bad = json.loads(body)
+        bad["processes_info"]["processes"][2500]["pid"] = 0
+        response = http.post("/api/v1/reports", json=bad)
+        assert_error(response, 400, "invalid_report", "$.processes_info.processes[2500].pid")
+        assert error_paths(response) == ["$.processes_info.processes[2500].pid"]
+        ahead = {**json.loads(body), "timestamp": iso(now + 3600)}
+        assert_error(http.post("/api/v1/reports", json=ahead), 400, "invalid_report", "$.timestamp")
+        assert_error(http.post("/api/v1/reports", content=body[:-1000], headers={"Content-Type": "application/json"}),
+                     400, "invalid_json")
+        assert http.get("/health").status_code == 200
+    assert " ERROR " not in server.stderr() and "Traceback" not in server.stderr(), server.stderr()[-3000:]
+
+
 _FINAL = re.compile(r"final topology: version \d+, \d+ nodes from (\d+) agents")
 
 

@@ -83,13 +83,15 @@ class TopologyGraph:
 
     # ---- applying reports -----------------------------------------------------------
 
-    def apply(self, report: Report, received_at: float) -> bool:
+    def apply(self, report: Report, received_at: float, partition: Partition | None = None) -> bool:
         """Merge ``report``. Returns False (and changes nothing) if this agent has
-        already sent a newer one."""
+        already sent a newer one. ``partition``: the report's
+        ``build_partition(report, received_at)``, if the caller built it already
+        (off the event loop, for a large report)."""
         current = self.partitions.get(report.agent_id)
         if current is not None and report.timestamp.timestamp() < current.report_time:
             return False
-        self._replace(report.agent_id, current, build_partition(report, received_at))
+        self._replace(report.agent_id, current, partition or build_partition(report, received_at))
         return True
 
     def remove_agent(self, agent_id: str) -> int:

@@ -13,9 +13,21 @@ import orjson
 from ._model import Edge, Node, NodeKind, View, edge_entries
 
 
+_KINDS = {kind.value: kind for kind in NodeKind}
+
+
 def kind_of(node_id: str) -> NodeKind:
-    """The kind a node id names (ids are ``<kind>:<rest>``)."""
-    return NodeKind(node_id.partition(":")[0])
+    """The kind a node id names (ids are ``<kind>:<rest>``).
+
+    Raises:
+        ValueError: no such kind.
+    """
+    # A dict, not NodeKind(prefix): this runs twice per node of every merge,
+    # and the enum's lookup costs ~4x more.
+    kind = _KINDS.get(node_id.partition(":")[0])
+    if kind is None:
+        raise ValueError(f"{node_id[:80]!r} names no node kind")
+    return kind
 
 
 def _timestamp(seconds: float) -> str:
