@@ -26,7 +26,7 @@ from trioscope.http import MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, st
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import StoreReader
-from trioscope.system import database_path, supervision_tree
+from trioscope.system import database_path, resume_open_queues, supervision_tree
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,7 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
                     nursery.start_soon(_watch_signals, signals, stop, everything, budget)
                     reader = StoreReader(database_path(settings))
                     async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
+                        await resume_open_queues(system, settings, reader)
                         app = create_app(system, settings, reader)
                         async with trio.open_nursery() as http:
                             binds = await http.start(_serve_http, app, config, sockets, stop)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import logging
+
+from trioscope.actors.deployment_queue import queue_spec
 from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor
 from trioscope.actors.notifier import NotifierActor
@@ -16,8 +19,10 @@ from trioscope.actors.store import StoreActor
 from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
 from trioscope.domain.deployments import AgentDirectory
-from trioscope.runtime import ActorSpec, Published, Strategy, SupervisorSpec, dynamic_supervisor
-from trioscope.store import DATABASE_FILE, StoreReader
+from trioscope.runtime import ActorRef, ActorSpec, ActorSystem, Published, Strategy, SupervisorSpec, dynamic_supervisor
+from trioscope.store import DATABASE_FILE, SqliteReader, StoreReader
+
+log = logging.getLogger(__name__)
 
 AGENTS = "/root/agents"
 TOPOLOGY = "/root/topology"
@@ -79,3 +84,26 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             dynamic_supervisor("clients", max_children=settings.websocket.max_clients),
         ],
     )
+
+
+def deployment_queue_spec(deployment_hash: str, settings: Settings, store: ActorRef, reader: StoreReader) -> ActorSpec:
+    """The queue actor of one deployment, as ``/root/queues`` runs it."""
+    return queue_spec(deployment_hash, settings, store=store, reader=reader, notifier_path=NOTIFIER,
+                      directory_path=DIRECTORY)
+
+
+async def resume_open_queues(system: ActorSystem, settings: Settings, reader: StoreReader) -> int:
+    """Start the queue actor of every deployment with open commands; answers how many.
+
+    A queue actor starts on its deployment's first request, and its timer is what
+    expires undelivered commands and times out unanswered ones: after a restart,
+    a deployment whose agent is gone would otherwise keep them open for ever.
+    """
+    hashes = await reader.call(SqliteReader.deployments_with_open_commands)
+    queues = system.lookup(QUEUES)
+    store = system.lookup(STORE)
+    for deployment_hash in hashes:
+        queues.ensure_child(deployment_queue_spec(deployment_hash, settings, store, reader))
+    if hashes:
+        log.info("resumed %d deployment queue(s) with open commands", len(hashes))
+    return len(hashes)

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from quart import Blueprint, Response, request
 
-from trioscope.actors.deployment_queue import Cancel, Confirm, Create, queue_spec
+from trioscope.actors.deployment_queue import Cancel, Confirm, Create
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
 from trioscope.actors.refusals import ask_or_refuse
 from trioscope.domain.commands import MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand, Priority, new_command
@@ -23,7 +23,7 @@ from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.report import InvalidDocument, decode, parse_timestamp
 from trioscope.runtime import ActorRef, ActorStopped
 from trioscope.store import SqliteReader
-from trioscope.system import DIRECTORY, NOTIFIER
+from trioscope.system import deployment_queue_spec
 
 from . import _gate
 from ._bodies import invalid, read_json
@@ -46,8 +46,7 @@ def queue_of(deployment_hash: str) -> ActorRef:
     running = s.queues.child(deployment_hash)  # the common case: no spec to build
     if running is not None:
         return running  # type: ignore[no-any-return]
-    spec = queue_spec(deployment_hash, s.settings, store=s.store, reader=s.reader, notifier_path=NOTIFIER,
-                      directory_path=DIRECTORY)
+    spec = deployment_queue_spec(deployment_hash, s.settings, s.store, s.reader)
     return s.queues.ensure_child(spec)  # type: ignore[no-any-return]
 
 

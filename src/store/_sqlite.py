@@ -200,6 +200,11 @@ class SqliteReader:
             " ORDER BY sequence", (deployment_hash,))
         return [command_from_document(orjson.loads(d)) for (d,) in rows]
 
+    def deployments_with_open_commands(self) -> list[str]:
+        rows = self.connection.execute(
+            f"SELECT DISTINCT deployment_hash FROM commands WHERE status IN {OPEN_STATUSES_SQL}")
+        return [h for (h,) in rows]
+
     def command(self, command_id: str) -> Command | None:
         row = self.connection.execute("SELECT document FROM commands WHERE id = ?", (command_id,)).fetchone()
         return command_from_document(orjson.loads(row[0])) if row else None

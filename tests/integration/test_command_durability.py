@@ -1,6 +1,7 @@
 """``kill -9`` of the server under load loses no acknowledged command, status,
 token or audit record: everything answered 2xx before the kill is there after a
-restart on the same data directory, and every history is a legal path. And a
+restart on the same data directory, and every history is a legal path; open
+commands' deadlines run on after the restart with no request for them. And a
 restart forgets agent request ids, so requests signed before it are refused."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import trio
 
 from tests.integration.test_commands import Operator, enroll
 from tests.server_process import ServerProcess
+from tests.waiting import eventually
 from trioscope.domain.commands import TRANSITIONS, CommandEvent, CommandStatus
 
 
@@ -108,3 +110,29 @@ async def test_a_request_signed_before_a_restart_is_refused_after_it(tmp_path: P
             assert replayed.status_code == 401, replayed.text
             assert replayed.json()["error"]["code"] == "signed_before_start"
             assert (await agent.wait(client, timeout=1)).status_code == 204  # a freshly signed poll is served
+
+
+async def test_a_sent_command_times_out_after_a_restart_though_nobody_asks(tmp_path: Path) -> None:
+    env = {"TRIOSCOPE_STORAGE_DATA_DIR": str(tmp_path)}
+    with ServerProcess(["--timeout-grace", "0s"], env=env) as server:
+        async with httpx.AsyncClient(timeout=10) as client:
+            operator = Operator(server, "kim", "durable")
+            agent = await enroll(client, server, operator)
+            sent = await operator.command(client, agent.deployment_hash, timeout_seconds=2)
+            polled = await agent.poll(client, timeout=5)
+            assert polled is not None and polled.command_id == sent["command_id"]
+        os.kill(server.pid, signal.SIGKILL)  # the agent dies with it: nothing will ever ask for this deployment
+        server.wait()
+    with ServerProcess(["--timeout-grace", "0s"], env=env) as server:
+        async with httpx.AsyncClient(timeout=10) as client:
+            operator = Operator(server, "kim", "durable")
+
+            async def timed_out() -> dict[str, Any] | None:
+                # Reading a command goes to the database, not to the deployment's queue actor.
+                command = await operator.get(client, agent.deployment_hash, sent["command_id"])
+                return command if command["status"] != "sent" else None
+
+            command = await eventually(timed_out)
+        assert command["status"] == "failed" and "timed out" in command["error"], command
+        assert [h["status"] for h in command["history"]] == ["queued", "sent", "failed"]
+        assert "resumed 1 deployment queue(s) with open commands" in server.stderr()
