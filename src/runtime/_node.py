@@ -278,6 +278,9 @@ class ActorCell(Node):
             item = None
 
     async def _deliver(self, actor: Actor, item: Any) -> None:
+        if type(item) is Ask and not item.take():
+            self.dead_letter(item)  # its asker gave up before we got to it
+            return
         self._current = item
         if type(item) is Ask:
             try:

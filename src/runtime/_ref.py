@@ -19,14 +19,36 @@ class Ask:
     The asker parks its task directly (no Event, no channel): the actor's loop
     reschedules it with the outcome. Settling twice is a no-op, so a late reply
     after a timeout, or a failure after a reply, cannot confuse anyone.
+
+    An asker that gives up (timeout, cancellation) before the actor takes the
+    message abandons it: the actor then drops it unhandled. Once taken, the
+    message is handled whatever the asker does. So an ``AskTimeout`` means
+    "not done, and never will be", which is what a 503 "retry" must mean.
     """
 
-    __slots__ = ("message", "_task", "_outcome")
+    __slots__ = ("message", "_task", "_outcome", "_taken", "_abandoned")
 
     def __init__(self, message: Any) -> None:
         self.message = message
         self._task: trio.lowlevel.Task | None = None
         self._outcome: outcome.Outcome[Any] | None = None
+        self._taken = False
+        self._abandoned = False
+
+    def take(self) -> bool:
+        """The actor starts on the message: False if the asker gave up (drop it)."""
+        if self._abandoned:
+            return False
+        self._taken = True
+        return True
+
+    def abandon(self) -> bool:
+        """The asker gives up waiting: True if the actor had not taken the
+        message (it never will), False if it is being handled."""
+        if self._taken:
+            return False
+        self._abandoned = True
+        return True
 
     def resolve(self, value: Any) -> None:
         self._settle(outcome.Value(value))
@@ -50,6 +72,7 @@ class Ask:
 
         def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
             self._task = None
+            self.abandon()
             return trio.lowlevel.Abort.SUCCEEDED
 
         return await trio.lowlevel.wait_task_rescheduled(abort)
@@ -101,8 +124,13 @@ class ActorRef:
         A full mailbox fails at once (``MailboxFull``) rather than waiting: asks
         come from request handlers, which should shed load, not queue it.
 
+        ``timeout`` bounds the wait for the actor to take the message; once it
+        has, its outcome is awaited (handlers are short, and a reply that says
+        what happened beats a timeout that cannot tell).
+
         Raises:
-            AskTimeout: no reply within ``timeout`` seconds (None waits forever).
+            AskTimeout: the actor did not take the message within ``timeout``
+                seconds (None waits forever); it never will.
             ActorFailed: ``handle`` raised on this message.
             ActorStopped: the actor terminated before handling it.
             MailboxFull: no room in the mailbox.
@@ -113,7 +141,9 @@ class ActorRef:
             return await ask.wait()
         with trio.move_on_after(timeout):
             return await ask.wait()
-        raise AskTimeout(self._cell.path, timeout)
+        if ask.abandon():
+            raise AskTimeout(self._cell.path, timeout)
+        return await ask.wait()
 
     async def wait_stopped(self) -> None:
         """Return once the actor has terminated for good."""

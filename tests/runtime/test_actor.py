@@ -75,6 +75,51 @@ async def test_ask_times_out(journal: Journal, autojump_clock):
         assert info.value.path == "/root/w"
 
 
+async def test_an_ask_that_timed_out_in_the_mailbox_is_never_handled(journal: Journal, autojump_clock):
+    # A timeout answers "retry": what was asked must then not happen behind the asker's back.
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        gate = trio.Event()
+        ref.tell(Block(gate))
+        with pytest.raises(AskTimeout):
+            await ref.ask("given up", timeout=2.0)
+        gate.set()
+        assert await ref.ask("next") == ("w", 1, "next")
+        assert journal.handled("w") == [Block(gate), "next"]
+        assert system.dead_letters == 1
+
+
+async def test_an_ask_cancelled_in_the_mailbox_is_never_handled(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        gate = trio.Event()
+        ref.tell(Block(gate))
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await ref.ask("cancelled", timeout=None)
+        gate.set()
+        assert await ref.ask("next") == ("w", 1, "next")
+        assert journal.handled("w") == [Block(gate), "next"]
+
+
+async def test_an_ask_taken_before_its_timeout_gets_the_reply_however_long_handling_takes(
+        journal: Journal, autojump_clock):
+    async with open_actor_system(tree(worker("w", journal))) as system:
+        ref = system.lookup("/root/w")
+        gate = trio.Event()
+        replies = []
+
+        async def ask():
+            replies.append(await ref.ask(Block(gate), timeout=2.0))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(ask)
+            await trio.sleep(10)  # virtual time, well past the timeout, while the actor is on it
+            assert replies == []
+            gate.set()
+        assert replies == [("w", 1, Block(gate))]
+
+
 async def test_ask_to_a_crashing_actor_fails_at_once_and_the_actor_restarts(journal: Journal):
     async with open_actor_system(tree(worker("w", journal))) as system:
         ref = system.lookup("/root/w")
