@@ -13,6 +13,7 @@ import enum
 import gc
 import logging
 import signal
+import sqlite3
 from typing import TextIO
 
 import hypercorn
@@ -25,7 +26,7 @@ from trioscope.config import Settings, format_duration
 from trioscope.http import MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, stop_live_updates
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
-from trioscope.store import StoreReader
+from trioscope.store import SqliteWriter, StoreReader, token_secret
 from trioscope.system import database_path, resume_open_queues, supervision_tree
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,20 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def _open_data_dir(settings: Settings) -> StoreReader | None:
+    """The database (its schema applied) and the token secret, checked before
+    anything starts: a corrupt, unwritable or misplaced data directory is one
+    log line naming it, not a traceback from inside the actor tree. None: it
+    was logged."""
+    try:
+        SqliteWriter(database_path(settings)).close()  # creates the file and schema if new
+        token_secret(settings.auth.secret, settings.storage.data_dir)
+        return StoreReader(database_path(settings))
+    except (sqlite3.Error, OSError, ValueError) as exc:
+        log.error("cannot use the data directory %s: %s: %s", settings.storage.data_dir, type(exc).__name__, exc)
+        return None
+
+
 async def serve(settings: Settings, out: TextIO) -> ExitCode:
     """Run until SIGINT/SIGTERM; return the process exit code."""
     budget = settings.server.shutdown_timeout
@@ -149,6 +164,11 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
     except OSError as exc:
         log.error("cannot listen on %s: %s", bind_address(settings), exc.strerror or exc)
         return ExitCode.FAILED
+    reader = _open_data_dir(settings)
+    if reader is None:
+        for sock in sockets.insecure_sockets:
+            sock.close()
+        return ExitCode.FAILED
     code = ExitCode.OK
     stop = trio.Event()
     try:
@@ -156,7 +176,6 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
             with trio.CancelScope() as everything:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_signals, signals, stop, everything, budget)
-                    reader = StoreReader(database_path(settings))
                     async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
                         await resume_open_queues(system, settings, reader)
                         app = create_app(system, settings, reader)

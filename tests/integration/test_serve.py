@@ -85,6 +85,28 @@ def test_port_in_use_is_one_line_and_exit_code_1():
     assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
 
 
+@pytest.mark.parametrize("damage", ["corrupt database", "data dir is a file", "short secret"])
+def test_an_unusable_data_dir_is_one_line_naming_it_and_exit_code_1(tmp_path, damage):
+    data = tmp_path / "data"
+    if damage == "data dir is a file":
+        data.write_text("not a directory")
+        expected = "Errno"
+    else:
+        data.mkdir()
+        if damage == "corrupt database":
+            (data / "trioscope.sqlite3").write_bytes(b"\x13" * 4096)
+            expected = "file is not a database"
+        else:
+            (data / "jwt-secret").write_text("\n")  # as a crash mid-write used to leave it
+            expected = "fewer than 32 bytes"
+    result = run_cli(["serve", "--host", "127.0.0.1", "--port", "0", "--local-probe", "false"],
+                     env={"TRIOSCOPE_STORAGE_DATA_DIR": str(data), "TRIOSCOPE_AUTH_SECRET": ""})
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"cannot use the data directory {data}" in lines[0] and expected in lines[0], lines[0]
+
+
 def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path):
     config = tmp_path / "trioscope.yaml"
     config.write_text("server:\n  host: 127.0.0.1\nstorage:\n  cleanup_interval: soon\n")
