@@ -322,6 +322,9 @@ class DeploymentQueueActor(RefusingActor):
             detail.update(progress)
             return await self._change(command, CommandEvent.PROGRESS, now, None, detail, progress=progress), True
         final = _FINAL[report.status]
+        if final is CommandStatus.CANCELLED and not command.cancel_requested:
+            raise ReportConflict(f"command {command.id} was not asked to cancel; report failed, with an error, "
+                                 "if the agent stopped it")
         error = report.error
         if final is CommandStatus.COMPLETED and report.errors:
             final, error = CommandStatus.FAILED, error or report.errors  # the status agent's rule

@@ -283,6 +283,8 @@ async def test_cancel_queued_then_with_the_agent_then_finished(server: ServerPro
         sent = await operator.command(client, agent.deployment_hash)
         polled = await agent.poll(client, timeout=5)
         assert polled is not None and polled.command_id == sent["command_id"]
+        unasked = await agent.report(client, sent["command_id"], "cancelled")
+        assert unasked.status_code == 409 and "not asked to cancel" in unasked.json()["error"]["message"]
         cancel = await client.post(operator.url(agent.deployment_hash, f"/commands/{sent['command_id']}/cancel"),
                                    headers=operator.auth)
         assert cancel.status_code == 200 and cancel.json()["metadata"]["cancel_requested"]
