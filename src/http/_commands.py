@@ -17,10 +17,10 @@ from quart import Blueprint, Response, request
 from trioscope.actors.deployment_queue import Cancel, Confirm, Create
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
 from trioscope.actors.refusals import ask_or_refuse
-from trioscope.domain.commands import MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand, Priority, new_command
+from trioscope.domain.commands import MAX_JSON_DEPTH, MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand, Priority, new_command
 from trioscope.domain.deployments import Deployment
 from trioscope.domain.principals import Permission, Principal
-from trioscope.domain.report import InvalidDocument, decode, parse_timestamp
+from trioscope.domain.report import InvalidDocument, decode, nesting_exceeds, parse_timestamp
 from trioscope.runtime import ActorRef, ActorStopped
 from trioscope.store import SqliteReader
 from trioscope.system import deployment_queue_spec
@@ -82,9 +82,11 @@ async def create_deployment(user_id: str) -> Response:
     if not isinstance(document, dict):
         raise ApiError(400, "invalid_body", "$: must be a JSON object")
     metadata = document.get("metadata", {})
-    if not isinstance(metadata, dict) or len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
-        raise ApiError(400, "invalid_deployment", f"$.metadata: must be an object of at most {MAX_METADATA_BYTES} bytes",
-                       details={"errors": [{"path": "$.metadata", "message": "must be a small JSON object"}]})
+    if (not isinstance(metadata, dict) or nesting_exceeds(metadata, MAX_JSON_DEPTH)
+            or len(orjson.dumps(metadata)) > MAX_METADATA_BYTES):
+        message = f"must be an object of at most {MAX_METADATA_BYTES} bytes, nested at most {MAX_JSON_DEPTH} levels"
+        raise ApiError(400, "invalid_deployment", f"$.metadata: {message}",
+                       details={"errors": [{"path": "$.metadata", "message": message}]})
     audit = _gate.audit_entry("deployment.create", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="deployment", user_id=user_id)
     deployment, token = await ask_or_refuse(

@@ -104,7 +104,10 @@ class SqliteWriter:
                 try:
                     for write in group:
                         self._apply(write)
-                except (Conflict, sqlite3.IntegrityError) as exc:
+                except (Conflict, sqlite3.IntegrityError, orjson.JSONEncodeError) as exc:
+                    # One group's failure, not the store's: an unencodable value
+                    # (callers check depth and size first) must not crash the
+                    # writer and, restart after restart, the whole server.
                     db.execute("ROLLBACK TO grp")
                     results.append(exc)
                 else:

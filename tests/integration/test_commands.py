@@ -533,3 +533,42 @@ async def _polls_waiting(server: ServerProcess) -> float:
         text = (await client.get(f"{server.base_url}/metrics")).text
     return next(float(line.split()[1]) for line in text.splitlines()
                 if line.startswith("app_command_polls_waiting "))
+
+
+def nested(depth: int) -> Any:
+    """A JSON value with lists nested ``depth`` levels deep."""
+    value: Any = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [40, 253])
+async def test_free_form_json_nested_too_deep_is_400_naming_the_field_and_harms_nothing(
+        server: ServerProcess, depth: int) -> None:
+    # orjson encodes at most 254 levels: such a value once crashed the store
+    # actor on every try, until the root supervisor gave up and the server exited.
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        for _ in range(8):  # more than the root's restart intensity allows
+            response = await client.post(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth,
+                                         json={"type": "x", "parameters": {"x": nested(depth)}})
+            assert response.status_code == 400, response.text
+            assert "$.parameters" in response.json()["error"]["message"]
+            assert "nested at most 32 levels" in response.json()["error"]["message"]
+        response = await client.post(operator.url(), json={"metadata": {"x": nested(depth)}}, headers=operator.auth)
+        assert response.status_code == 400 and "$.metadata" in response.json()["error"]["message"]
+
+        deployment = await operator.create_deployment(client)
+        register = await client.post(f"{server.base_url}/api/v1/agent/register", json={
+            "deployment_hash": deployment["deployment_hash"], "enrollment_token": deployment["enrollment_token"],
+            "system_info": {"x": nested(depth)}})
+        assert register.status_code == 400 and "$.system_info" in register.json()["error"]["message"]
+
+        sent = await operator.command(client, agent.deployment_hash)
+        assert await agent.poll(client, timeout=5) is not None
+        refused = await agent.report(client, sent["command_id"], result=nested(depth))
+        assert refused.status_code == 400 and "$.result" in refused.json()["error"]["message"], refused.text
+        assert (await agent.report(client, sent["command_id"], result={"ok": nested(30)})).status_code == 200
+    log = server.stderr()
+    assert "crashed" not in log and "Traceback" not in log, log[-3000:]

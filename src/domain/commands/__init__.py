@@ -18,13 +18,14 @@ from ._status import CommandEvent as CommandEvent
 from ._status import CommandStatus as CommandStatus
 from ._status import IllegalTransition as IllegalTransition
 from ._status import next_status as next_status
+from ._wire import MAX_JSON_DEPTH as MAX_JSON_DEPTH
 from ._wire import MAX_PARAMETERS_BYTES as MAX_PARAMETERS_BYTES
 from ._wire import AgentRegistration as AgentRegistration
 from ._wire import CommandReport as CommandReport
 from ._wire import CreateCommand as CreateCommand
 
 __all__ = [
-    "CANCEL_PREFIX", "MAX_PARAMETERS_BYTES", "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
+    "CANCEL_PREFIX", "MAX_JSON_DEPTH", "MAX_PARAMETERS_BYTES", "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
     "CancelNotice", "Command", "CommandEvent", "CommandReport", "CommandStatus", "CreateCommand",
     "Delivery", "DeploymentQueue", "IllegalTransition", "Priority", "StatusChange", "cancel_notice_id",
     "command_document", "command_from_document", "new_command", "next_status",

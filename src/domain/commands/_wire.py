@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 import attrs
 
-from trioscope.domain.report import IntRange, Name, Percent, Text, TextRule, bounded_list, constrained
+from trioscope.domain.report import IntRange, JsonRule, Name, Percent, Text, TextRule, bounded_list, constrained
 
 CommandType = constrained(
     "CommandType", str,
@@ -20,6 +20,12 @@ TimeoutSeconds = constrained("TimeoutSeconds", int, IntRange(1, 7 * 24 * 3600))
 Token = constrained("Token", str, TextRule(512))
 AnyId = constrained("AnyId", str, TextRule(128))
 Capabilities = bounded_list("Capabilities", Name, 64)
+
+MAX_JSON_DEPTH = 32
+"""Nesting of free-form JSON (parameters, results, system info, metadata)."""
+JsonObject = constrained("JsonObject", dict, JsonRule(MAX_JSON_DEPTH, dict))
+JsonValue = constrained("JsonValue", object, JsonRule(MAX_JSON_DEPTH))
+JsonList = constrained("JsonList", list, JsonRule(MAX_JSON_DEPTH, list))
 
 MAX_PARAMETERS_BYTES = 64 * 1024
 """``parameters`` of one command, as compact JSON."""
@@ -32,7 +38,7 @@ class CreateCommand:
     """``POST /api/v1/users/{user}/deployments/{hash}/commands``."""
 
     type: CommandType
-    parameters: dict[str, Any] = attrs.field(factory=dict)
+    parameters: JsonObject = attrs.field(factory=dict)
     priority: PriorityName = "normal"
     schedule_at: datetime | None = None
     timeout_seconds: TimeoutSeconds = 300
@@ -51,9 +57,9 @@ class CommandReport:
     command_id: AnyId
     deployment_hash: AnyId
     status: ReportStatus
-    result: Any = None
-    error: Any = None
-    errors: list[Any] | None = None
+    result: JsonValue = None
+    error: JsonValue = None
+    errors: JsonList | None = None
     completed_at: datetime | None = None
     started_at: datetime | None = None
     progress: Percent | None = None
@@ -70,5 +76,5 @@ class AgentRegistration:
     """Or sent as ``Authorization: Bearer <token>``."""
     public_key: Text | None = None
     capabilities: Capabilities = attrs.field(factory=list)
-    system_info: dict[str, Any] = attrs.field(factory=dict)
+    system_info: JsonObject = attrs.field(factory=dict)
     agent_version: Name | None = None

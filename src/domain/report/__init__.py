@@ -11,6 +11,7 @@ from ._fields import IDENTIFIER as IDENTIFIER
 from ._fields import FieldError as FieldError
 from ._fields import Identifier as Identifier
 from ._fields import IntRange as IntRange
+from ._fields import JsonRule as JsonRule
 from ._fields import Name as Name
 from ._fields import Percent as Percent
 from ._fields import Text as Text
@@ -18,6 +19,7 @@ from ._fields import TextRule as TextRule
 from ._fields import bounded_list as bounded_list
 from ._fields import constrained as constrained
 from ._fields import format_timestamp as format_timestamp
+from ._fields import nesting_exceeds as nesting_exceeds
 from ._fields import parse_timestamp as parse_timestamp
 from ._models import AgentRegistration as AgentRegistration
 from ._models import Connection as Connection
@@ -43,5 +45,5 @@ __all__ = [
     "LoadAverage", "MemoryInfo", "NetworkInfo", "NetworkInterface", "PortMapping",
     "ProcessInfo", "ProcessesInfo", "Report", "decode", "decode_registration", "decode_report",
     "encode", "format_timestamp", "IDENTIFIER", "FieldError", "Identifier", "IntRange", "Name",
-    "Percent", "Text", "TextRule", "bounded_list", "constrained", "parse_timestamp",
+    "JsonRule", "Percent", "Text", "TextRule", "bounded_list", "constrained", "nesting_exceeds", "parse_timestamp",
 ]

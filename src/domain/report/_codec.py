@@ -18,7 +18,9 @@ from cattrs.errors import ClassValidationError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn
 from cattrs.v import format_exception, transform_error
 
-from ._fields import CHECKS, FieldError, FloatRange, IntRange, ListRule, Rule, TextRule, format_timestamp, parse_timestamp
+from ._fields import (
+    CHECKS, FieldError, FloatRange, IntRange, JsonRule, ListRule, Rule, TextRule, format_timestamp, parse_timestamp,
+)
 from ._models import AgentRegistration, Report
 
 T = TypeVar("T")
@@ -123,6 +125,11 @@ def _rule_hook(rule: Rule, base: Any, converter: cattrs.Converter) -> Any:
             return rule.check(_strict_str(value, None))
 
         return text_hook
+    if isinstance(rule, JsonRule):
+        def json_hook(value: Any, _type: Any) -> Any:
+            return rule.check(value)
+
+        return json_hook
     inner = converter.get_structure_hook(base)
     if isinstance(rule, ListRule):
         max_items = rule.max_items

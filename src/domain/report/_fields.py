@@ -84,7 +84,44 @@ class MapRule:
         return value
 
 
-Rule = IntRange | FloatRange | TextRule | ListRule | MapRule
+@attrs.frozen
+class JsonRule:
+    """Free-form JSON (command parameters, results, system info): any value of
+    ``kind`` (None: any), nested at most ``max_depth`` levels. The store encodes
+    it inside its own documents, and JSON encoders have depth limits of their
+    own (orjson: 254), so a deeper value must be refused here, naming its field."""
+
+    max_depth: int
+    kind: type | None = None
+
+    def check(self, value: Any) -> Any:
+        if self.kind is not None and type(value) is not self.kind:
+            raise FieldError(f"must be {'an object' if self.kind is dict else 'a list'}, got {type(value).__name__}")
+        if nesting_exceeds(value, self.max_depth):
+            raise FieldError(f"must be nested at most {self.max_depth} levels deep")
+        return value
+
+
+def nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` has objects or lists nested more than ``limit`` deep
+    (iteratively: a deep value must not exhaust the stack to be refused)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            children = item.values()
+        elif kind is list:
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if type(child) in (dict, list))
+    return False
+
+
+Rule = IntRange | FloatRange | TextRule | ListRule | MapRule | JsonRule
 
 #: NewType -> the rule its values must follow. The converter builds one hook per
 #: entry: a fast path with the rule inlined, and ``rule.check`` for the message.
