@@ -26,7 +26,7 @@ from trioscope.runtime import ActorStopped, MailboxFull
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
 from ._command_views import delivery_view
-from ._commands import ask_queue
+from ._commands import ask_queue, integer_argument
 from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
@@ -77,10 +77,7 @@ async def register() -> Response:
 
 
 def _poll_arguments() -> tuple[int, int, str | None]:
-    raw = request.args.get("timeout", str(DEFAULT_POLL))
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_POLL:
-        raise ApiError(400, "invalid_query", f"timeout: must be an integer from 1 to {MAX_POLL} (seconds)",
-                       details={"field": "timeout"})
+    timeout = integer_argument("timeout", DEFAULT_POLL, 1, MAX_POLL, " (seconds)")
     priority = request.args.get("priority")
     min_rank = 0
     if priority:
@@ -93,7 +90,7 @@ def _poll_arguments() -> tuple[int, int, str | None]:
     if last is not None and len(last) > 128:
         raise ApiError(400, "invalid_query", "last_command_id: must be at most 128 characters",
                        details={"field": "last_command_id"})
-    return int(raw), min_rank, last
+    return timeout, min_rank, last
 
 
 async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, skip: str | None) -> Delivery | None:

@@ -191,12 +191,14 @@ def date_argument(name: str, *, end: bool) -> float | None:
                        details={"field": name}) from None
 
 
-def integer_argument(name: str, default: int, low: int, high: int) -> int:
+def integer_argument(name: str, default: int, low: int, high: int, unit: str = "") -> int:
+    """Query parameter ``name``: decimal ASCII digits (not "²", which ``isdigit``
+    takes and ``int`` refuses; not thousands of them, which ``int`` refuses too)."""
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ApiError(400, "invalid_query", f"{name}: must be an integer from {low} to {high}",
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or not low <= int(raw) <= high:
+        raise ApiError(400, "invalid_query", f"{name}: must be an integer from {low} to {high}{unit}",
                        details={"field": name})
     return int(raw)
 

@@ -217,6 +217,8 @@ def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any
         return AgentAuthFailure.BAD_REQUEST_ID
     if not signature_valid(token, body, signature):
         return AgentAuthFailure.BAD_SIGNATURE
+    if not (timestamp.isascii() and len(timestamp) <= 12):  # unix seconds; longer overflows a float below
+        return AgentAuthFailure.CLOCK_SKEW
     try:
         signed_at = int(timestamp)
     except ValueError:

@@ -572,3 +572,23 @@ async def test_free_form_json_nested_too_deep_is_400_naming_the_field_and_harms_
         assert (await agent.report(client, sent["command_id"], result={"ok": nested(30)})).status_code == 200
     log = server.stderr()
     assert "crashed" not in log and "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u2460", "1" * 4400, "-1", "1e3"])
+async def test_integer_query_parameters_take_ascii_digits_only(server: ServerProcess, value: str) -> None:
+    # "²" and "①" pass str.isdigit() and fail int(); 4,400 digits exceed int()'s limit: both once answered 500.
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        listing = await client.get(operator.url(agent.deployment_hash, "/commands"), params={"offset": value},
+                                   headers=operator.auth)
+        assert listing.status_code == 400 and listing.json()["error"]["details"]["field"] == "offset"
+        url = f"{server.base_url}/api/v1/agent/commands/wait/{agent.deployment_hash}"
+        poll = await client.get(url, params={"timeout": value}, headers=agent.headers(b""))
+        assert poll.status_code == 400 and "timeout" in poll.json()["error"]["message"]
+
+
+async def test_an_absurd_x_timestamp_is_clock_skew(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        _, agent = await setup(server, client)
+        response = await agent.wait(client, timeout=1, **{"X-Timestamp": "1" + "0" * 400})
+        assert response.status_code == 401 and response.json()["error"]["code"] == "clock_skew", response.text
