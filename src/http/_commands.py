@@ -16,7 +16,7 @@ from quart import Blueprint, Response, request
 
 from trioscope.actors.deployment_queue import Cancel, Confirm, Create
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
-from trioscope.actors.refusals import ask_or_refuse
+from trioscope.actors.refusals import UnknownCommand, ask_or_refuse
 from trioscope.domain.commands import MAX_JSON_DEPTH, MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand, Priority, new_command
 from trioscope.domain.deployments import Deployment
 from trioscope.domain.principals import Permission, Principal
@@ -242,12 +242,20 @@ async def _change(user_id: str, deployment_hash: str, command_id: str, action: s
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     existing = await _command(deployment.hash, command_id)
     if existing.status.terminal:
-        raise ApiError(409, "invalid_transition", f"cannot {action} a command that is {existing.status.value}",
-                       details={"status": existing.status.value})
+        raise _finished(existing, action)
     audit = _gate.audit_entry(f"command.{action}", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="command", resource_id=command_id)
-    changed: Command = await ask_queue(deployment.hash, message_type(command_id, audit))
+    try:
+        changed: Command = await ask_queue(deployment.hash, message_type(command_id, audit))
+    except UnknownCommand:
+        # It finished (an agent's report, a deadline) between our read and the queue's turn.
+        raise _finished(await _command(deployment.hash, command_id), action) from None
     return json_response(command_view(changed, history=True))
+
+
+def _finished(command: Command, action: str) -> ApiError:
+    return ApiError(409, "invalid_transition", f"cannot {action} a command that is {command.status.value}",
+                    details={"status": command.status.value})
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/commands/<command_id>/confirm")

@@ -592,3 +592,20 @@ async def test_an_absurd_x_timestamp_is_clock_skew(server: ServerProcess) -> Non
         _, agent = await setup(server, client)
         response = await agent.wait(client, timeout=1, **{"X-Timestamp": "1" + "0" * 400})
         assert response.status_code == 401 and response.json()["error"]["code"] == "clock_skew", response.text
+
+
+async def test_a_cancel_racing_the_final_report_is_200_or_409_never_404(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        answers = set()
+        for _ in range(15):
+            sent = await operator.command(client, agent.deployment_hash)
+            assert await agent.poll(client, timeout=5) is not None
+            url = operator.url(agent.deployment_hash, f"/commands/{sent['command_id']}/cancel")
+            async with trio.open_nursery() as nursery:
+                async def cancel() -> None:
+                    answers.add((await client.post(url, headers=operator.auth)).status_code)
+
+                nursery.start_soon(cancel)
+                nursery.start_soon(agent.report, client, sent["command_id"])
+        assert answers <= {200, 409}, answers
