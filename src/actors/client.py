@@ -162,7 +162,11 @@ class ClientActor(Actor):
             self._reset()
         elif isinstance(request, Subscribe):
             before = self.subscription
-            self.subscription = subscribe(before, request)
+            try:
+                self.subscription = subscribe(before, request)
+            except BadClientMessage as exc:
+                self._send(error_frame(exc.code, exc.message))
+                return
             if (self.subscription.view, self.subscription.filter, self.subscription.topology) != (
                     before.view, before.filter, before.topology):
                 self._reset()

@@ -18,6 +18,9 @@ import orjson
 from trioscope.domain.topology import Node, NodeKind, TopologyDiff, TopologySnapshot, View, edge_kind
 
 MAX_TOPICS = 64
+"""Topics in one subscribe or unsubscribe message."""
+MAX_SUBSCRIBED = 1024
+"""Agent and node topics one client holds at once (they add up over messages)."""
 MAX_SEARCH = 200
 MAX_LABELS = 16
 
@@ -197,15 +200,24 @@ def parse_client_message(data: str | bytes) -> ClientMessage:
 
 def subscribe(current: Subscription, request: Subscribe) -> Subscription:
     """The subscription after ``request`` (topics are added; view and filter, when
-    given, replace the current ones)."""
+    given, replace the current ones).
+
+    Raises:
+        BadClientMessage: the client would hold more than ``MAX_SUBSCRIBED``
+            agent or node topics (it keeps those it has).
+    """
     topics = set(request.topics)
     nodes = frozenset(t[5:] for t in topics if t.startswith("node:"))
     base = request.filter if request.filter is not None else current.filter
+    agents = {t[6:] for t in topics if t.startswith("agent:")}
+    if len(current.agents | agents) > MAX_SUBSCRIBED or len(base.ids | nodes) > MAX_SUBSCRIBED:
+        raise BadClientMessage("too_many_topics", f"topics: at most {MAX_SUBSCRIBED} agent and "
+                               f"{MAX_SUBSCRIBED} node topics at once; unsubscribe from some first")
     return attrs.evolve(
         current,
         topology=current.topology or "topology" in topics or bool(nodes),
         reports=current.reports or "reports" in topics,
-        agents=current.agents | {t[6:] for t in topics if t.startswith("agent:")},
+        agents=current.agents | agents,
         view=request.view if request.view_given else current.view,
         filter=attrs.evolve(base, ids=base.ids | nodes) if nodes or request.filter is not None else current.filter,
     )

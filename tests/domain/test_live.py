@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from tests.domain.test_topology_properties import T0, reports, state
 from trioscope.domain.live import (
+    MAX_SUBSCRIBED,
+    MAX_TOPICS,
     BadClientMessage,
     Filter,
     Subscribe,
@@ -106,6 +108,23 @@ def test_subscribe_and_unsubscribe_change_topics_view_and_filter():
     assert kept.view is View.HOSTS  # no view given: the current one stays
     gone = unsubscribe(kept, parse_client_message('{"type": "unsubscribe", "topics": ["topology", "agent:a1"]}'))
     assert not gone.topology and gone.agents == frozenset() and gone.reports
+
+
+@pytest.mark.parametrize("kind", ["agent", "node"])
+def test_agent_and_node_topics_add_up_to_at_most_max_subscribed(kind: str):
+    # 64 topics a message, but they accumulate: unbounded, 8,000 messages took 200 MB.
+    current = Subscription()
+    for batch in range(MAX_SUBSCRIBED // MAX_TOPICS):
+        topics = [f"{kind}:host:{batch}-{i}" for i in range(MAX_TOPICS)]
+        current = subscribe(current, parse_client_message(orjson.dumps({"type": "subscribe", "topics": topics})))
+    held = len(current.agents) + len(current.filter.ids)
+    assert held == MAX_SUBSCRIBED
+    with pytest.raises(BadClientMessage) as refused:
+        subscribe(current, parse_client_message(orjson.dumps({"type": "subscribe", "topics": [f"{kind}:one-more"]})))
+    assert refused.value.code == "too_many_topics"
+    freed = unsubscribe(current, parse_client_message(orjson.dumps(
+        {"type": "unsubscribe", "topics": [f"{kind}:host:0-{i}" for i in range(MAX_TOPICS)]})))
+    assert subscribe(freed, parse_client_message(orjson.dumps({"type": "subscribe", "topics": [f"{kind}:one-more"]})))
 
 
 def node(node_id: str, label: str, **metrics: float) -> Node:
