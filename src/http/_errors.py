@@ -8,7 +8,7 @@ import logging
 import uuid
 from typing import Any
 
-from quart import Quart, Response, current_app, g, request
+from quart import Quart, Response, current_app, g, has_request_context, has_websocket_context, request, websocket
 from werkzeug.exceptions import HTTPException
 
 from trioscope.actors.refusals import (
@@ -61,7 +61,19 @@ def _http_code(status: int) -> str:
     }.get(status, "http_error")
 
 
+def _where() -> tuple[str, str]:
+    """Method and path of what failed: an HTTP request or a WebSocket (whose
+    handlers raise into these handlers too, with no request context)."""
+    if has_request_context():
+        return request.method, request.path
+    if has_websocket_context():
+        return "WEBSOCKET", websocket.path
+    return "-", "-"
+
+
 def _has_unread_body() -> bool:
+    if not has_request_context():
+        return False  # a WebSocket has no body
     declared = request.headers.get("Content-Length", "0") not in ("", "0") or "Transfer-Encoding" in request.headers
     return declared and not g.get("body_read", False)
 
@@ -109,13 +121,14 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def _http_exception(exc: HTTPException) -> Response:
         status = exc.code or 500
+        method, path = _where()
         if status == 404:
-            message = f"no such endpoint: {request.method} {request.path}"
+            message = f"no such endpoint: {method} {path}"
         elif status == 413:
             limit = current_app.config.get("MAX_CONTENT_LENGTH")
             message = f"request body is larger than the limit of {limit} bytes"
         elif status == 405:
-            message = f"{request.method} is not allowed on {request.path}"
+            message = f"{method} is not allowed on {path}"
         else:
             message = exc.description or exc.name
         details = {"limit_bytes": current_app.config.get("MAX_CONTENT_LENGTH")} if status == 413 else None
@@ -145,7 +158,8 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:
         incident = uuid.uuid4().hex[:12]
-        log.error("unhandled error in %s %s (incident %s)", request.method, request.path, incident,
+        method, path = _where()
+        log.error("unhandled error in %s %s (incident %s)", method, path, incident,
                   exc_info=exc, extra={"incident": incident})
         return error_response(500, "internal_error",
                               f"internal error; the server log has the details under incident {incident}",

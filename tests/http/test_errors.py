@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from quart.testing import WebsocketResponseError
 
 from trioscope.http import create_app
 from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull, open_actor_system
@@ -22,6 +23,10 @@ async def client(settings):
                 "slow": AskTimeout("/root/topology", 5),
                 "stopped": ActorStopped("/root/topology"),
             }[kind]
+
+        @app.websocket("/test/ws/raise")
+        async def raising_socket():
+            raise KeyError("secret internal detail")
 
         async with app.test_app() as test_app:
             yield test_app.test_client()
@@ -57,3 +62,17 @@ async def test_health_is_503_once_the_tree_is_gone(settings):
             response = await client.get("/health")
             assert response.status_code == 503
             assert (await response.get_json())["status"] == "unhealthy"
+
+
+async def test_a_websocket_handler_that_raises_is_logged_under_an_incident(client, caplog):
+    # The handlers once read the HTTP request, which a WebSocket has not: they failed in turn.
+    refused: list[WebsocketResponseError] = []
+    try:
+        async with client.websocket("/test/ws/raise") as socket:
+            await socket.receive()
+    except* WebsocketResponseError as group:
+        refused.extend(group.exceptions)  # type: ignore[arg-type]
+    assert [r.response.status_code for r in refused] == [500]
+    logged = [r for r in caplog.records if getattr(r, "incident", None)]
+    assert logged and "WEBSOCKET /test/ws/raise" in logged[0].getMessage()
+    assert not [r for r in caplog.records if "request context" in r.getMessage()]
