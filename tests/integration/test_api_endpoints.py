@@ -434,6 +434,13 @@ def test_invalid_field_is_400_naming_its_path(client: httpx.Client, case: str) -
     assert_error(client.get(f"/api/v1/agents/config/{agent_id}-42"), 404, "agent_not_found")
 
 
+@pytest.mark.parametrize(("value", "says"), [(5.0, "must be an integer, got the number 5.0"),
+                                            (1e19, "must be an integer between -2^63 and 2^63-1")])
+def test_an_integer_field_given_a_float_says_which_was_wrong(client: httpx.Client, value: float, says: str) -> None:
+    report = minimal_report(fresh("integers"), host_info={"cpu_info": {"cores": value}})
+    assert_error(post_report(client, report), 400, "invalid_report", "$.host_info.cpu_info.cores", says)
+
+
 def test_every_bad_field_is_listed(client: httpx.Client) -> None:
     report = minimal_report(fresh("many-problems"), hostname=5,
                             host_info={"cpu_info": {"cores": "5", "usage": 200}},

@@ -45,7 +45,7 @@ class InvalidDocument(ValueError):
 
 def _strict_int(value: Any, _type: Any) -> int:
     if type(value) is not int:
-        if type(value) is float and value.is_integer():  # JSON parsers read > 64-bit integers as floats
+        if type(value) is float and value.is_integer() and abs(value) >= 2**63:  # orjson reads these as floats
             raise FieldError("must be an integer between -2^63 and 2^63-1")
         raise FieldError(f"must be an integer, got {_describe(value)}")
     return value
