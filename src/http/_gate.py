@@ -42,12 +42,22 @@ def client_address() -> str:
     return _connection().remote_addr or "unknown"
 
 
+MAX_AUDIT_TEXT = 256
+
+
 def audit_entry(action: str, *, actor: str, tenant: str | None, resource_type: str | None = None,
                 resource_id: str | None = None, outcome: str = "ok", **details: Any) -> AuditEntry:
-    """An audit record of the current request (who, what, when, from where)."""
-    return AuditEntry(at=time.time(), tenant=tenant, actor=actor, action=action, resource_type=resource_type,
-                      resource_id=resource_id, outcome=outcome, address=client_address(),
-                      user_agent=(_connection().headers.get("User-Agent") or "")[:256] or None, details=details)
+    """An audit record of the current request (who, what, when, from where).
+
+    Strings that come from the request (paths, ids, details) are cut to
+    ``MAX_AUDIT_TEXT``: refusals are recorded for anyone who asks, and a 7,000
+    character hash in a URL made each such record 14 KB."""
+    return AuditEntry(at=time.time(), tenant=tenant, actor=actor[:MAX_AUDIT_TEXT], action=action,
+                      resource_type=resource_type,
+                      resource_id=resource_id[:MAX_AUDIT_TEXT] if resource_id is not None else None,
+                      outcome=outcome, address=client_address(),
+                      user_agent=(_connection().headers.get("User-Agent") or "")[:MAX_AUDIT_TEXT] or None,
+                      details={k: v[:MAX_AUDIT_TEXT] if isinstance(v, str) else v for k, v in details.items()})
 
 
 def _audit_refusal(entry: AuditEntry) -> None:

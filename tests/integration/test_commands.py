@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import signal
+import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -22,6 +24,7 @@ from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
+from trioscope.store import DATABASE_FILE
 
 _ids = itertools.count(1)
 
@@ -609,3 +612,19 @@ async def test_a_cancel_racing_the_final_report_is_200_or_409_never_404(server: 
                 nursery.start_soon(cancel)
                 nursery.start_soon(agent.report, client, sent["command_id"])
         assert answers <= {200, 409}, answers
+
+
+async def test_refusals_are_audited_in_records_of_bounded_size(server: ServerProcess) -> None:
+    hash_ = "a" * 7000  # anyone may send this; each refusal is recorded
+    async with httpx.AsyncClient() as client:
+        response = await client.get(f"{server.base_url}/api/v1/agent/commands/wait/{hash_}",
+                                    headers={"Authorization": "Bearer not-a-token"})
+        assert response.status_code == 401
+
+    async def recorded() -> list[tuple[int, int]]:
+        with sqlite3.connect(Path(server.data_dir) / DATABASE_FILE) as db:  # the store commits it a moment later
+            return db.execute("SELECT length(details), length(coalesce(resource_id, '')) FROM audit "
+                              "WHERE action = 'auth.failure' AND details LIKE '%aaaaaaaa%'").fetchall()
+
+    rows = await eventually(recorded)
+    assert max(size for size, _ in rows) < 1024 and max(size for _, size in rows) <= 256, rows
