@@ -49,7 +49,11 @@ CREATE TABLE IF NOT EXISTS commands (
     version INTEGER NOT NULL,
     document BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS commands_deployment_status ON commands (deployment_hash, status);
+-- Pages of a deployment's commands, newest first, with or without a status:
+-- walked in order, not sorted (a deployment may hold hundreds of thousands).
+DROP INDEX IF EXISTS commands_deployment_status;
+CREATE INDEX IF NOT EXISTS commands_deployment_status_sequence ON commands (deployment_hash, status, sequence);
+CREATE INDEX IF NOT EXISTS commands_deployment_sequence ON commands (deployment_hash, sequence);
 CREATE INDEX IF NOT EXISTS commands_deployment_created ON commands (deployment_hash, created_at);
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -228,8 +232,11 @@ class SqliteReader:
             args.append(until)
         clause = " AND ".join(where)
         total = self.connection.execute(f"SELECT count(*) FROM commands WHERE {clause}", args).fetchone()[0]
+        # The page's rows are chosen from the index alone; only they are read
+        # (an OFFSET over full rows read every skipped document).
         rows = self.connection.execute(
-            f"SELECT document FROM commands WHERE {clause} ORDER BY sequence DESC LIMIT ? OFFSET ?",
+            f"SELECT document FROM commands WHERE rowid IN (SELECT rowid FROM commands WHERE {clause}"
+            " ORDER BY sequence DESC LIMIT ? OFFSET ?) ORDER BY sequence DESC",
             [*args, limit, offset])
         return [command_from_document(orjson.loads(d)) for (d,) in rows], total
 
