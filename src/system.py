@@ -59,7 +59,9 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
         children=[
             # Durable state first: everything below may read and write it while
             # it starts and while it drains at shutdown.
-            ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader), mailbox_size=65536,
+            ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader,
+                                                                retention=settings.storage.history_retention),
+                      mailbox_size=65536,
                       shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2)),
             # Users' WebSockets hear of command and agent changes through it.
             ActorSpec(name="notifier", factory=NotifierActor, mailbox_size=65536),

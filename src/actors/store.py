@@ -9,7 +9,8 @@ and nothing is acknowledged before it is on disk.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,8 @@ import attrs
 import outcome
 import trio
 
-from trioscope.runtime import Actor, ActorRef
+from trioscope.config import format_duration
+from trioscope.runtime import Actor, ActorRef, MailboxFull
 from trioscope.store import SqliteWriter, StoreReader, Write
 
 log = logging.getLogger(__name__)
@@ -58,23 +60,74 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
     receipt.result.unwrap()
 
 
+PRUNE_INTERVAL = 3600.0
+"""Seconds between deletions of history older than the retention."""
+PRUNE_BATCH = 5000
+"""Rows of each kind deleted per transaction: commits wait for the writer meanwhile."""
+
+
+@attrs.frozen
+class Prune:
+    """Delete finished commands and audit records older than the retention."""
+
+
 class StoreActor(Actor):
-    def __init__(self, path: Path, reader: StoreReader | None = None) -> None:
+    def __init__(self, path: Path, reader: StoreReader | None = None, *, retention: float | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self.reader = reader
         """Closed when the store stops: it is the last actor to use the database."""
+        self.retention = retention
+        """Seconds finished commands and audit records are kept (None: for ever)."""
+        self.clock = clock
         self.writer: SqliteWriter | None = None
         self.pending: list[Commit] = []
         self.limiter = trio.CapacityLimiter(1)
+        self.pruned = (0, 0)
+        """Commands and audit records deleted by the current round of batches."""
 
     async def on_start(self) -> None:
         self.writer = await trio.to_thread.run_sync(SqliteWriter, self.path)
+        if self.retention is not None:
+            self.context.start_soon(self._prune_timer)
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Commit):
             self.pending.append(message)
             return None
+        if isinstance(message, Prune):
+            await self._flush()
+            return await self._prune()
         return await super().handle(message)
+
+    async def _prune_timer(self) -> None:
+        while True:
+            try:
+                self.context.ref.tell(Prune())
+            except MailboxFull:
+                pass  # busy: next time
+            await trio.sleep(PRUNE_INTERVAL)
+
+    async def _prune(self) -> tuple[int, int]:
+        """One batch of each; another ``Prune`` goes to the back of the mailbox
+        while there may be more, so commits that arrived meanwhile go first.
+        Answers how many commands and audit records this batch deleted."""
+        assert self.writer is not None and self.retention is not None
+        commands, audit = await trio.to_thread.run_sync(
+            self.writer.prune, self.clock() - self.retention, PRUNE_BATCH, limiter=self.limiter)
+        self.pruned = (self.pruned[0] + commands, self.pruned[1] + audit)
+        if max(commands, audit) == PRUNE_BATCH:
+            try:
+                self.context.ref.tell(Prune())
+                return commands, audit
+            except MailboxFull:
+                pass  # the timer comes back to the rest
+        if any(self.pruned):
+            log.info("pruned %d finished commands and %d audit records older than %s", *self.pruned,
+                     format_duration(self.retention),
+                     extra={"event": "prune", "commands": self.pruned[0], "audit": self.pruned[1]})
+        self.pruned = (0, 0)
+        return commands, audit
 
     async def on_idle(self) -> None:
         await self._flush()

@@ -144,6 +144,14 @@ KEYS: tuple[Key, ...] = (
         flags=("--cleanup-interval", "-cleanup-interval"),
     ),
     Key(
+        name="storage.history_retention",
+        kind=DurationKind(1 * HOUR, 3650 * DAY),
+        default=30 * DAY,
+        help="keep finished commands and audit records this long (open commands are kept until they finish)",
+        env=("TRIOSCOPE_STORAGE_HISTORY_RETENTION",),
+        flags=("--history-retention",),
+    ),
+    Key(
         name="auth.secret",
         kind=SecretKind(),
         default="",

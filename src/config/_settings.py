@@ -38,6 +38,8 @@ class StorageSettings:
     """Seconds reports and metric history are kept."""
     cleanup_interval: float
     """Seconds between deletions of data older than ``max_data_age``."""
+    history_retention: float
+    """Seconds finished commands and audit records are kept."""
 
 
 @attrs.frozen(kw_only=True)

@@ -55,6 +55,7 @@ DROP INDEX IF EXISTS commands_deployment_status;
 CREATE INDEX IF NOT EXISTS commands_deployment_status_sequence ON commands (deployment_hash, status, sequence);
 CREATE INDEX IF NOT EXISTS commands_deployment_sequence ON commands (deployment_hash, sequence);
 CREATE INDEX IF NOT EXISTS commands_deployment_created ON commands (deployment_hash, created_at);
+CREATE INDEX IF NOT EXISTS commands_created ON commands (created_at);  -- pruning
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -69,6 +70,7 @@ CREATE TABLE IF NOT EXISTS audit (
     details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant, id);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);  -- pruning
 """
 
 DATABASE_FILE = "trioscope.sqlite3"
@@ -123,6 +125,24 @@ class SqliteWriter:
                 db.execute("ROLLBACK")
             raise
         return results
+
+    def prune(self, before: float, batch: int) -> tuple[int, int]:
+        """Delete up to ``batch`` finished commands created before ``before`` (unix
+        seconds), and up to ``batch`` audit records made before it; answers how
+        many of each. Open commands stay whatever their age."""
+        db = self.connection
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            commands = db.execute(
+                "DELETE FROM commands WHERE rowid IN (SELECT rowid FROM commands WHERE created_at < ?"
+                f" AND status NOT IN {OPEN_STATUSES_SQL} LIMIT ?)", (before, batch)).rowcount
+            audit = db.execute("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? LIMIT ?)",
+                               (before, batch)).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return commands, audit
 
     def _apply(self, write: Write) -> None:
         db = self.connection

@@ -1,0 +1,56 @@
+"""The store actor's pruning: finished commands and audit records older than the
+retention go, in batches; open commands stay whatever their age."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.waiting import eventually
+from trioscope.actors import store as store_module
+from trioscope.actors.store import Prune, StoreActor, commit
+from trioscope.domain.commands import CommandEvent, Priority, new_command
+from trioscope.domain.deployments import Deployment
+from trioscope.runtime import ActorSpec, SupervisorSpec, open_actor_system
+from trioscope.store import AuditEntry, SaveCommand, SaveDeployment, SqliteReader
+
+DAY = 86400.0
+NOW = 1_800_000_000.0
+
+
+def command(i: int, created: float, finished: bool) -> SaveCommand:
+    queued = new_command(command_id=f"cmd_{i}", deployment_hash="h", tenant="t", type="restart", parameters={},
+                         priority=Priority.NORMAL, created_by="u", now=created, schedule_at=None,
+                         timeout_seconds=60, requires_confirmation=False, sequence=i)
+    return SaveCommand(queued.apply(CommandEvent.CANCEL, created + 1) if finished else queued, None)
+
+
+async def test_old_history_goes_in_batches_and_open_commands_stay(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_module, "PRUNE_BATCH", 3)
+    path = tmp_path / "db.sqlite3"
+    spec = ActorSpec(name="store", factory=lambda: StoreActor(path, retention=30 * DAY, clock=lambda: NOW))
+    async with open_actor_system(SupervisorSpec(name="root", children=[spec])) as system:
+        store = system.lookup("/root/store")
+        await commit(store, [SaveDeployment(Deployment(hash="h", tenant="t", user_id="u", created_at=1.0,
+                                                       enrollment_hash=None))])
+        old, recent = NOW - 40 * DAY, NOW - 1 * DAY
+        await commit(store, [command(i, old, finished=True) for i in range(7)]
+                     + [command(10, old, finished=False), command(11, recent, finished=True)]
+                     + [AuditEntry(at=old, tenant="t", actor="u", action="x") for _ in range(4)]
+                     + [AuditEntry(at=recent, tenant="t", actor="u", action="y")])
+        assert await store.ask(Prune()) == (3, 3)  # one batch; the rest follow through the mailbox
+        reader = SqliteReader(path)
+        try:
+            async def pruned() -> tuple[set[str], list[str]] | None:
+                commands = {c.id for c in reader.commands("h", status=None, since=None, until=None, limit=50,
+                                                          offset=0)[0]}
+                audit = [row["action"] for row in reader.audit("t", action=None, actor=None, since=None, until=None,
+                                                               limit=50, offset=0)[0]]
+                return (commands, audit) if len(commands) + len(audit) <= 3 else None
+
+            # The old open command and the recent finished one stay; so does the recent audit record.
+            assert await eventually(pruned) == ({"cmd_10", "cmd_11"}, ["y"])
+        finally:
+            reader.close()
