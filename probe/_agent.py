@@ -27,6 +27,8 @@ from ._transport import RETRIABLE, Backoff, ServerUnavailable
 
 log = logging.getLogger("trioscope_probe")
 POLL_SECONDS = 60
+REPORT_ATTEMPTS = 12
+"""With backoff capped at 30 s: about five minutes of a server away or busy."""
 
 
 @attrs.frozen
@@ -37,20 +39,49 @@ class Credentials:
 
 
 def load_credentials(path: Path, deployment_hash: str) -> Credentials | None:
+    """The saved credentials for ``deployment_hash``; None if there are none (or
+    they are another deployment's).
+
+    Raises:
+        ControlError: the file exists but is not a credentials file.
+    """
     try:
         saved = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if saved.get("deployment_hash") != deployment_hash:
+    except (FileNotFoundError, NotADirectoryError):
+        return None  # (a state dir that cannot be used is said before enrolling)
+    except (OSError, ValueError) as exc:
+        raise ControlError(f"cannot read {path}: {exc}; fix or delete it (then enroll again)") from None
+    fields = ("deployment_hash", "agent_id", "agent_token")
+    if not (isinstance(saved, dict) and all(isinstance(saved.get(f), str) for f in fields)):
+        raise ControlError(f"{path} is not a credentials file (it needs {', '.join(fields)}); "
+                           "fix or delete it (then enroll again)")
+    if saved["deployment_hash"] != deployment_hash:
         return None
     return Credentials(deployment_hash, saved["agent_id"], saved["agent_token"])
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before enrolling, not after: an enrollment token works once, and
+    credentials that cannot be saved would be lost with it.
+
+    Raises:
+        ControlError: ``directory`` cannot be created or written.
+    """
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test.{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ControlError(f"cannot keep credentials in {directory}: {exc}") from None
 
 
 def save_credentials(path: Path, credentials: Credentials) -> None:
     """Written 0600 and renamed into place: a crash leaves the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial.unlink(missing_ok=True)  # a leftover one keeps its own mode: O_CREAT would not apply 0600
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(attrs.asdict(credentials), handle)
         handle.flush()
@@ -76,8 +107,22 @@ async def enroll(client: httpx.AsyncClient, deployment_hash: str, enrollment_tok
         raise ServerUnavailable(f"enrollment answered {response.status_code}")
     if response.status_code != 201:
         raise ControlError(f"enrollment refused ({response.status_code}): {response.text[:300]}")
-    body = response.json()
+    body = _json_object(response)
+    if not (isinstance(body.get("agent_id"), str) and isinstance(body.get("agent_token"), str)):
+        raise ControlError(f"enrollment answered without agent_id and agent_token: {response.text[:300]}")
     return Credentials(deployment_hash, body["agent_id"], body["agent_token"])
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON object (a proxy's HTML page, say, is a ControlError)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise ControlError(f"{response.request.url.path} answered {response.status_code} without a JSON object: "
+                           f"{response.text[:200]!r}")
+    return body
 
 
 def signed_headers(credentials: Credentials, body: bytes) -> dict[str, str]:
@@ -118,7 +163,11 @@ class CommandAgent:
             failing = False
             backoff.reset()
             if item is not None:
-                await self._run_command(item)
+                try:
+                    await self._run_command(item)
+                except Exception as exc:  # one command must never end the probe
+                    log.error("command %s could not be run: %s: %s", item.get("command_id"), type(exc).__name__,
+                              exc, exc_info=exc)
 
     async def _poll(self) -> dict[str, Any] | None:
         path = f"/api/v1/agent/commands/wait/{self.credentials.deployment_hash}?timeout={POLL_SECONDS}"
@@ -128,23 +177,32 @@ class CommandAgent:
             return None
         if response.status_code != 200:
             raise ControlError(f"poll answered {response.status_code}: {response.text[:200]}")
-        item = response.json().get("item")
+        item = _json_object(response).get("item")
         return item if isinstance(item, dict) and item.get("command_id") else None
 
     async def _report(self, body: dict[str, Any]) -> None:
+        """Send a progress or final report; while the server is away or busy
+        (transport errors, 429, 5xx) try again with backoff, for up to ~5 minutes:
+        a lost final report leaves the command executing until it times out."""
         raw = json.dumps({"deployment_hash": self.credentials.deployment_hash, **body}).encode()
-        for _ in range(3):
+        backoff = Backoff(cap=30.0)
+        for _ in range(REPORT_ATTEMPTS):
             try:
                 response = await self.client.post("/api/v1/agent/commands/report", content=raw, headers={
                     **signed_headers(self.credentials, raw), "Content-Type": "application/json"})
             except httpx.TransportError as exc:
-                log.warning("report of %s failed (%s); retrying", body["command_id"], exc)
-                await trio.sleep(2)
-                continue
-            if response.status_code >= 400:
-                log.warning("report of %s refused (%s): %s", body["command_id"], response.status_code,
-                            response.text[:200])
-            return
+                problem = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code not in RETRIABLE:
+                    if response.status_code >= 400:
+                        log.warning("report of %s refused (%s): %s", body["command_id"], response.status_code,
+                                    response.text[:200])
+                    return
+                problem = f"answered {response.status_code}"
+            if backoff.attempts == 0:
+                log.warning("report of %s failed (%s); retrying with backoff", body["command_id"], problem)
+            await trio.sleep(backoff.next())
+        log.error("report of %s (%s) given up after %d attempts", body["command_id"], body["status"], REPORT_ATTEMPTS)
 
     async def _run_command(self, item: dict[str, Any]) -> None:
         command_id, kind = item["command_id"], item.get("type", "")
@@ -168,6 +226,9 @@ class CommandAgent:
                                                        abandon_on_cancel=True)
             except ControlError as exc:
                 error = str(exc)
+            except Exception as exc:  # a bug of ours: said to the operator, logged with its traceback
+                log.error("%s (%s) raised", kind, command_id, exc_info=exc)
+                error = f"the probe failed running it: {type(exc).__name__}: {exc}"
         if scope.cancelled_caught:
             error = f"timed out after {timeout}s"
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

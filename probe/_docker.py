@@ -90,8 +90,10 @@ class ContainerCollector:
         else:
             try:
                 details = api.inspect_container(container_id)
-            except docker.errors.NotFound:
-                return None  # removed between the list and the inspect
+            except docker.errors.APIError as exc:
+                if exc.response is not None and exc.response.status_code in (404, 500):
+                    return None  # removed between the list and the inspect (Podman answers 500)
+                raise
             self._inspected[container_id] = (fingerprint, details)
         state = details.get("State") or {}
         config = details.get("Config") or {}

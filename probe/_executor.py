@@ -8,11 +8,12 @@ thread under the command's timeout.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import docker
 import docker.errors
+import requests.exceptions
 
 MAX_OUTPUT = 64 * 1024
 """Bytes of logs or exec output kept in a result (the rest is cut, and said so)."""
@@ -41,9 +42,18 @@ def _int(parameters: dict[str, Any], name: str, default: int, low: int, high: in
     return value
 
 
-def _cut(data: bytes) -> dict[str, Any]:
-    text = data[-MAX_OUTPUT:].decode("utf-8", "replace")
-    return {"output": text, "truncated": len(data) > MAX_OUTPUT, "bytes": len(data)}
+def _tail(chunks: Iterable[bytes]) -> dict[str, Any]:
+    """The last ``MAX_OUTPUT`` bytes of a stream, and how many there were: read
+    as it comes, never all at once (``yes`` in a container would fill memory)."""
+    kept = bytearray()
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        kept += chunk
+        if len(kept) > 2 * MAX_OUTPUT:
+            del kept[:-MAX_OUTPUT]
+    text = bytes(kept[-MAX_OUTPUT:]).decode("utf-8", "replace")
+    return {"output": text, "truncated": total > MAX_OUTPUT, "bytes": total}
 
 
 def _state(container: Any) -> dict[str, Any]:
@@ -94,8 +104,8 @@ def inspect(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str
 def logs(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
     container = _container(client, parameters)
     tail = _int(parameters, "tail", 100, 1, 10_000)
-    data = container.logs(tail=tail, stdout=True, stderr=True)
-    return {"container_id": container.id, "tail": tail, **_cut(data)}
+    chunks = container.logs(tail=tail, stdout=True, stderr=True, stream=True, follow=False)
+    return {"container_id": container.id, "tail": tail, **_tail(chunks)}
 
 
 def exec_(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
@@ -103,8 +113,10 @@ def exec_(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, 
     argv = parameters.get("argv")
     if not (isinstance(argv, list) and argv and len(argv) <= 256 and all(isinstance(a, str) for a in argv)):
         raise ControlError("parameters.argv must be a non-empty list of strings (no shell is involved)")
-    exit_code, output = container.exec_run(argv, stdout=True, stderr=True)
-    return {"container_id": container.id, "exit_code": exit_code, **_cut(output or b"")}
+    exec_id = client.api.exec_create(container.id, argv, stdout=True, stderr=True)["Id"]
+    output = _tail(client.api.exec_start(exec_id, stream=True))
+    exit_code = client.api.exec_inspect(exec_id).get("ExitCode")
+    return {"container_id": container.id, "exit_code": exit_code, **output}
 
 
 HANDLERS: dict[str, Callable[[docker.DockerClient, dict[str, Any]], dict[str, Any]]] = {
@@ -120,7 +132,8 @@ def execute(client: docker.DockerClient, command_type: str, parameters: Any,
     """Run one control.
 
     Raises:
-        ControlError: unknown or disallowed type, bad parameters, or the engine refused.
+        ControlError: unknown or disallowed type, bad parameters, the engine
+            refused, or it did not answer (hung, restarting, gone).
     """
     handler = HANDLERS.get(command_type)
     if handler is None:
@@ -133,3 +146,5 @@ def execute(client: docker.DockerClient, command_type: str, parameters: Any,
         return handler(client, parameters)
     except docker.errors.APIError as exc:
         raise ControlError(f"the engine refused: {exc.explanation or exc}") from None
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+        raise ControlError(f"the engine did not answer: {type(exc).__name__}: {exc}") from None

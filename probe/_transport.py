@@ -60,8 +60,34 @@ class Outbox:
         self.reports.append(body)
 
 
-def encode_report(report: Report) -> bytes:
-    return gzip.compress(orjson.dumps(encode(report)), compresslevel=5)
+MAX_REPORT_BYTES = 10 * 1024 * 1024 - 64 * 1024
+"""Just under the server's default ``--max-body-size`` (counted decompressed)."""
+
+
+def encode_report(report: Report, limit: int = MAX_REPORT_BYTES) -> tuple[bytes, int]:
+    """The report as gzip JSON, and how many connections and processes were left
+    out to fit ``limit`` bytes: a host with hundreds of thousands of sockets
+    would otherwise send a report the server refuses, every time, host
+    metrics and all. Connections go first (listening sockets last), then
+    processes."""
+    raw = orjson.dumps(encode(report))
+    dropped = 0
+    while len(raw) > limit:
+        share = limit / len(raw) * 0.9
+        connections = report.network_info.connections if report.network_info else []
+        processes = report.processes_info.processes if report.processes_info else []
+        if connections:
+            kept = sorted(connections, key=lambda c: c.state != "LISTEN")[:int(len(connections) * share)]
+            dropped += len(connections) - len(kept)
+            report = attrs.evolve(report, network_info=attrs.evolve(report.network_info, connections=kept))
+        elif processes:
+            kept = processes[:int(len(processes) * share)]
+            dropped += len(processes) - len(kept)
+            report = attrs.evolve(report, processes_info=attrs.evolve(report.processes_info, processes=kept))
+        else:
+            break  # nothing left to cut: the server will say what is too large
+        raw = orjson.dumps(encode(report))
+    return gzip.compress(raw, compresslevel=5), dropped
 
 
 class Publisher:
@@ -109,14 +135,23 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
     """Collect and publish every ``interval`` seconds (forever, or ``cycles`` times)."""
     backoff = Backoff()
     reachable: bool | None = None
+    trimming = False
     async with httpx.AsyncClient(base_url=server, timeout=10.0) as client:
         publisher = Publisher(client, agent_id, hostname, buffer, metadata)
         done = 0
         next_report = trio.current_time()
         while cycles is None or done < cycles:
             if trio.current_time() >= next_report:
-                report = await trio.to_thread.run_sync(collect)
-                publisher.outbox.add(encode_report(report))
+                # Abandoned on a signal: on a host with 200k sockets one collection takes a minute.
+                report = await trio.to_thread.run_sync(collect, abandon_on_cancel=True)
+                body, dropped = encode_report(report)
+                if dropped and not trimming:
+                    log.warning("this host's report is larger than the server takes: %d connections and processes "
+                                "left out (listening sockets kept); said again once it fits", dropped)
+                elif trimming and not dropped:
+                    log.info("the report fits again: nothing left out")
+                trimming = bool(dropped)
+                publisher.outbox.add(body)
                 next_report = trio.current_time() + interval
                 done += 1
             try:

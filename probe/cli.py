@@ -27,7 +27,7 @@ import trio
 from trioscope.config import parse_duration
 from trioscope.domain.report import encode
 
-from ._agent import CommandAgent, Credentials, enroll, load_credentials, save_credentials
+from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
 from ._config import ConfigFileError, load_file
 from ._docker import ContainerCollector
@@ -163,7 +163,7 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
             metadata: dict[str, str] = {}
             if args.deployment_hash:
                 try:
-                    credentials = await _credentials(client, args)
+                    credentials = await _credentials(client, args, allowed)
                 except ControlError as exc:
                     print(f"trioscope-probe: {exc}", file=sys.stderr)
                     nursery.cancel_scope.cancel()
@@ -183,12 +183,13 @@ async def _stop_when_signalled(signals: Any, scope: trio.CancelScope) -> None:
         return
 
 
-async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace) -> Credentials:
+async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace, allowed: tuple[str, ...]) -> Credentials:
     """Saved credentials for the deployment, or a fresh enrollment (saved); while
     the server is away, enrollment is retried with backoff like reports are.
 
     Raises:
-        ControlError: no credentials and no enrollment token, or the enrollment was refused.
+        ControlError: unreadable credentials; none and no enrollment token; a state
+            directory that cannot be written; or the enrollment was refused.
     """
     log = logging.getLogger("trioscope_probe")
     path = Path(args.state_dir).expanduser() / "credentials.json"
@@ -197,10 +198,11 @@ async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace) -> C
         return saved
     if not args.enrollment_token:
         raise ControlError(f"no saved credentials in {path}; pass --enrollment-token once")
+    check_writable(path.parent)
     backoff = Backoff()
     while True:
         try:
-            credentials = await enroll(client, args.deployment_hash, args.enrollment_token, list(DEFAULT_ALLOWED))
+            credentials = await enroll(client, args.deployment_hash, args.enrollment_token, list(allowed))
             break
         except ServerUnavailable as exc:
             if backoff.attempts == 0:

@@ -147,3 +147,20 @@ async def test_a_refused_enrollment_ends_the_probe_with_the_reason(tmp_path: Pat
         log = process.stderr_text  # type: ignore[attr-defined]
         assert "trioscope-probe: enrollment refused (401)" in log and "Traceback" not in log, log
         assert not (tmp_path / "credentials.json").exists()
+
+
+async def test_a_state_dir_that_cannot_be_written_ends_the_probe_before_the_token_is_spent(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_text("")
+    with ServerProcess() as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            deployment = await Operator(server, "ops", "acme").create_deployment(client)
+            with probe(server.base_url, "probe-no-state", "--deployment-hash", deployment["deployment_hash"],
+                       "--enrollment-token", deployment["enrollment_token"],
+                       "--state-dir", str(tmp_path / "a-file" / "state")) as process:
+                assert process.wait(timeout=30) == 2
+            log = process.stderr_text  # type: ignore[attr-defined]
+            assert "cannot keep credentials in" in log and "Traceback" not in log, log
+            # The one-time token is still good.
+            response = await client.post(f"{server.base_url}/api/v1/agent/register", json={
+                "deployment_hash": deployment["deployment_hash"], "enrollment_token": deployment["enrollment_token"]})
+            assert response.status_code == 201, response.text

@@ -1,0 +1,98 @@
+"""The probe's command agent on its own: what it does when the engine, the
+server or its own state directory misbehave (each once ended the probe)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import requests.exceptions
+
+from tests.synthetic import host_report
+from trioscope.domain.report import decode_report
+from trioscope_probe._agent import CommandAgent, Credentials, load_credentials, save_credentials
+from trioscope_probe._executor import MAX_OUTPUT, ControlError, _tail, execute
+from trioscope_probe._transport import encode_report
+
+CREDENTIALS = Credentials("dep", "agent-1", "token-1")
+
+
+def agent_with(handler: Any) -> CommandAgent:
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://server")
+    return CommandAgent(client, CREDENTIALS, docker_host=None)
+
+
+async def test_a_final_report_answered_503_is_sent_again_until_taken(autojump_clock: Any) -> None:
+    answers = [503, 503, 200]
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content)["status"])
+        return httpx.Response(answers.pop(0), json={})
+
+    await agent_with(handler)._report({"command_id": "cmd_1", "status": "completed", "result": {}})
+    assert seen == ["completed"] * 3 and answers == []
+
+
+async def test_a_poll_answered_with_a_proxy_page_is_a_control_error() -> None:
+    agent = agent_with(lambda request: httpx.Response(200, text="<html>maintenance</html>"))
+    with pytest.raises(ControlError, match="without a JSON object"):
+        await agent._poll()
+
+
+def test_an_engine_that_stops_answering_is_a_control_error() -> None:
+    class HungEngine:
+        class containers:  # noqa: N801 - the docker client's attribute
+            @staticmethod
+            def get(_target: str) -> Any:
+                raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=50)")
+
+    with pytest.raises(ControlError, match="did not answer: ReadTimeout"):
+        execute(HungEngine(), "docker.stop", {"container": "web"})  # type: ignore[arg-type]
+
+
+def test_output_is_kept_to_its_last_bytes_as_it_streams() -> None:
+    chunks = (bytes([65 + i % 26]) * 10_000 for i in range(100))  # 1 MB in 10 KB pieces
+    kept = _tail(chunks)
+    assert kept["bytes"] == 1_000_000 and kept["truncated"] is True
+    assert len(kept["output"]) == MAX_OUTPUT and kept["output"].endswith("V" * 10_000)
+
+
+@pytest.mark.parametrize("content", ["[]", "{not json", '{"deployment_hash": "dep"}'])
+def test_a_damaged_credentials_file_is_named_in_a_control_error(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "credentials.json"
+    path.write_text(content)
+    with pytest.raises(ControlError, match=str(path)):
+        load_credentials(path, "dep")
+    assert load_credentials(tmp_path / "absent.json", "dep") is None
+
+
+def test_credentials_are_0600_even_over_a_leftover_partial_file(tmp_path: Path) -> None:
+    path = tmp_path / "credentials.json"
+    leftover = path.with_suffix(".partial")
+    leftover.write_text("old")
+    os.chmod(leftover, 0o644)
+    save_credentials(path, CREDENTIALS)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_credentials(path, "dep") == CREDENTIALS
+
+
+def test_a_report_too_large_for_the_server_leaves_connections_out_listening_ones_last() -> None:
+    document = host_report(1, timestamp=1_800_000_000.0, processes=50, connections=2_000, peers=[2])
+    report = decode_report(document)
+    listening = {(c.local_port, c.pid) for c in report.network_info.connections if c.state == "LISTEN"}
+    assert listening and encode_report(report)[1] == 0
+    limit = len(json.dumps(document)) // 4
+    body, dropped = encode_report(report, limit=limit)
+    raw = gzip.decompress(body)
+    sent = json.loads(raw)
+    kept = sent["network_info"]["connections"]
+    assert len(raw) <= limit and dropped > 0 and len(kept) + dropped == len(report.network_info.connections)
+    assert listening <= {(c["local_port"], c["pid"]) for c in kept}
+    assert len(sent["processes_info"]["processes"]) == 50
