@@ -60,8 +60,11 @@ class Outbox:
         self.reports.append(body)
 
 
-MAX_REPORT_BYTES = 10 * 1024 * 1024 - 64 * 1024
-"""Just under the server's default ``--max-body-size`` (counted decompressed)."""
+MAX_REPORT_BYTES = 10 * 1024 * 1024
+"""The server's default ``--max-body-size`` (counted decompressed), until its
+``/api/v1/agents/config`` says what it takes."""
+REPORT_MARGIN = 64 * 1024
+"""Room left under the limit (at most an eighth of it) for what the server counts differently."""
 
 
 def encode_report(report: Report, limit: int = MAX_REPORT_BYTES) -> tuple[bytes, int]:
@@ -70,6 +73,7 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES) -> tuple[bytes,
     would otherwise send a report the server refuses, every time, host
     metrics and all. Connections go first (listening sockets last), then
     processes."""
+    limit -= min(REPORT_MARGIN, limit // 8)
     raw = orjson.dumps(encode(report))
     dropped = 0
     while len(raw) > limit:
@@ -99,6 +103,7 @@ class Publisher:
         self.metadata = metadata or {}
         self.outbox = Outbox(buffer)
         self.registered = False
+        self.max_report_bytes = MAX_REPORT_BYTES
 
     async def _post(self, path: str, content: bytes | None = None, json: object = None,
                     headers: dict[str, str] | None = None) -> httpx.Response:
@@ -110,6 +115,17 @@ class Publisher:
             raise ServerUnavailable(f"{path} answered {response.status_code}")
         return response
 
+    async def _learn_limits(self) -> None:
+        """The largest report the server takes (``max_report_bytes``), if it says."""
+        try:
+            response = await self.client.get(f"/api/v1/agents/config/{self.agent_id}")
+            limit = response.json().get("max_report_bytes") if response.status_code == 200 else None
+        except (httpx.TransportError, ValueError, AttributeError):
+            return  # the default stands; reports that do not fit are refused and logged
+        if type(limit) is int and 4096 <= limit <= 1024**3 and limit != self.max_report_bytes:
+            log.info("the server takes reports of up to %d bytes", limit)
+            self.max_report_bytes = limit
+
     async def flush(self) -> None:
         """Register if needed, then send every buffered report, oldest first."""
         if not self.registered:
@@ -119,6 +135,7 @@ class Publisher:
             if response.status_code != 201:
                 log.error("registration refused (%s): %s", response.status_code, response.text[:300])
             self.registered = True
+            await self._learn_limits()
         await self._post(f"/api/v1/agents/heartbeat/{self.agent_id}")
         while self.outbox.reports:
             response = await self._post("/api/v1/reports", content=self.outbox.reports[0],
@@ -144,7 +161,7 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
             if trio.current_time() >= next_report:
                 # Abandoned on a signal: on a host with 200k sockets one collection takes a minute.
                 report = await trio.to_thread.run_sync(collect, abandon_on_cancel=True)
-                body, dropped = encode_report(report)
+                body, dropped = encode_report(report, publisher.max_report_bytes)
                 if dropped and not trimming:
                     log.warning("this host's report is larger than the server takes: %d connections and processes "
                                 "left out (listening sockets kept); said again once it fits", dropped)

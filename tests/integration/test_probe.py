@@ -164,3 +164,19 @@ async def test_a_state_dir_that_cannot_be_written_ends_the_probe_before_the_toke
             response = await client.post(f"{server.base_url}/api/v1/agent/register", json={
                 "deployment_hash": deployment["deployment_hash"], "enrollment_token": deployment["enrollment_token"]})
             assert response.status_code == 201, response.text
+
+
+async def test_a_probe_fits_its_reports_to_what_the_server_takes() -> None:
+    # This host's report is larger than 16 KiB: connections, then processes, are left out.
+    with ServerProcess(["--max-body-size", "16KiB"]) as server, probe(server.base_url, "probe-small") as process:
+        async with httpx.AsyncClient() as client:
+            async def reported() -> dict[str, Any] | None:
+                agents = (await client.get(f"{server.base_url}/api/v1/agents/list")).json()["agents"]
+                return next((a for a in agents if a["agent_id"] == "probe-small" and a["reports_received"] >= 2),
+                            None)
+
+            await eventually(reported)
+            latest = (await client.get(f"{server.base_url}/api/v1/query/agents/probe-small/latest")).json()["report"]
+            assert latest["host_info"]["hostname"] == socket.gethostname()
+        log = process.read_log()  # type: ignore[attr-defined]
+        assert "the server takes reports of up to 16384 bytes" in log and "left out" in log, log
