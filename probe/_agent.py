@@ -1,14 +1,11 @@
 """The probe as its deployment's command agent: enrollment, then a signed long
 poll, each command run against the container engine under its timeout, and a
-progress report and a result for each — the same requests as the TryDirect
-``status`` agent (``Authorization: Bearer``, ``X-Agent-Id``, ``X-Timestamp``,
-``X-Request-Id``, ``X-Agent-Signature`` over the raw body)."""
+progress report and a result for each — the requests of the TryDirect ``status``
+agent (``Authorization: Bearer``, ``X-Agent-Id``), signed over the whole request
+(RFC 9421, ``trioscope.domain.request_signing``) rather than the body alone."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import os
@@ -21,6 +18,8 @@ import attrs
 import docker
 import httpx
 import trio
+
+from trioscope.domain import request_signing
 
 from ._executor import DEFAULT_ALLOWED, ControlError, execute
 from ._transport import RETRIABLE, Backoff, ServerUnavailable
@@ -125,15 +124,16 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def signed_headers(credentials: Credentials, body: bytes) -> dict[str, str]:
-    signature = hmac.new(credentials.agent_token.encode(), body, hashlib.sha256).digest()
-    return {
-        "Authorization": f"Bearer {credentials.agent_token}",
-        "X-Agent-Id": credentials.agent_id,
-        "X-Timestamp": str(int(time.time())),
-        "X-Request-Id": str(uuid.uuid4()),
-        "X-Agent-Signature": base64.b64encode(signature).decode(),
-    }
+def signed_request(client: httpx.AsyncClient, method: str, path: str, credentials: Credentials, body: bytes = b"",
+                   *, headers: dict[str, str] | None = None, timeout: float | None = None) -> httpx.Request:
+    """A request signed over method, path, query, agent id and body (RFC 9421,
+    ``trioscope.domain.request_signing``): unlike the status agent's signature of
+    the body alone, a captured one cannot be sent again under another request id."""
+    request = client.build_request(method, path, content=body or None, timeout=timeout, headers={
+        **(headers or {}), "Authorization": f"Bearer {credentials.agent_token}", "X-Agent-Id": credentials.agent_id})
+    request_signing.sign(request.method, str(request.url), request.headers, body, agent_id=credentials.agent_id,
+                         token=credentials.agent_token, now=time.time(), nonce=str(uuid.uuid4()))
+    return request
 
 
 class CommandAgent:
@@ -171,8 +171,8 @@ class CommandAgent:
 
     async def _poll(self) -> dict[str, Any] | None:
         path = f"/api/v1/agent/commands/wait/{self.credentials.deployment_hash}?timeout={POLL_SECONDS}"
-        response = await self.client.get(path, headers=signed_headers(self.credentials, b""),
-                                         timeout=POLL_SECONDS + 10)
+        response = await self.client.send(signed_request(self.client, "GET", path, self.credentials,
+                                                         timeout=POLL_SECONDS + 10))
         if response.status_code == 204:
             return None
         if response.status_code != 200:
@@ -188,8 +188,9 @@ class CommandAgent:
         backoff = Backoff(cap=30.0)
         for _ in range(REPORT_ATTEMPTS):
             try:
-                response = await self.client.post("/api/v1/agent/commands/report", content=raw, headers={
-                    **signed_headers(self.credentials, raw), "Content-Type": "application/json"})
+                response = await self.client.send(signed_request(
+                    self.client, "POST", "/api/v1/agent/commands/report", self.credentials, raw,
+                    headers={"Content-Type": "application/json"}))
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             else:

@@ -201,6 +201,16 @@ KEYS: tuple[Key, ...] = (
         flags=("--require-signature",),
     ),
     Key(
+        name="agents.accept_body_only_signatures",
+        kind=BoolKind(),
+        default=True,
+        help="also accept the TryDirect status agent's signature of the body alone (X-Agent-Signature); "
+             "false: only signatures over the whole request (RFC 9421), which a captured request cannot be "
+             "replayed under",
+        env=("TRIOSCOPE_AGENTS_ACCEPT_BODY_ONLY_SIGNATURES",),
+        flags=("--accept-body-only-signatures",),
+    ),
+    Key(
         name="agents.local_probe",
         kind=BoolKind(),
         default=True,

@@ -68,6 +68,9 @@ class AgentsSettings:
     require_signature: bool
     """Whether agent requests must carry ``X-Agent-Signature`` (HMAC-SHA256 of the body
     keyed by the agent token)."""
+    accept_body_only_signatures: bool
+    """Whether the status agent's body-only signature is accepted beside the RFC 9421
+    signature over method, path, query, agent id, body digest, time and request id."""
     local_probe: bool
     """Whether ``serve`` starts a probe reporting this host."""
 

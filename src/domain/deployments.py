@@ -93,6 +93,11 @@ class AgentAuthFailure(enum.Enum):
     SIGNED_BEFORE_START = (401, "signed_before_start", "X-Timestamp is older than this server's start, so its "
                            "request id cannot be checked against the requests served before; sign a new request")
     BAD_REQUEST_ID = (400, "invalid_request_id", "X-Request-Id must be a UUID")
+    BAD_REQUEST_SIGNATURE = (401, "invalid_signature", "the request's Signature does not verify: it must be "
+                             "RFC 9421 HMAC-SHA256 keyed by the agent token over @method, @path, @query, "
+                             "x-agent-id and content-digest, with created, nonce (a UUID) and keyid (the agent id)")
+    BODY_ONLY_SIGNATURE = (401, "signature_scheme_refused", "this server accepts only signatures over the whole "
+                           "request (RFC 9421 Signature-Input and Signature), not X-Agent-Signature of the body alone")
 
     @property
     def status(self) -> int:

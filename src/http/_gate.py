@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
 from quart import has_request_context, request, websocket
@@ -19,6 +18,7 @@ from quart import has_request_context, request, websocket
 from trioscope.actors.directory import GetPublished
 from trioscope.actors.refusals import ask_or_refuse
 from trioscope.actors.store import Commit, Receipt
+from trioscope.domain import request_signing
 from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, Deployment, signature_valid
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
 from trioscope.domain.rates import retry_after
@@ -218,31 +218,58 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
 
 
 def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any) -> AgentAuthFailure | None:
-    timestamp, request_id, signature = (headers.get(h) for h in ("X-Timestamp", "X-Request-Id", "X-Agent-Signature"))
-    if not (timestamp and request_id and signature and headers.get("X-Agent-Id")):
+    """Why the request's signature does not hold, or None. Two schemes: RFC 9421
+    over the whole request (``request_signing``, the probe's), and the status
+    agent's HMAC of the body alone (``agents.accept_body_only_signatures``)."""
+    if not headers.get("X-Agent-Id"):
         return AgentAuthFailure.MISSING_SIGNATURE
-    try:
-        uuid.UUID(request_id)
-    except ValueError:
-        return AgentAuthFailure.BAD_REQUEST_ID
-    if not signature_valid(token, body, signature):
-        return AgentAuthFailure.BAD_SIGNATURE
-    if not (timestamp.isascii() and len(timestamp) <= 12):  # unix seconds; longer overflows a float below
-        return AgentAuthFailure.CLOCK_SKEW
-    try:
-        signed_at = int(timestamp)
-    except ValueError:
-        return AgentAuthFailure.CLOCK_SKEW
+    if request_signing.is_signed(headers):
+        method, url = _signed_target()
+        try:
+            signed = request_signing.verify(method, url, headers, body, agent_id=found.id, token=token)
+        except request_signing.BadRequestSignature as exc:
+            log.debug("request signature refused for agent %s: %s", found.id, exc)
+            return AgentAuthFailure.BAD_REQUEST_SIGNATURE
+        signed_at, request_id = signed.created, signed.nonce
+    else:
+        if not services().settings.agents.accept_body_only_signatures:
+            return AgentAuthFailure.BODY_ONLY_SIGNATURE
+        timestamp, given_id, signature = (headers.get(h) for h in ("X-Timestamp", "X-Request-Id", "X-Agent-Signature"))
+        if not (timestamp and given_id and signature):
+            return AgentAuthFailure.MISSING_SIGNATURE
+        normalised = request_signing.normalise_request_id(given_id)
+        if normalised is None:
+            return AgentAuthFailure.BAD_REQUEST_ID
+        if not signature_valid(token, body, signature):
+            return AgentAuthFailure.BAD_SIGNATURE
+        if not (timestamp.isascii() and len(timestamp) <= 12):  # unix seconds; longer overflows a float below
+            return AgentAuthFailure.CLOCK_SKEW
+        try:
+            signed_at = int(timestamp)
+        except ValueError:
+            return AgentAuthFailure.CLOCK_SKEW
+        request_id = normalised
     if abs(time.time() - signed_at) > MAX_CLOCK_SKEW:
         return AgentAuthFailure.CLOCK_SKEW
     gate = services().gate
     if signed_at < gate.signed_since:
         return AgentAuthFailure.SIGNED_BEFORE_START
     # Recorded only once the signature proved the sender holds the token, so
-    # nobody else can burn an agent's request ids.
+    # nobody else can burn an agent's request ids. Normalised: the same UUID in
+    # upper case, braces or without hyphens is the same request id.
     if not gate.replay.first_use(f"{found.id}/{request_id}", time.monotonic()):
         return AgentAuthFailure.REPLAYED
     return None
+
+
+def _signed_target() -> tuple[str, str]:
+    """Method and URL of the request as the agent signed them: the path and
+    query exactly as they came on the wire (a WebSocket handshake is a GET)."""
+    connection = _connection()
+    scope = connection.scope
+    raw_path = scope.get("raw_path") or scope.get("path", "").encode()
+    method = request.method if has_request_context() else "GET"
+    return method, request_signing.target(raw_path.decode("latin-1"), scope.get("query_string", b"").decode("latin-1"))
 
 
 async def _agent_refusal(failure: AgentAuthFailure, deployment_hash: str | None, agent_id: str | None) -> ApiError:
