@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,7 @@ import docker
 import httpx
 import trio
 
-from trioscope.domain import request_signing
-
+from . import _signing
 from ._executor import DEFAULT_ALLOWED, ControlError, execute
 from ._transport import RETRIABLE, Backoff, ServerUnavailable
 
@@ -126,14 +124,9 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
 
 def signed_request(client: httpx.AsyncClient, method: str, path: str, credentials: Credentials, body: bytes = b"",
                    *, headers: dict[str, str] | None = None, timeout: float | None = None) -> httpx.Request:
-    """A request signed over method, path, query, agent id and body (RFC 9421,
-    ``trioscope.domain.request_signing``): unlike the status agent's signature of
-    the body alone, a captured one cannot be sent again under another request id."""
-    request = client.build_request(method, path, content=body or None, timeout=timeout, headers={
-        **(headers or {}), "Authorization": f"Bearer {credentials.agent_token}", "X-Agent-Id": credentials.agent_id})
-    request_signing.sign(request.method, str(request.url), request.headers, body, agent_id=credentials.agent_id,
-                         token=credentials.agent_token, now=time.time(), nonce=str(uuid.uuid4()))
-    return request
+    """``_signing.signed_request`` with these credentials."""
+    return _signing.signed_request(client, method, path, agent_id=credentials.agent_id, token=credentials.agent_token,
+                                   body=body, headers=headers, timeout=timeout)
 
 
 class CommandAgent:

@@ -18,6 +18,8 @@ import trio
 
 from trioscope.domain.report import Report, encode
 
+from ._signing import signed_request
+
 log = logging.getLogger("trioscope_probe")
 
 RETRIABLE = {408, 425, 429, 500, 502, 503, 504}
@@ -94,21 +96,39 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES) -> tuple[bytes,
     return gzip.compress(raw, compresslevel=5), dropped
 
 
+@attrs.frozen
+class Signer:
+    """The enrolled agent credentials a probe signs its registration and reports
+    with: they prove that its nodes belong to the agent's deployment (an
+    unsigned report's nodes belong to none, and offer no controls)."""
+
+    agent_id: str
+    token: str = attrs.field(repr=False)
+
+
 class Publisher:
     def __init__(self, client: httpx.AsyncClient, agent_id: str, hostname: str, buffer: int,
-                 metadata: dict[str, str] | None = None) -> None:
+                 metadata: dict[str, str] | None = None, signer: Signer | None = None) -> None:
         self.client = client
         self.agent_id = agent_id
         self.hostname = hostname
         self.metadata = metadata or {}
+        self.signer = signer
         self.outbox = Outbox(buffer)
         self.registered = False
         self.max_report_bytes = MAX_REPORT_BYTES
 
     async def _post(self, path: str, content: bytes | None = None, json: object = None,
                     headers: dict[str, str] | None = None) -> httpx.Response:
+        if json is not None:
+            content, headers = orjson.dumps(json), {**(headers or {}), "Content-Type": "application/json"}
+        if self.signer is not None:
+            request = signed_request(self.client, "POST", path, agent_id=self.signer.agent_id,
+                                     token=self.signer.token, body=content or b"", headers=headers)
+        else:
+            request = self.client.build_request("POST", path, content=content, headers=headers)
         try:
-            response = await self.client.post(path, content=content, json=json, headers=headers)
+            response = await self.client.send(request)
         except httpx.TransportError as exc:
             raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from None
         if response.status_code in RETRIABLE:
@@ -148,13 +168,13 @@ class Publisher:
 
 async def run_publisher(server: str, agent_id: str, hostname: str, interval: float, buffer: int,
                         collect: Callable[[], Report], *, cycles: int | None = None,
-                        metadata: dict[str, str] | None = None) -> None:
+                        metadata: dict[str, str] | None = None, signer: Signer | None = None) -> None:
     """Collect and publish every ``interval`` seconds (forever, or ``cycles`` times)."""
     backoff = Backoff()
     reachable: bool | None = None
     trimming = False
     async with httpx.AsyncClient(base_url=server, timeout=10.0) as client:
-        publisher = Publisher(client, agent_id, hostname, buffer, metadata)
+        publisher = Publisher(client, agent_id, hostname, buffer, metadata, signer)
         done = 0
         next_report = trio.current_time()
         while cycles is None or done < cycles:

@@ -32,7 +32,7 @@ from ._collect import ReportCollector
 from ._config import ConfigFileError, load_file
 from ._docker import ContainerCollector
 from ._executor import DEFAULT_ALLOWED, ControlError
-from ._transport import Backoff, ServerUnavailable, run_publisher
+from ._transport import Backoff, ServerUnavailable, Signer, run_publisher
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
 
@@ -161,6 +161,7 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
         async with httpx.AsyncClient(base_url=server, timeout=10.0) as client, trio.open_nursery() as nursery:
             nursery.start_soon(_stop_when_signalled, signals, nursery.cancel_scope)
             metadata: dict[str, str] = {}
+            signer: Signer | None = None
             if args.deployment_hash:
                 try:
                     credentials = await _credentials(client, args, allowed)
@@ -169,10 +170,11 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
                     nursery.cancel_scope.cancel()
                     return 2
                 metadata = {"deployment_hash": credentials.deployment_hash, "command_agent_id": credentials.agent_id}
+                signer = Signer(credentials.agent_id, credentials.agent_token)
                 nursery.start_soon(CommandAgent(client, credentials, args.docker_host, allowed).run)
             nursery.start_soon(functools.partial(
                 run_publisher, server, args.agent_id, socket.gethostname()[:256], interval, args.buffer,
-                collector.collect, metadata=metadata))
+                collector.collect, metadata=metadata, signer=signer))
     return 0
 
 

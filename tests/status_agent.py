@@ -19,6 +19,8 @@ from typing import Any
 import attrs
 import httpx
 
+from trioscope_probe._signing import signed_request
+
 
 def signature(token: str, body: bytes) -> str:
     return base64.b64encode(hmac.new(token.encode(), body, hashlib.sha256).digest()).decode()
@@ -89,3 +91,11 @@ class StatusAgent:
         raw = body if body is not None else self.report_body(command_id, status, result=result, error=error)
         return await client.post(f"{self.base_url}/api/v1/agent/commands/report", content=raw,
                                  headers={**self.headers(raw), "Content-Type": "application/json", **headers})
+
+    async def signed_post(self, client: httpx.AsyncClient, path: str, document: Any) -> httpx.Response:
+        """POST ``document`` signed as the project's probe signs (RFC 9421, not the
+        status agent's scheme): how an enrolled probe registers and reports."""
+        body = json.dumps(document).encode()
+        return await client.send(signed_request(client, "POST", f"{self.base_url}{path}", agent_id=self.agent_id,
+                                                token=self.token, body=body,
+                                                headers={"Content-Type": "application/json"}))

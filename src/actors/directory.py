@@ -28,7 +28,7 @@ from trioscope.runtime import ActorRef, Published
 from trioscope.store import AuditEntry, SaveAgent, SaveDeployment, SqliteReader, StoreReader
 
 from .notifier import publish
-from .refusals import EnrollmentRefused, QuotaExceeded, RefusingActor, UnknownAgent
+from .refusals import EnrollmentRefused, QuotaExceeded, RefusingActor, ReporterTaken, UnknownAgent
 from .store import commit
 
 
@@ -63,6 +63,16 @@ class RegisterAgent:
 class Decommission:
     agent_id: str
     audit: AuditEntry
+
+
+@attrs.frozen
+class AttachReporter:
+    """An enrolled agent signed a report (or registration) of probe agent id
+    ``reporter_id``: its nodes belong to the agent's deployment from now on.
+    Answered with None; refused with ``ReporterTaken``."""
+
+    reporter_id: str
+    agent_id: str
 
 
 @attrs.frozen
@@ -152,6 +162,12 @@ class DirectoryActor(RefusingActor):
             d.put_agent(agent)
             self._agent_status(agent, deployment)
             return agent, token
+        if isinstance(message, AttachReporter):
+            try:
+                d.attach_reporter(message.reporter_id, message.agent_id)
+            except ValueError:
+                raise ReporterTaken(message.reporter_id) from None
+            return None
         if isinstance(message, Decommission):
             agent = d.agents.get(message.agent_id)
             if agent is None:
@@ -172,5 +188,5 @@ class DirectoryActor(RefusingActor):
             "last_seen": agent.decommissioned_at or agent.created_at})
 
 
-_CHANGES = (CreateDeployment, NewEnrollmentToken, RegisterAgent, Decommission)
+_CHANGES = (CreateDeployment, NewEnrollmentToken, RegisterAgent, Decommission, AttachReporter)
 """The messages that change the directory (when they are not refused)."""

@@ -47,6 +47,15 @@ class UnknownAgent(Refusal):
         self.agent_id = agent_id
 
 
+class ReporterTaken(Refusal):
+    """A probe agent id whose reports another active enrolled agent signs."""
+
+    def __init__(self, reporter_id: str) -> None:
+        super().__init__(f"agent id {reporter_id!r} is reported by another enrolled agent; give this probe "
+                         "its own --agent-id")
+        self.reporter_id = reporter_id
+
+
 REFUSALS = (Refusal, IllegalTransition)
 
 

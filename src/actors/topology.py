@@ -86,6 +86,15 @@ class GetNodeDetails:
 
 
 @attrs.frozen
+class GetNodeSources:
+    """Answered with the ids of the agents whose reports describe the node
+    (``()`` if none): a control goes to one of them, never to a node's merged
+    metadata, which any reporter can add to."""
+
+    node_id: str
+
+
+@attrs.frozen
 class GetStats:
     """Answered with counts of nodes, edges, agents and metric history."""
 
@@ -168,6 +177,9 @@ class TopologyActor(Actor):
         if isinstance(message, GetNodeDetails):
             await self._flush()
             return self._details(message.node_id, message.seconds)
+        if isinstance(message, GetNodeSources):
+            await self._flush()
+            return self.graph.sources(message.node_id)
         if isinstance(message, _Flush):
             self._flush_scheduled = False
             await self._flush()

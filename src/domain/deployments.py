@@ -119,6 +119,11 @@ class AgentDirectory:
         self.deployments: dict[str, Deployment] = {}
         self.agents: dict[str, AgentRecord] = {}
         self._by_token: dict[str, str] = {}
+        self._reporters: dict[str, str] = {}
+        """Probe agent id (``agent_id`` of reports) -> the enrolled agent that
+        proved, by signing its reports, that it sends them."""
+        self._reporter_of: dict[str, str] = {}
+        """The reverse: each enrolled agent reports under one probe agent id."""
 
     def snapshot(self) -> AgentDirectory:
         """A copy to publish: the owner goes on changing this one, readers get that."""
@@ -126,7 +131,36 @@ class AgentDirectory:
         copy.deployments = dict(self.deployments)
         copy.agents = dict(self.agents)
         copy._by_token = dict(self._by_token)
+        copy._reporters = dict(self._reporters)
+        copy._reporter_of = dict(self._reporter_of)
         return copy
+
+    def reporting_agent(self, reporter_id: str) -> AgentRecord | None:
+        """The active enrolled agent whose signed reports attached probe agent id
+        ``reporter_id`` to its deployment; None if there is none (any more)."""
+        enrolled = self._reporters.get(reporter_id)
+        agent = self.agents.get(enrolled) if enrolled is not None else None
+        return agent if agent is not None and agent.status is AgentStatus.ACTIVE else None
+
+    def attach_reporter(self, reporter_id: str, agent_id: str) -> None:
+        """Record that enrolled agent ``agent_id`` sends the reports of probe
+        agent id ``reporter_id`` (replacing the one it sent before, and any
+        retired agent's claim on ``reporter_id``).
+
+        Raises:
+            ValueError: another active agent already reports under ``reporter_id``.
+        """
+        holder = self.reporting_agent(reporter_id)
+        if holder is not None and holder.id != agent_id:
+            raise ValueError(f"probe agent id {reporter_id!r} is already reported by another enrolled agent")
+        previous = self._reporter_of.pop(agent_id, None)
+        if previous is not None:
+            self._reporters.pop(previous, None)
+        stale = self._reporters.get(reporter_id)
+        if stale is not None:
+            self._reporter_of.pop(stale, None)
+        self._reporters[reporter_id] = agent_id
+        self._reporter_of[agent_id] = reporter_id
 
     def put_deployment(self, deployment: Deployment) -> None:
         self.deployments[deployment.hash] = deployment

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from quart import Blueprint, Response
 
 from trioscope.actors.agent import Describe, Heartbeat, Register, agent_spec
@@ -14,7 +15,7 @@ from trioscope.domain.timeseries import RESOLUTION
 from trioscope.runtime import ActorFailed, ActorRef, ActorStopped, AskTimeout, MailboxFull, TooManyChildren
 
 from . import _gate
-from ._bodies import invalid, read_json
+from ._bodies import invalid, parse_json, read_body_and_raw, read_json
 from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
@@ -47,11 +48,22 @@ def ensure_agent(agent_id: str) -> ActorRef:
 @blueprint.post("/api/v1/agents/register")
 async def register() -> Response:
     """Register a new agent (201)."""
-    document = await read_json(services().settings)
+    body, raw = await read_body_and_raw(services().settings)
+    signer = await _gate.probe_credentials(raw)
     try:
-        registration = decode_registration(document)
+        registration = decode_registration(parse_json(body))
     except InvalidDocument as exc:
         raise invalid("invalid_registration", exc) from None
+    claimed = registration.metadata.get("deployment_hash")
+    await _gate.vouch(registration.agent_id, signer, claimed)
+    if signer is None and "command_agent_id" in registration.metadata:
+        raise ApiError(400, "invalid_registration", "$.metadata.command_agent_id: only a signed registration "
+                       "may name its command agent", details={"errors": [{"path": "$.metadata.command_agent_id",
+                                                                          "message": "needs a signature"}]})
+    if signer is not None:
+        # What the credentials prove, not what the body says.
+        registration = attrs.evolve(registration, metadata={
+            **registration.metadata, "deployment_hash": signer.deployment_hash, "command_agent_id": signer.id})
     agent = ensure_agent(registration.agent_id)
     await agent.ask(Register(registration))
     return json_response(

@@ -4,13 +4,13 @@ reported the container (through its deployment's queue, like any command)."""
 
 from __future__ import annotations
 
-from typing import Any
+import logging
 
 from quart import Blueprint, Response
 
-from trioscope.actors.agent import Describe
-from trioscope.actors.topology import GetSnapshot
-from trioscope.domain.principals import Permission
+from trioscope.actors.topology import GetNodeSources, GetSnapshot
+from trioscope.domain.deployments import AgentRecord, Deployment
+from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.topology import NodeKind, control_allowed, controls_for
 
 from . import _gate
@@ -21,12 +21,29 @@ from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("controls", __name__)
 blueprint.before_request(_gate.check_address_rate)
 
 
 def _no_node(node_id: str) -> ApiError:
     return ApiError(404, "node_not_found", f"no container {node_id!r} that you may control", details={"node_id": node_id})
+
+
+async def _controlling_agent(principal: Principal, node_id: str) -> tuple[Deployment, AgentRecord]:
+    """The enrolled agent that reported the container and may run its controls,
+    with its deployment: a reporter whose reports its agent credentials signed
+    (``_gate.vouch``), in a deployment the principal may command (its owner or
+    an admin of its tenant). Anything else is answered as if the node did not
+    exist: reports are open to anyone, controls only reach real agents."""
+    directory = await _gate.directory()
+    for reporter in await services().topology.ask(GetNodeSources(node_id), timeout=30):
+        agent = directory.reporting_agent(reporter)
+        deployment = directory.deployments.get(agent.deployment_hash) if agent is not None else None
+        if (agent is not None and deployment is not None and deployment.tenant == principal.tenant
+                and (deployment.user_id == principal.user_id or principal.may(Permission.ADMINISTER))):
+            return deployment, agent
+    raise _no_node(node_id)
 
 
 @blueprint.post("/api/v1/query/nodes/<path:node_id>/controls/<action>")
@@ -39,16 +56,7 @@ async def control(node_id: str, action: str) -> Response:
     node = snapshot.node(node_id)
     if node is None or node.kind is not NodeKind.CONTAINER:
         raise _no_node(node_id)
-    agent = s.agents.child(node.agent_id)
-    described: dict[str, Any] = await agent.ask(Describe(), timeout=10) if agent is not None else {}
-    deployment_hash = (described.get("metadata") or {}).get("deployment_hash")
-    deployment = ((await _gate.directory()).deployments.get(deployment_hash)
-                  if isinstance(deployment_hash, str) else None)
-    # The same visibility as the command API: the deployment's owner, or an
-    # admin of its tenant; anyone else could not follow the command they made.
-    if (deployment is None or deployment.tenant != principal.tenant
-            or (deployment.user_id != principal.user_id and not principal.may(Permission.ADMINISTER))):
-        raise _no_node(node_id)  # not a probe of one of your deployments: as if it did not exist
+    deployment, agent = await _controlling_agent(principal, node_id)
     state = node.metadata.get("state", "")
     if not control_allowed(state, action):
         available = [c["id"] for c in controls_for(state)]
@@ -59,12 +67,14 @@ async def control(node_id: str, action: str) -> Response:
     extra = body.get("parameters", {})
     create = decode_create({
         "type": f"docker.{action}",
-        "parameters": {**(extra if isinstance(extra, dict) else {}), "container": node.metadata["container_id"]},
+        # The id the agent itself reported (the node's), not merged metadata.
+        "parameters": {**(extra if isinstance(extra, dict) else {}), "container": node_id.removeprefix("container:")},
         "priority": body.get("priority", "high"),
         **({"timeout_seconds": body["timeout_seconds"]} if "timeout_seconds" in body else {}),
         **({"requires_confirmation": body["requires_confirmation"]} if "requires_confirmation" in body else {}),
     })
     stored = await submit(principal, deployment, create, node_id=node_id)
+    log.info("control %s on %s for agent %s of deployment %s", action, node_id, agent.id, deployment.hash)
     return json_response({"command_id": stored.id, "status": stored.status.value, "type": stored.type,
                           "deployment_hash": deployment.hash, "user_id": deployment.user_id,
                           "estimated_start": timestamp(stored.scheduled_for)}, status=202)

@@ -12,7 +12,7 @@ from quart import Quart, Response, current_app, g, has_request_context, has_webs
 from werkzeug.exceptions import HTTPException
 
 from trioscope.actors.refusals import (
-    EnrollmentRefused, QuotaExceeded, ReportConflict, UnknownAgent, UnknownCommand,
+    EnrollmentRefused, QuotaExceeded, ReportConflict, ReporterTaken, UnknownAgent, UnknownCommand,
 )
 from trioscope.domain.commands import IllegalTransition
 from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull
@@ -86,6 +86,7 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
     ReportConflict: (409, "report_conflict"),
     IllegalTransition: (409, "invalid_transition"),
     EnrollmentRefused: (401, "invalid_enrollment_token"),
+    ReporterTaken: (409, "agent_id_taken"),
     Conflict: (409, "concurrent_update"),
 }
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from quart import has_request_context, request, websocket
 
-from trioscope.actors.directory import GetPublished
+from trioscope.actors.directory import AttachReporter, GetPublished
 from trioscope.actors.refusals import ask_or_refuse
 from trioscope.actors.store import Commit, Receipt
 from trioscope.domain import request_signing
@@ -215,6 +215,53 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
                        headers={"Retry-After": retry_after(wait)})
     s.gate.seen[found.id] = time.time()
     return found
+
+
+async def probe_credentials(raw_body: bytes) -> AgentRecord | None:
+    """The enrolled agent signing a probe's report or registration, checked as
+    on the agent API (token, signature, clock, request id: refusals audited);
+    None for an unsigned request. Checked before the body is decoded."""
+    headers = _connection().headers
+    if bearer() is None and not request_signing.is_signed(headers) and "X-Agent-Signature" not in headers:
+        return None
+    return await agent(None, raw_body)
+
+
+async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment: str | None = None) -> None:
+    """Whether probe agent id ``reporter_id`` may report (or register) with this
+    signer. Deployment membership is proven, never claimed: a signed request
+    attaches ``reporter_id`` to the signer's deployment (its nodes then offer
+    controls, delivered to that agent); an unsigned one belongs to no
+    deployment, so it may neither claim one nor speak for a probe agent id that
+    an enrolled agent reports under. Refusals are audited, with no tenant: the
+    claims in them are unverified.
+
+    Raises:
+        ApiError: 401 ``unauthenticated_deployment`` or ``signature_required``,
+            403 ``wrong_deployment``; ``ReporterTaken`` (409) if another enrolled
+            agent reports under ``reporter_id``.
+    """
+    found = await directory()
+    if signer is None:
+        if claimed_deployment is not None:
+            raise refuse(401, "unauthenticated_deployment",
+                         "a registration that names a deployment must be signed with that deployment's agent "
+                         "credentials (enroll the probe with --deployment-hash and --enrollment-token)",
+                         action="auth.failure", tenant=None, actor="anonymous", reporter_id=reporter_id,
+                         deployment_hash=claimed_deployment)
+        if found.reporting_agent(reporter_id) is not None:
+            raise refuse(401, "signature_required",
+                         f"agent {reporter_id!r} reports for an enrolled agent: its reports and registrations "
+                         "must be signed with that agent's credentials", action="auth.failure", tenant=None,
+                         actor="anonymous", reporter_id=reporter_id)
+        return
+    if claimed_deployment is not None and claimed_deployment != signer.deployment_hash:
+        raise refuse(403, "wrong_deployment", "the agent credentials belong to another deployment",
+                     action="auth.denied", tenant=None, actor=f"agent:{signer.id}", reporter_id=reporter_id,
+                     deployment_hash=claimed_deployment)
+    holder = found.reporting_agent(reporter_id)
+    if holder is None or holder.id != signer.id:
+        await ask_or_refuse(services().directory, AttachReporter(reporter_id, signer.id))
 
 
 def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any) -> AgentAuthFailure | None:

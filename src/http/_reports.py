@@ -16,7 +16,8 @@ from trioscope.domain.report import InvalidDocument, Report, decode_report
 from trioscope.domain.topology import Partition, build_partition
 
 from ._agents import ensure_agent
-from ._bodies import invalid, parse_json, read_body
+from . import _gate
+from ._bodies import invalid, parse_json, read_body_and_raw
 from ._responses import json_response
 from ._services import services
 
@@ -49,7 +50,8 @@ def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, Packed
 async def submit_report() -> Response:
     """Submit a report (JSON, gzip allowed): 202 once queued for merging."""
     s = services()
-    body = await read_body(s.settings)
+    body, raw = await read_body_and_raw(s.settings)
+    signer = await _gate.probe_credentials(raw)  # before the work of decoding
     received_at = time.time()
     partition: Partition | None = None
     if len(body) > OFF_LOOP_BYTES:
@@ -58,6 +60,7 @@ async def submit_report() -> Response:
     else:
         report = _decode(body, received_at)
         packed = PackedReport.pack(body)
+    await _gate.vouch(report.agent_id, signer)
     agent = ensure_agent(report.agent_id)
     # Topology first: when its mailbox is full we answer 503 and the probe
     # resends; merging the same report twice changes nothing.

@@ -407,12 +407,14 @@ async def test_container_controls_are_for_the_deployments_owner_and_the_tenants_
     async with httpx.AsyncClient() as client:
         owner, agent = await setup(server, client)
         probe = fresh("probe")
-        registered = await client.post(f"{server.base_url}/api/v1/agents/register", json={
+        # The probe signs with the deployment agent's credentials: that is what
+        # attaches its containers to the deployment.
+        registered = await agent.signed_post(client, "/api/v1/agents/register", {
             "agent_id": f"{probe}-0", "hostname": probe, "metadata": {"deployment_hash": agent.deployment_hash}})
-        assert registered.status_code == 201
+        assert registered.status_code == 201, registered.text
         report = host_report(0, timestamp=time.time(), containers=2, processes=2, connections=0, agent_prefix=probe)
         report["hostname"] = report["host_info"]["hostname"] = probe
-        assert (await client.post(f"{server.base_url}/api/v1/reports", json=report)).status_code == 202
+        assert (await agent.signed_post(client, "/api/v1/reports", report)).status_code == 202
         node_id = f"container:{container_hex(f'{probe}-0', 1)}"
 
         async def shown() -> bool:

@@ -94,6 +94,10 @@ class TopologyGraph:
         self._replace(report.agent_id, current, partition or build_partition(report, received_at))
         return True
 
+    def sources(self, node_id: str) -> tuple[str, ...]:
+        """The agents whose current reports describe ``node_id``."""
+        return self._sources.get(node_id, ())
+
     def remove_agent(self, agent_id: str) -> int:
         """Forget everything ``agent_id`` reported; returns the nodes it described."""
         current = self.partitions.get(agent_id)

@@ -1,0 +1,145 @@
+"""Who may attach nodes to a deployment, against a real server: only a probe
+that signs with the deployment agent's credentials. Reports stay open (the
+seed's quick start), but an unsigned report's nodes belong to no deployment and
+offer no controls, and a control is delivered only to the agent that reported
+the container."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_commands import Operator, enroll, fresh
+from tests.server_process import ServerProcess
+from tests.status_agent import StatusAgent
+from tests.synthetic import container_hex, host_report
+from tests.waiting import eventually
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    with ServerProcess() as process:
+        yield process
+
+
+async def _victim(server: ServerProcess, client: httpx.AsyncClient) -> tuple[Operator, StatusAgent]:
+    operator = Operator(server, fresh("user"), fresh("tenant"))
+    return operator, await enroll(client, server, operator)
+
+
+def _report(probe: str, *, at: float | None = None) -> dict[str, Any]:
+    report = host_report(0, timestamp=at or time.time(), containers=2, processes=2, connections=0,
+                         agent_prefix=probe)
+    report["hostname"] = report["host_info"]["hostname"] = probe
+    return report
+
+
+async def _node_shown(client: httpx.AsyncClient, server: ServerProcess, node_id: str) -> None:
+    async def shown() -> bool:
+        return (await client.get(f"{server.base_url}/api/v1/query/nodes/{node_id}")).status_code == 200
+
+    await eventually(shown)
+
+
+def _control(server: ServerProcess, node_id: str, action: str = "restart") -> str:
+    return f"{server.base_url}/api/v1/query/nodes/{node_id}/controls/{action}"
+
+
+async def test_a_registration_cannot_claim_a_deployment_without_its_credentials(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        _, agent = await _victim(server, client)
+        claim = {"agent_id": fresh("attacker"), "metadata": {"deployment_hash": agent.deployment_hash}}
+        refused = await client.post(f"{server.base_url}/api/v1/agents/register", json=claim)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (401, "unauthenticated_deployment")
+        forged = await client.post(f"{server.base_url}/api/v1/agents/register", json=claim,
+                                   headers={"Authorization": "Bearer not-the-agent-token"})
+        assert (forged.status_code, forged.json()["error"]["code"]) == (401, "invalid_token")
+        named = await client.post(f"{server.base_url}/api/v1/agents/register",
+                                  json={"agent_id": fresh("attacker"), "metadata": {"command_agent_id": agent.agent_id}})
+        assert named.status_code == 400 and "command_agent_id" in named.json()["error"]["message"]
+        listed = (await client.get(f"{server.base_url}/api/v1/agents/list")).json()["agents"]
+        assert not any(row["metadata"].get("deployment_hash") == agent.deployment_hash for row in listed)
+
+
+async def test_forged_nodes_offer_no_controls_and_the_real_agent_receives_nothing(server: ServerProcess) -> None:
+    """The attack: fake containers reported for someone's deployment, then an
+    operator's "restart" on one of them. It used to reach the real agent."""
+    async with httpx.AsyncClient() as client:
+        operator, agent = await _victim(server, client)
+        attacker = fresh("attacker")
+        await client.post(f"{server.base_url}/api/v1/agents/register",
+                          json={"agent_id": f"{attacker}-0", "metadata": {"deployment_hash": agent.deployment_hash}})
+        accepted = await client.post(f"{server.base_url}/api/v1/reports", json=_report(attacker))
+        assert accepted.status_code == 202  # reports stay open...
+        node_id = f"container:{container_hex(f'{attacker}-0', 1)}"
+        await _node_shown(client, server, node_id)
+
+        refused = await client.post(_control(server, node_id), json={}, headers=operator.auth)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (404, "node_not_found")  # ...controls not
+        assert await agent.poll(client, timeout=1) is None
+
+
+async def test_unsigned_reports_cannot_speak_for_an_enrolled_probe(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        _, agent = await _victim(server, client)
+        probe = fresh("probe")
+        assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
+        hijack = _report(probe, at=time.time() + 60)
+        hijack["docker_info"]["containers"][0]["id"] = "f" * 64
+        refused = await client.post(f"{server.base_url}/api/v1/reports", json=hijack)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (401, "signature_required")
+        again = await client.post(f"{server.base_url}/api/v1/agents/register", json={"agent_id": f"{probe}-0"})
+        assert (again.status_code, again.json()["error"]["code"]) == (401, "signature_required")
+        assert (await client.get(f"{server.base_url}/api/v1/query/nodes/container:{'f' * 64}")).status_code == 404
+
+
+async def test_a_control_goes_to_the_agent_that_reported_the_container(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await _victim(server, client)
+        probe = fresh("probe")
+        assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
+        real = container_hex(f"{probe}-0", 1)
+        # Someone else reports the same container, newer, with its own metadata.
+        echo = _report(fresh("echo"), at=time.time() + 30)
+        echo["docker_info"]["containers"][1] |= {"id": real, "name": "/evil", "state": "running"}
+        assert (await client.post(f"{server.base_url}/api/v1/reports", json=echo)).status_code == 202
+        node_id = f"container:{real}"
+        await _node_shown(client, server, node_id)
+
+        created = await client.post(_control(server, node_id), json={}, headers=operator.auth)
+        assert created.status_code == 202, created.text
+        assert created.json()["deployment_hash"] == agent.deployment_hash
+        delivered = await agent.poll(client, timeout=5)
+        assert delivered is not None and delivered.name == "docker.restart"
+        assert delivered.params["container"] == real
+
+
+async def test_a_decommissioned_agents_containers_lose_their_controls(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await _victim(server, client)
+        probe = fresh("probe")
+        assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
+        node_id = f"container:{container_hex(f'{probe}-0', 1)}"
+        await _node_shown(client, server, node_id)
+        admin = Operator(server, fresh("admin"), operator.tenant, "ADMIN")
+        gone = await client.post(operator.url(agent.deployment_hash, f"/agents/{agent.agent_id}/decommission"),
+                                 headers=admin.auth)
+        assert gone.status_code == 200, gone.text
+        refused = await client.post(_control(server, node_id), json={}, headers=operator.auth)
+        assert refused.status_code == 404
+        # With its credentials gone, the probe id is open again (no deployment).
+        assert (await client.post(f"{server.base_url}/api/v1/reports", json=_report(probe))).status_code == 202
+
+
+async def test_one_probe_agent_id_is_reported_by_one_enrolled_agent(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        _, first = await _victim(server, client)
+        _, second = await _victim(server, client)
+        probe = fresh("probe")
+        assert (await first.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
+        taken = await second.signed_post(client, "/api/v1/reports", _report(probe, at=time.time() + 1))
+        assert (taken.status_code, taken.json()["error"]["code"]) == (409, "agent_id_taken")
