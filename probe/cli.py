@@ -32,6 +32,7 @@ from ._collect import ReportCollector
 from ._config import ConfigFileError, load_file
 from ._docker import ContainerCollector
 from ._executor import DEFAULT_ALLOWED, ControlError
+from ._parent import stop_when_parent_gone
 from ._transport import Backoff, ServerUnavailable, Signer, run_publisher
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
@@ -89,6 +90,9 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
     parser.add_argument("--no-connections", action="store_true", default=not file_values.get("connections", True),
                         help="do not report connections")
     parser.add_argument("--once", action="store_true", help="print one report as JSON and exit")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop (exit status 0) when stdin reaches end of file: for a parent process that "
+                        "holds the write end of a pipe, as trioscope serve does for its local probe")
     parser.add_argument("--log-level", default=env("TRIOSCOPE_PROBE_LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"], help="least severe log level written")
     return parser
@@ -155,11 +159,14 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
     """Publish (and run commands) until SIGINT or SIGTERM, then stop at once
     (what is unsent is only metrics; the next start reports the current state).
 
-    Answers the exit status: 0 when signalled, 2 when enrollment was refused."""
+    Answers the exit status: 0 when signalled or (``--exit-with-parent``) when the
+    parent is gone, 2 when enrollment was refused."""
     server = args.server.rstrip("/")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with httpx.AsyncClient(base_url=server, timeout=10.0) as client, trio.open_nursery() as nursery:
             nursery.start_soon(_stop_when_signalled, signals, nursery.cancel_scope)
+            if args.exit_with_parent:
+                nursery.start_soon(stop_when_parent_gone, nursery.cancel_scope)
             metadata: dict[str, str] = {}
             signer: Signer | None = None
             if args.deployment_hash:

@@ -1,6 +1,7 @@
 """The probe ``trioscope serve`` starts beside itself (``agents.local_probe``), so
 a single command shows this host: a child process, ended by its pid when the
-server stops. The server runs it as a program; it imports nothing of it."""
+server stops, and by itself when the server dies without stopping it (kill -9, a
+crash). The server runs it as a program; it imports nothing of it."""
 
 from __future__ import annotations
 
@@ -29,12 +30,19 @@ def probe_url(bind: str) -> str:
 
 async def run_local_probe(server_url: str, stop: trio.Event) -> None:
     """Run ``trioscope-probe --server server_url`` until ``stop``, then SIGTERM it
-    (SIGKILL after a grace period)."""
-    argv = [sys.executable, "-m", "trioscope_probe", "--server", server_url]
+    (SIGKILL after a grace period).
+
+    The probe's stdin is a pipe only this process holds the write end of, never
+    written to: however this process ends, the kernel closes it and the probe
+    (``--exit-with-parent``) stops at end of file instead of retrying a dead
+    address for ever. A pipe rather than Linux's PR_SET_PDEATHSIG, which fires
+    when the forking *thread* exits, and trio forks from a worker thread it
+    retires when idle."""
+    argv = [sys.executable, "-m", "trioscope_probe", "--server", server_url, "--exit-with-parent"]
     async with trio.open_nursery() as nursery:
         try:
             process: trio.Process = await nursery.start(
-                lambda task_status: trio.run_process(argv, check=False, stdin=subprocess.DEVNULL,
+                lambda task_status: trio.run_process(argv, check=False, stdin=subprocess.PIPE,
                                                      task_status=task_status))
         except OSError as exc:
             log.error("could not start the local probe: %s", exc)
@@ -47,4 +55,6 @@ async def run_local_probe(server_url: str, stop: trio.Event) -> None:
         if process.returncode is None:
             process.kill()
             await process.wait()
+        if process.stdin is not None:
+            await process.stdin.aclose()
         log.info("local probe stopped (pid %d)", process.pid)
