@@ -137,8 +137,11 @@ class Publisher:
 
     async def _learn_limits(self) -> None:
         """The largest report the server takes (``max_report_bytes``), if it says."""
+        path = f"/api/v1/agents/config/{self.agent_id}"
+        request = (signed_request(self.client, "GET", path, agent_id=self.signer.agent_id, token=self.signer.token)
+                   if self.signer is not None else self.client.build_request("GET", path))
         try:
-            response = await self.client.get(f"/api/v1/agents/config/{self.agent_id}")
+            response = await self.client.send(request)
             limit = response.json().get("max_report_bytes") if response.status_code == 200 else None
         except (httpx.TransportError, ValueError, AttributeError):
             return  # the default stands; reports that do not fit are refused and logged

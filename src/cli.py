@@ -1,8 +1,9 @@
-"""The ``trioscope`` command line: ``serve`` (the default), ``token create`` and ``version``."""
+"""The ``trioscope`` command line: ``serve`` (the default), ``token create``, ``audit`` and ``version``."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -24,7 +25,7 @@ from trioscope.config import (
 from trioscope.domain.principals import Role, mint_user_token
 from trioscope.log_output import configure_logging
 from trioscope.server import ExitCode, serve, tune_garbage_collector
-from trioscope.store import token_secret
+from trioscope.store import DATABASE_FILE, SqliteReader, token_secret
 
 
 def _version() -> str:
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_parser.set_defaults(run=run_serve)
 
     _add_token_parser(commands)
+    _add_audit_parser(commands)
 
     version_parser = commands.add_parser("version", help="print the version and exit")
     version_parser.set_defaults(run=lambda _args: print(f"trioscope {_version()}") or ExitCode.OK)
@@ -154,6 +156,82 @@ def run_token_create(args: argparse.Namespace) -> int:
     except ValueError as exc:  # user or tenant empty or too long
         return _usage_error(str(exc))
     print(token)
+    return ExitCode.OK
+
+
+AUDIT_DESCRIPTION = """\
+Print audit records from the server's database, newest first: who did what,
+when and from which address. Tenant admins read their tenant's records over
+GET /api/v1/audit; this command (for whoever runs the server, reading its
+data directory) also shows the records in no tenant's log: refused requests
+whose credentials named nobody (bad tokens, unknown agents, unsigned claims).
+Exit codes: 0 printed, 1 no database there, 2 bad arguments or configuration.
+"""
+
+
+def _add_audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = commands.add_parser(
+        "audit", help="print audit records, including refusals in no tenant's log",
+        description=AUDIT_DESCRIPTION, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    scope = audit.add_mutually_exclusive_group()
+    scope.add_argument("--tenant", help="only this tenant's records (default: every record)")
+    scope.add_argument("--unattributed", action="store_true",
+                       help="only the records in no tenant's log (refusals of unknown credentials)")
+    audit.add_argument("--action", help="only this action, e.g. auth.failure, command.create")
+    audit.add_argument("--actor", help="only this actor, e.g. anonymous, user:alice, agent:<id>")
+    audit.add_argument("--since", metavar="DURATION", help="only records from this long ago, e.g. 1h, 7d")
+    audit.add_argument("--limit", type=int, default=100, help="at most this many records (1-10000, default 100)")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line instead of columns")
+    audit.add_argument("--config", metavar="PATH", help="read settings from this YAML file, as for serve")
+    audit.add_argument("--data-dir", metavar="DIR", help="the server's data directory, as for serve")
+    audit.set_defaults(run=run_audit)
+
+
+def run_audit(args: argparse.Namespace) -> int:
+    """Print the matching audit records of the server's database."""
+    def usage(message: str) -> int:
+        print(f"trioscope audit: {message}", file=sys.stderr)
+        return ExitCode.USAGE
+
+    if not 1 <= args.limit <= 10_000:
+        return usage("--limit: must be 1-10000")
+    since = None
+    if args.since is not None:
+        try:
+            since = time.time() - parse_duration(args.since)
+        except ValueError as exc:
+            return usage(f"--since: {exc}")
+    flags: dict[str, FlagValue] = {}
+    if args.config is not None:
+        flags["config"] = FlagValue(args.config, "--config")
+    if args.data_dir is not None:
+        flags["storage.data_dir"] = FlagValue(args.data_dir, "--data-dir")
+    settings = _settings_or_report(flags)
+    if settings is None:
+        return ExitCode.USAGE
+    path = settings.storage.data_dir / DATABASE_FILE
+    if not path.is_file():
+        print(f"trioscope audit: no database at {path} (give the server's --data-dir)", file=sys.stderr)
+        return ExitCode.FAILED
+    reader = SqliteReader(path)
+    try:
+        entries, total = reader.audit(None if args.unattributed else args.tenant, action=args.action,
+                                      actor=args.actor, since=since, until=None, limit=args.limit, offset=0,
+                                      every_tenant=not args.unattributed and args.tenant is None)
+    finally:
+        reader.close()
+    for entry in entries:
+        entry["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["at"]))
+        if args.json:
+            print(json.dumps(entry, sort_keys=True))
+        else:
+            resource = f"{entry['resource_type'] or '-'}:{entry['resource_id'] or '-'}"
+            print(f"{entry['at']}  {entry['tenant'] or '(none)'}  {entry['actor']}  {entry['action']}  "
+                  f"{entry['outcome']}  {entry['address'] or '-'}  {resource}  "
+                  f"{json.dumps(entry['details'], sort_keys=True)}")
+    if not args.json:
+        print(f"({len(entries)} of {total} matching records)", file=sys.stderr)
     return ExitCode.OK
 
 

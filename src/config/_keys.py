@@ -169,6 +169,16 @@ KEYS: tuple[Key, ...] = (
         flags=("--protect-reads",),
     ),
     Key(
+        name="auth.show_unassigned_agents",
+        kind=BoolKind(),
+        default=False,
+        help="with protect_reads: also show every user the hosts of probes that belong to no deployment "
+             "(unsigned reports, such as the local probe's); each user always sees the probes enrolled in "
+             "their tenant's deployments",
+        env=("TRIOSCOPE_AUTH_SHOW_UNASSIGNED_AGENTS",),
+        flags=("--show-unassigned-agents",),
+    ),
+    Key(
         name="agents.stale_threshold",
         kind=DurationKind(1 * SECOND, 30 * DAY),
         default=5 * MINUTE,

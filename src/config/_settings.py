@@ -53,6 +53,9 @@ class AuthSettings:
     protect_reads: bool
     """Reads of the topology, queries, agent list, live stream and metrics
     need a user token too (off: the seed's quick-start reads without one)."""
+    show_unassigned_agents: bool
+    """With ``protect_reads``: whether every user also sees the probes enrolled in no
+    deployment (each sees their own tenant's deployments' probes)."""
 
 
 @attrs.frozen(kw_only=True)

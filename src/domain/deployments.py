@@ -142,6 +142,16 @@ class AgentDirectory:
         agent = self.agents.get(enrolled) if enrolled is not None else None
         return agent if agent is not None and agent.status is AgentStatus.ACTIVE else None
 
+    def reporter_visible(self, reporter_id: str, tenant: str, *, show_unassigned: bool) -> bool:
+        """Whether a user of ``tenant`` may see what probe agent id ``reporter_id``
+        reports: a probe enrolled in one of the tenant's deployments, or one of
+        no deployment if ``show_unassigned``."""
+        agent = self.reporting_agent(reporter_id)
+        if agent is None:
+            return show_unassigned
+        deployment = self.deployments.get(agent.deployment_hash)
+        return deployment is not None and deployment.tenant == tenant
+
     def attach_reporter(self, reporter_id: str, agent_id: str) -> None:
         """Record that enrolled agent ``agent_id`` sends the reports of probe
         agent id ``reporter_id`` (replacing the one it sent before, and any
@@ -183,6 +193,11 @@ class AgentDirectory:
     def active_agents(self, deployment_hash: str) -> list[AgentRecord]:
         return [a for a in self.agents.values()
                 if a.deployment_hash == deployment_hash and a.status is AgentStatus.ACTIVE]
+
+    def holder_of(self, token: str | None) -> AgentRecord | None:
+        """The agent a token was issued to (active or not), or None."""
+        found = self._by_token.get(hash_token(token)) if token else None
+        return self.agents.get(found) if found is not None else None
 
     def authenticate(self, token: str | None, *, deployment_hash: str | None,
                      agent_id: str | None) -> AgentRecord | AgentAuthFailure:

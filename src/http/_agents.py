@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from quart import Blueprint, Response
+from quart import Blueprint, Response, request
 
 from trioscope.actors.agent import Describe, Heartbeat, Register, agent_spec
 from trioscope.config import format_duration
@@ -84,6 +84,7 @@ async def heartbeat(agent_id: str) -> Response:
 @blueprint.get("/api/v1/agents/config/<agent_id>")
 async def config(agent_id: str) -> Response:
     """Get an agent's configuration (404 for unknown agents)."""
+    await _may_read_agent(agent_id)
     agent_or_404(agent_id)
     s = services().settings
     interval = RESOLUTION
@@ -96,6 +97,27 @@ async def config(agent_id: str) -> Response:
         "max_report_bytes": s.server.max_body_size,
         "compression": ["gzip"],
     })
+
+
+async def _may_read_agent(agent_id: str) -> None:
+    """With ``auth.protect_reads``, whether a probe's configuration is the
+    caller's to read: the probe itself, signing with the enrolled agent
+    credentials it reports with, or a user who may see it. 404 otherwise, as for
+    an unknown agent, so that nobody can test which agent ids exist."""
+    if not services().settings.auth.protect_reads:
+        return
+    if "X-Agent-Id" in request.headers:
+        signer = await _gate.probe_credentials(b"")
+        holder = (await _gate.directory()).reporting_agent(agent_id)
+        if signer is not None and holder is not None and holder.id == signer.id:
+            return
+    else:
+        await _gate.protected_read()
+        reporters = await _gate.visible_reporters()
+        if reporters is not None and reporters(agent_id):
+            return
+    raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} is known; register it or send a report",
+                   details={"agent_id": agent_id})
 
 
 async def describe_all() -> list[dict[str, Any]]:
@@ -115,4 +137,7 @@ async def list_agents() -> Response:
     """List all agents with their status."""
     await _gate.protected_read()
     agents = await describe_all()
+    reporters = await _gate.visible_reporters()
+    if reporters is not None:
+        agents = [row for row in agents if reporters(row["agent_id"])]
     return json_response({"agents": agents, "count": len(agents)})

@@ -9,11 +9,13 @@ credentials), then credentials, then the user's or agent's own rate limit.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
-from quart import has_request_context, request, websocket
+from quart import g, has_request_context, request, websocket
 
 from trioscope.actors.directory import AttachReporter, GetPublished
 from trioscope.actors.refusals import ask_or_refuse
@@ -122,7 +124,8 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
         if len(s.gate.tokens) >= MAX_CACHED_TOKENS:
             s.gate.tokens.clear()  # crude but bounded: the next requests verify again
         s.gate.tokens[token] = principal
-    wait = s.gate.per_user.acquire(principal.user_id, time.monotonic())
+    # Per (tenant, user): alice of one tenant is not alice of another.
+    wait = s.gate.per_user.acquire(f"{principal.tenant}\x00{principal.user_id}", time.monotonic())
     if wait:
         raise ApiError(429, "rate_limited", "too many requests for this user; slow down",
                        details={"limit_per_minute": s.settings.limits.per_user, "scope": "user"},
@@ -137,11 +140,26 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
 async def protected_read() -> None:
     """With ``auth.protect_reads``: a valid user token (any role) or 401. A
     WebSocket may offer it as a subprotocol (``offered_token``), as ?token= or,
-    from a client that can, in the Authorization header."""
+    from a client that can, in the Authorization header. The reader is kept
+    for ``visible_reporters``."""
     if not services().settings.auth.protect_reads:
         return
     await check_address_rate()  # refusals are audited: bounded per client before that
-    await user(Permission.READ, token=None if has_request_context() else socket_token())
+    g.reader = await user(Permission.READ, token=None if has_request_context() else socket_token())
+
+
+async def visible_reporters() -> Callable[[str], bool] | None:
+    """Which probes' reports the reader may see (by probe agent id), after
+    ``protected_read``: None when reads are open (everything); with
+    ``auth.protect_reads``, those enrolled in the reader's tenant's deployments
+    (and those of no deployment with ``auth.show_unassigned_agents``)."""
+    reader: Principal | None = g.get("reader")
+    if reader is None:
+        return None
+    found = await directory()
+    show_unassigned = services().settings.auth.show_unassigned_agents
+    return functools.cache(lambda reporter: found.reporter_visible(reporter, reader.tenant,
+                                                                   show_unassigned=show_unassigned))
 
 
 def socket_token() -> str | None:
@@ -200,14 +218,15 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
     headers = headers if headers is not None else _connection().headers
     token = token if token is not None else bearer()
     claimed = headers.get("X-Agent-Id")
-    answer = (await directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=claimed)
+    known = await directory()
+    answer = known.authenticate(token, deployment_hash=deployment_hash, agent_id=claimed)
     if isinstance(answer, AgentAuthFailure):
-        raise await _agent_refusal(answer, deployment_hash, claimed)
+        raise _agent_refusal(answer, known, known.holder_of(token), deployment_hash, claimed)
     found: AgentRecord = answer
     if s.settings.agents.require_signature:
         failure = _signature_failure(found, token or "", body, headers)
         if failure is not None:
-            raise await _agent_refusal(failure, deployment_hash, found.id)
+            raise _agent_refusal(failure, known, found, deployment_hash, claimed)
     wait = s.gate.per_agent.acquire(found.id, time.monotonic())
     if wait:
         raise ApiError(429, "rate_limited", "too many requests from this agent; slow down",
@@ -319,11 +338,14 @@ def _signed_target() -> tuple[str, str]:
     return method, request_signing.target(raw_path.decode("latin-1"), scope.get("query_string", b"").decode("latin-1"))
 
 
-async def _agent_refusal(failure: AgentAuthFailure, deployment_hash: str | None, agent_id: str | None) -> ApiError:
-    tenant = None
-    if deployment_hash is not None:
-        deployment = (await directory()).deployments.get(deployment_hash)
-        tenant = deployment.tenant if deployment is not None else None
-    actor = f"agent:{agent_id[:64]}" if agent_id else "anonymous"
-    return refuse(failure.status, failure.code, failure.message, action="auth.failure", tenant=tenant,
-                  actor=actor, deployment_hash=deployment_hash)
+def _agent_refusal(failure: AgentAuthFailure, known: AgentDirectory, holder: AgentRecord | None,
+                   deployment_hash: str | None, claimed: str | None) -> ApiError:
+    """An audited refusal of an agent request. It names the agent, in its
+    tenant's log, only when the token proved who sent it (``holder``); a
+    request with no valid token is anonymous and in no tenant's log, whatever
+    agent id or deployment it names (those go in the details, as claims)."""
+    deployment = known.deployments.get(holder.deployment_hash) if holder is not None else None
+    return refuse(failure.status, failure.code, failure.message, action="auth.failure",
+                  tenant=deployment.tenant if deployment is not None else None,
+                  actor=f"agent:{holder.id}" if holder is not None else "anonymous",
+                  deployment_hash=deployment_hash, claimed_agent_id=claimed[:64] if claimed else None)

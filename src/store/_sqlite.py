@@ -263,16 +263,23 @@ class SqliteReader:
     def max_sequence(self) -> int:
         return self.connection.execute("SELECT coalesce(max(sequence), 0) FROM commands").fetchone()[0]
 
-    def audit(self, tenant: str, *, action: str | None, actor: str | None, since: float | None,
-              until: float | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        where = ["tenant = ?"]
-        args: list[Any] = [tenant]
+    def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
+              until: float | None, limit: int, offset: int,
+              every_tenant: bool = False) -> tuple[list[dict[str, Any]], int]:
+        """A page of audit records, newest first, and how many match: of
+        ``tenant``; with ``tenant`` None, those in no tenant's log (refused
+        requests whose credentials named nobody); with ``every_tenant``, all."""
+        where: list[str] = []
+        args: list[Any] = []
+        if not every_tenant:
+            where.append("tenant IS NULL" if tenant is None else "tenant = ?")
+            args.extend([] if tenant is None else [tenant])
         for column, value, op in (("action", action, "="), ("actor", actor, "="), ("at", since, ">="),
                                   ("at", until, "<")):
             if value is not None:
                 where.append(f"{column} {op} ?")
                 args.append(value)
-        clause = " AND ".join(where)
+        clause = " AND ".join(where) or "1"
         total = self.connection.execute(f"SELECT count(*) FROM audit WHERE {clause}", args).fetchone()[0]
         rows = self.connection.execute(
             "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details"

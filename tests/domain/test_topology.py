@@ -335,7 +335,7 @@ def test_details_show_parents_children_and_connected_nodes():
                        connections=[connect("10.0.0.2", 5432, 10)]), T0)
     details = graph.details(process_id("hb", 20))
     assert [p["id"] for p in details["parents"]] == [container_id(C1), host_id("hb")]
-    assert details["connected"] == [{"id": process_id("ha", 10), "type": "process", "label": "app",
+    assert details["connected"] == [{"id": process_id("ha", 10), "type": "process", "label": "app", "agent_id": "a",
                                      "directions": ["inbound"], "connections": 1}]
     container = graph.details(container_id(C1))
     assert [c["id"] for c in container["children"]] == [process_id("hb", 20)]

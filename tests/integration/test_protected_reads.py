@@ -22,7 +22,7 @@ READS = ["/api/v1/query/topology", "/api/v1/query/topology?view=hosts", "/api/v1
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    with ServerProcess(["--protect-reads", "true"]) as process:
+    with ServerProcess(["--protect-reads", "true", "--show-unassigned-agents", "true"]) as process:
         yield process
 
 

@@ -531,7 +531,7 @@ class TopologyGraph:
 
 
 def _brief(node: Node) -> dict[str, Any]:
-    return {"id": node.id, "type": node.kind.value, "label": node.label}
+    return {"id": node.id, "type": node.kind.value, "label": node.label, "agent_id": node.agent_id}
 
 
 def merge_nodes(versions: dict[str, Node]) -> tuple[Node, str]:

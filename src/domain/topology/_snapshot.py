@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -93,22 +93,27 @@ class TopologySnapshot:
         views = [view] if view is not None else list(View)
         return sum(len(self._nodes[k]) for k in kinds) + sum(len(self._edges[v]) for v in views)
 
-    def chunks(self, view: View | None = None, batch: int = 4096) -> Iterator[bytes]:
+    def chunks(self, view: View | None = None, batch: int = 4096,
+               visible: Callable[[Node], bool] | None = None) -> Iterator[bytes]:
         """``{"topology": {"nodes", "edges", "timestamp", "version", "view"}}`` in
         pieces, joined from the nodes' and edges' cached entries: each node is
-        encoded once, when it changes, whatever the number of versions and readers."""
+        encoded once, when it changes, whatever the number of versions and readers.
+        ``visible``: only the nodes it accepts, and the edges between them."""
         yield b'{"topology":'
-        yield from self.payload_chunks(view, batch)
+        yield from self.payload_chunks(view, batch, visible=visible)
         yield b"}"
 
     def payload_chunks(self, view: View | None = None, batch: int = 4096,
-                       extra: Mapping[str, object] | None = None) -> Iterator[bytes]:
+                       extra: Mapping[str, object] | None = None,
+                       visible: Callable[[Node], bool] | None = None) -> Iterator[bytes]:
         """The object ``{"nodes", "edges", "timestamp", "version", "view", **extra}``
         in pieces (the topology itself, also the payload of a WebSocket reset)."""
+        nodes, edges = self.nodes(view), self.edges(view)
+        if visible is not None:
+            nodes, edges = _visible_part(nodes, edges, visible)
         yield b'{"nodes":{'
-        yield from _joined((n.entry() for n in self.nodes(view)), batch)
+        yield from _joined((n.entry() for n in nodes), batch)
         yield b'},"edges":{'
-        edges = self.edges(view)
         first = True
         while chunk := list(islice(edges, batch)):
             yield (b"" if first else b",") + edge_entries(chunk)
@@ -132,6 +137,22 @@ class TopologySnapshot:
 CACHE_LIMIT = 25_000
 """Views of at most this many nodes and edges keep their JSON bytes per version
 (a hosts view of 1,000 hosts: under 1 MB). Larger ones are streamed."""
+
+
+def _visible_part(nodes: Iterator[Node], edges: Iterator[Edge],
+                  visible: Callable[[Node], bool]) -> tuple[Iterator[Node], Iterator[Edge]]:
+    """The nodes ``visible`` accepts and the edges between two of them. The
+    edges are read after the nodes (``payload_chunks`` order), when ``shown``
+    is complete."""
+    shown: set[str] = set()
+
+    def accepted() -> Iterator[Node]:
+        for node in nodes:
+            if visible(node):
+                shown.add(node.id)
+                yield node
+
+    return accepted(), (e for e in edges if e.source in shown and e.target in shown)
 
 
 def _joined(entries: Iterator[bytes], batch: int) -> Iterator[bytes]:

@@ -1,0 +1,156 @@
+"""Tenants kept apart, against a real server: per-user rate limits per (tenant,
+user); with ``--protect-reads`` each tenant sees the topology of the probes
+enrolled in its deployments (and unassigned ones only if configured); audit
+records of unauthenticated refusals land in no tenant's log and are read with
+``trioscope audit``."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.test_commands import Operator, enroll, fresh
+from tests.server_process import ServerProcess, run_cli
+from tests.status_agent import StatusAgent
+from tests.synthetic import host_report
+from tests.waiting import eventually
+from trioscope_probe._signing import signed_request
+
+
+def _report(index: int, probe: str) -> dict[str, Any]:
+    report = host_report(index, timestamp=time.time(), containers=1, processes=2, connections=0, agent_prefix=probe)
+    return report
+
+
+async def _tenant(server: ServerProcess, client: httpx.AsyncClient) -> tuple[Operator, StatusAgent]:
+    operator = Operator(server, fresh("user"), fresh("tenant"), "VIEWER")
+    owner = Operator(server, operator.user_id, operator.tenant, "OPERATOR")
+    return operator, await enroll(client, server, owner)
+
+
+@pytest.fixture(scope="module")
+def protected() -> Iterator[ServerProcess]:
+    with ServerProcess(["--protect-reads", "true"]) as process:
+        yield process
+
+
+async def test_each_tenant_sees_the_probes_of_its_own_deployments(protected: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=protected.base_url) as client:
+        (alice, agent_a), (bob, agent_b) = await _tenant(protected, client), await _tenant(protected, client)
+        probe_a, probe_b, loose = fresh("pa"), fresh("pb"), fresh("loose")
+        assert (await agent_a.signed_post(client, "/api/v1/reports", _report(1, probe_a))).status_code == 202
+        assert (await agent_b.signed_post(client, "/api/v1/reports", _report(2, probe_b))).status_code == 202
+        assert (await client.post("/api/v1/reports", json=_report(3, loose))).status_code == 202
+
+        async def hosts(reader: Operator) -> set[str]:
+            answer = await client.get("/api/v1/query/topology?view=hosts", headers=reader.auth)
+            assert answer.status_code == 200, answer.text
+            return set(answer.json()["topology"]["nodes"])
+
+        await eventually(lambda: _has(hosts(alice), "host:host-1"))
+        assert await hosts(alice) == {"host:host-1"}
+        assert await hosts(bob) == {"host:host-2"}
+        everything = await client.get("/api/v1/query/topology", headers=alice.auth)
+        assert {n["agent_id"] for n in everything.json()["topology"]["nodes"].values()} == {f"{probe_a}-1"}
+
+        assert (await client.get("/api/v1/query/nodes/host:host-2", headers=alice.auth)).status_code == 404
+        mine = await client.get("/api/v1/query/nodes/host:host-1", headers=alice.auth)
+        assert mine.status_code == 200 and mine.json()["agents"] == [f"{probe_a}-1"]
+        for path in (f"/api/v1/query/agents/{probe_b}-2/latest", f"/api/v1/query/agents/{probe_b}-2/timeseries",
+                     f"/api/v1/agents/config/{probe_b}-2", f"/api/v1/agents/config/{loose}-3"):
+            refused = await client.get(path, headers=alice.auth)
+            assert (refused.status_code, refused.json()["error"]["code"]) == (404, "agent_not_found"), path
+        assert (await client.get(f"/api/v1/agents/config/{probe_a}-1", headers=alice.auth)).status_code == 200
+        listed = await client.get("/api/v1/agents/list", headers=bob.auth)
+        assert [row["agent_id"] for row in listed.json()["agents"]] == [f"{probe_b}-2"]
+
+
+async def test_agent_configuration_is_no_existence_oracle(protected: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=protected.base_url) as client:
+        _, agent = await _tenant(protected, client)
+        probe = fresh("probe")
+        assert (await agent.signed_post(client, "/api/v1/reports", _report(4, probe))).status_code == 202
+        known, unknown = f"/api/v1/agents/config/{probe}-4", f"/api/v1/agents/config/{fresh('nobody')}"
+        for path in (known, unknown):  # the same answers, known or not
+            anonymous = await client.get(path)
+            assert (anonymous.status_code, anonymous.json()["error"]["code"]) == (401, "missing_token")
+            stranger = await client.get(path, headers=Operator(protected, fresh("u"), fresh("t"), "ADMIN").auth)
+            assert (stranger.status_code, stranger.json()["error"]["code"]) == (404, "agent_not_found")
+        signed = await client.send(signed_request(client, "GET", known, agent_id=agent.agent_id, token=agent.token))
+        assert signed.status_code == 200 and signed.json()["agent_id"] == f"{probe}-4"
+
+
+async def _has(awaitable: Any, item: str) -> bool:
+    return item in await awaitable
+
+
+async def test_unassigned_probes_are_shown_only_if_configured() -> None:
+    with ServerProcess(["--protect-reads", "true", "--show-unassigned-agents", "true"]) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            (alice, agent), (bob, _) = await _tenant(server, client), await _tenant(server, client)
+            assert (await agent.signed_post(client, "/api/v1/reports", _report(1, "mine"))).status_code == 202
+            assert (await client.post("/api/v1/reports", json=_report(2, "loose"))).status_code == 202
+
+            async def hosts(reader: Operator) -> set[str]:
+                answer = await client.get("/api/v1/query/topology?view=hosts", headers=reader.auth)
+                return set(answer.json()["topology"]["nodes"])
+
+            await eventually(lambda: _has(hosts(alice), "host:host-2"))
+            assert await hosts(alice) == {"host:host-1", "host:host-2"}
+            assert await hosts(bob) == {"host:host-2"}
+
+
+async def test_rate_limits_per_user_are_per_tenant() -> None:
+    with ServerProcess(["--rate-per-user", "60"]) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            here, there = Operator(server, "alice", fresh("tenant")), Operator(server, "alice", fresh("tenant"))
+            for _ in range(40):
+                if (await client.get("/api/v1/users/me", headers=there.auth)).status_code == 429:
+                    break
+            else:
+                pytest.fail("no 429 for the busy alice")
+            mine = await client.get("/api/v1/users/me", headers=here.auth)
+            assert mine.status_code == 200, mine.text
+
+
+async def test_unauthenticated_refusals_land_in_no_tenants_log() -> None:
+    with ServerProcess() as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            agent = await enroll(client, server, operator)
+            forged = StatusAgent(server.base_url, agent.agent_id, "not-the-token", agent.deployment_hash)
+            refused = await forged.wait(client, timeout=1)
+            assert (refused.status_code, refused.json()["error"]["code"]) == (401, "invalid_token")
+            tampered = await agent.wait(client, timeout=1, **{"X-Agent-Signature": "A" * 44})
+            assert (tampered.status_code, tampered.json()["error"]["code"]) == (401, "invalid_signature")
+            admin = Operator(server, fresh("admin"), operator.tenant, "ADMIN")
+
+            async def failures() -> list[dict[str, Any]] | None:
+                answer = await client.get("/api/v1/audit", params={"action": "auth.failure"}, headers=admin.auth)
+                found = answer.json()["entries"]
+                return found or None
+
+            logged = await eventually(failures)
+            # Only the request whose token proved who sent it is in the tenant's log.
+            assert [(e["actor"], e["outcome"]) for e in logged] == [(f"agent:{agent.agent_id}", "invalid_signature")]
+
+            def unattributed() -> list[dict[str, Any]]:
+                done = run_cli(["audit", "--unattributed", "--json", "--data-dir", server.data_dir])
+                assert done.returncode == 0, done.stderr
+                return [json.loads(line) for line in done.stdout.splitlines()]
+
+            async def anonymous() -> list[dict[str, Any]] | None:
+                rows = [row for row in unattributed() if row["outcome"] == "invalid_token"]
+                return rows or None
+
+            [row] = await eventually(anonymous)
+            assert (row["tenant"], row["actor"]) == (None, "anonymous")
+            assert row["details"]["claimed_agent_id"] == agent.agent_id
+            assert row["details"]["deployment_hash"] == agent.deployment_hash
+            everything = run_cli(["audit", "--data-dir", server.data_dir])
+            assert everything.returncode == 0 and "agent.register" in everything.stdout
