@@ -81,7 +81,8 @@ async def user_events(user_id: str) -> Response | None:
     link = ClientLink(s.settings.websocket.buffer_size * 16)
     spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
                              admin=principal.may(Permission.ADMINISTER))
-    return await serve_client_socket(link, spec, subprotocol=_gate.chosen_subprotocol())
+    return await serve_client_socket(link, spec, subprotocol=_gate.chosen_subprotocol(),
+                                     expires_at=principal.expires_at)
 
 
 @blueprint.websocket("/ws/agent/<deployment_hash>")

@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+import time
 
 import trio
-from quart import Blueprint, Response, websocket
+from quart import Blueprint, Response, g, websocket
 
 from trioscope.actors.client import (
     GOING_AWAY, INTERNAL_ERROR, MESSAGE_TOO_BIG, ClientLink, FromClient, client_spec,
 )
 from trioscope.domain.live import BadClientMessage, parse_view
+from trioscope.domain.principals import Principal
 from trioscope.runtime import (
     ActorNotFound, ActorRef, ActorSpec, ActorStopped, MailboxFull, StartFailed, TooManyChildren,
 )
@@ -25,6 +28,9 @@ from ._services import services
 log = logging.getLogger(__name__)
 blueprint = Blueprint("live", __name__)
 CLOSE_TIMEOUT = 5.0
+TOKEN_EXPIRED = 4401
+"""Close code of a socket whose token expired: 4000 + the status a request with
+it gets. The web UI signs in again on it."""
 MAX_CLIENT_MESSAGE = 64 * 1024
 """Browsers send small control messages (views, pongs); Hypercorn's own limit
 is higher because agents send results over /ws/agent."""
@@ -45,16 +51,20 @@ async def live() -> Response | None:
         return error_response(400, "invalid_parameter", exc.message, details={"parameter": "view"})
     link = ClientLink(s.settings.websocket.buffer_size)
     name = f"ws-{next(_names)}"
+    reader: Principal | None = g.get("reader")
     return await serve_client_socket(link, client_spec(name, link, HUB, view, s.settings, s.live),
-                                     subprotocol=_gate.chosen_subprotocol())
+                                     subprotocol=_gate.chosen_subprotocol(),
+                                     expires_at=reader.expires_at if reader is not None else None)
 
 
-async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol: str | None = None
-                              ) -> Response | None:
+async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol: str | None = None,
+                              expires_at: float | None = None) -> Response | None:
     """Run one WebSocket whose client actor ``spec`` (under ``/root/clients``)
     decides what is sent: start the actor (503 when the limit is reached), then
     accept (choosing ``subprotocol``) and move frames both ways until the
-    actor, the server or the client closes."""
+    actor, the server or the client closes. A socket opened with a user token
+    closes (4401) when the token expires (unix seconds ``expires_at``): the
+    token is checked when it is used, and a socket keeps using it."""
     s = services()
     # From the start request on, the actor is stopped by name however this
     # ends: a client that hangs up during the handshake cancels us while the
@@ -73,6 +83,8 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_write, link)
             nursery.start_soon(_read, client, link)
+            if expires_at is not None and expires_at != math.inf:
+                nursery.start_soon(_close_on_expiry, link, expires_at)
             # Closed by the client actor (1008: too slow, no pong), by the server
             # stopping (1001) or by the actor's end (1011); a disconnect cancels us.
             await link.closed.wait()
@@ -103,6 +115,13 @@ async def _read(client: ActorRef, link: ClientLink) -> None:
         except ActorStopped:
             link.close(INTERNAL_ERROR, "internal error")
             return
+
+
+async def _close_on_expiry(link: ClientLink, expires_at: float) -> None:
+    # The wall clock says when a token expires; trio's clock measures the wait.
+    await trio.sleep(max(0.0, expires_at - time.time()))
+    log.info("closing a WebSocket: its token expired", extra={"event": "websocket_token_expired"})
+    link.close(TOKEN_EXPIRED, "token_expired")
 
 
 async def _write(link: ClientLink) -> None:

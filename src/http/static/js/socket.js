@@ -1,7 +1,12 @@
 // A WebSocket that comes back: reconnects with exponential backoff and jitter
 // (0.5 s doubling to 15 s, reset once a connection has lasted 10 s), answers
 // the server's pings, and reports its state: connecting, live, reconnecting
-// (with the seconds until the next try) or closed.
+// (with the seconds until the next try) or closed. A close with 4401 (the
+// token it was opened with expired) ends the session instead: "signed-out".
+
+import { events } from "./api.js";
+
+const TOKEN_EXPIRED = 4401;
 
 const FIRST_DELAY = 500, MAX_DELAY = 15000, STABLE_AFTER = 10000;
 
@@ -62,6 +67,11 @@ export class ReconnectingSocket {
     });
     socket.addEventListener("close", (event) => {
       if (this.closed || this.socket !== socket) return;
+      if (event.code === TOKEN_EXPIRED) {
+        this.close();
+        events.dispatchEvent(new CustomEvent("signed-out"));
+        return;
+      }
       if (opened && Date.now() - opened >= STABLE_AFTER) this.delay = FIRST_DELAY;
       const wait = Math.round(this.delay * (0.75 + Math.random() * 0.5));
       this.delay = Math.min(this.delay * 2, MAX_DELAY);
