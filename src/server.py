@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import gc
+import ipaddress
 import logging
 import signal
 import sqlite3
@@ -100,15 +101,36 @@ def _data_dir_flag(settings: Settings) -> str:
     return "" if settings.storage.data_dir == default else f" --data-dir {settings.storage.data_dir}"
 
 
+def open_reads_warning(settings: Settings) -> str | None:
+    """What to say when anyone on the network can read the topology: reads open
+    (the seed's default) on an address that is not loopback only."""
+    host = settings.server.host
+    if settings.auth.protect_reads or host == "localhost":
+        return None
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return None
+    except ValueError:
+        pass  # a host name: it may resolve to anything
+    where = "every interface" if host in ("0.0.0.0", "::") else host
+    return (f"WARNING: listening on {where} with open reads: anyone who can reach port {settings.server.port} "
+            "sees the topology, node details and /metrics. Protect them with --protect-reads true "
+            "(auth.protect_reads), or listen on this machine only with --host 127.0.0.1.")
+
+
 def banner(settings: Settings, app: object, binds: list[str]) -> str:
     s = settings
     base = binds[0] if binds else f"http://{bind_address(settings)}"
     ws = base.replace("http://", "ws://", 1)
+    warning = open_reads_warning(settings)
     lines = [
         f"trioscope listening on {base}",
+        *([warning] if warning else []),
         "",
         "=== Configuration ===",
-        f"Host:                  {s.server.host}",
+        f"Host:                  {s.server.host}"
+        + ("  (every interface)" if s.server.host in ("0.0.0.0", "::") else ""),
+        f"Reads:                 {'need a user token (auth.protect_reads)' if s.auth.protect_reads else 'open'}",
         f"Port:                  {s.server.port}",
         f"Max Data Age:          {format_duration(s.storage.max_data_age)}",
         f"Cleanup Interval:      {format_duration(s.storage.cleanup_interval)}",
@@ -184,6 +206,8 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
                             if settings.agents.local_probe and binds:
                                 http.start_soon(run_local_probe, probe_url(binds[0]), stop)
                             print(banner(settings, app, binds), file=out, flush=True)
+                            if (warning := open_reads_warning(settings)) is not None:
+                                log.warning("%s", warning.removeprefix("WARNING: "))
                             await stop.wait()
                             stop_live_updates(app)  # WebSockets would hold Hypercorn's drain up
                         log.info("http server stopped; stopping actors")

@@ -186,3 +186,26 @@ async def report() -> Response:
                  "command_status": command.status.value if command is not None else None},
     }
     return json_response(body_out)
+
+
+@blueprint.get("/api/v1/agent/config")
+async def agent_config() -> Response:
+    """The agent's settings (signed like any agent request): where to poll and report, limits, signatures."""
+    s = services()
+    agent = await _gate.agent(None, b"")
+    agents = s.settings.agents
+    schemes = ["rfc9421-hmac-sha256", *(["body-hmac-sha256"] if agents.accept_body_only_signatures else [])]
+    return json_response({
+        "agent_id": agent.id,
+        "deployment_hash": agent.deployment_hash,
+        "dashboard_version": DASHBOARD_VERSION,
+        "supported_api_versions": API_VERSIONS,
+        "poll": {"endpoint": f"/api/v1/agent/commands/wait/{agent.deployment_hash}",
+                 "default_timeout_seconds": DEFAULT_POLL, "max_timeout_seconds": MAX_POLL},
+        "report_endpoint": "/api/v1/agent/commands/report",
+        "websocket_endpoint": f"/ws/agent/{agent.deployment_hash}",
+        "max_body_bytes": s.settings.server.max_body_size,
+        "rate_limit_per_minute": s.settings.limits.per_agent,
+        "signatures": {"required": agents.require_signature, "schemes": schemes,
+                       "max_clock_skew_seconds": int(_gate.MAX_CLOCK_SKEW)},
+    })

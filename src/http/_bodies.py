@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import zlib
 from typing import Any
 
@@ -91,9 +93,59 @@ def parse_json(body: bytes, *, required: bool = True) -> Any:
             return None
         raise ApiError(400, "empty_body", "request body is empty; expected a JSON object")
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    if _LONG_NUMBER.search(body):
+        _check_integers(body)
+    return document
+
+
+_LONG_NUMBER = re.compile(rb"\d{20}|-9\d{18}")
+"""A run of digits that may be an integer orjson turns into a float: beyond
+-2^63..2^64-1 it parses integers as floats, silently (99999999999999999999999
+became 1e+23). Rare, so only such bodies are looked at again."""
+_INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+class _OutOfRange:
+    """Where ``json.loads`` met an integer literal orjson cannot keep exact."""
+
+
+def _check_integers(body: bytes) -> None:
+    """400 naming the field of an integer literal outside what orjson keeps exact.
+
+    The standard library's parser calls ``parse_int`` for integer literals
+    only (never for digits in strings), so the marker finds the field."""
+    def parse_int(text: str) -> int | _OutOfRange:
+        value = int(text)
+        return value if _INT_RANGE[0] <= value <= _INT_RANGE[1] else _OutOfRange()
+
+    try:
+        path = _find(json.loads(body, parse_int=parse_int), "$")
+    except RecursionError:
+        return  # nested deeper than any field may be: refused by the decoders' depth rule
+    if path is not None:
+        path = path if len(path) <= 200 else path[:200] + "..."
+        raise ApiError(400, "invalid_number", f"{path}: integers must be between -2^63 and 2^64-1 "
+                       "(send larger numbers as strings)",
+                       details={"errors": [{"path": path, "message": "integer out of range"}]})
+
+
+def _find(value: Any, path: str) -> str | None:
+    if isinstance(value, _OutOfRange):
+        return path
+    if isinstance(value, dict):
+        children = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list):
+        children = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    for child_path, item in children:
+        found = _find(item, child_path)
+        if found is not None:
+            return found
+    return None
 
 
 async def read_json(settings: Settings, *, required: bool = True) -> Any:
