@@ -95,6 +95,14 @@ class GetNodeSources:
 
 
 @attrs.frozen
+class ForgetAgent:
+    """The server stopped tracking this agent (to make room for another): its
+    nodes go now rather than once stale."""
+
+    agent_id: str
+
+
+@attrs.frozen
 class GetStats:
     """Answered with counts of nodes, edges, agents and metric history."""
 
@@ -177,6 +185,11 @@ class TopologyActor(Actor):
         if isinstance(message, GetNodeDetails):
             await self._flush()
             return self._details(message.node_id, message.seconds)
+        if isinstance(message, ForgetAgent):
+            self.pending.pop(message.agent_id, None)
+            if self.graph.remove_agent(message.agent_id):
+                self._publish()
+            return None
         if isinstance(message, GetNodeSources):
             await self._flush()
             return self.graph.sources(message.node_id)

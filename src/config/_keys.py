@@ -269,6 +269,25 @@ KEYS: tuple[Key, ...] = (
         flags=("--rate-per-address",),
     ),
     Key(
+        name="limits.reports_per_address",
+        kind=IntegerKind(1, 10_000_000),
+        default=12_000,
+        help="probe reports and heartbeats per minute from one client address, before decoding; a probe sends "
+             "8 a minute at the default 15 s interval, so the default lets 1,500 probes share one (NAT) "
+             "address: raise it for more",
+        env=("TRIOSCOPE_LIMITS_REPORTS_PER_ADDRESS",),
+        flags=("--reports-per-address",),
+    ),
+    Key(
+        name="limits.registrations_per_address",
+        kind=IntegerKind(1, 1_000_000),
+        default=120,
+        help="agent registrations and enrollments per minute from one client address (a probe registers "
+             "once when it starts)",
+        env=("TRIOSCOPE_LIMITS_REGISTRATIONS_PER_ADDRESS",),
+        flags=("--registrations-per-address",),
+    ),
+    Key(
         name="limits.per_agent",
         kind=IntegerKind(1, 1_000_000),
         default=600,
@@ -323,6 +342,15 @@ KEYS: tuple[Key, ...] = (
         help="most WebSocket clients connected at once; further ones are refused with 503",
         env=("TRIOSCOPE_WEBSOCKET_MAX_CLIENTS",),
         flags=("--ws-max-clients",),
+    ),
+    Key(
+        name="websocket.max_clients_per_address",
+        kind=IntegerKind(1, 100_000),
+        default=100,
+        help="most WebSocket clients (live views and users' event streams) connected at once from one client "
+             "address, so that one address cannot take the whole websocket.max_clients; further ones get 503",
+        env=("TRIOSCOPE_WEBSOCKET_MAX_CLIENTS_PER_ADDRESS",),
+        flags=("--ws-max-clients-per-address",),
     ),
     Key(
         name="log.level",

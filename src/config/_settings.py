@@ -107,6 +107,10 @@ class LimitsSettings:
 
     per_address: int
     """Requests per minute from one client address, checked before authentication."""
+    reports_per_address: int
+    """Probe reports and heartbeats per minute from one client address, before decoding."""
+    registrations_per_address: int
+    """Agent registrations and enrollments per minute from one client address."""
     per_agent: int
     """Requests per minute from one agent."""
     per_user: int
@@ -127,6 +131,8 @@ class WebSocketSettings:
     """Seconds a client may lag before it is disconnected."""
     max_clients: int
     """Most clients connected at once."""
+    max_clients_per_address: int
+    """Most clients connected at once from one client address."""
 
 
 @attrs.frozen(kw_only=True)

@@ -45,6 +45,7 @@ API_VERSIONS = ["1.0", "1.1"]
 @blueprint.post("/api/v1/agent/register")
 async def register() -> Response:
     """Enroll an agent with a deployment's one-time enrollment token (201)."""
+    await _gate.check_registration_rate()
     document = await read_json(services().settings)
     try:
         registration = decode(document, AgentRegistration)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
 import attrs
@@ -12,7 +14,10 @@ from trioscope.config import format_duration
 from trioscope.domain.agents import rfc3339
 from trioscope.domain.report import InvalidDocument, decode_registration
 from trioscope.domain.timeseries import RESOLUTION
-from trioscope.runtime import ActorFailed, ActorRef, ActorStopped, AskTimeout, MailboxFull, TooManyChildren
+from trioscope.actors.topology import ForgetAgent
+from trioscope.runtime import (
+    ActorFailed, ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull, TooManyChildren,
+)
 
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
@@ -20,6 +25,7 @@ from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
 
+log = logging.getLogger(__name__)
 blueprint = Blueprint("agents", __name__)
 
 
@@ -31,23 +37,65 @@ def agent_or_404(agent_id: str) -> ActorRef:
     return ref  # type: ignore[no-any-return]
 
 
-def ensure_agent(agent_id: str) -> ActorRef:
-    """The agent's actor, started if it is new."""
+async def ensure_agent(agent_id: str, *, enrolled: bool) -> ActorRef:
+    """The agent's actor, started if it is new, and noted as heard from now.
+
+    At ``agents.max_agents`` a new probe takes the place of an unenrolled one:
+    of one silent for ``agents.stale_threshold``, or, for a probe enrolled in a
+    deployment (its report signed), of the one heard from longest ago.
+    Enrolled probes are never forgotten for another, so they always have room
+    while unenrolled ones take it; a new unenrolled probe with no room gets 503.
+    """
     s = services()
+    s.roster.touch(agent_id, time.monotonic())
+    if len(s.roster) > 2 * s.settings.agents.max_agents:
+        s.roster.retain(lambda a: s.agents.child(a) is not None)  # agents that went silent and stopped
     known = s.agents.child(agent_id)  # the common case: no spec to build
     if known is not None:
         return known  # type: ignore[no-any-return]
-    try:
-        return s.agents.ensure_child(agent_spec(agent_id, s.settings))  # type: ignore[no-any-return]
-    except TooManyChildren as exc:
-        raise ApiError(503, "too_many_agents",
-                       f"the server already tracks its limit of {exc.limit} agents (agents.max_agents)",
-                       headers={"Retry-After": "60"}) from None
+    for _ in range(3):  # a place made may be taken by a request in between
+        try:
+            return s.agents.ensure_child(agent_spec(agent_id, s.settings))  # type: ignore[no-any-return]
+        except TooManyChildren as exc:
+            limit = exc.limit
+        if not await _make_room(for_enrolled=enrolled):
+            break
+    s.roster.forget(agent_id)
+    s.metrics.refused("agents_full")
+    raise ApiError(503, "too_many_agents",
+                   f"the server already tracks its limit of {limit} agents (agents.max_agents) and none is "
+                   "silent long enough to be forgotten; enrolled probes always have room",
+                   headers={"Retry-After": "60"})
+
+
+async def _make_room(*, for_enrolled: bool) -> bool:
+    """Forget one unenrolled probe (``AgentRoster.reclaimable``); whether one was."""
+    s = services()
+    directory = await _gate.directory()
+    stale_after = s.settings.agents.stale_threshold
+    while True:
+        victim = s.roster.reclaimable(time.monotonic(), stale_after=stale_after, for_enrolled=for_enrolled,
+                                      enrolled=lambda a: directory.reporting_agent(a) is not None)
+        if victim is None:
+            return False
+        s.roster.forget(victim)
+        try:
+            await s.agents.stop_child(victim)
+        except (ActorNotFound, ActorStopped):
+            continue  # it had stopped by itself: look again
+        try:
+            s.topology.tell(ForgetAgent(victim))
+        except MailboxFull:
+            pass  # its nodes go once stale instead
+        log.info("forgot agent %s to make room for a new one (agents.max_agents)", victim,
+                 extra={"event": "agent_reclaimed", "agent_id": victim})
+        return True
 
 
 @blueprint.post("/api/v1/agents/register")
 async def register() -> Response:
     """Register a new agent (201)."""
+    await _gate.check_registration_rate()
     body, raw = await read_body_and_raw(services().settings)
     signer = await _gate.probe_credentials(raw)
     try:
@@ -64,7 +112,7 @@ async def register() -> Response:
         # What the credentials prove, not what the body says.
         registration = attrs.evolve(registration, metadata={
             **registration.metadata, "deployment_hash": signer.deployment_hash, "command_agent_id": signer.id})
-    agent = ensure_agent(registration.agent_id)
+    agent = await ensure_agent(registration.agent_id, enrolled=signer is not None)
     await agent.ask(Register(registration))
     return json_response(
         {"status": "registered", "message": f"Agent {registration.agent_id} registered successfully",
@@ -76,14 +124,18 @@ async def register() -> Response:
 @blueprint.post("/api/v1/agents/heartbeat/<agent_id>")
 async def heartbeat(agent_id: str) -> Response:
     """Send a heartbeat (404 for unknown agents)."""
+    await _gate.check_report_rate()
     await read_json(services().settings, required=False)  # optional {agent_id, timestamp}
-    at = await agent_or_404(agent_id).ask(Heartbeat())
+    agent = agent_or_404(agent_id)
+    services().roster.touch(agent_id, time.monotonic())
+    at = await agent.ask(Heartbeat())
     return json_response({"status": "ok", "timestamp": rfc3339(at)})
 
 
 @blueprint.get("/api/v1/agents/config/<agent_id>")
 async def config(agent_id: str) -> Response:
     """Get an agent's configuration (404 for unknown agents)."""
+    await _gate.check_address_rate()
     await _may_read_agent(agent_id)
     agent_or_404(agent_id)
     s = services().settings
@@ -135,6 +187,7 @@ async def describe_all() -> list[dict[str, Any]]:
 @blueprint.get("/api/v1/agents/list")
 async def list_agents() -> Response:
     """List all agents with their status."""
+    await _gate.check_address_rate()
     await _gate.protected_read()
     agents = await describe_all()
     reporters = await _gate.visible_reporters()

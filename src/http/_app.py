@@ -39,7 +39,10 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                          secret=token_secret(settings.auth.secret, settings.storage.data_dir),
                          gate=Gate(per_address=RateLimiter(settings.limits.per_address),
                                    per_agent=RateLimiter(settings.limits.per_agent),
-                                   per_user=RateLimiter(settings.limits.per_user))))
+                                   per_user=RateLimiter(settings.limits.per_user),
+                                   reports_per_address=RateLimiter(settings.limits.reports_per_address),
+                                   registrations_per_address=RateLimiter(
+                                       settings.limits.registrations_per_address))))
     install_error_handlers(app)
     for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
                       _live.blueprint, _commands.blueprint, _agent_api.blueprint, _audit.blueprint,

@@ -23,7 +23,7 @@ from trioscope.actors.store import Commit, Receipt
 from trioscope.domain import request_signing
 from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, Deployment, signature_valid
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
-from trioscope.domain.rates import retry_after
+from trioscope.domain.rates import RateLimiter, retry_after
 from trioscope.runtime import ActorStopped, MailboxFull
 from trioscope.store import AuditEntry
 
@@ -82,12 +82,38 @@ async def directory() -> AgentDirectory:
 
 
 async def check_address_rate() -> None:
+    """The client address's request budget (``limits.per_address``), before
+    any other work on the request."""
     # A coroutine although it never waits: Quart runs a plain-function hook in
     # a worker thread, a thread hop on every request.
-    wait = services().gate.per_address.acquire(client_address(), time.monotonic())
+    s = services()
+    _charge(s.gate.per_address, s.settings.limits.per_address, "address", "too many requests from this address")
+
+
+async def check_report_rate() -> None:
+    """The client address's budget of probe reports and heartbeats
+    (``limits.reports_per_address``), checked before the body is read."""
+    s = services()
+    _charge(s.gate.reports_per_address, s.settings.limits.reports_per_address, "address_reports",
+            "too many reports from this address (limits.reports_per_address; raise it if many probes share "
+            "one address)")
+
+
+async def check_registration_rate() -> None:
+    """The client address's budget of registrations and enrollments."""
+    s = services()
+    _charge(s.gate.registrations_per_address, s.settings.limits.registrations_per_address,
+            "address_registrations", "too many registrations from this address")
+
+
+def _charge(limiter: RateLimiter, limit: int, scope: str, message: str, key: str | None = None) -> None:
+    """Count one request against ``limiter`` (keyed by the client address
+    unless ``key``): 429 with Retry-After beyond it, counted in /metrics."""
+    wait = limiter.acquire(key if key is not None else client_address(), time.monotonic())
     if wait:
-        raise ApiError(429, "rate_limited", "too many requests from this address; slow down",
-                       details={"limit_per_minute": services().settings.limits.per_address, "scope": "address"},
+        services().metrics.refused(f"rate_{scope}")
+        raise ApiError(429, "rate_limited", f"{message}; slow down",
+                       details={"limit_per_minute": limit, "scope": scope},
                        headers={"Retry-After": retry_after(wait)})
 
 
@@ -125,11 +151,8 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
             s.gate.tokens.clear()  # crude but bounded: the next requests verify again
         s.gate.tokens[token] = principal
     # Per (tenant, user): alice of one tenant is not alice of another.
-    wait = s.gate.per_user.acquire(f"{principal.tenant}\x00{principal.user_id}", time.monotonic())
-    if wait:
-        raise ApiError(429, "rate_limited", "too many requests for this user; slow down",
-                       details={"limit_per_minute": s.settings.limits.per_user, "scope": "user"},
-                       headers={"Retry-After": retry_after(wait)})
+    _charge(s.gate.per_user, s.settings.limits.per_user, "user", "too many requests for this user",
+            key=f"{principal.tenant}\x00{principal.user_id}")
     if not principal.may(permission):
         raise refuse(403, "forbidden", f"role {principal.role.value} may not do this",
                      action="auth.denied", tenant=principal.tenant, actor=f"user:{principal.user_id}",
@@ -227,11 +250,8 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
         failure = _signature_failure(found, token or "", body, headers)
         if failure is not None:
             raise _agent_refusal(failure, known, found, deployment_hash, claimed)
-    wait = s.gate.per_agent.acquire(found.id, time.monotonic())
-    if wait:
-        raise ApiError(429, "rate_limited", "too many requests from this agent; slow down",
-                       details={"limit_per_minute": s.settings.limits.per_agent, "scope": "agent"},
-                       headers={"Retry-After": retry_after(wait)})
+    _charge(s.gate.per_agent, s.settings.limits.per_agent, "agent", "too many requests from this agent",
+            key=found.id)
     s.gate.seen[found.id] = time.time()
     return found
 

@@ -42,6 +42,7 @@ async def live() -> Response | None:
     """Live topology and report updates (WebSocket; ?view=hosts|containers|...)."""
     s = services()
     try:
+        await _gate.check_address_rate()
         await _gate.protected_read()
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
@@ -66,6 +67,13 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
     closes (4401) when the token expires (unix seconds ``expires_at``): the
     token is checked when it is used, and a socket keeps using it."""
     s = services()
+    address = _gate.client_address()
+    cap = s.settings.websocket.max_clients_per_address
+    if s.sockets_per_address[address] >= cap:
+        s.metrics.refused("websockets_per_address")
+        return error_response(503, "too_many_clients_from_address", f"this address already has its limit of {cap} "
+                              "WebSocket clients (websocket.max_clients_per_address)", headers={"Retry-After": "10"})
+    s.sockets_per_address[address] += 1
     # From the start request on, the actor is stopped by name however this
     # ends: a client that hangs up during the handshake cancels us while the
     # actor may still be starting, and it would never stop by itself.
@@ -73,6 +81,7 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
         try:
             client = await s.clients.start_child(spec)
         except TooManyChildren as exc:
+            s.metrics.refused("websockets_total")
             return error_response(503, "too_many_clients", f"the server already has its limit of {exc.limit} "
                                   "WebSocket clients (websocket.max_clients)", headers={"Retry-After": "10"})
         except (StartFailed, ActorStopped):
@@ -93,6 +102,9 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
         with trio.move_on_after(CLOSE_TIMEOUT):
             await websocket.close(link.close_code or GOING_AWAY, link.close_reason)
     finally:
+        s.sockets_per_address[address] -= 1
+        if s.sockets_per_address[address] <= 0:
+            del s.sockets_per_address[address]  # one entry per address with sockets open, no more
         s.links.discard(link)
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             try:

@@ -96,9 +96,16 @@ class Metrics:
             "app_http_request_duration_seconds", "HTTP request latency",
             ["route", "method", "status"], buckets=BUCKETS, registry=self.registry,
         )
+        self.refusals = Counter(
+            "app_requests_refused", "Requests refused to protect the server (rate limits, connection caps, "
+            "agent capacity), by reason", ["reason"], registry=self.registry)
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self.registry.register(_RuntimeCollector(system))
         self.registry.register(_LiveCollector(live))
+
+    def refused(self, reason: str) -> None:
+        """Count a refusal; ``reason`` is one of a fixed few (bounded labels)."""
+        self.refusals.labels(reason).inc()
 
     def observe_request(self, route: str, method: str, status: int, started: float) -> None:
         key = (route, method, status)

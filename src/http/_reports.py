@@ -49,6 +49,7 @@ def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, Packed
 @blueprint.post("/api/v1/reports")
 async def submit_report() -> Response:
     """Submit a report (JSON, gzip allowed): 202 once queued for merging."""
+    await _gate.check_report_rate()  # before the body is read
     s = services()
     body, raw = await read_body_and_raw(s.settings)
     signer = await _gate.probe_credentials(raw)  # before the work of decoding
@@ -61,7 +62,7 @@ async def submit_report() -> Response:
         report = _decode(body, received_at)
         packed = PackedReport.pack(body)
     await _gate.vouch(report.agent_id, signer)
-    agent = ensure_agent(report.agent_id)
+    agent = await ensure_agent(report.agent_id, enrolled=signer is not None)
     # Topology first: when its mailbox is full we answer 503 and the probe
     # resends; merging the same report twice changes nothing.
     s.topology.tell(MergeReport(report, received_at, partition))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import time
 from typing import Any
 
@@ -16,6 +17,7 @@ from trioscope.runtime import ActorRef, ActorSystem, Published, SupervisorRef
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.principals import Principal
 from trioscope.domain.rates import RateLimiter, ReplayWindow
+from trioscope.domain.roster import AgentRoster
 from trioscope.store import StoreReader
 
 from ._metrics import Metrics
@@ -33,6 +35,10 @@ class Gate:
     per_address: RateLimiter
     per_agent: RateLimiter
     per_user: RateLimiter
+    reports_per_address: RateLimiter
+    """Probe reports and heartbeats: a budget of their own, since many probes may
+    share one (NAT) address."""
+    registrations_per_address: RateLimiter
     replay: ReplayWindow = attrs.field(factory=lambda: ReplayWindow(REPLAY_WINDOW))
     signed_since: int = attrs.field(factory=lambda: int(time.time()))
     """The oldest X-Timestamp accepted (unix seconds): the replay window only
@@ -72,6 +78,10 @@ class Services:
     secret: bytes = attrs.field(repr=False)
     """Signs and checks user tokens."""
     gate: Gate
+    roster: AgentRoster = attrs.field(factory=AgentRoster)
+    """Probes in the order they were last heard from: whom to forget at ``agents.max_agents``."""
+    sockets_per_address: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    """Open client WebSockets (live views, users' events) by client address."""
     polls: set[Any] = attrs.field(factory=set)
     """Waiting long-polls (``Waiter``s), answered at once when the server stops."""
     started_monotonic: float = attrs.field(factory=time.monotonic)

@@ -126,7 +126,8 @@ def post_on_own_connection(server: ServerProcess, body: bytes) -> httpx.Response
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    with ServerProcess(["--max-body-size", "64KiB"]) as process:
+    # Many registrations from one address in a few seconds: more than a fleet sends.
+    with ServerProcess(["--max-body-size", "64KiB", "--registrations-per-address", "100000"]) as process:
         yield process
 
 

@@ -1,0 +1,126 @@
+"""One address, or one kind of client, cannot take the server from the others,
+against a real server: per-address budgets for reports, registrations and
+WebSocket upgrades (before any decoding), a per-address cap on open sockets,
+and ``--max-agents`` that never locks enrolled probes out."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
+
+import httpx
+import trio
+from trio_websocket import ConnectionRejected, WebSocketConnection, wrap_client_stream
+
+from tests.integration.test_commands import Operator, enroll, fresh
+from tests.server_process import ServerProcess
+from tests.synthetic import host_report
+from tests.waiting import eventually
+
+
+def _report(probe: str) -> dict[str, object]:
+    return host_report(0, timestamp=time.time(), containers=1, processes=1, connections=0, agent_prefix=probe)
+
+
+def _refused(metrics: str, reason: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(f'app_requests_refused_total{{reason="{reason}"}}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+@asynccontextmanager
+async def _socket(server: ServerProcess, path: str, source: str = "127.0.0.1") -> AsyncIterator[WebSocketConnection]:
+    """A WebSocket to ``path`` from the client address ``source`` (any 127.x.y.z)."""
+    url = urlsplit(server.base_url)
+    assert url.hostname is not None and url.port is not None
+    try:
+        async with trio.open_nursery() as nursery:
+            stream = await trio.open_tcp_stream(url.hostname, url.port, local_address=source)
+            ws = await wrap_client_stream(nursery, stream, url.hostname, path)
+            try:
+                yield ws
+            finally:
+                await ws.aclose()
+    except* ConnectionRejected as group:
+        raise group.exceptions[0] from None
+
+
+async def test_reports_and_registrations_have_budgets_per_address_checked_before_decoding() -> None:
+    with ServerProcess(["--reports-per-address", "20", "--registrations-per-address", "10"]) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            statuses = [(await client.post("/api/v1/reports", content=b"not json",
+                                           headers={"Content-Type": "application/json"})).status_code
+                        for _ in range(30)]
+            assert 400 in statuses and statuses[-1] == 429  # the budget is spent before the body is read
+            limited = await client.post("/api/v1/reports", json=_report(fresh("p")))
+            assert limited.status_code == 429 and limited.json()["error"]["details"]["scope"] == "address_reports"
+            assert int(limited.headers["Retry-After"]) >= 1
+            registrations = [(await client.post("/api/v1/agents/register", json={"agent_id": fresh("r")})).status_code
+                             for _ in range(15)]
+            assert registrations.count(201) >= 5 and registrations[-1] == 429
+            # Other requests from the same address have their own budget.
+            assert (await client.get("/api/v1/query/topology")).status_code == 200
+            metrics = (await client.get("/metrics")).text
+            assert _refused(metrics, "rate_address_reports") >= 1
+            assert _refused(metrics, "rate_address_registrations") >= 1
+
+
+async def test_websocket_upgrades_count_against_the_address_budget() -> None:
+    with ServerProcess(["--rate-per-address", "15"]) as server:
+        rejected = 0
+        for _ in range(30):
+            try:
+                async with _socket(server, "/api/v1/ws?view=hosts"):
+                    pass
+            except ConnectionRejected as exc:
+                assert exc.status_code == 429
+                rejected += 1
+        assert rejected > 0
+        async with _socket(server, "/api/v1/ws?view=hosts", source="127.0.0.2") as ws:  # another address
+            with trio.fail_after(10):
+                assert json.loads(await ws.get_message())["type"] == "topology_update"
+
+
+async def test_one_address_cannot_take_every_websocket() -> None:
+    with ServerProcess(["--ws-max-clients-per-address", "3", "--ws-max-clients", "10"]) as server:
+        async with _socket(server, "/api/v1/ws"), _socket(server, "/api/v1/ws"), _socket(server, "/api/v1/ws"):
+            try:
+                async with _socket(server, "/api/v1/ws"):
+                    raise AssertionError("a fourth socket from one address was accepted")
+            except ConnectionRejected as exc:
+                assert exc.status_code == 503
+                assert json.loads(exc.body)["error"]["code"] == "too_many_clients_from_address"
+            async with _socket(server, "/api/v1/ws?view=hosts", source="127.0.0.3") as other:
+                with trio.fail_after(10):
+                    assert json.loads(await other.get_message())["type"] == "topology_update"
+        # Closed sockets give their places back.
+        async with _socket(server, "/api/v1/ws"), _socket(server, "/api/v1/ws"), _socket(server, "/api/v1/ws"):
+            pass
+
+
+async def test_enrolled_probes_always_have_room_and_stale_unenrolled_ones_make_room() -> None:
+    with ServerProcess(["--max-agents", "3", "--stale-node-threshold", "2s"]) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            loose = [fresh("loose") for _ in range(3)]
+            for probe in loose:
+                assert (await client.post("/api/v1/reports", json=_report(probe))).status_code == 202
+            full = await client.post("/api/v1/reports", json=_report(fresh("late")))
+            assert (full.status_code, full.json()["error"]["code"]) == (503, "too_many_agents")
+
+            agent = await enroll(client, server, Operator(server, fresh("user"), fresh("tenant")))
+            enrolled = fresh("enrolled")
+            assert (await agent.signed_post(client, "/api/v1/reports", _report(enrolled))).status_code == 202
+            listed = {row["agent_id"] for row in (await client.get("/api/v1/agents/list")).json()["agents"]}
+            assert f"{enrolled}-0" in listed and f"{loose[0]}-0" not in listed  # the oldest unenrolled one went
+
+            async def admitted() -> bool:  # once the others are stale, a newcomer takes a place
+                return (await client.post("/api/v1/reports", json=_report(fresh("newcomer")))).status_code == 202
+
+            await eventually(admitted)
+            listed = {row["agent_id"] for row in (await client.get("/api/v1/agents/list")).json()["agents"]}
+            assert f"{enrolled}-0" in listed and len(listed) == 3
+            assert _refused((await client.get("/metrics")).text, "agents_full") >= 1
