@@ -136,12 +136,7 @@ def run_token_create(args: argparse.Namespace) -> int:
         return _usage_error(f"--ttl: {exc}")
     if ttl <= 0:
         return _usage_error(f"--ttl: {args.ttl} is not positive")
-    flags: dict[str, FlagValue] = {}
-    if args.config is not None:
-        flags["config"] = FlagValue(args.config, "--config")
-    if args.data_dir is not None:
-        flags["storage.data_dir"] = FlagValue(args.data_dir, "--data-dir")
-    settings = _settings_or_report(flags)
+    settings = _data_dir_settings(args)
     if settings is None:
         return ExitCode.USAGE
     try:
@@ -202,12 +197,7 @@ def run_audit(args: argparse.Namespace) -> int:
             since = time.time() - parse_duration(args.since)
         except ValueError as exc:
             return usage(f"--since: {exc}")
-    flags: dict[str, FlagValue] = {}
-    if args.config is not None:
-        flags["config"] = FlagValue(args.config, "--config")
-    if args.data_dir is not None:
-        flags["storage.data_dir"] = FlagValue(args.data_dir, "--data-dir")
-    settings = _settings_or_report(flags)
+    settings = _data_dir_settings(args)
     if settings is None:
         return ExitCode.USAGE
     path = settings.storage.data_dir / DATABASE_FILE
@@ -233,6 +223,18 @@ def run_audit(args: argparse.Namespace) -> int:
     if not args.json:
         print(f"({len(entries)} of {total} matching records)", file=sys.stderr)
     return ExitCode.OK
+
+
+def _data_dir_settings(args: argparse.Namespace) -> Settings | None:
+    """The settings a command that reads the server's data directory needs: its
+    ``--config`` and ``--data-dir``, with the file and environment as for serve
+    (None after printing the problems)."""
+    flags: dict[str, FlagValue] = {}
+    if args.config is not None:
+        flags["config"] = FlagValue(args.config, "--config")
+    if args.data_dir is not None:
+        flags["storage.data_dir"] = FlagValue(args.data_dir, "--data-dir")
+    return _settings_or_report(flags)
 
 
 def _with_default_command(argv: list[str]) -> list[str]:
