@@ -4,7 +4,7 @@ near the end, in the same run (their ratio should stay near 1).
     .venv/bin/python bench/command_listing.py [--commands 200000]
 
 Rows are inserted straight into a fresh SQLite store (finished commands of one
-deployment), then ``SqliteReader.commands`` is timed for ``limit=500`` at
+deployment), then ``SqliteReader.command_summaries`` is timed for ``limit=500`` at
 offset 0 and at ``commands - 1000``, with and without a status filter.
 Before the (deployment, sequence) indexes every page sorted all of the
 deployment's rows: 1.1 s at offset 0 and 1.6 s deep, for 200,000 commands.
@@ -18,19 +18,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import orjson
-
-from trioscope.domain.commands import Priority, new_command
-from trioscope.domain.commands._model import command_document
+from trioscope.domain.commands import Priority, command_document, new_command
 from trioscope.domain.deployments import Deployment
 from trioscope.store import SaveDeployment, SqliteReader, SqliteWriter
+from trioscope.store._command_rows import split_document
 
 
 def timed(reader: SqliteReader, offset: int, status: str | None) -> float:
     runs = []
     for _ in range(5):
         started = time.perf_counter()
-        page, _ = reader.commands("h", status=status, since=None, until=None, limit=500, offset=offset)
+        page, _ = reader.command_summaries("h", status=status, since=None, until=None, limit=500, offset=offset,
+                                           max_bytes=2**30, error_bytes=4096)
         runs.append(time.perf_counter() - started)
         assert len(page) == 500
     return statistics.median(runs)
@@ -52,9 +51,9 @@ def main() -> None:
         rows = []
         for i in range(args.commands):
             document = {**template, "id": f"cmd_{i}", "sequence": i, "status": "completed"}
-            rows.append((f"cmd_{i}", "h", "t", i, "completed", 1.0 + i, 1, orjson.dumps(document)))
+            rows.append((f"cmd_{i}", "h", "t", i, "completed", 1.0 + i, 1, *split_document(document)))
         writer.connection.execute("BEGIN")
-        writer.connection.executemany("INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        writer.connection.executemany("INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         writer.connection.execute("COMMIT")
         writer.close()
         reader = SqliteReader(path)

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -18,9 +19,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(argv: list[str]) -> subprocess.Popen[str]:
-    """Start ``argv`` and wait for its "trioscope listening on" line."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+def start(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``argv`` (with ``env``, else this environment) and wait for its "trioscope listening on" line."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
         if line.startswith("trioscope listening on"):

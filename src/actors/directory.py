@@ -7,10 +7,16 @@ publishes a snapshot of itself (``Published[AgentDirectory]``, replaced after
 each change and before the change is answered) that the HTTP edge reads
 without a message: authentication costs a dict lookup, not two task switches
 per request. Read-your-writes holds: a deployment, a new agent or a
-decommission is in the snapshot before its request is answered."""
+decommission is in the snapshot before its request is answered.
+
+Retired agents (decommissioned, or replaced by a new enrolment) keep a small
+record, without system info, so their tokens answer 410; the directory
+forgets them once they are older than the history retention, checking every
+hour as the store prunes commands."""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 import uuid
@@ -18,18 +24,21 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import trio
 
-from trioscope.config import Settings
+from trioscope.config import Settings, format_duration
 from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import (
     AgentDirectory, AgentRecord, AgentStatus, Deployment, hash_token, token_matches,
 )
-from trioscope.runtime import ActorRef, Published
-from trioscope.store import AuditEntry, SaveAgent, SaveDeployment, SqliteReader, StoreReader
+from trioscope.runtime import ActorRef, MailboxFull, Published
+from trioscope.store import AuditEntry, ForgetAgents, SaveAgent, SaveDeployment, SqliteReader, StoreReader
 
 from .notifier import publish
 from .refusals import EnrollmentRefused, QuotaExceeded, RefusingActor, ReporterTaken, UnknownAgent
-from .store import commit
+from .store import PRUNE_BATCH, PRUNE_INTERVAL, commit
+
+log = logging.getLogger(__name__)
 
 
 @attrs.frozen
@@ -86,6 +95,12 @@ class GetDeployment:
     deployment_hash: str
 
 
+@attrs.frozen
+class PruneRetired:
+    """Forget agents retired longer ago than the history retention; answered
+    with how many this batch forgot (another batch follows while there are more)."""
+
+
 class DirectoryActor(RefusingActor):
     def __init__(self, settings: Settings, *, store_path: str, reader: StoreReader,
                  notifier_path: str | None = None, clock: Callable[[], float] = time.time,
@@ -107,10 +122,19 @@ class DirectoryActor(RefusingActor):
         for agent in await self.reader.call(SqliteReader.agents):
             self.directory.put_agent(agent)
         self.published.publish(self.directory.snapshot())
+        self.context.start_soon(self._prune_timer)
+
+    async def _prune_timer(self) -> None:
+        while True:
+            try:
+                self.context.ref.tell(PruneRetired())
+            except MailboxFull:
+                pass  # busy: next time
+            await trio.sleep(PRUNE_INTERVAL)
 
     async def serve(self, message: Any, now: float) -> Any:
         answer = await self._serve(message, now)
-        if isinstance(message, _CHANGES):
+        if isinstance(message, _CHANGES) or (isinstance(message, PruneRetired) and answer):
             self.published.publish(self.directory.snapshot())  # before the answer: read-your-writes
         return answer
 
@@ -151,8 +175,7 @@ class DirectoryActor(RefusingActor):
                                 system_info=registration.system_info)
             spent = attrs.evolve(deployment, enrollment_hash=None)
             # Enrolling again replaces the deployment's agent: earlier tokens stop working.
-            retired = [attrs.evolve(a, status=AgentStatus.DECOMMISSIONED, decommissioned_at=now)
-                       for a in d.active_agents(deployment.hash)]
+            retired = [a.retire(now) for a in d.active_agents(deployment.hash)]
             audit = attrs.evolve(message.audit, tenant=deployment.tenant, actor=f"agent:{agent.id}",
                                  resource_id=agent.id)
             await commit(self.store, [SaveDeployment(spent), *(SaveAgent(a) for a in retired), SaveAgent(agent), audit])
@@ -174,12 +197,30 @@ class DirectoryActor(RefusingActor):
                 raise UnknownAgent(message.agent_id)
             if agent.status is AgentStatus.DECOMMISSIONED:
                 return agent
-            agent = attrs.evolve(agent, status=AgentStatus.DECOMMISSIONED, decommissioned_at=now)
+            agent = agent.retire(now)
             await commit(self.store, [SaveAgent(agent), message.audit])
             d.put_agent(agent)
             self._agent_status(agent, d.deployments[agent.deployment_hash])
             return agent
+        if isinstance(message, PruneRetired):
+            return await self._prune_retired(now)
         return await super().serve(message, now)
+
+    async def _prune_retired(self, now: float) -> int:
+        retention = self.settings.storage.history_retention
+        old = self.directory.retired_before(now - retention, PRUNE_BATCH)
+        if old:
+            await commit(self.store, [ForgetAgents(tuple(a.id for a in old))])
+            for agent in old:
+                self.directory.forget_agent(agent.id)
+            log.info("forgot %d agents retired more than %s ago", len(old), format_duration(retention),
+                     extra={"event": "prune", "agents": len(old)})
+        if len(old) == PRUNE_BATCH:
+            try:
+                self.context.ref.tell(PruneRetired())  # the rest after what waits in the mailbox
+            except MailboxFull:
+                pass  # the timer comes back to the rest
+        return len(old)
 
     def _agent_status(self, agent: AgentRecord, deployment: Deployment) -> None:
         publish(self.notifier, deployment.tenant, deployment.user_id, {

@@ -147,7 +147,8 @@ KEYS: tuple[Key, ...] = (
         name="storage.history_retention",
         kind=DurationKind(1 * HOUR, 3650 * DAY),
         default=30 * DAY,
-        help="keep finished commands and audit records this long (open commands are kept until they finish)",
+        help="keep finished commands, audit records and retired agents this long"
+             " (open commands are kept until they finish)",
         env=("TRIOSCOPE_STORAGE_HISTORY_RETENTION",),
         flags=("--history-retention",),
     ),

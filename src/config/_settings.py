@@ -39,7 +39,7 @@ class StorageSettings:
     cleanup_interval: float
     """Seconds between deletions of data older than ``max_data_age``."""
     history_retention: float
-    """Seconds finished commands and audit records are kept."""
+    """Seconds finished commands, audit records and retired agents are kept."""
 
 
 @attrs.frozen(kw_only=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
 import enum
 import hashlib
 import hmac
@@ -75,7 +76,14 @@ class AgentRecord:
     capabilities: tuple[str, ...] = ()
     version: str | None = None
     system_info: dict[str, Any] = attrs.field(factory=dict)
+    """Up to 64 KiB of what the agent said of its host; an active agent's only."""
     decommissioned_at: float | None = None
+
+    def retire(self, at: float) -> AgentRecord:
+        """This agent decommissioned (or replaced by a new enrolment) at ``at``: its
+        token answers 410 from now on, and the record shrinks to what that and
+        the list of retired agents need (its system info goes)."""
+        return attrs.evolve(self, status=AgentStatus.DECOMMISSIONED, decommissioned_at=at, system_info={})
 
 
 class AgentAuthFailure(enum.Enum):
@@ -113,7 +121,8 @@ class AgentAuthFailure(enum.Enum):
 
 
 class AgentDirectory:
-    """Every deployment and agent, indexed for authentication (token hash -> agent)."""
+    """Every deployment and agent, indexed for authentication (token hash -> agent)
+    and by deployment (active and retired agents apart, oldest first)."""
 
     def __init__(self) -> None:
         self.deployments: dict[str, Deployment] = {}
@@ -124,6 +133,8 @@ class AgentDirectory:
         proved, by signing its reports, that it sends them."""
         self._reporter_of: dict[str, str] = {}
         """The reverse: each enrolled agent reports under one probe agent id."""
+        self._active: dict[str, list[AgentRecord]] = {}
+        self._retired: dict[str, list[AgentRecord]] = {}
 
     def snapshot(self) -> AgentDirectory:
         """A copy to publish: the owner goes on changing this one, readers get that."""
@@ -133,6 +144,8 @@ class AgentDirectory:
         copy._by_token = dict(self._by_token)
         copy._reporters = dict(self._reporters)
         copy._reporter_of = dict(self._reporter_of)
+        copy._active = {h: list(agents) for h, agents in self._active.items()}
+        copy._retired = {h: list(agents) for h, agents in self._retired.items()}
         return copy
 
     def reporting_agent(self, reporter_id: str) -> AgentRecord | None:
@@ -176,23 +189,55 @@ class AgentDirectory:
         self.deployments[deployment.hash] = deployment
 
     def put_agent(self, agent: AgentRecord) -> None:
-        old = self.agents.get(agent.id)
-        if old is not None:
-            self._by_token.pop(old.token_hash, None)
+        if agent.status is AgentStatus.DECOMMISSIONED and agent.system_info:
+            agent = attrs.evolve(agent, system_info={})  # loaded as an earlier version stored it
+        self.forget_agent(agent.id)
         self.agents[agent.id] = agent
         self._by_token[agent.token_hash] = agent.id
+        index = self._active if agent.status is AgentStatus.ACTIVE else self._retired
+        bisect.insort(index.setdefault(agent.deployment_hash, []), agent, key=_enrolment_order)
+
+    def forget_agent(self, agent_id: str) -> None:
+        """Drop the agent's record: its token is unknown from now on."""
+        old = self.agents.pop(agent_id, None)
+        if old is None:
+            return
+        self._by_token.pop(old.token_hash, None)
+        reporter = self._reporter_of.pop(agent_id, None)
+        if reporter is not None and self._reporters.get(reporter) == agent_id:
+            del self._reporters[reporter]
+        index = self._active if old.status is AgentStatus.ACTIVE else self._retired
+        agents = index[old.deployment_hash]
+        del agents[bisect.bisect_left(agents, _enrolment_order(old), key=_enrolment_order)]
+        if not agents:
+            del index[old.deployment_hash]
 
     def deployments_of(self, tenant: str) -> list[Deployment]:
         return [d for d in self.deployments.values() if d.tenant == tenant]
 
     def agents_of(self, deployment_hash: str) -> list[AgentRecord]:
         """The deployment's agents, oldest first (decommissioned ones included)."""
-        return sorted((a for a in self.agents.values() if a.deployment_hash == deployment_hash),
-                      key=lambda a: a.created_at)
+        return sorted((*self._active.get(deployment_hash, ()), *self._retired.get(deployment_hash, ())),
+                      key=_enrolment_order)
 
     def active_agents(self, deployment_hash: str) -> list[AgentRecord]:
-        return [a for a in self.agents.values()
-                if a.deployment_hash == deployment_hash and a.status is AgentStatus.ACTIVE]
+        """The deployment's active agents, oldest first."""
+        return list(self._active.get(deployment_hash, ()))
+
+    def retired_count(self, deployment_hash: str) -> int:
+        return len(self._retired.get(deployment_hash, ()))
+
+    def retired_agents(self, deployment_hash: str, *, limit: int, offset: int) -> list[AgentRecord]:
+        """A page of the deployment's decommissioned and replaced agents, newest first."""
+        retired = self._retired.get(deployment_hash, [])
+        end = len(retired) - offset
+        return list(reversed(retired[max(0, end - limit):max(0, end)]))
+
+    def retired_before(self, cutoff: float, limit: int) -> list[AgentRecord]:
+        """Up to ``limit`` agents retired before ``cutoff`` (unix seconds): past the retention."""
+        old = (a for retired in self._retired.values() for a in retired
+               if (a.decommissioned_at or a.created_at) < cutoff)
+        return [a for a, _ in zip(old, range(limit), strict=False)]
 
     def holder_of(self, token: str | None) -> AgentRecord | None:
         """The agent a token was issued to (active or not), or None."""
@@ -218,3 +263,7 @@ class AgentDirectory:
         if deployment_hash is not None and deployment_hash != agent.deployment_hash:
             return AgentAuthFailure.WRONG_DEPLOYMENT
         return agent
+
+
+def _enrolment_order(agent: AgentRecord) -> tuple[float, str]:
+    return agent.created_at, agent.id

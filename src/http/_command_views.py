@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from trioscope.domain.commands import CancelNotice, Command, Delivery, cancel_notice_id
-from trioscope.domain.deployments import AgentRecord, Deployment
+import orjson
+
+from trioscope.domain.commands import CancelNotice, Command, Delivery, StatusChange, cancel_notice_id
+from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment
+from trioscope.store import StoredCommand
 
 
 def timestamp(seconds: float | None) -> str | None:
@@ -15,8 +18,9 @@ def timestamp(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def command_view(command: Command, *, history: bool = False) -> dict[str, Any]:
-    view: dict[str, Any] = {
+def _fields(command: Command) -> dict[str, Any]:
+    """Every field of the command but its result, error and history."""
+    return {
         "id": command.id,
         "command_id": command.id,
         "deployment_hash": command.deployment_hash,
@@ -32,18 +36,47 @@ def command_view(command: Command, *, history: bool = False) -> dict[str, Any]:
         "started_at": timestamp(command.started_at),
         "completed_at": timestamp(command.completed_at),
         "timeout_seconds": command.timeout_seconds,
-        "result": command.result,
-        "error": command.error,
         "progress": command.progress,
         "metadata": {"requires_confirmation": command.requires_confirmation,
                      "cancel_requested": command.cancel_requested},
     }
+
+
+def _history_entry(change: StatusChange, max_detail_bytes: int | None = None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"status": change.status.value, "at": timestamp(change.at),
+                             "event": change.event.value if change.event else "created"}
+    if change.detail:
+        if max_detail_bytes is not None and len(orjson.dumps(change.detail)) > max_detail_bytes:
+            entry["detail_truncated"] = True  # a failure's large error: it is the command's error too
+        else:
+            entry["detail"] = change.detail
+    return entry
+
+
+def command_view(command: Command, *, history: bool = False) -> dict[str, Any]:
+    """The whole command (for the commands that queue actors answer: open, and small)."""
+    view = {**_fields(command), "result": command.result, "error": command.error}
     if history:
-        view["history"] = [
-            {"status": h.status.value, "at": timestamp(h.at), "event": h.event.value if h.event else "created",
-             **({"detail": h.detail} if h.detail else {})}
-            for h in command.history
-        ]
+        view["history"] = [_history_entry(h) for h in command.history]
+    return view
+
+
+def stored_command_view(stored: StoredCommand, url: str, *, max_detail_bytes: int) -> dict[str, Any]:
+    """A command as read from the store: in a listing, a summary (no result, no
+    history); on its own, with its history (details over ``max_detail_bytes``
+    left out) and its result and error when they were small enough to read.
+    ``links`` say where the rest is: ``url`` is the command's own GET."""
+    command = stored.command
+    view = _fields(command)
+    if stored.history_included:
+        view["result"] = command.result
+        view["result_truncated"] = not stored.result_included
+        view["history"] = [_history_entry(h, max_detail_bytes) for h in command.history]
+    view["result_bytes"] = stored.result_bytes
+    view["error"] = command.error
+    view["error_truncated"] = not stored.error_included
+    view["error_bytes"] = stored.error_bytes
+    view["links"] = {"self": url, "result": f"{url}/result", "error": f"{url}/error"}
     return view
 
 
@@ -63,6 +96,10 @@ def deployment_view(deployment: Deployment) -> dict[str, Any]:
 
 
 def agent_view(agent: AgentRecord, last_seen: float | None = None) -> dict[str, Any]:
-    return {"last_seen": timestamp(last_seen),"agent_id": agent.id, "deployment_hash": agent.deployment_hash, "status": agent.status.value,
-            "capabilities": list(agent.capabilities), "version": agent.version, "system_info": agent.system_info,
+    """An agent; a retired one without system info (it keeps none)."""
+    view = {"last_seen": timestamp(last_seen), "agent_id": agent.id, "deployment_hash": agent.deployment_hash,
+            "status": agent.status.value, "capabilities": list(agent.capabilities), "version": agent.version,
             "created_at": timestamp(agent.created_at), "decommissioned_at": timestamp(agent.decommissioned_at)}
+    if agent.status is AgentStatus.ACTIVE:
+        view["system_info"] = agent.system_info
+    return view

@@ -10,6 +10,7 @@ import time
 import uuid
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from quart import Blueprint, Response, request
@@ -22,14 +23,14 @@ from trioscope.domain.deployments import Deployment
 from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.report import InvalidDocument, decode, nesting_exceeds, parse_timestamp
 from trioscope.runtime import ActorRef, ActorStopped
-from trioscope.store import SqliteReader
+from trioscope.store import BulkPart, SqliteReader
 from trioscope.system import deployment_queue_spec
 
 from . import _gate
 from ._bodies import invalid, read_json
-from ._command_views import agent_view, command_view, deployment_view, timestamp
+from ._command_views import agent_view, command_view, deployment_view, stored_command_view, timestamp
 from ._errors import ApiError
-from ._responses import json_response
+from ._responses import json_bytes_response, json_response
 from ._services import services
 
 blueprint = Blueprint("commands", __name__)
@@ -38,6 +39,18 @@ blueprint.before_request(_gate.check_address_rate)
 BASE = "/api/v1/users/<user_id>/deployments"
 MAX_PAGE = 500
 MAX_METADATA_BYTES = 16 * 1024
+MAX_LISTING_BYTES = 1024 * 1024
+"""Byte budget of one page of a command listing (the whole body): a page stops
+before ``limit`` commands when the next would not fit, and says where to go on."""
+LISTING_ENVELOPE = 1024
+"""What a page's fields around its commands take at most (counts, offsets)."""
+MAX_SUMMARY_ERROR_BYTES = 4 * 1024
+"""An error larger than this as JSON is left out of listings (the command's GET has it)."""
+MAX_INLINE_BYTES = 1024 * 1024
+"""A command's GET carries its result and error when their JSON is at most this;
+larger ones are read with ``/result`` and ``/error``, a page of this size at most."""
+MAX_DETAIL_BYTES = 4 * 1024
+"""A history entry's detail larger than this as JSON is left out of a command's GET."""
 
 
 def queue_of(deployment_hash: str) -> ActorRef:
@@ -106,12 +119,22 @@ async def list_deployments(user_id: str) -> Response:
 
 @blueprint.get(f"{BASE}/<deployment_hash>")
 async def get_deployment(user_id: str, deployment_hash: str) -> Response:
-    """A deployment and its agents."""
+    """A deployment, its active agents and how many are retired; with
+    ``retired=true``, a page of the retired ones (``retired_limit``, ``retired_offset``)."""
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    agents = (await _gate.directory()).agents_of(deployment.hash)
+    directory = await _gate.directory()
     seen = services().gate.seen
-    return json_response({**deployment_view(deployment), "agents": [agent_view(a, seen.get(a.id)) for a in agents]})
+    view = {**deployment_view(deployment),
+            "agents": [agent_view(a, seen.get(a.id)) for a in directory.active_agents(deployment.hash)],
+            "retired_agents_count": directory.retired_count(deployment.hash)}
+    if boolean_argument("retired"):
+        limit = integer_argument("retired_limit", 50, 1, MAX_PAGE)
+        offset = integer_argument("retired_offset", 0, 0, 10**9)
+        view["retired_agents"] = [agent_view(a) for a in directory.retired_agents(deployment.hash, limit=limit,
+                                                                                   offset=offset)]
+        view["retired_limit"], view["retired_offset"] = limit, offset
+    return json_response(view)
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/enrollment")
@@ -130,7 +153,8 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
     """Decommission an agent (ADMIN): its requests get 410 from now on."""
     principal = await _gate.user(Permission.ADMINISTER)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    if agent_id not in {a.id for a in (await _gate.directory()).agents_of(deployment.hash)}:
+    known = (await _gate.directory()).agents.get(agent_id)
+    if known is None or known.deployment_hash != deployment.hash:
         raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} in this deployment")
     audit = _gate.audit_entry("agent.decommission", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="agent", resource_id=agent_id)
@@ -191,6 +215,16 @@ def date_argument(name: str, *, end: bool) -> float | None:
                        details={"field": name}) from None
 
 
+def boolean_argument(name: str) -> bool:
+    """Query parameter ``name``: ``true`` or ``false`` (absent: false)."""
+    raw = request.args.get(name)
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise ApiError(400, "invalid_query", f"{name}: must be true or false", details={"field": name})
+
+
 def integer_argument(name: str, default: int, low: int, high: int, unit: str = "") -> int:
     """Query parameter ``name``: decimal ASCII digits (not "²", which ``isdigit``
     takes and ``int`` refuses; not thousands of them, which ``int`` refuses too)."""
@@ -205,7 +239,8 @@ def integer_argument(name: str, default: int, low: int, high: int, unit: str = "
 
 @blueprint.get(f"{BASE}/<deployment_hash>/commands")
 async def list_commands(user_id: str, deployment_hash: str) -> Response:
-    """List commands, newest first (status, limit ≤ 500, offset, from_date, to_date)."""
+    """List commands, newest first (status, limit ≤ 500, offset, from_date, to_date):
+    summaries without results or history, a page at most ``MAX_LISTING_BYTES``."""
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     status = request.args.get("status")
@@ -215,26 +250,88 @@ async def list_commands(user_id: str, deployment_hash: str) -> Response:
     limit = integer_argument("limit", 50, 1, MAX_PAGE)
     offset = integer_argument("offset", 0, 0, 10**9)
     since, until = date_argument("from_date", end=False), date_argument("to_date", end=True)
-    commands, total = await services().reader.call(
-        SqliteReader.commands, deployment.hash, status=status, since=since, until=until, limit=limit, offset=offset)
-    return json_response({"commands": [command_view(c) for c in commands], "count": len(commands),
-                          "total": total, "limit": limit, "offset": offset})
+    budget = MAX_LISTING_BYTES - LISTING_ENVELOPE
+    found, total = await services().reader.call(
+        SqliteReader.command_summaries, deployment.hash, status=status, since=since, until=until, limit=limit,
+        offset=offset, max_bytes=budget, error_bytes=MAX_SUMMARY_ERROR_BYTES)
+    base = _commands_url(user_id, deployment.hash)
+    items: list[bytes] = []
+    used = 0
+    for stored in found:
+        item = orjson.dumps(stored_command_view(stored, f"{base}/{quote(stored.command.id, safe='')}",
+                                                max_detail_bytes=MAX_DETAIL_BYTES))
+        if items and used + len(item) + 1 > budget:
+            break
+        items.append(item)
+        used += len(item) + 1  # and its comma
+    shown = len(items)
+    following = offset + shown if offset + shown < total else None
+    envelope = orjson.dumps({"count": shown, "total": total, "limit": limit, "offset": offset,
+                             "next_offset": following, "truncated": shown < min(limit, max(0, total - offset)),
+                             "max_bytes": MAX_LISTING_BYTES})
+    return json_bytes_response(b'{"commands":[' + b",".join(items) + b"]," + envelope[1:])
+
+
+def _commands_url(user_id: str, deployment_hash: str) -> str:
+    return f"/api/v1/users/{quote(user_id, safe='')}/deployments/{deployment_hash}/commands"
 
 
 async def _command(deployment_hash: str, command_id: str) -> Command:
     command = await services().reader.call(SqliteReader.command, command_id)
     if command is None or command.deployment_hash != deployment_hash:
-        raise ApiError(404, "command_not_found", f"no command {command_id!r} in this deployment",
-                       details={"command_id": command_id})
+        raise _no_command(command_id)
     return command
+
+
+def _no_command(command_id: str) -> ApiError:
+    return ApiError(404, "command_not_found", f"no command {command_id!r} in this deployment",
+                    details={"command_id": command_id})
 
 
 @blueprint.get(f"{BASE}/<deployment_hash>/commands/<command_id>")
 async def get_command(user_id: str, deployment_hash: str, command_id: str) -> Response:
-    """A command with its full status history."""
+    """A command with its full status history; its result and error when their
+    JSON is at most ``MAX_INLINE_BYTES`` (else ``/result``, ``/error``)."""
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    return json_response(command_view(await _command(deployment.hash, command_id), history=True))
+    stored = await services().reader.call(SqliteReader.stored_command, command_id, inline_bytes=MAX_INLINE_BYTES)
+    if stored is None or stored.command.deployment_hash != deployment.hash:
+        raise _no_command(command_id)
+    url = f"{_commands_url(user_id, deployment.hash)}/{quote(command_id, safe='')}"
+    return json_response(stored_command_view(stored, url, max_detail_bytes=MAX_DETAIL_BYTES))
+
+
+@blueprint.get(f"{BASE}/<deployment_hash>/commands/<command_id>/result")
+async def get_command_result(user_id: str, deployment_hash: str, command_id: str) -> Response:
+    """A page of the command's result as JSON bytes (``offset``, ``length``)."""
+    return await _part(user_id, deployment_hash, command_id, "result")
+
+
+@blueprint.get(f"{BASE}/<deployment_hash>/commands/<command_id>/error")
+async def get_command_error(user_id: str, deployment_hash: str, command_id: str) -> Response:
+    """A page of the command's error as JSON bytes (``offset``, ``length``)."""
+    return await _part(user_id, deployment_hash, command_id, "error")
+
+
+async def _part(user_id: str, deployment_hash: str, command_id: str, part: BulkPart) -> Response:
+    """Bytes ``[offset, offset + length)`` of the value's compact JSON, read from
+    the store without reading the rest; ``X-Total-Bytes`` is the whole size and
+    ``X-Next-Offset`` where the next page starts (absent after the last)."""
+    principal = await _gate.user(Permission.READ)
+    deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
+    offset = integer_argument("offset", 0, 0, 10**15)
+    length = integer_argument("length", MAX_INLINE_BYTES, 1, MAX_INLINE_BYTES, " bytes")
+    found = await services().reader.call(SqliteReader.command_part, command_id, part, offset, length)
+    if found is None or found.deployment_hash != deployment.hash:
+        raise _no_command(command_id)
+    if offset > found.total:
+        raise ApiError(400, "invalid_query", f"offset: must be at most {found.total}, the size of the {part} in bytes",
+                       details={"field": "offset", "total_bytes": found.total})
+    end = offset + len(found.data)
+    headers = {"X-Total-Bytes": str(found.total)}
+    if end < found.total:
+        headers["X-Next-Offset"] = str(end)
+    return Response(found.data, content_type="application/octet-stream", headers=headers)
 
 
 async def _change(user_id: str, deployment_hash: str, command_id: str, action: str, message_type: Any) -> Response:

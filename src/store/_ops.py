@@ -26,6 +26,13 @@ class SaveAgent:
     agent: AgentRecord
 
 
+@attrs.frozen
+class ForgetAgents:
+    """Delete these agents' records (retired agents past the history retention)."""
+
+    agent_ids: tuple[str, ...]
+
+
 @attrs.frozen(kw_only=True)
 class AuditEntry:
     at: float
@@ -42,7 +49,7 @@ class AuditEntry:
     details: dict[str, object] = attrs.field(factory=dict)
 
 
-Write = SaveCommand | SaveDeployment | SaveAgent | AuditEntry
+Write = SaveCommand | SaveDeployment | SaveAgent | ForgetAgents | AuditEntry
 
 
 class Conflict(Exception):

@@ -7,17 +7,21 @@ callers run them in a worker thread, one at a time per connection.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from trioscope.domain.commands import Command, command_document, command_from_document
+from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
 
-from ._ops import AuditEntry, Conflict, SaveAgent, SaveCommand, SaveDeployment, Write
+from ._command_rows import command_columns, command_from_columns
+from ._migrations import migrate
+from ._ops import AuditEntry, Conflict, ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, Write
+from ._reads import BulkPart, CommandPart, StoredCommand
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployments (
@@ -47,7 +51,10 @@ CREATE TABLE IF NOT EXISTS commands (
     status TEXT NOT NULL,
     created_at REAL NOT NULL,
     version INTEGER NOT NULL,
-    document BLOB NOT NULL
+    document BLOB NOT NULL,  -- the small fields; the rest in columns of their own (_command_rows)
+    error BLOB,
+    history BLOB,
+    result BLOB
 );
 -- Pages of a deployment's commands, newest first, with or without a status:
 -- walked in order, not sorted (a deployment may hold hundreds of thousands).
@@ -94,6 +101,7 @@ class SqliteWriter:
     def __init__(self, path: Path) -> None:
         self.connection = connect(path)
         self.connection.executescript(SCHEMA)
+        migrate(self.connection)
 
     def close(self) -> None:
         self.connection.close()
@@ -148,18 +156,19 @@ class SqliteWriter:
         db = self.connection
         if isinstance(write, SaveCommand):
             c = write.command
-            document = orjson.dumps(command_document(c))
+            columns = command_columns(c)
             if write.expected_version is None:
                 db.execute(
-                    "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version, document)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version, document,"
+                    " error, history, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
-                     len(c.history), document),
+                     len(c.history), *columns),
                 )
                 return
             cursor = db.execute(
-                "UPDATE commands SET status = ?, version = ?, document = ? WHERE id = ? AND version = ?",
-                (c.status.value, len(c.history), document, c.id, write.expected_version),
+                "UPDATE commands SET status = ?, version = ?, document = ?, error = ?, history = ?, result = ?"
+                " WHERE id = ? AND version = ?",
+                (c.status.value, len(c.history), *columns, c.id, write.expected_version),
             )
             if cursor.rowcount != 1:
                 raise Conflict(c.id)
@@ -189,6 +198,8 @@ class SqliteWriter:
                 " status = excluded.status, decommissioned_at = excluded.decommissioned_at, document = excluded.document",
                 (a.id, a.deployment_hash, a.token_hash, a.status.value, a.created_at, a.decommissioned_at, document),
             )
+        elif isinstance(write, ForgetAgents):
+            db.executemany("DELETE FROM agents WHERE id = ?", [(agent_id,) for agent_id in write.agent_ids])
         else:  # pragma: no cover - the Write union is closed
             raise TypeError(f"not a write: {write!r}")
 
@@ -202,6 +213,15 @@ class SqliteReader:
     def close(self) -> None:
         self.connection.close()
 
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """One read transaction: every query in it sees the same committed state."""
+        self.connection.execute("BEGIN")
+        try:
+            yield self.connection
+        finally:
+            self.connection.execute("COMMIT")
+
     def deployments(self) -> list[Deployment]:
         rows = self.connection.execute(
             "SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments")
@@ -210,6 +230,8 @@ class SqliteReader:
                 for h, t, u, c, e, s, m in rows]
 
     def agents(self) -> list[AgentRecord]:
+        """Every agent record; retired agents without system info (written
+        without it, or by an earlier version: the migration removes it)."""
         rows = self.connection.execute(
             "SELECT id, deployment_hash, token_hash, status, created_at, decommissioned_at, document FROM agents")
         agents = []
@@ -223,9 +245,9 @@ class SqliteReader:
 
     def open_commands(self, deployment_hash: str) -> list[Command]:
         rows = self.connection.execute(
-            f"SELECT document FROM commands WHERE deployment_hash = ? AND status IN {OPEN_STATUSES_SQL}"
-            " ORDER BY sequence", (deployment_hash,))
-        return [command_from_document(orjson.loads(d)) for (d,) in rows]
+            f"SELECT document, error, history, result FROM commands WHERE deployment_hash = ?"
+            f" AND status IN {OPEN_STATUSES_SQL} ORDER BY sequence", (deployment_hash,))
+        return [command_from_columns(d, error=e, history=h, result=r) for d, e, h, r in rows]
 
     def deployments_with_open_commands(self) -> list[str]:
         rows = self.connection.execute(
@@ -233,12 +255,53 @@ class SqliteReader:
         return [h for (h,) in rows]
 
     def command(self, command_id: str) -> Command | None:
-        row = self.connection.execute("SELECT document FROM commands WHERE id = ?", (command_id,)).fetchone()
-        return command_from_document(orjson.loads(row[0])) if row else None
+        """The whole command, result and history included (for the queue actors)."""
+        row = self.connection.execute("SELECT document, error, history, result FROM commands WHERE id = ?",
+                                      (command_id,)).fetchone()
+        if row is None:
+            return None
+        document, error, history, result = row
+        return command_from_columns(document, error=error, history=history, result=result)
 
-    def commands(self, deployment_hash: str, *, status: str | None, since: float | None, until: float | None,
-                 limit: int, offset: int) -> tuple[list[Command], int]:
-        """One page, newest first, and the number of matches."""
+    def stored_command(self, command_id: str, *, inline_bytes: int) -> StoredCommand | None:
+        """The command with its history, and its result and error when their JSON
+        is at most ``inline_bytes`` (larger ones are not read: ``command_part``)."""
+        row = self.connection.execute(
+            "SELECT document, history, length(error), CASE WHEN length(error) <= ?1 THEN error END,"
+            " length(result), CASE WHEN length(result) <= ?1 THEN result END FROM commands WHERE id = ?2",
+            (inline_bytes, command_id)).fetchone()
+        if row is None:
+            return None
+        document, history, error_bytes, error, result_bytes, result = row
+        return StoredCommand(
+            command=command_from_columns(document, error=error, history=history, result=result),
+            result_bytes=result_bytes, error_bytes=error_bytes, result_included=result is not None,
+            error_included=error is not None, history_included=True)
+
+    def command_part(self, command_id: str, part: BulkPart, offset: int, length: int) -> CommandPart | None:
+        """Bytes ``[offset, offset + length)`` of the command's result or error as
+        JSON, read from the database without reading the rest of the value."""
+        column = {"result": "result", "error": "error"}[part]  # never text from the caller in SQL
+        with self._snapshot() as db:
+            row = db.execute(f"SELECT rowid, deployment_hash, length({column}) FROM commands WHERE id = ?",
+                             (command_id,)).fetchone()
+            if row is None:
+                return None
+            rowid, deployment_hash, total = row
+            data = b""
+            if offset < total and length > 0:
+                with db.blobopen("commands", column, rowid, readonly=True) as blob:
+                    blob.seek(offset)
+                    data = blob.read(min(length, total - offset))
+        return CommandPart(deployment_hash=deployment_hash, total=total, data=data)
+
+    def command_summaries(self, deployment_hash: str, *, status: str | None, since: float | None,
+                          until: float | None, limit: int, offset: int, max_bytes: int,
+                          error_bytes: int) -> tuple[list[StoredCommand], int]:
+        """One page, newest first, and the number of matches. Summaries leave out
+        the history and the result (only its size is read) and keep the error
+        when its JSON is at most ``error_bytes``. The page ends early, after at
+        least one command, before the documents and errors read pass ``max_bytes``."""
         where = ["deployment_hash = ?"]
         args: list[Any] = [deployment_hash]
         if status is not None:
@@ -251,14 +314,28 @@ class SqliteReader:
             where.append("created_at < ?")
             args.append(until)
         clause = " AND ".join(where)
-        total = self.connection.execute(f"SELECT count(*) FROM commands WHERE {clause}", args).fetchone()[0]
-        # The page's rows are chosen from the index alone; only they are read
-        # (an OFFSET over full rows read every skipped document).
-        rows = self.connection.execute(
-            f"SELECT document FROM commands WHERE rowid IN (SELECT rowid FROM commands WHERE {clause}"
-            " ORDER BY sequence DESC LIMIT ? OFFSET ?) ORDER BY sequence DESC",
-            [*args, limit, offset])
-        return [command_from_document(orjson.loads(d)) for (d,) in rows], total
+        page: list[StoredCommand] = []
+        read = 0
+        with self._snapshot() as db:
+            total = db.execute(f"SELECT count(*) FROM commands WHERE {clause}", args).fetchone()[0]
+            # The page's rows are chosen from the index alone, then read one by
+            # one until the budget is spent: neither an OFFSET nor a sort reads
+            # the rows of commands that are not shown.
+            rowids = db.execute(f"SELECT rowid FROM commands WHERE {clause} ORDER BY sequence DESC LIMIT ? OFFSET ?",
+                                [*args, limit, offset]).fetchall()
+            for (rowid,) in rowids:
+                document, size, error, result_bytes = db.execute(
+                    "SELECT document, length(error), CASE WHEN length(error) <= ? THEN error END, length(result)"
+                    " FROM commands WHERE rowid = ?", (error_bytes, rowid)).fetchone()
+                weight = len(document) + (len(error) if error is not None else 0)
+                if page and read + weight > max_bytes:
+                    break
+                read += weight
+                page.append(StoredCommand(
+                    command=command_from_columns(document, error=error), result_bytes=result_bytes,
+                    error_bytes=size, result_included=False, error_included=error is not None,
+                    history_included=False))
+        return page, total
 
     def max_sequence(self) -> int:
         return self.connection.execute("SELECT coalesce(max(sequence), 0) FROM commands").fetchone()[0]

@@ -1,5 +1,6 @@
 """The directory actor publishes what it knows before it answers a change, and
-keeps publishing to the same ``Published`` after a crash."""
+keeps publishing to the same ``Published`` after a crash; retired agents keep
+no system info and are forgotten once older than the history retention."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import time
 import attrs
 
 from tests.conftest import settings_in
-from trioscope.actors.directory import CreateDeployment, Decommission, GetPublished, RegisterAgent
+from trioscope.actors.directory import (
+    CreateDeployment, Decommission, DirectoryActor, GetPublished, NewEnrollmentToken, PruneRetired, RegisterAgent,
+)
+from trioscope.actors.store import StoreActor
 from trioscope.domain.commands import AgentRegistration
-from trioscope.domain.deployments import AgentAuthFailure, AgentRecord, AgentStatus
-from trioscope.runtime import open_actor_system
-from trioscope.store import AuditEntry
-from trioscope.system import DIRECTORY, supervision_tree
+from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus
+from trioscope.runtime import ActorSpec, Published, SupervisorSpec, open_actor_system
+from trioscope.store import AuditEntry, SqliteReader, StoreReader
+from trioscope.system import DIRECTORY, database_path, supervision_tree
 from tests.waiting import eventually
 
 
@@ -53,3 +57,63 @@ async def test_every_change_is_published_before_it_is_answered_and_survives_a_re
         assert published.value.authenticate(token, deployment_hash=deployment.hash,
                                             agent_id=agent.id) is AgentAuthFailure.DECOMMISSIONED
         assert before.agents[agent.id].status is AgentStatus.ACTIVE  # a published value never changes
+
+
+DAY = 86400.0
+T0 = 1_800_000_000.0
+
+
+async def test_retired_agents_keep_no_system_info_and_go_after_the_retention(tmp_path) -> None:
+    settings = settings_in(tmp_path)  # history retention: 30 days
+    path = database_path(settings)
+    now = [T0]
+    reader = StoreReader(path)
+    shared: Published[AgentDirectory] = Published(AgentDirectory())  # as the supervision tree does
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="store", factory=lambda: StoreActor(path, reader)),
+        ActorSpec(name="directory", factory=lambda: DirectoryActor(
+            settings, store_path="/root/store", reader=reader, clock=lambda: now[0], published=shared)),
+    ])
+    async with open_actor_system(tree) as system:
+        directory = system.lookup("/root/directory")
+        published = await directory.ask(GetPublished())
+        deployment, token = await directory.ask(CreateDeployment("t", "u", {}, audit("deployment.create")))
+        enrolled = []
+        for at in (T0, T0 + 1 * DAY, T0 + 20 * DAY):  # each enrolment retires the agent before it
+            now[0] = at
+            if enrolled:
+                token = await directory.ask(NewEnrollmentToken(deployment.hash, audit("deployment.enrollment")))
+            enrolled.append(await directory.ask(RegisterAgent(
+                AgentRegistration(deployment_hash=deployment.hash, enrollment_token=token,
+                                  system_info={"host": "h" * 1000}), token, audit("agent.register"))))
+        (first, first_token), (second, second_token), (third, _) = enrolled
+
+        view = published.value
+        assert [a.id for a in view.active_agents(deployment.hash)] == [third.id]
+        assert [a.id for a in view.retired_agents(deployment.hash, limit=10, offset=0)] == [second.id, first.id]
+        assert all(view.agents[a.id].system_info == {} for a in (first, second))
+        assert {a.id: a.system_info for a in await reader.call(SqliteReader.agents)} == {
+            first.id: {}, second.id: {}, third.id: {"host": "h" * 1000}}
+
+        now[0] = T0 + 40 * DAY  # the first retired 39 days ago, the second 20
+        assert await directory.ask(PruneRetired()) == 1
+        for view in (published.value, await _restarted(directory, published)):
+            assert view.authenticate(first_token, deployment_hash=deployment.hash,
+                                     agent_id=first.id) is AgentAuthFailure.BAD_TOKEN
+            assert view.authenticate(second_token, deployment_hash=deployment.hash,
+                                     agent_id=second.id) is AgentAuthFailure.DECOMMISSIONED
+            assert view.retired_count(deployment.hash) == 1
+        assert {a.id for a in await reader.call(SqliteReader.agents)} == {second.id, third.id}
+        assert await directory.ask(PruneRetired()) == 0
+
+
+async def _restarted(directory, published):
+    """What the directory publishes after a crash made it load everything again."""
+    before = published.value
+
+    async def republished() -> bool:
+        return published.value is not before
+
+    directory.tell(Poison())
+    await eventually(republished)
+    return published.value

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 
+import attrs
 import pytest
 
 from trioscope.domain.deployments import (
@@ -182,3 +183,50 @@ def test_active_agents_and_deployments_of() -> None:
     found.put_deployment(Deployment(hash="dep-3", tenant="other", user_id="u", created_at=T0, enrollment_hash=None))
     assert [a.id for a in found.active_agents("dep-1")] == ["a1"]
     assert [d.hash for d in found.deployments_of("acme")] == ["dep-1"]
+
+
+# --- retired agents ------------------------------------------------------------------
+
+
+def enrolled(n: int, *, at: float = T0) -> AgentRecord:
+    return AgentRecord(id=f"a{n}", deployment_hash="dep-1", token_hash=hash_token(f"token-{n}"),
+                       status=AgentStatus.ACTIVE, created_at=at + n, system_info={"host": "x" * 100})
+
+
+def test_a_retired_agent_keeps_no_system_info_and_its_token_answers_decommissioned() -> None:
+    retired = enrolled(1).retire(T0 + 50)
+    assert (retired.status, retired.decommissioned_at, retired.system_info) == (
+        AgentStatus.DECOMMISSIONED, T0 + 50, {})
+    # One loaded as an earlier version stored it loses its system info too.
+    found = directory(attrs.evolve(enrolled(2), status=AgentStatus.DECOMMISSIONED, decommissioned_at=T0 + 60))
+    assert found.agents["a2"].system_info == {}
+    found.put_agent(retired)
+    assert found.authenticate("token-1", deployment_hash="dep-1", agent_id="a1") is AgentAuthFailure.DECOMMISSIONED
+
+
+def test_retired_agents_come_apart_from_active_ones_newest_first_in_pages() -> None:
+    found = directory(*(enrolled(n).retire(T0 + 100 + n) for n in range(10)), enrolled(10))
+    assert [a.id for a in found.active_agents("dep-1")] == ["a10"] and found.retired_count("dep-1") == 10
+    pages = [found.retired_agents("dep-1", limit=4, offset=offset) for offset in (0, 4, 8, 12)]
+    assert [[a.id for a in page] for page in pages] == [["a9", "a8", "a7", "a6"], ["a5", "a4", "a3", "a2"],
+                                                        ["a1", "a0"], []]
+    assert [a.id for a in found.agents_of("dep-1")] == [f"a{n}" for n in range(11)]
+    assert found.retired_count("dep-2") == 0 and found.retired_agents("dep-2", limit=5, offset=0) == []
+
+
+def test_retired_agents_past_the_cutoff_are_found_and_forgotten() -> None:
+    found = directory(*(enrolled(n).retire(T0 + 1000 * n) for n in range(5)), enrolled(5))
+    published = found.snapshot()
+    old = found.retired_before(T0 + 2500, limit=10)
+    assert sorted(a.id for a in old) == ["a0", "a1", "a2"]
+    assert len(found.retired_before(T0 + 2500, limit=2)) == 2
+    for record in old:
+        found.forget_agent(record.id)
+    assert found.authenticate("token-0", deployment_hash="dep-1", agent_id="a0") is AgentAuthFailure.BAD_TOKEN
+    assert [a.id for a in found.retired_agents("dep-1", limit=10, offset=0)] == ["a4", "a3"]
+    assert found.retired_count("dep-1") == 2 and [a.id for a in found.active_agents("dep-1")] == ["a5"]
+    # A snapshot taken before is untouched.
+    assert published.retired_count("dep-1") == 5
+    assert published.authenticate("token-0", deployment_hash="dep-1",
+                                  agent_id="a0") is AgentAuthFailure.DECOMMISSIONED
+    found.forget_agent("a-never-known")  # nothing to do

@@ -1,16 +1,22 @@
 """The SQLite store: groups of writes fail alone, whatever makes them fail; pages
-of commands come newest first."""
+of commands come newest first, as summaries that never read a result and stop at
+a byte budget; a large result is read in exact parts; databases of earlier
+versions are migrated when opened."""
 
 from __future__ import annotations
 
+import sqlite3
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
-from trioscope.domain.commands import Priority, new_command
-from trioscope.domain.deployments import Deployment
-from trioscope.store import SaveCommand, SaveDeployment, SqliteReader, SqliteWriter
+from trioscope.domain.commands import Command, CommandEvent, Priority, command_document, new_command
+from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment
+from trioscope.store import ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, SqliteReader, SqliteWriter
+from trioscope.store import _migrations as migrations
 
 
 def deployment(name: str, metadata: dict[str, Any]) -> SaveDeployment:
@@ -49,9 +55,146 @@ def test_pages_of_commands_are_newest_first_and_cover_each_once(tmp_path: Path) 
         for status in (None, "queued", "awaiting_confirmation"):
             expected = [c.id for c in reversed(commands)
                         if c.deployment_hash == "h1" and (status is None or c.status.value == status)]
-            pages = [reader.commands("h1", status=status, since=None, until=None, limit=7, offset=offset)
+            pages = [reader.command_summaries("h1", status=status, since=None, until=None, limit=7, offset=offset,
+                                              max_bytes=2**20, error_bytes=0)
                      for offset in range(0, 35, 7)]
-            assert [c.id for page, _ in pages for c in page] == expected
+            assert [s.command.id for page, _ in pages for s in page] == expected
             assert {total for _, total in pages} == {len(expected)}
+    finally:
+        reader.close()
+
+
+MIB = 1024 * 1024
+
+
+def finished(i: int, *, result: Any = None, error: Any = None, deployment_hash: str = "h1") -> Command:
+    """A command the agent completed (failed, with ``error``)."""
+    queued = new_command(command_id=f"cmd_{i}", deployment_hash=deployment_hash, tenant="t", type="logs",
+                         parameters={"tail": i}, priority=Priority.NORMAL, created_by="u", now=float(i),
+                         schedule_at=None, timeout_seconds=60, requires_confirmation=False, sequence=i)
+    sent = queued.apply(CommandEvent.DELIVER, i + 0.5)
+    if error is not None:
+        return sent.apply(CommandEvent.FAIL, i + 0.7, {"error": error}, result=result, error=error)
+    return sent.apply(CommandEvent.COMPLETE, i + 0.7, {"agent_id": "a"}, result=result)
+
+
+def test_summaries_read_no_results_and_stop_at_their_byte_budget(tmp_path: Path) -> None:
+    writer = SqliteWriter(tmp_path / "db.sqlite3")
+    writer.commit([[deployment("h1", {})]])
+    commands = [finished(i, result={"log": "r" * MIB}, error="short" if i % 2 else "E" * 10_000) for i in range(12)]
+    writer.commit([[SaveCommand(c, None)] for c in commands])
+    writer.close()
+    reader = SqliteReader(tmp_path / "db.sqlite3")
+    try:
+        tracemalloc.start()
+        try:
+            page, total = reader.command_summaries("h1", status=None, since=None, until=None, limit=50, offset=0,
+                                                   max_bytes=MIB, error_bytes=4096)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert peak < MIB  # twelve results of 1 MiB each were not read
+        assert total == 12 and [s.command.id for s in page] == [c.id for c in reversed(commands)]
+        for stored, command in zip(page, reversed(commands), strict=True):
+            assert stored.command.result is None and not stored.result_included and not stored.history_included
+            assert stored.result_bytes == len(orjson.dumps(command.result))
+            assert stored.error_included is (command.error == "short")
+            assert stored.command.error == (command.error if stored.error_included else None)
+            assert stored.command.updated_at == command.updated_at and stored.command.parameters == command.parameters
+        # Two documents of about 400 bytes fit in 1000 bytes, not a third; one always comes.
+        small, _ = reader.command_summaries("h1", status=None, since=None, until=None, limit=50, offset=3,
+                                            max_bytes=1000, error_bytes=0)
+        assert [s.command.id for s in small] == ["cmd_8", "cmd_7"]
+        one, _ = reader.command_summaries("h1", status=None, since=None, until=None, limit=50, offset=0,
+                                          max_bytes=1, error_bytes=0)
+        assert len(one) == 1
+    finally:
+        reader.close()
+
+
+def test_a_command_is_read_whole_or_capped_and_its_result_in_exact_parts(tmp_path: Path) -> None:
+    writer = SqliteWriter(tmp_path / "db.sqlite3")
+    writer.commit([[deployment("h1", {})]])
+    large, small = finished(1, result={"log": "é" * MIB}), finished(2, error={"why": "no such container"})
+    writer.commit([[SaveCommand(large, None), SaveCommand(small, None)]])
+    writer.close()
+    reader = SqliteReader(tmp_path / "db.sqlite3")
+    try:
+        assert reader.command("cmd_1") == large and reader.command("cmd_2") == small
+        capped = reader.stored_command("cmd_1", inline_bytes=MIB)
+        assert capped is not None and capped.command.result is None and not capped.result_included
+        assert capped.command.history == large.history and capped.history_included
+        encoded = orjson.dumps(large.result)
+        assert capped.result_bytes == len(encoded) > MIB
+        whole = reader.stored_command("cmd_2", inline_bytes=MIB)
+        assert whole is not None and whole.command == small and whole.error_included and whole.result_included
+
+        parts = [reader.command_part("cmd_1", "result", offset, 300_000) for offset in range(0, len(encoded), 300_000)]
+        assert b"".join(p.data for p in parts if p) == encoded
+        assert {(p.total, p.deployment_hash) for p in parts if p} == {(len(encoded), "h1")}
+        past_end = reader.command_part("cmd_1", "result", len(encoded), 10)
+        assert past_end is not None and past_end.data == b""
+        error = reader.command_part("cmd_2", "error", 3, 1000)
+        assert error is not None and error.data == orjson.dumps(small.error)[3:]
+        assert reader.command_part("cmd_missing", "result", 0, 10) is None
+    finally:
+        reader.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE deployments (hash TEXT PRIMARY KEY, tenant TEXT NOT NULL, user_id TEXT NOT NULL,
+    created_at REAL NOT NULL, enrollment_hash TEXT, status TEXT NOT NULL, metadata TEXT NOT NULL);
+CREATE TABLE agents (id TEXT PRIMARY KEY, deployment_hash TEXT NOT NULL REFERENCES deployments (hash),
+    token_hash TEXT NOT NULL UNIQUE, status TEXT NOT NULL, created_at REAL NOT NULL, decommissioned_at REAL,
+    document TEXT NOT NULL);
+CREATE TABLE commands (id TEXT PRIMARY KEY, deployment_hash TEXT NOT NULL REFERENCES deployments (hash),
+    tenant TEXT NOT NULL, sequence INTEGER NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
+    version INTEGER NOT NULL, document BLOB NOT NULL);
+"""
+"""The tables as the first versions wrote them: a command's whole document in one column."""
+
+
+def test_a_database_of_an_earlier_version_is_migrated_once_on_open(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(migrations, "MIGRATION_BATCH", 3)
+    path = tmp_path / "db.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    old.executescript(OLD_SCHEMA)
+    old.execute("INSERT INTO deployments VALUES ('h1', 't', 'u', 1.0, NULL, 'active', '{}')")
+    commands = [finished(i, result={"n": i, "log": "x" * 5000}, error="boom" if i == 4 else None) for i in range(8)]
+    old.executemany("INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at, len(c.history),
+                      orjson.dumps(command_document(c))) for c in commands])
+    info = orjson.dumps({"capabilities": ["docker"], "version": "1", "system_info": {"blob": "s" * 60_000}}).decode()
+    old.execute("INSERT INTO agents VALUES ('gone', 'h1', 'th1', 'decommissioned', 1.0, 2.0, ?)", (info,))
+    old.execute("INSERT INTO agents VALUES ('here', 'h1', 'th2', 'active', 2.0, NULL, ?)", (info,))
+    old.close()
+
+    for _ in range(2):  # the second open finds nothing left to do
+        SqliteWriter(path).close()
+        reader = SqliteReader(path)
+        try:
+            assert [reader.command(c.id) for c in commands] == commands
+            page, total = reader.command_summaries("h1", status=None, since=None, until=None, limit=50, offset=0,
+                                                   max_bytes=MIB, error_bytes=100)
+            assert total == 8 and all(s.command.result is None for s in page)
+            assert [s.result_bytes for s in page] == [len(orjson.dumps(c.result)) for c in reversed(commands)]
+            agents = {a.id: a for a in reader.agents()}
+            assert agents["gone"].system_info == {} and agents["gone"].capabilities == ("docker",)
+            assert agents["here"].system_info == {"blob": "s" * 60_000}
+            assert reader.connection.execute("PRAGMA user_version").fetchone()[0] == 1
+        finally:
+            reader.close()
+
+
+def test_forgotten_agents_are_deleted(tmp_path: Path) -> None:
+    writer = SqliteWriter(tmp_path / "db.sqlite3")
+    agents = [AgentRecord(id=f"a{i}", deployment_hash="h1", token_hash=f"t{i}", status=AgentStatus.ACTIVE,
+                          created_at=float(i)) for i in range(3)]
+    writer.commit([[deployment("h1", {}), *(SaveAgent(a) for a in agents)], [ForgetAgents(("a0", "a2"))]])
+    writer.close()
+    reader = SqliteReader(tmp_path / "db.sqlite3")
+    try:
+        assert [a.id for a in reader.agents()] == ["a1"]
     finally:
         reader.close()

@@ -1,0 +1,52 @@
+"""How a command is laid out in its row of the ``commands`` table.
+
+The small fields are one JSON ``document``; what an agent or a long life can
+make large (the error, the history, the result: each up to a request body)
+has a BLOB column of its own, result last. So a listing reads the documents of
+its page and only the lengths of the rest (SQLite answers ``length()`` of a
+BLOB from the row header, without reading the value), and a large result is
+read a page at a time (``Connection.blobopen``), never whole.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from trioscope.domain.commands import Command, command_document, command_from_document
+
+BULK_COLUMNS = ("error", "history", "result")
+"""In this order after ``document``, in new and migrated tables alike."""
+
+
+def split_document(document: dict[str, Any]) -> tuple[bytes, bytes, bytes, bytes]:
+    """``command_document(c)`` as stored: ``(document, error, history, result)``.
+
+    The document keeps the newest history entry without its detail (which
+    holds a failure's error): a summary shows when the command last changed."""
+    small = dict(document)
+    history = small.pop("history")
+    result = small.pop("result", None)
+    error = small.pop("error", None)
+    small["history"] = [{**history[-1], "detail": None}]
+    return orjson.dumps(small), orjson.dumps(error), orjson.dumps(history), orjson.dumps(result)
+
+
+def command_columns(command: Command) -> tuple[bytes, bytes, bytes, bytes]:
+    """``(document, error, history, result)`` of ``command``."""
+    return split_document(command_document(command))
+
+
+def command_from_columns(document: bytes, *, error: bytes | None = None, history: bytes | None = None,
+                         result: bytes | None = None) -> Command:
+    """The inverse of ``command_columns``, from the document and those bulk columns
+    that were read: the others stay None, and the history its newest entry."""
+    fields = orjson.loads(document)
+    if history is not None:
+        fields["history"] = orjson.loads(history)
+    if result is not None:
+        fields["result"] = orjson.loads(result)
+    if error is not None:
+        fields["error"] = orjson.loads(error)
+    return command_from_document(fields)
