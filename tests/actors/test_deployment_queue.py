@@ -275,8 +275,8 @@ async def open_enrolled(settings, *, name: str | None = None, gated: bool = Fals
         gate = Gate()
         store = system.lookup(STORE)
         if gated:
-            store = system.lookup(QUEUES).ensure_child(ActorSpec(name="gated-store",
-                                                                 factory=lambda: GatedStore(system.lookup(STORE), gate)))
+            real = system.lookup(STORE)
+            store = system.lookup(QUEUES).ensure_child(ActorSpec(name="gated-store", factory=lambda: GatedStore(real, gate)))
         spec = queue_spec(deployment.hash, settings, store=store, reader=reader, directory_path=DIRECTORY)
         if name is not None:
             spec = attrs.evolve(spec, name=name)
