@@ -67,7 +67,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="notifier", factory=NotifierActor, mailbox_size=65536),
             ActorSpec(name="directory",
                       factory=lambda: DirectoryActor(settings, store_path=STORE, reader=shared_reader,
-                                                     notifier_path=NOTIFIER, published=directory_view),
+                                                     notifier_path=NOTIFIER, published=directory_view,
+                                                     queues_path=QUEUES),
                       mailbox_size=8192),
             # One queue actor per deployment, started on demand.
             dynamic_supervisor("queues", max_children=1_000_000),

@@ -4,7 +4,11 @@ where it matters: the headers it sends (``Authorization: Bearer``, ``X-Agent-Id`
 ``X-Agent-Signature`` = standard padded base64 of HMAC-SHA256 over the raw body,
 empty for GET), the report body serialised as serde_json does (compact, keys in
 alphabetical order), and how it reads a poll answer (``item.command_id``,
-``item.type``, ``item.parameters``, ``meta.next_poll_secs``)."""
+``item.type``, ``item.parameters``, ``meta.next_poll_secs``).
+
+``StatusAgent.socket()`` is the same agent on ``/ws/agent`` instead (the real
+status agent long-polls): it acknowledges each command with ``received`` as it
+arrives, answers the server's pings, and sends signed reports."""
 
 from __future__ import annotations
 
@@ -14,10 +18,14 @@ import hmac
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import httpx
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
 
 from trioscope_probe._signing import signed_request
 
@@ -99,3 +107,60 @@ class StatusAgent:
         return await client.send(signed_request(client, "POST", f"{self.base_url}{path}", agent_id=self.agent_id,
                                                 token=self.token, body=body,
                                                 headers={"Content-Type": "application/json"}))
+
+    @asynccontextmanager
+    async def socket(self, *, token_in_url: bool = True, acknowledge: bool = True,
+                     answer_pings: bool = True) -> AsyncIterator[AgentSocket]:
+        """``/ws/agent``, opened with a signed handshake (the token in the URL, or
+        in the Authorization header). ``acknowledge`` / ``answer_pings`` False: an
+        agent that takes commands but never says ``received``, or a connection
+        that stopped answering pings."""
+        headers = self.headers(b"")
+        if token_in_url:
+            headers.pop("Authorization")
+        query = f"?token={self.token}" if token_in_url else ""
+        url = self.base_url.replace("http://", "ws://") + f"/ws/agent/{self.deployment_hash}{query}"
+        async with open_websocket_url(url, extra_headers=[(k.encode(), v.encode()) for k, v in headers.items()]) as ws:
+            yield AgentSocket(self, ws, acknowledge=acknowledge, answer_pings=answer_pings)
+
+
+@attrs.define
+class AgentSocket:
+    """The agent's side of ``/ws/agent``."""
+
+    agent: StatusAgent
+    ws: WebSocketConnection
+    acknowledge: bool = True
+    answer_pings: bool = True
+
+    async def message(self, kind: str, deadline: float = 10.0) -> dict[str, Any]:
+        """The next message of type ``kind``; others are skipped, pings answered
+        (if ``answer_pings``) and commands acknowledged (if ``acknowledge``) on the way.
+
+        Raises:
+            trio.TooSlowError: none came within ``deadline`` seconds.
+            trio_websocket.ConnectionClosed: the server closed the socket.
+        """
+        with trio.fail_after(deadline):
+            while True:
+                message = json.loads(await self.ws.get_message())
+                if message["type"] == "ping" and self.answer_pings:
+                    await self.ws.send_message('{"type":"pong"}')
+                elif message["type"] == "command" and self.acknowledge:
+                    await self.received(message["item"]["command_id"])
+                if message["type"] == kind:
+                    return message  # type: ignore[no-any-return]
+
+    async def received(self, command_id: str) -> None:
+        """Acknowledge a command: it reached the agent."""
+        await self.ws.send_message(json.dumps({"type": "received", "command_id": command_id}))
+
+    def signed(self, body: bytes) -> dict[str, Any]:
+        """A report envelope, signed as the agent signs its HTTP requests."""
+        return {"type": "report", "request_id": str(uuid.uuid4()), "timestamp": int(time.time()),
+                "signature": signature(self.agent.token, body), "body": body.decode()}
+
+    async def report(self, body: bytes) -> dict[str, Any]:
+        """Send a signed report; answers the server's ``ack``."""
+        await self.ws.send_message(json.dumps(self.signed(body)))
+        return await self.message("ack")

@@ -6,6 +6,14 @@ at a time, and is committed before anyone is told: so a command is handed to
 exactly one poll, and a restarted actor (or another server process) finds every
 acknowledged status in the store. Stored rows are updated compare-and-set on
 their history length, so a second writer of the same deployment loses cleanly.
+
+A poll names its agent, and nothing is handed to it unless that agent is still
+an active agent of the deployment in the directory's published snapshot, read
+when the command is handed over (the directory publishes a decommission or a
+re-enrolment before answering it, so there is no window). Polls of an agent
+that was retired meanwhile are answered at once (``Waiter.retired``), when the
+directory tells the queue (``AgentsRetired``) or at the latest at the next
+hand-out, so they end as a new request of that agent would.
 """
 
 from __future__ import annotations
@@ -24,10 +32,11 @@ from trioscope.domain.commands import (
     CancelNotice, Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue,
     cancel_notice_id,
 )
-from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, MailboxFull, Restart
+from trioscope.domain.deployments import AgentDirectory, AgentStatus
+from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, MailboxFull, Published, Restart
 from trioscope.store import AuditEntry, Conflict, SaveCommand, SqliteReader, StoreReader, Write
 
-from .directory import GetDeployment
+from .directory import AgentsRetired, GetPublished
 from .notifier import publish
 from .refusals import QuotaExceeded, RefusingActor, ReportConflict, UnknownCommand
 from .store import commit
@@ -39,6 +48,16 @@ IDLE_STOP = 60.0
 MIN_TIMER = 0.05
 """Shortest sleep of the deadline timer."""
 
+POLL_CLOSED = "the poll closed before delivery"
+AGENT_RETIRED = "the agent was decommissioned or replaced before delivery"
+NOT_ACKNOWLEDGED = "not acknowledged by the agent socket"
+"""Reasons a delivered command went back to the queue, as its history says."""
+UNACKNOWLEDGED_TWICE = ("not acknowledged by the agent socket, twice: not delivered a third time, "
+                        "as the agent may have it")
+"""The error of a command that went back to the queue for want of an
+acknowledgement once already: it fails rather than going round again, since a
+command the agent may have received twice must not be run a third time unseen."""
+
 
 @attrs.define(eq=False)
 class Waiter:
@@ -46,11 +65,17 @@ class Waiter:
 
     min_rank: int = 0
     skip: str | None = None
+    agent_id: str | None = None
+    """The agent polling: nothing is handed to the poll once the directory no
+    longer has it as an active agent of the deployment (None: not checked)."""
     ready: trio.Event = attrs.field(factory=trio.Event)
     delivery: Delivery | None = None
     abandoned: bool = False
     """Set by the poll when it ends: nothing is handed to it after that, even if
     its ``Poll`` message is handled only later (an ask that timed out)."""
+    retired: bool = False
+    """Set by the actor, with ``ready``, when ``agent_id`` was decommissioned or
+    replaced: the poll ends with what a new request of that agent would get."""
 
 
 @attrs.frozen
@@ -87,9 +112,13 @@ class Withdraw:
 
 @attrs.frozen
 class Undeliverable:
-    """A delivered command never reached the agent (its poll went away): queue it again."""
+    """A delivered command never reached the agent (its poll went away, its
+    socket did not acknowledge it): queue it again, with ``reason`` in its history.
+
+    Not acknowledged a second time, a command fails with ``UNACKNOWLEDGED_TWICE``."""
 
     delivery: Delivery
+    reason: str = POLL_CLOSED
 
 
 @attrs.frozen
@@ -127,6 +156,8 @@ class DeploymentQueueActor(RefusingActor):
         self.notifier_path = notifier_path
         self.directory_path = directory_path
         self.notifier: ActorRef | None = None
+        self.agents: Published[AgentDirectory] | None = None
+        """The directory's snapshot, read at every hand-out (None: no directory, nothing checked)."""
         self.tenant = self.owner = ""
         self.clock = clock
         c = settings.commands
@@ -136,8 +167,10 @@ class DeploymentQueueActor(RefusingActor):
         self.last_sequence = 0
 
     async def on_start(self) -> None:
-        if self.notifier_path is not None and self.directory_path is not None:
-            deployment = await self.context.system.lookup(self.directory_path).ask(GetDeployment(self.deployment_hash))
+        if self.directory_path is not None:
+            self.agents = await self.context.system.lookup(self.directory_path).ask(GetPublished())
+        if self.notifier_path is not None and self.agents is not None:
+            deployment = self.agents.value.deployments.get(self.deployment_hash)
             if deployment is not None:
                 self.notifier = self.context.system.lookup(self.notifier_path)
                 self.tenant, self.owner = deployment.tenant, deployment.user_id
@@ -189,14 +222,26 @@ class DeploymentQueueActor(RefusingActor):
 
     async def serve(self, message: Any, now: float) -> Any:
         if isinstance(message, Poll):
-            if message.waiter.abandoned:
+            waiter = message.waiter
+            if waiter.abandoned:
                 return None  # its request already answered (the ask timed out)
-            if message.waiter.skip is not None:
-                await self._acknowledge(message.waiter.skip, now)
-            delivery = await self._take(now, message.waiter.min_rank, message.waiter.skip)
-            if delivery is None:
-                self.waiters.append(message.waiter)
+            if not self._active(waiter):
+                _retire(waiter)
+                return None
+            if waiter.skip is not None:
+                await self._acknowledge(waiter.skip, now)
+            delivery = await self._take_for(waiter, now)
+            if waiter.abandoned or waiter.retired:
+                await self._dispatch(now)  # what it could not have may go to another poll
+            elif delivery is None:
+                self.waiters.append(waiter)
             return delivery
+        if isinstance(message, AgentsRetired):
+            for waiter in list(self.waiters):
+                if not self._active(waiter):
+                    self.waiters.remove(waiter)
+                    _retire(waiter)
+            return None
         if isinstance(message, Withdraw):
             if message.waiter in self.waiters:
                 self.waiters.remove(message.waiter)
@@ -224,7 +269,7 @@ class DeploymentQueueActor(RefusingActor):
         if isinstance(message, Report):
             return await self._report(message.report, message.agent_id, now)
         if isinstance(message, Undeliverable):
-            await self._undeliverable(message.delivery, now)
+            await self._undeliverable(message.delivery, message.reason, now)
             return None
         if isinstance(message, _Tick):
             await self._tick(now)
@@ -266,6 +311,37 @@ class DeploymentQueueActor(RefusingActor):
                 continue
             return delivered
 
+    def _active(self, waiter: Waiter) -> bool:
+        """Whether the waiter's agent is still an active agent of this deployment."""
+        if waiter.agent_id is None or self.agents is None:
+            return True
+        agent = self.agents.value.agents.get(waiter.agent_id)
+        return (agent is not None and agent.status is AgentStatus.ACTIVE
+                and agent.deployment_hash == self.deployment_hash)
+
+    async def _take_for(self, waiter: Waiter, now: float) -> Delivery | None:
+        """The next delivery for ``waiter``, ``sent`` committed; None if there is
+        none, or if the poll ended or its agent was retired while ``sent`` was
+        being committed: then the command is queued again and, for a retired
+        agent, the waiter answered."""
+        delivery = await self._take(now, waiter.min_rank, waiter.skip)
+        if delivery is None or (not waiter.abandoned and self._active(waiter)):
+            return delivery
+        await self._put_back(delivery, now, POLL_CLOSED if waiter.abandoned else AGENT_RETIRED)
+        if not waiter.abandoned:
+            _retire(waiter)
+        return None
+
+    async def _put_back(self, delivery: Delivery, now: float, reason: str) -> None:
+        """Undo a ``_take`` whose poll cannot have it (without a dispatch: the caller is dispatching)."""
+        if isinstance(delivery, CancelNotice):
+            self.queue.notice_again(delivery.command_id)
+            return
+        try:
+            await self._save(delivery.apply(CommandEvent.RETURN, now, {"reason": reason}), delivery)
+        except Conflict:
+            await self._reload(delivery.id)
+
     async def _acknowledge(self, command_id: str, now: float) -> None:
         """The agent says it has ``command_id`` (``last_command_id``). If we gave
         it back to the queue because its poll seemed to go away, the agent got it
@@ -281,26 +357,38 @@ class DeploymentQueueActor(RefusingActor):
             self.queue.put(stored)
 
     async def _dispatch(self, now: float) -> None:
-        """Hand what is deliverable to the waiting polls, oldest poll first."""
+        """Hand what is deliverable to the waiting polls, oldest poll first;
+        answer those whose agent was retired."""
         for waiter in list(self.waiters):
             if waiter.abandoned:
                 self.waiters.remove(waiter)
                 continue
-            delivery = await self._take(now, waiter.min_rank, waiter.skip)
+            if not self._active(waiter):
+                self.waiters.remove(waiter)
+                _retire(waiter)
+                continue
+            delivery = await self._take_for(waiter, now)
             if delivery is None:
+                if waiter.abandoned or waiter.retired:
+                    self.waiters.remove(waiter)
                 continue
             self.waiters.remove(waiter)
             waiter.delivery = delivery
             waiter.ready.set()
 
-    async def _undeliverable(self, delivery: Delivery, now: float) -> None:
+    async def _undeliverable(self, delivery: Delivery, reason: str, now: float) -> None:
         if isinstance(delivery, CancelNotice):
             self.queue.notice_again(delivery.command_id)
             await self._dispatch(now)
             return
         command = self.queue.get(delivery.id)
-        if command is not None and command.status is CommandStatus.SENT:
-            await self._change(command, CommandEvent.RETURN, now, None, {"reason": "the poll closed before delivery"})
+        if command is None or command.status is not CommandStatus.SENT:
+            return  # finished, or reported on by the agent meanwhile: it has it
+        if reason == NOT_ACKNOWLEDGED and _returned_for(command, NOT_ACKNOWLEDGED):
+            await self._change(command, CommandEvent.FAIL, now, None, {"error": UNACKNOWLEDGED_TWICE},
+                               error=UNACKNOWLEDGED_TWICE)
+            return
+        await self._change(command, CommandEvent.RETURN, now, None, {"reason": reason})
 
     async def _report(self, report: CommandReport, agent_id: str, now: float) -> tuple[Command | None, bool]:
         if report.command_id.startswith(cancel_notice_id("")):
@@ -361,6 +449,16 @@ class DeploymentQueueActor(RefusingActor):
         for waiter in self.waiters:
             waiter.ready.set()  # nothing for them: they answer 204 at once
         self.waiters.clear()
+
+
+def _retire(waiter: Waiter) -> None:
+    """Answer a poll whose agent is no longer the deployment's: it gets nothing."""
+    waiter.retired = True
+    waiter.ready.set()
+
+
+def _returned_for(command: Command, reason: str) -> bool:
+    return any(h.event is CommandEvent.RETURN and (h.detail or {}).get("reason") == reason for h in command.history)
 
 
 def _same_outcome(stored: Command, report: CommandReport) -> bool:

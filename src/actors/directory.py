@@ -31,7 +31,7 @@ from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import (
     AgentDirectory, AgentRecord, AgentStatus, Deployment, hash_token, token_matches,
 )
-from trioscope.runtime import ActorRef, MailboxFull, Published
+from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published
 from trioscope.store import AuditEntry, ForgetAgents, SaveAgent, SaveDeployment, SqliteReader, StoreReader
 
 from .notifier import publish
@@ -101,13 +101,21 @@ class PruneRetired:
     with how many this batch forgot (another batch follows while there are more)."""
 
 
+@attrs.frozen
+class AgentsRetired:
+    """Told to a deployment's queue actor (if it runs) once an agent of the
+    deployment was decommissioned or replaced, after that was published: its
+    waiting polls end now rather than at their timeout or the next hand-out."""
+
+
 class DirectoryActor(RefusingActor):
     def __init__(self, settings: Settings, *, store_path: str, reader: StoreReader,
                  notifier_path: str | None = None, clock: Callable[[], float] = time.time,
-                 published: Published[AgentDirectory] | None = None) -> None:
+                 published: Published[AgentDirectory] | None = None, queues_path: str | None = None) -> None:
         self.settings = settings
         self.store_path = store_path
         self.notifier_path = notifier_path
+        self.queues_path = queues_path
         self.reader = reader
         self.clock = clock
         self.directory = AgentDirectory()
@@ -136,7 +144,24 @@ class DirectoryActor(RefusingActor):
         answer = await self._serve(message, now)
         if isinstance(message, _CHANGES) or (isinstance(message, PruneRetired) and answer):
             self.published.publish(self.directory.snapshot())  # before the answer: read-your-writes
+        if isinstance(message, Decommission):
+            self._tell_queue(answer.deployment_hash)
+        elif isinstance(message, RegisterAgent):
+            self._tell_queue(answer[0].deployment_hash)  # it replaced the deployment's earlier agents
         return answer
+
+    def _tell_queue(self, deployment_hash: str) -> None:
+        """``AgentsRetired`` to the deployment's queue actor, if it runs (a
+        stopped one has no waiting polls). If the tell is lost, the queue still
+        finds out at its next hand-out, from the published snapshot."""
+        if self.queues_path is None:
+            return
+        try:
+            queue = self.context.system.lookup(self.queues_path).child(deployment_hash)
+            if queue is not None:
+                queue.tell(AgentsRetired())
+        except (ActorNotFound, ActorStopped, MailboxFull):
+            pass
 
     async def _serve(self, message: Any, now: float) -> Any:
         d = self.directory

@@ -16,10 +16,11 @@ import orjson
 import trio
 from quart import Blueprint, Response, request
 
-from trioscope.actors.deployment_queue import Poll, Report, Undeliverable, Waiter, Withdraw
+from trioscope.actors.deployment_queue import POLL_CLOSED, Poll, Report, Undeliverable, Waiter, Withdraw
 from trioscope.actors.directory import RegisterAgent
 from trioscope.actors.refusals import EnrollmentRefused, ask_or_refuse
 from trioscope.domain.commands import AgentRegistration, CommandReport, Delivery, Priority
+from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.domain.report import InvalidDocument, decode
 from trioscope.runtime import ActorStopped, MailboxFull
 
@@ -94,23 +95,35 @@ def _poll_arguments() -> tuple[int, int, str | None]:
     return timeout, min_rank, last
 
 
-async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, skip: str | None) -> Delivery | None:
-    """Hold a poll until a command is handed to it or ``timeout`` passes.
+class AgentRetired(Exception):
+    """The polling agent was decommissioned or replaced while its poll waited."""
+
+
+async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, skip: str | None,
+                           agent_id: str | None = None) -> Delivery | None:
+    """Hold a poll of agent ``agent_id`` until a command is handed to it or
+    ``timeout`` passes.
 
     The hand-off is safe both ways: the queue actor commits ``sent`` before it
     hands a command over; and however this poll ends (answered, cancelled
     because the client went away, its ask timed out), the waiter is marked
     abandoned at once, so the actor gives it nothing later, and a command it
-    was given but could not pass on is queued again.
+    was given but could not pass on is queued again. Nothing is handed over
+    once the agent is no longer the deployment's active agent.
+
+    Raises:
+        AgentRetired: the agent was decommissioned or replaced (before the poll
+            reached the queue or while it waited); ``retired_refusal`` says how
+            a new request of the agent is refused.
     """
-    waiter = Waiter(min_rank=min_rank, skip=skip)
+    waiter = Waiter(min_rank=min_rank, skip=skip, agent_id=agent_id)
     taken = False
     try:
         with trio.CancelScope(shield=True):
             # A poll is willing to wait its whole timeout, also for a queue actor
             # that is still starting (many agents reconnecting at once).
             delivery = await ask_queue(deployment_hash, Poll(waiter), timeout=max(10.0, timeout))
-        if delivery is None:
+        if delivery is None and not waiter.retired:
             polls = services().polls
             polls.add(waiter)
             try:
@@ -120,6 +133,8 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
                 polls.discard(waiter)
             delivery = waiter.delivery
         taken = True
+        if waiter.retired:
+            raise AgentRetired()
         return delivery  # type: ignore[no-any-return]
     finally:
         # No checkpoint between reading ``delivery`` and this: the actor cannot
@@ -127,8 +142,25 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
         waiter.abandoned = True
         if not taken and waiter.delivery is not None:
             give_back(deployment_hash, waiter.delivery)
-        elif waiter.delivery is None:
+        elif waiter.delivery is None and not waiter.retired:
             _forget(deployment_hash, waiter)
+
+
+async def credentials_failure(token: str | None, deployment_hash: str, agent_id: str) -> AgentAuthFailure | None:
+    """Why a new request of the agent with ``token`` would be refused now (None: it would not)."""
+    answer = (await _gate.directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=agent_id)
+    return answer if isinstance(answer, AgentAuthFailure) else None
+
+
+async def retired_refusal(token: str | None, deployment_hash: str, agent_id: str) -> ApiError:
+    """The answer to a poll whose agent was retired while it waited: the same
+    as a new request of the agent gets (410 decommissioned, 401 for a token that
+    no longer exists), audited as such."""
+    failure = await credentials_failure(token, deployment_hash, agent_id) or AgentAuthFailure.DECOMMISSIONED
+    deployment = (await _gate.directory()).deployments.get(deployment_hash)
+    return _gate.refuse(failure.status, failure.code, failure.message, action="auth.failure",
+                        tenant=deployment.tenant if deployment is not None else None, actor=f"agent:{agent_id}",
+                        deployment_hash=deployment_hash)
 
 
 def _forget(deployment_hash: str, waiter: Waiter) -> None:
@@ -141,12 +173,12 @@ def _forget(deployment_hash: str, waiter: Waiter) -> None:
             pass  # it is skipped as abandoned anyway
 
 
-def give_back(deployment_hash: str, delivery: Delivery) -> None:
-    """A delivered command did not reach the agent: queue it again."""
+def give_back(deployment_hash: str, delivery: Delivery, reason: str = POLL_CLOSED) -> None:
+    """A delivered command did not reach the agent: queue it again (``reason`` goes in its history)."""
     ref = services().queues.child(deployment_hash)
     if ref is not None:
         try:
-            ref.tell(Undeliverable(delivery))
+            ref.tell(Undeliverable(delivery, reason))
         except (MailboxFull, ActorStopped):  # it times out instead, and is reported so
             log.warning("could not return undelivered command to %s", deployment_hash)
 
@@ -154,9 +186,12 @@ def give_back(deployment_hash: str, delivery: Delivery) -> None:
 @blueprint.get("/api/v1/agent/commands/wait/<deployment_hash>")
 async def wait(deployment_hash: str) -> Response:
     """Long-poll for the next command: 200 with it, 204 when none came in time."""
-    await _gate.agent(deployment_hash, b"")
+    agent = await _gate.agent(deployment_hash, b"")
     timeout, min_rank, skip = _poll_arguments()
-    delivery = await wait_for_command(deployment_hash, timeout, min_rank, skip)
+    try:
+        delivery = await wait_for_command(deployment_hash, timeout, min_rank, skip, agent.id)
+    except AgentRetired:
+        raise await retired_refusal(_gate.bearer(), deployment_hash, agent.id) from None
     if delivery is None:
         return Response(b"", status=204, headers={"Cache-Control": "no-cache"})
     view = delivery_view(delivery, deployment_hash)

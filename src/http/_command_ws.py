@@ -8,19 +8,37 @@ up in proxy logs, so the token may come as subprotocols instead: offer
 ``trioscope`` and ``bearer.<token>``; the server chooses ``trioscope``.
 
 ``/ws/agent/{deployment_hash}?token=``: an agent receives its commands and sends
-progress and results over one socket instead of long-polling. Commands come
-from the same queue actor in the same order, one at a time as with polls.
-Each message the agent sends is signed like its HTTP requests::
+progress and results over one socket instead of long-polling. The agent token
+comes as ``?token=`` or in an Authorization header. Messages:
+
+- server → agent ``{"type": "command", "item": {...}, "command": {...}}``; the
+  agent answers ``{"type": "received", "command_id": "<item.command_id>"}`` as
+  soon as it has it (a report of the command counts too). Commands come from
+  the same queue actor in the same order, one at a time: the next one once the
+  agent acknowledged this one. One not acknowledged within ``ACK_DEADLINE``
+  goes back to the queue for the next poll or socket (its history says "not
+  acknowledged by the agent socket") and this socket closes with 1008, as it
+  evidently does not reach the agent; a command not acknowledged a second time
+  fails with ``deployment_queue.UNACKNOWLEDGED_TWICE``, rather than reaching an
+  agent a third time unseen.
+- agent → server reports, signed like its HTTP requests::
 
     {"type": "report", "request_id": "<uuid>", "timestamp": <unix seconds>,
      "signature": "<base64 HMAC-SHA256 of body keyed by the agent token>",
      "body": "<the report JSON, as a string>"}
 
-and is answered ``{"type": "ack", "request_id", "status", "error"?}``. The
-server sends ``{"type": "command", "item": {...}, "command": {...}}``. The agent
-token comes as ``?token=`` or in an Authorization header. The credentials are
-checked again before every command: a decommissioned or re-enrolled agent's
-socket closes with 4000 + the status its requests get (4410, 4401).
+  each answered ``{"type": "ack", "request_id", "status", "error"?}``.
+- server → agent ``{"type": "ping"}`` every ``websocket.ping_interval``, answered
+  ``{"type": "pong"}``; after two unanswered pings the socket closes with 1008
+  (a pong proves the server's messages arrive, which a report does not). The
+  agent may send ``{"type": "ping"}`` too and gets a ``pong``.
+- ``received``, ``ping`` and ``pong`` are not signed: they only concern this
+  socket, whose handshake was.
+
+A decommissioned or re-enrolled agent's socket closes at once with 4000 + the
+status its requests get (4410; 4401 for a token that no longer exists): the
+queue actor answers the socket's waiting poll when the directory retires the
+agent, and checks the agent again before each command.
 """
 
 from __future__ import annotations
@@ -29,15 +47,16 @@ import itertools
 import logging
 from typing import Any
 
+import attrs
 import orjson
 import trio
 from quart import Blueprint, Response, websocket
 from werkzeug.datastructures import Headers
 
 from trioscope.actors.client import GOING_AWAY, POLICY_VIOLATION, ClientLink
-from trioscope.actors.deployment_queue import Report
+from trioscope.actors.deployment_queue import NOT_ACKNOWLEDGED, Report
 from trioscope.actors.notifier import event_client_spec
-from trioscope.domain.commands import CommandReport
+from trioscope.domain.commands import CommandReport, Delivery
 from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.domain.principals import Permission
 from trioscope.domain.report import InvalidDocument, decode
@@ -45,7 +64,7 @@ from trioscope.runtime import ActorFailed
 from trioscope.system import NOTIFIER
 
 from . import _gate
-from ._agent_api import give_back, wait_for_command
+from ._agent_api import AgentRetired, credentials_failure, give_back, wait_for_command
 from ._command_views import delivery_view
 from ._commands import ask_queue
 from ._errors import REFUSALS, UNAVAILABLE, ApiError, error_response, refusal_status
@@ -59,6 +78,9 @@ CLOSE_TIMEOUT = 5.0
 REFUSAL_TYPES = tuple(REFUSALS)
 UNAVAILABLE_TYPES = tuple(UNAVAILABLE)
 AGENT_POLL = 60.0
+ACK_DEADLINE = 10.0
+"""Seconds an agent socket has to acknowledge a command (``received``, or a
+report of it) before the command goes back to the queue and the socket closes."""
 MAX_AGENT_MESSAGE = 1024 * 1024
 MAX_WEBSOCKET_MESSAGE = MAX_AGENT_MESSAGE + 64 * 1024
 """Hypercorn's limit: a frame over it closes the socket with 1009 before any
@@ -99,10 +121,12 @@ async def agent_channel(deployment_hash: str) -> Response | None:
     await websocket.accept()
     link = ClientLink(64)
     s.links.add(link)
+    channel = _AgentChannel(agent.id, agent.deployment_hash, token, link)
     try:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_deliver_commands, agent.id, deployment_hash, token, link)
-            nursery.start_soon(_receive_reports, agent.id, agent.deployment_hash, token, link)
+            nursery.start_soon(channel.deliver_commands)
+            nursery.start_soon(channel.receive)
+            nursery.start_soon(channel.ping, s.settings.websocket.ping_interval)
             await link.closed.wait()
             nursery.cancel_scope.cancel()
         with trio.move_on_after(CLOSE_TIMEOUT):
@@ -112,60 +136,145 @@ async def agent_channel(deployment_hash: str) -> Response | None:
     return None
 
 
-async def _deliver_commands(agent_id: str, deployment_hash: str, token: str, link: ClientLink) -> None:
-    while True:
-        if not await _enrolled(agent_id, deployment_hash, token, link):
-            return
-        try:
-            delivery = await wait_for_command(deployment_hash, AGENT_POLL, 0, None)
-        except (*UNAVAILABLE_TYPES, ActorFailed):
-            await trio.sleep(1)  # the queue is swamped, restarting or failing: try again, as a polling agent would
-            continue
-        if delivery is None:
-            if link.closed.is_set():
+@attrs.define(eq=False)
+class _AgentChannel:
+    """One agent socket: the command it waits to hear acknowledged, and its pings."""
+
+    agent_id: str
+    deployment_hash: str
+    token: str
+    link: ClientLink
+    pending: str | None = None
+    """The id (``item.command_id``) of the command sent and not acknowledged yet."""
+    acknowledged: trio.Event = attrs.field(factory=trio.Event)
+    unanswered_pings: int = 0
+
+    async def deliver_commands(self) -> None:
+        while True:
+            if not await self._enrolled():
                 return
-            continue
-        # The agent may have been decommissioned (or re-enrolled) while it waited.
-        if link.closed.is_set() or not await _enrolled(agent_id, deployment_hash, token, link):
-            give_back(deployment_hash, delivery)
-            return
-        view = delivery_view(delivery, deployment_hash)
+            try:
+                delivery = await wait_for_command(self.deployment_hash, AGENT_POLL, 0, None, self.agent_id)
+            except AgentRetired:
+                if await self._enrolled():  # cannot be: the queue saw it retired in the same snapshot
+                    self.link.close(4410, "agent_decommissioned")
+                return
+            except (*UNAVAILABLE_TYPES, ActorFailed):
+                await trio.sleep(1)  # the queue is swamped, restarting or failing: try again, as a polling agent would
+                continue
+            if delivery is None:
+                if self.link.closed.is_set():
+                    return
+                continue
+            if self.link.closed.is_set():
+                give_back(self.deployment_hash, delivery)
+                return
+            if not await self._deliver(delivery):
+                return
+
+    async def _deliver(self, delivery: Delivery) -> bool:
+        """Send one command and wait for its acknowledgement; False (and the
+        socket closing) if none came in time."""
+        view = delivery_view(delivery, self.deployment_hash)
+        self.pending, self.acknowledged = view["command_id"], trio.Event()
         try:
-            await websocket.send(orjson.dumps({"type": "command", "item": view, "command": view}).decode())
+            # The send is within the deadline too: a peer that reads nothing
+            # stops taking frames once the buffers fill.
+            with trio.move_on_after(ACK_DEADLINE):
+                await websocket.send(orjson.dumps({"type": "command", "item": view, "command": view}).decode())
+                await self.acknowledged.wait()
         except BaseException:
-            give_back(deployment_hash, delivery)
+            if not self.acknowledged.is_set():  # (set, it is the agent's: never queued again)
+                give_back(self.deployment_hash, delivery)
             raise
-
-
-async def _enrolled(agent_id: str, deployment_hash: str, token: str, link: ClientLink) -> bool:
-    """Whether the socket's credentials still hold; if not, the socket closes
-    (4000 + the HTTP status a request would get: 4410 once decommissioned)."""
-    answer = (await _gate.directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=agent_id)
-    if isinstance(answer, AgentAuthFailure):
-        link.close(4000 + answer.status, answer.code)
+        finally:
+            self.pending = None
+        if self.acknowledged.is_set():
+            return True
+        give_back(self.deployment_hash, delivery, NOT_ACKNOWLEDGED)
+        log.info("agent %s did not acknowledge command %s within %ss: closing its socket", self.agent_id,
+                 view["command_id"], int(ACK_DEADLINE), extra={"event": "command_not_acknowledged"})
+        if await self._enrolled():  # a retired agent's socket closes as such
+            self.link.close(POLICY_VIOLATION, "command not acknowledged")
         return False
-    return True
+
+    def _acknowledge(self, command_id: str) -> None:
+        if command_id == self.pending:
+            self.acknowledged.set()
+
+    async def _enrolled(self) -> bool:
+        """Whether the socket's credentials still hold; if not, the socket closes
+        (4000 + the HTTP status a request would get: 4410 once decommissioned)."""
+        failure = await credentials_failure(self.token, self.deployment_hash, self.agent_id)
+        if failure is not None:
+            self.link.close(4000 + failure.status, failure.code)
+            return False
+        return True
+
+    async def ping(self, interval: float) -> None:
+        """Ping every ``interval``; close after two pings went unanswered. One
+        sleeping task per socket: no polling."""
+        while True:
+            await trio.sleep(interval)
+            if self.unanswered_pings >= 2:
+                self.link.close(POLICY_VIOLATION, "no pong to two pings")
+                return
+            self.unanswered_pings += 1
+            with trio.move_on_after(interval) as stuck:
+                await websocket.send(_PING)
+            if stuck.cancelled_caught:
+                self.link.close(POLICY_VIOLATION, "no pong to two pings")  # it takes nothing: as good as no pong
+                return
+
+    async def receive(self) -> None:
+        while True:
+            data = await websocket.receive()
+            answer = await self._handle(data)
+            if answer is None:
+                continue
+            await websocket.send(orjson.dumps(answer).decode())
+            if answer.get("close"):
+                self.link.close(POLICY_VIOLATION, answer["error"]["code"])
+                return
+
+    async def _handle(self, data: str | bytes) -> dict[str, Any] | None:
+        """The answer to one message from the agent (None: none is sent)."""
+        if len(data) > MAX_AGENT_MESSAGE:
+            return _nack(None, 413, "message_too_large", f"messages are at most {MAX_AGENT_MESSAGE} bytes")
+        try:
+            envelope = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            return _nack(None, 400, "invalid_json", f"message is not valid JSON: {exc}")
+        kind = envelope.get("type") if isinstance(envelope, dict) else None
+        if kind == "pong":
+            self.unanswered_pings = 0
+            return None
+        if kind == "ping":
+            return {"type": "pong"}
+        if kind == "received":
+            command_id = envelope.get("command_id")
+            if not isinstance(command_id, str):
+                return _nack(None, 400, "invalid_message", "$.command_id: must be the id of the command received")
+            self._acknowledge(command_id)  # one not pending (late, repeated) changes nothing
+            return None
+        if kind != "report" or not isinstance(envelope.get("body"), str):
+            return _nack(None, 400, "invalid_message", '$: must be {"type": "report", "body": "<report JSON>", ...}, '
+                         '{"type": "received", "command_id": ...}, {"type": "pong"} or {"type": "ping"}')
+        answer, command_id = await _handle_agent_message(self.agent_id, self.deployment_hash, self.token, envelope)
+        if command_id is not None:
+            self._acknowledge(command_id)  # the agent reports on it: it has it
+        return answer
 
 
-async def _receive_reports(agent_id: str, deployment_hash: str, token: str, link: ClientLink) -> None:
-    while True:
-        data = await websocket.receive()
-        answer = await _handle_agent_message(agent_id, deployment_hash, token, data)
-        await websocket.send(orjson.dumps(answer).decode())
-        if answer.get("close"):
-            link.close(POLICY_VIOLATION, answer["error"]["code"])
-            return
+_PING = orjson.dumps({"type": "ping"}).decode()
 
 
-async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str, data: str | bytes) -> dict[str, Any]:
-    if len(data) > MAX_AGENT_MESSAGE:
-        return _nack(None, 413, "message_too_large", f"messages are at most {MAX_AGENT_MESSAGE} bytes")
-    try:
-        envelope = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        return _nack(None, 400, "invalid_json", f"message is not valid JSON: {exc}")
-    if not isinstance(envelope, dict) or envelope.get("type") != "report" or not isinstance(envelope.get("body"), str):
-        return _nack(None, 400, "invalid_message", '$: must be {"type": "report", "body": "<report JSON>", ...}')
+async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str, envelope: dict[str, Any]
+                                ) -> tuple[dict[str, Any], str | None]:
+    """The ``ack`` of one signed report, and the id of the command it reports
+    on if it came from the agent (signed) and was readable, even if refused: it
+    proves the agent has that command."""
+    reported: str | None = None
     request_id = envelope.get("request_id")
     headers = Headers({"X-Agent-Id": agent_id, "X-Timestamp": str(envelope.get("timestamp", "")),
                        "X-Request-Id": str(request_id or ""), "X-Agent-Signature": str(envelope.get("signature", ""))})
@@ -175,23 +284,24 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
         try:
             report = decode(orjson.loads(body), CommandReport)
         except (orjson.JSONDecodeError, InvalidDocument) as exc:
-            return _nack(request_id, 400, "invalid_report", str(exc))
+            return _nack(request_id, 400, "invalid_report", str(exc)), None
         if report.deployment_hash != deployment_hash:
-            return _nack(request_id, 403, "wrong_deployment", "the report names another deployment")
+            return _nack(request_id, 403, "wrong_deployment", "the report names another deployment"), None
+        reported = report.command_id
         _, changed = await ask_queue(deployment_hash, Report(report, agent_id))
     except ApiError as exc:
         answer = _nack(request_id, exc.status, exc.code, exc.message)
         answer["close"] = exc.status in (401, 403, 410) and exc.code not in _ONE_MESSAGE_REFUSALS
-        return answer
+        return answer, reported
     except REFUSAL_TYPES as exc:  # 404, 409: answered, the socket stays open
         status, code = refusal_status(exc)
-        return _nack(request_id, status, code, str(exc))
+        return _nack(request_id, status, code, str(exc)), reported
     except UNAVAILABLE_TYPES as exc:  # as HTTP's 503: the agent sends the report again
         code, message = UNAVAILABLE[type(exc)]
-        return _nack(request_id, 503, code, message)
+        return _nack(request_id, 503, code, message), reported
     except ActorFailed:  # the queue actor crashed on it (and logged why); it has restarted
-        return _nack(request_id, 500, "internal_error", "internal error; the server log has the details")
-    return {"type": "ack", "request_id": request_id, "status": "accepted" if changed else "duplicate"}
+        return _nack(request_id, 500, "internal_error", "internal error; the server log has the details"), reported
+    return {"type": "ack", "request_id": request_id, "status": "accepted" if changed else "duplicate"}, reported
 
 
 _ONE_MESSAGE_REFUSALS = frozenset(failure.code for failure in (

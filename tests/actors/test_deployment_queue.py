@@ -1,20 +1,27 @@
-"""The deployment queue actor with the real store: crashes lose nothing, and a
-command goes to exactly one poll."""
+"""The deployment queue actor with the real store: crashes lose nothing, a
+command goes to exactly one poll, and never to an agent that was retired."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
 
 import attrs
 import trio
 import pytest
 
 from tests.conftest import settings_in
-from trioscope.actors.deployment_queue import Create, Poll, Snapshot, Undeliverable, Waiter, Withdraw, queue_spec
-from trioscope.actors.directory import CreateDeployment
-from trioscope.domain.commands import Command, CommandStatus, Priority, new_command
-from trioscope.runtime import ActorRef, open_actor_system
-from trioscope.store import AuditEntry, SqliteReader, StoreReader
+from trioscope.actors.deployment_queue import (
+    AGENT_RETIRED, NOT_ACKNOWLEDGED, POLL_CLOSED, UNACKNOWLEDGED_TWICE, Create, Poll, Snapshot, Undeliverable, Waiter,
+    Withdraw, queue_spec,
+)
+from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken, RegisterAgent
+from trioscope.actors.store import Commit
+from trioscope.domain.commands import AgentRegistration, Command, CommandStatus, Priority, new_command
+from trioscope.runtime import Actor, ActorRef, ActorSpec, open_actor_system
+from trioscope.store import AuditEntry, SaveCommand, SqliteReader, StoreReader
 from trioscope.system import DIRECTORY, QUEUES, STORE, database_path, supervision_tree
 
 
@@ -205,3 +212,170 @@ def test_the_timer_wakes_for_deadlines_and_for_due_commands_only_with_a_poll_wai
     assert actor._next_wake(now) == now  # a poll waits and one is due: hand it over
     actor.queue.take(now)  # handed over; the scheduled one is next
     assert actor._next_wake(now) == later.scheduled_for
+
+
+# ---- polls name their agent: nothing goes to one that was decommissioned or replaced ----------
+
+@attrs.define
+class Gate:
+    held: trio.Event = attrs.field(factory=trio.Event)
+    opened: trio.Event = attrs.field(factory=trio.Event)
+
+
+class GatedStore(Actor):
+    """Passes commits on to the store, holding the first that marks a command
+    sent until the gate opens: a test can act while ``sent`` is being committed."""
+
+    def __init__(self, store: ActorRef, gate: Gate) -> None:
+        self.store = store
+        self.gate = gate
+
+    async def handle(self, message: Any) -> None:
+        if isinstance(message, Commit) and not self.gate.held.is_set() and any(
+                isinstance(w, SaveCommand) and w.command.status is CommandStatus.SENT for w in message.writes):
+            self.gate.held.set()
+            await self.gate.opened.wait()
+        await self.store.send(message)
+
+
+@attrs.define
+class Enrolled:
+    deployment_hash: str
+    queue: ActorRef
+    directory: ActorRef
+    reader: StoreReader
+    agent_id: str
+    gate: Gate
+
+    async def decommission(self, agent_id: str) -> None:
+        await self.directory.ask(Decommission(agent_id, audit("agent.decommission")))
+
+    async def enroll(self) -> str:
+        """Enroll a new agent for the deployment (retiring the earlier ones); its id."""
+        token = await self.directory.ask(NewEnrollmentToken(self.deployment_hash, audit("deployment.enrollment")))
+        return await enroll(self.directory, self.deployment_hash, token)
+
+
+async def enroll(directory: ActorRef, deployment_hash: str, token: str) -> str:
+    agent, _ = await directory.ask(RegisterAgent(AgentRegistration(deployment_hash=deployment_hash), token,
+                                                 audit("agent.register")))
+    return agent.id  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def open_enrolled(settings, *, name: str | None = None, gated: bool = False) -> AsyncIterator[Enrolled]:
+    """A deployment with an enrolled agent, and its queue actor reading the
+    directory (named ``name`` instead of the hash: the directory cannot find it;
+    ``gated``: its commits of ``sent`` can be held)."""
+    reader = StoreReader(database_path(settings))
+    async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
+        directory = system.lookup(DIRECTORY)
+        deployment, token = await directory.ask(CreateDeployment("t", "u", {}, audit("deployment.create")))
+        agent_id = await enroll(directory, deployment.hash, token)
+        gate = Gate()
+        store = system.lookup(STORE)
+        if gated:
+            real = system.lookup(STORE)
+            store = system.lookup(QUEUES).ensure_child(ActorSpec(name="gated-store", factory=lambda: GatedStore(real, gate)))
+        spec = queue_spec(deployment.hash, settings, store=store, reader=reader, directory_path=DIRECTORY)
+        if name is not None:
+            spec = attrs.evolve(spec, name=name)
+        yield Enrolled(deployment.hash, system.lookup(QUEUES).ensure_child(spec), directory, reader, agent_id, gate)
+
+
+@pytest.fixture
+async def enrolled(settings):
+    async with open_enrolled(settings) as opened:
+        yield opened
+
+
+async def test_a_decommissioned_agents_waiting_poll_is_answered_at_once_and_gets_nothing(enrolled) -> None:
+    e: Enrolled = enrolled
+    waiting = Waiter(agent_id=e.agent_id)
+    assert await e.queue.ask(Poll(waiting)) is None
+    await e.decommission(e.agent_id)
+    with trio.fail_after(5):  # the directory tells the queue: no timer, no next command needed
+        await waiting.ready.wait()
+    assert waiting.retired and waiting.delivery is None
+    await e.queue.ask(Create(command(e.deployment_hash, 1), audit("command.create")))
+    assert waiting.delivery is None
+    late = Waiter(agent_id=e.agent_id)  # a poll that reaches the queue after the decommission
+    assert await e.queue.ask(Poll(late)) is None
+    assert late.retired and late.ready.is_set()
+    assert [(c.id, c.status) for c in await e.queue.ask(Snapshot())] == [("cmd_1", CommandStatus.QUEUED)]
+
+
+async def test_a_replaced_agents_waiting_poll_is_answered_and_the_new_agents_poll_gets_the_command(enrolled) -> None:
+    e: Enrolled = enrolled
+    old = Waiter(agent_id=e.agent_id)
+    assert await e.queue.ask(Poll(old)) is None
+    new_agent = await e.enroll()
+    with trio.fail_after(5):
+        await old.ready.wait()
+    assert old.retired
+    new = Waiter(agent_id=new_agent)
+    assert await e.queue.ask(Poll(new)) is None
+    await e.queue.ask(Create(command(e.deployment_hash, 2), audit("command.create")))
+    assert old.delivery is None
+    assert new.delivery is not None and new.delivery.id == "cmd_2"
+
+
+async def test_without_word_from_the_directory_the_next_hand_out_skips_a_retired_agents_poll(settings) -> None:
+    # A queue the directory cannot find (as if its tell were lost): the
+    # published snapshot, read at hand-out, is what keeps the command back.
+    async with open_enrolled(settings, name="elsewhere") as e:
+        waiting = Waiter(agent_id=e.agent_id)
+        assert await e.queue.ask(Poll(waiting)) is None
+        await e.decommission(e.agent_id)
+        assert not waiting.ready.is_set()
+        await e.queue.ask(Create(command(e.deployment_hash, 3), audit("command.create")))
+        assert waiting.retired and waiting.delivery is None
+        assert (await e.reader.call(SqliteReader.command, "cmd_3")).status is CommandStatus.QUEUED
+
+
+async def test_an_agent_retired_while_sent_is_committed_gets_nothing_and_the_command_is_queued_again(settings) -> None:
+    async with open_enrolled(settings, gated=True) as e:
+        waiting = Waiter(agent_id=e.agent_id)
+        assert await e.queue.ask(Poll(waiting)) is None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(e.queue.ask, Create(command(e.deployment_hash, 4), audit("command.create")))
+            with trio.fail_after(5):
+                await e.gate.held.wait()  # ``sent`` is being committed
+            await e.decommission(e.agent_id)
+            e.gate.opened.set()
+        assert waiting.retired and waiting.delivery is None
+        stored = await e.reader.call(SqliteReader.command, "cmd_4")
+        assert stored.status is CommandStatus.QUEUED
+        assert [(h.event.value, h.detail) for h in stored.history[1:]] == [
+            ("deliver", None), ("return", {"reason": AGENT_RETIRED})]
+
+
+async def test_a_poll_that_ends_while_sent_is_committed_leaves_the_command_queued(settings) -> None:
+    # It was handed over anyway, to a poll that had answered already: the
+    # command stayed ``sent`` with nobody to run it until it timed out.
+    async with open_enrolled(settings, gated=True) as e:
+        ending = Waiter(agent_id=e.agent_id)
+        assert await e.queue.ask(Poll(ending)) is None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(e.queue.ask, Create(command(e.deployment_hash, 5), audit("command.create")))
+            with trio.fail_after(5):
+                await e.gate.held.wait()
+            ending.abandoned = True  # its request timed out meanwhile
+            e.gate.opened.set()
+        assert ending.delivery is None
+        stored = await e.reader.call(SqliteReader.command, "cmd_5")
+        assert stored.status is CommandStatus.QUEUED
+        assert [h.detail for h in stored.history[1:]] == [None, {"reason": POLL_CLOSED}]
+        assert (await e.queue.ask(Poll(Waiter(agent_id=e.agent_id)))).id == "cmd_5"
+
+
+async def test_a_command_not_acknowledged_twice_fails_instead_of_going_round_again(queue) -> None:
+    deployment_hash, ref, reader, _ = queue
+    await ref.ask(Create(command(deployment_hash, 6), audit("command.create")))
+    await ref.ask(Undeliverable(await ref.ask(Poll(Waiter())), NOT_ACKNOWLEDGED))
+    once = await reader.call(SqliteReader.command, "cmd_6")
+    assert once.status is CommandStatus.QUEUED and once.history[-1].detail == {"reason": NOT_ACKNOWLEDGED}
+    await ref.ask(Undeliverable(await ref.ask(Poll(Waiter())), NOT_ACKNOWLEDGED))
+    twice = await reader.call(SqliteReader.command, "cmd_6")
+    assert (twice.status, twice.error) == (CommandStatus.FAILED, UNACKNOWLEDGED_TWICE)
+    assert [h.event.value for h in twice.history[1:]] == ["deliver", "return", "deliver", "fail"]

@@ -20,7 +20,6 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 
 from tests.integration.test_commands import Operator, fresh, setup
 from tests.server_process import ServerProcess
-from tests.status_agent import signature
 
 
 @pytest.fixture(scope="module")
@@ -84,28 +83,21 @@ async def test_a_browser_can_offer_the_token_as_a_subprotocol_instead_of_in_the_
     assert rejected.value.status_code == 401
 
 
-def _signed(agent: Any, body: bytes) -> dict[str, Any]:
-    return {"type": "report", "request_id": str(uuid.uuid4()), "timestamp": int(time.time()),
-            "signature": signature(agent.token, body), "body": body.decode()}
-
-
 async def test_an_agent_takes_commands_and_reports_over_one_socket(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await setup(server, client)
-        headers = list(agent.headers(b"").items())
-        url = ws_url(server, f"/ws/agent/{agent.deployment_hash}?token={agent.token}")
-        async with open_websocket_url(url, extra_headers=[(k.encode(), v.encode()) for k, v in headers]) as ws:
+        async with agent.socket(token_in_url=False) as ws:  # the token in the Authorization header
             first = await operator.command(client, agent.deployment_hash, priority="low")
-            message = await next_event(ws, "command")
+            message = await ws.message("command")
             assert message["item"]["command_id"] == first["command_id"]
             body = agent.report_body(first["command_id"], "success", result={"exit_code": 0})
-            await ws.send_message(json.dumps(_signed(agent, body)))
-            ack = await next_event(ws, "ack")
-            assert ack["status"] == "accepted"
-            forged = {**_signed(agent, body), "signature": "A" * 43 + "="}
-            await ws.send_message(json.dumps(forged))
-            refused = await next_event(ws, "ack")
+            assert (await ws.report(body))["status"] == "accepted"
+            forged = {**ws.signed(body), "signature": "A" * 43 + "="}
+            await ws.ws.send_message(json.dumps(forged))
+            refused = await ws.message("ack")
             assert refused["status"] == "rejected" and refused["error"]["code"] == "invalid_signature"
+            await ws.ws.send_message('{"type":"ping"}')
+            await ws.message("pong")
         command = await operator.get(client, agent.deployment_hash, first["command_id"])
         assert command["status"] == "completed" and command["result"] == {"exit_code": 0}
 
@@ -119,43 +111,84 @@ async def test_agent_sockets_need_the_agents_token(server: ServerProcess) -> Non
         assert rejected.value.status_code == 401
 
 
-def agent_socket(server: ServerProcess, agent: Any, *, token_in_url: bool = True) -> Any:
-    headers = dict(agent.headers(b""))
-    if token_in_url:
-        headers.pop("Authorization")
-    query = f"?token={agent.token}" if token_in_url else ""
-    return open_websocket_url(ws_url(server, f"/ws/agent/{agent.deployment_hash}{query}"),
-                              extra_headers=[(k.encode(), v.encode()) for k, v in headers.items()])
-
-
-async def test_a_decommissioned_agents_socket_closes_and_gets_no_more_commands(server: ServerProcess) -> None:
+async def test_a_decommissioned_agents_socket_closes_at_once_and_gets_no_more_commands(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await setup(server, client)
-        async with agent_socket(server, agent, token_in_url=False) as ws:  # the token in the header this time
+        async with agent.socket() as ws:
             first = await operator.command(client, agent.deployment_hash)
-            assert (await next_event(ws, "command"))["item"]["command_id"] == first["command_id"]
+            assert (await ws.message("command"))["item"]["command_id"] == first["command_id"]
             admin = attrs.evolve(operator, role="ADMIN")
             response = await client.post(admin.url(agent.deployment_hash, f"/agents/{agent.agent_id}/decommission"),
                                          headers=admin.auth)
             assert response.status_code == 200, response.text
-            later = await operator.command(client, agent.deployment_hash)
             with pytest.raises(ConnectionClosed) as closed:
-                await next_event(ws, "command")
+                await ws.message("command", deadline=10)  # not at the next command, nor the 60 s poll cycle
             assert (closed.value.reason.code, closed.value.reason.reason) == (4410, "agent_decommissioned")
+        later = await operator.command(client, agent.deployment_hash)
         assert (await operator.get(client, agent.deployment_hash, later["command_id"]))["status"] == "queued"
+
+
+async def test_a_replaced_agents_socket_closes_as_its_requests_are_refused(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        async with agent.socket() as ws:
+            token = await client.post(operator.url(agent.deployment_hash, "/enrollment"), headers=operator.auth)
+            registered = await client.post(f"{server.base_url}/api/v1/agent/register", json={
+                "deployment_hash": agent.deployment_hash, "enrollment_token": token.json()["enrollment_token"]})
+            assert registered.status_code == 201, registered.text
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.message("command", deadline=10)
+        refused = await agent.wait(client, timeout=1)
+        assert closed.value.reason.code == 4000 + refused.status_code
+        assert closed.value.reason.reason == refused.json()["error"]["code"]
+
+
+async def test_a_command_the_socket_does_not_acknowledge_goes_to_the_next_poll(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        async with agent.socket(acknowledge=False) as silent:
+            created = await operator.command(client, agent.deployment_hash)
+            assert (await silent.message("command"))["item"]["command_id"] == created["command_id"]
+            polled = await agent.poll(client, timeout=30)  # the socket's ack deadline is 10 s
+            assert polled is not None and polled.command_id == created["command_id"]
+            with pytest.raises(ConnectionClosed) as closed:
+                await silent.message("command")
+            assert closed.value.reason.code == 1008
+        command = await operator.get(client, agent.deployment_hash, created["command_id"])
+        returned = [h for h in command["history"] if h["status"] == "queued"][1:]
+        assert [h["detail"]["reason"] for h in returned] == ["not acknowledged by the agent socket"]
+        assert command["status"] == "sent"
+
+
+async def test_an_agent_socket_that_answers_no_pings_is_closed() -> None:
+    with ServerProcess(["--ws-ping-interval", "1s"]) as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            async with agent.socket(answer_pings=False) as deaf, agent.socket() as alive:
+                taken: list[dict[str, Any]] = []
+
+                async def take_a_command() -> None:  # answering pings meanwhile
+                    taken.append(await alive.message("command", deadline=60))
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(take_a_command)
+                    with pytest.raises(ConnectionClosed) as closed:
+                        await deaf.message("command", deadline=30)
+                    assert (closed.value.reason.code, closed.value.reason.reason) == (1008, "no pong to two pings")
+                    # The socket that answers is still there, and takes commands.
+                    created = await operator.command(client, agent.deployment_hash)
+                assert taken[0]["item"]["command_id"] == created["command_id"]
 
 
 async def test_an_agent_result_over_64_kib_is_answered_not_cut_off(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await setup(server, client)
-        async with agent_socket(server, agent) as ws:
+        async with agent.socket() as ws:
             created = await operator.command(client, agent.deployment_hash)
-            await next_event(ws, "command")
+            await ws.message("command")
             body = agent.report_body(created["command_id"], "success", result={"log": "x" * 200_000})
-            await ws.send_message(json.dumps(_signed(agent, body)))
-            assert (await next_event(ws, "ack"))["status"] == "accepted"
-            await ws.send_message(json.dumps(_signed(agent, b'"' + b"y" * (1024 * 1024) + b'"')))
-            too_large = await next_event(ws, "ack")
+            assert (await ws.report(body))["status"] == "accepted"
+            too_large = await ws.report(b'"' + b"y" * (1024 * 1024) + b'"')
             assert (too_large["status"], too_large["error"]["code"]) == ("rejected", "message_too_large")
         command = await operator.get(client, agent.deployment_hash, created["command_id"])
         assert len(command["result"]["log"]) == 200_000

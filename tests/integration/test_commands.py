@@ -180,6 +180,67 @@ async def test_agent_credentials_are_checked(server: ServerProcess) -> None:
         assert gone.status_code == 410 and gone.json()["error"]["code"] == "agent_decommissioned"
 
 
+async def _hold_poll(client: httpx.AsyncClient, server: ServerProcess, agent: StatusAgent,
+                     nursery: trio.Nursery) -> list[httpx.Response]:
+    """Start a 60 s poll of ``agent`` and return once the server holds it; the
+    list gets its response."""
+    answered: list[httpx.Response] = []
+    before = await _polls_waiting(server)
+
+    async def hold() -> None:
+        answered.append(await agent.wait(client, timeout=60))
+
+    nursery.start_soon(hold)
+    await eventually(lambda: _more_polls_than(server, before), deadline=10)
+    return answered
+
+
+async def _more_polls_than(server: ServerProcess, count: float) -> bool:
+    return await _polls_waiting(server) > count
+
+
+async def _answered(answered: list[httpx.Response]) -> bool:
+    return bool(answered)
+
+
+async def test_a_decommissioned_agents_held_poll_ends_with_410_and_gets_no_later_command(
+        server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        admin = attrs.evolve(operator, role="ADMIN")
+        async with trio.open_nursery() as nursery:
+            held = await _hold_poll(client, server, agent, nursery)
+            response = await client.post(admin.url(agent.deployment_hash, f"/agents/{agent.agent_id}/decommission"),
+                                         headers=admin.auth)
+            assert response.status_code == 200, response.text
+            later = await operator.command(client, agent.deployment_hash)
+            await eventually(lambda: _answered(held), deadline=10)  # well before the poll's 60 s
+        assert held[0].status_code == 410, held[0].text
+        assert held[0].json()["error"]["code"] == "agent_decommissioned"
+        assert (await operator.get(client, agent.deployment_hash, later["command_id"]))["status"] == "queued"
+
+
+async def test_a_replaced_agents_held_poll_ends_and_the_new_agent_gets_the_command(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, old = await setup(server, client)
+        async with trio.open_nursery() as nursery:
+            held = await _hold_poll(client, server, old, nursery)
+            token = await client.post(operator.url(old.deployment_hash, "/enrollment"), headers=operator.auth)
+            assert token.status_code == 201, token.text
+            registered = await client.post(f"{server.base_url}/api/v1/agent/register", json={
+                "deployment_hash": old.deployment_hash, "enrollment_token": token.json()["enrollment_token"]})
+            assert registered.status_code == 201, registered.text
+            new = attrs.evolve(old, agent_id=registered.json()["agent_id"], token=registered.json()["agent_token"])
+            await eventually(lambda: _answered(held), deadline=10)  # well before the poll's 60 s
+            created = await operator.command(client, old.deployment_hash)
+        fresh_request = await old.wait(client, timeout=1)
+        # The held poll ends as a new request with the replaced credentials does.
+        assert held[0].status_code == fresh_request.status_code and held[0].status_code in (401, 410), held[0].text
+        assert held[0].json()["error"]["code"] == fresh_request.json()["error"]["code"]
+        polled = await new.poll(client, timeout=5)
+        assert polled is not None and polled.command_id == created["command_id"]
+
+
 async def test_signatures_replays_and_clock_skew_are_refused(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         _, agent = await setup(server, client)
