@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import orjson
 import trio
 
 from trioscope.config import Settings
@@ -465,11 +466,22 @@ def _same_outcome(stored: Command, report: CommandReport) -> bool:
     return stored.result == report.result
 
 
+EVENT_OUTCOME_BYTES = 64 * 1024
+"""Largest encoded result (or error) a ``command_completed`` event carries: it
+goes to every socket of the tenant's admins and the owner. A larger one is
+sent as null with ``result_truncated`` and ``result_bytes``; the command's GET
+(and ``/result``) has it."""
+
+
 def command_event(command: Command) -> dict[str, Any]:
     """What users' WebSockets are told of a command's change."""
     if command.status.terminal:
-        return {"type": "command_completed", "command_id": command.id, "deployment_hash": command.deployment_hash,
-                "status": command.status.value, "result": command.result, "error": command.error}
+        event = {"type": "command_completed", "command_id": command.id, "deployment_hash": command.deployment_hash,
+                 "status": command.status.value, "result": command.result, "error": command.error}
+        for field in ("result", "error"):
+            if event[field] is not None and (size := len(orjson.dumps(event[field]))) > EVENT_OUTCOME_BYTES:
+                event.update({field: None, f"{field}_truncated": True, f"{field}_bytes": size})
+        return event
     progress = command.progress or {}
     return {"type": "command_progress", "command_id": command.id, "deployment_hash": command.deployment_hash,
             "status": command.status.value, "progress": progress.get("percent"), "stage": progress.get("stage")}

@@ -27,6 +27,10 @@ comes as ``?token=`` or in an Authorization header. Messages:
      "signature": "<base64 HMAC-SHA256 of body keyed by the agent token>",
      "body": "<the report JSON, as a string>"}
 
+  or, signed over the whole message (RFC 9421, as if ``body`` were POSTed to
+  ``/ws/agent/{hash}``: what ``--accept-body-only-signatures false`` requires),
+  ``{"type": "report", "request_id", "body", "signature_input": "<Signature-Input>",
+  "signature": "<Signature>", "content_digest": "<Content-Digest>"}``;
   each answered ``{"type": "ack", "request_id", "status", "error"?}``.
 - server → agent ``{"type": "ping"}`` every ``websocket.ping_interval``, answered
   ``{"type": "pong"}``; after two unanswered pings the socket closes with 1008
@@ -57,6 +61,7 @@ from trioscope.actors.client import GOING_AWAY, POLICY_VIOLATION, ClientLink
 from trioscope.actors.deployment_queue import NOT_ACKNOWLEDGED, Report
 from trioscope.actors.notifier import event_client_spec
 from trioscope.domain.commands import CommandReport, Delivery
+from trioscope.domain import request_signing
 from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.domain.principals import Permission
 from trioscope.domain.report import InvalidDocument, decode
@@ -276,11 +281,20 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
     proves the agent has that command."""
     reported: str | None = None
     request_id = envelope.get("request_id")
-    headers = Headers({"X-Agent-Id": agent_id, "X-Timestamp": str(envelope.get("timestamp", "")),
-                       "X-Request-Id": str(request_id or ""), "X-Agent-Signature": str(envelope.get("signature", ""))})
+    target: tuple[str, str] | None = None
+    if isinstance(envelope.get("signature_input"), str):
+        # RFC 9421, as if the report were POSTed to this socket's path.
+        headers = Headers({"X-Agent-Id": agent_id, "Signature-Input": envelope["signature_input"],
+                           "Signature": str(envelope.get("signature", "")),
+                           "Content-Digest": str(envelope.get("content_digest", ""))})
+        target = ("POST", request_signing.target(f"/ws/agent/{deployment_hash}", ""))
+    else:
+        headers = Headers({"X-Agent-Id": agent_id, "X-Timestamp": str(envelope.get("timestamp", "")),
+                           "X-Request-Id": str(request_id or ""),
+                           "X-Agent-Signature": str(envelope.get("signature", ""))})
     body = envelope["body"].encode()
     try:
-        await _gate.agent(deployment_hash, body, token=token, headers=headers)
+        await _gate.agent(deployment_hash, body, token=token, headers=headers, target=target)
         try:
             report = decode(orjson.loads(body), CommandReport)
         except (orjson.JSONDecodeError, InvalidDocument) as exc:
@@ -306,7 +320,8 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
 
 _ONE_MESSAGE_REFUSALS = frozenset(failure.code for failure in (
     AgentAuthFailure.REPLAYED, AgentAuthFailure.CLOCK_SKEW, AgentAuthFailure.BAD_SIGNATURE,
-    AgentAuthFailure.SIGNED_BEFORE_START))
+    AgentAuthFailure.BAD_REQUEST_SIGNATURE, AgentAuthFailure.SIGNED_BEFORE_START,
+    AgentAuthFailure.BODY_ONLY_SIGNATURE, AgentAuthFailure.MISSING_SIGNATURE))
 """Refusals of one signed frame, not of the agent's credentials: the socket stays open."""
 
 

@@ -234,7 +234,7 @@ async def deployment_of(principal: Principal, user_id: str, deployment_hash: str
 
 
 async def agent(deployment_hash: str | None, body: bytes, *, token: str | None = None,
-                headers: Any = None) -> AgentRecord:
+                headers: Any = None, target: tuple[str, str] | None = None) -> AgentRecord:
     """The agent making this request, after its token, deployment, signature,
     clock and request id are checked. Refusals are audited."""
     s = services()
@@ -247,7 +247,7 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
         raise _agent_refusal(answer, known, known.holder_of(token), deployment_hash, claimed)
     found: AgentRecord = answer
     if s.settings.agents.require_signature:
-        failure = _signature_failure(found, token or "", body, headers)
+        failure = _signature_failure(found, token or "", body, headers, target)
         if failure is not None:
             raise _agent_refusal(failure, known, found, deployment_hash, claimed)
     _charge(s.gate.per_agent, s.settings.limits.per_agent, "agent", "too many requests from this agent",
@@ -303,14 +303,17 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
         await ask_or_refuse(services().directory, AttachReporter(reporter_id, signer.id))
 
 
-def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any) -> AgentAuthFailure | None:
+def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any,
+                       target: tuple[str, str] | None = None) -> AgentAuthFailure | None:
     """Why the request's signature does not hold, or None. Two schemes: RFC 9421
     over the whole request (``request_signing``, the probe's), and the status
-    agent's HMAC of the body alone (``agents.accept_body_only_signatures``)."""
+    agent's HMAC of the body alone (``agents.accept_body_only_signatures``).
+    ``target``: the method and URL an RFC 9421 signature covers, when they are
+    not the connection's (a signed message inside a WebSocket)."""
     if not headers.get("X-Agent-Id"):
         return AgentAuthFailure.MISSING_SIGNATURE
     if request_signing.is_signed(headers):
-        method, url = _signed_target()
+        method, url = target or _signed_target()
         try:
             signed = request_signing.verify(method, url, headers, body, agent_id=found.id, token=token)
         except request_signing.BadRequestSignature as exc:

@@ -14,8 +14,8 @@ import pytest
 
 from tests.conftest import settings_in
 from trioscope.actors.deployment_queue import (
-    AGENT_RETIRED, NOT_ACKNOWLEDGED, POLL_CLOSED, UNACKNOWLEDGED_TWICE, Create, Poll, Snapshot, Undeliverable, Waiter,
-    Withdraw, queue_spec,
+    AGENT_RETIRED, EVENT_OUTCOME_BYTES, NOT_ACKNOWLEDGED, POLL_CLOSED, UNACKNOWLEDGED_TWICE, Create, Poll, Snapshot,
+    Undeliverable, Waiter, Withdraw, command_event, queue_spec,
 )
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken, RegisterAgent
 from trioscope.actors.store import Commit
@@ -379,3 +379,13 @@ async def test_a_command_not_acknowledged_twice_fails_instead_of_going_round_aga
     twice = await reader.call(SqliteReader.command, "cmd_6")
     assert (twice.status, twice.error) == (CommandStatus.FAILED, UNACKNOWLEDGED_TWICE)
     assert [h.event.value for h in twice.history[1:]] == ["deliver", "return", "deliver", "fail"]
+
+
+def test_a_large_outcome_is_left_out_of_the_users_event() -> None:
+    done = attrs.evolve(command("d", 1), status=CommandStatus.COMPLETED,
+                        result={"output": "x" * EVENT_OUTCOME_BYTES}, error="short")
+    event = command_event(done)
+    assert event["result"] is None and event["result_truncated"] is True
+    assert event["result_bytes"] > EVENT_OUTCOME_BYTES and event["error"] == "short"
+    small = command_event(attrs.evolve(done, result={"ok": True}))
+    assert small["result"] == {"ok": True} and "result_truncated" not in small

@@ -5,15 +5,21 @@ agent's body-only scheme stays accepted unless turned off."""
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
+import trio
+from trio_websocket import WebSocketConnection, open_websocket_url
 
 from tests.integration.test_commands import Operator, enroll, fresh
 from tests.server_process import ServerProcess
-from tests.status_agent import StatusAgent
+from tests.status_agent import StatusAgent, signature
+from trioscope.domain import request_signing
 from trioscope_probe._agent import Credentials, signed_request
 
 
@@ -128,3 +134,44 @@ async def test_body_only_signatures_can_be_turned_off(strict_server: ServerProce
         assert (refused.status_code, refused.json()["error"]["code"]) == (401, "signature_scheme_refused")
         accepted = await client.send(signed_request(client, "GET", _wait_path(agent), _credentials(agent)))
         assert accepted.status_code == 204, accepted.text
+
+
+async def test_agent_socket_messages_can_be_signed_over_the_whole_message(strict_server: ServerProcess) -> None:
+    """With only RFC 9421 accepted, the /ws/agent handshake (a GET) and each
+    report on it are signed that way; a body-only report is refused, alone."""
+    async with httpx.AsyncClient(base_url=strict_server.base_url) as client:
+        agent = await _agent(strict_server, client)
+    path = f"/ws/agent/{agent.deployment_hash}"
+    query = f"token={agent.token}"
+    handshake: dict[str, str] = {"X-Agent-Id": agent.agent_id}
+    request_signing.sign("GET", request_signing.target(path, query), handshake, b"", agent_id=agent.agent_id,
+                         token=agent.token, now=time.time(), nonce=str(uuid.uuid4()))
+    url = strict_server.base_url.replace("http://", "ws://") + f"{path}?{query}"
+    async with open_websocket_url(url, extra_headers=[(k.encode(), v.encode()) for k, v in handshake.items()]) as ws:
+        body = _report_body(agent)
+        signed: dict[str, str] = {"X-Agent-Id": agent.agent_id}
+        request_id = str(uuid.uuid4())
+        request_signing.sign("POST", request_signing.target(path, ""), signed, body, agent_id=agent.agent_id,
+                             token=agent.token, now=time.time(), nonce=request_id)
+        await ws.send_message(json.dumps({
+            "type": "report", "request_id": request_id, "body": body.decode(),
+            "signature_input": signed["Signature-Input"], "signature": signed["Signature"],
+            "content_digest": signed["Content-Digest"]}))
+        answer = await _ack(ws)
+        assert answer["error"]["code"] == "command_not_found"  # signature fine: no such command
+        await ws.send_message(json.dumps({
+            "type": "report", "request_id": str(uuid.uuid4()), "timestamp": int(time.time()),
+            "signature": signature(agent.token, body), "body": body.decode()}))
+        assert (await _ack(ws))["error"]["code"] == "signature_scheme_refused"
+        await ws.send_message('{"type": "ping"}')
+        with trio.fail_after(10):
+            while json.loads(await ws.get_message())["type"] != "pong":
+                pass
+
+
+async def _ack(ws: WebSocketConnection) -> dict[str, Any]:
+    with trio.fail_after(10):
+        while True:
+            message = json.loads(await ws.get_message())
+            if message["type"] == "ack":
+                return message  # type: ignore[no-any-return]

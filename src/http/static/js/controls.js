@@ -103,13 +103,28 @@ export class Controls {
     while (this.early.size > KEEP) this.early.delete(this.early.keys().next().value);
   }
 
-  #update(command, { status, result, error, progress }) {
+  #update(command, { status, result, error, progress, result_truncated: cut, error_truncated: errorCut }) {
+    if ((cut || errorCut) && command.user_id && command.deployment_hash) {
+      // Too large for an event: the command's own GET has it (up to 1 MiB).
+      this.#refetch(command);
+      return;
+    }
     const was = command.status;
     Object.assign(command, { status, result: result ?? command.result, error: error ?? command.error });
     if (typeof progress === "number") command.percent = progress;
     else if (progress && typeof progress.percent === "number") command.percent = progress.percent;
     this.#paintList();
     if (status === "completed" && was !== "completed" && WITH_OUTPUT.has(command.action)) this.#showOutput(command);
+  }
+
+  async #refetch(command) {
+    try {
+      const path = `/api/v1/users/${encodeURIComponent(command.user_id)}/deployments/${command.deployment_hash}/commands/${command.id}`;
+      const found = await api(path);
+      this.#update(command, { ...found, result_truncated: false, error_truncated: false });
+    } catch (error) {
+      console.warn(`trioscope: could not read command ${command.id}: ${error.message}`);
+    }
   }
 
   // After a (re)connection: events missed while away are read from the API.
