@@ -252,7 +252,11 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
             raise _agent_refusal(failure, known, found, deployment_hash, claimed)
     _charge(s.gate.per_agent, s.settings.limits.per_agent, "agent", "too many requests from this agent",
             key=found.id)
-    s.gate.seen[found.id] = time.time()
+    seen = s.gate.seen
+    seen[found.id] = time.time()
+    if len(seen) > 2 * len(known.agents) + 1024:  # agents forgotten after retirement: drop theirs
+        for agent_id in [a for a in seen if a not in known.agents]:
+            del seen[agent_id]
     return found
 
 
