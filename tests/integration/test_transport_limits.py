@@ -11,6 +11,8 @@ import pytest
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import FrameProtocol
 
 from tests.integration.test_commands import setup
 from tests.server_process import ServerProcess
@@ -151,4 +153,107 @@ async def test_a_websocket_message_that_never_ends_is_cut_off_at_the_limit_and_i
     except trio.TooSlowError:
         pytest.fail(f"server RSS {rss_mib(server.pid):.0f} MiB after the attack, {before:.0f} MiB before")
     async with httpx.AsyncClient() as client:  # and the server still serves
+        assert (await client.get(f"{server.base_url}/health")).status_code == 200
+
+
+def vm_peak_mib(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+def deflated_message(size: int) -> bytes:
+    """One masked client frame of ``size`` zero bytes compressed with
+    permessage-deflate (RSV1 set): about 1/1000 of ``size`` on the wire."""
+    deflate = PerMessageDeflate()
+    deflate.finalize("permessage-deflate")  # as if the server had accepted the offer
+    return FrameProtocol(client=True, extensions=[deflate]).send_data(bytes(size), fin=True)
+
+
+async def test_a_compressed_message_cannot_inflate_in_the_server(server: ServerProcess) -> None:
+    bomb = deflated_message(256 * MiB)
+    assert len(bomb) < MiB
+    host, port = address(server)
+    stream = await trio.open_tcp_stream(host, port)
+    ws = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(ws.send(Request(host=f"{host}:{port}", target="/api/v1/ws",
+                                          extensions=[PerMessageDeflate()])))
+    accepted = None
+    with trio.fail_after(10):
+        while accepted is None:
+            data = await stream.receive_some()
+            assert data
+            ws.receive_data(data)
+            accepted = next(iter(ws.events()), None)
+    assert isinstance(accepted, AcceptConnection)
+    assert accepted.extensions == []  # the offer of permessage-deflate is declined
+    peak = vm_peak_mib(server.pid)
+
+    with trio.fail_after(20):
+        try:
+            await stream.send_all(bomb)  # sent anyway
+            while await stream.receive_some():
+                pass
+        except trio.BrokenResourceError:
+            pass
+    await stream.aclose()
+    assert vm_peak_mib(server.pid) <= peak + 20, f"peak RSS {peak:.0f} -> {vm_peak_mib(server.pid):.0f} MiB"
+
+
+async def websocket_clients(server: ServerProcess) -> float:
+    async with httpx.AsyncClient() as client:
+        for line in (await client.get(f"{server.base_url}/metrics")).text.splitlines():
+            if line.startswith("app_websocket_clients "):
+                return float(line.split()[1])
+    raise AssertionError("no app_websocket_clients gauge")
+
+
+def early_frame() -> bytes:
+    return FrameProtocol(client=True, extensions=[]).send_data('{"type": "ping"}', fin=True)
+
+
+async def test_frames_sent_before_the_handshake_completes_leave_no_handler_behind(server: ServerProcess) -> None:
+    host, port = address(server)
+    before = await websocket_clients(server)
+    for _ in range(5):
+        stream = await trio.open_tcp_stream(host, port)
+        ws = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(ws.send(Request(host=f"{host}:{port}", target="/api/v1/ws")) + early_frame())
+        with trio.fail_after(10):
+            answer = await stream.receive_some()
+        assert answer.startswith(b"HTTP/1.1 400 "), answer  # as Hypercorn answers a frame before its 101
+        await stream.aclose()
+
+    async def all_gone() -> bool:
+        return await websocket_clients(server) <= before
+
+    try:
+        await eventually(all_gone, deadline=10)
+    except trio.TooSlowError:
+        pytest.fail(f"{await websocket_clients(server) - before:.0f} WebSocket handlers and actors left running")
+
+
+async def test_frames_sent_while_the_server_refuses_the_handshake_do_not_stop_it(server: ServerProcess) -> None:
+    host, port = address(server)
+    for _ in range(30):
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError:
+            pytest.fail(f"the server stopped:\n{server.stderr()[-3000:]}")
+        ws = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(ws.send(Request(host=f"{host}:{port}", target="/ws/user/alice")))  # no token: 401
+        try:
+            with trio.fail_after(10):
+                answer = await stream.receive_some()
+            assert answer.startswith(b"HTTP/1.1 401 "), answer
+            for _ in range(3):  # while the refusal is on its way
+                await stream.send_all(early_frame())
+        except trio.BrokenResourceError:
+            pass  # the connection was closed already
+        await stream.aclose()
+    assert server.proc is not None and server.proc.poll() is None, server.stderr()[-3000:]
+    async with httpx.AsyncClient() as client:
         assert (await client.get(f"{server.base_url}/health")).status_code == 200
