@@ -24,7 +24,8 @@ from hypercorn.utils import wrap_app
 
 from trioscope.config import Settings, format_duration
 from trioscope.http import (
-    MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, install_bounded_websockets, stop_live_updates,
+    MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, install_bounded_websockets, install_guarded_tcp_server,
+    stop_live_updates,
 )
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
@@ -68,7 +69,8 @@ async def _serve_http(app: object, config: hypercorn.Config, sockets: Sockets, s
                       task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     # hypercorn.trio.serve binds its own sockets; its worker accepts ours, so a
     # port in use is found before anything else has started.
-    install_bounded_websockets()
+    install_bounded_websockets()  # Hypercorn's classes with their holes closed (see their modules)
+    install_guarded_tcp_server()
     await worker_serve(wrap_app(app, config.wsgi_max_body_size, None), config,  # type: ignore[arg-type]
                        sockets=sockets, shutdown_trigger=stop.wait, task_status=task_status)
 

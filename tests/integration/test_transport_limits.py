@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 
 import attrs
+import h11
 import httpx
+import orjson
 import pytest
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -22,11 +24,12 @@ MiB = 1024 * 1024
 ATTACK = 100 * MiB
 """What the client tries to send as one never-finished message."""
 FRAME = 64 * 1024
+BODY_TIMEOUT = 2.0
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
-    with ServerProcess(["--rate-per-address", "100000"]) as process:
+    with ServerProcess(["--body-timeout", f"{BODY_TIMEOUT:g}s", "--rate-per-address", "100000"]) as process:
         yield process
 
 
@@ -257,3 +260,73 @@ async def test_frames_sent_while_the_server_refuses_the_handshake_do_not_stop_it
     assert server.proc is not None and server.proc.poll() is None, server.stderr()[-3000:]
     async with httpx.AsyncClient() as client:
         assert (await client.get(f"{server.base_url}/health")).status_code == 200
+
+
+async def _trickle(stream: trio.SocketStream) -> None:
+    try:
+        while True:
+            await stream.send_all(b" ")
+            await trio.sleep(0.25)  # the client's pace, not a wait for the server
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+async def _response_and_end(stream: trio.SocketStream, conn: h11.Connection) -> tuple[h11.Response, bytes, bool]:
+    """The response, its body, and whether the server then closed the connection."""
+    response: h11.Response | None = None
+    body = b""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            try:
+                data = await stream.receive_some()
+            except trio.BrokenResourceError:
+                data = b""
+            conn.receive_data(data)
+            if not data and response is not None and conn.their_state is h11.DONE:
+                return response, body, True
+        elif isinstance(event, h11.Response):
+            response = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            continue
+        elif isinstance(event, h11.ConnectionClosed):
+            assert response is not None
+            return response, body, True
+
+
+@pytest.mark.parametrize("path", ["/api/v1/reports", "/api/v1/agents/register"])
+async def test_a_trickled_body_gets_408_and_its_connection_closes_after_the_body_timeout(
+        server: ServerProcess, path: str) -> None:
+    host, port = address(server)
+    stream = await trio.open_tcp_stream(host, port)
+    conn = h11.Connection(h11.CLIENT)
+    await stream.send_all(conn.send(h11.Request(method="POST", target=path, headers=[
+        ("Host", f"{host}:{port}"), ("Content-Type", "application/json"), ("Content-Length", "1000000")])))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_trickle, stream)
+        with trio.fail_after(BODY_TIMEOUT + 20):  # generous: the machine is shared
+            response, body, closed = await _response_and_end(stream, conn)
+        nursery.cancel_scope.cancel()
+    await stream.aclose()
+    assert response.status_code == 408
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "request_timeout"
+    assert error["details"] == {"timeout_seconds": BODY_TIMEOUT, "setting": "server.body_timeout"}
+    assert closed
+
+
+async def test_a_body_refused_unread_closes_its_connection_even_if_the_client_stays_silent(
+        server: ServerProcess) -> None:
+    host, port = address(server)
+    stream = await trio.open_tcp_stream(host, port)
+    conn = h11.Connection(h11.CLIENT)
+    await stream.send_all(conn.send(h11.Request(method="POST", target="/api/v1/reports", headers=[
+        ("Host", f"{host}:{port}"), ("Content-Type", "application/json"), ("Content-Length", str(64 * MiB))])))
+    with trio.fail_after(20):  # the body never comes; the 413 does, then the end of the connection
+        response, body, closed = await _response_and_end(stream, conn)
+    await stream.aclose()
+    assert response.status_code == 413
+    assert orjson.loads(body)["error"]["code"] == "payload_too_large"
+    assert closed
