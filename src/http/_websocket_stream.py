@@ -22,9 +22,10 @@ Two more holes of the same stream are closed here:
 
 * permessage-deflate is declined. Hypercorn accepts it whenever a client
   offers it, and wsproto inflates each read (64 KiB) in one call before any
-  limit is looked at: 0.5 MB of compressed zeros took the server from 54 to
-  247 MiB, and 64 MiB of it stayed. Without it a message costs what it
-  weighs on the wire. (Compression also cost CPU per client for every
+  limit is looked at: 0.5 MB of compressed zeros (512 MiB inflated) added
+  500 MiB to Hypercorn's buffer, and still took the server from 54 to 247 MiB
+  (64 MiB of it kept) once the limit held. Without it a message costs what
+  it weighs on the wire. (Compression also cost CPU per client for every
   broadcast, whose bytes are encoded once for all clients.)
 * Frames that arrive before the handshake is answered: Hypercorn answers
   400 and ignores the connection from then on, but the application was
@@ -32,7 +33,7 @@ Two more holes of the same stream are closed here:
   client actor stayed for good, counted against ``websocket.max_clients``);
   and if the application had begun to refuse the handshake with its own
   HTTP answer, the second answer raised in h11 and the error stopped the
-  whole server (three requests to ``/ws/user/x`` without a token did it).
+  whole server (three such requests to ``/ws/user/x`` without a token did it).
   Now the stream ends and the application is told.
 """
 
