@@ -24,7 +24,10 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 
 from trioscope.config import Settings, format_duration
-from trioscope.http import MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, stop_live_updates
+from trioscope.http import (
+    MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, install_bounded_websockets, install_guarded_tcp_server,
+    stop_live_updates,
+)
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import SqliteWriter, StoreReader, token_secret
@@ -55,8 +58,9 @@ def hypercorn_config(settings: Settings) -> hypercorn.Config:
     # which makes every busy agent reconnect; there is no reason to.
     config.keep_alive_max_requests = 1_000_000
     config.accesslog = None
-    # The largest frame any socket takes (an agent's result on /ws/agent);
-    # each socket answers or closes beyond its own, smaller limit.
+    # The largest message any socket takes (an agent's result on /ws/agent);
+    # each socket answers or closes beyond its own, smaller limit. Hypercorn
+    # alone would close but read on past it (see trioscope.http._websocket_stream).
     config.websocket_max_message_size = MAX_WEBSOCKET_MESSAGE
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
@@ -66,6 +70,8 @@ async def _serve_http(app: object, config: hypercorn.Config, sockets: Sockets, s
                       task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     # hypercorn.trio.serve binds its own sockets; its worker accepts ours, so a
     # port in use is found before anything else has started.
+    install_bounded_websockets()  # Hypercorn's classes with their holes closed (see their modules)
+    install_guarded_tcp_server()
     await worker_serve(wrap_app(app, config.wsgi_max_body_size, None), config,  # type: ignore[arg-type]
                        sockets=sockets, shutdown_trigger=stop.wait, task_status=task_status)
 

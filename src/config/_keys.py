@@ -120,6 +120,14 @@ KEYS: tuple[Key, ...] = (
         flags=("--max-body-size",),
     ),
     Key(
+        name="server.body_timeout",
+        kind=DurationKind(1 * SECOND, 10 * MINUTE),
+        default=30 * SECOND,
+        help="how long a request body may take to arrive in full (longer: 408 and the connection closed)",
+        env=("TRIOSCOPE_SERVER_BODY_TIMEOUT",),
+        flags=("--body-timeout",),
+    ),
+    Key(
         name="storage.data_dir",
         kind=PathKind(),
         default=_home_path("~/.local/share/trioscope"),

@@ -26,6 +26,8 @@ class ServerSettings:
     """Seconds a graceful shutdown waits before cancelling what is left."""
     max_body_size: int
     """Largest request body in bytes (also after decompression)."""
+    body_timeout: float
+    """Seconds a request body may take to arrive in full, from when a handler reads it."""
 
 
 @attrs.frozen(kw_only=True)

@@ -28,6 +28,9 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     # Every error goes through our JSON handlers, also in testing mode.
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_size
+    # Quart-Trio bounds the whole wait for a body (from the handler's read, not
+    # between chunks), so a trickled body ends here: 408, connection closed.
+    app.config["BODY_TIMEOUT"] = settings.server.body_timeout
     live = LiveCounters()
     metrics = Metrics(system, live)
     attach(app, Services(system=system, settings=settings, agents=system.lookup(AGENTS),

@@ -9,8 +9,9 @@ from typing import Any
 
 import orjson
 from quart import g, request
+from werkzeug.exceptions import RequestTimeout
 
-from trioscope.config import Settings
+from trioscope.config import Settings, format_duration
 from trioscope.domain.report import InvalidDocument
 
 from ._errors import ApiError
@@ -67,10 +68,17 @@ async def read_body_and_raw(settings: Settings) -> tuple[bytes, bytes]:
 
     Raises:
         ApiError: 413 beyond the size limit (Quart enforces it on the wire, we
-            after decompression), 415 for unknown content encodings.
+            after decompression), 415 for unknown content encodings, 408 when
+            the body took longer than ``server.body_timeout`` to arrive.
     """
     limit = settings.server.max_body_size
-    body = await request.get_data(cache=False)
+    try:
+        body = await request.get_data(cache=False)  # within Quart's BODY_TIMEOUT (create_app)
+    except RequestTimeout:
+        timeout = settings.server.body_timeout
+        raise ApiError(408, "request_timeout",
+                       f"the request body did not arrive within {format_duration(timeout)} (server.body_timeout)",
+                       details={"timeout_seconds": timeout, "setting": "server.body_timeout"}) from None
     assert isinstance(body, bytes)
     g.body_read = True  # the connection can carry the next request (see _errors)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()

@@ -1,0 +1,48 @@
+"""Hypercorn's per-connection task (its Trio ``TCPServer``), made to close its
+socket when it decides to, and to fail alone.
+
+* A response that leaves the request body unread (408 for a body too slow,
+  413, a refusal before the body mattered) says ``Connection: close``, and
+  Hypercorn closes the socket from inside the application's last ``send``.
+  Quart-Trio cancels that task as soon as Hypercorn reports the stream
+  closed, which it does just before closing the socket, so the close was
+  cancelled at its first checkpoint: the socket stayed open, and a client
+  that kept sending (or sent nothing) held the connection for as long as it
+  liked. The close is shielded here; it does not block (shutdown, close).
+* An exception in Hypercorn's protocol code went up to the server's
+  nursery and stopped the whole server (one was found: frames sent during a
+  refused WebSocket handshake, see ``_websocket_stream``). Now it ends that
+  connection only, logged with its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import hypercorn.trio.run
+import trio
+from hypercorn.trio.tcp_server import TCPServer
+
+log = logging.getLogger(__name__)
+
+
+class GuardedTCPServer(TCPServer):
+    """A Hypercorn ``TCPServer`` whose close is not cancelled and whose
+    errors end only its own connection."""
+
+    async def run(self) -> None:
+        try:
+            await super().run()  # closes the socket however it ends
+        except* Exception:
+            log.exception("a connection failed inside Hypercorn; it was closed and the server goes on")
+
+    async def _close(self) -> None:
+        with trio.CancelScope(shield=True):
+            await super()._close()
+
+
+def install_guarded_tcp_server() -> None:
+    """Make Hypercorn's Trio worker serve each connection with
+    ``GuardedTCPServer`` (``worker_serve`` names ``TCPServer`` in its own
+    module, and no setting chooses the class). Idempotent."""
+    hypercorn.trio.run.TCPServer = GuardedTCPServer  # type: ignore[misc]

@@ -1,0 +1,96 @@
+"""Hypercorn's WebSocket stream, with what a client sends bounded.
+
+Hypercorn 0.18 (``hypercorn/protocol/ws_stream.py``) assembles each message in a
+buffer and checks ``websocket_max_message_size`` after appending a frame. Past
+the limit it sends a close (1009) and stops handling that batch of frames, but
+keeps reading the connection: every later frame of a message that never
+finishes (continuation frames without FIN) is appended again, so the buffer
+grew with whatever a client sent (400 MiB in under 3 s, unauthenticated, on
+``/api/v1/ws``). And the buffer outlived the connection: a finished WebSocket
+stream stays in a reference cycle with the frames of its cancelled ASGI task
+(Quart-Trio ends a WebSocket handler by cancelling it, and the
+``Cancelled`` group's traceback holds those frames) until the cyclic collector
+visits it, and with ``server.tune_garbage_collector``'s thresholds a stream that
+lived a little while is in a generation visited rarely.
+
+``BoundedWSStream`` ends the stream as soon as a message is over the limit: the
+buffer is dropped and the stream closed, which closes the connection (HTTP/1.1)
+or the stream (HTTP/2), so nothing more is read. What is left in the cycle is
+small, like that of any closed WebSocket.
+
+Two more holes of the same stream are closed here:
+
+* permessage-deflate is declined. Hypercorn accepts it whenever a client
+  offers it, and wsproto inflates each read (64 KiB) in one call before any
+  limit is looked at: 0.5 MB of compressed zeros (512 MiB inflated) added
+  500 MiB to Hypercorn's buffer, and still took the server from 54 to 247 MiB
+  (64 MiB of it kept) once the limit held. Without it a message costs what
+  it weighs on the wire. (Compression also cost CPU per client for every
+  broadcast, whose bytes are encoded once for all clients.)
+* Frames that arrive before the handshake is answered: Hypercorn answers
+  400 and ignores the connection from then on, but the application was
+  already started and was never told the connection ended (its handler and
+  client actor stayed for good, counted against ``websocket.max_clients``);
+  and if the application had begun to refuse the handshake with its own
+  HTTP answer, the second answer raised in h11 and the error stopped the
+  whole server (three such requests to ``/ws/user/x`` without a token did it).
+  Now the stream ends and the application is told.
+"""
+
+from __future__ import annotations
+
+import hypercorn.protocol.h2
+import hypercorn.protocol.h11
+from hypercorn.protocol.events import Body, Data, Event, StreamClosed
+from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
+from hypercorn.typing import WebsocketAcceptEvent
+from wsproto.frame_protocol import CloseReason
+
+
+class BoundedWSStream(WSStream):
+    """A ``WSStream`` that closes its connection once a message is over
+    ``config.websocket_max_message_size`` instead of reading on, takes no
+    compressed messages, and ends the application when it refuses frames
+    sent before the handshake."""
+
+    async def handle(self, event: Event) -> None:
+        if isinstance(event, (Body, Data)) and not self.closed and not self.handshake.accepted:
+            await self._refuse_early_frames()
+        else:
+            await super().handle(event)
+
+    async def _refuse_early_frames(self) -> None:
+        """Frames before the handshake was answered (a client that did not
+        wait for the 101): end the stream, and the application with it.
+
+        Hypercorn answers 400 here even when the application has started its
+        own HTTP answer (a refused handshake: 401, 503...); h11 then raises,
+        and the error ended the whole server. And it never tells the
+        application, whose handler then waited for good."""
+        if self.state is ASGIWebsocketState.HANDSHAKE and not hasattr(self, "response"):
+            await self._send_error_response(400)
+        # else the application's answer is on its way, and is cut short.
+        self.closed = True
+        if self.app_put is not None:
+            await self.app_put({"type": "websocket.disconnect", "code": CloseReason.PROTOCOL_ERROR.value})
+        await self.send(StreamClosed(stream_id=self.stream_id))
+
+    async def _accept(self, message: WebsocketAcceptEvent) -> None:
+        self.handshake.extensions = None  # decline permessage-deflate, whatever was offered
+        await super()._accept(message)
+
+    async def _handle_events(self) -> None:
+        await super()._handle_events()
+        # Hypercorn counts a frame into the buffer before it checks the limit,
+        # so a buffer over it means the limit was hit and the 1009 close sent.
+        if self.buffer.length > self.buffer.max_length:
+            self.buffer.clear()
+            await self.send(StreamClosed(stream_id=self.stream_id))
+
+
+def install_bounded_websockets() -> None:
+    """Make Hypercorn's HTTP/1.1 and HTTP/2 protocols use ``BoundedWSStream``
+    for every WebSocket (each names ``WSStream`` in its own module, and no
+    setting chooses the class). Idempotent; HTTP/3 is not served."""
+    hypercorn.protocol.h11.WSStream = BoundedWSStream  # type: ignore[misc]
+    hypercorn.protocol.h2.WSStream = BoundedWSStream  # type: ignore[misc]

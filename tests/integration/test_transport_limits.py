@@ -1,0 +1,332 @@
+"""Abuse at the transport level, against a real server with raw clients: a
+WebSocket message that never ends, and a request body that trickles in."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+
+import attrs
+import h11
+import httpx
+import orjson
+import pytest
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request
+from wsproto.extensions import PerMessageDeflate
+from wsproto.frame_protocol import FrameProtocol
+
+from tests.integration.test_commands import setup
+from tests.server_process import ServerProcess
+from tests.waiting import eventually
+
+MiB = 1024 * 1024
+ATTACK = 100 * MiB
+"""What the client tries to send as one never-finished message."""
+FRAME = 64 * 1024
+BODY_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    with ServerProcess(["--body-timeout", f"{BODY_TIMEOUT:g}s", "--rate-per-address", "100000"]) as process:
+        yield process
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def address(server: ServerProcess) -> tuple[str, int]:
+    host, port = server.base_url.removeprefix("http://").split(":")
+    return host, int(port)
+
+
+async def open_raw_websocket(server: ServerProcess, target: str, headers: dict[str, str] | None = None
+                             ) -> tuple[trio.SocketStream, WSConnection]:
+    """A TCP connection that completed the WebSocket handshake for ``target``,
+    with the wsproto state that writes its frames."""
+    host, port = address(server)
+    stream = await trio.open_tcp_stream(host, port)
+    ws = WSConnection(ConnectionType.CLIENT)
+    extra = [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
+    await stream.send_all(ws.send(Request(host=f"{host}:{port}", target=target, extra_headers=extra)))
+    with trio.fail_after(10):
+        while True:
+            data = await stream.receive_some()
+            assert data, f"the server hung up during the handshake for {target}"
+            ws.receive_data(data)
+            for event in ws.events():
+                assert isinstance(event, AcceptConnection), f"handshake for {target} refused: {event}"
+                return stream, ws
+
+
+@attrs.define
+class Attack:
+    """What one never-finished message did."""
+
+    sent: int = 0
+    """Bytes of frames the connection took before it broke or was closed."""
+    close_code: int | None = None
+    """The close frame's code, if the client got one before the end."""
+    ended: bool = False
+    """The server ended the connection (EOF or reset) while the client still sent."""
+
+
+async def send_endless_message(stream: trio.SocketStream, ws: WSConnection, total: int) -> Attack:
+    """Send binary frames without FIN (one message that never finishes) until
+    ``total`` bytes are out or the server ends the connection.
+
+    Frames are made once by wsproto (masked, one key each) and sent again, so
+    the client costs nothing but the sending."""
+    attack = Attack()
+    first = ws.send(BytesMessage(data=bytes(FRAME), message_finished=False))
+    continuation = ws.send(BytesMessage(data=bytes(FRAME), message_finished=False))
+
+    async def watch(cancel: trio.CancelScope) -> None:
+        # A close frame alone is not the end: the server must stop reading.
+        try:
+            while data := await stream.receive_some():
+                ws.receive_data(data)
+                for event in ws.events():
+                    if isinstance(event, CloseConnection):
+                        attack.close_code = event.code
+        except trio.BrokenResourceError:
+            pass  # reset by the server
+        attack.ended = True
+        cancel.cancel()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch, nursery.cancel_scope)
+        try:
+            await stream.send_all(first)
+            attack.sent += FRAME
+            while attack.sent < total:
+                await stream.send_all(continuation)
+                attack.sent += FRAME
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            attack.ended = True
+        nursery.cancel_scope.cancel()
+    await stream.aclose()
+    return attack
+
+
+WebSocketTarget = Callable[[ServerProcess], Awaitable[tuple[str, dict[str, str]]]]
+
+
+async def _live(server: ServerProcess) -> tuple[str, dict[str, str]]:
+    return "/api/v1/ws", {}
+
+
+async def _user(server: ServerProcess) -> tuple[str, dict[str, str]]:
+    return f"/ws/user/alice?token={server.user_token('alice')}", {}
+
+
+async def _agent(server: ServerProcess) -> tuple[str, dict[str, str]]:
+    async with httpx.AsyncClient() as client:
+        _, agent = await setup(server, client)
+    return f"/ws/agent/{agent.deployment_hash}", agent.headers(b"")
+
+
+@pytest.mark.parametrize("target", [_live, _user, _agent], ids=["live", "user", "agent"])
+async def test_a_websocket_message_that_never_ends_is_cut_off_at_the_limit_and_its_memory_freed(
+        server: ServerProcess, target: WebSocketTarget) -> None:
+    warm_up, _ = await open_raw_websocket(server, *await target(server))
+    await warm_up.aclose()
+    before = rss_mib(server.pid)
+
+    stream, ws = await open_raw_websocket(server, *await target(server))
+    attack = await send_endless_message(stream, ws, ATTACK)
+
+    # The server stopped reading soon after its limit (1 MiB + 64 KiB): what the
+    # client got out beyond it sat in socket buffers when the connection ended.
+    assert attack.ended, f"the server read all {attack.sent / MiB:.0f} MiB of one message"
+    assert attack.sent <= 16 * MiB, f"the server took {attack.sent / MiB:.1f} MiB of one message"
+    assert attack.close_code in (None, 1009)  # the close frame may be lost to the reset
+
+    async def back_to_before() -> bool:
+        return rss_mib(server.pid) <= before + 20
+
+    try:
+        await eventually(back_to_before, deadline=30)
+    except trio.TooSlowError:
+        pytest.fail(f"server RSS {rss_mib(server.pid):.0f} MiB after the attack, {before:.0f} MiB before")
+    async with httpx.AsyncClient() as client:  # and the server still serves
+        assert (await client.get(f"{server.base_url}/health")).status_code == 200
+
+
+def vm_peak_mib(pid: int) -> float:
+    """The process's peak RSS so far (VmHWM)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for process {pid}")
+
+
+def deflated_message(size: int) -> bytes:
+    """One masked client frame of ``size`` zero bytes compressed with
+    permessage-deflate (RSV1 set): about 1/1000 of ``size`` on the wire."""
+    deflate = PerMessageDeflate()
+    deflate.finalize("permessage-deflate")  # as if the server had accepted the offer
+    return FrameProtocol(client=True, extensions=[deflate]).send_data(bytes(size), fin=True)
+
+
+async def test_a_compressed_message_cannot_inflate_in_the_server(server: ServerProcess) -> None:
+    bomb = deflated_message(256 * MiB)
+    assert len(bomb) < MiB
+    host, port = address(server)
+    stream = await trio.open_tcp_stream(host, port)
+    ws = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(ws.send(Request(host=f"{host}:{port}", target="/api/v1/ws",
+                                          extensions=[PerMessageDeflate()])))
+    accepted = None
+    with trio.fail_after(10):
+        while accepted is None:
+            data = await stream.receive_some()
+            assert data
+            ws.receive_data(data)
+            accepted = next(iter(ws.events()), None)
+    assert isinstance(accepted, AcceptConnection)
+    assert accepted.extensions == []  # the offer of permessage-deflate is declined
+    peak = vm_peak_mib(server.pid)
+
+    with trio.fail_after(20):
+        try:
+            await stream.send_all(bomb)  # sent anyway
+            while await stream.receive_some():
+                pass
+        except trio.BrokenResourceError:
+            pass
+    await stream.aclose()
+    assert vm_peak_mib(server.pid) <= peak + 20, f"peak RSS {peak:.0f} -> {vm_peak_mib(server.pid):.0f} MiB"
+
+
+async def websocket_clients(server: ServerProcess) -> float:
+    async with httpx.AsyncClient() as client:
+        for line in (await client.get(f"{server.base_url}/metrics")).text.splitlines():
+            if line.startswith("app_websocket_clients "):
+                return float(line.split()[1])
+    raise AssertionError("no app_websocket_clients gauge")
+
+
+def early_frame() -> bytes:
+    return FrameProtocol(client=True, extensions=[]).send_data('{"type": "ping"}', fin=True)
+
+
+async def test_frames_sent_before_the_handshake_completes_leave_no_handler_behind(server: ServerProcess) -> None:
+    host, port = address(server)
+    before = await websocket_clients(server)
+    for _ in range(5):
+        stream = await trio.open_tcp_stream(host, port)
+        ws = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(ws.send(Request(host=f"{host}:{port}", target="/api/v1/ws")) + early_frame())
+        with trio.fail_after(10):
+            answer = await stream.receive_some()
+        assert answer.startswith(b"HTTP/1.1 400 "), answer  # as Hypercorn answers a frame before its 101
+        await stream.aclose()
+
+    async def all_gone() -> bool:
+        return await websocket_clients(server) <= before
+
+    try:
+        await eventually(all_gone, deadline=10)
+    except trio.TooSlowError:
+        pytest.fail(f"{await websocket_clients(server) - before:.0f} WebSocket handlers and actors left running")
+
+
+async def test_frames_sent_while_the_server_refuses_the_handshake_do_not_stop_it(server: ServerProcess) -> None:
+    host, port = address(server)
+    for _ in range(30):
+        try:
+            stream = await trio.open_tcp_stream(host, port)
+        except OSError:
+            pytest.fail(f"the server stopped:\n{server.stderr()[-3000:]}")
+        ws = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(ws.send(Request(host=f"{host}:{port}", target="/ws/user/alice")))  # no token: 401
+        try:
+            with trio.fail_after(10):
+                answer = await stream.receive_some()
+            assert answer.startswith(b"HTTP/1.1 401 "), answer
+            for _ in range(3):  # while the refusal is on its way
+                await stream.send_all(early_frame())
+        except trio.BrokenResourceError:
+            pass  # the connection was closed already
+        await stream.aclose()
+    assert server.proc is not None and server.proc.poll() is None, server.stderr()[-3000:]
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(f"{server.base_url}/health")).status_code == 200
+
+
+async def _trickle(stream: trio.SocketStream) -> None:
+    try:
+        while True:
+            await stream.send_all(b" ")
+            await trio.sleep(0.25)  # the client's pace, not a wait for the server
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+
+
+async def _response_and_end(stream: trio.SocketStream, conn: h11.Connection) -> tuple[h11.Response, bytes, bool]:
+    """The response, its body, and whether the server then closed the connection."""
+    response: h11.Response | None = None
+    body = b""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            try:
+                data = await stream.receive_some()
+            except trio.BrokenResourceError:
+                data = b""
+            conn.receive_data(data)
+            if not data and response is not None and conn.their_state is h11.DONE:
+                return response, body, True
+        elif isinstance(event, h11.Response):
+            response = event
+        elif isinstance(event, h11.Data):
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            continue
+        elif isinstance(event, h11.ConnectionClosed):
+            assert response is not None
+            return response, body, True
+
+
+@pytest.mark.parametrize("path", ["/api/v1/reports", "/api/v1/agents/register"])
+async def test_a_trickled_body_gets_408_and_its_connection_closes_after_the_body_timeout(
+        server: ServerProcess, path: str) -> None:
+    host, port = address(server)
+    stream = await trio.open_tcp_stream(host, port)
+    conn = h11.Connection(h11.CLIENT)
+    await stream.send_all(conn.send(h11.Request(method="POST", target=path, headers=[
+        ("Host", f"{host}:{port}"), ("Content-Type", "application/json"), ("Content-Length", "1000000")])))
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_trickle, stream)
+        with trio.fail_after(BODY_TIMEOUT + 20):  # generous: the machine is shared
+            response, body, closed = await _response_and_end(stream, conn)
+        nursery.cancel_scope.cancel()
+    await stream.aclose()
+    assert response.status_code == 408
+    error = orjson.loads(body)["error"]
+    assert error["code"] == "request_timeout"
+    assert error["details"] == {"timeout_seconds": BODY_TIMEOUT, "setting": "server.body_timeout"}
+    assert closed
+
+
+async def test_a_body_refused_unread_closes_its_connection_even_if_the_client_stays_silent(
+        server: ServerProcess) -> None:
+    host, port = address(server)
+    stream = await trio.open_tcp_stream(host, port)
+    conn = h11.Connection(h11.CLIENT)
+    await stream.send_all(conn.send(h11.Request(method="POST", target="/api/v1/reports", headers=[
+        ("Host", f"{host}:{port}"), ("Content-Type", "application/json"), ("Content-Length", str(64 * MiB))])))
+    with trio.fail_after(20):  # the body never comes; the 413 does, then the end of the connection
+        response, body, closed = await _response_and_end(stream, conn)
+    await stream.aclose()
+    assert response.status_code == 413
+    assert orjson.loads(body)["error"]["code"] == "payload_too_large"
+    assert closed
