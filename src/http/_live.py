@@ -82,6 +82,7 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
             await websocket.close(link.close_code or GOING_AWAY, link.close_reason)
     finally:
         s.links.discard(link)
+        link.close(GOING_AWAY, "gone")  # its actor stops working for it at once (a reset being built, too)
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             try:
                 await s.clients.stop_child(spec.name)

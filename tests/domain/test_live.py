@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.domain.test_topology_properties import T0, reports, state
+from tests.synthetic import host_report
 from trioscope.domain.live import (
     MAX_SUBSCRIBED,
     MAX_TOPICS,
@@ -25,7 +26,7 @@ from trioscope.domain.live import (
     subscribe,
     unsubscribe,
 )
-from trioscope.domain.report import Report
+from trioscope.domain.report import Report, decode_report
 from trioscope.domain.topology import Node, NodeKind, TopologyGraph, View
 
 
@@ -162,9 +163,6 @@ def test_frames_are_text_json_with_type_and_payload():
 
 
 def _linked_snapshot(hosts: int = 12):
-    from tests.synthetic import host_report
-    from trioscope.domain.report import decode_report
-
     graph = TopologyGraph(T0)
     for index in range(1, hosts + 1):
         peers = [p for p in (index - 1, index + 1) if 1 <= p <= hosts]
