@@ -6,6 +6,12 @@ queue costs references): when it is full the client is *behind*, further updates
 are dropped, and once there is room again it is sent a reset (the whole view) to
 start over. A client behind for longer than ``slow_client_timeout`` is closed with
 1008. No client can slow the hub or the other clients: the hub only ever tells.
+
+Resets are what a client can make expensive (``resync``, a new view or filter,
+lagging on purpose), so a ``ResetThrottle`` paces them: one owed at most, built
+only once the previous one has been sent and the outbox is at most half full, at
+most one per ``resync_interval`` after the first. A reset is built in pieces
+between which the server runs on, and which stop when the socket has gone.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from trioscope.domain.live import (
     Frame,
     Ping,
     Pong,
+    ResetThrottle,
     Resync,
     Subscribe,
     Subscription,
@@ -31,12 +38,12 @@ from trioscope.domain.live import (
     diff_frame,
     error_frame,
     parse_client_message,
-    reset_frame,
+    reset_chunks,
     subscribe,
     unsubscribe,
 )
-from trioscope.domain.topology import View
-from trioscope.runtime import Actor, ActorRef, ActorSpec, Restart
+from trioscope.domain.topology import CACHE_LIMIT, View
+from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, MailboxFull, Restart
 
 from .hub import Join, LiveUpdate, ReportUpdate
 
@@ -60,14 +67,21 @@ class LiveCounters:
 
 class ClientLink:
     """What the WebSocket handler and the client actor share: the outbox, and the
-    close code once the actor (or the server) decides to close."""
+    close code once the actor (or the server) decides to close, or the handler
+    ends (the socket is gone: the actor stops working for it)."""
 
     def __init__(self, buffer: int) -> None:
-        self.outbox, self.frames = trio.open_memory_channel[Frame](buffer)
+        self.outbox, received = trio.open_memory_channel[Frame](buffer)
+        self.frames = _Frames(self, received)
+        """What the writer sends, in order (``async for frame in link.frames``)."""
         self.buffer = buffer
         self.close_code: int | None = None
         self.close_reason = ""
         self.closed = trio.Event()
+        self.delivered = 0
+        """Frames the writer has finished sending."""
+        self._taken = 0
+        self._drain_waiter: tuple[int, trio.Event] | None = None
 
     def close(self, code: int, reason: str) -> None:
         if self.close_code is None:
@@ -78,6 +92,50 @@ class ClientLink:
     def queued(self) -> int:
         return self.outbox.statistics().current_buffer_used
 
+    def drained(self, position: int) -> bool:
+        """Whether the first ``position`` frames queued have been sent and at most
+        half the outbox is in use: room for a large frame."""
+        return self.delivered >= position and self.queued <= self.buffer // 2
+
+    def when_drained(self, position: int) -> trio.Event:
+        """Set once ``drained(position)`` (at once if it is already). One waiter
+        at a time: a later call replaces the earlier one."""
+        event = trio.Event()
+        if self.drained(position):
+            event.set()
+        else:
+            self._drain_waiter = (position, event)
+        return event
+
+    def _writer_ready(self) -> None:
+        # The writer is back for more: whatever it took before has been sent.
+        self.delivered = self._taken
+        waiter = self._drain_waiter
+        if waiter is not None and self.drained(waiter[0]):
+            self._drain_waiter = None
+            waiter[1].set()
+
+
+class _Frames:
+    """The outbox as the writer reads it, noting what has been sent: a reset is
+    not built while the previous one is still queued or being written."""
+
+    def __init__(self, link: ClientLink, channel: trio.MemoryReceiveChannel[Frame]) -> None:
+        self._link = link
+        self._channel = channel
+
+    def __aiter__(self) -> _Frames:
+        return self
+
+    async def __anext__(self) -> Frame:
+        self._link._writer_ready()
+        try:
+            frame = await self._channel.receive()
+        except trio.EndOfChannel:
+            raise StopAsyncIteration from None
+        self._link._taken += 1
+        return frame
+
 
 @attrs.frozen
 class FromClient:
@@ -87,6 +145,11 @@ class FromClient:
 @attrs.frozen
 class _Tick:
     pass
+
+
+@attrs.frozen
+class _Wake:
+    """The reset owed to the client may be due: the interval ended or it drained."""
 
 
 class ClientActor(Actor):
@@ -102,11 +165,19 @@ class ClientActor(Actor):
         self.behind_since: float | None = None
         self.unanswered_pings = 0
         self.next_ping = 0.0
+        self.throttle = ResetThrottle(self.settings.resync_interval)
+        self.queued_total = 0
+        """Frames put in the outbox so far."""
+        self.reset_position = 0
+        """``queued_total`` just after the last reset: sent once the writer has delivered that many."""
+        self.waking = False
+        """A task will tell ``_Wake`` once the owed reset may be due."""
 
     async def on_start(self) -> None:
         hub: ActorRef = self.context.system.lookup(self.hub_path)
         self.latest = await hub.ask(Join(self.context.ref))
-        self._reset()
+        self.throttle.owe()
+        await self._reset_if_due(first=True)
         self.next_ping = trio.current_time() + self.settings.ping_interval
         self.context.start_soon(self._ticker)
 
@@ -123,30 +194,36 @@ class ClientActor(Actor):
             self.link.close(INTERNAL_ERROR, "internal error")
 
     async def handle(self, message: Any) -> Any:
+        if self.link.closed.is_set() and isinstance(message, (LiveUpdate, ReportUpdate, FromClient, _Tick, _Wake)):
+            # Nothing more reaches this socket: what is still queued for it (a
+            # flood of resyncs from a client that left, say) costs nothing.
+            return None
         if isinstance(message, LiveUpdate):
-            self.latest = message
-            if not self.subscription.topology:
-                return None
-            if self.behind_since is not None:
-                self._catch_up()
-            elif message.version <= self.version:
-                pass  # joined at this version already
-            elif message.diff is None or message.diff.previous_version != self.version:
-                self._reset()  # a gap: start again from the snapshot
-            else:
-                frame = (message.frame(self.subscription.view) if self.subscription.shared
-                         else _filtered_diff(message, self.subscription))
-                self._send(frame, message.version)
+            self._update(message)
         elif isinstance(message, ReportUpdate):
-            if self.subscription.wants_report(message.agent_id) and self.behind_since is None:
+            if self.subscription.wants_report(message.agent_id) and not self._behind():
                 self._send(message.frame)
         elif isinstance(message, FromClient):
             self._from_client(message.data)
         elif isinstance(message, _Tick):
             self._tick()
-        else:
+        elif not isinstance(message, _Wake):
             return await super().handle(message)
+        await self._reset_if_due()
         return None
+
+    def _update(self, message: LiveUpdate) -> None:
+        self.latest = message
+        if not self.subscription.topology or self.throttle.owed:
+            return  # the reset it is owed will start from the newest version
+        if message.version <= self.version:
+            pass  # joined at this version already
+        elif message.diff is None or message.diff.previous_version != self.version:
+            self.throttle.owe()  # a gap: start again from the snapshot
+        else:
+            frame = (message.frame(self.subscription.view) if self.subscription.shared
+                     else _filtered_diff(message, self.subscription))
+            self._send(frame, message.version)
 
     def _from_client(self, data: str | bytes) -> None:
         try:
@@ -159,7 +236,7 @@ class ClientActor(Actor):
         elif isinstance(request, Pong):
             self.unanswered_pings = 0
         elif isinstance(request, Resync):
-            self._reset()
+            self.throttle.owe()
         elif isinstance(request, Subscribe):
             before = self.subscription
             try:
@@ -169,20 +246,20 @@ class ClientActor(Actor):
                 return
             if (self.subscription.view, self.subscription.filter, self.subscription.topology) != (
                     before.view, before.filter, before.topology):
-                self._reset()
+                self.throttle.owe()
         elif isinstance(request, Unsubscribe):
             self.subscription = unsubscribe(self.subscription, request)
 
     def _tick(self) -> None:
         now = trio.current_time()
-        if self.behind_since is not None:
+        if self._behind():
+            assert self.behind_since is not None
             if now - self.behind_since > self.settings.slow_client_timeout:
                 self.counters.slow_closes += 1
                 log.info("WebSocket client %s lagged for more than %ss: closing it", self.context.path,
                          int(self.settings.slow_client_timeout), extra={"event": "slow_client"})
                 self.link.close(POLICY_VIOLATION, "too slow: lagged behind for too long")
                 return
-            self._catch_up()
         if now >= self.next_ping:
             if self.unanswered_pings >= 2:
                 self.link.close(POLICY_VIOLATION, "no pong to two pings")
@@ -191,6 +268,13 @@ class ClientActor(Actor):
             self.next_ping = now + self.settings.ping_interval
             self._send(PING)
 
+    def _behind(self) -> bool:
+        """Whether the client is still lagging: it is not once its outbox has
+        drained to half (the reset it is owed then follows, paced)."""
+        if self.behind_since is not None and self.link.queued <= self.link.buffer // 2:
+            self.behind_since = None
+        return self.behind_since is not None
+
     def _send(self, frame: Frame, version: int | None = None) -> bool:
         try:
             self.link.outbox.send_nowait(frame)
@@ -198,27 +282,71 @@ class ClientActor(Actor):
             self.counters.dropped += 1
             if self.behind_since is None:
                 self.behind_since = trio.current_time()
+            self.throttle.owe()  # it has missed something: it starts over once it has room
             return False
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return False
         self.counters.sent += 1
+        self.queued_total += 1
         if version is not None:
             self.version = version
         return True
 
-    def _catch_up(self) -> None:
-        """Behind: once the outbox has drained to half, start over from a reset."""
-        if self.link.queued <= self.link.buffer // 2:
-            self.behind_since = None
-            self._reset()
-
-    def _reset(self) -> None:
-        if self.latest is None or not self.subscription.topology:
+    async def _reset_if_due(self, *, first: bool = False) -> None:
+        """Send the reset the client is owed if it may be built now; otherwise
+        make sure the actor is woken when it may."""
+        if not self.throttle.owed:
             return
-        sub = self.subscription
-        frame = self.latest.reset(sub.view) if sub.shared else reset_frame(self.latest.snapshot, sub.view, sub.filter)
-        if self._send(frame, self.latest.version):
+        if self.latest is None or not self.subscription.topology:
+            self.throttle.forget()
+            return
+        started = trio.current_time()
+        if not (self.throttle.due(started) and self.link.drained(self.reset_position)):
+            self._wake_when_due()
+            return
+        update = self.latest
+        frame = await self._build_reset(update)
+        if frame is None:
+            return  # the client left while it was being built
+        if self._send(frame, update.version):
             self.counters.resets += 1
+            self.reset_position = self.queued_total
+            now = trio.current_time()
+            self.throttle.sent(now, took=now - started, first=first)
+
+    async def _build_reset(self, update: LiveUpdate) -> Frame | None:
+        """The client's reset at ``update``, or None if the socket went away
+        meanwhile."""
+        sub = self.subscription
+        if sub.shared and update.snapshot.size(sub.view) <= CACHE_LIMIT:
+            return update.reset(sub.view)  # encoded once per version, shared by every client of the view
+        pieces: list[bytes] = []
+        for piece in reset_chunks(update.snapshot, sub.view, sub.filter):
+            pieces.append(piece)
+            # A reset of a large view takes seconds: the server answers others
+            # in between, and a client that leaves stops costing at once.
+            await trio.lowlevel.checkpoint()
+            if self.link.closed.is_set():
+                return None
+        body = b"".join(pieces)
+        pieces.clear()
+        return body.decode()
+
+    def _wake_when_due(self) -> None:
+        if not self.waking:
+            self.waking = True
+            self.context.start_soon(self._wake, self.throttle.not_before, self.reset_position)
+
+    async def _wake(self, not_before: float, position: int) -> None:
+        try:
+            await self.link.when_drained(position).wait()
+            if not_before > trio.current_time():
+                await trio.sleep_until(not_before)
+            self.context.ref.tell(_Wake())
+        except (MailboxFull, ActorStopped):
+            pass  # whatever fills the mailbox wakes the actor as well
+        finally:
+            self.waking = False
 
 
 def _filtered_diff(update: LiveUpdate, subscription: Subscription) -> Frame:

@@ -345,6 +345,15 @@ KEYS: tuple[Key, ...] = (
         flags=("--ws-slow-client-timeout",),
     ),
     Key(
+        name="websocket.resync_interval",
+        kind=DurationKind(0 * SECOND, 1 * HOUR),
+        default=1 * SECOND,
+        help="least time between two full resets sent to one client (resync, new view or filter, lagging); "
+             "requests in between are answered by one reset when it ends",
+        env=("TRIOSCOPE_WEBSOCKET_RESYNC_INTERVAL",),
+        flags=("--ws-resync-interval",),
+    ),
+    Key(
         name="websocket.max_clients",
         kind=IntegerKind(1, 100_000),
         default=10_000,

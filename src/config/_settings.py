@@ -131,6 +131,8 @@ class WebSocketSettings:
     """Most topology updates per second per client."""
     slow_client_timeout: float
     """Seconds a client may lag before it is disconnected."""
+    resync_interval: float
+    """Least seconds between two resets sent to one client after its first."""
     max_clients: int
     """Most clients connected at once."""
     max_clients_per_address: int

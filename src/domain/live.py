@@ -9,7 +9,8 @@ Server messages are ``{"type", "payload"}`` (the seed's shape): ``topology_updat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from itertools import islice
 from typing import Any
 
 import attrs
@@ -86,6 +87,46 @@ class Subscription:
     def shared(self) -> bool:
         """True when it can take the frames every client of its view shares."""
         return self.filter.empty
+
+
+@attrs.define
+class ResetThrottle:
+    """When one client may be sent its next reset.
+
+    A reset (the whole view, through the client's filter) is the costliest frame
+    there is, and a client asks for one with a few bytes: ``resync``, or a new
+    view or filter. However often it asks, it is owed at most one. Its owner
+    builds it only once the client has room for it, and, after the reset the
+    client connected with, at most once per ``interval`` (or per the time the
+    previous one took to build, if longer): requests in between coalesce into
+    the one reset sent when the interval ends. None is ever dropped.
+    """
+
+    interval: float
+    """Least seconds between two resets after the first."""
+    owed: bool = False
+    """The client is due a reset (it asked, missed an update, or lagged)."""
+    not_before: float = float("-inf")
+    """When the next reset may be built at the earliest."""
+
+    def owe(self) -> None:
+        self.owed = True
+
+    def forget(self) -> None:
+        """Nothing to reset any more (the client left the topology topic)."""
+        self.owed = False
+
+    def due(self, now: float) -> bool:
+        """Whether the owed reset may be built at ``now`` (room permitting)."""
+        return self.owed and now >= self.not_before
+
+    def sent(self, now: float, *, took: float = 0.0, first: bool = False) -> None:
+        """A reset went out at ``now`` after ``took`` seconds of building; the
+        ``first`` one (on connecting) does not start an interval, so that the
+        subscribe a browser sends right after connecting is answered at once."""
+        self.owed = False
+        if not first:
+            self.not_before = now + max(self.interval, took)
 
 
 @attrs.frozen
@@ -256,15 +297,46 @@ PONG = message("pong", {})
 
 def reset_frame(snapshot: TopologySnapshot, view: View | None, flt: Filter | None = None) -> Frame:
     """The whole view (``payload.reset: true``), what a client starts from."""
+    return b"".join(reset_chunks(snapshot, view, flt)).decode()
+
+
+RESET_BATCH = 1024
+"""Nodes or edges looked at per piece of a reset: a few milliseconds of work."""
+
+
+def reset_chunks(snapshot: TopologySnapshot, view: View | None, flt: Filter | None = None,
+                 batch: int = RESET_BATCH) -> Iterator[bytes]:
+    """``reset_frame`` in pieces that join into it, each the work of looking at
+    ``batch`` nodes or edges (a piece may be empty: a filter that matches little
+    still has every node to look at). A reset of a large view is the costliest
+    thing a client can ask for: whoever builds it can stop between two pieces,
+    when the client has gone, instead of finishing a frame nobody will read."""
+    yield b'{"type":"topology_update","payload":'
     if flt is None or flt.empty:
-        return (b'{"type":"topology_update","payload":'
-                + b"".join(snapshot.payload_chunks(view, extra={"reset": True})) + b"}").decode()
-    nodes = {n.id: n for n in snapshot.nodes(view) if flt.matches(n)}
-    edges = [e for e in snapshot.edges(view) if e.source in nodes and e.target in nodes]
-    return message("topology_update", {
-        "reset": True, "version": snapshot.version, "view": view.value if view else "all",
-        "nodes": {i: n.json() for i, n in nodes.items()}, "edges": {e.id: e.json() for e in edges},
-    })
+        yield from snapshot.payload_chunks(view, batch, extra={"reset": True})
+        yield b"}"
+        return
+    matched: set[str] = set()
+    yield b'{"nodes":{'
+    first = True
+    nodes = snapshot.nodes(view)
+    while batch_nodes := list(islice(nodes, batch)):
+        entries = []
+        for node in batch_nodes:
+            if flt.matches(node):
+                matched.add(node.id)
+                entries.append(node.entry())
+        yield (b"" if first or not entries else b",") + b",".join(entries)
+        first = first and not entries
+    yield b'},"edges":{'
+    first = True
+    edges = snapshot.edges(view)
+    while batch_edges := list(islice(edges, batch)):
+        kept = [e for e in batch_edges if e.source in matched and e.target in matched]
+        yield (b"" if first or not kept else b",") + orjson.dumps({e.id: e.json() for e in kept})[1:-1]
+        first = first and not kept
+    tail = {"reset": True, "version": snapshot.version, "view": view.value if view is not None else "all"}
+    yield b"}," + orjson.dumps(tail)[1:] + b"}"
 
 
 def _kinds(view: View | None) -> set[NodeKind] | None:

@@ -106,6 +106,7 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
         if s.sockets_per_address[address] <= 0:
             del s.sockets_per_address[address]  # one entry per address with sockets open, no more
         s.links.discard(link)
+        link.close(GOING_AWAY, "gone")  # its actor stops working for it at once (a reset being built, too)
         with trio.CancelScope(shield=True), trio.move_on_after(2):
             try:
                 await s.clients.stop_child(spec.name)

@@ -10,20 +10,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.domain.test_topology_properties import T0, reports, state
+from tests.synthetic import host_report
 from trioscope.domain.live import (
     MAX_SUBSCRIBED,
     MAX_TOPICS,
     BadClientMessage,
     Filter,
+    ResetThrottle,
     Subscribe,
     Subscription,
     diff_frame,
     parse_client_message,
+    reset_chunks,
     reset_frame,
     subscribe,
     unsubscribe,
 )
-from trioscope.domain.report import Report
+from trioscope.domain.report import Report, decode_report
 from trioscope.domain.topology import Node, NodeKind, TopologyGraph, View
 
 
@@ -157,3 +160,53 @@ def test_frames_are_text_json_with_type_and_payload():
     assert isinstance(frame, str)
     payload = orjson.loads(frame)["payload"]
     assert payload["add"]["nodes"] == {} and payload["version"] == diff.version  # empty, but versions advance
+
+
+def _linked_snapshot(hosts: int = 12):
+    graph = TopologyGraph(T0)
+    for index in range(1, hosts + 1):
+        peers = [p for p in (index - 1, index + 1) if 1 <= p <= hosts]
+        graph.apply(decode_report(host_report(index, timestamp=T0, containers=3, processes=12, connections=10,
+                                              peers=peers)), T0)
+    return graph.publish(T0)[0]
+
+
+@pytest.mark.parametrize("view", [None, View.HOSTS, View.PROCESSES])
+@pytest.mark.parametrize("flt", [Filter(), Filter(search="HOST-1"), Filter(search="worker-3"),
+                                 Filter(search="nothing matches this")])
+def test_a_reset_in_pieces_is_the_filtered_view(view, flt):
+    snapshot = _linked_snapshot()
+    nodes = {n.id: n for n in snapshot.nodes(view) if flt.matches(n)}
+    pieces = list(reset_chunks(snapshot, view, flt, batch=7))
+    payload = orjson.loads(b"".join(pieces))["payload"]
+    assert payload["reset"] is True and payload["version"] == snapshot.version
+    assert payload["view"] == (view.value if view else "all")
+    assert payload["nodes"] == {i: orjson.loads(orjson.dumps(n.json())) for i, n in nodes.items()}
+    assert payload["edges"] == {e.id: e.as_dict() for e in snapshot.edges(view)
+                                if e.source in nodes and e.target in nodes}
+    if flt.search == "HOST-1":
+        assert payload["edges"]  # edges between matching nodes are kept
+    # Each piece is the work of at most 7 nodes or edges: whoever builds it can stop in between.
+    assert len(pieces) >= (snapshot.size(view)) // 7
+    assert orjson.loads(reset_frame(snapshot, view, flt)) == orjson.loads(b"".join(pieces))
+
+
+def test_resets_asked_for_coalesce_into_one_per_interval():
+    throttle = ResetThrottle(interval=1.0)
+    throttle.owe()
+    assert throttle.due(0.0)
+    throttle.sent(0.0, first=True)  # the reset a client connects with starts no interval
+    throttle.owe()
+    throttle.owe()
+    assert throttle.due(0.1)
+    throttle.sent(0.1)
+    assert not throttle.owed and not throttle.due(0.2)
+    for now in (0.2, 0.5, 1.0):  # asked again and again within the interval: one owed, not yet due
+        throttle.owe()
+        assert throttle.owed and not throttle.due(now)
+    assert throttle.due(1.1)
+    throttle.sent(1.1, took=3.0)  # a reset that took longer than the interval spaces the next by as much
+    throttle.owe()
+    assert not throttle.due(3.5) and throttle.due(4.1)
+    throttle.forget()
+    assert not throttle.due(5.0)

@@ -14,6 +14,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
+from tests.waiting import eventually
 
 T0 = time.time()
 
@@ -221,3 +222,57 @@ async def test_shutdown_closes_every_socket_with_1001():
                 await next_message(ws, timeout=10)
             assert closed.value.reason.code == 1001
         assert server.wait(timeout=30) == 0
+
+
+async def test_a_client_flooding_resyncs_gets_one_reset_per_interval_and_health_keeps_answering():
+    with ServerProcess(["--ws-ping-interval", "60s", "--ws-resync-interval", "1s"]) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            for host in range(1, 31):  # ~3,500 nodes: each filtered reset looks at all of them
+                response = await http.post("/api/v1/reports", json=host_report(host, timestamp=T0, connections=0))
+                assert response.status_code == 202, response.text
+
+            async def loaded() -> bool:
+                stats = (await http.get("/api/v1/query/stats")).json()["topology"]
+                return stats["nodes_by_type"]["host"] == 30
+
+            await eventually(loaded)
+            async with open_websocket_url(ws_url(server), max_message_size=2**26) as ws:
+                await next_message(ws, "topology_update")
+                await ws.send_message('{"type":"subscribe","filter":{"search":"svc-3-"}}')
+                assert (await next_message(ws, "topology_update"))["payload"]["reset"]
+                resets: list[float] = []
+                flooded = trio.Event()
+
+                async def read() -> None:
+                    while True:
+                        message = orjson.loads(await ws.get_message())
+                        if message["type"] == "topology_update" and message["payload"].get("reset"):
+                            assert "host:host-1" not in message["payload"]["nodes"]  # filtered
+                            resets.append(trio.current_time())
+
+                async def flood() -> None:
+                    for index in range(3000):
+                        await ws.send_message('{"type":"resync"}')
+                        if index % 100 == 0:
+                            await trio.sleep(0.05)
+                    flooded.set()
+
+                async with trio.open_nursery() as nursery:
+                    started = trio.current_time()
+                    nursery.start_soon(read)
+                    nursery.start_soon(flood)
+                    answered = 0
+                    while not flooded.is_set():  # the rest of the server answers meanwhile
+                        assert (await http.get("/health")).status_code == 200
+                        answered += 1
+                    last_asked = trio.current_time()
+
+                    async def answered_after_the_flood() -> bool:
+                        return any(t > last_asked for t in resets)
+
+                    # The last resyncs are not dropped: a reset answers them.
+                    await eventually(answered_after_the_flood, deadline=15)
+                    nursery.cancel_scope.cancel()
+                assert answered >= 1
+                # At most one reset per second of flood (plus one in flight at each end).
+                assert len(resets) <= (resets[-1] - started) / 1.0 + 2
