@@ -35,6 +35,7 @@ from trioscope.domain.live import (
     Subscribe,
     Subscription,
     Unsubscribe,
+    Visibility,
     diff_frame,
     error_frame,
     parse_client_message,
@@ -154,8 +155,10 @@ class _Wake:
 
 class ClientActor(Actor):
     def __init__(self, link: ClientLink, hub_path: str, view: View | None, settings: Settings,
-                 counters: LiveCounters) -> None:
+                 counters: LiveCounters, visibility: Visibility | None = None) -> None:
         self.link = link
+        self.visibility = visibility
+        """What the client may see (``auth.protect_reads``: its tenant's); None for everything."""
         self.hub_path = hub_path
         self.settings = settings.websocket
         self.counters = counters
@@ -201,7 +204,8 @@ class ClientActor(Actor):
         if isinstance(message, LiveUpdate):
             self._update(message)
         elif isinstance(message, ReportUpdate):
-            if self.subscription.wants_report(message.agent_id) and not self._behind():
+            if (self.subscription.wants_report(message.agent_id) and not self._behind()
+                    and (self.visibility is None or self.visibility.may_see(message.agent_id))):
                 self._send(message.frame)
         elif isinstance(message, FromClient):
             self._from_client(message.data)
@@ -221,8 +225,8 @@ class ClientActor(Actor):
         elif message.diff is None or message.diff.previous_version != self.version:
             self.throttle.owe()  # a gap: start again from the snapshot
         else:
-            frame = (message.frame(self.subscription.view) if self.subscription.shared
-                     else _filtered_diff(message, self.subscription))
+            frame = (message.frame(self.subscription.view) if self._shared()
+                     else _filtered_diff(message, self.subscription, self.visibility))
             self._send(frame, message.version)
 
     def _from_client(self, data: str | bytes) -> None:
@@ -318,10 +322,10 @@ class ClientActor(Actor):
         """The client's reset at ``update``, or None if the socket went away
         meanwhile."""
         sub = self.subscription
-        if sub.shared and update.snapshot.size(sub.view) <= CACHE_LIMIT:
+        if self._shared() and update.snapshot.size(sub.view) <= CACHE_LIMIT:
             return update.reset(sub.view)  # encoded once per version, shared by every client of the view
         pieces: list[bytes] = []
-        for piece in reset_chunks(update.snapshot, sub.view, sub.filter):
+        for piece in reset_chunks(update.snapshot, sub.view, sub.filter, visibility=self.visibility):
             pieces.append(piece)
             # A reset of a large view takes seconds: the server answers others
             # in between, and a client that leaves stops costing at once.
@@ -331,6 +335,10 @@ class ClientActor(Actor):
         body = b"".join(pieces)
         pieces.clear()
         return body.decode()
+
+    def _shared(self) -> bool:
+        """Whether the client takes the frames every client of its view shares."""
+        return self.subscription.shared and self.visibility is None
 
     def _wake_when_due(self) -> None:
         if not self.waking:
@@ -349,18 +357,18 @@ class ClientActor(Actor):
             self.waking = False
 
 
-def _filtered_diff(update: LiveUpdate, subscription: Subscription) -> Frame:
+def _filtered_diff(update: LiveUpdate, subscription: Subscription, visibility: Visibility | None) -> Frame:
     assert update.diff is not None
-    return diff_frame(update.diff, subscription.view, subscription.filter)
+    return diff_frame(update.diff, subscription.view, subscription.filter, visibility)
 
 
 def client_spec(name: str, link: ClientLink, hub_path: str, view: View | None, settings: Settings,
-                counters: LiveCounters) -> ActorSpec:
+                counters: LiveCounters, visibility: Visibility | None = None) -> ActorSpec:
     """Temporary: a crashed client actor is not restarted; its socket closes (1011)
     and the browser reconnects."""
     return ActorSpec(
         name=name,
-        factory=lambda: ClientActor(link, hub_path, view, settings, counters),
+        factory=lambda: ClientActor(link, hub_path, view, settings, counters, visibility),
         restart=Restart.TEMPORARY,
         mailbox_size=256,
         shutdown_timeout=1.0,

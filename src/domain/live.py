@@ -9,14 +9,14 @@ Server messages are ``{"type", "payload"}`` (the seed's shape): ``topology_updat
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
 from typing import Any
 
 import attrs
 import orjson
 
-from trioscope.domain.topology import Node, NodeKind, TopologyDiff, TopologySnapshot, View, edge_kind
+from trioscope.domain.topology import Edge, Node, NodeKind, TopologyDiff, TopologySnapshot, View, edge_kind
 
 MAX_TOPICS = 64
 """Topics in one subscribe or unsubscribe message."""
@@ -87,6 +87,23 @@ class Subscription:
     def shared(self) -> bool:
         """True when it can take the frames every client of its view shares."""
         return self.filter.empty
+
+
+class Visibility:
+    """Which nodes one client may see at all (with ``auth.protect_reads``: those
+    its tenant's probes reported), and which of them it holds: removals and
+    edges name node ids, so only those of nodes it was shown are sent.
+
+    ``may_see`` answers for a probe agent id and may change its answers (a
+    probe enrolling); a node that stops being visible leaves the client's view.
+    """
+
+    def __init__(self, may_see: Callable[[str], bool]) -> None:
+        self.may_see = may_see
+        self.shown: set[str] = set()
+
+    def node(self, node: Node) -> bool:
+        return node.agent_id is not None and self.may_see(node.agent_id)
 
 
 @attrs.define
@@ -295,9 +312,10 @@ PING = message("ping", {})
 PONG = message("pong", {})
 
 
-def reset_frame(snapshot: TopologySnapshot, view: View | None, flt: Filter | None = None) -> Frame:
+def reset_frame(snapshot: TopologySnapshot, view: View | None, flt: Filter | None = None,
+                visibility: Visibility | None = None) -> Frame:
     """The whole view (``payload.reset: true``), what a client starts from."""
-    return b"".join(reset_chunks(snapshot, view, flt)).decode()
+    return b"".join(reset_chunks(snapshot, view, flt, visibility=visibility)).decode()
 
 
 RESET_BATCH = 1024
@@ -305,25 +323,28 @@ RESET_BATCH = 1024
 
 
 def reset_chunks(snapshot: TopologySnapshot, view: View | None, flt: Filter | None = None,
-                 batch: int = RESET_BATCH) -> Iterator[bytes]:
+                 batch: int = RESET_BATCH, *, visibility: Visibility | None = None) -> Iterator[bytes]:
     """``reset_frame`` in pieces that join into it, each the work of looking at
     ``batch`` nodes or edges (a piece may be empty: a filter that matches little
     still has every node to look at). A reset of a large view is the costliest
     thing a client can ask for: whoever builds it can stop between two pieces,
     when the client has gone, instead of finishing a frame nobody will read."""
     yield b'{"type":"topology_update","payload":'
-    if flt is None or flt.empty:
+    if (flt is None or flt.empty) and visibility is None:
         yield from snapshot.payload_chunks(view, batch, extra={"reset": True})
         yield b"}"
         return
+    flt = flt or Filter()
     matched: set[str] = set()
+    if visibility is not None:
+        visibility.shown = matched  # what the client holds once this reset is read
     yield b'{"nodes":{'
     first = True
     nodes = snapshot.nodes(view)
     while batch_nodes := list(islice(nodes, batch)):
         entries = []
         for node in batch_nodes:
-            if flt.matches(node):
+            if flt.matches(node) and (visibility is None or visibility.node(node)):
                 matched.add(node.id)
                 entries.append(node.entry())
         yield (b"" if first or not entries else b",") + b",".join(entries)
@@ -343,10 +364,15 @@ def _kinds(view: View | None) -> set[NodeKind] | None:
     return {view.kind} if view is not None else None
 
 
-def diff_frame(diff: TopologyDiff, view: View | None, flt: Filter | None = None) -> Frame:
+def diff_frame(diff: TopologyDiff, view: View | None, flt: Filter | None = None,
+               visibility: Visibility | None = None) -> Frame:
     """The diff as one client of ``view`` (with ``flt``) sees it. Sent even when
     it holds nothing for that view, so that every client's versions stay
-    consecutive and a gap always means a lost update."""
+    consecutive and a gap always means a lost update. With ``visibility``,
+    only nodes the client may see, and removals and edges of nodes it holds
+    (``visibility.shown`` is brought up to date)."""
+    if visibility is not None:
+        return _visible_diff_frame(diff, view, flt or Filter(), visibility)
     kinds = _kinds(view)
 
     def node_ok(node: Node) -> bool:
@@ -375,6 +401,52 @@ def diff_frame(diff: TopologyDiff, view: View | None, flt: Filter | None = None)
         "update": {"nodes": update_nodes, "edges": update_edges},
         "remove": {"nodes": remove_nodes, "edges": remove_edges},
     })
+
+
+def _visible_diff_frame(diff: TopologyDiff, view: View | None, flt: Filter, visibility: Visibility) -> Frame:
+    kinds = _kinds(view)
+    shown = visibility.shown
+    add_nodes: dict[str, Any] = {}
+    update_nodes: dict[str, Any] = {}
+    remove_nodes: list[str] = []
+    for node in (*diff.nodes_added.values(), *diff.nodes_updated.values()):
+        if kinds is not None and node.kind not in kinds:
+            continue
+        if flt.matches(node) and visibility.node(node):
+            (update_nodes if node.id in shown else add_nodes)[node.id] = node.json()
+            shown.add(node.id)
+        elif node.id in shown:  # it stopped matching, or being the client's to see
+            shown.discard(node.id)
+            remove_nodes.append(node.id)
+    for node_id in diff.nodes_removed:
+        if node_id in shown:
+            shown.discard(node_id)
+            remove_nodes.append(node_id)
+
+    def held(edge: Edge) -> bool:
+        return edge.source in shown and edge.target in shown
+
+    removed = set(remove_nodes)
+
+    def held_id(edge_id: str) -> bool:  # both ends held before this diff
+        source, _, target = edge_id.partition("->")
+        return (source in shown or source in removed) and (target in shown or target in removed)
+
+    return message("topology_update", {
+        "version": diff.version,
+        "previous_version": diff.previous_version,
+        "view": view.value if view is not None else "all",
+        "add": {"nodes": add_nodes,
+                "edges": {i: e.json() for i, e in diff.edges_added.items() if _in_view(i, kinds) and held(e)}},
+        "update": {"nodes": update_nodes,
+                   "edges": {i: e.json() for i, e in diff.edges_updated.items() if _in_view(i, kinds) and held(e)}},
+        "remove": {"nodes": remove_nodes,
+                   "edges": [i for i in diff.edges_removed if _in_view(i, kinds) and held_id(i)]},
+    })
+
+
+def _in_view(edge_id: str, kinds: set[NodeKind] | None) -> bool:
+    return kinds is None or edge_kind(edge_id) in kinds
 
 
 def report_frame(agent_id: str, hostname: str, timestamp: str, summary: Mapping[str, float]) -> Frame:

@@ -185,6 +185,36 @@ async def visible_reporters() -> Callable[[str], bool] | None:
                                                                    show_unassigned=show_unassigned))
 
 
+async def live_reporter_check() -> Callable[[str], bool] | None:
+    """``visible_reporters`` for a reader that stays (a WebSocket): each answer
+    comes from the directory as published at the time, so probes enrolled
+    later are seen too (answers cached per published version)."""
+    reader: Principal | None = g.get("reader")
+    if reader is None:
+        return None
+    await directory()
+    published = services().gate.directory
+    assert published is not None
+    show_unassigned = services().settings.auth.show_unassigned_agents
+    cache: dict[str, bool] = {}
+    seen_version = published.version
+
+    def visible(reporter: str) -> bool:
+        nonlocal seen_version
+        if published.version != seen_version:
+            cache.clear()
+            seen_version = published.version
+        answer = cache.get(reporter)
+        if answer is None:
+            if len(cache) >= MAX_CACHED_TOKENS:
+                cache.clear()
+            answer = cache[reporter] = published.value.reporter_visible(reporter, reader.tenant,
+                                                                        show_unassigned=show_unassigned)
+        return answer
+
+    return visible
+
+
 def socket_token() -> str | None:
     """A WebSocket client's user token: offered as a subprotocol, else ?token=
     (None: then ``user`` reads the Authorization header)."""

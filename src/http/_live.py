@@ -14,7 +14,7 @@ from quart import Blueprint, Response, g, websocket
 from trioscope.actors.client import (
     GOING_AWAY, INTERNAL_ERROR, MESSAGE_TOO_BIG, ClientLink, FromClient, client_spec,
 )
-from trioscope.domain.live import BadClientMessage, parse_view
+from trioscope.domain.live import BadClientMessage, Visibility, parse_view
 from trioscope.domain.principals import Principal
 from trioscope.runtime import (
     ActorNotFound, ActorRef, ActorSpec, ActorStopped, MailboxFull, StartFailed, TooManyChildren,
@@ -53,7 +53,9 @@ async def live() -> Response | None:
     link = ClientLink(s.settings.websocket.buffer_size)
     name = f"ws-{next(_names)}"
     reader: Principal | None = g.get("reader")
-    return await serve_client_socket(link, client_spec(name, link, HUB, view, s.settings, s.live),
+    may_see = await _gate.live_reporter_check()
+    visibility = Visibility(may_see) if may_see is not None else None
+    return await serve_client_socket(link, client_spec(name, link, HUB, view, s.settings, s.live, visibility),
                                      subprotocol=_gate.chosen_subprotocol(),
                                      expires_at=reader.expires_at if reader is not None else None)
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 import pytest
+import trio
+from trio_websocket import open_websocket_url
 
 from tests.integration.test_commands import Operator, enroll, fresh
 from tests.server_process import ServerProcess, run_cli
@@ -154,3 +156,41 @@ async def test_unauthenticated_refusals_land_in_no_tenants_log() -> None:
             assert row["details"]["deployment_hash"] == agent.deployment_hash
             everything = run_cli(["audit", "--data-dir", server.data_dir])
             assert everything.returncode == 0 and "agent.register" in everything.stdout
+
+
+async def test_each_tenants_live_view_holds_only_its_own_nodes(protected: ServerProcess) -> None:
+    async with httpx.AsyncClient(base_url=protected.base_url) as client:
+        (alice, agent_a), (bob, agent_b) = await _tenant(protected, client), await _tenant(protected, client)
+        probe_a, probe_b = fresh("la"), fresh("lb")
+        token = alice.auth["Authorization"][7:]
+        url = protected.base_url.replace("http://", "ws://") + "/api/v1/ws?view=hosts"
+        async with open_websocket_url(url, subprotocols=["trioscope", f"bearer.{token}"]) as ws:
+            first = await _topology_message(ws)
+            assert first["reset"] and not first["nodes"]  # nothing of anyone else's
+            # Bob's host talks to Alice's: neither Bob's node nor the edge to it reaches Alice.
+            report_a = host_report(11, timestamp=time.time(), containers=1, processes=4, connections=3,
+                                   agent_prefix=probe_a)
+            report_b = host_report(12, timestamp=time.time(), containers=1, processes=4, connections=3,
+                                   agent_prefix=probe_b, peers=[11])
+            assert (await agent_b.signed_post(client, "/api/v1/reports", report_b)).status_code == 202
+            assert (await agent_a.signed_post(client, "/api/v1/reports", report_a)).status_code == 202
+            held: set[str] = set()
+            with trio.fail_after(20):
+                while "host:host-11" not in held:
+                    update = await _topology_message(ws)
+                    text = json.dumps(update)
+                    assert "host-12" not in text, text
+                    held |= set(update.get("nodes", {})) | set(update.get("add", {}).get("nodes", {}))
+            await ws.send_message('{"type": "resync"}')
+            with trio.fail_after(20):
+                while not (reset := await _topology_message(ws)).get("reset"):
+                    pass
+            assert set(reset["nodes"]) == {"host:host-11"} and not reset["edges"]
+
+
+async def _topology_message(ws: Any) -> dict[str, Any]:
+    with trio.fail_after(20):
+        while True:
+            message = json.loads(await ws.get_message())
+            if message["type"] == "topology_update":
+                return message["payload"]  # type: ignore[no-any-return]
