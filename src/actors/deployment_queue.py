@@ -304,6 +304,9 @@ class DeploymentQueueActor(RefusingActor):
             delivery = self.queue.take(now, min_rank=min_rank, skip=skip)
             if delivery is None or isinstance(delivery, CancelNotice):
                 return delivery
+            if delivery.target_agent is not None and not self._is_active(delivery.target_agent):
+                await self._expire_untargetable(delivery, now)
+                continue
             try:
                 delivered = delivery.apply(CommandEvent.DELIVER, now)
                 await self._save(delivered, delivery)
@@ -314,11 +317,24 @@ class DeploymentQueueActor(RefusingActor):
 
     def _active(self, waiter: Waiter) -> bool:
         """Whether the waiter's agent is still an active agent of this deployment."""
-        if waiter.agent_id is None or self.agents is None:
+        return waiter.agent_id is None or self._is_active(waiter.agent_id)
+
+    def _is_active(self, agent_id: str) -> bool:
+        if self.agents is None:
             return True
-        agent = self.agents.value.agents.get(waiter.agent_id)
+        agent = self.agents.value.agents.get(agent_id)
         return (agent is not None and agent.status is AgentStatus.ACTIVE
                 and agent.deployment_hash == self.deployment_hash)
+
+    async def _expire_untargetable(self, command: Command, now: float) -> None:
+        """A command for one agent (a container control) whose agent was retired
+        before it was delivered: no other agent may run it (the container id is
+        that agent's), so it ends, saying why."""
+        try:
+            await self._save(command.apply(CommandEvent.EXPIRE, now, {"reason": TARGET_RETIRED},
+                                           error=TARGET_RETIRED), command)
+        except Conflict:
+            await self._reload(command.id)
 
     async def _take_for(self, waiter: Waiter, now: float) -> Delivery | None:
         """The next delivery for ``waiter``, ``sent`` committed; None if there is
@@ -471,6 +487,10 @@ EVENT_OUTCOME_BYTES = 64 * 1024
 goes to every socket of the tenant's admins and the owner. A larger one is
 sent as null with ``result_truncated`` and ``result_bytes``; the command's GET
 (and ``/result``) has it."""
+
+
+TARGET_RETIRED = ("the agent that reported the container was decommissioned or replaced before the command was "
+                  "delivered; another agent may not run it")
 
 
 def command_event(command: Command) -> dict[str, Any]:

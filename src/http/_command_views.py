@@ -39,6 +39,7 @@ def _fields(command: Command) -> dict[str, Any]:
         "progress": command.progress,
         "metadata": {"requires_confirmation": command.requires_confirmation,
                      "cancel_requested": command.cancel_requested},
+        "target_agent_id": command.target_agent,
     }
 
 

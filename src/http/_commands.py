@@ -185,8 +185,10 @@ async def create_command(user_id: str, deployment_hash: str) -> Response:
                           "estimated_start": timestamp(stored.scheduled_for)}, status=202)
 
 
-async def submit(principal: Principal, deployment: Deployment, create: CreateCommand, **audit_details: Any) -> Command:
-    """Queue a command for ``deployment`` on behalf of ``principal``; answers once it is stored."""
+async def submit(principal: Principal, deployment: Deployment, create: CreateCommand, *,
+                 target_agent: str | None = None, **audit_details: Any) -> Command:
+    """Queue a command for ``deployment`` on behalf of ``principal`` (for
+    ``target_agent`` only, if given); answers once it is stored."""
     now = time.time()
     command = new_command(
         command_id=f"cmd_{uuid.uuid4().hex}", deployment_hash=deployment.hash, tenant=deployment.tenant,
@@ -194,6 +196,7 @@ async def submit(principal: Principal, deployment: Deployment, create: CreateCom
         created_by=principal.user_id, now=now,
         schedule_at=create.schedule_at.timestamp() if create.schedule_at else None,
         timeout_seconds=create.timeout_seconds, requires_confirmation=create.requires_confirmation, sequence=0,
+        target_agent=target_agent,
     )
     audit = _gate.audit_entry("command.create", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="command", resource_id=command.id, type=command.type,

@@ -73,7 +73,7 @@ async def control(node_id: str, action: str) -> Response:
         **({"timeout_seconds": body["timeout_seconds"]} if "timeout_seconds" in body else {}),
         **({"requires_confirmation": body["requires_confirmation"]} if "requires_confirmation" in body else {}),
     })
-    stored = await submit(principal, deployment, create, node_id=node_id)
+    stored = await submit(principal, deployment, create, target_agent=agent.id, node_id=node_id)
     log.info("control %s on %s for agent %s of deployment %s", action, node_id, agent.id, deployment.hash)
     return json_response({"command_id": stored.id, "status": stored.status.value, "type": stored.type,
                           "deployment_hash": deployment.hash, "user_id": deployment.user_id,

@@ -143,3 +143,25 @@ async def test_one_probe_agent_id_is_reported_by_one_enrolled_agent(server: Serv
         assert (await first.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
         taken = await second.signed_post(client, "/api/v1/reports", _report(probe, at=time.time() + 1))
         assert (taken.status_code, taken.json()["error"]["code"]) == (409, "agent_id_taken")
+
+
+async def test_a_control_for_a_retired_agent_goes_to_no_other_agent(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await _victim(server, client)
+        probe = fresh("probe")
+        assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
+        node_id = f"container:{container_hex(f'{probe}-0', 1)}"
+        await _node_shown(client, server, node_id)
+        created = await client.post(_control(server, node_id), json={}, headers=operator.auth)
+        assert created.status_code == 202, created.text
+        # The deployment enrolls another agent (on another host, say) before delivery.
+        token = await client.post(operator.url(agent.deployment_hash, "/enrollment"), headers=operator.auth)
+        registered = await client.post(f"{server.base_url}/api/v1/agent/register", json={
+            "deployment_hash": agent.deployment_hash, "enrollment_token": token.json()["enrollment_token"]})
+        assert registered.status_code == 201, registered.text
+        successor = StatusAgent(server.base_url, registered.json()["agent_id"], registered.json()["agent_token"],
+                                agent.deployment_hash)
+        assert await successor.poll(client, timeout=1) is None
+        command = await operator.get(client, agent.deployment_hash, created.json()["command_id"])
+        assert command["status"] == "expired" and "another agent may not run it" in command["history"][-1]["detail"]["reason"]
+        assert command["target_agent_id"] == agent.agent_id

@@ -65,6 +65,9 @@ class Command:
     error: Any = None
     progress: dict[str, Any] | None = None
     cancel_requested: bool = False
+    target_agent: str | None = None
+    """The one agent that may run it (a container control goes to the agent that
+    reported the container); None: whichever agent the deployment has."""
 
     @property
     def updated_at(self) -> float:
@@ -105,7 +108,7 @@ class Command:
 def new_command(*, command_id: str, deployment_hash: str, tenant: str, type: str,
                 parameters: dict[str, Any], priority: Priority, created_by: str, now: float,
                 schedule_at: float | None, timeout_seconds: int, requires_confirmation: bool,
-                sequence: int) -> Command:
+                sequence: int, target_agent: str | None = None) -> Command:
     """A command as an operator creates it: queued, or awaiting confirmation."""
     status = CommandStatus.AWAITING_CONFIRMATION if requires_confirmation else CommandStatus.QUEUED
     return Command(
@@ -113,7 +116,7 @@ def new_command(*, command_id: str, deployment_hash: str, tenant: str, type: str
         priority=priority, created_by=created_by, created_at=now,
         scheduled_for=max(now, schedule_at) if schedule_at is not None else now,
         timeout_seconds=timeout_seconds, requires_confirmation=requires_confirmation, status=status,
-        history=(StatusChange(status=status, at=now, event=None),), sequence=sequence,
+        history=(StatusChange(status=status, at=now, event=None),), sequence=sequence, target_agent=target_agent,
     )
 
 
