@@ -20,7 +20,7 @@ def test_keys_match_settings_fields():
         for field in attrs.fields(type(getattr(Settings.defaults(), section)))
     }
     assert from_records == {key.name for key in KEYS}
-    assert len(KEYS) == 30
+    assert len(KEYS) == 31
 
 
 def test_defaults_are_valid_values_of_their_kinds():
