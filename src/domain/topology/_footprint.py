@@ -10,15 +10,17 @@ hold for the worst case of each item, not its average, so a realistic host
 takes well under its estimate (measured: about half).
 
 The check is cheap: a bound from the lengths of the report's lists and the
-size of its JSON settles almost every report in constant time; only a report
-that this bound does not clear is counted exactly (one pass over it, about
-15% of decoding it). Pure: shared with the probe, which leaves connections,
-then processes, out of its report until it fits the budget the server states.
+size of its JSON settles most reports (34 us for a 36 KB one, 3% of decoding
+it); a report that the bound does not clear is counted exactly (a pass over
+it, about a fifth of the time decoding it took). Pure: shared with the probe,
+which leaves connections, then processes, out of its report until it fits the
+budget the server states.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,6 +75,11 @@ again in the packed latest report when it does not compress (random text)."""
 JSON_DIVISOR = 8
 """The rest of the packed report: its JSON compresses at least 8 to 1 once the
 strings (counted as text) are left aside (measured ~11 to 1)."""
+
+
+_ESCAPE = re.compile(rb"\\u")
+"""A JSON escape that may stand for a character that is not ASCII (a regular
+expression finds it 3x faster than ``bytes.__contains__``: 18 us in 36 KB)."""
 
 
 def ring_bytes(metrics: int, history: float) -> int:
@@ -142,7 +149,7 @@ class MemoryBudget:
         """
         # Every string's characters are in the JSON; when the JSON is ASCII
         # without escapes, every string is ASCII too (a byte a character).
-        plain = body.isascii() and b"\\u" not in body
+        plain = body.isascii() and (b"\\" not in body or _ESCAPE.search(body) is None)
         if plain and self.bound(report, len(body)).bytes <= self.limit:
             return None
         footprint = self.footprint(report, len(body))
@@ -173,13 +180,15 @@ class MemoryBudget:
             for p in c.ports:
                 if p.host_port:
                     endpoints += 1 + (1 if p.host_ip and p.host_ip not in _WILDCARDS else host_ips)
-        outgoing = len({
-            (conn.pid if conn.pid in pids else None, _family(conn.protocol), _normal_address(conn.remote_address),
-             conn.remote_port)
-            for conn in connections
-            if conn.state.upper() == "ESTABLISHED" and conn.remote_address
-            and (_family(conn.protocol), conn.local_port) not in listening
-        })
+        # As the partition keys them, but for the address's spelling (an
+        # IPv4-mapped IPv6 address counts apart from the IPv4 one: never fewer).
+        distinct: set[tuple[int | None, str, str, int]] = set()
+        for conn in connections:
+            if conn.remote_address and conn.state.upper() == "ESTABLISHED":
+                family = "udp" if conn.protocol.startswith("udp") else "tcp"
+                if (family, conn.local_port) not in listening:
+                    distinct.add((conn.pid if conn.pid in pids else None, family, conn.remote_address, conn.remote_port))
+        outgoing = len(distinct)
         views = (1 + bool(processes) + bool(containers or inferred) + any(g.startswith("pod:") for g in groups)
                  + any(g.startswith("service:") for g in groups))
         return self._price(nodes=(1, len(containers) + len(inferred), len(groups), len(processes)),
