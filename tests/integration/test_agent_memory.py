@@ -61,7 +61,7 @@ def test_a_report_over_the_budget_gets_413_naming_the_budget_and_its_parts() -> 
         assert response.status_code == 413, response.text
         error = response.json()["error"]
         assert error["code"] == "memory_budget_exceeded"
-        assert "agents.memory_budget" in error["message"] and "0.2 MiB" in error["message"]
+        assert "agents.memory_budget" in error["message"] and "an agent may take 256 KiB" in error["message"]
         details = error["details"]
         assert details["key"] == "agents.memory_budget" and details["limit_bytes"] == 256 * 1024
         assert details["estimate_bytes"] > details["limit_bytes"]

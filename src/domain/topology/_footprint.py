@@ -120,10 +120,10 @@ class OverBudget(Exception):
     """A report's footprint exceeds the agent's memory budget."""
 
     def __init__(self, footprint: Footprint, limit: int) -> None:
-        super().__init__(f"this report would take about {footprint.bytes / 1048576:.1f} MiB of server memory "
+        super().__init__(f"this report would take about {_size(footprint.bytes)} of server memory "
                          f"({footprint.nodes} nodes, {footprint.outgoing} client connections, "
                          f"{footprint.endpoints} listening addresses, {footprint.items} labels and other items, "
-                         f"{footprint.text} bytes of text); an agent may take {limit / 1048576:.1f} MiB")
+                         f"{footprint.text} bytes of text); an agent may take {_size(limit)}")
         self.footprint = footprint
         self.limit = limit
 
@@ -232,6 +232,10 @@ class MemoryBudget:
         """What ``/api/v1/agents/config/{id}`` states, for probes to fit their reports."""
         return {"memory_budget_bytes": self.limit, "metric_history_seconds": self.history,
                 "process_metric_history_seconds": self.process_history}
+
+
+def _size(count: int) -> str:
+    return f"{count / 1048576:.1f} MiB" if count >= 1048576 else f"{count / 1024:.0f} KiB"
 
 
 def _host_ips(report: Report) -> int:
