@@ -85,7 +85,8 @@ async def main() -> None:
 
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="trioscope-bench-") as data:
-        server = trioscope(port, "--data-dir", data)
+        # Far over the memory budget per agent (~160 MiB estimated): let them in, they are what is measured.
+        server = trioscope(port, "--data-dir", data, "--agent-memory-budget", "1GiB")
         try:
             base = f"http://127.0.0.1:{port}"
             baseline = await health_latencies(base, args.seconds)

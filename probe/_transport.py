@@ -5,6 +5,7 @@ change between connected and unreachable is one log line."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import logging
 import random
@@ -17,6 +18,7 @@ import orjson
 import trio
 
 from trioscope.domain.report import Report, encode
+from trioscope.domain.topology import MemoryBudget
 
 from ._signing import signed_request
 
@@ -67,19 +69,30 @@ MAX_REPORT_BYTES = 10 * 1024 * 1024
 ``/api/v1/agents/config`` says what it takes."""
 REPORT_MARGIN = 64 * 1024
 """Room left under the limit (at most an eighth of it) for what the server counts differently."""
+MEMORY_BUDGET = MemoryBudget(limit=4 * 1024 * 1024, history=3600.0, process_history=900.0)
+"""The server's default ``--agent-memory-budget`` and metric history, until its
+``/api/v1/agents/config`` says."""
 
 
-def encode_report(report: Report, limit: int = MAX_REPORT_BYTES) -> tuple[bytes, int]:
+def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
+                  budget: MemoryBudget | None = MEMORY_BUDGET) -> tuple[bytes, int]:
     """The report as gzip JSON, and how many connections and processes were left
-    out to fit ``limit`` bytes: a host with hundreds of thousands of sockets
-    would otherwise send a report the server refuses, every time, host
-    metrics and all. Connections go first (listening sockets last), then
-    processes."""
+    out to fit ``limit`` bytes and the server's memory ``budget`` for one
+    agent (None: the server has none): a host with hundreds of thousands of
+    sockets or processes would otherwise send a report the server refuses,
+    every time, host metrics and all. Connections go first (listening sockets
+    last), then processes."""
     limit -= min(REPORT_MARGIN, limit // 8)
     raw = orjson.dumps(encode(report))
     dropped = 0
-    while len(raw) > limit:
-        share = limit / len(raw) * 0.9
+    while True:
+        share = limit / len(raw)
+        if budget is not None and share >= 1:
+            # The same estimate the server makes of this very JSON.
+            share = budget.limit / budget.footprint(report, len(raw)).bytes
+        if share >= 1:
+            break
+        share *= 0.9
         connections = report.network_info.connections if report.network_info else []
         processes = report.processes_info.processes if report.processes_info else []
         if connections:
@@ -106,6 +119,19 @@ class Signer:
     token: str = attrs.field(repr=False)
 
 
+def stated_budget(config: dict[str, object]) -> MemoryBudget | None:
+    """The memory budget a server's ``/api/v1/agents/config`` states; None if it
+    states none (a server from before budgets); the default where it is damaged."""
+    limit, history, process_history = (config.get(key) for key in (
+        "memory_budget_bytes", "metric_history_seconds", "process_metric_history_seconds"))
+    if limit is None:
+        return None
+    if not (type(limit) is int and 1024 <= limit <= 1024**4 and all(
+            type(h) in (int, float) and 15 <= h <= 10 * 365 * 86400 for h in (history, process_history))):
+        return MEMORY_BUDGET
+    return MemoryBudget(limit=limit, history=float(history), process_history=float(process_history))  # type: ignore[arg-type]
+
+
 class Publisher:
     def __init__(self, client: httpx.AsyncClient, agent_id: str, hostname: str, buffer: int,
                  metadata: dict[str, str] | None = None, signer: Signer | None = None) -> None:
@@ -117,6 +143,7 @@ class Publisher:
         self.outbox = Outbox(buffer)
         self.registered = False
         self.max_report_bytes = MAX_REPORT_BYTES
+        self.memory_budget: MemoryBudget | None = MEMORY_BUDGET
 
     async def _post(self, path: str, content: bytes | None = None, json: object = None,
                     headers: dict[str, str] | None = None) -> httpx.Response:
@@ -136,29 +163,43 @@ class Publisher:
         return response
 
     async def _learn_limits(self) -> None:
-        """The largest report the server takes (``max_report_bytes``), if it says."""
+        """The largest report the server takes (``max_report_bytes``) and the
+        memory one agent's report may take there (``memory_budget_bytes``), if
+        it says."""
         path = f"/api/v1/agents/config/{self.agent_id}"
         request = (signed_request(self.client, "GET", path, agent_id=self.signer.agent_id, token=self.signer.token)
                    if self.signer is not None else self.client.build_request("GET", path))
         try:
             response = await self.client.send(request)
-            limit = response.json().get("max_report_bytes") if response.status_code == 200 else None
-        except (httpx.TransportError, ValueError, AttributeError):
-            return  # the default stands; reports that do not fit are refused and logged
+            config = response.json() if response.status_code == 200 else None
+        except (httpx.TransportError, ValueError):
+            return  # the defaults stand; reports that do not fit are refused and logged
+        if not isinstance(config, dict):
+            return
+        limit = config.get("max_report_bytes")
         if type(limit) is int and 4096 <= limit <= 1024**3 and limit != self.max_report_bytes:
             log.info("the server takes reports of up to %d bytes", limit)
             self.max_report_bytes = limit
+        budget = stated_budget(config)
+        if budget != self.memory_budget:
+            log.info("the server takes up to %s bytes of memory per agent", budget.limit if budget else "any")
+            self.memory_budget = budget
+
+    async def register(self) -> None:
+        """Register, and learn what the server takes, once."""
+        if self.registered:
+            return
+        response = await self._post("/api/v1/agents/register",
+                                    json={"agent_id": self.agent_id, "hostname": self.hostname,
+                                          "metadata": self.metadata})
+        if response.status_code != 201:
+            log.error("registration refused (%s): %s", response.status_code, response.text[:300])
+        self.registered = True
+        await self._learn_limits()
 
     async def flush(self) -> None:
         """Register if needed, then send every buffered report, oldest first."""
-        if not self.registered:
-            response = await self._post("/api/v1/agents/register",
-                                        json={"agent_id": self.agent_id, "hostname": self.hostname,
-                                              "metadata": self.metadata})
-            if response.status_code != 201:
-                log.error("registration refused (%s): %s", response.status_code, response.text[:300])
-            self.registered = True
-            await self._learn_limits()
+        await self.register()
         await self._post(f"/api/v1/agents/heartbeat/{self.agent_id}")
         while self.outbox.reports:
             response = await self._post("/api/v1/reports", content=self.outbox.reports[0],
@@ -178,16 +219,21 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
     trimming = False
     async with httpx.AsyncClient(base_url=server, timeout=10.0) as client:
         publisher = Publisher(client, agent_id, hostname, buffer, metadata, signer)
+        # Before the first report is encoded, so that it fits what the server
+        # takes; a server that is away is registered with later.
+        with contextlib.suppress(ServerUnavailable):
+            await publisher.register()
         done = 0
         next_report = trio.current_time()
         while cycles is None or done < cycles:
             if trio.current_time() >= next_report:
                 # Abandoned on a signal: on a host with 200k sockets one collection takes a minute.
                 report = await trio.to_thread.run_sync(collect, abandon_on_cancel=True)
-                body, dropped = encode_report(report, publisher.max_report_bytes)
+                body, dropped = encode_report(report, publisher.max_report_bytes, publisher.memory_budget)
                 if dropped and not trimming:
-                    log.warning("this host's report is larger than the server takes: %d connections and processes "
-                                "left out (listening sockets kept); said again once it fits", dropped)
+                    log.warning("this host's report is larger than the server takes (bytes, or memory per agent): "
+                                "%d connections and processes left out (listening sockets kept); said again once "
+                                "it fits", dropped)
                 elif trimming and not dropped:
                     log.info("the report fits again: nothing left out")
                 trimming = bool(dropped)

@@ -212,6 +212,16 @@ KEYS: tuple[Key, ...] = (
         flags=("--max-agents",),
     ),
     Key(
+        name="agents.memory_budget",
+        kind=SizeKind(64 * 1024, 1024**3),
+        default=4 * 1024**2,
+        help="server memory one agent's report may take, estimated before it is merged (nodes, connections, "
+             "text, metric history); larger reports get 413 memory_budget_exceeded. Agents take at most "
+             "max_agents times this",
+        env=("TRIOSCOPE_AGENTS_MEMORY_BUDGET",),
+        flags=("--agent-memory-budget",),
+    ),
+    Key(
         name="agents.require_signature",
         kind=BoolKind(),
         default=True,

@@ -70,6 +70,9 @@ class AgentsSettings:
     """Seconds of silence after which an agent is considered disconnected."""
     max_agents: int
     """Most agents tracked at once."""
+    memory_budget: int
+    """Bytes of server memory one agent's report may take, as estimated before
+    it is merged (``trioscope.domain.topology.MemoryBudget``)."""
     require_signature: bool
     """Whether agent requests must carry ``X-Agent-Signature`` (HMAC-SHA256 of the body
     keyed by the agent token)."""

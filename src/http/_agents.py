@@ -10,11 +10,13 @@ import attrs
 from quart import Blueprint, Response, request
 
 from trioscope.actors.agent import Describe, Heartbeat, Register, agent_spec
-from trioscope.config import format_duration
+from trioscope.actors.topology import PROCESS_HISTORY
+from trioscope.config import Settings, format_duration
 from trioscope.domain.agents import rfc3339
 from trioscope.domain.report import InvalidDocument, decode_registration
 from trioscope.domain.timeseries import RESOLUTION
 from trioscope.actors.topology import ForgetAgent
+from trioscope.domain.topology import MemoryBudget
 from trioscope.runtime import (
     ActorFailed, ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull, TooManyChildren,
 )
@@ -132,6 +134,14 @@ async def heartbeat(agent_id: str) -> Response:
     return json_response({"status": "ok", "timestamp": rfc3339(at)})
 
 
+def memory_budget(settings: Settings) -> MemoryBudget:
+    """What one agent's report may take (``agents.memory_budget``), with the
+    metric history the server keeps for its nodes."""
+    history = settings.storage.max_data_age
+    return MemoryBudget(limit=settings.agents.memory_budget, history=history,
+                        process_history=min(history, PROCESS_HISTORY))
+
+
 @blueprint.get("/api/v1/agents/config/<agent_id>")
 async def config(agent_id: str) -> Response:
     """Get an agent's configuration (404 for unknown agents)."""
@@ -147,6 +157,7 @@ async def config(agent_id: str) -> Response:
         "heartbeat_interval_seconds": s.agents.heartbeat_timeout / 4,
         "stale_threshold_seconds": s.agents.stale_threshold,
         "max_report_bytes": s.server.max_body_size,
+        **memory_budget(s).as_dict(),
         "compression": ["gzip"],
     })
 

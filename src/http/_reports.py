@@ -13,11 +13,12 @@ from trioscope.actors.topology import MergeReport
 from trioscope.domain.agents import PackedReport, check_clock, rfc3339
 from trioscope.runtime import MailboxFull
 from trioscope.domain.report import InvalidDocument, Report, decode_report
-from trioscope.domain.topology import Partition, build_partition
+from trioscope.domain.topology import OverBudget, Partition, build_partition
 
-from ._agents import ensure_agent
 from . import _gate
+from ._agents import ensure_agent, memory_budget
 from ._bodies import invalid, parse_json, read_body_and_raw
+from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
 
@@ -38,7 +39,21 @@ def _decode(body: bytes, received_at: float) -> Report:
         check_clock(report, received_at)
     except InvalidDocument as exc:
         raise invalid("invalid_report", exc) from None
+    _fit_budget(report, body)
     return report
+
+
+def _fit_budget(report: Report, body: bytes) -> None:
+    """413 for a report over its agent's memory budget, before any actor
+    holds it. (In the worker thread too: it runs in a copy of the request's
+    context, where ``services()`` is found.)"""
+    budget = memory_budget(services().settings)
+    try:
+        budget.check(report, body)
+    except OverBudget as exc:
+        raise ApiError(413, "memory_budget_exceeded", f"{exc} (agents.memory_budget)", details={
+            "key": "agents.memory_budget", "limit_bytes": exc.limit, "estimate_bytes": exc.footprint.bytes,
+            **{k: v for k, v in exc.footprint.as_dict().items() if k != "bytes"}}) from None
 
 
 def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, PackedReport]:

@@ -723,7 +723,9 @@ def test_large_reports_get_the_same_answers_as_small_ones() -> None:
     """Reports over 256 KiB are decoded and partitioned in a worker thread
     (``_reports.OFF_LOOP_BYTES``): accepted ones show up alike, bad ones are
     refused alike, naming the field."""
-    with ServerProcess() as server, httpx.Client(base_url=server.base_url, timeout=30) as http:
+    # 3,000 processes are over the default memory budget per agent (~10 MiB estimated).
+    with ServerProcess(["--agent-memory-budget", "64MiB"]) as server, \
+            httpx.Client(base_url=server.base_url, timeout=30) as http:
         now = time.time()
         report = host_report(1, timestamp=now, containers=20, processes=3_000, agent_prefix="big")
         body = json.dumps(report).encode()

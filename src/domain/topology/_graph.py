@@ -22,6 +22,7 @@ import attrs
 
 from trioscope.domain.report import Report
 
+from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
 from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition, is_loopback
 from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
@@ -55,13 +56,13 @@ class TopologyGraph:
 
         # Endpoints everyone exposes: key -> {agent: node}. More than one claimant
         # (e.g. 172.17.0.2 on every Docker host) makes the key ambiguous.
-        self._listener_claims: dict[EndpointKey, dict[str, str]] = defaultdict(dict)
-        self._address_claims: dict[str, dict[str, str]] = defaultdict(dict)
+        self._listener_claims: Claims[EndpointKey] = Claims()
+        self._address_claims: Claims[str] = Claims()
         # Who looked up which key or address, to re-resolve them when it changes.
-        self._key_readers: dict[EndpointKey, set[str]] = defaultdict(set)
-        self._address_readers: dict[str, set[str]] = defaultdict(set)
+        self._key_readers: Readers[EndpointKey] = Readers()
+        self._address_readers: Readers[str] = Readers()
         # ... and which nodes' representatives their connections' targets used.
-        self._rep_readers: dict[str, set[str]] = defaultdict(set)
+        self._rep_readers: Readers[str] = Readers()
         self._reads: dict[str, tuple[set[EndpointKey], set[str], set[str]]] = {}
         self._to_reproject: set[str] = set()
         # Projected connections: agent -> how many of its connections project
@@ -138,7 +139,11 @@ class TopologyGraph:
 
     def _contribute(self, node_id: str, agent: str, present: bool) -> None:
         agents = self._sources.get(node_id, ())
-        if present and agent not in agents:
+        if present and not agents:
+            # Nearly every node has one source: its agent's one tuple, shared
+            # (a tuple each cost 48 bytes a node).
+            agents = self.partitions[agent].solo
+        elif present and agent not in agents:
             agents = (*agents, agent)
         elif not present:
             agents = tuple(a for a in agents if a != agent)
@@ -264,7 +269,7 @@ class TopologyGraph:
             self._reps[node_id] = node_reps
         # Connections through this node: those aimed at it (recorded readers)
         # and those leaving it, which only the agents describing it report.
-        self._to_reproject.update(self._rep_readers.get(node_id, ()))
+        self._to_reproject.update(self._rep_readers.of(node_id))
         self._to_reproject.update(self._sources.get(node_id, ()))
 
     # ---- endpoints and connection resolution -----------------------------------------------
@@ -284,14 +289,11 @@ class TopologyGraph:
                 was, now = was_map.get(key), now_map.get(key)
                 if was == now:
                     continue
-                claims = claims_of[key]
                 if now is None:
-                    claims.pop(agent, None)
-                    if not claims:
-                        del claims_of[key]
+                    claims_of.remove(key, agent)
                 else:
-                    claims[agent] = now
-                self._to_reproject.update(readers_of.get(key, ()))
+                    claims_of.set(key, agent, now)
+                self._to_reproject.update(readers_of.of(key))
 
     def _resolve(self, partition: Partition, connection: OutgoingConnection,
                  keys: set[EndpointKey], addresses: set[str]) -> str | None:
@@ -304,16 +306,13 @@ class TopologyGraph:
         own = partition.listeners.get(key)  # container to container on this host's bridge
         if own is not None:
             return own
-        claims = self._listener_claims.get(key)
-        if claims is not None and len(claims) == 1:
-            return next(iter(claims.values()))
+        claimed = self._listener_claims.sole(key)
+        if claimed is not None:
+            return claimed
         own = partition.addresses.get(address)
         if own is not None:
             return own
-        aclaims = self._address_claims.get(address)
-        if aclaims is not None and len(aclaims) == 1:
-            return next(iter(aclaims.values()))
-        return None
+        return self._address_claims.sole(address)
 
     def _reproject(self, agent: str) -> None:
         """Resolve ``agent``'s connections again and apply the difference in edge
@@ -352,26 +351,17 @@ class TopologyGraph:
     def _update_reads(self, agent: str, keys: set[EndpointKey], addresses: set[str], nodes: set[str]) -> None:
         old_keys, old_addresses, old_nodes = self._reads.pop(agent, (set(), set(), set()))
         for key in old_keys - keys:
-            readers = self._key_readers[key]
-            readers.discard(agent)
-            if not readers:
-                del self._key_readers[key]
+            self._key_readers.discard(key, agent)
         for key in keys - old_keys:
-            self._key_readers[key].add(agent)
+            self._key_readers.add(key, agent)
         for address in old_addresses - addresses:
-            areaders = self._address_readers[address]
-            areaders.discard(agent)
-            if not areaders:
-                del self._address_readers[address]
+            self._address_readers.discard(address, agent)
         for address in addresses - old_addresses:
-            self._address_readers[address].add(agent)
+            self._address_readers.add(address, agent)
         for node_id in old_nodes - nodes:
-            nreaders = self._rep_readers[node_id]
-            nreaders.discard(agent)
-            if not nreaders:
-                del self._rep_readers[node_id]
+            self._rep_readers.discard(node_id, agent)
         for node_id in nodes - old_nodes:
-            self._rep_readers[node_id].add(agent)
+            self._rep_readers.add(node_id, agent)
         if keys or addresses or nodes:
             self._reads[agent] = (keys, addresses, nodes)
 
@@ -546,4 +536,4 @@ def merge_nodes(versions: dict[str, Node]) -> tuple[Node, str]:
         metadata.update(node.metadata)
         metrics.update(node.metrics)
     agent, newest = ordered[-1]
-    return attrs.evolve(newest, metadata=metadata, metrics=metrics, _entry=[]), agent
+    return attrs.evolve(newest, metadata=metadata, metrics=metrics), agent
