@@ -10,10 +10,12 @@ from typing import Any
 
 import attrs
 import httpx
+import trio
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from tests.server_process import ServerProcess
+from tests.status_agent import StatusAgent
 from tests.synthetic import host_report
 
 from .browser import ARTIFACTS, launch
@@ -107,16 +109,25 @@ def ui(browser: Browser, server: ServerProcess, request: pytest.FixtureRequest) 
     assert [url for url in ui.sockets if "token" in url] == [], "a token in a URL ends up in proxy logs"
 
 
-def post_report(server: ServerProcess, index: int, *, timestamp: float | None = None, **sizes: Any) -> None:
-    """A probe's report for host number ``index`` (accepted: 202)."""
+def post_report(server: ServerProcess, index: int, *, timestamp: float | None = None,
+                signer: StatusAgent | None = None, **sizes: Any) -> None:
+    """A probe's report for host number ``index`` (accepted: 202); signed with
+    ``signer``'s credentials, as a probe enrolled in its deployment sends it."""
     sizes = {"containers": 4, "processes": 8, "connections": 6, **sizes}
     body = host_report(index, timestamp=time.time() if timestamp is None else timestamp, **sizes)
-    response = httpx.post(f"{server.base_url}/api/v1/reports", json=body, timeout=10)
+    response = (trio.run(_signed_post, signer, "/api/v1/reports", body) if signer is not None
+                else httpx.post(f"{server.base_url}/api/v1/reports", json=body, timeout=10))
     assert response.status_code == 202, response.text
 
 
-def register_agent(server: ServerProcess, index: int, deployment_hash: str) -> None:
-    """What a probe enrolled in a deployment does first: say whose it is."""
-    response = httpx.post(f"{server.base_url}/api/v1/agents/register", timeout=10, json={
-        "agent_id": f"agent-{index}", "hostname": f"host-{index}", "metadata": {"deployment_hash": deployment_hash}})
+def register_agent(server: ServerProcess, index: int, agent: StatusAgent) -> None:
+    """What a probe enrolled in a deployment does first: say whose it is,
+    signed with the deployment agent's credentials (which proves it)."""
+    response = trio.run(_signed_post, agent, "/api/v1/agents/register", {
+        "agent_id": f"agent-{index}", "hostname": f"host-{index}", "metadata": {"deployment_hash": agent.deployment_hash}})
     assert response.status_code == 201, response.text
+
+
+async def _signed_post(agent: StatusAgent, path: str, document: Any) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=10) as client:
+        return await agent.signed_post(client, path, document)

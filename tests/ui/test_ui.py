@@ -133,8 +133,8 @@ def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> No
         "deployment_hash": hash_, "enrollment_token": deployment["enrollment_token"],
         "public_key": "", "capabilities": ["docker"], "system_info": {}, "agent_version": "1"}).json()
     agent = StatusAgent(server.base_url, enrolled["agent_id"], enrolled["agent_token"], hash_)
-    register_agent(server, 0, hash_)
-    post_report(server, 0)
+    register_agent(server, 0, agent)
+    post_report(server, 0, signer=agent)
     running = f"container:{container_hex('agent-0', 1)}"  # odd containers run
 
     ui.open("?view=containers")
