@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import trio
 
 from trioscope.config import Settings
 from trioscope.domain.agents import AgentState, PackedReport
@@ -71,12 +70,7 @@ class AgentActor(Actor):
         self.state = AgentState(agent_id, clock(), settings.storage.max_data_age)
 
     async def on_start(self) -> None:
-        self.context.start_soon(self._ticker)
-
-    async def _ticker(self) -> None:
-        while True:
-            await trio.sleep(self.settings.storage.cleanup_interval)
-            self.context.ref.tell(_Tick())
+        self.context.every(self.settings.storage.cleanup_interval, _Tick())
 
     async def handle(self, message: Any) -> Any:
         now = self.clock()

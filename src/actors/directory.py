@@ -24,7 +24,6 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import trio
 
 from trioscope.config import Settings, format_duration
 from trioscope.domain.commands import AgentRegistration
@@ -130,15 +129,7 @@ class DirectoryActor(RefusingActor):
         for agent in await self.reader.call(SqliteReader.agents):
             self.directory.put_agent(agent)
         self.published.publish(self.directory.snapshot())
-        self.context.start_soon(self._prune_timer)
-
-    async def _prune_timer(self) -> None:
-        while True:
-            try:
-                self.context.ref.tell(PruneRetired())
-            except MailboxFull:
-                pass  # busy: next time
-            await trio.sleep(PRUNE_INTERVAL)
+        self.context.every(PRUNE_INTERVAL, PruneRetired(), first=0.0)
 
     async def serve(self, message: Any, now: float) -> Any:
         answer = await self._serve(message, now)

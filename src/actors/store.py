@@ -89,7 +89,7 @@ class StoreActor(Actor):
     async def on_start(self) -> None:
         self.writer = await trio.to_thread.run_sync(SqliteWriter, self.path)
         if self.retention is not None:
-            self.context.start_soon(self._prune_timer)
+            self.context.every(PRUNE_INTERVAL, Prune(), first=0.0)
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Commit):
@@ -99,14 +99,6 @@ class StoreActor(Actor):
             await self._flush()
             return await self._prune()
         return await super().handle(message)
-
-    async def _prune_timer(self) -> None:
-        while True:
-            try:
-                self.context.ref.tell(Prune())
-            except MailboxFull:
-                pass  # busy: next time
-            await trio.sleep(PRUNE_INTERVAL)
 
     async def _prune(self) -> tuple[int, int]:
         """One batch of each; another ``Prune`` goes to the back of the mailbox

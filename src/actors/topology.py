@@ -150,7 +150,7 @@ class TopologyActor(Actor):
 
     async def on_start(self) -> None:
         await self._recover()
-        self.context.start_soon(self._cleanup_timer)
+        self.context.every(self.settings.storage.cleanup_interval, _Cleanup())
 
     async def _recover(self) -> None:
         """After a restart: rebuild the graph from the agents' latest reports."""
@@ -222,7 +222,7 @@ class TopologyActor(Actor):
             await self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
-            self.context.start_soon(self._flush_later, wait)
+            self.context.send_after(wait, _Flush())
 
     async def on_stop(self) -> None:
         # Every report accepted before shutdown is merged before we go.
@@ -232,21 +232,6 @@ class TopologyActor(Actor):
                  self.snapshot.version, len(self.graph.nodes), len(self.graph.partitions), merged,
                  extra={"event": "final_topology", "version": self.snapshot.version,
                         "nodes": len(self.graph.nodes), "agents": len(self.graph.partitions)})
-
-    async def _flush_later(self, delay: float) -> None:
-        await trio.sleep(delay)
-        try:
-            self.context.ref.tell(_Flush())
-        except MailboxFull:
-            self._flush_scheduled = False  # the queue is busy; on_idle will flush
-
-    async def _cleanup_timer(self) -> None:
-        while True:
-            await trio.sleep(self.settings.storage.cleanup_interval)
-            try:
-                self.context.ref.tell(_Cleanup())
-            except MailboxFull:
-                pass  # try again next interval
 
     async def _flush(self) -> None:
         if not self.pending:

@@ -39,6 +39,7 @@ from ._stats import ActorStats as ActorStats
 from ._stats import SupervisorStats as SupervisorStats
 from ._stats import SystemStats as SystemStats
 from ._supervisor import SupervisorRef as SupervisorRef
+from ._timers import Timer as Timer
 from ._system import ActorSystem as ActorSystem
 from ._system import open_actor_system as open_actor_system
 
@@ -70,6 +71,7 @@ __all__ = [
     "SupervisorStats",
     "SystemStats",
     "Terminated",
+    "Timer",
     "TooManyChildren",
     "UnhandledMessage",
     "dynamic_supervisor",

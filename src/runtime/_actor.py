@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,7 @@ import attrs
 import trio
 
 from ._exceptions import UnhandledMessage
+from ._timers import Timer, check_delay, run_timer
 
 if TYPE_CHECKING:
     from ._node import ActorCell
@@ -30,11 +32,12 @@ class ActorContext:
     """What the runtime hands a running actor: its address, the system, and a scope
     for background tasks. Replaced on every restart."""
 
-    __slots__ = ("_cell", "_tasks")
+    __slots__ = ("_cell", "_tasks", "_timers")
 
     def __init__(self, cell: ActorCell, tasks: trio.Nursery) -> None:
         self._cell = cell
         self._tasks = tasks
+        self._timers: set[Timer] = set()
 
     @property
     def ref(self) -> ActorRef:
@@ -57,6 +60,44 @@ class ActorContext:
         Use it for timers and for reading sockets, never for handling messages.
         """
         self._tasks.start_soon(fn, *args, name=name)
+
+    def send_after(self, delay: float, message: Any) -> Timer:
+        """Send ``message`` to this actor in ``delay`` seconds (through its
+        mailbox, waiting for room if it is full).
+
+        The timer ends with this incarnation (stop or restart): a firing still
+        queued then is dropped unhandled, and a closed mailbox (shutdown) ends
+        it quietly, never raising into the actor.
+
+        Raises:
+            ValueError: ``delay`` is negative or not finite.
+        """
+        check_delay("delay", delay)
+        timer = Timer(message, None, self._timers)
+        self._tasks.start_soon(run_timer, timer, self._cell.mailbox, delay, name=f"{self.path} send_after")
+        return timer
+
+    def every(self, period: float, message: Any, *, first: float | None = None) -> Timer:
+        """Send ``message`` to this actor every ``period`` seconds (the first after
+        ``first``, default ``period``). Coalescing: a firing is skipped while the
+        previous one is still queued, or while the mailbox is full. Ends with
+        this incarnation, as ``send_after``.
+
+        Raises:
+            ValueError: ``period`` is not positive, or ``first`` negative.
+        """
+        if not (period > 0 and math.isfinite(period)):
+            raise ValueError(f"invalid period: {period!r}")
+        check_delay("first", period if first is None else first)
+        timer = Timer(message, period, self._timers)
+        self._tasks.start_soon(run_timer, timer, self._cell.mailbox, period if first is None else first,
+                               name=f"{self.path} every")
+        return timer
+
+    def _cancel_timers(self) -> None:
+        """The incarnation is over: its timers with it."""
+        for timer in list(self._timers):
+            timer.cancel()
 
     def stop(self) -> None:
         """Stop this actor after the current message: a normal exit, so a

@@ -21,6 +21,7 @@ from ._intensity import RestartHistory
 from ._mailbox import Mailbox, MailboxClosed
 from ._ref import ActorRef, Ask
 from ._specs import ActorSpec, ChildSpec
+from ._timers import Fire
 from ._stats import ActorStats
 
 if TYPE_CHECKING:
@@ -212,6 +213,7 @@ class ActorCell(Node):
         self.stop_requested = False
         exit = NORMAL_EXIT
         started = False
+        context: ActorContext | None = None
         try:
             with trio.CancelScope() as scope:
                 self.scope = scope
@@ -219,7 +221,7 @@ class ActorCell(Node):
                     async with trio.open_nursery() as tasks:
                         actor = self.spec.factory()
                         self.actor_type = type(actor).__name__
-                        actor.context = ActorContext(self, tasks)
+                        actor.context = context = ActorContext(self, tasks)
                         await actor.on_start()
                         started = True
                         self.status = Status.RUNNING
@@ -244,6 +246,8 @@ class ActorCell(Node):
                     raise StartFailed(self.path, trio.TooSlowError("cancelled while starting"))
         finally:
             self._current = None
+            if context is not None:
+                context._cancel_timers()
             self.end_incarnation(exit, incarnation, started)
 
     async def _serve(self, actor: Actor) -> None:
@@ -281,6 +285,10 @@ class ActorCell(Node):
         if type(item) is Ask and not item.take():
             self.dead_letter(item)  # its asker gave up before we got to it
             return
+        if type(item) is Fire:
+            due, item = item.take()
+            if not due:
+                return  # its timer was cancelled meanwhile (or ended with an earlier incarnation)
         self._current = item
         if type(item) is Ask:
             try:
