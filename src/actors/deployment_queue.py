@@ -34,7 +34,7 @@ from trioscope.domain.commands import (
     cancel_notice_id,
 )
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
-from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, MailboxFull, Published, Restart
+from trioscope.runtime import ActorRef, ActorSpec, Published, Restart, Timer
 from trioscope.store import AuditEntry, Conflict, SaveCommand, SqliteReader, StoreReader, Write
 
 from .directory import AgentsRetired, GetPublished
@@ -178,9 +178,9 @@ class DeploymentQueueActor(RefusingActor):
         for command in await self.reader.call(SqliteReader.open_commands, self.deployment_hash):
             self.queue.put(command)
             self.last_sequence = max(self.last_sequence, command.sequence)
-        self.rearm = trio.Event()
-        self.armed_for = -math.inf  # the timer's first look comes with the first on_idle
-        self.context.start_soon(self._timer)
+        self.wake: Timer | None = None
+        self.armed_for = math.inf
+        self._arm()
 
     def _next_wake(self, now: float) -> float | None:
         """The next time something is due: a scheduled command, a deadline, or
@@ -192,34 +192,29 @@ class DeploymentQueueActor(RefusingActor):
             times.append(self.idle_since + IDLE_STOP)
         return min((t for t in times if t is not None), default=None)
 
-    async def _timer(self) -> None:
-        """Sleeps until the next wake time, not on a fixed tick: thousands of
-        deployments with nothing due cost nothing. ``on_idle`` wakes it when a
-        batch of messages moved the wake time earlier than it sleeps for (a later
-        one is found when it wakes: one early look instead of a wake-up per batch)."""
-        while True:
-            wake = self._next_wake(self.clock())
-            # Never a busy loop, whatever the wake time says.
-            delay = math.inf if wake is None else max(MIN_TIMER, wake - self.clock())
-            self.armed_for = self.clock() + delay
-            with trio.move_on_after(delay) as sleeping:
-                await self.rearm.wait()
-            self.rearm = trio.Event()
-            if sleeping.cancelled_caught:
-                self.armed_for = -math.inf  # the next on_idle, whatever it finds, wakes us
-                try:
-                    self.context.ref.tell(_Tick())
-                except MailboxFull:
-                    pass  # busy: on_idle re-arms us once it drains
-                except ActorStopped:
-                    return  # stopping: nothing is due any more
-                await self.rearm.wait()  # until the tick (or anything) was handled
-                self.rearm = trio.Event()
+    def _arm(self) -> None:
+        """A wake-up (``_Tick``) for the next time something is due, not a fixed
+        tick: thousands of deployments with nothing due cost nothing. Re-armed
+        only when a batch of messages moved that time earlier than the wake-up
+        already set (a later one is found when it fires: one early look instead
+        of a new timer per batch)."""
+        now = self.clock()
+        wake = self._next_wake(now)
+        if wake is None:
+            if self.wake is not None:
+                self.wake.cancel()
+            self.wake, self.armed_for = None, math.inf
+            return
+        if self.wake is not None and wake >= self.armed_for:
+            return
+        if self.wake is not None:
+            self.wake.cancel()
+        delay = max(MIN_TIMER, wake - now)  # never a busy loop, whatever the wake time says
+        self.armed_for = now + delay
+        self.wake = self.context.send_after(delay, _Tick())
 
     async def on_idle(self) -> None:
-        wake = self._next_wake(self.clock())
-        if self.armed_for == -math.inf or (wake is not None and wake < self.armed_for):
-            self.rearm.set()
+        self._arm()
 
     async def serve(self, message: Any, now: float) -> Any:
         if isinstance(message, Poll):
@@ -273,6 +268,7 @@ class DeploymentQueueActor(RefusingActor):
             await self._undeliverable(message.delivery, message.reason, now)
             return None
         if isinstance(message, _Tick):
+            self.wake, self.armed_for = None, math.inf  # it fired: on_idle arms the next one
             await self._tick(now)
             return None
         if isinstance(message, Snapshot):
