@@ -211,9 +211,9 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
                             binds = await http.start(_serve_http, app, config, sockets, stop)
                             if settings.agents.local_probe and binds:
                                 http.start_soon(run_local_probe, probe_url(binds[0]), stop)
-                            print(banner(settings, app, binds), file=out, flush=True)
                             if (warning := open_reads_warning(settings)) is not None:
                                 log.warning("%s", warning.removeprefix("WARNING: "))
+                            print(banner(settings, app, binds), file=out, flush=True)
                             await stop.wait()
                             stop_live_updates(app)  # WebSockets would hold Hypercorn's drain up
                         log.info("http server stopped; stopping actors")

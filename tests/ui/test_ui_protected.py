@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from tests.server_process import ServerProcess
+from tests.status_agent import StatusAgent
 
 from .conftest import Ui, post_report
 
@@ -19,13 +21,26 @@ def server() -> Iterator[ServerProcess]:
         yield process
 
 
+def _enrolled_agent(server: ServerProcess, tenant: str = "acme") -> StatusAgent:
+    """An agent of a deployment of ``tenant``: the probes it signs for are that tenant's to see."""
+    auth = {"Authorization": f"Bearer {server.user_token('olga', tenant, 'OPERATOR')}"}
+    deployment = httpx.post(f"{server.base_url}/api/v1/users/olga/deployments", json={}, headers=auth).json()
+    enrolled = httpx.post(f"{server.base_url}/api/v1/agent/register", json={
+        "deployment_hash": deployment["deployment_hash"], "enrollment_token": deployment["enrollment_token"]}).json()
+    return StatusAgent(server.base_url, enrolled["agent_id"], enrolled["agent_token"], deployment["deployment_hash"])
+
+
 def test_a_signed_in_viewer_sees_live_updates_where_reads_are_protected(ui: Ui) -> None:
-    post_report(ui.server, 0)
+    # One enrolled agent per probe (a deployment has one agent): two of acme's, one of another tenant's.
+    ours, also_ours, theirs = _enrolled_agent(ui.server), _enrolled_agent(ui.server), _enrolled_agent(ui.server, "other")
+    post_report(ui.server, 0, signer=ours)
+    post_report(ui.server, 2, signer=theirs)  # another tenant's probe: never shown
     ui.open(role="VIEWER")
     ui.wait_for_nodes({"host:host-0"})
     assert ui.page.get_attribute("#connection", "data-state") == "live"
-    post_report(ui.server, 1)  # arrives over the live stream, which needed the token too
+    post_report(ui.server, 1, signer=also_ours)  # arrives over the live stream, which needed the token too
     ui.wait_for_nodes({"host:host-1"})
-    ui.page.wait_for_function("() => document.querySelector('#stat-agents').textContent === '2'")
+    assert "host:host-2" not in ui.node_ids()
+    ui.page.wait_for_function("() => document.querySelector('#stat-agents').textContent === '3'")
     ui.click_node("host:host-0")
     ui.page.wait_for_selector("#details[data-state=loaded]")
