@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from trioscope.domain.commands import IllegalTransition
-from trioscope.runtime import Actor, ActorRef
+from trioscope.runtime import Actor
 
 
 class Refusal(Exception):
@@ -61,23 +61,14 @@ REFUSALS = (Refusal, IllegalTransition)
 
 class RefusingActor(Actor):
     """An actor whose ``serve(message, now)`` may refuse a request by raising a
-    refusal: the refusal answers the asker and the actor carries on."""
+    refusal: the runtime raises it at the asker (``Actor.refusals``) and the
+    actor carries on."""
 
     clock: Any
+    refusals = REFUSALS
 
     async def handle(self, message: Any) -> Any:
-        try:
-            return await self.serve(message, self.clock())
-        except REFUSALS as refusal:
-            return refusal
+        return await self.serve(message, self.clock())
 
     async def serve(self, message: Any, now: float) -> Any:
         return await super().handle(message)
-
-
-async def ask_or_refuse(ref: ActorRef, message: Any, timeout: float = 10.0) -> Any:
-    """``ref.ask(message)``, raising a refusal the actor answered with."""
-    answer = await ref.ask(message, timeout=timeout)
-    if isinstance(answer, REFUSALS):
-        raise answer
-    return answer

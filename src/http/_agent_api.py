@@ -18,7 +18,7 @@ from quart import Blueprint, Response, request
 
 from trioscope.actors.deployment_queue import POLL_CLOSED, Poll, Report, Undeliverable, Waiter, Withdraw
 from trioscope.actors.directory import RegisterAgent
-from trioscope.actors.refusals import EnrollmentRefused, ask_or_refuse
+from trioscope.actors.refusals import EnrollmentRefused
 from trioscope.domain.commands import AgentRegistration, CommandReport, Delivery, Priority
 from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.domain.report import InvalidDocument, decode
@@ -64,7 +64,7 @@ async def register() -> Response:
     audit = _gate.audit_entry("agent.register", actor="anonymous", tenant=None, resource_type="agent",
                               deployment_hash=registration.deployment_hash, version=registration.agent_version)
     try:
-        agent, agent_token = await ask_or_refuse(services().directory, RegisterAgent(registration, token, audit))
+        agent, agent_token = await services().directory.ask(RegisterAgent(registration, token, audit), timeout=10.0)
     except EnrollmentRefused as exc:
         raise _gate.refuse(401, "invalid_enrollment_token", str(exc), action="auth.failure", tenant=None,
                            actor="anonymous", deployment_hash=registration.deployment_hash) from None

@@ -17,7 +17,7 @@ from quart import Blueprint, Response, request
 
 from trioscope.actors.deployment_queue import Cancel, Confirm, Create
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
-from trioscope.actors.refusals import UnknownCommand, ask_or_refuse
+from trioscope.actors.refusals import UnknownCommand
 from trioscope.domain.commands import MAX_JSON_DEPTH, MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand, Priority, new_command
 from trioscope.domain.deployments import Deployment
 from trioscope.domain.principals import Permission, Principal
@@ -66,9 +66,9 @@ def queue_of(deployment_hash: str) -> ActorRef:
 async def ask_queue(deployment_hash: str, message: Any, timeout: float = 10.0) -> Any:
     """Ask the queue actor; if it stopped for idleness just then, start it again."""
     try:
-        return await ask_or_refuse(queue_of(deployment_hash), message, timeout)
+        return await queue_of(deployment_hash).ask(message, timeout)
     except ActorStopped:
-        return await ask_or_refuse(queue_of(deployment_hash), message, timeout)
+        return await queue_of(deployment_hash).ask(message, timeout)
 
 
 def _user_actor(user_id: str) -> str:
@@ -102,8 +102,8 @@ async def create_deployment(user_id: str) -> Response:
                        details={"errors": [{"path": "$.metadata", "message": message}]})
     audit = _gate.audit_entry("deployment.create", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="deployment", user_id=user_id)
-    deployment, token = await ask_or_refuse(
-        services().directory, CreateDeployment(principal.tenant, user_id, metadata, audit))
+    deployment, token = await services().directory.ask(CreateDeployment(principal.tenant, user_id, metadata, audit),
+                                                       timeout=10.0)
     return json_response({**deployment_view(deployment), "enrollment_token": token}, status=201)
 
 
@@ -144,7 +144,7 @@ async def new_enrollment(user_id: str, deployment_hash: str) -> Response:
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     audit = _gate.audit_entry("deployment.enrollment", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="deployment", resource_id=deployment.hash)
-    token = await ask_or_refuse(services().directory, NewEnrollmentToken(deployment.hash, audit))
+    token = await services().directory.ask(NewEnrollmentToken(deployment.hash, audit), timeout=10.0)
     return json_response({"deployment_hash": deployment.hash, "enrollment_token": token}, status=201)
 
 
@@ -158,7 +158,7 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
         raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} in this deployment")
     audit = _gate.audit_entry("agent.decommission", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="agent", resource_id=agent_id)
-    agent = await ask_or_refuse(services().directory, Decommission(agent_id, audit))
+    agent = await services().directory.ask(Decommission(agent_id, audit), timeout=10.0)
     return json_response(agent_view(agent))
 
 

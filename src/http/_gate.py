@@ -18,7 +18,6 @@ from typing import Any
 from quart import g, has_request_context, request, websocket
 
 from trioscope.actors.directory import AttachReporter, GetPublished
-from trioscope.actors.refusals import ask_or_refuse
 from trioscope.actors.store import Commit, Receipt
 from trioscope.domain import request_signing
 from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, Deployment, signature_valid
@@ -77,7 +76,7 @@ async def directory() -> AgentDirectory:
     ``Published`` once)."""
     gate = services().gate
     if gate.directory is None:
-        gate.directory = await ask_or_refuse(services().directory, GetPublished())
+        gate.directory = await services().directory.ask(GetPublished(), timeout=10.0)
     return gate.directory.value
 
 
@@ -334,7 +333,7 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
                      deployment_hash=claimed_deployment)
     holder = found.reporting_agent(reporter_id)
     if holder is None or holder.id != signer.id:
-        await ask_or_refuse(services().directory, AttachReporter(reporter_id, signer.id))
+        await services().directory.ask(AttachReporter(reporter_id, signer.id), timeout=10.0)
 
 
 def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any,

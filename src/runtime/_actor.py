@@ -118,7 +118,10 @@ class Actor:
         raises, the start fails: the supervisor counts a restart (or, for a
         first start, the parent's start fails).
       * ``handle(message)`` runs once per message, one at a time. Its return value
-        answers ``ask``. If it raises, the actor crashes: the asker (if any) gets
+        answers ``ask``. If it raises one of the actor's declared ``refusals``,
+        that exception is the answer: raised at the asker as it is, and the
+        actor carries on (a refusal of a told message is logged at debug level).
+        If it raises anything else, the actor crashes: the asker (if any) gets
         ``ActorFailed`` at once, the message is dropped and logged with the
         traceback, and the supervisor applies the restart type. Messages queued
         behind it are kept for the next incarnation.
@@ -133,6 +136,10 @@ class Actor:
 
     context: ActorContext
     """Set by the runtime before ``on_start``."""
+
+    refusals: tuple[type[Exception], ...] = ()
+    """Exceptions ``handle`` raises to refuse a request (bad input, a conflict,
+    a quota): answers to the asker, not crashes."""
 
     async def on_start(self) -> None:
         """Acquire resources, start background tasks. Default: nothing."""

@@ -30,6 +30,11 @@ def crashed(path: str, kind: str, exc: BaseException, message: object = None) ->
           kind=kind, error=type(exc).__name__)
 
 
+def refused(path: str, kind: str, refusal: Exception, message: object) -> None:
+    _emit(logging.DEBUG, "refused", path, f"refused {type(message).__name__} (told, nobody to answer): "
+          f"{type(refusal).__name__}: {refusal}", kind=kind, error=type(refusal).__name__)
+
+
 def start_failed(path: str, kind: str, exc: BaseException) -> None:
     _emit(logging.ERROR, "start_failed", path, f"failed to start: {type(exc).__name__}: {exc}", exc,
           kind=kind, error=type(exc).__name__)

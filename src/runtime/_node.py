@@ -293,15 +293,21 @@ class ActorCell(Node):
         if type(item) is Ask:
             try:
                 value = await actor.handle(item.message)
+            except actor.refusals as refusal:
+                item.fail(refusal)  # an answer, raised at the asker: the actor carries on
             except Exception as exc:
                 item.fail(ActorFailed(self.path, exc))
                 raise
             except BaseException:
                 item.fail(ActorStopped(self.path))
                 raise
-            item.resolve(value)
+            else:
+                item.resolve(value)
         else:
-            await actor.handle(item)
+            try:
+                await actor.handle(item)
+            except actor.refusals as refusal:
+                events.refused(self.path, self.type_name, refusal, item)  # told, not asked: nobody to answer
         self._current = None
         self.processed += 1
 
