@@ -141,7 +141,9 @@ class TopologyActor(Actor):
         self.history = MetricHistory(settings.storage.max_data_age)
         self.process_history = MetricHistory(min(settings.storage.max_data_age, PROCESS_HISTORY))
         self.pending: dict[str, MergeReport] = {}
-        self.listeners: list[ActorRef] = []
+        self.listeners: dict[ActorRef, None] = {}
+        """Subscribers, each once whatever how often it subscribed (a restarted
+        hub subscribes again with the same ref), in subscription order."""
         self.merge_failures = 0
         self._last_flush = -float("inf")
         self._last_flush_duration = 0.0
@@ -205,11 +207,11 @@ class TopologyActor(Actor):
             await self._flush()
             return self._stats()
         if isinstance(message, Subscribe):
-            self.listeners.append(message.listener)
+            self.listeners[message.listener] = None
             self.context.watch(message.listener)
             return self.snapshot
         if isinstance(message, Terminated):
-            self.listeners = [l for l in self.listeners if l.path != message.path]
+            self.listeners = {l: None for l in self.listeners if l.path != message.path}
             return None
         return await super().handle(message)
 
@@ -298,7 +300,7 @@ class TopologyActor(Actor):
                 # previous_version does not match, and resynchronise.
                 pass
             except ActorStopped:
-                self.listeners.remove(listener)
+                self.listeners.pop(listener, None)
 
     def _cleanup(self) -> None:
         now = self.clock()

@@ -17,6 +17,7 @@ from ._exceptions import ActorStopped as ActorStopped
 from ._exceptions import ActorSystemError as ActorSystemError
 from ._exceptions import AskTimeout as AskTimeout
 from ._exceptions import DuplicateChild as DuplicateChild
+from ._exceptions import LinkedActorTerminated as LinkedActorTerminated
 from ._exceptions import MailboxFull as MailboxFull
 from ._exceptions import RestartIntensityExceeded as RestartIntensityExceeded
 from ._exceptions import StartFailed as StartFailed
@@ -59,6 +60,7 @@ __all__ = [
     "ChildSpec",
     "DuplicateChild",
     "IntensityScope",
+    "LinkedActorTerminated",
     "MailboxFull",
     "Published",
     "Restart",

@@ -28,6 +28,15 @@ class Terminated:
     """``normal``, ``shutdown``, ``crashed: <error>``, ``gave up`` or ``start failed: <error>``."""
 
 
+@attrs.frozen(kw_only=True)
+class LinkDown:
+    """Internal: a linked actor terminated abnormally; the cell crashes the
+    actor with ``LinkedActorTerminated`` instead of handing it this."""
+
+    path: str
+    reason: str
+
+
 class ActorContext:
     """What the runtime hands a running actor: its address, the system, and a scope
     for background tasks. Replaced on every restart."""
@@ -106,8 +115,20 @@ class ActorContext:
         self._cell.stop_requested = True
 
     def watch(self, target: ActorRef) -> None:
-        """Be told ``Terminated`` when ``target`` terminates (at once if it already has)."""
+        """Be told ``Terminated`` when ``target`` terminates (at once if it already
+        has). Idempotent: watching twice still tells once."""
         target._cell.add_watcher(self._cell.ref)
+
+    def unwatch(self, target: ActorRef) -> None:
+        """Be told nothing more of ``target`` (nor crash with it, if linked)."""
+        target._cell.remove_watcher(self._cell.ref)
+
+    def link(self, target: ActorRef) -> None:
+        """Die with ``target``: when it terminates abnormally (it crashed past
+        its restarts, gave up, failed to start), this actor crashes with
+        ``LinkedActorTerminated`` and its supervisor applies its restart type.
+        A normal end or a shutdown is told as ``Terminated``, as ``watch`` does."""
+        target._cell.add_watcher(self._cell.ref, link=True)
 
 
 class Actor:

@@ -107,3 +107,13 @@ class UnhandledMessage(ActorSystemError, TypeError):
         super().__init__(f"{path} cannot handle {type(message).__name__}")
         self.path = path
         self.message = message
+
+
+class LinkedActorTerminated(ActorSystemError):
+    """An actor this one is linked to (``ActorContext.link``) terminated
+    abnormally: this one crashes with it, and its supervisor decides."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"linked actor {path} terminated: {reason}")
+        self.path = path
+        self.reason = reason

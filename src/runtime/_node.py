@@ -15,8 +15,8 @@ import attrs
 import trio
 
 from . import _events as events
-from ._actor import Actor, ActorContext, Terminated
-from ._exceptions import ActorFailed, ActorStopped, MailboxFull, StartFailed
+from ._actor import Actor, ActorContext, LinkDown, Terminated
+from ._exceptions import ActorFailed, ActorStopped, LinkedActorTerminated, MailboxFull, StartFailed
 from ._intensity import RestartHistory
 from ._mailbox import Mailbox, MailboxClosed
 from ._ref import ActorRef, Ask
@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 # An actor handling a long run of synchronous messages yields to others this often.
 _BURST = 64
+
+
+QUIET_ENDS = frozenset({"normal", "shutdown"})
+"""How a linked actor may end without taking its links down (OTP's normal exits)."""
 
 
 class Status(enum.Enum):
@@ -103,7 +107,9 @@ class Node:
         self.restarts = 0
         self.history: RestartHistory = ()
         self.terminated = trio.Event()
-        self.watchers: list[ActorRef] = []
+        self.watchers: dict[ActorRef, bool] = {}
+        """Who is told when this node terminates (each once, however often it
+        asked), and whether it is linked (``True``: it crashes with an abnormal end)."""
 
     @property
     def name(self) -> str:
@@ -124,15 +130,21 @@ class Node:
         if started and self.parent is not None:
             self.parent.child_exited(self, incarnation)
 
-    def add_watcher(self, watcher: ActorRef) -> None:
+    def add_watcher(self, watcher: ActorRef, *, link: bool = False) -> None:
+        """Tell ``watcher`` when this node terminates; idempotent per watcher (a
+        link, once made, stays a link until ``remove_watcher``)."""
         if self.terminated.is_set():
-            self._notify(watcher, "already terminated")
+            self._notify(watcher, "already terminated", link)
         else:
-            self.watchers.append(watcher)
+            self.watchers[watcher] = self.watchers.get(watcher, False) or link
 
-    def _notify(self, watcher: ActorRef, reason: str) -> None:
+    def remove_watcher(self, watcher: ActorRef) -> None:
+        self.watchers.pop(watcher, None)
+
+    def _notify(self, watcher: ActorRef, reason: str, link: bool) -> None:
+        notice = (LinkDown if link and reason not in QUIET_ENDS else Terminated)(path=self.path, reason=reason)
         try:
-            watcher.tell(Terminated(path=self.path, reason=reason))
+            watcher.tell(notice)
         except (MailboxFull, ActorStopped):
             pass  # counted as a dead letter by the watcher's mailbox, or nobody to tell
 
@@ -141,9 +153,9 @@ class Node:
         self.status = Status.TERMINATED
         self.system.unregister(self)
         self.terminated.set()
-        watchers, self.watchers = self.watchers, []
-        for watcher in watchers:
-            self._notify(watcher, reason)
+        watchers, self.watchers = self.watchers, {}
+        for watcher, link in watchers.items():
+            self._notify(watcher, reason, link)
         events.stopped(self.path, self.type_name, reason)
 
     @property
@@ -289,6 +301,8 @@ class ActorCell(Node):
             due, item = item.take()
             if not due:
                 return  # its timer was cancelled meanwhile (or ended with an earlier incarnation)
+        if type(item) is LinkDown:
+            raise LinkedActorTerminated(item.path, item.reason)
         self._current = item
         if type(item) is Ask:
             try:

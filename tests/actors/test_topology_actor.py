@@ -104,3 +104,31 @@ async def test_a_full_topology_mailbox_answers_503_with_retry_after(monkeypatch,
             release.set()
         monkeypatch.setattr(TopologyActor, "_flush", real_flush)
         assert await hosts_in(system) == {host_id(f"host-{i}") for i in range(1, 5)}
+
+
+async def test_a_subscriber_that_subscribes_again_hears_each_version_once(settings):
+    """A restarted hub subscribes again with the same ref: it used to be listed
+    twice, hear every version twice, and take that for missed versions."""
+    from trioscope.actors.topology import Subscribe, TopologyPublished
+    from trioscope.runtime import Actor, ActorSpec
+
+    heard: list[int] = []
+
+    class Listener(Actor):
+        async def handle(self, message: object) -> object:
+            if isinstance(message, TopologyPublished):
+                heard.append(message.snapshot.version)
+            return None
+
+    async with open_actor_system(supervision_tree(settings)) as system:
+        topology = system.lookup(TOPOLOGY)
+        listener = await system.lookup("/root/clients").start_child(ActorSpec(name="l", factory=Listener))
+        await topology.ask(Subscribe(listener))
+        await topology.ask(Subscribe(listener))
+        for i in range(1, 4):
+            deliver(system, small_report(i))
+            await hosts_in(system)
+        with trio.fail_after(5):
+            while len(set(heard)) < 3:
+                await trio.sleep(0.01)
+        assert len(heard) == len(set(heard)), heard
