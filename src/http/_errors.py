@@ -95,7 +95,7 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
 # queue; the client retries.
 UNAVAILABLE: dict[type[Exception], tuple[str, str]] = {
     MailboxFull: ("overloaded", "the server is busy; retry shortly"),
-    AskTimeout: ("timeout", "the server did not answer in time; retry shortly"),
+    AskTimeout: ("timeout", "the server did not take the request in time (it was not carried out); retry shortly"),
     ActorStopped: ("unavailable", "the server is shutting down or restarting a component"),
 }
 
@@ -150,6 +150,10 @@ def install_error_handlers(app: Quart) -> None:
         app.register_error_handler(kind, _refused)
 
     async def _unavailable(exc: Exception) -> Response:
+        if isinstance(exc, AskTimeout) and exc.taken:
+            # Not "retry": the work was under way and may have been done.
+            return error_response(504, "outcome_unknown", "the server did not finish in time; the request may "
+                                  "have taken effect: check before sending it again")
         code, message = UNAVAILABLE[type(exc)]
         return error_response(503, code, message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 

@@ -43,13 +43,19 @@ class ActorFailed(ActorSystemError):
 
 
 class AskTimeout(ActorSystemError):
-    """No reply within the ask's timeout. The message may still be handled later;
-    its reply is then discarded."""
+    """No reply within the ask's deadline (mailbox wait and handling together).
 
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__(f"no reply from {path} within {timeout:g}s")
+    ``taken`` says which: False, the actor had not started on the message and
+    never will (it is dropped unhandled, a dead letter): nothing happened, a
+    retry is safe. True, the actor was handling it: it finishes, its reply is
+    discarded, and whether it took effect is unknown to the asker."""
+
+    def __init__(self, path: str, timeout: float, *, taken: bool = False) -> None:
+        where = "while handling the message" if taken else "before taking the message"
+        super().__init__(f"no reply from {path} within {timeout:g}s ({where})")
         self.path = path
         self.timeout = timeout
+        self.taken = taken
 
 
 class ActorNotFound(ActorSystemError, LookupError):

@@ -22,8 +22,8 @@ class Ask:
 
     An asker that gives up (timeout, cancellation) before the actor takes the
     message abandons it: the actor then drops it unhandled. Once taken, the
-    message is handled whatever the asker does. So an ``AskTimeout`` means
-    "not done, and never will be", which is what a 503 "retry" must mean.
+    message is handled whatever the asker does, and a reply nobody waits for
+    is discarded.
     """
 
     __slots__ = ("message", "_task", "_outcome", "_taken", "_abandoned")
@@ -124,13 +124,15 @@ class ActorRef:
         A full mailbox fails at once (``MailboxFull``) rather than waiting: asks
         come from request handlers, which should shed load, not queue it.
 
-        ``timeout`` bounds the wait for the actor to take the message; once it
-        has, its outcome is awaited (handlers are short, and a reply that says
-        what happened beats a timeout that cannot tell).
+        ``timeout`` is a deadline for the whole exchange: the wait in the
+        mailbox and the handling. Given up before the actor took the message,
+        the message is dropped unhandled (a dead letter); given up while it is
+        being handled, the handling finishes and its reply is discarded.
+        ``AskTimeout.taken`` tells the two apart, so a caller can say "not done,
+        retry" or "outcome unknown" truthfully.
 
         Raises:
-            AskTimeout: the actor did not take the message within ``timeout``
-                seconds (None waits forever); it never will.
+            AskTimeout: no reply within ``timeout`` seconds (None waits forever).
             ActorFailed: ``handle`` raised on this message.
             ActorStopped: the actor terminated before handling it.
             MailboxFull: no room in the mailbox.
@@ -141,9 +143,7 @@ class ActorRef:
             return await ask.wait()
         with trio.move_on_after(timeout):
             return await ask.wait()
-        if ask.abandon():
-            raise AskTimeout(self._cell.path, timeout)
-        return await ask.wait()
+        raise AskTimeout(self._cell.path, timeout, taken=not ask.abandon())
 
     async def wait_stopped(self) -> None:
         """Return once the actor has terminated for good."""

@@ -21,6 +21,7 @@ async def client(settings):
                 "bug": KeyError("secret internal detail"),
                 "full": MailboxFull("/root/topology", 10),
                 "slow": AskTimeout("/root/topology", 5),
+                "overran": AskTimeout("/root/topology", 5, taken=True),
                 "stopped": ActorStopped("/root/topology"),
             }[kind]
 
@@ -50,6 +51,12 @@ async def test_overload_and_unavailability_answer_503_with_retry_after(client, k
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     assert (await response.get_json())["error"]["code"] == code
+
+
+async def test_a_timeout_while_the_work_was_under_way_is_a_504_saying_so(client):
+    response = await client.get("/test/raise/overran")
+    assert response.status_code == 504 and "Retry-After" not in response.headers
+    assert (await response.get_json())["error"]["code"] == "outcome_unknown"
 
 
 async def test_health_is_503_once_the_tree_is_gone(settings):
