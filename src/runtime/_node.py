@@ -22,7 +22,7 @@ from ._mailbox import Mailbox, MailboxClosed
 from ._ref import ActorRef, Ask
 from ._specs import ActorSpec, ChildSpec
 from ._timers import Fire
-from ._stats import ActorStats
+from ._stats import ActorStats, RateMeter
 
 if TYPE_CHECKING:
     from ._supervisor import SupervisorNode
@@ -189,6 +189,7 @@ class ActorCell(Node):
         self.dead_letters = 0
         self.stop_requested = False
         self._current: Any = None
+        self.rate = RateMeter(trio.current_time())
 
     @property
     def type_name(self) -> str:
@@ -324,6 +325,7 @@ class ActorCell(Node):
                 events.refused(self.path, self.type_name, refusal, item)  # told, not asked: nobody to answer
         self._current = None
         self.processed += 1
+        self.rate.tick(trio.current_time())
 
     async def _call_on_stop(self, actor: Actor) -> None:
         try:
@@ -343,5 +345,6 @@ class ActorCell(Node):
             mailbox_depth=len(self.mailbox),
             mailbox_capacity=self.mailbox.capacity,
             mailbox_high_water=self.mailbox.high_water,
+            message_rate=round(self.rate.rate(trio.current_time()), 3),
         )
 

@@ -31,6 +31,8 @@ class ActorStats:
     """Most messages the mailbox accepts before ``MailboxFull``."""
     mailbox_high_water: int
     """Most messages ever queued at once."""
+    message_rate: float = 0.0
+    """Messages handled per second, over the last few seconds (``RateMeter``)."""
     kind: str = "actor"
 
 
@@ -61,3 +63,42 @@ class SystemStats:
     """Restarts over the system's life, by actor type (``supervisor`` for supervisors)."""
     actors: int
     """Live actors in the tree."""
+
+
+class RateMeter:
+    """Events per second over a window of about ``window`` seconds: the count in
+    the current window, and the rate of the one before it. Two additions per
+    event; the clock is read by the caller (trio's, on the actor's path)."""
+
+    __slots__ = ("window", "_start", "_count", "_previous")
+
+    def __init__(self, now: float, window: float = 5.0) -> None:
+        self.window = window
+        self._start = now
+        self._count = 0
+        self._previous: float | None = None
+        """The rate of the last finished window; None before the first one ends."""
+
+    def tick(self, now: float) -> None:
+        if now - self._start >= self.window:
+            self._roll(now)
+        self._count += 1
+
+    def _roll(self, now: float) -> None:
+        elapsed = now - self._start
+        # A window with nothing after it counts as quiet: the rate decays to 0.
+        self._previous = self._count / elapsed if elapsed < 2 * self.window else 0.0
+        self._start, self._count = now, 0
+
+    def rate(self, now: float) -> float:
+        if now - self._start >= self.window:
+            self._roll(now)
+        elapsed = now - self._start
+        if elapsed <= 0:
+            return self._previous or 0.0
+        current = self._count / elapsed
+        if self._previous is None:
+            return current
+        # Blend the finished window with the one under way, weighted by time.
+        share = elapsed / self.window
+        return (1 - share) * self._previous + share * current

@@ -12,6 +12,7 @@ from trioscope.runtime import (
     Backoff,
     Restart,
     RestartIntensityExceeded,
+    StartFailed,
     Strategy,
     SupervisorSpec,
     open_actor_system,
@@ -257,3 +258,31 @@ async def test_lifecycle_events_are_logged_one_line_each(journal: Journal, caplo
     ]
     crash = next(r for r in caplog.records if getattr(r, "event", None) == "crashed")
     assert crash.exc_info is not None and "kaput" in crash.getMessage()
+
+
+async def test_a_child_failing_to_start_stops_those_started_before_it_in_reverse(journal: Journal):
+    """OTP: a supervisor whose child cannot start stops the children it already
+    started, last first, and fails to start itself."""
+    spec = SupervisorSpec(name="root", children=[
+        worker("a", journal), worker("b", journal), worker("c", journal, fail_start=lambda: True)])
+    with pytest.raises(BaseException) as failed:  # the start failure, however the nurseries wrap it
+        async with open_actor_system(spec):
+            pass
+    assert failed.group_contains(StartFailed) if isinstance(failed.value, BaseExceptionGroup) else \
+        isinstance(failed.value, StartFailed)
+    assert [(e[0], e[1]) for e in journal.entries if e[0] in ("start", "stop")] == [
+        ("start", "a"), ("start", "b"), ("stop", "b"), ("stop", "a")]
+
+
+async def test_a_busy_actor_lets_others_run_between_bursts(journal: Journal):
+    """An actor with a long queue of quick messages yields every few dozen: a
+    sibling's one message is handled long before the queue is done."""
+    async with open_actor_system(SupervisorSpec(name="root", children=[worker("busy", journal, mailbox_size=2000),
+                                                                       worker("other", journal)])) as system:
+        busy, other = system.lookup("/root/busy"), system.lookup("/root/other")
+        for i in range(1000):
+            busy.tell(i)
+        other.tell("me")
+        await settle()
+    order = [e[1] for e in journal.entries if e[0] == "handle"]
+    assert order.index("other") < 200, order.index("other")

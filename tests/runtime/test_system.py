@@ -111,3 +111,29 @@ def test_public_names_are_exported_and_importable():
         assert getattr(runtime, name) is not None
     public = {n for n in dir(runtime) if not n.startswith("_")}
     assert public == set(runtime.__all__)
+
+
+def test_the_rate_meter_follows_the_message_rate():
+    from trioscope.runtime._stats import RateMeter
+
+    meter = RateMeter(0.0, window=5.0)
+    for i in range(100):  # 10 a second for 10 s
+        meter.tick(i / 10)
+    assert meter.rate(10.0) == pytest.approx(10.0, rel=0.05)
+    assert meter.rate(30.0) == 0.0  # quiet since
+
+
+async def test_snapshot_reports_each_actors_message_rate(autojump_clock):
+    from trioscope.runtime import Actor, ActorSpec, SupervisorSpec, open_actor_system
+
+    class Echo(Actor):
+        async def handle(self, message: object) -> object:
+            return message
+
+    async with open_actor_system(SupervisorSpec(name="root", children=[ActorSpec(name="e", factory=Echo)])) as system:
+        ref = system.lookup("/root/e")
+        for _ in range(40):  # 20 a second
+            await ref.ask("x")
+            await trio.sleep(0.05)
+        [echo] = system.snapshot().root.children
+        assert echo.message_rate == pytest.approx(20.0, rel=0.1)
