@@ -52,7 +52,8 @@ class StillHub(Actor):
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Join):
-            return self.update
+            message.client.tell(self.update)
+            return None
         return await super().handle(message)
 
 
@@ -74,7 +75,7 @@ class Client:
     async def read(self) -> None:
         """What the socket's writer does, as fast as frames come."""
         async for frame in self.link.frames:
-            self.received.append((trio.current_time(), orjson.loads(frame)))
+            self.received.append((trio.current_time(), orjson.loads(str(frame))))
 
 
 @asynccontextmanager
@@ -93,6 +94,9 @@ async def live_client(snapshot: TopologySnapshot = SMALL, *, buffer: int = 16,
         counters = LiveCounters()
         clients = system.lookup("/root/clients")
         ref = await clients.start_child(client_spec("ws-1", link, HUB, None, settings, counters))
+        with trio.fail_after(5):  # connected: the hub told it where to start, and its first view is queued
+            while link.queued == 0:
+                await trio.sleep(0.001)
         yield Client(link, ref, counters, clients)
 
 
@@ -125,7 +129,8 @@ async def test_a_flood_of_resyncs_gets_one_reset_per_interval_and_one_after_it(a
         await trio.sleep(5)
         nursery.cancel_scope.cancel()
     times = [t for t, _ in client.resets(after=subscribed - 0.001)]
-    assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(times))
+    # (mock times are floats: 2.001 - 1.001 is a hair under 1)
+    assert all(later - earlier >= 1.0 - 1e-9 for earlier, later in itertools.pairwise(times))
     assert len(times) <= 1 + 5 + 1
     # The last requests are not dropped: exactly one reset answers them.
     assert len([t for t in times if t > last_asked]) == 1

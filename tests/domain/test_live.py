@@ -153,12 +153,12 @@ def test_frames_are_text_json_with_type_and_payload():
 
     graph.apply(report("a", "h1"), T0)
     snapshot, diff = graph.publish(T0)
-    reset = orjson.loads(reset_frame(snapshot, View.HOSTS))
+    reset = orjson.loads(str(reset_frame(snapshot, View.HOSTS)))
     assert reset["type"] == "topology_update" and reset["payload"]["reset"] is True
     assert list(reset["payload"]["nodes"]) == ["host:h1"]
     frame = diff_frame(diff, View.CONTAINERS)
     assert isinstance(frame, str)
-    payload = orjson.loads(frame)["payload"]
+    payload = orjson.loads(str(frame))["payload"]
     assert payload["add"]["nodes"] == {} and payload["version"] == diff.version  # empty, but versions advance
 
 
@@ -188,7 +188,7 @@ def test_a_reset_in_pieces_is_the_filtered_view(view, flt):
         assert payload["edges"]  # edges between matching nodes are kept
     # Each piece is the work of at most 7 nodes or edges: whoever builds it can stop in between.
     assert len(pieces) >= (snapshot.size(view)) // 7
-    assert orjson.loads(reset_frame(snapshot, view, flt)) == orjson.loads(b"".join(pieces))
+    assert orjson.loads(str(reset_frame(snapshot, view, flt))) == orjson.loads(b"".join(pieces))
 
 
 def test_resets_asked_for_coalesce_into_one_per_interval():
