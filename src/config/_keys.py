@@ -382,7 +382,7 @@ KEYS: tuple[Key, ...] = (
     Key(
         name="websocket.first_views_per_second",
         kind=IntegerKind(1, 100_000),
-        default=200,
+        default=300,
         help="most first views (the whole view a live-view client connects with) started per second, after a "
              "burst of a quarter of that; clients connecting faster wait their turn, connected",
         env=("TRIOSCOPE_WEBSOCKET_FIRST_VIEWS_PER_SECOND",),

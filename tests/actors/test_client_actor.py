@@ -199,3 +199,30 @@ async def test_a_client_that_leaves_stops_its_reset_and_its_queued_messages(auto
         nursery.cancel_scope.cancel()
     assert 0 < looked[0] < nodes
     assert len(client.resets()) == 1  # the one it connected with
+
+
+async def test_the_first_view_waits_for_the_time_it_was_admitted_for_and_is_reported_once_sent(autojump_clock):
+    settings = Settings.defaults()
+    update = LiveUpdate(None, SMALL)
+    tree = SupervisorSpec(name="root", strategy=Strategy.ONE_FOR_ONE, children=[
+        ActorSpec(name="hub", factory=lambda: StillHub(update)),
+        dynamic_supervisor("clients", max_children=4),
+    ])
+    sent: list[float] = []
+    async with open_actor_system(tree) as system:
+        link = ClientLink(16, on_first_view=lambda: sent.append(trio.current_time()))
+        admitted_for = trio.current_time() + 5
+        await system.lookup("/root/clients").start_child(
+            client_spec("ws-1", link, HUB, None, settings, LiveCounters(), first_view_at=admitted_for))
+        client = Client(link, system.lookup("/root/clients/ws-1"), LiveCounters(), system.lookup("/root/clients"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.read)
+            await trio.sleep(4.9)
+            assert client.received == [] and sent == []
+            await trio.sleep(5)
+            link.first_view_done()  # the socket ends: already reported, not again
+            nursery.cancel_scope.cancel()
+    [(at, first)] = client.resets()
+    assert at >= admitted_for and first["payload"]["version"] == SMALL.version
+    assert len(sent) == 1 and sent[0] >= at
+
