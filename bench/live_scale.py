@@ -156,7 +156,9 @@ def measure(kind: str, clients: int, processes: int, rounds: int, spacing: float
         proc = start([sys.executable, str(ROOT / "noop_broadcast.py"), str(port)])
         url, key = f"ws://127.0.0.1:{port}/ws", "round"
     else:
-        proc = trioscope(port, "--ws-max-clients", "100000", "--ws-max-clients-per-address", "100000")
+        # Every client comes from 127.0.0.1: the per-address budgets would refuse (429/503) and pace them.
+        proc = trioscope(port, "--ws-max-clients", "100000", "--ws-max-clients-per-address", "100000",
+                         "--rate-per-address", "1000000")
         url, key = f"ws://127.0.0.1:{port}/api/v1/ws?view=hosts", "version"
     base = f"http://127.0.0.1:{port}"
     server = psutil.Process(proc.pid)
