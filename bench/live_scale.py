@@ -10,7 +10,8 @@ figures are the framework's floor):
 
 * connect: the clients (split over ``--processes`` client processes) all open
   ``/api/v1/ws?view=hosts`` at once; connected count, time until all have their
-  first message (the whole view for trioscope), p95 of that per client,
+  first message (trioscope: the whole view; no-op: the handshake's answer, as
+  it sends nothing first), p95 of that per client,
   refusals (503, retried after Retry-After as a browser does), and the
   server's peak RSS during the connections against its RSS before;
 * steady state: server RSS growth per connected client, 3 s after the last one
@@ -72,15 +73,16 @@ async def worker(url: str, count: int, key: str, deadline: float) -> None:
         while time.perf_counter() < started + deadline:
             try:
                 async with open_websocket_url(url, message_queue_size=4, connect_timeout=deadline) as ws:
-                    first = True
+                    if key == "round":  # the no-op server sends nothing first: connected is its floor
+                        connect_times.append(time.perf_counter() - started)
+                    first = key == "version"
                     while True:
                         message = await ws.get_message()
                         now = time.perf_counter()
                         if first:
                             connect_times.append(now - started)
                             first = False
-                            if key == "version":
-                                continue  # the whole view
+                            continue  # the whole view
                         payload = orjson.loads(message)
                         payload = payload.get("payload", payload)
                         if key in payload:
@@ -173,15 +175,10 @@ def measure(kind: str, clients: int, processes: int, rounds: int, spacing: float
         peak = before
         started = time.perf_counter()
         workers = Workers(url, clients, processes, key, deadline=180)
-        if kind == "noop":
-            # The no-op server sends nothing on connecting: a first broadcast is everyone's first message.
-            time.sleep(0.5)
         status: list[dict] = []
         connected = 0
         while time.perf_counter() - started < 180:
             peak = max(peak, server.memory_info().rss)
-            if kind == "noop":
-                http.post("/broadcast", content=orjson.dumps({"round": 0}))
             status = workers.ask({"do": "status"})
             connected = sum(s["connected"] for s in status)
             if connected >= clients:
