@@ -12,11 +12,19 @@ lagging on purpose), so a ``ResetThrottle`` paces them: one owed at most, built
 only once the previous one has been sent and the outbox is at most half full, at
 most one per ``resync_interval`` after the first. A reset is built in pieces
 between which the server runs on, and which stop when the socket has gone.
+
+The first reset (the view the client connects with) is not built while the
+actor starts, nor while the WebSocket handshake is answered: the actor joins
+the hub, which tells it the version to start from, and the reset follows no
+earlier than the time the client was admitted for (``first_view_at``: the
+handler paces first views, see ``ViewAdmission``). For a view without a
+filter it is the version's shared frame: no client gets a copy of its own.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -40,6 +48,7 @@ from trioscope.domain.live import (
     error_frame,
     parse_client_message,
     reset_chunks,
+    shared,
     subscribe,
     unsubscribe,
 )
@@ -71,7 +80,7 @@ class ClientLink:
     close code once the actor (or the server) decides to close, or the handler
     ends (the socket is gone: the actor stops working for it)."""
 
-    def __init__(self, buffer: int) -> None:
+    def __init__(self, buffer: int, on_first_view: Callable[[], None] | None = None) -> None:
         self.outbox, received = trio.open_memory_channel[Frame](buffer)
         self.frames = _Frames(self, received)
         """What the writer sends, in order (``async for frame in link.frames``)."""
@@ -83,6 +92,22 @@ class ClientLink:
         """Frames the writer has finished sending."""
         self._taken = 0
         self._drain_waiter: tuple[int, trio.Event] | None = None
+        self._on_first_view = on_first_view
+        self._first_view_position: int | None = None
+
+    def first_view_queued(self, position: int) -> None:
+        """The client's first view is the ``position``-th frame queued (or it
+        wants none: the frames queued so far): ``on_first_view`` is called
+        once the writer has sent that many."""
+        self._first_view_position = position
+        if self.delivered >= position:
+            self.first_view_done()
+
+    def first_view_done(self) -> None:
+        """Call ``on_first_view``, once (also when the socket ends without it)."""
+        callback, self._on_first_view = self._on_first_view, None
+        if callback is not None:
+            callback()
 
     def close(self, code: int, reason: str) -> None:
         if self.close_code is None:
@@ -111,6 +136,8 @@ class ClientLink:
     def _writer_ready(self) -> None:
         # The writer is back for more: whatever it took before has been sent.
         self.delivered = self._taken
+        if self._first_view_position is not None and self.delivered >= self._first_view_position:
+            self.first_view_done()
         waiter = self._drain_waiter
         if waiter is not None and self.drained(waiter[0]):
             self._drain_waiter = None
@@ -155,7 +182,8 @@ class _Wake:
 
 class ClientActor(Actor):
     def __init__(self, link: ClientLink, hub_path: str, view: View | None, settings: Settings,
-                 counters: LiveCounters, visibility: Visibility | None = None) -> None:
+                 counters: LiveCounters, visibility: Visibility | None = None,
+                 first_view_at: float = float("-inf")) -> None:
         self.link = link
         self.visibility = visibility
         """What the client may see (``auth.protect_reads``: its tenant's); None for everything."""
@@ -168,7 +196,9 @@ class ClientActor(Actor):
         self.behind_since: float | None = None
         self.unanswered_pings = 0
         self.next_ping = 0.0
-        self.throttle = ResetThrottle(self.settings.resync_interval)
+        self.throttle = ResetThrottle(self.settings.resync_interval, not_before=first_view_at)
+        self.first_sent = False
+        """The reset the client connected with has been queued."""
         self.queued_total = 0
         """Frames put in the outbox so far."""
         self.reset_position = 0
@@ -177,12 +207,19 @@ class ClientActor(Actor):
         """A task will tell ``_Wake`` once the owed reset may be due."""
 
     async def on_start(self) -> None:
-        hub: ActorRef = self.context.system.lookup(self.hub_path)
-        self.latest = await hub.ask(Join(self.context.ref))
+        # Nothing here waits on anyone: clients start one at a time, and the
+        # hub tells us where to start (a LiveUpdate) when it knows.
         self.throttle.owe()
-        await self._reset_if_due(first=True)
         self.next_ping = trio.current_time() + self.settings.ping_interval
+        self.context.start_soon(self._join)
         self.context.start_soon(self._ticker)
+
+    async def _join(self) -> None:
+        hub: ActorRef = self.context.system.lookup(self.hub_path)
+        try:
+            await hub.send(Join(self.context.ref))
+        except ActorStopped:
+            self.link.close(INTERNAL_ERROR, "internal error")
 
     async def _ticker(self) -> None:
         # Often enough to notice a slow client or a missed pong in time.
@@ -296,14 +333,17 @@ class ClientActor(Actor):
             self.version = version
         return True
 
-    async def _reset_if_due(self, *, first: bool = False) -> None:
+    async def _reset_if_due(self) -> None:
         """Send the reset the client is owed if it may be built now; otherwise
         make sure the actor is woken when it may."""
         if not self.throttle.owed:
             return
-        if self.latest is None or not self.subscription.topology:
+        if not self.subscription.topology:
             self.throttle.forget()
+            self.link.first_view_queued(self.queued_total)  # it wants none
             return
+        if self.latest is None:
+            return  # the hub has not told us where to start yet; its update wakes us
         started = trio.current_time()
         if not (self.throttle.due(started) and self.link.drained(self.reset_position)):
             self._wake_when_due()
@@ -316,7 +356,10 @@ class ClientActor(Actor):
             self.counters.resets += 1
             self.reset_position = self.queued_total
             now = trio.current_time()
-            self.throttle.sent(now, took=now - started, first=first)
+            self.throttle.sent(now, took=now - started, first=not self.first_sent)
+            if not self.first_sent:
+                self.first_sent = True
+                self.link.first_view_queued(self.queued_total)
 
     async def _build_reset(self, update: LiveUpdate) -> Frame | None:
         """The client's reset at ``update``, or None if the socket went away
@@ -334,7 +377,7 @@ class ClientActor(Actor):
                 return None
         body = b"".join(pieces)
         pieces.clear()
-        return body.decode()
+        return shared(body)
 
     def _shared(self) -> bool:
         """Whether the client takes the frames every client of its view shares."""
@@ -363,12 +406,14 @@ def _filtered_diff(update: LiveUpdate, subscription: Subscription, visibility: V
 
 
 def client_spec(name: str, link: ClientLink, hub_path: str, view: View | None, settings: Settings,
-                counters: LiveCounters, visibility: Visibility | None = None) -> ActorSpec:
+                counters: LiveCounters, visibility: Visibility | None = None,
+                first_view_at: float = float("-inf")) -> ActorSpec:
     """Temporary: a crashed client actor is not restarted; its socket closes (1011)
-    and the browser reconnects."""
+    and the browser reconnects. Its first view is sent no earlier than
+    ``first_view_at`` (trio time)."""
     return ActorSpec(
         name=name,
-        factory=lambda: ClientActor(link, hub_path, view, settings, counters, visibility),
+        factory=lambda: ClientActor(link, hub_path, view, settings, counters, visibility, first_view_at),
         restart=Restart.TEMPORARY,
         mailbox_size=256,
         shutdown_timeout=1.0,

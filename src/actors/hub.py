@@ -4,6 +4,11 @@ It receives each topology version once, merges the versions published within one
 update interval into a single diff (at most ``websocket.max_rate`` per second),
 and hands the same ``LiveUpdate`` to every client actor. A client of a view with
 no filter sends ``update.frame(view)``: a frame encoded once per view and shared.
+
+A joining client is told its first ``LiveUpdate`` rather than asking for it:
+the hub never waits on the topology while it holds messages for everyone, and
+the clients joining while it fetches the current version share that version
+(and so the first message of each view, encoded once).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from trioscope.domain.agents import host_metrics, rfc3339
 from trioscope.domain.live import Frame, diff_frame, report_frame, reset_frame
 from trioscope.domain.report import Report
 from trioscope.domain.topology import CACHE_LIMIT, TopologyDiff, TopologySnapshot, View
-from trioscope.runtime import Actor, ActorRef, ActorStopped, MailboxFull, Terminated
+from trioscope.runtime import Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, MailboxFull, Terminated
 
 from .topology import GetSnapshot, Subscribe, TopologyPublished
 
@@ -29,14 +34,13 @@ class LiveUpdate:
     """One update for every client: the merged diff to ``snapshot.version`` and
     the frames of each view, encoded on first use and then shared."""
 
-    __slots__ = ("diff", "snapshot", "_frames", "_resets")
+    __slots__ = ("diff", "snapshot", "_frames")
 
     def __init__(self, diff: TopologyDiff | None, snapshot: TopologySnapshot) -> None:
         self.diff = diff
         """None when there is no diff to send: clients reset instead."""
         self.snapshot = snapshot
         self._frames: dict[View | None, Frame] = {}
-        self._resets: dict[View | None, Frame] = {}
 
     @property
     def version(self) -> int:
@@ -52,20 +56,28 @@ class LiveUpdate:
 
     def reset(self, view: View | None) -> Frame:
         """The whole view, shared by clients without a filter while it is small
-        (a reset of 100,000 processes is built per client, and rare)."""
-        frame = self._resets.get(view)
-        if frame is None:
-            frame = reset_frame(self.snapshot, view)
-            if self.snapshot.size(view) <= CACHE_LIMIT:
-                self._resets[view] = frame
-        return frame
+        (a reset of 100,000 processes is built per client, and rare): encoded
+        once per version, whichever update of that version asks first."""
+        snapshot = self.snapshot
+        if snapshot.size(view) > CACHE_LIMIT:
+            return reset_frame(snapshot, view)
+        return snapshot.derived(("live reset", view), lambda: reset_frame(snapshot, view))
 
 
 @attrs.frozen
 class Join:
-    """Answered with the current ``LiveUpdate`` (to start from its reset)."""
+    """``client`` is told a ``LiveUpdate`` with everything accepted so far (to
+    start from its reset), then every later one."""
 
     client: ActorRef
+
+
+@attrs.frozen
+class _Current:
+    """The topology's current snapshot, for the clients that joined meanwhile
+    (None: the topology did not answer; they start from the hub's own)."""
+
+    snapshot: TopologySnapshot | None
 
 
 @attrs.frozen
@@ -105,6 +117,9 @@ class HubActor(Actor):
         """Versions clients joined at that the pending diff must end on."""
         self._last_flush = {"topology": -float("inf"), "reports": -float("inf")}
         self._scheduled: set[str] = set()
+        self.joining: list[ActorRef] = []
+        """Clients waiting for the snapshot being fetched for them."""
+        self._fetching = False
 
     async def on_start(self) -> None:
         self.topology: ActorRef = self.context.system.lookup(self.topology_path)
@@ -120,11 +135,14 @@ class HubActor(Actor):
             self.reports[message.report.agent_id] = message
             self._schedule("reports")
         elif isinstance(message, Join):
-            self.clients.add(message.client)
+            self.joining.append(message.client)
             self.context.watch(message.client)
-            return await self._current()
+            self._fetch()
+        elif isinstance(message, _Current):
+            self._welcome(message.snapshot)
         elif isinstance(message, Terminated):
             self.clients = {c for c in self.clients if c.path != message.path}
+            self.joining = [c for c in self.joining if c.path != message.path]
         elif isinstance(message, _Flush):
             self._scheduled.discard(message.kind)
             self._flush(message.kind)
@@ -134,11 +152,49 @@ class HubActor(Actor):
             return await super().handle(message)
         return None
 
-    async def _current(self) -> LiveUpdate:
-        """What a joining client starts from: everything accepted so far (the
-        topology merges what is pending before answering), shared by every
-        client joining at the same version."""
-        snapshot = await self.topology.ask(GetSnapshot(), timeout=30)
+    def _fetch(self) -> None:
+        """Ask the topology for its current snapshot (one question for all the
+        clients joining until it answers), in a task: the hub goes on
+        handing out updates meanwhile."""
+        if not self._fetching and self.joining:
+            self._fetching = True
+            self.context.start_soon(self._fetch_current)
+
+    async def _fetch_current(self) -> None:
+        try:
+            snapshot: TopologySnapshot | None = await self.topology.ask(GetSnapshot(), timeout=30)
+        except (AskTimeout, ActorFailed, ActorStopped):
+            snapshot = None
+        try:
+            await self.context.ref.send(_Current(snapshot))
+        except ActorStopped:
+            pass
+
+    def _welcome(self, current: TopologySnapshot | None) -> None:
+        """Tell the clients that joined what they start from, and from then on
+        every update."""
+        self._fetching = False
+        joiners, self.joining = self.joining, []
+        update = self._current(current)
+        for client in joiners:
+            self.clients.add(client)
+            try:
+                client.tell(update)
+            except MailboxFull:
+                pass  # it starts from the next update instead
+            except ActorStopped:
+                self.clients.discard(client)
+        self._fetch()
+
+    def _current(self, current: TopologySnapshot | None) -> LiveUpdate:
+        """What joining clients start from: everything accepted so far (the
+        topology merged what was pending before answering, ``current``; or a
+        newer version the hub has received since), shared by every client
+        joining at the same version."""
+        snapshot = current
+        if snapshot is None or (self.snapshot is not None and self.snapshot.version > snapshot.version):
+            snapshot = self.snapshot
+        assert snapshot is not None
         # The joiner holds this version: no diff may straddle it, or it could
         # not apply the next one (from before its version to after it).
         if self.pending is not None and self.pending.version == snapshot.version:

@@ -381,6 +381,24 @@ KEYS: tuple[Key, ...] = (
         flags=("--ws-max-clients-per-address",),
     ),
     Key(
+        name="websocket.max_waiting_clients",
+        kind=IntegerKind(1, 100_000),
+        default=2000,
+        help="most live-view clients connected and still waiting for their first view (the whole view); "
+             "further connections are refused with 503",
+        env=("TRIOSCOPE_WEBSOCKET_MAX_WAITING_CLIENTS",),
+        flags=("--ws-max-waiting-clients",),
+    ),
+    Key(
+        name="websocket.first_views_per_second",
+        kind=IntegerKind(1, 100_000),
+        default=300,
+        help="most first views (the whole view a live-view client connects with) started per second, after a "
+             "burst of a quarter of that; clients connecting faster wait their turn, connected",
+        env=("TRIOSCOPE_WEBSOCKET_FIRST_VIEWS_PER_SECOND",),
+        flags=("--ws-first-views-per-second",),
+    ),
+    Key(
         name="log.level",
         kind=ChoiceKind(("debug", "info", "warning", "error"), metavar="LEVEL"),
         default="info",

@@ -140,6 +140,10 @@ class WebSocketSettings:
     """Most clients connected at once."""
     max_clients_per_address: int
     """Most clients connected at once from one client address."""
+    max_waiting_clients: int
+    """Most live-view clients waiting for their first view at once."""
+    first_views_per_second: int
+    """Most first views started per second (after a burst of a quarter of that)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -1,5 +1,11 @@
 """``/api/v1/ws``: live topology updates. The handler only moves bytes: frames the
-client actor queued go out, frames the browser sends go to the actor."""
+client actor queued go out, frames the browser sends go to the actor.
+
+The handshake builds nothing: it is answered as soon as the client actor has
+started, and the view follows. A client waiting for its first view counts
+against ``websocket.max_waiting_clients`` (503 beyond it), and first views
+start at most ``websocket.first_views_per_second`` (``ViewAdmission``), so a
+burst of connections takes a bounded share of the server."""
 
 from __future__ import annotations
 
@@ -50,14 +56,26 @@ async def live() -> Response | None:
         view = parse_view(websocket.args.get("view"))
     except BadClientMessage as exc:
         return error_response(400, "invalid_parameter", exc.message, details={"parameter": "view"})
-    link = ClientLink(s.settings.websocket.buffer_size)
     name = f"ws-{next(_names)}"
     reader: Principal | None = g.get("reader")
     may_see = await _gate.live_reporter_check()
     visibility = Visibility(may_see) if may_see is not None else None
-    return await serve_client_socket(link, client_spec(name, link, HUB, view, s.settings, s.live, visibility),
-                                     subprotocol=_gate.chosen_subprotocol(),
-                                     expires_at=reader.expires_at if reader is not None else None)
+    admission = s.first_views
+    first_view_at = admission.enter(trio.current_time())
+    if first_view_at is None:
+        s.metrics.refused("websockets_waiting")
+        return error_response(503, "too_many_waiting_clients", f"{admission.max_waiting} WebSocket clients are "
+                              "already waiting for their first view (websocket.max_waiting_clients)",
+                              headers={"Retry-After": "2"})
+    # From here on the client counts as waiting until its first view has been
+    # written to it, or it is gone, whichever comes first.
+    link = ClientLink(s.settings.websocket.buffer_size, on_first_view=admission.leave)
+    try:
+        return await serve_client_socket(
+            link, client_spec(name, link, HUB, view, s.settings, s.live, visibility, first_view_at),
+            subprotocol=_gate.chosen_subprotocol(), expires_at=reader.expires_at if reader is not None else None)
+    finally:
+        link.first_view_done()
 
 
 async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol: str | None = None,

@@ -15,6 +15,7 @@ from trioscope.config import Settings
 from trioscope.runtime import ActorRef, ActorSystem, Published, SupervisorRef
 
 from trioscope.domain.deployments import AgentDirectory
+from trioscope.domain.live import ViewAdmission
 from trioscope.domain.principals import Principal
 from trioscope.domain.rates import RateLimiter, ReplayWindow
 from trioscope.domain.roster import AgentRoster
@@ -87,6 +88,12 @@ class Services:
     started_monotonic: float = attrs.field(factory=time.monotonic)
     heavy_work: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
     """Worker threads for CPU-heavy request work (large reports), one at a time."""
+    first_views: ViewAdmission = attrs.field(default=attrs.Factory(
+        lambda self: ViewAdmission(self.settings.websocket.first_views_per_second,
+                                   self.settings.websocket.max_waiting_clients,
+                                   burst=max(1, self.settings.websocket.first_views_per_second // 4)),
+        takes_self=True))
+    """Live-view clients waiting for their first view, and the pace of first views."""
 
 
 def attach(app: Quart, value: Services) -> None:

@@ -52,7 +52,8 @@ class StillHub(Actor):
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Join):
-            return self.update
+            message.client.tell(self.update)
+            return None
         return await super().handle(message)
 
 
@@ -74,7 +75,7 @@ class Client:
     async def read(self) -> None:
         """What the socket's writer does, as fast as frames come."""
         async for frame in self.link.frames:
-            self.received.append((trio.current_time(), orjson.loads(frame)))
+            self.received.append((trio.current_time(), orjson.loads(str(frame))))
 
 
 @asynccontextmanager
@@ -93,6 +94,9 @@ async def live_client(snapshot: TopologySnapshot = SMALL, *, buffer: int = 16,
         counters = LiveCounters()
         clients = system.lookup("/root/clients")
         ref = await clients.start_child(client_spec("ws-1", link, HUB, None, settings, counters))
+        with trio.fail_after(5):  # connected: the hub told it where to start, and its first view is queued
+            while link.queued == 0:
+                await trio.sleep(0.001)
         yield Client(link, ref, counters, clients)
 
 
@@ -125,7 +129,8 @@ async def test_a_flood_of_resyncs_gets_one_reset_per_interval_and_one_after_it(a
         await trio.sleep(5)
         nursery.cancel_scope.cancel()
     times = [t for t, _ in client.resets(after=subscribed - 0.001)]
-    assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(times))
+    # (mock times are floats: 2.001 - 1.001 is a hair under 1)
+    assert all(later - earlier >= 1.0 - 1e-9 for earlier, later in itertools.pairwise(times))
     assert len(times) <= 1 + 5 + 1
     # The last requests are not dropped: exactly one reset answers them.
     assert len([t for t in times if t > last_asked]) == 1
@@ -194,3 +199,30 @@ async def test_a_client_that_leaves_stops_its_reset_and_its_queued_messages(auto
         nursery.cancel_scope.cancel()
     assert 0 < looked[0] < nodes
     assert len(client.resets()) == 1  # the one it connected with
+
+
+async def test_the_first_view_waits_for_the_time_it_was_admitted_for_and_is_reported_once_sent(autojump_clock):
+    settings = Settings.defaults()
+    update = LiveUpdate(None, SMALL)
+    tree = SupervisorSpec(name="root", strategy=Strategy.ONE_FOR_ONE, children=[
+        ActorSpec(name="hub", factory=lambda: StillHub(update)),
+        dynamic_supervisor("clients", max_children=4),
+    ])
+    sent: list[float] = []
+    async with open_actor_system(tree) as system:
+        link = ClientLink(16, on_first_view=lambda: sent.append(trio.current_time()))
+        admitted_for = trio.current_time() + 5
+        await system.lookup("/root/clients").start_child(
+            client_spec("ws-1", link, HUB, None, settings, LiveCounters(), first_view_at=admitted_for))
+        client = Client(link, system.lookup("/root/clients/ws-1"), LiveCounters(), system.lookup("/root/clients"))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.read)
+            await trio.sleep(4.9)
+            assert client.received == [] and sent == []
+            await trio.sleep(5)
+            link.first_view_done()  # the socket ends: already reported, not again
+            nursery.cancel_scope.cancel()
+    [(at, first)] = client.resets()
+    assert at >= admitted_for and first["payload"]["version"] == SMALL.version
+    assert len(sent) == 1 and sent[0] >= at
+

@@ -17,9 +17,12 @@ from trioscope.domain.live import (
     BadClientMessage,
     Filter,
     ResetThrottle,
+    SharedFrame,
     Subscribe,
     Subscription,
+    ViewAdmission,
     diff_frame,
+    message,
     parse_client_message,
     reset_chunks,
     reset_frame,
@@ -153,12 +156,12 @@ def test_frames_are_text_json_with_type_and_payload():
 
     graph.apply(report("a", "h1"), T0)
     snapshot, diff = graph.publish(T0)
-    reset = orjson.loads(reset_frame(snapshot, View.HOSTS))
+    reset = orjson.loads(str(reset_frame(snapshot, View.HOSTS)))
     assert reset["type"] == "topology_update" and reset["payload"]["reset"] is True
     assert list(reset["payload"]["nodes"]) == ["host:h1"]
     frame = diff_frame(diff, View.CONTAINERS)
     assert isinstance(frame, str)
-    payload = orjson.loads(frame)["payload"]
+    payload = orjson.loads(str(frame))["payload"]
     assert payload["add"]["nodes"] == {} and payload["version"] == diff.version  # empty, but versions advance
 
 
@@ -188,7 +191,7 @@ def test_a_reset_in_pieces_is_the_filtered_view(view, flt):
         assert payload["edges"]  # edges between matching nodes are kept
     # Each piece is the work of at most 7 nodes or edges: whoever builds it can stop in between.
     assert len(pieces) >= (snapshot.size(view)) // 7
-    assert orjson.loads(reset_frame(snapshot, view, flt)) == orjson.loads(b"".join(pieces))
+    assert orjson.loads(str(reset_frame(snapshot, view, flt))) == orjson.loads(b"".join(pieces))
 
 
 def test_resets_asked_for_coalesce_into_one_per_interval():
@@ -210,3 +213,39 @@ def test_resets_asked_for_coalesce_into_one_per_interval():
     assert not throttle.due(3.5) and throttle.due(4.1)
     throttle.forget()
     assert not throttle.due(5.0)
+
+
+# ---- first views: admission ---------------------------------------------------------------------
+
+def test_admission_lets_a_burst_start_at_once_then_paces_the_rest():
+    admission = ViewAdmission(rate=10, max_waiting=100, burst=3)
+    starts = [admission.enter(5.0) for _ in range(6)]
+    assert starts == pytest.approx([5.0, 5.0, 5.0, 5.1, 5.2, 5.3])
+
+
+def test_admission_refills_its_burst_while_idle():
+    admission = ViewAdmission(rate=10, max_waiting=100, burst=3)
+    for _ in range(6):
+        admission.enter(0.0)
+        admission.leave()
+    assert [admission.enter(10.0) for _ in range(4)] == pytest.approx([10.0, 10.0, 10.0, 10.1])
+
+
+def test_admission_refuses_beyond_the_waiting_limit_until_one_leaves():
+    admission = ViewAdmission(rate=1, max_waiting=2)
+    assert admission.enter(0.0) is not None and admission.enter(0.0) is not None
+    assert admission.enter(0.0) is None
+    assert admission.waiting == 2  # a refusal counts nothing
+    admission.leave()
+    assert admission.enter(0.0) is not None
+
+
+@pytest.mark.parametrize(("rate", "max_waiting", "burst"), [(0, 1, 1), (1, 0, 1), (1, 1, 0)])
+def test_admission_settings_are_checked(rate, max_waiting, burst):
+    with pytest.raises(ValueError, match="invalid admission"):
+        ViewAdmission(rate, max_waiting, burst)
+
+
+def test_a_shared_frame_is_its_text():
+    frame = message("ping", {"é": 1})
+    assert isinstance(frame, SharedFrame) and frame == '{"type":"ping","payload":{"é":1}}'

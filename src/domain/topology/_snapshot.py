@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import orjson
@@ -14,6 +14,7 @@ from ._model import Edge, Node, NodeKind, View, edge_entries
 
 
 _KINDS = {kind.value: kind for kind in NodeKind}
+_T = TypeVar("_T")
 
 
 def kind_of(node_id: str) -> NodeKind:
@@ -42,7 +43,7 @@ class TopologySnapshot:
     cached fragments, so a version is encoded at most once per view.
     """
 
-    __slots__ = ("version", "timestamp", "_nodes", "_edges", "_json")
+    __slots__ = ("version", "timestamp", "_nodes", "_edges", "_json", "_derived")
 
     def __init__(self, version: int, timestamp: float, nodes: Mapping[NodeKind, Mapping[str, Node]],
                  edges: Mapping[View, Mapping[tuple[str, str], Edge]]) -> None:
@@ -51,6 +52,7 @@ class TopologySnapshot:
         self._nodes = nodes
         self._edges = edges
         self._json: dict[View | None, bytes] = {}
+        self._derived: dict[Hashable, Any] | None = None
 
     @classmethod
     def empty(cls, timestamp: float = 0.0) -> TopologySnapshot:
@@ -132,6 +134,17 @@ class TopologySnapshot:
         if self.size(view) <= CACHE_LIMIT:
             self._json[view] = body
         return body
+
+
+    def derived(self, key: Hashable, build: Callable[[], _T]) -> _T:
+        """``build()``, computed once for this version and kept with it: what
+        is encoded from a version (a live view's first message, say) is then
+        shared by every reader of that version, whoever asks first."""
+        if self._derived is None:
+            self._derived = {}
+        if key not in self._derived:
+            self._derived[key] = build()
+        return self._derived[key]  # type: ignore[no-any-return]
 
 
 CACHE_LIMIT = 25_000
