@@ -13,7 +13,7 @@ import logging
 
 from trioscope.actors.deployment_queue import queue_spec
 from trioscope.actors.directory import DirectoryActor
-from trioscope.actors.hub import HubActor
+from trioscope.actors.hub import HubActor, HubMembers
 from trioscope.actors.notifier import NotifierActor
 from trioscope.actors.store import StoreActor
 from trioscope.actors.topology import TopologyActor
@@ -52,6 +52,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     shared_reader = reader if reader is not None else StoreReader(path)
     # Outlives restarts of the directory actor: the HTTP edge keeps reading the same one.
     directory_view: Published[AgentDirectory] = Published(AgentDirectory())
+    # Outlives restarts of the hub: a restarted hub goes on serving its clients.
+    hub_members = HubMembers()
 
     return SupervisorSpec(
         name="root",
@@ -82,7 +84,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                 shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
             ),
             # Live updates: the hub subscribes to the topology; one actor per client.
-            ActorSpec(name="hub", factory=lambda: HubActor(TOPOLOGY, settings.websocket.max_rate),
+            ActorSpec(name="hub", factory=lambda: HubActor(TOPOLOGY, settings.websocket.max_rate, hub_members),
                       mailbox_size=4096),
             dynamic_supervisor("clients", max_children=settings.websocket.max_clients),
         ],

@@ -212,7 +212,9 @@ class ClientActor(Actor):
         self.throttle.owe()
         self.next_ping = trio.current_time() + self.settings.ping_interval
         self.context.start_soon(self._join)
-        self.context.start_soon(self._ticker)
+        # Often enough to notice a slow client or a missed pong in time.
+        self.context.every(min(self.settings.ping_interval, self.settings.slow_client_timeout) / 4, _Tick())
+        self.context.start_soon(self._close_when_gone)
 
     async def _join(self) -> None:
         hub: ActorRef = self.context.system.lookup(self.hub_path)
@@ -221,13 +223,9 @@ class ClientActor(Actor):
         except ActorStopped:
             self.link.close(INTERNAL_ERROR, "internal error")
 
-    async def _ticker(self) -> None:
-        # Often enough to notice a slow client or a missed pong in time.
-        period = min(self.settings.ping_interval, self.settings.slow_client_timeout) / 4
+    async def _close_when_gone(self) -> None:
         try:
-            while True:
-                await trio.sleep(period)
-                self.context.ref.tell(_Tick())
+            await trio.sleep_forever()
         finally:
             # This incarnation is ending (a crash, or the socket went away): a
             # socket whose actor is gone must not stay open. A no-op if closed.

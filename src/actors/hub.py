@@ -102,11 +102,23 @@ class _Flush:
     kind: str
 
 
+@attrs.define
+class HubMembers:
+    """The clients a hub serves, kept outside its incarnations (the supervision
+    tree makes one): a restarted hub goes on serving the clients that joined
+    before, instead of leaving them waiting for updates that never come."""
+
+    clients: set[ActorRef] = attrs.field(factory=set)
+    """Clients that joined: told every update."""
+    joining: list[ActorRef] = attrs.field(factory=list)
+    """Clients waiting for the snapshot being fetched for them."""
+
+
 class HubActor(Actor):
-    def __init__(self, topology_path: str, max_rate: int) -> None:
+    def __init__(self, topology_path: str, max_rate: int, members: HubMembers | None = None) -> None:
         self.topology_path = topology_path
         self.interval = 1.0 / max_rate
-        self.clients: set[ActorRef] = set()
+        self.members = members if members is not None else HubMembers()
         self.latest: LiveUpdate | None = None
         self.pending: TopologyDiff | None = None
         self.snapshot: TopologySnapshot | None = None
@@ -117,8 +129,6 @@ class HubActor(Actor):
         """Versions clients joined at that the pending diff must end on."""
         self._last_flush = {"topology": -float("inf"), "reports": -float("inf")}
         self._scheduled: set[str] = set()
-        self.joining: list[ActorRef] = []
-        """Clients waiting for the snapshot being fetched for them."""
         self._fetching = False
 
     async def on_start(self) -> None:
@@ -126,6 +136,13 @@ class HubActor(Actor):
         snapshot = await self.topology.ask(Subscribe(self.context.ref))
         self.snapshot = snapshot
         self.latest = LiveUpdate(None, snapshot)
+        if self.members.clients:
+            # Restarted: what the clients were owed died with the last
+            # incarnation. They start again from this version (a reset each).
+            log.warning("hub restarted: %d clients start again from version %d", len(self.members.clients),
+                        snapshot.version)
+            self._tell_all(self.latest)
+        self._fetch()  # clients that were joining when it crashed
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, TopologyPublished):
@@ -135,19 +152,19 @@ class HubActor(Actor):
             self.reports[message.report.agent_id] = message
             self._schedule("reports")
         elif isinstance(message, Join):
-            self.joining.append(message.client)
+            self.members.joining.append(message.client)
             self.context.watch(message.client)
             self._fetch()
         elif isinstance(message, _Current):
             self._welcome(message.snapshot)
         elif isinstance(message, Terminated):
-            self.clients = {c for c in self.clients if c.path != message.path}
-            self.joining = [c for c in self.joining if c.path != message.path]
+            self.members.clients = {c for c in self.members.clients if c.path != message.path}
+            self.members.joining = [c for c in self.members.joining if c.path != message.path]
         elif isinstance(message, _Flush):
             self._scheduled.discard(message.kind)
             self._flush(message.kind)
         elif isinstance(message, GetClients):
-            return len(self.clients)
+            return len(self.members.clients)
         else:
             return await super().handle(message)
         return None
@@ -156,7 +173,7 @@ class HubActor(Actor):
         """Ask the topology for its current snapshot (one question for all the
         clients joining until it answers), in a task: the hub goes on
         handing out updates meanwhile."""
-        if not self._fetching and self.joining:
+        if not self._fetching and self.members.joining:
             self._fetching = True
             self.context.start_soon(self._fetch_current)
 
@@ -174,16 +191,16 @@ class HubActor(Actor):
         """Tell the clients that joined what they start from, and from then on
         every update."""
         self._fetching = False
-        joiners, self.joining = self.joining, []
+        joiners, self.members.joining = self.members.joining, []
         update = self._current(current)
         for client in joiners:
-            self.clients.add(client)
+            self.members.clients.add(client)
             try:
                 client.tell(update)
             except MailboxFull:
                 pass  # it starts from the next update instead
             except ActorStopped:
-                self.clients.discard(client)
+                self.members.clients.discard(client)
         self._fetch()
 
     def _current(self, current: TopologySnapshot | None) -> LiveUpdate:
@@ -235,14 +252,7 @@ class HubActor(Actor):
             self._flush(kind)
         elif kind not in self._scheduled:
             self._scheduled.add(kind)
-            self.context.start_soon(self._flush_later, kind, wait)
-
-    async def _flush_later(self, kind: str, delay: float) -> None:
-        await trio.sleep(delay)
-        try:
-            self.context.ref.tell(_Flush(kind))
-        except MailboxFull:
-            self._scheduled.discard(kind)
+            self.context.send_after(wait, _Flush(kind))
 
     def _flush(self, kind: str) -> None:
         self._last_flush[kind] = trio.current_time()
@@ -260,12 +270,15 @@ class HubActor(Actor):
                                      host_metrics(report))
                 messages.append(ReportUpdate(report.agent_id, frame))
             self.reports.clear()
-        for client in list(self.clients):
+        self._tell_all(*messages)
+
+    def _tell_all(self, *messages: Any) -> None:
+        for client in list(self.members.clients):
             for message in messages:
                 try:
                     client.tell(message)
                 except MailboxFull:
                     pass  # the client is far behind; it resets when it catches up
                 except ActorStopped:
-                    self.clients.discard(client)
+                    self.members.clients.discard(client)
                     break

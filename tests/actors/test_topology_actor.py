@@ -132,3 +132,37 @@ async def test_a_subscriber_that_subscribes_again_hears_each_version_once(settin
             while len(set(heard)) < 3:
                 await trio.sleep(0.01)
         assert len(heard) == len(set(heard)), heard
+
+
+async def test_after_a_hub_restart_clients_get_diffs_not_resets(settings):
+    """A restarted hub used to be subscribed twice (seeing every version twice,
+    taking that for missed versions: a reset per update for every client), and
+    to forget its clients (who then heard nothing more). Now: one reset after
+    the restart, then diffs."""
+    from trioscope.actors.client import ClientLink, LiveCounters, client_spec
+    from trioscope.system import CLIENTS, HUB
+
+    async with open_actor_system(supervision_tree(settings)) as system:
+        deliver(system, small_report(1))
+        await hosts_in(system)
+        link = ClientLink(1024)
+        await system.lookup(CLIENTS).start_child(client_spec("c", link, HUB, View.HOSTS, settings, LiveCounters()))
+        system.lookup(HUB).tell(Poison())  # the hub crashes and is restarted: it subscribes again
+        with trio.fail_after(10):
+            while next(c for c in system.snapshot().root.children if c.path == HUB).restarts < 1:
+                await trio.sleep(0.01)
+        frames: list[dict] = []
+        for i in range(2, 8):
+            deliver(system, small_report(i))
+            await hosts_in(system)  # merged and published
+            with trio.fail_after(10):
+                while True:
+                    frame = orjson.loads(str(await link.frames.__anext__()))
+                    if frame["type"] == "topology_update":
+                        frames.append(frame["payload"])
+                        if host_id(f"host-{i}") in {*frame["payload"].get("nodes", {}),
+                                                    *frame["payload"].get("add", {}).get("nodes", {})}:
+                            break
+        resets = [f for f in frames if f.get("reset")]
+        assert len(resets) <= 2, f"{len(resets)} resets of {len(frames)} updates"  # the first view, the restart's
+        assert not frames[-1].get("reset") and not frames[-2].get("reset")

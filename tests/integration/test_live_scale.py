@@ -99,9 +99,9 @@ async def test_hundreds_of_clients_at_once_get_the_view_and_the_next_diff_while_
 
 
 async def test_a_client_that_does_not_read_is_closed_and_the_others_go_on(server):
-    # Its library stops reading once one message waits: the view (hundreds of
-    # KB) fills the socket, then its queue fills with diffs.
-    async with open_websocket_url(ws_url(server), message_queue_size=0) as slow:
+    # Its library stops reading once one message waits: the whole topology (a
+    # few MB) fills the socket's buffers at once, then its queue fills with diffs.
+    async with open_websocket_url(ws_url(server, ""), message_queue_size=0) as slow:
         async with open_websocket_url(ws_url(server), message_queue_size=4) as fast:
             version = (await topology_update(fast))["version"]
             async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
