@@ -114,9 +114,3 @@ def post_report(server: ServerProcess, index: int, *, timestamp: float | None = 
     response = httpx.post(f"{server.base_url}/api/v1/reports", json=body, timeout=10)
     assert response.status_code == 202, response.text
 
-
-def register_agent(server: ServerProcess, index: int, deployment_hash: str) -> None:
-    """What a probe enrolled in a deployment does first: say whose it is."""
-    response = httpx.post(f"{server.base_url}/api/v1/agents/register", timeout=10, json={
-        "agent_id": f"agent-{index}", "hostname": f"host-{index}", "metadata": {"deployment_hash": deployment_hash}})
-    assert response.status_code == 201, response.text

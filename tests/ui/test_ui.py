@@ -10,9 +10,9 @@ import trio
 
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
-from tests.synthetic import container_hex
+from tests.synthetic import container_hex, host_report
 
-from .conftest import Ui, post_report, register_agent
+from .conftest import Ui, post_report
 
 
 def containers_of(index: int, count: int = 4) -> set[str]:
@@ -133,8 +133,13 @@ def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> No
         "deployment_hash": hash_, "enrollment_token": deployment["enrollment_token"],
         "public_key": "", "capabilities": ["docker"], "system_info": {}, "agent_version": "1"}).json()
     agent = StatusAgent(server.base_url, enrolled["agent_id"], enrolled["agent_token"], hash_)
-    register_agent(server, 0, hash_)
-    post_report(server, 0)
+
+    async def probe_reports() -> None:  # signed with the agent's credentials: its containers offer controls
+        async with httpx.AsyncClient() as client:
+            body = host_report(0, timestamp=time.time(), containers=4, processes=8, connections=6)
+            assert (await agent.signed_post(client, "/api/v1/reports", body)).status_code == 202
+
+    trio.run(probe_reports)
     running = f"container:{container_hex('agent-0', 1)}"  # odd containers run
 
     ui.open("?view=containers")

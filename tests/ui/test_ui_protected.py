@@ -15,7 +15,8 @@ from .conftest import Ui, post_report
 
 @pytest.fixture
 def server() -> Iterator[ServerProcess]:
-    with ServerProcess(["--protect-reads", "true"]) as process:
+    # The test's probe reports unsigned, as the local probe does: shown to every signed-in user.
+    with ServerProcess(["--protect-reads", "true", "--show-unassigned-agents", "true"]) as process:
         yield process
 
 
