@@ -24,27 +24,23 @@ export class ProcessGroups {
   constructor({ group = true, kernel = false } = {}) {
     this.group = group;
     this.kernel = kernel;
-    this.nodes = new Map(); // what the view shows: id -> a process node, or a group node
-    this.kernelThreads = new Set(); // ids of the kernel threads in the topology, shown or not
-    this.keyOf = new Map(); // grouping: process id -> its group id (shown processes only)
-    this.members = new Map(); // grouping: group id -> Map(process id -> node)
-    this.shownAs = new Map(); // grouping: group id -> the id it is shown under (its only process's, or its own)
-    this.shown = new Map(); // grouping: process id -> the id it is shown under (one look-up per edge end)
-    this.prefixes = new Map(); // host id -> "processes:<hostname>:" (made once, not once per process)
-    this.projected = null; // the edges between shown nodes, until they change
+    this.reset(new Map());
   }
 
   // Everything again from the topology's `nodes` (after a reset).
   reset(nodes) {
-    this.nodes = new Map();
-    this.kernelThreads = new Set();
-    this.keyOf = new Map();
-    this.members = new Map();
-    this.shownAs = new Map();
-    this.shown = new Map();
-    this.projected = null;
+    this.nodes = new Map(); // what the view shows: id -> a process node, or a group node
+    this.kernelThreads = new Set(); // ids of the kernel threads in the topology, shown or not
+    // Grouping: a record per group {id, members: Map(process id -> node), shownAs}
+    // (shownAs: its only process's id, or its own), found by host, then name
+    // (two short look-ups rather than building every process's group id), by
+    // group id, and by each process's id.
+    this.byHost = new Map();
+    this.groups = new Map();
+    this.groupOf = new Map();
+    this.projected = null; // the edges between shown nodes, until they change
     for (const [id, node] of nodes) this.#place(id, node);
-    if (this.group) for (const key of this.members.keys()) this.#show(key);
+    for (const group of this.groups.values()) this.#show(group);
   }
 
   // Applies one change as Topology.apply returned it ({added, updated,
@@ -57,20 +53,21 @@ export class ProcessGroups {
       this.#remove(id, touched);
       this.#place(id, nodes.get(id), touched);
     }
-    for (const key of touched) this.#show(key);
+    for (const group of touched) this.#show(group);
     if (change.edges) this.projected = null;
   }
 
   // The id under which process `id` is shown (its group's, or its own), if it is.
   shownOf(id) {
-    if (!this.group) return this.nodes.has(id) ? id : undefined;
-    return this.shown.get(id) ?? (this.nodes.has(id) ? id : undefined);
+    const group = this.groupOf.get(id);
+    if (group !== undefined) return group.shownAs;
+    return this.nodes.has(id) ? id : undefined;
   }
 
   // The process nodes of group `id` (none for an id that is not a group's).
   membersOf(id) {
-    const members = this.members.get(id);
-    return members ? [...members.values()] : [];
+    const group = this.groups.get(id);
+    return group ? [...group.members.values()] : [];
   }
 
   // The topology's `edges` (a Map) between what is shown: each end moved to its
@@ -92,7 +89,7 @@ export class ProcessGroups {
         known.connections += edge.connections || 1;
         continue;
       }
-      const made = { id: `${source}->${target}`, source, target, type: edge.type, connections: edge.connections || 1 };
+      const made = { source, target, connections: edge.connections || 1 }; // all the graph reads of an edge
       from.set(target, made);
       projected.push(made);
     }
@@ -110,51 +107,48 @@ export class ProcessGroups {
       this.nodes.set(id, node);
       return;
     }
-    let prefix = this.prefixes.get(node.host);
-    if (prefix === undefined) this.prefixes.set(node.host, (prefix = `${PREFIX}${node.host ? splitId(node.host)[1] : ""}:`));
-    const key = prefix + ((node.metadata && node.metadata.name) || node.label);
-    this.keyOf.set(id, key);
-    this.shown.set(id, key); // until #show knows it is the only one of its name
-    let members = this.members.get(key);
-    if (!members) this.members.set(key, (members = new Map()));
-    members.set(id, node);
-    if (touched) touched.add(key);
+    const host = node.host || "";
+    const name = (node.metadata && node.metadata.name) || node.label;
+    let names = this.byHost.get(host);
+    if (!names) this.byHost.set(host, (names = new Map()));
+    let group = names.get(name);
+    if (!group) {
+      group = { id: `${PREFIX}${splitId(host)[1]}:${name}`, host, name, members: new Map(), shownAs: undefined };
+      names.set(name, group);
+      this.groups.set(group.id, group);
+    }
+    group.members.set(id, node);
+    this.groupOf.set(id, group);
+    if (touched) touched.add(group);
   }
 
   #remove(id, touched) {
     this.kernelThreads.delete(id);
-    if (!this.group) {
-      this.nodes.delete(id);
+    const group = this.groupOf.get(id);
+    if (group === undefined) {
+      this.nodes.delete(id); // ungrouped, or not a process
       return;
     }
-    const key = this.keyOf.get(id);
-    if (key === undefined) {
-      this.nodes.delete(id); // a node that is not a process
-      return;
-    }
-    this.keyOf.delete(id);
-    this.shown.delete(id);
-    this.members.get(key).delete(id);
-    touched.add(key);
+    this.groupOf.delete(id);
+    group.members.delete(id);
+    touched.add(group);
   }
 
-  // Shows group `key` as its members now are: its only process itself, a
-  // group node for more, nothing when none is left.
-  #show(key) {
-    const members = this.members.get(key);
-    const before = this.shownAs.get(key);
+  // Shows `group` as its members now are: its only process itself, a group
+  // node for more, nothing when none is left.
+  #show(group) {
+    const before = group.shownAs;
     if (before !== undefined) this.nodes.delete(before);
-    if (!members || members.size === 0) {
-      this.members.delete(key);
-      this.shownAs.delete(key);
+    if (group.members.size === 0) {
+      this.groups.delete(group.id);
+      this.byHost.get(group.host).delete(group.name);
+      group.shownAs = undefined;
       if (before !== undefined) this.projected = null;
       return;
     }
-    const node = members.size === 1 ? members.values().next().value : groupNode(key, members);
+    const node = group.members.size === 1 ? group.members.values().next().value : groupNode(group.id, group.members);
     this.nodes.set(node.id, node);
-    this.shownAs.set(key, node.id);
-    if (members.size === 1) this.shown.set(node.id, node.id);
-    else if (before !== key) for (const id of members.keys()) this.shown.set(id, key); // was one process, or none
+    group.shownAs = node.id;
     if (before !== node.id) this.projected = null; // an end of some edges is shown under another id
   }
 }
