@@ -24,7 +24,9 @@ driven by Playwright:
   same run: the same browser loading the server's ``/health`` (an empty page:
   what any page costs to navigate to);
 * frames while 100 nodes change per second (10 host reports a second, each
-  changing its 10 containers' CPU) on the containers graph: rAF intervals
+  changing its 10 containers' CPU) on the containers graph (or, with
+  ``--frames-view processes``, 1,100 a second, each report changing its 100
+  processes' CPU too, on the grouped processes graph): rAF intervals
   (p50, p95, max), frames over 1.5x the median interval ("dropped"), main-thread
   tasks of 50 ms or more (which a compositor-driven headless rAF may hide), the
   page's own graph draw time, and, as the baseline, the same page idle as long.
@@ -80,8 +82,9 @@ FRAMES = """async (seconds) => {
 }"""
 
 
-def feed(base: str, hosts: int, *, stop_at: float | None = None, rate: int = 0) -> None:
-    """Every host once (rate 0), or ``rate`` reports a second until ``stop_at``."""
+def feed(base: str, hosts: int, *, stop_at: float | None = None, rate: int = 0, processes: bool = False) -> None:
+    """Every host once (rate 0), or ``rate`` reports a second until ``stop_at``
+    (with ``processes``, each report changing its processes' CPU too)."""
     with httpx.Client(base_url=base, timeout=30) as client:
         if not rate:
             for index in range(hosts):
@@ -95,6 +98,9 @@ def feed(base: str, hosts: int, *, stop_at: float | None = None, rate: int = 0) 
                 index = (tick * rate + j) % hosts
                 body = host_report(index, timestamp=time.time(), peers=[(index + 1) % hosts],
                                    container_load=float((tick * 7 + j) % 40))
+                if processes:
+                    for n, process in enumerate(body["processes_info"]["processes"]):
+                        process["cpu_percent"] = float((n + tick) % 17) * 0.5
                 client.post("/api/v1/reports", json=body)
             tick += 1
             time.sleep(max(0.0, 1.0 - (time.time() - started)))  # pacing the load generator, not a wait in a test
@@ -153,6 +159,8 @@ def main() -> None:
     parser.add_argument("--loads", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-frames", action="store_true", help="time to interactive only")
+    parser.add_argument("--frames-view", choices=("containers", "processes"), default="containers",
+                        help="the graph whose frames are measured (processes: the reports change processes too)")
     args = parser.parse_args()
 
     os.environ["TRIOSCOPE_AUTH_SECRET"] = SECRET
@@ -193,14 +201,17 @@ def main() -> None:
                 browser.close()
                 return
 
-            time_to_interactive(page, f"{base}/?view=containers")
+            time_to_interactive(page, f"{base}/?view={args.frames_view}")
             idle = frame_stats(page.evaluate(FRAMES, args.seconds))
             stop_at = time.time() + args.seconds + 2
-            feeder = threading.Thread(target=feed, args=(base, args.hosts), kwargs={"stop_at": stop_at, "rate": 10})
+            feeder = threading.Thread(target=feed, args=(base, args.hosts), kwargs={
+                "stop_at": stop_at, "rate": 10, "processes": args.frames_view == "processes"})
             feeder.start()
             busy = frame_stats(page.evaluate(FRAMES, args.seconds))
             feeder.join()
-            for name, s in (("idle (baseline)", idle), ("100 changes/s", busy)):
+            changes = "1,100 changes/s" if args.frames_view == "processes" else "100 changes/s"
+            print(f"frames of the {args.frames_view} graph:")
+            for name, s in (("idle (baseline)", idle), (changes, busy)):
                 print(f"frames, {name:16}: {s['frames']} frames, interval p50 {s['p50']:.1f} ms p95 {s['p95']:.1f} ms"
                       f" max {s['max']:.1f} ms, dropped {s['dropped']}, graph draw p95 {s['draw_p95']:.1f} ms"
                       f" max {s['draw_max']:.1f} ms, long tasks (>= 50 ms) {s['long']} (max {s['long_max']:.0f} ms),"

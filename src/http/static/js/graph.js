@@ -37,9 +37,16 @@ export class GraphView {
     new ResizeObserver(() => this.invalidate()).observe(canvas);
   }
 
-  setData({ nodes, names, edges, layout, match, sizeBy, selected }) {
+  // edgesVersion: changes whenever `edges` (a Map or an array) changes content.
+  setData({ nodes, names, edges, edgesVersion, layout, match, sizeBy, selected }) {
     Object.assign(this, { nodes, names, edges, layout, match, sizeBy, selected });
-    this.betweenGroups = null;
+    // The edges between groups are worked out again only when they may differ
+    // (not for every change of a metric: 78,000 edges take ~60 ms).
+    const key = [edges, edgesVersion, layout.generation, match];
+    if (!this.betweenKey || key.some((value, i) => value !== this.betweenKey[i])) {
+      this.betweenGroups = null;
+      this.betweenKey = key;
+    }
     this.sizeMax = 0;
     if (sizeBy) {
       for (const node of nodes.values()) {
@@ -233,7 +240,7 @@ export class GraphView {
   // inside its disc: tens of thousands of hairlines across the whole canvas
   // cost the browser seconds to rasterise (measured: 1.4 s for 78,000) and
   // show nothing more. A node outside any group is its own. Computed once per
-  // setData, as [source, its group, target, its group] (the groups' places
+  // change of data, as [source, its group, target, its group] (the groups' places
   // are read when drawing: a group may move).
   #groupEdges() {
     if (!this.betweenGroups) {

@@ -16,6 +16,7 @@ import { VIEWS, formatState, kindOf, parseLabels, parseState, viewOf } from "./s
 import { TableView } from "./table.js";
 
 const STATS_EVERY_MS = 5000;
+const everything = () => true; // the filter when none is set (one function: the graph keeps what it worked out with it)
 const $ = (id) => document.getElementById(id);
 
 let state = parseState(location.search);
@@ -295,7 +296,7 @@ function render() {
     const member = (id) => { const node = model.nodes.get(id); return node !== undefined && match(node); };
     for (const [id, node] of all) if (match(node) || (node.members && node.members.some(member))) matched.add(id);
   }
-  const shows = matched ? (node) => matched.has(node.id) : () => true;
+  const shows = matched ? (node) => matched.has(node.id) : everything;
   const metrics = model.metricNames();
   const shown = matched ? matched.size : all.size;
   const loading = model.version === null;
@@ -308,7 +309,8 @@ function render() {
   }
   if (state.mode === "graph") {
     const edges = processes ? processes.edges(model.edges) : model.edges;
-    graph.setData({ nodes: all, names: model.names, edges, layout, match: shows, sizeBy: state.size, selected: shownOf(state.node) });
+    graph.setData({ nodes: all, names: model.names, edges, edgesVersion: model.edgeVersion, layout, match: shows,
+      sizeBy: state.size, selected: shownOf(state.node) });
   } else {
     const nodes = matched ? [...all.values()].filter(shows) : [...all.values()];
     const key = `${model.version}\n${JSON.stringify([filters.q, filters.type, filters.labels, filters.metric, filters.min,

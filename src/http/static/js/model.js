@@ -7,6 +7,7 @@ export class Topology {
     this.edges = new Map();
     this.version = null;
     this.view = null;
+    this.edgeVersion = 0; // changes whenever an edge comes, changes or goes
     // Container node id -> name, from its processes' metadata: the processes
     // view shows no container nodes but groups by them.
     this.names = new Map();
@@ -37,6 +38,7 @@ export class Topology {
       const added = [], updated = [], removed = [];
       for (const id of this.nodes.keys()) (before.has(id) ? updated : added).push(id);
       for (const id of before.keys()) if (!this.nodes.has(id)) removed.push(id);
+      this.edgeVersion += 1;
       return { kind: "reset", added, updated, removed, edges: this.edges.size };
     }
     if (this.version !== null && payload.version <= this.version) {
@@ -63,6 +65,7 @@ export class Topology {
       edges += 1;
     }
     for (const id of remove.edges || []) edges += this.edges.delete(id) ? 1 : 0;
+    if (edges) this.edgeVersion += 1;
     this.version = payload.version;
     return { kind: "diff", added, updated, removed, edges };
   }
