@@ -315,3 +315,25 @@ def test_edges_join_the_nodes_they_are_shown_as(page: Page) -> None:
       return { grouped, again, flat: flat.edges(edges) === edges };
     """)
     assert result == {"grouped": [["processes:a:web", "process:b:20", 5]], "again": True, "flat": True}
+
+
+def test_layout_and_topology_say_when_what_the_graph_worked_out_from_them_may_have_changed(page: Page) -> None:
+    result = run(page, "layout", NODES + """
+      const { Topology } = await import('/ui/js/model.js');
+      const l = new m.Layout();
+      const nodes = new Map([['container:a', node('container:a', 'host:h')]]);
+      const seen = [];
+      const note = () => seen.push(l.generation);
+      l.update(nodes, (n) => n.parent); note();
+      l.update(new Map([['container:a', { ...nodes.get('container:a'), metrics: { cpu_percent: 9 } }]]), (n) => n.parent); note();
+      nodes.set('container:b', node('container:b', 'host:h')); l.update(nodes, (n) => n.parent); note();
+      nodes.delete('container:a'); l.update(nodes, (n) => n.parent); note();
+      const t = new Topology();
+      const versions = [];
+      t.apply({ reset: true, version: 1, view: 'hosts', nodes: {}, edges: {} }); versions.push(t.edgeVersion);
+      t.apply({ version: 2, previous_version: 1, update: { nodes: { 'host:h': node('host:h', null) } } }); versions.push(t.edgeVersion);
+      t.apply({ version: 3, previous_version: 2, add: { edges: { 'a->b': { source: 'a', target: 'b' } } } }); versions.push(t.edgeVersion);
+      return { layout: seen.map((g) => g - seen[0]), edges: versions.map((v) => v - versions[0]) };
+    """)
+    # A metric's change places nothing and changes no edge: nothing to work out again.
+    assert result == {"layout": [0, 0, 1, 2], "edges": [0, 0, 1]}

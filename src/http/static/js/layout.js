@@ -34,11 +34,11 @@ export class Layout {
   // by `groupOf(node)`. Returns the ids that were placed (new or regrouped) or
   // moved with their group.
   update(nodes, groupOf) {
-    let freed = 0;
+    let changed = 0; // nodes removed, or to place
     for (const [id, place] of this.positions) {
       if (!nodes.has(id)) {
         this.#free(id, place);
-        freed += 1;
+        changed += 1;
       }
     }
     const waiting = [];
@@ -48,7 +48,7 @@ export class Layout {
       if (place && place.group === key) continue;
       if (place) this.#free(id, place); // it moved to another parent: it really moved
       waiting.push([id, key]);
-      freed += 1;
+      changed += 1;
     }
     // In id order: the same data lays out the same way, whatever order it came in.
     waiting.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -67,7 +67,7 @@ export class Layout {
         placed.push(id);
       }
     }
-    if (freed || placed.length) this.generation += 1;
+    if (changed || placed.length) this.generation += 1;
     return placed;
   }
 
