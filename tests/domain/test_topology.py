@@ -103,6 +103,27 @@ def test_processes_belong_to_containers_by_full_id_short_id_or_cgroup():
     assert "container_name" not in snap.node(process_id("h1", 13)).as_dict()["metadata"]
 
 
+def test_kernel_threads_are_flagged_from_their_parent_and_empty_command_line():
+    graph = TopologyGraph()
+    graph.apply(report("a1", "h1", processes=[
+        {"pid": 1, "ppid": 0, "name": "systemd", "cmdline": "/sbin/init"},
+        {"pid": 2, "ppid": 0, "name": "kthreadd"},
+        {"pid": 9, "ppid": 2, "name": "kworker/0:1"},
+        # A user-mode helper the kernel started (modprobe) has a command line: a process.
+        {"pid": 30, "ppid": 2, "name": "modprobe", "cmdline": "/sbin/modprobe -q fs-xfs"},
+        # An exited process has no command line either, but its parent is not kthreadd.
+        {"pid": 31, "ppid": 1, "name": "defunct", "status": "zombie"},
+        # In a PID namespace (the probe in a container) pid 2 is an ordinary process.
+        {"pid": 40, "ppid": 1, "name": "sh", "cmdline": "sh -c serve"},
+    ]), T0)
+    graph.apply(report("a2", "h2", processes=[{"pid": 2, "ppid": 1, "name": "app", "cmdline": "app --serve"}]), T0)
+    snap = published(graph)
+    flagged = {node.id for node in snap.nodes(View.PROCESSES)
+               if node.as_dict()["metadata"].get("kernel_thread") is True}  # in listings, not only details
+    assert flagged == {process_id("h1", 2), process_id("h1", 9)}
+    assert "kernel_thread" not in snap.node(process_id("h1", 1)).metadata  # absent, not false: listings stay small
+
+
 def test_a_container_known_only_from_cgroups_is_inferred():
     graph = TopologyGraph()
     cid = "c" * 64

@@ -189,17 +189,27 @@ def test_filters_search_every_word_in_names_labels_and_metadata(page: Page) -> N
 def test_url_state_round_trips_and_ignores_what_it_does_not_know(page: Page) -> None:
     result = run(page, "state", """
       const state = { ...m.DEFAULTS, view: 'containers', mode: 'table', q: 'web 1', labels: ['app=web', 'tier'],
-                      metric: 'cpu_percent', min: 50, size: 'memory_mb', sort: 'status', dir: 'desc', node: 'container:x' };
+                      metric: 'cpu_percent', min: 50, size: 'memory_mb', sort: 'status', dir: 'desc', node: 'container:x',
+                      group: false, kthreads: true };
       const query = m.formatState(state);
       const bad = m.parseState('?view=nope&mode=3d&type=alien&metric=cpu;drop>=x&dir=sideways');
       return { same: JSON.stringify(m.parseState(query)) === JSON.stringify(state), query,
                bad, empty: m.formatState(m.DEFAULTS) };
     """)
     assert result["same"], result["query"]
+    assert "group=0" in result["query"] and "kthreads=1" in result["query"]  # the processes view's toggles
     bad = result["bad"]
-    assert (bad["view"], bad["mode"], bad["type"], bad["metric"], bad["min"], bad["dir"]) == (
-        "hosts", "graph", "", "", None, "asc")
+    assert (bad["view"], bad["mode"], bad["type"], bad["metric"], bad["min"], bad["dir"], bad["group"], bad["kthreads"]) == (
+        "hosts", "graph", "", "", None, "asc", True, False)
     assert result["empty"] == ""
+
+
+def test_each_view_shows_one_kind_of_node(page: Page) -> None:
+    result = run(page, "state", """
+      return [m.VIEWS.map(m.kindOf), ['host', 'container', 'process', 'pod', 'service', 'alien'].map(m.viewOf)];
+    """)
+    assert result == [["host", "container", "process", "pod", "service", None],
+                      ["hosts", "containers", "processes", "pods", "services", "all"]]  # not "processs"
 
 
 def test_health_colours_by_status_and_a_hot_cpu(page: Page) -> None:
@@ -211,3 +221,119 @@ def test_health_colours_by_status_and_a_hot_cpu(page: Page) -> None:
     """)
     assert result == ["healthy", "warning", "critical", "warning", "warning", "critical", "unknown", "warning",
                       "healthy", "critical", "warning"]
+
+
+PROCESSES = NODES + """
+const proc = (host, pid, name, extra = {}) => node(`process:${host}:${pid}`, `host:${host}`, {
+  label: name, host: `host:${host}`, metadata: { pid, name, ...(extra.metadata || {}) },
+  metrics: { cpu_percent: pid % 10, memory_mb: 10 }, ...(extra.node || {}) });
+const kthread = (host, pid, name) => proc(host, pid, name, { metadata: { kernel_thread: true } });
+const topology = (list) => new Map(list.map((n) => [n.id, n]));
+const summary = (g) => [...g.nodes.values()].map((n) => [n.id, n.label, n.metrics.cpu_percent]).sort();
+"""
+
+
+def test_processes_of_one_name_on_one_host_are_one_node_and_kernel_threads_are_left_out(page: Page) -> None:
+    result = run(page, "groups", PROCESSES + """
+      const nodes = topology([proc('a', 11, 'nginx'), proc('a', 12, 'nginx'), proc('a', 13, 'nginx'),
+        proc('a', 20, 'sshd'), proc('b', 31, 'nginx'), kthread('a', 2, 'kthreadd'), kthread('a', 3, 'kworker/0:0'),
+        kthread('a', 4, 'kworker/0:0')]);
+      const grouped = new m.ProcessGroups();
+      grouped.reset(nodes);
+      const all = new m.ProcessGroups({ group: false, kernel: true });
+      all.reset(nodes);
+      const group = grouped.nodes.get('processes:a:nginx');
+      return { grouped: summary(grouped), kernel: grouped.kernelThreads.size, members: group.members.sort(),
+               memory: group.metrics.memory_mb, isGroup: [m.isGroupId(group.id), m.isGroupId('process:a:11')],
+               shownOf: [grouped.shownOf('process:a:12'), grouped.shownOf('process:a:20'), grouped.shownOf('process:a:2')],
+               ungrouped: [...all.nodes.keys()].sort() };
+    """)
+    assert result["grouped"] == [
+        ["process:a:20", "sshd", 0],  # the only one of its name: the process itself
+        ["process:b:31", "nginx", 1],  # the same name on another host: not in the group
+        ["processes:a:nginx", "nginx (3)", 1 + 2 + 3],  # CPU summed
+    ]
+    assert result["kernel"] == 3 and result["members"] == ["process:a:11", "process:a:12", "process:a:13"]
+    assert result["memory"] == 30 and result["isGroup"] == [True, False]
+    assert result["shownOf"] == ["processes:a:nginx", "process:a:20", None]
+    assert result["ungrouped"] == sorted(["process:a:11", "process:a:12", "process:a:13", "process:a:20",
+                                          "process:b:31", "process:a:2", "process:a:3", "process:a:4"])
+
+
+def test_live_changes_update_the_groups_they_touch(page: Page) -> None:
+    result = run(page, "groups", PROCESSES + """
+      const nodes = topology([proc('a', 11, 'nginx'), proc('a', 12, 'nginx'), proc('a', 20, 'sshd'),
+                              proc('a', 30, 'cron')]);
+      const g = new m.ProcessGroups();
+      g.reset(nodes);
+      const steps = [];
+      const step = (change) => {
+        for (const id of change.removed || []) nodes.delete(id);
+        for (const n of [...(change.add || []), ...(change.update || [])]) nodes.set(n.id, n);
+        g.apply({ kind: 'diff', added: (change.add || []).map((n) => n.id), updated: (change.update || []).map((n) => n.id),
+                  removed: change.removed || [], edges: 0 }, nodes);
+        const sshd = g.nodes.get('processes:a:sshd');
+        steps.push({ shown: summary(g), sshd: sshd ? [sshd.status, sshd.health] : null, kernel: g.kernelThreads.size });
+      };
+      step({ add: [proc('a', 21, 'sshd')] });  // sshd: its one process becomes a group of two
+      step({ removed: ['process:a:12'] });  // nginx: a group of two becomes its one process
+      step({ update: [proc('a', 21, 'sshd', { node: { status: 'zombie' } })] });  // a member's state colours its group
+      step({ update: [proc('a', 21, 'sshd2')] });  // exec'd under another name: it moves to that name
+      step({ removed: ['process:a:30'], add: [kthread('a', 40, 'kworker')] });
+      return steps;
+    """)
+    assert result[0]["shown"] == [["process:a:30", "cron", 0], ["processes:a:nginx", "nginx (2)", 3],
+                                  ["processes:a:sshd", "sshd (2)", 1]]
+    assert result[0]["sshd"] == ["running", "healthy"]
+    assert result[1]["shown"] == [["process:a:11", "nginx", 1], ["process:a:30", "cron", 0],
+                                  ["processes:a:sshd", "sshd (2)", 1]]
+    assert result[2]["sshd"] == ["zombie", "critical"]
+    assert result[3]["shown"] == [["process:a:11", "nginx", 1], ["process:a:20", "sshd", 0],
+                                  ["process:a:21", "sshd2", 1], ["process:a:30", "cron", 0]]
+    assert result[4]["shown"] == [["process:a:11", "nginx", 1], ["process:a:20", "sshd", 0],
+                                  ["process:a:21", "sshd2", 1]]
+    assert result[4]["kernel"] == 1  # counted, not shown
+
+
+def test_edges_join_the_nodes_they_are_shown_as(page: Page) -> None:
+    result = run(page, "groups", PROCESSES + """
+      const nodes = topology([proc('a', 11, 'web'), proc('a', 12, 'web'), proc('b', 20, 'db'),
+                              kthread('a', 3, 'kworker')]);
+      const edge = (source, target, connections = 1) => ({ id: `${source}->${target}`, source, target,
+                                                           type: 'connection', connections });
+      const edges = new Map([
+        edge('process:a:11', 'process:b:20', 2), edge('process:a:12', 'process:b:20', 3),  // one edge: web -> db
+        edge('process:a:11', 'process:a:12'),  // within the group: none
+        edge('process:a:3', 'process:b:20'),  // from a hidden kernel thread: none
+      ].map((e) => [e.id, e]));
+      const g = new m.ProcessGroups();
+      g.reset(nodes);
+      const grouped = g.edges(edges).map((e) => [e.source, e.target, e.connections]);
+      const again = g.edges(edges) === g.edges(edges);
+      const flat = new m.ProcessGroups({ group: false });
+      flat.reset(nodes);
+      return { grouped, again, flat: flat.edges(edges) === edges };
+    """)
+    assert result == {"grouped": [["processes:a:web", "process:b:20", 5]], "again": True, "flat": True}
+
+
+def test_layout_and_topology_say_when_what_the_graph_worked_out_from_them_may_have_changed(page: Page) -> None:
+    result = run(page, "layout", NODES + """
+      const { Topology } = await import('/ui/js/model.js');
+      const l = new m.Layout();
+      const nodes = new Map([['container:a', node('container:a', 'host:h')]]);
+      const seen = [];
+      const note = () => seen.push(l.generation);
+      l.update(nodes, (n) => n.parent); note();
+      l.update(new Map([['container:a', { ...nodes.get('container:a'), metrics: { cpu_percent: 9 } }]]), (n) => n.parent); note();
+      nodes.set('container:b', node('container:b', 'host:h')); l.update(nodes, (n) => n.parent); note();
+      nodes.delete('container:a'); l.update(nodes, (n) => n.parent); note();
+      const t = new Topology();
+      const versions = [];
+      t.apply({ reset: true, version: 1, view: 'hosts', nodes: {}, edges: {} }); versions.push(t.edgeVersion);
+      t.apply({ version: 2, previous_version: 1, update: { nodes: { 'host:h': node('host:h', null) } } }); versions.push(t.edgeVersion);
+      t.apply({ version: 3, previous_version: 2, add: { edges: { 'a->b': { source: 'a', target: 'b' } } } }); versions.push(t.edgeVersion);
+      return { layout: seen.map((g) => g - seen[0]), edges: versions.map((v) => v - versions[0]) };
+    """)
+    # A metric's change places nothing and changes no edge: nothing to work out again.
+    assert result == {"layout": [0, 0, 1, 2], "edges": [0, 0, 1]}

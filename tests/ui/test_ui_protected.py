@@ -17,6 +17,7 @@ from .conftest import Ui, post_report
 
 @pytest.fixture
 def server() -> Iterator[ServerProcess]:
+    # The test's probe reports unsigned, as the local probe does: shown to every signed-in user.
     with ServerProcess(["--protect-reads", "true"]) as process:
         yield process
 

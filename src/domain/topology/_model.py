@@ -151,7 +151,7 @@ class Node:
 _SUMMARY: dict[NodeKind, tuple[str, ...]] = {
     NodeKind.HOST: ("hostname", "os", "ip_addresses", "cpu_cores", "memory_total_mb"),
     NodeKind.CONTAINER: ("name", "image", "state", "labels", "pod", "service", "inferred"),
-    NodeKind.PROCESS: ("pid", "name", "user", "container_name"),
+    NodeKind.PROCESS: ("pid", "name", "user", "container_name", "kernel_thread"),
     NodeKind.POD: ("namespace", "name", "uid", "hosts"),
     NodeKind.SERVICE: ("namespace", "name", "hosts"),
 }

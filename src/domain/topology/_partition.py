@@ -35,6 +35,8 @@ process, else its container, else the host. A plain tuple: there are hundreds
 per report and they are only ever compared and unpacked."""
 
 _CONTAINER = VIEWS.index(View.CONTAINERS)
+_KTHREADD = 2
+"""Linux starts every kernel thread from kthreadd, which is always pid 2."""
 
 
 @attrs.frozen(kw_only=True, eq=False)
@@ -164,6 +166,14 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> 
                 agent_id=agent_id, status=c.state, last_seen=when, metadata=meta, metrics=metrics)
 
 
+def is_kernel_thread(p: ProcessInfo) -> bool:
+    """Whether ``p`` is a Linux kernel thread, from fields every probe reports:
+    kthreadd (pid 2) or one of its children, with no command line. A process the
+    kernel starts in user space (a modprobe helper) has one, and so has pid 2 in
+    a PID namespace of its own (a probe in a container sees no kernel threads)."""
+    return not p.cmdline and (p.pid == _KTHREADD or p.ppid == _KTHREADD)
+
+
 def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, container: Node | None,
                   agent_id: str, when: float) -> Node:
     # Interned: a JSON parser makes a new string for every occurrence, and
@@ -176,6 +186,8 @@ def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, contain
             meta[key] = intern(getattr(p, key))
     if p.threads:
         meta["threads"] = p.threads
+    if is_kernel_thread(p):
+        meta["kernel_thread"] = True  # absent otherwise: 100,000 listed processes need not say False
     if p.started_at is not None:
         meta["started_at"] = p.started_at.isoformat().replace("+00:00", "Z")
     if container is not None:

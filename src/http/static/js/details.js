@@ -1,11 +1,13 @@
 // The details panel of the selected node: metadata, labels, its parents,
 // groups, children and connections (each a link to that node), its metrics
-// with 15-second sparklines, and for containers the controls it allows.
+// with 15-second sparklines, and for containers the controls it allows. A
+// group of processes (groups.js) is described from the page's own topology.
 
 import { api } from "./api.js";
 import { el, sparkline } from "./dom.js";
 import { health } from "./health.js";
 import { metricLabel, metricValue } from "./format.js";
+import { labelOfId } from "./model.js";
 
 const REFRESH_MS = 15000; // the metrics' resolution: nothing new comes sooner
 const HIDDEN_METADATA = new Set(["labels", "controls"]);
@@ -41,6 +43,55 @@ export class DetailsPanel {
   hide() {
     this.id = "";
     this.root.hidden = true;
+    this.#stop();
+  }
+
+  // A group of processes: `group` its node, null when no process of that name
+  // is on that host any more (undefined: the view is still loading); `members`
+  // its processes. Nothing to fetch: the live view has it all, and this is
+  // called again whenever it changes.
+  showGroup(id, group, members) {
+    this.#stop();
+    this.id = id;
+    this.root.hidden = false;
+    this.root.dataset.node = id;
+    if (!group) {
+      this.title.textContent = id.split(":").slice(2).join(":") || id;
+      this.root.dataset.state = group === undefined ? "loading" : "gone";
+      const left = members.map((node) => this.#link(node));
+      this.body.replaceChildren(group === undefined ? el("p", { class: "muted", text: "loading…" })
+        : left.length ? el("p", { text: "One process of that name is left: " }, left)
+          : el("p", { text: "No process of that name runs on that host now." }));
+      return;
+    }
+    this.root.dataset.state = "loaded";
+    this.title.textContent = group.metadata.name;
+    const cpu = (node) => (node.metrics && node.metrics.cpu_percent) || 0;
+    const busiest = [...members].sort((a, b) => cpu(b) - cpu(a) || a.metadata.pid - b.metadata.pid);
+    const facts = [["name", group.metadata.name], ["host", labelOfId(group.host)], ["processes", members.length]];
+    this.body.replaceChildren(
+      el("p", {},
+        el("span", { class: `badge status ${health(group)}`, text: group.status }), " ",
+        el("span", { class: "badge", text: "processes of one name" })),
+      el("section", { class: "metrics" }, el("h3", { text: "Metrics (summed)" }),
+        Object.entries(group.metrics).map(([name, value]) => el("div", { class: "metric", "data-metric": name },
+          el("span", { text: metricLabel(name) }), el("span"), el("span", { class: "value", text: metricValue(name, value) })))),
+      el("h3", { text: "Metadata" }),
+      el("dl", {}, facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })])),
+      el("h3", { text: `Processes (${members.length})` }),
+      el("ul", { "data-list": "processes" },
+        busiest.slice(0, MAX_LINKS).map((node) => el("li", {}, this.#link(node),
+          el("span", { class: "muted", text: ` ${[node.metadata.container_name, metricValue("cpu_percent", cpu(node))]
+            .filter(Boolean).join(" · ")}` }))),
+        members.length > MAX_LINKS ? el("li", { class: "muted", text: `and ${members.length - MAX_LINKS} more` }) : null));
+  }
+
+  #link(process) {
+    return el("a", { href: "#", "data-node": process.id, text: `${process.label} ${process.metadata.pid}`,
+      onclick: (event) => { event.preventDefault(); this.onNavigate(process.id); } });
+  }
+
+  #stop() {
     clearTimeout(this.timer);
     clearTimeout(this.soon);
     this.soon = null;

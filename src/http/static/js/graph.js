@@ -10,6 +10,9 @@ const BASE_RADIUS = 8;
 const MIN_ZOOM = 0.02, MAX_ZOOM = 8;
 const CLICK_SLOP = 4; // px a press may move and still be a click
 const MAX_LABELS = 1500;
+// Nodes closer than this on screen are dots: edges are then drawn between
+// their groups, one per pair (see #groupEdges).
+const DOTS_APART_PX = 8;
 
 export class GraphView {
   constructor(canvas, { onSelect }) {
@@ -29,12 +32,21 @@ export class GraphView {
     this.hovered = "";
     this.pending = false;
     this.lastFrameMs = 0;
+    this.betweenGroups = null; // the edges between groups, for the data of the last setData
     this.#listen();
     new ResizeObserver(() => this.invalidate()).observe(canvas);
   }
 
-  setData({ nodes, names, edges, layout, match, sizeBy, selected }) {
+  // edgesVersion: changes whenever `edges` (a Map or an array) changes content.
+  setData({ nodes, names, edges, edgesVersion, layout, match, sizeBy, selected }) {
     Object.assign(this, { nodes, names, edges, layout, match, sizeBy, selected });
+    // The edges between groups are worked out again only when they may differ
+    // (not for every change of a metric: 78,000 edges take ~60 ms).
+    const key = [edges, edgesVersion, layout.generation, match];
+    if (!this.betweenKey || key.some((value, i) => value !== this.betweenKey[i])) {
+      this.betweenGroups = null;
+      this.betweenKey = key;
+    }
     this.sizeMax = 0;
     if (sizeBy) {
       for (const node of nodes.values()) {
@@ -145,13 +157,23 @@ export class GraphView {
 
     // Edges: one path, hairlines whatever the zoom.
     ctx.beginPath();
-    for (const edge of this.edges.values()) {
-      const a = this.layout.position(edge.source), b = this.layout.position(edge.target);
-      if (!a || !b) continue;
-      const from = this.nodes.get(edge.source), to = this.nodes.get(edge.target);
-      if (!from || !to || !this.match(from) || !this.match(to)) continue;
-      ctx.moveTo(a.x, a.y);
-      ctx.lineTo(b.x, b.y);
+    if (k * this.layout.spacing < DOTS_APART_PX) {
+      const at = (id, group) => (group ? this.layout.groups.get(group) : this.layout.position(id));
+      for (const [source, sourceGroup, target, targetGroup] of this.#groupEdges()) {
+        const a = at(source, sourceGroup), b = at(target, targetGroup);
+        if (!a || !b) continue;
+        ctx.moveTo(a.x, a.y);
+        ctx.lineTo(b.x, b.y);
+      }
+    } else {
+      for (const edge of this.edges.values()) {
+        const a = this.layout.position(edge.source), b = this.layout.position(edge.target);
+        if (!a || !b) continue;
+        const from = this.nodes.get(edge.source), to = this.nodes.get(edge.target);
+        if (!from || !to || !this.match(from) || !this.match(to)) continue;
+        ctx.moveTo(a.x, a.y);
+        ctx.lineTo(b.x, b.y);
+      }
     }
     ctx.strokeStyle = "rgba(70, 82, 105, 0.35)";
     ctx.lineWidth = 1.2 / k;
@@ -211,6 +233,36 @@ export class GraphView {
         ctx.fillText(truncate(node.label, room), x + place.x * k, y + (place.y + r) * k + 13);
       }
     }
+  }
+
+  // Where nodes are dots, one line per pair of groups (hosts, containers)
+  // stands for the edges between their members, and edges within a group are
+  // inside its disc: tens of thousands of hairlines across the whole canvas
+  // cost the browser seconds to rasterise (measured: 1.4 s for 78,000) and
+  // show nothing more. A node outside any group is its own. Computed once per
+  // change of data, as [source, its group, target, its group] (the groups' places
+  // are read when drawing: a group may move).
+  #groupEdges() {
+    if (!this.betweenGroups) {
+      const ends = new Map(); // group key (or node id) -> the group keys (or node ids) it is joined to
+      const pairs = [];
+      for (const edge of this.edges.values()) {
+        const a = this.layout.position(edge.source), b = this.layout.position(edge.target);
+        if (!a || !b) continue;
+        const from = this.nodes.get(edge.source), to = this.nodes.get(edge.target);
+        if (!from || !to || !this.match(from) || !this.match(to)) continue;
+        const p = a.group || edge.source, q = b.group || edge.target;
+        if (p === q) continue;
+        const [low, high] = p < q ? [p, q] : [q, p];
+        let seen = ends.get(low);
+        if (!seen) ends.set(low, (seen = new Set()));
+        if (seen.has(high)) continue;
+        seen.add(high);
+        pairs.push([edge.source, a.group, edge.target, b.group]);
+      }
+      this.betweenGroups = pairs;
+    }
+    return this.betweenGroups;
   }
 
   #listen() {

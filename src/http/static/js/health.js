@@ -16,6 +16,7 @@ export const COLOURS = {
 };
 
 export function health(node) {
+  if (node.health) return node.health; // a group of processes: its worst one's (groups.js)
   const base = BY_STATUS[node.status] || "unknown";
   if (base !== "healthy") return base;
   const metrics = node.metrics || {};

@@ -23,6 +23,7 @@ export class Layout {
   }
 
   clear() {
+    this.generation = (this.generation || 0) + 1; // changes whenever a node is placed, moved or removed
     this.positions = new Map(); // node id -> {x, y, group, slot}
     this.groups = new Map(); // group key -> {x, y, reserved, radius, slots: [], count}
     this.holes = []; // cells of removed groups: {x, y, reserved}
@@ -33,8 +34,12 @@ export class Layout {
   // by `groupOf(node)`. Returns the ids that were placed (new or regrouped) or
   // moved with their group.
   update(nodes, groupOf) {
+    let changed = 0; // nodes removed, or to place
     for (const [id, place] of this.positions) {
-      if (!nodes.has(id)) this.#free(id, place);
+      if (!nodes.has(id)) {
+        this.#free(id, place);
+        changed += 1;
+      }
     }
     const waiting = [];
     for (const [id, node] of nodes) {
@@ -43,6 +48,7 @@ export class Layout {
       if (place && place.group === key) continue;
       if (place) this.#free(id, place); // it moved to another parent: it really moved
       waiting.push([id, key]);
+      changed += 1;
     }
     // In id order: the same data lays out the same way, whatever order it came in.
     waiting.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
@@ -61,6 +67,7 @@ export class Layout {
         placed.push(id);
       }
     }
+    if (changed || placed.length) this.generation += 1;
     return placed;
   }
 

@@ -8,6 +8,7 @@ import { DetailsPanel } from "./details.js";
 import { compileFilter } from "./filter.js";
 import { clock, metricLabel } from "./format.js";
 import { GraphView } from "./graph.js";
+import { ProcessGroups, isGroupId } from "./groups.js";
 import { Layout } from "./layout.js";
 import { Topology, splitId } from "./model.js";
 import { ReconnectingSocket } from "./socket.js";
@@ -15,10 +16,13 @@ import { VIEWS, formatState, kindOf, parseLabels, parseState, viewOf } from "./s
 import { TableView } from "./table.js";
 
 const STATS_EVERY_MS = 5000;
+const everything = () => true; // the filter when none is set (one function: the graph keeps what it worked out with it)
 const $ = (id) => document.getElementById(id);
 
 let state = parseState(location.search);
 let model = new Topology();
+let shownGroup = null; // the group of processes whose details are shown, as they were
+let processes = null; // in the processes view, what it shows (groups by name, kernel threads hidden): groups.js
 const layout = new Layout();
 let live = null;
 let principal = null;
@@ -59,9 +63,10 @@ function setState(changes) {
   state = { ...state, ...changes };
   saveState();
   if (state.view !== before.view) switchView();
+  else if (state.group !== before.group || state.kthreads !== before.kthreads) regroup();
   if (state.node !== before.node) {
-    details.show(state.node);
-    if (state.mode === "table") requestAnimationFrame(() => table.reveal(state.node));
+    showDetails();
+    if (state.mode === "table") requestAnimationFrame(() => table.reveal(shownOf(state.node)));
   }
   syncControls();
   invalidate();
@@ -71,7 +76,8 @@ window.addEventListener("popstate", () => {
   const before = state;
   state = parseState(location.search);
   if (state.view !== before.view) switchView();
-  details.show(state.node);
+  else if (state.group !== before.group || state.kthreads !== before.kthreads) regroup();
+  showDetails();
   syncControls();
   invalidate();
 });
@@ -82,7 +88,7 @@ function select(id) {
 
 // A link in the details panel: the node may be of another kind than the view shows.
 function navigate(id) {
-  const kind = splitId(id)[0];
+  const kind = isGroupId(id) ? "process" : splitId(id)[0];
   const wanted = kindOf(state.view);
   setState(wanted && wanted !== kind ? { view: viewOf(kind), node: id } : { node: id });
 }
@@ -113,6 +119,11 @@ function buildToolbar() {
   $("metric-name").addEventListener("change", metricChanged);
   $("metric-min").addEventListener("change", metricChanged);
   $("type-filter").addEventListener("change", (event) => setState({ type: event.target.value }));
+  $("group-by-name").addEventListener("change", (event) => {
+    // A group that is no longer shown is no longer selected.
+    setState({ group: event.target.checked, ...(isGroupId(state.node) ? { node: "" } : {}) });
+  });
+  $("show-kernel").addEventListener("change", (event) => setState({ kthreads: event.target.checked }));
   $("size-by").addEventListener("change", (event) => setState({ size: event.target.value }));
   $("clear-filters").addEventListener("click", () => {
     clearTimeout(typing);
@@ -122,7 +133,7 @@ function buildToolbar() {
   $("zoom-out").addEventListener("click", () => graph.zoomBy(1 / 1.4));
   $("zoom-fit").addEventListener("click", () => graph.fit());
   $("relayout").addEventListener("click", () => {
-    layout.relayout(model.nodes, groupOf);
+    layout.relayout(shownNodes(), groupOf);
     graph.fit();
     invalidate();
   });
@@ -142,6 +153,9 @@ function syncControls() {
   $("label-filter").value = state.labels.join(", ");
   $("type-filter").hidden = state.view !== "all";
   $("type-filter").value = state.type;
+  $("process-options").hidden = state.view !== "processes";
+  $("group-by-name").checked = state.group;
+  $("show-kernel").checked = state.kthreads;
   fillMetricChoices();
   $("metric-min").value = state.min === null ? "" : String(state.min);
   $("graph").hidden = state.mode !== "graph";
@@ -161,8 +175,38 @@ function fillMetricChoices(names = model.metricNames()) {
 
 // ---- the live topology -------------------------------------------------------------------
 
+// Where the layout puts a node: with its parent, or, where processes are
+// grouped by name, every process and group with its host.
 function groupOf(node) {
-  return node.parent || "";
+  return (processes && processes.group && node.host) || node.parent || "";
+}
+
+// The nodes the view shows.
+function shownNodes() {
+  return processes ? processes.nodes : model.nodes;
+}
+
+// The shown node standing for `id`: a process's group where it is grouped.
+function shownOf(id) {
+  return (processes && id && !isGroupId(id) && processes.shownOf(id)) || id;
+}
+
+function groupNode(id) {
+  return (processes && processes.nodes.get(id)) || null;
+}
+
+function showDetails() {
+  if (!isGroupId(state.node)) return details.show(state.node);
+  shownGroup = model.version === null ? undefined : groupNode(state.node); // undefined: not known yet
+  details.showGroup(state.node, shownGroup, processes ? processes.membersOf(state.node) : []);
+}
+
+// The processes view's options changed: what it shows is built again, and laid out afresh.
+function regroup() {
+  processes = state.view === "processes" ? new ProcessGroups({ group: state.group, kernel: state.kthreads }) : null;
+  if (processes) processes.reset(model.nodes);
+  layout.clear();
+  graph.placed = false;
 }
 
 function liveUrl() {
@@ -173,6 +217,8 @@ function liveUrl() {
 
 function onTopology(payload) {
   if (payload.view !== state.view) return; // still the previous view's, in flight
+  // What the page itself spends on a view is from here to "trioscope:interactive" (bench/ui.py).
+  if (payload.reset && document.documentElement.dataset.ready !== "true") performance.mark("trioscope:view-received");
   const change = model.apply(payload);
   if (change.kind === "stale") return;
   if (change.kind === "gap") {
@@ -180,6 +226,7 @@ function onTopology(payload) {
     resyncing = true;
     return;
   }
+  if (processes) processes.apply(change, model.nodes);
   if (change.kind === "reset") resyncing = false;
   $("stat-version").textContent = String(model.version);
   const nodes = change.added.length + change.updated.length + change.removed.length;
@@ -214,8 +261,7 @@ function startLive() {
 
 function switchView() {
   model = new Topology();
-  layout.clear();
-  graph.placed = false;
+  regroup();
   lastUpdate = null;
   document.documentElement.dataset.ready = "false";
   followView();
@@ -237,29 +283,42 @@ function invalidate() {
 
 function render() {
   dirty = false;
-  layout.update(model.nodes, groupOf);
+  const all = shownNodes();
+  layout.update(all, groupOf);
   // The type filter is offered in the All view only; elsewhere the view is the type.
   const filters = { ...state, type: state.view === "all" ? state.type : "" };
   const match = compileFilter(filters);
-  const all = model.nodes;
-  const metrics = model.metricNames();
-  let shown = all.size;
+  // Decided once per render, not per node drawn: a group matches when it, or
+  // any of its processes, does (a search for a pid shows the pid's group).
+  let matched = null;
   if (match.active) {
-    shown = 0;
-    for (const node of all.values()) if (match(node)) shown += 1;
+    matched = new Set();
+    const member = (id) => { const node = model.nodes.get(id); return node !== undefined && match(node); };
+    for (const [id, node] of all) if (match(node) || (node.members && node.members.some(member))) matched.add(id);
   }
+  const shows = matched ? (node) => matched.has(node.id) : everything;
+  const metrics = model.metricNames();
+  const shown = matched ? matched.size : all.size;
   const loading = model.version === null;
   const counted = (n) => `${n} node${n === 1 ? "" : "s"}`;
-  $("counts").textContent = loading ? "loading…" : match.active ? `${shown} of ${counted(all.size)}` : counted(all.size);
+  $("counts").textContent = loading ? "loading…" : matched ? `${shown} of ${counted(all.size)}` : counted(all.size);
   $("counts").dataset.shown = String(shown);
-  if (state.mode === "graph") {
-    graph.setData({ nodes: all, names: model.names, edges: model.edges, layout, match, sizeBy: state.size, selected: state.node });
-  } else {
-    const nodes = match.active ? [...all.values()].filter(match) : [...all.values()];
-    const key = `${model.version}\n${JSON.stringify([filters.q, filters.type, filters.labels, filters.metric, filters.min])}`;
-    table.setData({ nodes, all, names: model.names, metrics, showType: state.view === "all", sort: state.sort, dir: state.dir,
-      selected: state.node, key });
+  if (processes) {
+    const kernel = processes.kernelThreads.size;
+    $("kernel-count").textContent = kernel ? `(${kernel}${state.kthreads ? "" : " hidden"})` : "";
   }
+  if (state.mode === "graph") {
+    const edges = processes ? processes.edges(model.edges) : model.edges;
+    graph.setData({ nodes: all, names: model.names, edges, edgesVersion: model.edgeVersion, layout, match: shows,
+      sizeBy: state.size, selected: shownOf(state.node) });
+  } else {
+    const nodes = matched ? [...all.values()].filter(shows) : [...all.values()];
+    const key = `${model.version}\n${JSON.stringify([filters.q, filters.type, filters.labels, filters.metric, filters.min,
+      state.group, state.kthreads])}`;
+    table.setData({ nodes, all, names: model.names, metrics, showType: state.view === "all", sort: state.sort, dir: state.dir,
+      selected: shownOf(state.node), key });
+  }
+  if (isGroupId(state.node) && groupNode(state.node) !== shownGroup) showDetails(); // it changed, or went
   fillMetricChoices(metrics);
   showEmpty();
   $("stat-version").textContent = loading ? "–" : String(model.version);
@@ -267,6 +326,9 @@ function render() {
   if (!loading && document.documentElement.dataset.ready !== "true") {
     document.documentElement.dataset.ready = "true";
     performance.mark("trioscope:interactive");
+    // The frame after the one the graph draws in: what it drew has been handed
+    // to the compositor (bench/ui.py: rasterising many edges cost seconds once).
+    requestAnimationFrame(() => requestAnimationFrame(() => performance.mark("trioscope:painted")));
   }
 }
 
@@ -369,7 +431,7 @@ async function signIn() {
   if (left < 2 ** 31) { // setTimeout's longest wait (~24 days); longer tokens are checked by the next 401
     expiry = setTimeout(() => events.dispatchEvent(new CustomEvent("signed-out")), Math.max(0, left));
   }
-  if (state.node) details.show(state.node);
+  if (state.node) showDetails();
   return true;
 }
 
@@ -407,13 +469,14 @@ events.addEventListener("signed-out", () => {
 // For automation and tests: read-only views of what the page shows.
 window.trioscope = Object.freeze({
   position: (id) => graph.screenPosition(id),
-  radius: (id) => (model.nodes.has(id) ? graph.radius(model.nodes.get(id)) : null),
+  radius: (id) => (shownNodes().has(id) ? graph.radius(shownNodes().get(id)) : null),
   rendered: (id) => Boolean(layout.position(id)), // laid out by a render (graph or table)
-  nodeIds: () => [...model.nodes.keys()],
+  nodeIds: () => [...shownNodes().keys()], // as shown: groups of processes where they are grouped
   version: () => model.version,
   lastFrameMs: () => graph.lastFrameMs,
 });
 
+regroup();
 buildToolbar();
 syncControls();
 if (token()) signIn();

@@ -7,6 +7,7 @@ export class Topology {
     this.edges = new Map();
     this.version = null;
     this.view = null;
+    this.edgeVersion = 0; // changes whenever an edge comes, changes or goes
     // Container node id -> name, from its processes' metadata: the processes
     // view shows no container nodes but groups by them.
     this.names = new Map();
@@ -24,14 +25,20 @@ export class Topology {
   apply(payload) {
     if (payload.reset) {
       const before = this.nodes;
-      this.nodes = new Map(Object.entries(payload.nodes || {}));
-      this.edges = new Map(Object.entries(payload.edges || {}));
+      // for-in rather than Object.entries: a view of 100,000 nodes would make
+      // as many arrays, only to throw them away.
+      const nodes = payload.nodes || {}, edges = payload.edges || {};
+      this.nodes = new Map();
+      for (const id in nodes) this.nodes.set(id, nodes[id]);
+      this.edges = new Map();
+      for (const id in edges) this.edges.set(id, edges[id]);
       this.version = payload.version;
       this.view = payload.view;
       this.#relearn();
-      const added = [...this.nodes.keys()].filter((id) => !before.has(id));
-      const removed = [...before.keys()].filter((id) => !this.nodes.has(id));
-      const updated = [...this.nodes.keys()].filter((id) => before.has(id));
+      const added = [], updated = [], removed = [];
+      for (const id of this.nodes.keys()) (before.has(id) ? updated : added).push(id);
+      for (const id of before.keys()) if (!this.nodes.has(id)) removed.push(id);
+      this.edgeVersion += 1;
       return { kind: "reset", added, updated, removed, edges: this.edges.size };
     }
     if (this.version !== null && payload.version <= this.version) {
@@ -58,6 +65,7 @@ export class Topology {
       edges += 1;
     }
     for (const id of remove.edges || []) edges += this.edges.delete(id) ? 1 : 0;
+    if (edges) this.edgeVersion += 1;
     this.version = payload.version;
     return { kind: "diff", added, updated, removed, edges };
   }

@@ -1,5 +1,7 @@
 // What the user is looking at, kept in the URL so that a view can be shared:
 // ?view=containers&mode=table&q=web&label=app%3Dweb&metric=cpu_percent%3E%3D50&size=cpu_percent&node=…
+// The processes view's options are there too: group=0 (every process on its
+// own rather than grouped by name) and kthreads=1 (kernel threads shown).
 // Pure: parse and format only; main.js owns reading and writing location.
 
 export const VIEWS = ["hosts", "containers", "processes", "pods", "services", "all"];
@@ -9,7 +11,7 @@ const LIMIT = 400; // the longest text a parameter may bring in
 
 export const DEFAULTS = Object.freeze({
   view: "hosts", mode: "graph", q: "", type: "", labels: [], metric: "", min: null,
-  size: "", sort: "label", dir: "asc", node: "",
+  size: "", sort: "label", dir: "asc", node: "", group: true, kthreads: false,
 });
 
 function text(params, name) {
@@ -32,6 +34,8 @@ export function parseState(search) {
     sort: text(params, "sort") || DEFAULTS.sort,
     dir: text(params, "dir") === "desc" ? "desc" : "asc",
     node: text(params, "node"),
+    group: text(params, "group") !== "0",
+    kthreads: text(params, "kthreads") === "1",
   };
   const metric = /^([\w.-]{1,80})>=(-?[\d.]+(?:e-?\d+)?)$/.exec(text(params, "metric"));
   if (metric && Number.isFinite(Number(metric[2]))) {
@@ -47,6 +51,8 @@ export function formatState(state) {
     if (state[name] && state[name] !== DEFAULTS[name]) params.set(name, state[name]);
   }
   for (const label of state.labels) params.append("label", label);
+  if (!state.group) params.set("group", "0");
+  if (state.kthreads) params.set("kthreads", "1");
   if (state.metric && state.min !== null) params.set("metric", `${state.metric}>=${state.min}`);
   const query = params.toString();
   return query ? `?${query}` : "";
@@ -59,10 +65,10 @@ export function parseLabels(textValue) {
 
 // The node kind a view shows (null for "all").
 export function kindOf(view) {
-  return view === "all" ? null : view.slice(0, -1);
+  return view === "all" ? null : TYPES[VIEWS.indexOf(view)] || null;
 }
 
-// The view in which nodes of `kind` are shown.
+// The view in which nodes of `kind` are shown (a kind it does not know: All).
 export function viewOf(kind) {
-  return `${kind}s`;
+  return VIEWS[TYPES.indexOf(kind)] || "all";
 }
