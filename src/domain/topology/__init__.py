@@ -7,6 +7,11 @@ from ._controls import controls_for as controls_for
 from ._graph import Expired as Expired
 from ._graph import TopologyGraph as TopologyGraph
 from ._graph import merge_nodes as merge_nodes
+from ._listing import MAX_PAGE as MAX_PAGE
+from ._listing import SUMMARY_FIELDS as SUMMARY_FIELDS
+from ._listing import Listing as Listing
+from ._listing import id_order as id_order
+from ._model import NODE_FIELDS as NODE_FIELDS
 from ._model import Edge as Edge
 from ._model import Node as Node
 from ._model import NodeKind as NodeKind
@@ -25,7 +30,8 @@ from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "CACHE_LIMIT", "Edge", "Expired", "Node", "NodeKind", "Partition", "TopologyDiff", "TopologyGraph",
-    "TopologySnapshot", "View", "build_partition", "container_id", "container_id_from_cgroup", "control_allowed",
-    "controls_for", "edge_kind", "host_id", "kind_of", "merge_nodes", "pod_id", "process_id", "service_id",
+    "CACHE_LIMIT", "Edge", "Expired", "Listing", "MAX_PAGE", "NODE_FIELDS", "Node", "NodeKind", "Partition",
+    "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph", "TopologySnapshot", "View", "build_partition", "container_id",
+    "container_id_from_cgroup", "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "kind_of",
+    "merge_nodes", "pod_id", "process_id", "service_id",
 ]

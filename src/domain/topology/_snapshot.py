@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import orjson
@@ -14,6 +14,7 @@ from ._model import Edge, Node, NodeKind, View, edge_entries
 
 
 _KINDS = {kind.value: kind for kind in NodeKind}
+T = TypeVar("T")
 
 
 def kind_of(node_id: str) -> NodeKind:
@@ -42,7 +43,7 @@ class TopologySnapshot:
     cached fragments, so a version is encoded at most once per view.
     """
 
-    __slots__ = ("version", "timestamp", "_nodes", "_edges", "_json")
+    __slots__ = ("version", "timestamp", "_nodes", "_edges", "_json", "_kept")
 
     def __init__(self, version: int, timestamp: float, nodes: Mapping[NodeKind, Mapping[str, Node]],
                  edges: Mapping[View, Mapping[tuple[str, str], Edge]]) -> None:
@@ -51,6 +52,7 @@ class TopologySnapshot:
         self._nodes = nodes
         self._edges = edges
         self._json: dict[View | None, bytes] = {}
+        self._kept: dict[Hashable, Any] = {}
 
     @classmethod
     def empty(cls, timestamp: float = 0.0) -> TopologySnapshot:
@@ -121,6 +123,18 @@ class TopologySnapshot:
         tail = {"timestamp": _timestamp(self.timestamp), "version": self.version,
                 "view": view.value if view is not None else "all", **(extra or {})}
         yield b"}," + orjson.dumps(tail)[1:]
+
+    def kept(self, key: Hashable) -> Any | None:
+        """What ``keep`` stored under ``key`` with this version, or None."""
+        return self._kept.get(key)
+
+    def keep(self, key: Hashable, value: T) -> T:
+        """Store ``value``, derived from this version, with it: it lives as
+        long as the version and is computed once for all its readers (listing
+        orders, compressed bodies). Keys are to come from a small fixed set
+        (per view, per encoding), never from a request's free values."""
+        self._kept[key] = value
+        return value
 
     def json(self, view: View | None = None) -> bytes:
         """The whole document as bytes, cached per view when it is small (large
