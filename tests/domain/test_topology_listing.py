@@ -156,7 +156,7 @@ def test_the_order_is_built_once_per_version():
     ({"fields": ("label", "colour")}, "fields: unknown field 'colour'"),
     ({"fields": ()}, "fields"),
     ({"limit": 5, "after": "host:host-1"}, "cursor"),
-    ({"limit": 5, "after": "rack:1"}, "rack"),
+    ({"limit": 5, "after": "rack:1"}, "cursor: 'rack:1'"),
 ])
 def test_bad_options_are_refused_naming_them(snapshot, options, message):
     with pytest.raises(ValueError, match=message):

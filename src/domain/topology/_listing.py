@@ -92,7 +92,7 @@ class Listing:
             unknown = [name for name in fields if name not in NODE_FIELDS]
             if unknown or not fields:
                 raise ValueError(f"fields: unknown field {unknown[0]!r}" if unknown else "fields: name at least one")
-        if after is not None and kind_of(after) not in self.kinds:
+        if after is not None and _kind(after) not in self.kinds:
             raise ValueError(f"cursor: {after[:80]!r} is not a node id of this view")
         self.count = 0
         """Nodes listed so far."""
@@ -190,6 +190,13 @@ class Listing:
                 if visible is None or (_accepts(visible, nodes.get(edge.source))
                                        and _accepts(visible, nodes.get(edge.target))):
                     yield edge
+
+
+def _kind(node_id: str) -> NodeKind | None:
+    try:
+        return kind_of(node_id)
+    except ValueError:
+        return None
 
 
 def _accepts(visible: Callable[[Node], bool], node: Node | None) -> bool:
