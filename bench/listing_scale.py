@@ -159,8 +159,8 @@ def walk(client: httpx.Client, path: str) -> int:
     """Every page of ``path`` (``limit=PAGE``); the bytes of all pages."""
     total, cursor = 0, None
     while True:
-        params = {"limit": PAGE, **({"cursor": cursor} if cursor else {})}
-        response = client.get(path, params=params, headers={"Accept-Encoding": "identity"})
+        page = f"{path}{'&' if '?' in path else '?'}limit={PAGE}" + (f"&cursor={cursor}" if cursor else "")
+        response = client.get(page, headers={"Accept-Encoding": "identity"})
         response.raise_for_status()
         total += response.num_bytes_downloaded
         page = response.json().get("page")

@@ -30,7 +30,7 @@ from trioscope.runtime import ActorRef
 
 from . import _gate
 from ._agents import agent_or_404
-from ._compression import MIN_SIZE, accepted_encoding, compressed, headers, streamed_response
+from ._compression import MAX_KEPT, MIN_SIZE, accepted_encoding, compressed, headers, streamed_response
 from ._errors import ApiError
 from ._responses import JSON, json_response
 from ._services import services
@@ -84,6 +84,9 @@ async def topology() -> Response:
             encoding = None
         return Response(body, content_type=JSON, headers={**headers(encoding), **tagged})
 
+    whole = limit is None and fields is None and visible is None
+    if whole and encoding is not None and (kept := snapshot.kept(("body", view, encoding))) is not None:
+        return Response(kept, content_type=JSON, headers={**headers(encoding), **tagged})
     try:
         listing = Listing(snapshot, view, limit=limit, after=after, fields=fields, visible=visible, batch=PIECE)
     except ValueError as exc:
@@ -95,7 +98,10 @@ async def topology() -> Response:
     # cached entries (or their fields): no copy of a 100 MB document per
     # version, the first bytes leave at once, and the loop serves other
     # requests between pieces.
-    return streamed_response(_document(listing), encoding, tagged)
+    # A view compressed is small enough to keep for the version's next readers
+    # (UIs polling a topology at rest); as it is (80 MB), it is not.
+    keep = (lambda body: len(body) <= MAX_KEPT and snapshot.keep(("body", view, encoding), body)) if whole else None
+    return streamed_response(_document(listing), encoding, tagged, sent=keep)
 
 
 PIECE = 1024
