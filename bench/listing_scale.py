@@ -20,7 +20,8 @@ compressed beforehand (no compression work at request time). Cases:
 * ``processes`` / ``full``: the unchanged topology (a cached version);
 * ``... after report``: a report is posted before each GET, so each GET reads
   a new version (trioscope only: the baseline has no versions);
-* ``... gzip`` / ``... br``: ``Accept-Encoding`` asks for it;
+* ``... gzip`` / ``... br``: ``Accept-Encoding`` asks for it (after the
+  first GET of a version, trioscope sends the compressed body it kept);
 * ``processes paged``: a walk of the view with ``limit=10000`` (one "GET" is
   the whole walk); ``full summary``: ``summary=true``.
 
@@ -216,6 +217,8 @@ CASES = [
     Case("full after report", TOPOLOGY, baseline="full", after_report=True),
     Case("processes gzip", f"{TOPOLOGY}?view=processes", baseline="processes.gz", encoding="gzip"),
     Case("processes br", f"{TOPOLOGY}?view=processes", baseline="processes.br", encoding="br"),
+    Case("processes br after report", f"{TOPOLOGY}?view=processes", baseline="processes.br", encoding="br",
+         after_report=True),
     Case("full gzip", TOPOLOGY, baseline="full.gz", encoding="gzip"),
     Case("full br", TOPOLOGY, baseline="full.br", encoding="br"),
     Case("processes paged", f"{TOPOLOGY}?view=processes", baseline=None, paged=True),
