@@ -57,7 +57,7 @@ def duration_param(default: str) -> tuple[str, float]:
 
 @blueprint.get("/api/v1/query/topology")
 async def topology() -> Response:
-    """Get the current topology (?view=hosts|containers|processes|pods|services, &limit=&cursor=, &fields=, &summary=)."""
+    """Get the current topology (?view=hosts|containers|processes|pods|services; ?limit=&cursor=, ?fields=, ?summary=true)."""
     name = request.args.get("view")
     view = None
     if name is not None:
