@@ -16,9 +16,9 @@ from ._responses import JSON
 
 ENCODINGS = ("br", "gzip")
 """What we offer, preferred first when the client likes both as much: br
-compresses a listing better than gzip for a quarter of the CPU (measured on a
-78 MB processes view: brotli quality 1, 5.9 MB in 0.09 s; gzip level 1,
-7.1 MB in 0.4 s)."""
+compresses a listing better than gzip for half the CPU or less (measured on a
+78 MB processes view: brotli quality 1, 5.9 MB in 0.09-0.1 s; gzip level 1,
+7.1 MB in 0.2-0.4 s)."""
 
 MIN_SIZE = 1024
 """Smaller bodies are sent as they are: compressing saves nothing worth a round of work."""

@@ -130,8 +130,7 @@ class Node:
     def fields(self, names: Iterable[str]) -> dict[str, Any]:
         """Only the ``as_dict()`` keys ``names`` (from ``NODE_FIELDS``), in that
         order: what a listing with ``fields=`` or ``summary=true`` shows.
-        Computes only what it shows (a formatted ``last_seen`` costs more than
-        the rest of a node together).
+        Computes only what it shows (formatting ``last_seen`` is the costly part).
 
         Raises:
             KeyError: a name that is not in ``NODE_FIELDS``.
