@@ -19,7 +19,9 @@ from trioscope.domain.topology import (
     TopologySnapshot,
     View,
     id_order,
+    id_order_steps,
 )
+from trioscope.domain.topology import _listing
 
 T0 = 1_760_000_000.0
 HOSTS = 12
@@ -148,6 +150,26 @@ def test_the_order_is_built_once_per_version():
     order = id_order(snapshot, NodeKind.POD)
     assert listing.unordered() == [] and id_order(snapshot, NodeKind.POD) is order
     assert Listing(snapshot, View.PODS).unordered() == []  # a whole listing needs no order
+
+
+def test_the_order_is_built_in_small_steps_and_is_a_stable_sort(monkeypatch):
+    snapshot, _ = graph_of(range(1, 6)).publish(T0)
+    monkeypatch.setattr(_listing, "ORDER_STEP", 7)
+    steps = id_order_steps(snapshot, NodeKind.PROCESS)
+    yields = 0
+    while True:
+        try:
+            next(steps)
+            yields += 1
+        except StopIteration as done:
+            order = done.value
+            break
+    edges = list(snapshot.edges_of(View.PROCESSES).values())
+    assert yields > (len(edges) + len(snapshot.nodes_of(NodeKind.PROCESS))) / 7  # at most 7 sorted per step
+    assert list(order.ids) == sorted(snapshot.nodes_of(NodeKind.PROCESS))
+    assert list(order.edges) == sorted(edges, key=lambda edge: edge.source)  # stable: ties in version order
+    assert list(order.sources) == [edge.source for edge in order.edges]
+    assert id_order(snapshot, NodeKind.PROCESS) is order
 
 
 @pytest.mark.parametrize(("options", "message"), [

@@ -11,6 +11,7 @@ from ._listing import MAX_PAGE as MAX_PAGE
 from ._listing import SUMMARY_FIELDS as SUMMARY_FIELDS
 from ._listing import Listing as Listing
 from ._listing import id_order as id_order
+from ._listing import id_order_steps as id_order_steps
 from ._model import NODE_FIELDS as NODE_FIELDS
 from ._model import Edge as Edge
 from ._model import Node as Node
@@ -32,6 +33,6 @@ from ._snapshot import kind_of as kind_of
 __all__ = [
     "CACHE_LIMIT", "Edge", "Expired", "Listing", "MAX_PAGE", "NODE_FIELDS", "Node", "NodeKind", "Partition",
     "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph", "TopologySnapshot", "View", "build_partition", "container_id",
-    "container_id_from_cgroup", "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "kind_of",
-    "merge_nodes", "pod_id", "process_id", "service_id",
+    "container_id_from_cgroup", "control_allowed", "controls_for", "edge_kind", "host_id", "id_order",
+    "id_order_steps", "kind_of", "merge_nodes", "pod_id", "process_id", "service_id",
 ]
