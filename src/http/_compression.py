@@ -32,8 +32,9 @@ CACHED_LEVELS = {"br": 5, "gzip": 6}
 about 1 MB): the ratio is worth more there."""
 
 MAX_KEPT = 16 * 1024 * 1024
-"""A streamed body compressed to at most this is kept with its version for
-the next readers (a 100,000-process view: 6-7 MB, against 80 MB as it is)."""
+"""Streamed whole views, compressed, kept with one version for its next
+readers: at most this many bytes in all (a 100,000-process view is 6-8 MB
+compressed, against 80 MB as it is: two of them per version)."""
 
 
 class Compressor(Protocol):

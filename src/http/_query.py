@@ -97,8 +97,10 @@ async def topology() -> Response:
     def keep(body: bytes) -> None:
         # A whole view compressed is small enough to keep for the version's
         # next readers (UIs polling a topology at rest); as it is (80 MB), not.
-        if len(body) <= MAX_KEPT:
+        held = snapshot.kept("kept bytes") or 0
+        if held + len(body) <= MAX_KEPT:
             snapshot.keep(("body", view, encoding), body)
+            snapshot.keep("kept bytes", held + len(body))
 
     # Large, paged, partial or one tenant's views are streamed from the nodes'
     # cached entries (or their fields): no copy of a 100 MB document per
