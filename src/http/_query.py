@@ -2,30 +2,44 @@
 
 from __future__ import annotations
 
+import base64
 import time
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, TypeVar
 
 import orjson
+import trio
 from quart import Blueprint, Response, request
 
 from trioscope.actors.agent import LatestReport, Timeseries
 from trioscope.actors.topology import GetNodeDetails, GetSnapshot, GetStats
 from trioscope.config import format_duration, parse_duration
 from trioscope.domain.agents import rfc3339
-from trioscope.domain.topology import CACHE_LIMIT, Node, TopologySnapshot, View
+from trioscope.domain.topology import (
+    CACHE_LIMIT,
+    MAX_PAGE,
+    NODE_FIELDS,
+    SUMMARY_FIELDS,
+    Listing,
+    Node,
+    TopologySnapshot,
+    View,
+    id_order_steps,
+)
 from trioscope.runtime import ActorRef
 
 from . import _gate
 from ._agents import agent_or_404
+from ._compression import MAX_KEPT, MIN_SIZE, accepted_encoding, compressed, headers, streamed_response
 from ._errors import ApiError
-from ._responses import JSON, json_bytes_response, json_response
+from ._responses import JSON, json_response
 from ._services import services
 
 blueprint = Blueprint("query", __name__)
 blueprint.before_request(_gate.protected_read)
 
 _VIEWS = {v.value: v for v in View}
+T = TypeVar("T")
 MAX_DURATION = 30 * 24 * 3600.0
 
 
@@ -43,7 +57,7 @@ def duration_param(default: str) -> tuple[str, float]:
 
 @blueprint.get("/api/v1/query/topology")
 async def topology() -> Response:
-    """Get the current topology (?view=hosts|containers|processes|pods|services)."""
+    """Get the current topology (?view=hosts|containers|processes|pods|services; ?limit=&cursor=, ?fields=, ?summary=true)."""
     name = request.args.get("view")
     view = None
     if name is not None:
@@ -51,19 +65,147 @@ async def topology() -> Response:
         if view is None:
             raise ApiError(400, "invalid_parameter", f"view: unknown view {name!r}; use one of {', '.join(_VIEWS)}",
                            details={"parameter": "view", "allowed": list(_VIEWS)})
+    limit, after = _page_params()
+    fields = _fields_param()
+    encoding = accepted_encoding()
     snapshot: TopologySnapshot = await services().topology.ask(GetSnapshot(), timeout=30)
     visible = await _visible_nodes()
-    if visible is None and snapshot.size(view) <= CACHE_LIMIT:
-        return json_bytes_response(snapshot.json(view))
+    # A version is one body per URL; not so for a tenant's view, which also
+    # changes when an agent joins or leaves its deployments.
+    tag = f"{snapshot.version}-{int(snapshot.timestamp * 1000)}"
+    tagged = {"ETag": f'W/"{tag}"'} if visible is None else {}
+    if tagged and request.if_none_match.contains_weak(tag):
+        return Response(b"", status=304, content_type=JSON, headers={**headers(None), **tagged})
+    if limit is None and fields is None and visible is None and snapshot.size(view) <= CACHE_LIMIT:
+        body = snapshot.json(view)
+        if encoding is not None and len(body) >= MIN_SIZE:
+            body = await _once_per_version(snapshot, ("body", view, encoding), compressed, body, encoding)
+        else:
+            encoding = None
+        return Response(body, content_type=JSON, headers={**headers(encoding), **tagged})
 
-    # Large (or one tenant's) views are streamed from the nodes' cached
-    # entries: no copy of a 100 MB document per version, and the first bytes
-    # leave at once.
-    async def body() -> AsyncIterator[bytes]:
-        for chunk in snapshot.chunks(view, visible=visible):
-            yield chunk
+    whole = limit is None and fields is None and visible is None
+    if whole and encoding is not None and (kept := snapshot.kept(("body", view, encoding))) is not None:
+        return Response(kept, content_type=JSON, headers={**headers(encoding), **tagged})
+    try:
+        listing = Listing(snapshot, view, limit=limit, after=after, fields=fields, visible=visible, batch=PIECE)
+    except ValueError as exc:
+        parameter = str(exc).partition(":")[0]
+        raise ApiError(400, "invalid_parameter", str(exc), details={"parameter": parameter}) from None
+    await _ordered(listing)
 
-    return Response(body(), content_type=JSON)
+    def keep(body: bytes) -> None:
+        # A whole view compressed is small enough to keep for the version's
+        # next readers (UIs polling a topology at rest); as it is (80 MB), not.
+        held = snapshot.kept("kept bytes") or 0
+        if held + len(body) <= MAX_KEPT:
+            snapshot.keep(("body", view, encoding), body)
+            snapshot.keep("kept bytes", held + len(body))
+
+    # Large, paged, partial or one tenant's views are streamed from the nodes'
+    # cached entries (or their fields): no copy of a 100 MB document per
+    # version, the first bytes leave at once, and the loop serves other
+    # requests between pieces.
+    return streamed_response(_document(listing), encoding, tagged, sent=keep if whole else None)
+
+
+PIECE = 1024
+"""Nodes or edges per piece of a streamed listing: ~400 KB of nodes or ~200 KB
+of edges, 1-3 ms of CPU each (bench/listing_scale.py)."""
+
+DEFAULT_PAGE = 1000
+"""The page size when a request gives a cursor but no limit."""
+
+MAX_CURSOR = 1024
+
+
+def _document(listing: Listing) -> Iterator[bytes]:
+    yield b'{"topology":'
+    yield from listing.chunks()
+    if listing.paged:
+        cursor = base64.urlsafe_b64encode(listing.next_after.encode()).rstrip(b"=").decode() \
+            if listing.next_after is not None else None
+        yield b',"page":' + orjson.dumps({"limit": listing.limit, "count": listing.count, "next_cursor": cursor})
+    yield b"}"
+
+
+def _page_params() -> tuple[int | None, str | None]:
+    """``limit`` and the id ``cursor`` names (both None: no paging)."""
+    text, cursor = request.args.get("limit"), request.args.get("cursor")
+    limit = None
+    if text is not None:
+        limit = int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else 0
+        if not 1 <= limit <= MAX_PAGE:
+            raise ApiError(400, "invalid_parameter", f"limit: must be a whole number from 1 to {MAX_PAGE}",
+                           details={"parameter": "limit"})
+    if cursor is None:
+        return limit, None
+    try:
+        if len(cursor) > MAX_CURSOR:
+            raise ValueError
+        after = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise ApiError(400, "invalid_parameter", "cursor: not a cursor from this API (use a page's next_cursor)",
+                       details={"parameter": "cursor"}) from None
+    return limit if limit is not None else DEFAULT_PAGE, after
+
+
+def _fields_param() -> tuple[str, ...] | None:
+    """The node fields to show: ``fields=a,b`` or ``summary=true``; None: all."""
+    summary, text = request.args.get("summary"), request.args.get("fields")
+    if summary not in (None, "true", "false"):
+        raise ApiError(400, "invalid_parameter", "summary: must be true or false", details={"parameter": "summary"})
+    if text is None:
+        return SUMMARY_FIELDS if summary == "true" else None
+    if summary == "true":
+        raise ApiError(400, "invalid_parameter", "fields: give either fields or summary=true, not both",
+                       details={"parameter": "fields"})
+    names = tuple(dict.fromkeys(name.strip() for name in text.split(",") if name.strip()))
+    unknown = [name for name in names if name not in NODE_FIELDS]
+    if unknown or not names:
+        raise ApiError(400, "invalid_parameter",
+                       f"fields: unknown field {unknown[0][:80]!r}" if unknown else "fields: name at least one field",
+                       details={"parameter": "fields", "allowed": list(NODE_FIELDS)})
+    return names
+
+
+_BUILDS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("topology_builds")
+
+
+def _builds() -> trio.CapacityLimiter:
+    """One build at a time off the loop (per server), so that readers of a new
+    version arriving together do not each compute the same thing."""
+    try:
+        return _BUILDS.get()
+    except LookupError:
+        _BUILDS.set(trio.CapacityLimiter(1))
+        return _BUILDS.get()
+
+
+async def _once_per_version(snapshot: TopologySnapshot, key: Hashable, make: Callable[..., T], *args: Any) -> T:
+    """``make(*args)``, kept with the version for all its readers under
+    ``key``: computed once, in a worker thread so that the loop goes on
+    serving (compressing a cached view takes ~10-30 ms)."""
+    async with _builds():
+        value = snapshot.kept(key)
+        if value is None:
+            value = snapshot.keep(key, await trio.to_thread.run_sync(make, *args))
+    return value  # type: ignore[no-any-return]
+
+
+async def _ordered(listing: Listing) -> None:
+    """The id orders a page is cut from, built once per version, in steps
+    with checkpoints in between (sorting 200,000 edges at once would hold the
+    loop 60-120 ms; a worker thread would not help: a sort holds the GIL)."""
+    for kind in listing.unordered():
+        async with _builds():
+            steps = id_order_steps(listing.snapshot, kind)
+            while True:
+                try:
+                    next(steps)
+                except StopIteration:
+                    break
+                await trio.lowlevel.checkpoint()
 
 
 async def _visible_nodes() -> Callable[[Node], bool] | None:

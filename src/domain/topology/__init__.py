@@ -10,6 +10,12 @@ from ._footprint import OverBudget as OverBudget
 from ._graph import Expired as Expired
 from ._graph import TopologyGraph as TopologyGraph
 from ._graph import merge_nodes as merge_nodes
+from ._listing import MAX_PAGE as MAX_PAGE
+from ._listing import SUMMARY_FIELDS as SUMMARY_FIELDS
+from ._listing import Listing as Listing
+from ._listing import id_order as id_order
+from ._listing import id_order_steps as id_order_steps
+from ._model import NODE_FIELDS as NODE_FIELDS
 from ._model import Edge as Edge
 from ._model import Node as Node
 from ._model import NodeKind as NodeKind
@@ -28,7 +34,9 @@ from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "CACHE_LIMIT", "Edge", "Expired", "Footprint", "MemoryBudget", "Node", "NodeKind", "OverBudget", "Partition", "TopologyDiff", "TopologyGraph",
-    "TopologySnapshot", "View", "build_partition", "container_id", "container_id_from_cgroup", "control_allowed",
-    "controls_for", "edge_kind", "host_id", "kind_of", "merge_nodes", "pod_id", "process_id", "service_id",
+    "CACHE_LIMIT", "Edge", "Expired", "Footprint", "Listing", "MAX_PAGE", "MemoryBudget", "NODE_FIELDS", "Node",
+    "NodeKind", "OverBudget", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
+    "TopologySnapshot", "View", "build_partition", "container_id", "container_id_from_cgroup",
+    "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
+    "merge_nodes", "pod_id", "process_id", "service_id",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -129,6 +129,16 @@ class Node:
             "metrics": self.metrics,
         }
 
+    def fields(self, names: Iterable[str]) -> dict[str, Any]:
+        """Only the ``as_dict()`` keys ``names`` (from ``NODE_FIELDS``), in that
+        order: what a listing with ``fields=`` or ``summary=true`` shows.
+        Computes only what it shows (formatting ``last_seen`` is the costly part).
+
+        Raises:
+            KeyError: a name that is not in ``NODE_FIELDS``.
+        """
+        return {name: _FIELD_VALUES[name](self) for name in names}
+
     def details(self) -> dict[str, Any]:
         """Everything known about the node."""
         return {**self.as_dict(), "metadata": self.metadata}
@@ -155,6 +165,23 @@ _SUMMARY: dict[NodeKind, tuple[str, ...]] = {
     NodeKind.POD: ("namespace", "name", "uid", "hosts"),
     NodeKind.SERVICE: ("namespace", "name", "hosts"),
 }
+
+
+_FIELD_VALUES: dict[str, Callable[[Node], Any]] = {
+    "id": lambda node: node.id,
+    "type": lambda node: node.kind.value,
+    "label": lambda node: node.label,
+    "parent": lambda node: node.parent,
+    "host": lambda node: node.host,
+    "agent_id": lambda node: node.agent_id,
+    "status": lambda node: node.status,
+    "last_seen": lambda node: _rfc3339(node.last_seen),
+    "metadata": lambda node: {k: node.metadata[k] for k in _SUMMARY.get(node.kind, ()) if k in node.metadata},
+    "metrics": lambda node: node.metrics,
+}
+
+NODE_FIELDS = tuple(_FIELD_VALUES)
+"""The keys of a node in listings (``Node.as_dict()``), in that order."""
 
 
 def _key_length(node_or_edge_id: str) -> int:

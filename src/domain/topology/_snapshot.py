@@ -43,7 +43,7 @@ class TopologySnapshot:
     cached fragments, so a version is encoded at most once per view.
     """
 
-    __slots__ = ("version", "timestamp", "_nodes", "_edges", "_json", "_derived")
+    __slots__ = ("version", "timestamp", "_nodes", "_edges", "_json", "_kept")
 
     def __init__(self, version: int, timestamp: float, nodes: Mapping[NodeKind, Mapping[str, Node]],
                  edges: Mapping[View, Mapping[tuple[str, str], Edge]]) -> None:
@@ -52,7 +52,7 @@ class TopologySnapshot:
         self._nodes = nodes
         self._edges = edges
         self._json: dict[View | None, bytes] = {}
-        self._derived: dict[Hashable, Any] | None = None
+        self._kept: dict[Hashable, Any] = {}
 
     @classmethod
     def empty(cls, timestamp: float = 0.0) -> TopologySnapshot:
@@ -124,6 +124,18 @@ class TopologySnapshot:
                 "view": view.value if view is not None else "all", **(extra or {})}
         yield b"}," + orjson.dumps(tail)[1:]
 
+    def kept(self, key: Hashable) -> Any | None:
+        """What ``keep`` stored under ``key`` with this version, or None."""
+        return self._kept.get(key)
+
+    def keep(self, key: Hashable, value: _T) -> _T:
+        """Store ``value``, derived from this version, with it: it lives as
+        long as the version and is computed once for all its readers (listing
+        orders, compressed bodies). Keys are to come from a small fixed set
+        (per view, per encoding), never from a request's free values."""
+        self._kept[key] = value
+        return value
+
     def json(self, view: View | None = None) -> bytes:
         """The whole document as bytes, cached per view when it is small (large
         ones are better streamed with ``chunks``)."""
@@ -137,14 +149,13 @@ class TopologySnapshot:
 
 
     def derived(self, key: Hashable, build: Callable[[], _T]) -> _T:
-        """``build()``, computed once for this version and kept with it: what
-        is encoded from a version (a live view's first message, say) is then
-        shared by every reader of that version, whoever asks first."""
-        if self._derived is None:
-            self._derived = {}
-        if key not in self._derived:
-            self._derived[key] = build()
-        return self._derived[key]  # type: ignore[no-any-return]
+        """``kept(key)``, or ``build()`` kept under ``key`` if there is none yet:
+        what is encoded from a version (a live view's first message, say) is
+        then shared by every reader of that version, whoever asks first."""
+        value = self._kept.get(key)
+        if value is None:
+            value = self.keep(key, build())
+        return value  # type: ignore[no-any-return]
 
 
 CACHE_LIMIT = 25_000
