@@ -9,7 +9,6 @@ import os
 import socket
 import struct
 import time
-import uuid
 from typing import Any
 
 import attrs

@@ -160,7 +160,7 @@ async def test_unauthenticated_refusals_land_in_no_tenants_log() -> None:
 
 async def test_each_tenants_live_view_holds_only_its_own_nodes(protected: ServerProcess) -> None:
     async with httpx.AsyncClient(base_url=protected.base_url) as client:
-        (alice, agent_a), (bob, agent_b) = await _tenant(protected, client), await _tenant(protected, client)
+        (alice, agent_a), (_, agent_b) = await _tenant(protected, client), await _tenant(protected, client)
         probe_a, probe_b = fresh("la"), fresh("lb")
         token = alice.auth["Authorization"][7:]
         url = protected.base_url.replace("http://", "ws://") + "/api/v1/ws?view=hosts"

@@ -29,7 +29,9 @@ IDENTITY = {"Accept-Encoding": "identity"}
 def loaded() -> Iterator[str]:
     """A server holding 16,000 processes and ~16,000 edges: the full topology
     is over CACHE_LIMIT, so it is streamed as large views are."""
-    with ServerProcess() as server, httpx.Client(base_url=server.base_url, timeout=60) as client:
+    # Hosts of 400 processes each: more than the default memory budget per agent.
+    with ServerProcess(["--agent-memory-budget", "64MiB"]) as server, \
+            httpx.Client(base_url=server.base_url, timeout=60) as client:
         for index in range(1, HOSTS + 1):
             peers = [h for h in (index + 1, index + 2) if h <= HOSTS]
             report = host_report(index, timestamp=time.time(), processes=400, connections=800, peers=peers)
@@ -194,7 +196,7 @@ async def test_health_answers_during_a_loop_of_big_listings(loaded: str) -> None
 
 
 async def test_a_tenant_pages_through_its_own_nodes_only() -> None:
-    with ServerProcess(["--protect-reads", "true"]) as server:
+    with ServerProcess(["--protect-reads", "true", "--agent-memory-budget", "64MiB"]) as server:
         async with httpx.AsyncClient(base_url=server.base_url) as client:
             alice, agent = await _tenant(server, client)
             assert (await agent.signed_post(client, "/api/v1/reports", _report(1, "pa"))).status_code == 202
