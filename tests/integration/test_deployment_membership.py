@@ -45,6 +45,15 @@ async def _node_shown(client: httpx.AsyncClient, server: ServerProcess, node_id:
     await eventually(shown)
 
 
+async def _enrolled_container(client: httpx.AsyncClient, server: ServerProcess, agent: StatusAgent) -> tuple[str, str]:
+    """A probe enrolled as ``agent`` reports (signed); answers its id and one of its containers' node id, shown."""
+    probe = fresh("probe")
+    assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
+    node_id = f"container:{container_hex(f'{probe}-0', 1)}"
+    await _node_shown(client, server, node_id)
+    return probe, node_id
+
+
 def _control(server: ServerProcess, node_id: str, action: str = "restart") -> str:
     return f"{server.base_url}/api/v1/query/nodes/{node_id}/controls/{action}"
 
@@ -121,10 +130,7 @@ async def test_a_control_goes_to_the_agent_that_reported_the_container(server: S
 async def test_a_decommissioned_agents_containers_lose_their_controls(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await _victim(server, client)
-        probe = fresh("probe")
-        assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
-        node_id = f"container:{container_hex(f'{probe}-0', 1)}"
-        await _node_shown(client, server, node_id)
+        probe, node_id = await _enrolled_container(client, server, agent)
         admin = Operator(server, fresh("admin"), operator.tenant, "ADMIN")
         gone = await client.post(operator.url(agent.deployment_hash, f"/agents/{agent.agent_id}/decommission"),
                                  headers=admin.auth)
@@ -148,10 +154,7 @@ async def test_one_probe_agent_id_is_reported_by_one_enrolled_agent(server: Serv
 async def test_a_control_for_a_retired_agent_goes_to_no_other_agent(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await _victim(server, client)
-        probe = fresh("probe")
-        assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
-        node_id = f"container:{container_hex(f'{probe}-0', 1)}"
-        await _node_shown(client, server, node_id)
+        probe, node_id = await _enrolled_container(client, server, agent)
         created = await client.post(_control(server, node_id), json={}, headers=operator.auth)
         assert created.status_code == 202, created.text
         # The deployment enrolls another agent (on another host, say) before delivery.
