@@ -30,7 +30,7 @@ from trioscope.http import (
 )
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
-from trioscope.store import SqliteWriter, StoreReader, token_secret
+from trioscope.store import StoreReader, open_writer, token_secret
 from trioscope.system import database_path, resume_open_queues, supervision_tree
 
 log = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ def _open_data_dir(settings: Settings) -> StoreReader | None:
     log line naming it, not a traceback from inside the actor tree. None: it
     was logged."""
     try:
-        SqliteWriter(database_path(settings)).close()  # creates the file and schema if new
+        open_writer(database_path(settings)).close()  # creates the file and schema if new
         token_secret(settings.auth.secret, settings.storage.data_dir)
         return StoreReader(database_path(settings))
     except (sqlite3.Error, OSError, ValueError) as exc:

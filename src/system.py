@@ -20,7 +20,7 @@ from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.runtime import ActorRef, ActorSpec, ActorSystem, Published, Strategy, SupervisorSpec, dynamic_supervisor
-from trioscope.store import DATABASE_FILE, SqliteReader, StoreReader
+from trioscope.store import DATABASE_FILE, StoreReader
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ async def resume_open_queues(system: ActorSystem, settings: Settings, reader: St
     expires undelivered commands and times out unanswered ones: after a restart,
     a deployment whose agent is gone would otherwise keep them open for ever.
     """
-    hashes = await reader.call(SqliteReader.deployments_with_open_commands)
+    hashes = await reader.deployments_with_open_commands()
     queues = system.lookup(QUEUES)
     store = system.lookup(STORE)
     for deployment_hash in hashes:

@@ -35,7 +35,7 @@ from trioscope.domain.commands import (
 )
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
 from trioscope.runtime import ActorRef, ActorSpec, Published, Restart, Timer
-from trioscope.store import AuditEntry, Conflict, SaveCommand, SqliteReader, StoreReader, Write
+from trioscope.store import AuditEntry, Conflict, SaveCommand, StoreReader, Write
 
 from .directory import AgentsRetired, GetPublished
 from .notifier import publish
@@ -175,7 +175,7 @@ class DeploymentQueueActor(RefusingActor):
             if deployment is not None:
                 self.notifier = self.context.system.lookup(self.notifier_path)
                 self.tenant, self.owner = deployment.tenant, deployment.user_id
-        for command in await self.reader.call(SqliteReader.open_commands, self.deployment_hash):
+        for command in await self.reader.open_commands(self.deployment_hash):
             self.queue.put(command)
             self.last_sequence = max(self.last_sequence, command.sequence)
         self.wake: Timer | None = None
@@ -365,7 +365,7 @@ class DeploymentQueueActor(RefusingActor):
             await self._change(command, CommandEvent.DELIVER, now, None, {"reason": "acknowledged by last_command_id"})
 
     async def _reload(self, command_id: str) -> None:
-        stored = await self.reader.call(SqliteReader.command, command_id)
+        stored = await self.reader.command(command_id)
         if stored is not None:
             self.queue.put(stored)
 
@@ -408,7 +408,7 @@ class DeploymentQueueActor(RefusingActor):
             return None, False  # the agent's answer to a cancel notice: nothing to record
         command = self.queue.get(report.command_id)
         if command is None:
-            stored = await self.reader.call(SqliteReader.command, report.command_id)
+            stored = await self.reader.command(report.command_id)
             if stored is None or stored.deployment_hash != self.deployment_hash:
                 raise UnknownCommand(report.command_id)
             final = _FINAL.get(report.status)

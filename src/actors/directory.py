@@ -31,7 +31,7 @@ from trioscope.domain.deployments import (
     AgentDirectory, AgentRecord, AgentStatus, Deployment, hash_token, token_matches,
 )
 from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published
-from trioscope.store import AuditEntry, ForgetAgents, SaveAgent, SaveDeployment, SqliteReader, StoreReader
+from trioscope.store import AuditEntry, ForgetAgents, SaveAgent, SaveDeployment, StoreReader
 
 from .notifier import publish
 from .refusals import EnrollmentRefused, QuotaExceeded, RefusingActor, ReporterTaken, UnknownAgent
@@ -124,9 +124,9 @@ class DirectoryActor(RefusingActor):
         self.store: ActorRef = self.context.system.lookup(self.store_path)
         self.notifier: ActorRef | None = (self.context.system.lookup(self.notifier_path)
                                           if self.notifier_path is not None else None)
-        for deployment in await self.reader.call(SqliteReader.deployments):
+        for deployment in await self.reader.deployments():
             self.directory.put_deployment(deployment)
-        for agent in await self.reader.call(SqliteReader.agents):
+        for agent in await self.reader.agents():
             self.directory.put_agent(agent)
         self.published.publish(self.directory.snapshot())
         self.context.every(PRUNE_INTERVAL, PruneRetired(), first=0.0)

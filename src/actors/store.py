@@ -20,7 +20,7 @@ import trio
 
 from trioscope.config import format_duration
 from trioscope.runtime import Actor, ActorRef, MailboxFull
-from trioscope.store import SqliteWriter, StoreReader, Write
+from trioscope.store import StoreReader, StoreWriter, Write, open_writer
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
 
     Raises:
         Conflict: a compare-and-set write found the row changed (nothing written).
-        sqlite3.Error: the database failed.
+        Exception: the database failed (its own error type, as the store raised it).
     """
     receipt = Receipt()
     await store.send(Commit(tuple(writes), receipt))
@@ -80,14 +80,14 @@ class StoreActor(Actor):
         self.retention = retention
         """Seconds finished commands and audit records are kept (None: for ever)."""
         self.clock = clock
-        self.writer: SqliteWriter | None = None
+        self.writer: StoreWriter | None = None
         self.pending: list[Commit] = []
         self.limiter = trio.CapacityLimiter(1)
         self.pruned = (0, 0)
         """Commands and audit records deleted by the current round of batches."""
 
     async def on_start(self) -> None:
-        self.writer = await trio.to_thread.run_sync(SqliteWriter, self.path)
+        self.writer = await trio.to_thread.run_sync(open_writer, self.path)
         if self.retention is not None:
             self.context.every(PRUNE_INTERVAL, Prune(), first=0.0)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from quart import Blueprint, Response, request
 
 from trioscope.domain.principals import Permission
-from trioscope.store import SqliteReader
 
 from . import _gate
 from ._command_views import timestamp
@@ -28,8 +27,8 @@ async def audit_log() -> Response:
             raise ApiError(400, "invalid_query", f"{name}: must be at most 200 characters", details={"field": name})
     limit = integer_argument("limit", 100, 1, MAX_PAGE)
     offset = integer_argument("offset", 0, 0, 10**9)
-    entries, total = await services().reader.call(
-        SqliteReader.audit, principal.tenant, action=action, actor=actor, since=date_argument("from_date", end=False),
+    entries, total = await services().reader.audit(
+        principal.tenant, action=action, actor=actor, since=date_argument("from_date", end=False),
         until=date_argument("to_date", end=True), limit=limit, offset=offset)
     for entry in entries:
         entry["at"] = timestamp(entry["at"])

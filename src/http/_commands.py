@@ -23,7 +23,7 @@ from trioscope.domain.deployments import Deployment
 from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.report import InvalidDocument, decode, nesting_exceeds, parse_timestamp
 from trioscope.runtime import ActorRef, ActorStopped
-from trioscope.store import BulkPart, SqliteReader
+from trioscope.store import BulkPart
 from trioscope.system import deployment_queue_spec
 
 from . import _gate
@@ -254,8 +254,8 @@ async def list_commands(user_id: str, deployment_hash: str) -> Response:
     offset = integer_argument("offset", 0, 0, 10**9)
     since, until = date_argument("from_date", end=False), date_argument("to_date", end=True)
     budget = MAX_LISTING_BYTES - LISTING_ENVELOPE
-    found, total = await services().reader.call(
-        SqliteReader.command_summaries, deployment.hash, status=status, since=since, until=until, limit=limit,
+    found, total = await services().reader.command_summaries(
+        deployment.hash, status=status, since=since, until=until, limit=limit,
         offset=offset, max_bytes=budget, error_bytes=MAX_SUMMARY_ERROR_BYTES)
     base = _commands_url(user_id, deployment.hash)
     items: list[bytes] = []
@@ -280,7 +280,7 @@ def _commands_url(user_id: str, deployment_hash: str) -> str:
 
 
 async def _command(deployment_hash: str, command_id: str) -> Command:
-    command = await services().reader.call(SqliteReader.command, command_id)
+    command = await services().reader.command(command_id)
     if command is None or command.deployment_hash != deployment_hash:
         raise _no_command(command_id)
     return command
@@ -297,7 +297,7 @@ async def get_command(user_id: str, deployment_hash: str, command_id: str) -> Re
     JSON is at most ``MAX_INLINE_BYTES`` (else ``/result``, ``/error``)."""
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    stored = await services().reader.call(SqliteReader.stored_command, command_id, inline_bytes=MAX_INLINE_BYTES)
+    stored = await services().reader.stored_command(command_id, inline_bytes=MAX_INLINE_BYTES)
     if stored is None or stored.command.deployment_hash != deployment.hash:
         raise _no_command(command_id)
     url = f"{_commands_url(user_id, deployment.hash)}/{quote(command_id, safe='')}"
@@ -324,7 +324,7 @@ async def _part(user_id: str, deployment_hash: str, command_id: str, part: BulkP
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     offset = integer_argument("offset", 0, 0, 10**15)
     length = integer_argument("length", MAX_INLINE_BYTES, 1, MAX_INLINE_BYTES, " bytes")
-    found = await services().reader.call(SqliteReader.command_part, command_id, part, offset, length)
+    found = await services().reader.command_part(command_id, part, offset, length)
     if found is None or found.deployment_hash != deployment.hash:
         raise _no_command(command_id)
     if offset > found.total:

@@ -1,7 +1,10 @@
-"""Durable state: the SQLite store (deployments, agents, commands, audit).
+"""Durable state: deployments, agents, commands, audit.
 
-Writes go through the store actor (``trioscope.actors.store``), which commits
-them in groups; reads use ``StoreReader`` on a connection of their own.
+The rest of the server sees one protocol: writes as data (``Write``s) that the
+store actor (``trioscope.actors.store``) commits in groups through a
+``StoreWriter`` (``open_writer``), and named reads on a ``StoreReader``. SQLite
+is the implementation behind them; only this package and the composition root
+(``server.py``, ``cli.py``) name it.
 """
 
 from ._ops import AuditEntry as AuditEntry
@@ -12,6 +15,8 @@ from ._ops import SaveCommand as SaveCommand
 from ._ops import SaveDeployment as SaveDeployment
 from ._ops import Write as Write
 from ._reader import StoreReader as StoreReader
+from ._reader import StoreWriter as StoreWriter
+from ._reader import open_writer as open_writer
 from ._reads import BulkPart as BulkPart
 from ._reads import CommandPart as CommandPart
 from ._reads import StoredCommand as StoredCommand
@@ -23,6 +28,6 @@ from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
     "DATABASE_FILE", "AuditEntry", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "SaveAgent", "SaveCommand",
-    "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoredCommand", "Write", "load_or_create_secret",
-    "token_secret",
+    "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter", "StoredCommand", "Write",
+    "load_or_create_secret", "open_writer", "token_secret",
 ]

@@ -21,7 +21,7 @@ from trioscope.actors.directory import CreateDeployment, Decommission, NewEnroll
 from trioscope.actors.store import Commit
 from trioscope.domain.commands import AgentRegistration, Command, CommandStatus, Priority, new_command
 from trioscope.runtime import Actor, ActorRef, ActorSpec, open_actor_system
-from trioscope.store import AuditEntry, SaveCommand, SqliteReader, StoreReader
+from trioscope.store import AuditEntry, SaveCommand, StoreReader
 from trioscope.system import DIRECTORY, QUEUES, STORE, database_path, supervision_tree
 
 
@@ -84,7 +84,7 @@ async def test_a_crash_mid_poll_loses_neither_queued_nor_new_commands(queue) -> 
     assert second is not None and second.id == "cmd_2" and second.status is CommandStatus.SENT
     # The restarted actor never saw the old poll; withdrawing it is harmless.
     assert await ref.ask(Withdraw(Waiter())) is None
-    stored = {c.id: c.status for c in [await reader.call(SqliteReader.command, f"cmd_{n}") for n in (1, 2)]}
+    stored = {c.id: c.status for c in [await reader.command(f"cmd_{n}") for n in (1, 2)]}
     assert stored == {"cmd_1": CommandStatus.SENT, "cmd_2": CommandStatus.SENT}
 
 
@@ -111,7 +111,7 @@ async def test_two_replicas_of_a_queue_hand_a_command_to_one_poll_only(queue, se
     results = [await ref.ask(Poll(Waiter())) for ref in (second, first)]
     delivered = [r for r in results if r is not None]
     assert len(delivered) == 1 and delivered[0].id == "cmd_4"
-    assert (await reader.call(SqliteReader.command, "cmd_4")).status is CommandStatus.SENT
+    assert (await reader.command("cmd_4")).status is CommandStatus.SENT
 
 
 async def test_a_command_given_back_but_acknowledged_by_last_command_id_is_not_delivered_twice(queue) -> None:
@@ -119,10 +119,10 @@ async def test_a_command_given_back_but_acknowledged_by_last_command_id_is_not_d
     await ref.ask(Create(command(deployment_hash, 5), audit("command.create")))
     delivered = await ref.ask(Poll(Waiter()))
     await ref.ask(Undeliverable(delivered))  # the poll seemed to go away...
-    assert (await reader.call(SqliteReader.command, "cmd_5")).status is CommandStatus.QUEUED
+    assert (await reader.command("cmd_5")).status is CommandStatus.QUEUED
     # ...but the agent had it: its next poll names it.
     assert await ref.ask(Poll(Waiter(skip="cmd_5"))) is None
-    stored = await reader.call(SqliteReader.command, "cmd_5")
+    stored = await reader.command("cmd_5")
     assert stored.status is CommandStatus.SENT
     assert [h.event.value for h in stored.history[1:]] == ["deliver", "return", "deliver"]
 
@@ -146,7 +146,7 @@ async def test_deadlines_fire_without_a_fixed_tick(queue, settings) -> None:
     await ref.ask(Create(short, audit("command.create")))
     assert (await ref.ask(Poll(Waiter()))).id == "cmd_7"
     with trio.fail_after(10 + settings.commands.timeout_grace):
-        while (await reader.call(SqliteReader.command, "cmd_7")).status is not CommandStatus.FAILED:
+        while (await reader.command("cmd_7")).status is not CommandStatus.FAILED:
             await trio.sleep(0.05)
 
 
@@ -170,12 +170,12 @@ async def test_a_command_given_back_then_expiring_expires_once_without_a_crash(e
     assert delivered.id == "cmd_2"
     await ref.ask(Undeliverable(delivered))
     with trio.fail_after(10):
-        while {(await reader.call(SqliteReader.command, f"cmd_{n}")).status for n in (1, 2)} != {
+        while {(await reader.command(f"cmd_{n}")).status for n in (1, 2)} != {
                 CommandStatus.EXPIRED}:
             await trio.sleep(0.05)
     stats = actor_stats(system, ref.path)
     assert (stats.restarts, stats.failed) == (0, 0)
-    expired = await reader.call(SqliteReader.command, "cmd_2")
+    expired = await reader.command("cmd_2")
     assert [h.event.value for h in expired.history[1:]] == ["deliver", "return", "expire"]
 
 
@@ -191,7 +191,7 @@ async def test_two_replicas_expiring_the_same_command_expire_it_once_without_a_c
             await trio.sleep(0.05)
     assert [(actor_stats(system, ref.path).restarts, actor_stats(system, ref.path).failed)
             for ref in (first, second)] == [(0, 0), (0, 0)]
-    stored = await reader.call(SqliteReader.command, "cmd_1")
+    stored = await reader.command("cmd_1")
     assert [h.event.value for h in stored.history[1:]] == ["expire"]
 
 
@@ -330,7 +330,7 @@ async def test_without_word_from_the_directory_the_next_hand_out_skips_a_retired
         assert not waiting.ready.is_set()
         await e.queue.ask(Create(command(e.deployment_hash, 3), audit("command.create")))
         assert waiting.retired and waiting.delivery is None
-        assert (await e.reader.call(SqliteReader.command, "cmd_3")).status is CommandStatus.QUEUED
+        assert (await e.reader.command("cmd_3")).status is CommandStatus.QUEUED
 
 
 async def test_an_agent_retired_while_sent_is_committed_gets_nothing_and_the_command_is_queued_again(settings) -> None:
@@ -344,7 +344,7 @@ async def test_an_agent_retired_while_sent_is_committed_gets_nothing_and_the_com
             await e.decommission(e.agent_id)
             e.gate.opened.set()
         assert waiting.retired and waiting.delivery is None
-        stored = await e.reader.call(SqliteReader.command, "cmd_4")
+        stored = await e.reader.command("cmd_4")
         assert stored.status is CommandStatus.QUEUED
         assert [(h.event.value, h.detail) for h in stored.history[1:]] == [
             ("deliver", None), ("return", {"reason": AGENT_RETIRED})]
@@ -363,7 +363,7 @@ async def test_a_poll_that_ends_while_sent_is_committed_leaves_the_command_queue
             ending.abandoned = True  # its request timed out meanwhile
             e.gate.opened.set()
         assert ending.delivery is None
-        stored = await e.reader.call(SqliteReader.command, "cmd_5")
+        stored = await e.reader.command("cmd_5")
         assert stored.status is CommandStatus.QUEUED
         assert [h.detail for h in stored.history[1:]] == [None, {"reason": POLL_CLOSED}]
         assert (await e.queue.ask(Poll(Waiter(agent_id=e.agent_id)))).id == "cmd_5"
@@ -373,10 +373,10 @@ async def test_a_command_not_acknowledged_twice_fails_instead_of_going_round_aga
     deployment_hash, ref, reader, _ = queue
     await ref.ask(Create(command(deployment_hash, 6), audit("command.create")))
     await ref.ask(Undeliverable(await ref.ask(Poll(Waiter())), NOT_ACKNOWLEDGED))
-    once = await reader.call(SqliteReader.command, "cmd_6")
+    once = await reader.command("cmd_6")
     assert once.status is CommandStatus.QUEUED and once.history[-1].detail == {"reason": NOT_ACKNOWLEDGED}
     await ref.ask(Undeliverable(await ref.ask(Poll(Waiter())), NOT_ACKNOWLEDGED))
-    twice = await reader.call(SqliteReader.command, "cmd_6")
+    twice = await reader.command("cmd_6")
     assert (twice.status, twice.error) == (CommandStatus.FAILED, UNACKNOWLEDGED_TWICE)
     assert [h.event.value for h in twice.history[1:]] == ["deliver", "return", "deliver", "fail"]
 

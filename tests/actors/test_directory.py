@@ -16,7 +16,7 @@ from trioscope.actors.store import StoreActor
 from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus
 from trioscope.runtime import ActorSpec, Published, SupervisorSpec, open_actor_system
-from trioscope.store import AuditEntry, SqliteReader, StoreReader
+from trioscope.store import AuditEntry, StoreReader
 from trioscope.system import DIRECTORY, database_path, supervision_tree
 from tests.waiting import eventually
 
@@ -92,7 +92,7 @@ async def test_retired_agents_keep_no_system_info_and_go_after_the_retention(tmp
         assert [a.id for a in view.active_agents(deployment.hash)] == [third.id]
         assert [a.id for a in view.retired_agents(deployment.hash, limit=10, offset=0)] == [second.id, first.id]
         assert all(view.agents[a.id].system_info == {} for a in (first, second))
-        assert {a.id: a.system_info for a in await reader.call(SqliteReader.agents)} == {
+        assert {a.id: a.system_info for a in await reader.agents()} == {
             first.id: {}, second.id: {}, third.id: {"host": "h" * 1000}}
 
         now[0] = T0 + 40 * DAY  # the first retired 39 days ago, the second 20
@@ -103,7 +103,7 @@ async def test_retired_agents_keep_no_system_info_and_go_after_the_retention(tmp
             assert view.authenticate(second_token, deployment_hash=deployment.hash,
                                      agent_id=second.id) is AgentAuthFailure.DECOMMISSIONED
             assert view.retired_count(deployment.hash) == 1
-        assert {a.id for a in await reader.call(SqliteReader.agents)} == {second.id, third.id}
+        assert {a.id for a in await reader.agents()} == {second.id, third.id}
         assert await directory.ask(PruneRetired()) == 0
 
 
