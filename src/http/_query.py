@@ -169,24 +169,11 @@ def _fields_param() -> tuple[str, ...] | None:
     return names
 
 
-_BUILDS: trio.lowlevel.RunVar[trio.CapacityLimiter] = trio.lowlevel.RunVar("topology_builds")
-
-
-def _builds() -> trio.CapacityLimiter:
-    """One build at a time off the loop (per server), so that readers of a new
-    version arriving together do not each compute the same thing."""
-    try:
-        return _BUILDS.get()
-    except LookupError:
-        _BUILDS.set(trio.CapacityLimiter(1))
-        return _BUILDS.get()
-
-
 async def _once_per_version(snapshot: TopologySnapshot, key: Hashable, make: Callable[..., T], *args: Any) -> T:
     """``make(*args)``, kept with the version for all its readers under
     ``key``: computed once, in a worker thread so that the loop goes on
     serving (compressing a cached view takes ~10-30 ms)."""
-    async with _builds():
+    async with services().view_builds:
         value = snapshot.kept(key)
         if value is None:
             value = snapshot.keep(key, await trio.to_thread.run_sync(make, *args))
@@ -198,7 +185,7 @@ async def _ordered(listing: Listing) -> None:
     with checkpoints in between (sorting 200,000 edges at once would hold the
     loop 60-120 ms; a worker thread would not help: a sort holds the GIL)."""
     for kind in listing.unordered():
-        async with _builds():
+        async with services().view_builds:
             steps = id_order_steps(listing.snapshot, kind)
             while True:
                 try:

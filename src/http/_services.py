@@ -87,6 +87,10 @@ class Services:
     """Waiting long-polls (``Waiter``s), answered at once when the server stops."""
     started_monotonic: float = attrs.field(factory=time.monotonic)
     heavy_work: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
+    view_builds: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
+    """What is built once per topology version for its readers (id orders,
+    compressed views), one at a time: readers of a new version arriving
+    together do not each compute the same thing."""
     """Worker threads for CPU-heavy request work (large reports), one at a time."""
     first_views: ViewAdmission = attrs.field(default=attrs.Factory(
         lambda self: ViewAdmission(self.settings.websocket.first_views_per_second,
