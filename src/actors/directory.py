@@ -28,7 +28,7 @@ import attrs
 from trioscope.config import Settings, format_duration
 from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import (
-    AgentDirectory, AgentRecord, AgentStatus, Deployment, hash_token, token_matches,
+    AgentDirectory, AgentRecord, AgentStatus, Deployment, hash_token, new_token, token_matches,
 )
 from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published
 from trioscope.store import AuditEntry, ForgetAgents, SaveAgent, SaveDeployment, StoreReader
@@ -164,7 +164,7 @@ class DirectoryActor(RefusingActor):
             limit = self.settings.tenants.max_deployments
             if len(d.deployments_of(message.tenant)) >= limit:
                 raise QuotaExceeded("deployments per tenant", limit, "tenants.max_deployments")
-            token = secrets.token_urlsafe(32)
+            token = new_token()
             deployment = Deployment(hash=secrets.token_hex(16), tenant=message.tenant, user_id=message.user_id,
                                     created_at=now, enrollment_hash=hash_token(token), metadata=message.metadata)
             audit = attrs.evolve(message.audit, resource_id=deployment.hash)
@@ -174,7 +174,7 @@ class DirectoryActor(RefusingActor):
         if isinstance(message, NewEnrollmentToken):
             deployment = d.deployments.get(message.deployment_hash)
             assert deployment is not None, "the HTTP edge resolves the deployment first"
-            token = secrets.token_urlsafe(32)
+            token = new_token()
             deployment = attrs.evolve(deployment, enrollment_hash=hash_token(token))
             await commit(self.store, [SaveDeployment(deployment), message.audit])
             d.put_deployment(deployment)
@@ -184,7 +184,7 @@ class DirectoryActor(RefusingActor):
             deployment = d.deployments.get(registration.deployment_hash)
             if deployment is None or not token_matches(message.enrollment_token, deployment.enrollment_hash):
                 raise EnrollmentRefused()
-            token = secrets.token_urlsafe(32)
+            token = new_token()
             agent = AgentRecord(id=str(uuid.uuid4()), deployment_hash=deployment.hash, token_hash=hash_token(token),
                                 status=AgentStatus.ACTIVE, created_at=now,
                                 capabilities=tuple(registration.capabilities), version=registration.agent_version,
