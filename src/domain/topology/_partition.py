@@ -229,7 +229,8 @@ def build_partition(report: Report, received_at: float) -> Partition:
             addresses[ip] = node.id
         for p in c.ports:
             if p.host_port:
-                port_maps.append((normal_address(p.host_ip), p.host_port, protocol_family(p.protocol), p.container_port, node.id))
+                port_maps.append((normal_address(p.host_ip), p.host_port, protocol_family(p.protocol),
+                                  p.container_port, node.id))
 
     ids = ContainerIds([c.id for c in containers])
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
