@@ -53,12 +53,12 @@ from tests.synthetic import container_hex, host_ip, host_report, iso  # noqa: E4
 
 from trioscope.actors.topology import PROCESS_HISTORY  # noqa: E402
 from trioscope.domain.agents import AgentState, PackedReport  # noqa: E402
-from trioscope.domain.report import decode_report  # noqa: E402
 from trioscope.domain.timeseries import MetricHistory  # noqa: E402
 from trioscope.domain.topology import NodeKind, TopologyGraph, build_partition  # noqa: E402
+from trioscope.wire import decode_report  # noqa: E402
 
 if TYPE_CHECKING:
-    from trioscope.domain.topology import MemoryBudget
+    from trioscope.wire import MemoryBudget
 
 HOUR = 3600.0
 NOW = 1_800_000_000.0
@@ -362,7 +362,7 @@ def main() -> None:
     if sys.argv[1:2] == ["--held"]:  # the --before tree's figures, for the parent run
         print(json.dumps(held(json.loads(sys.argv[2]))))
         return
-    from trioscope.domain.topology import MemoryBudget
+    from trioscope.wire import MemoryBudget
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--agents", type=int, default=200)

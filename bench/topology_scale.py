@@ -35,8 +35,8 @@ from loadgen import PLACEHOLDER, report_template  # noqa: E402
 from servers import free_port, stop, trioscope  # noqa: E402
 from tests.synthetic import iso  # noqa: E402
 
-from trioscope.domain.report import decode_report  # noqa: E402
 from trioscope.domain.topology import TopologyGraph  # noqa: E402
+from trioscope.wire import decode_report  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -2,7 +2,7 @@
 poll, each command run against the container engine under its timeout, and a
 progress report and a result for each — the requests of the TryDirect ``status``
 agent (``Authorization: Bearer``, ``X-Agent-Id``), signed over the whole request
-(RFC 9421, ``trioscope.domain.request_signing``) rather than the body alone."""
+(RFC 9421, ``trioscope.wire.request_signing``) rather than the body alone."""
 
 from __future__ import annotations
 

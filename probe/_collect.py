@@ -18,11 +18,10 @@ from typing import Any
 
 import psutil
 
-from trioscope.domain.report import (
+from trioscope.wire import (
     Connection, CpuInfo, DiskInfo, HostInfo, LoadAverage, MemoryInfo, NetworkInfo, NetworkInterface,
-    ProcessesInfo, ProcessInfo, Report,
+    ProcessesInfo, ProcessInfo, Report, container_id_from_cgroup,
 )
-from trioscope.domain.topology import container_id_from_cgroup
 
 from ._docker import ContainerCollector
 

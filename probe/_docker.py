@@ -14,7 +14,7 @@ import docker
 import docker.errors
 import requests.exceptions
 
-from trioscope.domain.report import ContainerInfo, ContainerNetwork, ContainerStats, DockerInfo, PortMapping
+from trioscope.wire import ContainerInfo, ContainerNetwork, ContainerStats, DockerInfo, PortMapping
 
 log = logging.getLogger("trioscope_probe")
 MB = 1024 * 1024

@@ -7,14 +7,14 @@ import uuid
 
 import httpx
 
-from trioscope.domain import request_signing
+from trioscope.wire import request_signing
 
 
 def signed_request(client: httpx.AsyncClient, method: str, path: str, *, agent_id: str, token: str,
                    body: bytes = b"", headers: dict[str, str] | None = None,
                    timeout: float | None = None) -> httpx.Request:
     """A request signed over method, path, query, agent id and body (RFC 9421,
-    ``trioscope.domain.request_signing``): unlike the status agent's signature of
+    ``trioscope.wire.request_signing``): unlike the status agent's signature of
     the body alone, a captured one cannot be sent again under another request id."""
     request = client.build_request(method, path, content=body or None, timeout=timeout, headers={
         **(headers or {}), "Authorization": f"Bearer {token}", "X-Agent-Id": agent_id})

@@ -17,8 +17,7 @@ import httpx
 import orjson
 import trio
 
-from trioscope.domain.report import Report, encode
-from trioscope.domain.topology import MemoryBudget
+from trioscope.wire import MemoryBudget, Report, encode
 
 from ._signing import signed_request
 

@@ -24,13 +24,13 @@ import httpx
 import orjson
 import trio
 
-from trioscope.config import parse_duration
-from trioscope.domain.report import encode
+from trioscope.wire import encode
 
 from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
 from ._config import ConfigFileError, load_file
 from ._docker import ContainerCollector
+from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, ControlError
 from ._parent import stop_when_parent_gone
 from ._transport import Backoff, ServerUnavailable, Signer, run_publisher

@@ -16,8 +16,8 @@ import attrs
 
 from trioscope.config import Settings
 from trioscope.domain.agents import AgentState, PackedReport
-from trioscope.domain.report import AgentRegistration, Report
 from trioscope.runtime import Actor, ActorSpec, Restart
+from trioscope.wire import AgentRegistration, Report
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import trio
 
 from trioscope.domain.agents import host_metrics, rfc3339
 from trioscope.domain.live import Frame, diff_frame, report_frame, reset_frame
-from trioscope.domain.report import Report
 from trioscope.domain.topology import CACHE_LIMIT, TopologyDiff, TopologySnapshot, View
 from trioscope.runtime import Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, MailboxFull, Terminated
+from trioscope.wire import Report
 
 from .topology import GetSnapshot, Subscribe, TopologyPublished
 

@@ -26,7 +26,6 @@ import trio
 
 from trioscope.config import Settings
 from trioscope.domain.agents import metric_time, rfc3339
-from trioscope.domain.report import Report, decode_report
 from trioscope.domain.timeseries import MetricHistory, Point
 from trioscope.domain.topology import NodeKind, Partition, TopologyDiff, TopologyGraph, TopologySnapshot, kind_of
 from trioscope.runtime import (
@@ -39,6 +38,7 @@ from trioscope.runtime import (
     SupervisorRef,
     Terminated,
 )
+from trioscope.wire import Report, decode_report
 
 from .agent import LatestReport
 

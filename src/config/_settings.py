@@ -72,7 +72,7 @@ class AgentsSettings:
     """Most agents tracked at once."""
     memory_budget: int
     """Bytes of server memory one agent's report may take, as estimated before
-    it is merged (``trioscope.domain.topology.MemoryBudget``)."""
+    it is merged (``trioscope.wire.MemoryBudget``)."""
     require_signature: bool
     """Whether agent requests must carry ``X-Agent-Signature`` (HMAC-SHA256 of the body
     keyed by the agent token)."""

@@ -9,8 +9,8 @@ from typing import Any
 
 import attrs
 
-from trioscope.domain.report import AgentRegistration, FieldProblem, InvalidDocument, Report
 from trioscope.domain.timeseries import Point, SeriesGroup
+from trioscope.wire import AgentRegistration, FieldProblem, InvalidDocument, Report
 
 MAX_AHEAD = 300.0
 """Seconds a report's timestamp may lie after its arrival (clock skew)."""

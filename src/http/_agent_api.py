@@ -21,8 +21,8 @@ from trioscope.actors.directory import RegisterAgent
 from trioscope.actors.refusals import EnrollmentRefused
 from trioscope.domain.commands import AgentRegistration, CommandReport, Delivery, Priority
 from trioscope.domain.deployments import AgentAuthFailure
-from trioscope.domain.report import InvalidDocument, decode
 from trioscope.runtime import ActorStopped, MailboxFull
+from trioscope.wire import InvalidDocument, decode
 
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json

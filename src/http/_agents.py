@@ -13,13 +13,12 @@ from trioscope.actors.agent import Describe, Heartbeat, Register, agent_spec
 from trioscope.actors.topology import PROCESS_HISTORY
 from trioscope.config import Settings, format_duration
 from trioscope.domain.agents import rfc3339
-from trioscope.domain.report import InvalidDocument, decode_registration
 from trioscope.domain.timeseries import RESOLUTION
 from trioscope.actors.topology import ForgetAgent
-from trioscope.domain.topology import MemoryBudget
 from trioscope.runtime import (
     ActorFailed, ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull, TooManyChildren,
 )
+from trioscope.wire import InvalidDocument, MemoryBudget, decode_registration
 
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json

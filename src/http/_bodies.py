@@ -12,7 +12,7 @@ from quart import g, request
 from werkzeug.exceptions import RequestTimeout
 
 from trioscope.config import Settings, format_duration
-from trioscope.domain.report import InvalidDocument
+from trioscope.wire import InvalidDocument
 
 from ._errors import ApiError
 

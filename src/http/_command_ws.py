@@ -61,12 +61,11 @@ from trioscope.actors.client import GOING_AWAY, POLICY_VIOLATION, ClientLink
 from trioscope.actors.deployment_queue import NOT_ACKNOWLEDGED, Report
 from trioscope.actors.notifier import event_client_spec
 from trioscope.domain.commands import CommandReport, Delivery
-from trioscope.domain import request_signing
 from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.domain.principals import Permission
-from trioscope.domain.report import InvalidDocument, decode
 from trioscope.runtime import ActorFailed
 from trioscope.system import NOTIFIER
+from trioscope.wire import InvalidDocument, decode, request_signing
 
 from . import _gate
 from ._agent_api import AgentRetired, credentials_failure, give_back, wait_for_command

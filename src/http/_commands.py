@@ -21,10 +21,10 @@ from trioscope.actors.refusals import UnknownCommand
 from trioscope.domain.commands import MAX_JSON_DEPTH, MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand, Priority, new_command
 from trioscope.domain.deployments import Deployment
 from trioscope.domain.principals import Permission, Principal
-from trioscope.domain.report import InvalidDocument, decode, nesting_exceeds, parse_timestamp
 from trioscope.runtime import ActorRef, ActorStopped
 from trioscope.store import BulkPart
 from trioscope.system import deployment_queue_spec
+from trioscope.wire import InvalidDocument, decode, nesting_exceeds, parse_timestamp
 
 from . import _gate
 from ._bodies import invalid, read_json

@@ -19,12 +19,12 @@ from quart import g, has_request_context, request, websocket
 
 from trioscope.actors.directory import AttachReporter, GetPublished
 from trioscope.actors.store import Commit, Receipt
-from trioscope.domain import request_signing
 from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, Deployment, signature_valid
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
 from trioscope.domain.rates import RateLimiter, retry_after
 from trioscope.runtime import ActorStopped, MailboxFull
 from trioscope.store import AuditEntry
+from trioscope.wire import request_signing
 
 from ._errors import ApiError
 from ._services import services

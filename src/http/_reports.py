@@ -11,9 +11,9 @@ from trioscope.actors.agent import ReportReceived
 from trioscope.actors.hub import ReportSeen
 from trioscope.actors.topology import MergeReport
 from trioscope.domain.agents import PackedReport, check_clock, rfc3339
+from trioscope.domain.topology import Partition, build_partition
 from trioscope.runtime import MailboxFull
-from trioscope.domain.report import InvalidDocument, Report, decode_report
-from trioscope.domain.topology import OverBudget, Partition, build_partition
+from trioscope.wire import InvalidDocument, OverBudget, Report, decode_report
 
 from . import _gate
 from ._agents import ensure_agent, memory_budget

@@ -21,11 +21,11 @@ from trioscope.actors.client import GOING_AWAY, ClientLink, FromClient, LiveCoun
 from trioscope.actors.hub import Join, LiveUpdate
 from trioscope.config import Settings
 from trioscope.domain.live import Filter
-from trioscope.domain.report import decode_report
 from trioscope.domain.topology import TopologyGraph, TopologySnapshot
 from trioscope.runtime import (
     Actor, ActorRef, ActorSpec, Strategy, SupervisorRef, SupervisorSpec, dynamic_supervisor, open_actor_system,
 )
+from trioscope.wire import decode_report
 
 T0 = time.time()
 HUB = "/root/hub"

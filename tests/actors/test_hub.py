@@ -13,9 +13,9 @@ import trio
 from tests.synthetic import host_report
 from trioscope.actors.hub import HubActor, Join, LiveUpdate
 from trioscope.actors.topology import GetSnapshot, Subscribe, TopologyPublished
-from trioscope.domain.report import decode_report
 from trioscope.domain.topology import TopologyGraph, View
 from trioscope.runtime import Actor, ActorSpec, Strategy, SupervisorSpec, open_actor_system
+from trioscope.wire import decode_report
 
 T0 = time.time()
 

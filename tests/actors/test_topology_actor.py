@@ -12,12 +12,12 @@ from trioscope.actors.agent import ReportReceived, agent_spec
 from trioscope.actors.topology import GetSnapshot, GetStats, MergeReport, TopologyActor
 from trioscope.config import Settings
 from trioscope.domain.agents import PackedReport
-from trioscope.domain.report import decode_report
 from trioscope.domain.topology import View, host_id
 from trioscope.domain.topology import _partition as partition_module
 from trioscope.http import create_app
 from trioscope.runtime import open_actor_system
 from trioscope.system import AGENTS, TOPOLOGY, supervision_tree
+from trioscope.wire import decode_report
 
 NOW = time.time()
 

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.synthetic import host_report
-from trioscope.domain.report import decode_report
-from trioscope.domain.topology import MemoryBudget, OverBudget, build_partition
-from trioscope.domain.topology._footprint import AGENT_BYTES, HOST_METRICS, ring_bytes
+from trioscope.domain.topology import View, build_partition
+from trioscope.wire import MemoryBudget, OverBudget, decode_report
+from trioscope.wire._footprint import AGENT_BYTES, HOST_METRICS, VIEWS, ring_bytes
 
 T0 = 1_800_000_000.0
 DEFAULT = MemoryBudget(limit=4 * 1024**2, history=3600.0, process_history=900.0)
@@ -60,7 +60,7 @@ def test_the_footprint_counts_what_the_partition_holds() -> None:
     assert footprint.nodes == len(partition.nodes) + len(partition.pods) + len(partition.services)
     assert footprint.outgoing == len(partition.outgoing)
     assert footprint.endpoints >= len(partition.listeners) + len(partition.local_listeners)
-    assert footprint.views == 5
+    assert footprint.views == 5 == VIEWS == len(View)
 
 
 def test_a_wildcard_socket_counts_once_per_address_of_the_host() -> None:

@@ -29,8 +29,8 @@ from trioscope.domain.live import (
     subscribe,
     unsubscribe,
 )
-from trioscope.domain.report import Report, decode_report
 from trioscope.domain.topology import Node, NodeKind, TopologyGraph, View
+from trioscope.wire import Report, decode_report
 
 
 @settings(max_examples=200, deadline=None)

@@ -7,16 +7,15 @@ from typing import Any
 import orjson
 import pytest
 
-from trioscope.domain.report import decode_report
 from trioscope.domain.topology import (
     NodeKind,
     TopologyGraph,
     View,
     container_id,
-    container_id_from_cgroup,
     host_id,
     process_id,
 )
+from trioscope.wire import container_id_from_cgroup, decode_report
 
 T0 = 1_760_000_000.0
 C1 = "a" * 64

@@ -8,7 +8,6 @@ import orjson
 import pytest
 
 from tests.synthetic import host_report
-from trioscope.domain.report import decode_report
 from trioscope.domain.topology import (
     NODE_FIELDS,
     SUMMARY_FIELDS,
@@ -22,6 +21,7 @@ from trioscope.domain.topology import (
     id_order_steps,
 )
 from trioscope.domain.topology import _listing
+from trioscope.wire import decode_report
 
 T0 = 1_760_000_000.0
 HOSTS = 12

@@ -13,8 +13,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioscope.domain.report import Report, decode_report
 from trioscope.domain.topology import TopologyGraph
+from trioscope.wire import Report, decode_report
 
 T0 = 1_760_000_000.0
 AGENTS = ["a0", "a1", "a2", "a3"]

@@ -19,7 +19,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 from tests.integration.test_commands import Operator, enroll, fresh
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent, signature
-from trioscope.domain import request_signing
+from trioscope.wire import request_signing
 from trioscope_probe._agent import Credentials, signed_request
 
 

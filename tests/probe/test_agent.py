@@ -15,7 +15,7 @@ import pytest
 import requests.exceptions
 
 from tests.synthetic import host_report
-from trioscope.domain.report import decode_report
+from trioscope.wire import decode_report
 from trioscope_probe._agent import CommandAgent, Credentials, load_credentials, save_credentials
 from trioscope_probe._executor import MAX_OUTPUT, ControlError, _tail, execute
 from trioscope_probe._transport import REPORT_MARGIN, encode_report

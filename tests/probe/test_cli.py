@@ -11,6 +11,7 @@ import pytest
 
 from trioscope_probe.cli import build_parser
 from trioscope_probe._config import ConfigFileError, load_file
+from trioscope_probe._duration import parse_duration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "probe.example.yaml"
 
@@ -56,3 +57,19 @@ def test_once_prints_a_report() -> None:
     result = subprocess.run([sys.executable, "-m", "trioscope_probe", "--once", "--no-processes", "--agent-id", "p1"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and orjson.loads(result.stdout)["agent_id"] == "p1"
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("15s", 15.0), ("1m", 60.0), ("1m30s", 90.0), ("1.5m", 90.0), ("1h", 3600.0), ("500ms", 0.5), (".5s", 0.5),
+])
+def test_an_interval_reads_as_go_spells_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(("text", "says"), [
+    ("90", "did you mean 90s?"), ("", "not a duration"), ("15 s", "not a duration"), ("1d", "not a duration"),
+    ("s", "not a duration"), ("-5s", "not a duration"), ("15sec", "not a duration"),
+])
+def test_an_interval_without_a_unit_or_with_another_says_what_is_allowed(text: str, says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        parse_duration(text)

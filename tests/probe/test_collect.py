@@ -8,7 +8,7 @@ import socket
 
 import orjson
 
-from trioscope.domain.report import decode_report, encode
+from trioscope.wire import decode_report, encode
 from trioscope_probe._collect import ReportCollector
 
 

@@ -10,8 +10,7 @@ import orjson
 import pytest
 
 from tests.synthetic import host_report
-from trioscope.domain.report import decode_report
-from trioscope.domain.topology import MemoryBudget
+from trioscope.wire import MemoryBudget, decode_report
 from trioscope_probe._transport import MEMORY_BUDGET, Backoff, Outbox, encode_report, stated_budget
 
 

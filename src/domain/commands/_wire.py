@@ -9,7 +9,7 @@ from typing import Literal
 
 import attrs
 
-from trioscope.domain.report import IntRange, JsonRule, Name, Percent, Text, TextRule, bounded_list, constrained
+from trioscope.wire import IntRange, JsonRule, Name, Percent, Text, TextRule, bounded_list, constrained
 
 CommandType = constrained(
     "CommandType", str,

@@ -1,12 +1,8 @@
 """The topology graph: hosts, containers, processes, pods and services, and the
 connections between them, merged from agents' reports. Pure: no I/O, no trio."""
 
-from ._cgroup import container_id_from_cgroup as container_id_from_cgroup
 from ._controls import allows as control_allowed
 from ._controls import controls_for as controls_for
-from ._footprint import Footprint as Footprint
-from ._footprint import MemoryBudget as MemoryBudget
-from ._footprint import OverBudget as OverBudget
 from ._graph import Expired as Expired
 from ._graph import TopologyGraph as TopologyGraph
 from ._graph import merge_nodes as merge_nodes
@@ -34,9 +30,8 @@ from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "CACHE_LIMIT", "Edge", "Expired", "Footprint", "Listing", "MAX_PAGE", "MemoryBudget", "NODE_FIELDS", "Node",
-    "NodeKind", "OverBudget", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
-    "TopologySnapshot", "View", "build_partition", "container_id", "container_id_from_cgroup",
-    "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
-    "merge_nodes", "pod_id", "process_id", "service_id",
+    "CACHE_LIMIT", "Edge", "Expired", "Listing", "MAX_PAGE", "NODE_FIELDS", "Node",
+    "NodeKind", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
+    "TopologySnapshot", "View", "build_partition", "container_id", "control_allowed", "controls_for", "edge_kind",
+    "host_id", "id_order", "id_order_steps", "kind_of", "merge_nodes", "pod_id", "process_id", "service_id",
 ]

@@ -20,11 +20,11 @@ from typing import Any
 
 import attrs
 
-from trioscope.domain.report import Report
+from trioscope.wire import Report, is_loopback
 
 from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
-from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition, is_loopback
+from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition
 from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
 
 EdgeKey = tuple[str, str]

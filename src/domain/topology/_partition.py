@@ -15,17 +15,17 @@ from typing import Any
 
 import attrs
 
-from trioscope.domain.report import ContainerInfo, HostInfo, ProcessInfo, Report
+from trioscope.wire import (
+    WILDCARDS, ContainerIds, ContainerInfo, HostInfo, ProcessInfo, Report, is_loopback, normal_address, pod_of,
+    protocol_family, service_of,
+)
 
-from ._cgroup import container_id_from_cgroup
 from ._controls import controls_for
-from ._kubernetes import pod_of, service_of
-from ._model import VIEWS, Node, NodeKind, Reps, View, container_id, host_id, process_id, reps
+from ._model import VIEWS, Node, NodeKind, Reps, View, container_id, host_id, pod_id, process_id, reps, service_id
 
 # Endpoint keys: ("tcp", "10.0.0.5", 5432). The protocol family (tcp/tcp6) is
 # folded: an IPv6 socket that listens on :: also accepts IPv4.
 EndpointKey = tuple[str, str, int]
-_WILDCARDS = {"0.0.0.0", "::", "*", ""}
 
 
 OutgoingConnection = tuple[str, str, str, int]
@@ -69,20 +69,10 @@ class Partition:
         return (self.agent_id,)
 
 
-def is_loopback(address: str) -> bool:
-    # A string test, not ipaddress: this runs for every connection of every report.
-    return address.startswith(("127.", "::ffff:127.")) or address in ("::1", "localhost")
-
-
-def _normal_address(address: str) -> str:
-    """IPv4-mapped IPv6 (``::ffff:10.0.0.1``) is the IPv4 address."""
-    if address.startswith("::ffff:") and "." in address:
-        return address[7:]
-    return address
-
-
-def _family(protocol: str) -> str:
-    return "udp" if protocol.startswith("udp") else "tcp"
+def _groups(labels: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """The ids of the pod and the service a container with ``labels`` is part of."""
+    pod, service = pod_of(labels), service_of(labels)
+    return pod_id(*pod) if pod else None, service_id(*service) if service else None
 
 
 def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any], dict[str, float]]:
@@ -146,7 +136,7 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> 
     if c.env:
         meta["env"] = dict(c.env)
     meta["controls"] = controls_for(c.state)
-    pod, service = pod_of(c.labels), service_of(c.labels)
+    pod, service = _groups(c.labels)
     if pod:
         meta["pod"] = pod
     if service:
@@ -201,26 +191,6 @@ def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, contain
     )
 
 
-class _ContainerIds:
-    """Resolves the ids processes carry (full, short, or from cgroups) to the
-    ids the container engine reported."""
-
-    def __init__(self, known: list[str]) -> None:
-        self.known = set(known)
-        self._by_prefix = {k[:12]: k for k in known}
-
-    def resolve(self, process: ProcessInfo) -> str | None:
-        raw = process.container_id or (container_id_from_cgroup(process.cgroup) if process.cgroup else None)
-        if not raw:
-            return None
-        if raw in self.known:
-            return raw
-        full = self._by_prefix.get(raw[:12])
-        if full is not None and (full.startswith(raw) or raw.startswith(full)):
-            return full
-        return raw  # a container the engine did not report (containerd, CRI-O)
-
-
 def build_partition(report: Report, received_at: float) -> Partition:
     """Everything ``report`` contributes, stamped with the report's own time."""
     when = report.timestamp.timestamp()
@@ -235,7 +205,7 @@ def build_partition(report: Report, received_at: float) -> Partition:
                    status="up", last_seen=when, metadata=meta, metrics=metrics)
     }
     node_reps: dict[str, Reps] = {host: reps(host=host)}
-    host_ips = [_normal_address(a) for a in (info.ip_addresses if info else []) if not is_loopback(a)]
+    host_ips = [normal_address(a) for a in (info.ip_addresses if info else []) if not is_loopback(a)]
     addresses: dict[str, str] = {ip: host for ip in host_ips}
     pods: dict[str, list[str]] = {}
     services: dict[str, list[str]] = {}
@@ -247,21 +217,22 @@ def build_partition(report: Report, received_at: float) -> Partition:
     for c in containers:
         node = _container_node(c, host, agent, when)
         nodes[node.id] = node
-        pod, service = pod_of(c.labels), service_of(c.labels)
+        pod, service = _groups(c.labels)
         node_reps[node.id] = reps(host=host, container=node.id, pod=pod, service=service)
         if pod:
             pods.setdefault(pod, []).append(node.id)
         if service:
             services.setdefault(service, []).append(node.id)
-        ips = [_normal_address(n.ip_address) for n in c.networks if n.ip_address]
+        ips = [normal_address(n.ip_address) for n in c.networks if n.ip_address]
         container_ips[node.id] = ips
         for ip in ips:
             addresses[ip] = node.id
         for p in c.ports:
             if p.host_port:
-                port_maps.append((_normal_address(p.host_ip), p.host_port, _family(p.protocol), p.container_port, node.id))
+                port_maps.append((normal_address(p.host_ip), p.host_port, protocol_family(p.protocol),
+                                  p.container_port, node.id))
 
-    ids = _ContainerIds([c.id for c in containers])
+    ids = ContainerIds([c.id for c in containers])
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
     by_pid: dict[int, str] = {}
     for p in processes:
@@ -298,13 +269,13 @@ def build_partition(report: Report, received_at: float) -> Partition:
     for conn in connections:
         if conn.state.upper() != "LISTEN" and not (conn.protocol.startswith("udp") and not conn.remote_address):
             continue
-        proto, port, node = _family(conn.protocol), conn.local_port, owner(conn.pid)
+        proto, port, node = protocol_family(conn.protocol), conn.local_port, owner(conn.pid)
         listening_ports.add((proto, port))
         local[(proto, port)] = node
-        address = _normal_address(conn.local_address)
+        address = normal_address(conn.local_address)
         if is_loopback(address):
             continue
-        if address in _WILDCARDS:
+        if address in WILDCARDS:
             container = node_reps[node][_CONTAINER] if node in node_reps else None
             # A container without addresses of its own shares the host's network.
             reachable = container_ips.get(container) if container else None
@@ -326,7 +297,7 @@ def build_partition(report: Report, received_at: float) -> Partition:
         index(key, node)
     for host_ip, host_port, proto, container_port, container in port_maps:
         target = inside.get((proto, container_port, container), container)
-        for ip in ([host_ip] if host_ip and host_ip not in _WILDCARDS else host_ips):
+        for ip in ([host_ip] if host_ip and host_ip not in WILDCARDS else host_ips):
             if (proto, ip, host_port) not in listeners:
                 listeners[(proto, ip, host_port)] = target
                 index((proto, ip, host_port), target)
@@ -336,11 +307,11 @@ def build_partition(report: Report, received_at: float) -> Partition:
     for conn in connections:
         if conn.state.upper() != "ESTABLISHED" or not conn.remote_address:
             continue
-        proto = _family(conn.protocol)
+        proto = protocol_family(conn.protocol)
         if (proto, conn.local_port) in listening_ports:
             continue  # the server side of a connection: its client reports the edge
         source = owner(conn.pid)
-        address = intern(_normal_address(conn.remote_address))
+        address = intern(normal_address(conn.remote_address))
         outgoing[(source, proto, address, conn.remote_port)] = None
 
     return Partition(

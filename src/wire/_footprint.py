@@ -12,9 +12,15 @@ takes well under its estimate (measured: about half).
 The check is cheap: a bound from the lengths of the report's lists and the
 size of its JSON settles most reports (34 us for a 36 KB one, 3% of decoding
 it); a report that the bound does not clear is counted exactly (a pass over
-it, about a fifth of the time decoding it took). Pure: shared with the probe,
-which leaves connections, then processes, out of its report until it fits the
-budget the server states.
+it, about a fifth of the time decoding it took).
+
+Part of the wire and not of the topology: a report over the budget is refused
+whole (413), host metrics and all, so the probe must know before it sends
+what the server will accept; it leaves connections, then processes, out of
+its report until this very estimate fits the budget the server states
+(``/api/v1/agents/config/{id}``). The prices describe the server's memory
+(measured against the topology's partition, ``tests/domain/test_footprint.py``),
+but what the probe shares is the rule, not the topology.
 """
 
 from __future__ import annotations
@@ -26,12 +32,14 @@ from typing import Any
 
 import attrs
 
-from trioscope.domain.report import ContainerInfo, ProcessInfo, Report
+from ._addresses import WILDCARDS, is_loopback, normal_address, protocol_family
+from ._containers import ContainerIds
+from ._labels import pod_of, service_of
+from ._models import ContainerInfo, ProcessInfo, Report
 
-from ._kubernetes import pod_of, service_of
-from ._model import VIEWS
-from ._partition import _ContainerIds, _family, _normal_address, _WILDCARDS, is_loopback
-
+VIEWS = 5
+"""The topology's views (hosts, containers, processes, pods, services): the
+most an edge can appear in (``trioscope.domain.topology.View``)."""
 RING_RESOLUTION = 15.0
 """Seconds per metric-history bucket (``timeseries.RESOLUTION``); a bucket is
 one float32 per metric."""
@@ -162,8 +170,9 @@ class MemoryBudget:
         containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
         processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
         connections = report.network_info.connections if report.network_info else []
-        groups = {g for c in containers for g in (pod_of(c.labels), service_of(c.labels)) if g}
-        ids = _ContainerIds([c.id for c in containers])
+        pods = {p for c in containers if (p := pod_of(c.labels))}
+        services = {s for c in containers if (s := service_of(c.labels))}
+        ids = ContainerIds([c.id for c in containers])
         inferred = {cid for p in processes if (cid := ids.resolve(p)) and cid not in ids.known}
         pids = {p.pid for p in processes}
 
@@ -173,13 +182,13 @@ class MemoryBudget:
         for conn in connections:
             if conn.state.upper() != "LISTEN" and not (conn.protocol.startswith("udp") and not conn.remote_address):
                 continue
-            listening.add((_family(conn.protocol), conn.local_port))
-            address = _normal_address(conn.local_address)
-            endpoints += 1 + (0 if is_loopback(address) else reach if address in _WILDCARDS else 1)
+            listening.add((protocol_family(conn.protocol), conn.local_port))
+            address = normal_address(conn.local_address)
+            endpoints += 1 + (0 if is_loopback(address) else reach if address in WILDCARDS else 1)
         for c in containers:
             for p in c.ports:
                 if p.host_port:
-                    endpoints += 1 + (1 if p.host_ip and p.host_ip not in _WILDCARDS else host_ips)
+                    endpoints += 1 + (1 if p.host_ip and p.host_ip not in WILDCARDS else host_ips)
         # As the partition keys them, but for the address's spelling (an
         # IPv4-mapped IPv6 address counts apart from the IPv4 one: never fewer).
         distinct: set[tuple[int | None, str, str, int]] = set()
@@ -189,9 +198,8 @@ class MemoryBudget:
                 if (family, conn.local_port) not in listening:
                     distinct.add((conn.pid if conn.pid in pids else None, family, conn.remote_address, conn.remote_port))
         outgoing = len(distinct)
-        views = (1 + bool(processes) + bool(containers or inferred) + any(g.startswith("pod:") for g in groups)
-                 + any(g.startswith("service:") for g in groups))
-        return self._price(nodes=(1, len(containers) + len(inferred), len(groups), len(processes)),
+        views = 1 + bool(processes) + bool(containers or inferred) + bool(pods) + bool(services)
+        return self._price(nodes=(1, len(containers) + len(inferred), len(pods) + len(services), len(processes)),
                            endpoints=endpoints, outgoing=outgoing, views=views, items=_items(report, containers),
                            text=_text(report, containers, processes), json_bytes=json_bytes)
 
@@ -207,7 +215,7 @@ class MemoryBudget:
         return self._price(
             nodes=(1, len(containers) + processes, 2 * len(containers), processes),
             endpoints=connections * (1 + _reach(report, containers)) + published * (1 + max(1, _host_ips(report))),
-            outgoing=connections, views=len(VIEWS) if containers or processes else 1,
+            outgoing=connections, views=VIEWS if containers or processes else 1,
             items=_items(report, containers), text=json_bytes, json_bytes=json_bytes,
         )
 

@@ -5,13 +5,16 @@ Kubelet labels every container it starts with ``io.kubernetes.pod.name``,
 on containers; we take the conventional application label instead
 (``app.kubernetes.io/name``, then ``app``), and for Docker Compose the project and
 service labels, so that a Compose stack shows up as services too.
+
+Here and not in the topology because the memory budget counts the pods and
+services a report makes (``MemoryBudget``), and the probe fits its reports to
+that count: both sides read the labels by these rules. The topology names the
+nodes (``pod_id``, ``service_id``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-
-from ._model import pod_id, service_id
 
 POD_NAME = "io.kubernetes.pod.name"
 POD_NAMESPACE = "io.kubernetes.pod.namespace"
@@ -21,20 +24,23 @@ COMPOSE_PROJECT = "com.docker.compose.project"
 COMPOSE_SERVICE = "com.docker.compose.service"
 
 
-def pod_of(labels: Mapping[str, str]) -> str | None:
+def pod_of(labels: Mapping[str, str]) -> tuple[str, str] | None:
+    """The (namespace, name) of the pod a container with ``labels`` runs in, if any."""
     name = labels.get(POD_NAME)
     if not name:
         return None
-    return pod_id(labels.get(POD_NAMESPACE) or "default", name)
+    return labels.get(POD_NAMESPACE) or "default", name
 
 
-def service_of(labels: Mapping[str, str]) -> str | None:
+def service_of(labels: Mapping[str, str]) -> tuple[str, str] | None:
+    """The (namespace or Compose project, name) of the service a container with
+    ``labels`` belongs to, if any."""
     if labels.get(POD_NAME):
         namespace = labels.get(POD_NAMESPACE) or "default"
         for key in APP_NAME:
             if labels.get(key):
-                return service_id(namespace, labels[key])
+                return namespace, labels[key]
         return None
     if labels.get(COMPOSE_SERVICE):
-        return service_id(labels.get(COMPOSE_PROJECT) or "default", labels[COMPOSE_SERVICE])
+        return labels.get(COMPOSE_PROJECT) or "default", labels[COMPOSE_SERVICE]
     return None

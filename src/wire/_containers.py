@@ -10,11 +10,18 @@ container id somewhere in the path:
 * CRI-O: ``crio-<id>.scope``
 * Kubernetes (any runtime): ``/kubepods/.../pod<uid>/<id>`` or
   ``/kubepods.slice/.../kubepods-...-pod<uid>.slice/<runtime>-<id>.scope``
+
+Here and not in the probe because the server reads the same field: a status
+agent sends a process's ``cgroup`` without its ``container_id``, and the
+topology (and the memory budget) infer the container from it. One reading of
+the report's ``cgroup`` field, for whoever fills it in or reads it.
 """
 
 from __future__ import annotations
 
 import re
+
+from ._models import ProcessInfo
 
 _ID = re.compile(
     r"(?:^|[/-])(?:docker-|libpod-|cri-containerd-|crio-|containerd-)?([0-9a-f]{64})(?:\.scope)?(?:/|$)"
@@ -33,3 +40,25 @@ def container_id_from_cgroup(text: str) -> str | None:
         if ids:
             return ids[-1]  # the innermost id wins (nested containers)
     return None
+
+
+class ContainerIds:
+    """Resolves the ids processes carry (full, short, or from cgroups) to the
+    ids the container engine reported."""
+
+    def __init__(self, known: list[str]) -> None:
+        self.known = set(known)
+        self._by_prefix = {k[:12]: k for k in known}
+
+    def resolve(self, process: ProcessInfo) -> str | None:
+        """The id of the container ``process`` runs in, as the engine reported
+        it where it did; None outside containers."""
+        raw = process.container_id or (container_id_from_cgroup(process.cgroup) if process.cgroup else None)
+        if not raw:
+            return None
+        if raw in self.known:
+            return raw
+        full = self._by_prefix.get(raw[:12])
+        if full is not None and (full.startswith(raw) or raw.startswith(full)):
+            return full
+        return raw  # a container the engine did not report (containerd, CRI-O)

@@ -1,0 +1,75 @@
+"""The wire: what the server and the probe must agree on, and all the probe
+imports of the server package (``tests/probe/test_independence.py``).
+
+- reports and registrations, with strict decoding that names every bad field
+  (the server's domain, actors and routes use these models as they are: a
+  report is a domain value, there is no second copy of it on the server side);
+- how a report's fields are read where both sides read them: the container a
+  process runs in (``container_id_from_cgroup``), the pods and services
+  container labels name, loopback and wildcard addresses;
+- the memory budget a report must fit (``MemoryBudget``): the server refuses a
+  larger one whole, so the probe fits its reports to the same estimate;
+- the request signatures (``trioscope.wire.request_signing``, RFC 9421).
+
+Nothing here imports the rest of ``trioscope``: no configuration, topology,
+actors or HTTP. Pure, like ``trioscope.domain``.
+"""
+
+from ._addresses import WILDCARDS as WILDCARDS
+from ._addresses import is_loopback as is_loopback
+from ._addresses import normal_address as normal_address
+from ._addresses import protocol_family as protocol_family
+from ._codec import FieldProblem as FieldProblem
+from ._codec import InvalidDocument as InvalidDocument
+from ._codec import decode as decode
+from ._codec import decode_registration as decode_registration
+from ._codec import decode_report as decode_report
+from ._codec import encode as encode
+from ._containers import ContainerIds as ContainerIds
+from ._containers import container_id_from_cgroup as container_id_from_cgroup
+from ._fields import IDENTIFIER as IDENTIFIER
+from ._fields import FieldError as FieldError
+from ._fields import Identifier as Identifier
+from ._fields import IntRange as IntRange
+from ._fields import JsonRule as JsonRule
+from ._fields import Name as Name
+from ._fields import Percent as Percent
+from ._fields import Text as Text
+from ._fields import TextRule as TextRule
+from ._fields import bounded_list as bounded_list
+from ._fields import constrained as constrained
+from ._fields import format_timestamp as format_timestamp
+from ._fields import nesting_exceeds as nesting_exceeds
+from ._fields import parse_timestamp as parse_timestamp
+from ._footprint import Footprint as Footprint
+from ._footprint import MemoryBudget as MemoryBudget
+from ._footprint import OverBudget as OverBudget
+from ._labels import pod_of as pod_of
+from ._labels import service_of as service_of
+from ._models import AgentRegistration as AgentRegistration
+from ._models import Connection as Connection
+from ._models import ContainerInfo as ContainerInfo
+from ._models import ContainerNetwork as ContainerNetwork
+from ._models import ContainerStats as ContainerStats
+from ._models import CpuInfo as CpuInfo
+from ._models import DiskInfo as DiskInfo
+from ._models import DockerInfo as DockerInfo
+from ._models import HostInfo as HostInfo
+from ._models import LoadAverage as LoadAverage
+from ._models import MemoryInfo as MemoryInfo
+from ._models import NetworkInfo as NetworkInfo
+from ._models import NetworkInterface as NetworkInterface
+from ._models import PortMapping as PortMapping
+from ._models import ProcessesInfo as ProcessesInfo
+from ._models import ProcessInfo as ProcessInfo
+from ._models import Report as Report
+
+__all__ = [
+    "AgentRegistration", "bounded_list", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
+    "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_registration",
+    "decode_report", "DiskInfo", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
+    "format_timestamp", "HostInfo", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
+    "JsonRule", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
+    "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "Percent", "pod_of", "PortMapping",
+    "ProcessesInfo", "ProcessInfo", "protocol_family", "Report", "service_of", "Text", "TextRule", "WILDCARDS",
+]
