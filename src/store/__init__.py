@@ -14,6 +14,7 @@ from ._ops import SaveAgent as SaveAgent
 from ._ops import SaveCommand as SaveCommand
 from ._ops import SaveDeployment as SaveDeployment
 from ._ops import Write as Write
+from ._migrations import NewerSchema as NewerSchema
 from ._reader import StoreReader as StoreReader
 from ._reader import StoreWriter as StoreWriter
 from ._reader import open_writer as open_writer
@@ -27,7 +28,7 @@ from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
-    "DATABASE_FILE", "AuditEntry", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "SaveAgent", "SaveCommand",
+    "DATABASE_FILE", "AuditEntry", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "NewerSchema", "SaveAgent", "SaveCommand",
     "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter", "StoredCommand", "Write",
     "load_or_create_secret", "open_writer", "token_secret",
 ]

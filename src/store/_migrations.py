@@ -2,12 +2,15 @@
 opens the database (``PRAGMA user_version`` says which are done).
 
 Each step is safe to repeat: a crash half-way leaves the version unchanged,
-and the next start runs the step again over what is left.
+and the next start runs the step again over what is left. Versions before 1
+(all of them ``user_version`` 0) differed only in their indexes, which the
+schema script creates and drops by name.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 import orjson
 
@@ -17,13 +20,41 @@ MIGRATION_BATCH = 200
 """Rows rewritten per transaction: one result may be as large as a request body."""
 
 
-def migrate(db: sqlite3.Connection) -> None:
-    """Bring the database (its tables already created by the schema) up to date."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version < 1:
-        _split_command_documents(db)
-        _forget_system_info_of_retired_agents(db)
-        db.execute("PRAGMA user_version = 1")
+class NewerSchema(ValueError):
+    """The database was written by a later version of trioscope: this one would
+    misread it, and its schema script would undo the later changes."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"the database has schema version {version}, newer than this trioscope knows"
+                         f" ({SCHEMA_VERSION}): run the version that wrote it, or give another data directory")
+        self.version = version
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The database's schema version.
+
+    Raises:
+        NewerSchema: it is newer than this code knows.
+    """
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise NewerSchema(version)
+    return version
+
+
+def migrate(db: sqlite3.Connection, schema: str) -> None:
+    """Create the tables of ``schema`` (a script of ``IF NOT EXISTS`` statements)
+    and bring a database of an earlier version up to date; refuse a later one
+    before changing anything.
+
+    Raises:
+        NewerSchema: the database is newer than this code.
+    """
+    version = schema_version(db)
+    db.executescript(schema)
+    for reached, step in enumerate(STEPS[version:], start=version + 1):
+        step(db)
+        db.execute(f"PRAGMA user_version = {reached}")
 
 
 def _split_command_documents(db: sqlite3.Connection) -> None:
@@ -57,3 +88,14 @@ def _forget_system_info_of_retired_agents(db: sqlite3.Connection) -> None:
     """Version 1: decommissioned and replaced agents keep no system info."""
     db.execute("UPDATE agents SET document = json_set(document, '$.system_info', json('{}'))"
                " WHERE status = 'decommissioned'")
+
+
+def _to_1(db: sqlite3.Connection) -> None:
+    _split_command_documents(db)
+    _forget_system_info_of_retired_agents(db)
+
+
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_1,)
+"""``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
+SCHEMA_VERSION = len(STEPS)
+"""The version this code writes."""

@@ -84,10 +84,12 @@ class StoreReader:
                                 error_bytes=error_bytes)
 
     async def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
-                    until: float | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        """A page of a tenant's audit records (None: those in no tenant's log), newest first, and how many match."""
+                    until: float | None, limit: int, offset: int,
+                    every_tenant: bool = False) -> tuple[list[dict[str, Any]], int]:
+        """A page of a tenant's audit records (None: those in no tenant's log;
+        ``every_tenant``: all), newest first, and how many match."""
         return await self._call(SqliteReader.audit, tenant, action=action, actor=actor, since=since, until=until,
-                                limit=limit, offset=offset)
+                                limit=limit, offset=offset, every_tenant=every_tenant)
 
     def close(self) -> None:
         self._reader.close()

@@ -19,7 +19,7 @@ from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
 
 from ._command_rows import command_columns, command_from_columns
-from ._migrations import migrate
+from ._migrations import migrate, schema_version
 from ._ops import AuditEntry, Conflict, ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, Write
 from ._reads import BulkPart, CommandPart, StoredCommand
 
@@ -100,8 +100,11 @@ class SqliteWriter:
 
     def __init__(self, path: Path) -> None:
         self.connection = connect(path)
-        self.connection.executescript(SCHEMA)
-        migrate(self.connection)
+        try:
+            migrate(self.connection, SCHEMA)
+        except BaseException:
+            self.connection.close()
+            raise
 
     def close(self) -> None:
         self.connection.close()
@@ -209,6 +212,11 @@ class SqliteReader:
 
     def __init__(self, path: Path) -> None:
         self.connection = connect(path)
+        try:
+            schema_version(self.connection)  # a later version's tables would be misread
+        except BaseException:
+            self.connection.close()
+            raise
 
     def close(self) -> None:
         self.connection.close()
