@@ -48,6 +48,7 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
 
     Raises:
         Conflict: a compare-and-set write found the row changed (nothing written).
+        Rejected: the database refused a value (nothing written).
         Exception: the database failed (its own error type, as the store raised it).
     """
     receipt = Receipt()

@@ -10,6 +10,7 @@ is the implementation behind them; only this package and the composition root
 from ._ops import AuditEntry as AuditEntry
 from ._ops import Conflict as Conflict
 from ._ops import ForgetAgents as ForgetAgents
+from ._ops import Rejected as Rejected
 from ._ops import SaveAgent as SaveAgent
 from ._ops import SaveCommand as SaveCommand
 from ._ops import SaveDeployment as SaveDeployment
@@ -28,7 +29,7 @@ from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
-    "DATABASE_FILE", "AuditEntry", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "NewerSchema", "SaveAgent", "SaveCommand",
-    "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter", "StoredCommand", "Write",
-    "load_or_create_secret", "open_writer", "token_secret",
+    "DATABASE_FILE", "AuditEntry", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "NewerSchema", "Rejected",
+    "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
+    "StoredCommand", "Write", "load_or_create_secret", "open_writer", "token_secret",
 ]

@@ -25,10 +25,15 @@ class StoreWriter(Protocol):
     """What the store actor (the single writer) needs of the database."""
 
     def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        """Each group all-or-nothing, all groups in one transaction; a group's error in its place."""
+        """Each group all-or-nothing, all groups in one transaction; a group's
+        error in its place: ``Conflict`` (a compare-and-set found the row
+        changed) or ``Rejected`` (the database refused a value). Any other
+        error is the database's and is raised (nothing of the call was written)."""
 
     def prune(self, before: float, batch: int) -> tuple[int, int]:
-        """Delete up to ``batch`` finished commands and audit records made before ``before``."""
+        """Delete up to ``batch`` finished commands created before ``before``
+        (unix seconds) and up to ``batch`` audit records made before it; answer
+        how many of each. Open commands are kept whatever their age."""
 
     def close(self) -> None: ...
 

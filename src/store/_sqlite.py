@@ -20,7 +20,7 @@ from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, D
 
 from ._command_rows import command_columns, command_from_columns
 from ._migrations import migrate, schema_version
-from ._ops import AuditEntry, Conflict, ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, Write
+from ._ops import AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Write
 from ._reads import BulkPart, CommandPart, StoredCommand
 
 SCHEMA = """
@@ -121,12 +121,17 @@ class SqliteWriter:
                 try:
                     for write in group:
                         self._apply(write)
-                except (Conflict, sqlite3.IntegrityError, orjson.JSONEncodeError) as exc:
+                except Conflict as exc:
+                    db.execute("ROLLBACK TO grp")
+                    results.append(exc)
+                except (sqlite3.IntegrityError, orjson.JSONEncodeError) as exc:
                     # One group's failure, not the store's: an unencodable value
                     # (callers check depth and size first) must not crash the
                     # writer and, restart after restart, the whole server.
                     db.execute("ROLLBACK TO grp")
-                    results.append(exc)
+                    rejected = Rejected(f"{type(exc).__name__}: {exc}")
+                    rejected.__cause__ = exc
+                    results.append(rejected)
                 else:
                     results.append(None)
                 db.execute("RELEASE grp")
@@ -344,9 +349,6 @@ class SqliteReader:
                     error_bytes=size, result_included=False, error_included=error is not None,
                     history_included=False))
         return page, total
-
-    def max_sequence(self) -> int:
-        return self.connection.execute("SELECT coalesce(max(sequence), 0) FROM commands").fetchone()[0]
 
     def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
               until: float | None, limit: int, offset: int,

@@ -13,7 +13,7 @@ import pytest
 
 from trioscope.domain.commands import Command, CommandEvent, Priority, new_command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment
-from trioscope.store import ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, SqliteReader, SqliteWriter
+from trioscope.store import ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, SqliteReader, SqliteWriter
 
 
 def deployment(name: str, metadata: dict[str, Any]) -> SaveDeployment:
@@ -30,7 +30,8 @@ def test_a_group_that_cannot_be_encoded_fails_alone(tmp_path: Path) -> None:
         results = writer.commit([[deployment("bad", {"x": deep})], [deployment("good", {"x": 1})]])
     finally:
         writer.close()
-    assert isinstance(results[0], orjson.JSONEncodeError) and results[1] is None
+    assert isinstance(results[0], Rejected) and isinstance(results[0].__cause__, orjson.JSONEncodeError)
+    assert results[1] is None
     reader = SqliteReader(tmp_path / "db.sqlite3")
     try:
         assert [d.hash for d in reader.deployments()] == ["good"]
