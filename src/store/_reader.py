@@ -31,9 +31,9 @@ class StoreWriter(Protocol):
         error is the database's and is raised (nothing of the call was written)."""
 
     def prune(self, before: float, batch: int) -> tuple[int, int]:
-        """Delete up to ``batch`` finished commands created before ``before``
-        (unix seconds) and up to ``batch`` audit records made before it; answer
-        how many of each. Open commands are kept whatever their age."""
+        """Delete up to ``batch`` commands finished before ``before`` (unix
+        seconds) and up to ``batch`` audit records made before it; answer how
+        many of each. Open commands are kept whatever their age."""
 
     def close(self) -> None: ...
 

@@ -419,6 +419,19 @@ async def test_pruning_deletes_finished_commands_and_audit_records_before_the_cu
     assert list(by_id(await store.reader.agents())) == ["a1"]
 
 
+async def test_a_command_is_kept_for_the_retention_after_it_finished_not_after_it_was_made(store: Store) -> None:
+    """Created long ago (scheduled far ahead, or awaiting confirmation), finished
+    now: its result is kept as long as any other's."""
+    await store.write(SaveDeployment(deployment("h1")))
+    late = completed(command(1, now=10.0), 150.0, {"log": "the result"})
+    early = completed(command(2, now=20.0), 50.0, None)
+    await store.write(saved(late), saved(early))
+    while await store.prune(100.0, 10) != (0, 0):
+        pass
+    assert await store.reader.command("cmd_1") == late
+    assert await store.reader.command("cmd_2") is None
+
+
 async def test_pruning_an_empty_store_deletes_nothing(store: Store) -> None:
     assert await store.prune(1e12, 100) == (0, 0)
 
