@@ -19,6 +19,7 @@ from ._migrations import NewerSchema as NewerSchema
 from ._reader import StoreReader as StoreReader
 from ._reader import StoreWriter as StoreWriter
 from ._reader import open_writer as open_writer
+from ._reads import AuditRecord as AuditRecord
 from ._reads import BulkPart as BulkPart
 from ._reads import CommandPart as CommandPart
 from ._reads import StoredCommand as StoredCommand
@@ -29,7 +30,7 @@ from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
-    "DATABASE_FILE", "AuditEntry", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "NewerSchema", "Rejected",
+    "DATABASE_FILE", "AuditEntry", "AuditRecord", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "NewerSchema", "Rejected",
     "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
     "StoredCommand", "Write", "load_or_create_secret", "open_writer", "token_secret",
 ]

@@ -15,7 +15,7 @@ from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
 
 from ._ops import Write
-from ._reads import BulkPart, CommandPart, StoredCommand
+from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._sqlite import SqliteReader, SqliteWriter
 
 T = TypeVar("T")
@@ -90,7 +90,7 @@ class StoreReader:
 
     async def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
                     until: float | None, limit: int, offset: int,
-                    every_tenant: bool = False) -> tuple[list[dict[str, Any]], int]:
+                    every_tenant: bool = False) -> tuple[list[AuditRecord], int]:
         """A page of a tenant's audit records (None: those in no tenant's log;
         ``every_tenant``: all), newest first, and how many match."""
         return await self._call(SqliteReader.audit, tenant, action=action, actor=actor, since=since, until=until,

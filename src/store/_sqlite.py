@@ -21,7 +21,7 @@ from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, D
 from ._command_rows import OPEN_STATUSES_SQL, command_columns, command_from_columns, finished_at
 from ._migrations import migrate, schema_version
 from ._ops import AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Write
-from ._reads import BulkPart, CommandPart, StoredCommand
+from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployments (
@@ -352,7 +352,7 @@ class SqliteReader:
 
     def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
               until: float | None, limit: int, offset: int,
-              every_tenant: bool = False) -> tuple[list[dict[str, Any]], int]:
+              every_tenant: bool = False) -> tuple[list[AuditRecord], int]:
         """A page of audit records, newest first, and how many match: of
         ``tenant``; with ``tenant`` None, those in no tenant's log (refused
         requests whose credentials named nobody); with ``every_tenant``, all."""
@@ -372,8 +372,9 @@ class SqliteReader:
             "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details"
             f" FROM audit WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?", [*args, limit, offset])
         entries = [
-            {"id": i, "at": at, "tenant": t, "actor": who, "action": what, "resource_type": rt, "resource_id": rid,
-             "outcome": outcome, "address": address, "user_agent": agent, "details": orjson.loads(details)}
+            AuditRecord(i, AuditEntry(at=at, tenant=t, actor=who, action=what, resource_type=rt, resource_id=rid,
+                                      outcome=outcome, address=address, user_agent=agent,
+                                      details=orjson.loads(details)))
             for i, at, t, who, what, rt, rid, outcome, address, agent, details in rows
         ]
         return entries, total

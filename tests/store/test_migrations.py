@@ -177,7 +177,7 @@ async def test_a_database_of_each_version_keeps_its_rows_and_gets_the_current_sc
             assert sorted(await reader.deployments_with_open_commands()) == ["h1", "h2"]
             entries, total = await reader.audit(None, action=None, actor=None, since=None, until=None, limit=10,
                                                 offset=0, every_tenant=True)
-            assert total == 2 and [{k: v for k, v in e.items() if k != "id"} for e in reversed(entries)] == AUDIT
+            assert total == 2 and [attrs.asdict(r.entry) for r in reversed(entries)] == AUDIT
         finally:
             reader.close()
 

@@ -324,10 +324,6 @@ def entry(i: int, **fields: Any) -> AuditEntry:
     return AuditEntry(**values)
 
 
-def as_record(e: AuditEntry) -> dict[str, Any]:
-    return attrs.asdict(e)
-
-
 async def test_audit_records_are_appended_and_read_back_newest_first(store: Store) -> None:
     full = entry(0, resource_type="command", resource_id="cmd_1", outcome="denied", address="10.0.0.1",
                  user_agent="curl/8", details={"type": "logs", "n": [1, None, "é"]})
@@ -337,9 +333,9 @@ async def test_audit_records_are_appended_and_read_back_newest_first(store: Stor
     records, total = await store.reader.audit("acme", action=None, actor=None, since=None, until=None, limit=10,
                                               offset=0)
     assert total == 2
-    assert [{k: v for k, v in r.items() if k != "id"} for r in records] == [as_record(bare), as_record(full)]
-    assert records[0]["outcome"] == "ok" and records[0]["details"] == {}
-    assert records[0]["id"] > records[1]["id"]
+    assert [r.entry for r in records] == [bare, full]
+    assert records[0].entry.outcome == "ok" and records[0].entry.details == {}
+    assert records[0].id > records[1].id
 
 
 async def test_audit_queries_filter_by_tenant_action_actor_and_time_and_page(store: Store) -> None:
@@ -355,7 +351,7 @@ async def test_audit_queries_filter_by_tenant_action_actor_and_time_and_page(sto
             records, total = await store.reader.audit(
                 tenant, **{"action": None, "actor": None, "since": None, "until": None, **query}, limit=7,
                 offset=offset)
-            times += [r["at"] for r in records]
+            times += [r.entry.at for r in records]
             totals.add(total)
         return times, totals
 
@@ -381,7 +377,7 @@ async def test_an_unencodable_audit_record_is_rejected_alone(store: Store) -> No
     assert isinstance(results[0], Rejected) and results[1] is None
     records, total = await store.reader.audit("acme", action=None, actor=None, since=None, until=None, limit=10,
                                               offset=0)
-    assert total == 1 and records[0]["at"] == 101.0
+    assert total == 1 and records[0].entry == entry(1)
 
 
 # Retention
@@ -413,7 +409,7 @@ async def test_pruning_deletes_finished_commands_and_audit_records_before_the_cu
     assert await store.reader.open_commands("h1") == old_open
     records, total = await store.reader.audit("acme", action=None, actor=None, since=None, until=None, limit=50,
                                               offset=0)
-    assert total == 10 and min(r["at"] for r in records) == 100.0
+    assert total == 10 and min(r.entry.at for r in records) == 100.0
     # Nothing else is touched: the deployment and its agent stay.
     assert list(by_id(await store.reader.deployments())) == ["h1"]
     assert list(by_id(await store.reader.agents())) == ["a1"]
