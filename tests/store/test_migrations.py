@@ -19,6 +19,7 @@ from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, D
 from trioscope.store import NewerSchema, StoreReader, open_writer
 from trioscope.store import _migrations as migrations
 from trioscope.store._command_rows import split_document
+from trioscope.store._sqlite import SCHEMA, connect
 
 SCHEMAS = sorted((Path(__file__).parent / "schemas").glob("*.sql"))
 """``<user_version>-<commit>.sql``: the schema script of each version that
@@ -153,46 +154,106 @@ async def test_a_database_of_each_version_keeps_its_rows_and_gets_the_current_sc
     written = commands()
     path = tmp_path / "old.sqlite3"
     create_at(path, script, written)
-    fresh = tmp_path / "fresh.sqlite3"
-    open_writer(fresh).close()
-
     for _ in range(2):  # the second open finds nothing left to do
         open_writer(path).close()
-        assert schema(path) == schema(fresh)
-        assert schema(path)[0] == migrations.SCHEMA_VERSION
-        reader = StoreReader(path)
-        try:
-            assert await reader.deployments() == DEPLOYMENTS
-            agents = {a.id: a for a in await reader.agents()}
-            assert agents["agent_live"] == AGENTS[0]
-            assert agents["agent_gone"] == attrs.evolve(AGENTS[1], system_info={})  # retired: none (version 1)
-            assert [await reader.command(c.id) for c in written] == written
-            for deployment_hash in ("h1", "h2"):
-                mine = [c for c in written if c.deployment_hash == deployment_hash]
-                page, total = await reader.command_summaries(deployment_hash, status=None, since=None, until=None,
-                                                             limit=50, offset=0, max_bytes=2**20, error_bytes=100)
-                assert total == len(mine) and [s.command.id for s in page] == [c.id for c in reversed(mine)]
-                assert [s.result_bytes for s in page] == [len(orjson.dumps(c.result)) for c in reversed(mine)]
-                assert await reader.open_commands(deployment_hash) == [c for c in mine if not c.status.terminal]
-            assert sorted(await reader.deployments_with_open_commands()) == ["h1", "h2"]
-            entries, total = await reader.audit(None, action=None, actor=None, since=None, until=None, limit=10,
-                                                offset=0, every_tenant=True)
-            assert total == 2 and [attrs.asdict(r.entry) for r in reversed(entries)] == AUDIT
-        finally:
-            reader.close()
+        await assert_current(path, written, tmp_path)
 
-    writer = open_writer(path)  # finished commands are pruned by when they finished (version 2)
+
+class Crash(Exception):
+    pass
+
+
+@attrs.frozen
+class CrashingBefore:
+    """A connection that dies just before running a statement containing ``marker``."""
+
+    db: sqlite3.Connection
+    marker: str
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if self.marker in sql:
+            raise Crash(sql)
+        return self.db.execute(sql, *args)
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        if self.marker in sql:
+            raise Crash(sql)
+        return self.db.executescript(sql)
+
+
+@pytest.mark.parametrize("marker", [
+    "UPDATE agents",  # step 1, its commands split
+    "PRAGMA user_version = 1",  # step 1 done
+    "UPDATE commands SET finished_at",  # step 2, its column added
+    "DROP INDEX IF EXISTS commands_created",  # step 2, its rows filled
+    "PRAGMA user_version = 2",  # step 2 done
+])
+async def test_a_migration_cut_off_anywhere_is_finished_by_the_next_open(
+        tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(migrations, "MIGRATION_BATCH", 3)
+    written = commands()
+    path = tmp_path / "old.sqlite3"
+    create_at(path, SCHEMAS[0], written)
+    db = connect(path)
+    try:
+        with pytest.raises(Crash):
+            migrations.migrate(CrashingBefore(db, marker), SCHEMA)  # type: ignore[arg-type]  # a stand-in
+    finally:
+        db.close()
+    open_writer(path).close()
+    await assert_current(path, written, tmp_path)
+
+
+async def assert_current(path: Path, written: list[Command], tmp_path: Path) -> None:
+    """The database at ``path`` has the current schema and the rows ``write_rows`` wrote."""
+    fresh = tmp_path / "fresh.sqlite3"
+    if not fresh.exists():
+        open_writer(fresh).close()
+    assert schema(path) == schema(fresh)
+    assert schema(path)[0] == migrations.SCHEMA_VERSION
+    reader = StoreReader(path)
+    try:
+        assert await reader.deployments() == DEPLOYMENTS
+        agents = {a.id: a for a in await reader.agents()}
+        assert agents["agent_live"] == AGENTS[0]
+        assert agents["agent_gone"] == attrs.evolve(AGENTS[1], system_info={})  # retired: none (version 1)
+        assert [await reader.command(c.id) for c in written] == written
+        for deployment_hash in ("h1", "h2"):
+            mine = [c for c in written if c.deployment_hash == deployment_hash]
+            page, total = await reader.command_summaries(deployment_hash, status=None, since=None, until=None,
+                                                         limit=50, offset=0, max_bytes=2**20, error_bytes=100)
+            assert total == len(mine) and [s.command.id for s in page] == [c.id for c in reversed(mine)]
+            assert [s.result_bytes for s in page] == [len(orjson.dumps(c.result)) for c in reversed(mine)]
+            assert await reader.open_commands(deployment_hash) == [c for c in mine if not c.status.terminal]
+        assert sorted(await reader.deployments_with_open_commands()) == ["h1", "h2"]
+        entries, total = await reader.audit(None, action=None, actor=None, since=None, until=None, limit=10,
+                                            offset=0, every_tenant=True)
+        assert total == 2 and [attrs.asdict(r.entry) for r in reversed(entries)] == AUDIT
+    finally:
+        reader.close()
+
+    # Finished commands are pruned by when they finished (version 2): a copy,
+    # so the caller may open the database again.
+    pruned = tmp_path / "pruned.sqlite3"
+    source, target = sqlite3.connect(path), sqlite3.connect(pruned)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    writer = open_writer(pruned)
     try:
         while writer.prune(100.0, 1000) != (0, 0):
             pass
     finally:
         writer.close()
-    reader = StoreReader(path)
+    reader = StoreReader(pruned)
     try:
         kept = [c for c in written if not c.status.terminal or c.id == "cmd_7"]
         assert [await reader.command(c.id) for c in written] == [c if c in kept else None for c in written]
     finally:
         reader.close()
+        pruned.unlink()
 
 
 def test_a_database_of_a_later_version_is_refused_unchanged(tmp_path: Path) -> None:
