@@ -1,4 +1,4 @@
-"""The store actor: the single writer of the SQLite database, with group commit.
+"""The store actor: the single writer of the database, with group commit.
 
 Writers ``await commit(store, writes)``; the actor collects every group that
 arrives while it is busy and writes them all in one transaction when its mailbox
