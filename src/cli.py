@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ from typing import Any
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+import attrs
 import trio
 
 from trioscope.config import (
@@ -25,7 +27,7 @@ from trioscope.config import (
 from trioscope.domain.principals import Role, mint_user_token
 from trioscope.log_output import configure_logging
 from trioscope.server import ExitCode, serve, tune_garbage_collector
-from trioscope.store import DATABASE_FILE, SqliteReader, token_secret
+from trioscope.store import DATABASE_FILE, StoreReader, token_secret
 
 
 def _version() -> str:
@@ -204,14 +206,16 @@ def run_audit(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"trioscope audit: no database at {path} (give the server's --data-dir)", file=sys.stderr)
         return ExitCode.FAILED
-    reader = SqliteReader(path)
+    reader = StoreReader(path)
     try:
-        entries, total = reader.audit(None if args.unattributed else args.tenant, action=args.action,
-                                      actor=args.actor, since=since, until=None, limit=args.limit, offset=0,
-                                      every_tenant=not args.unattributed and args.tenant is None)
+        records, total = trio.run(functools.partial(
+            reader.audit, None if args.unattributed else args.tenant, action=args.action, actor=args.actor,
+            since=since, until=None, limit=args.limit, offset=0,
+            every_tenant=not args.unattributed and args.tenant is None))
     finally:
         reader.close()
-    for entry in entries:
+    for record in records:
+        entry = {"id": record.id, **attrs.asdict(record.entry)}
         entry["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["at"]))
         if args.json:
             print(json.dumps(entry, sort_keys=True))
@@ -221,7 +225,7 @@ def run_audit(args: argparse.Namespace) -> int:
                   f"{entry['outcome']}  {entry['address'] or '-'}  {resource}  "
                   f"{json.dumps(entry['details'], sort_keys=True)}")
     if not args.json:
-        print(f"({len(entries)} of {total} matching records)", file=sys.stderr)
+        print(f"({len(records)} of {total} matching records)", file=sys.stderr)
     return ExitCode.OK
 
 

@@ -1,4 +1,4 @@
-"""The store actor: the single writer of the SQLite database, with group commit.
+"""The store actor: the single writer of the database, with group commit.
 
 Writers ``await commit(store, writes)``; the actor collects every group that
 arrives while it is busy and writes them all in one transaction when its mailbox
@@ -48,6 +48,7 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
 
     Raises:
         Conflict: a compare-and-set write found the row changed (nothing written).
+        Rejected: the database refused a value (nothing written).
         Exception: the database failed (its own error type, as the store raised it).
     """
     receipt = Receipt()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 from quart import Blueprint, Response, request
 
 from trioscope.domain.principals import Permission
@@ -30,7 +31,6 @@ async def audit_log() -> Response:
     entries, total = await services().reader.audit(
         principal.tenant, action=action, actor=actor, since=date_argument("from_date", end=False),
         until=date_argument("to_date", end=True), limit=limit, offset=offset)
-    for entry in entries:
-        entry["at"] = timestamp(entry["at"])
-    return json_response({"entries": entries, "count": len(entries), "total": total, "limit": limit,
+    records = [{"id": r.id, **attrs.asdict(r.entry), "at": timestamp(r.entry.at)} for r in entries]
+    return json_response({"entries": records, "count": len(records), "total": total, "limit": limit,
                           "offset": offset})

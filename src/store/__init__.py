@@ -10,13 +10,16 @@ is the implementation behind them; only this package and the composition root
 from ._ops import AuditEntry as AuditEntry
 from ._ops import Conflict as Conflict
 from ._ops import ForgetAgents as ForgetAgents
+from ._ops import Rejected as Rejected
 from ._ops import SaveAgent as SaveAgent
 from ._ops import SaveCommand as SaveCommand
 from ._ops import SaveDeployment as SaveDeployment
 from ._ops import Write as Write
+from ._migrations import NewerSchema as NewerSchema
 from ._reader import StoreReader as StoreReader
 from ._reader import StoreWriter as StoreWriter
 from ._reader import open_writer as open_writer
+from ._reads import AuditRecord as AuditRecord
 from ._reads import BulkPart as BulkPart
 from ._reads import CommandPart as CommandPart
 from ._reads import StoredCommand as StoredCommand
@@ -27,7 +30,7 @@ from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
-    "DATABASE_FILE", "AuditEntry", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "SaveAgent", "SaveCommand",
-    "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter", "StoredCommand", "Write",
-    "load_or_create_secret", "open_writer", "token_secret",
+    "DATABASE_FILE", "AuditEntry", "AuditRecord", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "NewerSchema", "Rejected",
+    "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
+    "StoredCommand", "Write", "load_or_create_secret", "open_writer", "token_secret",
 ]

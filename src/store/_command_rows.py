@@ -14,10 +14,13 @@ from typing import Any
 
 import orjson
 
-from trioscope.domain.commands import Command, command_document, command_from_document
+from trioscope.domain.commands import OPEN_STATUSES, Command, command_document, command_from_document
 
 BULK_COLUMNS = ("error", "history", "result")
 """In this order after ``document``, in new and migrated tables alike."""
+
+OPEN_STATUSES_SQL = "(" + ", ".join(f"'{status.value}'" for status in OPEN_STATUSES) + ")"
+"""The ``status`` of a command not yet finished, as an SQL list."""
 
 
 def split_document(document: dict[str, Any]) -> tuple[bytes, bytes, bytes, bytes]:
@@ -36,6 +39,11 @@ def split_document(document: dict[str, Any]) -> tuple[bytes, bytes, bytes, bytes
 def command_columns(command: Command) -> tuple[bytes, bytes, bytes, bytes]:
     """``(document, error, history, result)`` of ``command``."""
     return split_document(command_document(command))
+
+
+def finished_at(command: Command) -> float | None:
+    """When it reached a final status (the server's clock); None while open."""
+    return command.completed_at if command.status.terminal else None
 
 
 def command_from_columns(document: bytes, *, error: bytes | None = None, history: bytes | None = None,

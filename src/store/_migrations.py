@@ -1,29 +1,83 @@
-"""Changes to databases written by earlier versions, applied when the writer
-opens the database (``PRAGMA user_version`` says which are done).
+"""The schema's versions (``PRAGMA user_version``): a new database is created
+at the current one; one written by an earlier version is brought up to it a
+step at a time when the writer opens it; a later one is refused untouched.
 
 Each step is safe to repeat: a crash half-way leaves the version unchanged,
-and the next start runs the step again over what is left.
+and the next start runs the step again over what is left. The databases of
+version 0 (before ``user_version`` was set) differed only in their indexes;
+step 1 brings each of them to the same ones.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 import orjson
 
-from ._command_rows import BULK_COLUMNS, split_document
+from ._command_rows import BULK_COLUMNS, OPEN_STATUSES_SQL, split_document
 
 MIGRATION_BATCH = 200
 """Rows rewritten per transaction: one result may be as large as a request body."""
 
 
-def migrate(db: sqlite3.Connection) -> None:
-    """Bring the database (its tables already created by the schema) up to date."""
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    if version < 1:
-        _split_command_documents(db)
-        _forget_system_info_of_retired_agents(db)
-        db.execute("PRAGMA user_version = 1")
+class NewerSchema(ValueError):
+    """The database was written by a later version of trioscope: this one would
+    misread it, and its schema script would undo the later changes."""
+
+    def __init__(self, version: int) -> None:
+        super().__init__(f"the database has schema version {version}, newer than this trioscope knows"
+                         f" ({SCHEMA_VERSION}): run the version that wrote it, or give another data directory")
+        self.version = version
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The database's schema version.
+
+    Raises:
+        NewerSchema: it is newer than this code knows.
+    """
+    version: int = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise NewerSchema(version)
+    return version
+
+
+def migrate(db: sqlite3.Connection, schema: str) -> None:
+    """Create a new database from ``schema`` (the current version's tables) or
+    bring one of an earlier version up to date; refuse a later one before
+    changing anything.
+
+    Raises:
+        NewerSchema: the database is newer than this code.
+    """
+    version = schema_version(db)
+    if version == 0 and db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 0:
+        db.execute("BEGIN IMMEDIATE")  # all or nothing: a half-made database would look like version 0
+        try:
+            for statement in _statements(schema):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return
+    for reached, step in enumerate(STEPS[version:], start=version + 1):
+        step(db)
+        db.execute(f"PRAGMA user_version = {reached}")
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of ``script`` (``executescript`` would commit first)."""
+    statements, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    assert not current.strip(), f"unfinished statement: {current!r}"
+    return statements
 
 
 def _split_command_documents(db: sqlite3.Connection) -> None:
@@ -57,3 +111,55 @@ def _forget_system_info_of_retired_agents(db: sqlite3.Connection) -> None:
     """Version 1: decommissioned and replaced agents keep no system info."""
     db.execute("UPDATE agents SET document = json_set(document, '$.system_info', json('{}'))"
                " WHERE status = 'decommissioned'")
+
+
+def _to_1(db: sqlite3.Connection) -> None:
+    # Each version 0 had some of these indexes: pages of a deployment's
+    # commands walk (deployment, [status,] sequence), pruning walks the times.
+    db.executescript("""
+        DROP INDEX IF EXISTS commands_deployment_status;
+        CREATE INDEX IF NOT EXISTS commands_deployment_status_sequence ON commands (deployment_hash, status, sequence);
+        CREATE INDEX IF NOT EXISTS commands_deployment_sequence ON commands (deployment_hash, sequence);
+        CREATE INDEX IF NOT EXISTS commands_created ON commands (created_at);
+        CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+    """)
+    _split_command_documents(db)
+    _forget_system_info_of_retired_agents(db)
+
+
+def _to_2(db: sqlite3.Connection) -> None:
+    """A finished command is kept for the retention after it finished: its
+    ``finished_at`` (NULL while open) replaces ``created_at`` in pruning."""
+    present = {name for _, name, *_ in db.execute("PRAGMA table_info(commands)")}
+    if "finished_at" not in present:
+        db.execute("ALTER TABLE commands ADD COLUMN finished_at REAL")
+    last = -1
+    while True:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute("SELECT rowid FROM commands WHERE rowid > ? ORDER BY rowid LIMIT ?",
+                              (last, MIGRATION_BATCH)).fetchall()
+            if rows:
+                # The documents are version 1's (small: step 1 split them), and
+                # every finished command's has its completed_at.
+                db.execute(
+                    "UPDATE commands SET finished_at = coalesce(json_extract(CAST(document AS TEXT), '$.completed_at'),"
+                    f" created_at) WHERE rowid BETWEEN ? AND ? AND status NOT IN {OPEN_STATUSES_SQL}",
+                    (rows[0][0], rows[-1][0]))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        if len(rows) < MIGRATION_BATCH:
+            break
+        last = rows[-1][0]
+    db.executescript("""
+        DROP INDEX IF EXISTS commands_created;
+        CREATE INDEX IF NOT EXISTS commands_finished ON commands (finished_at);
+    """)
+
+
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_1, _to_2)
+"""``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
+SCHEMA_VERSION = len(STEPS)
+"""The version this code creates."""

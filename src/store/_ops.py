@@ -58,3 +58,9 @@ class Conflict(Exception):
     def __init__(self, command_id: str) -> None:
         super().__init__(f"command {command_id} was changed by another writer")
         self.command_id = command_id
+
+
+class Rejected(Exception):
+    """The database refused a group (nothing of it was written): a value it cannot
+    encode, an id or agent token already taken, a deployment that does not exist.
+    The backend's own error is the ``__cause__``."""

@@ -15,7 +15,7 @@ from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
 
 from ._ops import Write
-from ._reads import BulkPart, CommandPart, StoredCommand
+from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._sqlite import SqliteReader, SqliteWriter
 
 T = TypeVar("T")
@@ -25,10 +25,15 @@ class StoreWriter(Protocol):
     """What the store actor (the single writer) needs of the database."""
 
     def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        """Each group all-or-nothing, all groups in one transaction; a group's error in its place."""
+        """Each group all-or-nothing, all groups in one transaction; a group's
+        error in its place: ``Conflict`` (a compare-and-set found the row
+        changed) or ``Rejected`` (the database refused a value). Any other
+        error is the database's and is raised (nothing of the call was written)."""
 
     def prune(self, before: float, batch: int) -> tuple[int, int]:
-        """Delete up to ``batch`` finished commands and audit records made before ``before``."""
+        """Delete up to ``batch`` commands finished before ``before`` (unix
+        seconds) and up to ``batch`` audit records made before it; answer how
+        many of each. Open commands are kept whatever their age."""
 
     def close(self) -> None: ...
 
@@ -84,10 +89,12 @@ class StoreReader:
                                 error_bytes=error_bytes)
 
     async def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
-                    until: float | None, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        """A page of a tenant's audit records (None: those in no tenant's log), newest first, and how many match."""
+                    until: float | None, limit: int, offset: int,
+                    every_tenant: bool = False) -> tuple[list[AuditRecord], int]:
+        """A page of a tenant's audit records (None: those in no tenant's log;
+        ``every_tenant``: all), newest first, and how many match."""
         return await self._call(SqliteReader.audit, tenant, action=action, actor=actor, since=since, until=until,
-                                limit=limit, offset=offset)
+                                limit=limit, offset=offset, every_tenant=every_tenant)
 
     def close(self) -> None:
         self._reader.close()

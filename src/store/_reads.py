@@ -9,6 +9,8 @@ import attrs
 
 from trioscope.domain.commands import Command
 
+from ._ops import AuditEntry
+
 BulkPart = Literal["result", "error"]
 """The values an agent sends that may be as large as a request body."""
 
@@ -40,3 +42,11 @@ class CommandPart:
     total: int
     """Size of the whole value."""
     data: bytes
+
+
+@attrs.frozen
+class AuditRecord:
+    """An audit entry as the log holds it: numbered in the order it was written."""
+
+    id: int
+    entry: AuditEntry

@@ -18,10 +18,10 @@ import orjson
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
 
-from ._command_rows import command_columns, command_from_columns
-from ._migrations import migrate
-from ._ops import AuditEntry, Conflict, ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, Write
-from ._reads import BulkPart, CommandPart, StoredCommand
+from ._command_rows import OPEN_STATUSES_SQL, command_columns, command_from_columns, finished_at
+from ._migrations import migrate, schema_version
+from ._ops import AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Write
+from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployments (
@@ -54,15 +54,16 @@ CREATE TABLE IF NOT EXISTS commands (
     document BLOB NOT NULL,  -- the small fields; the rest in columns of their own (_command_rows)
     error BLOB,
     history BLOB,
-    result BLOB
+    result BLOB,
+    -- After the result (where version 2 added it): only its index is read.
+    finished_at REAL  -- NULL while open
 );
 -- Pages of a deployment's commands, newest first, with or without a status:
 -- walked in order, not sorted (a deployment may hold hundreds of thousands).
-DROP INDEX IF EXISTS commands_deployment_status;
 CREATE INDEX IF NOT EXISTS commands_deployment_status_sequence ON commands (deployment_hash, status, sequence);
 CREATE INDEX IF NOT EXISTS commands_deployment_sequence ON commands (deployment_hash, sequence);
 CREATE INDEX IF NOT EXISTS commands_deployment_created ON commands (deployment_hash, created_at);
-CREATE INDEX IF NOT EXISTS commands_created ON commands (created_at);  -- pruning
+CREATE INDEX IF NOT EXISTS commands_finished ON commands (finished_at);  -- pruning
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at REAL NOT NULL,
@@ -81,7 +82,6 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at);  -- pruning
 """
 
 DATABASE_FILE = "trioscope.sqlite3"
-OPEN_STATUSES_SQL = "('awaiting_confirmation', 'queued', 'sent', 'executing')"
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -100,8 +100,11 @@ class SqliteWriter:
 
     def __init__(self, path: Path) -> None:
         self.connection = connect(path)
-        self.connection.executescript(SCHEMA)
-        migrate(self.connection)
+        try:
+            migrate(self.connection, SCHEMA)
+        except BaseException:
+            self.connection.close()
+            raise
 
     def close(self) -> None:
         self.connection.close()
@@ -118,12 +121,17 @@ class SqliteWriter:
                 try:
                     for write in group:
                         self._apply(write)
-                except (Conflict, sqlite3.IntegrityError, orjson.JSONEncodeError) as exc:
+                except Conflict as exc:
+                    db.execute("ROLLBACK TO grp")
+                    results.append(exc)
+                except (sqlite3.IntegrityError, orjson.JSONEncodeError) as exc:
                     # One group's failure, not the store's: an unencodable value
                     # (callers check depth and size first) must not crash the
                     # writer and, restart after restart, the whole server.
                     db.execute("ROLLBACK TO grp")
-                    results.append(exc)
+                    rejected = Rejected(f"{type(exc).__name__}: {exc}")
+                    rejected.__cause__ = exc
+                    results.append(rejected)
                 else:
                     results.append(None)
                 db.execute("RELEASE grp")
@@ -135,15 +143,15 @@ class SqliteWriter:
         return results
 
     def prune(self, before: float, batch: int) -> tuple[int, int]:
-        """Delete up to ``batch`` finished commands created before ``before`` (unix
+        """Delete up to ``batch`` commands finished before ``before`` (unix
         seconds), and up to ``batch`` audit records made before it; answers how
         many of each. Open commands stay whatever their age."""
         db = self.connection
         db.execute("BEGIN IMMEDIATE")
         try:
             commands = db.execute(
-                "DELETE FROM commands WHERE rowid IN (SELECT rowid FROM commands WHERE created_at < ?"
-                f" AND status NOT IN {OPEN_STATUSES_SQL} LIMIT ?)", (before, batch)).rowcount
+                "DELETE FROM commands WHERE rowid IN (SELECT rowid FROM commands WHERE finished_at < ? LIMIT ?)",
+                (before, batch)).rowcount
             audit = db.execute("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? LIMIT ?)",
                                (before, batch)).rowcount
             db.execute("COMMIT")
@@ -160,15 +168,15 @@ class SqliteWriter:
             if write.expected_version is None:
                 db.execute(
                     "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version, document,"
-                    " error, history, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " error, history, result, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
-                     len(c.history), *columns),
+                     len(c.history), *columns, finished_at(c)),
                 )
                 return
             cursor = db.execute(
-                "UPDATE commands SET status = ?, version = ?, document = ?, error = ?, history = ?, result = ?"
-                " WHERE id = ? AND version = ?",
-                (c.status.value, len(c.history), *columns, c.id, write.expected_version),
+                "UPDATE commands SET status = ?, version = ?, document = ?, error = ?, history = ?, result = ?,"
+                " finished_at = ? WHERE id = ? AND version = ?",
+                (c.status.value, len(c.history), *columns, finished_at(c), c.id, write.expected_version),
             )
             if cursor.rowcount != 1:
                 raise Conflict(c.id)
@@ -209,6 +217,11 @@ class SqliteReader:
 
     def __init__(self, path: Path) -> None:
         self.connection = connect(path)
+        try:
+            schema_version(self.connection)  # a later version's tables would be misread
+        except BaseException:
+            self.connection.close()
+            raise
 
     def close(self) -> None:
         self.connection.close()
@@ -337,12 +350,9 @@ class SqliteReader:
                     history_included=False))
         return page, total
 
-    def max_sequence(self) -> int:
-        return self.connection.execute("SELECT coalesce(max(sequence), 0) FROM commands").fetchone()[0]
-
     def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
               until: float | None, limit: int, offset: int,
-              every_tenant: bool = False) -> tuple[list[dict[str, Any]], int]:
+              every_tenant: bool = False) -> tuple[list[AuditRecord], int]:
         """A page of audit records, newest first, and how many match: of
         ``tenant``; with ``tenant`` None, those in no tenant's log (refused
         requests whose credentials named nobody); with ``every_tenant``, all."""
@@ -362,8 +372,9 @@ class SqliteReader:
             "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details"
             f" FROM audit WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?", [*args, limit, offset])
         entries = [
-            {"id": i, "at": at, "tenant": t, "actor": who, "action": what, "resource_type": rt, "resource_id": rid,
-             "outcome": outcome, "address": address, "user_agent": agent, "details": orjson.loads(details)}
+            AuditRecord(i, AuditEntry(at=at, tenant=t, actor=who, action=what, resource_type=rt, resource_id=rid,
+                                      outcome=outcome, address=address, user_agent=agent,
+                                      details=orjson.loads(details)))
             for i, at, t, who, what, rt, rid, outcome, address, agent, details in rows
         ]
         return entries, total

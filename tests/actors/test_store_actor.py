@@ -46,7 +46,7 @@ async def test_old_history_goes_in_batches_and_open_commands_stay(tmp_path: Path
             async def pruned() -> tuple[set[str], list[str]] | None:
                 commands = {s.command.id for s in reader.command_summaries(
                     "h", status=None, since=None, until=None, limit=50, offset=0, max_bytes=2**20, error_bytes=0)[0]}
-                audit = [row["action"] for row in reader.audit("t", action=None, actor=None, since=None, until=None,
+                audit = [row.entry.action for row in reader.audit("t", action=None, actor=None, since=None, until=None,
                                                                limit=50, offset=0)[0]]
                 return (commands, audit) if len(commands) + len(audit) <= 3 else None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import sqlite3
 from datetime import datetime
 
 import httpx
@@ -85,7 +86,7 @@ def test_port_in_use_is_one_line_and_exit_code_1():
     assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
 
 
-@pytest.mark.parametrize("damage", ["corrupt database", "data dir is a file", "short secret"])
+@pytest.mark.parametrize("damage", ["corrupt database", "newer database", "data dir is a file", "short secret"])
 def test_an_unusable_data_dir_is_one_line_naming_it_and_exit_code_1(tmp_path, damage):
     data = tmp_path / "data"
     if damage == "data dir is a file":
@@ -96,6 +97,11 @@ def test_an_unusable_data_dir_is_one_line_naming_it_and_exit_code_1(tmp_path, da
         if damage == "corrupt database":
             (data / "trioscope.sqlite3").write_bytes(b"\x13" * 4096)
             expected = "file is not a database"
+        elif damage == "newer database":  # written by a later trioscope: never used, never changed
+            database = sqlite3.connect(data / "trioscope.sqlite3")
+            database.execute("PRAGMA user_version = 999")
+            database.close()
+            expected = "NewerSchema: the database has schema version 999, newer than this trioscope knows"
         else:
             (data / "jwt-secret").write_text("\n")  # as a crash mid-write used to leave it
             expected = "fewer than 32 bytes"

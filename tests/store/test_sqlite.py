@@ -1,11 +1,9 @@
 """The SQLite store: groups of writes fail alone, whatever makes them fail; pages
 of commands come newest first, as summaries that never read a result and stop at
-a byte budget; a large result is read in exact parts; databases of earlier
-versions are migrated when opened."""
+a byte budget; a large result is read in exact parts. (Migrations: test_migrations.py.)"""
 
 from __future__ import annotations
 
-import sqlite3
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -13,10 +11,9 @@ from typing import Any
 import orjson
 import pytest
 
-from trioscope.domain.commands import Command, CommandEvent, Priority, command_document, new_command
+from trioscope.domain.commands import Command, CommandEvent, Priority, new_command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment
-from trioscope.store import ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, SqliteReader, SqliteWriter
-from trioscope.store import _migrations as migrations
+from trioscope.store import ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, SqliteReader, SqliteWriter
 
 
 def deployment(name: str, metadata: dict[str, Any]) -> SaveDeployment:
@@ -33,7 +30,8 @@ def test_a_group_that_cannot_be_encoded_fails_alone(tmp_path: Path) -> None:
         results = writer.commit([[deployment("bad", {"x": deep})], [deployment("good", {"x": 1})]])
     finally:
         writer.close()
-    assert isinstance(results[0], orjson.JSONEncodeError) and results[1] is None
+    assert isinstance(results[0], Rejected) and isinstance(results[0].__cause__, orjson.JSONEncodeError)
+    assert results[1] is None
     reader = SqliteReader(tmp_path / "db.sqlite3")
     try:
         assert [d.hash for d in reader.deployments()] == ["good"]
@@ -139,52 +137,6 @@ def test_a_command_is_read_whole_or_capped_and_its_result_in_exact_parts(tmp_pat
         assert reader.command_part("cmd_missing", "result", 0, 10) is None
     finally:
         reader.close()
-
-
-OLD_SCHEMA = """
-CREATE TABLE deployments (hash TEXT PRIMARY KEY, tenant TEXT NOT NULL, user_id TEXT NOT NULL,
-    created_at REAL NOT NULL, enrollment_hash TEXT, status TEXT NOT NULL, metadata TEXT NOT NULL);
-CREATE TABLE agents (id TEXT PRIMARY KEY, deployment_hash TEXT NOT NULL REFERENCES deployments (hash),
-    token_hash TEXT NOT NULL UNIQUE, status TEXT NOT NULL, created_at REAL NOT NULL, decommissioned_at REAL,
-    document TEXT NOT NULL);
-CREATE TABLE commands (id TEXT PRIMARY KEY, deployment_hash TEXT NOT NULL REFERENCES deployments (hash),
-    tenant TEXT NOT NULL, sequence INTEGER NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL,
-    version INTEGER NOT NULL, document BLOB NOT NULL);
-"""
-"""The tables as the first versions wrote them: a command's whole document in one column."""
-
-
-def test_a_database_of_an_earlier_version_is_migrated_once_on_open(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(migrations, "MIGRATION_BATCH", 3)
-    path = tmp_path / "db.sqlite3"
-    old = sqlite3.connect(path, isolation_level=None)
-    old.executescript(OLD_SCHEMA)
-    old.execute("INSERT INTO deployments VALUES ('h1', 't', 'u', 1.0, NULL, 'active', '{}')")
-    commands = [finished(i, result={"n": i, "log": "x" * 5000}, error="boom" if i == 4 else None) for i in range(8)]
-    old.executemany("INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at, len(c.history),
-                      orjson.dumps(command_document(c))) for c in commands])
-    info = orjson.dumps({"capabilities": ["docker"], "version": "1", "system_info": {"blob": "s" * 60_000}}).decode()
-    old.execute("INSERT INTO agents VALUES ('gone', 'h1', 'th1', 'decommissioned', 1.0, 2.0, ?)", (info,))
-    old.execute("INSERT INTO agents VALUES ('here', 'h1', 'th2', 'active', 2.0, NULL, ?)", (info,))
-    old.close()
-
-    for _ in range(2):  # the second open finds nothing left to do
-        SqliteWriter(path).close()
-        reader = SqliteReader(path)
-        try:
-            assert [reader.command(c.id) for c in commands] == commands
-            page, total = reader.command_summaries("h1", status=None, since=None, until=None, limit=50, offset=0,
-                                                   max_bytes=MIB, error_bytes=100)
-            assert total == 8 and all(s.command.result is None for s in page)
-            assert [s.result_bytes for s in page] == [len(orjson.dumps(c.result)) for c in reversed(commands)]
-            agents = {a.id: a for a in reader.agents()}
-            assert agents["gone"].system_info == {} and agents["gone"].capabilities == ("docker",)
-            assert agents["here"].system_info == {"blob": "s" * 60_000}
-            assert reader.connection.execute("PRAGMA user_version").fetchone()[0] == 1
-        finally:
-            reader.close()
 
 
 def test_forgotten_agents_are_deleted(tmp_path: Path) -> None:
