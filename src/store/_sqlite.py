@@ -338,7 +338,7 @@ class SqliteReader:
         return page, total
 
     def max_sequence(self) -> int:
-        return self.connection.execute("SELECT coalesce(max(sequence), 0) FROM commands").fetchone()[0]
+        return int(self.connection.execute("SELECT coalesce(max(sequence), 0) FROM commands").fetchone()[0])
 
     def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
               until: float | None, limit: int, offset: int,
