@@ -1,4 +1,5 @@
-"""Static checks, run with the suite (so by ``.ci/run``): ruff and mypy over src/ and probe/.
+"""Static checks, run with the suite (so by ``.ci/run``): ruff and mypy over every package's
+source directory (src/, probe/: pyproject's package-dir).
 
 Their configuration is in pyproject.toml; README "Checks" says why these rules. To run only
 these: ``.venv/bin/python -m pytest -q tests/test_checks.py``.
@@ -13,7 +14,9 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKED = ("src", "probe")
+PACKAGES: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+"""Import name -> source directory (``trioscope`` -> src, ``trioscope_probe`` -> probe, and any added later)."""
+CHECKED = tuple(PACKAGES.values())
 
 
 def _run(*argv: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -26,29 +29,28 @@ def test_ruff_finds_nothing():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def _import_tree() -> tuple[Path, dict[str, str]]:
+def _import_tree() -> Path:
     """A directory holding the packages under their import names, as links to their
     source directories (pyproject maps ``trioscope`` to src/, ``trioscope_probe`` to
     probe/, which mypy cannot follow from the source tree, nor through setuptools'
     editable-install finder). Kept in .mypy_cache so mypy's cache stays valid."""
-    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     tree = ROOT / ".mypy_cache" / "packages"
     tree.mkdir(parents=True, exist_ok=True)
-    for name, directory in packages.items():
+    for name, directory in PACKAGES.items():
         link = tree / name
         if not (link.is_symlink() and link.resolve() == (ROOT / directory).resolve()):
             link.unlink(missing_ok=True)
             link.symlink_to(ROOT / directory, target_is_directory=True)
-    return tree, packages
+    return tree
 
 
 def test_mypy_finds_nothing():
-    tree, packages = _import_tree()
-    modules = [arg for name in packages for arg in ("-p", name)]
+    tree = _import_tree()
+    modules = [arg for name in PACKAGES for arg in ("-p", name)]
     result = _run("mypy", "--config-file", ROOT / "pyproject.toml", "--cache-dir", ROOT / ".mypy_cache",
                   *modules, cwd=tree)
     report = result.stdout + result.stderr
-    for name, directory in sorted(packages.items(), key=lambda item: -len(item[0])):
+    for name, directory in sorted(PACKAGES.items(), key=lambda item: -len(item[0])):
         report = re.sub(rf"(?m)^{name}/", f"{directory}/", report)  # paths as in the repository
     assert result.returncode == 0, report
 
