@@ -73,7 +73,7 @@ class HostCollector:
     def _rate(previous: tuple[float, Any] | None, now: float, counters: Any, field: str) -> float:
         if previous is None or counters is None or previous[1] is None or now <= previous[0]:
             return 0.0
-        return max(0.0, (getattr(counters, field) - getattr(previous[1], field)) / (now - previous[0]))
+        return max(0.0, float(getattr(counters, field) - getattr(previous[1], field)) / (now - previous[0]))
 
 
 def host_addresses() -> list[str]:
@@ -172,7 +172,7 @@ _STATES = {"NONE": ""}
 
 
 def connections() -> list[Connection]:
-    result = []
+    result: list[Connection] = []
     try:
         sockets = psutil.net_connections(kind="inet")
     except (psutil.AccessDenied, OSError):

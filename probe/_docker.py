@@ -107,7 +107,7 @@ class ContainerCollector:
             name=name[:256],
             image=(config.get("Image") or summary.get("Image") or "")[:1024],
             image_id=(details.get("Image") or "")[:256],
-            state=status,  # type: ignore[arg-type]
+            state=status,  # type: ignore[arg-type]  # _state gives one of ContainerState's values, as a str
             status=(summary.get("Status") or "")[:1024],
             created=datetime.fromtimestamp(created, UTC) if isinstance(created, (int, float)) else None,
             labels={k[:256]: str(v)[:4096] for k, v in list((config.get("Labels") or {}).items())[:512]},

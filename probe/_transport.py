@@ -97,10 +97,12 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
         if connections:
             kept = sorted(connections, key=lambda c: c.state != "LISTEN")[:int(len(connections) * share)]
             dropped += len(connections) - len(kept)
+            assert report.network_info is not None  # connections came from it
             report = attrs.evolve(report, network_info=attrs.evolve(report.network_info, connections=kept))
         elif processes:
             kept = processes[:int(len(processes) * share)]
             dropped += len(processes) - len(kept)
+            assert report.processes_info is not None  # processes came from it
             report = attrs.evolve(report, processes_info=attrs.evolve(report.processes_info, processes=kept))
         else:
             break  # nothing left to cut: the server will say what is too large
@@ -126,9 +128,9 @@ def stated_budget(config: dict[str, object]) -> MemoryBudget | None:
     if limit is None:
         return None
     if not (type(limit) is int and 1024 <= limit <= 1024**4 and all(
-            type(h) in (int, float) and 15 <= h <= 10 * 365 * 86400 for h in (history, process_history))):
+            type(h) in (int, float) and 15 <= h <= 10 * 365 * 86400 for h in (history, process_history))):  # type: ignore[operator]  # type() excludes bool as isinstance would not, but narrows nothing for the checker
         return MEMORY_BUDGET
-    return MemoryBudget(limit=limit, history=float(history), process_history=float(process_history))  # type: ignore[arg-type]
+    return MemoryBudget(limit=limit, history=float(history), process_history=float(process_history))  # type: ignore[arg-type]  # numbers: checked by type() above
 
 
 class Publisher:

@@ -201,7 +201,7 @@ async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace, allo
             directory that cannot be written; or the enrollment was refused.
     """
     log = logging.getLogger("trioscope_probe")
-    path = Path(args.state_dir).expanduser() / "credentials.json"
+    path = Path(args.state_dir).expanduser() / "credentials.json"  # noqa: ASYNC240 - once, at start-up, a local file
     saved = load_credentials(path, args.deployment_hash)
     if saved is not None:
         return saved

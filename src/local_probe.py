@@ -5,6 +5,7 @@ crash). The server runs it as a program; it imports nothing of it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import subprocess
 import sys
@@ -42,8 +43,7 @@ async def run_local_probe(server_url: str, stop: trio.Event) -> None:
     async with trio.open_nursery() as nursery:
         try:
             process: trio.Process = await nursery.start(
-                lambda task_status: trio.run_process(argv, check=False, stdin=subprocess.PIPE,
-                                                     task_status=task_status))
+                functools.partial(trio.run_process, argv, check=False, stdin=subprocess.PIPE))
         except OSError as exc:
             log.error("could not start the local probe: %s", exc)
             return

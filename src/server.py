@@ -15,6 +15,7 @@ import ipaddress
 import logging
 import signal
 import sqlite3
+from collections.abc import AsyncIterator
 from typing import TextIO
 
 import hypercorn
@@ -22,6 +23,7 @@ import trio
 from hypercorn.config import Sockets
 from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
+from quart_trio import QuartTrio
 
 from trioscope.config import Settings, format_duration
 from trioscope.http import (
@@ -66,13 +68,13 @@ def hypercorn_config(settings: Settings) -> hypercorn.Config:
     return config
 
 
-async def _serve_http(app: object, config: hypercorn.Config, sockets: Sockets, stop: trio.Event,
+async def _serve_http(app: QuartTrio, config: hypercorn.Config, sockets: Sockets, stop: trio.Event,
                       task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     # hypercorn.trio.serve binds its own sockets; its worker accepts ours, so a
     # port in use is found before anything else has started.
     install_bounded_websockets()  # Hypercorn's classes with their holes closed (see their modules)
     install_guarded_tcp_server()
-    await worker_serve(wrap_app(app, config.wsgi_max_body_size, None), config,  # type: ignore[arg-type]
+    await worker_serve(wrap_app(app, config.wsgi_max_body_size, None), config,
                        sockets=sockets, shutdown_trigger=stop.wait, task_status=task_status)
 
 
@@ -88,9 +90,9 @@ def listen(config: hypercorn.Config) -> Sockets:
     return sockets
 
 
-async def _watch_signals(signals: trio.abc.ReceiveChannel[int] | object, stop: trio.Event,
+async def _watch_signals(signals: AsyncIterator[int], stop: trio.Event,
                          everything: trio.CancelScope, budget: float) -> None:
-    async for signum in signals:  # type: ignore[attr-defined]
+    async for signum in signals:
         name = signal.Signals(signum).name
         if not stop.is_set():
             log.info("received %s: shutting down (at most %s)", name, format_duration(budget))
@@ -124,7 +126,7 @@ def open_reads_warning(settings: Settings) -> str | None:
             "(auth.protect_reads), or listen on this machine only with --host 127.0.0.1.")
 
 
-def banner(settings: Settings, app: object, binds: list[str]) -> str:
+def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
     s = settings
     base = binds[0] if binds else f"http://{bind_address(settings)}"
     ws = base.replace("http://", "ws://", 1)
@@ -152,7 +154,7 @@ def banner(settings: Settings, app: object, binds: list[str]) -> str:
         f"--tenant TEAM --role ADMIN{_data_dir_flag(settings)})",
         "",
         "=== Available Endpoints ===",
-        *endpoint_lines(app),  # type: ignore[arg-type]
+        *endpoint_lines(app),
         "",
         "Ready. Press Ctrl-C to stop.",
     ]

@@ -475,7 +475,7 @@ def _returned_for(command: Command, reason: str) -> bool:
 
 
 def _same_outcome(stored: Command, report: CommandReport) -> bool:
-    return stored.result == report.result
+    return bool(stored.result == report.result)
 
 
 EVENT_OUTCOME_BYTES = 64 * 1024

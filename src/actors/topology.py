@@ -211,7 +211,7 @@ class TopologyActor(Actor):
             self.context.watch(message.listener)
             return self.snapshot
         if isinstance(message, Terminated):
-            self.listeners = {l: None for l in self.listeners if l.path != message.path}
+            self.listeners = {listener: None for listener in self.listeners if listener.path != message.path}
             return None
         return await super().handle(message)
 

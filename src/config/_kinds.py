@@ -26,8 +26,10 @@ _INTEGER = re.compile(r"[+-]?[0-9]+")
 class Kind(Protocol):
     """What every kind provides to the key table, the resolver and the help text."""
 
-    metavar: str
-    """Placeholder in ``--help``, e.g. ``N`` or ``DURATION``."""
+    @property
+    def metavar(self) -> str:
+        """Placeholder in ``--help``, e.g. ``N`` or ``DURATION`` (read-only: the kinds are frozen)."""
+        ...
 
     @property
     def expected(self) -> str:

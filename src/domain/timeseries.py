@@ -263,7 +263,7 @@ class SeriesGroup:
             if until < first * res:
                 return []
             last = min(last, math.floor(until / res) + 1)
-        columns = list(zip(self._names, self._columns))
+        columns = list(zip(self._names, self._columns, strict=True))
         size = self._size
         found = []
         for bucket in range(first, last + 1):
@@ -282,7 +282,7 @@ class SeriesGroup:
         if not self._count:
             return None
         slot = self._last % self._size
-        values = {name: v for name, column in zip(self._names, self._columns) if (v := column[slot]) == v}
+        values = {name: v for name, column in zip(self._names, self._columns, strict=True) if (v := column[slot]) == v}
         return Point(self._last * self._resolution, values)
 
     def expire(self, now: float) -> int:

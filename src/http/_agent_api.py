@@ -135,7 +135,7 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
         taken = True
         if waiter.retired:
             raise AgentRetired()
-        return delivery  # type: ignore[no-any-return]
+        return delivery
     finally:
         # No checkpoint between reading ``delivery`` and this: the actor cannot
         # hand the waiter anything in between.

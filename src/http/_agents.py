@@ -35,7 +35,7 @@ def agent_or_404(agent_id: str) -> ActorRef:
     if ref is None:
         raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} is known; register it or send a report",
                        details={"agent_id": agent_id})
-    return ref  # type: ignore[no-any-return]
+    return ref  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
 
 
 async def ensure_agent(agent_id: str, *, enrolled: bool) -> ActorRef:
@@ -53,10 +53,10 @@ async def ensure_agent(agent_id: str, *, enrolled: bool) -> ActorRef:
         s.roster.retain(lambda a: s.agents.child(a) is not None)  # agents that went silent and stopped
     known = s.agents.child(agent_id)  # the common case: no spec to build
     if known is not None:
-        return known  # type: ignore[no-any-return]
+        return known  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
     for _ in range(3):  # a place made may be taken by a request in between
         try:
-            return s.agents.ensure_child(agent_spec(agent_id, s.settings))  # type: ignore[no-any-return]
+            return s.agents.ensure_child(agent_spec(agent_id, s.settings))  # type: ignore[no-any-return]  # (see above)
         except TooManyChildren as exc:
             limit = exc.limit
         if not await _make_room(for_enrolled=enrolled):

@@ -98,7 +98,7 @@ def deployment_view(deployment: Deployment) -> dict[str, Any]:
 
 def agent_view(agent: AgentRecord, last_seen: float | None = None) -> dict[str, Any]:
     """An agent; a retired one without system info (it keeps none)."""
-    view = {"last_seen": timestamp(last_seen), "agent_id": agent.id, "deployment_hash": agent.deployment_hash,
+    view: dict[str, Any] = {"last_seen": timestamp(last_seen), "agent_id": agent.id, "deployment_hash": agent.deployment_hash,
             "status": agent.status.value, "capabilities": list(agent.capabilities), "version": agent.version,
             "created_at": timestamp(agent.created_at), "decommissioned_at": timestamp(agent.decommissioned_at)}
     if agent.status is AgentStatus.ACTIVE:

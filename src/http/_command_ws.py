@@ -163,7 +163,7 @@ class _AgentChannel:
                 if await self._enrolled():  # cannot be: the queue saw it retired in the same snapshot
                     self.link.close(4410, "agent_decommissioned")
                 return
-            except (*UNAVAILABLE_TYPES, ActorFailed):
+            except (*UNAVAILABLE_TYPES, ActorFailed):  # type: ignore[misc]  # the checker does not follow * in an except tuple
                 await trio.sleep(1)  # the queue is swamped, restarting or failing: try again, as a polling agent would
                 continue
             if delivery is None:

@@ -58,9 +58,9 @@ def queue_of(deployment_hash: str) -> ActorRef:
     s = services()
     running = s.queues.child(deployment_hash)  # the common case: no spec to build
     if running is not None:
-        return running  # type: ignore[no-any-return]
+        return running  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
     spec = deployment_queue_spec(deployment_hash, s.settings, s.store, s.reader)
-    return s.queues.ensure_child(spec)  # type: ignore[no-any-return]
+    return s.queues.ensure_child(spec)  # type: ignore[no-any-return]  # (see above)
 
 
 async def ask_queue(deployment_hash: str, message: Any, timeout: float = 10.0) -> Any:
@@ -201,7 +201,7 @@ async def submit(principal: Principal, deployment: Deployment, create: CreateCom
     audit = _gate.audit_entry("command.create", actor=_user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="command", resource_id=command.id, type=command.type,
                               priority=command.priority.value, deployment_hash=deployment.hash, **audit_details)
-    return await ask_queue(deployment.hash, Create(command, audit))  # type: ignore[no-any-return]
+    return await ask_queue(deployment.hash, Create(command, audit))  # type: ignore[no-any-return]  # replies are untyped; Create's is a Command
 
 
 def date_argument(name: str, *, end: bool) -> float | None:

@@ -50,10 +50,10 @@ class _Brotli:
         self._compressor = brotli.Compressor(mode=brotli.MODE_TEXT, quality=quality)
 
     def compress(self, data: bytes) -> bytes:
-        return self._compressor.process(data)  # type: ignore[no-any-return]
+        return self._compressor.process(data)  # type: ignore[no-any-return]  # brotli has no types
 
     def flush(self) -> bytes:
-        return self._compressor.finish()  # type: ignore[no-any-return]
+        return self._compressor.finish()  # type: ignore[no-any-return]  # brotli has no types
 
 
 def compressor(encoding: str, level: int) -> Compressor:
@@ -71,7 +71,7 @@ def compressed(data: bytes, encoding: str) -> bytes:
 def accepted_encoding() -> str | None:
     """The encoding the request asks for among ``ENCODINGS`` (quality values
     and ``*`` as RFC 9110 says), or None: send the body as it is."""
-    return request.accept_encodings.best_match(ENCODINGS)  # type: ignore[no-any-return]
+    return request.accept_encodings.best_match(ENCODINGS)
 
 
 def headers(encoding: str | None) -> dict[str, str]:
@@ -95,9 +95,8 @@ def streamed_response(pieces: Iterator[bytes], encoding: str | None,
     async def body() -> AsyncIterator[bytes]:
         squeeze = compressor(encoding, STREAM_LEVELS[encoding]) if encoding else None
         copy: list[bytes] | None = [] if sent is not None and squeeze is not None else None
-        for piece in pieces:
-            if squeeze is not None:
-                piece = squeeze.compress(piece)
+        for raw in pieces:
+            piece = squeeze.compress(raw) if squeeze is not None else raw
             if piece:
                 if copy is not None:
                     copy.append(piece)

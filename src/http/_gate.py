@@ -117,7 +117,7 @@ def _charge(limiter: RateLimiter, limit: int, scope: str, message: str, key: str
 
 
 def bearer() -> str | None:
-    header = _connection().headers.get("Authorization", "")
+    header: str = _connection().headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
@@ -259,7 +259,7 @@ async def deployment_of(principal: Principal, user_id: str, deployment_hash: str
     deployment = (await directory()).deployments.get(deployment_hash)
     if deployment is None or deployment.tenant != principal.tenant or deployment.user_id != user_id:
         raise _not_found(deployment_hash)
-    return deployment  # type: ignore[no-any-return]
+    return deployment
 
 
 async def agent(deployment_hash: str | None, body: bytes, *, token: str | None = None,

@@ -177,7 +177,7 @@ async def _once_per_version(snapshot: TopologySnapshot, key: Hashable, make: Cal
         value = snapshot.kept(key)
         if value is None:
             value = snapshot.keep(key, await trio.to_thread.run_sync(make, *args))
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 async def _ordered(listing: Listing) -> None:

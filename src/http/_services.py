@@ -106,4 +106,4 @@ def attach(app: Quart, value: Services) -> None:
 
 def services() -> Services:
     """The services of the app handling the current request."""
-    return current_app.extensions[_KEY]  # type: ignore[no-any-return]
+    return current_app.extensions[_KEY]  # type: ignore[no-any-return]  # Quart's extensions are untyped; install() put Services there

@@ -45,4 +45,4 @@ def install_guarded_tcp_server() -> None:
     """Make Hypercorn's Trio worker serve each connection with
     ``GuardedTCPServer`` (``worker_serve`` names ``TCPServer`` in its own
     module, and no setting chooses the class). Idempotent."""
-    hypercorn.trio.run.TCPServer = GuardedTCPServer  # type: ignore[misc]
+    hypercorn.trio.run.TCPServer = GuardedTCPServer  # type: ignore[attr-defined]  # replacing a name the module does not export, on purpose (see above)

@@ -120,5 +120,5 @@ def install_bounded_websockets() -> None:
     """Make Hypercorn's HTTP/1.1 and HTTP/2 protocols use ``BoundedWSStream``
     for every WebSocket (each names ``WSStream`` in its own module, and no
     setting chooses the class). Idempotent; HTTP/3 is not served."""
-    hypercorn.protocol.h11.WSStream = BoundedWSStream  # type: ignore[misc]
-    hypercorn.protocol.h2.WSStream = BoundedWSStream  # type: ignore[misc]
+    hypercorn.protocol.h11.WSStream = BoundedWSStream  # type: ignore[attr-defined]  # replacing a name the module does not export, on purpose
+    hypercorn.protocol.h2.WSStream = BoundedWSStream  # type: ignore[attr-defined]  # (see above)

@@ -25,7 +25,8 @@ from ._timers import Fire
 from ._stats import ActorStats, RateMeter
 
 if TYPE_CHECKING:
-    from ._supervisor import SupervisorNode
+    from ._stats import SupervisorStats
+    from ._supervisor import Ref, SupervisorNode
     from ._system import ActorSystem
 
 # An actor handling a long run of synchronous messages yields to others this often.
@@ -91,6 +92,8 @@ class Node:
     """State shared by actor and supervisor nodes."""
 
     kind = "node"
+    ref: Ref
+    """Set by each kind of node to its kind of ref."""
 
     def __init__(self, system: ActorSystem, parent: SupervisorNode | None, spec: ChildSpec, path: str) -> None:
         self.system = system
@@ -114,6 +117,9 @@ class Node:
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def stats(self) -> ActorStats | SupervisorStats:
+        raise NotImplementedError  # each kind of node reports its own
 
     def begin_incarnation(self) -> int:
         self.incarnation += 1
@@ -178,6 +184,7 @@ class ActorCell(Node):
 
     kind = "actor"
     spec: ActorSpec
+    ref: ActorRef
 
     def __init__(self, system: ActorSystem, parent: SupervisorNode | None, spec: ActorSpec, path: str) -> None:
         super().__init__(system, parent, spec, path)
@@ -330,7 +337,7 @@ class ActorCell(Node):
     async def _call_on_stop(self, actor: Actor) -> None:
         try:
             await actor.on_stop()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a failing on_stop is reported, and the stop goes on
             events.crashed(self.path, self.type_name, exc, None)
 
     def stats(self) -> ActorStats:

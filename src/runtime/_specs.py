@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Union
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -72,12 +72,16 @@ def _check_name(_instance: object, _attribute: object, name: str) -> None:
         raise ValueError(f"invalid child name: {name!r} (1-200 printable characters, no '/')")
 
 
-def _check_positive(_instance: object, attribute: attrs.Attribute, value: float) -> None:  # type: ignore[type-arg]
+def _children(children: Iterable[ChildSpec]) -> tuple[ChildSpec, ...]:
+    return tuple(children)
+
+
+def _check_positive(_instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if not value > 0:
         raise ValueError(f"invalid {attribute.name}: {value!r}")
 
 
-def _check_non_negative(_instance: object, attribute: attrs.Attribute, value: int) -> None:  # type: ignore[type-arg]
+def _check_non_negative(_instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not value >= 0:
         raise ValueError(f"invalid {attribute.name}: {value!r}")
 
@@ -105,7 +109,7 @@ class SupervisorSpec:
     run time with ``start_child``)."""
 
     name: str = attrs.field(validator=_check_name)
-    children: Sequence[ChildSpec] = attrs.field(default=(), converter=tuple)
+    children: Sequence[ChildSpec] = attrs.field(default=(), converter=_children)
     strategy: Strategy = Strategy.ONE_FOR_ONE
     intensity: int = attrs.field(default=5, validator=_check_non_negative)
     period: float = attrs.field(default=30.0, validator=_check_positive)
@@ -154,4 +158,4 @@ def dynamic_supervisor(
     )
 
 
-ChildSpec = Union[ActorSpec, SupervisorSpec]
+ChildSpec = ActorSpec | SupervisorSpec

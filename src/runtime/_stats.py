@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Union
-
 import attrs
 
 
@@ -46,7 +44,7 @@ class SupervisorStats:
     status: str
     restarts: int
     """Times this supervisor itself has been restarted by its parent."""
-    children: tuple[Union[ActorStats, SupervisorStats], ...]
+    children: tuple[ActorStats | SupervisorStats, ...]
     kind: str = "supervisor"
 
 

@@ -67,6 +67,7 @@ class _Stop:
 class SupervisorNode(Node):
     kind = "supervisor"
     spec: SupervisorSpec
+    ref: SupervisorRef
 
     def __init__(self, system: ActorSystem, parent: SupervisorNode | None, spec: SupervisorSpec, path: str) -> None:
         super().__init__(system, parent, spec, path)
@@ -97,10 +98,10 @@ class SupervisorNode(Node):
         """
         existing = self.children.get(spec.name)
         if existing is not None and existing.status is not Status.TERMINATED:
-            return existing.ref  # type: ignore[attr-defined,no-any-return]
+            return existing.ref
         child = self._admit(spec)
         self._post(_StartRequest(child, None))
-        return child.ref  # type: ignore[attr-defined,no-any-return]
+        return child.ref
 
     async def start_child(self, spec: ChildSpec) -> Ref:
         """Start a new child and return its ref once ``on_start`` has finished.
@@ -114,7 +115,7 @@ class SupervisorNode(Node):
         child = self._admit(spec)
         reply = Ask(None)
         self._post(_StartRequest(child, reply))
-        return await reply.wait()  # type: ignore[no-any-return]
+        return await reply.wait()  # type: ignore[no-any-return]  # an Ask's reply is untyped; _StartRequest resolves it with the child's ref
 
     async def stop_child(self, name: str) -> None:
         """Stop a child gracefully (it finishes its queue) and forget it."""
@@ -331,7 +332,7 @@ class SupervisorNode(Node):
                     reply.fail(exc)
                 return
         if reply is not None:
-            reply.resolve(child.ref)  # type: ignore[attr-defined]
+            reply.resolve(child.ref)
 
     async def _stop(self, child: Node, final: bool) -> None:
         """Stop one child: ask, wait its shutdown timeout, then cancel it.
@@ -388,7 +389,7 @@ class SupervisorNode(Node):
             strategy=self.spec.strategy.value,
             status=self.status.value,
             restarts=self.restarts,
-            children=tuple(child.stats() for child in self.children.values()),  # type: ignore[attr-defined]
+            children=tuple(child.stats() for child in self.children.values()),
         )
 
 
@@ -425,10 +426,10 @@ class SupervisorRef:
         node = self._node.children.get(name)
         if node is None or node.status is Status.TERMINATED:
             return None
-        return node.ref  # type: ignore[attr-defined]
+        return node.ref
 
     def children(self) -> list[Any]:
-        return [n.ref for n in self._node.children.values() if n.status is not Status.TERMINATED]  # type: ignore[attr-defined]
+        return [n.ref for n in self._node.children.values() if n.status is not Status.TERMINATED]
 
     def __len__(self) -> int:
         return self._node.live_children()

@@ -62,7 +62,7 @@ class ActorSystem:
         node = self._registry.get(path)
         if node is None or node.status is Status.TERMINATED:
             raise ActorNotFound(path)
-        return node.ref  # type: ignore[attr-defined]
+        return node.ref
 
     @property
     def dead_letters(self) -> int:

@@ -54,10 +54,10 @@ def _strict_int(value: Any, _type: Any) -> int:
 def _strict_float(value: Any, _type: Any) -> float:
     if type(value) not in (int, float):
         raise FieldError(f"must be a number, got {_describe(value)}")
-    value = float(value)
-    if not math.isfinite(value):
+    number = float(value)
+    if not math.isfinite(number):
         raise FieldError("must be a finite number")
-    return value
+    return number
 
 
 def _strict_str(value: Any, _type: Any) -> str:
@@ -184,7 +184,7 @@ def _make_converter(detailed: bool) -> cattrs.Converter:
 
     # A section (an attrs class) must come as a JSON object: cattrs would
     # otherwise report a string where a section belongs as missing fields.
-    def object_hook_factory(cls: type) -> Any:
+    def object_hook_factory(cls: type[Any]) -> Any:
         inner = make_dict_structure_fn(cls, converter)
 
         def hook(value: Any, _type: Any) -> Any:
@@ -225,7 +225,7 @@ def decode(document: Any, cls: type[T]) -> T:
         raise InvalidDocument((FieldProblem("$", f"must be a JSON object, got {_describe(document)}"),))
     try:
         return CONVERTER.structure(document, cls)
-    except Exception:  # noqa: BLE001 - any failure: find every problem, with paths
+    except Exception:  # noqa: BLE001, S110 - any failure: find every problem, with paths
         pass
     try:
         return _DETAILED.structure(document, cls)

@@ -38,7 +38,7 @@ def container_id_from_cgroup(text: str) -> str | None:
             continue
         ids = _ID.findall(path)
         if ids:
-            return ids[-1]  # the innermost id wins (nested containers)
+            return str(ids[-1])  # the innermost id wins (nested containers)
     return None
 
 

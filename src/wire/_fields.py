@@ -130,7 +130,7 @@ CHECKS: dict[Any, Rule] = {}
 
 def constrained(name: str, base: Any, rule: Rule) -> Any:
     """A ``NewType`` of ``base`` whose values the strict converter checks against ``rule``."""
-    new_type = NewType(name, base)  # type: ignore[misc]
+    new_type = NewType(name, base)  # type: ignore[misc]  # a NewType made at run time: the checker wants a literal name and a static base
     CHECKS[new_type] = rule
     return new_type
 
@@ -200,7 +200,7 @@ def format_timestamp(moment: datetime) -> str:
 
 def bounded_list(name: str, item: Any, max_items: int) -> Any:
     """A list type holding at most ``max_items`` items of ``item``."""
-    return constrained(name, list[item], ListRule(item, max_items))  # type: ignore[valid-type]
+    return constrained(name, list[item], ListRule(item, max_items))
 
 
 def bounded_map(name: str, max_items: int, max_key: int = 256, max_value: int = 4096) -> Any:

@@ -10,7 +10,7 @@ can talk to older servers.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -32,18 +32,17 @@ from ._fields import (
     bounded_map,
 )
 
-frozen = attrs.frozen(kw_only=True)
-
 ContainerState = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
 Protocol = Literal["tcp", "udp", "tcp6", "udp6"]
 
 # Named once at module level: with postponed annotations a call in an annotation
-# would be evaluated again, creating a new, unchecked type.
-Labels = bounded_map("Labels", max_items=512)
-Metadata = bounded_map("Metadata", max_items=64)
+# would be evaluated again, creating a new, unchecked type. Annotated Any: a NewType
+# made by a call is opaque to a type checker (the converter checks these values).
+Labels: Any = bounded_map("Labels", max_items=512)
+Metadata: Any = bounded_map("Metadata", max_items=64)
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class CpuInfo:
     model: Name = ""
     cores: Cores = 0
@@ -51,7 +50,7 @@ class CpuInfo:
     """Share of all cores in use, 0..100."""
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class MemoryInfo:
     total_mb: Amount = 0.0
     used_mb: Amount = 0.0
@@ -60,7 +59,7 @@ class MemoryInfo:
     usage: Percent = 0.0
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class DiskInfo:
     mount_point: Text
     device: Text = ""
@@ -71,14 +70,14 @@ class DiskInfo:
     usage: Percent = 0.0
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class LoadAverage:
     load1: Amount = 0.0
     load5: Amount = 0.0
     load15: Amount = 0.0
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class NetworkInterface:
     name: Name
     addresses: InterfaceAddresses = attrs.field(factory=list)
@@ -88,7 +87,7 @@ class NetworkInterface:
     tx_bytes_per_sec: Amount = 0.0
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class HostInfo:
     hostname: Name = ""
     os: Name = ""
@@ -107,7 +106,7 @@ class HostInfo:
     disk_write_bytes_per_sec: Amount = 0.0
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class PortMapping:
     container_port: Port
     protocol: Protocol = "tcp"
@@ -115,13 +114,13 @@ class PortMapping:
     host_port: Port | None = None
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class ContainerNetwork:
     name: Name
     ip_address: Address = ""
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class ContainerStats:
     cpu_percent: Amount = 0.0
     """Percent of one core (can exceed 100 on several cores)."""
@@ -137,7 +136,7 @@ class ContainerStats:
     pids: Count = 0
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class ContainerInfo:
     id: ContainerId
     name: Name = ""
@@ -146,11 +145,11 @@ class ContainerInfo:
     state: ContainerState = "running"
     status: Text = ""
     created: datetime | None = None
-    labels: Labels = attrs.field(factory=dict)  
+    labels: Labels = attrs.field(factory=dict)
     ports: Ports = attrs.field(factory=list)
     networks: Networks = attrs.field(factory=list)
     env_names: EnvNames = attrs.field(factory=list)
-    env: Labels = attrs.field(factory=dict)  
+    env: Labels = attrs.field(factory=dict)
     """Environment values, only when the probe is configured to send them."""
     command: LongText = ""
     pid: Pid | None = None
@@ -158,13 +157,13 @@ class ContainerInfo:
     stats: ContainerStats | None = None
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class DockerInfo:
     containers: Containers = attrs.field(factory=list)
     engine_version: Name = ""
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class ProcessInfo:
     pid: Pid
     ppid: ParentPid = 0
@@ -183,12 +182,12 @@ class ProcessInfo:
     ``container_id`` is absent."""
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class ProcessesInfo:
     processes: Processes = attrs.field(factory=list)
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Connection:
     protocol: Protocol = "tcp"
     local_address: Address = ""
@@ -200,13 +199,13 @@ class Connection:
     pid: Pid | None = None
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class NetworkInfo:
     connections: Connections = attrs.field(factory=list)
     interfaces: Interfaces = attrs.field(factory=list)
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class Report:
     """One probe's view of its host at ``timestamp``."""
 
@@ -222,29 +221,30 @@ class Report:
     def host_name(self) -> str:
         """The host's name: ``hostname``, else ``host_info.hostname``, else the agent id."""
         if self.hostname:
-            return self.hostname
+            return str(self.hostname)
         if self.host_info is not None and self.host_info.hostname:
-            return self.host_info.hostname
-        return self.agent_id
+            return str(self.host_info.hostname)
+        return str(self.agent_id)
 
 
-@frozen
+@attrs.frozen(kw_only=True)
 class AgentRegistration:
     """``POST /api/v1/agents/register``."""
 
     agent_id: Identifier
     hostname: Name = ""
-    metadata: Metadata = attrs.field(factory=dict)  
+    metadata: Metadata = attrs.field(factory=dict)
     timestamp: datetime | None = None
 
 
-InterfaceAddresses = bounded_list("InterfaceAddresses", Address, 64)
-IpAddresses = bounded_list("IpAddresses", Address, 256)
-Disks = bounded_list("Disks", DiskInfo, 256)
-Ports = bounded_list("Ports", PortMapping, 1024)
-Networks = bounded_list("Networks", ContainerNetwork, 64)
-EnvNames = bounded_list("EnvNames", Name, 1024)
-Containers = bounded_list("Containers", ContainerInfo, 10_000)
-Processes = bounded_list("Processes", ProcessInfo, 100_000)
-Connections = bounded_list("Connections", Connection, 200_000)
-Interfaces = bounded_list("Interfaces", NetworkInterface, 1024)
+# Any: see Labels above.
+InterfaceAddresses: Any = bounded_list("InterfaceAddresses", Address, 64)
+IpAddresses: Any = bounded_list("IpAddresses", Address, 256)
+Disks: Any = bounded_list("Disks", DiskInfo, 256)
+Ports: Any = bounded_list("Ports", PortMapping, 1024)
+Networks: Any = bounded_list("Networks", ContainerNetwork, 64)
+EnvNames: Any = bounded_list("EnvNames", Name, 1024)
+Containers: Any = bounded_list("Containers", ContainerInfo, 10_000)
+Processes: Any = bounded_list("Processes", ProcessInfo, 100_000)
+Connections: Any = bounded_list("Connections", Connection, 200_000)
+Interfaces: Any = bounded_list("Interfaces", NetworkInterface, 1024)

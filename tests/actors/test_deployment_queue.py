@@ -4,15 +4,17 @@ command goes to exactly one poll, and never to an agent that was retired."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
 import trio
+import trio.testing
 import pytest
 
 from tests.conftest import settings_in
+from tests.waiting import eventually
 from trioscope.actors.deployment_queue import (
     AGENT_RETIRED, EVENT_OUTCOME_BYTES, NOT_ACKNOWLEDGED, POLL_CLOSED, UNACKNOWLEDGED_TWICE, Create, Poll, Snapshot,
     Undeliverable, Waiter, Withdraw, command_event, queue_spec,
@@ -47,27 +49,47 @@ def settings(tmp_path):
     return attrs.evolve(base, commands=attrs.evolve(base.commands, timeout_grace=0.0))
 
 
-async def open_queue(settings):
+@pytest.fixture
+def wall() -> Callable[[], float]:
+    """The queues' wall clock, moving with trio's clock: a ``MockClock`` jump moves it too."""
+    offset: list[float] = []
+
+    def now() -> float:
+        if not offset:
+            offset.append(time.time() - trio.current_time())
+        return offset[0] + trio.current_time()
+
+    return now
+
+
+@pytest.fixture
+def clock() -> trio.testing.MockClock:
+    """Real speed (the store works in threads, which autojump would race), plus
+    ``jump`` to reach a deadline at once."""
+    return trio.testing.MockClock(rate=1.0)
+
+
+async def open_queue(settings, wall):
     """(deployment hash, its queue actor, reader, system) in a running system."""
     reader = StoreReader(database_path(settings))
     async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
         deployment, _ = await system.lookup(DIRECTORY).ask(CreateDeployment("t", "u", {}, audit("deployment.create")))
-        spec = queue_spec(deployment.hash, settings, store=system.lookup(STORE), reader=reader)
+        spec = queue_spec(deployment.hash, settings, store=system.lookup(STORE), reader=reader, clock=wall)
         yield deployment.hash, system.lookup(QUEUES).ensure_child(spec), reader, system
 
 
 @pytest.fixture
-async def queue(settings):
-    async for opened in open_queue(settings):
+async def queue(settings, wall):
+    async for opened in open_queue(settings, wall):
         yield opened
 
 
 @pytest.fixture
-async def expiring(tmp_path):
+async def expiring(tmp_path, wall):
     """As ``queue``, with a delivery deadline of one second."""
     base = settings_in(tmp_path)
     settings = attrs.evolve(base, commands=attrs.evolve(base.commands, delivery_deadline=1.0))
-    async for opened in open_queue(settings):
+    async for opened in open_queue(settings, wall):
         yield (*opened, settings)
 
 
@@ -140,14 +162,21 @@ async def test_a_poll_abandoned_before_its_message_is_handled_gets_nothing(queue
     assert live.delivery is not None and live.delivery.id == "cmd_6"
 
 
-async def test_deadlines_fire_without_a_fixed_tick(queue, settings) -> None:
+async def status_of(reader: StoreReader, command_id: str) -> CommandStatus:
+    return (await reader.command(command_id)).status
+
+
+async def test_deadlines_fire_without_a_fixed_tick(queue, settings, clock) -> None:
     deployment_hash, ref, reader, _ = queue
     short = attrs.evolve(command(deployment_hash, 7), timeout_seconds=1)
     await ref.ask(Create(short, audit("command.create")))
     assert (await ref.ask(Poll(Waiter()))).id == "cmd_7"
-    with trio.fail_after(10 + settings.commands.timeout_grace):
-        while (await reader.command("cmd_7")).status is not CommandStatus.FAILED:
-            await trio.sleep(0.05)
+    clock.jump(2 + settings.commands.timeout_grace)  # past the timeout: only the queue's own timer can see it
+
+    async def failed() -> bool:
+        return await status_of(reader, "cmd_7") is CommandStatus.FAILED
+
+    await eventually(failed, deadline=5)
 
 
 def actor_stats(system, path: str):
@@ -160,7 +189,7 @@ def actor_stats(system, path: str):
     raise LookupError(path)
 
 
-async def test_a_command_given_back_then_expiring_expires_once_without_a_crash(expiring) -> None:
+async def test_a_command_given_back_then_expiring_expires_once_without_a_crash(expiring, clock) -> None:
     # Queued, handed to a poll that went away, queued again: it must expire
     # once. (It was reported overdue twice and crashed the actor on the second.)
     deployment_hash, ref, reader, system, _ = expiring
@@ -169,26 +198,31 @@ async def test_a_command_given_back_then_expiring_expires_once_without_a_crash(e
     delivered = await ref.ask(Poll(Waiter()))
     assert delivered.id == "cmd_2"
     await ref.ask(Undeliverable(delivered))
-    with trio.fail_after(10):
-        while {(await reader.command(f"cmd_{n}")).status for n in (1, 2)} != {
-                CommandStatus.EXPIRED}:
-            await trio.sleep(0.05)
+    clock.jump(2)  # past the delivery deadline
+
+    async def both_expired() -> bool:
+        return {await status_of(reader, f"cmd_{n}") for n in (1, 2)} == {CommandStatus.EXPIRED}
+
+    await eventually(both_expired, deadline=5)
     stats = actor_stats(system, ref.path)
     assert (stats.restarts, stats.failed) == (0, 0)
     expired = await reader.command("cmd_2")
     assert [h.event.value for h in expired.history[1:]] == ["deliver", "return", "expire"]
 
 
-async def test_two_replicas_expiring_the_same_command_expire_it_once_without_a_crash(expiring) -> None:
+async def test_two_replicas_expiring_the_same_command_expire_it_once_without_a_crash(expiring, wall, clock) -> None:
     deployment_hash, first, reader, system, settings = expiring
     await first.ask(Create(command(deployment_hash, 1), audit("command.create")))
-    spec = queue_spec(deployment_hash, settings, store=system.lookup(STORE), reader=reader)
+    spec = queue_spec(deployment_hash, settings, store=system.lookup(STORE), reader=reader, clock=wall)
     second = system.lookup(QUEUES).ensure_child(attrs.evolve(spec, name=f"{deployment_hash}-replica"))
     await second.ask(Withdraw(Waiter()))  # started: it has loaded the queued command too
-    with trio.fail_after(10):
+    clock.jump(2)  # past the delivery deadline, for both
+
+    async def both_empty() -> bool:
         # Both hold it until they expire it, or find it expired by the other.
-        while [await ref.ask(Snapshot()) for ref in (first, second)] != [[], []]:
-            await trio.sleep(0.05)
+        return [await ref.ask(Snapshot()) for ref in (first, second)] == [[], []]
+
+    await eventually(both_empty, deadline=5)
     assert [(actor_stats(system, ref.path).restarts, actor_stats(system, ref.path).failed)
             for ref in (first, second)] == [(0, 0), (0, 0)]
     stored = await reader.command("cmd_1")

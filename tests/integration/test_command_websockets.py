@@ -8,7 +8,6 @@ import json
 import os
 import socket
 import struct
-import time
 from typing import Any
 
 import attrs
@@ -19,6 +18,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 
 from tests.integration.test_commands import Operator, fresh, setup
 from tests.server_process import ServerProcess
+from tests.waiting import eventually
 
 
 @pytest.fixture(scope="module")
@@ -193,28 +193,29 @@ async def test_an_agent_result_over_64_kib_is_answered_not_cut_off(server: Serve
         assert len(command["result"]["log"]) == 200_000
 
 
-def _abort_handshake(server: ServerProcess, path: str, after: float) -> None:
-    """Send a WebSocket upgrade request and reset the connection ``after`` seconds."""
+async def _abort_handshake(server: ServerProcess, path: str, after: float) -> None:
+    """Send a WebSocket upgrade request and reset the connection ``after`` seconds later."""
     host, port = server.base_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port))) as sock:
+    stream = await trio.open_tcp_stream(host, int(port))
+    async with stream:
         key = base64.b64encode(os.urandom(16)).decode()
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-        time.sleep(after)  # (a test's own client: the server runs in another process)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        await trio.sleep(after)  # the server, in another process, gets that far into the handshake
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
 
 
 async def test_clients_that_hang_up_in_the_handshake_leave_no_stream_behind() -> None:
     with ServerProcess(["--ws-max-clients", "5", "--rate-per-address", "100000"]) as server:
         for i in range(120):  # some while the server is still reading, some while it starts the stream
-            _abort_handshake(server, "/api/v1/ws", after=(0, 0.0005, 0.001, 0.002)[i % 4])
+            await _abort_handshake(server, "/api/v1/ws", after=(0, 0.0005, 0.001, 0.002)[i % 4])
         async with httpx.AsyncClient() as client:
-            with trio.fail_after(10):
-                while True:  # every aborted stream's actor is gone (the gauge counts them)
-                    metrics = (await client.get(f"{server.base_url}/metrics")).text
-                    if "app_websocket_clients 0.0" in metrics.splitlines():
-                        break
-                    await trio.sleep(0.05)
+
+            async def no_clients_left() -> bool:  # every aborted stream's actor is gone (the gauge counts them)
+                metrics = (await client.get(f"{server.base_url}/metrics")).text
+                return "app_websocket_clients 0.0" in metrics.splitlines()
+
+            await eventually(no_clients_left, deadline=10)
         for _ in range(5):  # and the limit is there for real clients
             async with open_websocket_url(ws_url(server, "/api/v1/ws")) as ws:
                 assert json.loads(await ws.get_message())["type"] == "topology_update"

@@ -13,6 +13,7 @@ import psutil
 import pytest
 
 from tests.server_process import ServerProcess, run_cli
+from tests.waiting import eventually
 from trioscope.config import KEYS
 
 
@@ -172,17 +173,14 @@ def test_json_log_format_writes_one_object_per_line():
 
 
 async def test_serve_starts_a_local_probe_and_ends_it_by_pid() -> None:
-    import socket
-
-    import trio
-
     with ServerProcess(env={"TRIOSCOPE_AGENTS_LOCAL_PROBE": "true"}) as server:
-        with trio.fail_after(30):
-            while True:
-                agents = httpx.get(f"{server.base_url}/api/v1/agents/list").json()["agents"]
-                if any(a["hostname"] == socket.gethostname() for a in agents):
-                    break
-                await trio.sleep(0.1)
+        async with httpx.AsyncClient() as client:
+
+            async def this_host_reported() -> bool:
+                agents = (await client.get(f"{server.base_url}/api/v1/agents/list")).json()["agents"]
+                return any(a["hostname"] == socket.gethostname() for a in agents)
+
+            await eventually(this_host_reported, deadline=30)
         assert server.stop(signal.SIGTERM) == 0
     log = server.stderr()
     started = [line for line in log.splitlines() if "local probe started (pid" in line]

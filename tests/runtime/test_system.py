@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import FunctionType
+
 import pytest
 import trio
 
@@ -47,7 +49,7 @@ async def test_lookup_by_path(journal: Journal):
     async with open_actor_system(tree(journal, [])) as system:
         assert system.lookup("/root/perm").path == "/root/perm"
         assert system.lookup("/root/clients").path == "/root/clients"
-        assert system.lookup("/root") == system.root or system.lookup("/root").path == "/root"
+        assert system.lookup("/root") is system.root  # the one ref of the root, not a copy
         for missing in ("/root/nope", "/root/perm/x", "perm", ""):
             with pytest.raises(ActorNotFound):
                 system.lookup(missing)
@@ -107,10 +109,15 @@ async def test_snapshot_reports_the_tree_and_its_counters(journal: Journal):
 
 def test_public_names_are_exported_and_importable():
     assert sorted(runtime.__all__) == runtime.__all__
-    for name in runtime.__all__:
-        assert getattr(runtime, name) is not None
+    exported: dict[str, object] = {}
+    exec("from trioscope.runtime import *", exported)  # raises for a listed name that is missing
+    del exported["__builtins__"]
     public = {n for n in dir(runtime) if not n.startswith("_")}
-    assert public == set(runtime.__all__)
+    assert public == set(runtime.__all__) == set(exported)
+    # The runtime's own names only: nothing of trio or attrs re-exported as if it were ours.
+    foreign = {name: value.__module__ for name, value in exported.items()
+               if isinstance(value, type | FunctionType) and not value.__module__.startswith("trioscope.runtime.")}
+    assert foreign == {}
 
 
 def test_the_rate_meter_follows_the_message_rate():

@@ -125,7 +125,7 @@ _STORED = cattrs.Converter()
 
 def command_document(command: Command) -> dict[str, Any]:
     """The command as stored: plain JSON types, every field and the whole history."""
-    return _STORED.unstructure(command)  # type: ignore[no-any-return]
+    return _STORED.unstructure(command)  # type: ignore[no-any-return]  # cattrs' unstructure is typed Any; a Command gives a dict
 
 
 def command_from_document(document: dict[str, Any]) -> Command:

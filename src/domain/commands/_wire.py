@@ -5,27 +5,29 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
 from trioscope.wire import IntRange, JsonRule, Name, Percent, Text, TextRule, bounded_list, constrained
 
-CommandType = constrained(
+# Annotated Any: a NewType made by a call is opaque to a type checker (the converter
+# checks these values).
+CommandType: Any = constrained(
     "CommandType", str,
     TextRule(100, re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}"),
              "1-100 letters, digits or _ . : - starting with a letter or digit (e.g. application.update)"),
 )
-TimeoutSeconds = constrained("TimeoutSeconds", int, IntRange(1, 7 * 24 * 3600))
-Token = constrained("Token", str, TextRule(512))
-AnyId = constrained("AnyId", str, TextRule(128))
-Capabilities = bounded_list("Capabilities", Name, 64)
+TimeoutSeconds: Any = constrained("TimeoutSeconds", int, IntRange(1, 7 * 24 * 3600))
+Token: Any = constrained("Token", str, TextRule(512))
+AnyId: Any = constrained("AnyId", str, TextRule(128))
+Capabilities: Any = bounded_list("Capabilities", Name, 64)
 
 MAX_JSON_DEPTH = 32
 """Nesting of free-form JSON (parameters, results, system info, metadata)."""
-JsonObject = constrained("JsonObject", dict, JsonRule(MAX_JSON_DEPTH, dict))
-JsonValue = constrained("JsonValue", object, JsonRule(MAX_JSON_DEPTH))
-JsonList = constrained("JsonList", list, JsonRule(MAX_JSON_DEPTH, list))
+JsonObject: Any = constrained("JsonObject", dict, JsonRule(MAX_JSON_DEPTH, dict))
+JsonValue: Any = constrained("JsonValue", object, JsonRule(MAX_JSON_DEPTH))
+JsonList: Any = constrained("JsonList", list, JsonRule(MAX_JSON_DEPTH, list))
 
 MAX_PARAMETERS_BYTES = 64 * 1024
 """``parameters`` of one command, as compact JSON."""

@@ -16,6 +16,7 @@ it changed, never to the size of the whole graph:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -178,7 +179,7 @@ class TopologyGraph:
                 del self._children[current.parent]
         if node is None:
             del self.nodes[node_id]
-            del self._by_kind[current.kind][node_id]  # type: ignore[union-attr]
+            del self._by_kind[current.kind][node_id]  # type: ignore[union-attr]  # current is a Node: both None returned above
         else:
             self.nodes[node_id] = node
             self._by_kind[node.kind][node_id] = node
@@ -281,10 +282,12 @@ class TopologyGraph:
         after = (new.listeners, new.addresses) if new is not None else ({}, {})
         if before == after:
             return
-        for claims_of, readers_of, was_map, now_map in (
+        # One loop for both kinds of key, typed loosely: the checker would mix them.
+        kinds: tuple[tuple[Claims[Any], Readers[Any], Mapping[Any, str], Mapping[Any, str]], ...] = (
             (self._listener_claims, self._key_readers, before[0], after[0]),
             (self._address_claims, self._address_readers, before[1], after[1]),
-        ):
+        )
+        for claims_of, readers_of, was_map, now_map in kinds:
             for key in was_map.keys() | now_map.keys():
                 was, now = was_map.get(key), now_map.get(key)
                 if was == now:
@@ -332,7 +335,7 @@ class TopologyGraph:
                 source_reps, target_reps = node_reps.get(connection[0]), node_reps.get(target)
                 if source_reps is None or target_reps is None:
                     continue
-                for index, (a, b) in enumerate(zip(source_reps, target_reps)):
+                for index, (a, b) in enumerate(zip(source_reps, target_reps, strict=True)):
                     if a is not None and b is not None and a != b:
                         counts[(index, a, b)] += 1
         previous = self._projected.get(agent, Counter())
@@ -459,7 +462,7 @@ class TopologyGraph:
         node = self.nodes.get(node_id)
         if node is None:
             return None
-        parents = []
+        parents: list[dict[str, Any]] = []
         parent = node.parent
         while parent is not None and parent in self.nodes and len(parents) < 8:
             parents.append(_brief(self.nodes[parent]))

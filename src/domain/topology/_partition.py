@@ -288,15 +288,15 @@ def build_partition(report: Report, received_at: float) -> Partition:
     # first listener on (protocol, port) in that container, looked up in an
     # index rather than by a scan of every listener per published port (which
     # took 0.6 s for 4,000 of each).
-    inside: dict[tuple[str, int, str | None], str] = {}
+    listening_inside: dict[tuple[str, int, str | None], str] = {}
 
     def index(key: EndpointKey, node: str) -> None:
-        inside.setdefault((key[0], key[2], node_reps.get(node, node_reps[host])[_CONTAINER]), node)
+        listening_inside.setdefault((key[0], key[2], node_reps.get(node, node_reps[host])[_CONTAINER]), node)
 
     for key, node in listeners.items():
         index(key, node)
     for host_ip, host_port, proto, container_port, container in port_maps:
-        target = inside.get((proto, container_port, container), container)
+        target = listening_inside.get((proto, container_port, container), container)
         for ip in ([host_ip] if host_ip and host_ip not in WILDCARDS else host_ips):
             if (proto, ip, host_port) not in listeners:
                 listeners[(proto, ip, host_port)] = target

@@ -155,7 +155,7 @@ class TopologySnapshot:
         value = self._kept.get(key)
         if value is None:
             value = self.keep(key, build())
-        return value  # type: ignore[no-any-return]
+        return value
 
 
 CACHE_LIMIT = 25_000
