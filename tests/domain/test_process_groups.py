@@ -92,7 +92,8 @@ def test_connections_between_groups_are_one_edge_with_their_count_and_none_withi
         graph.apply(r, T0)
     snapshot, _ = graph.publish(T0)
     process_edges = [e.as_dict() for e in snapshot.edges(View.PROCESSES)]
-    assert len(process_edges) == 4 and all(e["connections"] == 1 for e in process_edges)  # 100, 101, 102 -> redis; 100 -> 102
+    # 100, 101, 102 -> redis; 100 -> 102
+    assert len(process_edges) == 4 and all(e["connections"] == 1 for e in process_edges)
     edges = [e.as_dict() for e in snapshot.edges(View.PROCESSES_BY_NAME)]
     nginx, redis = process_group_id("h1", "nginx"), process_group_id("h2", "redis")
     assert edges == [{"id": f"{nginx}->{redis}", "source": nginx, "target": redis, "type": "connection",

@@ -41,7 +41,8 @@ from ._snapshot import kind_of as kind_of
 __all__ = [
     "CACHE_LIMIT", "Edge", "Expired", "Footprint", "Listing", "MAX_PAGE", "MemoryBudget", "NODE_FIELDS", "Node",
     "NodeKind", "OverBudget", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
-    "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "build_partition", "container_id", "container_id_from_cgroup",
+    "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "build_partition", "container_id",
+    "container_id_from_cgroup",
     "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
     "merge_nodes", "pod_id", "process_group_id", "process_group_node", "process_group_of", "process_id",
     "service_id",
