@@ -170,7 +170,7 @@ def main() -> None:
     server = trioscope(port, "--data-dir", data)
     try:
         feed(base, args.hosts)
-        stats = httpx.get(f"{base}/api/v1/query/stats").json()["topology"]["nodes_by_type"]
+        stats = httpx.get(f"{base}/api/v1/query/stats", timeout=120).json()["topology"]["nodes_by_type"]
         print(f"loaded {args.hosts} hosts: {stats}")
         token = mint_user_token(SECRET.encode(), user_id="bench", tenant="bench", role=Role.VIEWER,
                                 now=time.time(), ttl=3600)

@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import orjson
 
-from trioscope.domain.topology import Edge, Node, NodeKind, TopologyDiff, TopologySnapshot, View, edge_kind
+from trioscope.domain.topology import WHOLE_KINDS, Edge, Node, NodeKind, TopologyDiff, TopologySnapshot, View, edge_kind
 
 MAX_TOPICS = 64
 """Topics in one subscribe or unsubscribe message."""
@@ -221,7 +221,7 @@ _VIEWS = {v.value: v for v in View}
 
 
 def parse_view(name: object) -> View | None:
-    """``hosts|containers|processes|pods|services``, or None (everything) for
+    """``hosts|containers|processes|pods|services|processes-by-name``, or None (the whole topology) for
     ``None``/``"all"``."""
     if name is None or name == "all":
         return None
@@ -422,8 +422,8 @@ def reset_chunks(snapshot: TopologySnapshot, view: View | None, flt: Filter | No
     yield b"}," + orjson.dumps(tail)[1:] + b"}"
 
 
-def _kinds(view: View | None) -> set[NodeKind] | None:
-    return {view.kind} if view is not None else None
+def _kinds(view: View | None) -> set[NodeKind]:
+    return {view.kind} if view is not None else set(WHOLE_KINDS)
 
 
 def diff_frame(diff: TopologyDiff, view: View | None, flt: Filter | None = None,
@@ -438,13 +438,13 @@ def diff_frame(diff: TopologyDiff, view: View | None, flt: Filter | None = None,
     kinds = _kinds(view)
 
     def node_ok(node: Node) -> bool:
-        return (kinds is None or node.kind in kinds) and (flt is None or flt.matches(node))
+        return node.kind in kinds and (flt is None or flt.matches(node))
 
     def id_ok(node_id: str) -> bool:
-        return kinds is None or NodeKind(node_id.partition(":")[0]) in kinds
+        return NodeKind(node_id.partition(":")[0]) in kinds
 
     def edge_ok(edge_id: str) -> bool:
-        return kinds is None or edge_kind(edge_id) in kinds
+        return edge_kind(edge_id) in kinds
 
     add_nodes = {i: n.json() for i, n in diff.nodes_added.items() if node_ok(n)}
     update_nodes = {i: n.json() for i, n in diff.nodes_updated.items() if node_ok(n)}
@@ -472,7 +472,7 @@ def _visible_diff_frame(diff: TopologyDiff, view: View | None, flt: Filter, visi
     update_nodes: dict[str, Any] = {}
     remove_nodes: list[str] = []
     for node in (*diff.nodes_added.values(), *diff.nodes_updated.values()):
-        if kinds is not None and node.kind not in kinds:
+        if node.kind not in kinds:
             continue
         if flt.matches(node) and visibility.node(node):
             (update_nodes if node.id in shown else add_nodes)[node.id] = node.json()
@@ -507,8 +507,8 @@ def _visible_diff_frame(diff: TopologyDiff, view: View | None, flt: Filter, visi
     })
 
 
-def _in_view(edge_id: str, kinds: set[NodeKind] | None) -> bool:
-    return kinds is None or edge_kind(edge_id) in kinds
+def _in_view(edge_id: str, kinds: set[NodeKind]) -> bool:
+    return edge_kind(edge_id) in kinds
 
 
 def report_frame(agent_id: str, hostname: str, timestamp: str, summary: Mapping[str, float]) -> Frame:

@@ -37,9 +37,9 @@ from ._containers import ContainerIds
 from ._labels import pod_of, service_of
 from ._models import ContainerInfo, ProcessInfo, Report
 
-VIEWS = 5
-"""The topology's views (hosts, containers, processes, pods, services): the
-most an edge can appear in (``trioscope.domain.topology.View``)."""
+VIEWS = 6
+"""The topology's views (hosts, containers, processes, pods, services,
+processes-by-name): the most an edge can appear in (``trioscope.domain.topology.View``)."""
 RING_RESOLUTION = 15.0
 """Seconds per metric-history bucket (``timeseries.RESOLUTION``); a bucket is
 one float32 per metric."""
@@ -198,7 +198,8 @@ class MemoryBudget:
                 if (family, conn.local_port) not in listening:
                     distinct.add((conn.pid if conn.pid in pids else None, family, conn.remote_address, conn.remote_port))
         outgoing = len(distinct)
-        views = 1 + bool(processes) + bool(containers or inferred) + bool(pods) + bool(services)
+        # Processes show in two views: one by one, and grouped by name.
+        views = 1 + 2 * bool(processes) + bool(containers or inferred) + bool(pods) + bool(services)
         return self._price(nodes=(1, len(containers) + len(inferred), len(pods) + len(services), len(processes)),
                            endpoints=endpoints, outgoing=outgoing, views=views, items=_items(report, containers),
                            text=_text(report, containers, processes), json_bytes=json_bytes)

@@ -60,7 +60,7 @@ def test_the_footprint_counts_what_the_partition_holds() -> None:
     assert footprint.nodes == len(partition.nodes) + len(partition.pods) + len(partition.services)
     assert footprint.outgoing == len(partition.outgoing)
     assert footprint.endpoints >= len(partition.listeners) + len(partition.local_listeners)
-    assert footprint.views == 5 == VIEWS == len(View)
+    assert footprint.views == 6 == VIEWS == len(View)
 
 
 def test_a_wildcard_socket_counts_once_per_address_of_the_host() -> None:

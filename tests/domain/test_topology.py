@@ -13,6 +13,7 @@ from trioscope.domain.topology import (
     View,
     container_id,
     host_id,
+    process_group_id,
     process_id,
 )
 from trioscope.wire import container_id_from_cgroup, decode_report
@@ -300,7 +301,7 @@ def test_containers_that_come_and_go_leave_nothing_behind():
         cid = f"{i:064x}"
         graph.apply(report("a", "h", T0 + i, containers=[{"id": cid, "name": f"/job-{i}"}],
                            processes=[{"pid": 1000 + i, "container_id": cid}]), T0 + i)
-    assert len(graph.nodes) == 3
+    assert len(graph.nodes) == 4  # the host, the container, its process and the process's group
     # Parent -> children only for parents that have children now (bounded memory).
     assert len(graph._children) == 2
     details = graph.details(container_id(f"{299:064x}"))
@@ -317,7 +318,7 @@ def test_versions_increase_only_when_something_changed():
     graph.apply(report("a", "h", T0 + 15, processes=[{"pid": 3}]), T0 + 15)
     second, diff = graph.publish(T0 + 15)
     assert second.version == 2 and diff.previous_version == 1
-    assert set(diff.nodes_added) == {process_id("h", 3)}
+    assert set(diff.nodes_added) == {process_id("h", 3), process_group_id("h", "3")}  # a nameless one: by pid
     assert first.node(process_id("h", 3)) is None  # the old snapshot did not change
 
 

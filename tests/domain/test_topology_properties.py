@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trioscope.domain.topology import TopologyGraph
+from trioscope.domain.topology import TopologyGraph, View
 from trioscope.wire import Report, decode_report
 
 T0 = 1_760_000_000.0
@@ -85,8 +85,10 @@ def reports(draw: Any, count: tuple[int, int] = (1, 8)) -> list[Report]:
 
 
 def state(graph: TopologyGraph) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every view's nodes and edges (process groups included: diffs carry them too)."""
     snapshot, _ = graph.publish(T0)
-    return ({n.id: n.as_dict() for n in snapshot.nodes()}, {e.id: e.as_dict() for e in snapshot.edges()})
+    return ({n.id: n.as_dict() for view in View for n in snapshot.nodes(view)},
+            {e.id: e.as_dict() for view in View for e in snapshot.edges(view)})
 
 
 def build(sequence: list[Report], received_at: float = T0) -> TopologyGraph:

@@ -228,93 +228,71 @@ const proc = (host, pid, name, extra = {}) => node(`process:${host}:${pid}`, `ho
   label: name, host: `host:${host}`, metadata: { pid, name, ...(extra.metadata || {}) },
   metrics: { cpu_percent: pid % 10, memory_mb: 10 }, ...(extra.node || {}) });
 const kthread = (host, pid, name) => proc(host, pid, name, { metadata: { kernel_thread: true } });
+const group = (host, name, pids, extra = {}) => node(`process_group:${host}:${name}`, `host:${host}`, {
+  type: 'process_group', label: name, host: `host:${host}`, status: 'sleeping',
+  metadata: { name, pids, statuses: { sleeping: pids.length }, ...(extra.metadata || {}) },
+  metrics: { cpu_percent: 1, cpu_percent_max: 1, processes: pids.length }, ...(extra.node || {}) });
 const topology = (list) => new Map(list.map((n) => [n.id, n]));
-const summary = (g) => [...g.nodes.values()].map((n) => [n.id, n.label, n.metrics.cpu_percent]).sort();
+const summary = (g) => [...g.nodes.values()].map((n) => [n.id, n.label]).sort();
 """
 
 
-def test_processes_of_one_name_on_one_host_are_one_node_and_kernel_threads_are_left_out(page: Page) -> None:
+def test_groups_from_the_server_are_labelled_with_their_count(page: Page) -> None:
     result = run(page, "groups", PROCESSES + """
-      const nodes = topology([proc('a', 11, 'nginx'), proc('a', 12, 'nginx'), proc('a', 13, 'nginx'),
-        proc('a', 20, 'sshd'), proc('b', 31, 'nginx'), kthread('a', 2, 'kthreadd'), kthread('a', 3, 'kworker/0:0'),
-        kthread('a', 4, 'kworker/0:0')]);
-      const grouped = new m.ProcessGroups();
-      grouped.reset(nodes);
-      const all = new m.ProcessGroups({ group: false, kernel: true });
-      all.reset(nodes);
-      const group = grouped.nodes.get('processes:a:nginx');
-      return { grouped: summary(grouped), kernel: grouped.kernelThreads.size, members: group.members.sort(),
-               memory: group.metrics.memory_mb, isGroup: [m.isGroupId(group.id), m.isGroupId('process:a:11')],
-               shownOf: [grouped.shownOf('process:a:12'), grouped.shownOf('process:a:20'), grouped.shownOf('process:a:2')],
-               ungrouped: [...all.nodes.keys()].sort() };
+      const nodes = topology([group('a', 'nginx', [11, 12, 13]), group('a', 'sshd', [20]), group('b', 'nginx', [31])]);
+      const shown = new m.ProcessesShown();
+      shown.reset(nodes);
+      const before = summary(shown);
+      nodes.set('process_group:a:sshd', group('a', 'sshd', [20, 21]));
+      nodes.delete('process_group:b:nginx');
+      shown.apply({ kind: 'diff', added: [], updated: ['process_group:a:sshd'], removed: ['process_group:b:nginx'] }, nodes);
+      return { before, after: summary(shown), server: nodes.get('process_group:a:sshd').label,
+               isGroup: [m.isGroupId('process_group:a:sshd'), m.isGroupId('process:a:11')],
+               members: m.memberIds(nodes.get('process_group:a:nginx')),
+               showing: [m.groupShowing(shown.nodes, 'process:a:12'), m.groupShowing(shown.nodes, 'process:b:12'),
+                         m.groupShowing(shown.nodes, 'host:a')],
+               views: [m.processesView(true), m.processesView(false)] };
     """)
-    assert result["grouped"] == [
-        ["process:a:20", "sshd", 0],  # the only one of its name: the process itself
-        ["process:b:31", "nginx", 1],  # the same name on another host: not in the group
-        ["processes:a:nginx", "nginx (3)", 1 + 2 + 3],  # CPU summed
-    ]
-    assert result["kernel"] == 3 and result["members"] == ["process:a:11", "process:a:12", "process:a:13"]
-    assert result["memory"] == 30 and result["isGroup"] == [True, False]
-    assert result["shownOf"] == ["processes:a:nginx", "process:a:20", None]
-    assert result["ungrouped"] == sorted(["process:a:11", "process:a:12", "process:a:13", "process:a:20",
-                                          "process:b:31", "process:a:2", "process:a:3", "process:a:4"])
+    assert result["before"] == [["process_group:a:nginx", "nginx (3)"], ["process_group:a:sshd", "sshd"],
+                                ["process_group:b:nginx", "nginx"]]
+    assert result["after"] == [["process_group:a:nginx", "nginx (3)"], ["process_group:a:sshd", "sshd (2)"]]
+    assert result["server"] == "sshd"  # the topology's node is left as the server sent it
+    assert result["isGroup"] == [True, False]
+    assert result["members"] == ["process:a:11", "process:a:12", "process:a:13"]
+    assert result["showing"] == ["process_group:a:nginx", None, None]
+    assert result["views"] == ["processes-by-name", "processes"]
 
 
-def test_live_changes_update_the_groups_they_touch(page: Page) -> None:
+def test_kernel_threads_of_the_ungrouped_view_are_hidden_unless_asked_for(page: Page) -> None:
     result = run(page, "groups", PROCESSES + """
-      const nodes = topology([proc('a', 11, 'nginx'), proc('a', 12, 'nginx'), proc('a', 20, 'sshd'),
-                              proc('a', 30, 'cron')]);
-      const g = new m.ProcessGroups();
-      g.reset(nodes);
-      const steps = [];
-      const step = (change) => {
-        for (const id of change.removed || []) nodes.delete(id);
-        for (const n of [...(change.add || []), ...(change.update || [])]) nodes.set(n.id, n);
-        g.apply({ kind: 'diff', added: (change.add || []).map((n) => n.id), updated: (change.update || []).map((n) => n.id),
-                  removed: change.removed || [], edges: 0 }, nodes);
-        const sshd = g.nodes.get('processes:a:sshd');
-        steps.push({ shown: summary(g), sshd: sshd ? [sshd.status, sshd.health] : null, kernel: g.kernelThreads.size });
-      };
-      step({ add: [proc('a', 21, 'sshd')] });  // sshd: its one process becomes a group of two
-      step({ removed: ['process:a:12'] });  // nginx: a group of two becomes its one process
-      step({ update: [proc('a', 21, 'sshd', { node: { status: 'zombie' } })] });  // a member's state colours its group
-      step({ update: [proc('a', 21, 'sshd2')] });  // exec'd under another name: it moves to that name
-      step({ removed: ['process:a:30'], add: [kthread('a', 40, 'kworker')] });
-      return steps;
+      const nodes = topology([proc('a', 11, 'nginx'), proc('a', 20, 'sshd'), kthread('a', 2, 'kthreadd'),
+                              kthread('a', 3, 'kworker/0:0')]);
+      const hidden = new m.ProcessesShown();
+      hidden.reset(nodes);
+      const shown = new m.ProcessesShown({ kernel: true });
+      shown.reset(nodes);
+      nodes.delete('process:a:3');
+      nodes.set('process:a:40', kthread('a', 40, 'kworker'));
+      hidden.apply({ kind: 'diff', added: ['process:a:40'], updated: [], removed: ['process:a:3'] }, nodes);
+      return { hidden: [...hidden.nodes.keys()].sort(), kernel: hidden.kernelThreads.size,
+               shown: [...shown.nodes.keys()].sort() };
     """)
-    assert result[0]["shown"] == [["process:a:30", "cron", 0], ["processes:a:nginx", "nginx (2)", 3],
-                                  ["processes:a:sshd", "sshd (2)", 1]]
-    assert result[0]["sshd"] == ["running", "healthy"]
-    assert result[1]["shown"] == [["process:a:11", "nginx", 1], ["process:a:30", "cron", 0],
-                                  ["processes:a:sshd", "sshd (2)", 1]]
-    assert result[2]["sshd"] == ["zombie", "critical"]
-    assert result[3]["shown"] == [["process:a:11", "nginx", 1], ["process:a:20", "sshd", 0],
-                                  ["process:a:21", "sshd2", 1], ["process:a:30", "cron", 0]]
-    assert result[4]["shown"] == [["process:a:11", "nginx", 1], ["process:a:20", "sshd", 0],
-                                  ["process:a:21", "sshd2", 1]]
-    assert result[4]["kernel"] == 1  # counted, not shown
+    assert result == {"hidden": ["process:a:11", "process:a:20"], "kernel": 2,
+                      "shown": ["process:a:11", "process:a:2", "process:a:20", "process:a:3"]}
 
 
-def test_edges_join_the_nodes_they_are_shown_as(page: Page) -> None:
-    result = run(page, "groups", PROCESSES + """
-      const nodes = topology([proc('a', 11, 'web'), proc('a', 12, 'web'), proc('b', 20, 'db'),
-                              kthread('a', 3, 'kworker')]);
-      const edge = (source, target, connections = 1) => ({ id: `${source}->${target}`, source, target,
-                                                           type: 'connection', connections });
-      const edges = new Map([
-        edge('process:a:11', 'process:b:20', 2), edge('process:a:12', 'process:b:20', 3),  // one edge: web -> db
-        edge('process:a:11', 'process:a:12'),  // within the group: none
-        edge('process:a:3', 'process:b:20'),  // from a hidden kernel thread: none
-      ].map((e) => [e.id, e]));
-      const g = new m.ProcessGroups();
-      g.reset(nodes);
-      const grouped = g.edges(edges).map((e) => [e.source, e.target, e.connections]);
-      const again = g.edges(edges) === g.edges(edges);
-      const flat = new m.ProcessGroups({ group: false });
-      flat.reset(nodes);
-      return { grouped, again, flat: flat.edges(edges) === edges };
+def test_a_group_is_coloured_by_its_worst_process_and_found_by_its_pids(page: Page) -> None:
+    result = run(page, "health", PROCESSES + """
+      const { compileFilter } = await import('/ui/js/filter.js');
+      const of = (statuses, max) => m.health(group('a', 'w', [1, 2], { metadata: { statuses },
+        node: { metrics: { cpu_percent: 160, cpu_percent_max: max } } }));
+      const workers = group('a', 'worker', [1000, 1013]);
+      return { health: [of({ sleeping: 2 }, 20), of({ sleeping: 1, zombie: 1 }, 20), of({ sleeping: 2 }, 80),
+                        of({ running: 1, stopped: 1 }, 95)],
+               found: [compileFilter({ q: 'pids=1013' })(workers), compileFilter({ q: 'pids=1014' })(workers)] };
     """)
-    assert result == {"grouped": [["processes:a:web", "process:b:20", 5]], "again": True, "flat": True}
+    # Summed CPU (160 %) colours nothing: the busiest process (cpu_percent_max) does.
+    assert result == {"health": ["healthy", "critical", "warning", "warning"], "found": [True, False]}
 
 
 def test_layout_and_topology_say_when_what_the_graph_worked_out_from_them_may_have_changed(page: Page) -> None:

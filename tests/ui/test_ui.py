@@ -313,7 +313,7 @@ def test_nodes_are_sized_by_the_chosen_metric(ui: Ui) -> None:
 
 def test_processes_are_shown_with_their_containers_names(ui: Ui) -> None:
     post_report(ui.server, 0, containers=2, processes=4, connections=0)
-    ui.open("?view=processes&mode=table")
+    ui.open("?view=processes&group=0&mode=table")  # each process on its own, in its container
     ui.page.wait_for_function("() => document.querySelector('#counts').textContent === '4 nodes'")
     parents = ui.page.evaluate("() => [...document.querySelectorAll('#table-body .tr')]"
                                ".map((row) => row.querySelectorAll('.td')[2].textContent)")

@@ -1,6 +1,7 @@
 """The processes view at scale, as Weave Scope's "application processes" showed
-it: processes of one name on one host are one node, kernel threads are hidden,
-and both are toggles kept in the URL."""
+it: processes of one name on one host are one node (the server's
+processes-by-name view), kernel threads are hidden, and both are toggles kept
+in the URL (ungrouped: the server's processes view)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def wait_for_counts(ui: Ui, text: str) -> None:
 def test_kernel_threads_are_hidden_until_asked_for_and_the_choice_is_in_the_url(ui: Ui) -> None:
     report_processes(ui, 4, KERNEL_THREADS)
     ui.open("?view=processes&mode=table")
+    wait_for_counts(ui, "4 nodes")  # grouped: no kernel threads in groups, and no toggle for them
+    assert not ui.node_ids() & KERNEL_IDS and ui.page.is_hidden("#show-kernel")
+    ui.page.uncheck("#group-by-name")
     wait_for_counts(ui, "4 nodes")
     assert not ui.node_ids() & KERNEL_IDS
     assert ui.page.is_visible("#show-kernel") and not ui.page.is_checked("#show-kernel")
@@ -70,14 +74,15 @@ def test_kernel_threads_are_hidden_until_asked_for_and_the_choice_is_in_the_url(
 def test_processes_are_grouped_by_name_until_the_toggle_ungroups_them(ui: Ui) -> None:
     report_processes(ui, 26)  # worker-0 .. worker-12, two processes each
     ui.open("?view=processes&mode=table")
-    groups = {f"processes:host-0:worker-{n}" for n in range(13)}
+    groups = {f"process_group:host-0:worker-{n}" for n in range(13)}
     ui.wait_for_nodes(groups)
     wait_for_counts(ui, "13 nodes")
     assert ui.page.is_checked("#group-by-name")
+    assert any("view=processes-by-name" in url for url in ui.sockets)  # grouped by the server
     rows = table_rows(ui)
     # pids 1001 and 1014: CPU (n % 17) * 0.5 = 0.5 % and 7 %, summed; the group sits on its host.
-    assert rows["processes:host-0:worker-1"][:3] == ["worker-1 (2)", "sleeping", "host-0"]
-    assert "7.5%" in rows["processes:host-0:worker-1"]
+    assert rows["process_group:host-0:worker-1"][:3] == ["worker-1 (2)", "sleeping", "host-0"]
+    assert "7.5%" in rows["process_group:host-0:worker-1"]
 
     ui.page.uncheck("#group-by-name")
     processes = {f"process:host-0:{1000 + p}" for p in range(26)}
@@ -96,30 +101,33 @@ def test_processes_are_grouped_by_name_until_the_toggle_ungroups_them(ui: Ui) ->
     assert "group=" not in ui.page.url
 
 
-def test_a_live_update_changes_a_groups_count_and_a_group_of_one_is_its_process(ui: Ui) -> None:
+def test_a_live_update_changes_a_groups_count(ui: Ui) -> None:
     report_processes(ui, 26)
     ui.open("?view=processes&mode=table")
-    ui.wait_for_nodes({"processes:host-0:worker-0", "processes:host-0:worker-1"})
+    ui.wait_for_nodes({"process_group:host-0:worker-0", "process_group:host-0:worker-1"})
     ui.page.evaluate("window.sameDocument = true")
 
     report_processes(ui, 27)  # a third worker-0 (pid 1026)
     ui.page.wait_for_function("() => [...document.querySelectorAll('#table-body .tr .td:first-child')]"
                               ".some((cell) => cell.textContent === 'worker-0 (3)')")
     report_processes(ui, 14)  # worker-0 back to two (1000, 1013); worker-1 down to one (1001)
-    ui.wait_for_nodes({"process:host-0:1001"})
-    ui.wait_for_nodes({"processes:host-0:worker-1"}, present=False)
+    ui.page.wait_for_function("() => [...document.querySelectorAll('#table-body .tr .td:first-child')]"
+                              ".some((cell) => cell.textContent === 'worker-1')")
     rows = table_rows(ui)
-    assert rows["processes:host-0:worker-0"][0] == "worker-0 (2)" and rows["process:host-0:1001"][0] == "worker-1"
+    assert rows["process_group:host-0:worker-0"][0] == "worker-0 (2)"
+    assert rows["process_group:host-0:worker-1"][0] == "worker-1"  # a group of one: its name
     wait_for_counts(ui, "13 nodes")
+    report_processes(ui, 12)  # worker-12 gone
+    wait_for_counts(ui, "12 nodes")
     assert ui.page.evaluate("window.sameDocument") is True  # live, no reload
 
 
 def test_a_search_for_a_process_shows_its_group_whose_details_list_its_processes(ui: Ui) -> None:
     report_processes(ui, 26)
     ui.open("?view=processes")
-    group = "processes:host-0:worker-0"
+    group = "process_group:host-0:worker-0"
     ui.wait_for_nodes({group})
-    ui.page.fill("#search", "pid=1013")  # the second worker-0
+    ui.page.fill("#search", "pids=1013")  # the second worker-0
     wait_for_counts(ui, "1 of 13 nodes")
 
     ui.click_node(group)
@@ -128,7 +136,7 @@ def test_a_search_for_a_process_shows_its_group_whose_details_list_its_processes
     links = ui.page.locator("[data-list=processes] a")
     assert sorted(links.evaluate_all("(links) => links.map((a) => a.dataset.node)")) == [
         "process:host-0:1000", "process:host-0:1013"]
-    assert "node=processes%3Ahost-0%3Aworker-0" in ui.page.url
+    assert "node=process_group%3Ahost-0%3Aworker-0" in ui.page.url
 
     ui.page.click("[data-list=processes] a[data-node='process:host-0:1013']")  # a process: from the server
     ui.page.wait_for_selector("#details[data-state=loaded][data-node='process:host-0:1013']")

@@ -12,6 +12,8 @@ from ._listing import Listing as Listing
 from ._listing import id_order as id_order
 from ._listing import id_order_steps as id_order_steps
 from ._model import NODE_FIELDS as NODE_FIELDS
+from ._model import WHOLE_KINDS as WHOLE_KINDS
+from ._model import WHOLE_VIEWS as WHOLE_VIEWS
 from ._model import Edge as Edge
 from ._model import Node as Node
 from ._model import NodeKind as NodeKind
@@ -19,10 +21,13 @@ from ._model import View as View
 from ._model import container_id as container_id
 from ._model import host_id as host_id
 from ._model import pod_id as pod_id
+from ._model import process_group_id as process_group_id
 from ._model import process_id as process_id
 from ._model import service_id as service_id
 from ._partition import Partition as Partition
 from ._partition import build_partition as build_partition
+from ._process_groups import group_node as process_group_node
+from ._process_groups import group_of as process_group_of
 from ._snapshot import CACHE_LIMIT as CACHE_LIMIT
 from ._snapshot import TopologyDiff as TopologyDiff
 from ._snapshot import TopologySnapshot as TopologySnapshot
@@ -32,6 +37,8 @@ from ._snapshot import kind_of as kind_of
 __all__ = [
     "CACHE_LIMIT", "Edge", "Expired", "Listing", "MAX_PAGE", "NODE_FIELDS", "Node",
     "NodeKind", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
-    "TopologySnapshot", "View", "build_partition", "container_id", "control_allowed", "controls_for", "edge_kind",
-    "host_id", "id_order", "id_order_steps", "kind_of", "merge_nodes", "pod_id", "process_id", "service_id",
+    "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "build_partition", "container_id",
+    "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
+    "merge_nodes", "pod_id", "process_group_id", "process_group_node", "process_group_of", "process_id",
+    "service_id",
 ]

@@ -26,11 +26,13 @@ from trioscope.wire import Report, is_loopback
 from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
 from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition
+from ._process_groups import group_node, group_of
 from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
 
 EdgeKey = tuple[str, str]
 Projection = tuple[int, str, str]
 """(index of the view in ``VIEWS``, source node, target node)."""
+_GROUP = VIEWS.index(View.PROCESSES_BY_NAME)
 
 
 @attrs.frozen
@@ -77,6 +79,8 @@ class TopologyGraph:
         self._members: dict[str, dict[str, tuple[str, ...]]] = defaultdict(dict)
         self._groups_of: dict[str, Counter[str]] = defaultdict(Counter)
         self._stale_groups: set[str] = set()
+        # Process groups: group -> its processes (from their representatives).
+        self._processes_of: dict[str, set[str]] = {}
 
         self.version = 0
         self._published = TopologySnapshot.empty(now)
@@ -163,9 +167,14 @@ class TopologyGraph:
         if len(agents) == 1:
             agent = agents[0]
             merged = self.partitions[agent].nodes[node_id]
+            node_reps = self.partitions[agent].reps[node_id]
         else:
             merged, agent = merge_nodes({a: self.partitions[a].nodes[node_id] for a in agents})
-        self._set_reps(node_id, self.partitions[agent].reps[node_id])
+            node_reps = self.partitions[agent].reps[node_id]
+            group = group_of(merged)
+            if node_reps[_GROUP] != group:  # grouped as merged (by the newest name), as shown
+                node_reps = (*node_reps[:_GROUP], group, *node_reps[_GROUP + 1:])
+        self._set_reps(node_id, node_reps)
         self._set_node(node_id, merged)
 
     def _set_node(self, node_id: str, node: Node | None) -> None:
@@ -189,6 +198,10 @@ class TopologyGraph:
         groups = self._groups_of.get(node_id)
         if groups:
             self._stale_groups.update(groups)
+        node_reps = self._reps.get(node_id)
+        group = node_reps[_GROUP] if node_reps is not None else None
+        if group is not None and group != node_id:
+            self._stale_groups.add(group)  # a process: its group's sums change
 
     # ---- pods and services ------------------------------------------------------------
 
@@ -216,6 +229,9 @@ class TopologyGraph:
 
     def _rebuild_group(self, group_id: str) -> None:
         kind = kind_of(group_id)
+        if kind is NodeKind.PROCESS_GROUP:
+            self._rebuild_process_group(group_id)
+            return
         by_agent = self._members.get(group_id, {})
         members = sorted({c for ids in by_agent.values() for c in ids})
         containers = [self.nodes[c] for c in members if c in self.nodes]
@@ -251,6 +267,12 @@ class TopologyGraph:
         )
         self._set_group(group_id, node)
 
+    def _rebuild_process_group(self, group_id: str) -> None:
+        members = self._processes_of.get(group_id, ())
+        node = group_node(group_id, (self.nodes[p] for p in members if p in self.nodes))
+        self._set_node(group_id, node)
+        self._set_reps(group_id, reps(host=node.host or "", process_group=group_id) if node is not None else None)
+
     def _set_group(self, group_id: str, node: Node | None) -> None:
         self._set_node(group_id, node)
         if node is None:
@@ -262,16 +284,32 @@ class TopologyGraph:
 
     def _set_reps(self, node_id: str, node_reps: Reps | None) -> None:
         """Where a node sits changed: connections projected through it move."""
-        if self._reps.get(node_id) == node_reps:
+        before = self._reps.get(node_id)
+        if before == node_reps:
             return
         if node_reps is None:
             del self._reps[node_id]
         else:
             self._reps[node_id] = node_reps
+        was = before[_GROUP] if before is not None else None
+        now = node_reps[_GROUP] if node_reps is not None else None
+        if was != now and node_id not in (was, now):  # a process joins or leaves a group
+            self._move_process(node_id, was, now)
         # Connections through this node: those aimed at it (recorded readers)
         # and those leaving it, which only the agents describing it report.
         self._to_reproject.update(self._rep_readers.of(node_id))
         self._to_reproject.update(self._sources.get(node_id, ()))
+
+    def _move_process(self, process: str, was: str | None, now: str | None) -> None:
+        if was is not None:
+            members = self._processes_of[was]
+            members.discard(process)
+            if not members:
+                del self._processes_of[was]
+            self._stale_groups.add(was)
+        if now is not None:
+            self._processes_of.setdefault(now, set()).add(process)
+            self._stale_groups.add(now)
 
     # ---- endpoints and connection resolution -----------------------------------------------
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import attrs
 import orjson
 
-from ._model import NODE_FIELDS, Edge, Node, NodeKind, View, edge_entries
+from ._model import NODE_FIELDS, WHOLE_KINDS, Edge, Node, NodeKind, View, edge_entries
 from ._snapshot import TopologySnapshot, _joined, _timestamp, _visible_part, kind_of
 
 SUMMARY_FIELDS = ("id", "type", "label", "parent", "metrics")
@@ -22,7 +22,7 @@ MAX_PAGE = 50_000
 """The largest page (nodes) a listing is cut into."""
 
 _VIEW_OF = {view.kind: view for view in View}
-_ID_ORDER = sorted(NodeKind, key=lambda kind: kind.value)
+_ID_ORDER = sorted(WHOLE_KINDS, key=lambda kind: kind.value)
 """Kinds in the order of their nodes' ids (``container:...`` < ``host:...`` < ...)."""
 _SOURCE = itemgetter(0)
 T = TypeVar("T")
@@ -124,7 +124,7 @@ class Listing:
                  visible: Callable[[Node], bool] | None = None, batch: int = 1024) -> None:
         self.snapshot, self.view, self.limit, self.after = snapshot, view, limit, after
         self.fields, self.visible, self.batch = fields, visible, batch
-        self.kinds = [view.kind] if view is not None else _ID_ORDER
+        self.kinds: list[NodeKind] = [view.kind] if view is not None else list(_ID_ORDER)
         if limit is not None and not 1 <= limit <= MAX_PAGE:
             raise ValueError(f"limit: must be 1 to {MAX_PAGE}")
         if fields is not None:

@@ -22,6 +22,7 @@ from trioscope.wire import (
 
 from ._controls import controls_for
 from ._model import VIEWS, Node, NodeKind, Reps, View, container_id, host_id, pod_id, process_id, reps, service_id
+from ._process_groups import group_of
 
 # Endpoint keys: ("tcp", "10.0.0.5", 5432). The protocol family (tcp/tcp6) is
 # folded: an IPv6 socket that listens on :: also accepts IPv4.
@@ -255,7 +256,8 @@ def build_partition(report: Report, received_at: float) -> Partition:
         by_pid[p.pid] = node.id
         outer = node_reps[container] if container else node_reps[host]
         node_reps[node.id] = reps(host=host, container=container, process=node.id,
-                                  pod=outer[VIEWS.index(View.PODS)], service=outer[VIEWS.index(View.SERVICES)])
+                                  pod=outer[VIEWS.index(View.PODS)], service=outer[VIEWS.index(View.SERVICES)],
+                                  process_group=group_of(node))
 
     listeners: dict[EndpointKey, str] = {}
     local: dict[tuple[str, int], str] = {}

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import attrs
 import orjson
 
-from ._model import Edge, Node, NodeKind, View, edge_entries
+from ._model import WHOLE_KINDS, WHOLE_VIEWS, Edge, Node, NodeKind, View, edge_entries
 
 
 _KINDS = {kind.value: kind for kind in NodeKind}
@@ -65,12 +65,13 @@ class TopologySnapshot:
             return None
 
     def nodes(self, view: View | None = None) -> Iterator[Node]:
-        kinds = [view.kind] if view is not None else list(NodeKind)
+        """The nodes of ``view``; None: of the whole topology (``WHOLE_KINDS``)."""
+        kinds = [view.kind] if view is not None else WHOLE_KINDS
         for kind in kinds:
             yield from self._nodes[kind].values()
 
     def edges(self, view: View | None = None) -> Iterator[Edge]:
-        for v in [view] if view is not None else list(View):
+        for v in [view] if view is not None else WHOLE_VIEWS:
             yield from self._edges[v].values()
 
     def nodes_of(self, kind: NodeKind) -> Mapping[str, Node]:
@@ -83,16 +84,16 @@ class TopologySnapshot:
     def counts(self) -> dict[str, Any]:
         return {
             "version": self.version,
-            "nodes": sum(len(n) for n in self._nodes.values()),
-            "edges": sum(len(e) for e in self._edges.values()),
+            "nodes": sum(len(self._nodes[k]) for k in WHOLE_KINDS),
+            "edges": sum(len(self._edges[v]) for v in WHOLE_VIEWS),
             "nodes_by_type": {k.value: len(n) for k, n in self._nodes.items()},
             "edges_by_view": {v.value: len(e) for v, e in self._edges.items()},
         }
 
     def size(self, view: View | None = None) -> int:
         """Nodes and edges in ``view``."""
-        kinds = [view.kind] if view is not None else list(NodeKind)
-        views = [view] if view is not None else list(View)
+        kinds = [view.kind] if view is not None else WHOLE_KINDS
+        views = [view] if view is not None else WHOLE_VIEWS
         return sum(len(self._nodes[k]) for k in kinds) + sum(len(self._edges[v]) for v in views)
 
     def chunks(self, view: View | None = None, batch: int = 4096,

@@ -1,12 +1,13 @@
 // The details panel of the selected node: metadata, labels, its parents,
 // groups, children and connections (each a link to that node), its metrics
 // with 15-second sparklines, and for containers the controls it allows. A
-// group of processes (groups.js) is described from the page's own topology.
+// group of processes (groups.js) is described from the live view's node.
 
 import { api } from "./api.js";
 import { el, sparkline } from "./dom.js";
 import { health } from "./health.js";
 import { metricLabel, metricValue } from "./format.js";
+import { memberIds } from "./groups.js";
 import { labelOfId } from "./model.js";
 
 const REFRESH_MS = 15000; // the metrics' resolution: nothing new comes sooner
@@ -46,11 +47,11 @@ export class DetailsPanel {
     this.#stop();
   }
 
-  // A group of processes: `group` its node, null when no process of that name
-  // is on that host any more (undefined: the view is still loading); `members`
-  // its processes. Nothing to fetch: the live view has it all, and this is
-  // called again whenever it changes.
-  showGroup(id, group, members) {
+  // A group of processes (the processes-by-name view): `group` its node as
+  // the view shows it, null when no process of that name is on that host any
+  // more (undefined: the view is still loading). Nothing to fetch: the live
+  // view has it, and this is called again whenever it changes.
+  showGroup(id, group) {
     this.#stop();
     this.id = id;
     this.root.hidden = false;
@@ -58,37 +59,35 @@ export class DetailsPanel {
     if (!group) {
       this.title.textContent = id.split(":").slice(2).join(":") || id;
       this.root.dataset.state = group === undefined ? "loading" : "gone";
-      const left = members.map((node) => this.#link(node));
       this.body.replaceChildren(group === undefined ? el("p", { class: "muted", text: "loading…" })
-        : left.length ? el("p", { text: "One process of that name is left: " }, left)
-          : el("p", { text: "No process of that name runs on that host now." }));
+        : el("p", { text: "No process of that name runs on that host now." }));
       return;
     }
     this.root.dataset.state = "loaded";
-    this.title.textContent = group.metadata.name;
-    const cpu = (node) => (node.metrics && node.metrics.cpu_percent) || 0;
-    const busiest = [...members].sort((a, b) => cpu(b) - cpu(a) || a.metadata.pid - b.metadata.pid);
-    const facts = [["name", group.metadata.name], ["host", labelOfId(group.host)], ["processes", members.length]];
+    const name = group.metadata.name;
+    this.title.textContent = name;
+    const members = memberIds(group);
+    const pids = group.metadata.pids || [];
+    const statuses = Object.entries(group.metadata.statuses || {}).map(([status, n]) => `${n} ${status}`).join(", ");
+    const facts = [["name", name], ["host", labelOfId(group.host)], ["processes", members.length], ["statuses", statuses]];
     this.body.replaceChildren(
       el("p", {},
         el("span", { class: `badge status ${health(group)}`, text: group.status }), " ",
         el("span", { class: "badge", text: "processes of one name" })),
       el("section", { class: "metrics" }, el("h3", { text: "Metrics (summed)" }),
-        Object.entries(group.metrics).map(([name, value]) => el("div", { class: "metric", "data-metric": name },
-          el("span", { text: metricLabel(name) }), el("span"), el("span", { class: "value", text: metricValue(name, value) })))),
+        Object.entries(group.metrics).map(([metric, value]) => el("div", { class: "metric", "data-metric": metric },
+          el("span", { text: metricLabel(metric) }), el("span"), el("span", { class: "value", text: metricValue(metric, value) })))),
       el("h3", { text: "Metadata" }),
       el("dl", {}, facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: String(v) })])),
       el("h3", { text: `Processes (${members.length})` }),
       el("ul", { "data-list": "processes" },
-        busiest.slice(0, MAX_LINKS).map((node) => el("li", {}, this.#link(node),
-          el("span", { class: "muted", text: ` ${[node.metadata.container_name, metricValue("cpu_percent", cpu(node))]
-            .filter(Boolean).join(" · ")}` }))),
+        members.slice(0, MAX_LINKS).map((member, n) => el("li", {}, this.#link(member, `${name} ${pids[n]}`))),
         members.length > MAX_LINKS ? el("li", { class: "muted", text: `and ${members.length - MAX_LINKS} more` }) : null));
   }
 
-  #link(process) {
-    return el("a", { href: "#", "data-node": process.id, text: `${process.label} ${process.metadata.pid}`,
-      onclick: (event) => { event.preventDefault(); this.onNavigate(process.id); } });
+  #link(id, text) {
+    return el("a", { href: "#", "data-node": id, text,
+      onclick: (event) => { event.preventDefault(); this.onNavigate(id); } });
   }
 
   #stop() {

@@ -1,14 +1,17 @@
 // Search and filters as one predicate over nodes. Pure.
 //
 // Search is case-insensitive and every word must occur somewhere: in the label,
-// the id, a metadata value or a label's key=value. Labels given as "key=value"
+// the id, a metadata value or a label's key=value (an item of a list:
+// key=item, as in pids=1013). Labels given as "key=value"
 // must match exactly; a bare "key" asks for the label to be present.
 
 function haystack(node) {
   const parts = [node.label, node.id, node.status, node.type];
   const walk = (value, key) => {
     if (value === null || value === undefined) return;
-    if (typeof value === "object") {
+    if (Array.isArray(value)) {
+      for (const item of value) walk(item, key); // "pids=1013", "ip_addresses=10.0.0.5"
+    } else if (typeof value === "object") {
       for (const [k, v] of Object.entries(value)) walk(v, k);
     } else {
       parts.push(key ? `${key}=${value}` : String(value));

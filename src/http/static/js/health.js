@@ -15,12 +15,22 @@ export const COLOURS = {
   healthy: "#2e9d5b", warning: "#d99a16", critical: "#d64545", unknown: "#9aa3b2",
 };
 
+const RANK = { critical: 0, warning: 1, unknown: 2, healthy: 3 }; // worst first
+
 export function health(node) {
-  if (node.health) return node.health; // a group of processes: its worst one's (groups.js)
-  const base = BY_STATUS[node.status] || "unknown";
-  if (base !== "healthy") return base;
   const metrics = node.metrics || {};
-  const cpu = metrics.cpu_usage ?? metrics.cpu_percent;
+  let base = BY_STATUS[node.status] || "unknown";
+  const statuses = node.type === "process_group" && node.metadata && node.metadata.statuses;
+  if (statuses) {
+    // A group of processes is coloured by its worst process, not by the sum of
+    // its CPU: eight workers at 20 % of a core each are not a process at 160 %.
+    for (const status of Object.keys(statuses)) {
+      const of = BY_STATUS[status] || "unknown";
+      if (RANK[of] < RANK[base]) base = of;
+    }
+  }
+  if (base !== "healthy") return base;
+  const cpu = statuses ? metrics.cpu_percent_max : metrics.cpu_usage ?? metrics.cpu_percent;
   if (typeof cpu === "number" && cpu >= 90) return "critical";
   if (typeof cpu === "number" && cpu >= 75) return "warning";
   return base;

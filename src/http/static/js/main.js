@@ -8,7 +8,7 @@ import { DetailsPanel } from "./details.js";
 import { compileFilter } from "./filter.js";
 import { clock, metricLabel } from "./format.js";
 import { GraphView } from "./graph.js";
-import { ProcessGroups, isGroupId } from "./groups.js";
+import { ProcessesShown, groupShowing, isGroupId, processesView } from "./groups.js";
 import { Layout } from "./layout.js";
 import { Topology, splitId } from "./model.js";
 import { ReconnectingSocket } from "./socket.js";
@@ -22,7 +22,7 @@ const $ = (id) => document.getElementById(id);
 let state = parseState(location.search);
 let model = new Topology();
 let shownGroup = null; // the group of processes whose details are shown, as they were
-let processes = null; // in the processes view, what it shows (groups by name, kernel threads hidden): groups.js
+let processes = null; // in the processes view, what it shows (groups labelled with their count, kernel threads hidden): groups.js
 const layout = new Layout();
 let live = null;
 let principal = null;
@@ -62,8 +62,8 @@ function setState(changes) {
   const before = state;
   state = { ...state, ...changes };
   saveState();
-  if (state.view !== before.view) switchView();
-  else if (state.group !== before.group || state.kthreads !== before.kthreads) regroup();
+  if (serverView(state) !== serverView(before)) switchView();
+  else if (state.kthreads !== before.kthreads) regroup();
   if (state.node !== before.node) {
     showDetails();
     if (state.mode === "table") requestAnimationFrame(() => table.reveal(shownOf(state.node)));
@@ -75,8 +75,8 @@ function setState(changes) {
 window.addEventListener("popstate", () => {
   const before = state;
   state = parseState(location.search);
-  if (state.view !== before.view) switchView();
-  else if (state.group !== before.group || state.kthreads !== before.kthreads) regroup();
+  if (serverView(state) !== serverView(before)) switchView();
+  else if (state.kthreads !== before.kthreads) regroup();
   showDetails();
   syncControls();
   invalidate();
@@ -156,6 +156,7 @@ function syncControls() {
   $("process-options").hidden = state.view !== "processes";
   $("group-by-name").checked = state.group;
   $("show-kernel").checked = state.kthreads;
+  $("show-kernel").closest("label").hidden = state.group; // the grouped view has no kernel threads
   fillMetricChoices();
   $("metric-min").value = state.min === null ? "" : String(state.min);
   $("graph").hidden = state.mode !== "graph";
@@ -175,10 +176,15 @@ function fillMetricChoices(names = model.metricNames()) {
 
 // ---- the live topology -------------------------------------------------------------------
 
-// Where the layout puts a node: with its parent, or, where processes are
-// grouped by name, every process and group with its host.
+// The server's view for the page's: the processes view grouped by name is
+// `processes-by-name`, ungrouped `processes` (each subscribed to when shown).
+function serverView(of = state) {
+  return of.view === "processes" ? processesView(of.group) : of.view;
+}
+
+// Where the layout puts a node: with its parent (a group of processes: its host).
 function groupOf(node) {
-  return (processes && processes.group && node.host) || node.parent || "";
+  return node.parent || "";
 }
 
 // The nodes the view shows.
@@ -188,7 +194,7 @@ function shownNodes() {
 
 // The shown node standing for `id`: a process's group where it is grouped.
 function shownOf(id) {
-  return (processes && id && !isGroupId(id) && processes.shownOf(id)) || id;
+  return (processes && state.group && id && groupShowing(processes.nodes, id)) || id;
 }
 
 function groupNode(id) {
@@ -198,25 +204,25 @@ function groupNode(id) {
 function showDetails() {
   if (!isGroupId(state.node)) return details.show(state.node);
   shownGroup = model.version === null ? undefined : groupNode(state.node); // undefined: not known yet
-  details.showGroup(state.node, shownGroup, processes ? processes.membersOf(state.node) : []);
+  details.showGroup(state.node, shownGroup);
 }
 
 // The processes view's options changed: what it shows is built again, and laid out afresh.
 function regroup() {
-  processes = state.view === "processes" ? new ProcessGroups({ group: state.group, kernel: state.kthreads }) : null;
+  processes = state.view === "processes" ? new ProcessesShown({ kernel: state.kthreads }) : null;
   if (processes) processes.reset(model.nodes);
   layout.clear();
   graph.placed = false;
 }
 
 function liveUrl() {
-  liveView = state.view;
+  liveView = serverView();
   resyncing = false;
-  return socketUrl(`/api/v1/ws?view=${encodeURIComponent(state.view)}`);
+  return socketUrl(`/api/v1/ws?view=${encodeURIComponent(liveView)}`);
 }
 
 function onTopology(payload) {
-  if (payload.view !== state.view) return; // still the previous view's, in flight
+  if (payload.view !== serverView()) return; // still the previous view's, in flight
   // What the page itself spends on a view is from here to "trioscope:interactive" (bench/ui.py).
   if (payload.reset && document.documentElement.dataset.ready !== "true") performance.mark("trioscope:view-received");
   const change = model.apply(payload);
@@ -269,8 +275,9 @@ function switchView() {
 
 // Not connected right now? Then the next connection asks for the view in its URL.
 function followView() {
-  if (live && liveView !== state.view && live.send({ type: "subscribe", topics: ["topology"], view: state.view })) {
-    liveView = state.view;
+  const view = serverView();
+  if (live && liveView !== view && live.send({ type: "subscribe", topics: ["topology"], view })) {
+    liveView = view;
     resyncing = false;
   }
 }
@@ -288,13 +295,12 @@ function render() {
   // The type filter is offered in the All view only; elsewhere the view is the type.
   const filters = { ...state, type: state.view === "all" ? state.type : "" };
   const match = compileFilter(filters);
-  // Decided once per render, not per node drawn: a group matches when it, or
-  // any of its processes, does (a search for a pid shows the pid's group).
+  // Decided once per render, not per node drawn (a group of processes lists
+  // their pids: a search for a pid shows the pid's group).
   let matched = null;
   if (match.active) {
     matched = new Set();
-    const member = (id) => { const node = model.nodes.get(id); return node !== undefined && match(node); };
-    for (const [id, node] of all) if (match(node) || (node.members && node.members.some(member))) matched.add(id);
+    for (const [id, node] of all) if (match(node)) matched.add(id);
   }
   const shows = matched ? (node) => matched.has(node.id) : everything;
   const metrics = model.metricNames();
@@ -303,13 +309,12 @@ function render() {
   const counted = (n) => `${n} node${n === 1 ? "" : "s"}`;
   $("counts").textContent = loading ? "loading…" : matched ? `${shown} of ${counted(all.size)}` : counted(all.size);
   $("counts").dataset.shown = String(shown);
-  if (processes) {
+  if (processes && !state.group) {
     const kernel = processes.kernelThreads.size;
     $("kernel-count").textContent = kernel ? `(${kernel}${state.kthreads ? "" : " hidden"})` : "";
   }
   if (state.mode === "graph") {
-    const edges = processes ? processes.edges(model.edges) : model.edges;
-    graph.setData({ nodes: all, names: model.names, edges, edgesVersion: model.edgeVersion, layout, match: shows,
+    graph.setData({ nodes: all, names: model.names, edges: model.edges, edgesVersion: model.edgeVersion, layout, match: shows,
       sizeBy: state.size, selected: shownOf(state.node) });
   } else {
     const nodes = matched ? [...all.values()].filter(shows) : [...all.values()];

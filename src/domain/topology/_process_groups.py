@@ -1,0 +1,68 @@
+"""Processes of one name on one host as one node: the ``processes-by-name``
+view, as Weave Scope's "application processes by name" showed them.
+
+At 1,000 hosts of 100 processes the processes view is 100,000 nodes and
+~200,000 edges (80 MB of JSON); grouped, ~13,000 nodes and the edges between
+groups, each the sum of the connections between their processes. Kernel
+threads are in no group: they are noise in a map of applications (and the
+processes view still has them).
+
+The graph keeps each group's members (from the processes' representatives,
+``Reps``), rebuilds a group's node from its members when one of them changes,
+and projects connections onto groups like onto any other view.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+from ._model import Node, NodeKind, process_group_id
+
+
+def group_of(process: Node) -> str | None:
+    """The id of the group ``process`` is shown in (its host's processes of
+    its name), or None: a kernel thread, or a node that is no process."""
+    if process.kind is not NodeKind.PROCESS or process.host is None or process.metadata.get("kernel_thread"):
+        return None
+    return process_group_id(process.host.partition(":")[2], name_of(process))
+
+
+def name_of(process: Node) -> str:
+    """What a process is grouped by: its name (its pid for a nameless one)."""
+    return process.metadata.get("name") or process.label
+
+
+def group_node(group_id: str, members: Iterable[Node]) -> Node | None:
+    """The node of group ``group_id`` from its member processes (None for
+    none): their CPU and memory summed, how many there are, their pids, how
+    many are in each status, and the status most of them are in.
+
+    The same whatever order ``members`` come in (sums are taken in id order)."""
+    ordered = sorted(members, key=lambda node: node.id)
+    if not ordered:
+        return None
+    first = ordered[0]
+    newest = max(ordered, key=lambda node: (node.last_seen, node.id))
+    statuses = Counter(node.status for node in ordered)
+    cpu = [node.metrics.get("cpu_percent", 0.0) for node in ordered]
+    metadata: dict[str, Any] = {
+        "name": name_of(first),
+        "pids": sorted(node.metadata.get("pid", 0) for node in ordered),
+        "statuses": dict(sorted(statuses.items())),
+    }
+    return Node(
+        id=group_id, kind=NodeKind.PROCESS_GROUP, label=name_of(first), parent=first.host, host=first.host,
+        agent_id=newest.agent_id,
+        # The most common status (ties: the first by name); "statuses" has them all.
+        status=min(statuses, key=lambda status: (-statuses[status], status)),
+        last_seen=newest.last_seen,
+        metadata=metadata,
+        metrics={
+            "cpu_percent": sum(cpu),
+            "cpu_percent_max": max(cpu),
+            "memory_mb": sum(node.metrics.get("memory_mb", 0.0) for node in ordered),
+            "processes": float(len(ordered)),
+        },
+    )
