@@ -2,7 +2,8 @@
 
 Children start in this order and stop in the reverse order, so an actor may
 rely on every actor above it while it starts, runs and drains its mailbox:
-the topology actor stops (merging what it has queued) before the agents do.
+the topology actor stops (merging what it has queued) before the agents do,
+and the roster, which hands them reports, stops before all of them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from trioscope.actors.deployment_queue import queue_spec
 from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor, HubMembers
 from trioscope.actors.notifier import NotifierActor
+from trioscope.actors.roster import RosterActor
 from trioscope.actors.store import StoreActor
 from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
@@ -32,9 +34,12 @@ STORE = "/root/store"
 DIRECTORY = "/root/directory"
 QUEUES = "/root/queues"
 NOTIFIER = "/root/notifier"
+ROSTER = "/root/roster"
 
 TOPOLOGY_MAILBOX = 4096
 """Reports queued for merging before ``POST /api/v1/reports`` answers 503."""
+ROSTER_MAILBOX = 4096
+"""Reports, registrations and heartbeats waiting for the roster before they get 503."""
 
 
 def database_path(settings: Settings) -> Path:
@@ -87,6 +92,14 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="hub", factory=lambda: HubActor(TOPOLOGY, settings.websocket.max_rate, hub_members),
                       mailbox_size=4096),
             dynamic_supervisor("clients", max_children=settings.websocket.max_clients),
+            # Probes' reports, registrations and heartbeats: it starts their
+            # actors under /root/agents and hands reports to the topology, the
+            # agent's actor and the hub. Last: it stops first, so nothing is
+            # handed on while the topology drains.
+            ActorSpec(name="roster",
+                      factory=lambda: RosterActor(settings, agents_path=AGENTS, topology_path=TOPOLOGY,
+                                                  hub_path=HUB, directory=directory_view),
+                      mailbox_size=ROSTER_MAILBOX),
         ],
     )
 

@@ -1,4 +1,6 @@
-"""One actor per known agent, under the ``/root/agents`` dynamic supervisor.
+"""One actor per known agent, under the ``/root/agents`` dynamic supervisor,
+started by the roster actor (``roster.py``), which also hands it the agent's
+reports, registration and heartbeats.
 
 It holds the agent's registration, liveness, latest report and host-level
 metric history, and stops itself once the agent has been silent for
@@ -30,6 +32,9 @@ class Register:
 @attrs.frozen
 class Heartbeat:
     """Answered with the server time it was recorded at."""
+
+    at: float | None = None
+    """When the server heard it (None: now, by this actor's clock)."""
 
 
 @attrs.frozen
@@ -77,8 +82,9 @@ class AgentActor(Actor):
         if isinstance(message, ReportReceived):
             self.state.receive(message.report, message.packed, message.received_at)
         elif isinstance(message, Heartbeat):
-            self.state.heartbeat(now)
-            return now
+            at = now if message.at is None else message.at
+            self.state.heartbeat(at)
+            return at
         elif isinstance(message, Describe):
             return self.state.describe(now, self.settings.agents.stale_threshold)
         elif isinstance(message, LatestReport):

@@ -11,7 +11,7 @@ A poll names its agent, and nothing is handed to it unless that agent is still
 an active agent of the deployment in the directory's published snapshot, read
 when the command is handed over (the directory publishes a decommission or a
 re-enrolment before answering it, so there is no window). Polls of an agent
-that was retired meanwhile are answered at once (``Waiter.retired``), when the
+that was retired meanwhile are answered at once (``RETIRED``), when the
 directory tells the queue (``AgentsRetired``) or at the latest at the next
 hand-out, so they end as a new request of that agent would.
 """
@@ -60,23 +60,13 @@ acknowledgement once already: it fails rather than going round again, since a
 command the agent may have received twice must not be run a third time unseen."""
 
 
-@attrs.define(eq=False)
-class Waiter:
-    """A poll waiting for a command; the actor fills ``delivery`` and sets ``ready``."""
+@attrs.frozen
+class PollRetired:
+    """What a poll gets when its agent was decommissioned or replaced: nothing
+    (it ends with what a new request of that agent would get)."""
 
-    min_rank: int = 0
-    skip: str | None = None
-    agent_id: str | None = None
-    """The agent polling: nothing is handed to the poll once the directory no
-    longer has it as an active agent of the deployment (None: not checked)."""
-    ready: trio.Event = attrs.field(factory=trio.Event)
-    delivery: Delivery | None = None
-    abandoned: bool = False
-    """Set by the poll when it ends: nothing is handed to it after that, even if
-    its ``Poll`` message is handled only later (an ask that timed out)."""
-    retired: bool = False
-    """Set by the actor, with ``ready``, when ``agent_id`` was decommissioned or
-    replaced: the poll ends with what a new request of that agent would get."""
+
+RETIRED = PollRetired()
 
 
 @attrs.frozen
@@ -97,18 +87,44 @@ class Cancel:
     audit: AuditEntry
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
 class Poll:
-    """Answered with a delivery now, or None after registering ``waiter``."""
+    """An agent's long-poll: answered with a delivery now, with ``RETIRED``, or
+    with None once it waits. A waiting poll is sent one answer later on
+    ``reply`` (a delivery, or ``RETIRED``), and ``reply`` is closed without one
+    when the actor stops.
 
-    waiter: Waiter
+    The poller ends its poll by closing the receiving end of ``reply``: from
+    then on nothing is handed to it, even if this message is handled only
+    later (an ask that timed out). The actor looks before it hands a command
+    over, with no checkpoint in between, so a command is either in ``reply``
+    (for the poller to take, or give back with ``Undeliverable``) or still
+    queued. ``reply`` is the only thing poller and actor share: nothing of the
+    poll is changed by either once it is sent."""
+
+    reply: trio.MemorySendChannel[Delivery | PollRetired]
+    """One answer (buffer of one): the poller holds the receiving end."""
+    agent_id: str | None = None
+    """The agent polling: nothing is handed to the poll once the directory no
+    longer has it as an active agent of the deployment (None: not checked)."""
+    min_rank: int = 0
+    skip: str | None = None
+    """``last_command_id``: a command the agent says it has."""
+
+
+def open_poll(*, agent_id: str | None = None, min_rank: int = 0, skip: str | None = None,
+              ) -> tuple[Poll, trio.MemoryReceiveChannel[Delivery | PollRetired]]:
+    """A ``Poll`` and the end its later answer arrives on (close it to end the poll)."""
+    reply, answers = trio.open_memory_channel[Delivery | PollRetired](1)
+    return Poll(reply, agent_id=agent_id, min_rank=min_rank, skip=skip), answers
 
 
 @attrs.frozen
 class Withdraw:
-    """The poll is ending: answered with what was delivered to it meanwhile (or None)."""
+    """The poll ended (its receiving end is closed): forget it now rather than
+    at the next hand-out. Answered with None."""
 
-    waiter: Waiter
+    poll: Poll
 
 
 @attrs.frozen
@@ -163,7 +179,8 @@ class DeploymentQueueActor(RefusingActor):
         self.clock = clock
         c = settings.commands
         self.queue = DeploymentQueue(delivery_deadline=c.delivery_deadline, timeout_grace=c.timeout_grace)
-        self.waiters: list[Waiter] = []
+        self.waiters: list[Poll] = []
+        """Polls waiting for a command, oldest first."""
         self.idle_since = clock()
         self.last_sequence = 0
 
@@ -218,30 +235,29 @@ class DeploymentQueueActor(RefusingActor):
 
     async def serve(self, message: Any, now: float) -> Any:
         if isinstance(message, Poll):
-            waiter = message.waiter
-            if waiter.abandoned:
+            poll = message
+            if _ended(poll):
                 return None  # its request already answered (the ask timed out)
-            if not self._active(waiter):
-                _retire(waiter)
-                return None
-            if waiter.skip is not None:
-                await self._acknowledge(waiter.skip, now)
-            delivery = await self._take_for(waiter, now)
-            if waiter.abandoned or waiter.retired:
+            if not self._active(poll):
+                return RETIRED
+            if poll.skip is not None:
+                await self._acknowledge(poll.skip, now)
+            answer = await self._take_for(poll, now)
+            if answer is None and not _ended(poll):
+                self.waiters.append(poll)
+            elif answer is None or isinstance(answer, PollRetired):
                 await self._dispatch(now)  # what it could not have may go to another poll
-            elif delivery is None:
-                self.waiters.append(waiter)
-            return delivery
+            return answer
         if isinstance(message, AgentsRetired):
-            for waiter in list(self.waiters):
-                if not self._active(waiter):
-                    self.waiters.remove(waiter)
-                    _retire(waiter)
+            for poll in list(self.waiters):
+                if not self._active(poll):
+                    self.waiters.remove(poll)
+                    _answer(poll, RETIRED)
             return None
         if isinstance(message, Withdraw):
-            if message.waiter in self.waiters:
-                self.waiters.remove(message.waiter)
-            return message.waiter.delivery
+            if message.poll in self.waiters:
+                self.waiters.remove(message.poll)
+            return None
         if isinstance(message, Create):
             if len(self.queue) >= self.settings.commands.max_queued:
                 raise QuotaExceeded("open commands per deployment", self.settings.commands.max_queued,
@@ -311,9 +327,9 @@ class DeploymentQueueActor(RefusingActor):
                 continue
             return delivered
 
-    def _active(self, waiter: Waiter) -> bool:
-        """Whether the waiter's agent is still an active agent of this deployment."""
-        return waiter.agent_id is None or self._is_active(waiter.agent_id)
+    def _active(self, poll: Poll) -> bool:
+        """Whether the polling agent is still an active agent of this deployment."""
+        return poll.agent_id is None or self._is_active(poll.agent_id)
 
     def _is_active(self, agent_id: str) -> bool:
         if self.agents is None:
@@ -332,18 +348,19 @@ class DeploymentQueueActor(RefusingActor):
         except Conflict:
             await self._reload(command.id)
 
-    async def _take_for(self, waiter: Waiter, now: float) -> Delivery | None:
-        """The next delivery for ``waiter``, ``sent`` committed; None if there is
-        none, or if the poll ended or its agent was retired while ``sent`` was
-        being committed: then the command is queued again and, for a retired
-        agent, the waiter answered."""
-        delivery = await self._take(now, waiter.min_rank, waiter.skip)
-        if delivery is None or (not waiter.abandoned and self._active(waiter)):
-            return delivery
-        await self._put_back(delivery, now, POLL_CLOSED if waiter.abandoned else AGENT_RETIRED)
-        if not waiter.abandoned:
-            _retire(waiter)
-        return None
+    async def _take_for(self, poll: Poll, now: float) -> Delivery | PollRetired | None:
+        """The next delivery for ``poll``, ``sent`` committed (the poll still
+        open when it returns); None if there is none, or if the poll ended while
+        ``sent`` was being committed; ``RETIRED`` if its agent was retired
+        meanwhile. In those two cases the command is queued again."""
+        delivery = await self._take(now, poll.min_rank, poll.skip)
+        if delivery is None:
+            return None
+        ended = _ended(poll)
+        if not ended and self._active(poll):
+            return delivery  # no checkpoint between this look and the caller's hand-over
+        await self._put_back(delivery, now, POLL_CLOSED if ended else AGENT_RETIRED)
+        return None if ended else RETIRED
 
     async def _put_back(self, delivery: Delivery, now: float, reason: str) -> None:
         """Undo a ``_take`` whose poll cannot have it (without a dispatch: the caller is dispatching)."""
@@ -372,22 +389,22 @@ class DeploymentQueueActor(RefusingActor):
     async def _dispatch(self, now: float) -> None:
         """Hand what is deliverable to the waiting polls, oldest poll first;
         answer those whose agent was retired."""
-        for waiter in list(self.waiters):
-            if waiter.abandoned:
-                self.waiters.remove(waiter)
+        for poll in list(self.waiters):
+            if _ended(poll):
+                self.waiters.remove(poll)
                 continue
-            if not self._active(waiter):
-                self.waiters.remove(waiter)
-                _retire(waiter)
+            if not self._active(poll):
+                self.waiters.remove(poll)
+                _answer(poll, RETIRED)
                 continue
-            delivery = await self._take_for(waiter, now)
-            if delivery is None:
-                if waiter.abandoned or waiter.retired:
-                    self.waiters.remove(waiter)
+            answer = await self._take_for(poll, now)
+            if answer is None:
+                if _ended(poll):
+                    self.waiters.remove(poll)
                 continue
-            self.waiters.remove(waiter)
-            waiter.delivery = delivery
-            waiter.ready.set()
+            self.waiters.remove(poll)
+            if not _answer(poll, answer) and not isinstance(answer, PollRetired):
+                await self._put_back(answer, now, POLL_CLOSED)  # cannot be: it was open just now
 
     async def _undeliverable(self, delivery: Delivery, reason: str, now: float) -> None:
         if isinstance(delivery, CancelNotice):
@@ -450,7 +467,7 @@ class DeploymentQueueActor(RefusingActor):
             log.info("command %s %s", command.id, "timed out" if error else "expired",
                      extra={"event": "command_" + event.value, "command_id": command.id,
                             "deployment_hash": self.deployment_hash})
-        self.waiters = [w for w in self.waiters if not w.abandoned]
+        self.waiters = [p for p in self.waiters if not _ended(p)]
         if self.waiters:
             await self._dispatch(now)
         if len(self.queue) or self.waiters:
@@ -459,15 +476,23 @@ class DeploymentQueueActor(RefusingActor):
             self.context.stop()
 
     async def on_stop(self) -> None:
-        for waiter in self.waiters:
-            waiter.ready.set()  # nothing for them: they answer 204 at once
+        for poll in self.waiters:
+            poll.reply.close()  # nothing for them: they answer 204 at once
         self.waiters.clear()
 
 
-def _retire(waiter: Waiter) -> None:
-    """Answer a poll whose agent is no longer the deployment's: it gets nothing."""
-    waiter.retired = True
-    waiter.ready.set()
+def _ended(poll: Poll) -> bool:
+    """Whether the poller closed its end: it takes nothing any more."""
+    return poll.reply.statistics().open_receive_channels == 0
+
+
+def _answer(poll: Poll, answer: Delivery | PollRetired) -> bool:
+    """Send a waiting poll its one answer; False if the poll ended meanwhile."""
+    try:
+        poll.reply.send_nowait(answer)
+    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
+        return False
+    return True
 
 
 def _returned_for(command: Command, reason: str) -> bool:

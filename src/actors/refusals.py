@@ -56,6 +56,23 @@ class ReporterTaken(Refusal):
         self.reporter_id = reporter_id
 
 
+class TooManyAgents(Refusal):
+    """No room for a new probe: ``agents.max_agents`` are tracked and none may be forgotten for it."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the server already tracks its limit of {limit} agents (agents.max_agents) and none is "
+                         "silent long enough to be forgotten; enrolled probes always have room")
+        self.limit = limit
+
+
+class UnknownProbe(Refusal):
+    """A probe agent id the server tracks no actor for (never seen, or forgotten)."""
+
+    def __init__(self, agent_id: str) -> None:
+        super().__init__(f"no agent {agent_id!r} is known; register it or send a report")
+        self.agent_id = agent_id
+
+
 REFUSALS = (Refusal, IllegalTransition)
 
 

@@ -1,4 +1,10 @@
-"""The HTTP edge: Quart-Trio routes, error translation, JSON in and out."""
+"""The HTTP edge: Quart-Trio routes, error translation, JSON in and out.
+
+A handler parses and authenticates its request, sends one message to one actor
+(or reads a value an actor published) and translates the answer. It starts no
+actor for probes, builds no other actor's internal messages and shares nothing
+mutable with an actor; route modules share code only through ``_shared`` and
+the support modules."""
 
 from ._app import create_app as create_app
 from ._app import endpoint_lines as endpoint_lines

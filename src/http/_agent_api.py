@@ -9,30 +9,26 @@ reports ``status`` ``success`` or ``failed`` with ``error`` and ``completed_at``
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import orjson
-import trio
 from quart import Blueprint, Response, request
 
-from trioscope.actors.deployment_queue import POLL_CLOSED, Poll, Report, Undeliverable, Waiter, Withdraw
+from trioscope.actors.deployment_queue import Report
 from trioscope.actors.directory import RegisterAgent
 from trioscope.actors.refusals import EnrollmentRefused
-from trioscope.domain.commands import AgentRegistration, CommandReport, Delivery, Priority
+from trioscope.domain.commands import AgentRegistration, CommandReport, Priority
 from trioscope.domain.deployments import AgentAuthFailure
-from trioscope.runtime import ActorStopped, MailboxFull
 from trioscope.wire import InvalidDocument, decode
 
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
 from ._command_views import delivery_view
-from ._commands import ask_queue, integer_argument
 from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
+from ._shared import AgentRetired, ask_queue, credentials_failure, integer_argument, wait_for_command
 
-log = logging.getLogger(__name__)
 blueprint = Blueprint("agent_api", __name__)
 blueprint.before_request(_gate.check_address_rate)
 
@@ -95,63 +91,6 @@ def _poll_arguments() -> tuple[int, int, str | None]:
     return timeout, min_rank, last
 
 
-class AgentRetired(Exception):
-    """The polling agent was decommissioned or replaced while its poll waited."""
-
-
-async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, skip: str | None,
-                           agent_id: str | None = None) -> Delivery | None:
-    """Hold a poll of agent ``agent_id`` until a command is handed to it or
-    ``timeout`` passes.
-
-    The hand-off is safe both ways: the queue actor commits ``sent`` before it
-    hands a command over; and however this poll ends (answered, cancelled
-    because the client went away, its ask timed out), the waiter is marked
-    abandoned at once, so the actor gives it nothing later, and a command it
-    was given but could not pass on is queued again. Nothing is handed over
-    once the agent is no longer the deployment's active agent.
-
-    Raises:
-        AgentRetired: the agent was decommissioned or replaced (before the poll
-            reached the queue or while it waited); ``retired_refusal`` says how
-            a new request of the agent is refused.
-    """
-    waiter = Waiter(min_rank=min_rank, skip=skip, agent_id=agent_id)
-    taken = False
-    try:
-        with trio.CancelScope(shield=True):
-            # A poll is willing to wait its whole timeout, also for a queue actor
-            # that is still starting (many agents reconnecting at once).
-            delivery = await ask_queue(deployment_hash, Poll(waiter), timeout=max(10.0, timeout))
-        if delivery is None and not waiter.retired:
-            polls = services().polls
-            polls.add(waiter)
-            try:
-                with trio.move_on_after(timeout):
-                    await waiter.ready.wait()
-            finally:
-                polls.discard(waiter)
-            delivery = waiter.delivery
-        taken = True
-        if waiter.retired:
-            raise AgentRetired()
-        return delivery
-    finally:
-        # No checkpoint between reading ``delivery`` and this: the actor cannot
-        # hand the waiter anything in between.
-        waiter.abandoned = True
-        if not taken and waiter.delivery is not None:
-            give_back(deployment_hash, waiter.delivery)
-        elif waiter.delivery is None and not waiter.retired:
-            _forget(deployment_hash, waiter)
-
-
-async def credentials_failure(token: str | None, deployment_hash: str, agent_id: str) -> AgentAuthFailure | None:
-    """Why a new request of the agent with ``token`` would be refused now (None: it would not)."""
-    answer = (await _gate.directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=agent_id)
-    return answer if isinstance(answer, AgentAuthFailure) else None
-
-
 async def retired_refusal(token: str | None, deployment_hash: str, agent_id: str) -> ApiError:
     """The answer to a poll whose agent was retired while it waited: the same
     as a new request of the agent gets (410 decommissioned, 401 for a token that
@@ -161,26 +100,6 @@ async def retired_refusal(token: str | None, deployment_hash: str, agent_id: str
     return _gate.refuse(failure.status, failure.code, failure.message, action="auth.failure",
                         tenant=deployment.tenant if deployment is not None else None, actor=f"agent:{agent_id}",
                         deployment_hash=deployment_hash)
-
-
-def _forget(deployment_hash: str, waiter: Waiter) -> None:
-    """Tell the queue to drop the waiter now rather than at its next dispatch."""
-    ref = services().queues.child(deployment_hash)
-    if ref is not None:
-        try:
-            ref.tell(Withdraw(waiter))
-        except (MailboxFull, ActorStopped):
-            pass  # it is skipped as abandoned anyway
-
-
-def give_back(deployment_hash: str, delivery: Delivery, reason: str = POLL_CLOSED) -> None:
-    """A delivered command did not reach the agent: queue it again (``reason`` goes in its history)."""
-    ref = services().queues.child(deployment_hash)
-    if ref is not None:
-        try:
-            ref.tell(Undeliverable(delivery, reason))
-        except (MailboxFull, ActorStopped):  # it times out instead, and is reported so
-            log.warning("could not return undelivered command to %s", deployment_hash)
 
 
 @blueprint.get("/api/v1/agent/commands/wait/<deployment_hash>")

@@ -2,95 +2,27 @@
 
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any
 
 import attrs
 from quart import Blueprint, Response, request
 
-from trioscope.actors.agent import Describe, Heartbeat, Register, agent_spec
-from trioscope.actors.topology import PROCESS_HISTORY
-from trioscope.config import Settings, format_duration
+from trioscope.actors.agent import Describe
+from trioscope.actors.roster import ProbeHeartbeat, RegisterProbe
+from trioscope.config import format_duration
 from trioscope.domain.agents import rfc3339
 from trioscope.domain.timeseries import RESOLUTION
-from trioscope.actors.topology import ForgetAgent
-from trioscope.runtime import (
-    ActorFailed, ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull, TooManyChildren,
-)
-from trioscope.wire import InvalidDocument, MemoryBudget, decode_registration
+from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
+from trioscope.wire import InvalidDocument, decode_registration
 
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
 from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
+from ._shared import agent_or_404, ask_roster, memory_budget
 
-log = logging.getLogger(__name__)
 blueprint = Blueprint("agents", __name__)
-
-
-def agent_or_404(agent_id: str) -> ActorRef:
-    ref = services().agents.child(agent_id)
-    if ref is None:
-        raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} is known; register it or send a report",
-                       details={"agent_id": agent_id})
-    return ref  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
-
-
-async def ensure_agent(agent_id: str, *, enrolled: bool) -> ActorRef:
-    """The agent's actor, started if it is new, and noted as heard from now.
-
-    At ``agents.max_agents`` a new probe takes the place of an unenrolled one:
-    of one silent for ``agents.stale_threshold``, or, for a probe enrolled in a
-    deployment (its report signed), of the one heard from longest ago.
-    Enrolled probes are never forgotten for another, so they always have room
-    while unenrolled ones take it; a new unenrolled probe with no room gets 503.
-    """
-    s = services()
-    s.roster.touch(agent_id, time.monotonic())
-    if len(s.roster) > 2 * s.settings.agents.max_agents:
-        s.roster.retain(lambda a: s.agents.child(a) is not None)  # agents that went silent and stopped
-    known = s.agents.child(agent_id)  # the common case: no spec to build
-    if known is not None:
-        return known  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
-    for _ in range(3):  # a place made may be taken by a request in between
-        try:
-            return s.agents.ensure_child(agent_spec(agent_id, s.settings))  # type: ignore[no-any-return]  # (see above)
-        except TooManyChildren as exc:
-            limit = exc.limit
-        if not await _make_room(for_enrolled=enrolled):
-            break
-    s.roster.forget(agent_id)
-    s.metrics.refused("agents_full")
-    raise ApiError(503, "too_many_agents",
-                   f"the server already tracks its limit of {limit} agents (agents.max_agents) and none is "
-                   "silent long enough to be forgotten; enrolled probes always have room",
-                   headers={"Retry-After": "60"})
-
-
-async def _make_room(*, for_enrolled: bool) -> bool:
-    """Forget one unenrolled probe (``AgentRoster.reclaimable``); whether one was."""
-    s = services()
-    directory = await _gate.directory()
-    stale_after = s.settings.agents.stale_threshold
-    while True:
-        victim = s.roster.reclaimable(time.monotonic(), stale_after=stale_after, for_enrolled=for_enrolled,
-                                      enrolled=lambda a: directory.reporting_agent(a) is not None)
-        if victim is None:
-            return False
-        s.roster.forget(victim)
-        try:
-            await s.agents.stop_child(victim)
-        except (ActorNotFound, ActorStopped):
-            continue  # it had stopped by itself: look again
-        try:
-            s.topology.tell(ForgetAgent(victim))
-        except MailboxFull:
-            pass  # its nodes go once stale instead
-        log.info("forgot agent %s to make room for a new one (agents.max_agents)", victim,
-                 extra={"event": "agent_reclaimed", "agent_id": victim})
-        return True
 
 
 @blueprint.post("/api/v1/agents/register")
@@ -113,8 +45,7 @@ async def register() -> Response:
         # What the credentials prove, not what the body says.
         registration = attrs.evolve(registration, metadata={
             **registration.metadata, "deployment_hash": signer.deployment_hash, "command_agent_id": signer.id})
-    agent = await ensure_agent(registration.agent_id, enrolled=signer is not None)
-    await agent.ask(Register(registration))
+    await ask_roster(RegisterProbe(registration, enrolled=signer is not None))
     return json_response(
         {"status": "registered", "message": f"Agent {registration.agent_id} registered successfully",
          "agent_id": registration.agent_id},
@@ -127,18 +58,8 @@ async def heartbeat(agent_id: str) -> Response:
     """Send a heartbeat (404 for unknown agents)."""
     await _gate.check_report_rate()
     await read_json(services().settings, required=False)  # optional {agent_id, timestamp}
-    agent = agent_or_404(agent_id)
-    services().roster.touch(agent_id, time.monotonic())
-    at = await agent.ask(Heartbeat())
+    at = await ask_roster(ProbeHeartbeat(agent_id))
     return json_response({"status": "ok", "timestamp": rfc3339(at)})
-
-
-def memory_budget(settings: Settings) -> MemoryBudget:
-    """What one agent's report may take (``agents.memory_budget``), with the
-    metric history the server keeps for its nodes."""
-    history = settings.storage.max_data_age
-    return MemoryBudget(limit=settings.agents.memory_budget, history=history,
-                        process_history=min(history, PROCESS_HISTORY))
 
 
 @blueprint.get("/api/v1/agents/config/<agent_id>")

@@ -14,10 +14,10 @@ from trioscope.runtime import ActorSystem
 from trioscope.actors.client import LiveCounters
 from trioscope.domain.rates import RateLimiter
 from trioscope.store import StoreReader, token_secret
-from trioscope.system import AGENTS, CLIENTS, DIRECTORY, HUB, QUEUES, STORE, TOPOLOGY, database_path
+from trioscope.system import AGENTS, CLIENTS, DIRECTORY, HUB, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
 from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _query, _reports, _ui
-from ._live import close_all
+from ._client_sockets import close_all
 from ._errors import install_error_handlers
 from ._metrics import Metrics
 from ._services import Gate, Services, attach, services
@@ -34,6 +34,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     live = LiveCounters()
     metrics = Metrics(system, live)
     attach(app, Services(system=system, settings=settings, agents=system.lookup(AGENTS),
+                         roster=system.lookup(ROSTER),
                          topology=system.lookup(TOPOLOGY), hub=system.lookup(HUB),
                          clients=system.lookup(CLIENTS), live=live, metrics=metrics,
                          store=system.lookup(STORE), directory=system.lookup(DIRECTORY),
@@ -85,8 +86,8 @@ def stop_live_updates(app: QuartTrio) -> None:
     not hold the graceful shutdown up."""
     s = app.extensions["trioscope"]
     close_all(s.links)
-    for waiter in s.polls:  # long-polls answer 204 now rather than hold the drain up
-        waiter.ready.set()
+    for waiting in s.polls:  # long-polls answer 204 now rather than hold the drain up
+        waiting.cancel()
 
 
 def endpoint_lines(app: QuartTrio) -> list[str]:

@@ -9,10 +9,10 @@ from trioscope.domain.principals import Permission
 
 from . import _gate
 from ._command_views import timestamp
-from ._commands import MAX_PAGE, date_argument, integer_argument
 from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
+from ._shared import MAX_PAGE, date_argument, integer_argument
 
 blueprint = Blueprint("audit", __name__)
 blueprint.before_request(_gate.check_address_rate)

@@ -68,12 +68,11 @@ from trioscope.system import NOTIFIER
 from trioscope.wire import InvalidDocument, decode, request_signing
 
 from . import _gate
-from ._agent_api import AgentRetired, credentials_failure, give_back, wait_for_command
 from ._command_views import delivery_view
-from ._commands import ask_queue
 from ._errors import REFUSALS, UNAVAILABLE, ApiError, error_response, refusal_status
-from ._live import serve_client_socket
+from ._client_sockets import serve_client_socket
 from ._services import services
+from ._shared import AgentRetired, ask_queue, credentials_failure, give_back, wait_for_command
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("command_ws", __name__)

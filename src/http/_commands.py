@@ -6,38 +6,34 @@ of another tenant (or another user, for non-admins) answers 404.
 
 from __future__ import annotations
 
-import time
-import uuid
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import orjson
 from quart import Blueprint, Response, request
 
-from trioscope.actors.deployment_queue import Cancel, Confirm, Create
+from trioscope.actors.deployment_queue import Cancel, Confirm
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
 from trioscope.actors.refusals import UnknownCommand
-from trioscope.domain.commands import MAX_JSON_DEPTH, MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand, Priority, new_command
-from trioscope.domain.deployments import Deployment
-from trioscope.domain.principals import Permission, Principal
-from trioscope.runtime import ActorRef, ActorStopped
+from trioscope.domain.commands import MAX_JSON_DEPTH, Command, CommandStatus
+from trioscope.domain.principals import Permission
+from trioscope.wire import nesting_exceeds
 from trioscope.store import BulkPart
-from trioscope.system import deployment_queue_spec
-from trioscope.wire import InvalidDocument, decode, nesting_exceeds, parse_timestamp
 
 from . import _gate
-from ._bodies import invalid, read_json
+from ._bodies import read_json
 from ._command_views import agent_view, command_view, deployment_view, stored_command_view, timestamp
 from ._errors import ApiError
 from ._responses import json_bytes_response, json_response
 from ._services import services
+from ._shared import (
+    MAX_PAGE, ask_queue, boolean_argument, date_argument, decode_create, integer_argument, submit, user_actor,
+)
 
 blueprint = Blueprint("commands", __name__)
 blueprint.before_request(_gate.check_address_rate)
 
 BASE = "/api/v1/users/<user_id>/deployments"
-MAX_PAGE = 500
 MAX_METADATA_BYTES = 16 * 1024
 MAX_LISTING_BYTES = 1024 * 1024
 """Byte budget of one page of a command listing (the whole body): a page stops
@@ -51,28 +47,6 @@ MAX_INLINE_BYTES = 1024 * 1024
 larger ones are read with ``/result`` and ``/error``, a page of this size at most."""
 MAX_DETAIL_BYTES = 4 * 1024
 """A history entry's detail larger than this as JSON is left out of a command's GET."""
-
-
-def queue_of(deployment_hash: str) -> ActorRef:
-    """The deployment's queue actor, started if it is not running."""
-    s = services()
-    running = s.queues.child(deployment_hash)  # the common case: no spec to build
-    if running is not None:
-        return running  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
-    spec = deployment_queue_spec(deployment_hash, s.settings, s.store, s.reader)
-    return s.queues.ensure_child(spec)  # type: ignore[no-any-return]  # (see above)
-
-
-async def ask_queue(deployment_hash: str, message: Any, timeout: float = 10.0) -> Any:
-    """Ask the queue actor; if it stopped for idleness just then, start it again."""
-    try:
-        return await queue_of(deployment_hash).ask(message, timeout)
-    except ActorStopped:
-        return await queue_of(deployment_hash).ask(message, timeout)
-
-
-def _user_actor(user_id: str) -> str:
-    return f"user:{user_id}"
 
 
 @blueprint.get("/api/v1/users/me")
@@ -100,7 +74,7 @@ async def create_deployment(user_id: str) -> Response:
         message = f"must be an object of at most {MAX_METADATA_BYTES} bytes, nested at most {MAX_JSON_DEPTH} levels"
         raise ApiError(400, "invalid_deployment", f"$.metadata: {message}",
                        details={"errors": [{"path": "$.metadata", "message": message}]})
-    audit = _gate.audit_entry("deployment.create", actor=_user_actor(principal.user_id), tenant=principal.tenant,
+    audit = _gate.audit_entry("deployment.create", actor=user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="deployment", user_id=user_id)
     deployment, token = await services().directory.ask(CreateDeployment(principal.tenant, user_id, metadata, audit),
                                                        timeout=10.0)
@@ -142,7 +116,7 @@ async def new_enrollment(user_id: str, deployment_hash: str) -> Response:
     """A new one-time enrollment token for the deployment (201); the previous one stops working."""
     principal = await _gate.user(Permission.OPERATE)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    audit = _gate.audit_entry("deployment.enrollment", actor=_user_actor(principal.user_id), tenant=principal.tenant,
+    audit = _gate.audit_entry("deployment.enrollment", actor=user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="deployment", resource_id=deployment.hash)
     token = await services().directory.ask(NewEnrollmentToken(deployment.hash, audit), timeout=10.0)
     return json_response({"deployment_hash": deployment.hash, "enrollment_token": token}, status=201)
@@ -156,22 +130,10 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
     known = (await _gate.directory()).agents.get(agent_id)
     if known is None or known.deployment_hash != deployment.hash:
         raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} in this deployment")
-    audit = _gate.audit_entry("agent.decommission", actor=_user_actor(principal.user_id), tenant=principal.tenant,
+    audit = _gate.audit_entry("agent.decommission", actor=user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="agent", resource_id=agent_id)
     agent = await services().directory.ask(Decommission(agent_id, audit), timeout=10.0)
     return json_response(agent_view(agent))
-
-
-def decode_create(document: Any) -> CreateCommand:
-    try:
-        create = decode(document, CreateCommand)
-    except InvalidDocument as exc:
-        raise invalid("invalid_command", exc) from None
-    size = len(orjson.dumps(create.parameters))
-    if size > MAX_PARAMETERS_BYTES:
-        raise ApiError(400, "invalid_command", f"$.parameters: must be at most {MAX_PARAMETERS_BYTES} bytes as JSON, got {size}",
-                       details={"errors": [{"path": "$.parameters", "message": f"larger than {MAX_PARAMETERS_BYTES} bytes"}]})
-    return create
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/commands")
@@ -183,61 +145,6 @@ async def create_command(user_id: str, deployment_hash: str) -> Response:
     stored = await submit(principal, deployment, create)
     return json_response({"command_id": stored.id, "status": stored.status.value,
                           "estimated_start": timestamp(stored.scheduled_for)}, status=202)
-
-
-async def submit(principal: Principal, deployment: Deployment, create: CreateCommand, *,
-                 target_agent: str | None = None, **audit_details: Any) -> Command:
-    """Queue a command for ``deployment`` on behalf of ``principal`` (for
-    ``target_agent`` only, if given); answers once it is stored."""
-    now = time.time()
-    command = new_command(
-        command_id=f"cmd_{uuid.uuid4().hex}", deployment_hash=deployment.hash, tenant=deployment.tenant,
-        type=create.type, parameters=create.parameters, priority=Priority(create.priority),
-        created_by=principal.user_id, now=now,
-        schedule_at=create.schedule_at.timestamp() if create.schedule_at else None,
-        timeout_seconds=create.timeout_seconds, requires_confirmation=create.requires_confirmation, sequence=0,
-        target_agent=target_agent,
-    )
-    audit = _gate.audit_entry("command.create", actor=_user_actor(principal.user_id), tenant=principal.tenant,
-                              resource_type="command", resource_id=command.id, type=command.type,
-                              priority=command.priority.value, deployment_hash=deployment.hash, **audit_details)
-    return await ask_queue(deployment.hash, Create(command, audit))  # type: ignore[no-any-return]  # replies are untyped; Create's is a Command
-
-
-def date_argument(name: str, *, end: bool) -> float | None:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return None
-    try:
-        if len(raw) == 10:  # a date: the whole day (to_date includes its day)
-            day = datetime.fromisoformat(raw + "T00:00:00+00:00").timestamp()
-            return day + 86400 if end else day
-        return parse_timestamp(raw).timestamp()
-    except ValueError:
-        raise ApiError(400, "invalid_query", f"{name}: must be a date (2024-01-31) or an RFC 3339 time",
-                       details={"field": name}) from None
-
-
-def boolean_argument(name: str) -> bool:
-    """Query parameter ``name``: ``true`` or ``false`` (absent: false)."""
-    raw = request.args.get(name)
-    if raw is None or raw == "false":
-        return False
-    if raw == "true":
-        return True
-    raise ApiError(400, "invalid_query", f"{name}: must be true or false", details={"field": name})
-
-
-def integer_argument(name: str, default: int, low: int, high: int, unit: str = "") -> int:
-    """Query parameter ``name``: decimal ASCII digits (not "²", which ``isdigit``
-    takes and ``int`` refuses; not thousands of them, which ``int`` refuses too)."""
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or not low <= int(raw) <= high:
-        raise ApiError(400, "invalid_query", f"{name}: must be an integer from {low} to {high}{unit}",
-                       details={"field": name})
-    return int(raw)
 
 
 @blueprint.get(f"{BASE}/<deployment_hash>/commands")
@@ -343,7 +250,7 @@ async def _change(user_id: str, deployment_hash: str, command_id: str, action: s
     existing = await _command(deployment.hash, command_id)
     if existing.status.terminal:
         raise _finished(existing, action)
-    audit = _gate.audit_entry(f"command.{action}", actor=_user_actor(principal.user_id), tenant=principal.tenant,
+    audit = _gate.audit_entry(f"command.{action}", actor=user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="command", resource_id=command_id)
     try:
         changed: Command = await ask_queue(deployment.hash, message_type(command_id, audit))

@@ -16,10 +16,10 @@ from trioscope.domain.topology import NodeKind, control_allowed, controls_for
 from . import _gate
 from ._bodies import read_json
 from ._command_views import timestamp
-from ._commands import decode_create, submit
 from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
+from ._shared import decode_create, submit
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("controls", __name__)

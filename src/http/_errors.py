@@ -12,7 +12,8 @@ from quart import Quart, Response, current_app, g, has_request_context, has_webs
 from werkzeug.exceptions import HTTPException
 
 from trioscope.actors.refusals import (
-    EnrollmentRefused, QuotaExceeded, ReportConflict, ReporterTaken, UnknownAgent, UnknownCommand,
+    EnrollmentRefused, QuotaExceeded, ReportConflict, ReporterTaken, TooManyAgents, UnknownAgent, UnknownCommand,
+    UnknownProbe,
 )
 from trioscope.domain.commands import IllegalTransition
 from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull
@@ -83,12 +84,17 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
     QuotaExceeded: (403, "quota_exceeded"),
     UnknownCommand: (404, "command_not_found"),
     UnknownAgent: (404, "agent_not_found"),
+    UnknownProbe: (404, "agent_not_found"),
     ReportConflict: (409, "report_conflict"),
     IllegalTransition: (409, "invalid_transition"),
     EnrollmentRefused: (401, "invalid_enrollment_token"),
     ReporterTaken: (409, "agent_id_taken"),
     Conflict: (409, "concurrent_update"),
+    TooManyAgents: (503, "too_many_agents"),
 }
+
+AGENTS_FULL_RETRY_AFTER = 60
+"""Seconds a probe refused for want of room waits: a place frees up as probes go silent."""
 
 
 # Overload and unavailability (503 with a code and message each): shed, never
@@ -143,8 +149,15 @@ def install_error_handlers(app: Quart) -> None:
 
     async def _refused(exc: Exception) -> Response:
         status, code = REFUSALS[type(exc)]
-        details = {"limit": exc.limit, "setting": exc.setting} if isinstance(exc, QuotaExceeded) else None
-        return _closing_if_unread(error_response(status, code, str(exc), details))
+        details: dict[str, Any] | None = None
+        headers: dict[str, str] | None = None
+        if isinstance(exc, QuotaExceeded):
+            details = {"limit": exc.limit, "setting": exc.setting}
+        elif isinstance(exc, UnknownProbe):
+            details = {"agent_id": exc.agent_id}
+        elif isinstance(exc, TooManyAgents):
+            headers = {"Retry-After": str(AGENTS_FULL_RETRY_AFTER)}
+        return _closing_if_unread(error_response(status, code, str(exc), details, headers))
 
     for kind in REFUSALS:
         app.register_error_handler(kind, _refused)

@@ -18,7 +18,7 @@ from typing import Any
 from quart import g, has_request_context, request, websocket
 
 from trioscope.actors.directory import AttachReporter, GetPublished
-from trioscope.actors.store import Commit, Receipt
+from trioscope.actors.store import Record
 from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, Deployment, signature_valid
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
 from trioscope.domain.rates import RateLimiter, retry_after
@@ -65,7 +65,7 @@ def _audit_refusal(entry: AuditEntry) -> None:
     """Auth failures are recorded without waiting for the commit: the client gets
     its 4xx either way, and a flood of failures must not queue requests."""
     try:
-        services().store.tell(Commit((entry,), Receipt()))
+        services().store.tell(Record((entry,)))
     except (MailboxFull, ActorStopped):
         log.warning("audit record dropped (store busy): %s %s from %s", entry.action, entry.outcome, entry.address)
 

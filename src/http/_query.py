@@ -29,11 +29,11 @@ from trioscope.domain.topology import (
 from trioscope.runtime import ActorRef
 
 from . import _gate
-from ._agents import agent_or_404
 from ._compression import MAX_KEPT, MIN_SIZE, accepted_encoding, compressed, headers, streamed_response
 from ._errors import ApiError
 from ._responses import JSON, json_response
 from ._services import services
+from ._shared import agent_or_404
 
 blueprint = Blueprint("query", __name__)
 blueprint.before_request(_gate.protected_read)

@@ -1,4 +1,5 @@
-"""Report submission: validate on the request path, merge in the actors."""
+"""Report submission: validate on the request path, then one message to the
+roster actor, which hands the report to the topology, the agent's actor and the hub."""
 
 from __future__ import annotations
 
@@ -7,20 +8,17 @@ import time
 import trio
 from quart import Blueprint, Response
 
-from trioscope.actors.agent import ReportReceived
-from trioscope.actors.hub import ReportSeen
-from trioscope.actors.topology import MergeReport
+from trioscope.actors.roster import ReportArrived
 from trioscope.domain.agents import PackedReport, check_clock, rfc3339
-from trioscope.domain.topology import Partition, build_partition
-from trioscope.runtime import MailboxFull
 from trioscope.wire import InvalidDocument, OverBudget, Report, decode_report
+from trioscope.domain.topology import Partition, build_partition
 
 from . import _gate
-from ._agents import ensure_agent, memory_budget
 from ._bodies import invalid, parse_json, read_body_and_raw
 from ._errors import ApiError
 from ._responses import json_response
 from ._services import services
+from ._shared import ask_roster, memory_budget
 
 blueprint = Blueprint("reports", __name__)
 
@@ -77,16 +75,10 @@ async def submit_report() -> Response:
         report = _decode(body, received_at)
         packed = PackedReport.pack(body)
     await _gate.vouch(report.agent_id, signer)
-    agent = await ensure_agent(report.agent_id, enrolled=signer is not None)
-    # Topology first: when its mailbox is full we answer 503 and the probe
-    # resends; merging the same report twice changes nothing.
-    s.topology.tell(MergeReport(report, received_at, partition))
-    agent.tell(ReportReceived(report, packed, received_at))
+    # One message: the roster starts the probe's actor if it is new and hands
+    # the report to the topology, that actor and the hub (503 when one is full).
+    await ask_roster(ReportArrived(report, packed, received_at, partition, enrolled=signer is not None))
     s.metrics.reports_received.inc()
-    try:
-        s.hub.tell(ReportSeen(report, received_at))
-    except MailboxFull:
-        pass  # a live "report_update" is a courtesy; the report itself is accepted
     return json_response(
         {"status": "accepted", "message": "Report processed successfully",
          "agent_id": report.agent_id, "received_at": rfc3339(received_at)},

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import Any
 
 import attrs
 import trio
@@ -18,7 +17,6 @@ from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.live import ViewAdmission
 from trioscope.domain.principals import Principal
 from trioscope.domain.rates import RateLimiter, ReplayWindow
-from trioscope.domain.roster import AgentRoster
 from trioscope.store import StoreReader
 
 from ._metrics import Metrics
@@ -60,7 +58,9 @@ class Services:
     system: ActorSystem
     settings: Settings
     agents: SupervisorRef
-    """``/root/agents``: one actor per agent."""
+    """``/root/agents``: one actor per agent (started by the roster; the edge only reads them)."""
+    roster: ActorRef
+    """``/root/roster``: probes' reports, registrations and heartbeats."""
     topology: ActorRef
     hub: ActorRef
     clients: SupervisorRef
@@ -79,12 +79,10 @@ class Services:
     secret: bytes = attrs.field(repr=False)
     """Signs and checks user tokens."""
     gate: Gate
-    roster: AgentRoster = attrs.field(factory=AgentRoster)
-    """Probes in the order they were last heard from: whom to forget at ``agents.max_agents``."""
     sockets_per_address: collections.Counter[str] = attrs.field(factory=collections.Counter)
     """Open client WebSockets (live views, users' events) by client address."""
-    polls: set[Any] = attrs.field(factory=set)
-    """Waiting long-polls (``Waiter``s), answered at once when the server stops."""
+    polls: set[trio.CancelScope] = attrs.field(factory=set)
+    """The waits of held long-polls, cancelled (the poll answers 204) when the server stops."""
     started_monotonic: float = attrs.field(factory=time.monotonic)
     heavy_work: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))
     view_builds: trio.CapacityLimiter = attrs.field(factory=lambda: trio.CapacityLimiter(1))

@@ -16,8 +16,8 @@ import pytest
 from tests.conftest import settings_in
 from tests.waiting import eventually
 from trioscope.actors.deployment_queue import (
-    AGENT_RETIRED, EVENT_OUTCOME_BYTES, NOT_ACKNOWLEDGED, POLL_CLOSED, UNACKNOWLEDGED_TWICE, Create, Poll, Snapshot,
-    Undeliverable, Waiter, Withdraw, command_event, queue_spec,
+    AGENT_RETIRED, EVENT_OUTCOME_BYTES, NOT_ACKNOWLEDGED, POLL_CLOSED, RETIRED, UNACKNOWLEDGED_TWICE, Create, Poll,
+    Snapshot, Undeliverable, Withdraw, command_event, open_poll, queue_spec,
 )
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken, RegisterAgent
 from trioscope.actors.store import Commit
@@ -30,6 +30,33 @@ from trioscope.system import DIRECTORY, QUEUES, STORE, database_path, supervisio
 @attrs.frozen
 class Poison:
     """No actor handles this: it crashes whoever receives it."""
+
+
+class Held:
+    """One poll as the HTTP edge holds it: the ``Poll`` message, and the end
+    of its channel its later answer arrives on (closed: the poll ended)."""
+
+    def __init__(self, *, agent_id: str | None = None, skip: str | None = None) -> None:
+        self.poll, self.answers = open_poll(agent_id=agent_id, skip=skip)
+
+    def answer(self) -> Any:
+        """What the queue sent the poll so far (None: nothing)."""
+        try:
+            return self.answers.receive_nowait()
+        except (trio.WouldBlock, trio.EndOfChannel):
+            return None
+
+    async def wait(self) -> Any:
+        return await self.answers.receive()
+
+    def end(self) -> None:
+        """The poll's request ended (answered, timed out, gone)."""
+        self.answers.close()
+
+
+def new_poll(**fields: Any) -> Poll:
+    """A poll whose later answer nobody reads."""
+    return open_poll(**fields)[0]
 
 
 def audit(action: str) -> AuditEntry:
@@ -96,30 +123,32 @@ async def expiring(tmp_path, wall):
 async def test_a_crash_mid_poll_loses_neither_queued_nor_new_commands(queue) -> None:
     deployment_hash, ref, reader, _ = queue
     ref: ActorRef
-    waiting = Waiter()
-    assert await ref.ask(Poll(waiting)) is None
+    waiting = Held()
+    assert await ref.ask(waiting.poll) is None
     await ref.ask(Create(command(deployment_hash, 1), audit("command.create")))
-    assert waiting.ready.is_set() and waiting.delivery is not None  # handed over at once
+    assert waiting.answer() is not None  # handed over at once
     ref.tell(Poison())  # crash while another poll is about to wait
     ref.tell(Create(command(deployment_hash, 2), audit("command.create")))  # queued behind the crash
-    second = await ref.ask(Poll(Waiter()))
+    second = await ref.ask(new_poll())
     assert second is not None and second.id == "cmd_2" and second.status is CommandStatus.SENT
     # The restarted actor never saw the old poll; withdrawing it is harmless.
-    assert await ref.ask(Withdraw(Waiter())) is None
+    assert await ref.ask(Withdraw(waiting.poll)) is None
     stored = {c.id: c.status for c in [await reader.command(f"cmd_{n}") for n in (1, 2)]}
     assert stored == {"cmd_1": CommandStatus.SENT, "cmd_2": CommandStatus.SENT}
 
 
 async def test_one_command_goes_to_exactly_one_of_many_waiting_polls(queue) -> None:
     deployment_hash, ref, _, _ = queue
-    waiters = [Waiter() for _ in range(5)]
-    for waiter in waiters:
-        assert await ref.ask(Poll(waiter)) is None
+    held = [Held() for _ in range(5)]
+    for h in held:
+        assert await ref.ask(h.poll) is None
     await ref.ask(Create(command(deployment_hash, 3), audit("command.create")))
-    handed = [w for w in waiters if w.delivery is not None]
-    assert len(handed) == 1 and handed[0] is waiters[0]  # the oldest poll first
-    for waiter in waiters[1:]:
-        assert await ref.ask(Withdraw(waiter)) is None
+    answers = [h.answer() for h in held]
+    assert answers[0] is not None and answers[0].id == "cmd_3"  # the oldest poll first
+    assert answers[1:] == [None] * 4
+    for h in held[1:]:
+        h.end()
+        assert await ref.ask(Withdraw(h.poll)) is None
 
 
 async def test_two_replicas_of_a_queue_hand_a_command_to_one_poll_only(queue, settings) -> None:
@@ -130,7 +159,7 @@ async def test_two_replicas_of_a_queue_hand_a_command_to_one_poll_only(queue, se
     spec = attrs.evolve(queue_spec(deployment_hash, settings, store=system.lookup(STORE), reader=reader),
                         name=f"{deployment_hash}-replica")
     second = system.lookup(QUEUES).ensure_child(spec)
-    results = [await ref.ask(Poll(Waiter())) for ref in (second, first)]
+    results = [await ref.ask(new_poll()) for ref in (second, first)]
     delivered = [r for r in results if r is not None]
     assert len(delivered) == 1 and delivered[0].id == "cmd_4"
     assert (await reader.command("cmd_4")).status is CommandStatus.SENT
@@ -139,11 +168,11 @@ async def test_two_replicas_of_a_queue_hand_a_command_to_one_poll_only(queue, se
 async def test_a_command_given_back_but_acknowledged_by_last_command_id_is_not_delivered_twice(queue) -> None:
     deployment_hash, ref, reader, _ = queue
     await ref.ask(Create(command(deployment_hash, 5), audit("command.create")))
-    delivered = await ref.ask(Poll(Waiter()))
+    delivered = await ref.ask(new_poll())
     await ref.ask(Undeliverable(delivered))  # the poll seemed to go away...
     assert (await reader.command("cmd_5")).status is CommandStatus.QUEUED
     # ...but the agent had it: its next poll names it.
-    assert await ref.ask(Poll(Waiter(skip="cmd_5"))) is None
+    assert await ref.ask(new_poll(skip="cmd_5")) is None
     stored = await reader.command("cmd_5")
     assert stored.status is CommandStatus.SENT
     assert [h.event.value for h in stored.history[1:]] == ["deliver", "return", "deliver"]
@@ -153,13 +182,15 @@ async def test_a_poll_abandoned_before_its_message_is_handled_gets_nothing(queue
     # A poll whose ask timed out (the actor was still starting) has answered its
     # client already: the command must go to the next live poll instead.
     deployment_hash, ref, reader, _ = queue
-    late = Waiter(abandoned=True)
-    assert await ref.ask(Poll(late)) is None
-    live = Waiter()
-    assert await ref.ask(Poll(live)) is None
+    late = Held()
+    late.end()
+    assert await ref.ask(late.poll) is None
+    live = Held()
+    assert await ref.ask(live.poll) is None
     await ref.ask(Create(command(deployment_hash, 6), audit("command.create")))
-    assert late.delivery is None
-    assert live.delivery is not None and live.delivery.id == "cmd_6"
+    assert late.poll.reply.statistics().current_buffer_used == 0  # nothing was sent to it
+    delivered = live.answer()
+    assert delivered is not None and delivered.id == "cmd_6"
 
 
 async def status_of(reader: StoreReader, command_id: str) -> CommandStatus:
@@ -170,7 +201,7 @@ async def test_deadlines_fire_without_a_fixed_tick(queue, settings, clock) -> No
     deployment_hash, ref, reader, _ = queue
     short = attrs.evolve(command(deployment_hash, 7), timeout_seconds=1)
     await ref.ask(Create(short, audit("command.create")))
-    assert (await ref.ask(Poll(Waiter()))).id == "cmd_7"
+    assert (await ref.ask(new_poll())).id == "cmd_7"
     clock.jump(2 + settings.commands.timeout_grace)  # past the timeout: only the queue's own timer can see it
 
     async def failed() -> bool:
@@ -195,7 +226,7 @@ async def test_a_command_given_back_then_expiring_expires_once_without_a_crash(e
     deployment_hash, ref, reader, system, _ = expiring
     await ref.ask(Create(command(deployment_hash, 1), audit("command.create")))
     await ref.ask(Create(attrs.evolve(command(deployment_hash, 2), priority=Priority.HIGH), audit("command.create")))
-    delivered = await ref.ask(Poll(Waiter()))
+    delivered = await ref.ask(new_poll())
     assert delivered.id == "cmd_2"
     await ref.ask(Undeliverable(delivered))
     clock.jump(2)  # past the delivery deadline
@@ -215,7 +246,7 @@ async def test_two_replicas_expiring_the_same_command_expire_it_once_without_a_c
     await first.ask(Create(command(deployment_hash, 1), audit("command.create")))
     spec = queue_spec(deployment_hash, settings, store=system.lookup(STORE), reader=reader, clock=wall)
     second = system.lookup(QUEUES).ensure_child(attrs.evolve(spec, name=f"{deployment_hash}-replica"))
-    await second.ask(Withdraw(Waiter()))  # started: it has loaded the queued command too
+    await second.ask(Withdraw(new_poll()))  # started: it has loaded the queued command too
     clock.jump(2)  # past the delivery deadline, for both
 
     async def both_empty() -> bool:
@@ -242,7 +273,7 @@ def test_the_timer_wakes_for_deadlines_and_for_due_commands_only_with_a_poll_wai
         actor.queue.put(c)
     deadline = settings.commands.delivery_deadline
     assert actor._next_wake(now) == min(due_now.scheduled_for, later.scheduled_for) + deadline
-    actor.waiters.append(Waiter())
+    actor.waiters.append(new_poll())
     assert actor._next_wake(now) == now  # a poll waits and one is due: hand it over
     actor.queue.take(now)  # handed over; the scheduled one is next
     assert actor._next_wake(now) == later.scheduled_for
@@ -325,59 +356,57 @@ async def enrolled(settings):
 
 async def test_a_decommissioned_agents_waiting_poll_is_answered_at_once_and_gets_nothing(enrolled) -> None:
     e: Enrolled = enrolled
-    waiting = Waiter(agent_id=e.agent_id)
-    assert await e.queue.ask(Poll(waiting)) is None
+    waiting = Held(agent_id=e.agent_id)
+    assert await e.queue.ask(waiting.poll) is None
     await e.decommission(e.agent_id)
     with trio.fail_after(5):  # the directory tells the queue: no timer, no next command needed
-        await waiting.ready.wait()
-    assert waiting.retired and waiting.delivery is None
+        assert await waiting.wait() is RETIRED
     await e.queue.ask(Create(command(e.deployment_hash, 1), audit("command.create")))
-    assert waiting.delivery is None
-    late = Waiter(agent_id=e.agent_id)  # a poll that reaches the queue after the decommission
-    assert await e.queue.ask(Poll(late)) is None
-    assert late.retired and late.ready.is_set()
+    assert waiting.answer() is None
+    late = Held(agent_id=e.agent_id)  # a poll that reaches the queue after the decommission
+    assert await e.queue.ask(late.poll) is RETIRED
     assert [(c.id, c.status) for c in await e.queue.ask(Snapshot())] == [("cmd_1", CommandStatus.QUEUED)]
 
 
 async def test_a_replaced_agents_waiting_poll_is_answered_and_the_new_agents_poll_gets_the_command(enrolled) -> None:
     e: Enrolled = enrolled
-    old = Waiter(agent_id=e.agent_id)
-    assert await e.queue.ask(Poll(old)) is None
+    old = Held(agent_id=e.agent_id)
+    assert await e.queue.ask(old.poll) is None
     new_agent = await e.enroll()
     with trio.fail_after(5):
-        await old.ready.wait()
-    assert old.retired
-    new = Waiter(agent_id=new_agent)
-    assert await e.queue.ask(Poll(new)) is None
+        assert await old.wait() is RETIRED
+    new = Held(agent_id=new_agent)
+    assert await e.queue.ask(new.poll) is None
     await e.queue.ask(Create(command(e.deployment_hash, 2), audit("command.create")))
-    assert old.delivery is None
-    assert new.delivery is not None and new.delivery.id == "cmd_2"
+    assert old.answer() is None
+    delivered = new.answer()
+    assert delivered is not None and delivered.id == "cmd_2"
 
 
 async def test_without_word_from_the_directory_the_next_hand_out_skips_a_retired_agents_poll(settings) -> None:
     # A queue the directory cannot find (as if its tell were lost): the
     # published snapshot, read at hand-out, is what keeps the command back.
     async with open_enrolled(settings, name="elsewhere") as e:
-        waiting = Waiter(agent_id=e.agent_id)
-        assert await e.queue.ask(Poll(waiting)) is None
+        waiting = Held(agent_id=e.agent_id)
+        assert await e.queue.ask(waiting.poll) is None
         await e.decommission(e.agent_id)
-        assert not waiting.ready.is_set()
+        assert waiting.answer() is None
         await e.queue.ask(Create(command(e.deployment_hash, 3), audit("command.create")))
-        assert waiting.retired and waiting.delivery is None
+        assert waiting.answer() is RETIRED
         assert (await e.reader.command("cmd_3")).status is CommandStatus.QUEUED
 
 
 async def test_an_agent_retired_while_sent_is_committed_gets_nothing_and_the_command_is_queued_again(settings) -> None:
     async with open_enrolled(settings, gated=True) as e:
-        waiting = Waiter(agent_id=e.agent_id)
-        assert await e.queue.ask(Poll(waiting)) is None
+        waiting = Held(agent_id=e.agent_id)
+        assert await e.queue.ask(waiting.poll) is None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(e.queue.ask, Create(command(e.deployment_hash, 4), audit("command.create")))
             with trio.fail_after(5):
                 await e.gate.held.wait()  # ``sent`` is being committed
             await e.decommission(e.agent_id)
             e.gate.opened.set()
-        assert waiting.retired and waiting.delivery is None
+        assert waiting.answer() is RETIRED
         stored = await e.reader.command("cmd_4")
         assert stored.status is CommandStatus.QUEUED
         assert [(h.event.value, h.detail) for h in stored.history[1:]] == [
@@ -388,28 +417,28 @@ async def test_a_poll_that_ends_while_sent_is_committed_leaves_the_command_queue
     # It was handed over anyway, to a poll that had answered already: the
     # command stayed ``sent`` with nobody to run it until it timed out.
     async with open_enrolled(settings, gated=True) as e:
-        ending = Waiter(agent_id=e.agent_id)
-        assert await e.queue.ask(Poll(ending)) is None
+        ending = Held(agent_id=e.agent_id)
+        assert await e.queue.ask(ending.poll) is None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(e.queue.ask, Create(command(e.deployment_hash, 5), audit("command.create")))
             with trio.fail_after(5):
                 await e.gate.held.wait()
-            ending.abandoned = True  # its request timed out meanwhile
+            ending.end()  # its request timed out meanwhile
             e.gate.opened.set()
-        assert ending.delivery is None
+        assert ending.poll.reply.statistics().current_buffer_used == 0  # nothing was sent to it
         stored = await e.reader.command("cmd_5")
         assert stored.status is CommandStatus.QUEUED
         assert [h.detail for h in stored.history[1:]] == [None, {"reason": POLL_CLOSED}]
-        assert (await e.queue.ask(Poll(Waiter(agent_id=e.agent_id)))).id == "cmd_5"
+        assert (await e.queue.ask(new_poll(agent_id=e.agent_id))).id == "cmd_5"
 
 
 async def test_a_command_not_acknowledged_twice_fails_instead_of_going_round_again(queue) -> None:
     deployment_hash, ref, reader, _ = queue
     await ref.ask(Create(command(deployment_hash, 6), audit("command.create")))
-    await ref.ask(Undeliverable(await ref.ask(Poll(Waiter())), NOT_ACKNOWLEDGED))
+    await ref.ask(Undeliverable(await ref.ask(new_poll()), NOT_ACKNOWLEDGED))
     once = await reader.command("cmd_6")
     assert once.status is CommandStatus.QUEUED and once.history[-1].detail == {"reason": NOT_ACKNOWLEDGED}
-    await ref.ask(Undeliverable(await ref.ask(Poll(Waiter())), NOT_ACKNOWLEDGED))
+    await ref.ask(Undeliverable(await ref.ask(new_poll()), NOT_ACKNOWLEDGED))
     twice = await reader.command("cmd_6")
     assert (twice.status, twice.error) == (CommandStatus.FAILED, UNACKNOWLEDGED_TWICE)
     assert [h.event.value for h in twice.history[1:]] == ["deliver", "return", "deliver", "fail"]

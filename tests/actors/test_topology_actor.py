@@ -8,15 +8,14 @@ import orjson
 import trio
 
 from tests.synthetic import host_report
-from trioscope.actors.agent import ReportReceived, agent_spec
-from trioscope.actors.topology import GetSnapshot, GetStats, MergeReport, TopologyActor
-from trioscope.config import Settings
+from trioscope.actors.roster import ReportArrived
+from trioscope.actors.topology import GetSnapshot, GetStats, TopologyActor
 from trioscope.domain.agents import PackedReport
 from trioscope.domain.topology import View, host_id
 from trioscope.domain.topology import _partition as partition_module
 from trioscope.http import create_app
 from trioscope.runtime import open_actor_system
-from trioscope.system import AGENTS, TOPOLOGY, supervision_tree
+from trioscope.system import ROSTER, TOPOLOGY, supervision_tree
 from trioscope.wire import decode_report
 
 NOW = time.time()
@@ -30,14 +29,11 @@ class Poison:
     """A message the topology actor does not understand: handling it raises."""
 
 
-def deliver(system, document: dict) -> None:
-    """What POST /api/v1/reports does, without yielding in between."""
+async def deliver(system, document: dict) -> None:
+    """What POST /api/v1/reports does once the report is valid: one message to
+    the roster, which hands it to the topology, the agent's actor and the hub."""
     report = decode_report(document)
-    raw = orjson.dumps(document)
-    settings = Settings.defaults()
-    agent = system.lookup(AGENTS).ensure_child(agent_spec(report.agent_id, settings))
-    system.lookup(TOPOLOGY).tell(MergeReport(report, NOW))
-    agent.tell(ReportReceived(report, PackedReport.pack(raw), NOW))
+    await system.lookup(ROSTER).ask(ReportArrived(report, PackedReport.pack(orjson.dumps(document)), NOW))
 
 
 async def hosts_in(system) -> set[str]:
@@ -48,13 +44,13 @@ async def hosts_in(system) -> set[str]:
 async def test_a_crash_loses_neither_merged_state_nor_queued_reports(settings):
     async with open_actor_system(supervision_tree(settings)) as system:
         for i in range(1, 6):
-            deliver(system, small_report(i))
+            await deliver(system, small_report(i))
         assert await hosts_in(system) == {host_id(f"host-{i}") for i in range(1, 6)}
-        for i in range(6, 9):  # pending, not merged yet: taken from the mailbox
-            deliver(system, small_report(i))
+        for i in range(6, 9):  # told to the topology, perhaps not merged yet
+            await deliver(system, small_report(i))
         system.lookup(TOPOLOGY).tell(Poison())
         for i in range(9, 12):  # queued behind the crash
-            deliver(system, small_report(i))
+            await deliver(system, small_report(i))
         assert await hosts_in(system) == {host_id(f"host-{i}") for i in range(1, 12)}
         topology = next(c for c in system.snapshot().root.children if c.path == TOPOLOGY)
         assert topology.restarts == 1 and topology.failed == 1
@@ -71,7 +67,7 @@ async def test_a_report_that_cannot_be_merged_is_left_out_without_crashing(monke
     monkeypatch.setattr("trioscope.domain.topology._graph.build_partition", failing)
     async with open_actor_system(supervision_tree(settings)) as system:
         for i in (1, 2, 3):
-            deliver(system, small_report(i))
+            await deliver(system, small_report(i))
         assert await hosts_in(system) == {host_id("host-1"), host_id("host-3")}
         stats = await system.lookup(TOPOLOGY).ask(GetStats())
         assert stats["topology"]["merge_failures"] == 1
@@ -126,7 +122,7 @@ async def test_a_subscriber_that_subscribes_again_hears_each_version_once(settin
         await topology.ask(Subscribe(listener))
         await topology.ask(Subscribe(listener))
         for i in range(1, 4):
-            deliver(system, small_report(i))
+            await deliver(system, small_report(i))
             await hosts_in(system)
         with trio.fail_after(5):
             while len(set(heard)) < 3:
@@ -143,7 +139,7 @@ async def test_after_a_hub_restart_clients_get_diffs_not_resets(settings):
     from trioscope.system import CLIENTS, HUB
 
     async with open_actor_system(supervision_tree(settings)) as system:
-        deliver(system, small_report(1))
+        await deliver(system, small_report(1))
         await hosts_in(system)
         link = ClientLink(1024)
         await system.lookup(CLIENTS).start_child(client_spec("c", link, HUB, View.HOSTS, settings, LiveCounters()))
@@ -153,7 +149,7 @@ async def test_after_a_hub_restart_clients_get_diffs_not_resets(settings):
                 await trio.sleep(0.01)
         frames: list[dict] = []
         for i in range(2, 8):
-            deliver(system, small_report(i))
+            await deliver(system, small_report(i))
             await hosts_in(system)  # merged and published
             with trio.fail_after(10):
                 while True:

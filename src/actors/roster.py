@@ -1,0 +1,186 @@
+"""The roster actor (``/root/roster``): the probes the server tracks, and the
+one owner of their actors.
+
+Every report, registration and heartbeat of a probe is one message to this
+actor. It starts the probe's actor under ``/root/agents`` when the probe is new
+(making room at ``agents.max_agents``), and hands a report on to the three
+actors that use it: the topology actor (to merge), the probe's own actor
+(latest report, liveness, host metrics) and the hub (a live
+``report_update``). So the HTTP edge sends one message per request, never
+decides when an agent actor starts or goes, and never builds the other
+actors' messages.
+
+What it cannot do is answered as a refusal raised at the asker: no room for a
+new probe (``TooManyAgents``), an unknown probe's heartbeat (``UnknownProbe``),
+a full mailbox of the topology or the probe's actor (``MailboxFull``: the
+probe resends, and merging a report twice changes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from trioscope.config import Settings
+from trioscope.domain.agents import PackedReport
+from trioscope.domain.deployments import AgentDirectory
+from trioscope.wire import AgentRegistration, Report
+from trioscope.domain.roster import AgentRoster
+from trioscope.domain.topology import Partition
+from trioscope.runtime import (
+    Actor, ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published, SupervisorRef, TooManyChildren,
+)
+
+from .agent import Heartbeat, Register, ReportReceived, agent_spec
+from .hub import ReportSeen
+from .refusals import REFUSALS, TooManyAgents, UnknownProbe
+from .topology import ForgetAgent, MergeReport
+
+log = logging.getLogger(__name__)
+
+ROOM_ATTEMPTS = 3
+"""Places made for one new probe before it is refused: between making a place
+and taking it, a probe whose actor was starting may take it first."""
+
+
+@attrs.frozen
+class ReportArrived:
+    """A probe's validated report. Answered with None once the topology, the
+    probe's actor and the hub have it queued."""
+
+    report: Report
+    packed: PackedReport
+    """The report's JSON as received (kept as the probe's latest report)."""
+    received_at: float
+    partition: Partition | None = None
+    """The report's topology partition, when the sender built it (off the event loop)."""
+    enrolled: bool = False
+    """Signed by an enrolled agent: such a probe always has room (see ``AgentRoster.reclaimable``)."""
+
+
+@attrs.frozen
+class RegisterProbe:
+    """A probe registers (``POST /api/v1/agents/register``). Answered with None
+    once its actor has the registration queued."""
+
+    registration: AgentRegistration
+    enrolled: bool = False
+
+
+@attrs.frozen
+class ProbeHeartbeat:
+    """Answered with the server time the heartbeat was recorded at; refused
+    with ``UnknownProbe`` for a probe that has no actor."""
+
+    agent_id: str
+
+
+class RosterActor(Actor):
+    """The probes' roster and the owner of their actors (see the module docstring)."""
+
+    refusals = (*REFUSALS, MailboxFull, ActorStopped)
+    """Besides its own refusals, a full mailbox of the topology or the probe's
+    actor, and a probe actor that stopped itself just then (silent too long) or
+    a server that is stopping: answered 503 at the edge, and the probe resends."""
+
+    def __init__(self, settings: Settings, *, agents_path: str, topology_path: str, hub_path: str,
+                 directory: Published[AgentDirectory], clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.agents_path = agents_path
+        self.topology_path = topology_path
+        self.hub_path = hub_path
+        self.directory = directory
+        """What the directory actor publishes: which probes are enrolled (never forgotten for another)."""
+        self.clock = clock
+        self.monotonic = monotonic
+        self.roster = AgentRoster()
+
+    async def on_start(self) -> None:
+        system = self.context.system
+        self.agents: SupervisorRef = system.lookup(self.agents_path)
+        self.topology: ActorRef = system.lookup(self.topology_path)
+        self.hub: ActorRef = system.lookup(self.hub_path)
+        now = self.monotonic()
+        for agent in self.agents.children():  # a restarted roster knows the probes still running
+            self.roster.touch(agent.path.rsplit("/", 1)[-1], now)
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, ReportArrived):
+            report = message.report
+            agent = await self._agent(report.agent_id, enrolled=message.enrolled)
+            # Topology first: when its mailbox is full the probe gets 503 and
+            # resends; merging the same report twice changes nothing.
+            self.topology.tell(MergeReport(report, message.received_at, message.partition))
+            agent.tell(ReportReceived(report, message.packed, message.received_at))
+            try:
+                self.hub.tell(ReportSeen(report, message.received_at))
+            except MailboxFull:
+                pass  # a live "report_update" is a courtesy; the report itself is accepted
+            return None
+        if isinstance(message, RegisterProbe):
+            agent = await self._agent(message.registration.agent_id, enrolled=message.enrolled)
+            agent.tell(Register(message.registration))
+            return None
+        if isinstance(message, ProbeHeartbeat):
+            agent = self.agents.child(message.agent_id)
+            if agent is None:
+                raise UnknownProbe(message.agent_id)
+            self.roster.touch(message.agent_id, self.monotonic())
+            at = self.clock()
+            agent.tell(Heartbeat(at))
+            return at
+        return await super().handle(message)
+
+    async def _agent(self, agent_id: str, *, enrolled: bool) -> ActorRef:
+        """The probe's actor, started if it is new, and the probe noted as heard from now.
+
+        At ``agents.max_agents`` a new probe takes the place of an unenrolled one:
+        of one silent for ``agents.stale_threshold``, or, for a probe enrolled in a
+        deployment (its report signed), of the one heard from longest ago.
+        Enrolled probes are never forgotten for another, so they always have room
+        while unenrolled ones take it; a new unenrolled probe with no room is
+        refused (``TooManyAgents``).
+        """
+        self.roster.touch(agent_id, self.monotonic())
+        if len(self.roster) > 2 * self.settings.agents.max_agents:
+            self.roster.retain(lambda a: self.agents.child(a) is not None)  # actors that stopped by themselves
+        known = self.agents.child(agent_id)  # the common case: no spec to build
+        if known is not None:
+            return known  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
+        limit = self.settings.agents.max_agents
+        for _ in range(ROOM_ATTEMPTS):
+            try:
+                return self.agents.ensure_child(agent_spec(agent_id, self.settings))  # type: ignore[no-any-return]  # (see above)
+            except TooManyChildren as exc:
+                limit = exc.limit
+            if not await self._make_room(for_enrolled=enrolled):
+                break
+        self.roster.forget(agent_id)
+        raise TooManyAgents(limit)
+
+    async def _make_room(self, *, for_enrolled: bool) -> bool:
+        """Forget one unenrolled probe (``AgentRoster.reclaimable``); whether one was."""
+        directory = self.directory.value
+        stale_after = self.settings.agents.stale_threshold
+        while True:
+            victim = self.roster.reclaimable(self.monotonic(), stale_after=stale_after, for_enrolled=for_enrolled,
+                                             enrolled=lambda a: directory.reporting_agent(a) is not None)
+            if victim is None:
+                return False
+            self.roster.forget(victim)
+            try:
+                await self.agents.stop_child(victim)
+            except (ActorNotFound, ActorStopped):
+                continue  # it had stopped by itself: look again
+            try:
+                self.topology.tell(ForgetAgent(victim))
+            except MailboxFull:
+                pass  # its nodes go once stale instead
+            log.info("forgot agent %s to make room for a new one (agents.max_agents)", victim,
+                     extra={"event": "agent_reclaimed", "agent_id": victim})
+            return True

@@ -1,0 +1,269 @@
+"""What several route modules do alike: read query arguments, reach the actor
+behind a request (a probe's roster, a deployment's queue, an agent's actor),
+hold an agent's long-poll, submit a command.
+
+Route modules (those with a blueprint) import this and the support modules
+(``_bodies``, ``_errors``, ``_gate``, ...), never one another:
+``tests/http/test_route_imports.py`` checks it. Each function here sends one
+message to one actor, or reads what an actor published.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import orjson
+import trio
+from quart import request
+
+from trioscope.actors.deployment_queue import (
+    POLL_CLOSED, Create, Poll, PollRetired, Undeliverable, Withdraw, open_poll,
+)
+from trioscope.actors.refusals import TooManyAgents
+from trioscope.actors.topology import PROCESS_HISTORY
+from trioscope.config import Settings
+from trioscope.domain.commands import MAX_PARAMETERS_BYTES, Command, CreateCommand, Delivery, Priority, new_command
+from trioscope.domain.deployments import AgentAuthFailure, Deployment
+from trioscope.domain.principals import Principal
+from trioscope.wire import InvalidDocument, MemoryBudget, decode, parse_timestamp
+from trioscope.runtime import ActorRef, ActorStopped, MailboxFull
+from trioscope.system import deployment_queue_spec
+
+from . import _gate
+from ._bodies import invalid
+from ._errors import ApiError
+from ._services import services
+
+log = logging.getLogger(__name__)
+
+MAX_PAGE = 500
+"""Largest page of a listing (commands, audit records, retired agents)."""
+
+
+# ---- query arguments: a 400 naming the argument -----------------------------------------------
+
+def date_argument(name: str, *, end: bool) -> float | None:
+    """Query parameter ``name``: a date (the whole day; ``end``: up to its end) or an RFC 3339 time."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) == 10:  # a date: the whole day (to_date includes its day)
+            day = datetime.fromisoformat(raw + "T00:00:00+00:00").timestamp()
+            return day + 86400 if end else day
+        return parse_timestamp(raw).timestamp()
+    except ValueError:
+        raise ApiError(400, "invalid_query", f"{name}: must be a date (2024-01-31) or an RFC 3339 time",
+                       details={"field": name}) from None
+
+
+def boolean_argument(name: str) -> bool:
+    """Query parameter ``name``: ``true`` or ``false`` (absent: false)."""
+    raw = request.args.get(name)
+    if raw is None or raw == "false":
+        return False
+    if raw == "true":
+        return True
+    raise ApiError(400, "invalid_query", f"{name}: must be true or false", details={"field": name})
+
+
+def integer_argument(name: str, default: int, low: int, high: int, unit: str = "") -> int:
+    """Query parameter ``name``: decimal ASCII digits (not "²", which ``isdigit``
+    takes and ``int`` refuses; not thousands of them, which ``int`` refuses too)."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or not low <= int(raw) <= high:
+        raise ApiError(400, "invalid_query", f"{name}: must be an integer from {low} to {high}{unit}",
+                       details={"field": name})
+    return int(raw)
+
+
+# ---- probes: the roster actor and the probes' own actors ---------------------------------------
+
+async def ask_roster(message: Any) -> Any:
+    """A probe's report, registration or heartbeat, to the roster actor (which
+    starts the probe's actor and hands the report on); its answer. A probe
+    refused for want of room (``TooManyAgents``, 503) is counted."""
+    s = services()
+    try:
+        # Making room for a new probe waits for a forgotten one's actor to stop.
+        return await s.roster.ask(message, timeout=10.0)
+    except TooManyAgents:
+        s.metrics.refused("agents_full")
+        raise
+
+
+def agent_or_404(agent_id: str) -> ActorRef:
+    """The actor of probe ``agent_id``, to ask what it holds; 404 if there is none."""
+    ref = services().agents.child(agent_id)
+    if ref is None:
+        raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} is known; register it or send a report",
+                       details={"agent_id": agent_id})
+    return ref  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
+
+
+def memory_budget(settings: Settings) -> MemoryBudget:
+    """What one agent's report may take (``agents.memory_budget``), with the
+    metric history the server keeps for its nodes."""
+    history = settings.storage.max_data_age
+    return MemoryBudget(limit=settings.agents.memory_budget, history=history,
+                        process_history=min(history, PROCESS_HISTORY))
+
+
+# ---- deployments' command queues ---------------------------------------------------------------
+
+def queue_of(deployment_hash: str) -> ActorRef:
+    """The deployment's queue actor, started if it is not running."""
+    s = services()
+    running = s.queues.child(deployment_hash)  # the common case: no spec to build
+    if running is not None:
+        return running  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
+    spec = deployment_queue_spec(deployment_hash, s.settings, s.store, s.reader)
+    return s.queues.ensure_child(spec)  # type: ignore[no-any-return]  # (see above)
+
+
+async def ask_queue(deployment_hash: str, message: Any, timeout: float = 10.0) -> Any:
+    """Ask the queue actor; if it stopped for idleness just then, start it again."""
+    try:
+        return await queue_of(deployment_hash).ask(message, timeout)
+    except ActorStopped:
+        return await queue_of(deployment_hash).ask(message, timeout)
+
+
+def user_actor(user_id: str) -> str:
+    """How the audit log names a user."""
+    return f"user:{user_id}"
+
+
+def decode_create(document: Any) -> CreateCommand:
+    """A command to create, from a request body (400 naming the field)."""
+    try:
+        create = decode(document, CreateCommand)
+    except InvalidDocument as exc:
+        raise invalid("invalid_command", exc) from None
+    size = len(orjson.dumps(create.parameters))
+    if size > MAX_PARAMETERS_BYTES:
+        raise ApiError(400, "invalid_command", f"$.parameters: must be at most {MAX_PARAMETERS_BYTES} bytes as JSON, got {size}",
+                       details={"errors": [{"path": "$.parameters", "message": f"larger than {MAX_PARAMETERS_BYTES} bytes"}]})
+    return create
+
+
+async def submit(principal: Principal, deployment: Deployment, create: CreateCommand, *,
+                 target_agent: str | None = None, **audit_details: Any) -> Command:
+    """Queue a command for ``deployment`` on behalf of ``principal`` (for
+    ``target_agent`` only, if given); answers once it is stored."""
+    now = time.time()
+    command = new_command(
+        command_id=f"cmd_{uuid.uuid4().hex}", deployment_hash=deployment.hash, tenant=deployment.tenant,
+        type=create.type, parameters=create.parameters, priority=Priority(create.priority),
+        created_by=principal.user_id, now=now,
+        schedule_at=create.schedule_at.timestamp() if create.schedule_at else None,
+        timeout_seconds=create.timeout_seconds, requires_confirmation=create.requires_confirmation, sequence=0,
+        target_agent=target_agent,
+    )
+    audit = _gate.audit_entry("command.create", actor=user_actor(principal.user_id), tenant=principal.tenant,
+                              resource_type="command", resource_id=command.id, type=command.type,
+                              priority=command.priority.value, deployment_hash=deployment.hash, **audit_details)
+    return await ask_queue(deployment.hash, Create(command, audit))  # type: ignore[no-any-return]  # replies are untyped; Create's is a Command
+
+
+# ---- an agent's poll: long-poll and agent socket alike ----------------------------------------
+
+class AgentRetired(Exception):
+    """The polling agent was decommissioned or replaced while its poll waited."""
+
+
+async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, skip: str | None,
+                           agent_id: str | None = None) -> Delivery | None:
+    """Hold a poll of agent ``agent_id`` until a command is handed to it or
+    ``timeout`` passes (or the server stops: None at once).
+
+    The poll is one ``Poll`` message to the deployment's queue actor; a later
+    answer comes on the poll's own channel, whose receiving end only this
+    function holds. The hand-off is safe both ways: the queue actor commits
+    ``sent`` before it hands a command over, and looks whether the poll is
+    still open (its receiving end not closed) just before; however this poll
+    ends (answered, cancelled because the client went away, its ask timed
+    out), the receiving end is closed at once, with no checkpoint after the
+    last look at it, so the actor gives it nothing later, and a command it
+    was given but could not pass on is queued again. Nothing is handed over
+    once the agent is no longer the deployment's active agent.
+
+    Raises:
+        AgentRetired: the agent was decommissioned or replaced (before the poll
+            reached the queue or while it waited).
+    """
+    poll, answers = open_poll(agent_id=agent_id, min_rank=min_rank, skip=skip)
+    answer: Delivery | PollRetired | None = None
+    taken = False
+    try:
+        with trio.CancelScope(shield=True):
+            # A poll is willing to wait its whole timeout, also for a queue actor
+            # that is still starting (many agents reconnecting at once).
+            answer = await ask_queue(deployment_hash, poll, timeout=max(10.0, timeout))
+        if answer is None:
+            # Cancelled when the server stops: the poll answers (204) rather than
+            # hold the graceful shutdown up.
+            waiting = trio.move_on_after(timeout)
+            polls = services().polls
+            polls.add(waiting)
+            try:
+                with waiting:
+                    answer = await answers.receive()
+            except trio.EndOfChannel:
+                pass  # the queue actor stopped: nothing for this poll
+            finally:
+                polls.discard(waiting)
+        taken = True
+    finally:
+        # From the last look to the close, no checkpoint: the actor cannot hand
+        # the poll anything in between.
+        if answer is None:
+            answer = _sent_meanwhile(answers)
+        answers.close()
+        if not taken and answer is not None and not isinstance(answer, PollRetired):
+            give_back(deployment_hash, answer)
+        elif answer is None:
+            _forget(deployment_hash, poll)
+    if isinstance(answer, PollRetired):
+        raise AgentRetired()
+    return answer
+
+
+def _sent_meanwhile(answers: trio.MemoryReceiveChannel[Delivery | PollRetired]) -> Delivery | PollRetired | None:
+    """What the actor sent after the wait ended (a timeout, a cancellation)."""
+    try:
+        return answers.receive_nowait()
+    except (trio.WouldBlock, trio.EndOfChannel):
+        return None
+
+
+async def credentials_failure(token: str | None, deployment_hash: str, agent_id: str) -> AgentAuthFailure | None:
+    """Why a new request of the agent with ``token`` would be refused now (None: it would not)."""
+    answer = (await _gate.directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=agent_id)
+    return answer if isinstance(answer, AgentAuthFailure) else None
+
+
+def _forget(deployment_hash: str, poll: Poll) -> None:
+    """Tell the queue to drop the poll now rather than at its next hand-out."""
+    ref = services().queues.child(deployment_hash)
+    if ref is not None:
+        try:
+            ref.tell(Withdraw(poll))
+        except (MailboxFull, ActorStopped):
+            pass  # it is skipped as ended anyway
+
+
+def give_back(deployment_hash: str, delivery: Delivery, reason: str = POLL_CLOSED) -> None:
+    """A delivered command did not reach the agent: queue it again (``reason`` goes in its history)."""
+    ref = services().queues.child(deployment_hash)
+    if ref is not None:
+        try:
+            ref.tell(Undeliverable(delivery, reason))
+        except (MailboxFull, ActorStopped):  # it times out instead, and is reported so
+            log.warning("could not return undelivered command to %s", deployment_hash)

@@ -1,0 +1,84 @@
+"""The roster actor: one message per probe report, registration or heartbeat;
+it owns the probes' actors (starts them, forgets one to make room) and hands a
+report to the topology, the probe's actor and the hub. Refusals are raised at
+the asker, typed, and never restart the roster."""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+import orjson
+import pytest
+
+from tests.synthetic import host_report
+from trioscope.actors.agent import Describe, LatestReport
+from trioscope.actors.refusals import TooManyAgents, UnknownProbe
+from trioscope.actors.roster import ProbeHeartbeat, RegisterProbe, ReportArrived
+from trioscope.actors.topology import GetSnapshot
+from trioscope.domain.agents import PackedReport
+from trioscope.wire import AgentRegistration, decode_report
+from trioscope.domain.topology import View, host_id
+from trioscope.runtime import open_actor_system
+from trioscope.system import AGENTS, ROSTER, TOPOLOGY, supervision_tree
+
+NOW = time.time()
+
+
+def arrived(index: int) -> ReportArrived:
+    document = host_report(index, timestamp=NOW, containers=1, processes=2, connections=0)
+    return ReportArrived(decode_report(document), PackedReport.pack(orjson.dumps(document)), NOW)
+
+
+def restarts(system, path: str) -> int:
+    return next(c for c in system.snapshot().root.children if c.path == path).restarts
+
+
+async def test_one_report_reaches_the_topology_and_a_new_agent_actor(settings) -> None:
+    async with open_actor_system(supervision_tree(settings)) as system:
+        report = arrived(1)
+        assert await system.lookup(ROSTER).ask(report) is None
+        agent = system.lookup(AGENTS).child(report.report.agent_id)
+        assert agent is not None  # started by the roster, not by the asker
+        raw, received_at = await agent.ask(LatestReport())
+        assert orjson.loads(raw)["agent_id"] == report.report.agent_id and received_at == NOW
+        snapshot = await system.lookup(TOPOLOGY).ask(GetSnapshot())
+        assert host_id("host-1") in {n.id for n in snapshot.nodes(View.HOSTS)}
+
+
+async def test_registration_and_heartbeat_go_to_the_agents_actor(settings) -> None:
+    async with open_actor_system(supervision_tree(settings)) as system:
+        roster = system.lookup(ROSTER)
+        with pytest.raises(UnknownProbe):
+            await roster.ask(ProbeHeartbeat("probe-1"))
+        await roster.ask(RegisterProbe(AgentRegistration(agent_id="probe-1", hostname="h1")))
+        at = await roster.ask(ProbeHeartbeat("probe-1"))
+        described = await system.lookup(AGENTS).child("probe-1").ask(Describe())
+        assert described["hostname"] == "h1" and described["last_heartbeat"] is not None
+        assert restarts(system, ROSTER) == 0 and isinstance(at, float)
+
+
+async def test_a_new_probe_beyond_max_agents_is_refused_at_the_asker(settings) -> None:
+    full = attrs.evolve(settings, agents=attrs.evolve(settings.agents, max_agents=2))
+    async with open_actor_system(supervision_tree(full)) as system:
+        roster = system.lookup(ROSTER)
+        for i in (1, 2):
+            await roster.ask(arrived(i))
+        with pytest.raises(TooManyAgents) as refused:
+            await roster.ask(arrived(3))  # the others are fresh: none may be forgotten for it
+        assert refused.value.limit == 2
+        await roster.ask(arrived(1))  # known probes go on
+        assert {ref.path.rsplit("/", 1)[-1] for ref in system.lookup(AGENTS).children()} == {
+            arrived(1).report.agent_id, arrived(2).report.agent_id}
+        assert restarts(system, ROSTER) == 0
+
+
+async def test_a_new_enrolled_probe_takes_the_place_of_the_oldest_unenrolled_one(settings) -> None:
+    full = attrs.evolve(settings, agents=attrs.evolve(settings.agents, max_agents=2))
+    async with open_actor_system(supervision_tree(full)) as system:
+        roster = system.lookup(ROSTER)
+        for i in (1, 2):
+            await roster.ask(arrived(i))
+        await roster.ask(attrs.evolve(arrived(3), enrolled=True))
+        assert {ref.path.rsplit("/", 1)[-1] for ref in system.lookup(AGENTS).children()} == {
+            arrived(2).report.agent_id, arrived(3).report.agent_id}
