@@ -27,9 +27,9 @@ from tests.synthetic import host_report
 
 LIMIT = 64 * 1024
 """The shared server's ``--max-body-size``."""
-VIEWS = ("hosts", "containers", "processes", "pods", "services")
+VIEWS = ("hosts", "containers", "processes", "pods", "services", "processes-by-name")
 VIEW_TYPE = {"hosts": "host", "containers": "container", "processes": "process", "pods": "pod",
-             "services": "service"}
+             "services": "service", "processes-by-name": "process_group"}
 MESH = (1, 2, 3)
 """Synthetic hosts host-1..host-3 (agents mesh-1..mesh-3), each a client of the others."""
 
