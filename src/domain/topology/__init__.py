@@ -4,6 +4,9 @@ connections between them, merged from agents' reports. Pure: no I/O, no trio."""
 from ._cgroup import container_id_from_cgroup as container_id_from_cgroup
 from ._controls import allows as control_allowed
 from ._controls import controls_for as controls_for
+from ._edge_cache import EDGE_CACHE_BYTES as EDGE_CACHE_BYTES
+from ._edge_cache import EdgeCache as EdgeCache
+from ._edge_cache import EdgeCacheStats as EdgeCacheStats
 from ._footprint import Footprint as Footprint
 from ._footprint import MemoryBudget as MemoryBudget
 from ._footprint import OverBudget as OverBudget
@@ -34,7 +37,7 @@ from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "CACHE_LIMIT", "Edge", "Expired", "Footprint", "Listing", "MAX_PAGE", "MemoryBudget", "NODE_FIELDS", "Node",
+    "CACHE_LIMIT", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Footprint", "Listing", "MAX_PAGE", "MemoryBudget", "NODE_FIELDS", "Node",
     "NodeKind", "OverBudget", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
     "TopologySnapshot", "View", "build_partition", "container_id", "container_id_from_cgroup",
     "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
