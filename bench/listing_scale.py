@@ -260,7 +260,7 @@ def main() -> int:
                 servers[label] = (proc, base)
                 print(f"{label}: loaded {args.hosts} hosts in {seconds:.1f} s, "
                       f"RSS {psutil.Process(proc.pid).memory_info().rss / 2**20:.0f} MB", flush=True)
-            with httpx.Client(base_url=servers["this code"][1]) as client:
+            with httpx.Client(base_url=servers["this code"][1], timeout=120) as client:
                 counts = client.get("/api/v1/query/stats").json()["topology"]
             print(f"nodes {counts['nodes_by_type']}, edges {counts['edges_by_view']}")
             documents = root / "documents"

@@ -44,9 +44,6 @@ RUN = 1021
 """About this many edges per run (a prime: runs end where an edge's id, a
 multiple of 16, is a multiple of it): ~200 KB of JSON, ~1 ms to encode."""
 
-MAX_RUN = 4 * RUN
-"""A run ends here at the latest (a stretch of edges whose ids end none)."""
-
 _RUN_OVERHEAD = 200
 """Bytes per kept run besides its encoding, key and tuple: the record and its
 slot in the table."""
@@ -84,10 +81,11 @@ class EdgeCache:
 
     Args:
         limit: the bound, in bytes (see the module).
+        run: edges per run, on average; a prime (tests make runs short).
     """
 
-    def __init__(self, limit: int = EDGE_CACHE_BYTES) -> None:
-        self.limit = limit
+    def __init__(self, limit: int = EDGE_CACHE_BYTES, run: int = RUN) -> None:
+        self.limit, self.run, self.max_run = limit, run, 4 * run
         self.size = 0
         self.hits = 0
         self.misses = 0
@@ -101,20 +99,22 @@ class EdgeCache:
 
     def entries(self, view: View, version: int, edges: Mapping[tuple[str, str], Edge]) -> Iterator[bytes]:
         """``"<id>":{...}`` of each of ``edges`` (``view``'s in version
-        ``version``), in their order, each after a comma, in runs of ~``RUN``:
+        ``version``), in their order, each after a comma, in runs of ~``run``:
         the same bytes as ``edge_entries`` of them all, with a leading comma."""
         listing = next(self._listings)
         values = list(edges.values())
         ids = array("Q", map(id, values))
         start = 0
-        for end in compress(count(1), map(not_, map(mod, ids, repeat(RUN)))):
-            while end - start > MAX_RUN:
-                yield self._run(view, listing, values, ids, start, start + MAX_RUN)
-                start += MAX_RUN
+        longest = self.max_run
+        for end in compress(count(1), map(not_, map(mod, ids, repeat(self.run)))):
+            while end - start > longest:
+                # A stretch of edges none of which ends a run.
+                yield self._run(view, listing, values, ids, start, start + longest)
+                start += longest
             yield self._run(view, listing, values, ids, start, end)
             start = end
         while start < len(values):
-            stop = min(start + MAX_RUN, len(values))
+            stop = min(start + longest, len(values))
             yield self._run(view, listing, values, ids, start, stop)
             start = stop
         if version >= self._swept.get(view, 0):
