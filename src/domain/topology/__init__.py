@@ -37,7 +37,8 @@ from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "CACHE_LIMIT", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Footprint", "Listing", "MAX_PAGE", "MemoryBudget", "NODE_FIELDS", "Node",
+    "CACHE_LIMIT", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Footprint", "Listing",
+    "MAX_PAGE", "MemoryBudget", "NODE_FIELDS", "Node",
     "NodeKind", "OverBudget", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
     "TopologySnapshot", "View", "build_partition", "container_id", "container_id_from_cgroup",
     "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from datetime import UTC, datetime
 from itertools import chain, islice
-from operator import attrgetter
 from typing import Any, TypeVar
 
 import attrs
 import orjson
 
 from ._edge_cache import EdgeCache
-from ._model import Edge, Node, NodeKind, View, edge_entries
+from ._model import Edge, Node, NodeKind, View, edge_entries, node_entries
 
 
 _KINDS = {kind.value: kind for kind in NodeKind}
@@ -192,33 +191,13 @@ def _visible_part(nodes: Iterator[Node], edges: Iterator[Edge],
     return accepted(), (e for e in edges if e.source in shown and e.target in shown)
 
 
-def _joined(entries: Iterator[bytes], batch: int) -> Iterator[bytes]:
-    # After the first piece, an empty first item: one join makes the piece
-    # with its leading comma (not a join and then a copy of ~400 KB).
-    pending: list[bytes] = []
-    for entry in entries:
-        pending.append(entry)
-        if len(pending) >= batch:
-            yield b",".join(pending)
-            pending = [b""]
-    if len(pending) > 1 or (pending and pending[0]):
-        yield b",".join(pending)
-
-
-_ENTRY = attrgetter("_entry")
-
-
 def _node_entries(nodes: Iterator[Node], batch: int) -> Iterator[bytes]:
-    """``"<id>":{...}`` of each node, comma-separated, in pieces of ``batch``:
-    what ``_joined`` of their ``entry()`` makes, read from the nodes' cached
-    entries with no Python code run per node unless one is not encoded yet
-    (a call per node was a third of the CPU of a 100,000-process listing)."""
+    """``"<id>":{...}`` of each node, comma-separated, in pieces of ``batch``."""
+    # After the first piece, an empty first item: one join makes a piece with
+    # its leading comma (not a join, then a copy of ~400 KB to prepend it).
     separator: list[bytes] = []
     while part := list(islice(nodes, batch)):
-        entries = list(map(_ENTRY, part))
-        if not all(entries):
-            entries = [node.entry() for node in part]
-        yield b",".join(separator + entries)
+        yield b",".join(separator + node_entries(part))
         separator = [b""]
 
 
