@@ -110,6 +110,9 @@ def probe_health(base: str) -> None:
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
     with httpx.Client(base_url=base, timeout=60) as client:
+        client.get("/health").raise_for_status()
+        sys.stdout.write("ready\n")  # connected: the GETs may start
+        sys.stdout.flush()
         while not done.is_set():
             started = time.perf_counter()
             client.get("/health").raise_for_status()
@@ -128,7 +131,8 @@ class HealthProbe:
     def __enter__(self) -> HealthProbe:
         self.proc = subprocess.Popen([sys.executable, __file__, "--probe-health", self.base],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        time.sleep(0.2)  # let it connect (a bench, not a test: no condition to wait on)
+        assert self.proc.stdout is not None
+        self.proc.stdout.readline()  # "ready": it has connected and had a first answer
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -260,7 +264,7 @@ def main() -> int:
                 servers[label] = (proc, base)
                 print(f"{label}: loaded {args.hosts} hosts in {seconds:.1f} s, "
                       f"RSS {psutil.Process(proc.pid).memory_info().rss / 2**20:.0f} MB", flush=True)
-            with httpx.Client(base_url=servers["this code"][1]) as client:
+            with httpx.Client(base_url=servers["this code"][1], timeout=120) as client:
                 counts = client.get("/api/v1/query/stats").json()["topology"]
             print(f"nodes {counts['nodes_by_type']}, edges {counts['edges_by_view']}")
             documents = root / "documents"

@@ -337,6 +337,7 @@ class TopologyActor(Actor):
     def _stats(self) -> dict[str, Any]:
         nodes = self.history.stats()
         processes = self.process_history.stats()
+        edges = self.graph.edge_cache.stats()
         return {
             "topology": {**self.snapshot.counts(), "agents": len(self.graph.partitions),
                          "pending_reports": len(self.pending), "merge_failures": self.merge_failures},
@@ -344,6 +345,10 @@ class TopologyActor(Actor):
                 "metric_series": nodes.groups + processes.groups,
                 "metric_points": nodes.points + processes.points,
                 "metric_bytes": nodes.bytes + processes.bytes,
+                # The encoded edges kept for big listings (bounded: edge_cache_limit).
+                "edge_cache_bytes": edges.bytes,
+                "edge_cache_limit": edges.limit,
+                "edge_cache_runs": edges.runs,
             },
         }
 

@@ -3,6 +3,9 @@ connections between them, merged from agents' reports. Pure: no I/O, no trio."""
 
 from ._controls import allows as control_allowed
 from ._controls import controls_for as controls_for
+from ._edge_cache import EDGE_CACHE_BYTES as EDGE_CACHE_BYTES
+from ._edge_cache import EdgeCache as EdgeCache
+from ._edge_cache import EdgeCacheStats as EdgeCacheStats
 from ._graph import Expired as Expired
 from ._graph import TopologyGraph as TopologyGraph
 from ._graph import merge_nodes as merge_nodes
@@ -35,8 +38,8 @@ from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "CACHE_LIMIT", "Edge", "Expired", "Listing", "MAX_PAGE", "NODE_FIELDS", "Node",
-    "NodeKind", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
+    "CACHE_LIMIT", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Listing",
+    "MAX_PAGE", "NODE_FIELDS", "Node", "NodeKind", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
     "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "build_partition", "container_id",
     "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
     "merge_nodes", "pod_id", "process_group_id", "process_group_node", "process_group_of", "process_id",

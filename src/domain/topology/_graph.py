@@ -23,6 +23,7 @@ import attrs
 
 from trioscope.wire import Report, is_loopback
 
+from ._edge_cache import EdgeCache
 from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
 from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition
@@ -47,7 +48,9 @@ class TopologyGraph:
     """Mutable topology state. Call ``apply`` per report, ``expire`` per cleanup
     tick, and ``publish`` to get an immutable snapshot plus the diff."""
 
-    def __init__(self, now: float = 0.0) -> None:
+    def __init__(self, now: float = 0.0, edge_cache: EdgeCache | None = None) -> None:
+        self.edge_cache = edge_cache if edge_cache is not None else EdgeCache()
+        """Shared by the versions it publishes: their edges' encodings."""
         self.partitions: dict[str, Partition] = {}
         self.nodes: dict[str, Node] = {}
         self._by_kind: dict[NodeKind, dict[str, Node]] = {k: {} for k in NodeKind}
@@ -478,7 +481,7 @@ class TopologyGraph:
         self.version += 1
         nodes = {k: (dict(self._by_kind[k]) if k in dirty_kinds else previous.nodes_of(k)) for k in NodeKind}
         edges_by_view = {v: (dict(self._edges[v]) if v in dirty_views else previous.edges_of(v)) for v in View}
-        snapshot = TopologySnapshot(self.version, now, nodes, edges_by_view)
+        snapshot = TopologySnapshot(self.version, now, nodes, edges_by_view, edge_cache=self.edge_cache)
         diff = TopologyDiff(
             version=self.version,
             previous_version=previous.version,
@@ -547,7 +550,7 @@ class TopologyGraph:
     def without(self, agent_id: str) -> TopologyGraph:
         """A new graph built from every partition but ``agent_id``'s (to recover
         from a merge that failed half-way)."""
-        graph = TopologyGraph()
+        graph = TopologyGraph(edge_cache=self.edge_cache)
         # Continue the version sequence: the next publish diffs against what
         # clients last saw, including what disappeared with the failed agent.
         graph.version, graph._published = self.version, self._published

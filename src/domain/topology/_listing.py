@@ -13,7 +13,7 @@ import attrs
 import orjson
 
 from ._model import NODE_FIELDS, WHOLE_KINDS, Edge, Node, NodeKind, View, edge_entries
-from ._snapshot import TopologySnapshot, _joined, _timestamp, _visible_part, kind_of
+from ._snapshot import TopologySnapshot, _node_entries, _timestamp, _visible_part, kind_of
 
 SUMMARY_FIELDS = ("id", "type", "label", "parent", "metrics")
 """The node fields of ``summary=true``: enough to draw and colour a big graph."""
@@ -180,7 +180,7 @@ class Listing:
     def _encoded(self, nodes: Iterator[Node]) -> Iterator[bytes]:
         """``"<id>":{...}`` of each node, comma-separated, in pieces."""
         if self.fields is None:
-            yield from _joined((node.entry() for node in nodes), self.batch)
+            yield from _node_entries(nodes, self.batch)
             return
         fields, first = self.fields, True
         while part := list(islice(nodes, self.batch)):

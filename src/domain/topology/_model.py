@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 import attrs
@@ -172,6 +173,17 @@ class Node:
     def json(self) -> orjson.Fragment:
         """``as_dict()`` as a JSON fragment, from the cached entry."""
         return orjson.Fragment(self.entry()[_key_length(self.id):])
+
+
+_ENTRY = attrgetter("_entry")
+
+
+def node_entries(nodes: Sequence[Node]) -> list[bytes]:
+    """Each node's ``entry()``, read from the cached entries with no Python
+    code run per node unless one is not encoded yet (a call per node was a
+    third of the CPU of listing 100,000 processes)."""
+    entries = list(map(_ENTRY, nodes))
+    return entries if all(entries) else [node.entry() for node in nodes]
 
 
 _SUMMARY: dict[NodeKind, tuple[str, ...]] = {
