@@ -74,7 +74,10 @@ class Services:
     directory: ActorRef
     """``/root/directory``: deployments and agent credentials."""
     queues: SupervisorRef
-    """``/root/queues``: one actor per deployment with open commands or waiting polls."""
+    """``/root/queues``: one actor per deployment with open commands or waiting polls (started by
+    the queue owner; the edge only tells the running ones)."""
+    queue_owner: ActorRef
+    """``/root/queue_owner``: every request for a deployment's queue (``ForDeployment``)."""
     reader: StoreReader
     secret: bytes = attrs.field(repr=False)
     """Signs and checks user tokens."""
