@@ -12,6 +12,7 @@ from pathlib import Path
 
 import logging
 
+from trioscope.actors.client_owner import ClientOwnerActor
 from trioscope.actors.deployment_queue import Snapshot
 from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor, HubMembers
@@ -31,6 +32,7 @@ AGENTS = "/root/agents"
 TOPOLOGY = "/root/topology"
 HUB = "/root/hub"
 CLIENTS = "/root/clients"
+CLIENT_OWNER = "/root/client_owner"
 STORE = "/root/store"
 DIRECTORY = "/root/directory"
 QUEUES = "/root/queues"
@@ -102,6 +104,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="hub", factory=lambda: HubActor(TOPOLOGY, settings.websocket.max_rate, hub_members),
                       mailbox_size=4096),
             dynamic_supervisor("clients", max_children=settings.websocket.max_clients),
+            # Starts a client actor for each WebSocket that asks.
+            ActorSpec(name="client_owner", factory=lambda: ClientOwnerActor(clients_path=CLIENTS), mailbox_size=4096),
             # Probes' reports, registrations and heartbeats: it starts their
             # actors under /root/agents and hands reports to the topology, the
             # agent's actor and the hub. Last: it stops first, so nothing is

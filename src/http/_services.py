@@ -64,7 +64,9 @@ class Services:
     topology: ActorRef
     hub: ActorRef
     clients: SupervisorRef
-    """``/root/clients``: one actor per WebSocket client."""
+    """``/root/clients``: one actor per WebSocket client (started by the client owner)."""
+    client_owner: ActorRef
+    """``/root/client_owner``: starts a WebSocket's client actor (``OpenClient``)."""
     live: LiveCounters
     links: set[ClientLink] = attrs.field(factory=set)
     """Open WebSocket connections (closed with 1001 when the server stops)."""
