@@ -207,7 +207,7 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_signals, signals, stop, everything, budget)
                     async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
-                        await resume_open_queues(system, settings, reader)
+                        await resume_open_queues(system, reader)
                         app = create_app(system, settings, reader)
                         async with trio.open_nursery() as http:
                             binds = await http.start(_serve_http, app, config, sockets, stop)

@@ -12,16 +12,18 @@ from pathlib import Path
 
 import logging
 
-from trioscope.actors.deployment_queue import queue_spec
+from trioscope.actors.client_owner import ClientOwnerActor
+from trioscope.actors.deployment_queue import Snapshot
 from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor, HubMembers
 from trioscope.actors.notifier import NotifierActor
+from trioscope.actors.queue_owner import ForDeployment, QueueOwnerActor
 from trioscope.actors.roster import RosterActor
 from trioscope.actors.store import StoreActor
 from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
 from trioscope.domain.deployments import AgentDirectory
-from trioscope.runtime import ActorRef, ActorSpec, ActorSystem, Published, Strategy, SupervisorSpec, dynamic_supervisor
+from trioscope.runtime import ActorSpec, ActorSystem, Published, Strategy, SupervisorSpec, dynamic_supervisor
 from trioscope.store import DATABASE_FILE, StoreReader
 
 log = logging.getLogger(__name__)
@@ -30,9 +32,11 @@ AGENTS = "/root/agents"
 TOPOLOGY = "/root/topology"
 HUB = "/root/hub"
 CLIENTS = "/root/clients"
+CLIENT_OWNER = "/root/client_owner"
 STORE = "/root/store"
 DIRECTORY = "/root/directory"
 QUEUES = "/root/queues"
+QUEUE_OWNER = "/root/queue_owner"
 NOTIFIER = "/root/notifier"
 ROSTER = "/root/roster"
 
@@ -40,6 +44,8 @@ TOPOLOGY_MAILBOX = 4096
 """Reports queued for merging before ``POST /api/v1/reports`` answers 503."""
 ROSTER_MAILBOX = 4096
 """Reports, registrations and heartbeats waiting for the roster before they get 503."""
+QUEUE_OWNER_MAILBOX = 8192
+"""Requests for deployments' queues (polls included) waiting to be routed before they get 503."""
 
 
 def database_path(settings: Settings) -> Path:
@@ -77,8 +83,14 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                                                      notifier_path=NOTIFIER, published=directory_view,
                                                      queues_path=QUEUES),
                       mailbox_size=8192),
-            # One queue actor per deployment, started on demand.
+            # One queue actor per deployment, started on demand by its owner,
+            # which every request for a queue goes through (and which stops
+            # before the queues do).
             dynamic_supervisor("queues", max_children=1_000_000),
+            ActorSpec(name="queue_owner",
+                      factory=lambda: QueueOwnerActor(settings, shared_reader, queues_path=QUEUES, store_path=STORE,
+                                                      notifier_path=NOTIFIER, directory_path=DIRECTORY),
+                      mailbox_size=QUEUE_OWNER_MAILBOX),
             # One actor per agent; one crashing agent actor never takes others down.
             dynamic_supervisor("agents", max_children=settings.agents.max_agents),
             ActorSpec(
@@ -92,6 +104,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="hub", factory=lambda: HubActor(TOPOLOGY, settings.websocket.max_rate, hub_members),
                       mailbox_size=4096),
             dynamic_supervisor("clients", max_children=settings.websocket.max_clients),
+            # Starts a client actor for each WebSocket that asks.
+            ActorSpec(name="client_owner", factory=lambda: ClientOwnerActor(clients_path=CLIENTS), mailbox_size=4096),
             # Probes' reports, registrations and heartbeats: it starts their
             # actors under /root/agents and hands reports to the topology, the
             # agent's actor and the hub. Last: it stops first, so nothing is
@@ -104,13 +118,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     )
 
 
-def deployment_queue_spec(deployment_hash: str, settings: Settings, store: ActorRef, reader: StoreReader) -> ActorSpec:
-    """The queue actor of one deployment, as ``/root/queues`` runs it."""
-    return queue_spec(deployment_hash, settings, store=store, reader=reader, notifier_path=NOTIFIER,
-                      directory_path=DIRECTORY)
-
-
-async def resume_open_queues(system: ActorSystem, settings: Settings, reader: StoreReader) -> int:
+async def resume_open_queues(system: ActorSystem, reader: StoreReader) -> int:
     """Start the queue actor of every deployment with open commands; answers how many.
 
     A queue actor starts on its deployment's first request, and its timer is what
@@ -118,10 +126,10 @@ async def resume_open_queues(system: ActorSystem, settings: Settings, reader: St
     a deployment whose agent is gone would otherwise keep them open for ever.
     """
     hashes = await reader.deployments_with_open_commands()
-    queues = system.lookup(QUEUES)
-    store = system.lookup(STORE)
+    owner = system.lookup(QUEUE_OWNER)
     for deployment_hash in hashes:
-        queues.ensure_child(deployment_queue_spec(deployment_hash, settings, store, reader))
+        # Any message starts the queue; a snapshot changes nothing.
+        await owner.send(ForDeployment(deployment_hash, Snapshot()))
     if hashes:
         log.info("resumed %d deployment queue(s) with open commands", len(hashes))
     return len(hashes)

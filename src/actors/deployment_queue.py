@@ -34,7 +34,7 @@ from trioscope.domain.commands import (
     cancel_notice_id,
 )
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
-from trioscope.runtime import ActorRef, ActorSpec, Published, Restart, Timer
+from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, MailboxFull, Published, Restart, Timer
 from trioscope.store import AuditEntry, Conflict, SaveCommand, StoreReader, Write
 
 from .directory import AgentsRetired, GetPublished
@@ -156,6 +156,20 @@ class _Tick:
     pass
 
 
+@attrs.frozen
+class QueueIdle:
+    """Told by a queue actor to its owner: nothing open and no poll waiting for
+    ``IDLE_STOP`` seconds. The owner stops it with ``StopIfIdle``, so that it
+    never forwards a request to a queue that is stopping."""
+
+    deployment_hash: str
+
+
+@attrs.frozen
+class StopIfIdle:
+    """From the owner: stop now if still idle. Answered with whether it stops."""
+
+
 _FINAL = {"completed": CommandStatus.COMPLETED, "success": CommandStatus.COMPLETED,
           "failed": CommandStatus.FAILED, "cancelled": CommandStatus.CANCELLED}
 _EVENT_FOR = {CommandStatus.COMPLETED: CommandEvent.COMPLETE, CommandStatus.FAILED: CommandEvent.FAIL,
@@ -165,8 +179,10 @@ _EVENT_FOR = {CommandStatus.COMPLETED: CommandEvent.COMPLETE, CommandStatus.FAIL
 class DeploymentQueueActor(RefusingActor):
     def __init__(self, deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
                  notifier_path: str | None = None, directory_path: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 queue_owner: ActorRef | None = None, clock: Callable[[], float] = time.time) -> None:
         self.deployment_hash = deployment_hash
+        self.queue_owner = queue_owner
+        """Who decides when this actor stops (``QueueIdle``); None: it stops itself once idle."""
         self.settings = settings
         self.store = store
         self.reader = reader
@@ -289,6 +305,11 @@ class DeploymentQueueActor(RefusingActor):
             return None
         if isinstance(message, Snapshot):
             return list(self.queue)
+        if isinstance(message, StopIfIdle):
+            idle = not len(self.queue) and not self.waiters
+            if idle:
+                self.context.stop()
+            return idle
         return await super().serve(message, now)
 
     def _open(self, command_id: str) -> Command:
@@ -473,7 +494,14 @@ class DeploymentQueueActor(RefusingActor):
         if len(self.queue) or self.waiters:
             self.idle_since = now
         elif now - self.idle_since >= IDLE_STOP:
-            self.context.stop()
+            if self.queue_owner is None:
+                self.context.stop()
+                return
+            self.idle_since = now  # not again before another IDLE_STOP, should the owner keep it
+            try:
+                self.queue_owner.tell(QueueIdle(self.deployment_hash))
+            except (MailboxFull, ActorStopped):
+                pass  # a busy owner hears again later; a stopping one stops us anyway
 
     async def on_stop(self) -> None:
         for poll in self.waiters:
@@ -530,13 +558,13 @@ def command_event(command: Command) -> dict[str, Any]:
 
 def queue_spec(deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
                notifier_path: str | None = None, directory_path: str | None = None,
-               clock: Callable[[], float] = time.time) -> ActorSpec:
+               queue_owner: ActorRef | None = None, clock: Callable[[], float] = time.time) -> ActorSpec:
     """Transient: restarted after a crash (reloading from the store), gone once idle."""
     return ActorSpec(
         name=deployment_hash,
         factory=lambda: DeploymentQueueActor(deployment_hash, settings, store=store, reader=reader,
                                              notifier_path=notifier_path, directory_path=directory_path,
-                                             clock=clock),
+                                             queue_owner=queue_owner, clock=clock),
         restart=Restart.TRANSIENT,
         mailbox_size=1024,
         shutdown_timeout=5.0,

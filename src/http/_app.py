@@ -14,7 +14,7 @@ from trioscope.runtime import ActorSystem
 from trioscope.actors.client import LiveCounters
 from trioscope.domain.rates import RateLimiter
 from trioscope.store import StoreReader, token_secret
-from trioscope.system import AGENTS, CLIENTS, DIRECTORY, HUB, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
+from trioscope.system import AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
 from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _query, _reports, _ui
 from ._client_sockets import close_all
@@ -36,9 +36,9 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     attach(app, Services(system=system, settings=settings, agents=system.lookup(AGENTS),
                          roster=system.lookup(ROSTER),
                          topology=system.lookup(TOPOLOGY), hub=system.lookup(HUB),
-                         clients=system.lookup(CLIENTS), live=live, metrics=metrics,
+                         clients=system.lookup(CLIENTS), client_owner=system.lookup(CLIENT_OWNER), live=live, metrics=metrics,
                          store=system.lookup(STORE), directory=system.lookup(DIRECTORY),
-                         queues=system.lookup(QUEUES),
+                         queues=system.lookup(QUEUES), queue_owner=system.lookup(QUEUE_OWNER),
                          reader=reader if reader is not None else StoreReader(database_path(settings)),
                          secret=token_secret(settings.auth.secret, settings.storage.data_dir),
                          gate=Gate(per_address=RateLimiter(settings.limits.per_address),

@@ -13,7 +13,10 @@ import trio
 from quart import Response, websocket
 
 from trioscope.actors.client import GOING_AWAY, INTERNAL_ERROR, MESSAGE_TOO_BIG, ClientLink, FromClient
-from trioscope.runtime import ActorNotFound, ActorRef, ActorSpec, ActorStopped, MailboxFull, StartFailed, TooManyChildren
+from trioscope.actors.client_owner import OpenClient
+from trioscope.runtime import (
+    ActorNotFound, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, StartFailed, TooManyChildren,
+)
 
 from . import _gate
 from ._errors import error_response
@@ -32,7 +35,7 @@ is higher because agents send results over /ws/agent."""
 async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol: str | None = None,
                               expires_at: float | None = None) -> Response | None:
     """Run one WebSocket whose client actor ``spec`` (under ``/root/clients``)
-    decides what is sent: start the actor (503 when the limit is reached), then
+    decides what is sent: have the client owner start the actor (503 when the limit is reached), then
     accept (choosing ``subprotocol``) and move frames both ways until the
     actor, the server or the client closes. A socket opened with a user token
     closes (4401) when the token expires (unix seconds ``expires_at``): the
@@ -50,12 +53,12 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
     # actor may still be starting, and it would never stop by itself.
     try:
         try:
-            client = await s.clients.start_child(spec)
+            client = await s.client_owner.ask(OpenClient(spec), timeout=10.0)
         except TooManyChildren as exc:
             s.metrics.refused("websockets_total")
             return error_response(503, "too_many_clients", f"the server already has its limit of {exc.limit} "
                                   "WebSocket clients (websocket.max_clients)", headers={"Retry-After": "10"})
-        except (StartFailed, ActorStopped):
+        except (StartFailed, ActorStopped, MailboxFull, AskTimeout):
             return error_response(503, "unavailable", "this stream is not available right now",
                                   headers={"Retry-After": "1"})
         await websocket.accept(subprotocol=subprotocol)

@@ -64,7 +64,9 @@ class Services:
     topology: ActorRef
     hub: ActorRef
     clients: SupervisorRef
-    """``/root/clients``: one actor per WebSocket client."""
+    """``/root/clients``: one actor per WebSocket client (started by the client owner)."""
+    client_owner: ActorRef
+    """``/root/client_owner``: starts a WebSocket's client actor (``OpenClient``)."""
     live: LiveCounters
     links: set[ClientLink] = attrs.field(factory=set)
     """Open WebSocket connections (closed with 1001 when the server stops)."""
@@ -74,7 +76,10 @@ class Services:
     directory: ActorRef
     """``/root/directory``: deployments and agent credentials."""
     queues: SupervisorRef
-    """``/root/queues``: one actor per deployment with open commands or waiting polls."""
+    """``/root/queues``: one actor per deployment with open commands or waiting polls (started by
+    the queue owner; the edge only tells the running ones)."""
+    queue_owner: ActorRef
+    """``/root/queue_owner``: every request for a deployment's queue (``ForDeployment``)."""
     reader: StoreReader
     secret: bytes = attrs.field(repr=False)
     """Signs and checks user tokens."""

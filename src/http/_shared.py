@@ -23,6 +23,7 @@ from quart import request
 from trioscope.actors.deployment_queue import (
     POLL_CLOSED, Create, Poll, PollRetired, Undeliverable, Withdraw, open_poll,
 )
+from trioscope.actors.queue_owner import ForDeployment
 from trioscope.actors.refusals import TooManyAgents
 from trioscope.actors.topology import PROCESS_HISTORY
 from trioscope.config import Settings
@@ -31,7 +32,6 @@ from trioscope.domain.deployments import AgentAuthFailure, Deployment
 from trioscope.domain.principals import Principal
 from trioscope.wire import InvalidDocument, MemoryBudget, decode, parse_timestamp
 from trioscope.runtime import ActorRef, ActorStopped, MailboxFull
-from trioscope.system import deployment_queue_spec
 
 from . import _gate
 from ._bodies import invalid
@@ -117,22 +117,10 @@ def memory_budget(settings: Settings) -> MemoryBudget:
 
 # ---- deployments' command queues ---------------------------------------------------------------
 
-def queue_of(deployment_hash: str) -> ActorRef:
-    """The deployment's queue actor, started if it is not running."""
-    s = services()
-    running = s.queues.child(deployment_hash)  # the common case: no spec to build
-    if running is not None:
-        return running  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
-    spec = deployment_queue_spec(deployment_hash, s.settings, s.store, s.reader)
-    return s.queues.ensure_child(spec)  # type: ignore[no-any-return]  # (see above)
-
-
 async def ask_queue(deployment_hash: str, message: Any, timeout: float = 10.0) -> Any:
-    """Ask the queue actor; if it stopped for idleness just then, start it again."""
-    try:
-        return await queue_of(deployment_hash).ask(message, timeout)
-    except ActorStopped:
-        return await queue_of(deployment_hash).ask(message, timeout)
+    """Ask the deployment's queue actor, through the queues' owner (which
+    starts it if it is not running and forwards the message: the queue answers)."""
+    return await services().queue_owner.ask(ForDeployment(deployment_hash, message), timeout)
 
 
 def user_actor(user_id: str) -> str:

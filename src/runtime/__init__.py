@@ -10,6 +10,7 @@ Nothing here knows about trioscope.
 
 from ._actor import Actor as Actor
 from ._actor import ActorContext as ActorContext
+from ._actor import Forward as Forward
 from ._actor import Terminated as Terminated
 from ._exceptions import ActorFailed as ActorFailed
 from ._exceptions import ActorNotFound as ActorNotFound
@@ -59,6 +60,7 @@ __all__ = [
     "Backoff",
     "ChildSpec",
     "DuplicateChild",
+    "Forward",
     "IntensityScope",
     "LinkedActorTerminated",
     "MailboxFull",

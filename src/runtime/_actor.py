@@ -28,6 +28,26 @@ class Terminated:
     """``normal``, ``shutdown``, ``crashed: <error>``, ``gave up`` or ``start failed: <error>``."""
 
 
+@attrs.frozen
+class Forward:
+    """A ``handle`` return value that answers by handing the message on:
+    ``message`` goes to ``target`` as if its asker had sent it there.
+
+    Asked, the same pending ask moves to ``target``'s mailbox: its answer, its
+    refusal or its crash (``ActorFailed``) reaches the original asker directly,
+    within the asker's one deadline, and this actor goes on with its next
+    message at once. A full or stopped ``target`` is raised at the asker
+    (``MailboxFull`` / ``ActorStopped``). Told, ``message`` is told to
+    ``target`` (dropped if it has no room: a tell promises nothing).
+
+    The way for an owner actor to route requests to children it starts on
+    demand, without the caller ever starting one.
+    """
+
+    target: ActorRef
+    message: Any
+
+
 @attrs.frozen(kw_only=True)
 class LinkDown:
     """Internal: a linked actor terminated abnormally; the cell crashes the
@@ -139,7 +159,7 @@ class Actor:
         raises, the start fails: the supervisor counts a restart (or, for a
         first start, the parent's start fails).
       * ``handle(message)`` runs once per message, one at a time. Its return value
-        answers ``ask``. If it raises one of the actor's declared ``refusals``,
+        answers ``ask`` (a ``Forward`` hands the message on). If it raises one of the actor's declared ``refusals``,
         that exception is the answer: raised at the asker as it is, and the
         actor carries on (a refusal of a told message is logged at debug level).
         If it raises anything else, the actor crashes: the asker (if any) gets

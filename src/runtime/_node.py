@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from . import _events as events
-from ._actor import Actor, ActorContext, LinkDown, Terminated
+from ._actor import Actor, ActorContext, Forward, LinkDown, Terminated
 from ._exceptions import ActorFailed, ActorStopped, LinkedActorTerminated, MailboxFull, StartFailed
 from ._intensity import RestartHistory
 from ._mailbox import Mailbox, MailboxClosed
@@ -35,6 +35,15 @@ _BURST = 64
 
 QUIET_ENDS = frozenset({"normal", "shutdown"})
 """How a linked actor may end without taking its links down (OTP's normal exits)."""
+
+
+def _forward_ask(ask: Ask, forward: Forward) -> None:
+    """Move a pending ask to ``forward.target``: it answers the asker from there."""
+    ask.forward(forward.message)
+    try:
+        forward.target.tell(ask)
+    except (MailboxFull, ActorStopped) as exc:
+        ask.fail(exc)
 
 
 class Status(enum.Enum):
@@ -324,12 +333,21 @@ class ActorCell(Node):
                 item.fail(ActorStopped(self.path))
                 raise
             else:
-                item.resolve(value)
+                if type(value) is Forward:
+                    _forward_ask(item, value)
+                else:
+                    item.resolve(value)
         else:
             try:
-                await actor.handle(item)
+                value = await actor.handle(item)
             except actor.refusals as refusal:
                 events.refused(self.path, self.type_name, refusal, item)  # told, not asked: nobody to answer
+            else:
+                if type(value) is Forward:
+                    try:
+                        value.target.tell(value.message)
+                    except (MailboxFull, ActorStopped):
+                        pass  # a tell promises nothing; a stopped target counted it as a dead letter
         self._current = None
         self.processed += 1
         self.rate.tick(trio.current_time())

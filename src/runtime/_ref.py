@@ -24,6 +24,10 @@ class Ask:
     message abandons it: the actor then drops it unhandled. Once taken, the
     message is handled whatever the asker does, and a reply nobody waits for
     is discarded.
+
+    A handler may answer by forwarding (``Forward``): the same ask then goes
+    to another actor's mailbox as not yet taken, so its asker waits for that
+    actor's answer, and ``taken`` speaks of the actor that answers.
     """
 
     __slots__ = ("message", "_task", "_outcome", "_taken", "_abandoned")
@@ -41,6 +45,12 @@ class Ask:
             return False
         self._taken = True
         return True
+
+    def forward(self, message: Any) -> None:
+        """Hand the ask on with ``message``, not taken yet: the next actor takes
+        it (or drops it, if the asker gives up first) as if it were asked."""
+        self.message = message
+        self._taken = False
 
     def abandon(self) -> bool:
         """The asker gives up waiting: True if the actor had not taken the
@@ -129,13 +139,17 @@ class ActorRef:
         the message is dropped unhandled (a dead letter); given up while it is
         being handled, the handling finishes and its reply is discarded.
         ``AskTimeout.taken`` tells the two apart, so a caller can say "not done,
-        retry" or "outcome unknown" truthfully.
+        retry" or "outcome unknown" truthfully. An actor that answers with
+        ``Forward`` hands the ask on to another actor: the deadline covers both,
+        and ``taken`` says whether the actor it was forwarded to (the one that
+        answers) had started on it; forwarding itself must be safe to repeat.
 
         Raises:
             AskTimeout: no reply within ``timeout`` seconds (None waits forever).
             ActorFailed: ``handle`` raised on this message.
-            ActorStopped: the actor terminated before handling it.
-            MailboxFull: no room in the mailbox.
+            ActorStopped: the actor terminated before handling it (or the actor
+                it was forwarded to had).
+            MailboxFull: no room in the mailbox (or in the forwarded-to one).
         """
         ask = Ask(message)
         self.tell(ask)

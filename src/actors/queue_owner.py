@@ -1,0 +1,103 @@
+"""The owner of the deployments' queue actors (``/root/queue_owner``).
+
+Every request for a deployment's command queue (a command to create, confirm
+or cancel, an agent's poll or result) is one message to this actor,
+``ForDeployment(hash, message)``. It starts the deployment's queue actor under
+``/root/queues`` when none runs, and answers by forwarding the message to it
+(``Forward``): the queue's answer, refusal or crash reaches the asker directly,
+within the asker's deadline, and this actor goes on at once. So the HTTP edge
+never starts a queue actor, and never retries one that stopped.
+
+Queue actors stop when idle, and that is decided here too: a queue idle for
+``IDLE_STOP`` tells its owner (``QueueIdle``), which asks it to stop if it is
+still idle (``StopIfIdle``) and waits until it has. Forwarding and stopping are
+done one message at a time, so nothing is ever forwarded to a queue that is
+stopping (which would fail the request with ``ActorStopped``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from trioscope.config import Settings
+from trioscope.runtime import (
+    Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, Forward, MailboxFull, SupervisorRef,
+)
+from trioscope.store import StoreReader
+
+from .deployment_queue import QueueIdle, StopIfIdle, queue_spec
+
+log = logging.getLogger(__name__)
+
+STOP_WAIT = 5.0
+"""Longest wait for an idle queue to stop (it has nothing to finish: at once, in practice)."""
+
+
+@attrs.frozen
+class ForDeployment:
+    """``message`` for the queue actor of deployment ``deployment_hash``:
+    answered by that queue (started if it is not running)."""
+
+    deployment_hash: str
+    message: Any
+
+
+class QueueOwnerActor(Actor):
+    """Starts, routes to and stops the queue actors (see the module docstring)."""
+
+    refusals = (MailboxFull, ActorStopped)
+    """``/root/queues`` stopping (the server stops) or full: answered 503 at the edge."""
+
+    def __init__(self, settings: Settings, reader: StoreReader, *, queues_path: str, store_path: str,
+                 notifier_path: str | None = None, directory_path: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        """The queues' wall clock."""
+        self.reader = reader
+        self.queues_path = queues_path
+        self.store_path = store_path
+        self.notifier_path = notifier_path
+        self.directory_path = directory_path
+
+    async def on_start(self) -> None:
+        system = self.context.system
+        self.queues: SupervisorRef = system.lookup(self.queues_path)
+        self.store: ActorRef = system.lookup(self.store_path)
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, ForDeployment):
+            return Forward(self._queue(message.deployment_hash), message.message)
+        if isinstance(message, QueueIdle):
+            await self._stop_if_idle(message.deployment_hash)
+            return None
+        return await super().handle(message)
+
+    def _queue(self, deployment_hash: str) -> ActorRef:
+        """The deployment's queue actor, started if it is not running."""
+        running = self.queues.child(deployment_hash)  # the common case: no spec to build
+        if running is not None:
+            return running  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
+        spec = queue_spec(deployment_hash, self.settings, store=self.store, reader=self.reader,
+                          notifier_path=self.notifier_path, directory_path=self.directory_path,
+                          queue_owner=self.context.ref, clock=self.clock)
+        return self.queues.ensure_child(spec)  # type: ignore[no-any-return]  # (see above)
+
+    async def _stop_if_idle(self, deployment_hash: str) -> None:
+        queue = self.queues.child(deployment_hash)
+        if queue is None:
+            return
+        try:
+            stopping = await queue.ask(StopIfIdle(), timeout=STOP_WAIT)
+        except (AskTimeout, ActorFailed, ActorStopped, MailboxFull):
+            return  # busy or gone: it tells us again when it is idle
+        if stopping:
+            # Until it has, a request for it waits here rather than reach it stopping.
+            with trio.move_on_after(STOP_WAIT):
+                await queue.wait_stopped()
