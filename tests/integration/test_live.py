@@ -108,9 +108,14 @@ async def test_subscriptions_topics_and_filters(server):
         assert reset["reset"] and list(reset["nodes"]) == ["host:host-2"]
         await post(server, 1, T0 + 1, containers=2, processes=3, connections=0)
         await post(server, 2, T0 + 1, containers=2, processes=3, connections=0)
-        report = (await next_message(ws, "report_update"))["payload"]
+        # The report's update and the topology's diff come in either order.
+        seen: dict[str, dict[str, Any]] = {}
+        while len(seen) < 2:
+            message = await next_message(ws)
+            assert message["type"] in ("report_update", "topology_update"), message
+            seen.setdefault(message["type"], message["payload"])
+        report, diff = seen["report_update"], seen["topology_update"]
         assert report["agent_id"] == "agent-2" and report["summary"]["processes"] == 3
-        diff = (await next_message(ws, "topology_update"))["payload"]
         assert set(diff["update"]["nodes"]) <= {"host:host-2"}
         await ws.send_message('{"type":"unsubscribe","topics":["topology","agent:agent-2"]}')
         await ws.send_message('{"type":"ping"}')
