@@ -13,6 +13,7 @@ import attrs
 import pytest
 import trio
 from trio_websocket import open_websocket_url
+from wsproto.frame_protocol import FrameProtocol
 
 from tests.waiting import eventually
 from trioscope.actors.client import ClientActor, ClientLink
@@ -25,20 +26,21 @@ from trioscope.server import _serve_http, hypercorn_config, listen
 from trioscope.store import open_writer
 from trioscope.system import database_path, supervision_tree
 
-TRACKED = (GuardedTCPServer, BoundedWSStream, ClientLink, ClientActor)
+TRACKED = (GuardedTCPServer, BoundedWSStream, FrameProtocol, ClientLink, ClientActor)
 
 
 @pytest.fixture
 def alive(monkeypatch: pytest.MonkeyPatch) -> Iterator[weakref.WeakSet[Any]]:
-    """Every instance of ``TRACKED`` made from now on, for as long as it lives;
-    the cyclic collector is off meanwhile."""
+    """Every instance of ``TRACKED`` the server makes from now on, for as long
+    as it lives; the cyclic collector is off meanwhile."""
     instances: weakref.WeakSet[Any] = weakref.WeakSet()
     for cls in TRACKED:
         original = cls.__init__
 
         def tracked(self: Any, *args: Any, __original: Any = original, **kwargs: Any) -> None:
             __original(self, *args, **kwargs)
-            instances.add(self)
+            if not (isinstance(self, FrameProtocol) and self.client):  # the test's own client's is not the server's
+                instances.add(self)
 
         monkeypatch.setattr(cls, "__init__", tracked)
     was_enabled = gc.isenabled()
