@@ -1,6 +1,7 @@
 """Live views at scale: 1,000 and 5,000 WebSocket clients on a 1,000-host hosts view.
 
     .venv/bin/python bench/live_scale.py [--clients 100,1000,5000] [--processes 4] [--rounds 5] [--repeat 1]
+                                         [--baseline-ref COMMIT]
 
 Loads 1,000 hosts (10 containers, 100 processes, 200 connections each) into a
 real ``trioscope serve`` and, per client count, in the same run and back to
@@ -22,8 +23,12 @@ figures are the framework's floor):
   that each report is outside the ``--ws-max-rate`` window and flushed at
   once: latency from just before the POST to each client's receipt, p50/p95
   per report (medians over the reports), and server CPU per report;
-* after disconnect: server RSS 5 s after every client has gone, against
+* after disconnect: server RSS 5 s and 15 s after every client has gone
+  (the second past ``server.memory_trim_interval``'s default of 10 s), against
   before they came.
+
+With ``--baseline-ref``, the code of that commit is measured too, after the
+other two, under the same client count.
 
 The server's and the clients' file-descriptor limits are raised to the hard
 limit. Client timestamps are ``time.perf_counter`` (CLOCK_MONOTONIC, one clock
@@ -39,6 +44,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,6 +56,7 @@ from trio_websocket import ConnectionRejected, open_websocket_url
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+from listing_memory import baseline_source  # noqa: E402
 from servers import free_port, start, stop, trioscope  # noqa: E402
 from topology_scale import body, load  # noqa: E402
 
@@ -152,22 +159,31 @@ class Workers:
 
 # ---- one server, one client count -----------------------------------------------------------
 
-def measure(kind: str, clients: int, processes: int, rounds: int, spacing: float, diff_bytes: int) -> dict:
+def measure(kind: str, clients: int, processes: int, rounds: int, spacing: float, diff_bytes: int,
+            source: Path | None = None) -> dict:
+    """``kind``: noop, trioscope, or baseline (trioscope importable from ``source``)."""
     port = free_port()
     if kind == "noop":
         proc = start([sys.executable, str(ROOT / "noop_broadcast.py"), str(port)])
         url, key = f"ws://127.0.0.1:{port}/ws", "round"
     else:
         # Every client comes from 127.0.0.1: the per-address budgets would refuse (429/503) and pace them.
-        proc = trioscope(port, "--ws-max-clients", "100000", "--ws-max-clients-per-address", "100000",
-                         "--rate-per-address", "1000000")
+        flags = ("--ws-max-clients", "100000", "--ws-max-clients-per-address", "100000",
+                 "--rate-per-address", "1000000")
+        if kind == "baseline":
+            assert source is not None
+            proc = start([sys.executable, "-m", "trioscope", "serve", "--host", "127.0.0.1", "--port", str(port),
+                          "--log-level", "warning", "--local-probe", "false", *flags],
+                         env={**os.environ, "PYTHONPATH": str(source)})
+        else:
+            proc = trioscope(port, *flags)
         url, key = f"ws://127.0.0.1:{port}/api/v1/ws?view=hosts", "version"
     base = f"http://127.0.0.1:{port}"
     server = psutil.Process(proc.pid)
     result: dict = {"kind": kind, "clients": clients}
     try:
         http = httpx.Client(base_url=base, timeout=120)
-        if kind == "trioscope":
+        if kind != "noop":
             trio.run(load, base, HOSTS)
             result["view_bytes"] = len(http.get("/api/v1/query/topology?view=hosts").content)
         time.sleep(2)
@@ -195,7 +211,7 @@ def measure(kind: str, clients: int, processes: int, rounds: int, spacing: float
         cpu_before = sum(server.cpu_times()[:2])
         for r in range(1, rounds + 1):
             sent = time.perf_counter()
-            if kind == "trioscope":
+            if kind != "noop":
                 http.post("/api/v1/reports", content=body(r % HOSTS, time.time(), HOSTS),
                           headers={"Content-Type": "application/json"}).raise_for_status()
                 target = http.get("/api/v1/query/stats").json()["topology"]["version"]
@@ -219,8 +235,11 @@ def measure(kind: str, clients: int, processes: int, rounds: int, spacing: float
                       cpu_ms_per_report=cpu / rounds * 1000)
         workers.leave()
         time.sleep(5)
+        after_5s = server.memory_info().rss
+        time.sleep(10)
         after = server.memory_info().rss
-        result.update(rss_steady_mib=steady / 2**20, rss_after_mib=after / 2**20, after_ratio=after / before)
+        result.update(rss_steady_mib=steady / 2**20, rss_after_5s_mib=after_5s / 2**20, rss_after_mib=after / 2**20,
+                      after_5s_ratio=after_5s / before, after_ratio=after / before)
         http.close()
     finally:
         stop(proc)
@@ -262,6 +281,7 @@ def main() -> int:
     parser.add_argument("--spacing", type=float, default=1.0, help="seconds between a report's last receipt "
                         "and the next report (> 1 / --ws-max-rate)")
     parser.add_argument("--repeat", type=int, default=1, help="no-op/trioscope pairs per client count")
+    parser.add_argument("--baseline-ref", help="a commit whose code to measure too (RSS after leaving, mostly)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -270,12 +290,16 @@ def main() -> int:
         url, count, key, deadline = args.worker
         trio.run(worker, url, int(count), key, float(deadline))
         return 0
+    source = None
+    if args.baseline_ref:
+        source = baseline_source(args.baseline_ref, Path(tempfile.mkdtemp(prefix="live-scale-")))
     size = diff_size()
     print(f"a host's diff on the hosts view: {size} bytes; the no-op broadcast sends as many", flush=True)
     for clients in [int(c) for c in args.clients.split(",")]:
         for _ in range(args.repeat):
-            pair = {kind: measure(kind, clients, args.processes, args.rounds, args.spacing, size)
-                    for kind in ("noop", "trioscope")}
+            kinds = ("noop", "trioscope", "baseline") if source is not None else ("noop", "trioscope")
+            pair = {kind: measure(kind, clients, args.processes, args.rounds, args.spacing, size, source)
+                    for kind in kinds}
             for kind, r in pair.items():
                 print(json.dumps(r), flush=True)
             noop, ours = pair["noop"], pair["trioscope"]
@@ -286,7 +310,12 @@ def main() -> int:
                   f"(no-op {noop['delivery_p50_ms']:.0f} / {noop['delivery_p95_ms']:.0f}: "
                   f"{ours['delivery_p95_ms'] / noop['delivery_p95_ms']:.2f}x) "
                   f"| CPU/report {ours['cpu_ms_per_report']:.0f} ms (no-op {noop['cpu_ms_per_report']:.0f}) "
-                  f"| RSS after leaving {ours['after_ratio']:.2f}x before", flush=True)
+                  f"| RSS after leaving {ours['after_5s_ratio']:.2f}x before at 5 s, {ours['after_ratio']:.2f}x at 15 s",
+                  flush=True)
+            for kind, r in pair.items():
+                print(f"  {kind:<9}: rss before {r['rss_before_mib']:.0f} MiB, peak {r['rss_peak_mib']:.0f} MiB, "
+                      f"after leaving {r['rss_after_5s_mib']:.0f} MiB at 5 s ({r['after_5s_ratio']:.2f}x before), "
+                      f"{r['rss_after_mib']:.0f} MiB at 15 s ({r['after_ratio']:.2f}x)", flush=True)
     return 0
 
 

@@ -25,6 +25,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
+from trioscope.allocator import return_freed_memory
 from trioscope.config import Settings, format_duration
 from trioscope.http import (
     MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, install_bounded_websockets, install_guarded_tcp_server,
@@ -206,6 +207,7 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
             with trio.CancelScope() as everything:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_signals, signals, stop, everything, budget)
+                    nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval)
                     async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
                         await resume_open_queues(system, reader)
                         app = create_app(system, settings, reader)

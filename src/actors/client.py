@@ -81,9 +81,7 @@ class ClientLink:
     ends (the socket is gone: the actor stops working for it)."""
 
     def __init__(self, buffer: int, on_first_view: Callable[[], None] | None = None) -> None:
-        self.outbox, received = trio.open_memory_channel[Frame](buffer)
-        self.frames = _Frames(self, received)
-        """What the writer sends, in order (``async for frame in link.frames``)."""
+        self.outbox, self._received = trio.open_memory_channel[Frame](buffer)
         self.buffer = buffer
         self.close_code: int | None = None
         self.close_reason = ""
@@ -94,6 +92,14 @@ class ClientLink:
         self._drain_waiter: tuple[int, trio.Event] | None = None
         self._on_first_view = on_first_view
         self._first_view_position: int | None = None
+
+    @property
+    def frames(self) -> _Frames:
+        """What the writer sends, in order (``async for frame in link.frames``).
+        Made on each use rather than kept: a link holding the iterator that
+        holds it would be a reference cycle, and a closed client's link (with
+        what its outbox still held) would wait for the cyclic collector."""
+        return _Frames(self, self._received)
 
     def first_view_queued(self, position: int) -> None:
         """The client's first view is the ``position``-th frame queued (or it

@@ -128,6 +128,14 @@ KEYS: tuple[Key, ...] = (
         flags=("--body-timeout",),
     ),
     Key(
+        name="server.memory_trim_interval",
+        kind=DurationKind(1 * SECOND, 1 * HOUR),
+        default=10 * SECOND,
+        help="how often the server gives memory the C allocator keeps free (after clients leave) back to the system",
+        env=("TRIOSCOPE_SERVER_MEMORY_TRIM_INTERVAL",),
+        flags=("--memory-trim-interval",),
+    ),
+    Key(
         name="storage.data_dir",
         kind=PathKind(),
         default=_home_path("~/.local/share/trioscope"),

@@ -28,6 +28,9 @@ class ServerSettings:
     """Largest request body in bytes (also after decompression)."""
     body_timeout: float
     """Seconds a request body may take to arrive in full, from when a handler reads it."""
+    memory_trim_interval: float
+    """Seconds between looks at the memory glibc keeps free; past ``allocator.MIN_FREE``
+    it is returned to the system (``trioscope.allocator``)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -20,11 +20,12 @@ from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _g
 from ._client_sockets import close_all
 from ._errors import install_error_handlers
 from ._metrics import Metrics
+from ._quart_app import TrioscopeApp
 from ._services import Gate, Services, attach, services
 
 def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None) -> QuartTrio:
     """Build the app for one running actor system (its tree from ``supervision_tree``)."""
-    app = QuartTrio("trioscope")
+    app = TrioscopeApp("trioscope")
     # Every error goes through our JSON handlers, also in testing mode.
     app.config["PROPAGATE_EXCEPTIONS"] = False
     app.config["MAX_CONTENT_LENGTH"] = settings.server.max_body_size

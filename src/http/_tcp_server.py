@@ -13,6 +13,12 @@ socket when it decides to, and to fail alone.
   nursery and stopped the whole server (one was found: frames sent during a
   refused WebSocket handshake, see ``_websocket_stream``). Now it ends that
   connection only, logged with its traceback.
+* A finished connection is left in no reference cycle: Hypercorn's server
+  holds its protocol, which holds the server's ``protocol_send``. Kept, the
+  whole connection (protocol, streams, the application's handler and what it
+  held) outlived it until the cyclic collector's oldest generation came by,
+  rarely with ``server.tune_garbage_collector``'s thresholds, as a WebSocket
+  lives long enough to get there. Dropped, it is freed at once.
 """
 
 from __future__ import annotations
@@ -27,14 +33,16 @@ log = logging.getLogger(__name__)
 
 
 class GuardedTCPServer(TCPServer):
-    """A Hypercorn ``TCPServer`` whose close is not cancelled and whose
-    errors end only its own connection."""
+    """A Hypercorn ``TCPServer`` whose close is not cancelled, whose errors
+    end only its own connection, and which lets go of it when it is over."""
 
     async def run(self) -> None:
         try:
             await super().run()  # closes the socket however it ends
         except* Exception:
             log.exception("a connection failed inside Hypercorn; it was closed and the server goes on")
+        finally:
+            self.__dict__.pop("protocol", None)  # the cycle through protocol_send (the module's docstring)
 
     async def _close(self) -> None:
         with trio.CancelScope(shield=True):

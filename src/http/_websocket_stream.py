@@ -36,6 +36,15 @@ Two more holes of the same stream are closed here:
   whole server (three such requests to ``/ws/user/x`` without a token did it).
   Now the stream ends and the application is told.
 
+A closed stream also leaves no reference cycle behind: wsproto's
+``FrameProtocol`` keeps its frame parser as a generator whose frame holds the
+protocol (``self._parse_more = self._parse_more_gen()``), so each protocol,
+with its buffers, waited for the cyclic collector's oldest generation (where a
+connection that lived a while is). Scattered over memory allocated while the
+clients were connected, they kept Python's allocator from giving those arenas
+back (at 2,000 clients gone, 34 MiB). The parser is closed once the stream is
+over, and after each frame ``wire_frame`` builds.
+
 And one cost is taken off the send path: a text message sent to many clients
 (``trioscope.domain.live.SharedFrame``: a live view's diffs and first view) is
 framed once, by wsproto, and every client is handed the same frame bytes.
@@ -68,6 +77,8 @@ class BoundedWSStream(WSStream):
             await self._refuse_early_frames()
         else:
             await super().handle(event)
+        if isinstance(event, StreamClosed) and hasattr(self, "connection"):
+            _close_parser(self.connection._proto)  # the cycle (the module's docstring)
 
     async def _refuse_early_frames(self) -> None:
         """Frames before the handshake was answered (a client that did not
@@ -112,8 +123,17 @@ def wire_frame(text: SharedFrame) -> bytes:
     use and kept on it: one frame for every client it is sent to."""
     wire = text.wire
     if wire is None:
-        wire = text.wire = bytes(FrameProtocol(client=False, extensions=[]).send_data(text))
+        protocol = FrameProtocol(client=False, extensions=[])
+        wire = text.wire = bytes(protocol.send_data(text))
+        _close_parser(protocol)
     return wire
+
+
+def _close_parser(protocol: FrameProtocol) -> None:
+    """End ``protocol``'s frame parser, a generator holding ``protocol``: the
+    protocol is then freed as soon as nothing else refers to it. Nothing is
+    parsed after this (``received_frames`` yields nothing)."""
+    protocol._parse_more.close()
 
 
 def install_bounded_websockets() -> None:

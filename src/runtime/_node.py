@@ -198,7 +198,6 @@ class ActorCell(Node):
     def __init__(self, system: ActorSystem, parent: SupervisorNode | None, spec: ActorSpec, path: str) -> None:
         super().__init__(system, parent, spec, path)
         self.mailbox = Mailbox(spec.mailbox_size, path)
-        self.ref = ActorRef(self)
         self.actor_type: str | None = None
         self.processed = 0
         self.failed = 0
@@ -206,6 +205,14 @@ class ActorCell(Node):
         self.stop_requested = False
         self._current: Any = None
         self.rate = RateMeter(trio.current_time())
+
+    @property
+    def ref(self) -> ActorRef:
+        """The actor's address. A new one each time (they compare equal): a
+        cell keeping its own would be a reference cycle, and a stopped actor
+        (its mailbox, its spec's captured state) would then wait for the cyclic
+        collector instead of being freed when the last reference goes."""
+        return ActorRef(self)
 
     @property
     def type_name(self) -> str:

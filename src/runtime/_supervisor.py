@@ -239,6 +239,9 @@ class SupervisorNode(Node):
             elif isinstance(event, _StopRequest):
                 await self._stop(event.child, final=True)
                 event.reply.resolve(None)
+            # Not kept while waiting for the next one: an exit names a stopped
+            # child, whose state (a closed WebSocket's) would live on until then.
+            del event
 
     async def _on_exit(self, child: Node, incarnation: int) -> BaseException | None:
         if (
