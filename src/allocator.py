@@ -80,7 +80,7 @@ class Glibc:
         try:
             library = ctypes.CDLL(name)
             library.mallinfo2  # noqa: B018 - raises AttributeError where it is missing
-            library.malloc_trim  # noqa: B018
+            library.malloc_trim  # noqa: B018 - likewise
         except (OSError, AttributeError):
             return None
         return cls(library)

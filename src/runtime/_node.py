@@ -101,8 +101,11 @@ class Node:
     """State shared by actor and supervisor nodes."""
 
     kind = "node"
-    ref: Ref
-    """Set by each kind of node to its kind of ref."""
+
+    @property
+    def ref(self) -> Ref:
+        """The node's address: each kind of node gives its kind of ref."""
+        raise NotImplementedError
 
     def __init__(self, system: ActorSystem, parent: SupervisorNode | None, spec: ChildSpec, path: str) -> None:
         self.system = system
@@ -193,7 +196,6 @@ class ActorCell(Node):
 
     kind = "actor"
     spec: ActorSpec
-    ref: ActorRef
 
     def __init__(self, system: ActorSystem, parent: SupervisorNode | None, spec: ActorSpec, path: str) -> None:
         super().__init__(system, parent, spec, path)

@@ -67,11 +67,14 @@ class _Stop:
 class SupervisorNode(Node):
     kind = "supervisor"
     spec: SupervisorSpec
-    ref: SupervisorRef
+
+    @property
+    def ref(self) -> SupervisorRef:
+        return self._ref
 
     def __init__(self, system: ActorSystem, parent: SupervisorNode | None, spec: SupervisorSpec, path: str) -> None:
         super().__init__(system, parent, spec, path)
-        self.ref = SupervisorRef(self)
+        self._ref = SupervisorRef(self)  # kept: a supervisor lives as long as its system
         self.children: dict[str, Node] = {}
         for child_spec in spec.children:
             self._add(child_spec)

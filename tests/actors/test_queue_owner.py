@@ -77,4 +77,4 @@ async def test_a_queue_with_work_ignores_a_stale_idle_notice(owned) -> None:
     first = queues.child(deployment_hash)
     owner.tell(QueueIdle(deployment_hash))
     assert [c.id for c in await owner.ask(ForDeployment(deployment_hash, Snapshot()))] == ["cmd_1"]
-    assert queues.child(deployment_hash) is first and first.alive
+    assert queues.child(deployment_hash) == first and first.alive  # the same actor (equal refs: the same cell)
