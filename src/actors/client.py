@@ -53,7 +53,7 @@ from trioscope.domain.live import (
     unsubscribe,
 )
 from trioscope.domain.topology import CACHE_LIMIT, View
-from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, MailboxFull, Restart
+from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, Restart
 
 from .hub import Join, LiveUpdate, ReportUpdate
 
@@ -252,7 +252,9 @@ class ClientActor(Actor):
             self._from_client(message.data)
         elif isinstance(message, _Tick):
             self._tick()
-        elif not isinstance(message, _Wake):
+        elif isinstance(message, _Wake):
+            self.waking = False
+        else:
             return await super().handle(message)
         await self._reset_if_due()
         return None
@@ -393,15 +395,11 @@ class ClientActor(Actor):
             self.context.start_soon(self._wake, self.throttle.not_before, self.reset_position)
 
     async def _wake(self, not_before: float, position: int) -> None:
-        try:
-            await self.link.when_drained(position).wait()
-            if not_before > trio.current_time():
-                await trio.sleep_until(not_before)
-            self.context.ref.tell(_Wake())
-        except (MailboxFull, ActorStopped):
-            pass  # whatever fills the mailbox wakes the actor as well
-        finally:
-            self.waking = False
+        """Once the outbox has taken the frames queued before the reset was
+        owed, a ``_Wake`` at the throttle's time (the runtime's timer: it waits
+        for room in a full mailbox and ends quietly when the actor stops)."""
+        await self.link.when_drained(position).wait()
+        self.context.send_after(max(0.0, not_before - trio.current_time()), _Wake())
 
 
 def _filtered_diff(update: LiveUpdate, subscription: Subscription, visibility: Visibility | None) -> Frame:

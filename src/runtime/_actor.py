@@ -70,7 +70,7 @@ class ActorContext:
 
     @property
     def ref(self) -> ActorRef:
-        """This actor's own address (the same object across restarts)."""
+        """This actor's own address (equal across restarts)."""
         return self._cell.ref
 
     @property
