@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.domain.test_topology import report
-from tests.domain.test_topology_properties import AGENTS, HOSTS, IPS, PORTS, T0, connections, containers
+from tests.domain.test_topology_properties import (
+    AGENTS, HOSTS, IPS, T0, connection_lists, connections, containers,
+)
 from trioscope.domain.live import diff_frame, reset_frame
 from trioscope.wire import Report, decode_report
 from trioscope.domain.topology import (
@@ -144,19 +146,7 @@ named_processes = st.lists(
     }),
     max_size=6, unique_by=lambda p: p["pid"],
 )
-process_connections = st.lists(
-    st.one_of(
-        st.fixed_dictionaries({"protocol": st.just("tcp"), "local_address": st.sampled_from(["0.0.0.0", *IPS]),
-                               "local_port": st.sampled_from(PORTS), "state": st.just("LISTEN"),
-                               "pid": st.integers(1, 8)}),
-        st.fixed_dictionaries({"protocol": st.just("tcp"), "local_address": st.just("10.9.9.9"),
-                               "local_port": st.integers(40000, 40005),
-                               "remote_address": st.sampled_from([*IPS, "127.0.0.1"]),
-                               "remote_port": st.sampled_from(PORTS), "state": st.just("ESTABLISHED"),
-                               "pid": st.integers(1, 8)}),
-    ),
-    max_size=8,
-)
+process_connections = connection_lists(pids=8, ephemeral_ports=6, max_size=8)
 
 
 @st.composite

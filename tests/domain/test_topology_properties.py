@@ -48,19 +48,24 @@ processes = st.lists(
     }),
     max_size=5, unique_by=lambda p: p["pid"],
 )
-connections = st.lists(
-    st.one_of(
-        st.fixed_dictionaries({"protocol": st.just("tcp"), "local_address": st.sampled_from(["0.0.0.0", *IPS]),
-                               "local_port": st.sampled_from(PORTS), "state": st.just("LISTEN"),
-                               "pid": st.integers(1, 6)}),
-        st.fixed_dictionaries({"protocol": st.just("tcp"), "local_address": st.just("10.9.9.9"),
-                               "local_port": st.integers(40000, 40003),
-                               "remote_address": st.sampled_from([*IPS, "127.0.0.1"]),
-                               "remote_port": st.sampled_from(PORTS), "state": st.just("ESTABLISHED"),
-                               "pid": st.integers(1, 6)}),
-    ),
-    max_size=5,
-)
+def connection_lists(pids: int, ephemeral_ports: int, max_size: int) -> st.SearchStrategy[list[dict[str, Any]]]:
+    """Listening sockets and established connections of processes 1..``pids``."""
+    return st.lists(
+        st.one_of(
+            st.fixed_dictionaries({"protocol": st.just("tcp"), "local_address": st.sampled_from(["0.0.0.0", *IPS]),
+                                   "local_port": st.sampled_from(PORTS), "state": st.just("LISTEN"),
+                                   "pid": st.integers(1, pids)}),
+            st.fixed_dictionaries({"protocol": st.just("tcp"), "local_address": st.just("10.9.9.9"),
+                                   "local_port": st.integers(40000, 40000 + ephemeral_ports - 1),
+                                   "remote_address": st.sampled_from([*IPS, "127.0.0.1"]),
+                                   "remote_port": st.sampled_from(PORTS), "state": st.just("ESTABLISHED"),
+                                   "pid": st.integers(1, pids)}),
+        ),
+        max_size=max_size,
+    )
+
+
+connections = connection_lists(pids=6, ephemeral_ports=4, max_size=5)
 
 
 @st.composite
