@@ -81,13 +81,13 @@ class QueueOwnerActor(Actor):
 
     def _queue(self, deployment_hash: str) -> ActorRef:
         """The deployment's queue actor, started if it is not running."""
-        running = self.queues.child(deployment_hash)  # the common case: no spec to build
+        running = self.queues.actor(deployment_hash)  # the common case: no spec to build
         if running is not None:
-            return running  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
+            return running
         spec = queue_spec(deployment_hash, self.settings, store=self.store, reader=self.reader,
                           notifier_path=self.notifier_path, directory_path=self.directory_path,
                           queue_owner=self.context.ref, clock=self.clock)
-        return self.queues.ensure_child(spec)  # type: ignore[no-any-return]  # (see above)
+        return self.queues.ensure_actor(spec)
 
     async def _stop_if_idle(self, deployment_hash: str) -> None:
         queue = self.queues.child(deployment_hash)

@@ -149,13 +149,13 @@ class RosterActor(Actor):
         self.roster.touch(agent_id, self.monotonic())
         if len(self.roster) > 2 * self.settings.agents.max_agents:
             self.roster.retain(lambda a: self.agents.child(a) is not None)  # actors that stopped by themselves
-        known = self.agents.child(agent_id)  # the common case: no spec to build
+        known = self.agents.actor(agent_id)  # the common case: no spec to build
         if known is not None:
-            return known  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
+            return known
         limit = self.settings.agents.max_agents
         for _ in range(ROOM_ATTEMPTS):
             try:
-                return self.agents.ensure_child(agent_spec(agent_id, self.settings))  # type: ignore[no-any-return]  # (see above)
+                return self.agents.ensure_actor(agent_spec(agent_id, self.settings))
             except TooManyChildren as exc:
                 limit = exc.limit
             if not await self._make_room(for_enrolled=enrolled):

@@ -100,11 +100,11 @@ async def ask_roster(message: Any) -> Any:
 
 def agent_or_404(agent_id: str) -> ActorRef:
     """The actor of probe ``agent_id``, to ask what it holds; 404 if there is none."""
-    ref = services().agents.child(agent_id)
+    ref = services().agents.actor(agent_id)
     if ref is None:
         raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} is known; register it or send a report",
                        details={"agent_id": agent_id})
-    return ref  # type: ignore[no-any-return]  # a supervisor's refs are untyped (children of any kind); this one holds actors
+    return ref
 
 
 def memory_budget(settings: Settings) -> MemoryBudget:

@@ -434,6 +434,17 @@ class SupervisorRef:
             return None
         return node.ref
 
+    def actor(self, name: str) -> ActorRef | None:
+        """The live child of that name if it is an actor (not a supervisor), or None."""
+        ref = self.child(name)
+        return ref if isinstance(ref, ActorRef) else None
+
+    def ensure_actor(self, spec: ActorSpec) -> ActorRef:
+        """``ensure_child`` for an actor's spec, typed: the ref is an actor's."""
+        ref = self._node.ensure_child(spec)
+        assert isinstance(ref, ActorRef), "an ActorSpec makes an actor"
+        return ref
+
     def children(self) -> list[Any]:
         return [n.ref for n in self._node.children.values() if n.status is not Status.TERMINATED]
 

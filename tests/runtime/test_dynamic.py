@@ -8,6 +8,7 @@ import trio
 from tests.runtime.scripted import Block, Crash, Journal, settle, worker
 from trioscope.runtime import (
     ActorNotFound,
+    ActorRef,
     ActorStopped,
     DuplicateChild,
     IntensityScope,
@@ -47,6 +48,16 @@ async def test_ensure_child_returns_the_live_child_or_starts_one(journal: Journa
         assert journal.handled("a") == ["told before it ran", "x"]
         assert journal.starts("a") == 1 and len(agents) == 1
 
+
+
+async def test_actor_children_are_found_and_made_with_typed_refs(journal: Journal):
+    spec = SupervisorSpec(name="root", children=[dynamic_supervisor("agents"), dynamic_supervisor("pools")])
+    async with open_actor_system(spec) as system:
+        root, agents = system.lookup("/root"), system.lookup("/root/agents")
+        assert agents.actor("a") is None
+        made = agents.ensure_actor(worker("a", journal))
+        assert isinstance(made, ActorRef) and agents.actor("a") == made == agents.ensure_actor(worker("a", journal))
+        assert root.child("pools") is not None and root.actor("pools") is None  # a supervisor, not an actor
 
 async def test_max_children_is_enforced(journal: Journal):
     async with open_actor_system(tree(max_children=2)) as system:
