@@ -238,8 +238,9 @@ async def credentials_failure(token: str | None, deployment_hash: str, agent_id:
 
 
 def _forget(deployment_hash: str, poll: Poll) -> None:
-    """Tell the queue to drop the poll now rather than at its next hand-out."""
-    ref = services().queues.child(deployment_hash)
+    """Tell the queue to drop the poll now rather than at its next hand-out
+    (straight to a running queue: one that stopped holds no polls)."""
+    ref = services().queues.actor(deployment_hash)
     if ref is not None:
         try:
             ref.tell(Withdraw(poll))
@@ -248,10 +249,9 @@ def _forget(deployment_hash: str, poll: Poll) -> None:
 
 
 def give_back(deployment_hash: str, delivery: Delivery, reason: str = POLL_CLOSED) -> None:
-    """A delivered command did not reach the agent: queue it again (``reason`` goes in its history)."""
-    ref = services().queues.child(deployment_hash)
-    if ref is not None:
-        try:
-            ref.tell(Undeliverable(delivery, reason))
-        except (MailboxFull, ActorStopped):  # it times out instead, and is reported so
-            log.warning("could not return undelivered command to %s", deployment_hash)
+    """A delivered command did not reach the agent: queue it again (``reason`` goes in its history).
+    Through the queue owner, like every request for a queue: never lost to a queue stopping."""
+    try:
+        services().queue_owner.tell(ForDeployment(deployment_hash, Undeliverable(delivery, reason)))
+    except (MailboxFull, ActorStopped):  # it times out instead, and is reported so
+        log.warning("could not return undelivered command to %s", deployment_hash)
