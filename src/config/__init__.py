@@ -32,6 +32,7 @@ from ._settings import LogSettings as LogSettings
 from ._settings import ServerSettings as ServerSettings
 from ._settings import Settings as Settings
 from ._settings import StorageSettings as StorageSettings
+from ._settings import StoreSettings as StoreSettings
 from ._settings import TenantsSettings as TenantsSettings
 from ._settings import WebSocketSettings as WebSocketSettings
 from ._source import FlagValue as FlagValue

@@ -15,6 +15,7 @@ import attrs
 from ._kinds import (
     BoolKind,
     ChoiceKind,
+    DatabaseKind,
     DurationKind,
     HostKind,
     IntegerKind,
@@ -104,6 +105,14 @@ KEYS: tuple[Key, ...] = (
         flags=("--backlog",),
     ),
     Key(
+        name="server.workers",
+        kind=IntegerKind(1, 64),
+        default=1,
+        help="serving processes on the one port (more than 1 needs a PostgreSQL store.database)",
+        env=("TRIOSCOPE_SERVER_WORKERS",),
+        flags=("--workers",),
+    ),
+    Key(
         name="server.shutdown_timeout",
         kind=DurationKind(1 * SECOND, 10 * MINUTE),
         default=10 * SECOND,
@@ -167,6 +176,15 @@ KEYS: tuple[Key, ...] = (
              " (open commands are kept until they finish)",
         env=("TRIOSCOPE_STORAGE_HISTORY_RETENTION",),
         flags=("--history-retention",),
+    ),
+    Key(
+        name="store.database",
+        kind=DatabaseKind(),
+        default="",
+        help="where commands, deployments, tokens and audit are kept: empty for SQLite in data_dir, "
+             "or postgresql://user@host/db shared by replicas",
+        env=("TRIOSCOPE_STORE_DATABASE", "TRIOSCOPE_DATABASE"),
+        flags=("--database",),
     ),
     Key(
         name="auth.secret",

@@ -343,6 +343,52 @@ class PathKind:
 
 
 @attrs.frozen
+class DatabaseKind:
+    """Where durable state lives: empty (SQLite in ``storage.data_dir``),
+    ``sqlite:PATH``, or a PostgreSQL URL (``postgresql://user@host/db``). A
+    password in the URL is never shown."""
+
+    metavar: str = "URL"
+
+    @property
+    def expected(self) -> str:
+        return "empty (SQLite in data_dir), sqlite:PATH, or postgresql://[user[:password]@]host[:port]/database"
+
+    def parse(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise _type_mismatch(value, self.expected)
+        if not value:
+            return value
+        scheme, colon, rest = value.partition(":")
+        if not colon or scheme not in ("sqlite", "postgresql", "postgres"):
+            raise InvalidValue(f"names no known database; expected {self.expected}", quote=False)
+        if scheme == "sqlite" and not rest:
+            raise InvalidValue("names no file after sqlite:", quote=False)
+        if scheme != "sqlite" and not rest.startswith("//"):
+            raise InvalidValue(f"is not a URL; expected {self.expected}", quote=False)
+        return value
+
+    def limits(self) -> str:
+        return self.expected
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, str)
+        return "(SQLite in data_dir)" if not value else mask_password(value)
+
+    def format_compact(self, value: object) -> str:
+        assert isinstance(value, str)
+        return mask_password(value)
+
+
+def mask_password(url: str) -> str:
+    """``url`` with the password of its user part replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
 class SecretKind:
     """A signing key: empty (meaning "generate one") or at least ``min_length``
     characters. Its value is never shown: not in ``--print-config``, not in problems

@@ -28,6 +28,8 @@ class ServerSettings:
     """Largest request body in bytes (also after decompression)."""
     body_timeout: float
     """Seconds a request body may take to arrive in full, from when a handler reads it."""
+    workers: int
+    """Serving processes sharing the port (more than one needs PostgreSQL)."""
     memory_trim_interval: float
     """Seconds between looks at the memory glibc keeps free; past ``allocator.MIN_FREE``
     it is returned to the system (``trioscope.allocator``)."""
@@ -45,6 +47,15 @@ class StorageSettings:
     """Seconds between deletions of data older than ``max_data_age``."""
     history_retention: float
     """Seconds finished commands, audit records and retired agents are kept."""
+
+
+@attrs.frozen(kw_only=True)
+class StoreSettings:
+    """Which database holds durable state."""
+
+    # Kept out of repr: the URL may carry a password.
+    database: str = attrs.field(repr=False)
+    """Empty: SQLite in ``storage.data_dir``; ``sqlite:PATH``; or a PostgreSQL URL."""
 
 
 @attrs.frozen(kw_only=True)
@@ -162,6 +173,7 @@ class LogSettings:
 _SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "storage": StorageSettings,
+    "store": StoreSettings,
     "auth": AuthSettings,
     "agents": AgentsSettings,
     "commands": CommandsSettings,
@@ -189,6 +201,7 @@ class Settings:
 
     server: ServerSettings
     storage: StorageSettings
+    store: StoreSettings
     auth: AuthSettings
     agents: AgentsSettings
     commands: CommandsSettings

@@ -98,6 +98,7 @@ def test_exports():
         "Source",
         "SourceKind",
         "StorageSettings",
+        "StoreSettings",
         "WebSocketSettings",
         "add_arguments",
         "format_duration",
