@@ -16,6 +16,7 @@ from trioscope.actors.client_owner import ClientOwnerActor
 from trioscope.actors.deployment_queue import Snapshot
 from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor, HubMembers
+from trioscope.actors.metrics import MetricsActor
 from trioscope.actors.notifier import NotifierActor
 from trioscope.actors.queue_owner import ForDeployment, QueueOwnerActor
 from trioscope.actors.roster import RosterActor
@@ -39,6 +40,7 @@ QUEUES = "/root/queues"
 QUEUE_OWNER = "/root/queue_owner"
 NOTIFIER = "/root/notifier"
 ROSTER = "/root/roster"
+METRICS = "/root/metrics"
 
 TOPOLOGY_MAILBOX = 4096
 """Reports queued for merging before ``POST /api/v1/reports`` answers 503."""
@@ -106,6 +108,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             dynamic_supervisor("clients", max_children=settings.websocket.max_clients),
             # Starts a client actor for each WebSocket that asks.
             ActorSpec(name="client_owner", factory=lambda: ClientOwnerActor(clients_path=CLIENTS), mailbox_size=4096),
+            # Metrics written by agents (the embedded store) and PromQL reads of them.
+            ActorSpec(name="metrics", factory=lambda: MetricsActor(settings), mailbox_size=4096),
             # Probes' reports, registrations and heartbeats: it starts their
             # actors under /root/agents and hands reports to the topology, the
             # agent's actor and the hub. Last: it stops first, so nothing is

@@ -13,6 +13,7 @@ import datetime
 import os
 import pathlib
 import re
+import urllib.parse
 from typing import Protocol
 
 import attrs
@@ -387,6 +388,42 @@ def mask_password(url: str) -> str:
     if not sep or not at or ":" not in userinfo:
         return url
     return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
+@attrs.frozen
+class HttpUrlKind:
+    """Empty, or an ``http://`` or ``https://`` URL with a host (a base URL: no query)."""
+
+    metavar: str = "URL"
+
+    @property
+    def expected(self) -> str:
+        return "empty, or http://host[:port][/path]"
+
+    def parse(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise _type_mismatch(value, self.expected)
+        if not value:
+            return value
+        parts = urllib.parse.urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise InvalidValue(f"is not a base URL; expected {self.expected}", quote=False)
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+        except ValueError:
+            raise InvalidValue(f"has a bad port; expected {self.expected}", quote=False) from None
+        return value.rstrip("/")
+
+    def limits(self) -> str:
+        return self.expected
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, str)
+        return "(embedded)" if not value else mask_password(value)
+
+    def format_compact(self, value: object) -> str:
+        assert isinstance(value, str)
+        return mask_password(value)
 
 
 class SecretKind:

@@ -59,6 +59,30 @@ class StoreSettings:
 
 
 @attrs.frozen(kw_only=True)
+class MetricsSettings:
+    """The metrics API: where written metrics go and the bounds on writes and queries."""
+
+    url: str
+    """A Prometheus-compatible engine's base URL; empty: the embedded store and engine."""
+    max_points_per_request: int
+    """Points (values) in one write request."""
+    max_series_per_deployment: int
+    """Series one deployment's agents may hold within ``storage.max_data_age``."""
+    max_series_per_tenant: int
+    """Series one tenant's agents may hold within ``storage.max_data_age``."""
+    max_labels_per_series: int
+    """Labels of one written series, ``__name__`` and the server's labels included."""
+    max_label_name_bytes: int
+    """Longest metric or label name written."""
+    max_label_value_bytes: int
+    """Longest label value written."""
+    max_query_samples: int
+    """Samples one embedded query may read."""
+    query_timeout: float
+    """Seconds a query or a forwarded write may take."""
+
+
+@attrs.frozen(kw_only=True)
 class AuthSettings:
     """How user tokens are signed, and which requests need one."""
 
@@ -174,6 +198,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "storage": StorageSettings,
     "store": StoreSettings,
+    "metrics": MetricsSettings,
     "auth": AuthSettings,
     "agents": AgentsSettings,
     "commands": CommandsSettings,
@@ -202,6 +227,7 @@ class Settings:
     server: ServerSettings
     storage: StorageSettings
     store: StoreSettings
+    metrics: MetricsSettings
     auth: AuthSettings
     agents: AgentsSettings
     commands: CommandsSettings

@@ -14,9 +14,9 @@ from trioscope.runtime import ActorSystem
 from trioscope.actors.client import LiveCounters
 from trioscope.domain.rates import RateLimiter
 from trioscope.store import StoreReader, token_secret
-from trioscope.system import AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
+from trioscope.system import AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, METRICS, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
-from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _query, _reports, _ui
+from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _metrics_api, _query, _reports, _ui
 from ._client_sockets import close_all
 from ._errors import install_error_handlers
 from ._metrics import Metrics
@@ -48,10 +48,11 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                                    reports_per_address=RateLimiter(settings.limits.reports_per_address),
                                    registrations_per_address=RateLimiter(
                                        settings.limits.registrations_per_address))))
+    _metrics_api.attach_backend(app, system, settings, METRICS)
     install_error_handlers(app)
     for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
                       _live.blueprint, _commands.blueprint, _agent_api.blueprint, _audit.blueprint,
-                      _command_ws.blueprint, _controls.blueprint, _ui.blueprint):
+                      _command_ws.blueprint, _controls.blueprint, _metrics_api.blueprint, _ui.blueprint):
         app.register_blueprint(blueprint)
 
     @app.before_request

@@ -1,0 +1,37 @@
+"""Metrics written by agents and read with PromQL: samples and their limits,
+the InfluxDB line protocol and JSON write bodies, the embedded store (series
+per tenant at 15 s) and the embedded PromQL engine. Pure: no I/O, no clock."""
+
+from ._engine import MAX_RANGE_POINTS as MAX_RANGE_POINTS
+from ._engine import format_value as format_value
+from ._engine import instant_query as instant_query
+from ._engine import label_names as label_names
+from ._engine import label_values as label_values
+from ._engine import parse as parse
+from ._engine import parse_selector as parse_selector
+from ._engine import range_query as range_query
+from ._engine import series_matching as series_matching
+from ._exceptions import BadQuery as BadQuery
+from ._exceptions import BadWrite as BadWrite
+from ._exceptions import QueryTooExpensive as QueryTooExpensive
+from ._exceptions import UnsupportedQuery as UnsupportedQuery
+from ._exceptions import WriteLimitExceeded as WriteLimitExceeded
+from ._json_write import parse_json_points as parse_json_points
+from ._line_protocol import PRECISIONS as PRECISIONS
+from ._line_protocol import parse_line_protocol as parse_line_protocol
+from ._samples import DEPLOYMENT_LABEL as DEPLOYMENT_LABEL
+from ._samples import TENANT_LABEL as TENANT_LABEL
+from ._samples import Labels as Labels
+from ._samples import Sample as Sample
+from ._samples import WriteLimits as WriteLimits
+from ._store import MetricStore as MetricStore
+from ._store import StoreLimits as StoreLimits
+from ._store import StoreStats as StoreStats
+from ._store import TenantSeries as TenantSeries
+
+__all__ = [
+    "DEPLOYMENT_LABEL", "MAX_RANGE_POINTS", "PRECISIONS", "TENANT_LABEL", "BadQuery", "BadWrite", "Labels",
+    "MetricStore", "QueryTooExpensive", "Sample", "StoreLimits", "StoreStats", "TenantSeries", "UnsupportedQuery",
+    "WriteLimitExceeded", "WriteLimits", "format_value", "instant_query", "label_names", "label_values", "parse",
+    "parse_line_protocol", "parse_json_points", "parse_selector", "range_query", "series_matching",
+]

@@ -1,0 +1,582 @@
+"""PromQL evaluation over one tenant's series: the embedded engine.
+
+The query is parsed by ``promql-parser`` (a maintained Rust parser following
+Prometheus' grammar); this module evaluates the part of the language that
+operators use on a dashboard: selectors with ``=``, ``!=``, ``=~``, ``!~``
+(RE2 regular expressions, anchored, as in Prometheus), ``offset``, the rate
+and ``*_over_time`` functions, ``histogram_quantile``, the aggregations
+``sum``/``avg``/``min``/``max``/``count`` with ``by``/``without``, arithmetic
+and comparisons with scalars and between vectors (one-to-one), and
+``and``/``or``/``unless``. Anything else is refused with
+``UnsupportedQuery`` naming it, never answered wrongly.
+
+Semantics follow Prometheus: an instant selector takes the newest sample in
+the 5-minute lookback window; ``rate`` extrapolates as Prometheus does;
+functions and arithmetic drop ``__name__``. Cost is bounded: every sample
+read is counted against ``max_samples`` (``QueryTooExpensive`` past it).
+The engine only ever sees the series it is given (one tenant's), so no matcher
+can reach another tenant's.
+"""
+
+from __future__ import annotations
+
+import bisect
+import decimal
+import math
+import operator
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+import promql_parser as pq
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
+
+from ._exceptions import BadQuery, QueryTooExpensive, UnsupportedQuery
+from ._store import Series, TenantSeries
+
+LOOKBACK = 300.0
+"""Seconds an instant selector looks back for a sample (Prometheus' default lookback delta)."""
+MAX_RANGE_POINTS = 11_000
+"""Most steps of a range query (Prometheus refuses more the same way)."""
+
+Labels = dict[str, str]
+
+
+@attrs.frozen
+class Scalar:
+    value: float
+
+
+@attrs.frozen
+class InstantVector:
+    elements: list[tuple[Labels, float]]
+
+
+@attrs.frozen
+class RangeVector:
+    """A matrix selector's samples (only as an instant query's result or a function's argument)."""
+
+    series: list[tuple[Labels, list[float], list[float]]]
+
+
+Value = Scalar | InstantVector | RangeVector
+
+_RE_OPTIONS = re2.Options()
+_RE_OPTIONS.log_errors = False
+_MAX_REGEXES = 1024
+_regexes: dict[str, Any] = {}
+
+
+def _regex(pattern: str) -> Any:
+    found = _regexes.get(pattern)
+    if found is None:
+        try:
+            found = re2.compile(pattern, _RE_OPTIONS)
+        except re2.error as exc:
+            raise BadQuery(f"invalid regular expression {pattern!r}: {exc}") from None
+        if len(_regexes) >= _MAX_REGEXES:
+            _regexes.clear()
+        _regexes[pattern] = found
+    return found
+
+
+def _matches(matcher: pq.Matcher, labels: Labels) -> bool:
+    value = labels.get(matcher.name, "")
+    op = matcher.op
+    if op == pq.MatchOp.Equal:
+        return value == matcher.value
+    if op == pq.MatchOp.NotEqual:
+        return value != matcher.value
+    found = _regex(matcher.value).fullmatch(value) is not None
+    return found if op == pq.MatchOp.Re else not found
+
+
+def select(view: TenantSeries, selector: pq.VectorSelector) -> list[Series]:
+    """The series of ``view`` that ``selector``'s matchers (and its ``or`` groups) match."""
+    groups = selector.matchers.or_matchers or [selector.matchers.matchers]
+    chosen: dict[int, Series] = {}
+    for group in groups:
+        name = selector.name
+        for matcher in group:
+            if matcher.name == "__name__" and matcher.op == pq.MatchOp.Equal:
+                name = matcher.value
+        if selector.name is not None and name != selector.name:
+            continue  # {__name__="b"} on metric a: nothing
+        for series in view.named(name):
+            if id(series) not in chosen and all(_matches(m, series.label_map) for m in group):
+                chosen[id(series)] = series
+    return list(chosen.values())
+
+
+def _without_name(labels: Labels) -> Labels:
+    return {k: v for k, v in labels.items() if k != "__name__"}
+
+
+def _key(labels: Labels) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(labels.items()))
+
+
+# ---- functions over a range -----------------------------------------------------------------
+
+def _extrapolated(times: list[float], values: list[float], start: float, end: float, *, counter: bool,
+                  per_second: bool) -> float | None:
+    """Prometheus' ``extrapolatedRate`` (promql/functions.go) for rate, increase and delta."""
+    if len(times) < 2:
+        return None
+    result = values[-1] - values[0]
+    if counter:
+        previous = values[0]
+        for value in values[1:]:
+            if value < previous:
+                result += previous
+            previous = value
+    to_start = times[0] - start
+    to_end = end - times[-1]
+    sampled = times[-1] - times[0]
+    average = sampled / (len(times) - 1)
+    if counter and result > 0 and values[0] >= 0:
+        to_zero = sampled * (values[0] / result)
+        to_start = min(to_start, to_zero)
+    threshold = average * 1.1
+    interval = sampled
+    interval += to_start if to_start < threshold else average / 2
+    interval += to_end if to_end < threshold else average / 2
+    result *= interval / sampled
+    return result / (end - start) if per_second else result
+
+
+def _irate(times: list[float], values: list[float], start: float, end: float) -> float | None:
+    if len(times) < 2:
+        return None
+    change = values[-1] - values[-2]
+    if change < 0:
+        change = values[-1]
+    elapsed = times[-1] - times[-2]
+    return change / elapsed if elapsed > 0 else None
+
+
+RangeFunction = Callable[[list[float], list[float], float, float], float | None]
+RANGE_FUNCTIONS: dict[str, RangeFunction] = {
+    "rate": lambda t, v, s, e: _extrapolated(t, v, s, e, counter=True, per_second=True),
+    "increase": lambda t, v, s, e: _extrapolated(t, v, s, e, counter=True, per_second=False),
+    "delta": lambda t, v, s, e: _extrapolated(t, v, s, e, counter=False, per_second=False),
+    "irate": _irate,
+    "avg_over_time": lambda t, v, s, e: sum(v) / len(v) if v else None,
+    "sum_over_time": lambda t, v, s, e: sum(v) if v else None,
+    "min_over_time": lambda t, v, s, e: min(v) if v else None,
+    "max_over_time": lambda t, v, s, e: max(v) if v else None,
+    "count_over_time": lambda t, v, s, e: float(len(v)) if v else None,
+    "last_over_time": lambda t, v, s, e: v[-1] if v else None,
+}
+
+
+def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
+    """Prometheus' ``bucketQuantile``: quantile ``q`` of cumulative (upper bound, count) buckets."""
+    if math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    buckets = sorted(buckets)
+    if len(buckets) < 2 or buckets[-1][0] != math.inf:
+        return math.nan
+    counts = [count for _, count in buckets]
+    for index in range(1, len(counts)):  # counts are cumulative: never let one fall (scrape skew)
+        counts[index] = max(counts[index], counts[index - 1])
+    observations = counts[-1]
+    if observations == 0:
+        return math.nan
+    rank = q * observations
+    found = bisect.bisect_left(counts, rank)
+    if found == len(buckets) - 1:
+        return buckets[-2][0]
+    if found == 0 and buckets[0][0] <= 0:
+        return buckets[0][0]
+    start, end, count = 0.0, buckets[found][0], counts[found]
+    if found > 0:
+        start = buckets[found - 1][0]
+        count -= counts[found - 1]
+        rank -= counts[found - 1]
+    return start + (end - start) * (rank / count)
+
+
+# ---- operators --------------------------------------------------------------------------------
+
+def _power(a: float, b: float) -> float:
+    try:
+        return float(a ** b)
+    except (OverflowError, ZeroDivisionError):
+        return math.inf
+
+
+def _divide(a: float, b: float) -> float:
+    if b == 0:
+        return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a) * math.copysign(1, b)
+    return a / b
+
+
+def _modulo(a: float, b: float) -> float:
+    return math.nan if b == 0 else math.fmod(a, b)
+
+
+ARITHMETIC: dict[str, Callable[[float, float], float]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": _divide, "%": _modulo, "^": _power,
+}
+COMPARISON: dict[str, Callable[[float, float], bool]] = {
+    "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le,
+}
+AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
+    "sum": math.fsum, "avg": lambda v: math.fsum(v) / len(v), "min": min, "max": max, "count": lambda v: float(len(v)),
+}
+
+
+class Evaluator:
+    """Evaluates parsed PromQL against one tenant's series, counting samples read."""
+
+    def __init__(self, view: TenantSeries, max_samples: int) -> None:
+        self._view = view
+        self._budget = max_samples
+        self._max_samples = max_samples
+        self._selected: dict[str, list[Series]] = {}
+
+    def _charge(self, samples: int) -> None:
+        self._budget -= samples
+        if self._budget < 0:
+            raise QueryTooExpensive(f"the query would read more than {self._max_samples} samples "
+                                    "(metrics.max_query_samples); narrow the selectors, the range or the step")
+
+    def _series(self, selector: pq.VectorSelector) -> list[Series]:
+        if selector.at is not None:
+            raise UnsupportedQuery("the @ modifier is not supported by the embedded engine")
+        key = str(selector)
+        found = self._selected.get(key)
+        if found is None:
+            found = self._selected[key] = select(self._view, selector)
+            self._charge(len(found))
+        return found
+
+    def evaluate(self, expr: pq.Expr, at: float) -> Value:
+        """The value of ``expr`` at unix time ``at``."""
+        if isinstance(expr, pq.NumberLiteral):
+            return Scalar(expr.val)
+        if isinstance(expr, pq.ParenExpr):
+            return self.evaluate(expr.expr, at)
+        if isinstance(expr, pq.VectorSelector):
+            return self._instant(expr, at)
+        if isinstance(expr, pq.MatrixSelector):
+            return self._range(expr, at)
+        if isinstance(expr, pq.Call):
+            return self._call(expr, at)
+        if isinstance(expr, pq.AggregateExpr):
+            return self._aggregate(expr, at)
+        if isinstance(expr, pq.BinaryExpr):
+            return self._binary(expr, at)
+        if isinstance(expr, pq.UnaryExpr):
+            inner = self.evaluate(expr.expr, at)
+            if isinstance(inner, Scalar):
+                return Scalar(-inner.value)
+            if isinstance(inner, InstantVector):
+                return InstantVector([(_without_name(labels), -value) for labels, value in inner.elements])
+        if isinstance(expr, pq.SubqueryExpr):
+            raise UnsupportedQuery("subqueries are not supported by the embedded engine")
+        if isinstance(expr, pq.StringLiteral):
+            raise UnsupportedQuery("string results are not supported by the embedded engine")
+        raise UnsupportedQuery(f"{type(expr).__name__} is not supported by the embedded engine")
+
+    def _offset(self, selector: pq.VectorSelector, at: float) -> float:
+        return at - selector.offset.total_seconds() if selector.offset is not None else at
+
+    def _instant(self, selector: pq.VectorSelector, at: float) -> InstantVector:
+        at = self._offset(selector, at)
+        found = self._series(selector)
+        self._charge(len(found))
+        elements = []
+        for series in found:
+            index = bisect.bisect_right(series.times, at) - 1
+            if index >= 0 and series.times[index] > at - LOOKBACK:
+                elements.append((series.label_map, series.values[index]))
+        return InstantVector(elements)
+
+    def _range(self, matrix: pq.MatrixSelector, at: float) -> RangeVector:
+        selector = matrix.vector_selector
+        end = self._offset(selector, at)
+        start = end - matrix.range.total_seconds()
+        chosen = []
+        for series in self._series(selector):
+            low = bisect.bisect_right(series.times, start)
+            high = bisect.bisect_right(series.times, end)
+            if high > low:
+                self._charge(high - low)
+                chosen.append((series.label_map, series.times[low:high].tolist(), series.values[low:high].tolist()))
+        return RangeVector(chosen)
+
+    def _call(self, call: pq.Call, at: float) -> Value:
+        name = call.func.name
+        function = RANGE_FUNCTIONS.get(name)
+        if function is not None:
+            argument = call.args[0]
+            if not isinstance(argument, pq.MatrixSelector):
+                raise UnsupportedQuery(f"{name}() of anything but a range selector is not supported by the "
+                                       "embedded engine")
+            ranged = self._range(argument, at)
+            end = self._offset(argument.vector_selector, at)
+            start = end - argument.range.total_seconds()
+            elements = []
+            for labels, times, values in ranged.series:
+                result = function(times, values, start, end)
+                if result is not None:
+                    elements.append((_without_name(labels), result))
+            return InstantVector(elements)
+        if name == "histogram_quantile":
+            quantile = self.evaluate(call.args[0], at)
+            vector = self.evaluate(call.args[1], at)
+            assert isinstance(quantile, Scalar) and isinstance(vector, InstantVector)  # the parser checked the types
+            return self._histogram_quantile(quantile.value, vector)
+        supported = ", ".join([*RANGE_FUNCTIONS, "histogram_quantile"])
+        raise UnsupportedQuery(f"function {name}() is not supported by the embedded engine (supported: {supported})")
+
+    @staticmethod
+    def _histogram_quantile(q: float, vector: InstantVector) -> InstantVector:
+        groups: dict[tuple[tuple[str, str], ...], tuple[Labels, list[tuple[float, float]]]] = {}
+        for labels, value in vector.elements:
+            bound = labels.get("le")
+            if bound is None:
+                continue
+            try:
+                upper = float(bound)  # "+Inf" included
+            except ValueError:
+                continue
+            rest = {k: v for k, v in labels.items() if k not in ("le", "__name__")}
+            groups.setdefault(_key(rest), (rest, []))[1].append((upper, value))
+        return InstantVector([(rest, bucket_quantile(q, buckets)) for rest, buckets in groups.values()])
+
+    def _aggregate(self, expr: pq.AggregateExpr, at: float) -> InstantVector:
+        op = str(expr.op)
+        combine = AGGREGATIONS.get(op)
+        if combine is None:
+            raise UnsupportedQuery(f"aggregation {op} is not supported by the embedded engine "
+                                   f"(supported: {', '.join(AGGREGATIONS)})")
+        vector = self.evaluate(expr.expr, at)
+        assert isinstance(vector, InstantVector)  # the parser checked the type
+        modifier = expr.modifier
+        groups: dict[tuple[tuple[str, str], ...], tuple[Labels, list[float]]] = {}
+        for labels, value in vector.elements:
+            if modifier is None:
+                kept: Labels = {}
+            elif modifier.type == pq.AggModifierType.By:
+                kept = {k: labels[k] for k in modifier.labels if labels.get(k)}
+            else:
+                dropped = {*modifier.labels, "__name__"}
+                kept = {k: v for k, v in labels.items() if k not in dropped}
+            groups.setdefault(_key(kept), (kept, []))[1].append(value)
+        return InstantVector([(kept, combine(values)) for kept, values in groups.values()])
+
+    def _binary(self, expr: pq.BinaryExpr, at: float) -> Value:
+        op = str(expr.op)
+        left = self.evaluate(expr.lhs, at)
+        right = self.evaluate(expr.rhs, at)
+        modifier = expr.modifier
+        return_bool = modifier is not None and modifier.return_bool
+        if isinstance(left, Scalar) and isinstance(right, Scalar):
+            if op in ARITHMETIC:
+                return Scalar(ARITHMETIC[op](left.value, right.value))
+            if op in COMPARISON:
+                return Scalar(float(COMPARISON[op](left.value, right.value)))
+        elif isinstance(left, InstantVector) and isinstance(right, Scalar):
+            return self._with_scalar(op, left, right.value, scalar_left=False, return_bool=return_bool)
+        elif isinstance(left, Scalar) and isinstance(right, InstantVector):
+            return self._with_scalar(op, right, left.value, scalar_left=True, return_bool=return_bool)
+        elif isinstance(left, InstantVector) and isinstance(right, InstantVector):
+            return self._vectors(op, left, right, modifier)
+        raise UnsupportedQuery(f"operator {op} on these operands is not supported by the embedded engine")
+
+    @staticmethod
+    def _with_scalar(op: str, vector: InstantVector, scalar: float, *, scalar_left: bool,
+                     return_bool: bool) -> InstantVector:
+        elements = []
+        if op in ARITHMETIC:
+            apply = ARITHMETIC[op]
+            for labels, value in vector.elements:
+                result = apply(scalar, value) if scalar_left else apply(value, scalar)
+                elements.append((_without_name(labels), result))
+        elif op in COMPARISON:
+            compare = COMPARISON[op]
+            for labels, value in vector.elements:
+                holds = compare(scalar, value) if scalar_left else compare(value, scalar)
+                if return_bool:
+                    elements.append((_without_name(labels), float(holds)))
+                elif holds:
+                    elements.append((labels, value))
+        else:
+            raise UnsupportedQuery(f"operator {op} between a vector and a scalar is not supported")
+        return InstantVector(elements)
+
+    @staticmethod
+    def _signature(modifier: pq.BinModifier | None) -> Callable[[Labels], tuple[tuple[str, str], ...]]:
+        matching = modifier.matching if modifier is not None else None
+        if matching is None:
+            return lambda labels: _key(_without_name(labels))
+        names = set(matching.labels)
+        if matching.type == pq.LabelModifierType.Include:
+            return lambda labels: tuple(sorted((k, v) for k, v in labels.items() if k in names))
+        return lambda labels: tuple(sorted((k, v) for k, v in labels.items() if k not in names and k != "__name__"))
+
+    def _vectors(self, op: str, left: InstantVector, right: InstantVector,
+                 modifier: pq.BinModifier | None) -> InstantVector:
+        signature = self._signature(modifier)
+        if op in ("and", "or", "unless"):
+            right_keys = {signature(labels) for labels, _ in right.elements}
+            if op == "and":
+                return InstantVector([e for e in left.elements if signature(e[0]) in right_keys])
+            if op == "unless":
+                return InstantVector([e for e in left.elements if signature(e[0]) not in right_keys])
+            left_keys = {signature(labels) for labels, _ in left.elements}
+            return InstantVector([*left.elements, *(e for e in right.elements if signature(e[0]) not in left_keys)])
+        if modifier is not None and modifier.card not in (pq.VectorMatchCardinality.OneToOne, None):
+            raise UnsupportedQuery("group_left/group_right matching is not supported by the embedded engine")
+        by_signature: dict[tuple[tuple[str, str], ...], float] = {}
+        for labels, value in right.elements:
+            sig = signature(labels)
+            if sig in by_signature:
+                raise UnsupportedQuery("many-to-many matching: the right-hand side has several series for "
+                                       f"{dict(sig)}; the embedded engine matches one-to-one only")
+            by_signature[sig] = value
+        matching = modifier.matching if modifier is not None else None
+        return_bool = modifier is not None and modifier.return_bool
+        elements = []
+        for labels, value in left.elements:
+            other = by_signature.get(signature(labels))
+            if other is None:
+                continue
+            if matching is not None and matching.type == pq.LabelModifierType.Include:
+                result_labels = {k: v for k, v in labels.items() if k in matching.labels}
+            elif matching is not None:
+                result_labels = {k: v for k, v in labels.items() if k not in matching.labels and k != "__name__"}
+            else:
+                result_labels = _without_name(labels)
+            if op in ARITHMETIC:
+                elements.append((result_labels, ARITHMETIC[op](value, other)))
+            elif op in COMPARISON:
+                holds = COMPARISON[op](value, other)
+                if return_bool:
+                    elements.append((result_labels, float(holds)))
+                elif holds:
+                    elements.append((labels, value))
+            else:
+                raise UnsupportedQuery(f"operator {op} is not supported by the embedded engine")
+        return InstantVector(elements)
+
+
+def parse(query: str) -> pq.Expr:
+    """Parse PromQL; ``BadQuery`` with the parser's message when it is not PromQL."""
+    try:
+        return pq.parse(query)
+    except ValueError as exc:
+        raise BadQuery(f"invalid parameter \"query\": {exc}") from None
+
+
+def parse_selector(text: str) -> pq.VectorSelector:
+    """A series selector (``match[]`` of the series and label APIs)."""
+    try:
+        expr = pq.parse(text)
+    except ValueError as exc:
+        raise BadQuery(f"invalid parameter \"match[]\": {exc}") from None
+    if not isinstance(expr, pq.VectorSelector):
+        raise BadQuery(f"invalid parameter \"match[]\": {text[:80]!r} is not a series selector")
+    return expr
+
+
+# ---- results in the Prometheus HTTP API's shape -----------------------------------------------
+
+def format_value(value: float) -> str:
+    """A sample value as Prometheus writes it (Go's ``FormatFloat(v, 'f', -1, 64)``)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    if "e" in text:  # Go writes no exponent: the shortest digits, in full
+        text = format(decimal.Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def format_time(at: float) -> float | int:
+    rounded = round(at, 3)
+    return int(rounded) if rounded == int(rounded) else rounded
+
+
+def _metric(labels: Labels) -> dict[str, str]:
+    return dict(sorted(labels.items()))
+
+
+def instant_query(view: TenantSeries, query: str, at: float, *, max_samples: int) -> dict[str, Any]:
+    """``data`` of ``/api/v1/query``: the value of ``query`` at ``at``."""
+    value = Evaluator(view, max_samples).evaluate(parse(query), at)
+    when = format_time(at)
+    if isinstance(value, Scalar):
+        return {"resultType": "scalar", "result": [when, format_value(value.value)]}
+    if isinstance(value, InstantVector):
+        return {"resultType": "vector", "result": [
+            {"metric": _metric(labels), "value": [when, format_value(v)]} for labels, v in value.elements]}
+    return {"resultType": "matrix", "result": [
+        {"metric": _metric(labels), "values": [[format_time(t), format_value(v)] for t, v in zip(times, values,
+                                                                                              strict=True)]}
+        for labels, times, values in value.series]}
+
+
+def range_query(view: TenantSeries, query: str, start: float, end: float, step: float, *,
+                max_samples: int) -> dict[str, Any]:
+    """``data`` of ``/api/v1/query_range``: ``query`` at every step from ``start`` to ``end``."""
+    if end < start:
+        raise BadQuery("invalid parameter \"end\": end timestamp must not be before start time")
+    if step <= 0:
+        raise BadQuery("invalid parameter \"step\": zero or negative query resolution step widths are not "
+                       "accepted. Try a positive integer")
+    if (end - start) / step > MAX_RANGE_POINTS:
+        raise BadQuery(f"exceeded maximum resolution of {MAX_RANGE_POINTS} points per timeseries. Try decreasing "
+                       "the query resolution (?step=XX)")
+    expr = parse(query)
+    evaluator = Evaluator(view, max_samples)
+    rows: dict[tuple[tuple[str, str], ...], tuple[Labels, list[list[Any]]]] = {}
+    steps = int((end - start) // step) + 1
+    for index in range(steps):
+        at = start + index * step
+        value = evaluator.evaluate(expr, at)
+        if isinstance(value, RangeVector):
+            raise BadQuery("invalid expression type \"range vector\" for range query, must be Scalar or instant "
+                           "Vector")
+        elements: Iterable[tuple[Labels, float]] = (
+            [({}, value.value)] if isinstance(value, Scalar) else value.elements)
+        when = format_time(at)
+        for labels, v in elements:
+            rows.setdefault(_key(labels), (labels, []))[1].append([when, format_value(v)])
+    return {"resultType": "matrix", "result": [{"metric": _metric(labels), "values": points}
+                                               for labels, points in rows.values()]}
+
+
+def series_matching(view: TenantSeries, selectors: list[pq.VectorSelector], start: float,
+                    end: float) -> list[dict[str, str]]:
+    """``/api/v1/series``: the label sets of series with samples between ``start`` and ``end``."""
+    found: dict[int, Series] = {}
+    for selector in selectors:
+        for series in select(view, selector):
+            times = series.times
+            low = bisect.bisect_left(times, start)
+            if low < len(times) and times[low] <= end:
+                found[id(series)] = series
+    return [_metric(series.label_map) for series in found.values()]
+
+
+def label_names(view: TenantSeries, selectors: list[pq.VectorSelector]) -> list[str]:
+    """``/api/v1/labels``."""
+    chosen: Iterable[Series] = (view.named(None) if not selectors
+                                else (s for selector in selectors for s in select(view, selector)))
+    return sorted({name for series in chosen for name in series.label_map})
+
+
+def label_values(view: TenantSeries, name: str, selectors: list[pq.VectorSelector]) -> list[str]:
+    """``/api/v1/label/<name>/values``."""
+    chosen: Iterable[Series] = (view.named(None) if not selectors
+                                else (s for selector in selectors for s in select(view, selector)))
+    return sorted({series.label_map[name] for series in chosen if name in series.label_map})

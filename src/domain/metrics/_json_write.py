@@ -1,0 +1,77 @@
+"""JSON write bodies, read into samples.
+
+    {"points": [{"metric": "cpu_usage", "labels": {"core": "0"},
+                 "value": 0.5, "timestamp": 1705305600.25}]}
+
+``timestamp`` (unix seconds, or an RFC 3339 string) may be left out: the
+server's time. Unlike line protocol, whose names come from systems with other
+naming rules and are converted, these are Prometheus names already, so a name
+Prometheus would refuse is refused here, naming the field.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from typing import Any
+
+from ._exceptions import BadWrite
+from ._samples import LABEL_NAME, METRIC_NAME, Sample, WriteLimits, check_point_count, stamp
+
+
+def _timestamp(value: Any, now: float, where: str) -> float:
+    if value is None:
+        return now
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadWrite(where, "must be unix seconds or an RFC 3339 time") from None
+        if parsed.tzinfo is None:
+            raise BadWrite(where, "an RFC 3339 time needs its offset (Z or +hh:mm)")
+        return parsed.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise BadWrite(where, "must be unix seconds or an RFC 3339 time")
+
+
+def parse_json_points(document: Any, *, now: float, latest: float, tenant: str, deployment_hash: str,
+                      limits: WriteLimits) -> list[Sample]:
+    """The samples of a parsed JSON write body.
+
+    Raises:
+        BadWrite: naming the JSON path of the first bad value.
+        WriteLimitExceeded: too many points or labels too long (413).
+    """
+    if not isinstance(document, dict) or not isinstance(document.get("points"), list):
+        raise BadWrite("$.points", "must be a list of points")
+    points = document["points"]
+    check_point_count(len(points), limits)
+    samples = []
+    for index, point in enumerate(points):
+        at = f"$.points[{index}]"
+        if not isinstance(point, dict):
+            raise BadWrite(at, "must be an object")
+        unknown = set(point) - {"metric", "labels", "value", "timestamp"}
+        if unknown:
+            raise BadWrite(f"{at}.{sorted(unknown)[0]}", "is not a field of a point (metric, labels, value, timestamp)")
+        name = point.get("metric")
+        if not isinstance(name, str) or not METRIC_NAME.fullmatch(name):
+            raise BadWrite(f"{at}.metric", "must be a Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)")
+        labels = point.get("labels", {})
+        if not isinstance(labels, dict):
+            raise BadWrite(f"{at}.labels", "must be an object of label names to strings")
+        for key, item in labels.items():
+            if not LABEL_NAME.fullmatch(key) or key.startswith("__"):
+                raise BadWrite(f"{at}.labels.{key[:64]}", "is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not __*)")
+            if not isinstance(item, str):
+                raise BadWrite(f"{at}.labels.{key}", "must be a string")
+        value = point.get("value")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise BadWrite(f"{at}.value", "must be a finite number")
+        stamped_at = _timestamp(point.get("timestamp"), now, f"{at}.timestamp")
+        if not 0 <= stamped_at <= latest:
+            raise BadWrite(f"{at}.timestamp", "is before 1970 or ahead of the server's clock")
+        series = stamp(name, labels, tenant=tenant, deployment_hash=deployment_hash, limits=limits, where=at)
+        samples.append(Sample(series, float(value), stamped_at))
+    return samples

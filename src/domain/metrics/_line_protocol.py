@@ -1,0 +1,79 @@
+"""InfluxDB line protocol write bodies, read into samples.
+
+Each line is parsed by ``line-protocol-parser`` (a maintained C extension that
+implements the spec's escaping of measurement, tag and field names, quoted
+string fields and the ``i``/``u``/float/bool field types); here are the parts
+the spec leaves to the server: lines and comments, the ``precision`` of
+timestamps, and how a point becomes Prometheus samples. As VictoriaMetrics'
+Influx importer does, field ``f`` of measurement ``m`` becomes metric
+``m_f``, tags become labels, booleans are 1 or 0, and string fields are no
+number, so they are skipped.
+"""
+
+from __future__ import annotations
+
+import math
+
+from line_protocol_parser import LineFormatError, parse_line  # type: ignore[import-untyped]  # ships no type hints
+
+from ._exceptions import BadWrite
+from ._samples import Sample, WriteLimits, check_point_count, label_name, metric_name, stamp
+
+PRECISIONS: dict[str, float] = {
+    "ns": 1e-9, "n": 1e-9,
+    "us": 1e-6, "u": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+}
+"""Seconds per timestamp unit, by ``precision`` (InfluxDB v2 spellings and v1's ``n``/``u``)."""
+
+
+def parse_line_protocol(body: bytes, *, precision: str, now: float, latest: float, tenant: str,
+                        deployment_hash: str, limits: WriteLimits) -> list[Sample]:
+    """The samples of a line-protocol body.
+
+    Args:
+        body: The request body (UTF-8).
+        precision: Unit of the timestamps (a key of ``PRECISIONS``).
+        now: Unix seconds given to points written without a timestamp.
+        latest: The latest timestamp accepted (now plus the allowed clock skew).
+        tenant, deployment_hash: The writer's, set as labels it cannot override.
+        limits: Bounds on the request.
+
+    Raises:
+        BadWrite: naming the (1-based) line that cannot be read, and why.
+        WriteLimitExceeded: too many points (413) or labels too long (413).
+    """
+    unit = PRECISIONS[precision]
+    try:
+        text = body.decode()
+    except UnicodeDecodeError as exc:
+        line = body[:exc.start].count(b"\n") + 1
+        raise BadWrite(f"line {line}", "is not UTF-8") from None
+    samples: list[Sample] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        where = f"line {number}"
+        try:
+            point = parse_line(stripped)
+        except LineFormatError as exc:
+            raise BadWrite(where, f"{exc} ({stripped[:80]!r})") from None
+        stamped_at = now if point["time"] is None else point["time"] * unit
+        if not 0 <= stamped_at <= latest:
+            raise BadWrite(where, f"timestamp {point['time']} ({precision}) is before 1970 or ahead of the "
+                                  "server's clock")
+        measurement = metric_name(point["measurement"])
+        tags = {label_name(k): v for k, v in point["tags"].items()}
+        for field, value in point["fields"].items():
+            if isinstance(value, str):
+                continue
+            number_value = float(value)
+            if not math.isfinite(number_value):
+                raise BadWrite(where, f"field {field!r} is not a finite number")
+            labels = stamp(f"{measurement}_{metric_name(field)}", tags, tenant=tenant,
+                           deployment_hash=deployment_hash, limits=limits, where=where)
+            samples.append(Sample(labels, number_value, stamped_at))
+        check_point_count(len(samples), limits)
+    return samples

@@ -1,0 +1,189 @@
+"""The embedded metric store: written series per tenant, at 15 s resolution.
+
+Bounded three ways: series per deployment and per tenant (a write that would
+pass either limit is refused whole, 429), and samples per series (one per 15 s
+bucket, a later write in the same bucket replacing the earlier, none older
+than the retention). Values are ``array('d')``: counters keep every increment,
+which float32 would round away above 2**24.
+
+Pure and synchronous: the owning actor passes ``now``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+from array import array
+from collections.abc import Iterable, Iterator
+
+import attrs
+
+from ._exceptions import WriteLimitExceeded
+from ._samples import DEPLOYMENT_LABEL, Labels, Sample
+
+RESOLUTION = 15.0
+"""Seconds per bucket: one sample per series per bucket is kept."""
+
+
+class Series:
+    """One series' samples in time order."""
+
+    __slots__ = ("deployment", "labels", "label_map", "times", "values")
+
+    def __init__(self, labels: Labels) -> None:
+        self.labels = labels
+        self.label_map = dict(labels)
+        self.deployment = self.label_map.get(DEPLOYMENT_LABEL, "")
+        self.times = array("d")
+        self.values = array("d")
+
+    def add(self, timestamp: float, value: float, keep: bool) -> None:
+        """Record a sample: replaces the newest if in its bucket; older ones are dropped
+        (out of order, as Prometheus refuses them). ``keep`` False: only the newest is held."""
+        times = self.times
+        if times:
+            last = times[-1]
+            if timestamp < last:
+                return
+            if not keep or timestamp // RESOLUTION == last // RESOLUTION:
+                times[-1] = timestamp
+                self.values[-1] = value
+                return
+        times.append(timestamp)
+        self.values.append(value)
+
+    def trim(self, cutoff: float) -> None:
+        """Drop the samples before ``cutoff``."""
+        index = bisect.bisect_left(self.times, cutoff)
+        if index:
+            del self.times[:index]
+            del self.values[:index]
+
+
+@attrs.frozen(kw_only=True)
+class StoreLimits:
+    """The bounds of the store; each names its configuration key."""
+
+    max_series_per_deployment: int
+    """``metrics.max_series_per_deployment``."""
+    max_series_per_tenant: int
+    """``metrics.max_series_per_tenant``."""
+    retention: float
+    """Seconds of samples kept (``storage.max_data_age``)."""
+    keep_samples: bool = True
+    """False when another engine stores the samples: only series (for the limits) are kept."""
+
+
+class TenantSeries:
+    """One tenant's series, indexed by metric name."""
+
+    __slots__ = ("by_name", "per_deployment", "series")
+
+    def __init__(self) -> None:
+        self.series: dict[Labels, Series] = {}
+        self.by_name: dict[str, dict[Labels, Series]] = collections.defaultdict(dict)
+        self.per_deployment: collections.Counter[str] = collections.Counter()
+
+    def named(self, name: str | None) -> Iterable[Series]:
+        """The series of metric ``name`` (None: all of them)."""
+        if name is None:
+            return self.series.values()
+        found = self.by_name.get(name)
+        return found.values() if found is not None else ()
+
+    def __len__(self) -> int:
+        return len(self.series)
+
+
+_EMPTY = TenantSeries()
+
+
+@attrs.frozen(kw_only=True)
+class StoreStats:
+    """Size of the store."""
+
+    tenants: int
+    series: int
+    samples: int
+
+
+class MetricStore:
+    """Series per tenant, with their limits."""
+
+    def __init__(self, limits: StoreLimits) -> None:
+        self.limits = limits
+        self._tenants: dict[str, TenantSeries] = {}
+
+    def tenant(self, tenant: str) -> TenantSeries:
+        """What ``tenant`` may read (an empty view if it wrote nothing)."""
+        return self._tenants.get(tenant, _EMPTY)
+
+    def write(self, tenant: str, deployment_hash: str, samples: list[Sample], now: float) -> int:
+        """Record ``samples`` of one deployment, all or none; returns how many series are new.
+
+        Raises:
+            WriteLimitExceeded: 429 when new series would pass the deployment's or
+                the tenant's limit; nothing is recorded then.
+        """
+        held = self._tenants.get(tenant)
+        known = held.series if held is not None else {}
+        new = {sample.labels for sample in samples if sample.labels not in known}
+        if new:
+            limits = self.limits
+            in_deployment = (held.per_deployment[deployment_hash] if held is not None else 0) + len(new)
+            if in_deployment > limits.max_series_per_deployment:
+                raise WriteLimitExceeded(
+                    429, "series_limit_reached",
+                    f"deployment {deployment_hash} would hold {in_deployment} series, more than "
+                    f"{limits.max_series_per_deployment} (metrics.max_series_per_deployment)",
+                    config_key="metrics.max_series_per_deployment", limit=limits.max_series_per_deployment)
+            in_tenant = len(known) + len(new)
+            if in_tenant > limits.max_series_per_tenant:
+                raise WriteLimitExceeded(
+                    429, "tenant_series_limit_reached",
+                    f"the tenant would hold {in_tenant} series, more than {limits.max_series_per_tenant} "
+                    "(metrics.max_series_per_tenant)",
+                    config_key="metrics.max_series_per_tenant", limit=limits.max_series_per_tenant)
+        if held is None:
+            held = self._tenants[tenant] = TenantSeries()
+        cutoff = now - self.limits.retention
+        keep = self.limits.keep_samples
+        for sample in samples:
+            if sample.timestamp < cutoff:
+                continue
+            series = held.series.get(sample.labels)
+            if series is None:
+                series = held.series[sample.labels] = Series(sample.labels)
+                held.by_name[series.label_map["__name__"]][sample.labels] = series
+                held.per_deployment[series.deployment] += 1
+            series.add(sample.timestamp, sample.value, keep)
+        return len(new)
+
+    def expire(self, now: float) -> int:
+        """Drop samples past the retention and series left empty; returns series removed."""
+        cutoff = now - self.limits.retention
+        removed = 0
+        for tenant, held in list(self._tenants.items()):
+            for labels, series in list(held.series.items()):
+                series.trim(cutoff)
+                if not series.times:
+                    removed += 1
+                    del held.series[labels]
+                    name = series.label_map["__name__"]
+                    by_name = held.by_name[name]
+                    del by_name[labels]
+                    if not by_name:
+                        del held.by_name[name]
+                    held.per_deployment[series.deployment] -= 1
+                    if held.per_deployment[series.deployment] <= 0:
+                        del held.per_deployment[series.deployment]
+            if not held.series:
+                del self._tenants[tenant]
+        return removed
+
+    def stats(self) -> StoreStats:
+        return StoreStats(tenants=len(self._tenants), series=sum(len(t) for t in self._tenants.values()),
+                          samples=sum(len(s.times) for t in self._tenants.values() for s in t.series.values()))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tenants)

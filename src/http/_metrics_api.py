@@ -1,0 +1,188 @@
+"""The metrics API: agents write metrics, users read them with PromQL.
+
+``POST /api/v1/metrics/write`` takes InfluxDB line protocol (``text/plain``,
+``?precision=ns|us|ms|s``) or JSON from an agent, authenticated and signed
+as on the rest of the agent API; every point gets the agent's tenant and
+deployment_hash as labels. Reads are the Prometheus HTTP API, for a user
+token of any role, always within the caller's tenant, at
+``/api/v1/metrics/{query,query_range}`` (the seed's paths) and under
+``/prometheus`` where Grafana and ``promtool query`` expect a Prometheus
+base URL. Which backend answers is ``metrics.url``'s choice
+(``_metrics_backends``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+
+from quart import Blueprint, Quart, Response, current_app, request
+
+from trioscope.config import Settings
+from trioscope.domain import metrics
+from trioscope.domain.principals import Permission
+from trioscope.runtime import ActorSystem
+
+from . import _gate
+from ._bodies import parse_json, read_body_and_raw
+from ._errors import ApiError
+from ._metrics_backends import EmbeddedMetrics, MetricsBackend, Params, PrometheusError, ProxiedMetrics
+from ._services import services
+
+blueprint = Blueprint("metrics_api", __name__)
+blueprint.before_request(_gate.check_address_rate)
+
+_KEY = "trioscope.metrics"
+MAX_PARAMS = 256
+"""Most query parameters (``match[]`` included) of one read."""
+MAX_PARAM_BYTES = 64 * 1024
+"""Longest parameter value (a query) of one read."""
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_LINE_PROTOCOL_TYPES = ("", "text/plain", "application/octet-stream")
+
+
+def attach_backend(app: Quart, system: ActorSystem, settings: Settings, actor_path: str) -> None:
+    """Choose the backend for these settings; its connections close when the app stops serving."""
+    actor = system.lookup(actor_path)
+    backend: MetricsBackend = (ProxiedMetrics(actor, settings) if settings.metrics.url
+                               else EmbeddedMetrics(actor, settings))
+    app.extensions[_KEY] = backend
+
+    @app.after_serving
+    async def _close() -> None:
+        await backend.aclose()
+
+
+def _current_backend() -> MetricsBackend:
+    return current_app.extensions[_KEY]  # type: ignore[no-any-return]  # Quart's extensions are untyped; attach_backend put it there
+
+
+def _write_limits(settings: Settings) -> metrics.WriteLimits:
+    m = settings.metrics
+    return metrics.WriteLimits(max_points=m.max_points_per_request, max_labels=m.max_labels_per_series,
+                               max_label_name_bytes=m.max_label_name_bytes,
+                               max_label_value_bytes=m.max_label_value_bytes)
+
+
+def _limit_error(exc: metrics.WriteLimitExceeded) -> ApiError:
+    details: dict[str, object] = {"limit": exc.limit, "config_key": exc.config_key}
+    if exc.where is not None:
+        details["where"] = exc.where
+    headers = {"Retry-After": "60"} if exc.status == 429 else None
+    return ApiError(exc.status, exc.code, exc.message, details=details, headers=headers)
+
+
+@blueprint.post("/api/v1/metrics/write")
+async def write() -> Response:
+    """Write metrics as an agent: InfluxDB line protocol (text/plain) or JSON; 204."""
+    s = services()
+    body, raw = await read_body_and_raw(s.settings)
+    agent = await _gate.agent(None, raw)
+    deployment = (await _gate.directory()).deployments.get(agent.deployment_hash)
+    if deployment is None:  # retired between the check and here
+        raise ApiError(403, "wrong_deployment", "the agent's deployment no longer exists")
+    now = time.time()
+    latest = now + _gate.MAX_CLOCK_SKEW
+    limits = _write_limits(s.settings)
+    mimetype = request.mimetype
+    try:
+        if mimetype == "application/json":
+            samples = metrics.parse_json_points(parse_json(body), now=now, latest=latest, tenant=deployment.tenant,
+                                                deployment_hash=agent.deployment_hash, limits=limits)
+        elif mimetype in _LINE_PROTOCOL_TYPES:
+            precision = request.args.get("precision", "ns")
+            if precision not in metrics.PRECISIONS:
+                raise ApiError(400, "invalid_query", "precision: must be one of ns, us, ms, s",
+                               details={"field": "precision"})
+            samples = metrics.parse_line_protocol(body, precision=precision, now=now, latest=latest,
+                                                  tenant=deployment.tenant, deployment_hash=agent.deployment_hash,
+                                                  limits=limits)
+        else:
+            raise ApiError(415, "unsupported_media_type",
+                           "send InfluxDB line protocol as text/plain or points as application/json",
+                           details={"content_type": mimetype[:100]})
+    except metrics.BadWrite as exc:
+        details: dict[str, object] = {"where": exc.where}
+        if exc.where.startswith("line "):
+            details["line"] = int(exc.where.removeprefix("line "))
+            raise ApiError(400, "invalid_line_protocol", str(exc), details=details) from None
+        raise ApiError(400, "invalid_metrics", str(exc), details={"path": exc.where}) from None
+    except metrics.WriteLimitExceeded as exc:
+        raise _limit_error(exc) from None
+    try:
+        await _current_backend().write(deployment.tenant, agent.deployment_hash, samples)
+    except metrics.WriteLimitExceeded as exc:
+        raise _limit_error(exc) from None
+    except PrometheusError as exc:
+        raise ApiError(503, "metrics_engine_unavailable", str(exc), headers={"Retry-After": "5"}) from None
+    return Response(b"", status=204)
+
+
+async def _params() -> Params:
+    params = list(request.args.items(multi=True))
+    if request.method == "POST":  # Grafana and Prometheus' Go client send queries as a form
+        form = await request.form
+        params.extend(form.items(multi=True))
+    if len(params) > MAX_PARAMS or any(len(value) > MAX_PARAM_BYTES for _, value in params):
+        raise PrometheusError(400, "bad_data", f"at most {MAX_PARAMS} parameters of at most {MAX_PARAM_BYTES} "
+                                               "bytes each")
+    return params
+
+
+def _basic_password() -> str | None:
+    """The password of ``Authorization: Basic``: where clients that cannot send a
+    bearer token (``promtool query instant``, a URL with ``user:token@``, Grafana's
+    basic auth) put the user token. The user name is not looked at."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic" or len(value) > 8192:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[2] or None
+
+
+async def _read(api: str, label: str = "") -> Response:
+    principal = await _gate.user(Permission.READ, token=_basic_password())
+    try:
+        if api == "label_values" and not _LABEL_NAME.fullmatch(label):
+            raise PrometheusError(400, "bad_data", f"invalid label name: {label[:100]!r}")
+        answer = await _current_backend().read(principal.tenant, api, await _params(), label)
+    except PrometheusError as exc:
+        answer = exc.answer
+    return Response(answer.body, status=answer.status, content_type="application/json")
+
+
+async def query() -> Response:
+    """PromQL instant query (Prometheus HTTP API), within the caller's tenant."""
+    return await _read("query")
+
+
+async def query_range() -> Response:
+    """PromQL range query (Prometheus HTTP API), within the caller's tenant."""
+    return await _read("query_range")
+
+
+async def series() -> Response:
+    """Series matching match[] selectors (Prometheus HTTP API), within the caller's tenant."""
+    return await _read("series")
+
+
+async def labels() -> Response:
+    """Label names (Prometheus HTTP API), within the caller's tenant."""
+    return await _read("labels")
+
+
+async def label_values(name: str) -> Response:
+    """Values of one label (Prometheus HTTP API), within the caller's tenant."""
+    return await _read("label_values", name)
+
+
+for _prefix, _routes in (("/api/v1/metrics", (("query", query), ("query_range", query_range))),
+                         ("/prometheus/api/v1", (("query", query), ("query_range", query_range), ("series", series),
+                                                 ("labels", labels), ("label/<name>/values", label_values)))):
+    for _path, _view in _routes:
+        blueprint.add_url_rule(f"{_prefix}/{_path}", f"{_prefix}/{_path}", _view, methods=["GET", "POST"])
