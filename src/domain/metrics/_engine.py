@@ -303,7 +303,9 @@ class Evaluator:
         end = self._offset(selector, at)
         start = end - matrix.range.total_seconds()
         chosen = []
-        for series in self._series(selector):
+        found = self._series(selector)
+        self._charge(len(found))  # each series is looked at, whether it has samples here or not
+        for series in found:
             low = bisect.bisect_right(series.times, start)
             high = bisect.bisect_right(series.times, end)
             if high > low:
@@ -316,6 +318,8 @@ class Evaluator:
         function = RANGE_FUNCTIONS.get(name)
         if function is not None:
             argument = call.args[0]
+            if isinstance(argument, pq.SubqueryExpr):
+                raise UnsupportedQuery("subqueries are not supported by the embedded engine")
             if not isinstance(argument, pq.MatrixSelector):
                 raise UnsupportedQuery(f"{name}() of anything but a range selector is not supported by the "
                                        "embedded engine")

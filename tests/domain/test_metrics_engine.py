@@ -1,0 +1,212 @@
+"""The embedded store and PromQL engine with plain values: selection and
+matchers, lookback, rate as Prometheus extrapolates it, aggregations,
+histogram_quantile, operators, what is refused, cost and series limits."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from trioscope.domain.metrics import (
+    BadQuery, MetricStore, QueryTooExpensive, Sample, StoreLimits, UnsupportedQuery, WriteLimitExceeded,
+    format_value, instant_query, label_names, label_values, parse_selector, range_query, series_matching,
+)
+from trioscope.domain.metrics._engine import bucket_quantile
+
+T0 = 1_700_000_100.0
+LIMITS = StoreLimits(max_series_per_deployment=100, max_series_per_tenant=200, retention=3600)
+
+
+def sample(name: str, value: float, at: float, **labels: str) -> Sample:
+    pairs = {"__name__": name, "tenant": "acme", "deployment_hash": "d1", **labels}
+    return Sample(tuple(sorted(pairs.items())), value, at)
+
+
+def filled() -> MetricStore:
+    store = MetricStore(LIMITS)
+    samples = []
+    for i in range(21):  # 5 minutes at 15 s
+        at = T0 - 300 + 15 * i
+        samples += [sample("reqs", 2.0 * i, at, code="200", path="/a"),
+                    sample("reqs", 1.0 * i, at, code="500", path="/a"),
+                    sample("reqs", 3.0 * i, at, code="200", path="/b"),
+                    sample("temp", 20.0 + i, at, room="kitchen")]
+        for le, share in (("0.1", 0.5), ("1", 0.9), ("+Inf", 1.0)):
+            samples.append(sample("lat_bucket", share * 10 * i, at, le=le))
+    store.write("acme", "d1", samples, T0)
+    return store
+
+
+def query(store: MetricStore, expr: str, at: float = T0, tenant: str = "acme") -> Any:
+    return instant_query(store.tenant(tenant), expr, at, max_samples=1_000_000)
+
+
+def values(store: MetricStore, expr: str, at: float = T0) -> dict[tuple[tuple[str, str], ...], float]:
+    data = query(store, expr, at)
+    assert data["resultType"] == "vector"
+    return {tuple(sorted((k, v) for k, v in r["metric"].items() if k not in ("tenant", "deployment_hash"))):
+            float(r["value"][1]) for r in data["result"]}
+
+
+def test_matchers_equal_not_equal_regex_and_negated_regex() -> None:
+    store = filled()
+    assert len(values(store, 'reqs{code="200"}')) == 2
+    assert len(values(store, 'reqs{code!="200"}')) == 1
+    assert len(values(store, 'reqs{path=~"/(a|c)"}')) == 2
+    assert len(values(store, 'reqs{path=~"/"}')) == 0  # anchored, as in Prometheus
+    assert len(values(store, 'reqs{path!~"/a"}')) == 1
+    assert len(values(store, '{__name__=~"re.*|temp"}')) == 4
+    assert len(values(store, 'reqs{missing=""}')) == 3  # an absent label is ""
+    assert len(values(store, '{__name__="temp" or code="500"}')) == 2
+
+
+def test_instant_selector_takes_the_newest_sample_within_five_minutes() -> None:
+    store = filled()
+    assert values(store, "temp") == {(("__name__", "temp"), ("room", "kitchen")): 40.0}
+    assert values(store, "temp", T0 - 7.5) == {(("__name__", "temp"), ("room", "kitchen")): 39.0}
+    assert values(store, "temp", T0 + 299) != {}
+    assert values(store, "temp", T0 + 300) == {}
+    assert values(store, "temp offset 1m") == {(("__name__", "temp"), ("room", "kitchen")): 36.0}
+
+
+def test_rate_extrapolates_like_prometheus() -> None:
+    store = filled()
+    # 2/15 per second exactly: samples cover the whole window, so no extrapolation error.
+    assert values(store, 'rate(reqs{code="200",path="/a"}[5m])') == {
+        (("code", "200"), ("path", "/a")): pytest.approx(2 / 15)}
+    assert values(store, 'increase(reqs{code="500"}[1m])') == {
+        (("code", "500"), ("path", "/a")): pytest.approx(4.0)}
+    assert values(store, 'irate(reqs{code="500"}[1m])') == {(("code", "500"), ("path", "/a")): pytest.approx(1 / 15)}
+
+
+def test_a_counter_reset_is_not_a_negative_rate() -> None:
+    store = MetricStore(LIMITS)
+    store.write("acme", "d1", [sample("c", v, T0 - 60 + 15 * i) for i, v in enumerate([10, 20, 5, 15, 25])], T0)
+    (rate,) = values(store, "increase(c[1m])").values()
+    assert rate > 0
+
+
+def test_aggregations_by_and_without() -> None:
+    store = filled()
+    assert values(store, "sum(reqs)") == {(): 120.0}
+    assert values(store, "sum by (code) (reqs)") == {(("code", "200"),): 100.0, (("code", "500"),): 20.0}
+    assert values(store, "max without (path) (reqs)") == {(("code", "200"),): 60.0, (("code", "500"),): 20.0}
+    assert values(store, "avg by (path) (reqs)") == {(("path", "/a"),): 30.0, (("path", "/b"),): 60.0}
+    assert values(store, "min(reqs)") == {(): 20.0}
+    assert values(store, "count by (code) (reqs)") == {(("code", "200"),): 2.0, (("code", "500"),): 1.0}
+
+
+def test_histogram_quantile() -> None:
+    store = filled()
+    (median,) = values(store, "histogram_quantile(0.5, sum by (le) (rate(lat_bucket[5m])))").values()
+    assert median == pytest.approx(0.1)
+    (p90,) = values(store, "histogram_quantile(0.9, rate(lat_bucket[5m]))").values()
+    assert p90 == pytest.approx(1.0)
+    assert bucket_quantile(0.75, [(0.1, 50), (1.0, 100), (math.inf, 100)]) == pytest.approx(0.55)
+    assert bucket_quantile(0.99, [(0.1, 50), (1.0, 90), (math.inf, 100)]) == 1.0  # in +Inf: the highest bound
+    assert math.isnan(bucket_quantile(0.5, [(0.1, 5)]))
+    assert bucket_quantile(-1, [(0.1, 5), (math.inf, 5)]) == -math.inf
+
+
+def test_operators() -> None:
+    store = filled()
+    assert query(store, "1 + 2 * 3")["result"][1] == "7"
+    assert values(store, "temp * 2 - 1") == {(("room", "kitchen"),): 79.0}
+    assert values(store, "reqs > 50") == {(("__name__", "reqs"), ("code", "200"), ("path", "/b")): 60.0}
+    assert len(values(store, "reqs > bool 50")) == 3
+    assert values(store, 'reqs{code="200"} / on (path) reqs{code="500"}') == {(("path", "/a"),): 2.0}
+    assert len(values(store, 'reqs{path="/a"} and reqs{code="500"}')) == 1
+    assert len(values(store, 'reqs{path="/a"} unless reqs{code="500"}')) == 1
+    assert len(values(store, 'reqs{path="/a"} or temp')) == 3
+    assert values(store, "-temp") == {(("room", "kitchen"),): -40.0}
+
+
+@pytest.mark.parametrize(("expr", "named"), [
+    ("topk(2, reqs)", "topk"),
+    ("absent(reqs)", "absent()"),
+    ("rate(reqs[5m:1m])", "subqueries"),
+    ("reqs @ 1700000000", "@ modifier"),
+    ('reqs * on (path) group_left temp', "group_left"),
+    ('"text"', "string"),
+])
+def test_unsupported_constructs_are_named(expr: str, named: str) -> None:
+    with pytest.raises(UnsupportedQuery, match=named.replace("(", r"\(").replace(")", r"\)")):
+        query(filled(), expr)
+
+
+def test_bad_promql_and_bad_ranges() -> None:
+    store = filled()
+    for bad in ("sum(", "reqs{", "rate(reqs)", 'reqs{a=~"("}'):
+        with pytest.raises(BadQuery):
+            query(store, bad)
+    with pytest.raises(BadQuery, match="11000"):
+        range_query(store.tenant("acme"), "reqs", T0 - 86400, T0, 1, max_samples=10**9)
+    with pytest.raises(BadQuery, match="range vector"):
+        range_query(store.tenant("acme"), "reqs[1m]", T0 - 60, T0, 15, max_samples=10**9)
+
+
+def test_range_query_steps() -> None:
+    data = range_query(filled().tenant("acme"), "temp", T0 - 60, T0, 30, max_samples=10**6)
+    (series,) = data["result"]
+    assert series["values"] == [[T0 - 60, "36"], [T0 - 30, "38"], [T0, "40"]]
+    scalar = range_query(filled().tenant("acme"), "1 + 1", T0 - 15, T0, 15, max_samples=10**6)
+    assert scalar["result"] == [{"metric": {}, "values": [[T0 - 15, "2"], [T0, "2"]]}]
+
+
+def test_a_query_reading_too_many_samples_is_refused() -> None:
+    store = filled()
+    with pytest.raises(QueryTooExpensive, match="metrics.max_query_samples"):
+        range_query(store.tenant("acme"), "sum(rate(reqs[5m]))", T0 - 3600, T0, 15, max_samples=1000)
+
+
+def test_a_tenant_reads_only_its_own_series() -> None:
+    store = filled()
+    store.write("other", "d2", [sample("secret", 1.0, T0)], T0)
+    assert query(store, '{__name__=~".+"}', tenant="nobody")["result"] == []
+    assert all(r["metric"]["tenant"] == "acme" for r in query(store, '{tenant=~".+"}')["result"])
+    assert "secret" not in label_values(store.tenant("acme"), "__name__", [])
+
+
+def test_series_and_label_apis() -> None:
+    view = filled().tenant("acme")
+    found = series_matching(view, [parse_selector('reqs{code="500"}')], T0 - 60, T0)
+    assert [s["path"] for s in found] == ["/a"]
+    assert series_matching(view, [parse_selector("reqs")], T0 + 10, T0 + 20) == []
+    assert label_names(view, [parse_selector("temp")]) == ["__name__", "deployment_hash", "room", "tenant"]
+    assert label_values(view, "code", []) == ["200", "500"]
+    with pytest.raises(BadQuery):
+        parse_selector("sum(reqs)")
+
+
+def test_series_limits_refuse_a_write_whole() -> None:
+    store = MetricStore(StoreLimits(max_series_per_deployment=2, max_series_per_tenant=3, retention=3600))
+    store.write("acme", "d1", [sample("a", 1, T0), sample("b", 1, T0)], T0)
+    with pytest.raises(WriteLimitExceeded) as caught:
+        store.write("acme", "d1", [sample("a", 2, T0 + 15), sample("c", 1, T0 + 15)], T0)
+    assert (caught.value.status, caught.value.config_key) == (429, "metrics.max_series_per_deployment")
+    assert query(store, "a", T0 + 15)["result"][0]["value"][1] == "1"  # nothing of it was kept
+    other = Sample((("__name__", "c"), ("deployment_hash", "d2"), ("tenant", "acme")), 1, T0)
+    store.write("acme", "d2", [other], T0)
+    with pytest.raises(WriteLimitExceeded) as caught:
+        store.write("acme", "d2", [Sample((("__name__", "d"), ("deployment_hash", "d2"), ("tenant", "acme")), 1,
+                                          T0)], T0)
+    assert caught.value.config_key == "metrics.max_series_per_tenant"
+
+
+def test_one_sample_per_bucket_and_retention() -> None:
+    store = MetricStore(LIMITS)
+    bucket = T0 - T0 % 15  # the start of T0's 15 s bucket
+    store.write("acme", "d1", [sample("a", 1, bucket - 1), sample("a", 2, bucket + 1)], T0)
+    store.write("acme", "d1", [sample("a", 3, bucket + 2), sample("a", 0, T0 - 3600 - 1)], T0)
+    assert store.stats().samples == 2  # the bucket's later write replaced; too old: dropped
+    store.write("acme", "d1", [sample("a", 4, bucket - 30)], T0)  # out of order: dropped
+    assert store.stats().samples == 2
+    assert store.expire(T0 + 3600 + 15) == 1
+    assert store.stats().series == 0 and store.stats().tenants == 0
+
+
+def test_values_are_written_as_prometheus_writes_them() -> None:
+    assert [format_value(v) for v in (1.0, 0.5, -2.0, 1e21, 1e-7, math.nan, math.inf, -math.inf, 123456.789)] == [
+        "1", "0.5", "-2", "1000000000000000000000", "0.0000001", "NaN", "+Inf", "-Inf", "123456.789"]
