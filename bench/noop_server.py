@@ -31,6 +31,13 @@ async def accept() -> Response:
     return Response(b'{"status":"accepted"}', status=202, content_type="application/json")
 
 
+@app.post("/api/v1/metrics/write")
+async def accept_metrics() -> Response:
+    """The baseline of bench/metrics_api.py's writes: the body read, 204."""
+    await request.get_data()
+    return Response(b"", status=204)
+
+
 @app.get("/health")
 async def health() -> Response:
     return Response(b'{"status":"healthy"}', content_type="application/json")

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from ._exceptions import BadWrite
-from ._samples import LABEL_NAME, METRIC_NAME, Sample, WriteLimits, check_point_count, stamp
+from ._samples import LABEL_NAME, METRIC_NAME, Sample, WriteLimits, check_point_count, series_of, writer_labels
 
 
 def _timestamp(value: Any, now: float, where: str) -> float:
@@ -72,6 +72,7 @@ def parse_json_points(document: Any, *, now: float, latest: float, tenant: str, 
         stamped_at = _timestamp(point.get("timestamp"), now, f"{at}.timestamp")
         if not 0 <= stamped_at <= latest:
             raise BadWrite(f"{at}.timestamp", "is before 1970 or ahead of the server's clock")
-        series = stamp(name, labels, tenant=tenant, deployment_hash=deployment_hash, limits=limits, where=at)
+        series = series_of(name, writer_labels(labels, tenant=tenant, deployment_hash=deployment_hash, limits=limits,
+                                               where=at), limits, at)
         samples.append(Sample(series, float(value), stamped_at))
     return samples

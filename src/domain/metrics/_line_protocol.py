@@ -17,7 +17,7 @@ import math
 from line_protocol_parser import LineFormatError, parse_line  # type: ignore[import-untyped]  # ships no type hints
 
 from ._exceptions import BadWrite
-from ._samples import Sample, WriteLimits, check_point_count, label_name, metric_name, stamp
+from ._samples import Sample, WriteLimits, check_point_count, label_name, metric_name, series_of, writer_labels
 
 PRECISIONS: dict[str, float] = {
     "ns": 1e-9, "n": 1e-9,
@@ -65,15 +65,15 @@ def parse_line_protocol(body: bytes, *, precision: str, now: float, latest: floa
             raise BadWrite(where, f"timestamp {point['time']} ({precision}) is before 1970 or ahead of the "
                                   "server's clock")
         measurement = metric_name(point["measurement"])
-        tags = {label_name(k): v for k, v in point["tags"].items()}
+        labels = writer_labels({label_name(k): v for k, v in point["tags"].items()}, tenant=tenant,
+                               deployment_hash=deployment_hash, limits=limits, where=where)
         for field, value in point["fields"].items():
             if isinstance(value, str):
                 continue
             number_value = float(value)
             if not math.isfinite(number_value):
                 raise BadWrite(where, f"field {field!r} is not a finite number")
-            labels = stamp(f"{measurement}_{metric_name(field)}", tags, tenant=tenant,
-                           deployment_hash=deployment_hash, limits=limits, where=where)
-            samples.append(Sample(labels, number_value, stamped_at))
+            series = series_of(f"{measurement}_{metric_name(field)}", labels, limits, where)
+            samples.append(Sample(series, number_value, stamped_at))
         check_point_count(len(samples), limits)
     return samples

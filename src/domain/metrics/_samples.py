@@ -7,6 +7,7 @@ value, and the same whichever order the labels came in.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import attrs
@@ -57,6 +58,7 @@ class WriteLimits:
     """``metrics.max_label_value_bytes``."""
 
 
+@functools.lru_cache(maxsize=4096)
 def metric_name(text: str) -> str:
     """``text`` as a Prometheus metric name: invalid characters become ``_`` (as
     Telegraf's Prometheus output and the Influx importers of Prometheus-style
@@ -65,49 +67,63 @@ def metric_name(text: str) -> str:
     return "_" + name if name[:1].isdigit() else name
 
 
+@functools.lru_cache(maxsize=4096)
 def label_name(text: str) -> str:
     """``text`` as a Prometheus label name, invalid characters as ``_``."""
     name = _NOT_LABEL_CHAR.sub("_", text)
     return "_" + name if name[:1].isdigit() else name
 
 
-def stamp(name: str, labels: dict[str, str], *, tenant: str, deployment_hash: str, limits: WriteLimits,
-          where: str) -> Labels:
-    """The series of a written point: the writer's labels, with the server's
-    labels set from the credentials (a writer's own ``tenant`` becomes
-    ``exported_tenant``), checked against the limits.
+def _longer(text: str, limit: int) -> bool:
+    # A character is at most 4 bytes: encode only what may be too long.
+    return len(text) * 4 > limit and len(text.encode()) > limit
+
+
+def _name_too_long(name: str, limits: WriteLimits, where: str) -> WriteLimitExceeded:
+    return WriteLimitExceeded(413, "label_name_too_long",
+                              f"{where}: name {name[:64]!r}... is longer than {limits.max_label_name_bytes} "
+                              "bytes (metrics.max_label_name_bytes)",
+                              config_key="metrics.max_label_name_bytes", limit=limits.max_label_name_bytes,
+                              where=where)
+
+
+def writer_labels(labels: dict[str, str], *, tenant: str, deployment_hash: str, limits: WriteLimits,
+                  where: str) -> dict[str, str]:
+    """A point's labels, checked against the limits, with the server's labels
+    set from the credentials (a writer's own ``tenant`` becomes
+    ``exported_tenant``). Checked once per point, before its fields are named.
 
     Raises:
         WriteLimitExceeded: 413, naming the label, ``where`` and the configuration key.
     """
     pairs: dict[str, str] = {}
     for key, value in labels.items():
-        if value:  # an empty label value is no label (Prometheus)
-            pairs[f"exported_{key}" if key in SERVER_LABELS else key] = value
-    pairs["__name__"] = name
-    pairs[TENANT_LABEL] = tenant
-    pairs[DEPLOYMENT_LABEL] = deployment_hash
-    if len(pairs) > limits.max_labels:
-        raise WriteLimitExceeded(413, "too_many_labels",
-                                 f"{where}: {len(pairs)} labels, more than {limits.max_labels} "
-                                 "(metrics.max_labels_per_series; __name__, tenant and deployment_hash count)",
-                                 config_key="metrics.max_labels_per_series", limit=limits.max_labels, where=where)
-    for key, value in pairs.items():
-        if len(key.encode()) > limits.max_label_name_bytes or (
-                key == "__name__" and len(value.encode()) > limits.max_label_name_bytes):
-            too_long = value if key == "__name__" else key
-            raise WriteLimitExceeded(413, "label_name_too_long",
-                                     f"{where}: name {too_long[:64]!r}... is longer than {limits.max_label_name_bytes} "
-                                     "bytes (metrics.max_label_name_bytes)",
-                                     config_key="metrics.max_label_name_bytes", limit=limits.max_label_name_bytes,
-                                     where=where)
-        if key not in ("__name__", *SERVER_LABELS) and len(value.encode()) > limits.max_label_value_bytes:
+        if not value:
+            continue  # an empty label value is no label (Prometheus)
+        if _longer(key, limits.max_label_name_bytes):
+            raise _name_too_long(key, limits, where)
+        if _longer(value, limits.max_label_value_bytes):
             raise WriteLimitExceeded(413, "label_value_too_long",
                                      f"{where}: the value of label {key!r} is longer than "
                                      f"{limits.max_label_value_bytes} bytes (metrics.max_label_value_bytes)",
                                      config_key="metrics.max_label_value_bytes", limit=limits.max_label_value_bytes,
                                      where=where)
-    return tuple(sorted(pairs.items()))
+        pairs[f"exported_{key}" if key in SERVER_LABELS else key] = value
+    pairs[TENANT_LABEL] = tenant
+    pairs[DEPLOYMENT_LABEL] = deployment_hash
+    if len(pairs) + 1 > limits.max_labels:
+        raise WriteLimitExceeded(413, "too_many_labels",
+                                 f"{where}: {len(pairs) + 1} labels, more than {limits.max_labels} "
+                                 "(metrics.max_labels_per_series; __name__, tenant and deployment_hash count)",
+                                 config_key="metrics.max_labels_per_series", limit=limits.max_labels, where=where)
+    return pairs
+
+
+def series_of(name: str, labels: dict[str, str], limits: WriteLimits, where: str) -> Labels:
+    """The series of metric ``name`` with ``writer_labels``' result."""
+    if _longer(name, limits.max_label_name_bytes):
+        raise _name_too_long(name, limits, where)
+    return tuple(sorted({**labels, "__name__": name}.items()))
 
 
 def check_point_count(count: int, limits: WriteLimits) -> None:
