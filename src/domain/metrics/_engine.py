@@ -24,7 +24,7 @@ import bisect
 import decimal
 import math
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -56,7 +56,7 @@ class InstantVector:
 class RangeVector:
     """A matrix selector's samples (only as an instant query's result or a function's argument)."""
 
-    series: list[tuple[Labels, list[float], list[float]]]
+    series: list[tuple[Labels, Sequence[float], Sequence[float]]]
 
 
 Value = Scalar | InstantVector | RangeVector
@@ -80,30 +80,40 @@ def _regex(pattern: str) -> Any:
     return found
 
 
-def _matches(matcher: pq.Matcher, labels: Labels) -> bool:
+def _matches(matcher: pq.Matcher, labels: Labels, regex_answers: dict[tuple[str, str], bool]) -> bool:
     value = labels.get(matcher.name, "")
     op = matcher.op
     if op == pq.MatchOp.Equal:
         return value == matcher.value
     if op == pq.MatchOp.NotEqual:
         return value != matcher.value
-    found = _regex(matcher.value).fullmatch(value) is not None
+    # Label values repeat across series (a host has many): match each value once.
+    key = (matcher.value, value)
+    found = regex_answers.get(key)
+    if found is None:
+        found = regex_answers[key] = _regex(matcher.value).fullmatch(value) is not None
     return found if op == pq.MatchOp.Re else not found
 
 
-def select(view: TenantSeries, selector: pq.VectorSelector) -> list[Series]:
-    """The series of ``view`` that ``selector``'s matchers (and its ``or`` groups) match."""
+def select(view: TenantSeries, selector: pq.VectorSelector,
+           regex_answers: dict[tuple[str, str], bool] | None = None) -> list[Series]:
+    """The series of ``view`` that ``selector``'s matchers (and its ``or`` groups) match.
+    Each group starts from the series of its most selective equality matcher."""
+    answers = regex_answers if regex_answers is not None else {}
     groups = selector.matchers.or_matchers or [selector.matchers.matchers]
     chosen: dict[int, Series] = {}
     for group in groups:
+        pairs = [(m.name, m.value) for m in group if m.op == pq.MatchOp.Equal and m.value]
+        if selector.name is not None:
+            pairs.append(("__name__", selector.name))
+        candidates = (view.with_pair(*min(pairs, key=lambda pair: view.count_with_pair(*pair))) if pairs
+                      else view.named(None))
         name = selector.name
-        for matcher in group:
-            if matcher.name == "__name__" and matcher.op == pq.MatchOp.Equal:
-                name = matcher.value
-        if selector.name is not None and name != selector.name:
-            continue  # {__name__="b"} on metric a: nothing
-        for series in view.named(name):
-            if id(series) not in chosen and all(_matches(m, series.label_map) for m in group):
+        for series in candidates:
+            if id(series) in chosen:
+                continue
+            labels = series.label_map
+            if (name is None or labels["__name__"] == name) and all(_matches(m, labels, answers) for m in group):
                 chosen[id(series)] = series
     return list(chosen.values())
 
@@ -118,7 +128,7 @@ def _key(labels: Labels) -> tuple[tuple[str, str], ...]:
 
 # ---- functions over a range -----------------------------------------------------------------
 
-def _extrapolated(times: list[float], values: list[float], start: float, end: float, *, counter: bool,
+def _extrapolated(times: Sequence[float], values: Sequence[float], start: float, end: float, *, counter: bool,
                   per_second: bool) -> float | None:
     """Prometheus' ``extrapolatedRate`` (promql/functions.go) for rate, increase and delta."""
     if len(times) < 2:
@@ -145,7 +155,7 @@ def _extrapolated(times: list[float], values: list[float], start: float, end: fl
     return result / (end - start) if per_second else result
 
 
-def _irate(times: list[float], values: list[float], start: float, end: float) -> float | None:
+def _irate(times: Sequence[float], values: Sequence[float], start: float, end: float) -> float | None:
     if len(times) < 2:
         return None
     change = values[-1] - values[-2]
@@ -155,7 +165,7 @@ def _irate(times: list[float], values: list[float], start: float, end: float) ->
     return change / elapsed if elapsed > 0 else None
 
 
-RangeFunction = Callable[[list[float], list[float], float, float], float | None]
+RangeFunction = Callable[[Sequence[float], Sequence[float], float, float], float | None]
 RANGE_FUNCTIONS: dict[str, RangeFunction] = {
     "rate": lambda t, v, s, e: _extrapolated(t, v, s, e, counter=True, per_second=True),
     "increase": lambda t, v, s, e: _extrapolated(t, v, s, e, counter=True, per_second=False),
@@ -239,6 +249,12 @@ class Evaluator:
         self._budget = max_samples
         self._max_samples = max_samples
         self._selected: dict[str, list[Series]] = {}
+        self._regex_answers: dict[tuple[str, str], bool] = {}
+        # Label sets derived from another (by its id), kept with it so that the id
+        # stays its own: a range query derives the same ones at every step.
+        self._stripped: dict[int, tuple[Labels, Labels]] = {}
+        self._grouped: dict[tuple[tuple[bool, bool, tuple[str, ...]], int],
+                            tuple[Labels, tuple[Labels, tuple[tuple[str, str], ...]]]] = {}
 
     def _charge(self, samples: int) -> None:
         self._budget -= samples
@@ -252,7 +268,7 @@ class Evaluator:
         key = str(selector)
         found = self._selected.get(key)
         if found is None:
-            found = self._selected[key] = select(self._view, selector)
+            found = self._selected[key] = select(self._view, selector, self._regex_answers)
             self._charge(len(found))
         return found
 
@@ -284,6 +300,12 @@ class Evaluator:
             raise UnsupportedQuery("string results are not supported by the embedded engine")
         raise UnsupportedQuery(f"{type(expr).__name__} is not supported by the embedded engine")
 
+    def _without_name(self, labels: Labels) -> Labels:
+        cached = self._stripped.get(id(labels))
+        if cached is None or cached[0] is not labels:
+            cached = self._stripped[id(labels)] = (labels, _without_name(labels))
+        return cached[1]
+
     def _offset(self, selector: pq.VectorSelector, at: float) -> float:
         return at - selector.offset.total_seconds() if selector.offset is not None else at
 
@@ -302,15 +324,17 @@ class Evaluator:
         selector = matrix.vector_selector
         end = self._offset(selector, at)
         start = end - matrix.range.total_seconds()
-        chosen = []
+        chosen: list[tuple[Labels, Sequence[float], Sequence[float]]] = []
         found = self._series(selector)
-        self._charge(len(found))  # each series is looked at, whether it has samples here or not
+        read = len(found)  # each series is looked at, whether it has samples here or not
         for series in found:
-            low = bisect.bisect_right(series.times, start)
-            high = bisect.bisect_right(series.times, end)
+            times = series.times
+            low = bisect.bisect_right(times, start)
+            high = bisect.bisect_right(times, end, low)
             if high > low:
-                self._charge(high - low)
-                chosen.append((series.label_map, series.times[low:high].tolist(), series.values[low:high].tolist()))
+                read += high - low
+                chosen.append((series.label_map, times[low:high], series.values[low:high]))
+        self._charge(read)
         return RangeVector(chosen)
 
     def _call(self, call: pq.Call, at: float) -> Value:
@@ -330,7 +354,7 @@ class Evaluator:
             for labels, times, values in ranged.series:
                 result = function(times, values, start, end)
                 if result is not None:
-                    elements.append((_without_name(labels), result))
+                    elements.append((self._without_name(labels), result))
             return InstantVector(elements)
         if name == "histogram_quantile":
             quantile = self.evaluate(call.args[0], at)
@@ -364,16 +388,28 @@ class Evaluator:
         vector = self.evaluate(expr.expr, at)
         assert isinstance(vector, InstantVector)  # the parser checked the type
         modifier = expr.modifier
+        by = modifier is not None and modifier.type == pq.AggModifierType.By
+        named = set(modifier.labels) if modifier is not None else set()
+        dropped = {*named, "__name__"}
+        # The parser's node objects are made anew on access: the grouping is known by what it says.
+        spec = (modifier is not None, by, tuple(sorted(named)))
         groups: dict[tuple[tuple[str, str], ...], tuple[Labels, list[float]]] = {}
         for labels, value in vector.elements:
-            if modifier is None:
-                kept: Labels = {}
-            elif modifier.type == pq.AggModifierType.By:
-                kept = {k: labels[k] for k in modifier.labels if labels.get(k)}
+            cached = self._grouped.get((spec, id(labels)))
+            if cached is None or cached[0] is not labels:
+                if modifier is None:
+                    kept: Labels = {}
+                elif by:
+                    kept = {k: v for k, v in labels.items() if k in named and v}
+                else:
+                    kept = {k: v for k, v in labels.items() if k not in dropped}
+                cached = self._grouped[(spec, id(labels))] = (labels, (kept, _key(kept)))
+            kept, key = cached[1]
+            group = groups.get(key)
+            if group is None:
+                groups[key] = (kept, [value])
             else:
-                dropped = {*modifier.labels, "__name__"}
-                kept = {k: v for k, v in labels.items() if k not in dropped}
-            groups.setdefault(_key(kept), (kept, []))[1].append(value)
+                group[1].append(value)
         return InstantVector([(kept, combine(values)) for kept, values in groups.values()])
 
     def _binary(self, expr: pq.BinaryExpr, at: float) -> Value:

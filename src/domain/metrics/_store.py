@@ -75,21 +75,47 @@ class StoreLimits:
 
 
 class TenantSeries:
-    """One tenant's series, indexed by metric name."""
+    """One tenant's series, indexed by each label pair (``__name__`` included):
+    an equality matcher starts from the smallest set it names, not from every series."""
 
-    __slots__ = ("by_name", "per_deployment", "series")
+    __slots__ = ("per_deployment", "postings", "series")
 
     def __init__(self) -> None:
         self.series: dict[Labels, Series] = {}
-        self.by_name: dict[str, dict[Labels, Series]] = collections.defaultdict(dict)
+        self.postings: dict[tuple[str, str], dict[Labels, Series]] = collections.defaultdict(dict)
         self.per_deployment: collections.Counter[str] = collections.Counter()
 
     def named(self, name: str | None) -> Iterable[Series]:
         """The series of metric ``name`` (None: all of them)."""
         if name is None:
             return self.series.values()
-        found = self.by_name.get(name)
+        return self.with_pair("__name__", name)
+
+    def with_pair(self, label: str, value: str) -> Iterable[Series]:
+        """The series whose ``label`` is ``value``."""
+        found = self.postings.get((label, value))
         return found.values() if found is not None else ()
+
+    def count_with_pair(self, label: str, value: str) -> int:
+        found = self.postings.get((label, value))
+        return len(found) if found is not None else 0
+
+    def add(self, series: Series) -> None:
+        self.series[series.labels] = series
+        for pair in series.labels:
+            self.postings[pair][series.labels] = series
+        self.per_deployment[series.deployment] += 1
+
+    def remove(self, series: Series) -> None:
+        del self.series[series.labels]
+        for pair in series.labels:
+            posting = self.postings[pair]
+            del posting[series.labels]
+            if not posting:
+                del self.postings[pair]
+        self.per_deployment[series.deployment] -= 1
+        if self.per_deployment[series.deployment] <= 0:
+            del self.per_deployment[series.deployment]
 
     def __len__(self) -> int:
         return len(self.series)
@@ -153,9 +179,8 @@ class MetricStore:
                 continue
             series = held.series.get(sample.labels)
             if series is None:
-                series = held.series[sample.labels] = Series(sample.labels)
-                held.by_name[series.label_map["__name__"]][sample.labels] = series
-                held.per_deployment[series.deployment] += 1
+                series = Series(sample.labels)
+                held.add(series)
             series.add(sample.timestamp, sample.value, keep)
         return len(new)
 
@@ -164,19 +189,11 @@ class MetricStore:
         cutoff = now - self.limits.retention
         removed = 0
         for tenant, held in list(self._tenants.items()):
-            for labels, series in list(held.series.items()):
+            for series in list(held.series.values()):
                 series.trim(cutoff)
                 if not series.times:
                     removed += 1
-                    del held.series[labels]
-                    name = series.label_map["__name__"]
-                    by_name = held.by_name[name]
-                    del by_name[labels]
-                    if not by_name:
-                        del held.by_name[name]
-                    held.per_deployment[series.deployment] -= 1
-                    if held.per_deployment[series.deployment] <= 0:
-                        del held.per_deployment[series.deployment]
+                    held.remove(series)
             if not held.series:
                 del self._tenants[tenant]
         return removed
