@@ -109,14 +109,14 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # Starts a client actor for each WebSocket that asks.
             ActorSpec(name="client_owner", factory=lambda: ClientOwnerActor(clients_path=CLIENTS), mailbox_size=4096),
             # Metrics written by agents (the embedded store) and PromQL reads of them.
-            ActorSpec(name="metrics", factory=lambda: MetricsActor(settings), mailbox_size=4096),
+            ActorSpec(name="metrics", factory=lambda: MetricsActor(settings, directory_view), mailbox_size=4096),
             # Probes' reports, registrations and heartbeats: it starts their
             # actors under /root/agents and hands reports to the topology, the
             # agent's actor and the hub. Last: it stops first, so nothing is
             # handed on while the topology drains.
             ActorSpec(name="roster",
                       factory=lambda: RosterActor(settings, agents_path=AGENTS, topology_path=TOPOLOGY,
-                                                  hub_path=HUB, directory=directory_view),
+                                                  hub_path=HUB, directory=directory_view, metrics_path=METRICS),
                       mailbox_size=ROSTER_MAILBOX),
         ],
     )

@@ -4,12 +4,15 @@ Agents' written samples arrive as ``WriteSamples`` (all of a request, or none
 when a series limit refuses it); PromQL reads are asked of it and evaluated
 against the asking tenant's series only. With an external engine
 (``metrics.url``) it still keeps the series (not their samples), so the same
-series limits hold before a write is forwarded.
+series limits hold before a write is forwarded. It also keeps the probes'
+host metrics at 15 s (``NodeSamples``, told by the roster for each report),
+queryable as ``trioscope_node_*`` with the embedded engine.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -17,9 +20,28 @@ import attrs
 
 from trioscope.config import Settings
 from trioscope.domain import metrics
-from trioscope.runtime import Actor
+from trioscope.domain.deployments import AgentDirectory
+from trioscope.runtime import Actor, Published
 
 log = logging.getLogger(__name__)
+
+NODE_METRICS = 16
+"""Most host metrics kept per probe (a report has about a dozen)."""
+_UNASSIGNED = ""
+"""Where the host metrics of probes enrolled in no deployment are kept (no tenant is named "")."""
+
+
+@attrs.frozen
+class NodeSamples:
+    """A probe's host metrics from one report (told by the roster), kept as
+    ``trioscope_node_<metric>{agent_id, hostname}`` series of the tenant whose
+    deployment the probe is enrolled in (or of no tenant: visible to all with
+    ``auth.show_unassigned_agents``, as the probe's other reports are)."""
+
+    reporter_id: str
+    hostname: str
+    at: float
+    values: dict[str, float]
 
 
 @attrs.frozen
@@ -90,40 +112,76 @@ class MetricsActor(Actor):
 
     refusals = (metrics.WriteLimitExceeded, metrics.BadQuery, metrics.UnsupportedQuery, metrics.QueryTooExpensive)
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, directory: Published[AgentDirectory] | None = None) -> None:
         self.settings = settings
+        self.directory = directory
+        """Which deployment (and so tenant) a probe is enrolled in, as the directory publishes it."""
         self.max_samples = settings.metrics.max_query_samples
         self.store = metrics.MetricStore(metrics.StoreLimits(
             max_series_per_deployment=settings.metrics.max_series_per_deployment,
             max_series_per_tenant=settings.metrics.max_series_per_tenant,
             retention=settings.storage.max_data_age,
             keep_samples=not settings.metrics.url))
+        # Probes' host metrics, apart from what agents write: bounded by the
+        # number of agents (agents.max_agents) times the dozen metrics of a host.
+        self.nodes = metrics.MetricStore(metrics.StoreLimits(
+            max_series_per_deployment=NODE_METRICS * settings.agents.max_agents,
+            max_series_per_tenant=NODE_METRICS * settings.agents.max_agents,
+            retention=settings.storage.max_data_age))
+
+    def _view(self, tenant: str) -> metrics.SeriesView:
+        views = [self.store.tenant(tenant), self.nodes.tenant(tenant)]
+        if self.settings.auth.show_unassigned_agents:
+            views.append(self.nodes.tenant(_UNASSIGNED))
+        return metrics.MergedView(*views)
+
+    def _record_node(self, message: NodeSamples) -> None:
+        tenant, deployment_hash = _UNASSIGNED, ""
+        if self.directory is not None:
+            found = self.directory.value
+            agent = found.reporting_agent(message.reporter_id)
+            deployment = found.deployments.get(agent.deployment_hash) if agent is not None else None
+            if agent is not None and deployment is not None:
+                tenant, deployment_hash = deployment.tenant, agent.deployment_hash
+        base = {"agent_id": message.reporter_id, "hostname": message.hostname}
+        if tenant:
+            base.update({metrics.TENANT_LABEL: tenant, metrics.DEPLOYMENT_LABEL: deployment_hash})
+        samples = [metrics.Sample(tuple(sorted({**base, "__name__": f"trioscope_node_{name}"}.items())), value,
+                                  message.at)
+                   for name, value in list(message.values.items())[:NODE_METRICS] if math.isfinite(value)]
+        try:
+            self.nodes.write(tenant, deployment_hash, samples, time.time())
+        except metrics.WriteLimitExceeded:
+            log.debug("metrics: node series of %s not kept (limit)", message.reporter_id)
 
     async def on_start(self) -> None:
         self.context.every(self.settings.storage.cleanup_interval, _Expire())
 
     async def handle(self, message: Any) -> Any:
+        if isinstance(message, NodeSamples):
+            self._record_node(message)
+            return None
         if isinstance(message, WriteSamples):
             return self.store.write(message.tenant, message.deployment_hash, message.samples, time.time())
         if isinstance(message, InstantQuery):
-            return metrics.instant_query(self.store.tenant(message.tenant), message.query, message.at,
+            return metrics.instant_query(self._view(message.tenant), message.query, message.at,
                                          max_samples=self.max_samples)
         if isinstance(message, RangeQuery):
-            return metrics.range_query(self.store.tenant(message.tenant), message.query, message.start, message.end,
+            return metrics.range_query(self._view(message.tenant), message.query, message.start, message.end,
                                        message.step, max_samples=self.max_samples)
         if isinstance(message, FindSeries):
             selectors = [metrics.parse_selector(text) for text in message.selectors]
-            return metrics.series_matching(self.store.tenant(message.tenant), selectors, message.start, message.end)
+            return metrics.series_matching(self._view(message.tenant), selectors, message.start, message.end)
         if isinstance(message, LabelNames):
             selectors = [metrics.parse_selector(text) for text in message.selectors]
-            return metrics.label_names(self.store.tenant(message.tenant), selectors)
+            return metrics.label_names(self._view(message.tenant), selectors)
         if isinstance(message, LabelValues):
             selectors = [metrics.parse_selector(text) for text in message.selectors]
-            return metrics.label_values(self.store.tenant(message.tenant), message.name, selectors)
+            return metrics.label_values(self._view(message.tenant), message.name, selectors)
         if isinstance(message, GetStats):
             return self.store.stats()
         if isinstance(message, _Expire):
-            removed = self.store.expire(time.time())
+            removed = self.store.expire(time.time()) + self.nodes.expire(time.time())
             if removed:
                 log.debug("metrics: %d series expired", removed)
             return None

@@ -26,7 +26,7 @@ from typing import Any
 import attrs
 
 from trioscope.config import Settings
-from trioscope.domain.agents import PackedReport
+from trioscope.domain.agents import PackedReport, host_metrics, metric_time
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.wire import AgentRegistration, Report
 from trioscope.domain.roster import AgentRoster
@@ -37,6 +37,7 @@ from trioscope.runtime import (
 
 from .agent import Heartbeat, Register, ReportReceived, agent_spec
 from .hub import ReportSeen
+from .metrics import NodeSamples
 from .refusals import REFUSALS, TooManyAgents, UnknownProbe
 from .topology import ForgetAgent, MergeReport
 
@@ -89,11 +90,12 @@ class RosterActor(Actor):
 
     def __init__(self, settings: Settings, *, agents_path: str, topology_path: str, hub_path: str,
                  directory: Published[AgentDirectory], clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, metrics_path: str | None = None) -> None:
         self.settings = settings
         self.agents_path = agents_path
         self.topology_path = topology_path
         self.hub_path = hub_path
+        self.metrics_path = metrics_path
         self.directory = directory
         """What the directory actor publishes: which probes are enrolled (never forgotten for another)."""
         self.clock = clock
@@ -105,6 +107,7 @@ class RosterActor(Actor):
         self.agents: SupervisorRef = system.lookup(self.agents_path)
         self.topology: ActorRef = system.lookup(self.topology_path)
         self.hub: ActorRef = system.lookup(self.hub_path)
+        self.metrics: ActorRef | None = system.lookup(self.metrics_path) if self.metrics_path else None
         now = self.monotonic()
         for agent in self.agents.children():  # a restarted roster knows the probes still running
             self.roster.touch(agent.path.rsplit("/", 1)[-1], now)
@@ -121,6 +124,15 @@ class RosterActor(Actor):
                 self.hub.tell(ReportSeen(report, message.received_at))
             except MailboxFull:
                 pass  # a live "report_update" is a courtesy; the report itself is accepted
+            if self.metrics is not None:
+                values = host_metrics(report)
+                if values:
+                    try:
+                        self.metrics.tell(NodeSamples(report.agent_id, report.host_name,
+                                                      metric_time(report, message.received_at,
+                                                                  self.settings.storage.max_data_age), values))
+                    except (MailboxFull, ActorStopped):
+                        pass  # the metrics API's copy of host metrics; the report itself is accepted
             return None
         if isinstance(message, RegisterProbe):
             agent = await self._agent(message.registration.agent_id, enrolled=message.enrolled)

@@ -16,6 +16,7 @@ import pytest
 
 from tests.metrics_clients import Tenant, debian_command, new_tenant, victoria_metrics
 from tests.server_process import ServerProcess
+from tests.synthetic import host_report
 from tests.waiting import eventually
 
 
@@ -285,3 +286,23 @@ async def test_promtool_queries_the_prometheus_mount(server: ServerProcess) -> N
     assert ranged.returncode == 0, ranged.stderr
     for value in range(20, 25):
         assert f"{value} @[" in ranged.stdout, ranged.stdout
+
+
+# ---- the server's own node metrics ----------------------------------------------------------------
+
+async def test_a_probes_host_metrics_are_queryable_by_its_deployments_tenant_only(embedded: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        owner, other = await new_tenant(client, embedded), await new_tenant(client, embedded)
+        probe = f"probe-{owner.name}"
+        report = host_report(0, timestamp=time.time(), containers=1, processes=1, connections=0, cpu=37.5,
+                             agent_prefix=probe)
+        assert (await owner.agent.signed_post(client, "/api/v1/reports", report)).status_code == 202
+
+        async def found() -> list[dict[str, Any]]:
+            return await _query(owner, client, f'trioscope_node_cpu_usage{{agent_id="{probe}-0"}}', time.time())
+
+        (row,) = await eventually(found)
+        assert row["metric"]["tenant"] == owner.name
+        assert row["metric"]["deployment_hash"] == owner.agent.deployment_hash
+        assert float(row["value"][1]) == 37.5
+        assert await _query(other, client, '{__name__=~"trioscope_node_.+"}', time.time()) == []

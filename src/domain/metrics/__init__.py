@@ -24,14 +24,16 @@ from ._samples import TENANT_LABEL as TENANT_LABEL
 from ._samples import Labels as Labels
 from ._samples import Sample as Sample
 from ._samples import WriteLimits as WriteLimits
+from ._store import MergedView as MergedView
 from ._store import MetricStore as MetricStore
+from ._store import SeriesView as SeriesView
 from ._store import StoreLimits as StoreLimits
 from ._store import StoreStats as StoreStats
 from ._store import TenantSeries as TenantSeries
 
 __all__ = [
     "DEPLOYMENT_LABEL", "MAX_RANGE_POINTS", "PRECISIONS", "TENANT_LABEL", "BadQuery", "BadWrite", "Labels",
-    "MetricStore", "QueryTooExpensive", "Sample", "StoreLimits", "StoreStats", "TenantSeries", "UnsupportedQuery",
+    "MergedView", "MetricStore", "SeriesView", "QueryTooExpensive", "Sample", "StoreLimits", "StoreStats", "TenantSeries", "UnsupportedQuery",
     "WriteLimitExceeded", "WriteLimits", "format_value", "instant_query", "label_names", "label_values", "parse",
     "parse_line_protocol", "parse_json_points", "parse_selector", "range_query", "series_matching",
 ]

@@ -32,7 +32,7 @@ import promql_parser as pq
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 from ._exceptions import BadQuery, QueryTooExpensive, UnsupportedQuery
-from ._store import Series, TenantSeries
+from ._store import Series, SeriesView
 
 LOOKBACK = 300.0
 """Seconds an instant selector looks back for a sample (Prometheus' default lookback delta)."""
@@ -95,7 +95,7 @@ def _matches(matcher: pq.Matcher, labels: Labels, regex_answers: dict[tuple[str,
     return found if op == pq.MatchOp.Re else not found
 
 
-def select(view: TenantSeries, selector: pq.VectorSelector,
+def select(view: SeriesView, selector: pq.VectorSelector,
            regex_answers: dict[tuple[str, str], bool] | None = None) -> list[Series]:
     """The series of ``view`` that ``selector``'s matchers (and its ``or`` groups) match.
     Each group starts from the series of its most selective equality matcher."""
@@ -244,7 +244,7 @@ AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
 class Evaluator:
     """Evaluates parsed PromQL against one tenant's series, counting samples read."""
 
-    def __init__(self, view: TenantSeries, max_samples: int) -> None:
+    def __init__(self, view: SeriesView, max_samples: int) -> None:
         self._view = view
         self._budget = max_samples
         self._max_samples = max_samples
@@ -550,7 +550,7 @@ def _metric(labels: Labels) -> dict[str, str]:
     return dict(sorted(labels.items()))
 
 
-def instant_query(view: TenantSeries, query: str, at: float, *, max_samples: int) -> dict[str, Any]:
+def instant_query(view: SeriesView, query: str, at: float, *, max_samples: int) -> dict[str, Any]:
     """``data`` of ``/api/v1/query``: the value of ``query`` at ``at``."""
     value = Evaluator(view, max_samples).evaluate(parse(query), at)
     when = format_time(at)
@@ -565,7 +565,7 @@ def instant_query(view: TenantSeries, query: str, at: float, *, max_samples: int
         for labels, times, values in value.series]}
 
 
-def range_query(view: TenantSeries, query: str, start: float, end: float, step: float, *,
+def range_query(view: SeriesView, query: str, start: float, end: float, step: float, *,
                 max_samples: int) -> dict[str, Any]:
     """``data`` of ``/api/v1/query_range``: ``query`` at every step from ``start`` to ``end``."""
     if end < start:
@@ -595,7 +595,7 @@ def range_query(view: TenantSeries, query: str, start: float, end: float, step: 
                                                for labels, points in rows.values()]}
 
 
-def series_matching(view: TenantSeries, selectors: list[pq.VectorSelector], start: float,
+def series_matching(view: SeriesView, selectors: list[pq.VectorSelector], start: float,
                     end: float) -> list[dict[str, str]]:
     """``/api/v1/series``: the label sets of series with samples between ``start`` and ``end``."""
     found: dict[int, Series] = {}
@@ -608,14 +608,14 @@ def series_matching(view: TenantSeries, selectors: list[pq.VectorSelector], star
     return [_metric(series.label_map) for series in found.values()]
 
 
-def label_names(view: TenantSeries, selectors: list[pq.VectorSelector]) -> list[str]:
+def label_names(view: SeriesView, selectors: list[pq.VectorSelector]) -> list[str]:
     """``/api/v1/labels``."""
     chosen: Iterable[Series] = (view.named(None) if not selectors
                                 else (s for selector in selectors for s in select(view, selector)))
     return sorted({name for series in chosen for name in series.label_map})
 
 
-def label_values(view: TenantSeries, name: str, selectors: list[pq.VectorSelector]) -> list[str]:
+def label_values(view: SeriesView, name: str, selectors: list[pq.VectorSelector]) -> list[str]:
     """``/api/v1/label/<name>/values``."""
     chosen: Iterable[Series] = (view.named(None) if not selectors
                                 else (s for selector in selectors for s in select(view, selector)))

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import bisect
 import collections
+import itertools
 from array import array
 from collections.abc import Iterable, Iterator
+from typing import Protocol
 
 import attrs
 
@@ -122,6 +124,30 @@ class TenantSeries:
 
 
 _EMPTY = TenantSeries()
+
+
+class SeriesView(Protocol):
+    """What the engine reads: one tenant's series, or several sets of them together."""
+
+    def named(self, name: str | None) -> Iterable[Series]: ...
+    def with_pair(self, label: str, value: str) -> Iterable[Series]: ...
+    def count_with_pair(self, label: str, value: str) -> int: ...
+
+
+class MergedView:
+    """Several sets of series read as one (a tenant's written series and its nodes')."""
+
+    def __init__(self, *views: TenantSeries) -> None:
+        self._views = [view for view in views if len(view)]
+
+    def named(self, name: str | None) -> Iterable[Series]:
+        return itertools.chain.from_iterable(view.named(name) for view in self._views)
+
+    def with_pair(self, label: str, value: str) -> Iterable[Series]:
+        return itertools.chain.from_iterable(view.with_pair(label, value) for view in self._views)
+
+    def count_with_pair(self, label: str, value: str) -> int:
+        return sum(view.count_with_pair(label, value) for view in self._views)
 
 
 @attrs.frozen(kw_only=True)
