@@ -120,6 +120,7 @@ class MetricsActor(Actor):
         self.store = metrics.MetricStore(metrics.StoreLimits(
             max_series_per_deployment=settings.metrics.max_series_per_deployment,
             max_series_per_tenant=settings.metrics.max_series_per_tenant,
+            max_series=settings.metrics.max_series,
             retention=settings.storage.max_data_age,
             keep_samples=not settings.metrics.url))
         # Probes' host metrics, apart from what agents write: bounded by the

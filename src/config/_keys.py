@@ -221,6 +221,14 @@ KEYS: tuple[Key, ...] = (
         flags=("--metrics-max-series-per-tenant",),
     ),
     Key(
+        name="metrics.max_series",
+        kind=IntegerKind(1, 100_000_000),
+        default=1_000_000,
+        help="most written series the server holds over all tenants (more: 429 server_series_limit_reached)",
+        env=("TRIOSCOPE_METRICS_MAX_SERIES",),
+        flags=("--metrics-max-series",),
+    ),
+    Key(
         name="metrics.max_labels_per_series",
         kind=IntegerKind(4, 256),
         default=30,

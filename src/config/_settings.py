@@ -70,6 +70,8 @@ class MetricsSettings:
     """Series one deployment's agents may hold within ``storage.max_data_age``."""
     max_series_per_tenant: int
     """Series one tenant's agents may hold within ``storage.max_data_age``."""
+    max_series: int
+    """Written series held over all tenants."""
     max_labels_per_series: int
     """Labels of one written series, ``__name__`` and the server's labels included."""
     max_label_name_bytes: int

@@ -193,6 +193,15 @@ def test_series_limits_refuse_a_write_whole() -> None:
         store.write("acme", "d2", [Sample((("__name__", "d"), ("deployment_hash", "d2"), ("tenant", "acme")), 1,
                                           T0)], T0)
     assert caught.value.config_key == "metrics.max_series_per_tenant"
+    server_wide = MetricStore(StoreLimits(max_series_per_deployment=5, max_series_per_tenant=5, max_series=2,
+                                          retention=3600))
+    server_wide.write("acme", "d1", [sample("a", 1, T0)], T0)
+    server_wide.write("beta", "d1", [sample("a", 1, T0)], T0)
+    with pytest.raises(WriteLimitExceeded) as caught:
+        server_wide.write("gamma", "d1", [sample("a", 1, T0)], T0)
+    assert (caught.value.status, caught.value.config_key) == (429, "metrics.max_series")
+    server_wide.expire(T0 + 3601)
+    server_wide.write("gamma", "d1", [sample("a", 1, T0 + 3601)], T0 + 3601)  # room again once expired
 
 
 def test_one_sample_per_bucket_and_retention() -> None:

@@ -70,6 +70,8 @@ class StoreLimits:
     """``metrics.max_series_per_deployment``."""
     max_series_per_tenant: int
     """``metrics.max_series_per_tenant``."""
+    max_series: int = 1_000_000
+    """``metrics.max_series``: over all tenants."""
     retention: float
     """Seconds of samples kept (``storage.max_data_age``)."""
     keep_samples: bool = True
@@ -165,6 +167,7 @@ class MetricStore:
     def __init__(self, limits: StoreLimits) -> None:
         self.limits = limits
         self._tenants: dict[str, TenantSeries] = {}
+        self._series = 0
 
     def tenant(self, tenant: str) -> TenantSeries:
         """What ``tenant`` may read (an empty view if it wrote nothing)."""
@@ -196,6 +199,11 @@ class MetricStore:
                     f"the tenant would hold {in_tenant} series, more than {limits.max_series_per_tenant} "
                     "(metrics.max_series_per_tenant)",
                     config_key="metrics.max_series_per_tenant", limit=limits.max_series_per_tenant)
+            if self._series + len(new) > limits.max_series:
+                raise WriteLimitExceeded(
+                    429, "server_series_limit_reached",
+                    f"the server holds {self._series} series and takes at most {limits.max_series} "
+                    "(metrics.max_series)", config_key="metrics.max_series", limit=limits.max_series)
         if held is None:
             held = self._tenants[tenant] = TenantSeries()
         cutoff = now - self.limits.retention
@@ -207,6 +215,7 @@ class MetricStore:
             if series is None:
                 series = Series(sample.labels)
                 held.add(series)
+                self._series += 1
             series.add(sample.timestamp, sample.value, keep)
         return len(new)
 
@@ -219,6 +228,7 @@ class MetricStore:
                 series.trim(cutoff)
                 if not series.times:
                     removed += 1
+                    self._series -= 1
                     held.remove(series)
             if not held.series:
                 del self._tenants[tenant]
