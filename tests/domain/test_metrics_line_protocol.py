@@ -5,7 +5,10 @@ named by number. Cases follow the InfluxDB line protocol reference."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from trioscope.domain.metrics._samples import label_name, metric_name
 from trioscope.domain.metrics import (
     BadWrite, Sample, WriteLimitExceeded, WriteLimits, parse_json_points, parse_line_protocol,
 )
@@ -160,3 +163,38 @@ def test_bad_json_points_name_the_field(document: object, path: str) -> None:
     with pytest.raises(BadWrite) as caught:
         json_points(document)
     assert caught.value.where == path
+
+
+# ---- escaping, as a property: what a writer escapes per the spec comes back ---------------------
+
+_NAME_TEXT = st.text(alphabet=st.sampled_from("abcXYZ09_ ,=.-\"é"), min_size=1, max_size=12)
+
+
+def _escape(text: str, special: str) -> str:
+    return "".join("\\" + c if c in special else c for c in text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(measurement=_NAME_TEXT.filter(lambda s: not s.startswith("#")),
+       tags=st.dictionaries(_NAME_TEXT, _NAME_TEXT, max_size=4),
+       # Subnormal floats (below 2.2e-308) are refused by the parser (its strtod range check): 400.
+       field=_NAME_TEXT, value=st.floats(allow_nan=False, allow_infinity=False, allow_subnormal=False),
+       note=st.text(alphabet=st.sampled_from('ab "\\,= '), max_size=10))
+def test_escaped_names_and_values_round_trip(measurement: str, tags: dict[str, str], field: str, value: float,
+                                             note: str) -> None:
+    line = _escape(measurement, ", ")
+    for key, tag_value in tags.items():
+        line += f",{_escape(key, ', =')}={_escape(tag_value, ', =')}"
+    string_field = '"' + note.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    line += f" {_escape(field, ', =')}={value!r},zz_note={string_field} 1700000000"
+    converted_tags = {label_name(k): v for k, v in tags.items()}
+    if len(set(converted_tags)) < len(tags) or set(converted_tags) & {"tenant", "deployment_hash", "__name__"}:
+        return  # two keys that convert to one label name, or a reserved one: not this property
+    (sample,) = parse(line.encode(), "s", limits=WriteLimits(max_points=100, max_labels=10, max_label_name_bytes=1000,
+                                                              max_label_value_bytes=1000))
+    labels = dict(sample.labels)
+    assert labels.pop("__name__") == f"{metric_name(measurement)}_{metric_name(field)}"
+    assert labels.pop("tenant") == "acme" and labels.pop("deployment_hash") == "d1"
+    assert labels == converted_tags
+    assert sample.value == value
+    assert sample.timestamp == 1700000000.0
