@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.metrics_clients import Tenant, debian_command, new_tenant, victoria_metrics
+from tests.metrics_clients import Tenant, debian_command, free_port, new_tenant, victoria_metrics
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 from tests.waiting import eventually
@@ -306,3 +306,16 @@ async def test_a_probes_host_metrics_are_queryable_by_its_deployments_tenant_onl
         assert row["metric"]["deployment_hash"] == owner.agent.deployment_hash
         assert float(row["value"][1]) == 37.5
         assert await _query(other, client, '{__name__=~"trioscope_node_.+"}', time.time()) == []
+
+
+async def test_an_unreachable_metrics_engine_is_503_not_500() -> None:
+    with ServerProcess(["--metrics-url", f"http://127.0.0.1:{free_port()}"]) as server:
+        async with httpx.AsyncClient() as client:
+            tenant = await new_tenant(client, server)
+            written = await tenant.write(client, b"cpu value=1")
+            assert written.status_code == 503
+            assert written.json()["error"]["code"] == "metrics_engine_unavailable"
+            assert "Retry-After" in written.headers
+            read = await tenant.read(client, "/prometheus/api/v1/query", query="up")
+            assert read.status_code == 503
+            assert read.json()["status"] == "error" and read.json()["errorType"] == "unavailable"
