@@ -199,6 +199,8 @@ async def test_an_expensive_or_unsupported_query_is_422_and_bad_promql_400(limit
 # ---- tenants ----------------------------------------------------------------------------------------
 
 CRAFTED = [
+    '{tenant=~".*"}',  # refused (400) like Prometheus: a selector must not match everything
+    '{tenant=~".*", __name__=~".+"}',
     '{tenant=~".+"}',
     '{__name__=~".+"}',
     '{__name__=~"secret.*", tenant!="nobody"}',
