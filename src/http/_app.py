@@ -14,12 +14,13 @@ from trioscope.runtime import ActorSystem
 from trioscope.actors.client import LiveCounters
 from trioscope.domain.rates import RateLimiter
 from trioscope.store import StoreReader, token_secret
-from trioscope.system import AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
+from trioscope.actors.queue_owner import GetCommandStats
+from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
-from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _query, _reports, _ui
+from . import _agent_api, _agents, _alerts, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _query, _reports, _ui
 from ._client_sockets import close_all
 from ._errors import install_error_handlers
-from ._metrics import Metrics
+from ._metrics import CommandServiceSources, Metrics
 from ._quart_app import TrioscopeApp
 from ._services import Gate, Services, attach, services
 
@@ -40,6 +41,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                          clients=system.lookup(CLIENTS), client_owner=system.lookup(CLIENT_OWNER), live=live, metrics=metrics,
                          store=system.lookup(STORE), directory=system.lookup(DIRECTORY),
                          queues=system.lookup(QUEUES), queue_owner=system.lookup(QUEUE_OWNER),
+                         alerts=system.lookup(ALERTS),
                          reader=reader if reader is not None else StoreReader(database_path(settings)),
                          secret=token_secret(settings.auth.secret, settings.storage.data_dir),
                          gate=Gate(per_address=RateLimiter(settings.limits.per_address),
@@ -51,8 +53,19 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     install_error_handlers(app)
     for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
                       _live.blueprint, _commands.blueprint, _agent_api.blueprint, _audit.blueprint,
-                      _command_ws.blueprint, _controls.blueprint, _ui.blueprint):
+                      _command_ws.blueprint, _controls.blueprint, _alerts.blueprint, _ui.blueprint):
         app.register_blueprint(blueprint)
+
+    @app.before_serving
+    async def _metric_sources() -> None:
+        s = services()
+        stats = await s.queue_owner.ask(GetCommandStats(), timeout=30)
+        if stats is not None:
+            await _gate.directory()
+            assert s.gate.directory is not None
+            s.metrics.sources = CommandServiceSources(
+                command_stats=stats, directory=s.gate.directory, seen=s.gate.seen,
+                online_within=settings.agents.heartbeat_timeout, started=time.time())
 
     @app.before_request
     async def _start_timer() -> None:
@@ -77,6 +90,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         s.metrics.polls_waiting.set(len(s.polls))
         s.metrics.topology_nodes.set(stats["topology"]["nodes"])
         s.metrics.topology_edges.set(stats["topology"]["edges"])
+        s.metrics.database_connections.set(2 if s.store.alive else 1)  # SQLite: the writer's and the reader's
         return Response(generate_latest(s.metrics.registry), content_type=CONTENT_TYPE_LATEST)
 
     return app

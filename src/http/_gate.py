@@ -17,6 +17,7 @@ from typing import Any
 
 from quart import g, has_request_context, request, websocket
 
+from trioscope.actors.alerts import AgentSeen, sighting_resolution
 from trioscope.actors.directory import AttachReporter, GetPublished
 from trioscope.actors.store import Record
 from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, Deployment, signature_valid
@@ -282,11 +283,35 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
     _charge(s.gate.per_agent, s.settings.limits.per_agent, "agent", "too many requests from this agent",
             key=found.id)
     seen = s.gate.seen
-    seen[found.id] = time.time()
+    now = time.time()
+    previous = seen.get(found.id)
+    seen[found.id] = now
     if len(seen) > 2 * len(known.agents) + 1024:  # agents forgotten after retirement: drop theirs
         for agent_id in [a for a in seen if a not in known.agents]:
             del seen[agent_id]
+            s.gate.sighting_told.pop(agent_id, None)
+    _sighted(found, known, previous, now)
     return found
+
+
+def _sighted(agent: AgentRecord, known: AgentDirectory, previous: float | None, now: float) -> None:
+    """An enrolled agent was heard from: its heartbeat in /metrics, and the alerts
+    actor told, at most once per ``sighting_resolution`` (not per request)."""
+    s = services()
+    deployment = known.deployments.get(agent.deployment_hash)
+    if previous is not None and deployment is not None:
+        s.metrics.observe_heartbeat(deployment.tenant, now - previous)
+    if s.settings.alerts.agent_offline_after <= 0:
+        return
+    told = s.gate.sighting_told
+    last = told.get(agent.id)
+    if last is not None and now - last < sighting_resolution(s.settings):
+        return
+    try:
+        s.alerts.tell(AgentSeen(agent.id, now))
+        told[agent.id] = now
+    except (MailboxFull, ActorStopped):
+        pass  # told with the agent's next request
 
 
 async def probe_credentials(raw_body: bytes) -> AgentRecord | None:

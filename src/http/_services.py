@@ -51,6 +51,8 @@ class Gate:
     seen: dict[str, float] = attrs.field(factory=dict)
     """When each agent last made a request that passed every check (unix
     seconds, since this start): an observation of the edge, kept here."""
+    sighting_told: dict[str, float] = attrs.field(factory=dict)
+    """When the alerts actor was last told of each agent's requests (``AgentSeen``)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -80,6 +82,8 @@ class Services:
     the queue owner; the edge only tells the running ones)."""
     queue_owner: ActorRef
     """``/root/queue_owner``: every request for a deployment's queue (``ForDeployment``)."""
+    alerts: ActorRef
+    """``/root/alerts``: alerts to users (the server's own rules, Alertmanager's webhook)."""
     reader: StoreReader
     secret: bytes = attrs.field(repr=False)
     """Signs and checks user tokens."""

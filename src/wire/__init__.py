@@ -37,6 +37,7 @@ from ._fields import Percent as Percent
 from ._fields import Text as Text
 from ._fields import TextRule as TextRule
 from ._fields import bounded_list as bounded_list
+from ._fields import bounded_map as bounded_map
 from ._fields import constrained as constrained
 from ._fields import format_timestamp as format_timestamp
 from ._fields import nesting_exceeds as nesting_exceeds
@@ -65,7 +66,7 @@ from ._models import ProcessInfo as ProcessInfo
 from ._models import Report as Report
 
 __all__ = [
-    "AgentRegistration", "bounded_list", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
+    "AgentRegistration", "bounded_list", "bounded_map", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_registration",
     "decode_report", "DiskInfo", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
