@@ -12,9 +12,10 @@ const WITH_OUTPUT = new Set(["logs", "exec", "inspect"]);
 const KEEP = 30; // commands remembered per page
 
 export class Controls {
-  constructor({ confirm, output }) {
+  constructor({ confirm, output, onEvent = () => {} }) {
     this.confirm = confirm;
     this.output = output;
+    this.onEvent = onEvent; // every /ws/user event (alerts are listed elsewhere)
     this.principal = null;
     this.commands = new Map(); // command id -> {id, action, node, label, status, ...}
     this.list = null;
@@ -91,6 +92,7 @@ export class Controls {
   }
 
   #event(message) {
+    this.onEvent(message);
     if (message.type !== "command_progress" && message.type !== "command_completed") return;
     const command = this.commands.get(message.command_id);
     if (command) {
