@@ -20,7 +20,9 @@ from quart import g, has_request_context, request, websocket
 from trioscope.actors.alerts import AgentSeen, sighting_resolution
 from trioscope.actors.directory import AttachReporter, GetPublished
 from trioscope.actors.store import Record
-from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, Deployment, signature_valid
+from trioscope.domain.deployments import (
+    AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus, Deployment, signature_valid,
+)
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
 from trioscope.domain.rates import RateLimiter, retry_after
 from trioscope.runtime import ActorStopped, MailboxFull
@@ -282,22 +284,32 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
             raise _agent_refusal(failure, known, found, deployment_hash, claimed)
     _charge(s.gate.per_agent, s.settings.limits.per_agent, "agent", "too many requests from this agent",
             key=found.id)
+    _heard(found, known)
+    return found
+
+
+async def heard_from(agent_id: str) -> None:
+    """An active agent proved it is there without a signed request (a pong on
+    the socket it authenticated): noted as a request of it would be."""
+    known = await directory()
+    agent = known.agents.get(agent_id)
+    if agent is not None and agent.status is AgentStatus.ACTIVE:
+        _heard(agent, known)
+
+
+def _heard(agent: AgentRecord, known: AgentDirectory) -> None:
+    """An enrolled agent was heard from: when (``Gate.seen``), its heartbeat in
+    /metrics, and the alerts actor told, at most once per
+    ``sighting_resolution`` (not per request)."""
+    s = services()
     seen = s.gate.seen
     now = time.time()
-    previous = seen.get(found.id)
-    seen[found.id] = now
+    previous = seen.get(agent.id)
+    seen[agent.id] = now
     if len(seen) > 2 * len(known.agents) + 1024:  # agents forgotten after retirement: drop theirs
         for agent_id in [a for a in seen if a not in known.agents]:
             del seen[agent_id]
             s.gate.sighting_told.pop(agent_id, None)
-    _sighted(found, known, previous, now)
-    return found
-
-
-def _sighted(agent: AgentRecord, known: AgentDirectory, previous: float | None, now: float) -> None:
-    """An enrolled agent was heard from: its heartbeat in /metrics, and the alerts
-    actor told, at most once per ``sighting_resolution`` (not per request)."""
-    s = services()
     deployment = known.deployments.get(agent.deployment_hash)
     if previous is not None and deployment is not None:
         s.metrics.observe_heartbeat(deployment.tenant, now - previous)

@@ -33,10 +33,11 @@ async def next_alert(ws: Any, deadline: float = 15.0) -> dict[str, Any]:
 
 
 async def nothing_else(ws: Any) -> None:
-    """Whatever the socket had queued came before this pong: nothing was."""
+    """No alert was queued on the socket: whatever it had came before this pong."""
     await ws.send_message('{"type":"ping"}')
     with trio.fail_after(10):
-        assert json.loads(await ws.get_message()) == {"type": "pong"}
+        while (event := json.loads(await ws.get_message())) != {"type": "pong"}:
+            assert event["type"] != "system_alert", event
 
 
 def webhook_body(tenant: str, status: str, **labels: str) -> dict[str, Any]:
@@ -146,3 +147,19 @@ def _processed(node: Any, path: str) -> int:
     if isinstance(node, list):
         return max((_processed(v, path) for v in node), default=0)
     return 0
+
+
+async def test_an_agent_answering_pings_on_its_socket_is_not_offline() -> None:
+    args = ["--alert-agent-offline-after", "2s", "--alert-evaluation-interval", "100ms", "--ws-ping-interval", "1s"]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            async with open_websocket_url(user_socket(server, operator)) as ws:
+                agent = await enroll(client, server, operator)
+                async with agent.socket() as channel:
+                    for _ in range(5):  # 4 s and more of pongs alone: twice the threshold
+                        await channel.message("ping")
+                    await nothing_else(ws)
+                fired = await next_alert(ws)  # the socket closed: silent from now on
+                assert (fired["alert"], fired["status"], fired["labels"]["agent"]) == (
+                    "AgentOffline", "firing", agent.agent_id)
