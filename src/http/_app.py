@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
@@ -20,7 +21,7 @@ from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, H
 from . import _agent_api, _agents, _alerts, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _query, _reports, _ui
 from ._client_sockets import close_all
 from ._errors import install_error_handlers
-from ._metrics import CommandServiceSources, Metrics
+from ._metrics import CommandServiceSources, Metrics, encode
 from ._quart_app import TrioscopeApp
 from ._services import Gate, Services, attach, services
 
@@ -91,7 +92,9 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         s.metrics.topology_nodes.set(stats["topology"]["nodes"])
         s.metrics.topology_edges.set(stats["topology"]["edges"])
         s.metrics.database_connections.set(2 if s.store.alive else 1)  # SQLite: the writer's and the reader's
-        return Response(generate_latest(s.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        families = s.metrics.collect()
+        body = await trio.to_thread.run_sync(encode, families, limiter=s.heavy_work)
+        return Response(body, content_type=CONTENT_TYPE_LATEST)
 
     return app
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import attrs
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -102,6 +102,47 @@ class CommandServiceSources:
     """When this process started: an agent not heard from since counts from then."""
 
 
+class _ApiCollector(Collector):
+    """The seed's API metrics, folded at scrape time out of
+    ``app_http_request_duration_seconds{route,method,status}``: requests by
+    endpoint (the route template), method and status; latency by endpoint and
+    method; errors by class (``metric_labels.api_error_type``)."""
+
+    def __init__(self, durations: Histogram) -> None:
+        self.durations = durations
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily("trydirect_api_requests", "API requests, by route template",
+                                       labels=["endpoint", "method", "status"])
+        buckets: dict[tuple[str, str], dict[str, float]] = {}
+        sums: dict[tuple[str, str], float] = {}
+        errors: dict[str, float] = {}
+        for family in self.durations.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                endpoint = (labels["route"], labels["method"])
+                if sample.name.endswith("_bucket"):
+                    per_le = buckets.setdefault(endpoint, {})
+                    per_le[labels["le"]] = per_le.get(labels["le"], 0.0) + sample.value
+                elif sample.name.endswith("_sum"):
+                    sums[endpoint] = sums.get(endpoint, 0.0) + sample.value
+                elif sample.name.endswith("_count"):
+                    requests.add_metric([labels["route"], labels["method"], labels["status"]], sample.value)
+                    error = api_error_type(int(labels["status"]))
+                    if error is not None:
+                        errors[error] = errors.get(error, 0.0) + sample.value
+        latency = HistogramMetricFamily("trydirect_api_request_duration_seconds", "API request latency",
+                                        labels=["endpoint", "method"])
+        for endpoint, per_le in sorted(buckets.items()):
+            # Bucket bounds sort as numbers, +Inf last (as the histogram wrote them).
+            ordered = sorted(per_le.items(), key=lambda item: float(item[0]))
+            latency.add_metric(list(endpoint), ordered, sums.get(endpoint, 0.0))
+        failures = CounterMetricFamily("trydirect_api_errors", "API error responses, by class", labels=["type"])
+        for kind, value in sorted(errors.items()):
+            failures.add_metric([kind], value)
+        yield from (requests, latency, failures)
+
+
 class _CommandServiceCollector(Collector):
     """The seed's agent, command and system metrics (stacker-command-service 8.1),
     read from what the actors and the edge keep, at scrape time."""
@@ -162,6 +203,23 @@ class _CommandServiceCollector(Collector):
         yield from (commands, failed, durations, queue_size, lag)
 
 
+class _Collected(Collector):
+    """Families already collected, for encoding elsewhere."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def encode(families: list[Metric]) -> bytes:
+    """The text exposition of ``families`` (thread-safe: it reads only them)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collected(families))
+    return generate_latest(registry)
+
+
 class Metrics:
     """The server's metrics. Gauges that live in actors are refreshed by the
     ``/metrics`` handler just before exposition."""
@@ -171,12 +229,6 @@ class Metrics:
         self.sources: CommandServiceSources | None = None
         """Set by the first scrape (``/metrics`` asks the actors for them)."""
         # The seed's names (stacker-command-service 8.1), beside the app_* ones.
-        self.api_requests = Counter("trydirect_api_requests", "API requests, by route template",
-                                    ["endpoint", "method", "status"], registry=self.registry)
-        self.api_duration = Histogram("trydirect_api_request_duration_seconds", "API request latency",
-                                      ["endpoint", "method"], buckets=BUCKETS, registry=self.registry)
-        self.api_errors = Counter("trydirect_api_errors", "API error responses, by class", ["type"],
-                                  registry=self.registry)
         self.heartbeat_latency = Histogram(
             "trydirect_agent_heartbeat_latency_seconds", "Seconds between an enrolled agent's requests",
             ["tenant"], buckets=HEARTBEAT_BUCKETS, registry=self.registry)
@@ -197,35 +249,35 @@ class Metrics:
         self.refusals = Counter(
             "app_requests_refused", "Requests refused to protect the server (rate limits, connection caps, "
             "agent capacity), by reason", ["reason"], registry=self.registry)
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
+        self._request_children: dict[tuple[str, str, int], Any] = {}
         self.registry.register(_RuntimeCollector(system))
         self.registry.register(_LiveCollector(live))
         self.registry.register(_CommandServiceCollector(self))
+        self.registry.register(_ApiCollector(self.request_duration))
+
+    def collect(self) -> list[Metric]:
+        """Every family, read now from the actors' and the edge's counters (on the
+        event loop: they change there); ``encode`` them off it, which is most of
+        the work of a scrape (``bench/request_metrics.py``)."""
+        return list(self.registry.collect())
 
     def refused(self, reason: str) -> None:
         """Count a refusal; ``reason`` is one of a fixed few (bounded labels)."""
         self.refusals.labels(reason).inc()
 
     def observe_request(self, route: str, method: str, status: int, started: float) -> None:
-        """One response; ``route`` is the route's template (``/api/v1/agents/<agent_id>``), never the path."""
+        """One response; ``route`` is the route's template (``/api/v1/agents/<agent_id>``), never the
+        path. The seed's ``trydirect_api_*`` are read from this one histogram at scrape time
+        (``_ApiCollector``): a request pays for one observation, not four."""
         key = (route, method, status)
-        children = self._request_children.get(key)
-        if children is None:  # labels() hashes and locks on every call: look each series up once
-            error = api_error_type(status)
-            children = self._request_children[key] = (
-                self.request_duration.labels(route, method, str(status)),
-                self.api_requests.labels(route, method, str(status)),
-                self.api_duration.labels(route, method),
-                self.api_errors.labels(error) if error is not None else None)
-        elapsed = time.perf_counter() - started
-        duration, requests, api_duration, errors = children
-        duration.observe(elapsed)
-        requests.inc()
-        api_duration.observe(elapsed)
-        if errors is not None:
-            errors.inc()
+        child = self._request_children.get(key)
+        if child is None:  # labels() hashes and locks on every call: look each series up once
+            child = self._request_children[key] = self.request_duration.labels(route, method, str(status))
+        child.observe(time.perf_counter() - started)
 
     def observe_heartbeat(self, tenant: str, since_previous: float) -> None:
         """An enrolled agent's request, ``since_previous`` seconds after its last one."""
-        label = self.sources.command_stats.tenant_labels.label(tenant) if self.sources is not None else tenant
+        if self.sources is None:  # before the server serves: no request comes then
+            return
+        label = self.sources.command_stats.tenant_labels.label(tenant)
         self.heartbeat_latency.labels(label).observe(since_previous)

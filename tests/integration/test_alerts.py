@@ -163,3 +163,29 @@ async def test_an_agent_answering_pings_on_its_socket_is_not_offline() -> None:
                 fired = await next_alert(ws)  # the socket closed: silent from now on
                 assert (fired["alert"], fired["status"], fired["labels"]["agent"]) == (
                     "AgentOffline", "firing", agent.agent_id)
+
+
+async def test_builtin_command_failure_rate_fires_for_the_tenant_and_resolves_once_the_window_passes() -> None:
+    args = ["--alert-agent-offline-after", "0s", "--alert-evaluation-interval", "100ms",
+            "--alert-command-failure-percent", "50", "--alert-command-failure-min-commands", "2",
+            "--alert-command-failure-window", "3s"]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            bystander = Operator(server, fresh("user"), fresh("tenant"))
+            async with open_websocket_url(user_socket(server, operator)) as ws, \
+                    open_websocket_url(user_socket(server, bystander)) as theirs:
+                agent = await enroll(client, server, operator)
+                for _ in range(2):
+                    await operator.command(client, agent.deployment_hash, type="backup")
+                    polled = await agent.poll(client, timeout=5)
+                    assert polled is not None
+                    answer = await agent.report(client, polled.command_id, "failed", error="disk full")
+                    assert answer.status_code == 200, answer.text
+                fired = await next_alert(ws)
+                assert (fired["alert"], fired["status"], fired["severity"], fired["labels"]["tenant"]) == (
+                    "HighCommandFailureRate", "firing", "warning", operator.tenant)
+                assert "(2 of 2)" in fired["description"]
+                resolved = await next_alert(ws)  # nothing failed in the last 3 s
+                assert (resolved["alert"], resolved["status"]) == ("HighCommandFailureRate", "resolved")
+                await nothing_else(theirs)
