@@ -24,8 +24,8 @@ import attrs
 
 from trioscope.config import Settings
 from trioscope.domain.alerts import (
-    AGENT_OFFLINE, HIGH_COMMAND_FAILURE_RATE, AgentSighting, AlertBook, AlertNotice, FailureWindow,
-    offline_agents,
+    AGENT_OFFLINE, HIGH_COMMAND_FAILURE_RATE, AgentSighting, AlertBook, AlertLedger, AlertNotice,
+    FailureWindow, offline_agents,
 )
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
@@ -61,7 +61,16 @@ class Deliver:
 
 @attrs.frozen
 class ActiveAlerts:
-    """Answered with the server's own alerts firing now."""
+    """Answered with the alerts of ``tenant`` firing now: the server's own and
+    those Alertmanager delivered (not resolved since), oldest first."""
+
+    tenant: str
+
+
+LEDGER_LIMIT = 10_000
+"""Alertmanager's alerts remembered as firing, over all tenants."""
+LEDGER_TTL = 24 * 3600.0
+"""Seconds an Alertmanager alert stays listed without news of it."""
 
 
 @attrs.frozen
@@ -90,6 +99,9 @@ class AlertsActor(Actor):
         self.seen: dict[str, float] = {}
         """Enrolled agent id -> when it was last heard from (unix seconds)."""
         self.book = AlertBook()
+        """The server's own alerts firing now."""
+        self.delivered = AlertLedger(limit=LEDGER_LIMIT, ttl=LEDGER_TTL)
+        """Alertmanager's alerts firing now (``GET /api/v1/alerts`` lists both)."""
         self.failures = FailureWindow(self.settings.command_failure_window)
 
     async def on_start(self) -> None:
@@ -114,9 +126,13 @@ class AlertsActor(Actor):
             return None
         if isinstance(message, Deliver):
             await self._deliver(message.notices, message.actor, message.address)
+            now = self.clock()
+            for notice in message.notices:
+                self.delivered.record(notice, now)
             return len(message.notices)
         if isinstance(message, ActiveAlerts):
-            return list(self.book.active.values())
+            own = [n for n in self.book.active.values() if n.tenant == message.tenant]
+            return own + self.delivered.active(message.tenant, self.clock())
         return await super().handle(message)
 
     async def _evaluate(self, now: float, *, agents_only: bool = False) -> None:

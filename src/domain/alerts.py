@@ -94,6 +94,32 @@ class AlertBook:
         return changes
 
 
+class AlertLedger:
+    """Alerts delivered from elsewhere (Alertmanager) that fire now, by
+    fingerprint: a firing notice adds or refreshes one, a resolved one removes
+    it. Bounded: at most ``limit`` (the oldest news go first), and one not
+    heard of again within ``ttl`` seconds is forgotten (Alertmanager repeats
+    firing alerts every ``repeat_interval``, 4 h by default)."""
+
+    def __init__(self, *, limit: int, ttl: float) -> None:
+        self.limit = limit
+        self.ttl = ttl
+        self._alerts: dict[str, tuple[AlertNotice, float]] = {}
+
+    def record(self, notice: AlertNotice, now: float) -> None:
+        self._alerts.pop(notice.fingerprint, None)
+        if notice.status == FIRING:
+            self._alerts[notice.fingerprint] = (notice, now)
+            while len(self._alerts) > self.limit:
+                del self._alerts[next(iter(self._alerts))]
+
+    def active(self, tenant: str, now: float) -> list[AlertNotice]:
+        """The tenant's alerts firing now, oldest news first."""
+        for fp in [fp for fp, (_, at) in self._alerts.items() if now - at > self.ttl]:
+            del self._alerts[fp]
+        return [notice for notice, _ in self._alerts.values() if notice.tenant == tenant]
+
+
 @attrs.frozen(kw_only=True)
 class AgentSighting:
     """An active enrolled agent and when it was last heard from."""

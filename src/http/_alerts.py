@@ -1,4 +1,5 @@
-"""``POST /api/v1/alerts/webhook``: Alertmanager's webhook receiver.
+"""``POST /api/v1/alerts/webhook``: Alertmanager's webhook receiver; and
+``GET /api/v1/alerts``: the alerts of the caller's tenant firing now.
 
 Alertmanager (evaluating ``config/prometheus/alerts.yml`` through Prometheus
 or vmalert) posts its webhook JSON (version 4) here with the shared secret
@@ -13,8 +14,9 @@ import hmac
 
 from quart import Blueprint, Response, request
 
-from trioscope.actors.alerts import Deliver
+from trioscope.actors.alerts import ActiveAlerts, Deliver
 from trioscope.domain.alerts import WebhookPayload, webhook_notices
+from trioscope.domain.principals import Permission
 from trioscope.wire import InvalidDocument, decode
 
 from . import _gate
@@ -57,3 +59,11 @@ async def alertmanager_webhook() -> Response:
         delivered = await s.alerts.ask(Deliver(tuple(notices), actor="alertmanager", address=request.remote_addr),
                                        timeout=30)
     return json_response({"delivered": delivered, "skipped_without_tenant": skipped})
+
+
+@blueprint.get("/api/v1/alerts")
+async def active_alerts() -> Response:
+    """The alerts of your tenant firing now, as their system_alert events (any role)."""
+    principal = await _gate.user(Permission.READ)
+    notices = await services().alerts.ask(ActiveAlerts(principal.tenant), timeout=10)
+    return json_response({"alerts": [n.event() for n in notices], "count": len(notices)})

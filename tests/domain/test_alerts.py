@@ -6,7 +6,7 @@ from __future__ import annotations
 import attrs
 
 from trioscope.domain.alerts import (
-    AGENT_OFFLINE, FIRING, HIGH_COMMAND_FAILURE_RATE, RESOLVED, AgentSighting, AlertBook, FailureWindow,
+    AGENT_OFFLINE, FIRING, HIGH_COMMAND_FAILURE_RATE, RESOLVED, AgentSighting, AlertBook, AlertLedger, FailureWindow,
     WebhookPayload, offline_agents, webhook_notices,
 )
 from trioscope.domain.command_stats import CommandStats, TenantOutcomes, failure_class, queue_load
@@ -105,3 +105,18 @@ def test_webhook_alerts_without_a_tenant_are_left_out() -> None:
     notices, skipped = webhook_notices(payload)
     assert [(n.name, n.tenant, n.ends_at, n.source) for n in notices] == [("X", "acme", None, "alertmanager")]
     assert skipped == 2
+
+
+def test_the_ledger_keeps_delivered_alerts_until_resolved_bounded_and_fresh() -> None:
+    payload = decode({"version": "4", "status": "firing", "alerts": [
+        {"status": "firing", "labels": {"alertname": n, "tenant": t}, "fingerprint": f"fp-{n}"}
+        for n, t in (("A", "acme"), ("B", "acme"), ("C", "beta"))]}, WebhookPayload)
+    a, b, c = webhook_notices(payload)[0]
+    ledger = AlertLedger(limit=2, ttl=100.0)
+    for notice in (a, b, c):
+        ledger.record(notice, 0.0)
+    assert [n.name for n in ledger.active("acme", 1.0)] == ["B"]  # A went first: at most 2
+    ledger.record(attrs.evolve(b, status=RESOLVED), 2.0)
+    assert ledger.active("acme", 3.0) == []
+    assert [n.name for n in ledger.active("beta", 50.0)] == ["C"]
+    assert ledger.active("beta", 101.0) == []  # no news for longer than the ttl

@@ -40,6 +40,13 @@ async def nothing_else(ws: Any) -> None:
             assert event["type"] != "system_alert", event
 
 
+async def active(client: httpx.AsyncClient, server: ServerProcess, user: Operator) -> list[dict[str, Any]]:
+    """``GET /api/v1/alerts`` as ``user``: their tenant's alerts firing now."""
+    answer = await client.get(f"{server.base_url}/api/v1/alerts", headers=user.auth)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["alerts"]  # type: ignore[no-any-return]
+
+
 def webhook_body(tenant: str, status: str, **labels: str) -> dict[str, Any]:
     alert = {"status": status, "labels": {"alertname": "DiskFull", "severity": "critical", "tenant": tenant, **labels},
              "annotations": {"summary": "Disk full on web-1", "description": "/var is 99% full"},
@@ -68,11 +75,14 @@ async def test_alertmanager_webhook_reaches_the_tenants_users_and_the_audit_log(
                 "alert": "DiskFull", "status": "firing", "severity": "critical", "message": "Disk full on web-1",
                 "source": "alertmanager", "fingerprint": "c0ffee0123456789"}
             assert firing["labels"]["tenant"] == viewer.tenant and firing["ends_at"] is None
+            assert await active(client, server, viewer) == [firing]  # for a page opened later
+            assert await active(client, server, other) == []
 
             answer = await client.post(url, json=webhook_body(viewer.tenant, "resolved"), headers=auth)
             assert answer.status_code == 200, answer.text
             resolved = await next_alert(mine)
             assert (resolved["status"], resolved["ends_at"]) == ("resolved", "2026-12-02T10:05:00Z")
+            assert await active(client, server, viewer) == []
             await nothing_else(theirs)  # another tenant's users heard nothing
 
             # No tenant label: nobody to tell.
@@ -117,6 +127,7 @@ async def test_builtin_agent_offline_fires_once_and_resolves_when_the_agent_is_h
                     "AgentOffline", "firing", "critical", "trioscope")
                 assert firing["labels"]["agent"] == agent.agent_id
                 assert firing["labels"]["deployment_hash"] == agent.deployment_hash
+                assert await active(client, server, operator) == [firing]
 
                 # Many evaluations later, still one event: the alert is told once per transition.
                 async def evaluations() -> int:

@@ -46,7 +46,9 @@ const table = new TableView($("table"), {
   },
 });
 const alerts = new AlertList($("alerts"));
-const controls = new Controls({ confirm: ask, output: showOutput, onEvent: (message) => alerts.event(message) });
+const controls = new Controls({
+  confirm: ask, output: showOutput, onEvent: (message) => alerts.event(message), onConnect: () => alerts.refresh(),
+});
 const details = new DetailsPanel($("details"), {
   onNavigate: (id) => navigate(id),
   onClose: () => select(""),
