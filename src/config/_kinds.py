@@ -467,6 +467,11 @@ def _items(value: object, expected: str) -> list[str]:
     raise _type_mismatch(value, expected)
 
 
+def _which(item: str, items: list[str]) -> str:
+    """The start of a problem with one of ``items``: "is" for a lone one (the value is shown already)."""
+    return "is" if len(items) == 1 else f"has {item!r}, which is"
+
+
 @attrs.frozen
 class NetworksKind:
     """IP networks in CIDR notation (``10.0.0.0/8``, ``::1/128``; a bare address is
@@ -488,8 +493,7 @@ class NetworksKind:
             try:
                 networks.append(str(ipaddress.ip_network(item, strict=False)))
             except ValueError:
-                raise InvalidValue(f"has {item!r}, which is not an IP network; expected {self.expected}",
-                                   quote=False) from None
+                raise InvalidValue(f"{_which(item, items)} not an IP network; expected {self.expected}") from None
         return tuple(networks)
 
     def limits(self) -> None:
@@ -531,8 +535,8 @@ class OriginsKind:
         origins = []
         for item in items:
             if not _ORIGIN.fullmatch(item):
-                raise InvalidValue(f"has {item!r}, which is not an origin (scheme://host[:port], no path or "
-                                   f"trailing slash); expected {self.expected}", quote=False)
+                raise InvalidValue(f"{_which(item, items)} not an origin (scheme://host[:port], no path or "
+                                   f"trailing slash); expected {self.expected}")
             origins.append(item.lower())
         return tuple(dict.fromkeys(origins))
 
