@@ -25,7 +25,7 @@ import httpx
 import orjson
 import trio
 
-from trioscope.wire import encode
+from trioscope.wire import client_tls, encode
 
 from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
@@ -34,7 +34,6 @@ from ._docker import ContainerCollector
 from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, ControlError
 from ._parent import stop_when_parent_gone
-from ._tls import client_tls
 from ._transport import Backoff, ServerUnavailable, Signer, run_publisher
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")

@@ -18,7 +18,7 @@ import pytest
 import trustme
 from trio_websocket import open_websocket_url
 
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, run_cli
 from tests.waiting import eventually
 
 
@@ -119,3 +119,13 @@ def test_unusable_certificate_files_stop_the_start_with_one_line(tmp_path: Path)
         assert len(errors) == 1 and f"cannot use the TLS certificate {not_pem} and key {not_pem}: SSLError" in errors[0]
     finally:
         process.__exit__(None, None, None)  # its data directory
+
+
+def test_the_trioscope_command_checks_an_https_server_with_its_ca_file(server: ServerProcess,
+                                                                      certificates: Certificates) -> None:
+    ready = run_cli(["health", "--ready", "--server", server.base_url], env={"TRIOSCOPE_CA_FILE": str(certificates.ca)})
+    assert ready.returncode == 0 and orjson.loads(ready.stdout)["status"] == "ready"
+    alive = run_cli(["health", "--server", server.base_url, "--ca-file", str(certificates.ca)])
+    assert alive.returncode == 0 and orjson.loads(alive.stdout)["status"] == "healthy"
+    untrusted = run_cli(["health", "--server", server.base_url])
+    assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr

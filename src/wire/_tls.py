@@ -1,6 +1,8 @@
-"""How the probe trusts an ``https://`` server: the system's certificate
-authorities, or the bundle named by ``--ca-file`` (a private CA, or the
-server's own self-signed certificate)."""
+"""How a client of the server (the probe, the ``trioscope`` command, the
+server's own local probe) trusts an ``https://`` server: the system's
+certificate authorities, or the bundle named by ``--ca-file`` (a private CA,
+or the server's own self-signed certificate). The one function here that
+reads a file; it is shared so that both sides mean the same by ``--ca-file``."""
 
 from __future__ import annotations
 
