@@ -48,6 +48,10 @@ class ExitCode(enum.IntEnum):
     """Bad configuration or command line."""
 
 
+TLS_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a new connection has to finish its TLS handshake."""
+
+
 def bind_address(settings: Settings) -> str:
     host, port = settings.server.host, settings.server.port
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -75,6 +79,9 @@ def hypercorn_config(settings: Settings) -> hypercorn.Config:
         # WebSocket streams, the guarded TCP server, per-connection limits)
         # are built and tested on h11; HTTP/2's streams would bypass some.
         config.alpn_protocols = ["http/1.1"]
+        # Hypercorn waits 60 s for a handshake: a connection that never starts
+        # one would hold a socket that long (plain connections: 5 s for a request).
+        config.ssl_handshake_timeout = TLS_HANDSHAKE_TIMEOUT
     return config
 
 
