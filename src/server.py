@@ -185,6 +185,7 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
         f"REST API:              {base}/api/v1",
         f"WebSocket:             {ws}/api/v1/ws",
         f"Health Check:          {base}/health",
+        f"Readiness Check:       {base}/health/ready",
         f"Web UI:                {base}/  (sign in with a token from: trioscope token create --user YOU "
         f"--tenant TEAM --role ADMIN{_data_dir_flag(settings)})",
         "",
