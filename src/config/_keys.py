@@ -20,6 +20,9 @@ from ._kinds import (
     HostKind,
     IntegerKind,
     Kind,
+    NetworksKind,
+    OptionalFileKind,
+    OriginsKind,
     PathKind,
     SecretKind,
     SizeKind,
@@ -149,6 +152,67 @@ KEYS: tuple[Key, ...] = (
         help="how often the server gives memory the C allocator keeps free (after clients leave) back to the system",
         env=("TRIOSCOPE_SERVER_MEMORY_TRIM_INTERVAL",),
         flags=("--memory-trim-interval",),
+    ),
+    Key(
+        name="server.tls_cert",
+        kind=OptionalFileKind(),
+        default="",
+        help="PEM certificate chain: serve HTTPS and WSS (with server.tls_key); empty: plain HTTP",
+        env=("TRIOSCOPE_SERVER_TLS_CERT",),
+        flags=("--tls-cert",),
+    ),
+    Key(
+        name="server.tls_key",
+        kind=OptionalFileKind(),
+        default="",
+        help="PEM private key of server.tls_cert",
+        env=("TRIOSCOPE_SERVER_TLS_KEY",),
+        flags=("--tls-key",),
+    ),
+    Key(
+        name="server.trusted_proxies",
+        kind=NetworksKind(),
+        default=(),
+        help="addresses of reverse proxies whose X-Forwarded-For / Forwarded headers name the client "
+             "(rate limits, audit, access log); empty: those headers are ignored",
+        env=("TRIOSCOPE_SERVER_TRUSTED_PROXIES",),
+        flags=("--trusted-proxies",),
+    ),
+    Key(
+        name="server.forwarded_header",
+        kind=ChoiceKind(("x-forwarded-for", "forwarded"), metavar="HEADER"),
+        default="x-forwarded-for",
+        help="which header the trusted proxies set: X-Forwarded-For (nginx, HAProxy, most) or Forwarded (RFC 7239); "
+             "the other is ignored, since a proxy passes a header it does not set on unchanged",
+        env=("TRIOSCOPE_SERVER_FORWARDED_HEADER",),
+        flags=("--forwarded-header",),
+    ),
+    Key(
+        name="server.access_log",
+        kind=BoolKind(),
+        default=False,
+        help="log one line per request: method, route, status, duration, bytes, client address, request id "
+             "(a JSON object with log.format json)",
+        env=("TRIOSCOPE_SERVER_ACCESS_LOG",),
+        flags=("--access-log",),
+    ),
+    Key(
+        name="server.cors_origins",
+        kind=OriginsKind(),
+        default=(),
+        help="web origins whose pages may call the API and open WebSockets (exact, e.g. "
+             "https://ops.example.com); * for any (not with cors_allow_credentials); empty: none but the server's own",
+        env=("TRIOSCOPE_SERVER_CORS_ORIGINS",),
+        flags=("--cors-origins",),
+    ),
+    Key(
+        name="server.cors_allow_credentials",
+        kind=BoolKind(),
+        default=False,
+        help="let those origins' pages send cookies and HTTP authentication the browser holds "
+             "(Access-Control-Allow-Credentials); bearer tokens in Authorization need no credentials",
+        env=("TRIOSCOPE_SERVER_CORS_ALLOW_CREDENTIALS",),
+        flags=("--cors-allow-credentials",),
     ),
     Key(
         name="storage.data_dir",

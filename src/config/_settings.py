@@ -33,6 +33,25 @@ class ServerSettings:
     memory_trim_interval: float
     """Seconds between looks at the memory glibc keeps free; past ``allocator.MIN_FREE``
     it is returned to the system (``trioscope.allocator``)."""
+    tls_cert: str = ""
+    """PEM certificate chain; with ``tls_key``, the server speaks HTTPS and WSS. Empty: plain HTTP."""
+    tls_key: str = ""
+    """PEM private key of ``tls_cert``."""
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDR networks whose forwarded headers name the client (``http._forwarded``)."""
+    forwarded_header: str = "x-forwarded-for"
+    """``x-forwarded-for`` or ``forwarded``: the header the trusted proxies set."""
+    access_log: bool = False
+    """Whether every request is logged (``trioscope.access``)."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed cross-origin requests and WebSockets; ``("*",)`` for any."""
+    cors_allow_credentials: bool = False
+    """Whether ``Access-Control-Allow-Credentials: true`` is sent to allowed origins."""
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS."""
+        return bool(self.tls_cert)
 
 
 @attrs.frozen(kw_only=True)

@@ -6,7 +6,7 @@ import time
 
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST
-from quart import Response, g, request
+from quart import Response, g, request, websocket
 from quart_trio import QuartTrio
 
 from trioscope.actors.topology import GetStats
@@ -19,11 +19,13 @@ from trioscope.actors.queue_owner import GetCommandStats
 from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
 from . import _agent_api, _agents, _alerts, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _query, _reports, _ui
+from ._access_log import AccessLog, name_route
 from ._client_sockets import close_all
+from ._cors import Cors, CorsPolicy
 from ._errors import install_error_handlers
 from ._metrics import CommandServiceSources, Metrics, encode
 from ._quart_app import TrioscopeApp
-from ._services import Gate, Services, attach, services
+from ._services import Gate, Services, attach, services, services_of
 
 def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None) -> QuartTrio:
     """Build the app for one running actor system (its tree from ``supervision_tree``)."""
@@ -52,6 +54,10 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                                    registrations_per_address=RateLimiter(
                                        settings.limits.registrations_per_address))))
     install_error_handlers(app)
+    proxies = services_of(app).proxies
+    app.asgi_app = AccessLog(  # type: ignore[method-assign]  # Quart's documented way to add ASGI middleware
+        Cors(app.asgi_app, CorsPolicy.parse(settings.server.cors_origins, settings.server.cors_allow_credentials)),
+        enabled=settings.server.access_log, proxies=proxies)
     for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
                       _live.blueprint, _commands.blueprint, _agent_api.blueprint, _audit.blueprint,
                       _command_ws.blueprint, _controls.blueprint, _alerts.blueprint, _ui.blueprint):
@@ -71,6 +77,13 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     @app.before_request
     async def _start_timer() -> None:
         g.started = time.perf_counter()
+        if request.url_rule is not None:  # for the access log: the template, never the path as sent
+            name_route(request.scope, request.url_rule.rule)
+
+    @app.before_websocket
+    async def _name_route() -> None:
+        if websocket.url_rule is not None:
+            name_route(websocket.scope, websocket.url_rule.rule)
 
     @app.after_request
     async def _observe(response: Response) -> Response:
@@ -102,7 +115,8 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
 def stop_live_updates(app: QuartTrio) -> None:
     """The server is stopping: close every WebSocket (1001) now, so that they do
     not hold the graceful shutdown up."""
-    s = app.extensions["trioscope"]
+    s = services_of(app)
+    s.health.stopping = True  # /health/ready answers 503 from now on
     close_all(s.links)
     for waiting in s.polls:  # long-polls answer 204 now rather than hold the drain up
         waiting.cancel()

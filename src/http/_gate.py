@@ -43,7 +43,15 @@ def _connection() -> Any:
 
 
 def client_address() -> str:
-    return _connection().remote_addr or "unknown"
+    """The client's address, for rate limits, the audit log and the access
+    log: the connection's peer, or the client a trusted proxy forwarded for
+    (``server.trusted_proxies``; ``_forwarded``)."""
+    connection = _connection()
+    peer: str = connection.remote_addr or "unknown"
+    proxies = services().proxies
+    if not proxies.networks:
+        return peer
+    return proxies.client(peer, connection.headers.getlist(proxies.header))
 
 
 MAX_AUDIT_TEXT = 256
