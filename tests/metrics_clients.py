@@ -1,6 +1,6 @@
 """What the metrics API tests share: an enrolled agent of a fresh tenant that
-writes metrics, a user of that tenant that reads them, and the external
-programs (VictoriaMetrics, promtool) installed from Debian when missing."""
+writes metrics, a user of that tenant that reads them, and a VictoriaMetrics
+of their own (installed from Debian when missing)."""
 
 from __future__ import annotations
 
@@ -27,14 +27,15 @@ TOOLS = Path(__file__).parent / "tools"
 _ids = itertools.count(1)
 
 
-def debian_command(command: str, package: str) -> str:
-    """The path of ``command``, installing Debian's ``package`` when missing; the
-    test is skipped, saying why, when that cannot be done (no apt-get, not root)."""
-    done = subprocess.run(["bash", str(TOOLS / "debian-command.sh"), command, package], capture_output=True,
-                          text=True, timeout=900)
+def victoria_metrics_binary() -> str:
+    """Debian's victoria-metrics, installed with apt-get first if the machine lacks
+    it (``tests/tools/victoria-metrics.sh``); skipped only where it cannot be installed."""
+    done = subprocess.run(["bash", str(TOOLS / "victoria-metrics.sh")], capture_output=True, text=True, timeout=900)
+    if done.returncode == 2:
+        pytest.skip(done.stderr.strip())
     if done.returncode != 0:
-        pytest.skip(f"{command} (Debian package {package}) is not available: {done.stderr.strip()[-300:]}")
-    return done.stdout.strip()
+        raise RuntimeError(f"tests/tools/victoria-metrics.sh failed:\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
 
 
 @attrs.define
@@ -86,7 +87,7 @@ def victoria_metrics() -> Iterator[str]:
     """A VictoriaMetrics of its own (Debian's ``victoria-metrics``) on a free
     port, with its data in a temporary directory; yields its base URL. Stopped
     by its pid."""
-    binary = debian_command("victoria-metrics", "victoria-metrics")
+    binary = victoria_metrics_binary()
     data = tempfile.mkdtemp(prefix="trioscope-vm-")
     port = free_port()
     # latencyOffset 0: the newest points are answered at once (by default VictoriaMetrics

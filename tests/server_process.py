@@ -22,7 +22,7 @@ from trioscope.domain.principals import Role, mint_user_token
 TEST_SECRET = "test-secret-for-trioscope-integration-tests-only"
 """The user-token key of test servers (``TRIOSCOPE_AUTH_SECRET``)."""
 
-_LISTENING = re.compile(r"^trioscope listening on (http://\S+)$")
+_LISTENING = re.compile(r"^trioscope listening on (https?://\S+)$")
 
 
 class ServerProcess:

@@ -55,6 +55,10 @@ class StoreReader:
         bound = functools.partial(method, self._reader, *args, **kwargs)
         return await trio.to_thread.run_sync(bound, limiter=self._limiter)
 
+    async def check(self) -> None:
+        """A trivial read (health checks time it); raises what the database raises."""
+        await self._call(SqliteReader.check)
+
     async def deployments(self) -> list[Deployment]:
         return await self._call(SqliteReader.deployments)
 

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.metrics_clients import Tenant, debian_command, free_port, new_tenant, victoria_metrics
+from tests.metrics_clients import Tenant, free_port, new_tenant, victoria_metrics
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 from tests.waiting import eventually
@@ -261,8 +261,7 @@ async def test_reads_need_a_user_token_and_a_viewer_may_read(embedded: ServerPro
 
 # ---- promtool ---------------------------------------------------------------------------------------
 
-async def test_promtool_queries_the_prometheus_mount(server: ServerProcess) -> None:
-    promtool = debian_command("promtool", "prometheus")
+async def test_promtool_queries_the_prometheus_mount(server: ServerProcess, promtool: str) -> None:
     async with httpx.AsyncClient() as client:
         tenant = await new_tenant(client, server)
         at = (int(time.time()) // 15) * 15 - 120
