@@ -13,7 +13,7 @@ from trioscope.domain.metrics import (
     BadQuery, MetricStore, QueryTooExpensive, Sample, StoreLimits, UnsupportedQuery, WriteLimitExceeded,
     format_value, instant_query, label_names, label_values, parse_selector, range_query, series_matching,
 )
-from trioscope.domain.metrics._engine import bucket_quantile
+from trioscope.domain.metrics._functions import bucket_quantile
 
 T0 = 1_700_000_100.0
 LIMITS = StoreLimits(max_series_per_deployment=100, max_series_per_tenant=200, retention=3600)

@@ -2,15 +2,15 @@
 the InfluxDB line protocol and JSON write bodies, the embedded store (series
 per tenant at 15 s) and the embedded PromQL engine. Pure: no I/O, no clock."""
 
+from ._answers import format_value as format_value
+from ._answers import instant_query as instant_query
+from ._answers import label_names as label_names
+from ._answers import label_values as label_values
+from ._answers import range_query as range_query
+from ._answers import series_matching as series_matching
 from ._engine import MAX_RANGE_POINTS as MAX_RANGE_POINTS
-from ._engine import format_value as format_value
-from ._engine import instant_query as instant_query
-from ._engine import label_names as label_names
-from ._engine import label_values as label_values
 from ._engine import parse as parse
 from ._engine import parse_selector as parse_selector
-from ._engine import range_query as range_query
-from ._engine import series_matching as series_matching
 from ._exceptions import BadQuery as BadQuery
 from ._exceptions import BadWrite as BadWrite
 from ._exceptions import QueryTooExpensive as QueryTooExpensive

@@ -21,10 +21,7 @@ can reach another tenant's.
 from __future__ import annotations
 
 import bisect
-import decimal
-import math
-import operator
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -32,6 +29,7 @@ import promql_parser as pq
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 from ._exceptions import BadQuery, QueryTooExpensive, UnsupportedQuery
+from ._functions import AGGREGATIONS, ARITHMETIC, COMPARISON, RANGE_FUNCTIONS, bucket_quantile
 from ._store import Series, SeriesView
 
 LOOKBACK = 300.0
@@ -122,123 +120,8 @@ def _without_name(labels: Labels) -> Labels:
     return {k: v for k, v in labels.items() if k != "__name__"}
 
 
-def _key(labels: Labels) -> tuple[tuple[str, str], ...]:
+def label_key(labels: Labels) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
-
-
-# ---- functions over a range -----------------------------------------------------------------
-
-def _extrapolated(times: Sequence[float], values: Sequence[float], start: float, end: float, *, counter: bool,
-                  per_second: bool) -> float | None:
-    """Prometheus' ``extrapolatedRate`` (promql/functions.go) for rate, increase and delta."""
-    if len(times) < 2:
-        return None
-    result = values[-1] - values[0]
-    if counter:
-        previous = values[0]
-        for value in values[1:]:
-            if value < previous:
-                result += previous
-            previous = value
-    to_start = times[0] - start
-    to_end = end - times[-1]
-    sampled = times[-1] - times[0]
-    average = sampled / (len(times) - 1)
-    if counter and result > 0 and values[0] >= 0:
-        to_zero = sampled * (values[0] / result)
-        to_start = min(to_start, to_zero)
-    threshold = average * 1.1
-    interval = sampled
-    interval += to_start if to_start < threshold else average / 2
-    interval += to_end if to_end < threshold else average / 2
-    result *= interval / sampled
-    return result / (end - start) if per_second else result
-
-
-def _irate(times: Sequence[float], values: Sequence[float], start: float, end: float) -> float | None:
-    if len(times) < 2:
-        return None
-    change = values[-1] - values[-2]
-    if change < 0:
-        change = values[-1]
-    elapsed = times[-1] - times[-2]
-    return change / elapsed if elapsed > 0 else None
-
-
-RangeFunction = Callable[[Sequence[float], Sequence[float], float, float], float | None]
-RANGE_FUNCTIONS: dict[str, RangeFunction] = {
-    "rate": lambda t, v, s, e: _extrapolated(t, v, s, e, counter=True, per_second=True),
-    "increase": lambda t, v, s, e: _extrapolated(t, v, s, e, counter=True, per_second=False),
-    "delta": lambda t, v, s, e: _extrapolated(t, v, s, e, counter=False, per_second=False),
-    "irate": _irate,
-    "avg_over_time": lambda t, v, s, e: sum(v) / len(v) if v else None,
-    "sum_over_time": lambda t, v, s, e: sum(v) if v else None,
-    "min_over_time": lambda t, v, s, e: min(v) if v else None,
-    "max_over_time": lambda t, v, s, e: max(v) if v else None,
-    "count_over_time": lambda t, v, s, e: float(len(v)) if v else None,
-    "last_over_time": lambda t, v, s, e: v[-1] if v else None,
-}
-
-
-def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
-    """Prometheus' ``bucketQuantile``: quantile ``q`` of cumulative (upper bound, count) buckets."""
-    if math.isnan(q):
-        return math.nan
-    if q < 0:
-        return -math.inf
-    if q > 1:
-        return math.inf
-    buckets = sorted(buckets)
-    if len(buckets) < 2 or buckets[-1][0] != math.inf:
-        return math.nan
-    counts = [count for _, count in buckets]
-    for index in range(1, len(counts)):  # counts are cumulative: never let one fall (scrape skew)
-        counts[index] = max(counts[index], counts[index - 1])
-    observations = counts[-1]
-    if observations == 0:
-        return math.nan
-    rank = q * observations
-    found = bisect.bisect_left(counts, rank)
-    if found == len(buckets) - 1:
-        return buckets[-2][0]
-    if found == 0 and buckets[0][0] <= 0:
-        return buckets[0][0]
-    start, end, count = 0.0, buckets[found][0], counts[found]
-    if found > 0:
-        start = buckets[found - 1][0]
-        count -= counts[found - 1]
-        rank -= counts[found - 1]
-    return start + (end - start) * (rank / count)
-
-
-# ---- operators --------------------------------------------------------------------------------
-
-def _power(a: float, b: float) -> float:
-    try:
-        return float(a ** b)
-    except (OverflowError, ZeroDivisionError):
-        return math.inf
-
-
-def _divide(a: float, b: float) -> float:
-    if b == 0:
-        return math.nan if a == 0 or math.isnan(a) else math.copysign(math.inf, a) * math.copysign(1, b)
-    return a / b
-
-
-def _modulo(a: float, b: float) -> float:
-    return math.nan if b == 0 else math.fmod(a, b)
-
-
-ARITHMETIC: dict[str, Callable[[float, float], float]] = {
-    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": _divide, "%": _modulo, "^": _power,
-}
-COMPARISON: dict[str, Callable[[float, float], bool]] = {
-    "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le,
-}
-AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
-    "sum": math.fsum, "avg": lambda v: math.fsum(v) / len(v), "min": min, "max": max, "count": lambda v: float(len(v)),
-}
 
 
 class Evaluator:
@@ -376,7 +259,7 @@ class Evaluator:
             except ValueError:
                 continue
             rest = {k: v for k, v in labels.items() if k not in ("le", "__name__")}
-            groups.setdefault(_key(rest), (rest, []))[1].append((upper, value))
+            groups.setdefault(label_key(rest), (rest, []))[1].append((upper, value))
         return InstantVector([(rest, bucket_quantile(q, buckets)) for rest, buckets in groups.values()])
 
     def _aggregate(self, expr: pq.AggregateExpr, at: float) -> InstantVector:
@@ -403,7 +286,7 @@ class Evaluator:
                     kept = {k: v for k, v in labels.items() if k in named and v}
                 else:
                     kept = {k: v for k, v in labels.items() if k not in dropped}
-                cached = self._grouped[(spec, id(labels))] = (labels, (kept, _key(kept)))
+                cached = self._grouped[(spec, id(labels))] = (labels, (kept, label_key(kept)))
             kept, key = cached[1]
             group = groups.get(key)
             if group is None:
@@ -456,7 +339,7 @@ class Evaluator:
     def _signature(modifier: pq.BinModifier | None) -> Callable[[Labels], tuple[tuple[str, str], ...]]:
         matching = modifier.matching if modifier is not None else None
         if matching is None:
-            return lambda labels: _key(_without_name(labels))
+            return lambda labels: label_key(_without_name(labels))
         names = set(matching.labels)
         if matching.type == pq.LabelModifierType.Include:
             return lambda labels: tuple(sorted((k, v) for k, v in labels.items() if k in names))
@@ -525,98 +408,3 @@ def parse_selector(text: str) -> pq.VectorSelector:
     if not isinstance(expr, pq.VectorSelector):
         raise BadQuery(f"invalid parameter \"match[]\": {text[:80]!r} is not a series selector")
     return expr
-
-
-# ---- results in the Prometheus HTTP API's shape -----------------------------------------------
-
-def format_value(value: float) -> str:
-    """A sample value as Prometheus writes it (Go's ``FormatFloat(v, 'f', -1, 64)``)."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    text = repr(value)
-    if "e" in text:  # Go writes no exponent: the shortest digits, in full
-        text = format(decimal.Decimal(text), "f")
-    return text[:-2] if text.endswith(".0") else text
-
-
-def format_time(at: float) -> float | int:
-    rounded = round(at, 3)
-    return int(rounded) if rounded == int(rounded) else rounded
-
-
-def _metric(labels: Labels) -> dict[str, str]:
-    return dict(sorted(labels.items()))
-
-
-def instant_query(view: SeriesView, query: str, at: float, *, max_samples: int) -> dict[str, Any]:
-    """``data`` of ``/api/v1/query``: the value of ``query`` at ``at``."""
-    value = Evaluator(view, max_samples).evaluate(parse(query), at)
-    when = format_time(at)
-    if isinstance(value, Scalar):
-        return {"resultType": "scalar", "result": [when, format_value(value.value)]}
-    if isinstance(value, InstantVector):
-        return {"resultType": "vector", "result": [
-            {"metric": _metric(labels), "value": [when, format_value(v)]} for labels, v in value.elements]}
-    return {"resultType": "matrix", "result": [
-        {"metric": _metric(labels), "values": [[format_time(t), format_value(v)] for t, v in zip(times, values,
-                                                                                              strict=True)]}
-        for labels, times, values in value.series]}
-
-
-def range_query(view: SeriesView, query: str, start: float, end: float, step: float, *,
-                max_samples: int) -> dict[str, Any]:
-    """``data`` of ``/api/v1/query_range``: ``query`` at every step from ``start`` to ``end``."""
-    if end < start:
-        raise BadQuery("invalid parameter \"end\": end timestamp must not be before start time")
-    if step <= 0:
-        raise BadQuery("invalid parameter \"step\": zero or negative query resolution step widths are not "
-                       "accepted. Try a positive integer")
-    if (end - start) / step > MAX_RANGE_POINTS:
-        raise BadQuery(f"exceeded maximum resolution of {MAX_RANGE_POINTS} points per timeseries. Try decreasing "
-                       "the query resolution (?step=XX)")
-    expr = parse(query)
-    evaluator = Evaluator(view, max_samples)
-    rows: dict[tuple[tuple[str, str], ...], tuple[Labels, list[list[Any]]]] = {}
-    steps = int((end - start) // step) + 1
-    for index in range(steps):
-        at = start + index * step
-        value = evaluator.evaluate(expr, at)
-        if isinstance(value, RangeVector):
-            raise BadQuery("invalid expression type \"range vector\" for range query, must be Scalar or instant "
-                           "Vector")
-        elements: Iterable[tuple[Labels, float]] = (
-            [({}, value.value)] if isinstance(value, Scalar) else value.elements)
-        when = format_time(at)
-        for labels, v in elements:
-            rows.setdefault(_key(labels), (labels, []))[1].append([when, format_value(v)])
-    return {"resultType": "matrix", "result": [{"metric": _metric(labels), "values": points}
-                                               for labels, points in rows.values()]}
-
-
-def series_matching(view: SeriesView, selectors: list[pq.VectorSelector], start: float,
-                    end: float) -> list[dict[str, str]]:
-    """``/api/v1/series``: the label sets of series with samples between ``start`` and ``end``."""
-    found: dict[int, Series] = {}
-    for selector in selectors:
-        for series in select(view, selector):
-            times = series.times
-            low = bisect.bisect_left(times, start)
-            if low < len(times) and times[low] <= end:
-                found[id(series)] = series
-    return [_metric(series.label_map) for series in found.values()]
-
-
-def label_names(view: SeriesView, selectors: list[pq.VectorSelector]) -> list[str]:
-    """``/api/v1/labels``."""
-    chosen: Iterable[Series] = (view.named(None) if not selectors
-                                else (s for selector in selectors for s in select(view, selector)))
-    return sorted({name for series in chosen for name in series.label_map})
-
-
-def label_values(view: SeriesView, name: str, selectors: list[pq.VectorSelector]) -> list[str]:
-    """``/api/v1/label/<name>/values``."""
-    chosen: Iterable[Series] = (view.named(None) if not selectors
-                                else (s for selector in selectors for s in select(view, selector)))
-    return sorted({series.label_map[name] for series in chosen if name in series.label_map})

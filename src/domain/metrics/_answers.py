@@ -1,0 +1,108 @@
+"""The embedded engine's answers in the Prometheus HTTP API's shape: instant and
+range queries, series, label names and values."""
+
+from __future__ import annotations
+
+import bisect
+import decimal
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import promql_parser as pq
+
+from ._engine import MAX_RANGE_POINTS, Evaluator, InstantVector, Labels, RangeVector, Scalar, label_key, parse, select
+from ._exceptions import BadQuery
+from ._store import Series, SeriesView
+
+def format_value(value: float) -> str:
+    """A sample value as Prometheus writes it (Go's ``FormatFloat(v, 'f', -1, 64)``)."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    text = repr(value)
+    if "e" in text:  # Go writes no exponent: the shortest digits, in full
+        text = format(decimal.Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def format_time(at: float) -> float | int:
+    rounded = round(at, 3)
+    return int(rounded) if rounded == int(rounded) else rounded
+
+
+def _metric(labels: Labels) -> dict[str, str]:
+    return dict(sorted(labels.items()))
+
+
+def instant_query(view: SeriesView, query: str, at: float, *, max_samples: int) -> dict[str, Any]:
+    """``data`` of ``/api/v1/query``: the value of ``query`` at ``at``."""
+    value = Evaluator(view, max_samples).evaluate(parse(query), at)
+    when = format_time(at)
+    if isinstance(value, Scalar):
+        return {"resultType": "scalar", "result": [when, format_value(value.value)]}
+    if isinstance(value, InstantVector):
+        return {"resultType": "vector", "result": [
+            {"metric": _metric(labels), "value": [when, format_value(v)]} for labels, v in value.elements]}
+    return {"resultType": "matrix", "result": [
+        {"metric": _metric(labels), "values": [[format_time(t), format_value(v)] for t, v in zip(times, values,
+                                                                                              strict=True)]}
+        for labels, times, values in value.series]}
+
+
+def range_query(view: SeriesView, query: str, start: float, end: float, step: float, *,
+                max_samples: int) -> dict[str, Any]:
+    """``data`` of ``/api/v1/query_range``: ``query`` at every step from ``start`` to ``end``."""
+    if end < start:
+        raise BadQuery("invalid parameter \"end\": end timestamp must not be before start time")
+    if step <= 0:
+        raise BadQuery("invalid parameter \"step\": zero or negative query resolution step widths are not "
+                       "accepted. Try a positive integer")
+    if (end - start) / step > MAX_RANGE_POINTS:
+        raise BadQuery(f"exceeded maximum resolution of {MAX_RANGE_POINTS} points per timeseries. Try decreasing "
+                       "the query resolution (?step=XX)")
+    expr = parse(query)
+    evaluator = Evaluator(view, max_samples)
+    rows: dict[tuple[tuple[str, str], ...], tuple[Labels, list[list[Any]]]] = {}
+    steps = int((end - start) // step) + 1
+    for index in range(steps):
+        at = start + index * step
+        value = evaluator.evaluate(expr, at)
+        if isinstance(value, RangeVector):
+            raise BadQuery("invalid expression type \"range vector\" for range query, must be Scalar or instant "
+                           "Vector")
+        elements: Iterable[tuple[Labels, float]] = (
+            [({}, value.value)] if isinstance(value, Scalar) else value.elements)
+        when = format_time(at)
+        for labels, v in elements:
+            rows.setdefault(label_key(labels), (labels, []))[1].append([when, format_value(v)])
+    return {"resultType": "matrix", "result": [{"metric": _metric(labels), "values": points}
+                                               for labels, points in rows.values()]}
+
+
+def series_matching(view: SeriesView, selectors: list[pq.VectorSelector], start: float,
+                    end: float) -> list[dict[str, str]]:
+    """``/api/v1/series``: the label sets of series with samples between ``start`` and ``end``."""
+    found: dict[int, Series] = {}
+    for selector in selectors:
+        for series in select(view, selector):
+            times = series.times
+            low = bisect.bisect_left(times, start)
+            if low < len(times) and times[low] <= end:
+                found[id(series)] = series
+    return [_metric(series.label_map) for series in found.values()]
+
+
+def label_names(view: SeriesView, selectors: list[pq.VectorSelector]) -> list[str]:
+    """``/api/v1/labels``."""
+    chosen: Iterable[Series] = (view.named(None) if not selectors
+                                else (s for selector in selectors for s in select(view, selector)))
+    return sorted({name for series in chosen for name in series.label_map})
+
+
+def label_values(view: SeriesView, name: str, selectors: list[pq.VectorSelector]) -> list[str]:
+    """``/api/v1/label/<name>/values``."""
+    chosen: Iterable[Series] = (view.named(None) if not selectors
+                                else (s for selector in selectors for s in select(view, selector)))
+    return sorted({series.label_map[name] for series in chosen if name in series.label_map})
