@@ -22,12 +22,17 @@ from ._changes import CHANGES_CHANNEL as CHANGES_CHANNEL
 from ._changes import Change as Change
 from ._changes import decode_change as decode_change
 from ._changes import encode_change as encode_change
+from ._copy import CopyCounts as CopyCounts
+from ._copy import CopyFailed as CopyFailed
+from ._copy import CopyRefused as CopyRefused
+from ._copy import copy_store as copy_store
 from ._reader import Database as Database
 from ._reader import StoreReader as StoreReader
 from ._reader import StoreWriter as StoreWriter
 from ._reader import describe_database as describe_database
 from ._reader import open_writer as open_writer
 from ._reader import resolve_database as resolve_database
+from ._reader import sqlite_path as sqlite_path
 from ._reads import AuditRecord as AuditRecord
 from ._reads import BulkPart as BulkPart
 from ._reads import CommandPart as CommandPart
@@ -42,8 +47,9 @@ from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
     "CHANGES_CHANNEL", "DATABASE_FILE", "AuditEntry", "AuditRecord", "BulkPart", "Change", "CommandPart", "Conflict",
+    "CopyCounts", "CopyFailed", "CopyRefused",
     "Database", "ForgetAgents", "NewerSchema", "PostgresReader", "PostgresWriter", "Rejected", "SaveAgent",
     "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter", "StoredCommand",
-    "Unavailable", "Write", "decode_change", "describe_database", "encode_change", "load_or_create_secret", "open_writer",
-    "resolve_database", "token_secret",
+    "Unavailable", "Write", "copy_store", "decode_change", "describe_database", "encode_change", "load_or_create_secret", "open_writer",
+    "resolve_database", "sqlite_path", "token_secret",
 ]

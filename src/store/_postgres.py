@@ -224,8 +224,18 @@ class PostgresWriter:
     def restore(self, commands: Sequence[Command], audit: Sequence[AuditRecord]) -> None:
         """Write ``commands`` and ``audit`` records as they are, ids kept (a row of
         the same id is replaced), in one transaction; later audit records are
-        numbered after the largest id."""
+        numbered after the largest id.
+
+        Raises:
+            Rejected: the database refused a row (nothing of the call was written).
+        """
         db = self._db()
+        try:
+            self._restore(db, commands, audit)
+        except REFUSED as exc:
+            raise Rejected(f"{type(exc).__name__}: {exc}") from exc
+
+    def _restore(self, db: Connection, commands: Sequence[Command], audit: Sequence[AuditRecord]) -> None:
         with db.transaction():
             for c in commands:
                 db.execute(
