@@ -50,7 +50,7 @@ _INT4_MAX = 2**31 - 1
 
 REFUSED: tuple[type[BaseException], ...] = (
     psycopg.IntegrityError,  # an id, a token taken; a deployment that does not exist
-    psycopg.DataError,  # a NUL character in text or JSON, a number out of range
+    psycopg.DataError,  # a NUL character in a text column, a number out of range
     psycopg.errors.ProgramLimitExceeded,  # a key too long for its index
     orjson.JSONEncodeError,  # nested deeper than JSON encoders go
 )
@@ -185,14 +185,14 @@ class PostgresWriter:
         elif isinstance(write, AuditEntry):
             db.execute(
                 "INSERT INTO audit (at, tenant, actor, action, resource_type, resource_id, outcome, address,"
-                " user_agent, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)",
+                " user_agent, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json)",
                 (write.at, write.tenant, write.actor, write.action, write.resource_type, write.resource_id,
                  write.outcome, write.address, write.user_agent, _json(write.details)))
         elif isinstance(write, SaveDeployment):
             d = write.deployment
             db.execute(
                 "INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (hash) DO UPDATE SET"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s::json) ON CONFLICT (hash) DO UPDATE SET"
                 " enrollment_hash = excluded.enrollment_hash, status = excluded.status, metadata = excluded.metadata",
                 (d.hash, d.tenant, d.user_id, d.created_at, d.enrollment_hash, d.status.value, _json(d.metadata)))
         elif isinstance(write, SaveAgent):
@@ -201,7 +201,7 @@ class PostgresWriter:
                               "system_info": a.system_info})
             db.execute(
                 "INSERT INTO agents (id, deployment_hash, token_hash, status, created_at, decommissioned_at, document)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (id) DO UPDATE SET"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s::json) ON CONFLICT (id) DO UPDATE SET"
                 " token_hash = excluded.token_hash, status = excluded.status,"
                 " decommissioned_at = excluded.decommissioned_at, document = excluded.document",
                 (a.id, a.deployment_hash, a.token_hash, a.status.value, a.created_at, a.decommissioned_at, document))
@@ -252,7 +252,7 @@ class PostgresWriter:
                 e = record.entry
                 db.execute(
                     "INSERT INTO audit (id, at, tenant, actor, action, resource_type, resource_id, outcome, address,"
-                    " user_agent, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+                    " user_agent, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json)"
                     " ON CONFLICT (id) DO UPDATE SET at = excluded.at, tenant = excluded.tenant,"
                     " actor = excluded.actor, action = excluded.action, resource_type = excluded.resource_type,"
                     " resource_id = excluded.resource_id, outcome = excluded.outcome, address = excluded.address,"

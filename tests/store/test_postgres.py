@@ -146,13 +146,13 @@ def test_change_payloads_round_trip_and_bad_ones_are_refused_by_name() -> None:
 # Values PostgreSQL refuses where SQLite would not
 
 
-async def test_a_nul_character_is_rejected_with_its_group_alone(postgres_url: str) -> None:
+async def test_a_nul_character_in_a_text_column_is_rejected_with_its_group_alone(postgres_url: str) -> None:
     writer = open_writer(postgres_url)
     reader = StoreReader(postgres_url)
     try:
         results = await trio.to_thread.run_sync(writer.commit, [
-            [SaveDeployment(deployment("bad", metadata={"x": "a\x00b"}))],
             [SaveDeployment(deployment("bad-tenant", tenant="a\x00b"))],
+            [AuditEntry(at=1.0, tenant="acme", actor="anonymous", action="auth.failure", resource_id="x\x00")],
             [SaveDeployment(deployment("good"))],
         ])
         assert [type(r) for r in results] == [Rejected, Rejected, type(None)]
