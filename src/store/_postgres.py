@@ -83,9 +83,14 @@ def connect(url: str) -> Connection:
     try:
         db = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
     except psycopg.Error as exc:
-        raise Unavailable(f"cannot connect to {describe(url)}: {str(exc).strip()}") from None
+        raise Unavailable(f"cannot connect to {describe(url)}: {_one_line(exc)}") from None
     configure(db)
     return db
+
+
+def _one_line(exc: BaseException) -> str:
+    """libpq's message, its lines joined: the server logs it as one line."""
+    return " ".join(str(exc).split())
 
 
 def _json(value: object) -> str:
@@ -105,7 +110,7 @@ class PostgresWriter:
             migrate(self.connection)
         except psycopg.Error as exc:
             self.connection.close()
-            raise Unavailable(f"cannot create or migrate the schema in {describe(url)}: {str(exc).strip()}") from None
+            raise Unavailable(f"cannot create or migrate the schema in {describe(url)}: {_one_line(exc)}") from None
         except BaseException:
             self.connection.close()
             raise
