@@ -8,7 +8,7 @@ a compare-and-set that finds the row changed is a ``Conflict``, a value the
 database refuses is ``Rejected``. In the same transaction, each committed
 group's command, deployment and agent changes are announced to the other
 replicas (``_changes``); PostgreSQL delivers the notifications on commit only.
-Committed means flushed to disk (PostgreSQL's default ``synchronous_commit``).
+Committed means flushed to disk (``synchronous_commit`` is set on for the writer).
 All methods block: callers run them in a worker thread, one at a time.
 """
 
@@ -105,7 +105,7 @@ class PostgresWriter:
         self.url = url
         self.origin = origin if origin is not None else secrets.token_hex(8)
         """Names this writer in its change notifications."""
-        self.connection = connect(url)
+        self.connection = self._connect()
         try:
             migrate(self.connection)
         except psycopg.Error as exc:
@@ -118,11 +118,17 @@ class PostgresWriter:
     def close(self) -> None:
         self.connection.close()
 
+    def _connect(self) -> Connection:
+        db = connect(self.url)
+        # Acknowledged means flushed to disk, whatever the server's default is.
+        db.execute("SET synchronous_commit = on")
+        return db
+
     def _db(self) -> Connection:
         """The connection, a new one if the last call lost it (a server restart)."""
         if self.connection.closed or self.connection.broken:
             self.connection.close()
-            self.connection = connect(self.url)
+            self.connection = self._connect()
         return self.connection
 
     def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
