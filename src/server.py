@@ -202,7 +202,8 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
     except OSError as exc:
         log.error("cannot listen on %s: %s", bind_address(settings), exc.strerror or exc)
         return ExitCode.FAILED
-    reader = _open_data_dir(settings)
+    # Off the event loop: a PostgreSQL server may take its connect timeout to answer.
+    reader = await trio.to_thread.run_sync(_open_data_dir, settings)
     if reader is None:
         for sock in sockets.insecure_sockets:
             sock.close()
