@@ -111,6 +111,10 @@ class StoreReader:
     async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await trio.to_thread.run_sync(functools.partial(method, *args, **kwargs), limiter=self._limiter)
 
+    async def check(self) -> None:
+        """A trivial read (health checks time it); raises what the database raises."""
+        await self._call(SqliteReader.check)
+
     async def deployments(self) -> list[Deployment]:
         return await self._call(self._reader.deployments)
 
