@@ -113,7 +113,7 @@ class StoreReader:
 
     async def check(self) -> None:
         """A trivial read (health checks time it); raises what the database raises."""
-        await self._call(SqliteReader.check)
+        await self._call(self._reader.check)
 
     async def deployments(self) -> list[Deployment]:
         return await self._call(self._reader.deployments)
