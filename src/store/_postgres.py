@@ -1,0 +1,317 @@
+"""The PostgreSQL store's connections and its writer (one connection, group
+commits); its reads are ``_postgres_reader``'s. What replicas share when they
+serve one installation.
+
+The semantics are SQLite's (``_sqlite``): every group of a commit is
+all-or-nothing (a savepoint each), all groups of a call are one transaction,
+a compare-and-set that finds the row changed is a ``Conflict``, a value the
+database refuses is ``Rejected``. In the same transaction, each committed
+group's command, deployment and agent changes are announced to the other
+replicas (``_changes``); PostgreSQL delivers the notifications on commit only.
+Committed means flushed to disk (``synchronous_commit`` is set on for the writer).
+All methods block: callers run them in a worker thread, one at a time.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+import orjson
+import psycopg
+import psycopg.errors
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import TupleRow
+from psycopg.types.json import set_json_loads
+
+from trioscope.domain.commands import Command
+
+from ._changes import CHANGES_CHANNEL, changes_of, encode_change
+from ._command_rows import command_columns, finished_at
+from ._ops import (AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Unavailable,
+                   Write)
+from ._postgres_migrations import migrate
+from ._reads import AuditRecord
+
+Connection = psycopg.Connection[TupleRow]
+
+CONNECT_TIMEOUT = 10
+"""Seconds to wait for a connection before the database counts as unreachable."""
+
+REFUSED: tuple[type[BaseException], ...] = (
+    psycopg.IntegrityError,  # an id, a token taken; a deployment that does not exist
+    psycopg.DataError,  # a NUL character in a text column, a number out of range
+    psycopg.errors.ProgramLimitExceeded,  # a key too long for its index
+    orjson.JSONEncodeError,  # nested deeper than JSON encoders go
+)
+"""A group's own failures, not the store's: they reject the group, never crash the writer."""
+
+URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+class _Retry(Exception):
+    """A pipelined commit found a conflict: it was rolled back, to be written group by group."""
+
+
+_RETRIED: tuple[type[BaseException], ...] = (_Retry, *REFUSED)
+
+
+def is_postgres_url(database: str) -> bool:
+    return database.startswith(URL_SCHEMES)
+
+
+def describe(url: str) -> str:
+    """Where ``url`` points, for messages: never its password."""
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error:
+        return "a PostgreSQL URL that libpq cannot parse"
+    return f"postgresql://{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+
+
+def configure(db: Connection) -> None:
+    """Set up a new connection: JSON values parsed by orjson."""
+    set_json_loads(orjson.loads, db)
+
+
+def connect(url: str) -> Connection:
+    """An autocommit connection (transactions are explicit).
+
+    Raises:
+        Unavailable: the server cannot be reached or refuses the login.
+    """
+    try:
+        db = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+    except psycopg.Error as exc:
+        raise Unavailable(f"cannot connect to {describe(url)}: {_one_line(exc)}") from None
+    configure(db)
+    return db
+
+
+def _one_line(exc: BaseException) -> str:
+    """libpq's message, its lines joined: the server logs it as one line."""
+    return " ".join(str(exc).split())
+
+
+def _audit_text(value: str | None) -> str | None:
+    """An audit record's text as PostgreSQL's text can hold it: a NUL (say, a
+    ``%00`` in a refused request's path) becomes U+FFFD. The record of who
+    tried what is kept rather than refused with the group (SQLite keeps NUL)."""
+    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
+
+
+def _json(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+class PostgresWriter:
+    """Applies groups of writes; each group all-or-nothing, all groups of one call
+    in one transaction (one flush), each committed group announced."""
+
+    def __init__(self, url: str, *, origin: str | None = None) -> None:
+        self.url = url
+        self.origin = origin if origin is not None else secrets.token_hex(8)
+        """Names this writer in its change notifications."""
+        self.connection = self._connect()
+        try:
+            migrate(self.connection)
+        except psycopg.Error as exc:
+            self.connection.close()
+            raise Unavailable(f"cannot create or migrate the schema in {describe(url)}: {_one_line(exc)}") from None
+        except BaseException:
+            self.connection.close()
+            raise
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def _connect(self) -> Connection:
+        db = connect(self.url)
+        # Acknowledged means flushed to disk, whatever the server's default is.
+        db.execute("SET synchronous_commit = on")
+        return db
+
+    def _db(self) -> Connection:
+        """The connection, a new one if the last call lost it (a server restart)."""
+        if self.connection.closed or self.connection.broken:
+            self.connection.close()
+            self.connection = self._connect()
+        return self.connection
+
+    def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        """Write every group in one transaction; a group that fails (a conflict, a
+        refused value) is rolled back alone and its error returned in its place.
+
+        Every group is first sent at once, in one pipeline (a round trip for
+        all, not four per group); only when one of them fails is the
+        transaction rolled back and written again a savepoint per group."""
+        db = self._db()
+        if not any(isinstance(write, ForgetAgents) for group in groups for write in group):
+            try:
+                return self._commit_pipelined(db, groups)
+            except _RETRIED:
+                pass  # rolled back: find the failing groups one savepoint at a time
+        return self._commit_each(db, groups)
+
+    def _commit_pipelined(self, db: Connection, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        """Every group, assuming none fails (rolled back and ``_Retry`` if one does)."""
+        payloads = [encode_change(c) for group in groups for c in changes_of(group, self.origin, {})]
+        with db.pipeline() as pipeline, db.transaction():
+            checks = [cursor for group in groups for write in group if (cursor := self._send(db, write)) is not None]
+            if payloads:
+                db.execute("SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+                           (CHANGES_CHANNEL, payloads))
+            pipeline.sync()
+            if any(cursor.rowcount != 1 for cursor in checks):
+                raise _Retry  # a conflict: which group's is found by the savepoints
+        return [None] * len(groups)
+
+    def _commit_each(self, db: Connection, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        results: list[BaseException | None] = []
+        payloads: list[str] = []
+        with db.transaction():
+            for group in groups:
+                forgotten: dict[str, str] = {}
+                try:
+                    with db.transaction():  # a savepoint
+                        for write in group:
+                            self._apply(db, write, forgotten)
+                except Conflict as exc:
+                    results.append(exc)
+                except REFUSED as exc:
+                    rejected = Rejected(f"{type(exc).__name__}: {exc}")
+                    rejected.__cause__ = exc
+                    results.append(rejected)
+                else:
+                    results.append(None)
+                    payloads.extend(encode_change(c) for c in changes_of(group, self.origin, forgotten))
+            if payloads:
+                db.execute("SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
+                           (CHANGES_CHANNEL, payloads))
+        return results
+
+    def prune(self, before: float, batch: int) -> tuple[int, int]:
+        """Delete up to ``batch`` commands finished before ``before`` (unix
+        seconds), and up to ``batch`` audit records made before it; answers how
+        many of each. Open commands stay whatever their age. Rows another
+        replica is pruning at the same moment are left to it."""
+        db = self._db()
+        with db.transaction():
+            commands = db.execute(
+                "DELETE FROM commands WHERE id IN (SELECT id FROM commands WHERE finished_at < %s LIMIT %s"
+                " FOR UPDATE SKIP LOCKED)", (before, batch)).rowcount
+            audit = db.execute(
+                "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < %s LIMIT %s FOR UPDATE SKIP LOCKED)",
+                (before, batch)).rowcount
+        return commands, audit
+
+    def _apply(self, db: Connection, write: Write, forgotten: dict[str, str]) -> None:
+        """Write ``write`` now. Raises ``Conflict`` when a compare-and-set found
+        the row changed; adds the agents ``ForgetAgents`` deleted to ``forgotten``."""
+        if isinstance(write, ForgetAgents):
+            cursor = db.execute("DELETE FROM agents WHERE id = ANY(%s) RETURNING id, deployment_hash",
+                                (list(write.agent_ids),))
+            forgotten.update((agent_id, deployment) for agent_id, deployment in cursor.fetchall())
+            return
+        cursor = self._send(db, write)
+        if cursor is not None and cursor.rowcount != 1:
+            assert isinstance(write, SaveCommand)
+            raise Conflict(write.command.id)
+
+    def _send(self, db: Connection, write: Write) -> psycopg.Cursor[TupleRow] | None:
+        """Send the statement of ``write`` (not ``ForgetAgents``); for a
+        compare-and-set, its cursor, whose ``rowcount`` is 1 unless the row changed."""
+        if isinstance(write, SaveCommand):
+            c = write.command
+            columns = command_columns(c)
+            if write.expected_version is None:
+                db.execute(
+                    "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,"
+                    " document, error, history, result, finished_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
+                     len(c.history), *columns, finished_at(c)))
+                return None
+            return db.execute(
+                "UPDATE commands SET status = %s, version = %s, document = %s, error = %s, history = %s,"
+                " result = %s, finished_at = %s WHERE id = %s AND version = %s",
+                (c.status.value, len(c.history), *columns, finished_at(c), c.id, write.expected_version))
+        if isinstance(write, AuditEntry):
+            db.execute(
+                "INSERT INTO audit (at, tenant, actor, action, resource_type, resource_id, outcome, address,"
+                " user_agent, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json)",
+                (write.at, *map(_audit_text, (write.tenant, write.actor, write.action, write.resource_type,
+                                              write.resource_id, write.outcome, write.address, write.user_agent)),
+                 _json(write.details)))
+        elif isinstance(write, SaveDeployment):
+            d = write.deployment
+            db.execute(
+                "INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s::json) ON CONFLICT (hash) DO UPDATE SET"
+                " enrollment_hash = excluded.enrollment_hash, status = excluded.status, metadata = excluded.metadata",
+                (d.hash, d.tenant, d.user_id, d.created_at, d.enrollment_hash, d.status.value, _json(d.metadata)))
+        elif isinstance(write, SaveAgent):
+            a = write.agent
+            document = _json({"capabilities": list(a.capabilities), "version": a.version,
+                              "system_info": a.system_info})
+            db.execute(
+                "INSERT INTO agents (id, deployment_hash, token_hash, status, created_at, decommissioned_at, document)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s::json) ON CONFLICT (id) DO UPDATE SET"
+                " token_hash = excluded.token_hash, status = excluded.status,"
+                " decommissioned_at = excluded.decommissioned_at, document = excluded.document",
+                (a.id, a.deployment_hash, a.token_hash, a.status.value, a.created_at, a.decommissioned_at, document))
+        else:  # pragma: no cover - the Write union is closed (ForgetAgents goes through _apply)
+            raise TypeError(f"not a write here: {write!r}")
+        return None
+
+    # Copying a whole store (``_copy``)
+
+    def is_empty(self) -> bool:
+        """No deployment, agent, command or audit record yet."""
+        row = self._db().execute(
+            "SELECT EXISTS (SELECT 1 FROM deployments) OR EXISTS (SELECT 1 FROM agents)"
+            " OR EXISTS (SELECT 1 FROM commands) OR EXISTS (SELECT 1 FROM audit)").fetchone()
+        return row is not None and not row[0]
+
+    def restore(self, commands: Sequence[Command], audit: Sequence[AuditRecord]) -> None:
+        """Write ``commands`` and ``audit`` records as they are, ids kept (a row of
+        the same id is replaced), in one transaction; later audit records are
+        numbered after the largest id.
+
+        Raises:
+            Rejected: the database refused a row (nothing of the call was written).
+        """
+        db = self._db()
+        try:
+            self._restore(db, commands, audit)
+        except REFUSED as exc:
+            raise Rejected(f"{type(exc).__name__}: {exc}") from exc
+
+    def _restore(self, db: Connection, commands: Sequence[Command], audit: Sequence[AuditRecord]) -> None:
+        with db.transaction():
+            for c in commands:
+                db.execute(
+                    "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,"
+                    " document, error, history, result, finished_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                    " deployment_hash = excluded.deployment_hash, tenant = excluded.tenant,"
+                    " sequence = excluded.sequence, status = excluded.status, created_at = excluded.created_at,"
+                    " version = excluded.version, document = excluded.document, error = excluded.error,"
+                    " history = excluded.history, result = excluded.result, finished_at = excluded.finished_at",
+                    (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at, len(c.history),
+                     *command_columns(c), finished_at(c)))
+            for record in audit:
+                e = record.entry
+                db.execute(
+                    "INSERT INTO audit (id, at, tenant, actor, action, resource_type, resource_id, outcome, address,"
+                    " user_agent, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json)"
+                    " ON CONFLICT (id) DO UPDATE SET at = excluded.at, tenant = excluded.tenant,"
+                    " actor = excluded.actor, action = excluded.action, resource_type = excluded.resource_type,"
+                    " resource_id = excluded.resource_id, outcome = excluded.outcome, address = excluded.address,"
+                    " user_agent = excluded.user_agent, details = excluded.details",
+                    (record.id, e.at, *map(_audit_text, (e.tenant, e.actor, e.action, e.resource_type,
+                                                         e.resource_id, e.outcome, e.address, e.user_agent)),
+                     _json(e.details)))
+            if audit:
+                db.execute("SELECT setval(pg_get_serial_sequence('audit', 'id'), coalesce(max(id), 0) + 1, false)"
+                           " FROM audit")
