@@ -23,7 +23,7 @@ from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, Agent
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
 from trioscope.domain.rates import RateLimiter, retry_after
 from trioscope.runtime import ActorStopped, MailboxFull
-from trioscope.store import AuditEntry
+from trioscope.store import AuditEntry, RateBudget
 from trioscope.wire import request_signing
 
 from ._errors import ApiError
@@ -105,10 +105,18 @@ async def check_registration_rate() -> None:
             "address_registrations", "too many registrations from this address")
 
 
-def _charge(limiter: RateLimiter, limit: int, scope: str, message: str, key: str | None = None) -> None:
-    """Count one request against ``limiter`` (keyed by the client address
-    unless ``key``): 429 with Retry-After beyond it, counted in /metrics."""
-    wait = limiter.acquire(key if key is not None else client_address(), time.monotonic())
+def _charge(limiter: RateLimiter, limit: int, scope: str, message: str) -> None:
+    """Count one request against ``limiter``, keyed by the client address: 429
+    with Retry-After beyond it, counted in /metrics."""
+    _refuse_beyond(limiter.acquire(client_address(), time.monotonic()), limit, scope, message)
+
+
+async def _charge_shared(budget: RateBudget, key: str, scope: str, message: str) -> None:
+    """``_charge`` for a budget every replica shares (per agent, per user)."""
+    _refuse_beyond(await budget.acquire(key), budget.per_minute, scope, message)
+
+
+def _refuse_beyond(wait: float, limit: int, scope: str, message: str) -> None:
     if wait:
         services().metrics.refused(f"rate_{scope}")
         raise ApiError(429, "rate_limited", f"{message}; slow down",
@@ -150,8 +158,8 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
             s.gate.tokens.clear()  # crude but bounded: the next requests verify again
         s.gate.tokens[token] = principal
     # Per (tenant, user): alice of one tenant is not alice of another.
-    _charge(s.gate.per_user, s.settings.limits.per_user, "user", "too many requests for this user",
-            key=f"{principal.tenant}\x00{principal.user_id}")
+    await _charge_shared(s.gate.per_user, f"{principal.tenant}\x00{principal.user_id}", "user",
+                         "too many requests for this user")
     if not principal.may(permission):
         raise refuse(403, "forbidden", f"role {principal.role.value} may not do this",
                      action="auth.denied", tenant=principal.tenant, actor=f"user:{principal.user_id}",
@@ -276,11 +284,10 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
         raise _agent_refusal(answer, known, known.holder_of(token), deployment_hash, claimed)
     found: AgentRecord = answer
     if s.settings.agents.require_signature:
-        failure = _signature_failure(found, token or "", body, headers, target)
+        failure = await _signature_failure(found, token or "", body, headers, target)
         if failure is not None:
             raise _agent_refusal(failure, known, found, deployment_hash, claimed)
-    _charge(s.gate.per_agent, s.settings.limits.per_agent, "agent", "too many requests from this agent",
-            key=found.id)
+    await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
     seen = s.gate.seen
     seen[found.id] = time.time()
     if len(seen) > 2 * len(known.agents) + 1024:  # agents forgotten after retirement: drop theirs
@@ -336,7 +343,7 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
         await services().directory.ask(AttachReporter(reporter_id, signer.id), timeout=10.0)
 
 
-def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any,
+async def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any,
                        target: tuple[str, str] | None = None) -> AgentAuthFailure | None:
     """Why the request's signature does not hold, or None. Two schemes: RFC 9421
     over the whole request (``request_signing``, the probe's), and the status
@@ -374,12 +381,12 @@ def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any
     if abs(time.time() - signed_at) > MAX_CLOCK_SKEW:
         return AgentAuthFailure.CLOCK_SKEW
     gate = services().gate
-    if signed_at < gate.signed_since:
+    if signed_at < gate.replay.signed_since:
         return AgentAuthFailure.SIGNED_BEFORE_START
     # Recorded only once the signature proved the sender holds the token, so
     # nobody else can burn an agent's request ids. Normalised: the same UUID in
     # upper case, braces or without hyphens is the same request id.
-    if not gate.replay.first_use(f"{found.id}/{request_id}", time.monotonic()):
+    if not await gate.replay.first_use(f"{found.id}/{request_id}"):
         return AgentAuthFailure.REPLAYED
     return None
 

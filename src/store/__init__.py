@@ -15,6 +15,11 @@ from ._ops import SaveAgent as SaveAgent
 from ._ops import SaveCommand as SaveCommand
 from ._ops import SaveDeployment as SaveDeployment
 from ._ops import Write as Write
+from ._limits import AgentAndUserLimits as AgentAndUserLimits
+from ._limits import RateBudget as RateBudget
+from ._limits import ReplayIds as ReplayIds
+from ._limits import open_limits as open_limits
+from ._limits import postgres_url as postgres_url
 from ._migrations import NewerSchema as NewerSchema
 from ._reader import StoreReader as StoreReader
 from ._reader import StoreWriter as StoreWriter
@@ -30,7 +35,7 @@ from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
-    "DATABASE_FILE", "AuditEntry", "AuditRecord", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "NewerSchema", "Rejected",
+    "DATABASE_FILE", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "NewerSchema", "RateBudget", "Rejected", "ReplayIds",
     "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
-    "StoredCommand", "Write", "load_or_create_secret", "open_writer", "token_secret",
+    "StoredCommand", "Write", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "token_secret",
 ]

@@ -61,6 +61,14 @@ class StoreReader:
     async def agents(self) -> list[AgentRecord]:
         return await self._call(SqliteReader.agents)
 
+    async def deployment(self, deployment_hash: str) -> Deployment | None:
+        """One deployment as stored (another replica may have changed it)."""
+        return await self._call(SqliteReader.deployment, deployment_hash)
+
+    async def agent(self, agent_id: str) -> AgentRecord | None:
+        """One agent's record as stored (None: never enrolled, or forgotten)."""
+        return await self._call(SqliteReader.agent, agent_id)
+
     async def deployments_with_open_commands(self) -> list[str]:
         return await self._call(SqliteReader.deployments_with_open_commands)
 

@@ -235,18 +235,28 @@ class SqliteReader:
         finally:
             self.connection.execute("COMMIT")
 
-    def deployments(self) -> list[Deployment]:
+    def deployments(self, where: str = "", *args: object) -> list[Deployment]:
         rows = self.connection.execute(
-            "SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments")
+            "SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments" + where,
+            args)
         return [Deployment(hash=h, tenant=t, user_id=u, created_at=c, enrollment_hash=e,
                            status=DeploymentStatus(s), metadata=orjson.loads(m))
                 for h, t, u, c, e, s, m in rows]
 
-    def agents(self) -> list[AgentRecord]:
+    def deployment(self, deployment_hash: str) -> Deployment | None:
+        found = self.deployments(" WHERE hash = ?", deployment_hash)
+        return found[0] if found else None
+
+    def agent(self, agent_id: str) -> AgentRecord | None:
+        found = self.agents(" WHERE id = ?", agent_id)
+        return found[0] if found else None
+
+    def agents(self, where: str = "", *args: object) -> list[AgentRecord]:
         """Every agent record; retired agents without system info (written
         without it, or by an earlier version: the migration removes it)."""
         rows = self.connection.execute(
-            "SELECT id, deployment_hash, token_hash, status, created_at, decommissioned_at, document FROM agents")
+            "SELECT id, deployment_hash, token_hash, status, created_at, decommissioned_at, document FROM agents"
+            + where, args)
         agents = []
         for agent_id, deployment, token_hash, status, created, decommissioned, document in rows:
             extra = orjson.loads(document)
