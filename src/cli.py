@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -27,7 +28,7 @@ from trioscope.config import (
 from trioscope.domain.principals import Role, mint_user_token
 from trioscope.log_output import configure_logging
 from trioscope.server import ExitCode, serve, tune_garbage_collector
-from trioscope.store import DATABASE_FILE, StoreReader, token_secret
+from trioscope.store import NewerSchema, StoreReader, Unavailable, resolve_database, token_secret
 
 
 def _version() -> str:
@@ -182,6 +183,7 @@ def _add_audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     audit.add_argument("--json", action="store_true", help="one JSON object per line instead of columns")
     audit.add_argument("--config", metavar="PATH", help="read settings from this YAML file, as for serve")
     audit.add_argument("--data-dir", metavar="DIR", help="the server's data directory, as for serve")
+    audit.add_argument("--database", metavar="URL", help="the server's database, as for serve (store.database)")
     audit.set_defaults(run=run_audit)
 
 
@@ -202,11 +204,16 @@ def run_audit(args: argparse.Namespace) -> int:
     settings = _data_dir_settings(args)
     if settings is None:
         return ExitCode.USAGE
-    path = settings.storage.data_dir / DATABASE_FILE
-    if not path.is_file():
-        print(f"trioscope audit: no database at {path} (give the server's --data-dir)", file=sys.stderr)
+    database = resolve_database(settings.store.database, settings.storage.data_dir)
+    if isinstance(database, Path) and not database.is_file():
+        print(f"trioscope audit: no database at {database} (give the server's --data-dir or --database)",
+              file=sys.stderr)
         return ExitCode.FAILED
-    reader = StoreReader(path)
+    try:
+        reader = StoreReader(database)
+    except (Unavailable, NewerSchema) as exc:
+        print(f"trioscope audit: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     try:
         records, total = trio.run(functools.partial(
             reader.audit, None if args.unattributed else args.tenant, action=args.action, actor=args.actor,
@@ -238,6 +245,8 @@ def _data_dir_settings(args: argparse.Namespace) -> Settings | None:
         flags["config"] = FlagValue(args.config, "--config")
     if args.data_dir is not None:
         flags["storage.data_dir"] = FlagValue(args.data_dir, "--data-dir")
+    if getattr(args, "database", None) is not None:
+        flags["store.database"] = FlagValue(args.database, "--database")
     return _settings_or_report(flags)
 
 

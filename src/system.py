@@ -8,10 +8,12 @@ and the roster, which hands them reports, stops before all of them.
 
 from __future__ import annotations
 
-from pathlib import Path
 
+import functools
 import logging
+import uuid
 
+from trioscope.actors.change_feed import change_feed_spec
 from trioscope.actors.client_owner import ClientOwnerActor
 from trioscope.actors.deployment_queue import Snapshot
 from trioscope.actors.directory import DirectoryActor
@@ -24,7 +26,7 @@ from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.runtime import ActorSpec, ActorSystem, Published, Strategy, SupervisorSpec, dynamic_supervisor
-from trioscope.store import DATABASE_FILE, StoreReader
+from trioscope.store import Database, StoreReader, follow_changes, postgres_url, resolve_database
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +50,9 @@ QUEUE_OWNER_MAILBOX = 8192
 """Requests for deployments' queues (polls included) waiting to be routed before they get 503."""
 
 
-def database_path(settings: Settings) -> Path:
-    return settings.storage.data_dir / DATABASE_FILE
+def database_path(settings: Settings) -> Database:
+    """Where the store is: ``store.database``, else SQLite in the data directory."""
+    return resolve_database(settings.store.database, settings.storage.data_dir)
 
 
 def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAILBOX,
@@ -61,6 +64,10 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     """
     path = database_path(settings)
     shared_reader = reader if reader is not None else StoreReader(path)
+    # Names this process in the database's change notifications, so that its
+    # change feed skips what it committed itself.
+    origin = uuid.uuid4().hex
+    replicas_url = postgres_url(path)
     # Outlives restarts of the directory actor: the HTTP edge keeps reading the same one.
     directory_view: Published[AgentDirectory] = Published(AgentDirectory())
     # Outlives restarts of the hub: a restarted hub goes on serving its clients.
@@ -72,7 +79,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
         children=[
             # Durable state first: everything below may read and write it while
             # it starts and while it drains at shutdown.
-            ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader,
+            ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader, origin=origin,
                                                                 retention=settings.storage.history_retention),
                       mailbox_size=65536,
                       shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2)),
@@ -91,6 +98,11 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                       factory=lambda: QueueOwnerActor(settings, shared_reader, queues_path=QUEUES, store_path=STORE,
                                                       notifier_path=NOTIFIER, directory_path=DIRECTORY),
                       mailbox_size=QUEUE_OWNER_MAILBOX),
+            # Replicas (PostgreSQL): what the others commit, handed to the
+            # directory, the queues and the users' sockets here.
+            *([change_feed_spec(functools.partial(follow_changes, replicas_url, origin), shared_reader,
+                                directory_path=DIRECTORY, queue_owner_path=QUEUE_OWNER, notifier_path=NOTIFIER)]
+              if replicas_url is not None else []),
             # One actor per agent; one crashing agent actor never takes others down.
             dynamic_supervisor("agents", max_children=settings.agents.max_agents),
             ActorSpec(

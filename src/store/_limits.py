@@ -96,7 +96,3 @@ def open_limits(postgres_url: str | None, *, replay_window: float, per_agent: in
                               per_agent=SharedRateBudget(shared, "agent", per_agent),
                               per_user=SharedRateBudget(shared, "user", per_user), close=shared.close)
 
-
-def postgres_url(database: object) -> str | None:
-    """The URL of a PostgreSQL store (None: SQLite, one process)."""
-    return database if isinstance(database, str) and database.startswith(("postgresql://", "postgres://")) else None

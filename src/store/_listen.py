@@ -23,9 +23,10 @@ import attrs
 import psycopg
 import trio
 from psycopg import pq
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import make_conninfo
 
 from ._changes import CHANGES_CHANNEL, Change, decode_change
+from ._postgres import describe
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,6 @@ FIRST_RETRY = 0.5
 LAST_RETRY = 10.0
 CONNECT_TIMEOUT = 10
 """Seconds libpq may take to connect."""
-KEEPALIVE = {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3}
-"""TCP keepalives: a connection whose server vanished without closing it (a
-machine or network gone) is found dead within ~25 s, not hours later."""
 
 
 @attrs.frozen
@@ -53,17 +51,12 @@ FeedEvent = Sequence[Change] | Connected
 one transaction arrive together), in commit order, or ``Connected``."""
 
 
-def where(database: str) -> str:
-    """The database as logs may name it: host, port and name, never a password."""
-    try:
-        info = conninfo_to_dict(database)
-    except psycopg.ProgrammingError:
-        return "(an unreadable database URL)"
-    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
-
-
 def _connect(database: str) -> psycopg.Connection[tuple[object, ...]]:
-    connection = psycopg.connect(database, autocommit=True, connect_timeout=CONNECT_TIMEOUT, **KEEPALIVE)
+    # TCP keepalives: a connection whose server vanished without closing it (a
+    # machine or network gone) is found dead within ~25 s, not hours later.
+    connection = psycopg.connect(make_conninfo(database, connect_timeout=CONNECT_TIMEOUT, keepalives=1,
+                                               keepalives_idle=10, keepalives_interval=5, keepalives_count=3),
+                                 autocommit=True)
     try:
         connection.execute(f"LISTEN {CHANGES_CHANNEL}")
     except BaseException:
@@ -89,7 +82,7 @@ async def follow_changes(database: str, origin: str, deliver: Callable[[FeedEven
         except psycopg.Error as exc:
             if not failing:
                 log.warning("change feed: cannot connect to %s (%s); retrying every %.1f-%.0f s",
-                            where(database), _reason(exc), FIRST_RETRY, LAST_RETRY,
+                            describe(database), _reason(exc), FIRST_RETRY, LAST_RETRY,
                             extra={"event": "change_feed_down"})
                 failing = True
             await trio.sleep(retry)
@@ -98,12 +91,12 @@ async def follow_changes(database: str, origin: str, deliver: Callable[[FeedEven
         retry, failing = FIRST_RETRY, False
         try:
             log.info("change feed: %s on %s", "listening again" if connected_before else "listening",
-                     where(database), extra={"event": "change_feed_up", "again": connected_before})
+                     describe(database), extra={"event": "change_feed_up", "again": connected_before})
             await deliver(Connected(again=connected_before))
             connected_before = True
             await _read(connection.pgconn, origin, deliver)
         except psycopg.OperationalError as exc:
-            log.warning("change feed: lost the connection to %s (%s); reconnecting", where(database), _reason(exc),
+            log.warning("change feed: lost the connection to %s (%s); reconnecting", describe(database), _reason(exc),
                         extra={"event": "change_feed_lost"})
         finally:
             connection.close()
