@@ -88,7 +88,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="directory",
                       factory=lambda: DirectoryActor(settings, store_path=STORE, reader=shared_reader,
                                                      notifier_path=NOTIFIER, published=directory_view,
-                                                     queues_path=QUEUES),
+                                                     queues_path=QUEUES, shared=replicas_url is not None),
                       mailbox_size=8192),
             # One queue actor per deployment, started on demand by its owner,
             # which every request for a queue goes through (and which stops

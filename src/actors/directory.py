@@ -132,8 +132,11 @@ class ReloadAll:
 class DirectoryActor(RefusingActor):
     def __init__(self, settings: Settings, *, store_path: str, reader: StoreReader,
                  notifier_path: str | None = None, clock: Callable[[], float] = time.time,
-                 published: Published[AgentDirectory] | None = None, queues_path: str | None = None) -> None:
+                 published: Published[AgentDirectory] | None = None, queues_path: str | None = None,
+                 shared: bool = False) -> None:
         self.settings = settings
+        self.shared = shared
+        """Other replicas write the same store: what they spent (an enrollment token) is read before it is checked."""
         self.store_path = store_path
         self.notifier_path = notifier_path
         self.queues_path = queues_path
@@ -204,6 +207,12 @@ class DirectoryActor(RefusingActor):
             return token
         if isinstance(message, RegisterAgent):
             registration = message.registration
+            if self.shared:
+                # Another replica may have spent the token (or issued a new one)
+                # a moment ago; the store has it before its notification comes.
+                stored = await self.reader.deployment(registration.deployment_hash)
+                if stored is not None:
+                    d.put_deployment(stored)
             deployment = d.deployments.get(registration.deployment_hash)
             if deployment is None or not token_matches(message.enrollment_token, deployment.enrollment_hash):
                 raise EnrollmentRefused()

@@ -46,6 +46,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                          secret=token_secret(settings.auth.secret, settings.storage.data_dir),
                          gate=Gate(per_address=RateLimiter(settings.limits.per_address),
                                    per_agent=limits.per_agent, per_user=limits.per_user, replay=limits.replay,
+                                   replicated=postgres_url(database_path(settings)) is not None,
                                    reports_per_address=RateLimiter(settings.limits.reports_per_address),
                                    registrations_per_address=RateLimiter(
                                        settings.limits.registrations_per_address))))

@@ -17,7 +17,7 @@ from typing import Any
 
 from quart import g, has_request_context, request, websocket
 
-from trioscope.actors.directory import AttachReporter, GetPublished
+from trioscope.actors.directory import AttachReporter, GetPublished, ReloadRecords
 from trioscope.actors.store import Record
 from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, Deployment, signature_valid
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
@@ -249,6 +249,26 @@ def chosen_subprotocol() -> str | None:
     return TOKEN_SUBPROTOCOL if TOKEN_SUBPROTOCOL in websocket.requested_subprotocols else None
 
 
+MAX_RECORD_ID = 64
+"""Longest deployment hash or agent id worth looking up in the store (they are 32 and 36 characters)."""
+
+
+async def _heard_of_late(known: AgentDirectory, *, deployment_hashes: tuple[str, ...] = (),
+                         agent_ids: tuple[str, ...] = ()) -> bool:
+    """With replicas: a request names a deployment or agent this replica has
+    not heard of, which another replica may have created a moment ago (its
+    notification still on its way). Have the directory read them from the
+    store; True if it was asked (look again), False with one process (the
+    directory knows everything) or for ids that cannot be ours."""
+    s = services()
+    deployment_hashes = tuple(h for h in deployment_hashes if h not in known.deployments and len(h) <= MAX_RECORD_ID)
+    agent_ids = tuple(a for a in agent_ids if a not in known.agents and len(a) <= MAX_RECORD_ID)
+    if not s.gate.replicated or not (deployment_hashes or agent_ids):
+        return False
+    await s.directory.ask(ReloadRecords(deployment_hashes, agent_ids), timeout=10.0)
+    return True
+
+
 def _not_found(deployment_hash: str) -> ApiError:
     return ApiError(404, "deployment_not_found", f"no deployment {deployment_hash!r}",
                     details={"deployment_hash": deployment_hash})
@@ -264,7 +284,10 @@ async def deployment_of(principal: Principal, user_id: str, deployment_hash: str
     """The deployment, if it is the principal's tenant's and ``user_id``'s: 404
     otherwise, the same as when it does not exist (no existence oracle)."""
     own_user(principal, user_id)
-    deployment = (await directory()).deployments.get(deployment_hash)
+    known = await directory()
+    deployment = known.deployments.get(deployment_hash)
+    if deployment is None and await _heard_of_late(known, deployment_hashes=(deployment_hash,)):
+        deployment = (await directory()).deployments.get(deployment_hash)
     if deployment is None or deployment.tenant != principal.tenant or deployment.user_id != user_id:
         raise _not_found(deployment_hash)
     return deployment
@@ -280,6 +303,9 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
     claimed = headers.get("X-Agent-Id")
     known = await directory()
     answer = known.authenticate(token, deployment_hash=deployment_hash, agent_id=claimed)
+    if answer is AgentAuthFailure.BAD_TOKEN and claimed and await _heard_of_late(known, agent_ids=(claimed,)):
+        known = await directory()
+        answer = known.authenticate(token, deployment_hash=deployment_hash, agent_id=claimed)
     if isinstance(answer, AgentAuthFailure):
         raise _agent_refusal(answer, known, known.holder_of(token), deployment_hash, claimed)
     found: AgentRecord = answer

@@ -53,6 +53,9 @@ class Gate:
     rest of a small request): token -> principal, until the token expires."""
     directory: Published[AgentDirectory] | None = None
     """What the directory actor publishes, asked for once (``_gate.directory()``)."""
+    replicated: bool = False
+    """Other processes share the store (PostgreSQL): a deployment or agent not
+    known here may have been created by one of them a moment ago."""
     seen: dict[str, float] = attrs.field(factory=dict)
     """When each agent last made a request that passed every check (unix
     seconds, since this start): an observation of the edge, kept here."""
