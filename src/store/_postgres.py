@@ -94,6 +94,28 @@ def _json(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+DEADLOCK_RETRIES = 3
+"""Transactions tried when PostgreSQL rolled them back for a deadlock with another replica's."""
+
+
+def _lock_order(group: Sequence[Write]) -> tuple[int, str]:
+    """Where a group's transaction comes in the order every replica applies
+    groups in: those that change deployments and agents first, by deployment,
+    then those that change a command, by command id. Within one call, a row
+    is in one group at most (each actor waits for its commit before its next
+    change), so this order of groups is the order their row locks are taken."""
+    for write in group:
+        if isinstance(write, SaveDeployment):
+            return 0, write.deployment.hash
+        if isinstance(write, SaveAgent):
+            return 0, write.agent.deployment_hash
+        if isinstance(write, ForgetAgents):
+            return 1, ""
+        if isinstance(write, SaveCommand):
+            return 2, write.command.id
+    return 3, ""  # audit records alone: inserts, nothing to wait for
+
+
 class PostgresWriter:
     """Applies groups of writes; each group all-or-nothing, all groups of one call
     in one transaction (one flush), each committed group announced."""
@@ -124,25 +146,40 @@ class PostgresWriter:
 
     def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         """Write every group in one transaction; a group that fails (a conflict, a
-        refused value) is rolled back alone and its error returned in its place."""
+        refused value) is rolled back alone and its error returned in its place.
+
+        Replicas' transactions lock the rows they change until they commit, so
+        groups are applied in one order every replica follows (``_lock_order``):
+        two transactions then never wait for each other in a circle. A deadlock
+        PostgreSQL still finds (rows of one group in another order) rolls the
+        transaction back, and it is tried again."""
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                return self._commit(groups)
+            except psycopg.errors.DeadlockDetected:
+                if attempt == DEADLOCK_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         db = self._db()
-        results: list[BaseException | None] = []
+        results: list[BaseException | None] = [None] * len(groups)
         payloads: list[str] = []
         with db.transaction():
-            for group in groups:
+            for index in sorted(range(len(groups)), key=lambda i: _lock_order(groups[i])):
+                group = groups[index]
                 forgotten: dict[str, str] = {}
                 try:
                     with db.transaction():  # a savepoint
                         for write in group:
                             self._apply(db, write, forgotten)
                 except Conflict as exc:
-                    results.append(exc)
+                    results[index] = exc
                 except REFUSED as exc:
                     rejected = Rejected(f"{type(exc).__name__}: {exc}")
                     rejected.__cause__ = exc
-                    results.append(rejected)
+                    results[index] = rejected
                 else:
-                    results.append(None)
                     payloads.extend(encode_change(c) for c in changes_of(group, self.origin, forgotten))
             if payloads:
                 db.execute("SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
