@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import itertools
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -75,13 +76,15 @@ class SharedLimits:
             url, min_size=1, max_size=pool_size, open=False, name="trioscope-limits",
             kwargs={"autocommit": True})
         self._opened = False
+        self._opening = threading.Lock()  # the first checks arrive together, each in its worker thread
         self._limiter = trio.CapacityLimiter(pool_size)
         self._checks = itertools.count(1)
 
     def _open(self) -> None:
-        if not self._opened:
-            self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-            self._opened = True
+        with self._opening:
+            if not self._opened:
+                self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+                self._opened = True
 
     async def run(self, statement: str, args: dict[str, Any], prune: tuple[str, dict[str, Any]]) -> Any:
         """``statement``'s first row (None: no row), and every ``PRUNE_EVERY`` checks ``prune`` too."""
