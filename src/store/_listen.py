@@ -16,6 +16,7 @@ must read again what it holds.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Awaitable, Callable, Sequence
 from typing import NoReturn
 
@@ -35,6 +36,8 @@ FIRST_RETRY = 0.5
 LAST_RETRY = 10.0
 CONNECT_TIMEOUT = 10
 """Seconds libpq may take to connect."""
+APPLICATION_NAME = "trioscope change feed"
+"""How the connection shows in ``pg_stat_activity`` (with the server's pid)."""
 
 
 @attrs.frozen
@@ -55,7 +58,8 @@ def _connect(database: str) -> psycopg.Connection[tuple[object, ...]]:
     # TCP keepalives: a connection whose server vanished without closing it (a
     # machine or network gone) is found dead within ~25 s, not hours later.
     connection = psycopg.connect(make_conninfo(database, connect_timeout=CONNECT_TIMEOUT, keepalives=1,
-                                               keepalives_idle=10, keepalives_interval=5, keepalives_count=3),
+                                               keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+                                               application_name=f"{APPLICATION_NAME} {os.getpid()}"),
                                  autocommit=True)
     try:
         connection.execute(f"LISTEN {CHANGES_CHANNEL}")

@@ -4,6 +4,7 @@ the other, exactly once; users hear of a change on either replica the same."""
 from __future__ import annotations
 
 import httpx
+import psycopg
 import trio
 
 from tests.integration.test_commands import Operator, enroll, fresh
@@ -66,3 +67,32 @@ async def test_users_on_either_replica_hear_of_a_change_made_on_the_other_once(
             ("command_progress", "queued"), ("command_progress", "sent"), ("command_progress", "executing"),
             ("command_completed", "completed")]
         assert heard_b[-1]["result"] == {"ok": True}
+
+
+async def test_the_change_feed_reconnects_by_itself_and_says_so(
+        replicas: tuple[ServerProcess, ServerProcess], postgres: str) -> None:
+    a, b = replicas
+    async with httpx.AsyncClient(timeout=30) as client:
+        operator = Operator(a, fresh("user"), fresh("tenant"))
+        agent = await enroll(client, a, operator)
+        with psycopg.connect(postgres, autocommit=True) as db:
+            ended = db.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                               (f"trioscope change feed {b.pid}",)).fetchall()
+        assert ended == [(True,)]
+        await eventually(lambda: _logged(b, "change feed: listening again"))
+        assert "change feed: lost the connection" in b.stderr()
+        # It follows changes again: a command created on A reaches a poll held on B.
+        polled: list[PolledCommand | None] = []
+
+        async def poll_b() -> None:
+            polled.append(await on(agent, b).poll(client, timeout=30))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(poll_b)
+            await eventually(lambda: held_polls(client, b))
+            created = await operator.command(client, agent.deployment_hash)
+        assert [p.command_id if p else None for p in polled] == [created["command_id"]]
+
+
+async def _logged(server: ServerProcess, text: str) -> bool:
+    return text in server.stderr()
