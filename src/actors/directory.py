@@ -37,7 +37,7 @@ from trioscope.domain.deployments import (
     AgentDirectory, AgentRecord, AgentStatus, Deployment, hash_token, new_token, token_matches,
 )
 from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published
-from trioscope.store import AuditEntry, ForgetAgents, SaveAgent, SaveDeployment, StoreReader
+from trioscope.store import AuditEntry, Conflict, ForgetAgents, SaveAgent, SaveDeployment, StoreReader
 
 from .notifier import publish
 from .refusals import EnrollmentRefused, QuotaExceeded, RefusingActor, ReporterTaken, UnknownAgent
@@ -226,7 +226,15 @@ class DirectoryActor(RefusingActor):
             retired = [a.retire(now) for a in d.active_agents(deployment.hash)]
             audit = attrs.evolve(message.audit, tenant=deployment.tenant, actor=f"agent:{agent.id}",
                                  resource_id=agent.id)
-            await commit(self.store, [SaveDeployment(spent), *(SaveAgent(a) for a in retired), SaveAgent(agent), audit])
+            try:
+                await commit(self.store, [SaveDeployment(spent, spends=deployment.enrollment_hash),
+                                          *(SaveAgent(a) for a in retired), SaveAgent(agent), audit])
+            except Conflict:
+                # Another replica spent the token (or issued a new one) first.
+                stored = await self.reader.deployment(deployment.hash)
+                if stored is not None:
+                    d.put_deployment(stored)
+                raise EnrollmentRefused() from None
             d.put_deployment(spent)
             for a in retired:
                 d.put_agent(a)

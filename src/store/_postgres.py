@@ -227,6 +227,14 @@ class PostgresWriter:
                  write.outcome, write.address, write.user_agent, _json(write.details)))
         elif isinstance(write, SaveDeployment):
             d = write.deployment
+            if write.spends is not None:
+                cursor = db.execute(
+                    "UPDATE deployments SET enrollment_hash = %s, status = %s, metadata = %s::jsonb WHERE hash = %s"
+                    " AND enrollment_hash = %s",
+                    (d.enrollment_hash, d.status.value, _json(d.metadata), d.hash, write.spends))
+                if cursor.rowcount != 1:
+                    raise Conflict(d.hash, "deployment")
+                return
             db.execute(
                 "INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT (hash) DO UPDATE SET"

@@ -189,6 +189,14 @@ class SqliteWriter:
             )
         elif isinstance(write, SaveDeployment):
             d = write.deployment
+            if write.spends is not None:
+                cursor = db.execute(
+                    "UPDATE deployments SET enrollment_hash = ?, status = ?, metadata = ? WHERE hash = ?"
+                    " AND enrollment_hash = ?",
+                    (d.enrollment_hash, d.status.value, orjson.dumps(d.metadata).decode(), d.hash, write.spends))
+                if cursor.rowcount != 1:
+                    raise Conflict(d.hash, "deployment")
+                return
             db.execute(
                 "INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET"

@@ -140,3 +140,25 @@ async def _finished_on_both(client: httpx.AsyncClient, operator: Operator, a: Se
     on_a = await operator_on(operator, a).get(client, deployment_hash, command_id)
     on_b = await operator_on(operator, b).get(client, deployment_hash, command_id)
     return on_a if on_a == on_b and CommandStatus(on_a["status"]).terminal else None
+
+
+async def test_one_enrollment_token_used_on_both_replicas_at_once_enrolls_one_agent(
+        replicas: tuple[ServerProcess, ServerProcess]) -> None:
+    a, b = replicas
+    async with httpx.AsyncClient(timeout=30) as client:
+        for _ in range(ROUNDS):
+            deployment = await Operator(a, fresh("user"), fresh("tenant")).create_deployment(client)
+            answers: list[int] = []
+
+            async def register(server: ServerProcess) -> None:
+                response = await client.post(f"{server.base_url}/api/v1/agent/register", json={
+                    "deployment_hash": deployment["deployment_hash"],
+                    "enrollment_token": deployment["enrollment_token"], "public_key": "k",
+                    "capabilities": [], "system_info": {}, "agent_version": "1"})
+                answers.append(response.status_code)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(register, a)
+                nursery.start_soon(register, b)
+            assert sorted(answers) == [201, 401], answers
+
