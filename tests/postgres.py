@@ -20,6 +20,11 @@ from pathlib import Path
 import psycopg
 
 BASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+POSTGRES_ENV = "TRIOSCOPE_TEST_POSTGRES"
+"""Set (to the base URL) while integration tests run on PostgreSQL: every
+``ServerProcess`` gets a schema (tests/server_process.py)."""
+SCHEMA_PREFIX_ENV = "TRIOSCOPE_TEST_SCHEMA_PREFIX"
+"""The prefix of those schemas' names, one per test module: dropped together at its end."""
 START_TIMEOUT = 60.0
 
 
@@ -65,15 +70,32 @@ def in_schema(base_url: str, schema: str) -> str:
     return f"{base_url}?options={options}"
 
 
+def create_schema(base_url: str, schema: str) -> None:
+    with psycopg.connect(base_url, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+
+
+def drop_schema(base_url: str, schema: str) -> None:
+    with psycopg.connect(base_url, autocommit=True) as db:
+        db.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def drop_schemas(base_url: str, prefix: str) -> None:
+    """Every schema whose name starts with ``prefix``."""
+    with psycopg.connect(base_url, autocommit=True) as db:
+        names = [name for (name,) in db.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)",
+                                                (prefix,))]
+    for name in names:
+        drop_schema(base_url, name)
+
+
 @contextmanager
 def scratch_schema(base_url: str) -> Iterator[str]:
     """A URL whose connections work in a new, empty schema, dropped (with
     everything in it) when the block ends."""
     schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(base_url, autocommit=True) as db:
-        db.execute(f"CREATE SCHEMA {schema}")
+    create_schema(base_url, schema)
     try:
         yield in_schema(base_url, schema)
     finally:
-        with psycopg.connect(base_url, autocommit=True) as db:
-            db.execute(f"DROP SCHEMA {schema} CASCADE")
+        drop_schema(base_url, schema)

@@ -22,6 +22,10 @@ from ._changes import CHANGES_CHANNEL as CHANGES_CHANNEL
 from ._changes import Change as Change
 from ._changes import decode_change as decode_change
 from ._changes import encode_change as encode_change
+from ._copy import CopyCounts as CopyCounts
+from ._copy import CopyFailed as CopyFailed
+from ._copy import CopyRefused as CopyRefused
+from ._copy import copy_store as copy_store
 from ._limits import AgentAndUserLimits as AgentAndUserLimits
 from ._limits import RateBudget as RateBudget
 from ._limits import ReplayIds as ReplayIds
@@ -36,13 +40,14 @@ from ._reader import describe_database as describe_database
 from ._reader import postgres_url as postgres_url
 from ._reader import open_writer as open_writer
 from ._reader import resolve_database as resolve_database
+from ._reader import sqlite_path as sqlite_path
 from ._reads import AuditRecord as AuditRecord
 from ._reads import BulkPart as BulkPart
 from ._reads import CommandPart as CommandPart
 from ._reads import StoredCommand as StoredCommand
 from ._secret import load_or_create_secret as load_or_create_secret
 from ._secret import token_secret as token_secret
-from ._postgres import PostgresReader as PostgresReader
+from ._postgres_reader import PostgresReader as PostgresReader
 from ._postgres import PostgresWriter as PostgresWriter
 from ._sqlite import DATABASE_FILE as DATABASE_FILE
 from ._sqlite import SqliteReader as SqliteReader
@@ -50,9 +55,10 @@ from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
     "CHANGES_CHANNEL", "DATABASE_FILE", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
-    "CommandPart", "Conflict", "Connected", "Database", "FeedEvent", "ForgetAgents", "NewerSchema", "PostgresReader",
-    "PostgresWriter", "RateBudget", "Rejected", "ReplayIds", "SaveAgent", "SaveCommand", "SaveDeployment",
-    "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter", "StoredCommand", "Unavailable", "Write",
-    "decode_change", "describe_database", "encode_change", "follow_changes", "load_or_create_secret", "open_limits",
-    "open_writer", "postgres_url", "resolve_database", "token_secret",
+    "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
+    "ForgetAgents", "NewerSchema", "PostgresReader", "PostgresWriter", "RateBudget", "Rejected", "ReplayIds",
+    "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
+    "StoredCommand", "Unavailable", "Write", "copy_store", "decode_change", "describe_database", "encode_change",
+    "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database",
+    "sqlite_path", "token_secret",
 ]

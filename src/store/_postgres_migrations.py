@@ -25,6 +25,10 @@ LOCK_KEY = 0x7472696F73636F70  # "trioscop": the advisory lock of schema changes
 
 VERSION_TABLE = "trioscope_schema"
 
+# JSON, not JSONB, for what clients send (metadata, system info, audit
+# details): JSONB refuses the escape \u0000, which SQLite's store keeps (a
+# registration would fail on PostgreSQL only), and JSON gives back the very
+# text written, key order included. Nothing queries inside these values.
 _VERSION_1 = """
 CREATE TABLE deployments (
     hash TEXT PRIMARY KEY,
@@ -33,7 +37,7 @@ CREATE TABLE deployments (
     created_at DOUBLE PRECISION NOT NULL,
     enrollment_hash TEXT,
     status TEXT NOT NULL,
-    metadata JSONB NOT NULL
+    metadata JSON NOT NULL
 );
 CREATE INDEX deployments_tenant ON deployments (tenant, created_at);
 CREATE TABLE agents (
@@ -43,7 +47,7 @@ CREATE TABLE agents (
     status TEXT NOT NULL,
     created_at DOUBLE PRECISION NOT NULL,
     decommissioned_at DOUBLE PRECISION,
-    document JSONB NOT NULL  -- capabilities, version, system_info
+    document JSON NOT NULL  -- capabilities, version, system_info
 );
 CREATE INDEX agents_deployment ON agents (deployment_hash);
 CREATE TABLE commands (
@@ -80,7 +84,7 @@ CREATE TABLE audit (
     outcome TEXT NOT NULL,
     address TEXT,
     user_agent TEXT,
-    details JSONB NOT NULL
+    details JSON NOT NULL
 );
 CREATE INDEX audit_tenant ON audit (tenant, id);
 CREATE INDEX audit_at ON audit (at);  -- pruning
