@@ -32,6 +32,7 @@ from tests.server_process import ServerProcess  # noqa: E402
 from tests.status_agent import StatusAgent  # noqa: E402
 
 UNLIMITED = ("--rate-per-address", "1000000", "--rate-per-agent", "1000000", "--rate-per-user", "1000000",
+             "--registrations-per-address", "1000000",
              "--log-level", "warning")
 
 
