@@ -236,17 +236,22 @@ class DeploymentQueueActor(RefusingActor):
     async def on_start(self) -> None:
         if self.directory_path is not None:
             self.agents = await self.context.system.lookup(self.directory_path).ask(GetPublished())
-        if self.notifier_path is not None and self.agents is not None:
-            deployment = self.agents.value.deployments.get(self.deployment_hash)
-            if deployment is not None:
-                self.notifier = self.context.system.lookup(self.notifier_path)
-                self.tenant, self.owner = deployment.tenant, deployment.user_id
+        self._find_audience()
         for command in await self.reader.open_commands(self.deployment_hash):
             self.queue.put(command)
             self.last_sequence = max(self.last_sequence, command.sequence)
         self.wake: Timer | None = None
         self.armed_for = math.inf
         self._arm()
+
+    def _find_audience(self) -> None:
+        """Whose users hear of this deployment's commands (the notifier stays None
+        while the directory does not know the deployment)."""
+        if self.notifier_path is not None and self.agents is not None:
+            deployment = self.agents.value.deployments.get(self.deployment_hash)
+            if deployment is not None:
+                self.notifier = self.context.system.lookup(self.notifier_path)
+                self.tenant, self.owner = deployment.tenant, deployment.user_id
 
     def _next_wake(self, now: float) -> float | None:
         """The next time something is due: a scheduled command, a deadline, or
@@ -412,6 +417,8 @@ class DeploymentQueueActor(RefusingActor):
         await commit(self.store, writes)
         self.queue.put(command)
         self._note_finished(command)
+        if self.notifier is None:
+            self._find_audience()  # a deployment another replica created may be known by now
         for event in change_events(command):
             publish(self.notifier, self.tenant, self.owner, event)
 
