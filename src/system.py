@@ -116,7 +116,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # Alerts to users: the server's own rules, and Alertmanager's webhook.
             ActorSpec(name="alerts",
                       factory=lambda: AlertsActor(settings, store_path=STORE, notifier_path=NOTIFIER,
-                                                  directory=directory_view, command_stats=command_stats),
+                                                  directory=directory_view, command_stats=command_stats,
+                                                  own_rules=replicas_url is None),
                       mailbox_size=4096),
             # One actor per agent; one crashing agent actor never takes others down.
             dynamic_supervisor("agents", max_children=settings.agents.max_agents),
