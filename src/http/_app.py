@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Response, g, request
 from quart_trio import QuartTrio
 
@@ -23,8 +23,12 @@ from ._metrics import Metrics
 from ._quart_app import TrioscopeApp
 from ._services import Gate, Services, attach, services
 
-def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None) -> QuartTrio:
-    """Build the app for one running actor system (its tree from ``supervision_tree``)."""
+def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None,
+               worker: int | None = None) -> QuartTrio:
+    """Build the app for one running actor system (its tree from ``supervision_tree``).
+
+    ``worker``: which of ``--workers`` serving processes runs it (1..N), said by
+    ``/api/v1/runtime`` and ``/metrics``; None when one process serves alone."""
     app = TrioscopeApp("trioscope")
     # Every error goes through our JSON handlers, also in testing mode.
     app.config["PROPAGATE_EXCEPTIONS"] = False
@@ -33,8 +37,8 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     # between chunks), so a trickled body ends here: 408, connection closed.
     app.config["BODY_TIMEOUT"] = settings.server.body_timeout
     live = LiveCounters()
-    metrics = Metrics(system, live)
-    attach(app, Services(system=system, settings=settings, agents=system.lookup(AGENTS),
+    metrics = Metrics(system, live, worker)
+    attach(app, Services(system=system, settings=settings, worker=worker, agents=system.lookup(AGENTS),
                          roster=system.lookup(ROSTER),
                          topology=system.lookup(TOPOLOGY), hub=system.lookup(HUB),
                          clients=system.lookup(CLIENTS), client_owner=system.lookup(CLIENT_OWNER), live=live, metrics=metrics,
@@ -77,7 +81,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         s.metrics.polls_waiting.set(len(s.polls))
         s.metrics.topology_nodes.set(stats["topology"]["nodes"])
         s.metrics.topology_edges.set(stats["topology"]["edges"])
-        return Response(generate_latest(s.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+        return Response(s.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
     return app
 

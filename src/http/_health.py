@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import cattrs
 from quart import Blueprint, Response
 
@@ -33,4 +35,8 @@ async def ping() -> Response:
 async def runtime() -> Response:
     """The supervision tree with mailbox depths, restarts and dead letters (ADMIN)."""
     await _gate.user(Permission.ADMINISTER)
-    return json_response(_unstructure(services().system.snapshot()))
+    s = services()
+    body = _unstructure(s.system.snapshot())
+    # With --workers, each request reaches one of several processes: say which.
+    body["worker"] = None if s.worker is None else {"index": s.worker, "pid": os.getpid()}
+    return json_response(body)

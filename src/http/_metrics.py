@@ -8,7 +8,7 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -79,12 +79,34 @@ class _LiveCollector(Collector):
             yield family
 
 
+class _WorkerLabelled:
+    """The registry's metrics with ``worker="N"`` on every sample: with
+    ``--workers`` a scrape reaches whichever process accepted it, and the
+    series of different workers must not overwrite each other. The label takes
+    the worker's index (1..N, N <= 64), never its pid, so restarts add no series."""
+
+    def __init__(self, registry: CollectorRegistry, worker: int) -> None:
+        self.registry = registry
+        self.worker = str(worker)
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            metric.samples = [sample._replace(labels={**sample.labels, "worker": self.worker})
+                              for sample in metric.samples]
+            yield metric
+
+
 class Metrics:
     """The server's metrics. Gauges that live in actors are refreshed by the
-    ``/metrics`` handler just before exposition."""
+    ``/metrics`` handler just before exposition.
 
-    def __init__(self, system: ActorSystem, live: LiveCounters) -> None:
+    ``worker``: which of ``--workers`` serving processes this is (1..N), put on
+    every series as the ``worker`` label; None (one process) adds no label."""
+
+    def __init__(self, system: ActorSystem, live: LiveCounters, worker: int | None = None) -> None:
         self.registry = CollectorRegistry()
+        self._exposed: CollectorRegistry | _WorkerLabelled = (
+            self.registry if worker is None else _WorkerLabelled(self.registry, worker))
         self.agents = Gauge("app_agents_total", "Known agents", registry=self.registry)
         self.reports_received = Counter("app_reports_received", "Reports accepted (202)", registry=self.registry)
         self.websocket_clients = Gauge("app_websocket_clients", "Connected WebSocket clients", registry=self.registry)
@@ -102,6 +124,10 @@ class Metrics:
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self.registry.register(_RuntimeCollector(system))
         self.registry.register(_LiveCollector(live))
+
+    def exposition(self) -> bytes:
+        """The text format for ``GET /metrics``."""
+        return generate_latest(self._exposed)
 
     def refused(self, reason: str) -> None:
         """Count a refusal; ``reason`` is one of a fixed few (bounded labels)."""
