@@ -159,7 +159,8 @@ class _Pool:
     async def _read_banner(self, stdout: trio.abc.ReceiveStream, keep: bool) -> bool:
         """Read the worker's banner up to its "Ready." line (True), or to its end (False)."""
         buffer = b""
-        while not any(line.startswith(READY) for line in buffer.splitlines()):
+        # Whole lines only: a read may end inside the "Ready." line.
+        while not any(line.startswith(READY) for line in buffer.split(b"\n")[:-1]):
             chunk = await stdout.receive_some()
             if not chunk:
                 return False
