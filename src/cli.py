@@ -1,4 +1,4 @@
-"""The ``trioscope`` command line: ``serve`` (the default), ``token create``, ``audit`` and ``version``."""
+"""The ``trioscope`` command line: ``serve`` (the default), ``token create``, ``audit``, ``store copy`` and ``version``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -27,7 +28,18 @@ from trioscope.config import (
 from trioscope.domain.principals import Role, mint_user_token
 from trioscope.log_output import configure_logging
 from trioscope.server import ExitCode, serve, tune_garbage_collector
-from trioscope.store import DATABASE_FILE, StoreReader, token_secret
+from trioscope.store import (
+    CopyFailed,
+    CopyRefused,
+    NewerSchema,
+    StoreReader,
+    Unavailable,
+    copy_store,
+    describe_database,
+    resolve_database,
+    sqlite_path,
+    token_secret,
+)
 from trioscope.workers import run_workers, workers_refusal
 
 
@@ -74,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_token_parser(commands)
     _add_audit_parser(commands)
+    _add_store_parser(commands)
 
     version_parser = commands.add_parser("version", help="print the version and exit")
     version_parser.set_defaults(run=lambda _args: print(f"trioscope {_version()}") or ExitCode.OK)
@@ -186,6 +199,7 @@ def _add_audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     audit.add_argument("--json", action="store_true", help="one JSON object per line instead of columns")
     audit.add_argument("--config", metavar="PATH", help="read settings from this YAML file, as for serve")
     audit.add_argument("--data-dir", metavar="DIR", help="the server's data directory, as for serve")
+    audit.add_argument("--database", metavar="URL", help="the server's database, as for serve (store.database)")
     audit.set_defaults(run=run_audit)
 
 
@@ -206,11 +220,16 @@ def run_audit(args: argparse.Namespace) -> int:
     settings = _data_dir_settings(args)
     if settings is None:
         return ExitCode.USAGE
-    path = settings.storage.data_dir / DATABASE_FILE
-    if not path.is_file():
-        print(f"trioscope audit: no database at {path} (give the server's --data-dir)", file=sys.stderr)
+    database = resolve_database(settings.store.database, settings.storage.data_dir)
+    if isinstance(database, Path) and not database.is_file():
+        print(f"trioscope audit: no database at {database} (give the server's --data-dir or --database)",
+              file=sys.stderr)
         return ExitCode.FAILED
-    reader = StoreReader(path)
+    try:
+        reader = StoreReader(database)
+    except (Unavailable, NewerSchema) as exc:
+        print(f"trioscope audit: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     try:
         records, total = trio.run(functools.partial(
             reader.audit, None if args.unattributed else args.tenant, action=args.action, actor=args.actor,
@@ -233,6 +252,54 @@ def run_audit(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+STORE_COPY_DESCRIPTION = """\
+Copy every deployment (with its enrollment token), agent (with its token),
+command (with its history, result and error) and audit record (with its id)
+from one store into another, e.g. from the SQLite file of a single server to
+the PostgreSQL database that replicas share. Stop the servers using either
+first. The target must hold no trioscope data unless --into-non-empty is
+given (then rows of the same key are replaced, so an interrupted copy can be
+run again). User tokens stay valid where the same auth.secret (or the data
+directory's jwt-secret) is used.
+Exit codes: 0 copied, 1 refused or failed, 2 bad arguments.
+"""
+
+
+def _add_store_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    store = commands.add_parser("store", help="manage the store (store copy)", description="Manage the store.",
+                                allow_abbrev=False)
+    actions = store.add_subparsers(title="commands", metavar="COMMAND", dest="store_command", required=True)
+    copy = actions.add_parser(
+        "copy", help="copy every row of one store into another (SQLite to PostgreSQL, or back)",
+        description=STORE_COPY_DESCRIPTION, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    copy.add_argument("--from", dest="source", required=True, metavar="URL",
+                      help="the store to copy: sqlite:PATH or postgresql://[user@]host[:port]/database")
+    copy.add_argument("--to", dest="target", required=True, metavar="URL",
+                      help="the store to fill: sqlite:PATH or postgresql://[user@]host[:port]/database")
+    copy.add_argument("--into-non-empty", "--force", dest="into_non_empty", action="store_true",
+                      help="copy into a store that already holds data (rows of the same key are replaced)")
+    copy.set_defaults(run=run_store_copy)
+
+
+def run_store_copy(args: argparse.Namespace) -> int:
+    """Copy one store into another, printing the counts."""
+    for flag, value in (("--from", args.source), ("--to", args.target)):
+        try:
+            sqlite_path(value)
+        except ValueError as exc:
+            print(f"trioscope store copy: {flag}: {exc}", file=sys.stderr)
+            return ExitCode.USAGE
+    try:
+        counts = copy_store(args.source, args.target, into_non_empty=args.into_non_empty)
+    except (CopyRefused, CopyFailed, Unavailable, NewerSchema) as exc:
+        print(f"trioscope store copy: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    print(f"copied {counts.deployments} deployments, {counts.agents} agents, {counts.commands} commands, "
+          f"{counts.audit} audit records from {describe_database(args.source)} to {describe_database(args.target)}")
+    return ExitCode.OK
+
+
 def _data_dir_settings(args: argparse.Namespace) -> Settings | None:
     """The settings a command that reads the server's data directory needs: its
     ``--config`` and ``--data-dir``, with the file and environment as for serve
@@ -242,6 +309,8 @@ def _data_dir_settings(args: argparse.Namespace) -> Settings | None:
         flags["config"] = FlagValue(args.config, "--config")
     if args.data_dir is not None:
         flags["storage.data_dir"] = FlagValue(args.data_dir, "--data-dir")
+    if getattr(args, "database", None) is not None:
+        flags["store.database"] = FlagValue(args.database, "--database")
     return _settings_or_report(flags)
 
 

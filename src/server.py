@@ -39,7 +39,7 @@ from trioscope.http import (
 )
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
-from trioscope.store import StoreReader, open_writer, token_secret
+from trioscope.store import StoreReader, Unavailable, describe_database, open_writer, token_secret
 from trioscope.system import database_path, resume_open_queues, supervision_tree
 
 log = logging.getLogger(__name__)
@@ -209,14 +209,21 @@ def tune_garbage_collector() -> None:
 
 def _open_data_dir(settings: Settings) -> StoreReader | None:
     """The database (its schema applied) and the token secret, checked before
-    anything starts: a corrupt, unwritable or misplaced data directory is one
-    log line naming it, not a traceback from inside the actor tree. None: it
-    was logged."""
+    anything starts: a corrupt, unwritable, unreachable or misplaced store is
+    one log line naming it, not a traceback from inside the actor tree. None:
+    it was logged."""
+    database = database_path(settings)
+    where = (f"the data directory {settings.storage.data_dir}" if not settings.store.database
+             else f"the database {describe_database(database)}")
     try:
-        open_writer(database_path(settings)).close()  # creates the file and schema if new
+        open_writer(database).close()  # creates the file or tables and schema if new
+    except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
+        log.error("cannot use %s: %s: %s", where, type(exc).__name__, exc)
+        return None
+    try:
         token_secret(settings.auth.secret, settings.storage.data_dir)
-        return StoreReader(database_path(settings))
-    except (sqlite3.Error, OSError, ValueError) as exc:
+        return StoreReader(database)
+    except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
         log.error("cannot use the data directory %s: %s: %s", settings.storage.data_dir, type(exc).__name__, exc)
         return None
 

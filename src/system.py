@@ -8,7 +8,6 @@ and the roster, which hands them reports, stops before all of them.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import logging
 
@@ -24,7 +23,7 @@ from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.runtime import ActorSpec, ActorSystem, Published, Strategy, SupervisorSpec, dynamic_supervisor
-from trioscope.store import DATABASE_FILE, StoreReader
+from trioscope.store import Database, StoreReader, resolve_database
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +47,9 @@ QUEUE_OWNER_MAILBOX = 8192
 """Requests for deployments' queues (polls included) waiting to be routed before they get 503."""
 
 
-def database_path(settings: Settings) -> Path:
-    return settings.storage.data_dir / DATABASE_FILE
+def database_path(settings: Settings) -> Database:
+    """Where the store is: ``store.database``, else SQLite in the data directory."""
+    return resolve_database(settings.store.database, settings.storage.data_dir)
 
 
 def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAILBOX,

@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from tests.engine import ContainerEngine, EngineUnavailable
+from tests.postgres import PostgresMissing, ensure_running, scratch_schema
 from trioscope.config import Settings
 
 
@@ -32,3 +33,19 @@ def docker_host() -> Iterator[str]:
             yield host
     except EngineUnavailable as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> str:
+    """The machine's PostgreSQL (started if it is installed but not running)."""
+    try:
+        return ensure_running()
+    except PostgresMissing as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def postgres_url(postgres: str) -> Iterator[str]:
+    """A PostgreSQL URL of a schema of this test's own, dropped after it."""
+    with scratch_schema(postgres) as url:
+        yield url

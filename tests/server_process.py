@@ -7,6 +7,7 @@ never touch 8080. Every process started here is ended by its pid.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import selectors
@@ -16,8 +17,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
+from tests.postgres import POSTGRES_ENV, SCHEMA_PREFIX_ENV, create_schema, drop_schema, in_schema
 from trioscope.domain.principals import Role, mint_user_token
+from trioscope.store import DATABASE_FILE
 
 TEST_SECRET = "test-secret-for-trioscope-integration-tests-only"
 """The user-token key of test servers (``TRIOSCOPE_AUTH_SECRET``)."""
@@ -37,11 +41,32 @@ class ServerProcess:
         # No local probe unless a test asks: its reports would add this host to every topology.
         self.env = {**os.environ, "TRIOSCOPE_STORAGE_DATA_DIR": self.data_dir,
                     "TRIOSCOPE_AUTH_SECRET": TEST_SECRET, "TRIOSCOPE_AGENTS_LOCAL_PROBE": "false", **(env or {})}
+        self.schema: str | None = None
+        """The PostgreSQL schema of this server's store, when the tests run on PostgreSQL."""
+        self._own_schema = False
+        self._postgres = ""
+        self._use_postgres(own_data_dir=not (env and "TRIOSCOPE_STORAGE_DATA_DIR" in env))
         self.proc: subprocess.Popen[str] | None = None
         self.base_url = ""
         self.banner: list[str] = []
         self._stderr = tempfile.TemporaryFile(mode="w+t")
         self._stderr_text: str | None = None  # kept once the process is gone
+
+    def _use_postgres(self, *, own_data_dir: bool) -> None:
+        """Under ``POSTGRES_ENV`` (tests/integration/conftest.py, ``database``),
+        a server whose database the test does not choose gets a schema named
+        after its data directory: servers restarted on one data directory find
+        their store again. A schema of a data directory of its own is dropped
+        with the server; the others when the module's fixture ends."""
+        base, prefix = self.env.pop(POSTGRES_ENV, None), self.env.pop(SCHEMA_PREFIX_ENV, None)
+        if not base or not prefix or "TRIOSCOPE_DATABASE" in self.env or "--database" in self.argv:
+            return
+        data_dir = self.env["TRIOSCOPE_STORAGE_DATA_DIR"]
+        self.schema = prefix + hashlib.sha256(data_dir.encode()).hexdigest()[:12]
+        create_schema(base, self.schema)
+        self._postgres = base
+        self._own_schema = own_data_dir
+        self.env["TRIOSCOPE_DATABASE"] = in_schema(base, self.schema)
 
     def start(self, timeout: float = 30.0) -> str:
         """Start and wait for the "listening on" line; return the base URL."""
@@ -76,6 +101,11 @@ class ServerProcess:
                 break
             self.banner.append(line.rstrip("\n"))
         return self.banner
+
+    @property
+    def database(self) -> Path | str:
+        """Where this server keeps its store (for ``StoreReader``)."""
+        return self.env.get("TRIOSCOPE_DATABASE") or Path(self.data_dir) / DATABASE_FILE
 
     @property
     def pid(self) -> int:
@@ -127,6 +157,8 @@ class ServerProcess:
             self._stderr_text = self.stderr()
             self._stderr.close()
             self._data.cleanup()
+            if self._own_schema and self.schema is not None:
+                drop_schema(self._postgres, self.schema)
             if exc_info[0] is not None:
                 print(f"--- server log (the test failed) ---\n{self._stderr_text[-6000:]}")  # shown by pytest
 

@@ -8,10 +8,10 @@ and nothing is acknowledged before it is on disk.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -20,7 +20,7 @@ import trio
 
 from trioscope.config import format_duration
 from trioscope.runtime import Actor, ActorRef, MailboxFull
-from trioscope.store import StoreReader, StoreWriter, Write, open_writer
+from trioscope.store import Database, StoreReader, StoreWriter, Write, open_writer
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,11 @@ class Prune:
 
 
 class StoreActor(Actor):
-    def __init__(self, path: Path, reader: StoreReader | None = None, *, retention: float | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
-        self.path = path
+    def __init__(self, database: Database, reader: StoreReader | None = None, *, retention: float | None = None,
+                 clock: Callable[[], float] = time.time, origin: str | None = None) -> None:
+        self.database = database
+        self.origin = origin
+        """Names this replica in the database's change notifications (PostgreSQL)."""
         self.reader = reader
         """Closed when the store stops: it is the last actor to use the database."""
         self.retention = retention
@@ -97,7 +99,7 @@ class StoreActor(Actor):
         """Commands and audit records deleted by the current round of batches."""
 
     async def on_start(self) -> None:
-        self.writer = await trio.to_thread.run_sync(open_writer, self.path)
+        self.writer = await trio.to_thread.run_sync(functools.partial(open_writer, self.database, origin=self.origin))
         if self.retention is not None:
             self.context.every(PRUNE_INTERVAL, Prune(), first=0.0)
 

@@ -2,35 +2,54 @@
 
 The rest of the server sees one protocol: writes as data (``Write``s) that the
 store actor (``trioscope.actors.store``) commits in groups through a
-``StoreWriter`` (``open_writer``), and named reads on a ``StoreReader``. SQLite
-is the implementation behind them; only this package and the composition root
-(``server.py``, ``cli.py``) name it.
+``StoreWriter`` (``open_writer``), and named reads on a ``StoreReader``. Behind
+them is an SQLite file (the default) or PostgreSQL (shared by replicas, which
+hear of each other's changes on ``CHANGES_CHANNEL``), chosen by the location
+given (``resolve_database``); only this package names either driver.
 """
 
 from ._ops import AuditEntry as AuditEntry
 from ._ops import Conflict as Conflict
 from ._ops import ForgetAgents as ForgetAgents
+from ._ops import NewerSchema as NewerSchema
 from ._ops import Rejected as Rejected
 from ._ops import SaveAgent as SaveAgent
 from ._ops import SaveCommand as SaveCommand
 from ._ops import SaveDeployment as SaveDeployment
+from ._ops import Unavailable as Unavailable
 from ._ops import Write as Write
-from ._migrations import NewerSchema as NewerSchema
+from ._changes import CHANGES_CHANNEL as CHANGES_CHANNEL
+from ._changes import Change as Change
+from ._changes import decode_change as decode_change
+from ._changes import encode_change as encode_change
+from ._copy import CopyCounts as CopyCounts
+from ._copy import CopyFailed as CopyFailed
+from ._copy import CopyRefused as CopyRefused
+from ._copy import copy_store as copy_store
+from ._reader import Database as Database
 from ._reader import StoreReader as StoreReader
 from ._reader import StoreWriter as StoreWriter
+from ._reader import describe_database as describe_database
 from ._reader import open_writer as open_writer
+from ._reader import resolve_database as resolve_database
+from ._reader import sqlite_path as sqlite_path
 from ._reads import AuditRecord as AuditRecord
 from ._reads import BulkPart as BulkPart
 from ._reads import CommandPart as CommandPart
 from ._reads import StoredCommand as StoredCommand
 from ._secret import load_or_create_secret as load_or_create_secret
 from ._secret import token_secret as token_secret
+from ._postgres import PostgresReader as PostgresReader
+from ._postgres import PostgresWriter as PostgresWriter
 from ._sqlite import DATABASE_FILE as DATABASE_FILE
 from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
-    "DATABASE_FILE", "AuditEntry", "AuditRecord", "BulkPart", "CommandPart", "Conflict", "ForgetAgents", "NewerSchema", "Rejected",
-    "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
-    "StoredCommand", "Write", "load_or_create_secret", "open_writer", "token_secret",
+    "CHANGES_CHANNEL", "DATABASE_FILE", "AuditEntry", "AuditRecord", "BulkPart", "Change", "CommandPart", "Conflict",
+    "CopyCounts", "CopyFailed", "CopyRefused",
+    "Database", "ForgetAgents", "NewerSchema", "PostgresReader", "PostgresWriter", "Rejected", "SaveAgent",
+    "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter", "StoredCommand",
+    "Unavailable", "Write", "copy_store", "decode_change", "describe_database", "encode_change", "load_or_create_secret", "open_writer",
+    "resolve_database", "sqlite_path", "token_secret",
 ]

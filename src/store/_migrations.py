@@ -16,19 +16,10 @@ from collections.abc import Callable
 import orjson
 
 from ._command_rows import BULK_COLUMNS, OPEN_STATUSES_SQL, split_document
+from ._ops import NewerSchema
 
 MIGRATION_BATCH = 200
 """Rows rewritten per transaction: one result may be as large as a request body."""
-
-
-class NewerSchema(ValueError):
-    """The database was written by a later version of trioscope: this one would
-    misread it, and its schema script would undo the later changes."""
-
-    def __init__(self, version: int) -> None:
-        super().__init__(f"the database has schema version {version}, newer than this trioscope knows"
-                         f" ({SCHEMA_VERSION}): run the version that wrote it, or give another data directory")
-        self.version = version
 
 
 def schema_version(db: sqlite3.Connection) -> int:
@@ -39,7 +30,7 @@ def schema_version(db: sqlite3.Connection) -> int:
     """
     version: int = db.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise NewerSchema(version)
+        raise NewerSchema(version, SCHEMA_VERSION)
     return version
 
 

@@ -64,3 +64,19 @@ class Rejected(Exception):
     """The database refused a group (nothing of it was written): a value it cannot
     encode, an id or agent token already taken, a deployment that does not exist.
     The backend's own error is the ``__cause__``."""
+
+
+class NewerSchema(ValueError):
+    """The database was written by a later version of trioscope: this one would
+    misread it, and its schema script would undo the later changes."""
+
+    def __init__(self, version: int, known: int) -> None:
+        super().__init__(f"the database has schema version {version}, newer than this trioscope knows"
+                         f" ({known}): run the version that wrote it, or give another database")
+        self.version = version
+
+
+class Unavailable(Exception):
+    """The database cannot be reached or opened (a server that is down, a
+    refused login, a database that does not exist): the message says which
+    and why, without a password."""

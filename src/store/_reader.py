@@ -1,6 +1,7 @@
 """The store as the rest of the server sees it: named, awaitable reads of
 committed state, and the writer the store actor opens. Which database is
-behind them (SQLite today) is this package's business alone."""
+behind them (an SQLite file, or PostgreSQL shared by replicas) is chosen from
+its location here, and is this package's business alone."""
 
 from __future__ import annotations
 
@@ -15,10 +16,37 @@ from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
 
 from ._ops import Write
+from ._postgres import PostgresReader, PostgresWriter, describe, is_postgres_url
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
-from ._sqlite import SqliteReader, SqliteWriter
+from ._sqlite import DATABASE_FILE, SqliteReader, SqliteWriter
 
 T = TypeVar("T")
+
+Database = Path | str
+"""Where the store is: an SQLite file's path, or a URL (``sqlite:PATH``,
+``postgresql://user@host/db``) as ``store.database`` gives it."""
+
+
+def resolve_database(configured: str, data_dir: Path) -> Database:
+    """The database ``store.database`` names: empty is SQLite in ``data_dir``."""
+    if not configured:
+        return data_dir / DATABASE_FILE
+    return sqlite_path(configured) or configured
+
+
+def sqlite_path(database: Database) -> Path | None:
+    """The file of an SQLite database; None for PostgreSQL.
+
+    Raises:
+        ValueError: ``database`` names no database this store knows.
+    """
+    if isinstance(database, Path):
+        return database
+    if database.startswith("sqlite:") and len(database) > len("sqlite:"):
+        return Path(database.removeprefix("sqlite:")).expanduser()
+    if is_postgres_url(database):
+        return None
+    raise ValueError("names no known database; expected sqlite:PATH or postgresql://[user@]host[:port]/database")
 
 
 class StoreWriter(Protocol):
@@ -38,53 +66,80 @@ class StoreWriter(Protocol):
     def close(self) -> None: ...
 
 
-def open_writer(path: Path) -> StoreWriter:
-    """The database at ``path`` for writing, its schema created or migrated (blocking)."""
-    return SqliteWriter(path)
+def describe_database(database: Database) -> str:
+    """Where ``database`` is, for messages: an SQLite file's path, a PostgreSQL
+    server's address and database, never a password."""
+    path = sqlite_path(database)
+    return str(path) if path is not None else describe(str(database))
+
+
+def open_writer(database: Database, *, origin: str | None = None) -> StoreWriter:
+    """The database for writing, its schema created or migrated (blocking).
+
+    Args:
+        origin: names this writer in PostgreSQL's change notifications (the
+            replica's id; default: a random one). SQLite has no other replicas.
+
+    Raises:
+        Unavailable: the database cannot be reached.
+        NewerSchema: a later trioscope wrote it.
+    """
+    path = sqlite_path(database)
+    if path is not None:
+        return SqliteWriter(path)
+    assert isinstance(database, str)
+    return PostgresWriter(database, origin=origin)
 
 
 class StoreReader:
-    """Committed state, read without going through the writer: one query at a
-    time, in a worker thread (the database calls block)."""
+    """Committed state, read without going through the writer, in worker
+    threads (the database calls block): one query at a time on SQLite's one
+    connection, as many as its pool holds on PostgreSQL."""
 
-    def __init__(self, path: Path) -> None:
-        self._reader = SqliteReader(path)
-        self._limiter = trio.CapacityLimiter(1)
+    def __init__(self, database: Database) -> None:
+        path = sqlite_path(database)
+        self._reader: SqliteReader | PostgresReader
+        if path is not None:
+            self._reader = SqliteReader(path)
+            self._limiter = trio.CapacityLimiter(1)
+        else:
+            assert isinstance(database, str)
+            self._reader = PostgresReader(database)
+            self._limiter = trio.CapacityLimiter(self._reader.pool_size)
 
     async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        bound = functools.partial(method, self._reader, *args, **kwargs)
-        return await trio.to_thread.run_sync(bound, limiter=self._limiter)
+        return await trio.to_thread.run_sync(functools.partial(method, *args, **kwargs), limiter=self._limiter)
 
     async def deployments(self) -> list[Deployment]:
-        return await self._call(SqliteReader.deployments)
+        return await self._call(self._reader.deployments)
 
     async def agents(self) -> list[AgentRecord]:
-        return await self._call(SqliteReader.agents)
+        return await self._call(self._reader.agents)
 
     async def deployments_with_open_commands(self) -> list[str]:
-        return await self._call(SqliteReader.deployments_with_open_commands)
+        return await self._call(self._reader.deployments_with_open_commands)
 
     async def open_commands(self, deployment_hash: str) -> list[Command]:
-        return await self._call(SqliteReader.open_commands, deployment_hash)
+        return await self._call(self._reader.open_commands, deployment_hash)
 
     async def command(self, command_id: str) -> Command | None:
         """The whole command, history, result and error included."""
-        return await self._call(SqliteReader.command, command_id)
+        return await self._call(self._reader.command, command_id)
 
     async def stored_command(self, command_id: str, *, inline_bytes: int) -> StoredCommand | None:
         """The command with its result and error only if each is at most ``inline_bytes``."""
-        return await self._call(SqliteReader.stored_command, command_id, inline_bytes=inline_bytes)
+        return await self._call(self._reader.stored_command, command_id, inline_bytes=inline_bytes)
 
     async def command_part(self, command_id: str, part: BulkPart, offset: int, length: int) -> CommandPart | None:
         """A slice of a command's encoded result or error."""
-        return await self._call(SqliteReader.command_part, command_id, part, offset, length)
+        return await self._call(self._reader.command_part, command_id, part, offset, length)
 
     async def command_summaries(self, deployment_hash: str, *, status: str | None, since: float | None,
                                 until: float | None, limit: int, offset: int, max_bytes: int,
                                 error_bytes: int) -> tuple[list[StoredCommand], int]:
         """A page of a deployment's commands, newest first, within ``max_bytes``,
         and how many match: summaries without history or result."""
-        return await self._call(SqliteReader.command_summaries, deployment_hash, status=status, since=since,
+        return await self._call(self._reader.command_summaries, deployment_hash, status=status, since=since,
                                 until=until, limit=limit, offset=offset, max_bytes=max_bytes,
                                 error_bytes=error_bytes)
 
@@ -93,7 +148,7 @@ class StoreReader:
                     every_tenant: bool = False) -> tuple[list[AuditRecord], int]:
         """A page of a tenant's audit records (None: those in no tenant's log;
         ``every_tenant``: all), newest first, and how many match."""
-        return await self._call(SqliteReader.audit, tenant, action=action, actor=actor, since=since, until=until,
+        return await self._call(self._reader.audit, tenant, action=action, actor=actor, since=since, until=until,
                                 limit=limit, offset=offset, every_tenant=every_tenant)
 
     def close(self) -> None:

@@ -160,6 +160,50 @@ class SqliteWriter:
             raise
         return commands, audit
 
+    # Copying a whole store (``_copy``)
+
+    def is_empty(self) -> bool:
+        """No deployment, agent, command or audit record yet."""
+        row = self.connection.execute(
+            "SELECT EXISTS (SELECT 1 FROM deployments) OR EXISTS (SELECT 1 FROM agents)"
+            " OR EXISTS (SELECT 1 FROM commands) OR EXISTS (SELECT 1 FROM audit)").fetchone()
+        return not row[0]
+
+    def restore(self, commands: Sequence[Command], audit: Sequence[AuditRecord]) -> None:
+        """Write ``commands`` and ``audit`` records as they are, ids kept (a row of
+        the same id is replaced), in one transaction; later audit records are
+        numbered after the largest id (AUTOINCREMENT keeps track).
+
+        Raises:
+            Rejected: the database refused a row (nothing of the call was written).
+        """
+        db = self.connection
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany(
+                "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version, document,"
+                " error, history, result, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET deployment_hash = excluded.deployment_hash,"
+                " tenant = excluded.tenant, sequence = excluded.sequence, status = excluded.status,"
+                " created_at = excluded.created_at, version = excluded.version, document = excluded.document,"
+                " error = excluded.error, history = excluded.history, result = excluded.result,"
+                " finished_at = excluded.finished_at",
+                [(c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at, len(c.history),
+                  *command_columns(c), finished_at(c)) for c in commands])
+            db.executemany(
+                "INSERT OR REPLACE INTO audit (id, at, tenant, actor, action, resource_type, resource_id, outcome,"
+                " address, user_agent, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r.id, r.entry.at, r.entry.tenant, r.entry.actor, r.entry.action, r.entry.resource_type,
+                  r.entry.resource_id, r.entry.outcome, r.entry.address, r.entry.user_agent,
+                  orjson.dumps(r.entry.details).decode()) for r in audit])
+            db.execute("COMMIT")
+        except (sqlite3.IntegrityError, orjson.JSONEncodeError) as exc:
+            db.execute("ROLLBACK")
+            raise Rejected(f"{type(exc).__name__}: {exc}") from exc
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     def _apply(self, write: Write) -> None:
         db = self.connection
         if isinstance(write, SaveCommand):
@@ -378,3 +422,21 @@ class SqliteReader:
             for i, at, t, who, what, rt, rid, outcome, address, agent, details in rows
         ]
         return entries, total
+
+    # Copying a whole store (``_copy``)
+
+    def commands_after(self, after: str, limit: int) -> list[Command]:
+        """Up to ``limit`` whole commands with ids after ``after``, in id order."""
+        rows = self.connection.execute(
+            "SELECT document, error, history, result FROM commands WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
+        return [command_from_columns(d, error=e, history=h, result=r) for d, e, h, r in rows]
+
+    def audit_after(self, after: int, limit: int) -> list[AuditRecord]:
+        """Up to ``limit`` audit records numbered after ``after``, oldest first."""
+        rows = self.connection.execute(
+            "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details"
+            " FROM audit WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
+        return [AuditRecord(i, AuditEntry(at=at, tenant=t, actor=who, action=what, resource_type=rt, resource_id=rid,
+                                          outcome=outcome, address=address, user_agent=agent,
+                                          details=orjson.loads(details)))
+                for i, at, t, who, what, rt, rid, outcome, address, agent, details in rows]

@@ -8,7 +8,6 @@ from ._policy import GiveUp as GiveUp
 from ._policy import Restart as Restart
 from ._policy import after_exit as after_exit
 from ._policy import describe_exit as describe_exit
-from ._policy import is_postgresql as is_postgresql
 from ._policy import pool_exit_code as pool_exit_code
 from ._policy import workers_refusal as workers_refusal
 
@@ -18,7 +17,6 @@ __all__ = [
     "WorkerStart",
     "after_exit",
     "describe_exit",
-    "is_postgresql",
     "pool_exit_code",
     "run_workers",
     "worker_main",

@@ -11,6 +11,8 @@ import attrs
 from trioscope.config import Settings
 from trioscope.runtime import Backoff, RestartHistory, intensity_exceeded, record_restart
 from trioscope.server import ExitCode
+from trioscope.store import sqlite_path
+from trioscope.system import database_path
 
 RESTART_INTENSITY = 5
 """Restarts of one worker allowed within ``RESTART_PERIOD``; one more and the
@@ -74,11 +76,6 @@ def pool_exit_code(exits: dict[int, int | None], *, gave_up: bool, overran: bool
     return ExitCode.OK
 
 
-def is_postgresql(database: str) -> bool:
-    """``store.database`` names a PostgreSQL server (anything else is SQLite)."""
-    return database.startswith(("postgresql:", "postgres:"))
-
-
 def workers_refusal(settings: Settings) -> str | None:
     """Why ``server.workers`` cannot be served with this store, or None.
 
@@ -86,7 +83,7 @@ def workers_refusal(settings: Settings) -> str | None:
     in-process queues assume nobody else hands out commands, so several
     processes on it would deliver a command twice or lose a wake-up."""
     workers = settings.server.workers
-    if workers <= 1 or is_postgresql(settings.store.database):
+    if workers <= 1 or sqlite_path(database_path(settings)) is None:
         return None
     store = "the default SQLite file in data_dir" if not settings.store.database else "an SQLite file"
     return (f"--workers {workers} (server.workers, TRIOSCOPE_SERVER_WORKERS) needs a PostgreSQL store, "

@@ -14,12 +14,15 @@ from typing import Any
 
 import attrs
 import httpx
+import pytest
 import trio
 
 from tests.integration.test_commands import Operator, enroll
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
 from trioscope.domain.commands import TRANSITIONS, CommandEvent, CommandStatus
+
+pytestmark = pytest.mark.usefixtures("database")  # every test on each store backend (integration/conftest.py)
 
 
 def _legal(history: list[dict[str, Any]]) -> bool:

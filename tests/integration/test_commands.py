@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import itertools
 import signal
-import sqlite3
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import attrs
 import httpx
+import orjson
 import pytest
 import trio
 
@@ -24,9 +23,11 @@ from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
-from trioscope.store import DATABASE_FILE
+from trioscope.store import StoreReader
 
 _ids = itertools.count(1)
+
+pytestmark = pytest.mark.usefixtures("database")  # every test on each store backend (integration/conftest.py)
 
 
 def fresh(prefix: str) -> str:
@@ -34,7 +35,7 @@ def fresh(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
+def server(database: str) -> Iterator[ServerProcess]:
     with ServerProcess(["--timeout-grace", "0s"]) as process:
         yield process
 
@@ -686,9 +687,14 @@ async def test_refusals_are_audited_in_records_of_bounded_size(server: ServerPro
         assert response.status_code == 401
 
     async def recorded() -> list[tuple[int, int]]:
-        with sqlite3.connect(Path(server.data_dir) / DATABASE_FILE) as db:  # the store commits it a moment later
-            return db.execute("SELECT length(details), length(coalesce(resource_id, '')) FROM audit "
-                              "WHERE action = 'auth.failure' AND details LIKE '%aaaaaaaa%'").fetchall()
+        reader = StoreReader(server.database)  # the store commits it a moment later
+        try:
+            records, _ = await reader.audit(None, action="auth.failure", actor=None, since=None, until=None,
+                                            limit=1000, offset=0, every_tenant=True)
+        finally:
+            reader.close()
+        return [(len(orjson.dumps(r.entry.details)), len(r.entry.resource_id or "")) for r in records
+                if b"aaaaaaaa" in orjson.dumps(r.entry.details)]
 
     rows = await eventually(recorded)
     assert max(size for size, _ in rows) < 1024 and max(size for _, size in rows) <= 256, rows

@@ -1,6 +1,6 @@
 """The store as the rest of the server uses it, opened once per backend: tests
-that take the ``store`` fixture run against each (today SQLite alone; a second
-backend is one more entry in ``BACKENDS``)."""
+that take the ``store`` fixture run against each (SQLite, and PostgreSQL in a
+schema of the test's own)."""
 
 from __future__ import annotations
 
@@ -43,12 +43,20 @@ def open_sqlite(tmp_path: Path) -> Store:
     return Store(open_writer(path), StoreReader(path))
 
 
-BACKENDS: dict[str, Callable[[Path], Store]] = {"sqlite": open_sqlite}
+def open_postgres(request: pytest.FixtureRequest) -> Store:
+    url: str = request.getfixturevalue("postgres_url")
+    return Store(open_writer(url), StoreReader(url))
+
+
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], Store]] = {
+    "sqlite": lambda request: open_sqlite(request.getfixturevalue("tmp_path")),
+    "postgresql": open_postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened = BACKENDS[request.param](tmp_path)
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    opened = BACKENDS[request.param](request)
     try:
         yield opened
     finally:

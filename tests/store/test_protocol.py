@@ -97,6 +97,19 @@ async def test_an_unencodable_deployment_is_rejected_alone(store: Store) -> None
     assert list(by_id(await store.reader.deployments())) == ["good"]
 
 
+async def test_any_json_value_is_kept_as_written_nul_characters_and_key_order_included(store: Store) -> None:
+    odd = {"z": "a\x00b", "a": ["\x00", {"é\x00": 1e300, "b": -0.0}], "m": 2**62}
+    d = deployment("h1", metadata=odd)
+    a = agent("a1", version="0.2\x001", system_info=odd)
+    record = AuditEntry(at=1.0, tenant="acme", actor="user:u1", action="deployment.create", details=odd)
+    await store.write(SaveDeployment(d), SaveAgent(a), record)
+    [found] = await store.reader.deployments()
+    assert found == d and list(found.metadata) == ["z", "a", "m"]
+    assert await store.reader.agents() == [a]
+    records, _ = await store.reader.audit("acme", action=None, actor=None, since=None, until=None, limit=1, offset=0)
+    assert records[0].entry == record and orjson.dumps(records[0].entry.details) == orjson.dumps(odd)
+
+
 # Agents and their tokens
 
 

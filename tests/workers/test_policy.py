@@ -9,7 +9,7 @@ import attrs
 from trioscope.config import Settings
 from trioscope.server import ExitCode
 from trioscope.workers import (
-    GiveUp, Restart, WorkerStart, after_exit, describe_exit, is_postgresql, pool_exit_code, workers_refusal,
+    GiveUp, Restart, WorkerStart, after_exit, describe_exit, pool_exit_code, workers_refusal,
 )
 from trioscope.workers._policy import RESTART_INTENSITY, RESTART_PERIOD
 
@@ -66,7 +66,6 @@ def test_more_than_one_worker_needs_postgresql():
     assert refusal is not None and "--workers 3" in refusal and "--database postgresql://" in refusal
     assert "--workers 1" in refusal
     assert "an SQLite file" in (workers_refusal(_with(2, "sqlite:/tmp/x.db")) or "")
-    assert is_postgresql("postgresql://h/db") and not is_postgresql("sqlite:/x")
 
 
 def test_worker_start_carries_the_settings_as_resolved():

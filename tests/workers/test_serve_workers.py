@@ -40,10 +40,10 @@ def _kill_all(pids: set[int]) -> None:
 
 
 @pytest.fixture
-def workers_server(pg_url: str) -> Iterator[ServerProcess]:
+def workers_server(postgres_url: str) -> Iterator[ServerProcess]:
     """Two workers on PostgreSQL; every worker pid seen is ended with the test."""
     seen: set[int] = set()
-    with ServerProcess(["--workers", "2", "--database", pg_url]) as server:
+    with ServerProcess(["--workers", "2", "--database", postgres_url]) as server:
         server.read_banner()
         seen.update(p.pid for p in _workers(server))
         try:

@@ -1,0 +1,138 @@
+"""Moving an installation: every row of one store copied into another
+(``trioscope store copy --from sqlite:PATH --to postgresql://...``, or back).
+
+Deployments (with their enrollment tokens), agents (with their token hashes),
+commands with their whole history, result and error, and audit records with
+their ids are copied in batches, a transaction per batch. The source is first
+brought to this version's schema, as ``serve`` would. User tokens are not in
+the store: they stay valid where the same ``auth.secret`` (or the data
+directory's ``jwt-secret``) is used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import attrs
+
+from trioscope.domain.commands import Command
+
+from ._ops import Rejected, SaveAgent, SaveDeployment
+from ._postgres import PostgresReader, PostgresWriter
+from ._reads import AuditRecord
+from ._reader import Database, describe_database, open_writer, sqlite_path
+from ._sqlite import SqliteReader, SqliteWriter
+
+COPY_BATCH = 500
+"""Rows per transaction (a command's result may be as large as a request body)."""
+
+
+class CopyRefused(Exception):
+    """The copy was not started: the message says why (nothing was written)."""
+
+
+class CopyFailed(Exception):
+    """The target refused rows part-way: the batches before were written."""
+
+
+@attrs.frozen
+class CopyCounts:
+    """How many rows of each kind were copied."""
+
+    deployments: int = 0
+    agents: int = 0
+    commands: int = 0
+    audit: int = 0
+
+
+@contextlib.contextmanager
+def _reader(database: Database) -> Iterator[SqliteReader | PostgresReader]:
+    path = sqlite_path(database)
+    reader = SqliteReader(path) if path is not None else PostgresReader(str(database), pool_size=1)
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+@contextlib.contextmanager
+def _writer(database: Database) -> Iterator[SqliteWriter | PostgresWriter]:
+    path = sqlite_path(database)
+    writer = SqliteWriter(path) if path is not None else PostgresWriter(str(database), origin="store-copy")
+    try:
+        yield writer
+    finally:
+        writer.close()
+
+
+def copy_store(source: Database, target: Database, *, into_non_empty: bool = False,
+               progress: Callable[[CopyCounts], None] | None = None) -> CopyCounts:
+    """Copy every row of ``source`` into ``target`` (blocking).
+
+    Args:
+        into_non_empty: copy into a target that already holds rows; a row
+            whose key it holds is replaced by the source's (so an interrupted
+            copy can be run again).
+        progress: called with the counts so far after each batch.
+
+    Raises:
+        CopyRefused: the source does not exist, is the target, or the target is
+            not empty (and ``into_non_empty`` was not given).
+        CopyFailed: the target refused a batch (e.g. an agent token that another
+            agent of the target holds).
+        Unavailable: a database cannot be reached.
+        NewerSchema: a later trioscope wrote one of them.
+    """
+    source_path, target_path = sqlite_path(source), sqlite_path(target)
+    if source_path is not None and not source_path.is_file():
+        raise CopyRefused(f"no database at {source_path}")
+    same_file = source_path is not None and target_path is not None and target_path.exists() and \
+        source_path.resolve() == target_path.resolve()
+    if same_file or (source_path is None and target_path is None and str(source) == str(target)):
+        raise CopyRefused("the source and the target are the same database")
+    open_writer(source).close()  # its schema brought up to date, as serve would
+    counts = CopyCounts()
+    with _writer(target) as writer, _reader(source) as reader:
+        if not into_non_empty and not writer.is_empty():
+            raise CopyRefused(f"{describe_database(target)} already holds trioscope data; give --into-non-empty "
+                              "to copy into it anyway (rows of the same key are replaced)")
+
+        def save(kind: str, writes: list[SaveDeployment] | list[SaveAgent]) -> None:
+            for start in range(0, len(writes), COPY_BATCH):
+                [error] = writer.commit([writes[start:start + COPY_BATCH]])
+                if error is not None:
+                    raise CopyFailed(f"the target refused {kind}: {error}") from error
+
+        deployments = reader.deployments()
+        save("deployments", [SaveDeployment(d) for d in deployments])
+        counts = attrs.evolve(counts, deployments=len(deployments))
+        agents = reader.agents()
+        save("agents", [SaveAgent(a) for a in agents])
+        counts = attrs.evolve(counts, agents=len(agents))
+        if progress is not None:
+            progress(counts)
+
+        last_command = ""
+        while batch := reader.commands_after(last_command, COPY_BATCH):
+            _restore(writer, batch, [], f"commands {batch[0].id}..{batch[-1].id}")
+            last_command = batch[-1].id
+            counts = attrs.evolve(counts, commands=counts.commands + len(batch))
+            if progress is not None:
+                progress(counts)
+        last_audit = 0
+        while records := reader.audit_after(last_audit, COPY_BATCH):
+            _restore(writer, [], records, f"audit records {records[0].id}..{records[-1].id}")
+            last_audit = records[-1].id
+            counts = attrs.evolve(counts, audit=counts.audit + len(records))
+            if progress is not None:
+                progress(counts)
+    return counts
+
+
+def _restore(writer: SqliteWriter | PostgresWriter, commands: list[Command], audit: list[AuditRecord],
+             what: str) -> None:
+    try:
+        writer.restore(commands, audit)
+    except Rejected as exc:
+        raise CopyFailed(f"the target refused {what}: {exc}") from exc

@@ -1,0 +1,139 @@
+"""The PostgreSQL schema's versions, kept in the one-row table ``trioscope_schema``.
+
+The same discipline as SQLite's (``_migrations``): explicit numbered steps,
+``STEPS[v]`` bringing a database from version ``v`` to ``v + 1``; an empty
+database is version 0, so creating one is step 1; a database of a later
+version is refused before anything is changed (``NewerSchema``).
+
+PostgreSQL's DDL is transactional, so each step commits together with its new
+version number, or not at all. Replicas may start at once against one
+database: every step holds a transaction-scoped advisory lock and reads the
+version again under it, so exactly one of them runs each step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+from psycopg.rows import TupleRow
+
+from ._ops import NewerSchema
+
+LOCK_KEY = 0x7472696F73636F70  # "trioscop": the advisory lock of schema changes
+"""Held by whichever process changes the schema; others wait, then see the new version."""
+
+VERSION_TABLE = "trioscope_schema"
+
+# JSON, not JSONB, for what clients send (metadata, system info, audit
+# details): JSONB refuses the escape \u0000, which SQLite's store keeps (a
+# registration would fail on PostgreSQL only), and JSON gives back the very
+# text written, key order included. Nothing queries inside these values.
+_VERSION_1 = """
+CREATE TABLE deployments (
+    hash TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    enrollment_hash TEXT,
+    status TEXT NOT NULL,
+    metadata JSON NOT NULL
+);
+CREATE INDEX deployments_tenant ON deployments (tenant, created_at);
+CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    deployment_hash TEXT NOT NULL REFERENCES deployments (hash),
+    token_hash TEXT NOT NULL UNIQUE,
+    status TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    decommissioned_at DOUBLE PRECISION,
+    document JSON NOT NULL  -- capabilities, version, system_info
+);
+CREATE INDEX agents_deployment ON agents (deployment_hash);
+CREATE TABLE commands (
+    id TEXT PRIMARY KEY,
+    deployment_hash TEXT NOT NULL REFERENCES deployments (hash),
+    tenant TEXT NOT NULL,
+    sequence BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL,
+    version INTEGER NOT NULL,
+    finished_at DOUBLE PRECISION,  -- NULL while open
+    -- The JSON of _command_rows as bytes: read back as the very bytes written,
+    -- their lengths are the sizes users see, and parts are byte ranges of them.
+    document BYTEA NOT NULL,
+    error BYTEA NOT NULL,
+    history BYTEA NOT NULL,
+    result BYTEA NOT NULL
+);
+-- Large values stored out of line uncompressed: octet_length() reads no value,
+-- and substring() of a part reads only the chunks it covers.
+ALTER TABLE commands ALTER COLUMN error SET STORAGE EXTERNAL, ALTER COLUMN result SET STORAGE EXTERNAL;
+CREATE INDEX commands_deployment_status_sequence ON commands (deployment_hash, status, sequence);
+CREATE INDEX commands_deployment_sequence ON commands (deployment_hash, sequence);
+CREATE INDEX commands_deployment_created ON commands (deployment_hash, created_at);
+CREATE INDEX commands_finished ON commands (finished_at);  -- pruning
+CREATE TABLE audit (
+    id BIGSERIAL PRIMARY KEY,
+    at DOUBLE PRECISION NOT NULL,
+    tenant TEXT,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resource_type TEXT,
+    resource_id TEXT,
+    outcome TEXT NOT NULL,
+    address TEXT,
+    user_agent TEXT,
+    details JSON NOT NULL
+);
+CREATE INDEX audit_tenant ON audit (tenant, id);
+CREATE INDEX audit_at ON audit (at);  -- pruning
+"""
+
+
+def _to_1(db: psycopg.Connection[TupleRow]) -> None:
+    """Version 1: the tables of trioscope's first PostgreSQL store."""
+    db.execute(_VERSION_1)
+
+
+STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1,)
+"""``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
+SCHEMA_VERSION = len(STEPS)
+"""The version this code creates."""
+
+
+def schema_version(db: psycopg.Connection[TupleRow]) -> int:
+    """The database's schema version (0: no trioscope tables yet).
+
+    Raises:
+        NewerSchema: it is newer than this code knows.
+    """
+    row = db.execute("SELECT to_regclass(%s) IS NOT NULL", (VERSION_TABLE,)).fetchone()
+    if row is None or not row[0]:
+        return 0
+    found = db.execute(f"SELECT version FROM {VERSION_TABLE}").fetchone()
+    version = 0 if found is None else int(found[0])
+    if version > SCHEMA_VERSION:
+        raise NewerSchema(version, SCHEMA_VERSION)
+    return version
+
+
+def migrate(db: psycopg.Connection[TupleRow]) -> None:
+    """Bring the database (an autocommit connection) to ``SCHEMA_VERSION``, a
+    step per transaction; refuse a later one before changing anything.
+
+    Raises:
+        NewerSchema: the database is newer than this code.
+    """
+    while True:
+        with db.transaction():
+            db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            version = schema_version(db)
+            if version == SCHEMA_VERSION:
+                return
+            if version == 0:
+                db.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL)")
+                db.execute(f"DELETE FROM {VERSION_TABLE}")
+                db.execute(f"INSERT INTO {VERSION_TABLE} (version) VALUES (0)")
+            STEPS[version](db)
+            db.execute(f"UPDATE {VERSION_TABLE} SET version = %s", (version + 1,))

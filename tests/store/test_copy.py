@@ -1,0 +1,159 @@
+"""``trioscope store copy``: every row of an SQLite store copied into PostgreSQL
+and back, read back through ``StoreReader`` and compared; a target holding
+data is refused unless told; bad arguments and unreachable stores are clear
+errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import trio
+
+from tests.server_process import run_cli
+from trioscope.domain.commands import CommandEvent
+from trioscope.domain.deployments import AgentStatus, DeploymentStatus
+from trioscope.store import (
+    AuditEntry,
+    CopyRefused,
+    SaveAgent,
+    SaveCommand,
+    SaveDeployment,
+    StoreReader,
+    copy_store,
+    open_writer,
+)
+from trioscope.store import _copy
+
+from .test_protocol import agent, command, completed, deployment, entry, failed, saved
+
+
+def fill(database: Path | str) -> None:
+    """A store with a bit of everything: deployments suspended and spent, agents
+    live and retired, commands in each kind of state, and audit records whose
+    ids have gaps (pruned ones)."""
+    writer = open_writer(database)
+    try:
+        writer.commit([[
+            SaveDeployment(deployment("h1", metadata={"env": "prod", "nested": {"é": [1, 2.5, None]}})),
+            SaveDeployment(deployment("h2", tenant="other", enrollment_hash=None, status=DeploymentStatus.SUSPENDED)),
+            SaveAgent(agent("a1", capabilities=("docker",), version="1.2", system_info={"os": "linux"})),
+            SaveAgent(agent("a2", deployment_hash="h2", status=AgentStatus.DECOMMISSIONED, decommissioned_at=5.0)),
+        ]])
+        made = []
+        for i in range(12):
+            c = command(i, deployment_hash="h1" if i % 3 else "h2", confirm=i == 4)
+            if i % 4 == 1:
+                c = completed(c, 120.0 + i, {"log": "é" * 300, "n": i})
+            elif i % 4 == 2:
+                c = failed(c, 120.0 + i, {"why": "no such container"})
+            elif i == 3:
+                c = c.apply(CommandEvent.DELIVER, 121.0).apply(CommandEvent.PROGRESS, 122.0, {"percent": 50})
+            made.append(c)
+        writer.commit([[SaveCommand(c, None) for c in made]])
+        writer.commit([[entry(i, tenant=[None, "acme", "other"][i % 3], details={"i": i, "x": ["é", None]})
+                        for i in range(20)]])
+        writer.prune(105.0, 1000)  # audit 0..4: ids 1-5 gone
+        writer.commit([[AuditEntry(at=200.0, tenant="acme", actor="agent:a1", action="command.report",
+                                   resource_type="command", resource_id="cmd_1", outcome="ok", address="10.0.0.1",
+                                   user_agent="status/0.2")]])
+    finally:
+        writer.close()
+
+
+async def everything(database: Path | str) -> dict[str, Any]:
+    """Every row of the store, as ``StoreReader`` reads it."""
+    reader = StoreReader(database)
+    try:
+        deployments = {d.hash: d for d in await reader.deployments()}
+        commands = {}
+        for h in deployments:
+            page, total = await reader.command_summaries(h, status=None, since=None, until=None, limit=1000,
+                                                         offset=0, max_bytes=2**30, error_bytes=2**20)
+            assert len(page) == total
+            for summary in page:
+                commands[summary.command.id] = await reader.command(summary.command.id)
+        audit, total = await reader.audit(None, action=None, actor=None, since=None, until=None, limit=10_000,
+                                          offset=0, every_tenant=True)
+        assert len(audit) == total
+        return {"deployments": deployments, "agents": {a.id: a for a in await reader.agents()},
+                "commands": commands, "audit": audit,
+                "open": sorted(await reader.deployments_with_open_commands())}
+    finally:
+        reader.close()
+
+
+async def test_a_copy_to_postgresql_and_back_reads_back_every_row(
+        tmp_path: Path, postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_copy, "COPY_BATCH", 5)  # several batches of each
+    source = tmp_path / "source.sqlite3"
+    fill(source)
+    original = await everything(source)
+    assert len(original["commands"]) == 12 and len(original["audit"]) == 16  # the test is about something
+
+    counts = await trio.to_thread.run_sync(copy_store, source, postgres_url)
+    assert attrs.astuple(counts) == (2, 2, 12, 16)
+    assert await everything(postgres_url) == original
+
+    back = tmp_path / "back.sqlite3"
+    await trio.to_thread.run_sync(copy_store, postgres_url, f"sqlite:{back}")
+    assert await everything(back) == original
+
+    # Records written after the copy are numbered after the copied ones.
+    for database in (postgres_url, back):
+        writer = open_writer(database)
+        try:
+            writer.commit([[entry(99)]])
+        finally:
+            writer.close()
+        newest = (await everything(database))["audit"][0]
+        assert newest.entry == entry(99) and newest.id == original["audit"][0].id + 1
+
+
+async def test_the_cli_copies_refuses_a_non_empty_target_unless_told_and_copies_again(
+        tmp_path: Path, postgres_url: str) -> None:
+    source = tmp_path / "source.sqlite3"
+    fill(source)
+    original = await everything(source)
+
+    copied = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", postgres_url])
+    assert copied.returncode == 0, copied.stderr
+    assert copied.stdout.startswith("copied 2 deployments, 2 agents, 12 commands, 16 audit records from ")
+    assert await everything(postgres_url) == original
+
+    again = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", postgres_url])
+    assert again.returncode == 1
+    assert "already holds trioscope data; give --into-non-empty" in again.stderr and "Traceback" not in again.stderr
+
+    forced = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", postgres_url, "--into-non-empty"])
+    assert forced.returncode == 0, forced.stderr
+    assert await everything(postgres_url) == original
+
+
+def test_bad_arguments_and_unusable_stores_are_one_clear_line(tmp_path: Path, postgres: str) -> None:
+    cases = [
+        (["--from", "mysql://x/y", "--to", f"sqlite:{tmp_path / 'a'}"], 2, "--from: names no known database"),
+        (["--from", f"sqlite:{tmp_path / 'missing.sqlite3'}", "--to", f"sqlite:{tmp_path / 'b'}"], 1,
+         "no database at"),
+        (["--from", f"sqlite:{tmp_path / 'missing.sqlite3'}"], 2, "--to"),
+    ]
+    fill(tmp_path / "real.sqlite3")
+    cases += [
+        (["--from", f"sqlite:{tmp_path / 'real.sqlite3'}", "--to", f"sqlite:{tmp_path / 'real.sqlite3'}"], 1,
+         "the same database"),
+        (["--from", f"sqlite:{tmp_path / 'real.sqlite3'}", "--to", "postgresql://postgres:pw-secret@127.0.0.1:1/x"],
+         1, "cannot connect to postgresql://127.0.0.1:1/x"),
+    ]
+    for args, code, message in cases:
+        result = run_cli(["store", "copy", *args])
+        assert result.returncode == code, (args, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+        assert "pw-secret" not in result.stderr
+
+
+def test_the_same_file_by_another_name_is_refused(tmp_path: Path) -> None:
+    fill(tmp_path / "db.sqlite3")
+    with pytest.raises(CopyRefused, match="same database"):
+        copy_store(tmp_path / "db.sqlite3", f"sqlite:{tmp_path}/./db.sqlite3")

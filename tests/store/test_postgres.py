@@ -1,0 +1,244 @@
+"""What the PostgreSQL store does beyond the protocol every backend passes
+(test_protocol.py): the change notifications replicas listen to, its schema
+versions, and its errors when the database is unreachable, refuses a value
+or drops the connection."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+
+import attrs
+import orjson
+import psycopg
+import pytest
+import trio
+
+from trioscope.domain.commands import CommandEvent
+from trioscope.domain.deployments import DeploymentStatus
+from trioscope.store import (
+    CHANGES_CHANNEL,
+    AuditEntry,
+    Change,
+    Conflict,
+    ForgetAgents,
+    NewerSchema,
+    Rejected,
+    SaveAgent,
+    SaveCommand,
+    SaveDeployment,
+    StoreReader,
+    Unavailable,
+    decode_change,
+    encode_change,
+    open_writer,
+)
+
+from .test_protocol import agent, command, deployment, saved
+
+
+def drain(db: psycopg.Connection, count: int, origin: str) -> list[str]:
+    """The payloads from writer ``origin`` that ``db`` (LISTENing) receives:
+    wait (at most 10 s) until ``count`` arrived, then a moment more for any
+    that should not have. The channel is the whole database's, so other
+    tests' writers (in other schemas) are heard too, and skipped."""
+    received: list[str] = []
+    deadline = time.monotonic() + 10.0
+    while len(received) < count and time.monotonic() < deadline:
+        received += [n.payload for n in db.notifies(timeout=0.2) if decode_change(n.payload).origin == origin]
+    received += [n.payload for n in db.notifies(timeout=0.3) if decode_change(n.payload).origin == origin]
+    return received
+
+
+@pytest.fixture
+def listening(postgres_url: str) -> Iterator[psycopg.Connection]:
+    """A LISTEN on the changes channel, on a connection of its own (as a replica's)."""
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute(f"LISTEN {CHANGES_CHANNEL}")
+        yield db
+
+
+async def test_each_committed_change_is_announced_once_with_the_writers_origin(
+        postgres_url: str, listening: psycopg.Connection) -> None:
+    writer = open_writer(postgres_url, origin=(origin := f"replica-a-{secrets.token_hex(4)}"))
+    try:
+        queued = command(1)
+        sent = queued.apply(CommandEvent.DELIVER, 101.0)
+        results = await trio.to_thread.run_sync(writer.commit, [
+            [SaveDeployment(deployment("h1")), SaveAgent(agent("a1")), SaveAgent(agent("a2"))],
+            [saved(queued), AuditEntry(at=1.0, tenant="acme", actor="user:u1", action="command.create")],
+            [saved(sent, queued)],
+            [saved(sent.apply(CommandEvent.PROGRESS, 102.0), queued)],  # stale: a conflict, announces nothing
+            [SaveAgent(agent("a9", deployment_hash="missing"))],  # rejected: announces nothing
+            [ForgetAgents(("a1", "never-saved"))],
+        ])
+        assert [type(r) for r in results] == [type(None), type(None), type(None), Conflict, Rejected, type(None)]
+        expected = [
+            Change(origin=origin, kind="deployment", id="h1", deployment_hash="h1", version=None),
+            Change(origin=origin, kind="agent", id="a1", deployment_hash="h1", version=None),
+            Change(origin=origin, kind="agent", id="a2", deployment_hash="h1", version=None),
+            Change(origin=origin, kind="command", id="cmd_1", deployment_hash="h1", version=1),
+            Change(origin=origin, kind="command", id="cmd_1", deployment_hash="h1", version=2),
+            # a1 forgotten: the same payload as its save in this transaction,
+            # which PostgreSQL folds into one notification ("a1 changed: read it").
+        ]
+        payloads = await trio.to_thread.run_sync(drain, listening, len(expected), origin)
+        assert [decode_change(p) for p in payloads] == expected
+        assert payloads[3] == ('{"origin":"' + origin + '","kind":"command","id":"cmd_1","deployment_hash":"h1",'
+                               '"version":1}')
+    finally:
+        writer.close()
+
+
+async def test_a_forgotten_agent_and_a_suspended_deployment_are_announced(
+        postgres_url: str, listening: psycopg.Connection) -> None:
+    writer = open_writer(postgres_url, origin=(origin := f"replica-b-{secrets.token_hex(4)}"))
+    try:
+        await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h1")), SaveAgent(agent("a1"))]])
+        await trio.to_thread.run_sync(drain, listening, 2, origin)
+        suspended = attrs.evolve(deployment("h1"), status=DeploymentStatus.SUSPENDED)
+        await trio.to_thread.run_sync(writer.commit, [[ForgetAgents(("a1", "nobody"))], [SaveDeployment(suspended)]])
+        payloads = await trio.to_thread.run_sync(drain, listening, 2, origin)
+        assert [decode_change(p) for p in payloads] == [
+            Change(origin=origin, kind="agent", id="a1", deployment_hash="h1", version=None),
+            Change(origin=origin, kind="deployment", id="h1", deployment_hash="h1", version=None),
+        ]
+    finally:
+        writer.close()
+
+
+async def test_a_failed_commit_announces_nothing(postgres_url: str, listening: psycopg.Connection) -> None:
+    writer = open_writer(postgres_url, origin=(origin := f"replica-c-{secrets.token_hex(4)}"))
+    try:
+        await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h1"))]])
+        await trio.to_thread.run_sync(drain, listening, 1, origin)
+        with psycopg.connect(postgres_url, autocommit=True) as other:
+            # Another session holds the row: the writer's statement times out,
+            # and the whole transaction with its notifications is rolled back.
+            other.execute("BEGIN")
+            other.execute("SELECT * FROM deployments FOR UPDATE")
+            writer.connection.execute("SET statement_timeout = 200")  # type: ignore[attr-defined]  # the PostgreSQL writer
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                await trio.to_thread.run_sync(writer.commit, [[saved(command(1))],
+                                                               [SaveDeployment(deployment("h1"))]])
+            other.execute("ROLLBACK")
+        payloads = await trio.to_thread.run_sync(drain, listening, 0, origin)
+        assert payloads == []
+    finally:
+        writer.close()
+
+
+def test_change_payloads_round_trip_and_bad_ones_are_refused_by_name() -> None:
+    change = Change(origin="r1", kind="command", id="cmd_1", deployment_hash="h", version=3)
+    assert decode_change(encode_change(change)) == change
+    assert decode_change(encode_change(change).encode()) == change
+    for payload, message in [("nope", "not JSON"), ("[]", "not a JSON object"),
+                             ('{"origin":1,"kind":"agent","id":"a","deployment_hash":"h"}', "origin"),
+                             ('{"origin":"r","kind":"user","id":"a","deployment_hash":"h"}', "kind"),
+                             ('{"origin":"r","kind":"agent","id":"a","deployment_hash":"h","version":true}',
+                              "version")]:
+        with pytest.raises(ValueError, match=message):
+            decode_change(payload)
+
+
+# Values PostgreSQL refuses where SQLite would not
+
+
+async def test_a_nul_character_in_a_text_column_is_rejected_with_its_group_alone(postgres_url: str) -> None:
+    writer = open_writer(postgres_url)
+    reader = StoreReader(postgres_url)
+    try:
+        results = await trio.to_thread.run_sync(writer.commit, [
+            [SaveDeployment(deployment("bad-tenant", tenant="a\x00b"))],
+            [AuditEntry(at=1.0, tenant="acme", actor="anonymous", action="auth.failure", resource_id="x\x00")],
+            [SaveDeployment(deployment("good"))],
+        ])
+        assert [type(r) for r in results] == [Rejected, Rejected, type(None)]
+        assert [d.hash for d in await reader.deployments()] == ["good"]
+    finally:
+        reader.close()
+        writer.close()
+
+
+# Schema versions
+
+
+def _version(url: str) -> int:
+    with psycopg.connect(url) as db:
+        row = db.execute("SELECT version FROM trioscope_schema").fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_a_new_database_gets_the_current_version_and_replicas_may_open_it_at_once(postgres_url: str) -> None:
+    from trioscope.store._postgres_migrations import SCHEMA_VERSION
+
+    errors: list[BaseException] = []
+
+    def open_one() -> None:
+        try:
+            open_writer(postgres_url).close()
+        except BaseException as exc:  # noqa: BLE001 - reported by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert _version(postgres_url) == SCHEMA_VERSION
+    open_writer(postgres_url).close()  # nothing left to do
+    assert _version(postgres_url) == SCHEMA_VERSION
+
+
+def test_a_database_of_a_later_version_is_refused_unchanged(postgres_url: str) -> None:
+    open_writer(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("UPDATE trioscope_schema SET version = 999")
+        db.execute("DROP INDEX audit_at")  # as a later version might
+    with pytest.raises(NewerSchema, match="schema version 999, newer than this trioscope knows"):
+        open_writer(postgres_url)
+    with pytest.raises(NewerSchema):
+        StoreReader(postgres_url)
+    with psycopg.connect(postgres_url) as db:
+        assert db.execute("SELECT to_regclass('audit_at')").fetchone() == (None,)
+    assert _version(postgres_url) == 999
+
+
+# Connections
+
+
+def test_an_unreachable_database_is_unavailable_without_its_password(postgres: str) -> None:
+    url = "postgresql://postgres:s3cret-pw@127.0.0.1:1/test"
+    with pytest.raises(Unavailable) as raised:
+        open_writer(url)
+    assert "127.0.0.1:1/test" in str(raised.value) and "s3cret-pw" not in str(raised.value)
+    with pytest.raises(Unavailable):
+        StoreReader(url)
+    with pytest.raises(Unavailable, match="does not exist"):
+        open_writer(postgres.rsplit("/", 1)[0] + "/no_such_database_here")
+
+
+async def test_the_writer_reconnects_after_losing_its_connection(postgres_url: str) -> None:
+    writer = open_writer(postgres_url)
+    reader = StoreReader(postgres_url)
+    try:
+        await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h1"))]])
+        pid = writer.connection.info.backend_pid  # type: ignore[attr-defined]  # the PostgreSQL writer
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(psycopg.OperationalError):  # the store actor fails, nothing acknowledged
+            await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("lost"))]])
+        assert await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h2"))]]) == [None]
+        assert sorted(d.hash for d in await reader.deployments()) == ["h1", "h2"]
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_payloads_stay_far_below_the_notify_limit() -> None:
+    change = Change(origin="x" * 64, kind="command", id="cmd_" + "x" * 200, deployment_hash="h" * 200, version=10**9)
+    assert len(orjson.dumps(encode_change(change))) < 8000
