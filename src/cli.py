@@ -217,7 +217,7 @@ def run_audit(args: argparse.Namespace) -> int:
             since = time.time() - parse_duration(args.since)
         except ValueError as exc:
             return usage(f"--since: {exc}")
-    settings = _data_dir_settings(args)
+    settings = _data_dir_settings(args, args.database)
     if settings is None:
         return ExitCode.USAGE
     database = resolve_database(settings.store.database, settings.storage.data_dir)
@@ -300,17 +300,18 @@ def run_store_copy(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _data_dir_settings(args: argparse.Namespace) -> Settings | None:
+def _data_dir_settings(args: argparse.Namespace, database: str | None = None) -> Settings | None:
     """The settings a command that reads the server's data directory needs: its
-    ``--config`` and ``--data-dir``, with the file and environment as for serve
-    (None after printing the problems)."""
+    ``--config`` and ``--data-dir`` (and ``--database``, when it reads the
+    store), with the file and environment as for serve (None after printing
+    the problems)."""
     flags: dict[str, FlagValue] = {}
     if args.config is not None:
         flags["config"] = FlagValue(args.config, "--config")
     if args.data_dir is not None:
         flags["storage.data_dir"] = FlagValue(args.data_dir, "--data-dir")
-    if getattr(args, "database", None) is not None:
-        flags["store.database"] = FlagValue(args.database, "--database")
+    if database is not None:
+        flags["store.database"] = FlagValue(database, "--database")
     return _settings_or_report(flags)
 
 

@@ -39,7 +39,7 @@ from ._reads import CommandPart as CommandPart
 from ._reads import StoredCommand as StoredCommand
 from ._secret import load_or_create_secret as load_or_create_secret
 from ._secret import token_secret as token_secret
-from ._postgres import PostgresReader as PostgresReader
+from ._postgres_reader import PostgresReader as PostgresReader
 from ._postgres import PostgresWriter as PostgresWriter
 from ._sqlite import DATABASE_FILE as DATABASE_FILE
 from ._sqlite import SqliteReader as SqliteReader

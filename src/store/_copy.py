@@ -19,7 +19,8 @@ import attrs
 from trioscope.domain.commands import Command
 
 from ._ops import Rejected, SaveAgent, SaveDeployment
-from ._postgres import PostgresReader, PostgresWriter
+from ._postgres import PostgresWriter
+from ._postgres_reader import PostgresReader
 from ._reads import AuditRecord
 from ._reader import Database, describe_database, open_writer, sqlite_path
 from ._sqlite import SqliteReader, SqliteWriter

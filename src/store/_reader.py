@@ -16,7 +16,8 @@ from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
 
 from ._ops import Write
-from ._postgres import PostgresReader, PostgresWriter, describe, is_postgres_url
+from ._postgres import PostgresWriter, describe, is_postgres_url
+from ._postgres_reader import PostgresReader
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._sqlite import DATABASE_FILE, SqliteReader, SqliteWriter
 

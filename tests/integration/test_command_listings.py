@@ -30,8 +30,11 @@ INLINE_LIMIT = MIB
 """The largest result or error a command's GET carries in itself."""
 
 
+pytestmark = pytest.mark.usefixtures("database")  # every test on each store backend (integration/conftest.py)
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
+def server(database: str) -> Iterator[ServerProcess]:
     with ServerProcess() as process:
         yield process
 

@@ -21,8 +21,11 @@ from tests.server_process import ServerProcess
 from tests.waiting import eventually
 
 
+pytestmark = pytest.mark.usefixtures("database")  # every test on each store backend (integration/conftest.py)
+
+
 @pytest.fixture(scope="module")
-def server():
+def server(database):
     with ServerProcess() as process:
         yield process
 

@@ -20,8 +20,11 @@ from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
 
 
+pytestmark = pytest.mark.usefixtures("database")  # every test on each store backend (integration/conftest.py)
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
+def server(database: str) -> Iterator[ServerProcess]:
     with ServerProcess() as process:
         yield process
 

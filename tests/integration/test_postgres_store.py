@@ -11,6 +11,7 @@ from pathlib import Path
 
 import attrs
 import httpx
+import orjson
 import trio
 
 from tests.integration.test_commands import Operator, enroll
@@ -62,6 +63,10 @@ async def test_commands_are_served_from_postgresql_and_kill_9_loses_nothing_ackn
             assert enrolled.id == agent.agent_id
         finally:
             reader.close()
+        audit = run_cli(["audit", "--database", postgres_url, "--tenant", "pg", "--action", "command.create",
+                         "--json"])
+        assert audit.returncode == 0, audit.stderr
+        assert sorted(orjson.loads(line)["resource_id"] for line in audit.stdout.splitlines()) == sorted(created)
 
     with ServerProcess(args) as server:  # another server, another data directory: the same store
         async with httpx.AsyncClient(timeout=10) as client:
@@ -71,3 +76,13 @@ async def test_commands_are_served_from_postgresql_and_kill_9_loses_nothing_ackn
             assert polled is not None and polled.command_id == created[2]
             with trio.fail_after(10):
                 assert (await operator.get(client, agent.deployment_hash, created[0]))["status"] == "completed"
+
+
+def test_an_unreachable_database_stops_the_server_with_one_line_without_its_password() -> None:
+    result = run_cli(["serve", "--host", "127.0.0.1", "--port", "0", "--local-probe", "false",
+                      "--database", "postgresql://kim:pw-secret@127.0.0.1:1/trioscope"])
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "cannot use the database postgresql://127.0.0.1:1/trioscope: Unavailable: cannot connect" in lines[0]
+    assert "pw-secret" not in result.stderr

@@ -23,14 +23,17 @@ from trioscope.wire import request_signing
 from trioscope_probe._agent import Credentials, signed_request
 
 
+pytestmark = pytest.mark.usefixtures("database")  # every test on each store backend (integration/conftest.py)
+
+
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
+def server(database: str) -> Iterator[ServerProcess]:
     with ServerProcess() as process:
         yield process
 
 
 @pytest.fixture(scope="module")
-def strict_server() -> Iterator[ServerProcess]:
+def strict_server(database: str) -> Iterator[ServerProcess]:
     with ServerProcess(["--accept-body-only-signatures", "false"]) as process:
         yield process
 

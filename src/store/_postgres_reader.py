@@ -1,0 +1,209 @@
+"""The PostgreSQL store's reads: a bounded pool of connections, each query in
+a worker thread (``StoreReader`` bounds the threads to the pool's size).
+They see committed data only; a listing's count and page, one snapshot."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from trioscope.domain.commands import Command
+from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
+
+from ._command_rows import OPEN_STATUSES_SQL, command_from_columns
+from ._ops import AuditEntry, Unavailable
+from ._postgres import CONNECT_TIMEOUT, Connection, configure, connect, describe
+from ._postgres_migrations import schema_version
+from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
+
+READ_POOL_SIZE = 4
+"""Reader connections per process: reads are short, and every replica's
+connections count against the server's ``max_connections`` (100 by default)."""
+PAGE_FETCH = 16
+"""Rows of a listing fetched at a time: a page stops at its byte budget."""
+_INT4_MAX = 2**31 - 1
+
+
+class PostgresReader:
+    """Queries on a bounded pool of connections; they see committed data only."""
+
+    def __init__(self, url: str, *, pool_size: int = READ_POOL_SIZE) -> None:
+        with contextlib.closing(connect(url)) as db:
+            schema_version(db)  # a later version's tables would be misread
+        self.pool_size = pool_size
+        self.pool: ConnectionPool[Connection] = ConnectionPool(
+            url, min_size=1, max_size=pool_size, num_workers=1, open=False, name="trioscope-reads",
+            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT}, configure=configure,
+            check=ConnectionPool.check_connection, timeout=CONNECT_TIMEOUT)
+        try:
+            self.pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except PoolTimeout:
+            self.pool.close()
+            raise Unavailable(f"cannot open connections to {describe(url)}") from None
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextlib.contextmanager
+    def _snapshot(self) -> Iterator[Connection]:
+        """One read transaction: every query in it sees the same committed state."""
+        with self.pool.connection() as db, db.transaction():
+            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield db
+
+    def _rows(self, query: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> list[TupleRow]:
+        with self.pool.connection() as db:
+            return db.execute(query, args, binary=True).fetchall()
+
+    def deployments(self) -> list[Deployment]:
+        rows = self._rows("SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments")
+        return [Deployment(hash=h, tenant=t, user_id=u, created_at=c, enrollment_hash=e,
+                           status=DeploymentStatus(s), metadata=m)
+                for h, t, u, c, e, s, m in rows]
+
+    def agents(self) -> list[AgentRecord]:
+        rows = self._rows(
+            "SELECT id, deployment_hash, token_hash, status, created_at, decommissioned_at, document FROM agents")
+        return [AgentRecord(id=agent_id, deployment_hash=deployment, token_hash=token_hash,
+                            status=AgentStatus(status), created_at=created, decommissioned_at=decommissioned,
+                            capabilities=tuple(extra["capabilities"]), version=extra["version"],
+                            system_info=extra["system_info"])
+                for agent_id, deployment, token_hash, status, created, decommissioned, extra in rows]
+
+    def open_commands(self, deployment_hash: str) -> list[Command]:
+        rows = self._rows(
+            f"SELECT document, error, history, result FROM commands WHERE deployment_hash = %s"
+            f" AND status IN {OPEN_STATUSES_SQL} ORDER BY sequence", (deployment_hash,))
+        return [command_from_columns(d, error=e, history=h, result=r) for d, e, h, r in rows]
+
+    def deployments_with_open_commands(self) -> list[str]:
+        rows = self._rows(f"SELECT DISTINCT deployment_hash FROM commands WHERE status IN {OPEN_STATUSES_SQL}")
+        return [h for (h,) in rows]
+
+    def command(self, command_id: str) -> Command | None:
+        """The whole command, result and history included (for the queue actors)."""
+        rows = self._rows("SELECT document, error, history, result FROM commands WHERE id = %s", (command_id,))
+        if not rows:
+            return None
+        document, error, history, result = rows[0]
+        return command_from_columns(document, error=error, history=history, result=result)
+
+    def stored_command(self, command_id: str, *, inline_bytes: int) -> StoredCommand | None:
+        """The command with its history, and its result and error when their JSON
+        is at most ``inline_bytes`` (larger ones are not read: ``command_part``)."""
+        rows = self._rows(
+            "SELECT document, history, octet_length(error), CASE WHEN octet_length(error) <= %(n)s THEN error END,"
+            " octet_length(result), CASE WHEN octet_length(result) <= %(n)s THEN result END"
+            " FROM commands WHERE id = %(id)s", {"n": inline_bytes, "id": command_id})
+        if not rows:
+            return None
+        document, history, error_bytes, error, result_bytes, result = rows[0]
+        return StoredCommand(
+            command=command_from_columns(document, error=error, history=history, result=result),
+            result_bytes=result_bytes, error_bytes=error_bytes, result_included=result is not None,
+            error_included=error is not None, history_included=True)
+
+    def command_part(self, command_id: str, part: BulkPart, offset: int, length: int) -> CommandPart | None:
+        """Bytes ``[offset, offset + length)`` of the command's result or error as
+        JSON; PostgreSQL reads only the chunks of the value they lie in."""
+        column = {"result": "result", "error": "error"}[part]  # never text from the caller in SQL
+        start = min(max(offset, 0), _INT4_MAX - 1) + 1  # substring counts from 1
+        rows = self._rows(
+            f"SELECT deployment_hash, octet_length({column}), substring({column} FROM %s FOR %s)"
+            " FROM commands WHERE id = %s", (start, min(max(length, 0), _INT4_MAX), command_id))
+        if not rows:
+            return None
+        deployment_hash, total, data = rows[0]
+        return CommandPart(deployment_hash=deployment_hash, total=total, data=bytes(data))
+
+    def command_summaries(self, deployment_hash: str, *, status: str | None, since: float | None,
+                          until: float | None, limit: int, offset: int, max_bytes: int,
+                          error_bytes: int) -> tuple[list[StoredCommand], int]:
+        """One page, newest first, and the number of matches. Summaries leave out
+        the history and the result (only its size is read) and keep the error
+        when its JSON is at most ``error_bytes``. The page ends early, after at
+        least one command, before the documents and errors read pass ``max_bytes``."""
+        where = ["deployment_hash = %s"]
+        args: list[Any] = [deployment_hash]
+        for condition, value in (("status = %s", status), ("created_at >= %s", since), ("created_at < %s", until)):
+            if value is not None:
+                where.append(condition)
+                args.append(value)
+        clause = " AND ".join(where)
+        page: list[StoredCommand] = []
+        read = 0
+        with self._snapshot() as db:
+            row = db.execute(f"SELECT count(*) FROM commands WHERE {clause}", args).fetchone()
+            total = 0 if row is None else int(row[0])
+            # The page's ids come from the index alone; the rows are fetched a
+            # few at a time until the budget is spent.
+            with db.cursor(name="summaries", binary=True) as cursor:
+                cursor.itersize = PAGE_FETCH
+                cursor.execute(
+                    f"WITH page AS (SELECT id, sequence FROM commands WHERE {clause}"
+                    " ORDER BY sequence DESC LIMIT %s OFFSET %s)"
+                    " SELECT c.document, octet_length(c.error), CASE WHEN octet_length(c.error) <= %s THEN c.error END,"
+                    " octet_length(c.result) FROM page JOIN commands c USING (id) ORDER BY page.sequence DESC",
+                    [*args, limit, offset, error_bytes])
+                for document, size, error, result_bytes in cursor:
+                    weight = len(document) + (len(error) if error is not None else 0)
+                    if page and read + weight > max_bytes:
+                        break
+                    read += weight
+                    page.append(StoredCommand(
+                        command=command_from_columns(document, error=error), result_bytes=result_bytes,
+                        error_bytes=size, result_included=False, error_included=error is not None,
+                        history_included=False))
+        return page, total
+
+    def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
+              until: float | None, limit: int, offset: int,
+              every_tenant: bool = False) -> tuple[list[AuditRecord], int]:
+        """A page of audit records, newest first, and how many match: of
+        ``tenant``; with ``tenant`` None, those in no tenant's log (refused
+        requests whose credentials named nobody); with ``every_tenant``, all."""
+        where: list[str] = []
+        args: list[Any] = []
+        if not every_tenant:
+            where.append("tenant IS NULL" if tenant is None else "tenant = %s")
+            args.extend([] if tenant is None else [tenant])
+        for column, value, op in (("action", action, "="), ("actor", actor, "="), ("at", since, ">="),
+                                  ("at", until, "<")):
+            if value is not None:
+                where.append(f"{column} {op} %s")
+                args.append(value)
+        clause = " AND ".join(where) or "TRUE"
+        with self._snapshot() as db:
+            row = db.execute(f"SELECT count(*) FROM audit WHERE {clause}", args).fetchone()
+            total = 0 if row is None else int(row[0])
+            rows = db.execute(
+                "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent,"
+                f" details FROM audit WHERE {clause} ORDER BY id DESC LIMIT %s OFFSET %s", [*args, limit, offset],
+                binary=True).fetchall()
+        return [_audit_record(row) for row in rows], total
+
+    # Copying a whole store (``_copy``)
+
+    def commands_after(self, after: str, limit: int) -> list[Command]:
+        """Up to ``limit`` whole commands with ids after ``after``, in id order."""
+        rows = self._rows("SELECT document, error, history, result FROM commands WHERE id > %s ORDER BY id LIMIT %s",
+                          (after, limit))
+        return [command_from_columns(d, error=e, history=h, result=r) for d, e, h, r in rows]
+
+    def audit_after(self, after: int, limit: int) -> list[AuditRecord]:
+        """Up to ``limit`` audit records numbered after ``after``, oldest first."""
+        rows = self._rows(
+            "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details"
+            " FROM audit WHERE id > %s ORDER BY id LIMIT %s", (after, limit))
+        return [_audit_record(row) for row in rows]
+
+
+def _audit_record(row: TupleRow) -> AuditRecord:
+    i, at, tenant, who, what, resource_type, resource_id, outcome, address, agent, details = row
+    return AuditRecord(i, AuditEntry(at=at, tenant=tenant, actor=who, action=what, resource_type=resource_type,
+                                     resource_id=resource_id, outcome=outcome, address=address, user_agent=agent,
+                                     details=details))
