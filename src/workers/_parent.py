@@ -116,9 +116,13 @@ class _Pool:
         """Start worker ``index`` and wait for it to exit; its exit code (None: the
         pool stopped before it could start)."""
         start = WorkerStart.of(self.settings, index, self.listener.fileno())
-        process = await trio.lowlevel.open_process(
-            WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self.listener.fileno(),),
-            process_group=0)
+        try:
+            process = await trio.lowlevel.open_process(
+                WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self.listener.fileno(),),
+                process_group=0)
+        except OSError as exc:  # out of processes, memory or descriptors: a failed start like any other
+            log.error("could not start worker %d: %s", index, exc)
+            return 1
         self.processes[index] = process
         assert process.stdin is not None and process.stdout is not None
         try:
