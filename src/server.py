@@ -63,6 +63,8 @@ class ServingWorker:
     index: int
     listen_fd: int
     parent_fd: int
+    secure: bool = False
+    """The socket is to speak TLS (Hypercorn wraps it, with the configured certificate)."""
 
 
 def bind_address(settings: Settings) -> str:
@@ -113,6 +115,8 @@ def inherited(worker: ServingWorker) -> Sockets:
     """The listening socket the parent bound, passed down as ``worker.listen_fd``."""
     sock = socket.socket(fileno=worker.listen_fd)
     sock.setblocking(False)  # the parent's is already; this says what trio needs
+    if worker.secure:
+        return Sockets(secure_sockets=[sock], insecure_sockets=[], quic_sockets=[])
     return Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
 
 

@@ -61,11 +61,12 @@ LISTENING = b"trioscope listening on "
 class _Pool:
     """The workers of one ``serve --workers N``; one task per worker slot."""
 
-    def __init__(self, settings: Settings, listener: socket.socket) -> None:
+    def __init__(self, settings: Settings, listener: socket.socket, secure: bool) -> None:
         # The parent runs the one local probe: N workers would start N probes.
         self.settings = attrs.evolve(settings, agents=attrs.evolve(settings.agents, local_probe=False))
         self.count = settings.server.workers
         self.listener = listener
+        self.secure = secure
         self.stopping = trio.Event()
         self.processes: dict[int, trio.Process] = {}
         self.exits: dict[int, int | None] = dict.fromkeys(range(1, self.count + 1))
@@ -115,7 +116,7 @@ class _Pool:
     async def _run_once(self, index: int, first: bool) -> int | None:
         """Start worker ``index`` and wait for it to exit; its exit code (None: the
         pool stopped before it could start)."""
-        start = WorkerStart.of(self.settings, index, self.listener.fileno())
+        start = WorkerStart.of(self.settings, index, self.listener.fileno(), self.secure)
         try:
             process = await trio.lowlevel.open_process(
                 WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self.listener.fileno(),),
@@ -219,8 +220,9 @@ async def run_workers(settings: Settings, out: TextIO) -> ExitCode:
         if reader is None:
             return ExitCode.FAILED
         reader.close()
-        (listener,) = sockets.insecure_sockets
-        pool = _Pool(settings, listener)
+        # One address, so one socket: a TLS one when a certificate is configured.
+        (listener,) = (*sockets.secure_sockets, *sockets.insecure_sockets)
+        pool = _Pool(settings, listener, secure=bool(sockets.secure_sockets))
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             with trio.CancelScope() as everything:
                 async with trio.open_nursery() as nursery:
@@ -234,7 +236,7 @@ async def run_workers(settings: Settings, out: TextIO) -> ExitCode:
         if overran:
             log.error("the workers did not stop within %s; killed what was left", format_duration(budget))
     finally:
-        for sock in sockets.insecure_sockets:
+        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
             sock.close()
     code = pool_exit_code(pool.exits, gave_up=pool.gave_up, overran=overran)
     if not pool.gave_up:

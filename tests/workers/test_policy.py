@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import signal
 
 import attrs
@@ -11,6 +12,7 @@ from trioscope.server import ExitCode
 from trioscope.workers import (
     GiveUp, Restart, WorkerStart, after_exit, describe_exit, pool_exit_code, workers_refusal,
 )
+from trioscope.workers._child import encode_start
 from trioscope.workers._policy import RESTART_INTENSITY, RESTART_PERIOD
 
 
@@ -71,5 +73,7 @@ def test_more_than_one_worker_needs_postgresql():
 def test_worker_start_carries_the_settings_as_resolved():
     s = _with(2, "postgresql://u:pw@h/db")
     s = attrs.evolve(s, auth=attrs.evolve(s.auth, secret="x" * 40))
-    start = WorkerStart.of(s, 2, 7)
-    assert start.settings() == s and (start.index, start.listen_fd) == (2, 7)
+    start = WorkerStart.of(s, 2, 7, secure=True)
+    assert start.settings() == s and (start.index, start.listen_fd, start.secure) == (2, 7, True)
+    decoded = pickle.loads(encode_start(start)[8:])
+    assert decoded == start and decoded.settings() == s
