@@ -27,6 +27,7 @@ parent only, which then stops them in order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import socket
@@ -73,7 +74,8 @@ class _Pool:
         self.gave_up = False
         self.banner = b""
         self.base_url = ""
-        self.started = 0
+        self.ready_once: set[int] = set()
+        """Workers that have been ready at least once: the banner waits for all."""
         self.all_started = trio.Event()
 
     def stop(self) -> None:
@@ -131,17 +133,17 @@ class _Pool:
                 process.send_signal(signal.SIGTERM)
             # The stdin pipe stays open for the worker's life: its end of file
             # tells the worker that this process is gone.
-            await process.stdin.send_all(encode_start(start))
+            with contextlib.suppress(trio.BrokenResourceError):  # it died at once: its exit code tells
+                await process.stdin.send_all(encode_start(start))
             log.info("worker %d %s (pid %d)", index, "starting" if first else "restarting", process.pid)
             ready = False
             with trio.move_on_after(START_TIMEOUT):
-                ready = await self._read_banner(process.stdout, keep=index == 1 and first)
+                ready = await self._read_banner(process.stdout, keep=not self.banner)
             if ready:
                 log.info("worker %d ready (pid %d)", index, process.pid)
-                if first:
-                    self.started += 1
-                    if self.started == self.count:
-                        self.all_started.set()
+                self.ready_once.add(index)
+                if len(self.ready_once) == self.count:
+                    self.all_started.set()
             elif process.returncode is None and not self.stopping.is_set():
                 log.error("worker %d (pid %d) did not start within %s; killing it",
                           index, process.pid, format_duration(START_TIMEOUT))
@@ -192,7 +194,7 @@ async def _watch_signals(signals: AsyncIterator[int], pool: _Pool, everything: t
 
 
 async def _announce(pool: _Pool, out: TextIO, settings: Settings) -> None:
-    """Print worker 1's banner once every worker is ready (the "listening on"
+    """Print the first worker's banner once every worker is ready (the "listening on"
     line means the whole port is served), then run the local probe until the
     pool stops. Cancelled with the pool if some worker never gets ready."""
     await pool.all_started.wait()
