@@ -13,7 +13,7 @@ import yaml
 KEYS: dict[str, type | tuple[type, ...]] = {
     "server": str, "interval": (str, int), "agent_id": str, "buffer": int, "docker_host": str,
     "env_values": bool, "deployment_hash": str, "enrollment_token": str, "state_dir": str,
-    "allow": (list, str), "processes": bool, "connections": bool, "log_level": str,
+    "allow": (list, str), "processes": bool, "connections": bool, "log_level": str, "ca_file": str,
 }
 
 

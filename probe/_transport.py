@@ -9,6 +9,7 @@ import contextlib
 import gzip
 import logging
 import random
+import ssl
 from collections import deque
 from collections.abc import Callable
 
@@ -213,12 +214,14 @@ class Publisher:
 
 async def run_publisher(server: str, agent_id: str, hostname: str, interval: float, buffer: int,
                         collect: Callable[[], Report], *, cycles: int | None = None,
-                        metadata: dict[str, str] | None = None, signer: Signer | None = None) -> None:
-    """Collect and publish every ``interval`` seconds (forever, or ``cycles`` times)."""
+                        metadata: dict[str, str] | None = None, signer: Signer | None = None,
+                        tls: ssl.SSLContext | None = None) -> None:
+    """Collect and publish every ``interval`` seconds (forever, or ``cycles`` times);
+    ``tls`` verifies an https:// server (None: the system's authorities)."""
     backoff = Backoff()
     reachable: bool | None = None
     trimming = False
-    async with httpx.AsyncClient(base_url=server, timeout=10.0) as client:
+    async with httpx.AsyncClient(base_url=server, timeout=10.0, verify=tls or True) as client:
         publisher = Publisher(client, agent_id, hostname, buffer, metadata, signer)
         # Before the first report is encoded, so that it fits what the server
         # takes; a server that is away is registered with later.

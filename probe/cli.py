@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,7 +25,7 @@ import httpx
 import orjson
 import trio
 
-from trioscope.wire import encode
+from trioscope.wire import client_tls, encode
 
 from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
@@ -63,6 +64,9 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
                         "see config/probe.example.yaml)")
     parser.add_argument("--server", default=env("TRIOSCOPE_PROBE_SERVER", "http://127.0.0.1:8080"),
                         help="server base URL (env TRIOSCOPE_PROBE_SERVER; default %(default)s)")
+    parser.add_argument("--ca-file", default=env("TRIOSCOPE_PROBE_CA_FILE"),
+                        help="PEM certificates to trust for an https:// --server instead of the system's "
+                        "(a private CA, or the server's own certificate) (env TRIOSCOPE_PROBE_CA_FILE)")
     parser.add_argument("--interval", default=env("TRIOSCOPE_PROBE_INTERVAL", "15s"),
                         help="time between reports, e.g. 15s (env TRIOSCOPE_PROBE_INTERVAL; default %(default)s)")
     parser.add_argument("--agent-id", default=env("TRIOSCOPE_PROBE_AGENT_ID", default_agent_id()),
@@ -102,7 +106,7 @@ _FILE_KEY_OF_ENV = {
     "TRIOSCOPE_PROBE_SERVER": "server", "TRIOSCOPE_PROBE_INTERVAL": "interval", "TRIOSCOPE_PROBE_AGENT_ID": "agent_id",
     "TRIOSCOPE_PROBE_BUFFER": "buffer", "DOCKER_HOST": "docker_host", "TRIOSCOPE_PROBE_DEPLOYMENT": "deployment_hash",
     "TRIOSCOPE_PROBE_ENROLLMENT_TOKEN": "enrollment_token", "TRIOSCOPE_PROBE_STATE_DIR": "state_dir",
-    "TRIOSCOPE_PROBE_ALLOW": "allow", "TRIOSCOPE_PROBE_LOG_LEVEL": "log_level",
+    "TRIOSCOPE_PROBE_ALLOW": "allow", "TRIOSCOPE_PROBE_LOG_LEVEL": "log_level", "TRIOSCOPE_PROBE_CA_FILE": "ca_file",
 }
 
 
@@ -135,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.exit(2, "trioscope-probe: --agent-id: 1-128 letters, digits or . _ : @ - starting with a letter or digit\n")
     if not args.server.startswith(("http://", "https://")):
         parser.exit(2, "trioscope-probe: --server: must be an http:// or https:// URL\n")
+    try:
+        args.tls = client_tls(args.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        parser.exit(2, f"trioscope-probe: --ca-file: cannot use {args.ca_file}: {exc}\n")
     allowed = tuple(a.strip() for a in args.allow.split(",") if a.strip())
     unknown = sorted(set(allowed) - set(DEFAULT_ALLOWED))
     if unknown:
@@ -163,7 +171,8 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
     parent is gone, 2 when enrollment was refused."""
     server = args.server.rstrip("/")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with httpx.AsyncClient(base_url=server, timeout=10.0) as client, trio.open_nursery() as nursery:
+        async with httpx.AsyncClient(base_url=server, timeout=10.0, verify=args.tls) as client, \
+                trio.open_nursery() as nursery:
             nursery.start_soon(_stop_when_signalled, signals, nursery.cancel_scope)
             if args.exit_with_parent:
                 nursery.start_soon(stop_when_parent_gone, nursery.cancel_scope)
@@ -181,7 +190,7 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
                 nursery.start_soon(CommandAgent(client, credentials, args.docker_host, allowed).run)
             nursery.start_soon(functools.partial(
                 run_publisher, server, args.agent_id, socket.gethostname()[:256], interval, args.buffer,
-                collector.collect, metadata=metadata, signer=signer))
+                collector.collect, metadata=metadata, signer=signer, tls=args.tls))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The ``trioscope`` command line: ``serve`` (the default), ``token create``, ``audit``, ``store copy`` and ``version``."""
+"""The ``trioscope`` command line: ``serve`` (the default), ``token create``, ``audit``, ``store copy``, ``health`` and ``version``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import functools
 import json
 import os
+import ssl
 import sys
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 import attrs
+import httpx
 import trio
 
 from trioscope.config import (
@@ -40,6 +42,7 @@ from trioscope.store import (
     sqlite_path,
     token_secret,
 )
+from trioscope.wire import client_tls
 from trioscope.workers import run_workers, workers_refusal
 
 
@@ -87,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token_parser(commands)
     _add_audit_parser(commands)
     _add_store_parser(commands)
+
+    _add_health_parser(commands)
 
     version_parser = commands.add_parser("version", help="print the version and exit")
     version_parser.set_defaults(run=lambda _args: print(f"trioscope {_version()}") or ExitCode.OK)
@@ -298,6 +303,51 @@ def run_store_copy(args: argparse.Namespace) -> int:
     print(f"copied {counts.deployments} deployments, {counts.agents} agents, {counts.commands} commands, "
           f"{counts.audit} audit records from {describe_database(args.source)} to {describe_database(args.target)}")
     return ExitCode.OK
+
+
+HEALTH_DESCRIPTION = """\
+Ask a running server whether it is alive (GET /health) or ready for traffic
+(--ready: GET /health/ready), print its answer, and exit 0 when it is, 1
+when it is not or cannot be reached: for container HEALTHCHECKs, systemd and
+scripts. https:// servers are verified against the system's authorities or
+--ca-file.
+"""
+
+
+def _add_health_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    health = commands.add_parser(
+        "health", help="check a running server's health or readiness", description=HEALTH_DESCRIPTION,
+        allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    health.add_argument("--server", default=os.environ.get("TRIOSCOPE_SERVER_URL", "http://127.0.0.1:8080"),
+                        help="the server's base URL, http:// or https:// (env TRIOSCOPE_SERVER_URL; "
+                        "default %(default)s)")
+    health.add_argument("--ca-file", default=os.environ.get("TRIOSCOPE_CA_FILE"),
+                        help="PEM certificates to trust for an https:// server instead of the system's (a private "
+                        "CA, or the server's own certificate) (env TRIOSCOPE_CA_FILE)")
+    health.add_argument("--ready", action="store_true", help="ask whether it is ready for traffic (/health/ready)")
+    health.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)")
+    health.set_defaults(run=run_health)
+
+
+def run_health(args: argparse.Namespace) -> int:
+    """Print the server's health (or readiness) answer; 0 when it is 200."""
+    if not args.server.startswith(("http://", "https://")):
+        print("trioscope health: --server: must be an http:// or https:// URL", file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        tls = client_tls(args.ca_file)
+    except (OSError, ssl.SSLError) as exc:
+        print(f"trioscope health: --ca-file: cannot use {args.ca_file}: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    url = args.server.rstrip("/") + ("/health/ready" if args.ready else "/health")
+    try:
+        answer = httpx.get(url, verify=tls, timeout=args.timeout)
+    except httpx.HTTPError as exc:
+        print(f"trioscope health: {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    print(answer.text)
+    return ExitCode.OK if answer.status_code == 200 else ExitCode.FAILED
 
 
 def _data_dir_settings(args: argparse.Namespace, database: str | None = None) -> Settings | None:

@@ -29,9 +29,11 @@ def probe_url(bind: str) -> str:
     return urlunsplit((parts.scheme or "http", f"{host}:{parts.port}", "", "", ""))
 
 
-async def run_local_probe(server_url: str, stop: trio.Event) -> None:
+async def run_local_probe(server_url: str, stop: trio.Event, ca_file: str | None = None) -> None:
     """Run ``trioscope-probe --server server_url`` until ``stop``, then SIGTERM it
-    (SIGKILL after a grace period).
+    (SIGKILL after a grace period). With TLS, ``ca_file`` is the server's own
+    certificate, which the probe then trusts as is (its name must cover the
+    loopback address the probe dials).
 
     The probe's stdin is a pipe only this process holds the write end of, never
     written to: however this process ends, the kernel closes it and the probe
@@ -39,7 +41,8 @@ async def run_local_probe(server_url: str, stop: trio.Event) -> None:
     address for ever. A pipe rather than Linux's PR_SET_PDEATHSIG, which fires
     when the forking *thread* exits, and trio forks from a worker thread it
     retires when idle."""
-    argv = [sys.executable, "-m", "trioscope_probe", "--server", server_url, "--exit-with-parent"]
+    argv = [sys.executable, "-m", "trioscope_probe", "--server", server_url, "--exit-with-parent",
+            *(["--ca-file", ca_file] if ca_file else [])]
     async with trio.open_nursery() as nursery:
         try:
             process: trio.Process = await nursery.start(

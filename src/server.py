@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import sqlite3
+import ssl
 from collections.abc import AsyncIterator
 from typing import TextIO
 
@@ -51,6 +52,10 @@ class ExitCode(enum.IntEnum):
     """Could not listen, the root supervisor gave up, or shutdown overran."""
     USAGE = 2
     """Bad configuration or command line."""
+
+
+TLS_HANDSHAKE_TIMEOUT = 10.0
+"""Seconds a new connection has to finish its TLS handshake."""
 
 
 @attrs.frozen(kw_only=True)
@@ -86,7 +91,28 @@ def hypercorn_config(settings: Settings) -> hypercorn.Config:
     # alone would close but read on past it (see trioscope.http._websocket_stream).
     config.websocket_max_message_size = MAX_WEBSOCKET_MESSAGE
     config.errorlog = logging.getLogger("hypercorn.error")
+    if settings.server.tls:
+        # With both set Hypercorn binds `bind` as TLS sockets (`secure_sockets`).
+        config.certfile = settings.server.tls_cert
+        config.keyfile = settings.server.tls_key
+        # HTTP/1.1 only, as on plain connections: the edge's guards (bounded
+        # WebSocket streams, the guarded TCP server, per-connection limits)
+        # are built and tested on h11; HTTP/2's streams would bypass some.
+        config.alpn_protocols = ["http/1.1"]
+        # Hypercorn waits 60 s for a handshake: a connection that never starts
+        # one would hold a socket that long (plain connections: 5 s for a request).
+        config.ssl_handshake_timeout = TLS_HANDSHAKE_TIMEOUT
     return config
+
+
+def check_tls(config: hypercorn.Config) -> str | None:
+    """Why the certificate and key cannot be used (unreadable, not PEM, not a
+    pair), or None: found at start rather than at the first handshake."""
+    try:
+        config.create_ssl_context()
+    except (OSError, ssl.SSLError) as exc:
+        return f"{type(exc).__name__}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+    return None
 
 
 async def _serve_http(app: QuartTrio, config: hypercorn.Config, sockets: Sockets, stop: trio.Event,
@@ -106,9 +132,16 @@ def listen(config: hypercorn.Config) -> Sockets:
         OSError: the address is in use, not local, or not allowed.
     """
     sockets = config.create_sockets()
-    for sock in sockets.insecure_sockets:
+    # Hypercorn's worker_serve listens only on sockets it creates itself; ours
+    # (TLS ones included, which it wraps in trio.SSLListener) are listened on here.
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.listen(config.backlog)
     return sockets
+
+
+def close_sockets(sockets: Sockets) -> None:
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
+        sock.close()
 
 
 def inherited(worker: ServingWorker) -> Sockets:
@@ -167,8 +200,9 @@ def open_reads_warning(settings: Settings) -> str | None:
 
 def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
     s = settings
-    base = binds[0] if binds else f"http://{bind_address(settings)}"
-    ws = base.replace("http://", "ws://", 1)
+    scheme = "https" if settings.server.tls else "http"
+    base = binds[0] if binds else f"{scheme}://{bind_address(settings)}"
+    ws = base.replace("http", "ws", 1)  # http -> ws, https -> wss
     warning = open_reads_warning(settings)
     lines = [
         f"trioscope listening on {base}",
@@ -190,6 +224,7 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
         f"REST API:              {base}/api/v1",
         f"WebSocket:             {ws}/api/v1/ws",
         f"Health Check:          {base}/health",
+        f"Readiness Check:       {base}/health/ready",
         f"Web UI:                {base}/  (sign in with a token from: trioscope token create --user YOU "
         f"--tenant TEAM --role ADMIN{_data_dir_flag(settings)})",
         "",
@@ -238,6 +273,10 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
     and runs no local probe (its parent does both, once)."""
     budget = settings.server.shutdown_timeout
     config = hypercorn_config(settings)
+    if settings.server.tls and (problem := check_tls(config)) is not None:
+        log.error("cannot use the TLS certificate %s and key %s: %s", settings.server.tls_cert,
+                  settings.server.tls_key, problem)
+        return ExitCode.FAILED
     if worker is not None:
         sockets = inherited(worker)
     else:
@@ -246,10 +285,10 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
         except OSError as exc:
             log.error("cannot listen on %s: %s", bind_address(settings), exc.strerror or exc)
             return ExitCode.FAILED
-    reader = _open_data_dir(settings)
+    # Off the event loop: a PostgreSQL server may take its connect timeout to answer.
+    reader = await trio.to_thread.run_sync(_open_data_dir, settings)
     if reader is None:
-        for sock in sockets.insecure_sockets:
-            sock.close()
+        close_sockets(sockets)
         return ExitCode.FAILED
     code = ExitCode.OK
     stop = trio.Event()
@@ -267,7 +306,7 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
                         async with trio.open_nursery() as http:
                             binds = await http.start(_serve_http, app, config, sockets, stop)
                             if settings.agents.local_probe and binds and worker is None:
-                                http.start_soon(run_local_probe, probe_url(binds[0]), stop)
+                                http.start_soon(run_local_probe, probe_url(binds[0]), stop, settings.server.tls_cert or None)
                             if (warning := open_reads_warning(settings)) is not None:
                                 log.warning("%s", warning.removeprefix("WARNING: "))
                             print(banner(settings, app, binds), file=out, flush=True)
@@ -283,8 +322,7 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
         log.critical("the root supervisor gave up; exiting")
         code = ExitCode.FAILED
     finally:
-        for sock in sockets.insecure_sockets:
-            sock.close()
+        close_sockets(sockets)
     if code is ExitCode.OK:
         log.info("stopped cleanly")
     return code

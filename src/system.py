@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from trioscope.actors.alerts import AlertsActor
 from trioscope.actors.client_owner import ClientOwnerActor
 from trioscope.actors.deployment_queue import Snapshot
 from trioscope.actors.directory import DirectoryActor
@@ -21,7 +22,9 @@ from trioscope.actors.roster import RosterActor
 from trioscope.actors.store import StoreActor
 from trioscope.actors.topology import TopologyActor
 from trioscope.config import Settings
+from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory
+from trioscope.domain.metric_labels import TenantLabels
 from trioscope.runtime import ActorSpec, ActorSystem, Published, Strategy, SupervisorSpec, dynamic_supervisor
 from trioscope.store import Database, StoreReader, resolve_database
 
@@ -38,6 +41,7 @@ QUEUES = "/root/queues"
 QUEUE_OWNER = "/root/queue_owner"
 NOTIFIER = "/root/notifier"
 ROSTER = "/root/roster"
+ALERTS = "/root/alerts"
 
 TOPOLOGY_MAILBOX = 4096
 """Reports queued for merging before ``POST /api/v1/reports`` answers 503."""
@@ -65,6 +69,9 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     directory_view: Published[AgentDirectory] = Published(AgentDirectory())
     # Outlives restarts of the hub: a restarted hub goes on serving its clients.
     hub_members = HubMembers()
+    # Written by the deployment queues where commands finish; read by /metrics
+    # and the alerts actor (the queue owner hands it out: GetCommandStats).
+    command_stats = CommandStats(TenantLabels(settings.tenants.max_metric_labels))
 
     return SupervisorSpec(
         name="root",
@@ -89,8 +96,14 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             dynamic_supervisor("queues", max_children=1_000_000),
             ActorSpec(name="queue_owner",
                       factory=lambda: QueueOwnerActor(settings, shared_reader, queues_path=QUEUES, store_path=STORE,
-                                                      notifier_path=NOTIFIER, directory_path=DIRECTORY),
+                                                      notifier_path=NOTIFIER, directory_path=DIRECTORY,
+                                                      command_stats=command_stats),
                       mailbox_size=QUEUE_OWNER_MAILBOX),
+            # Alerts to users: the server's own rules, and Alertmanager's webhook.
+            ActorSpec(name="alerts",
+                      factory=lambda: AlertsActor(settings, store_path=STORE, notifier_path=NOTIFIER,
+                                                  directory=directory_view, command_stats=command_stats),
+                      mailbox_size=4096),
             # One actor per agent; one crashing agent actor never takes others down.
             dynamic_supervisor("agents", max_children=settings.agents.max_agents),
             ActorSpec(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,3 +50,18 @@ def postgres_url(postgres: str) -> Iterator[str]:
     """A PostgreSQL URL of a schema of this test's own, dropped after it."""
     with scratch_schema(postgres) as url:
         yield url
+
+
+PROMTOOL_SCRIPT = Path(__file__).resolve().parent / "tools" / "promtool.sh"
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Debian's promtool, installed with apt-get first if the machine lacks it
+    (``tests/tools/promtool.sh``); skipped only where it cannot be installed."""
+    done = subprocess.run(["bash", str(PROMTOOL_SCRIPT)], capture_output=True, text=True, timeout=900)
+    if done.returncode == 2:
+        pytest.skip(done.stderr.strip())
+    if done.returncode != 0:
+        raise RuntimeError(f"tests/tools/promtool.sh failed:\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]

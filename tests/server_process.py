@@ -26,7 +26,7 @@ from trioscope.store import DATABASE_FILE
 TEST_SECRET = "test-secret-for-trioscope-integration-tests-only"
 """The user-token key of test servers (``TRIOSCOPE_AUTH_SECRET``)."""
 
-_LISTENING = re.compile(r"^trioscope listening on (http://\S+)$")
+_LISTENING = re.compile(r"^trioscope listening on (https?://\S+)$")
 
 
 class ServerProcess:

@@ -33,6 +33,7 @@ from trioscope.domain.commands import (
     CancelNotice, Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue,
     cancel_notice_id,
 )
+from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
 from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, MailboxFull, Published, Restart, Timer
 from trioscope.store import AuditEntry, Conflict, SaveCommand, StoreReader, Write
@@ -179,8 +180,11 @@ _EVENT_FOR = {CommandStatus.COMPLETED: CommandEvent.COMPLETE, CommandStatus.FAIL
 class DeploymentQueueActor(RefusingActor):
     def __init__(self, deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
                  notifier_path: str | None = None, directory_path: str | None = None,
-                 queue_owner: ActorRef | None = None, clock: Callable[[], float] = time.time) -> None:
+                 queue_owner: ActorRef | None = None, stats: CommandStats | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.deployment_hash = deployment_hash
+        self.stats = stats
+        """Where finished commands and this queue's load are counted (``/metrics``, alerts)."""
         self.queue_owner = queue_owner
         """Who decides when this actor stops (``QueueIdle``); None: it stops itself once idle."""
         self.settings = settings
@@ -248,6 +252,8 @@ class DeploymentQueueActor(RefusingActor):
 
     async def on_idle(self) -> None:
         self._arm()
+        if self.stats is not None:
+            self.stats.record_queue(self.deployment_hash, queue_load(self.queue, self.clock()))
 
     async def serve(self, message: Any, now: float) -> Any:
         if isinstance(message, Poll):
@@ -323,6 +329,8 @@ class DeploymentQueueActor(RefusingActor):
         writes.extend(extra)
         await commit(self.store, writes)
         self.queue.put(command)
+        if self.stats is not None and command.status.terminal and (previous is None or not previous.status.terminal):
+            self.stats.record_finished(command, command.updated_at)  # counted where it finishes, once
         publish(self.notifier, self.tenant, self.owner, command_event(command))
 
     async def _change(self, command: Command, event: CommandEvent, now: float, audit: AuditEntry | None,
@@ -504,6 +512,8 @@ class DeploymentQueueActor(RefusingActor):
                 pass  # a busy owner hears again later; a stopping one stops us anyway
 
     async def on_stop(self) -> None:
+        if self.stats is not None:
+            self.stats.forget_queue(self.deployment_hash)
         for poll in self.waiters:
             poll.reply.close()  # nothing for them: they answer 204 at once
         self.waiters.clear()
@@ -558,13 +568,14 @@ def command_event(command: Command) -> dict[str, Any]:
 
 def queue_spec(deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
                notifier_path: str | None = None, directory_path: str | None = None,
-               queue_owner: ActorRef | None = None, clock: Callable[[], float] = time.time) -> ActorSpec:
+               queue_owner: ActorRef | None = None, stats: CommandStats | None = None,
+               clock: Callable[[], float] = time.time) -> ActorSpec:
     """Transient: restarted after a crash (reloading from the store), gone once idle."""
     return ActorSpec(
         name=deployment_hash,
         factory=lambda: DeploymentQueueActor(deployment_hash, settings, store=store, reader=reader,
                                              notifier_path=notifier_path, directory_path=directory_path,
-                                             queue_owner=queue_owner, clock=clock),
+                                             queue_owner=queue_owner, stats=stats, clock=clock),
         restart=Restart.TRANSIENT,
         mailbox_size=1024,
         shutdown_timeout=5.0,

@@ -38,16 +38,17 @@ class Unwatch:
 
 @attrs.frozen
 class Publish:
-    """An event of ``tenant`` about a deployment of ``owner`` (the user it belongs to)."""
+    """An event of ``tenant`` about a deployment of ``owner`` (the user it
+    belongs to); with no owner (a system alert), for every user of the tenant."""
 
     tenant: str
-    owner: str
+    owner: str | None
     event: dict[str, Any]
 
 
 @attrs.frozen
 class Notice:
-    owner: str
+    owner: str | None
     frame: str
 
 
@@ -81,7 +82,7 @@ class NotifierActor(Actor):
         return None
 
 
-def publish(notifier: ActorRef | None, tenant: str, owner: str, event: dict[str, Any]) -> None:
+def publish(notifier: ActorRef | None, tenant: str, owner: str | None, event: dict[str, Any]) -> None:
     """Tell the notifier, never waiting: events are best-effort, state is in the store."""
     if notifier is None:
         return
@@ -113,7 +114,7 @@ class EventClientActor(Actor):
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Notice):
-            if self.admin or message.owner == self.user_id:
+            if self.admin or message.owner is None or message.owner == self.user_id:
                 self._send(message.frame)
         elif isinstance(message, FromClient):
             if _is_ping(message.data):

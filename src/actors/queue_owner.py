@@ -29,6 +29,7 @@ from trioscope.config import Settings
 from trioscope.runtime import (
     Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, Forward, MailboxFull, SupervisorRef,
 )
+from trioscope.domain.command_stats import CommandStats
 from trioscope.store import StoreReader
 
 from .deployment_queue import QueueIdle, StopIfIdle, queue_spec
@@ -48,6 +49,11 @@ class ForDeployment:
     message: Any
 
 
+@attrs.frozen
+class GetCommandStats:
+    """Answered with the ``CommandStats`` the queues record into (None if none)."""
+
+
 class QueueOwnerActor(Actor):
     """Starts, routes to and stops the queue actors (see the module docstring)."""
 
@@ -56,7 +62,7 @@ class QueueOwnerActor(Actor):
 
     def __init__(self, settings: Settings, reader: StoreReader, *, queues_path: str, store_path: str,
                  notifier_path: str | None = None, directory_path: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 command_stats: CommandStats | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
         """The queues' wall clock."""
@@ -65,6 +71,8 @@ class QueueOwnerActor(Actor):
         self.store_path = store_path
         self.notifier_path = notifier_path
         self.directory_path = directory_path
+        self.command_stats = command_stats
+        """What the queues record finished commands and their load into (None: nothing recorded)."""
 
     async def on_start(self) -> None:
         system = self.context.system
@@ -74,6 +82,8 @@ class QueueOwnerActor(Actor):
     async def handle(self, message: Any) -> Any:
         if isinstance(message, ForDeployment):
             return Forward(self._queue(message.deployment_hash), message.message)
+        if isinstance(message, GetCommandStats):
+            return self.command_stats
         if isinstance(message, QueueIdle):
             await self._stop_if_idle(message.deployment_hash)
             return None
@@ -86,7 +96,7 @@ class QueueOwnerActor(Actor):
             return running
         spec = queue_spec(deployment_hash, self.settings, store=self.store, reader=self.reader,
                           notifier_path=self.notifier_path, directory_path=self.directory_path,
-                          queue_owner=self.context.ref, clock=self.clock)
+                          queue_owner=self.context.ref, stats=self.command_stats, clock=self.clock)
         return self.queues.ensure_actor(spec)
 
     async def _stop_if_idle(self, deployment_hash: str) -> None:

@@ -25,6 +25,7 @@ from ._load import load_settings as load_settings
 from ._resolve import ConfigFile as ConfigFile
 from ._resolve import resolve_settings as resolve_settings
 from ._settings import AgentsSettings as AgentsSettings
+from ._settings import AlertsSettings as AlertsSettings
 from ._settings import AuthSettings as AuthSettings
 from ._settings import CommandsSettings as CommandsSettings
 from ._settings import LimitsSettings as LimitsSettings

@@ -20,6 +20,9 @@ from ._kinds import (
     HostKind,
     IntegerKind,
     Kind,
+    NetworksKind,
+    OptionalFileKind,
+    OriginsKind,
     PathKind,
     SecretKind,
     SizeKind,
@@ -43,6 +46,12 @@ def _home_path(text: str) -> pathlib.Path:
         return pathlib.Path(text).expanduser()
     except RuntimeError:
         return pathlib.Path(text)
+
+
+class WebhookSecretKind(SecretKind):
+    """The webhook's bearer token: empty turns the webhook off rather than generating one."""
+
+    empty_means = "webhook off"
 
 
 @attrs.frozen(kw_only=True)
@@ -143,6 +152,67 @@ KEYS: tuple[Key, ...] = (
         help="how often the server gives memory the C allocator keeps free (after clients leave) back to the system",
         env=("TRIOSCOPE_SERVER_MEMORY_TRIM_INTERVAL",),
         flags=("--memory-trim-interval",),
+    ),
+    Key(
+        name="server.tls_cert",
+        kind=OptionalFileKind(),
+        default="",
+        help="PEM certificate chain: serve HTTPS and WSS (with server.tls_key); empty: plain HTTP",
+        env=("TRIOSCOPE_SERVER_TLS_CERT",),
+        flags=("--tls-cert",),
+    ),
+    Key(
+        name="server.tls_key",
+        kind=OptionalFileKind(),
+        default="",
+        help="PEM private key of server.tls_cert",
+        env=("TRIOSCOPE_SERVER_TLS_KEY",),
+        flags=("--tls-key",),
+    ),
+    Key(
+        name="server.trusted_proxies",
+        kind=NetworksKind(),
+        default=(),
+        help="addresses of reverse proxies whose X-Forwarded-For / Forwarded headers name the client "
+             "(rate limits, audit, access log); empty: those headers are ignored",
+        env=("TRIOSCOPE_SERVER_TRUSTED_PROXIES",),
+        flags=("--trusted-proxies",),
+    ),
+    Key(
+        name="server.forwarded_header",
+        kind=ChoiceKind(("x-forwarded-for", "forwarded"), metavar="HEADER"),
+        default="x-forwarded-for",
+        help="which header the trusted proxies set: X-Forwarded-For (nginx, HAProxy, most) or Forwarded (RFC 7239); "
+             "the other is ignored, since a proxy passes a header it does not set on unchanged",
+        env=("TRIOSCOPE_SERVER_FORWARDED_HEADER",),
+        flags=("--forwarded-header",),
+    ),
+    Key(
+        name="server.access_log",
+        kind=BoolKind(),
+        default=False,
+        help="log one line per request: method, route, status, duration, bytes, client address, request id "
+             "(a JSON object with log.format json)",
+        env=("TRIOSCOPE_SERVER_ACCESS_LOG",),
+        flags=("--access-log",),
+    ),
+    Key(
+        name="server.cors_origins",
+        kind=OriginsKind(),
+        default=(),
+        help="web origins whose pages may call the API and open WebSockets (exact, e.g. "
+             "https://ops.example.com); * for any (not with cors_allow_credentials); empty: none but the server's own",
+        env=("TRIOSCOPE_SERVER_CORS_ORIGINS",),
+        flags=("--cors-origins",),
+    ),
+    Key(
+        name="server.cors_allow_credentials",
+        kind=BoolKind(),
+        default=False,
+        help="let those origins' pages send cookies and HTTP authentication the browser holds "
+             "(Access-Control-Allow-Credentials); bearer tokens in Authorization need no credentials",
+        env=("TRIOSCOPE_SERVER_CORS_ALLOW_CREDENTIALS",),
+        flags=("--cors-allow-credentials",),
     ),
     Key(
         name="storage.data_dir",
@@ -306,6 +376,14 @@ KEYS: tuple[Key, ...] = (
         flags=("--max-deployments",),
     ),
     Key(
+        name="tenants.max_metric_labels",
+        kind=IntegerKind(1, 100_000),
+        default=100,
+        help="tenants named in /metrics labels (the first seen); the rest are counted as tenant=\"other\"",
+        env=("TRIOSCOPE_TENANTS_MAX_METRIC_LABELS",),
+        flags=("--max-tenant-labels",),
+    ),
+    Key(
         name="limits.per_address",
         kind=IntegerKind(1, 1_000_000),
         default=6000,
@@ -439,6 +517,56 @@ KEYS: tuple[Key, ...] = (
         help="log line format: human-readable text or one JSON object per line",
         env=("TRIOSCOPE_LOG_FORMAT",),
         flags=("--log-format",),
+    ),
+    Key(
+        name="alerts.agent_offline_after",
+        kind=DurationKind(0 * SECOND, 30 * DAY),
+        default=5 * MINUTE,
+        help="the server raises AgentOffline for an enrolled agent silent this long, and resolves it when the "
+             "agent is heard from again; 0 turns the rule off (when Prometheus evaluates the shipped rules)",
+        env=("TRIOSCOPE_ALERTS_AGENT_OFFLINE_AFTER",),
+        flags=("--alert-agent-offline-after",),
+    ),
+    Key(
+        name="alerts.command_failure_percent",
+        kind=IntegerKind(0, 100),
+        default=10,
+        help="the server raises HighCommandFailureRate for a tenant whose commands finished within "
+             "command_failure_window failed more than this percentage of the time; 0 turns the rule off",
+        env=("TRIOSCOPE_ALERTS_COMMAND_FAILURE_PERCENT",),
+        flags=("--alert-command-failure-percent",),
+    ),
+    Key(
+        name="alerts.command_failure_window",
+        kind=DurationKind(1 * SECOND, 1 * DAY),
+        default=5 * MINUTE,
+        help="the window of the command failure rate",
+        env=("TRIOSCOPE_ALERTS_COMMAND_FAILURE_WINDOW",),
+        flags=("--alert-command-failure-window",),
+    ),
+    Key(
+        name="alerts.command_failure_min_commands",
+        kind=IntegerKind(1, 1_000_000),
+        default=10,
+        help="fewest commands finished within the window before their failure rate can raise an alert",
+        env=("TRIOSCOPE_ALERTS_COMMAND_FAILURE_MIN_COMMANDS",),
+        flags=("--alert-command-failure-min-commands",),
+    ),
+    Key(
+        name="alerts.evaluation_interval",
+        kind=DurationKind(0.1 * SECOND, 1 * HOUR),
+        default=15 * SECOND,
+        help="how often the server evaluates its own alert rules",
+        env=("TRIOSCOPE_ALERTS_EVALUATION_INTERVAL",),
+        flags=("--alert-evaluation-interval",),
+    ),
+    Key(
+        name="alerts.webhook_secret",
+        kind=WebhookSecretKind(),
+        default="",
+        help="bearer token Alertmanager sends to POST /api/v1/alerts/webhook; empty: the webhook is off (404)",
+        env=("TRIOSCOPE_ALERTS_WEBHOOK_SECRET",),
+        flags=(),
     ),
 )
 

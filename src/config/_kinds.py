@@ -10,6 +10,7 @@ boolean is never a number, and a bare YAML number is never a duration).
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import pathlib
 import re
@@ -423,3 +424,129 @@ class SecretKind:
         """The empty text for the empty default (so it parses back); otherwise masked."""
         assert isinstance(value, str)
         return "" if not value else self.format(value)
+
+
+@attrs.frozen
+class OptionalFileKind:
+    """A file to read, or empty for none: any text without NUL, a leading ``~``
+    expanded. Whether it exists and parses is left to whoever opens it (at start),
+    which says so."""
+
+    metavar: str = "FILE"
+
+    @property
+    def expected(self) -> str:
+        return "a file path, or empty for none"
+
+    def parse(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise _type_mismatch(value, self.expected)
+        if "\0" in value:
+            raise InvalidValue(f"contains a NUL character; expected {self.expected}")
+        try:
+            return os.path.expanduser(value) if value else ""
+        except RuntimeError:
+            raise InvalidValue(f"starts with ~ but the home directory is unknown; expected {self.expected}") from None
+
+    def limits(self) -> None:
+        return None
+
+    def format(self, value: object) -> str:
+        return str(value) or "(none)"
+
+    def format_compact(self, value: object) -> str:
+        return str(value)
+
+
+def _items(value: object, expected: str) -> list[str]:
+    """A YAML list of strings, or text separated by commas (flags, environment)."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return [item.strip() for item in value if item.strip()]
+    raise _type_mismatch(value, expected)
+
+
+def _which(item: str, items: list[str]) -> str:
+    """The start of a problem with one of ``items``: "is" for a lone one (the value is shown already)."""
+    return "is" if len(items) == 1 else f"has {item!r}, which is"
+
+
+@attrs.frozen
+class NetworksKind:
+    """IP networks in CIDR notation (``10.0.0.0/8``, ``::1/128``; a bare address is
+    one host), as a YAML list or text separated by commas; empty for none."""
+
+    metavar: str = "CIDR[,CIDR...]"
+    most: int = 256
+
+    @property
+    def expected(self) -> str:
+        return "IP networks such as 10.0.0.0/8,::1 (comma-separated or a YAML list), or empty"
+
+    def parse(self, value: object) -> tuple[str, ...]:
+        items = _items(value, self.expected)
+        if len(items) > self.most:
+            raise InvalidValue(f"lists {len(items)} networks; at most {self.most}", quote=False)
+        networks = []
+        for item in items:
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise InvalidValue(f"{_which(item, items)} not an IP network; expected {self.expected}") from None
+        return tuple(networks)
+
+    def limits(self) -> None:
+        return None
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, tuple)
+        return ",".join(value) or "(none)"
+
+    def format_compact(self, value: object) -> str:
+        assert isinstance(value, tuple)
+        return ",".join(value)
+
+
+_ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+
+
+@attrs.frozen
+class OriginsKind:
+    """Web origins exactly as browsers send them in ``Origin`` (``scheme://host[:port]``,
+    no path), as a YAML list or text separated by commas; ``*`` for any; empty for none.
+    Host names are compared in lower case, as browsers send them."""
+
+    metavar: str = "ORIGIN[,ORIGIN...]"
+    most: int = 256
+
+    @property
+    def expected(self) -> str:
+        return "origins such as https://ops.example.com,http://localhost:3000 (comma-separated or a YAML list), * for any, or empty"
+
+    def parse(self, value: object) -> tuple[str, ...]:
+        items = _items(value, self.expected)
+        if len(items) > self.most:
+            raise InvalidValue(f"lists {len(items)} origins; at most {self.most}", quote=False)
+        if "*" in items:
+            if len(items) > 1:
+                raise InvalidValue("mixes * with origins; give either * or the origins", quote=False)
+            return ("*",)
+        origins = []
+        for item in items:
+            if not _ORIGIN.fullmatch(item):
+                raise InvalidValue(f"{_which(item, items)} not an origin (scheme://host[:port], no path or "
+                                   f"trailing slash); expected {self.expected}")
+            origins.append(item.lower())
+        return tuple(dict.fromkeys(origins))
+
+    def limits(self) -> None:
+        return None
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, tuple)
+        return ",".join(value) or "(none: no cross-origin requests)"
+
+    def format_compact(self, value: object) -> str:
+        assert isinstance(value, tuple)
+        return ",".join(value)

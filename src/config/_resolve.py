@@ -116,12 +116,31 @@ def resolve_settings(
             origins[key.name] = raw.source
         except InvalidValue as exc:
             problems.append(_invalid(key, raw, exc))
+    problems += _combination_problems(values, origins)
     if problems:
         problems.sort(key=_problem_order)
         raise ConfigError(problems)
     return Settings.from_values(
         values, origins, config_file=None if config_file is None else config_file.path
     )
+
+
+def _combination_problems(values: Mapping[str, object], origins: Mapping[str, Source]) -> list[Problem]:
+    """Values that are fine alone but not together, named with where each came from."""
+    problems = []
+    cert, key = values["server.tls_cert"], values["server.tls_key"]
+    if bool(cert) != bool(key):
+        given, missing = ("server.tls_cert", "server.tls_key") if cert else ("server.tls_key", "server.tls_cert")
+        problems.append(Problem(missing, origins[given], f"is needed with {given} (from {origins[given]}): "
+                                "TLS takes both the certificate and its private key"))
+    if values["server.cors_origins"] == ("*",) and values["server.cors_allow_credentials"]:
+        source = origins["server.cors_allow_credentials"]
+        problems.append(Problem("server.cors_origins", origins["server.cors_origins"],
+                                f"* (from {origins['server.cors_origins']}) cannot go with "
+                                f"server.cors_allow_credentials true (from {source}): browsers refuse credentials "
+                                "for any origin, and it would let every site act as the signed-in user; "
+                                "list the origins instead"))
+    return problems
 
 
 def _from_environ(environ: Mapping[str, str]) -> Iterator[tuple[Key, RawValue]]:

@@ -33,6 +33,25 @@ class ServerSettings:
     memory_trim_interval: float
     """Seconds between looks at the memory glibc keeps free; past ``allocator.MIN_FREE``
     it is returned to the system (``trioscope.allocator``)."""
+    tls_cert: str = ""
+    """PEM certificate chain; with ``tls_key``, the server speaks HTTPS and WSS. Empty: plain HTTP."""
+    tls_key: str = ""
+    """PEM private key of ``tls_cert``."""
+    trusted_proxies: tuple[str, ...] = ()
+    """CIDR networks whose forwarded headers name the client (``http._forwarded``)."""
+    forwarded_header: str = "x-forwarded-for"
+    """``x-forwarded-for`` or ``forwarded``: the header the trusted proxies set."""
+    access_log: bool = False
+    """Whether every request is logged (``trioscope.access``)."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed cross-origin requests and WebSockets; ``("*",)`` for any."""
+    cors_allow_credentials: bool = False
+    """Whether ``Access-Control-Allow-Credentials: true`` is sent to allowed origins."""
+
+    @property
+    def tls(self) -> bool:
+        """Whether the server speaks TLS."""
+        return bool(self.tls_cert)
 
 
 @attrs.frozen(kw_only=True)
@@ -118,6 +137,8 @@ class TenantsSettings:
 
     max_deployments: int
     """Deployments per tenant; more are refused with ``quota_exceeded``."""
+    max_metric_labels: int
+    """Tenants named in ``/metrics`` labels; the rest are ``tenant="other"``."""
 
 
 @attrs.frozen(kw_only=True)
@@ -170,6 +191,25 @@ class LogSettings:
     """``human`` or ``json`` (one object per line)."""
 
 
+@attrs.frozen(kw_only=True)
+class AlertsSettings:
+    """The server's own alert rules (for servers without Prometheus) and the Alertmanager webhook."""
+
+    agent_offline_after: float
+    """Seconds an enrolled agent may be silent before AgentOffline fires (0: rule off)."""
+    command_failure_percent: int
+    """Failed share of a tenant's finished commands (percent) above which
+    HighCommandFailureRate fires (0: rule off)."""
+    command_failure_window: float
+    """Seconds the failure rate is measured over."""
+    command_failure_min_commands: int
+    """Fewest finished commands in the window for the rate to count."""
+    evaluation_interval: float
+    """Seconds between evaluations of the rules."""
+    webhook_secret: str = attrs.field(repr=False)
+    """Bearer token of ``POST /api/v1/alerts/webhook``; empty: the webhook is off."""
+
+
 _SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "storage": StorageSettings,
@@ -181,6 +221,7 @@ _SECTIONS: dict[str, type] = {
     "limits": LimitsSettings,
     "websocket": WebSocketSettings,
     "log": LogSettings,
+    "alerts": AlertsSettings,
 }
 
 
@@ -209,6 +250,7 @@ class Settings:
     limits: LimitsSettings
     websocket: WebSocketSettings
     log: LogSettings
+    alerts: AlertsSettings
     config_file: str | None = attrs.field(default=None, eq=False)
     """The YAML file that was read, or None."""
     _origins: Mapping[str, Source] = attrs.field(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
+import trio
 from prometheus_client import CONTENT_TYPE_LATEST
-from quart import Response, g, request
+from quart import Response, g, request, websocket
 from quart_trio import QuartTrio
 
 from trioscope.actors.topology import GetStats
@@ -14,14 +15,17 @@ from trioscope.runtime import ActorSystem
 from trioscope.actors.client import LiveCounters
 from trioscope.domain.rates import RateLimiter
 from trioscope.store import StoreReader, token_secret
-from trioscope.system import AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
+from trioscope.actors.queue_owner import GetCommandStats
+from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
-from . import _agent_api, _agents, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _query, _reports, _ui
+from . import _agent_api, _agents, _alerts, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _query, _reports, _ui
+from ._access_log import AccessLog, name_route
 from ._client_sockets import close_all
+from ._cors import Cors, CorsPolicy
 from ._errors import install_error_handlers
-from ._metrics import Metrics
+from ._metrics import CommandServiceSources, Metrics, encode
 from ._quart_app import TrioscopeApp
-from ._services import Gate, Services, attach, services
+from ._services import Gate, Services, attach, services, services_of
 
 def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None,
                worker: int | None = None) -> QuartTrio:
@@ -44,6 +48,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                          clients=system.lookup(CLIENTS), client_owner=system.lookup(CLIENT_OWNER), live=live, metrics=metrics,
                          store=system.lookup(STORE), directory=system.lookup(DIRECTORY),
                          queues=system.lookup(QUEUES), queue_owner=system.lookup(QUEUE_OWNER),
+                         alerts=system.lookup(ALERTS),
                          reader=reader if reader is not None else StoreReader(database_path(settings)),
                          secret=token_secret(settings.auth.secret, settings.storage.data_dir),
                          gate=Gate(per_address=RateLimiter(settings.limits.per_address),
@@ -53,14 +58,36 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                                    registrations_per_address=RateLimiter(
                                        settings.limits.registrations_per_address))))
     install_error_handlers(app)
+    proxies = services_of(app).proxies
+    app.asgi_app = AccessLog(  # type: ignore[method-assign]  # Quart's documented way to add ASGI middleware
+        Cors(app.asgi_app, CorsPolicy.parse(settings.server.cors_origins, settings.server.cors_allow_credentials)),
+        enabled=settings.server.access_log, proxies=proxies)
     for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
                       _live.blueprint, _commands.blueprint, _agent_api.blueprint, _audit.blueprint,
-                      _command_ws.blueprint, _controls.blueprint, _ui.blueprint):
+                      _command_ws.blueprint, _controls.blueprint, _alerts.blueprint, _ui.blueprint):
         app.register_blueprint(blueprint)
+
+    @app.before_serving
+    async def _metric_sources() -> None:
+        s = services()
+        stats = await s.queue_owner.ask(GetCommandStats(), timeout=30)
+        if stats is not None:
+            await _gate.directory()
+            assert s.gate.directory is not None
+            s.metrics.sources = CommandServiceSources(
+                command_stats=stats, directory=s.gate.directory, seen=s.gate.seen,
+                online_within=settings.agents.heartbeat_timeout, started=time.time())
 
     @app.before_request
     async def _start_timer() -> None:
         g.started = time.perf_counter()
+        if request.url_rule is not None:  # for the access log: the template, never the path as sent
+            name_route(request.scope, request.url_rule.rule)
+
+    @app.before_websocket
+    async def _name_route() -> None:
+        if websocket.url_rule is not None:
+            name_route(websocket.scope, websocket.url_rule.rule)
 
     @app.after_request
     async def _observe(response: Response) -> Response:
@@ -81,7 +108,10 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         s.metrics.polls_waiting.set(len(s.polls))
         s.metrics.topology_nodes.set(stats["topology"]["nodes"])
         s.metrics.topology_edges.set(stats["topology"]["edges"])
-        return Response(s.metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+        s.metrics.database_connections.set(2 if s.store.alive else 1)  # SQLite: the writer's and the reader's
+        families = s.metrics.collect()
+        body = await trio.to_thread.run_sync(encode, families, limiter=s.heavy_work)
+        return Response(body, content_type=CONTENT_TYPE_LATEST)
 
     return app
 
@@ -89,7 +119,8 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
 def stop_live_updates(app: QuartTrio) -> None:
     """The server is stopping: close every WebSocket (1001) now, so that they do
     not hold the graceful shutdown up."""
-    s = app.extensions["trioscope"]
+    s = services_of(app)
+    s.health.stopping = True  # /health/ready answers 503 from now on
     close_all(s.links)
     for waiting in s.polls:  # long-polls answer 204 now rather than hold the drain up
         waiting.cancel()

@@ -249,6 +249,8 @@ class _AgentChannel:
         except orjson.JSONDecodeError as exc:
             return _nack(None, 400, "invalid_json", f"message is not valid JSON: {exc}")
         kind = envelope.get("type") if isinstance(envelope, dict) else None
+        if kind in ("pong", "ping", "received"):
+            await _gate.heard_from(self.agent_id)  # the socket's agent is there (a report counts when it verifies)
         if kind == "pong":
             self.unanswered_pings = 0
             return None

@@ -17,9 +17,12 @@ from typing import Any
 
 from quart import g, has_request_context, request, websocket
 
+from trioscope.actors.alerts import AgentSeen, sighting_resolution
 from trioscope.actors.directory import AttachReporter, GetPublished
 from trioscope.actors.store import Record
-from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentRecord, Deployment, signature_valid
+from trioscope.domain.deployments import (
+    AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus, Deployment, signature_valid,
+)
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
 from trioscope.domain.rates import RateLimiter, retry_after
 from trioscope.runtime import ActorStopped, MailboxFull
@@ -40,7 +43,15 @@ def _connection() -> Any:
 
 
 def client_address() -> str:
-    return _connection().remote_addr or "unknown"
+    """The client's address, for rate limits, the audit log and the access
+    log: the connection's peer, or the client a trusted proxy forwarded for
+    (``server.trusted_proxies``; ``_forwarded``)."""
+    connection = _connection()
+    peer: str = connection.remote_addr or "unknown"
+    proxies = services().proxies
+    if not proxies.networks:
+        return peer
+    return proxies.client(peer, connection.headers.getlist(proxies.header))
 
 
 MAX_AUDIT_TEXT = 256
@@ -281,12 +292,46 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
             raise _agent_refusal(failure, known, found, deployment_hash, claimed)
     _charge(s.gate.per_agent, s.settings.limits.per_agent, "agent", "too many requests from this agent",
             key=found.id)
+    _heard(found, known)
+    return found
+
+
+async def heard_from(agent_id: str) -> None:
+    """An active agent proved it is there without a signed request (a pong on
+    the socket it authenticated): noted as a request of it would be."""
+    known = await directory()
+    agent = known.agents.get(agent_id)
+    if agent is not None and agent.status is AgentStatus.ACTIVE:
+        _heard(agent, known)
+
+
+def _heard(agent: AgentRecord, known: AgentDirectory) -> None:
+    """An enrolled agent was heard from: when (``Gate.seen``), its heartbeat in
+    /metrics, and the alerts actor told, at most once per
+    ``sighting_resolution`` (not per request)."""
+    s = services()
     seen = s.gate.seen
-    seen[found.id] = time.time()
+    now = time.time()
+    previous = seen.get(agent.id)
+    seen[agent.id] = now
     if len(seen) > 2 * len(known.agents) + 1024:  # agents forgotten after retirement: drop theirs
         for agent_id in [a for a in seen if a not in known.agents]:
             del seen[agent_id]
-    return found
+            s.gate.sighting_told.pop(agent_id, None)
+    deployment = known.deployments.get(agent.deployment_hash)
+    if previous is not None and deployment is not None:
+        s.metrics.observe_heartbeat(deployment.tenant, now - previous)
+    if s.settings.alerts.agent_offline_after <= 0:
+        return
+    told = s.gate.sighting_told
+    last = told.get(agent.id)
+    if last is not None and now - last < sighting_resolution(s.settings):
+        return
+    try:
+        s.alerts.tell(AgentSeen(agent.id, now))
+        told[agent.id] = now
+    except (MailboxFull, ActorStopped):
+        pass  # told with the agent's next request
 
 
 async def probe_credentials(raw_body: bytes) -> AgentRecord | None:

@@ -8,12 +8,16 @@ from collections import Counter as Tally
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from trioscope.actors.client import LiveCounters
-from trioscope.runtime import ActorStats, ActorSystem, SupervisorStats
+from trioscope.domain.command_stats import CommandStats
+from trioscope.domain.deployments import AgentDirectory, AgentStatus
+from trioscope.domain.metric_labels import api_error_type
+from trioscope.runtime import ActorStats, ActorSystem, Published, SupervisorStats
 
 # The *_created series double the exposition for nothing a dashboard uses.
 disable_created_metrics()
@@ -79,21 +83,141 @@ class _LiveCollector(Collector):
             yield family
 
 
-class _WorkerLabelled:
-    """The registry's metrics with ``worker="N"`` on every sample: with
-    ``--workers`` a scrape reaches whichever process accepted it, and the
-    series of different workers must not overwrite each other. The label takes
-    the worker's index (1..N, N <= 64), never its pid, so restarts add no series."""
+HEARTBEAT_BUCKETS = (0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+"""Seconds between an agent's requests: polls every 30-120 s, reports every 15 s."""
 
-    def __init__(self, registry: CollectorRegistry, worker: int) -> None:
-        self.registry = registry
-        self.worker = str(worker)
+
+@attrs.define
+class CommandServiceSources:
+    """What the seed's ``trydirect_*`` agent, command and queue metrics are read
+    from at scrape time (found once, by the first scrape)."""
+
+    command_stats: CommandStats
+    directory: Published[AgentDirectory]
+    seen: dict[str, float]
+    """When each enrolled agent last made a request that passed every check (the edge's record)."""
+    online_within: float
+    """An agent heard from within this many seconds is online (``agents.heartbeat_timeout``)."""
+    started: float
+    """When this process started: an agent not heard from since counts from then."""
+
+
+class _ApiCollector(Collector):
+    """The seed's API metrics, folded at scrape time out of
+    ``app_http_request_duration_seconds{route,method,status}``: requests by
+    endpoint (the route template), method and status; latency by endpoint and
+    method; errors by class (``metric_labels.api_error_type``)."""
+
+    def __init__(self, durations: Histogram) -> None:
+        self.durations = durations
 
     def collect(self) -> Iterator[Metric]:
-        for metric in self.registry.collect():
-            metric.samples = [sample._replace(labels={**sample.labels, "worker": self.worker})
-                              for sample in metric.samples]
-            yield metric
+        requests = CounterMetricFamily("trydirect_api_requests", "API requests, by route template",
+                                       labels=["endpoint", "method", "status"])
+        buckets: dict[tuple[str, str], dict[str, float]] = {}
+        sums: dict[tuple[str, str], float] = {}
+        errors: dict[str, float] = {}
+        for family in self.durations.collect():
+            for sample in family.samples:
+                labels = sample.labels
+                endpoint = (labels["route"], labels["method"])
+                if sample.name.endswith("_bucket"):
+                    per_le = buckets.setdefault(endpoint, {})
+                    per_le[labels["le"]] = per_le.get(labels["le"], 0.0) + sample.value
+                elif sample.name.endswith("_sum"):
+                    sums[endpoint] = sums.get(endpoint, 0.0) + sample.value
+                elif sample.name.endswith("_count"):
+                    requests.add_metric([labels["route"], labels["method"], labels["status"]], sample.value)
+                    error = api_error_type(int(labels["status"]))
+                    if error is not None:
+                        errors[error] = errors.get(error, 0.0) + sample.value
+        latency = HistogramMetricFamily("trydirect_api_request_duration_seconds", "API request latency",
+                                        labels=["endpoint", "method"])
+        for endpoint, per_le in sorted(buckets.items()):
+            # Bucket bounds sort as numbers, +Inf last (as the histogram wrote them).
+            ordered = sorted(per_le.items(), key=lambda item: float(item[0]))
+            latency.add_metric(list(endpoint), ordered, sums.get(endpoint, 0.0))
+        failures = CounterMetricFamily("trydirect_api_errors", "API error responses, by class", labels=["type"])
+        for kind, value in sorted(errors.items()):
+            failures.add_metric([kind], value)
+        yield from (requests, latency, failures)
+
+
+class _CommandServiceCollector(Collector):
+    """The seed's agent, command and system metrics (stacker-command-service 8.1),
+    read from what the actors and the edge keep, at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        sources = self.metrics.sources
+        if sources is None:
+            return
+        now = time.time()
+        stats = sources.command_stats
+        label = stats.tenant_labels.label
+        total: Tally[str] = Tally()
+        online: Tally[str] = Tally()
+        last_seen = GaugeMetricFamily(
+            "trydirect_agent_last_seen_seconds", "When each active enrolled agent was last heard from (unix "
+            "seconds; one not heard from since this process started counts from the start)",
+            labels=["agent", "deployment_hash", "tenant"])
+        directory = sources.directory.value
+        for agent in directory.agents.values():
+            deployment = directory.deployments.get(agent.deployment_hash)
+            if agent.status is not AgentStatus.ACTIVE or deployment is None:
+                continue
+            tenant = label(deployment.tenant)
+            seen = sources.seen.get(agent.id)
+            total[tenant] += 1
+            if seen is not None and now - seen <= sources.online_within:
+                online[tenant] += 1
+            last_seen.add_metric([agent.id, agent.deployment_hash, tenant],
+                                 seen if seen is not None else max(sources.started, agent.created_at))
+        agents_total = GaugeMetricFamily("trydirect_agents_total", "Active enrolled agents", labels=["tenant"])
+        agents_online = GaugeMetricFamily("trydirect_agents_online", "Active enrolled agents heard from within "
+                                          "agents.heartbeat_timeout", labels=["tenant"])
+        for tenant in sorted(total):
+            agents_total.add_metric([tenant], total[tenant])
+            agents_online.add_metric([tenant], online[tenant])
+        yield from (agents_total, agents_online, last_seen)
+
+        commands = CounterMetricFamily("trydirect_commands", "Commands finished, by final status",
+                                       labels=["tenant", "type", "status"])
+        for key, value in sorted(stats.finished.items()):
+            commands.add_metric(list(key), value)
+        failed = CounterMetricFamily("trydirect_commands_failed", "Commands that failed or expired, by error class",
+                                     labels=["tenant", "type", "error_type"])
+        for key, value in sorted(stats.failed.items()):
+            failed.add_metric(list(key), value)
+        durations = HistogramMetricFamily("trydirect_commands_duration_seconds",
+                                          "Seconds from delivery to the agent to the final status", labels=["type"])
+        for kind, histogram in sorted(stats.durations.items()):
+            durations.add_metric([kind], histogram.cumulative(), histogram.total)
+        queue_size = GaugeMetricFamily("trydirect_commands_queue_size", "Commands waiting for delivery")
+        queue_size.add_metric([], stats.queue_size())
+        lag = GaugeMetricFamily("trydirect_queue_processing_lag_seconds",
+                                "Seconds the longest-waiting deliverable command has waited for an agent")
+        lag.add_metric([], stats.processing_lag(now))
+        yield from (commands, failed, durations, queue_size, lag)
+
+
+class _Collected(Collector):
+    """Families already collected, for encoding elsewhere."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.families)
+
+
+def encode(families: list[Metric]) -> bytes:
+    """The text exposition of ``families`` (thread-safe: it reads only them)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collected(families))
+    return generate_latest(registry)
 
 
 class Metrics:
@@ -105,8 +229,16 @@ class Metrics:
 
     def __init__(self, system: ActorSystem, live: LiveCounters, worker: int | None = None) -> None:
         self.registry = CollectorRegistry()
-        self._exposed: CollectorRegistry | _WorkerLabelled = (
-            self.registry if worker is None else _WorkerLabelled(self.registry, worker))
+        self.worker = None if worker is None else str(worker)
+        self.sources: CommandServiceSources | None = None
+        """Set by the first scrape (``/metrics`` asks the actors for them)."""
+        # The seed's names (stacker-command-service 8.1), beside the app_* ones.
+        self.heartbeat_latency = Histogram(
+            "trydirect_agent_heartbeat_latency_seconds", "Seconds between an enrolled agent's requests",
+            ["tenant"], buckets=HEARTBEAT_BUCKETS, registry=self.registry)
+        self.database_connections = Gauge("trydirect_database_connections_active",
+                                          "Database connections this process holds open",
+                                          registry=self.registry)
         self.agents = Gauge("app_agents_total", "Known agents", registry=self.registry)
         self.reports_received = Counter("app_reports_received", "Reports accepted (202)", registry=self.registry)
         self.websocket_clients = Gauge("app_websocket_clients", "Connected WebSocket clients", registry=self.registry)
@@ -124,18 +256,40 @@ class Metrics:
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self.registry.register(_RuntimeCollector(system))
         self.registry.register(_LiveCollector(live))
+        self.registry.register(_CommandServiceCollector(self))
+        self.registry.register(_ApiCollector(self.request_duration))
 
-    def exposition(self) -> bytes:
-        """The text format for ``GET /metrics``."""
-        return generate_latest(self._exposed)
+    def collect(self) -> list[Metric]:
+        """Every family, read now from the actors' and the edge's counters (on the
+        event loop: they change there); ``encode`` them off it, which is most of
+        the work of a scrape (``bench/request_metrics.py``)."""
+        families = list(self.registry.collect())
+        if self.worker is not None:
+            # With --workers a scrape reaches whichever process accepted it: the
+            # label keeps each worker's series apart. It is the worker's index
+            # (1..N, N <= 64), never its pid, so restarts add no series.
+            for family in families:
+                family.samples = [sample._replace(labels={**sample.labels, "worker": self.worker})
+                                  for sample in family.samples]
+        return families
 
     def refused(self, reason: str) -> None:
         """Count a refusal; ``reason`` is one of a fixed few (bounded labels)."""
         self.refusals.labels(reason).inc()
 
     def observe_request(self, route: str, method: str, status: int, started: float) -> None:
+        """One response; ``route`` is the route's template (``/api/v1/agents/<agent_id>``), never the
+        path. The seed's ``trydirect_api_*`` are read from this one histogram at scrape time
+        (``_ApiCollector``): a request pays for one observation, not four."""
         key = (route, method, status)
         child = self._request_children.get(key)
         if child is None:  # labels() hashes and locks on every call: look each series up once
             child = self._request_children[key] = self.request_duration.labels(route, method, str(status))
         child.observe(time.perf_counter() - started)
+
+    def observe_heartbeat(self, tenant: str, since_previous: float) -> None:
+        """An enrolled agent's request, ``since_previous`` seconds after its last one."""
+        if self.sources is None:  # before the server serves: no request comes then
+            return
+        label = self.sources.command_stats.tenant_labels.label(tenant)
+        self.heartbeat_latency.labels(label).observe(since_previous)

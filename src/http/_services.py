@@ -19,6 +19,8 @@ from trioscope.domain.principals import Principal
 from trioscope.domain.rates import RateLimiter, ReplayWindow
 from trioscope.store import StoreReader
 
+from ._forwarded import TrustedProxies
+from ._health_checks import HealthChecks
 from ._metrics import Metrics
 
 _KEY = "trioscope"
@@ -51,6 +53,8 @@ class Gate:
     seen: dict[str, float] = attrs.field(factory=dict)
     """When each agent last made a request that passed every check (unix
     seconds, since this start): an observation of the edge, kept here."""
+    sighting_told: dict[str, float] = attrs.field(factory=dict)
+    """When the alerts actor was last told of each agent's requests (``AgentSeen``)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -82,6 +86,8 @@ class Services:
     the queue owner; the edge only tells the running ones)."""
     queue_owner: ActorRef
     """``/root/queue_owner``: every request for a deployment's queue (``ForDeployment``)."""
+    alerts: ActorRef
+    """``/root/alerts``: alerts to users (the server's own rules, Alertmanager's webhook)."""
     reader: StoreReader
     secret: bytes = attrs.field(repr=False)
     """Signs and checks user tokens."""
@@ -103,10 +109,21 @@ class Services:
                                    burst=max(1, self.settings.websocket.first_views_per_second // 4)),
         takes_self=True))
     """Live-view clients waiting for their first view, and the pace of first views."""
+    proxies: TrustedProxies = attrs.field(default=attrs.Factory(
+        lambda self: TrustedProxies.parse(self.settings.server.trusted_proxies, self.settings.server.forwarded_header),
+        takes_self=True))
+    """Whose forwarded headers name the client (``_gate.client_address``)."""
+    health: HealthChecks = attrs.field(factory=HealthChecks)
+    """What ``/health``, ``/health/ready`` and ``/health/detailed`` look at."""
 
 
 def attach(app: Quart, value: Services) -> None:
     app.extensions[_KEY] = value
+
+
+def services_of(app: Quart) -> Services:
+    """The services attached to ``app``, outside a request."""
+    return app.extensions[_KEY]  # type: ignore[no-any-return]  # Quart's extensions are untyped; attach() put Services there
 
 
 def services() -> Services:

@@ -93,6 +93,13 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())
 
 
+def _audit_text(value: str | None) -> str | None:
+    """An audit record's text as PostgreSQL's text can hold it: a NUL (say, a
+    ``%00`` in a refused request's path) becomes U+FFFD. The record of who
+    tried what is kept rather than refused with the group (SQLite keeps NUL)."""
+    return value.replace("\x00", "\ufffd") if value is not None and "\x00" in value else value
+
+
 def _json(value: object) -> str:
     return orjson.dumps(value).decode()
 
@@ -233,8 +240,9 @@ class PostgresWriter:
             db.execute(
                 "INSERT INTO audit (at, tenant, actor, action, resource_type, resource_id, outcome, address,"
                 " user_agent, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json)",
-                (write.at, write.tenant, write.actor, write.action, write.resource_type, write.resource_id,
-                 write.outcome, write.address, write.user_agent, _json(write.details)))
+                (write.at, *map(_audit_text, (write.tenant, write.actor, write.action, write.resource_type,
+                                              write.resource_id, write.outcome, write.address, write.user_agent)),
+                 _json(write.details)))
         elif isinstance(write, SaveDeployment):
             d = write.deployment
             db.execute(
@@ -301,8 +309,9 @@ class PostgresWriter:
                     " actor = excluded.actor, action = excluded.action, resource_type = excluded.resource_type,"
                     " resource_id = excluded.resource_id, outcome = excluded.outcome, address = excluded.address,"
                     " user_agent = excluded.user_agent, details = excluded.details",
-                    (record.id, e.at, e.tenant, e.actor, e.action, e.resource_type, e.resource_id, e.outcome,
-                     e.address, e.user_agent, _json(e.details)))
+                    (record.id, e.at, *map(_audit_text, (e.tenant, e.actor, e.action, e.resource_type,
+                                                         e.resource_id, e.outcome, e.address, e.user_agent)),
+                     _json(e.details)))
             if audit:
                 db.execute("SELECT setval(pg_get_serial_sequence('audit', 'id'), coalesce(max(id), 0) + 1, false)"
                            " FROM audit")

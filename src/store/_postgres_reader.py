@@ -59,6 +59,10 @@ class PostgresReader:
         with self.pool.connection() as db:
             return db.execute(query, args, binary=True).fetchall()
 
+    def check(self) -> None:
+        """A trivial read: the database answers."""
+        self._rows("SELECT 1")
+
     def deployments(self) -> list[Deployment]:
         rows = self._rows("SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments")
         return [Deployment(hash=h, tenant=t, user_id=u, created_at=c, enrollment_hash=e,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import ParamSpec, Protocol, TypeVar
 
 import trio
 
@@ -22,6 +22,7 @@ from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._sqlite import DATABASE_FILE, SqliteReader, SqliteWriter
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 Database = Path | str
 """Where the store is: an SQLite file's path, or a URL (``sqlite:PATH``,
@@ -108,8 +109,12 @@ class StoreReader:
             self._reader = PostgresReader(database)
             self._limiter = trio.CapacityLimiter(self._reader.pool_size)
 
-    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def _call(self, method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         return await trio.to_thread.run_sync(functools.partial(method, *args, **kwargs), limiter=self._limiter)
+
+    async def check(self) -> None:
+        """A trivial read (health checks time it); raises what the database raises."""
+        await self._call(self._reader.check)
 
     async def deployments(self) -> list[Deployment]:
         return await self._call(self._reader.deployments)

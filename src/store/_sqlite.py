@@ -270,6 +270,10 @@ class SqliteReader:
     def close(self) -> None:
         self.connection.close()
 
+    def check(self) -> None:
+        """The most trivial read: raises when the database cannot be read."""
+        self.connection.execute("SELECT 1").fetchone()
+
     @contextlib.contextmanager
     def _snapshot(self) -> Iterator[sqlite3.Connection]:
         """One read transaction: every query in it sees the same committed state."""

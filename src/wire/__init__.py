@@ -9,7 +9,8 @@ imports of the server package (``tests/probe/test_independence.py``).
   container labels name, loopback and wildcard addresses;
 - the memory budget a report must fit (``MemoryBudget``): the server refuses a
   larger one whole, so the probe fits its reports to the same estimate;
-- the request signatures (``trioscope.wire.request_signing``, RFC 9421).
+- the request signatures (``trioscope.wire.request_signing``, RFC 9421);
+- how clients trust an ``https://`` server (``client_tls``, ``--ca-file``).
 
 Nothing here imports the rest of ``trioscope``: no configuration, topology,
 actors or HTTP. Pure, like ``trioscope.domain``.
@@ -37,6 +38,7 @@ from ._fields import Percent as Percent
 from ._fields import Text as Text
 from ._fields import TextRule as TextRule
 from ._fields import bounded_list as bounded_list
+from ._fields import bounded_map as bounded_map
 from ._fields import constrained as constrained
 from ._fields import format_timestamp as format_timestamp
 from ._fields import nesting_exceeds as nesting_exceeds
@@ -63,9 +65,10 @@ from ._models import PortMapping as PortMapping
 from ._models import ProcessesInfo as ProcessesInfo
 from ._models import ProcessInfo as ProcessInfo
 from ._models import Report as Report
+from ._tls import client_tls as client_tls
 
 __all__ = [
-    "AgentRegistration", "bounded_list", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
+    "AgentRegistration", "bounded_list", "bounded_map", "client_tls", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_registration",
     "decode_report", "DiskInfo", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",

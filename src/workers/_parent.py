@@ -41,7 +41,7 @@ import trio
 
 from trioscope.config import Settings, format_duration
 from trioscope.local_probe import probe_url, run_local_probe
-from trioscope.server import ExitCode, _open_data_dir, bind_address, hypercorn_config, listen
+from trioscope.server import ExitCode, _open_data_dir, bind_address, check_tls, close_sockets, hypercorn_config, listen
 
 from ._child import WorkerStart, encode_start
 from ._policy import CLEAN_EXITS, RESTART_INTENSITY, RESTART_PERIOD, GiveUp, after_exit, describe_exit, pool_exit_code
@@ -202,7 +202,7 @@ async def _announce(pool: _Pool, out: TextIO, settings: Settings) -> None:
     out.write(pool.banner.decode())
     out.flush()
     if settings.agents.local_probe and pool.base_url:
-        await run_local_probe(probe_url(pool.base_url), pool.stopping)
+        await run_local_probe(probe_url(pool.base_url), pool.stopping, settings.server.tls_cert or None)
 
 
 async def run_workers(settings: Settings, out: TextIO) -> ExitCode:
@@ -210,15 +210,20 @@ async def run_workers(settings: Settings, out: TextIO) -> ExitCode:
     return the exit code: 0 every worker stopped cleanly, 1 cannot listen, a
     worker kept failing (restart intensity) or the shutdown overran."""
     budget = settings.server.shutdown_timeout
+    config = hypercorn_config(settings)
+    if settings.server.tls and (problem := check_tls(config)) is not None:
+        log.error("cannot use the TLS certificate %s and key %s: %s", settings.server.tls_cert,
+                  settings.server.tls_key, problem)
+        return ExitCode.FAILED
     try:
-        sockets = listen(hypercorn_config(settings))
+        sockets = listen(config)
     except OSError as exc:
         log.error("cannot listen on %s: %s", bind_address(settings), exc.strerror or exc)
         return ExitCode.FAILED
     try:
         # Once, here: N workers starting together would race to create the
         # schema and the token secret.
-        reader = _open_data_dir(settings)
+        reader = await trio.to_thread.run_sync(_open_data_dir, settings)
         if reader is None:
             return ExitCode.FAILED
         reader.close()
@@ -238,8 +243,7 @@ async def run_workers(settings: Settings, out: TextIO) -> ExitCode:
         if overran:
             log.error("the workers did not stop within %s; killed what was left", format_duration(budget))
     finally:
-        for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-            sock.close()
+        close_sockets(sockets)
     code = pool_exit_code(pool.exits, gave_up=pool.gave_up, overran=overran)
     if not pool.gave_up:
         for index, exit_code in sorted(pool.exits.items()):

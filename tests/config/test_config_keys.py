@@ -82,6 +82,7 @@ def test_example_file_documents_every_key():
 def test_exports():
     expected = {
         "AgentsSettings",
+        "AlertsSettings",
         "AuthSettings",
         "CommandsSettings",
         "LimitsSettings",

@@ -211,3 +211,43 @@ def test_unreadable_file_is_one_problem_alongside_others():
 def test_flag_names_must_be_keys():
     with pytest.raises(ValueError, match="server.prot"):
         resolve_settings({"server.prot": "1"}, {})
+
+
+def test_tls_needs_both_the_certificate_and_the_key():
+    with pytest.raises(ConfigError) as caught:
+        resolve_settings({"server.tls_cert": "/etc/tls/cert.pem"}, {})
+    assert [str(p) for p in caught.value.problems] == [
+        "server.tls_key: is needed with server.tls_cert (from flag --tls-cert): TLS takes both the certificate "
+        "and its private key"]
+    both = resolve_settings({}, {"TRIOSCOPE_SERVER_TLS_CERT": "/c.pem", "TRIOSCOPE_SERVER_TLS_KEY": "/k.pem"})
+    assert both.server.tls and both.server.tls_key == "/k.pem"
+
+
+def test_any_origin_with_credentials_is_refused_at_start():
+    with pytest.raises(ConfigError) as caught:
+        resolve_settings({"server.cors_origins": "*"}, {"TRIOSCOPE_SERVER_CORS_ALLOW_CREDENTIALS": "true"})
+    (problem,) = caught.value.problems
+    assert str(problem).startswith("server.cors_origins: * (from flag --cors-origins) cannot go with "
+                                   "server.cors_allow_credentials true (from env TRIOSCOPE_SERVER_CORS_ALLOW_CREDENTIALS)")
+    assert "list the origins instead" in str(problem)
+    assert resolve_settings({"server.cors_origins": "*"}, {}).server.cors_origins == ("*",)
+
+
+def test_origins_and_networks_are_lists():
+    settings = resolve_settings({"server.cors_origins": "https://Ops.example.com, http://localhost:3000",
+                                 "server.trusted_proxies": "10.0.0.0/8,::1"}, {})
+    assert settings.server.cors_origins == ("https://ops.example.com", "http://localhost:3000")
+    assert settings.server.trusted_proxies == ("10.0.0.0/8", "::1/128")
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    ({"server.cors_origins": "https://ops.example.com/"}, "server.cors_origins: \"https://ops.example.com/\" from "
+     "flag --cors-origins is not an origin (scheme://host[:port], no path"),
+    ({"server.cors_origins": "https://a.example,ftp://b"}, "has 'ftp://b', which is not an origin"),
+    ({"server.cors_origins": "*,https://a.example"}, "mixes * with origins"),
+    ({"server.trusted_proxies": "10.0.0.0/33"}, "\"10.0.0.0/33\" from flag --trusted-proxies is not an IP network"),
+])
+def test_bad_origins_and_networks_are_named(flags, message):
+    with pytest.raises(ConfigError) as caught:
+        resolve_settings(flags, {})
+    assert message in str(caught.value)

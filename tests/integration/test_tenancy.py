@@ -35,8 +35,11 @@ async def _tenant(server: ServerProcess, client: httpx.AsyncClient) -> tuple[Ope
     return operator, await enroll(client, server, owner)
 
 
+pytestmark = pytest.mark.usefixtures("database")  # every test on each store backend (integration/conftest.py)
+
+
 @pytest.fixture(scope="module")
-def protected() -> Iterator[ServerProcess]:
+def protected(database: str) -> Iterator[ServerProcess]:
     with ServerProcess(["--protect-reads", "true"]) as process:
         yield process
 
@@ -142,7 +145,7 @@ async def test_unauthenticated_refusals_land_in_no_tenants_log() -> None:
             assert [(e["actor"], e["outcome"]) for e in logged] == [(f"agent:{agent.agent_id}", "invalid_signature")]
 
             def unattributed() -> list[dict[str, Any]]:
-                done = run_cli(["audit", "--unattributed", "--json", "--data-dir", server.data_dir])
+                done = run_cli(["audit", "--unattributed", "--json", "--data-dir", server.data_dir], env=server.env)
                 assert done.returncode == 0, done.stderr
                 return [json.loads(line) for line in done.stdout.splitlines()]
 
@@ -154,7 +157,7 @@ async def test_unauthenticated_refusals_land_in_no_tenants_log() -> None:
             assert (row["tenant"], row["actor"]) == (None, "anonymous")
             assert row["details"]["claimed_agent_id"] == agent.agent_id
             assert row["details"]["deployment_hash"] == agent.deployment_hash
-            everything = run_cli(["audit", "--data-dir", server.data_dir])
+            everything = run_cli(["audit", "--data-dir", server.data_dir], env=server.env)
             assert everything.returncode == 0 and "agent.register" in everything.stdout
 
 

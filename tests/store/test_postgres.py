@@ -152,11 +152,24 @@ async def test_a_nul_character_in_a_text_column_is_rejected_with_its_group_alone
     try:
         results = await trio.to_thread.run_sync(writer.commit, [
             [SaveDeployment(deployment("bad-tenant", tenant="a\x00b"))],
-            [AuditEntry(at=1.0, tenant="acme", actor="anonymous", action="auth.failure", resource_id="x\x00")],
             [SaveDeployment(deployment("good"))],
         ])
-        assert [type(r) for r in results] == [Rejected, Rejected, type(None)]
+        assert [type(r) for r in results] == [Rejected, type(None)]
         assert [d.hash for d in await reader.deployments()] == ["good"]
+    finally:
+        reader.close()
+        writer.close()
+
+
+async def test_an_audit_record_with_a_nul_character_is_kept_with_a_replacement_character(postgres_url: str) -> None:
+    writer = open_writer(postgres_url)
+    reader = StoreReader(postgres_url)
+    try:
+        refusal = AuditEntry(at=1.0, tenant=None, actor="anonymous", action="auth.failure", resource_id="ab\x00c",
+                             outcome="denied", user_agent="x\x00", details={"path": "/wait/ab\x00c"})
+        assert await trio.to_thread.run_sync(writer.commit, [[refusal]]) == [None]
+        [record], _ = await reader.audit(None, action=None, actor=None, since=None, until=None, limit=5, offset=0)
+        assert record.entry == attrs.evolve(refusal, resource_id="ab\ufffdc", user_agent="x\ufffd")
     finally:
         reader.close()
         writer.close()

@@ -455,3 +455,7 @@ async def test_pruning_reports_how_many_it_deleted(store: Store, batch: int) -> 
         assert max(step) <= batch
         deleted = (deleted[0] + step[0], deleted[1] + step[1])
     assert deleted == (4, 2)
+
+
+async def test_the_health_check_read_answers(store: Store) -> None:
+    await store.reader.check()

@@ -12,9 +12,11 @@ const WITH_OUTPUT = new Set(["logs", "exec", "inspect"]);
 const KEEP = 30; // commands remembered per page
 
 export class Controls {
-  constructor({ confirm, output }) {
+  constructor({ confirm, output, onEvent = () => {}, onConnect = () => {} }) {
     this.confirm = confirm;
     this.output = output;
+    this.onEvent = onEvent; // every /ws/user event (alerts are listed elsewhere)
+    this.onConnect = onConnect; // /ws/user (re)connected: what was missed is read again
     this.principal = null;
     this.commands = new Map(); // command id -> {id, action, node, label, status, ...}
     this.list = null;
@@ -31,7 +33,7 @@ export class Controls {
     this.events = new ReconnectingSocket(socketUrl(`/ws/user/${encodeURIComponent(principal.user_id)}`), {
       protocols: tokenProtocols,
       onMessage: (message) => this.#event(message),
-      onOpen: () => this.#catchUp(),
+      onOpen: () => { this.onConnect(); this.#catchUp(); },
     });
   }
 
@@ -91,6 +93,7 @@ export class Controls {
   }
 
   #event(message) {
+    this.onEvent(message);
     if (message.type !== "command_progress" && message.type !== "command_completed") return;
     const command = this.commands.get(message.command_id);
     if (command) {

@@ -3,6 +3,7 @@
 // bar and the URL in step. Each part lives in its own module; this one wires.
 
 import { ApiError, api, events, setToken, socketUrl, token, tokenProtocols } from "./api.js";
+import { AlertList } from "./alerts.js";
 import { Controls } from "./controls.js";
 import { DetailsPanel } from "./details.js";
 import { compileFilter } from "./filter.js";
@@ -44,7 +45,10 @@ const table = new TableView($("table"), {
     render();
   },
 });
-const controls = new Controls({ confirm: ask, output: showOutput });
+const alerts = new AlertList($("alerts"));
+const controls = new Controls({
+  confirm: ask, output: showOutput, onEvent: (message) => alerts.event(message), onConnect: () => alerts.refresh(),
+});
 const details = new DetailsPanel($("details"), {
   onNavigate: (id) => navigate(id),
   onClose: () => select(""),
@@ -428,6 +432,7 @@ async function signIn() {
   $("who").textContent = `${principal.user_id} · ${principal.tenant} · ${principal.role}`;
   $("sign-out").hidden = false;
   document.documentElement.dataset.role = principal.role;
+  alerts.clear();
   controls.setPrincipal(principal);
   startLive();
   if (statsTimer === null) refreshStats();
@@ -446,6 +451,7 @@ function teardown() {
   principal = null;
   clearTimeout(expiry);
   controls.setPrincipal(null);
+  alerts.clear();
   if (live) live.close();
   live = null;
   clearTimeout(statsTimer);

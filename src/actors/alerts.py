@@ -1,0 +1,178 @@
+"""The alerts actor (``/root/alerts``): alerts to users, as ``system_alert``
+events on their ``/ws/user`` sockets and as audit records.
+
+Two sources, one way out. Without Prometheus, it evaluates the server's own
+rules every ``alerts.evaluation_interval`` (``domain.alerts``: AgentOffline for
+an enrolled agent silent past ``alerts.agent_offline_after``,
+HighCommandFailureRate over the deployment queues' counts), and each alert is
+told once when it fires and once when it resolves. With Prometheus, the
+webhook hands it what Alertmanager sends (``Deliver``). Either way the audit
+record is committed before the event is published.
+
+The HTTP edge tells it when an enrolled agent is heard from (``AgentSeen``),
+at most every few seconds per agent, not on every request.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+
+from trioscope.config import Settings
+from trioscope.domain.alerts import (
+    AGENT_OFFLINE, HIGH_COMMAND_FAILURE_RATE, AgentSighting, AlertBook, AlertLedger, AlertNotice,
+    FailureWindow, offline_agents,
+)
+from trioscope.domain.command_stats import CommandStats
+from trioscope.domain.deployments import AgentDirectory, AgentStatus
+from trioscope.runtime import Actor, ActorRef, Published
+from trioscope.store import AuditEntry
+
+from .notifier import publish
+from .store import commit
+
+log = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "system:alerts"
+"""Who the audit log says raised the server's own alerts."""
+
+
+@attrs.frozen
+class AgentSeen:
+    """An enrolled agent made a request that passed every check, at ``at`` (unix seconds)."""
+
+    agent_id: str
+    at: float
+
+
+@attrs.frozen
+class Deliver:
+    """Alerts from elsewhere (Alertmanager's webhook): audited as ``actor``, then
+    published. Answered with how many were delivered, once they are audited."""
+
+    notices: tuple[AlertNotice, ...]
+    actor: str
+    address: str | None = None
+
+
+@attrs.frozen
+class ActiveAlerts:
+    """Answered with the alerts of ``tenant`` firing now: the server's own and
+    those Alertmanager delivered (not resolved since), oldest first."""
+
+    tenant: str
+
+
+LEDGER_LIMIT = 10_000
+"""Alertmanager's alerts remembered as firing, over all tenants."""
+LEDGER_TTL = 24 * 3600.0
+"""Seconds an Alertmanager alert stays listed without news of it."""
+
+
+@attrs.frozen
+class _Evaluate:
+    pass
+
+
+def sighting_resolution(settings: Settings) -> float:
+    """How stale the actor's idea of when an agent was last heard from may be:
+    the edge tells it again only after this long. A quarter of the offline
+    threshold (so an alert is never raised for an agent heard from in time),
+    at most 15 s."""
+    return min(15.0, settings.alerts.agent_offline_after / 4)
+
+
+class AlertsActor(Actor):
+    def __init__(self, settings: Settings, *, store_path: str, notifier_path: str,
+                 directory: Published[AgentDirectory], command_stats: CommandStats,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings.alerts
+        self.store_path = store_path
+        self.notifier_path = notifier_path
+        self.directory = directory
+        self.command_stats = command_stats
+        self.clock = clock
+        self.seen: dict[str, float] = {}
+        """Enrolled agent id -> when it was last heard from (unix seconds)."""
+        self.book = AlertBook()
+        """The server's own alerts firing now."""
+        self.delivered = AlertLedger(limit=LEDGER_LIMIT, ttl=LEDGER_TTL)
+        """Alertmanager's alerts firing now (``GET /api/v1/alerts`` lists both)."""
+        self.failures = FailureWindow(self.settings.command_failure_window)
+
+    async def on_start(self) -> None:
+        system = self.context.system
+        self.store: ActorRef = system.lookup(self.store_path)
+        self.notifier: ActorRef = system.lookup(self.notifier_path)
+        # An agent not heard from since this start counts from it: silent across
+        # a restart, it is still found offline, once the threshold has passed.
+        self.started = self.clock()
+        if self.settings.agent_offline_after > 0 or self.settings.command_failure_percent > 0:
+            self.context.every(self.settings.evaluation_interval, _Evaluate())
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, AgentSeen):
+            self.seen[message.agent_id] = max(message.at, self.seen.get(message.agent_id, 0.0))
+            if any(n.name == AGENT_OFFLINE and n.labels.get("agent") == message.agent_id
+                   for n in self.book.active.values()):
+                await self._evaluate(self.clock(), agents_only=True)  # resolved now, not at the next tick
+            return None
+        if isinstance(message, _Evaluate):
+            await self._evaluate(self.clock())
+            return None
+        if isinstance(message, Deliver):
+            await self._deliver(message.notices, message.actor, message.address)
+            now = self.clock()
+            for notice in message.notices:
+                self.delivered.record(notice, now)
+            return len(message.notices)
+        if isinstance(message, ActiveAlerts):
+            own = [n for n in self.book.active.values() if n.tenant == message.tenant]
+            return own + self.delivered.active(message.tenant, self.clock())
+        return await super().handle(message)
+
+    async def _evaluate(self, now: float, *, agents_only: bool = False) -> None:
+        changes: list[AlertNotice] = []
+        if self.settings.agent_offline_after > 0:
+            offline = offline_agents(self._sightings(), now, self.settings.agent_offline_after)
+            changes += self.book.update(offline, now, only=[AGENT_OFFLINE])
+        if self.settings.command_failure_percent > 0 and not agents_only:
+            self.failures.observe(self.command_stats.outcomes(), now)
+            failing = self.failures.failing(now, ratio=self.settings.command_failure_percent / 100,
+                                            min_commands=self.settings.command_failure_min_commands)
+            changes += self.book.update(failing, now, only=[HIGH_COMMAND_FAILURE_RATE])
+        if changes:
+            await self._deliver(changes, SYSTEM_ACTOR, None)
+
+    def _sightings(self) -> list[AgentSighting]:
+        directory = self.directory.value
+        sightings = []
+        for agent in directory.agents.values():
+            deployment = directory.deployments.get(agent.deployment_hash)
+            if agent.status is not AgentStatus.ACTIVE or deployment is None:
+                continue
+            last = self.seen.get(agent.id, max(self.started, agent.created_at))
+            sightings.append(AgentSighting(agent_id=agent.id, deployment_hash=agent.deployment_hash,
+                                           tenant=deployment.tenant, last_seen=last))
+        if len(self.seen) > 2 * len(sightings) + 1024:  # retired and forgotten agents: drop theirs
+            active = {s.agent_id for s in sightings}
+            self.seen = {a: t for a, t in self.seen.items() if a in active}
+        return sightings
+
+    async def _deliver(self, notices: Any, actor: str, address: str | None) -> None:
+        now = self.clock()
+        await commit(self.store, [
+            AuditEntry(at=now, tenant=n.tenant, actor=actor, action=f"alert.{n.status}", resource_type="alert",
+                       resource_id=n.fingerprint, address=address,
+                       details={"alert": n.name, "severity": n.severity, "summary": n.summary,
+                                "labels": dict(n.labels), "source": n.source})
+            for n in notices])
+        for n in notices:
+            publish(self.notifier, n.tenant, None, n.event())
+            log.info("alert %s %s for tenant %s", n.name, n.status, n.tenant,
+                     extra={"event": "alert_" + n.status, "alert": n.name, "tenant": n.tenant,
+                            "fingerprint": n.fingerprint})

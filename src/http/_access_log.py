@@ -1,0 +1,124 @@
+"""Request ids on every answer, and one access-log line per request when
+``server.access_log`` is on: an ASGI middleware around the application, so it
+sees every answer, refusals and CORS preflights included, with the bytes
+actually sent.
+
+A line has the method, the route *template* (``/ws/user/<user_id>``, never
+the path as sent nor its query string: a WebSocket's ``?token=`` and ids in
+paths stay out of logs), the status, the duration, the body bytes sent, the
+client address (through trusted proxies) and the request id. No header value
+but the request id is logged. In JSON log mode the fields are the object's
+keys; WebSockets are logged when they end, with status 101 once accepted.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._forwarded import TrustedProxies
+
+log = logging.getLogger("trioscope.access")
+
+REQUEST_ID = "X-Request-Id"
+ROUTE_KEY = "trioscope.route"
+"""Where the application leaves the matched route template in the ASGI scope."""
+REQUEST_ID_KEY = "trioscope.request_id"
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._~:@+/=-]{1,128}")
+"""A client's request id is echoed only when it is short and plain (it lands
+in headers and logs); otherwise a new one is made."""
+
+# ASGI's types, loosely: Quart's TypedDicts do not admit the keys we add.
+Scope = Any
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[None]]
+App = Callable[[Any, Any, Any], Awaitable[None]]
+
+
+def name_route(scope: Scope, route: str) -> None:
+    """Leave the matched route template for the access log."""
+    scope[ROUTE_KEY] = route
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+def request_id(scope: Scope) -> str:
+    """The request's ``X-Request-Id`` if it is plain enough to echo, else a new one."""
+    given = _header(scope, b"x-request-id")
+    if given is not None and _REQUEST_ID.fullmatch(given):
+        return given.decode("ascii")
+    return uuid.uuid4().hex
+
+
+def client_of(scope: Scope, proxies: TrustedProxies) -> str:
+    """The client address as ``_gate.client_address`` sees it, from the ASGI scope."""
+    peer = (scope.get("client") or ("unknown",))[0] or "unknown"
+    if not proxies.networks:
+        return str(peer)
+    wanted = proxies.header.encode()
+    values = [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == wanted]
+    return proxies.client(str(peer), values)
+
+
+class AccessLog:
+    """ASGI middleware: an ``X-Request-Id`` on every HTTP answer (and on the
+    WebSocket handshake's), and the access-log line when ``enabled``."""
+
+    def __init__(self, app: App, *, enabled: bool, proxies: TrustedProxies) -> None:
+        self.app = app
+        self.enabled = enabled
+        self.proxies = proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        rid = scope[REQUEST_ID_KEY] = request_id(scope)
+        header = (b"x-request-id", rid.encode("ascii"))
+        started = time.perf_counter()
+        status = 0
+        sent = 0
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            nonlocal status, sent
+            event = message["type"]
+            if event in ("http.response.start", "websocket.http.response.start"):
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            elif event == "websocket.accept":
+                status = 101
+                message = {**message, "headers": [*message.get("headers", ()), header]}
+            elif event in ("http.response.body", "websocket.http.response.body"):
+                sent += len(message.get("body", b""))
+            elif event == "websocket.send":
+                sent += len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
+            elif event == "websocket.close" and not status:
+                status = 403  # closed before accepting: Hypercorn answers the handshake 403
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if self.enabled:
+                self._log(scope, status, sent, time.perf_counter() - started, rid)
+
+    def _log(self, scope: Scope, status: int, sent: int, duration: float, rid: str) -> None:
+        websocket = scope["type"] == "websocket"
+        method = "GET" if websocket else scope.get("method", "?")
+        route = scope.get(ROUTE_KEY) or "(unmatched)"
+        client = client_of(scope, self.proxies)
+        duration_ms = round(duration * 1000, 3)
+        log.info("%s %s%s %s %.1fms %dB client=%s request_id=%s", method, route, " (websocket)" if websocket else "",
+                 status or "-", duration_ms, sent, client, rid,
+                 extra={"method": method, "route": route, "status": status or None, "duration_ms": duration_ms,
+                        "bytes": sent, "client": client, "request_id": rid, "websocket": websocket})

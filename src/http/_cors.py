@@ -1,0 +1,143 @@
+"""Cross-origin requests (CORS) and the WebSocket origin check, one policy for
+both (``server.cors_origins``, ``server.cors_allow_credentials``).
+
+Off by default: no ``Access-Control-*`` header is sent, preflights are
+refused (403), and a browser may open a WebSocket only from the server's own
+pages. A browser sends ``Origin`` on cross-origin requests and on every
+WebSocket handshake; programs (probes, agents, curl) send none and are not
+concerned. With origins listed, a preflight (``OPTIONS`` with
+``Access-Control-Request-Method``) from one of them gets 204 and the allow
+headers, answers to them carry ``Access-Control-Allow-Origin`` (always with
+``Vary: Origin``: the answer depends on it), and their pages may open
+WebSockets. An ASGI middleware, so refusals and errors carry the headers too
+(a browser shows a script no status without them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import orjson
+
+from ._access_log import ROUTE_KEY, App, Receive, Scope, Send
+
+ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE"
+ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, If-None-Match, X-Request-Id"
+"""What the API reads from a browser's request besides the CORS-safelisted headers."""
+EXPOSE_HEADERS = "X-Request-Id, Retry-After, ETag, X-Total-Bytes, X-Next-Offset"
+"""What the API's answers carry that a script may need to read."""
+MAX_AGE = "600"
+"""Seconds a browser may reuse a preflight's answer."""
+
+
+@attrs.frozen
+class CorsPolicy:
+    """Which origins' pages may call the API and open its WebSockets (pure)."""
+
+    origins: frozenset[str] = frozenset()
+    any_origin: bool = False
+    credentials: bool = False
+
+    @classmethod
+    def parse(cls, origins: Sequence[str], credentials: bool) -> CorsPolicy:
+        """From checked configuration (``*`` never with credentials: refused there)."""
+        return cls(frozenset(origins) - {"*"}, "*" in origins, credentials)
+
+    def allows(self, origin: str) -> bool:
+        return self.any_origin or origin.lower() in self.origins
+
+    def allows_websocket(self, origin: str, host: str | None) -> bool:
+        """A browser's WebSocket handshake: from the server's own pages (the
+        origin's host and port are those the request was sent to), or an allowed origin."""
+        own = host is not None and origin.partition("://")[2].lower() == host.lower()
+        return own or self.allows(origin)
+
+    def answer_headers(self, origin: str) -> list[tuple[bytes, bytes]]:
+        """Headers for an answer to ``origin`` (an allowed one: CORS headers; any: Vary)."""
+        if not self.allows(origin):
+            return [(b"vary", b"Origin")]
+        return [*self._allow(origin), (b"access-control-expose-headers", EXPOSE_HEADERS.encode())]
+
+    def preflight_headers(self, origin: str) -> list[tuple[bytes, bytes]]:
+        return [*self._allow(origin), (b"access-control-allow-methods", ALLOW_METHODS.encode()),
+                (b"access-control-allow-headers", ALLOW_HEADERS.encode()),
+                (b"access-control-max-age", MAX_AGE.encode())]
+
+    def _allow(self, origin: str) -> list[tuple[bytes, bytes]]:
+        # Echo the origin rather than "*" even for any origin: one spelling, and Vary says it depends on it.
+        headers = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+        if self.credentials:
+            headers.append((b"access-control-allow-credentials", b"true"))
+        return headers
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return {bytes(k).lower(): bytes(v) for k, v in scope.get("headers", ())}
+
+
+def _refusal(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message}})
+
+
+class Cors:
+    """ASGI middleware applying a ``CorsPolicy``."""
+
+    def __init__(self, app: App, policy: CorsPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope)
+        raw_origin = headers.get(b"origin")
+        if raw_origin is None:
+            await self.app(scope, receive, send)
+            return
+        origin = raw_origin.decode("latin-1")
+        if scope["type"] == "websocket":
+            host = headers.get(b"host")
+            if self.policy.allows_websocket(origin, None if host is None else host.decode("latin-1")):
+                await self.app(scope, receive, send)
+            else:
+                await self._refuse_websocket(scope, send, origin)
+            return
+        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+            scope[ROUTE_KEY] = "(CORS preflight)"
+            await self._preflight(send, origin)
+            return
+        extra = self.policy.answer_headers(origin)
+
+        async def send_with_cors(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
+
+    async def _preflight(self, send: Send, origin: str) -> None:
+        if self.policy.allows(origin):
+            await send({"type": "http.response.start", "status": 204, "headers": self.policy.preflight_headers(origin)})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        body = _refusal("cors_origin_not_allowed", f"cross-origin requests from {origin[:200]} are not allowed "
+                        "(server.cors_origins)")
+        await send({"type": "http.response.start", "status": 403,
+                    "headers": [(b"content-type", b"application/json"), (b"vary", b"Origin"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _refuse_websocket(self, scope: Scope, send: Send, origin: str) -> None:
+        scope[ROUTE_KEY] = "(WebSocket origin refused)"
+        if "websocket.http.response" not in (scope.get("extensions") or {}):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        body = _refusal("websocket_origin_not_allowed", f"WebSockets from pages of {origin[:200]} are not allowed "
+                        "(server.cors_origins)")
+        await send({"type": "websocket.http.response.start", "status": 403,
+                    "headers": [(b"content-type", b"application/json"), (b"vary", b"Origin"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "websocket.http.response.body", "body": body})

@@ -1,0 +1,98 @@
+"""Who the client is behind reverse proxies: the address a trusted proxy says
+it forwarded for, never what a client says of itself.
+
+Each proxy appends the address it received the request from to the header
+(``X-Forwarded-For: client, proxy1``; RFC 7239 ``Forwarded: for=client,
+for=proxy1``). Read from the right, entries written by proxies we trust can
+be believed; the first address that is not a trusted proxy is the client.
+Everything left of it was written by the client, or by proxies nobody here
+vouches for, and is ignored. A connection that does not come from a trusted
+proxy is its own client, whatever headers it sends. Pure: no request, no I/O.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+import attrs
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+MAX_HOPS = 32
+"""Entries read from the right at most: a longer chain is a client's invention."""
+
+
+def _address(text: str) -> IPAddress | None:
+    """An address as proxies write it: ``192.0.2.1``, ``192.0.2.1:4711``,
+    ``[2001:db8::1]:4711`` or ``2001:db8::1``; None for ``unknown``,
+    obfuscated ids (``_hidden``) and anything else."""
+    text = text.strip().strip('"')
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def forwarded_for(values: Iterable[str]) -> list[str]:
+    """The ``for=`` values of RFC 7239 ``Forwarded`` header lines, in order
+    (``Forwarded: for=192.0.2.60;proto=https, for="[2001:db8::1]"``)."""
+    found = []
+    for value in values:
+        for element in value.split(","):
+            for pair in element.split(";"):
+                name, _, token = pair.partition("=")
+                if name.strip().lower() == "for":
+                    found.append(token.strip())
+    return found
+
+
+def x_forwarded_for(values: Iterable[str]) -> list[str]:
+    """The entries of ``X-Forwarded-For`` header lines, in order."""
+    return [entry.strip() for value in values for entry in value.split(",") if entry.strip()]
+
+
+@attrs.frozen
+class TrustedProxies:
+    """The reverse proxies whose forwarded header is believed, and which header
+    they set (``x-forwarded-for`` or ``forwarded``)."""
+
+    networks: tuple[IPNetwork, ...] = ()
+    header: str = "x-forwarded-for"
+
+    @classmethod
+    def parse(cls, networks: Sequence[str], header: str) -> TrustedProxies:
+        """From checked configuration (``server.trusted_proxies``, ``server.forwarded_header``)."""
+        return cls(tuple(ipaddress.ip_network(network, strict=False) for network in networks), header)
+
+    def trusts(self, address: IPAddress | None) -> bool:
+        return address is not None and any(address in network for network in self.networks)
+
+    def client(self, peer: str, header_values: Iterable[str]) -> str:
+        """The client's address.
+
+        Args:
+            peer: the address the connection comes from.
+            header_values: the lines of the configured header, in order.
+
+        Returns:
+            ``peer`` unless it is a trusted proxy; else the rightmost forwarded
+            address that is not a trusted proxy (the leftmost, when all are;
+            the nearest trusted hop, when an entry is not an address).
+        """
+        if not self.networks or not self.trusts(_address(peer)):
+            return peer
+        entries = forwarded_for(header_values) if self.header == "forwarded" else x_forwarded_for(header_values)
+        client = peer
+        for entry in reversed(entries[-MAX_HOPS:]):
+            address = _address(entry)
+            if address is None:
+                return client  # "unknown" or an obfuscated id: nothing further left is vouched for
+            client = str(address)
+            if not self.trusts(address):
+                return client
+        return client

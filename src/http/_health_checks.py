@@ -1,0 +1,134 @@
+"""What the health endpoints look at: one named check per component (store,
+actors, topology, queues; a bus or a metrics backend adds its own with
+``HealthChecks.add`` when configured), each answering how the component is,
+whether the server may take traffic because of it, and its figures.
+
+``/health`` shows each component's ``status`` under ``services`` (the seed's
+shape); ``/health/ready`` is 503 while any is not ``ready`` or the server is
+stopping; ``/health/detailed`` shows the figures.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from trioscope.runtime import ActorStats, SupervisorStats
+
+if TYPE_CHECKING:
+    from ._services import Services
+
+CHECK_TIMEOUT = 2.0
+"""Seconds one component's check may take before it counts as not answering."""
+
+
+@attrs.frozen(kw_only=True)
+class ComponentHealth:
+    """One component as a check found it."""
+
+    status: str
+    """One word for ``/health``'s ``services``: ``connected``, ``running``, ``processing``, ``unavailable``..."""
+    ready: bool
+    """Whether the server may take traffic as far as this component goes."""
+    reason: str | None = None
+    """Why not ready, for ``/health/ready``'s 503."""
+    figures: dict[str, Any] = attrs.field(factory=dict)
+    """Numbers for ``/health/detailed`` (cheap ones: a check runs on every probe)."""
+
+
+HealthCheck = Callable[["Services", bool], Awaitable[ComponentHealth]]
+"""``check(services, detailed)``: ``detailed`` asks for the figures too."""
+
+
+@attrs.define
+class HealthChecks:
+    """The components' checks, in the order they are shown, and whether the
+    server is stopping (then it is not ready, whatever the checks say)."""
+
+    checks: dict[str, HealthCheck] = attrs.field(factory=lambda: dict(DEFAULT_CHECKS))
+    stopping: bool = False
+
+    def add(self, name: str, check: HealthCheck) -> None:
+        """Add (or replace) a component's check, e.g. ``bus`` when a message bus is configured."""
+        self.checks[name] = check
+
+    async def run(self, services: Services, *, detailed: bool = False) -> dict[str, ComponentHealth]:
+        """Every check, concurrently, each within ``CHECK_TIMEOUT``."""
+        found: dict[str, ComponentHealth] = {}
+
+        async def one(name: str, check: HealthCheck) -> None:
+            with trio.move_on_after(CHECK_TIMEOUT):
+                found[name] = await check(services, detailed)
+                return
+            found[name] = ComponentHealth(status="not_answering", ready=False,
+                                          reason=f"did not answer within {CHECK_TIMEOUT:g} s")
+
+        async with trio.open_nursery() as nursery:
+            for name, check in self.checks.items():
+                nursery.start_soon(one, name, check)
+        return {name: found[name] for name in self.checks}
+
+
+async def check_store(services: Services, detailed: bool) -> ComponentHealth:
+    """A trivial read, timed; and the single writer's actor alive."""
+    started = time.perf_counter()
+    try:
+        await services.reader.check()
+    except Exception as exc:  # noqa: BLE001  # any database error means "unavailable", said in the reason
+        return ComponentHealth(status="unavailable", ready=False, reason=f"cannot read the database: {exc}")
+    latency = time.perf_counter() - started
+    if not services.store.alive:
+        return ComponentHealth(status="unavailable", ready=False, reason="the store actor is not running")
+    return ComponentHealth(status="connected", ready=True, figures={"read_latency_ms": round(latency * 1000, 3)})
+
+
+async def check_actors(services: Services, detailed: bool) -> ComponentHealth:
+    """The supervision tree: up while the root runs."""
+    system = services.system
+    if not system.root.alive:
+        return ComponentHealth(status="stopped", ready=False, reason="the supervision tree is not running")
+    figures: dict[str, Any] = {}
+    if detailed:
+        stats = system.snapshot()
+        figures = {"actors": stats.actors, "dead_letters": stats.dead_letters,
+                   "restarts_by_type": stats.restarts_by_type,
+                   "tree": [_component(child) for child in stats.root.children]}
+    return ComponentHealth(status="running", ready=True, figures=figures)
+
+
+def _component(stats: ActorStats | SupervisorStats) -> dict[str, Any]:
+    """One child of the root; a supervisor's children summed (there may be
+    thousands: one per agent or WebSocket), so the answer stays small."""
+    if isinstance(stats, ActorStats):
+        return {"path": stats.path, "status": stats.status, "restarts": stats.restarts,
+                "mailbox_depth": stats.mailbox_depth, "mailbox_capacity": stats.mailbox_capacity,
+                "mailbox_high_water": stats.mailbox_high_water, "message_rate": round(stats.message_rate, 2)}
+    actors = [child for child in stats.children if isinstance(child, ActorStats)]
+    return {"path": stats.path, "status": stats.status, "restarts": stats.restarts, "children": len(stats.children),
+            "children_restarts": sum(child.restarts for child in stats.children),
+            "mailbox_depth_total": sum(child.mailbox_depth for child in actors),
+            "mailbox_depth_max": max((child.mailbox_depth for child in actors), default=0)}
+
+
+async def check_topology(services: Services, detailed: bool) -> ComponentHealth:
+    """The topology actor, which merges reports and publishes the graph."""
+    if not services.topology.alive:
+        return ComponentHealth(status="unavailable", ready=False, reason="the topology actor is not running")
+    return ComponentHealth(status="loaded", ready=True, figures={"agents": len(services.agents)})
+
+
+async def check_queues(services: Services, detailed: bool) -> ComponentHealth:
+    """Command queues: their owner routes every request for one."""
+    if not services.queue_owner.alive:
+        return ComponentHealth(status="stopped", ready=False, reason="the command queue owner is not running")
+    return ComponentHealth(status="processing", ready=True,
+                           figures={"running_queues": len(services.queues), "polls_waiting": len(services.polls)})
+
+
+DEFAULT_CHECKS: dict[str, HealthCheck] = {
+    "store": check_store, "actors": check_actors, "topology": check_topology, "queues": check_queues,
+}

@@ -1,0 +1,74 @@
+"""Who the client is behind proxies: only trusted proxies' headers count."""
+
+from __future__ import annotations
+
+import pytest
+
+from trioscope.http._cors import CorsPolicy
+from trioscope.http._forwarded import TrustedProxies, forwarded_for
+
+PROXY = TrustedProxies.parse(["10.0.0.0/8", "::1"], "x-forwarded-for")
+
+
+def test_without_trusted_proxies_the_peer_is_the_client_whatever_it_says():
+    assert TrustedProxies().client("203.0.113.9", ["198.51.100.1"]) == "203.0.113.9"
+
+
+def test_a_peer_that_is_no_trusted_proxy_is_the_client_whatever_it_says():
+    assert PROXY.client("203.0.113.9", ["198.51.100.1"]) == "203.0.113.9"
+
+
+def test_a_trusted_proxy_names_the_client():
+    assert PROXY.client("10.1.2.3", ["198.51.100.1"]) == "198.51.100.1"
+
+
+def test_what_the_client_wrote_left_of_the_proxies_entries_is_ignored():
+    # The client sent "X-Forwarded-For: 1.1.1.1"; our two proxies appended the client and themselves.
+    assert PROXY.client("10.0.0.2", ["1.1.1.1, 198.51.100.7, 10.0.0.1"]) == "198.51.100.7"
+
+
+def test_several_header_lines_are_one_list():
+    assert PROXY.client("10.0.0.2", ["1.1.1.1", "198.51.100.7"]) == "198.51.100.7"
+
+
+def test_an_entry_that_is_no_address_stops_the_walk_at_the_nearest_trusted_hop():
+    assert PROXY.client("10.0.0.2", ["198.51.100.7, unknown, 10.0.0.1"]) == "10.0.0.1"
+
+
+def test_addresses_with_ports_and_ipv6():
+    assert PROXY.client("::1", ["[2001:db8::1]:4711"]) == "2001:db8::1"
+    assert PROXY.client("10.0.0.1", ["198.51.100.7:5000"]) == "198.51.100.7"
+
+
+def test_rfc_7239_forwarded():
+    proxies = TrustedProxies.parse(["10.0.0.0/8"], "forwarded")
+    header = ['for=1.1.1.1, for="[2001:db8:cafe::17]:4711";proto=https;by=10.0.0.1']
+    assert forwarded_for(header) == ["1.1.1.1", '"[2001:db8:cafe::17]:4711"']
+    assert proxies.client("10.0.0.1", header) == "2001:db8:cafe::17"
+
+
+def test_the_header_the_proxies_do_not_set_is_not_read():
+    # A proxy that sets X-Forwarded-For passes the client's own Forwarded header on unchanged.
+    proxies = TrustedProxies.parse(["10.0.0.0/8"], "forwarded")
+    assert proxies.client("10.0.0.1", []) == "10.0.0.1"
+
+
+@pytest.mark.parametrize(("origin", "host", "allowed"), [
+    ("http://127.0.0.1:8080", "127.0.0.1:8080", True),   # the server's own page
+    ("https://ops.example.com", "ops.example.com", True),
+    ("http://127.0.0.1:9999", "127.0.0.1:8080", False),
+    ("https://evil.example", "ops.example.com", False),
+])
+def test_websocket_origins_off_by_default_allow_only_the_servers_own_pages(origin, host, allowed):
+    assert CorsPolicy().allows_websocket(origin, host) is allowed
+
+
+def test_listed_origins_are_allowed_exactly():
+    policy = CorsPolicy.parse(["https://ops.example.com"], credentials=False)
+    assert policy.allows("https://ops.example.com") and policy.allows_websocket("https://ops.example.com", "api:1")
+    assert not policy.allows("https://ops.example.com.evil.example")
+    assert not policy.allows("http://ops.example.com")
+    headers = dict(policy.answer_headers("https://ops.example.com"))
+    assert headers[b"access-control-allow-origin"] == b"https://ops.example.com" and headers[b"vary"] == b"Origin"
+    assert b"access-control-allow-credentials" not in headers
+    assert dict(policy.answer_headers("https://evil.example")) == {b"vary": b"Origin"}

@@ -1,0 +1,202 @@
+"""Alerts reach users as system_alert events on a real /ws/user socket: from
+Alertmanager's webhook, and from the server's own AgentOffline rule (once
+when it fires, once when it resolves)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import trio
+from trio_websocket import open_websocket_url
+
+from tests.integration.test_commands import Operator, enroll, fresh
+from tests.server_process import ServerProcess
+from tests.waiting import eventually
+
+SECRET = "alertmanager-webhook-secret-for-tests-0123456789"
+WEBHOOK = "/api/v1/alerts/webhook"
+
+
+def user_socket(server: ServerProcess, operator: Operator) -> str:
+    token = server.user_token(operator.user_id, operator.tenant, operator.role)
+    return server.base_url.replace("http://", "ws://") + f"/ws/user/{operator.user_id}?token={token}"
+
+
+async def next_alert(ws: Any, deadline: float = 15.0) -> dict[str, Any]:
+    with trio.fail_after(deadline):
+        while True:
+            event = json.loads(await ws.get_message())
+            if event["type"] == "system_alert":
+                return event
+
+
+async def nothing_else(ws: Any) -> None:
+    """No alert was queued on the socket: whatever it had came before this pong."""
+    await ws.send_message('{"type":"ping"}')
+    with trio.fail_after(10):
+        while (event := json.loads(await ws.get_message())) != {"type": "pong"}:
+            assert event["type"] != "system_alert", event
+
+
+async def active(client: httpx.AsyncClient, server: ServerProcess, user: Operator) -> list[dict[str, Any]]:
+    """``GET /api/v1/alerts`` as ``user``: their tenant's alerts firing now."""
+    answer = await client.get(f"{server.base_url}/api/v1/alerts", headers=user.auth)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["alerts"]  # type: ignore[no-any-return]
+
+
+def webhook_body(tenant: str, status: str, **labels: str) -> dict[str, Any]:
+    alert = {"status": status, "labels": {"alertname": "DiskFull", "severity": "critical", "tenant": tenant, **labels},
+             "annotations": {"summary": "Disk full on web-1", "description": "/var is 99% full"},
+             "startsAt": "2026-12-02T10:00:00.123456789Z",
+             "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2026-12-02T10:05:00Z",
+             "generatorURL": "http://prometheus:9090/graph", "fingerprint": "c0ffee0123456789"}
+    return {"version": "4", "groupKey": "{}:{alertname=\"DiskFull\"}", "truncatedAlerts": 0, "status": status,
+            "receiver": "trioscope", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093", "alerts": [alert]}
+
+
+async def test_alertmanager_webhook_reaches_the_tenants_users_and_the_audit_log() -> None:
+    with ServerProcess(env={"TRIOSCOPE_ALERTS_WEBHOOK_SECRET": SECRET}) as server:
+        url = server.base_url + WEBHOOK
+        auth = {"Authorization": f"Bearer {SECRET}"}
+        viewer = Operator(server, fresh("user"), fresh("tenant"), "VIEWER")
+        other = Operator(server, fresh("user"), fresh("tenant"), "ADMIN")
+        async with httpx.AsyncClient(timeout=30) as client, \
+                open_websocket_url(user_socket(server, viewer)) as mine, \
+                open_websocket_url(user_socket(server, other)) as theirs:
+            answer = await client.post(url, json=webhook_body(viewer.tenant, "firing"), headers=auth)
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == {"delivered": 1, "skipped_without_tenant": 0}
+            firing = await next_alert(mine)
+            assert {k: firing[k] for k in ("alert", "status", "severity", "message", "source", "fingerprint")} == {
+                "alert": "DiskFull", "status": "firing", "severity": "critical", "message": "Disk full on web-1",
+                "source": "alertmanager", "fingerprint": "c0ffee0123456789"}
+            assert firing["labels"]["tenant"] == viewer.tenant and firing["ends_at"] is None
+            assert await active(client, server, viewer) == [firing]  # for a page opened later
+            assert await active(client, server, other) == []
+
+            answer = await client.post(url, json=webhook_body(viewer.tenant, "resolved"), headers=auth)
+            assert answer.status_code == 200, answer.text
+            resolved = await next_alert(mine)
+            assert (resolved["status"], resolved["ends_at"]) == ("resolved", "2026-12-02T10:05:00Z")
+            assert await active(client, server, viewer) == []
+            await nothing_else(theirs)  # another tenant's users heard nothing
+
+            # No tenant label: nobody to tell.
+            unrouted = webhook_body(viewer.tenant, "firing")
+            del unrouted["alerts"][0]["labels"]["tenant"]
+            assert (await client.post(url, json=unrouted, headers=auth)).json() == {
+                "delivered": 0, "skipped_without_tenant": 1}
+            await nothing_else(mine)
+
+            # Refusals: a wrong secret, a bad body (naming the field), too many alerts.
+            assert (await client.post(url, json=webhook_body(viewer.tenant, "firing"),
+                                      headers={"Authorization": "Bearer nope"})).status_code == 401
+            bad = webhook_body(viewer.tenant, "firing")
+            bad["alerts"][0]["status"] = "on fire"
+            refused = await client.post(url, json=bad, headers=auth)
+            assert refused.status_code == 400 and "$.alerts[0].status" in refused.text, refused.text
+            many = webhook_body(viewer.tenant, "firing")
+            many["alerts"] = many["alerts"] * 1001
+            refused = await client.post(url, json=many, headers=auth)
+            assert refused.status_code in (400, 413), refused.text
+
+            admin = Operator(server, fresh("admin"), viewer.tenant, "ADMIN")
+            audit = await client.get(f"{server.base_url}/api/v1/audit", params={"action": "alert.firing"},
+                                     headers=admin.auth)
+            assert audit.status_code == 200, audit.text
+            entries = audit.json()["entries"]
+            assert [(e["actor"], e["resource_id"], e["details"]["alert"]) for e in entries] == [
+                ("alertmanager", "c0ffee0123456789", "DiskFull")]
+
+
+async def test_builtin_agent_offline_fires_once_and_resolves_when_the_agent_is_heard_from() -> None:
+    args = ["--alert-agent-offline-after", "1s", "--alert-evaluation-interval", "100ms"]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            assert (await client.post(server.base_url + WEBHOOK, json={})).status_code == 404  # no secret: off
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            admin = Operator(server, fresh("admin"), fresh("tenant"), "ADMIN")
+            async with open_websocket_url(user_socket(server, operator)) as ws:
+                agent = await enroll(client, server, operator)  # then silent
+                firing = await next_alert(ws)
+                assert (firing["alert"], firing["status"], firing["severity"], firing["source"]) == (
+                    "AgentOffline", "firing", "critical", "trioscope")
+                assert firing["labels"]["agent"] == agent.agent_id
+                assert firing["labels"]["deployment_hash"] == agent.deployment_hash
+                assert await active(client, server, operator) == [firing]
+
+                # Many evaluations later, still one event: the alert is told once per transition.
+                async def evaluations() -> int:
+                    runtime = (await client.get(f"{server.base_url}/api/v1/runtime", headers=admin.auth)).json()
+                    return _processed(runtime, "/root/alerts")
+
+                start = await evaluations()
+                await eventually(lambda: _at_least(evaluations, start + 10))
+                await nothing_else(ws)
+
+                assert await agent.poll(client, timeout=1) is None  # heard from again
+                resolved = await next_alert(ws)
+                assert (resolved["alert"], resolved["status"], resolved["fingerprint"]) == (
+                    "AgentOffline", "resolved", firing["fingerprint"])
+                assert resolved["ends_at"] is not None
+
+
+async def _at_least(count: Any, target: int) -> bool:
+    return bool(await count() >= target)
+
+
+def _processed(node: Any, path: str) -> int:
+    """Messages the actor at ``path`` has handled, from the runtime snapshot."""
+    if isinstance(node, dict):
+        if node.get("path") == path and "processed" in node:
+            return int(node["processed"])
+        return max((_processed(v, path) for v in node.values()), default=0)
+    if isinstance(node, list):
+        return max((_processed(v, path) for v in node), default=0)
+    return 0
+
+
+async def test_an_agent_answering_pings_on_its_socket_is_not_offline() -> None:
+    args = ["--alert-agent-offline-after", "2s", "--alert-evaluation-interval", "100ms", "--ws-ping-interval", "1s"]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            async with open_websocket_url(user_socket(server, operator)) as ws:
+                agent = await enroll(client, server, operator)
+                async with agent.socket() as channel:
+                    for _ in range(5):  # 4 s and more of pongs alone: twice the threshold
+                        await channel.message("ping")
+                    await nothing_else(ws)
+                fired = await next_alert(ws)  # the socket closed: silent from now on
+                assert (fired["alert"], fired["status"], fired["labels"]["agent"]) == (
+                    "AgentOffline", "firing", agent.agent_id)
+
+
+async def test_builtin_command_failure_rate_fires_for_the_tenant_and_resolves_once_the_window_passes() -> None:
+    args = ["--alert-agent-offline-after", "0s", "--alert-evaluation-interval", "100ms",
+            "--alert-command-failure-percent", "50", "--alert-command-failure-min-commands", "2",
+            "--alert-command-failure-window", "3s"]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            bystander = Operator(server, fresh("user"), fresh("tenant"))
+            async with open_websocket_url(user_socket(server, operator)) as ws, \
+                    open_websocket_url(user_socket(server, bystander)) as theirs:
+                agent = await enroll(client, server, operator)
+                for _ in range(2):
+                    await operator.command(client, agent.deployment_hash, type="backup")
+                    polled = await agent.poll(client, timeout=5)
+                    assert polled is not None
+                    answer = await agent.report(client, polled.command_id, "failed", error="disk full")
+                    assert answer.status_code == 200, answer.text
+                fired = await next_alert(ws)
+                assert (fired["alert"], fired["status"], fired["severity"], fired["labels"]["tenant"]) == (
+                    "HighCommandFailureRate", "firing", "warning", operator.tenant)
+                assert "(2 of 2)" in fired["description"]
+                resolved = await next_alert(ws)  # nothing failed in the last 3 s
+                assert (resolved["alert"], resolved["status"]) == ("HighCommandFailureRate", "resolved")
+                await nothing_else(theirs)

@@ -1,0 +1,70 @@
+"""The alerts list: active system_alert events of /ws/user, shown from when
+they fire until they resolve, in a real Chromium against a real server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+from tests.server_process import ServerProcess
+
+from .conftest import Ui
+
+SECRET = "alertmanager-webhook-secret-for-ui-tests-0123456789"
+
+
+@pytest.fixture
+def server() -> Iterator[ServerProcess]:
+    with ServerProcess(env={"TRIOSCOPE_ALERTS_WEBHOOK_SECRET": SECRET}) as process:
+        yield process
+
+
+def send(server: ServerProcess, status: str, tenant: str = "acme", fingerprint: str = "f00d000000000001",
+         name: str = "DiskFull", severity: str = "critical") -> None:
+    alert: dict[str, Any] = {
+        "status": status, "labels": {"alertname": name, "severity": severity, "tenant": tenant},
+        "annotations": {"summary": f"{name} on web-1"}, "startsAt": "2026-12-02T10:00:00Z",
+        "endsAt": "0001-01-01T00:00:00Z", "fingerprint": fingerprint}
+    answer = httpx.post(f"{server.base_url}/api/v1/alerts/webhook", headers={"Authorization": f"Bearer {SECRET}"},
+                        json={"version": "4", "status": status, "alerts": [alert]}, timeout=10)
+    assert answer.status_code == 200, answer.text
+
+
+def shown(ui: Ui) -> list[str]:
+    return ui.page.eval_on_selector_all("#alerts-list li", "items => items.map(i => i.dataset.alert)")
+
+
+def test_alerts_are_listed_while_they_fire(ui: Ui) -> None:
+    send(ui.server, "firing", fingerprint="f00d000000000009", name="EarlyBird", severity="warning")
+    ui.open(role="VIEWER")
+    # Fired before the page opened: listed from GET /api/v1/alerts.
+    ui.page.wait_for_selector("#alerts-list li[data-alert=EarlyBird]")
+    send(ui.server, "resolved", fingerprint="f00d000000000009", name="EarlyBird", severity="warning")
+    ui.page.wait_for_selector("#alerts", state="hidden")
+    # The page opens its /ws/user socket after signing in: resend until the first alert shows
+    # (the same alert again changes nothing), so none is sent before the socket listens.
+    for _ in range(30):
+        send(ui.server, "firing")
+        try:
+            ui.page.wait_for_selector("#alerts-list li[data-alert=DiskFull]", timeout=500)
+            break
+        except PlaywrightTimeout:
+            continue
+    send(ui.server, "firing", fingerprint="f00d000000000002", name="QueueBacklog", severity="warning")
+    send(ui.server, "firing", tenant="someone-else", fingerprint="f00d000000000003", name="NotYours")
+    ui.page.wait_for_function("() => document.querySelector('#alerts').dataset.count === '2'")
+    assert ui.page.is_visible("#alerts")
+    assert shown(ui) == ["QueueBacklog", "DiskFull"]  # newest first; the other tenant's is not here
+    critical = ui.page.locator("#alerts-list li[data-alert=DiskFull]")
+    assert "severity-critical" in (critical.get_attribute("class") or "")
+    assert "DiskFull on web-1" in critical.inner_text()
+
+    send(ui.server, "resolved")
+    ui.page.wait_for_function("() => document.querySelector('#alerts').dataset.count === '1'")
+    assert shown(ui) == ["QueueBacklog"]
+    ui.page.click("#alerts-list li[data-alert=QueueBacklog] .dismiss")
+    ui.page.wait_for_selector("#alerts", state="hidden")
