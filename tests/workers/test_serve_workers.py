@@ -6,11 +6,14 @@ from __future__ import annotations
 import os
 import re
 import signal
+import ssl
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psutil
 import pytest
+import trustme
 
 from tests.server_process import ServerProcess, run_cli
 from tests.waiting import eventually
@@ -150,3 +153,31 @@ async def test_workers_stop_when_the_parent_is_killed(workers_server: ServerProc
         return all(not w.is_running() or w.status() == psutil.STATUS_ZOMBIE for w in workers)
 
     await eventually(gone)
+
+
+def test_two_workers_serve_https_on_one_port(postgres_url: str, tmp_path: Path):
+    authority = trustme.CA()
+    pem, ca = tmp_path / "server.pem", tmp_path / "ca.pem"
+    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    authority.cert_pem.write_to_path(str(ca))
+    seen_pids: set[int] = set()
+    with ServerProcess(["--workers", "2", "--database", postgres_url, "--tls-cert", str(pem),
+                        "--tls-key", str(pem)]) as server:
+        try:
+            assert server.base_url.startswith("https://127.0.0.1:")
+            seen_pids.update(p.pid for p in _workers(server))
+            token = server.user_token(role="ADMIN")
+            context = ssl.create_default_context(cafile=str(ca))
+            seen: set[int] = set()
+            for _ in range(200):
+                with httpx.Client(base_url=server.base_url, verify=context,
+                                  headers={"Authorization": f"Bearer {token}"}) as client:
+                    response = client.get("/api/v1/runtime")
+                assert response.status_code == 200
+                seen.add(response.json()["worker"]["index"])
+                if seen == {1, 2}:
+                    break
+            assert seen == {1, 2}
+            assert server.stop(signal.SIGTERM) == 0
+        finally:
+            _kill_all(seen_pids)
