@@ -27,8 +27,12 @@ from ._metrics import CommandServiceSources, Metrics, encode
 from ._quart_app import TrioscopeApp
 from ._services import REPLAY_WINDOW, Gate, Services, attach, services, services_of
 
-def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None) -> QuartTrio:
-    """Build the app for one running actor system (its tree from ``supervision_tree``)."""
+def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None,
+               worker: int | None = None) -> QuartTrio:
+    """Build the app for one running actor system (its tree from ``supervision_tree``).
+
+    ``worker``: which of ``--workers`` serving processes runs it (1..N), said by
+    ``/api/v1/runtime`` and ``/metrics``; None when one process serves alone."""
     app = TrioscopeApp("trioscope")
     # Every error goes through our JSON handlers, also in testing mode.
     app.config["PROPAGATE_EXCEPTIONS"] = False
@@ -37,10 +41,10 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     # between chunks), so a trickled body ends here: 408, connection closed.
     app.config["BODY_TIMEOUT"] = settings.server.body_timeout
     live = LiveCounters()
-    metrics = Metrics(system, live)
+    metrics = Metrics(system, live, worker)
     limits = open_limits(postgres_url(database_path(settings)), replay_window=REPLAY_WINDOW,
                          per_agent=settings.limits.per_agent, per_user=settings.limits.per_user)
-    attach(app, Services(system=system, settings=settings, agents=system.lookup(AGENTS),
+    attach(app, Services(system=system, settings=settings, worker=worker, agents=system.lookup(AGENTS),
                          roster=system.lookup(ROSTER),
                          topology=system.lookup(TOPOLOGY), hub=system.lookup(HUB),
                          clients=system.lookup(CLIENTS), client_owner=system.lookup(CLIENT_OWNER), live=live, metrics=metrics,

@@ -69,6 +69,8 @@ class Gate:
 class Services:
     system: ActorSystem
     settings: Settings
+    worker: int | None = None
+    """Which of ``--workers`` serving processes this is (1..N); None when one process serves alone."""
     agents: SupervisorRef
     """``/root/agents``: one actor per agent (started by the roster; the edge only reads them)."""
     roster: ActorRef
