@@ -53,7 +53,8 @@ def enrolled_host(ui: Ui) -> StatusAgent:
     post_report(ui.server, 1, timestamp=now)
     at = int(now)
     write(ui.server, agent, "".join(f"requests,route=/a count={n}i {at - 120 + 30 * n}\n"
-                                    f"requests,route=/b count={10 * n}i {at - 120 + 30 * n}\n" for n in range(5)))
+                                    f"requests,route=/b count={10 * n}i {at - 120 + 30 * n}\n"
+                                    f'requests,route=/say"hi count={n + 1}i {at - 120 + 30 * n}\n' for n in range(5)))
     return agent
 
 
@@ -79,6 +80,7 @@ def test_the_nodes_series_are_listed_and_the_chosen_one_is_drawn_from_query_rang
     assert {"trioscope_node_cpu_usage", "trioscope_node_memory_usage", 'requests_count{route="/a"}',
             'requests_count{route="/b"}'} <= set(listed)
     assert ui.page.get_attribute(PANEL, "data-state") == "listed"
+    assert ui.page.inner_text(f"{PANEL} h3").lower() == "metrics api series of host-0"
 
     ranges: list[str] = []
     ui.page.on("request", lambda r: ranges.append(r.url) if "/prometheus/api/v1/query_range" in r.url else None)
@@ -87,6 +89,10 @@ def test_the_nodes_series_are_listed_and_the_chosen_one_is_drawn_from_query_rang
     assert int(ui.page.get_attribute(f"{PANEL} svg.sparkline", "data-points") or 0) >= 5
     assert ui.page.inner_text(f"{PANEL} .series-chart .value") == "40.00"  # the newest point written
     assert ranges, "the sparkline's points come from query_range"
+
+    # A label value with a quote in it: quoted in the selector, still that one series.
+    ui.page.select_option(f"{PANEL} select", label='requests_count{route="/say\\"hi"}')
+    ui.page.wait_for_function(f"() => document.querySelector('{PANEL} .series-chart .value')?.textContent === '5.00'")
 
     ui.page.select_option(f"{PANEL} select", label="trioscope_node_cpu_usage")
     ui.page.wait_for_function(f"() => document.querySelector('{PANEL} .series-chart .value')?.textContent === '60.0%'")
@@ -98,7 +104,16 @@ def test_the_nodes_series_are_listed_and_the_chosen_one_is_drawn_from_query_rang
     assert ui.page.eval_on_selector(f"{PANEL} select", "s => s.selectedOptions[0].textContent") == \
         "trioscope_node_cpu_usage"
 
-    # The choice follows the user to the next node: it has no such series, so the picker waits.
+    # A container's series are its host's: the chosen one is still drawn there.
+    ui.page.click("[data-list=children] a >> nth=0")
+    ui.page.wait_for_selector("#details[data-state=loaded][data-node^='container:']")
+    ui.page.wait_for_selector(f"{PANEL}[data-state=drawn] svg.sparkline polyline")
+    assert ui.page.inner_text(f"{PANEL} h3").lower() == "metrics api series of host-0"
+    assert ui.page.inner_text(f"{PANEL} .series-chart .value") == "80.0%"
+
+    # The choice follows the user to the next host: it has no series there, so nothing is drawn.
+    ui.page.click("[data-view=hosts]")
+    ui.wait_for_nodes({"host:host-1"})
     ui.click_node("host:host-1")
     ui.page.wait_for_selector(f"{PANEL}[data-state=empty]")
     assert "No series of this node" in ui.page.inner_text(PANEL)

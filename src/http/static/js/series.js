@@ -23,8 +23,9 @@ export class SeriesChart {
     this.picker = el("select", { "aria-label": "Series of this node", onchange: () => this.#chose() });
     this.chart = el("div", { class: "metric series-chart" });
     this.status = el("p", { class: "muted series-status", role: "status" });
-    this.root = el("section", { class: "series", "data-state": "idle" },
-      el("h3", { text: "Metrics API series" }), this.picker, this.chart, this.status);
+    this.heading = el("h3", { text: "Metrics API series" });
+    this.root = el("section", { class: "series", "data-state": "idle" }, this.heading, this.picker, this.chart,
+      this.status);
     this.agent = ""; // the probe whose node is shown
     this.hashes = new Map(); // probe -> the deployment its series named
     this.series = []; // the node's series, as the picker lists them
@@ -39,6 +40,7 @@ export class SeriesChart {
     if (agentId !== this.agent) {
       this.agent = agentId || "";
       this.series = [];
+      this.heading.textContent = "Metrics API series";
       this.picker.replaceChildren();
       this.chart.replaceChildren();
       this.#state("loading", "loading the series…");
@@ -76,6 +78,9 @@ export class SeriesChart {
 
   #fill(found) {
     this.series = sortSeries(found).slice(0, MAX_SERIES);
+    // A container's or a process's series are its host's: say whose they are.
+    const host = found.map((labels) => labels.hostname).find(Boolean);
+    this.heading.textContent = host ? `Metrics API series of ${host}` : "Metrics API series";
     this.root.dataset.count = String(found.length);
     if (!this.series.length) {
       this.picker.replaceChildren();
