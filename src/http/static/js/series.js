@@ -49,7 +49,11 @@ export class SeriesChart {
     const abort = (this.abort = new AbortController());
     try {
       let found = await this.#list(abort.signal);
-      const hash = found.map((labels) => labels.deployment_hash).find(Boolean);
+      // The deployment as the server's own series of the probe name it (a
+      // writer's labels could say anything; a probe moved to another
+      // deployment leaves written series of the old one behind).
+      const hash = found.filter((labels) => labels.agent_id === this.agent && /^trioscope_node_/.test(labels.__name__))
+        .map((labels) => labels.deployment_hash).find(Boolean);
       if (hash && this.hashes.get(this.agent) !== hash) { // enrolled (or moved): its deployment's series too
         this.hashes.set(this.agent, hash);
         found = await this.#list(abort.signal);
