@@ -165,7 +165,7 @@ PROMETHEUS_ERROR = {"anyOf": [{"$ref": "#/components/schemas/Error"}, {
 """Errors of the PromQL reads: the Prometheus HTTP API's shape, ours for credentials."""
 _PROMETHEUS_PARAMS = tuple(text(name) for name in ("query", "time", "start", "end", "step", "timeout", "limit"))
 _FORM = {"type": "object", "properties": {p.name: p.schema for p in _PROMETHEUS_PARAMS}}
-_READ_DOC = documented(auth=Auth.USER, query=_PROMETHEUS_PARAMS, body=_FORM, body_required=False,
+_READ_DOC = documented(auth=Auth.PROMQL, query=_PROMETHEUS_PARAMS, body=_FORM, body_required=False,
                        body_media=("application/x-www-form-urlencoded",), error_schema=PROMETHEUS_ERROR,
                        errors={400: "bad_data", 422: "execution", 503: "unavailable or overloaded"})
 

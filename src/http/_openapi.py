@@ -47,6 +47,8 @@ class Auth(enum.Enum):
     """A deployment's one-time enrollment token (in the body or as a bearer token)."""
     WEBHOOK = "webhook"
     """The Alertmanager webhook secret as a bearer token."""
+    PROMQL = "promql"
+    """A user token, as a bearer token or as the password of HTTP Basic (promtool, Grafana)."""
 
 
 @attrs.frozen
@@ -162,11 +164,15 @@ _AUTH_ERRORS: dict[Auth, tuple[int, ...]] = {
     Auth.PROBE: (401, 403, 410),
     Auth.ENROLLMENT: (401,),
     Auth.WEBHOOK: (401,),
+    Auth.PROMQL: (401, 403),
 }
 
 SECURITY_SCHEMES: Schema = {
     "user": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
              "description": "A user token (`trioscope token create`), HS256 JWT with user, tenant and role."},
+    "userBasic": {"type": "http", "scheme": "basic",
+                  "description": "A user token as the password of HTTP Basic (any user name): for clients that "
+                                 "cannot send a bearer token."},
     "agentToken": {"type": "http", "scheme": "bearer",
                    "description": "The agent token answered by `POST /api/v1/agent/register`."},
     "agentId": {"type": "apiKey", "in": "header", "name": "X-Agent-Id", "description": "The agent's id."},
@@ -197,6 +203,7 @@ _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     Auth.PROBE: [{}, *_AGENT],
     Auth.ENROLLMENT: [{}, {"enrollmentToken": []}],
     Auth.WEBHOOK: [{"webhookSecret": []}],
+    Auth.PROMQL: [{"user": []}, {"userBasic": []}],
 }
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}

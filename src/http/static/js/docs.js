@@ -66,9 +66,9 @@ async function main() {
     el("h1", { text: `${spec.info.title} ${spec.info.version}` }),
     el("p", { text: spec.info.description }),
     el("h2", { text: "Credentials" }), el("table", {}, schemes),
-    el("h2", { text: `Operations (${operations.length})` }), operations,
+    el("h2", { text: `Operations (${operations.length})` }), ...operations,
     el("h2", { text: "Schemas" }),
-    Object.entries(spec.components.schemas).map(([name, schema]) =>
+    ...Object.entries(spec.components.schemas).map(([name, schema]) =>
       el("section", { id: `schema-${name}` }, el("h3", { text: name }),
         el("pre", { text: JSON.stringify(schema, null, 1) }))));
   root.setAttribute("aria-busy", "false");
