@@ -226,11 +226,11 @@ def _path_and_parameters(rule: str) -> tuple[str, list[Schema]]:
     return _VARIABLE.sub(lambda m: "{" + m["name"] + "}", rule), parameters
 
 
-def _operation(view: Callable[..., Any], method: str, doc: Doc, path_parameters: list[Schema],
+def _operation(view: Callable[..., Any], path: str, method: str, doc: Doc, path_parameters: list[Schema],
                builder: SchemaBuilder, websocket: bool) -> Schema:
     summary, _, rest = (view.__doc__ or "").strip().partition("\n")
-    operation: Schema = {"operationId": f"{method.lower()}_{view.__module__.rsplit('.', 1)[-1].lstrip('_')}_"
-                                        f"{view.__name__}",
+    # From the path, not the view: one view may serve several paths (the PromQL reads).
+    operation: Schema = {"operationId": f"{method.lower()}_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_"),
                          "summary": summary.strip()}
     if rest.strip():
         operation["description"] = " ".join(line.strip() for line in rest.strip().splitlines())
@@ -280,7 +280,7 @@ def build(app: Quart) -> Schema:
         path, path_parameters = _path_and_parameters(rule.rule)
         methods = ["GET"] if rule.websocket else sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
         for method in methods:
-            paths.setdefault(path, {})[method.lower()] = _operation(view, method, doc, path_parameters, builder,
+            paths.setdefault(path, {})[method.lower()] = _operation(view, path, method, doc, path_parameters, builder,
                                                                     rule.websocket)
     return {
         "openapi": "3.1.0",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from openapi_spec_validator import validate
 
 from trioscope.http import create_app
 from trioscope.runtime import open_actor_system
@@ -37,6 +38,7 @@ async def test_every_route_is_in_the_document_with_its_description(running):
     assert response.status_code == 200 and response.content_type == "application/json"
     spec = await response.get_json()
     assert spec["openapi"].startswith("3.1")
+    validate(spec)  # a valid OpenAPI 3.1 document: unique operation ids, schemas, security schemes
     documented = {(method.upper(), path) for path, item in spec["paths"].items() for method in item}
     missing = _routes(app) - documented
     assert not missing, f"routes missing from the OpenAPI document: {sorted(missing)}"
