@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 import attrs
 from quart import Quart
 
+from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.wire import SchemaBuilder
 
+from ._errors import UNAVAILABLE
 from ._responses import JSON
 
 Schema = dict[str, Any]
@@ -117,7 +119,7 @@ def documented(*, auth: Auth = Auth.NONE, body: Any = None, body_required: bool 
                error_schema: Schema | None = None) -> Callable[[F], F]:
     """Attach a route's description to its view (read by ``build``)."""
     doc = Doc(auth=auth, body=body, body_required=body_required, body_media=body_media, query=query,
-              answers=answers or {200: Answer("done")}, errors=errors or {}, error_schema=error_schema)
+              answers=answers or {200: Answer("success")}, errors=errors or {}, error_schema=error_schema)
 
     def attach(view: F) -> F:
         view.__openapi__ = doc  # type: ignore[attr-defined]  # read back by build(); functions take attributes
@@ -160,8 +162,8 @@ _AUTH_ERRORS: dict[Auth, tuple[int, ...]] = {
     Auth.NONE: (),
     Auth.READ: (401, 403),
     Auth.USER: (401, 403),
-    Auth.AGENT: (401, 403, 410),
-    Auth.PROBE: (401, 403, 410),
+    Auth.AGENT: tuple(sorted({failure.status for failure in AgentAuthFailure})),
+    Auth.PROBE: tuple(sorted({failure.status for failure in AgentAuthFailure})),
     Auth.ENROLLMENT: (401,),
     Auth.WEBHOOK: (401,),
     Auth.PROMQL: (401, 403),
@@ -205,6 +207,12 @@ _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
     Auth.WEBHOOK: [{"webhookSecret": []}],
     Auth.PROMQL: [{"user": []}, {"userBasic": []}],
 }
+
+_AGENT_CODES = {status: sorted({f.code for f in AgentAuthFailure if f.status == status})
+                for status in {f.status for f in AgentAuthFailure}}
+"""The error codes of a refused agent request, by status (the domain's list)."""
+_COMMON_CODES = {429: ["rate_limited"], 503: sorted(code for code, _message in UNAVAILABLE.values()),
+                 504: ["outcome_unknown"]}
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 UNDOCUMENTED = Doc(answers={200: Answer("see the summary")}, errors={})
@@ -257,9 +265,13 @@ def _operation(view: Callable[..., Any], path: str, method: str, doc: Doc, path_
         if answer.media is not None:
             responses[str(status)]["content"] = {answer.media: {"schema": answer.schema}}
     error = doc.error_schema or {"$ref": "#/components/schemas/Error"}
+    agent = doc.auth in (Auth.AGENT, Auth.PROBE)
     for status in sorted(statuses - set(doc.answers)):
-        responses[str(status)] = {"description": doc.errors.get(status) or _STATUS_TEXT.get(status, "error"),
-                                  "content": {JSON: {"schema": error}}}
+        description = doc.errors.get(status) or _STATUS_TEXT.get(status, "error")
+        codes = [*(_AGENT_CODES.get(status, []) if agent else []), *_COMMON_CODES.get(status, [])]
+        if codes:
+            description += f" (error codes include {', '.join(codes)})"
+        responses[str(status)] = {"description": description, "content": {JSON: {"schema": error}}}
     operation["responses"] = responses
     security = _SECURITY[doc.auth]
     operation["security"] = security
