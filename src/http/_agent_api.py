@@ -25,7 +25,7 @@ from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
 from ._command_views import delivery_view
 from ._errors import ApiError
-from ._openapi import Answer, Auth, choice, documented, integer, text
+from ._openapi import STRING, Answer, Auth, choice, documented, fields, integer, text
 from ._responses import json_response
 from ._services import services
 from ._shared import AgentRetired, ask_queue, credentials_failure, integer_argument, wait_for_command
@@ -41,7 +41,9 @@ API_VERSIONS = ["1.0", "1.1"]
 
 
 @blueprint.post("/api/v1/agent/register")
-@documented(auth=Auth.ENROLLMENT, body=AgentRegistration, answers={201: Answer("enrolled: the agent id and token")},
+@documented(auth=Auth.ENROLLMENT, body=AgentRegistration, answers={201: Answer("enrolled: the agent id and token", schema=fields(
+                agent_id=STRING, agent_token=STRING, deployment_hash=STRING, dashboard_version=STRING,
+                supported_api_versions={"type": "array", "items": STRING}, config_endpoint=STRING))},
             errors={409: "the agent id is taken"})
 async def register() -> Response:
     """Enroll an agent with a deployment's one-time enrollment token (201)."""

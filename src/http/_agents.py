@@ -18,7 +18,7 @@ from trioscope.wire import AgentRegistration, InvalidDocument, decode_registrati
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
 from ._errors import ApiError
-from ._openapi import Answer, Auth, documented
+from ._openapi import STRING, TIME, Answer, Auth, documented, fields
 from ._responses import json_response
 from ._services import services
 from ._shared import agent_or_404, ask_roster, memory_budget
@@ -27,7 +27,8 @@ blueprint = Blueprint("agents", __name__)
 
 
 @blueprint.post("/api/v1/agents/register")
-@documented(auth=Auth.PROBE, body=AgentRegistration, answers={201: Answer("registered")},
+@documented(auth=Auth.PROBE, body=AgentRegistration, answers={201: Answer("registered", schema=fields(
+                status={"const": "registered"}, message=STRING, agent_id=STRING))},
             errors={409: "the agent id belongs to another enrolled agent"})
 async def register() -> Response:
     """Register a new agent (201)."""
@@ -57,7 +58,8 @@ async def register() -> Response:
 
 
 @blueprint.post("/api/v1/agents/heartbeat/<agent_id>")
-@documented(body={"type": "object"}, body_required=False)
+@documented(body={"type": "object"}, body_required=False,
+            answers={200: Answer("alive", schema=fields(status={"const": "ok"}, timestamp=TIME))})
 async def heartbeat(agent_id: str) -> Response:
     """Send a heartbeat (404 for unknown agents)."""
     await _gate.check_report_rate()

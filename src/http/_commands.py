@@ -16,7 +16,7 @@ from trioscope.actors.deployment_queue import Cancel, Confirm
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
 from trioscope.actors.refusals import UnknownCommand
 from trioscope.domain.commands import MAX_JSON_DEPTH, Command, CommandStatus, CreateCommand
-from trioscope.domain.principals import Permission
+from trioscope.domain.principals import Permission, Role
 from trioscope.wire import nesting_exceeds
 from trioscope.store import BulkPart
 
@@ -24,7 +24,7 @@ from . import _gate
 from ._bodies import read_json
 from ._command_views import agent_view, command_view, deployment_view, stored_command_view, timestamp
 from ._errors import ApiError
-from ._openapi import Answer, Auth, boolean, choice, date, documented, integer
+from ._openapi import STRING, TIME, Answer, Auth, boolean, choice, date, documented, fields, integer
 from ._responses import json_bytes_response, json_response
 from ._services import services
 from ._shared import (
@@ -56,7 +56,9 @@ _PART_ANSWER = Answer("bytes [offset, offset + length) of the value's JSON (X-To
 
 
 @blueprint.get("/api/v1/users/me")
-@documented(auth=Auth.USER)
+@documented(auth=Auth.USER, answers={200: Answer("the caller", schema=fields(
+    user_id=STRING, tenant=STRING, role={"enum": [r.value for r in Role]}, expires_at=TIME,
+    permissions={"type": "array", "items": STRING}))})
 async def me() -> Response:
     """Who the bearer token is: user, tenant, role and what that role may do."""
     principal = await _gate.user(Permission.READ)
@@ -68,7 +70,9 @@ async def me() -> Response:
 
 
 @blueprint.post(BASE)
-@documented(auth=Auth.USER, body=DEPLOYMENT_BODY, body_required=False, answers={201: Answer("created")})
+@documented(auth=Auth.USER, body=DEPLOYMENT_BODY, body_required=False, answers={201: Answer("created", schema=fields(
+    deployment_hash=STRING, user_id=STRING, tenant=STRING, status=STRING, created_at=TIME, metadata={"type": "object"},
+    enrollment_pending={"type": "boolean"}, enrollment_token=STRING))})
 async def create_deployment(user_id: str) -> Response:
     """Create a deployment; answers its hash and a one-time enrollment token (201)."""
     principal = await _gate.user(Permission.OPERATE)
@@ -122,7 +126,8 @@ async def get_deployment(user_id: str, deployment_hash: str) -> Response:
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/enrollment")
-@documented(auth=Auth.USER, answers={201: Answer("a new enrollment token")})
+@documented(auth=Auth.USER, answers={201: Answer("a new enrollment token", schema=fields(
+    deployment_hash=STRING, enrollment_token=STRING))})
 async def new_enrollment(user_id: str, deployment_hash: str) -> Response:
     """A new one-time enrollment token for the deployment (201); the previous one stops working."""
     principal = await _gate.user(Permission.OPERATE)
@@ -149,7 +154,8 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/commands")
-@documented(auth=Auth.USER, body=CreateCommand, answers={202: Answer("stored and queued")},
+@documented(auth=Auth.USER, body=CreateCommand, answers={202: Answer("stored and queued", schema=fields(
+                command_id=STRING, status=STRING, estimated_start=TIME))},
             errors={403: "not allowed, or a quota is full (details: limit, setting)"})
 async def create_command(user_id: str, deployment_hash: str) -> Response:
     """Create a command (202 once it is stored)."""

@@ -87,6 +87,15 @@ def date(name: str, description: str = "") -> Param:
                  description or "a date (2024-01-31, the whole day) or an RFC 3339 time")
 
 
+STRING: Schema = {"type": "string"}
+TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
+
+
+def fields(**properties: Schema) -> Schema:
+    """An object answer that always has these fields (others may be added later)."""
+    return {"type": "object", "properties": properties, "required": list(properties)}
+
+
 @attrs.frozen
 class Answer:
     """A success answer: what it means and its body (``media`` None: no body)."""
