@@ -25,6 +25,7 @@ from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
 from ._command_views import delivery_view
 from ._errors import ApiError
+from ._openapi import STRING, Answer, Auth, choice, documented, fields, integer, text
 from ._responses import json_response
 from ._services import services
 from ._shared import AgentRetired, ask_queue, credentials_failure, integer_argument, wait_for_command
@@ -40,6 +41,10 @@ API_VERSIONS = ["1.0", "1.1"]
 
 
 @blueprint.post("/api/v1/agent/register")
+@documented(auth=Auth.ENROLLMENT, body=AgentRegistration, answers={201: Answer("enrolled: the agent id and token", schema=fields(
+                agent_id=STRING, agent_token=STRING, deployment_hash=STRING, dashboard_version=STRING,
+                supported_api_versions={"type": "array", "items": STRING}, config_endpoint=STRING))},
+            errors={409: "the agent id is taken"})
 async def register() -> Response:
     """Enroll an agent with a deployment's one-time enrollment token (201)."""
     await _gate.check_registration_rate()
@@ -103,6 +108,9 @@ async def retired_refusal(token: str | None, deployment_hash: str, agent_id: str
 
 
 @blueprint.get("/api/v1/agent/commands/wait/<deployment_hash>")
+@documented(auth=Auth.AGENT, query=(integer("timeout", 1, MAX_POLL), choice("priority", (p.value for p in Priority)),
+                                     text("last_command_id", max_length=128)),
+            answers={200: Answer("the next command"), 204: Answer("none came in time", media=None)})
 async def wait(deployment_hash: str) -> Response:
     """Long-poll for the next command: 200 with it, 204 when none came in time."""
     agent = await _gate.agent(deployment_hash, b"")
@@ -122,6 +130,7 @@ async def wait(deployment_hash: str) -> Response:
 
 
 @blueprint.post("/api/v1/agent/commands/report")
+@documented(auth=Auth.AGENT, body=CommandReport, errors={404: "no such command", 409: "conflicts with the recorded result"})
 async def report() -> Response:
     """Report a command's progress (executing) or result (completed, success, failed)."""
     body, raw = await read_body_and_raw(services().settings)
@@ -144,6 +153,7 @@ async def report() -> Response:
 
 
 @blueprint.get("/api/v1/agent/config")
+@documented(auth=Auth.AGENT)
 async def agent_config() -> Response:
     """The agent's settings (signed like any agent request): where to poll and report, limits, signatures."""
     s = services()

@@ -13,11 +13,12 @@ from trioscope.config import format_duration
 from trioscope.domain.agents import rfc3339
 from trioscope.domain.timeseries import RESOLUTION
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
-from trioscope.wire import InvalidDocument, decode_registration
+from trioscope.wire import AgentRegistration, InvalidDocument, decode_registration
 
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
 from ._errors import ApiError
+from ._openapi import STRING, TIME, Answer, Auth, documented, fields
 from ._responses import json_response
 from ._services import services
 from ._shared import agent_or_404, ask_roster, memory_budget
@@ -26,6 +27,9 @@ blueprint = Blueprint("agents", __name__)
 
 
 @blueprint.post("/api/v1/agents/register")
+@documented(auth=Auth.PROBE, body=AgentRegistration, answers={201: Answer("registered", schema=fields(
+                status={"const": "registered"}, message=STRING, agent_id=STRING))},
+            errors={409: "the agent id belongs to another enrolled agent"})
 async def register() -> Response:
     """Register a new agent (201)."""
     await _gate.check_registration_rate()
@@ -54,6 +58,8 @@ async def register() -> Response:
 
 
 @blueprint.post("/api/v1/agents/heartbeat/<agent_id>")
+@documented(body={"type": "object"}, body_required=False,
+            answers={200: Answer("alive", schema=fields(status={"const": "ok"}, timestamp=TIME))})
 async def heartbeat(agent_id: str) -> Response:
     """Send a heartbeat (404 for unknown agents)."""
     await _gate.check_report_rate()
@@ -63,6 +69,7 @@ async def heartbeat(agent_id: str) -> Response:
 
 
 @blueprint.get("/api/v1/agents/config/<agent_id>")
+@documented(auth=Auth.READ)
 async def config(agent_id: str) -> Response:
     """Get an agent's configuration (404 for unknown agents)."""
     await _gate.check_address_rate()
@@ -116,6 +123,7 @@ async def describe_all() -> list[dict[str, Any]]:
 
 
 @blueprint.get("/api/v1/agents/list")
+@documented(auth=Auth.READ)
 async def list_agents() -> Response:
     """List all agents with their status."""
     await _gate.check_address_rate()

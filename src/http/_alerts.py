@@ -22,6 +22,7 @@ from trioscope.wire import InvalidDocument, decode
 from . import _gate
 from ._bodies import invalid, parse_json, read_body, too_large
 from ._errors import ApiError
+from ._openapi import Auth, documented
 from ._responses import json_response
 from ._services import services
 
@@ -34,6 +35,7 @@ typical size fit in about half of it."""
 
 
 @blueprint.post("/api/v1/alerts/webhook")
+@documented(auth=Auth.WEBHOOK, body=WebhookPayload, errors={404: "the webhook is off (alerts.webhook_secret unset)"})
 async def alertmanager_webhook() -> Response:
     """Receive Alertmanager's alerts (webhook v4) as system_alert events (bearer: alerts.webhook_secret)."""
     s = services()
@@ -62,6 +64,7 @@ async def alertmanager_webhook() -> Response:
 
 
 @blueprint.get("/api/v1/alerts")
+@documented(auth=Auth.USER)
 async def active_alerts() -> Response:
     """The alerts of your tenant firing now, as their system_alert events (any role)."""
     principal = await _gate.user(Permission.READ)

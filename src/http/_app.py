@@ -18,12 +18,13 @@ from trioscope.store import StoreReader, open_limits, postgres_url, token_secret
 from trioscope.actors.queue_owner import GetCommandStats
 from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, METRICS, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
-from . import _agent_api, _agents, _alerts, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _metrics_api, _query, _reports, _ui
+from . import _agent_api, _agents, _api_docs, _alerts, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _metrics_api, _query, _reports, _ui
 from ._access_log import AccessLog, name_route
 from ._client_sockets import close_all
 from ._cors import Cors, CorsPolicy
 from ._errors import install_error_handlers
 from ._metrics import CommandServiceSources, Metrics, encode
+from ._openapi import Answer, Auth, documented
 from ._quart_app import TrioscopeApp
 from ._services import REPLAY_WINDOW, Gate, Services, attach, services, services_of
 
@@ -67,7 +68,8 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         enabled=settings.server.access_log, proxies=proxies)
     for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
                       _live.blueprint, _commands.blueprint, _agent_api.blueprint, _audit.blueprint,
-                      _command_ws.blueprint, _controls.blueprint, _alerts.blueprint, _metrics_api.blueprint, _ui.blueprint):
+                      _command_ws.blueprint, _controls.blueprint, _alerts.blueprint, _metrics_api.blueprint, _ui.blueprint,
+                      _api_docs.blueprint):
         app.register_blueprint(blueprint)
 
     @app.before_serving
@@ -101,6 +103,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         return response
 
     @app.get("/metrics")
+    @documented(auth=Auth.READ, answers={200: Answer("the metrics", media=CONTENT_TYPE_LATEST, schema={"type": "string"})})
     async def prometheus() -> Response:
         """Prometheus metrics."""
         await _gate.protected_read()

@@ -10,6 +10,7 @@ from trioscope.domain.principals import Permission
 from . import _gate
 from ._command_views import timestamp
 from ._errors import ApiError
+from ._openapi import Auth, date, documented, integer, text
 from ._responses import json_response
 from ._services import services
 from ._shared import MAX_PAGE, date_argument, integer_argument
@@ -19,6 +20,8 @@ blueprint.before_request(_gate.check_address_rate)
 
 
 @blueprint.get("/api/v1/audit")
+@documented(auth=Auth.USER, query=(text("action", max_length=200), text("actor", max_length=200), date("from_date"), date("to_date"),
+                                    integer("limit", 1, MAX_PAGE), integer("offset", 0, 10**9)))
 async def audit_log() -> Response:
     """The audit log of your tenant, newest first (ADMIN; action, actor, from_date, to_date, limit, offset)."""
     principal = await _gate.user(Permission.ADMINISTER)

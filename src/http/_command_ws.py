@@ -71,6 +71,7 @@ from . import _gate
 from ._command_views import delivery_view
 from ._errors import REFUSALS, UNAVAILABLE, ApiError, error_response, refusal_status
 from ._client_sockets import serve_client_socket
+from ._openapi import Auth, documented, text
 from ._services import services
 from ._shared import AgentRetired, ask_queue, credentials_failure, give_back, wait_for_command
 
@@ -91,6 +92,7 @@ handler sees it, so it leaves room for ``message_too_large`` to be answered."""
 
 
 @blueprint.websocket("/ws/user/<user_id>")
+@documented(auth=Auth.USER, query=(text("token", "the user token (or offered as a subprotocol)"),))
 async def user_events(user_id: str) -> Response | None:
     """Command and agent events for a user (WebSocket; ?token=<user token>, or the token offered
     as a subprotocol)."""
@@ -111,6 +113,7 @@ async def user_events(user_id: str) -> Response | None:
 
 
 @blueprint.websocket("/ws/agent/<deployment_hash>")
+@documented(auth=Auth.AGENT, query=(text("token", "the agent token"),))
 async def agent_channel(deployment_hash: str) -> Response | None:
     """Commands to an agent and its results back, over one WebSocket (?token=<agent token>)."""
     s = services()

@@ -15,8 +15,8 @@ from quart import Blueprint, Response, request
 from trioscope.actors.deployment_queue import Cancel, Confirm
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
 from trioscope.actors.refusals import UnknownCommand
-from trioscope.domain.commands import MAX_JSON_DEPTH, Command, CommandStatus
-from trioscope.domain.principals import Permission
+from trioscope.domain.commands import MAX_JSON_DEPTH, Command, CommandStatus, CreateCommand
+from trioscope.domain.principals import Permission, Role
 from trioscope.wire import nesting_exceeds
 from trioscope.store import BulkPart
 
@@ -24,6 +24,7 @@ from . import _gate
 from ._bodies import read_json
 from ._command_views import agent_view, command_view, deployment_view, stored_command_view, timestamp
 from ._errors import ApiError
+from ._openapi import STRING, TIME, Answer, Auth, boolean, choice, date, documented, fields, integer
 from ._responses import json_bytes_response, json_response
 from ._services import services
 from ._shared import (
@@ -47,9 +48,17 @@ MAX_INLINE_BYTES = 1024 * 1024
 larger ones are read with ``/result`` and ``/error``, a page of this size at most."""
 MAX_DETAIL_BYTES = 4 * 1024
 """A history entry's detail larger than this as JSON is left out of a command's GET."""
+DEPLOYMENT_BODY = {"type": "object", "properties": {"metadata": {
+    "type": "object", "description": f"at most {MAX_METADATA_BYTES} bytes, nested at most {MAX_JSON_DEPTH} levels"}}}
+_PART_QUERY = (integer("offset", 0, 10**15), integer("length", 1, MAX_INLINE_BYTES))
+_PART_ANSWER = Answer("bytes [offset, offset + length) of the value's JSON (X-Total-Bytes, X-Next-Offset)",
+                      media="application/octet-stream", schema={"type": "string", "format": "binary"})
 
 
 @blueprint.get("/api/v1/users/me")
+@documented(auth=Auth.USER, answers={200: Answer("the caller", schema=fields(
+    user_id=STRING, tenant=STRING, role={"enum": [r.value for r in Role]}, expires_at=TIME,
+    permissions={"type": "array", "items": STRING}))})
 async def me() -> Response:
     """Who the bearer token is: user, tenant, role and what that role may do."""
     principal = await _gate.user(Permission.READ)
@@ -61,6 +70,9 @@ async def me() -> Response:
 
 
 @blueprint.post(BASE)
+@documented(auth=Auth.USER, body=DEPLOYMENT_BODY, body_required=False, answers={201: Answer("created", schema=fields(
+    deployment_hash=STRING, user_id=STRING, tenant=STRING, status=STRING, created_at=TIME, metadata={"type": "object"},
+    enrollment_pending={"type": "boolean"}, enrollment_token=STRING))})
 async def create_deployment(user_id: str) -> Response:
     """Create a deployment; answers its hash and a one-time enrollment token (201)."""
     principal = await _gate.user(Permission.OPERATE)
@@ -82,6 +94,7 @@ async def create_deployment(user_id: str) -> Response:
 
 
 @blueprint.get(BASE)
+@documented(auth=Auth.USER)
 async def list_deployments(user_id: str) -> Response:
     """List a user's deployments."""
     principal = await _gate.user(Permission.READ)
@@ -92,6 +105,7 @@ async def list_deployments(user_id: str) -> Response:
 
 
 @blueprint.get(f"{BASE}/<deployment_hash>")
+@documented(auth=Auth.USER, query=(boolean("retired"), integer("retired_limit", 1, MAX_PAGE), integer("retired_offset", 0, 10**9)))
 async def get_deployment(user_id: str, deployment_hash: str) -> Response:
     """A deployment, its active agents and how many are retired; with
     ``retired=true``, a page of the retired ones (``retired_limit``, ``retired_offset``)."""
@@ -112,6 +126,8 @@ async def get_deployment(user_id: str, deployment_hash: str) -> Response:
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/enrollment")
+@documented(auth=Auth.USER, answers={201: Answer("a new enrollment token", schema=fields(
+    deployment_hash=STRING, enrollment_token=STRING))})
 async def new_enrollment(user_id: str, deployment_hash: str) -> Response:
     """A new one-time enrollment token for the deployment (201); the previous one stops working."""
     principal = await _gate.user(Permission.OPERATE)
@@ -123,6 +139,7 @@ async def new_enrollment(user_id: str, deployment_hash: str) -> Response:
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/agents/<agent_id>/decommission")
+@documented(auth=Auth.USER)
 async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Response:
     """Decommission an agent (ADMIN): its requests get 410 from now on."""
     principal = await _gate.user(Permission.ADMINISTER)
@@ -137,6 +154,9 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/commands")
+@documented(auth=Auth.USER, body=CreateCommand, answers={202: Answer("stored and queued", schema=fields(
+                command_id=STRING, status=STRING, estimated_start=TIME))},
+            errors={403: "not allowed, or a quota is full (details: limit, setting)"})
 async def create_command(user_id: str, deployment_hash: str) -> Response:
     """Create a command (202 once it is stored)."""
     principal = await _gate.user(Permission.OPERATE)
@@ -148,6 +168,8 @@ async def create_command(user_id: str, deployment_hash: str) -> Response:
 
 
 @blueprint.get(f"{BASE}/<deployment_hash>/commands")
+@documented(auth=Auth.USER, query=(choice("status", (s.value for s in CommandStatus)), integer("limit", 1, MAX_PAGE),
+                                    integer("offset", 0, 10**9), date("from_date"), date("to_date")))
 async def list_commands(user_id: str, deployment_hash: str) -> Response:
     """List commands, newest first (status, limit ≤ 500, offset, from_date, to_date):
     summaries without results or history, a page at most ``MAX_LISTING_BYTES``."""
@@ -199,6 +221,7 @@ def _no_command(command_id: str) -> ApiError:
 
 
 @blueprint.get(f"{BASE}/<deployment_hash>/commands/<command_id>")
+@documented(auth=Auth.USER)
 async def get_command(user_id: str, deployment_hash: str, command_id: str) -> Response:
     """A command with its full status history; its result and error when their
     JSON is at most ``MAX_INLINE_BYTES`` (else ``/result``, ``/error``)."""
@@ -212,12 +235,14 @@ async def get_command(user_id: str, deployment_hash: str, command_id: str) -> Re
 
 
 @blueprint.get(f"{BASE}/<deployment_hash>/commands/<command_id>/result")
+@documented(auth=Auth.USER, query=_PART_QUERY, answers={200: _PART_ANSWER})
 async def get_command_result(user_id: str, deployment_hash: str, command_id: str) -> Response:
     """A page of the command's result as JSON bytes (``offset``, ``length``)."""
     return await _part(user_id, deployment_hash, command_id, "result")
 
 
 @blueprint.get(f"{BASE}/<deployment_hash>/commands/<command_id>/error")
+@documented(auth=Auth.USER, query=_PART_QUERY, answers={200: _PART_ANSWER})
 async def get_command_error(user_id: str, deployment_hash: str, command_id: str) -> Response:
     """A page of the command's error as JSON bytes (``offset``, ``length``)."""
     return await _part(user_id, deployment_hash, command_id, "error")
@@ -266,12 +291,14 @@ def _finished(command: Command, action: str) -> ApiError:
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/commands/<command_id>/confirm")
+@documented(auth=Auth.USER, errors={409: "the command is not awaiting confirmation"})
 async def confirm_command(user_id: str, deployment_hash: str, command_id: str) -> Response:
     """Confirm a command that requires confirmation: it is queued."""
     return await _change(user_id, deployment_hash, command_id, "confirm", Confirm)
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/commands/<command_id>/cancel")
+@documented(auth=Auth.USER, errors={409: "the command has finished"})
 async def cancel_command(user_id: str, deployment_hash: str, command_id: str) -> Response:
     """Cancel a command: at once if queued, by a cancel sent to the agent if it has it."""
     return await _change(user_id, deployment_hash, command_id, "cancel", Cancel)

@@ -17,6 +17,7 @@ from . import _gate
 from ._bodies import read_json
 from ._command_views import timestamp
 from ._errors import ApiError
+from ._openapi import Answer, Auth, documented
 from ._responses import json_response
 from ._services import services
 from ._shared import decode_create, submit
@@ -24,6 +25,13 @@ from ._shared import decode_create, submit
 log = logging.getLogger(__name__)
 blueprint = Blueprint("controls", __name__)
 blueprint.before_request(_gate.check_address_rate)
+
+CONTROL_BODY = {"type": "object", "properties": {
+    "parameters": {"type": "object", "description": "added to the command's parameters"},
+    "priority": {"enum": ["low", "normal", "high", "critical"]},
+    "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 7 * 24 * 3600},
+    "requires_confirmation": {"type": "boolean"}}}
+"""The optional body of a control: how the command it makes is run."""
 
 
 def _no_node(node_id: str) -> ApiError:
@@ -47,6 +55,8 @@ async def _controlling_agent(principal: Principal, node_id: str) -> tuple[Deploy
 
 
 @blueprint.post("/api/v1/query/nodes/<path:node_id>/controls/<action>")
+@documented(auth=Auth.USER, body=CONTROL_BODY, body_required=False, answers={202: Answer("the command is stored")},
+            errors={409: "the control is not available in the container's state"})
 async def control(node_id: str, action: str) -> Response:
     """Run a container control (OPERATOR): a command for the probe that reported it (202)."""
     s = services()

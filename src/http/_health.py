@@ -18,6 +18,7 @@ from quart import Blueprint, Response
 from trioscope.domain.principals import Permission
 
 from . import _gate
+from ._openapi import Answer, Auth, documented
 from ._responses import json_response, rfc3339, utc_now
 from ._services import services
 
@@ -26,6 +27,7 @@ _unstructure = cattrs.Converter().unstructure
 
 
 @blueprint.get("/health")
+@documented(answers={200: Answer("every component runs"), 503: Answer("a component is down")})
 async def health() -> Response:
     """Health check: 200 while the supervision tree runs, 503 otherwise; ``services`` names each component's state."""
     s = services()
@@ -37,6 +39,7 @@ async def health() -> Response:
 
 
 @blueprint.get("/health/ready")
+@documented(answers={200: Answer("ready to serve"), 503: Answer("not ready yet: the reasons")})
 async def ready() -> Response:
     """Readiness: 200 when the server can serve (store open, actors up, topology loaded), else 503 with the reasons."""
     s = services()
@@ -58,6 +61,7 @@ async def ready() -> Response:
 
 
 @blueprint.get("/health/detailed")
+@documented(auth=Auth.USER, answers={200: Answer("every component's figures"), 503: Answer("a component is down")})
 async def detailed() -> Response:
     """Every component's state and figures: mailboxes, restarts, store latency, clients, polls (ADMIN)."""
     await _gate.user(Permission.ADMINISTER)
@@ -81,12 +85,14 @@ async def detailed() -> Response:
 
 
 @blueprint.get("/api/v1/ping")
+@documented()
 async def ping() -> Response:
     """Simple ping: answers pong."""
     return json_response({"message": "pong", "timestamp": rfc3339(utc_now())})
 
 
 @blueprint.get("/api/v1/runtime")
+@documented(auth=Auth.USER)
 async def runtime() -> Response:
     """The supervision tree with mailbox depths, restarts and dead letters (ADMIN)."""
     await _gate.user(Permission.ADMINISTER)

@@ -23,6 +23,7 @@ from trioscope.system import HUB
 from . import _gate
 from ._client_sockets import serve_client_socket
 from ._errors import ApiError, error_response
+from ._openapi import Auth, documented, text
 from ._services import services
 
 blueprint = Blueprint("live", __name__)
@@ -30,6 +31,7 @@ _names = itertools.count(1)
 
 
 @blueprint.websocket("/api/v1/ws")
+@documented(auth=Auth.READ, query=(text("view", "hosts|containers|processes|pods|services"),))
 async def live() -> Response | None:
     """Live topology and report updates (WebSocket; ?view=hosts|containers|...)."""
     s = services()

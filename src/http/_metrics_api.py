@@ -29,6 +29,7 @@ from . import _gate
 from ._bodies import parse_json, read_body_and_raw
 from ._errors import ApiError
 from ._metrics_backends import EmbeddedMetrics, MetricsBackend, Params, PrometheusError, ProxiedMetrics
+from ._openapi import Answer, Auth, choice, documented, text
 from ._services import services
 
 blueprint = Blueprint("metrics_api", __name__)
@@ -75,6 +76,8 @@ def _limit_error(exc: metrics.WriteLimitExceeded) -> ApiError:
 
 
 @blueprint.post("/api/v1/metrics/write")
+@documented(auth=Auth.AGENT, body={"type": "string"}, body_media=("text/plain", "application/json"),
+            query=(choice("precision", ("ns", "us", "ms", "s")),), answers={204: Answer("written", media=None)})
 async def write() -> Response:
     """Write metrics as an agent: InfluxDB line protocol (text/plain) or JSON; 204."""
     s = services()
@@ -156,26 +159,42 @@ async def _read(api: str, label: str = "") -> Response:
     return Response(answer.body, status=answer.status, content_type="application/json")
 
 
+PROMETHEUS_ERROR = {"anyOf": [{"$ref": "#/components/schemas/Error"}, {
+    "type": "object", "required": ["status", "error"],
+    "properties": {"status": {"const": "error"}, "errorType": {"type": "string"}, "error": {"type": "string"}}}]}
+"""Errors of the PromQL reads: the Prometheus HTTP API's shape, ours for credentials."""
+_PROMETHEUS_PARAMS = tuple(text(name) for name in ("query", "time", "start", "end", "step", "timeout", "limit"))
+_FORM = {"type": "object", "properties": {p.name: p.schema for p in _PROMETHEUS_PARAMS}}
+_READ_DOC = documented(auth=Auth.PROMQL, query=_PROMETHEUS_PARAMS, body=_FORM, body_required=False,
+                       body_media=("application/x-www-form-urlencoded",), error_schema=PROMETHEUS_ERROR,
+                       errors={400: "bad_data", 422: "execution", 503: "unavailable or overloaded"})
+
+
+@_READ_DOC
 async def query() -> Response:
     """PromQL instant query (Prometheus HTTP API), within the caller's tenant."""
     return await _read("query")
 
 
+@_READ_DOC
 async def query_range() -> Response:
     """PromQL range query (Prometheus HTTP API), within the caller's tenant."""
     return await _read("query_range")
 
 
+@_READ_DOC
 async def series() -> Response:
     """Series matching match[] selectors (Prometheus HTTP API), within the caller's tenant."""
     return await _read("series")
 
 
+@_READ_DOC
 async def labels() -> Response:
     """Label names (Prometheus HTTP API), within the caller's tenant."""
     return await _read("labels")
 
 
+@_READ_DOC
 async def label_values(name: str) -> Response:
     """Values of one label (Prometheus HTTP API), within the caller's tenant."""
     return await _read("label_values", name)

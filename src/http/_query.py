@@ -31,6 +31,7 @@ from trioscope.runtime import ActorRef
 from . import _gate
 from ._compression import MAX_KEPT, MIN_SIZE, accepted_encoding, compressed, headers, streamed_response
 from ._errors import ApiError
+from ._openapi import Answer, Auth, boolean, choice, documented, integer, text
 from ._responses import JSON, json_response
 from ._services import services
 from ._shared import agent_or_404
@@ -56,6 +57,9 @@ def duration_param(default: str) -> tuple[str, float]:
 
 
 @blueprint.get("/api/v1/query/topology")
+@documented(auth=Auth.READ, query=(choice("view", _VIEWS), integer("limit", 1, MAX_PAGE), text("cursor", "next_cursor of the page before"),
+                                    text("fields", "node fields, comma-separated"), boolean("summary")),
+            answers={200: Answer("the topology"), 304: Answer("unchanged since the ETag given", media=None)})
 async def topology() -> Response:
     """Get the current topology (?view=hosts|containers|processes|pods|services; ?limit=&cursor=, ?fields=, ?summary=true)."""
     name = request.args.get("view")
@@ -204,6 +208,7 @@ async def _visible_nodes() -> Callable[[Node], bool] | None:
 
 
 @blueprint.get("/api/v1/query/nodes/<path:node_id>")
+@documented(auth=Auth.READ, query=(text("duration", "metrics window, e.g. 15m (at most 720h)"),))
 async def node(node_id: str) -> Response:
     """Get a node with its parents, children, connections and recent metrics."""
     _text, seconds = duration_param("15m")
@@ -238,6 +243,7 @@ async def _visible_agent(agent_id: str) -> ActorRef:
 
 
 @blueprint.get("/api/v1/query/agents/<agent_id>/latest")
+@documented(auth=Auth.READ)
 async def latest(agent_id: str) -> Response:
     """Get an agent's latest report."""
     found = await (await _visible_agent(agent_id)).ask(LatestReport())
@@ -250,6 +256,7 @@ async def latest(agent_id: str) -> Response:
 
 
 @blueprint.get("/api/v1/query/agents/<agent_id>/timeseries")
+@documented(auth=Auth.READ, query=(text("duration", "window, e.g. 1h (at most 720h)"),))
 async def timeseries(agent_id: str) -> Response:
     """Get an agent's metrics at 15 s resolution (?duration=1h)."""
     text, seconds = duration_param("1h")
@@ -259,6 +266,7 @@ async def timeseries(agent_id: str) -> Response:
 
 
 @blueprint.get("/api/v1/query/stats")
+@documented(auth=Auth.READ)
 async def stats() -> Response:
     """Get server statistics."""
     s = services()

@@ -16,6 +16,7 @@ from trioscope.domain.topology import Partition, build_partition
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw
 from ._errors import ApiError
+from ._openapi import STRING, TIME, Answer, Auth, documented, fields
 from ._responses import json_response
 from ._services import services
 from ._shared import ask_roster, memory_budget
@@ -60,6 +61,9 @@ def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, Packed
 
 
 @blueprint.post("/api/v1/reports")
+@documented(auth=Auth.PROBE, body=Report, answers={202: Answer("queued for merging", schema=fields(
+                status={"const": "accepted"}, message=STRING, agent_id=STRING, received_at=TIME))},
+            errors={409: "the agent id belongs to another enrolled agent"})
 async def submit_report() -> Response:
     """Submit a report (JSON, gzip allowed): 202 once queued for merging."""
     await _gate.check_report_rate()  # before the body is read

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from quart import Blueprint, Response
 
+from ._openapi import Answer, documented
+
 STATIC = Path(__file__).parent / "static"
 
 blueprint = Blueprint("ui", __name__, static_folder=str(STATIC), static_url_path="/ui")
@@ -27,10 +29,18 @@ SECURITY_HEADERS = {
 
 
 @blueprint.get("/")
+@documented(answers={200: Answer("the page", media="text/html", schema={"type": "string"})})
 async def index() -> Response:
     """The web UI."""
     response = await blueprint.send_static_file("index.html")
     return response
+
+
+@blueprint.get("/docs")
+@documented(answers={200: Answer("the page", media="text/html", schema={"type": "string"})})
+async def docs() -> Response:
+    """The API reference: the OpenAPI document rendered by the UI's own script."""
+    return await blueprint.send_static_file("docs.html")
 
 
 @blueprint.after_request  # the page and its static files only: no cost to API requests

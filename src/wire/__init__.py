@@ -65,6 +65,7 @@ from ._models import PortMapping as PortMapping
 from ._models import ProcessesInfo as ProcessesInfo
 from ._models import ProcessInfo as ProcessInfo
 from ._models import Report as Report
+from ._schema import SchemaBuilder as SchemaBuilder
 from ._tls import client_tls as client_tls
 
 __all__ = [
@@ -74,5 +75,5 @@ __all__ = [
     "format_timestamp", "HostInfo", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
     "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "Percent", "pod_of", "PortMapping",
-    "ProcessesInfo", "ProcessInfo", "protocol_family", "Report", "service_of", "Text", "TextRule", "WILDCARDS",
+    "ProcessesInfo", "ProcessInfo", "protocol_family", "Report", "SchemaBuilder", "service_of", "Text", "TextRule", "WILDCARDS",
 ]
