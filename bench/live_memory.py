@@ -1,14 +1,14 @@
 """Where the memory of WebSocket clients that left goes: allocator accounting
 of a real server, before the clients, while they are connected, after they left.
 
-    .venv/bin/python bench/live_memory.py [--clients 2000] [--rounds 2] [--allocator pymalloc|malloc]
-                                          [--where]
+    .venv/bin/python bench/live_memory.py [--clients 2000] [--rounds 2] [--waves 1]
+                                          [--allocator pymalloc|malloc] [--where]
 
 Loads 1,000 hosts into ``trioscope serve`` (run under this file, which adds a
 SIGUSR1 handler), waits until every report is merged, then connects
 ``--clients`` clients to the hosts view (bench/live_scale.py's client
 processes), posts ``--rounds`` reports, lets the clients leave and waits 15 s
-(past ``server.memory_trim_interval``). At each step the server writes:
+(past ``server.memory_trim_interval``), ``--waves`` times. At each step the server writes:
 
 * RSS; Python's allocator (pymalloc): arenas of 1 MiB held, bytes in use;
   glibc: bytes in use and free (``mallinfo2``); objects the collector tracks;
@@ -133,6 +133,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2000)
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--waves", type=int, default=1, help="clients come and leave this many times")
     parser.add_argument("--allocator", choices=("pymalloc", "malloc"), default="pymalloc")
     parser.add_argument("--where", action="store_true", help="with --allocator malloc: what pins the freed pages")
     parser.add_argument("--serve", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
@@ -179,21 +180,24 @@ def main() -> int:
         trio.run(load, base, HOSTS)
         settle(http)
         before = step("before")
-        workers = Workers(f"ws://127.0.0.1:{port}/api/v1/ws?view=hosts", args.clients, args.processes, "version",
-                          deadline=180)
-        started = time.perf_counter()
-        while time.perf_counter() - started < 180:
-            if sum(s["connected"] for s in workers.ask({"do": "status"})) >= args.clients:
-                break
-            time.sleep(0.1)
-        time.sleep(3)
-        step("connected")
-        for r in range(1, args.rounds + 1):
-            http.post("/api/v1/reports", content=body(r % HOSTS, time.time(), HOSTS),
-                      headers={"Content-Type": "application/json"}).raise_for_status()
-            time.sleep(2)
-        workers.leave()
-        time.sleep(15)
+        for wave in range(1, args.waves + 1):
+            workers = Workers(f"ws://127.0.0.1:{port}/api/v1/ws?view=hosts", args.clients, args.processes,
+                              "version", deadline=180)
+            started = time.perf_counter()
+            while time.perf_counter() - started < 180:
+                if sum(s["connected"] for s in workers.ask({"do": "status"})) >= args.clients:
+                    break
+                time.sleep(0.1)
+            time.sleep(3)
+            step("connected" if wave == 1 else f"connected{wave}")
+            for r in range(1, args.rounds + 1):
+                http.post("/api/v1/reports", content=body(r % HOSTS, time.time(), HOSTS),
+                          headers={"Content-Type": "application/json"}).raise_for_status()
+                time.sleep(2)
+            workers.leave()
+            time.sleep(15)
+            if wave < args.waves:
+                step(f"left{wave}")
         left = step("left")
         print(f"after leaving: RSS {left['rss'] / before['rss']:.2f}x before; "
               f"after a full collection and malloc_trim(0): {left['rss_after_collect_and_trim'] / before['rss']:.2f}x")
