@@ -15,6 +15,20 @@ loop goes on meanwhile (it only waits for glibc's arena lock if it allocates a
 block Python's own allocator does not serve).
 
 Not glibc (musl, macOS): nothing to do.
+
+What trimming cannot return is memory Python's own allocator (pymalloc) holds:
+it frees a 1 MiB arena only once every block in it is free. After 2,000
+clients left, the objects in use were back to their level before (same bytes
+in pymalloc, same tracked objects: nothing per client is kept), yet 111 more
+arenas stayed, each pinned by a few blocks allocated while the clients were
+connected and still alive: the suspended frames of long-lived tasks (every
+actor's next wait, timers), the objects of reports merged meanwhile. That
+churn never stops in a live server, so where it lands is not ours to choose.
+``PYTHONMALLOC=malloc`` (then ``malloc_trim`` returns free pages anywhere) was
+measured and not taken: the same RSS after the clients left (+46-56 MiB over a
+loaded server that needs 45-70 MiB more), and 1.24x the CPU on the report
+path, 1.23x on a listing (bench/RESULTS.md, "What keeps RSS after 5,000
+clients left").
 """
 
 from __future__ import annotations

@@ -1,0 +1,86 @@
+"""CPU of the report path and the listing path under Python's allocator
+(pymalloc) and under glibc's malloc (``PYTHONMALLOC=malloc``), in the same run.
+
+    .venv/bin/python bench/allocator_cpu.py [--hosts 1000] [--rounds 5]
+
+Each round runs a fresh interpreter per allocator, alternating, and times in it:
+
+* report path: decode (JSON, strict cattrs) and merge 200 reports into a graph
+  already holding ``--hosts`` hosts, then publish the new version;
+* listing path: encode the whole processes view of that version (100,000
+  processes at 1,000 hosts) from its nodes, as a streamed GET does;
+
+and the process's RSS once loaded. Prints per round and the median ratio
+malloc / pymalloc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def measure(hosts: int) -> dict[str, float]:
+    sys.path.insert(0, str(ROOT.parent))
+    sys.path.insert(0, str(ROOT))
+    from topology_scale import body
+
+    from trioscope.allocator import resident_bytes
+    from trioscope.domain.topology import TopologyGraph, View
+    from trioscope.wire import decode_report
+
+    graph = TopologyGraph()
+    now = time.time()
+    for index in range(hosts):
+        graph.apply(decode_report(json.loads(body(index, now, hosts))), now)
+    graph.publish(now)
+    loaded = resident_bytes()
+    bodies = [body(i % hosts, now + 1 + i, hosts) for i in range(200)]
+    started = time.process_time()
+    for raw in bodies:
+        graph.apply(decode_report(json.loads(raw)), now + 1)
+    snapshot, _ = graph.publish(now + 1)
+    report = (time.process_time() - started) / len(bodies)
+    started = time.process_time()
+    size = sum(len(piece) for piece in snapshot.chunks(View.PROCESSES))
+    listing = time.process_time() - started
+    return {"report_ms": report * 1000, "listing_ms": listing * 1000, "listing_mb": size / 1e6,
+            "rss_loaded_mib": loaded / 2**20}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hosts", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.hosts)))
+        return 0
+    ratios: dict[str, list[float]] = {"report_ms": [], "listing_ms": [], "rss_loaded_mib": []}
+    for r in range(args.rounds):
+        runs = {}
+        for allocator in ("pymalloc", "malloc") if r % 2 == 0 else ("malloc", "pymalloc"):
+            out = subprocess.run([sys.executable, __file__, "--measure", "--hosts", str(args.hosts)], check=True,
+                                 capture_output=True, text=True, env={**os.environ, "PYTHONMALLOC": allocator})
+            runs[allocator] = json.loads(out.stdout)
+        for key in ratios:
+            ratios[key].append(runs["malloc"][key] / runs["pymalloc"][key])
+        print(f"round {r + 1}: " + " | ".join(
+            f"{a}: report {v['report_ms']:.2f} ms, listing {v['listing_ms']:.0f} ms ({v['listing_mb']:.0f} MB), "
+            f"RSS loaded {v['rss_loaded_mib']:.0f} MiB" for a, v in sorted(runs.items())), flush=True)
+    print("malloc / pymalloc, median over rounds: " + ", ".join(
+        f"{key} {statistics.median(values):.2f}x" for key, values in ratios.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
