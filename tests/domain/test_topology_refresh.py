@@ -57,8 +57,12 @@ def metrics_changed(draw: Any, document: dict[str, Any]) -> dict[str, Any]:
     changed = copy.deepcopy(document)
     changed["host_info"]["cpu_info"]["usage"] = float(draw(st.integers(0, 100)))
     for c in changed["docker_info"]["containers"]:
-        c["stats"]["cpu_percent"] = float(draw(st.integers(0, 100)))
+        if "stats" in c:
+            c["stats"]["cpu_percent"] = float(draw(st.integers(0, 100)))
         c["state"] = draw(st.sampled_from([c["state"], c["state"], "running", "paused"]))
+        c["status"] = draw(st.sampled_from(["", "", "Up 2 hours"]))
+        if draw(st.booleans()):
+            c.pop("stats", None)
     for p in changed["processes_info"]["processes"]:
         p["cpu_percent"] = float(draw(st.integers(0, 50)))
         p["status"] = draw(st.sampled_from([p["status"], p["status"], "running", "zombie"]))

@@ -503,19 +503,24 @@ class TopologyGraph:
         nodes_updated: dict[str, Node] = {}
         nodes_removed: list[str] = []
         dirty_kinds: set[NodeKind] = set()
+        live = self._nodes
+        published = {kind: previous.nodes_of(kind) for kind in NodeKind}
         for node_id in self._dirty_nodes:
-            before, after = previous.node(node_id), self._nodes.get(node_id)
+            after = live.get(node_id)
+            kind = after.kind if after is not None else kind_of(node_id)
+            before = published[kind].get(node_id)
             if before is after:
                 continue
             if after is None:
                 nodes_removed.append(node_id)
             elif before is None:
                 nodes_added[node_id] = after
-            elif before == after:
+            # Seen again: not equal (the whole comparison is the costly part).
+            elif before.last_seen == after.last_seen and before == after:
                 continue
             else:
                 nodes_updated[node_id] = after
-            dirty_kinds.add(kind_of(node_id))
+            dirty_kinds.add(kind)
 
         edges_added: dict[str, Edge] = {}
         edges_updated: dict[str, Edge] = {}

@@ -21,6 +21,11 @@ class NodeKind(enum.Enum):
     PROCESS_GROUP = "process_group"
     """The processes of one name on one host (``_process_groups``)."""
 
+    # Members are singletons compared by identity: hashed by identity too, in
+    # C, rather than by Enum's hash of the name in Python (a dict keyed by kind
+    # is read several times per node of every merge).
+    __hash__ = object.__hash__
+
 
 class View(enum.Enum):
     """What ``GET /api/v1/query/topology?view=`` shows: the nodes of one kind and
@@ -35,6 +40,8 @@ class View(enum.Enum):
     """Processes grouped by name per host, kernel threads left out (Weave
     Scope's "application processes by name"): ~13,000 groups where there are
     100,000 processes."""
+
+    __hash__ = object.__hash__  # as NodeKind's
 
     @property
     def kind(self) -> NodeKind:

@@ -138,7 +138,7 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> 
         if getattr(c, key):
             meta[key] = getattr(c, key)
     if c.created is not None:
-        meta["created"] = c.created.isoformat().replace("+00:00", "Z")
+        meta["created"] = _created(c)
     if c.labels:
         meta["labels"] = dict(c.labels)
     if c.ports:
@@ -159,19 +159,26 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> 
         meta["pod"] = pod
     if service:
         meta["service"] = service
-    metrics: dict[str, float] = {}
-    if c.stats is not None:
-        s = c.stats
-        # What the UI sizes, colours and draws sparklines by; the rest of the
-        # engine's statistics stay in the report (GET .../agents/{id}/latest).
-        metrics = {
-            "cpu_percent": s.cpu_percent,
-            "memory_mb": s.memory_usage_mb,
-            "network_rx_bytes_per_sec": s.network_rx_bytes_per_sec,
-            "network_tx_bytes_per_sec": s.network_tx_bytes_per_sec,
-        }
     return Node(id=container_id(c.id), kind=NodeKind.CONTAINER, label=name, parent=host, host=host,
-                agent_id=agent_id, status=c.state, last_seen=when, metadata=meta, metrics=metrics)
+                agent_id=agent_id, status=c.state, last_seen=when, metadata=meta, metrics=_container_metrics(c))
+
+
+def _created(c: ContainerInfo) -> str | None:
+    return c.created.isoformat().replace("+00:00", "Z") if c.created is not None else None
+
+
+def _container_metrics(c: ContainerInfo) -> dict[str, float]:
+    s = c.stats
+    if s is None:
+        return {}
+    # What the UI sizes, colours and draws sparklines by; the rest of the
+    # engine's statistics stay in the report (GET .../agents/{id}/latest).
+    return {
+        "cpu_percent": s.cpu_percent,
+        "memory_mb": s.memory_usage_mb,
+        "network_rx_bytes_per_sec": s.network_rx_bytes_per_sec,
+        "network_tx_bytes_per_sec": s.network_tx_bytes_per_sec,
+    }
 
 
 def is_kernel_thread(p: ProcessInfo) -> bool:
@@ -209,7 +216,7 @@ def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, contain
     )
 
 
-_CONTAINER_SHAPE = attrgetter("id", "name", "labels")
+_CONTAINER_SHAPE = attrgetter("id", "name", "labels", "image", "image_id", "env_names", "env", "command")
 _PORT_SHAPE = attrgetter("container_port", "protocol", "host_ip", "host_port")
 _NETWORK_SHAPE = attrgetter("name", "ip_address")
 _PROCESS_SHAPE = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup")
@@ -220,9 +227,10 @@ _CONNECTION_SHAPE = attrgetter("protocol", "local_address", "local_port", "remot
 def report_shape(report: Report) -> bytes:
     """A digest (BLAKE2b, 128 bits) of every field of ``report`` that decides
     its partition's structure (which nodes, their places and groups, the
-    endpoints and connections) and of the process fields that seldom change.
-    Metrics, times and statuses are left out: two reports of one shape differ
-    only in their nodes' contents. A digest, not the fields: keeping them per
+    endpoints and connections) and of the container and process fields that
+    seldom change. Metrics, times, states, statuses and thread counts are left
+    out (and a container's creation time, which some probes send as it is
+    now less the uptime): two reports of one shape differ only in those. A digest, not the fields: keeping them per
     agent would cost ~40 KB each; a collision is as likely as in any 128-bit
     cryptographic hash, and a probe can craft none.
 
@@ -256,10 +264,10 @@ def build_partition(report: Report, received_at: float, previous: Partition | No
 
 def refreshed(previous: Partition, report: Report, received_at: float) -> Partition:
     """The partition of ``report``, which has ``previous``'s shape: its nodes
-    built from the report, where a process's only changes are its metrics and
-    time a copy of its node in ``previous`` with the new ones (a process node
-    built from scratch is most of the cost of a build); everything else
-    ``previous``'s own objects. Equal to what ``build_partition`` builds."""
+    built from the report, where a container's or process's only changes are
+    its metrics and time a copy of its node in ``previous`` with the new ones
+    (building nodes from scratch is most of the cost of a build); everything
+    else ``previous``'s own objects. Equal to what ``build_partition`` builds."""
     when = report.timestamp.timestamp()
     agent = report.agent_id
     hostname = report.host_name
@@ -273,7 +281,12 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
     }
     containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
     for c in containers:
-        node = _container_node(c, host, agent, when)
+        was = old[container_id(c.id)]
+        if (was.status == c.state and was.metadata.get("status", "") == c.status
+                and was.metadata.get("created") == _created(c)):
+            node = was.seen(when, _container_metrics(c))
+        else:
+            node = _container_node(c, host, agent, when)
         nodes[node.id] = node
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
     for p in processes:
