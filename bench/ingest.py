@@ -68,6 +68,8 @@ def measure(kind: str, connections: int, seconds: float, round_no: int, hosts: i
             drive(port, connections, 600.0, first_agent=first, hosts=hosts, requests=hosts)
         else:
             drive(port, connections, 2.0, first_agent=first)
+        if kind != "baseline":
+            merged(port)  # the warm-up's merges are not the measured rounds'
         cpu = cpu_seconds(proc)
         result = drive(port, connections, seconds, first_agent=first, hosts=hosts)
         if kind != "baseline":
