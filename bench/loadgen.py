@@ -48,12 +48,19 @@ def report_template(index: int, compact: bool) -> bytes:
     return json.dumps(doc, separators=(",", ":")).encode()
 
 
-async def client(host: str, port: int, path: str, template: bytes, deadline: float, tally: Counter) -> None:
+async def client(host: str, port: int, path: str, templates: list[bytes], deadline: float, tally: Counter,
+                 turn: list[int]) -> None:
+    """Send the next of ``templates`` (each a host; ``turn``: the next one's
+    number, shared by the connections, and how many may still be sent) until
+    ``deadline`` or until none may."""
     stream = await trio.open_tcp_stream(host, port)
     conn = h11.Connection(h11.CLIENT)
     sequence = 0
     async with stream:
-        while trio.current_time() < deadline:
+        while trio.current_time() < deadline and turn[1] > 0:
+            template = templates[turn[0] % len(templates)]
+            turn[0] += 1
+            turn[1] -= 1
             sequence += 1
             body = template.replace(PLACEHOLDER.encode(), iso(time.time() + sequence * 1e-3).encode())
             request = h11.Request(method="POST", target=path, headers=[
@@ -79,15 +86,26 @@ async def client(host: str, port: int, path: str, template: bytes, deadline: flo
             conn.start_next_cycle()
 
 
-async def main(url: str, connections: int, seconds: float, compact: bool, first_agent: int) -> None:
+async def main(url: str, connections: int, seconds: float, compact: bool, first_agent: int, hosts: int,
+               requests: int | None) -> None:
     parts = urlsplit(url)
-    templates = [report_template(first_agent + i, compact) for i in range(connections)]
     tally: Counter[str] = Counter()
+    budget = requests if requests is not None else 2**62
+    if hosts > connections:
+        # Every host in turn, whichever connection is free (distinct hosts
+        # rotating, not a few agents re-sending): each host once per pass.
+        templates = [report_template(first_agent + i, compact) for i in range(hosts)]
+        shared = [0, budget]
+        work = [(templates, shared)] * connections
+    else:  # one host (agent) per connection
+        templates = [report_template(first_agent + i, compact) for i in range(connections)]
+        work = [([template], [0, budget]) for template in templates]
+    print("ready", file=sys.stderr, flush=True)
     deadline = trio.current_time() + seconds
     started = time.perf_counter()
     async with trio.open_nursery() as nursery:
-        for template in templates:
-            nursery.start_soon(client, parts.hostname, parts.port, parts.path or "/", template, deadline, tally)
+        for own, turn in work:
+            nursery.start_soon(client, parts.hostname, parts.port, parts.path or "/", own, deadline, tally, turn)
     elapsed = time.perf_counter() - started
     print(json.dumps({"elapsed": elapsed, "statuses": dict(tally), "body_bytes": len(templates[0])}))
 
@@ -99,5 +117,9 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--full", action="store_true", help="the verbose ~58 KB report instead of ~20 KB")
     parser.add_argument("--first-agent", type=int, default=0)
+    parser.add_argument("--hosts", type=int, default=0,
+                        help="distinct hosts, sent in turn over the connections (default: one per connection)")
+    parser.add_argument("--requests", type=int, default=None, help="stop after this many requests in all")
     args = parser.parse_args()
-    trio.run(main, args.url, args.connections, args.seconds, not args.full, args.first_agent)
+    trio.run(main, args.url, args.connections, args.seconds, not args.full, args.first_agent, args.hosts,
+             args.requests)

@@ -5,7 +5,11 @@ matters to the graph, so the actor keeps the newest pending report per agent and
 merges the pending set at most every ``MERGE_INTERVAL`` (and at once when asked
 for a snapshot, so a client reads its own writes). Under load this bounds the
 merge work by the number of agents, not the number of reports; the full metric
-history of every report is kept by the agent actors.
+history of every report is kept by the agent actors. A backlog (a burst of
+reports from a thousand hosts) is merged in slices of ``SLICE_BUDGET``, with
+the messages that came meanwhile handled in between and a version published at
+least every ``MERGE_INTERVAL``, and a read waits for ``READ_BUDGET`` of merging
+at most: it is answered like any other, with the newest version.
 
 Faults: a report that makes the merge fail is logged and left out (the graph is
 rebuilt from the other agents' reports), it does not crash the actor. If the
@@ -56,9 +60,26 @@ agents reporting faster than the merge interval still coalesce."""
 MERGE_SHARE = 0.2
 """Under load the interval grows so that merging takes at most this share of
 the time (a merge of 1,000 agents' reports must not starve the requests)."""
+READ_BUDGET = 0.02
+"""Seconds of merging a read (a snapshot, details, stats) waits for at most,
+once ``READ_AT_LEAST`` reports are merged: it sees every report accepted
+before it unless a backlog is pending (a burst of a thousand hosts' reports is
+seconds of merging), and then the newest version, the rest following in the
+background."""
+READ_AT_LEAST = 32
+"""Pending reports a read has merged before it is answered, however long they
+take (a slow machine): what a client sends before reading, it reads, unless
+it sent more than this at once."""
+SLICE_BUDGET = 0.03
+"""Seconds of merging between two looks at the mailbox when merging in the background,
+so that a read arriving meanwhile waits for no more than this."""
 YIELD_AFTER = 0.02
 """Seconds of merging after which a flush lets other tasks (requests) run: one
 large agent's report takes ~0.1 s to merge and as long to publish."""
+SETTLE_SLICE = 256
+"""Groups (pods, services, process groups) rebuilt between two chances for
+other tasks to run: ~3 ms at 100 processes a host, more for services spanning
+many hosts."""
 PROCESS_HISTORY = 15 * 60.0
 """Seconds of per-process metric history. Hosts and containers keep the full
 ``max_data_age``; a full hour for 100,000 processes would alone take ~250 MB."""
@@ -149,6 +170,10 @@ class TopologyActor(Actor):
         self._last_flush_duration = 0.0
         self._yielded = 0.0
         self._flush_scheduled = False
+        self._last_publish = -float("inf")
+        self._groups: dict[str, set[float]] = {}
+        """Pods and services of the reports merged since the last version,
+        with those reports' metric times: recorded once the version is settled."""
 
     async def on_start(self) -> None:
         await self._recover()
@@ -170,7 +195,7 @@ class TopologyActor(Actor):
                 self.pending[report.agent_id] = MergeReport(report, received_at)
         if self.pending:
             log.warning("topology rebuilt from %d agents' latest reports", len(self.pending))
-            await self._flush()
+            await self._flush(None)
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, MergeReport):
@@ -179,13 +204,13 @@ class TopologyActor(Actor):
             if current is None or message.report.timestamp >= current.report.timestamp:
                 self.pending[agent] = message
             if len(self.pending) >= MAX_PENDING:
-                await self._flush()
+                await self._flush(SLICE_BUDGET, publish=False)
             return None
         if isinstance(message, GetSnapshot):
-            await self._flush()
+            await self._flush(READ_BUDGET, at_least=READ_AT_LEAST)
             return self.snapshot
         if isinstance(message, GetNodeDetails):
-            await self._flush()
+            await self._flush(READ_BUDGET, at_least=READ_AT_LEAST)
             return self._details(message.node_id, message.seconds)
         if isinstance(message, ForgetAgent):
             self.pending.pop(message.agent_id, None)
@@ -193,18 +218,18 @@ class TopologyActor(Actor):
                 self._publish()
             return None
         if isinstance(message, GetNodeSources):
-            await self._flush()
+            await self._flush(READ_BUDGET, at_least=READ_AT_LEAST)
             return self.graph.sources(message.node_id)
         if isinstance(message, _Flush):
             self._flush_scheduled = False
-            await self._flush()
+            await self._flush(SLICE_BUDGET, publish=False)
             return None
         if isinstance(message, _Cleanup):
-            await self._flush()
+            await self._flush(SLICE_BUDGET)
             self._cleanup()
             return None
         if isinstance(message, GetStats):
-            await self._flush()
+            await self._flush(READ_BUDGET, at_least=READ_AT_LEAST)
             return self._stats()
         if isinstance(message, Subscribe):
             self.listeners[message.listener] = None
@@ -216,40 +241,65 @@ class TopologyActor(Actor):
         return await super().handle(message)
 
     async def on_idle(self) -> None:
-        if not self.pending:
-            return
+        if self.pending and self._next_flush() <= 0:
+            await self._flush(SLICE_BUDGET, publish=False)
+        else:
+            self._schedule(at_once=False)
+
+    def _next_flush(self) -> float:
+        """Seconds until the next merge of pending reports is due."""
         interval = max(MERGE_INTERVAL, self._last_flush_duration / MERGE_SHARE)
-        wait = self._last_flush + interval - trio.current_time()
-        if wait <= 0:
-            await self._flush()
-        elif not self._flush_scheduled:
+        return self._last_flush + interval - trio.current_time()
+
+    def _schedule(self, at_once: bool) -> None:
+        """A ``_Flush`` for the reports still pending: ``at_once`` for a
+        backlog (a flush stopped at its budget), else when they are due. No
+        message may come to wake us otherwise."""
+        if self.pending and not self._flush_scheduled:
             self._flush_scheduled = True
-            self.context.send_after(wait, _Flush())
+            self.context.send_after(0.0 if at_once else max(0.0, self._next_flush()), _Flush())
 
     async def on_stop(self) -> None:
         # Every report accepted before shutdown is merged before we go.
         merged = len(self.pending)
-        await self._flush()
+        await self._flush(None)
         log.info("final topology: version %d, %d nodes from %d agents (%d reports merged at shutdown)",
                  self.snapshot.version, len(self.graph.nodes), len(self.graph.partitions), merged,
                  extra={"event": "final_topology", "version": self.snapshot.version,
                         "nodes": len(self.graph.nodes), "agents": len(self.graph.partitions)})
 
-    async def _flush(self) -> None:
-        if not self.pending:
-            self._publish()  # e.g. after a cleanup; merging nothing does not start an interval
-            return
-        self._last_flush = trio.current_time()
-        started = time.perf_counter()
-        pending, self.pending = self.pending, {}
-        self._yielded = started
-        for merge in pending.values():
-            if self._merge(merge):
+    async def _flush(self, budget: float | None, publish: bool = True, at_least: int = 1) -> None:
+        """Merge pending reports, oldest first, for about ``budget`` seconds
+        (None: all of them) or until ``at_least`` are merged; what is left is merged by a ``_Flush`` sent at
+        once, after the messages that came meanwhile (a read among them).
+        Then publish, unless not ``publish`` and reports are still pending and
+        the last version is younger than ``MERGE_INTERVAL``: a version of
+        1,000 hosts costs ~5 ms to publish, too much for every slice."""
+        if self.pending:
+            self._last_flush = trio.current_time()  # merging nothing does not start an interval
+            started = time.perf_counter()
+            self._yielded = started
+            merged = 0
+            while self.pending and (budget is None or merged < at_least or time.perf_counter() - started < budget):
+                merged += 1
+                merge = self.pending.pop(next(iter(self.pending)))
+                if self._merge(merge):
+                    await self._let_others_run()
+                    self._record(merge, self._groups)
                 await self._let_others_run()
-                self._record(merge)
-            await self._let_others_run()
-        self._publish()
-        self._last_flush_duration = time.perf_counter() - started
+            self._last_flush_duration = time.perf_counter() - started
+        if publish or not self.pending or trio.current_time() - self._last_publish >= MERGE_INTERVAL:
+            # Groups are rebuilt once for all the reports merged since the last
+            # version, in slices between which requests get in (a backlog of a
+            # thousand hosts: thousands of groups).
+            self._yielded = time.perf_counter()
+            while not self.graph.settle(SETTLE_SLICE):
+                await self._let_others_run()
+            self._record_groups(self._groups)
+            self._groups = {}
+            self._publish()
+            self._last_publish = trio.current_time()
+        self._schedule(at_once=True)
 
     async def _let_others_run(self) -> None:
         """A checkpoint once this flush has run ``YIELD_AFTER`` without one, so that
@@ -273,9 +323,10 @@ class TopologyActor(Actor):
             return False
         return applied
 
-    def _record(self, merge: MergeReport) -> None:
-        """Record the metrics of a merged report's nodes, and of the pods and
-        services they belong to."""
+    def _record(self, merge: MergeReport, groups: dict[str, set[float]]) -> None:
+        """Record the metrics of a merged report's nodes; add the pods and
+        services they belong to, with the report's metric time, to ``groups``
+        (recorded once the batch is settled: ``_record_groups``)."""
         at = metric_time(merge.report, merge.received_at, self.process_history.retention)
         partition = self.graph.partitions[merge.report.agent_id]
         for node_id, node in partition.nodes.items():
@@ -283,9 +334,18 @@ class TopologyActor(Actor):
                 history = self.process_history if node.kind is NodeKind.PROCESS else self.history
                 history.record(node_id, at, node.metrics)
         for group_id in (*partition.pods, *partition.services):  # sums over their containers
-            group = self.graph.nodes.get(group_id)
+            groups.setdefault(group_id, set()).add(at)
+
+    def _record_groups(self, groups: dict[str, set[float]]) -> None:
+        """Record the pods' and services' sums, as settled after a batch, at
+        the metric times of the batch's reports that touched them (a bucket
+        holds its last value: the group's sum once the batch is merged)."""
+        nodes = self.graph.nodes
+        for group_id, times in groups.items():
+            group = nodes.get(group_id)
             if group is not None:
-                self.history.record(group_id, at, group.metrics)
+                for at in sorted(times):
+                    self.history.record(group_id, at, group.metrics)
 
     def _publish(self) -> None:
         snapshot, diff = self.graph.publish(self.clock())

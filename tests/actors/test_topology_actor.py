@@ -59,10 +59,10 @@ async def test_a_crash_loses_neither_merged_state_nor_queued_reports(settings):
 async def test_a_report_that_cannot_be_merged_is_left_out_without_crashing(monkeypatch, settings):
     real = partition_module.build_partition
 
-    def failing(report, received_at):
+    def failing(report, received_at, previous=None):
         if report.agent_id == "agent-2":
             raise RuntimeError("injected merge failure")
-        return real(report, received_at)
+        return real(report, received_at, previous)
 
     monkeypatch.setattr("trioscope.domain.topology._graph.build_partition", failing)
     async with open_actor_system(supervision_tree(settings)) as system:
@@ -79,9 +79,9 @@ async def test_a_full_topology_mailbox_answers_503_with_retry_after(monkeypatch,
     release = trio.Event()
     real_flush = TopologyActor._flush
 
-    async def held_flush(self):
+    async def held_flush(self, budget, publish=True, at_least=1):
         await release.wait()
-        await real_flush(self)
+        await real_flush(self, budget, publish, at_least)
 
     monkeypatch.setattr(TopologyActor, "_flush", held_flush)
     async with open_actor_system(supervision_tree(settings, topology_mailbox=4)) as system:
@@ -162,3 +162,24 @@ async def test_after_a_hub_restart_clients_get_diffs_not_resets(settings):
         resets = [f for f in frames if f.get("reset")]
         assert len(resets) <= 2, f"{len(resets)} resets of {len(frames)} updates"  # the first view, the restart's
         assert not frames[-1].get("reset") and not frames[-2].get("reset")
+
+
+async def test_a_read_waits_for_no_more_than_its_budget_of_merging_and_loses_nothing(monkeypatch, settings):
+    """Under a backlog (a burst from a thousand hosts is seconds of merging) a
+    snapshot is answered with the newest version rather than after the whole
+    backlog; the reports it did not wait for are merged later, none lost."""
+    from trioscope.actors import topology as topology_module
+
+    monkeypatch.setattr(topology_module, "MERGE_INTERVAL", 3600.0)  # nothing merged in the background meanwhile
+    async with open_actor_system(supervision_tree(settings)) as system:
+        await deliver(system, small_report(1))  # the first is due at once
+        assert await hosts_in(system) == {host_id("host-1")}
+        for i in (2, 3, 4):
+            await deliver(system, small_report(i))
+        monkeypatch.setattr(topology_module, "READ_BUDGET", 0.0)
+        monkeypatch.setattr(topology_module, "READ_AT_LEAST", 1)
+        assert await hosts_in(system) == {host_id("host-1"), host_id("host-2")}
+        stats = await system.lookup(TOPOLOGY).ask(GetStats())  # merges one more
+        assert stats["topology"]["pending_reports"] == 1
+        monkeypatch.undo()
+        assert await hosts_in(system) == {host_id(f"host-{i}") for i in range(1, 5)}

@@ -52,7 +52,7 @@ class TopologyGraph:
         self.edge_cache = edge_cache if edge_cache is not None else EdgeCache()
         """Shared by the versions it publishes: their edges' encodings."""
         self.partitions: dict[str, Partition] = {}
-        self.nodes: dict[str, Node] = {}
+        self._nodes: dict[str, Node] = {}
         self._by_kind: dict[NodeKind, dict[str, Node]] = {k: {} for k in NodeKind}
         self._reps: dict[str, Reps] = {}
         self._sources: dict[str, tuple[str, ...]] = {}
@@ -90,17 +90,30 @@ class TopologyGraph:
         self._dirty_nodes: set[str] = set()
         self._dirty_edges: dict[View, set[EdgeKey]] = {v: set() for v in View}
 
+    @property
+    def nodes(self) -> Mapping[str, Node]:
+        """Every node of the live graph by id (settled first: see ``settle``)."""
+        self.settle()
+        return self._nodes
+
     # ---- applying reports -----------------------------------------------------------
 
     def apply(self, report: Report, received_at: float, partition: Partition | None = None) -> bool:
         """Merge ``report``. Returns False (and changes nothing) if this agent has
         already sent a newer one. ``partition``: the report's
         ``build_partition(report, received_at)``, if the caller built it already
-        (off the event loop, for a large report)."""
+        (off the event loop, for a large report).
+
+        Pods, services and process groups are brought up to date by ``settle``
+        (which ``publish`` calls), once for all the reports merged in between:
+        a service spans hosts, and rebuilding it per report cost a share of
+        the merge that grew with the number of hosts."""
         current = self.partitions.get(report.agent_id)
         if current is not None and report.timestamp.timestamp() < current.report_time:
             return False
-        self._replace(report.agent_id, current, partition or build_partition(report, received_at))
+        if partition is None:
+            partition = build_partition(report, received_at, current)
+        self._replace(report.agent_id, current, partition)
         return True
 
     def sources(self, node_id: str) -> tuple[str, ...]:
@@ -124,6 +137,14 @@ class TopologyGraph:
         return Expired(tuple(stale), removed)
 
     def _replace(self, agent: str, old: Partition | None, new: Partition | None) -> None:
+        if old is not None and new is not None and old.same_structure(new):
+            self._refresh(agent, new)
+        else:
+            self._rebuild(agent, old, new)
+
+    def _rebuild(self, agent: str, old: Partition | None, new: Partition | None) -> None:
+        """Replace ``agent``'s partition by one that may place nodes elsewhere,
+        expose or open other endpoints, or join other groups."""
         if new is None:
             del self.partitions[agent]
         else:
@@ -135,15 +156,57 @@ class TopologyGraph:
         self._update_membership(agent, old, new)
         for node_id in new_nodes:
             self._contribute(node_id, agent, present=True)
-        for group_id in sorted(self._stale_groups):
-            self._rebuild_group(group_id)
-        self._stale_groups.clear()
         self._update_endpoints(agent, old, new)
         self._to_reproject.add(agent)
+        self._reproject_queued()
+
+    def _refresh(self, agent: str, new: Partition) -> None:
+        """Merge a partition of the same structure as the agent's current one
+        (``Partition.same_structure``): its nodes replace their versions and
+        nothing else moves, no edge, endpoint or membership (the common report:
+        new metrics, the same processes and connections)."""
+        self.partitions[agent] = new
+        sources, nodes, by_kind, dirty, node_reps = self._sources, self._nodes, self._by_kind, self._dirty_nodes, self._reps
+        stale, groups_of = self._stale_groups, self._groups_of
+        for node_id, node in new.nodes.items():
+            if len(sources[node_id]) > 1:
+                self._refresh_node(node_id)  # merged with other agents' versions: may move
+                continue
+            # _set_node for a node whose place (parent, representatives) stays:
+            # whether it changed at all, publish sees.
+            nodes[node_id] = by_kind[node.kind][node_id] = node
+            dirty.add(node_id)
+            groups = groups_of.get(node_id)
+            if groups:
+                stale.update(groups)
+            group = node_reps[node_id][_GROUP]
+            if group is not None and group != node_id:
+                stale.add(group)
+        self._reproject_queued()
+
+    def _reproject_queued(self) -> None:
         # Re-projecting changes no node, so one pass reaches a fixed point.
         for reader in sorted(self._to_reproject):
             self._reproject(reader)
         self._to_reproject.clear()
+
+    def settle(self, limit: int | None = None) -> bool:
+        """Rebuild the pods, services and process groups whose members changed
+        since the last call: at most ``limit`` of them (None: all). Returns
+        whether none is left. ``publish`` and ``details`` settle first; call
+        it in slices to bound the time one call takes."""
+        while self._stale_groups:
+            ordered = sorted(self._stale_groups)
+            if limit is not None:
+                if limit <= 0:
+                    return False
+                ordered = ordered[:limit]
+                limit -= len(ordered)
+            self._stale_groups.difference_update(ordered)
+            for group_id in ordered:
+                self._rebuild_group(group_id)
+        self._reproject_queued()  # a group that moved (none is any connection's end, but all the same)
+        return True
 
     def _contribute(self, node_id: str, agent: str, present: bool) -> None:
         agents = self._sources.get(node_id, ())
@@ -181,7 +244,7 @@ class TopologyGraph:
         self._set_node(node_id, merged)
 
     def _set_node(self, node_id: str, node: Node | None) -> None:
-        current = self.nodes.get(node_id)
+        current = self._nodes.get(node_id)
         if current is node or (current is not None and node is not None and current == node):
             return
         if current is not None and current.parent:
@@ -190,10 +253,10 @@ class TopologyGraph:
             if not siblings:  # containers come and go for ever: keep no empty sets
                 del self._children[current.parent]
         if node is None:
-            del self.nodes[node_id]
+            del self._nodes[node_id]
             del self._by_kind[current.kind][node_id]  # type: ignore[union-attr]  # current is a Node: both None returned above
         else:
-            self.nodes[node_id] = node
+            self._nodes[node_id] = node
             self._by_kind[node.kind][node_id] = node
             if node.parent:
                 self._children[node.parent].add(node_id)
@@ -237,7 +300,7 @@ class TopologyGraph:
             return
         by_agent = self._members.get(group_id, {})
         members = sorted({c for ids in by_agent.values() for c in ids})
-        containers = [self.nodes[c] for c in members if c in self.nodes]
+        containers = [self._nodes[c] for c in members if c in self._nodes]
         if not containers:
             self._members.pop(group_id, None)
             self._set_group(group_id, None)
@@ -272,7 +335,7 @@ class TopologyGraph:
 
     def _rebuild_process_group(self, group_id: str) -> None:
         members = self._processes_of.get(group_id, ())
-        node = group_node(group_id, (self.nodes[p] for p in members if p in self.nodes))
+        node = group_node(group_id, (self._nodes[p] for p in members if p in self._nodes))
         self._set_node(group_id, node)
         self._set_reps(group_id, reps(host=node.host or "", process_group=group_id) if node is not None else None)
 
@@ -422,7 +485,7 @@ class TopologyGraph:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._dirty_nodes) or any(self._dirty_edges.values())
+        return bool(self._dirty_nodes or self._stale_groups) or any(self._dirty_edges.values())
 
     @property
     def current(self) -> TopologySnapshot:
@@ -433,25 +496,31 @@ class TopologyGraph:
         """A new snapshot if anything changed since the last one, with the diff;
         else the current snapshot and None."""
         previous = self._published
+        self.settle()
         if not self.dirty:
             return previous, None
         nodes_added: dict[str, Node] = {}
         nodes_updated: dict[str, Node] = {}
         nodes_removed: list[str] = []
         dirty_kinds: set[NodeKind] = set()
+        live = self._nodes
+        published = {kind: previous.nodes_of(kind) for kind in NodeKind}
         for node_id in self._dirty_nodes:
-            before, after = previous.node(node_id), self.nodes.get(node_id)
+            after = live.get(node_id)
+            kind = after.kind if after is not None else kind_of(node_id)
+            before = published[kind].get(node_id)
             if before is after:
                 continue
             if after is None:
                 nodes_removed.append(node_id)
             elif before is None:
                 nodes_added[node_id] = after
-            elif before == after:
+            # Seen again: not equal (the whole comparison is the costly part).
+            elif before.last_seen == after.last_seen and before == after:
                 continue
             else:
                 nodes_updated[node_id] = after
-            dirty_kinds.add(kind_of(node_id))
+            dirty_kinds.add(kind)
 
         edges_added: dict[str, Edge] = {}
         edges_updated: dict[str, Edge] = {}
@@ -500,21 +569,22 @@ class TopologyGraph:
     def details(self, node_id: str) -> dict[str, Any] | None:
         """A node with its parents, children and connected nodes (for the UI's
         details panel)."""
-        node = self.nodes.get(node_id)
+        self.settle()
+        node = self._nodes.get(node_id)
         if node is None:
             return None
         parents: list[dict[str, Any]] = []
         parent = node.parent
-        while parent is not None and parent in self.nodes and len(parents) < 8:
-            parents.append(_brief(self.nodes[parent]))
-            parent = self.nodes[parent].parent
+        while parent is not None and parent in self._nodes and len(parents) < 8:
+            parents.append(_brief(self._nodes[parent]))
+            parent = self._nodes[parent].parent
         node_reps = self._reps.get(node_id)
         groups = []
         if node_reps is not None:
             for group in (node_reps[VIEWS.index(View.PODS)], node_reps[VIEWS.index(View.SERVICES)]):
-                if group and group != node_id and group in self.nodes:
-                    groups.append(_brief(self.nodes[group]))
-        children = sorted((_brief(self.nodes[c]) for c in self._children.get(node_id, ()) if c in self.nodes),
+                if group and group != node_id and group in self._nodes:
+                    groups.append(_brief(self._nodes[group]))
+        children = sorted((_brief(self._nodes[c]) for c in self._children.get(node_id, ()) if c in self._nodes),
                           key=lambda b: b["id"])
         connected: dict[str, dict[str, Any]] = {}
         view = next(v for v in View if v.kind is node.kind)
@@ -527,9 +597,9 @@ class TopologyGraph:
                 other, direction = source, "inbound"
             else:
                 continue
-            if other not in self.nodes:
+            if other not in self._nodes:
                 continue
-            entry = connected.setdefault(other, {**_brief(self.nodes[other]), "directions": set(), "connections": 0})
+            entry = connected.setdefault(other, {**_brief(self._nodes[other]), "directions": set(), "connections": 0})
             entry["directions"].add(direction)
             entry["connections"] += count
         return {
@@ -555,7 +625,7 @@ class TopologyGraph:
         # clients last saw, including what disappeared with the failed agent.
         graph.version, graph._published = self.version, self._published
         graph._edges = {v: dict(edges) for v, edges in self._edges.items()}
-        graph._dirty_nodes.update(self.nodes)
+        graph._dirty_nodes.update(self._nodes)
         for view, counts in self._edge_counts.items():
             graph._dirty_edges[view].update(counts)
         for agent, partition in self.partitions.items():

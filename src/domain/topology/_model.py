@@ -21,6 +21,11 @@ class NodeKind(enum.Enum):
     PROCESS_GROUP = "process_group"
     """The processes of one name on one host (``_process_groups``)."""
 
+    # Members are singletons compared by identity: hashed by identity too, in
+    # C, rather than by Enum's hash of the name in Python (a dict keyed by kind
+    # is read several times per node of every merge).
+    __hash__ = object.__hash__
+
 
 class View(enum.Enum):
     """What ``GET /api/v1/query/topology?view=`` shows: the nodes of one kind and
@@ -35,6 +40,8 @@ class View(enum.Enum):
     """Processes grouped by name per host, kernel threads left out (Weave
     Scope's "application processes by name"): ~13,000 groups where there are
     100,000 processes."""
+
+    __hash__ = object.__hash__  # as NodeKind's
 
     @property
     def kind(self) -> NodeKind:
@@ -126,6 +133,13 @@ class Node:
     _entry: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
     """The cached ``entry()``: a slot rather than a one-item list, which cost
     88 bytes more per node (2 MB per 20,000 processes)."""
+
+    def seen(self, last_seen: float, metrics: Mapping[str, float]) -> Node:
+        """This node as reported again at ``last_seen`` with ``metrics``, the
+        rest as it is (the metadata shared, not copied)."""
+        return Node(id=self.id, kind=self.kind, label=self.label, parent=self.parent, host=self.host,
+                    agent_id=self.agent_id, status=self.status, last_seen=last_seen, metadata=self.metadata,
+                    metrics=metrics)
 
     def as_dict(self) -> dict[str, Any]:
         """The node as topology listings and diffs show it: identity, place,

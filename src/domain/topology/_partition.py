@@ -9,11 +9,14 @@ it still has to resolve against everyone else's endpoints.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from operator import attrgetter
 from sys import intern
 from typing import Any
 
 import attrs
+import orjson
 
 from trioscope.wire import (
     WILDCARDS, ContainerIds, ContainerInfo, HostInfo, ProcessInfo, Report, is_loopback, normal_address, pod_of,
@@ -61,6 +64,9 @@ class Partition:
     """Pod id -> its container node ids on this host."""
     services: Mapping[str, tuple[str, ...]]
     """Service id -> its container node ids on this host."""
+    shape: bytes = b""
+    """``report_shape`` of the report it was built from: a later report of the
+    same shape is built by ``refreshed`` (its nodes only)."""
     solo: tuple[str] = attrs.field(init=False, eq=False)
     """``(agent_id,)``: the graph's record of who describes each node only this
     agent describes, one tuple for all of them."""
@@ -68,6 +74,17 @@ class Partition:
     @solo.default
     def _solo(self) -> tuple[str]:
         return (self.agent_id,)
+
+    def same_structure(self, other: Partition) -> bool:
+        """Whether ``other`` places the same nodes the same way and exposes and
+        opens the same endpoints: then only its nodes' contents (metrics,
+        times, statuses) differ, and merging it moves no edge and no group
+        member. The same objects when ``refreshed`` built it; else compared
+        (each part at C speed: ~20 us for a typical host)."""
+        return (self.reps is other.reps or (
+            self.reps == other.reps and self.outgoing == other.outgoing and self.listeners == other.listeners
+            and self.local_listeners == other.local_listeners and self.addresses == other.addresses
+            and self.pods == other.pods and self.services == other.services))
 
 
 def _groups(labels: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -121,7 +138,7 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> 
         if getattr(c, key):
             meta[key] = getattr(c, key)
     if c.created is not None:
-        meta["created"] = c.created.isoformat().replace("+00:00", "Z")
+        meta["created"] = _created(c)
     if c.labels:
         meta["labels"] = dict(c.labels)
     if c.ports:
@@ -142,19 +159,26 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> 
         meta["pod"] = pod
     if service:
         meta["service"] = service
-    metrics: dict[str, float] = {}
-    if c.stats is not None:
-        s = c.stats
-        # What the UI sizes, colours and draws sparklines by; the rest of the
-        # engine's statistics stay in the report (GET .../agents/{id}/latest).
-        metrics = {
-            "cpu_percent": s.cpu_percent,
-            "memory_mb": s.memory_usage_mb,
-            "network_rx_bytes_per_sec": s.network_rx_bytes_per_sec,
-            "network_tx_bytes_per_sec": s.network_tx_bytes_per_sec,
-        }
     return Node(id=container_id(c.id), kind=NodeKind.CONTAINER, label=name, parent=host, host=host,
-                agent_id=agent_id, status=c.state, last_seen=when, metadata=meta, metrics=metrics)
+                agent_id=agent_id, status=c.state, last_seen=when, metadata=meta, metrics=_container_metrics(c))
+
+
+def _created(c: ContainerInfo) -> str | None:
+    return c.created.isoformat().replace("+00:00", "Z") if c.created is not None else None
+
+
+def _container_metrics(c: ContainerInfo) -> dict[str, float]:
+    s = c.stats
+    if s is None:
+        return {}
+    # What the UI sizes, colours and draws sparklines by; the rest of the
+    # engine's statistics stay in the report (GET .../agents/{id}/latest).
+    return {
+        "cpu_percent": s.cpu_percent,
+        "memory_mb": s.memory_usage_mb,
+        "network_rx_bytes_per_sec": s.network_rx_bytes_per_sec,
+        "network_tx_bytes_per_sec": s.network_tx_bytes_per_sec,
+    }
 
 
 def is_kernel_thread(p: ProcessInfo) -> bool:
@@ -192,8 +216,99 @@ def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, contain
     )
 
 
-def build_partition(report: Report, received_at: float) -> Partition:
-    """Everything ``report`` contributes, stamped with the report's own time."""
+_CONTAINER_SHAPE = attrgetter("id", "name", "labels", "image", "image_id", "env_names", "env", "command")
+_PORT_SHAPE = attrgetter("container_port", "protocol", "host_ip", "host_port")
+_NETWORK_SHAPE = attrgetter("name", "ip_address")
+_PROCESS_SHAPE = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup")
+_CONNECTION_SHAPE = attrgetter("protocol", "local_address", "local_port", "remote_address", "remote_port", "state",
+                               "pid")
+
+
+def report_shape(report: Report) -> bytes:
+    """A digest (BLAKE2b, 128 bits) of every field of ``report`` that decides
+    its partition's structure (which nodes, their places and groups, the
+    endpoints and connections) and of the container and process fields that
+    seldom change. Metrics, times, states, statuses and thread counts are left
+    out (and a container's creation time, which some probes send as it is
+    now less the uptime): two reports of one shape differ only in those. A digest, not the fields: keeping them per
+    agent would cost ~40 KB each; a collision is as likely as in any 128-bit
+    cryptographic hash, and a probe can craft none.
+
+    ~0.1 ms for a host of 100 processes and 200 connections (a full build: ~1 ms)."""
+    info = report.host_info
+    containers = report.docker_info.containers if report.docker_info else ()
+    processes = report.processes_info.processes if report.processes_info else ()
+    connections = report.network_info.connections if report.network_info else ()
+    document = (
+        report.host_name,
+        info.ip_addresses if info is not None else None,
+        [(*_CONTAINER_SHAPE(c), list(map(_PORT_SHAPE, c.ports)), list(map(_NETWORK_SHAPE, c.networks)))
+         for c in containers],
+        list(map(_PROCESS_SHAPE, processes)),
+        list(map(_CONNECTION_SHAPE, connections)),
+    )
+    return hashlib.blake2b(orjson.dumps(document), digest_size=16).digest()
+
+
+def build_partition(report: Report, received_at: float, previous: Partition | None = None) -> Partition:
+    """Everything ``report`` contributes, stamped with the report's own time.
+
+    ``previous``: the agent's current partition. If ``report`` has its shape
+    (``report_shape``), as a host's reports mostly do, only the nodes are built
+    again and the rest is ``previous``'s (``refreshed``)."""
+    shape = report_shape(report)
+    if previous is not None and previous.shape == shape and previous.agent_id == report.agent_id:
+        return refreshed(previous, report, received_at)
+    return _build(report, received_at, shape)
+
+
+def refreshed(previous: Partition, report: Report, received_at: float) -> Partition:
+    """The partition of ``report``, which has ``previous``'s shape: its nodes
+    built from the report, where a container's or process's only changes are
+    its metrics and time a copy of its node in ``previous`` with the new ones
+    (building nodes from scratch is most of the cost of a build); everything
+    else ``previous``'s own objects. Equal to what ``build_partition`` builds."""
+    when = report.timestamp.timestamp()
+    agent = report.agent_id
+    hostname = report.host_name
+    host = previous.host
+    info = report.host_info
+    old = previous.nodes
+    meta, metrics = _host_metadata(report, info)
+    nodes: dict[str, Node] = {
+        host: Node(id=host, kind=NodeKind.HOST, label=hostname, parent=None, host=None, agent_id=agent,
+                   status="up", last_seen=when, metadata=meta, metrics=metrics)
+    }
+    containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
+    for c in containers:
+        was = old[container_id(c.id)]
+        if (was.status == c.state and was.metadata.get("status", "") == c.status
+                and was.metadata.get("created") == _created(c)):
+            node = was.seen(when, _container_metrics(c))
+        else:
+            node = _container_node(c, host, agent, when)
+        nodes[node.id] = node
+    processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
+    for p in processes:
+        was = old[process_id(hostname, p.pid)]
+        inside = was.metadata.get("container_id")  # its container's node id
+        container: Node | None = None
+        if inside is not None:
+            container = nodes.get(inside)
+            if container is None:  # inferred from its processes: as it was, seen now
+                container = old[inside].seen(when, {})
+                nodes[inside] = container
+        process_metrics = {"cpu_percent": p.cpu_percent, "memory_mb": p.memory_rss_bytes / 1048576}
+        if was.metadata.get("status", "") == p.status and was.metadata.get("threads", 0) == p.threads and (
+                container is None or was.metadata.get("container_name") == container.label):
+            node = was.seen(when, process_metrics)
+        else:
+            node = _process_node(p, hostname, host, was.parent or host, container, agent, when)
+        nodes[node.id] = node
+    return attrs.evolve(previous, report_time=when, received_at=received_at, nodes=nodes)
+
+
+def _build(report: Report, received_at: float, shape: bytes) -> Partition:
     when = report.timestamp.timestamp()
     agent = report.agent_id
     hostname = report.host_name
@@ -329,4 +444,5 @@ def build_partition(report: Report, received_at: float) -> Partition:
         outgoing=tuple(outgoing),
         pods={k: tuple(v) for k, v in pods.items()},
         services={k: tuple(v) for k, v in services.items()},
+        shape=shape,
     )

@@ -14,8 +14,8 @@ and projects connections onto groups like onto any other view.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
+from operator import attrgetter
 from typing import Any
 
 from ._model import Node, NodeKind, process_group_id
@@ -34,22 +34,31 @@ def name_of(process: Node) -> str:
     return process.metadata.get("name") or process.label
 
 
+_BY_ID = attrgetter("id")
+_RECENCY = attrgetter("last_seen", "id")
+
+
 def group_node(group_id: str, members: Iterable[Node]) -> Node | None:
     """The node of group ``group_id`` from its member processes (None for
     none): their CPU and memory summed, how many there are, their pids, how
     many are in each status, and the status most of them are in.
 
     The same whatever order ``members`` come in (sums are taken in id order)."""
-    ordered = sorted(members, key=lambda node: node.id)
+    ordered = sorted(members, key=_BY_ID)
     if not ordered:
         return None
     first = ordered[0]
-    newest = max(ordered, key=lambda node: (node.last_seen, node.id))
-    statuses = Counter(node.status for node in ordered)
-    cpu = [node.metrics.get("cpu_percent", 0.0) for node in ordered]
+    newest = max(ordered, key=_RECENCY)
+    # Rebuilt for every report of the host (a dozen groups a host): each
+    # figure by one comprehension, rather than a Counter and generators.
+    metrics = [node.metrics for node in ordered]
+    cpu = [m.get("cpu_percent", 0.0) for m in metrics]
+    statuses: dict[str, int] = {}
+    for node in ordered:
+        statuses[node.status] = statuses.get(node.status, 0) + 1
     metadata: dict[str, Any] = {
         "name": name_of(first),
-        "pids": sorted(node.metadata.get("pid", 0) for node in ordered),
+        "pids": sorted([node.metadata.get("pid", 0) for node in ordered]),
         "statuses": dict(sorted(statuses.items())),
     }
     return Node(
@@ -62,7 +71,7 @@ def group_node(group_id: str, members: Iterable[Node]) -> Node | None:
         metrics={
             "cpu_percent": sum(cpu),
             "cpu_percent_max": max(cpu),
-            "memory_mb": sum(node.metrics.get("memory_mb", 0.0) for node in ordered),
+            "memory_mb": sum([m.get("memory_mb", 0.0) for m in metrics]),
             "processes": float(len(ordered)),
         },
     )

@@ -1,0 +1,143 @@
+"""What merging a report costs the topology actor when only its metrics changed,
+against a full merge of the same report, measured in the same run.
+
+    .venv/bin/python bench/merge_cost.py [--hosts 100] [--rounds 7] [--profile]
+    PYTHONPATH=<a git archive of an older src, as trioscope> .venv/bin/python bench/merge_cost.py   # older code
+
+A graph of ``--hosts`` hosts (10 containers, 100 processes, 200 connections to
+peers each: tests/synthetic.py) is loaded; then each round merges every host's
+report twice, as the actor does (a batch of reports, then one publish):
+
+* full: a report whose structure changed (one connection more or fewer than the
+  host's last report), so everything is built and merged again;
+* metrics only: the same report again with other metrics and a later time.
+
+Each is timed as the actor's work per report: ``TopologyGraph.apply`` (the
+partition built from the decoded report), recording the nodes' metrics in their
+history, and the batch's ``publish`` (groups settled, diff, snapshot) divided by
+the batch. Decoding is not merging and is left out (it happens in the request).
+Times are this process's CPU time (``time.process_time``): on a machine shared
+with other work, time spent waiting for a core is not the merge's.
+Target (issue 20): metrics only <= 0.25x full, median of the rounds.
+
+``--profile``: cProfile of the metrics-only batches, top functions by own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.synthetic import host_report  # noqa: E402
+
+from trioscope.domain.timeseries import MetricHistory  # noqa: E402
+from trioscope.domain.topology import NodeKind, TopologyGraph  # noqa: E402
+from trioscope.wire import Report, decode_report  # noqa: E402
+
+T0 = 1_760_000_000.0
+
+
+def document(index: int, when: float, load: float, fewer: bool) -> dict[str, Any]:
+    """Host ``index``'s report; ``load`` moves every metric, ``fewer`` drops its last connection."""
+    doc = host_report(index + 1, timestamp=when, peers=[index + 2, index + 3], cpu=20.0 + load,
+                      container_load=load)
+    for c in doc["docker_info"]["containers"]:
+        c["created"] = "2025-10-01T00:00:00Z"  # the generator's moves with the report's time; a container's does not
+    for p in doc["processes_info"]["processes"]:
+        p["cpu_percent"] += load
+        p["memory_rss_bytes"] += int(load) * 4096
+    if fewer:
+        doc["network_info"]["connections"].pop()
+    return doc
+
+
+PHASES = ("apply", "record", "settle", "publish")
+
+
+def merge_batch(graph: TopologyGraph, history: MetricHistory, reports: list[Report], now: float) -> dict[str, float]:
+    """CPU seconds per report of each phase of merging ``reports`` as the topology actor does."""
+    gc.collect()
+    clock = time.process_time
+    spent = dict.fromkeys(PHASES, 0.0)
+    for report in reports:
+        started = clock()
+        graph.apply(report, now)
+        applied = clock()
+        at = report.timestamp.timestamp()
+        for node_id, node in graph.partitions[report.agent_id].nodes.items():
+            if node.metrics:
+                history.record(node_id, at, node.metrics)
+        spent["apply"] += applied - started
+        spent["record"] += clock() - applied
+    started = clock()
+    if hasattr(graph, "settle"):  # code before the short path settled groups in apply
+        graph.settle()
+    settled = clock()
+    graph.publish(now)
+    spent["settle"] += settled - started
+    spent["publish"] += clock() - settled
+    return {phase: seconds / len(reports) for phase, seconds in spent.items()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hosts", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    graph = TopologyGraph(T0)
+    history = MetricHistory(3600.0)
+    loaded = [decode_report(document(i, T0, 0.0, fewer=False)) for i in range(args.hosts)]
+    merge_batch(graph, history, loaded, T0)
+    profile = cProfile.Profile() if args.profile else None
+    rounds: list[tuple[dict[str, float], dict[str, float]]] = []
+    for round_no in range(1, args.rounds + 1):
+        when = T0 + 30 * round_no
+        fewer = round_no % 2 == 1  # alternately one connection fewer and as loaded: a new structure each round
+        structural = [decode_report(document(i, when, round_no, fewer)) for i in range(args.hosts)]
+        metrics_only = [decode_report(document(i, when + 15, round_no + 0.5, fewer)) for i in range(args.hosts)]
+        full = merge_batch(graph, history, structural, when)
+        if profile is not None:
+            profile.enable()
+        short = merge_batch(graph, history, metrics_only, when + 15)
+        if profile is not None:
+            profile.disable()
+        rounds.append((full, short))
+        print(f"round {round_no}: full {_line(full)} | metrics only {_line(short)} | "
+              f"ratio {sum(short.values()) / sum(full.values()):.3f}, merge ratio {_merge(short) / _merge(full):.3f}",
+              flush=True)
+    full_ms = statistics.median(sum(f.values()) for f, _ in rounds) * 1e3
+    short_ms = statistics.median(sum(s.values()) for _, s in rounds) * 1e3
+    ratio = statistics.median(sum(s.values()) / sum(f.values()) for f, s in rounds)
+    merge_ratio = statistics.median(_merge(s) / _merge(f) for f, s in rounds)
+    print(f"median: full {full_ms:.3f} ms, metrics only {short_ms:.3f} ms per report (CPU), ratio {ratio:.3f}x; "
+          f"merge alone (apply + settle) ratio {merge_ratio:.3f}x ({args.hosts} hosts, {args.rounds} rounds)")
+    print(f"target <= 0.25x: {'met' if ratio <= 0.25 else 'MISSED'} (all of it), "
+          f"{'met' if merge_ratio <= 0.25 else 'MISSED'} (merge alone)")
+    nodes = sum(1 for node in graph.nodes.values() if node.kind is NodeKind.PROCESS)
+    print(f"graph: {len(graph.nodes)} nodes ({nodes} processes), version {graph.version}")
+    if profile is not None:
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+    return 0
+
+
+def _merge(phases: dict[str, float]) -> float:
+    return phases["apply"] + phases["settle"]
+
+
+def _line(phases: dict[str, float]) -> str:
+    return f"{sum(phases.values()) * 1e3:.3f} ms (" + " ".join(f"{k} {v * 1e3:.3f}" for k, v in phases.items()) + ")"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
