@@ -9,12 +9,13 @@ from typing import Any, TypeVar
 
 import orjson
 import trio
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, g, request
 
 from trioscope.actors.agent import LatestReport, Timeseries
 from trioscope.actors.topology import GetNodeDetails, GetSnapshot, GetStats
 from trioscope.config import format_duration, parse_duration
 from trioscope.domain.agents import rfc3339
+from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.topology import (
     CACHE_LIMIT,
     MAX_PAGE,
@@ -220,7 +221,29 @@ async def node(node_id: str) -> Response:
         # Parents, children and neighbours are named with their ids: another
         # tenant's are left out, as in the views.
         details = _without_hidden(details, reporters)
-    return json_response(details)
+    deployment_hash = await _reporters_deployment(details["node"].get("agent_id") or "")
+    return json_response({**details, "deployment_hash": deployment_hash})
+
+
+async def _reporters_deployment(reporter_id: str) -> str | None:
+    """The deployment the node's probe is enrolled in, for a signed-in user of
+    its tenant (None otherwise): the label its agent's points carry in the
+    metrics API, which the details panel lists beside the host's own series
+    (a metrics engine behind ``--metrics-url`` holds only the written ones)."""
+    reader: Principal | None = g.get("reader")
+    if reader is None and _gate.bearer() is not None:
+        try:
+            reader = await _gate.user(Permission.READ)
+        except ApiError:
+            reader = None  # the read is open: a bad token only loses the extra
+    if reader is None or not reporter_id:
+        return None
+    found = await _gate.directory()
+    agent = found.reporting_agent(reporter_id)
+    deployment = found.deployments.get(agent.deployment_hash) if agent is not None else None
+    if agent is None or deployment is None or deployment.tenant != reader.tenant:
+        return None
+    return agent.deployment_hash
 
 
 def _without_hidden(details: dict[str, Any], reporters: Callable[[str], bool]) -> dict[str, Any]:

@@ -157,3 +157,38 @@ def test_a_refused_query_and_a_refused_token_are_said_plainly(ui: Ui) -> None:
     ui.click_node("host:host-0")
     ui.page.wait_for_selector("#signin[open]")
     assert "Your session ended" in ui.page.inner_text("#signin-error")
+
+
+def test_an_engine_that_keeps_no_host_series_still_lists_what_the_deployments_agent_wrote(ui: Ui) -> None:
+    # Behind --metrics-url the engine holds only the written points (no
+    # trioscope_node_* series to learn the deployment from): the node's
+    # details name its probe's deployment, and its series are listed by it.
+    enrolled_host(ui)
+
+    def without_host_series(route: Route) -> None:
+        answer = route.fetch()
+        found = answer.json()
+        found["data"] = [labels for labels in found["data"] if not labels["__name__"].startswith("trioscope_node_")]
+        route.fulfill(response=answer, body=json.dumps(found))
+
+    ui.page.route("**/prometheus/api/v1/series?**", without_host_series)
+    open_host(ui, "host:host-0")
+    ui.page.wait_for_function(f"() => [...document.querySelectorAll('{PANEL} select option')]"
+                              ".some(o => o.textContent.startsWith('requests_count'))")
+    assert not any(label.startswith("trioscope_node_") for label in options(ui))
+
+
+def test_node_details_name_the_probes_deployment_to_a_user_of_its_tenant_only(ui: Ui) -> None:
+    agent = enrolled_host(ui)
+    url = f"{ui.server.base_url}/api/v1/query/nodes/host:host-0"
+
+    def named(token: str | None) -> object:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        answer = httpx.get(url, headers=headers)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["deployment_hash"]
+
+    assert named(ui.server.user_token("alice", "acme", "VIEWER")) == agent.deployment_hash
+    assert named(ui.server.user_token("mallory", "other", "ADMIN")) is None
+    assert named(None) is None
+    assert named("not-a-token") is None  # the read is open: a bad token loses only the extra

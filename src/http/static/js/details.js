@@ -172,7 +172,7 @@ export class DetailsPanel {
     this.top.replaceChildren(...top);
     this.rest.replaceChildren(...sections);
     if (this.series.root.parentNode !== this.body) this.body.replaceChildren(this.top, this.series.root, this.rest);
-    this.series.refresh(node.agent_id || "");
+    this.series.refresh(node.agent_id || "", details.deployment_hash || "");
   }
 
   #metrics(node, history) {

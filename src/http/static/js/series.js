@@ -33,9 +33,10 @@ export class SeriesChart {
     this.abort = null;
   }
 
-  // Lists the series of the node `agentId` reports and draws the chosen one
+  // Lists the series of the node `agentId` reports (and of `deploymentHash`,
+  // its probe's deployment when the server names it) and draws the chosen one
   // (again, when the panel refreshes). Never throws: failures are shown.
-  async refresh(agentId) {
+  async refresh(agentId, deploymentHash = "") {
     this.stop();
     if (agentId !== this.agent) {
       this.agent = agentId || "";
@@ -46,6 +47,7 @@ export class SeriesChart {
       this.#state("loading", "loading the series…");
     }
     if (!this.agent) return this.#state("empty", "No probe reports this node: it has no series.");
+    if (deploymentHash) this.hashes.set(this.agent, deploymentHash); // also where no host series are kept
     const abort = (this.abort = new AbortController());
     try {
       let found = await this.#list(abort.signal);
