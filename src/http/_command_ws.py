@@ -72,7 +72,7 @@ from ._command_views import delivery_view
 from ._errors import REFUSALS, UNAVAILABLE, ApiError, error_response, refusal_status
 from ._client_sockets import serve_client_socket
 from ._services import services
-from ._shared import AgentRetired, ask_queue, credentials_failure, give_back, wait_for_command
+from ._shared import AgentRetired, ask_queue, credentials_failure, give_back, stop_follow, wait_for_command
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("command_ws", __name__)
@@ -303,6 +303,8 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
             return _nack(request_id, 403, "wrong_deployment", "the report names another deployment"), None
         reported = report.command_id
         _, changed = await ask_queue(deployment_hash, Report(report, agent_id))
+        if report.status != "executing":
+            stop_follow(report.command_id, "finished")
     except ApiError as exc:
         answer = _nack(request_id, exc.status, exc.code, exc.message)
         answer["close"] = exc.status in (401, 403, 410) and exc.code not in _ONE_MESSAGE_REFUSALS

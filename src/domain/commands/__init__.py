@@ -23,10 +23,13 @@ from ._wire import MAX_PARAMETERS_BYTES as MAX_PARAMETERS_BYTES
 from ._wire import AgentRegistration as AgentRegistration
 from ._wire import CommandReport as CommandReport
 from ._wire import CreateCommand as CreateCommand
+from ._wire import MAX_LOG_BATCH as MAX_LOG_BATCH
+from ._wire import LogBatch as LogBatch
+from ._wire import LogEntry as LogEntry
 
 __all__ = [
-    "CANCEL_PREFIX", "MAX_JSON_DEPTH", "MAX_PARAMETERS_BYTES", "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
+    "CANCEL_PREFIX", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_PARAMETERS_BYTES", "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
     "CancelNotice", "Command", "CommandEvent", "CommandReport", "CommandStatus", "CreateCommand",
-    "Delivery", "DeploymentQueue", "IllegalTransition", "Priority", "StatusChange", "cancel_notice_id",
+    "Delivery", "DeploymentQueue", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "cancel_notice_id",
     "command_document", "command_from_document", "new_command", "next_status",
 ]
