@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -29,7 +30,7 @@ from ._executor import ControlError, _container, _int
 
 log = logging.getLogger("trioscope_probe")
 
-MAX_FOLLOWS = 4
+MAX_FOLLOWS = 5
 """Follows this probe runs at once; more fail at once."""
 LINES_PER_SECOND = 200
 MAX_LINE = 16 * 1024
@@ -42,16 +43,20 @@ LEVELS = {"stdout": "info", "stderr": "error"}
 Post = Callable[[bytes], Awaitable[httpx.Response]]
 
 
+_STAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
+"""The engine's ``timestamps`` prefix: RFC 3339 with up to nanoseconds."""
+
+
 def _entry(source: str, raw: bytes) -> dict[str, Any]:
-    """One line as the server takes it; the engine's timestamp (``timestamps``
-    prefix, nanoseconds) when it has one, else now."""
+    """One line as the server takes it: the engine's timestamp in UTC, cut to
+    microseconds (else now, and the line as it came), the line cut at ``MAX_LINE``."""
     stamp, _, message = raw.partition(b" ")
-    try:
-        text = stamp.decode()
-        head, _, fraction = text.rstrip("Z").partition(".")
-        moment = datetime.fromisoformat(head).replace(tzinfo=UTC)
+    found = _STAMP.fullmatch(stamp.decode("ascii", "replace"))
+    if found is not None:
+        head, fraction, offset = found.groups()
+        moment = datetime.fromisoformat(head + ("+00:00" if offset == "Z" else offset)).astimezone(UTC)
         timestamp = moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction[:6]}" if fraction else "") + "Z"
-    except ValueError:
+    else:
         timestamp, message = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), raw
     line = message.decode("utf-8", "replace").rstrip("\r")
     if len(line) > MAX_LINE:

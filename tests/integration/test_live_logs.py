@@ -71,7 +71,9 @@ async def test_lines_reach_the_requesting_user_until_the_follow_is_stopped(serve
         agent = await enroll(client, server, operator)
         hash_ = agent.deployment_hash
         colleague = Operator(server, fresh("user"), operator.tenant)  # same tenant, not an admin
-        async with user_socket(server, operator) as mine, user_socket(server, colleague) as theirs:
+        admin = Operator(server, fresh("admin"), operator.tenant, "ADMIN")
+        async with (user_socket(server, operator) as mine, user_socket(server, colleague) as theirs,
+                    user_socket(server, admin) as admins):
             created = await follow(client, operator, hash_)
             assert created.status_code == 202, created.text
             command_id = created.json()["command_id"]
@@ -89,6 +91,7 @@ async def test_lines_reach_the_requesting_user_until_the_follow_is_stopped(serve
             assert (lines[0]["command_id"], lines[0]["deployment_hash"], lines[0]["container"]) == (
                 command_id, hash_, "web")
             assert [e for e in await until_pong(theirs) if e["type"] == "log_entry"] == []
+            assert [e["message"] for e in await until_pong(admins) if e["type"] == "log_entry"] == ["hello", "oops"]
 
             stopped = await client.post(operator.url(hash_, f"/commands/{command_id}/cancel"), headers=operator.auth)
             assert stopped.status_code == 200, stopped.text
@@ -172,6 +175,24 @@ async def test_follows_are_bounded_in_number_rate_and_volume(server: ServerProce
             assert after.status_code == 410 and after.json()["error"]["details"]["reason"] == "volume_limit"
         # The ended follow no longer counts.
         assert (await follow(client, operator, hash_)).status_code == 202
+
+
+async def test_a_follow_ends_at_its_time_limit() -> None:
+    with ServerProcess(["--log-follow-max-duration", "1s"]) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            agent = await enroll(client, server, operator)
+            hash_ = agent.deployment_hash
+            command_id = (await follow(client, operator, hash_)).json()["command_id"]
+
+            async def ended() -> httpx.Response | None:
+                response = await agent.signed_post(client, LOGS, {"command_id": command_id, "deployment_hash": hash_,
+                                                                  "entries": [entry("tick")]})
+                assert response.status_code in (200, 410), response.text
+                return response if response.status_code == 410 else None
+
+            answer = await eventually(ended, deadline=30)
+            assert answer.json()["error"]["details"]["reason"] == "time_limit"
 
 
 # ---- the probe and a real engine --------------------------------------------------------------
