@@ -20,7 +20,7 @@ import trio
 
 from . import _signing
 from ._executor import DEFAULT_ALLOWED, ControlError, execute
-from ._follow import MAX_FOLLOWS, LogFollow
+from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._transport import RETRIABLE, Backoff, ServerUnavailable
 
 log = logging.getLogger("trioscope_probe")
@@ -254,10 +254,10 @@ class CommandAgent:
             await self._report({"command_id": command_id, "status": "failed", "error": error,
                                 "completed_at": stamp})
 
-    def _engine(self) -> docker.DockerClient:
+    def _engine(self, timeout: int = 30) -> docker.DockerClient:
         try:
-            return (docker.DockerClient(base_url=self.docker_host, timeout=30) if self.docker_host
-                    else docker.from_env(timeout=30))
+            return (docker.DockerClient(base_url=self.docker_host, timeout=timeout) if self.docker_host
+                    else docker.from_env(timeout=timeout))
         except docker.errors.DockerException as exc:
             raise ControlError(f"no container engine: {exc}") from None
 
@@ -278,7 +278,7 @@ class CommandAgent:
             error = f"this probe already follows {MAX_FOLLOWS} logs (its limit)"
         if error is None:
             try:
-                client = await trio.to_thread.run_sync(self._engine)
+                client = await trio.to_thread.run_sync(self._engine, STREAM_TIMEOUT)
                 follow = await trio.to_thread.run_sync(LogFollow, client, command_id,
                                                        self.credentials.deployment_hash, parameters, self._post_logs)
             except ControlError as exc:

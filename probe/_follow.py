@@ -17,13 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import docker
+import docker.errors
 import httpx
+import requests.exceptions
 import trio
 
 from ._executor import ControlError, _container, _int
@@ -36,7 +39,14 @@ LINES_PER_SECOND = 200
 MAX_LINE = 16 * 1024
 BUFFERED = 2000
 BATCH_LINES = 200
-BATCH_SECONDS = 0.25
+BATCH_SECONDS = 1.0
+"""At most one batch a second per follow: five busy follows stay well inside
+the server's per-agent request rate (600 a minute by default)."""
+QUIET_SECONDS = 10.0
+"""Without lines for this long, an empty batch asks the server whether the follow goes on."""
+STREAM_TIMEOUT = 10
+"""The engine client's read timeout for follows: how long a stopped follow's
+thread may still wait on a quiet stream, and how often a quiet stream is opened again."""
 LEVELS = {"stdout": "info", "stderr": "error"}
 """A container's streams carry no level: stderr lines are shown as errors."""
 
@@ -45,6 +55,17 @@ Post = Callable[[bytes], Awaitable[httpx.Response]]
 
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)")
 """The engine's ``timestamps`` prefix: RFC 3339 with up to nanoseconds."""
+
+
+def _stamp_key(raw: bytes) -> tuple[int, int] | None:
+    """When a line was written, as (unix seconds, nanoseconds), to compare lines
+    of two openings of a stream; None without a readable timestamp."""
+    found = _STAMP.fullmatch(raw.partition(b" ")[0].decode("ascii", "replace"))
+    if found is None:
+        return None
+    head, fraction, offset = found.groups()
+    moment = datetime.fromisoformat(head + ("+00:00" if offset == "Z" else offset))
+    return int(moment.timestamp()), int((fraction or "0")[:9].ljust(9, "0"))
 
 
 def _entry(source: str, raw: bytes) -> dict[str, Any]:
@@ -77,73 +98,140 @@ class LogFollow:
         self.post = post
         self.send, self.receive = trio.open_memory_channel[dict[str, Any]](BUFFERED)
         self.streams: list[Any] = []
+        self.stopped = threading.Event()
+        """Set when the follow ends: the reading threads open no stream after it."""
         self.sent = self.dropped = 0
         self.ended: str | None = None
 
     async def run(self) -> dict[str, Any]:
-        """Follow until the server ends it or the caller cancels; answers the result."""
+        """Follow until the server ends it, the container stops or the caller
+        cancels; answers the result."""
         token = trio.lowlevel.current_trio_token()
         try:
             async with trio.open_nursery() as nursery:
-                for source in ("stdout", "stderr"):
-                    stream = self.container.logs(stdout=source == "stdout", stderr=source == "stderr",
-                                                 stream=True, follow=True, timestamps=True,
-                                                 tail=self.tail if self.tail else 0)
-                    self.streams.append(stream)
-                    nursery.start_soon(self._read, stream, source, token)
+                async with self.send:
+                    for source in ("stdout", "stderr"):
+                        nursery.start_soon(self._read, source, self.send.clone(), token)
                 await self._forward()
                 nursery.cancel_scope.cancel()
         finally:
+            self.stopped.set()
             self._close()
         return {"container_id": self.container.id, "lines": self.sent, "dropped": self.dropped,
                 "ended": self.ended or "stopped"}
 
     def _close(self) -> None:
-        for stream in self.streams:
+        for stream in list(self.streams):
             try:
                 stream.close()
             except Exception as exc:  # noqa: BLE001  # a stream already broken: nothing left to stop
                 log.debug("closing a log stream of %s: %s", self.command_id, exc)
 
-    async def _read(self, stream: Any, source: str, token: trio.lowlevel.TrioToken) -> None:
+    async def _read(self, source: str, send: trio.MemorySendChannel[dict[str, Any]],
+                    token: trio.lowlevel.TrioToken) -> None:
+        """One stream's lines into ``send``, closed when the container stopped
+        (once both are, the follow ends)."""
         def push(lines: list[bytes]) -> None:
             for raw in lines:
                 try:
-                    self.send.send_nowait(_entry(source, raw))
+                    send.send_nowait(_entry(source, raw))
                 except trio.WouldBlock:
                     self.dropped += 1
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    return  # the follow ended: the thread stops at its next chunk or when its stream closes
 
-        def read() -> None:
-            pending = b""
-            for chunk in stream:
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                if len(pending) > 4 * MAX_LINE:  # a line without end: sent in pieces
-                    lines.append(pending)
-                    pending = b""
-                if lines:
-                    trio.from_thread.run_sync(push, lines, trio_token=token)
+        def hand_over(lines: list[bytes]) -> bool:
+            try:
+                trio.from_thread.run_sync(push, lines, trio_token=token)
+            except trio.RunFinishedError:  # the probe is ending
+                return False
+            return True
 
-        # abandon_on_cancel: the thread ends once its stream is closed (``_close``).
-        await trio.to_thread.run_sync(read, abandon_on_cancel=True)
+        async with send:
+            # abandon_on_cancel: the thread ends once its stream is closed (``_close``),
+            # or at its next read timeout.
+            await trio.to_thread.run_sync(self._follow_stream, source, hand_over, abandon_on_cancel=True)
+
+    def _follow_stream(self, source: str, hand_over: Callable[[list[bytes]], bool]) -> None:
+        """Read one stream of the container until it stops (worker thread).
+
+        The engine may hold a quiet stream's answer until the first line
+        (Podman does), and the client's read timeout ends a quiet stream: it is
+        opened again from the newest line's second, lines already passed
+        skipped, for as long as the container runs."""
+        since: int | None = None
+        newest: tuple[int, int] | None = None
+        while not self.stopped.is_set():
+            try:
+                stream = self.container.logs(stdout=source == "stdout", stderr=source == "stderr", stream=True,
+                                             follow=True, timestamps=True,
+                                             **({"tail": self.tail} if since is None else {"since": since}))
+                self.streams.append(stream)
+                if self.stopped.is_set():  # stopped while it opened: _close may have missed it
+                    stream.close()
+                pending = b""
+                for chunk in stream:
+                    pending += chunk
+                    *lines, pending = pending.split(b"\n")
+                    if len(pending) > 4 * MAX_LINE:  # a line without end: sent in pieces
+                        lines.append(pending)
+                        pending = b""
+                    fresh = []
+                    for raw in lines:
+                        key = _stamp_key(raw)
+                        if key is not None and newest is not None and key <= newest:
+                            continue  # passed on before the stream was opened again
+                        newest = key or newest
+                        fresh.append(raw)
+                    if fresh and not hand_over(fresh):
+                        return
+                if pending and not hand_over([pending]):
+                    return
+            except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
+                if isinstance(exc, docker.errors.NotFound):
+                    return
+                log.debug("log stream of %s ended: %s", self.command_id, exc)
+            if self.stopped.is_set() or not self._running():
+                return
+            since = newest[0] if newest is not None else int(time.time()) - 1
+            if since <= 0:
+                since = 1
+
+    def _running(self) -> bool:
+        try:
+            self.container.reload()
+        except (requests.exceptions.RequestException, docker.errors.DockerException):
+            return False
+        return bool(self.container.status in ("running", "paused", "restarting"))
 
     async def _forward(self) -> None:
-        """Batches of what the readers queued, at most ``LINES_PER_SECOND``."""
+        """Batches of what the readers queued, at most ``LINES_PER_SECOND``;
+        an empty one after ``QUIET_SECONDS`` without lines, to hear whether the
+        server still wants them (its time limit passes on a quiet container too)."""
         allowance, refilled = float(LINES_PER_SECOND), trio.current_time()
         while self.ended is None:
-            batch: list[dict[str, Any]] = [await self.receive.receive()]
-            with trio.move_on_after(BATCH_SECONDS):
-                while len(batch) < BATCH_LINES:
+            batch: list[dict[str, Any]] = []
+            try:
+                with trio.move_on_after(QUIET_SECONDS):
                     batch.append(await self.receive.receive())
+                with trio.move_on_after(BATCH_SECONDS):
+                    while batch and len(batch) < BATCH_LINES:
+                        batch.append(await self.receive.receive())
+            except trio.EndOfChannel:
+                if batch:
+                    await self._send(batch)
+                self.ended = self.ended or "container_stopped"
+                return
             now = trio.current_time()
             allowance = min(float(LINES_PER_SECOND), allowance + (now - refilled) * LINES_PER_SECOND)
             refilled = now
             keep = int(allowance)
+            quiet = not batch
             if keep < len(batch):
                 self.dropped += len(batch) - keep
                 batch = batch[:keep]
             allowance -= len(batch)
-            if batch:
+            if batch or quiet:
                 await self._send(batch)
 
     async def _send(self, batch: list[dict[str, Any]]) -> None:

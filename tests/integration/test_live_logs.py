@@ -23,6 +23,7 @@ from trio_websocket import WebSocketConnection, open_websocket_url
 
 from tests.integration.test_commands import Operator, enroll, fresh
 from tests.integration.test_probe import probe
+from tests.integration.test_probe_containers import container  # noqa: F401 (a fixture)
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.waiting import eventually
@@ -259,3 +260,35 @@ async def test_the_probe_streams_a_containers_log_until_stopped(docker_host: str
 
                     await eventually(written_on, deadline=30)
                     assert [e for e in await until_pong(ws) if e["type"] == "log_entry"] == []
+
+
+async def test_the_probe_ends_a_follow_at_the_servers_time_limit_and_when_the_container_stops(
+        docker_host: str, chatty_container: Any, container: Any, tmp_path: Path) -> None:  # noqa: F811
+    with ServerProcess(["--log-follow-max-duration", "3s"]) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("ops"), fresh("acme"))
+            deployment = await operator.create_deployment(client)
+            hash_ = deployment["deployment_hash"]
+            with probe(server.base_url, "probe-logs", "--docker-host", docker_host, "--deployment-hash", hash_,
+                       "--enrollment-token", deployment["enrollment_token"], "--state-dir", str(tmp_path)):
+                async def finished(command_id: str) -> dict[str, Any]:
+                    async def done() -> dict[str, Any] | None:
+                        command = await operator.get(client, hash_, command_id)
+                        return command if command["status"] in ("completed", "failed", "cancelled") else None
+
+                    return await eventually(done, deadline=60)  # type: ignore[no-any-return]
+
+                # A quiet container: the probe hears of the time limit when it asks (every 10 s of quiet).
+                quiet = (await follow(client, operator, hash_, container=container.id)).json()["command_id"]
+                ended = await finished(quiet)
+                assert (ended["status"], ended["result"]["ended"]) == ("completed", "time_limit"), ended
+
+                chatty = (await follow(client, operator, hash_, container=chatty_container.id)).json()["command_id"]
+
+                async def executing() -> bool:
+                    return (await operator.get(client, hash_, chatty))["status"] == "executing"
+
+                await eventually(executing, deadline=60)
+                await trio.to_thread.run_sync(lambda: chatty_container.kill())
+                stopped = await finished(chatty)
+                assert (stopped["status"], stopped["result"]["ended"]) == ("completed", "container_stopped"), stopped

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trioscope_probe._follow import MAX_LINE, _entry
+from trioscope_probe._follow import MAX_LINE, _entry, _stamp_key
 
 
 def test_the_engines_timestamp_is_kept_in_utc_to_the_microsecond():
@@ -22,3 +22,9 @@ def test_long_lines_are_cut_and_bad_bytes_replaced():
     entry = _entry("stdout", b"2026-12-02T11:13:21Z " + b"x" * (MAX_LINE * 2))
     assert len(entry["message"]) == MAX_LINE and entry["message"].endswith("…")
     assert _entry("stdout", b"2026-12-02T11:13:21Z caf\xe9")["message"] == "caf\ufffd"
+
+
+def test_lines_of_two_openings_compare_by_when_they_were_written():
+    assert _stamp_key(b"2026-12-02T11:13:21.000000001Z a") > _stamp_key(b"2026-12-02T11:13:21Z b")
+    assert _stamp_key(b"2026-12-02T12:13:21.5+01:00 a") == _stamp_key(b"2026-12-02T11:13:21.500Z b")
+    assert _stamp_key(b"no stamp") is None
