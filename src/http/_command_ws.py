@@ -2,7 +2,8 @@
 
 ``/ws/user/{user_id}?token=``: ``command_progress``, ``command_completed``,
 ``agent_status`` and ``system_alert`` events of the user's deployments (all of
-the tenant's for admins), from an event-client actor per socket. A browser
+the tenant's for admins), and ``log_entry`` events of the user's log follows
+(``trioscope.actors.log_follows``), from an event-client actor per socket. A browser
 cannot set an Authorization header on a WebSocket, and a token in the URL ends
 up in proxy logs, so the token may come as subprotocols instead: offer
 ``trioscope`` and ``bearer.<token>``; the server chooses ``trioscope``.

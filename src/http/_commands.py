@@ -27,7 +27,7 @@ from ._errors import ApiError
 from ._responses import json_bytes_response, json_response
 from ._services import services
 from ._shared import (
-    MAX_PAGE, ask_queue, boolean_argument, date_argument, decode_create, integer_argument, stop_follow, submit,
+    MAX_PAGE, ask_queue, boolean_argument, date_argument, decode_create, integer_argument, end_follow, submit,
     user_actor,
 )
 
@@ -276,6 +276,6 @@ async def confirm_command(user_id: str, deployment_hash: str, command_id: str) -
 async def cancel_command(user_id: str, deployment_hash: str, command_id: str) -> Response:
     """Cancel a command: at once if queued, by a cancel sent to the agent if it has it."""
     response = await _change(user_id, deployment_hash, command_id, "cancel", Cancel)
-    stop_follow(command_id, "stopped")  # a follow's lines stop now, before the agent hears of the cancel
+    await end_follow(command_id, "stopped")  # a follow's lines stop now, before the agent hears of the cancel
     return response
 

@@ -35,7 +35,7 @@ from trioscope.domain.log_follows import Admission, FollowEnded, FollowLimitReac
 from trioscope.domain.deployments import AgentAuthFailure, Deployment
 from trioscope.domain.principals import Principal
 from trioscope.wire import InvalidDocument, MemoryBudget, decode, parse_timestamp
-from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull
+from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull
 from trioscope.system import LOG_FOLLOWS
 
 from . import _gate
@@ -218,6 +218,15 @@ async def admit_log_entries(batch: LogBatch) -> Admission:
     bounds pass go to users as ``log_entry`` events."""
     return await _ask_follows(Entries(batch.deployment_hash, batch.command_id, tuple(batch.entries),  # type: ignore[no-any-return]  # replies are untyped; Entries' is an Admission
                                       time.time()))
+
+
+async def end_follow(command_id: str, reason: str) -> None:
+    """End a follow if there is one, and wait until it has: every batch of
+    its lines admitted before is with the notifier, and none is after."""
+    try:
+        await services().system.lookup(LOG_FOLLOWS).ask(StopFollow(command_id, reason), timeout=5.0)
+    except (MailboxFull, ActorStopped, ActorNotFound, AskTimeout):
+        log.warning("follow %s not stopped at once: the follows actor is busy or away; its limits end it", command_id)
 
 
 def stop_follow(command_id: str, reason: str) -> None:
