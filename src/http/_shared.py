@@ -191,7 +191,14 @@ def follow_container(create: CreateCommand) -> str | None:
     container = create.parameters.get("container") or create.parameters.get("container_id")
     if not isinstance(container, str) or not container or len(container) > 256:
         raise _bad_parameter("container", "a follow needs the container's id or name (at most 256 characters)")
+    tail = create.parameters.get("tail", 10)
+    if type(tail) is not int or not 0 <= tail <= MAX_FOLLOW_TAIL:
+        raise _bad_parameter("tail", f"must be an integer from 0 to {MAX_FOLLOW_TAIL} (lines of history first)")
     return container
+
+
+MAX_FOLLOW_TAIL = 10_000
+"""Lines of history a follow may start with (the probe's own bound)."""
 
 
 def _bad_parameter(name: str, message: str) -> ApiError:

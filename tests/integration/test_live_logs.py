@@ -143,6 +143,8 @@ async def test_bad_batches_are_refused_naming_the_field(server: ServerProcess) -
         no_container = await client.post(operator.url(hash_, "/commands"), headers=operator.auth, json={
             "type": "docker.logs", "parameters": {"follow": True}})
         assert no_container.status_code == 400 and "$.parameters.container" in no_container.text
+        bad_tail = await follow(client, operator, hash_, tail=-1)
+        assert bad_tail.status_code == 400 and "$.parameters.tail" in bad_tail.text
 
 
 async def test_follows_are_bounded_in_number_rate_and_volume(server: ServerProcess) -> None:
