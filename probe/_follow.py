@@ -85,6 +85,36 @@ def _entry(source: str, raw: bytes) -> dict[str, Any]:
     return {"timestamp": timestamp, "level": LEVELS[source], "message": line, "source": source}
 
 
+class SeenLines:
+    """Which lines of a stream opened again (``since`` the newest line's second)
+    were passed on already. The engine's timestamps may be whole seconds
+    (Podman's are): lines are told apart by their moment and how many of that
+    moment were passed."""
+
+    def __init__(self) -> None:
+        self.newest: tuple[int, int] | None = None
+        self.same = 0
+        """Lines passed on that were written at ``newest``."""
+        self.skip_before: tuple[int, int] | None = None
+        self.skip_at = 0
+
+    def reopened(self) -> None:
+        """The stream starts again: what it repeats is skipped."""
+        self.skip_before, self.skip_at = self.newest, self.same
+
+    def passes(self, key: tuple[int, int] | None) -> bool:
+        """Whether a line written at ``key`` (None: unknown) is new."""
+        if key is not None and self.skip_before is not None:
+            if key < self.skip_before:
+                return False
+            if key == self.skip_before and self.skip_at > 0:
+                self.skip_at -= 1
+                return False
+        if key is not None:
+            self.newest, self.same = (self.newest, self.same + 1) if key == self.newest else (key, 1)
+        return True
+
+
 class LogFollow:
     """One follow: engine streams in, batches out."""
 
@@ -160,8 +190,9 @@ class LogFollow:
         opened again from the newest line's second, lines already passed
         skipped, for as long as the container runs."""
         since: int | None = None
-        newest: tuple[int, int] | None = None
+        seen = SeenLines()
         while not self.stopped.is_set():
+            seen.reopened()
             try:
                 stream = self.container.logs(stdout=source == "stdout", stderr=source == "stderr", stream=True,
                                              follow=True, timestamps=True,
@@ -176,13 +207,7 @@ class LogFollow:
                     if len(pending) > 4 * MAX_LINE:  # a line without end: sent in pieces
                         lines.append(pending)
                         pending = b""
-                    fresh = []
-                    for raw in lines:
-                        key = _stamp_key(raw)
-                        if key is not None and newest is not None and key <= newest:
-                            continue  # passed on before the stream was opened again
-                        newest = key or newest
-                        fresh.append(raw)
+                    fresh = [raw for raw in lines if seen.passes(_stamp_key(raw))]
                     if fresh and not hand_over(fresh):
                         return
                 if pending and not hand_over([pending]):
@@ -193,9 +218,7 @@ class LogFollow:
                 log.debug("log stream of %s ended: %s", self.command_id, exc)
             if self.stopped.is_set() or not self._running():
                 return
-            since = newest[0] if newest is not None else int(time.time()) - 1
-            if since <= 0:
-                since = 1
+            since = max(1, seen.newest[0] if seen.newest is not None else int(time.time()) - 1)
 
     def _running(self) -> bool:
         try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trioscope_probe._follow import MAX_LINE, _entry, _stamp_key
+from trioscope_probe._follow import MAX_LINE, SeenLines, _entry, _stamp_key
 
 
 def test_the_engines_timestamp_is_kept_in_utc_to_the_microsecond():
@@ -28,3 +28,14 @@ def test_lines_of_two_openings_compare_by_when_they_were_written():
     assert _stamp_key(b"2026-12-02T11:13:21.000000001Z a") > _stamp_key(b"2026-12-02T11:13:21Z b")
     assert _stamp_key(b"2026-12-02T12:13:21.5+01:00 a") == _stamp_key(b"2026-12-02T11:13:21.500Z b")
     assert _stamp_key(b"no stamp") is None
+
+
+def test_a_stream_opened_again_skips_what_it_passed_even_with_whole_second_timestamps():
+    seen = SeenLines()
+    seen.reopened()  # the first opening: nothing to skip
+    assert [seen.passes(k) for k in [(10, 0), (11, 0), (11, 0)]] == [True, True, True]
+    seen.reopened()  # since second 11: both lines of 11 come again, then new ones
+    assert [seen.passes(k) for k in [(11, 0), (11, 0), (11, 0), (12, 0)]] == [False, False, True, True]
+    seen.reopened()
+    assert [seen.passes(k) for k in [(11, 0), (12, 0), (12, 0)]] == [False, False, True]
+    assert seen.passes(None) is True
