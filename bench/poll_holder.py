@@ -481,13 +481,22 @@ async def interleave(args: argparse.Namespace) -> None:
                 with trio.CancelScope(shield=True):
                     await http.aclose()
 
+    databases = dict(spec.split("=", 1) for spec in args.pg_database)
+    for i, target in enumerate(targets):
+        target["database"] = databases.get(str(i))
+        target["db_cpu"] = [0.0] * args.cycles
+
     async def cpu_meter() -> None:
         for k in range(n, (args.cycles + 1) * n):
             target = targets[k % n]
             await trio.sleep_until(start + k * width + settle)
-            before = sum(target["proc"].cpu_times()[:2])
+            # The server's process and its children (the workers of --workers N).
+            processes = [target["proc"], *target["proc"].children(recursive=True)]
+            backends = postgres_backends(args.pg_url, target["database"]) if target["database"] else []
+            before, db_before = process_cpu(processes), process_cpu(backends)
             await trio.sleep_until(start + (k + 1) * width)
-            target["cpu"][k // n - 1] = (sum(target["proc"].cpu_times()[:2]) - before) / (width - settle)
+            target["cpu"][k // n - 1] = (process_cpu(processes) - before) / (width - settle)
+            target["db_cpu"][k // n - 1] = (process_cpu(backends) - db_before) / (width - settle)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(cpu_meter)
@@ -495,7 +504,28 @@ async def interleave(args: argparse.Namespace) -> None:
             nursery.start_soon(worker, i)
     print(json.dumps({"slice": width, "settle": settle, "targets": [
         {"mode": t["mode"], "rates": [c / (width - settle) for c in t["counts"]], "server_cpu": t["cpu"],
-         "statuses": dict(t["tally"])} for t in targets]}))
+         "db_cpu": t["db_cpu"], "statuses": dict(t["tally"])} for t in targets]}))
+
+
+def process_cpu(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``processes`` (those that have exited count 0)."""
+    total = 0.0
+    for proc in processes:
+        try:
+            total += sum(proc.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return total
+
+
+def postgres_backends(url: str, database: str) -> list[psutil.Process]:
+    """The PostgreSQL server processes serving connections to ``database`` now
+    (pg_stat_activity; the query's own connection is to another database)."""
+    import psycopg  # only interleave with --pg-database needs it
+
+    with psycopg.connect(url, autocommit=True) as db:
+        pids = [row[0] for row in db.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (database,))]
+    return [psutil.Process(pid) for pid in pids]
 
 
 async def e2e_ws(args: argparse.Namespace) -> None:
@@ -561,6 +591,11 @@ def main() -> None:
     parser.add_argument("--slice", type=float, default=3.0, help="interleave: seconds per target and cycle")
     parser.add_argument("--settle", type=float, default=1.0, help="interleave: seconds of each slice not counted")
     parser.add_argument("--cycles", type=int, default=8, help="interleave: counted cycles (after one warm-up cycle)")
+    parser.add_argument("--pg-database", action="append", default=[],
+                        help="interleave: INDEX=DBNAME, the PostgreSQL database of the INDEX-th target (0-based), "
+                             "whose backends' CPU is measured beside the server's")
+    parser.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
+                        help="interleave: where to read pg_stat_activity")
     args = parser.parse_args()
     if args.port is None and args.mode != "interleave":
         parser.error(f"{args.mode}: --port is required")

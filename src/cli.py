@@ -43,6 +43,7 @@ from trioscope.store import (
     token_secret,
 )
 from trioscope.wire import client_tls
+from trioscope.workers import run_workers, workers_refusal
 
 
 def _version() -> str:
@@ -61,8 +62,11 @@ metric history and delivers commands to agents.
 SERVE_DESCRIPTION = """\
 Run the server: the HTTP API, WebSocket updates and the actors behind them.
 Stops gracefully on SIGINT or SIGTERM (a second signal stops at once).
+With --workers N (a PostgreSQL --database), N processes serve the one port
+under a parent that restarts a worker that dies and stops them all on SIGTERM.
 Exit codes: 0 clean stop, 1 failure (cannot listen, internal failure, shutdown
-overran), 2 bad configuration.
+overran, a worker kept failing), 2 bad configuration (also --workers above 1
+with SQLite).
 """
 
 
@@ -387,7 +391,12 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.print_config:
         print(format_effective(settings))
         return ExitCode.OK
+    if (refusal := workers_refusal(settings)) is not None:
+        print(f"trioscope: configuration error: {refusal}", file=sys.stderr)
+        return ExitCode.USAGE
     configure_logging(settings.log.level, settings.log.format)
+    if settings.server.workers > 1:
+        return int(trio.run(run_workers, settings, sys.stdout))
     tune_garbage_collector()
     return int(trio.run(serve, settings, sys.stdout))
 

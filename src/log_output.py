@@ -30,10 +30,14 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
 class HumanFormatter(logging.Formatter):
     """``2026-11-23T10:17:01.123Z INFO  trioscope.runtime: /root/topology started``
     followed by the traceback, if any, on the next lines. Extra fields are left
-    out: the message already says them in words."""
+    out: the message already says them in words. The one exception is the
+    serving process (``--workers``), ``[worker 2]`` before the logger name:
+    every worker writes to the same stream."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_utc(record.created)} {record.levelname:<5} {record.name}: {record.getMessage()}"
+        worker = getattr(record, "worker", None)
+        tag = f"[worker {worker}] " if worker is not None else ""
+        line = f"{_utc(record.created)} {record.levelname:<5} {tag}{record.name}: {record.getMessage()}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -56,11 +60,27 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str, fmt: str, stream: IO[str] | None = None) -> None:
+class WorkerTag(logging.Filter):
+    """Marks every record with the serving process that wrote it (``worker``,
+    1..N of ``--workers``): a JSON key, or ``[worker N]`` in human lines."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
+def configure_logging(level: str, fmt: str, stream: IO[str] | None = None, *, worker: int | None = None) -> None:
     """Send every record at ``level`` or above to ``stream`` (stderr) as ``fmt``
-    (``human`` or ``json``), replacing handlers installed earlier."""
+    (``human`` or ``json``), replacing handlers installed earlier. ``worker``:
+    this is serving process ``worker`` of several, and every line says so."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else HumanFormatter())
+    if worker is not None:
+        handler.addFilter(WorkerTag(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -1,6 +1,9 @@
 """``trioscope serve``: the supervision tree and the HTTP front end in one
 ``trio.run``, and a graceful shutdown bounded by ``server.shutdown_timeout``.
 
+The same function runs each serving process of ``--workers N``
+(``trioscope.workers``), on a listening socket its parent bound.
+
 Shutdown order on SIGINT/SIGTERM: stop accepting connections and let in-flight
 requests finish (Hypercorn's graceful phase, half the budget), then stop the
 actors in reverse start order, each draining its mailbox. A second signal, or the
@@ -13,12 +16,15 @@ import enum
 import gc
 import ipaddress
 import logging
+import os
 import signal
+import socket
 import sqlite3
 import ssl
 from collections.abc import AsyncIterator
 from typing import TextIO
 
+import attrs
 import hypercorn
 import trio
 from hypercorn.config import Sockets
@@ -50,6 +56,20 @@ class ExitCode(enum.IntEnum):
 
 TLS_HANDSHAKE_TIMEOUT = 10.0
 """Seconds a new connection has to finish its TLS handshake."""
+
+
+@attrs.frozen(kw_only=True)
+class ServingWorker:
+    """This process is worker ``index`` of ``--workers``, started by
+    ``trioscope.workers``: it serves on the listening socket its parent bound,
+    and stops (gracefully) when ``parent_fd``, a pipe only the parent writes to,
+    reaches end of file: the parent is gone, however it went."""
+
+    index: int
+    listen_fd: int
+    parent_fd: int
+    secure: bool = False
+    """The socket is to speak TLS (Hypercorn wraps it, with the configured certificate)."""
 
 
 def bind_address(settings: Settings) -> str:
@@ -124,6 +144,24 @@ def close_sockets(sockets: Sockets) -> None:
         sock.close()
 
 
+def inherited(worker: ServingWorker) -> Sockets:
+    """The listening socket the parent bound, passed down as ``worker.listen_fd``."""
+    sock = socket.socket(fileno=worker.listen_fd)
+    sock.setblocking(False)  # the parent's is already; this says what trio needs
+    if worker.secure:
+        return Sockets(secure_sockets=[sock], insecure_sockets=[], quic_sockets=[])
+    return Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+
+
+async def _watch_parent(parent_fd: int, stop: trio.Event) -> None:
+    async with trio.lowlevel.FdStream(os.dup(parent_fd)) as pipe:
+        while await pipe.receive_some():
+            pass
+    if not stop.is_set():
+        log.warning("the parent process is gone: shutting down")
+        stop.set()
+
+
 async def _watch_signals(signals: AsyncIterator[int], stop: trio.Event,
                          everything: trio.CancelScope, budget: float) -> None:
     async for signum in signals:
@@ -175,6 +213,7 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
         + ("  (every interface)" if s.server.host in ("0.0.0.0", "::") else ""),
         f"Reads:                 {'need a user token (auth.protect_reads)' if s.auth.protect_reads else 'open'}",
         f"Port:                  {s.server.port}",
+        *([f"Workers:               {s.server.workers} processes on this port"] if s.server.workers > 1 else []),
         f"Max Data Age:          {format_duration(s.storage.max_data_age)}",
         f"Cleanup Interval:      {format_duration(s.storage.cleanup_interval)}",
         f"Stale Node Threshold:  {format_duration(s.agents.stale_threshold)}",
@@ -228,19 +267,24 @@ def _open_data_dir(settings: Settings) -> StoreReader | None:
         return None
 
 
-async def serve(settings: Settings, out: TextIO) -> ExitCode:
-    """Run until SIGINT/SIGTERM; return the process exit code."""
+async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = None) -> ExitCode:
+    """Run until SIGINT/SIGTERM; return the process exit code. ``worker``: this
+    is one of ``--workers`` processes (None: the only one), which binds nothing
+    and runs no local probe (its parent does both, once)."""
     budget = settings.server.shutdown_timeout
     config = hypercorn_config(settings)
     if settings.server.tls and (problem := check_tls(config)) is not None:
         log.error("cannot use the TLS certificate %s and key %s: %s", settings.server.tls_cert,
                   settings.server.tls_key, problem)
         return ExitCode.FAILED
-    try:
-        sockets = listen(config)
-    except OSError as exc:
-        log.error("cannot listen on %s: %s", bind_address(settings), exc.strerror or exc)
-        return ExitCode.FAILED
+    if worker is not None:
+        sockets = inherited(worker)
+    else:
+        try:
+            sockets = listen(config)
+        except OSError as exc:
+            log.error("cannot listen on %s: %s", bind_address(settings), exc.strerror or exc)
+            return ExitCode.FAILED
     # Off the event loop: a PostgreSQL server may take its connect timeout to answer.
     reader = await trio.to_thread.run_sync(_open_data_dir, settings)
     if reader is None:
@@ -254,12 +298,14 @@ async def serve(settings: Settings, out: TextIO) -> ExitCode:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_signals, signals, stop, everything, budget)
                     nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval)
+                    if worker is not None:
+                        nursery.start_soon(_watch_parent, worker.parent_fd, stop)
                     async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
                         await resume_open_queues(system, reader)
-                        app = create_app(system, settings, reader)
+                        app = create_app(system, settings, reader, worker=None if worker is None else worker.index)
                         async with trio.open_nursery() as http:
                             binds = await http.start(_serve_http, app, config, sockets, stop)
-                            if settings.agents.local_probe and binds:
+                            if settings.agents.local_probe and binds and worker is None:
                                 http.start_soon(run_local_probe, probe_url(binds[0]), stop, settings.server.tls_cert or None)
                             if (warning := open_reads_warning(settings)) is not None:
                                 log.warning("%s", warning.removeprefix("WARNING: "))

@@ -9,9 +9,12 @@ and the roster, which hands them reports, stops before all of them.
 from __future__ import annotations
 
 
+import functools
 import logging
+import uuid
 
 from trioscope.actors.alerts import AlertsActor
+from trioscope.actors.change_feed import change_feed_spec
 from trioscope.actors.client_owner import ClientOwnerActor
 from trioscope.actors.deployment_queue import Snapshot
 from trioscope.actors.directory import DirectoryActor
@@ -28,7 +31,7 @@ from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.metric_labels import TenantLabels
 from trioscope.runtime import ActorSpec, ActorSystem, Published, Strategy, SupervisorSpec, dynamic_supervisor
-from trioscope.store import Database, StoreReader, resolve_database
+from trioscope.store import Database, StoreReader, follow_changes, postgres_url, resolve_database
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +72,10 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     """
     path = database_path(settings)
     shared_reader = reader if reader is not None else StoreReader(path)
+    # Names this process in the database's change notifications, so that its
+    # change feed skips what it committed itself.
+    origin = uuid.uuid4().hex
+    replicas_url = postgres_url(path)
     # Outlives restarts of the directory actor: the HTTP edge keeps reading the same one.
     directory_view: Published[AgentDirectory] = Published(AgentDirectory())
     # Outlives restarts of the hub: a restarted hub goes on serving its clients.
@@ -83,7 +90,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
         children=[
             # Durable state first: everything below may read and write it while
             # it starts and while it drains at shutdown.
-            ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader,
+            ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader, origin=origin,
                                                                 retention=settings.storage.history_retention),
                       mailbox_size=65536,
                       shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2)),
@@ -94,7 +101,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="directory",
                       factory=lambda: DirectoryActor(settings, store_path=STORE, reader=shared_reader,
                                                      notifier_path=NOTIFIER, published=directory_view,
-                                                     queues_path=QUEUES),
+                                                     queues_path=QUEUES, shared=replicas_url is not None),
                       mailbox_size=8192),
             # One queue actor per deployment, started on demand by its owner,
             # which every request for a queue goes through (and which stops
@@ -105,10 +112,16 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                                                       notifier_path=NOTIFIER, directory_path=DIRECTORY,
                                                       command_stats=command_stats),
                       mailbox_size=QUEUE_OWNER_MAILBOX),
+            # Replicas (PostgreSQL): what the others commit, handed to the
+            # directory, the queues and the users' sockets here.
+            *([change_feed_spec(functools.partial(follow_changes, replicas_url, origin), shared_reader,
+                                directory_path=DIRECTORY, queue_owner_path=QUEUE_OWNER, notifier_path=NOTIFIER)]
+              if replicas_url is not None else []),
             # Alerts to users: the server's own rules, and Alertmanager's webhook.
             ActorSpec(name="alerts",
                       factory=lambda: AlertsActor(settings, store_path=STORE, notifier_path=NOTIFIER,
-                                                  directory=directory_view, command_stats=command_stats),
+                                                  directory=directory_view, command_stats=command_stats,
+                                                  own_rules=replicas_url is None),
                       mailbox_size=4096),
             # One actor per agent; one crashing agent actor never takes others down.
             dynamic_supervisor("agents", max_children=settings.agents.max_agents),

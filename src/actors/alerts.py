@@ -89,8 +89,12 @@ def sighting_resolution(settings: Settings) -> float:
 class AlertsActor(Actor):
     def __init__(self, settings: Settings, *, store_path: str, notifier_path: str,
                  directory: Published[AgentDirectory], command_stats: CommandStats,
-                 clock: Callable[[], float] = time.time) -> None:
+                 own_rules: bool = True, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings.alerts
+        self.own_rules = own_rules
+        """Whether this server evaluates AgentOffline and HighCommandFailureRate itself.
+        Not with replicas: each sees only the requests that reached it, so an
+        agent polling another replica would be found offline here."""
         self.store_path = store_path
         self.notifier_path = notifier_path
         self.directory = directory
@@ -111,7 +115,11 @@ class AlertsActor(Actor):
         # An agent not heard from since this start counts from it: silent across
         # a restart, it is still found offline, once the threshold has passed.
         self.started = self.clock()
-        if self.settings.agent_offline_after > 0 or self.settings.command_failure_percent > 0:
+        rules_on = self.settings.agent_offline_after > 0 or self.settings.command_failure_percent > 0
+        if rules_on and not self.own_rules:
+            log.info("built-in alert rules are off: with a shared database each replica sees only its own "
+                     "agents' requests; let Prometheus evaluate config/prometheus/alerts.yml over all replicas")
+        elif rules_on:
             self.context.every(self.settings.evaluation_interval, _Evaluate())
 
     async def handle(self, message: Any) -> Any:

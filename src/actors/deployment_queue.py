@@ -14,6 +14,14 @@ re-enrolment before answering it, so there is no window). Polls of an agent
 that was retired meanwhile are answered at once (``RETIRED``), when the
 directory tells the queue (``AgentsRetired``) or at the latest at the next
 hand-out, so they end as a new request of that agent would.
+
+Replicas (several server processes on one PostgreSQL database) each run a
+queue actor for every deployment with open commands. What another replica
+commits reaches this one as ``Refresh`` (the change feed reloaded the row);
+a change this actor tries on a row another replica changed first fails its
+compare-and-set (``Conflict``): the actor reloads the row and decides again,
+so a request ends in one consistent status whichever replica it reached,
+and a deadline that another replica fired first is left alone, quietly.
 """
 
 from __future__ import annotations
@@ -21,17 +29,17 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 import attrs
-import orjson
 import trio
 
 from trioscope.config import Settings
 from trioscope.domain.commands import (
     CancelNotice, Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue,
-    cancel_notice_id,
+    DEADLINE_EXPIRY, TIMED_OUT, cancel_notice_id, change_events,
 )
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
@@ -49,6 +57,14 @@ IDLE_STOP = 60.0
 """Seconds without open commands or waiting polls after which the actor stops."""
 MIN_TIMER = 0.05
 """Shortest sleep of the deadline timer."""
+
+CONFLICT_RETRIES = 8
+"""Times a request is decided again after another replica changed its command
+first (each time with the row reloaded): each retry means another change was
+committed meanwhile, so this bounds a pathological race, never a normal one."""
+FINISHED_KEPT = 4096
+"""Finished commands remembered with their last version, so that a refresh
+older than the change that finished one does not bring it back."""
 
 POLL_CLOSED = "the poll closed before delivery"
 AGENT_RETIRED = "the agent was decommissioned or replaced before delivery"
@@ -153,6 +169,21 @@ class Snapshot:
 
 
 @attrs.frozen
+class Refresh:
+    """Another replica committed a change of ``command`` (as reloaded after its
+    notification): take it if it is newer than what this actor holds, and
+    hand it out if it is deliverable. Answered with None."""
+
+    command: Command
+
+
+@attrs.frozen
+class Reload:
+    """The change feed may have missed notifications (it reconnected): reload
+    every open command of the deployment. Answered with None."""
+
+
+@attrs.frozen
 class _Tick:
     pass
 
@@ -203,21 +234,28 @@ class DeploymentQueueActor(RefusingActor):
         """Polls waiting for a command, oldest first."""
         self.idle_since = clock()
         self.last_sequence = 0
+        self.finished: OrderedDict[str, int] = OrderedDict()
+        """Commands that left the queue finished, with their history length (bounded, oldest dropped)."""
 
     async def on_start(self) -> None:
         if self.directory_path is not None:
             self.agents = await self.context.system.lookup(self.directory_path).ask(GetPublished())
-        if self.notifier_path is not None and self.agents is not None:
-            deployment = self.agents.value.deployments.get(self.deployment_hash)
-            if deployment is not None:
-                self.notifier = self.context.system.lookup(self.notifier_path)
-                self.tenant, self.owner = deployment.tenant, deployment.user_id
+        self._find_audience()
         for command in await self.reader.open_commands(self.deployment_hash):
             self.queue.put(command)
             self.last_sequence = max(self.last_sequence, command.sequence)
         self.wake: Timer | None = None
         self.armed_for = math.inf
         self._arm()
+
+    def _find_audience(self) -> None:
+        """Whose users hear of this deployment's commands (the notifier stays None
+        while the directory does not know the deployment)."""
+        if self.notifier_path is not None and self.agents is not None:
+            deployment = self.agents.value.deployments.get(self.deployment_hash)
+            if deployment is not None:
+                self.notifier = self.context.system.lookup(self.notifier_path)
+                self.tenant, self.owner = deployment.tenant, deployment.user_id
 
     def _next_wake(self, now: float) -> float | None:
         """The next time something is due: a scheduled command, a deadline, or
@@ -291,19 +329,17 @@ class DeploymentQueueActor(RefusingActor):
             await self._save(command, None, message.audit)
             await self._dispatch(now)
             return command
-        if isinstance(message, Confirm):
-            command = self._open(message.command_id)
-            return await self._change(command, CommandEvent.CONFIRM, now, message.audit, {"by": message.audit.actor})
-        if isinstance(message, Cancel):
-            command = self._open(message.command_id)
-            event = CommandEvent.REQUEST_CANCEL if command.status.with_agent else CommandEvent.CANCEL
-            if event is CommandEvent.REQUEST_CANCEL and command.cancel_requested:
-                return command  # already on its way to the agent
-            return await self._change(command, event, now, message.audit, {"by": message.audit.actor})
-        if isinstance(message, Report):
-            return await self._report(message.report, message.agent_id, now)
-        if isinstance(message, Undeliverable):
-            await self._undeliverable(message.delivery, message.reason, now)
+        if isinstance(message, Confirm | Cancel | Report | Undeliverable):
+            return await self._decide(message, now)
+        if isinstance(message, Refresh):
+            if self._newer(message.command):
+                self.queue.put(message.command)
+                self._note_finished(message.command)
+                await self._dispatch(now)
+            return None
+        if isinstance(message, Reload):
+            await self._reload_all()
+            await self._dispatch(now)
             return None
         if isinstance(message, _Tick):
             self.wake, self.armed_for = None, math.inf  # it fired: on_idle arms the next one
@@ -318,20 +354,81 @@ class DeploymentQueueActor(RefusingActor):
             return idle
         return await super().serve(message, now)
 
-    def _open(self, command_id: str) -> Command:
+    async def _decide(self, message: Confirm | Cancel | Report | Undeliverable, now: float) -> Any:
+        """Carry out a request on a command; if another replica changed the
+        command first (``Conflict``), reload it and decide again on what it is now."""
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                return await self._request(message, now)
+            except Conflict as conflict:
+                await self._reload(conflict.command_id)
+        return await self._request(message, now)  # a last try: a Conflict now crashes, and the restart reloads
+
+    async def _request(self, message: Confirm | Cancel | Report | Undeliverable, now: float) -> Any:
+        if isinstance(message, Confirm):
+            command = await self._open(message.command_id)
+            return await self._change(command, CommandEvent.CONFIRM, now, message.audit, {"by": message.audit.actor})
+        if isinstance(message, Cancel):
+            command = await self._open(message.command_id)
+            event = CommandEvent.REQUEST_CANCEL if command.status.with_agent else CommandEvent.CANCEL
+            if event is CommandEvent.REQUEST_CANCEL and command.cancel_requested:
+                return command  # already on its way to the agent
+            return await self._change(command, event, now, message.audit, {"by": message.audit.actor})
+        if isinstance(message, Report):
+            return await self._report(message.report, message.agent_id, now)
+        await self._undeliverable(message.delivery, message.reason, now)
+        return None
+
+    async def _open(self, command_id: str) -> Command:
+        """The open command ``command_id`` of this deployment. One this actor
+        does not hold may have been created on another replica a moment ago
+        (its notification still on its way): the store says."""
         command = self.queue.get(command_id)
         if command is None:
-            raise UnknownCommand(command_id)
+            command = await self._reload(command_id)
+            if command is None or command.status.terminal:
+                raise UnknownCommand(command_id)
         return command
+
+    def _newer(self, command: Command) -> bool:
+        """Whether ``command`` (as stored) is a later version than what this actor knows of it."""
+        if command.deployment_hash != self.deployment_hash:
+            return False
+        held = self.queue.get(command.id)
+        known = len(held.history) if held is not None else self.finished.get(command.id, 0)
+        return len(command.history) > known
+
+    def _note_finished(self, command: Command) -> None:
+        if command.status.terminal:
+            self.finished[command.id] = len(command.history)
+            self.finished.move_to_end(command.id)
+            while len(self.finished) > FINISHED_KEPT:
+                self.finished.popitem(last=False)
+
+    async def _reload_all(self) -> None:
+        """Every open command as stored, and the end of those that finished meanwhile."""
+        stored = await self.reader.open_commands(self.deployment_hash)
+        for command in stored:
+            if self._newer(command):
+                self.queue.put(command)
+            self.last_sequence = max(self.last_sequence, command.sequence)
+        still_open = {c.id for c in stored}
+        for command in list(self.queue):
+            if command.id not in still_open:
+                await self._reload(command.id)
 
     async def _save(self, command: Command, previous: Command | None, *extra: Write) -> None:
         writes: list[Write] = [SaveCommand(command, None if previous is None else len(previous.history))]
         writes.extend(extra)
         await commit(self.store, writes)
         self.queue.put(command)
+        self._note_finished(command)
         if self.stats is not None and command.status.terminal and (previous is None or not previous.status.terminal):
             self.stats.record_finished(command, command.updated_at)  # counted where it finishes, once
-        publish(self.notifier, self.tenant, self.owner, command_event(command))
+        if self.notifier is None:
+            self._find_audience()  # a deployment another replica created may be known by now
+        for event in change_events(command):
+            publish(self.notifier, self.tenant, self.owner, event)
 
     async def _change(self, command: Command, event: CommandEvent, now: float, audit: AuditEntry | None,
                       detail: dict[str, Any] | None = None, **changes: Any) -> Command:
@@ -408,12 +505,24 @@ class DeploymentQueueActor(RefusingActor):
         command = self.queue.get(command_id)
         if (command is not None and command.status is CommandStatus.QUEUED
                 and any(h.event is CommandEvent.RETURN for h in command.history)):
-            await self._change(command, CommandEvent.DELIVER, now, None, {"reason": "acknowledged by last_command_id"})
+            try:
+                await self._change(command, CommandEvent.DELIVER, now, None,
+                                   {"reason": "acknowledged by last_command_id"})
+            except Conflict:
+                await self._reload(command_id)  # another replica handed it over (or finished it) first
 
-    async def _reload(self, command_id: str) -> None:
+    async def _reload(self, command_id: str) -> Command | None:
+        """Take the command as stored (another replica may have changed it) if it
+        is newer, and answer it (None: not a command of this deployment).
+        Quietly: the replica that made the change told its users, and the
+        change feed tells this replica's."""
         stored = await self.reader.command(command_id)
-        if stored is not None:
+        if stored is None or stored.deployment_hash != self.deployment_hash:
+            return None
+        if self._newer(stored):
             self.queue.put(stored)
+            self._note_finished(stored)
+        return stored
 
     async def _dispatch(self, now: float) -> None:
         """Hand what is deliverable to the waiting polls, oldest poll first;
@@ -453,14 +562,18 @@ class DeploymentQueueActor(RefusingActor):
         if report.command_id.startswith(cancel_notice_id("")):
             return None, False  # the agent's answer to a cancel notice: nothing to record
         command = self.queue.get(report.command_id)
-        if command is None:
-            stored = await self.reader.command(report.command_id)
-            if stored is None or stored.deployment_hash != self.deployment_hash:
+        if command is None or not command.status.with_agent:
+            # Not with the agent as far as this actor knows: another replica may
+            # have handed it over (or finished it) a moment ago. The store says.
+            stored = await self._reload(report.command_id)
+            if stored is None:
                 raise UnknownCommand(report.command_id)
-            final = _FINAL.get(report.status)
-            if stored.status.terminal and final is stored.status and _same_outcome(stored, report):
-                return stored, False  # a retried final report: idempotent
-            raise ReportConflict(f"command {stored.id} is already {stored.status.value}")
+            if stored.status.terminal:
+                final = _FINAL.get(report.status)
+                if final is stored.status and _same_outcome(stored, report):
+                    return stored, False  # a retried final report: idempotent
+                raise ReportConflict(f"command {stored.id} is already {stored.status.value}")
+            command = stored
         if command.status in (CommandStatus.QUEUED, CommandStatus.AWAITING_CONFIRMATION):
             raise ReportConflict(f"command {command.id} was not delivered to an agent; it is {command.status.value}")
         detail: dict[str, Any] = {"agent_id": agent_id}
@@ -483,16 +596,16 @@ class DeploymentQueueActor(RefusingActor):
 
     async def _tick(self, now: float) -> None:
         for command, event in self.queue.overdue(now):
-            error = "timed out" if event is CommandEvent.TIME_OUT else None
-            detail = {"error": error} if error else {"reason": "not delivered before the delivery deadline"}
+            error = TIMED_OUT if event is CommandEvent.TIME_OUT else None
+            detail = {"error": error} if error else {"reason": DEADLINE_EXPIRY}
             try:
+                # Its events (the system_alert too) go out with the change.
                 await self._change(command, event, now, None, detail, **({"error": error} if error else {}))
             except Conflict:
-                await self._reload(command.id)  # another writer changed it: the next tick looks again
+                # Another replica changed it first (it fired this deadline, or the
+                # agent reported): nothing to say; the next tick looks again.
+                await self._reload(command.id)
                 continue
-            publish(self.notifier, self.tenant, self.owner, {
-                "type": "system_alert", "severity": "warning", "deployment_hash": self.deployment_hash,
-                "message": f"command {command.id} ({command.type}) {'timed out' if error else 'expired'}"})
             log.info("command %s %s", command.id, "timed out" if error else "expired",
                      extra={"event": "command_" + event.value, "command_id": command.id,
                             "deployment_hash": self.deployment_hash})
@@ -541,29 +654,8 @@ def _same_outcome(stored: Command, report: CommandReport) -> bool:
     return bool(stored.result == report.result)
 
 
-EVENT_OUTCOME_BYTES = 64 * 1024
-"""Largest encoded result (or error) a ``command_completed`` event carries: it
-goes to every socket of the tenant's admins and the owner. A larger one is
-sent as null with ``result_truncated`` and ``result_bytes``; the command's GET
-(and ``/result``) has it."""
-
-
 TARGET_RETIRED = ("the agent that reported the container was decommissioned or replaced before the command was "
                   "delivered; another agent may not run it")
-
-
-def command_event(command: Command) -> dict[str, Any]:
-    """What users' WebSockets are told of a command's change."""
-    if command.status.terminal:
-        event = {"type": "command_completed", "command_id": command.id, "deployment_hash": command.deployment_hash,
-                 "status": command.status.value, "result": command.result, "error": command.error}
-        for field in ("result", "error"):
-            if event[field] is not None and (size := len(orjson.dumps(event[field]))) > EVENT_OUTCOME_BYTES:
-                event.update({field: None, f"{field}_truncated": True, f"{field}_bytes": size})
-        return event
-    progress = command.progress or {}
-    return {"type": "command_progress", "command_id": command.id, "deployment_hash": command.deployment_hash,
-            "status": command.status.value, "progress": progress.get("percent"), "stage": progress.get("stage")}
 
 
 def queue_spec(deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,

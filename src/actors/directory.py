@@ -12,7 +12,13 @@ decommission is in the snapshot before its request is answered.
 Retired agents (decommissioned, or replaced by a new enrolment) keep a small
 record, without system info, so their tokens answer 410; the directory
 forgets them once they are older than the history retention, checking every
-hour as the store prunes commands."""
+hour as the store prunes commands.
+
+With replicas, what another replica committed arrives as ``ReloadRecords``
+(from the change feed, or from the HTTP edge when a request names a
+deployment or agent this replica has not heard of yet): the directory reads
+those records again, publishes, tells their queues of retired agents and
+tells users what the replica that made the change told its own."""
 
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from trioscope.domain.deployments import (
     AgentDirectory, AgentRecord, AgentStatus, Deployment, hash_token, new_token, token_matches,
 )
 from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published
-from trioscope.store import AuditEntry, ForgetAgents, SaveAgent, SaveDeployment, StoreReader
+from trioscope.store import AuditEntry, Conflict, ForgetAgents, SaveAgent, SaveDeployment, StoreReader
 
 from .notifier import publish
 from .refusals import EnrollmentRefused, QuotaExceeded, RefusingActor, ReporterTaken, UnknownAgent
@@ -107,11 +113,30 @@ class AgentsRetired:
     waiting polls end now rather than at their timeout or the next hand-out."""
 
 
+@attrs.frozen
+class ReloadRecords:
+    """Read these deployments and agents again from the store (another replica
+    changed them, or a request names one not known here yet). Answered with
+    None once the new values are published."""
+
+    deployment_hashes: tuple[str, ...] = ()
+    agent_ids: tuple[str, ...] = ()
+
+
+@attrs.frozen
+class ReloadAll:
+    """Read every deployment and agent again (the change feed may have missed
+    changes). Answered with None once published."""
+
+
 class DirectoryActor(RefusingActor):
     def __init__(self, settings: Settings, *, store_path: str, reader: StoreReader,
                  notifier_path: str | None = None, clock: Callable[[], float] = time.time,
-                 published: Published[AgentDirectory] | None = None, queues_path: str | None = None) -> None:
+                 published: Published[AgentDirectory] | None = None, queues_path: str | None = None,
+                 shared: bool = False) -> None:
         self.settings = settings
+        self.shared = shared
+        """Other replicas write the same store: what they spent (an enrollment token) is read before it is checked."""
         self.store_path = store_path
         self.notifier_path = notifier_path
         self.queues_path = queues_path
@@ -133,7 +158,8 @@ class DirectoryActor(RefusingActor):
 
     async def serve(self, message: Any, now: float) -> Any:
         answer = await self._serve(message, now)
-        if isinstance(message, _CHANGES) or (isinstance(message, PruneRetired) and answer):
+        if isinstance(message, _CHANGES) or (isinstance(message, PruneRetired) and answer) or isinstance(
+                message, ReloadRecords | ReloadAll):
             self.published.publish(self.directory.snapshot())  # before the answer: read-your-writes
         if isinstance(message, Decommission):
             self._tell_queue(answer.deployment_hash)
@@ -181,6 +207,12 @@ class DirectoryActor(RefusingActor):
             return token
         if isinstance(message, RegisterAgent):
             registration = message.registration
+            if self.shared:
+                # Another replica may have spent the token (or issued a new one)
+                # a moment ago; the store has it before its notification comes.
+                stored = await self.reader.deployment(registration.deployment_hash)
+                if stored is not None:
+                    d.put_deployment(stored)
             deployment = d.deployments.get(registration.deployment_hash)
             if deployment is None or not token_matches(message.enrollment_token, deployment.enrollment_hash):
                 raise EnrollmentRefused()
@@ -194,7 +226,15 @@ class DirectoryActor(RefusingActor):
             retired = [a.retire(now) for a in d.active_agents(deployment.hash)]
             audit = attrs.evolve(message.audit, tenant=deployment.tenant, actor=f"agent:{agent.id}",
                                  resource_id=agent.id)
-            await commit(self.store, [SaveDeployment(spent), *(SaveAgent(a) for a in retired), SaveAgent(agent), audit])
+            try:
+                await commit(self.store, [SaveDeployment(spent, spends=deployment.enrollment_hash),
+                                          *(SaveAgent(a) for a in retired), SaveAgent(agent), audit])
+            except Conflict:
+                # Another replica spent the token (or issued a new one) first.
+                stored = await self.reader.deployment(deployment.hash)
+                if stored is not None:
+                    d.put_deployment(stored)
+                raise EnrollmentRefused() from None
             d.put_deployment(spent)
             for a in retired:
                 d.put_agent(a)
@@ -220,7 +260,64 @@ class DirectoryActor(RefusingActor):
             return agent
         if isinstance(message, PruneRetired):
             return await self._prune_retired(now)
+        if isinstance(message, ReloadRecords):
+            await self._reload(message)
+            return None
+        if isinstance(message, ReloadAll):
+            await self._reload_all()
+            return None
         return await super().serve(message, now)
+
+    async def _reload(self, message: ReloadRecords) -> None:
+        d = self.directory
+        for deployment_hash in message.deployment_hashes:
+            deployment = await self.reader.deployment(deployment_hash)
+            if deployment is not None:
+                d.put_deployment(deployment)
+        stored = {agent_id: await self.reader.agent(agent_id) for agent_id in message.agent_ids}
+        changed: list[tuple[AgentRecord | None, AgentRecord]] = []
+        for agent_id, agent in stored.items():
+            before = d.agents.get(agent_id)
+            if agent is None:
+                d.forget_agent(agent_id)  # pruned past the retention
+                continue
+            if agent.deployment_hash not in d.deployments:
+                deployment = await self.reader.deployment(agent.deployment_hash)
+                if deployment is None:
+                    continue
+                d.put_deployment(deployment)
+            d.put_agent(agent)
+            if before is None or before.status is not agent.status:
+                changed.append((before, agent))
+        retired_in: set[str] = set()
+        for before, agent in changed:
+            deployment = d.deployments[agent.deployment_hash]
+            if agent.status is AgentStatus.ACTIVE:
+                self._agent_status(agent, deployment)  # enrolled on another replica
+                continue
+            retired_in.add(agent.deployment_hash)
+            # An enrolment on another replica retires the deployment's earlier
+            # agents at the new agent's creation time: that replica announced
+            # only the new agent, and so does this one.
+            replaced = any(a.created_at == agent.decommissioned_at for a in d.active_agents(agent.deployment_hash))
+            if before is not None and not replaced:
+                self._agent_status(agent, deployment)
+        self.published.publish(self.directory.snapshot())  # before the queues look
+        for deployment_hash in retired_in:
+            self._tell_queue(deployment_hash)
+
+    async def _reload_all(self) -> None:
+        d = self.directory
+        for deployment in await self.reader.deployments():
+            d.put_deployment(deployment)
+        agents = await self.reader.agents()
+        for agent in agents:
+            d.put_agent(agent)
+        for agent_id in set(d.agents) - {a.id for a in agents}:
+            d.forget_agent(agent_id)
+        self.published.publish(self.directory.snapshot())
+        for deployment_hash in {a.deployment_hash for a in agents if a.status is AgentStatus.DECOMMISSIONED}:
+            self._tell_queue(deployment_hash)
 
     async def _prune_retired(self, now: float) -> int:
         retention = self.settings.storage.history_retention

@@ -13,6 +13,12 @@ Queue actors stop when idle, and that is decided here too: a queue idle for
 still idle (``StopIfIdle``) and waits until it has. Forwarding and stopping are
 done one message at a time, so nothing is ever forwarded to a queue that is
 stopping (which would fail the request with ``ActorStopped``).
+
+With replicas, the change feed hands it what other replicas committed:
+``CommandChanged`` goes to the deployment's queue, started if the command is
+open (every replica holds a queue for each deployment with open commands, so
+a deadline fires even when the replica that set it is gone), and
+``ResyncQueues`` after the feed may have missed something.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from trioscope.runtime import (
 from trioscope.domain.command_stats import CommandStats
 from trioscope.store import StoreReader
 
-from .deployment_queue import QueueIdle, StopIfIdle, queue_spec
+from trioscope.domain.commands import Command
+
+from .deployment_queue import QueueIdle, Refresh, Reload, Snapshot, StopIfIdle, queue_spec
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,21 @@ class ForDeployment:
 
     deployment_hash: str
     message: Any
+
+
+@attrs.frozen
+class CommandChanged:
+    """Another replica committed a change of ``command`` (reloaded after its
+    notification). Told; the deployment's queue takes it (``Refresh``)."""
+
+    command: Command
+
+
+@attrs.frozen
+class ResyncQueues:
+    """The change feed (re)connected and may have missed changes: every running
+    queue reloads its open commands, and a queue starts for every deployment
+    with open commands. Answered with how many deployments have open commands."""
 
 
 @attrs.frozen
@@ -87,6 +110,21 @@ class QueueOwnerActor(Actor):
         if isinstance(message, QueueIdle):
             await self._stop_if_idle(message.deployment_hash)
             return None
+        if isinstance(message, CommandChanged):
+            command = message.command
+            running = self.queues.actor(command.deployment_hash)
+            if running is None and command.status.terminal:
+                return None  # nothing holds it here: nothing to update
+            _tell(running or self._queue(command.deployment_hash), Refresh(command))
+            return None
+        if isinstance(message, ResyncQueues):
+            for queue in self.queues.children():
+                _tell(queue, Reload())
+            open_hashes = await self.reader.deployments_with_open_commands()
+            for deployment_hash in open_hashes:
+                if self.queues.actor(deployment_hash) is None:
+                    _tell(self._queue(deployment_hash), Snapshot())  # starting it loads its open commands
+            return len(open_hashes)
         return await super().handle(message)
 
     def _queue(self, deployment_hash: str) -> ActorRef:
@@ -111,3 +149,12 @@ class QueueOwnerActor(Actor):
             # Until it has, a request for it waits here rather than reach it stopping.
             with trio.move_on_after(STOP_WAIT):
                 await queue.wait_stopped()
+
+
+def _tell(queue: ActorRef, message: Any) -> None:
+    try:
+        queue.tell(message)
+    except (MailboxFull, ActorStopped):
+        # Swamped or stopping: it reloads from the store when it starts again,
+        # and its compare-and-set writes catch up with whatever it missed.
+        log.warning("a queue missed a change from another replica (%s)", type(message).__name__)

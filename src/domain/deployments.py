@@ -202,7 +202,11 @@ class AgentDirectory:
     def put_agent(self, agent: AgentRecord) -> None:
         if agent.status is AgentStatus.DECOMMISSIONED and agent.system_info:
             agent = attrs.evolve(agent, system_info={})  # loaded as an earlier version stored it
+        reporter = self._reporter_of.get(agent.id)  # a new value of the same agent keeps its claim
         self.forget_agent(agent.id)
+        if reporter is not None and reporter not in self._reporters:
+            self._reporters[reporter] = agent.id
+            self._reporter_of[agent.id] = reporter
         self.agents[agent.id] = agent
         self._by_token[agent.token_hash] = agent.id
         index = self._active if agent.status is AgentStatus.ACTIVE else self._retired

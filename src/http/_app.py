@@ -14,7 +14,7 @@ from trioscope.config import Settings
 from trioscope.runtime import ActorSystem
 from trioscope.actors.client import LiveCounters
 from trioscope.domain.rates import RateLimiter
-from trioscope.store import StoreReader, token_secret
+from trioscope.store import StoreReader, open_limits, postgres_url, token_secret
 from trioscope.actors.queue_owner import GetCommandStats
 from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, METRICS, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
@@ -25,10 +25,14 @@ from ._cors import Cors, CorsPolicy
 from ._errors import install_error_handlers
 from ._metrics import CommandServiceSources, Metrics, encode
 from ._quart_app import TrioscopeApp
-from ._services import Gate, Services, attach, services, services_of
+from ._services import REPLAY_WINDOW, Gate, Services, attach, services, services_of
 
-def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None) -> QuartTrio:
-    """Build the app for one running actor system (its tree from ``supervision_tree``)."""
+def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None,
+               worker: int | None = None) -> QuartTrio:
+    """Build the app for one running actor system (its tree from ``supervision_tree``).
+
+    ``worker``: which of ``--workers`` serving processes runs it (1..N), said by
+    ``/api/v1/runtime`` and ``/metrics``; None when one process serves alone."""
     app = TrioscopeApp("trioscope")
     # Every error goes through our JSON handlers, also in testing mode.
     app.config["PROPAGATE_EXCEPTIONS"] = False
@@ -37,8 +41,10 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     # between chunks), so a trickled body ends here: 408, connection closed.
     app.config["BODY_TIMEOUT"] = settings.server.body_timeout
     live = LiveCounters()
-    metrics = Metrics(system, live)
-    attach(app, Services(system=system, settings=settings, agents=system.lookup(AGENTS),
+    metrics = Metrics(system, live, worker)
+    limits = open_limits(postgres_url(database_path(settings)), replay_window=REPLAY_WINDOW,
+                         per_agent=settings.limits.per_agent, per_user=settings.limits.per_user)
+    attach(app, Services(system=system, settings=settings, worker=worker, agents=system.lookup(AGENTS),
                          roster=system.lookup(ROSTER),
                          topology=system.lookup(TOPOLOGY), hub=system.lookup(HUB),
                          clients=system.lookup(CLIENTS), client_owner=system.lookup(CLIENT_OWNER), live=live, metrics=metrics,
@@ -48,8 +54,8 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                          reader=reader if reader is not None else StoreReader(database_path(settings)),
                          secret=token_secret(settings.auth.secret, settings.storage.data_dir),
                          gate=Gate(per_address=RateLimiter(settings.limits.per_address),
-                                   per_agent=RateLimiter(settings.limits.per_agent),
-                                   per_user=RateLimiter(settings.limits.per_user),
+                                   per_agent=limits.per_agent, per_user=limits.per_user, replay=limits.replay,
+                                   replicated=postgres_url(database_path(settings)) is not None,
                                    reports_per_address=RateLimiter(settings.limits.reports_per_address),
                                    registrations_per_address=RateLimiter(
                                        settings.limits.registrations_per_address))))
@@ -109,6 +115,10 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         families = s.metrics.collect()
         body = await trio.to_thread.run_sync(encode, families, limiter=s.heavy_work)
         return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+    @app.after_serving
+    async def _close_limits() -> None:
+        limits.close()
 
     return app
 

@@ -18,7 +18,7 @@ from typing import Any
 from quart import g, has_request_context, request, websocket
 
 from trioscope.actors.alerts import AgentSeen, sighting_resolution
-from trioscope.actors.directory import AttachReporter, GetPublished
+from trioscope.actors.directory import AttachReporter, GetPublished, ReloadRecords
 from trioscope.actors.store import Record
 from trioscope.domain.deployments import (
     AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus, Deployment, signature_valid,
@@ -26,7 +26,7 @@ from trioscope.domain.deployments import (
 from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
 from trioscope.domain.rates import RateLimiter, retry_after
 from trioscope.runtime import ActorStopped, MailboxFull
-from trioscope.store import AuditEntry
+from trioscope.store import AuditEntry, RateBudget
 from trioscope.wire import request_signing
 
 from ._errors import ApiError
@@ -116,10 +116,18 @@ async def check_registration_rate() -> None:
             "address_registrations", "too many registrations from this address")
 
 
-def _charge(limiter: RateLimiter, limit: int, scope: str, message: str, key: str | None = None) -> None:
-    """Count one request against ``limiter`` (keyed by the client address
-    unless ``key``): 429 with Retry-After beyond it, counted in /metrics."""
-    wait = limiter.acquire(key if key is not None else client_address(), time.monotonic())
+def _charge(limiter: RateLimiter, limit: int, scope: str, message: str) -> None:
+    """Count one request against ``limiter``, keyed by the client address: 429
+    with Retry-After beyond it, counted in /metrics."""
+    _refuse_beyond(limiter.acquire(client_address(), time.monotonic()), limit, scope, message)
+
+
+async def _charge_shared(budget: RateBudget, key: str, scope: str, message: str) -> None:
+    """``_charge`` for a budget every replica shares (per agent, per user)."""
+    _refuse_beyond(await budget.acquire(key), budget.per_minute, scope, message)
+
+
+def _refuse_beyond(wait: float, limit: int, scope: str, message: str) -> None:
     if wait:
         services().metrics.refused(f"rate_{scope}")
         raise ApiError(429, "rate_limited", f"{message}; slow down",
@@ -161,8 +169,8 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
             s.gate.tokens.clear()  # crude but bounded: the next requests verify again
         s.gate.tokens[token] = principal
     # Per (tenant, user): alice of one tenant is not alice of another.
-    _charge(s.gate.per_user, s.settings.limits.per_user, "user", "too many requests for this user",
-            key=f"{principal.tenant}\x00{principal.user_id}")
+    await _charge_shared(s.gate.per_user, f"{principal.tenant}\x00{principal.user_id}", "user",
+                         "too many requests for this user")
     if not principal.may(permission):
         raise refuse(403, "forbidden", f"role {principal.role.value} may not do this",
                      action="auth.denied", tenant=principal.tenant, actor=f"user:{principal.user_id}",
@@ -252,6 +260,26 @@ def chosen_subprotocol() -> str | None:
     return TOKEN_SUBPROTOCOL if TOKEN_SUBPROTOCOL in websocket.requested_subprotocols else None
 
 
+MAX_RECORD_ID = 64
+"""Longest deployment hash or agent id worth looking up in the store (they are 32 and 36 characters)."""
+
+
+async def _heard_of_late(known: AgentDirectory, *, deployment_hashes: tuple[str, ...] = (),
+                         agent_ids: tuple[str, ...] = ()) -> bool:
+    """With replicas: a request names a deployment or agent this replica has
+    not heard of, which another replica may have created a moment ago (its
+    notification still on its way). Have the directory read them from the
+    store; True if it was asked (look again), False with one process (the
+    directory knows everything) or for ids that cannot be ours."""
+    s = services()
+    deployment_hashes = tuple(h for h in deployment_hashes if h not in known.deployments and len(h) <= MAX_RECORD_ID)
+    agent_ids = tuple(a for a in agent_ids if a not in known.agents and len(a) <= MAX_RECORD_ID)
+    if not s.gate.replicated or not (deployment_hashes or agent_ids):
+        return False
+    await s.directory.ask(ReloadRecords(deployment_hashes, agent_ids), timeout=10.0)
+    return True
+
+
 def _not_found(deployment_hash: str) -> ApiError:
     return ApiError(404, "deployment_not_found", f"no deployment {deployment_hash!r}",
                     details={"deployment_hash": deployment_hash})
@@ -267,7 +295,10 @@ async def deployment_of(principal: Principal, user_id: str, deployment_hash: str
     """The deployment, if it is the principal's tenant's and ``user_id``'s: 404
     otherwise, the same as when it does not exist (no existence oracle)."""
     own_user(principal, user_id)
-    deployment = (await directory()).deployments.get(deployment_hash)
+    known = await directory()
+    deployment = known.deployments.get(deployment_hash)
+    if deployment is None and await _heard_of_late(known, deployment_hashes=(deployment_hash,)):
+        deployment = (await directory()).deployments.get(deployment_hash)
     if deployment is None or deployment.tenant != principal.tenant or deployment.user_id != user_id:
         raise _not_found(deployment_hash)
     return deployment
@@ -283,15 +314,17 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
     claimed = headers.get("X-Agent-Id")
     known = await directory()
     answer = known.authenticate(token, deployment_hash=deployment_hash, agent_id=claimed)
+    if answer is AgentAuthFailure.BAD_TOKEN and claimed and await _heard_of_late(known, agent_ids=(claimed,)):
+        known = await directory()
+        answer = known.authenticate(token, deployment_hash=deployment_hash, agent_id=claimed)
     if isinstance(answer, AgentAuthFailure):
         raise _agent_refusal(answer, known, known.holder_of(token), deployment_hash, claimed)
     found: AgentRecord = answer
     if s.settings.agents.require_signature:
-        failure = _signature_failure(found, token or "", body, headers, target)
+        failure = await _signature_failure(found, token or "", body, headers, target)
         if failure is not None:
             raise _agent_refusal(failure, known, found, deployment_hash, claimed)
-    _charge(s.gate.per_agent, s.settings.limits.per_agent, "agent", "too many requests from this agent",
-            key=found.id)
+    await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
     _heard(found, known)
     return found
 
@@ -381,7 +414,7 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
         await services().directory.ask(AttachReporter(reporter_id, signer.id), timeout=10.0)
 
 
-def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any,
+async def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any,
                        target: tuple[str, str] | None = None) -> AgentAuthFailure | None:
     """Why the request's signature does not hold, or None. Two schemes: RFC 9421
     over the whole request (``request_signing``, the probe's), and the status
@@ -419,12 +452,12 @@ def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any
     if abs(time.time() - signed_at) > MAX_CLOCK_SKEW:
         return AgentAuthFailure.CLOCK_SKEW
     gate = services().gate
-    if signed_at < gate.signed_since:
+    if signed_at < gate.replay.signed_since:
         return AgentAuthFailure.SIGNED_BEFORE_START
     # Recorded only once the signature proved the sender holds the token, so
     # nobody else can burn an agent's request ids. Normalised: the same UUID in
     # upper case, braces or without hyphens is the same request id.
-    if not gate.replay.first_use(f"{found.id}/{request_id}", time.monotonic()):
+    if not await gate.replay.first_use(f"{found.id}/{request_id}"):
         return AgentAuthFailure.REPLAYED
     return None
 

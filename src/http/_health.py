@@ -9,6 +9,7 @@ is stopping. The components and their checks are in ``_health_checks``.
 
 from __future__ import annotations
 
+import os
 import time
 
 import cattrs
@@ -89,4 +90,8 @@ async def ping() -> Response:
 async def runtime() -> Response:
     """The supervision tree with mailbox depths, restarts and dead letters (ADMIN)."""
     await _gate.user(Permission.ADMINISTER)
-    return json_response(_unstructure(services().system.snapshot()))
+    s = services()
+    body = _unstructure(s.system.snapshot())
+    # With --workers, each request reaches one of several processes: say which.
+    body["worker"] = None if s.worker is None else {"index": s.worker, "pid": os.getpid()}
+    return json_response(body)

@@ -222,10 +222,14 @@ def encode(families: list[Metric]) -> bytes:
 
 class Metrics:
     """The server's metrics. Gauges that live in actors are refreshed by the
-    ``/metrics`` handler just before exposition."""
+    ``/metrics`` handler just before exposition.
 
-    def __init__(self, system: ActorSystem, live: LiveCounters) -> None:
+    ``worker``: which of ``--workers`` serving processes this is (1..N), put on
+    every series as the ``worker`` label; None (one process) adds no label."""
+
+    def __init__(self, system: ActorSystem, live: LiveCounters, worker: int | None = None) -> None:
         self.registry = CollectorRegistry()
+        self.worker = None if worker is None else str(worker)
         self.sources: CommandServiceSources | None = None
         """Set by the first scrape (``/metrics`` asks the actors for them)."""
         # The seed's names (stacker-command-service 8.1), beside the app_* ones.
@@ -259,7 +263,15 @@ class Metrics:
         """Every family, read now from the actors' and the edge's counters (on the
         event loop: they change there); ``encode`` them off it, which is most of
         the work of a scrape (``bench/request_metrics.py``)."""
-        return list(self.registry.collect())
+        families = list(self.registry.collect())
+        if self.worker is not None:
+            # With --workers a scrape reaches whichever process accepted it: the
+            # label keeps each worker's series apart. It is the worker's index
+            # (1..N, N <= 64), never its pid, so restarts add no series.
+            for family in families:
+                family.samples = [sample._replace(labels={**sample.labels, "worker": self.worker})
+                                  for sample in family.samples]
+        return families
 
     def refused(self, reason: str) -> None:
         """Count a refusal; ``reason`` is one of a fixed few (bounded labels)."""

@@ -16,8 +16,8 @@ from trioscope.runtime import ActorRef, ActorSystem, Published, SupervisorRef
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.live import ViewAdmission
 from trioscope.domain.principals import Principal
-from trioscope.domain.rates import RateLimiter, ReplayWindow
-from trioscope.store import StoreReader
+from trioscope.domain.rates import RateLimiter
+from trioscope.store import RateBudget, ReplayIds, StoreReader
 
 from ._forwarded import TrustedProxies
 from ._health_checks import HealthChecks
@@ -30,26 +30,34 @@ REPLAY_WINDOW = 600.0
 
 @attrs.define
 class Gate:
-    """Per-process rate limiters and the replay window (pure structures; Trio
-    runs one handler at a time, so check-and-record needs no lock)."""
+    """Rate limiters and the replay window. Per client address: this process's
+    (pure structures; Trio runs one handler at a time, so check-and-record
+    needs no lock), a first line of defence before any credential is looked
+    at. Per agent, per user and the replay window: where every replica sees
+    the same (``trioscope.store.open_limits``: this process's memory with
+    SQLite, PostgreSQL's tables with replicas)."""
 
     per_address: RateLimiter
-    per_agent: RateLimiter
-    per_user: RateLimiter
+    per_agent: RateBudget
+    per_user: RateBudget
     reports_per_address: RateLimiter
     """Probe reports and heartbeats: a budget of their own, since many probes may
     share one (NAT) address."""
     registrations_per_address: RateLimiter
-    replay: ReplayWindow = attrs.field(factory=lambda: ReplayWindow(REPLAY_WINDOW))
-    signed_since: int = attrs.field(factory=lambda: int(time.time()))
-    """The oldest X-Timestamp accepted (unix seconds): the replay window only
-    knows the request ids of this process, so a request signed before it
-    started, which a previous process may have served, could be a replay."""
+    replay: ReplayIds
+    """Agent request ids seen in the last ``REPLAY_WINDOW`` seconds. Its
+    ``signed_since`` is the oldest X-Timestamp accepted: a window in this
+    process's memory knows only the ids it saw since it started, so a request
+    signed before then, which a previous process may have served, could be a
+    replay."""
     tokens: dict[str, Principal] = attrs.field(factory=dict)
     """User tokens already verified (the signature check costs more than the
     rest of a small request): token -> principal, until the token expires."""
     directory: Published[AgentDirectory] | None = None
     """What the directory actor publishes, asked for once (``_gate.directory()``)."""
+    replicated: bool = False
+    """Other processes share the store (PostgreSQL): a deployment or agent not
+    known here may have been created by one of them a moment ago."""
     seen: dict[str, float] = attrs.field(factory=dict)
     """When each agent last made a request that passed every check (unix
     seconds, since this start): an observation of the edge, kept here."""
@@ -61,6 +69,8 @@ class Gate:
 class Services:
     system: ActorSystem
     settings: Settings
+    worker: int | None = None
+    """Which of ``--workers`` serving processes this is (1..N); None when one process serves alone."""
     agents: SupervisorRef
     """``/root/agents``: one actor per agent (started by the roster; the edge only reads them)."""
     roster: ActorRef

@@ -26,10 +26,18 @@ from ._copy import CopyCounts as CopyCounts
 from ._copy import CopyFailed as CopyFailed
 from ._copy import CopyRefused as CopyRefused
 from ._copy import copy_store as copy_store
+from ._limits import AgentAndUserLimits as AgentAndUserLimits
+from ._limits import RateBudget as RateBudget
+from ._limits import ReplayIds as ReplayIds
+from ._limits import open_limits as open_limits
+from ._listen import Connected as Connected
+from ._listen import FeedEvent as FeedEvent
+from ._listen import follow_changes as follow_changes
 from ._reader import Database as Database
 from ._reader import StoreReader as StoreReader
 from ._reader import StoreWriter as StoreWriter
 from ._reader import describe_database as describe_database
+from ._reader import postgres_url as postgres_url
 from ._reader import open_writer as open_writer
 from ._reader import resolve_database as resolve_database
 from ._reader import sqlite_path as sqlite_path
@@ -46,10 +54,11 @@ from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
-    "CHANGES_CHANNEL", "DATABASE_FILE", "AuditEntry", "AuditRecord", "BulkPart", "Change", "CommandPart", "Conflict",
-    "CopyCounts", "CopyFailed", "CopyRefused",
-    "Database", "ForgetAgents", "NewerSchema", "PostgresReader", "PostgresWriter", "Rejected", "SaveAgent",
-    "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter", "StoredCommand",
-    "Unavailable", "Write", "copy_store", "decode_change", "describe_database", "encode_change", "load_or_create_secret", "open_writer",
-    "resolve_database", "sqlite_path", "token_secret",
+    "CHANGES_CHANNEL", "DATABASE_FILE", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
+    "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
+    "ForgetAgents", "NewerSchema", "PostgresReader", "PostgresWriter", "RateBudget", "Rejected", "ReplayIds",
+    "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
+    "StoredCommand", "Unavailable", "Write", "copy_store", "decode_change", "describe_database", "encode_change",
+    "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database",
+    "sqlite_path", "token_secret",
 ]

@@ -19,6 +19,10 @@ class SaveCommand:
 @attrs.frozen
 class SaveDeployment:
     deployment: Deployment
+    spends: str | None = None
+    """The enrollment token hash this write spends: the stored row must still
+    have it (compare-and-set), so that of two enrolments with one token on two
+    replicas one fails with ``Conflict``. None: written as it is."""
 
 
 @attrs.frozen
@@ -55,9 +59,10 @@ Write = SaveCommand | SaveDeployment | SaveAgent | ForgetAgents | AuditEntry
 class Conflict(Exception):
     """A compare-and-set write found the row changed: the whole group was not written."""
 
-    def __init__(self, command_id: str) -> None:
-        super().__init__(f"command {command_id} was changed by another writer")
+    def __init__(self, command_id: str, what: str = "command") -> None:
+        super().__init__(f"{what} {command_id} was changed by another writer")
         self.command_id = command_id
+        """The changed record's id (a command's, unless ``what`` says otherwise)."""
 
 
 class Rejected(Exception):

@@ -104,6 +104,29 @@ def _json(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
+DEADLOCK_RETRIES = 3
+"""Transactions tried when PostgreSQL rolled them back for a deadlock with another replica's."""
+
+
+def _lock_order(group: Sequence[Write]) -> tuple[int, str]:
+    """Where a group comes in the order every replica applies groups in: those
+    that change deployments and agents first, by deployment, then those that
+    change a command, by command id. Within one call a row is in one group at
+    most (each actor waits for its commit before its next change), so this
+    order of groups is the order their row locks are taken: two replicas'
+    transactions never wait for each other in a circle."""
+    for write in group:
+        if isinstance(write, SaveDeployment):
+            return 0, write.deployment.hash
+        if isinstance(write, SaveAgent):
+            return 0, write.agent.deployment_hash
+        if isinstance(write, ForgetAgents):
+            return 1, ""
+        if isinstance(write, SaveCommand):
+            return 2, write.command.id
+    return 3, ""  # audit records alone: inserts, nothing to wait for
+
+
 class PostgresWriter:
     """Applies groups of writes; each group all-or-nothing, all groups of one call
     in one transaction (one flush), each committed group announced."""
@@ -144,20 +167,37 @@ class PostgresWriter:
 
         Every group is first sent at once, in one pipeline (a round trip for
         all, not four per group); only when one of them fails is the
-        transaction rolled back and written again a savepoint per group."""
+        transaction rolled back and written again a savepoint per group.
+
+        Replicas' transactions lock the rows they change until they commit:
+        groups are applied in the order of ``_lock_order``, and a deadlock
+        PostgreSQL still finds rolls the transaction back to be tried again."""
+        order = sorted(range(len(groups)), key=lambda i: _lock_order(groups[i]))
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                return self._commit(groups, order)
+            except psycopg.errors.DeadlockDetected:
+                if attempt == DEADLOCK_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _commit(self, groups: Sequence[Sequence[Write]], order: list[int]) -> list[BaseException | None]:
         db = self._db()
         if not any(isinstance(write, ForgetAgents) for group in groups for write in group):
             try:
-                return self._commit_pipelined(db, groups)
+                return self._commit_pipelined(db, groups, order)
             except _RETRIED:
                 pass  # rolled back: find the failing groups one savepoint at a time
-        return self._commit_each(db, groups)
+        return self._commit_each(db, groups, order)
 
-    def _commit_pipelined(self, db: Connection, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+    def _commit_pipelined(self, db: Connection, groups: Sequence[Sequence[Write]],
+                          order: list[int]) -> list[BaseException | None]:
         """Every group, assuming none fails (rolled back and ``_Retry`` if one does)."""
+        # Announced in the groups' own order (that of the commits asked for),
+        # whatever order their rows were locked in.
         payloads = [encode_change(c) for group in groups for c in changes_of(group, self.origin, {})]
         with db.pipeline() as pipeline, db.transaction():
-            checks = [cursor for group in groups for write in group if (cursor := self._send(db, write)) is not None]
+            checks = [cursor for i in order for write in groups[i] if (cursor := self._send(db, write)) is not None]
             if payloads:
                 db.execute("SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
                            (CHANGES_CHANNEL, payloads))
@@ -166,25 +206,27 @@ class PostgresWriter:
                 raise _Retry  # a conflict: which group's is found by the savepoints
         return [None] * len(groups)
 
-    def _commit_each(self, db: Connection, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        results: list[BaseException | None] = []
-        payloads: list[str] = []
+    def _commit_each(self, db: Connection, groups: Sequence[Sequence[Write]],
+                     order: list[int]) -> list[BaseException | None]:
+        results: list[BaseException | None] = [None] * len(groups)
+        announced: list[list[str]] = [[] for _ in groups]  # in the groups' own order, as the pipelined path
         with db.transaction():
-            for group in groups:
+            for index in order:
+                group = groups[index]
                 forgotten: dict[str, str] = {}
                 try:
                     with db.transaction():  # a savepoint
                         for write in group:
                             self._apply(db, write, forgotten)
                 except Conflict as exc:
-                    results.append(exc)
+                    results[index] = exc
                 except REFUSED as exc:
                     rejected = Rejected(f"{type(exc).__name__}: {exc}")
                     rejected.__cause__ = exc
-                    results.append(rejected)
+                    results[index] = rejected
                 else:
-                    results.append(None)
-                    payloads.extend(encode_change(c) for c in changes_of(group, self.origin, forgotten))
+                    announced[index] = [encode_change(c) for c in changes_of(group, self.origin, forgotten)]
+            payloads = [payload for group_payloads in announced for payload in group_payloads]
             if payloads:
                 db.execute("SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
                            (CHANGES_CHANNEL, payloads))
@@ -215,6 +257,8 @@ class PostgresWriter:
             return
         cursor = self._send(db, write)
         if cursor is not None and cursor.rowcount != 1:
+            if isinstance(write, SaveDeployment):
+                raise Conflict(write.deployment.hash, "deployment")
             assert isinstance(write, SaveCommand)
             raise Conflict(write.command.id)
 
@@ -245,6 +289,11 @@ class PostgresWriter:
                  _json(write.details)))
         elif isinstance(write, SaveDeployment):
             d = write.deployment
+            if write.spends is not None:  # compare-and-set on the token it spends
+                return db.execute(
+                    "UPDATE deployments SET enrollment_hash = %s, status = %s, metadata = %s::json WHERE hash = %s"
+                    " AND enrollment_hash = %s",
+                    (d.enrollment_hash, d.status.value, _json(d.metadata), d.hash, write.spends))
             db.execute(
                 "INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
                 " VALUES (%s, %s, %s, %s, %s, %s, %s::json) ON CONFLICT (hash) DO UPDATE SET"

@@ -96,7 +96,29 @@ def _to_1(db: psycopg.Connection[TupleRow]) -> None:
     db.execute(_VERSION_1)
 
 
-STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1,)
+_VERSION_2 = """
+CREATE TABLE replay_ids (
+    id TEXT PRIMARY KEY,  -- sha256 of agent id / request id
+    seen_until DOUBLE PRECISION NOT NULL  -- unix seconds, by the database's clock
+);
+CREATE INDEX replay_ids_seen_until ON replay_ids (seen_until);
+CREATE TABLE rate_buckets (
+    key TEXT PRIMARY KEY,  -- sha256 of scope and key (agent id; tenant and user)
+    tokens DOUBLE PRECISION NOT NULL,
+    at DOUBLE PRECISION NOT NULL,  -- unix seconds of the last check, by the database's clock
+    granted BOOLEAN NOT NULL  -- whether the last check let its request through
+);
+CREATE INDEX rate_buckets_at ON rate_buckets (at);
+"""
+
+
+def _to_2(db: psycopg.Connection[TupleRow]) -> None:
+    """Version 2: the replay window and the per-agent and per-user rate limits,
+    shared by replicas (``_shared_limits``)."""
+    db.execute(_VERSION_2)
+
+
+STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1, _to_2)
 """``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
 SCHEMA_VERSION = len(STEPS)
 """The version this code creates."""

@@ -63,15 +63,25 @@ class PostgresReader:
         """A trivial read: the database answers."""
         self._rows("SELECT 1")
 
-    def deployments(self) -> list[Deployment]:
-        rows = self._rows("SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments")
+    def deployments(self, where: str = "", *args: object) -> list[Deployment]:
+        rows = self._rows("SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments"
+                          + where, args)
         return [Deployment(hash=h, tenant=t, user_id=u, created_at=c, enrollment_hash=e,
                            status=DeploymentStatus(s), metadata=m)
                 for h, t, u, c, e, s, m in rows]
 
-    def agents(self) -> list[AgentRecord]:
+    def deployment(self, deployment_hash: str) -> Deployment | None:
+        found = self.deployments(" WHERE hash = %s", deployment_hash)
+        return found[0] if found else None
+
+    def agent(self, agent_id: str) -> AgentRecord | None:
+        found = self.agents(" WHERE id = %s", agent_id)
+        return found[0] if found else None
+
+    def agents(self, where: str = "", *args: object) -> list[AgentRecord]:
         rows = self._rows(
-            "SELECT id, deployment_hash, token_hash, status, created_at, decommissioned_at, document FROM agents")
+            "SELECT id, deployment_hash, token_hash, status, created_at, decommissioned_at, document FROM agents"
+            + where, args)
         return [AgentRecord(id=agent_id, deployment_hash=deployment, token_hash=token_hash,
                             status=AgentStatus(status), created_at=created, decommissioned_at=decommissioned,
                             capabilities=tuple(extra["capabilities"]), version=extra["version"],

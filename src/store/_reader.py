@@ -68,6 +68,11 @@ class StoreWriter(Protocol):
     def close(self) -> None: ...
 
 
+def postgres_url(database: Database) -> str | None:
+    """The URL of a PostgreSQL store, shared by replicas (None: an SQLite file, one process)."""
+    return None if sqlite_path(database) is not None else str(database)
+
+
 def describe_database(database: Database) -> str:
     """Where ``database`` is, for messages: an SQLite file's path, a PostgreSQL
     server's address and database, never a password."""
@@ -121,6 +126,14 @@ class StoreReader:
 
     async def agents(self) -> list[AgentRecord]:
         return await self._call(self._reader.agents)
+
+    async def deployment(self, deployment_hash: str) -> Deployment | None:
+        """One deployment as stored (another replica may have changed it)."""
+        return await self._call(self._reader.deployment, deployment_hash)
+
+    async def agent(self, agent_id: str) -> AgentRecord | None:
+        """One agent's record as stored (None: never enrolled, or forgotten)."""
+        return await self._call(self._reader.agent, agent_id)
 
     async def deployments_with_open_commands(self) -> list[str]:
         return await self._call(self._reader.deployments_with_open_commands)

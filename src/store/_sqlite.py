@@ -233,6 +233,14 @@ class SqliteWriter:
             )
         elif isinstance(write, SaveDeployment):
             d = write.deployment
+            if write.spends is not None:
+                cursor = db.execute(
+                    "UPDATE deployments SET enrollment_hash = ?, status = ?, metadata = ? WHERE hash = ?"
+                    " AND enrollment_hash = ?",
+                    (d.enrollment_hash, d.status.value, orjson.dumps(d.metadata).decode(), d.hash, write.spends))
+                if cursor.rowcount != 1:
+                    raise Conflict(d.hash, "deployment")
+                return
             db.execute(
                 "INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (hash) DO UPDATE SET"
@@ -283,18 +291,28 @@ class SqliteReader:
         finally:
             self.connection.execute("COMMIT")
 
-    def deployments(self) -> list[Deployment]:
+    def deployments(self, where: str = "", *args: object) -> list[Deployment]:
         rows = self.connection.execute(
-            "SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments")
+            "SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments" + where,
+            args)
         return [Deployment(hash=h, tenant=t, user_id=u, created_at=c, enrollment_hash=e,
                            status=DeploymentStatus(s), metadata=orjson.loads(m))
                 for h, t, u, c, e, s, m in rows]
 
-    def agents(self) -> list[AgentRecord]:
+    def deployment(self, deployment_hash: str) -> Deployment | None:
+        found = self.deployments(" WHERE hash = ?", deployment_hash)
+        return found[0] if found else None
+
+    def agent(self, agent_id: str) -> AgentRecord | None:
+        found = self.agents(" WHERE id = ?", agent_id)
+        return found[0] if found else None
+
+    def agents(self, where: str = "", *args: object) -> list[AgentRecord]:
         """Every agent record; retired agents without system info (written
         without it, or by an earlier version: the migration removes it)."""
         rows = self.connection.execute(
-            "SELECT id, deployment_hash, token_hash, status, created_at, decommissioned_at, document FROM agents")
+            "SELECT id, deployment_hash, token_hash, status, created_at, decommissioned_at, document FROM agents"
+            + where, args)
         agents = []
         for agent_id, deployment, token_hash, status, created, decommissioned, document in rows:
             extra = orjson.loads(document)

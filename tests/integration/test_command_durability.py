@@ -95,9 +95,11 @@ async def test_kill_9_mid_load_loses_nothing_acknowledged(tmp_path: Path) -> Non
             assert audit.json()["total"] >= len(acknowledged_created)
 
 
-async def test_a_request_signed_before_a_restart_is_refused_after_it(tmp_path: Path) -> None:
-    """The replay window lives in memory: a poll captured before a restart must
-    not be accepted again by the new process, which never saw its request id."""
+async def test_a_request_signed_before_a_restart_is_refused_after_it(tmp_path: Path, database: str) -> None:
+    """With SQLite the replay window lives in memory: a poll captured before a
+    restart must not be accepted again by the new process, which never saw its
+    request id. With PostgreSQL the window is in the database (replicas share
+    it): the new process knows the id, and refuses it as a replay."""
     env = {"TRIOSCOPE_STORAGE_DATA_DIR": str(tmp_path)}
     with ServerProcess(env=env) as server:
         async with httpx.AsyncClient(timeout=10) as client:
@@ -111,7 +113,8 @@ async def test_a_request_signed_before_a_restart_is_refused_after_it(tmp_path: P
             agent = attrs.evolve(agent, base_url=server.base_url)
             replayed = await agent.wait(client, timeout=1, **captured)
             assert replayed.status_code == 401, replayed.text
-            assert replayed.json()["error"]["code"] == "signed_before_start"
+            expected = "replayed_request" if database == "postgresql" else "signed_before_start"
+            assert replayed.json()["error"]["code"] == expected
             assert (await agent.wait(client, timeout=1)).status_code == 204  # a freshly signed poll is served
 
 

@@ -315,3 +315,21 @@ def test_layout_and_topology_say_when_what_the_graph_worked_out_from_them_may_ha
     """)
     # A metric's change places nothing and changes no edge: nothing to work out again.
     assert result == {"layout": [0, 0, 1, 2], "edges": [0, 0, 1]}
+
+
+def test_a_series_is_selected_alone_and_its_range_laid_on_the_steps(page: Page) -> None:
+    result = run(page, "promql", """
+      const labels = { __name__: 'requests_count', route: '/say"hi\\\\', tenant: 'acme', deployment_hash: 'd1',
+                       agent_id: 'agent-0' };
+      const odd = { __name__: 'odd.name', agent_id: 'a' };
+      return [m.exactSelector(labels, ['code', 'route', 'code']), m.exactSelector(odd),
+              m.seriesLabel(labels), m.seriesKey(labels) === m.seriesKey({ ...labels, agent_id: 'agent-9' }),
+              m.sameLabels(labels, { ...labels }), m.sameLabels(labels, { ...labels, code: '' }),
+              m.valuesOnGrid([[100, '1'], [130, '2.5'], [160, 'NaN'], [400, '9']], 100, 175, 15)];
+    """)
+    assert result[0] == ('requests_count{agent_id="agent-0",deployment_hash="d1",route="/say\\"hi\\\\",'
+                         'tenant="acme",code=""}')
+    assert result[1] == '{__name__="odd.name",agent_id="a"}'
+    assert result[2] == 'requests_count{route="/say\\"hi\\\\"}'  # the node's own labels left out
+    assert result[3:6] == [True, True, False]
+    assert result[6] == [1, None, 2.5, None, None, None]

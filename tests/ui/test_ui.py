@@ -205,12 +205,14 @@ def test_a_bad_token_is_refused_and_a_401_later_brings_the_sign_in_back(ui: Ui) 
     ui.page.wait_for_selector("html[data-ready=true]")
     assert not ui.page.locator("#signin").get_attribute("open")
 
-    # The token stops working (the secret was rotated, say): the next call says 401.
-    ui.page.evaluate("sessionStorage.setItem('trioscope.token', 'revoked')")
+    # The token stops working (the secret was rotated, say): the next call says 401
+    # (here a control's; the details panel has listed the node's metrics series already).
     ui.page.click("[data-view=containers]")
     running = f"container:{container_hex('agent-0', 1)}"
     ui.wait_for_nodes({running})
     ui.click_node(running)
+    ui.page.wait_for_selector("#details .series[data-state=empty]")
+    ui.page.evaluate("sessionStorage.setItem('trioscope.token', 'revoked')")
     ui.page.click("[data-control=stop]")
     ui.page.click("#confirm-ok")
     ui.page.wait_for_selector("#signin[open]")

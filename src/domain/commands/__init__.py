@@ -1,6 +1,11 @@
 """Commands for agents: the status state machine, command values, one
 deployment's delivery order, and the wire requests. Pure: time and ids are passed in."""
 
+from ._events import DEADLINE_EXPIRY as DEADLINE_EXPIRY
+from ._events import EVENT_OUTCOME_BYTES as EVENT_OUTCOME_BYTES
+from ._events import TIMED_OUT as TIMED_OUT
+from ._events import change_events as change_events
+from ._events import command_event as command_event
 from ._model import Command as Command
 from ._model import command_document as command_document
 from ._model import command_from_document as command_from_document
@@ -28,8 +33,10 @@ from ._wire import LogBatch as LogBatch
 from ._wire import LogEntry as LogEntry
 
 __all__ = [
-    "CANCEL_PREFIX", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_PARAMETERS_BYTES", "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
+    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_PARAMETERS_BYTES",
+    "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
     "CancelNotice", "Command", "CommandEvent", "CommandReport", "CommandStatus", "CreateCommand",
-    "Delivery", "DeploymentQueue", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "cancel_notice_id",
-    "command_document", "command_from_document", "new_command", "next_status",
+    "Delivery", "DeploymentQueue", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "TIMED_OUT",
+    "cancel_notice_id", "change_events", "command_document", "command_event", "command_from_document", "new_command",
+    "next_status",
 ]

@@ -42,10 +42,17 @@ export async function api(path, { method = "GET", body, signal, keepalive = fals
     data = null;
   }
   if (!response.ok) {
-    const error = (data && data.error) || {};
-    const failure = new ApiError(response.status, error.code || `http_${response.status}`,
-      error.message || `${method} ${path} answered ${response.status}`, error.details);
-    if (response.status === 401) events.dispatchEvent(new CustomEvent("signed-out", { detail: failure }));
+    // The metrics API answers in the Prometheus HTTP API's shape
+    // ({"status": "error", "errorType", "error": "text"}); its 401 then comes
+    // from the engine behind it (metrics.url), not from a refused token.
+    const prometheus = Boolean(data && data.status === "error" && typeof data.error === "string");
+    const error = (!prometheus && data && typeof data.error === "object" && data.error) || {};
+    const failure = prometheus
+      ? new ApiError(response.status, data.errorType || `http_${response.status}`, data.error)
+      : new ApiError(response.status, error.code || `http_${response.status}`,
+        error.message || `${method} ${path} answered ${response.status}`, error.details);
+    failure.prometheus = prometheus;
+    if (response.status === 401 && !prometheus) events.dispatchEvent(new CustomEvent("signed-out", { detail: failure }));
     throw failure;
   }
   return data;

@@ -1,7 +1,8 @@
 // The details panel of the selected node: metadata, labels, its parents,
 // groups, children and connections (each a link to that node), its metrics
-// with 15-second sparklines, and for containers the controls it allows. A
-// group of processes (groups.js) is described from the live view's node.
+// with 15-second sparklines, any series of its probe from the metrics API
+// (series.js), and for containers the controls it allows. A group of
+// processes (groups.js) is described from the live view's node.
 
 import { api } from "./api.js";
 import { el, sparkline } from "./dom.js";
@@ -9,6 +10,7 @@ import { health } from "./health.js";
 import { metricLabel, metricValue } from "./format.js";
 import { memberIds } from "./groups.js";
 import { labelOfId } from "./model.js";
+import { SeriesChart } from "./series.js";
 
 const REFRESH_MS = 15000; // the metrics' resolution: nothing new comes sooner
 const HIDDEN_METADATA = new Set(["labels", "controls"]);
@@ -24,6 +26,11 @@ export class DetailsPanel {
     this.id = "";
     this.timer = null;
     this.abort = null;
+    // A loaded node is shown as [top, series, rest]: the series section stays
+    // in place while the parts around it are rebuilt at each refresh.
+    this.series = new SeriesChart();
+    this.top = el("div", { class: "details-top" });
+    this.rest = el("div", { class: "details-rest" });
     root.querySelector("#details-close").addEventListener("click", onClose);
   }
 
@@ -37,7 +44,7 @@ export class DetailsPanel {
       this.title.textContent = id;
       this.root.dataset.state = "loading";
       this.root.dataset.node = id;
-      this.body.replaceChildren(el("p", { class: "muted", text: "loading…" }));
+      this.#message(el("p", { class: "muted", text: "loading…" }));
     }
     this.refresh();
   }
@@ -62,7 +69,7 @@ export class DetailsPanel {
     if (!group) {
       this.title.textContent = id.split(":").slice(2).join(":") || id;
       this.root.dataset.state = group === undefined ? "loading" : "gone";
-      this.body.replaceChildren(group === undefined ? el("p", { class: "muted", text: "loading…" })
+      this.#message(group === undefined ? el("p", { class: "muted", text: "loading…" })
         : el("p", { text: "No process of that name runs on that host now." }));
       return;
     }
@@ -73,7 +80,7 @@ export class DetailsPanel {
     const pids = group.metadata.pids || [];
     const statuses = Object.entries(group.metadata.statuses || {}).map(([status, n]) => `${n} ${status}`).join(", ");
     const facts = [["name", name], ["host", labelOfId(group.host)], ["processes", members.length], ["statuses", statuses]];
-    this.body.replaceChildren(
+    this.#message(
       el("p", {},
         el("span", { class: `badge status ${health(group)}`, text: group.status }), " ",
         el("span", { class: "badge", text: "processes of one name" })),
@@ -93,7 +100,14 @@ export class DetailsPanel {
       onclick: (event) => { event.preventDefault(); this.onNavigate(id); } });
   }
 
+  // The body without a loaded node's parts (loading, gone, failed, a group).
+  #message(...children) {
+    this.series.stop();
+    this.body.replaceChildren(...children);
+  }
+
   #stop() {
+    this.series.stop();
     clearTimeout(this.timer);
     clearTimeout(this.soon);
     this.soon = null;
@@ -122,10 +136,10 @@ export class DetailsPanel {
     } catch (error) {
       if (error.name === "AbortError" || id !== this.id) return;
       if (error.status === 404) {
-        this.body.replaceChildren(el("p", { text: "This node is gone: its probe no longer reports it." }));
+        this.#message(el("p", { text: "This node is gone: its probe no longer reports it." }));
         this.root.dataset.state = "gone";
       } else {
-        this.body.replaceChildren(el("p", { class: "error", text: `Could not load the details: ${error.message}` }));
+        this.#message(el("p", { class: "error", text: `Could not load the details: ${error.message}` }));
       }
     }
     if (id === this.id) this.timer = setTimeout(() => this.refresh(), REFRESH_MS);
@@ -137,14 +151,15 @@ export class DetailsPanel {
     this.root.dataset.node = node.id;
     this.title.textContent = node.label;
     const metadata = node.metadata || {};
-    const sections = [
+    const top = [
       el("p", {},
         el("span", { class: `badge status ${health(node)}`, text: node.status }), " ",
         el("span", { class: "badge", text: node.type }), " ",
         el("span", { class: "muted", text: `seen ${new Date(node.last_seen).toLocaleTimeString()}` })),
     ];
-    if (node.type === "container") sections.push(this.controls.render(node));
-    sections.push(this.#metrics(node, details.metrics_history));
+    if (node.type === "container") top.push(this.controls.render(node));
+    top.push(this.#metrics(node, details.metrics_history));
+    const sections = [];
     const facts = Object.entries(metadata).filter(([k]) => !HIDDEN_METADATA.has(k));
     sections.push(el("h3", { text: "Metadata" }),
       el("dl", {}, facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: show(v) })])));
@@ -157,7 +172,10 @@ export class DetailsPanel {
       ["Children", details.children], ["Connected", details.connected]]) {
       if (list && list.length) sections.push(el("h3", { text: `${title} (${list.length})` }), this.#links(list, title));
     }
-    this.body.replaceChildren(...sections);
+    this.top.replaceChildren(...top);
+    this.rest.replaceChildren(...sections);
+    if (this.series.root.parentNode !== this.body) this.body.replaceChildren(this.top, this.series.root, this.rest);
+    this.series.refresh(node.agent_id || "");
   }
 
   #metrics(node, history) {

@@ -18,23 +18,36 @@ export function el(tag, attributes = {}, ...children) {
 const SVG = "http://www.w3.org/2000/svg";
 
 // A sparkline of `values` (oldest first); empty for fewer than two points.
-export function sparkline(values, { width = 120, height = 24 } = {}) {
+// With `gaps`, a value that is not a number breaks the line (a step the
+// series had no sample at) instead of being drawn at the bottom.
+export function sparkline(values, { width = 120, height = 24, gaps = false } = {}) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "sparkline");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("preserveAspectRatio", "none");
-  const finite = values.filter((v) => typeof v === "number" && Number.isFinite(v));
+  const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
+  const finite = values.filter(isNumber);
   if (finite.length >= 2) {
     const low = Math.min(...finite), high = Math.max(...finite);
     const span = high - low || 1;
-    const points = values.map((v, i) => {
+    const at = (v, i) => {
       const x = (i / (values.length - 1)) * width;
-      const y = typeof v === "number" ? height - 2 - ((v - low) / span) * (height - 4) : height - 2;
+      const y = isNumber(v) ? height - 2 - ((v - low) / span) * (height - 4) : height - 2;
       return `${x.toFixed(1)},${y.toFixed(1)}`;
+    };
+    const runs = [];
+    values.forEach((v, i) => {
+      if (gaps && !isNumber(v)) runs.push([]);
+      else if (!runs.length) runs.push([at(v, i)]);
+      else runs[runs.length - 1].push(at(v, i));
     });
-    const line = document.createElementNS(SVG, "polyline");
-    line.setAttribute("points", points.join(" "));
-    svg.append(line);
+    for (const run of runs) {
+      if (run.length === 1) run.push(run[0]); // a lone sample between gaps: a dot (round caps)
+      if (!run.length) continue;
+      const line = document.createElementNS(SVG, "polyline");
+      line.setAttribute("points", run.join(" "));
+      svg.append(line);
+    }
   }
   svg.dataset.points = String(finite.length);
   return svg;

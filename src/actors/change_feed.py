@@ -1,0 +1,119 @@
+"""The change feed (``/root/change_feed``): what other replicas commit, handed to
+the actors that hold it here. Runs only with a PostgreSQL store (replicas);
+with SQLite there is one process and nothing to follow.
+
+Its background task follows the database's change notifications
+(``trioscope.store.follow_changes``, its own connection) and sends each batch
+to the actor's mailbox (waiting for room: back-pressure, never a drop). Per
+batch, the actor:
+
+* has the directory read changed deployments and agents again
+  (``ReloadRecords``), first, so the commands that follow find them;
+* reads each changed command once, publishes for each announced version the
+  ``/ws/user`` events the replica that made the change published for its own
+  users (``change_events``: the same events, computed from the stored
+  command), and hands the command to the queue owner (``CommandChanged``),
+  which updates the deployment's queue and hands it to a waiting poll.
+
+After every (re)connection it has the directory and the queues read again what
+they hold (changes committed meanwhile were not announced; their events are
+lost, their state is not).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn
+
+import attrs
+
+from trioscope.domain.commands import change_events
+from trioscope.domain.deployments import AgentDirectory
+from trioscope.runtime import Actor, ActorRef, ActorSpec, Published
+from trioscope.store import Change, Connected, FeedEvent, StoreReader
+
+from .directory import GetPublished, ReloadAll, ReloadRecords
+from .notifier import publish
+from .queue_owner import CommandChanged, ResyncQueues
+
+log = logging.getLogger(__name__)
+
+Follow = Callable[[Callable[[FeedEvent], Awaitable[None]]], Awaitable[NoReturn]]
+"""Runs for ever, handing each feed event to its argument
+(``functools.partial(follow_changes, database, origin)``)."""
+
+RELOAD_TIMEOUT = 60.0
+"""Seconds the directory and the queue owner may take to read everything again."""
+
+
+@attrs.frozen
+class Changes:
+    changes: tuple[Change, ...]
+
+
+class ChangeFeedActor(Actor):
+    def __init__(self, follow: Follow, reader: StoreReader, *, directory_path: str, queue_owner_path: str,
+                 notifier_path: str) -> None:
+        self.follow = follow
+        self.reader = reader
+        self.directory_path = directory_path
+        self.queue_owner_path = queue_owner_path
+        self.notifier_path = notifier_path
+
+    async def on_start(self) -> None:
+        system = self.context.system
+        self.directory: ActorRef = system.lookup(self.directory_path)
+        self.queue_owner: ActorRef = system.lookup(self.queue_owner_path)
+        self.notifier: ActorRef = system.lookup(self.notifier_path)
+        self.agents: Published[AgentDirectory] = await self.directory.ask(GetPublished())
+        self.context.start_soon(self.follow, self._deliver, name=f"{self.context.path} follow")
+
+    async def _deliver(self, event: FeedEvent) -> None:
+        await self.context.ref.send(event if isinstance(event, Connected) else Changes(tuple(event)))
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, Changes):
+            await self._apply(message.changes)
+            return None
+        if isinstance(message, Connected):
+            # Everything since the last look may have changed unannounced.
+            await self.directory.ask(ReloadAll(), timeout=RELOAD_TIMEOUT)
+            resumed = await self.queue_owner.ask(ResyncQueues(), timeout=RELOAD_TIMEOUT)
+            if message.again:
+                log.info("change feed: read deployments, agents and %d deployment(s) with open commands again",
+                         resumed, extra={"event": "change_feed_resync"})
+            return None
+        return await super().handle(message)
+
+    async def _apply(self, changes: tuple[Change, ...]) -> None:
+        deployments = tuple(dict.fromkeys(c.id for c in changes if c.kind == "deployment"))
+        agents = tuple(dict.fromkeys(c.id for c in changes if c.kind == "agent"))
+        if deployments or agents:
+            await self.directory.ask(ReloadRecords(deployments, agents), timeout=RELOAD_TIMEOUT)
+        versions: dict[str, list[int]] = {}
+        for change in changes:
+            if change.kind == "command":
+                versions.setdefault(change.id, []).append(change.version or 0)
+        for command_id, announced in versions.items():
+            command = await self.reader.command(command_id)
+            if command is None:
+                continue  # pruned since: nobody holds it
+            deployment = self.agents.value.deployments.get(command.deployment_hash)
+            if deployment is not None:
+                for version in announced:
+                    if 0 < version <= len(command.history):
+                        for event in change_events(command, version):
+                            publish(self.notifier, deployment.tenant, deployment.user_id, event)
+            await self.queue_owner.send(CommandChanged(command))  # waits for room: a change is never dropped here
+
+
+def change_feed_spec(follow: Follow, reader: StoreReader, *, directory_path: str, queue_owner_path: str,
+                     notifier_path: str) -> ActorSpec:
+    """Permanent: a crash reconnects (and reads everything again)."""
+    return ActorSpec(
+        name="change_feed",
+        factory=lambda: ChangeFeedActor(follow, reader, directory_path=directory_path,
+                                        queue_owner_path=queue_owner_path, notifier_path=notifier_path),
+        mailbox_size=1024,
+    )

@@ -1,0 +1,131 @@
+"""Following what other replicas commit: one dedicated PostgreSQL connection
+that ``LISTEN``s on the changes channel (``_changes``), for as long as the
+server runs, reconnecting by itself.
+
+The connection is opened and ``LISTEN`` issued in a worker thread (libpq
+blocks there); from then on it is only read, driven by Trio: the task waits
+until its socket is readable, lets libpq consume the input and takes the
+notifications it parsed, without a thread and without polling any table.
+
+A notification is sent only to connections listening when its transaction
+commits, so whatever was committed while the feed was not connected is not
+announced: after every (re)connection the follower is told ``Connected`` and
+must read again what it holds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import NoReturn
+
+import attrs
+import psycopg
+import trio
+from psycopg import pq
+from psycopg.conninfo import make_conninfo
+
+from ._changes import CHANGES_CHANNEL, Change, decode_change
+from ._postgres import describe
+
+log = logging.getLogger(__name__)
+
+FIRST_RETRY = 0.5
+"""Seconds before the first attempt to connect again; doubled up to ``LAST_RETRY``."""
+LAST_RETRY = 10.0
+CONNECT_TIMEOUT = 10
+"""Seconds libpq may take to connect."""
+APPLICATION_NAME = "trioscope change feed"
+"""How the connection shows in ``pg_stat_activity`` (with the server's pid)."""
+
+
+@attrs.frozen
+class Connected:
+    """The feed is listening (again): changes committed before now, while it was
+    not, were not announced to this replica."""
+
+    again: bool
+    """False for the first connection of this process."""
+
+
+FeedEvent = Sequence[Change] | Connected
+"""What the follower is handed: the changes of one read of the socket (those of
+one transaction arrive together), in commit order, or ``Connected``."""
+
+
+def _connect(database: str) -> psycopg.Connection[tuple[object, ...]]:
+    # TCP keepalives: a connection whose server vanished without closing it (a
+    # machine or network gone) is found dead within ~25 s, not hours later.
+    connection = psycopg.connect(make_conninfo(database, connect_timeout=CONNECT_TIMEOUT, keepalives=1,
+                                               keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+                                               application_name=f"{APPLICATION_NAME} {os.getpid()}"),
+                                 autocommit=True)
+    try:
+        connection.execute(f"LISTEN {CHANGES_CHANNEL}")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+async def follow_changes(database: str, origin: str, deliver: Callable[[FeedEvent], Awaitable[None]]) -> NoReturn:
+    """Hand ``deliver`` the changes other replicas commit (not those of ``origin``,
+    this replica), and ``Connected`` after each (re)connection, for ever.
+
+    Error handling: a refused connection is retried with backoff (0.5 s
+    doubling to 10 s), a lost one at once; each is one log line when the state
+    changes (lost, failing, back), never one per attempt. A payload that is
+    not a change is logged and skipped. Cancel the task to stop it.
+    """
+    retry = FIRST_RETRY
+    connected_before = failing = False
+    while True:
+        try:
+            connection = await trio.to_thread.run_sync(_connect, database)
+        except psycopg.Error as exc:
+            if not failing:
+                log.warning("change feed: cannot connect to %s (%s); retrying every %.1f-%.0f s",
+                            describe(database), _reason(exc), FIRST_RETRY, LAST_RETRY,
+                            extra={"event": "change_feed_down"})
+                failing = True
+            await trio.sleep(retry)
+            retry = min(LAST_RETRY, retry * 2)
+            continue
+        retry, failing = FIRST_RETRY, False
+        try:
+            log.info("change feed: %s on %s", "listening again" if connected_before else "listening",
+                     describe(database), extra={"event": "change_feed_up", "again": connected_before})
+            await deliver(Connected(again=connected_before))
+            connected_before = True
+            await _read(connection.pgconn, origin, deliver)
+        except psycopg.OperationalError as exc:
+            log.warning("change feed: lost the connection to %s (%s); reconnecting", describe(database), _reason(exc),
+                        extra={"event": "change_feed_lost"})
+        finally:
+            connection.close()
+
+
+async def _read(pgconn: pq.abc.PGconn, origin: str, deliver: Callable[[FeedEvent], Awaitable[None]]) -> None:
+    """Until the connection breaks (``OperationalError``)."""
+    fd = pgconn.socket
+    while True:
+        await trio.lowlevel.wait_readable(fd)
+        pgconn.consume_input()  # raises OperationalError once the server is gone
+        if pgconn.status != pq.ConnStatus.OK:
+            raise psycopg.OperationalError("the connection is broken")
+        changes = []
+        while (notify := pgconn.notifies()) is not None:
+            try:
+                change = decode_change(notify.extra)
+            except ValueError as exc:
+                log.warning("change feed: skipped a notification: %s", exc)
+                continue
+            if change.origin != origin:
+                changes.append(change)
+        if changes:
+            await deliver(changes)
+
+
+def _reason(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,256 @@
+"""``trioscope serve --workers N``: N serving processes on one port, and the
+small parent that supervises them.
+
+How the port is shared: the parent binds and listens once, and every worker
+inherits that one listening socket (``pass_fds``), as Hypercorn's own
+multi-worker runner does, rather than N ``SO_REUSEPORT`` sockets. Why:
+- connections waiting in the accept queue belong to the socket, not to a
+  worker, so a worker that dies loses none of them; with ``SO_REUSEPORT``
+  the kernel resets those queued on the dead worker's socket;
+- the kernel wakes the workers waiting in accept, so an idle worker takes the
+  next connection while a busy one finishes its work, where ``SO_REUSEPORT``
+  hashes each connection to a fixed worker, busy or not;
+- the port is taken once, before anything starts (a port in use, or ``--port
+  0``, are the single-process cases), and no other program of the same user
+  can join it.
+Hypercorn's runner itself is not used: it forks workers that each build the
+app from an import path, while each of ours runs ``trioscope.server.serve``,
+the supervision tree and Hypercorn in one ``trio.run``, as one process does.
+
+The workers are fresh interpreters (``python -m trioscope.workers``), not
+forks of this one (forking a process that runs trio and threads is unsafe).
+Each reads its settings from a pipe on its stdin and treats that pipe's end of
+file as "the parent is gone": a parent killed with -9 leaves no worker behind.
+Workers run in their own process group, so Ctrl-C in a terminal reaches the
+parent only, which then stops them in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import TextIO
+
+import attrs
+import trio
+
+from trioscope.config import Settings, format_duration
+from trioscope.local_probe import probe_url, run_local_probe
+from trioscope.server import ExitCode, _open_data_dir, bind_address, check_tls, close_sockets, hypercorn_config, listen
+
+from ._child import WorkerStart, encode_start
+from ._policy import CLEAN_EXITS, RESTART_INTENSITY, RESTART_PERIOD, GiveUp, after_exit, describe_exit, pool_exit_code
+
+log = logging.getLogger("trioscope.workers")
+
+WORKER_ARGV = (sys.executable, "-m", "trioscope.workers")
+START_TIMEOUT = 120.0
+"""Seconds a worker may take from its start to its "Ready." line (Python starting
+on a busy machine, the schema check, reloading open commands)."""
+EXIT_MARGIN = 5.0
+"""Seconds the parent waits past ``server.shutdown_timeout`` for workers to exit:
+each bounds its own shutdown by that timeout, and then needs a moment to exit
+(measured: a worker that held 10,000 polls on a loaded 2-core machine needed
+more than 2 s to tear them down and free its heap)."""
+READY = b"Ready."
+LISTENING = b"trioscope listening on "
+
+
+class _Pool:
+    """The workers of one ``serve --workers N``; one task per worker slot."""
+
+    def __init__(self, settings: Settings, listener: socket.socket, secure: bool) -> None:
+        # The parent runs the one local probe: N workers would start N probes.
+        self.settings = attrs.evolve(settings, agents=attrs.evolve(settings.agents, local_probe=False))
+        self.count = settings.server.workers
+        self.listener = listener
+        self.secure = secure
+        self.stopping = trio.Event()
+        self.processes: dict[int, trio.Process] = {}
+        self.exits: dict[int, int | None] = dict.fromkeys(range(1, self.count + 1))
+        self.gave_up = False
+        self.banner = b""
+        self.base_url = ""
+        self.ready_once: set[int] = set()
+        """Workers that have been ready at least once: the banner waits for all."""
+        self.all_started = trio.Event()
+
+    def stop(self) -> None:
+        """Ask every running worker to stop gracefully (each bounds its own shutdown)."""
+        self.stopping.set()
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+
+    def stop_now(self) -> None:
+        """A second signal: workers stop at once (a second SIGTERM means that to them)."""
+        for process in self.processes.values():
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+
+    async def run_slot(self, index: int) -> None:
+        """Keep worker ``index`` running until the pool stops or it keeps failing."""
+        history: tuple[float, ...] = ()
+        first = True
+        while not self.stopping.is_set():
+            code = await self._run_once(index, first)
+            first = False
+            if self.stopping.is_set() or code is None:
+                return
+            decision = after_exit(history, trio.current_time())
+            if isinstance(decision, GiveUp):
+                log.critical("worker %d %s, its restart %d within %s (at most %d): giving up; stopping every worker",
+                             index, describe_exit(code), len(decision.history), format_duration(RESTART_PERIOD),
+                             RESTART_INTENSITY)
+                self.gave_up = True
+                self.stop()
+                return
+            history = decision.history
+            log.error("worker %d %s; restarting it in %.1fs (restart %d of at most %d within %s)",
+                      index, describe_exit(code), decision.delay, len(history), RESTART_INTENSITY,
+                      format_duration(RESTART_PERIOD))
+            with trio.move_on_after(decision.delay):
+                await self.stopping.wait()
+
+    async def _run_once(self, index: int, first: bool) -> int | None:
+        """Start worker ``index`` and wait for it to exit; its exit code (None: the
+        pool stopped before it could start)."""
+        start = WorkerStart.of(self.settings, index, self.listener.fileno(), self.secure)
+        try:
+            process = await trio.lowlevel.open_process(
+                WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self.listener.fileno(),),
+                process_group=0)
+        except OSError as exc:  # out of processes, memory or descriptors: a failed start like any other
+            log.error("could not start worker %d: %s", index, exc)
+            return 1
+        self.processes[index] = process
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            if self.stopping.is_set():
+                process.send_signal(signal.SIGTERM)
+            # The stdin pipe stays open for the worker's life: its end of file
+            # tells the worker that this process is gone.
+            with contextlib.suppress(trio.BrokenResourceError):  # it died at once: its exit code tells
+                await process.stdin.send_all(encode_start(start))
+            log.info("worker %d %s (pid %d)", index, "starting" if first else "restarting", process.pid)
+            ready = False
+            with trio.move_on_after(START_TIMEOUT):
+                ready = await self._read_banner(process.stdout, keep=not self.banner)
+            if ready:
+                log.info("worker %d ready (pid %d)", index, process.pid)
+                self.ready_once.add(index)
+                if len(self.ready_once) == self.count:
+                    self.all_started.set()
+            elif process.returncode is None and not self.stopping.is_set():
+                log.error("worker %d (pid %d) did not start within %s; killing it",
+                          index, process.pid, format_duration(START_TIMEOUT))
+                process.kill()
+            code = await process.wait()
+        except BaseException:
+            # Cancelled (the shutdown overran) or failed: leave no worker behind.
+            if process.returncode is None:
+                process.kill()
+                with trio.CancelScope(shield=True):
+                    await process.wait()
+            raise
+        finally:
+            with trio.CancelScope(shield=True):
+                await process.stdin.aclose()
+                await process.stdout.aclose()
+        self.exits[index] = code
+        return code
+
+    async def _read_banner(self, stdout: trio.abc.ReceiveStream, keep: bool) -> bool:
+        """Read the worker's banner up to its "Ready." line (True), or to its end (False)."""
+        buffer = b""
+        # Whole lines only: a read may end inside the "Ready." line.
+        while not any(line.startswith(READY) for line in buffer.split(b"\n")[:-1]):
+            chunk = await stdout.receive_some()
+            if not chunk:
+                return False
+            buffer += chunk
+        if keep:
+            self.banner = buffer
+            first_line = buffer.splitlines()[0]
+            if first_line.startswith(LISTENING):
+                self.base_url = first_line.removeprefix(LISTENING).decode().strip()
+        return True
+
+
+async def _watch_signals(signals: AsyncIterator[int], pool: _Pool, everything: trio.CancelScope,
+                         budget: float) -> None:
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if not pool.stopping.is_set():
+            log.info("received %s: stopping %d workers (at most %s)", name, pool.count, format_duration(budget))
+            pool.stop()
+            everything.deadline = trio.current_time() + budget + EXIT_MARGIN
+        else:
+            log.warning("received %s again: workers stop now", name)
+            pool.stop_now()
+
+
+async def _announce(pool: _Pool, out: TextIO, settings: Settings) -> None:
+    """Print the first worker's banner once every worker is ready (the "listening on"
+    line means the whole port is served), then run the local probe until the
+    pool stops. Cancelled with the pool if some worker never gets ready."""
+    await pool.all_started.wait()
+    log.info("%d workers ready on %s", pool.count, pool.base_url)
+    out.write(pool.banner.decode())
+    out.flush()
+    if settings.agents.local_probe and pool.base_url:
+        await run_local_probe(probe_url(pool.base_url), pool.stopping, settings.server.tls_cert or None)
+
+
+async def run_workers(settings: Settings, out: TextIO) -> ExitCode:
+    """Serve on one port with ``server.workers`` processes until SIGINT/SIGTERM;
+    return the exit code: 0 every worker stopped cleanly, 1 cannot listen, a
+    worker kept failing (restart intensity) or the shutdown overran."""
+    budget = settings.server.shutdown_timeout
+    config = hypercorn_config(settings)
+    if settings.server.tls and (problem := check_tls(config)) is not None:
+        log.error("cannot use the TLS certificate %s and key %s: %s", settings.server.tls_cert,
+                  settings.server.tls_key, problem)
+        return ExitCode.FAILED
+    try:
+        sockets = listen(config)
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", bind_address(settings), exc.strerror or exc)
+        return ExitCode.FAILED
+    try:
+        # Once, here: N workers starting together would race to create the
+        # schema and the token secret.
+        reader = await trio.to_thread.run_sync(_open_data_dir, settings)
+        if reader is None:
+            return ExitCode.FAILED
+        reader.close()
+        # One address, so one socket: a TLS one when a certificate is configured.
+        (listener,) = (*sockets.secure_sockets, *sockets.insecure_sockets)
+        pool = _Pool(settings, listener, secure=bool(sockets.secure_sockets))
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            with trio.CancelScope() as everything:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(_watch_signals, signals, pool, everything, budget)
+                    nursery.start_soon(_announce, pool, out, settings)
+                    async with trio.open_nursery() as slots:
+                        for index in range(1, pool.count + 1):
+                            slots.start_soon(pool.run_slot, index)
+                    nursery.cancel_scope.cancel()
+        overran = everything.cancelled_caught
+        if overran:
+            log.error("the workers did not stop within %s; killed what was left", format_duration(budget))
+    finally:
+        close_sockets(sockets)
+    code = pool_exit_code(pool.exits, gave_up=pool.gave_up, overran=overran)
+    if not pool.gave_up:
+        for index, exit_code in sorted(pool.exits.items()):
+            if exit_code not in CLEAN_EXITS:
+                log.error("worker %d %s while stopping", index, describe_exit(exit_code))
+    if code is ExitCode.OK:
+        log.info("stopped cleanly")
+    return code

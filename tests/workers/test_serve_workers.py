@@ -1,0 +1,183 @@
+"""``trioscope serve --workers N`` as a user runs it: real processes on one port,
+workers ended by their pids."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import trustme
+
+from tests.server_process import ServerProcess, run_cli
+from tests.waiting import eventually
+
+
+def _workers(server: ServerProcess) -> list[psutil.Process]:
+    return [child for child in psutil.Process(server.pid).children()
+            if child.status() != psutil.STATUS_ZOMBIE and "trioscope.workers" in child.cmdline()]
+
+
+def _answering_worker(server: ServerProcess, token: str) -> dict[str, int]:
+    """Which worker answered a request on a new connection."""
+    with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}) as client:
+        response = client.get("/api/v1/runtime")
+    assert response.status_code == 200, response.text
+    worker = response.json()["worker"]
+    assert worker is not None
+    return worker  # type: ignore[no-any-return]
+
+
+def _kill_all(pids: set[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture
+def workers_server(postgres_url: str) -> Iterator[ServerProcess]:
+    """Two workers on PostgreSQL; every worker pid seen is ended with the test."""
+    seen: set[int] = set()
+    with ServerProcess(["--workers", "2", "--database", postgres_url]) as server:
+        server.read_banner()
+        seen.update(p.pid for p in _workers(server))
+        try:
+            yield server
+        finally:
+            if server.proc is not None and server.proc.poll() is None:
+                seen.update(p.pid for p in _workers(server))
+            _kill_all(seen)
+
+
+def test_more_than_one_worker_on_sqlite_is_refused_with_exit_2():
+    for args, env in ((["serve", "--workers", "2", "--port", "0"], {}),
+                      (["serve", "--port", "0"], {"TRIOSCOPE_SERVER_WORKERS": "3"})):
+        result = run_cli(args, env={"TRIOSCOPE_STORAGE_DATA_DIR": "/nonexistent-trioscope-dir", **env})
+        assert result.returncode == 2, result.stderr
+        assert "needs a PostgreSQL store" in result.stderr
+        assert "--database postgresql://" in result.stderr and "--workers 1" in result.stderr
+        assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+async def test_two_workers_on_one_port_both_answer_and_say_which(workers_server: ServerProcess):
+    server = workers_server
+    assert any(line.startswith("Workers:") and "2" in line for line in server.banner)
+    assert len(_workers(server)) == 2
+    token = server.user_token(role="ADMIN")
+    seen: set[int] = set()
+
+    async def both_answered() -> bool:
+        seen.add(_answering_worker(server, token)["index"])
+        return seen == {1, 2}
+
+    await eventually(both_answered)
+    metrics = {re.search(r'worker="(\d+)"', line).group(1)  # type: ignore[union-attr]
+               for _ in range(40) for line in httpx.get(f"{server.base_url}/metrics").text.splitlines()
+               if line.startswith("app_agents_total")}
+    assert metrics <= {"1", "2"} and metrics
+    log = server.stderr()
+    assert "[worker 1]" in log and "[worker 2]" in log
+
+
+async def test_a_killed_worker_is_restarted_and_logged_while_the_port_answers(workers_server: ServerProcess):
+    server = workers_server
+    token = server.user_token(role="ADMIN")
+    victim = _answering_worker(server, token)
+    os.kill(victim["pid"], signal.SIGKILL)
+    # The other worker takes every connection meanwhile (the accept queue is shared).
+    for _ in range(20):
+        assert httpx.get(f"{server.base_url}/health").status_code == 200
+
+    ready_again = re.compile(rf"worker {victim['index']} ready \(pid (?!{victim['pid']}\))(\d+)\)")
+
+    async def restarted() -> re.Match[str] | None:
+        return ready_again.search(server.stderr())
+
+    new_pid = int((await eventually(restarted)).group(1))
+    assert new_pid in [p.pid for p in _workers(server)] and victim["pid"] not in [p.pid for p in _workers(server)]
+    assert f"worker {victim['index']} was killed by SIGKILL; restarting it" in server.stderr()
+    seen: set[int] = set()
+
+    async def both_answer_again() -> bool:
+        seen.add(_answering_worker(server, token)["index"])
+        return seen == {1, 2}
+
+    await eventually(both_answer_again)
+
+
+def test_sigterm_stops_every_worker_and_exits_0(workers_server: ServerProcess):
+    server = workers_server
+    workers = _workers(server)
+    assert server.stop(signal.SIGTERM) == 0
+    for worker in workers:
+        assert not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE
+    log = server.stderr()
+    assert log.count("] trioscope.server: stopped cleanly") == 2
+    assert log.rstrip().endswith("trioscope.workers: stopped cleanly")
+    assert "Traceback" not in log
+
+
+async def test_a_worker_that_keeps_dying_ends_the_parent_with_exit_1(workers_server: ServerProcess):
+    server = workers_server
+    killed: set[int] = set()
+
+    async def parent_gave_up() -> bool:
+        for worker in _workers(server):
+            if worker.pid not in killed:
+                killed.add(worker.pid)
+                _kill_all({worker.pid})
+        return server.proc is not None and server.proc.poll() is not None
+
+    await eventually(parent_gave_up, deadline=60)
+    assert server.wait() == 1
+    log = server.stderr()
+    assert "giving up; stopping every worker" in log
+    assert "restarting it" in log
+
+
+async def test_workers_stop_when_the_parent_is_killed(workers_server: ServerProcess):
+    server = workers_server
+    workers = _workers(server)
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+
+    async def gone() -> bool:
+        return all(not w.is_running() or w.status() == psutil.STATUS_ZOMBIE for w in workers)
+
+    await eventually(gone)
+
+
+def test_two_workers_serve_https_on_one_port(postgres_url: str, tmp_path: Path):
+    authority = trustme.CA()
+    pem, ca = tmp_path / "server.pem", tmp_path / "ca.pem"
+    authority.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    authority.cert_pem.write_to_path(str(ca))
+    seen_pids: set[int] = set()
+    with ServerProcess(["--workers", "2", "--database", postgres_url, "--tls-cert", str(pem),
+                        "--tls-key", str(pem)]) as server:
+        try:
+            assert server.base_url.startswith("https://127.0.0.1:")
+            seen_pids.update(p.pid for p in _workers(server))
+            token = server.user_token(role="ADMIN")
+            context = ssl.create_default_context(cafile=str(ca))
+            seen: set[int] = set()
+            for _ in range(200):
+                with httpx.Client(base_url=server.base_url, verify=context,
+                                  headers={"Authorization": f"Bearer {token}"}) as client:
+                    response = client.get("/api/v1/runtime")
+                assert response.status_code == 200
+                seen.add(response.json()["worker"]["index"])
+                if seen == {1, 2}:
+                    break
+            assert seen == {1, 2}
+            assert server.stop(signal.SIGTERM) == 0
+        finally:
+            _kill_all(seen_pids)
