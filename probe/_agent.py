@@ -20,6 +20,7 @@ import trio
 
 from . import _signing
 from ._executor import DEFAULT_ALLOWED, ControlError, execute
+from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._transport import RETRIABLE, Backoff, ServerUnavailable
 
 log = logging.getLogger("trioscope_probe")
@@ -136,8 +137,19 @@ class CommandAgent:
         self.credentials = credentials
         self.docker_host = docker_host
         self.allowed = allowed
+        self.follows: dict[str, trio.CancelScope] = {}
+        """Log follows running beside the poll (``docker.logs`` with ``follow``), by command id."""
+        self.cancel_asked: set[str] = set()
+        """Follows stopped by a cancel from the server (reported ``cancelled``, not ``completed``)."""
 
     async def run(self) -> None:
+        # Follows run for minutes beside the poll loop, which goes on taking
+        # commands (their cancels among them); they end with it.
+        async with trio.open_nursery() as nursery:
+            self.nursery = nursery
+            await self._poll_loop()
+
+    async def _poll_loop(self) -> None:
         log.info("polling for commands for deployment %s as agent %s", self.credentials.deployment_hash,
                  self.credentials.agent_id)
         backoff = Backoff()
@@ -201,12 +213,20 @@ class CommandAgent:
     async def _run_command(self, item: dict[str, Any]) -> None:
         command_id, kind = item["command_id"], item.get("type", "")
         if kind == "cancel":
-            # Commands run one at a time: by the time a cancel arrives its command has finished.
+            # Commands run one at a time, but for follows: by the time a cancel
+            # arrives any other command has finished.
+            target = self.follows.get(command_id.removeprefix("cancel:"))
+            if target is not None:
+                self.cancel_asked.add(command_id.removeprefix("cancel:"))
+                target.cancel(reason="cancelled by the user")
             await self._report({"command_id": command_id, "status": "completed",
-                                "result": {"note": "nothing running to cancel"}})
+                                "result": {"note": "follow stopped" if target else "nothing running to cancel"}})
             return
         timeout = item.get("timeout_seconds") or 300
         parameters = item.get("parameters")
+        if kind == "docker.logs" and isinstance(parameters, dict) and parameters.get("follow") is True:
+            await self._start_follow(command_id, parameters, timeout)
+            return
         own = parameters.get("timeout") if isinstance(parameters, dict) and kind == "docker.exec" else None
         if type(own) is int and 0 < own < timeout:
             timeout = own  # exec's own limit; the command's timeout bounds everything
@@ -234,13 +254,69 @@ class CommandAgent:
             await self._report({"command_id": command_id, "status": "failed", "error": error,
                                 "completed_at": stamp})
 
-    def _execute(self, kind: str, parameters: Any) -> dict[str, Any]:
+    def _engine(self, timeout: int = 30) -> docker.DockerClient:
         try:
-            client = (docker.DockerClient(base_url=self.docker_host, timeout=30) if self.docker_host
-                      else docker.from_env(timeout=30))
+            return (docker.DockerClient(base_url=self.docker_host, timeout=timeout) if self.docker_host
+                    else docker.from_env(timeout=timeout))
         except docker.errors.DockerException as exc:
             raise ControlError(f"no container engine: {exc}") from None
+
+    def _execute(self, kind: str, parameters: Any) -> dict[str, Any]:
+        client = self._engine()
         try:
             return execute(client, kind, parameters, self.allowed)
         finally:
             client.close()
+
+    async def _start_follow(self, command_id: str, parameters: dict[str, Any], timeout: float) -> None:
+        """Start following a container's log beside the poll loop (or fail the command at once)."""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        error: str | None = None
+        if "docker.logs" not in self.allowed:
+            error = "command type 'docker.logs' is not allowed on this probe"
+        elif len(self.follows) >= MAX_FOLLOWS:
+            error = f"this probe already follows {MAX_FOLLOWS} logs (its limit)"
+        if error is None:
+            try:
+                client = await trio.to_thread.run_sync(self._engine, STREAM_TIMEOUT)
+                follow = await trio.to_thread.run_sync(LogFollow, client, command_id,
+                                                       self.credentials.deployment_hash, parameters, self._post_logs)
+            except ControlError as exc:
+                error = str(exc)
+            except docker.errors.DockerException as exc:
+                error = f"the engine refused: {exc}"
+        if error is not None:
+            await self._report({"command_id": command_id, "status": "failed", "error": error, "completed_at": stamp})
+            return
+        scope = trio.CancelScope(deadline=trio.current_time() + timeout)
+        self.follows[command_id] = scope
+        await self._report({"command_id": command_id, "status": "executing", "progress": 0, "stage": "following"})
+        self.nursery.start_soon(self._follow, follow, client, scope)
+
+    async def _follow(self, follow: LogFollow, client: docker.DockerClient, scope: trio.CancelScope) -> None:
+        result: dict[str, Any] = {}
+        error: str | None = None
+        with scope:
+            try:
+                result = await follow.run()
+            except (ControlError, docker.errors.DockerException) as exc:
+                error = str(exc)
+        self.follows.pop(follow.command_id, None)
+        client.close()
+        cancelled = follow.command_id in self.cancel_asked
+        self.cancel_asked.discard(follow.command_id)
+        if scope.cancelled_caught:
+            result = {"container_id": follow.container.id, "lines": follow.sent, "dropped": follow.dropped,
+                      "ended": "cancelled" if cancelled else "time_limit"}
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        if error is not None:
+            await self._report({"command_id": follow.command_id, "status": "failed", "error": error,
+                                "completed_at": stamp})
+        else:
+            await self._report({"command_id": follow.command_id, "status": "cancelled" if cancelled else "completed",
+                                "result": result, "completed_at": stamp})
+
+    async def _post_logs(self, raw: bytes) -> httpx.Response:
+        return await self.client.send(signed_request(
+            self.client, "POST", "/api/v1/agent/commands/logs", self.credentials, raw,
+            headers={"Content-Type": "application/json"}, timeout=30))

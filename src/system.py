@@ -19,6 +19,7 @@ from trioscope.actors.client_owner import ClientOwnerActor
 from trioscope.actors.deployment_queue import Snapshot
 from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor, HubMembers
+from trioscope.actors.log_follows import log_follows_spec
 from trioscope.actors.metrics import MetricsActor
 from trioscope.actors.notifier import NotifierActor
 from trioscope.actors.queue_owner import ForDeployment, QueueOwnerActor
@@ -47,6 +48,7 @@ NOTIFIER = "/root/notifier"
 ROSTER = "/root/roster"
 METRICS = "/root/metrics"
 ALERTS = "/root/alerts"
+LOG_FOLLOWS = "/root/log_follows"
 
 TOPOLOGY_MAILBOX = 4096
 """Reports queued for merging before ``POST /api/v1/reports`` answers 503."""
@@ -94,6 +96,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                       shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2)),
             # Users' WebSockets hear of command and agent changes through it.
             ActorSpec(name="notifier", factory=NotifierActor, mailbox_size=65536),
+            # Live container logs: open follows, their bounds, their lines to the notifier.
+            log_follows_spec(settings, NOTIFIER),
             ActorSpec(name="directory",
                       factory=lambda: DirectoryActor(settings, store_path=STORE, reader=shared_reader,
                                                      notifier_path=NOTIFIER, published=directory_view,

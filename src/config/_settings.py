@@ -155,6 +155,16 @@ class CommandsSettings:
     max_queued: int
     """Open (not yet finished) commands per deployment; more are refused with
     ``quota_exceeded``."""
+    follow_max_per_user: int
+    """Live log follows one user may have open at once."""
+    follow_max_per_agent: int
+    """Live log follows open at once per deployment's agent."""
+    follow_lines_per_second: int
+    """Log lines a second one follow passes on; more are dropped."""
+    follow_max_bytes: int
+    """Bytes of log messages one follow passes on in all."""
+    follow_max_duration: float
+    """Seconds one follow lasts at most."""
 
 
 @attrs.frozen(kw_only=True)

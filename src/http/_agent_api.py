@@ -17,7 +17,7 @@ from quart import Blueprint, Response, request
 from trioscope.actors.deployment_queue import Report
 from trioscope.actors.directory import RegisterAgent
 from trioscope.actors.refusals import EnrollmentRefused
-from trioscope.domain.commands import AgentRegistration, CommandReport, Priority
+from trioscope.domain.commands import AgentRegistration, CommandReport, LogBatch, Priority
 from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.wire import InvalidDocument, decode
 
@@ -28,7 +28,9 @@ from ._errors import ApiError
 from ._openapi import STRING, Answer, Auth, choice, documented, fields, integer, text
 from ._responses import json_response
 from ._services import services
-from ._shared import AgentRetired, ask_queue, credentials_failure, integer_argument, wait_for_command
+from ._shared import (
+    AgentRetired, admit_log_entries, ask_queue, credentials_failure, integer_argument, stop_follow, wait_for_command,
+)
 
 blueprint = Blueprint("agent_api", __name__)
 blueprint.before_request(_gate.check_address_rate)
@@ -143,6 +145,8 @@ async def report() -> Response:
         raise ApiError(403, "wrong_deployment", "the agent token belongs to another deployment",
                        details={"deployment_hash": result.deployment_hash})
     command, changed = await ask_queue(agent.deployment_hash, Report(result, agent.id))
+    if result.status != "executing":
+        stop_follow(result.command_id, "finished")
     body_out: dict[str, Any] = {
         "message": "Result accepted" if changed else "Result already recorded",
         "status": "accepted" if changed else "duplicate",
@@ -150,6 +154,26 @@ async def report() -> Response:
                  "command_status": command.status.value if command is not None else None},
     }
     return json_response(body_out)
+
+
+@blueprint.post("/api/v1/agent/commands/logs")
+async def log_lines() -> Response:
+    """Lines of a followed container's log (``docker.logs`` with ``follow``): those
+    within the follow's bounds go to users as ``log_entry`` events. 200
+    ``{accepted, dropped, following, reason}``; 404 ``follow_not_found``, 410
+    ``follow_ended`` (``details.reason``): the agent stops following."""
+    body, raw = await read_body_and_raw(services().settings)
+    agent = await _gate.agent(None, raw)
+    try:
+        batch = decode(parse_json(body), LogBatch)
+    except InvalidDocument as exc:
+        raise invalid("invalid_log_entries", exc) from None
+    if batch.deployment_hash != agent.deployment_hash:
+        raise ApiError(403, "wrong_deployment", "the agent token belongs to another deployment",
+                       details={"deployment_hash": batch.deployment_hash})
+    admission = await admit_log_entries(batch)
+    return json_response({"accepted": len(admission.accepted), "dropped": admission.dropped,
+                          "following": admission.ended is None, "reason": admission.ended})
 
 
 @blueprint.get("/api/v1/agent/config")
@@ -168,6 +192,7 @@ async def agent_config() -> Response:
         "poll": {"endpoint": f"/api/v1/agent/commands/wait/{agent.deployment_hash}",
                  "default_timeout_seconds": DEFAULT_POLL, "max_timeout_seconds": MAX_POLL},
         "report_endpoint": "/api/v1/agent/commands/report",
+        "logs_endpoint": "/api/v1/agent/commands/logs",
         "websocket_endpoint": f"/ws/agent/{agent.deployment_hash}",
         "max_body_bytes": s.settings.server.max_body_size,
         "rate_limit_per_minute": s.settings.limits.per_agent,

@@ -2,7 +2,8 @@
 
 ``/ws/user/{user_id}?token=``: ``command_progress``, ``command_completed``,
 ``agent_status`` and ``system_alert`` events of the user's deployments (all of
-the tenant's for admins), from an event-client actor per socket. A browser
+the tenant's for admins), and ``log_entry`` events of the user's log follows
+(``trioscope.actors.log_follows``), from an event-client actor per socket. A browser
 cannot set an Authorization header on a WebSocket, and a token in the URL ends
 up in proxy logs, so the token may come as subprotocols instead: offer
 ``trioscope`` and ``bearer.<token>``; the server chooses ``trioscope``.
@@ -73,7 +74,7 @@ from ._errors import REFUSALS, UNAVAILABLE, ApiError, error_response, refusal_st
 from ._client_sockets import serve_client_socket
 from ._openapi import Auth, documented, text
 from ._services import services
-from ._shared import AgentRetired, ask_queue, credentials_failure, give_back, wait_for_command
+from ._shared import AgentRetired, ask_queue, credentials_failure, give_back, stop_follow, wait_for_command
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("command_ws", __name__)
@@ -306,6 +307,8 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
             return _nack(request_id, 403, "wrong_deployment", "the report names another deployment"), None
         reported = report.command_id
         _, changed = await ask_queue(deployment_hash, Report(report, agent_id))
+        if report.status != "executing":
+            stop_follow(report.command_id, "finished")
     except ApiError as exc:
         answer = _nack(request_id, exc.status, exc.code, exc.message)
         answer["close"] = exc.status in (401, 403, 410) and exc.code not in _ONE_MESSAGE_REFUSALS

@@ -28,7 +28,8 @@ from ._openapi import STRING, TIME, Answer, Auth, boolean, choice, date, documen
 from ._responses import json_bytes_response, json_response
 from ._services import services
 from ._shared import (
-    MAX_PAGE, ask_queue, boolean_argument, date_argument, decode_create, integer_argument, submit, user_actor,
+    MAX_PAGE, ask_queue, boolean_argument, date_argument, decode_create, integer_argument, end_follow, submit,
+    user_actor,
 )
 
 blueprint = Blueprint("commands", __name__)
@@ -301,5 +302,7 @@ async def confirm_command(user_id: str, deployment_hash: str, command_id: str) -
 @documented(auth=Auth.USER, errors={409: "the command has finished"})
 async def cancel_command(user_id: str, deployment_hash: str, command_id: str) -> Response:
     """Cancel a command: at once if queued, by a cancel sent to the agent if it has it."""
-    return await _change(user_id, deployment_hash, command_id, "cancel", Cancel)
+    response = await _change(user_id, deployment_hash, command_id, "cancel", Cancel)
+    await end_follow(command_id, "stopped")  # a follow's lines stop now, before the agent hears of the cancel
+    return response
 

@@ -23,15 +23,20 @@ from quart import request
 from trioscope.actors.deployment_queue import (
     POLL_CLOSED, Create, Poll, PollRetired, Undeliverable, Withdraw, open_poll,
 )
+from trioscope.actors.log_follows import Entries, StartFollow, StopFollow
 from trioscope.actors.queue_owner import ForDeployment
 from trioscope.actors.refusals import TooManyAgents
 from trioscope.actors.topology import PROCESS_HISTORY
 from trioscope.config import Settings
-from trioscope.domain.commands import MAX_PARAMETERS_BYTES, Command, CreateCommand, Delivery, Priority, new_command
+from trioscope.domain.commands import (
+    MAX_PARAMETERS_BYTES, Command, CreateCommand, Delivery, LogBatch, Priority, new_command,
+)
+from trioscope.domain.log_follows import Admission, FollowEnded, FollowLimitReached, UnknownFollow
 from trioscope.domain.deployments import AgentAuthFailure, Deployment
 from trioscope.domain.principals import Principal
 from trioscope.wire import InvalidDocument, MemoryBudget, decode, parse_timestamp
-from trioscope.runtime import ActorRef, ActorStopped, MailboxFull
+from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull
+from trioscope.system import LOG_FOLLOWS
 
 from . import _gate
 from ._bodies import invalid
@@ -157,7 +162,87 @@ async def submit(principal: Principal, deployment: Deployment, create: CreateCom
     audit = _gate.audit_entry("command.create", actor=user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="command", resource_id=command.id, type=command.type,
                               priority=command.priority.value, deployment_hash=deployment.hash, **audit_details)
-    return await ask_queue(deployment.hash, Create(command, audit))  # type: ignore[no-any-return]  # replies are untyped; Create's is a Command
+    container = follow_container(create)
+    if container is None:
+        return await ask_queue(deployment.hash, Create(command, audit))  # type: ignore[no-any-return]  # replies are untyped; Create's is a Command
+    # A follow holds its place (the per-user and per-agent counts) from now:
+    # refused before it is queued, given back if it is not.
+    await _ask_follows(StartFollow(command.id, deployment.tenant, principal.user_id, deployment.hash, container,
+                                   float(create.timeout_seconds), now))
+    try:
+        return await ask_queue(deployment.hash, Create(command, audit))  # type: ignore[no-any-return]  # replies are untyped; Create's is a Command
+    except BaseException:
+        stop_follow(command.id, "not_queued")
+        raise
+
+
+# ---- live logs: follows of containers' logs ----------------------------------------------------
+
+def follow_container(create: CreateCommand) -> str | None:
+    """The container a ``docker.logs`` command with ``follow: true`` follows
+    (None: not a follow); 400 naming the field when it is not one."""
+    if create.type != "docker.logs" or "follow" not in create.parameters:
+        return None
+    follow = create.parameters["follow"]
+    if type(follow) is not bool:
+        raise _bad_parameter("follow", "must be true or false")
+    if not follow:
+        return None
+    container = create.parameters.get("container") or create.parameters.get("container_id")
+    if not isinstance(container, str) or not container or len(container) > 256:
+        raise _bad_parameter("container", "a follow needs the container's id or name (at most 256 characters)")
+    tail = create.parameters.get("tail", 10)
+    if type(tail) is not int or not 0 <= tail <= MAX_FOLLOW_TAIL:
+        raise _bad_parameter("tail", f"must be an integer from 0 to {MAX_FOLLOW_TAIL} (lines of history first)")
+    return container
+
+
+MAX_FOLLOW_TAIL = 10_000
+"""Lines of history a follow may start with (the probe's own bound)."""
+
+
+def _bad_parameter(name: str, message: str) -> ApiError:
+    path = f"$.parameters.{name}"
+    return ApiError(400, "invalid_command", f"{path}: {message}", details={"errors": [{"path": path, "message": message}]})
+
+
+async def _ask_follows(message: Any) -> Any:
+    """Ask the follows actor; its refusals as HTTP errors (429 over a count, 404, 410)."""
+    try:
+        return await services().system.lookup(LOG_FOLLOWS).ask(message, timeout=10.0)
+    except FollowLimitReached as exc:
+        raise ApiError(429, "follow_limit_reached", str(exc), details={"limit": exc.limit, "setting": exc.setting},
+                       headers={"Retry-After": "10"}) from None
+    except UnknownFollow:
+        raise ApiError(404, "follow_not_found", "no log follow of this command in this deployment (not a follow, "
+                       "or the server restarted since: start it again)") from None
+    except FollowEnded as exc:
+        raise ApiError(410, "follow_ended", str(exc), details={"reason": exc.reason}) from None
+
+
+async def admit_log_entries(batch: LogBatch) -> Admission:
+    """Hand an agent's batch of log lines to the follows actor: the lines its
+    bounds pass go to users as ``log_entry`` events."""
+    return await _ask_follows(Entries(batch.deployment_hash, batch.command_id, tuple(batch.entries),  # type: ignore[no-any-return]  # replies are untyped; Entries' is an Admission
+                                      time.time()))
+
+
+async def end_follow(command_id: str, reason: str) -> None:
+    """End a follow if there is one, and wait until it has: every batch of
+    its lines admitted before is with the notifier, and none is after."""
+    try:
+        await services().system.lookup(LOG_FOLLOWS).ask(StopFollow(command_id, reason), timeout=5.0)
+    except (MailboxFull, ActorStopped, ActorNotFound, AskTimeout):
+        log.warning("follow %s not stopped at once: the follows actor is busy or away; its limits end it", command_id)
+
+
+def stop_follow(command_id: str, reason: str) -> None:
+    """End a follow if there is one (its command finished, was cancelled or not
+    queued): no more of its lines reach users. Never waits."""
+    try:
+        services().system.lookup(LOG_FOLLOWS).tell(StopFollow(command_id, reason))
+    except (MailboxFull, ActorStopped, ActorNotFound):
+        log.warning("follow %s not stopped at once: the follows actor is busy or away; its limits end it", command_id)
 
 
 # ---- an agent's poll: long-poll and agent socket alike ----------------------------------------

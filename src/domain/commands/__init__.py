@@ -28,10 +28,15 @@ from ._wire import MAX_PARAMETERS_BYTES as MAX_PARAMETERS_BYTES
 from ._wire import AgentRegistration as AgentRegistration
 from ._wire import CommandReport as CommandReport
 from ._wire import CreateCommand as CreateCommand
+from ._wire import MAX_LOG_BATCH as MAX_LOG_BATCH
+from ._wire import LogBatch as LogBatch
+from ._wire import LogEntry as LogEntry
 
 __all__ = [
-    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "MAX_JSON_DEPTH", "MAX_PARAMETERS_BYTES", "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
+    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_PARAMETERS_BYTES",
+    "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
     "CancelNotice", "Command", "CommandEvent", "CommandReport", "CommandStatus", "CreateCommand",
-    "Delivery", "DeploymentQueue", "IllegalTransition", "Priority", "StatusChange", "TIMED_OUT", "cancel_notice_id",
-    "change_events", "command_document", "command_event", "command_from_document", "new_command", "next_status",
+    "Delivery", "DeploymentQueue", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "TIMED_OUT",
+    "cancel_notice_id", "change_events", "command_document", "command_event", "command_from_document", "new_command",
+    "next_status",
 ]

@@ -80,3 +80,34 @@ class AgentRegistration:
     capabilities: Capabilities = attrs.field(factory=list)
     system_info: JsonObject = attrs.field(factory=dict)
     agent_version: Name | None = None
+
+
+MAX_LOG_MESSAGE = 16 * 1024
+"""Characters of one log line; the agent cuts longer ones."""
+LogMessage: Any = constrained("LogMessage", str, TextRule(MAX_LOG_MESSAGE))
+LogLevel = Literal["trace", "debug", "info", "notice", "warning", "error", "critical"]
+LogSource = Literal["stdout", "stderr"]
+
+
+@attrs.frozen(kw_only=True)
+class LogEntry:
+    """One line of a followed container's log: the seed's ``log_entry`` event fields."""
+
+    timestamp: datetime
+    level: LogLevel
+    message: LogMessage
+    source: LogSource
+
+
+MAX_LOG_BATCH = 500
+"""Entries in one batch an agent sends of a follow."""
+LogEntries: Any = bounded_list("LogEntries", LogEntry, MAX_LOG_BATCH)
+
+
+@attrs.frozen(kw_only=True)
+class LogBatch:
+    """``POST /api/v1/agent/commands/logs``: lines of a followed container's log."""
+
+    command_id: AnyId
+    deployment_hash: AnyId
+    entries: LogEntries

@@ -1,10 +1,12 @@
 // Container controls: the buttons a container's state allows (the server puts
 // them on the node), each creating a command through the API, and the
 // progress of those commands as /ws/user reports it. Logs, exec and inspect
-// show their output when the probe reports the result.
+// show their output when the probe reports the result; "Follow" (livelog.js)
+// shows a running container's log live.
 
 import { ApiError, api, socketUrl, tokenProtocols } from "./api.js";
 import { el } from "./dom.js";
+import { LiveLog } from "./livelog.js";
 import { ReconnectingSocket } from "./socket.js";
 
 const TERMINAL = new Set(["completed", "failed", "cancelled", "expired"]);
@@ -23,9 +25,11 @@ export class Controls {
     this.listNode = "";
     this.events = null;
     this.early = new Map(); // events of commands whose POST has not answered yet
+    this.liveLog = new LiveLog();
   }
 
   setPrincipal(principal) {
+    this.liveLog.leave();
     if (this.events) this.events.close();
     this.events = null;
     this.principal = principal;
@@ -56,7 +60,13 @@ export class Controls {
           onclick: () => this.#run(node, control),
         })))
         : el("p", { class: "muted", text: "No controls in this state." }),
-      this.list);
+      this.list,
+      offered.some((control) => control.id === "logs") ? this.liveLog.render(node) : null);
+  }
+
+  // The details closed or show another node: a live log stops.
+  leave() {
+    this.liveLog.leave();
   }
 
   async #run(node, control, parameters = {}) {
@@ -94,6 +104,7 @@ export class Controls {
 
   #event(message) {
     this.onEvent(message);
+    this.liveLog.event(message);
     if (message.type !== "command_progress" && message.type !== "command_completed") return;
     const command = this.commands.get(message.command_id);
     if (command) {

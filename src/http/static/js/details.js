@@ -40,6 +40,7 @@ export class DetailsPanel {
     this.id = id;
     this.root.hidden = false;
     if (changed) {
+      this.controls.leave();
       this.title.textContent = id;
       this.root.dataset.state = "loading";
       this.root.dataset.node = id;
@@ -49,6 +50,7 @@ export class DetailsPanel {
   }
 
   hide() {
+    this.controls.leave();
     this.id = "";
     this.root.hidden = true;
     this.#stop();
@@ -60,6 +62,7 @@ export class DetailsPanel {
   // view has it, and this is called again whenever it changes.
   showGroup(id, group) {
     this.#stop();
+    this.controls.leave();
     this.id = id;
     this.root.hidden = false;
     this.root.dataset.node = id;

@@ -54,6 +54,8 @@ const details = new DetailsPanel($("details"), {
   onClose: () => select(""),
   controls,
 });
+// A live log stops when the page goes (its cancel is sent with keepalive).
+window.addEventListener("pagehide", () => controls.leave());
 
 // ---- state and URL ---------------------------------------------------------------------
 
