@@ -157,6 +157,11 @@ async def report() -> Response:
 
 
 @blueprint.post("/api/v1/agent/commands/logs")
+@documented(auth=Auth.AGENT, body=LogBatch, answers={200: Answer("what was passed on to users", schema=fields(
+                accepted={"type": "integer"}, dropped={"type": "integer"}, following={"type": "boolean"},
+                reason={"type": ["string", "null"]}))},
+            errors={403: "the agent token belongs to another deployment", 404: "no such follow (follow_not_found)",
+                    410: "the follow ended (follow_ended; details.reason)", 429: "too many log lines"})
 async def log_lines() -> Response:
     """Lines of a followed container's log (``docker.logs`` with ``follow``): those
     within the follow's bounds go to users as ``log_entry`` events. 200
