@@ -15,7 +15,8 @@ from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
 
 from ._command_rows import OPEN_STATUSES_SQL, command_from_columns
-from ._ops import AuditEntry, Unavailable
+from ._ops import Unavailable
+from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter, summary_page
 from ._postgres import CONNECT_TIMEOUT, Connection, configure, connect, describe
 from ._postgres_migrations import schema_version
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
@@ -141,15 +142,7 @@ class PostgresReader:
         the history and the result (only its size is read) and keep the error
         when its JSON is at most ``error_bytes``. The page ends early, after at
         least one command, before the documents and errors read pass ``max_bytes``."""
-        where = ["deployment_hash = %s"]
-        args: list[Any] = [deployment_hash]
-        for condition, value in (("status = %s", status), ("created_at >= %s", since), ("created_at < %s", until)):
-            if value is not None:
-                where.append(condition)
-                args.append(value)
-        clause = " AND ".join(where)
-        page: list[StoredCommand] = []
-        read = 0
+        clause, args = command_filter(deployment_hash, status=status, since=since, until=until, mark="%s")
         with self._snapshot() as db:
             row = db.execute(f"SELECT count(*) FROM commands WHERE {clause}", args).fetchone()
             total = 0 if row is None else int(row[0])
@@ -163,15 +156,7 @@ class PostgresReader:
                     " SELECT c.document, octet_length(c.error), CASE WHEN octet_length(c.error) <= %s THEN c.error END,"
                     " octet_length(c.result) FROM page JOIN commands c USING (id) ORDER BY page.sequence DESC",
                     [*args, limit, offset, error_bytes])
-                for document, size, error, result_bytes in cursor:
-                    weight = len(document) + (len(error) if error is not None else 0)
-                    if page and read + weight > max_bytes:
-                        break
-                    read += weight
-                    page.append(StoredCommand(
-                        command=command_from_columns(document, error=error), result_bytes=result_bytes,
-                        error_bytes=size, result_included=False, error_included=error is not None,
-                        history_included=False))
+                page = summary_page(cursor, max_bytes)
         return page, total
 
     def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
@@ -180,25 +165,15 @@ class PostgresReader:
         """A page of audit records, newest first, and how many match: of
         ``tenant``; with ``tenant`` None, those in no tenant's log (refused
         requests whose credentials named nobody); with ``every_tenant``, all."""
-        where: list[str] = []
-        args: list[Any] = []
-        if not every_tenant:
-            where.append("tenant IS NULL" if tenant is None else "tenant = %s")
-            args.extend([] if tenant is None else [tenant])
-        for column, value, op in (("action", action, "="), ("actor", actor, "="), ("at", since, ">="),
-                                  ("at", until, "<")):
-            if value is not None:
-                where.append(f"{column} {op} %s")
-                args.append(value)
-        clause = " AND ".join(where) or "TRUE"
+        clause, args = audit_filter(tenant, action=action, actor=actor, since=since, until=until,
+                                    every_tenant=every_tenant, mark="%s")
         with self._snapshot() as db:
             row = db.execute(f"SELECT count(*) FROM audit WHERE {clause}", args).fetchone()
             total = 0 if row is None else int(row[0])
             rows = db.execute(
-                "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent,"
-                f" details FROM audit WHERE {clause} ORDER BY id DESC LIMIT %s OFFSET %s", [*args, limit, offset],
-                binary=True).fetchall()
-        return [_audit_record(row) for row in rows], total
+                f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {clause} ORDER BY id DESC LIMIT %s OFFSET %s",
+                [*args, limit, offset], binary=True).fetchall()
+        return [audit_record(row) for row in rows], total
 
     # Copying a whole store (``_copy``)
 
@@ -211,13 +186,5 @@ class PostgresReader:
     def audit_after(self, after: int, limit: int) -> list[AuditRecord]:
         """Up to ``limit`` audit records numbered after ``after``, oldest first."""
         rows = self._rows(
-            "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details"
-            " FROM audit WHERE id > %s ORDER BY id LIMIT %s", (after, limit))
-        return [_audit_record(row) for row in rows]
-
-
-def _audit_record(row: TupleRow) -> AuditRecord:
-    i, at, tenant, who, what, resource_type, resource_id, outcome, address, agent, details = row
-    return AuditRecord(i, AuditEntry(at=at, tenant=tenant, actor=who, action=what, resource_type=resource_type,
-                                     resource_id=resource_id, outcome=outcome, address=address, user_agent=agent,
-                                     details=details))
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE id > %s ORDER BY id LIMIT %s", (after, limit))
+        return [audit_record(row) for row in rows]

@@ -11,7 +11,6 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -19,6 +18,7 @@ from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
 
 from ._command_rows import OPEN_STATUSES_SQL, command_columns, command_from_columns, finished_at
+from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter, summary_page
 from ._migrations import migrate, schema_version
 from ._ops import AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Write
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
@@ -381,20 +381,7 @@ class SqliteReader:
         the history and the result (only its size is read) and keep the error
         when its JSON is at most ``error_bytes``. The page ends early, after at
         least one command, before the documents and errors read pass ``max_bytes``."""
-        where = ["deployment_hash = ?"]
-        args: list[Any] = [deployment_hash]
-        if status is not None:
-            where.append("status = ?")
-            args.append(status)
-        if since is not None:
-            where.append("created_at >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("created_at < ?")
-            args.append(until)
-        clause = " AND ".join(where)
-        page: list[StoredCommand] = []
-        read = 0
+        clause, args = command_filter(deployment_hash, status=status, since=since, until=until, mark="?")
         with self._snapshot() as db:
             total = db.execute(f"SELECT count(*) FROM commands WHERE {clause}", args).fetchone()[0]
             # The page's rows are chosen from the index alone, then read one by
@@ -402,18 +389,10 @@ class SqliteReader:
             # the rows of commands that are not shown.
             rowids = db.execute(f"SELECT rowid FROM commands WHERE {clause} ORDER BY sequence DESC LIMIT ? OFFSET ?",
                                 [*args, limit, offset]).fetchall()
-            for (rowid,) in rowids:
-                document, size, error, result_bytes = db.execute(
-                    "SELECT document, length(error), CASE WHEN length(error) <= ? THEN error END, length(result)"
-                    " FROM commands WHERE rowid = ?", (error_bytes, rowid)).fetchone()
-                weight = len(document) + (len(error) if error is not None else 0)
-                if page and read + weight > max_bytes:
-                    break
-                read += weight
-                page.append(StoredCommand(
-                    command=command_from_columns(document, error=error), result_bytes=result_bytes,
-                    error_bytes=size, result_included=False, error_included=error is not None,
-                    history_included=False))
+            rows = (db.execute("SELECT document, length(error), CASE WHEN length(error) <= ? THEN error END,"
+                               " length(result) FROM commands WHERE rowid = ?", (error_bytes, rowid)).fetchone()
+                    for (rowid,) in rowids)
+            page = summary_page(rows, max_bytes)
         return page, total
 
     def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
@@ -422,28 +401,12 @@ class SqliteReader:
         """A page of audit records, newest first, and how many match: of
         ``tenant``; with ``tenant`` None, those in no tenant's log (refused
         requests whose credentials named nobody); with ``every_tenant``, all."""
-        where: list[str] = []
-        args: list[Any] = []
-        if not every_tenant:
-            where.append("tenant IS NULL" if tenant is None else "tenant = ?")
-            args.extend([] if tenant is None else [tenant])
-        for column, value, op in (("action", action, "="), ("actor", actor, "="), ("at", since, ">="),
-                                  ("at", until, "<")):
-            if value is not None:
-                where.append(f"{column} {op} ?")
-                args.append(value)
-        clause = " AND ".join(where) or "1"
+        clause, args = audit_filter(tenant, action=action, actor=actor, since=since, until=until,
+                                    every_tenant=every_tenant, mark="?")
         total = self.connection.execute(f"SELECT count(*) FROM audit WHERE {clause}", args).fetchone()[0]
-        rows = self.connection.execute(
-            "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details"
-            f" FROM audit WHERE {clause} ORDER BY id DESC LIMIT ? OFFSET ?", [*args, limit, offset])
-        entries = [
-            AuditRecord(i, AuditEntry(at=at, tenant=t, actor=who, action=what, resource_type=rt, resource_id=rid,
-                                      outcome=outcome, address=address, user_agent=agent,
-                                      details=orjson.loads(details)))
-            for i, at, t, who, what, rt, rid, outcome, address, agent, details in rows
-        ]
-        return entries, total
+        rows = self.connection.execute(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {clause} ORDER BY id DESC"
+                                       " LIMIT ? OFFSET ?", [*args, limit, offset])
+        return [audit_record(row) for row in rows], total
 
     # Copying a whole store (``_copy``)
 
@@ -455,10 +418,6 @@ class SqliteReader:
 
     def audit_after(self, after: int, limit: int) -> list[AuditRecord]:
         """Up to ``limit`` audit records numbered after ``after``, oldest first."""
-        rows = self.connection.execute(
-            "SELECT id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details"
-            " FROM audit WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
-        return [AuditRecord(i, AuditEntry(at=at, tenant=t, actor=who, action=what, resource_type=rt, resource_id=rid,
-                                          outcome=outcome, address=address, user_agent=agent,
-                                          details=orjson.loads(details)))
-                for i, at, t, who, what, rt, rid, outcome, address, agent, details in rows]
+        rows = self.connection.execute(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+                                       (after, limit))
+        return [audit_record(row) for row in rows]
