@@ -9,7 +9,7 @@ reports ``status`` ``success`` or ``failed`` with ``error`` and ``completed_at``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 from quart import Blueprint, Response, request
@@ -18,7 +18,7 @@ from trioscope.actors.deployment_queue import Report
 from trioscope.actors.directory import RegisterAgent
 from trioscope.actors.refusals import EnrollmentRefused
 from trioscope.domain.commands import AgentRegistration, CommandReport, LogBatch, Priority
-from trioscope.domain.deployments import AgentAuthFailure
+from trioscope.domain.deployments import AgentAuthFailure, AgentRecord
 from trioscope.wire import InvalidDocument, decode
 
 from . import _gate
@@ -31,6 +31,13 @@ from ._services import services
 from ._shared import (
     AgentRetired, admit_log_entries, ask_queue, credentials_failure, integer_argument, stop_follow, wait_for_command,
 )
+
+class _OfDeployment(Protocol):
+    @property
+    def deployment_hash(self) -> str: ...
+
+
+D = TypeVar("D", bound=_OfDeployment)
 
 blueprint = Blueprint("agent_api", __name__)
 blueprint.before_request(_gate.check_address_rate)
@@ -131,19 +138,27 @@ async def wait(deployment_hash: str) -> Response:
     return response
 
 
+async def _agent_document(kind: type[D], code: str) -> tuple[AgentRecord, D]:
+    """The signed body of an agent's request, decoded as ``kind`` (400 ``code``
+    naming the field), and the agent: its token must be of the deployment the
+    body names (403 ``wrong_deployment``)."""
+    body, raw = await read_body_and_raw(services().settings)
+    agent = await _gate.agent(None, raw)
+    try:
+        document = decode(parse_json(body), kind)
+    except InvalidDocument as exc:
+        raise invalid(code, exc) from None
+    if document.deployment_hash != agent.deployment_hash:
+        raise ApiError(403, "wrong_deployment", "the agent token belongs to another deployment",
+                       details={"deployment_hash": document.deployment_hash})
+    return agent, document
+
+
 @blueprint.post("/api/v1/agent/commands/report")
 @documented(auth=Auth.AGENT, body=CommandReport, errors={404: "no such command", 409: "conflicts with the recorded result"})
 async def report() -> Response:
     """Report a command's progress (executing) or result (completed, success, failed)."""
-    body, raw = await read_body_and_raw(services().settings)
-    agent = await _gate.agent(None, raw)
-    try:
-        result = decode(parse_json(body), CommandReport)
-    except InvalidDocument as exc:
-        raise invalid("invalid_report", exc) from None
-    if result.deployment_hash != agent.deployment_hash:
-        raise ApiError(403, "wrong_deployment", "the agent token belongs to another deployment",
-                       details={"deployment_hash": result.deployment_hash})
+    agent, result = await _agent_document(CommandReport, "invalid_report")
     command, changed = await ask_queue(agent.deployment_hash, Report(result, agent.id))
     if result.status != "executing":
         stop_follow(result.command_id, "finished")
@@ -167,15 +182,7 @@ async def log_lines() -> Response:
     within the follow's bounds go to users as ``log_entry`` events. 200
     ``{accepted, dropped, following, reason}``; 404 ``follow_not_found``, 410
     ``follow_ended`` (``details.reason``): the agent stops following."""
-    body, raw = await read_body_and_raw(services().settings)
-    agent = await _gate.agent(None, raw)
-    try:
-        batch = decode(parse_json(body), LogBatch)
-    except InvalidDocument as exc:
-        raise invalid("invalid_log_entries", exc) from None
-    if batch.deployment_hash != agent.deployment_hash:
-        raise ApiError(403, "wrong_deployment", "the agent token belongs to another deployment",
-                       details={"deployment_hash": batch.deployment_hash})
+    _agent, batch = await _agent_document(LogBatch, "invalid_log_entries")
     admission = await admit_log_entries(batch)
     return json_response({"accepted": len(admission.accepted), "dropped": admission.dropped,
                           "following": admission.ended is None, "reason": admission.ended})
