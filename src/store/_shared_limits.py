@@ -133,6 +133,8 @@ class SharedLimits:
         self._replay_ids: set[str] = set()
         """The replay ids waiting or in flight: a second check of one is a replay."""
         self._batches = itertools.count(1)
+        self._full_after = 0.0
+        """Seconds after which every budget's bucket is full again (rows that old can go)."""
         self.batches_sent = 0
         """Batches (transactions) sent so far: what a test or bench counts."""
 
@@ -141,6 +143,10 @@ class SharedLimits:
             if not self._opened:
                 self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
                 self._opened = True
+
+    def add_budget(self, full_after: float) -> None:
+        """A budget whose buckets are full again ``full_after`` seconds after their last check."""
+        self._full_after = max(self._full_after, full_after)
 
     async def first_use(self, replay_id: str, window: float) -> bool:
         """True (and recorded for ``window`` seconds) if no replica saw ``replay_id`` within it."""
@@ -213,7 +219,7 @@ class SharedLimits:
                         raise
             if pruning:
                 db.execute(_PRUNE_REPLAY, {"batch": PRUNE_BATCH})
-                db.execute(_PRUNE_BUCKETS, {"batch": PRUNE_BATCH})
+                db.execute(_PRUNE_BUCKETS, {"full_after": self._full_after, "batch": PRUNE_BATCH})
         return rows
 
     def close(self) -> None:
@@ -248,6 +254,7 @@ class SharedRateBudget:
         self._scope = scope
         self._per_minute = per_minute
         self._leases = TokenLeases(rate=shape.rate, burst=shape.burst, lifetime=lease_lifetime, max_size=lease_max)
+        limits.add_budget(shape.burst / shape.rate)
         self._asking: dict[str, trio.Event] = {}
         """Keys this process is asking the bucket for now: one lease at a time per key."""
 

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 import trio
 
+from trioscope.store import _shared_limits
 from trioscope.store._postgres_migrations import migrate
 from trioscope.store._shared_limits import SharedLimits, SharedRateBudget, SharedReplayIds
 
@@ -103,3 +104,18 @@ async def test_a_refused_key_is_refused_here_until_the_bucket_has_a_token(
     assert 50 < first <= 60
     assert 0 < await budget.acquire("agent-1") <= first
     assert a.batches_sent == sent + 1
+
+
+async def test_rows_whose_time_is_over_are_pruned_by_the_checks(
+        processes: tuple[SharedLimits, SharedLimits], postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, _ = processes
+    monkeypatch.setattr(_shared_limits, "PRUNE_EVERY", 1)
+    await SharedRateBudget(a, "agent", 6).acquire("agent-1")  # a bucket full again 100 s after its last check
+    await SharedReplayIds(a, WINDOW).first_use("agent/1")
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute("UPDATE replay_ids SET seen_until = seen_until - %s", (WINDOW + 1,))
+        db.execute("UPDATE rate_buckets SET at = at - 101")
+    assert await SharedReplayIds(a, WINDOW).first_use("agent/2")
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        left = db.execute("SELECT (SELECT count(*) FROM replay_ids), (SELECT count(*) FROM rate_buckets)").fetchone()
+    assert left == (1, 0)  # only the id just seen
