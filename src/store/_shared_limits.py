@@ -39,10 +39,10 @@ from trioscope.domain.rates import RateLimiter
 
 from ._token_leases import TokenLeases
 
-POOL_SIZE = 4
-"""Connections for these checks, apart from the store's readers."""
 BATCHES_IN_FLIGHT = 2
 """Batches sent at once; checks arriving meanwhile wait and go in the next."""
+POOL_SIZE = BATCHES_IN_FLIGHT
+"""Connections for these checks (one per batch in flight), apart from the store's readers."""
 CONNECT_TIMEOUT = 10.0
 PRUNE_EVERY = 1000
 """Batches between two deletions of rows whose time is over."""
