@@ -175,6 +175,16 @@ def committed(name: str) -> int:
     return int(row[0]) if row else 0
 
 
+def limit_rows(name: str) -> dict[str, int]:
+    """Rows inserted or updated so far in the shared limits' tables of database ``name``
+    (a replay check writes one row, a rate-limit check or lease one)."""
+    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(url, autocommit=True) as db:
+        rows = db.execute("SELECT relname, n_tup_ins + n_tup_upd FROM pg_stat_user_tables"
+                          " WHERE relname IN ('replay_ids', 'rate_buckets')").fetchall()
+    return {table: int(count) for table, count in rows}
+
+
 async def e2e(args: argparse.Namespace, work: str, names: dict[str, str]) -> dict[str, Any]:
     servers = [Server("sqlite-1"), Server("pg-workers-1", 1, create_database(names["pg-workers-1"])),
                Server("pg-workers-2", 2, create_database(names["pg-workers-2"]))]
@@ -188,7 +198,9 @@ async def e2e(args: argparse.Namespace, work: str, names: dict[str, str]) -> dic
                 "--pg-database", f"1={names['pg-workers-1']}", "--pg-database", f"2={names['pg-workers-2']}"]
         for server, agents in zip(servers, files, strict=True):
             argv += ["--target", f"e2e:{server.port}:{server.pid}:{agents}"]
+        result: dict[str, Any] = {}
         xact_before = committed(names["pg-workers-2"])
+        rows_before = limit_rows(names["pg-workers-2"])
         split_before = servers[2].worker_cpu()
         usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.monotonic()
@@ -207,8 +219,10 @@ async def e2e(args: argparse.Namespace, work: str, names: dict[str, str]) -> dic
         split = [after - before for after, before in zip(servers[2].worker_cpu(), split_before, strict=True)]
         await trio.sleep(1.5)  # pg_stat_database is flushed about once a second
         xacts = committed(names["pg-workers-2"]) - xact_before
+        rows_after = limit_rows(names["pg-workers-2"])
+        result["w2_limit_rows"] = {t: rows_after.get(t, 0) - rows_before.get(t, 0) for t in rows_after}
         parts = [json.loads(out) for out, _ in outputs]
-        result = parts[0]
+        result.update(parts[0])
         for other in parts[1:]:  # rates and statuses add up; CPU was measured by each over the same windows
             for mine, theirs in zip(result["targets"], other["targets"], strict=True):
                 mine["rates"] = [a + b for a, b in zip(mine["rates"], theirs["rates"], strict=True)]
@@ -264,6 +278,9 @@ def report_e2e(r: dict[str, Any], args: argparse.Namespace) -> dict[str, float]:
     tx_per_command = r["w2_transactions"] / reports if reports else float("nan")
     print(f"  PostgreSQL transactions committed per command (2 workers, whole run incl. warm-up): "
           f"{r['w2_transactions']} / {reports} = {tx_per_command:.2f}")
+    if reports:
+        print("  rows written per command in the shared limits' tables (2 workers, whole run): "
+              + ", ".join(f"{table} {count / reports:.2f}" for table, count in sorted(r["w2_limit_rows"].items())))
     return {
         "cpu_per_command": med(w2["server_cpu"][i] / w2["rates"][i] for i in cycles if w2["rates"][i]),
         "db_cpu_per_command": med(w2["db_cpu"][i] / w2["rates"][i] for i in cycles if w2["rates"][i]),

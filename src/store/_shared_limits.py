@@ -2,12 +2,19 @@
 shared by every replica of the database (tables ``replay_ids`` and
 ``rate_buckets``, schema version 2).
 
-Each check is one statement that decides and records at once (an upsert on
-the row's primary key: PostgreSQL's row lock makes concurrent checks of one
-key from any replicas take their turn), timed by the database's clock, so
-replicas' clocks need not agree. A request id replayed to another replica
-finds its row; a token bucket is drained by the requests of every replica
-together, so a limit is not multiplied by the number of replicas.
+Each check decides and records at once (an upsert on the row's primary key:
+PostgreSQL's row lock makes concurrent checks of one key from any replicas
+take their turn), timed by the database's clock, so replicas' clocks need not
+agree. A request id replayed to another replica finds its row; a token bucket
+is drained by the requests of every replica together, so a limit is not
+multiplied by the number of replicas.
+
+What it costs, per process: the checks that arrive while one batch is in
+flight go together in the next, one statement and one transaction for all of
+them (group commit, as the store's writer does); and rate-limit tokens are
+taken from a bucket several at a time when a key is busy here
+(``_token_leases``), so most requests of a busy agent or user are counted
+without asking the database at all.
 
 Rows whose time is over (ids older than the window, buckets full again) are
 deleted now and then by the checks themselves, a bounded batch at a time.
@@ -15,49 +22,69 @@ deleted now and then by the checks themselves, a bounded batch at a time.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import itertools
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+import time
+from collections.abc import Sequence
+from typing import Any
 
+import attrs
 import psycopg
+import psycopg.errors
 import trio
 from psycopg_pool import ConnectionPool
 
 from trioscope.domain.rates import RateLimiter
 
-T = TypeVar("T")
+from ._token_leases import TokenLeases
 
-POOL_SIZE = 4
-"""Connections for these checks (every signed agent request and every user
-request makes one), apart from the store's readers."""
+BATCHES_IN_FLIGHT = 2
+"""Batches sent at once; checks arriving meanwhile wait and go in the next."""
+POOL_SIZE = BATCHES_IN_FLIGHT
+"""Connections for these checks (one per batch in flight), apart from the store's readers."""
 CONNECT_TIMEOUT = 10.0
 PRUNE_EVERY = 1000
-"""Checks between two deletions of rows whose time is over."""
+"""Batches between two deletions of rows whose time is over."""
 PRUNE_BATCH = 5000
+DEADLOCK_RETRIES = 3
+"""Batches lock their rows in key order, replay ids first, so replicas' batches
+should not wait for each other in a circle; should PostgreSQL still find one,
+the batch (rolled back whole) is sent again."""
+LEASE_LIFETIME = 1.0
+"""Seconds a leased token may be handed out after it was taken."""
+LEASE_MAX = 16
+"""The most tokens one lease takes."""
 
 _NOW = "extract(epoch from clock_timestamp())"
 
-_FIRST_USE = f"""
-INSERT INTO replay_ids AS r (id, seen_until) VALUES (%(id)s, {_NOW} + %(window)s)
-ON CONFLICT (id) DO UPDATE SET seen_until = EXCLUDED.seen_until WHERE r.seen_until < {_NOW}
-RETURNING 1
-"""
-"""A row back: first use (new, or seen longer ago than the window); none: a replay."""
+_REFILLED = f"LEAST(a.burst, b.tokens + ({_NOW} - b.at) * a.rate)"
+_ASK = "(SELECT {value} FROM asks AS a WHERE a.key = b.key)"
 
-_REFILLED = f"LEAST(%(burst)s, b.tokens + ({_NOW} - b.at) * %(rate)s)"
-_ACQUIRE = f"""
-INSERT INTO rate_buckets AS b (key, tokens, at, granted) VALUES (%(key)s, %(burst)s - 1, {_NOW}, true)
-ON CONFLICT (key) DO UPDATE SET
-    granted = {_REFILLED} >= 1,
-    tokens = {_REFILLED} - CASE WHEN {_REFILLED} >= 1 THEN 1 ELSE 0 END,
-    at = {_NOW}
-RETURNING granted, tokens
+_BATCH = f"""
+WITH asks AS (
+    SELECT * FROM unnest(%(keys)s::text[], %(wants)s::int[], %(rates)s::float8[], %(bursts)s::float8[])
+        AS a(key, want, rate, burst)),
+first AS (
+    INSERT INTO replay_ids AS r (id, seen_until)
+    SELECT id, {_NOW} + w FROM unnest(%(ids)s::text[], %(windows)s::float8[]) AS i(id, w) ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET seen_until = EXCLUDED.seen_until WHERE r.seen_until < {_NOW}
+    RETURNING r.id),
+leased AS (
+    INSERT INTO rate_buckets AS b (key, tokens, at, granted)
+    SELECT key, burst - want, {_NOW}, true FROM asks ORDER BY key
+    ON CONFLICT (key) DO UPDATE SET
+        granted = {_ASK.format(value=f"{_REFILLED} >= a.want")},
+        tokens = {_ASK.format(value=f"{_REFILLED} - CASE WHEN {_REFILLED} >= a.want THEN a.want ELSE 0 END")},
+        at = {_NOW}
+    RETURNING b.key, b.granted, b.tokens)
+SELECT false, id, NULL::boolean, NULL::float8 FROM first
+UNION ALL SELECT true, key, granted, tokens FROM leased
 """
-"""A token bucket's refill, check and charge in one statement (the SET
-expressions all read the row as it was)."""
+"""One batch: each replay id's first use (its row back: new, or seen longer
+ago than its window; no row: a replay) and each lease (all the tokens it
+wants or none, and the tokens left; the SET expressions all read the row as
+it was). Rows are locked in key order, replay ids first."""
 
 _PRUNE_REPLAY = f"""
 DELETE FROM replay_ids WHERE id IN (SELECT id FROM replay_ids WHERE seen_until < {_NOW} LIMIT %(batch)s)
@@ -68,17 +95,48 @@ DELETE FROM rate_buckets WHERE key IN (
 """
 
 
+@attrs.define(eq=False)
+class _Check:
+    """A replay id or a lease waiting for its batch."""
+
+    key: str
+    """A replay id, or a bucket's key (hashed: ``_key``)."""
+    window: float = 0.0
+    """A replay id's window."""
+    want: int = 0
+    """A lease's tokens (0: this is a replay id)."""
+    rate: float = 0.0
+    burst: float = 0.0
+    granted: bool = False
+    """A replay id: first use; a lease: all tokens given."""
+    left: float = 0.0
+    """A lease: the bucket's tokens after it."""
+    error: BaseException | None = None
+    sent: bool = False
+    """Taken into a batch."""
+    done: trio.Event = attrs.field(factory=trio.Event)
+    """Its batch was answered."""
+
+
 class SharedLimits:
-    """The connections the checks share (opened on first use, in a worker thread)."""
+    """The connections the checks share (opened on first use, in a worker
+    thread) and the batches they go in."""
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             url, min_size=1, max_size=pool_size, open=False, name="trioscope-limits",
             kwargs={"autocommit": True})
         self._opened = False
-        self._opening = threading.Lock()  # the first checks arrive together, each in its worker thread
-        self._limiter = trio.CapacityLimiter(pool_size)
-        self._checks = itertools.count(1)
+        self._opening = threading.Lock()  # the first batches arrive together, each in its worker thread
+        self._in_flight = trio.Semaphore(BATCHES_IN_FLIGHT)
+        self._waiting: list[_Check] = []
+        self._replay_ids: set[str] = set()
+        """The replay ids waiting or in flight: a second check of one is a replay."""
+        self._batches = itertools.count(1)
+        self._full_after = 0.0
+        """Seconds after which every budget's bucket is full again (rows that old can go)."""
+        self.batches_sent = 0
+        """Batches (transactions) sent so far: what a test or bench counts."""
 
     def _open(self) -> None:
         with self._opening:
@@ -86,21 +144,83 @@ class SharedLimits:
                 self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
                 self._opened = True
 
-    async def run(self, statement: str, args: dict[str, Any], prune: tuple[str, dict[str, Any]]) -> Any:
-        """``statement``'s first row (None: no row), and every ``PRUNE_EVERY`` checks ``prune`` too."""
-        pruning = next(self._checks) % PRUNE_EVERY == 0
-        return await self._call(functools.partial(self._execute, statement, args, prune if pruning else None))
+    def add_budget(self, full_after: float) -> None:
+        """A budget whose buckets are full again ``full_after`` seconds after their last check."""
+        self._full_after = max(self._full_after, full_after)
 
-    def _execute(self, statement: str, args: dict[str, Any], prune: tuple[str, dict[str, Any]] | None) -> Any:
+    async def first_use(self, replay_id: str, window: float) -> bool:
+        """True (and recorded for ``window`` seconds) if no replica saw ``replay_id`` within it."""
+        if replay_id in self._replay_ids:
+            return False  # the same id twice at once, here: one of them at least is a replay
+        self._replay_ids.add(replay_id)
+        try:
+            check = await self._check(_Check(replay_id, window=window))
+        finally:
+            self._replay_ids.discard(replay_id)
+        return check.granted
+
+    async def lease(self, key: str, want: int, rate: float, burst: float) -> tuple[bool, float]:
+        """Whether the bucket ``key`` gave ``want`` tokens (all or none), and its tokens left."""
+        check = await self._check(_Check(key, want=want, rate=rate, burst=burst))
+        return check.granted, check.left
+
+    async def _check(self, check: _Check) -> _Check:
+        self._waiting.append(check)
+        # A fair semaphore: waiters take turns, and whoever's turn it is sends
+        # every check waiting by then, its own among them if no batch took it yet.
+        async with self._in_flight:
+            if not check.sent:
+                batch, self._waiting = self._waiting, []
+                await self._send(batch)
+        await check.done.wait()  # the batch that took it (sent by another request) is answered
+        if check.error is not None:
+            raise check.error
+        return check
+
+    async def _send(self, batch: list[_Check]) -> None:
+        """Decide every check of ``batch`` (or fail them all with the error)."""
+        for check in batch:
+            check.sent = True
+        pruning = next(self._batches) % PRUNE_EVERY == 0
+        try:
+            # Not cancelled with this request: other requests' checks are in the batch.
+            with trio.CancelScope(shield=True):
+                rows = await trio.to_thread.run_sync(self._execute, batch, pruning)
+        except BaseException as exc:
+            for check in batch:
+                check.error = exc
+                check.done.set()
+            raise
+        self.batches_sent += 1
+        answers = {(is_lease, key): (granted, left) for is_lease, key, granted, left in rows}
+        for check in batch:
+            answer = answers.get((check.want > 0, check.key))
+            if check.want:
+                assert answer is not None, "every lease's bucket row comes back"
+                check.granted, check.left = bool(answer[0]), float(answer[1])
+            else:
+                check.granted = answer is not None
+            check.done.set()
+
+    def _execute(self, batch: Sequence[_Check], pruning: bool) -> list[tuple[bool, str, Any, Any]]:
         self._open()
+        replays = [c for c in batch if not c.want]
+        leases = [c for c in batch if c.want]
+        args = {"ids": [c.key for c in replays], "windows": [c.window for c in replays],
+                "keys": [c.key for c in leases], "wants": [c.want for c in leases],
+                "rates": [c.rate for c in leases], "bursts": [c.burst for c in leases]}
         with self._pool.connection() as db:
-            row = db.execute(statement, args).fetchone()
-            if prune is not None:
-                db.execute(prune[0], prune[1])
-            return row
-
-    async def _call(self, fn: Callable[[], T]) -> T:
-        return await trio.to_thread.run_sync(fn, limiter=self._limiter)
+            for attempt in range(DEADLOCK_RETRIES):
+                try:
+                    rows = db.execute(_BATCH, args).fetchall()
+                    break
+                except psycopg.errors.DeadlockDetected:
+                    if attempt == DEADLOCK_RETRIES - 1:
+                        raise
+            if pruning:
+                db.execute(_PRUNE_REPLAY, {"batch": PRUNE_BATCH})
+                db.execute(_PRUNE_BUCKETS, {"full_after": self._full_after, "batch": PRUNE_BATCH})
+        return rows
 
     def close(self) -> None:
         self._pool.close()
@@ -120,33 +240,52 @@ class SharedReplayIds:
         return 0.0
 
     async def first_use(self, key: str) -> bool:
-        row = await self._limits.run(_FIRST_USE, {"id": _key(key), "window": self._window},
-                                     (_PRUNE_REPLAY, {"batch": PRUNE_BATCH}))
-        return row is not None
+        return await self._limits.first_use(_key(key), self._window)
 
 
 class SharedRateBudget:
-    """Token buckets in ``rate_buckets``, one row per ``scope`` and key."""
+    """Token buckets in ``rate_buckets``, one row per ``scope`` and key, taken
+    from in leases (``_token_leases``)."""
 
-    def __init__(self, limits: SharedLimits, scope: str, per_minute: int) -> None:
+    def __init__(self, limits: SharedLimits, scope: str, per_minute: int, *,
+                 lease_lifetime: float = LEASE_LIFETIME, lease_max: int = LEASE_MAX) -> None:
         shape = RateLimiter(per_minute)  # the same rate and burst as one process's limiter
         self._limits = limits
         self._scope = scope
         self._per_minute = per_minute
-        self._args = {"rate": shape.rate, "burst": shape.burst}
-        self._full_after = shape.burst / shape.rate
+        self._leases = TokenLeases(rate=shape.rate, burst=shape.burst, lifetime=lease_lifetime, max_size=lease_max)
+        limits.add_budget(shape.burst / shape.rate)
+        self._asking: dict[str, trio.Event] = {}
+        """Keys this process is asking the bucket for now: one lease at a time per key."""
 
     @property
     def per_minute(self) -> int:
         return self._per_minute
 
     async def acquire(self, key: str) -> float:
-        granted, tokens = await self._limits.run(
-            _ACQUIRE, {**self._args, "key": _key(f"{self._scope}\x00{key}")},
-            (_PRUNE_BUCKETS, {"full_after": self._full_after, "batch": PRUNE_BATCH}))
-        if granted:
-            return 0.0
-        return max(0.0, (1.0 - float(tokens)) / float(self._args["rate"]))
+        leases = self._leases
+        while True:
+            answer = leases.take(key, time.monotonic())
+            if answer is not None:
+                return answer
+            asking = self._asking.get(key)
+            if asking is not None:  # its answer may do for this request too
+                await asking.wait()
+                continue
+            asking = self._asking[key] = trio.Event()
+            try:
+                want = leases.want(key, time.monotonic())
+                granted, left = await self._limits.lease(
+                    _key(f"{self._scope}\x00{key}"), want, leases.rate, leases.burst)
+                if granted:
+                    leases.leased(key, want, left, time.monotonic())
+                else:
+                    wait = leases.refused(key, want, left, time.monotonic())
+                    if wait is not None:
+                        return wait
+            finally:
+                del self._asking[key]
+                asking.set()
 
 
 def _key(text: str) -> str:
