@@ -26,7 +26,7 @@ import trio
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
-from ._changes import CHANGES_CHANNEL, Change, decode_change
+from ._changes import CHANGES_CHANNEL, Change, change_from, payload_fields
 from ._postgres import describe
 
 log = logging.getLogger(__name__)
@@ -117,12 +117,12 @@ async def _read(pgconn: pq.abc.PGconn, origin: str, deliver: Callable[[FeedEvent
         changes = []
         while (notify := pgconn.notifies()) is not None:
             try:
-                change = decode_change(notify.extra)
+                fields = payload_fields(notify.extra)
+                if fields.get("origin") == origin:
+                    continue  # this replica's own: not even built (its row may be a command's)
+                changes.append(change_from(fields))
             except ValueError as exc:
                 log.warning("change feed: skipped a notification: %s", exc)
-                continue
-            if change.origin != origin:
-                changes.append(change)
         if changes:
             await deliver(changes)
 

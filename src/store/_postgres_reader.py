@@ -107,6 +107,12 @@ class PostgresReader:
         document, error, history, result = rows[0]
         return command_from_columns(document, error=error, history=history, result=result)
 
+    def commands(self, command_ids: Sequence[str]) -> list[Command]:
+        """The whole commands of those ids that exist, in one query (in no particular order)."""
+        rows = self._rows("SELECT document, error, history, result FROM commands WHERE id = ANY(%s)",
+                          (list(command_ids),))
+        return [command_from_columns(d, error=e, history=h, result=r) for d, e, h, r in rows]
+
     def stored_command(self, command_id: str, *, inline_bytes: int) -> StoredCommand | None:
         """The command with its history, and its result and error when their JSON
         is at most ``inline_bytes`` (larger ones are not read: ``command_part``)."""

@@ -145,6 +145,12 @@ class StoreReader:
         """The whole command, history, result and error included."""
         return await self._call(self._reader.command, command_id)
 
+    async def commands(self, command_ids: Sequence[str]) -> dict[str, Command]:
+        """The whole commands of those ids that exist, by id, in one query where the database allows."""
+        if not command_ids:
+            return {}
+        return {c.id: c for c in await self._call(self._reader.commands, command_ids)}
+
     async def stored_command(self, command_id: str, *, inline_bytes: int) -> StoredCommand | None:
         """The command with its result and error only if each is at most ``inline_bytes``."""
         return await self._call(self._reader.stored_command, command_id, inline_bytes=inline_bytes)

@@ -342,6 +342,15 @@ class SqliteReader:
         document, error, history, result = row
         return command_from_columns(document, error=error, history=history, result=result)
 
+    def commands(self, command_ids: Sequence[str]) -> list[Command]:
+        """The whole commands of those ids that exist (in no particular order)."""
+        found = []
+        for command_id in dict.fromkeys(command_ids):  # one at a time: SQLite's variables per statement are bounded
+            command = self.command(command_id)
+            if command is not None:
+                found.append(command)
+        return found
+
     def stored_command(self, command_id: str, *, inline_bytes: int) -> StoredCommand | None:
         """The command with its history, and its result and error when their JSON
         is at most ``inline_bytes`` (larger ones are not read: ``command_part``)."""

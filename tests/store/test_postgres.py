@@ -20,6 +20,7 @@ from trioscope.domain.commands import CommandEvent
 from trioscope.domain.deployments import DeploymentStatus
 from trioscope.store import (
     CHANGES_CHANNEL,
+    PAYLOAD_LIMIT,
     AuditEntry,
     Change,
     Conflict,
@@ -35,6 +36,8 @@ from trioscope.store import (
     encode_change,
     open_writer,
 )
+
+from trioscope.store._command_rows import command_columns  # what the writer stores, and so announces
 
 from .test_protocol import agent, command, deployment, saved
 
@@ -85,9 +88,14 @@ async def test_each_committed_change_is_announced_once_with_the_writers_origin(
             # which PostgreSQL folds into one notification ("a1 changed: read it").
         ]
         payloads = await trio.to_thread.run_sync(drain, listening, len(expected), origin)
-        assert [decode_change(p) for p in payloads] == expected
-        assert payloads[3] == ('{"origin":"' + origin + '","kind":"command","id":"cmd_1","deployment_hash":"h1",'
-                               '"version":1}')
+        changes = [decode_change(p) for p in payloads]
+        assert changes == expected
+        assert payloads[3].startswith('{"origin":"' + origin + '","kind":"command","id":"cmd_1",'
+                                      '"deployment_hash":"h1","version":1,"row":[')
+        # Each command change carries the command as that change committed it:
+        # the replica that hears of it has no row to read back.
+        assert [c.command for c in changes[3:]] == [queued, sent]
+        assert [c.command for c in changes[:3]] == [None, None, None]
     finally:
         writer.close()
 
@@ -134,13 +142,35 @@ def test_change_payloads_round_trip_and_bad_ones_are_refused_by_name() -> None:
     change = Change(origin="r1", kind="command", id="cmd_1", deployment_hash="h", version=3)
     assert decode_change(encode_change(change)) == change
     assert decode_change(encode_change(change).encode()) == change
+    ran = command(1).apply(CommandEvent.DELIVER, 102.0).apply(CommandEvent.COMPLETE, 103.0, result={"lines": ["é"]})
+    carried = decode_change(encode_change(attrs.evolve(change, version=3), command_columns(ran)))
+    assert carried.command == ran
+    row = '[{"id":"cmd_1"},null,[],null]'
     for payload, message in [("nope", "not JSON"), ("[]", "not a JSON object"),
                              ('{"origin":1,"kind":"agent","id":"a","deployment_hash":"h"}', "origin"),
                              ('{"origin":"r","kind":"user","id":"a","deployment_hash":"h"}', "kind"),
                              ('{"origin":"r","kind":"agent","id":"a","deployment_hash":"h","version":true}',
-                              "version")]:
+                              "version"),
+                             ('{"origin":"r","kind":"agent","id":"a","deployment_hash":"h","row":' + row + '}', "row"),
+                             ('{"origin":"r","kind":"command","id":"cmd_1","deployment_hash":"h","version":1,'
+                              '"row":[1,2]}', "row"),
+                             ('{"origin":"r","kind":"command","id":"cmd_1","deployment_hash":"h","version":1,'
+                              '"row":' + row + '}', "row is not a command"),
+                             (encode_change(attrs.evolve(change, version=2), command_columns(ran)),
+                              "not the command and version announced")]:
         with pytest.raises(ValueError, match=message):
             decode_change(payload)
+
+
+def test_a_command_too_large_for_a_notification_is_announced_without_its_row() -> None:
+    change = Change(origin="r1", kind="command", id="cmd_1", deployment_hash="h1", version=3)
+    small = command(1).apply(CommandEvent.DELIVER, 102.0).apply(CommandEvent.COMPLETE, 103.0, result="x" * 7000)
+    large = command(1).apply(CommandEvent.DELIVER, 102.0).apply(CommandEvent.COMPLETE, 103.0, result="x" * 8000)
+    assert decode_change(encode_change(change, command_columns(small))).command == small
+    payload = encode_change(change, command_columns(large))
+    assert len(payload.encode()) < PAYLOAD_LIMIT
+    assert decode_change(payload) == change
+    assert decode_change(payload).command is None  # the listener reads it
 
 
 # Values PostgreSQL refuses where SQLite would not
