@@ -75,6 +75,14 @@ class PostgresReader:
         found = self.deployments(" WHERE hash = %s", deployment_hash)
         return found[0] if found else None
 
+    def deployments_named(self, hashes: Sequence[str]) -> list[Deployment]:
+        """Those of ``hashes`` that exist, in one query."""
+        return self.deployments(" WHERE hash = ANY(%s)", list(hashes))
+
+    def agents_named(self, agent_ids: Sequence[str]) -> list[AgentRecord]:
+        """Those of ``agent_ids`` that exist, in one query."""
+        return self.agents(" WHERE id = ANY(%s)", list(agent_ids))
+
     def agent(self, agent_id: str) -> AgentRecord | None:
         found = self.agents(" WHERE id = %s", agent_id)
         return found[0] if found else None

@@ -135,6 +135,18 @@ class StoreReader:
         """One agent's record as stored (None: never enrolled, or forgotten)."""
         return await self._call(self._reader.agent, agent_id)
 
+    async def deployments_named(self, hashes: Sequence[str]) -> dict[str, Deployment]:
+        """Those of ``hashes`` that exist, by hash, in one query where the database allows."""
+        if not hashes:
+            return {}
+        return {d.hash: d for d in await self._call(self._reader.deployments_named, hashes)}
+
+    async def agents_named(self, agent_ids: Sequence[str]) -> dict[str, AgentRecord]:
+        """Those of ``agent_ids`` that exist, by id, in one query where the database allows."""
+        if not agent_ids:
+            return {}
+        return {a.id: a for a in await self._call(self._reader.agents_named, agent_ids)}
+
     async def deployments_with_open_commands(self) -> list[str]:
         return await self._call(self._reader.deployments_with_open_commands)
 

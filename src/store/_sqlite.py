@@ -303,6 +303,14 @@ class SqliteReader:
         found = self.deployments(" WHERE hash = ?", deployment_hash)
         return found[0] if found else None
 
+    def deployments_named(self, hashes: Sequence[str]) -> list[Deployment]:
+        """Those of ``hashes`` that exist (one query each: SQLite's variables per statement are bounded)."""
+        return [d for h in dict.fromkeys(hashes) if (d := self.deployment(h)) is not None]
+
+    def agents_named(self, agent_ids: Sequence[str]) -> list[AgentRecord]:
+        """Those of ``agent_ids`` that exist (one query each, as ``deployments_named``)."""
+        return [a for i in dict.fromkeys(agent_ids) if (a := self.agent(i)) is not None]
+
     def agent(self, agent_id: str) -> AgentRecord | None:
         found = self.agents(" WHERE id = ?", agent_id)
         return found[0] if found else None
