@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import attrs
+import cattrs
 import orjson
 
 from trioscope.domain.commands import Command
@@ -108,7 +109,7 @@ def change_from(fields: Mapping[str, Any]) -> Change:
             raise ValueError("change payload: row is not a command's four columns")
         try:
             command = command_from_values(*row)
-        except Exception as exc:  # cattrs' errors and the domain's checks alike: a row this writer did not make
+        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
             raise ValueError(f"change payload: row is not a command: {exc}") from None
         if command.id != fields["id"] or len(command.history) != version:
             raise ValueError("change payload: row is not the command and version announced")
