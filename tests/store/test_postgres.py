@@ -26,6 +26,7 @@ from trioscope.store import (
     Conflict,
     ForgetAgents,
     NewerSchema,
+    PostgresReader,
     Rejected,
     SaveAgent,
     SaveCommand,
@@ -277,6 +278,28 @@ async def test_the_writer_reconnects_after_losing_its_connection(postgres_url: s
             await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("lost"))]])
         assert await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h2"))]]) == [None]
         assert sorted(d.hash for d in await reader.deployments()) == ["h1", "h2"]
+    finally:
+        reader.close()
+        writer.close()
+
+
+async def test_a_read_on_a_connection_lost_since_its_last_use_is_made_again_on_another(postgres_url: str) -> None:
+    writer = open_writer(postgres_url)
+    reader = PostgresReader(postgres_url, pool_size=1)  # one connection: the next read gets the lost one
+    try:
+        await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h1")), saved(command(1))]])
+        with reader.pool.connection() as db:
+            pid = db.info.backend_pid
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert reader.commands(["cmd_1"]) == [command(1)]
+        with reader.pool.connection() as db:
+            assert db.info.backend_pid != pid
+            pid = db.info.backend_pid
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert [c.command.id for c in reader.command_summaries("h1", status=None, since=None, until=None, limit=10,
+                                                      offset=0, max_bytes=10**6, error_bytes=100)[0]] == ["cmd_1"]
     finally:
         reader.close()
         writer.close()
