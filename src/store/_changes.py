@@ -15,7 +15,7 @@ a larger one carries none and is read (``Change.command`` is None).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import attrs
@@ -71,12 +71,17 @@ def encode_change(change: Change, row: CommandRow | None = None) -> str:
     return orjson.dumps(fields).decode()
 
 
-def payload_fields(payload: str | bytes) -> dict[str, Any]:
-    """A payload's JSON object, not yet checked (``change_from``): a listener
-    looks at ``origin`` first and skips its own changes without building them.
+def origin_prefix(origin: str) -> bytes:
+    """How every payload of ``origin`` begins (``encode_change`` writes the
+    origin first): a listener skips its own replica's without parsing them."""
+    return b'{"origin":' + orjson.dumps(origin) + b","
+
+
+def decode_change(payload: str | bytes) -> Change:
+    """The change a payload announces.
 
     Raises:
-        ValueError: the payload is not a JSON object.
+        ValueError: the payload is not one ``encode_change`` makes (named in the message).
     """
     try:
         fields = orjson.loads(payload)
@@ -84,15 +89,6 @@ def payload_fields(payload: str | bytes) -> dict[str, Any]:
         raise ValueError(f"change payload is not JSON: {exc}") from None
     if not isinstance(fields, dict):
         raise ValueError("change payload is not a JSON object")
-    return fields
-
-
-def change_from(fields: Mapping[str, Any]) -> Change:
-    """The change of a payload's ``fields``.
-
-    Raises:
-        ValueError: they are not what ``encode_change`` makes (named in the message).
-    """
     for name in ("origin", "id", "deployment_hash"):
         if not isinstance(fields.get(name), str):
             raise ValueError(f"change payload: {name} is not a string")
@@ -115,15 +111,6 @@ def change_from(fields: Mapping[str, Any]) -> Change:
             raise ValueError("change payload: row is not the command and version announced")
     return Change(origin=fields["origin"], kind=kind, id=fields["id"], deployment_hash=fields["deployment_hash"],
                   version=version, command=command)
-
-
-def decode_change(payload: str | bytes) -> Change:
-    """The change a payload announces.
-
-    Raises:
-        ValueError: the payload is not one ``encode_change`` makes (named in the message).
-    """
-    return change_from(payload_fields(payload))
 
 
 def changes_of(writes: Iterable[Write], origin: str, forgotten: dict[str, str]) -> list[Change]:

@@ -26,7 +26,7 @@ import trio
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
-from ._changes import CHANGES_CHANNEL, Change, change_from, payload_fields
+from ._changes import CHANGES_CHANNEL, Change, decode_change, origin_prefix
 from ._postgres import describe
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ async def follow_changes(database: str, origin: str, deliver: Callable[[FeedEven
 async def _read(pgconn: pq.abc.PGconn, origin: str, deliver: Callable[[FeedEvent], Awaitable[None]]) -> None:
     """Until the connection breaks (``OperationalError``)."""
     fd = pgconn.socket
+    own = origin_prefix(origin)
     while True:
         await trio.lowlevel.wait_readable(fd)
         pgconn.consume_input()  # raises OperationalError once the server is gone
@@ -116,11 +117,10 @@ async def _read(pgconn: pq.abc.PGconn, origin: str, deliver: Callable[[FeedEvent
             raise psycopg.OperationalError("the connection is broken")
         changes = []
         while (notify := pgconn.notifies()) is not None:
+            if notify.extra.startswith(own):
+                continue  # this replica's own change: not even parsed
             try:
-                fields = payload_fields(notify.extra)
-                if fields.get("origin") == origin:
-                    continue  # this replica's own: not even built (its row may be a command's)
-                changes.append(change_from(fields))
+                changes.append(decode_change(notify.extra))
             except ValueError as exc:
                 log.warning("change feed: skipped a notification: %s", exc)
         if changes:
