@@ -38,6 +38,7 @@ from trioscope.store import (
     open_writer,
 )
 
+from trioscope.store._changes import origin_prefix  # how the listener skips its own replica's changes
 from trioscope.store._command_rows import command_columns  # what the writer stores, and so announces
 
 from .test_protocol import agent, command, deployment, saved
@@ -303,6 +304,16 @@ async def test_a_read_on_a_connection_lost_since_its_last_use_is_made_again_on_a
     finally:
         reader.close()
         writer.close()
+
+
+def test_a_replicas_own_payloads_are_known_by_their_prefix_and_no_others_are() -> None:
+    ran = command(1).apply(CommandEvent.DELIVER, 102.0)
+    for origin in ("r1", 'a "quoted" \\ origin'):
+        change = Change(origin=origin, kind="command", id="cmd_1", deployment_hash="h1", version=2)
+        for payload in (encode_change(change), encode_change(change, command_columns(ran))):
+            assert payload.encode().startswith(origin_prefix(origin))
+            assert not payload.encode().startswith(origin_prefix(origin[:-1]))  # another replica's
+            assert not payload.encode().startswith(origin_prefix(origin + "x"))
 
 
 def test_payloads_stay_far_below_the_notify_limit() -> None:
