@@ -26,7 +26,7 @@ from psycopg.types.json import set_json_loads
 
 from trioscope.domain.commands import Command
 
-from ._changes import CHANGES_CHANNEL, CommandRow, changes_of, encode_change
+from ._changes import CHANGES_CHANNEL, Change, CommandRow, changes_of, encode_change
 from ._command_rows import command_columns, finished_at
 from ._ops import (AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Unavailable,
                    Write)
@@ -204,8 +204,7 @@ class PostgresWriter:
                       if (cursor := self._send(db, write, rows)) is not None]
             # Announced in the groups' own order (that of the commits asked for),
             # whatever order their rows were locked in.
-            payloads = [encode_change(c, rows.get((c.id, c.version or 0)))
-                        for group in groups for c in changes_of(group, self.origin, {})]
+            payloads = [self._payload(db, c, rows) for group in groups for c in changes_of(group, self.origin, {})]
             if payloads:
                 db.execute(NOTIFY, (CHANGES_CHANNEL, payloads))
             pipeline.sync()
@@ -233,12 +232,19 @@ class PostgresWriter:
                     rejected.__cause__ = exc
                     results[index] = rejected
                 else:
-                    announced[index] = [encode_change(c, rows.get((c.id, c.version or 0)))
-                                        for c in changes_of(group, self.origin, forgotten)]
+                    announced[index] = [self._payload(db, c, rows) for c in changes_of(group, self.origin, forgotten)]
             payloads = [payload for group_payloads in announced for payload in group_payloads]
             if payloads:
                 db.execute(NOTIFY, (CHANGES_CHANNEL, payloads))
         return results
+
+    @staticmethod
+    def _payload(db: Connection, change: Change, rows: dict[tuple[str, int], CommandRow]) -> str:
+        """``change``'s notification, with a command's row when the connection
+        can send any text: a row holds the user's, which a database in another
+        encoding than UTF-8 (say LATIN1) may have no character for."""
+        row = rows.get((change.id, change.version or 0)) if db.info.encoding == "utf-8" else None
+        return encode_change(change, row)
 
     def prune(self, before: float, batch: int) -> tuple[int, int]:
         """Delete up to ``batch`` commands finished before ``before`` (unix

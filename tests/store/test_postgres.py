@@ -102,6 +102,23 @@ async def test_each_committed_change_is_announced_once_with_the_writers_origin(
         writer.close()
 
 
+async def test_a_connection_in_another_encoding_announces_commands_without_their_row(
+        postgres_url: str, listening: psycopg.Connection) -> None:
+    writer = open_writer(postgres_url, origin=(origin := f"replica-e-{secrets.token_hex(4)}"))
+    try:
+        # As in a LATIN1 database: no character for the euro sign, nor for most of what users write.
+        writer.connection.execute("SET client_encoding = 'LATIN1'")  # type: ignore[attr-defined]  # the PostgreSQL writer
+        euro = attrs.evolve(command(1), parameters={"note": "€ 漢"})
+        results = await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h1"))], [saved(euro)]])
+        assert results == [None, None]
+        [_, payload] = await trio.to_thread.run_sync(drain, listening, 2, origin)
+        change = decode_change(payload)
+        assert change == Change(origin=origin, kind="command", id="cmd_1", deployment_hash="h1", version=1)
+        assert change.command is None  # read by the replica that hears of it
+    finally:
+        writer.close()
+
+
 async def test_a_forgotten_agent_and_a_suspended_deployment_are_announced(
         postgres_url: str, listening: psycopg.Connection) -> None:
     writer = open_writer(postgres_url, origin=(origin := f"replica-b-{secrets.token_hex(4)}"))
