@@ -100,11 +100,11 @@ class ChangeFeedActor(Actor):
                 versions.setdefault(change.id, []).append(change.version or 0)
                 if change.command is not None:
                     carried[change.id] = change.command  # in commit order: the newest wins
-        unread = [command_id for command_id, announced in versions.items()
-                  if command_id not in carried or len(carried[command_id].history) < max(announced)]
-        stored = await self.reader.commands(unread)
+        # A row older than the newest change announced (which had no room for its own) will not do.
+        current = {i: c for i, c in carried.items() if len(c.history) >= max(versions[i])}
+        stored = await self.reader.commands([i for i in versions if i not in current])
         for command_id, announced in versions.items():
-            command = stored.get(command_id) if command_id in unread else carried[command_id]
+            command = current.get(command_id) or stored.get(command_id)
             if command is None:
                 continue  # pruned since: nobody holds it
             deployment = self.agents.value.deployments.get(command.deployment_hash)
