@@ -9,11 +9,13 @@ batch, the actor:
 
 * has the directory read changed deployments and agents again
   (``ReloadRecords``), first, so the commands that follow find them;
-* reads each changed command once, publishes for each announced version the
-  ``/ws/user`` events the replica that made the change published for its own
-  users (``change_events``: the same events, computed from the stored
-  command), and hands the command to the queue owner (``CommandChanged``),
-  which updates the deployment's queue and hands it to a waiting poll.
+* takes each changed command as its newest notification carries it, or
+  reads those the notifications had no room for (all of the batch in one
+  query), publishes for each announced version the ``/ws/user`` events the
+  replica that made the change published for its own users
+  (``change_events``: the same events, computed from the stored command), and
+  hands the command to the queue owner (``CommandChanged``), which updates
+  the deployment's queue and hands it to a waiting poll.
 
 After every (re)connection it has the directory and the queues read again what
 they hold (changes committed meanwhile were not announced; their events are
@@ -28,7 +30,7 @@ from typing import Any, NoReturn
 
 import attrs
 
-from trioscope.domain.commands import change_events
+from trioscope.domain.commands import Command, change_events
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.runtime import Actor, ActorRef, ActorSpec, Published
 from trioscope.store import Change, Connected, FeedEvent, StoreReader
@@ -92,11 +94,17 @@ class ChangeFeedActor(Actor):
         if deployments or agents:
             await self.directory.ask(ReloadRecords(deployments, agents), timeout=RELOAD_TIMEOUT)
         versions: dict[str, list[int]] = {}
+        carried: dict[str, Command] = {}
         for change in changes:
             if change.kind == "command":
                 versions.setdefault(change.id, []).append(change.version or 0)
+                if change.command is not None:
+                    carried[change.id] = change.command  # in commit order: the newest wins
+        # A row older than the newest change announced (which had no room for its own) will not do.
+        current = {i: c for i, c in carried.items() if len(c.history) >= max(versions[i])}
+        stored = await self.reader.commands([i for i in versions if i not in current])
         for command_id, announced in versions.items():
-            command = await self.reader.command(command_id)
+            command = current.get(command_id) or stored.get(command_id)
             if command is None:
                 continue  # pruned since: nobody holds it
             deployment = self.agents.value.deployments.get(command.deployment_hash)

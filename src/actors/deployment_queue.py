@@ -17,7 +17,7 @@ hand-out, so they end as a new request of that agent would.
 
 Replicas (several server processes on one PostgreSQL database) each run a
 queue actor for every deployment with open commands. What another replica
-commits reaches this one as ``Refresh`` (the change feed reloaded the row);
+commits reaches this one as ``Refresh`` (the row its notification carried, or read);
 a change this actor tries on a row another replica changed first fails its
 compare-and-set (``Conflict``): the actor reloads the row and decides again,
 so a request ends in one consistent status whichever replica it reached,
@@ -170,8 +170,8 @@ class Snapshot:
 
 @attrs.frozen
 class Refresh:
-    """Another replica committed a change of ``command`` (as reloaded after its
-    notification): take it if it is newer than what this actor holds, and
+    """Another replica committed a change of ``command`` (as its notification
+    carried it, or read after it): take it if it is newer than what this actor holds, and
     hand it out if it is deliverable. Answered with None."""
 
     command: Command

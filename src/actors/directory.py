@@ -270,22 +270,23 @@ class DirectoryActor(RefusingActor):
 
     async def _reload(self, message: ReloadRecords) -> None:
         d = self.directory
-        for deployment_hash in message.deployment_hashes:
-            deployment = await self.reader.deployment(deployment_hash)
-            if deployment is not None:
-                d.put_deployment(deployment)
-        stored = {agent_id: await self.reader.agent(agent_id) for agent_id in message.agent_ids}
+        # A query for all the deployments, one for all the agents, one for
+        # the agents' deployments this replica has not heard of yet.
+        for deployment in (await self.reader.deployments_named(message.deployment_hashes)).values():
+            d.put_deployment(deployment)
+        found = await self.reader.agents_named(message.agent_ids)
+        unknown = {a.deployment_hash for a in found.values()} - set(d.deployments)
+        for deployment in (await self.reader.deployments_named(tuple(unknown))).values():
+            d.put_deployment(deployment)
         changed: list[tuple[AgentRecord | None, AgentRecord]] = []
-        for agent_id, agent in stored.items():
+        for agent_id in dict.fromkeys(message.agent_ids):
             before = d.agents.get(agent_id)
+            agent = found.get(agent_id)
             if agent is None:
                 d.forget_agent(agent_id)  # pruned past the retention
                 continue
             if agent.deployment_hash not in d.deployments:
-                deployment = await self.reader.deployment(agent.deployment_hash)
-                if deployment is None:
-                    continue
-                d.put_deployment(deployment)
+                continue
             d.put_agent(agent)
             if before is None or before.status is not agent.status:
                 changed.append((before, agent))

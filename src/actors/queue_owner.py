@@ -59,8 +59,8 @@ class ForDeployment:
 
 @attrs.frozen
 class CommandChanged:
-    """Another replica committed a change of ``command`` (reloaded after its
-    notification). Told; the deployment's queue takes it (``Refresh``)."""
+    """Another replica committed a change of ``command`` (as its notification
+    carried it, or read after it). Told; the deployment's queue takes it (``Refresh``)."""
 
     command: Command
 

@@ -19,6 +19,7 @@ from ._ops import SaveDeployment as SaveDeployment
 from ._ops import Unavailable as Unavailable
 from ._ops import Write as Write
 from ._changes import CHANGES_CHANNEL as CHANGES_CHANNEL
+from ._changes import PAYLOAD_LIMIT as PAYLOAD_LIMIT
 from ._changes import Change as Change
 from ._changes import decode_change as decode_change
 from ._changes import encode_change as encode_change
@@ -54,7 +55,7 @@ from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
-    "CHANGES_CHANNEL", "DATABASE_FILE", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
+    "CHANGES_CHANNEL", "DATABASE_FILE", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
     "ForgetAgents", "NewerSchema", "PostgresReader", "PostgresWriter", "RateBudget", "Rejected", "ReplayIds",
     "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",

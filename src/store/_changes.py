@@ -6,23 +6,38 @@ is delivered only if, and only after, its change is committed); replicas
 LISTEN on it to wake the queues and sockets that hold the changed thing. This
 module is the whole contract: the channel's name and the payload's encoding,
 used by the writer and by the listeners alike.
+
+A command's notification carries its row as committed (the four columns of
+``_command_rows``, as JSON) whenever the payload stays under PostgreSQL's
+limit, so the replica that hears of it needs no round trip to read it back;
+a larger one carries none and is read (``Change.command`` is None).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
+import cattrs
 import orjson
 
+from trioscope.domain.commands import Command
+
+from ._command_rows import command_from_values
 from ._ops import ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, Write
 
 CHANGES_CHANNEL = "trioscope_changes"
 """The ``LISTEN``/``pg_notify`` channel of every change."""
 
+PAYLOAD_LIMIT = 8000
+"""``pg_notify`` refuses payloads of this many bytes or more (PostgreSQL's default build)."""
+
 ChangeKind = Literal["command", "deployment", "agent"]
 KINDS: frozenset[str] = frozenset(("command", "deployment", "agent"))
+
+CommandRow = tuple[bytes, bytes, bytes, bytes]
+"""A command's ``(document, error, history, result)`` columns as the writer stores them."""
 
 
 @attrs.frozen(kw_only=True)
@@ -38,12 +53,28 @@ class Change:
     """The deployment the changed thing belongs to (a deployment's own hash)."""
     version: int | None
     """A command's history length after the change; None for the other kinds."""
+    command: Command | None = attrs.field(default=None, eq=False, repr=False)
+    """A command as this change committed it, when the payload had room for it
+    (None: read it). Not compared: the same change, with or without its row."""
 
 
-def encode_change(change: Change) -> str:
-    """The payload of ``change``: compact JSON (``pg_notify`` takes text)."""
-    return orjson.dumps({"origin": change.origin, "kind": change.kind, "id": change.id,
-                         "deployment_hash": change.deployment_hash, "version": change.version}).decode()
+def encode_change(change: Change, row: CommandRow | None = None) -> str:
+    """The payload of ``change``: compact JSON (``pg_notify`` takes text), with
+    a command's ``row`` as committed when the whole is under ``PAYLOAD_LIMIT``."""
+    fields: dict[str, Any] = {"origin": change.origin, "kind": change.kind, "id": change.id,
+                              "deployment_hash": change.deployment_hash, "version": change.version}
+    if row is not None:
+        # The columns are JSON already: carried as they are, not encoded again.
+        with_row = orjson.dumps({**fields, "row": [orjson.Fragment(column) for column in row]})
+        if len(with_row) < PAYLOAD_LIMIT:
+            return with_row.decode()
+    return orjson.dumps(fields).decode()
+
+
+def origin_prefix(origin: str) -> bytes:
+    """How every payload of ``origin`` begins (``encode_change`` writes the
+    origin first): a listener skips its own replica's without parsing them."""
+    return b'{"origin":' + orjson.dumps(origin) + b","
 
 
 def decode_change(payload: str | bytes) -> Change:
@@ -67,8 +98,19 @@ def decode_change(payload: str | bytes) -> Change:
     version = fields.get("version")
     if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
         raise ValueError("change payload: version is not an integer or null")
+    command = None
+    row = fields.get("row")
+    if row is not None:
+        if kind != "command" or not isinstance(row, list) or len(row) != 4 or not isinstance(row[0], dict):
+            raise ValueError("change payload: row is not a command's four columns")
+        try:
+            command = command_from_values(*row)
+        except (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise ValueError(f"change payload: row is not a command: {exc}") from None
+        if command.id != fields["id"] or len(command.history) != version:
+            raise ValueError("change payload: row is not the command and version announced")
     return Change(origin=fields["origin"], kind=kind, id=fields["id"], deployment_hash=fields["deployment_hash"],
-                  version=version)
+                  version=version, command=command)
 
 
 def changes_of(writes: Iterable[Write], origin: str, forgotten: dict[str, str]) -> list[Change]:

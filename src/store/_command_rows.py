@@ -58,3 +58,9 @@ def command_from_columns(document: bytes, *, error: bytes | None = None, history
     if error is not None:
         fields["error"] = orjson.loads(error)
     return command_from_document(fields)
+
+
+def command_from_values(document: dict[str, Any], error: Any, history: list[Any], result: Any) -> Command:
+    """The inverse of ``command_columns`` from all four columns already parsed
+    (a change notification carries them inside its own JSON)."""
+    return command_from_document({**document, "history": history, "result": result, "error": error})

@@ -26,7 +26,7 @@ import trio
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
-from ._changes import CHANGES_CHANNEL, Change, decode_change
+from ._changes import CHANGES_CHANNEL, Change, decode_change, origin_prefix
 from ._postgres import describe
 
 log = logging.getLogger(__name__)
@@ -109,6 +109,7 @@ async def follow_changes(database: str, origin: str, deliver: Callable[[FeedEven
 async def _read(pgconn: pq.abc.PGconn, origin: str, deliver: Callable[[FeedEvent], Awaitable[None]]) -> None:
     """Until the connection breaks (``OperationalError``)."""
     fd = pgconn.socket
+    own = origin_prefix(origin)
     while True:
         await trio.lowlevel.wait_readable(fd)
         pgconn.consume_input()  # raises OperationalError once the server is gone
@@ -116,13 +117,12 @@ async def _read(pgconn: pq.abc.PGconn, origin: str, deliver: Callable[[FeedEvent
             raise psycopg.OperationalError("the connection is broken")
         changes = []
         while (notify := pgconn.notifies()) is not None:
+            if notify.extra.startswith(own):
+                continue  # this replica's own change: not even parsed
             try:
-                change = decode_change(notify.extra)
+                changes.append(decode_change(notify.extra))
             except ValueError as exc:
                 log.warning("change feed: skipped a notification: %s", exc)
-                continue
-            if change.origin != origin:
-                changes.append(change)
         if changes:
             await deliver(changes)
 

@@ -26,7 +26,7 @@ from psycopg.types.json import set_json_loads
 
 from trioscope.domain.commands import Command
 
-from ._changes import CHANGES_CHANNEL, changes_of, encode_change
+from ._changes import CHANGES_CHANNEL, Change, CommandRow, changes_of, encode_change
 from ._command_rows import command_columns, finished_at
 from ._ops import (AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Unavailable,
                    Write)
@@ -47,6 +47,11 @@ REFUSED: tuple[type[BaseException], ...] = (
 """A group's own failures, not the store's: they reject the group, never crash the writer."""
 
 URL_SCHEMES = ("postgresql://", "postgres://")
+
+NOTIFY = "SELECT pg_notify(%s, payload) FROM unnest(%b::text[]) AS payload"
+"""Every payload of a transaction in one statement. The array goes in binary
+(``%b``): as text, psycopg escapes each of the payloads' JSON quotes with a
+regular expression, which cost more CPU than all of a commit's other statements."""
 
 
 class _Retry(Exception):
@@ -193,14 +198,15 @@ class PostgresWriter:
     def _commit_pipelined(self, db: Connection, groups: Sequence[Sequence[Write]],
                           order: list[int]) -> list[BaseException | None]:
         """Every group, assuming none fails (rolled back and ``_Retry`` if one does)."""
-        # Announced in the groups' own order (that of the commits asked for),
-        # whatever order their rows were locked in.
-        payloads = [encode_change(c) for group in groups for c in changes_of(group, self.origin, {})]
+        rows: dict[tuple[str, int], CommandRow] = {}
         with db.pipeline() as pipeline, db.transaction():
-            checks = [cursor for i in order for write in groups[i] if (cursor := self._send(db, write)) is not None]
+            checks = [cursor for i in order for write in groups[i]
+                      if (cursor := self._send(db, write, rows)) is not None]
+            # Announced in the groups' own order (that of the commits asked for),
+            # whatever order their rows were locked in.
+            payloads = [self._payload(db, c, rows) for group in groups for c in changes_of(group, self.origin, {})]
             if payloads:
-                db.execute("SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
-                           (CHANGES_CHANNEL, payloads))
+                db.execute(NOTIFY, (CHANGES_CHANNEL, payloads))
             pipeline.sync()
             if any(cursor.rowcount != 1 for cursor in checks):
                 raise _Retry  # a conflict: which group's is found by the savepoints
@@ -210,6 +216,7 @@ class PostgresWriter:
                      order: list[int]) -> list[BaseException | None]:
         results: list[BaseException | None] = [None] * len(groups)
         announced: list[list[str]] = [[] for _ in groups]  # in the groups' own order, as the pipelined path
+        rows: dict[tuple[str, int], CommandRow] = {}
         with db.transaction():
             for index in order:
                 group = groups[index]
@@ -217,7 +224,7 @@ class PostgresWriter:
                 try:
                     with db.transaction():  # a savepoint
                         for write in group:
-                            self._apply(db, write, forgotten)
+                            self._apply(db, write, forgotten, rows)
                 except Conflict as exc:
                     results[index] = exc
                 except REFUSED as exc:
@@ -225,12 +232,19 @@ class PostgresWriter:
                     rejected.__cause__ = exc
                     results[index] = rejected
                 else:
-                    announced[index] = [encode_change(c) for c in changes_of(group, self.origin, forgotten)]
+                    announced[index] = [self._payload(db, c, rows) for c in changes_of(group, self.origin, forgotten)]
             payloads = [payload for group_payloads in announced for payload in group_payloads]
             if payloads:
-                db.execute("SELECT pg_notify(%s, payload) FROM unnest(%s::text[]) AS payload",
-                           (CHANGES_CHANNEL, payloads))
+                db.execute(NOTIFY, (CHANGES_CHANNEL, payloads))
         return results
+
+    @staticmethod
+    def _payload(db: Connection, change: Change, rows: dict[tuple[str, int], CommandRow]) -> str:
+        """``change``'s notification, with a command's row when the connection
+        can send any text: a row holds the user's, which a database in another
+        encoding than UTF-8 (say LATIN1) may have no character for."""
+        row = rows.get((change.id, change.version or 0)) if db.info.encoding == "utf-8" else None
+        return encode_change(change, row)
 
     def prune(self, before: float, batch: int) -> tuple[int, int]:
         """Delete up to ``batch`` commands finished before ``before`` (unix
@@ -247,27 +261,32 @@ class PostgresWriter:
                 (before, batch)).rowcount
         return commands, audit
 
-    def _apply(self, db: Connection, write: Write, forgotten: dict[str, str]) -> None:
+    def _apply(self, db: Connection, write: Write, forgotten: dict[str, str],
+               rows: dict[tuple[str, int], CommandRow]) -> None:
         """Write ``write`` now. Raises ``Conflict`` when a compare-and-set found
-        the row changed; adds the agents ``ForgetAgents`` deleted to ``forgotten``."""
+        the row changed; adds the agents ``ForgetAgents`` deleted to ``forgotten``
+        (and a command's row to ``rows``, as ``_send``)."""
         if isinstance(write, ForgetAgents):
             cursor = db.execute("DELETE FROM agents WHERE id = ANY(%s) RETURNING id, deployment_hash",
                                 (list(write.agent_ids),))
             forgotten.update((agent_id, deployment) for agent_id, deployment in cursor.fetchall())
             return
-        cursor = self._send(db, write)
+        cursor = self._send(db, write, rows)
         if cursor is not None and cursor.rowcount != 1:
             if isinstance(write, SaveDeployment):
                 raise Conflict(write.deployment.hash, "deployment")
             assert isinstance(write, SaveCommand)
             raise Conflict(write.command.id)
 
-    def _send(self, db: Connection, write: Write) -> psycopg.Cursor[TupleRow] | None:
+    def _send(self, db: Connection, write: Write,
+              rows: dict[tuple[str, int], CommandRow]) -> psycopg.Cursor[TupleRow] | None:
         """Send the statement of ``write`` (not ``ForgetAgents``); for a
-        compare-and-set, its cursor, whose ``rowcount`` is 1 unless the row changed."""
+        compare-and-set, its cursor, whose ``rowcount`` is 1 unless the row changed.
+        A command's columns are added to ``rows`` by id and version: its
+        change notification carries them."""
         if isinstance(write, SaveCommand):
             c = write.command
-            columns = command_columns(c)
+            columns = rows[c.id, len(c.history)] = command_columns(c)
             if write.expected_version is None:
                 db.execute(
                     "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,"

@@ -5,8 +5,10 @@ They see committed data only; a listing's count and page, one snapshot."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import psycopg
 
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
@@ -28,6 +30,8 @@ PAGE_FETCH = 16
 """Rows of a listing fetched at a time: a page stops at its byte budget."""
 _INT4_MAX = 2**31 - 1
 
+T = TypeVar("T")
+
 
 class PostgresReader:
     """Queries on a bounded pool of connections; they see committed data only."""
@@ -39,7 +43,7 @@ class PostgresReader:
         self.pool: ConnectionPool[Connection] = ConnectionPool(
             url, min_size=1, max_size=pool_size, num_workers=1, open=False, name="trioscope-reads",
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT}, configure=configure,
-            check=ConnectionPool.check_connection, timeout=CONNECT_TIMEOUT)
+            timeout=CONNECT_TIMEOUT)
         try:
             self.pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except PoolTimeout:
@@ -49,16 +53,31 @@ class PostgresReader:
     def close(self) -> None:
         self.pool.close()
 
-    @contextlib.contextmanager
-    def _snapshot(self) -> Iterator[Connection]:
-        """One read transaction: every query in it sees the same committed state."""
-        with self.pool.connection() as db, db.transaction():
-            db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            yield db
+    def _read(self, read: Callable[[Connection], T]) -> T:
+        """``read`` on a connection of the pool; once more, on another, if that
+        one turns out broken (the server restarted since its last use): reads
+        change nothing. The pool hands connections out unchecked (its
+        ``check`` costs a round trip, and a transaction, on every read)."""
+        for attempt in range(2):
+            with self.pool.connection() as db:
+                try:
+                    return read(db)
+                except psycopg.OperationalError:
+                    if attempt or not db.broken:
+                        raise
+            # the pool replaced the broken connection as it took it back
+        raise AssertionError("unreachable")
+
+    def _snapshot(self, read: Callable[[Connection], T]) -> T:
+        """``read`` in one read transaction: every query in it sees the same committed state."""
+        def in_snapshot(db: Connection) -> T:
+            with db.transaction():
+                db.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                return read(db)
+        return self._read(in_snapshot)
 
     def _rows(self, query: str, args: Sequence[Any] | Mapping[str, Any] = ()) -> list[TupleRow]:
-        with self.pool.connection() as db:
-            return db.execute(query, args, binary=True).fetchall()
+        return self._read(lambda db: db.execute(query, args, binary=True).fetchall())
 
     def check(self) -> None:
         """A trivial read: the database answers."""
@@ -74,6 +93,14 @@ class PostgresReader:
     def deployment(self, deployment_hash: str) -> Deployment | None:
         found = self.deployments(" WHERE hash = %s", deployment_hash)
         return found[0] if found else None
+
+    def deployments_named(self, hashes: Sequence[str]) -> list[Deployment]:
+        """Those of ``hashes`` that exist, in one query."""
+        return self.deployments(" WHERE hash = ANY(%s)", list(hashes))
+
+    def agents_named(self, agent_ids: Sequence[str]) -> list[AgentRecord]:
+        """Those of ``agent_ids`` that exist, in one query."""
+        return self.agents(" WHERE id = ANY(%s)", list(agent_ids))
 
     def agent(self, agent_id: str) -> AgentRecord | None:
         found = self.agents(" WHERE id = %s", agent_id)
@@ -106,6 +133,12 @@ class PostgresReader:
             return None
         document, error, history, result = rows[0]
         return command_from_columns(document, error=error, history=history, result=result)
+
+    def commands(self, command_ids: Sequence[str]) -> list[Command]:
+        """The whole commands of those ids that exist, in one query (in no particular order)."""
+        rows = self._rows("SELECT document, error, history, result FROM commands WHERE id = ANY(%s)",
+                          (list(command_ids),))
+        return [command_from_columns(d, error=e, history=h, result=r) for d, e, h, r in rows]
 
     def stored_command(self, command_id: str, *, inline_bytes: int) -> StoredCommand | None:
         """The command with its history, and its result and error when their JSON
@@ -143,7 +176,8 @@ class PostgresReader:
         when its JSON is at most ``error_bytes``. The page ends early, after at
         least one command, before the documents and errors read pass ``max_bytes``."""
         clause, args = command_filter(deployment_hash, status=status, since=since, until=until, mark="%s")
-        with self._snapshot() as db:
+
+        def read(db: Connection) -> tuple[list[StoredCommand], int]:
             row = db.execute(f"SELECT count(*) FROM commands WHERE {clause}", args).fetchone()
             total = 0 if row is None else int(row[0])
             # The page's ids come from the index alone; the rows are fetched a
@@ -156,8 +190,8 @@ class PostgresReader:
                     " SELECT c.document, octet_length(c.error), CASE WHEN octet_length(c.error) <= %s THEN c.error END,"
                     " octet_length(c.result) FROM page JOIN commands c USING (id) ORDER BY page.sequence DESC",
                     [*args, limit, offset, error_bytes])
-                page = summary_page(cursor, max_bytes)
-        return page, total
+                return summary_page(cursor, max_bytes), total
+        return self._snapshot(read)
 
     def audit(self, tenant: str | None, *, action: str | None, actor: str | None, since: float | None,
               until: float | None, limit: int, offset: int,
@@ -167,12 +201,13 @@ class PostgresReader:
         requests whose credentials named nobody); with ``every_tenant``, all."""
         clause, args = audit_filter(tenant, action=action, actor=actor, since=since, until=until,
                                     every_tenant=every_tenant, mark="%s")
-        with self._snapshot() as db:
+
+        def read(db: Connection) -> tuple[list[TupleRow], int]:
             row = db.execute(f"SELECT count(*) FROM audit WHERE {clause}", args).fetchone()
             total = 0 if row is None else int(row[0])
-            rows = db.execute(
-                f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {clause} ORDER BY id DESC LIMIT %s OFFSET %s",
-                [*args, limit, offset], binary=True).fetchall()
+            return db.execute(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE {clause} ORDER BY id DESC LIMIT %s OFFSET %s",
+                              [*args, limit, offset], binary=True).fetchall(), total
+        rows, total = self._snapshot(read)
         return [audit_record(row) for row in rows], total
 
     # Copying a whole store (``_copy``)

@@ -135,6 +135,18 @@ class StoreReader:
         """One agent's record as stored (None: never enrolled, or forgotten)."""
         return await self._call(self._reader.agent, agent_id)
 
+    async def deployments_named(self, hashes: Sequence[str]) -> dict[str, Deployment]:
+        """Those of ``hashes`` that exist, by hash, in one query where the database allows."""
+        if not hashes:
+            return {}
+        return {d.hash: d for d in await self._call(self._reader.deployments_named, hashes)}
+
+    async def agents_named(self, agent_ids: Sequence[str]) -> dict[str, AgentRecord]:
+        """Those of ``agent_ids`` that exist, by id, in one query where the database allows."""
+        if not agent_ids:
+            return {}
+        return {a.id: a for a in await self._call(self._reader.agents_named, agent_ids)}
+
     async def deployments_with_open_commands(self) -> list[str]:
         return await self._call(self._reader.deployments_with_open_commands)
 
@@ -144,6 +156,12 @@ class StoreReader:
     async def command(self, command_id: str) -> Command | None:
         """The whole command, history, result and error included."""
         return await self._call(self._reader.command, command_id)
+
+    async def commands(self, command_ids: Sequence[str]) -> dict[str, Command]:
+        """The whole commands of those ids that exist, by id, in one query where the database allows."""
+        if not command_ids:
+            return {}
+        return {c.id: c for c in await self._call(self._reader.commands, command_ids)}
 
     async def stored_command(self, command_id: str, *, inline_bytes: int) -> StoredCommand | None:
         """The command with its result and error only if each is at most ``inline_bytes``."""

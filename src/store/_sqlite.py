@@ -303,6 +303,14 @@ class SqliteReader:
         found = self.deployments(" WHERE hash = ?", deployment_hash)
         return found[0] if found else None
 
+    def deployments_named(self, hashes: Sequence[str]) -> list[Deployment]:
+        """Those of ``hashes`` that exist (one query each: SQLite's variables per statement are bounded)."""
+        return [d for h in dict.fromkeys(hashes) if (d := self.deployment(h)) is not None]
+
+    def agents_named(self, agent_ids: Sequence[str]) -> list[AgentRecord]:
+        """Those of ``agent_ids`` that exist (one query each, as ``deployments_named``)."""
+        return [a for i in dict.fromkeys(agent_ids) if (a := self.agent(i)) is not None]
+
     def agent(self, agent_id: str) -> AgentRecord | None:
         found = self.agents(" WHERE id = ?", agent_id)
         return found[0] if found else None
@@ -341,6 +349,15 @@ class SqliteReader:
             return None
         document, error, history, result = row
         return command_from_columns(document, error=error, history=history, result=result)
+
+    def commands(self, command_ids: Sequence[str]) -> list[Command]:
+        """The whole commands of those ids that exist (in no particular order)."""
+        found = []
+        for command_id in dict.fromkeys(command_ids):  # one at a time: SQLite's variables per statement are bounded
+            command = self.command(command_id)
+            if command is not None:
+                found.append(command)
+        return found
 
     def stored_command(self, command_id: str, *, inline_bytes: int) -> StoredCommand | None:
         """The command with its history, and its result and error when their JSON

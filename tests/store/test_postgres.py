@@ -20,11 +20,13 @@ from trioscope.domain.commands import CommandEvent
 from trioscope.domain.deployments import DeploymentStatus
 from trioscope.store import (
     CHANGES_CHANNEL,
+    PAYLOAD_LIMIT,
     AuditEntry,
     Change,
     Conflict,
     ForgetAgents,
     NewerSchema,
+    PostgresReader,
     Rejected,
     SaveAgent,
     SaveCommand,
@@ -35,6 +37,9 @@ from trioscope.store import (
     encode_change,
     open_writer,
 )
+
+from trioscope.store._changes import origin_prefix  # how the listener skips its own replica's changes
+from trioscope.store._command_rows import command_columns  # what the writer stores, and so announces
 
 from .test_protocol import agent, command, deployment, saved
 
@@ -85,9 +90,31 @@ async def test_each_committed_change_is_announced_once_with_the_writers_origin(
             # which PostgreSQL folds into one notification ("a1 changed: read it").
         ]
         payloads = await trio.to_thread.run_sync(drain, listening, len(expected), origin)
-        assert [decode_change(p) for p in payloads] == expected
-        assert payloads[3] == ('{"origin":"' + origin + '","kind":"command","id":"cmd_1","deployment_hash":"h1",'
-                               '"version":1}')
+        changes = [decode_change(p) for p in payloads]
+        assert changes == expected
+        assert payloads[3].startswith('{"origin":"' + origin + '","kind":"command","id":"cmd_1",'
+                                      '"deployment_hash":"h1","version":1,"row":[')
+        # Each command change carries the command as that change committed it:
+        # the replica that hears of it has no row to read back.
+        assert [c.command for c in changes[3:]] == [queued, sent]
+        assert [c.command for c in changes[:3]] == [None, None, None]
+    finally:
+        writer.close()
+
+
+async def test_a_connection_in_another_encoding_announces_commands_without_their_row(
+        postgres_url: str, listening: psycopg.Connection) -> None:
+    writer = open_writer(postgres_url, origin=(origin := f"replica-e-{secrets.token_hex(4)}"))
+    try:
+        # As in a LATIN1 database: no character for the euro sign, nor for most of what users write.
+        writer.connection.execute("SET client_encoding = 'LATIN1'")  # type: ignore[attr-defined]  # the PostgreSQL writer
+        euro = attrs.evolve(command(1), parameters={"note": "€ 漢"})
+        results = await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h1"))], [saved(euro)]])
+        assert results == [None, None]
+        [_, payload] = await trio.to_thread.run_sync(drain, listening, 2, origin)
+        change = decode_change(payload)
+        assert change == Change(origin=origin, kind="command", id="cmd_1", deployment_hash="h1", version=1)
+        assert change.command is None  # read by the replica that hears of it
     finally:
         writer.close()
 
@@ -134,13 +161,35 @@ def test_change_payloads_round_trip_and_bad_ones_are_refused_by_name() -> None:
     change = Change(origin="r1", kind="command", id="cmd_1", deployment_hash="h", version=3)
     assert decode_change(encode_change(change)) == change
     assert decode_change(encode_change(change).encode()) == change
+    ran = command(1).apply(CommandEvent.DELIVER, 102.0).apply(CommandEvent.COMPLETE, 103.0, result={"lines": ["é"]})
+    carried = decode_change(encode_change(attrs.evolve(change, version=3), command_columns(ran)))
+    assert carried.command == ran
+    row = '[{"id":"cmd_1"},null,[],null]'
     for payload, message in [("nope", "not JSON"), ("[]", "not a JSON object"),
                              ('{"origin":1,"kind":"agent","id":"a","deployment_hash":"h"}', "origin"),
                              ('{"origin":"r","kind":"user","id":"a","deployment_hash":"h"}', "kind"),
                              ('{"origin":"r","kind":"agent","id":"a","deployment_hash":"h","version":true}',
-                              "version")]:
+                              "version"),
+                             ('{"origin":"r","kind":"agent","id":"a","deployment_hash":"h","row":' + row + '}', "row"),
+                             ('{"origin":"r","kind":"command","id":"cmd_1","deployment_hash":"h","version":1,'
+                              '"row":[1,2]}', "row"),
+                             ('{"origin":"r","kind":"command","id":"cmd_1","deployment_hash":"h","version":1,'
+                              '"row":' + row + '}', "row is not a command"),
+                             (encode_change(attrs.evolve(change, version=2), command_columns(ran)),
+                              "not the command and version announced")]:
         with pytest.raises(ValueError, match=message):
             decode_change(payload)
+
+
+def test_a_command_too_large_for_a_notification_is_announced_without_its_row() -> None:
+    change = Change(origin="r1", kind="command", id="cmd_1", deployment_hash="h1", version=3)
+    small = command(1).apply(CommandEvent.DELIVER, 102.0).apply(CommandEvent.COMPLETE, 103.0, result="x" * 7000)
+    large = command(1).apply(CommandEvent.DELIVER, 102.0).apply(CommandEvent.COMPLETE, 103.0, result="x" * 8000)
+    assert decode_change(encode_change(change, command_columns(small))).command == small
+    payload = encode_change(change, command_columns(large))
+    assert len(payload.encode()) < PAYLOAD_LIMIT
+    assert decode_change(payload) == change
+    assert decode_change(payload).command is None  # the listener reads it
 
 
 # Values PostgreSQL refuses where SQLite would not
@@ -250,6 +299,38 @@ async def test_the_writer_reconnects_after_losing_its_connection(postgres_url: s
     finally:
         reader.close()
         writer.close()
+
+
+async def test_a_read_on_a_connection_lost_since_its_last_use_is_made_again_on_another(postgres_url: str) -> None:
+    writer = open_writer(postgres_url)
+    reader = PostgresReader(postgres_url, pool_size=1)  # one connection: the next read gets the lost one
+    try:
+        await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h1")), saved(command(1))]])
+        with reader.pool.connection() as db:
+            pid = db.info.backend_pid
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert reader.commands(["cmd_1"]) == [command(1)]
+        with reader.pool.connection() as db:
+            assert db.info.backend_pid != pid
+            pid = db.info.backend_pid
+        with psycopg.connect(postgres_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert [c.command.id for c in reader.command_summaries("h1", status=None, since=None, until=None, limit=10,
+                                                      offset=0, max_bytes=10**6, error_bytes=100)[0]] == ["cmd_1"]
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_replicas_own_payloads_are_known_by_their_prefix_and_no_others_are() -> None:
+    ran = command(1).apply(CommandEvent.DELIVER, 102.0)
+    for origin in ("r1", 'a "quoted" \\ origin'):
+        change = Change(origin=origin, kind="command", id="cmd_1", deployment_hash="h1", version=2)
+        for payload in (encode_change(change), encode_change(change, command_columns(ran))):
+            assert payload.encode().startswith(origin_prefix(origin))
+            assert not payload.encode().startswith(origin_prefix(origin[:-1]))  # another replica's
+            assert not payload.encode().startswith(origin_prefix(origin + "x"))
 
 
 def test_payloads_stay_far_below_the_notify_limit() -> None:

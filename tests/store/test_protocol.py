@@ -182,6 +182,25 @@ async def test_a_command_lives_through_its_transitions_compare_and_set(store: St
     assert await store.reader.command("cmd_missing") is None
 
 
+async def test_many_deployments_and_agents_are_read_at_once_and_missing_ones_left_out(store: Store) -> None:
+    await store.write(SaveDeployment(deployment("h1")), SaveDeployment(deployment("h2")))
+    await store.write(SaveAgent(agent("a1")), SaveAgent(agent("a2", deployment_hash="h2")))
+    assert await store.reader.deployments_named(["h2", "nope", "h1"]) == {"h1": deployment("h1"),
+                                                                           "h2": deployment("h2")}
+    assert await store.reader.agents_named(["a2", "nope"]) == {"a2": agent("a2", deployment_hash="h2")}
+    assert await store.reader.deployments_named([]) == {} and await store.reader.agents_named([]) == {}
+
+
+async def test_many_commands_are_read_whole_at_once_and_missing_ones_left_out(store: Store) -> None:
+    await store.write(SaveDeployment(deployment("h1")), SaveDeployment(deployment("h2")))
+    done = completed(command(1), 102.0, {"log": ["line"] * 3})
+    other = command(2, deployment_hash="h2")
+    await store.write(saved(done), saved(other))
+    assert await store.reader.commands(["cmd_1", "cmd_missing", "cmd_2", "cmd_1"]) == {"cmd_1": done,
+                                                                                        "cmd_2": other}
+    assert await store.reader.commands([]) == {}
+
+
 async def test_a_stale_change_is_a_conflict_and_its_whole_group_is_not_written(store: Store) -> None:
     await store.write(SaveDeployment(deployment("h1")))
     queued = command(1)
