@@ -155,6 +155,16 @@ KEYS: tuple[Key, ...] = (
         flags=("--memory-trim-interval",),
     ),
     Key(
+        name="server.allocator",
+        kind=ChoiceKind(("auto", "pymalloc", "mimalloc", "jemalloc"), metavar="ALLOCATOR"),
+        default="auto",
+        help="what allocates the server's objects: mimalloc or jemalloc (preloaded, so that memory of clients "
+        "that left goes back to the system), Python's own pymalloc; auto: mimalloc, else jemalloc, "
+        "else pymalloc, whichever is installed",
+        env=("TRIOSCOPE_SERVER_ALLOCATOR",),
+        flags=("--allocator",),
+    ),
+    Key(
         name="server.tls_cert",
         kind=OptionalFileKind(),
         default="",

@@ -1,0 +1,110 @@
+"""Which allocator ``trioscope serve`` runs and when it re-executes itself
+(``trioscope.allocator.plan``: a pure function of the environment, the
+libraries found and the files mapped)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from trioscope import allocator, cli
+from trioscope.allocator import MARKER, Allocator, AllocatorUnavailable, find_libraries, plan, running
+
+MIMALLOC = "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2"
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+BOTH = {Allocator.MIMALLOC: MIMALLOC, Allocator.JEMALLOC: JEMALLOC}
+PYTHON_ONLY = {"/usr/bin/python3.11", "/usr/lib/x86_64-linux-gnu/libc.so.6"}
+
+
+def test_auto_preloads_mimalloc_first_for_every_object() -> None:
+    chosen = plan("auto", {"PATH": "/usr/bin"}, BOTH, PYTHON_ONLY)
+    assert chosen.running.allocator is Allocator.PYMALLOC
+    assert chosen.reexec_env is not None
+    assert chosen.reexec_env["LD_PRELOAD"] == MIMALLOC
+    assert chosen.reexec_env["PYTHONMALLOC"] == "malloc"
+    assert chosen.reexec_env[MARKER] == "mimalloc"
+    assert chosen.reexec_env["PATH"] == "/usr/bin"
+
+
+def test_auto_takes_jemalloc_with_its_tuning_when_mimalloc_is_missing() -> None:
+    chosen = plan("auto", {}, {Allocator.JEMALLOC: JEMALLOC}, PYTHON_ONLY)
+    assert chosen.reexec_env is not None
+    assert chosen.reexec_env["LD_PRELOAD"] == JEMALLOC
+    assert "background_thread:true" in chosen.reexec_env["MALLOC_CONF"]
+
+
+def test_auto_without_libraries_stays_on_pymalloc_and_says_why() -> None:
+    chosen = plan("auto", {}, {}, PYTHON_ONLY)
+    assert chosen.reexec_env is None
+    assert chosen.running.allocator is Allocator.PYMALLOC
+    assert "libmimalloc.so.2" in chosen.reason and "libjemalloc.so.2" in chosen.reason
+
+
+def test_the_reexecuted_process_never_reexecutes_again() -> None:
+    env = {MARKER: "mimalloc", "PYTHONMALLOC": "malloc", "LD_PRELOAD": MIMALLOC}
+    chosen = plan("auto", env, BOTH, PYTHON_ONLY | {MIMALLOC})
+    assert chosen.reexec_env is None
+    assert chosen.running == allocator.Running(allocator=Allocator.MIMALLOC, library=MIMALLOC)
+    # Even when the preload did not take (the library failed to load): it says so, once.
+    failed = plan("mimalloc", env, BOTH, PYTHON_ONLY)
+    assert failed.reexec_env is None
+    assert failed.running.allocator is Allocator.MALLOC
+    assert "not trying again" in failed.reason
+
+
+def test_auto_leaves_a_pythonmalloc_set_by_whoever_started_it() -> None:
+    chosen = plan("auto", {"PYTHONMALLOC": "pymalloc"}, BOTH, PYTHON_ONLY)
+    assert chosen.reexec_env is None
+    assert "PYTHONMALLOC=pymalloc" in chosen.reason
+
+
+def test_a_name_that_is_not_installed_is_an_error_naming_the_key() -> None:
+    with pytest.raises(AllocatorUnavailable, match=r"server.allocator: jemalloc: libjemalloc.so.2"):
+        plan("jemalloc", {}, {Allocator.MIMALLOC: MIMALLOC}, PYTHON_ONLY)
+
+
+def test_a_name_already_running_or_pymalloc_asked_under_pymalloc_does_nothing() -> None:
+    env = {MARKER: "jemalloc", "PYTHONMALLOC": "malloc"}
+    assert plan("jemalloc", env, BOTH, {JEMALLOC}).reexec_env is None
+    assert plan("pymalloc", {}, BOTH, PYTHON_ONLY).reexec_env is None
+
+
+def test_pymalloc_asked_under_a_c_allocator_reexecutes_with_pymalloc() -> None:
+    chosen = plan("pymalloc", {"PYTHONMALLOC": "malloc"}, BOTH, PYTHON_ONLY)
+    assert chosen.reexec_env is not None and chosen.reexec_env["PYTHONMALLOC"] == "pymalloc"
+
+
+def test_preloads_already_set_and_tuning_set_by_hand_are_kept() -> None:
+    env = {"LD_PRELOAD": "/opt/libfoo.so:/opt/libbar.so", "MALLOC_CONF": "narenas:1"}
+    chosen = plan("jemalloc", env, BOTH, PYTHON_ONLY)
+    assert chosen.reexec_env is not None
+    assert chosen.reexec_env["LD_PRELOAD"] == f"{JEMALLOC} /opt/libfoo.so /opt/libbar.so"
+    assert chosen.reexec_env["MALLOC_CONF"] == "narenas:1"
+
+
+def test_running_is_read_from_pythonmalloc_and_the_mapped_library() -> None:
+    mapped = PYTHON_ONLY | {"/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}
+    assert running({"PYTHONMALLOC": "malloc"}, mapped).allocator is Allocator.JEMALLOC
+    assert running({}, mapped).allocator is Allocator.PYMALLOC  # preloaded, but Python's objects are pymalloc's
+    assert running({"PYTHONMALLOC": "malloc"}, PYTHON_ONLY).allocator is Allocator.MALLOC
+    real_name = "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2.0"
+    assert running({"PYTHONMALLOC": "malloc_debug"}, {real_name}).library == real_name
+
+
+def test_libraries_are_found_by_file_name(tmp_path: Path) -> None:
+    (tmp_path / "libjemalloc.so.2").write_bytes(b"")
+    assert find_libraries([tmp_path / "missing", tmp_path]) == {Allocator.JEMALLOC: str(tmp_path / "libjemalloc.so.2")}
+    assert find_libraries([]) == {}
+
+
+def test_serve_falls_back_to_pymalloc_and_logs_why(monkeypatch: pytest.MonkeyPatch,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    monkeypatch.delenv(MARKER, raising=False)
+    monkeypatch.setattr(allocator._preload, "find_libraries", lambda dirs=None: {})
+    monkeypatch.setattr(allocator, "reexec", lambda env: pytest.fail("re-executed"))
+    caplog.set_level(logging.INFO, logger="trioscope")
+    assert cli._use_allocator("auto", can_reexec=True)
+    assert "allocator: pymalloc (auto: neither libmimalloc.so.2 nor libjemalloc.so.2 is installed" in caplog.text
