@@ -108,3 +108,23 @@ def test_serve_falls_back_to_pymalloc_and_logs_why(monkeypatch: pytest.MonkeyPat
     caplog.set_level(logging.INFO, logger="trioscope")
     assert cli._use_allocator("auto", can_reexec=True)
     assert "allocator: pymalloc (auto: neither libmimalloc.so.2 nor libjemalloc.so.2 is installed" in caplog.text
+
+
+def test_serve_refuses_an_allocator_asked_by_name_that_is_not_installed(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv(MARKER, raising=False)
+    monkeypatch.setattr(allocator._preload, "find_libraries", lambda dirs=None: {})
+    monkeypatch.setattr(allocator, "reexec", lambda env: pytest.fail("re-executed"))
+    assert not cli._use_allocator("jemalloc", can_reexec=True)
+    assert "configuration error: server.allocator: jemalloc: libjemalloc.so.2 is not installed" in capsys.readouterr().err
+
+
+def test_serve_called_in_process_is_not_replaced(monkeypatch: pytest.MonkeyPatch,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.delenv("PYTHONMALLOC", raising=False)
+    monkeypatch.delenv(MARKER, raising=False)
+    monkeypatch.setattr(allocator._preload, "find_libraries", lambda dirs=None: {Allocator.MIMALLOC: MIMALLOC})
+    monkeypatch.setattr(allocator, "reexec", lambda env: pytest.fail("re-executed"))
+    caplog.set_level(logging.INFO, logger="trioscope")
+    assert cli._use_allocator("auto", can_reexec=False)
+    assert "not re-executed: called from another program" in caplog.text
