@@ -193,10 +193,14 @@ def main() -> int:
             workers = Workers(f"ws://127.0.0.1:{port}/api/v1/ws?view=hosts", args.clients, args.processes,
                               "version", deadline=180)
             started = time.perf_counter()
+            connected = 0
             while time.perf_counter() - started < 180:
-                if sum(s["connected"] for s in workers.ask({"do": "status"})) >= args.clients:
+                connected = sum(s["connected"] for s in workers.ask({"do": "status"}))
+                if connected >= args.clients:
                     break
                 time.sleep(0.1)
+            print(f"wave {wave}: {connected} of {args.clients} clients connected in "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
             time.sleep(3)
             step("connected" if wave == 1 else f"connected{wave}")
             for r in range(1, args.rounds + 1):

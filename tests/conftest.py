@@ -52,18 +52,18 @@ def postgres_url(postgres: str) -> Iterator[str]:
         yield url
 
 
-MIMALLOC_SCRIPT = Path(__file__).resolve().parent / "tools" / "mimalloc.sh"
+JEMALLOC_SCRIPT = Path(__file__).resolve().parent / "tools" / "jemalloc.sh"
 
 
 @pytest.fixture(scope="session")
-def mimalloc() -> str:
-    """Debian's libmimalloc.so.2, installed with apt-get first if the machine
-    lacks it (``tests/tools/mimalloc.sh``); skipped only where it cannot be installed."""
-    done = subprocess.run(["bash", str(MIMALLOC_SCRIPT)], capture_output=True, text=True, timeout=900)
+def jemalloc() -> str:
+    """Debian's libjemalloc.so.2, installed with apt-get first if the machine
+    lacks it (``tests/tools/jemalloc.sh``); skipped only where it cannot be installed."""
+    done = subprocess.run(["bash", str(JEMALLOC_SCRIPT)], capture_output=True, text=True, timeout=900)
     if done.returncode == 2:
         pytest.skip(done.stderr.strip())
     if done.returncode != 0:
-        raise RuntimeError(f"tests/tools/mimalloc.sh failed:\n{done.stderr}")
+        raise RuntimeError(f"tests/tools/jemalloc.sh failed:\n{done.stderr}")
     return done.stdout.strip().splitlines()[-1]
 
 

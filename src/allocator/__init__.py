@@ -3,6 +3,7 @@ server's objects (``_choice``, ``_preload``), and glibc's free memory returned
 to the system (``_glibc``)."""
 
 from ._choice import GLIBC_SERVED as GLIBC_SERVED
+from ._choice import AUTO as AUTO
 from ._choice import MARKER as MARKER
 from ._choice import PRELOADABLE as PRELOADABLE
 from ._choice import REQUESTS as REQUESTS

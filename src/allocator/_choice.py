@@ -5,9 +5,12 @@ arena back only once every block in it is free. After thousands of WebSocket
 clients left, a few long-lived blocks allocated meanwhile (tasks' suspended
 frames, merged reports) pin arenas that are otherwise empty: RSS stayed 1.26x
 its level before 2,000 clients came, 1.63x after 5,000 (bench/RESULTS.md).
-With ``PYTHONMALLOC=malloc`` every object comes from the C allocator instead;
-glibc's costs CPU and per-block headers, but mimalloc and jemalloc have no
-headers, are as fast as pymalloc, and give free pages back wherever they are.
+With ``PYTHONMALLOC=malloc`` every object comes from the C allocator instead.
+glibc's costs CPU and per-block headers. jemalloc has no headers and gives
+back any free 4 KiB page after a delay (small objects live in slabs of a few
+pages): 5,000 clients left, RSS 1.06x its level before. mimalloc gives back
+only whole 64 KiB pages, and kept 1.24x: it can be asked for, ``auto`` takes
+jemalloc only (bench/RESULTS.md, "issue 17: allocator").
 
 They are shared libraries that must be loaded before anything else
 (``LD_PRELOAD``), and ``PYTHONMALLOC`` is read when the interpreter starts: so
@@ -45,8 +48,12 @@ free pages back by themselves."""
 REQUESTS = ("auto", "pymalloc", "mimalloc", "jemalloc")
 """Values of ``server.allocator``."""
 
-PRELOADABLE = (Allocator.MIMALLOC, Allocator.JEMALLOC)
-"""Libraries ``auto`` looks for, preferred first (bench/RESULTS.md, "issue 17: allocator")."""
+PRELOADABLE = (Allocator.JEMALLOC, Allocator.MIMALLOC)
+"""Allocators preloaded from a library."""
+
+AUTO = (Allocator.JEMALLOC,)
+"""Libraries ``auto`` looks for, preferred first: only those that met the
+target of returning RSS to within 10% after clients left."""
 
 LIBRARY_NAMES = {Allocator.MIMALLOC: "libmimalloc.so.2", Allocator.JEMALLOC: "libjemalloc.so.2"}
 """The file name of each library (Debian: libmimalloc2.0, libjemalloc2)."""
@@ -118,7 +125,7 @@ def plan(requested: str, env: Mapping[str, str], found: Mapping[Allocator, str],
     """What to do for ``server.allocator = requested`` (one of ``REQUESTS``).
 
     Args:
-        requested: ``auto`` takes the first of ``PRELOADABLE`` found, else
+        requested: ``auto`` takes the first of ``AUTO`` found, else
             stays on pymalloc; a name takes that allocator or fails.
         env: this process's environment.
         found: path of each library installed (those missing are absent).
@@ -144,14 +151,14 @@ def plan(requested: str, env: Mapping[str, str], found: Mapping[Allocator, str],
         if "PYTHONMALLOC" in env:
             return Plan(running=now, reexec_env=None,
                         reason=f"auto: PYTHONMALLOC={env['PYTHONMALLOC']} set in the environment, left as it is")
-        for allocator in PRELOADABLE:
+        for allocator in AUTO:
             if allocator in found:
                 return Plan(running=now, reexec_env=preload_env(env, allocator, found[allocator]),
                             reason=f"auto: {found[allocator]} found")
-        names = " nor ".join(LIBRARY_NAMES[a] for a in PRELOADABLE)
+        names = " or ".join(LIBRARY_NAMES[a] for a in AUTO)
         return Plan(running=now, reexec_env=None,
-                    reason=f"auto: neither {names} is installed, so Python's own allocator (memory of clients "
-                    "that left may stay resident; Debian: apt-get install libmimalloc2.0)")
+                    reason=f"auto: no {names} installed, so Python's own allocator (memory of clients that left "
+                    "may stay resident; Debian: apt-get install libjemalloc2)")
     wanted = Allocator(requested)
     if now.allocator is wanted:
         return Plan(running=now, reexec_env=None, reason=f"{requested} asked, already running")

@@ -158,9 +158,8 @@ KEYS: tuple[Key, ...] = (
         name="server.allocator",
         kind=ChoiceKind(("auto", "pymalloc", "mimalloc", "jemalloc"), metavar="ALLOCATOR"),
         default="auto",
-        help="what allocates the server's objects: mimalloc or jemalloc (preloaded, so that memory of clients "
-        "that left goes back to the system), Python's own pymalloc; auto: mimalloc, else jemalloc, "
-        "else pymalloc, whichever is installed",
+        help="what allocates the server's objects: jemalloc or mimalloc (preloaded, so that memory of clients "
+        "that left goes back to the system) or Python's own pymalloc; auto: jemalloc if installed, else pymalloc",
         env=("TRIOSCOPE_SERVER_ALLOCATOR",),
         flags=("--allocator",),
     ),

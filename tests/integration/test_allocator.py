@@ -29,23 +29,22 @@ def mapped(pid: int) -> set[str]:
     return {region.path for region in psutil.Process(pid).memory_maps()}
 
 
-def test_serve_runs_on_mimalloc_when_asked(mimalloc: str) -> None:
-    with started("mimalloc") as server:
+def test_serve_runs_on_jemalloc_by_default_where_it_is_installed(jemalloc: str) -> None:
+    with started("auto") as server:
         found = runtime_allocator(server)
-        assert found["name"] == "mimalloc" and found["requested"] == "mimalloc"
-        assert isinstance(found["library"], str) and "libmimalloc.so" in found["library"]
+        assert found == {"name": "jemalloc", "library": jemalloc, "requested": "auto"}
         # The same process (re-executed in place: the pid its starter waits on),
         # with the library really loaded and Python's objects taken from it.
-        assert any("libmimalloc.so" in path for path in mapped(server.pid))
+        assert jemalloc in mapped(server.pid)
         environ = psutil.Process(server.pid).environ()
-        assert environ["PYTHONMALLOC"] == "malloc" and environ[MARKER] == "mimalloc"
+        assert environ["PYTHONMALLOC"] == "malloc" and environ[MARKER] == "jemalloc"
         assert server.stop() == 0
-        assert "allocator: mimalloc from " in server.stderr()
+        assert f"allocator: jemalloc from {jemalloc} (jemalloc preloaded (auto asked))" in server.stderr()
 
 
-def test_serve_stays_on_pymalloc_when_asked(mimalloc: str) -> None:
+def test_serve_stays_on_pymalloc_when_asked(jemalloc: str) -> None:
     with started("pymalloc") as server:
         assert runtime_allocator(server) == {"name": "pymalloc", "library": None, "requested": "pymalloc"}
-        assert not any("libmimalloc.so" in path for path in mapped(server.pid))
+        assert jemalloc not in mapped(server.pid)
         assert server.stop() == 0
         assert "allocator: pymalloc (pymalloc asked, already running)" in server.stderr()
