@@ -8,7 +8,7 @@ its level before 2,000 clients came, 1.63x after 5,000 (bench/RESULTS.md).
 With ``PYTHONMALLOC=malloc`` every object comes from the C allocator instead.
 glibc's costs CPU and per-block headers. jemalloc has no headers and gives
 back any free 4 KiB page after a delay (small objects live in slabs of a few
-pages): 5,000 clients left, RSS 1.06x its level before. mimalloc gives back
+pages): after 2,600-4,350 clients left, RSS 1.06x its level before. mimalloc gives back
 only whole 64 KiB pages, and kept 1.24x: it can be asked for, ``auto`` takes
 jemalloc only (bench/RESULTS.md, "issue 17: allocator").
 
@@ -69,7 +69,10 @@ TUNING: Mapping[Allocator, Mapping[str, str]] = {
     # when a thread allocates: its background thread purges on time, here 5 s
     # after (the 15 s measured after clients left cover it). muzzy_decay_ms:0
     # (its default, stated): straight to MADV_DONTNEED, not MADV_FREE, whose
-    # pages RSS goes on counting until the kernel wants them.
+    # pages RSS goes on counting until the kernel wants them. narenas:1: one
+    # arena for all threads (reports are decoded in worker threads, each of
+    # which would keep freed pages in an arena of its own; the GIL serialises
+    # them anyway).
     Allocator.JEMALLOC: {"MALLOC_CONF": "narenas:1,background_thread:true,dirty_decay_ms:5000,muzzy_decay_ms:0"},
 }
 """Environment the library reads at start; a value already set is kept."""
