@@ -1,22 +1,26 @@
 """CPU of the report path and the listing path under Python's allocator
-(pymalloc) and under glibc's malloc (``PYTHONMALLOC=malloc``), in the same run.
+(pymalloc) and under C allocators serving every object (``PYTHONMALLOC=malloc``:
+glibc's malloc, mimalloc or jemalloc preloaded), in the same run.
 
     .venv/bin/python bench/allocator_cpu.py [--hosts 1000] [--rounds 5]
+                                            [--allocators pymalloc,malloc,mimalloc,jemalloc]
 
-Each round runs a fresh interpreter per allocator, alternating, and times in it:
+Each round runs a fresh interpreter per allocator, in a rotating order, and times in it:
 
 * report path: decode (JSON, strict cattrs) and merge 200 reports into a graph
   already holding ``--hosts`` hosts, then publish the new version;
 * listing path: encode the whole processes view of that version (100,000
   processes at 1,000 hosts) from its nodes, as a streamed GET does;
 
-and the process's RSS once loaded. Prints per round and the median ratio
-malloc / pymalloc.
+and the process's RSS once loaded, and after the graph is dropped (what the
+allocator gives back). Prints per round and the median ratio of each allocator
+to pymalloc. An allocator whose library is missing is left out (said so).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -52,33 +56,55 @@ def measure(hosts: int) -> dict[str, float]:
     started = time.process_time()
     size = sum(len(piece) for piece in snapshot.chunks(View.PROCESSES))
     listing = time.process_time() - started
+    del graph, snapshot, bodies
+    gc.collect()
+    time.sleep(2)  # past mimalloc's and jemalloc's delays before they give freed pages back
     return {"report_ms": report * 1000, "listing_ms": listing * 1000, "listing_mb": size / 1e6,
-            "rss_loaded_mib": loaded / 2**20}
+            "rss_loaded_mib": loaded / 2**20, "rss_dropped_mib": resident_bytes() / 2**20}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--allocators", default="pymalloc,malloc,mimalloc,jemalloc",
+                        help="comma-separated, compared with pymalloc (always measured)")
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.hosts)))
         return 0
-    ratios: dict[str, list[float]] = {"report_ms": [], "listing_ms": [], "rss_loaded_mib": []}
+    sys.path.insert(0, str(ROOT))
+    from servers import allocator_env
+
+    names = ["pymalloc", *(a for a in args.allocators.split(",") if a and a != "pymalloc")]
+    envs = {}
+    for name in names:
+        env = allocator_env(name)
+        if env is None:
+            print(f"{name}: its library is not installed, left out")
+        else:
+            envs[name] = env
+    keys = ("report_ms", "listing_ms", "rss_loaded_mib", "rss_dropped_mib")
+    ratios: dict[str, dict[str, list[float]]] = {name: {key: [] for key in keys} for name in envs if name != "pymalloc"}
     for r in range(args.rounds):
         runs = {}
-        for allocator in ("pymalloc", "malloc") if r % 2 == 0 else ("malloc", "pymalloc"):
+        order = list(envs)
+        for name in order[r % len(order):] + order[:r % len(order)]:
             out = subprocess.run([sys.executable, __file__, "--measure", "--hosts", str(args.hosts)], check=True,
-                                 capture_output=True, text=True, env={**os.environ, "PYTHONMALLOC": allocator})
-            runs[allocator] = json.loads(out.stdout)
-        for key in ratios:
-            ratios[key].append(runs["malloc"][key] / runs["pymalloc"][key])
-        print(f"round {r + 1}: " + " | ".join(
-            f"{a}: report {v['report_ms']:.2f} ms, listing {v['listing_ms']:.0f} ms ({v['listing_mb']:.0f} MB), "
-            f"RSS loaded {v['rss_loaded_mib']:.0f} MiB" for a, v in sorted(runs.items())), flush=True)
-    print("malloc / pymalloc, median over rounds: " + ", ".join(
-        f"{key} {statistics.median(values):.2f}x" for key, values in ratios.items()))
+                                 capture_output=True, text=True, env={**os.environ, **envs[name]})
+            runs[name] = json.loads(out.stdout)
+        for name, by_key in ratios.items():
+            for key in keys:
+                by_key[key].append(runs[name][key] / runs["pymalloc"][key])
+        print(f"round {r + 1}:", flush=True)
+        for name, v in runs.items():
+            print(f"  {name:<9} report {v['report_ms']:.2f} ms, listing {v['listing_ms']:.0f} ms "
+                  f"({v['listing_mb']:.0f} MB), RSS loaded {v['rss_loaded_mib']:.0f} MiB, "
+                  f"after the graph is dropped {v['rss_dropped_mib']:.0f} MiB", flush=True)
+    for name, by_key in ratios.items():
+        print(f"{name} / pymalloc, median over rounds: " + ", ".join(
+            f"{key} {statistics.median(values):.2f}x" for key, values in by_key.items()))
     return 0
 
 

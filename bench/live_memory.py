@@ -2,7 +2,7 @@
 of a real server, before the clients, while they are connected, after they left.
 
     .venv/bin/python bench/live_memory.py [--clients 2000] [--rounds 2] [--waves 1]
-                                          [--allocator pymalloc|malloc] [--where]
+                                          [--allocator pymalloc|malloc|mimalloc|jemalloc] [--where]
 
 Loads 1,000 hosts into ``trioscope serve`` (run under this file, which adds a
 SIGUSR1 handler), waits until every report is merged, then connects
@@ -15,6 +15,12 @@ processes), posts ``--rounds`` reports, lets the clients leave and waits 15 s
 * after leaving: the tracked objects per type against before (what is still
   held per client), and RSS once more after a full collection (which also
   empties the interpreter's free lists) and ``malloc_trim(0)``.
+
+``--allocator``: pymalloc, mimalloc and jemalloc are given to the server as
+its ``--allocator`` (mimalloc and jemalloc: it re-executes itself with the
+library preloaded, as ``trioscope serve`` does by default); malloc runs it with
+``PYTHONMALLOC=malloc`` (glibc). Under a preloaded allocator the glibc figures
+only cover what glibc still serves (next to nothing).
 
 With ``--allocator malloc`` (``PYTHONMALLOC=malloc``: every object from glibc,
 whose heap grows upwards) and ``--where``, it also lists the objects still alive
@@ -134,7 +140,7 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--waves", type=int, default=1, help="clients come and leave this many times")
-    parser.add_argument("--allocator", choices=("pymalloc", "malloc"), default="pymalloc")
+    parser.add_argument("--allocator", choices=("pymalloc", "malloc", "mimalloc", "jemalloc"), default="pymalloc")
     parser.add_argument("--where", action="store_true", help="with --allocator malloc: what pins the freed pages")
     parser.add_argument("--serve", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -154,11 +160,14 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     out = tempfile.mkdtemp(prefix="live-memory-") + "/steps.jsonl"
     port = free_port()
-    env = {**os.environ, "LIVE_MEMORY_OUT": out, "PYTHONMALLOC": args.allocator,
-           **({"LIVE_MEMORY_WHERE": "1"} if args.where else {})}
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONMALLOC", "LD_PRELOAD", "MALLOC_CONF")}
+    env.update({"LIVE_MEMORY_OUT": out, **({"LIVE_MEMORY_WHERE": "1"} if args.where else {})})
+    if args.allocator == "malloc":
+        env["PYTHONMALLOC"] = "malloc"  # and server.allocator auto leaves it as it is
     proc = start([sys.executable, __file__, "--serve", "serve", "--host", "127.0.0.1", "--port", str(port),
                   "--log-level", "warning", "--local-probe", "false", "--ws-max-clients", "100000",
-                  "--ws-max-clients-per-address", "100000", "--rate-per-address", "1000000"], env=env)
+                  "--ws-max-clients-per-address", "100000", "--rate-per-address", "1000000",
+                  "--allocator", "auto" if args.allocator == "malloc" else args.allocator], env=env)
 
     def step(name: str) -> dict:
         Path(out + ".step").write_text(name)
@@ -184,10 +193,14 @@ def main() -> int:
             workers = Workers(f"ws://127.0.0.1:{port}/api/v1/ws?view=hosts", args.clients, args.processes,
                               "version", deadline=180)
             started = time.perf_counter()
+            connected = 0
             while time.perf_counter() - started < 180:
-                if sum(s["connected"] for s in workers.ask({"do": "status"})) >= args.clients:
+                connected = sum(s["connected"] for s in workers.ask({"do": "status"}))
+                if connected >= args.clients:
                     break
                 time.sleep(0.1)
+            print(f"wave {wave}: {connected} of {args.clients} clients connected in "
+                  f"{time.perf_counter() - started:.0f} s", flush=True)
             time.sleep(3)
             step("connected" if wave == 1 else f"connected{wave}")
             for r in range(1, args.rounds + 1):

@@ -42,3 +42,16 @@ def stop(proc: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+def allocator_env(name: str) -> dict[str, str] | None:
+    """Environment of a process whose objects ``name`` allocates (pymalloc,
+    malloc: glibc's, mimalloc, jemalloc) as ``trioscope serve --allocator``
+    sets it; None if its library is not installed."""
+    from trioscope.allocator import Allocator, find_libraries, preload_env
+
+    allocator = Allocator(name)
+    if allocator in (Allocator.PYMALLOC, Allocator.MALLOC):
+        return {"PYTHONMALLOC": name}
+    found = find_libraries()
+    return preload_env({}, allocator, found[allocator]) if allocator in found else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import os
 import ssl
 import sys
@@ -18,6 +19,7 @@ import attrs
 import httpx
 import trio
 
+from trioscope import allocator
 from trioscope.config import (
     ConfigError,
     FlagValue,
@@ -44,6 +46,8 @@ from trioscope.store import (
 )
 from trioscope.wire import client_tls
 from trioscope.workers import run_workers, workers_refusal
+
+log = logging.getLogger("trioscope")
 
 
 def _version() -> str:
@@ -395,14 +399,40 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"trioscope: configuration error: {refusal}", file=sys.stderr)
         return ExitCode.USAGE
     configure_logging(settings.log.level, settings.log.format)
+    if not _use_allocator(settings.server.allocator, can_reexec=args.own_process):
+        return ExitCode.USAGE
     if settings.server.workers > 1:
         return int(trio.run(run_workers, settings, sys.stdout))
     tune_garbage_collector()
     return int(trio.run(serve, settings, sys.stdout))
 
 
+def _use_allocator(requested: str, can_reexec: bool) -> bool:
+    """Re-execute this process with the allocator ``server.allocator`` asks
+    (``trioscope.allocator``) if it does not run it yet, or log why not and go
+    on. False after reporting an allocator asked by name that is not installed."""
+    try:
+        chosen = allocator.plan_here(requested)
+    except allocator.AllocatorUnavailable as exc:
+        print(f"trioscope: configuration error: {exc}", file=sys.stderr)
+        return False
+    reason = chosen.reason
+    if chosen.reexec_env is not None:
+        if can_reexec:
+            allocator.reexec(chosen.reexec_env)  # returns only if that failed (logged)
+        else:  # serve() called inside another program (tests): its process is not ours to replace
+            reason += "; not re-executed: called from another program"
+    running = chosen.running
+    log.info("allocator: %s%s (%s)", running.allocator.value,
+             f" from {running.library}" if running.library else "", reason,
+             extra={"event": "allocator", "allocator": running.allocator.value})
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(_with_default_command(list(sys.argv[1:] if argv is None else argv)))
+    # Only the process's own command line can be re-executed (with another allocator).
+    args.own_process = argv is None
     try:
         code = int(args.run(args))
     except BrokenPipeError:  # e.g. `trioscope serve --print-config | head`

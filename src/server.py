@@ -32,7 +32,8 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
-from trioscope.allocator import return_freed_memory
+from trioscope.allocator import GLIBC_SERVED, return_freed_memory
+from trioscope.allocator import current as current_allocator
 from trioscope.config import Settings, format_duration
 from trioscope.http import (
     MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, install_bounded_websockets, install_guarded_tcp_server,
@@ -297,7 +298,9 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
             with trio.CancelScope() as everything:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_signals, signals, stop, everything, budget)
-                    nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval)
+                    if current_allocator().allocator in GLIBC_SERVED:
+                        # mimalloc and jemalloc return free pages themselves (trioscope.allocator).
+                        nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval)
                     if worker is not None:
                         nursery.start_soon(_watch_parent, worker.parent_fd, stop)
                     async with open_actor_system(supervision_tree(settings, reader=reader)) as system:

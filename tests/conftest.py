@@ -52,6 +52,21 @@ def postgres_url(postgres: str) -> Iterator[str]:
         yield url
 
 
+JEMALLOC_SCRIPT = Path(__file__).resolve().parent / "tools" / "jemalloc.sh"
+
+
+@pytest.fixture(scope="session")
+def jemalloc() -> str:
+    """Debian's libjemalloc.so.2, installed with apt-get first if the machine
+    lacks it (``tests/tools/jemalloc.sh``); skipped only where it cannot be installed."""
+    done = subprocess.run(["bash", str(JEMALLOC_SCRIPT)], capture_output=True, text=True, timeout=900)
+    if done.returncode == 2:
+        pytest.skip(done.stderr.strip())
+    if done.returncode != 0:
+        raise RuntimeError(f"tests/tools/jemalloc.sh failed:\n{done.stderr}")
+    return done.stdout.strip().splitlines()[-1]
+
+
 PROMTOOL_SCRIPT = Path(__file__).resolve().parent / "tools" / "promtool.sh"
 
 

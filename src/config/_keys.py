@@ -155,6 +155,15 @@ KEYS: tuple[Key, ...] = (
         flags=("--memory-trim-interval",),
     ),
     Key(
+        name="server.allocator",
+        kind=ChoiceKind(("auto", "pymalloc", "mimalloc", "jemalloc"), metavar="ALLOCATOR"),
+        default="auto",
+        help="what allocates the server's objects: jemalloc or mimalloc (preloaded, so that memory of clients "
+        "that left goes back to the system) or Python's own pymalloc; auto: jemalloc if installed, else pymalloc",
+        env=("TRIOSCOPE_SERVER_ALLOCATOR",),
+        flags=("--allocator",),
+    ),
+    Key(
         name="server.tls_cert",
         kind=OptionalFileKind(),
         default="",

@@ -33,6 +33,9 @@ class ServerSettings:
     memory_trim_interval: float
     """Seconds between looks at the memory glibc keeps free; past ``allocator.MIN_FREE``
     it is returned to the system (``trioscope.allocator``)."""
+    allocator: str = "auto"
+    """``auto``, ``pymalloc``, ``mimalloc`` or ``jemalloc``: what allocates Python's
+    objects (``trioscope.allocator``); the server re-executes itself once to preload it."""
     tls_cert: str = ""
     """PEM certificate chain; with ``tls_key``, the server speaks HTTPS and WSS. Empty: plain HTTP."""
     tls_key: str = ""

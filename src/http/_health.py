@@ -15,6 +15,7 @@ import time
 import cattrs
 from quart import Blueprint, Response
 
+from trioscope import allocator
 from trioscope.domain.principals import Permission
 
 from . import _gate
@@ -94,10 +95,14 @@ async def ping() -> Response:
 @blueprint.get("/api/v1/runtime")
 @documented(auth=Auth.USER)
 async def runtime() -> Response:
-    """The supervision tree with mailbox depths, restarts and dead letters (ADMIN)."""
+    """The supervision tree with mailbox depths, restarts and dead letters, and
+    the allocator of the serving process (ADMIN)."""
     await _gate.user(Permission.ADMINISTER)
     s = services()
     body = _unstructure(s.system.snapshot())
+    running = allocator.current()
+    body["allocator"] = {"name": running.allocator.value, "library": running.library,
+                         "requested": s.settings.server.allocator}
     # With --workers, each request reaches one of several processes: say which.
     body["worker"] = None if s.worker is None else {"index": s.worker, "pid": os.getpid()}
     return json_response(body)

@@ -44,8 +44,14 @@ def test_anonymous_reports_of_20000_processes_leave_server_memory_within_the_bud
         before = server_process.memory_info().rss
         statuses = [post(http, document).status_code for document in big]
         stats = http.get("/api/v1/query/stats").json()  # merges whatever was accepted
-        grown = server_process.memory_info().rss - before
-        assert grown <= 10 * DEFAULT_BUDGET, f"RSS grew {grown / 2**20:.0f} MiB for 10 agents ({statuses})"
+        # What the server holds, not what its allocator still caches of the refused
+        # bodies: under jemalloc (server.allocator) the first body's pages went back
+        # to the system meanwhile and the others took new ones, given back within
+        # its decay time (5 s) once they are garbage. Held memory never goes down.
+        deadline = time.monotonic() + 30
+        while (grown := server_process.memory_info().rss - before) > 10 * DEFAULT_BUDGET:
+            assert time.monotonic() < deadline, f"RSS grew {grown / 2**20:.0f} MiB for 10 agents ({statuses})"
+            time.sleep(0.2)
         assert statuses == [413] * 10
         assert http.get("/api/v1/agents/config/warm-1").json()["memory_budget_bytes"] == DEFAULT_BUDGET
         assert stats["topology"]["agents"] == 1

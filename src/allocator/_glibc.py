@@ -14,7 +14,9 @@ trim run in a worker thread: ctypes releases the GIL for the call, so the event
 loop goes on meanwhile (it only waits for glibc's arena lock if it allocates a
 block Python's own allocator does not serve).
 
-Not glibc (musl, macOS): nothing to do.
+Not glibc (musl, macOS): nothing to do. Under mimalloc or jemalloc
+(``server.allocator``, ``_choice``) the server does not run this: glibc serves
+next to nothing there, and they give free pages back by themselves.
 
 What trimming cannot return is memory Python's own allocator (pymalloc) holds:
 it frees a 1 MiB arena only once every block in it is free. After 2,000
@@ -24,11 +26,11 @@ arenas stayed, each pinned by a few blocks allocated while the clients were
 connected and still alive: the suspended frames of long-lived tasks (every
 actor's next wait, timers), the objects of reports merged meanwhile. That
 churn never stops in a live server, so where it lands is not ours to choose.
-``PYTHONMALLOC=malloc`` (then ``malloc_trim`` returns free pages anywhere) was
-measured and not taken: the same RSS after the clients left (+46-56 MiB over a
-loaded server that needs 45-70 MiB more), and 1.24x the CPU on the report
-path, 1.23x on a listing (bench/RESULTS.md, "What keeps RSS after 5,000
-clients left").
+``PYTHONMALLOC=malloc`` with glibc (then ``malloc_trim`` returns free pages
+anywhere) was measured and not taken: the same RSS after the clients left
+(+46-56 MiB over a loaded server that needs 45-70 MiB more), and 1.24x the CPU
+on the report path, 1.23x on a listing (bench/RESULTS.md, "What keeps RSS after
+5,000 clients left"). mimalloc or jemalloc under it is what ``_choice`` does.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ import time
 import attrs
 import trio
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("trioscope.allocator")
 
 MIN_FREE = 8 * 1024**2
 """Free bytes in glibc's heaps worth a trim: less is what a busy server reuses

@@ -1,0 +1,50 @@
+"""``trioscope serve --allocator``: the server re-executes itself once with the
+allocator preloaded, and says which one runs (log, ``/api/v1/runtime``)."""
+
+from __future__ import annotations
+
+import httpx
+import psutil
+
+from tests.server_process import ServerProcess
+from trioscope.allocator import MARKER
+
+
+def started(allocator: str) -> ServerProcess:
+    server = ServerProcess(["--allocator", allocator])
+    for inherited in ("PYTHONMALLOC", "LD_PRELOAD", "MALLOC_CONF", MARKER):
+        server.env.pop(inherited, None)  # as started by hand, not by a server that chose already
+    return server
+
+
+def runtime_allocator(server: ServerProcess) -> dict[str, object]:
+    admin = {"Authorization": f"Bearer {server.user_token(role='ADMIN')}"}
+    runtime = httpx.get(f"{server.base_url}/api/v1/runtime", headers=admin)
+    assert runtime.status_code == 200
+    found: dict[str, object] = runtime.json()["allocator"]
+    return found
+
+
+def mapped(pid: int) -> set[str]:
+    return {region.path for region in psutil.Process(pid).memory_maps()}
+
+
+def test_serve_runs_on_jemalloc_by_default_where_it_is_installed(jemalloc: str) -> None:
+    with started("auto") as server:
+        found = runtime_allocator(server)
+        assert found == {"name": "jemalloc", "library": jemalloc, "requested": "auto"}
+        # The same process (re-executed in place: the pid its starter waits on),
+        # with the library really loaded and Python's objects taken from it.
+        assert jemalloc in mapped(server.pid)
+        environ = psutil.Process(server.pid).environ()
+        assert environ["PYTHONMALLOC"] == "malloc" and environ[MARKER] == "jemalloc"
+        assert server.stop() == 0
+        assert f"allocator: jemalloc from {jemalloc} (jemalloc preloaded (auto asked))" in server.stderr()
+
+
+def test_serve_stays_on_pymalloc_when_asked(jemalloc: str) -> None:
+    with started("pymalloc") as server:
+        assert runtime_allocator(server) == {"name": "pymalloc", "library": None, "requested": "pymalloc"}
+        assert jemalloc not in mapped(server.pid)
+        assert server.stop() == 0
+        assert "allocator: pymalloc (pymalloc asked, already running)" in server.stderr()
