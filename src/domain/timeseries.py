@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections.abc import KeysView, Mapping
+from collections.abc import Iterable, KeysView, Mapping
 
 import attrs
 
@@ -205,7 +205,10 @@ class SeriesGroup:
             nothing (it neither stores nor moves the window). A NaN or infinite
             timestamp raises ValueError.
         """
-        bucket = _bucket(timestamp, self._resolution)
+        self._record_bucket(_bucket(timestamp, self._resolution), values)
+
+    def _record_bucket(self, bucket: int, values: Mapping[str, float]) -> None:
+        """``record`` in bucket number ``bucket``."""
         # Chained comparison: False for NaN and for anything float32 would turn into inf.
         usable = [(name, value) for name, value in values.items() if -_FLOAT32_LIMIT < value < _FLOAT32_LIMIT]
         if not usable or bucket < self._low:
@@ -406,6 +409,26 @@ class MetricHistory:
         else:
             group.record(timestamp, values)
 
+    def record_many(self, timestamp: float, entries: Iterable[tuple[str, Mapping[str, float]]]) -> None:
+        """``record(key, timestamp, values)`` for each ``(key, values)`` of
+        ``entries``: the metrics of one report's nodes, at one time (the bucket
+        found once for all of them: a host's report records a hundred series).
+
+        Raises:
+            ValueError: if ``timestamp`` is NaN or infinite (nothing recorded).
+        """
+        bucket = _bucket(timestamp, self._resolution)
+        groups = self._groups
+        for key, values in entries:
+            group = groups.get(key)
+            if group is None:
+                group = SeriesGroup(self._retention, self._resolution)
+                group._record_bucket(bucket, values)
+                if group:
+                    groups[key] = group
+            else:
+                group._record_bucket(bucket, values)
+
     def points(self, key: str, since: float, until: float | None = None) -> list[Point]:
         """``key``'s points as :meth:`SeriesGroup.points` returns them; [] for an unknown key."""
         group = self._groups.get(key)
@@ -442,8 +465,8 @@ class MetricHistory:
     def stats(self) -> HistoryStats:
         """Groups, buckets and array bytes held right now."""
         groups = self._groups.values()
-        return HistoryStats(
-            groups=len(groups),
-            points=sum(len(group) for group in groups),
-            bytes=sum(group.nbytes for group in groups),
-        )
+        points = held = 0
+        for group in groups:  # one pass: ~100,000 groups, on an actor's loop
+            points += group._count
+            held += group.nbytes
+        return HistoryStats(groups=len(groups), points=points, bytes=held)

@@ -561,3 +561,26 @@ def test_history_behaves_like_a_dict_of_reference_models(ops):
         for key, model in models.items():
             assert history.points(key, -math.inf) == model.points(-math.inf, None)
         assert history.stats().points == sum(len(m.buckets) for m in models.values())
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(time_strategy, st.lists(st.tuples(st.sampled_from("abcd"), values_strategy), max_size=4)),
+                max_size=20))
+def test_record_many_records_what_record_per_key_records(reports):
+    """One report's series at once (``record_many``) land as recorded one by one."""
+    many, one = MetricHistory(4 * RESOLUTION), MetricHistory(4 * RESOLUTION)
+    for at, entries in reports:
+        many.record_many(at, entries)
+        for key, values in entries:
+            one.record(key, at, values)
+    assert set(many.keys()) == set(one.keys())
+    for key in one.keys():
+        assert many.points(key, -math.inf) == one.points(key, -math.inf)
+    assert many.stats() == one.stats()
+
+
+def test_record_many_with_a_non_finite_time_records_nothing():
+    history = MetricHistory(HOUR)
+    with pytest.raises(ValueError, match="invalid timestamp"):
+        history.record_many(math.nan, [("a", {"cpu": 1.0})])
+    assert len(history) == 0
