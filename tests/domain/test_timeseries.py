@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -584,3 +585,14 @@ def test_record_many_with_a_non_finite_time_records_nothing():
     with pytest.raises(ValueError, match="invalid timestamp"):
         history.record_many(math.nan, [("a", {"cpu": 1.0})])
     assert len(history) == 0
+
+
+def test_nbytes_is_what_getsizeof_counts_for_the_columns():
+    """Bytes are counted by arithmetic (stats over ~100,000 groups): they must
+    stay what the arrays really take, as rings grow, gain metrics and empty."""
+    group = SeriesGroup(HOUR)
+    for i in range(300):
+        group.record(i * 15.0, {"cpu": 1.0, **({"mem": 2.0} if i > 10 else {})})
+        assert group.nbytes == sum(sys.getsizeof(column) for column in group._columns)
+    group.expire(10 * HOUR)
+    assert group.nbytes == 0
