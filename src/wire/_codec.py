@@ -21,6 +21,7 @@ from cattrs.v import format_exception, transform_error
 from ._fields import (
     CHECKS, FieldError, FloatRange, IntRange, JsonRule, ListRule, Rule, TextRule, format_timestamp, parse_timestamp,
 )
+from ._inline_structure import inline_structure_fn
 from ._models import AgentRegistration, Report
 
 T = TypeVar("T")
@@ -185,7 +186,7 @@ def _make_converter(detailed: bool) -> cattrs.Converter:
     # A section (an attrs class) must come as a JSON object: cattrs would
     # otherwise report a string where a section belongs as missing fields.
     def object_hook_factory(cls: type[Any]) -> Any:
-        inner = make_dict_structure_fn(cls, converter)
+        inner = make_dict_structure_fn(cls, converter) if detailed else inline_structure_fn(cls, converter)
 
         def hook(value: Any, _type: Any) -> Any:
             if type(value) is not dict:
