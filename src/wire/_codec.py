@@ -93,6 +93,10 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+def _not_an_object(value: Any) -> FieldError:
+    return FieldError(f"must be an object, got {_describe(value)}")
+
+
 def _rule_hook(rule: Rule, base: Any, converter: cattrs.Converter) -> Any:
     """One structure hook per constrained type: the common case (right JSON type,
     within limits) is a single inline test; anything else goes the slow way to
@@ -186,11 +190,13 @@ def _make_converter(detailed: bool) -> cattrs.Converter:
     # A section (an attrs class) must come as a JSON object: cattrs would
     # otherwise report a string where a section belongs as missing fields.
     def object_hook_factory(cls: type[Any]) -> Any:
-        inner = make_dict_structure_fn(cls, converter) if detailed else inline_structure_fn(cls, converter)
+        if not detailed:
+            return inline_structure_fn(cls, converter, _not_an_object)
+        inner = make_dict_structure_fn(cls, converter)
 
         def hook(value: Any, _type: Any) -> Any:
             if type(value) is not dict:
-                raise FieldError(f"must be an object, got {_describe(value)}")
+                raise _not_an_object(value)
             return inner(value, _type)
 
         return hook

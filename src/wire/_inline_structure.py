@@ -15,6 +15,7 @@ converter: ``_codec.decode``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import UnionType
 from typing import Any, Union, get_args, get_origin
 
@@ -24,12 +25,14 @@ import cattrs
 from ._fields import CHECKS, FloatRange, IntRange, TextRule
 
 
-def inline_structure_fn(cls: type[Any], converter: cattrs.Converter) -> Any:
+def inline_structure_fn(cls: type[Any], converter: cattrs.Converter, not_an_object: Callable[[Any], Exception]) -> Any:
     """``make_dict_structure_fn(cls, converter)``'s equivalent for the fast
-    converter (``forbid_extra_keys=False``, no detailed validation)."""
+    converter (``forbid_extra_keys=False``, no detailed validation), which
+    first raises ``not_an_object(value)`` for a value that is no JSON object
+    (a section must be one: one call less per object than a wrapping hook)."""
     attrs.resolve_types(cls)
-    namespace: dict[str, Any] = {"__cl": cls, "MISSING": attrs.NOTHING}
-    lines = ["def structure(o, _):", "    res = {}"]
+    namespace: dict[str, Any] = {"__cl": cls, "not_an_object": not_an_object}
+    lines = ["def structure(o, _):", "    if type(o) is not dict:", "        raise not_an_object(o)", "    res = {}"]
     for index, field in enumerate(attrs.fields(cls)):
         if not field.init:
             continue
