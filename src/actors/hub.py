@@ -263,8 +263,10 @@ class HubActor(Actor):
             messages.append(self.latest)
             self.pending, self._lost = None, False
         if kind == "reports":
-            # Summarised here, once per agent per interval, not per report received.
-            for seen in self.reports.values():
+            # Summarised here, once per agent per interval, not per report
+            # received; and not at all while no client listens (the frames of
+            # 1,000 hosts cost ~0.1 ms of CPU a report, for nobody).
+            for seen in self.reports.values() if self.members.clients else ():
                 report = seen.report
                 frame = report_frame(report.agent_id, report.host_name, rfc3339(seen.received_at) or "",
                                      host_metrics(report))

@@ -329,10 +329,12 @@ class TopologyActor(Actor):
         (recorded once the batch is settled: ``_record_groups``)."""
         at = metric_time(merge.report, merge.received_at, self.process_history.retention)
         partition = self.graph.partitions[merge.report.agent_id]
-        for node_id, node in partition.nodes.items():
-            if node.metrics:
-                history = self.process_history if node.kind is NodeKind.PROCESS else self.history
-                history.record(node_id, at, node.metrics)
+        nodes = partition.nodes.items()
+        process = NodeKind.PROCESS
+        self.process_history.record_many(
+            at, [(node_id, node.metrics) for node_id, node in nodes if node.kind is process and node.metrics])
+        self.history.record_many(
+            at, [(node_id, node.metrics) for node_id, node in nodes if node.kind is not process and node.metrics])
         for group_id in (*partition.pods, *partition.services):  # sums over their containers
             groups.setdefault(group_id, set()).add(at)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
-from collections.abc import KeysView, Mapping
+from collections.abc import Iterable, KeysView, Mapping
 
 import attrs
 
@@ -37,6 +37,13 @@ _FLOAT32_LIMIT = 3.4028235677973366e38
 ulp). Finite float64 values at or beyond it would be stored as inf."""
 
 _NAN_SLOT = array("f", [math.nan])
+
+_ARRAY_HEADER = sys.getsizeof(array("f"))
+"""What ``sys.getsizeof`` counts for an ``array('f')`` beyond its 4-byte slots.
+Every column is allocated at its group's size (``_NAN_SLOT * size``; item
+assignment never reallocates), so a group's bytes are arithmetic: stats add
+them up over ~100,000 groups on an actor's loop, and ``getsizeof`` per column
+made that ~0.2 s."""
 
 
 @attrs.frozen
@@ -171,7 +178,7 @@ class SeriesGroup:
     @property
     def nbytes(self) -> int:
         """Approximate bytes held by the value arrays (headers and slots)."""
-        return sum(sys.getsizeof(values) for values in self._columns)
+        return len(self._columns) * (_ARRAY_HEADER + 4 * self._size)
 
     def __len__(self) -> int:
         """Buckets holding at least one value."""
@@ -201,7 +208,10 @@ class SeriesGroup:
             nothing (it neither stores nor moves the window). A NaN or infinite
             timestamp raises ValueError.
         """
-        bucket = _bucket(timestamp, self._resolution)
+        self._record_bucket(_bucket(timestamp, self._resolution), values)
+
+    def _record_bucket(self, bucket: int, values: Mapping[str, float]) -> None:
+        """``record`` in bucket number ``bucket``."""
         # Chained comparison: False for NaN and for anything float32 would turn into inf.
         usable = [(name, value) for name, value in values.items() if -_FLOAT32_LIMIT < value < _FLOAT32_LIMIT]
         if not usable or bucket < self._low:
@@ -402,6 +412,26 @@ class MetricHistory:
         else:
             group.record(timestamp, values)
 
+    def record_many(self, timestamp: float, entries: Iterable[tuple[str, Mapping[str, float]]]) -> None:
+        """``record(key, timestamp, values)`` for each ``(key, values)`` of
+        ``entries``: the metrics of one report's nodes, at one time (the bucket
+        found once for all of them: a host's report records a hundred series).
+
+        Raises:
+            ValueError: if ``timestamp`` is NaN or infinite (nothing recorded).
+        """
+        bucket = _bucket(timestamp, self._resolution)
+        groups = self._groups
+        for key, values in entries:
+            group = groups.get(key)
+            if group is None:
+                group = SeriesGroup(self._retention, self._resolution)
+                group._record_bucket(bucket, values)
+                if group:
+                    groups[key] = group
+            else:
+                group._record_bucket(bucket, values)
+
     def points(self, key: str, since: float, until: float | None = None) -> list[Point]:
         """``key``'s points as :meth:`SeriesGroup.points` returns them; [] for an unknown key."""
         group = self._groups.get(key)
@@ -438,8 +468,9 @@ class MetricHistory:
     def stats(self) -> HistoryStats:
         """Groups, buckets and array bytes held right now."""
         groups = self._groups.values()
-        return HistoryStats(
-            groups=len(groups),
-            points=sum(len(group) for group in groups),
-            bytes=sum(group.nbytes for group in groups),
-        )
+        points = held = 0
+        header = _ARRAY_HEADER
+        for group in groups:  # one pass, inline: ~100,000 groups, on an actor's loop
+            points += group._count
+            held += len(group._columns) * (header + 4 * group._size)
+        return HistoryStats(groups=len(groups), points=points, bytes=held)

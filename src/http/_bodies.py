@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import zlib
 from typing import Any
 
@@ -104,15 +103,37 @@ def parse_json(body: bytes, *, required: bool = True) -> Any:
         document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
-    if _LONG_NUMBER.search(body):
+    if _may_hold_long_integer(body):
         _check_integers(body)
     return document
 
 
-_LONG_NUMBER = re.compile(rb"\d{20}|-9\d{18}")
-"""A run of digits that may be an integer orjson turns into a float: beyond
--2^63..2^64-1 it parses integers as floats, silently (99999999999999999999999
-became 1e+23). Rare, so only such bodies are looked at again."""
+_DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0000000000")
+_TWENTY_DIGITS = b"0" * 20
+_MINUS_NINETEEN_DIGITS = b"-" + b"0" * 19
+
+
+def _may_hold_long_integer(body: bytes) -> bool:
+    """Whether ``body`` holds a run of 20 digits or ``-9`` and 18 digits (the
+    regular expression ``\\d{20}|-9\\d{18}``): an integer orjson may turn
+    into a float, silently (beyond -2^63..2^64-1 it parses integers as floats:
+    99999999999999999999999 became 1e+23). Rare, so only such bodies are
+    looked at again (``_check_integers``).
+
+    Every digit folded to ``0`` and the runs found by ``bytes.find``: ~30 us
+    for a 36 KB report, where the regular expression took ~0.9 ms of the
+    request path (it tries a match at every position)."""
+    folded = body.translate(_DIGITS_AS_ZERO)
+    if _TWENTY_DIGITS in folded:
+        return True
+    start = folded.find(_MINUS_NINETEEN_DIGITS)
+    while start != -1:
+        if body[start + 1] == 0x39:  # "9"
+            return True
+        start = folded.find(_MINUS_NINETEEN_DIGITS, start + 1)
+    return False
+
+
 _INT_RANGE = (-(2**63), 2**64 - 1)
 
 

@@ -21,6 +21,7 @@ from cattrs.v import format_exception, transform_error
 from ._fields import (
     CHECKS, FieldError, FloatRange, IntRange, JsonRule, ListRule, Rule, TextRule, format_timestamp, parse_timestamp,
 )
+from ._inline_structure import inline_structure_fn
 from ._models import AgentRegistration, Report
 
 T = TypeVar("T")
@@ -90,6 +91,10 @@ def _describe(value: Any) -> str:
     if isinstance(value, dict):
         return "an object"
     return type(value).__name__
+
+
+def _not_an_object(value: Any) -> FieldError:
+    return FieldError(f"must be an object, got {_describe(value)}")
 
 
 def _rule_hook(rule: Rule, base: Any, converter: cattrs.Converter) -> Any:
@@ -185,11 +190,13 @@ def _make_converter(detailed: bool) -> cattrs.Converter:
     # A section (an attrs class) must come as a JSON object: cattrs would
     # otherwise report a string where a section belongs as missing fields.
     def object_hook_factory(cls: type[Any]) -> Any:
+        if not detailed:
+            return inline_structure_fn(cls, converter, _not_an_object)
         inner = make_dict_structure_fn(cls, converter)
 
         def hook(value: Any, _type: Any) -> Any:
             if type(value) is not dict:
-                raise FieldError(f"must be an object, got {_describe(value)}")
+                raise _not_an_object(value)
             return inner(value, _type)
 
         return hook

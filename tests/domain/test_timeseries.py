@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 
 import pytest
 from hypothesis import given, settings
@@ -561,3 +562,37 @@ def test_history_behaves_like_a_dict_of_reference_models(ops):
         for key, model in models.items():
             assert history.points(key, -math.inf) == model.points(-math.inf, None)
         assert history.stats().points == sum(len(m.buckets) for m in models.values())
+
+
+@settings(max_examples=60)
+@given(st.lists(st.tuples(time_strategy, st.lists(st.tuples(st.sampled_from("abcd"), values_strategy), max_size=4)),
+                max_size=20))
+def test_record_many_records_what_record_per_key_records(reports):
+    """One report's series at once (``record_many``) land as recorded one by one."""
+    many, one = MetricHistory(4 * RESOLUTION), MetricHistory(4 * RESOLUTION)
+    for at, entries in reports:
+        many.record_many(at, entries)
+        for key, values in entries:
+            one.record(key, at, values)
+    assert set(many.keys()) == set(one.keys())
+    for key in one.keys():
+        assert many.points(key, -math.inf) == one.points(key, -math.inf)
+    assert many.stats() == one.stats()
+
+
+def test_record_many_with_a_non_finite_time_records_nothing():
+    history = MetricHistory(HOUR)
+    with pytest.raises(ValueError, match="invalid timestamp"):
+        history.record_many(math.nan, [("a", {"cpu": 1.0})])
+    assert len(history) == 0
+
+
+def test_nbytes_is_what_getsizeof_counts_for_the_columns():
+    """Bytes are counted by arithmetic (stats over ~100,000 groups): they must
+    stay what the arrays really take, as rings grow, gain metrics and empty."""
+    group = SeriesGroup(HOUR)
+    for i in range(300):
+        group.record(i * 15.0, {"cpu": 1.0, **({"mem": 2.0} if i > 10 else {})})
+        assert group.nbytes == sum(sys.getsizeof(column) for column in group._columns)
+    group.expire(10 * HOUR)
+    assert group.nbytes == 0

@@ -3,7 +3,8 @@ statuses): built and merged by the short path, with the same graph, diffs and
 versions as the full path.
 
 The reference graph takes the full path for every report: partitions built
-from scratch, and ``_refresh`` replaced by the full replacement. Sequences mix
+from scratch, ``_refresh`` replaced by the full replacement, and every process
+group built from its members in full (never ``regrouped``). Sequences mix
 reports of new structure with repeats of an agent's last report whose metrics,
 times, statuses and thread counts changed.
 """
@@ -27,6 +28,10 @@ class FullPathGraph(TopologyGraph):
 
     def _refresh(self, agent: str, new: Partition) -> None:
         self._rebuild(agent, self.partitions[agent], new)
+
+    def _rebuild_process_group(self, group_id: str) -> None:
+        self._group_frames.clear()  # every group built from its members in full
+        super()._rebuild_process_group(group_id)
 
 
 def _stamp(seconds: int) -> str:

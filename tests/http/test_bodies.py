@@ -1,13 +1,17 @@
-"""Gzip request bodies: every member, in linear time, within the size limit."""
+"""Request bodies: gzip (every member, in linear time, within the size limit) and
+JSON integers orjson would not keep exact."""
 
 from __future__ import annotations
 
 import gzip
 import random
+import re
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from trioscope.http._bodies import MAX_GZIP_MEMBERS, _gunzip
+from trioscope.http._bodies import MAX_GZIP_MEMBERS, _gunzip, _may_hold_long_integer, parse_json
 from trioscope.http._errors import ApiError
 
 
@@ -34,3 +38,25 @@ def test_too_large_truncated_or_trailing_garbage(body: bytes, status: int) -> No
     with pytest.raises(ApiError) as refused:
         _gunzip(body, limit=1000)
     assert refused.value.status == status
+
+
+_LONG_NUMBER = re.compile(rb"\d{20}|-9\d{18}")
+"""What the pre-check must find, as the regular expression it replaced."""
+
+
+@given(st.lists(st.sampled_from([b"0", b"9", b"5", b"-", b"-9", b"1" * 18, b"9" * 19, b" ", b"\"", b".", b"e"]),
+                max_size=40).map(b"".join))
+def test_long_integer_precheck_finds_what_the_pattern_found(body: bytes) -> None:
+    assert _may_hold_long_integer(body) == bool(_LONG_NUMBER.search(body))
+
+
+@pytest.mark.parametrize("literal", [b"18446744073709551616", b"-9223372036854775809", b"99999999999999999999999"])
+def test_integer_beyond_what_orjson_keeps_exact_is_refused_naming_the_field(literal: bytes) -> None:
+    with pytest.raises(ApiError) as refused:
+        parse_json(b'{"a": [1, {"b": ' + literal + b'}], "c": "12345678901234567890123"}')
+    assert refused.value.status == 400 and refused.value.message.startswith("$.a[1].b:")
+
+
+def test_integers_within_range_and_digits_in_strings_pass() -> None:
+    body = b'{"a": 18446744073709551615, "b": -9223372036854775808, "c": "-99999999999999999999999"}'
+    assert parse_json(body) == {"a": 2**64 - 1, "b": -(2**63), "c": "-99999999999999999999999"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping
+from operator import attrgetter
 from typing import Any
 
 import attrs
@@ -27,13 +28,14 @@ from ._edge_cache import EdgeCache
 from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
 from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition
-from ._process_groups import group_node, group_of
+from ._process_groups import group_node_ordered, group_of, regrouped
 from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
 
 EdgeKey = tuple[str, str]
 Projection = tuple[int, str, str]
 """(index of the view in ``VIEWS``, source node, target node)."""
 _GROUP = VIEWS.index(View.PROCESSES_BY_NAME)
+_BY_ID = attrgetter("id")
 
 
 @attrs.frozen
@@ -84,6 +86,10 @@ class TopologyGraph:
         self._stale_groups: set[str] = set()
         # Process groups: group -> its processes (from their representatives).
         self._processes_of: dict[str, set[str]] = {}
+        # ... and the members (ids in order, their metadata objects) its node
+        # was last built from in full: a group whose members are those, with
+        # that metadata, is rebuilt from its node (``regrouped``).
+        self._group_frames: dict[str, tuple[tuple[str, ...], tuple[Mapping[str, Any], ...]]] = {}
 
         self.version = 0
         self._published = TopologySnapshot.empty(now)
@@ -334,8 +340,25 @@ class TopologyGraph:
         self._set_group(group_id, node)
 
     def _rebuild_process_group(self, group_id: str) -> None:
-        members = self._processes_of.get(group_id, ())
-        node = group_node(group_id, (self._nodes[p] for p in members if p in self._nodes))
+        nodes = self._nodes
+        frame = self._group_frames.get(group_id)
+        previous = nodes.get(group_id)
+        if frame is not None and previous is not None:
+            # Same members (a move drops the frame), each with the metadata it
+            # had: only their metrics and times changed (see ``regrouped``).
+            ordered = [nodes.get(p) for p in frame[0]]
+            for member, metadata in zip(ordered, frame[1], strict=True):
+                if member is None or member.metadata is not metadata:
+                    break
+            else:
+                self._set_node(group_id, regrouped(previous, ordered))  # type: ignore[arg-type]  # no None: checked above
+                return  # its place (host, id) stays
+        members = sorted((nodes[p] for p in self._processes_of.get(group_id, ()) if p in nodes), key=_BY_ID)
+        node = group_node_ordered(group_id, members)
+        if node is None:
+            self._group_frames.pop(group_id, None)
+        else:
+            self._group_frames[group_id] = (tuple(m.id for m in members), tuple(m.metadata for m in members))
         self._set_node(group_id, node)
         self._set_reps(group_id, reps(host=node.host or "", process_group=group_id) if node is not None else None)
 
@@ -367,6 +390,8 @@ class TopologyGraph:
         self._to_reproject.update(self._sources.get(node_id, ()))
 
     def _move_process(self, process: str, was: str | None, now: str | None) -> None:
+        for group in (was, now):  # other members: built again in full
+            self._group_frames.pop(group, None)  # type: ignore[arg-type]  # None is never a key
         if was is not None:
             members = self._processes_of[was]
             members.discard(process)

@@ -44,15 +44,15 @@ def group_node(group_id: str, members: Iterable[Node]) -> Node | None:
     many are in each status, and the status most of them are in.
 
     The same whatever order ``members`` come in (sums are taken in id order)."""
-    ordered = sorted(members, key=_BY_ID)
+    return group_node_ordered(group_id, sorted(members, key=_BY_ID))
+
+
+def group_node_ordered(group_id: str, ordered: list[Node]) -> Node | None:
+    """``group_node`` of members already in id order."""
     if not ordered:
         return None
     first = ordered[0]
     newest = max(ordered, key=_RECENCY)
-    # Rebuilt for every report of the host (a dozen groups a host): each
-    # figure by one comprehension, rather than a Counter and generators.
-    metrics = [node.metrics for node in ordered]
-    cpu = [m.get("cpu_percent", 0.0) for m in metrics]
     statuses: dict[str, int] = {}
     for node in ordered:
         statuses[node.status] = statuses.get(node.status, 0) + 1
@@ -68,10 +68,35 @@ def group_node(group_id: str, members: Iterable[Node]) -> Node | None:
         status=min(statuses, key=lambda status: (-statuses[status], status)),
         last_seen=newest.last_seen,
         metadata=metadata,
-        metrics={
-            "cpu_percent": sum(cpu),
-            "cpu_percent_max": max(cpu),
-            "memory_mb": sum([m.get("memory_mb", 0.0) for m in metrics]),
-            "processes": float(len(ordered)),
-        },
+        metrics=_group_metrics(ordered),
     )
+
+
+def regrouped(previous: Node, ordered: list[Node]) -> Node:
+    """The node ``group_node_ordered`` builds for ``ordered``, given ``previous``,
+    its node for members that differ from these only in metrics and time:
+    each has the very metadata object (``Node.seen`` shares it) of the member
+    in its place when ``previous`` was built, hence its id, name, pid, status
+    and host. The metadata, status and place are ``previous``'s; only the
+    sums and the newest member are found again (a host's metrics-only
+    report rebuilds its dozen groups)."""
+    newest = max(ordered, key=_RECENCY)
+    return Node(
+        id=previous.id, kind=NodeKind.PROCESS_GROUP, label=previous.label, parent=previous.parent,
+        host=previous.host, agent_id=newest.agent_id, status=previous.status, last_seen=newest.last_seen,
+        metadata=previous.metadata, metrics=_group_metrics(ordered),
+    )
+
+
+def _group_metrics(ordered: list[Node]) -> dict[str, float]:
+    """Sums in id order (a float sum depends on its order, and the diff must not
+    change when nothing did); each figure by one comprehension, rather than a
+    Counter and generators."""
+    metrics = [node.metrics for node in ordered]
+    cpu = [m.get("cpu_percent", 0.0) for m in metrics]
+    return {
+        "cpu_percent": sum(cpu),
+        "cpu_percent_max": max(cpu),
+        "memory_mb": sum([m.get("memory_mb", 0.0) for m in metrics]),
+        "processes": float(len(ordered)),
+    }
