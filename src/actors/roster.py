@@ -61,6 +61,10 @@ class ReportArrived:
     """The report's topology partition, when the sender built it (off the event loop)."""
     enrolled: bool = False
     """Signed by an enrolled agent: such a probe always has room (see ``AgentRoster.reclaimable``)."""
+    sequence: int = 0
+    """Its sequence on the report stream (with a bus; see ``MergeReport.sequence``)."""
+    history: bool = False
+    """Replayed from the stream at start (see ``MergeReport.history``)."""
 
 
 @attrs.frozen
@@ -118,7 +122,8 @@ class RosterActor(Actor):
             agent = await self._agent(report.agent_id, enrolled=message.enrolled)
             # Topology first: when its mailbox is full the probe gets 503 and
             # resends; merging the same report twice changes nothing.
-            self.topology.tell(MergeReport(report, message.received_at, message.partition))
+            self.topology.tell(MergeReport(report, message.received_at, message.partition,
+                                           sequence=message.sequence, history=message.history))
             agent.tell(ReportReceived(report, message.packed, message.received_at))
             try:
                 self.hub.tell(ReportSeen(report, message.received_at))
