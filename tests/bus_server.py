@@ -126,3 +126,24 @@ def own_nats_server() -> Iterator[OwnNatsServer]:
     finally:
         server.stop()
         server._store.cleanup()
+
+
+@contextmanager
+def report_path(mode: str) -> Iterator[tuple[str, ...]]:
+    """The server flags of a report path: ``in-process`` (none) or ``bus`` (the
+    machine's NATS and a stream of the test's own, deleted after it; skipped
+    where nats-server is not installed). For suites that run in both modes."""
+    if mode == "in-process":
+        yield ()
+        return
+    import pytest  # only the suites call this
+
+    try:
+        url = ensure_running()
+    except NatsMissing as exc:
+        pytest.skip(str(exc))
+    stream = stream_name()
+    try:
+        yield ("--bus", url, "--bus-stream", stream)
+    finally:
+        delete_stream(url, stream)

@@ -71,7 +71,7 @@ class ReportFeedActor(Actor):
             history = not progress.caught_up
             for item in fetched:
                 await self._hand_on(item.sequence, item.data, history)
-                progress.merged = item.sequence
+                progress.handed_on(item.sequence)
             if progress.pending == 0 and not progress.caught_up:
                 progress.caught_up = True
                 log.info("report stream read to its end (sequence %d): topology and history rebuilt",

@@ -4,6 +4,7 @@ reads it and the edge that shows it (``/health/ready``, stats, ``/metrics``)."""
 from __future__ import annotations
 
 import attrs
+import trio
 
 
 @attrs.define
@@ -22,6 +23,21 @@ class BusProgress:
     """Times the stream reader was recreated (after a reconnection or a consumer the server dropped)."""
     skipped: int = 0
     """Messages on the stream that were not report envelopes (logged and left out)."""
+    _advanced: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
+
+    def handed_on(self, sequence: int) -> None:
+        """The feed handed the report of ``sequence`` to the roster here."""
+        self.merged = sequence
+        self._advanced.set()
+        self._advanced = trio.Event()
+
+    async def wait_handed_on(self, sequence: int, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until the report of ``sequence`` is
+        handed to the roster here; whether it was."""
+        with trio.move_on_after(timeout):
+            while self.merged < sequence:
+                await self._advanced.wait()
+        return self.merged >= sequence
 
     def as_dict(self) -> dict[str, int | bool]:
         return {"connected": self.connected, "caught_up": self.caught_up, "merged_sequence": self.merged,

@@ -62,6 +62,10 @@ def _fit_budget(report: Report, body: bytes) -> None:
 
 BUS_RETRY_AFTER = 2
 """Seconds a probe is told to wait before resending a report the bus did not take."""
+OWN_REPORT_WAIT = 1.0
+"""Seconds a 202 waits at most for the report to come back from the stream to
+this replica's topology (more only while the replica is far behind: the
+report is acknowledged by the stream already, so the 202 goes anyway)."""
 
 
 def _envelope(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, bytes]:
@@ -94,10 +98,14 @@ async def submit_report() -> Response:
             report, envelope = _envelope(body, received_at, signer is not None)
         await _gate.vouch(report.agent_id, signer)
         try:
-            await s.bus.publish(report.agent_id, envelope)
+            sequence = await s.bus.publish(report.agent_id, envelope)
         except BusUnavailable as exc:
             raise ApiError(503, "bus_unavailable", f"the report bus did not take the report ({exc}); resend it",
                            headers={"Retry-After": str(BUS_RETRY_AFTER)}) from None
+        # The report is safe on the stream; waiting (briefly) for it to come
+        # back here keeps what a client reads after its 202 from this replica
+        # what it would be without a bus: its own report is in the topology.
+        await s.bus.progress.wait_handed_on(sequence, OWN_REPORT_WAIT)
         return _accepted(s, report, received_at)
     partition: Partition | None = None
     if len(body) > OFF_LOOP_BYTES:
