@@ -33,6 +33,10 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy,
 
 from trioscope.config import Settings
 
+from trioscope.domain.agents import PackedReport
+from trioscope.wire import Report
+
+from ._envelope import Envelope
 from ._lag import BusProgress
 from ._loop import AsyncioThread
 
@@ -45,9 +49,15 @@ RECONNECT_WAIT = 1.0
 """Seconds between two attempts to reach the bus (first connection and nats-py's reconnections)."""
 CONSUMER_IDLE = 60.0
 """Seconds the server keeps a replica's consumer while nobody reads it (a replica that died)."""
+PUBLISHED_KEPT = 4096
+"""Reports published here kept decoded for the feed at most (one the feed read
+before the acknowledgement came back is not kept: it was decoded then)."""
 FETCH_BATCH = 256
-FETCH_WAIT = 1.0
+FETCH_WAIT = 0.5
 """Seconds one fetch waits for a report when none is pending."""
+IDLE_CHECKS = 2
+"""Empty fetches in a row after which the stream is asked whether reports are
+waiting that our consumer does not deliver (the server dropped it)."""
 
 
 class BusUnavailable(Exception):
@@ -82,6 +92,9 @@ class ReportBus:
         self._reader: JetStreamContext.PullSubscription | None = None
         self._reader_from = 1
         self._stale_reader = True
+        self._timeouts = 0
+        self._published: dict[int, Envelope] = {}
+        """Reports published here, by sequence, until the feed reads them back."""
         self.ready = trio.Event()
         """Set once connected and the stream exists."""
 
@@ -147,6 +160,27 @@ class ReportBus:
 
     # ---- publishing -------------------------------------------------------------
 
+    async def publish_report(self, report: Report, received_at: float, enrolled: bool,
+                             data: bytes, packed: PackedReport) -> int:
+        """``publish`` a report's envelope (``pack_report``), kept decoded for
+        this process's feed, which would otherwise decode it again."""
+        sequence = await self.publish(report.agent_id, data)
+        if sequence > self.progress.merged and len(self._published) < PUBLISHED_KEPT:
+            self._published[sequence] = Envelope(report, received_at, enrolled, packed)
+        return sequence
+
+    def published_here(self, sequence: int) -> Envelope | None:
+        """The report of ``sequence`` if this process published it (once). The
+        feed reads in order: any kept of an earlier sequence came back while
+        the feed was handing on a later one (it was decoded then) and goes."""
+        found = self._published.pop(sequence, None)
+        while self._published:
+            oldest = next(iter(self._published))
+            if oldest > sequence:
+                break
+            del self._published[oldest]
+        return found
+
     async def publish(self, agent_id: str, data: bytes) -> int:
         """Put a report on the stream; its sequence once JetStream has it.
 
@@ -190,8 +224,25 @@ class ReportBus:
             await self._open_reader(after + 1)
         assert self._reader is not None
         try:
-            messages = await self._reader.fetch(FETCH_BATCH, timeout=FETCH_WAIT)
-        except nats.errors.TimeoutError:
+            # One report, as soon as there is one; then as many as the server
+            # said were pending behind it, which are there: a fetch of more
+            # than are pending would wait its whole timeout for the rest.
+            messages = await self._reader.fetch(1, timeout=FETCH_WAIT)
+            behind = int(messages[-1].metadata.num_pending)
+            if behind:
+                try:
+                    messages += await self._reader.fetch(min(behind, FETCH_BATCH - 1), timeout=FETCH_WAIT)
+                except nats.errors.TimeoutError:
+                    pass  # expired meanwhile (max_age): the one we have is ours
+        except BaseException as exc:
+            if not isinstance(exc, nats.errors.TimeoutError):
+                # What the consumer delivered before the failure is not handed
+                # on: the next fetch reads again from after ``after``.
+                self._stale_reader = True
+                raise
+            self._timeouts += 1
+            if self._timeouts % IDLE_CHECKS:
+                return [], 0
             # Nothing came: either nothing is pending, or our consumer is gone
             # (the server dropped it while we were away).
             info = await self._js.stream_info(self.stream)

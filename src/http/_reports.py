@@ -68,9 +68,9 @@ this replica's topology (more only while the replica is far behind: the
 report is acknowledged by the stream already, so the 202 goes anyway)."""
 
 
-def _envelope(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, bytes]:
+def _envelope(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, bytes, PackedReport]:
     report = _decode(body, received_at)
-    return report, pack_report(report, received_at, enrolled)
+    return report, *pack_report(report, received_at, enrolled)
 
 
 def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, PackedReport]:
@@ -92,13 +92,13 @@ async def submit_report() -> Response:
     received_at = time.time()
     if s.bus is not None:
         if len(body) > OFF_LOOP_BYTES:
-            report, envelope = await trio.to_thread.run_sync(_envelope, body, received_at, signer is not None,
-                                                             limiter=s.heavy_work)
+            report, envelope, packed = await trio.to_thread.run_sync(_envelope, body, received_at, signer is not None,
+                                                                     limiter=s.heavy_work)
         else:
-            report, envelope = _envelope(body, received_at, signer is not None)
+            report, envelope, packed = _envelope(body, received_at, signer is not None)
         await _gate.vouch(report.agent_id, signer)
         try:
-            sequence = await s.bus.publish(report.agent_id, envelope)
+            sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed)
         except BusUnavailable as exc:
             raise ApiError(503, "bus_unavailable", f"the report bus did not take the report ({exc}); resend it",
                            headers={"Retry-After": str(BUS_RETRY_AFTER)}) from None

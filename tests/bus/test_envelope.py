@@ -19,10 +19,11 @@ from trioscope.wire import decode_report
 
 def test_a_report_comes_back_as_the_same_validated_report_with_its_receive_time() -> None:
     report = decode_report(host_report(3, timestamp=time.time() - 30))
-    data = pack_report(report, 1234.5, enrolled=True)
+    data, packed = pack_report(report, 1234.5, enrolled=True)
     envelope = unpack_report(data)
     assert envelope.report == report
     assert (envelope.received_at, envelope.enrolled) == (1234.5, True)
+    assert envelope.packed == packed and decode_report(orjson.loads(packed.unpack())) == report
     # Binary and smaller than the report's JSON, not the JSON itself.
     assert not data.startswith(b"{") and len(data) < len(orjson.dumps(host_report(3, timestamp=time.time())))
 
