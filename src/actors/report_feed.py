@@ -17,6 +17,7 @@ this actor: a restarted feed goes on from there.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import trio
@@ -25,13 +26,14 @@ from trioscope.bus import BusUnavailable, ReportBus, unpack_report
 from trioscope.bus._envelope import BadEnvelope
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull
 
-from .refusals import Refusal
-from .roster import ReportArrived
+from .roster import ReportArrived, ReportsArrived
 
 log = logging.getLogger(__name__)
 
 RETRY = 0.05
 """Seconds before a report the roster had no room for is offered again."""
+YIELD_AFTER = 0.02
+"""Seconds of decoding after which the feed lets requests run."""
 UNAVAILABLE_WAIT = 1.0
 """Seconds between two attempts to read the stream while the bus is away."""
 
@@ -46,7 +48,7 @@ class ReportFeedActor(Actor):
         self.context.start_soon(self._follow, name=f"{self.context.path} follow")
 
     async def handle(self, message: Any) -> Any:
-        return await super().handle(message)
+        return await super().handle(message)  # everything happens in the follow task
 
     async def _follow(self) -> None:
         progress = self.bus.progress
@@ -67,15 +69,25 @@ class ReportFeedActor(Actor):
                          extra={"event": "bus_read_resumed"})
                 unavailable = False
             history = not progress.caught_up
+            batch: list[ReportArrived] = []
+            decoding = time.perf_counter()
             for item in fetched:
-                await self._hand_on(item.sequence, item.data, history)
-                progress.handed_on(item.sequence)
+                arrived = self._arrived(item.sequence, item.data, history)
+                if arrived is not None:
+                    batch.append(arrived)
+                if time.perf_counter() - decoding > YIELD_AFTER:  # a batch is up to 256 reports to decode
+                    await trio.lowlevel.checkpoint()
+                    decoding = time.perf_counter()
+            await self._hand_on(batch)
+            if fetched:
+                progress.handed_on(fetched[-1].sequence)
             if progress.pending == 0 and not progress.caught_up:
                 progress.caught_up = True
                 log.info("report stream read to its end (sequence %d): topology and history rebuilt",
                          progress.merged, extra={"event": "bus_caught_up", "sequence": progress.merged})
 
-    async def _hand_on(self, sequence: int, data: bytes, history: bool) -> None:
+    def _arrived(self, sequence: int, data: bytes, history: bool) -> ReportArrived | None:
+        """The roster's message for a report on the stream; None (logged) for anything else."""
         # A report published here comes back decoded already.
         envelope = self.bus.published_here(sequence)
         if envelope is None:
@@ -85,20 +97,24 @@ class ReportFeedActor(Actor):
                 self.bus.progress.skipped += 1
                 log.error("message %d on the report stream is not a report and was left out: %s", sequence, exc,
                           extra={"event": "bus_bad_message", "sequence": sequence})
-                return
-        message = ReportArrived(envelope.report, envelope.packed, envelope.received_at, enrolled=envelope.enrolled,
-                                sequence=sequence, history=history)
-        while True:
+                return None
+        return ReportArrived(envelope.report, envelope.packed, envelope.received_at, enrolled=envelope.enrolled,
+                             sequence=sequence, history=history)
+
+    async def _hand_on(self, batch: list[ReportArrived]) -> None:
+        """The batch to the roster in one ask, the rest again while it has no
+        room for some (never dropped); each report's 202 waits for its sequence."""
+        progress = self.bus.progress
+        while batch:
             try:
-                await self.roster.ask(message, timeout=30.0)
-                return
+                done = await self.roster.ask(ReportsArrived(tuple(batch)), timeout=30.0)
             except (MailboxFull, ActorStopped, AskTimeout):
-                await trio.sleep(RETRY)  # the topology or the agent's actor is behind: wait, never drop
-            except Refusal as exc:
-                # Accepted by the replica that published it (TooManyAgents here, say): left out here.
-                log.warning("report %d of agent %s left out here: %s", sequence, envelope.report.agent_id, exc,
-                            extra={"event": "bus_report_refused", "agent_id": envelope.report.agent_id})
-                return
+                done = 0
+            if done:
+                progress.handed_on(batch[done - 1].sequence)
+                batch = batch[done:]
+            if batch:
+                await trio.sleep(RETRY)  # the topology or an agent's actor is behind: wait, never drop
 
 
 def report_feed_spec(bus: ReportBus, *, roster_path: str) -> ActorSpec:
