@@ -93,6 +93,7 @@ class ReportBus:
         self._reader_from = 1
         self._stale_reader = True
         self._timeouts = 0
+        self._said_unreachable = False
         self._published: dict[int, Envelope] = {}
         """Reports published here, by sequence, until the feed reads them back."""
         self.ready = trio.Event()
@@ -108,12 +109,14 @@ class ReportBus:
                 await self.thread.run(self._connect)
             except Exception as exc:  # noqa: BLE001  # any failure to reach the bus is retried, and said once
                 attempts += 1
-                if attempts == 1:
+                if attempts == 1 and not self._said_unreachable:
+                    self._said_unreachable = True
                     log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.url, str(exc) or type(exc).__name__,
                                 RECONNECT_WAIT, extra={"event": "bus_unreachable"})
                 await trio.sleep(RECONNECT_WAIT)
                 continue
             self.progress.connected = True
+            self._said_unreachable = False
             log.info("connected to the bus at %s (stream %s)", self.url, self.stream,
                      extra={"event": "bus_connected", "stream": self.stream})
             self.ready.set()
@@ -125,13 +128,20 @@ class ReportBus:
             log.warning("lost the bus at %s; reconnecting", self.url, extra={"event": "bus_disconnected"})
 
         async def reconnected() -> None:
+            self._said_unreachable = False
             self.progress.connected = True
             self.progress.reconnects += 1
             self._stale_reader = True  # the server may have dropped our consumer meanwhile
             log.info("reconnected to the bus at %s", self.url, extra={"event": "bus_reconnected"})
 
         async def error(exc: Exception) -> None:
-            log.debug("bus: %s", exc)
+            # nats-py retries by itself (also the first connection): said once an outage.
+            if not self._said_unreachable:
+                self._said_unreachable = True
+                log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.url,
+                            str(exc) or type(exc).__name__, RECONNECT_WAIT, extra={"event": "bus_unreachable"})
+            else:
+                log.debug("bus: %s", exc)
 
         nc = await nats.connect(self.url.split(","), connect_timeout=CONNECT_TIMEOUT, allow_reconnect=True,
                                 reconnect_time_wait=RECONNECT_WAIT, max_reconnect_attempts=-1,

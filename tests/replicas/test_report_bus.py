@@ -222,3 +222,23 @@ async def _series(client: httpx.AsyncClient, server: ServerProcess, index: int) 
     details = await get(client, server, f"/api/v1/query/nodes/host:host-{index}", duration="1h")
     points: list[dict[str, Any]] = details["metrics_history"]["points"]
     return points
+
+
+async def test_a_replica_started_while_the_bus_is_away_is_not_ready_until_it_reaches_it(
+        request: pytest.FixtureRequest, postgres_url: str) -> None:
+    with own_nats_server() as bus:
+        bus.stop()
+        with replica(postgres_url, *bus_args(bus.url, "late")) as a:
+            async with httpx.AsyncClient(timeout=30) as client:
+                answer = await client.get(f"{a.base_url}/health/ready")
+                assert answer.status_code == 503 and "bus" in answer.json()["reason"]
+                posted = await client.post(f"{a.base_url}/api/v1/reports",
+                                           json=host_report(1, timestamp=time.time(), **SMALL))
+                assert posted.status_code == 503 and posted.headers["Retry-After"]
+                bus.start()
+                await eventually(lambda: ready(client, a))
+                posted = await client.post(f"{a.base_url}/api/v1/reports",
+                                           json=host_report(1, timestamp=time.time(), **SMALL))
+                assert posted.status_code == 202, posted.text
+                assert await host_nodes(client, a) == {"host:host-1"}
+                assert "cannot reach the bus" in a.stderr() and "connected to the bus" in a.stderr()
