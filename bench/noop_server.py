@@ -6,7 +6,7 @@ N seconds) and no-op versions of the three requests of a command's round trip
 (/noop/create, /noop/poll, /noop/report: read the body, answer JSON of the
 same size, nothing else).
 
-    python bench/noop_server.py PORT
+    python bench/noop_server.py PORT [--workers N]
 """
 
 from __future__ import annotations
@@ -76,10 +76,39 @@ async def noop_report() -> Response:
     return Response(b'{"status":"completed","command_id":"cmd_0000000000000000"}', content_type="application/json")
 
 
+def serve_workers(port: int, workers: int) -> None:
+    """``workers`` processes serving one socket bound here (as ``trioscope serve
+    --workers``: the kernel hands each connection to one), stopped with this one."""
+    import signal
+    import socket
+    import subprocess
+
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    sock = socket.create_server(("127.0.0.1", port), backlog=2048)
+    children = [subprocess.Popen([sys.executable, __file__, "--fd", str(sock.fileno())], pass_fds=[sock.fileno()])
+                for _ in range(workers)]
+    print(f"trioscope listening on http://127.0.0.1:{port}", flush=True)
+
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})  # blocked above, before the children started
+    for child in children:
+        child.kill()
+        child.wait()
+
+
 if __name__ == "__main__":
     import attrs
 
     defaults = Settings.defaults()
-    settings = attrs.evolve(defaults, server=attrs.evolve(defaults.server, host="127.0.0.1", port=int(sys.argv[1])))
-    print(f"trioscope listening on http://127.0.0.1:{sys.argv[1]}", flush=True)
-    trio.run(serve, app, hypercorn_config(settings))
+    if sys.argv[1] == "--fd":  # one of --workers: serve the parent's socket
+        import signal
+
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})  # the parent's mask is inherited
+        config = hypercorn_config(defaults)
+        config.bind = [f"fd://{sys.argv[2]}"]
+        trio.run(serve, app, config)
+    elif len(sys.argv) > 3 and sys.argv[2] == "--workers":
+        serve_workers(int(sys.argv[1]), int(sys.argv[3]))
+    else:
+        settings = attrs.evolve(defaults, server=attrs.evolve(defaults.server, host="127.0.0.1", port=int(sys.argv[1])))
+        print(f"trioscope listening on http://127.0.0.1:{sys.argv[1]}", flush=True)
+        trio.run(serve, app, hypercorn_config(settings))

@@ -34,6 +34,7 @@ from quart_trio import QuartTrio
 
 from trioscope.allocator import GLIBC_SERVED, return_freed_memory
 from trioscope.allocator import current as current_allocator
+from trioscope.bus import ReportBus, open_report_bus
 from trioscope.config import Settings, format_duration
 from trioscope.http import (
     MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, install_bounded_websockets, install_guarded_tcp_server,
@@ -268,6 +269,15 @@ def _open_data_dir(settings: Settings) -> StoreReader | None:
         return None
 
 
+async def _report_bus(settings: Settings, *, task_status: trio.TaskStatus[ReportBus | None]) -> None:
+    """The report bus (None without ``bus.url``) for as long as this task runs:
+    connected in the background, so that a replica starts (not ready) while the
+    bus is away."""
+    async with open_report_bus(settings) as bus:
+        task_status.started(bus)
+        await trio.sleep_forever()
+
+
 async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = None) -> ExitCode:
     """Run until SIGINT/SIGTERM; return the process exit code. ``worker``: this
     is one of ``--workers`` processes (None: the only one), which binds nothing
@@ -303,9 +313,11 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
                         nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval)
                     if worker is not None:
                         nursery.start_soon(_watch_parent, worker.parent_fd, stop)
-                    async with open_actor_system(supervision_tree(settings, reader=reader)) as system:
+                    bus = await nursery.start(_report_bus, settings)
+                    async with open_actor_system(supervision_tree(settings, reader=reader, bus=bus)) as system:
                         await resume_open_queues(system, reader)
-                        app = create_app(system, settings, reader, worker=None if worker is None else worker.index)
+                        app = create_app(system, settings, reader, worker=None if worker is None else worker.index,
+                                         bus=bus)
                         async with trio.open_nursery() as http:
                             binds = await http.start(_serve_http, app, config, sockets, stop)
                             if settings.agents.local_probe and binds and worker is None:

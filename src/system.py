@@ -23,6 +23,7 @@ from trioscope.actors.log_follows import log_follows_spec
 from trioscope.actors.metrics import MetricsActor
 from trioscope.actors.notifier import NotifierActor
 from trioscope.actors.queue_owner import ForDeployment, QueueOwnerActor
+from trioscope.actors.report_feed import report_feed_spec
 from trioscope.actors.roster import RosterActor
 from trioscope.actors.store import StoreActor
 from trioscope.actors.topology import TopologyActor
@@ -31,6 +32,7 @@ from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.metric_labels import TenantLabels
 from trioscope.runtime import ActorSpec, ActorSystem, Published, Strategy, SupervisorSpec, dynamic_supervisor
+from trioscope.bus import ReportBus
 from trioscope.store import Database, StoreReader, follow_changes, postgres_url, resolve_database
 
 log = logging.getLogger(__name__)
@@ -64,11 +66,12 @@ def database_path(settings: Settings) -> Database:
 
 
 def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAILBOX,
-                     reader: StoreReader | None = None) -> SupervisorSpec:
+                     reader: StoreReader | None = None, bus: ReportBus | None = None) -> SupervisorSpec:
     """The root supervisor and its children for these settings.
 
     ``reader`` reads the database that the store actor writes; it is opened here
-    when not given, and closed with the store actor.
+    when not given, and closed with the store actor. With ``bus`` (``bus.url``)
+    a report feed hands the report stream to the roster.
     """
     path = database_path(settings)
     shared_reader = reader if reader is not None else StoreReader(path)
@@ -148,6 +151,9 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                       factory=lambda: RosterActor(settings, agents_path=AGENTS, topology_path=TOPOLOGY,
                                                   hub_path=HUB, directory=directory_view, metrics_path=METRICS),
                       mailbox_size=ROSTER_MAILBOX),
+            # The report stream (bus.url), read from its start and handed to
+            # the roster. After it: it stops first, before the roster does.
+            *([report_feed_spec(bus, roster_path=ROSTER)] if bus is not None else []),
         ],
     )
 

@@ -61,6 +61,22 @@ class ReportArrived:
     """The report's topology partition, when the sender built it (off the event loop)."""
     enrolled: bool = False
     """Signed by an enrolled agent: such a probe always has room (see ``AgentRoster.reclaimable``)."""
+    sequence: int = 0
+    """Its sequence on the report stream (with a bus; see ``MergeReport.sequence``)."""
+    history: bool = False
+    """Replayed from the stream at start (see ``MergeReport.history``)."""
+
+
+@attrs.frozen
+class ReportsArrived:
+    """Reports read from the report stream (``bus.url``), in order: one message
+    for a batch, not one ask per report. Answered with how many were handed on,
+    fewer than all when the topology or a probe's actor had no room (the feed
+    offers the rest again; merging a report twice changes nothing). A report
+    refused here (``TooManyAgents``) is logged and counts as handed on: the
+    replica that published it accepted it."""
+
+    reports: tuple[ReportArrived, ...]
 
 
 @attrs.frozen
@@ -113,26 +129,18 @@ class RosterActor(Actor):
             self.roster.touch(agent.path.rsplit("/", 1)[-1], now)
 
     async def handle(self, message: Any) -> Any:
+        if isinstance(message, ReportsArrived):
+            for done, arrived in enumerate(message.reports):
+                try:
+                    await self._arrived(arrived)
+                except (MailboxFull, ActorStopped):
+                    return done
+                except TooManyAgents as exc:
+                    log.warning("report %d of agent %s left out here: %s", arrived.sequence, arrived.report.agent_id,
+                                exc, extra={"event": "bus_report_refused", "agent_id": arrived.report.agent_id})
+            return len(message.reports)
         if isinstance(message, ReportArrived):
-            report = message.report
-            agent = await self._agent(report.agent_id, enrolled=message.enrolled)
-            # Topology first: when its mailbox is full the probe gets 503 and
-            # resends; merging the same report twice changes nothing.
-            self.topology.tell(MergeReport(report, message.received_at, message.partition))
-            agent.tell(ReportReceived(report, message.packed, message.received_at))
-            try:
-                self.hub.tell(ReportSeen(report, message.received_at))
-            except MailboxFull:
-                pass  # a live "report_update" is a courtesy; the report itself is accepted
-            if self.metrics is not None:
-                values = host_metrics(report)
-                if values:
-                    try:
-                        self.metrics.tell(NodeSamples(report.agent_id, report.host_name,
-                                                      metric_time(report, message.received_at,
-                                                                  self.settings.storage.max_data_age), values))
-                    except (MailboxFull, ActorStopped):
-                        pass  # the metrics API's copy of host metrics; the report itself is accepted
+            await self._arrived(message)
             return None
         if isinstance(message, RegisterProbe):
             agent = await self._agent(message.registration.agent_id, enrolled=message.enrolled)
@@ -147,6 +155,29 @@ class RosterActor(Actor):
             agent.tell(Heartbeat(at))
             return at
         return await super().handle(message)
+
+    async def _arrived(self, message: ReportArrived) -> None:
+        """Hand a report to the topology, the probe's actor and the hub (see the module docstring)."""
+        report = message.report
+        agent = await self._agent(report.agent_id, enrolled=message.enrolled)
+        # Topology first: when its mailbox is full the probe gets 503 and
+        # resends; merging the same report twice changes nothing.
+        self.topology.tell(MergeReport(report, message.received_at, message.partition,
+                                       sequence=message.sequence, history=message.history))
+        agent.tell(ReportReceived(report, message.packed, message.received_at))
+        try:
+            self.hub.tell(ReportSeen(report, message.received_at))
+        except MailboxFull:
+            pass  # a live "report_update" is a courtesy; the report itself is accepted
+        if self.metrics is not None:
+            values = host_metrics(report)
+            if values:
+                try:
+                    self.metrics.tell(NodeSamples(report.agent_id, report.host_name,
+                                                  metric_time(report, message.received_at,
+                                                              self.settings.storage.max_data_age), values))
+                except (MailboxFull, ActorStopped):
+                    pass  # the metrics API's copy of host metrics; the report itself is accepted
 
     async def _agent(self, agent_id: str, *, enrolled: bool) -> ActorRef:
         """The probe's actor, started if it is new, and the probe noted as heard from now.

@@ -91,6 +91,13 @@ class MergeReport:
     received_at: float
     partition: Partition | None = None
     """The report's partition, when the sender built it (off the event loop)."""
+    sequence: int = 0
+    """The report's sequence on the report stream (``bus.url``), 0 without a bus:
+    versions published after merging it are at least this, so that every replica
+    numbers the topology alike."""
+    history: bool = False
+    """Replayed from the stream at start: merged in turn with the agent's other
+    reports rather than replaced by a newer one, so its metrics are recorded."""
 
 
 @attrs.frozen
@@ -166,6 +173,8 @@ class TopologyActor(Actor):
         """Subscribers, each once whatever how often it subscribed (a restarted
         hub subscribes again with the same ref), in subscription order."""
         self.merge_failures = 0
+        self.sequence = 0
+        """Stream sequence of the newest report merged (0 without a bus)."""
         self._last_flush = -float("inf")
         self._last_flush_duration = 0.0
         self._yielded = 0.0
@@ -201,6 +210,11 @@ class TopologyActor(Actor):
         if isinstance(message, MergeReport):
             agent = message.report.agent_id
             current = self.pending.get(agent)
+            if message.history and current is not None:
+                # Rebuilding history from the stream: the pending report is
+                # merged (and its metrics recorded) before the next one comes.
+                await self._flush(None, publish=False)
+                current = None
             if current is None or message.report.timestamp >= current.report.timestamp:
                 self.pending[agent] = message
             if len(self.pending) >= MAX_PENDING:
@@ -283,6 +297,7 @@ class TopologyActor(Actor):
             while self.pending and (budget is None or merged < at_least or time.perf_counter() - started < budget):
                 merged += 1
                 merge = self.pending.pop(next(iter(self.pending)))
+                self.sequence = max(self.sequence, merge.sequence)
                 if self._merge(merge):
                     await self._let_others_run()
                     self._record(merge, self._groups)
@@ -350,6 +365,10 @@ class TopologyActor(Actor):
                     self.history.record(group_id, at, group.metrics)
 
     def _publish(self) -> None:
+        if self.sequence > self.graph.version:
+            # With a bus the version is the stream sequence of what is merged:
+            # the same on every replica that merged as far.
+            self.graph.version = self.sequence - 1
         snapshot, diff = self.graph.publish(self.clock())
         self.snapshot = snapshot
         if diff is None:
@@ -402,7 +421,8 @@ class TopologyActor(Actor):
         edges = self.graph.edge_cache.stats()
         return {
             "topology": {**self.snapshot.counts(), "agents": len(self.graph.partitions),
-                         "pending_reports": len(self.pending), "merge_failures": self.merge_failures},
+                         "pending_reports": len(self.pending), "merge_failures": self.merge_failures,
+                         "stream_sequence": self.sequence},
             "storage": {
                 "metric_series": nodes.groups + processes.groups,
                 "metric_points": nodes.points + processes.points,

@@ -27,6 +27,7 @@ from ._resolve import resolve_settings as resolve_settings
 from ._settings import AgentsSettings as AgentsSettings
 from ._settings import AlertsSettings as AlertsSettings
 from ._settings import AuthSettings as AuthSettings
+from ._settings import BusSettings as BusSettings
 from ._settings import CommandsSettings as CommandsSettings
 from ._settings import LimitsSettings as LimitsSettings
 from ._settings import LogSettings as LogSettings

@@ -21,6 +21,8 @@ from ._kinds import (
     HttpUrlKind,
     IntegerKind,
     Kind,
+    NameKind,
+    NatsUrlKind,
     NetworksKind,
     OptionalFileKind,
     OriginsKind,
@@ -265,6 +267,24 @@ KEYS: tuple[Key, ...] = (
              "or postgresql://user@host/db shared by replicas",
         env=("TRIOSCOPE_STORE_DATABASE", "TRIOSCOPE_DATABASE"),
         flags=("--database",),
+    ),
+    Key(
+        name="bus.url",
+        kind=NatsUrlKind(),
+        default="",
+        help="a NATS JetStream server (nats://127.0.0.1:4222) that carries validated reports to every replica "
+             "and keeps them for max_data_age; empty: reports are merged in this process only",
+        env=("TRIOSCOPE_BUS_URL", "TRIOSCOPE_BUS"),
+        flags=("--bus",),
+    ),
+    Key(
+        name="bus.stream",
+        kind=NameKind(),
+        default="trioscope_reports",
+        help="the JetStream stream of reports (and the first token of its subjects); replicas of one "
+             "deployment share it",
+        env=("TRIOSCOPE_BUS_STREAM",),
+        flags=("--bus-stream",),
     ),
     Key(
         name="metrics.url",

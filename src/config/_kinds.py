@@ -427,6 +427,75 @@ class HttpUrlKind:
         return mask_password(value)
 
 
+@attrs.frozen
+class NatsUrlKind:
+    """Empty, or a NATS server URL (``nats://host:port``, ``tls://host:port``);
+    several servers of one cluster separated by commas. A password in it is never shown."""
+
+    metavar: str = "URL"
+
+    @property
+    def expected(self) -> str:
+        return "empty, or nats://host[:port] (several: comma-separated)"
+
+    def parse(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise _type_mismatch(value, self.expected)
+        if not value:
+            return value
+        for server in value.split(","):
+            parts = urllib.parse.urlsplit(server.strip())
+            if parts.scheme not in ("nats", "tls") or not parts.hostname or parts.query or parts.fragment:
+                raise InvalidValue(f"is not a NATS URL; expected {self.expected}", quote=False)
+            try:
+                parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
+            except ValueError:
+                raise InvalidValue(f"has a bad port; expected {self.expected}", quote=False) from None
+        return value
+
+    def limits(self) -> str:
+        return self.expected
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, str)
+        return "(none: reports merged in this process)" if not value else mask_password(value)
+
+    def format_compact(self, value: object) -> str:
+        assert isinstance(value, str)
+        return mask_password(value)
+
+
+@attrs.frozen
+class NameKind:
+    """A name made of letters, digits, ``_`` and ``-`` (a NATS stream name, which
+    is also the first token of its subjects)."""
+
+    metavar: str = "NAME"
+    max_length: int = 32
+
+    @property
+    def expected(self) -> str:
+        return f"1 to {self.max_length} letters, digits, _ or -"
+
+    def parse(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise _type_mismatch(value, self.expected)
+        if not re.fullmatch(rf"[A-Za-z0-9_-]{{1,{self.max_length}}}", value):
+            raise InvalidValue(f"is not a name; expected {self.expected}")
+        return value
+
+    def limits(self) -> str:
+        return self.expected
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, str)
+        return value
+
+    def format_compact(self, value: object) -> str:
+        assert isinstance(value, str)
+        return value
+
+
 class SecretKind:
     """A signing key: empty (meaning "generate one") or at least ``min_length``
     characters. Its value is never shown: not in ``--print-config``, not in problems

@@ -81,6 +81,17 @@ class StoreSettings:
 
 
 @attrs.frozen(kw_only=True)
+class BusSettings:
+    """The report bus: NATS JetStream shared by replicas."""
+
+    # Kept out of repr: the URL may carry a password.
+    url: str = attrs.field(repr=False)
+    """Empty: reports are merged in this process only; else the NATS server(s)."""
+    stream: str
+    """The JetStream stream of reports (also its subjects' first token)."""
+
+
+@attrs.frozen(kw_only=True)
 class MetricsSettings:
     """The metrics API: where written metrics go and the bounds on writes and queries."""
 
@@ -253,6 +264,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "storage": StorageSettings,
     "store": StoreSettings,
+    "bus": BusSettings,
     "metrics": MetricsSettings,
     "auth": AuthSettings,
     "agents": AgentsSettings,
@@ -283,6 +295,7 @@ class Settings:
     server: ServerSettings
     storage: StorageSettings
     store: StoreSettings
+    bus: BusSettings
     metrics: MetricsSettings
     auth: AuthSettings
     agents: AgentsSettings

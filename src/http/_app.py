@@ -19,21 +19,25 @@ from trioscope.actors.queue_owner import GetCommandStats
 from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, METRICS, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
 from . import _agent_api, _agents, _api_docs, _alerts, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _metrics_api, _query, _reports, _ui
+from trioscope.bus import ReportBus
+
 from ._access_log import AccessLog, name_route
 from ._client_sockets import close_all
 from ._cors import Cors, CorsPolicy
 from ._errors import install_error_handlers
+from ._health_checks import check_bus
 from ._metrics import CommandServiceSources, Metrics, encode
 from ._openapi import Answer, Auth, documented
 from ._quart_app import TrioscopeApp
 from ._services import REPLAY_WINDOW, Gate, Services, attach, services, services_of
 
 def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None,
-               worker: int | None = None) -> QuartTrio:
+               worker: int | None = None, bus: ReportBus | None = None) -> QuartTrio:
     """Build the app for one running actor system (its tree from ``supervision_tree``).
 
     ``worker``: which of ``--workers`` serving processes runs it (1..N), said by
-    ``/api/v1/runtime`` and ``/metrics``; None when one process serves alone."""
+    ``/api/v1/runtime`` and ``/metrics``; None when one process serves alone.
+    ``bus``: the report bus (its feed in the tree), when ``bus.url`` is set."""
     app = TrioscopeApp("trioscope")
     # Every error goes through our JSON handlers, also in testing mode.
     app.config["PROPAGATE_EXCEPTIONS"] = False
@@ -51,7 +55,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                          clients=system.lookup(CLIENTS), client_owner=system.lookup(CLIENT_OWNER), live=live, metrics=metrics,
                          store=system.lookup(STORE), directory=system.lookup(DIRECTORY),
                          queues=system.lookup(QUEUES), queue_owner=system.lookup(QUEUE_OWNER),
-                         alerts=system.lookup(ALERTS),
+                         alerts=system.lookup(ALERTS), bus=bus,
                          reader=reader if reader is not None else StoreReader(database_path(settings)),
                          secret=token_secret(settings.auth.secret, settings.storage.data_dir),
                          gate=Gate(per_address=RateLimiter(settings.limits.per_address),
@@ -60,6 +64,9 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                                    reports_per_address=RateLimiter(settings.limits.reports_per_address),
                                    registrations_per_address=RateLimiter(
                                        settings.limits.registrations_per_address))))
+    if bus is not None:
+        metrics.watch_bus(bus.progress)
+        services_of(app).health.add("bus", check_bus)
     _metrics_api.attach_backend(app, system, settings, METRICS)
     install_error_handlers(app)
     proxies = services_of(app).proxies

@@ -129,6 +129,23 @@ async def check_queues(services: Services, detailed: bool) -> ComponentHealth:
                            figures={"running_queues": len(services.queues), "polls_waiting": len(services.polls)})
 
 
+async def check_bus(services: Services, detailed: bool) -> ComponentHealth:
+    """The report bus: connected, and the stream read to its end once since the
+    start (until then the topology and history are still being rebuilt)."""
+    assert services.bus is not None
+    progress = services.bus.progress
+    figures = progress.as_dict()
+    if not progress.caught_up:
+        reason = (f"reading the report stream: {progress.pending} reports to go" if progress.connected
+                  else "not connected to the report bus yet")
+        return ComponentHealth(status="catching_up", ready=False, reason=reason, figures=figures)
+    if not progress.connected:
+        # Still ready: queries answer from the last state, and every replica
+        # answers reports 503 alike until the bus is back.
+        return ComponentHealth(status="reconnecting", ready=True, figures=figures)
+    return ComponentHealth(status="connected", ready=True, figures=figures)
+
+
 DEFAULT_CHECKS: dict[str, HealthCheck] = {
     "store": check_store, "actors": check_actors, "topology": check_topology, "queues": check_queues,
 }

@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from trioscope.actors.client import LiveCounters
+from trioscope.bus import BusProgress
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
 from trioscope.domain.metric_labels import api_error_type
@@ -81,6 +82,28 @@ class _LiveCollector(Collector):
             family = CounterMetricFamily(name, text)
             family.add_metric([], value)
             yield family
+
+
+class _BusCollector(Collector):
+    """The report stream as this replica reads it (``bus.url``)."""
+
+    def __init__(self, progress: BusProgress) -> None:
+        self.progress = progress
+
+    def collect(self) -> Iterator[Metric]:
+        p = self.progress
+        for name, text, value in (
+            ("app_bus_connected", "1 while connected to the report bus", int(p.connected)),
+            ("app_bus_caught_up", "1 once the report stream was read to its end since the start", int(p.caught_up)),
+            ("app_bus_lag_reports", "Reports on the stream this replica has not merged yet", p.pending),
+            ("app_bus_merged_sequence", "Stream sequence of the last report handed to the topology", p.merged),
+        ):
+            gauge = GaugeMetricFamily(name, text)
+            gauge.add_metric([], value)
+            yield gauge
+        counter = CounterMetricFamily("app_bus_reconnects", "Reconnections to the report bus")
+        counter.add_metric([], p.reconnects)
+        yield counter
 
 
 HEARTBEAT_BUCKETS = (0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -272,6 +295,10 @@ class Metrics:
                 family.samples = [sample._replace(labels={**sample.labels, "worker": self.worker})
                                   for sample in family.samples]
         return families
+
+    def watch_bus(self, progress: BusProgress) -> None:
+        """Expose how far this replica has read the report stream."""
+        self.registry.register(_BusCollector(progress))
 
     def refused(self, reason: str) -> None:
         """Count a refusal; ``reason`` is one of a fixed few (bounded labels)."""

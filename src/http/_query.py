@@ -300,6 +300,8 @@ async def stats() -> Response:
         "websocket_clients": len(s.clients),
         "storage": topology_stats["storage"],
         "topology": topology_stats["topology"],
+        # With a bus: how far this replica has read the report stream (lag: reports to go).
+        **({"bus": s.bus.progress.as_dict()} if s.bus is not None else {}),
         "runtime": {"actors": runtime.actors, "dead_letters": runtime.dead_letters},
         "uptime": format_duration(round(time.monotonic() - s.started_monotonic)),
     })

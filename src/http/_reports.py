@@ -1,5 +1,9 @@
 """Report submission: validate on the request path, then one message to the
-roster actor, which hands the report to the topology, the agent's actor and the hub."""
+roster actor, which hands the report to the topology, the agent's actor and the hub.
+
+With a bus (``bus.url``) the validated report goes to the report stream
+instead, and comes back to every replica's roster through its report feed; 202
+only once the stream has it, 503 with Retry-After when the bus does not take it."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import trio
 from quart import Blueprint, Response
 
 from trioscope.actors.roster import ReportArrived
+from trioscope.bus import BusUnavailable, pack_report
 from trioscope.domain.agents import PackedReport, check_clock, rfc3339
 from trioscope.wire import InvalidDocument, OverBudget, Report, decode_report
 from trioscope.domain.topology import Partition, build_partition
@@ -18,7 +23,7 @@ from ._bodies import invalid, parse_json, read_body_and_raw
 from ._errors import ApiError
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
 from ._responses import json_response
-from ._services import services
+from ._services import Services, services
 from ._shared import ask_roster, memory_budget
 
 blueprint = Blueprint("reports", __name__)
@@ -55,6 +60,19 @@ def _fit_budget(report: Report, body: bytes) -> None:
             **{k: v for k, v in exc.footprint.as_dict().items() if k != "bytes"}}) from None
 
 
+BUS_RETRY_AFTER = 2
+"""Seconds a probe is told to wait before resending a report the bus did not take."""
+OWN_REPORT_WAIT = 1.0
+"""Seconds a 202 waits at most for the report to come back from the stream to
+this replica's topology (more only while the replica is far behind: the
+report is acknowledged by the stream already, so the 202 goes anyway)."""
+
+
+def _envelope(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, bytes, PackedReport]:
+    report = _decode(body, received_at)
+    return report, *pack_report(report, received_at, enrolled)
+
+
 def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, PackedReport]:
     report = _decode(body, received_at)
     return report, build_partition(report, received_at), PackedReport.pack(body)
@@ -63,7 +81,8 @@ def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, Packed
 @blueprint.post("/api/v1/reports")
 @documented(auth=Auth.PROBE, body=Report, answers={202: Answer("queued for merging", schema=fields(
                 status={"const": "accepted"}, message=STRING, agent_id=STRING, received_at=TIME))},
-            errors={409: "the agent id belongs to another enrolled agent"})
+            errors={409: "the agent id belongs to another enrolled agent",
+                    503: "the report bus did not take it (bus_unavailable, Retry-After): resend"})
 async def submit_report() -> Response:
     """Submit a report (JSON, gzip allowed): 202 once queued for merging."""
     await _gate.check_report_rate()  # before the body is read
@@ -71,6 +90,23 @@ async def submit_report() -> Response:
     body, raw = await read_body_and_raw(s.settings)
     signer = await _gate.probe_credentials(raw)  # before the work of decoding
     received_at = time.time()
+    if s.bus is not None:
+        if len(body) > OFF_LOOP_BYTES:
+            report, envelope, packed = await trio.to_thread.run_sync(_envelope, body, received_at, signer is not None,
+                                                                     limiter=s.heavy_work)
+        else:
+            report, envelope, packed = _envelope(body, received_at, signer is not None)
+        await _gate.vouch(report.agent_id, signer)
+        try:
+            sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed)
+        except BusUnavailable as exc:
+            raise ApiError(503, "bus_unavailable", f"the report bus did not take the report ({exc}); resend it",
+                           headers={"Retry-After": str(BUS_RETRY_AFTER)}) from None
+        # The report is safe on the stream; waiting (briefly) for it to come
+        # back here keeps what a client reads after its 202 from this replica
+        # what it would be without a bus: its own report is in the topology.
+        await s.bus.progress.wait_handed_on(sequence, OWN_REPORT_WAIT)
+        return _accepted(s, report, received_at)
     partition: Partition | None = None
     if len(body) > OFF_LOOP_BYTES:
         # One at a time: with the GIL a second thread adds memory, not speed.
@@ -82,6 +118,10 @@ async def submit_report() -> Response:
     # One message: the roster starts the probe's actor if it is new and hands
     # the report to the topology, that actor and the hub (503 when one is full).
     await ask_roster(ReportArrived(report, packed, received_at, partition, enrolled=signer is not None))
+    return _accepted(s, report, received_at)
+
+
+def _accepted(s: Services, report: Report, received_at: float) -> Response:
     s.metrics.reports_received.inc()
     return json_response(
         {"status": "accepted", "message": "Report processed successfully",

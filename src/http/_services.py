@@ -10,6 +10,7 @@ import trio
 from quart import Quart, current_app
 
 from trioscope.actors.client import ClientLink, LiveCounters
+from trioscope.bus import ReportBus
 from trioscope.config import Settings
 from trioscope.runtime import ActorRef, ActorSystem, Published, SupervisorRef
 
@@ -121,6 +122,8 @@ class Services:
         lambda self: TrustedProxies.parse(self.settings.server.trusted_proxies, self.settings.server.forwarded_header),
         takes_self=True))
     """Whose forwarded headers name the client (``_gate.client_address``)."""
+    bus: ReportBus | None = None
+    """The report bus (``bus.url``): reports go there instead of to the roster; None: merged here."""
     health: HealthChecks = attrs.field(factory=HealthChecks)
     """What ``/health``, ``/health/ready`` and ``/health/detailed`` look at."""
 

@@ -77,7 +77,7 @@ def test_bad_indentation_is_a_syntax_error_with_line():
 
 def test_top_level_must_be_sections():
     assert problems("- server\n- port\n") == [
-        f"{FILE}:1: expected sections (server, storage, store, metrics, auth, agents, commands, tenants, limits, websocket, log, alerts) at the top level"
+        f"{FILE}:1: expected sections (server, storage, store, bus, metrics, auth, agents, commands, tenants, limits, websocket, log, alerts) at the top level"
     ]
 
 

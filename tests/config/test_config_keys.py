@@ -63,7 +63,8 @@ def test_example_file_documents_every_key():
     for key in KEYS:
         assert key.leaf in document[key.section], key.name
         # The comment block right above the key names its env vars and flags.
-        index = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key.leaf}:"))
+        section = lines.index(f"{key.section}:")  # a leaf (url) may be in several sections
+        index = next(i for i, line in enumerate(lines) if i > section and line.strip().startswith(f"{key.leaf}:"))
         comment = []
         for line in reversed(lines[:index]):
             if not line.strip().startswith("#"):
@@ -87,6 +88,7 @@ def test_exports():
         "CommandsSettings",
         "LimitsSettings",
         "TenantsSettings",
+        "BusSettings",
         "ConfigError",
         "ConfigFile",
         "FlagValue",

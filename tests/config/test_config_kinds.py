@@ -243,3 +243,33 @@ def test_new_flags_and_env():
     assert settings.tenants.max_deployments == 7
     assert (settings.limits.per_address, settings.limits.per_agent, settings.limits.per_user) == (100, 10, 20)
     assert settings.origin("limits.per_agent") == "flag --rate-per-agent"
+
+
+# --- the report bus
+
+
+def test_bus_url_from_flag_env_and_yaml():
+    url = "nats://10.0.0.5:4222"
+    assert resolve_settings({}, {"TRIOSCOPE_BUS": url}).bus.url == url
+    assert resolve_settings({}, {"TRIOSCOPE_BUS_URL": url}).bus.url == url
+    assert load_file(f"bus:\n  url: {url}\n  stream: reports-eu\n").bus.stream == "reports-eu"
+    assert load_settings(parser().parse_args(["--bus", url]), {}).bus.url == url
+    assert Settings.defaults().bus.url == ""
+
+
+@pytest.mark.parametrize("url", ["http://10.0.0.5:4222", "nats://", "nats://h:99999", "nats://h/x?y=1"])
+def test_a_bus_url_that_is_not_nats_is_refused_naming_the_key(url):
+    (problem,) = problems(environ={"TRIOSCOPE_BUS": url})
+    assert "bus.url" in problem and "nats://" in problem
+
+
+@pytest.mark.parametrize("stream", ["a.b", "a*", "x" * 33, "a b"])
+def test_a_stream_name_that_is_no_subject_token_is_refused(stream):
+    (problem,) = problems(environ={"TRIOSCOPE_BUS_STREAM": stream})
+    assert "bus.stream" in problem
+
+
+def test_the_bus_url_password_is_never_shown():
+    shown = format_effective(resolve_settings({}, {"TRIOSCOPE_BUS": "nats://u:pw@h:4222"}))
+    assert ":pw@" not in shown
+    assert "u:***@h:4222" in shown

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.bus_server import report_path
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 
@@ -124,10 +125,12 @@ def post_on_own_connection(server: ServerProcess, body: bytes) -> httpx.Response
 # ---- fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
+@pytest.fixture(scope="module", params=["in-process", "bus"])
+def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """Both report paths: merged where posted, and through the report bus."""
     # Many registrations from one address in a few seconds: more than a fleet sends.
-    with ServerProcess(["--max-body-size", "64KiB", "--registrations-per-address", "100000"]) as process:
+    with report_path(request.param) as flags, \
+            ServerProcess(["--max-body-size", "64KiB", "--registrations-per-address", "100000", *flags]) as process:
         yield process
 
 

@@ -12,6 +12,7 @@ import pytest
 import trio
 from trio_websocket import ConnectionClosed, open_websocket_url
 
+from tests.bus_server import report_path
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 from tests.waiting import eventually
@@ -54,9 +55,10 @@ def apply(state: dict[str, Any], diff: dict[str, Any]) -> None:
         state[kind].update(diff["update"][kind])
 
 
-@pytest.fixture
-def server():
-    with ServerProcess(["--ws-ping-interval", "60s"]) as process:
+@pytest.fixture(params=["in-process", "bus"])
+def server(request):
+    """Both report paths: merged where posted, and through the report bus."""
+    with report_path(request.param) as flags, ServerProcess(["--ws-ping-interval", "60s", *flags]) as process:
         yield process
 
 

@@ -1,0 +1,123 @@
+"""The report feed (``/root/report_feed``): the report stream, read to its end
+and on, handed to the roster as if the reports had been posted here. Runs only
+with a bus (``bus.url``).
+
+Every replica reads every report (its own included: a replica that publishes a
+report does not merge it until it comes back from the stream, so all replicas
+merge the same reports in the same order). Each report goes to the roster with
+its stream sequence (the topology's versions follow it) and, while the replica
+is still reading what was on the stream when it started, marked as history:
+the topology then merges each of an agent's reports in turn rather than only
+its newest, so the metric history is rebuilt too.
+
+Where it has read to is kept in ``BusProgress``, which outlives a restart of
+this actor: a restarted feed goes on from there.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import trio
+
+from trioscope.bus import BusUnavailable, ReportBus, unpack_report
+from trioscope.bus._envelope import BadEnvelope
+from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull
+
+from .roster import ReportArrived, ReportsArrived
+
+log = logging.getLogger(__name__)
+
+RETRY = 0.05
+"""Seconds before a report the roster had no room for is offered again."""
+YIELD_AFTER = 0.02
+"""Seconds of decoding after which the feed lets requests run."""
+UNAVAILABLE_WAIT = 1.0
+"""Seconds between two attempts to read the stream while the bus is away."""
+
+
+class ReportFeedActor(Actor):
+    def __init__(self, bus: ReportBus, *, roster_path: str) -> None:
+        self.bus = bus
+        self.roster_path = roster_path
+
+    async def on_start(self) -> None:
+        self.roster: ActorRef = self.context.system.lookup(self.roster_path)
+        self.context.start_soon(self._follow, name=f"{self.context.path} follow")
+
+    async def handle(self, message: Any) -> Any:
+        return await super().handle(message)  # everything happens in the follow task
+
+    async def _follow(self) -> None:
+        progress = self.bus.progress
+        await self.bus.ready.wait()
+        unavailable = False
+        while True:
+            try:
+                fetched = await self.bus.fetch(progress.merged)
+            except BusUnavailable as exc:
+                if not unavailable:
+                    log.warning("cannot read the report stream: %s; retrying", exc,
+                                extra={"event": "bus_read_failed"})
+                unavailable = True
+                await trio.sleep(UNAVAILABLE_WAIT)
+                continue
+            if unavailable:
+                log.info("reading the report stream again from sequence %d", progress.merged + 1,
+                         extra={"event": "bus_read_resumed"})
+                unavailable = False
+            history = not progress.caught_up
+            batch: list[ReportArrived] = []
+            decoding = time.perf_counter()
+            for item in fetched:
+                arrived = self._arrived(item.sequence, item.data, history)
+                if arrived is not None:
+                    batch.append(arrived)
+                if time.perf_counter() - decoding > YIELD_AFTER:  # a batch is up to 256 reports to decode
+                    await trio.lowlevel.checkpoint()
+                    decoding = time.perf_counter()
+            await self._hand_on(batch)
+            if fetched:
+                progress.handed_on(fetched[-1].sequence)
+            if progress.pending == 0 and not progress.caught_up:
+                progress.caught_up = True
+                log.info("report stream read to its end (sequence %d): topology and history rebuilt",
+                         progress.merged, extra={"event": "bus_caught_up", "sequence": progress.merged})
+
+    def _arrived(self, sequence: int, data: bytes, history: bool) -> ReportArrived | None:
+        """The roster's message for a report on the stream; None (logged) for anything else."""
+        # A report published here comes back decoded already.
+        envelope = self.bus.published_here(sequence)
+        if envelope is None:
+            try:
+                envelope = unpack_report(data)
+            except BadEnvelope as exc:
+                self.bus.progress.skipped += 1
+                log.error("message %d on the report stream is not a report and was left out: %s", sequence, exc,
+                          extra={"event": "bus_bad_message", "sequence": sequence})
+                return None
+        return ReportArrived(envelope.report, envelope.packed, envelope.received_at, enrolled=envelope.enrolled,
+                             sequence=sequence, history=history)
+
+    async def _hand_on(self, batch: list[ReportArrived]) -> None:
+        """The batch to the roster in one ask, the rest again while it has no
+        room for some (never dropped); each report's 202 waits for its sequence."""
+        progress = self.bus.progress
+        while batch:
+            try:
+                done = await self.roster.ask(ReportsArrived(tuple(batch)), timeout=30.0)
+            except (MailboxFull, ActorStopped, AskTimeout):
+                done = 0
+            if done:
+                progress.handed_on(batch[done - 1].sequence)
+                batch = batch[done:]
+            if batch:
+                await trio.sleep(RETRY)  # the topology or an agent's actor is behind: wait, never drop
+
+
+def report_feed_spec(bus: ReportBus, *, roster_path: str) -> ActorSpec:
+    """Permanent: a crash restarts it from where it had read to."""
+    return ActorSpec(name="report_feed", factory=lambda: ReportFeedActor(bus, roster_path=roster_path),
+                     mailbox_size=16)

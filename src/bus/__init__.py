@@ -1,0 +1,13 @@
+"""The report bus: validated reports carried to every replica by NATS JetStream
+(``bus.url``). See ``ReportBus``; without a bus, reports are merged in the
+process that received them."""
+
+from ._client import BusUnavailable as BusUnavailable
+from ._client import Fetched as Fetched
+from ._client import ReportBus as ReportBus
+from ._client import open_report_bus as open_report_bus
+from ._envelope import Envelope as Envelope
+from ._envelope import pack_report as pack_report
+from ._envelope import unpack_report as unpack_report
+from ._lag import BusProgress as BusProgress
+from ._loop import AsyncioThread as AsyncioThread

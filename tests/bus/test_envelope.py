@@ -1,0 +1,75 @@
+"""A report as it travels on the bus, and the asyncio thread nats-py runs in."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgpack
+import orjson
+import pytest
+import trio
+
+from tests.synthetic import host_report
+from trioscope.bus import AsyncioThread, pack_report, unpack_report
+from trioscope.bus._client import agent_subject
+from trioscope.bus._envelope import BadEnvelope
+from trioscope.wire import decode_report
+
+
+def test_a_report_comes_back_as_the_same_validated_report_with_its_receive_time() -> None:
+    report = decode_report(host_report(3, timestamp=time.time() - 30))
+    data, packed = pack_report(report, 1234.5, enrolled=True)
+    envelope = unpack_report(data)
+    assert envelope.report == report
+    assert (envelope.received_at, envelope.enrolled) == (1234.5, True)
+    assert envelope.packed == packed and decode_report(orjson.loads(packed.unpack())) == report
+    # Binary and smaller than the report's JSON, not the JSON itself.
+    assert not data.startswith(b"{") and len(data) < len(orjson.dumps(host_report(3, timestamp=time.time())))
+
+
+@pytest.mark.parametrize("data", [b"{}", b"\xc1", msgpack.packb({"format": 2}), msgpack.packb([1, 2]),
+                                  msgpack.packb({"format": 1, "report": {"agent_id": 5}, "received_at": 1.0,
+                                                 "enrolled": False})])
+def test_anything_else_on_the_stream_is_a_bad_envelope(data: bytes) -> None:
+    with pytest.raises(BadEnvelope):
+        unpack_report(data)
+
+
+def test_agent_ids_that_are_no_subject_tokens_get_subjects_of_their_own() -> None:
+    subjects = {agent_subject("s", agent) for agent in ("a.b", "a*", "a b", "a>", "a", "a.b ")}
+    assert len(subjects) == 6
+    assert all(s.count(".") == 1 and not set(s) & set("*> ") for s in subjects)
+
+
+async def test_the_asyncio_thread_answers_and_a_cancelled_trio_task_cancels_its_coroutine() -> None:
+    thread = AsyncioThread()
+    thread.start()
+    cancelled = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    try:
+        async def double(x: int) -> int:
+            await asyncio.sleep(0)
+            return 2 * x
+
+        assert await thread.run(lambda: double(21)) == 42
+
+        async def forever() -> None:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                token.run_sync_soon(cancelled.set)
+                raise
+
+        with trio.move_on_after(0.1):
+            await thread.run(forever)
+        with trio.fail_after(10):
+            await cancelled.wait()
+
+        async def fail() -> None:
+            raise ValueError("from asyncio")
+
+        with pytest.raises(ValueError, match="from asyncio"):
+            await thread.run(fail)
+    finally:
+        thread.stop()

@@ -1,0 +1,149 @@
+"""NATS JetStream for the report-bus tests: the machine's server on
+127.0.0.1:4222 (started as ``.ci/run``'s machines do when it is installed but
+not running; a session that started it leaves it running, as other sessions
+share it), streams of a test's own deleted after it, and servers of a test's
+own on a free port for the tests that stop the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import nats
+import nats.js.errors
+
+NATS_SERVER = "/usr/sbin/nats-server"
+HOST, PORT = "127.0.0.1", 4222
+URL = f"nats://{HOST}:{PORT}"
+START_TIMEOUT = 20.0
+
+
+class NatsMissing(RuntimeError):
+    """nats-server is not installed here (the caller skips)."""
+
+
+def _answers(port: int) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_until_answers(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while not _answers(port):
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"nats-server exited ({process.returncode}) before it answered on port {port}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nats-server did not answer on {HOST}:{port} within {START_TIMEOUT:g} s")
+        time.sleep(0.05)
+
+
+def ensure_running() -> str:
+    """The URL of the machine's NATS JetStream, started if it was not.
+
+    Raises:
+        NatsMissing: nats-server is not installed.
+    """
+    if _answers(PORT):
+        return URL
+    if not os.path.exists(NATS_SERVER):
+        raise NatsMissing(f"nats-server is not installed ({NATS_SERVER}): the report-bus tests need it")
+    subprocess.run(["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", NATS_SERVER, "--",
+                    "-a", HOST, "-p", str(PORT), "-js", "-sd", "/var/lib/nats-server"],
+                   check=True, capture_output=True, timeout=START_TIMEOUT)
+    _wait_until_answers(PORT)
+    return URL
+
+
+def stream_name() -> str:
+    """A stream (and subject prefix) of the test's own."""
+    return f"test_{secrets.token_hex(6)}"
+
+
+def delete_stream(url: str, stream: str) -> None:
+    async def delete() -> None:
+        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+        try:
+            await nc.jetstream().delete_stream(stream)
+        except nats.js.errors.NotFoundError:
+            pass
+        finally:
+            await nc.close()
+
+    asyncio.run(delete())
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class OwnNatsServer:
+    """A nats-server of one test, on a free port with its store in a temporary
+    directory, stopped (by its pid) and started again on the same port and store."""
+
+    def __init__(self) -> None:
+        if not os.path.exists(NATS_SERVER) and shutil.which("nats-server") is None:
+            raise NatsMissing(f"nats-server is not installed ({NATS_SERVER}): the report-bus tests need it")
+        self.binary = NATS_SERVER if os.path.exists(NATS_SERVER) else str(shutil.which("nats-server"))
+        self.port = _free_port()
+        self.url = f"nats://{HOST}:{self.port}"
+        self._store = tempfile.TemporaryDirectory(prefix="trioscope-nats-")
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([self.binary, "-a", HOST, "-p", str(self.port), "-js", "-sd", self._store.name],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait_until_answers(self.port, self.process)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        self.process = None
+
+
+@contextmanager
+def own_nats_server() -> Iterator[OwnNatsServer]:
+    server = OwnNatsServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        server._store.cleanup()
+
+
+@contextmanager
+def report_path(mode: str) -> Iterator[tuple[str, ...]]:
+    """The server flags of a report path: ``in-process`` (none) or ``bus`` (the
+    machine's NATS and a stream of the test's own, deleted after it; skipped
+    where nats-server is not installed). For suites that run in both modes."""
+    if mode == "in-process":
+        yield ()
+        return
+    import pytest  # only the suites call this
+
+    try:
+        url = ensure_running()
+    except NatsMissing as exc:
+        pytest.skip(str(exc))
+    stream = stream_name()
+    try:
+        yield ("--bus", url, "--bus-stream", stream)
+    finally:
+        delete_stream(url, stream)
