@@ -423,7 +423,8 @@ def _use_allocator(requested: str, can_reexec: bool) -> bool:
         else:  # serve() called inside another program (tests): its process is not ours to replace
             reason += "; not re-executed: called from another program"
     running = chosen.running
-    log.info("allocator: %s%s (%s)", running.allocator.value,
+    # The banner says it once the server started (a failed start stays one line).
+    log.debug("allocator: %s%s (%s)", running.allocator.value,
              f" from {running.library}" if running.library else "", reason,
              extra={"event": "allocator", "allocator": running.allocator.value})
     return True

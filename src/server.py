@@ -33,7 +33,9 @@ from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
 from trioscope.allocator import GLIBC_SERVED, return_freed_memory
+from trioscope.allocator import AllocatorUnavailable
 from trioscope.allocator import current as current_allocator
+from trioscope.allocator import plan_here as plan_allocator
 from trioscope.bus import ReportBus, open_report_bus
 from trioscope.config import Settings, format_duration
 from trioscope.http import (
@@ -220,6 +222,7 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
         f"Cleanup Interval:      {format_duration(s.storage.cleanup_interval)}",
         f"Stale Node Threshold:  {format_duration(s.agents.stale_threshold)}",
         f"Shutdown Timeout:      {format_duration(s.server.shutdown_timeout)}",
+        f"Allocator:             {allocator_line(s.server.allocator)}",
         f"Config File:           {s.config_file or '(none)'}",
         "",
         "=== Endpoints ===",
@@ -236,6 +239,17 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
         "Ready. Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def allocator_line(requested: str) -> str:
+    """Which allocator serves this process's objects and why (``trioscope.allocator``):
+    said with the banner, once the server started, so a start that fails is one line."""
+    running = current_allocator()
+    try:
+        reason = plan_allocator(requested).reason
+    except AllocatorUnavailable as exc:  # asked by name, gone since the start: says so
+        reason = str(exc)
+    return f"{running.allocator.value}{f' from {running.library}' if running.library else ''} ({reason})"
 
 
 def tune_garbage_collector() -> None:

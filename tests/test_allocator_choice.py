@@ -108,7 +108,7 @@ def test_serve_falls_back_to_pymalloc_and_logs_why(monkeypatch: pytest.MonkeyPat
     monkeypatch.delenv(MARKER, raising=False)
     monkeypatch.setattr(allocator._preload, "find_libraries", lambda dirs=None: {})
     monkeypatch.setattr(allocator, "reexec", lambda env: pytest.fail("re-executed"))
-    caplog.set_level(logging.INFO, logger="trioscope")
+    caplog.set_level(logging.DEBUG, logger="trioscope")
     assert cli._use_allocator("auto", can_reexec=True)
     assert "allocator: pymalloc (auto: no libjemalloc.so.2 installed, so Python's own allocator" in caplog.text
 
@@ -128,6 +128,6 @@ def test_serve_called_in_process_is_not_replaced(monkeypatch: pytest.MonkeyPatch
     monkeypatch.delenv(MARKER, raising=False)
     monkeypatch.setattr(allocator._preload, "find_libraries", lambda dirs=None: {Allocator.JEMALLOC: JEMALLOC})
     monkeypatch.setattr(allocator, "reexec", lambda env: pytest.fail("re-executed"))
-    caplog.set_level(logging.INFO, logger="trioscope")
+    caplog.set_level(logging.DEBUG, logger="trioscope")
     assert cli._use_allocator("auto", can_reexec=False)
     assert "not re-executed: called from another program" in caplog.text

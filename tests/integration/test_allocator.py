@@ -38,13 +38,15 @@ def test_serve_runs_on_jemalloc_by_default_where_it_is_installed(jemalloc: str) 
         assert jemalloc in mapped(server.pid)
         environ = psutil.Process(server.pid).environ()
         assert environ["PYTHONMALLOC"] == "malloc" and environ[MARKER] == "jemalloc"
+        banner = "\n".join(server.read_banner())
         assert server.stop() == 0
-        assert f"allocator: jemalloc from {jemalloc} (jemalloc preloaded (auto asked))" in server.stderr()
+        assert f"Allocator:             jemalloc from {jemalloc} (jemalloc preloaded (auto asked))" in banner
 
 
 def test_serve_stays_on_pymalloc_when_asked(jemalloc: str) -> None:
     with started("pymalloc") as server:
         assert runtime_allocator(server) == {"name": "pymalloc", "library": None, "requested": "pymalloc"}
         assert jemalloc not in mapped(server.pid)
+        banner = "\n".join(server.read_banner())
         assert server.stop() == 0
-        assert "allocator: pymalloc (pymalloc asked, already running)" in server.stderr()
+        assert "Allocator:             pymalloc (pymalloc asked, already running)" in banner
