@@ -29,7 +29,7 @@ def mapped(pid: int) -> set[str]:
     return {region.path for region in psutil.Process(pid).memory_maps()}
 
 
-def test_serve_runs_on_jemalloc_by_default_where_it_is_installed(jemalloc: str) -> None:
+def test_auto_runs_on_jemalloc_where_it_is_installed(jemalloc: str) -> None:
     with started("auto") as server:
         found = runtime_allocator(server)
         assert found == {"name": "jemalloc", "library": jemalloc, "requested": "auto"}
