@@ -85,6 +85,19 @@ def delete_stream(url: str, stream: str) -> None:
     asyncio.run(delete())
 
 
+def stream_max_bytes(url: str, stream: str) -> int:
+    """The ``max_bytes`` limit ``stream`` was created with."""
+    async def read() -> int:
+        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+        try:
+            info = await nc.jetstream().stream_info(stream)
+            return int(info.config.max_bytes or -1)
+        finally:
+            await nc.close()
+
+    return asyncio.run(read())
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))

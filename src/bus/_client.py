@@ -81,10 +81,12 @@ class ReportBus:
     """A connection to the bus for one process. State on the asyncio side
     (``_nc``, ``_reader``) is touched only by coroutines run in that thread."""
 
-    def __init__(self, url: str, stream: str, retention: float, thread: AsyncioThread) -> None:
+    def __init__(self, url: str, stream: str, retention: float, thread: AsyncioThread,
+                 max_bytes: int = 8 * 1024**3) -> None:
         self.url = url
         self.stream = stream
         self.retention = retention
+        self.max_bytes = max_bytes
         self.thread = thread
         self.progress = BusProgress()
         self._nc: Client | None = None
@@ -150,6 +152,7 @@ class ReportBus:
         try:
             js = nc.jetstream(timeout=PUBLISH_TIMEOUT)
             config = StreamConfig(name=self.stream, subjects=[f"{self.stream}.>"], max_age=self.retention,
+                                  max_bytes=self.max_bytes,
                                   storage=StorageType.FILE, discard=DiscardPolicy.OLD)
             try:
                 await js.add_stream(config)
@@ -309,7 +312,7 @@ async def open_report_bus(settings: Settings) -> AsyncIterator[ReportBus | None]
         return
     thread = AsyncioThread(name="nats")
     thread.start()
-    bus = ReportBus(settings.bus.url, settings.bus.stream, retention(settings), thread)
+    bus = ReportBus(settings.bus.url, settings.bus.stream, retention(settings), thread, settings.bus.max_bytes)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bus.keep_connecting)

@@ -288,6 +288,15 @@ KEYS: tuple[Key, ...] = (
         flags=("--bus-stream",),
     ),
     Key(
+        name="bus.max_bytes",
+        kind=SizeKind(64 * 1024**2, 1024**4),
+        default=8 * 1024**3,
+        help="the most the stream of reports may hold on the bus's disk; beyond it JetStream drops the oldest "
+             "reports (history a starting replica rebuilds gets shorter, disk use stays bounded)",
+        env=("TRIOSCOPE_BUS_MAX_BYTES",),
+        flags=("--bus-max-bytes",),
+    ),
+    Key(
         name="metrics.url",
         kind=HttpUrlKind(),
         default="",

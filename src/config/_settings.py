@@ -89,6 +89,8 @@ class BusSettings:
     """Empty: reports are merged in this process only; else the NATS server(s)."""
     stream: str
     """The JetStream stream of reports (also its subjects' first token)."""
+    max_bytes: int
+    """What the stream may hold on the bus's disk; beyond it the oldest reports go."""
 
 
 @attrs.frozen(kw_only=True)

@@ -257,6 +257,15 @@ def test_bus_url_from_flag_env_and_yaml():
     assert Settings.defaults().bus.url == ""
 
 
+def test_the_bus_stream_size_is_bounded_and_named_when_refused():
+    assert Settings.defaults().bus.max_bytes == 8 * 1024**3
+    assert resolve_settings({}, {"TRIOSCOPE_BUS_MAX_BYTES": "64MiB"}).bus.max_bytes == 64 * 1024**2
+    assert load_settings(parser().parse_args(["--bus-max-bytes", "2GiB"]), {}).bus.max_bytes == 2 * 1024**3
+    with pytest.raises(ConfigError) as refused:
+        resolve_settings({}, {"TRIOSCOPE_BUS_MAX_BYTES": "1KiB"})
+    assert "bus.max_bytes" in str(refused.value) and "64MiB" in str(refused.value)
+
+
 @pytest.mark.parametrize("url", ["http://10.0.0.5:4222", "nats://", "nats://h:99999", "nats://h/x?y=1"])
 def test_a_bus_url_that_is_not_nats_is_refused_naming_the_key(url):
     (problem,) = problems(environ={"TRIOSCOPE_BUS": url})

@@ -15,7 +15,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from tests.bus_server import NatsMissing, delete_stream, ensure_running, own_nats_server, stream_name
+from tests.bus_server import NatsMissing, delete_stream, ensure_running, own_nats_server, stream_max_bytes, stream_name
 from tests.replicas.conftest import replica, two_replicas
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
@@ -242,3 +242,12 @@ async def test_a_replica_started_while_the_bus_is_away_is_not_ready_until_it_rea
                 assert posted.status_code == 202, posted.text
                 assert await host_nodes(client, a) == {"host:host-1"}
                 assert "cannot reach the bus" in a.stderr() and "connected to the bus" in a.stderr()
+
+
+async def test_the_stream_is_bounded_on_the_bus_disk(nats_url: str, stream: str) -> None:
+    """max_data_age alone does not bound what many hosts' reports take: the
+    stream is created with ``bus.max_bytes`` (JetStream drops the oldest beyond)."""
+    with ServerProcess([*bus_args(nats_url, stream), "--bus-max-bytes", "64MiB"]) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await eventually(lambda: ready(client, server))
+        assert await trio.to_thread.run_sync(stream_max_bytes, nats_url, stream) == 64 * 1024**2
