@@ -84,6 +84,12 @@ queue owner); ``OWNER`` also forwards this worker's own requests, so counting it
 OWNER = ("queue_owner.py", "QueueOwnerActor.handle")
 
 
+def creates(stats: dict[tuple[str, int, str], tuple[int, int, float, float, object]]) -> int:
+    """Commands created in a profile: one ``CreateCommand`` built per create
+    (whatever the wire decoder's structure functions are called)."""
+    return sum(v[0] for k, v in stats.items() if k[2] == "CreateCommand.__init__")
+
+
 def two_workers(args: argparse.Namespace, work: str) -> None:
     name = f"trioscope_profile2_{os.getpid()}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as db:
@@ -121,7 +127,7 @@ def two_workers(args: argparse.Namespace, work: str) -> None:
             db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     for worker in workers:
         stats = pstats.Stats(os.path.join(work, f"{worker.pid}.prof")).stats  # type: ignore[attr-defined]
-        commands = max(1, sum(v[0] for k, v in stats.items() if "structure_CreateCommand" in k[2]))
+        commands = max(1, creates(stats))
         total = sum(v[2] for v in stats.values())
         def cumulative(where: tuple[str, str]) -> float:
             return sum(v[3] for k, v in stats.items() if k[0].endswith(where[0]) and k[2] == where[1])
@@ -180,7 +186,7 @@ def profile(kind: str, args: argparse.Namespace, work: str) -> tuple[str, float,
                 db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     stats = pstats.Stats(out).stats  # type: ignore[attr-defined]  # pstats keeps its table untyped
     # One command is one create: count the creates the handler decoded.
-    commands = sum(v[0] for k, v in stats.items() if "structure_CreateCommand" in k[2])
+    commands = creates(stats)
     return out, cpu, commands
 
 
