@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import attrs
 import pytest
+from trioscope.config import Settings
 
 from tests.engine import ContainerEngine, EngineUnavailable
 from tests.postgres import PostgresMissing, ensure_running, scratch_schema
-from trioscope.config import Settings
+from tests.tools_path import tool_path
 
 
 def settings_in(data_dir: Path, base: Settings | None = None) -> Settings:
@@ -52,31 +52,15 @@ def postgres_url(postgres: str) -> Iterator[str]:
         yield url
 
 
-JEMALLOC_SCRIPT = Path(__file__).resolve().parent / "tools" / "jemalloc.sh"
-
-
 @pytest.fixture(scope="session")
 def jemalloc() -> str:
     """Debian's libjemalloc.so.2, installed with apt-get first if the machine
     lacks it (``tests/tools/jemalloc.sh``); skipped only where it cannot be installed."""
-    done = subprocess.run(["bash", str(JEMALLOC_SCRIPT)], capture_output=True, text=True, timeout=900)
-    if done.returncode == 2:
-        pytest.skip(done.stderr.strip())
-    if done.returncode != 0:
-        raise RuntimeError(f"tests/tools/jemalloc.sh failed:\n{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
-
-
-PROMTOOL_SCRIPT = Path(__file__).resolve().parent / "tools" / "promtool.sh"
+    return tool_path("jemalloc.sh")
 
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
     """Debian's promtool, installed with apt-get first if the machine lacks it
     (``tests/tools/promtool.sh``); skipped only where it cannot be installed."""
-    done = subprocess.run(["bash", str(PROMTOOL_SCRIPT)], capture_output=True, text=True, timeout=900)
-    if done.returncode == 2:
-        pytest.skip(done.stderr.strip())
-    if done.returncode != 0:
-        raise RuntimeError(f"tests/tools/promtool.sh failed:\n{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
+    return tool_path("promtool.sh")

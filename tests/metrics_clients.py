@@ -13,29 +13,22 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import attrs
 import httpx
-import pytest
 
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
+from tests.tools_path import tool_path
 
-TOOLS = Path(__file__).parent / "tools"
 _ids = itertools.count(1)
 
 
 def victoria_metrics_binary() -> str:
     """Debian's victoria-metrics, installed with apt-get first if the machine lacks
     it (``tests/tools/victoria-metrics.sh``); skipped only where it cannot be installed."""
-    done = subprocess.run(["bash", str(TOOLS / "victoria-metrics.sh")], capture_output=True, text=True, timeout=900)
-    if done.returncode == 2:
-        pytest.skip(done.stderr.strip())
-    if done.returncode != 0:
-        raise RuntimeError(f"tests/tools/victoria-metrics.sh failed:\n{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
+    return tool_path("victoria-metrics.sh")
 
 
 @attrs.define

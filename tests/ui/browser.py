@@ -8,12 +8,12 @@ root in a container.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from playwright.sync_api import Browser, Playwright
 
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
+from tests.tools_path import tool_path
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 """Screenshots of every UI test end up here (kept by CI as artifacts)."""
 
@@ -23,10 +23,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 def chromium_path() -> str:
     """The Chromium executable, installed first if need be (takes a minute once)."""
-    done = subprocess.run(["bash", str(TOOLS / "chromium.sh")], capture_output=True, text=True, timeout=900)
-    if done.returncode != 0:
-        raise RuntimeError(f"tests/tools/chromium.sh failed:\n{done.stderr}")
-    return done.stdout.strip().splitlines()[-1]
+    return tool_path("chromium.sh")
 
 
 def launch(playwright: Playwright) -> Browser:
