@@ -119,6 +119,16 @@ def check_tls(config: hypercorn.Config) -> str | None:
     return None
 
 
+def tls_unusable(settings: Settings, config: hypercorn.Config) -> bool:
+    """With TLS configured, whether its certificate and key cannot be used
+    (``check_tls``), after logging why: the process then exits 1."""
+    if not settings.server.tls or (problem := check_tls(config)) is None:
+        return False
+    log.error("cannot use the TLS certificate %s and key %s: %s", settings.server.tls_cert,
+              settings.server.tls_key, problem)
+    return True
+
+
 async def _serve_http(app: QuartTrio, config: hypercorn.Config, sockets: Sockets, stop: trio.Event,
                       task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
     # hypercorn.trio.serve binds its own sockets; its worker accepts ours, so a
@@ -298,9 +308,7 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
     and runs no local probe (its parent does both, once)."""
     budget = settings.server.shutdown_timeout
     config = hypercorn_config(settings)
-    if settings.server.tls and (problem := check_tls(config)) is not None:
-        log.error("cannot use the TLS certificate %s and key %s: %s", settings.server.tls_cert,
-                  settings.server.tls_key, problem)
+    if tls_unusable(settings, config):
         return ExitCode.FAILED
     if worker is not None:
         sockets = inherited(worker)

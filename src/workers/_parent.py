@@ -41,7 +41,15 @@ import trio
 
 from trioscope.config import Settings, format_duration
 from trioscope.local_probe import probe_url, run_local_probe
-from trioscope.server import ExitCode, _open_data_dir, bind_address, check_tls, close_sockets, hypercorn_config, listen
+from trioscope.server import (
+    ExitCode,
+    _open_data_dir,
+    bind_address,
+    close_sockets,
+    hypercorn_config,
+    listen,
+    tls_unusable,
+)
 
 from ._child import WorkerStart, encode_start
 from ._policy import CLEAN_EXITS, RESTART_INTENSITY, RESTART_PERIOD, GiveUp, after_exit, describe_exit, pool_exit_code
@@ -213,9 +221,7 @@ async def run_workers(settings: Settings, out: TextIO) -> ExitCode:
     worker kept failing (restart intensity) or the shutdown overran."""
     budget = settings.server.shutdown_timeout
     config = hypercorn_config(settings)
-    if settings.server.tls and (problem := check_tls(config)) is not None:
-        log.error("cannot use the TLS certificate %s and key %s: %s", settings.server.tls_cert,
-                  settings.server.tls_key, problem)
+    if tls_unusable(settings, config):
         return ExitCode.FAILED
     try:
         sockets = listen(config)
