@@ -159,10 +159,9 @@ KEYS: tuple[Key, ...] = (
     Key(
         name="server.allocator",
         kind=ChoiceKind(("auto", "pymalloc", "mimalloc", "jemalloc"), metavar="ALLOCATOR"),
-        default="pymalloc",
-        help="what allocates the server's objects: Python's own pymalloc (fastest), or jemalloc or mimalloc "
-        "preloaded (memory of thousands of clients that left goes back to the system, at 1.1-1.3x the CPU); "
-        "auto: jemalloc if installed, else pymalloc",
+        default="auto",
+        help="what allocates the server's objects; auto: jemalloc preloaded if installed (memory of thousands of "
+        "clients that left goes back to the system), else Python's own pymalloc (keeps its peak); or one by name",
         env=("TRIOSCOPE_SERVER_ALLOCATOR",),
         flags=("--allocator",),
     ),
