@@ -220,21 +220,15 @@ class ClientActor(Actor):
         self.context.start_soon(self._join)
         # Often enough to notice a slow client or a missed pong in time.
         self.context.every(min(self.settings.ping_interval, self.settings.slow_client_timeout) / 4, _Tick())
-        self.context.start_soon(self._close_when_gone)
+        # However this incarnation ends (a crash, or the socket went away), a
+        # socket whose actor is gone must not stay open. A no-op if closed.
+        self.context.at_end(lambda: self.link.close(INTERNAL_ERROR, "internal error"))
 
     async def _join(self) -> None:
         hub: ActorRef = self.context.system.lookup(self.hub_path)
         try:
             await hub.send(Join(self.context.ref))
         except ActorStopped:
-            self.link.close(INTERNAL_ERROR, "internal error")
-
-    async def _close_when_gone(self) -> None:
-        try:
-            await trio.sleep_forever()
-        finally:
-            # This incarnation is ending (a crash, or the socket went away): a
-            # socket whose actor is gone must not stay open. A no-op if closed.
             self.link.close(INTERNAL_ERROR, "internal error")
 
     async def handle(self, message: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -10,7 +11,9 @@ import attrs
 import trio
 
 from ._exceptions import UnhandledMessage
-from ._timers import Timer, check_delay, run_timer
+from ._timers import Timer, check_delay
+
+log = logging.getLogger("trioscope.runtime")
 
 if TYPE_CHECKING:
     from ._node import ActorCell
@@ -61,12 +64,13 @@ class ActorContext:
     """What the runtime hands a running actor: its address, the system, and a scope
     for background tasks. Replaced on every restart."""
 
-    __slots__ = ("_cell", "_tasks", "_timers")
+    __slots__ = ("_cell", "_tasks", "_timers", "_at_end")
 
     def __init__(self, cell: ActorCell, tasks: trio.Nursery) -> None:
         self._cell = cell
         self._tasks = tasks
         self._timers: set[Timer] = set()
+        self._at_end: list[Callable[[], None]] = []
 
     @property
     def ref(self) -> ActorRef:
@@ -102,8 +106,8 @@ class ActorContext:
             ValueError: ``delay`` is negative or not finite.
         """
         check_delay("delay", delay)
-        timer = Timer(message, None, self._timers)
-        self._tasks.start_soon(run_timer, timer, self._cell.mailbox, delay, name=f"{self.path} send_after")
+        timer = self._timer(message, None)
+        self._cell.system.timers.schedule(timer, delay)
         return timer
 
     def every(self, period: float, message: Any, *, first: float | None = None) -> Timer:
@@ -118,15 +122,31 @@ class ActorContext:
         if not (period > 0 and math.isfinite(period)):
             raise ValueError(f"invalid period: {period!r}")
         check_delay("first", period if first is None else first)
-        timer = Timer(message, period, self._timers)
-        self._tasks.start_soon(run_timer, timer, self._cell.mailbox, period if first is None else first,
-                               name=f"{self.path} every")
+        timer = self._timer(message, period)
+        self._cell.system.timers.schedule(timer, period if first is None else first)
         return timer
 
-    def _cancel_timers(self) -> None:
-        """The incarnation is over: its timers with it."""
+    def _timer(self, message: Any, period: float | None) -> Timer:
+        return Timer(message, period, self._timers, self._cell.mailbox, self._cell.system.timers,
+                     self._tasks.start_soon)
+
+    def at_end(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` when this incarnation ends, however it ends (a
+        stop, a crash, cancelled): where a resource must never outlive the
+        actor (``on_stop`` is not called after a crash). It must not block;
+        an exception from it is logged and the others still run."""
+        self._at_end.append(callback)
+
+    def _end(self) -> None:
+        """The incarnation is over: its timers with it, then ``at_end``."""
         for timer in list(self._timers):
             timer.cancel()
+        callbacks, self._at_end = self._at_end, []
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # the incarnation is ending anyway: the others must run
+                log.exception("%s: an at_end callback failed", self.path)
 
     def stop(self) -> None:
         """Stop this actor after the current message: a normal exit, so a

@@ -285,7 +285,7 @@ class ActorCell(Node):
         finally:
             self._current = None
             if context is not None:
-                context._cancel_timers()
+                context._end()
             self.end_incarnation(exit, incarnation, started)
 
     async def _serve(self, actor: Actor) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,6 +14,7 @@ from ._node import ActorCell, Node, Status
 from ._specs import SupervisorSpec
 from ._stats import SystemStats
 from ._supervisor import SupervisorNode, SupervisorRef
+from ._timers import TimerService
 
 
 class ActorSystem:
@@ -26,6 +27,8 @@ class ActorSystem:
         self._registry: dict[str, Node] = {}
         self._dead_letters: Counter[str] = Counter()
         self._restarts: Counter[str] = Counter()
+        self.timers = TimerService()
+        """Every actor's ``send_after`` and ``every``, fired by one task."""
         self._root = SupervisorNode(self, None, root, "/" + root.name)
         self.register(self._root)
 
@@ -120,6 +123,9 @@ async def open_actor_system(root: SupervisorSpec) -> AsyncIterator[ActorSystem]:
     system = ActorSystem(root)
     failed_start: StartFailed | None = None
     async with trio.open_nursery() as nursery:
+        # Started first and cancelled last: actors set timers from on_start to on_stop.
+        timers = trio.CancelScope()
+        nursery.start_soon(_run_in, timers, system.timers.run)
         try:
             await nursery.start(system._run_root)
         except StartFailed as exc:
@@ -129,5 +135,12 @@ async def open_actor_system(root: SupervisorSpec) -> AsyncIterator[ActorSystem]:
                 yield system
             finally:
                 await system.stop()
+        finally:
+            timers.cancel()
     if failed_start is not None:
         raise failed_start
+
+
+async def _run_in(scope: trio.CancelScope, fn: Callable[[], Awaitable[None]]) -> None:
+    with scope:
+        await fn()

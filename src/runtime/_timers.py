@@ -3,14 +3,22 @@
 Hand-written timer tasks got the edges wrong: a tick told after shutdown closed
 the mailbox raised into the actor (cancelling ``on_stop`` halfway), a tick told
 into a full mailbox crashed it, and a periodic tick that found the previous one
-still queued queued another. A ``Timer`` lives in the incarnation's nursery, so
-it ends when the actor stops or restarts; its firings go through the mailbox
-like any message, wrapped so that the cell can tell when one was handled.
+still queued queued another. A ``Timer`` belongs to the incarnation that made it
+and is cancelled when it ends; its firings go through the mailbox like any
+message, wrapped so that the cell can tell when one was handled.
+
+All the timers of a system wait in one task (``TimerService``: a heap of due
+times), not in a task each: every WebSocket client and every agent has a
+periodic timer, and a waiting trio task (its coroutines, cancel scopes and
+context) took a few KiB of each client's memory and a scheduler wake per tick.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -20,29 +28,41 @@ from ._exceptions import ActorStopped, MailboxFull
 if TYPE_CHECKING:
     from ._mailbox import Mailbox
 
+_COMPACT_AT = 64
+"""Cancelled timers stay in the heap until they come due, unless more than half
+the heap (and at least this many) are cancelled: then it is rebuilt without them."""
+
 
 class Timer:
     """A message due later (``ActorContext.send_after``) or every ``period``
     seconds (``ActorContext.every``). Cancel with ``cancel()``; it is cancelled
     anyway when the incarnation that made it ends."""
 
-    __slots__ = ("message", "period", "pending", "cancelled", "_scope", "_owner")
+    __slots__ = ("message", "period", "pending", "cancelled", "mailbox", "scheduled", "_owner", "_service", "_spawn")
 
-    def __init__(self, message: Any, period: float | None, owner: set[Timer]) -> None:
+    def __init__(self, message: Any, period: float | None, owner: set[Timer], mailbox: Mailbox,
+                 service: TimerService, spawn: Callable[..., Any]) -> None:
         self.message = message
         self.period = period
         self.pending = False
         """A firing is queued and not handled yet: a periodic timer does not queue another."""
         self.cancelled = False
-        self._scope = trio.CancelScope()
+        self.mailbox = mailbox
+        self.scheduled = False
+        """In the service's heap (waiting to come due)."""
         self._owner = owner
+        self._service = service
+        self._spawn = spawn
+        """Starts a task in the incarnation's nursery: for a one-shot firing that must wait for room."""
         owner.add(self)
 
     def cancel(self) -> None:
         """No more firings; one already queued is dropped unhandled."""
-        self.cancelled = True
-        self._scope.cancel()
-        self._owner.discard(self)
+        if not self.cancelled:
+            self.cancelled = True
+            self._owner.discard(self)
+            if self.scheduled:
+                self._service.forget()
 
     @property
     def active(self) -> bool:
@@ -73,27 +93,90 @@ def check_delay(name: str, value: float) -> None:
         raise ValueError(f"invalid {name}: {value!r}")
 
 
-async def run_timer(timer: Timer, mailbox: Mailbox, delay: float) -> None:
-    """The timer's task: fire after ``delay``, then every ``period`` if periodic.
+class TimerService:
+    """When each timer of a system comes due, and one task that fires them."""
 
-    A one-shot firing waits for room in a full mailbox (it is owed); a periodic
-    one that finds the mailbox full, or its previous firing still queued, is
-    skipped (the next period comes). A closed mailbox ends the timer quietly:
-    the actor is stopping, and nothing is due any more."""
-    try:
-        with timer._scope:
-            await trio.sleep(delay)
-            while True:
-                if timer.period is None:
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, Timer]] = []
+        self._order = itertools.count()
+        self._cancelled = 0
+        self._sleep: trio.CancelScope | None = None
+
+    def __len__(self) -> int:
+        """Timers waiting to come due."""
+        return len(self._due) - self._cancelled
+
+    @property
+    def held(self) -> int:
+        """Entries held, cancelled ones not yet dropped included: at most about
+        twice ``len(self)`` (or ``_COMPACT_AT`` more)."""
+        return len(self._due)
+
+    def schedule(self, timer: Timer, delay: float) -> None:
+        """Fire ``timer`` ``delay`` seconds from now (then every period, if it has one)."""
+        self._push(timer, trio.current_time() + delay)
+
+    def forget(self) -> None:
+        """A timer was cancelled: its entry is skipped when it comes due (or compacted away)."""
+        self._cancelled += 1
+        if self._cancelled > _COMPACT_AT and self._cancelled * 2 > len(self._due):
+            for entry in self._due:
+                if entry[2].cancelled:
+                    entry[2].scheduled = False
+            self._due = [entry for entry in self._due if not entry[2].cancelled]
+            heapq.heapify(self._due)
+            self._cancelled = 0
+
+    def _push(self, timer: Timer, at: float) -> None:
+        timer.scheduled = True
+        heapq.heappush(self._due, (at, next(self._order), timer))
+        if self._sleep is not None and at < self._sleep.deadline:
+            self._sleep.deadline = at
+
+    async def run(self) -> None:
+        """Fire timers as they come due, until cancelled."""
+        while True:
+            now = trio.current_time()
+            while self._due and self._due[0][0] <= now:
+                _, _, timer = heapq.heappop(self._due)
+                timer.scheduled = False
+                if timer.cancelled:
+                    self._cancelled -= 1
+                else:
+                    self._fire(timer, now)
+            due = self._due
+            with trio.CancelScope(deadline=due[0][0] if due else math.inf) as self._sleep:
+                await trio.sleep_forever()
+            self._sleep = None
+
+    def _fire(self, timer: Timer, now: float) -> None:
+        """A one-shot firing waits for room in a full mailbox (it is owed: a
+        task of the incarnation waits); a periodic one that finds the mailbox
+        full, or its previous firing still queued, is skipped (the next period
+        comes). A closed mailbox ends the timer quietly: the actor is stopping,
+        and nothing is due any more."""
+        try:
+            if timer.period is None:
+                timer.pending = True
+                try:
+                    timer.mailbox.put_nowait(Fire(timer))
+                except MailboxFull:
+                    timer._spawn(_put_when_room, timer)
+                return
+            if not timer.pending:
+                try:
+                    timer.mailbox.put_nowait(Fire(timer))
                     timer.pending = True
-                    await mailbox.put(Fire(timer))
-                    return
-                if not timer.pending:
-                    try:
-                        mailbox.put_nowait(Fire(timer))
-                        timer.pending = True
-                    except MailboxFull:
-                        pass
-                await trio.sleep(timer.period)
+                except MailboxFull:
+                    pass
+        except ActorStopped:
+            timer.cancel()
+            return
+        self._push(timer, now + timer.period)
+
+
+async def _put_when_room(timer: Timer) -> None:
+    try:
+        await timer.mailbox.put(Fire(timer))
     except ActorStopped:
         return

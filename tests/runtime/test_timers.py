@@ -118,3 +118,106 @@ async def test_bad_delays_are_refused(autojump_clock):
             with pytest.raises(ActorFailed) as failed:
                 await ref.ask(bad)
             assert words in str(failed.value)
+
+
+def tasks_under(task: trio.lowlevel.Task) -> int:
+    return 1 + sum(tasks_under(child) for nursery in task.child_nurseries for child in nursery.child_tasks)
+
+
+class ManyTimers(Actor):
+    """Sets ``count`` periodic timers when asked, counting what they bring."""
+
+    def __init__(self) -> None:
+        self.fired = 0
+
+    async def handle(self, message: object) -> object:
+        if isinstance(message, int):
+            for _ in range(message):
+                self.context.every(1.0, "tick")
+            return None
+        if message == "tick":
+            self.fired += 1
+            return None
+        if message == "fired":
+            return self.fired
+        return await super().handle(message)
+
+
+async def test_timers_wait_in_one_task_not_one_each(autojump_clock):
+    """Every WebSocket client and agent has a periodic timer: a task each cost a
+    few KiB per client."""
+    async with open_actor_system(tree(ManyTimers)) as system:
+        ref = system.lookup("/root/t")
+        root = trio.lowlevel.current_root_task()
+        before = tasks_under(root)
+        await ref.ask(500)
+        assert tasks_under(root) == before
+        assert len(system.timers) == 500
+        await trio.sleep(3.5)
+        assert await ref.ask("fired") == 1500
+
+
+class Filling(Actor):
+    """Handles nothing until released, so that its mailbox fills; logs what it handles."""
+
+    def __init__(self, log: list[object], release: trio.Event) -> None:
+        self.log = log
+        self.release = release
+
+    async def handle(self, message: object) -> object:
+        if message == "arm":
+            self.context.send_after(1.0, "owed")
+            return None
+        await self.release.wait()
+        self.log.append(message)
+        return None
+
+
+async def test_a_one_shot_timer_into_a_full_mailbox_waits_for_room(autojump_clock):
+    log: list[object] = []
+    release = trio.Event()
+    spec = SupervisorSpec(name="root", children=[
+        ActorSpec(name="t", factory=lambda: Filling(log, release), mailbox_size=3)])
+    async with open_actor_system(spec) as system:
+        ref = system.lookup("/root/t")
+        await ref.ask("arm")
+        ref.tell(0)
+        await trio.sleep(0.1)  # taken: the actor waits in handle(0)
+        for i in (1, 2, 3):  # queued: full
+            ref.tell(i)
+        await trio.sleep(5)  # the timer came due meanwhile, into the full mailbox
+        release.set()
+        await trio.sleep(1)
+    assert log == [0, 1, 2, 3, "owed"]
+
+
+async def test_cancelled_timers_do_not_pile_up(autojump_clock):
+    """A timer re-armed on every change (a deadline moved) and cancelled each
+    time leaves no entry behind for long."""
+    async with open_actor_system(tree(lambda: Ticking([]))) as system:
+        ref = system.lookup("/root/t")
+        for _ in range(2000):
+            await ref.ask(("after", 3600.0, "x"))
+            await ref.ask(("cancel", "x"))
+        assert len(system.timers) == 0
+        assert system.timers.held <= 130
+
+
+class Closing(Actor):
+    def __init__(self, closed: list[str]) -> None:
+        self.closed = closed
+
+    async def on_start(self) -> None:
+        self.context.at_end(lambda: self.closed.append("closed"))
+
+    async def handle(self, message: object) -> object:
+        raise RuntimeError("boom")
+
+
+async def test_at_end_runs_when_the_incarnation_crashes_and_when_it_stops(autojump_clock):
+    closed: list[str] = []
+    async with open_actor_system(tree(lambda: Closing(closed), restart=Restart.PERMANENT)) as system:
+        system.lookup("/root/t").tell("crash")
+        await trio.sleep(5)
+        assert closed == ["closed"]  # the crashed one; its restart is running
+    assert closed == ["closed", "closed"]
