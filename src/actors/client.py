@@ -92,6 +92,7 @@ class ClientLink:
         self._drain_waiter: tuple[int, trio.Event] | None = None
         self._on_first_view = on_first_view
         self._first_view_position: int | None = None
+        self._writer_scope: trio.CancelScope | None = None
 
     @property
     def frames(self) -> _Frames:
@@ -119,6 +120,17 @@ class ClientLink:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
             self.closed.set()
+            if self._writer_scope is not None:
+                self._writer_scope.cancel()
+
+    def writer_scope(self) -> trio.CancelScope:
+        """A scope that ``close`` cancels (cancelled already if closed): the
+        handler writes in it, in its own task, rather than waiting for
+        ``closed`` while another task writes (a task per client less)."""
+        scope = self._writer_scope = trio.CancelScope()
+        if self.closed.is_set():
+            scope.cancel()
+        return scope
 
     @property
     def queued(self) -> int:

@@ -64,13 +64,13 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
         await websocket.accept(subprotocol=subprotocol)
         s.links.add(link)
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_write, link)
             nursery.start_soon(_read, client, link)
             if expires_at is not None and expires_at != math.inf:
                 nursery.start_soon(_close_on_expiry, link, expires_at)
-            # Closed by the client actor (1008: too slow, no pong), by the server
-            # stopping (1001) or by the actor's end (1011); a disconnect cancels us.
-            await link.closed.wait()
+            # Until closed by the client actor (1008: too slow, no pong), by the
+            # server stopping (1001) or by the actor's end (1011); a disconnect cancels us.
+            with link.writer_scope():
+                await _write(link)
             nursery.cancel_scope.cancel()
         # A client that reads nothing may not take even a close frame: bounded.
         with trio.move_on_after(CLOSE_TIMEOUT):
