@@ -107,7 +107,8 @@ class Mailbox:
             try:
                 return self.get_nowait()
             except trio.WouldBlock:
-                await self._receiver.park()
+                pass
+            await self._receiver.park()  # outside the except: a suspended handler keeps its exception alive
 
     async def wait(self) -> None:
         """Return once an item may be available, the mailbox is closed, or

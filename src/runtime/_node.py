@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 
 # An actor handling a long run of synchronous messages yields to others this often.
 _BURST = 64
+_EMPTY = object()
+"""``_serve``: the mailbox had nothing."""
+_CLOSED = object()
+"""``_serve``: the mailbox is closed."""
 
 
 QUIET_ENDS = frozenset({"normal", "shutdown"})
@@ -301,6 +305,12 @@ class ActorCell(Node):
             try:
                 item = mailbox.get_nowait()
             except trio.WouldBlock:
+                item = _EMPTY
+            except MailboxClosed:
+                item = _CLOSED
+            # Waited for outside the except clauses: a coroutine suspended in one
+            # keeps the exception, its traceback and frame alive (every idle actor).
+            if item is _EMPTY:
                 if since_idle and has_idle_hook:
                     since_idle = 0
                     await actor.on_idle()
@@ -308,7 +318,7 @@ class ActorCell(Node):
                     burst = 0
                     await mailbox.wait()
                 continue
-            except MailboxClosed:
+            if item is _CLOSED:
                 if since_idle and has_idle_hook:
                     await actor.on_idle()
                 return
