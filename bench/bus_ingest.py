@@ -84,8 +84,9 @@ class Server:
                                *(["--workers", str(workers)] if workers > 1 else [])])
         elif kind == "bus":
             self.bus = Bus()
+            self.database = database(self.name)
             self.proc = serve(self.port, ["--bus", self.bus.url, "--workers", str(workers),
-                                          "--database", database(self.name)], pythonpath)
+                                          "--database", self.database], pythonpath)
         else:
             self.proc = serve(self.port, [], pythonpath)
 
@@ -172,8 +173,32 @@ async def watch_views(port: int, seconds: float, ws_clients: int, getters: int) 
             "resets_after_first": sum(max(0, r - 1) for r in resets)}
 
 
-def views_under_load(rate: float, args: argparse.Namespace) -> dict[str, Any]:
-    """``--bus --workers N`` with reports at ``rate`` per second; the views meanwhile."""
+def catch_up(server: Server, pythonpath: str | None) -> dict[str, Any]:
+    """A new replica (one process) on ``server``'s bus and database: seconds
+    from listening to ready (the stream read to its end: every report of the
+    window replayed), and its CPU meanwhile."""
+    assert server.bus is not None
+    port = free_port()
+    stream = httpx.get(f"http://127.0.0.1:{server.port}/api/v1/query/stats").json()["bus"]["merged_sequence"]
+    started = time.perf_counter()
+    proc = serve(port, ["--bus", server.bus.url, "--database", server.database], pythonpath)
+    listening = time.perf_counter()
+    try:
+        while httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code != 200:
+            if time.perf_counter() - started > 600:
+                raise RuntimeError("the new replica was not ready after 600 s")
+            time.sleep(0.05)
+        ready = time.perf_counter()
+        cpu = cpu_seconds(proc)
+    finally:
+        stop(proc)
+    return {"reports": stream, "seconds": ready - listening, "start_seconds": listening - started, "cpu": cpu}
+
+
+def views_under_load(rate: float, args: argparse.Namespace, base: str | None) -> dict[str, Any]:
+    """``--bus --workers N`` with reports at ``rate`` per second; the views
+    meanwhile; then a new replica's catch-up on that stream (and the base
+    revision's, with ``--base``)."""
     server = Server("bus", args.workers, "views")
     try:
         drive(server.port, args.connections, 600.0, first_agent=90_000, hosts=args.hosts, requests=args.hosts)
@@ -183,7 +208,9 @@ def views_under_load(rate: float, args: argparse.Namespace) -> dict[str, Any]:
         nats = cpu_seconds(server.bus.proc.pid)
         load = subprocess.Popen(
             [PYTHON, str(ROOT / "bench/loadgen.py"), f"http://127.0.0.1:{server.port}/api/v1/reports",
-             "--connections", str(args.connections), "--seconds", str(args.view_seconds + 2), "--first-agent",
+             # Fewer connections at a low rate: one idle past Hypercorn's 5 s keep-alive is closed.
+             "--connections", str(max(1, min(args.connections, int(rate)))), "--seconds", str(args.view_seconds + 2),
+             "--first-agent",
              "90000", "--hosts", str(args.hosts), "--rate", f"{rate:.1f}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
         assert load.stderr is not None
@@ -196,6 +223,9 @@ def views_under_load(rate: float, args: argparse.Namespace) -> dict[str, Any]:
         views["report_statuses"] = result["statuses"]
         views["server_cpu"] = cpu_seconds(server.proc) - cpu
         views["nats_cpu"] = cpu_seconds(server.bus.proc.pid) - nats
+        views["catch_up"] = catch_up(server, None)
+        if base is not None:
+            views["catch_up_base"] = catch_up(server, base)
         return views
     finally:
         server.close()
@@ -264,7 +294,7 @@ def main() -> int:
               + (f"; base {args.base}: {med['base_cpu_vs_one']:.2f}x one process per CPU-s, this / base "
                  f"{med['bus_vs_base']:.2f}x rate, {med['cpu_vs_base']:.2f}x per CPU-s" if base else ""), flush=True)
     rate = args.views_at if args.views_at is not None else args.load_share * statistics.median(rows["bus"])
-    views = views_under_load(rate, args)
+    views = views_under_load(rate, args, base)
     p95 = views["p95_ms"]
     print(f"views while reports come at {rate:.1f}/s asked ({views['sent_rate']:.1f}/s accepted, statuses "
           f"{views['report_statuses']}): hosts-view GET p50 {views['p50_ms']:.1f} ms, p95 {p95:.1f} ms, max "
@@ -274,6 +304,12 @@ def main() -> int:
           f"{args.ws_clients} clients, resets after the first {views['resets_after_first']} (target every client "
           f"receives diffs: {'met' if views['diffs_min'] > 0 else 'MISSED'}); CPU s: server "
           f"{views['server_cpu']:.1f}, nats-server {views['nats_cpu']:.2f}", flush=True)
+    for key, label in (("catch_up", "this code"), ("catch_up_base", f"base {args.base}")):
+        if key in views:
+            found = views[key]
+            print(f"catch-up of a new replica ({label}): {found['reports']} reports on the stream replayed in "
+                  f"{found['seconds']:.1f} s ({found['reports'] / found['seconds']:.0f}/s) after {found['start_seconds']:.1f} s "
+                  f"of start, {found['cpu']:.1f} s of its CPU", flush=True)
     return 0
 
 
