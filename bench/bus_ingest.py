@@ -17,12 +17,15 @@ from that revision's ``src`` (``git archive`` on ``PYTHONPATH`` as
 Printed: reports/s, reports per server CPU-second (the process tree), the
 nats-server's and the load generator's CPU.
 
-Then, once: ``--bus --workers N`` again, reports sent at ``--load-share`` of
+Then, once: ``--bus --workers N`` again, the views with no report coming
+(the same GETs: what the load adds), then reports sent at ``--load-share`` of
 the median bus rate (a steady rate, bench/loadgen.py ``--rate``), and while
 they come: hosts-view GETs (``/api/v1/query/topology?view=hosts``, a new
 connection each, so every worker answers some) with their p50/p95, and
 ``--ws-clients`` WebSocket clients on the hosts view counting the diffs
-(``topology_update`` that is not a reset) each receives. Targets (issue 20):
+(``topology_update`` that is not a reset) each receives; then a new replica
+(one process) started on that stream: seconds until ready (every report of
+the window replayed), this code and ``--base``'s. Targets (issue 20):
 bus >= 1.5x one process, per server CPU-second >= 0.8x one process, GET p95
 < 100 ms, every WebSocket client receiving diffs.
 """
@@ -203,6 +206,8 @@ def views_under_load(rate: float, args: argparse.Namespace, base: str | None) ->
     try:
         drive(server.port, args.connections, 600.0, first_agent=90_000, hosts=args.hosts, requests=args.hosts)
         server.settle()
+        # The same views with no report coming: what the load adds.
+        quiet = trio.run(watch_views, server.port, min(args.view_seconds, 10.0), 2, args.getters)
         cpu = cpu_seconds(server.proc)
         assert server.bus is not None
         nats = cpu_seconds(server.bus.proc.pid)
@@ -223,6 +228,7 @@ def views_under_load(rate: float, args: argparse.Namespace, base: str | None) ->
         views["report_statuses"] = result["statuses"]
         views["server_cpu"] = cpu_seconds(server.proc) - cpu
         views["nats_cpu"] = cpu_seconds(server.bus.proc.pid) - nats
+        views["quiet"] = quiet
         views["catch_up"] = catch_up(server, None)
         if base is not None:
             views["catch_up_base"] = catch_up(server, base)
@@ -304,6 +310,9 @@ def main() -> int:
           f"{args.ws_clients} clients, resets after the first {views['resets_after_first']} (target every client "
           f"receives diffs: {'met' if views['diffs_min'] > 0 else 'MISSED'}); CPU s: server "
           f"{views['server_cpu']:.1f}, nats-server {views['nats_cpu']:.2f}", flush=True)
+    quiet = views["quiet"]
+    print(f"the same views with no report coming: GET p50 {quiet['p50_ms']:.1f} ms, p95 {quiet['p95_ms']:.1f} ms "
+          f"over {quiet['gets']} GETs", flush=True)
     for key, label in (("catch_up", "this code"), ("catch_up_base", f"base {args.base}")):
         if key in views:
             found = views[key]
