@@ -96,7 +96,7 @@ class ReportFeedActor(Actor):
     async def _arrived(self, sequence: int, data: bytes, history: bool) -> ReportArrived | None:
         """The roster's message for a report on the stream; None (logged) for anything else."""
         # A report published here comes back decoded already.
-        envelope = self.bus.published_here(sequence)
+        envelope = self.bus.published_here(data)
         if envelope is None:
             try:
                 if len(data) > OFF_LOOP_BYTES:

@@ -48,8 +48,8 @@ CONNECT_TIMEOUT = 2.0
 RECONNECT_WAIT = 1.0
 """Seconds between two attempts to reach the bus (first connection and nats-py's reconnections)."""
 PUBLISHED_KEPT = 4096
-"""Reports published here kept decoded for the feed at most (one the feed read
-before the acknowledgement came back is not kept: it was decoded then)."""
+"""Reports published here kept decoded for the feed at most (more are read
+back from the stream like anyone else's)."""
 
 
 class BusUnavailable(Exception):
@@ -79,8 +79,10 @@ class ReportBus:
         self._js: JetStreamContext | None = None
         self._reader: StreamReader | None = None
         self._said_unreachable = False
-        self._published: dict[int, Envelope] = {}
-        """Reports published here, by sequence, until the feed reads them back."""
+        self._published: dict[bytes, Envelope] = {}
+        """Reports published here, by their envelope's bytes, until the feed reads
+        them back: kept before the publish, since with the stream read ahead a
+        report often comes back before its acknowledgement does."""
         self.ready = trio.Event()
         """Set once connected and the stream exists."""
 
@@ -164,22 +166,18 @@ class ReportBus:
                              data: bytes, packed: PackedReport) -> int:
         """``publish`` a report's envelope (``pack_report``), kept decoded for
         this process's feed, which would otherwise decode it again."""
-        sequence = await self.publish(report.agent_id, data)
-        if sequence > self.progress.merged and len(self._published) < PUBLISHED_KEPT:
-            self._published[sequence] = Envelope(report, received_at, enrolled, packed)
-        return sequence
+        if len(self._published) >= PUBLISHED_KEPT:
+            del self._published[next(iter(self._published))]  # expired from the stream before the feed read it
+        self._published[data] = Envelope(report, received_at, enrolled, packed)
+        try:
+            return await self.publish(report.agent_id, data)
+        except BaseException:
+            self._published.pop(data, None)
+            raise
 
-    def published_here(self, sequence: int) -> Envelope | None:
-        """The report of ``sequence`` if this process published it (once). The
-        feed reads in order: any kept of an earlier sequence came back while
-        the feed was handing on a later one (it was decoded then) and goes."""
-        found = self._published.pop(sequence, None)
-        while self._published:
-            oldest = next(iter(self._published))
-            if oldest > sequence:
-                break
-            del self._published[oldest]
-        return found
+    def published_here(self, data: bytes) -> Envelope | None:
+        """The decoded report of an envelope this process published (once)."""
+        return self._published.pop(data, None)
 
     async def publish(self, agent_id: str, data: bytes) -> int:
         """Put a report on the stream; its sequence once JetStream has it.
