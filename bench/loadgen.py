@@ -49,15 +49,21 @@ def report_template(index: int, compact: bool) -> bytes:
 
 
 async def client(host: str, port: int, path: str, templates: list[bytes], deadline: float, tally: Counter,
-                 turn: list[int]) -> None:
+                 turn: list[int], pace: list[float] | None = None) -> None:
     """Send the next of ``templates`` (each a host; ``turn``: the next one's
     number, shared by the connections, and how many may still be sent) until
-    ``deadline`` or until none may."""
+    ``deadline`` or until none may. ``pace``: [seconds between two requests of
+    all connections, when the next may go], shared: a steady rate, not as fast as answered."""
     stream = await trio.open_tcp_stream(host, port)
     conn = h11.Connection(h11.CLIENT)
     sequence = 0
     async with stream:
         while trio.current_time() < deadline and turn[1] > 0:
+            if pace is not None:
+                slot = pace[1] = max(pace[1] + pace[0], trio.current_time())
+                await trio.sleep_until(slot)
+                if trio.current_time() >= deadline:
+                    break
             template = templates[turn[0] % len(templates)]
             turn[0] += 1
             turn[1] -= 1
@@ -87,7 +93,7 @@ async def client(host: str, port: int, path: str, templates: list[bytes], deadli
 
 
 async def main(url: str, connections: int, seconds: float, compact: bool, first_agent: int, hosts: int,
-               requests: int | None) -> None:
+               requests: int | None, rate: float | None = None) -> None:
     parts = urlsplit(url)
     tally: Counter[str] = Counter()
     budget = requests if requests is not None else 2**62
@@ -102,10 +108,11 @@ async def main(url: str, connections: int, seconds: float, compact: bool, first_
         work = [([template], [0, budget]) for template in templates]
     print("ready", file=sys.stderr, flush=True)
     deadline = trio.current_time() + seconds
+    pace = [1.0 / rate, trio.current_time()] if rate else None
     started = time.perf_counter()
     async with trio.open_nursery() as nursery:
         for own, turn in work:
-            nursery.start_soon(client, parts.hostname, parts.port, parts.path or "/", own, deadline, tally, turn)
+            nursery.start_soon(client, parts.hostname, parts.port, parts.path or "/", own, deadline, tally, turn, pace)
     elapsed = time.perf_counter() - started
     print(json.dumps({"elapsed": elapsed, "statuses": dict(tally), "body_bytes": len(templates[0])}))
 
@@ -120,6 +127,8 @@ if __name__ == "__main__":
     parser.add_argument("--hosts", type=int, default=0,
                         help="distinct hosts, sent in turn over the connections (default: one per connection)")
     parser.add_argument("--requests", type=int, default=None, help="stop after this many requests in all")
+    parser.add_argument("--rate", type=float, default=None,
+                        help="requests per second of all connections together (default: as fast as answered)")
     args = parser.parse_args()
     trio.run(main, args.url, args.connections, args.seconds, not args.full, args.first_agent, args.hosts,
-             args.requests)
+             args.requests, args.rate)

@@ -34,6 +34,11 @@ RETRY = 0.05
 """Seconds before a report the roster had no room for is offered again."""
 YIELD_AFTER = 0.02
 """Seconds of decoding after which the feed lets requests run."""
+OFF_LOOP_BYTES = 32 * 1024
+"""Envelopes larger than this (compressed; a typical host's is ~5 KB, one of
+the HTTP edge's off-loop reports, 256 KB of JSON, ~35 KB) are read in a worker
+thread: a 10 MB report's takes tens of ms, which on the event loop would hold
+up every request at once."""
 UNAVAILABLE_WAIT = 1.0
 """Seconds between two attempts to read the stream while the bus is away."""
 
@@ -42,6 +47,8 @@ class ReportFeedActor(Actor):
     def __init__(self, bus: ReportBus, *, roster_path: str) -> None:
         self.bus = bus
         self.roster_path = roster_path
+        self.heavy_work = trio.CapacityLimiter(1)
+        """One large envelope read at a time: with the GIL a second thread adds memory, not speed."""
 
     async def on_start(self) -> None:
         self.roster: ActorRef = self.context.system.lookup(self.roster_path)
@@ -72,10 +79,10 @@ class ReportFeedActor(Actor):
             batch: list[ReportArrived] = []
             decoding = time.perf_counter()
             for item in fetched:
-                arrived = self._arrived(item.sequence, item.data, history)
+                arrived = await self._arrived(item.sequence, item.data, history)
                 if arrived is not None:
                     batch.append(arrived)
-                if time.perf_counter() - decoding > YIELD_AFTER:  # a batch is up to 256 reports to decode
+                if time.perf_counter() - decoding > YIELD_AFTER:  # a batch is up to 1,024 reports to decode
                     await trio.lowlevel.checkpoint()
                     decoding = time.perf_counter()
             await self._hand_on(batch)
@@ -86,13 +93,16 @@ class ReportFeedActor(Actor):
                 log.info("report stream read to its end (sequence %d): topology and history rebuilt",
                          progress.merged, extra={"event": "bus_caught_up", "sequence": progress.merged})
 
-    def _arrived(self, sequence: int, data: bytes, history: bool) -> ReportArrived | None:
+    async def _arrived(self, sequence: int, data: bytes, history: bool) -> ReportArrived | None:
         """The roster's message for a report on the stream; None (logged) for anything else."""
         # A report published here comes back decoded already.
-        envelope = self.bus.published_here(sequence)
+        envelope = self.bus.published_here(data)
         if envelope is None:
             try:
-                envelope = unpack_report(data)
+                if len(data) > OFF_LOOP_BYTES:
+                    envelope = await trio.to_thread.run_sync(unpack_report, data, limiter=self.heavy_work)
+                else:
+                    envelope = unpack_report(data)
             except BadEnvelope as exc:
                 self.bus.progress.skipped += 1
                 log.error("message %d on the report stream is not a report and was left out: %s", sequence, exc,

@@ -3,7 +3,7 @@
 process that received them."""
 
 from ._client import BusUnavailable as BusUnavailable
-from ._client import Fetched as Fetched
+from ._reader import Fetched as Fetched
 from ._client import ReportBus as ReportBus
 from ._client import open_report_bus as open_report_bus
 from ._envelope import Envelope as Envelope

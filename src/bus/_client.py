@@ -6,8 +6,8 @@ history window, and so each agent's newest report for as long as the topology
 would show it (a node not heard from for ``stale_threshold`` is removed anyway).
 A replica publishes a report and answers 202 once JetStream acknowledged it
 (``publish``); every replica reads the stream from its start (``fetch``) with an
-ephemeral pull consumer of its own, which it recreates from where it was after
-a reconnection.
+ephemeral pull consumer of its own, read ahead in the asyncio thread
+(``StreamReader``) and recreated from where it was after a reconnection.
 
 nats-py runs on asyncio: it runs in an ``AsyncioThread`` and every call here
 crosses into that loop and back. nats-py reconnects by itself once connected;
@@ -22,14 +22,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import attrs
 import nats
 import nats.errors
 import nats.js.errors
 import trio
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from trioscope.config import Settings
 
@@ -39,6 +38,7 @@ from trioscope.wire import Report
 from ._envelope import Envelope
 from ._lag import BusProgress
 from ._loop import AsyncioThread
+from ._reader import Fetched, StreamReader
 
 log = logging.getLogger(__name__)
 
@@ -47,27 +47,13 @@ PUBLISH_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
 RECONNECT_WAIT = 1.0
 """Seconds between two attempts to reach the bus (first connection and nats-py's reconnections)."""
-CONSUMER_IDLE = 60.0
-"""Seconds the server keeps a replica's consumer while nobody reads it (a replica that died)."""
 PUBLISHED_KEPT = 4096
-"""Reports published here kept decoded for the feed at most (one the feed read
-before the acknowledgement came back is not kept: it was decoded then)."""
-FETCH_BATCH = 256
-FETCH_WAIT = 0.5
-"""Seconds one fetch waits for a report when none is pending."""
-IDLE_CHECKS = 2
-"""Empty fetches in a row after which the stream is asked whether reports are
-waiting that our consumer does not deliver (the server dropped it)."""
+"""Reports published here kept decoded for the feed at most (more are read
+back from the stream like anyone else's)."""
 
 
 class BusUnavailable(Exception):
     """The bus did not take a report (not connected, or no acknowledgement in time)."""
-
-
-@attrs.frozen
-class Fetched:
-    sequence: int
-    data: bytes
 
 
 def agent_subject(stream: str, agent_id: str) -> str:
@@ -91,13 +77,12 @@ class ReportBus:
         self.progress = BusProgress()
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
-        self._reader: JetStreamContext.PullSubscription | None = None
-        self._reader_from = 1
-        self._stale_reader = True
-        self._timeouts = 0
+        self._reader: StreamReader | None = None
         self._said_unreachable = False
-        self._published: dict[int, Envelope] = {}
-        """Reports published here, by sequence, until the feed reads them back."""
+        self._published: dict[bytes, Envelope] = {}
+        """Reports published here, by their envelope's bytes, until the feed reads
+        them back: kept before the publish, since with the stream read ahead a
+        report often comes back before its acknowledgement does."""
         self.ready = trio.Event()
         """Set once connected and the stream exists."""
 
@@ -133,7 +118,8 @@ class ReportBus:
             self._said_unreachable = False
             self.progress.connected = True
             self.progress.reconnects += 1
-            self._stale_reader = True  # the server may have dropped our consumer meanwhile
+            if self._reader is not None:
+                self._reader.invalidate()  # the server may have dropped our consumer meanwhile
             log.info("reconnected to the bus at %s", self.url, extra={"event": "bus_reconnected"})
 
         async def error(exc: Exception) -> None:
@@ -162,12 +148,15 @@ class ReportBus:
             await nc.close()
             raise
         self._nc, self._js = nc, js
+        self._reader = StreamReader(js, self.stream)
 
     async def close(self) -> None:
         if self._nc is not None:
             await self.thread.run(self._close)
 
     async def _close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
         if self._nc is not None:
             await self._nc.close()
 
@@ -177,22 +166,18 @@ class ReportBus:
                              data: bytes, packed: PackedReport) -> int:
         """``publish`` a report's envelope (``pack_report``), kept decoded for
         this process's feed, which would otherwise decode it again."""
-        sequence = await self.publish(report.agent_id, data)
-        if sequence > self.progress.merged and len(self._published) < PUBLISHED_KEPT:
-            self._published[sequence] = Envelope(report, received_at, enrolled, packed)
-        return sequence
+        if len(self._published) >= PUBLISHED_KEPT:
+            del self._published[next(iter(self._published))]  # expired from the stream before the feed read it
+        self._published[data] = Envelope(report, received_at, enrolled, packed)
+        try:
+            return await self.publish(report.agent_id, data)
+        except BaseException:
+            self._published.pop(data, None)
+            raise
 
-    def published_here(self, sequence: int) -> Envelope | None:
-        """The report of ``sequence`` if this process published it (once). The
-        feed reads in order: any kept of an earlier sequence came back while
-        the feed was handing on a later one (it was decoded then) and goes."""
-        found = self._published.pop(sequence, None)
-        while self._published:
-            oldest = next(iter(self._published))
-            if oldest > sequence:
-                break
-            del self._published[oldest]
-        return found
+    def published_here(self, data: bytes) -> Envelope | None:
+        """The decoded report of an envelope this process published (once)."""
+        return self._published.pop(data, None)
 
     async def publish(self, agent_id: str, data: bytes) -> int:
         """Put a report on the stream; its sequence once JetStream has it.
@@ -218,75 +203,23 @@ class ReportBus:
     # ---- reading ----------------------------------------------------------------
 
     async def fetch(self, after: int) -> list[Fetched]:
-        """The reports after sequence ``after`` (up to ``FETCH_BATCH``; none if
-        none came within ``FETCH_WAIT``); ``progress.pending`` is updated.
+        """The reports after sequence ``after`` read so far (read ahead in the
+        asyncio thread; none if none came within ``FETCH_WAIT``), in one
+        crossing; ``progress.pending`` is updated.
 
         Raises:
             BusUnavailable: the bus cannot be read now (the caller tries again).
         """
+        reader = self._reader
+        assert reader is not None
         try:
-            fetched, pending = await self.thread.run(lambda: self._fetch(after))
+            fetched, pending = await self.thread.run(lambda: reader.take(after))
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
             raise BusUnavailable(str(exc) or type(exc).__name__) from None
+        finally:
+            self.progress.consumer_restarts = reader.consumer_restarts
         self.progress.pending = pending
         return fetched
-
-    async def _fetch(self, after: int) -> tuple[list[Fetched], int]:
-        assert self._js is not None
-        if self._reader is None or self._stale_reader or self._reader_from != after + 1:
-            await self._open_reader(after + 1)
-        assert self._reader is not None
-        try:
-            # One report, as soon as there is one; then as many as the server
-            # said were pending behind it, which are there: a fetch of more
-            # than are pending would wait its whole timeout for the rest.
-            messages = await self._reader.fetch(1, timeout=FETCH_WAIT)
-            behind = int(messages[-1].metadata.num_pending)
-            if behind:
-                try:
-                    messages += await self._reader.fetch(min(behind, FETCH_BATCH - 1), timeout=FETCH_WAIT)
-                except nats.errors.TimeoutError:
-                    pass  # expired meanwhile (max_age): the one we have is ours
-        except BaseException as exc:
-            if not isinstance(exc, nats.errors.TimeoutError):
-                # What the consumer delivered before the failure is not handed
-                # on: the next fetch reads again from after ``after``.
-                self._stale_reader = True
-                raise
-            self._timeouts += 1
-            if self._timeouts % IDLE_CHECKS:
-                return [], 0
-            # Nothing came: either nothing is pending, or our consumer is gone
-            # (the server dropped it while we were away).
-            info = await self._js.stream_info(self.stream)
-            last = int(info.state.last_seq)
-            if last > after and int(info.state.messages) > 0 and int(info.state.first_seq) <= last:
-                self._stale_reader = True
-                return [], last - after
-            return [], 0
-        out: list[Fetched] = []
-        pending = 0
-        for message in messages:
-            metadata = message.metadata
-            out.append(Fetched(int(metadata.sequence.stream), message.data))
-            pending = int(metadata.num_pending)
-        if out:
-            self._reader_from = out[-1].sequence + 1
-        return out, pending
-
-    async def _open_reader(self, start: int) -> None:
-        assert self._js is not None
-        if self._reader is not None:
-            try:
-                await self._reader.unsubscribe()
-            except nats.errors.Error:
-                pass  # the old one is gone with the old connection
-            self.progress.consumer_restarts += 1
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(1, start),
-                                ack_policy=AckPolicy.NONE, inactive_threshold=CONSUMER_IDLE, mem_storage=True)
-        self._reader = await self._js.pull_subscribe(f"{self.stream}.>", stream=self.stream, config=config)
-        self._reader_from = start
-        self._stale_reader = False
 
     # ---- administration (tests) -------------------------------------------------
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 
-import msgpack
+import msgspec
 import orjson
 import pytest
 import trio
@@ -14,7 +15,7 @@ from tests.synthetic import host_report
 from trioscope.bus import AsyncioThread, pack_report, unpack_report
 from trioscope.bus._client import agent_subject
 from trioscope.bus._envelope import BadEnvelope
-from trioscope.wire import decode_report
+from trioscope.wire import decode_report, encode
 
 
 def test_a_report_comes_back_as_the_same_validated_report_with_its_receive_time() -> None:
@@ -28,8 +29,46 @@ def test_a_report_comes_back_as_the_same_validated_report_with_its_receive_time(
     assert not data.startswith(b"{") and len(data) < len(orjson.dumps(host_report(3, timestamp=time.time())))
 
 
-@pytest.mark.parametrize("data", [b"{}", b"\xc1", msgpack.packb({"format": 2}), msgpack.packb([1, 2]),
-                                  msgpack.packb({"format": 1, "report": {"agent_id": 5}, "received_at": 1.0,
+def test_an_envelope_of_the_previous_version_reads_alike_and_this_one_is_the_wire_form() -> None:
+    """Replicas of two versions share a stream while they are upgraded one by one."""
+    report = decode_report(host_report(4, timestamp=time.time() - 10))
+    wire = orjson.dumps(encode(report))
+    previous = msgspec.msgpack.encode({"format": 1, "report": zlib.compress(wire, 1), "received_at": 7.0,
+                                       "enrolled": False})
+    envelope = unpack_report(previous)
+    assert envelope.report == report and envelope.report.timestamp.tzinfo is report.timestamp.tzinfo
+    data, packed = pack_report(report, 7.0, enrolled=False)
+    assert orjson.loads(packed.unpack()) == encode(report)  # what the previous version reads back
+    assert msgspec.msgpack.decode(data) == {"format": 1, "report": packed.data, "received_at": 7.0, "enrolled": False}
+
+
+def _wire_with(path: tuple[str | int, ...], value: object) -> bytes:
+    document = encode(decode_report(host_report(5, timestamp=time.time())))
+    inner = document
+    for key in path[:-1]:
+        inner = inner[key]
+    inner[path[-1]] = value
+    return msgspec.msgpack.encode({"format": 1, "report": zlib.compress(orjson.dumps(document)), "received_at": 1.0,
+                                   "enrolled": False})
+
+
+@pytest.mark.parametrize(("path", "value"), [
+    (("host_info", "cpu_info", "cores"), "8"), (("processes_info", "processes", 0, "pid"), None),
+    (("docker_info", "containers", 0, "state"), "flying"), (("timestamp",), "yesterday"), (("agent_id",), 5)])
+def test_a_report_of_the_wrong_types_on_the_stream_is_a_bad_envelope(path: tuple[str | int, ...],
+                                                                       value: object) -> None:
+    with pytest.raises(BadEnvelope):
+        unpack_report(_wire_with(path, value))
+
+
+def test_a_compressed_report_that_is_not_json_is_a_bad_envelope() -> None:
+    with pytest.raises(BadEnvelope):
+        unpack_report(msgspec.msgpack.encode({"format": 1, "report": b"not zlib", "received_at": 1.0,
+                                              "enrolled": False}))
+
+
+@pytest.mark.parametrize("data", [b"{}", b"\xc1", msgspec.msgpack.encode({"format": 2}), msgspec.msgpack.encode([1, 2]),
+                                  msgspec.msgpack.encode({"format": 1, "report": {"agent_id": 5}, "received_at": 1.0,
                                                  "enrolled": False})])
 def test_anything_else_on_the_stream_is_a_bad_envelope(data: bytes) -> None:
     with pytest.raises(BadEnvelope):

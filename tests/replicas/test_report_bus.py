@@ -94,6 +94,21 @@ async def test_a_report_posted_to_a_appears_in_b_topology_and_on_a_websocket_hel
             assert "app_bus_lag_reports 0.0" in metrics
 
 
+async def test_a_large_report_posted_to_a_is_merged_by_b_which_reads_it_off_its_event_loop(
+        request: pytest.FixtureRequest, postgres_url: str, nats_url: str, stream: str) -> None:
+    """An envelope over ``OFF_LOOP_BYTES`` is read in a worker thread on the replica that did not receive it."""
+    report = host_report(1, timestamp=time.time(), containers=20, processes=4000, connections=2000)  # ~95 KB packed
+    with two_replicas(request, postgres_url, *bus_args(nats_url, stream), "--agent-memory-budget", "64MiB") as (a, b):
+        async with httpx.AsyncClient(timeout=60) as client:
+            await eventually(lambda: ready(client, a))
+            await eventually(lambda: ready(client, b))
+            posted = await client.post(f"{a.base_url}/api/v1/reports", json=report)
+            assert posted.status_code == 202, posted.text
+            await eventually(lambda: _merged(client, b, 1))
+            counts = (await get(client, b, "/api/v1/query/stats"))["topology"]["nodes_by_type"]
+            assert counts["process"] >= 4000 and counts["container"] == 20, counts
+
+
 async def test_a_replica_that_starts_late_gets_the_same_versions_so_a_client_moving_to_it_resyncs(
         request: pytest.FixtureRequest, postgres_url: str, nats_url: str, stream: str) -> None:
     """A client that reconnects to another replica gets a reset whose version

@@ -1,0 +1,116 @@
+"""The stream read ahead in the asyncio thread (``StreamReader``), against a
+real nats-server with a stream of the test's own."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+
+import nats
+import pytest
+from nats.js.api import StreamConfig
+
+from tests.bus_server import NatsMissing, delete_stream, ensure_running, stream_name
+from trioscope.bus import _reader
+from trioscope.bus._reader import Fetched, StreamReader
+
+
+@pytest.fixture(scope="module")
+def nats_url() -> str:
+    try:
+        return ensure_running()
+    except NatsMissing as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def stream(nats_url: str) -> Iterator[str]:
+    name = stream_name()
+    yield name
+    delete_stream(nats_url, name)
+
+
+def with_stream(url: str, stream: str, reports: int,
+                body: Callable[[StreamReader], Awaitable[None]]) -> None:
+    """``body`` with a reader of ``stream`` holding ``reports`` messages (data: their number)."""
+    async def run() -> None:
+        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+        js = nc.jetstream()
+        await js.add_stream(StreamConfig(name=stream, subjects=[f"{stream}.>"]))
+        for number in range(1, reports + 1):
+            await js.publish(f"{stream}.agent-{number % 7}", str(number).encode())
+        reader = StreamReader(js, stream)
+        try:
+            await asyncio.wait_for(body(reader), 60)
+        finally:
+            await reader.close()
+            await nc.close()
+
+    asyncio.run(run())
+
+
+async def read_all(reader: StreamReader, after: int, until: int) -> list[Fetched]:
+    out: list[Fetched] = []
+    while not out or out[-1].sequence < until:
+        taken, _ = await reader.take(out[-1].sequence if out else after)
+        out += taken
+    return out
+
+
+def test_the_reader_hands_out_every_report_in_order_in_batches_and_says_how_many_are_left(
+        nats_url: str, stream: str) -> None:
+    async def body(reader: StreamReader) -> None:
+        first, pending = await reader.take(0)
+        assert first and first[0].sequence == 1 and pending == 600 - first[-1].sequence
+        rest = await read_all(reader, first[-1].sequence, 600)
+        got = first + rest
+        assert [f.sequence for f in got] == list(range(1, 601))
+        assert [f.data for f in got] == [str(n).encode() for n in range(1, 601)]
+        assert len(rest) < 600 - 1  # batches, not one report a take
+        assert await reader.take(600) == ([], 0)  # nothing more within FETCH_WAIT
+
+    with_stream(nats_url, stream, 600, body)
+
+
+def test_asked_from_another_place_the_reader_starts_there_with_a_new_consumer(nats_url: str, stream: str) -> None:
+    async def body(reader: StreamReader) -> None:
+        await read_all(reader, 0, 50)
+        again = await read_all(reader, 9, 50)  # a feed restarted from where it had handed on
+        assert [f.sequence for f in again] == list(range(10, 51))
+        assert reader.consumer_restarts == 1
+
+    with_stream(nats_url, stream, 50, body)
+
+
+def test_the_reader_reads_ahead_no_more_than_its_buffer(nats_url: str, stream: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_reader, "BUFFER", 40)
+    monkeypatch.setattr(_reader, "FETCH_BATCH", 16)
+
+    async def body(reader: StreamReader) -> None:
+        first, _ = await reader.take(0)
+        async def full() -> None:
+            while len(reader._buffer) < 40:
+                await asyncio.sleep(0.01)
+        await asyncio.wait_for(full(), 30)  # the pump filled the buffer while nobody took
+        await asyncio.sleep(0.3)  # and asked for no more meanwhile
+        assert len(reader._buffer) == 40
+        taken, pending = await reader.take(first[-1].sequence)
+        assert len(taken) == 40 and pending == 300 - taken[-1].sequence
+        rest = await read_all(reader, taken[-1].sequence, 300)
+        assert [f.sequence for f in first + taken + rest] == list(range(1, 301))
+
+    with_stream(nats_url, stream, 300, body)
+
+
+def test_a_reader_whose_consumer_the_server_dropped_reads_on_with_a_new_one(nats_url: str, stream: str) -> None:
+    async def body(reader: StreamReader) -> None:
+        await read_all(reader, 0, 30)
+        subscription = reader._subscription
+        assert subscription is not None
+        await reader.js.delete_consumer(stream, (await subscription.consumer_info()).name)
+        await reader.js.publish(f"{stream}.agent-1", b"31")
+        rest = await read_all(reader, 30, 31)  # found by the idle check: reports wait that nobody delivers
+        assert [f.data for f in rest] == [b"31"] and reader.consumer_restarts == 1
+
+    with_stream(nats_url, stream, 30, body)
