@@ -59,6 +59,11 @@ class _Frame(msgspec.Struct):
     enrolled: bool
 
 
+MAX_UNPACKED = 1024**3
+"""A report's wire JSON is at most this long once decompressed: no replica
+accepts a larger body (``server.max_body_size``'s bound), and a message that
+inflates beyond it (a zlib bomb) is refused before it takes the memory."""
+
 _JSON = msgspec.json.Encoder()
 _FRAME = msgspec.msgpack.Encoder()
 _READ_FRAME = msgspec.msgpack.Decoder(_Frame)
@@ -78,7 +83,11 @@ def unpack_report(data: bytes) -> Envelope:
         if frame.format != FORMAT:
             raise BadEnvelope(f"not a report envelope of format {FORMAT} (format {frame.format})")
         packed = PackedReport(frame.report)
-        report = _READ_REPORT.decode(packed.unpack())
+        inflate = zlib.decompressobj()
+        wire = inflate.decompress(packed.data, MAX_UNPACKED)
+        if inflate.unconsumed_tail:
+            raise BadEnvelope(f"the report inflates beyond {MAX_UNPACKED} bytes")
+        report = _READ_REPORT.decode(wire)
     except (msgspec.DecodeError, zlib.error) as exc:  # ValidationError is a DecodeError
         raise BadEnvelope(str(exc)) from None
     return Envelope(report, frame.received_at, frame.enrolled, packed)

@@ -67,6 +67,16 @@ def test_a_compressed_report_that_is_not_json_is_a_bad_envelope() -> None:
                                               "enrolled": False}))
 
 
+def test_a_report_that_inflates_beyond_the_bound_is_refused_before_it_takes_the_memory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from trioscope.bus import _envelope
+
+    monkeypatch.setattr(_envelope, "MAX_UNPACKED", 1024 * 1024)
+    bomb = zlib.compress(b" " * (64 * 1024 * 1024), 9)  # 64 MiB of JSON whitespace in ~64 KB
+    with pytest.raises(BadEnvelope, match="inflates beyond"):
+        unpack_report(msgspec.msgpack.encode({"format": 1, "report": bomb, "received_at": 1.0, "enrolled": False}))
+
+
 @pytest.mark.parametrize("data", [b"{}", b"\xc1", msgspec.msgpack.encode({"format": 2}), msgspec.msgpack.encode([1, 2]),
                                   msgspec.msgpack.encode({"format": 1, "report": {"agent_id": 5}, "received_at": 1.0,
                                                  "enrolled": False})])
