@@ -36,6 +36,7 @@ Projection = tuple[int, str, str]
 """(index of the view in ``VIEWS``, source node, target node)."""
 _GROUP = VIEWS.index(View.PROCESSES_BY_NAME)
 _BY_ID = attrgetter("id")
+_KIND = attrgetter("kind")
 
 
 @attrs.frozen
@@ -61,6 +62,9 @@ class TopologyGraph:
         """Node id -> the agents whose partitions describe it (nearly always one);
         their versions of it are in their partitions."""
         self._children: dict[str, set[str]] = defaultdict(set)
+        self._shared: Counter[str] = Counter()
+        """Agent -> how many of the nodes it describes other agents describe too
+        (their versions merged): an agent with none is refreshed in bulk."""
 
         # Endpoints everyone exposes: key -> {agent: node}. More than one claimant
         # (e.g. 172.17.0.2 on every Docker host) makes the key ambiguous.
@@ -94,6 +98,13 @@ class TopologyGraph:
         self.version = 0
         self._published = TopologySnapshot.empty(now)
         self._dirty_nodes: set[str] = set()
+        self._refreshed: dict[str, float] = {}
+        """Agents refreshed in bulk since the last version (``_refresh``), with
+        the report time of their partition in that version: their nodes are
+        not in ``_dirty_nodes``, and ``publish`` takes them as a whole."""
+        self._rebuilt: set[str] = set()
+        """Agents whose partition was replaced in full since the last version:
+        their nodes may be new to it, so they go through ``_dirty_nodes``."""
         self._dirty_edges: dict[View, set[EdgeKey]] = {v: set() for v in View}
 
     @property
@@ -151,6 +162,11 @@ class TopologyGraph:
     def _rebuild(self, agent: str, old: Partition | None, new: Partition | None) -> None:
         """Replace ``agent``'s partition by one that may place nodes elsewhere,
         expose or open other endpoints, or join other groups."""
+        self._rebuilt.add(agent)
+        if self._refreshed.pop(agent, None) is not None and old is not None:
+            # Its nodes changed since the last version without being marked:
+            # whatever replaces them is compared with that version.
+            self._dirty_nodes.update(old.nodes)
         if new is None:
             del self.partitions[agent]
         else:
@@ -170,8 +186,36 @@ class TopologyGraph:
         """Merge a partition of the same structure as the agent's current one
         (``Partition.same_structure``): its nodes replace their versions and
         nothing else moves, no edge, endpoint or membership (the common report:
-        new metrics, the same processes and connections)."""
+        new metrics, the same processes and connections).
+
+        An agent that describes no node with others (nearly all) is refreshed
+        in bulk: its nodes stored by dict updates, their groups marked stale
+        by set operations, and the agent, not each node, marked for
+        ``publish`` (a per-node loop through each step was most of the cost
+        of a report whose metrics alone changed)."""
+        old = self.partitions[agent]
         self.partitions[agent] = new
+        if self._shared.get(agent):
+            self._refresh_nodes(new)
+            return
+        nodes = new.nodes
+        self._nodes.update(nodes)
+        by_kind = self._by_kind
+        for node_id, node in nodes.items():
+            by_kind[node.kind][node_id] = node
+        if agent in self._rebuilt:  # its nodes may be new since the last version: compared one by one
+            self._dirty_nodes.update(nodes)
+        else:
+            self._refreshed.setdefault(agent, old.report_time)
+        stale = self._stale_groups
+        for groups in filter(None, map(self._groups_of.get, nodes)):  # pods and services of its containers
+            stale.update(groups)
+        # Process groups of its processes (a solo node's representatives are its partition's).
+        stale.update({node_reps[_GROUP] for node_reps in new.reps.values()})
+        stale.discard(None)  # type: ignore[arg-type]  # the set of reps holds None for nodes in no group
+
+    def _refresh_nodes(self, new: Partition) -> None:
+        """``_refresh`` node by node, for an agent some of whose nodes others describe too."""
         sources, nodes, by_kind, dirty, node_reps = self._sources, self._nodes, self._by_kind, self._dirty_nodes, self._reps
         stale, groups_of = self._stale_groups, self._groups_of
         for node_id, node in new.nodes.items():
@@ -224,6 +268,17 @@ class TopologyGraph:
             agents = (*agents, agent)
         elif not present:
             agents = tuple(a for a in agents if a != agent)
+        before = self._sources.get(node_id, ())
+        if agents != before:
+            shared = self._shared
+            if len(before) > 1:
+                for other in before:
+                    shared[other] -= 1
+                    if not shared[other]:
+                        del shared[other]
+            if len(agents) > 1:
+                for other in agents:
+                    shared[other] += 1
         if agents:
             self._sources[node_id] = agents
         else:
@@ -510,7 +565,7 @@ class TopologyGraph:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._dirty_nodes or self._stale_groups) or any(self._dirty_edges.values())
+        return bool(self._dirty_nodes or self._refreshed or self._stale_groups) or any(self._dirty_edges.values())
 
     @property
     def current(self) -> TopologySnapshot:
@@ -530,7 +585,18 @@ class TopologyGraph:
         dirty_kinds: set[NodeKind] = set()
         live = self._nodes
         published = {kind: previous.nodes_of(kind) for kind in NodeKind}
-        for node_id in self._dirty_nodes:
+        dirty = self._dirty_nodes
+        for agent, published_time in self._refreshed.items():
+            nodes = self.partitions[agent].nodes
+            if self._shared.get(agent) or self.partitions[agent].report_time == published_time:
+                dirty.update(nodes)  # merged since, or seen at the same time: compared one by one
+            else:
+                # Each in the last version (no rebuild since), and seen later than there.
+                nodes_updated.update(nodes)
+                dirty_kinds.update(map(_KIND, nodes.values()))
+        self._refreshed.clear()
+        self._rebuilt.clear()
+        for node_id in dirty:
             after = live.get(node_id)
             kind = after.kind if after is not None else kind_of(node_id)
             before = published[kind].get(node_id)
