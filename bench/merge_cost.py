@@ -41,6 +41,11 @@ sys.path.insert(0, str(ROOT))
 from tests.synthetic import host_report  # noqa: E402
 
 from trioscope.domain.timeseries import MetricHistory  # noqa: E402
+
+try:  # processes' history in rows per report, since the metrics-merge branch
+    from trioscope.domain.block_history import BlockHistory
+except ImportError:
+    BlockHistory = None
 from trioscope.domain.topology import NodeKind, TopologyGraph  # noqa: E402
 from trioscope.server import tune_garbage_collector  # noqa: E402
 from trioscope.wire import Report, decode_report  # noqa: E402
@@ -65,7 +70,8 @@ def document(index: int, when: float, load: float, fewer: bool) -> dict[str, Any
 PHASES = ("apply", "record", "settle", "publish")
 
 
-def merge_batch(graph: TopologyGraph, history: MetricHistory, reports: list[Report], now: float) -> dict[str, float]:
+def merge_batch(graph: TopologyGraph, history: MetricHistory, reports: list[Report], now: float,
+                process_history: Any = None) -> dict[str, float]:
     """CPU seconds per report of each phase of merging ``reports`` as the topology actor does."""
     gc.collect()
     clock = time.process_time
@@ -76,7 +82,13 @@ def merge_batch(graph: TopologyGraph, history: MetricHistory, reports: list[Repo
         applied = clock()
         at = report.timestamp.timestamp()
         nodes = graph.partitions[report.agent_id].nodes
-        if hasattr(history, "record_many"):  # as the actor records them since the merge branch
+        if process_history is not None:  # as the actor records them since the metrics-merge branch
+            processes = [node for node in nodes.values() if node.kind is NodeKind.PROCESS]
+            process_history.record(report.agent_id, at, tuple(node.id for node in processes),
+                                   [node.metrics for node in processes])
+            history.record_many(at, [(node.id, node.metrics) for node in nodes.values()
+                                     if node.kind is not NodeKind.PROCESS and node.metrics])
+        elif hasattr(history, "record_many"):  # as the actor records them since the merge branch
             history.record_many(at, [(node_id, node.metrics) for node_id, node in nodes.items() if node.metrics])
         else:
             for node_id, node in nodes.items():
@@ -107,8 +119,9 @@ def main() -> int:
     tune_garbage_collector()
     graph = TopologyGraph(T0)
     history = MetricHistory(3600.0)
+    process_history = BlockHistory(900.0) if BlockHistory is not None else None
     loaded = [decode_report(document(i, T0, 0.0, fewer=False)) for i in range(args.hosts)]
-    merge_batch(graph, history, loaded, T0)
+    merge_batch(graph, history, loaded, T0, process_history)
     profile = cProfile.Profile() if args.profile else None
     rounds: list[tuple[dict[str, float], dict[str, float]]] = []
     for round_no in range(1, args.rounds + 1):
@@ -116,10 +129,10 @@ def main() -> int:
         fewer = round_no % 2 == 1  # alternately one connection fewer and as loaded: a new structure each round
         structural = [decode_report(document(i, when, round_no, fewer)) for i in range(args.hosts)]
         metrics_only = [decode_report(document(i, when + 15, round_no + 0.5, fewer)) for i in range(args.hosts)]
-        full = merge_batch(graph, history, structural, when)
+        full = merge_batch(graph, history, structural, when, process_history)
         if profile is not None:
             profile.enable()
-        short = merge_batch(graph, history, metrics_only, when + 15)
+        short = merge_batch(graph, history, metrics_only, when + 15, process_history)
         if profile is not None:
             profile.disable()
         rounds.append((full, short))
