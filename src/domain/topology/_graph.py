@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from operator import attrgetter
+from operator import attrgetter, is_
 from typing import Any
 
 import attrs
@@ -37,6 +37,7 @@ Projection = tuple[int, str, str]
 _GROUP = VIEWS.index(View.PROCESSES_BY_NAME)
 _BY_ID = attrgetter("id")
 _KIND = attrgetter("kind")
+_METADATA = attrgetter("metadata")
 
 
 @attrs.frozen
@@ -401,13 +402,13 @@ class TopologyGraph:
         if frame is not None and previous is not None:
             # Same members (a move drops the frame), each with the metadata it
             # had: only their metrics and times changed (see ``regrouped``).
-            ordered = [nodes.get(p) for p in frame[0]]
-            for member, metadata in zip(ordered, frame[1], strict=True):
-                if member is None or member.metadata is not metadata:
-                    break
-            else:
-                self._set_node(group_id, regrouped(previous, ordered))  # type: ignore[arg-type]  # no None: checked above
-                return  # its place (host, id) stays
+            ordered = list(map(nodes.get, frame[0]))
+            if None not in ordered and all(map(is_, map(_METADATA, ordered), frame[1])):  # type: ignore[arg-type]  # no None: checked first
+                # _set_node for a node whose place (host, parent, id) stays and
+                # that is no member of any group; whether it changed, publish sees.
+                nodes[group_id] = self._by_kind[NodeKind.PROCESS_GROUP][group_id] = regrouped(previous, ordered)  # type: ignore[arg-type]
+                self._dirty_nodes.add(group_id)
+                return
         members = sorted((nodes[p] for p in self._processes_of.get(group_id, ()) if p in nodes), key=_BY_ID)
         node = group_node_ordered(group_id, members)
         if node is None:
