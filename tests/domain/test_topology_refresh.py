@@ -4,7 +4,7 @@ versions as the full path.
 
 The reference graph takes the full path for every report: partitions built
 from scratch, ``_refresh`` replaced by the full replacement, and every process
-group built from its members in full (never ``regrouped``). Sequences mix
+group, pod and service built from its members in full (never ``_regroup``). Sequences mix
 reports of new structure with repeats of an agent's last report whose metrics,
 times, statuses and thread counts changed.
 """
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.domain.test_topology_properties import AGENTS, HOSTS, IPS, T0, connections, containers, processes
-from trioscope.domain.topology import Partition, TopologyDiff, TopologyGraph, View, build_partition
+from trioscope.domain.topology import NodeKind, Partition, TopologyDiff, TopologyGraph, View, build_partition
 from trioscope.wire import decode_report
 
 
@@ -29,9 +29,8 @@ class FullPathGraph(TopologyGraph):
     def _refresh(self, agent: str, new: Partition) -> None:
         self._rebuild(agent, self.partitions[agent], new)
 
-    def _rebuild_process_group(self, group_id: str) -> None:
-        self._group_frames.clear()  # every group built from its members in full
-        super()._rebuild_process_group(group_id)
+    def _regroup(self, kind: NodeKind, group_id: str) -> bool:
+        return False  # every group built from its members in full
 
 
 def _stamp(seconds: int) -> str:

@@ -38,6 +38,7 @@ _GROUP = VIEWS.index(View.PROCESSES_BY_NAME)
 _BY_ID = attrgetter("id")
 _KIND = attrgetter("kind")
 _METADATA = attrgetter("metadata")
+_LAST_SEEN = attrgetter("last_seen")
 
 
 @attrs.frozen
@@ -94,7 +95,7 @@ class TopologyGraph:
         # ... and the members (ids in order, their metadata objects) its node
         # was last built from in full: a group whose members are those, with
         # that metadata, is rebuilt from its node (``regrouped``).
-        self._group_frames: dict[str, tuple[tuple[str, ...], tuple[Mapping[str, Any], ...]]] = {}
+        self._group_frames: dict[str, tuple[tuple[str, ...], tuple[Mapping[str, Any] | None, ...]]] = {}
 
         self.version = 0
         self._published = TopologySnapshot.empty(now)
@@ -353,10 +354,13 @@ class TopologyGraph:
                 self._members[group_id][agent] = now
             else:
                 self._members[group_id].pop(agent, None)
+            self._group_frames.pop(group_id, None)  # other members: built again in full
             self._stale_groups.add(group_id)
 
     def _rebuild_group(self, group_id: str) -> None:
         kind = kind_of(group_id)
+        if self._regroup(kind, group_id):
+            return
         if kind is NodeKind.PROCESS_GROUP:
             self._rebuild_process_group(group_id)
             return
@@ -365,6 +369,7 @@ class TopologyGraph:
         containers = [self._nodes[c] for c in members if c in self._nodes]
         if not containers:
             self._members.pop(group_id, None)
+            self._group_frames.pop(group_id, None)
             self._set_group(group_id, None)
             return
         namespace, _, name = group_id.partition(":")[2].partition("/")
@@ -387,28 +392,43 @@ class TopologyGraph:
             status="running" if running else containers[0].status,
             last_seen=max(c.last_seen for c in containers),
             metadata=metadata,
-            metrics={
-                "cpu_percent": sum(c.metrics.get("cpu_percent", 0.0) for c in containers),
-                "memory_mb": sum(c.metrics.get("memory_mb", 0.0) for c in containers),
-                "containers": float(len(containers)),
-            },
+            metrics=_container_sums(containers),
         )
+        # Members absent from the graph are in the frame with no metadata: one
+        # that comes back is no longer what the node was built from.
+        self._group_frames[group_id] = (tuple(members), tuple(self._nodes[c].metadata if c in self._nodes else None
+                                                            for c in members))
         self._set_group(group_id, node)
 
-    def _rebuild_process_group(self, group_id: str) -> None:
+    def _regroup(self, kind: NodeKind, group_id: str) -> bool:
+        """Rebuild a group whose members are those its node was last built from
+        in full (its frame: a change of members drops it), each with the very
+        metadata it had then (``Node.seen`` shares it; a new status, name or
+        host comes with new metadata): only their metrics and times changed,
+        so only the sums and the newest member are found again, and the
+        node's place stays. Returns False (nothing done) for any other group."""
         nodes = self._nodes
         frame = self._group_frames.get(group_id)
         previous = nodes.get(group_id)
-        if frame is not None and previous is not None:
-            # Same members (a move drops the frame), each with the metadata it
-            # had: only their metrics and times changed (see ``regrouped``).
-            ordered = list(map(nodes.get, frame[0]))
-            if None not in ordered and all(map(is_, map(_METADATA, ordered), frame[1])):  # type: ignore[arg-type]  # no None: checked first
-                # _set_node for a node whose place (host, parent, id) stays and
-                # that is no member of any group; whether it changed, publish sees.
-                nodes[group_id] = self._by_kind[NodeKind.PROCESS_GROUP][group_id] = regrouped(previous, ordered)  # type: ignore[arg-type]
-                self._dirty_nodes.add(group_id)
-                return
+        if frame is None or previous is None:
+            return False
+        members = list(map(nodes.get, frame[0]))
+        if None in members or not all(map(is_, map(_METADATA, members), frame[1])):  # type: ignore[arg-type]  # no None: checked first
+            return False
+        if kind is NodeKind.PROCESS_GROUP:
+            node = regrouped(previous, members)  # type: ignore[arg-type]
+        else:
+            # What the full build gives: members in id order, the first one's
+            # agent, status and labels (its metadata, hence its node, as then).
+            node = previous.seen(max(map(_LAST_SEEN, members)), _container_sums(members))  # type: ignore[arg-type]
+        # _set_node for a node whose place (host, parent, id) stays and that
+        # is no member of any group; whether it changed, publish sees.
+        nodes[group_id] = self._by_kind[kind][group_id] = node
+        self._dirty_nodes.add(group_id)
+        return True
+
+    def _rebuild_process_group(self, group_id: str) -> None:
+        nodes = self._nodes
         members = sorted((nodes[p] for p in self._processes_of.get(group_id, ()) if p in nodes), key=_BY_ID)
         node = group_node_ordered(group_id, members)
         if node is None:
@@ -724,6 +744,15 @@ class TopologyGraph:
             if agent != agent_id:
                 graph._replace(agent, None, partition)
         return graph
+
+
+def _container_sums(containers: list[Node]) -> dict[str, float]:
+    """A pod's or service's metrics: its containers' (in id order), summed."""
+    return {
+        "cpu_percent": sum(c.metrics.get("cpu_percent", 0.0) for c in containers),
+        "memory_mb": sum(c.metrics.get("memory_mb", 0.0) for c in containers),
+        "containers": float(len(containers)),
+    }
 
 
 def _brief(node: Node) -> dict[str, Any]:

@@ -289,9 +289,13 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
             node = _container_node(c, host, agent, when)
         nodes[node.id] = node
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
-    for p in processes:
-        was = old[process_id(hostname, p.pid)]
-        inside = was.metadata.get("container_id")  # its container's node id
+    # The same pids in the same order as ``previous``'s processes (the shape
+    # holds them): each process's node there, without formatting its id.
+    process = NodeKind.PROCESS
+    before = [node for node in old.values() if node.kind is process]
+    for p, was in zip(processes, before, strict=True):
+        meta = was.metadata
+        inside = meta.get("container_id")  # its container's node id
         container: Node | None = None
         if inside is not None:
             container = nodes.get(inside)
@@ -299,8 +303,8 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
                 container = old[inside].seen(when, {})
                 nodes[inside] = container
         process_metrics = {"cpu_percent": p.cpu_percent, "memory_mb": p.memory_rss_bytes / 1048576}
-        if was.metadata.get("status", "") == p.status and was.metadata.get("threads", 0) == p.threads and (
-                container is None or was.metadata.get("container_name") == container.label):
+        if meta.get("status", "") == p.status and meta.get("threads", 0) == p.threads and (
+                container is None or meta.get("container_name") == container.label):
             node = was.seen(when, process_metrics)
         else:
             node = _process_node(p, hostname, host, was.parent or host, container, agent, when)
