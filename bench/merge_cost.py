@@ -83,11 +83,12 @@ def merge_batch(graph: TopologyGraph, history: MetricHistory, reports: list[Repo
         at = report.timestamp.timestamp()
         nodes = graph.partitions[report.agent_id].nodes
         if process_history is not None:  # as the actor records them since the metrics-merge branch
-            processes = [node for node in nodes.values() if node.kind is NodeKind.PROCESS]
+            process = NodeKind.PROCESS
+            processes = [node for node in nodes.values() if node.kind is process]
             process_history.record(report.agent_id, at, tuple(node.id for node in processes),
                                    [node.metrics for node in processes])
             history.record_many(at, [(node.id, node.metrics) for node in nodes.values()
-                                     if node.kind is not NodeKind.PROCESS and node.metrics])
+                                     if node.kind is not process and node.metrics])
         elif hasattr(history, "record_many"):  # as the actor records them since the merge branch
             history.record_many(at, [(node_id, node.metrics) for node_id, node in nodes.items() if node.metrics])
         else:

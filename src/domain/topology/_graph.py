@@ -209,12 +209,21 @@ class TopologyGraph:
             self._dirty_nodes.update(nodes)
         else:
             self._refreshed.setdefault(agent, old.report_time)
+        # Its process groups and pods are rebuilt now, while their members are
+        # in the CPU's caches (at publish, after a batch of a hundred hosts,
+        # reading them again cost as much as the rebuild); services, which
+        # span hosts, once per version (``settle``).
+        groups = {node_reps[_GROUP] for node_reps in new.reps.values()}  # a solo node's reps are its partition's
+        groups.discard(None)
+        for of_container in filter(None, map(self._groups_of.get, nodes)):
+            groups.update(of_container)
         stale = self._stale_groups
-        for groups in filter(None, map(self._groups_of.get, nodes)):  # pods and services of its containers
-            stale.update(groups)
-        # Process groups of its processes (a solo node's representatives are its partition's).
-        stale.update({node_reps[_GROUP] for node_reps in new.reps.values()})
-        stale.discard(None)  # type: ignore[arg-type]  # the set of reps holds None for nodes in no group
+        for group_id in sorted(groups):  # type: ignore[type-var]  # None discarded
+            if group_id.startswith("service:"):
+                stale.add(group_id)
+            else:
+                stale.discard(group_id)
+                self._rebuild_group(group_id)  # type: ignore[arg-type]
 
     def _refresh_nodes(self, new: Partition) -> None:
         """``_refresh`` node by node, for an agent some of whose nodes others describe too."""
@@ -413,7 +422,8 @@ class TopologyGraph:
         if frame is None or previous is None:
             return False
         members = list(map(nodes.get, frame[0]))
-        if None in members or not all(map(is_, map(_METADATA, members), frame[1])):  # type: ignore[arg-type]  # no None: checked first
+        # all(): a node is always true, and ``None in`` would call each one's __eq__.
+        if not all(members) or not all(map(is_, map(_METADATA, members), frame[1])):  # type: ignore[arg-type]  # no None: checked first
             return False
         if kind is NodeKind.PROCESS_GROUP:
             node = regrouped(previous, members)  # type: ignore[arg-type]
