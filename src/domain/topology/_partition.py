@@ -225,7 +225,8 @@ _CONNECTION_SHAPE = attrgetter("protocol", "local_address", "local_port", "remot
 
 
 def report_shape(report: Report) -> bytes:
-    """A digest (BLAKE2b, 128 bits) of every field of ``report`` that decides
+    """A digest (SHA-256 cut to 128 bits: with the CPU's SHA instructions,
+    which OpenSSL uses, half the time of BLAKE2b here) of every field of ``report`` that decides
     its partition's structure (which nodes, their places and groups, the
     endpoints and connections) and of the container and process fields that
     seldom change. Metrics, times, states, statuses and thread counts are left
@@ -247,7 +248,7 @@ def report_shape(report: Report) -> bytes:
         list(map(_PROCESS_SHAPE, processes)),
         list(map(_CONNECTION_SHAPE, connections)),
     )
-    return hashlib.blake2b(orjson.dumps(document), digest_size=16).digest()
+    return hashlib.sha256(orjson.dumps(document)).digest()[:16]
 
 
 def build_partition(report: Report, received_at: float, previous: Partition | None = None) -> Partition:
