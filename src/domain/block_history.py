@@ -25,12 +25,14 @@ import math
 from array import array
 from collections.abc import Mapping, Sequence
 from itertools import chain
+from operator import attrgetter
 
 import attrs
 
 from .timeseries import _ARRAY_HEADER, RESOLUTION, ExpiryReport, HistoryStats, Point, _bucket, _check_window
 
 _NAN = math.nan
+_BUCKET = attrgetter("bucket")
 
 
 @attrs.define(slots=True, eq=False)
@@ -161,8 +163,10 @@ class BlockHistory:
             position = row.names.index(name)
             if _has_nan(column):
                 old = row.columns[position]
-                column = array("f", [new if new == new else was for new, was in zip(column, old, strict=True)])
-            row.columns[position] = column
+                row.columns[position] = array("f", [new if new == new else was
+                                                    for new, was in zip(column, old, strict=True)])
+            else:
+                row.columns[position] = column
 
     @staticmethod
     def _advance(state: _Writer, low: int) -> None:
@@ -255,6 +259,3 @@ class BlockHistory:
         """Keys held."""
         return len(self._where)
 
-
-def _BUCKET(row: _Row) -> int:  # noqa: N802  # a key function, named like attrgetter's
-    return row.bucket

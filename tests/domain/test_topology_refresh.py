@@ -135,7 +135,7 @@ def test_a_partition_refreshed_from_the_last_equals_one_built_from_scratch(
     refreshed, scratch = build_partition(report, T0 + 15, previous), build_partition(report, T0 + 15)
     assert refreshed.reps is previous.reps  # the short path was taken
     assert list(refreshed.nodes.items()) == list(scratch.nodes.items())
-    for part in ("reps", "listeners", "local_listeners", "addresses", "outgoing", "pods", "services", "shape",
+    for part in ("reps", "listeners", "local_listeners", "addresses", "outgoing", "pods", "services", "shape", "kinds",
                  "report_time", "received_at"):
         assert getattr(refreshed, part) == getattr(scratch, part), part
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from operator import attrgetter, is_
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -36,7 +36,6 @@ Projection = tuple[int, str, str]
 """(index of the view in ``VIEWS``, source node, target node)."""
 _GROUP = VIEWS.index(View.PROCESSES_BY_NAME)
 _BY_ID = attrgetter("id")
-_KIND = attrgetter("kind")
 _METADATA = attrgetter("metadata")
 _LAST_SEEN = attrgetter("last_seen")
 
@@ -213,17 +212,16 @@ class TopologyGraph:
         # in the CPU's caches (at publish, after a batch of a hundred hosts,
         # reading them again cost as much as the rebuild); services, which
         # span hosts, once per version (``settle``).
-        groups = {node_reps[_GROUP] for node_reps in new.reps.values()}  # a solo node's reps are its partition's
-        groups.discard(None)
-        for of_container in filter(None, map(self._groups_of.get, nodes)):
+        groups: set[str] = set(filter(None, [node_reps[_GROUP] for node_reps in new.reps.values()]))
+        for of_container in filter(None, map(self._groups_of.get, nodes)):  # a solo node's reps are its partition's
             groups.update(of_container)
         stale = self._stale_groups
-        for group_id in sorted(groups):  # type: ignore[type-var]  # None discarded
+        for group_id in sorted(groups):
             if group_id.startswith("service:"):
                 stale.add(group_id)
             else:
                 stale.discard(group_id)
-                self._rebuild_group(group_id)  # type: ignore[arg-type]
+                self._rebuild_group(group_id)
 
     def _refresh_nodes(self, new: Partition) -> None:
         """``_refresh`` node by node, for an agent some of whose nodes others describe too."""
@@ -423,14 +421,15 @@ class TopologyGraph:
             return False
         members = list(map(nodes.get, frame[0]))
         # all(): a node is always true, and ``None in`` would call each one's __eq__.
-        if not all(members) or not all(map(is_, map(_METADATA, members), frame[1])):  # type: ignore[arg-type]  # no None: checked first
+        if not all(members) or not all(map(is_, map(_METADATA, members), frame[1])):
             return False
+        found = cast("list[Node]", members)  # no None: all() above
         if kind is NodeKind.PROCESS_GROUP:
-            node = regrouped(previous, members)  # type: ignore[arg-type]
+            node = regrouped(previous, found)
         else:
             # What the full build gives: members in id order, the first one's
             # agent, status and labels (its metadata, hence its node, as then).
-            node = previous.seen(max(map(_LAST_SEEN, members)), _container_sums(members))  # type: ignore[arg-type]
+            node = previous.seen(max(map(_LAST_SEEN, found)), _container_sums(found))
         # _set_node for a node whose place (host, parent, id) stays and that
         # is no member of any group; whether it changed, publish sees.
         nodes[group_id] = self._by_kind[kind][group_id] = node
@@ -618,13 +617,13 @@ class TopologyGraph:
         published = {kind: previous.nodes_of(kind) for kind in NodeKind}
         dirty = self._dirty_nodes
         for agent, published_time in self._refreshed.items():
-            nodes = self.partitions[agent].nodes
-            if self._shared.get(agent) or self.partitions[agent].report_time == published_time:
-                dirty.update(nodes)  # merged since, or seen at the same time: compared one by one
+            partition = self.partitions[agent]
+            if self._shared.get(agent) or partition.report_time == published_time:
+                dirty.update(partition.nodes)  # merged since, or seen at the same time: compared one by one
             else:
                 # Each in the last version (no rebuild since), and seen later than there.
-                nodes_updated.update(nodes)
-                dirty_kinds.update(map(_KIND, nodes.values()))
+                nodes_updated.update(partition.nodes)
+                dirty_kinds.update(partition.kinds)
         self._refreshed.clear()
         self._rebuilt.clear()
         for node_id in dirty:

@@ -67,6 +67,8 @@ class Partition:
     shape: bytes = b""
     """``report_shape`` of the report it was built from: a later report of the
     same shape is built by ``refreshed`` (its nodes only)."""
+    kinds: frozenset[NodeKind] = frozenset()
+    """The kinds of its nodes (those of every partition of its shape)."""
     solo: tuple[str] = attrs.field(init=False, eq=False)
     """``(agent_id,)``: the graph's record of who describes each node only this
     agent describes, one tuple for all of them."""
@@ -450,4 +452,5 @@ def _build(report: Report, received_at: float, shape: bytes) -> Partition:
         pods={k: tuple(v) for k, v in pods.items()},
         services={k: tuple(v) for k, v in services.items()},
         shape=shape,
+        kinds=frozenset(node.kind for node in nodes.values()),
     )
