@@ -59,6 +59,9 @@ class _Writer:
     """In bucket order (rows of one bucket in writing order)."""
     low: float = -math.inf
     """Oldest bucket inside the window; -inf until something moves it."""
+    layouts: dict[int, tuple[tuple[str, ...], int]] = attrs.Factory(dict)
+    """The keys of its rows (by the tuple's id, which they share) and how many
+    rows have them: a layout no row has any more may take keys with it."""
 
 
 def _column(name: str, values: Sequence[Mapping[str, float]]) -> array[float]:
@@ -128,6 +131,7 @@ class BlockHistory:
         layout = self._layouts.get(writer)
         if layout is None or layout[0] != keys:
             layout = self._layouts[writer] = (keys, {key: i for i, key in enumerate(keys)})
+        if id(layout[0]) not in state.layouts:  # keys none of its rows has: found through it from now on
             where = self._where
             for key in keys:
                 found = where.get(key)
@@ -148,9 +152,11 @@ class BlockHistory:
                 rows.append(row)
             else:  # a late report: in bucket order
                 rows.insert(bisect.bisect_right(rows, bucket, key=_BUCKET), row)
+            uses = state.layouts.get(id(row.keys))
+            state.layouts[id(row.keys)] = (row.keys, 1 if uses is None else uses[1] + 1)
         low = bucket - self._capacity + 1
         if low > state.low:
-            self._advance(state, low)
+            self._advance(writer, state, low)
 
     @staticmethod
     def _merge(row: _Row, names: tuple[str, ...], columns: list[array[float]]) -> None:
@@ -168,12 +174,36 @@ class BlockHistory:
             else:
                 row.columns[position] = column
 
-    @staticmethod
-    def _advance(state: _Writer, low: int) -> None:
+    def _advance(self, writer: str, state: _Writer, low: int) -> int:
+        """Move ``writer``'s window to start at bucket ``low``: its older rows
+        go, and with the last row of a layout, the keys no row of it has any
+        more (from ``_where``). Returns the key values dropped."""
         state.low = low
         rows = state.rows
-        if rows and rows[0].bucket < low:
-            del rows[:bisect.bisect_left(rows, low, key=_BUCKET)]
+        if not rows or rows[0].bucket >= low:
+            return 0
+        cut = bisect.bisect_left(rows, low, key=_BUCKET)
+        dropped, lost = 0, []
+        for row in rows[:cut]:
+            dropped += len(row.keys)
+            keys, uses = state.layouts[id(row.keys)]
+            if uses > 1:
+                state.layouts[id(row.keys)] = (keys, uses - 1)
+            else:
+                del state.layouts[id(row.keys)]
+                lost.append(keys)
+        del rows[:cut]
+        if lost:
+            kept = set(chain.from_iterable(keys for keys, _uses in state.layouts.values()))
+            where = self._where
+            for key in set(chain.from_iterable(lost)) - kept:
+                found = where.get(key, ())
+                if writer in found:
+                    if len(found) == 1:
+                        del where[key]
+                    else:
+                        where[key] = tuple(w for w in found if w != writer)
+        return dropped
 
     def points(self, key: str, since: float, until: float | None = None) -> list[Point]:
         """``key``'s buckets holding a value whose start lies in ``[since, until]``,
@@ -215,34 +245,14 @@ class BlockHistory:
         low = _bucket(now, self._resolution) - self._capacity + 1
         dropped = 0
         emptied = []
-        layouts_gone = False
         for writer, state in self._writers.items():
-            if low <= state.low:
-                continue
-            before = state.rows
-            cut = bisect.bisect_left(before, low, key=_BUCKET)
-            dropped += sum(len(row.keys) for row in before[:cut])
-            gone = {id(row.keys) for row in before[:cut]}
-            self._advance(state, low)
+            if low > state.low:
+                dropped += self._advance(writer, state, low)
             if not state.rows:
                 emptied.append(writer)
-                layouts_gone = True
-            elif gone - {id(row.keys) for row in state.rows}:
-                layouts_gone = True
         for writer in emptied:
             del self._writers[writer]
             self._layouts.pop(writer, None)
-        if layouts_gone:  # keys some writer no longer holds: ``_where`` built again from the rows
-            where: dict[str, tuple[str, ...]] = {}
-            for writer, state in self._writers.items():
-                for keys in {id(row.keys): row.keys for row in state.rows}.values():
-                    for key in keys:
-                        found = where.get(key)
-                        if found is None:
-                            where[key] = state.solo
-                        elif writer not in found:
-                            where[key] = (*found, writer)
-            self._where = where
         return ExpiryReport(groups_removed=len(emptied), points_removed=dropped)
 
     def stats(self) -> HistoryStats:

@@ -53,6 +53,8 @@ def test_points_are_metric_historys_within_the_window(recorded: list, expiries: 
     # each key's: both hold all there is from the oldest bucket of the newest window.
     since = -math.inf if newest == -math.inf else (
         (math.floor(newest / RESOLUTION) - math.ceil(RETENTION / RESOLUTION) + 1) * RESOLUTION)
+    held = {(key, writer) for writer, state in blocks._writers.items() for row in state.rows for key in row.keys}
+    assert {(key, writer) for key, writers in blocks._where.items() for writer in writers} == held
     for key in KEYS:
         assert _points(blocks, key, since) == _points(series, key, since), key
         assert [p.timestamp for p in blocks.points(key, -math.inf)] == sorted(
@@ -84,3 +86,15 @@ def test_expiry_forgets_writers_and_keys_out_of_the_window() -> None:
 def test_a_nan_timestamp_is_refused() -> None:
     with pytest.raises(ValueError, match="invalid timestamp"):
         BlockHistory(RETENTION).record("a", math.nan, ("k",), [{"cpu_percent": 1.0}])
+
+
+def test_keys_that_leave_the_window_are_forgotten_as_new_ones_come() -> None:
+    """Processes come and go for ever: the keys held are those of the rows
+    in the window, however many there were."""
+    history = BlockHistory(RETENTION)
+    for step in range(100):
+        history.record("a", step * RESOLUTION, (f"process:h:{step}", "process:h:1"),
+                       [{"cpu_percent": 1.0}, {"cpu_percent": 2.0}])
+    assert len(history) == RETENTION / RESOLUTION + 1  # one key a row, and the one in all of them
+    history.expire(1000 * RESOLUTION)
+    assert len(history) == 0 and not history._writers
