@@ -204,10 +204,12 @@ class Node:
 
 
 _new = object.__new__
+_SEEN_SLOTS = ("id", "kind", "label", "parent", "host", "agent_id", "status", "last_seen", "metadata", "metrics",
+               "_entry")
+assert {field.name for field in attrs.fields(Node)} == set(_SEEN_SLOTS), "Node.seen must set every field"
 (_set_id, _set_kind, _set_label, _set_parent, _set_host, _set_agent_id, _set_status, _set_last_seen, _set_metadata,
- _set_metrics, _set_entry) = (Node.__dict__[field.name].__set__ for field in attrs.fields(Node))
-"""Each slot's own setter, in field order (checked by the unpacking: a field
-more or fewer fails here, at import)."""
+ _set_metrics, _set_entry) = (Node.__dict__[name].__set__ for name in _SEEN_SLOTS)
+"""Each slot's own setter (``Node.seen``)."""
 
 _ENTRY = attrgetter("_entry")
 
