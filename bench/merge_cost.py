@@ -22,6 +22,12 @@ with other work, time spent waiting for a core is not the merge's.
 Target (issue 20): metrics only <= 0.25x full, median of the rounds.
 
 ``--profile``: cProfile of the metrics-only batches, top functions by own time.
+
+``--memory``: instead, the processes' metric history of ``--hosts`` hosts of 100
+processes after 15 minutes of reports (60 buckets, the actor's process
+retention), measured with tracemalloc: per report rows (``BlockHistory``, the
+actor's since the metrics-merge branch) against a series per process
+(``MetricHistory``), in the same run.
 """
 
 from __future__ import annotations
@@ -112,7 +118,10 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--memory", action="store_true")
     args = parser.parse_args()
+    if args.memory:
+        return memory(args.hosts)
 
     # The collector as the server tunes it (``trioscope.server``): with
     # CPython's default thresholds its young collections would be a share of
@@ -152,6 +161,32 @@ def main() -> int:
     print(f"graph: {len(graph.nodes)} nodes ({nodes} processes), version {graph.version}")
     if profile is not None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+    return 0
+
+
+def memory(hosts: int) -> int:
+    """Bytes of the processes' history after 15 minutes, rows against series."""
+    import tracemalloc
+
+    keys = [tuple(f"process:host-{h}:{1000 + p}" for p in range(100)) for h in range(hosts)]
+    kinds: list[tuple[str, Any]] = [("series per process (MetricHistory)", MetricHistory(900.0))]
+    if BlockHistory is not None:
+        kinds.insert(0, ("rows per report (BlockHistory)", BlockHistory(900.0)))
+    for name, history in kinds:
+        gc.collect()
+        tracemalloc.start()
+        for bucket in range(60):
+            at = T0 + 15.0 * bucket
+            for host, ids in enumerate(keys):
+                values = [{"cpu_percent": float(bucket + p), "memory_mb": 64.0 + host} for p in range(100)]
+                if isinstance(history, MetricHistory):
+                    history.record_many(at, list(zip(ids, values, strict=True)))
+                else:
+                    history.record(f"agent-{host}", at, ids, values)
+        size, _peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"{name}: {size / 2**20:.1f} MiB for {hosts} hosts x 100 processes x 60 buckets "
+              f"({size / (hosts * 100):.0f} B a process)")
     return 0
 
 
