@@ -22,6 +22,12 @@ with other work, time spent waiting for a core is not the merge's.
 Target (issue 20): metrics only <= 0.25x full, median of the rounds.
 
 ``--profile``: cProfile of the metrics-only batches, top functions by own time.
+
+``--memory``: instead, the processes' metric history of ``--hosts`` hosts of 100
+processes after 15 minutes of reports (60 buckets, the actor's process
+retention), measured with tracemalloc: per report rows (``BlockHistory``, the
+actor's since the metrics-merge branch) against a series per process
+(``MetricHistory``), in the same run.
 """
 
 from __future__ import annotations
@@ -41,6 +47,11 @@ sys.path.insert(0, str(ROOT))
 from tests.synthetic import host_report  # noqa: E402
 
 from trioscope.domain.timeseries import MetricHistory  # noqa: E402
+
+try:  # processes' history in rows per report, since the metrics-merge branch
+    from trioscope.domain.block_history import BlockHistory
+except ImportError:
+    BlockHistory = None
 from trioscope.domain.topology import NodeKind, TopologyGraph  # noqa: E402
 from trioscope.server import tune_garbage_collector  # noqa: E402
 from trioscope.wire import Report, decode_report  # noqa: E402
@@ -65,7 +76,8 @@ def document(index: int, when: float, load: float, fewer: bool) -> dict[str, Any
 PHASES = ("apply", "record", "settle", "publish")
 
 
-def merge_batch(graph: TopologyGraph, history: MetricHistory, reports: list[Report], now: float) -> dict[str, float]:
+def merge_batch(graph: TopologyGraph, history: MetricHistory, reports: list[Report], now: float,
+                process_history: Any = None) -> dict[str, float]:
     """CPU seconds per report of each phase of merging ``reports`` as the topology actor does."""
     gc.collect()
     clock = time.process_time
@@ -76,7 +88,14 @@ def merge_batch(graph: TopologyGraph, history: MetricHistory, reports: list[Repo
         applied = clock()
         at = report.timestamp.timestamp()
         nodes = graph.partitions[report.agent_id].nodes
-        if hasattr(history, "record_many"):  # as the actor records them since the merge branch
+        if process_history is not None:  # as the actor records them since the metrics-merge branch
+            process = NodeKind.PROCESS
+            processes = [node for node in nodes.values() if node.kind is process]
+            process_history.record(report.agent_id, at, tuple(node.id for node in processes),
+                                   [node.metrics for node in processes])
+            history.record_many(at, [(node.id, node.metrics) for node in nodes.values()
+                                     if node.kind is not process and node.metrics])
+        elif hasattr(history, "record_many"):  # as the actor records them since the merge branch
             history.record_many(at, [(node_id, node.metrics) for node_id, node in nodes.items() if node.metrics])
         else:
             for node_id, node in nodes.items():
@@ -99,7 +118,10 @@ def main() -> int:
     parser.add_argument("--hosts", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--memory", action="store_true")
     args = parser.parse_args()
+    if args.memory:
+        return memory(args.hosts)
 
     # The collector as the server tunes it (``trioscope.server``): with
     # CPython's default thresholds its young collections would be a share of
@@ -107,8 +129,9 @@ def main() -> int:
     tune_garbage_collector()
     graph = TopologyGraph(T0)
     history = MetricHistory(3600.0)
+    process_history = BlockHistory(900.0) if BlockHistory is not None else None
     loaded = [decode_report(document(i, T0, 0.0, fewer=False)) for i in range(args.hosts)]
-    merge_batch(graph, history, loaded, T0)
+    merge_batch(graph, history, loaded, T0, process_history)
     profile = cProfile.Profile() if args.profile else None
     rounds: list[tuple[dict[str, float], dict[str, float]]] = []
     for round_no in range(1, args.rounds + 1):
@@ -116,10 +139,10 @@ def main() -> int:
         fewer = round_no % 2 == 1  # alternately one connection fewer and as loaded: a new structure each round
         structural = [decode_report(document(i, when, round_no, fewer)) for i in range(args.hosts)]
         metrics_only = [decode_report(document(i, when + 15, round_no + 0.5, fewer)) for i in range(args.hosts)]
-        full = merge_batch(graph, history, structural, when)
+        full = merge_batch(graph, history, structural, when, process_history)
         if profile is not None:
             profile.enable()
-        short = merge_batch(graph, history, metrics_only, when + 15)
+        short = merge_batch(graph, history, metrics_only, when + 15, process_history)
         if profile is not None:
             profile.disable()
         rounds.append((full, short))
@@ -138,6 +161,32 @@ def main() -> int:
     print(f"graph: {len(graph.nodes)} nodes ({nodes} processes), version {graph.version}")
     if profile is not None:
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+    return 0
+
+
+def memory(hosts: int) -> int:
+    """Bytes of the processes' history after 15 minutes, rows against series."""
+    import tracemalloc
+
+    keys = [tuple(f"process:host-{h}:{1000 + p}" for p in range(100)) for h in range(hosts)]
+    kinds: list[tuple[str, Any]] = [("series per process (MetricHistory)", MetricHistory(900.0))]
+    if BlockHistory is not None:
+        kinds.insert(0, ("rows per report (BlockHistory)", BlockHistory(900.0)))
+    for name, history in kinds:
+        gc.collect()
+        tracemalloc.start()
+        for bucket in range(60):
+            at = T0 + 15.0 * bucket
+            for host, ids in enumerate(keys):
+                values = [{"cpu_percent": float(bucket + p), "memory_mb": 64.0 + host} for p in range(100)]
+                if isinstance(history, MetricHistory):
+                    history.record_many(at, list(zip(ids, values, strict=True)))
+                else:
+                    history.record(f"agent-{host}", at, ids, values)
+        size, _peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        print(f"{name}: {size / 2**20:.1f} MiB for {hosts} hosts x 100 processes x 60 buckets "
+              f"({size / (hosts * 100):.0f} B a process)")
     return 0
 
 

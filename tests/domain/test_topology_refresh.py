@@ -4,7 +4,7 @@ versions as the full path.
 
 The reference graph takes the full path for every report: partitions built
 from scratch, ``_refresh`` replaced by the full replacement, and every process
-group built from its members in full (never ``regrouped``). Sequences mix
+group, pod and service built from its members in full (never ``_regroup``). Sequences mix
 reports of new structure with repeats of an agent's last report whose metrics,
 times, statuses and thread counts changed.
 """
@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.domain.test_topology_properties import AGENTS, HOSTS, IPS, T0, connections, containers, processes
-from trioscope.domain.topology import Partition, TopologyDiff, TopologyGraph, View, build_partition
+from trioscope.domain.topology import NodeKind, Partition, TopologyDiff, TopologyGraph, View, build_partition
 from trioscope.wire import decode_report
 
 
@@ -29,9 +29,8 @@ class FullPathGraph(TopologyGraph):
     def _refresh(self, agent: str, new: Partition) -> None:
         self._rebuild(agent, self.partitions[agent], new)
 
-    def _rebuild_process_group(self, group_id: str) -> None:
-        self._group_frames.clear()  # every group built from its members in full
-        super()._rebuild_process_group(group_id)
+    def _regroup(self, kind: NodeKind, group_id: str) -> bool:
+        return False  # every group built from its members in full
 
 
 def _stamp(seconds: int) -> str:
@@ -136,7 +135,7 @@ def test_a_partition_refreshed_from_the_last_equals_one_built_from_scratch(
     refreshed, scratch = build_partition(report, T0 + 15, previous), build_partition(report, T0 + 15)
     assert refreshed.reps is previous.reps  # the short path was taken
     assert list(refreshed.nodes.items()) == list(scratch.nodes.items())
-    for part in ("reps", "listeners", "local_listeners", "addresses", "outgoing", "pods", "services", "shape",
+    for part in ("reps", "listeners", "local_listeners", "addresses", "outgoing", "pods", "services", "shape", "kinds",
                  "report_time", "received_at"):
         assert getattr(refreshed, part) == getattr(scratch, part), part
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping
-from operator import attrgetter
-from typing import Any
+from operator import attrgetter, is_
+from typing import Any, cast
 
 import attrs
 
@@ -36,6 +36,8 @@ Projection = tuple[int, str, str]
 """(index of the view in ``VIEWS``, source node, target node)."""
 _GROUP = VIEWS.index(View.PROCESSES_BY_NAME)
 _BY_ID = attrgetter("id")
+_METADATA = attrgetter("metadata")
+_LAST_SEEN = attrgetter("last_seen")
 
 
 @attrs.frozen
@@ -61,6 +63,9 @@ class TopologyGraph:
         """Node id -> the agents whose partitions describe it (nearly always one);
         their versions of it are in their partitions."""
         self._children: dict[str, set[str]] = defaultdict(set)
+        self._shared: Counter[str] = Counter()
+        """Agent -> how many of the nodes it describes other agents describe too
+        (their versions merged): an agent with none is refreshed in bulk."""
 
         # Endpoints everyone exposes: key -> {agent: node}. More than one claimant
         # (e.g. 172.17.0.2 on every Docker host) makes the key ambiguous.
@@ -89,11 +94,18 @@ class TopologyGraph:
         # ... and the members (ids in order, their metadata objects) its node
         # was last built from in full: a group whose members are those, with
         # that metadata, is rebuilt from its node (``regrouped``).
-        self._group_frames: dict[str, tuple[tuple[str, ...], tuple[Mapping[str, Any], ...]]] = {}
+        self._group_frames: dict[str, tuple[tuple[str, ...], tuple[Mapping[str, Any] | None, ...]]] = {}
 
         self.version = 0
         self._published = TopologySnapshot.empty(now)
         self._dirty_nodes: set[str] = set()
+        self._refreshed: dict[str, float] = {}
+        """Agents refreshed in bulk since the last version (``_refresh``), with
+        the report time of their partition in that version: their nodes are
+        not in ``_dirty_nodes``, and ``publish`` takes them as a whole."""
+        self._rebuilt: set[str] = set()
+        """Agents whose partition was replaced in full since the last version:
+        their nodes may be new to it, so they go through ``_dirty_nodes``."""
         self._dirty_edges: dict[View, set[EdgeKey]] = {v: set() for v in View}
 
     @property
@@ -151,6 +163,11 @@ class TopologyGraph:
     def _rebuild(self, agent: str, old: Partition | None, new: Partition | None) -> None:
         """Replace ``agent``'s partition by one that may place nodes elsewhere,
         expose or open other endpoints, or join other groups."""
+        self._rebuilt.add(agent)
+        if self._refreshed.pop(agent, None) is not None and old is not None:
+            # Its nodes changed since the last version without being marked:
+            # whatever replaces them is compared with that version.
+            self._dirty_nodes.update(old.nodes)
         if new is None:
             del self.partitions[agent]
         else:
@@ -170,8 +187,44 @@ class TopologyGraph:
         """Merge a partition of the same structure as the agent's current one
         (``Partition.same_structure``): its nodes replace their versions and
         nothing else moves, no edge, endpoint or membership (the common report:
-        new metrics, the same processes and connections)."""
+        new metrics, the same processes and connections).
+
+        An agent that describes no node with others (nearly all) is refreshed
+        in bulk: its nodes stored by dict updates, their groups marked stale
+        by set operations, and the agent, not each node, marked for
+        ``publish`` (a per-node loop through each step was most of the cost
+        of a report whose metrics alone changed)."""
+        old = self.partitions[agent]
         self.partitions[agent] = new
+        if self._shared.get(agent):
+            self._refresh_nodes(new)
+            return
+        nodes = new.nodes
+        self._nodes.update(nodes)
+        by_kind = self._by_kind
+        for node_id, node in nodes.items():
+            by_kind[node.kind][node_id] = node
+        if agent in self._rebuilt:  # its nodes may be new since the last version: compared one by one
+            self._dirty_nodes.update(nodes)
+        else:
+            self._refreshed.setdefault(agent, old.report_time)
+        # Its process groups and pods are rebuilt now, while their members are
+        # in the CPU's caches (at publish, after a batch of a hundred hosts,
+        # reading them again cost as much as the rebuild); services, which
+        # span hosts, once per version (``settle``).
+        groups: set[str] = set(filter(None, [node_reps[_GROUP] for node_reps in new.reps.values()]))
+        for of_container in filter(None, map(self._groups_of.get, nodes)):  # a solo node's reps are its partition's
+            groups.update(of_container)
+        stale = self._stale_groups
+        for group_id in sorted(groups):
+            if group_id.startswith("service:"):
+                stale.add(group_id)
+            else:
+                stale.discard(group_id)
+                self._rebuild_group(group_id)
+
+    def _refresh_nodes(self, new: Partition) -> None:
+        """``_refresh`` node by node, for an agent some of whose nodes others describe too."""
         sources, nodes, by_kind, dirty, node_reps = self._sources, self._nodes, self._by_kind, self._dirty_nodes, self._reps
         stale, groups_of = self._stale_groups, self._groups_of
         for node_id, node in new.nodes.items():
@@ -224,6 +277,17 @@ class TopologyGraph:
             agents = (*agents, agent)
         elif not present:
             agents = tuple(a for a in agents if a != agent)
+        before = self._sources.get(node_id, ())
+        if agents != before:
+            shared = self._shared
+            if len(before) > 1:
+                for other in before:
+                    shared[other] -= 1
+                    if not shared[other]:
+                        del shared[other]
+            if len(agents) > 1:
+                for other in agents:
+                    shared[other] += 1
         if agents:
             self._sources[node_id] = agents
         else:
@@ -297,10 +361,13 @@ class TopologyGraph:
                 self._members[group_id][agent] = now
             else:
                 self._members[group_id].pop(agent, None)
+            self._group_frames.pop(group_id, None)  # other members: built again in full
             self._stale_groups.add(group_id)
 
     def _rebuild_group(self, group_id: str) -> None:
         kind = kind_of(group_id)
+        if self._regroup(kind, group_id):
+            return
         if kind is NodeKind.PROCESS_GROUP:
             self._rebuild_process_group(group_id)
             return
@@ -309,6 +376,7 @@ class TopologyGraph:
         containers = [self._nodes[c] for c in members if c in self._nodes]
         if not containers:
             self._members.pop(group_id, None)
+            self._group_frames.pop(group_id, None)
             self._set_group(group_id, None)
             return
         namespace, _, name = group_id.partition(":")[2].partition("/")
@@ -331,28 +399,45 @@ class TopologyGraph:
             status="running" if running else containers[0].status,
             last_seen=max(c.last_seen for c in containers),
             metadata=metadata,
-            metrics={
-                "cpu_percent": sum(c.metrics.get("cpu_percent", 0.0) for c in containers),
-                "memory_mb": sum(c.metrics.get("memory_mb", 0.0) for c in containers),
-                "containers": float(len(containers)),
-            },
+            metrics=_container_sums(containers),
         )
+        # Members absent from the graph are in the frame with no metadata: one
+        # that comes back is no longer what the node was built from.
+        self._group_frames[group_id] = (tuple(members), tuple(self._nodes[c].metadata if c in self._nodes else None
+                                                            for c in members))
         self._set_group(group_id, node)
 
-    def _rebuild_process_group(self, group_id: str) -> None:
+    def _regroup(self, kind: NodeKind, group_id: str) -> bool:
+        """Rebuild a group whose members are those its node was last built from
+        in full (its frame: a change of members drops it), each with the very
+        metadata it had then (``Node.seen`` shares it; a new status, name or
+        host comes with new metadata): only their metrics and times changed,
+        so only the sums and the newest member are found again, and the
+        node's place stays. Returns False (nothing done) for any other group."""
         nodes = self._nodes
         frame = self._group_frames.get(group_id)
         previous = nodes.get(group_id)
-        if frame is not None and previous is not None:
-            # Same members (a move drops the frame), each with the metadata it
-            # had: only their metrics and times changed (see ``regrouped``).
-            ordered = [nodes.get(p) for p in frame[0]]
-            for member, metadata in zip(ordered, frame[1], strict=True):
-                if member is None or member.metadata is not metadata:
-                    break
-            else:
-                self._set_node(group_id, regrouped(previous, ordered))  # type: ignore[arg-type]  # no None: checked above
-                return  # its place (host, id) stays
+        if frame is None or previous is None:
+            return False
+        members = list(map(nodes.get, frame[0]))
+        # all(): a node is always true, and ``None in`` would call each one's __eq__.
+        if not all(members) or not all(map(is_, map(_METADATA, members), frame[1])):
+            return False
+        found = cast("list[Node]", members)  # no None: all() above
+        if kind is NodeKind.PROCESS_GROUP:
+            node = regrouped(previous, found)
+        else:
+            # What the full build gives: members in id order, the first one's
+            # agent, status and labels (its metadata, hence its node, as then).
+            node = previous.seen(max(map(_LAST_SEEN, found)), _container_sums(found))
+        # _set_node for a node whose place (host, parent, id) stays and that
+        # is no member of any group; whether it changed, publish sees.
+        nodes[group_id] = self._by_kind[kind][group_id] = node
+        self._dirty_nodes.add(group_id)
+        return True
+
+    def _rebuild_process_group(self, group_id: str) -> None:
+        nodes = self._nodes
         members = sorted((nodes[p] for p in self._processes_of.get(group_id, ()) if p in nodes), key=_BY_ID)
         node = group_node_ordered(group_id, members)
         if node is None:
@@ -510,7 +595,7 @@ class TopologyGraph:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._dirty_nodes or self._stale_groups) or any(self._dirty_edges.values())
+        return bool(self._dirty_nodes or self._refreshed or self._stale_groups) or any(self._dirty_edges.values())
 
     @property
     def current(self) -> TopologySnapshot:
@@ -530,7 +615,18 @@ class TopologyGraph:
         dirty_kinds: set[NodeKind] = set()
         live = self._nodes
         published = {kind: previous.nodes_of(kind) for kind in NodeKind}
-        for node_id in self._dirty_nodes:
+        dirty = self._dirty_nodes
+        for agent, published_time in self._refreshed.items():
+            partition = self.partitions[agent]
+            if self._shared.get(agent) or partition.report_time == published_time:
+                dirty.update(partition.nodes)  # merged since, or seen at the same time: compared one by one
+            else:
+                # Each in the last version (no rebuild since), and seen later than there.
+                nodes_updated.update(partition.nodes)
+                dirty_kinds.update(partition.kinds)
+        self._refreshed.clear()
+        self._rebuilt.clear()
+        for node_id in dirty:
             after = live.get(node_id)
             kind = after.kind if after is not None else kind_of(node_id)
             before = published[kind].get(node_id)
@@ -657,6 +753,15 @@ class TopologyGraph:
             if agent != agent_id:
                 graph._replace(agent, None, partition)
         return graph
+
+
+def _container_sums(containers: list[Node]) -> dict[str, float]:
+    """A pod's or service's metrics: its containers' (in id order), summed."""
+    return {
+        "cpu_percent": sum(c.metrics.get("cpu_percent", 0.0) for c in containers),
+        "memory_mb": sum(c.metrics.get("memory_mb", 0.0) for c in containers),
+        "containers": float(len(containers)),
+    }
 
 
 def _brief(node: Node) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from collections.abc import Iterable
 from operator import attrgetter
 from typing import Any
 
+import attrs
+
 from ._model import Node, NodeKind, process_group_id
 
 
@@ -81,11 +83,8 @@ def regrouped(previous: Node, ordered: list[Node]) -> Node:
     sums and the newest member are found again (a host's metrics-only
     report rebuilds its dozen groups)."""
     newest = max(ordered, key=_RECENCY)
-    return Node(
-        id=previous.id, kind=NodeKind.PROCESS_GROUP, label=previous.label, parent=previous.parent,
-        host=previous.host, agent_id=newest.agent_id, status=previous.status, last_seen=newest.last_seen,
-        metadata=previous.metadata, metrics=_group_metrics(ordered),
-    )
+    node = previous.seen(newest.last_seen, _group_metrics(ordered))
+    return node if newest.agent_id == previous.agent_id else attrs.evolve(node, agent_id=newest.agent_id)
 
 
 def _group_metrics(ordered: list[Node]) -> dict[str, float]:
