@@ -48,7 +48,7 @@ from trioscope.store import StoreReader
 
 from trioscope.domain.commands import Command, DeadlineWatch
 
-from .deployment_queue import QueueIdle, Refresh, Reload, Snapshot, StopIfIdle, queue_spec
+from .deployment_queue import MIN_TIMER, QueueIdle, Refresh, Reload, Snapshot, StopIfIdle, queue_spec
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,9 @@ class CommandChanged:
 @attrs.frozen
 class ResyncQueues:
     """The change feed (re)connected and may have missed changes: every running
-    queue reloads its open commands, and a queue starts for every deployment
-    with open commands. Answered with how many deployments have open commands."""
+    queue reloads its open commands, and the deadlines of every other
+    deployment's open commands are watched. Answered with how many deployments
+    have open commands."""
 
 
 @attrs.frozen
@@ -171,7 +172,8 @@ class QueueOwnerActor(Actor):
         if self.watch_timer is not None:
             self.watch_timer.cancel()
         self.watch_armed_for = due
-        self.watch_timer = self.context.send_after(max(0.0, due - self.clock()), _WatchDue())
+        # Never sooner than MIN_TIMER: the wall clock and Trio's may disagree by a hair.
+        self.watch_timer = self.context.send_after(max(MIN_TIMER, due - self.clock()), _WatchDue())
 
     def _queue(self, deployment_hash: str) -> ActorRef:
         """The deployment's queue actor, started if it is not running."""

@@ -14,7 +14,7 @@ from tests.actors.test_deployment_queue import audit, command, settings, wall  #
 from trioscope.actors.deployment_queue import IDLE_STOP, Confirm, Create, QueueIdle, Snapshot
 from trioscope.actors.directory import CreateDeployment
 from trioscope.actors.queue_owner import (
-    FOLLOW_GRACE, CommandChanged, ForDeployment, GetCommandStats, QueueOwnerActor,
+    FOLLOW_GRACE, CommandChanged, ForDeployment, GetCommandStats, QueueOwnerActor, ResyncQueues,
 )
 from trioscope.actors.store import commit
 from trioscope.domain.commands import CommandEvent, CommandStatus
@@ -132,4 +132,17 @@ async def test_a_request_for_a_watched_deployment_starts_its_queue_with_the_comm
     owner.tell(CommandChanged(later))  # the running queue takes it
     with trio.fail_after(10):
         while await owner.ask(ForDeployment(deployment_hash, Snapshot())):
+            await trio.sleep(0.01)
+
+
+async def test_after_a_resync_open_commands_are_watched_not_held(owned_in, clock, settings) -> None:
+    deployment_hash, owner, queues, system = owned_in
+    other = command(deployment_hash, 9)
+    await commit(system.lookup(STORE), [SaveCommand(other, None)])
+    assert await owner.ask(ResyncQueues()) == 1
+    assert queues.child(deployment_hash) is None
+    await trio.testing.wait_all_tasks_blocked()
+    clock.jump(settings.commands.delivery_deadline + FOLLOW_GRACE + 1)
+    with trio.fail_after(10):
+        while queues.child(deployment_hash) is None:  # started by the watch, it fires the deadline
             await trio.sleep(0.01)
