@@ -20,7 +20,7 @@ import trio
 
 from trioscope.config import format_duration
 from trioscope.runtime import Actor, ActorRef, MailboxFull
-from trioscope.store import Database, StoreReader, StoreWriter, Write, open_writer, run_commit
+from trioscope.store import Database, StoreReader, StoreWriter, Write, open_writer
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,8 @@ class StoreActor(Actor):
         assert writer is not None
         try:
             with trio.CancelScope(shield=True):
-                results = await run_commit(writer, [c.writes for c in batch], self.limiter)
+                results = await trio.to_thread.run_sync(
+                    writer.commit, [c.writes for c in batch], limiter=self.limiter)
         except BaseException as exc:
             for c in batch:
                 c.receipt.settle(outcome.Error(exc if isinstance(exc, Exception) else RuntimeError("store stopped")))

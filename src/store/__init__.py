@@ -40,7 +40,6 @@ from ._reader import StoreWriter as StoreWriter
 from ._reader import describe_database as describe_database
 from ._reader import postgres_url as postgres_url
 from ._reader import open_writer as open_writer
-from ._reader import run_commit as run_commit
 from ._reader import resolve_database as resolve_database
 from ._reader import sqlite_path as sqlite_path
 from ._reads import AuditRecord as AuditRecord
@@ -61,6 +60,6 @@ __all__ = [
     "ForgetAgents", "NewerSchema", "PostgresReader", "PostgresWriter", "RateBudget", "Rejected", "ReplayIds",
     "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
     "StoredCommand", "Unavailable", "Write", "copy_store", "decode_change", "describe_database", "encode_change",
-    "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database", "run_commit",
+    "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database",
     "sqlite_path", "token_secret",
 ]

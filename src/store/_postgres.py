@@ -9,9 +9,7 @@ database refuses is ``Rejected``. In the same transaction, each committed
 group's command, deployment and agent changes are announced to the other
 replicas (``_changes``); PostgreSQL delivers the notifications on commit only.
 Committed means flushed to disk (``synchronous_commit`` is set on for the writer).
-All methods block (callers run them in a worker thread, one at a time) but
-``commit_on_trio``, the store actor's: its usual case, every group in one
-pipeline, is run by Trio on a connection of its own (``_trio_connection``).
+All methods block: callers run them in a worker thread, one at a time.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from collections.abc import Sequence
 import orjson
 import psycopg
 import psycopg.errors
-import trio
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_loads
@@ -35,7 +32,6 @@ from ._ops import (AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, Save
                    Write)
 from ._postgres_migrations import migrate
 from ._reads import AuditRecord
-from ._trio_connection import TrioConnection, connect_trio
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -63,8 +59,6 @@ class _Retry(Exception):
 
 
 _RETRIED: tuple[type[BaseException], ...] = (_Retry, *REFUSED)
-_ROLLED_BACK: tuple[type[BaseException], ...] = (*_RETRIED, psycopg.errors.DeadlockDetected)
-"""What a pipelined commit raises after rolling back cleanly: its connection is as good as before."""
 
 
 def is_postgres_url(database: str) -> bool:
@@ -146,8 +140,6 @@ class PostgresWriter:
         self.url = url
         self.origin = origin if origin is not None else secrets.token_hex(8)
         """Names this writer in its change notifications."""
-        self.trio_connection: TrioConnection | None = None
-        """``commit_on_trio``'s (opened on its first call; dropped after an error that may have broken it)."""
         self.connection = self._connect()
         try:
             migrate(self.connection)
@@ -160,9 +152,6 @@ class PostgresWriter:
 
     def close(self) -> None:
         self.connection.close()
-        if self.trio_connection is not None:
-            self.trio_connection.discard()
-            self.trio_connection = None
 
     def _connect(self) -> Connection:
         db = connect(self.url)
@@ -192,77 +181,6 @@ class PostgresWriter:
         for attempt in range(DEADLOCK_RETRIES):
             try:
                 return self._commit(groups, order)
-            except psycopg.errors.DeadlockDetected:
-                if attempt == DEADLOCK_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def commit_on_trio(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        """``commit``, its usual case (every group in one pipeline) run by Trio
-        on ``trio_connection`` rather than in a worker thread. What needs
-        savepoints (a group that failed, agents to forget) is written by
-        ``commit_with_savepoints`` in a worker thread: rare, and one copy of it.
-        The caller shields this from cancellation (a query cancelled midway
-        leaves its connection unusable)."""
-        if any(isinstance(write, ForgetAgents) for group in groups for write in group):
-            return await trio.to_thread.run_sync(self.commit_with_savepoints, groups)
-        order = sorted(range(len(groups)), key=lambda i: _lock_order(groups[i]))
-        for attempt in range(DEADLOCK_RETRIES):
-            try:
-                return await self._commit_pipelined_on_trio(groups, order)
-            except psycopg.errors.DeadlockDetected:
-                if attempt == DEADLOCK_RETRIES - 1:
-                    raise
-            except _RETRIED:
-                break  # rolled back: find the failing groups one savepoint at a time
-        return await trio.to_thread.run_sync(self.commit_with_savepoints, groups)
-
-    async def _commit_pipelined_on_trio(self, groups: Sequence[Sequence[Write]],
-                                        order: list[int]) -> list[BaseException | None]:
-        """``_commit_pipelined`` on ``trio_connection``."""
-        db = await self._trio_db()
-        rows: dict[tuple[str, int], CommandRow] = {}
-        try:
-            async with db.pipeline() as pipeline, db.transaction():
-                checks = []
-                for i in order:
-                    for write in groups[i]:
-                        query, params, checked = _statement(write, rows)
-                        cursor = await db.execute(query, params)
-                        if checked:
-                            checks.append(cursor)
-                payloads = [self._payload(db, c, rows) for group in groups for c in changes_of(group, self.origin, {})]
-                if payloads:
-                    await db.execute(NOTIFY, (CHANGES_CHANNEL, payloads))
-                await pipeline.sync()
-                if any(cursor.rowcount != 1 for cursor in checks):
-                    raise _Retry
-        except _ROLLED_BACK:
-            raise
-        except BaseException:
-            self.trio_connection = None
-            db.discard()
-            raise
-        return [None] * len(groups)
-
-    async def _trio_db(self) -> TrioConnection:
-        db = self.trio_connection
-        if db is None or db.closed or db.broken:
-            try:
-                db = await connect_trio(self.url, timeout=CONNECT_TIMEOUT)
-                configure(db)  # type: ignore[arg-type]  # only its adapters are touched
-                await db.execute("SET synchronous_commit = on")  # acknowledged means flushed, as ``_connect``
-            except psycopg.Error as exc:
-                raise Unavailable(f"cannot connect to {describe(self.url)}: {_one_line(exc)}") from None
-            self.trio_connection = db
-        return db
-
-    def commit_with_savepoints(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
-        """``commit`` a savepoint per group, without trying the pipeline first."""
-        order = sorted(range(len(groups)), key=lambda i: _lock_order(groups[i]))
-        for attempt in range(DEADLOCK_RETRIES):
-            try:
-                return self._commit_each(self._db(), groups, order)
             except psycopg.errors.DeadlockDetected:
                 if attempt == DEADLOCK_RETRIES - 1:
                     raise
@@ -321,7 +239,7 @@ class PostgresWriter:
         return results
 
     @staticmethod
-    def _payload(db: Connection | TrioConnection, change: Change, rows: dict[tuple[str, int], CommandRow]) -> str:
+    def _payload(db: Connection, change: Change, rows: dict[tuple[str, int], CommandRow]) -> str:
         """``change``'s notification, with a command's row when the connection
         can send any text: a row holds the user's, which a database in another
         encoding than UTF-8 (say LATIN1) may have no character for."""
@@ -363,10 +281,56 @@ class PostgresWriter:
     def _send(self, db: Connection, write: Write,
               rows: dict[tuple[str, int], CommandRow]) -> psycopg.Cursor[TupleRow] | None:
         """Send the statement of ``write`` (not ``ForgetAgents``); for a
-        compare-and-set, its cursor, whose ``rowcount`` is 1 unless the row changed."""
-        query, params, checked = _statement(write, rows)
-        cursor = db.execute(query, params)
-        return cursor if checked else None
+        compare-and-set, its cursor, whose ``rowcount`` is 1 unless the row changed.
+        A command's columns are added to ``rows`` by id and version: its
+        change notification carries them."""
+        if isinstance(write, SaveCommand):
+            c = write.command
+            columns = rows[c.id, len(c.history)] = command_columns(c)
+            if write.expected_version is None:
+                db.execute(
+                    "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,"
+                    " document, error, history, result, finished_at)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
+                     len(c.history), *columns, finished_at(c)))
+                return None
+            return db.execute(
+                "UPDATE commands SET status = %s, version = %s, document = %s, error = %s, history = %s,"
+                " result = %s, finished_at = %s WHERE id = %s AND version = %s",
+                (c.status.value, len(c.history), *columns, finished_at(c), c.id, write.expected_version))
+        if isinstance(write, AuditEntry):
+            db.execute(
+                "INSERT INTO audit (at, tenant, actor, action, resource_type, resource_id, outcome, address,"
+                " user_agent, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json)",
+                (write.at, *map(_audit_text, (write.tenant, write.actor, write.action, write.resource_type,
+                                              write.resource_id, write.outcome, write.address, write.user_agent)),
+                 _json(write.details)))
+        elif isinstance(write, SaveDeployment):
+            d = write.deployment
+            if write.spends is not None:  # compare-and-set on the token it spends
+                return db.execute(
+                    "UPDATE deployments SET enrollment_hash = %s, status = %s, metadata = %s::json WHERE hash = %s"
+                    " AND enrollment_hash = %s",
+                    (d.enrollment_hash, d.status.value, _json(d.metadata), d.hash, write.spends))
+            db.execute(
+                "INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s::json) ON CONFLICT (hash) DO UPDATE SET"
+                " enrollment_hash = excluded.enrollment_hash, status = excluded.status, metadata = excluded.metadata",
+                (d.hash, d.tenant, d.user_id, d.created_at, d.enrollment_hash, d.status.value, _json(d.metadata)))
+        elif isinstance(write, SaveAgent):
+            a = write.agent
+            document = _json({"capabilities": list(a.capabilities), "version": a.version,
+                              "system_info": a.system_info})
+            db.execute(
+                "INSERT INTO agents (id, deployment_hash, token_hash, status, created_at, decommissioned_at, document)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s::json) ON CONFLICT (id) DO UPDATE SET"
+                " token_hash = excluded.token_hash, status = excluded.status,"
+                " decommissioned_at = excluded.decommissioned_at, document = excluded.document",
+                (a.id, a.deployment_hash, a.token_hash, a.status.value, a.created_at, a.decommissioned_at, document))
+        else:  # pragma: no cover - the Write union is closed (ForgetAgents goes through _apply)
+            raise TypeError(f"not a write here: {write!r}")
+        return None
 
     # Copying a whole store (``_copy``)
 
@@ -419,49 +383,3 @@ class PostgresWriter:
             if audit:
                 db.execute("SELECT setval(pg_get_serial_sequence('audit', 'id'), coalesce(max(id), 0) + 1, false)"
                            " FROM audit")
-
-
-def _statement(write: Write, rows: dict[tuple[str, int], CommandRow]) -> tuple[str, tuple[object, ...], bool]:
-    """The statement of ``write`` (not ``ForgetAgents``), its parameters, and
-    whether it is a compare-and-set (whose ``rowcount`` is 1 unless the row
-    changed). A command's columns are added to ``rows`` by id and version: its
-    change notification carries them."""
-    if isinstance(write, SaveCommand):
-        c = write.command
-        columns = rows[c.id, len(c.history)] = command_columns(c)
-        if write.expected_version is None:
-            return ("INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,"
-                    " document, error, history, result, finished_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
-                     len(c.history), *columns, finished_at(c)), False)
-        return ("UPDATE commands SET status = %s, version = %s, document = %s, error = %s, history = %s,"
-                " result = %s, finished_at = %s WHERE id = %s AND version = %s",
-                (c.status.value, len(c.history), *columns, finished_at(c), c.id, write.expected_version), True)
-    if isinstance(write, AuditEntry):
-        return ("INSERT INTO audit (at, tenant, actor, action, resource_type, resource_id, outcome, address,"
-                " user_agent, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s::json)",
-                (write.at, *map(_audit_text, (write.tenant, write.actor, write.action, write.resource_type,
-                                              write.resource_id, write.outcome, write.address, write.user_agent)),
-                 _json(write.details)), False)
-    if isinstance(write, SaveDeployment):
-        d = write.deployment
-        if write.spends is not None:  # compare-and-set on the token it spends
-            return ("UPDATE deployments SET enrollment_hash = %s, status = %s, metadata = %s::json WHERE hash = %s"
-                    " AND enrollment_hash = %s",
-                    (d.enrollment_hash, d.status.value, _json(d.metadata), d.hash, write.spends), True)
-        return ("INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s::json) ON CONFLICT (hash) DO UPDATE SET"
-                " enrollment_hash = excluded.enrollment_hash, status = excluded.status, metadata = excluded.metadata",
-                (d.hash, d.tenant, d.user_id, d.created_at, d.enrollment_hash, d.status.value, _json(d.metadata)),
-                False)
-    if isinstance(write, SaveAgent):
-        a = write.agent
-        document = _json({"capabilities": list(a.capabilities), "version": a.version, "system_info": a.system_info})
-        return ("INSERT INTO agents (id, deployment_hash, token_hash, status, created_at, decommissioned_at, document)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s::json) ON CONFLICT (id) DO UPDATE SET"
-                " token_hash = excluded.token_hash, status = excluded.status,"
-                " decommissioned_at = excluded.decommissioned_at, document = excluded.document",
-                (a.id, a.deployment_hash, a.token_hash, a.status.value, a.created_at, a.decommissioned_at, document),
-                False)
-    raise TypeError(f"not a write here: {write!r}")  # pragma: no cover - the Write union is closed

@@ -80,17 +80,6 @@ def describe_database(database: Database) -> str:
     return str(path) if path is not None else describe(str(database))
 
 
-async def run_commit(writer: StoreWriter, groups: Sequence[Sequence[Write]],
-                     limiter: trio.CapacityLimiter) -> list[BaseException | None]:
-    """``writer.commit(groups)`` as the store actor runs it: PostgreSQL's on
-    Trio (``PostgresWriter.commit_on_trio``, no worker thread in the usual
-    case), SQLite's in a worker thread (sqlite3 blocks) under ``limiter``.
-    Shield it from cancellation: a commit is waited for once it is sent."""
-    if isinstance(writer, PostgresWriter):
-        return await writer.commit_on_trio(groups)
-    return await trio.to_thread.run_sync(writer.commit, groups, limiter=limiter)
-
-
 def open_writer(database: Database, *, origin: str | None = None) -> StoreWriter:
     """The database for writing, its schema created or migrated (blocking).
 

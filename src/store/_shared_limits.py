@@ -37,7 +37,6 @@ import trio
 from trioscope.domain.rates import RateLimiter
 
 from ._token_leases import TokenLeases
-from ._postgres import CONNECT_TIMEOUT
 from ._trio_connection import TrioConnection, connect_trio
 
 BATCHES_IN_FLIGHT = 2
@@ -202,7 +201,7 @@ class SharedLimits:
         args = {"ids": [c.key for c in replays], "windows": [c.window for c in replays],
                 "keys": [c.key for c in leases], "wants": [c.want for c in leases],
                 "rates": [c.rate for c in leases], "bursts": [c.burst for c in leases]}
-        db = self._idle.pop() if self._idle else await connect_trio(self._url, timeout=CONNECT_TIMEOUT)
+        db = self._idle.pop() if self._idle else await connect_trio(self._url)
         try:
             for attempt in range(DEADLOCK_RETRIES):
                 try:

@@ -7,8 +7,7 @@ with Trio instead (``wait``, the one method psycopg documents for this), so a
 query costs the loop a socket wait, not a hop to a worker thread and back
 (about 80 µs of CPU per query against 190 µs through ``trio.to_thread``,
 measured here). Used where a few short statements are on every request's
-path: the shared limits (``_shared_limits``) and the writer's group commits
-(``_postgres``).
+path: the shared limits (``_shared_limits``).
 
 Rules that come with it: one task at a time per connection (psycopg's own
 lock is asyncio's, never waited on here: the caller serialises), and a query
@@ -29,6 +28,8 @@ from psycopg import pq
 from psycopg.abc import PQGen, RV
 from psycopg.rows import TupleRow
 from psycopg.waiting import Ready, Wait
+
+from ._postgres import CONNECT_TIMEOUT, configure
 
 
 class TrioConnection(psycopg.AsyncConnection[TupleRow]):
@@ -70,8 +71,8 @@ async def _ready(fd: int, state: int) -> Ready:
     return ready[0]
 
 
-def _connect_blocking(url: str, timeout: int) -> pq.abc.PGconn:
-    pgconn = pq.PGconn.connect(psycopg.conninfo.make_conninfo(url, connect_timeout=timeout).encode())
+def _connect_blocking(url: str) -> pq.abc.PGconn:
+    pgconn = pq.PGconn.connect(psycopg.conninfo.make_conninfo(url, connect_timeout=int(CONNECT_TIMEOUT)).encode())
     if pgconn.status != pq.ConnStatus.OK:
         message = pgconn.get_error_message()
         pgconn.finish()
@@ -80,14 +81,14 @@ def _connect_blocking(url: str, timeout: int) -> pq.abc.PGconn:
     return pgconn
 
 
-async def connect_trio(url: str, *, timeout: int = 10) -> TrioConnection:
-    """An autocommit connection whose queries Trio runs (connecting, at most
-    ``timeout`` seconds, in a worker thread).
+async def connect_trio(url: str) -> TrioConnection:
+    """An autocommit connection whose queries Trio runs (connecting in a worker thread).
 
     Raises:
         psycopg.OperationalError: the server cannot be reached or refuses the login.
     """
-    pgconn = await trio.to_thread.run_sync(functools.partial(_connect_blocking, url, timeout))
+    pgconn = await trio.to_thread.run_sync(functools.partial(_connect_blocking, url))
     connection = TrioConnection(pgconn)
     connection._autocommit = True  # as ``connect(autocommit=True)`` sets it: a new session is idle
+    configure(connection)  # type: ignore[arg-type]  # only its adapters are touched
     return connection

@@ -11,20 +11,19 @@ import attrs
 import pytest
 import trio
 
-from trioscope.store import DATABASE_FILE, StoreReader, StoreWriter, Write, open_writer, run_commit
+from trioscope.store import DATABASE_FILE, StoreReader, StoreWriter, Write, open_writer
 
 
 @attrs.frozen
 class Store:
-    """A writer and a reader of one database, the writer's commits made as the
-    store actor makes them (``run_commit``: on Trio for PostgreSQL, in a worker
-    thread for SQLite), its other blocking calls in a worker thread."""
+    """A writer and a reader of one database, the writer's blocking calls made
+    in a worker thread as the store actor makes them."""
 
     writer: StoreWriter
     reader: StoreReader
 
     async def commit(self, *groups: Sequence[Write]) -> list[BaseException | None]:
-        return await run_commit(self.writer, groups, trio.CapacityLimiter(1))
+        return await trio.to_thread.run_sync(self.writer.commit, groups)
 
     async def write(self, *writes: Write) -> None:
         """One group that must be written."""

@@ -8,10 +8,6 @@ import psycopg
 import pytest
 import trio
 
-from trioscope.domain.commands import CommandEvent
-
-from tests.store.test_protocol import command, deployment, saved
-from trioscope.store import Conflict, SaveDeployment, open_writer, run_commit
 from trioscope.store._postgres_migrations import migrate
 from trioscope.store._shared_limits import SharedLimits, SharedReplayIds
 from trioscope.store._trio_connection import connect_trio
@@ -50,31 +46,3 @@ async def test_a_limits_connection_lost_fails_its_batch_and_the_next_one_connect
             assert not await replay.first_use("agent/1")
         finally:
             limits.close()
-
-
-async def test_the_store_actors_commits_on_postgresql_take_no_worker_thread(postgres_url: str,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    """The usual commit (every group in one pipeline) is run by Trio; only a
-    group that fails is written again with savepoints, in a worker thread."""
-    writer = open_writer(postgres_url)
-    limiter = trio.CapacityLimiter(1)
-    try:
-        first = command(1)
-        assert await run_commit(writer, [[SaveDeployment(deployment("h1"))], [saved(first)]], limiter) == [None, None]
-        real_run_sync = trio.to_thread.run_sync
-        hops: list[object] = []
-
-        async def counted(*args: object, **kwargs: object) -> object:
-            hops.append(args[0])
-            return await real_run_sync(*args, **kwargs)  # type: ignore[arg-type]
-
-        monkeypatch.setattr(trio.to_thread, "run_sync", counted)
-        sent = first.apply(CommandEvent.DELIVER, 2.0)
-        assert await run_commit(writer, [[saved(sent, first)], [saved(command(2))]], limiter) == [None, None]
-        assert hops == []
-        stale = first.apply(CommandEvent.CANCEL, 3.0)  # made from the version before ``sent``
-        results = await run_commit(writer, [[saved(stale, first)], [saved(command(3))]], limiter)
-        assert isinstance(results[0], Conflict) and results[1] is None
-        assert len(hops) == 1, "the savepoints' pass, once"
-    finally:
-        writer.close()
