@@ -3,11 +3,14 @@
 psycopg does every exchange with the server as a generator over libpq's
 non-blocking calls, which says when it needs the socket readable or writable;
 its ``AsyncConnection`` waits for that with asyncio. ``TrioConnection`` waits
-with Trio instead (``wait``, the one method psycopg documents for this), so a
-query costs the loop a socket wait, not a hop to a worker thread and back
-(about 80 µs of CPU per query against 190 µs through ``trio.to_thread``,
-measured here). Used where a few short statements are on every request's
-path: the shared limits (``_shared_limits``).
+with Trio instead (``wait``, the method every exchange of the connection goes
+through), so a query costs the loop a socket wait, not a hop to a worker
+thread and back (about 80 µs of CPU per query against 190 µs through
+``trio.to_thread``, measured here). Used for the shared limits' one-statement
+batches (``_shared_limits``: 0.68x the CPU per batch). Not for the writer's
+pipelined group commits: there psycopg's async cursor, pipeline and
+transaction cost more per statement than the hop saves (1.10x per commit,
+bench/RESULTS.md, pg-owner section).
 
 Rules that come with it: one task at a time per connection (psycopg's own
 lock is asyncio's, never waited on here: the caller serialises), and a query
