@@ -16,8 +16,9 @@ directory tells the queue (``AgentsRetired``) or at the latest at the next
 hand-out, so they end as a new request of that agent would.
 
 Replicas (several server processes on one PostgreSQL database) each run a
-queue actor for every deployment with open commands. What another replica
-commits reaches this one as ``Refresh`` (the row its notification carried, or read);
+queue actor for a deployment whose requests reach them (the queue owner
+starts it, and watches the deadlines of the others'). While it runs, what another replica
+commits reaches it as ``Refresh`` (the row its notification carried, or read);
 a change this actor tries on a row another replica changed first fails its
 compare-and-set (``Conflict``): the actor reloads the row and decides again,
 so a request ends in one consistent status whichever replica it reached,

@@ -14,11 +14,19 @@ still idle (``StopIfIdle``) and waits until it has. Forwarding and stopping are
 done one message at a time, so nothing is ever forwarded to a queue that is
 stopping (which would fail the request with ``ActorStopped``).
 
-With replicas, the change feed hands it what other replicas committed:
-``CommandChanged`` goes to the deployment's queue, started if the command is
-open (every replica holds a queue for each deployment with open commands, so
-a deadline fires even when the replica that set it is gone), and
-``ResyncQueues`` after the feed may have missed something.
+With replicas, a deployment's queue runs only on the replicas its requests
+reached (usually one: the one holding its agent's poll), not on every
+replica: a queue applying every change another replica made to a deployment
+nobody asks it about cost each replica as much as following the whole
+installation. The change feed hands this actor what other replicas committed
+(``CommandChanged``): a running queue takes it (``Refresh``); otherwise only
+the command's next deadline is kept (``DeadlineWatch``), and should one pass
+``FOLLOW_GRACE`` seconds unresolved (the replicas holding the queue are gone),
+the deployment's queue is started here, reads the open commands and fires
+it, compare-and-set, so once across replicas. A request for a deployment
+whose queue is not running here starts one, which reads the open commands
+(every change committed before is in the store; every later one reaches it
+as ``Refresh``). ``ResyncQueues`` after the feed may have missed something.
 """
 
 from __future__ import annotations
@@ -33,19 +41,23 @@ import trio
 
 from trioscope.config import Settings
 from trioscope.runtime import (
-    Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, Forward, MailboxFull, SupervisorRef,
+    Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, Forward, MailboxFull, SupervisorRef, Timer,
 )
 from trioscope.domain.command_stats import CommandStats
 from trioscope.store import StoreReader
 
-from trioscope.domain.commands import Command
+from trioscope.domain.commands import Command, DeadlineWatch
 
-from .deployment_queue import QueueIdle, Refresh, Reload, Snapshot, StopIfIdle, queue_spec
+from .deployment_queue import MIN_TIMER, QueueIdle, Refresh, Reload, Snapshot, StopIfIdle, queue_spec
 
 log = logging.getLogger(__name__)
 
 STOP_WAIT = 5.0
 """Longest wait for an idle queue to stop (it has nothing to finish: at once, in practice)."""
+FOLLOW_GRACE = 2.0
+"""Seconds past a watched deadline before this replica starts the queue to fire
+it: the replica holding the queue fires it at once, and its change arrives
+well within this, so in the normal case no second queue starts."""
 
 
 @attrs.frozen
@@ -68,8 +80,14 @@ class CommandChanged:
 @attrs.frozen
 class ResyncQueues:
     """The change feed (re)connected and may have missed changes: every running
-    queue reloads its open commands, and a queue starts for every deployment
-    with open commands. Answered with how many deployments have open commands."""
+    queue reloads its open commands, and the deadlines of every other
+    deployment's open commands are watched. Answered with how many deployments
+    have open commands."""
+
+
+@attrs.frozen
+class _WatchDue:
+    """The watch's timer: a watched deadline passed ``FOLLOW_GRACE`` ago."""
 
 
 @attrs.frozen
@@ -96,6 +114,11 @@ class QueueOwnerActor(Actor):
         self.directory_path = directory_path
         self.command_stats = command_stats
         """What the queues record finished commands and their load into (None: nothing recorded)."""
+        c = settings.commands
+        self.watch = DeadlineWatch(delivery_deadline=c.delivery_deadline, timeout_grace=c.timeout_grace)
+        """Deadlines of other replicas' open commands of deployments with no queue running here."""
+        self.watch_timer: Timer | None = None
+        self.watch_armed_for: float | None = None
 
     async def on_start(self) -> None:
         system = self.context.system
@@ -113,9 +136,17 @@ class QueueOwnerActor(Actor):
         if isinstance(message, CommandChanged):
             command = message.command
             running = self.queues.actor(command.deployment_hash)
-            if running is None and command.status.terminal:
-                return None  # nothing holds it here: nothing to update
-            _tell(running or self._queue(command.deployment_hash), Refresh(command))
+            if running is not None:
+                _tell(running, Refresh(command))
+            else:
+                self.watch.note(command)
+                self._arm_watch()
+            return None
+        if isinstance(message, _WatchDue):
+            self.watch_timer = self.watch_armed_for = None
+            for deployment_hash in self.watch.due(self.clock() - FOLLOW_GRACE):
+                _tell(self._queue(deployment_hash), Snapshot())  # starting it loads its open commands
+            self._arm_watch()
             return None
         if isinstance(message, ResyncQueues):
             for queue in self.queues.children():
@@ -123,15 +154,33 @@ class QueueOwnerActor(Actor):
             open_hashes = await self.reader.deployments_with_open_commands()
             for deployment_hash in open_hashes:
                 if self.queues.actor(deployment_hash) is None:
-                    _tell(self._queue(deployment_hash), Snapshot())  # starting it loads its open commands
+                    for command in await self.reader.open_commands(deployment_hash):
+                        self.watch.note(command)
+            self._arm_watch()
             return len(open_hashes)
         return await super().handle(message)
+
+    def _arm_watch(self) -> None:
+        """The watch's timer set for its earliest deadline (plus ``FOLLOW_GRACE``),
+        if that is earlier than the one set (a later one is found when it fires)."""
+        deadline = self.watch.next_deadline()
+        if deadline is None:
+            return
+        due = deadline + FOLLOW_GRACE
+        if self.watch_armed_for is not None and self.watch_armed_for <= due:
+            return
+        if self.watch_timer is not None:
+            self.watch_timer.cancel()
+        self.watch_armed_for = due
+        # Never sooner than MIN_TIMER: the wall clock and Trio's may disagree by a hair.
+        self.watch_timer = self.context.send_after(max(MIN_TIMER, due - self.clock()), _WatchDue())
 
     def _queue(self, deployment_hash: str) -> ActorRef:
         """The deployment's queue actor, started if it is not running."""
         running = self.queues.actor(deployment_hash)  # the common case: no spec to build
         if running is not None:
             return running
+        self.watch.forget(deployment_hash)  # the queue reads its open commands, deadlines and all
         spec = queue_spec(deployment_hash, self.settings, store=self.store, reader=self.reader,
                           notifier_path=self.notifier_path, directory_path=self.directory_path,
                           queue_owner=self.context.ref, stats=self.command_stats, clock=self.clock)

@@ -11,7 +11,8 @@ multiplied by the number of replicas.
 
 What it costs, per process: the checks that arrive while one batch is in
 flight go together in the next, one statement and one transaction for all of
-them (group commit, as the store's writer does); and rate-limit tokens are
+them (group commit, as the store's writer does), run by Trio on the
+connection's socket (``_trio_connection``), not in a worker thread; and rate-limit tokens are
 taken from a bucket several at a time when a key is busy here
 (``_token_leases``), so most requests of a busy agent or user are counted
 without asking the database at all.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -33,17 +33,16 @@ import attrs
 import psycopg
 import psycopg.errors
 import trio
-from psycopg_pool import ConnectionPool
 
 from trioscope.domain.rates import RateLimiter
 
 from ._token_leases import TokenLeases
+from ._trio_connection import TrioConnection, connect_trio
 
 BATCHES_IN_FLIGHT = 2
 """Batches sent at once; checks arriving meanwhile wait and go in the next."""
 POOL_SIZE = BATCHES_IN_FLIGHT
 """Connections for these checks (one per batch in flight), apart from the store's readers."""
-CONNECT_TIMEOUT = 10.0
 PRUNE_EVERY = 1000
 """Batches between two deletions of rows whose time is over."""
 PRUNE_BATCH = 5000
@@ -119,16 +118,13 @@ class _Check:
 
 
 class SharedLimits:
-    """The connections the checks share (opened on first use, in a worker
-    thread) and the batches they go in."""
+    """The connections the checks share (opened on first use) and the batches they go in."""
 
     def __init__(self, url: str, *, pool_size: int = POOL_SIZE) -> None:
-        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, name="trioscope-limits",
-            kwargs={"autocommit": True})
-        self._opened = False
-        self._opening = threading.Lock()  # the first batches arrive together, each in its worker thread
-        self._in_flight = trio.Semaphore(BATCHES_IN_FLIGHT)
+        self._url = url
+        self._idle: list[TrioConnection] = []
+        """Connections not running a batch (at most ``pool_size``: one per batch in flight)."""
+        self._in_flight = trio.Semaphore(min(BATCHES_IN_FLIGHT, pool_size))
         self._waiting: list[_Check] = []
         self._replay_ids: set[str] = set()
         """The replay ids waiting or in flight: a second check of one is a replay."""
@@ -137,12 +133,6 @@ class SharedLimits:
         """Seconds after which every budget's bucket is full again (rows that old can go)."""
         self.batches_sent = 0
         """Batches (transactions) sent so far: what a test or bench counts."""
-
-    def _open(self) -> None:
-        with self._opening:
-            if not self._opened:
-                self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
-                self._opened = True
 
     def add_budget(self, full_after: float) -> None:
         """A budget whose buckets are full again ``full_after`` seconds after their last check."""
@@ -183,9 +173,10 @@ class SharedLimits:
             check.sent = True
         pruning = next(self._batches) % PRUNE_EVERY == 0
         try:
-            # Not cancelled with this request: other requests' checks are in the batch.
+            # Not cancelled with this request: other requests' checks are in the batch
+            # (and a query cancelled midway would leave its connection unusable).
             with trio.CancelScope(shield=True):
-                rows = await trio.to_thread.run_sync(self._execute, batch, pruning)
+                rows = await self._execute(batch, pruning)
         except BaseException as exc:
             for check in batch:
                 check.error = exc
@@ -202,28 +193,36 @@ class SharedLimits:
                 check.granted = answer is not None
             check.done.set()
 
-    def _execute(self, batch: Sequence[_Check], pruning: bool) -> list[tuple[bool, str, Any, Any]]:
-        self._open()
+    async def _execute(self, batch: Sequence[_Check], pruning: bool) -> list[tuple[bool, str, Any, Any]]:
+        """One batch on an idle connection (a new one if none is idle); a
+        connection that failed is dropped, the next batch opens another."""
         replays = [c for c in batch if not c.want]
         leases = [c for c in batch if c.want]
         args = {"ids": [c.key for c in replays], "windows": [c.window for c in replays],
                 "keys": [c.key for c in leases], "wants": [c.want for c in leases],
                 "rates": [c.rate for c in leases], "bursts": [c.burst for c in leases]}
-        with self._pool.connection() as db:
+        db = self._idle.pop() if self._idle else await connect_trio(self._url)
+        try:
             for attempt in range(DEADLOCK_RETRIES):
                 try:
-                    rows = db.execute(_BATCH, args).fetchall()
+                    rows = await (await db.execute(_BATCH, args)).fetchall()
                     break
                 except psycopg.errors.DeadlockDetected:
                     if attempt == DEADLOCK_RETRIES - 1:
                         raise
             if pruning:
-                db.execute(_PRUNE_REPLAY, {"batch": PRUNE_BATCH})
-                db.execute(_PRUNE_BUCKETS, {"full_after": self._full_after, "batch": PRUNE_BATCH})
+                await db.execute(_PRUNE_REPLAY, {"batch": PRUNE_BATCH})
+                await db.execute(_PRUNE_BUCKETS, {"full_after": self._full_after, "batch": PRUNE_BATCH})
+        except BaseException:
+            db.discard()
+            raise
+        self._idle.append(db)
         return rows
 
     def close(self) -> None:
-        self._pool.close()
+        for db in self._idle:
+            db.discard()
+        self._idle.clear()
 
 
 class SharedReplayIds:

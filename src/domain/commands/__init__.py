@@ -1,6 +1,7 @@
 """Commands for agents: the status state machine, command values, one
 deployment's delivery order, and the wire requests. Pure: time and ids are passed in."""
 
+from ._deadline_watch import DeadlineWatch as DeadlineWatch
 from ._events import DEADLINE_EXPIRY as DEADLINE_EXPIRY
 from ._events import EVENT_OUTCOME_BYTES as EVENT_OUTCOME_BYTES
 from ._events import TIMED_OUT as TIMED_OUT
@@ -36,7 +37,7 @@ __all__ = [
     "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_PARAMETERS_BYTES",
     "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
     "CancelNotice", "Command", "CommandEvent", "CommandReport", "CommandStatus", "CreateCommand",
-    "Delivery", "DeploymentQueue", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "TIMED_OUT",
+    "DeadlineWatch", "Delivery", "DeploymentQueue", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "TIMED_OUT",
     "cancel_notice_id", "change_events", "command_document", "command_event", "command_from_document", "new_command",
     "next_status",
 ]
