@@ -15,10 +15,6 @@ from typing import Any
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-import attrs
-import httpx
-import trio
-
 from trioscope import allocator
 from trioscope.config import (
     ConfigError,
@@ -29,23 +25,12 @@ from trioscope.config import (
     load_settings,
     parse_duration,
 )
-from trioscope.domain.principals import Role, mint_user_token
+from trioscope.exit_code import ExitCode
 from trioscope.log_output import configure_logging
-from trioscope.server import ExitCode, serve, tune_garbage_collector
-from trioscope.store import (
-    CopyFailed,
-    CopyRefused,
-    NewerSchema,
-    StoreReader,
-    Unavailable,
-    copy_store,
-    describe_database,
-    resolve_database,
-    sqlite_path,
-    token_secret,
-)
-from trioscope.wire import client_tls
-from trioscope.workers import run_workers, workers_refusal
+
+# Each command imports what it needs when it runs (the server, the store, the
+# HTTP client): ``serve`` decides its allocator first and re-executes itself
+# for it, and imports paid before that are paid twice (~1 s a start).
 
 log = logging.getLogger("trioscope")
 
@@ -113,6 +98,8 @@ configuration.
 
 
 def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from trioscope.domain.principals import Role
+
     token_parser = commands.add_parser(
         "token", help="manage user tokens (token create)", description="Manage user tokens.", allow_abbrev=False
     )
@@ -152,6 +139,9 @@ def _usage_error(message: str) -> int:
 def run_token_create(args: argparse.Namespace) -> int:
     """Print a token for ``--user`` in ``--tenant`` with ``--role``, signed with the
     key the server uses (same settings layers, same secret file)."""
+    from trioscope.domain.principals import Role, mint_user_token
+    from trioscope.store import token_secret
+
     try:
         role = Role(args.role.upper())
     except ValueError:
@@ -214,6 +204,11 @@ def _add_audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_audit(args: argparse.Namespace) -> int:
     """Print the matching audit records of the server's database."""
+    import attrs
+    import trio
+
+    from trioscope.store import NewerSchema, StoreReader, Unavailable, resolve_database
+
     def usage(message: str) -> int:
         print(f"trioscope audit: {message}", file=sys.stderr)
         return ExitCode.USAGE
@@ -293,6 +288,10 @@ def _add_store_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
 
 def run_store_copy(args: argparse.Namespace) -> int:
     """Copy one store into another, printing the counts."""
+    from trioscope.store import (
+        CopyFailed, CopyRefused, NewerSchema, Unavailable, copy_store, describe_database, sqlite_path,
+    )
+
     for flag, value in (("--from", args.source), ("--to", args.target)):
         try:
             sqlite_path(value)
@@ -336,6 +335,10 @@ def _add_health_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def run_health(args: argparse.Namespace) -> int:
     """Print the server's health (or readiness) answer; 0 when it is 200."""
+    import httpx
+
+    from trioscope.wire import client_tls
+
     if not args.server.startswith(("http://", "https://")):
         print("trioscope health: --server: must be an http:// or https:// URL", file=sys.stderr)
         return ExitCode.USAGE
@@ -395,11 +398,16 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.print_config:
         print(format_effective(settings))
         return ExitCode.OK
-    if (refusal := workers_refusal(settings)) is not None:
-        print(f"trioscope: configuration error: {refusal}", file=sys.stderr)
-        return ExitCode.USAGE
     configure_logging(settings.log.level, settings.log.format)
     if not _use_allocator(settings.server.allocator, can_reexec=args.own_process):
+        return ExitCode.USAGE
+    import trio
+
+    from trioscope.server import serve, tune_garbage_collector
+    from trioscope.workers import run_workers, workers_refusal
+
+    if (refusal := workers_refusal(settings)) is not None:
+        print(f"trioscope: configuration error: {refusal}", file=sys.stderr)
         return ExitCode.USAGE
     if settings.server.workers > 1:
         return int(trio.run(run_workers, settings, sys.stdout))

@@ -12,7 +12,6 @@ budget running out, cancels whatever is left.
 
 from __future__ import annotations
 
-import enum
 import gc
 import ipaddress
 import logging
@@ -38,6 +37,7 @@ from trioscope.allocator import current as current_allocator
 from trioscope.allocator import plan_here as plan_allocator
 from trioscope.bus import ReportBus, open_report_bus
 from trioscope.config import Settings, format_duration
+from trioscope.exit_code import ExitCode as ExitCode
 from trioscope.http import (
     MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, install_bounded_websockets, install_guarded_tcp_server,
     stop_live_updates,
@@ -48,14 +48,6 @@ from trioscope.store import StoreReader, Unavailable, describe_database, open_wr
 from trioscope.system import database_path, resume_open_queues, supervision_tree
 
 log = logging.getLogger(__name__)
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    FAILED = 1
-    """Could not listen, the root supervisor gave up, or shutdown overran."""
-    USAGE = 2
-    """Bad configuration or command line."""
 
 
 TLS_HANDSHAKE_TIMEOUT = 10.0

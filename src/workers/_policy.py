@@ -10,7 +10,7 @@ import attrs
 
 from trioscope.config import Settings
 from trioscope.runtime import Backoff, RestartHistory, intensity_exceeded, record_restart
-from trioscope.server import ExitCode
+from trioscope.exit_code import ExitCode
 from trioscope.store import sqlite_path
 from trioscope.system import database_path
 

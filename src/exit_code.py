@@ -1,0 +1,15 @@
+"""The exit codes of every ``trioscope`` command, in a module of their own:
+``trioscope serve`` decides its allocator (and may re-execute itself) before it
+imports the server, so what it needs before that must be cheap to import."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    FAILED = 1
+    """Could not listen, the root supervisor gave up, or shutdown overran."""
+    USAGE = 2
+    """Bad configuration or command line."""
