@@ -31,7 +31,7 @@ from hypercorn.trio.run import worker_serve
 from hypercorn.utils import wrap_app
 from quart_trio import QuartTrio
 
-from trioscope.allocator import GLIBC_SERVED, return_freed_memory
+from trioscope.allocator import GLIBC_SERVED, Allocator, Glibc, Jemalloc, Trimmer, return_freed_memory
 from trioscope.allocator import AllocatorUnavailable
 from trioscope.allocator import current as current_allocator
 from trioscope.allocator import plan_here as plan_allocator
@@ -254,6 +254,18 @@ def allocator_line(requested: str) -> str:
     return f"{running.allocator.value}{f' from {running.library}' if running.library else ''} ({reason})"
 
 
+def _trimmer() -> Trimmer | None:
+    """What gives this process's freed memory back (trioscope.allocator):
+    glibc's heaps under pymalloc, jemalloc's dirty pages under jemalloc;
+    mimalloc returns its own."""
+    running = current_allocator().allocator
+    if running in GLIBC_SERVED:
+        return Glibc.load()
+    if running is Allocator.JEMALLOC:
+        return Jemalloc.load()
+    return None
+
+
 def tune_garbage_collector() -> None:
     """The server allocates hundreds of small objects per report and keeps
     hundreds of thousands alive (nodes, metric rings), almost none in cycles.
@@ -322,9 +334,8 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
             with trio.CancelScope() as everything:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(_watch_signals, signals, stop, everything, budget)
-                    if current_allocator().allocator in GLIBC_SERVED:
-                        # mimalloc and jemalloc return free pages themselves (trioscope.allocator).
-                        nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval)
+                    if (trimmer := _trimmer()) is not None:
+                        nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval, trimmer)
                     if worker is not None:
                         nursery.start_soon(_watch_parent, worker.parent_fd, stop)
                     bus = await nursery.start(_report_bus, settings)

@@ -18,7 +18,9 @@ from ._glibc import MIN_FREE as MIN_FREE
 from ._glibc import Glibc as Glibc
 from ._glibc import Trim as Trim
 from ._glibc import resident_bytes as resident_bytes
+from ._glibc import Trimmer as Trimmer
 from ._glibc import return_freed_memory as return_freed_memory
+from ._jemalloc import Jemalloc as Jemalloc
 from ._preload import current as current
 from ._preload import find_libraries as find_libraries
 from ._preload import mapped_files as mapped_files

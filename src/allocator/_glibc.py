@@ -15,8 +15,8 @@ loop goes on meanwhile (it only waits for glibc's arena lock if it allocates a
 block Python's own allocator does not serve).
 
 Not glibc (musl, macOS): nothing to do. Under mimalloc or jemalloc
-(``server.allocator``, ``_choice``) the server does not run this: glibc serves
-next to nothing there, and they give free pages back by themselves.
+(``server.allocator``, ``_choice``) glibc serves next to nothing: mimalloc
+gives free pages back by itself, jemalloc is asked to (``_jemalloc``).
 
 What trimming cannot return is memory Python's own allocator (pymalloc) holds:
 it frees a 1 MiB arena only once every block in it is free. After 2,000
@@ -40,6 +40,7 @@ import ctypes.util
 import logging
 import os
 import time
+from typing import Protocol
 
 import attrs
 import trio
@@ -132,18 +133,25 @@ def resident_bytes() -> int:
         return 0
 
 
-async def return_freed_memory(interval: float, glibc: Glibc | None = None, min_free: int = MIN_FREE) -> None:
-    """Every ``interval`` seconds, trim glibc's heaps if they hold at least
-    ``min_free`` bytes free (see the module). Runs until cancelled."""
-    glibc = glibc if glibc is not None else Glibc.load()
-    if glibc is None:
+class Trimmer(Protocol):
+    """What gives an allocator's free memory back: ``Glibc`` or ``Jemalloc``."""
+
+    def trim(self, min_free: int = MIN_FREE) -> Trim | None: ...
+
+
+async def return_freed_memory(interval: float, trimmer: Trimmer | None = None, min_free: int = MIN_FREE) -> None:
+    """Every ``interval`` seconds, have ``trimmer`` (default: glibc's) give its
+    free memory back if it holds at least ``min_free`` bytes (see the module).
+    Runs until cancelled."""
+    trimmer = trimmer if trimmer is not None else Glibc.load()
+    if trimmer is None:
         log.debug("the C library is not glibc: freed memory is left to it")
         return
     while True:
         await trio.sleep(interval)
-        done = await trio.to_thread.run_sync(glibc.trim, min_free, abandon_on_cancel=True)
+        done = await trio.to_thread.run_sync(trimmer.trim, min_free, abandon_on_cancel=True)
         if done is not None:
-            log.debug("returned %.1f MiB to the system in %.0f ms (glibc held %.1f MiB free, %.1f MiB after; "
+            log.debug("returned %.1f MiB to the system in %.0f ms (the allocator held %.1f MiB free, %.1f MiB after; "
                       "RSS %.0f -> %.0f MiB)", done.returned / 2**20, done.seconds * 1000, done.free_before / 2**20,
                       done.free_after / 2**20, done.rss_before / 2**20, done.rss_after / 2**20,
                       extra={"event": "memory_trimmed", "returned_bytes": done.returned})

@@ -50,3 +50,35 @@ def test_serve_stays_on_pymalloc_when_asked(jemalloc: str) -> None:
         banner = "\n".join(server.read_banner())
         assert server.stop() == 0
         assert "Allocator:             pymalloc (pymalloc asked, already running)" in banner
+
+
+_PURGE = """
+import json, sys
+from trioscope.allocator import Jemalloc, resident_bytes
+blocks = [bytearray(64 * 1024) for _ in range(1024)]  # 64 MiB, touched
+del blocks  # freed: dirty pages jemalloc keeps (its decay is off here)
+jemalloc = Jemalloc.load()
+before = jemalloc.dirty_bytes()
+kept = jemalloc.trim(min_free=2**40)
+done = jemalloc.trim(min_free=16 * 2**20)
+print(json.dumps({"dirty": before, "kept": kept is None, "returned": done.returned, "after": done.free_after}))
+"""
+
+
+def test_the_trim_task_purges_what_jemalloc_holds_dirty(jemalloc: str) -> None:
+    """Under jemalloc the server's trim task asks it to purge its freed pages
+    rather than waiting for its decay (RSS after 5,000 clients left: 1.12x at
+    15 s with the decay alone)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LD_PRELOAD": jemalloc, "PYTHONMALLOC": "malloc",
+           "MALLOC_CONF": "narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:0"}
+    out = subprocess.run([sys.executable, "-c", _PURGE], env=env, capture_output=True, text=True, check=True)
+    found = json.loads(out.stdout)
+    assert found["dirty"] >= 48 * 2**20
+    assert found["kept"]  # below min_free: nothing done
+    assert found["returned"] >= 48 * 2**20
+    assert found["after"] < 16 * 2**20
