@@ -9,6 +9,7 @@ import attrs
 import pytest
 from trioscope.config import Settings
 
+from tests import bus_server
 from tests.engine import ContainerEngine, EngineUnavailable
 from tests.postgres import PostgresMissing, ensure_running, scratch_schema
 from tests.tools_path import tool_path
@@ -64,3 +65,21 @@ def promtool() -> str:
     """Debian's promtool, installed with apt-get first if the machine lacks it
     (``tests/tools/promtool.sh``); skipped only where it cannot be installed."""
     return tool_path("promtool.sh")
+
+
+@pytest.fixture(scope="session")
+def nats_url() -> str:
+    """The machine's nats-server with JetStream (started with the issue's
+    command if none runs); skipped, saying why, where it is not installed."""
+    try:
+        return bus_server.ensure_running()
+    except bus_server.NatsMissing as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def stream(nats_url: str) -> Iterator[str]:
+    """A JetStream stream name of the test's own, deleted afterwards."""
+    name = bus_server.stream_name()
+    yield name
+    bus_server.delete_stream(nats_url, name)

@@ -4,30 +4,14 @@ real nats-server with a stream of the test's own."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import nats
 import pytest
 from nats.js.api import StreamConfig
 
-from tests.bus_server import NatsMissing, delete_stream, ensure_running, stream_name
 from trioscope.bus import _reader
 from trioscope.bus._reader import Fetched, StreamReader
-
-
-@pytest.fixture(scope="module")
-def nats_url() -> str:
-    try:
-        return ensure_running()
-    except NatsMissing as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture
-def stream(nats_url: str) -> Iterator[str]:
-    name = stream_name()
-    yield name
-    delete_stream(nats_url, name)
 
 
 def with_stream(url: str, stream: str, reports: int,

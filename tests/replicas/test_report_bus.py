@@ -6,7 +6,6 @@ topology and history from the stream."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from tests.bus_server import NatsMissing, delete_stream, ensure_running, own_nats_server, stream_max_bytes, stream_name
+from tests.bus_server import own_nats_server, stream_max_bytes
 from tests.replicas.conftest import replica, two_replicas
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
@@ -23,21 +22,6 @@ from tests.waiting import eventually
 
 SMALL = {"containers": 1, "processes": 2, "connections": 0}
 """Hosts small enough that a test posts hundreds of their reports in seconds."""
-
-
-@pytest.fixture(scope="session")
-def nats_url() -> str:
-    try:
-        return ensure_running()
-    except NatsMissing as exc:
-        pytest.skip(str(exc))
-
-
-@pytest.fixture
-def stream(nats_url: str) -> Iterator[str]:
-    name = stream_name()
-    yield name
-    delete_stream(nats_url, name)
 
 
 def bus_args(url: str, stream: str) -> tuple[str, ...]:
