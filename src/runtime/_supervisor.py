@@ -156,6 +156,10 @@ class SupervisorNode(Node):
         return node
 
     def live_children(self) -> int:
+        if self.spec.remove_terminated:
+            # Removed as they terminate (``_terminate``): no count per admission
+            # of the thousands of clients a live-view supervisor holds.
+            return len(self.children)
         return sum(1 for c in self.children.values() if c.status is not Status.TERMINATED)
 
     # ---- one incarnation -----------------------------------------------------------
