@@ -83,12 +83,12 @@ def test_the_reader_reads_ahead_no_more_than_its_buffer(nats_url: str, stream: s
     async def body(reader: StreamReader) -> None:
         first, _ = await first_batch(reader)
 
-        async def full() -> None:
-            while len(reader._buffer) < 40:
+        async def waiting_for_room() -> None:
+            # The pump clears ``_room`` once it finds the buffer full, then waits on it.
+            while len(reader._buffer) < 40 or reader._room.is_set():
                 await asyncio.sleep(0.01)
-        await asyncio.wait_for(full(), 30)  # the pump filled the buffer while nobody took
-        await asyncio.sleep(0.3)  # and asked for no more meanwhile
-        assert len(reader._buffer) == 40
+        await asyncio.wait_for(waiting_for_room(), 30)  # the pump filled the buffer while nobody took
+        assert len(reader._buffer) == 40  # and asked for no more before it stopped to wait
         taken, pending = await reader.take(first[-1].sequence)
         assert len(taken) == 40 and pending == 300 - taken[-1].sequence
         rest = await read_all(reader, taken[-1].sequence, 300)
