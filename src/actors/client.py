@@ -55,7 +55,7 @@ from trioscope.domain.live import (
 from trioscope.domain.topology import CACHE_LIMIT, View
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, Restart
 
-from .hub import Join, LiveUpdate, ReportUpdate
+from .hub import Join, LiveUpdate, ReportUpdate, WantReports
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,15 @@ class ClientActor(Actor):
                     and (self.visibility is None or self.visibility.may_see(message.agent_id))):
                 self._send(message.frame)
         elif isinstance(message, FromClient):
+            before = self.subscription
             self._from_client(message.data)
+            if self.subscription.wants_reports != before.wants_reports:
+                # Waits for room: the hub tells report updates only to those that asked.
+                hub: ActorRef = self.context.system.lookup(self.hub_path)
+                try:
+                    await hub.send(WantReports(self.context.ref, self.subscription.wants_reports))
+                except ActorStopped:
+                    self.link.close(INTERNAL_ERROR, "internal error")
         elif isinstance(message, _Tick):
             self._tick()
         elif isinstance(message, _Wake):

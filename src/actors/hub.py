@@ -93,6 +93,17 @@ class ReportUpdate:
 
 
 @attrs.frozen
+class WantReports:
+    """``client`` wants report updates (``wanted``), or no longer does. Only
+    those that do are told them: a client of the topology alone (the default)
+    would drop each one, and a report's update told to 1,000 such clients cost
+    as much as the diff that follows it, and went out before it."""
+
+    client: ActorRef
+    wanted: bool
+
+
+@attrs.frozen
 class GetClients:
     """Answered with the number of joined clients."""
 
@@ -116,6 +127,9 @@ class HubMembers:
     Both by path (a client's refs are not one object) so that a client that
     ends leaves in one step: when 5,000 clients left at once, filtering every
     member per departure took seconds of the hub, and their memory with it."""
+    reports: dict[str, ActorRef] = attrs.field(factory=dict)
+    """Clients that want report updates (``WantReports``), by path: only joined
+    ones among them are told them."""
 
 
 class HubActor(Actor):
@@ -145,7 +159,7 @@ class HubActor(Actor):
             # incarnation. They start again from this version (a reset each).
             log.warning("hub restarted: %d clients start again from version %d", len(self.members.clients),
                         snapshot.version)
-            self._tell_all(self.latest)
+            self._tell(self.members.clients, self.latest)
         self._fetch()  # clients that were joining when it crashed
 
     async def handle(self, message: Any) -> Any:
@@ -161,9 +175,16 @@ class HubActor(Actor):
             self._fetch()
         elif isinstance(message, _Current):
             self._welcome(message.snapshot)
+        elif isinstance(message, WantReports):
+            if message.wanted:
+                self.members.reports[message.client.path] = message.client
+                self.context.watch(message.client)  # idempotent: a client that joined is watched already
+            else:
+                self.members.reports.pop(message.client.path, None)
         elif isinstance(message, Terminated):
             self.members.clients.pop(message.path, None)
             self.members.joining.pop(message.path, None)
+            self.members.reports.pop(message.path, None)
         elif isinstance(message, _Flush):
             self._scheduled.discard(message.kind)
             self._flush(message.kind)
@@ -260,31 +281,35 @@ class HubActor(Actor):
 
     def _flush(self, kind: str) -> None:
         self._last_flush[kind] = trio.current_time()
-        messages: list[Any] = []
-        if kind == "topology" and (self.pending is not None or self._lost):
-            assert self.snapshot is not None
-            self.latest = LiveUpdate(self.pending, self.snapshot)
-            messages.append(self.latest)
-            self.pending, self._lost = None, False
-        if kind == "reports":
-            # Summarised here, once per agent per interval, not per report
-            # received; and not at all while no client listens (the frames of
-            # 1,000 hosts cost ~0.1 ms of CPU a report, for nobody).
-            for seen in self.reports.values() if self.members.clients else ():
-                report = seen.report
-                frame = report_frame(report.agent_id, report.host_name, rfc3339(seen.received_at) or "",
-                                     host_metrics(report))
-                messages.append(ReportUpdate(report.agent_id, frame))
-            self.reports.clear()
-        self._tell_all(*messages)
+        if kind == "topology":
+            if self.pending is not None or self._lost:
+                assert self.snapshot is not None
+                self.latest = LiveUpdate(self.pending, self.snapshot)
+                self.pending, self._lost = None, False
+                self._tell(self.members.clients, self.latest)
+            return
+        # Summarised here, once per agent per interval, not per report
+        # received; and not at all while no joined client wants them (the
+        # frames of 1,000 hosts cost ~0.1 ms of CPU a report, for nobody).
+        clients = self.members.clients
+        listeners = {path: client for path, client in self.members.reports.items() if path in clients}
+        updates = [ReportUpdate(seen.report.agent_id,
+                                report_frame(seen.report.agent_id, seen.report.host_name,
+                                             rfc3339(seen.received_at) or "", host_metrics(seen.report)))
+                   for seen in self.reports.values()] if listeners else []
+        self.reports.clear()
+        self._tell(listeners, *updates)
 
-    def _tell_all(self, *messages: Any) -> None:
-        for path, client in list(self.members.clients.items()):
+    def _tell(self, targets: dict[str, ActorRef], *messages: Any) -> None:
+        """Tell each of ``targets`` (members, by path) ``messages``; one that
+        has stopped leaves the members."""
+        for path, client in list(targets.items()):
             for message in messages:
                 try:
                     client.tell(message)
                 except MailboxFull:
                     pass  # the client is far behind; it resets when it catches up
                 except ActorStopped:
-                    del self.members.clients[path]
+                    self.members.clients.pop(path, None)
+                    self.members.reports.pop(path, None)
                     break

@@ -84,6 +84,11 @@ class Subscription:
         return self.reports or agent_id in self.agents
 
     @property
+    def wants_reports(self) -> bool:
+        """True when some agent's report updates are for it."""
+        return self.reports or bool(self.agents)
+
+    @property
     def shared(self) -> bool:
         """True when it can take the frames every client of its view shares."""
         return self.filter.empty

@@ -11,7 +11,7 @@ import pytest
 import trio
 
 from tests.synthetic import host_report
-from trioscope.actors.hub import HubActor, Join, LiveUpdate
+from trioscope.actors.hub import HubActor, Join, LiveUpdate, ReportSeen, ReportUpdate, WantReports
 from trioscope.actors.topology import GetSnapshot, Subscribe, TopologyPublished
 from trioscope.domain.topology import TopologyGraph, View
 from trioscope.runtime import Actor, ActorSpec, Strategy, SupervisorSpec, open_actor_system
@@ -105,6 +105,36 @@ async def test_updates_go_on_while_the_topology_is_slow_to_answer_a_joiner(autoj
         await trio.sleep(30)
         assert [type(m) for m in got[1]] == [LiveUpdate]
         assert got[1][0].version >= update.version
+
+
+async def test_report_updates_go_only_to_the_clients_that_want_them(autojump_clock):
+    tree, topology, got = await hub_with(delay=0, listeners=2)
+    async with open_actor_system(tree) as system:
+        hub = system.lookup("/root/hub")
+        clients = [system.lookup(f"/root/client-{i}") for i in range(2)]
+        for client in clients:
+            hub.tell(Join(client))
+        hub.tell(WantReports(clients[1], True))
+        await trio.sleep(1)
+        assert [type(m) for m in got[0]] == [type(m) for m in got[1]] == [LiveUpdate]
+
+        def seen(host: int) -> ReportSeen:
+            return ReportSeen(decode_report(host_report(host, timestamp=T0 + host, containers=1, processes=1,
+                                                        connections=0)), T0 + host)
+
+        hub.tell(seen(2))
+        hub.tell(topology.publish(2))
+        await trio.sleep(1)
+        assert [type(m) for m in got[0]] == [LiveUpdate, LiveUpdate]  # the diff, and no report update
+        assert sorted(type(m).__name__ for m in got[1]) == ["LiveUpdate", "LiveUpdate", "ReportUpdate"]
+        assert [m.agent_id for m in got[1] if isinstance(m, ReportUpdate)] == ["agent-2"]
+
+        hub.tell(WantReports(clients[1], False))
+        hub.tell(seen(3))
+        hub.tell(topology.publish(3))
+        await trio.sleep(1)
+        assert not any(isinstance(m, ReportUpdate) for m in got[1][3:])
+        assert len(got[1]) == 4  # the new diff only
 
 
 @pytest.fixture
