@@ -108,14 +108,26 @@ def _serve(out: str, argv: list[str]) -> None:
             "glibc_mmapped": info.hblkhd, **pymalloc()}
         objects = gc.get_objects()
         record["tracked"] = len(objects)
-        types = collections.Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in objects)
+        types: collections.Counter[str] = collections.Counter()
+        sizes: collections.Counter[str] = collections.Counter()
+        for o in objects:
+            name = f"{type(o).__module__}.{type(o).__qualname__}"
+            code = getattr(o, "cr_code", None) or getattr(o, "gi_code", None)
+            if code is not None:  # a suspended task's frames, by function
+                name = f"{name} {code.co_qualname}"
+            types[name] += 1
+            sizes[name] += sys.getsizeof(o)
         if not first:
-            first.update(types=types)
+            first.update(types=types, sizes=sizes)
             top.append(int(libc.sbrk(0)))
         else:
             before = first["types"]
             assert isinstance(before, collections.Counter)
             record["type_deltas"] = [(t, types[t] - before[t]) for t in types | before
+                                     if abs(types[t] - before[t]) >= 50]
+            sizes_before = first["sizes"]
+            assert isinstance(sizes_before, collections.Counter)
+            record["size_deltas"] = [(t, types[t] - before[t], sizes[t] - sizes_before[t]) for t in types | before
                                      if abs(types[t] - before[t]) >= 50]
         if step == "left" and os.environ.get("LIVE_MEMORY_WHERE"):
             record["allocated_while_connected"] = allocated_since_first(objects)
@@ -202,7 +214,12 @@ def main() -> int:
             print(f"wave {wave}: {connected} of {args.clients} clients connected in "
                   f"{time.perf_counter() - started:.0f} s", flush=True)
             time.sleep(3)
-            step("connected" if wave == 1 else f"connected{wave}")
+            held = step("connected" if wave == 1 else f"connected{wave}")
+            if wave == 1:
+                print(f"held per connected client (tracked objects by type, their own sizes; "
+                      f"{(held['tracked'] - before['tracked']) / connected:.0f} objects):")
+                for name, count, size in sorted(held["size_deltas"], key=lambda x: -x[2])[:int(os.environ.get("LIVE_MEMORY_ROWS", "20"))]:
+                    print(f"  {count / connected:7.1f} x {name:<60} {size / connected / 1024:6.2f} KiB")
             for r in range(1, args.rounds + 1):
                 http.post("/api/v1/reports", content=body(r % HOSTS, time.time(), HOSTS),
                           headers={"Content-Type": "application/json"}).raise_for_status()

@@ -15,8 +15,9 @@ figures are the framework's floor):
   it sends nothing first), p95 of that per client,
   refusals (503, retried after Retry-After as a browser does), and the
   server's peak RSS during the connections against its RSS before;
-* steady state: server RSS growth per connected client, 3 s after the last one
-  connected;
+* steady state: server RSS growth per connected client, 3 s and 10 s after the
+  last one connected (the second past the allocator's decay: jemalloc gives
+  back the pages the burst of first views freed 5 s after, ``src/allocator``);
 * fan-out: ``--rounds`` reports (trioscope: one host's report, whose diff goes
   to every client; no-op: a broadcast of a message of the diff's size), each
   ``--spacing`` seconds after the previous one has reached every client, so
@@ -206,7 +207,10 @@ def measure(kind: str, clients: int, processes: int, rounds: int, spacing: float
                       connect_all_s=max(times, default=float("nan")), connect_p95_s=percentile(times, 0.95),
                       rss_before_mib=before / 2**20, rss_peak_mib=peak / 2**20, peak_ratio=peak / before)
         time.sleep(3)
+        early = server.memory_info().rss
+        time.sleep(7)
         steady = server.memory_info().rss
+        result["kib_per_client_3s"] = (early - before) / max(1, connected) / 1024
         result["kib_per_client"] = (steady - before) / max(1, connected) / 1024
         marks: list[tuple[int, float]] = []
         cpu_before = sum(server.cpu_times()[:2])
@@ -320,6 +324,7 @@ def main() -> int:
             print(f"{clients:>5} clients | connected {ours['connected']}/{clients} (no-op {noop['connected']}) "
                   f"in {ours['connect_all_s']:.1f}s, p95 {ours['connect_p95_s']:.1f}s (no-op {noop['connect_all_s']:.1f}s) "
                   f"| peak RSS {ours['peak_ratio']:.2f}x loaded | {ours['kib_per_client']:.0f} KiB/client "
+                  f"({ours['kib_per_client_3s']:.0f} at 3 s) "
                   f"| delivery p50 {ours['delivery_p50_ms']:.0f} / p95 {ours['delivery_p95_ms']:.0f} ms "
                   f"(no-op {noop['delivery_p50_ms']:.0f} / {noop['delivery_p95_ms']:.0f}: "
                   f"{ours['delivery_p95_ms'] / noop['delivery_p95_ms']:.2f}x) "
