@@ -64,13 +64,14 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
         await websocket.accept(subprotocol=subprotocol)
         s.links.add(link)
         async with trio.open_nursery() as nursery:
+            # Until closed by the client actor (1008: too slow, no pong), by the
+            # server stopping (1001) or by the actor's end (1011), each of which
+            # cancels this nursery; a disconnect cancels us.
+            link.cancel_on_close(nursery.cancel_scope)
             nursery.start_soon(_read, client, link)
             if expires_at is not None and expires_at != math.inf:
                 nursery.start_soon(_close_on_expiry, link, expires_at)
-            # Until closed by the client actor (1008: too slow, no pong), by the
-            # server stopping (1001) or by the actor's end (1011); a disconnect cancels us.
-            with link.writer_scope():
-                await _write(link)
+            await _write(link)
             nursery.cancel_scope.cancel()
         # A client that reads nothing may not take even a close frame: bounded.
         with trio.move_on_after(CLOSE_TIMEOUT):
