@@ -116,11 +116,19 @@ class StreamReader:
         self._task = asyncio.get_running_loop().create_task(self._pump(start), name=f"read {self.stream}")
 
     async def _stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        if task is None:
+            return
+        # Cancelled until it has ended: nats-py's fetch waits in asyncio.wait_for,
+        # which before Python 3.12 can swallow a cancellation that comes as its
+        # timeout fires (the pump then sees an idle stream and goes on). Waited
+        # for with asyncio.wait, which raises neither the pump's end nor keeps
+        # this caller's own cancellation from it.
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if not task.cancelled():
+            task.exception()  # retrieved: its failure was handed to take already
 
     async def _open(self, start: int) -> JetStreamContext.PullSubscription:
         if self._subscription is not None:

@@ -108,3 +108,41 @@ def test_a_reader_whose_consumer_the_server_dropped_reads_on_with_a_new_one(nats
         assert [f.data for f in rest] == [b"31"] and reader.consumer_restarts == 1
 
     with_stream(nats_url, stream, 30, body)
+
+
+def test_stopping_the_pump_outlasts_a_swallowed_cancellation_and_keeps_the_callers_own() -> None:
+    """nats-py's fetch waits in asyncio.wait_for, which before Python 3.12 can
+    swallow a cancellation that comes as its timeout fires: a pump that goes on
+    after one is cancelled again, and a caller cancelled while it waits is not
+    kept waiting (a test once hung for its whole timeout on both)."""
+    async def run() -> None:
+        reader = StreamReader(None, "no-stream")  # type: ignore[arg-type]  # no server: the pump is a stand-in
+        ended = asyncio.Event()
+
+        async def pump(swallow: int) -> None:
+            while True:
+                try:
+                    await ended.wait()
+                    return
+                except asyncio.CancelledError:
+                    if swallow == 0:
+                        raise
+                    swallow -= 1  # as wait_for does when the cancellation meets its timeout
+
+        reader._task = asyncio.get_running_loop().create_task(pump(swallow=1))
+        stopping = asyncio.get_running_loop().create_task(reader._stop())
+        done, _ = await asyncio.wait({stopping}, timeout=10)
+        assert stopping in done and stopping.exception() is None and reader._task is None
+
+        stubborn = asyncio.get_running_loop().create_task(pump(swallow=10**9))
+        reader._task = stubborn
+        stopping = asyncio.get_running_loop().create_task(reader._stop())
+        await asyncio.sleep(0)  # it is waiting for the pump
+        stopping.cancel()
+        done, _ = await asyncio.wait({stopping}, timeout=10)
+        assert stopping in done and stopping.cancelled()
+        ended.set()
+        await asyncio.wait({stubborn}, timeout=10)
+        assert stubborn.done()
+
+    asyncio.run(run())
