@@ -287,11 +287,11 @@ class ClientActor(Actor):
         elif isinstance(message, FromClient):
             before = self.subscription
             self._from_client(message.data)
-            if self.subscription.wants_reports != before.wants_reports:
+            if self.subscription.wants_any_report != before.wants_any_report:
                 # Waits for room: the hub tells report updates only to those that asked.
                 hub: ActorRef = self.context.system.lookup(self.hub_path)
                 try:
-                    await hub.send(WantReports(self.context.ref, self.subscription.wants_reports))
+                    await hub.send(WantReports(self.context.ref, self.subscription.wants_any_report))
                 except ActorStopped:
                     self.link.close(INTERNAL_ERROR, "internal error")
         elif isinstance(message, _Tick):

@@ -84,7 +84,7 @@ class Subscription:
         return self.reports or agent_id in self.agents
 
     @property
-    def wants_reports(self) -> bool:
+    def wants_any_report(self) -> bool:
         """True when some agent's report updates are for it."""
         return self.reports or bool(self.agents)
 
