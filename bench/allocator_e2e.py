@@ -48,8 +48,11 @@ async def main_async(args: argparse.Namespace) -> int:
                 str(args.slice), "--settle", "1", "--cycles", str(args.cycles)]
         for server, agents in zip(servers, files, strict=True):
             argv += ["--target", f"e2e:{server.port}:{server.pid}:{agents}"]
-        drivers = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-                   for _ in range(args.drivers)]
+        per_driver = args.clients // args.drivers
+        # Each driver its own clients' agents: an agent holds one poll at a time, as a real one does.
+        drivers = [subprocess.Popen([*argv, "--first-index", str(d * per_driver)], stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                   for d in range(args.drivers)]
         outputs = [d.communicate(timeout=3 * (args.cycles + 1) * args.slice * len(servers) + 120) for d in drivers]
         for d, (_, err) in zip(drivers, outputs, strict=True):
             if d.returncode != 0:

@@ -355,7 +355,7 @@ async def loop_workers(args: argparse.Namespace, one_round: Round, session: Any 
 
     async with trio.open_nursery() as nursery:
         for i in range(args.workers):
-            nursery.start_soon(worker, i)
+            nursery.start_soon(worker, args.first_index + i)
     elapsed = trio.current_time() - measure_from
     print(json.dumps({"count": counted, "elapsed": elapsed, "rate": counted / elapsed, "statuses": dict(tally)}))
 
@@ -501,7 +501,7 @@ async def interleave(args: argparse.Namespace) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(cpu_meter)
         for i in range(args.workers):
-            nursery.start_soon(worker, i)
+            nursery.start_soon(worker, args.first_index + i)
     print(json.dumps({"slice": width, "settle": settle, "targets": [
         {"mode": t["mode"], "rates": [c / (width - settle) for c in t["counts"]], "server_cpu": t["cpu"],
          "db_cpu": t["db_cpu"], "statuses": dict(t["tally"])} for t in targets]}))
@@ -585,6 +585,9 @@ def main() -> None:
     parser.add_argument("--lost-after", type=float, default=10.0, help="latency: seconds before a command counts as not delivered")
     parser.add_argument("--server-pid", type=int, help="latency: wait for this process to go idle before timing")
     parser.add_argument("--workers", type=int, default=64, help="e2e/noop: concurrent clients")
+    parser.add_argument("--first-index", type=int, default=0,
+                        help="e2e/noop/interleave: the first client's index (client i uses agent i): driver processes "
+                             "sharing an agents file take distinct ranges, so that no agent holds two polls at once")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--target", action="append", default=[], help="interleave: MODE:PORT:PID[:AGENTS] (repeat)")
