@@ -54,6 +54,52 @@ NOTIFY = "SELECT pg_notify(%s, payload) FROM unnest(%b::text[]) AS payload"
 regular expression, which cost more CPU than all of a commit's other statements."""
 
 
+COMMANDS_AND_AUDIT = """
+WITH inserted AS (
+    INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,
+                          document, error, history, result, finished_at)
+    SELECT * FROM unnest(%(new_id)b::text[], %(new_deployment)b::text[], %(new_tenant)b::text[],
+                         %(new_sequence)b::int8[], %(new_status)b::text[], %(new_created_at)b::float8[],
+                         %(new_version)b::int4[], %(new_document)b::bytea[], %(new_error)b::bytea[],
+                         %(new_history)b::bytea[], %(new_result)b::bytea[], %(new_finished_at)b::float8[])
+    RETURNING 1),
+changed AS (
+    UPDATE commands AS c SET status = u.status, version = u.version, document = u.document, error = u.error,
+        history = u.history, result = u.result, finished_at = u.finished_at
+    FROM unnest(%(id)b::text[], %(expected)b::int4[], %(status)b::text[], %(version)b::int4[],
+                %(document)b::bytea[], %(error)b::bytea[], %(history)b::bytea[], %(result)b::bytea[],
+                %(finished_at)b::float8[])
+        AS u(id, expected, status, version, document, error, history, result, finished_at)
+    WHERE c.id = u.id AND c.version = u.expected
+    RETURNING 1),
+audited AS (
+    INSERT INTO audit (at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details)
+    SELECT at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details::json
+    FROM unnest(%(at)b::float8[], %(tenant)b::text[], %(actor)b::text[], %(action)b::text[],
+                %(resource_type)b::text[], %(resource_id)b::text[], %(outcome)b::text[], %(address)b::text[],
+                %(user_agent)b::text[], %(details)b::text[])
+        AS a(at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details)
+    RETURNING 1),
+announced AS (SELECT pg_notify(%(channel)b, payload) FROM unnest(%(payloads)b::text[]) AS payload)
+SELECT 1 / ((SELECT count(*) FROM changed) = %(changes)b::int8)::int,
+       (SELECT count(*) FROM inserted), (SELECT count(*) FROM audited), (SELECT count(*) FROM announced)
+"""
+"""A call of command and audit writes alone (nearly every call): one statement,
+so one round trip and, in autocommit, its own transaction, all-or-nothing.
+Each table's rows go as arrays (in binary, ``%b``), inserted or changed in the
+order of ``_lock_order``. A compare-and-set that finds its row changed makes
+the count of changed rows short, and the division by zero that follows
+rolls the whole statement back (``_Retry``), like a failing group of the
+pipelined path. The notifications are selected in the statement's last
+part, which is read, so that it runs (a CTE that nothing reads does not)."""
+
+_NEW_COMMAND = ("new_id", "new_deployment", "new_tenant", "new_sequence", "new_status", "new_created_at",
+                "new_version", "new_document", "new_error", "new_history", "new_result", "new_finished_at")
+_CHANGED_COMMAND = ("id", "expected", "status", "version", "document", "error", "history", "result", "finished_at")
+_AUDIT = ("at", "tenant", "actor", "action", "resource_type", "resource_id", "outcome", "address", "user_agent",
+          "details")
+
+
 class _Retry(Exception):
     """A pipelined commit found a conflict: it was rolled back, to be written group by group."""
 
@@ -170,9 +216,10 @@ class PostgresWriter:
         """Write every group in one transaction; a group that fails (a conflict, a
         refused value) is rolled back alone and its error returned in its place.
 
-        Every group is first sent at once, in one pipeline (a round trip for
-        all, not four per group); only when one of them fails is the
-        transaction rolled back and written again a savepoint per group.
+        Every group is first sent at once, in one round trip: command and
+        audit writes (nearly every call) as one statement, other writes in one
+        pipeline; only when one of them fails is the transaction rolled back
+        and written again a savepoint per group.
 
         Replicas' transactions lock the rows they change until they commit:
         groups are applied in the order of ``_lock_order``, and a deadlock
@@ -188,16 +235,55 @@ class PostgresWriter:
 
     def _commit(self, groups: Sequence[Sequence[Write]], order: list[int]) -> list[BaseException | None]:
         db = self._db()
-        if not any(isinstance(write, ForgetAgents) for group in groups for write in group):
+        kinds = {type(write) for group in groups for write in group}
+        if ForgetAgents not in kinds:
             try:
+                if kinds <= {SaveCommand, AuditEntry}:
+                    return self._commit_statement(db, groups, order)
                 return self._commit_pipelined(db, groups, order)
             except _RETRIED:
                 pass  # rolled back: find the failing groups one savepoint at a time
         return self._commit_each(db, groups, order)
 
+    def _commit_statement(self, db: Connection, groups: Sequence[Sequence[Write]],
+                          order: list[int]) -> list[BaseException | None]:
+        """Command and audit writes in one statement (``COMMANDS_AND_AUDIT``),
+        assuming no group fails (rolled back and ``_Retry`` if one does)."""
+        columns: dict[str, list[object]] = {name: [] for name in (*_NEW_COMMAND, *_CHANGED_COMMAND, *_AUDIT)}
+        rows: dict[tuple[str, int], CommandRow] = {}
+        for index in order:
+            for write in groups[index]:
+                if isinstance(write, SaveCommand):
+                    c = write.command
+                    row = rows[c.id, len(c.history)] = command_columns(c)
+                    if write.expected_version is None:
+                        values: tuple[object, ...] = (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value,
+                                                      c.created_at, len(c.history), *row, finished_at(c))
+                        names = _NEW_COMMAND
+                    else:
+                        values = (c.id, write.expected_version, c.status.value, len(c.history), *row, finished_at(c))
+                        names = _CHANGED_COMMAND
+                else:
+                    assert isinstance(write, AuditEntry)
+                    values = (write.at, *map(_audit_text, (write.tenant, write.actor, write.action,
+                                                           write.resource_type, write.resource_id, write.outcome,
+                                                           write.address, write.user_agent)), _json(write.details))
+                    names = _AUDIT
+                for name, value in zip(names, values, strict=True):
+                    columns[name].append(value)
+        # Announced in the groups' own order, whatever order their rows were written in.
+        payloads = [self._payload(db, c, rows) for group in groups for c in changes_of(group, self.origin, {})]
+        try:
+            db.execute(COMMANDS_AND_AUDIT, {**columns, "channel": CHANGES_CHANNEL, "payloads": payloads,
+                                            "changes": len(columns["id"])})
+        except psycopg.errors.DivisionByZero:
+            raise _Retry from None  # a compare-and-set found its row changed: which group's, the savepoints find
+        return [None] * len(groups)
+
     def _commit_pipelined(self, db: Connection, groups: Sequence[Sequence[Write]],
                           order: list[int]) -> list[BaseException | None]:
-        """Every group, assuming none fails (rolled back and ``_Retry`` if one does)."""
+        """Every group (deployments and agents among them), in one pipeline and
+        transaction, assuming none fails (rolled back and ``_Retry`` if one does)."""
         rows: dict[tuple[str, int], CommandRow] = {}
         with db.pipeline() as pipeline, db.transaction():
             checks = [cursor for i in order for write in groups[i]
