@@ -17,6 +17,15 @@ taken from a bucket several at a time when a key is busy here
 (``_token_leases``), so most requests of a busy agent or user are counted
 without asking the database at all.
 
+A batch's transaction does not wait for its flush to disk
+(``synchronous_commit`` off on these connections: ~4% less CPU per command
+end to end with 2 workers, the checks answered sooner). Every replica sees
+it once committed, so a replica killed loses nothing of it; only a crash of
+PostgreSQL itself can lose the last fraction of a second of ids and buckets,
+after which a request first seen in that moment could be taken once more
+within its window. The store's writer, whose rows are what is acknowledged,
+still waits for the disk.
+
 Rows whose time is over (ids older than the window, buckets full again) are
 deleted now and then by the checks themselves, a bounded batch at a time.
 """
@@ -201,7 +210,7 @@ class SharedLimits:
         args = {"ids": [c.key for c in replays], "windows": [c.window for c in replays],
                 "keys": [c.key for c in leases], "wants": [c.want for c in leases],
                 "rates": [c.rate for c in leases], "bursts": [c.burst for c in leases]}
-        db = self._idle.pop() if self._idle else await connect_trio(self._url)
+        db = self._idle.pop() if self._idle else await self._connect()
         try:
             for attempt in range(DEADLOCK_RETRIES):
                 try:
@@ -218,6 +227,16 @@ class SharedLimits:
             raise
         self._idle.append(db)
         return rows
+
+    async def _connect(self) -> TrioConnection:
+        """A connection whose commits do not wait for the disk (see the module docstring)."""
+        db = await connect_trio(self._url)
+        try:
+            await db.execute("SET synchronous_commit = off")
+        except BaseException:
+            db.discard()
+            raise
+        return db
 
     def close(self) -> None:
         for db in self._idle:

@@ -119,3 +119,10 @@ async def test_rows_whose_time_is_over_are_pruned_by_the_checks(
     with psycopg.connect(postgres_url, autocommit=True) as db:
         left = db.execute("SELECT (SELECT count(*) FROM replay_ids), (SELECT count(*) FROM rate_buckets)").fetchone()
     assert left == (1, 0)  # only the id just seen
+
+
+async def test_checks_commit_without_waiting_for_the_disk(processes: tuple[SharedLimits, SharedLimits]) -> None:
+    a, _ = processes
+    assert await SharedReplayIds(a, WINDOW).first_use("agent/1")
+    [db] = a._idle  # the connection the check used, idle again
+    assert await (await db.execute("SHOW synchronous_commit")).fetchone() == ("off",)
