@@ -102,6 +102,33 @@ async def test_each_committed_change_is_announced_once_with_the_writers_origin(
         writer.close()
 
 
+async def test_command_and_audit_writes_alone_are_announced_in_their_groups_order_and_a_conflict_alone_is_not(
+        postgres_url: str, listening: psycopg.Connection) -> None:
+    # Commands and audit records alone go in one statement (the common call);
+    # a stale compare-and-set rolls it back, and the groups are written again one by one.
+    writer = open_writer(postgres_url, origin=(origin := f"replica-s-{secrets.token_hex(4)}"))
+    try:
+        await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h1"))]])
+        await trio.to_thread.run_sync(drain, listening, 1, origin)
+        one, two = command(1), command(2)
+        entry = AuditEntry(at=1.0, tenant="acme", actor="user:u1", action="command.create", details={"n": 2})
+        assert await trio.to_thread.run_sync(writer.commit, [[saved(two), entry], [saved(one)]]) == [None, None]
+        sent = one.apply(CommandEvent.DELIVER, 101.0)
+        stale = two.apply(CommandEvent.DELIVER, 101.0)
+        results = await trio.to_thread.run_sync(writer.commit, [[saved(sent, one)], [SaveCommand(stale, 5), entry]])
+        assert results[0] is None and isinstance(results[1], Conflict)
+        changes = [decode_change(p) for p in await trio.to_thread.run_sync(drain, listening, 3, origin)]
+        assert [(c.id, c.version, c.command) for c in changes] == [("cmd_2", 1, two), ("cmd_1", 1, one),
+                                                                   ("cmd_1", 2, sent)]
+        with psycopg.connect(postgres_url) as db:
+            rows = db.execute("SELECT id, version FROM commands ORDER BY id").fetchall()
+            audit = db.execute("SELECT action, details::text FROM audit").fetchall()
+        assert rows == [("cmd_1", 2), ("cmd_2", 1)]
+        assert audit == [("command.create", '{"n":2}')]  # the conflicting group's record went with it
+    finally:
+        writer.close()
+
+
 async def test_a_connection_in_another_encoding_announces_commands_without_their_row(
         postgres_url: str, listening: psycopg.Connection) -> None:
     writer = open_writer(postgres_url, origin=(origin := f"replica-e-{secrets.token_hex(4)}"))
