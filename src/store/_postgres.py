@@ -101,7 +101,7 @@ _AUDIT = ("at", "tenant", "actor", "action", "resource_type", "resource_id", "ou
 
 
 class _Retry(Exception):
-    """A pipelined commit found a conflict: it was rolled back, to be written group by group."""
+    """A commit sent at once found a conflict: it was rolled back, to be written group by group."""
 
 
 _RETRIED: tuple[type[BaseException], ...] = (_Retry, *REFUSED)

@@ -7,10 +7,12 @@ with Trio instead (``wait``, the method every exchange of the connection goes
 through), so a query costs the loop a socket wait, not a hop to a worker
 thread and back (about 80 µs of CPU per query against 190 µs through
 ``trio.to_thread``, measured here). Used for the shared limits' one-statement
-batches (``_shared_limits``: 0.68x the CPU per batch). Not for the writer's
-pipelined group commits: there psycopg's async cursor, pipeline and
-transaction cost more per statement than the hop saves (1.10x per commit,
-bench/RESULTS.md, pg-owner section).
+batches (``_shared_limits``: 0.68x the CPU per batch). Not for the writer,
+whose group commits stay in the store actor's worker thread: when they were
+pipelined transactions, psycopg's async cursor, pipeline and transaction cost
+more per statement than the hop saved (1.10x per commit, bench/RESULTS.md,
+pg-owner section); most are one statement now (session 29), not measured
+on this connection since.
 
 Rules that come with it: one task at a time per connection (psycopg's own
 lock is asyncio's, never waited on here: the caller serialises), and a query
