@@ -125,7 +125,7 @@ class ClientLink:
         self._drain_waiter: tuple[int, trio.Event] | None = None
         self._on_first_view = on_first_view
         self._first_view_position: int | None = None
-        self._writer_scope: trio.CancelScope | None = None
+        self._close_scope: trio.CancelScope | None = None
 
     @property
     def frames(self) -> _Frames:
@@ -153,15 +153,15 @@ class ClientLink:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
             self.closed.set()
-            if self._writer_scope is not None:
-                self._writer_scope.cancel()
+            if self._close_scope is not None:
+                self._close_scope.cancel()
 
     def cancel_on_close(self, scope: trio.CancelScope) -> None:
         """``close`` cancels ``scope`` (at once if closed already): the handler
         writes in it, in its own task, rather than waiting for ``closed`` while
         another task writes (a task per client less). The handler's nursery's
         own scope, not one of its own: a scope per client less too."""
-        self._writer_scope = scope
+        self._close_scope = scope
         if self.closed.is_set():
             scope.cancel()
 
