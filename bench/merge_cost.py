@@ -15,7 +15,10 @@ report twice, as the actor does (a batch of reports, then one publish):
 Each is timed as the actor's work per report: ``TopologyGraph.apply`` (the
 partition built from the decoded report), recording the nodes' metrics in their
 history, and the batch's ``publish`` (groups settled, diff, snapshot) divided by
-the batch. Decoding is not merging and is left out (it happens in the request).
+the batch. Decoding is not merging and is left out (it happens in the request),
+and so is the report's shape digest (``report_shape``), found in the request
+beside the decode since session 30 and handed to ``apply`` (with a bus, by the
+publishing replica, once for every replica that merges the report).
 The garbage collector is tuned as the server tunes it.
 Times are this process's CPU time (``time.process_time``): on a machine shared
 with other work, time spent waiting for a core is not the merge's.
@@ -53,6 +56,11 @@ try:  # processes' history in rows per report, since the metrics-merge branch
 except ImportError:
     BlockHistory = None
 from trioscope.domain.topology import NodeKind, TopologyGraph  # noqa: E402
+
+try:  # found in the request and handed to the merge, since session 30
+    from trioscope.domain.topology import report_shape
+except ImportError:
+    report_shape = None
 from trioscope.server import tune_garbage_collector  # noqa: E402
 from trioscope.wire import Report, decode_report  # noqa: E402
 
@@ -82,9 +90,14 @@ def merge_batch(graph: TopologyGraph, history: MetricHistory, reports: list[Repo
     gc.collect()
     clock = time.process_time
     spent = dict.fromkeys(PHASES, 0.0)
-    for report in reports:
+    shapes = [report_shape(report) if report_shape is not None else None for report in reports]  # the request's
+    gc.collect()
+    for report, shape in zip(reports, shapes, strict=True):
         started = clock()
-        graph.apply(report, now)
+        if shape is None:
+            graph.apply(report, now)
+        else:
+            graph.apply(report, now, shape=shape)
         applied = clock()
         at = report.timestamp.timestamp()
         nodes = graph.partitions[report.agent_id].nodes

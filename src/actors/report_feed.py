@@ -108,8 +108,8 @@ class ReportFeedActor(Actor):
                 log.error("message %d on the report stream is not a report and was left out: %s", sequence, exc,
                           extra={"event": "bus_bad_message", "sequence": sequence})
                 return None
-        return ReportArrived(envelope.report, envelope.packed, envelope.received_at, enrolled=envelope.enrolled,
-                             sequence=sequence, history=history)
+        return ReportArrived(envelope.report, envelope.packed, envelope.received_at, shape=envelope.shape,
+                             enrolled=envelope.enrolled, sequence=sequence, history=history)
 
     async def _hand_on(self, batch: list[ReportArrived]) -> None:
         """The batch to the roster in one ask, the rest again while it has no

@@ -59,6 +59,8 @@ class ReportArrived:
     received_at: float
     partition: Partition | None = None
     """The report's topology partition, when the sender built it (off the event loop)."""
+    shape: bytes | None = None
+    """The report's ``report_shape``, when the sender found it (see ``MergeReport.shape``)."""
     enrolled: bool = False
     """Signed by an enrolled agent: such a probe always has room (see ``AgentRoster.reclaimable``)."""
     sequence: int = 0
@@ -162,7 +164,7 @@ class RosterActor(Actor):
         agent = await self._agent(report.agent_id, enrolled=message.enrolled)
         # Topology first: when its mailbox is full the probe gets 503 and
         # resends; merging the same report twice changes nothing.
-        self.topology.tell(MergeReport(report, message.received_at, message.partition,
+        self.topology.tell(MergeReport(report, message.received_at, message.partition, message.shape,
                                        sequence=message.sequence, history=message.history))
         agent.tell(ReportReceived(report, message.packed, message.received_at))
         try:

@@ -95,6 +95,9 @@ class MergeReport:
     received_at: float
     partition: Partition | None = None
     """The report's partition, when the sender built it (off the event loop)."""
+    shape: bytes | None = None
+    """The report's ``report_shape``, when the sender found it (where the report
+    was decoded: the actor, which every report's merge waits for, need not)."""
     sequence: int = 0
     """The report's sequence on the report stream (``bus.url``), 0 without a bus:
     versions published after merging it are at least this, so that every replica
@@ -334,7 +337,7 @@ class TopologyActor(Actor):
         older report) or could not be merged (then logged and left out)."""
         agent = merge.report.agent_id
         try:
-            applied = self.graph.apply(merge.report, merge.received_at, merge.partition)
+            applied = self.graph.apply(merge.report, merge.received_at, merge.partition, merge.shape)
         except Exception as exc:
             self.merge_failures += 1
             log.error("report from agent %s could not be merged and was left out: %s: %s",

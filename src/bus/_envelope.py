@@ -30,6 +30,7 @@ import attrs
 import msgspec
 
 from trioscope.domain.agents import PackedReport
+from trioscope.domain.topology import SHAPE_BYTES
 from trioscope.wire import Report
 
 FORMAT = 1
@@ -43,20 +44,26 @@ class Envelope:
     enrolled: bool
     packed: PackedReport
     """The report's wire form, compressed (what the probe's actor keeps as its latest report)."""
+    shape: bytes | None = None
+    """The report's ``report_shape``, found by the replica that published it
+    (so that each replica's topology need not): None from a replica that did not send it."""
 
 
 class BadEnvelope(ValueError):
     """A message on the stream that is not a report envelope this version reads."""
 
 
-class _Frame(msgspec.Struct):
+class _Frame(msgspec.Struct, omit_defaults=True):
     """The msgpack map around the packed report (a map, not an array: a layout
-    with more keys stays readable by this one)."""
+    with more keys stays readable by this one, and the previous version reads
+    this one's, whose ``shape`` it does not know)."""
 
     format: int
     report: bytes
     received_at: float
     enrolled: bool
+    shape: bytes = b""
+    """``report_shape`` (16 bytes); empty from a replica of a version that did not send it."""
 
 
 MAX_UNPACKED = 1024**3
@@ -70,10 +77,11 @@ _READ_FRAME = msgspec.msgpack.Decoder(_Frame)
 _READ_REPORT = msgspec.json.Decoder(Report)
 
 
-def pack_report(report: Report, received_at: float, enrolled: bool) -> tuple[bytes, PackedReport]:
+def pack_report(report: Report, received_at: float, enrolled: bool,
+                shape: bytes | None = None) -> tuple[bytes, PackedReport]:
     """The envelope, and the packed wire form in it."""
     packed = PackedReport(zlib.compress(_JSON.encode(report), 1))
-    return _FRAME.encode(_Frame(FORMAT, packed.data, received_at, enrolled)), packed
+    return _FRAME.encode(_Frame(FORMAT, packed.data, received_at, enrolled, shape or b"")), packed
 
 
 def unpack_report(data: bytes) -> Envelope:
@@ -90,4 +98,6 @@ def unpack_report(data: bytes) -> Envelope:
         report = _READ_REPORT.decode(wire)
     except (msgspec.DecodeError, zlib.error) as exc:  # ValidationError is a DecodeError
         raise BadEnvelope(str(exc)) from None
-    return Envelope(report, frame.received_at, frame.enrolled, packed)
+    # Any other length is no digest this version makes: found again on merging.
+    shape = frame.shape if len(frame.shape) == SHAPE_BYTES else None
+    return Envelope(report, frame.received_at, frame.enrolled, packed, shape)

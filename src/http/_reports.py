@@ -16,7 +16,7 @@ from trioscope.actors.roster import ReportArrived
 from trioscope.bus import BusUnavailable, pack_report
 from trioscope.domain.agents import PackedReport, check_clock, rfc3339
 from trioscope.wire import InvalidDocument, OverBudget, Report, decode_report
-from trioscope.domain.topology import Partition, build_partition
+from trioscope.domain.topology import Partition, build_partition, report_shape
 
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw
@@ -68,9 +68,10 @@ this replica's topology (more only while the replica is far behind: the
 report is acknowledged by the stream already, so the 202 goes anyway)."""
 
 
-def _envelope(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, bytes, PackedReport]:
+def _envelope(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, bytes, PackedReport, bytes]:
     report = _decode(body, received_at)
-    return report, *pack_report(report, received_at, enrolled)
+    shape = report_shape(report)
+    return report, *pack_report(report, received_at, enrolled, shape), shape
 
 
 def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, PackedReport]:
@@ -92,13 +93,13 @@ async def submit_report() -> Response:
     received_at = time.time()
     if s.bus is not None:
         if len(body) > OFF_LOOP_BYTES:
-            report, envelope, packed = await trio.to_thread.run_sync(_envelope, body, received_at, signer is not None,
-                                                                     limiter=s.heavy_work)
+            report, envelope, packed, shape = await trio.to_thread.run_sync(
+                _envelope, body, received_at, signer is not None, limiter=s.heavy_work)
         else:
-            report, envelope, packed = _envelope(body, received_at, signer is not None)
+            report, envelope, packed, shape = _envelope(body, received_at, signer is not None)
         await _gate.vouch(report.agent_id, signer)
         try:
-            sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed)
+            sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed, shape)
         except BusUnavailable as exc:
             raise ApiError(503, "bus_unavailable", f"the report bus did not take the report ({exc}); resend it",
                            headers={"Retry-After": str(BUS_RETRY_AFTER)}) from None
@@ -108,16 +109,18 @@ async def submit_report() -> Response:
         await s.bus.progress.wait_handed_on(sequence, OWN_REPORT_WAIT)
         return _accepted(s, report, received_at)
     partition: Partition | None = None
+    shape: bytes | None = None
     if len(body) > OFF_LOOP_BYTES:
         # One at a time: with the GIL a second thread adds memory, not speed.
         report, partition, packed = await trio.to_thread.run_sync(_prepare, body, received_at, limiter=s.heavy_work)
     else:
         report = _decode(body, received_at)
         packed = PackedReport.pack(body)
+        shape = report_shape(report)  # here, in the request: the topology actor is every report's one queue
     await _gate.vouch(report.agent_id, signer)
     # One message: the roster starts the probe's actor if it is new and hands
     # the report to the topology, that actor and the hub (503 when one is full).
-    await ask_roster(ReportArrived(report, packed, received_at, partition, enrolled=signer is not None))
+    await ask_roster(ReportArrived(report, packed, received_at, partition, shape, enrolled=signer is not None))
     return _accepted(s, report, received_at)
 
 

@@ -59,10 +59,10 @@ async def test_a_crash_loses_neither_merged_state_nor_queued_reports(settings):
 async def test_a_report_that_cannot_be_merged_is_left_out_without_crashing(monkeypatch, settings):
     real = partition_module.build_partition
 
-    def failing(report, received_at, previous=None):
+    def failing(report, received_at, previous=None, shape=None):
         if report.agent_id == "agent-2":
             raise RuntimeError("injected merge failure")
-        return real(report, received_at, previous)
+        return real(report, received_at, previous, shape)
 
     monkeypatch.setattr("trioscope.domain.topology._graph.build_partition", failing)
     async with open_actor_system(supervision_tree(settings)) as system:

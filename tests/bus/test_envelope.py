@@ -15,6 +15,7 @@ from tests.synthetic import host_report
 from trioscope.bus import AsyncioThread, pack_report, unpack_report
 from trioscope.bus._client import agent_subject
 from trioscope.bus._envelope import BadEnvelope
+from trioscope.domain.topology import report_shape
 from trioscope.wire import decode_report, encode
 
 
@@ -40,6 +41,19 @@ def test_an_envelope_of_the_previous_version_reads_alike_and_this_one_is_the_wir
     data, packed = pack_report(report, 7.0, enrolled=False)
     assert orjson.loads(packed.unpack()) == encode(report)  # what the previous version reads back
     assert msgspec.msgpack.decode(data) == {"format": 1, "report": packed.data, "received_at": 7.0, "enrolled": False}
+    assert envelope.shape is None  # the previous version sends no shape: the topology finds it
+
+
+def test_the_publishing_replica_s_shape_digest_travels_with_the_report() -> None:
+    report = decode_report(host_report(6, timestamp=time.time() - 10))
+    shape = report_shape(report)
+    data, packed = pack_report(report, 8.0, enrolled=False, shape=shape)
+    assert unpack_report(data).shape == shape
+    assert msgspec.msgpack.decode(data)["shape"] == shape
+    # A digest of another length is none this version makes: found again on merging.
+    odd = msgspec.msgpack.encode({"format": 1, "report": packed.data, "received_at": 8.0, "enrolled": False,
+                                  "shape": shape[:8]})
+    assert unpack_report(odd).shape is None
 
 
 def _wire_with(path: tuple[str | int, ...], value: object) -> bytes:

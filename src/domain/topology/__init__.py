@@ -29,6 +29,8 @@ from ._model import process_id as process_id
 from ._model import service_id as service_id
 from ._partition import Partition as Partition
 from ._partition import build_partition as build_partition
+from ._partition import SHAPE_BYTES as SHAPE_BYTES
+from ._partition import report_shape as report_shape
 from ._process_groups import group_node as process_group_node
 from ._process_groups import group_of as process_group_of
 from ._snapshot import CACHE_LIMIT as CACHE_LIMIT
@@ -38,10 +40,10 @@ from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "CACHE_LIMIT", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Listing",
+    "CACHE_LIMIT", "SHAPE_BYTES", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Listing",
     "MAX_PAGE", "NODE_FIELDS", "Node", "NodeKind", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
     "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "build_partition", "container_id",
     "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
     "merge_nodes", "pod_id", "process_group_id", "process_group_node", "process_group_of", "process_id",
-    "service_id",
+    "report_shape", "service_id",
 ]

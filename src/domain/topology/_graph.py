@@ -116,11 +116,13 @@ class TopologyGraph:
 
     # ---- applying reports -----------------------------------------------------------
 
-    def apply(self, report: Report, received_at: float, partition: Partition | None = None) -> bool:
+    def apply(self, report: Report, received_at: float, partition: Partition | None = None,
+              shape: bytes | None = None) -> bool:
         """Merge ``report``. Returns False (and changes nothing) if this agent has
         already sent a newer one. ``partition``: the report's
         ``build_partition(report, received_at)``, if the caller built it already
-        (off the event loop, for a large report).
+        (off the event loop, for a large report); ``shape``: its ``report_shape``,
+        if the caller found it.
 
         Pods, services and process groups are brought up to date by ``settle``
         (which ``publish`` calls), once for all the reports merged in between:
@@ -130,7 +132,7 @@ class TopologyGraph:
         if current is not None and report.timestamp.timestamp() < current.report_time:
             return False
         if partition is None:
-            partition = build_partition(report, received_at, current)
+            partition = build_partition(report, received_at, current, shape)
         self._replace(report.agent_id, current, partition)
         return True
 

@@ -226,6 +226,10 @@ _CONNECTION_SHAPE = attrgetter("protocol", "local_address", "local_port", "remot
                                "pid")
 
 
+SHAPE_BYTES = 16
+"""The length of a ``report_shape`` digest."""
+
+
 def report_shape(report: Report) -> bytes:
     """A digest (SHA-256 cut to 128 bits: with the CPU's SHA instructions,
     which OpenSSL uses, half the time of BLAKE2b here) of every field of ``report`` that decides
@@ -250,16 +254,20 @@ def report_shape(report: Report) -> bytes:
         list(map(_PROCESS_SHAPE, processes)),
         list(map(_CONNECTION_SHAPE, connections)),
     )
-    return hashlib.sha256(orjson.dumps(document)).digest()[:16]
+    return hashlib.sha256(orjson.dumps(document)).digest()[:SHAPE_BYTES]
 
 
-def build_partition(report: Report, received_at: float, previous: Partition | None = None) -> Partition:
+def build_partition(report: Report, received_at: float, previous: Partition | None = None,
+                    shape: bytes | None = None) -> Partition:
     """Everything ``report`` contributes, stamped with the report's own time.
 
     ``previous``: the agent's current partition. If ``report`` has its shape
     (``report_shape``), as a host's reports mostly do, only the nodes are built
-    again and the rest is ``previous``'s (``refreshed``)."""
-    shape = report_shape(report)
+    again and the rest is ``previous``'s (``refreshed``). ``shape``: the
+    report's ``report_shape``, if the caller has it (found where the report
+    was decoded, it need not be found again by each replica that merges it)."""
+    if shape is None:
+        shape = report_shape(report)
     if previous is not None and previous.shape == shape and previous.agent_id == report.agent_id:
         return refreshed(previous, report, received_at)
     return _build(report, received_at, shape)
