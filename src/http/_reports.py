@@ -109,10 +109,10 @@ async def submit_report() -> Response:
         await s.bus.progress.wait_handed_on(sequence, OWN_REPORT_WAIT)
         return _accepted(s, report, received_at)
     partition: Partition | None = None
-    shape: bytes | None = None
     if len(body) > OFF_LOOP_BYTES:
         # One at a time: with the GIL a second thread adds memory, not speed.
-        report, partition, packed = await trio.to_thread.run_sync(_prepare, body, received_at, limiter=s.heavy_work)
+        report, built, packed = await trio.to_thread.run_sync(_prepare, body, received_at, limiter=s.heavy_work)
+        partition, shape = built, built.shape
     else:
         report = _decode(body, received_at)
         packed = PackedReport.pack(body)

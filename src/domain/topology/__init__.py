@@ -40,8 +40,8 @@ from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "CACHE_LIMIT", "SHAPE_BYTES", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Listing",
-    "MAX_PAGE", "NODE_FIELDS", "Node", "NodeKind", "Partition", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
+    "CACHE_LIMIT", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Listing",
+    "MAX_PAGE", "NODE_FIELDS", "Node", "NodeKind", "Partition", "SHAPE_BYTES", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
     "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "build_partition", "container_id",
     "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
     "merge_nodes", "pod_id", "process_group_id", "process_group_node", "process_group_of", "process_id",
