@@ -217,7 +217,8 @@ def main() -> int:
         found = json.loads(Path(summary).read_text())
     finally:
         stop(server)
-    accepted = json.loads(out)["statuses"].get("202", 0) / json.loads(out)["elapsed"]
+    sent = json.loads(out)
+    accepted = sent["statuses"].get("202", 0) / sent["elapsed"]
     batches = found["batches"]
     print(f"reports at {args.rate:.0f}/s asked ({accepted:.1f}/s accepted), {args.hosts} hosts; GETs seen by the "
           f"client: p50 {views['p50_ms']:.1f} ms, p95 {views['p95_ms']:.1f} ms, max {views['max_ms']:.1f} ms over "

@@ -87,7 +87,6 @@ PHASES = ("apply", "record", "settle", "publish")
 def merge_batch(graph: TopologyGraph, history: MetricHistory, reports: list[Report], now: float,
                 process_history: Any = None) -> dict[str, float]:
     """CPU seconds per report of each phase of merging ``reports`` as the topology actor does."""
-    gc.collect()
     clock = time.process_time
     spent = dict.fromkeys(PHASES, 0.0)
     shapes = [report_shape(report) if report_shape is not None else None for report in reports]  # the request's
