@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
@@ -43,6 +43,8 @@ class ReportReceived:
     packed: PackedReport
     """The report's JSON as received (kept as the latest report)."""
     received_at: float
+    metrics: Mapping[str, float] | None = None
+    """``host_metrics(report)``, if the sender has it already."""
 
 
 @attrs.frozen
@@ -80,7 +82,7 @@ class AgentActor(Actor):
     async def handle(self, message: Any) -> Any:
         now = self.clock()
         if isinstance(message, ReportReceived):
-            self.state.receive(message.report, message.packed, message.received_at)
+            self.state.receive(message.report, message.packed, message.received_at, message.metrics)
         elif isinstance(message, Heartbeat):
             at = now if message.at is None else message.at
             self.state.heartbeat(at)

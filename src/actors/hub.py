@@ -14,16 +14,16 @@ the clients joining while it fetches the current version share that version
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import trio
 
-from trioscope.domain.agents import host_metrics, rfc3339
+from trioscope.domain.agents import rfc3339
 from trioscope.domain.live import Frame, diff_frame, report_frame, reset_frame
 from trioscope.domain.topology import CACHE_LIMIT, TopologyDiff, TopologySnapshot, View
 from trioscope.runtime import Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, MailboxFull, Terminated
-from trioscope.wire import Report
 
 from .topology import GetSnapshot, Subscribe, TopologyPublished
 
@@ -82,8 +82,16 @@ class _Current:
 
 @attrs.frozen
 class ReportSeen:
-    report: Report
+    """What a live ``report_update`` says of a report: not the report itself,
+    which would then live until the next update is due (a decoded report is
+    thousands of objects; kept by the hub for an interval, every report
+    survived into the collector's older generations)."""
+
+    agent_id: str
+    host_name: str
     received_at: float
+    metrics: Mapping[str, float]
+    """``host_metrics`` of the report."""
 
 
 @attrs.frozen
@@ -167,7 +175,7 @@ class HubActor(Actor):
             self._merge(message)
             self._schedule("topology")
         elif isinstance(message, ReportSeen):
-            self.reports[message.report.agent_id] = message
+            self.reports[message.agent_id] = message
             self._schedule("reports")
         elif isinstance(message, Join):
             self.members.joining[message.client.path] = message.client
@@ -293,9 +301,9 @@ class HubActor(Actor):
         # frames of 1,000 hosts cost ~0.1 ms of CPU a report, for nobody).
         clients = self.members.clients
         listeners = {path: client for path, client in self.members.reports.items() if path in clients}
-        updates = [ReportUpdate(seen.report.agent_id,
-                                report_frame(seen.report.agent_id, seen.report.host_name,
-                                             rfc3339(seen.received_at) or "", host_metrics(seen.report)))
+        updates = [ReportUpdate(seen.agent_id,
+                                report_frame(seen.agent_id, seen.host_name, rfc3339(seen.received_at) or "",
+                                             seen.metrics))
                    for seen in self.reports.values()] if listeners else []
         self.reports.clear()
         self._tell(listeners, *updates)

@@ -166,20 +166,19 @@ class RosterActor(Actor):
         # resends; merging the same report twice changes nothing.
         self.topology.tell(MergeReport(report, message.received_at, message.partition, message.shape,
                                        sequence=message.sequence, history=message.history))
-        agent.tell(ReportReceived(report, message.packed, message.received_at))
+        values = host_metrics(report)  # once, for the probe's actor, the hub and the metrics API alike
+        agent.tell(ReportReceived(report, message.packed, message.received_at, values))
         try:
-            self.hub.tell(ReportSeen(report, message.received_at))
+            self.hub.tell(ReportSeen(report.agent_id, report.host_name, message.received_at, values))
         except MailboxFull:
             pass  # a live "report_update" is a courtesy; the report itself is accepted
-        if self.metrics is not None:
-            values = host_metrics(report)
-            if values:
-                try:
-                    self.metrics.tell(NodeSamples(report.agent_id, report.host_name,
-                                                  metric_time(report, message.received_at,
-                                                              self.settings.storage.max_data_age), values))
-                except (MailboxFull, ActorStopped):
-                    pass  # the metrics API's copy of host metrics; the report itself is accepted
+        if self.metrics is not None and values:
+            try:
+                self.metrics.tell(NodeSamples(report.agent_id, report.host_name,
+                                              metric_time(report, message.received_at,
+                                                          self.settings.storage.max_data_age), values))
+            except (MailboxFull, ActorStopped):
+                pass  # the metrics API's copy of host metrics; the report itself is accepted
 
     async def _agent(self, agent_id: str, *, enrolled: bool) -> ActorRef:
         """The probe's actor, started if it is new, and the probe noted as heard from now.

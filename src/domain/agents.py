@@ -4,6 +4,7 @@ and host-level metric history. Pure: every method takes ``now``."""
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -122,16 +123,18 @@ class AgentState:
     def heartbeat(self, now: float) -> None:
         self.last_heartbeat = now
 
-    def receive(self, report: Report, packed: PackedReport, now: float) -> None:
+    def receive(self, report: Report, packed: PackedReport, now: float,
+                metrics: Mapping[str, float] | None = None) -> None:
         """Keep the report (``packed``, its JSON as sent) if it is the newest, and
-        record its metrics at ``now``."""
+        record its metrics (``metrics``: its ``host_metrics``, if found already) at ``now``."""
         self.reports_received += 1
         self.last_report_at = now
         if self.latest_timestamp is None or report.timestamp >= self.latest_timestamp:
             self._latest = packed
             self.latest_timestamp = report.timestamp
             self.hostname = report.host_name
-        self.history.record(metric_time(report, now, self.history.retention), host_metrics(report))
+        self.history.record(metric_time(report, now, self.history.retention),
+                            host_metrics(report) if metrics is None else metrics)
 
     @property
     def latest_raw(self) -> bytes | None:

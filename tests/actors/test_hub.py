@@ -13,6 +13,7 @@ import trio
 from tests.synthetic import host_report
 from trioscope.actors.hub import HubActor, Join, LiveUpdate, ReportSeen, ReportUpdate, WantReports
 from trioscope.actors.topology import GetSnapshot, Subscribe, TopologyPublished
+from trioscope.domain.agents import host_metrics
 from trioscope.domain.topology import TopologyGraph, View
 from trioscope.runtime import Actor, ActorSpec, Strategy, SupervisorSpec, open_actor_system
 from trioscope.wire import decode_report
@@ -119,8 +120,8 @@ async def test_report_updates_go_only_to_the_clients_that_want_them(autojump_clo
         assert [type(m) for m in got[0]] == [type(m) for m in got[1]] == [LiveUpdate]
 
         def seen(host: int) -> ReportSeen:
-            return ReportSeen(decode_report(host_report(host, timestamp=T0 + host, containers=1, processes=1,
-                                                        connections=0)), T0 + host)
+            report = decode_report(host_report(host, timestamp=T0 + host, containers=1, processes=1, connections=0))
+            return ReportSeen(report.agent_id, report.host_name, T0 + host, host_metrics(report))
 
         hub.tell(seen(2))
         hub.tell(topology.publish(2))
