@@ -40,13 +40,15 @@ def test_too_large_truncated_or_trailing_garbage(body: bytes, status: int) -> No
     assert refused.value.status == status
 
 
-_LONG_NUMBER = re.compile(rb"\d{20}|-9\d{18}")
-"""What the pre-check must find, as the regular expression it replaced."""
+_LONG_NUMBER = re.compile(rb"(?:^|[:,\[ \t\r\n])(?:-9\d{18}|-?\d{20})")
+"""What the pre-check must find, as a regular expression: a long run of
+digits where a value may begin."""
 
 
-@given(st.lists(st.sampled_from([b"0", b"9", b"5", b"-", b"-9", b"1" * 18, b"9" * 19, b" ", b"\"", b".", b"e"]),
+@given(st.lists(st.sampled_from([b"0", b"9", b"5", b"-", b"-9", b"1" * 18, b"9" * 19, b" ", b"\"", b".", b"e",
+                                 b":", b",", b"[", b"\n", b"a", b"f"]),
                 max_size=40).map(b"".join))
-def test_long_integer_precheck_finds_what_the_pattern_found(body: bytes) -> None:
+def test_long_integer_precheck_finds_what_the_pattern_finds(body: bytes) -> None:
     assert _may_hold_long_integer(body) == bool(_LONG_NUMBER.search(body))
 
 
@@ -55,6 +57,13 @@ def test_integer_beyond_what_orjson_keeps_exact_is_refused_naming_the_field(lite
     with pytest.raises(ApiError) as refused:
         parse_json(b'{"a": [1, {"b": ' + literal + b'}], "c": "12345678901234567890123"}')
     assert refused.value.status == 400 and refused.value.message.startswith("$.a[1].b:")
+
+
+def test_long_digit_runs_inside_strings_need_no_second_look() -> None:
+    container_id = b"60df257c2c69af3d445208bad5009f564494036050347489092445be84b6"  # 20 digits in a row
+    assert not _may_hold_long_integer(b'{"id": "' + container_id + b'", "n": 0.12345678901234567890e3}')
+    assert _may_hold_long_integer(b'{"id": "' + container_id + b'", "n":-99999999999999999999}')
+    assert _may_hold_long_integer(b"[1,\t-9223372036854775809]") and _may_hold_long_integer(b"18446744073709551616")
 
 
 def test_integers_within_range_and_digits_in_strings_pass() -> None:
