@@ -54,9 +54,11 @@ def inline_structure_fn(cls: type[Any], converter: cattrs.Converter, not_an_obje
         namespace[kind] = field.type
         if plain:
             namespace[f"set{index}"] = getattr(cls, field.name).__set__
-            store = f"set{index}(res, {{}})"
+            slot = f"set{index}(res, "
+            close = ")"
         else:
-            store = f"res[{field.alias!r}] = {{}}"
+            slot = f"res[{field.alias!r}] = "
+            close = ""
         value = f"o[{key!r}]"
         indent = "    "
         if field.default is not attrs.NOTHING:  # absent: the class's default, as cattrs leaves it
@@ -64,10 +66,10 @@ def inline_structure_fn(cls: type[Any], converter: cattrs.Converter, not_an_obje
             indent = "        "
         test = _fast_test(field.type, namespace, index)
         if test is None:
-            lines.append(indent + store.format(f"{hook}({value}, {kind})"))
+            lines.append(f"{indent}{slot}{hook}({value}, {kind}){close}")
         else:
             accepted, result = test
-            lines += [f"{indent}v = {value}", indent + store.format(f"{result} if {accepted} else {hook}(v, {kind})")]
+            lines += [f"{indent}v = {value}", f"{indent}{slot}{result} if {accepted} else {hook}(v, {kind}){close}"]
         if plain and field.default is not attrs.NOTHING:
             default: Any = field.default
             if isinstance(default, _FACTORY):
