@@ -170,7 +170,7 @@ async def test_a_read_waits_for_no_more_than_its_budget_of_merging_and_loses_not
     backlog; the reports it did not wait for are merged later, none lost."""
     from trioscope.actors import topology as topology_module
 
-    monkeypatch.setattr(topology_module, "MERGE_INTERVAL", 3600.0)  # nothing merged in the background meanwhile
+    monkeypatch.setattr(topology_module, "MERGE_EVERY", 3600.0)  # nothing merged in the background meanwhile
     async with open_actor_system(supervision_tree(settings)) as system:
         await deliver(system, small_report(1))  # the first is due at once
         assert await hosts_in(system) == {host_id("host-1")}
