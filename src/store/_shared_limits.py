@@ -36,7 +36,6 @@ import hashlib
 import itertools
 import time
 from collections.abc import Sequence
-from typing import Any
 
 import attrs
 import psycopg
@@ -46,7 +45,7 @@ import trio
 from trioscope.domain.rates import RateLimiter
 
 from ._token_leases import TokenLeases
-from ._trio_connection import TrioConnection, connect_trio
+from ._trio_connection import Row, TrioConnection, array_text, connect_trio
 
 BATCHES_IN_FLIGHT = 4
 """Batches sent at once; checks arriving meanwhile wait and go in the next.
@@ -76,11 +75,10 @@ _ASK = "(SELECT {value} FROM asks AS a WHERE a.key = b.key)"
 
 _BATCH = f"""
 WITH asks AS (
-    SELECT * FROM unnest(%(keys)s::text[], %(wants)s::int[], %(rates)s::float8[], %(bursts)s::float8[])
-        AS a(key, want, rate, burst)),
+    SELECT * FROM unnest($1::text[], $2::int[], $3::float8[], $4::float8[]) AS a(key, want, rate, burst)),
 first AS (
     INSERT INTO replay_ids AS r (id, seen_until)
-    SELECT id, {_NOW} + w FROM unnest(%(ids)s::text[], %(windows)s::float8[]) AS i(id, w) ORDER BY id
+    SELECT id, {_NOW} + w FROM unnest($5::text[], $6::float8[]) AS i(id, w) ORDER BY id
     ON CONFLICT (id) DO UPDATE SET seen_until = EXCLUDED.seen_until WHERE r.seen_until < {_NOW}
     RETURNING r.id),
 leased AS (
@@ -97,14 +95,16 @@ UNION ALL SELECT true, key, granted, tokens FROM leased
 """One batch: each replay id's first use (its row back: new, or seen longer
 ago than its window; no row: a replay) and each lease (all the tokens it
 wants or none, and the tokens left; the SET expressions all read the row as
-it was). Rows are locked in key order, replay ids first."""
+it was). Rows are locked in key order, replay ids first. Parameters: the
+leases' keys, tokens wanted, rates and bursts, then the replay ids and their
+windows, each an array (``array_text``: keys are hex digests, ``_key``)."""
 
 _PRUNE_REPLAY = f"""
-DELETE FROM replay_ids WHERE id IN (SELECT id FROM replay_ids WHERE seen_until < {_NOW} LIMIT %(batch)s)
+DELETE FROM replay_ids WHERE id IN (SELECT id FROM replay_ids WHERE seen_until < {_NOW} LIMIT $1::int)
 """
 _PRUNE_BUCKETS = f"""
 DELETE FROM rate_buckets WHERE key IN (
-    SELECT key FROM rate_buckets WHERE at < {_NOW} - %(full_after)s LIMIT %(batch)s)
+    SELECT key FROM rate_buckets WHERE at < {_NOW} - $1::float8 LIMIT $2::int)
 """
 
 
@@ -197,36 +197,38 @@ class SharedLimits:
                 check.done.set()
             raise
         self.batches_sent += 1
-        answers = {(is_lease, key): (granted, left) for is_lease, key, granted, left in rows}
+        # Rows as PostgreSQL's text: booleans b"t" / b"f", the key, NULLs for a replay id's row.
+        answers = {(is_lease == b"t", key.decode() if key else ""): (granted, left)
+                   for is_lease, key, granted, left in rows}
         for check in batch:
             answer = answers.get((check.want > 0, check.key))
             if check.want:
-                assert answer is not None, "every lease's bucket row comes back"
-                check.granted, check.left = bool(answer[0]), float(answer[1])
+                assert answer is not None and answer[1] is not None, "every lease's bucket row comes back"
+                check.granted, check.left = answer[0] == b"t", float(answer[1])
             else:
                 check.granted = answer is not None
             check.done.set()
 
-    async def _execute(self, batch: Sequence[_Check], pruning: bool) -> list[tuple[bool, str, Any, Any]]:
+    async def _execute(self, batch: Sequence[_Check], pruning: bool) -> list[Row]:
         """One batch on an idle connection (a new one if none is idle); a
         connection that failed is dropped, the next batch opens another."""
         replays = [c for c in batch if not c.want]
         leases = [c for c in batch if c.want]
-        args = {"ids": [c.key for c in replays], "windows": [c.window for c in replays],
-                "keys": [c.key for c in leases], "wants": [c.want for c in leases],
-                "rates": [c.rate for c in leases], "bursts": [c.burst for c in leases]}
+        params = [array_text(c.key for c in leases), array_text(c.want for c in leases),
+                  array_text(repr(c.rate) for c in leases), array_text(repr(c.burst) for c in leases),
+                  array_text(c.key for c in replays), array_text(repr(c.window) for c in replays)]
         db = self._idle.pop() if self._idle else await self._connect()
         try:
             for attempt in range(DEADLOCK_RETRIES):
                 try:
-                    rows = await (await db.execute(_BATCH, args)).fetchall()
+                    rows = await db.execute_prepared(b"limits_batch", _BATCH, params)
                     break
                 except psycopg.errors.DeadlockDetected:
                     if attempt == DEADLOCK_RETRIES - 1:
                         raise
             if pruning:
-                await db.execute(_PRUNE_REPLAY, {"batch": PRUNE_BATCH})
-                await db.execute(_PRUNE_BUCKETS, {"full_after": self._full_after, "batch": PRUNE_BATCH})
+                await db.execute(_PRUNE_REPLAY, [str(PRUNE_BATCH).encode()])
+                await db.execute(_PRUNE_BUCKETS, [repr(self._full_after).encode(), str(PRUNE_BATCH).encode()])
         except BaseException:
             db.discard()
             raise

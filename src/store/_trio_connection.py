@@ -1,78 +1,136 @@
-"""psycopg's async connection run by Trio: no worker thread per query.
+"""One libpq connection whose statements Trio waits for: no worker thread, no cursor.
 
-psycopg does every exchange with the server as a generator over libpq's
-non-blocking calls, which says when it needs the socket readable or writable;
-its ``AsyncConnection`` waits for that with asyncio. ``TrioConnection`` waits
-with Trio instead (``wait``, the method every exchange of the connection goes
-through), so a query costs the loop a socket wait, not a hop to a worker
-thread and back (about 80 µs of CPU per query against 190 µs through
-``trio.to_thread``, measured here). Used for the shared limits' one-statement
-batches (``_shared_limits``: 0.68x the CPU per batch). Not for the writer,
-whose group commits stay in the store actor's worker thread: when they were
-pipelined transactions, psycopg's async cursor, pipeline and transaction cost
-more per statement than the hop saved (1.10x per commit, bench/RESULTS.md,
-pg-owner section); most are one statement now (session 29), not measured
-on this connection since.
+psycopg's ``pq`` module is its binding of libpq; a statement is sent with
+libpq's non-blocking calls and Trio waits for the socket between them, so a
+statement costs the loop a socket wait, not a hop to a worker thread and back.
+psycopg's cursor (parameter adaptation, prepared-statement bookkeeping, row
+makers) is left out on purpose: for the shared limits' one-statement batches
+(``_shared_limits``), whose parameters are a few arrays of hex keys and numbers
+and whose rows are four plain columns, it was half the CPU of a batch (a batch
+of one replay id and one lease: ~330 µs through ``AsyncCursor.execute`` on this
+connection's earlier form, ~160 µs here; bench/RESULTS.md, session 32).
 
-Rules that come with it: one task at a time per connection (psycopg's own
-lock is asyncio's, never waited on here: the caller serialises), and a query
-cancelled midway leaves the connection unusable, so callers shield their
-queries and drop a connection after any error. Connecting blocks (libpq's
-connect, DNS and all): it runs once per connection in a worker thread.
+So parameters go as text (``array_text`` builds an array literal of items that
+need no quoting) and values come back as the text PostgreSQL sends (bytes, or
+None for NULL). An error result raises psycopg's exception class for its
+SQLSTATE, after the connection has read every result: it is then ready for the
+next statement. A lost connection raises ``psycopg.OperationalError``.
+
+Rules that come with it: one task at a time per connection (the caller
+serialises), and a statement cancelled midway leaves the connection in an
+unknown state, so callers shield their statements and drop a connection after
+any error they do not expect. Connecting blocks (libpq's connect, DNS and all):
+it runs once per connection in a worker thread.
 """
 
 from __future__ import annotations
 
 import functools
 import select
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 import psycopg
+import psycopg.errors
 import trio
 from psycopg import pq
-from psycopg.abc import PQGen, RV
-from psycopg.rows import TupleRow
-from psycopg.waiting import Ready, Wait
 
-from ._postgres import CONNECT_TIMEOUT, configure
+from ._postgres import CONNECT_TIMEOUT
+
+Row = tuple[bytes | None, ...]
 
 
-class TrioConnection(psycopg.AsyncConnection[TupleRow]):
-    """An autocommit ``AsyncConnection`` whose waits are Trio's (see the module docstring)."""
+class TrioConnection:
+    """A connection in libpq's non-blocking mode (see the module docstring)."""
 
-    async def wait(self, gen: PQGen[RV], interval: float = 0.0, timeout: float | None = None) -> RV:
-        fd = self.pgconn.socket
-        try:
-            state = next(gen)
-            while True:
-                state = gen.send(await _ready(fd, state))
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]  # the generator's own result
+    def __init__(self, pgconn: pq.abc.PGconn) -> None:
+        self._pgconn = pgconn
+        self._prepared: set[bytes] = set()
+
+    @property
+    def backend_pid(self) -> int:
+        return self._pgconn.backend_pid
+
+    async def execute(self, sql: str, params: Sequence[bytes | None] = ()) -> list[Row]:
+        """Run ``sql`` (placeholders ``$1``, ``$2``...) and return its rows."""
+        self._pgconn.send_query_params(sql.encode(), params)
+        return await self._answer()
+
+    async def execute_prepared(self, name: bytes, sql: str, params: Sequence[bytes | None]) -> list[Row]:
+        """As ``execute``, with ``sql`` prepared as ``name`` on this connection at its first use
+        (PostgreSQL then parses and plans it once per connection, not per statement)."""
+        if name not in self._prepared:
+            self._pgconn.send_prepare(name, sql.encode())
+            await self._answer()
+            self._prepared.add(name)
+        self._pgconn.send_query_prepared(name, params)
+        return await self._answer()
 
     def discard(self) -> None:
         """Close at once (after an error: its state is unknown)."""
-        self.pgconn.finish()
+        self._pgconn.finish()
+
+    async def _answer(self) -> list[Row]:
+        """Send what libpq holds, then read every result of the statement."""
+        pgconn, fd = self._pgconn, self._pgconn.socket
+        while pgconn.flush():  # a statement bigger than the socket's buffer: libpq sends it as it drains
+            if await _ready(fd) & _READABLE:
+                pgconn.consume_input()  # the server may answer (an error) before it read everything
+        rows: list[Row] = []
+        error: psycopg.Error | None = None
+        while True:
+            pgconn.consume_input()
+            while pgconn.is_busy():
+                await trio.lowlevel.wait_readable(fd)
+                pgconn.consume_input()
+            result = pgconn.get_result()
+            if result is None:
+                break
+            if result.status == pq.ExecStatus.TUPLES_OK:
+                columns = range(result.nfields)
+                rows.extend(tuple(result.get_value(i, c) for c in columns) for i in range(result.ntuples))
+            elif result.status != pq.ExecStatus.COMMAND_OK and error is None:
+                error = _error(result, pgconn)
+        if error is not None:
+            raise error
+        return rows
 
 
-async def _ready(fd: int, state: int) -> Ready:
-    if state == Wait.R:
-        await trio.lowlevel.wait_readable(fd)
-        return Ready.R
-    if state == Wait.W:
-        await trio.lowlevel.wait_writable(fd)
-        return Ready.W
-    # Both (libpq flushing a pipeline while results come back): whichever comes first.
+def array_text(items: Iterable[object]) -> bytes:
+    """A PostgreSQL array literal of ``items`` as text: only for items whose text
+    needs no quoting (hex digests, numbers)."""
+    return ("{" + ",".join(map(str, items)) + "}").encode()
+
+
+def _error(result: pq.abc.PGresult, pgconn: pq.abc.PGconn) -> psycopg.Error:
+    """psycopg's exception for an error result (by its SQLSTATE), or for the connection's state."""
+    message = (result.error_message or pgconn.error_message).decode(errors="replace").strip()
+    sqlstate = result.error_field(pq.DiagnosticField.SQLSTATE)
+    if sqlstate is None:
+        return psycopg.OperationalError(message or "the connection to PostgreSQL was lost")
+    try:
+        cls = psycopg.errors.lookup(sqlstate.decode())
+    except KeyError:
+        cls = psycopg.DatabaseError
+    return cls(message)
+
+
+_READABLE = 1
+_WRITABLE = 2
+
+
+async def _ready(fd: int) -> int:
+    """Whichever of readable and writable ``fd`` is first (both bits if both at once)."""
     readable, writable, _ = select.select([fd], [fd], [], 0)
     if readable or writable:
-        return Ready((Ready.R if readable else 0) | (Ready.W if writable else 0))
-    ready: list[Ready] = []
+        return (_READABLE if readable else 0) | (_WRITABLE if writable else 0)
+    ready: list[int] = []
     async with trio.open_nursery() as nursery:
-        async def one(wait: Any, value: Ready) -> None:
-            await wait(fd)
+        async def one(wait: object, value: int) -> None:
+            await wait(fd)  # type: ignore[operator]  # one of trio's two socket waits
             ready.append(value)
             nursery.cancel_scope.cancel(reason="the socket is ready")
-        nursery.start_soon(one, trio.lowlevel.wait_readable, Ready.R)
-        nursery.start_soon(one, trio.lowlevel.wait_writable, Ready.W)
+        nursery.start_soon(one, trio.lowlevel.wait_readable, _READABLE)
+        nursery.start_soon(one, trio.lowlevel.wait_writable, _WRITABLE)
     return ready[0]
 
 
@@ -87,13 +145,9 @@ def _connect_blocking(url: str) -> pq.abc.PGconn:
 
 
 async def connect_trio(url: str) -> TrioConnection:
-    """An autocommit connection whose queries Trio runs (connecting in a worker thread).
+    """A connection whose statements Trio runs (connecting in a worker thread).
 
     Raises:
         psycopg.OperationalError: the server cannot be reached or refuses the login.
     """
-    pgconn = await trio.to_thread.run_sync(functools.partial(_connect_blocking, url))
-    connection = TrioConnection(pgconn)
-    connection._autocommit = True  # as ``connect(autocommit=True)`` sets it: a new session is idle
-    configure(connection)  # type: ignore[arg-type]  # only its adapters are touched
-    return connection
+    return TrioConnection(await trio.to_thread.run_sync(functools.partial(_connect_blocking, url)))

@@ -125,4 +125,4 @@ async def test_checks_commit_without_waiting_for_the_disk(processes: tuple[Share
     a, _ = processes
     assert await SharedReplayIds(a, WINDOW).first_use("agent/1")
     [db] = a._idle  # the connection the check used, idle again
-    assert await (await db.execute("SHOW synchronous_commit")).fetchone() == ("off",)
+    assert await db.execute("SHOW synchronous_commit") == [(b"off",)]

@@ -1,31 +1,46 @@
-"""psycopg's async connection run by Trio (``_trio_connection``): queries,
-pipelines and transactions without a worker thread, and what a lost
+"""A libpq connection run by Trio (``_trio_connection``): statements,
+prepared statements and errors without a worker thread, and what a lost
 connection does to the shared limits that use it."""
 
 from __future__ import annotations
 
 import psycopg
+import psycopg.errors
 import pytest
 import trio
 
 from trioscope.store._postgres_migrations import migrate
 from trioscope.store._shared_limits import SharedLimits, SharedReplayIds
-from trioscope.store._trio_connection import connect_trio
+from trioscope.store._trio_connection import array_text, connect_trio
 
 
-async def test_queries_and_a_pipelined_transaction_run_without_a_worker_thread(postgres_url: str,
-                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_statements_run_without_a_worker_thread_and_rows_come_back_as_text(
+        postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     db = await connect_trio(postgres_url)
     try:
         monkeypatch.setattr(trio.to_thread, "run_sync", lambda *_, **__: pytest.fail("a worker thread was used"))
-        assert await (await db.execute("SELECT %s::int + 1", (41,))).fetchone() == (42,)
+        assert await db.execute("SELECT $1::int + 1, NULL::text, true", [b"41"]) == [(b"42", None, b"t")]
         await db.execute("CREATE TEMPORARY TABLE t (n int, s text)")
-        big = "x" * 100_000  # several socket buffers' worth in one pipeline: libpq waits to read and write at once
-        async with db.pipeline(), db.transaction():
-            for n in range(50):
-                await db.execute("INSERT INTO t VALUES (%s, %s)", (n, big))
-        assert await (await db.execute("SELECT count(*), sum(length(s)) FROM t")).fetchone() == (50, 5_000_000)
-        assert db.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        big = b"x" * 3_000_000  # many socket buffers' worth in one statement: libpq sends it as the socket drains
+        assert await db.execute("INSERT INTO t VALUES ($1::int, $2::text) RETURNING n", [b"1", big]) == [(b"1",)]
+        sql = "SELECT sum(n), count(*) FROM unnest($1::int[]) AS a(n)"
+        for numbers in ([1, 2, 3], [], [7]):
+            rows = await db.execute_prepared(b"sum", sql, [array_text(numbers)])
+            assert rows == [(str(sum(numbers)).encode() if numbers else None, str(len(numbers)).encode())]
+        assert await db.execute("SELECT length(s) FROM t") == [(b"3000000",)]
+    finally:
+        db.discard()
+
+
+async def test_an_error_raises_its_psycopg_class_and_the_connection_serves_the_next_statement(
+        postgres_url: str) -> None:
+    db = await connect_trio(postgres_url)
+    try:
+        with pytest.raises(psycopg.errors.DivisionByZero, match="division by zero"):
+            await db.execute("SELECT 1 / 0")
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            await db.execute_prepared(b"missing", "SELECT * FROM no_such_table", [])
+        assert await db.execute("SELECT 2") == [(b"2",)]
     finally:
         db.discard()
 
@@ -38,7 +53,7 @@ async def test_a_limits_connection_lost_fails_its_batch_and_the_next_one_connect
             replay = SharedReplayIds(limits, 600.0)
             assert await replay.first_use("agent/1")
             [connection] = limits._idle
-            admin.execute("SELECT pg_terminate_backend(%s)", (connection.info.backend_pid,))
+            admin.execute("SELECT pg_terminate_backend(%s)", (connection.backend_pid,))
             with pytest.raises(psycopg.OperationalError):
                 await replay.first_use("agent/2")
             assert limits._idle == []  # dropped, not handed to the next batch
