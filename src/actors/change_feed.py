@@ -14,7 +14,7 @@ batch, the actor:
   query), publishes for each announced version the ``/ws/user`` events the
   replica that made the change published for its own users
   (``change_events``: the same events, computed from the stored command), and
-  hands the command to the queue owner (``CommandChanged``), which updates
+  hands the commands to the queue owner (``CommandsChanged``, one message per batch), which updates
   the deployment's queue and hands it to a waiting poll.
 
 After every (re)connection it has the directory and the queues read again what
@@ -37,7 +37,7 @@ from trioscope.store import Change, Connected, FeedEvent, StoreReader
 
 from .directory import GetPublished, ReloadAll, ReloadRecords
 from .notifier import publish
-from .queue_owner import CommandChanged, ResyncQueues
+from .queue_owner import CommandsChanged, ResyncQueues
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class ChangeFeedActor(Actor):
         # A row older than the newest change announced (which had no room for its own) will not do.
         current = {i: c for i, c in carried.items() if len(c.history) >= max(versions[i])}
         stored = await self.reader.commands([i for i in versions if i not in current])
+        changed: list[Command] = []
         for command_id, announced in versions.items():
             command = current.get(command_id) or stored.get(command_id)
             if command is None:
@@ -113,7 +114,9 @@ class ChangeFeedActor(Actor):
                     if 0 < version <= len(command.history):
                         for event in change_events(command, version):
                             publish(self.notifier, deployment.tenant, deployment.user_id, event)
-            await self.queue_owner.send(CommandChanged(command))  # waits for room: a change is never dropped here
+            changed.append(command)
+        if changed:
+            await self.queue_owner.send(CommandsChanged(tuple(changed)))  # waits for room: never dropped here
 
 
 def change_feed_spec(follow: Follow, reader: StoreReader, *, directory_path: str, queue_owner_path: str,

@@ -19,7 +19,7 @@ reached (usually one: the one holding its agent's poll), not on every
 replica: a queue applying every change another replica made to a deployment
 nobody asks it about cost each replica as much as following the whole
 installation. The change feed hands this actor what other replicas committed
-(``CommandChanged``): a running queue takes it (``Refresh``); otherwise only
+(``CommandsChanged``): a running queue takes it (``Refresh``); otherwise only
 the command's next deadline is kept (``DeadlineWatch``), and should one pass
 ``FOLLOW_GRACE`` seconds unresolved (the replicas holding the queue are gone),
 the deployment's queue is started here, reads the open commands and fires
@@ -70,11 +70,12 @@ class ForDeployment:
 
 
 @attrs.frozen
-class CommandChanged:
-    """Another replica committed a change of ``command`` (as its notification
-    carried it, or read after it). Told; the deployment's queue takes it (``Refresh``)."""
+class CommandsChanged:
+    """Other replicas committed changes of ``commands`` (as their notifications
+    carried them, or read after them; one message per batch the feed read).
+    Sent; each deployment's queue takes its own (``Refresh``)."""
 
-    command: Command
+    commands: tuple[Command, ...]
 
 
 @attrs.frozen
@@ -133,14 +134,14 @@ class QueueOwnerActor(Actor):
         if isinstance(message, QueueIdle):
             await self._stop_if_idle(message.deployment_hash)
             return None
-        if isinstance(message, CommandChanged):
-            command = message.command
-            running = self.queues.actor(command.deployment_hash)
-            if running is not None:
-                _tell(running, Refresh(command))
-            else:
-                self.watch.note(command)
-                self._arm_watch()
+        if isinstance(message, CommandsChanged):
+            for command in message.commands:
+                running = self.queues.actor(command.deployment_hash)
+                if running is not None:
+                    _tell(running, Refresh(command))
+                else:
+                    self.watch.note(command)
+            self._arm_watch()
             return None
         if isinstance(message, _WatchDue):
             self.watch_timer = self.watch_armed_for = None

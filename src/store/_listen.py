@@ -38,6 +38,13 @@ CONNECT_TIMEOUT = 10
 """Seconds libpq may take to connect."""
 APPLICATION_NAME = "trioscope change feed"
 """How the connection shows in ``pg_stat_activity`` (with the server's pid)."""
+GATHER = 0.003
+"""Seconds the feed lets notifications gather after the socket woke it, before
+it reads them all. Every replica hears every change, its own too (skipped
+unparsed): at one wake per notification the wakes, reads and hand-overs were
+most of what following the other replicas cost (2 workers end to end: the feed
+~10% of a worker's CPU). A few ms on a delivery that takes ~10 ms across
+replicas (bench/replica_delivery.py) buys one wake for several changes."""
 
 
 @attrs.frozen
@@ -112,6 +119,7 @@ async def _read(pgconn: pq.abc.PGconn, origin: str, deliver: Callable[[FeedEvent
     own = origin_prefix(origin)
     while True:
         await trio.lowlevel.wait_readable(fd)
+        await trio.sleep(GATHER)
         pgconn.consume_input()  # raises OperationalError once the server is gone
         if pgconn.status != pq.ConnStatus.OK:
             raise psycopg.OperationalError("the connection is broken")

@@ -14,7 +14,7 @@ import trio
 from tests.store.test_protocol import command, deployment
 from trioscope.actors.change_feed import change_feed_spec
 from trioscope.actors.directory import GetPublished
-from trioscope.actors.queue_owner import CommandChanged, ResyncQueues
+from trioscope.actors.queue_owner import CommandsChanged, ResyncQueues
 from trioscope.domain.commands import Command, CommandEvent
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.runtime import Actor, ActorSpec, Published, SupervisorSpec, open_actor_system
@@ -77,7 +77,7 @@ async def feed(events: list[FeedEvent], reader: CountingReader, changed: int) ->
                          queue_owner_path="/root/queue_owner", notifier_path="/root/notifier")])
 
     async def heard() -> bool:
-        return sum(isinstance(m, CommandChanged) for m in owner_seen) >= changed
+        return sum(len(m.commands) for m in owner_seen if isinstance(m, CommandsChanged)) >= changed
 
     async with open_actor_system(tree):
         await eventually(heard)
@@ -90,7 +90,7 @@ async def test_commands_carried_by_their_notifications_are_not_read_back() -> No
     reader = CountingReader({})
     owner_seen, notifier_seen = await feed([[change(queued, carried=True), change(sent, carried=True)]], reader, 1)
     assert reader.reads == []
-    assert owner_seen == [CommandChanged(sent)]
+    assert owner_seen == [CommandsChanged((sent,))]
     # Each announced version's events, as the replica that made the change published them.
     assert [(p.event["type"], p.event["status"]) for p in notifier_seen] == [("command_progress", "queued"),
                                                                             ("command_progress", "sent")]
@@ -105,4 +105,4 @@ async def test_commands_without_their_row_are_read_in_one_query() -> None:
     owner_seen, _ = await feed([[change(one, carried=False), change(two, carried=True),
                                  change(two_sent, carried=False), change(three, carried=True)]], reader, 3)
     assert reader.reads == [["cmd_1", "cmd_2"]]
-    assert owner_seen == [CommandChanged(one), CommandChanged(two_sent), CommandChanged(three)]
+    assert owner_seen == [CommandsChanged((one, two_sent, three))]  # one message for the batch

@@ -14,7 +14,7 @@ from tests.actors.test_deployment_queue import audit, command, settings, wall  #
 from trioscope.actors.deployment_queue import IDLE_STOP, Confirm, Create, QueueIdle, Snapshot
 from trioscope.actors.directory import CreateDeployment
 from trioscope.actors.queue_owner import (
-    FOLLOW_GRACE, CommandChanged, ForDeployment, GetCommandStats, QueueOwnerActor, ResyncQueues,
+    FOLLOW_GRACE, CommandsChanged, ForDeployment, GetCommandStats, QueueOwnerActor, ResyncQueues,
 )
 from trioscope.actors.store import commit
 from trioscope.domain.commands import CommandEvent, CommandStatus
@@ -103,7 +103,7 @@ async def test_another_replicas_change_starts_no_queue_until_its_deadline_passes
     store = system.lookup(STORE)
     other = command(deployment_hash, 7)  # committed by another replica, announced to this one
     await commit(store, [SaveCommand(other, None)])
-    owner.tell(CommandChanged(other))
+    owner.tell(CommandsChanged((other,)))
     await owner.ask(GetCommandStats())  # handled in order: the change was taken
     assert queues.child(deployment_hash) is None
     await trio.testing.wait_all_tasks_blocked()  # the watch's timer is set before the jump
@@ -125,11 +125,11 @@ async def test_a_request_for_a_watched_deployment_starts_its_queue_with_the_comm
     deployment_hash, owner, _, system = owned_in
     other = command(deployment_hash, 8)
     await commit(system.lookup(STORE), [SaveCommand(other, None)])
-    owner.tell(CommandChanged(other))
+    owner.tell(CommandsChanged((other,)))
     assert [c.id for c in await owner.ask(ForDeployment(deployment_hash, Snapshot()))] == ["cmd_8"]
     later = other.apply(CommandEvent.CANCEL, time.time())
     await commit(system.lookup(STORE), [SaveCommand(later, len(other.history))])
-    owner.tell(CommandChanged(later))  # the running queue takes it
+    owner.tell(CommandsChanged((later,)))  # the running queue takes it
     with trio.fail_after(10):
         while await owner.ask(ForDeployment(deployment_hash, Snapshot())):
             await trio.sleep(0.01)
