@@ -3,11 +3,12 @@
 Decoding a report is ~300 small objects of a dozen fields each, and cattrs'
 generated function calls one hook per field: at ~0.1 us a call that was a
 quarter of the decoding (and of the request path's CPU with it). Here each
-constrained scalar field (``IntRange``, ``FloatRange``, ``TextRule``, and
-such a field or null) is tested where it is read, with exactly the test its
-hook starts with; any value that test does not accept goes to that hook,
-which returns what it would have or raises what it would have. Every other
-field (lists, sections, literals, timestamps) is its hook's, as before. So the
+constrained scalar field (``IntRange``, ``FloatRange``, ``TextRule``, a
+``Literal`` of strings, and such a field or null) is tested where it is read,
+with exactly the test its hook starts with; any value that test does not
+accept goes to that hook, which returns what it would have or raises what it
+would have. Every other field (lists, sections, other literals, timestamps) is
+its hook's, as before. So the
 function returns what ``make_dict_structure_fn`` builds, field by field, and
 fails where it fails (the caller then finds every problem with the detailed
 converter: ``_codec.decode``).
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import MemberDescriptorType, UnionType
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -102,15 +103,20 @@ def _plain(cls: type[Any]) -> bool:
 
 
 def _fast_test(type_: Any, namespace: dict[str, Any], index: int) -> tuple[str, str] | None:
-    """(test, result) for ``v`` of a constrained scalar type (or one or null),
-    the same as its hook's first test (``_codec._rule_hook``); None for any other type."""
+    """(test, result) for ``v`` of a constrained scalar type or a literal of
+    strings (or one or null), the same as its hook's first test
+    (``_codec._rule_hook``; cattrs' literal hook: ``v in`` the values, here
+    also of type str, so that no ``1`` passes for a ``True``); None for any other type."""
     optional = False
     args = get_args(type_)
     if len(args) == 2 and type(None) in args and get_origin(type_) in (Union, UnionType):
         type_ = next(a for a in args if a is not type(None))
         optional = True
     rule = CHECKS.get(type_)
-    if isinstance(rule, IntRange):
+    if get_origin(type_) is Literal and all(type(a) is str for a in get_args(type_)):
+        namespace[f"allowed{index}"] = frozenset(get_args(type_))
+        accepted, result = f"(type(v) is str and v in allowed{index})", "v"
+    elif isinstance(rule, IntRange):
         namespace[f"lo{index}"], namespace[f"hi{index}"] = rule.low, rule.high
         accepted, result = f"(type(v) is int and lo{index} <= v <= hi{index})", "v"
     elif isinstance(rule, FloatRange):

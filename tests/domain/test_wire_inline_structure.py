@@ -20,7 +20,7 @@ from trioscope.wire._models import Report
 EDGE_VALUES = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**64), 2**64), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=300), st.just(""), st.just("8fb242afec93"), st.just("-bad id"), st.just([]), st.just({}),
-    st.just("2025-10-01T00:00:00Z"),
+    st.just("2025-10-01T00:00:00Z"), st.sampled_from(["tcp", "udp6", "TCP", "tcp "]),  # a protocol (a literal) or not
 )
 
 
