@@ -221,6 +221,10 @@ def test_a_bad_token_is_refused_and_a_401_later_brings_the_sign_in_back(ui: Ui) 
 
 def test_the_page_shows_a_lost_connection_and_catches_up_after_a_server_restart(ui: Ui) -> None:
     ui.expected += ["WebSocket connection", "ERR_CONNECTION_REFUSED"]  # the browser logs the failed tries
+    # The server is stopped under the page: once in ~10 CI runs the page's stats poll, in flight at that moment,
+    # was logged as cut short (not reproduced outside the browser; see the session notes). What this test
+    # asserts is the page's recovery, not the stop.
+    ui.expected.append("ERR_CONTENT_LENGTH_MISMATCH")
     post_report(ui.server, 0)
     ui.open()
     ui.wait_for_nodes({"host:host-0"})
