@@ -132,8 +132,6 @@ class _Check:
     left: float = 0.0
     """A lease: the bucket's tokens after it."""
     error: BaseException | None = None
-    sent: bool = False
-    """Taken into a batch."""
     done: trio.Event = attrs.field(factory=trio.Event)
     """Its batch was answered."""
 
@@ -198,8 +196,6 @@ class SharedLimits:
 
     async def _send(self, batch: list[_Check]) -> None:
         """Decide every check of ``batch`` (or fail them all with the error)."""
-        for check in batch:
-            check.sent = True
         pruning = next(self._batches) % PRUNE_EVERY == 0
         try:
             # Not cancelled with this request: other requests' checks are in the batch
