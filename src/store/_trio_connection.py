@@ -120,18 +120,24 @@ _WRITABLE = 2
 
 async def _ready(fd: int) -> int:
     """Whichever of readable and writable ``fd`` is first (both bits if both at once)."""
-    readable, writable, _ = select.select([fd], [fd], [], 0)
-    if readable or writable:
-        return (_READABLE if readable else 0) | (_WRITABLE if writable else 0)
-    ready: list[int] = []
+    # poll, not select: a server holding thousands of long-polls has descriptors beyond select's 1024.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLOUT)
+    ready = poller.poll(0)
+    events = ready[0][1] if ready else 0
+    if events & (select.POLLIN | select.POLLERR | select.POLLHUP):
+        return _READABLE | (_WRITABLE if events & select.POLLOUT else 0)
+    if events & select.POLLOUT:
+        return _WRITABLE
+    first: list[int] = []
     async with trio.open_nursery() as nursery:
         async def one(wait: object, value: int) -> None:
             await wait(fd)  # type: ignore[operator]  # one of trio's two socket waits
-            ready.append(value)
+            first.append(value)
             nursery.cancel_scope.cancel(reason="the socket is ready")
         nursery.start_soon(one, trio.lowlevel.wait_readable, _READABLE)
         nursery.start_soon(one, trio.lowlevel.wait_writable, _WRITABLE)
-    return ready[0]
+    return first[0]
 
 
 def _connect_blocking(url: str) -> pq.abc.PGconn:

@@ -4,6 +4,9 @@ connection does to the shared limits that use it."""
 
 from __future__ import annotations
 
+import os
+import resource
+
 import psycopg
 import psycopg.errors
 import pytest
@@ -21,15 +24,36 @@ async def test_statements_run_without_a_worker_thread_and_rows_come_back_as_text
         monkeypatch.setattr(trio.to_thread, "run_sync", lambda *_, **__: pytest.fail("a worker thread was used"))
         assert await db.execute("SELECT $1::int + 1, NULL::text, true", [b"41"]) == [(b"42", None, b"t")]
         await db.execute("CREATE TEMPORARY TABLE t (n int, s text)")
-        big = b"x" * 3_000_000  # many socket buffers' worth in one statement: libpq sends it as the socket drains
+        big = b"x" * 30_000_000  # many socket buffers' worth in one statement: libpq sends it as the socket drains
         assert await db.execute("INSERT INTO t VALUES ($1::int, $2::text) RETURNING n", [b"1", big]) == [(b"1",)]
         sql = "SELECT sum(n), count(*) FROM unnest($1::int[]) AS a(n)"
         for numbers in ([1, 2, 3], [], [7]):
             rows = await db.execute_prepared(b"sum", sql, [array_text(numbers)])
             assert rows == [(str(sum(numbers)).encode() if numbers else None, str(len(numbers)).encode())]
-        assert await db.execute("SELECT length(s) FROM t") == [(b"3000000",)]
+        assert await db.execute("SELECT length(s) FROM t") == [(b"30000000",)]
     finally:
         db.discard()
+
+
+async def test_a_connection_numbered_beyond_select_s_limit_sends_a_big_statement(postgres_url: str) -> None:
+    """A server holding thousands of long-polls opens its PostgreSQL connections on descriptors above 1024."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may open only {hard} files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    filler = [os.open(os.devnull, os.O_RDONLY) for _ in range(1100)]
+    try:
+        db = await connect_trio(postgres_url)
+        try:
+            assert db._pgconn.socket > 1024
+            big = b"y" * 30_000_000  # more than the socket takes at once: the send waits for it to drain
+            assert await db.execute("SELECT length($1::text)", [big]) == [(b"30000000",)]
+        finally:
+            db.discard()
+    finally:
+        for fd in filler:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 async def test_an_error_raises_its_psycopg_class_and_the_connection_serves_the_next_statement(
