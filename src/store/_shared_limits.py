@@ -179,7 +179,8 @@ class SharedLimits:
         if not self._gathering:
             # The first check of a batch waits GATHER for others to join, then
             # sends them all; the next check to arrive after that gathers the next.
-            # Shielded: the checks of other requests that joined go with it.
+            # Shielded: the checks of other requests that joined go with it (and a
+            # query cancelled midway would leave its connection unusable).
             with trio.CancelScope(shield=True):
                 self._gathering = True
                 try:
@@ -198,10 +199,7 @@ class SharedLimits:
         """Decide every check of ``batch`` (or fail them all with the error)."""
         pruning = next(self._batches) % PRUNE_EVERY == 0
         try:
-            # Not cancelled with this request: other requests' checks are in the batch
-            # (and a query cancelled midway would leave its connection unusable).
-            with trio.CancelScope(shield=True):
-                rows = await self._execute(batch, pruning)
+            rows = await self._execute(batch, pruning)  # shielded by ``_check``
         except BaseException as exc:
             for check in batch:
                 check.error = exc

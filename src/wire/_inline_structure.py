@@ -104,9 +104,9 @@ def _plain(cls: type[Any]) -> bool:
 
 def _fast_test(type_: Any, namespace: dict[str, Any], index: int) -> tuple[str, str] | None:
     """(test, result) for ``v`` of a constrained scalar type or a literal of
-    strings (or one or null), the same as its hook's first test
-    (``_codec._rule_hook``; cattrs' literal hook: ``v in`` the values, here
-    also of type str, so that no ``1`` passes for a ``True``); None for any other type."""
+    strings (or one or null): a value it accepts is one its hook
+    (``_codec._rule_hook``, or cattrs' literal hook: ``v in`` the values)
+    returns as it is, and any other goes to the hook; None for any other type."""
     optional = False
     args = get_args(type_)
     if len(args) == 2 and type(None) in args and get_origin(type_) in (Union, UnionType):
