@@ -56,7 +56,8 @@ import trio
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
-from poll_holder import Http, agent_headers, wait_idle  # noqa: E402
+from http_client import Http  # noqa: E402
+from poll_holder import agent_headers, wait_idle  # noqa: E402
 from servers import free_port, stop  # noqa: E402
 
 from trioscope.domain.principals import Role, mint_user_token  # noqa: E402
@@ -71,7 +72,8 @@ SOURCES = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 PER_HOLDER = 9_000
 SETTLE = 1.0  # seconds of each e2e slice not counted: the workers move over from the last target
 TRIOSCOPE_FLAGS = ["--local-probe", "false", "--rate-per-address", "1000000", "--rate-per-agent", "1000000",
-                   "--rate-per-user", "1000000", "--max-deployments", "100000"]
+                   "--rate-per-user", "1000000", "--max-deployments", "100000",
+                   "--registrations-per-address", "1000000"]  # enrolling 1,000 agents from one address
 
 
 def log(message: str) -> None:

@@ -1,4 +1,5 @@
-"""A small HTTP/1.1 load generator for the benchmarks: trio, raw sockets, h11.
+"""A small HTTP/1.1 load generator for the benchmarks: trio, raw sockets, httptools
+(bench/http_client.py).
 
 Each connection is one client (one agent) sending requests back to back over
 keep-alive. Run as a separate process so that it does not share the server's
@@ -16,10 +17,11 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import h11
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from http_client import Closed, Http  # noqa: E402
 from tests.synthetic import host_report, iso  # noqa: E402
 
 PLACEHOLDER = "1999-01-01T00:00:00.000000Z"
@@ -54,10 +56,9 @@ async def client(host: str, port: int, path: str, templates: list[bytes], deadli
     number, shared by the connections, and how many may still be sent) until
     ``deadline`` or until none may. ``pace``: [seconds between two requests of
     all connections, when the next may go], shared: a steady rate, not as fast as answered."""
-    stream = await trio.open_tcp_stream(host, port)
-    conn = h11.Connection(h11.CLIENT)
+    http = await Http.connect(host, port)
     sequence = 0
-    async with stream:
+    async with http.stream:
         while trio.current_time() < deadline and turn[1] > 0:
             if pace is not None:
                 slot = pace[1] = max(pace[1] + pace[0], trio.current_time())
@@ -69,27 +70,12 @@ async def client(host: str, port: int, path: str, templates: list[bytes], deadli
             turn[1] -= 1
             sequence += 1
             body = template.replace(PLACEHOLDER.encode(), iso(time.time() + sequence * 1e-3).encode())
-            request = h11.Request(method="POST", target=path, headers=[
-                ("Host", host), ("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
-            await stream.send_all(conn.send(request) + conn.send(h11.Data(data=body)) + conn.send(h11.EndOfMessage()))
-            status = None
-            while True:
-                event = conn.next_event()
-                if event is h11.NEED_DATA:
-                    data = await stream.receive_some(65536)
-                    if not data:
-                        tally["closed"] += 1
-                        return
-                    conn.receive_data(data)
-                elif isinstance(event, h11.Response):
-                    status = event.status_code
-                elif isinstance(event, h11.EndOfMessage):
-                    break
-            tally[str(status)] += 1
-            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+            try:
+                status, _ = await http.request("POST", path, [], body)
+            except Closed:
                 tally["closed"] += 1
                 return
-            conn.start_next_cycle()
+            tally[str(status)] += 1
 
 
 async def main(url: str, connections: int, seconds: float, compact: bool, first_agent: int, hosts: int,

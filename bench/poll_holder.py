@@ -1,4 +1,4 @@
-"""Client processes for bench/commands.py: trio, raw sockets, h11.
+"""Client processes for bench/commands.py: trio, raw sockets, httptools.
 
 Modes (each prints JSON on stdout):
 
@@ -45,9 +45,11 @@ from collections.abc import Awaitable, Callable
 from contextlib import nullcontext
 from typing import Any
 
-import h11
+import httptools
 import psutil
 import trio
+
+from http_client import Closed, Http
 
 
 def signature(token: str, body: bytes) -> str:
@@ -63,70 +65,6 @@ def agent_headers(agent: dict[str, str], body: bytes, empty_signature: str | Non
         ("X-Request-Id", str(uuid.uuid4())),
         ("X-Agent-Signature", empty_signature if empty_signature is not None and not body else signature(agent["token"], body)),
     ]
-
-
-class Closed(Exception):
-    """The server closed the connection."""
-
-
-class Http:
-    """One keep-alive HTTP/1.1 client connection."""
-
-    def __init__(self, stream: trio.SocketStream, host: str) -> None:
-        self.stream = stream
-        self.host = host
-        self.conn = h11.Connection(h11.CLIENT)
-
-    @classmethod
-    async def connect(cls, host: str, port: int, source: str | None = None) -> Http:
-        sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
-        try:
-            if source:
-                await sock.bind((source, 0))
-            await sock.connect((host, port))
-        except BaseException:
-            sock.close()
-            raise
-        return cls(trio.SocketStream(sock), f"{host}:{port}")
-
-    async def send(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
-        all_headers = [("Host", self.host), *headers]
-        if body or method == "POST":
-            all_headers += [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        data = self.conn.send(h11.Request(method=method, target=target, headers=all_headers))
-        if body:
-            data += self.conn.send(h11.Data(data=body))
-        data += self.conn.send(h11.EndOfMessage())
-        await self.stream.send_all(data)
-
-    async def receive(self) -> tuple[int, bytes]:
-        status, chunks = 0, []
-        while True:
-            event = self.conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await self.stream.receive_some(65536)
-                if not data:
-                    raise Closed()
-                self.conn.receive_data(data)
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-            elif isinstance(event, h11.Data):
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
-                raise Closed()
-        if self.conn.our_state is h11.MUST_CLOSE or self.conn.their_state is h11.MUST_CLOSE:
-            raise Closed()
-        self.conn.start_next_cycle()
-        return status, b"".join(chunks)
-
-    async def request(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes = b"") -> tuple[int, bytes]:
-        await self.send(method, target, headers, body)
-        return await self.receive()
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
 
 
 def load(path: str) -> dict[str, Any]:
@@ -204,7 +142,7 @@ async def hold(args: argparse.Namespace) -> None:
                 tally[outcome(status, body)] += 1
                 if status >= 500:
                     await trio.sleep(1)  # as an agent would, before it polls again
-        except (Closed, trio.BrokenResourceError, OSError, h11.ProtocolError) as exc:
+        except (Closed, trio.BrokenResourceError, OSError, httptools.HttpParserError) as exc:
             tally[f"closed {type(exc).__name__}"] += 1
         finally:
             live -= 1
@@ -467,7 +405,7 @@ async def interleave(args: argparse.Namespace) -> None:
                     http, current = await Http.connect(args.host, target["port"]), k
                 try:
                     done = await target["round"](http, index, target["tally"], None)
-                except (Closed, trio.BrokenResourceError, OSError, h11.ProtocolError) as exc:
+                except (Closed, trio.BrokenResourceError, OSError, httptools.HttpParserError) as exc:
                     target["tally"][f"closed {type(exc).__name__}"] += 1
                     await http.aclose()
                     http = None

@@ -99,8 +99,7 @@ def two_workers(args: argparse.Namespace, work: str) -> None:
     os.makedirs(site)
     Path(site, "sitecustomize.py").write_text(SITECUSTOMIZE)
     port = free_port()
-    flags = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *TRIOSCOPE_FLAGS,
-             "--registrations-per-address", "1000000", "--workers", "2",
+    flags = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *TRIOSCOPE_FLAGS, "--workers", "2",
              "--database", f"postgresql://postgres@127.0.0.1:5432/{name}"]
     env = {**os.environ, "TRIOSCOPE_AUTH_SECRET": SECRET, "TRIOSCOPE_STORAGE_DATA_DIR": work,
            "TRIOSCOPE_PROFILE_DIR": work, "PYTHONPATH": site}
@@ -160,7 +159,7 @@ def profile(kind: str, args: argparse.Namespace, work: str) -> tuple[str, float,
     data = tempfile.mkdtemp(dir=work)
     out = os.path.join(work, f"{kind}.prof")
     flags = ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", *TRIOSCOPE_FLAGS,
-             "--registrations-per-address", "1000000", *(["--database", database] if database else [])]
+             *(["--database", database] if database else [])]
     env = {**os.environ, "TRIOSCOPE_AUTH_SECRET": SECRET, "TRIOSCOPE_STORAGE_DATA_DIR": data}
     try:
         server = _start([sys.executable, "-m", "trioscope", "serve", *flags], env)

@@ -68,7 +68,6 @@ from servers import free_port, stop  # noqa: E402
 
 PYTHON = sys.executable
 HOLDER = str(ROOT / "bench/poll_holder.py")
-REGISTRATIONS = "1000000"  # enrolling 1,000 agents from one address (commands.TRIOSCOPE_FLAGS predates that limit)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
@@ -102,7 +101,7 @@ class Server:
         self.data = tempfile.mkdtemp(prefix="trioscope-bench-workers-")
         self.stderr_path = Path(self.data) / "stderr.log"
         argv = [PYTHON, "-m", "trioscope", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                "--log-level", "warning", *TRIOSCOPE_FLAGS, "--registrations-per-address", REGISTRATIONS,
+                "--log-level", "warning", *TRIOSCOPE_FLAGS,
                 "--workers", str(workers)]
         if database:
             argv += ["--database", database]
