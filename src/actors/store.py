@@ -3,13 +3,15 @@
 Writers ``await commit(store, writes)``; the actor collects every group that
 arrives while it is busy and writes them all in one transaction when its mailbox
 runs dry, then answers each. So a burst of N acknowledgements costs one fsync,
-and nothing is acknowledged before it is on disk.
+and nothing is acknowledged before it is on disk. Under steady load (a commit
+finished moments ago) it first waits ``GATHER`` for more groups to join.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -70,6 +72,19 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
     receipt.result.unwrap()
 
 
+GATHER = 0.003
+"""Seconds a commit waits for company when the writer was busy moments ago
+(``BUSY``). Each commit is a transaction, a flush to disk, a hand-over to the
+writer's thread and, on PostgreSQL, a round trip and a notification to every
+replica, whatever it carries; under steady load the groups that arrive while one
+commit runs are few (with 2 workers on PostgreSQL each sees half the requests),
+so the fixed cost was paid for one or two groups at a time. Waiting a few ms
+(once per commit, not per group) costs a write that much latency and saved
+~11% of the CPU per command with 2 workers on PostgreSQL at 2 ms and ~19% at 4 ms
+(bench/RESULTS.md, session 33)."""
+BUSY = 0.02
+"""A commit this soon after the last one ended waits ``GATHER``; one that comes
+to an idle writer (a lone request) is written at once."""
 PRUNE_INTERVAL = 3600.0
 """Seconds between deletions of history older than the retention."""
 PRUNE_BATCH = 5000
@@ -94,6 +109,10 @@ class StoreActor(Actor):
         self.clock = clock
         self.writer: StoreWriter | None = None
         self.pending: list[Commit] = []
+        self.gathered = False
+        """This batch waited ``GATHER`` already."""
+        self.last_flush = -math.inf
+        """When the last commit ended (``trio.current_time()``)."""
         self.limiter = trio.CapacityLimiter(1)
         self.pruned = (0, 0)
         """Commands and audit records deleted by the current round of batches."""
@@ -137,6 +156,11 @@ class StoreActor(Actor):
         return commands, audit
 
     async def on_idle(self) -> None:
+        if self.pending and not self.gathered and trio.current_time() - self.last_flush < BUSY:
+            self.gathered = True
+            await trio.sleep(GATHER)
+            if self.context.backlog:
+                return  # what arrived meanwhile joins this batch: on_idle comes again after it
         await self._flush()
 
     async def on_stop(self) -> None:
@@ -150,7 +174,7 @@ class StoreActor(Actor):
     async def _flush(self) -> None:
         if not self.pending:
             return
-        batch, self.pending = self.pending, []
+        batch, self.pending, self.gathered = self.pending, [], False
         writer = self.writer
         assert writer is not None
         try:
@@ -161,5 +185,6 @@ class StoreActor(Actor):
             for c in batch:
                 c.receipt.settle(outcome.Error(exc if isinstance(exc, Exception) else RuntimeError("store stopped")))
             raise
+        self.last_flush = trio.current_time()
         for c, error in zip(batch, results, strict=True):
             c.receipt.settle(outcome.Value(None) if error is None else outcome.Error(error))

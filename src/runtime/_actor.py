@@ -85,6 +85,12 @@ class ActorContext:
     def system(self) -> ActorSystem:
         return self._cell.system
 
+    @property
+    def backlog(self) -> int:
+        """Messages waiting in this actor's mailbox (for an ``on_idle`` that
+        waited, to tell whether more work arrived meanwhile)."""
+        return len(self._cell.mailbox)
+
     def start_soon(self, fn: Callable[..., Awaitable[Any]], *args: Any, name: str | None = None) -> None:
         """Run ``fn(*args)`` in the background for as long as this incarnation lives.
 

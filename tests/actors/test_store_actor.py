@@ -1,11 +1,14 @@
-"""The store actor's pruning: finished commands and audit records older than the
-retention go, in batches; open commands stay whatever their age."""
+"""The store actor: pruning (finished commands and audit records older than the
+retention go, in batches; open commands stay whatever their age) and the
+gathering of commits under load."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import trio
+import trio.testing
 
 from tests.waiting import eventually
 from trioscope.actors import store as store_module
@@ -54,3 +57,45 @@ async def test_old_history_goes_in_batches_and_open_commands_stay(tmp_path: Path
             assert await eventually(pruned) == ({"cmd_10", "cmd_11"}, ["y"])
         finally:
             reader.close()
+
+
+class CountingWriter:
+    """The real writer, recording how many groups each of its transactions carried."""
+
+    def __init__(self, writer: object, transactions: list[int]) -> None:
+        self.writer = writer
+        self.transactions = transactions
+
+    def commit(self, groups):  # type: ignore[no-untyped-def]
+        self.transactions.append(len(groups))
+        return self.writer.commit(groups)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.writer, name)
+
+
+async def test_under_steady_load_a_commit_waits_for_company_and_a_lone_one_does_not(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_clock: trio.testing.MockClock) -> None:
+    # The clock stands still unless jumped: a commit that waited for company would never end by itself.
+    transactions: list[int] = []
+    real = store_module.open_writer
+    monkeypatch.setattr(store_module, "open_writer",
+                        lambda *args, **kwargs: CountingWriter(real(*args, **kwargs), transactions))
+    spec = ActorSpec(name="store", factory=lambda: StoreActor(tmp_path / "db.sqlite3", clock=lambda: NOW))
+    async with open_actor_system(SupervisorSpec(name="root", children=[spec])) as system:
+        store = system.lookup("/root/store")
+        await commit(store, [AuditEntry(at=NOW, tenant="t", actor="u", action="lone")])  # an idle writer: at once
+        assert transactions == [1]
+        # Moments after a commit ended (the clock has not moved): the next one waits GATHER for others.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(commit, store, [AuditEntry(at=NOW, tenant="t", actor="u", action="first")])
+            await trio.testing.wait_all_tasks_blocked()  # the store is waiting for company, not committing
+            for action in ("second", "third"):
+                nursery.start_soon(commit, store, [AuditEntry(at=NOW, tenant="t", actor="u", action=action)])
+            await trio.testing.wait_all_tasks_blocked()
+            assert transactions == [1]
+            mock_clock.jump(store_module.GATHER)
+        assert transactions == [1, 3]
+        mock_clock.jump(store_module.BUSY)  # idle again: the next one goes at once
+        await commit(store, [AuditEntry(at=NOW, tenant="t", actor="u", action="later")])
+        assert transactions == [1, 3, 1]
