@@ -79,9 +79,9 @@ writer's thread and, on PostgreSQL, a round trip and a notification to every
 replica, whatever it carries; under steady load the groups that arrive while one
 commit runs are few (with 2 workers on PostgreSQL each sees half the requests),
 so the fixed cost was paid for one or two groups at a time. Waiting a few ms
-(once per commit, not per group) costs a write that much latency and saved
-~11% of the CPU per command with 2 workers on PostgreSQL at 2 ms and ~19% at 4 ms
-(bench/RESULTS.md, session 33)."""
+(once per commit, not per group) costs a write that much latency and gave
+2 workers on PostgreSQL 1.10x the commands per CPU-second (2 ms 1.11x, 4 ms 1.19x
+but the clients waiting more; SQLite's one process 1.00x: bench/RESULTS.md)."""
 BUSY = 0.02
 """A commit this soon after the last one ended waits ``GATHER``; one that comes
 to an idle writer (a lone request) is written at once."""
