@@ -35,7 +35,6 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-import trio
 
 from trioscope.config import Settings
 from trioscope.domain.commands import (
@@ -44,7 +43,7 @@ from trioscope.domain.commands import (
 )
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
-from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, MailboxFull, Published, Restart, Timer
+from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, Handoff, MailboxFull, Published, Restart, Timer
 from trioscope.store import AuditEntry, Conflict, SaveCommand, StoreReader, Write
 
 from .directory import AgentsRetired, GetPublished
@@ -109,10 +108,10 @@ class Cancel:
 class Poll:
     """An agent's long-poll: answered with a delivery now, with ``RETIRED``, or
     with None once it waits. A waiting poll is sent one answer later on
-    ``reply`` (a delivery, or ``RETIRED``), and ``reply`` is closed without one
+    ``reply`` (a delivery, or ``RETIRED``), and ``reply`` is ended without one
     when the actor stops.
 
-    The poller ends its poll by closing the receiving end of ``reply``: from
+    The poller ends its poll by closing ``reply``: from
     then on nothing is handed to it, even if this message is handled only
     later (an ask that timed out). The actor looks before it hands a command
     over, with no checkpoint in between, so a command is either in ``reply``
@@ -120,8 +119,8 @@ class Poll:
     queued. ``reply`` is the only thing poller and actor share: nothing of the
     poll is changed by either once it is sent."""
 
-    reply: trio.MemorySendChannel[Delivery | PollRetired]
-    """One answer (buffer of one): the poller holds the receiving end."""
+    reply: Handoff[Delivery | PollRetired]
+    """Its one answer; the poller waits on it and closes it when it stops waiting."""
     agent_id: str | None = None
     """The agent polling: nothing is handed to the poll once the directory no
     longer has it as an active agent of the deployment (None: not checked)."""
@@ -131,10 +130,10 @@ class Poll:
 
 
 def open_poll(*, agent_id: str | None = None, min_rank: int = 0, skip: str | None = None,
-              ) -> tuple[Poll, trio.MemoryReceiveChannel[Delivery | PollRetired]]:
-    """A ``Poll`` and the end its later answer arrives on (close it to end the poll)."""
-    reply, answers = trio.open_memory_channel[Delivery | PollRetired](1)
-    return Poll(reply, agent_id=agent_id, min_rank=min_rank, skip=skip), answers
+              ) -> tuple[Poll, Handoff[Delivery | PollRetired]]:
+    """A ``Poll`` and where its later answer arrives (close it to end the poll)."""
+    reply: Handoff[Delivery | PollRetired] = Handoff()
+    return Poll(reply, agent_id=agent_id, min_rank=min_rank, skip=skip), reply
 
 
 @attrs.frozen
@@ -629,22 +628,18 @@ class DeploymentQueueActor(RefusingActor):
         if self.stats is not None:
             self.stats.forget_queue(self.deployment_hash)
         for poll in self.waiters:
-            poll.reply.close()  # nothing for them: they answer 204 at once
+            poll.reply.end()  # nothing for them: they answer 204 at once
         self.waiters.clear()
 
 
 def _ended(poll: Poll) -> bool:
     """Whether the poller closed its end: it takes nothing any more."""
-    return poll.reply.statistics().open_receive_channels == 0
+    return poll.reply.closed
 
 
 def _answer(poll: Poll, answer: Delivery | PollRetired) -> bool:
     """Send a waiting poll its one answer; False if the poll ended meanwhile."""
-    try:
-        poll.reply.send_nowait(answer)
-    except (trio.BrokenResourceError, trio.ClosedResourceError, trio.WouldBlock):
-        return False
-    return True
+    return poll.reply.give(answer)
 
 
 def _returned_for(command: Command, reason: str) -> bool:

@@ -69,6 +69,39 @@ def client_of(scope: Scope, proxies: TrustedProxies) -> str:
     return proxies.client(str(peer), values)
 
 
+class _Answer:
+    """One request's answer on its way out: the request id header added, its
+    status and body bytes counted. A small object rather than a closure over
+    them: a held long-poll keeps it for its whole wait."""
+
+    __slots__ = ("_send", "_rid", "status", "sent")
+
+    def __init__(self, send: Send, rid: str) -> None:
+        self._send = send
+        self._rid = rid
+        self.status = 0
+        self.sent = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        event = message["type"]
+        if event in ("http.response.start", "websocket.http.response.start"):
+            self.status = message["status"]
+            message = {**message, "headers": [*message.get("headers", ()), self._header()]}
+        elif event == "websocket.accept":
+            self.status = 101
+            message = {**message, "headers": [*message.get("headers", ()), self._header()]}
+        elif event in ("http.response.body", "websocket.http.response.body"):
+            self.sent += len(message.get("body", b""))
+        elif event == "websocket.send":
+            self.sent += len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
+        elif event == "websocket.close" and not self.status:
+            self.status = 403  # closed before accepting: Hypercorn answers the handshake 403
+        await self._send(message)
+
+    def _header(self) -> tuple[bytes, bytes]:
+        return (b"x-request-id", self._rid.encode("ascii"))
+
+
 class AccessLog:
     """ASGI middleware: an ``X-Request-Id`` on every HTTP answer (and on the
     WebSocket handshake's), and the access-log line when ``enabled``."""
@@ -84,33 +117,13 @@ class AccessLog:
             await self.app(scope, receive, send)
             return
         rid = scope[REQUEST_ID_KEY] = request_id(scope)
-        header = (b"x-request-id", rid.encode("ascii"))
         started = time.perf_counter()
-        status = 0
-        sent = 0
-
-        async def send_with_id(message: dict[str, Any]) -> None:
-            nonlocal status, sent
-            event = message["type"]
-            if event in ("http.response.start", "websocket.http.response.start"):
-                status = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            elif event == "websocket.accept":
-                status = 101
-                message = {**message, "headers": [*message.get("headers", ()), header]}
-            elif event in ("http.response.body", "websocket.http.response.body"):
-                sent += len(message.get("body", b""))
-            elif event == "websocket.send":
-                sent += len(message.get("bytes") or b"") + len((message.get("text") or "").encode())
-            elif event == "websocket.close" and not status:
-                status = 403  # closed before accepting: Hypercorn answers the handshake 403
-            await send(message)
-
+        answer = _Answer(send, rid)
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, answer.send)
         finally:
             if self.enabled:
-                self._log(scope, status, sent, time.perf_counter() - started, rid)
+                self._log(scope, answer.status, answer.sent, time.perf_counter() - started, rid)
 
     def _log(self, scope: Scope, status: int, sent: int, duration: float, rid: str) -> None:
         websocket = scope["type"] == "websocket"

@@ -73,8 +73,21 @@ class CorsPolicy:
         return headers
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return {bytes(k).lower(): bytes(v) for k, v in scope.get("headers", ())}
+def _read_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bool]:
+    """The request's ``Origin`` and ``Host``, and whether it carries
+    ``Access-Control-Request-Method`` (a preflight). Only these are kept: the
+    middleware's frame lives as long as the request, held long-polls too."""
+    origin = host = None
+    preflight = False
+    for raw_name, value in scope.get("headers", ()):
+        name = bytes(raw_name).lower()
+        if name == b"origin":
+            origin = bytes(value)
+        elif name == b"host":
+            host = bytes(value)
+        elif name == b"access-control-request-method":
+            preflight = True
+    return origin, host, preflight
 
 
 def _refusal(code: str, message: str) -> bytes:
@@ -92,20 +105,18 @@ class Cors:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        headers = _headers(scope)
-        raw_origin = headers.get(b"origin")
+        raw_origin, host, preflight = _read_headers(scope)
         if raw_origin is None:
             await self.app(scope, receive, send)
             return
         origin = raw_origin.decode("latin-1")
         if scope["type"] == "websocket":
-            host = headers.get(b"host")
             if self.policy.allows_websocket(origin, None if host is None else host.decode("latin-1")):
                 await self.app(scope, receive, send)
             else:
                 await self._refuse_websocket(scope, send, origin)
             return
-        if scope["method"] == "OPTIONS" and b"access-control-request-method" in headers:
+        if scope["method"] == "OPTIONS" and preflight:
             scope[ROUTE_KEY] = "(CORS preflight)"
             await self._preflight(send, origin)
             return

@@ -35,7 +35,7 @@ from trioscope.domain.log_follows import Admission, FollowEnded, FollowLimitReac
 from trioscope.domain.deployments import AgentAuthFailure, Deployment
 from trioscope.domain.principals import Principal
 from trioscope.wire import InvalidDocument, MemoryBudget, decode, parse_timestamp
-from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull
+from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, AskTimeout, Handoff, MailboxFull
 from trioscope.system import LOG_FOLLOWS
 
 from . import _gate
@@ -257,12 +257,12 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
     ``timeout`` passes (or the server stops: None at once).
 
     The poll is one ``Poll`` message to the deployment's queue actor; a later
-    answer comes on the poll's own channel, whose receiving end only this
-    function holds. The hand-off is safe both ways: the queue actor commits
+    answer comes on the poll's own ``Handoff``, on which only this function
+    waits. The hand-off is safe both ways: the queue actor commits
     ``sent`` before it hands a command over, and looks whether the poll is
-    still open (its receiving end not closed) just before; however this poll
+    still open (the handoff not closed) just before; however this poll
     ends (answered, cancelled because the client went away, its ask timed
-    out), the receiving end is closed at once, with no checkpoint after the
+    out), the handoff is closed at once, with no checkpoint after the
     last look at it, so the actor gives it nothing later, and a command it
     was given but could not pass on is queued again. Nothing is handed over
     once the agent is no longer the deployment's active agent.
@@ -308,7 +308,7 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
     return answer
 
 
-def _sent_meanwhile(answers: trio.MemoryReceiveChannel[Delivery | PollRetired]) -> Delivery | PollRetired | None:
+def _sent_meanwhile(answers: Handoff[Delivery | PollRetired]) -> Delivery | PollRetired | None:
     """What the actor sent after the wait ended (a timeout, a cancellation)."""
     try:
         return answers.receive_nowait()

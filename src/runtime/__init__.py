@@ -24,6 +24,7 @@ from ._exceptions import RestartIntensityExceeded as RestartIntensityExceeded
 from ._exceptions import StartFailed as StartFailed
 from ._exceptions import TooManyChildren as TooManyChildren
 from ._exceptions import UnhandledMessage as UnhandledMessage
+from ._handoff import Handoff as Handoff
 from ._intensity import Backoff as Backoff
 from ._intensity import RestartHistory as RestartHistory
 from ._intensity import intensity_exceeded as intensity_exceeded
@@ -61,6 +62,7 @@ __all__ = [
     "ChildSpec",
     "DuplicateChild",
     "Forward",
+    "Handoff",
     "IntensityScope",
     "LinkedActorTerminated",
     "MailboxFull",
