@@ -357,7 +357,7 @@ def projection(e: dict[str, float], kib_per_poll: float | None) -> None:
     print(f"projection for {target:.0f} commands/s (create, deliver, report) and {agents} agents:")
     print(f"  server CPU {e['cpu_per_command'] * 1000:.1f} ms per command -> {server_cores:.1f} cores of workers; "
           f"a worker at 80% of a core does {per_worker:.0f} commands/s, so {workers} workers "
-          f"(e.g. {math.ceil(workers / 4)} machines of 4 cores with --workers 4)")
+          f"(e.g. {math.ceil(workers / 4)} machine{'s' if workers > 4 else ''} of 4 cores with --workers 4)")
     print(f"  PostgreSQL backends {e['db_cpu_per_command'] * 1000:.1f} ms CPU per command -> {db_cores:.1f} cores; "
           f"{e['tx_per_command']:.2f} transactions per command -> {target * e['tx_per_command']:.0f} commits/s "
           "(group commits: one transaction carries the writes of several commands)")
