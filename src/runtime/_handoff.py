@@ -24,11 +24,12 @@ class Handoff(Generic[T]):
     rescheduled with it cannot lose it) or held for ``receive_nowait``.
     """
 
-    __slots__ = ("_value", "_holds", "_task", "_closed", "_ended")
+    __slots__ = ("_value", "_holds", "_given", "_task", "_closed", "_ended")
 
     def __init__(self) -> None:
         self._value: T | None = None
         self._holds = False
+        self._given = False
         self._task: trio.lowlevel.Task | None = None
         self._closed = False
         self._ended = False
@@ -46,9 +47,10 @@ class Handoff(Generic[T]):
     # The actor's side.
     def give(self, value: T) -> bool:
         """Hand ``value`` over; False (nothing done) if the waiter closed it, it
-        was ended, or it holds a value already (one value only)."""
-        if self._closed or self._ended or self._holds:
+        was ended, or a value was given already (one value only)."""
+        if self._closed or self._ended or self._given:
             return False
+        self._given = True
         task, self._task = self._task, None
         if task is not None:
             trio.lowlevel.reschedule(task, outcome.Value(value))

@@ -68,3 +68,19 @@ async def test_ending_it_wakes_the_waiter_with_end_of_channel_and_refuses_values
     assert not handoff.give("cmd_1")
     with pytest.raises(trio.EndOfChannel):
         await handoff.receive()
+
+
+async def test_only_one_value_is_given_even_while_the_waiter_has_not_run_yet() -> None:
+    handoff: Handoff[str] = Handoff()
+    got: list[str] = []
+
+    async def wait() -> None:
+        got.append(await handoff.receive())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(wait)
+        await trio.testing.wait_all_tasks_blocked()
+        assert handoff.give("cmd_1")  # the waiter is rescheduled with it, not yet running
+        assert not handoff.give("cmd_2")
+    assert got == ["cmd_1"]
+    assert not handoff.holds
