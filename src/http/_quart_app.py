@@ -15,6 +15,11 @@ thresholds). HTTP handlers cancelled mid-request go the same way.
 Clearing the finished frames of the group's traceback as it leaves Quart-Trio
 breaks the cycle, so the connection is freed when the last reference goes.
 The traceback itself (files, lines) is kept for whoever logs it.
+
+An HTTP request is handled in the task Hypercorn runs the application in:
+Quart-Trio starts two tasks per request (one waits for the client to
+disconnect, one handles the request) while that task only waits for both; a
+held long-poll kept the third task for its whole wait (~2 KiB of its ~40).
 """
 
 from __future__ import annotations
@@ -22,12 +27,29 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
+import trio
 from quart_trio import QuartTrio
+from quart_trio.asgi import TrioASGIHTTPConnection
+
+
+class _HTTPConnection(TrioASGIHTTPConnection):
+    """Quart-Trio's, with the request handled in the task that runs the
+    application, beside the one that waits for the client's disconnect (which
+    cancels the nursery, and so the handling, as before)."""
+
+    async def __call__(self, receive: Any, send: Any) -> None:
+        request = self._create_request_from_scope(send)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.handle_messages, nursery, request, receive)
+            await self.handle_request(nursery, request, send)
 
 
 class TrioscopeApp(QuartTrio):
     """``QuartTrio`` whose request and WebSocket handlers leave no cycle when
-    they end with an exception group (a cancelled handler)."""
+    they end with an exception group (a cancelled handler), and HTTP requests
+    handled without a task of their own."""
+
+    asgi_http_class = _HTTPConnection
 
     async def handle_request(self, request: Any) -> Any:
         try:

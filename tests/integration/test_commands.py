@@ -242,6 +242,25 @@ async def test_a_replaced_agents_held_poll_ends_and_the_new_agent_gets_the_comma
         assert polled is not None and polled.command_id == created["command_id"]
 
 
+async def _polls_at_most(server: ServerProcess, count: float) -> bool:
+    return await _polls_waiting(server) <= count
+
+
+async def test_a_poll_whose_client_goes_away_ends_at_once_and_the_next_poll_gets_the_command(
+        server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        before = await _polls_waiting(server)
+        async with httpx.AsyncClient() as leaving, trio.open_nursery() as nursery:
+            await _hold_poll(leaving, server, agent, nursery)
+            nursery.cancel_scope.cancel()  # the agent's request is abandoned: its connection closes
+        # The server notices the closed connection and stops holding the poll, well before its 60 s.
+        await eventually(lambda: _polls_at_most(server, before), deadline=10)
+        created = await operator.command(client, agent.deployment_hash)
+        polled = await agent.poll(client, timeout=5)
+        assert polled is not None and polled.command_id == created["command_id"]
+
+
 async def test_signatures_replays_and_clock_skew_are_refused(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         _, agent = await setup(server, client)
