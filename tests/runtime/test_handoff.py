@@ -9,16 +9,20 @@ import trio.testing
 from trioscope.runtime import Handoff
 
 
-async def test_a_waiting_task_gets_the_value_given() -> None:
-    handoff: Handoff[str] = Handoff()
-    got: list[str] = []
-
+async def waiting(handoff: Handoff[str], got: list[str], nursery: trio.Nursery) -> None:
+    """A task waiting on ``handoff`` (appending what it receives to ``got``), once it waits."""
     async def wait() -> None:
         got.append(await handoff.receive())
 
+    nursery.start_soon(wait)
+    await trio.testing.wait_all_tasks_blocked()
+
+
+async def test_a_waiting_task_gets_the_value_given() -> None:
+    handoff: Handoff[str] = Handoff()
+    got: list[str] = []
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(wait)
-        await trio.testing.wait_all_tasks_blocked()
+        await waiting(handoff, got, nursery)
         assert handoff.give("cmd_1")
     assert got == ["cmd_1"]
     assert not handoff.holds
@@ -73,13 +77,8 @@ async def test_ending_it_wakes_the_waiter_with_end_of_channel_and_refuses_values
 async def test_only_one_value_is_given_even_while_the_waiter_has_not_run_yet() -> None:
     handoff: Handoff[str] = Handoff()
     got: list[str] = []
-
-    async def wait() -> None:
-        got.append(await handoff.receive())
-
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(wait)
-        await trio.testing.wait_all_tasks_blocked()
+        await waiting(handoff, got, nursery)
         assert handoff.give("cmd_1")  # the waiter is rescheduled with it, not yet running
         assert not handoff.give("cmd_2")
     assert got == ["cmd_1"]
