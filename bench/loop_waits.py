@@ -66,6 +66,16 @@ def serve(argv: list[str], summary: str, read_at_least: int | None) -> int:
             return "actor " + ("/".join(parts[:3]) + "/*" if parts[2:3] in (["agents"], ["clients"]) else path)
         return name
 
+    def suspended_at(task: Any) -> str:
+        """Where the task waits now: the innermost of its coroutines' frames in the project or Quart/Hypercorn."""
+        coro, where = task.coro, ""
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None and "/trio/" not in frame.f_code.co_filename:
+                where = f"{frame.f_code.co_name}:{frame.f_lineno}"
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        return where
+
     class Instrument(trio.abc.Instrument):
         def __init__(self) -> None:
             self.batch_started: float | None = None
@@ -81,14 +91,14 @@ def serve(argv: list[str], summary: str, read_at_least: int | None) -> int:
 
         def before_task_step(self, task: Any) -> None:
             now = self.step_started = time.perf_counter()
-            if task.name.endswith("handle_request"):
+            if task.name.endswith("task_group._handle"):  # hypercorn's task for the application
                 state = tasks.get(task)
                 if state is None:
                     try:
-                        path = task.coro.cr_frame.f_locals["request"].path
-                    except (AttributeError, KeyError):
+                        path = task.coro.cr_frame.f_locals["scope"]["path"]
+                    except (AttributeError, KeyError, TypeError):
                         path = ""
-                    tasks[task] = [now, 0, 0.0, path, now, []]
+                    tasks[task] = [now, 0, 0.0, path, now, [], []]
                 else:
                     state[5].append(now - state[4])
 
@@ -100,6 +110,7 @@ def serve(argv: list[str], summary: str, read_at_least: int | None) -> int:
                 state[1] += 1
                 state[2] += spent
                 state[4] = now
+                state[6].append(suspended_at(task))
             if counting[0]:
                 name = name_of(task)
                 steps[name] += spent
@@ -108,7 +119,7 @@ def serve(argv: list[str], summary: str, read_at_least: int | None) -> int:
         def task_exited(self, task: Any) -> None:
             state = tasks.pop(task, None)
             if state is not None and state[3] == TOPOLOGY_GET and counting[0]:
-                gets.append((state[4] - state[0], state[1], state[2], state[5]))
+                gets.append((state[4] - state[0], state[1], state[2], state[5], state[6]))
 
     def collected(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -228,8 +239,9 @@ def main() -> int:
     for generation, cpu in sorted(found["collections"].items()):
         print(f"collections, generation {generation}: {len(cpu)}, CPU {sum(cpu):.2f} s, longest {1000 * max(cpu):.0f} ms")
     print("slowest GETs on the server (wall ms, steps, own CPU ms, waits between steps ms):")
-    for wall, count, own, waits in found["gets"][:6]:
+    for wall, count, own, waits, where in found["gets"][:6]:
         print(f"  {1000 * wall:6.0f} {count:3d} {1000 * own:6.1f}  {[round(1000 * w) for w in waits]}")
+        print(f"         suspended at: {where}")
     reads = found["reads"]
     print(f"topology actor's answers to GetSnapshot: {len(reads)}, slowest (wall ms, CPU ms, pending): "
           f"{[(round(1000 * w), round(1000 * c), p) for w, c, p in reads[:6]]}")

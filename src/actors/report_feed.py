@@ -39,6 +39,13 @@ OFF_LOOP_BYTES = 32 * 1024
 the HTTP edge's off-loop reports, 256 KB of JSON, ~35 KB) are read in a worker
 thread: a 10 MB report's takes tens of ms, which on the event loop would hold
 up every request at once."""
+GATHER = 0.005
+"""Seconds the feed lets reports gather on the stream after it took fewer than
+``FEW`` at once (once caught up): each take wakes the asyncio thread and then
+Trio, and at a few hundred reports a second taken one by one that cost more
+than reading them (~0.4 ms of CPU per report in the bridge, against ~0.03 ms
+read in batches). A report is merged up to this much later."""
+FEW = 8
 UNAVAILABLE_WAIT = 1.0
 """Seconds between two attempts to read the stream while the bus is away."""
 
@@ -88,6 +95,8 @@ class ReportFeedActor(Actor):
             await self._hand_on(batch)
             if fetched:
                 progress.handed_on(fetched[-1].sequence)
+            if 0 < len(fetched) < FEW and progress.caught_up:
+                await trio.sleep(GATHER)
             if progress.pending == 0 and not progress.caught_up:
                 progress.caught_up = True
                 log.info("report stream read to its end (sequence %d): topology and history rebuilt",
