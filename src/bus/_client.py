@@ -16,12 +16,14 @@ the first connection is retried here until it succeeds.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import attrs
 import nats
 import nats.errors
 import nats.js.errors
@@ -33,6 +35,7 @@ from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 from trioscope.config import Settings
 
 from trioscope.domain.agents import PackedReport
+from trioscope.runtime import Handoff
 from trioscope.wire import Report
 
 from ._envelope import Envelope
@@ -54,6 +57,15 @@ back from the stream like anyone else's)."""
 
 class BusUnavailable(Exception):
     """The bus did not take a report (not connected, or no acknowledgement in time)."""
+
+
+@attrs.frozen(eq=False)
+class _Outgoing:
+    """A report waiting to be published; ``answer`` gets its sequence, or why the bus did not take it."""
+
+    subject: str
+    data: bytes
+    answer: Handoff[int | Exception] = attrs.field(factory=Handoff)
 
 
 def agent_subject(stream: str, agent_id: str) -> str:
@@ -79,6 +91,8 @@ class ReportBus:
         self._js: JetStreamContext | None = None
         self._reader: StreamReader | None = None
         self._said_unreachable = False
+        self._outbox: list[_Outgoing] = []
+        self._outbox_filled = trio.Event()
         self._published: dict[bytes, Envelope] = {}
         """Reports published here, by their envelope's bytes, until the feed reads
         them back: kept before the publish, since with the stream read ahead a
@@ -182,23 +196,75 @@ class ReportBus:
     async def publish(self, agent_id: str, data: bytes) -> int:
         """Put a report on the stream; its sequence once JetStream has it.
 
+        Reports published meanwhile by other requests go over to the asyncio
+        loop with it in one crossing (``send_outbox``): each crossing wakes
+        both threads, which cost more than the publish itself.
+
         Raises:
             BusUnavailable: not connected, or no acknowledgement within ``PUBLISH_TIMEOUT``.
         """
         if not self.progress.connected:
             raise BusUnavailable("not connected to the bus")
-        subject = agent_subject(self.stream, agent_id)
+        outgoing = _Outgoing(agent_subject(self.stream, agent_id), data)
+        self._outbox.append(outgoing)
+        self._outbox_filled.set()
         try:
-            return await self.thread.run(lambda: self._publish(subject, data))
-        except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-            raise BusUnavailable(str(exc) or type(exc).__name__) from None
+            answer = await outgoing.answer.receive()
+        except trio.EndOfChannel:
+            raise BusUnavailable("the bus is closing") from None
+        finally:
+            # A request that goes away leaves its report to be published all the same (it may be on the stream
+            # already): the client, who had no 202, sends it again, and a report merged twice changes nothing.
+            outgoing.answer.close()
+        if isinstance(answer, (nats.errors.Error, nats.js.errors.Error, TimeoutError)):
+            raise BusUnavailable(str(answer) or type(answer).__name__)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
 
-    async def _publish(self, subject: str, data: bytes) -> int:
-        assert self._js is not None
-        if self._nc is None or not self._nc.is_connected:
-            raise nats.errors.ConnectionReconnectingError()
-        ack = await self._js.publish(subject, data, stream=self.stream)
-        return int(ack.seq)
+    async def send_outbox(self) -> None:
+        """Hand what ``publish`` queued to the asyncio loop, everything queued
+        by then in one crossing, until cancelled (then every report still
+        waiting is answered: none waits forever)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                while True:
+                    await self._outbox_filled.wait()
+                    self._outbox_filled = trio.Event()
+                    batch, self._outbox = self._outbox, []
+                    nursery.start_soon(self._send, batch)
+        finally:
+            for outgoing in self._outbox:
+                outgoing.answer.end()
+            self._outbox = []
+
+    async def _send(self, batch: list[_Outgoing]) -> None:
+        try:
+            answers = await self.thread.run(lambda: self._publish(batch))
+        except trio.Cancelled:
+            for outgoing in batch:
+                outgoing.answer.end()
+            raise
+        except Exception as exc:  # noqa: BLE001  # this batch's failure, not the sender's: each publish raises it
+            answers = [exc] * len(batch)
+        for outgoing, answer in zip(batch, answers, strict=True):
+            outgoing.answer.give(answer)
+
+    async def _publish(self, batch: list[_Outgoing]) -> list[int | Exception]:
+        """Each report's sequence, or why the bus did not take it (JetStream
+        acknowledges each one; their publishes overlap)."""
+        js, nc = self._js, self._nc
+        if js is None or nc is None or not nc.is_connected:
+            return [nats.errors.ConnectionReconnectingError()] * len(batch)
+
+        async def one(outgoing: _Outgoing) -> int | Exception:
+            try:
+                ack = await js.publish(outgoing.subject, outgoing.data, stream=self.stream)
+            except Exception as exc:  # noqa: BLE001  # the report's own answer (BusUnavailable for nats' errors)
+                return exc
+            return int(ack.seq)
+
+        return list(await asyncio.gather(*map(one, batch)))
 
     # ---- reading ----------------------------------------------------------------
 
@@ -249,9 +315,11 @@ async def open_report_bus(settings: Settings) -> AsyncIterator[ReportBus | None]
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bus.keep_connecting)
+            nursery.start_soon(bus.send_outbox)
             yield bus
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(2.0):
             await bus.close()
         thread.stop()
+
