@@ -51,7 +51,9 @@ PARTS = {
     "receive (POST /api/v1/reports, publish included)": [("_reports.py", "submit_report")],
     "feed: read the stream (bridge, fetch, envelopes)": [("report_feed.py", "ReportFeedActor._follow")],
     "  of which reading envelopes": [("_envelope.py", "unpack_report"), ("_envelope.py", "unpack_reports")],
-    "  of which the bridge (asyncio thread side: nats-py)": [("_client.py", "ReportBus._fetch")],
+    "  of which the bridge (asyncio thread side: nats-py)": [("_reader.py", "StreamReader.take"),
+                                                             ("_reader.py", "StreamReader._pump")],
+    "  publishing on the asyncio thread (nats-py)": [("_client.py", "ReportBus._publish")],
     "roster (hands each report on)": [("roster.py", "RosterActor.handle")],
     "topology (partition, merge, publish)": [("topology.py", "TopologyActor.handle")],
     "probes' actors": [("agent.py", "AgentActor.handle")],
@@ -59,6 +61,11 @@ PARTS = {
     "metrics (host series)": [("metrics.py", "MetricsActor.handle")],
 }
 """Parts of a worker's CPU, as yappi's cumulative CPU time of these functions (file suffix, name)."""
+
+
+def thread_cpu(process: psutil.Process) -> dict[int, float]:
+    """CPU seconds of each of the process's threads, by thread id (the main thread's is the pid)."""
+    return {t.id: t.user_time + t.system_time for t in process.threads()}
 
 
 def reports(stats: dict) -> int:
@@ -95,12 +102,15 @@ def main() -> int:
         time.sleep(2)
         workers = psutil.Process(server.pid).children()
         cpu = {w.pid: sum(w.cpu_times()[:2]) for w in workers}
+        threads = {w.pid: thread_cpu(w) for w in workers}
         for worker in workers:
             os.kill(worker.pid, signal.SIGUSR1)
         time.sleep(args.seconds)
         for worker in workers:
             os.kill(worker.pid, signal.SIGUSR2)
         cpu = {w.pid: sum(w.cpu_times()[:2]) - cpu[w.pid] for w in workers}
+        threads = {w.pid: {tid: spent - threads[w.pid].get(tid, 0.0) for tid, spent in thread_cpu(w).items()}
+                   for w in workers}
         load.communicate()
     finally:
         stop(server)
@@ -118,6 +128,11 @@ def main() -> int:
         print(f"worker {worker.pid}: {count} reports merged, {received} received here; CPU {cpu[worker.pid]:.1f} s "
               f"({1000 * cpu[worker.pid] / count:.2f} ms per report merged); yappi total {total:.1f} s "
               f"({1000 * total / count:.2f} ms per report)")
+        main_thread = threads[worker.pid].get(worker.pid, 0.0)
+        others = sum(threads[worker.pid].values()) - main_thread
+        print(f"  threads (psutil; yappi's own cost included): Trio's "
+              f"{1000 * main_thread / count:.3f} ms per report merged, the others (nats-py's asyncio loop, "
+              f"worker threads) {1000 * others / count:.3f} ms")
         for part, functions in PARTS.items():
             spent = sum(v[3] for k, v in stats.items() for f in functions if k[0].endswith(f[0]) and k[2] == f[1])
             print(f"  {part:55s} {1000 * spent / count:6.3f} ms per report  ({100 * spent / total:4.1f}%)")
