@@ -30,7 +30,9 @@ from trioscope.domain.topology import (
 from trioscope.runtime import ActorRef
 
 from . import _gate
-from ._compression import MAX_KEPT, MIN_SIZE, accepted_encoding, compressed, headers, streamed_response
+from ._compression import (
+    INLINE_BYTES, MAX_KEPT, MIN_SIZE, STREAM_LEVELS, accepted_encoding, compressed, headers, streamed_response,
+)
 from ._errors import ApiError
 from ._openapi import Answer, Auth, boolean, choice, documented, integer, text
 from ._responses import JSON, json_response
@@ -84,7 +86,11 @@ async def topology() -> Response:
     if limit is None and fields is None and visible is None and snapshot.size(view) <= CACHE_LIMIT:
         body = snapshot.json(view)
         if encoding is not None and len(body) >= MIN_SIZE:
-            body = await _once_per_version(snapshot, ("body", view, encoding), compressed, body, encoding)
+            key = ("body", view, encoding)
+            if len(body) <= INLINE_BYTES:
+                body = snapshot.kept(key) or snapshot.keep(key, compressed(body, encoding, STREAM_LEVELS))
+            else:
+                body = await _once_per_version(snapshot, key, compressed, body, encoding)
         else:
             encoding = None
         return Response(body, content_type=JSON, headers={**headers(encoding), **tagged})
@@ -177,7 +183,7 @@ def _fields_param() -> tuple[str, ...] | None:
 async def _once_per_version(snapshot: TopologySnapshot, key: Hashable, make: Callable[..., T], *args: Any) -> T:
     """``make(*args)``, kept with the version for all its readers under
     ``key``: computed once, in a worker thread so that the loop goes on
-    serving (compressing a cached view takes ~10-30 ms)."""
+    serving (compressing a cached view over ``INLINE_BYTES`` takes ~10-30 ms)."""
     async with services().view_builds:
         value = snapshot.kept(key)
         if value is None:
