@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Hashable, Iterator
+from functools import partial
 from typing import Any, TypeVar
 
 import orjson
@@ -88,7 +89,7 @@ async def topology() -> Response:
         if encoding is not None and len(body) >= MIN_SIZE:
             key = ("body", view, encoding)
             if len(body) <= INLINE_BYTES:
-                body = snapshot.kept(key) or snapshot.keep(key, compressed(body, encoding, STREAM_LEVELS))
+                body = snapshot.derived(key, partial(compressed, body, encoding, STREAM_LEVELS))
             else:
                 body = await _once_per_version(snapshot, key, compressed, body, encoding)
         else:

@@ -1,4 +1,6 @@
-"""A value an actor hands, later, to a task that waits for it (a held long-poll's answer)."""
+"""A value one task hands, later, to another that waits for it (a held
+long-poll's answer from its queue actor; a publish's acknowledgement from the
+bus's sender)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,10 @@ T = TypeVar("T")
 
 
 class Handoff(Generic[T]):
-    """One value from an actor to a waiting task: a memory channel of one, in
-    its lightest form. The waiter parks its task directly (as an ``Ask``'s
-    asker does), so a held long-poll keeps ~100 bytes here where a channel
-    pair and its waiting ``receive`` kept ~2.5 KB (bench/RESULTS.md).
+    """One value from an actor (or any task) to a waiting task: a memory
+    channel of one, in its lightest form. The waiter parks its task directly
+    (as an ``Ask``'s asker does), so a held long-poll keeps ~100 bytes here
+    where a channel pair and its waiting ``receive`` kept ~2.5 KB (bench/RESULTS.md).
 
     Both sides share the one object. The waiter ``close``s it when it stops
     waiting (answered, timed out, cancelled): from then on ``give`` refuses,
