@@ -35,10 +35,12 @@ class FakeBus:
         sequence = iter(range(1, 1000))
         self.batches = [[Fetched(next(sequence), data) for _ in range(size)] for size in sizes]
         self.fetched_at: list[float] = []
+        self.all_taken = trio.Event()
 
     async def fetch(self, after: int) -> list[Fetched]:
         self.fetched_at.append(trio.current_time())
         if not self.batches:
+            self.all_taken.set()
             await trio.sleep_forever()
         return self.batches.pop(0)
 
@@ -64,8 +66,8 @@ async def test_after_a_few_reports_the_feed_lets_more_gather_and_after_many_it_r
     children = [ActorSpec(name="roster", factory=lambda: roster),
                 report_feed_spec(bus, roster_path="/root/roster")]  # type: ignore[arg-type]  # the bus's part the feed uses
     async with open_actor_system(SupervisorSpec(name="root", children=children)):
-        while len(bus.fetched_at) < 5:
-            await trio.sleep(0.001)
+        with trio.fail_after(60):  # the mock clock's seconds: the gaps are milliseconds
+            await bus.all_taken.wait()
     gaps = [round(later - earlier, 6) for earlier, later in zip(bus.fetched_at, bus.fetched_at[1:])]
     gather = report_feed.GATHER
     assert gaps == [gather, gather, 0.0, gather]
