@@ -16,6 +16,13 @@ the tasks and actors that ran longest.
 ``--serve`` is how the script runs the server (the instrument goes into its
 ``trio.run``); ``--read-at-least N`` sets the topology actor's ``READ_AT_LEAST``
 there, to try another value.
+
+``--alternate-writes S``: an A/B of how a connection's bytes go out, in one
+server under one load (this machine's swings, 2x between runs of the same
+code, drowned the difference between two servers run in turn): every ``S``
+seconds the server switches between its own ``protocol_send`` and Hypercorn's,
+and prints for the GETs started under each how long until their body was
+written (the server's side of what the client waits for).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ PYTHON = sys.executable
 TOPOLOGY_GET = "/api/v1/query/topology"
 
 
-def serve(argv: list[str], summary: str, read_at_least: int | None) -> int:
+def serve(argv: list[str], summary: str, read_at_least: int | None, alternate: float | None) -> int:
     """``trioscope serve argv`` with the instrument; SIGUSR2 starts counting, SIGUSR1 writes ``summary``."""
     import trio
 
@@ -51,6 +58,7 @@ def serve(argv: list[str], summary: str, read_at_least: int | None) -> int:
     longest: collections.Counter[str] = collections.Counter()
     tasks: dict[Any, list[Any]] = {}
     gets: list[tuple[float, int, float, list[float]]] = []
+    delivered: dict[str, list[float]] = {"ours": [], "hypercorn": []}
     reads: list[tuple[float, float, int]] = []
     collections_cpu: dict[int, list[float]] = collections.defaultdict(list)
     started_gc = [0.0]
@@ -140,11 +148,32 @@ def serve(argv: list[str], summary: str, read_at_least: int | None) -> int:
             reads.append((time.perf_counter() - wall, time.thread_time() - cpu, pending))
 
     topology.TopologyActor.handle = timed_handle  # type: ignore[method-assign]
+    if alternate is not None:
+        from hypercorn.events import RawData
+        from hypercorn.trio.tcp_server import TCPServer
+
+        from trioscope.http._tcp_server import GuardedTCPServer
+
+        variants = {"ours": GuardedTCPServer.protocol_send, "hypercorn": TCPServer.protocol_send}
+
+        def variant_at(moment: float) -> str:
+            return "ours" if int(moment / alternate) % 2 == 0 else "hypercorn"
+
+        async def either(self: Any, event: Any) -> None:
+            state = tasks.get(trio.lowlevel.current_task())
+            began = state[0] if state is not None else time.perf_counter()  # a GET: all its writes one way
+            variant = variant_at(began)
+            await variants[variant](self, event)
+            if (state is not None and state[3] == TOPOLOGY_GET and counting[0] and isinstance(event, RawData)
+                    and len(event.data) > 4096):  # the body
+                delivered[variant].append(time.perf_counter() - began)
+
+        GuardedTCPServer.protocol_send = either  # type: ignore[method-assign]
     if read_at_least is not None:
         topology.READ_AT_LEAST = read_at_least
 
     def start_counting(*_: Any) -> None:
-        for kept in (batches, gets, reads):
+        for kept in (batches, gets, reads, *delivered.values()):
             kept.clear()
         steps.clear()
         longest.clear()
@@ -155,6 +184,7 @@ def serve(argv: list[str], summary: str, read_at_least: int | None) -> int:
         Path(summary).write_text(json.dumps({
             "batches": sorted(batches), "gets": sorted(gets, reverse=True)[:10],
             "reads": sorted(reads, reverse=True), "collections": collections_cpu,
+            "delivered": {variant: sorted(times) for variant, times in delivered.items()},
             "steps": [(name, spent, longest[name]) for name, spent in steps.most_common(12)]}))
 
     signal.signal(signal.SIGUSR2, start_counting)
@@ -184,11 +214,13 @@ def main() -> int:
     parser.add_argument("--ws-clients", type=int, default=20)
     parser.add_argument("--getters", type=int, default=4)
     parser.add_argument("--read-at-least", type=int, default=None)
+    parser.add_argument("--alternate-writes", type=float, default=None, metavar="S",
+                        help="switch between our response writes and Hypercorn's every S seconds (A/B)")
     parser.add_argument("--serve", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     parser.add_argument("--summary", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
-        return serve(args.serve, args.summary, args.read_at_least)
+        return serve(args.serve, args.summary, args.read_at_least, args.alternate_writes)
 
     import trio
     from bus_ingest import watch_views
@@ -199,6 +231,8 @@ def main() -> int:
     data = tempfile.mkdtemp(prefix="trioscope-loop-waits-")
     summary = os.path.join(data, "summary.json")
     extra = ["--read-at-least", str(args.read_at_least)] if args.read_at_least is not None else []
+    if args.alternate_writes is not None:
+        extra += ["--alternate-writes", str(args.alternate_writes)]
     server = subprocess.Popen(
         [PYTHON, __file__, *extra, "--summary", summary, "--serve", "--host", "127.0.0.1", "--port", str(port),
          "--log-level", "warning", "--local-probe", "false", *UNLIMITED],
@@ -242,6 +276,10 @@ def main() -> int:
     for wall, count, own, waits, where in found["gets"][:6]:
         print(f"  {1000 * wall:6.0f} {count:3d} {1000 * own:6.1f}  {[round(1000 * w) for w in waits]}")
         print(f"         suspended at: {where}")
+    for variant, times in found["delivered"].items():
+        if times:
+            print(f"GETs started with {variant} writes: {len(times)}, body written after p50 {pct(times, 0.5):.1f} ms, "
+                  f"p90 {pct(times, 0.9):.1f}, p95 {pct(times, 0.95):.1f} (the server's side)")
     reads = found["reads"]
     print(f"topology actor's answers to GetSnapshot: {len(reads)}, slowest (wall ms, CPU ms, pending): "
           f"{[(round(1000 * w), round(1000 * c), p) for w, c, p in reads[:6]]}")
