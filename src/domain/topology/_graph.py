@@ -16,7 +16,7 @@ it changed, never to the size of the whole graph:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from operator import attrgetter, is_
 from typing import Any, cast
 
@@ -29,6 +29,7 @@ from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
 from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition
 from ._process_groups import group_node_ordered, group_of, regrouped
+from ._shards import LiveShards, host_shard
 from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
 
 EdgeKey = tuple[str, str]
@@ -57,7 +58,10 @@ class TopologyGraph:
         """Shared by the versions it publishes: their edges' encodings."""
         self.partitions: dict[str, Partition] = {}
         self._nodes: dict[str, Node] = {}
-        self._by_kind: dict[NodeKind, dict[str, Node]] = {k: {} for k in NodeKind}
+        self._processes = LiveShards()
+        """The processes of ``_by_kind``, by host: a version copies only the hosts written since the last."""
+        self._by_kind: dict[NodeKind, MutableMapping[str, Node]] = {
+            k: self._processes if k is NodeKind.PROCESS else {} for k in NodeKind}
         self._reps: dict[str, Reps] = {}
         self._sources: dict[str, tuple[str, ...]] = {}
         """Node id -> the agents whose partitions describe it (nearly always one);
@@ -204,8 +208,15 @@ class TopologyGraph:
         nodes = new.nodes
         self._nodes.update(nodes)
         by_kind = self._by_kind
+        process = NodeKind.PROCESS
+        # Its processes are all in its host's shard (their ids are made from its host name).
+        shard = self._processes.writable(host_shard(new.host.partition(":")[2])) if process in new.kinds else {}
         for node_id, node in nodes.items():
-            by_kind[node.kind][node_id] = node
+            kind = node.kind
+            if kind is process:
+                shard[node_id] = node
+            else:
+                by_kind[kind][node_id] = node
         if agent in self._rebuilt:  # its nodes may be new since the last version: compared one by one
             self._dirty_nodes.update(nodes)
         else:
@@ -671,7 +682,7 @@ class TopologyGraph:
         if not (dirty_kinds or dirty_views):
             return previous, None
         self.version += 1
-        nodes = {k: (dict(self._by_kind[k]) if k in dirty_kinds else previous.nodes_of(k)) for k in NodeKind}
+        nodes = {k: (_frozen(self._by_kind[k]) if k in dirty_kinds else previous.nodes_of(k)) for k in NodeKind}
         edges_by_view = {v: (dict(self._edges[v]) if v in dirty_views else previous.edges_of(v)) for v in View}
         snapshot = TopologySnapshot(self.version, now, nodes, edges_by_view, edge_cache=self.edge_cache)
         diff = TopologyDiff(
@@ -755,6 +766,12 @@ class TopologyGraph:
             if agent != agent_id:
                 graph._replace(agent, None, partition)
         return graph
+
+
+def _frozen(nodes: MutableMapping[str, Node]) -> Mapping[str, Node]:
+    """What a version holds of the live ``nodes`` of one kind: a copy, or for
+    the processes a view that shares the shards not written since."""
+    return nodes.published() if isinstance(nodes, LiveShards) else dict(nodes)
 
 
 def _container_sums(containers: list[Node]) -> dict[str, float]:
