@@ -330,3 +330,46 @@ async def test_a_body_refused_unread_closes_its_connection_even_if_the_client_st
     assert response.status_code == 413
     assert orjson.loads(body)["error"]["code"] == "payload_too_large"
     assert closed
+
+
+KEEP_ALIVE = 5.0
+"""Hypercorn's ``keep_alive_timeout``, which the server keeps."""
+
+
+async def _until_closed(stream: trio.SocketStream) -> bytes:
+    """What the server still sends until it closes the connection."""
+    received = b""
+    while True:
+        try:
+            data = await stream.receive_some()
+        except trio.BrokenResourceError:
+            return received
+        if not data:
+            return received
+        received += data
+
+
+async def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(server: ServerProcess) -> None:
+    host, port = address(server)
+    idle = await trio.open_tcp_stream(host, port)
+    conn = h11.Connection(h11.CLIENT)
+    await idle.send_all(conn.send(h11.Request(method="GET", target="/health", headers=[("Host", host)])))
+    await idle.send_all(conn.send(h11.EndOfMessage()))
+    with trio.fail_after(KEEP_ALIVE + 20):  # generous: the machine is shared
+        answered = await _until_closed(idle)  # the answer, then nothing from us: closed after the keep-alive timeout
+    await idle.aclose()
+    assert answered.startswith(b"HTTP/1.1 200 ")
+
+    async with httpx.AsyncClient(timeout=KEEP_ALIVE + 30) as client:
+        _, agent = await setup(server, client)
+        # A request held longer than the keep-alive timeout is answered on its connection, which stays open.
+        assert (await agent.wait(client, timeout=int(KEEP_ALIVE) + 2)).status_code == 204
+        assert (await agent.wait(client, timeout=1)).status_code == 204
+
+
+async def test_a_connection_that_never_sends_a_request_is_closed(server: ServerProcess) -> None:
+    host, port = address(server)
+    stream = await trio.open_tcp_stream(host, port)
+    with trio.fail_after(KEEP_ALIVE + 20):
+        assert await _until_closed(stream) == b""
+    await stream.aclose()
