@@ -34,8 +34,10 @@ socket when it decides to, and to fail alone.
   deadline moves (``_IdleWatch``). Hypercorn started a task for each idle
   spell and cancelled it when the next request came, each behind a lock:
   per request on a keep-alive connection (every report an agent posts) a
-  task started and one cancelled, and four more passes of the loop; ~4% of
-  the server's CPU under report load (py-spy).
+  task started and one cancelled, and four more passes of the loop: ~0.1 ms
+  of CPU per request (bench/RESULTS.md, session 35). It closes a connection
+  idle for ``keep_alive_timeout`` after a request as before its first,
+  which Hypercorn's did not do here (tests/integration/test_transport_limits.py).
 """
 
 from __future__ import annotations
