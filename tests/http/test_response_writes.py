@@ -28,7 +28,7 @@ def _server(stream: trio.abc.Stream) -> GuardedTCPServer:
     """A connection's server around ``stream``, with only what ``protocol_send`` uses."""
     server = GuardedTCPServer.__new__(GuardedTCPServer)
     server.send_lock = trio.Lock()
-    server.stream = stream  # type: ignore[assignment]  # a memory stream in place of the socket's
+    server.stream = stream  # type: ignore[assignment]  # any trio stream (a socket pair in these tests)
     server.protocol = _Protocol()  # type: ignore[assignment]  # records what the server tells it
     return server
 
