@@ -1,6 +1,6 @@
 """What one report is on the bus: the validated report (its wire form, as
-JSON compressed with zlib) with when it was received and whether an enrolled
-agent signed it, framed with msgpack.
+JSON packed with Zstandard: ``PackedReport``) with when it was received and
+whether an enrolled agent signed it, framed with msgpack.
 
 Not the JSON the agent sent: what is on the stream has passed validation. The
 compressed wire form is ~8x smaller than the JSON (the stream keeps an hour of
@@ -19,22 +19,28 @@ ranges, patterns) are not checked again: every report on the stream was
 validated by the replica that published it, and only replicas write the
 stream. Nothing is ever unpickled or evaluated. The same library writes the
 frame and the wire JSON (one pass, no intermediate dicts), in the layout
-``trioscope.wire.encode`` gives: replicas of the previous version read it.
+``trioscope.wire.encode`` gives.
+
+Format 2 packs the report with Zstandard, format 1 (the versions before) with
+zlib; both are read, so a replica of this version reads a stream written by
+either. A replica of an earlier version refuses format 2 (it logs
+``bus_bad_message`` and leaves the report out of its views): upgrade every
+replica; the stream keeps the reports, and an upgraded replica rebuilds from it.
 """
 
 from __future__ import annotations
 
-import zlib
-
 import attrs
 import msgspec
 
-from trioscope.domain.agents import PackedReport
+from trioscope.domain.agents import BadPack, PackedReport
 from trioscope.domain.topology import SHAPE_BYTES
 from trioscope.wire import Report
 
-FORMAT = 1
-"""The envelope's layout; a replica skips envelopes of a layout it does not know."""
+FORMAT = 2
+"""The envelope's layout this version writes; a replica skips envelopes of a layout it does not know."""
+READABLE = frozenset({1, 2})
+"""Layouts this version reads: 1 differs from 2 only in how the report is packed (zlib)."""
 
 
 @attrs.frozen
@@ -55,8 +61,8 @@ class BadEnvelope(ValueError):
 
 class _Frame(msgspec.Struct, omit_defaults=True):
     """The msgpack map around the packed report (a map, not an array: a layout
-    with more keys stays readable by this one, and the previous version reads
-    this one's, whose ``shape`` it does not know)."""
+    with more keys stays readable by this one, as the versions before ``shape``
+    read envelopes that carried it)."""
 
     format: int
     report: bytes
@@ -69,7 +75,7 @@ class _Frame(msgspec.Struct, omit_defaults=True):
 MAX_UNPACKED = 1024**3
 """A report's wire JSON is at most this long once decompressed: no replica
 accepts a larger body (``server.max_body_size``'s bound), and a message that
-inflates beyond it (a zlib bomb) is refused before it takes the memory."""
+inflates beyond it (a compression bomb) is refused before it takes the memory."""
 
 _JSON = msgspec.json.Encoder()
 _FRAME = msgspec.msgpack.Encoder()
@@ -80,23 +86,20 @@ _READ_REPORT = msgspec.json.Decoder(Report)
 def pack_report(report: Report, received_at: float, enrolled: bool,
                 shape: bytes | None = None) -> tuple[bytes, PackedReport]:
     """The envelope, and the packed wire form in it."""
-    packed = PackedReport(zlib.compress(_JSON.encode(report), 1))
+    packed = PackedReport.pack(_JSON.encode(report))
     return _FRAME.encode(_Frame(FORMAT, packed.data, received_at, enrolled, shape or b"")), packed
 
 
 def unpack_report(data: bytes) -> Envelope:
-    """Raises ``BadEnvelope`` for anything but an envelope of ``FORMAT``."""
+    """Raises ``BadEnvelope`` for anything but an envelope of a ``READABLE`` format."""
     try:
         frame = _READ_FRAME.decode(data)
-        if frame.format != FORMAT:
-            raise BadEnvelope(f"not a report envelope of format {FORMAT} (format {frame.format})")
+        if frame.format not in READABLE:
+            raise BadEnvelope(f"not a report envelope of a format this version reads "
+                              f"({', '.join(map(str, sorted(READABLE)))}): format {frame.format}")
         packed = PackedReport(frame.report)
-        inflate = zlib.decompressobj()
-        wire = inflate.decompress(packed.data, MAX_UNPACKED)
-        if inflate.unconsumed_tail:
-            raise BadEnvelope(f"the report inflates beyond {MAX_UNPACKED} bytes")
-        report = _READ_REPORT.decode(wire)
-    except (msgspec.DecodeError, zlib.error) as exc:  # ValidationError is a DecodeError
+        report = _READ_REPORT.decode(packed.unpack(MAX_UNPACKED))
+    except (msgspec.DecodeError, BadPack) as exc:  # ValidationError is a DecodeError
         raise BadEnvelope(str(exc)) from None
     # Any other length is no digest this version makes: found again on merging.
     shape = frame.shape if len(frame.shape) == SHAPE_BYTES else None

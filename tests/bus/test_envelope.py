@@ -10,11 +10,13 @@ import msgspec
 import orjson
 import pytest
 import trio
+import zstandard
 
 from tests.synthetic import host_report
 from trioscope.bus import AsyncioThread, pack_report, unpack_report
 from trioscope.bus._client import agent_subject
 from trioscope.bus._envelope import BadEnvelope
+from trioscope.domain.agents import ZSTD_MAGIC
 from trioscope.domain.topology import report_shape
 from trioscope.wire import decode_report, encode
 
@@ -30,18 +32,22 @@ def test_a_report_comes_back_as_the_same_validated_report_with_its_receive_time(
     assert not data.startswith(b"{") and len(data) < len(orjson.dumps(host_report(3, timestamp=time.time())))
 
 
-def test_an_envelope_of_the_previous_version_reads_alike_and_this_one_is_the_wire_form() -> None:
-    """Replicas of two versions share a stream while they are upgraded one by one."""
+def test_an_envelope_of_the_previous_version_reads_alike_and_this_one_is_format_2_packed_with_zstandard() -> None:
+    """Replicas of two versions share a stream while they are upgraded one by
+    one: this one reads the previous version's envelopes (format 1, zlib);
+    the previous version refuses this one's (a format it does not know)."""
     report = decode_report(host_report(4, timestamp=time.time() - 10))
     wire = orjson.dumps(encode(report))
     previous = msgspec.msgpack.encode({"format": 1, "report": zlib.compress(wire, 1), "received_at": 7.0,
                                        "enrolled": False})
     envelope = unpack_report(previous)
     assert envelope.report == report and envelope.report.timestamp.tzinfo is report.timestamp.tzinfo
-    data, packed = pack_report(report, 7.0, enrolled=False)
-    assert orjson.loads(packed.unpack()) == encode(report)  # what the previous version reads back
-    assert msgspec.msgpack.decode(data) == {"format": 1, "report": packed.data, "received_at": 7.0, "enrolled": False}
+    assert envelope.packed.unpack() == wire  # an agent's latest report, as that version packed it
     assert envelope.shape is None  # the previous version sends no shape: the topology finds it
+    data, packed = pack_report(report, 7.0, enrolled=False)
+    assert orjson.loads(packed.unpack()) == encode(report)
+    assert packed.data.startswith(ZSTD_MAGIC) and len(packed.data) < len(zlib.compress(wire, 1))
+    assert msgspec.msgpack.decode(data) == {"format": 2, "report": packed.data, "received_at": 7.0, "enrolled": False}
 
 
 def test_the_publishing_replica_s_shape_digest_travels_with_the_report() -> None:
@@ -75,10 +81,13 @@ def test_a_report_of_the_wrong_types_on_the_stream_is_a_bad_envelope(path: tuple
         unpack_report(_wire_with(path, value))
 
 
-def test_a_compressed_report_that_is_not_json_is_a_bad_envelope() -> None:
-    with pytest.raises(BadEnvelope):
-        unpack_report(msgspec.msgpack.encode({"format": 1, "report": b"not zlib", "received_at": 1.0,
-                                              "enrolled": False}))
+@pytest.mark.parametrize("report", [b"not packed", ZSTD_MAGIC + b"garbage", zstandard.compress(b"[1, 2]"),
+                                    zlib.compress(b"not json")])
+def test_a_packed_report_that_is_not_a_report_s_json_is_a_bad_envelope(report: bytes) -> None:
+    for format in (1, 2):
+        with pytest.raises(BadEnvelope):
+            unpack_report(msgspec.msgpack.encode({"format": format, "report": report, "received_at": 1.0,
+                                                  "enrolled": False}))
 
 
 def test_a_report_that_inflates_beyond_the_bound_is_refused_before_it_takes_the_memory(
@@ -86,12 +95,16 @@ def test_a_report_that_inflates_beyond_the_bound_is_refused_before_it_takes_the_
     from trioscope.bus import _envelope
 
     monkeypatch.setattr(_envelope, "MAX_UNPACKED", 1024 * 1024)
-    bomb = zlib.compress(b" " * (64 * 1024 * 1024), 9)  # 64 MiB of JSON whitespace in ~64 KB
-    with pytest.raises(BadEnvelope, match="inflates beyond"):
-        unpack_report(msgspec.msgpack.encode({"format": 1, "report": bomb, "received_at": 1.0, "enrolled": False}))
+    spaces = b" " * (64 * 1024 * 1024)  # 64 MiB of JSON whitespace, packed in at most ~64 KB
+    for format, bomb in ((1, zlib.compress(spaces, 9)), (2, zstandard.compress(spaces, 19))):
+        with pytest.raises(BadEnvelope, match="inflates beyond"):
+            unpack_report(msgspec.msgpack.encode({"format": format, "report": bomb, "received_at": 1.0,
+                                                  "enrolled": False}))
 
 
 @pytest.mark.parametrize("data", [b"{}", b"\xc1", msgspec.msgpack.encode({"format": 2}), msgspec.msgpack.encode([1, 2]),
+                                  msgspec.msgpack.encode({"format": 3, "report": zstandard.compress(b"{}"),
+                                                          "received_at": 1.0, "enrolled": False}),
                                   msgspec.msgpack.encode({"format": 1, "report": {"agent_id": 5}, "received_at": 1.0,
                                                  "enrolled": False})])
 def test_anything_else_on_the_stream_is_a_bad_envelope(data: bytes) -> None:
