@@ -122,13 +122,13 @@ class PackedReport:
                 if size == -1:  # not in its header (this project writes it): unpacked up to the bound
                     raw = zstandard.ZstdDecompressor().stream_reader(data).read(-1 if limit is None else limit + 1)
                 elif limit is not None and size > limit:
-                    raise BadPack(f"the report inflates beyond {limit} bytes")
+                    raise _beyond(limit)
                 else:
                     raw = zstandard.ZstdDecompressor().decompress(data)
             except zstandard.ZstdError as exc:
                 raise BadPack(f"not a packed report: {exc}") from None
             if limit is not None and len(raw) > limit:
-                raise BadPack(f"the report inflates beyond {limit} bytes")
+                raise _beyond(limit)
             return raw
         try:
             inflate = zlib.decompressobj()
@@ -136,10 +136,14 @@ class PackedReport:
         except zlib.error as exc:
             raise BadPack(f"not a packed report: {exc}") from None
         if inflate.unconsumed_tail:
-            raise BadPack(f"the report inflates beyond {limit} bytes")
+            raise _beyond(limit)
         if not inflate.eof:
-            raise BadPack("not a packed report: it ends before its end")
+            raise BadPack("not a packed report: the zlib stream is truncated")
         return raw
+
+
+def _beyond(limit: int | None) -> BadPack:
+    return BadPack(f"the report inflates beyond {limit} bytes")
 
 
 class AgentState:

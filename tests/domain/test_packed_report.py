@@ -47,3 +47,9 @@ def test_data_that_unpacks_beyond_the_bound_is_refused(pack) -> None:  # type: i
 def test_data_that_is_no_packed_report_is_refused(data: bytes) -> None:
     with pytest.raises(BadPack):
         PackedReport(data).unpack(limit=1024)
+
+
+def test_a_zlib_stream_cut_short_is_refused_as_truncated_not_returned_in_part() -> None:
+    raw = _json()
+    with pytest.raises(BadPack, match="truncated"):
+        PackedReport(zlib.compress(raw, 1)[:-20]).unpack(limit=len(raw))
