@@ -799,4 +799,4 @@ def merge_nodes(versions: dict[str, Node]) -> tuple[Node, str]:
         metadata.update(node.metadata)
         metrics.update(node.metrics)
     agent, newest = ordered[-1]
-    return attrs.evolve(newest, metadata=metadata, metrics=metrics), agent
+    return newest.evolve(metadata=metadata, metrics=metrics), agent

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from operator import attrgetter
 from typing import Any
 
-import attrs
 
 from ._model import Node, NodeKind, process_group_id
 
@@ -84,7 +83,7 @@ def regrouped(previous: Node, ordered: list[Node]) -> Node:
     report rebuilds its dozen groups)."""
     newest = max(ordered, key=_RECENCY)
     node = previous.seen(newest.last_seen, _group_metrics(ordered))
-    return node if newest.agent_id == previous.agent_id else attrs.evolve(node, agent_id=newest.agent_id)
+    return node if newest.agent_id == previous.agent_id else node.evolve(agent_id=newest.agent_id)
 
 
 def _group_metrics(ordered: list[Node]) -> dict[str, float]:
