@@ -1,6 +1,6 @@
 """The encoded edges of big views, in runs shared across versions.
 
-Edges are plain tuples, encoded when read (``Edge``): caching each one's JSON
+Edges are three-field records, encoded when read (``Edge``): caching each one's JSON
 would cost ~90 MB at 200,000 edges. But a listing of 200,000 edges encodes
 ~40 MB of JSON per request (~130 ms of CPU), almost all of it the same as the
 last version's: a report changes only its own agent's edges, and an edge that

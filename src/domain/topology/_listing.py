@@ -6,7 +6,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from itertools import islice
-from operator import itemgetter
+from operator import attrgetter
 from typing import Any, TypeVar
 
 import attrs
@@ -24,7 +24,7 @@ MAX_PAGE = 50_000
 _VIEW_OF = {view.kind: view for view in View}
 _ID_ORDER = sorted(WHOLE_KINDS, key=lambda kind: kind.value)
 """Kinds in the order of their nodes' ids (``container:...`` < ``host:...`` < ...)."""
-_SOURCE = itemgetter(0)
+_SOURCE = attrgetter("source")
 T = TypeVar("T")
 
 
