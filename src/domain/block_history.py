@@ -4,8 +4,8 @@ A host's report carries the metrics of its ~100 processes at one time. Kept per
 series (``timeseries.MetricHistory``), recording them is ~100 Python calls per
 report, a sixth of what merging a report whose metrics alone changed costs.
 Here a writer (an agent) adds one row per report: the keys it wrote (node ids,
-a tuple shared by every row of the same keys) and one ``array('f')`` per metric
-with a value per key, each built by one call. Reading a key's points (a node's
+a tuple shared by every row of the same keys) and one column per metric with a
+value per key (float32, as bytes), each built by one call. Reading a key's points (a node's
 details, asked for one node at a time) walks its writers' rows instead.
 
 What a read returns is what ``MetricHistory`` returns for the same records
@@ -22,22 +22,32 @@ from __future__ import annotations
 
 import bisect
 import math
+import struct
+import sys
 from array import array
 from collections.abc import Mapping, Sequence
 from itertools import chain
 from operator import attrgetter
 
 import attrs
+import msgspec
 
-from .timeseries import _ARRAY_HEADER, RESOLUTION, ExpiryReport, HistoryStats, Point, _bucket, _check_window
+from .timeseries import RESOLUTION, ExpiryReport, HistoryStats, Point, _bucket, _check_window
 
 _NAN = math.nan
 _BUCKET = attrgetter("bucket")
+_FLOAT32 = struct.Struct("f")
+_BYTES_HEADER = sys.getsizeof(b"")
 
 
-@attrs.define(slots=True, eq=False)
-class _Row:
-    """One writer's values of one bucket."""
+class _Row(msgspec.Struct, gc=False):
+    """One writer's values of one bucket.
+
+    Out of the cyclic garbage collector, like the topology's nodes: a history
+    of 1,000 hosts holds ~60,000 rows, and as an attrs object with a list of
+    arrays each row was four objects every full collection walked. Its parts
+    are untracked too (bytes, tuples of strings, a dict of ints), and none
+    refers back to a row."""
 
     bucket: int
     sequence: int
@@ -46,8 +56,8 @@ class _Row:
     positions: Mapping[str, int]
     """``keys`` by position, shared by the rows of the same keys."""
     names: tuple[str, ...]
-    columns: list[array[float]]
-    """One per name, a value (or NaN) per key."""
+    columns: tuple[bytes, ...]
+    """One per name, a float32 value (or NaN) per key: an ``array('f')``'s bytes."""
 
 
 @attrs.define(slots=True, eq=False)
@@ -64,14 +74,14 @@ class _Writer:
     rows have them: a layout no row has any more may take keys with it."""
 
 
-def _column(name: str, values: Sequence[Mapping[str, float]]) -> array[float]:
+def _column(name: str, values: Sequence[Mapping[str, float]]) -> bytes:
     """``name``'s value in each of ``values`` (NaN where absent), float32; what
     float32 cannot hold (infinite, or beyond its range) as NaN too, as
     ``MetricHistory`` ignores it."""
     column = array("f", [v.get(name, _NAN) for v in values])
     if math.inf in column or -math.inf in column:
         column = array("f", [v if math.isfinite(v) else _NAN for v in column])
-    return column
+    return column.tobytes()
 
 
 def _has_nan(column: array[float]) -> bool:
@@ -147,7 +157,7 @@ class BlockHistory:
             self._merge(rows[-1], names, columns)  # again within a bucket: the last value wins
             rows[-1].sequence = self._sequence
         else:
-            row = _Row(bucket, self._sequence, layout[0], layout[1], names, columns)
+            row = _Row(bucket, self._sequence, layout[0], layout[1], names, tuple(columns))
             if not rows or rows[-1].bucket <= bucket:
                 rows.append(row)
             else:  # a late report: in bucket order
@@ -159,20 +169,23 @@ class BlockHistory:
             self._advance(writer, state, low)
 
     @staticmethod
-    def _merge(row: _Row, names: tuple[str, ...], columns: list[array[float]]) -> None:
+    def _merge(row: _Row, names: tuple[str, ...], columns: list[bytes]) -> None:
         """Write ``columns`` over ``row``'s, leaving its values where theirs are NaN."""
+        row_names, row_columns = list(row.names), list(row.columns)
         for name, column in zip(names, columns, strict=True):
-            if name not in row.names:
-                row.names = (*row.names, name)
-                row.columns.append(column)
+            if name not in row_names:
+                row_names.append(name)
+                row_columns.append(column)
                 continue
-            position = row.names.index(name)
-            if _has_nan(column):
-                old = row.columns[position]
-                row.columns[position] = array("f", [new if new == new else was
-                                                    for new, was in zip(column, old, strict=True)])
+            position = row_names.index(name)
+            values = array("f", column)
+            if _has_nan(values):
+                old = array("f", row_columns[position])
+                row_columns[position] = array("f", [new if new == new else was
+                                                    for new, was in zip(values, old, strict=True)]).tobytes()
             else:
-                row.columns[position] = column
+                row_columns[position] = column
+        row.names, row.columns = tuple(row_names), tuple(row_columns)
 
     def _advance(self, writer: str, state: _Writer, low: int) -> int:
         """Move ``writer``'s window to start at bucket ``low``: its older rows
@@ -225,8 +238,9 @@ class BlockHistory:
                 position = row.positions.get(key)
                 if position is None:
                     continue
+                offset = 4 * position
                 values = {name: v for name, column in zip(row.names, row.columns, strict=True)
-                          if (v := column[position]) == v}
+                          if (v := _FLOAT32.unpack_from(column, offset)[0]) == v}
                 if values:
                     found.append((row.bucket, row.sequence, values))
         by_bucket: dict[int, dict[str, float]] = {}
@@ -257,12 +271,12 @@ class BlockHistory:
 
     def stats(self) -> HistoryStats:
         """Keys held (``groups``), key values held (``points``: one per key of
-        each row) and the bytes of the value arrays."""
+        each row) and the bytes of the value columns."""
         points = held = 0
         for state in self._writers.values():
             for row in state.rows:
                 points += len(row.keys)
-                held += len(row.columns) * _ARRAY_HEADER + 4 * len(row.keys) * len(row.columns)
+                held += len(row.columns) * _BYTES_HEADER + 4 * len(row.keys) * len(row.columns)
         return HistoryStats(groups=len(self._where), points=points, bytes=held)
 
     def __len__(self) -> int:

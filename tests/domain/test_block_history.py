@@ -98,3 +98,23 @@ def test_keys_that_leave_the_window_are_forgotten_as_new_ones_come() -> None:
     assert len(history) == RETENTION / RESOLUTION + 1  # one key a row, and the one in all of them
     history.expire(1000 * RESOLUTION)
     assert len(history) == 0 and not history._writers
+
+
+def test_a_full_window_of_rows_adds_nothing_for_the_garbage_collector_to_walk() -> None:
+    # 20 writers of 100 keys, a row per bucket over the whole window: kept
+    # as tracked objects (a row, its list, an array per metric) that was
+    # 4 x 20 x 10 = 800 objects every full collection walked.
+    import gc
+
+    history = BlockHistory(RETENTION)
+    layouts = [tuple(f"process:h{w}:{pid}" for pid in range(100)) for w in range(20)]
+    gc.collect()
+    before = len(gc.get_objects())
+    for step in range(10):
+        for writer, keys in enumerate(layouts):
+            history.record(f"agent-{writer}", step * RESOLUTION, keys,
+                           [{"cpu_percent": step + 0.5, "memory_mb": 10.0}] * len(keys))
+    gc.collect()
+    assert len(gc.get_objects()) - before < 200  # per writer, not per row
+    assert history.points("process:h3:7", 0.0)[-1].values == {"cpu_percent": 9.5, "memory_mb": 10.0}
+    assert history.stats().points == 20 * 10 * 100
