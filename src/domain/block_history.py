@@ -5,8 +5,9 @@ series (``timeseries.MetricHistory``), recording them is ~100 Python calls per
 report, a sixth of what merging a report whose metrics alone changed costs.
 Here a writer (an agent) adds one row per report: the keys it wrote (node ids,
 a tuple shared by every row of the same keys) and one column per metric with a
-value per key (float32, as bytes), each built by one call. Reading a key's points (a node's
-details, asked for one node at a time) walks its writers' rows instead.
+value per key (float32, as bytes), each built by one call. Reading a key's
+points (a node's details, asked for one node at a time) walks its writers'
+rows instead.
 
 What a read returns is what ``MetricHistory`` returns for the same records
 (float32 values, NaN meaning "no value", the last write of a bucket winning

@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from operator import attrgetter
 from typing import Any
 
-
 from ._model import Node, NodeKind, process_group_id
 
 
