@@ -216,6 +216,8 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, gc=False):
         return orjson.Fragment(self.entry()[_key_length(self.id):])
 
 
+assert Node.__struct_fields__ == ("id", "kind", "label", "parent", "host", "agent_id", "status", "last_seen",
+                                  "metadata", "metrics", "_entry"), "Node.__eq__ and Node.seen must name every field"
 _set_entry = Node.__dict__["_entry"].__set__
 """Fills ``entry``'s cache on a frozen node (the slot's own setter)."""
 
