@@ -18,7 +18,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 from pathlib import Path
 
 import httpx
@@ -125,28 +125,43 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(2)
     parser = build_parser(file_values)
     args = parser.parse_args(argv)
+
+    def refuse(flag: str, env_name: str, problem: str) -> NoReturn:
+        """Exit 2 naming where the bad value came from: the flag, the environment or the file."""
+        key = _FILE_KEY_OF_ENV[env_name]
+        if any(a == flag or a.startswith(f"{flag}=") for a in argv):
+            where = flag
+        elif env_name in os.environ:
+            where = f"{flag} (from env {env_name})"
+        elif key in file_values:
+            where = f"{flag} (from {key} in {config_path})"
+        else:
+            where = flag
+        parser.exit(2, f"trioscope-probe: {where}: {problem}\n")
+
     try:
         interval = parse_duration(args.interval)
     except ValueError as exc:
-        parser.exit(2, f"trioscope-probe: --interval: {exc}\n")
+        refuse("--interval", "TRIOSCOPE_PROBE_INTERVAL", str(exc))
     if not 1.0 <= interval <= 3600.0:
-        parser.exit(2, "trioscope-probe: --interval: must be between 1s and 1h\n")
+        refuse("--interval", "TRIOSCOPE_PROBE_INTERVAL", "must be between 1s and 1h")
     if args.log_level not in ("debug", "info", "warning", "error"):
-        parser.exit(2, "trioscope-probe: log level: must be debug, info, warning or error\n")
+        refuse("--log-level", "TRIOSCOPE_PROBE_LOG_LEVEL", "must be debug, info, warning or error")
     if not 1 <= args.buffer <= 10_000:
-        parser.exit(2, "trioscope-probe: --buffer: must be between 1 and 10000\n")
+        refuse("--buffer", "TRIOSCOPE_PROBE_BUFFER", "must be between 1 and 10000")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}", args.agent_id):
-        parser.exit(2, "trioscope-probe: --agent-id: 1-128 letters, digits or . _ : @ - starting with a letter or digit\n")
+        refuse("--agent-id", "TRIOSCOPE_PROBE_AGENT_ID",
+               "1-128 letters, digits or . _ : @ - starting with a letter or digit")
     if not args.server.startswith(("http://", "https://")):
-        parser.exit(2, "trioscope-probe: --server: must be an http:// or https:// URL\n")
+        refuse("--server", "TRIOSCOPE_PROBE_SERVER", "must be an http:// or https:// URL")
     try:
         args.tls = client_tls(args.ca_file)
     except (OSError, ssl.SSLError) as exc:
-        parser.exit(2, f"trioscope-probe: --ca-file: cannot use {args.ca_file}: {exc}\n")
+        refuse("--ca-file", "TRIOSCOPE_PROBE_CA_FILE", f"cannot use {args.ca_file}: {exc}")
     allowed = tuple(a.strip() for a in args.allow.split(",") if a.strip())
     unknown = sorted(set(allowed) - set(DEFAULT_ALLOWED))
     if unknown:
-        parser.exit(2, f"trioscope-probe: --allow: unknown command types {', '.join(unknown)}\n")
+        refuse("--allow", "TRIOSCOPE_PROBE_ALLOW", f"unknown command types {', '.join(unknown)}")
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
     if args.log_level != "debug":  # httpx logs every request at info: two lines a second, saying nothing new

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import json
 import logging
@@ -395,35 +396,36 @@ def run_serve(args: argparse.Namespace) -> int:
     settings = _settings_or_report(args)
     if settings is None:
         return ExitCode.USAGE
+    from trioscope.workers import workers_refusal
+
+    # Checked before --print-config too: it says whether serve would start.
+    try:
+        chosen = allocator.plan_here(settings.server.allocator)
+        refusal = workers_refusal(settings)
+    except allocator.AllocatorUnavailable as exc:
+        refusal = str(exc)
+    if refusal is not None:
+        print(f"trioscope: configuration error: {refusal}", file=sys.stderr)
+        return ExitCode.USAGE
     if args.print_config:
         print(format_effective(settings))
         return ExitCode.OK
     configure_logging(settings.log.level, settings.log.format)
-    if not _use_allocator(settings.server.allocator, can_reexec=args.own_process):
-        return ExitCode.USAGE
+    _use_allocator(chosen, can_reexec=args.own_process)
     import trio
 
     from trioscope.server import serve, tune_garbage_collector
-    from trioscope.workers import run_workers, workers_refusal
+    from trioscope.workers import run_workers
 
-    if (refusal := workers_refusal(settings)) is not None:
-        print(f"trioscope: configuration error: {refusal}", file=sys.stderr)
-        return ExitCode.USAGE
     if settings.server.workers > 1:
         return int(trio.run(run_workers, settings, sys.stdout))
     tune_garbage_collector()
     return int(trio.run(serve, settings, sys.stdout))
 
 
-def _use_allocator(requested: str, can_reexec: bool) -> bool:
+def _use_allocator(chosen: allocator.Plan, can_reexec: bool) -> None:
     """Re-execute this process with the allocator ``server.allocator`` asks
-    (``trioscope.allocator``) if it does not run it yet, or log why not and go
-    on. False after reporting an allocator asked by name that is not installed."""
-    try:
-        chosen = allocator.plan_here(requested)
-    except allocator.AllocatorUnavailable as exc:
-        print(f"trioscope: configuration error: {exc}", file=sys.stderr)
-        return False
+    (``trioscope.allocator``: ``chosen``) if it does not run it yet, or log why not and go on."""
     reason = chosen.reason
     if chosen.reexec_env is not None:
         if can_reexec:
@@ -435,11 +437,35 @@ def _use_allocator(requested: str, can_reexec: bool) -> bool:
     log.debug("allocator: %s%s (%s)", running.allocator.value,
              f" from {running.library}" if running.library else "", reason,
              extra={"event": "allocator", "allocator": running.allocator.value})
-    return True
+
+
+def parse_arguments(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that an argument no command knows is
+    refused by the command it was given to, with that command's usage and the
+    closest option it has (argparse refuses it with the top level's usage,
+    which names no option of ``serve``)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = _command_parser(parser, args)
+        options = list(command._option_string_actions)  # argparse has no public list of them
+        close = difflib.get_close_matches(unknown[0].split("=", 1)[0], options, n=1)
+        hint = f" (did you mean {close[0]}?)" if close and unknown[0].startswith("-") else ""
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+    return args
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command ``args`` chose."""
+    while True:
+        commands = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, commands.dest, None) if commands is not None else None
+        if commands is None or chosen not in commands.choices:
+            return parser
+        parser = commands.choices[chosen]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(_with_default_command(list(sys.argv[1:] if argv is None else argv)))
+    args = parse_arguments(build_parser(), _with_default_command(list(sys.argv[1:] if argv is None else argv)))
     # Only the process's own command line can be re-executed (with another allocator).
     args.own_process = argv is None
     try:

@@ -22,6 +22,7 @@ import sqlite3
 import ssl
 from collections.abc import AsyncIterator
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import attrs
 import hypercorn
@@ -218,7 +219,7 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
         f"Host:                  {s.server.host}"
         + ("  (every interface)" if s.server.host in ("0.0.0.0", "::") else ""),
         f"Reads:                 {'need a user token (auth.protect_reads)' if s.auth.protect_reads else 'open'}",
-        f"Port:                  {s.server.port}",
+        f"Port:                  {_bound_port(binds) or s.server.port}",
         *([f"Workers:               {s.server.workers} processes on this port"] if s.server.workers > 1 else []),
         f"Max Data Age:          {format_duration(s.storage.max_data_age)}",
         f"Cleanup Interval:      {format_duration(s.storage.cleanup_interval)}",
@@ -241,6 +242,11 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
         "Ready. Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
+
+
+def _bound_port(binds: list[str]) -> int | None:
+    """The port the server listens on (``server.port`` 0 asks the kernel for one)."""
+    return urlsplit(binds[0]).port if binds else None
 
 
 def allocator_line(requested: str) -> str:

@@ -109,7 +109,7 @@ def test_serve_falls_back_to_pymalloc_and_logs_why(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(allocator._preload, "find_libraries", lambda dirs=None: {})
     monkeypatch.setattr(allocator, "reexec", lambda env: pytest.fail("re-executed"))
     caplog.set_level(logging.DEBUG, logger="trioscope")
-    assert cli._use_allocator("auto", can_reexec=True)
+    cli._use_allocator(allocator.plan_here("auto"), can_reexec=True)
     assert "allocator: pymalloc (auto: no libjemalloc.so.2 installed, so Python's own allocator" in caplog.text
 
 
@@ -118,7 +118,9 @@ def test_serve_refuses_an_allocator_asked_by_name_that_is_not_installed(
     monkeypatch.delenv(MARKER, raising=False)
     monkeypatch.setattr(allocator._preload, "find_libraries", lambda dirs=None: {})
     monkeypatch.setattr(allocator, "reexec", lambda env: pytest.fail("re-executed"))
-    assert not cli._use_allocator("jemalloc", can_reexec=True)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--allocator", "jemalloc", "--database", "sqlite:/nonexistent/x.db"])
+    assert exited.value.code == 2
     assert "configuration error: server.allocator: jemalloc: libjemalloc.so.2 is not installed" in capsys.readouterr().err
 
 
@@ -129,5 +131,5 @@ def test_serve_called_in_process_is_not_replaced(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(allocator._preload, "find_libraries", lambda dirs=None: {Allocator.JEMALLOC: JEMALLOC})
     monkeypatch.setattr(allocator, "reexec", lambda env: pytest.fail("re-executed"))
     caplog.set_level(logging.DEBUG, logger="trioscope")
-    assert cli._use_allocator("auto", can_reexec=False)
+    cli._use_allocator(allocator.plan_here("auto"), can_reexec=False)
     assert "not re-executed: called from another program" in caplog.text

@@ -154,7 +154,7 @@ def plan(requested: str, env: Mapping[str, str], found: Mapping[Allocator, str],
     if MARKER in env:
         wanted = env[MARKER]
         if now.allocator.value == wanted:
-            return Plan(running=now, reexec_env=None, reason=f"{wanted} preloaded ({requested} asked)")
+            return Plan(running=now, reexec_env=None, reason=f"preloaded: server.allocator {requested}")
         return Plan(running=now, reexec_env=None,
                     reason=f"re-executed for {wanted} but running {now.allocator.value}: not trying again")
     if requested == "auto":

@@ -40,7 +40,7 @@ def test_auto_runs_on_jemalloc_where_it_is_installed(jemalloc: str) -> None:
         assert environ["PYTHONMALLOC"] == "malloc" and environ[MARKER] == "jemalloc"
         banner = "\n".join(server.read_banner())
         assert server.stop() == 0
-        assert f"Allocator:             jemalloc from {jemalloc} (jemalloc preloaded (auto asked))" in banner
+        assert f"Allocator:             jemalloc from {jemalloc} (preloaded: server.allocator auto)" in banner
 
 
 def test_serve_stays_on_pymalloc_when_asked(jemalloc: str) -> None:

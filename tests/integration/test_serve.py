@@ -145,6 +145,16 @@ def test_print_config_shows_each_value_and_its_source(tmp_path):
     assert rows["storage.max_data_age"] == ["1h0m0s", "default"]
 
 
+def test_print_config_refuses_what_serve_would_refuse(tmp_path):
+    """--print-config validates a configuration: what serve would refuse at
+    start (more than one worker on SQLite, an allocator not installed) it refuses too."""
+    result = run_cli(["serve", "--print-config", "--workers", "2", "--database", f"sqlite:{tmp_path / 'x.db'}"])
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("trioscope: configuration error: ") and "SQLite" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_seed_style_flags_without_a_command_mean_serve():
     result = run_cli(["-port", "9090", "-max-data-age", "2h", "--print-config"])
     assert result.returncode == 0, result.stderr

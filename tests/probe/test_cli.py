@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,24 @@ def test_an_interval_reads_as_go_spells_durations(text: str, seconds: float) -> 
 def test_an_interval_without_a_unit_or_with_another_says_what_is_allowed(text: str, says: str) -> None:
     with pytest.raises(ValueError, match=says):
         parse_duration(text)
+
+
+def test_a_bad_value_is_named_by_where_it_came_from(tmp_path: Path) -> None:
+    """The flag, or the environment variable or file key that set it: an operator
+    who never typed ``--interval`` is told which setting to mend."""
+    config = tmp_path / "probe.yaml"
+    config.write_text("log_level: loud\n")
+    cases = [
+        ({}, ["--interval", "0s"], "trioscope-probe: --interval: must be between 1s and 1h"),
+        ({"TRIOSCOPE_PROBE_INTERVAL": "abc"}, [],
+         "trioscope-probe: --interval (from env TRIOSCOPE_PROBE_INTERVAL): 'abc' is not a duration"),
+        ({}, ["--config", str(config)], f"trioscope-probe: --log-level (from log_level in {config}): must be debug"),
+        ({"TRIOSCOPE_PROBE_SERVER": "ftp://x"}, [],
+         "trioscope-probe: --server (from env TRIOSCOPE_PROBE_SERVER): must be an http:// or https:// URL"),
+    ]
+    for env, argv, says in cases:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("TRIOSCOPE_PROBE")}
+        result = subprocess.run([sys.executable, "-m", "trioscope_probe", *argv, "--once"], capture_output=True,
+                                text=True, timeout=60, env={**clean, **env})
+        assert result.returncode == 2, (env, argv)
+        assert result.stderr.startswith(says), result.stderr
