@@ -155,6 +155,13 @@ class MetricsActor(Actor):
         except metrics.WriteLimitExceeded:
             log.debug("metrics: node series of %s not kept (limit)", message.reporter_id)
 
+    def _query(self, message: InstantQuery | RangeQuery) -> dict[str, Any]:
+        view = self._view(message.tenant)
+        if isinstance(message, InstantQuery):
+            return metrics.instant_query(view, message.query, message.at, max_samples=self.max_samples)
+        return metrics.range_query(view, message.query, message.start, message.end, message.step,
+                                   max_samples=self.max_samples)
+
     async def on_start(self) -> None:
         self.context.every(self.settings.storage.cleanup_interval, _Expire())
 
@@ -164,12 +171,14 @@ class MetricsActor(Actor):
             return None
         if isinstance(message, WriteSamples):
             return self.store.write(message.tenant, message.deployment_hash, message.samples, time.time())
-        if isinstance(message, InstantQuery):
-            return metrics.instant_query(self._view(message.tenant), message.query, message.at,
-                                         max_samples=self.max_samples)
-        if isinstance(message, RangeQuery):
-            return metrics.range_query(self._view(message.tenant), message.query, message.start, message.end,
-                                       message.step, max_samples=self.max_samples)
+        if isinstance(message, (InstantQuery, RangeQuery)):
+            try:
+                return self._query(message)
+            except RecursionError:
+                # Not expected within the parser's bounds (metrics.MAX_NESTING, MAX_OPERATORS); a read
+                # changes nothing, so its failure is the asker's, not a crash that would empty the store.
+                log.error("metrics: query %.200r nests too deeply to evaluate", message.query)
+                raise metrics.QueryTooExpensive("the query nests too deeply to evaluate") from None
         if isinstance(message, FindSeries):
             selectors = [metrics.parse_selector(text) for text in message.selectors]
             return metrics.series_matching(self._view(message.tenant), selectors, message.start, message.end)

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from trioscope.domain.metrics import (
-    BadQuery, MetricStore, QueryTooExpensive, Sample, StoreLimits, UnsupportedQuery, WriteLimitExceeded,
-    format_value, instant_query, label_names, label_values, parse_selector, range_query, series_matching,
+    MAX_NESTING, MAX_OPERATORS, BadQuery, MetricStore, QueryTooExpensive, Sample, StoreLimits, UnsupportedQuery,
+    WriteLimitExceeded, format_value, instant_query, label_names, label_values, parse_selector, range_query, series_matching,
 )
 from trioscope.domain.metrics._functions import bucket_quantile
 
@@ -145,6 +145,28 @@ def test_bad_promql_and_bad_ranges() -> None:
         range_query(store.tenant("acme"), "reqs", T0 - 86400, T0, 1, max_samples=10**9)
     with pytest.raises(BadQuery, match="range vector"):
         range_query(store.tenant("acme"), "reqs[1m]", T0 - 60, T0, 15, max_samples=10**9)
+
+
+def test_the_largest_query_allowed_evaluates_and_a_larger_one_is_refused_before_parsing() -> None:
+    """A query the parser (Rust: it overflows its stack and kills the process
+    on a few thousand chained operators) or the evaluator (Python's recursion
+    limit) could not take is refused as bad data, naming the bound."""
+    store = filled()
+    chain = "temp" + " + temp" * MAX_OPERATORS
+    deepest = "sum(" * MAX_NESTING + chain + ")" * MAX_NESTING
+    assert values(store, deepest) == {(): 40.0 * (MAX_OPERATORS + 1)}
+    assert values(store, "-" * MAX_OPERATORS + "temp") == {(("room", "kitchen"),): 40.0}
+    for bad, says in ((chain + " + temp", f"{MAX_OPERATORS + 1} operators, at most"),
+                      ("temp" + " and temp" * (MAX_OPERATORS + 1), "operators, at most"),
+                      ("-" * 5000 + "temp", "5000 operators"),
+                      ("(" * (MAX_NESTING + 1) + "temp" + ")" * (MAX_NESTING + 1), "nested 101 deep"),
+                      ("temp" + " + temp" * 5000, "operators")):  # the parser crashed the process on this one
+        with pytest.raises(BadQuery, match=says):
+            query(store, bad)
+    with pytest.raises(BadQuery, match='"match\\[\\]": nested'):
+        series_matching(store.tenant("acme"), [parse_selector("{" * 200 + "}")], T0 - 60, T0)
+    # Strings and comments hold what they like.
+    assert values(store, 'temp{room!="' + "(+" * 500 + '"} # ' + "(" * 500) == {(("__name__", "temp"), ("room", "kitchen")): 40.0}
 
 
 def test_range_query_steps() -> None:

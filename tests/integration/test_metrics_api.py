@@ -196,6 +196,28 @@ async def test_an_expensive_or_unsupported_query_is_422_and_bad_promql_400(limit
         assert long.status_code == 422 and "metrics.max_query_samples" in long.json()["error"]
 
 
+async def test_a_query_nested_too_deep_is_400_and_the_store_keeps_its_series(embedded: ServerProcess) -> None:
+    """A query the parser would crash the process on (or the evaluator
+    overflow Python's recursion with) is bad data; what was written stays."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        tenant = await new_tenant(client, embedded)
+        at = int(time.time()) - 30
+        assert (await tenant.write(client, f"kept value=7 {at}".encode(), query="?precision=s")).status_code == 204
+
+        async def kept() -> list[dict[str, Any]]:
+            return await _query(tenant, client, "kept_value", at)
+
+        await eventually(kept)
+        for path in ("/api/v1/metrics/query", "/api/v1/metrics/query_range"):
+            for expr in ("cpu" + " + cpu" * 5000, "cpu" + " + cpu" * 1000, "(" * 1500 + "cpu" + ")" * 1500,
+                         "-" * 5000 + "cpu"):
+                response = await tenant.read(client, path, query=expr, start=str(at - 60), end=str(at), step="15")
+                assert response.status_code == 400, response.text
+                assert response.json()["errorType"] == "bad_data" and "at most" in response.json()["error"]
+        assert [row["value"][1] for row in await _query(tenant, client, "kept_value", at)] == ["7"]
+        assert embedded.proc.poll() is None and "Traceback" not in embedded.stderr()
+
+
 # ---- tenants ----------------------------------------------------------------------------------------
 
 CRAFTED = [

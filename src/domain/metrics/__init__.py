@@ -9,6 +9,8 @@ from ._answers import label_values as label_values
 from ._answers import range_query as range_query
 from ._answers import series_matching as series_matching
 from ._engine import MAX_RANGE_POINTS as MAX_RANGE_POINTS
+from ._engine import MAX_NESTING as MAX_NESTING
+from ._engine import MAX_OPERATORS as MAX_OPERATORS
 from ._engine import parse as parse
 from ._engine import parse_selector as parse_selector
 from ._exceptions import BadQuery as BadQuery
@@ -32,7 +34,7 @@ from ._store import StoreStats as StoreStats
 from ._store import TenantSeries as TenantSeries
 
 __all__ = [
-    "DEPLOYMENT_LABEL", "MAX_RANGE_POINTS", "PRECISIONS", "TENANT_LABEL", "BadQuery", "BadWrite", "Labels",
+    "DEPLOYMENT_LABEL", "MAX_NESTING", "MAX_OPERATORS", "MAX_RANGE_POINTS", "PRECISIONS", "TENANT_LABEL", "BadQuery", "BadWrite", "Labels",
     "MergedView", "MetricStore", "SeriesView", "QueryTooExpensive", "Sample", "StoreLimits", "StoreStats", "TenantSeries", "UnsupportedQuery",
     "WriteLimitExceeded", "WriteLimits", "format_value", "instant_query", "label_names", "label_values", "parse",
     "parse_line_protocol", "parse_json_points", "parse_selector", "range_query", "series_matching",

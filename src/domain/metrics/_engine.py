@@ -391,8 +391,59 @@ class Evaluator:
         return InstantVector(elements)
 
 
+MAX_NESTING = 100
+"""Deepest a query's parentheses (and braces, brackets) may nest."""
+MAX_OPERATORS = 250
+"""Most operators a query may hold. Both bound how deep its expression tree
+can be: the parser (Rust) recurses and overflows its thread's stack, killing
+the process, on ~5,000 chained operators (a 30 KB query); the evaluator
+recurses too (Python's limit: ~1,000). Dashboards' queries hold a few dozen."""
+_OPERATOR_CHARACTERS = frozenset("+-*/%^<>=!")
+_OPERATOR_WORDS = frozenset({"and", "or", "unless", "atan2"})
+_QUOTES = frozenset("\"'`")
+
+
+def check_size(text: str, parameter: str) -> None:
+    """``BadQuery`` naming ``parameter`` if ``text`` nests deeper than
+    ``MAX_NESTING`` or holds more than ``MAX_OPERATORS`` operators, read as
+    tokens outside strings and comments before the parser sees it. Counts
+    generously (``=~`` in a matcher, a number's exponent sign): only a query
+    far larger than any real one is refused."""
+    depth = deepest = operators = 0
+    index, end = 0, len(text)
+    while index < end:
+        char = text[index]
+        if char in _QUOTES:
+            index += 1
+            while index < end and text[index] != char:
+                index += 2 if text[index] == "\\" and char != "`" else 1
+        elif char == "#":
+            newline = text.find("\n", index)
+            index = end if newline == -1 else newline
+        elif char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth -= 1
+        elif char in _OPERATOR_CHARACTERS:
+            operators += 1
+        elif char.isalpha() or char == "_":
+            start = index
+            while index + 1 < end and (text[index + 1].isalnum() or text[index + 1] in "_:"):
+                index += 1
+            if text[start:index + 1].lower() in _OPERATOR_WORDS:
+                operators += 1
+        index += 1
+    if deepest > MAX_NESTING:
+        raise BadQuery(f"invalid parameter \"{parameter}\": nested {deepest} deep, at most {MAX_NESTING}")
+    if operators > MAX_OPERATORS:
+        raise BadQuery(f"invalid parameter \"{parameter}\": {operators} operators, at most {MAX_OPERATORS}")
+
+
 def parse(query: str) -> pq.Expr:
-    """Parse PromQL; ``BadQuery`` with the parser's message when it is not PromQL."""
+    """Parse PromQL; ``BadQuery`` with the parser's message when it is not
+    PromQL, or when it is too large to parse safely (``check_size``)."""
+    check_size(query, "query")
     try:
         return pq.parse(query)
     except ValueError as exc:
@@ -401,6 +452,7 @@ def parse(query: str) -> pq.Expr:
 
 def parse_selector(text: str) -> pq.VectorSelector:
     """A series selector (``match[]`` of the series and label APIs)."""
+    check_size(text, "match[]")
     try:
         expr = pq.parse(text)
     except ValueError as exc:
