@@ -239,7 +239,8 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
         "=== Available Endpoints ===",
         *endpoint_lines(app),
         "",
-        "Ready. Press Ctrl-C to stop.",
+        "Ready. Press Ctrl-C to stop." if not settings.bus.url else
+        "Serving; ready (/health/ready) once the report stream is read to its end. Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
 

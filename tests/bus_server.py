@@ -129,6 +129,11 @@ class OwnNatsServer:
             self.process.wait()
         self.process = None
 
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT): a server that keeps its connections open and answers nothing."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGSTOP if frozen else signal.SIGCONT)
+
 
 @contextmanager
 def own_nats_server() -> Iterator[OwnNatsServer]:
@@ -137,6 +142,8 @@ def own_nats_server() -> Iterator[OwnNatsServer]:
     try:
         yield server
     finally:
+        if server.process is not None:
+            server.freeze(False)  # a stopped process would not see its SIGKILL until continued
         server.stop()
         server._store.cleanup()
 

@@ -68,6 +68,7 @@ class ReportFeedActor(Actor):
         progress = self.bus.progress
         await self.bus.ready.wait()
         unavailable = False
+        started = False
         while True:
             try:
                 fetched = await self.bus.fetch(progress.merged)
@@ -78,11 +79,18 @@ class ReportFeedActor(Actor):
                 unavailable = True
                 await trio.sleep(UNAVAILABLE_WAIT)
                 continue
-            if unavailable:
-                log.info("reading the report stream again from sequence %d", progress.merged + 1,
+            if unavailable and fetched:
+                # Said once reports come again: a read that merely timed out
+                # without failing (the bus still away) is no resumption.
+                log.info("reading the report stream again from sequence %d", fetched[0].sequence,
                          extra={"event": "bus_read_resumed"})
                 unavailable = False
             history = not progress.caught_up
+            if history and not started and fetched:
+                started = True
+                log.info("rebuilding topology and metric history from the report stream: %d reports from "
+                         "sequence %d", len(fetched) + progress.pending, fetched[0].sequence,
+                         extra={"event": "bus_catching_up", "reports": len(fetched) + progress.pending})
             batch: list[ReportArrived] = []
             decoding = time.perf_counter()
             for item in fetched:

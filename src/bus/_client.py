@@ -50,6 +50,13 @@ PUBLISH_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 2.0
 RECONNECT_WAIT = 1.0
 """Seconds between two attempts to reach the bus (first connection and nats-py's reconnections)."""
+PING_INTERVAL = 5.0
+MAX_OUTSTANDING_PINGS = 2
+"""A server that stops answering (frozen, or a network that drops packets
+without closing the connection) is taken as lost after ~``PING_INTERVAL`` x
+(``MAX_OUTSTANDING_PINGS`` + 1) seconds: with nats-py's defaults (120 s, 2) a
+replica went on saying it was connected and caught up for minutes while it
+could neither publish nor read."""
 PUBLISHED_KEPT = 4096
 """Reports published here kept decoded for the feed at most (more are read
 back from the stream like anyone else's)."""
@@ -91,6 +98,7 @@ class ReportBus:
         self._js: JetStreamContext | None = None
         self._reader: StreamReader | None = None
         self._said_unreachable = False
+        self._closing = False
         self._outbox: list[_Outgoing] = []
         self._outbox_filled = trio.Event()
         self._published: dict[bytes, Envelope] = {}
@@ -126,6 +134,9 @@ class ReportBus:
     async def _connect(self) -> None:
         async def disconnected() -> None:
             self.progress.connected = False
+            if self._closing:  # our own close: nothing lost, nothing to do
+                log.debug("disconnected from the bus at %s", self.url)
+                return
             log.warning("lost the bus at %s; reconnecting", self.url, extra={"event": "bus_disconnected"})
 
         async def reconnected() -> None:
@@ -147,6 +158,7 @@ class ReportBus:
 
         nc = await nats.connect(self.url.split(","), connect_timeout=CONNECT_TIMEOUT, allow_reconnect=True,
                                 reconnect_time_wait=RECONNECT_WAIT, max_reconnect_attempts=-1,
+                                ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_OUTSTANDING_PINGS,
                                 disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
                                 name="trioscope")
         try:
@@ -169,6 +181,7 @@ class ReportBus:
             await self.thread.run(self._close)
 
     async def _close(self) -> None:
+        self._closing = True
         if self._reader is not None:
             await self._reader.close()
         if self._nc is not None:

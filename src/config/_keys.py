@@ -272,8 +272,9 @@ KEYS: tuple[Key, ...] = (
         name="bus.url",
         kind=NatsUrlKind(),
         default="",
-        help="a NATS JetStream server (nats://127.0.0.1:4222) that carries validated reports to every replica "
-             "and keeps them for max_data_age; empty: reports are merged in this process only",
+        help="a NATS JetStream server (nats://127.0.0.1:4222; tls://host:port for TLS; several of a cluster "
+             "comma-separated) that carries validated reports to every replica and keeps them for max_data_age; "
+             "empty: reports are merged in this process only",
         env=("TRIOSCOPE_BUS_URL", "TRIOSCOPE_BUS"),
         flags=("--bus",),
     ),

@@ -436,7 +436,7 @@ class NatsUrlKind:
 
     @property
     def expected(self) -> str:
-        return "empty, or nats://host[:port] (several: comma-separated)"
+        return "empty, or nats://host[:port] or tls://host[:port] (several: comma-separated)"
 
     def parse(self, value: object) -> str:
         if not isinstance(value, str):

@@ -136,9 +136,11 @@ async def check_bus(services: Services, detailed: bool) -> ComponentHealth:
     progress = services.bus.progress
     figures = progress.as_dict()
     if not progress.caught_up:
-        reason = (f"reading the report stream: {progress.pending} reports to go" if progress.connected
-                  else "not connected to the report bus yet")
-        return ComponentHealth(status="catching_up", ready=False, reason=reason, figures=figures)
+        if not progress.connected:
+            return ComponentHealth(status="connecting", ready=False, reason="not connected to the report bus yet",
+                                   figures=figures)
+        return ComponentHealth(status="catching_up", ready=False,
+                               reason=f"reading the report stream: {progress.pending} reports to go", figures=figures)
     if not progress.connected:
         # Still ready: queries answer from the last state, and every replica
         # answers reports 503 alike until the bus is back.

@@ -101,9 +101,16 @@ class _BusCollector(Collector):
             gauge = GaugeMetricFamily(name, text)
             gauge.add_metric([], value)
             yield gauge
-        counter = CounterMetricFamily("app_bus_reconnects", "Reconnections to the report bus")
-        counter.add_metric([], p.reconnects)
-        yield counter
+        for name, text, total in (
+            ("app_bus_reconnects", "Reconnections to the report bus", p.reconnects),
+            ("app_bus_consumer_restarts", "Times this replica's stream consumer was made again (lost by the "
+             "server, or a read that failed)", p.consumer_restarts),
+            ("app_bus_skipped_messages", "Messages on the report stream left out as no report this version reads",
+             p.skipped),
+        ):
+            counter = CounterMetricFamily(name, text)
+            counter.add_metric([], total)
+            yield counter
 
 
 HEARTBEAT_BUCKETS = (0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)

@@ -85,7 +85,7 @@ def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, Packed
             errors={409: "the agent id belongs to another enrolled agent",
                     503: "the report bus did not take it (bus_unavailable, Retry-After): resend"})
 async def submit_report() -> Response:
-    """Submit a report (JSON, gzip allowed): 202 once queued for merging."""
+    """Submit a report (JSON, gzip allowed): 202 once queued for merging (with a bus: once on the stream)."""
     await _gate.check_report_rate()  # before the body is read
     s = services()
     body, raw = await read_body_and_raw(s.settings)
@@ -101,7 +101,8 @@ async def submit_report() -> Response:
         try:
             sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed, shape)
         except BusUnavailable as exc:
-            raise ApiError(503, "bus_unavailable", f"the report bus did not take the report ({exc}); resend it",
+            raise ApiError(503, "bus_unavailable", f"the report bus did not acknowledge the report ({exc}); resend it "
+                           "(a report merged twice changes nothing)",
                            headers={"Retry-After": str(BUS_RETRY_AFTER)}) from None
         # The report is safe on the stream; waiting (briefly) for it to come
         # back here keeps what a client reads after its 202 from this replica

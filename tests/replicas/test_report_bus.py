@@ -243,6 +243,39 @@ async def test_a_replica_started_while_the_bus_is_away_is_not_ready_until_it_rea
                 assert "cannot reach the bus" in a.stderr() and "connected to the bus" in a.stderr()
 
 
+async def test_a_bus_that_stops_answering_is_noticed_and_said_within_seconds(
+        request: pytest.FixtureRequest, postgres_url: str) -> None:
+    """A frozen nats-server keeps the connection open: the replica's pings find
+    it (``PING_INTERVAL``), not nats-py's default of minutes, during which it
+    said it was connected and caught up while it could neither publish nor read."""
+    with own_nats_server() as bus, replica(postgres_url, *bus_args(bus.url, "frozen")) as a:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await eventually(lambda: ready(client, a))
+            bus.freeze()
+
+            async def said_lost() -> bool:
+                stats = await get(client, a, "/api/v1/query/stats")
+                health = await get(client, a, "/health")
+                return not stats["bus"]["connected"] and health["services"]["bus"] == "reconnecting"
+
+            await eventually(said_lost, deadline=60.0)
+            assert "lost the bus" in a.stderr()
+            bus.freeze(False)
+            await eventually(lambda: _connected(client, a), deadline=60.0)
+            posted = await client.post(f"{a.base_url}/api/v1/reports", json=host_report(1, timestamp=time.time(),
+                                                                                          **SMALL))
+            assert posted.status_code == 202, posted.text
+        assert a.stop() == 0
+        # Its own close at shutdown is no lost bus.
+        assert a.stderr().count("lost the bus") == 1
+        # Said once reports came again, not after each read that timed out while the bus was away.
+        assert a.stderr().count("reading the report stream again") <= 1
+
+
+async def _connected(client: httpx.AsyncClient, server: ServerProcess) -> bool:
+    return bool((await get(client, server, "/api/v1/query/stats"))["bus"]["connected"])
+
+
 async def test_the_stream_is_bounded_on_the_bus_disk(nats_url: str, stream: str) -> None:
     """max_data_age alone does not bound what many hosts' reports take: the
     stream is created with ``bus.max_bytes`` (JetStream drops the oldest beyond)."""
