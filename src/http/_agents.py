@@ -13,10 +13,12 @@ from trioscope.config import format_duration
 from trioscope.domain.agents import rfc3339
 from trioscope.domain.timeseries import RESOLUTION
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
-from trioscope.wire import AgentRegistration, InvalidDocument, decode_registration
+from trioscope.wire import (
+    AgentHeartbeat, AgentRegistration, InvalidDocument, decode_heartbeat, decode_registration,
+)
 
 from . import _gate
-from ._bodies import invalid, parse_json, read_body_and_raw, read_json
+from ._bodies import invalid, parse_json, read_body_and_raw
 from ._errors import ApiError
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
 from ._responses import json_response
@@ -58,12 +60,24 @@ async def register() -> Response:
 
 
 @blueprint.post("/api/v1/agents/heartbeat/<agent_id>")
-@documented(body={"type": "object"}, body_required=False,
+@documented(auth=Auth.PROBE, body=AgentHeartbeat, body_required=False,
             answers={200: Answer("alive", schema=fields(status={"const": "ok"}, timestamp=TIME))})
 async def heartbeat(agent_id: str) -> Response:
-    """Send a heartbeat (404 for unknown agents)."""
+    """Send a heartbeat (404 for unknown agents; signed, as its reports, for a probe of an enrolled agent)."""
     await _gate.check_report_rate()
-    await read_json(services().settings, required=False)  # optional {agent_id, timestamp}
+    body, raw = await read_body_and_raw(services().settings)
+    signer = await _gate.probe_credentials(raw)
+    document = parse_json(body, required=False)
+    if document is not None:
+        try:
+            beat = decode_heartbeat(document)
+        except InvalidDocument as exc:
+            raise invalid("invalid_heartbeat", exc) from None
+        if beat.agent_id is not None and beat.agent_id != agent_id:
+            raise ApiError(400, "invalid_heartbeat", f"$.agent_id: {beat.agent_id!r} is not the path's agent",
+                           details={"errors": [{"path": "$.agent_id", "message": "is not the path's agent"}]})
+    # Someone else keeping an enrolled agent's probe alive would hide that it went away.
+    await _gate.vouch(agent_id, signer)
     at = await ask_roster(ProbeHeartbeat(agent_id))
     return json_response({"status": "ok", "timestamp": rfc3339(at)})
 

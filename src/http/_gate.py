@@ -401,8 +401,8 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
                          deployment_hash=claimed_deployment)
         if found.reporting_agent(reporter_id) is not None:
             raise refuse(401, "signature_required",
-                         f"agent {reporter_id!r} reports for an enrolled agent: its reports and registrations "
-                         "must be signed with that agent's credentials", action="auth.failure", tenant=None,
+                         f"agent {reporter_id!r} reports for an enrolled agent: its reports, registrations and "
+                         "heartbeats must be signed with that agent's credentials", action="auth.failure", tenant=None,
                          actor="anonymous", reporter_id=reporter_id)
         return
     if claimed_deployment is not None and claimed_deployment != signer.deployment_hash:

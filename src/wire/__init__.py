@@ -23,6 +23,7 @@ from ._addresses import protocol_family as protocol_family
 from ._codec import FieldProblem as FieldProblem
 from ._codec import InvalidDocument as InvalidDocument
 from ._codec import decode as decode
+from ._codec import decode_heartbeat as decode_heartbeat
 from ._codec import decode_registration as decode_registration
 from ._codec import decode_report as decode_report
 from ._codec import encode as encode
@@ -48,6 +49,7 @@ from ._footprint import MemoryBudget as MemoryBudget
 from ._footprint import OverBudget as OverBudget
 from ._labels import pod_of as pod_of
 from ._labels import service_of as service_of
+from ._models import AgentHeartbeat as AgentHeartbeat
 from ._models import AgentRegistration as AgentRegistration
 from ._models import Connection as Connection
 from ._models import ContainerInfo as ContainerInfo
@@ -69,8 +71,8 @@ from ._schema import SchemaBuilder as SchemaBuilder
 from ._tls import client_tls as client_tls
 
 __all__ = [
-    "AgentRegistration", "bounded_list", "bounded_map", "client_tls", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
-    "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_registration",
+    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "client_tls", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
+    "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
     "decode_report", "DiskInfo", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",

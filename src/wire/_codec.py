@@ -22,7 +22,7 @@ from ._fields import (
     CHECKS, FieldError, FloatRange, IntRange, JsonRule, ListRule, Rule, TextRule, format_timestamp, parse_timestamp,
 )
 from ._inline_structure import inline_structure_fn
-from ._models import AgentRegistration, Report
+from ._models import AgentHeartbeat, AgentRegistration, Report
 
 T = TypeVar("T")
 
@@ -252,6 +252,10 @@ def decode_report(document: Any) -> Report:
 
 def decode_registration(document: Any) -> AgentRegistration:
     return decode(document, AgentRegistration)
+
+
+def decode_heartbeat(document: Any) -> AgentHeartbeat:
+    return decode(document, AgentHeartbeat)
 
 
 def encode(value: Any) -> Any:

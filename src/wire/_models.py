@@ -237,6 +237,14 @@ class AgentRegistration:
     timestamp: datetime | None = None
 
 
+@attrs.frozen(kw_only=True)
+class AgentHeartbeat:
+    """``POST /api/v1/agents/heartbeat/{agent_id}``'s optional body (the agent is the path's)."""
+
+    agent_id: Identifier | None = None
+    timestamp: datetime | None = None
+
+
 # Any: see Labels above.
 InterfaceAddresses: Any = bounded_list("InterfaceAddresses", Address, 64)
 IpAddresses: Any = bounded_list("IpAddresses", Address, 256)

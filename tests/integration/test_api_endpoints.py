@@ -241,6 +241,17 @@ def test_heartbeat_accepts_the_optional_body(client: httpx.Client, registered: s
     assert response.status_code == 200 and response.json()["status"] == "ok"
 
 
+@pytest.mark.parametrize(("body", "path"), [
+    ([], "$"), ("x", "$"), (0, "$"), ({"timestamp": "garbage"}, "$.timestamp"), ({"agent_id": 5}, "$.agent_id"),
+    ({"agent_id": "someone-else"}, "$.agent_id"),
+])
+def test_a_heartbeat_body_is_checked_and_its_bad_field_named(client: httpx.Client, registered: str,
+                                                              body: object, path: str) -> None:
+    response = client.post(f"/api/v1/agents/heartbeat/{registered}", json=body)
+    error = assert_error(response, 400, "invalid_heartbeat", path)
+    assert error["message"].startswith(path)
+
+
 def test_heartbeat_of_unknown_agent_is_404(client: httpx.Client) -> None:
     response = client.post("/api/v1/agents/heartbeat/nobody-here")
     error = assert_error(response, 404, "agent_not_found", "nobody-here")

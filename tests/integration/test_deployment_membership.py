@@ -107,6 +107,11 @@ async def test_unsigned_reports_cannot_speak_for_an_enrolled_probe(server: Serve
         again = await client.post(f"{server.base_url}/api/v1/agents/register", json={"agent_id": f"{probe}-0"})
         assert (again.status_code, again.json()["error"]["code"]) == (401, "signature_required")
         assert (await client.get(f"{server.base_url}/api/v1/query/nodes/container:{'f' * 64}")).status_code == 404
+        # Nor keep it looking alive: its heartbeats are signed too.
+        beat = await client.post(f"{server.base_url}/api/v1/agents/heartbeat/{probe}-0")
+        assert (beat.status_code, beat.json()["error"]["code"]) == (401, "signature_required")
+        signed = await agent.signed_post(client, f"/api/v1/agents/heartbeat/{probe}-0", {"agent_id": f"{probe}-0"})
+        assert signed.status_code == 200, signed.text
 
 
 async def test_a_control_goes_to_the_agent_that_reported_the_container(server: ServerProcess) -> None:
