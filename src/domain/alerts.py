@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import attrs
 
-from trioscope.wire import Name, Text, TextRule, bounded_list, bounded_map, constrained
+from trioscope.wire import RFC3339, Name, Text, TextRule, bounded_list, bounded_map, constrained
 
 from .agents import rfc3339
 from .command_stats import TenantOutcomes
@@ -179,7 +179,7 @@ MAX_WEBHOOK_ALERTS = 1000
 """Alerts in one webhook call (Alertmanager's ``max_alerts`` should be at most this)."""
 
 Labels: Any = bounded_map("Labels", 64, 256, 4096)
-Timestamp: Any = constrained("Timestamp", str, TextRule(64))
+Timestamp: Any = constrained("Timestamp", str, TextRule(64, RFC3339, "an RFC 3339 timestamp like 2025-10-13T00:00:00Z"))
 
 
 @attrs.frozen(kw_only=True)

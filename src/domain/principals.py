@@ -7,6 +7,7 @@ encoding and the signature check; this module says which claims we require.
 from __future__ import annotations
 
 import enum
+import re
 
 import attrs
 import jwt
@@ -64,14 +65,26 @@ class InvalidToken(ValueError):
     the message says which (for the audit log, not for the client)."""
 
 
-_IDENTITY_LIMIT = 128
+IDENTITY_LIMIT = 128
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def identity_problem(value: str) -> str | None:
+    """Why ``value`` can be no user or tenant id (1-``IDENTITY_LIMIT``
+    characters, none a control character: a NUL is no text PostgreSQL
+    stores, a newline would forge a log line), or None."""
+    if not value or len(value) > IDENTITY_LIMIT:
+        return f"must be 1-{IDENTITY_LIMIT} characters"
+    if _CONTROL.search(value):
+        return "must hold no control characters"
+    return None
 
 
 def mint_user_token(secret: bytes, *, user_id: str, tenant: str, role: Role, now: float, ttl: float) -> str:
     """A signed HS256 token for ``user_id`` in ``tenant`` valid ``ttl`` seconds from ``now``."""
     for name, value in (("user", user_id), ("tenant", tenant)):
-        if not value or len(value) > _IDENTITY_LIMIT:
-            raise ValueError(f"{name} must be 1-{_IDENTITY_LIMIT} characters")
+        if (problem := identity_problem(value)) is not None:
+            raise ValueError(f"{name} {problem}")
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     claims = {"sub": user_id, "tenant": tenant, "role": role.value, "iat": int(now), "exp": int(now + ttl)}

@@ -18,7 +18,7 @@ from trioscope.wire import (
 )
 
 from . import _gate
-from ._bodies import invalid, parse_json, read_body_and_raw
+from ._bodies import invalid, parse_json, parse_object, read_body_and_raw
 from ._errors import ApiError
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
 from ._responses import json_response
@@ -67,8 +67,8 @@ async def heartbeat(agent_id: str) -> Response:
     await _gate.check_report_rate()
     body, raw = await read_body_and_raw(services().settings)
     signer = await _gate.probe_credentials(raw)
-    document = parse_json(body, required=False)
-    if document is not None:
+    document = parse_object(body)
+    if document:
         try:
             beat = decode_heartbeat(document)
         except InvalidDocument as exc:

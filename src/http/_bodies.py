@@ -202,6 +202,32 @@ async def read_json(settings: Settings, *, required: bool = True) -> Any:
     return parse_json(await read_body(settings), required=required)
 
 
+_JSON_KINDS: dict[type, str] = {list: "a list", str: "a string", bool: "a boolean", int: "a number",
+                                float: "a number", type(None): "null"}
+
+
+def parse_object(body: bytes) -> dict[str, Any]:
+    """The JSON object in an optional ``body`` ({} if empty).
+
+    Raises:
+        ApiError: 400 ``invalid_body`` for any other JSON value (``[]``, ``0``,
+            ``null``: none of them means "no options"), as ``parse_json`` for malformed JSON.
+    """
+    if not body.strip():
+        return {}
+    document = parse_json(body)
+    if not isinstance(document, dict):
+        kind = _JSON_KINDS.get(type(document), "another value")
+        raise ApiError(400, "invalid_body", f"$: must be a JSON object, got {kind}",
+                       details={"errors": [{"path": "$", "message": "must be a JSON object"}]})
+    return document
+
+
+async def read_object(settings: Settings) -> dict[str, Any]:
+    """``parse_object(await read_body(settings))``."""
+    return parse_object(await read_body(settings))
+
+
 MAX_REPORTED_PROBLEMS = 100
 
 

@@ -21,7 +21,7 @@ from trioscope.wire import nesting_exceeds
 from trioscope.store import BulkPart
 
 from . import _gate
-from ._bodies import read_json
+from ._bodies import read_json, read_object
 from ._command_views import agent_view, command_view, deployment_view, stored_command_view, timestamp
 from ._errors import ApiError
 from ._openapi import STRING, TIME, Answer, Auth, boolean, choice, date, documented, fields, integer
@@ -78,9 +78,7 @@ async def create_deployment(user_id: str) -> Response:
     """Create a deployment; answers its hash and a one-time enrollment token (201)."""
     principal = await _gate.user(Permission.OPERATE)
     _gate.own_user(principal, user_id)
-    document = await read_json(services().settings, required=False) or {}
-    if not isinstance(document, dict):
-        raise ApiError(400, "invalid_body", "$: must be a JSON object")
+    document = await read_object(services().settings)
     metadata = document.get("metadata", {})
     if (not isinstance(metadata, dict) or nesting_exceeds(metadata, MAX_JSON_DEPTH)
             or len(orjson.dumps(metadata)) > MAX_METADATA_BYTES):

@@ -14,7 +14,7 @@ from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.topology import NodeKind, control_allowed, controls_for
 
 from . import _gate
-from ._bodies import read_json
+from ._bodies import read_object
 from ._command_views import timestamp
 from ._errors import ApiError
 from ._openapi import Answer, Auth, documented
@@ -61,7 +61,11 @@ async def control(node_id: str, action: str) -> Response:
     """Run a container control (OPERATOR): a command for the probe that reported it (202)."""
     s = services()
     principal = await _gate.user(Permission.OPERATE)
-    body = await read_json(s.settings, required=False) or {}
+    body = await read_object(s.settings)
+    extra = body.get("parameters", {})
+    if not isinstance(extra, dict):
+        raise ApiError(400, "invalid_body", "$.parameters: must be a JSON object",
+                       details={"errors": [{"path": "$.parameters", "message": "must be a JSON object"}]})
     snapshot = await s.topology.ask(GetSnapshot(), timeout=30)
     node = snapshot.node(node_id)
     if node is None or node.kind is not NodeKind.CONTAINER:
@@ -72,13 +76,10 @@ async def control(node_id: str, action: str) -> Response:
         available = [c["id"] for c in controls_for(state)]
         raise ApiError(409, "control_not_available", f"{action!r} is not available for a container that is {state}",
                        details={"state": state, "available": available})
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "$: must be a JSON object")
-    extra = body.get("parameters", {})
     create = decode_create({
         "type": f"docker.{action}",
         # The id the agent itself reported (the node's), not merged metadata.
-        "parameters": {**(extra if isinstance(extra, dict) else {}), "container": node_id.removeprefix("container:")},
+        "parameters": {**extra, "container": node_id.removeprefix("container:")},
         "priority": body.get("priority", "high"),
         **({"timeout_seconds": body["timeout_seconds"]} if "timeout_seconds" in body else {}),
         **({"requires_confirmation": body["requires_confirmation"]} if "requires_confirmation" in body else {}),

@@ -23,7 +23,7 @@ from trioscope.actors.store import Record
 from trioscope.domain.deployments import (
     AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus, Deployment, signature_valid,
 )
-from trioscope.domain.principals import InvalidToken, Permission, Principal, read_user_token
+from trioscope.domain.principals import InvalidToken, Permission, Principal, identity_problem, read_user_token
 from trioscope.domain.rates import RateLimiter, retry_after
 from trioscope.runtime import ActorStopped, MailboxFull
 from trioscope.store import AuditEntry, RateBudget
@@ -286,7 +286,12 @@ def _not_found(deployment_hash: str) -> ApiError:
 
 
 def own_user(principal: Principal, user_id: str) -> None:
-    """A user path names the caller (admins may name any user of their tenant)."""
+    """A user path names the caller (admins may name any user of their tenant),
+    and a user id a token can hold (``identity_problem``: 400 otherwise)."""
+    if (problem := identity_problem(user_id)) is not None:
+        shown = user_id[:64] + ("..." if len(user_id) > 64 else "")
+        raise ApiError(400, "invalid_user_id", f"user id {shown!r}: {problem}",
+                       details={"errors": [{"path": "user_id", "message": problem}]})
     if user_id != principal.user_id and not principal.may(Permission.ADMINISTER):
         raise ApiError(404, "user_not_found", f"no user {user_id!r} visible to you", details={"user_id": user_id})
 

@@ -29,7 +29,7 @@ from trioscope.actors.refusals import TooManyAgents
 from trioscope.actors.topology import PROCESS_HISTORY
 from trioscope.config import Settings
 from trioscope.domain.commands import (
-    MAX_PARAMETERS_BYTES, Command, CreateCommand, Delivery, LogBatch, Priority, new_command,
+    MAX_PARAMETERS_BYTES, MAX_SCHEDULE_AHEAD, Command, CreateCommand, Delivery, LogBatch, Priority, new_command,
 )
 from trioscope.domain.log_follows import Admission, FollowEnded, FollowLimitReached, UnknownFollow
 from trioscope.domain.deployments import AgentAuthFailure, Deployment
@@ -143,6 +143,10 @@ def decode_create(document: Any) -> CreateCommand:
     if size > MAX_PARAMETERS_BYTES:
         raise ApiError(400, "invalid_command", f"$.parameters: must be at most {MAX_PARAMETERS_BYTES} bytes as JSON, got {size}",
                        details={"errors": [{"path": "$.parameters", "message": f"larger than {MAX_PARAMETERS_BYTES} bytes"}]})
+    if create.schedule_at is not None and create.schedule_at.timestamp() > time.time() + MAX_SCHEDULE_AHEAD:
+        days = MAX_SCHEDULE_AHEAD / 86400
+        raise ApiError(400, "invalid_command", f"$.schedule_at: must be at most {days:g} days ahead",
+                       details={"errors": [{"path": "$.schedule_at", "message": f"more than {days:g} days ahead"}]})
     return create
 
 

@@ -167,7 +167,7 @@ ContainerId = constrained(
     TextRule(128, re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}"), "a container id (letters, digits, _ . -)"),
 )
 
-_RFC3339 = re.compile(
+RFC3339 = re.compile(
     r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})"
 )
 
@@ -178,7 +178,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 def parse_timestamp(value: str) -> datetime:
     """An RFC 3339 timestamp with a zone (``2025-10-13T00:00:00Z``, Go's nanoseconds
     allowed) as an aware UTC datetime."""
-    if not _RFC3339.fullmatch(value):
+    if not RFC3339.fullmatch(value):
         raise FieldError(f"must be an RFC 3339 timestamp like 2025-10-13T00:00:00Z, got {value[:40]!r}")
     head, dot, rest = value.partition(".")
     if dot:  # Python takes at most 6 fractional digits; Go sends 9.

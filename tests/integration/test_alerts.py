@@ -99,6 +99,11 @@ async def test_alertmanager_webhook_reaches_the_tenants_users_and_the_audit_log(
             bad["alerts"][0]["status"] = "on fire"
             refused = await client.post(url, json=bad, headers=auth)
             assert refused.status_code == 400 and "$.alerts[0].status" in refused.text, refused.text
+            bad = webhook_body(viewer.tenant, "firing")
+            bad["alerts"][0]["startsAt"] = "x"
+            refused = await client.post(url, json=bad, headers=auth)
+            assert refused.status_code == 400 and "$.alerts[0].startsAt" in refused.text, refused.text
+            assert "RFC 3339" in refused.text
             many = webhook_body(viewer.tenant, "firing")
             many["alerts"] = many["alerts"] * 1001
             refused = await client.post(url, json=many, headers=auth)

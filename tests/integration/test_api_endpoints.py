@@ -241,14 +241,16 @@ def test_heartbeat_accepts_the_optional_body(client: httpx.Client, registered: s
     assert response.status_code == 200 and response.json()["status"] == "ok"
 
 
-@pytest.mark.parametrize(("body", "path"), [
-    ([], "$"), ("x", "$"), (0, "$"), ({"timestamp": "garbage"}, "$.timestamp"), ({"agent_id": 5}, "$.agent_id"),
-    ({"agent_id": "someone-else"}, "$.agent_id"),
+@pytest.mark.parametrize(("body", "code", "path"), [
+    ([], "invalid_body", "$"), ("x", "invalid_body", "$"), (0, "invalid_body", "$"), (None, "invalid_body", "$"),
+    ({"timestamp": "garbage"}, "invalid_heartbeat", "$.timestamp"), ({"agent_id": 5}, "invalid_heartbeat", "$.agent_id"),
+    ({"agent_id": "someone-else"}, "invalid_heartbeat", "$.agent_id"),
 ])
 def test_a_heartbeat_body_is_checked_and_its_bad_field_named(client: httpx.Client, registered: str,
-                                                              body: object, path: str) -> None:
-    response = client.post(f"/api/v1/agents/heartbeat/{registered}", json=body)
-    error = assert_error(response, 400, "invalid_heartbeat", path)
+                                                              body: object, code: str, path: str) -> None:
+    response = client.post(f"/api/v1/agents/heartbeat/{registered}", content=json.dumps(body),
+                           headers={"Content-Type": "application/json"})
+    error = assert_error(response, 400, code, path)
     assert error["message"].startswith(path)
 
 

@@ -424,6 +424,27 @@ async def test_bad_commands_get_400_naming_every_field(server: ServerProcess) ->
         assert big.status_code == 400 and "$.parameters" in big.json()["error"]["message"]
 
 
+async def test_bodies_that_are_no_object_and_far_schedules_and_bad_user_ids_get_400(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        for body in (b"[]", b"0", b"false", b'""', b"null"):
+            response = await client.post(operator.url(), content=body, headers={**operator.auth,
+                                                                                 "Content-Type": "application/json"})
+            assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_body"), body
+            assert response.json()["error"]["message"].startswith("$: must be a JSON object")
+        far = await client.post(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth,
+                                json={"type": "restart", "schedule_at": "9999-12-31T23:59:59Z"})
+        assert far.status_code == 400 and far.json()["error"]["message"].startswith("$.schedule_at: must be at most")
+        admin = Operator(server, fresh("admin"), operator.tenant, "ADMIN")
+        for user_id, says in (("u" * 129, "must be 1-128 characters"), ("%E2%98%83%00", "no control characters"),
+                              ("a%0Ab", "no control characters")):
+            response = await client.post(f"{server.base_url}/api/v1/users/{user_id}/deployments", json={},
+                                         headers=admin.auth)
+            assert (response.status_code, response.json()["error"]["code"]) == (400, "invalid_user_id"), user_id
+            assert says in response.json()["error"]["message"]
+            assert len(response.text) < 1000  # a long id is not echoed whole
+
+
 # ---- tenants, roles, audit --------------------------------------------------------------------
 
 USER_ROUTES = [
@@ -512,6 +533,11 @@ async def test_container_controls_are_for_the_deployments_owner_and_the_tenants_
             created = await client.post(url, json={}, headers=allowed.auth)
             assert created.status_code == 202, created.text
             assert created.json()["type"] == "docker.restart" and created.json()["user_id"] == owner.user_id
+        for body, path in (({"parameters": [1, 2]}, "$.parameters"), ({"parameters": "x"}, "$.parameters"),
+                           ([], "$"), (0, "$")):
+            refused = await client.post(url, json=body, headers=owner.auth)
+            assert (refused.status_code, refused.json()["error"]["code"]) == (400, "invalid_body"), body
+            assert refused.json()["error"]["message"].startswith(f"{path}: must be a JSON object")
 
 
 async def test_audit_log_records_who_did_what_from_where(server: ServerProcess) -> None:

@@ -26,6 +26,7 @@ from ._status import IllegalTransition as IllegalTransition
 from ._status import next_status as next_status
 from ._wire import MAX_JSON_DEPTH as MAX_JSON_DEPTH
 from ._wire import MAX_PARAMETERS_BYTES as MAX_PARAMETERS_BYTES
+from ._wire import MAX_SCHEDULE_AHEAD as MAX_SCHEDULE_AHEAD
 from ._wire import AgentRegistration as AgentRegistration
 from ._wire import CommandReport as CommandReport
 from ._wire import CreateCommand as CreateCommand
@@ -34,7 +35,7 @@ from ._wire import LogBatch as LogBatch
 from ._wire import LogEntry as LogEntry
 
 __all__ = [
-    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_PARAMETERS_BYTES",
+    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_PARAMETERS_BYTES", "MAX_SCHEDULE_AHEAD",
     "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
     "CancelNotice", "Command", "CommandEvent", "CommandReport", "CommandStatus", "CreateCommand",
     "DeadlineWatch", "Delivery", "DeploymentQueue", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "TIMED_OUT",

@@ -31,6 +31,9 @@ JsonList: Any = constrained("JsonList", list, JsonRule(MAX_JSON_DEPTH, list))
 
 MAX_PARAMETERS_BYTES = 64 * 1024
 """``parameters`` of one command, as compact JSON."""
+MAX_SCHEDULE_AHEAD = 30 * 24 * 3600.0
+"""Seconds ahead a command may be scheduled (``schedule_at``) at most: a
+command waiting holds one of its deployment's open-command places."""
 
 PriorityName = Literal["low", "normal", "high", "critical"]
 
