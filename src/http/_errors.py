@@ -57,6 +57,7 @@ def _http_code(status: int) -> str:
         405: "method_not_allowed",
         408: "request_timeout",
         413: "payload_too_large",
+        414: "uri_too_long",
         415: "unsupported_media_type",
         429: "too_many_requests",
     }.get(status, "http_error")

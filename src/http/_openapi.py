@@ -160,6 +160,7 @@ _STATUS_TEXT = {
     409: "conflicts with the resource's state",
     410: "the agent was decommissioned",
     413: "the request body is too large (server.max_body_size, also after gzip)",
+    414: "the path is longer than 2,048 characters",
     415: "unsupported Content-Encoding or Content-Type",
     422: "the query cannot be executed",
     429: "rate limited: retry after Retry-After seconds",
@@ -220,7 +221,7 @@ _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
 _AGENT_CODES = {status: sorted({f.code for f in AgentAuthFailure if f.status == status})
                 for status in {f.status for f in AgentAuthFailure}}
 """The error codes of a refused agent request, by status (the domain's list)."""
-_COMMON_CODES = {429: ["rate_limited"], 503: sorted(code for code, _message in UNAVAILABLE.values()),
+_COMMON_CODES = {414: ["uri_too_long"], 429: ["rate_limited"], 503: sorted(code for code, _message in UNAVAILABLE.values()),
                  504: ["outcome_unknown"]}
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
@@ -258,7 +259,7 @@ def _operation(view: Callable[..., Any], path: str, method: str, doc: Doc, path_
         operation["parameters"] = parameters
     statuses = set(_AUTH_ERRORS[doc.auth]) | set(doc.errors) | {429, 503, 504}
     if path_parameters:
-        statuses.add(404)
+        statuses |= {404, 414}
     if doc.query:
         statuses.add(400)
     if doc.body is not None and method in _BODY_METHODS:

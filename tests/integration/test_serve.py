@@ -54,6 +54,13 @@ def test_unknown_routes_and_methods_get_json_errors():
         wrong = httpx.delete(f"{server.base_url}/health")
         assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
         assert "GET" in wrong.headers["allow"]
+        for path in ("/api/v1/query//topology", "/api/v1//reports"):  # no HTML redirect to merged slashes
+            doubled = httpx.get(f"{server.base_url}{path}")
+            assert doubled.status_code == 404 and doubled.json()["error"]["code"] == "not_found", path
+        for path in ("/api/v1/query/nodes/" + "x" * 60_000, "/api/v1/" + "y" * 3000):  # not echoed whole
+            long = httpx.get(f"{server.base_url}{path}")
+            assert long.status_code == 414 and long.json()["error"]["code"] == "uri_too_long"
+            assert len(long.content) < 200
 
 
 def test_banner_lists_address_configuration_and_endpoints():
