@@ -38,6 +38,9 @@ socket when it decides to, and to fail alone.
   of CPU per request (bench/RESULTS.md, session 35). It closes a connection
   idle for ``keep_alive_timeout`` after a request as before its first,
   which Hypercorn's did not do here (tests/integration/test_transport_limits.py).
+* HTTP/1.1 only: Hypercorn turns a plain connection into HTTP/2 when asked
+  (``Upgrade: h2c``, or HTTP/2's preface), and every guard of the edge is
+  built on h11's one request at a time (``_http11_only``).
 """
 
 from __future__ import annotations
@@ -49,9 +52,19 @@ from typing import Any
 import hypercorn.trio.run
 import trio
 from hypercorn.events import Closed, Event, RawData
+from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
 
 log = logging.getLogger(__name__)
+
+
+async def _http11_only(_request: Any) -> None:
+    """``H11Protocol._check_protocol`` that turns no connection into HTTP/2:
+    an ``Upgrade: h2c`` is answered in HTTP/1.1, as if it were not asked, and
+    HTTP/2's preface (``PRI * HTTP/2.0``) is refused by h11 (400). Hypercorn
+    would switch either to HTTP/2, whose streams the edge's guards (one
+    request at a time per connection, bounded streams, this server's writes)
+    were never built for."""
 
 
 class _IdleWatch:
@@ -119,6 +132,10 @@ class GuardedTCPServer(TCPServer):
             await super()._close()
 
     async def _read_data(self) -> None:
+        inner = getattr(self.protocol, "protocol", None)
+        if isinstance(inner, H11Protocol):
+            # HTTP/1.1 only (the module's docstring), as TLS connections are by ALPN.
+            inner._check_protocol = _http11_only  # type: ignore[method-assign,assignment]  # this connection's alone
         try:
             await super()._read_data()
         finally:

@@ -373,3 +373,14 @@ async def test_a_connection_that_never_sends_a_request_is_closed(server: ServerP
     with trio.fail_after(KEEP_ALIVE + 20):
         assert await _until_closed(stream) == b""
     await stream.aclose()
+
+
+def test_plain_connections_stay_http_1_1(server: ServerProcess) -> None:
+    """Neither HTTP/2's preface nor an ``Upgrade: h2c`` turns a connection into
+    HTTP/2 (whose streams the edge's per-connection guards were not built for)."""
+    with httpx.Client(http1=False, http2=True) as h2, pytest.raises(httpx.RemoteProtocolError):
+        h2.get(f"{server.base_url}/health/ready")
+    upgrade = httpx.get(f"{server.base_url}/health/ready", headers={
+        "Upgrade": "h2c", "Connection": "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"})
+    assert (upgrade.http_version, upgrade.status_code) == ("HTTP/1.1", 200)
+    assert "Traceback" not in server.stderr()
