@@ -25,13 +25,16 @@ from http_client import Closed, Http  # noqa: E402
 from tests.synthetic import host_report, iso  # noqa: E402
 
 PLACEHOLDER = "1999-01-01T00:00:00.000000Z"
+TEMPLATE_TIME = 1_700_000_000.0
+"""The time a template is made at (its containers' creation times come before it:
+at 0 they fell before 1970, which the server refuses); each request's own replaces it."""
 
 
 def report_template(index: int, compact: bool) -> bytes:
     """A report of host ``index`` with a timestamp placeholder."""
     if compact:
         # ~20 KB: 1 host, 10 containers, 100 processes, 200 connections, lean fields.
-        doc = host_report(index, timestamp=0, peers=[index + 1, index + 2])
+        doc = host_report(index, timestamp=TEMPLATE_TIME, peers=[index + 1, index + 2])
         for c in doc["docker_info"]["containers"]:
             for key in ("env_names", "status", "created", "networks", "ports"):
                 c.pop(key, None)
@@ -45,7 +48,7 @@ def report_template(index: int, compact: bool) -> bytes:
             for key in ("protocol", "local_address"):
                 conn.pop(key, None)
     else:
-        doc = host_report(index, timestamp=0, peers=[index + 1, index + 2])
+        doc = host_report(index, timestamp=TEMPLATE_TIME, peers=[index + 1, index + 2])
     doc["timestamp"] = PLACEHOLDER
     return json.dumps(doc, separators=(",", ":")).encode()
 
