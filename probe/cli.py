@@ -71,7 +71,7 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
                         help="time between reports, e.g. 15s (env TRIOSCOPE_PROBE_INTERVAL; default %(default)s)")
     parser.add_argument("--agent-id", default=env("TRIOSCOPE_PROBE_AGENT_ID", default_agent_id()),
                         help="this probe's agent id (env TRIOSCOPE_PROBE_AGENT_ID; default: the hostname)")
-    parser.add_argument("--buffer", type=int, default=env("TRIOSCOPE_PROBE_BUFFER", 40),
+    parser.add_argument("--buffer", default=env("TRIOSCOPE_PROBE_BUFFER", 40),
                         help="reports kept while the server is unreachable; older ones are dropped "
                         "(env TRIOSCOPE_PROBE_BUFFER; default %(default)s)")
     parser.add_argument("--docker-host", default=env("DOCKER_HOST"),
@@ -147,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         refuse("--interval", "TRIOSCOPE_PROBE_INTERVAL", "must be between 1s and 1h")
     if args.log_level not in ("debug", "info", "warning", "error"):
         refuse("--log-level", "TRIOSCOPE_PROBE_LOG_LEVEL", "must be debug, info, warning or error")
+    try:  # read here, not by argparse, so that a bad value is named by where it came from
+        args.buffer = int(args.buffer)
+    except ValueError:
+        refuse("--buffer", "TRIOSCOPE_PROBE_BUFFER", f"{str(args.buffer)[:40]!r} is not a whole number")
     if not 1 <= args.buffer <= 10_000:
         refuse("--buffer", "TRIOSCOPE_PROBE_BUFFER", "must be between 1 and 10000")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}", args.agent_id):

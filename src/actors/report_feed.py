@@ -67,24 +67,25 @@ class ReportFeedActor(Actor):
     async def _follow(self) -> None:
         progress = self.bus.progress
         await self.bus.ready.wait()
-        unavailable = False
+        unavailable: int | None = None
+        """While reading fails: how many reconnections the bus had made when it began."""
         started = False
         while True:
             try:
                 fetched = await self.bus.fetch(progress.merged)
             except BusUnavailable as exc:
-                if not unavailable:
+                if unavailable is None:
                     log.warning("cannot read the report stream: %s; retrying", exc,
                                 extra={"event": "bus_read_failed"})
-                unavailable = True
+                    unavailable = progress.reconnects
                 await trio.sleep(UNAVAILABLE_WAIT)
                 continue
-            if unavailable and fetched:
-                # Said once reports come again: a read that merely timed out
-                # without failing (the bus still away) is no resumption.
-                log.info("reading the report stream again from sequence %d", fetched[0].sequence,
+            # A read that merely timed out without failing (the bus still away)
+            # is no resumption: reports came, or the bus reconnected since.
+            if unavailable is not None and (fetched or (progress.connected and progress.reconnects > unavailable)):
+                log.info("reading the report stream again from sequence %d", progress.merged + 1,
                          extra={"event": "bus_read_resumed"})
-                unavailable = False
+                unavailable = None
             history = not progress.caught_up
             if history and not started and fetched:
                 started = True

@@ -113,6 +113,10 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
     sub, tenant, role = claims["sub"], claims["tenant"], claims["role"]
     if not (isinstance(sub, str) and isinstance(tenant, str) and sub and tenant):
         raise InvalidToken("invalid token: sub and tenant must be non-empty strings")
+    for name, value in (("sub", sub), ("tenant", tenant)):
+        # As minted: a user id that no path may hold would lock its user out of every route.
+        if (problem := identity_problem(value)) is not None:
+            raise InvalidToken(f"invalid token: {name} {problem}")
     try:
         parsed_role = Role(role)
     except ValueError:

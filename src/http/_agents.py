@@ -19,7 +19,7 @@ from trioscope.wire import (
 
 from . import _gate
 from ._bodies import invalid, parse_json, parse_object, read_body_and_raw
-from ._errors import ApiError
+from ._errors import ApiError, field_error
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
 from ._responses import json_response
 from ._services import services
@@ -74,10 +74,9 @@ async def heartbeat(agent_id: str) -> Response:
         except InvalidDocument as exc:
             raise invalid("invalid_heartbeat", exc) from None
         if beat.agent_id is not None and beat.agent_id != agent_id:
-            raise ApiError(400, "invalid_heartbeat", f"$.agent_id: {beat.agent_id!r} is not the path's agent",
-                           details={"errors": [{"path": "$.agent_id", "message": "is not the path's agent"}]})
+            raise field_error("invalid_heartbeat", "$.agent_id", f"{beat.agent_id!r} is not the path's agent")
     # Someone else keeping an enrolled agent's probe alive would hide that it went away.
-    await _gate.vouch(agent_id, signer)
+    await _gate.vouch(agent_id, signer, attach=False)
     at = await ask_roster(ProbeHeartbeat(agent_id))
     return json_response({"status": "ok", "timestamp": rfc3339(at)})
 

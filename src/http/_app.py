@@ -21,26 +21,16 @@ from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, H
 from . import _agent_api, _agents, _api_docs, _alerts, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _metrics_api, _query, _reports, _ui
 from trioscope.bus import ReportBus
 
+from ._bodies import bound_path
 from ._access_log import AccessLog, name_route
 from ._client_sockets import close_all
 from ._cors import Cors, CorsPolicy
-from ._errors import ApiError, install_error_handlers
+from ._errors import install_error_handlers
 from ._health_checks import check_bus
 from ._metrics import CommandServiceSources, Metrics, encode
 from ._openapi import Answer, Auth, documented
 from ._quart_app import TrioscopeApp
 from ._services import REPLAY_WINDOW, Gate, Services, attach, services, services_of
-
-MAX_PATH = 2048
-"""Longest path (decoded) a request may have. Every id in a path (node, agent,
-deployment, command) is at most a few hundred characters; errors name the id,
-so an unbounded one was echoed back whole (64 KB paths: 128 KB answers)."""
-
-
-def _bound_path(path: str) -> None:
-    if len(path) > MAX_PATH:
-        raise ApiError(414, "uri_too_long", f"the path is {len(path)} characters long; at most {MAX_PATH}")
-
 
 def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None,
                worker: int | None = None, bus: ReportBus | None = None) -> QuartTrio:
@@ -107,13 +97,13 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     @app.before_request
     async def _start_timer() -> None:
         g.started = time.perf_counter()
-        _bound_path(request.path)
+        bound_path(request.path)
         if request.url_rule is not None:  # for the access log: the template, never the path as sent
             name_route(request.scope, request.url_rule.rule)
 
     @app.before_websocket
     async def _name_route() -> None:
-        _bound_path(websocket.path)
+        bound_path(websocket.path)
         if websocket.url_rule is not None:
             name_route(websocket.scope, websocket.url_rule.rule)
 

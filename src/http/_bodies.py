@@ -1,4 +1,4 @@
-"""Reading request bodies: size limits (also after decompression), gzip, JSON."""
+"""Reading requests: the path's length; bodies' size limits (also after decompression), gzip, JSON."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from werkzeug.exceptions import RequestTimeout
 from trioscope.config import Settings, format_duration
 from trioscope.wire import InvalidDocument
 
-from ._errors import ApiError
+from ._errors import ApiError, field_error
 
 
 def too_large(limit: int) -> ApiError:
@@ -58,6 +58,19 @@ def _gunzip(body: bytes, limit: int) -> bytes:
     raise ApiError(400, "invalid_gzip", f"request body has more than {MAX_GZIP_MEMBERS} gzip members")
 
 
+MAX_PATH = 8192
+"""Longest path (decoded) a request may have: every id in a path fits (a pod's
+or service's node id holds label values of up to 4,096 characters; others a
+few hundred). Errors name the id, so an unbounded one was echoed back whole
+(64 KB paths: 128 KB answers)."""
+
+
+def bound_path(path: str) -> None:
+    """414 ``uri_too_long`` for a path beyond ``MAX_PATH``."""
+    if len(path) > MAX_PATH:
+        raise ApiError(414, "uri_too_long", f"the path is {len(path)} characters long; at most {MAX_PATH}")
+
+
 async def read_body(settings: Settings) -> bytes:
     """The request body, decompressed (``read_body_and_raw``'s first part)."""
     return (await read_body_and_raw(settings))[0]
@@ -90,15 +103,13 @@ async def read_body_and_raw(settings: Settings) -> tuple[bytes, bytes]:
     return body, body
 
 
-def parse_json(body: bytes, *, required: bool = True) -> Any:
-    """The JSON document in ``body`` (None if empty and not ``required``).
+def parse_json(body: bytes) -> Any:
+    """The JSON document in ``body`` (``parse_object`` for an optional one).
 
     Raises:
         ApiError: 400 for empty or malformed bodies.
     """
     if not body.strip():
-        if not required:
-            return None
         raise ApiError(400, "empty_body", "request body is empty; expected a JSON object")
     try:
         document = orjson.loads(body)
@@ -197,9 +208,9 @@ def _find(value: Any, path: str) -> str | None:
     return None
 
 
-async def read_json(settings: Settings, *, required: bool = True) -> Any:
+async def read_json(settings: Settings) -> Any:
     """``parse_json(await read_body(settings))``."""
-    return parse_json(await read_body(settings), required=required)
+    return parse_json(await read_body(settings))
 
 
 _JSON_KINDS: dict[type, str] = {list: "a list", str: "a string", bool: "a boolean", int: "a number",
@@ -218,8 +229,7 @@ def parse_object(body: bytes) -> dict[str, Any]:
     document = parse_json(body)
     if not isinstance(document, dict):
         kind = _JSON_KINDS.get(type(document), "another value")
-        raise ApiError(400, "invalid_body", f"$: must be a JSON object, got {kind}",
-                       details={"errors": [{"path": "$", "message": "must be a JSON object"}]})
+        raise field_error("invalid_body", "$", f"must be a JSON object, got {kind}")
     return document
 
 

@@ -23,7 +23,7 @@ from trioscope.store import BulkPart
 from . import _gate
 from ._bodies import read_json, read_object
 from ._command_views import agent_view, command_view, deployment_view, stored_command_view, timestamp
-from ._errors import ApiError
+from ._errors import ApiError, field_error
 from ._openapi import STRING, TIME, Answer, Auth, boolean, choice, date, documented, fields, integer
 from ._responses import json_bytes_response, json_response
 from ._services import services
@@ -83,8 +83,7 @@ async def create_deployment(user_id: str) -> Response:
     if (not isinstance(metadata, dict) or nesting_exceeds(metadata, MAX_JSON_DEPTH)
             or len(orjson.dumps(metadata)) > MAX_METADATA_BYTES):
         message = f"must be an object of at most {MAX_METADATA_BYTES} bytes, nested at most {MAX_JSON_DEPTH} levels"
-        raise ApiError(400, "invalid_deployment", f"$.metadata: {message}",
-                       details={"errors": [{"path": "$.metadata", "message": message}]})
+        raise field_error("invalid_deployment", "$.metadata", message)
     audit = _gate.audit_entry("deployment.create", actor=user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="deployment", user_id=user_id)
     deployment, token = await services().directory.ask(CreateDeployment(principal.tenant, user_id, metadata, audit),

@@ -16,7 +16,7 @@ from trioscope.domain.topology import NodeKind, control_allowed, controls_for
 from . import _gate
 from ._bodies import read_object
 from ._command_views import timestamp
-from ._errors import ApiError
+from ._errors import ApiError, field_error
 from ._openapi import Answer, Auth, documented
 from ._responses import json_response
 from ._services import services
@@ -64,8 +64,7 @@ async def control(node_id: str, action: str) -> Response:
     body = await read_object(s.settings)
     extra = body.get("parameters", {})
     if not isinstance(extra, dict):
-        raise ApiError(400, "invalid_body", "$.parameters: must be a JSON object",
-                       details={"errors": [{"path": "$.parameters", "message": "must be a JSON object"}]})
+        raise field_error("invalid_body", "$.parameters", "must be a JSON object")
     snapshot = await s.topology.ask(GetSnapshot(), timeout=30)
     node = snapshot.node(node_id)
     if node is None or node.kind is not NodeKind.CONTAINER:

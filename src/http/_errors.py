@@ -40,6 +40,12 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+def field_error(code: str, path: str, message: str, status: int = 400) -> ApiError:
+    """An error naming one bad field, in the shape ``_bodies.invalid`` gives for many."""
+    return ApiError(status, code, f"{path}: {message}",
+                    details={"errors": [{"path": path, "message": message}], "total": 1})
+
+
 def error_response(status: int, code: str, message: str, details: Any = None,
                    headers: dict[str, str] | None = None) -> Response:
     error: dict[str, Any] = {"code": code, "message": message}

@@ -19,6 +19,7 @@ from quart import g, has_request_context, request, websocket
 
 from trioscope.actors.alerts import AgentSeen, sighting_resolution
 from trioscope.actors.directory import AttachReporter, GetPublished, ReloadRecords
+from trioscope.actors.refusals import ReporterTaken
 from trioscope.actors.store import Record
 from trioscope.domain.deployments import (
     AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus, Deployment, signature_valid,
@@ -29,7 +30,7 @@ from trioscope.runtime import ActorStopped, MailboxFull
 from trioscope.store import AuditEntry, RateBudget
 from trioscope.wire import request_signing
 
-from ._errors import ApiError
+from ._errors import ApiError, field_error
 from ._services import services
 
 log = logging.getLogger(__name__)
@@ -290,8 +291,7 @@ def own_user(principal: Principal, user_id: str) -> None:
     and a user id a token can hold (``identity_problem``: 400 otherwise)."""
     if (problem := identity_problem(user_id)) is not None:
         shown = user_id[:64] + ("..." if len(user_id) > 64 else "")
-        raise ApiError(400, "invalid_user_id", f"user id {shown!r}: {problem}",
-                       details={"errors": [{"path": "user_id", "message": problem}]})
+        raise field_error("invalid_user_id", "user_id", f"{shown!r} {problem}")
     if user_id != principal.user_id and not principal.may(Permission.ADMINISTER):
         raise ApiError(404, "user_not_found", f"no user {user_id!r} visible to you", details={"user_id": user_id})
 
@@ -382,14 +382,16 @@ async def probe_credentials(raw_body: bytes) -> AgentRecord | None:
     return await agent(None, raw_body)
 
 
-async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment: str | None = None) -> None:
+async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment: str | None = None, *,
+                attach: bool = True) -> None:
     """Whether probe agent id ``reporter_id`` may report (or register) with this
     signer. Deployment membership is proven, never claimed: a signed request
     attaches ``reporter_id`` to the signer's deployment (its nodes then offer
     controls, delivered to that agent); an unsigned one belongs to no
     deployment, so it may neither claim one nor speak for a probe agent id that
-    an enrolled agent reports under. Refusals are audited, with no tenant: the
-    claims in them are unverified.
+    an enrolled agent reports under. ``attach`` False (a heartbeat) checks the
+    same without attaching. Refusals are audited, with no tenant: the claims
+    in them are unverified.
 
     Raises:
         ApiError: 401 ``unauthenticated_deployment`` or ``signature_required``,
@@ -416,6 +418,10 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
                      deployment_hash=claimed_deployment)
     holder = found.reporting_agent(reporter_id)
     if holder is None or holder.id != signer.id:
+        if not attach:  # a heartbeat: it keeps a probe alive, it does not make it the signer's
+            if holder is not None:
+                raise ReporterTaken(reporter_id)
+            return
         await services().directory.ask(AttachReporter(reporter_id, signer.id), timeout=10.0)
 
 

@@ -22,6 +22,7 @@ from quart import Quart
 from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.wire import SchemaBuilder
 
+from ._bodies import MAX_PATH
 from ._errors import UNAVAILABLE
 from ._responses import JSON
 
@@ -160,7 +161,7 @@ _STATUS_TEXT = {
     409: "conflicts with the resource's state",
     410: "the agent was decommissioned",
     413: "the request body is too large (server.max_body_size, also after gzip)",
-    414: "the path is longer than 2,048 characters",
+    414: f"the path is longer than {MAX_PATH:,} characters",
     415: "unsupported Content-Encoding or Content-Type",
     422: "the query cannot be executed",
     429: "rate limited: retry after Retry-After seconds",

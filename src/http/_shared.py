@@ -40,7 +40,7 @@ from trioscope.system import LOG_FOLLOWS
 
 from . import _gate
 from ._bodies import invalid
-from ._errors import ApiError
+from ._errors import ApiError, field_error
 from ._services import services
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,7 @@ def decode_create(document: Any) -> CreateCommand:
         raise ApiError(400, "invalid_command", f"$.parameters: must be at most {MAX_PARAMETERS_BYTES} bytes as JSON, got {size}",
                        details={"errors": [{"path": "$.parameters", "message": f"larger than {MAX_PARAMETERS_BYTES} bytes"}]})
     if create.schedule_at is not None and create.schedule_at.timestamp() > time.time() + MAX_SCHEDULE_AHEAD:
-        days = MAX_SCHEDULE_AHEAD / 86400
-        raise ApiError(400, "invalid_command", f"$.schedule_at: must be at most {days:g} days ahead",
-                       details={"errors": [{"path": "$.schedule_at", "message": f"more than {days:g} days ahead"}]})
+        raise field_error("invalid_command", "$.schedule_at", f"must be at most {MAX_SCHEDULE_AHEAD / 86400:g} days ahead")
     return create
 
 
@@ -206,8 +204,7 @@ MAX_FOLLOW_TAIL = 10_000
 
 
 def _bad_parameter(name: str, message: str) -> ApiError:
-    path = f"$.parameters.{name}"
-    return ApiError(400, "invalid_command", f"{path}: {message}", details={"errors": [{"path": path, "message": message}]})
+    return field_error("invalid_command", f"$.parameters.{name}", message)
 
 
 async def _ask_follows(message: Any) -> Any:

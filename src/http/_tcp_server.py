@@ -61,7 +61,8 @@ log = logging.getLogger(__name__)
 async def _http11_only(_request: Any) -> None:
     """``H11Protocol._check_protocol`` that turns no connection into HTTP/2:
     an ``Upgrade: h2c`` is answered in HTTP/1.1, as if it were not asked, and
-    HTTP/2's preface (``PRI * HTTP/2.0``) is refused by h11 (400). Hypercorn
+    HTTP/2's preface (``PRI * HTTP/2.0``) is an HTTP/1.1 request for ``*``
+    (a JSON 404), after which the client gives up. Hypercorn
     would switch either to HTTP/2, whose streams the edge's guards (one
     request at a time per connection, bounded streams, this server's writes)
     were never built for."""

@@ -239,10 +239,12 @@ class AgentRegistration:
 
 @attrs.frozen(kw_only=True)
 class AgentHeartbeat:
-    """``POST /api/v1/agents/heartbeat/{agent_id}``'s optional body (the agent is the path's)."""
+    """``POST /api/v1/agents/heartbeat/{agent_id}``'s optional body (the agent is
+    the path's). Other keys, such as the agent's ``timestamp``, are not read:
+    a heartbeat is recorded at the server's time (agents' clocks differ), so
+    a Go zero time or a number there is no error."""
 
     agent_id: Identifier | None = None
-    timestamp: datetime | None = None
 
 
 # Any: see Labels above.

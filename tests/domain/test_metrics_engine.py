@@ -160,12 +160,16 @@ def test_the_largest_query_allowed_evaluates_and_a_larger_one_is_refused_before_
                       ("temp" + " and temp" * (MAX_OPERATORS + 1), "operators, at most"),
                       ("-" * 5000 + "temp", "5000 operators"),
                       ("(" * (MAX_NESTING + 1) + "temp" + ")" * (MAX_NESTING + 1), "nested 101 deep"),
-                      ("temp" + " + temp" * 5000, "operators")):  # the parser crashed the process on this one
+                      ("temp" + " + temp" * 5000, "operators"),  # the parser crashed the process on this one
+                      ("# a comment the parser ends at \r\r" + "temp" + " + temp" * 5000, "operators"),
+                      ("temp" + " == temp" * (MAX_OPERATORS + 1), "operators"),
+                      ("temp" + " != temp" * (MAX_OPERATORS + 1), "operators")):
         with pytest.raises(BadQuery, match=says):
             query(store, bad)
     with pytest.raises(BadQuery, match='"match\\[\\]": nested'):
         series_matching(store.tenant("acme"), [parse_selector("{" * 200 + "}")], T0 - 60, T0)
-    # Strings and comments hold what they like.
+    # Matchers nest nothing; strings and comments hold what they like.
+    assert values(store, "sum(" + " + ".join(['temp{room=~"k.*",room!~"x",room!="y"}'] * 100) + ")") == {(): 4000.0}
     assert values(store, 'temp{room!="' + "(+" * 500 + '"} # ' + "(" * 500) == {(("__name__", "temp"), ("room", "kitchen")): 40.0}
 
 

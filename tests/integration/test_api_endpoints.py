@@ -236,14 +236,15 @@ def test_heartbeat_of_known_agent_is_200_and_shows_in_the_list(client: httpx.Cli
 
 
 def test_heartbeat_accepts_the_optional_body(client: httpx.Client, registered: str) -> None:
-    response = client.post(f"/api/v1/agents/heartbeat/{registered}",
-                           json={"agent_id": registered, "timestamp": "2025-10-13T00:00:00Z"})
-    assert response.status_code == 200 and response.json()["status"] == "ok"
+    for timestamp in ("2025-10-13T00:00:00Z", "0001-01-01T00:00:00Z", 1760313600):  # not read: any will do
+        response = client.post(f"/api/v1/agents/heartbeat/{registered}",
+                                json={"agent_id": registered, "timestamp": timestamp})
+        assert response.status_code == 200 and response.json()["status"] == "ok"
 
 
 @pytest.mark.parametrize(("body", "code", "path"), [
     ([], "invalid_body", "$"), ("x", "invalid_body", "$"), (0, "invalid_body", "$"), (None, "invalid_body", "$"),
-    ({"timestamp": "garbage"}, "invalid_heartbeat", "$.timestamp"), ({"agent_id": 5}, "invalid_heartbeat", "$.agent_id"),
+    ({"agent_id": 5}, "invalid_heartbeat", "$.agent_id"),
     ({"agent_id": "someone-else"}, "invalid_heartbeat", "$.agent_id"),
 ])
 def test_a_heartbeat_body_is_checked_and_its_bad_field_named(client: httpx.Client, registered: str,

@@ -725,7 +725,7 @@ async def test_a_cancel_racing_the_final_report_is_200_or_409_never_404(server: 
 
 
 async def test_refusals_are_audited_in_records_of_bounded_size(server: ServerProcess) -> None:
-    hash_ = "a" * 2000  # anyone may send this (paths: 2,048 characters at most); each refusal is recorded
+    hash_ = "a" * 7000  # anyone may send this (paths: 8,192 characters at most); each refusal is recorded
     async with httpx.AsyncClient() as client:
         response = await client.get(f"{server.base_url}/api/v1/agent/commands/wait/{hash_}",
                                     headers={"Authorization": "Bearer not-a-token"})

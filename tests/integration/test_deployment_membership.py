@@ -112,6 +112,12 @@ async def test_unsigned_reports_cannot_speak_for_an_enrolled_probe(server: Serve
         assert (beat.status_code, beat.json()["error"]["code"]) == (401, "signature_required")
         signed = await agent.signed_post(client, f"/api/v1/agents/heartbeat/{probe}-0", {"agent_id": f"{probe}-0"})
         assert signed.status_code == 200, signed.text
+        # A signed heartbeat keeps a probe alive; it makes no agent id the signer's.
+        stranger = fresh("stranger")
+        unknown = await agent.signed_post(client, f"/api/v1/agents/heartbeat/{stranger}-0", {})
+        assert unknown.status_code == 404, unknown.text
+        unsigned = _report(stranger)
+        assert (await client.post(f"{server.base_url}/api/v1/reports", json=unsigned)).status_code == 202
 
 
 async def test_a_control_goes_to_the_agent_that_reported_the_container(server: ServerProcess) -> None:

@@ -86,6 +86,8 @@ def test_a_bad_value_is_named_by_where_it_came_from(tmp_path: Path) -> None:
         ({"TRIOSCOPE_PROBE_INTERVAL": "abc"}, [],
          "trioscope-probe: --interval (from env TRIOSCOPE_PROBE_INTERVAL): 'abc' is not a duration"),
         ({}, ["--config", str(config)], f"trioscope-probe: --log-level (from log_level in {config}): must be debug"),
+        ({"TRIOSCOPE_PROBE_BUFFER": "abc"}, [],
+         "trioscope-probe: --buffer (from env TRIOSCOPE_PROBE_BUFFER): 'abc' is not a whole number"),
         ({"TRIOSCOPE_PROBE_SERVER": "ftp://x"}, [],
          "trioscope-probe: --server (from env TRIOSCOPE_PROBE_SERVER): must be an http:// or https:// URL"),
     ]

@@ -398,7 +398,9 @@ MAX_OPERATORS = 250
 can be: the parser (Rust) recurses and overflows its thread's stack, killing
 the process, on ~5,000 chained operators (a 30 KB query); the evaluator
 recurses too (Python's limit: ~1,000). Dashboards' queries hold a few dozen."""
-_OPERATOR_CHARACTERS = frozenset("+-*/%^<>=!")
+_OPERATOR_CHARACTERS = frozenset("+-*/%^<>")
+"""With ``==`` and ``!=``: what a binary or unary operator is spelled with (a
+matcher's ``=``, ``=~`` and ``!~`` nest nothing)."""
 _OPERATOR_WORDS = frozenset({"and", "or", "unless", "atan2"})
 _QUOTES = frozenset("\"'`")
 
@@ -406,8 +408,9 @@ _QUOTES = frozenset("\"'`")
 def check_size(text: str, parameter: str) -> None:
     """``BadQuery`` naming ``parameter`` if ``text`` nests deeper than
     ``MAX_NESTING`` or holds more than ``MAX_OPERATORS`` operators, read as
-    tokens outside strings and comments before the parser sees it. Counts
-    generously (``=~`` in a matcher, a number's exponent sign): only a query
+    tokens outside strings and comments, as the parser's lexer reads them
+    (a comment ends at "\n" or "\r"), before the parser sees it. Counts
+    generously (a number's exponent sign, ``!=`` in a matcher): only a query
     far larger than any real one is refused."""
     depth = deepest = operators = 0
     index, end = 0, len(text)
@@ -418,8 +421,10 @@ def check_size(text: str, parameter: str) -> None:
             while index < end and text[index] != char:
                 index += 2 if text[index] == "\\" and char != "`" else 1
         elif char == "#":
-            newline = text.find("\n", index)
-            index = end if newline == -1 else newline
+            # The parser's lexer ends a comment at either: one ended at "\n"
+            # only let a query hide thousands of operators (and crash it).
+            ends = [at for at in (text.find("\n", index), text.find("\r", index)) if at != -1]
+            index = min(ends) if ends else end
         elif char in "([{":
             depth += 1
             deepest = max(deepest, depth)
@@ -427,6 +432,9 @@ def check_size(text: str, parameter: str) -> None:
             depth -= 1
         elif char in _OPERATOR_CHARACTERS:
             operators += 1
+        elif char in "=!" and text.startswith("=", index + 1):
+            operators += 1
+            index += 1
         elif char.isalpha() or char == "_":
             start = index
             while index + 1 < end and (text[index + 1].isalnum() or text[index + 1] in "_:"):
