@@ -1,0 +1,35 @@
+"""The metrics actor: a read that fails fails only its asker, never the store."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from trioscope.actors.metrics import InstantQuery, MetricsActor, WriteSamples
+from trioscope.config import Settings
+from trioscope.domain import metrics
+from trioscope.runtime import ActorSpec, SupervisorSpec, open_actor_system
+
+
+async def test_a_query_that_overflows_the_evaluators_recursion_is_refused_and_the_series_stay(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings.defaults()
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="metrics", factory=lambda: MetricsActor(settings))])
+    now = time.time()
+    sample = metrics.Sample((("__name__", "kept"), ("deployment_hash", "d1"), ("tenant", "acme")), 7.0, now)
+    async with open_actor_system(tree) as system:
+        actor = system.lookup("/root/metrics")
+        await actor.ask(WriteSamples("acme", "d1", [sample]))
+        real = metrics.instant_query
+
+        def deep(*args: object, **kwargs: object) -> object:
+            raise RecursionError("maximum recursion depth exceeded")
+
+        monkeypatch.setattr(metrics, "instant_query", deep)
+        with pytest.raises(metrics.QueryTooExpensive, match="nests too deeply"):
+            await actor.ask(InstantQuery("acme", "kept", now))
+        monkeypatch.setattr(metrics, "instant_query", real)
+        answer = await actor.ask(InstantQuery("acme", "kept", now))
+        assert [row["value"][1] for row in answer["result"]] == ["7"]  # a restart would have emptied the store
