@@ -87,6 +87,8 @@ def hypercorn_config(settings: Settings) -> hypercorn.Config:
     # each socket answers or closes beyond its own, smaller limit. Hypercorn
     # alone would close but read on past it (see trioscope.http._websocket_stream).
     config.websocket_max_message_size = MAX_WEBSOCKET_MESSAGE
+    # Read by each connection (trioscope.http._tcp_server): Hypercorn has no write timeout of its own.
+    config.trioscope_write_timeout = settings.server.write_timeout  # type: ignore[attr-defined]  # our own setting on its config
     config.errorlog = logging.getLogger("hypercorn.error")
     if settings.server.tls:
         # With both set Hypercorn binds `bind` as TLS sockets (`secure_sockets`).

@@ -149,6 +149,15 @@ KEYS: tuple[Key, ...] = (
         flags=("--body-timeout",),
     ),
     Key(
+        name="server.write_timeout",
+        kind=DurationKind(1 * SECOND, 10 * MINUTE),
+        default=30 * SECOND,
+        help="how long one write to a client may wait for it to read (longer: the connection is closed, so a "
+             "client that stops reading holds no connection, memory or old topology version)",
+        env=("TRIOSCOPE_SERVER_WRITE_TIMEOUT",),
+        flags=("--write-timeout",),
+    ),
+    Key(
         name="server.memory_trim_interval",
         kind=DurationKind(1 * SECOND, 1 * HOUR),
         default=10 * SECOND,

@@ -28,6 +28,8 @@ class ServerSettings:
     """Largest request body in bytes (also after decompression)."""
     body_timeout: float
     """Seconds a request body may take to arrive in full, from when a handler reads it."""
+    write_timeout: float
+    """Seconds one write to a client may wait for it to read before its connection is closed."""
     workers: int
     """Serving processes sharing the port (more than one needs PostgreSQL)."""
     memory_trim_interval: float

@@ -38,6 +38,11 @@ socket when it decides to, and to fail alone.
   of CPU per request (bench/RESULTS.md, session 35). It closes a connection
   idle for ``keep_alive_timeout`` after a request as before its first,
   which Hypercorn's did not do here (tests/integration/test_transport_limits.py).
+* A write waits for the client at most ``server.write_timeout``: Hypercorn
+  shields every write and has no timeout, so a client that stopped reading
+  held its connection, the response being sent (a topology version of its
+  own: ~40 MB at 1,000 hosts) or its WebSocket for ever, and a WebSocket
+  closed for lagging never closed (its close frame waited behind the write).
 * HTTP/1.1 only: Hypercorn turns a plain connection into HTTP/2 when asked
   (``Upgrade: h2c``, or HTTP/2's preface), and every guard of the edge is
   built on h11's one request at a time (``_http11_only``).
@@ -56,6 +61,10 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.tcp_server import TCPServer
 
 log = logging.getLogger(__name__)
+
+DEFAULT_WRITE_TIMEOUT = 30.0
+"""Seconds one write may wait for the client to read (``server.write_timeout``;
+this when the server's configuration does not say, as in a bare Hypercorn)."""
 
 
 async def _http11_only(_request: Any) -> None:
@@ -153,14 +162,31 @@ class GuardedTCPServer(TCPServer):
             lock.acquire_nowait()
         except trio.WouldBlock:
             await lock.acquire()
-        try:  # from here as Hypercorn's own
+        try:  # from here as Hypercorn's own, but for the write timeout
             try:
-                with trio.CancelScope(shield=True):  # a write is never cut halfway
-                    await self.stream.send_all(event.data)
+                with trio.CancelScope(shield=True):  # a write is never cut halfway, but by its timeout
+                    with trio.move_on_after(self._write_timeout) as timer:
+                        await self.stream.send_all(event.data)
+                    if timer.cancelled_caught:
+                        await self._client_stopped_reading()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.protocol.handle(Closed())
         finally:
             lock.release()
+
+    @property
+    def _write_timeout(self) -> float:
+        return float(getattr(self.config, "trioscope_write_timeout", DEFAULT_WRITE_TIMEOUT))
+
+    async def _client_stopped_reading(self) -> None:
+        """A write waited ``server.write_timeout`` for the client to read: the
+        connection is closed (a write cut halfway leaves nothing to go on with),
+        and what it held (the response being sent, the version it was read
+        from, a WebSocket's client) goes with it."""
+        log.info("closed a connection whose client read nothing for %g s (server.write_timeout)", self._write_timeout,
+                 extra={"event": "write_timeout"})
+        await trio.aclose_forcefully(self.stream)
+        await self.protocol.handle(Closed())
 
 
 def install_guarded_tcp_server() -> None:

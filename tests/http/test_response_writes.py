@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import hypercorn
 import trio
 import trio.testing
 from hypercorn.events import Closed, Event, RawData
@@ -30,6 +31,7 @@ def _server(stream: trio.abc.Stream) -> GuardedTCPServer:
     server.send_lock = trio.Lock()
     server.stream = stream  # type: ignore[assignment]  # any trio stream (a socket pair in these tests)
     server.protocol = _Protocol()  # type: ignore[assignment]  # records what the server tells it
+    server.config = hypercorn.Config()  # the write timeout's default
     return server
 
 

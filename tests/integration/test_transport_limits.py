@@ -3,12 +3,14 @@ WebSocket message that never ends, and a request body that trickles in."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterator
 
 import attrs
 import h11
 import httpx
 import orjson
+import psutil
 import pytest
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -384,3 +386,34 @@ def test_plain_connections_stay_http_1_1(server: ServerProcess) -> None:
         "Upgrade": "h2c", "Connection": "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAARAAAAAAAIAAAAA"})
     assert (upgrade.http_version, upgrade.status_code) == ("HTTP/1.1", 200)
     assert "Traceback" not in server.stderr()
+
+
+async def test_a_client_that_stops_reading_has_its_connection_closed_after_the_write_timeout() -> None:
+    """A response larger than the sockets' buffers to a client that reads
+    nothing: the write waits ``--write-timeout``, then the connection goes, and
+    the response (a topology version of its own) with it."""
+    from tests.synthetic import host_report
+
+    with ServerProcess(["--write-timeout", "2s", "--rate-per-address", "100000", "--reports-per-address",
+                        "100000"]) as slow_reader_server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            for index in range(120):  # ~10 MB of full topology
+                posted = await client.post(f"{slow_reader_server.base_url}/api/v1/reports",
+                                           json=host_report(index, timestamp=time.time()))
+                assert posted.status_code == 202, posted.text
+        host, port = address(slow_reader_server)
+        sock = trio.socket.socket()
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+        await sock.connect((host, port))
+        stream = trio.SocketStream(sock)
+        await stream.send_all(f"GET /api/v1/query/topology HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        client_port = sock.getsockname()[1]
+
+        async def closed_by_the_server() -> bool:
+            held = [c for c in psutil.Process(slow_reader_server.proc.pid).net_connections("tcp")  # type: ignore[union-attr]  # started
+                    if c.raddr and c.raddr.port == client_port and c.status == psutil.CONN_ESTABLISHED]
+            return not held and "closed a connection whose client read nothing" in slow_reader_server.stderr()
+
+        await eventually(closed_by_the_server, deadline=60.0)
+        await stream.aclose()
+        assert (await httpx.AsyncClient().get(f"{slow_reader_server.base_url}/health/ready")).status_code == 200
