@@ -68,7 +68,7 @@ async def run(kind: str, counts: list[int], rounds: int) -> dict[int, dict]:
         proc = start([sys.executable, str(ROOT / "bench/noop_broadcast.py"), str(port)])
         url, key = f"ws://127.0.0.1:{port}/ws", "round"
     else:
-        proc = trioscope(port, "--ws-max-clients", "5000")
+        proc = trioscope(port, "--ws-max-clients", "5000", "--ws-max-waiting-clients-per-address", "5000")
         url, key = f"ws://127.0.0.1:{port}/api/v1/ws?view=hosts", "version"
     base = f"http://127.0.0.1:{port}"
     server = psutil.Process(proc.pid)

@@ -664,6 +664,15 @@ KEYS: tuple[Key, ...] = (
         flags=("--ws-max-waiting-clients",),
     ),
     Key(
+        name="websocket.max_waiting_clients_per_address",
+        kind=IntegerKind(1, 100_000),
+        default=20,
+        help="of websocket.max_waiting_clients, most from one client address, so that clients that never read "
+             "their first view from a few addresses cannot keep every other live view out; further ones get 503",
+        env=("TRIOSCOPE_WEBSOCKET_MAX_WAITING_CLIENTS_PER_ADDRESS",),
+        flags=("--ws-max-waiting-clients-per-address",),
+    ),
+    Key(
         name="websocket.first_views_per_second",
         kind=IntegerKind(1, 100_000),
         default=300,

@@ -231,6 +231,8 @@ class WebSocketSettings:
     """Most clients connected at once from one client address."""
     max_waiting_clients: int
     """Most live-view clients waiting for their first view at once."""
+    max_waiting_clients_per_address: int
+    """Of them, most from one client address."""
     first_views_per_second: int
     """Most first views started per second (after a burst of a quarter of that)."""
 

@@ -49,15 +49,22 @@ async def live() -> Response | None:
     may_see = await _gate.live_reporter_check()
     visibility = Visibility(may_see) if may_see is not None else None
     admission = s.first_views
-    first_view_at = admission.enter(trio.current_time())
+    address = _gate.client_address()
+    first_view_at = admission.enter(trio.current_time(), address)
     if first_view_at is None:
+        if admission.full_for(address) == "address":
+            s.metrics.refused("websockets_waiting_address")
+            return error_response(503, "too_many_waiting_clients", f"{admission.max_per_address} WebSocket clients "
+                                  "from your address are already waiting for their first view "
+                                  "(websocket.max_waiting_clients_per_address)",
+                                  headers={"Retry-After": "2"})
         s.metrics.refused("websockets_waiting")
         return error_response(503, "too_many_waiting_clients", f"{admission.max_waiting} WebSocket clients are "
                               "already waiting for their first view (websocket.max_waiting_clients)",
                               headers={"Retry-After": "2"})
     # From here on the client counts as waiting until its first view has been
     # written to it, or it is gone, whichever comes first.
-    link = ClientLink(s.settings.websocket.buffer_size, on_first_view=admission.leave)
+    link = ClientLink(s.settings.websocket.buffer_size, on_first_view=lambda: admission.leave(address))
     try:
         return await serve_client_socket(
             link, client_spec(name, link, HUB, view, s.settings, s.live, visibility, first_view_at),

@@ -115,7 +115,8 @@ class Services:
     first_views: ViewAdmission = attrs.field(default=attrs.Factory(
         lambda self: ViewAdmission(self.settings.websocket.first_views_per_second,
                                    self.settings.websocket.max_waiting_clients,
-                                   burst=max(1, self.settings.websocket.first_views_per_second // 4)),
+                                   burst=max(1, self.settings.websocket.first_views_per_second // 4),
+                                   max_per_address=self.settings.websocket.max_waiting_clients_per_address),
         takes_self=True))
     """Live-view clients waiting for their first view, and the pace of first views."""
     proxies: TrustedProxies = attrs.field(default=attrs.Factory(

@@ -240,6 +240,19 @@ def test_admission_refuses_beyond_the_waiting_limit_until_one_leaves():
     assert admission.enter(0.0) is not None
 
 
+def test_admission_refuses_an_address_beyond_its_share_and_admits_others():
+    admission = ViewAdmission(rate=1, max_waiting=10, max_per_address=2)
+    assert admission.enter(0.0, "a") is not None and admission.enter(0.0, "a") is not None
+    assert admission.enter(0.0, "a") is None and admission.full_for("a") == "address"
+    assert admission.waiting == 2  # a refusal counts nothing
+    assert admission.enter(0.0, "b") is not None and admission.full_for("b") is None
+    admission.leave("a")
+    assert admission.enter(0.0, "a") is not None
+    for address in ("a", "a", "b"):
+        admission.leave(address)
+    assert admission.waiting == 0 and admission.full_for("a") is None
+
+
 @pytest.mark.parametrize(("rate", "max_waiting", "burst"), [(0, 1, 1), (1, 0, 1), (1, 1, 0)])
 def test_admission_settings_are_checked(rate, max_waiting, burst):
     with pytest.raises(ValueError, match="invalid admission"):

@@ -65,6 +65,7 @@ async def topology_update(ws: Any, timeout: float = 60) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def server():
     with ServerProcess(["--ws-ping-interval", "60s", "--ws-max-clients-per-address", "2000",
+                        "--ws-max-waiting-clients-per-address", "2000",
                         "--ws-buffer-size", "4", "--ws-slow-client-timeout", "2s"]) as process:
         trio.run(load, process, HOSTS)
         yield process
@@ -167,6 +168,25 @@ async def test_clients_waiting_for_their_first_view_are_counted_and_refused_beyo
                             break
                     except ConnectionRejected:
                         await trio.sleep(0.2)  # the last of the three is still being written
+            nursery.cancel_scope.cancel()
+
+
+async def test_one_address_may_hold_its_share_of_the_waiting_room_not_all_of_it():
+    """Clients that never get (or never read) their first view hold a place
+    each; one address holds at most ``--ws-max-waiting-clients-per-address`` of them (20)."""
+    waiting_per_address = 20  # the setting's default
+
+    with ServerProcess(["--ws-first-views-per-second", "1", "--ws-ping-interval", "60s"]) as server:
+        await load(server, 5)
+        async with trio.open_nursery() as nursery:
+            opened: list[Any] = []
+            with pytest.raises(ConnectionRejected) as refused:
+                while len(opened) < 3 * waiting_per_address:
+                    opened.append(await nursery.start(hold, ws_url(server)))
+            assert waiting_per_address <= len(opened) < 3 * waiting_per_address
+            error = orjson.loads(refused.value.body)["error"]
+            assert refused.value.status_code == 503 and error["code"] == "too_many_waiting_clients"
+            assert error["message"].startswith(f"{waiting_per_address} WebSocket clients from your address")
             nursery.cancel_scope.cancel()
 
 
