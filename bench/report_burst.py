@@ -54,12 +54,12 @@ def source_of(ref: str, into: Path) -> Path:
     return into / "path"
 
 
-def server(port: int, hosts: int, source: Path | None, data: Path) -> subprocess.Popen[str]:
+def server(port: int, agents: int, source: Path | None, data: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "TRIOSCOPE_STORAGE_DATA_DIR": str(data)}
     if source is not None:
         env["PYTHONPATH"] = str(source)
     return start([sys.executable, "-m", "trioscope", "serve", "--host", "127.0.0.1", "--port", str(port),
-                  "--log-level", "warning", "--local-probe", "false", "--max-agents", str(hosts * 4)], env)
+                  "--log-level", "warning", "--local-probe", "false", "--max-agents", str(agents)], env)
 
 
 def loadgen(port: int, hosts: int, first_agent: int) -> subprocess.Popen[str]:
@@ -112,7 +112,9 @@ def run_round(client: httpx.Client, port: int, hosts: int, first_agent: int, qui
 def measure(label: str, source: Path | None, args: argparse.Namespace, data: Path) -> list[dict[str, list[float]]]:
     port = free_port()
     data.mkdir()
-    proc = server(port, args.hosts, source, data)
+    # --new-hosts: two bursts of new hosts a round, each host kept until it goes stale.
+    agents = args.hosts * (2 * args.rounds + 2 if args.new_hosts else 4)
+    proc = server(port, agents, source, data)
     rounds = []
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:

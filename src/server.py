@@ -282,9 +282,18 @@ def tune_garbage_collector() -> None:
     CPU under report load (measured: 1.7 s of 9 s); collecting the young
     generation every 50,000 allocations instead of 700 made it ~0.5%. The
     topology's nodes and edges, the most numerous, are not tracked at all
-    (``Node``): each collection holds the event loop for what it walks."""
+    (``Node``): each collection holds the event loop for what it walks.
+
+    What survives the young generation waits in the middle one until that is
+    collected: with 20 young collections of 50,000 between two (1,000,000
+    allocations), a burst of reports from new hosts (their partitions, history
+    and actors all survive) made middle collections of 150-180 ms, each one
+    pause of the event loop. Young collections of 20,000 and a middle one every
+    5 of them walk the same objects in pauses of at most ~40 and ~70 ms
+    (bench/RESULTS.md, session 39); a full collection still comes after as
+    many allocations as before (20,000 x 5 x 1,000 = 50,000 x 20 x 100)."""
     gc.freeze()  # what exists at start-up lives forever: never scan it again
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(20_000, 5, 1000)
 
 
 def _open_data_dir(settings: Settings) -> StoreReader | None:

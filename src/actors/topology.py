@@ -336,7 +336,7 @@ class TopologyActor(Actor):
                 await self._let_others_run()
             self._record_groups(self._groups)
             self._groups = {}
-            self._publish()
+            await self._publish_in_steps()
             self._last_publish = trio.current_time()
         self._schedule(at_once=True)
 
@@ -389,12 +389,31 @@ class TopologyActor(Actor):
                 for at in sorted(times):
                     self.history.record(group_id, at, group.metrics)
 
+    async def _publish_in_steps(self) -> None:
+        """``_publish``, letting requests run between its steps: a version of
+        many new hosts (a burst of probes after a restart) compares ~130
+        nodes and ~300 edges of each."""
+        self._number_version()
+        steps = self.graph.publishing(self.clock())
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                self._announce(*done.value)
+                return
+            await self._let_others_run()
+
     def _publish(self) -> None:
+        self._number_version()
+        self._announce(*self.graph.publish(self.clock()))
+
+    def _number_version(self) -> None:
         if self.sequence > self.graph.version:
             # With a bus the version is the stream sequence of what is merged:
             # the same on every replica that merged as far.
             self.graph.version = self.sequence - 1
-        snapshot, diff = self.graph.publish(self.clock())
+
+    def _announce(self, snapshot: TopologySnapshot, diff: TopologyDiff | None) -> None:
         self.snapshot = snapshot
         if diff is None:
             return

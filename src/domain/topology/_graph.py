@@ -16,7 +16,7 @@ it changed, never to the size of the whole graph:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Generator, Mapping, MutableMapping
 from operator import attrgetter, is_
 from typing import Any, cast
 
@@ -29,7 +29,7 @@ from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
 from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition
 from ._process_groups import group_node_ordered, group_of, regrouped
-from ._shards import LiveShards, host_shard
+from ._shards import LiveShards, edge_shard, host_shard, live_edges, live_processes
 from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
 
 EdgeKey = tuple[str, str]
@@ -39,6 +39,8 @@ _GROUP = VIEWS.index(View.PROCESSES_BY_NAME)
 _BY_ID = attrgetter("id")
 _METADATA = attrgetter("metadata")
 _LAST_SEEN = attrgetter("last_seen")
+PUBLISH_STEP = 4096
+"""Nodes or edges ``publishing`` compares between two yields (~5-10 ms)."""
 
 
 @attrs.frozen
@@ -58,7 +60,7 @@ class TopologyGraph:
         """Shared by the versions it publishes: their edges' encodings."""
         self.partitions: dict[str, Partition] = {}
         self._nodes: dict[str, Node] = {}
-        self._processes = LiveShards()
+        self._processes = live_processes()
         """The processes of ``_by_kind``, by host: a version copies only the hosts written since the last."""
         self._by_kind: dict[NodeKind, MutableMapping[str, Node]] = {
             k: self._processes if k is NodeKind.PROCESS else {} for k in NodeKind}
@@ -86,7 +88,8 @@ class TopologyGraph:
         # onto each (view, source, target).
         self._projected: dict[str, Counter[Projection]] = {}
         self._edge_counts: dict[View, dict[EdgeKey, int]] = {v: {} for v in View}
-        self._edges: dict[View, dict[EdgeKey, Edge]] = {v: {} for v in View}
+        self._edges: dict[View, LiveShards[EdgeKey, Edge]] = {v: live_edges() for v in View}
+        """Each view's edges, in shards by source host: a version copies only the shards written since the last."""
 
         # Pods and services: group -> agent -> member containers, and the reverse,
         # so that a change to a container (from any agent) rebuilds its groups.
@@ -618,10 +621,23 @@ class TopologyGraph:
     def publish(self, now: float) -> tuple[TopologySnapshot, TopologyDiff | None]:
         """A new snapshot if anything changed since the last one, with the diff;
         else the current snapshot and None."""
+        steps = self.publishing(now)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return cast(tuple[TopologySnapshot, TopologyDiff | None], done.value)
+
+    def publishing(self, now: float, step: int = PUBLISH_STEP) -> Generator[None, None, tuple[TopologySnapshot, TopologyDiff | None]]:
+        """``publish`` in steps: yields after each ``step`` nodes or edges
+        compared, so that a caller can let others run between them (a version
+        of a thousand new hosts compares ~130,000 nodes); returns what
+        ``publish`` returns. Nothing else may use the graph until it returned."""
         previous = self._published
         self.settle()
         if not self.dirty:
             return previous, None
+        budget = step
         nodes_added: dict[str, Node] = {}
         nodes_updated: dict[str, Node] = {}
         nodes_removed: list[str] = []
@@ -640,6 +656,10 @@ class TopologyGraph:
         self._refreshed.clear()
         self._rebuilt.clear()
         for node_id in dirty:
+            budget -= 1
+            if not budget:
+                yield
+                budget = step
             after = live.get(node_id)
             kind = after.kind if after is not None else kind_of(node_id)
             before = published[kind].get(node_id)
@@ -664,6 +684,10 @@ class TopologyGraph:
             edges = self._edges[view]
             counts = self._edge_counts[view]
             for key in keys:
+                budget -= 1
+                if not budget:
+                    yield
+                    budget = step
                 before_edge = edges.get(key)
                 count = counts.get(key, 0)
                 if count == 0:
@@ -673,7 +697,7 @@ class TopologyGraph:
                         dirty_views.add(view)
                 elif before_edge is None or before_edge.connections != count:
                     edge = Edge(key[0], key[1], count)
-                    edges[key] = edge
+                    edges.writable(edge_shard(key))[key] = edge
                     (edges_added if before_edge is None else edges_updated)[edge.id] = edge
                     dirty_views.add(view)
             keys.clear()
@@ -683,7 +707,7 @@ class TopologyGraph:
             return previous, None
         self.version += 1
         nodes = {k: (_frozen(self._by_kind[k]) if k in dirty_kinds else previous.nodes_of(k)) for k in NodeKind}
-        edges_by_view = {v: (dict(self._edges[v]) if v in dirty_views else previous.edges_of(v)) for v in View}
+        edges_by_view = {v: (self._edges[v].published() if v in dirty_views else previous.edges_of(v)) for v in View}
         snapshot = TopologySnapshot(self.version, now, nodes, edges_by_view, edge_cache=self.edge_cache)
         diff = TopologyDiff(
             version=self.version,
@@ -758,7 +782,8 @@ class TopologyGraph:
         # Continue the version sequence: the next publish diffs against what
         # clients last saw, including what disappeared with the failed agent.
         graph.version, graph._published = self.version, self._published
-        graph._edges = {v: dict(edges) for v, edges in self._edges.items()}
+        for view, edges in self._edges.items():
+            graph._edges[view].update(edges)
         graph._dirty_nodes.update(self._nodes)
         for view, counts in self._edge_counts.items():
             graph._dirty_edges[view].update(counts)

@@ -1,25 +1,33 @@
-"""Processes by id, held in one dict per host, so that a version shares every
-host's dict with the version before except the hosts whose processes changed.
+"""Big maps of the live graph held in shards (one dict per host), so that a
+version shares every shard with the version before except those written since.
 
-At 1,000 hosts the processes are 100,000 nodes. A version was a copy of all
-of them (``dict(...)``: 4-6 ms on these machines) although a version follows
-the last by a quarter of a second and a few dozen hosts' reports; a read that
-wants the newest version (a GET under report load) waited for that copy, and
-with a few reads a second it was a tenth of a core. Now a version copies the
-outer dict (one entry per host) and each host written since the last version
-copies its own hundred entries, once (copy on write).
+At 1,000 hosts the processes are 100,000 nodes and the processes view's edges
+~200,000. A version was a copy of each (``dict(...)``: 4-6 ms for the nodes,
+12-22 ms for the edges on these machines), although a version follows the last
+by a quarter of a second and a few dozen hosts' reports: a read that wants the
+newest version (a GET under report load) waited for the copies, and a burst of
+reports from new hosts, which touches edges in every version, held the event
+loop for them in every version (the copy grew with the graph, not with what
+changed). Now a version copies the outer dict (one entry per shard) and each
+shard written since the last version copies its own entries, once (copy on write).
 
 A process id is ``process:<hostname>:<pid>``; its shard is everything before
-the last colon (``shard_of``), which every process a host reports shares.
+the last colon (``shard_of``), which every process a host reports shares. An
+edge's shard is its source's (``edge_shard``): a host's processes' edges are
+in that host's shard, a host's process groups' in its groups' shard; the small
+views (hosts, pods, services) share a shard per kind.
 """
 
 from __future__ import annotations
 
-from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
+from collections.abc import Callable, Hashable, ItemsView, Iterator, Mapping, MutableMapping, ValuesView
 from itertools import chain
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from ._model import Node
+from ._model import Edge, Node
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 
 
 def shard_of(process_id: str) -> str:
@@ -32,107 +40,129 @@ def host_shard(hostname: str) -> str:
     return f"process:{hostname}"
 
 
-class ShardedNodes(Mapping[str, Node]):
-    """A published version's processes: read only, and each shard is never
+def edge_shard(key: tuple[str, str]) -> str:
+    """The shard of the edge ``(source, target)``: its source node's."""
+    return key[0].rpartition(":")[0]
+
+
+class Sharded(Mapping[K, V], Generic[K, V]):
+    """A published version of a sharded map: read only, and each shard is never
     written again once a version holds it (``LiveShards`` copies it first)."""
 
-    __slots__ = ("_shards", "_length")
+    __slots__ = ("_shards", "_length", "_shard")
 
-    def __init__(self, shards: dict[str, dict[str, Node]], length: int) -> None:
+    def __init__(self, shards: dict[str, dict[K, V]], length: int, shard: Callable[[K], str]) -> None:
         self._shards = shards
         self._length = length
+        self._shard = shard
 
-    def __getitem__(self, node_id: str) -> Node:
-        shard = self._shards.get(shard_of(node_id))
+    def __getitem__(self, key: K) -> V:
+        shard = self._shards.get(self._shard(key))
         if shard is None:
-            raise KeyError(node_id)
-        return shard[node_id]
+            raise KeyError(key)
+        return shard[key]
 
-    def get(self, node_id: str, default: Any = None) -> Any:
-        shard = self._shards.get(shard_of(node_id))
-        return shard.get(node_id, default) if shard is not None else default
+    def get(self, key: K, default: Any = None) -> Any:
+        shard = self._shards.get(self._shard(key))
+        return shard.get(key, default) if shard is not None else default
 
-    def __contains__(self, node_id: object) -> bool:
-        if not isinstance(node_id, str):
+    def __contains__(self, key: object) -> bool:
+        try:
+            shard = self._shards.get(self._shard(key))  # type: ignore[arg-type]  # any key: absent if not a K
+        except (AttributeError, TypeError, IndexError):
             return False
-        shard = self._shards.get(shard_of(node_id))
-        return shard is not None and node_id in shard
+        return shard is not None and key in shard
 
-    def __iter__(self) -> Iterator[str]:
+    def __iter__(self) -> Iterator[K]:
         return chain.from_iterable(self._shards.values())
 
     def __len__(self) -> int:
         return self._length
 
-    def values(self) -> ValuesView[Node]:
+    def values(self) -> ValuesView[V]:
         return _Values(self)
 
-    def items(self) -> ItemsView[str, Node]:
+    def items(self) -> ItemsView[K, V]:
         return _Items(self)
 
 
-class _Values(ValuesView[Node]):
+class _Values(ValuesView[V]):
     """Shard by shard, at C speed (``Mapping``'s own looks each key up again)."""
 
-    _mapping: ShardedNodes
+    _mapping: Sharded[Any, V]
 
-    def __iter__(self) -> Iterator[Node]:
+    def __iter__(self) -> Iterator[V]:
         return chain.from_iterable(shard.values() for shard in self._mapping._shards.values())
 
 
-class _Items(ItemsView[str, Node]):
-    _mapping: ShardedNodes
+class _Items(ItemsView[K, V]):
+    _mapping: Sharded[K, Any]
 
-    def __iter__(self) -> Iterator[tuple[str, Node]]:
+    def __iter__(self) -> Iterator[tuple[K, V]]:
         return chain.from_iterable(shard.items() for shard in self._mapping._shards.values())
 
 
-class LiveShards(MutableMapping[str, Node]):
-    """The live graph's processes, by shard; ``published()`` is the version's
-    view of them. A shard a published version holds is copied on its first
-    write after (``writable``), never changed under the readers' feet."""
+class LiveShards(MutableMapping[K, V], Generic[K, V]):
+    """A live map, by shard; ``published()`` is a version's view of it. A shard
+    a published version holds is copied on its first write after
+    (``writable``), never changed under the readers' feet."""
 
-    __slots__ = ("_shards", "_held")
+    __slots__ = ("_shards", "_held", "_shard")
 
-    def __init__(self) -> None:
-        self._shards: dict[str, dict[str, Node]] = {}
+    def __init__(self, shard: Callable[[K], str]) -> None:
+        self._shards: dict[str, dict[K, V]] = {}
         self._held: set[str] = set()
         """Shards whose dict the last published version holds."""
+        self._shard = shard
 
-    def writable(self, shard: str) -> dict[str, Node]:
+    def writable(self, shard: str) -> dict[K, V]:
         """Shard ``shard``'s dict, to write into (made, or copied from the published one)."""
-        nodes = self._shards.get(shard)
-        if nodes is None:
-            nodes = self._shards[shard] = {}
+        entries = self._shards.get(shard)
+        if entries is None:
+            entries = self._shards[shard] = {}
         elif shard in self._held:
             self._held.discard(shard)
-            nodes = self._shards[shard] = dict(nodes)
-        return nodes
+            entries = self._shards[shard] = dict(entries)
+        return entries
 
-    def __setitem__(self, node_id: str, node: Node) -> None:
-        self.writable(shard_of(node_id))[node_id] = node
+    def __setitem__(self, key: K, value: V) -> None:
+        self.writable(self._shard(key))[key] = value
 
-    def __delitem__(self, node_id: str) -> None:
-        shard = shard_of(node_id)
-        nodes = self.writable(shard)
-        del nodes[node_id]
-        if not nodes:
+    def __delitem__(self, key: K) -> None:
+        shard = self._shard(key)
+        entries = self.writable(shard)
+        del entries[key]
+        if not entries:
             del self._shards[shard]
             self._held.discard(shard)
 
-    def __getitem__(self, node_id: str) -> Node:
-        nodes = self._shards.get(shard_of(node_id))
-        if nodes is None:
-            raise KeyError(node_id)
-        return nodes[node_id]
+    def __getitem__(self, key: K) -> V:
+        entries = self._shards.get(self._shard(key))
+        if entries is None:
+            raise KeyError(key)
+        return entries[key]
 
-    def __iter__(self) -> Iterator[str]:
+    def get(self, key: K, default: Any = None) -> Any:
+        entries = self._shards.get(self._shard(key))
+        return entries.get(key, default) if entries is not None else default
+
+    def __iter__(self) -> Iterator[K]:
         return chain.from_iterable(self._shards.values())
 
     def __len__(self) -> int:
         return sum(map(len, self._shards.values()))
 
-    def published(self) -> ShardedNodes:
-        """The processes as they are now, for a version: shares every shard."""
+    def published(self) -> Sharded[K, V]:
+        """The map as it is now, for a version: shares every shard."""
         self._held = set(self._shards)
-        return ShardedNodes(dict(self._shards), len(self))
+        return Sharded(dict(self._shards), len(self), self._shard)
+
+
+def live_processes() -> LiveShards[str, Node]:
+    """The live graph's processes by id, in shards by host."""
+    return LiveShards(shard_of)
+
+
+def live_edges() -> LiveShards[tuple[str, str], Edge]:
+    """One view's edges by (source, target), in shards by their source's host."""
+    return LiveShards(edge_shard)
