@@ -207,6 +207,11 @@ def open_reads_warning(settings: Settings) -> str | None:
             "(auth.protect_reads), or listen on this machine only with --host 127.0.0.1.")
 
 
+BANNER_END = "Press Ctrl-C to stop."
+"""How the banner's last line ends, with a bus or without (what a worker pool's
+parent reads up to before it prints the banner once)."""
+
+
 def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
     s = settings
     scheme = "https" if settings.server.tls else "http"
@@ -241,8 +246,8 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
         "=== Available Endpoints ===",
         *endpoint_lines(app),
         "",
-        "Ready. Press Ctrl-C to stop." if not settings.bus.url else
-        "Serving; ready (/health/ready) once the report stream is read to its end. Press Ctrl-C to stop.",
+        ("Ready." if not settings.bus.url else
+         "Serving; ready (/health/ready) once the report stream is read to its end.") + " " + BANNER_END,
     ]
     return "\n".join(lines)
 

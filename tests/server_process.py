@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tests.postgres import POSTGRES_ENV, SCHEMA_PREFIX_ENV, create_schema, drop_schema, in_schema
 from trioscope.domain.principals import Role, mint_user_token
+from trioscope.server import BANNER_END
 from trioscope.store import DATABASE_FILE
 
 TEST_SECRET = "test-secret-for-trioscope-integration-tests-only"
@@ -92,10 +93,10 @@ class ServerProcess:
         raise TimeoutError(f"server did not start within {timeout}s:\n{self.stderr()}")
 
     def read_banner(self, timeout: float = 10.0) -> list[str]:
-        """Read the rest of the banner (up to the "Ready." line)."""
+        """Read the rest of the banner (up to its last line: "Ready. ...", or with a bus "Serving; ...")."""
         assert self.proc is not None and self.proc.stdout is not None
         deadline = time.monotonic() + timeout
-        while not (self.banner and self.banner[-1].startswith("Ready.")) and time.monotonic() < deadline:
+        while not (self.banner and self.banner[-1].endswith(BANNER_END)) and time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 break

@@ -46,6 +46,11 @@ socket when it decides to, and to fail alone.
 * HTTP/1.1 only: Hypercorn turns a plain connection into HTTP/2 when asked
   (``Upgrade: h2c``, or HTTP/2's preface), and every guard of the edge is
   built on h11's one request at a time (``_http11_only``).
+* A request h11 cannot parse (a malformed request line or header, headers
+  beyond ``h11_max_incomplete_size``, a transfer coding other than chunked)
+  is answered before the application sees it, as everywhere else here: a JSON
+  error that says what was wrong (``_ProtocolErrors``). Hypercorn answered
+  with the bare status and an empty body.
 """
 
 from __future__ import annotations
@@ -54,7 +59,9 @@ import logging
 import math
 from typing import Any
 
+import h11
 import hypercorn.trio.run
+import orjson
 import trio
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
@@ -75,6 +82,53 @@ async def _http11_only(_request: Any) -> None:
     would switch either to HTTP/2, whose streams the edge's guards (one
     request at a time per connection, bounded streams, this server's writes)
     were never built for."""
+
+
+_PROTOCOL_ERROR_CODES = {400: "bad_request", 431: "request_header_fields_too_large", 501: "not_implemented"}
+
+
+class _ProtocolErrors:
+    """One connection's answers to requests h11 refused (the module's
+    docstring): what h11 said is kept as it reads (``next_event``) and sent as
+    the JSON error Hypercorn's ``_send_error_response`` sent without a body."""
+
+    def __init__(self, protocol: H11Protocol) -> None:
+        self._protocol = protocol
+        self._next_event = protocol.connection.next_event
+        self._reason = ""
+        protocol.connection.next_event = self.next_event  # type: ignore[method-assign]  # this connection's alone
+        protocol._send_error_response = self.send  # type: ignore[method-assign]  # this connection's alone
+
+    @staticmethod
+    def release(protocol: H11Protocol) -> None:
+        """The connection is over: the cycle through the protocol undone (the module's docstring)."""
+        protocol.__dict__.pop("_send_error_response", None)
+        protocol.connection.__dict__.pop("next_event", None)
+
+    def next_event(self) -> Any:
+        try:
+            return self._next_event()
+        except h11.RemoteProtocolError as exc:
+            self._reason = str(exc)
+            raise
+
+    async def send(self, status_code: int) -> None:
+        protocol = self._protocol
+        if status_code == 431:
+            message = (f"the request line and headers are too large (more than "
+                       f"{protocol.config.h11_max_incomplete_size} bytes before their end)")
+        elif status_code == 501:
+            message = "a transfer coding this server does not implement (it reads chunked, or a Content-Length)"
+        else:
+            message = "not a valid HTTP/1.1 request"
+        if self._reason:
+            message = f"{message}: {self._reason}"
+        body = orjson.dumps({"error": {"code": _PROTOCOL_ERROR_CODES.get(status_code, "bad_request"), "message": message}})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close"), *protocol.config.response_headers("h11")]
+        await protocol._send_h11_event(h11.Response(status_code=status_code, headers=headers))
+        await protocol._send_h11_event(h11.Data(data=body))
+        await protocol._send_h11_event(h11.EndOfMessage())
 
 
 class _IdleWatch:
@@ -146,10 +200,13 @@ class GuardedTCPServer(TCPServer):
         if isinstance(inner, H11Protocol):
             # HTTP/1.1 only (the module's docstring), as TLS connections are by ALPN.
             inner._check_protocol = _http11_only  # type: ignore[method-assign,assignment]  # this connection's alone
+            _ProtocolErrors(inner)
         try:
             await super()._read_data()
         finally:
             self.idle_task.end()  # type: ignore[attr-defined]  # an _IdleWatch (__init__)
+            if isinstance(inner, H11Protocol):
+                _ProtocolErrors.release(inner)
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):

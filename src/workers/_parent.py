@@ -42,6 +42,7 @@ import trio
 from trioscope.config import Settings, format_duration
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.server import (
+    BANNER_END,
     ExitCode,
     _open_data_dir,
     bind_address,
@@ -58,14 +59,15 @@ log = logging.getLogger("trioscope.workers")
 
 WORKER_ARGV = (sys.executable, "-m", "trioscope.workers")
 START_TIMEOUT = 120.0
-"""Seconds a worker may take from its start to its "Ready." line (Python starting
+"""Seconds a worker may take from its start to its banner's last line (Python starting
 on a busy machine, the schema check, reloading open commands)."""
 EXIT_MARGIN = 5.0
 """Seconds the parent waits past ``server.shutdown_timeout`` for workers to exit:
 each bounds its own shutdown by that timeout, and then needs a moment to exit
 (measured: a worker that held 10,000 polls on a loaded 2-core machine needed
 more than 2 s to tear them down and free its heap)."""
-READY = b"Ready."
+END_OF_BANNER = BANNER_END.encode()
+"""The end of a worker's banner's last line: "Ready. ..." without a bus, "Serving; ..." with one."""
 LISTENING = b"trioscope listening on "
 
 
@@ -174,10 +176,10 @@ class _Pool:
         return code
 
     async def _read_banner(self, stdout: trio.abc.ReceiveStream, keep: bool) -> bool:
-        """Read the worker's banner up to its "Ready." line (True), or to its end (False)."""
+        """Read the worker's banner up to its last line (True), or to its end (False)."""
         buffer = b""
-        # Whole lines only: a read may end inside the "Ready." line.
-        while not any(line.startswith(READY) for line in buffer.split(b"\n")[:-1]):
+        # Whole lines only: a read may end inside the last line.
+        while not any(line.rstrip().endswith(END_OF_BANNER) for line in buffer.split(b"\n")[:-1]):
             chunk = await stdout.receive_some()
             if not chunk:
                 return False

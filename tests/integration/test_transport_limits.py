@@ -388,6 +388,39 @@ def test_plain_connections_stay_http_1_1(server: ServerProcess) -> None:
     assert "Traceback" not in server.stderr()
 
 
+@pytest.mark.parametrize(("request_bytes", "status", "code", "says"), [
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 400, "bad_request", "not a valid HTTP/1.1 request: "),
+    # Not ended: all of it read (a close with bytes unread would reset the connection, the answer lost).
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 30_000, 431,
+     "request_header_fields_too_large", "too large (more than 16384 bytes before their end)"),
+    (b"POST /api/v1/reports HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501,
+     "not_implemented", "transfer coding"),
+])
+async def test_a_request_h11_cannot_read_gets_a_json_error(server: ServerProcess, request_bytes: bytes, status: int,
+                                                            code: str, says: str) -> None:
+    """Refused before the application sees it (malformed, headers too large, an
+    unknown transfer coding), it is still our JSON error, not an empty body."""
+    host, port = address(server)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(request_bytes)
+    with trio.fail_after(30):
+        answered = await _until_closed(stream)
+    await stream.aclose()
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("Host", host)]))
+    conn.send(h11.EndOfMessage())
+    conn.receive_data(answered)
+    response = conn.next_event()
+    assert isinstance(response, h11.Response) and response.status_code == status
+    assert dict(response.headers)[b"content-type"] == b"application/json"
+    body = b""
+    while isinstance(event := conn.next_event(), h11.Data):
+        body += event.data
+    error = orjson.loads(body)["error"]
+    assert error["code"] == code and says in error["message"]
+    assert "Traceback" not in server.stderr()
+
+
 async def test_a_client_that_stops_reading_has_its_connection_closed_after_the_write_timeout() -> None:
     """A response larger than the sockets' buffers to a client that reads
     nothing: the write waits ``--write-timeout``, then the connection goes, and

@@ -15,6 +15,7 @@ import psutil
 import pytest
 import trustme
 
+from tests.bus_server import report_path
 from tests.server_process import ServerProcess, run_cli
 from tests.waiting import eventually
 
@@ -65,6 +66,26 @@ def workers_server(postgres_url: str) -> Iterator[ServerProcess]:
         seen.update(p.pid for p in _workers(server))
         try:
             yield server
+        finally:
+            if server.proc is not None and server.proc.poll() is None:
+                seen.update(p.pid for p in _workers(server))
+            _kill_all(seen)
+
+
+async def test_workers_on_a_bus_print_their_banner(postgres_url: str) -> None:
+    """With ``--bus`` a worker's banner ends "Serving; ready (/health/ready) once
+    the report stream is read..." rather than "Ready.": the parent, which waited
+    for "Ready.", printed no banner at all (nor started its local probe)."""
+    with report_path("bus") as bus, ServerProcess(["--workers", "2", "--database", postgres_url, *bus]) as server:
+        seen = {p.pid for p in _workers(server)}
+        try:
+            banner = server.read_banner()
+            assert banner[-1].startswith("Serving; ready (/health/ready) once the report stream is read")
+            assert "Workers:               2 processes on this port" in banner
+            async with httpx.AsyncClient(base_url=server.base_url) as client:
+                async def ready() -> bool:
+                    return (await client.get("/health/ready")).status_code == 200
+                await eventually(ready, deadline=60)
         finally:
             if server.proc is not None and server.proc.poll() is None:
                 seen.update(p.pid for p in _workers(server))
