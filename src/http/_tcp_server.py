@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import logging
 import math
+import weakref
 from typing import Any
 
 import h11
@@ -84,36 +85,42 @@ async def _http11_only(_request: Any) -> None:
     were never built for."""
 
 
+MAX_REASON = 200
+"""Characters of h11's reason for refusing a request kept in the answer."""
 _PROTOCOL_ERROR_CODES = {400: "bad_request", 431: "request_header_fields_too_large", 501: "not_implemented"}
 
 
 class _ProtocolErrors:
     """One connection's answers to requests h11 refused (the module's
     docstring): what h11 said is kept as it reads (``next_event``) and sent as
-    the JSON error Hypercorn's ``_send_error_response`` sent without a body."""
+    the JSON error Hypercorn's ``_send_error_response`` sent without a body.
+
+    Installed on the protocol and its h11 connection, it holds both weakly:
+    held strongly, each would be in a reference cycle with it, and the whole
+    connection would wait for the cyclic collector (the module's docstring)."""
 
     def __init__(self, protocol: H11Protocol) -> None:
-        self._protocol = protocol
-        self._next_event = protocol.connection.next_event
+        connection = protocol.connection
+        self._protocol = weakref.ref(protocol)
+        self._connection = weakref.ref(connection)
         self._reason = ""
-        protocol.connection.next_event = self.next_event  # type: ignore[method-assign]  # this connection's alone
+        connection.next_event = self.next_event  # type: ignore[method-assign]  # this connection's alone
         protocol._send_error_response = self.send  # type: ignore[method-assign]  # this connection's alone
 
-    @staticmethod
-    def release(protocol: H11Protocol) -> None:
-        """The connection is over: the cycle through the protocol undone (the module's docstring)."""
-        protocol.__dict__.pop("_send_error_response", None)
-        protocol.connection.__dict__.pop("next_event", None)
-
     def next_event(self) -> Any:
+        connection = self._connection()
+        assert connection is not None  # it is what calls this
         try:
-            return self._next_event()
+            return type(connection).next_event(connection)  # type: ignore[arg-type]  # an h11.Connection (__init__)
         except h11.RemoteProtocolError as exc:
-            self._reason = str(exc)
+            # h11 quotes the offending line, which may be ~64 KB (or carry a credential).
+            reason = str(exc)
+            self._reason = reason if len(reason) <= MAX_REASON else reason[:MAX_REASON] + "..."
             raise
 
     async def send(self, status_code: int) -> None:
-        protocol = self._protocol
+        protocol = self._protocol()
+        assert protocol is not None  # it is what calls this
         if status_code == 431:
             message = (f"the request line and headers are too large (more than "
                        f"{protocol.config.h11_max_incomplete_size} bytes before their end)")
@@ -205,8 +212,6 @@ class GuardedTCPServer(TCPServer):
             await super()._read_data()
         finally:
             self.idle_task.end()  # type: ignore[attr-defined]  # an _IdleWatch (__init__)
-            if isinstance(inner, H11Protocol):
-                _ProtocolErrors.release(inner)
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):

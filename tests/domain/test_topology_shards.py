@@ -156,3 +156,19 @@ def test_publishing_in_steps_gives_what_publish_gives() -> None:
     assert dict(got[0].nodes_of(NodeKind.PROCESS)) == dict(expected[0].nodes_of(NodeKind.PROCESS))
     for view in View:
         assert dict(got[0].edges_of(view)) == dict(expected[0].edges_of(view))
+
+
+def test_a_copy_shares_nothing_and_a_missing_key_changes_nothing() -> None:
+    live = live_processes()
+    node = _node("h0", 1, 1.0)
+    live[node.id] = node
+    version = live.published()
+    copied = live.copy()
+    copied[_node("h0", 2, 2.0).id] = _node("h0", 2, 2.0)
+    assert len(live) == 1 and len(copied) == 2 and len(version) == 1
+    with pytest.raises(KeyError):
+        del live[process_id("h0", 9)]
+    with pytest.raises(KeyError):
+        del live[process_id("elsewhere", 9)]
+    assert live._shards[host_shard("h0")] is version._shards[host_shard("h0")]  # not copied for nothing
+    assert host_shard("elsewhere") not in live._shards

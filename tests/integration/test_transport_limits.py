@@ -390,8 +390,9 @@ def test_plain_connections_stay_http_1_1(server: ServerProcess) -> None:
 
 @pytest.mark.parametrize(("request_bytes", "status", "code", "says"), [
     (b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n", 400, "bad_request", "not a valid HTTP/1.1 request: "),
-    # Not ended: all of it read (a close with bytes unread would reset the connection, the answer lost).
-    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 30_000, 431,
+    # Not ended, and just over the limit: all of it read (a close with bytes unread would reset the
+    # connection, the answer lost).
+    (b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 16_500, 431,
      "request_header_fields_too_large", "too large (more than 16384 bytes before their end)"),
     (b"POST /api/v1/reports HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501,
      "not_implemented", "transfer coding"),
@@ -419,6 +420,19 @@ async def test_a_request_h11_cannot_read_gets_a_json_error(server: ServerProcess
     error = orjson.loads(body)["error"]
     assert error["code"] == code and says in error["message"]
     assert "Traceback" not in server.stderr()
+
+
+async def test_what_h11_quotes_of_a_bad_request_is_cut_short(server: ServerProcess) -> None:
+    host, port = address(server)
+    stream = await trio.open_tcp_stream(host, port)
+    await stream.send_all(b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header: " + b"a" * 5_000 + b"\r\n\r\n")
+    with trio.fail_after(30):
+        answered = await _until_closed(stream)
+    await stream.aclose()
+    assert answered.startswith(b"HTTP/1.1 400 ")
+    message = orjson.loads(answered.partition(b"\r\n\r\n")[2])["error"]["message"]
+    assert message.startswith("not a valid HTTP/1.1 request: ") and message.endswith("...")
+    assert len(message) < 300
 
 
 async def test_a_client_that_stops_reading_has_its_connection_closed_after_the_write_timeout() -> None:

@@ -632,7 +632,9 @@ class TopologyGraph:
         """``publish`` in steps: yields after each ``step`` nodes or edges
         compared, so that a caller can let others run between them (a version
         of a thousand new hosts compares ~130,000 nodes); returns what
-        ``publish`` returns. Nothing else may use the graph until it returned."""
+        ``publish`` returns. Nothing else may use the graph until it returned,
+        and it must be run to its end: what it has taken from the graph's
+        changes before a yield is in no later version if it is dropped there."""
         previous = self._published
         self.settle()
         if not self.dirty:
@@ -782,8 +784,7 @@ class TopologyGraph:
         # Continue the version sequence: the next publish diffs against what
         # clients last saw, including what disappeared with the failed agent.
         graph.version, graph._published = self.version, self._published
-        for view, edges in self._edges.items():
-            graph._edges[view].update(edges)
+        graph._edges = {view: edges.copy() for view, edges in self._edges.items()}
         graph._dirty_nodes.update(self._nodes)
         for view, counts in self._edge_counts.items():
             graph._dirty_edges[view].update(counts)

@@ -14,8 +14,10 @@ shard written since the last version copies its own entries, once (copy on write
 A process id is ``process:<hostname>:<pid>``; its shard is everything before
 the last colon (``shard_of``), which every process a host reports shares. An
 edge's shard is its source's (``edge_shard``): a host's processes' edges are
-in that host's shard, a host's process groups' in its groups' shard; the small
-views (hosts, pods, services) share a shard per kind.
+in that host's shard, a host's process groups' in its groups' shard; in the
+views whose node ids name no host (hosts, containers, pods, services) every
+edge is in one shard of that kind, copied whole when one of them changes, as
+before.
 """
 
 from __future__ import annotations
@@ -130,6 +132,8 @@ class LiveShards(MutableMapping[K, V], Generic[K, V]):
 
     def __delitem__(self, key: K) -> None:
         shard = self._shard(key)
+        if key not in self._shards.get(shard, ()):
+            raise KeyError(key)  # before ``writable``, which would make or copy the shard for nothing
         entries = self.writable(shard)
         del entries[key]
         if not entries:
@@ -151,6 +155,12 @@ class LiveShards(MutableMapping[K, V], Generic[K, V]):
 
     def __len__(self) -> int:
         return sum(map(len, self._shards.values()))
+
+    def copy(self) -> LiveShards[K, V]:
+        """Another live map of the same entries, sharing nothing with this one."""
+        copied: LiveShards[K, V] = LiveShards(self._shard)
+        copied._shards = {shard: dict(entries) for shard, entries in self._shards.items()}
+        return copied
 
     def published(self) -> Sharded[K, V]:
         """The map as it is now, for a version: shares every shard."""
