@@ -44,6 +44,7 @@ from trioscope.runtime import (
     MailboxFull,
     SupervisorRef,
     Terminated,
+    in_steps,
 )
 from trioscope.wire import Report, decode_report
 
@@ -394,14 +395,7 @@ class TopologyActor(Actor):
         many new hosts (a burst of probes after a restart) compares ~130
         nodes and ~300 edges of each."""
         self._number_version()
-        steps = self.graph.publishing(self.clock())
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                self._announce(*done.value)
-                return
-            await self._let_others_run()
+        self._announce(*await in_steps(self.graph.publishing(self.clock()), self._let_others_run))
 
     def _publish(self) -> None:
         self._number_version()

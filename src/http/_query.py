@@ -28,7 +28,7 @@ from trioscope.domain.topology import (
     View,
     id_order_steps,
 )
-from trioscope.runtime import ActorRef
+from trioscope.runtime import ActorRef, in_steps
 
 from . import _gate
 from ._compression import (
@@ -198,13 +198,7 @@ async def _ordered(listing: Listing) -> None:
     loop 60-120 ms; a worker thread would not help: a sort holds the GIL)."""
     for kind in listing.unordered():
         async with services().view_builds:
-            steps = id_order_steps(listing.snapshot, kind)
-            while True:
-                try:
-                    next(steps)
-                except StopIteration:
-                    break
-                await trio.lowlevel.checkpoint()
+            await in_steps(id_order_steps(listing.snapshot, kind))
 
 
 async def _visible_nodes() -> Callable[[Node], bool] | None:

@@ -41,6 +41,7 @@ from ._specs import dynamic_supervisor as dynamic_supervisor
 from ._stats import ActorStats as ActorStats
 from ._stats import SupervisorStats as SupervisorStats
 from ._stats import SystemStats as SystemStats
+from ._steps import in_steps as in_steps
 from ._supervisor import SupervisorRef as SupervisorRef
 from ._timers import Timer as Timer
 from ._system import ActorSystem as ActorSystem
@@ -81,6 +82,7 @@ __all__ = [
     "TooManyChildren",
     "UnhandledMessage",
     "dynamic_supervisor",
+    "in_steps",
     "intensity_exceeded",
     "open_actor_system",
     "record_restart",

@@ -16,12 +16,13 @@ it changed, never to the size of the whole graph:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Generator, Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping
 from operator import attrgetter, is_
 from typing import Any, cast
 
 import attrs
 
+from trioscope.domain.steps import Steps, at_once
 from trioscope.wire import Report, is_loopback
 
 from ._edge_cache import EdgeCache
@@ -621,14 +622,9 @@ class TopologyGraph:
     def publish(self, now: float) -> tuple[TopologySnapshot, TopologyDiff | None]:
         """A new snapshot if anything changed since the last one, with the diff;
         else the current snapshot and None."""
-        steps = self.publishing(now)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return cast(tuple[TopologySnapshot, TopologyDiff | None], done.value)
+        return at_once(self.publishing(now))
 
-    def publishing(self, now: float, step: int = PUBLISH_STEP) -> Generator[None, None, tuple[TopologySnapshot, TopologyDiff | None]]:
+    def publishing(self, now: float, step: int = PUBLISH_STEP) -> Steps[tuple[TopologySnapshot, TopologyDiff | None]]:
         """``publish`` in steps: yields after each ``step`` nodes or edges
         compared, so that a caller can let others run between them (a version
         of a thousand new hosts compares ~130,000 nodes); returns what

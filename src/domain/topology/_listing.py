@@ -4,13 +4,15 @@ order, and nodes with only some of their fields."""
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from operator import attrgetter
 from typing import Any, TypeVar
 
 import attrs
 import orjson
+
+from trioscope.domain.steps import Steps, at_once
 
 from ._model import NODE_FIELDS, WHOLE_KINDS, Edge, Node, NodeKind, View, edge_entries
 from ._snapshot import TopologySnapshot, _node_entries, _timestamp, _visible_part, kind_of
@@ -50,7 +52,7 @@ ORDER_STEP = 16_384
 """Items sorted, or merged, between two yields of ``id_order_steps``."""
 
 
-def id_order_steps(snapshot: TopologySnapshot, kind: NodeKind) -> Generator[None, None, IdOrder]:
+def id_order_steps(snapshot: TopologySnapshot, kind: NodeKind) -> Steps[IdOrder]:
     """Build (or find) the ``IdOrder`` of ``kind`` in ``snapshot``, yielding
     between steps (runs of at most ``ORDER_STEP`` items sorted, then sorted
     runs merged two by two in one pass each), so that a caller can let others
@@ -70,15 +72,10 @@ def id_order_steps(snapshot: TopologySnapshot, kind: NodeKind) -> Generator[None
 
 def id_order(snapshot: TopologySnapshot, kind: NodeKind) -> IdOrder:
     """The ``IdOrder`` of ``kind`` in ``snapshot``, built at once on first use, then kept with it."""
-    steps = id_order_steps(snapshot, kind)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]  # StopIteration.value is untyped; the steps return an IdOrder
+    return at_once(id_order_steps(snapshot, kind))
 
 
-def _sorted_in_steps(items: list[T], key: Callable[[T], Any] | None) -> Generator[None, None, list[T]]:
+def _sorted_in_steps(items: list[T], key: Callable[[T], Any] | None) -> Steps[list[T]]:
     """``sorted(items, key=key)``, stable, as sorted runs merged two by two."""
     runs = []
     for start in range(0, len(items), ORDER_STEP):
