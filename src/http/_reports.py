@@ -117,7 +117,17 @@ async def submit_report() -> Response:
     else:
         report = _decode(body, received_at)
         packed = PackedReport.pack(body)
-        shape = report_shape(report)  # here, in the request: the topology actor is every report's one queue
+        if s.agents.actor(report.agent_id) is None and len(s.agents) < s.settings.agents.max_agents:
+            # A probe new here (as every probe is when the server or a fleet
+            # restarts): its nodes are all built anew, ~3x what accepting the
+            # report costs, so in its request rather than in the topology
+            # actor, every report's one queue: a burst of new probes no longer
+            # leaves seconds of merging behind it for the reads to wait on.
+            # (Not when the probes fill --max-agents: the roster may refuse it.)
+            partition = build_partition(report, received_at)
+            shape = partition.shape
+        else:
+            shape = report_shape(report)  # here, in the request: the topology actor is every report's one queue
     await _gate.vouch(report.agent_id, signer)
     # One message: the roster starts the probe's actor if it is new and hands
     # the report to the topology, that actor and the hub (503 when one is full).

@@ -183,3 +183,28 @@ async def test_a_read_waits_for_no_more_than_its_budget_of_merging_and_loses_not
         assert stats["topology"]["pending_reports"] == 1
         monkeypatch.undo()
         assert await hosts_in(system) == {host_id(f"host-{i}") for i in range(1, 5)}
+
+
+async def test_a_new_probes_first_report_is_built_in_its_request_and_the_next_in_the_topology(monkeypatch, settings):
+    """A probe's first report is all new nodes (~3x what accepting it costs):
+    built in the request, so that a burst of new probes leaves no backlog in
+    the topology's one queue; the next one, mostly new metrics, is the
+    topology's (its cheap refresh needs the current partition)."""
+    merged = []
+    real_merge = TopologyActor._merge
+
+    def spy(self, merge):
+        merged.append((merge.report.agent_id, merge.partition is not None))
+        return real_merge(self, merge)
+
+    monkeypatch.setattr(TopologyActor, "_merge", spy)
+    async with open_actor_system(supervision_tree(settings)) as system:
+        app = create_app(system, settings)
+        async with app.test_app() as test_app:
+            client = test_app.test_client()
+            for round_ in range(2):
+                for index in (1, 2):
+                    report = host_report(index, timestamp=time.time() + round_)
+                    assert (await client.post("/api/v1/reports", json=report)).status_code == 202
+                assert await hosts_in(system) == {host_id("host-1"), host_id("host-2")}
+    assert merged == [("agent-1", True), ("agent-2", True), ("agent-1", False), ("agent-2", False)]
