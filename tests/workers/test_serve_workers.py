@@ -72,24 +72,33 @@ def workers_server(postgres_url: str) -> Iterator[ServerProcess]:
             _kill_all(seen)
 
 
-async def test_workers_on_a_bus_print_their_banner(postgres_url: str) -> None:
-    """With ``--bus`` a worker's banner ends "Serving; ready (/health/ready) once
-    the report stream is read..." rather than "Ready.": the parent, which waited
-    for "Ready.", printed no banner at all (nor started its local probe)."""
+@pytest.fixture
+def bus_workers_server(postgres_url: str) -> Iterator[ServerProcess]:
+    """Two workers on PostgreSQL and a bus (a stream of the test's own); every worker pid seen is ended with it.
+    A plain fixture: the stream is deleted with asyncio, outside the test's Trio run."""
+    seen: set[int] = set()
     with report_path("bus") as bus, ServerProcess(["--workers", "2", "--database", postgres_url, *bus]) as server:
-        seen = {p.pid for p in _workers(server)}
+        seen.update(p.pid for p in _workers(server))
         try:
-            banner = server.read_banner()
-            assert banner[-1].startswith("Serving; ready (/health/ready) once the report stream is read")
-            assert "Workers:               2 processes on this port" in banner
-            async with httpx.AsyncClient(base_url=server.base_url) as client:
-                async def ready() -> bool:
-                    return (await client.get("/health/ready")).status_code == 200
-                await eventually(ready, deadline=60)
+            yield server
         finally:
             if server.proc is not None and server.proc.poll() is None:
                 seen.update(p.pid for p in _workers(server))
             _kill_all(seen)
+
+
+async def test_workers_on_a_bus_print_their_banner(bus_workers_server: ServerProcess) -> None:
+    """With ``--bus`` a worker's banner ends "Serving; ready (/health/ready) once
+    the report stream is read..." rather than "Ready.": the parent, which waited
+    for "Ready.", printed no banner at all (nor started its local probe)."""
+    server = bus_workers_server
+    banner = server.read_banner()
+    assert banner[-1].startswith("Serving; ready (/health/ready) once the report stream is read")
+    assert "Workers:               2 processes on this port" in banner
+    async with httpx.AsyncClient(base_url=server.base_url) as client:
+        async def ready() -> bool:
+            return (await client.get("/health/ready")).status_code == 200
+        await eventually(ready, deadline=60)
 
 
 def test_more_than_one_worker_on_sqlite_is_refused_with_exit_2():
