@@ -256,7 +256,7 @@ class TopologyActor(Actor):
             return None
         if isinstance(message, _Cleanup):
             await self._flush(SLICE_BUDGET)
-            self._cleanup()
+            await self._cleanup()
             return None
         if isinstance(message, GetStats):
             await self._flush(READ_BUDGET, at_least=READ_AT_LEAST)
@@ -421,12 +421,13 @@ class TopologyActor(Actor):
             except ActorStopped:
                 self.listeners.pop(listener, None)
 
-    def _cleanup(self) -> None:
+    async def _cleanup(self) -> None:
         now = self.clock()
-        expired = self.graph.expire(now, self.settings.agents.stale_threshold)
+        self._yielded = time.perf_counter()
+        expired = await in_steps(self.graph.expiring(now, self.settings.agents.stale_threshold), self._let_others_run)
         points = self.history.expire(now)
         process_points = self.process_history.expire(now)
-        self._publish()
+        await self._publish_in_steps()
         log.info(
             "cleanup: removed %d stale agents (%d nodes), %d metric points and %d series; %d nodes remain",
             len(expired.agents), expired.nodes,

@@ -295,6 +295,24 @@ def test_expire_removes_agents_not_heard_from_within_the_threshold():
     assert [n.id for n in snap.nodes(View.HOSTS)] == [host_id("h-new")]
 
 
+def test_expiring_removes_one_agent_a_step():
+    """A thousand agents gone silent together were a second of removals at once:
+    ``expiring`` yields after each, and ends where ``expire`` would."""
+    graph = TopologyGraph()
+    for index in range(3):
+        graph.apply(report(f"old-{index}", f"h-old-{index}"), received_at=T0)
+    graph.apply(report("new", "h-new"), received_at=T0 + 250)
+    steps = graph.expiring(now=T0 + 301, threshold=300)
+    left = []
+    with pytest.raises(StopIteration) as done:
+        while True:
+            next(steps)
+            left.append(len(graph.partitions))
+    assert left == [3, 2, 1]
+    assert done.value.value.agents == ("old-0", "old-1", "old-2")
+    assert [n.id for n in published(graph).nodes(View.HOSTS)] == [host_id("h-new")]
+
+
 def test_containers_that_come_and_go_leave_nothing_behind():
     graph = TopologyGraph()
     for i in range(300):  # a CI host: every report a new container with one process

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import attrs
 
-from trioscope.domain.steps import Steps, at_once
+from trioscope.domain.steps import Steps, at_once, sorted_in_steps
 from trioscope.wire import Report, is_loopback
 
 from ._edge_cache import EdgeCache
@@ -159,9 +159,17 @@ class TopologyGraph:
     def expire(self, now: float, threshold: float) -> Expired:
         """Remove partitions not refreshed within ``threshold`` seconds of ``now``
         (by the time the server received them, so agents' clocks do not matter)."""
+        return at_once(self.expiring(now, threshold))
+
+    def expiring(self, now: float, threshold: float) -> Steps[Expired]:
+        """``expire`` in steps: yields after each agent removed (~1 ms each; a
+        thousand gone silent together, a network cut off, were a second at once)."""
         horizon = now - threshold
         stale = [a for a, p in self.partitions.items() if p.received_at < horizon]
-        removed = sum(self.remove_agent(a) for a in stale)
+        removed = 0
+        for agent in stale:
+            removed += self.remove_agent(agent)
+            yield
         return Expired(tuple(stale), removed)
 
     def _replace(self, agent: str, old: Partition | None, new: Partition | None) -> None:
@@ -703,6 +711,11 @@ class TopologyGraph:
 
         if not (dirty_kinds or dirty_views):
             return previous, None
+        # Sorted for a diff that reads the same on every replica; in steps: a
+        # thousand agents expired together are ~130,000 nodes and ~550,000
+        # edges removed (~0.3 s of sorting at once).
+        nodes_removed = yield from sorted_in_steps(nodes_removed)
+        edges_removed = yield from sorted_in_steps(edges_removed)
         self.version += 1
         nodes = {k: (_frozen(self._by_kind[k]) if k in dirty_kinds else previous.nodes_of(k)) for k in NodeKind}
         edges_by_view = {v: (self._edges[v].published() if v in dirty_views else previous.edges_of(v)) for v in View}
@@ -712,10 +725,10 @@ class TopologyGraph:
             previous_version=previous.version,
             nodes_added=nodes_added,
             nodes_updated=nodes_updated,
-            nodes_removed=tuple(sorted(nodes_removed)),
+            nodes_removed=tuple(nodes_removed),
             edges_added=edges_added,
             edges_updated=edges_updated,
-            edges_removed=tuple(sorted(edges_removed)),
+            edges_removed=tuple(edges_removed),
         )
         self._published = snapshot
         return snapshot, diff

@@ -7,12 +7,12 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import attrs
 import orjson
 
-from trioscope.domain.steps import Steps, at_once
+from trioscope.domain.steps import Steps, at_once, sorted_in_steps
 
 from ._model import NODE_FIELDS, WHOLE_KINDS, Edge, Node, NodeKind, View, edge_entries
 from ._snapshot import TopologySnapshot, _node_entries, _timestamp, _visible_part, kind_of
@@ -62,10 +62,10 @@ def id_order_steps(snapshot: TopologySnapshot, kind: NodeKind) -> Steps[IdOrder]
     key = _order_key(kind)
     order = snapshot.kept(key)
     if order is None:
-        ids = yield from _sorted_in_steps(list(snapshot.nodes_of(kind)), None)
+        ids = yield from sorted_in_steps(list(snapshot.nodes_of(kind)), None, ORDER_STEP)
         # Sorted by source alone: a stable sort, so ties keep the version's own
         # order and two pages of one version agree.
-        edges = yield from _sorted_in_steps(list(snapshot.edges_of(_VIEW_OF[kind]).values()), _SOURCE)
+        edges = yield from sorted_in_steps(list(snapshot.edges_of(_VIEW_OF[kind]).values()), _SOURCE, ORDER_STEP)
         order = snapshot.keep(key, IdOrder(ids, edges, list(map(_SOURCE, edges))))
     return order
 
@@ -73,22 +73,6 @@ def id_order_steps(snapshot: TopologySnapshot, kind: NodeKind) -> Steps[IdOrder]
 def id_order(snapshot: TopologySnapshot, kind: NodeKind) -> IdOrder:
     """The ``IdOrder`` of ``kind`` in ``snapshot``, built at once on first use, then kept with it."""
     return at_once(id_order_steps(snapshot, kind))
-
-
-def _sorted_in_steps(items: list[T], key: Callable[[T], Any] | None) -> Steps[list[T]]:
-    """``sorted(items, key=key)``, stable, as sorted runs merged two by two."""
-    runs = []
-    for start in range(0, len(items), ORDER_STEP):
-        runs.append(sorted(items[start:start + ORDER_STEP], key=key))  # type: ignore[type-var, arg-type]
-        yield
-    while len(runs) > 1:
-        merged = []
-        for i in range(0, len(runs) - 1, 2):
-            # Two sorted runs one after the other: timsort merges them in one pass.
-            merged.append(sorted(runs[i] + runs[i + 1], key=key))  # type: ignore[type-var, arg-type]
-            yield
-        runs = merged + runs[len(merged) * 2:]
-    return runs[0] if runs else []
 
 
 class Listing:
