@@ -16,8 +16,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from typing import Any, TypeVar
 
 import nats
 import nats.js.errors
@@ -67,6 +69,17 @@ def ensure_running() -> str:
     return URL
 
 
+T = TypeVar("T")
+
+
+def _run_asyncio(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``asyncio.run(work())`` in a thread of its own: the calling thread may
+    hold an asyncio loop marked running (Playwright's sync API keeps one for
+    the UI tests' browser), and ``asyncio.run`` refuses to start beside it."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(work())).result()
+
+
 def stream_name() -> str:
     """A stream (and subject prefix) of the test's own."""
     return f"test_{secrets.token_hex(6)}"
@@ -82,7 +95,7 @@ def delete_stream(url: str, stream: str) -> None:
         finally:
             await nc.close()
 
-    asyncio.run(delete())
+    _run_asyncio(delete)
 
 
 def stream_max_bytes(url: str, stream: str) -> int:
@@ -95,7 +108,7 @@ def stream_max_bytes(url: str, stream: str) -> int:
         finally:
             await nc.close()
 
-    return asyncio.run(read())
+    return _run_asyncio(read)
 
 
 def _free_port() -> int:
