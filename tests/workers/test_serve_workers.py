@@ -8,6 +8,7 @@ import re
 import signal
 import ssl
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -57,12 +58,11 @@ def _kill_all(pids: set[int]) -> None:
             pass
 
 
-@pytest.fixture
-def workers_server(postgres_url: str) -> Iterator[ServerProcess]:
-    """Two workers on PostgreSQL; every worker pid seen is ended with the test."""
+@contextmanager
+def _ending_every_worker(args: list[str]) -> Iterator[ServerProcess]:
+    """``ServerProcess(args)``; every worker pid seen is ended with it."""
     seen: set[int] = set()
-    with ServerProcess(["--workers", "2", "--database", postgres_url]) as server:
-        server.read_banner()
+    with ServerProcess(args) as server:
         seen.update(p.pid for p in _workers(server))
         try:
             yield server
@@ -70,21 +70,22 @@ def workers_server(postgres_url: str) -> Iterator[ServerProcess]:
             if server.proc is not None and server.proc.poll() is None:
                 seen.update(p.pid for p in _workers(server))
             _kill_all(seen)
+
+
+@pytest.fixture
+def workers_server(postgres_url: str) -> Iterator[ServerProcess]:
+    """Two workers on PostgreSQL."""
+    with _ending_every_worker(["--workers", "2", "--database", postgres_url]) as server:
+        server.read_banner()
+        yield server
 
 
 @pytest.fixture
 def bus_workers_server(postgres_url: str) -> Iterator[ServerProcess]:
-    """Two workers on PostgreSQL and a bus (a stream of the test's own); every worker pid seen is ended with it.
+    """Two workers on PostgreSQL and a bus (a stream of the test's own).
     A plain fixture: the stream is deleted with asyncio, outside the test's Trio run."""
-    seen: set[int] = set()
-    with report_path("bus") as bus, ServerProcess(["--workers", "2", "--database", postgres_url, *bus]) as server:
-        seen.update(p.pid for p in _workers(server))
-        try:
-            yield server
-        finally:
-            if server.proc is not None and server.proc.poll() is None:
-                seen.update(p.pid for p in _workers(server))
-            _kill_all(seen)
+    with report_path("bus") as bus, _ending_every_worker(["--workers", "2", "--database", postgres_url, *bus]) as server:
+        yield server
 
 
 async def test_workers_on_a_bus_print_their_banner(bus_workers_server: ServerProcess) -> None:
