@@ -188,8 +188,6 @@ class GuardedTCPServer(TCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.idle_task = _IdleWatch(self)  # type: ignore[assignment]  # the same two calls, cheaper (the module's docstring)
-        self._write_timeout = float(getattr(self.config, "trioscope_write_timeout", DEFAULT_WRITE_TIMEOUT))
-        """Read once a connection, not on each of its writes."""
 
     async def run(self) -> None:
         try:
@@ -237,6 +235,10 @@ class GuardedTCPServer(TCPServer):
                 await self.protocol.handle(Closed())
         finally:
             lock.release()
+
+    @property
+    def _write_timeout(self) -> float:
+        return float(getattr(self.config, "trioscope_write_timeout", DEFAULT_WRITE_TIMEOUT))
 
     async def _client_stopped_reading(self) -> None:
         """A write waited ``server.write_timeout`` for the client to read: the
