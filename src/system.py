@@ -20,13 +20,13 @@ from trioscope.actors.deployment_queue import Snapshot
 from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor, HubMembers
 from trioscope.actors.log_follows import log_follows_spec
-from trioscope.actors.metrics import MetricsActor
+from trioscope.actors.metrics import MetricsActor, MetricStores
 from trioscope.actors.notifier import NotifierActor
 from trioscope.actors.queue_owner import ForDeployment, QueueOwnerActor
 from trioscope.actors.report_feed import report_feed_spec
 from trioscope.actors.roster import RosterActor
 from trioscope.actors.store import StoreActor
-from trioscope.actors.topology import TopologyActor
+from trioscope.actors.topology import TopologyActor, TopologyHistory
 from trioscope.config import Settings
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory
@@ -86,6 +86,10 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     # Written by the deployment queues where commands finish; read by /metrics
     # and the alerts actor (the queue owner hands it out: GetCommandStats).
     command_stats = CommandStats(TenantLabels(settings.tenants.max_metric_labels))
+    # Outlive restarts of the topology and the metrics actors: a crash loses no
+    # metric history and no sample an agent wrote (its write was answered 2xx).
+    topology_history = TopologyHistory.for_settings(settings)
+    metric_stores = MetricStores.for_settings(settings)
 
     return SupervisorSpec(
         name="root",
@@ -130,7 +134,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             dynamic_supervisor("agents", max_children=settings.agents.max_agents),
             ActorSpec(
                 name="topology",
-                factory=lambda: TopologyActor(settings, agents_path=AGENTS),
+                factory=lambda: TopologyActor(settings, agents_path=AGENTS, history=topology_history),
                 mailbox_size=topology_mailbox,
                 # Merging what is queued at shutdown must fit in the shutdown budget.
                 shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
@@ -142,7 +146,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # Starts a client actor for each WebSocket that asks.
             ActorSpec(name="client_owner", factory=lambda: ClientOwnerActor(clients_path=CLIENTS), mailbox_size=4096),
             # Metrics written by agents (the embedded store) and PromQL reads of them.
-            ActorSpec(name="metrics", factory=lambda: MetricsActor(settings, directory_view), mailbox_size=4096),
+            ActorSpec(name="metrics", factory=lambda: MetricsActor(settings, directory_view, metric_stores),
+                      mailbox_size=4096),
             # Probes' reports, registrations and heartbeats: it starts their
             # actors under /root/agents and hands reports to the topology, the
             # agent's actor and the hub. Last: it stops first, so nothing is

@@ -1,4 +1,4 @@
-"""The metrics actor (``/root/metrics``): owns the embedded metric store.
+"""The metrics actor (``/root/metrics``): keeps the embedded metric store.
 
 Agents' written samples arrive as ``WriteSamples`` (all of a request, or none
 when a series limit refuses it); PromQL reads are asked of it and evaluated
@@ -107,28 +107,52 @@ class _Expire:
     pass
 
 
+@attrs.frozen(eq=False)
+class MetricStores:
+    """The actor's stores, made once for its spec, not by the actor: a crash
+    restarts the actor with every series and sample as it was (an agent's
+    write answered 2xx is never lost to a bug in an unrelated query), as an
+    OTP table given an heir outlives the process that owns it."""
+
+    written: metrics.MetricStore
+    """What agents write (``WriteSamples``)."""
+    nodes: metrics.MetricStore
+    """Probes' host metrics (``NodeSamples``), apart from what agents write:
+    bounded by the number of agents (agents.max_agents) times the dozen
+    metrics of a host."""
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> MetricStores:
+        retention = settings.storage.max_data_age
+        return cls(
+            metrics.MetricStore(metrics.StoreLimits(
+                max_series_per_deployment=settings.metrics.max_series_per_deployment,
+                max_series_per_tenant=settings.metrics.max_series_per_tenant,
+                max_series=settings.metrics.max_series,
+                retention=retention,
+                keep_samples=not settings.metrics.url)),
+            metrics.MetricStore(metrics.StoreLimits(
+                max_series_per_deployment=NODE_METRICS * settings.agents.max_agents,
+                max_series_per_tenant=NODE_METRICS * settings.agents.max_agents,
+                retention=retention)))
+
+
 class MetricsActor(Actor):
-    """Owns the ``MetricStore``; see the module docstring."""
+    """Keeps the ``MetricStores``; see the module docstring."""
 
     refusals = (metrics.WriteLimitExceeded, metrics.BadQuery, metrics.UnsupportedQuery, metrics.QueryTooExpensive)
 
-    def __init__(self, settings: Settings, directory: Published[AgentDirectory] | None = None) -> None:
+    def __init__(self, settings: Settings, directory: Published[AgentDirectory] | None = None,
+                 stores: MetricStores | None = None) -> None:
+        """``stores``: what an earlier incarnation kept (the spec's); None:
+        stores of its own, lost with it."""
         self.settings = settings
         self.directory = directory
         """Which deployment (and so tenant) a probe is enrolled in, as the directory publishes it."""
         self.max_samples = settings.metrics.max_query_samples
-        self.store = metrics.MetricStore(metrics.StoreLimits(
-            max_series_per_deployment=settings.metrics.max_series_per_deployment,
-            max_series_per_tenant=settings.metrics.max_series_per_tenant,
-            max_series=settings.metrics.max_series,
-            retention=settings.storage.max_data_age,
-            keep_samples=not settings.metrics.url))
-        # Probes' host metrics, apart from what agents write: bounded by the
-        # number of agents (agents.max_agents) times the dozen metrics of a host.
-        self.nodes = metrics.MetricStore(metrics.StoreLimits(
-            max_series_per_deployment=NODE_METRICS * settings.agents.max_agents,
-            max_series_per_tenant=NODE_METRICS * settings.agents.max_agents,
-            retention=settings.storage.max_data_age))
+        stores = stores or MetricStores.for_settings(settings)
+        self.store = stores.written
+        self.nodes = stores.nodes
 
     def _view(self, tenant: str) -> metrics.SeriesView:
         views = [self.store.tenant(tenant), self.nodes.tenant(tenant)]

@@ -172,18 +172,39 @@ class _Cleanup:
     pass
 
 
+@attrs.frozen(eq=False)
+class TopologyHistory:
+    """The metric history the topology records, made once for the actor's
+    spec, not by the actor: a crash restarts the actor with its graph rebuilt
+    from the agents' latest reports, and the history is still what it was (as
+    an OTP table given an heir outlives the process that owns it). Recording
+    a report's metrics again after a restart changes nothing: a bucket keeps
+    its last value."""
+
+    nodes: MetricHistory
+    processes: BlockHistory
+    """Processes' metrics, a row per report (recording ~100 series one by
+    one was a sixth of a metrics-only merge)."""
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> TopologyHistory:
+        retention = settings.storage.max_data_age
+        return cls(MetricHistory(retention), BlockHistory(min(retention, PROCESS_HISTORY)))
+
+
 class TopologyActor(Actor):
     def __init__(self, settings: Settings, agents_path: str | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, history: TopologyHistory | None = None) -> None:
+        """``history``: what an earlier incarnation recorded (the spec's
+        ``TopologyHistory``); None: a history of its own, lost with it."""
         self.settings = settings
         self.agents_path = agents_path
         self.clock = clock
         self.graph = TopologyGraph(clock())
         self.snapshot = self.graph.current
-        self.history = MetricHistory(settings.storage.max_data_age)
-        self.process_history = BlockHistory(min(settings.storage.max_data_age, PROCESS_HISTORY))
-        """Processes' metrics, a row per report (recording ~100 series one by
-        one was a sixth of a metrics-only merge)."""
+        history = history or TopologyHistory.for_settings(settings)
+        self.history = history.nodes
+        self.process_history = history.processes
         self.pending: dict[str, MergeReport] = {}
         self.listeners: dict[ActorRef, None] = {}
         """Subscribers, each once whatever how often it subscribed (a restarted

@@ -10,6 +10,7 @@ from trioscope.actors.metrics import InstantQuery, MetricsActor, WriteSamples
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.runtime import ActorSpec, SupervisorSpec, open_actor_system
+from trioscope.system import METRICS, supervision_tree
 
 
 async def test_a_query_that_overflows_the_evaluators_recursion_is_refused_and_the_series_stay(
@@ -33,3 +34,23 @@ async def test_a_query_that_overflows_the_evaluators_recursion_is_refused_and_th
         monkeypatch.setattr(metrics, "instant_query", real)
         answer = await actor.ask(InstantQuery("acme", "kept", now))
         assert [row["value"][1] for row in answer["result"]] == ["7"]  # a restart would have emptied the store
+
+
+class Poison:
+    """A message the metrics actor does not understand: handling it raises."""
+
+
+async def test_a_crash_loses_no_written_sample() -> None:
+    """The system's stores outlive the actor: a write answered before a crash
+    is still there after the restart (it used to start with empty stores)."""
+    settings = Settings.defaults()
+    now = time.time()
+    sample = metrics.Sample((("__name__", "kept"), ("deployment_hash", "d1"), ("tenant", "acme")), 7.0, now)
+    async with open_actor_system(supervision_tree(settings)) as system:
+        actor = system.lookup(METRICS)
+        await actor.ask(WriteSamples("acme", "d1", [sample]))
+        actor.tell(Poison())
+        answer = await actor.ask(InstantQuery("acme", "kept", now))
+        assert [row["value"][1] for row in answer["result"]] == ["7"]
+        node = next(c for c in system.snapshot().root.children if c.path == METRICS)
+        assert node.restarts == 1 and node.failed == 1

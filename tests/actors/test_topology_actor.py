@@ -9,7 +9,7 @@ import trio
 
 from tests.synthetic import host_report
 from trioscope.actors.roster import ReportArrived
-from trioscope.actors.topology import GetSnapshot, GetStats, TopologyActor
+from trioscope.actors.topology import GetNodeDetails, GetSnapshot, GetStats, TopologyActor
 from trioscope.domain.agents import PackedReport
 from trioscope.domain.topology import View, host_id
 from trioscope.domain.topology import _partition as partition_module
@@ -54,6 +54,24 @@ async def test_a_crash_loses_neither_merged_state_nor_queued_reports(settings):
         assert await hosts_in(system) == {host_id(f"host-{i}") for i in range(1, 12)}
         topology = next(c for c in system.snapshot().root.children if c.path == TOPOLOGY)
         assert topology.restarts == 1 and topology.failed == 1
+
+
+async def test_a_crash_loses_no_metric_history(settings):
+    """The graph is rebuilt from each agent's latest report after a crash; the
+    history of the reports before it used to go with the crashed actor."""
+    host = host_id("host-1")
+    async with open_actor_system(supervision_tree(settings)) as system:
+        for age in (120, 60, 0):
+            await deliver(system, host_report(1, timestamp=NOW - age, containers=1, processes=3, connections=0))
+            await hosts_in(system)  # merged (a newer report pending would take its place)
+        before = await system.lookup(TOPOLOGY).ask(GetNodeDetails(host, 300))
+        assert len(before["metrics_history"]["points"]) == 3
+        system.lookup(TOPOLOGY).tell(Poison())
+        assert await hosts_in(system) == {host}  # answered by the restarted actor
+        topology = next(c for c in system.snapshot().root.children if c.path == TOPOLOGY)
+        assert topology.restarts == 1
+        after = await system.lookup(TOPOLOGY).ask(GetNodeDetails(host, 300))
+        assert after["metrics_history"] == before["metrics_history"]
 
 
 async def test_a_report_that_cannot_be_merged_is_left_out_without_crashing(monkeypatch, settings):
