@@ -70,11 +70,13 @@ class _Tick:
 
 
 class AgentActor(Actor):
-    def __init__(self, agent_id: str, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, agent_id: str, settings: Settings, clock: Callable[[], float] = time.time,
+                 state: AgentState | None = None) -> None:
+        """``state``: what an earlier incarnation kept (``agent_spec``'s); None: a state of its own."""
         self.agent_id = agent_id
         self.settings = settings
         self.clock = clock
-        self.state = AgentState(agent_id, clock(), settings.storage.max_data_age)
+        self.state = state if state is not None else AgentState(agent_id, clock(), settings.storage.max_data_age)
 
     async def on_start(self) -> None:
         self.context.every(self.settings.storage.cleanup_interval, _Tick())
@@ -112,10 +114,14 @@ class AgentActor(Actor):
 
 def agent_spec(agent_id: str, settings: Settings, clock: Callable[[], float] = time.time) -> ActorSpec:
     """How ``/root/agents`` starts the actor of ``agent_id``: transient, so that
-    it is restarted after a crash but gone for good once it stops itself."""
+    it is restarted after a crash but gone for good once it stops itself. Its
+    state is made here, with the spec the supervisor keeps while the actor is
+    its child: a restart goes on with the agent's registration, latest report
+    and metric history (the topology rebuilds from those latest reports)."""
+    state = AgentState(agent_id, clock(), settings.storage.max_data_age)
     return ActorSpec(
         name=agent_id,
-        factory=lambda: AgentActor(agent_id, settings, clock),
+        factory=lambda: AgentActor(agent_id, settings, clock, state),
         restart=Restart.TRANSIENT,
         mailbox_size=256,
         shutdown_timeout=2.0,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import attrs
+import orjson
 import trio
 
-from trioscope.actors.agent import Describe, Heartbeat, agent_spec
+from tests.synthetic import host_report
+from trioscope.actors.agent import Describe, Heartbeat, LatestReport, ReportReceived, Timeseries, agent_spec
+from trioscope.domain.agents import PackedReport
+from trioscope.wire import decode_report
 from trioscope.config import Settings
 from trioscope.runtime import SupervisorSpec, dynamic_supervisor, open_actor_system
 
@@ -37,3 +43,28 @@ async def test_an_agent_turns_stale_then_is_forgotten(autojump_clock):
         silent_for = trio.current_time() - started
         assert 120 < silent_for <= 130  # removed at the first cleanup tick after max_data_age
         assert agents.child("agent-1") is None
+
+
+class Poison:
+    """A message the agent's actor does not understand: handling it raises."""
+
+
+async def test_a_crash_loses_neither_the_latest_report_nor_the_history():
+    """The state outlives the actor: it used to restart empty, and a topology
+    rebuilt after that from the agents' latest reports left the agent out."""
+    settings = Settings.defaults()
+    now = time.time()
+    tree = SupervisorSpec(name="root", children=[dynamic_supervisor("agents")])
+    async with open_actor_system(tree) as system:
+        agents = system.lookup("/root/agents")
+        ref = await agents.start_child(agent_spec("agent-7", settings))
+        for age in (60, 0):
+            document = host_report(7, timestamp=now - age, containers=0, processes=1, connections=0)
+            await ref.ask(ReportReceived(decode_report(document), PackedReport.pack(orjson.dumps(document)), now - age))
+        latest, points = await ref.ask(LatestReport()), await ref.ask(Timeseries(300))
+        assert latest is not None and len(points) == 2
+        ref.tell(Poison())
+        assert await ref.ask(LatestReport()) == latest  # answered by the restarted actor
+        assert await ref.ask(Timeseries(300)) == points
+        supervisor = next(c for c in system.snapshot().root.children if c.path == "/root/agents")
+        assert [c.restarts for c in supervisor.children] == [1]
