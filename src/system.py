@@ -13,7 +13,7 @@ import functools
 import logging
 import uuid
 
-from trioscope.actors.alerts import AlertsActor
+from trioscope.actors.alerts import AlertsActor, AlertsState
 from trioscope.actors.change_feed import change_feed_spec
 from trioscope.actors.client_owner import ClientOwnerActor
 from trioscope.actors.deployment_queue import Snapshot
@@ -90,6 +90,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     # metric history and no sample an agent wrote (its write was answered 2xx).
     topology_history = TopologyHistory.for_settings(settings)
     metric_stores = MetricStores.for_settings(settings)
+    # Outlives restarts of the alerts actor: a firing alert is told once, and its end once.
+    alerts_state = AlertsState.for_settings(settings)
 
     return SupervisorSpec(
         name="root",
@@ -128,7 +130,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="alerts",
                       factory=lambda: AlertsActor(settings, store_path=STORE, notifier_path=NOTIFIER,
                                                   directory=directory_view, command_stats=command_stats,
-                                                  own_rules=replicas_url is None),
+                                                  own_rules=replicas_url is None, state=alerts_state),
                       mailbox_size=4096),
             # One actor per agent; one crashing agent actor never takes others down.
             dynamic_supervisor("agents", max_children=settings.agents.max_agents),

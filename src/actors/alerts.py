@@ -86,10 +86,35 @@ def sighting_resolution(settings: Settings) -> float:
     return min(15.0, settings.alerts.agent_offline_after / 4)
 
 
+@attrs.define(eq=False)
+class AlertsState:
+    """What the actor knows, made once for its spec, not by the actor: a crash
+    restarts it with the alerts firing and the sightings as they were, so each
+    alert is still told once when it fires and once when it resolves (a
+    restart used to tell a firing AgentOffline again and never its end)."""
+
+    failures: FailureWindow
+    seen: dict[str, float] = attrs.Factory(dict)
+    """Enrolled agent id -> when it was last heard from (unix seconds)."""
+    book: AlertBook = attrs.Factory(AlertBook)
+    """The server's own alerts firing now."""
+    delivered: AlertLedger = attrs.Factory(lambda: AlertLedger(limit=LEDGER_LIMIT, ttl=LEDGER_TTL))
+    """Alertmanager's alerts firing now (``GET /api/v1/alerts`` lists both)."""
+    started: float | None = None
+    """When the first incarnation started (unix seconds): an agent not heard
+    from since counts from it."""
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> AlertsState:
+        return cls(FailureWindow(settings.alerts.command_failure_window))
+
+
 class AlertsActor(Actor):
     def __init__(self, settings: Settings, *, store_path: str, notifier_path: str,
                  directory: Published[AgentDirectory], command_stats: CommandStats,
-                 own_rules: bool = True, clock: Callable[[], float] = time.time) -> None:
+                 own_rules: bool = True, clock: Callable[[], float] = time.time,
+                 state: AlertsState | None = None) -> None:
+        """``state``: what an earlier incarnation knew (the spec's); None: a state of its own."""
         self.settings = settings.alerts
         self.own_rules = own_rules
         """Whether this server evaluates AgentOffline and HighCommandFailureRate itself.
@@ -100,21 +125,16 @@ class AlertsActor(Actor):
         self.directory = directory
         self.command_stats = command_stats
         self.clock = clock
-        self.seen: dict[str, float] = {}
-        """Enrolled agent id -> when it was last heard from (unix seconds)."""
-        self.book = AlertBook()
-        """The server's own alerts firing now."""
-        self.delivered = AlertLedger(limit=LEDGER_LIMIT, ttl=LEDGER_TTL)
-        """Alertmanager's alerts firing now (``GET /api/v1/alerts`` lists both)."""
-        self.failures = FailureWindow(self.settings.command_failure_window)
+        self.state = state if state is not None else AlertsState.for_settings(settings)
 
     async def on_start(self) -> None:
         system = self.context.system
         self.store: ActorRef = system.lookup(self.store_path)
         self.notifier: ActorRef = system.lookup(self.notifier_path)
-        # An agent not heard from since this start counts from it: silent across
-        # a restart, it is still found offline, once the threshold has passed.
-        self.started = self.clock()
+        # An agent not heard from since the start counts from it: silent across
+        # a restart of the server, it is still found offline, once the threshold has passed.
+        if self.state.started is None:
+            self.state.started = self.clock()
         rules_on = self.settings.agent_offline_after > 0 or self.settings.command_failure_percent > 0
         if rules_on and not self.own_rules:
             log.info("built-in alert rules are off: with a shared database each replica sees only its own "
@@ -124,9 +144,9 @@ class AlertsActor(Actor):
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, AgentSeen):
-            self.seen[message.agent_id] = max(message.at, self.seen.get(message.agent_id, 0.0))
+            self.state.seen[message.agent_id] = max(message.at, self.state.seen.get(message.agent_id, 0.0))
             if any(n.name == AGENT_OFFLINE and n.labels.get("agent") == message.agent_id
-                   for n in self.book.active.values()):
+                   for n in self.state.book.active.values()):
                 await self._evaluate(self.clock(), agents_only=True)  # resolved now, not at the next tick
             return None
         if isinstance(message, _Evaluate):
@@ -136,39 +156,40 @@ class AlertsActor(Actor):
             await self._deliver(message.notices, message.actor, message.address)
             now = self.clock()
             for notice in message.notices:
-                self.delivered.record(notice, now)
+                self.state.delivered.record(notice, now)
             return len(message.notices)
         if isinstance(message, ActiveAlerts):
-            own = [n for n in self.book.active.values() if n.tenant == message.tenant]
-            return own + self.delivered.active(message.tenant, self.clock())
+            own = [n for n in self.state.book.active.values() if n.tenant == message.tenant]
+            return own + self.state.delivered.active(message.tenant, self.clock())
         return await super().handle(message)
 
     async def _evaluate(self, now: float, *, agents_only: bool = False) -> None:
         changes: list[AlertNotice] = []
         if self.settings.agent_offline_after > 0:
             offline = offline_agents(self._sightings(), now, self.settings.agent_offline_after)
-            changes += self.book.update(offline, now, only=[AGENT_OFFLINE])
+            changes += self.state.book.update(offline, now, only=[AGENT_OFFLINE])
         if self.settings.command_failure_percent > 0 and not agents_only:
-            self.failures.observe(self.command_stats.outcomes(), now)
-            failing = self.failures.failing(now, ratio=self.settings.command_failure_percent / 100,
+            self.state.failures.observe(self.command_stats.outcomes(), now)
+            failing = self.state.failures.failing(now, ratio=self.settings.command_failure_percent / 100,
                                             min_commands=self.settings.command_failure_min_commands)
-            changes += self.book.update(failing, now, only=[HIGH_COMMAND_FAILURE_RATE])
+            changes += self.state.book.update(failing, now, only=[HIGH_COMMAND_FAILURE_RATE])
         if changes:
             await self._deliver(changes, SYSTEM_ACTOR, None)
 
     def _sightings(self) -> list[AgentSighting]:
         directory = self.directory.value
+        started = self.state.started or 0.0  # set by on_start, before any evaluation
         sightings = []
         for agent in directory.agents.values():
             deployment = directory.deployments.get(agent.deployment_hash)
             if agent.status is not AgentStatus.ACTIVE or deployment is None:
                 continue
-            last = self.seen.get(agent.id, max(self.started, agent.created_at))
+            last = self.state.seen.get(agent.id, max(started, agent.created_at))
             sightings.append(AgentSighting(agent_id=agent.id, deployment_hash=agent.deployment_hash,
                                            tenant=deployment.tenant, last_seen=last))
-        if len(self.seen) > 2 * len(sightings) + 1024:  # retired and forgotten agents: drop theirs
+        if len(self.state.seen) > 2 * len(sightings) + 1024:  # retired and forgotten agents: drop theirs
             active = {s.agent_id for s in sightings}
-            self.seen = {a: t for a, t in self.seen.items() if a in active}
+            self.state.seen = {a: t for a, t in self.state.seen.items() if a in active}
         return sightings
 
     async def _deliver(self, notices: Any, actor: str, address: str | None) -> None:
