@@ -67,6 +67,8 @@ class ReportArrived:
     """Its sequence on the report stream (with a bus; see ``MergeReport.sequence``)."""
     history: bool = False
     """Replayed from the stream at start (see ``MergeReport.history``)."""
+    address: str | None = None
+    """The client address it came from (None: not known): see ``AgentRoster``."""
 
 
 @attrs.frozen
@@ -88,6 +90,8 @@ class RegisterProbe:
 
     registration: AgentRegistration
     enrolled: bool = False
+    address: str | None = None
+    """The client address it came from: see ``AgentRoster``."""
 
 
 @attrs.frozen
@@ -145,7 +149,8 @@ class RosterActor(Actor):
             await self._arrived(message)
             return None
         if isinstance(message, RegisterProbe):
-            agent = await self._agent(message.registration.agent_id, enrolled=message.enrolled)
+            agent = await self._agent(message.registration.agent_id, enrolled=message.enrolled,
+                                      source=message.address)
             agent.tell(Register(message.registration))
             return None
         if isinstance(message, ProbeHeartbeat):
@@ -161,7 +166,7 @@ class RosterActor(Actor):
     async def _arrived(self, message: ReportArrived) -> None:
         """Hand a report to the topology, the probe's actor and the hub (see the module docstring)."""
         report = message.report
-        agent = await self._agent(report.agent_id, enrolled=message.enrolled)
+        agent = await self._agent(report.agent_id, enrolled=message.enrolled, source=message.address)
         # Topology first: when its mailbox is full the probe gets 503 and
         # resends; merging the same report twice changes nothing.
         self.topology.tell(MergeReport(report, message.received_at, message.partition, message.shape,
@@ -180,17 +185,19 @@ class RosterActor(Actor):
             except (MailboxFull, ActorStopped):
                 pass  # the metrics API's copy of host metrics; the report itself is accepted
 
-    async def _agent(self, agent_id: str, *, enrolled: bool) -> ActorRef:
+    async def _agent(self, agent_id: str, *, enrolled: bool, source: str | None = None) -> ActorRef:
         """The probe's actor, started if it is new, and the probe noted as heard from now.
 
         At ``agents.max_agents`` a new probe takes the place of an unenrolled one:
         of one silent for ``agents.stale_threshold``, or, for a probe enrolled in a
         deployment (its report signed), of the one heard from longest ago.
         Enrolled probes are never forgotten for another, so they always have room
-        while unenrolled ones take it; a new unenrolled probe with no room is
-        refused (``TooManyAgents``).
+        while unenrolled ones take it. A new unenrolled probe from ``source``
+        (its client address) takes the place of one from an address holding
+        more (``AgentRoster.reclaimable``); with no room it is refused
+        (``TooManyAgents``).
         """
-        self.roster.touch(agent_id, self.monotonic())
+        self.roster.touch(agent_id, self.monotonic(), source)
         if len(self.roster) > 2 * self.settings.agents.max_agents:
             self.roster.retain(lambda a: self.agents.child(a) is not None)  # actors that stopped by themselves
         known = self.agents.actor(agent_id)  # the common case: no spec to build
@@ -202,20 +209,23 @@ class RosterActor(Actor):
                 return self.agents.ensure_actor(agent_spec(agent_id, self.settings))
             except TooManyChildren as exc:
                 limit = exc.limit
-            if not await self._make_room(for_enrolled=enrolled):
+            if not await self._make_room(for_enrolled=enrolled, source=source):
                 break
         self.roster.forget(agent_id)
         raise TooManyAgents(limit)
 
-    async def _make_room(self, *, for_enrolled: bool) -> bool:
+    async def _make_room(self, *, for_enrolled: bool, source: str | None) -> bool:
         """Forget one unenrolled probe (``AgentRoster.reclaimable``); whether one was."""
         directory = self.directory.value
         stale_after = self.settings.agents.stale_threshold
         while True:
             victim = self.roster.reclaimable(self.monotonic(), stale_after=stale_after, for_enrolled=for_enrolled,
-                                             enrolled=lambda a: directory.reporting_agent(a) is not None)
+                                             enrolled=lambda a: directory.reporting_agent(a) is not None,
+                                             source=source)
             if victim is None:
                 return False
+            held_by = self.roster.source_of(victim)
+            holding = self.roster.held_by(held_by) if held_by is not None else 0
             self.roster.forget(victim)
             try:
                 await self.agents.stop_child(victim)
@@ -225,6 +235,8 @@ class RosterActor(Actor):
                 self.topology.tell(ForgetAgent(victim))
             except MailboxFull:
                 pass  # its nodes go once stale instead
-            log.info("forgot agent %s to make room for a new one (agents.max_agents)", victim,
-                     extra={"event": "agent_reclaimed", "agent_id": victim})
+            log.info("forgot agent %s (of %d from %s) to make room for a new one from %s (agents.max_agents)",
+                     victim, holding, held_by or "an unknown address", source or "an unknown address",
+                     extra={"event": "agent_reclaimed", "agent_id": victim, "address": held_by,
+                            "for_address": source})
             return True

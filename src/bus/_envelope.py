@@ -53,6 +53,10 @@ class Envelope:
     shape: bytes | None = None
     """The report's ``report_shape``, found by the replica that published it
     (so that each replica's topology need not): None from a replica that did not send it."""
+    address: str | None = None
+    """The address of the client that sent it to the replica that published
+    it (each replica's roster shares the agents' places between addresses);
+    None from a replica that did not send it."""
 
 
 class BadEnvelope(ValueError):
@@ -70,12 +74,17 @@ class _Frame(msgspec.Struct, omit_defaults=True):
     enrolled: bool
     shape: bytes = b""
     """``report_shape`` (16 bytes); empty from a replica of a version that did not send it."""
+    address: str = ""
+    """The client's address; empty from a replica of a version that did not send it."""
 
 
 MAX_UNPACKED = 1024**3
 """A report's wire JSON is at most this long once decompressed: no replica
 accepts a larger body (``server.max_body_size``'s bound), and a message that
 inflates beyond it (a compression bomb) is refused before it takes the memory."""
+
+MAX_ADDRESS = 64
+"""Characters of a client address kept (an IPv6 address with a zone is well under)."""
 
 _JSON = msgspec.json.Encoder()
 _FRAME = msgspec.msgpack.Encoder()
@@ -84,10 +93,11 @@ _READ_REPORT = msgspec.json.Decoder(Report)
 
 
 def pack_report(report: Report, received_at: float, enrolled: bool,
-                shape: bytes | None = None) -> tuple[bytes, PackedReport]:
+                shape: bytes | None = None, address: str | None = None) -> tuple[bytes, PackedReport]:
     """The envelope, and the packed wire form in it."""
     packed = PackedReport.pack(_JSON.encode(report))
-    return _FRAME.encode(_Frame(FORMAT, packed.data, received_at, enrolled, shape or b"")), packed
+    frame = _Frame(FORMAT, packed.data, received_at, enrolled, shape or b"", address or "")
+    return _FRAME.encode(frame), packed
 
 
 def unpack_report(data: bytes) -> Envelope:
@@ -103,4 +113,4 @@ def unpack_report(data: bytes) -> Envelope:
         raise BadEnvelope(str(exc)) from None
     # Any other length is no digest this version makes: found again on merging.
     shape = frame.shape if len(frame.shape) == SHAPE_BYTES else None
-    return Envelope(report, frame.received_at, frame.enrolled, packed, shape)
+    return Envelope(report, frame.received_at, frame.enrolled, packed, shape, frame.address[:MAX_ADDRESS] or None)

@@ -433,7 +433,9 @@ KEYS: tuple[Key, ...] = (
         name="agents.max_agents",
         kind=IntegerKind(1, 1_000_000),
         default=10_000,
-        help="most agents tracked at once; reports from further agents get 503",
+        help="most agents tracked at once; reports from further agents get 503. At the limit a new unsigned "
+             "probe takes the place of one silent for stale_threshold, else of the least recently heard probe of "
+             "an address holding more than its own (enrolled probes always have room)",
         env=("TRIOSCOPE_AGENTS_MAX_AGENTS",),
         flags=("--max-agents",),
     ),

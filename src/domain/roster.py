@@ -1,5 +1,13 @@
 """Which probes the server tracks, least recently heard from first: whom to
-forget when ``agents.max_agents`` is reached. Pure: the clock is passed in."""
+forget when ``agents.max_agents`` is reached. Pure: the clock is passed in.
+
+Each probe is tracked with the client address it was last heard from (its
+source), so that no one address can keep the places for itself: at the limit,
+a new unenrolled probe from an address holding fewer probes than another takes
+the place of one of that other's (``reclaimable``). Probes fed from the report
+stream carry the address of the replica's client that sent them; a probe
+known from nowhere yet (a restarted roster's) has no source until heard from.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +15,47 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 
+class _Tally:
+    """How many probes each source holds, and a source holding the most, each in O(1)."""
+
+    def __init__(self) -> None:
+        self.count: dict[str, int] = {}
+        self._holding: dict[int, set[str]] = {}
+        """Count -> the sources holding that many."""
+        self._top = 0
+
+    def add(self, source: str, delta: int) -> None:
+        before = self.count.get(source, 0)
+        after = before + delta
+        if before:
+            holding = self._holding[before]
+            holding.discard(source)
+            if not holding:
+                del self._holding[before]
+        if after:
+            self.count[source] = after
+            self._holding.setdefault(after, set()).add(source)
+        else:
+            del self.count[source]
+        # Counts move by one: the largest is the one before, one above, or one below.
+        self._top = max(self._top, after)
+        while self._top and self._top not in self._holding:
+            self._top -= 1
+
+    def largest(self) -> str | None:
+        return next(iter(self._holding[self._top])) if self._top else None
+
+
 class AgentRoster:
-    """Probe agent ids in the order they were last heard from (oldest first)."""
+    """Probe agent ids in the order they were last heard from (oldest first), with their sources."""
 
     def __init__(self) -> None:
         self._heard: OrderedDict[str, float] = OrderedDict()
+        self._source: dict[str, str] = {}
+        """Agent id -> the address it was last heard from (none yet: absent)."""
+        self._of_source: dict[str, OrderedDict[str, None]] = {}
+        """Source -> its probes, least recently heard from first."""
+        self._tally = _Tally()
 
     def __len__(self) -> int:
         return len(self._heard)
@@ -19,32 +63,71 @@ class AgentRoster:
     def __contains__(self, agent_id: object) -> bool:
         return agent_id in self._heard
 
-    def touch(self, agent_id: str, now: float) -> None:
-        """``agent_id`` was heard from at ``now``."""
+    def touch(self, agent_id: str, now: float, source: str | None = None) -> None:
+        """``agent_id`` was heard from at ``now``, from ``source`` (None: from
+        where it was last, if known)."""
         self._heard.pop(agent_id, None)
         self._heard[agent_id] = now
+        was = self._source.get(agent_id)
+        if source is None or source == was:
+            if was is not None:
+                self._of_source[was].move_to_end(agent_id)
+            return
+        if was is not None:
+            self._leave(agent_id, was)
+        self._source[agent_id] = source
+        self._of_source.setdefault(source, OrderedDict())[agent_id] = None
+        self._tally.add(source, 1)
 
     def forget(self, agent_id: str) -> None:
         self._heard.pop(agent_id, None)
+        source = self._source.get(agent_id)
+        if source is not None:
+            self._leave(agent_id, source)
 
     def retain(self, keep: Callable[[str], bool]) -> None:
         """Forget every probe ``keep`` refuses (those no longer tracked)."""
         for agent_id in [a for a in self._heard if not keep(a)]:
-            del self._heard[agent_id]
+            self.forget(agent_id)
+
+    def source_of(self, agent_id: str) -> str | None:
+        return self._source.get(agent_id)
+
+    def held_by(self, source: str) -> int:
+        """How many probes ``source`` holds."""
+        return self._tally.count.get(source, 0)
 
     def reclaimable(self, now: float, *, stale_after: float, enrolled: Callable[[str], bool],
-                    for_enrolled: bool) -> str | None:
-        """The probe to forget to make room for a new one, or None.
+                    for_enrolled: bool, source: str | None = None) -> str | None:
+        """The probe to forget to make room for a new one from ``source``
+        (touched already: it counts as one of its source's), or None.
 
         Enrolled probes (their reports signed) are never forgotten for another.
-        For a new unenrolled probe, only an unenrolled one silent for
-        ``stale_after`` seconds makes room; for a new enrolled probe, the
-        unenrolled one heard from longest ago, stale or not: enrolled probes
-        always have room while unenrolled ones take it."""
+        For a new enrolled probe, the unenrolled one heard from longest ago,
+        stale or not: enrolled probes always have room while unenrolled ones
+        take it. For a new unenrolled probe, an unenrolled one silent for
+        ``stale_after`` seconds; else, when another source holds more probes
+        than ``source`` does, the unenrolled one of that source heard from
+        longest ago: so the places end up shared evenly between the addresses
+        that want them, and a client that makes up agent ids keeps at most its
+        share of them."""
         for agent_id, heard in self._heard.items():
             if enrolled(agent_id):
                 continue
             if for_enrolled or now - heard >= stale_after:
                 return agent_id
-            return None  # the oldest unenrolled probe is fresh: every later one is fresher
-        return None
+            break  # the oldest unenrolled probe is fresh: every later one is fresher
+        if for_enrolled or source is None:
+            return None
+        largest = self._tally.largest()
+        if largest is None or largest == source or self.held_by(largest) <= self.held_by(source):
+            return None  # ties: the source asking holds as many as any
+        return next((a for a in self._of_source[largest] if not enrolled(a)), None)
+
+    def _leave(self, agent_id: str, source: str) -> None:
+        del self._source[agent_id]
+        members = self._of_source[source]
+        del members[agent_id]
+        if not members:
+            del self._of_source[source]
+        self._tally.add(source, -1)

@@ -68,10 +68,11 @@ this replica's topology (more only while the replica is far behind: the
 report is acknowledged by the stream already, so the 202 goes anyway)."""
 
 
-def _envelope(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, bytes, PackedReport, bytes]:
+def _envelope(body: bytes, received_at: float, enrolled: bool,
+              address: str) -> tuple[Report, bytes, PackedReport, bytes]:
     report = _decode(body, received_at)
     shape = report_shape(report)
-    return report, *pack_report(report, received_at, enrolled, shape), shape
+    return report, *pack_report(report, received_at, enrolled, shape, address), shape
 
 
 def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, PackedReport]:
@@ -91,15 +92,17 @@ async def submit_report() -> Response:
     body, raw = await read_body_and_raw(s.settings)
     signer = await _gate.probe_credentials(raw)  # before the work of decoding
     received_at = time.time()
+    address = _gate.client_address()
     if s.bus is not None:
         if len(body) > OFF_LOOP_BYTES:
             report, envelope, packed, shape = await trio.to_thread.run_sync(
-                _envelope, body, received_at, signer is not None, limiter=s.heavy_work)
+                _envelope, body, received_at, signer is not None, address, limiter=s.heavy_work)
         else:
-            report, envelope, packed, shape = _envelope(body, received_at, signer is not None)
+            report, envelope, packed, shape = _envelope(body, received_at, signer is not None, address)
         await _gate.vouch(report.agent_id, signer)
         try:
-            sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed, shape)
+            sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed, shape,
+                                                  address)
         except BusUnavailable as exc:
             raise ApiError(503, "bus_unavailable", f"the report bus did not acknowledge the report ({exc}); resend it "
                            "(a report merged twice changes nothing)",
@@ -131,7 +134,8 @@ async def submit_report() -> Response:
     await _gate.vouch(report.agent_id, signer)
     # One message: the roster starts the probe's actor if it is new and hands
     # the report to the topology, that actor and the hub (503 when one is full).
-    await ask_roster(ReportArrived(report, packed, received_at, partition, shape, enrolled=signer is not None))
+    await ask_roster(ReportArrived(report, packed, received_at, partition, shape, enrolled=signer is not None,
+                                   address=address))
     return _accepted(s, report, received_at)
 
 

@@ -44,6 +44,7 @@ def test_an_envelope_of_the_previous_version_reads_alike_and_this_one_is_format_
     assert envelope.report == report and envelope.report.timestamp.tzinfo is report.timestamp.tzinfo
     assert envelope.packed.unpack() == wire  # an agent's latest report, as that version packed it
     assert envelope.shape is None  # the previous version sends no shape: the topology finds it
+    assert envelope.address is None  # nor the client's address: the roster knows none for it
     data, packed = pack_report(report, 7.0, enrolled=False)
     assert orjson.loads(packed.unpack()) == encode(report)
     assert packed.data.startswith(ZSTD_MAGIC) and len(packed.data) < len(zlib.compress(wire, 1))
@@ -149,3 +150,12 @@ async def test_the_asyncio_thread_answers_and_a_cancelled_trio_task_cancels_its_
             await thread.run(fail)
     finally:
         thread.stop()
+
+
+def test_the_client_s_address_travels_with_the_report() -> None:
+    """Each replica's roster shares the agents' places between client addresses."""
+    report = decode_report(host_report(7, timestamp=time.time() - 10))
+    data, _ = pack_report(report, 8.0, enrolled=False, address="203.0.113.9")
+    assert unpack_report(data).address == "203.0.113.9"
+    data, _ = pack_report(report, 8.0, enrolled=False)
+    assert unpack_report(data).address is None and "address" not in msgspec.msgpack.decode(data)

@@ -1,5 +1,8 @@
 """Whom the server forgets when it tracks its limit of agents."""
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from trioscope.domain.roster import AgentRoster
 
 STALE = 300.0
@@ -44,3 +47,83 @@ def test_retain_forgets_probes_no_longer_tracked():
     found = roster(("a", 0.0), ("b", 1.0), ("c", 2.0))
     found.retain({"b"}.__contains__)
     assert len(found) == 1 and "b" in found
+
+
+def fresh(*agents: tuple[str, str]) -> AgentRoster:
+    """Probes (agent id, source) heard from in this order, all fresh at 1000."""
+    found = AgentRoster()
+    for at, (agent_id, source) in enumerate(agents):
+        found.touch(agent_id, 900.0 + at, source)
+    return found
+
+
+def never_enrolled(agent_id: str) -> bool:
+    return False
+
+
+def test_a_new_probe_takes_a_place_of_an_address_holding_more():
+    found = fresh(("a1", "10.0.0.1"), ("a2", "10.0.0.1"), ("a3", "10.0.0.1"), ("b1", "10.0.0.2"))
+    assert found.reclaimable(1000.0, stale_after=STALE, enrolled=never_enrolled, for_enrolled=False,
+                             source="10.0.0.2") == "a1"
+    found.forget("a1")
+    found.touch("b2", 950.0, "10.0.0.2")  # two each now: the next new one from either waits for a stale one
+    for source in ("10.0.0.1", "10.0.0.2"):
+        assert found.reclaimable(1000.0, stale_after=STALE, enrolled=never_enrolled, for_enrolled=False,
+                                 source=source) is None
+
+
+def test_an_address_never_takes_its_own_places_nor_an_enrolled_probes():
+    found = fresh(("a1", "10.0.0.1"), ("a2", "10.0.0.1"), ("a3", "10.0.0.1"))
+    assert found.reclaimable(1000.0, stale_after=STALE, enrolled=never_enrolled, for_enrolled=False,
+                             source="10.0.0.1") is None
+    found.touch("b1", 990.0, "10.0.0.2")
+    enrolled = {"a1", "a2"}.__contains__
+    assert found.reclaimable(1000.0, stale_after=STALE, enrolled=enrolled, for_enrolled=False,
+                             source="10.0.0.2") == "a3"
+    assert found.reclaimable(1000.0, stale_after=STALE, enrolled={"a1", "a2", "a3"}.__contains__,
+                             for_enrolled=False, source="10.0.0.2") is None
+    assert found.reclaimable(1000.0, stale_after=STALE, enrolled=never_enrolled, for_enrolled=False) is None
+
+
+def test_a_probe_heard_from_elsewhere_moves_to_that_source():
+    found = fresh(("a1", "10.0.0.1"), ("a2", "10.0.0.1"), ("b1", "10.0.0.2"))
+    found.touch("a2", 990.0, "10.0.0.2")
+    assert (found.held_by("10.0.0.1"), found.held_by("10.0.0.2")) == (1, 2)
+    found.touch("a2", 995.0)  # from the stream, no address: where it was
+    assert found.source_of("a2") == "10.0.0.2"
+    assert found.reclaimable(1000.0, stale_after=STALE, enrolled=never_enrolled, for_enrolled=False,
+                             source="10.0.0.1") == "b1"
+    found.retain({"a1"}.__contains__)
+    assert (found.held_by("10.0.0.1"), found.held_by("10.0.0.2")) == (1, 0)
+    assert found.reclaimable(1000.0, stale_after=STALE, enrolled=never_enrolled, for_enrolled=False,
+                             source="10.0.0.3") == "a1"
+
+
+def test_a_stale_probe_goes_first_whatever_its_source():
+    found = AgentRoster()
+    found.touch("b0", 100.0, "10.0.0.2")
+    for at, agent_id in enumerate(("a1", "a2", "a3")):
+        found.touch(agent_id, 900.0 + at, "10.0.0.1")
+    assert found.reclaimable(1000.0, stale_after=STALE, enrolled=never_enrolled, for_enrolled=False,
+                             source="10.0.0.3") == "b0"
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from([None, "x", "y", "z"]), st.booleans()),
+                max_size=60))
+def test_the_counts_and_the_largest_source_follow_every_change(steps):
+    found = AgentRoster()
+    for at, (agent_id, source, forget) in enumerate(steps):
+        if forget:
+            found.forget(agent_id)
+        else:
+            found.touch(agent_id, float(at), source)
+        counts: dict[str, int] = {}
+        for a in "abcdefgh":
+            if (s := found.source_of(a)) is not None:
+                assert a in found
+                counts[s] = counts.get(s, 0) + 1
+        assert {s: found.held_by(s) for s in "xyz" if found.held_by(s)} == counts
+        largest = found._tally.largest()
+        assert (largest is None) == (not counts)
+        if counts:
+            assert counts[largest] == max(counts.values())

@@ -124,3 +124,28 @@ async def test_enrolled_probes_always_have_room_and_stale_unenrolled_ones_make_r
             listed = {row["agent_id"] for row in (await client.get("/api/v1/agents/list")).json()["agents"]}
             assert f"{enrolled}-0" in listed and len(listed) == 3
             assert _refused((await client.get("/metrics")).text, "agents_full") >= 1
+
+
+async def test_one_address_making_up_agent_ids_keeps_only_its_share_of_max_agents() -> None:
+    """Unsigned probes are accepted, so one client can make up agent ids: it
+    used to keep every place (each fresh), locking every other address's new
+    probes out. At the limit, a new probe from an address holding fewer takes
+    the place of the least recently heard probe of the address holding most."""
+    with ServerProcess(["--max-agents", "4"]) as server:
+        async with httpx.AsyncClient(base_url=server.base_url,
+                                     transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")) as abuser, \
+                httpx.AsyncClient(base_url=server.base_url,
+                                  transport=httpx.AsyncHTTPTransport(local_address="127.0.0.3")) as office:
+            async def post(client: httpx.AsyncClient, probe: str) -> int:
+                return (await client.post("/api/v1/reports", json=_report(probe))).status_code
+
+            made_up = [fresh("made-up") for _ in range(5)]
+            assert [await post(abuser, probe) for probe in made_up] == [202, 202, 202, 202, 503]
+            own = [fresh("office") for _ in range(3)]
+            assert await post(office, own[0]) == 202  # the abuser's oldest went
+            assert await post(abuser, fresh("made-up")) == 503  # it holds the most already
+            assert await post(office, own[1]) == 202  # two each now
+            assert await post(office, own[2]) == 503  # no address takes another's fair share
+            listed = {row["agent_id"] for row in (await abuser.get("/api/v1/agents/list")).json()["agents"]}
+            assert listed == {f"{p}-0" for p in (*made_up[2:4], *own[:2])}
+            assert await post(abuser, made_up[3]) == 202  # probes it still has go on

@@ -283,3 +283,30 @@ async def test_the_stream_is_bounded_on_the_bus_disk(nats_url: str, stream: str)
         async with httpx.AsyncClient(timeout=30) as client:
             await eventually(lambda: ready(client, server))
         assert await trio.to_thread.run_sync(stream_max_bytes, nats_url, stream) == 64 * 1024**2
+
+
+async def _agents(client: httpx.AsyncClient, server: ServerProcess) -> set[str]:
+    return {row["agent_id"] for row in (await get(client, server, "/api/v1/agents/list"))["agents"]}
+
+
+async def test_every_replica_shares_max_agents_between_the_addresses_the_reports_came_from(
+        request: pytest.FixtureRequest, postgres_url: str, nats_url: str, stream: str) -> None:
+    """B learns from the stream which address each report posted to A came
+    from: at the limit it makes room for the same probes A does (it used to
+    know no address, and left out the report of a second address's probe)."""
+    with two_replicas(request, postgres_url, *bus_args(nats_url, stream), "--max-agents", "4") as (a, b):
+        async with httpx.AsyncClient(timeout=30) as client, \
+                httpx.AsyncClient(timeout=30, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")) as one, \
+                httpx.AsyncClient(timeout=30, transport=httpx.AsyncHTTPTransport(local_address="127.0.0.3")) as other:
+            await eventually(lambda: ready(client, a))
+            await eventually(lambda: ready(client, b))
+            for sender, index in ((one, 1), (one, 2), (one, 3), (one, 4), (other, 5)):
+                report = host_report(index, timestamp=time.time(), **SMALL)
+                assert (await sender.post(f"{a.base_url}/api/v1/reports", json=report)).status_code == 202
+            expected = {f"agent-{i}" for i in (2, 3, 4, 5)}
+            assert await _agents(client, a) == expected
+
+            async def b_agrees() -> bool:
+                return await _agents(client, b) == expected
+
+            await eventually(b_agrees)
