@@ -51,7 +51,7 @@ async def register() -> Response:
         # What the credentials prove, not what the body says.
         registration = attrs.evolve(registration, metadata={
             **registration.metadata, "deployment_hash": signer.deployment_hash, "command_agent_id": signer.id})
-    await ask_roster(RegisterProbe(registration, enrolled=signer is not None, address=_gate.client_address()))
+    await ask_roster(RegisterProbe(registration, enrolled=signer is not None, address=_gate.client_source()))
     return json_response(
         {"status": "registered", "message": f"Agent {registration.agent_id} registered successfully",
          "agent_id": registration.agent_id},

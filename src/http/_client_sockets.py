@@ -41,7 +41,7 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
     closes (4401) when the token expires (unix seconds ``expires_at``): the
     token is checked when it is used, and a socket keeps using it."""
     s = services()
-    address = _gate.client_address()
+    address = _gate.client_source()
     cap = s.settings.websocket.max_clients_per_address
     if s.sockets_per_address[address] >= cap:
         s.metrics.refused("websockets_per_address")

@@ -12,6 +12,7 @@ proxy is its own client, whatever headers it sends. Pure: no request, no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -36,6 +37,29 @@ def _address(text: str) -> IPAddress | None:
         return ipaddress.ip_address(text)
     except ValueError:
         return None
+
+
+IPV6_SOURCE_PREFIX = 64
+"""Bits of an IPv6 address that name one client for per-address limits: a
+host on one SLAAC link has 2^64 addresses to rotate through, and limits per
+address would bound nothing (an ISP hands a customer a /64 or more)."""
+
+
+@functools.lru_cache(maxsize=4096)
+def source_of(address: str) -> str:
+    """The client ``address`` counts as for per-address limits (rate budgets,
+    sockets, first views, places among ``--max-agents``): an IPv6 address's
+    /64 (``2001:db8:1:2::/64``), an IPv4-mapped one's IPv4 address, anything
+    else itself. The audit and access logs keep the address itself."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_SOURCE_PREFIX), strict=False))
+    return address
 
 
 def forwarded_for(values: Iterable[str]) -> list[str]:

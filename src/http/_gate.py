@@ -31,6 +31,7 @@ from trioscope.store import AuditEntry, RateBudget
 from trioscope.wire import request_signing
 
 from ._errors import ApiError, field_error
+from ._forwarded import source_of
 from ._services import services
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,12 @@ def client_address() -> str:
     if not proxies.networks:
         return peer
     return proxies.client(peer, connection.headers.getlist(proxies.header))
+
+
+def client_source() -> str:
+    """What the client counts as for per-address limits: its address, or
+    for IPv6 its /64 (``_forwarded.source_of``)."""
+    return source_of(client_address())
 
 
 MAX_AUDIT_TEXT = 256
@@ -120,7 +127,7 @@ async def check_registration_rate() -> None:
 def _charge(limiter: RateLimiter, limit: int, scope: str, message: str) -> None:
     """Count one request against ``limiter``, keyed by the client address: 429
     with Retry-After beyond it, counted in /metrics."""
-    _refuse_beyond(limiter.acquire(client_address(), time.monotonic()), limit, scope, message)
+    _refuse_beyond(limiter.acquire(client_source(), time.monotonic()), limit, scope, message)
 
 
 async def _charge_shared(budget: RateBudget, key: str, scope: str, message: str) -> None:

@@ -49,7 +49,7 @@ async def live() -> Response | None:
     may_see = await _gate.live_reporter_check()
     visibility = Visibility(may_see) if may_see is not None else None
     admission = s.first_views
-    address = _gate.client_address()
+    address = _gate.client_source()
     first_view_at = admission.enter(trio.current_time(), address)
     if first_view_at is None:
         if admission.full_for(address) == "address":

@@ -92,7 +92,7 @@ async def submit_report() -> Response:
     body, raw = await read_body_and_raw(s.settings)
     signer = await _gate.probe_credentials(raw)  # before the work of decoding
     received_at = time.time()
-    address = _gate.client_address()
+    address = _gate.client_source()
     if s.bus is not None:
         if len(body) > OFF_LOOP_BYTES:
             report, envelope, packed, shape = await trio.to_thread.run_sync(

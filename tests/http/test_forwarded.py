@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from trioscope.http._cors import CorsPolicy
-from trioscope.http._forwarded import TrustedProxies, forwarded_for
+from trioscope.http._forwarded import TrustedProxies, forwarded_for, source_of
 
 PROXY = TrustedProxies.parse(["10.0.0.0/8", "::1"], "x-forwarded-for")
 
@@ -72,3 +72,17 @@ def test_listed_origins_are_allowed_exactly():
     assert headers[b"access-control-allow-origin"] == b"https://ops.example.com" and headers[b"vary"] == b"Origin"
     assert b"access-control-allow-credentials" not in headers
     assert dict(policy.answer_headers("https://evil.example")) == {b"vary": b"Origin"}
+
+
+@pytest.mark.parametrize(("address", "source"), [
+    ("203.0.113.9", "203.0.113.9"),
+    ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+    ("2001:db8:1:2::1", "2001:db8:1:2::/64"),
+    ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+    ("::ffff:198.51.100.7", "198.51.100.7"),
+    ("::1", "::/64"),
+    ("unknown", "unknown"),
+])
+def test_an_ipv6_client_counts_as_its_slash_64_for_limits(address: str, source: str) -> None:
+    """One host has a /64 of addresses to rotate through; an IPv4 client sent over IPv6 is that IPv4 client."""
+    assert source_of(address) == source

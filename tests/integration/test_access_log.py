@@ -91,6 +91,19 @@ def test_behind_a_trusted_proxy_rate_limits_audit_and_access_log_see_the_real_cl
     assert any("429" in line and "client=198.51.100.1" in line for line in _access_lines(log))
 
 
+def test_an_ipv6_client_rotating_addresses_in_its_slash_64_shares_one_budget():
+    """Per-address limits count an IPv6 client by its /64 (it has 2^64 addresses
+    to send from); the audit log still names each address."""
+    with ServerProcess(["--trusted-proxies", "127.0.0.0/8", "--rate-per-address", "10"]) as server:
+        rotated = [status for i in range(11) for status in _refusals(server, f"2001:db8:1:2::{i + 1:x}", 1)]
+        assert rotated[-2:] == [401, 429]
+        assert _refusals(server, "2001:db8:1:3::1", 1) == [401]  # the next /64: another client
+        server.stop()
+        audit = run_cli(["audit", "--unattributed", "--json", "--data-dir", server.data_dir])
+    addresses = {json.loads(line)["address"] for line in audit.stdout.splitlines()}
+    assert {"2001:db8:1:2::1", "2001:db8:1:2::a", "2001:db8:1:3::1"} <= addresses
+
+
 def test_forwarded_headers_from_anyone_else_are_ignored():
     with ServerProcess(["--rate-per-address", "10"]) as server:
         assert _refusals(server, "198.51.100.1", 10) == [401] * 10
