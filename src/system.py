@@ -31,7 +31,10 @@ from trioscope.config import Settings
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.metric_labels import TenantLabels
-from trioscope.runtime import ActorSpec, ActorSystem, Published, Strategy, SupervisorSpec, dynamic_supervisor
+from trioscope.domain.roster import AgentRoster
+from trioscope.runtime import (
+    ActorSpec, ActorSystem, Kept, Published, Strategy, SupervisorSpec, dynamic_supervisor,
+)
 from trioscope.bus import ReportBus
 from trioscope.store import Database, StoreReader, follow_changes, postgres_url, resolve_database
 
@@ -86,12 +89,13 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     # Written by the deployment queues where commands finish; read by /metrics
     # and the alerts actor (the queue owner hands it out: GetCommandStats).
     command_stats = CommandStats(TenantLabels(settings.tenants.max_metric_labels))
-    # Outlive restarts of the topology and the metrics actors: a crash loses no
-    # metric history and no sample an agent wrote (its write was answered 2xx).
-    topology_history = TopologyHistory.for_settings(settings)
-    metric_stores = MetricStores.for_settings(settings)
-    # Outlives restarts of the alerts actor: a firing alert is told once, and its end once.
-    alerts_state = AlertsState.for_settings(settings)
+    # What the topology, metrics, alerts and roster actors keep across a restart
+    # (not across a crash loop: ``Kept``): no metric history, no sample an
+    # agent wrote (answered 2xx), no alert told, no probe's address is lost.
+    topology_history = Kept(lambda: TopologyHistory.for_settings(settings), TOPOLOGY)
+    metric_stores = Kept(lambda: MetricStores.for_settings(settings), METRICS)
+    alerts_state = Kept(lambda: AlertsState.for_settings(settings), ALERTS)
+    roster_state = Kept(AgentRoster, ROSTER)
 
     return SupervisorSpec(
         name="root",
@@ -130,13 +134,13 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="alerts",
                       factory=lambda: AlertsActor(settings, store_path=STORE, notifier_path=NOTIFIER,
                                                   directory=directory_view, command_stats=command_stats,
-                                                  own_rules=replicas_url is None, state=alerts_state),
+                                                  own_rules=replicas_url is None, state=alerts_state.take()),
                       mailbox_size=4096),
             # One actor per agent; one crashing agent actor never takes others down.
             dynamic_supervisor("agents", max_children=settings.agents.max_agents),
             ActorSpec(
                 name="topology",
-                factory=lambda: TopologyActor(settings, agents_path=AGENTS, history=topology_history),
+                factory=lambda: TopologyActor(settings, agents_path=AGENTS, history=topology_history.take()),
                 mailbox_size=topology_mailbox,
                 # Merging what is queued at shutdown must fit in the shutdown budget.
                 shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
@@ -148,7 +152,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # Starts a client actor for each WebSocket that asks.
             ActorSpec(name="client_owner", factory=lambda: ClientOwnerActor(clients_path=CLIENTS), mailbox_size=4096),
             # Metrics written by agents (the embedded store) and PromQL reads of them.
-            ActorSpec(name="metrics", factory=lambda: MetricsActor(settings, directory_view, metric_stores),
+            ActorSpec(name="metrics", factory=lambda: MetricsActor(settings, directory_view, metric_stores.take()),
                       mailbox_size=4096),
             # Probes' reports, registrations and heartbeats: it starts their
             # actors under /root/agents and hands reports to the topology, the
@@ -156,7 +160,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # handed on while the topology drains.
             ActorSpec(name="roster",
                       factory=lambda: RosterActor(settings, agents_path=AGENTS, topology_path=TOPOLOGY,
-                                                  hub_path=HUB, directory=directory_view, metrics_path=METRICS),
+                                                  hub_path=HUB, directory=directory_view, metrics_path=METRICS,
+                                                  roster=roster_state.take()),
                       mailbox_size=ROSTER_MAILBOX),
             # The report stream (bus.url), read from its start and handed to
             # the roster. After it: it stops first, before the roster does.

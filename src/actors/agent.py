@@ -18,7 +18,7 @@ import attrs
 
 from trioscope.config import Settings
 from trioscope.domain.agents import AgentState, PackedReport
-from trioscope.runtime import Actor, ActorSpec, Restart
+from trioscope.runtime import Actor, ActorSpec, Kept, Restart
 from trioscope.wire import AgentRegistration, Report
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ class _Tick:
 class AgentActor(Actor):
     def __init__(self, agent_id: str, settings: Settings, clock: Callable[[], float] = time.time,
                  state: AgentState | None = None) -> None:
-        """``state``: what an earlier incarnation kept (``agent_spec``'s); None: a state of its own."""
+        """``state``: what an earlier incarnation kept (``agent_spec``'s ``Kept``); None: a state of its own."""
         self.agent_id = agent_id
         self.settings = settings
         self.clock = clock
@@ -117,11 +117,12 @@ def agent_spec(agent_id: str, settings: Settings, clock: Callable[[], float] = t
     it is restarted after a crash but gone for good once it stops itself. Its
     state is made here, with the spec the supervisor keeps while the actor is
     its child: a restart goes on with the agent's registration, latest report
-    and metric history (the topology rebuilds from those latest reports)."""
-    state = AgentState(agent_id, clock(), settings.storage.max_data_age)
+    and metric history (the topology rebuilds from those latest reports), but
+    for a crash loop (``Kept``)."""
+    state = Kept(lambda: AgentState(agent_id, clock(), settings.storage.max_data_age), f"agent {agent_id}")
     return ActorSpec(
         name=agent_id,
-        factory=lambda: AgentActor(agent_id, settings, clock, state),
+        factory=lambda: AgentActor(agent_id, settings, clock, state.take()),
         restart=Restart.TRANSIENT,
         mailbox_size=256,
         shutdown_timeout=2.0,

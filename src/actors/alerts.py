@@ -88,10 +88,11 @@ def sighting_resolution(settings: Settings) -> float:
 
 @attrs.define(eq=False)
 class AlertsState:
-    """What the actor knows, made once for its spec, not by the actor: a crash
-    restarts it with the alerts firing and the sightings as they were, so each
-    alert is still told once when it fires and once when it resolves (a
-    restart used to tell a firing AgentOffline again and never its end)."""
+    """What the actor knows, kept for its spec (``Kept``), not made by the
+    actor: a crash restarts it with the alerts firing and the sightings as
+    they were, so each alert is still told once when it fires and once when it
+    resolves (a restart used to tell a firing AgentOffline again and never
+    its end). The book changes only once what it tells is told (``_evaluate``)."""
 
     failures: FailureWindow
     seen: dict[str, float] = attrs.Factory(dict)
@@ -114,7 +115,7 @@ class AlertsActor(Actor):
                  directory: Published[AgentDirectory], command_stats: CommandStats,
                  own_rules: bool = True, clock: Callable[[], float] = time.time,
                  state: AlertsState | None = None) -> None:
-        """``state``: what an earlier incarnation knew (the spec's); None: a state of its own."""
+        """``state``: what an earlier incarnation knew (the spec's ``Kept``); None: a state of its own."""
         self.settings = settings.alerts
         self.own_rules = own_rules
         """Whether this server evaluates AgentOffline and HighCommandFailureRate itself.
@@ -164,17 +165,27 @@ class AlertsActor(Actor):
         return await super().handle(message)
 
     async def _evaluate(self, now: float, *, agents_only: bool = False) -> None:
+        book = self.state.book
+        before = dict(book.active)
         changes: list[AlertNotice] = []
         if self.settings.agent_offline_after > 0:
             offline = offline_agents(self._sightings(), now, self.settings.agent_offline_after)
-            changes += self.state.book.update(offline, now, only=[AGENT_OFFLINE])
+            changes += book.update(offline, now, only=[AGENT_OFFLINE])
         if self.settings.command_failure_percent > 0 and not agents_only:
             self.state.failures.observe(self.command_stats.outcomes(), now)
             failing = self.state.failures.failing(now, ratio=self.settings.command_failure_percent / 100,
                                             min_commands=self.settings.command_failure_min_commands)
-            changes += self.state.book.update(failing, now, only=[HIGH_COMMAND_FAILURE_RATE])
+            changes += book.update(failing, now, only=[HIGH_COMMAND_FAILURE_RATE])
         if changes:
-            await self._deliver(changes, SYSTEM_ACTOR, None)
+            try:
+                await self._deliver(changes, SYSTEM_ACTOR, None)
+            except BaseException:
+                # Not told (the audit record could not be committed): the book,
+                # which outlives this actor, must not say it was, or the next
+                # incarnation would never tell it. The next evaluation finds
+                # the same changes.
+                book.active = before
+                raise
 
     def _sightings(self) -> list[AgentSighting]:
         directory = self.directory.value

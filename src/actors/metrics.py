@@ -109,10 +109,9 @@ class _Expire:
 
 @attrs.frozen(eq=False)
 class MetricStores:
-    """The actor's stores, made once for its spec, not by the actor: a crash
-    restarts the actor with every series and sample as it was (an agent's
-    write answered 2xx is never lost to a bug in an unrelated query), as an
-    OTP table given an heir outlives the process that owns it."""
+    """The actor's stores, kept for its spec (``Kept``), not made by the
+    actor: a crash restarts the actor with every series and sample as it was
+    (an agent's write answered 2xx is not lost to a bug in an unrelated query)."""
 
     written: metrics.MetricStore
     """What agents write (``WriteSamples``)."""
@@ -144,8 +143,8 @@ class MetricsActor(Actor):
 
     def __init__(self, settings: Settings, directory: Published[AgentDirectory] | None = None,
                  stores: MetricStores | None = None) -> None:
-        """``stores``: what an earlier incarnation kept (the spec's); None:
-        stores of its own, lost with it."""
+        """``stores``: what an earlier incarnation kept (the spec's ``Kept``);
+        None: stores of its own, lost with it."""
         self.settings = settings
         self.directory = directory
         """Which deployment (and so tenant) a probe is enrolled in, as the directory publishes it."""

@@ -112,7 +112,9 @@ class RosterActor(Actor):
 
     def __init__(self, settings: Settings, *, agents_path: str, topology_path: str, hub_path: str,
                  directory: Published[AgentDirectory], clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic, metrics_path: str | None = None) -> None:
+                 monotonic: Callable[[], float] = time.monotonic, metrics_path: str | None = None,
+                 roster: AgentRoster | None = None) -> None:
+        """``roster``: what an earlier incarnation knew (the spec's ``Kept``); None: a roster of its own."""
         self.settings = settings
         self.agents_path = agents_path
         self.topology_path = topology_path
@@ -122,7 +124,7 @@ class RosterActor(Actor):
         """What the directory actor publishes: which probes are enrolled (never forgotten for another)."""
         self.clock = clock
         self.monotonic = monotonic
-        self.roster = AgentRoster()
+        self.roster = roster if roster is not None else AgentRoster()
 
     async def on_start(self) -> None:
         system = self.context.system
@@ -132,7 +134,9 @@ class RosterActor(Actor):
         self.metrics: ActorRef | None = system.lookup(self.metrics_path) if self.metrics_path else None
         now = self.monotonic()
         for agent in self.agents.children():  # a restarted roster knows the probes still running
-            self.roster.touch(agent.path.rsplit("/", 1)[-1], now)
+            agent_id = agent.path.rsplit("/", 1)[-1]
+            if agent_id not in self.roster:  # (kept ones, with their addresses, as they were)
+                self.roster.touch(agent_id, now)
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, ReportsArrived):
@@ -197,7 +201,7 @@ class RosterActor(Actor):
         more (``AgentRoster.reclaimable``); with no room it is refused
         (``TooManyAgents``).
         """
-        self.roster.touch(agent_id, self.monotonic(), source)
+        self.roster.touch(agent_id, self.monotonic(), source, enrolled)
         if len(self.roster) > 2 * self.settings.agents.max_agents:
             self.roster.retain(lambda a: self.agents.child(a) is not None)  # actors that stopped by themselves
         known = self.agents.actor(agent_id)  # the common case: no spec to build

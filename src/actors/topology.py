@@ -174,12 +174,11 @@ class _Cleanup:
 
 @attrs.frozen(eq=False)
 class TopologyHistory:
-    """The metric history the topology records, made once for the actor's
-    spec, not by the actor: a crash restarts the actor with its graph rebuilt
-    from the agents' latest reports, and the history is still what it was (as
-    an OTP table given an heir outlives the process that owns it). Recording
-    a report's metrics again after a restart changes nothing: a bucket keeps
-    its last value."""
+    """The metric history the topology records, kept for the actor's spec
+    (``Kept``), not made by the actor: a crash restarts the actor with its
+    graph rebuilt from the agents' latest reports, and the history is still
+    what it was. Recording a report's metrics again after a restart changes
+    nothing: a bucket keeps its last value."""
 
     nodes: MetricHistory
     processes: BlockHistory
@@ -196,7 +195,7 @@ class TopologyActor(Actor):
     def __init__(self, settings: Settings, agents_path: str | None = None,
                  clock: Callable[[], float] = time.time, history: TopologyHistory | None = None) -> None:
         """``history``: what an earlier incarnation recorded (the spec's
-        ``TopologyHistory``); None: a history of its own, lost with it."""
+        ``Kept``); None: a history of its own, lost with it."""
         self.settings = settings
         self.agents_path = agents_path
         self.clock = clock

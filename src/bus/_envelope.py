@@ -54,9 +54,10 @@ class Envelope:
     """The report's ``report_shape``, found by the replica that published it
     (so that each replica's topology need not): None from a replica that did not send it."""
     address: str | None = None
-    """The address of the client that sent it to the replica that published
-    it (each replica's roster shares the agents' places between addresses);
-    None from a replica that did not send it."""
+    """Where the client that sent it to the replica that published it counts
+    as from (its address, or an IPv6 address's /64: ``_forwarded.source_of``):
+    each replica's roster shares the agents' places between sources; None
+    from a replica of a version that did not send it."""
 
 
 class BadEnvelope(ValueError):
@@ -75,7 +76,7 @@ class _Frame(msgspec.Struct, omit_defaults=True):
     shape: bytes = b""
     """``report_shape`` (16 bytes); empty from a replica of a version that did not send it."""
     address: str = ""
-    """The client's address; empty from a replica of a version that did not send it."""
+    """The client's source (``Envelope.address``); empty from a replica of a version that did not send it."""
 
 
 MAX_UNPACKED = 1024**3

@@ -16,12 +16,16 @@ from collections.abc import Callable
 
 
 class _Tally:
-    """How many probes each source holds, and a source holding the most, each in O(1)."""
+    """How many probes each source holds, and a source holding the most, each in O(1).
+
+    Of the sources holding the most, the one that came to hold that many
+    first: the same on every replica that saw the same reports in the same
+    order (a set's order would follow each process's string hashing)."""
 
     def __init__(self) -> None:
         self.count: dict[str, int] = {}
-        self._holding: dict[int, set[str]] = {}
-        """Count -> the sources holding that many."""
+        self._holding: dict[int, dict[str, None]] = {}
+        """Count -> the sources holding that many, in the order they came to."""
         self._top = 0
 
     def add(self, source: str, delta: int) -> None:
@@ -29,12 +33,12 @@ class _Tally:
         after = before + delta
         if before:
             holding = self._holding[before]
-            holding.discard(source)
+            del holding[source]
             if not holding:
                 del self._holding[before]
         if after:
             self.count[source] = after
-            self._holding.setdefault(after, set()).add(source)
+            self._holding.setdefault(after, {})[source] = None
         else:
             del self.count[source]
         # Counts move by one: the largest is the one before, one above, or one below.
@@ -47,14 +51,17 @@ class _Tally:
 
 
 class AgentRoster:
-    """Probe agent ids in the order they were last heard from (oldest first), with their sources."""
+    """Probe agent ids in the order they were last heard from (oldest first),
+    with the sources of the unenrolled ones."""
 
     def __init__(self) -> None:
         self._heard: OrderedDict[str, float] = OrderedDict()
         self._source: dict[str, str] = {}
         """Agent id -> the address it was last heard from (none yet: absent)."""
+        self._enrolled: set[str] = set()
+        """Agents last heard from signed: never forgotten for another, so in no source's count."""
         self._of_source: dict[str, OrderedDict[str, None]] = {}
-        """Source -> its probes, least recently heard from first."""
+        """Source -> its unenrolled probes, least recently heard from first."""
         self._tally = _Tally()
 
     def __len__(self) -> int:
@@ -63,27 +70,42 @@ class AgentRoster:
     def __contains__(self, agent_id: object) -> bool:
         return agent_id in self._heard
 
-    def touch(self, agent_id: str, now: float, source: str | None = None) -> None:
-        """``agent_id`` was heard from at ``now``, from ``source`` (None: from
-        where it was last, if known)."""
+    def touch(self, agent_id: str, now: float, source: str | None = None, enrolled: bool | None = None) -> None:
+        """``agent_id`` was heard from at ``now``, from ``source``, signed or
+        not (``enrolled``); None for either: as it was last (if known)."""
         self._heard.pop(agent_id, None)
         self._heard[agent_id] = now
-        was = self._source.get(agent_id)
-        if source is None or source == was:
-            if was is not None:
-                self._of_source[was].move_to_end(agent_id)
+        was_source, was_enrolled = self._source.get(agent_id), agent_id in self._enrolled
+        counted = was_source is not None and not was_enrolled
+        if source is None:
+            source = was_source
+        if enrolled is None:
+            enrolled = was_enrolled
+        if source is not None:
+            self._source[agent_id] = source
+        if enrolled:
+            self._enrolled.add(agent_id)
+        else:
+            self._enrolled.discard(agent_id)
+        if counted and (source != was_source or enrolled):
+            assert was_source is not None
+            self._uncount(agent_id, was_source)
+            counted = False
+        if source is None or enrolled:
             return
-        if was is not None:
-            self._leave(agent_id, was)
-        self._source[agent_id] = source
-        self._of_source.setdefault(source, OrderedDict())[agent_id] = None
-        self._tally.add(source, 1)
+        if counted:
+            self._of_source[source].move_to_end(agent_id)
+        else:
+            self._of_source.setdefault(source, OrderedDict())[agent_id] = None
+            self._tally.add(source, 1)
 
     def forget(self, agent_id: str) -> None:
         self._heard.pop(agent_id, None)
-        source = self._source.get(agent_id)
-        if source is not None:
-            self._leave(agent_id, source)
+        source = self._source.pop(agent_id, None)
+        if agent_id in self._enrolled:
+            self._enrolled.discard(agent_id)
+        elif source is not None:
+            self._uncount(agent_id, source)
 
     def retain(self, keep: Callable[[str], bool]) -> None:
         """Forget every probe ``keep`` refuses (those no longer tracked)."""
@@ -94,7 +116,7 @@ class AgentRoster:
         return self._source.get(agent_id)
 
     def held_by(self, source: str) -> int:
-        """How many probes ``source`` holds."""
+        """How many unenrolled probes ``source`` holds."""
         return self._tally.count.get(source, 0)
 
     def reclaimable(self, now: float, *, stale_after: float, enrolled: Callable[[str], bool],
@@ -102,15 +124,15 @@ class AgentRoster:
         """The probe to forget to make room for a new one from ``source``
         (touched already: it counts as one of its source's), or None.
 
-        Enrolled probes (their reports signed) are never forgotten for another.
-        For a new enrolled probe, the unenrolled one heard from longest ago,
-        stale or not: enrolled probes always have room while unenrolled ones
-        take it. For a new unenrolled probe, an unenrolled one silent for
-        ``stale_after`` seconds; else, when another source holds more probes
-        than ``source`` does, the unenrolled one of that source heard from
-        longest ago: so the places end up shared evenly between the addresses
-        that want them, and a client that makes up agent ids keeps at most its
-        share of them."""
+        Enrolled probes (their reports signed; ``enrolled`` says which are now)
+        are never forgotten for another. For a new enrolled probe, the
+        unenrolled one heard from longest ago, stale or not: enrolled probes
+        always have room while unenrolled ones take it. For a new unenrolled
+        probe, an unenrolled one silent for ``stale_after`` seconds; else, when
+        another source holds more unenrolled probes than ``source`` does, the
+        one of that source heard from longest ago: so the places unenrolled
+        probes may take end up shared evenly between the addresses that want
+        them, and a client that makes up agent ids keeps at most its share."""
         for agent_id, heard in self._heard.items():
             if enrolled(agent_id):
                 continue
@@ -124,8 +146,7 @@ class AgentRoster:
             return None  # ties: the source asking holds as many as any
         return next((a for a in self._of_source[largest] if not enrolled(a)), None)
 
-    def _leave(self, agent_id: str, source: str) -> None:
-        del self._source[agent_id]
+    def _uncount(self, agent_id: str, source: str) -> None:
         members = self._of_source[source]
         del members[agent_id]
         if not members:

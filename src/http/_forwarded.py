@@ -43,23 +43,32 @@ IPV6_SOURCE_PREFIX = 64
 """Bits of an IPv6 address that name one client for per-address limits: a
 host on one SLAAC link has 2^64 addresses to rotate through, and limits per
 address would bound nothing (an ISP hands a customer a /64 or more)."""
+_HOST_BITS = (1 << (128 - IPV6_SOURCE_PREFIX)) - 1
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+"""RFC 6052's prefix: an IPv4 client reaching an IPv6-only server through NAT64 or SIIT."""
 
 
 @functools.lru_cache(maxsize=4096)
 def source_of(address: str) -> str:
     """The client ``address`` counts as for per-address limits (rate budgets,
     sockets, first views, places among ``--max-agents``): an IPv6 address's
-    /64 (``2001:db8:1:2::/64``), an IPv4-mapped one's IPv4 address, anything
-    else itself. The audit and access logs keep the address itself."""
+    /64 (``2001:db8:1:2::/64``); the IPv4 client inside an IPv4-mapped, NAT64
+    or Teredo address (every IPv4 client of an IPv6-only server would
+    otherwise be one); anything else itself. The audit and access logs keep
+    the address itself."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, IPV6_SOURCE_PREFIX), strict=False))
-    return address
+    if isinstance(ip, ipaddress.IPv4Address):
+        return address
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ip in _NAT64:
+        return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    if ip.teredo is not None:
+        return str(ip.teredo[1])
+    return f"{ipaddress.IPv6Address(int(ip) & ~_HOST_BITS)}/{IPV6_SOURCE_PREFIX}"
 
 
 def forwarded_for(values: Iterable[str]) -> list[str]:

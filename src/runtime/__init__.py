@@ -29,6 +29,7 @@ from ._intensity import Backoff as Backoff
 from ._intensity import RestartHistory as RestartHistory
 from ._intensity import intensity_exceeded as intensity_exceeded
 from ._intensity import record_restart as record_restart
+from ._kept import Kept as Kept
 from ._published import Published as Published
 from ._ref import ActorRef as ActorRef
 from ._specs import ActorSpec as ActorSpec
@@ -65,6 +66,7 @@ __all__ = [
     "Forward",
     "Handoff",
     "IntensityScope",
+    "Kept",
     "LinkedActorTerminated",
     "MailboxFull",
     "Published",

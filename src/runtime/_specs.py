@@ -91,7 +91,8 @@ class ActorSpec:
     """One actor child.
 
     ``factory`` builds a fresh actor object for every (re)start, so a restarted
-    actor starts from clean state; its mailbox, owned by the supervisor, is kept.
+    actor starts from clean state, but for what it takes from a ``Kept``; its
+    mailbox, owned by the supervisor, is kept.
     """
 
     name: str = attrs.field(validator=_check_name)

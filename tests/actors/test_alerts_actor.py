@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from trioscope.actors.alerts import ActiveAlerts, Deliver
+import outcome
+import pytest
+
+from trioscope.actors.alerts import ActiveAlerts, AlertsActor, AlertsState, Deliver, _Evaluate
+from trioscope.actors.store import Commit
+from trioscope.config import Settings
 from trioscope.domain.alerts import AlertNotice
-from trioscope.runtime import open_actor_system
+from trioscope.domain.command_stats import CommandStats
+from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, Deployment
+from trioscope.domain.metric_labels import TenantLabels
+from trioscope.runtime import Actor, ActorFailed, ActorSpec, Kept, Published, SupervisorSpec, open_actor_system
 from trioscope.system import ALERTS, supervision_tree
 
 
@@ -32,3 +40,58 @@ async def test_a_crash_loses_no_firing_alert(settings):
         assert node.restarts == 1
         await alerts.ask(Deliver((disk_full("resolved"),), actor="alertmanager"))
         assert await alerts.ask(ActiveAlerts("acme")) == []
+
+
+class FlakyStore(Actor):
+    """The store, whose first commit fails (a database that was locked)."""
+
+    def __init__(self, committed: list[object]) -> None:
+        self.committed = committed
+        self.failed = False
+
+    async def handle(self, message: object) -> object:
+        if isinstance(message, Commit):
+            if not self.failed:
+                self.failed = True
+                message.receipt.settle(outcome.Error(RuntimeError("database is locked")))
+            else:
+                self.committed.extend(message.writes)
+                message.receipt.settle(outcome.Value(None))
+            return None
+        return await super().handle(message)
+
+
+class Notifier(Actor):
+    async def handle(self, message: object) -> object:
+        return None
+
+
+async def test_an_alert_whose_record_failed_is_told_by_the_restarted_actor():
+    """The book outlives the actor: it must not say an alert fired that was
+    never told (the first version updated it before the audit record was
+    committed, so the restarted actor never told it, and later resolved it)."""
+    settings = Settings.defaults()
+    directory = AgentDirectory()
+    directory.deployments["d1"] = Deployment(hash="d1", tenant="acme", user_id="u", created_at=0.0,
+                                             enrollment_hash=None)
+    directory.agents["silent"] = AgentRecord(id="silent", deployment_hash="d1", token_hash="t",
+                                             status=AgentStatus.ACTIVE, created_at=0.0)
+    state = AlertsState.for_settings(settings)
+    state.started = 0.0  # the server started long ago: the agent is silent past the threshold
+    kept = Kept(lambda: state, "/root/alerts")
+    committed: list[object] = []
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="store", factory=lambda: FlakyStore(committed)),
+        ActorSpec(name="notifier", factory=Notifier),
+        ActorSpec(name="alerts", factory=lambda: AlertsActor(
+            settings, store_path="/root/store", notifier_path="/root/notifier", directory=Published(directory),
+            command_stats=CommandStats(TenantLabels(10)), state=kept.take())),
+    ])
+    async with open_actor_system(tree) as system:
+        alerts = system.lookup("/root/alerts")
+        with pytest.raises(ActorFailed):
+            await alerts.ask(_Evaluate())  # the record is not committed: the actor crashes
+        assert await alerts.ask(ActiveAlerts("acme")) == []  # answered by the restarted actor: not told yet
+        await alerts.ask(_Evaluate())
+        assert [n.name for n in await alerts.ask(ActiveAlerts("acme"))] == ["AgentOffline"]
+        assert [w.action for w in committed] == ["alert.firing"]  # type: ignore[attr-defined]

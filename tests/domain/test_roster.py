@@ -1,5 +1,9 @@
 """Whom the server forgets when it tracks its limit of agents."""
 
+import os
+import subprocess
+import sys
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -108,18 +112,31 @@ def test_a_stale_probe_goes_first_whatever_its_source():
                              source="10.0.0.3") == "b0"
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.sampled_from([None, "x", "y", "z"]), st.booleans()),
+@given(st.lists(st.tuples(st.sampled_from(["touch", "forget", "retain", "reclaim"]), st.sampled_from("abcdefgh"),
+                          st.sampled_from([None, "x", "y", "z"]), st.sampled_from([None, False, True])),
                 max_size=60))
 def test_the_counts_and_the_largest_source_follow_every_change(steps):
+    """Each source counts its unenrolled probes; the largest is one holding most."""
     found = AgentRoster()
-    for at, (agent_id, source, forget) in enumerate(steps):
-        if forget:
+    enrolled: dict[str, bool] = {}
+    for at, (step, agent_id, source, signed) in enumerate(steps):
+        if step == "touch":
+            found.touch(agent_id, float(at), source, signed)
+            if signed is not None:
+                enrolled[agent_id] = signed
+        elif step == "forget":
             found.forget(agent_id)
+            enrolled.pop(agent_id, None)
+        elif step == "retain":
+            found.retain(lambda a: a != agent_id)
+            enrolled.pop(agent_id, None)
         else:
-            found.touch(agent_id, float(at), source)
+            victim = found.reclaimable(float(at), stale_after=STALE, enrolled=lambda a: enrolled.get(a, False),
+                                       for_enrolled=False, source=source)
+            assert victim is None or (victim in found and not enrolled.get(victim, False))
         counts: dict[str, int] = {}
         for a in "abcdefgh":
-            if (s := found.source_of(a)) is not None:
+            if (s := found.source_of(a)) is not None and not enrolled.get(a, False):
                 assert a in found
                 counts[s] = counts.get(s, 0) + 1
         assert {s: found.held_by(s) for s in "xyz" if found.held_by(s)} == counts
@@ -127,3 +144,33 @@ def test_the_counts_and_the_largest_source_follow_every_change(steps):
         assert (largest is None) == (not counts)
         if counts:
             assert counts[largest] == max(counts.values())
+
+
+def test_enrolled_probes_count_in_no_source_s_share():
+    found = AgentRoster()
+    for at, agent_id in enumerate(("e1", "e2", "e3")):
+        found.touch(agent_id, 900.0 + at, "10.0.0.1", enrolled=True)
+    found.touch("b1", 950.0, "10.0.0.2")
+    found.touch("b2", 951.0, "10.0.0.2")
+    found.touch("a1", 960.0, "10.0.0.1")  # the site's first unsigned probe: one against two
+    enrolled = {"e1", "e2", "e3"}.__contains__
+    assert found.held_by("10.0.0.1") == 1
+    assert found.reclaimable(1000.0, stale_after=STALE, enrolled=enrolled, for_enrolled=False,
+                             source="10.0.0.1") == "b1"
+
+
+def test_of_sources_holding_as_many_the_first_to_hold_that_many_gives_way_whatever_the_hash_seed():
+    """Replicas that saw the same reports make room alike: a set's order (the
+    first version's) followed each process's string hashing."""
+    program = """
+from trioscope.domain.roster import AgentRoster
+found = AgentRoster()
+for at, (agent_id, source) in enumerate([("d1", "d"), ("c1", "c"), ("b1", "b"), ("a1", "a"),
+                                         ("a2", "a"), ("b2", "b"), ("c2", "c"), ("d2", "d")]):
+    found.touch(agent_id, 900.0 + at, source)
+found.touch("n1", 990.0, "new")
+print(found.reclaimable(1000.0, stale_after=300.0, enrolled=lambda a: False, for_enrolled=False, source="new"))
+"""
+    victims = {subprocess.run([sys.executable, "-c", program], env={**os.environ, "PYTHONHASHSEED": str(seed)},
+                              capture_output=True, text=True, check=True).stdout.strip() for seed in range(6)}
+    assert victims == {"a1"}
