@@ -16,7 +16,9 @@ from typing import Any, Literal
 
 import attrs
 
-from trioscope.wire import RFC3339, Name, Text, TextRule, bounded_list, bounded_map, constrained
+from trioscope.wire import (
+    RFC3339, FieldError, FieldProblem, Name, Text, TextRule, bounded_list, bounded_map, constrained, parse_timestamp,
+)
 
 from .agents import rfc3339
 from .command_stats import TenantOutcomes
@@ -206,6 +208,22 @@ class WebhookPayload:
 
 UNSET_TIME = "0001-01-01T00:00:00Z"
 """What Alertmanager sends as ``endsAt`` when it does not know (Go's zero time)."""
+
+
+def webhook_problems(payload: WebhookPayload) -> tuple[FieldProblem, ...]:
+    """What the decoder's pattern lets through: timestamps that name no moment
+    (month 13, hour 25, before 1970), Alertmanager's unset time (Go's zero)
+    aside. They reach users as sent, so they are refused like any bad field."""
+    problems = []
+    for index, alert in enumerate(payload.alerts):
+        for key, value in (("startsAt", alert.startsAt), ("endsAt", alert.endsAt)):
+            if value is None or value == UNSET_TIME:
+                continue
+            try:
+                parse_timestamp(value)
+            except FieldError as exc:
+                problems.append(FieldProblem(f"$.alerts[{index}].{key}", str(exc)))
+    return tuple(problems)
 
 
 def webhook_notices(payload: WebhookPayload) -> tuple[list[AlertNotice], int]:

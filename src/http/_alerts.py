@@ -15,7 +15,7 @@ import hmac
 from quart import Blueprint, Response, request
 
 from trioscope.actors.alerts import ActiveAlerts, Deliver
-from trioscope.domain.alerts import WebhookPayload, webhook_notices
+from trioscope.domain.alerts import WebhookPayload, webhook_notices, webhook_problems
 from trioscope.domain.principals import Permission
 from trioscope.wire import InvalidDocument, decode
 
@@ -53,12 +53,15 @@ async def alertmanager_webhook() -> Response:
         raise too_large(MAX_WEBHOOK_BODY)
     try:
         payload = decode(parse_json(body), WebhookPayload)
+        problems = webhook_problems(payload)
+        if problems:
+            raise InvalidDocument(problems)
     except InvalidDocument as exc:
         raise invalid("invalid_webhook", exc) from None
     notices, skipped = webhook_notices(payload)
     delivered = 0
     if notices:
-        delivered = await s.alerts.ask(Deliver(tuple(notices), actor="alertmanager", address=request.remote_addr),
+        delivered = await s.alerts.ask(Deliver(tuple(notices), actor="alertmanager", address=_gate.client_address()),
                                        timeout=30)
     return json_response({"delivered": delivered, "skipped_without_tenant": skipped})
 

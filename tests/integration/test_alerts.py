@@ -104,6 +104,11 @@ async def test_alertmanager_webhook_reaches_the_tenants_users_and_the_audit_log(
             refused = await client.post(url, json=bad, headers=auth)
             assert refused.status_code == 400 and "$.alerts[0].startsAt" in refused.text, refused.text
             assert "RFC 3339" in refused.text
+            bad = webhook_body(viewer.tenant, "resolved")
+            bad["alerts"][0]["endsAt"] = "2026-13-02T10:05:00Z"  # the pattern's shape, no date
+            refused = await client.post(url, json=bad, headers=auth)
+            assert refused.status_code == 400 and "$.alerts[0].endsAt" in refused.text, refused.text
+            assert "not a valid date" in refused.text
             many = webhook_body(viewer.tenant, "firing")
             many["alerts"] = many["alerts"] * 1001
             refused = await client.post(url, json=many, headers=auth)
@@ -205,3 +210,19 @@ async def test_builtin_command_failure_rate_fires_for_the_tenant_and_resolves_on
                 resolved = await next_alert(ws)  # nothing failed in the last 3 s
                 assert (resolved["alert"], resolved["status"]) == ("HighCommandFailureRate", "resolved")
                 await nothing_else(theirs)
+
+
+async def test_a_webhook_through_a_trusted_proxy_is_audited_with_the_client_the_proxy_names() -> None:
+    """The audit named the proxy's address (the connection's peer) instead."""
+    with ServerProcess(["--trusted-proxies", "127.0.0.0/8"],
+                       env={"TRIOSCOPE_ALERTS_WEBHOOK_SECRET": SECRET}) as server:
+        tenant = fresh("tenant")
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(server.base_url + WEBHOOK, json=webhook_body(tenant, "firing"),
+                                       headers={"Authorization": f"Bearer {SECRET}",
+                                                "X-Forwarded-For": "198.51.100.5"})
+            assert answer.status_code == 200, answer.text
+            admin = Operator(server, fresh("admin"), tenant, "ADMIN")
+            audit = await client.get(f"{server.base_url}/api/v1/audit", params={"action": "alert.firing"},
+                                     headers=admin.auth)
+            assert [e["address"] for e in audit.json()["entries"]] == ["198.51.100.5"], audit.text
