@@ -90,12 +90,12 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     # and the alerts actor (the queue owner hands it out: GetCommandStats).
     command_stats = CommandStats(TenantLabels(settings.tenants.max_metric_labels))
     # What the topology, metrics, alerts and roster actors keep across a restart
-    # (not across a crash loop: ``Kept``): no metric history, no sample an
-    # agent wrote (answered 2xx), no alert told, no probe's address is lost.
-    topology_history = Kept(lambda: TopologyHistory.for_settings(settings), TOPOLOGY)
-    metric_stores = Kept(lambda: MetricStores.for_settings(settings), METRICS)
-    alerts_state = Kept(lambda: AlertsState.for_settings(settings), ALERTS)
-    roster_state = Kept(AgentRoster, ROSTER)
+    # (``Kept``): no metric history, no sample an agent wrote (answered 2xx), no
+    # alert told, no probe's address is lost to a crash.
+    topology_history = Kept(lambda: TopologyHistory.for_settings(settings))
+    metric_stores = Kept(lambda: MetricStores.for_settings(settings))
+    alerts_state = Kept(lambda: AlertsState.for_settings(settings))
+    roster_state = Kept(AgentRoster)
 
     return SupervisorSpec(
         name="root",

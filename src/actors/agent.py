@@ -117,9 +117,9 @@ def agent_spec(agent_id: str, settings: Settings, clock: Callable[[], float] = t
     it is restarted after a crash but gone for good once it stops itself. Its
     state is made here, with the spec the supervisor keeps while the actor is
     its child: a restart goes on with the agent's registration, latest report
-    and metric history (the topology rebuilds from those latest reports), but
-    for a crash loop (``Kept``)."""
-    state = Kept(lambda: AgentState(agent_id, clock(), settings.storage.max_data_age), f"agent {agent_id}")
+    and metric history (the topology rebuilds from those latest reports),
+    until the supervisor gives up on it (``Kept``)."""
+    state = Kept(lambda: AgentState(agent_id, clock(), settings.storage.max_data_age))
     return ActorSpec(
         name=agent_id,
         factory=lambda: AgentActor(agent_id, settings, clock, state.take()),

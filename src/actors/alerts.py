@@ -92,7 +92,7 @@ class AlertsState:
     actor: a crash restarts it with the alerts firing and the sightings as
     they were, so each alert is still told once when it fires and once when it
     resolves (a restart used to tell a firing AgentOffline again and never
-    its end). The book changes only once what it tells is told (``_evaluate``)."""
+    its end). The book keeps a change only once it is told (``_evaluate``)."""
 
     failures: FailureWindow
     seen: dict[str, float] = attrs.Factory(dict)
@@ -176,16 +176,23 @@ class AlertsActor(Actor):
             failing = self.state.failures.failing(now, ratio=self.settings.command_failure_percent / 100,
                                             min_commands=self.settings.command_failure_min_commands)
             changes += book.update(failing, now, only=[HIGH_COMMAND_FAILURE_RATE])
-        if changes:
-            try:
-                await self._deliver(changes, SYSTEM_ACTOR, None)
-            except BaseException:
-                # Not told (the audit record could not be committed): the book,
-                # which outlives this actor, must not say it was, or the next
-                # incarnation would never tell it. The next evaluation finds
-                # the same changes.
-                book.active = before
-                raise
+        if not changes:
+            return
+        try:
+            await self._deliver(changes, SYSTEM_ACTOR, None)
+        except Exception as exc:  # noqa: BLE001  # the store's failure, whatever it is: told at the next evaluation
+            # Not told (the audit record, committed first, could not be): the
+            # book must not say they were, or they never would be. The next
+            # evaluation finds the same changes; crashing would not record
+            # them sooner, and a store away for a while would crash it again
+            # and again.
+            book.active = before
+            log.warning("%d alert change(s) not told yet: their audit record could not be committed (%s: %s); "
+                        "trying again at the next evaluation", len(changes), type(exc).__name__, exc,
+                        extra={"event": "alerts_not_told", "changes": len(changes)})
+        except BaseException:
+            book.active = before  # cancelled (the server stopping): the book as before, for a restart to tell
+            raise
 
     def _sightings(self) -> list[AgentSighting]:
         directory = self.directory.value

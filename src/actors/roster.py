@@ -203,7 +203,8 @@ class RosterActor(Actor):
         """
         self.roster.touch(agent_id, self.monotonic(), source, enrolled)
         if len(self.roster) > 2 * self.settings.agents.max_agents:
-            self.roster.retain(lambda a: self.agents.child(a) is not None)  # actors that stopped by themselves
+            # Actors that stopped by themselves; not this probe, whose actor may be about to start.
+            self.roster.retain(lambda a: a == agent_id or self.agents.child(a) is not None)
         known = self.agents.actor(agent_id)  # the common case: no spec to build
         if known is not None:
             return known

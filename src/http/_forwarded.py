@@ -44,16 +44,19 @@ IPV6_SOURCE_PREFIX = 64
 host on one SLAAC link has 2^64 addresses to rotate through, and limits per
 address would bound nothing (an ISP hands a customer a /64 or more)."""
 _HOST_BITS = (1 << (128 - IPV6_SOURCE_PREFIX)) - 1
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-"""RFC 6052's prefix: an IPv4 client reaching an IPv6-only server through NAT64 or SIIT."""
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+"""RFC 6052's well-known prefix and RFC 8215's local-use one: an IPv4 client
+reaching an IPv6-only server through NAT64 or SIIT, its address in the last 32
+bits (a /96 translator prefix, the common layout; other layouts and
+network-specific prefixes count as their /64)."""
 
 
 @functools.lru_cache(maxsize=4096)
 def source_of(address: str) -> str:
     """The client ``address`` counts as for per-address limits (rate budgets,
     sockets, first views, places among ``--max-agents``): an IPv6 address's
-    /64 (``2001:db8:1:2::/64``); the IPv4 client inside an IPv4-mapped, NAT64
-    or Teredo address (every IPv4 client of an IPv6-only server would
+    /64 (``2001:db8:1:2::/64``); the IPv4 client inside an IPv4-mapped, NAT64,
+    Teredo or 6to4 address (every IPv4 client of an IPv6-only server would
     otherwise be one); anything else itself. The audit and access logs keep
     the address itself."""
     try:
@@ -64,10 +67,12 @@ def source_of(address: str) -> str:
         return address
     if ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
-    if ip in _NAT64:
+    if ip in _NAT64[0] or ip in _NAT64[1]:
         return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     if ip.teredo is not None:
         return str(ip.teredo[1])
+    if ip.sixtofour is not None:  # one IPv4 host's 2^16 /64s
+        return str(ip.sixtofour)
     return f"{ipaddress.IPv6Address(int(ip) & ~_HOST_BITS)}/{IPV6_SOURCE_PREFIX}"
 
 

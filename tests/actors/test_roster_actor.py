@@ -82,3 +82,43 @@ async def test_a_new_enrolled_probe_takes_the_place_of_the_oldest_unenrolled_one
         await roster.ask(attrs.evolve(arrived(3), enrolled=True))
         assert {ref.path.rsplit("/", 1)[-1] for ref in system.lookup(AGENTS).children()} == {
             arrived(2).report.agent_id, arrived(3).report.agent_id}
+
+
+def from_address(index: int, address: str, *, enrolled: bool = False) -> ReportArrived:
+    return attrs.evolve(arrived(index), address=address, enrolled=enrolled)
+
+
+def tracked(system) -> set[str]:
+    return {ref.path.rsplit("/", 1)[-1] for ref in system.lookup(AGENTS).children()}
+
+
+async def test_an_address_s_enrolled_probes_count_in_no_share(settings) -> None:
+    """Address A's two signed probes are not part of its share: a newcomer from
+    C takes a place of B (two unsigned probes), not of A (one). Counting them,
+    A looked the largest, and the oldest probe there was taken."""
+    full = attrs.evolve(settings, agents=attrs.evolve(settings.agents, max_agents=5))
+    async with open_actor_system(supervision_tree(full)) as system:
+        roster = system.lookup(ROSTER)
+        for report in (from_address(1, "10.0.0.1", enrolled=True), from_address(2, "10.0.0.1", enrolled=True),
+                       from_address(3, "10.0.0.1"), from_address(4, "10.0.0.2"), from_address(5, "10.0.0.2")):
+            await roster.ask(report)
+        await roster.ask(from_address(6, "10.0.0.3"))
+        assert tracked(system) == {arrived(i).report.agent_id for i in (1, 2, 3, 5, 6)}
+
+
+class Poison:
+    """A message the roster does not understand: handling it raises."""
+
+
+async def test_a_restarted_roster_still_knows_where_each_probe_reports_from(settings) -> None:
+    """It used to restart knowing the running probes but not their addresses:
+    the address that had taken every place kept them all."""
+    full = attrs.evolve(settings, agents=attrs.evolve(settings.agents, max_agents=3))
+    async with open_actor_system(supervision_tree(full)) as system:
+        roster = system.lookup(ROSTER)
+        for i in (1, 2, 3):
+            await roster.ask(from_address(i, "10.0.0.1"))
+        roster.tell(Poison())
+        await roster.ask(from_address(4, "10.0.0.2"))  # asked of the restarted roster
+        assert restarts(system, ROSTER) == 1
+        assert tracked(system) == {arrived(i).report.agent_id for i in (2, 3, 4)}

@@ -83,11 +83,14 @@ def test_listed_origins_are_allowed_exactly():
     ("64:ff9b::198.51.100.8", "198.51.100.8"),
     ("64:ff9b::c633:6409", "198.51.100.9"),
     ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "192.0.2.45"),
+    ("64:ff9b:1::c633:6401", "198.51.100.1"),
+    ("2002:c633:6401:1::1", "198.51.100.1"),
+    ("2002:c633:6401:ffff::1", "198.51.100.1"),
     ("fe80::1%eth0", "fe80::/64"),
     ("::1", "::/64"),
     ("unknown", "unknown"),
 ])
 def test_an_ipv6_client_counts_as_its_slash_64_for_limits(address: str, source: str) -> None:
     """One host has a /64 of addresses to rotate through; an IPv4 client sent
-    over IPv6 (mapped, NAT64, Teredo) is that IPv4 client."""
+    over IPv6 (mapped, NAT64, Teredo, 6to4) is that IPv4 client."""
     assert source_of(address) == source

@@ -1,33 +1,38 @@
-"""State an actor keeps across a restart, but not across a crash loop."""
+"""State an actor keeps across restarts, for as long as its spec lives."""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 
-from trioscope.runtime import Kept
+from trioscope.runtime import Actor, ActorFailed, ActorSpec, Kept, SupervisorSpec, open_actor_system
 
 
-def test_a_restart_takes_the_state_and_a_crash_soon_after_that_starts_afresh(caplog: pytest.LogCaptureFixture):
-    now = [0.0]
+class Counter(Actor):
+    def __init__(self, counts: list[int]) -> None:
+        self.counts = counts
+
+    async def handle(self, message: object) -> object:
+        if message == "count":
+            self.counts.append(1)
+            return len(self.counts)
+        raise RuntimeError("crash")
+
+
+async def test_every_incarnation_takes_the_state_the_first_one_made() -> None:
     made: list[list[int]] = []
 
     def make() -> list[int]:
         made.append([])
         return made[-1]
 
-    kept = Kept(make, "/root/thing", settle=30.0, clock=lambda: now[0])
-    first = kept.take()
-    first.append(1)
-    now[0] = 5.0  # the first incarnation crashes soon after it started: its state was its own
-    assert kept.take() is first
-    now[0] = 60.0  # a later crash, the restarted one having lived long enough
-    assert kept.take() is first
-    now[0] = 70.0  # and again within 30 s of that restart: maybe the state is what crashes it
-    with caplog.at_level(logging.WARNING, logger="trioscope.runtime"):
-        fresh = kept.take()
-    assert fresh is not first and fresh == [] and len(made) == 2
-    assert "starting from fresh state" in caplog.text
-    now[0] = 71.0  # the fresh state was made, not handed on: the next crash keeps it
-    assert kept.take() is fresh
+    kept = Kept(make)
+    tree = SupervisorSpec(name="root", intensity=10, children=[
+        ActorSpec(name="counter", factory=lambda: Counter(kept.take()))])
+    async with open_actor_system(tree) as system:
+        counter = system.lookup("/root/counter")
+        assert await counter.ask("count") == 1
+        for crashes in (1, 2, 3):  # crash after crash, quickly: the state goes on
+            with pytest.raises(ActorFailed):
+                await counter.ask("crash")
+            assert await counter.ask("count") == 1 + crashes
+        assert len(made) == 1
