@@ -33,6 +33,7 @@ from trioscope.runtime import Actor, ActorRef, Published
 from trioscope.store import AuditEntry
 
 from .notifier import publish
+from .refusals import NotRecorded
 from .store import commit
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,10 @@ class AlertsState:
 
 
 class AlertsActor(Actor):
+    refusals = (NotRecorded,)
+    """A delivery whose audit record cannot be committed is refused (503 at
+    the webhook: Alertmanager resends), not a crash."""
+
     def __init__(self, settings: Settings, *, store_path: str, notifier_path: str,
                  directory: Published[AgentDirectory], command_stats: CommandStats,
                  own_rules: bool = True, clock: Callable[[], float] = time.time,
@@ -154,7 +159,10 @@ class AlertsActor(Actor):
             await self._evaluate(self.clock())
             return None
         if isinstance(message, Deliver):
-            await self._deliver(message.notices, message.actor, message.address)
+            try:
+                await self._deliver(message.notices, message.actor, message.address)
+            except Exception as exc:  # noqa: BLE001  # the store's failure, whatever it is: the sender resends
+                raise NotRecorded("alerts", exc) from None
             now = self.clock()
             for notice in message.notices:
                 self.state.delivered.record(notice, now)

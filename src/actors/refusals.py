@@ -65,6 +65,14 @@ class TooManyAgents(Refusal):
         self.limit = limit
 
 
+class NotRecorded(Refusal):
+    """What the request asked for cannot be recorded in the audit log now (the database failed): nothing was done."""
+
+    def __init__(self, what: str, reason: BaseException) -> None:
+        super().__init__(f"the {what} could not be recorded in the audit log ({type(reason).__name__}: {reason}), "
+                         "so nothing was done; send it again")
+
+
 class UnknownProbe(Refusal):
     """A probe agent id the server tracks no actor for (never seen, or forgotten)."""
 

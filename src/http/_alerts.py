@@ -35,7 +35,9 @@ typical size fit in about half of it."""
 
 
 @blueprint.post("/api/v1/alerts/webhook")
-@documented(auth=Auth.WEBHOOK, body=WebhookPayload, errors={404: "the webhook is off (alerts.webhook_secret unset)"})
+@documented(auth=Auth.WEBHOOK, body=WebhookPayload, errors={
+    404: "the webhook is off (alerts.webhook_secret unset)",
+    503: "the alerts could not be recorded in the audit log (not_recorded, Retry-After): resend"})
 async def alertmanager_webhook() -> Response:
     """Receive Alertmanager's alerts (webhook v4) as system_alert events (bearer: alerts.webhook_secret)."""
     s = services()

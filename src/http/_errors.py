@@ -12,8 +12,8 @@ from quart import Quart, Response, current_app, g, has_request_context, has_webs
 from werkzeug.exceptions import HTTPException
 
 from trioscope.actors.refusals import (
-    EnrollmentRefused, QuotaExceeded, ReportConflict, ReporterTaken, TooManyAgents, UnknownAgent, UnknownCommand,
-    UnknownProbe,
+    EnrollmentRefused, NotRecorded, QuotaExceeded, ReportConflict, ReporterTaken, TooManyAgents, UnknownAgent,
+    UnknownCommand, UnknownProbe,
 )
 from trioscope.domain.commands import IllegalTransition
 from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull
@@ -98,6 +98,7 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
     ReporterTaken: (409, "agent_id_taken"),
     Conflict: (409, "concurrent_update"),
     TooManyAgents: (503, "too_many_agents"),
+    NotRecorded: (503, "not_recorded"),
 }
 
 AGENTS_FULL_RETRY_AFTER = 60
@@ -164,6 +165,8 @@ def install_error_handlers(app: Quart) -> None:
             details = {"agent_id": exc.agent_id}
         elif isinstance(exc, TooManyAgents):
             headers = {"Retry-After": str(AGENTS_FULL_RETRY_AFTER)}
+        elif isinstance(exc, NotRecorded):
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
         return _closing_if_unread(error_response(status, code, str(exc), details, headers))
 
     for kind in REFUSALS:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import outcome
+import pytest
 
 from trioscope.actors.alerts import ActiveAlerts, AlertsActor, AlertsState, Deliver, _Evaluate
+from trioscope.actors.refusals import NotRecorded
 from trioscope.actors.store import Commit
 from trioscope.config import Settings
 from trioscope.domain.alerts import AlertNotice
@@ -94,4 +96,25 @@ async def test_an_alert_whose_record_failed_is_told_at_the_next_evaluation():
         await alerts.ask(_Evaluate())
         assert [n.name for n in await alerts.ask(ActiveAlerts("acme"))] == ["AgentOffline"]
         assert [w.action for w in committed] == ["alert.firing"]  # type: ignore[attr-defined]
+        assert next(c for c in system.snapshot().root.children if c.path == "/root/alerts").restarts == 0
+
+
+async def test_a_delivery_whose_record_failed_is_refused_and_the_actor_carries_on():
+    """Refused (503 at the webhook: Alertmanager resends), where it crashed the actor (500)."""
+    settings = Settings.defaults()
+    committed: list[object] = []
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="store", factory=lambda: FlakyStore(committed)),
+        ActorSpec(name="notifier", factory=Notifier),
+        ActorSpec(name="alerts", factory=lambda: AlertsActor(
+            settings, store_path="/root/store", notifier_path="/root/notifier", directory=Published(AgentDirectory()),
+            command_stats=CommandStats(TenantLabels(10)))),
+    ])
+    async with open_actor_system(tree) as system:
+        alerts = system.lookup("/root/alerts")
+        with pytest.raises(NotRecorded, match="database is locked"):
+            await alerts.ask(Deliver((disk_full("firing"),), actor="alertmanager"))
+        assert await alerts.ask(ActiveAlerts("acme")) == []  # not recorded: not listed
+        assert await alerts.ask(Deliver((disk_full("firing"),), actor="alertmanager")) == 1
+        assert [n.name for n in await alerts.ask(ActiveAlerts("acme"))] == ["DiskFull"]
         assert next(c for c in system.snapshot().root.children if c.path == "/root/alerts").restarts == 0
