@@ -149,7 +149,8 @@ class MetricsActor(Actor):
         self.directory = directory
         """Which deployment (and so tenant) a probe is enrolled in, as the directory publishes it."""
         self.max_samples = settings.metrics.max_query_samples
-        stores = stores or MetricStores.for_settings(settings)
+        if stores is None:
+            stores = MetricStores.for_settings(settings)
         self.store = stores.written
         self.nodes = stores.nodes
 

@@ -68,7 +68,8 @@ class ReportArrived:
     history: bool = False
     """Replayed from the stream at start (see ``MergeReport.history``)."""
     address: str | None = None
-    """The client address it came from (None: not known): see ``AgentRoster``."""
+    """Where the client that sent it counts as from (``_gate.client_source``:
+    its address, an IPv6 one's /64; None: not known): see ``AgentRoster``."""
 
 
 @attrs.frozen
@@ -91,7 +92,7 @@ class RegisterProbe:
     registration: AgentRegistration
     enrolled: bool = False
     address: str | None = None
-    """The client address it came from: see ``AgentRoster``."""
+    """Where the client that sent it counts as from (as ``ReportArrived.address``)."""
 
 
 @attrs.frozen

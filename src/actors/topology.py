@@ -201,7 +201,8 @@ class TopologyActor(Actor):
         self.clock = clock
         self.graph = TopologyGraph(clock())
         self.snapshot = self.graph.current
-        history = history or TopologyHistory.for_settings(settings)
+        if history is None:
+            history = TopologyHistory.for_settings(settings)
         self.history = history.nodes
         self.process_history = history.processes
         self.pending: dict[str, MergeReport] = {}

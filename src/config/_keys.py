@@ -567,9 +567,9 @@ KEYS: tuple[Key, ...] = (
         name="limits.reports_per_address",
         kind=IntegerKind(1, 10_000_000),
         default=12_000,
-        help="probe reports and heartbeats per minute from one client address (IPv6: its /64), before decoding; a probe sends "
-             "8 a minute at the default 15 s interval, so the default lets 1,500 probes share one (NAT) "
-             "address: raise it for more",
+        help="probe reports and heartbeats per minute from one client address (IPv6: its /64), before "
+             "decoding; a probe sends 8 a minute at the default 15 s interval, so the default lets 1,500 probes "
+             "share one (NAT) address: raise it for more",
         env=("TRIOSCOPE_LIMITS_REPORTS_PER_ADDRESS",),
         flags=("--reports-per-address",),
     ),
@@ -577,8 +577,8 @@ KEYS: tuple[Key, ...] = (
         name="limits.registrations_per_address",
         kind=IntegerKind(1, 1_000_000),
         default=120,
-        help="agent registrations and enrollments per minute from one client address (IPv6: its /64; a probe registers "
-             "once when it starts)",
+        help="agent registrations and enrollments per minute from one client address (IPv6: its /64; a "
+             "probe registers once when it starts)",
         env=("TRIOSCOPE_LIMITS_REGISTRATIONS_PER_ADDRESS",),
         flags=("--registrations-per-address",),
     ),
@@ -652,7 +652,8 @@ KEYS: tuple[Key, ...] = (
         kind=IntegerKind(1, 100_000),
         default=100,
         help="most WebSocket clients (live views and users' event streams) connected at once from one client "
-             "address (IPv6: its /64), so that one address cannot take the whole websocket.max_clients; further ones get 503",
+             "address (IPv6: its /64), so that one address cannot take the whole websocket.max_clients; "
+             "further ones get 503",
         env=("TRIOSCOPE_WEBSOCKET_MAX_CLIENTS_PER_ADDRESS",),
         flags=("--ws-max-clients-per-address",),
     ),
@@ -669,8 +670,9 @@ KEYS: tuple[Key, ...] = (
         name="websocket.max_waiting_clients_per_address",
         kind=IntegerKind(1, 100_000),
         default=20,
-        help="of websocket.max_waiting_clients, most from one client address (IPv6: its /64), so that clients that never read "
-             "their first view from a few addresses cannot keep every other live view out; further ones get 503",
+        help="of websocket.max_waiting_clients, most from one client address (IPv6: its /64), so that "
+             "clients that never read their first view from a few addresses cannot keep every other live view "
+             "out; further ones get 503",
         env=("TRIOSCOPE_WEBSOCKET_MAX_WAITING_CLIENTS_PER_ADDRESS",),
         flags=("--ws-max-waiting-clients-per-address",),
     ),

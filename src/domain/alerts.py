@@ -17,7 +17,7 @@ from typing import Any, Literal
 import attrs
 
 from trioscope.wire import (
-    RFC3339, FieldError, FieldProblem, Name, Text, TextRule, bounded_list, bounded_map, constrained, parse_timestamp,
+    RFC3339, Name, Text, TextRule, bounded_list, bounded_map, constrained, parse_timestamp,
 )
 
 from .agents import rfc3339
@@ -181,7 +181,19 @@ MAX_WEBHOOK_ALERTS = 1000
 """Alerts in one webhook call (Alertmanager's ``max_alerts`` should be at most this)."""
 
 Labels: Any = bounded_map("Labels", 64, 256, 4096)
-Timestamp: Any = constrained("Timestamp", str, TextRule(64, RFC3339, "an RFC 3339 timestamp like 2025-10-13T00:00:00Z"))
+UNSET_TIME = "0001-01-01T00:00:00Z"
+"""What Alertmanager sends as ``endsAt`` when it does not know (Go's zero time)."""
+
+
+def _a_moment(value: str) -> None:
+    """Refuses a timestamp of RFC 3339's shape that names no moment (month 13,
+    hour 25, before 1970): it would reach users as sent. Go's zero time aside."""
+    if value != UNSET_TIME:
+        parse_timestamp(value)
+
+
+Timestamp: Any = constrained("Timestamp", str, TextRule(64, RFC3339, "an RFC 3339 timestamp like 2025-10-13T00:00:00Z",
+                                                        valid=_a_moment))
 
 
 @attrs.frozen(kw_only=True)
@@ -204,26 +216,6 @@ class WebhookPayload:
     status: AlertStatus
     alerts: WebhookAlerts
     receiver: Text | None = None
-
-
-UNSET_TIME = "0001-01-01T00:00:00Z"
-"""What Alertmanager sends as ``endsAt`` when it does not know (Go's zero time)."""
-
-
-def webhook_problems(payload: WebhookPayload) -> tuple[FieldProblem, ...]:
-    """What the decoder's pattern lets through: timestamps that name no moment
-    (month 13, hour 25, before 1970), Alertmanager's unset time (Go's zero)
-    aside. They reach users as sent, so they are refused like any bad field."""
-    problems = []
-    for index, alert in enumerate(payload.alerts):
-        for key, value in (("startsAt", alert.startsAt), ("endsAt", alert.endsAt)):
-            if value is None or value == UNSET_TIME:
-                continue
-            try:
-                parse_timestamp(value)
-            except FieldError as exc:
-                problems.append(FieldProblem(f"$.alerts[{index}].{key}", str(exc)))
-    return tuple(problems)
 
 
 def webhook_notices(payload: WebhookPayload) -> tuple[list[AlertNotice], int]:

@@ -2,11 +2,13 @@
 forget when ``agents.max_agents`` is reached. Pure: the clock is passed in.
 
 Each probe is tracked with the client address it was last heard from (its
-source), so that no one address can keep the places for itself: at the limit,
-a new unenrolled probe from an address holding fewer probes than another takes
-the place of one of that other's (``reclaimable``). Probes fed from the report
-stream carry the address of the replica's client that sent them; a probe
-known from nowhere yet (a restarted roster's) has no source until heard from.
+source: the address, an IPv6 one's /64), so that no one address can keep the
+places for itself: at the limit, a new unenrolled probe from an address holding
+fewer probes than another takes the place of one of that other's
+(``reclaimable``). Reports fed from the report stream carry the source of the
+client that sent them to their replica; a probe heard from only without one
+(reports through replicas of an earlier version) has none, and counts in no
+share.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ def source_of(address: str) -> str:
         return address
     if ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
-    if ip in _NAT64[0] or ip in _NAT64[1]:
+    if any(ip in prefix for prefix in _NAT64):
         return str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
     if ip.teredo is not None:
         return str(ip.teredo[1])

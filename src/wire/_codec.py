@@ -122,10 +122,10 @@ def _rule_hook(rule: Rule, base: Any, converter: cattrs.Converter) -> Any:
 
         return float_hook
     if isinstance(rule, TextRule):
-        limit, pattern = rule.max_length, rule.pattern
+        limit, pattern, plain = rule.max_length, rule.pattern, rule.valid is None
 
         def text_hook(value: Any, _type: Any) -> Any:
-            if type(value) is str and len(value) <= limit and (pattern is None or pattern.fullmatch(value)):
+            if plain and type(value) is str and len(value) <= limit and (pattern is None or pattern.fullmatch(value)):
                 return value
             return rule.check(_strict_str(value, None))
 

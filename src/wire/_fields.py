@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, NewType
 
@@ -47,12 +48,17 @@ class TextRule:
     max_length: int
     pattern: re.Pattern[str] | None = None
     what: str = ""
+    valid: Callable[[str], object] | None = None
+    """A last look at what the pattern lets through (that a date of its shape
+    exists): raises ``FieldError``. A rule with one is never checked inline."""
 
     def check(self, value: str) -> str:
         if len(value) > self.max_length:
             raise FieldError(f"must be at most {self.max_length} characters, got {len(value)}")
         if self.pattern is not None and not self.pattern.fullmatch(value):
             raise FieldError(f"must be {self.what}, got {value[:80]!r}")
+        if self.valid is not None:
+            self.valid(value)
         return value
 
 

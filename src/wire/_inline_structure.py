@@ -122,7 +122,7 @@ def _fast_test(type_: Any, namespace: dict[str, Any], index: int) -> tuple[str, 
     elif isinstance(rule, FloatRange):
         namespace[f"lo{index}"], namespace[f"hi{index}"] = rule.low, rule.high
         accepted, result = f"(type(v) is float and lo{index} <= v <= hi{index})", "v"
-    elif isinstance(rule, TextRule):
+    elif isinstance(rule, TextRule) and rule.valid is None:
         namespace[f"max{index}"] = rule.max_length
         accepted, result = f"(type(v) is str and len(v) <= max{index})", "v"
         if rule.pattern is not None:
