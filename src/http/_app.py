@@ -25,7 +25,7 @@ from ._bodies import bound_path
 from ._access_log import AccessLog, name_route
 from ._client_sockets import close_all
 from ._cors import Cors, CorsPolicy
-from ._errors import install_error_handlers
+from ._errors import closing_if_unread, install_error_handlers
 from ._health_checks import check_bus
 from ._metrics import CommandServiceSources, Metrics, encode
 from ._openapi import Answer, Auth, documented
@@ -113,7 +113,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         if started is not None:
             route = request.url_rule.rule if request.url_rule is not None else "unmatched"
             metrics.observe_request(route, request.method, response.status_code, started)
-        return response
+        return closing_if_unread(response)
 
     @app.get("/metrics")
     @documented(auth=Auth.READ, answers={200: Answer("the metrics", media=CONTENT_TYPE_LATEST, schema={"type": "string"})})

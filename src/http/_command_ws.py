@@ -71,6 +71,7 @@ from trioscope.wire import InvalidDocument, decode, request_signing
 from . import _gate
 from ._command_views import delivery_view
 from ._errors import REFUSALS, UNAVAILABLE, ApiError, error_response, refusal_status
+from ._bodies import parse_json
 from ._client_sockets import serve_client_socket
 from ._openapi import Auth, documented, text
 from ._services import services
@@ -239,8 +240,9 @@ class _AgentChannel:
             answer = await self._handle(data)
             if answer is None:
                 continue
+            close = answer.pop("close", False)  # ours, not the agent's to read
             await websocket.send(orjson.dumps(answer).decode())
-            if answer.get("close"):
+            if close:
                 self.link.close(POLICY_VIOLATION, answer["error"]["code"])
                 return
 
@@ -300,8 +302,10 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
     try:
         await _gate.agent(deployment_hash, body, token=token, headers=headers, target=target)
         try:
-            report = decode(orjson.loads(body), CommandReport)
-        except (orjson.JSONDecodeError, InvalidDocument) as exc:
+            # parse_json, as over HTTP: an integer beyond 64 bits is refused
+            # (orjson alone would have made it a float), and so is an empty body.
+            report = decode(parse_json(body), CommandReport)
+        except InvalidDocument as exc:
             return _nack(request_id, 400, "invalid_report", str(exc)), None
         if report.deployment_hash != deployment_hash:
             return _nack(request_id, 403, "wrong_deployment", "the report names another deployment"), None

@@ -119,11 +119,14 @@ def refusal_status(exc: Exception) -> tuple[int, str]:
     return REFUSALS.get(type(exc), (500, "internal_error"))
 
 
-def _closing_if_unread(response: Response) -> Response:
+def closing_if_unread(response: Response) -> Response:
+    """``response``, closing its connection if the request's body was not read
+    (the app's ``after_request``: errors and successes alike)."""
     if _has_unread_body():
         # Answered without reading the body (no such route, wrong method, too
-        # large, refused before the body mattered): what is left of it is still
-        # on the wire, so this connection cannot carry another request.
+        # large, refused before the body mattered, a GET sent a body it does
+        # not use): what is left of it is still on the wire, so this
+        # connection cannot carry another request.
         response.headers["Connection"] = "close"
     return response
 
@@ -131,7 +134,7 @@ def _closing_if_unread(response: Response) -> Response:
 def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
-        return _closing_if_unread(error_response(exc.status, exc.code, exc.message, exc.details, exc.headers))
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.errorhandler(HTTPException)
     async def _http_exception(exc: HTTPException) -> Response:
@@ -148,7 +151,6 @@ def install_error_handlers(app: Quart) -> None:
             message = exc.description or exc.name
         details = {"limit_bytes": current_app.config.get("MAX_CONTENT_LENGTH")} if status == 413 else None
         response = error_response(status, _http_code(status), message, details)
-        _closing_if_unread(response)
         if status == 405 and exc.get_headers():
             for name, value in exc.get_headers():
                 if name.lower() == "allow":
@@ -167,7 +169,7 @@ def install_error_handlers(app: Quart) -> None:
             headers = {"Retry-After": str(AGENTS_FULL_RETRY_AFTER)}
         elif isinstance(exc, NotRecorded):
             headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-        return _closing_if_unread(error_response(status, code, str(exc), details, headers))
+        return error_response(status, code, str(exc), details, headers)
 
     for kind in REFUSALS:
         app.register_error_handler(kind, _refused)

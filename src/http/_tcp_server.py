@@ -66,10 +66,13 @@ import orjson
 import trio
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 log = logging.getLogger(__name__)
 
+LINGER = 2.0
+"""Seconds a connection closed by the server goes on reading (and dropping) what
+its client still sends before the socket is closed (``GuardedTCPServer._close``)."""
 DEFAULT_WRITE_TIMEOUT = 30.0
 """Seconds one write may wait for the client to read (``server.write_timeout``;
 this when the server's configuration does not say, as in a bare Hypercorn)."""
@@ -188,6 +191,8 @@ class GuardedTCPServer(TCPServer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.idle_task = _IdleWatch(self)  # type: ignore[assignment]  # the same two calls, cheaper (the module's docstring)
+        self._reading: trio.CancelScope | None = None
+        """The scope of the connection's reader while it reads (``_close``)."""
 
     async def run(self) -> None:
         try:
@@ -200,7 +205,22 @@ class GuardedTCPServer(TCPServer):
 
     async def _close(self) -> None:
         with trio.CancelScope(shield=True):
-            await super()._close()
+            try:
+                await self.stream.send_eof()  # the response is whole: the client reads to its end, then the close
+            except (trio.BrokenResourceError, AttributeError, trio.BusyResourceError, trio.ClosedResourceError):
+                pass  # closed already (idle, a write timed out), or TLS, which has no half-close
+            reading = self._reading
+            if reading is not None:
+                # The connection's reader drops what the client still sends
+                # (h11 has closed the connection), for LINGER at most; run()
+                # closes the socket after it. Closed with bytes unread, a
+                # socket is reset, and a reset that reaches the client before
+                # it read the response destroys the response: a client still
+                # sending a body the server answered without reading (413, a
+                # GET that sent one) saw its connection reset, not its answer.
+                reading.deadline = min(reading.deadline, trio.current_time() + LINGER)
+                return
+            await self.stream.aclose()
 
     async def _read_data(self) -> None:
         inner = getattr(self.protocol, "protocol", None)
@@ -209,8 +229,10 @@ class GuardedTCPServer(TCPServer):
             inner._check_protocol = _http11_only  # type: ignore[method-assign,assignment]  # this connection's alone
             _ProtocolErrors(inner)
         try:
-            await super()._read_data()
+            with trio.CancelScope() as self._reading:  # _close gives it a deadline (LINGER)
+                await super()._read_data()
         finally:
+            self._reading = None
             self.idle_task.end()  # type: ignore[attr-defined]  # an _IdleWatch (__init__)
 
     async def protocol_send(self, event: Event) -> None:

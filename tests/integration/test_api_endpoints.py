@@ -386,6 +386,20 @@ def test_connection_still_works_after_refusing_a_large_body(server: ServerProces
             assert http.get("/health").status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/api/v1/ping", "/api/v1/openapi.json"])
+def test_connection_still_works_after_answering_without_reading_the_body(server: ServerProcess, path: str) -> None:
+    """A success that never read the body closes its connection too: what is
+    left of the body is still on the wire, and the next request sent on that
+    connection would be lost."""
+    body = b"[" * 300_000
+    with httpx.Client(base_url=server.base_url, timeout=15) as http:  # a hang, not slowness, fails it
+        for _attempt in range(3):
+            response = http.request("GET", path, content=body)
+            assert response.status_code == 200, response.text
+            assert response.headers.get("connection") == "close"
+            assert http.get("/health").status_code == 200
+
+
 def test_multi_member_gzip_report_is_accepted(client: httpx.Client) -> None:
     agent_id = fresh("multi-member")
     text = json.dumps(minimal_report(agent_id)).encode()

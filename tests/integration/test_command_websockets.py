@@ -196,6 +196,22 @@ async def test_an_agent_result_over_64_kib_is_answered_not_cut_off(server: Serve
         assert len(command["result"]["log"]) == 200_000
 
 
+async def test_an_agent_result_with_an_integer_beyond_64_bits_is_refused_as_over_http(server: ServerProcess) -> None:
+    """Not stored as a float (1e+23): refused naming the field, as POST .../commands/report refuses it."""
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        async with agent.socket() as ws:
+            created = await operator.command(client, agent.deployment_hash)
+            await ws.message("command")
+            refused = await ws.report(agent.report_body(created["command_id"], "success", result={"n": 10**23}))
+            assert (refused["status"], refused["error"]["code"]) == ("rejected", "invalid_number"), refused
+            assert "$.result.n" in refused["error"]["message"] and "close" not in refused
+            assert (await ws.report(agent.report_body(created["command_id"], "success", result={"n": 1})))[
+                "status"] == "accepted"
+        command = await operator.get(client, agent.deployment_hash, created["command_id"])
+        assert command["result"] == {"n": 1}
+
+
 async def _abort_handshake(server: ServerProcess, path: str, after: float) -> None:
     """Send a WebSocket upgrade request and reset the connection ``after`` seconds later."""
     host, port = server.base_url.removeprefix("http://").split(":")
