@@ -203,7 +203,8 @@ class StopIfIdle:
 
 
 _FINAL = {"completed": CommandStatus.COMPLETED, "success": CommandStatus.COMPLETED,
-          "failed": CommandStatus.FAILED, "cancelled": CommandStatus.CANCELLED}
+          "failed": CommandStatus.FAILED, "error": CommandStatus.FAILED, "timeout": CommandStatus.FAILED,
+          "cancelled": CommandStatus.CANCELLED}
 _EVENT_FOR = {CommandStatus.COMPLETED: CommandEvent.COMPLETE, CommandStatus.FAILED: CommandEvent.FAIL,
               CommandStatus.CANCELLED: CommandEvent.AGENT_CANCELLED}
 
@@ -588,6 +589,9 @@ class DeploymentQueueActor(RefusingActor):
         error = report.error
         if final is CommandStatus.COMPLETED and report.errors:
             final, error = CommandStatus.FAILED, error or report.errors  # the status agent's rule
+        elif final is CommandStatus.FAILED and error is None:
+            # What the agent says went wrong: its list of errors, else the status itself ("timeout").
+            error = report.errors or (TIMED_OUT if report.status == "timeout" else None)
         detail["error"] = error if final is CommandStatus.FAILED else None
         changes: dict[str, Any] = {"result": report.result, "error": error}
         if report.started_at is not None and command.started_at is None:

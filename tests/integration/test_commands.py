@@ -8,6 +8,7 @@ Most tests share one server and keep apart by using their own tenant.
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -147,6 +148,29 @@ async def test_failed_progress_and_cancelled_reports(server: ServerProcess) -> N
         assert (await agent.report(client, polled.command_id, "failed", error="no such container")).status_code == 200
         command = await operator.get(client, agent.deployment_hash, polled.command_id)
         assert (command["status"], command["error"]) == ("failed", "no such container")
+
+
+async def test_the_status_agents_error_and_timeout_reports_fail_the_command_with_its_error(
+        server: ServerProcess) -> None:
+    """The status agent reports ``error`` when a step of a command fails
+    (configure_proxy, probe_endpoints) and does not resend a report refused
+    with a 4xx: refused, its error was lost and the command timed out."""
+    cases = [("error", {"error": "NPM authentication failed"}, "NPM authentication failed"),
+             ("error", {"errors": [{"code": "npm_auth", "message": "NPM authentication failed"}]},
+              [{"code": "npm_auth", "message": "NPM authentication failed"}]),
+             ("timeout", {}, "timed out")]
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)  # one agent: registrations have a budget per address
+        for status, extra, error in cases:
+            created = await operator.command(client, agent.deployment_hash)
+            polled = await agent.poll(client, timeout=5)
+            assert polled is not None and polled.command_id == created["command_id"]
+            body = {**json.loads(agent.report_body(polled.command_id, status)), **extra}
+            response = await agent.report(client, polled.command_id,
+                                          body=json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+            assert response.status_code == 200, response.text
+            command = await operator.get(client, agent.deployment_hash, polled.command_id)
+            assert (command["status"], command["error"]) == ("failed", error)
 
 
 async def test_bad_reports_get_400_naming_the_field(server: ServerProcess) -> None:

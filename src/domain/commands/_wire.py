@@ -50,14 +50,18 @@ class CreateCommand:
     requires_confirmation: bool = False
 
 
-ReportStatus = Literal["completed", "success", "failed", "executing", "cancelled"]
+ReportStatus = Literal["completed", "success", "failed", "error", "timeout", "executing", "cancelled"]
 
 
 @attrs.frozen(kw_only=True)
 class CommandReport:
     """``POST /api/v1/agent/commands/report``: a final result (``completed``,
     ``success``, ``failed``, ``cancelled`` after a cancel) or progress
-    (``executing`` with ``progress`` and ``stage``)."""
+    (``executing`` with ``progress`` and ``stage``). ``error`` and ``timeout``
+    are failures too: the TryDirect status agent reports ``error`` when a
+    command's own step fails (a proxy it could not configure, say) and names
+    ``timeout`` among its outcomes; refused, its report was lost and the
+    command timed out on the server with the agent's error nowhere."""
 
     command_id: AnyId
     deployment_hash: AnyId
