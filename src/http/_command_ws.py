@@ -44,6 +44,10 @@ A decommissioned or re-enrolled agent's socket closes at once with 4000 + the
 status its requests get (4410; 4401 for a token that no longer exists): the
 queue actor answers the socket's waiting poll when the directory retires the
 agent, and checks the agent again before each command.
+
+An agent has at most ``AGENT_SOCKETS`` open: a newer one closes its oldest with
+4409 (``replaced_by_a_newer_socket``). Never a refusal: an agent reconnecting
+before the server noticed its last connection died must get in.
 """
 
 from __future__ import annotations
@@ -85,6 +89,12 @@ REFUSAL_TYPES = tuple(REFUSALS)
 UNAVAILABLE_TYPES = tuple(UNAVAILABLE)
 AGENT_POLL = 60.0
 ACK_DEADLINE = 10.0
+AGENT_SOCKETS = 2
+"""Sockets one agent may hold open: its socket and a reconnect's, while the
+first is not yet known to be dead. One agent opening more (300 in 25 s under
+its rate budget were seen, each held for ever while it answered pings) held
+as many descriptors; its oldest is closed instead (``REPLACED``)."""
+REPLACED = 4409
 """Seconds an agent socket has to acknowledge a command (``received``, or a
 report of it) before the command goes back to the queue and the socket closes."""
 MAX_AGENT_MESSAGE = 1024 * 1024
@@ -129,6 +139,10 @@ async def agent_channel(deployment_hash: str) -> Response | None:
     await websocket.accept()
     link = ClientLink(64)
     s.links.add(link)
+    held = s.agent_sockets.setdefault(agent.id, [])
+    if len(held) >= AGENT_SOCKETS:
+        held.pop(0).close(REPLACED, "replaced_by_a_newer_socket")
+    held.append(link)
     channel = _AgentChannel(agent.id, agent.deployment_hash, token, link)
     try:
         async with trio.open_nursery() as nursery:
@@ -141,6 +155,10 @@ async def agent_channel(deployment_hash: str) -> Response | None:
             await websocket.close(link.close_code or GOING_AWAY, link.close_reason)
     finally:
         s.links.discard(link)
+        if link in held:
+            held.remove(link)
+        if not held and s.agent_sockets.get(agent.id) is held:
+            del s.agent_sockets[agent.id]
     return None
 
 

@@ -103,6 +103,8 @@ class Services:
     gate: Gate
     sockets_per_address: collections.Counter[str] = attrs.field(factory=collections.Counter)
     """Open client WebSockets (live views, users' events) by client address."""
+    agent_sockets: dict[str, list[ClientLink]] = attrs.field(factory=dict)
+    """Open ``/ws/agent`` sockets by agent id, oldest first (``_command_ws.AGENT_SOCKETS``)."""
     polls: set[trio.CancelScope] = attrs.field(factory=set)
     """The waits of held long-polls, cancelled (the poll answers 204) when the server stops."""
     started_monotonic: float = attrs.field(factory=time.monotonic)

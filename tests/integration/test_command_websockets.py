@@ -145,6 +145,25 @@ async def test_a_replaced_agents_socket_closes_as_its_requests_are_refused(serve
         assert closed.value.reason.reason == refused.json()["error"]["code"]
 
 
+async def test_an_agent_holds_two_sockets_at_most_and_a_third_replaces_the_oldest(server: ServerProcess) -> None:
+    """Each socket is a descriptor held for as long as it answers pings: one
+    agent opening sockets without end must not take them all. A newer one is
+    never refused (a reconnect before the server saw the last one die)."""
+    async with httpx.AsyncClient() as client:
+        _operator, agent = await setup(server, client)
+        async with agent.socket() as first, agent.socket() as second:
+            for ws in (first, second):
+                await ws.ws.send_message('{"type":"ping"}')
+                await ws.message("pong")
+            async with agent.socket() as third:
+                with pytest.raises(ConnectionClosed) as closed:
+                    await first.message("command")
+                assert (closed.value.reason.code, closed.value.reason.reason) == (4409, "replaced_by_a_newer_socket")
+                for ws in (second, third):
+                    await ws.ws.send_message('{"type":"ping"}')
+                    await ws.message("pong")
+
+
 async def test_a_command_the_socket_does_not_acknowledge_goes_to_the_next_poll(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await setup(server, client)
