@@ -1,7 +1,14 @@
 """Containers from a Docker-API engine (Docker, or Podman's compatible socket)
-through the docker SDK: one list call, then an inspect and a one-shot stats
-call per container. CPU percent is computed across cycles from the engine's
-cumulative counters, so it needs no second stats sample per cycle."""
+through the docker SDK: one list call, a one-shot stats call per running
+container, and an inspect per container the list shows new or changed. CPU
+percent is computed across cycles from the engine's cumulative counters, so it
+needs no second stats sample per cycle.
+
+What the list has (name, state, status text, networks and their addresses,
+published ports, labels) is taken from it, as the engine answers it afresh
+every cycle: a rename or a network connect shows in the next report. The
+inspect is only for what the list lacks (environment, command, main pid), and
+is repeated only when the list shows a new state, status text or image."""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import docker
 import docker.errors
 import requests.exceptions
@@ -18,20 +26,48 @@ from trioscope.wire import ContainerInfo, ContainerNetwork, ContainerStats, Dock
 
 log = logging.getLogger("trioscope_probe")
 MB = 1024 * 1024
-_STATES = {"created", "running", "paused", "restarting", "removing", "exited", "dead"}
+_STATES = {
+    **{state: state for state in ("created", "running", "paused", "restarting", "removing", "exited", "dead")},
+    # Podman's own states (its Docker-compatible API passes some of them through).
+    "configured": "created", "initialized": "created", "stopped": "exited",
+    # While it waits out the stop's grace period the container still runs (Docker
+    # says "running" then); the status text from the list says "Stopping".
+    "stopping": "running",
+}
+"""The engine's state -> the wire's ``ContainerState``."""
 _ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+GRACE_CYCLES = 1
+"""Cycles in a row the engine may fail while the last containers it listed are
+still reported (without statistics): one failed call should not turn every
+container into an inferred node and drop the stopped ones from the map."""
 
 
-def _state(raw: str) -> str:
-    state = (raw or "").lower()
-    if state in _STATES:
-        return state
-    return "created" if state in ("configured", "initialized") else "exited"  # podman's stopped, unknown
+def _state(raw: str) -> str | None:
+    """The wire's state for the list's ``State`` (Docker's, or Podman's
+    "stopping", ...), None for one we do not know."""
+    return _STATES.get(raw.lower())
+
+
+def _unknown_state(status: str) -> str:
+    """A guess from the status text for a state we do not know: the engine
+    says "Up ..." of a container whose process runs."""
+    return "running" if status.startswith("Up") else "exited"
+
+
+def _name(summary: dict[str, Any]) -> str:
+    """The container's own name from the list's ``Names``: Docker also lists the
+    aliases of legacy links there ("/web/db" beside "/db"), in no set order."""
+    names = [n.lstrip("/") for n in summary.get("Names") or [] if isinstance(n, str)]
+    return next((n for n in names if "/" not in n), names[0] if names else "")
 
 
 class ContainerCollector:
     """``collect()`` answers the engine's containers, or None while it is unreachable
-    (logged once per change)."""
+    (logged once per change).
+
+    Error handling: when a cycle's calls fail, the containers of the last cycle
+    that succeeded are answered again, without statistics, for ``GRACE_CYCLES``
+    cycles; then None until the engine answers."""
 
     def __init__(self, docker_host: str | None, *, env_values: bool = False, timeout: float = 5.0) -> None:
         self.docker_host = docker_host
@@ -45,6 +81,12 @@ class ContainerCollector:
         """Inspect results by container, kept while the listing shows it unchanged."""
         self._version: str | None = None
         self._reachable: bool | None = None
+        self._last: DockerInfo | None = None
+        """The last answer of a cycle that succeeded."""
+        self._failures = 0
+        """Cycles failed in a row."""
+        self._unknown: set[str] = set()
+        """Engine states already logged as unknown (each is logged once)."""
 
     def _connect(self) -> docker.DockerClient:
         if self._client is None:
@@ -55,6 +97,7 @@ class ContainerCollector:
         return self._client
 
     def collect(self) -> DockerInfo | None:
+        engine = self.docker_host or "(DOCKER_HOST)"
         try:
             client = self._connect()
             api = client.api
@@ -63,27 +106,38 @@ class ContainerCollector:
             version = self._version
             containers = [self._container(api, summary) for summary in api.containers(all=True)]
         except _ENGINE_ERRORS as exc:
-            if self._reachable is not False:
-                log.warning("container engine %s unreachable: %s", self.docker_host or "(DOCKER_HOST)", exc)
-            self._reachable = False
+            self._failures += 1
             self._client = None
             self._version = None
-            return None
+            # Statistics are of one moment: a repeated listing goes without them.
+            last = None if self._last is None or self._failures > GRACE_CYCLES else attrs.evolve(
+                self._last, containers=[attrs.evolve(c, stats=None) for c in self._last.containers])
+            if self._reachable is not False:
+                log.warning("container engine %s unreachable: %s", engine, exc)
+                if last is not None:
+                    log.info("container engine %s: reporting the %d containers it last listed for up to %d cycle(s)",
+                             engine, len(last.containers), GRACE_CYCLES)
+            self._reachable = False
+            return last
         if self._reachable is not True:
-            log.info("container engine %s: version %s, %d containers", self.docker_host or "(DOCKER_HOST)",
-                     version, len(containers))
+            log.info("container engine %s: version %s, %d containers", engine, version, len(containers))
         self._reachable = True
+        self._failures = 0
         found = [c for c in containers if c is not None]
         alive = {c.id for c in found}
         self._cpu = {k: v for k, v in self._cpu.items() if k in alive}
         self._net = {k: v for k, v in self._net.items() if k in alive}
         self._inspected = {k: v for k, v in self._inspected.items() if k in alive}
-        return DockerInfo(containers=found[:10_000], engine_version=str(version)[:256])
+        self._last = DockerInfo(containers=found[:10_000], engine_version=str(version)[:256])
+        return self._last
 
     def _container(self, api: Any, summary: dict[str, Any]) -> ContainerInfo | None:
         container_id = summary["Id"]
-        # Inspect again only when the listing shows a change (state, status text, image).
-        fingerprint = (summary.get("State"), summary.get("Status"), summary.get("ImageID"))
+        status_text = summary.get("Status") or ""
+        # Inspect again only when the listing shows a change (state, status text,
+        # image): the inspect gives only what stays for a run of the container
+        # (environment, command, its main pid), and a new run shows in the status text.
+        fingerprint = (summary.get("State"), status_text, summary.get("ImageID"))
         cached = self._inspected.get(container_id)
         if cached is not None and cached[0] == fingerprint:
             details = cached[1]
@@ -95,29 +149,42 @@ class ContainerCollector:
                     return None  # removed between the list and the inspect (Podman answers 500)
                 raise
             self._inspected[container_id] = (fingerprint, details)
-        state = details.get("State") or {}
         config = details.get("Config") or {}
-        status = _state(state.get("Status", summary.get("State", "")))
+        raw_state = str(summary.get("State") or (details.get("State") or {}).get("Status") or "")
+        status = _state(raw_state)
+        if status is None:
+            if raw_state not in self._unknown:
+                self._unknown.add(raw_state)
+                log.warning("container engine %s: unknown container state %r (container %s, status %r), shown as %s",
+                            self.docker_host or "(DOCKER_HOST)", raw_state[:64], container_id[:12],
+                            status_text[:64], _unknown_state(status_text))
+            status = _unknown_state(status_text)
         env = [entry.partition("=") for entry in config.get("Env") or []]
-        networks = (details.get("NetworkSettings") or {}).get("Networks") or {}
-        name = (details.get("Name") or (summary.get("Names") or [""])[0]).lstrip("/")
+        # The list's own values where it has them (an engine that leaves one out: the inspect's).
+        networks = (summary.get("NetworkSettings") or {}).get("Networks")
+        if networks is None:
+            networks = (details.get("NetworkSettings") or {}).get("Networks") or {}
+        labels = summary.get("Labels")
+        if labels is None:
+            labels = config.get("Labels") or {}
+        name = _name(summary) or (details.get("Name") or "").lstrip("/")
         created = summary.get("Created")
         return ContainerInfo(
             id=container_id,
             name=name[:256],
             image=(config.get("Image") or summary.get("Image") or "")[:1024],
             image_id=(details.get("Image") or "")[:256],
-            state=status,  # type: ignore[arg-type]  # _state gives one of ContainerState's values, as a str
-            status=(summary.get("Status") or "")[:1024],
+            state=status,  # type: ignore[arg-type]  # _STATES gives one of ContainerState's values, as a str
+            status=status_text[:1024],
             created=datetime.fromtimestamp(created, UTC) if isinstance(created, (int, float)) else None,
-            labels={k[:256]: str(v)[:4096] for k, v in list((config.get("Labels") or {}).items())[:512]},
+            labels={k[:256]: str(v)[:4096] for k, v in list(labels.items())[:512]},
             ports=_ports(summary.get("Ports") or []),
-            networks=[ContainerNetwork(name=n[:256], ip_address=(v or {}).get("IPAddress", "")[:64])
+            networks=[ContainerNetwork(name=n[:256], ip_address=((v or {}).get("IPAddress") or "")[:64])
                       for n, v in list(networks.items())[:64]],
             env_names=[k[:256] for k, _, _ in env][:1024],
             env={k[:256]: v[:4096] for k, _, v in env[:512]} if self.env_values else {},
             command=" ".join(config.get("Cmd") or [])[:16384],
-            pid=state.get("Pid") or None,
+            pid=(details.get("State") or {}).get("Pid") or None,
             stats=self._stats(api, container_id) if status == "running" else None,
         )
 

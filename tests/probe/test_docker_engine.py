@@ -1,0 +1,87 @@
+"""The probe's container collector against a real Docker-API engine (Podman,
+started by tests/tools/docker-engine.sh): changes that leave the engine's status
+text as it was show in the next collection, and a container being stopped
+still shows running.
+
+Skipped only if the engine cannot start here (tests/engine.py; the reason is shown)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+
+import docker
+import docker.errors
+import pytest
+import trio
+
+from tests.waiting import eventually
+from trioscope_probe._docker import ContainerCollector
+
+IMAGE = "localhost/busybox:latest"
+
+
+@pytest.fixture
+def client(docker_host: str) -> Iterator[docker.DockerClient]:
+    engine = docker.DockerClient(base_url=docker_host)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"  # the engine's store is the machine's: others' tests share it
+
+
+def _mine(collector: ContainerCollector, container_id: str) -> Any:
+    info = collector.collect()
+    assert info is not None
+    return next((c for c in info.containers if c.id == container_id), None)
+
+
+def test_a_rename_and_a_network_connect_show_in_the_next_collection(docker_host: str,
+                                                                    client: docker.DockerClient) -> None:
+    # A created container: its status text ("Created") stays the same throughout,
+    # as a running one's "Up 3 days" does for a day.
+    container = client.containers.create(IMAGE, ["sleep", "600"], name=_unique("probe-rename"))
+    network = client.networks.create(_unique("probe-net"))
+    try:
+        collector = ContainerCollector(docker_host)
+        before = _mine(collector, container.id)
+        assert before.name == container.name and network.name not in {n.name for n in before.networks}
+
+        container.rename(f"{container.name}-renamed")
+        network.connect(container)
+        after = _mine(collector, container.id)
+        assert (after.status, after.name) == (before.status, f"{container.name}-renamed")
+        assert network.name in {n.name for n in after.networks}
+    finally:
+        container.remove(force=True)
+        network.remove()
+
+
+async def test_a_container_being_stopped_shows_running_until_it_stops(docker_host: str,
+                                                                        client: docker.DockerClient) -> None:
+    # sleep as the container's first process ignores SIGTERM: the stop waits out its
+    # grace period, and Podman says "stopping" meanwhile.
+    container = client.containers.run(IMAGE, ["sleep", "600"], detach=True, name=_unique("probe-stopping"))
+    collector = ContainerCollector(docker_host)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(trio.to_thread.run_sync, partial(container.stop, timeout=60)))
+            try:
+
+                async def stopping() -> Any:
+                    found = await trio.to_thread.run_sync(_mine, collector, container.id)
+                    return found if found is not None and found.status == "Stopping" else None
+
+                # (Podman answers no statistics meanwhile: an empty body.)
+                assert (await eventually(stopping)).state == "running"
+            finally:
+                await trio.to_thread.run_sync(container.kill)  # ends the stop's wait
+        assert _mine(collector, container.id).state == "exited"
+    finally:
+        container.remove(force=True)

@@ -1,0 +1,146 @@
+"""What the probe makes of the engine's container list and inspects, against a
+fake engine that answers as Podman's Docker-compatible API does (and counts
+the calls): what changes while a container lives comes from each cycle's list,
+a state the probe does not know is placed and logged once, and a failed cycle
+repeats the last containers for a grace period."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests.exceptions
+
+from trioscope_probe import _docker
+from trioscope_probe._docker import ContainerCollector
+
+CID = "3ec892e9e13d" + "0" * 52
+IMAGE_ID = "sha256:" + "e4" * 32
+
+
+def listed(name: str = "/listener", state: str = "running", status: str = "Up 3 days",
+           networks: dict[str, str] | None = None, names: list[str] | None = None) -> dict[str, Any]:
+    """One entry of GET /containers/json, as Podman 4 answers it."""
+    networks = {"podman": "10.88.0.22"} if networks is None else networks
+    return {
+        "Id": CID, "Names": names or [name], "Image": "localhost/busybox:latest", "ImageID": IMAGE_ID,
+        "Command": "sleep 600", "Created": 1_700_000_000, "Labels": {"app": "shop"}, "State": state,
+        "Status": status, "Ports": [{"PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"}],
+        "NetworkSettings": {"Networks": {net: {"NetworkID": net, "IPAddress": ip} for net, ip in networks.items()}},
+    }
+
+
+def inspected(name: str = "/listener", state: str = "running", pid: int = 4242) -> dict[str, Any]:
+    """GET /containers/{id}/json, as it was when the container was first seen."""
+    return {
+        "Id": CID, "Name": name, "Image": IMAGE_ID,
+        "State": {"Status": state, "Pid": pid},
+        "Config": {"Image": "localhost/busybox:latest", "Cmd": ["sleep", "600"], "Env": ["PATH=/bin"],
+                   "Labels": {"app": "shop"}},
+        "NetworkSettings": {"Networks": {"podman": {"IPAddress": "10.88.0.22"}}},
+    }
+
+
+class Engine:
+    """The docker SDK's low-level API, as the collector uses it."""
+
+    def __init__(self, listing: list[dict[str, Any]], details: dict[str, Any]) -> None:
+        self.listing = listing
+        self.details = details
+        self.down = False
+        self.calls: Counter[str] = Counter()
+
+    def version(self) -> dict[str, Any]:
+        self.calls["version"] += 1
+        return {"Version": "4.3.1"}
+
+    def containers(self, all: bool) -> list[dict[str, Any]]:  # the SDK's names
+        self.calls["list"] += 1
+        if self.down:
+            raise requests.exceptions.ConnectionError("connection refused")
+        return self.listing
+
+    def inspect_container(self, container_id: str) -> dict[str, Any]:
+        self.calls["inspect"] += 1
+        return self.details
+
+    def stats(self, container_id: str, stream: bool) -> dict[str, Any]:
+        self.calls["stats"] += 1
+        return {"cpu_stats": {"cpu_usage": {"total_usage": 1}, "system_cpu_usage": 1, "online_cpus": 1},
+                "memory_stats": {"usage": 2**20, "limit": 2**30}, "pids_stats": {"current": 1}}
+
+
+class Collector(ContainerCollector):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__("unix:///fake.sock")
+        self.engine = engine
+
+    def _connect(self) -> Any:
+        return SimpleNamespace(api=self.engine)
+
+
+def test_a_rename_and_a_network_connect_show_in_the_next_report_while_the_status_text_stays() -> None:
+    engine = Engine([listed()], inspected())
+    collector = Collector(engine)
+    (before,) = collector.collect().containers  # type: ignore[union-attr]
+    assert (before.name, [(n.name, n.ip_address) for n in before.networks]) == ("listener", [("podman", "10.88.0.22")])
+
+    # podman rename listener listener-renamed; podman network connect revnet ...: the
+    # status text is the same "Up 3 days", the inspect (were it asked) still the old one.
+    # Docker lists a legacy link's alias among the names, before or after the own one.
+    engine.listing = [listed(names=["/web/listener", "/listener-renamed"],
+                             networks={"podman": "10.88.0.22", "revnet": "10.89.0.5"})]
+    (after,) = collector.collect().containers  # type: ignore[union-attr]
+    assert after.name == "listener-renamed"
+    assert [(n.name, n.ip_address) for n in after.networks] == [("podman", "10.88.0.22"), ("revnet", "10.89.0.5")]
+    assert (after.pid, after.env_names, after.command) == (4242, ["PATH"], "sleep 600")  # still the inspect's
+    # The cost stays one list per cycle and a stats call per running container; an
+    # inspect only when the list shows a new status text (a new run: its new pid).
+    assert engine.calls == Counter(version=1, list=2, inspect=1, stats=2)
+    engine.listing, engine.details = [listed(status="Up Less than a second")], inspected(pid=5151)
+    (restarted,) = collector.collect().containers  # type: ignore[union-attr]
+    assert (restarted.name, restarted.pid, engine.calls["inspect"]) == ("listener", 5151, 2)
+
+
+def test_podman_stopping_is_running_with_its_status_text() -> None:
+    # Podman's state while a stop waits out its grace period (Docker says "running").
+    engine = Engine([listed(state="stopping", status="Stopping")], inspected(state="stopping"))
+    (stopping,) = Collector(engine).collect().containers  # type: ignore[union-attr]
+    assert (stopping.state, stopping.status) == ("running", "Stopping")
+    assert stopping.stats is not None
+
+
+@pytest.mark.parametrize(("status", "shown"), [("Up 2 hours", "running"), ("Unknown", "exited")])
+def test_an_unknown_state_is_placed_by_its_status_text_and_logged_once(
+        caplog: pytest.LogCaptureFixture, status: str, shown: str) -> None:
+    engine = Engine([listed(state="hibernating", status=status)], inspected(state="hibernating"))
+    collector = Collector(engine)
+    with caplog.at_level(logging.WARNING, logger="trioscope_probe"):
+        states = [c.state for _ in range(3) for c in collector.collect().containers]  # type: ignore[union-attr]
+    assert states == [shown] * 3
+    assert [r.getMessage() for r in caplog.records if "unknown container state" in r.getMessage()] == [
+        f"container engine unix:///fake.sock: unknown container state 'hibernating' (container 3ec892e9e13d, "
+        f"status '{status}'), shown as {shown}"]
+
+
+def test_a_failed_cycle_repeats_the_last_containers_without_statistics_then_none(
+        caplog: pytest.LogCaptureFixture) -> None:
+    engine = Engine([listed()], inspected())
+    collector = Collector(engine)
+    assert collector.collect().containers[0].stats is not None  # type: ignore[union-attr]
+    engine.down = True
+    with caplog.at_level(logging.INFO, logger="trioscope_probe"):
+        grace = [collector.collect() for _ in range(_docker.GRACE_CYCLES)]
+        assert [[(c.id, c.name, c.state, c.stats) for c in info.containers] if info else None for info in grace] == [
+            [(CID, "listener", "running", None)]] * _docker.GRACE_CYCLES
+        assert collector.collect() is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "container engine unix:///fake.sock unreachable: connection refused",
+        "container engine unix:///fake.sock: reporting the 1 containers it last listed for up to "
+        f"{_docker.GRACE_CYCLES} cycle(s)"]
+    engine.down = False
+    back = collector.collect()
+    assert back is not None and back.containers[0].stats is not None
