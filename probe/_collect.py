@@ -2,7 +2,9 @@
 
 Host and processes come from psutil (which reads /proc); connections from one
 ``psutil.net_connections`` pass (it reads /proc/net/{tcp,udp}{,6} once and maps
-socket inodes to pids); each process's container from its ``/proc/<pid>/cgroup``.
+socket inodes to pids), which sees the probe's own network namespace only, and
+from the tables of every other namespace (``_netns``: containers on a bridge
+network); each process's container from its ``/proc/<pid>/cgroup``.
 Rates (CPU, network, disk) need two samples, so a ``HostCollector`` keeps the
 previous counters between cycles.
 """
@@ -24,6 +26,7 @@ from trioscope.wire import (
 )
 
 from ._docker import ContainerCollector
+from ._netns import MAX_CONNECTIONS, NamespaceSockets
 
 MB = 1024 * 1024
 MAX_CMDLINE = 4096
@@ -171,24 +174,34 @@ def processes() -> list[ProcessInfo]:
 _STATES = {"NONE": ""}
 
 
-def connections() -> list[Connection]:
+def _connection(stream: bool, local: tuple[str, int], remote: tuple[str, int] | None, status: str,
+                pid: int | None) -> Connection:
+    """A socket as psutil describes it (``status`` in its names)."""
+    return Connection(
+        protocol="tcp" if stream else "udp",
+        local_address=local[0][:64], local_port=local[1],
+        remote_address=remote[0][:64] if remote else "", remote_port=remote[1] if remote else 0,
+        state=_STATES.get(status, status.lower())[:256],
+        pid=pid if pid and pid > 0 else None,
+    )
+
+
+def connections(namespaces: NamespaceSockets | None = None) -> list[Connection]:
+    """This probe's network namespace's sockets, then (with ``namespaces``)
+    those of the others, within what a report holds."""
     result: list[Connection] = []
     try:
         sockets = psutil.net_connections(kind="inet")
     except (psutil.AccessDenied, OSError):
-        return result
+        sockets = []
     for conn in sockets:
-        local = conn.laddr
-        remote = conn.raddr
-        if not local:
-            continue
-        result.append(Connection(
-            protocol="tcp" if conn.type == socket.SOCK_STREAM else "udp",
-            local_address=local.ip[:64], local_port=local.port,
-            remote_address=remote.ip[:64] if remote else "", remote_port=remote.port if remote else 0,
-            state=_STATES.get(conn.status, conn.status.lower())[:256],
-            pid=conn.pid if conn.pid and conn.pid > 0 else None,
-        ))
+        if conn.laddr:
+            result.append(_connection(conn.type == socket.SOCK_STREAM, conn.laddr, conn.raddr or None, conn.status,
+                                      conn.pid))
+    if namespaces is not None:
+        for entry, pid in namespaces.collect(MAX_CONNECTIONS - len(result)):
+            if entry.local:
+                result.append(_connection(entry.protocol == "tcp", entry.local, entry.remote, entry.status, pid))
     return result
 
 
@@ -202,6 +215,7 @@ class ReportCollector:
         self.with_connections = connections
         self.containers = containers
         self.host = HostCollector()
+        self.namespaces = NamespaceSockets() if connections else None
 
     def collect(self) -> Report:
         host = self.host.collect()
@@ -212,6 +226,6 @@ class ReportCollector:
             host_info=host,
             docker_info=self.containers.collect() if self.containers is not None else None,
             processes_info=ProcessesInfo(processes=processes()) if self.with_processes else None,
-            network_info=NetworkInfo(connections=connections() if self.with_connections else [],
+            network_info=NetworkInfo(connections=connections(self.namespaces) if self.with_connections else [],
                                      interfaces=interfaces()),
         )

@@ -96,7 +96,8 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
         connections = report.network_info.connections if report.network_info else []
         processes = report.processes_info.processes if report.processes_info else []
         if connections:
-            kept = sorted(connections, key=lambda c: c.state != "LISTEN")[:int(len(connections) * share)]
+            # Either case: the probe's collector writes psutil's states lowercased ("listen").
+            kept = sorted(connections, key=lambda c: c.state.upper() != "LISTEN")[:int(len(connections) * share)]
             dropped += len(connections) - len(kept)
             assert report.network_info is not None  # connections came from it
             report = attrs.evolve(report, network_info=attrs.evolve(report.network_info, connections=kept))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import random
 
+import attrs
 import orjson
 import pytest
 
@@ -72,6 +73,19 @@ def test_a_report_over_the_memory_budget_leaves_connections_out_then_processes(p
     else:  # processes only once every connection is out
         assert kept_connections == [] and 0 < len(kept_processes) < processes
         assert kept_processes == report.processes_info.processes[:len(kept_processes)]
+
+
+def test_listening_sockets_stay_as_the_collector_names_them() -> None:
+    # The probe's collector writes psutil's states in lower case ("listen"), in
+    # the kernel's order: here the listeners last.
+    budget = MemoryBudget(limit=1024**2, history=3600.0, process_history=900.0)
+    report = decode_report(host_report(1, timestamp=1_800_000_000.0, containers=4, processes=100,
+                                       connections=3000, peers=[2, 3, 4, 5]))
+    report = attrs.evolve(report, network_info=attrs.evolve(report.network_info, connections=[
+        attrs.evolve(c, state=c.state.lower()) for c in reversed(report.network_info.connections)]))
+    listening = [c for c in report.network_info.connections if c.state == "listen"]
+    kept = decode_report(sent(encode_report(report, budget=budget)[0])[1]).network_info.connections
+    assert listening and set(listening) <= set(kept) and len(kept) < 3000
 
 
 def test_a_report_within_the_budget_or_with_no_budget_is_sent_whole() -> None:
