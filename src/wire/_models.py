@@ -195,7 +195,8 @@ class Connection:
     remote_address: Address = ""
     remote_port: Port = 0
     state: Name = ""
-    """``ESTABLISHED``, ``LISTEN``, ... as the kernel names them."""
+    """``ESTABLISHED``, ``LISTEN``, ... as the kernel names them, in either case
+    (trioscope-probe sends psutil's names lowercased)."""
     pid: Pid | None = None
 
 
