@@ -62,7 +62,9 @@ class ReportArrived:
     shape: bytes | None = None
     """The report's ``report_shape``, when the sender found it (see ``MergeReport.shape``)."""
     enrolled: bool = False
-    """Signed by an enrolled agent: such a probe always has room (see ``AgentRoster.reclaimable``)."""
+    """Signed by an enrolled agent: such a probe always has room (see
+    ``AgentRoster.reclaimable``), and its containers offer controls
+    (``MergeReport.enrolled``; a ``partition`` is built with it)."""
     sequence: int = 0
     """Its sequence on the report stream (with a bus; see ``MergeReport.sequence``)."""
     history: bool = False
@@ -175,7 +177,8 @@ class RosterActor(Actor):
         # Topology first: when its mailbox is full the probe gets 503 and
         # resends; merging the same report twice changes nothing.
         self.topology.tell(MergeReport(report, message.received_at, message.partition, message.shape,
-                                       sequence=message.sequence, history=message.history))
+                                       sequence=message.sequence, history=message.history,
+                                       enrolled=message.enrolled))
         values = host_metrics(report)  # once, for the probe's actor, the hub and the metrics API alike
         agent.tell(ReportReceived(report, message.packed, message.received_at, values))
         try:

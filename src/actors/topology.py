@@ -112,6 +112,11 @@ class MergeReport:
     history: bool = False
     """Replayed from the stream at start: merged in turn with the agent's other
     reports rather than replaced by a newer one, so its metrics are recorded."""
+    enrolled: bool = False
+    """Signed by an enrolled agent (``ReportArrived.enrolled``): only then do
+    its containers offer controls. False after a restart of this actor, which
+    rebuilds from reports that do not say (``_recover``): the agent's next
+    report, built anew, brings its controls back."""
 
 
 @attrs.frozen
@@ -374,7 +379,8 @@ class TopologyActor(Actor):
         older report) or could not be merged (then logged and left out)."""
         agent = merge.report.agent_id
         try:
-            applied = self.graph.apply(merge.report, merge.received_at, merge.partition, merge.shape)
+            applied = self.graph.apply(merge.report, merge.received_at, merge.partition, merge.shape,
+                                       enrolled=merge.enrolled)
         except Exception as exc:
             self.merge_failures += 1
             log.error("report from agent %s could not be merged and was left out: %s: %s",

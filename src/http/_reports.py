@@ -75,9 +75,9 @@ def _envelope(body: bytes, received_at: float, enrolled: bool,
     return report, *pack_report(report, received_at, enrolled, shape, address), shape
 
 
-def _prepare(body: bytes, received_at: float) -> tuple[Report, Partition, PackedReport]:
+def _prepare(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, Partition, PackedReport]:
     report = _decode(body, received_at)
-    return report, build_partition(report, received_at), PackedReport.pack(body)
+    return report, build_partition(report, received_at, enrolled=enrolled), PackedReport.pack(body)
 
 
 @blueprint.post("/api/v1/reports")
@@ -115,7 +115,8 @@ async def submit_report() -> Response:
     partition: Partition | None = None
     if len(body) > OFF_LOOP_BYTES:
         # One at a time: with the GIL a second thread adds memory, not speed.
-        report, built, packed = await trio.to_thread.run_sync(_prepare, body, received_at, limiter=s.heavy_work)
+        report, built, packed = await trio.to_thread.run_sync(_prepare, body, received_at, signer is not None,
+                                                              limiter=s.heavy_work)
         partition, shape = built, built.shape
     else:
         report = _decode(body, received_at)
@@ -127,7 +128,7 @@ async def submit_report() -> Response:
             # actor, every report's one queue: a burst of new probes no longer
             # leaves seconds of merging behind it for the reads to wait on.
             # (Not when the probes fill --max-agents: the roster may refuse it.)
-            partition = build_partition(report, received_at)
+            partition = build_partition(report, received_at, enrolled=signer is not None)
             shape = partition.shape
         else:
             shape = report_shape(report)  # here, in the request: the topology actor is every report's one queue

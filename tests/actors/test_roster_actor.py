@@ -11,14 +11,14 @@ import attrs
 import orjson
 import pytest
 
-from tests.synthetic import host_report
+from tests.synthetic import container_hex, host_report
 from trioscope.actors.agent import Describe, LatestReport
 from trioscope.actors.refusals import TooManyAgents, UnknownProbe
 from trioscope.actors.roster import ProbeHeartbeat, RegisterProbe, ReportArrived
 from trioscope.actors.topology import GetSnapshot
 from trioscope.domain.agents import PackedReport
 from trioscope.wire import AgentRegistration, decode_report
-from trioscope.domain.topology import View, host_id
+from trioscope.domain.topology import View, container_id, host_id
 from trioscope.runtime import open_actor_system
 from trioscope.system import AGENTS, ROSTER, TOPOLOGY, supervision_tree
 
@@ -44,6 +44,30 @@ async def test_one_report_reaches_the_topology_and_a_new_agent_actor(settings) -
         assert orjson.loads(raw)["agent_id"] == report.report.agent_id and received_at == NOW
         snapshot = await system.lookup(TOPOLOGY).ask(GetSnapshot())
         assert host_id("host-1") in {n.id for n in snapshot.nodes(View.HOSTS)}
+
+
+async def test_a_signed_reports_containers_offer_controls_and_an_unsigned_ones_none(settings) -> None:
+    """Whether an enrolled agent signed the report (``enrolled``, known where it
+    was received) reaches the topology: the control endpoint refuses the
+    containers of unsigned reports (the local probe's), so they offer none."""
+    async with open_actor_system(supervision_tree(settings)) as system:
+        roster, topology = system.lookup(ROSTER), system.lookup(TOPOLOGY)
+
+        async def offered(index: int) -> bool:
+            snapshot = await topology.ask(GetSnapshot())
+            node = snapshot.node(container_id(container_hex(f"agent-{index}", 0)))
+            return "controls" in node.metadata
+
+        await roster.ask(attrs.evolve(arrived(1), enrolled=True))
+        await roster.ask(arrived(2))
+        assert (await offered(1), await offered(2)) == (True, False)
+        # The same content later, signed otherwise: a probe decommissioned, one enrolled.
+        later = host_report(1, timestamp=NOW + 15, containers=1, processes=2, connections=0)
+        await roster.ask(ReportArrived(decode_report(later), PackedReport.pack(orjson.dumps(later)), NOW + 15))
+        later = host_report(2, timestamp=NOW + 15, containers=1, processes=2, connections=0)
+        await roster.ask(ReportArrived(decode_report(later), PackedReport.pack(orjson.dumps(later)), NOW + 15,
+                                       enrolled=True))
+        assert (await offered(1), await offered(2)) == (False, True)
 
 
 async def test_registration_and_heartbeat_go_to_the_agents_actor(settings) -> None:

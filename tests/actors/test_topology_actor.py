@@ -77,10 +77,10 @@ async def test_a_crash_loses_no_metric_history(settings):
 async def test_a_report_that_cannot_be_merged_is_left_out_without_crashing(monkeypatch, settings):
     real = partition_module.build_partition
 
-    def failing(report, received_at, previous=None, shape=None):
+    def failing(report, received_at, previous=None, shape=None, **options):
         if report.agent_id == "agent-2":
             raise RuntimeError("injected merge failure")
-        return real(report, received_at, previous, shape)
+        return real(report, received_at, previous, shape, **options)
 
     monkeypatch.setattr("trioscope.domain.topology._graph.build_partition", failing)
     async with open_actor_system(supervision_tree(settings)) as system:

@@ -12,6 +12,7 @@ from trioscope.domain.topology import (
     TopologyGraph,
     View,
     container_id,
+    controls_for,
     host_id,
     process_group_id,
     process_id,
@@ -43,7 +44,7 @@ def report(agent: str, host: str, t: float = T0, ips: tuple[str, ...] = (), cont
     return decode_report(doc)
 
 
-def listen(port: int, pid: int, address: str = "0.0.0.0") -> dict:
+def listen(port: int, pid: int | None, address: str = "0.0.0.0") -> dict:
     return {"protocol": "tcp", "local_address": address, "local_port": port, "state": "LISTEN", "pid": pid}
 
 
@@ -209,6 +210,133 @@ def test_published_ports_and_container_networks_resolve_to_the_containers_proces
     assert edge_pairs(snap, View.CONTAINERS) == {(container_id(C2), container_id(C1))}
 
 
+ENGINE = 40
+"""The engine's process that holds a published port on the host: Podman's
+conmon, Docker's docker-proxy, rootlessport; a host process, in no container."""
+
+
+def engine_listens(port: int, pid: int | None, addresses: tuple[str, ...]) -> list[dict]:
+    return [{**listen(port, pid, address), "protocol": "tcp6" if ":" in address else "tcp"}
+            for address in addresses]
+
+
+def client_of(ports: list[int], address: str = "10.0.0.2"):
+    """Host ha's client in a container (C2) connecting to ``address`` at each of ``ports``."""
+    return report("a", "ha", ips=("10.0.0.1",),
+                  containers=[{"id": C2, "name": "/client",
+                               "networks": [{"name": "bridge", "ip_address": "172.18.0.9"}]}],
+                  processes=[{"pid": 10, "name": "curl", "container_id": C2}],
+                  connections=[connect(address, port, 10, local_port=50000 + i) for i, port in enumerate(ports)])
+
+
+@pytest.mark.parametrize("holder", [ENGINE, None], ids=["engine_process", "socket_without_pid"])
+@pytest.mark.parametrize("addresses", [("0.0.0.0",), ("0.0.0.0", "::"), ("10.0.0.2", "192.168.1.2")],
+                         ids=["wildcard", "dual_stack", "host_ips"])
+def test_a_published_port_the_engine_holds_on_the_host_resolves_to_the_container(holder, addresses):
+    """``podman run -p 18082:9000``: conmon listens on 18082 itself (a probe
+    that may not see its process reports the socket without one)."""
+    graph = TopologyGraph()
+    graph.apply(report(
+        "b", "hb", ips=("10.0.0.2", "192.168.1.2"),
+        containers=[{"id": C1, "name": "/api", "ports": [{"container_port": 9000, "host_port": 18082}],
+                     "networks": [{"name": "podman", "ip_address": "10.88.0.5"}]}],
+        processes=[{"pid": 30, "name": "api", "container_id": C1}, {"pid": ENGINE, "name": "conmon"}],
+        connections=[listen(9000, 30), *engine_listens(18082, holder, addresses)],
+    ), T0)
+    graph.apply(client_of([18082]), T0)
+    snap = published(graph)
+    assert edge_pairs(snap, View.PROCESSES) == {(process_id("ha", 10), process_id("hb", 30))}
+    assert edge_pairs(snap, View.CONTAINERS) == {(container_id(C2), container_id(C1))}
+
+
+def test_who_a_published_port_reaches_when_others_listen_on_it_too():
+    """One case a port, the client connecting to each. A published port is its
+    started container's, from the engine's socket on the host; not a stopped
+    container's, which Podman still lists; not from a process of a container
+    (one on the host's network), which holds it itself."""
+    api, old, hostnet, web, shared, old_web, new_web = (f"{i:x}" * 64 for i in range(3, 10))
+    network = [{"name": "podman", "ip_address": "10.88.0.5"}]
+    graph = TopologyGraph()
+    graph.apply(report(
+        "b", "hb", ips=("10.0.0.2",),
+        containers=[
+            # 18082: started, conmon holds the port -> the container's api.
+            {"id": api, "ports": [{"container_port": 9000, "host_port": 18082}], "networks": network},
+            # 18083: stopped, still listed; a host process took the port -> that process.
+            {"id": old, "state": "exited", "ports": [{"container_port": 9000, "host_port": 18083}]},
+            # 18084: a process of a container on the host's network holds it -> that process.
+            {"id": hostnet},
+            {"id": web, "ports": [{"container_port": 80, "host_port": 18084}],
+             "networks": [{"name": "podman", "ip_address": "10.88.0.6"}]},
+            # 18085: a process of the published container holds the host port itself -> that process.
+            {"id": shared, "ports": [{"container_port": 8080, "host_port": 18085}]},
+            # 18086: a stopped container and, listed after it, a started one on its port, which no socket on
+            # the host holds (an engine that forwards by firewall rules alone) -> the started one.
+            {"id": old_web, "state": "exited", "ports": [{"container_port": 80, "host_port": 18086}]},
+            {"id": new_web, "ports": [{"container_port": 80, "host_port": 18086}],
+             "networks": [{"name": "podman", "ip_address": "10.88.0.7"}]},
+        ],
+        processes=[{"pid": 30, "container_id": api}, {"pid": ENGINE, "name": "conmon"}, {"pid": 45, "name": "python3"},
+                   {"pid": 70, "container_id": hostnet}, {"pid": 80, "container_id": web},
+                   {"pid": 90, "container_id": shared}, {"pid": 91, "container_id": shared},
+                   {"pid": 100, "container_id": new_web}],
+        connections=[listen(9000, 30), listen(18082, ENGINE), listen(18083, 45), listen(18084, 70), listen(80, 80),
+                     listen(18085, 90), listen(8080, 91), listen(80, 100)],
+    ), T0)
+    graph.apply(client_of([18082, 18083, 18084, 18085, 18086]), T0)
+    snap = published(graph)
+    client = process_id("ha", 10)
+    assert edge_pairs(snap, View.PROCESSES) == {(client, process_id("hb", pid)) for pid in (30, 45, 70, 90, 100)}
+    assert edge_pairs(snap, View.CONTAINERS) == {(container_id(C2), container_id(c))
+                                                 for c in (api, hostnet, shared, new_web)}
+
+
+def test_a_published_port_the_engine_holds_resolves_to_the_container_over_loopback():
+    """From the host itself (a host process, a container on the host's network)
+    to 127.0.0.1:18082, held by conmon, reaches the published container; to
+    18083, listed by a stopped container, the host process that has it now."""
+    graph = TopologyGraph()
+    graph.apply(report(
+        "b", "hb", ips=("10.0.0.2",),
+        containers=[{"id": C1, "name": "/api", "ports": [{"container_port": 9000, "host_port": 18082}],
+                     "networks": [{"name": "podman", "ip_address": "10.88.0.5"}]},
+                    {"id": C2, "name": "/hostnet"},
+                    {"id": "c" * 64, "name": "/old", "state": "exited",
+                     "ports": [{"container_port": 9000, "host_port": 18083}]}],
+        processes=[{"pid": 30, "name": "api", "container_id": C1}, {"pid": ENGINE, "name": "conmon"},
+                   {"pid": 45, "name": "python3"}, {"pid": 50, "name": "curl"},
+                   {"pid": 60, "name": "worker", "container_id": C2}],
+        connections=[listen(9000, 30), *engine_listens(18082, ENGINE, ("0.0.0.0", "::")),
+                     listen(18083, 45, "127.0.0.1"),
+                     connect("127.0.0.1", 18082, 50, local_port=50001),
+                     connect("127.0.0.1", 18082, 60, local_port=50002),
+                     connect("127.0.0.1", 18083, 50, local_port=50003)],
+    ), T0)
+    snap = published(graph)
+    assert edge_pairs(snap, View.PROCESSES) == {(process_id("hb", 50), process_id("hb", 30)),
+                                                (process_id("hb", 60), process_id("hb", 30)),
+                                                (process_id("hb", 50), process_id("hb", 45))}
+    assert edge_pairs(snap, View.CONTAINERS) == {(container_id(C2), container_id(C1))}
+
+
+def test_a_container_started_or_stopped_takes_or_gives_back_its_published_port():
+    """Only its state changes: the same socket on the host, whose process the
+    probe may not see (conmon's while the container runs, someone else's
+    after), and reports of the same shape."""
+    graph = TopologyGraph()
+    for t, state in ((T0, "exited"), (T0 + 15, "running"), (T0 + 30, "exited")):
+        graph.apply(report(
+            "b", "hb", t, ips=("10.0.0.2",),
+            containers=[{"id": C1, "state": state, "ports": [{"container_port": 9000, "host_port": 18082}],
+                         "networks": [{"name": "podman", "ip_address": "10.88.0.5"}]}],
+            connections=[listen(18082, None)]), t)
+        graph.apply(report("a", "ha", t, ips=("10.0.0.1",), containers=[{"id": C2, "name": "/client"}],
+                           processes=[{"pid": 10, "container_id": C2}], connections=[connect("10.0.0.2", 18082, 10)]),
+                    t)
+        expected = {(container_id(C2), container_id(C1))} if state == "running" else set()
+        assert edge_pairs(published(graph, t), View.CONTAINERS) == expected, state
+
+
 def test_loopback_connections_stay_on_their_host_and_external_ones_are_dropped():
     graph = TopologyGraph()
     graph.apply(report("a", "ha", ips=("10.0.0.1",), processes=[{"pid": 1}, {"pid": 2}], connections=[
@@ -283,6 +411,43 @@ def test_a_node_two_agents_report_is_merged_newest_first_key_by_key():
     assert host.agent_id == "a2"
     graph.remove_agent("a2")
     assert published(graph).node(host_id("shared")).metadata["kernel_version"] == "5.10"
+
+
+# ---- controls ----------------------------------------------------------------------------
+
+def test_only_a_signed_reports_containers_offer_controls():
+    """The control endpoint delivers a control only to an enrolled agent that
+    reported the container: an unsigned report's containers offer none."""
+    graph = TopologyGraph()
+    graph.apply(report("signed", "h1", containers=[{"id": C1, "state": "running"}]), T0, enrolled=True)
+    graph.apply(report("unsigned", "h2", containers=[{"id": C2, "state": "running"}]), T0)
+    snap = published(graph)
+    assert [c["id"] for c in snap.node(container_id(C1)).metadata["controls"]] == [
+        "stop", "restart", "pause", "logs", "exec", "inspect"]
+    assert "controls" not in snap.node(container_id(C2)).metadata
+
+
+def test_the_same_report_signed_or_not_gains_or_loses_the_controls():
+    """A probe enrolled later (or decommissioned, then reporting unsigned)
+    sends reports of the same shape as before: they are not taken as only
+    new metrics of the last."""
+    graph = TopologyGraph()
+    for t, enrolled in ((T0, False), (T0 + 15, True), (T0 + 30, False)):
+        graph.apply(report("a", "h", t, containers=[{"id": C1, "state": "running"}]), t, enrolled=enrolled)
+        assert ("controls" in published(graph, t).node(container_id(C1)).metadata) is enrolled
+
+
+def test_a_container_two_agents_report_offers_the_controls_of_its_merged_state():
+    """The controls come from the signed report, the state from the newest,
+    unsigned or not: the controls are those of the state shown, which is the
+    one the control endpoint checks."""
+    graph = TopologyGraph()
+    graph.apply(report("signed", "h", T0, containers=[{"id": C1, "state": "running"}]), T0, enrolled=True)
+    graph.apply(report("echo", "h2", T0 + 5, containers=[{"id": C1, "state": "exited"}]), T0)
+    node = published(graph).node(container_id(C1))
+    assert node.metadata["state"] == "exited" and node.metadata["controls"] == controls_for("exited")
+    graph.remove_agent("signed")
+    assert "controls" not in published(graph).node(container_id(C1)).metadata
 
 
 def test_expire_removes_agents_not_heard_from_within_the_threshold():

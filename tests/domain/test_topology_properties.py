@@ -33,9 +33,12 @@ containers = st.lists(
     st.fixed_dictionaries({
         "id": st.sampled_from(CONTAINERS),
         "labels": st.sampled_from(LABELS),
-        "state": st.sampled_from(["running", "paused"]),
+        "state": st.sampled_from(["running", "paused", "exited"]),
         "networks": st.lists(st.fixed_dictionaries({"name": st.just("bridge"), "ip_address": st.sampled_from(IPS)}),
                              max_size=1),
+        # Published on the ports others listen on: who has the port depends on the container's state.
+        "ports": st.lists(st.fixed_dictionaries({"container_port": st.sampled_from(PORTS),
+                                                 "host_port": st.sampled_from([None, *PORTS])}), max_size=1),
         "stats": st.fixed_dictionaries({"cpu_percent": st.integers(0, 100).map(float)}),
     }),
     max_size=3, unique_by=lambda c: c["id"],

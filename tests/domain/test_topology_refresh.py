@@ -58,13 +58,13 @@ def documents(draw: Any) -> dict[str, Any]:
 
 @st.composite
 def metrics_changed(draw: Any, document: dict[str, Any]) -> dict[str, Any]:
-    """``document`` with other metrics and, now and then, another status or thread count."""
+    """``document`` with other metrics and, now and then, another status (a container's state) or thread count."""
     changed = copy.deepcopy(document)
     changed["host_info"]["cpu_info"]["usage"] = float(draw(st.integers(0, 100)))
     for c in changed["docker_info"]["containers"]:
         if "stats" in c:
             c["stats"]["cpu_percent"] = float(draw(st.integers(0, 100)))
-        c["state"] = draw(st.sampled_from([c["state"], c["state"], "running", "paused"]))
+        c["state"] = draw(st.sampled_from([c["state"], c["state"], "running", "paused", "exited"]))
         c["status"] = draw(st.sampled_from(["", "", "Up 2 hours"]))
         if draw(st.booleans()):
             c.pop("stats", None)
@@ -76,8 +76,10 @@ def metrics_changed(draw: Any, document: dict[str, Any]) -> dict[str, Any]:
 
 
 @st.composite
-def sequences(draw: Any) -> list[tuple[dict[str, Any], bool]]:
-    """(report document, publish after it) pairs; timestamps increase."""
+def sequences(draw: Any) -> list[tuple[dict[str, Any], bool, bool]]:
+    """(report document, publish after it, signed) triples; timestamps increase.
+    A report signed otherwise than its agent's last (a probe enrolled, or
+    decommissioned) now and then."""
     latest: dict[str, dict[str, Any]] = {}
     steps = []
     for t in range(draw(st.integers(1, 14))):
@@ -88,8 +90,13 @@ def sequences(draw: Any) -> list[tuple[dict[str, Any], bool]]:
             document = {**draw(documents()), "agent_id": agent}
         document["timestamp"] = _stamp(10 * t)
         latest[agent] = document
-        steps.append((document, draw(st.booleans())))
+        steps.append((document, draw(st.booleans()), draw(st.sampled_from([False, False, True]))))
     return steps
+
+
+def _holds_ports(container: dict[str, Any]) -> bool:
+    """Whether a container of ``documents`` has published ports that are its own now."""
+    return container["state"] in ("running", "paused") and any(p["host_port"] for p in container["ports"])
 
 
 def _diff(diff: TopologyDiff | None) -> Any:
@@ -112,12 +119,13 @@ def _state(graph: TopologyGraph) -> Any:
 @settings(max_examples=300, deadline=None)
 @given(sequences())
 def test_reports_of_unchanged_structure_give_the_full_paths_graph_diffs_and_versions(
-        steps: list[tuple[dict[str, Any], bool]]) -> None:
+        steps: list[tuple[dict[str, Any], bool, bool]]) -> None:
     short, full = TopologyGraph(), FullPathGraph()
-    for document, publish in steps:
+    for document, publish, enrolled in steps:
         report = decode_report(document)
         # The short path with the shape found beforehand, as the request that decoded the report finds it.
-        assert short.apply(report, T0, shape=report_shape(report)) == full.apply(report, T0, build_partition(report, T0))
+        assert short.apply(report, T0, shape=report_shape(report), enrolled=enrolled) == full.apply(
+            report, T0, build_partition(report, T0, enrolled=enrolled))
         if publish:
             assert _diff(short.publish(T0)[1]) == _diff(full.publish(T0)[1])
             assert _state(short) == _state(full)
@@ -127,18 +135,22 @@ def test_reports_of_unchanged_structure_give_the_full_paths_graph_diffs_and_vers
 
 
 @settings(max_examples=300, deadline=None)
-@given(documents().flatmap(lambda d: st.tuples(st.just(d), metrics_changed(d))))
+@given(documents().flatmap(lambda d: st.tuples(st.just(d), metrics_changed(d))), st.booleans())
 def test_a_partition_refreshed_from_the_last_equals_one_built_from_scratch(
-        pair: tuple[dict[str, Any], dict[str, Any]]) -> None:
+        pair: tuple[dict[str, Any], dict[str, Any]], enrolled: bool) -> None:
     first, second = pair
     first["timestamp"], second["timestamp"] = _stamp(0), _stamp(15)
-    previous = build_partition(decode_report(first), T0)
+    previous = build_partition(decode_report(first), T0, enrolled=enrolled)
     report = decode_report(second)
-    refreshed, scratch = build_partition(report, T0 + 15, previous), build_partition(report, T0 + 15)
-    assert refreshed.reps is previous.reps  # the short path was taken
+    refreshed = build_partition(report, T0 + 15, previous, enrolled=enrolled)
+    scratch = build_partition(report, T0 + 15, enrolled=enrolled)
+    # The short path was taken, unless a container's published ports were taken or given back.
+    started_or_stopped = list(map(_holds_ports, first["docker_info"]["containers"])) != list(
+        map(_holds_ports, second["docker_info"]["containers"]))
+    assert (refreshed.reps is previous.reps) is not started_or_stopped
     assert list(refreshed.nodes.items()) == list(scratch.nodes.items())
     for part in ("reps", "listeners", "local_listeners", "addresses", "outgoing", "pods", "services", "shape", "kinds",
-                 "report_time", "received_at"):
+                 "report_time", "received_at", "enrolled"):
         assert getattr(refreshed, part) == getattr(scratch, part), part
 
 

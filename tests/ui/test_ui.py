@@ -124,9 +124,9 @@ def test_clicking_a_node_shows_its_details_with_a_sparkline_and_linked_neighbour
     assert parse_qs(urlparse(ui.page.url).query)["view"] == ["containers"]
 
 
-def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> None:
-    server = ui.server
-    auth = {"Authorization": f"Bearer {server.user_token('alice', 'acme', 'OPERATOR')}"}
+def enrolled_probe(server: ServerProcess, auth: dict[str, str]) -> tuple[str, StatusAgent]:
+    """Alice's deployment and its enrolled agent, whose signed report of host 0
+    is posted: only a signed report's containers offer controls."""
     deployment = httpx.post(f"{server.base_url}/api/v1/users/alice/deployments", json={}, headers=auth).json()
     hash_ = deployment["deployment_hash"]
     enrolled = httpx.post(f"{server.base_url}/api/v1/agent/register", json={
@@ -135,6 +135,13 @@ def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> No
     agent = StatusAgent(server.base_url, enrolled["agent_id"], enrolled["agent_token"], hash_)
     register_agent(server, 0, agent)
     post_report(server, 0, signer=agent)
+    return hash_, agent
+
+
+def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> None:
+    server = ui.server
+    auth = {"Authorization": f"Bearer {server.user_token('alice', 'acme', 'OPERATOR')}"}
+    hash_, agent = enrolled_probe(server, auth)
     running = f"container:{container_hex('agent-0', 1)}"  # odd containers run
 
     ui.open("?view=containers")
@@ -195,7 +202,7 @@ def test_a_viewer_sees_no_control_buttons(ui: Ui) -> None:
 
 def test_a_bad_token_is_refused_and_a_401_later_brings_the_sign_in_back(ui: Ui) -> None:
     ui.expected.append("status of 401")
-    post_report(ui.server, 0)
+    enrolled_probe(ui.server, {"Authorization": f"Bearer {ui.server.user_token('alice', 'acme', 'OPERATOR')}"})
     ui.page.goto(ui.server.base_url + "/")
     ui.page.fill("#signin-token", "not-a-token")
     ui.page.click("#signin-submit")
@@ -211,7 +218,7 @@ def test_a_bad_token_is_refused_and_a_401_later_brings_the_sign_in_back(ui: Ui) 
     running = f"container:{container_hex('agent-0', 1)}"
     ui.wait_for_nodes({running})
     ui.click_node(running)
-    ui.page.wait_for_selector("#details .series[data-state=empty]")
+    ui.page.wait_for_selector("#details .series:not([data-state=idle]):not([data-state=loading])")
     ui.page.evaluate("sessionStorage.setItem('trioscope.token', 'revoked')")
     ui.page.click("[data-control=stop]")
     ui.page.click("#confirm-ok")

@@ -25,6 +25,7 @@ import attrs
 from trioscope.domain.steps import Steps, at_once, sorted_in_steps
 from trioscope.wire import Report, is_loopback
 
+from ._controls import controls_for
 from ._edge_cache import EdgeCache
 from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
@@ -125,12 +126,13 @@ class TopologyGraph:
     # ---- applying reports -----------------------------------------------------------
 
     def apply(self, report: Report, received_at: float, partition: Partition | None = None,
-              shape: bytes | None = None) -> bool:
+              shape: bytes | None = None, *, enrolled: bool = False) -> bool:
         """Merge ``report``. Returns False (and changes nothing) if this agent has
         already sent a newer one. ``partition``: the report's
-        ``build_partition(report, received_at)``, if the caller built it already
-        (off the event loop, for a large report); ``shape``: its ``report_shape``,
-        if the caller found it.
+        ``build_partition(report, received_at, enrolled=enrolled)``, if the
+        caller built it already (off the event loop, for a large report);
+        ``shape``: its ``report_shape``, if the caller found it; ``enrolled``:
+        an enrolled agent signed it (its containers offer controls).
 
         Pods, services and process groups are brought up to date by ``settle``
         (which ``publish`` calls), once for all the reports merged in between:
@@ -140,7 +142,7 @@ class TopologyGraph:
         if current is not None and report.timestamp.timestamp() < current.report_time:
             return False
         if partition is None:
-            partition = build_partition(report, received_at, current, shape)
+            partition = build_partition(report, received_at, current, shape, enrolled=enrolled)
         self._replace(report.agent_id, current, partition)
         return True
 
@@ -833,5 +835,10 @@ def merge_nodes(versions: dict[str, Node]) -> tuple[Node, str]:
     for _agent, node in ordered:
         metadata.update(node.metadata)
         metrics.update(node.metrics)
+    if "controls" in metadata:
+        # Only signed reports' containers have controls: the state may be an
+        # unsigned (newer) report's, and the controls are those it allows, as
+        # the control endpoint checks them against the merged state.
+        metadata["controls"] = controls_for(metadata.get("state", ""))
     agent, newest = ordered[-1]
     return newest.evolve(metadata=metadata, metrics=metrics), agent

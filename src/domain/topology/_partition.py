@@ -39,6 +39,10 @@ process, else its container, else the host. A plain tuple: there are hundreds
 per report and they are only ever compared and unpacked."""
 
 _CONTAINER = VIEWS.index(View.CONTAINERS)
+_HOLDS_PORTS = frozenset({"running", "paused"})
+"""The states in which a container's published ports are its own: its engine
+sets them up when it starts and gives them back when it stops, though Podman
+still lists a stopped container's ports."""
 _KTHREADD = 2
 """Linux starts every kernel thread from kthreadd, which is always pid 2."""
 
@@ -69,6 +73,12 @@ class Partition:
     same shape is built by ``refreshed`` (its nodes only)."""
     kinds: frozenset[NodeKind] = frozenset()
     """The kinds of its nodes (those of every partition of its shape)."""
+    enrolled: bool = False
+    """Whether an enrolled agent signed the report: only then do its containers
+    offer controls (a control is delivered to that agent alone; the control
+    endpoint refuses a container no enrolled agent reported). Not in the
+    shape: a report of the same shape signed otherwise is built anew
+    (``build_partition``), never ``refreshed`` from this one."""
     solo: tuple[str] = attrs.field(init=False, eq=False)
     """``(agent_id,)``: the graph's record of who describes each node only this
     agent describes, one tuple for all of them."""
@@ -128,7 +138,7 @@ def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any
     return meta, metrics
 
 
-def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> Node:
+def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float, enrolled: bool) -> Node:
     name = c.name.lstrip("/") or c.id[:12]
     meta: dict[str, Any] = {
         "container_id": c.id,
@@ -155,7 +165,8 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float) -> 
         meta["env_names"] = list(c.env_names)
     if c.env:
         meta["env"] = dict(c.env)
-    meta["controls"] = controls_for(c.state)
+    if enrolled:  # unsigned: no key at all, so that a signed report's controls win a merge (``merge_nodes``)
+        meta["controls"] = controls_for(c.state)
     pod, service = _groups(c.labels)
     if pod:
         meta["pod"] = pod
@@ -258,19 +269,22 @@ def report_shape(report: Report) -> bytes:
 
 
 def build_partition(report: Report, received_at: float, previous: Partition | None = None,
-                    shape: bytes | None = None) -> Partition:
+                    shape: bytes | None = None, *, enrolled: bool = False) -> Partition:
     """Everything ``report`` contributes, stamped with the report's own time.
 
     ``previous``: the agent's current partition. If ``report`` has its shape
     (``report_shape``), as a host's reports mostly do, only the nodes are built
     again and the rest is ``previous``'s (``refreshed``). ``shape``: the
     report's ``report_shape``, if the caller has it (found where the report
-    was decoded, it need not be found again by each replica that merges it)."""
+    was decoded, it need not be found again by each replica that merges it).
+    ``enrolled``: an enrolled agent signed the report (``Partition.enrolled``);
+    False, the default, offers no controls."""
     if shape is None:
         shape = report_shape(report)
-    if previous is not None and previous.shape == shape and previous.agent_id == report.agent_id:
+    if (previous is not None and previous.shape == shape and previous.agent_id == report.agent_id
+            and previous.enrolled == enrolled):
         return refreshed(previous, report, received_at)
-    return _build(report, received_at, shape)
+    return _build(report, received_at, shape, enrolled)
 
 
 def refreshed(previous: Partition, report: Report, received_at: float) -> Partition:
@@ -278,7 +292,9 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
     built from the report, where a container's or process's only changes are
     its metrics and time a copy of its node in ``previous`` with the new ones
     (building nodes from scratch is most of the cost of a build); everything
-    else ``previous``'s own objects. Equal to what ``build_partition`` builds."""
+    else ``previous``'s own objects. Equal to what ``build_partition`` builds:
+    built in full if a container that publishes ports was started or stopped
+    (who has its ports changes, see ``_build``)."""
     when = report.timestamp.timestamp()
     agent = report.agent_id
     hostname = report.host_name
@@ -297,7 +313,11 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
                 and was.metadata.get("created") == _created(c)):
             node = was.seen(when, _container_metrics(c))
         else:
-            node = _container_node(c, host, agent, when)
+            if (was.status in _HOLDS_PORTS) != (c.state in _HOLDS_PORTS) and any(p.host_port for p in c.ports):
+                # Started or stopped: its published ports, which the shape
+                # leaves to its state, are taken or given back.
+                return _build(report, received_at, previous.shape, previous.enrolled)
+            node = _container_node(c, host, agent, when, previous.enrolled)
         nodes[node.id] = node
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
     # The same pids in the same order as ``previous``'s processes (the shape
@@ -323,7 +343,7 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
     return attrs.evolve(previous, report_time=when, received_at=received_at, nodes=nodes)
 
 
-def _build(report: Report, received_at: float, shape: bytes) -> Partition:
+def _build(report: Report, received_at: float, shape: bytes, enrolled: bool) -> Partition:
     when = report.timestamp.timestamp()
     agent = report.agent_id
     hostname = report.host_name
@@ -341,12 +361,13 @@ def _build(report: Report, received_at: float, shape: bytes) -> Partition:
     pods: dict[str, list[str]] = {}
     services: dict[str, list[str]] = {}
     container_ips: dict[str, list[str]] = {}  # container node -> its IPs
-    port_maps: list[tuple[str, int, str, int, str]] = []  # (host_ip, host_port, proto, container_port, node)
+    # (host_ip, host_port, proto, container_port, node, whether its container holds it now)
+    port_maps: list[tuple[str, int, str, int, str, bool]] = []
 
     # One entry per id (a repeated id: its last entry, for the node and its pod alike).
     containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
     for c in containers:
-        node = _container_node(c, host, agent, when)
+        node = _container_node(c, host, agent, when, enrolled)
         nodes[node.id] = node
         pod, service = _groups(c.labels)
         node_reps[node.id] = reps(host=host, container=node.id, pod=pod, service=service)
@@ -358,10 +379,11 @@ def _build(report: Report, received_at: float, shape: bytes) -> Partition:
         container_ips[node.id] = ips
         for ip in ips:
             addresses[ip] = node.id
+        holds = c.state in _HOLDS_PORTS
         for p in c.ports:
             if p.host_port:
                 port_maps.append((normal_address(p.host_ip), p.host_port, protocol_family(p.protocol),
-                                  p.container_port, node.id))
+                                  p.container_port, node.id, holds))
 
     ids = ContainerIds([c.id for c in containers])
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
@@ -427,13 +449,41 @@ def _build(report: Report, received_at: float, shape: bytes) -> Partition:
 
     for key, node in listeners.items():
         index(key, node)
-    for host_ip, host_port, proto, container_port, container in port_maps:
+
+    # A published port is its container's, even where a socket on the host
+    # holds it: the engine's own (Docker's docker-proxy, Podman's conmon,
+    # rootless engines' rootlessport or pasta, all outside any container)
+    # listens on it, and a client connecting there reaches the container. So
+    # the map of a started container takes its port from a host-side
+    # listener, but not from a process in a container (one sharing the host's
+    # network): in the published container it is the very process, more
+    # precise than the map; in another it holds the port itself, which the
+    # engine then cannot have for this container. A stopped container's map
+    # (Podman lists it) takes a port only if no one else has it, and after
+    # the started containers' maps (a container run again on the port of one
+    # stopped); of two maps of one port, the first.
+    def yields(node: str | None) -> bool:
+        return node is None or node_reps.get(node, node_reps[host])[_CONTAINER] is None
+
+    port_maps.sort(key=lambda port_map: not port_map[5])  # stable: started first, each in report order
+    mapped: set[EndpointKey] = set()
+    mapped_local: set[tuple[str, int]] = set()
+    for host_ip, host_port, proto, container_port, container, holds in port_maps:
         target = listening_inside.get((proto, container_port, container), container)
         for ip in ([host_ip] if host_ip and host_ip not in WILDCARDS else host_ips):
-            if (proto, ip, host_port) not in listeners:
-                listeners[(proto, ip, host_port)] = target
-                index((proto, ip, host_port), target)
-        local.setdefault((proto, host_port), target)
+            key = (proto, ip, host_port)
+            if key not in mapped and (key not in listeners or (holds and yields(listeners[key]))):
+                listeners[key] = target
+                mapped.add(key)
+                index(key, target)
+        port = (proto, host_port)
+        # Over loopback only a map on every address or on loopback reaches the
+        # container: beside one on a single other address, whoever listens on
+        # loopback is someone else (the engine listens on that address alone).
+        loopback = host_ip in WILDCARDS or is_loopback(host_ip)
+        if port not in mapped_local and (port not in local or (holds and loopback and yields(local[port]))):
+            local[port] = target
+            mapped_local.add(port)
 
     outgoing: dict[OutgoingConnection, None] = {}  # ordered set
     for conn in connections:
@@ -461,4 +511,5 @@ def _build(report: Report, received_at: float, shape: bytes) -> Partition:
         services={k: tuple(v) for k, v in services.items()},
         shape=shape,
         kinds=frozenset(node.kind for node in nodes.values()),
+        enrolled=enrolled,
     )
