@@ -10,13 +10,24 @@ Server messages are ``{"type", "payload"}`` (the seed's shape): ``topology_updat
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from itertools import islice
 from typing import Any
 
 import attrs
 import orjson
 
-from trioscope.domain.topology import WHOLE_KINDS, Edge, Node, NodeKind, TopologyDiff, TopologySnapshot, View, edge_kind
+from trioscope.domain.topology import (
+    WHOLE_KINDS,
+    Edge,
+    Node,
+    NodeKind,
+    TopologyDiff,
+    TopologySnapshot,
+    View,
+    edge_kind,
+    kind_of,
+)
 
 MAX_TOPICS = 64
 """Topics in one subscribe or unsubscribe message."""
@@ -101,14 +112,23 @@ class Visibility:
 
     ``may_see`` answers for a probe agent id and may change its answers (a
     probe enrolling); a node that stops being visible leaves the client's view.
+    Without ``may_see`` every node may be seen and it only keeps track of what
+    the client holds, which a client with a filter needs as much: a node that
+    starts matching is new to it (``add``, with its edges to the nodes it
+    holds), and an edge is its only if it holds both ends.
     """
 
-    def __init__(self, may_see: Callable[[str], bool]) -> None:
-        self.may_see = may_see
+    def __init__(self, may_see: Callable[[str], bool] | None = None) -> None:
+        self.may_see = may_see if may_see is not None else _anyone
+        self._everyone = may_see is None
         self.shown: set[str] = set()
 
     def node(self, node: Node) -> bool:
-        return node.agent_id is not None and self.may_see(node.agent_id)
+        return self._everyone or (node.agent_id is not None and self.may_see(node.agent_id))
+
+
+def _anyone(agent_id: str) -> bool:
+    return True
 
 
 @attrs.define
@@ -454,14 +474,22 @@ def _kinds(view: View | None) -> set[NodeKind]:
 
 
 def diff_frame(diff: TopologyDiff, view: View | None, flt: Filter | None = None,
-               visibility: Visibility | None = None) -> Frame:
+               visibility: Visibility | None = None, *, snapshot: TopologySnapshot | None = None) -> Frame:
     """The diff as one client of ``view`` (with ``flt``) sees it. Sent even when
     it holds nothing for that view, so that every client's versions stay
-    consecutive and a gap always means a lost update. With ``visibility``,
-    only nodes the client may see, and removals and edges of nodes it holds
-    (``visibility.shown`` is brought up to date)."""
+    consecutive and a gap always means a lost update.
+
+    A client with a filter, or one that may not see everything, holds part of
+    the view, and its diff must take it from what it holds to what a reset at
+    ``diff.version`` would give it. ``visibility`` says what it holds (and is
+    brought up to date; ``Visibility()`` for a filter alone), and ``snapshot``,
+    the version the diff leads to, has the edges the diff does not carry that
+    join a node it starts or stops holding to one it holds. Without
+    ``visibility`` the filter sees only the diff: a node that starts matching
+    comes as an update, and the edges are those of the view, whatever the
+    client holds."""
     if visibility is not None:
-        return _visible_diff_frame(diff, view, flt or Filter(), visibility)
+        return _held_diff_frame(diff, view, flt or Filter(), visibility, snapshot)
     kinds = _kinds(view)
 
     def node_ok(node: Node) -> bool:
@@ -482,28 +510,25 @@ def diff_frame(diff: TopologyDiff, view: View | None, flt: Filter | None = None,
     add_edges = {i: e.json() for i, e in diff.edges_added.items() if edge_ok(i)}
     update_edges = {i: e.json() for i, e in diff.edges_updated.items() if edge_ok(i)}
     remove_edges = [i for i in diff.edges_removed if edge_ok(i)]
-    return message("topology_update", {
-        "version": diff.version,
-        "previous_version": diff.previous_version,
-        "view": view.value if view is not None else "all",
-        "add": {"nodes": add_nodes, "edges": add_edges},
-        "update": {"nodes": update_nodes, "edges": update_edges},
-        "remove": {"nodes": remove_nodes, "edges": remove_edges},
-    })
+    return _diff_message(diff, view, (add_nodes, add_edges), (update_nodes, update_edges), (remove_nodes, remove_edges))
 
 
-def _visible_diff_frame(diff: TopologyDiff, view: View | None, flt: Filter, visibility: Visibility) -> Frame:
+def _held_diff_frame(diff: TopologyDiff, view: View | None, flt: Filter, held: Visibility,
+                     snapshot: TopologySnapshot | None) -> Frame:
     kinds = _kinds(view)
-    shown = visibility.shown
-    add_nodes: dict[str, Any] = {}
+    shown = held.shown
+    add_nodes: dict[str, Any] = {}  # also the nodes the client starts holding with this diff
     update_nodes: dict[str, Any] = {}
     remove_nodes: list[str] = []
     for node in (*diff.nodes_added.values(), *diff.nodes_updated.values()):
         if node.kind not in kinds:
             continue
-        if flt.matches(node) and visibility.node(node):
-            (update_nodes if node.id in shown else add_nodes)[node.id] = node.json()
-            shown.add(node.id)
+        if flt.matches(node) and held.node(node):
+            if node.id in shown:
+                update_nodes[node.id] = node.json()
+            else:
+                add_nodes[node.id] = node.json()
+                shown.add(node.id)
         elif node.id in shown:  # it stopped matching, or being the client's to see
             shown.discard(node.id)
             remove_nodes.append(node.id)
@@ -511,31 +536,92 @@ def _visible_diff_frame(diff: TopologyDiff, view: View | None, flt: Filter, visi
         if node_id in shown:
             shown.discard(node_id)
             remove_nodes.append(node_id)
+    left = set(remove_nodes)
 
-    def held(edge: Edge) -> bool:
-        return edge.source in shown and edge.target in shown
+    # An edge is the client's while it holds both ends: it has one before this
+    # diff if the edge existed and it held both ends then, and one after if the
+    # edge exists and it holds both ends now. Where the two differ the edge is
+    # added or removed, whether or not the edge itself changed.
+    def held_before(node_id: str) -> bool:
+        return node_id in left or (node_id in shown and node_id not in add_nodes)
 
-    removed = set(remove_nodes)
+    add_edges: dict[str, Any] = {}
+    update_edges: dict[str, Any] = {}
+    remove_edges: list[str] = []
 
-    def held_id(edge_id: str) -> bool:  # both ends held before this diff
+    def place(edge_id: str, edge: Edge) -> None:  # an edge there before and after this diff
+        if edge.source in shown and edge.target in shown:
+            if held_before(edge.source) and held_before(edge.target):
+                update_edges[edge_id] = edge.json()
+            else:
+                add_edges[edge_id] = edge.json()
+        elif held_before(edge.source) and held_before(edge.target):
+            remove_edges.append(edge_id)
+
+    for edge_id, edge in diff.edges_added.items():
+        if edge.source in shown and edge.target in shown:
+            add_edges[edge_id] = edge.json()
+    for edge_id, edge in diff.edges_updated.items():
+        place(edge_id, edge)
+    for edge_id in diff.edges_removed:
         source, _, target = edge_id.partition("->")
-        return (source in shown or source in removed) and (target in shown or target in removed)
+        if held_before(source) and held_before(target):
+            remove_edges.append(edge_id)
+    if snapshot is not None and (add_nodes or left):
+        # The edges that did not change are not in the diff; those of a node
+        # the client starts or stops holding are in the snapshot.
+        for edge in _edges_of_nodes(snapshot, add_nodes.keys() | left):
+            edge_id = edge.id
+            if edge_id not in diff.edges_added and edge_id not in diff.edges_updated:
+                place(edge_id, edge)
+    return _diff_message(diff, view, (add_nodes, add_edges), (update_nodes, update_edges), (remove_nodes, remove_edges))
 
+
+_VIEW_OF_KIND = {view.kind: view for view in View}
+"""The view of each kind's nodes: the one the edges between them are in."""
+
+
+def _edges_of_nodes(snapshot: TopologySnapshot, node_ids: set[str]) -> Iterator[Edge]:
+    """The edges in ``snapshot`` with an end in ``node_ids``, each once."""
+    # An index of a view's edges by node, built once per version and shared by
+    # every client that needs it: a scan per client and diff would cost each
+    # filtered client of the processes view (200,000 edges at 1,000 hosts)
+    # all of them whenever a node starts or stops matching its filter. Per
+    # view, not per client view: hosts that cross a CPU threshold need only
+    # the hosts' edges, for a client of the whole topology too.
+    indexes: dict[View, dict[str, list[Edge]]] = {}
+    seen: set[Edge] = set()
+    for node_id in node_ids:
+        view = _VIEW_OF_KIND[kind_of(node_id)]
+        index = indexes.get(view)
+        if index is None:
+            index = indexes[view] = snapshot.derived(("live edges by node", view), partial(_edges_by_node, snapshot, view))
+        for edge in index.get(node_id, ()):
+            if edge not in seen:
+                seen.add(edge)
+                yield edge
+
+
+def _edges_by_node(snapshot: TopologySnapshot, view: View) -> dict[str, list[Edge]]:
+    index: dict[str, list[Edge]] = {}
+    for edge in snapshot.edges(view):
+        index.setdefault(edge.source, []).append(edge)
+        if edge.target != edge.source:
+            index.setdefault(edge.target, []).append(edge)
+    return index
+
+
+def _diff_message(diff: TopologyDiff, view: View | None, add: tuple[Any, Any], update: tuple[Any, Any],
+                  remove: tuple[Any, Any]) -> Frame:
+    """The ``topology_update`` of ``diff``; ``add``, ``update`` and ``remove`` are (nodes, edges)."""
     return message("topology_update", {
         "version": diff.version,
         "previous_version": diff.previous_version,
         "view": view.value if view is not None else "all",
-        "add": {"nodes": add_nodes,
-                "edges": {i: e.json() for i, e in diff.edges_added.items() if _in_view(i, kinds) and held(e)}},
-        "update": {"nodes": update_nodes,
-                   "edges": {i: e.json() for i, e in diff.edges_updated.items() if _in_view(i, kinds) and held(e)}},
-        "remove": {"nodes": remove_nodes,
-                   "edges": [i for i in diff.edges_removed if _in_view(i, kinds) and held_id(i)]},
+        "add": {"nodes": add[0], "edges": add[1]},
+        "update": {"nodes": update[0], "edges": update[1]},
+        "remove": {"nodes": remove[0], "edges": remove[1]},
     })
-
-
-def _in_view(edge_id: str, kinds: set[NodeKind]) -> bool:
-    return edge_kind(edge_id) in kinds
 
 
 def report_frame(agent_id: str, hostname: str, timestamp: str, summary: Mapping[str, float]) -> Frame:
