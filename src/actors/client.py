@@ -12,6 +12,10 @@ lagging on purpose), so a ``ResetThrottle`` paces them: one owed at most, built
 only once the previous one has been sent and the outbox is at most half full, at
 most one per ``resync_interval`` after the first. A reset is built in pieces
 between which the server runs on, and which stop when the socket has gone.
+Many clients from one address are paced together (``ResetTurns``): their
+resets are built one at a time, in at most their address's share of the
+server's time, and the resets queued for them, not yet read, weigh at most
+their address's share of memory.
 
 The first reset (the view the client connects with) is not built while the
 actor starts, nor while the WebSocket handshake is answered: the actor joins
@@ -24,6 +28,7 @@ filter it is the version's shared frame: no client gets a copy of its own.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +60,8 @@ from trioscope.domain.live import (
 from trioscope.domain.topology import CACHE_LIMIT, View
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, Restart
 
-from .hub import Join, LiveUpdate, ReportUpdate, WantReports
+from .hub import Join, LiveUpdate, ReportUpdate, SharedReset, WantReports
+from .reset_turns import ResetTurns, Turn
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +132,8 @@ class ClientLink:
         self._on_first_view = on_first_view
         self._first_view_position: int | None = None
         self._close_scope: trio.CancelScope | None = None
+        self._holds: list[tuple[int, Callable[[], None]]] = []
+        """(position, release) of the resets queued and not yet sent."""
 
     @property
     def frames(self) -> _Frames:
@@ -149,10 +157,30 @@ class ClientLink:
         if callback is not None:
             callback()
 
+    def hold_until_sent(self, position: int, release: Callable[[], None]) -> None:
+        """Call ``release()`` once the first ``position`` frames queued have
+        been sent, or the link closes (at once if either is so already): a
+        reset counts against its client's address until then (``ResetTurns.hold``)."""
+        self._holds.append((position, release))
+        self._release_sent()
+
+    def _release_sent(self) -> None:
+        if not self._holds:
+            return
+        closed = self.close_code is not None
+        sent = [release for position, release in self._holds if closed or self.delivered >= position]
+        if sent:
+            self._holds = [(p, r) for p, r in self._holds if not (closed or self.delivered >= p)]
+            for release in sent:
+                release()
+
     def close(self, code: int, reason: str) -> None:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
             self.closed.set()
+            # The socket is closing: what is queued for it is not sent, and
+            # goes once the handler and the actor have let go of it.
+            self._release_sent()
             if self._close_scope is not None:
                 self._close_scope.cancel()
 
@@ -187,6 +215,7 @@ class ClientLink:
     def _writer_ready(self) -> None:
         # The writer is back for more: whatever it took before has been sent.
         self.delivered = self._taken
+        self._release_sent()
         if self._first_view_position is not None and self.delivered >= self._first_view_position:
             self.first_view_done()
         waiter = self._drain_waiter
@@ -228,13 +257,30 @@ class _Wake:
     """The reset owed to the client may be due: the interval ended or it drained."""
 
 
+@attrs.frozen
+class _TurnTaken:
+    """The client has its address's turn to build the reset it is owed."""
+
+
 class ClientActor(Actor):
     def __init__(self, link: ClientLink, hub_path: str, view: View | None, settings: Settings,
                  counters: LiveCounters, visibility: Visibility | None = None,
-                 first_view_at: float = float("-inf")) -> None:
+                 first_view_at: float = float("-inf"), *, address: str = "",
+                 turns: ResetTurns | None = None) -> None:
         self.link = link
+        self.address = address
+        """The client's address (``_gate.client_source``), which its resets are paced by."""
+        self.turns = turns if turns is not None else ResetTurns.from_settings(settings.websocket)
+        """Shared by the clients of one server (alone, it paces this client only)."""
+        self.turn: Turn | None = None
+        """The address's turn to build, once granted, until the reset is built."""
+        self.asking = False
+        """A task waits for the address's turn."""
         self.visibility = visibility
         """What the client may see (``auth.protect_reads``: its tenant's); None for everything."""
+        self.held: Visibility | None = None
+        """What the client holds of its view since its last reset, when that is
+        part of it (a filter, or ``visibility``); None: the whole view."""
         self.hub_path = hub_path
         self.settings = settings.websocket
         self.counters = counters
@@ -265,6 +311,7 @@ class ClientActor(Actor):
         # However this incarnation ends (a crash, or the socket went away), a
         # socket whose actor is gone must not stay open. A no-op if closed.
         self.context.at_end(lambda: self.link.close(INTERNAL_ERROR, "internal error"))
+        self.context.at_end(self._end_turn)  # nor may its address's turn stay taken
 
     async def _join(self) -> None:
         hub: ActorRef = self.context.system.lookup(self.hub_path)
@@ -274,9 +321,11 @@ class ClientActor(Actor):
             self.link.close(INTERNAL_ERROR, "internal error")
 
     async def handle(self, message: Any) -> Any:
-        if self.link.closed.is_set() and isinstance(message, (LiveUpdate, ReportUpdate, FromClient, _Tick, _Wake)):
+        if self.link.closed.is_set() and isinstance(message, (LiveUpdate, ReportUpdate, FromClient, _Tick, _Wake,
+                                                              _TurnTaken)):
             # Nothing more reaches this socket: what is still queued for it (a
             # flood of resyncs from a client that left, say) costs nothing.
+            self._end_turn()
             return None
         if isinstance(message, LiveUpdate):
             self._update(message)
@@ -298,6 +347,8 @@ class ClientActor(Actor):
             self._tick()
         elif isinstance(message, _Wake):
             self.waking = False
+        elif isinstance(message, _TurnTaken):
+            pass  # the reset is built below
         else:
             return await super().handle(message)
         await self._reset_if_due()
@@ -313,7 +364,7 @@ class ClientActor(Actor):
             self.throttle.owe()  # a gap: start again from the snapshot
         else:
             frame = (message.frame(self.subscription.view) if self._shared()
-                     else _filtered_diff(message, self.subscription, self.visibility))
+                     else _filtered_diff(message, self.subscription, self.held))
             self._send(frame, message.version)
 
     def _from_client(self, data: str | bytes) -> None:
@@ -385,51 +436,126 @@ class ClientActor(Actor):
         """Send the reset the client is owed if it may be built now; otherwise
         make sure the actor is woken when it may."""
         if not self.throttle.owed:
+            self._end_turn()
             return
         if not self.subscription.topology:
             self.throttle.forget()
+            self._end_turn()
             self.link.first_view_queued(self.queued_total)  # it wants none
             return
         if self.latest is None:
             return  # the hub has not told us where to start yet; its update wakes us
         started = trio.current_time()
         if not (self.throttle.due(started) and self.link.drained(self.reset_position)):
+            self._end_turn()  # others of the address may build meanwhile
             self._wake_when_due()
             return
         update = self.latest
-        frame = await self._build_reset(update)
-        if frame is None:
-            return  # the client left while it was being built
-        if self._send(frame, update.version):
+        frame = await self._ready_reset(update)
+        took = 0.0
+        if frame is None or not self.turns.may_take(self.address, frame):
+            # To be built, or more than the address may hold now: on its turn.
+            if self.turn is None:
+                self._ask_turn()
+                return
+            if frame is None:
+                frame, took = await self._build_reset(update)
+                if frame is None:
+                    self._end_turn(took)
+                    return  # the client left while it was being built
+        queued = self._send(frame, update.version)
+        if queued:
             self.counters.resets += 1
             self.reset_position = self.queued_total
+            self.link.hold_until_sent(self.reset_position, self.turns.hold(self.address, frame))
+        self._end_turn(took)  # only now: the address's next turn is given with this frame counted
+        if queued:
             now = trio.current_time()
             self.throttle.sent(now, took=now - started, first=not self.first_sent)
             if not self.first_sent:
                 self.first_sent = True
                 self.link.first_view_queued(self.queued_total)
 
-    async def _build_reset(self, update: LiveUpdate) -> Frame | None:
-        """The client's reset at ``update``, or None if the socket went away
-        meanwhile."""
+    async def _ready_reset(self, update: LiveUpdate) -> Frame | None:
+        """The client's reset at ``update`` if it is made already: the
+        version's shared one for a view without a filter (a small view's is
+        encoded here; one another client is building is waited for). None:
+        it must be built."""
+        if not self._shared():
+            return None
+        view = self.subscription.view
+        if update.snapshot.size(view) <= CACHE_LIMIT:
+            return update.reset(view)  # encoded once per version, kept with it: cheap
+        shared_reset = update.shared_reset(view)
+        while shared_reset.frame is None and shared_reset.building is not None:
+            await shared_reset.building.wait()
+        return shared_reset.frame
+
+    async def _build_reset(self, update: LiveUpdate) -> tuple[Frame | None, float]:
+        """The client's reset at ``update`` (None if the socket went away
+        meanwhile), and the seconds of work it took."""
         sub = self.subscription
-        if self._shared() and update.snapshot.size(sub.view) <= CACHE_LIMIT:
-            return update.reset(sub.view)  # encoded once per version, shared by every client of the view
+        shared_reset: SharedReset | None = None
+        if self._shared():
+            shared_reset = update.shared_reset(sub.view)
+            shared_reset.building = trio.Event()
         pieces: list[bytes] = []
-        for piece in reset_chunks(update.snapshot, sub.view, sub.filter, visibility=self.visibility):
-            pieces.append(piece)
-            # A reset of a large view takes seconds: the server answers others
-            # in between, and a client that leaves stops costing at once.
-            await trio.lowlevel.checkpoint()
-            if self.link.closed.is_set():
-                return None
-        body = b"".join(pieces)
-        pieces.clear()
-        return shared(body)
+        # A client that holds part of its view gets diffs from what it holds,
+        # which is what this reset gives it.
+        self.held = self.visibility if self.visibility is not None else (None if sub.filter.empty else Visibility())
+        chunks = reset_chunks(update.snapshot, sub.view, sub.filter, visibility=self.held)
+        # The address is charged the work (this thread's CPU time), not the
+        # time between: other clients' pieces run in between, and other
+        # processes may have the core.
+        took = 0.0
+        try:
+            while True:
+                began = time.thread_time()
+                piece = next(chunks, None)
+                took += time.thread_time() - began
+                if piece is None:
+                    break
+                pieces.append(piece)
+                # A reset of a large view takes seconds: the server answers others
+                # in between, and a client that leaves stops costing at once.
+                await trio.lowlevel.checkpoint()
+                if self.link.closed.is_set():
+                    return None, took
+            began = time.thread_time()
+            frame = shared(b"".join(pieces))
+            pieces.clear()
+            took += time.thread_time() - began
+            if shared_reset is not None:
+                shared_reset.built(frame)
+            return frame, took
+        finally:
+            if shared_reset is not None:  # those waiting for it take it, or one of them builds it
+                building, shared_reset.building = shared_reset.building, None
+                if building is not None:
+                    building.set()
 
     def _shared(self) -> bool:
         """Whether the client takes the frames every client of its view shares."""
         return self.subscription.shared and self.visibility is None
+
+    def _ask_turn(self) -> None:
+        if not self.asking:
+            self.asking = True
+            self.context.start_soon(self._wait_for_turn)
+
+    async def _wait_for_turn(self) -> None:
+        turn = await self.turns.turn(self.address)
+        # Kept on the actor at once, not sent in a message: a message still
+        # queued when the actor stops is dropped, and the address's turn
+        # would be lost with it (``at_end`` gives back the one it has).
+        self.turn, self.asking = turn, False
+        self.context.send_after(0, _TurnTaken())
+
+    def _end_turn(self, took: float = 0.0) -> None:
+        """Give back the address's turn, if the client has it, after ``took`` seconds of work."""
+        turn, self.turn = self.turn, None
+        if turn is not None:
+            turn.done(took)
 
     def _wake_when_due(self) -> None:
         if not self.waking:
@@ -444,20 +570,23 @@ class ClientActor(Actor):
         self.context.send_after(max(0.0, not_before - trio.current_time()), _Wake())
 
 
-def _filtered_diff(update: LiveUpdate, subscription: Subscription, visibility: Visibility | None) -> Frame:
+def _filtered_diff(update: LiveUpdate, subscription: Subscription, held: Visibility | None) -> Frame:
     assert update.diff is not None
-    return diff_frame(update.diff, subscription.view, subscription.filter, visibility)
+    return diff_frame(update.diff, subscription.view, subscription.filter, held, snapshot=update.snapshot)
 
 
 def client_spec(name: str, link: ClientLink, hub_path: str, view: View | None, settings: Settings,
                 counters: LiveCounters, visibility: Visibility | None = None,
-                first_view_at: float = float("-inf")) -> ActorSpec:
+                first_view_at: float = float("-inf"), *, address: str = "",
+                turns: ResetTurns | None = None) -> ActorSpec:
     """Temporary: a crashed client actor is not restarted; its socket closes (1011)
     and the browser reconnects. Its first view is sent no earlier than
-    ``first_view_at`` (trio time)."""
+    ``first_view_at`` (trio time); its resets are paced with the other clients
+    of ``address`` by ``turns`` (shared by every client of the server)."""
     return ActorSpec(
         name=name,
-        factory=lambda: ClientActor(link, hub_path, view, settings, counters, visibility, first_view_at),
+        factory=lambda: ClientActor(link, hub_path, view, settings, counters, visibility, first_view_at,
+                                    address=address, turns=turns),
         restart=Restart.TEMPORARY,
         mailbox_size=256,
         shutdown_timeout=1.0,

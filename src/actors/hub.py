@@ -3,7 +3,8 @@
 It receives each topology version once, merges the versions published within one
 update interval into a single diff (at most ``websocket.max_rate`` per second),
 and hands the same ``LiveUpdate`` to every client actor. A client of a view with
-no filter sends ``update.frame(view)``: a frame encoded once per view and shared.
+no filter sends ``update.frame(view)``: a frame encoded once per view and shared,
+and its resets are the version's ``SharedReset``, whatever the view's size.
 
 A joining client is told its first ``LiveUpdate`` rather than asking for it:
 the hub never waits on the topology while it holds messages for everyone, and
@@ -14,6 +15,7 @@ the clients joining while it fetches the current version share that version
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +30,44 @@ from trioscope.runtime import Actor, ActorFailed, ActorRef, ActorStopped, AskTim
 from .topology import GetSnapshot, Subscribe, TopologyPublished
 
 log = logging.getLogger(__name__)
+
+
+class SharedReset:
+    """The reset of one view at one version for every client of it without a
+    filter: built once, by the first client that needs it (in pieces, on its
+    address's turn, ``ResetTurns``), and taken by every other client that
+    needs it meanwhile.
+
+    A view within ``CACHE_LIMIT`` keeps its reset with the version, as its
+    other encodings: small, and wanted by every client that joins. A larger
+    one (the processes of 300 hosts: 16 MB, as much again once framed) is
+    held only by the clients it is queued for or being sent to, and built
+    again if one is wanted after they have all read it. Kept with the
+    version, each version some client reset at would keep one; built per
+    client, as it was, each client that stopped reading held a copy of its
+    own (100 of them from one address, 3 GiB)."""
+
+    __slots__ = ("_frame", "_weak", "_small", "building")
+
+    def __init__(self, small: bool) -> None:
+        self._frame: Frame | None = None
+        self._weak: weakref.ref[Frame] | None = None
+        self._small = small
+        self.building: trio.Event | None = None
+        """Set while a client builds it: the others wait for that one."""
+
+    @property
+    def frame(self) -> Frame | None:
+        """The reset, if built and still held by someone (a small view's: kept)."""
+        if self._frame is not None:
+            return self._frame
+        return self._weak() if self._weak is not None else None
+
+    def built(self, frame: Frame) -> None:
+        if self._small:
+            self._frame = frame
+        else:
+            self._weak = weakref.ref(frame)
 
 
 class LiveUpdate:
@@ -54,14 +94,23 @@ class LiveUpdate:
             frame = self._frames[view] = diff_frame(self.diff, view)
         return frame
 
-    def reset(self, view: View | None) -> Frame:
-        """The whole view, shared by clients without a filter while it is small
-        (a reset of 100,000 processes is built per client, and rare): encoded
-        once per version, whichever update of that version asks first."""
+    def shared_reset(self, view: View | None) -> SharedReset:
+        """Where the reset of ``view`` at this version is kept for the clients
+        without a filter: one per version and view, whichever update of that
+        version asks first."""
         snapshot = self.snapshot
-        if snapshot.size(view) > CACHE_LIMIT:
-            return reset_frame(snapshot, view)
-        return snapshot.derived(("live reset", view), lambda: reset_frame(snapshot, view))
+        return snapshot.derived(("live reset", view), lambda: SharedReset(snapshot.size(view) <= CACHE_LIMIT))
+
+    def reset(self, view: View | None) -> Frame:
+        """The whole view for clients without a filter: the shared one,
+        encoded here at once if no client holds it (clients build a large
+        one in pieces, on their turn)."""
+        shared = self.shared_reset(view)
+        frame = shared.frame
+        if frame is None:
+            frame = reset_frame(self.snapshot, view)
+            shared.built(frame)
+        return frame
 
 
 @attrs.frozen

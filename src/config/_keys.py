@@ -686,6 +686,36 @@ KEYS: tuple[Key, ...] = (
         flags=("--ws-first-views-per-second",),
     ),
     Key(
+        name="websocket.reset_time_percent_per_address",
+        kind=IntegerKind(1, 100),
+        default=25,
+        help="most of the server's time (percent) spent building resets (the whole view: on connecting, resync, a "
+             "new view or filter) for the live-view clients of one client address (IPv6: its /64); they build one "
+             "at a time, and after one that took t the next waits t * (100 / percent - 1)",
+        env=("TRIOSCOPE_WEBSOCKET_RESET_TIME_PERCENT_PER_ADDRESS",),
+        flags=("--ws-reset-time-percent-per-address",),
+    ),
+    Key(
+        name="websocket.max_reset_bytes_per_address",
+        kind=SizeKind(1024**2, 64 * 1024**3),
+        default=64 * 1024**2,
+        help="bytes of resets queued or being sent to the live-view clients of one client address (IPv6: its /64; "
+             "one reset several of them share counts once); while they are over it, those clients wait for a new "
+             "one until some have been read",
+        env=("TRIOSCOPE_WEBSOCKET_MAX_RESET_BYTES_PER_ADDRESS",),
+        flags=("--ws-max-reset-bytes-per-address",),
+    ),
+    Key(
+        name="websocket.max_reset_bytes",
+        kind=SizeKind(1024**2, 1024**4),
+        default=512 * 1024**2,
+        help="bytes of resets queued or being sent to all live-view clients together (one reset several of them "
+             "share counts once); while they are over it, a client that needs a reset no other client holds waits "
+             "until some have been read",
+        env=("TRIOSCOPE_WEBSOCKET_MAX_RESET_BYTES",),
+        flags=("--ws-max-reset-bytes",),
+    ),
+    Key(
         name="log.level",
         kind=ChoiceKind(("debug", "info", "warning", "error"), metavar="LEVEL"),
         default="info",

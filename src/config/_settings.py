@@ -235,6 +235,16 @@ class WebSocketSettings:
     """Of them, most from one client address."""
     first_views_per_second: int
     """Most first views started per second (after a burst of a quarter of that)."""
+    reset_time_percent_per_address: int
+    """Most of the server's time (percent) spent building resets for the
+    clients of one address: after a reset that took t seconds of work, the
+    address's next one starts no earlier than t * (100 / percent - 1) later."""
+    max_reset_bytes_per_address: int
+    """Bytes of reset frames queued or being sent to the clients of one
+    address (a frame several of them share counted once) above which none of
+    them is given a new one until some have been sent."""
+    max_reset_bytes: int
+    """The same for the clients of every address together."""
 
 
 @attrs.frozen(kw_only=True)

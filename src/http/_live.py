@@ -6,7 +6,11 @@ The handshake builds nothing: it is answered as soon as the client actor has
 started, and the view follows. A client waiting for its first view counts
 against ``websocket.max_waiting_clients`` (503 beyond it), and first views
 start at most ``websocket.first_views_per_second`` (``ViewAdmission``), so a
-burst of connections takes a bounded share of the server."""
+burst of connections takes a bounded share of the server. Every reset after
+that (and the first view too) is built on its address's turn, and held
+against its address's room until read (``Services.reset_turns``): the
+clients of one address, however many, take their share of the server's time
+and memory."""
 
 from __future__ import annotations
 
@@ -67,7 +71,8 @@ async def live() -> Response | None:
     link = ClientLink(s.settings.websocket.buffer_size, on_first_view=lambda: admission.leave(address))
     try:
         return await serve_client_socket(
-            link, client_spec(name, link, HUB, view, s.settings, s.live, visibility, first_view_at),
+            link, client_spec(name, link, HUB, view, s.settings, s.live, visibility, first_view_at,
+                              address=address, turns=s.reset_turns),
             subprotocol=_gate.chosen_subprotocol(), expires_at=reader.expires_at if reader is not None else None)
     finally:
         link.first_view_done()

@@ -10,6 +10,7 @@ import trio
 from quart import Quart, current_app
 
 from trioscope.actors.client import ClientLink, LiveCounters
+from trioscope.actors.reset_turns import ResetTurns
 from trioscope.bus import ReportBus
 from trioscope.config import Settings
 from trioscope.runtime import ActorRef, ActorSystem, Published, SupervisorRef
@@ -121,6 +122,9 @@ class Services:
                                    max_per_address=self.settings.websocket.max_waiting_clients_per_address),
         takes_self=True))
     """Live-view clients waiting for their first view, and the pace of first views."""
+    reset_turns: ResetTurns = attrs.field(default=attrs.Factory(
+        lambda self: ResetTurns.from_settings(self.settings.websocket), takes_self=True))
+    """Every live-view client's turn to build a reset, and the frames held until sent, by client address."""
     proxies: TrustedProxies = attrs.field(default=attrs.Factory(
         lambda self: TrustedProxies.parse(self.settings.server.trusted_proxies, self.settings.server.forwarded_header),
         takes_self=True))

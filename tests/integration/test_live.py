@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -283,3 +284,62 @@ async def test_a_client_flooding_resyncs_gets_one_reset_per_interval_and_health_
                 assert answered >= 1
                 # At most one reset per second of flood (plus one in flight at each end).
                 assert len(resets) <= (resets[-1] - started) / 1.0 + 2
+
+
+async def test_a_filtered_client_holds_what_a_fresh_reset_with_its_filter_gives(server):
+    """Hosts in a ring start and stop matching a CPU filter while the edges
+    between them stay: the client is sent each host that starts matching as new,
+    and holds only the edges between two matching hosts, as a client that
+    connects afterwards with the same filter does."""
+    subscribe = orjson.dumps({"type": "subscribe", "topics": ["topology"], "view": "hosts",
+                              "filter": {"min_metrics": {"cpu_usage": 50}}}).decode()
+    ring = {1: [2], 2: [3], 3: [1]}
+
+    async def report(host: int, at: float, cpu: float) -> None:
+        await post(server, host, at, peers=ring[host], cpu=cpu, containers=0, processes=3, connections=4)
+
+    async def filtered_reset(ws: Any) -> dict[str, Any]:
+        await next_message(ws, "topology_update")  # the view it connects with, unfiltered
+        await ws.send_message(subscribe)
+        while not (payload := (await next_message(ws, "topology_update"))["payload"]).get("reset"):
+            pass  # a diff sent before the subscription changed
+        return payload
+
+    async def linked() -> bool:
+        return len((await topology(server, "hosts"))["edges"]) == 3
+
+    for host in ring:
+        await report(host, T0, 90.0 if host == 1 else 10.0)
+    await eventually(linked)
+    async with open_websocket_url(ws_url(server, "?view=hosts")) as ws:
+        state = await filtered_reset(ws)
+        held = {"nodes": dict(state["nodes"]), "edges": dict(state["edges"])}
+        version = state["version"]
+        assert set(held["nodes"]) == {"host:host-1"} and held["edges"] == {}
+
+        async def follow(until: Callable[[], bool]) -> None:
+            nonlocal version
+            while not until():
+                diff = (await next_message(ws, "topology_update"))["payload"]
+                assert not diff.get("reset") and diff["previous_version"] == version
+                for kind, items in held.items():
+                    assert not set(diff["add"][kind]) & set(items), diff  # new to the client
+                    assert set(diff["update"][kind]) <= set(items), diff  # held by it
+                    assert set(diff["remove"][kind]) <= set(items), diff
+                    items.update(diff["add"][kind] | diff["update"][kind])
+                    for key in diff["remove"][kind]:
+                        del items[key]
+                version = diff["version"]
+
+        await report(2, T0 + 1, 90.0)  # 1 -> 2 is the client's now, 2 -> 3 is not
+        await follow(lambda: "host:host-2" in held["nodes"])
+        assert set(held["edges"]) == {"host:host-1->host:host-2"}
+        await report(3, T0 + 2, 90.0)
+        await report(1, T0 + 2, 10.0)  # with host 1 go its edges
+        await follow(lambda: set(held["nodes"]) == {"host:host-2", "host:host-3"})
+        async with open_websocket_url(ws_url(server, "?view=hosts")) as fresh_ws:
+            fresh = await filtered_reset(fresh_ws)
+        await follow(lambda: version >= fresh["version"])
+        assert version == fresh["version"]
+        assert held == {"nodes": fresh["nodes"], "edges": fresh["edges"]}
+        assert set(held["edges"]) == {"host:host-2->host:host-3"}
