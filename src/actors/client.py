@@ -390,7 +390,12 @@ class ClientActor(Actor):
                     before.view, before.filter, before.topology):
                 self.throttle.owe()
         elif isinstance(request, Unsubscribe):
-            self.subscription = unsubscribe(self.subscription, request)
+            before = self.subscription
+            self.subscription = unsubscribe(before, request)
+            if self.subscription.topology and self.subscription.filter != before.filter:
+                # It holds what the old filter gave; diffs by the new one
+                # would not match (a filter emptied: the whole view's diffs).
+                self.throttle.owe()
 
     def _tick(self) -> None:
         now = trio.current_time()

@@ -138,6 +138,19 @@ async def test_a_flood_of_resyncs_gets_one_reset_per_interval_and_one_after_it(a
                for _, m in client.resets(after=subscribed - 0.001))
 
 
+async def test_unsubscribing_from_a_node_changes_the_filter_and_sends_a_reset_by_the_new_one(autojump_clock):
+    async with live_client() as client, trio.open_nursery() as nursery:
+        nursery.start_soon(client.read)
+        client.tell({"type": "subscribe", "topics": ["node:host:host-2"]})
+        await trio.sleep(0.001)
+        assert [set(m["payload"]["nodes"]) >= {"host:host-1"} for _, m in client.resets()] == [True, False]
+        client.tell({"type": "unsubscribe", "topics": ["node:host:host-2"]})
+        await trio.sleep(2)  # past the resync interval (mock clock)
+        nursery.cancel_scope.cancel()
+    last = client.resets()[-1][1]["payload"]["nodes"]
+    assert len(client.resets()) == 3 and {"host:host-1", "host:host-2", "host:host-3"} <= set(last)
+
+
 async def test_no_reset_is_built_while_the_outbox_is_full_and_one_once_it_drains(autojump_clock, looked):
     async with live_client(buffer=4) as client:
         for _ in range(3):
