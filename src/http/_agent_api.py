@@ -4,7 +4,7 @@ Compatible with the TryDirect ``status`` agent: it sends ``Authorization:
 Bearer``, ``X-Agent-Id``, ``X-Timestamp`` (unix seconds), ``X-Request-Id`` (UUID)
 and ``X-Agent-Signature`` (base64 HMAC-SHA256 of the raw body, empty for GET),
 reads the command from ``item`` (``command_id``, ``type``, ``parameters``), and
-reports ``status`` ``success``, ``failed`` or ``error`` (a failure too) with
+reports ``status`` ``success``, ``failed``, ``error`` or ``timeout`` (failures too) with
 ``error``, ``errors`` and ``completed_at``.
 """
 

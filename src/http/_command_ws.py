@@ -89,14 +89,15 @@ REFUSAL_TYPES = tuple(REFUSALS)
 UNAVAILABLE_TYPES = tuple(UNAVAILABLE)
 AGENT_POLL = 60.0
 ACK_DEADLINE = 10.0
+"""Seconds an agent socket has to acknowledge a command (``received``, or a
+report of it) before the command goes back to the queue and the socket closes."""
 AGENT_SOCKETS = 2
 """Sockets one agent may hold open: its socket and a reconnect's, while the
 first is not yet known to be dead. One agent opening more (300 in 25 s under
 its rate budget were seen, each held for ever while it answered pings) held
 as many descriptors; its oldest is closed instead (``REPLACED``)."""
 REPLACED = 4409
-"""Seconds an agent socket has to acknowledge a command (``received``, or a
-report of it) before the command goes back to the queue and the socket closes."""
+"""Close code of an agent socket a newer one of the same agent replaced."""
 MAX_AGENT_MESSAGE = 1024 * 1024
 MAX_WEBSOCKET_MESSAGE = MAX_AGENT_MESSAGE + 64 * 1024
 """Hypercorn's limit: a frame over it closes the socket with 1009 before any

@@ -66,13 +66,16 @@ import orjson
 import trio
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
 log = logging.getLogger(__name__)
 
 LINGER = 2.0
 """Seconds a connection closed by the server goes on reading (and dropping) what
-its client still sends before the socket is closed (``GuardedTCPServer._close``)."""
+its client still sends before the socket is closed (``GuardedTCPServer._read``)."""
+LINGER_BYTES = 16 * 1024 * 1024
+"""Bytes dropped so at most: a body the size of the largest accepted, and more
+(it costs reading only)."""
 DEFAULT_WRITE_TIMEOUT = 30.0
 """Seconds one write may wait for the client to read (``server.write_timeout``;
 this when the server's configuration does not say, as in a bare Hypercorn)."""
@@ -193,6 +196,11 @@ class GuardedTCPServer(TCPServer):
         self.idle_task = _IdleWatch(self)  # type: ignore[assignment]  # the same two calls, cheaper (the module's docstring)
         self._reading: trio.CancelScope | None = None
         """The scope of the connection's reader while it reads (``_close``)."""
+        self._reader: trio.lowlevel.Task | None = None
+        self._handing: trio.CancelScope | None = None
+        """The reader's scope while it hands data to the protocol."""
+        self._lingering = False
+        """Closed by the server: what the client still sends is dropped (``_read``)."""
 
     async def run(self) -> None:
         try:
@@ -210,17 +218,16 @@ class GuardedTCPServer(TCPServer):
             except (trio.BrokenResourceError, AttributeError, trio.BusyResourceError, trio.ClosedResourceError):
                 pass  # closed already (idle, a write timed out), or TLS, which has no half-close
             reading = self._reading
-            if reading is not None:
-                # The connection's reader drops what the client still sends
-                # (h11 has closed the connection), for LINGER at most; run()
-                # closes the socket after it. Closed with bytes unread, a
-                # socket is reset, and a reset that reaches the client before
-                # it read the response destroys the response: a client still
-                # sending a body the server answered without reading (413, a
-                # GET that sent one) saw its connection reset, not its answer.
+            if reading is None:
+                await self.stream.aclose()
+            elif not self._lingering:
+                # The reader drops what the client still sends, for LINGER at
+                # most; run() closes the socket after it (``_read``).
+                self._lingering = True
                 reading.deadline = min(reading.deadline, trio.current_time() + LINGER)
-                return
-            await self.stream.aclose()
+                handing = self._handing
+                if handing is not None and trio.lowlevel.current_task() is not self._reader:
+                    handing.cancel()  # parked in the protocol (waiting to read on): it reads, to drop
 
     async def _read_data(self) -> None:
         inner = getattr(self.protocol, "protocol", None)
@@ -228,12 +235,43 @@ class GuardedTCPServer(TCPServer):
             # HTTP/1.1 only (the module's docstring), as TLS connections are by ALPN.
             inner._check_protocol = _http11_only  # type: ignore[method-assign,assignment]  # this connection's alone
             _ProtocolErrors(inner)
+        self._reader = trio.lowlevel.current_task()
         try:
             with trio.CancelScope() as self._reading:  # _close gives it a deadline (LINGER)
-                await super()._read_data()
+                await self._read()
         finally:
             self._reading = None
             self.idle_task.end()  # type: ignore[attr-defined]  # an _IdleWatch (__init__)
+
+    async def _read(self) -> None:
+        """Hypercorn's read loop (``TCPServer._read_data``), but for what the
+        client sends once the server has closed the connection: read and
+        dropped here, up to ``LINGER_BYTES`` (``_close`` gives it ``LINGER``),
+        never handed to h11, which keeps what it cannot parse (a client went
+        on sending after a malformed request: 1 GiB held in 2 s). Closed with
+        bytes unread, a socket is reset, and a reset that reaches the client
+        before it read the response destroys the response: a client still
+        sending a body the server answered without reading (413, a GET that
+        sent one) saw its connection reset, not its answer."""
+        dropped = 0
+        while True:
+            try:
+                with trio.fail_after(self.config.read_timeout or math.inf):
+                    data = await self.stream.receive_some(MAX_RECV)
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+                break
+            if self._lingering:
+                dropped += len(data)
+                if not data or dropped > LINGER_BYTES:
+                    break
+                continue
+            with trio.CancelScope() as self._handing:
+                await self.protocol.handle(RawData(bytes(data)))
+            self._handing = None
+            if not data:
+                break
+        if not self._lingering:
+            await self.protocol.handle(Closed())
 
     async def protocol_send(self, event: Event) -> None:
         if not isinstance(event, RawData):

@@ -464,3 +464,30 @@ async def test_a_client_that_stops_reading_has_its_connection_closed_after_the_w
         await eventually(closed_by_the_server, deadline=60.0)
         await stream.aclose()
         assert (await httpx.AsyncClient().get(f"{slow_reader_server.base_url}/health/ready")).status_code == 200
+
+
+@pytest.mark.parametrize("opening", [
+    b"GARBAGE\r\n\r\n",  # answered 400: h11 keeps, unparsed, whatever follows
+    b"POST /api/v1/report HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",  # 404, its body unread
+], ids=["after-a-malformed-request", "chunked-body-refused-unread"])
+async def test_what_a_client_sends_after_the_server_closed_is_dropped_not_kept(
+        server: ServerProcess, opening: bytes) -> None:
+    """A connection the server closes reads on for a while (so that a client still
+    sending reads its answer, not a reset), but drops what it reads, and not for
+    ever: handed to h11, one client's bytes after a malformed request were kept
+    (1 GiB in 2 s)."""
+    before = rss_mib(server.proc.pid)
+    stream = await trio.open_tcp_stream(*address(server))
+    chunk = b"1\r\na\r\n" * 20_000 if b"chunked" in opening else b"x" * 120_000
+    sent = 0
+    with trio.fail_after(30):
+        await stream.send_all(opening)
+        try:
+            while sent < 1024 * MiB:
+                await stream.send_all(chunk)
+                sent += len(chunk)
+        except trio.BrokenResourceError:
+            pass  # closed after LINGER_BYTES (16 MiB) or LINGER (2 s)
+    await stream.aclose()
+    assert sent < 256 * MiB
+    assert rss_mib(server.proc.pid) - before < 64
