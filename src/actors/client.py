@@ -134,6 +134,8 @@ class ClientLink:
         self._close_scope: trio.CancelScope | None = None
         self._holds: list[tuple[int, Callable[[], None]]] = []
         """(position, release) of the resets queued and not yet sent."""
+        self._ended = False
+        """The socket's handler is done (``handler_ended``)."""
 
     @property
     def frames(self) -> _Frames:
@@ -159,18 +161,26 @@ class ClientLink:
 
     def hold_until_sent(self, position: int, release: Callable[[], None]) -> None:
         """Call ``release()`` once the first ``position`` frames queued have
-        been sent, or the link closes (at once if either is so already): a
-        reset counts against its client's address until then (``ResetTurns.hold``)."""
+        been sent, or the handler has ended (at once if either is so already):
+        a reset counts against its client's address until then (``ResetTurns.hold``)."""
         self._holds.append((position, release))
+        self._release_sent()
+
+    def handler_ended(self) -> None:
+        """The socket's handler is done: nothing queued will be sent, and the
+        frame it was writing (a write waits up to ``server.write_timeout``,
+        closed or not) is let go. What was held against the address goes now,
+        not at the close, while the handler still held it."""
+        self._ended = True
         self._release_sent()
 
     def _release_sent(self) -> None:
         if not self._holds:
             return
-        closed = self.close_code is not None
-        sent = [release for position, release in self._holds if closed or self.delivered >= position]
+        ended = self._ended
+        sent = [release for position, release in self._holds if ended or self.delivered >= position]
         if sent:
-            self._holds = [(p, r) for p, r in self._holds if not (closed or self.delivered >= p)]
+            self._holds = [(p, r) for p, r in self._holds if not (ended or self.delivered >= p)]
             for release in sent:
                 release()
 
@@ -178,9 +188,6 @@ class ClientLink:
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason
             self.closed.set()
-            # The socket is closing: what is queued for it is not sent, and
-            # goes once the handler and the actor have let go of it.
-            self._release_sent()
             if self._close_scope is not None:
                 self._close_scope.cancel()
 

@@ -77,6 +77,7 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
         with trio.move_on_after(CLOSE_TIMEOUT):
             await websocket.close(link.close_code or GOING_AWAY, link.close_reason)
     finally:
+        link.handler_ended()  # what it held of its address's room goes now that nothing holds it
         s.sockets_per_address[address] -= 1
         if s.sockets_per_address[address] <= 0:
             del s.sockets_per_address[address]  # one entry per address with sockets open, no more

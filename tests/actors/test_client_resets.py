@@ -65,6 +65,7 @@ class Socket:
     async def leave(self, clients: Any) -> None:
         """What the socket's handler does once the socket has ended."""
         self.link.close(GOING_AWAY, "gone")
+        self.link.handler_ended()
         await clients.stop_child(self.name)
 
 
@@ -208,3 +209,17 @@ async def test_the_resets_an_address_has_not_read_stay_within_its_room_and_the_n
                     await socket.leave(clients)
             nursery.cancel_scope.cancel()
     assert turns.budget.held_bytes == 0 and turns.budget.building == 0  # nothing left counted
+
+
+def test_a_closed_clients_reset_counts_against_its_address_until_its_handler_has_let_go() -> None:
+    """Closed, a socket may still be writing the reset (a write waits up to the
+    write timeout): its bytes are held until the handler ends, not freed at the close."""
+    link = ClientLink(4)
+    released: list[int] = []
+    link.hold_until_sent(1, lambda: released.append(1))
+    link.close(GOING_AWAY, "lagging")
+    assert released == []
+    link.handler_ended()
+    assert released == [1]
+    link.hold_until_sent(2, lambda: released.append(2))  # after the end: at once
+    assert released == [1, 2]
