@@ -464,8 +464,12 @@ class ClientActor(Actor):
             return
         update = self.latest
         frame = await self._ready_reset(update)
+        # A small view's reset is kept with its version whoever is sent it: it
+        # weighs on no address (counted, a few addresses holding large
+        # resets unread kept every first view of a small view waiting).
+        kept = frame is not None and update.snapshot.size(self.subscription.view) <= CACHE_LIMIT
         took = 0.0
-        if frame is None or not self.turns.may_take(self.address, frame):
+        if frame is None or not (kept or self.turns.may_take(self.address, frame)):
             # To be built, or more than the address may hold now: on its turn.
             if self.turn is None:
                 self._ask_turn()
@@ -479,7 +483,8 @@ class ClientActor(Actor):
         if queued:
             self.counters.resets += 1
             self.reset_position = self.queued_total
-            self.link.hold_until_sent(self.reset_position, self.turns.hold(self.address, frame))
+            if not kept:
+                self.link.hold_until_sent(self.reset_position, self.turns.hold(self.address, frame))
         self._end_turn(took)  # only now: the address's next turn is given with this frame counted
         if queued:
             now = trio.current_time()

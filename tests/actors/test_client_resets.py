@@ -223,3 +223,29 @@ def test_a_closed_clients_reset_counts_against_its_address_until_its_handler_has
     assert released == [1]
     link.hold_until_sent(2, lambda: released.append(2))  # after the end: at once
     assert released == [1, 2]
+
+
+async def test_a_small_views_reset_is_never_kept_waiting_by_what_other_addresses_hold(autojump_clock):
+    """A small view's reset is kept with its version, whoever is sent it: a few
+    addresses holding large resets unread (the whole room of the server) must
+    not keep another address's view of it waiting."""
+    turns = turns_of(per_address=1, total=1)
+    async with sockets(snapshot_of(10), ["10.0.0.1", "10.0.0.2"], turns=turns) as (opened, clients):
+        holder, other = opened
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(holder.write, 2)  # its first view, then a reset it never finishes reading
+            nursery.start_soon(other.write)
+            holder.tell({"type": "subscribe", "filter": {"search": "host"}})  # a reset of its own
+            with trio.fail_after(5):
+                while len(holder.resets) < 2:
+                    await trio.sleep(0.001)
+            await trio.testing.wait_all_tasks_blocked()
+            assert turns.budget.held_bytes >= turns.budget.total_bytes  # the server's whole room
+            other.tell({"type": "resync"})
+            with trio.fail_after(5):
+                while len(other.resets) < 2:
+                    await trio.sleep(0.001)
+            for socket in opened:
+                await socket.leave(clients)
+            nursery.cancel_scope.cancel()
+    assert turns.budget.held_bytes == 0
