@@ -23,7 +23,11 @@ from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 from tests.waiting import eventually
 
-HOSTS = 150  # 100 processes each: the whole view is ~6 MB, more than a socket's buffers take
+HOSTS = 150
+PROCESSES = 180
+"""Each host's: 27,000 processes, so that the processes view and the whole
+topology are beyond ``CACHE_LIMIT`` (a smaller view's reset is kept with its
+version and weighs on no address), and ~10 MB, more than a socket's buffers take."""
 
 
 def _address(server: ServerProcess) -> tuple[str, int]:
@@ -38,7 +42,7 @@ async def live_socket(server: ServerProcess, path: str, source: str) -> AsyncIte
     host, port = _address(server)
     async with trio.open_nursery() as nursery:
         stream = await trio.open_tcp_stream(host, port, local_address=source)
-        ws = await wrap_client_stream(nursery, stream, host, path)
+        ws = await wrap_client_stream(nursery, stream, host, path, max_message_size=256 * 1024 * 1024)
         try:
             yield ws
         finally:
@@ -81,7 +85,7 @@ async def test_a_reset_an_address_has_not_read_holds_back_its_next_one_and_no_ot
     with ServerProcess(["--ws-ping-interval", "60s", "--ws-max-reset-bytes-per-address", "1MiB"]) as server:
         async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
             for host in range(1, HOSTS + 1):
-                report = host_report(host, timestamp=time.time(), containers=2, processes=100, connections=0)
+                report = host_report(host, timestamp=time.time(), containers=2, processes=PROCESSES, connections=0)
                 assert (await http.post("/api/v1/reports", json=report)).status_code == 202
 
             async def loaded() -> bool:
@@ -91,17 +95,17 @@ async def test_a_reset_an_address_has_not_read_holds_back_its_next_one_and_no_ot
             await eventually(loaded)
         unread = await open_unread(server, "/api/v1/ws", "127.0.0.2")
         try:
-            async with live_socket(server, "/api/v1/ws?view=hosts", "127.0.0.2") as same, \
-                    live_socket(server, "/api/v1/ws?view=hosts", "127.0.0.3") as other:
+            async with live_socket(server, "/api/v1/ws?view=processes", "127.0.0.2") as same, \
+                    live_socket(server, "/api/v1/ws?view=processes", "127.0.0.3") as other:
                 view = await next_message(other)  # another address: its view at once
                 assert view["type"] == "topology_update" and view["payload"]["reset"]
-                # The same address holds more than its room (the 6 MB view being
-                # sent): this client's view waits, while the rest of its socket works.
+                # The same address holds more than its room (the whole topology
+                # being sent): this client's view waits, while the rest of its socket works.
                 await same.send_message('{"type":"ping"}')
                 assert (await next_message(same))["type"] == "pong"
                 unread.close()  # it goes (as the server's write timeout would make it): room again
                 view = await next_message(same)
                 assert view["type"] == "topology_update" and view["payload"]["reset"]
-                assert len(view["payload"]["nodes"]) == HOSTS
+                assert len(view["payload"]["nodes"]) == HOSTS * PROCESSES
         finally:
             unread.close()
