@@ -73,6 +73,8 @@ log = logging.getLogger(__name__)
 LINGER = 2.0
 """Seconds a connection closed by the server goes on reading (and dropping) what
 its client still sends before the socket is closed (``GuardedTCPServer._read``)."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds a socket's close may wait (TLS sends its close_notify) before it is closed forcefully."""
 LINGER_BYTES = 16 * 1024 * 1024
 """Bytes dropped so at most: a body the size of the largest accepted, and more
 (it costs reading only)."""
@@ -216,10 +218,17 @@ class GuardedTCPServer(TCPServer):
             try:
                 await self.stream.send_eof()  # the response is whole: the client reads to its end, then the close
             except (trio.BrokenResourceError, AttributeError, trio.BusyResourceError, trio.ClosedResourceError):
-                pass  # closed already (idle, a write timed out), or TLS, which has no half-close
+                # Closed already (idle, a write timed out), or TLS, which has no
+                # half-close: a client reading to the end would wait out a linger.
+                half_closed = False
+            else:
+                half_closed = True
             reading = self._reading
-            if reading is None:
-                await self.stream.aclose()
+            if reading is None or not half_closed:
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await self.stream.aclose()  # TLS: its close_notify, which a client that reads nothing never takes
+                    return
+                await trio.aclose_forcefully(self.stream)
             elif not self._lingering:
                 # The reader drops what the client still sends, for LINGER at
                 # most; run() closes the socket after it (``_read``).
