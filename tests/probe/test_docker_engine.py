@@ -7,33 +7,16 @@ Skipped only if the engine cannot start here (tests/engine.py; the reason is sho
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
 import docker
 import docker.errors
-import pytest
 import trio
 
+from tests.probe.engine import IMAGE, unique
 from tests.waiting import eventually
 from trioscope_probe._docker import ContainerCollector
-
-IMAGE = "localhost/busybox:latest"
-
-
-@pytest.fixture
-def client(docker_host: str) -> Iterator[docker.DockerClient]:
-    engine = docker.DockerClient(base_url=docker_host)
-    try:
-        yield engine
-    finally:
-        engine.close()
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"  # the engine's store is the machine's: others' tests share it
 
 
 def _mine(collector: ContainerCollector, container_id: str) -> Any:
@@ -43,11 +26,11 @@ def _mine(collector: ContainerCollector, container_id: str) -> Any:
 
 
 def test_a_rename_and_a_network_connect_show_in_the_next_collection(docker_host: str,
-                                                                    client: docker.DockerClient) -> None:
+                                                                    engine: docker.DockerClient) -> None:
     # A created container: its status text ("Created") stays the same throughout,
     # as a running one's "Up 3 days" does for a day.
-    container = client.containers.create(IMAGE, ["sleep", "600"], name=_unique("probe-rename"))
-    network = client.networks.create(_unique("probe-net"))
+    container = engine.containers.create(IMAGE, ["sleep", "600"], name=unique("probe-rename"))
+    network = engine.networks.create(unique("probe-net"))
     try:
         collector = ContainerCollector(docker_host)
         before = _mine(collector, container.id)
@@ -64,10 +47,10 @@ def test_a_rename_and_a_network_connect_show_in_the_next_collection(docker_host:
 
 
 async def test_a_container_being_stopped_shows_running_until_it_stops(docker_host: str,
-                                                                        client: docker.DockerClient) -> None:
+                                                                        engine: docker.DockerClient) -> None:
     # sleep as the container's first process ignores SIGTERM: the stop waits out its
     # grace period, and Podman says "stopping" meanwhile.
-    container = client.containers.run(IMAGE, ["sleep", "600"], detach=True, name=_unique("probe-stopping"))
+    container = engine.containers.run(IMAGE, ["sleep", "600"], detach=True, name=unique("probe-stopping"))
     collector = ContainerCollector(docker_host)
     try:
         async with trio.open_nursery() as nursery:

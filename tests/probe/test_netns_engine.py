@@ -6,35 +6,19 @@ Skipped only if the engine cannot start here (tests/engine.py; the reason is sho
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import docker
-import pytest
 import trio
 
+from tests.probe.engine import IMAGE, unique
 from tests.waiting import eventually
 from trioscope.domain.topology import TopologyGraph, View, container_id, process_id
 from trioscope.wire import Connection, Report
 from trioscope_probe._collect import ReportCollector
 from trioscope_probe._docker import ContainerCollector
 
-IMAGE = "localhost/busybox:latest"
 PORT = 9000
-
-
-@pytest.fixture
-def client(docker_host: str) -> Iterator[docker.DockerClient]:
-    engine = docker.DockerClient(base_url=docker_host)
-    try:
-        yield engine
-    finally:
-        engine.close()
-
-
-def _unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"  # the engine's store is the machine's: others' tests share it
 
 
 def _address(container: Any) -> str:
@@ -51,13 +35,13 @@ def _nc(report: Report, container: Any) -> int | None:
 
 
 async def test_a_connection_between_two_containers_on_a_bridge_network_is_reported(
-        docker_host: str, client: docker.DockerClient) -> None:
-    listener = client.containers.run(IMAGE, ["nc", "-ll", "-p", str(PORT), "-e", "/bin/cat"], detach=True,
-                                     name=_unique("probe-netns-listener"))
+        docker_host: str, engine: docker.DockerClient) -> None:
+    listener = engine.containers.run(IMAGE, ["nc", "-ll", "-p", str(PORT), "-e", "/bin/cat"], detach=True,
+                                     name=unique("probe-netns-listener"))
     try:
         listener_ip = _address(listener)
-        connecting = client.containers.run(IMAGE, ["sh", "-c", f"sleep 100000 | nc {listener_ip} {PORT}"],
-                                           detach=True, name=_unique("probe-netns-client"))
+        connecting = engine.containers.run(IMAGE, ["sh", "-c", f"sleep 100000 | nc {listener_ip} {PORT}"],
+                                           detach=True, name=unique("probe-netns-client"))
         try:
             client_ip = _address(connecting)
             collector = ReportCollector("probe-netns", containers=ContainerCollector(docker_host))
