@@ -45,6 +45,9 @@ class ReportReceived:
     received_at: float
     metrics: Mapping[str, float] | None = None
     """``host_metrics(report)``, if the sender has it already."""
+    enrolled: bool = False
+    """Signed by an enrolled agent (``ReportArrived.enrolled``): kept with the
+    latest report, so that a topology rebuilt from it offers the same controls."""
 
 
 @attrs.frozen
@@ -54,7 +57,16 @@ class Describe:
 
 @attrs.frozen
 class LatestReport:
-    """Answered with ``(report JSON bytes, received_at)`` or None."""
+    """Answered with the agent's ``Latest`` report, or None before its first."""
+
+
+@attrs.frozen
+class Latest:
+    raw: bytes
+    """The report's JSON, as the agent sent it."""
+    received_at: float
+    enrolled: bool
+    """Whether an enrolled agent signed it (``ReportReceived.enrolled``)."""
 
 
 @attrs.frozen
@@ -84,7 +96,8 @@ class AgentActor(Actor):
     async def handle(self, message: Any) -> Any:
         now = self.clock()
         if isinstance(message, ReportReceived):
-            self.state.receive(message.report, message.packed, message.received_at, message.metrics)
+            self.state.receive(message.report, message.packed, message.received_at, message.metrics,
+                               enrolled=message.enrolled)
         elif isinstance(message, Heartbeat):
             at = now if message.at is None else message.at
             self.state.heartbeat(at)
@@ -92,9 +105,10 @@ class AgentActor(Actor):
         elif isinstance(message, Describe):
             return self.state.describe(now, self.settings.agents.stale_threshold)
         elif isinstance(message, LatestReport):
-            if self.state.latest_raw is None or self.state.last_report_at is None:
+            raw, received_at = self.state.latest_raw, self.state.latest_received_at
+            if raw is None or received_at is None:
                 return None
-            return self.state.latest_raw, self.state.last_report_at
+            return Latest(raw, received_at, self.state.latest_enrolled)
         elif isinstance(message, Timeseries):
             return self.state.points(now - message.seconds)
         elif isinstance(message, Register):

@@ -180,7 +180,7 @@ class RosterActor(Actor):
                                        sequence=message.sequence, history=message.history,
                                        enrolled=message.enrolled))
         values = host_metrics(report)  # once, for the probe's actor, the hub and the metrics API alike
-        agent.tell(ReportReceived(report, message.packed, message.received_at, values))
+        agent.tell(ReportReceived(report, message.packed, message.received_at, values, enrolled=message.enrolled))
         try:
             self.hub.tell(ReportSeen(report.agent_id, report.host_name, message.received_at, values))
         except MailboxFull:

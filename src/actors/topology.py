@@ -114,9 +114,8 @@ class MergeReport:
     reports rather than replaced by a newer one, so its metrics are recorded."""
     enrolled: bool = False
     """Signed by an enrolled agent (``ReportArrived.enrolled``): only then do
-    its containers offer controls. False after a restart of this actor, which
-    rebuilds from reports that do not say (``_recover``): the agent's next
-    report, built anew, brings its controls back."""
+    its containers offer controls (after a restart of this actor too: the
+    agents' actors keep it with their latest reports, ``_recover``)."""
 
 
 @attrs.frozen
@@ -241,9 +240,8 @@ class TopologyActor(Actor):
             except (ActorStopped, ActorFailed, AskTimeout, MailboxFull):
                 continue
             if latest is not None:
-                raw, received_at = latest
-                report = decode_report(orjson.loads(raw))
-                self.pending[report.agent_id] = MergeReport(report, received_at)
+                report = decode_report(orjson.loads(latest.raw))
+                self.pending[report.agent_id] = MergeReport(report, latest.received_at, enrolled=latest.enrolled)
         if self.pending:
             log.warning("topology rebuilt from %d agents' latest reports", len(self.pending))
             await self._flush(None)

@@ -162,6 +162,10 @@ class AgentState:
         self._latest: PackedReport | None = None
         """The newest report as the agent sent it (kept packed, not decoded)."""
         self.latest_timestamp: datetime | None = None
+        self.latest_received_at: float | None = None
+        """When the newest report (by its own time) was received."""
+        self.latest_enrolled = False
+        """Whether an enrolled agent signed the newest report."""
         self.history = SeriesGroup(retention)
 
     def register(self, registration: AgentRegistration, now: float) -> None:
@@ -173,14 +177,17 @@ class AgentState:
         self.last_heartbeat = now
 
     def receive(self, report: Report, packed: PackedReport, now: float,
-                metrics: Mapping[str, float] | None = None) -> None:
-        """Keep the report (``packed``, its JSON as sent) if it is the newest, and
-        record its metrics (``metrics``: its ``host_metrics``, if found already) at ``now``."""
+                metrics: Mapping[str, float] | None = None, *, enrolled: bool = False) -> None:
+        """Keep the report (``packed``, its JSON as sent; ``enrolled``: an
+        enrolled agent signed it) if it is the newest, and record its metrics
+        (``metrics``: its ``host_metrics``, if found already) at ``now``."""
         self.reports_received += 1
         self.last_report_at = now
         if self.latest_timestamp is None or report.timestamp >= self.latest_timestamp:
             self._latest = packed
             self.latest_timestamp = report.timestamp
+            self.latest_received_at = now
+            self.latest_enrolled = enrolled
             self.hostname = report.host_name
         self.history.record(metric_time(report, now, self.history.retention),
                             host_metrics(report) if metrics is None else metrics)

@@ -274,9 +274,9 @@ async def latest(agent_id: str) -> Response:
     if found is None:
         raise ApiError(404, "no_report", f"agent {agent_id!r} has not sent a report yet",
                        details={"agent_id": agent_id})
-    raw, received_at = found
     # The report as the agent sent it: it was parsed once already, it is valid JSON.
-    return json_response({"agent_id": agent_id, "received_at": rfc3339(received_at), "report": orjson.Fragment(raw)})
+    return json_response({"agent_id": agent_id, "received_at": rfc3339(found.received_at),
+                          "report": orjson.Fragment(found.raw)})
 
 
 @blueprint.get("/api/v1/query/agents/<agent_id>/timeseries")

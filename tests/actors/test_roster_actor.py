@@ -40,8 +40,8 @@ async def test_one_report_reaches_the_topology_and_a_new_agent_actor(settings) -
         assert await system.lookup(ROSTER).ask(report) is None
         agent = system.lookup(AGENTS).child(report.report.agent_id)
         assert agent is not None  # started by the roster, not by the asker
-        raw, received_at = await agent.ask(LatestReport())
-        assert orjson.loads(raw)["agent_id"] == report.report.agent_id and received_at == NOW
+        latest = await agent.ask(LatestReport())
+        assert orjson.loads(latest.raw)["agent_id"] == report.report.agent_id and latest.received_at == NOW
         snapshot = await system.lookup(TOPOLOGY).ask(GetSnapshot())
         assert host_id("host-1") in {n.id for n in snapshot.nodes(View.HOSTS)}
 

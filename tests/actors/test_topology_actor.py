@@ -56,6 +56,28 @@ async def test_a_crash_loses_neither_merged_state_nor_queued_reports(settings):
         assert topology.restarts == 1 and topology.failed == 1
 
 
+async def test_a_crash_keeps_the_controls_of_signed_reports(settings):
+    """A restarted topology is rebuilt from the agents' latest reports; whether
+    an enrolled agent signed each is kept with it: the rebuilt graph offered no
+    controls for any container until its agent's next report."""
+    async with open_actor_system(supervision_tree(settings)) as system:
+        for index, enrolled in ((1, True), (2, False)):
+            document = small_report(index)
+            await system.lookup(ROSTER).ask(ReportArrived(
+                decode_report(document), PackedReport.pack(orjson.dumps(document)), NOW, enrolled=enrolled))
+
+        async def offered() -> list[bool]:
+            snapshot = await system.lookup(TOPOLOGY).ask(GetSnapshot())
+            return [any("controls" in n.metadata for n in snapshot.nodes(View.CONTAINERS) if n.host == host_id(f"host-{i}"))
+                    for i in (1, 2)]
+
+        assert await offered() == [True, False]
+        system.lookup(TOPOLOGY).tell(Poison())
+        assert await offered() == [True, False]  # answered by the restarted actor
+        topology = next(c for c in system.snapshot().root.children if c.path == TOPOLOGY)
+        assert topology.restarts == 1
+
+
 async def test_a_crash_loses_no_metric_history(settings):
     """The graph is rebuilt from each agent's latest report after a crash; the
     history of the reports before it used to go with the crashed actor."""
