@@ -7,6 +7,7 @@ import difflib
 import functools
 import json
 import logging
+import math
 import os
 import ssl
 import sys
@@ -91,11 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
 TOKEN_CREATE_DESCRIPTION = """\
 Mint a user token (HS256 JWT) and print it on one line. The token is signed with
 the server's key: auth.secret if set (config file or TRIOSCOPE_AUTH_SECRET),
-otherwise <data_dir>/jwt-secret, generated (mode 0600) if it does not exist yet.
-Give it the same --config, --data-dir and environment as the server.
-Exit codes: 0 printed, 1 cannot read or create the secret, 2 bad arguments or
-configuration.
+otherwise <data_dir>/jwt-secret, which the server generates when it first
+starts. A data directory that does not exist or holds no jwt-secret is refused
+(a mistyped --data-dir would sign with a key no server knows): start the server
+first. Give it the same --config, --data-dir and environment as the server.
+Exit codes: 0 printed, 1 no data directory or secret there, or it cannot be
+read, 2 bad arguments or configuration.
 """
+
+MIN_TOKEN_TTL = 1.0
+"""Tokens carry whole seconds: a shorter one would be printed already expired."""
+MAX_TOKEN_TTL = 365 * 86400.0
+"""A year: a longer-lived token is a standing credential (and years past 9999
+are no date at all)."""
+TOKEN_TTL_RANGE = f"{MIN_TOKEN_TTL:g}s..{MAX_TOKEN_TTL / 86400:g}d"
 
 
 def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -118,7 +128,7 @@ def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     create.add_argument(
         "--ttl", default="24h", metavar="DURATION",
-        help="how long the token is valid from now, e.g. 1h, 24h, 30d (default: 24h)",
+        help=f"how long the token is valid from now, {TOKEN_TTL_RANGE}, e.g. 1h, 24h, 30d (default: 24h)",
     )
     # Only the settings that decide the signing key; other keys come from the file
     # and environment as for `serve` (and are checked the same way).
@@ -140,7 +150,7 @@ def _usage_error(message: str) -> int:
 def run_token_create(args: argparse.Namespace) -> int:
     """Print a token for ``--user`` in ``--tenant`` with ``--role``, signed with the
     key the server uses (same settings layers, same secret file)."""
-    from trioscope.domain.principals import Role, mint_user_token
+    from trioscope.domain.principals import Role, identity_problem, mint_user_token
     from trioscope.store import token_secret
 
     try:
@@ -155,19 +165,26 @@ def run_token_create(args: argparse.Namespace) -> int:
         return _usage_error(f"--ttl: {exc}")
     if ttl <= 0:
         return _usage_error(f"--ttl: {args.ttl} is not positive")
+    if not MIN_TOKEN_TTL <= ttl <= MAX_TOKEN_TTL:
+        return _usage_error(f"--ttl: {args.ttl} is out of range; allowed {TOKEN_TTL_RANGE}")
+    # Before the secret is looked for: bad arguments are exit 2 wherever the data directory is.
+    for name, value in (("user", args.user), ("tenant", args.tenant)):
+        if (problem := identity_problem(value)) is not None:
+            return _usage_error(f"{name} {problem}")
     settings = _data_dir_settings(args)
     if settings is None:
         return ExitCode.USAGE
     try:
-        secret = token_secret(settings.auth.secret, settings.storage.data_dir)
+        secret = token_secret(settings.auth.secret, settings.storage.data_dir, create=False)
+    except FileNotFoundError as exc:
+        print(f"trioscope token create: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     except (OSError, ValueError) as exc:
-        print(f"trioscope token create: cannot read or create the token secret: {exc}", file=sys.stderr)
+        print(f"trioscope token create: cannot read the token secret: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     try:
-        token = mint_user_token(
-            secret, user_id=args.user, tenant=args.tenant, role=role, now=time.time(), ttl=ttl
-        )
-    except ValueError as exc:  # user or tenant empty or too long
+        token = mint_user_token(secret, user_id=args.user, tenant=args.tenant, role=role, now=time.time(), ttl=ttl)
+    except ValueError as exc:  # checked above; kept so that a new rule of the domain's is no traceback
         return _usage_error(str(exc))
     print(token)
     return ExitCode.OK
@@ -330,8 +347,28 @@ def _add_health_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
                         help="PEM certificates to trust for an https:// server instead of the system's (a private "
                         "CA, or the server's own certificate) (env TRIOSCOPE_CA_FILE)")
     health.add_argument("--ready", action="store_true", help="ask whether it is ready for traffic (/health/ready)")
-    health.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the answer (default 10)")
+    health.add_argument("--timeout", type=_health_timeout, default=10.0,
+                        help=f"seconds to wait for the answer, more than 0 and at most {MAX_HEALTH_TIMEOUT:g} "
+                        "(default 10)")
     health.set_defaults(run=run_health)
+
+
+MAX_HEALTH_TIMEOUT = 300.0
+"""Longer than any health check should wait (container HEALTHCHECKs default to 30 s)."""
+
+
+def _health_timeout(text: str) -> float:
+    """``health --timeout``: seconds, finite, more than 0 (httpx reads 0 as "do
+    not wait" and fails oddly) and at most ``MAX_HEALTH_TIMEOUT``."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_HEALTH_TIMEOUT):
+        raise argparse.ArgumentTypeError(
+            f"{text} is out of range; give seconds more than 0 and at most {MAX_HEALTH_TIMEOUT:g}"
+        )
+    return seconds
 
 
 def run_health(args: argparse.Namespace) -> int:

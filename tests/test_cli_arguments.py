@@ -38,3 +38,26 @@ def test_a_subcommand_refuses_an_option_it_does_not_have(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("usage: trioscope token create ")
     assert "unrecognized arguments: --tll 1h (did you mean --ttl?)" in result.stderr
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "1e400", "301", "ten"])
+def test_a_health_timeout_that_is_no_wait_is_refused_by_argparse(timeout):
+    result = run("health", "--timeout", timeout, "--server", "http://127.0.0.1:9")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("usage: trioscope health ")
+    last = result.stderr.rstrip().splitlines()[-1]
+    if timeout == "ten":
+        assert last == "trioscope health: error: argument --timeout: 'ten' is not a number of seconds"
+    else:
+        assert last == (f"trioscope health: error: argument --timeout: {timeout} is out of range; "
+                        "give seconds more than 0 and at most 300")
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("timeout", ["0.5", "300"])
+def test_a_health_timeout_in_range_is_used(timeout):
+    # Nothing listens on port 9: the check runs and fails as unreachable, not as a bad argument.
+    result = run("health", "--timeout", timeout, "--server", "http://127.0.0.1:9")
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("trioscope health: http://127.0.0.1:9/health: ConnectError")

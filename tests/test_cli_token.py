@@ -11,6 +11,7 @@ import time
 import pytest
 
 from trioscope.domain.principals import InvalidToken, Principal, Role, read_user_token
+from trioscope.store import load_or_create_secret
 
 SECRET = "a-configured-secret-of-more-than-32-characters"
 
@@ -25,14 +26,20 @@ def run_token_create(*args: str, environ: dict[str, str] | None = None) -> subpr
     )
 
 
+def server_data_dir(path):
+    """``path`` as the server leaves its data directory on first start: with its secret."""
+    load_or_create_secret(path)
+    return path
+
+
 def good_args(data_dir, **overrides: str) -> list[str]:
     options = {"user": "alice", "tenant": "acme", "role": "OPERATOR", "ttl": "24h", "data-dir": str(data_dir)}
     options.update(overrides)
     return [part for name, value in options.items() for part in (f"--{name}", value)]
 
 
-def test_prints_a_token_signed_with_the_generated_secret(tmp_path):
-    data_dir = tmp_path / "data"
+def test_prints_a_token_signed_with_the_servers_secret(tmp_path):
+    data_dir = server_data_dir(tmp_path / "data")
     before = time.time()
     result = run_token_create(*good_args(data_dir))
     after = time.time()  # the token's clock read falls between (imports can take seconds)
@@ -49,7 +56,7 @@ def test_prints_a_token_signed_with_the_generated_secret(tmp_path):
 
 
 def test_a_token_is_valid_for_a_day_unless_told_otherwise(tmp_path):
-    data_dir = tmp_path / "data"
+    data_dir = server_data_dir(tmp_path / "data")
     before = time.time()
     args = [a for a in good_args(data_dir) if a not in ("--ttl", "24h")]
     result = run_token_create(*args)
@@ -62,13 +69,14 @@ def test_a_token_is_valid_for_a_day_unless_told_otherwise(tmp_path):
         read_user_token(secret, token, now=after + 24 * 3600 + 2)
 
 
-def test_secret_file_is_private_and_reused(tmp_path):
-    data_dir = tmp_path / "data"
+def test_secret_file_is_reused_and_left_as_it_is(tmp_path):
+    data_dir = server_data_dir(tmp_path / "data")
+    path = data_dir / "jwt-secret"
+    secret = path.read_bytes()
     first = run_token_create(*good_args(data_dir))
     assert first.returncode == 0, first.stderr
-    path = data_dir / "jwt-secret"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    secret = path.read_bytes()
+    assert path.read_bytes() == secret
     second = run_token_create(*good_args(data_dir, role="viewer"))
     assert second.returncode == 0, second.stderr
     assert path.read_bytes() == secret
@@ -85,7 +93,7 @@ def test_configured_secret_from_env_wins_and_no_file_is_made(tmp_path):
 
 
 def test_data_dir_from_config_file(tmp_path):
-    data_dir = tmp_path / "from-file"
+    data_dir = server_data_dir(tmp_path / "from-file")
     config = tmp_path / "t.yaml"
     config.write_text(f"storage:\n  data_dir: {data_dir}\n")
     args = good_args(tmp_path)
@@ -102,12 +110,22 @@ def test_data_dir_from_config_file(tmp_path):
         ({"role": "boss"}, "--role: unknown role 'boss'; use one of ADMIN, OPERATOR, VIEWER"),
         ({"ttl": "24"}, '--ttl: "24" has no unit; did you mean 24s?'),
         ({"ttl": "0s"}, "--ttl: 0s is not positive"),
+        ({"ttl": "--ttl=-5s"}, '--ttl: "-5s" is negative; durations must be zero or more'),
+        ({"ttl": "100ms"}, "--ttl: 100ms is out of range; allowed 1s..365d"),
+        ({"ttl": "999ms"}, "--ttl: 999ms is out of range; allowed 1s..365d"),
+        ({"ttl": "366d"}, "--ttl: 366d is out of range; allowed 1s..365d"),
+        ({"ttl": "3000000d"}, "--ttl: 3000000d is out of range; allowed 1s..365d"),
         ({"user": ""}, "user must be 1-128 characters"),
         ({"tenant": "t" * 129}, "tenant must be 1-128 characters"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, overrides, message):
-    result = run_token_create(*good_args(tmp_path / "data", **overrides))
+    # Wherever the data directory is: arguments are checked before it is looked at.
+    args = good_args(tmp_path / "missing", **overrides)
+    if overrides.get("ttl", "").startswith("--ttl="):  # argparse reads a separate "-5s" as an option
+        index = args.index("--ttl")
+        args[index:index + 2] = [overrides["ttl"]]
+    result = run_token_create(*args)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr == f"trioscope token create: {message}\n"
@@ -118,3 +136,39 @@ def test_bad_configuration_exits_2_without_showing_the_secret(tmp_path):
     assert result.returncode == 2
     assert result.stdout == ""
     assert "auth.secret" in result.stderr and "hunter2" not in result.stderr
+
+
+@pytest.mark.parametrize(("ttl", "seconds"), [("1s", 1), ("365d", 365 * 86400)])
+def test_the_ttl_limits_are_accepted(tmp_path, ttl, seconds):
+    data_dir = server_data_dir(tmp_path / "data")
+    before = time.time()
+    result = run_token_create(*good_args(data_dir, ttl=ttl))
+    assert result.returncode == 0, result.stderr
+    secret = (data_dir / "jwt-secret").read_bytes().strip()
+    assert read_user_token(secret, result.stdout.strip(), now=before - 1 + seconds).user_id == "alice"
+
+
+def test_a_data_directory_that_does_not_exist_is_refused_and_not_made(tmp_path):
+    mistyped = tmp_path / "typo" / "data"
+    result = run_token_create(*good_args(mistyped))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (f"trioscope token create: no data directory {mistyped}: give the server's data "
+                             "directory (the server creates it, with its jwt-secret, when it first starts)\n")
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_data_directory_without_a_secret_is_refused_and_left_as_it_is(tmp_path):
+    result = run_token_create(*good_args(tmp_path))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (f"trioscope token create: no jwt-secret in the data directory {tmp_path}: give the "
+                             "server's data directory, or start the server once with this one to generate it\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_configured_secret_needs_no_data_directory(tmp_path):
+    result = run_token_create(*good_args(tmp_path / "missing"), environ={"TRIOSCOPE_AUTH_SECRET": SECRET})
+    assert result.returncode == 0, result.stderr
+    assert read_user_token(SECRET.encode(), result.stdout.strip(), now=time.time()).user_id == "alice"
+    assert not (tmp_path / "missing").exists()

@@ -3,6 +3,9 @@
 The text is composed into nodes first (``yaml.SafeLoader``) rather than loaded into
 dicts, because nodes keep their positions: every problem can then name the line, and
 duplicate keys, which ``yaml.safe_load`` silently resolves to the last one, are caught.
+Composing recurses once per level of nesting, so the depth is bounded
+(``MAX_DEPTH``): a file nested a thousand levels deep is one problem naming its
+line, not a ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,34 @@ import yaml
 from ._exceptions import Problem, quote_text
 from ._keys import KEYS, KEYS_BY_NAME, SECTIONS, Key, suggest_key
 from ._source import Source, SourceKind
+
+MAX_DEPTH = 32
+"""Most levels of nesting a configuration file may have, the document itself
+counted. A valid file needs four (sections, keys, a list, its items); the
+composer recurses a few frames per level, so this stays far from Python's
+recursion limit."""
+_NULL_TAG = "tag:yaml.org,2002:null"
+_STR_TAG = "tag:yaml.org,2002:str"
+
+
+class _DepthLimitedLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` refusing nodes nested deeper than ``MAX_DEPTH``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                event = self.peek_event()  # type: ignore[no-untyped-call]  # the stubs leave the parser untyped
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested too deep (more than {MAX_DEPTH} levels)", event.start_mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 @attrs.frozen
@@ -36,10 +67,11 @@ def read_config_text(path: str, text: str) -> tuple[list[tuple[Key, RawValue]], 
 
     Returns:
       The known keys' raw values in file order, and the problems found in the file's
-      shape: syntax errors, unknown keys and sections, sections that are not mappings,
-      keys set twice. Values are not parsed here.
+      shape: syntax errors, nesting deeper than ``MAX_DEPTH``, unknown keys and
+      sections, sections that are not mappings, keys set twice. Values are not
+      parsed here.
     """
-    loader = yaml.SafeLoader(text)
+    loader = _DepthLimitedLoader(text)
     try:
         return _Reader(path, loader).read()
     except yaml.MarkedYAMLError as exc:
@@ -51,6 +83,9 @@ def read_config_text(path: str, text: str) -> tuple[list[tuple[Key, RawValue]], 
         return [], [problem]
     except yaml.YAMLError as exc:
         return [], [Problem(None, _file(path, None), f"{path}: invalid YAML: {exc}")]
+    except RecursionError:
+        # Only if Python's recursion limit is set below what MAX_DEPTH needs.
+        return [], [Problem(None, _file(path, None), f"{path}: invalid YAML: nested too deep")]
     finally:
         loader.dispose()
 
@@ -66,7 +101,7 @@ def _line(node: yaml.Node) -> int:
 class _Reader:
     """Walks the composed document; one instance per file."""
 
-    def __init__(self, path: str, loader: yaml.SafeLoader) -> None:
+    def __init__(self, path: str, loader: _DepthLimitedLoader) -> None:
         self._path = path
         self._loader = loader
         self._entries: list[tuple[Key, RawValue]] = []
@@ -103,7 +138,7 @@ class _Reader:
             return
         if not self._first_time(name, name_node, "section"):
             return
-        if isinstance(value_node, yaml.ScalarNode) and value_node.tag == "tag:yaml.org,2002:null":
+        if isinstance(value_node, yaml.ScalarNode) and value_node.tag == _NULL_TAG:
             # "server:" with every key below commented out.
             return
         if not isinstance(value_node, yaml.MappingNode):
@@ -138,7 +173,9 @@ class _Reader:
                 written = "the value" if key.secret else self._written(node)
                 self._add(key.name, node, f"{written} from {source} cannot be read: {exc.problem}")
                 return
-            raw = RawValue(value, node.value or "null", source)
+            # An empty plain scalar (``host:``) is null; ``host: ""`` is the empty text.
+            written = "null" if node.tag == _NULL_TAG and not node.value else node.value
+            raw = RawValue(value, written, source)
         self._entries.append((key, raw))
 
     def _first_time(self, name: str, node: yaml.Node, what: str) -> bool:
@@ -172,6 +209,6 @@ class _Reader:
             return "[...]"
         if isinstance(node, yaml.MappingNode):
             return "{...}"
-        if node.tag == "tag:yaml.org,2002:str":
+        if node.tag == _STR_TAG:
             return quote_text(node.value)
         return node.value or "null"

@@ -40,6 +40,23 @@ CONFIG_ENV = "TRIOSCOPE_CONFIG"
 """Environment variable naming the YAML file; ``--config`` wins over it."""
 CONFIG_FLAG = "--config"
 
+ENV_PREFIX = "TRIOSCOPE_"
+"""Every environment variable named with this prefix must be a key's (``Key.env``)
+or one of ``OTHER_ENV``: a misspelt one is a problem, as an unknown YAML key is,
+rather than a setting silently left at its default."""
+OTHER_ENV: dict[str, str] = {
+    CONFIG_ENV: "names the YAML file",
+    "TRIOSCOPE_SERVER_URL": "trioscope health --server",
+    "TRIOSCOPE_CA_FILE": "trioscope health --ca-file",
+    "TRIOSCOPE_ALLOCATOR_PRELOADED": "set by serve when it re-executes itself for server.allocator",
+    "TRIOSCOPE_PROBE_*": "the probe's settings (trioscope-probe; the local probe inherits the server's environment)",
+    "TRIOSCOPE_TEST_*": "the test suite's (tests/postgres.py), inherited by the servers and commands it starts",
+    "TRIOSCOPE_FUZZ_EXAMPLES": "the test suite's (tests/integration/test_openapi_fuzz.py)",
+    "TRIOSCOPE_PROFILE_DIR": "the benchmarks' (bench/profile_*.py), set for the servers they profile",
+}
+"""``TRIOSCOPE_`` variables that are no setting but are read elsewhere, with who
+reads them; a name ending in ``*`` stands for every name it starts."""
+
 
 def _home_path(text: str) -> pathlib.Path:
     """``text`` (starting ``~/``) with the home directory filled in, as ``PathKind``
@@ -461,9 +478,12 @@ KEYS: tuple[Key, ...] = (
         name="agents.accept_body_only_signatures",
         kind=BoolKind(),
         default=True,
-        help="also accept the TryDirect status agent's signature of the body alone (X-Agent-Signature); "
-             "false: only signatures over the whole request (RFC 9421), which a captured request cannot be "
-             "replayed under",
+        help="also accept the TryDirect status agent's signature of the body alone (X-Agent-Signature), kept "
+             "for that agent: it proves only the body, not X-Timestamp, X-Request-Id or the path, so a captured "
+             "request can be sent again at any time under a new request id and timestamp; false: only signatures "
+             "over the whole request (RFC 9421). Either way the key is the agent token, which every request "
+             "also carries (Authorization: Bearer): whoever sees one request can sign any, so only TLS protects "
+             "the token and the requests",
         env=("TRIOSCOPE_AGENTS_ACCEPT_BODY_ONLY_SIGNATURES",),
         flags=("--accept-body-only-signatures",),
     ),
@@ -802,3 +822,34 @@ def suggest_key(name: str) -> str | None:
     leaves = {key.leaf: key.name for key in KEYS}
     leaf = difflib.get_close_matches(name.rpartition(".")[2], leaves, n=1)
     return leaves[leaf[0]] if leaf else None
+
+
+ENV_NAMES: frozenset[str] = frozenset(name for key in KEYS for name in key.env)
+"""Every environment variable a key is read from, aliases included."""
+
+
+def is_other_env(name: str) -> bool:
+    """Whether ``name`` is one of ``OTHER_ENV``: no setting, but read elsewhere."""
+    return name in OTHER_ENV or any(
+        pattern.endswith("*") and name.startswith(pattern[:-1]) for pattern in OTHER_ENV
+    )
+
+
+def suggest_env(name: str) -> str | None:
+    """The key's environment variable a misspelt ``TRIOSCOPE_`` name most likely
+    meant (``TRIOSCOPE_AUTH_PROTECT_READ`` -> ``TRIOSCOPE_AUTH_PROTECT_READS``), by
+    way of ``suggest_key`` on the name read as a dotted key; else the closest of
+    ``OTHER_ENV`` (``TRIOSCOPE_CONFG`` -> ``TRIOSCOPE_CONFIG``).
+
+    Returns:
+      A variable name, or None when nothing is close.
+    """
+    rest = name.removeprefix(ENV_PREFIX).lower()
+    section = next((section for section in SECTIONS if rest.startswith(f"{section}_")), None)
+    dotted = rest if section is None else f"{section}.{rest.removeprefix(f'{section}_')}"
+    key = suggest_key(dotted)
+    if key is not None:
+        return KEYS_BY_NAME[key].env[0]
+    others = [other for other in OTHER_ENV if not other.endswith("*")]
+    close = difflib.get_close_matches(name, others, n=1, cutoff=0.8)
+    return close[0] if close else None

@@ -8,6 +8,12 @@ file or variable is reported now rather than on the day the override is removed.
 Aliases are the exception: a lower-priority environment name (``APP_PORT``) is not
 read at all when a higher one (``TRIOSCOPE_SERVER_PORT``) is set, since such generic
 names may belong to other programs.
+
+An environment variable set to the empty text is a value like any other, as
+``--host ""`` and ``host: ""`` are: it clears a list, or is refused where a
+value is required (it is not "unset", which would let a blank variable silently
+fall back to the file or the default). Names with the ``TRIOSCOPE_`` prefix that
+are no key's are problems with a suggestion, as unknown YAML keys are.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import attrs
 
 from ._exceptions import ConfigError, InvalidValue, Problem, quote_text
 from ._file import RawValue, read_config_text
-from ._keys import CONFIG_ENV, CONFIG_FLAG, KEYS, KEYS_BY_NAME, Key
+from ._keys import CONFIG_ENV, CONFIG_FLAG, ENV_NAMES, ENV_PREFIX, KEYS, KEYS_BY_NAME, Key, is_other_env, suggest_env
 from ._settings import Settings
 from ._source import FlagValue, Source, SourceKind
 
@@ -79,7 +85,8 @@ def resolve_settings(
       flag_values: flags the user typed, by dotted key (``"server.port"``), as
         ``FlagValue`` or plain text (then shown as the key's first flag, ``--port``).
         A ``"config"`` entry is allowed and ignored here.
-      environ: environment variables; an empty value counts as unset.
+      environ: environment variables; an empty value is read as the empty text, and
+        a ``TRIOSCOPE_`` name that is no key's (nor one of ``OTHER_ENV``) is a problem.
       config_file: the YAML file's text, if a file was named.
 
     Returns:
@@ -107,6 +114,7 @@ def resolve_settings(
             entries, file_problems = read_config_text(config_file.path, config_file.text)
             raw_values += entries
             problems += file_problems
+    problems += _unknown_environ(environ)
     raw_values += _from_environ(environ)
     raw_values += _from_flags(flag_values)
     # Layers are in ascending precedence, so the last valid value of each key wins.
@@ -147,10 +155,21 @@ def _from_environ(environ: Mapping[str, str]) -> Iterator[tuple[Key, RawValue]]:
     for key in KEYS:
         for name in key.env:
             text = environ.get(name)
-            if text:
+            if text is not None:
                 # Surrounding spaces are a quoting accident, not part of the value.
                 yield key, RawValue(text.strip(), text.strip(), Source(kind=SourceKind.ENV, name=name))
                 break
+
+
+def _unknown_environ(environ: Mapping[str, str]) -> list[Problem]:
+    problems = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in ENV_NAMES or is_other_env(name):
+            continue
+        suggestion = suggest_env(name)
+        hint = f" (did you mean {suggestion}?)" if suggestion else "; no setting has this name"
+        problems.append(Problem(name, Source(kind=SourceKind.ENV, name=name), f"unknown environment variable{hint}"))
+    return problems
 
 
 def _from_flags(flag_values: Mapping[str, FlagValue | str]) -> Iterator[tuple[Key, RawValue]]:

@@ -7,6 +7,7 @@ encoding and the signature check; this module says which claims we require.
 from __future__ import annotations
 
 import enum
+import math
 import re
 
 import attrs
@@ -106,7 +107,8 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"invalid token: {exc}") from None
     exp = claims["exp"]
-    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+    if not isinstance(exp, (int, float)) or isinstance(exp, bool) or not math.isfinite(exp):
+        # NaN would never expire (``now >= nan`` is false).
         raise InvalidToken("invalid token: exp is not a number")
     if now >= exp:
         raise InvalidToken("token expired")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,10 +13,25 @@ from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment
 from trioscope.store import StoredCommand
 
 
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
 def timestamp(seconds: float | None) -> str | None:
-    if seconds is None:
+    """``seconds`` (unix time) in RFC 3339, UTC, to the millisecond
+    (``2025-01-02T03:04:05.678Z``); None for None and NaN.
+
+    A time outside the years 1-9999 is shown as the nearest end of that range
+    instead of failing the request (a 500): only a token's ``exp`` can hold one,
+    minted with the server's secret by something other than ``token create``
+    (which caps its ttl), or by a ``token create`` that did not yet."""
+    if seconds is None or math.isnan(seconds):
         return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):  # which one depends on the platform and the size
+        moment = _LATEST if seconds > 0 else _EARLIEST
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fields(command: Command) -> dict[str, Any]:

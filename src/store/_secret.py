@@ -7,6 +7,10 @@ import secrets
 from pathlib import Path
 
 SECRET_FILE = "jwt-secret"
+DATA_DIR_MODE = 0o700
+"""Mode of a data directory this store creates: it holds the token secret, the
+audit log and commands' parameters and results, for the server's user alone. A
+directory that exists already keeps the mode its operator gave it."""
 
 
 def load_or_create_secret(data_dir: Path) -> bytes:
@@ -21,7 +25,7 @@ def load_or_create_secret(data_dir: Path) -> bytes:
         ValueError: the file exists but holds less than a secret.
         OSError: the directory cannot be read or written.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    create_data_dir(data_dir)
     path = data_dir / SECRET_FILE
     if not path.exists():
         secret = secrets.token_urlsafe(48).encode()
@@ -39,13 +43,47 @@ def load_or_create_secret(data_dir: Path) -> bytes:
                 pass  # another process was first: use its secret
         finally:
             partial.unlink(missing_ok=True)
+    return _read_secret(path)
+
+
+def create_data_dir(data_dir: Path) -> None:
+    """Make ``data_dir`` (mode 0700; its parents with the default mode) unless it
+    exists, which is left as it is."""
+    data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+
+
+def token_secret(configured: str, data_dir: Path, *, create: bool = True) -> bytes:
+    """The key of user tokens: the configured secret (``auth.secret``), else the
+    one generated once into ``data_dir``.
+
+    Args:
+      create: generate the secret (and the directory) when there is none yet, as
+        the server does when it starts. False (``token create``): refuse instead,
+        since a mistyped directory would get a secret of its own and the token
+        signed with it would be refused by the server.
+
+    Raises:
+        FileNotFoundError: ``create`` is False and ``data_dir`` or its secret does
+          not exist; the message names which and what to do.
+        ValueError: the file exists but holds less than a secret.
+        OSError: the directory cannot be read or written.
+    """
+    if configured:
+        return configured.encode()
+    if create:
+        return load_or_create_secret(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"no data directory {data_dir}: give the server's data directory (the server "
+                                f"creates it, with its {SECRET_FILE}, when it first starts)")
+    path = data_dir / SECRET_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"no {SECRET_FILE} in the data directory {data_dir}: give the server's data "
+                                f"directory, or start the server once with this one to generate it")
+    return _read_secret(path)
+
+
+def _read_secret(path: Path) -> bytes:
     stored = path.read_bytes().strip()
     if len(stored) < 32:
         raise ValueError(f"{path} holds fewer than 32 bytes; delete it to generate a new secret")
     return stored
-
-
-def token_secret(configured: str, data_dir: Path) -> bytes:
-    """The key of user tokens: the configured secret (``auth.secret``), else the
-    one generated once into ``data_dir``."""
-    return configured.encode() if configured else load_or_create_secret(data_dir)

@@ -8,6 +8,7 @@ callers run them in a worker thread, one at a time per connection.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter
 from ._migrations import migrate, schema_version
 from ._ops import AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Write
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
+from ._secret import create_data_dir
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployments (
@@ -84,14 +86,31 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at);  -- pruning
 DATABASE_FILE = "trioscope.sqlite3"
 
 
+DATABASE_FILE_MODE = 0o600
+"""Mode of a database file this store creates: it holds the audit log and every
+command's parameters and results. SQLite gives the ``-wal`` and ``-shm`` files
+the database file's mode. A file that exists already keeps its mode."""
+
+
 def connect(path: Path) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    create_data_dir(path.parent)
+    _create_private_file(path)
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA busy_timeout=30000")
     return connection
+
+
+def _create_private_file(path: Path) -> None:
+    """Create ``path`` empty with ``DATABASE_FILE_MODE`` unless it exists: SQLite
+    would create it with 0644 less the umask, readable by every user. An empty
+    file is an empty database to SQLite."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, DATABASE_FILE_MODE))
+    except FileExistsError:
+        pass
 
 
 class SqliteWriter:

@@ -121,3 +121,36 @@ def test_unsafe_tag_is_a_problem_for_that_key_only():
     assert len(lines) == 2
     assert lines[0].startswith(f"server.port: x from file {FILE}:2 cannot be read: ")
     assert lines[1] == f"server.backlog: 0 from file {FILE}:3 is out of range; allowed 1..65535"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('server:\n  host: ""\n', 'server.host: "" from file {f}:2 is empty; expected a host name or IP address'),
+        ("server:\n  host: ''\n", 'server.host: "" from file {f}:2 is empty; expected a host name or IP address'),
+        ("server:\n  host:\n", "server.host: null from file {f}:2 has no value; expected a host name or IP address "
+         "(quote it in YAML)"),
+        ("server:\n  host: ~\n", "server.host: ~ from file {f}:2 has no value; expected a host name or IP address "
+         "(quote it in YAML)"),
+        ('log:\n  level: ""\n', 'log.level: "" from file {f}:2 is not allowed; use one of debug, info, warning, error'),
+    ],
+)
+def test_an_empty_string_is_shown_as_written_not_as_null(text, expected):
+    assert problems(text) == [expected.format(f=FILE)]
+
+
+@pytest.mark.parametrize("depth", [40, 1000, 100_000])
+def test_a_value_nested_too_deep_is_one_problem_naming_the_file_and_line(depth):
+    text = "server:\n  backlog: 0\n  port: " + "[" * depth + "]" * depth + "\n"
+    assert problems(text) == [f"{FILE}:3: invalid YAML: nested too deep (more than 32 levels)"]
+
+
+def test_block_mappings_nested_too_deep_are_one_problem_too():
+    text = "server:\n" + "".join("  " * level + f"k{level}:\n" for level in range(1, 200))
+    assert problems(text) == [f"{FILE}:32: invalid YAML: nested too deep (more than 32 levels)"]
+
+
+def test_nesting_up_to_the_limit_is_read_and_checked_as_usual():
+    # The document, the section and 30 lists: 32 levels.
+    text = "server:\n  port: " + "[" * 30 + "]" * 30 + "\n"
+    assert problems(text) == [f"server.port: [...] from file {FILE}:2 is a list; expected a whole number in 0..65535"]

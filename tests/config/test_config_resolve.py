@@ -92,9 +92,63 @@ def test_shadowed_alias_is_not_even_read():
     assert settings.server.port == 9001
 
 
-def test_empty_environment_value_counts_as_unset():
-    settings = resolve_settings({}, {"TRIOSCOPE_SERVER_PORT": "", "APP_PORT": "9002"})
-    assert settings.origin("server.port") == "env APP_PORT"
+@pytest.mark.parametrize("text", ["", "  "])
+def test_an_empty_environment_value_is_refused_as_an_empty_flag_is(text):
+    assert problems(environ={"TRIOSCOPE_SERVER_HOST": text}) == [
+        'server.host: "" from env TRIOSCOPE_SERVER_HOST is empty; expected a host name or IP address'
+    ]
+    assert problems(flags={"server.host": text}) == [
+        'server.host: "" from flag --host is empty; expected a host name or IP address'
+    ]
+
+
+def test_an_empty_environment_value_is_set_so_its_alias_is_not_read():
+    assert problems(environ={"TRIOSCOPE_SERVER_PORT": "", "APP_PORT": "9002"}) == [
+        'server.port: "" from env TRIOSCOPE_SERVER_PORT is not a whole number; expected a whole number in 0..65535'
+    ]
+
+
+@pytest.mark.parametrize("text", ["", " "])
+def test_an_empty_environment_value_clears_a_list_from_the_file(text):
+    settings = resolve_settings({}, {"TRIOSCOPE_SERVER_CORS_ORIGINS": text}, config('server:\n  cors_origins: "*"\n'))
+    assert settings.server.cors_origins == ()
+    assert settings.origin("server.cors_origins") == "env TRIOSCOPE_SERVER_CORS_ORIGINS"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("TRIOSCOPE_AUTH_PROTECT_READ", "TRIOSCOPE_AUTH_PROTECT_READ: unknown environment variable "
+         "(did you mean TRIOSCOPE_AUTH_PROTECT_READS?)"),
+        ("TRIOSCOPE_SERVE_PORT", "TRIOSCOPE_SERVE_PORT: unknown environment variable "
+         "(did you mean TRIOSCOPE_SERVER_PORT?)"),
+        ("TRIOSCOPE_PORT", "TRIOSCOPE_PORT: unknown environment variable (did you mean TRIOSCOPE_SERVER_PORT?)"),
+        ("TRIOSCOPE_CONFG", "TRIOSCOPE_CONFG: unknown environment variable (did you mean TRIOSCOPE_CONFIG?)"),
+        ("TRIOSCOPE_XYZZY", "TRIOSCOPE_XYZZY: unknown environment variable; no setting has this name"),
+    ],
+)
+def test_an_unknown_trioscope_environment_variable_is_a_problem_with_a_suggestion(name, expected):
+    assert problems(environ={name: "true"}) == [expected]
+    assert problems(environ={name: ""}) == [expected]  # set, even empty
+
+
+def test_unknown_environment_variables_are_reported_with_the_other_problems_in_name_order():
+    environ = {"TRIOSCOPE_ZZZ": "1", "TRIOSCOPE_SERVER_PORT": "x", "TRIOSCOPE_AAA": "1"}
+    assert problems(environ=environ, text="serve:\n  prot: 1\n") == [
+        f"serve.prot: unknown key in {FILE}:2 (did you mean server.port?)",
+        "TRIOSCOPE_AAA: unknown environment variable; no setting has this name",
+        "TRIOSCOPE_ZZZ: unknown environment variable; no setting has this name",
+        'server.port: "x" from env TRIOSCOPE_SERVER_PORT is not a whole number; expected a whole number in 0..65535',
+    ]
+
+
+@pytest.mark.parametrize("name", [
+    "TRIOSCOPE_CONFIG", "TRIOSCOPE_SERVER_URL", "TRIOSCOPE_CA_FILE", "TRIOSCOPE_ALLOCATOR_PRELOADED",
+    "TRIOSCOPE_PROBE_SERVER", "TRIOSCOPE_PROBE_ANYTHING", "TRIOSCOPE_TEST_POSTGRES", "TRIOSCOPE_FUZZ_EXAMPLES",
+    "TRIOSCOPE_PROFILE_DIR", "APP_PROTECT_READS", "trioscope_server_prot", "HOME",
+])
+def test_variables_read_elsewhere_and_other_programs_variables_are_no_problem(name):
+    assert resolve_settings({}, {name: "/somewhere"}) == Settings.defaults()
 
 
 def test_environment_and_flag_text_is_stripped_and_choices_ignore_case():
