@@ -7,13 +7,21 @@ against the asking tenant's series only. With an external engine
 series limits hold before a write is forwarded. It also keeps the probes'
 host metrics at 15 s (``NodeSamples``, told by the roster for each report),
 queryable as ``trioscope_node_*`` with the embedded engine.
+
+Error handling: a read changes nothing, so whatever goes wrong evaluating one
+is its asker's answer, never a crash (a crash loop of this actor would exceed
+the root supervisor's restart intensity and stop the server): the domain's
+refusals as they are, a panic of the PromQL parser as ``BadQuery``, anything
+else logged once with the query and answered ``QueryFailed``.
 """
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -86,15 +94,33 @@ class FindSeries:
 
 @attrs.frozen
 class LabelNames:
+    """``/api/v1/labels``: the names of the labels of series (matching any selector, if any)
+    with a sample between ``start`` and ``end``; answers them sorted."""
+
     tenant: str
     selectors: tuple[str, ...]
+    start: float = -math.inf
+    end: float = math.inf
 
 
 @attrs.frozen
 class LabelValues:
+    """``/api/v1/label/<name>/values``: as ``LabelNames``, the values of label ``name``."""
+
     tenant: str
     name: str
     selectors: tuple[str, ...]
+    start: float = -math.inf
+    end: float = math.inf
+
+
+Read = InstantQuery | RangeQuery | FindSeries | LabelNames | LabelValues
+
+
+class QueryFailed(Exception):
+    """A read the embedded engine failed to evaluate for a reason of its own (a
+    bug, not the query's fault): logged with the query, answered to the asker
+    only (Prometheus: 422 ``execution``)."""
 
 
 @attrs.frozen
@@ -139,7 +165,8 @@ class MetricStores:
 class MetricsActor(Actor):
     """Keeps the ``MetricStores``; see the module docstring."""
 
-    refusals = (metrics.WriteLimitExceeded, metrics.BadQuery, metrics.UnsupportedQuery, metrics.QueryTooExpensive)
+    refusals = (metrics.WriteLimitExceeded, metrics.BadQuery, metrics.UnsupportedQuery, metrics.QueryTooExpensive,
+                QueryFailed)
 
     def __init__(self, settings: Settings, directory: Published[AgentDirectory] | None = None,
                  stores: MetricStores | None = None) -> None:
@@ -179,12 +206,52 @@ class MetricsActor(Actor):
         except metrics.WriteLimitExceeded:
             log.debug("metrics: node series of %s not kept (limit)", message.reporter_id)
 
-    def _query(self, message: InstantQuery | RangeQuery) -> dict[str, Any]:
-        view = self._view(message.tenant)
+    def _label_sets(self, tenant: str, selectors: tuple[str, ...], start: float,
+                    end: float) -> Iterable[Mapping[str, str]]:
+        """The label sets of ``tenant``'s series (matching any of ``selectors``, if any) with a sample
+        between ``start`` and ``end``."""
+        view = self._view(tenant)
+        if selectors:
+            return metrics.series_matching(view, [metrics.parse_selector(text) for text in selectors], start, end)
+        return (series.label_map for series in view.named(None) if _sampled_between(series.times, start, end))
+
+    def _read(self, message: Read) -> Any:
         if isinstance(message, InstantQuery):
-            return metrics.instant_query(view, message.query, message.at, max_samples=self.max_samples)
-        return metrics.range_query(view, message.query, message.start, message.end, message.step,
-                                   max_samples=self.max_samples)
+            return metrics.instant_query(self._view(message.tenant), message.query, message.at,
+                                         max_samples=self.max_samples)
+        if isinstance(message, RangeQuery):
+            return metrics.range_query(self._view(message.tenant), message.query, message.start, message.end,
+                                       message.step, max_samples=self.max_samples)
+        if isinstance(message, FindSeries):
+            selectors = [metrics.parse_selector(text) for text in message.selectors]
+            return metrics.series_matching(self._view(message.tenant), selectors, message.start, message.end)
+        found = self._label_sets(message.tenant, message.selectors, message.start, message.end)
+        if isinstance(message, LabelNames):
+            return sorted({name for labels in found for name in labels})
+        return sorted({labels[message.name] for labels in found if message.name in labels})
+
+    def _answer_read(self, message: Read) -> Any:
+        try:
+            return self._read(message)
+        except self.refusals:
+            raise
+        except RecursionError:
+            # Not expected within the parser's bounds (metrics.MAX_NESTING, MAX_OPERATORS); a read
+            # changes nothing, so its failure is the asker's, not a crash that would empty the store.
+            log.error("metrics: query %.200r nests too deeply to evaluate", _described(message))
+            raise metrics.QueryTooExpensive("the query nests too deeply to evaluate") from None
+        except Exception as exc:  # any failure of a read is its asker's answer (module docstring)
+            log.exception("metrics: %s of tenant %r failed: %.500r", type(message).__name__, message.tenant,
+                          _described(message))
+            raise QueryFailed(f"the embedded engine failed to evaluate the query ({type(exc).__name__}); "
+                              "the server logged it") from None
+        except BaseException as exc:
+            if not _is_panic(exc):
+                raise  # cancellation, KeyboardInterrupt: not the query's
+            # The PromQL parser (Rust) panics on some numbers out of its range (``x[1e30]``,
+            # ``x offset 1e400``): the query's, answered as Prometheus answers what it cannot parse.
+            log.warning("metrics: the PromQL parser panicked on %.500r: %s", _described(message), exc)
+            raise metrics.BadQuery(f"cannot parse the query: {str(exc)[:200]}") from None
 
     async def on_start(self) -> None:
         self.context.every(self.settings.storage.cleanup_interval, _Expire())
@@ -195,23 +262,8 @@ class MetricsActor(Actor):
             return None
         if isinstance(message, WriteSamples):
             return self.store.write(message.tenant, message.deployment_hash, message.samples, time.time())
-        if isinstance(message, (InstantQuery, RangeQuery)):
-            try:
-                return self._query(message)
-            except RecursionError:
-                # Not expected within the parser's bounds (metrics.MAX_NESTING, MAX_OPERATORS); a read
-                # changes nothing, so its failure is the asker's, not a crash that would empty the store.
-                log.error("metrics: query %.200r nests too deeply to evaluate", message.query)
-                raise metrics.QueryTooExpensive("the query nests too deeply to evaluate") from None
-        if isinstance(message, FindSeries):
-            selectors = [metrics.parse_selector(text) for text in message.selectors]
-            return metrics.series_matching(self._view(message.tenant), selectors, message.start, message.end)
-        if isinstance(message, LabelNames):
-            selectors = [metrics.parse_selector(text) for text in message.selectors]
-            return metrics.label_names(self._view(message.tenant), selectors)
-        if isinstance(message, LabelValues):
-            selectors = [metrics.parse_selector(text) for text in message.selectors]
-            return metrics.label_values(self._view(message.tenant), message.name, selectors)
+        if isinstance(message, (InstantQuery, RangeQuery, FindSeries, LabelNames, LabelValues)):
+            return self._answer_read(message)
         if isinstance(message, GetStats):
             return self.store.stats()
         if isinstance(message, _Expire):
@@ -220,3 +272,24 @@ class MetricsActor(Actor):
                 log.debug("metrics: %d series expired", removed)
             return None
         return await super().handle(message)
+
+
+def _sampled_between(times: Sequence[float], start: float, end: float) -> bool:
+    low = bisect.bisect_left(times, start)
+    return low < len(times) and times[low] <= end
+
+
+def _is_panic(exc: BaseException) -> bool:
+    """A Rust panic raised through PyO3 (``pyo3_runtime.PanicException``, a BaseException
+    that cannot be imported by name)."""
+    kind = type(exc)
+    return kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"
+
+
+def _described(message: Read) -> str:
+    """What a read asked, for the log."""
+    if isinstance(message, (InstantQuery, RangeQuery)):
+        return message.query
+    if isinstance(message, LabelValues):
+        return f"{message.name} of {', '.join(message.selectors)}"
+    return ", ".join(message.selectors)

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import attrs
@@ -29,7 +30,15 @@ import httpx
 import orjson
 import promql_parser
 
-from trioscope.actors.metrics import FindSeries, InstantQuery, LabelNames, LabelValues, RangeQuery, WriteSamples
+from trioscope.actors.metrics import (
+    FindSeries,
+    InstantQuery,
+    LabelNames,
+    LabelValues,
+    QueryFailed,
+    RangeQuery,
+    WriteSamples,
+)
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.runtime import ActorRef
@@ -42,6 +51,25 @@ PASSED_ON = frozenset({"query", "time", "start", "end", "step", "timeout", "matc
 """The Prometheus HTTP API's parameters: the only ones proxied (see the module docstring)."""
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
 """Largest answer taken from the engine; a larger one is refused (422) rather than held."""
+EARLIEST_TIME = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+"""Earliest time parameter taken (0001-01-01T00:00:00Z): the times RFC 3339 writes with a
+four-digit year (Prometheus takes times of ±292 billion years, which no answer can be written at)."""
+LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC).timestamp()
+"""Latest time parameter taken (9999-12-31T23:59:59.999Z, at Prometheus' millisecond resolution)."""
+MAX_STEP = (2**63 - 1) / 1e9
+"""Longest ``step`` in seconds (about 292 years): Prometheus' longest duration (int64 nanoseconds)."""
+_TIME_RANGE = "from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z"
+_PROMETHEUS_TIMES = {"-292273086-05-16T16:47:06Z": EARLIEST_TIME, "292277026596-12-04T15:30:07.999999999Z": LATEST_TIME}
+"""Prometheus' own earliest and latest times as its clients write them (client_golang, Grafana): unbounded."""
+_SECONDS = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+"""Unix seconds as Go's ``strconv.ParseFloat`` reads a decimal number (no spaces, no ``_``, no ``inf``)."""
+_RFC3339 = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?(?:Z|([+-])(\d{2}):(\d{2}))")
+"""Go's ``time.RFC3339Nano`` as Prometheus parses times: a date, a time and a zone (``Z`` or an offset)."""
+_DURATION = re.compile(r"(?:\d+(?:y|w|d|h|ms|m|s))+")
+"""A Prometheus duration (``1h30m``), the only text handed to ``promql_parser.parse_duration``."""
+_LIMIT = re.compile(r"[+-]?\d{1,18}")
+TRUNCATED = "results truncated due to limit"
+"""The warning of an answer cut at ``limit`` (as Prometheus words it)."""
 
 Params = Sequence[tuple[str, str]]
 
@@ -62,8 +90,11 @@ class PrometheusError(Exception):
         self.answer = Answer(status, orjson.dumps({"status": "error", "errorType": error_type, "error": message}))
 
 
-def success(data: Any) -> Answer:
-    return Answer(200, orjson.dumps({"status": "success", "data": data}))
+def success(data: Any, warnings: Sequence[str] = ()) -> Answer:
+    body: dict[str, Any] = {"status": "success", "data": data}
+    if warnings:
+        body["warnings"] = list(warnings)
+    return Answer(200, orjson.dumps(body))
 
 
 class MetricsBackend(Protocol):
@@ -87,41 +118,107 @@ def _first(params: Params, name: str) -> str | None:
 
 
 def parse_time(params: Params, name: str, default: float | None) -> float:
-    """A Prometheus time parameter: unix seconds (a float) or RFC 3339."""
+    """A Prometheus time parameter, as Prometheus reads one: unix seconds (a decimal
+    number, fraction and exponent allowed) or RFC 3339 with its zone (``Z`` or an
+    offset). A time between ``EARLIEST_TIME`` and ``LATEST_TIME``; ``default``
+    when absent (None: required).
+
+    Error handling: ``PrometheusError`` 400 ``bad_data`` naming ``name``, for a time
+    in another form (no zone, a date alone, a space for ``T``, spaces around a
+    number: never read in the server's own time zone) or out of range."""
     raw = _first(params, name)
     if raw is None or raw == "":
         if default is None:
             raise PrometheusError(400, "bad_data", f"invalid parameter \"{name}\": missing")
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        try:
-            value = datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-        except ValueError:
-            value = math.nan
-    if not math.isfinite(value) or len(raw) > 64:
+    value = _seconds(raw)
+    if value is None:
         raise PrometheusError(400, "bad_data", f"invalid parameter \"{name}\": cannot parse {raw[:64]!r} to a "
-                                               "valid timestamp")
+                                               "valid timestamp (unix seconds, or RFC 3339 with a zone such as "
+                                               "2026-12-05T03:00:00Z)")
+    if not EARLIEST_TIME <= value <= LATEST_TIME:
+        raise PrometheusError(400, "bad_data", f"invalid parameter \"{name}\": {raw[:64]!r} is out of range: "
+                                               f"times {_TIME_RANGE} (unix {EARLIEST_TIME:.0f} to "
+                                               f"{LATEST_TIME:.3f}) are accepted")
     return value
 
 
+def _seconds(raw: str) -> float | None:
+    """``raw`` as unix seconds (maybe out of range, never NaN), or None."""
+    if len(raw) > 64:
+        return None
+    if _SECONDS.fullmatch(raw):
+        value = float(raw)
+        return value if not math.isnan(value) else None  # ±Inf: out of range
+    if raw in _PROMETHEUS_TIMES:
+        return _PROMETHEUS_TIMES[raw]
+    found = _RFC3339.fullmatch(raw)
+    if found is None:
+        return None
+    year, month, day, hour, minute, second, fraction, sign, zone_hours, zone_minutes = found.groups()
+    try:
+        zone = UTC
+        if sign is not None:
+            offset = timedelta(hours=int(zone_hours), minutes=int(zone_minutes))
+            zone = timezone(-offset if sign == "-" else offset)
+        at = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=zone)
+    except ValueError:  # no such day or time (2026-02-30, 24:00:00, a 24 h offset)
+        return None
+    return at.timestamp() + (float(fraction) if fraction else 0.0)
+
+
 def parse_step(params: Params) -> float:
-    """``step``: seconds (a float) or a Prometheus duration (``15s``, ``1m``)."""
+    """``step``: seconds (a decimal number) or a Prometheus duration (``15s``, ``1m``),
+    at most ``MAX_STEP``. Error handling: ``PrometheusError`` 400 ``bad_data``."""
     raw = _first(params, "step")
     if not raw:
         raise PrometheusError(400, "bad_data", "invalid parameter \"step\": missing")
-    try:
+    step = math.nan
+    if _SECONDS.fullmatch(raw):
         step = float(raw)
-    except ValueError:
+    elif len(raw) <= 64 and _DURATION.fullmatch(raw):  # the parser panics (BaseException) on "nan", "inf"
         try:
             step = promql_parser.parse_duration(raw).total_seconds()
-        except ValueError:
-            step = math.nan
-    if not math.isfinite(step):
+        except ValueError:  # also a duration past its range ("duration must be greater than 0")
+            pass
+    if math.isnan(step):
         raise PrometheusError(400, "bad_data", f"invalid parameter \"step\": cannot parse {raw[:64]!r} to a valid "
                                                "duration")
+    if abs(step) > MAX_STEP:
+        raise PrometheusError(400, "bad_data", f"invalid parameter \"step\": {raw[:64]!r} is out of range: at most "
+                                               f"{MAX_STEP:.0f} seconds (about 292 years) are accepted")
     return step
+
+
+def parse_limit(params: Params) -> int | None:
+    """``limit`` of ``series``, ``labels`` and ``label/<name>/values``: most entries
+    answered; absent or 0: all. Error handling: ``PrometheusError`` 400 ``bad_data``."""
+    raw = _first(params, "limit")
+    if raw is None or raw == "":
+        return None
+    if not _LIMIT.fullmatch(raw):
+        raise PrometheusError(400, "bad_data", f"invalid parameter \"limit\": cannot parse {raw[:64]!r} to an "
+                                               "integer")
+    limit = int(raw)
+    if limit < 0:
+        raise PrometheusError(400, "bad_data", "invalid parameter \"limit\": limit must be non-negative")
+    return limit or None
+
+
+def check_params(api: str, params: Params) -> None:
+    """Refuse (``PrometheusError`` 400) the time, step and limit parameters ``api`` takes
+    that Prometheus would refuse (a range ending before it starts, a step of 0),
+    when present; the engine answers what is missing."""
+    times = {name: parse_time(params, name, math.nan) for name in (("time",) if api == "query" else ("start", "end"))}
+    if api == "query_range":
+        if times["end"] < times["start"]:
+            raise PrometheusError(400, "bad_data", "invalid parameter \"end\": end timestamp must not be before "
+                                                   "start time")
+        if _first(params, "step") and parse_step(params) <= 0:
+            raise PrometheusError(400, "bad_data", "invalid parameter \"step\": zero or negative query resolution "
+                                                   "step widths are not accepted. Try a positive integer")
+    if api in ("series", "labels", "label_values"):
+        parse_limit(params)
 
 
 def _query(params: Params) -> str:
@@ -156,23 +253,56 @@ class EmbeddedMetrics:
                 raise PrometheusError(400, "bad_data", "no match[] parameter provided")
             message = FindSeries(tenant, selectors, parse_time(params, "start", 0.0), parse_time(params, "end", now))
         elif api == "labels":
-            message = LabelNames(tenant, selectors)
+            message = LabelNames(tenant, selectors, parse_time(params, "start", -math.inf),
+                                 parse_time(params, "end", math.inf))
         else:
-            message = LabelValues(tenant, label, selectors)
+            message = LabelValues(tenant, label, selectors, parse_time(params, "start", -math.inf),
+                                  parse_time(params, "end", math.inf))
+        limit = parse_limit(params) if api in ("series", "labels", "label_values") else None
         try:
-            return success(await self._actor.ask(message, timeout=self._timeout))
+            data = await self._actor.ask(message, timeout=self._timeout)
         except metrics.BadQuery as exc:
             raise PrometheusError(400, "bad_data", str(exc)) from None
         except metrics.UnsupportedQuery as exc:
             raise PrometheusError(422, "execution", f"unsupported: {exc}") from None
-        except metrics.QueryTooExpensive as exc:
+        except (metrics.QueryTooExpensive, QueryFailed) as exc:
             raise PrometheusError(422, "execution", str(exc)) from None
+        if limit is not None and len(data) > limit:
+            return success(data[:limit], [TRUNCATED])
+        return success(data)
 
     async def aclose(self) -> None:
         pass
 
 
 # ---- a Prometheus-compatible engine -----------------------------------------------------------
+
+ERROR_TYPES = {400: "bad_data", 422: "execution", 499: "canceled", 503: "unavailable", 504: "timeout"}
+"""Prometheus' ``errorType`` of an engine's error status, where the engine (VictoriaMetrics)
+writes the status itself there (``"422"``); another status >= 500 is ``internal``."""
+_UNPARSED = ("cannot parse", "unparsed data", "syntax error", "unexpected token", "unknown func",
+             "unexpected number of args")
+"""What VictoriaMetrics' 422 says of a query it could not parse (Prometheus: 400 ``bad_data``)."""
+
+
+def _prometheus_error(status: int, body: bytes) -> Answer:
+    """An engine's error answer with a Prometheus ``errorType`` (and a query that does
+    not parse answered 400, as Prometheus and the embedded engine do); as it is if
+    it already has one or is not the API's shape."""
+    try:
+        error = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return Answer(status, body)
+    if not isinstance(error, dict) or not isinstance(error.get("error"), str):
+        return Answer(status, body)
+    error_type = error.get("errorType")
+    if isinstance(error_type, str) and not error_type.isdigit():
+        return Answer(status, body)  # already Prometheus' (bad_data, execution, ...)
+    message = error["error"]
+    if status in (400, 422) and any(sign in message.lower() for sign in _UNPARSED):
+        status = 400
+    error_type = ERROR_TYPES.get(status, "internal" if status >= 500 else "bad_data")
+    return Answer(status, orjson.dumps({"status": "error", "errorType": error_type, "error": message}))
 
 class ProxiedMetrics:
     """VictoriaMetrics (or any engine with its import and ``extra_label`` APIs) at ``metrics.url``.
@@ -214,6 +344,7 @@ class ProxiedMetrics:
             raise PrometheusError(503, "unavailable", f"the metrics engine refused the write ({response.status_code})")
 
     async def read(self, tenant: str, api: str, params: Params, label: str = "") -> Answer:
+        check_params(api, params)  # what Prometheus refuses is refused here too, whatever the engine takes
         path = f"/api/v1/label/{label}/values" if api == "label_values" else f"/api/v1/{api}"
         forwarded: list[tuple[str, str | int | float | bool | None]] = [
             (key, value) for key, value in params if key in PASSED_ON]
@@ -231,11 +362,13 @@ class ProxiedMetrics:
         except httpx.HTTPError as exc:
             raise self._unavailable(exc) from None
         body = b"".join(chunks)
-        if not response.headers.get("content-type", "").startswith("application/json"):
+        if "json" not in response.headers.get("content-type", ""):  # application/json, VM's application/stream+json
             # Not the API's JSON (a plain-text refusal): say it in the API's shape.
             error_type = "bad_data" if response.status_code == 400 else "execution"
             raise PrometheusError(response.status_code if response.status_code >= 400 else 502, error_type,
                                   body.decode(errors="replace")[:1000].strip())
+        if response.status_code >= 400:
+            return _prometheus_error(response.status_code, body)
         return Answer(response.status_code, body)
 
     async def aclose(self) -> None:

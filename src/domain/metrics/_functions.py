@@ -1,6 +1,12 @@
 """The functions and operators of the embedded engine, as Prometheus defines them
 (``promql/functions.go``, ``promql/quantile.go``, ``promql/engine.go``): pure
-functions of values, no selection and no labels."""
+functions of values, no selection and no labels.
+
+Error handling: none of them raises for any float input. Where Python's math
+raises (``math.fsum`` on +Inf with -Inf or past the float range, ``math.fmod``
+of an infinity, ``**`` of a negative base to a fractional power, a division by
+zero) they answer what Go's IEEE arithmetic, and so Prometheus, answers: NaN
+or ±Inf."""
 
 from __future__ import annotations
 
@@ -52,10 +58,10 @@ RANGE_FUNCTIONS: dict[str, RangeFunction] = {
     "increase": lambda t, v, s, e: _extrapolated(t, v, s, e, counter=True, per_second=False),
     "delta": lambda t, v, s, e: _extrapolated(t, v, s, e, counter=False, per_second=False),
     "irate": _irate,
-    "avg_over_time": lambda t, v, s, e: sum(v) / len(v) if v else None,
-    "sum_over_time": lambda t, v, s, e: sum(v) if v else None,
-    "min_over_time": lambda t, v, s, e: min(v) if v else None,
-    "max_over_time": lambda t, v, s, e: max(v) if v else None,
+    "avg_over_time": lambda t, v, s, e: _average(v) if v else None,
+    "sum_over_time": lambda t, v, s, e: _sum(v) if v else None,
+    "min_over_time": lambda t, v, s, e: _least(v) if v else None,
+    "max_over_time": lambda t, v, s, e: _greatest(v) if v else None,
     "count_over_time": lambda t, v, s, e: float(len(v)) if v else None,
     "last_over_time": lambda t, v, s, e: v[-1] if v else None,
 }
@@ -70,7 +76,10 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     if q > 1:
         return math.inf
     buckets = sorted(buckets)
-    if len(buckets) < 2 or buckets[-1][0] != math.inf:
+    if not buckets or buckets[-1][0] != math.inf:
+        return math.nan
+    buckets = _coalesced(buckets)
+    if len(buckets) < 2:
         return math.nan
     counts = [count for _, count in buckets]
     for index in range(1, len(counts)):  # counts are cumulative: never let one fall (scrape skew)
@@ -89,16 +98,39 @@ def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
         start = buckets[found - 1][0]
         count -= counts[found - 1]
         rank -= counts[found - 1]
-    return start + (end - start) * (rank / count)
+    # count is 0 only for an empty lowest bucket at q = 0 (rank 0): Go's 0 / 0, NaN, as Prometheus answers.
+    return start + (end - start) * _divide(rank, count)
+
+
+def _coalesced(buckets: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Prometheus' ``coalesceBuckets``: sorted buckets with one upper bound
+    written twice (``le="1"`` and ``le="1.0"``) counted as one."""
+    merged: list[tuple[float, float]] = []
+    for bound, count in buckets:
+        if merged and merged[-1][0] == bound:
+            merged[-1] = (bound, merged[-1][1] + count)
+        else:
+            merged.append((bound, count))
+    return merged
 
 
 # ---- operators --------------------------------------------------------------------------------
 
+def _odd_integer(x: float) -> bool:
+    return float(x).is_integer() and math.fmod(x, 2) != 0
+
+
 def _power(a: float, b: float) -> float:
+    """Go's ``math.Pow``, which Prometheus' ``^`` is: NaN for a negative base to a
+    non-integer power (Python's ``**`` would answer a complex number)."""
     try:
-        return float(a ** b)
-    except (OverflowError, ZeroDivisionError):
-        return math.inf
+        return math.pow(a, b)
+    except OverflowError:  # too large a magnitude: negative only for a negative base to an odd power
+        return -math.inf if a < 0 and _odd_integer(b) else math.inf
+    except ValueError:  # math.pow's "domain error"
+        if a == 0:  # ±0 to a negative power
+            return math.copysign(math.inf, a) if _odd_integer(b) else math.inf
+        return math.nan  # a negative base to a non-integer power
 
 
 def _divide(a: float, b: float) -> float:
@@ -108,7 +140,10 @@ def _divide(a: float, b: float) -> float:
 
 
 def _modulo(a: float, b: float) -> float:
-    return math.nan if b == 0 else math.fmod(a, b)
+    """Go's ``math.Mod``: NaN for ±Inf % y and x % 0 (where ``math.fmod`` raises)."""
+    if b == 0 or math.isinf(a):
+        return math.nan
+    return math.fmod(a, b)
 
 
 ARITHMETIC: dict[str, Callable[[float, float], float]] = {
@@ -117,6 +152,43 @@ ARITHMETIC: dict[str, Callable[[float, float], float]] = {
 COMPARISON: dict[str, Callable[[float, float], bool]] = {
     "==": operator.eq, "!=": operator.ne, ">": operator.gt, "<": operator.lt, ">=": operator.ge, "<=": operator.le,
 }
+
+
+# ---- aggregations (over at least one value) ----------------------------------------------------
+
+def _sum(values: Sequence[float]) -> float:
+    """The exact sum rounded once (``math.fsum``) where it is a finite number;
+    else IEEE addition as Prometheus does it: +Inf with -Inf is NaN, a sum past
+    the float range ±Inf (``math.fsum`` raises for both)."""
+    try:
+        return math.fsum(values)
+    except (OverflowError, ValueError):
+        return sum(values, 0.0)
+
+
+def _average(values: Sequence[float]) -> float:
+    """The mean; finite values whose sum overflows still have a finite mean
+    (Prometheus divides each value by the count first, as here)."""
+    count = len(values)
+    total = _sum(values)
+    if math.isinf(total) and all(math.isfinite(value) for value in values):
+        return _sum([value / count for value in values])
+    return total / count
+
+
+def _least(values: Sequence[float]) -> float:
+    """``min`` as Prometheus takes it: NaN only when every value is NaN (Python's
+    ``min`` answers NaN or not depending on where the NaN is)."""
+    numbers = [value for value in values if not math.isnan(value)]
+    return min(numbers) if numbers else math.nan
+
+
+def _greatest(values: Sequence[float]) -> float:
+    """``max`` as Prometheus takes it: NaN only when every value is NaN."""
+    numbers = [value for value in values if not math.isnan(value)]
+    return max(numbers) if numbers else math.nan
+
+
 AGGREGATIONS: dict[str, Callable[[list[float]], float]] = {
-    "sum": math.fsum, "avg": lambda v: math.fsum(v) / len(v), "min": min, "max": max, "count": lambda v: float(len(v)),
+    "sum": _sum, "avg": _average, "min": _least, "max": _greatest, "count": lambda v: float(len(v)),
 }

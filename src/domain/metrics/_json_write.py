@@ -6,7 +6,10 @@
 ``timestamp`` (unix seconds, or an RFC 3339 string) may be left out: the
 server's time. Unlike line protocol, whose names come from systems with other
 naming rules and are converted, these are Prometheus names already, so a name
-Prometheus would refuse is refused here, naming the field.
+Prometheus would refuse is refused here, naming the field. So is a point with
+both a server label and its ``exported_`` name (``tenant`` and
+``exported_tenant``): the writer's ``tenant`` becomes ``exported_tenant``, and
+one of the two values would be lost.
 """
 
 from __future__ import annotations
@@ -16,7 +19,16 @@ from datetime import datetime
 from typing import Any
 
 from ._exceptions import BadWrite
-from ._samples import LABEL_NAME, METRIC_NAME, Sample, WriteLimits, check_point_count, series_of, writer_labels
+from ._samples import (
+    LABEL_NAME,
+    METRIC_NAME,
+    SERVER_LABELS,
+    Sample,
+    WriteLimits,
+    check_point_count,
+    series_of,
+    writer_labels,
+)
 
 
 def _timestamp(value: Any, now: float, where: str) -> float:
@@ -66,6 +78,12 @@ def parse_json_points(document: Any, *, now: float, latest: float, tenant: str, 
                 raise BadWrite(f"{at}.labels.{key[:64]}", "is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not __*)")
             if not isinstance(item, str):
                 raise BadWrite(f"{at}.labels.{key}", "must be a string")
+        for server_label in SERVER_LABELS:
+            exported = f"exported_{server_label}"
+            if labels.get(server_label) and labels.get(exported):
+                raise BadWrite(f"{at}.labels.{exported}", f"labels {server_label!r} and {exported!r} are both label "
+                                                          f"{exported!r} ({server_label} is the server's label, so "
+                                                          f"the writer's becomes {exported}); rename one")
         value = point.get("value")
         if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
             raise BadWrite(f"{at}.value", "must be a finite number")

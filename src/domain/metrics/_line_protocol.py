@@ -7,7 +7,10 @@ the spec leaves to the server: lines and comments, the ``precision`` of
 timestamps, and how a point becomes Prometheus samples. As VictoriaMetrics'
 Influx importer does, field ``f`` of measurement ``m`` becomes metric
 ``m_f``, tags become labels, booleans are 1 or 0, and string fields are no
-number, so they are skipped.
+number, so they are skipped. Two tags that become one label (``a.b`` and
+``a_b``), two fields that become one metric, or a tag the server's labels push
+onto another (``tenant`` with ``exported_tenant``) refuse the line: one value
+would be lost without a word.
 """
 
 from __future__ import annotations
@@ -17,7 +20,16 @@ import math
 from line_protocol_parser import LineFormatError, parse_line  # type: ignore[import-untyped]  # ships no type hints
 
 from ._exceptions import BadWrite
-from ._samples import Sample, WriteLimits, check_point_count, label_name, metric_name, series_of, writer_labels
+from ._samples import (
+    SERVER_LABELS,
+    Sample,
+    WriteLimits,
+    check_point_count,
+    label_name,
+    metric_name,
+    series_of,
+    writer_labels,
+)
 
 PRECISIONS: dict[str, float] = {
     "ns": 1e-9, "n": 1e-9,
@@ -65,15 +77,44 @@ def parse_line_protocol(body: bytes, *, precision: str, now: float, latest: floa
             raise BadWrite(where, f"timestamp {point['time']} ({precision}) is before 1970 or ahead of the "
                                   "server's clock")
         measurement = metric_name(point["measurement"])
-        labels = writer_labels({label_name(k): v for k, v in point["tags"].items()}, tenant=tenant,
-                               deployment_hash=deployment_hash, limits=limits, where=where)
+        labels = writer_labels(_tag_labels(point["tags"], where), tenant=tenant, deployment_hash=deployment_hash,
+                               limits=limits, where=where)
+        named: dict[str, str] = {}
         for field, value in point["fields"].items():
             if isinstance(value, str):
                 continue
             number_value = float(value)
             if not math.isfinite(number_value):
                 raise BadWrite(where, f"field {field!r} is not a finite number")
-            series = series_of(f"{measurement}_{metric_name(field)}", labels, limits, where)
+            name = f"{measurement}_{metric_name(field)}"
+            if name in named:
+                first, second = sorted((named[name], field))
+                raise BadWrite(where, f"fields {first!r} and {second!r} are both metric {name!r}; rename one")
+            named[name] = field
+            series = series_of(name, labels, limits, where)
             samples.append(Sample(series, number_value, stamped_at))
         check_point_count(len(samples), limits)
     return samples
+
+
+def _tag_labels(tags: dict[str, str], where: str) -> dict[str, str]:
+    """A point's tags as labels, refusing (``BadWrite``) two tags that would be
+    one label: the same Prometheus name (``a.b``, ``a_b``), or a server label
+    and its ``exported_`` name, which the server's label pushes it onto."""
+    labels: dict[str, str] = {}
+    tag_of: dict[str, str] = {}
+    for tag, value in tags.items():
+        name = label_name(tag)
+        if name == "__name__":
+            raise BadWrite(where, f"tag {tag!r} would be label __name__, the metric's name; rename it")
+        if name in tag_of:
+            first, second = sorted((tag_of[name], tag))
+            raise BadWrite(where, f"tags {first!r} and {second!r} are both label {name!r}; rename one")
+        tag_of[name] = tag
+        labels[name] = value
+    for name in SERVER_LABELS:
+        exported = f"exported_{name}"
+        if labels.get(name) and labels.get(exported):
+            raise BadWrite(where, f"tags {tag_of[name]!r} and {tag_of[exported]!r} are both label {exported!r} "
+                                  f"({name} is the server's label, so the writer's becomes {exported}); rename one")
+    return labels
