@@ -54,7 +54,7 @@ class NodeSamples:
 
 @attrs.frozen
 class WriteSamples:
-    """Record one request's samples of one deployment; answers how many series are new.
+    """Record one request's samples of one deployment; answers its ``metrics.WriteOutcome``.
     Refused with ``WriteLimitExceeded`` (nothing recorded)."""
 
     tenant: str
@@ -166,7 +166,7 @@ class MetricsActor(Actor):
     """Keeps the ``MetricStores``; see the module docstring."""
 
     refusals = (metrics.WriteLimitExceeded, metrics.BadQuery, metrics.UnsupportedQuery, metrics.QueryTooExpensive,
-                QueryFailed)
+                metrics.QueryTimedOut, metrics.QueryExecutionError, QueryFailed)
 
     def __init__(self, settings: Settings, directory: Published[AgentDirectory] | None = None,
                  stores: MetricStores | None = None) -> None:
@@ -207,25 +207,31 @@ class MetricsActor(Actor):
             log.debug("metrics: node series of %s not kept (limit)", message.reporter_id)
 
     def _label_sets(self, tenant: str, selectors: tuple[str, ...], start: float,
-                    end: float) -> Iterable[Mapping[str, str]]:
+                    end: float, bounds: dict[str, Any]) -> Iterable[Mapping[str, str]]:
         """The label sets of ``tenant``'s series (matching any of ``selectors``, if any) with a sample
-        between ``start`` and ``end``."""
+        between ``start`` and ``end``; ``bounds``: the read's ``max_samples``, ``deadline`` and ``clock``."""
         view = self._view(tenant)
         if selectors:
-            return metrics.series_matching(view, [metrics.parse_selector(text) for text in selectors], start, end)
-        return (series.label_map for series in view.named(None) if _sampled_between(series.times, start, end))
+            return metrics.series_matching(view, [metrics.parse_selector(text) for text in selectors], start, end,
+                                           **bounds)
+        scanned = metrics.Budget(bounds["max_samples"], deadline=bounds["deadline"], clock=bounds["clock"]).scanned
+        return [series.label_map for series in scanned(view.named(None)) if _sampled_between(series.times, start, end)]
 
     def _read(self, message: Read) -> Any:
+        # Every read's work is bounded by the budget and by the timeout, on the
+        # event loop this actor shares with every request (``Budget``).
+        bounds: dict[str, Any] = {"max_samples": self.max_samples, "clock": time.monotonic,
+                                  "deadline": time.monotonic() + self.settings.metrics.query_timeout}
         if isinstance(message, InstantQuery):
-            return metrics.instant_query(self._view(message.tenant), message.query, message.at,
-                                         max_samples=self.max_samples)
+            return metrics.instant_query(self._view(message.tenant), message.query, message.at, **bounds)
         if isinstance(message, RangeQuery):
             return metrics.range_query(self._view(message.tenant), message.query, message.start, message.end,
-                                       message.step, max_samples=self.max_samples)
+                                       message.step, **bounds)
         if isinstance(message, FindSeries):
             selectors = [metrics.parse_selector(text) for text in message.selectors]
-            return metrics.series_matching(self._view(message.tenant), selectors, message.start, message.end)
-        found = self._label_sets(message.tenant, message.selectors, message.start, message.end)
+            return metrics.series_matching(self._view(message.tenant), selectors, message.start, message.end,
+                                           **bounds)
+        found = self._label_sets(message.tenant, message.selectors, message.start, message.end, bounds)
         if isinstance(message, LabelNames):
             return sorted({name for labels in found for name in labels})
         return sorted({labels[message.name] for labels in found if message.name in labels})

@@ -265,7 +265,9 @@ class EmbeddedMetrics:
             raise PrometheusError(400, "bad_data", str(exc)) from None
         except metrics.UnsupportedQuery as exc:
             raise PrometheusError(422, "execution", f"unsupported: {exc}") from None
-        except (metrics.QueryTooExpensive, QueryFailed) as exc:
+        except metrics.QueryTimedOut as exc:
+            raise PrometheusError(503, "timeout", str(exc)) from None
+        except (metrics.QueryTooExpensive, metrics.QueryExecutionError, QueryFailed) as exc:
             raise PrometheusError(422, "execution", str(exc)) from None
         if limit is not None and len(data) > limit:
             return success(data[:limit], [TRUNCATED])

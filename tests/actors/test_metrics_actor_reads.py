@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import attrs
 import pytest
 
 from trioscope.actors.metrics import InstantQuery, LabelNames, MetricsActor, QueryFailed, WriteSamples
@@ -48,3 +49,21 @@ async def test_a_parser_panic_is_a_bad_query() -> None:
                 await actor.ask(InstantQuery("acme", query, time.time()))
         node = next(child for child in system.snapshot().root.children if child.path == "/root/metrics")
         assert node.restarts == 0
+
+
+@pytest.mark.parametrize("read", [
+    InstantQuery("acme", "count(kept)", 0.0), LabelNames("acme", ()), LabelNames("acme", ("kept",)),
+], ids=["query", "labels", "labels matching"])
+async def test_every_read_stops_at_metrics_query_timeout(read: InstantQuery | LabelNames) -> None:
+    """The engine's deadline is the setting's, for queries and lookups alike: a
+    read that is still running then is refused (Prometheus: 503 timeout), not
+    left holding the event loop the actor shares with every request."""
+    settings = Settings.defaults()
+    timed_out = attrs.evolve(settings, metrics=attrs.evolve(settings.metrics, query_timeout=0.0))
+    tree = SupervisorSpec(name="root", children=[ActorSpec(name="metrics", factory=lambda: MetricsActor(timed_out))])
+    sample = metrics.Sample((("__name__", "kept"), ("deployment_hash", "d1"), ("tenant", "acme")), 7.0, time.time())
+    async with open_actor_system(tree) as system:
+        actor = system.lookup("/root/metrics")
+        await actor.ask(WriteSamples("acme", "d1", [sample]))
+        with pytest.raises(metrics.QueryTimedOut, match=r"metrics\.query_timeout"):
+            await actor.ask(read)

@@ -236,8 +236,8 @@ def test_one_sample_per_bucket_and_retention() -> None:
     store.write("acme", "d1", [sample("a", 1, bucket - 1), sample("a", 2, bucket + 1)], T0)
     store.write("acme", "d1", [sample("a", 3, bucket + 2), sample("a", 0, T0 - 3600 - 1)], T0)
     assert store.stats().samples == 2  # the bucket's later write replaced; too old: dropped
-    store.write("acme", "d1", [sample("a", 4, bucket - 30)], T0)  # out of order: dropped
-    assert store.stats().samples == 2
+    store.write("acme", "d1", [sample("a", 4, bucket - 30)], T0)  # out of order: put in its place
+    assert store.stats().samples == 3
     assert store.expire(T0 + 3600 + 15) == 1
     assert store.stats().series == 0 and store.stats().tenants == 0
 

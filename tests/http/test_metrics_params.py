@@ -191,3 +191,23 @@ async def test_a_read_the_engine_fails_on_is_422_execution_and_the_actor_carries
 
 def test_an_instant_query_message_still_takes_its_time() -> None:
     assert InstantQuery("acme", "1", 5.0).at == 5.0 and not math.isnan(EARLIEST_TIME)
+
+
+@pytest.mark.parametrize(("raised", "status", "error_type"), [
+    (metrics.QueryTimedOut("query timed out in expression evaluation (metrics.query_timeout)"), 503, "timeout"),
+    (metrics.QueryExecutionError("vector cannot contain metrics with the same labelset"), 422, "execution"),
+], ids=["timeout", "execution"])
+async def test_the_engines_timeout_and_execution_errors_answer_as_prometheus(
+        monkeypatch: pytest.MonkeyPatch, raised: Exception, status: int, error_type: str) -> None:
+    async def check(backend: EmbeddedMetrics, now: float) -> None:
+        def refusing(*args: object, **kwargs: object) -> object:
+            raise raised
+
+        monkeypatch.setattr(metrics, "instant_query", refusing)
+        with pytest.raises(PrometheusError) as answered:
+            await backend.read("acme", "query", [("query", "new"), ("time", str(now))])
+        assert answered.value.answer.status == status
+        body = orjson.loads(answered.value.answer.body)
+        assert (body["errorType"], body["error"]) == (error_type, str(raised))
+
+    await _embedded_reads(check)

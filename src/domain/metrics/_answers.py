@@ -1,19 +1,33 @@
 """The embedded engine's answers in the Prometheus HTTP API's shape: instant and
-range queries, series, label names and values."""
+range queries, series, label names and values.
+
+Each answer's work is bounded by a ``Budget`` made of ``max_samples``
+(``metrics.max_query_samples``) and, when the caller passes them, a
+``deadline`` on a monotonic ``clock`` (the caller's ``metrics.query_timeout``):
+``QueryTooExpensive`` past either. Series and label lookups are charged as a
+query's selectors are (``ELEMENT_COST`` per series examined)."""
 
 from __future__ import annotations
 
 import bisect
 import decimal
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import promql_parser as pq
 
-from ._engine import MAX_RANGE_POINTS, Evaluator, InstantVector, Labels, RangeVector, Scalar, label_key, parse, select
+from ._engine import (
+    MAX_RANGE_POINTS, Budget, Evaluator, RegexAnswers, InstantVector, Labels, RangeVector, Scalar, label_key, parse, select,
+)
 from ._exceptions import BadQuery
 from ._store import Series, SeriesView
+
+LOOKUP_MAX_SAMPLES = 5_000_000
+"""The budget of a series or labels lookup whose caller passes none
+(``metrics.max_query_samples``' default)."""
+
+Clock = Callable[[], float]
 
 def format_value(value: float) -> str:
     """A sample value as Prometheus writes it (Go's ``FormatFloat(v, 'f', -1, 64)``)."""
@@ -36,9 +50,17 @@ def _metric(labels: Labels) -> dict[str, str]:
     return dict(sorted(labels.items()))
 
 
-def instant_query(view: SeriesView, query: str, at: float, *, max_samples: int) -> dict[str, Any]:
-    """``data`` of ``/api/v1/query``: the value of ``query`` at ``at``."""
-    value = Evaluator(view, max_samples).evaluate(parse(query), at)
+def instant_query(view: SeriesView, query: str, at: float, *, max_samples: int, deadline: float | None = None,
+                  clock: Clock | None = None) -> dict[str, Any]:
+    """``data`` of ``/api/v1/query``: the value of ``query`` at ``at``.
+
+    Args:
+        max_samples: the work allowed (see ``Budget``).
+        deadline: when evaluation must stop, on ``clock``; None: only ``max_samples`` bounds it.
+        clock: a monotonic clock (``time.monotonic``), required with ``deadline``.
+    """
+    budget = Budget(max_samples, deadline=deadline, clock=clock)
+    value = Evaluator(view, budget).evaluate(parse(query), at)
     when = format_time(at)
     if isinstance(value, Scalar):
         return {"resultType": "scalar", "result": [when, format_value(value.value)]}
@@ -52,8 +74,10 @@ def instant_query(view: SeriesView, query: str, at: float, *, max_samples: int) 
 
 
 def range_query(view: SeriesView, query: str, start: float, end: float, step: float, *,
-                max_samples: int) -> dict[str, Any]:
-    """``data`` of ``/api/v1/query_range``: ``query`` at every step from ``start`` to ``end``."""
+                max_samples: int, deadline: float | None = None, clock: Clock | None = None) -> dict[str, Any]:
+    """``data`` of ``/api/v1/query_range``: ``query`` at every step from ``start``
+    to ``end``; ``max_samples``, ``deadline`` and ``clock`` as ``instant_query``'s,
+    for all the steps together."""
     if end < start:
         raise BadQuery("invalid parameter \"end\": end timestamp must not be before start time")
     if step <= 0:
@@ -63,7 +87,7 @@ def range_query(view: SeriesView, query: str, start: float, end: float, step: fl
         raise BadQuery(f"exceeded maximum resolution of {MAX_RANGE_POINTS} points per timeseries. Try decreasing "
                        "the query resolution (?step=XX)")
     expr = parse(query)
-    evaluator = Evaluator(view, max_samples)
+    evaluator = Evaluator(view, Budget(max_samples, deadline=deadline, clock=clock))
     rows: dict[tuple[tuple[str, str], ...], tuple[Labels, list[list[Any]]]] = {}
     steps = int((end - start) // step) + 1
     for index in range(steps):
@@ -81,12 +105,18 @@ def range_query(view: SeriesView, query: str, start: float, end: float, step: fl
                                                for labels, points in rows.values()]}
 
 
-def series_matching(view: SeriesView, selectors: list[pq.VectorSelector], start: float,
-                    end: float) -> list[dict[str, str]]:
-    """``/api/v1/series``: the label sets of series with samples between ``start`` and ``end``."""
+def series_matching(view: SeriesView, selectors: list[pq.VectorSelector], start: float, end: float, *,
+                    max_samples: int = LOOKUP_MAX_SAMPLES, deadline: float | None = None,
+                    clock: Clock | None = None) -> list[dict[str, str]]:
+    """``/api/v1/series``: the label sets of series with samples between ``start`` and
+    ``end``; ``max_samples``, ``deadline`` and ``clock`` as ``instant_query``'s."""
+    budget = Budget(max_samples, deadline=deadline, clock=clock)
+    regex_answers: RegexAnswers = {}
     found: dict[int, Series] = {}
     for selector in selectors:
-        for series in select(view, selector):
+        chosen = select(view, selector, budget, regex_answers)
+        budget.charge_elements(len(chosen))
+        for series in chosen:
             times = series.times
             low = bisect.bisect_left(times, start)
             if low < len(times) and times[low] <= end:
@@ -94,15 +124,28 @@ def series_matching(view: SeriesView, selectors: list[pq.VectorSelector], start:
     return [_metric(series.label_map) for series in found.values()]
 
 
-def label_names(view: SeriesView, selectors: list[pq.VectorSelector]) -> list[str]:
-    """``/api/v1/labels``."""
-    chosen: Iterable[Series] = (view.named(None) if not selectors
-                                else (s for selector in selectors for s in select(view, selector)))
-    return sorted({name for series in chosen for name in series.label_map})
+def _chosen(view: SeriesView, selectors: list[pq.VectorSelector], budget: Budget) -> Iterable[Series]:
+    """The series any of ``selectors`` matches (every series without one), charged to ``budget``."""
+    if not selectors:
+        return budget.scanned(view.named(None))
+    regex_answers: RegexAnswers = {}
+    chosen: dict[int, Series] = {}
+    for selector in selectors:
+        chosen.update((id(series), series) for series in select(view, selector, budget, regex_answers))
+    budget.charge_elements(len(chosen))
+    return chosen.values()
 
 
-def label_values(view: SeriesView, name: str, selectors: list[pq.VectorSelector]) -> list[str]:
-    """``/api/v1/label/<name>/values``."""
-    chosen: Iterable[Series] = (view.named(None) if not selectors
-                                else (s for selector in selectors for s in select(view, selector)))
-    return sorted({series.label_map[name] for series in chosen if name in series.label_map})
+def label_names(view: SeriesView, selectors: list[pq.VectorSelector], *, max_samples: int = LOOKUP_MAX_SAMPLES,
+                deadline: float | None = None, clock: Clock | None = None) -> list[str]:
+    """``/api/v1/labels``; ``max_samples``, ``deadline`` and ``clock`` as ``instant_query``'s."""
+    budget = Budget(max_samples, deadline=deadline, clock=clock)
+    return sorted({name for series in _chosen(view, selectors, budget) for name in series.label_map})
+
+
+def label_values(view: SeriesView, name: str, selectors: list[pq.VectorSelector], *,
+                 max_samples: int = LOOKUP_MAX_SAMPLES, deadline: float | None = None,
+                 clock: Clock | None = None) -> list[str]:
+    """``/api/v1/label/<name>/values``; ``max_samples``, ``deadline`` and ``clock`` as ``instant_query``'s."""
+    budget = Budget(max_samples, deadline=deadline, clock=clock)
+    return sorted({series.label_map[name] for series in _chosen(view, selectors, budget) if name in series.label_map})

@@ -10,10 +10,17 @@ and comparisons with scalars and between vectors (one-to-one), and
 ``and``/``or``/``unless``. Anything else is refused with
 ``UnsupportedQuery`` naming it, never answered wrongly.
 
-Semantics follow Prometheus: an instant selector takes the newest sample in
-the 5-minute lookback window; ``rate`` extrapolates as Prometheus does;
-functions and arithmetic drop ``__name__``. Cost is bounded: every sample
-read is counted against ``max_samples`` (``QueryTooExpensive`` past it).
+Semantics follow Prometheus (2.x): an instant selector takes the newest
+sample in the 5-minute lookback window; ``rate`` extrapolates as Prometheus
+does; functions but ``last_over_time``, and arithmetic, drop ``__name__``; a
+result with two series of one label set is an error, as there.
+
+Cost is bounded by a ``Budget``: every sample read costs one unit, and every
+series a selector examines (matching or not) and every value an operation
+reads or produces costs ``ELEMENT_COST`` (and each node of the expression
+evaluated at each step ``NODE_COST``); past ``max_samples`` units, or past
+the deadline (the clock is read every ``CLOCK_EVERY`` units), the query is
+refused with ``QueryTooExpensive``. So no query holds the event loop for long.
 The engine only ever sees the series it is given (one tenant's), so no matcher
 can reach another tenant's.
 """
@@ -21,14 +28,15 @@ can reach another tenant's.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
 import promql_parser as pq
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
-from ._exceptions import BadQuery, QueryTooExpensive, UnsupportedQuery
+from ._exceptions import BadQuery, QueryExecutionError, QueryTimedOut, QueryTooExpensive, UnsupportedQuery
 from ._functions import AGGREGATIONS, ARITHMETIC, COMPARISON, RANGE_FUNCTIONS, bucket_quantile
 from ._store import Series, SeriesView
 
@@ -36,6 +44,21 @@ LOOKBACK = 300.0
 """Seconds an instant selector looks back for a sample (Prometheus' default lookback delta)."""
 MAX_RANGE_POINTS = 11_000
 """Most steps of a range query (Prometheus refuses more the same way)."""
+ELEMENT_COST = 10
+"""Units of the budget (``metrics.max_query_samples``) that examining one
+series, or reading or producing one value in an operation, costs; a sample
+read in a range costs one. Measured: a sample costs 40-100 ns to read and
+fold, a series or a value 1-4 us of Python (matchers, label sets)."""
+REGEX_COST = 20
+"""Units that matching one label value against a regular expression costs
+(RE2 from Python: about 2.5 us), on top of the series' ``ELEMENT_COST``."""
+NODE_COST = 20
+"""Units that evaluating one node of the expression (at one step) costs, whatever
+its operands: reading the parsed query's nodes from Python takes microseconds."""
+CLOCK_EVERY = 50_000
+"""Units charged between two readings of the clock (a few milliseconds of work)."""
+_SCAN_CHUNK = 1024
+"""Series a selector examines between two charges: a scan of a large tenant stops early."""
 
 Labels = dict[str, str]
 
@@ -78,45 +101,141 @@ def _regex(pattern: str) -> Any:
     return found
 
 
-def _matches(matcher: pq.Matcher, labels: Labels, regex_answers: dict[tuple[str, str], bool]) -> bool:
-    value = labels.get(matcher.name, "")
-    op = matcher.op
-    if op == pq.MatchOp.Equal:
-        return value == matcher.value
-    if op == pq.MatchOp.NotEqual:
-        return value != matcher.value
-    # Label values repeat across series (a host has many): match each value once.
-    key = (matcher.value, value)
-    found = regex_answers.get(key)
-    if found is None:
-        found = regex_answers[key] = _regex(matcher.value).fullmatch(value) is not None
-    return found if op == pq.MatchOp.Re else not found
+RegexAnswers = dict[str, dict[str, bool]]
+"""Per pattern, whether each label value seen matches it: label values repeat
+across series (a host has many), so each is matched once per query."""
+
+_EQUAL, _NOT_EQUAL, _RE, _NOT_RE = range(4)
 
 
-def select(view: SeriesView, selector: pq.VectorSelector,
-           regex_answers: dict[tuple[str, str], bool] | None = None) -> list[Series]:
+def _op(op: pq.MatchOp) -> int:
+    # The parser's enum is unhashable and slow to compare: compared once per matcher, not per series.
+    return next(code for code, known in ((_EQUAL, pq.MatchOp.Equal), (_NOT_EQUAL, pq.MatchOp.NotEqual),
+                                         (_RE, pq.MatchOp.Re), (_NOT_RE, pq.MatchOp.NotRe)) if op == known)
+
+
+class Budget:
+    """The work one query (or series/labels lookup) may still do: ``max_samples``
+    units (see ``ELEMENT_COST``), and, with a ``deadline``, until ``clock()``
+    passes it.
+
+    Error handling: ``charge`` raises ``QueryTooExpensive`` once the units are
+    spent or the deadline passed (checked every ``CLOCK_EVERY`` units, so the
+    query stops within a few milliseconds of it)."""
+
+    __slots__ = ("_clock", "_deadline", "_left", "_max_samples", "_until_clock")
+
+    def __init__(self, max_samples: int, *, deadline: float | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        """Args:
+            max_samples: ``metrics.max_query_samples``.
+            deadline: when the query must be done, on ``clock``'s scale; None: no deadline.
+            clock: a monotonic clock (``time.monotonic``); required with ``deadline``.
+        """
+        if deadline is not None and clock is None:
+            raise ValueError("a deadline needs the clock it is read on")
+        self._max_samples = max_samples
+        self._left = max_samples
+        self._deadline = deadline
+        self._clock = clock
+        self._until_clock = 0  # the first charge reads the clock: a query asked too late stops at once
+
+    def charge(self, units: int) -> None:
+        """Spend ``units`` of work."""
+        self._left -= units
+        if self._left < 0:
+            raise QueryTooExpensive(f"the query would read more than {self._max_samples} samples "
+                                    "(metrics.max_query_samples; a series examined or a value computed counts "
+                                    f"as {ELEMENT_COST}); narrow the selectors, the range or the step")
+        if self._deadline is not None:
+            self._until_clock -= units
+            if self._until_clock <= 0:
+                self._until_clock = CLOCK_EVERY
+                assert self._clock is not None  # checked when made
+                if self._clock() > self._deadline:
+                    raise _timed_out()
+
+    def charge_elements(self, count: int) -> None:
+        """Spend what examining ``count`` series, or reading or producing ``count`` values, costs."""
+        self.charge(count * ELEMENT_COST)
+
+    def scanned(self, candidates: Iterable[Series]) -> Iterator[Series]:
+        """``candidates``, each charged as examined (in chunks: a long scan stops early)."""
+        examined = 0
+        for series in candidates:
+            examined += 1
+            if examined == _SCAN_CHUNK:
+                self.charge_elements(examined)
+                examined = 0
+            yield series
+        self.charge_elements(examined)
+
+
+def _timed_out() -> Exception:
+    return QueryTimedOut("query timed out in expression evaluation (metrics.query_timeout)")
+
+
+def _execution_error(message: str) -> Exception:
+    return QueryExecutionError(message)
+
+
+def select(view: SeriesView, selector: pq.VectorSelector, budget: Budget,
+           regex_answers: RegexAnswers | None = None) -> list[Series]:
     """The series of ``view`` that ``selector``'s matchers (and its ``or`` groups) match.
-    Each group starts from the series of its most selective equality matcher."""
+    Each group starts from the series of its most selective equality matcher (or,
+    without one, from every series). Every series examined, matching or not, is
+    charged to ``budget`` as it goes, and every regular expression run at
+    ``REGEX_COST``: a scan of a large tenant stops as soon as the budget is spent."""
     answers = regex_answers if regex_answers is not None else {}
     groups = selector.matchers.or_matchers or [selector.matchers.matchers]
+    name = selector.name
     chosen: dict[int, Series] = {}
     for group in groups:
         pairs = [(m.name, m.value) for m in group if m.op == pq.MatchOp.Equal and m.value]
-        if selector.name is not None:
-            pairs.append(("__name__", selector.name))
+        if name is not None:
+            pairs.append(("__name__", name))
         candidates = (view.with_pair(*min(pairs, key=lambda pair: view.count_with_pair(*pair))) if pairs
                       else view.named(None))
-        name = selector.name
+        tests = []
+        for m in group:
+            op = _op(m.op)
+            regex: Any = _regex(m.value) if op in (_RE, _NOT_RE) else None
+            tests.append((m.name, op, m.value, regex, answers.setdefault(m.value, {}) if regex is not None else {}))
+        examined = matched = 0  # since the last charge
         for series in candidates:
+            examined += 1
+            if examined == _SCAN_CHUNK:
+                budget.charge(examined * ELEMENT_COST + matched * REGEX_COST)
+                examined = matched = 0
             if id(series) in chosen:
                 continue
             labels = series.label_map
-            if (name is None or labels["__name__"] == name) and all(_matches(m, labels, answers) for m in group):
+            if name is not None and labels["__name__"] != name:
+                continue
+            for label, op, value, regex, seen in tests:
+                held = labels.get(label, "")
+                if op == _EQUAL:
+                    holds = held == value
+                elif op == _NOT_EQUAL:
+                    holds = held != value
+                else:
+                    found = seen.get(held)
+                    if found is None:
+                        found = seen[held] = regex.fullmatch(held) is not None
+                        matched += 1
+                    holds = found if op == _RE else not found
+                if not holds:
+                    break
+            else:
                 chosen[id(series)] = series
+        budget.charge(examined * ELEMENT_COST + matched * REGEX_COST)
     return list(chosen.values())
 
 
 def _without_name(labels: Labels) -> Labels:
+    # Label sets are never changed once made: one without a name is shared as it is.
+    if "__name__" not in labels:
+        return labels
     return {k: v for k, v in labels.items() if k != "__name__"}
 
 
@@ -124,26 +243,40 @@ def label_key(labels: Labels) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
 
 
-class Evaluator:
-    """Evaluates parsed PromQL against one tenant's series, counting samples read."""
+def _label_text(labels: Labels | tuple[tuple[str, str], ...]) -> str:
+    """A label set as Prometheus writes it in messages: ``{job="web", le="1"}``."""
+    pairs = sorted(labels.items()) if isinstance(labels, dict) else labels
+    return "{" + ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in pairs) + "}"
 
-    def __init__(self, view: SeriesView, max_samples: int) -> None:
+
+def _names_dropped(inputs: Iterable[Labels], results: list[tuple[Labels, float]]) -> None:
+    """Prometheus' "vector cannot contain metrics with the same labelset": ``results``
+    are made of ``inputs`` (distinct label sets) without ``__name__``, so two can be
+    equal only when the inputs had more than one name."""
+    names = {labels.get("__name__") for labels in inputs}
+    if len(names) < 2:
+        return
+    seen: set[frozenset[tuple[str, str]]] = set()
+    for labels, _ in results:
+        key = frozenset(labels.items())
+        if key in seen:
+            raise _execution_error("vector cannot contain metrics with the same labelset")
+        seen.add(key)
+
+
+class Evaluator:
+    """Evaluates parsed PromQL against one tenant's series, charging its work to a ``Budget``."""
+
+    def __init__(self, view: SeriesView, budget: Budget) -> None:
         self._view = view
-        self._budget = max_samples
-        self._max_samples = max_samples
+        self._budget = budget
         self._selected: dict[str, list[Series]] = {}
-        self._regex_answers: dict[tuple[str, str], bool] = {}
+        self._regex_answers: RegexAnswers = {}
         # Label sets derived from another (by its id), kept with it so that the id
         # stays its own: a range query derives the same ones at every step.
         self._stripped: dict[int, tuple[Labels, Labels]] = {}
         self._grouped: dict[tuple[tuple[bool, bool, tuple[str, ...]], int],
                             tuple[Labels, tuple[Labels, tuple[tuple[str, str], ...]]]] = {}
-
-    def _charge(self, samples: int) -> None:
-        self._budget -= samples
-        if self._budget < 0:
-            raise QueryTooExpensive(f"the query would read more than {self._max_samples} samples "
-                                    "(metrics.max_query_samples); narrow the selectors, the range or the step")
 
     def _series(self, selector: pq.VectorSelector) -> list[Series]:
         if selector.at is not None:
@@ -151,12 +284,12 @@ class Evaluator:
         key = str(selector)
         found = self._selected.get(key)
         if found is None:
-            found = self._selected[key] = select(self._view, selector, self._regex_answers)
-            self._charge(len(found))
+            found = self._selected[key] = select(self._view, selector, self._budget, self._regex_answers)
         return found
 
     def evaluate(self, expr: pq.Expr, at: float) -> Value:
         """The value of ``expr`` at unix time ``at``."""
+        self._budget.charge(NODE_COST)
         if isinstance(expr, pq.NumberLiteral):
             return Scalar(expr.val)
         if isinstance(expr, pq.ParenExpr):
@@ -176,7 +309,10 @@ class Evaluator:
             if isinstance(inner, Scalar):
                 return Scalar(-inner.value)
             if isinstance(inner, InstantVector):
-                return InstantVector([(_without_name(labels), -value) for labels, value in inner.elements])
+                self._budget.charge_elements(2 * len(inner.elements))
+                negated = [(_without_name(labels), -value) for labels, value in inner.elements]
+                _names_dropped((e[0] for e in inner.elements), negated)
+                return InstantVector(negated)
         if isinstance(expr, pq.SubqueryExpr):
             raise UnsupportedQuery("subqueries are not supported by the embedded engine")
         if isinstance(expr, pq.StringLiteral):
@@ -195,7 +331,7 @@ class Evaluator:
     def _instant(self, selector: pq.VectorSelector, at: float) -> InstantVector:
         at = self._offset(selector, at)
         found = self._series(selector)
-        self._charge(len(found))
+        self._budget.charge_elements(len(found))  # each series is looked at, at every step
         elements = []
         for series in found:
             index = bisect.bisect_right(series.times, at) - 1
@@ -209,7 +345,8 @@ class Evaluator:
         start = end - matrix.range.total_seconds()
         chosen: list[tuple[Labels, Sequence[float], Sequence[float]]] = []
         found = self._series(selector)
-        read = len(found)  # each series is looked at, whether it has samples here or not
+        self._budget.charge_elements(len(found))  # each series is looked at, whether it has samples here or not
+        read = 0
         for series in found:
             times = series.times
             low = bisect.bisect_right(times, start)
@@ -217,7 +354,7 @@ class Evaluator:
             if high > low:
                 read += high - low
                 chosen.append((series.label_map, times[low:high], series.values[low:high]))
-        self._charge(read)
+        self._budget.charge(read)
         return RangeVector(chosen)
 
     def _call(self, call: pq.Call, at: float) -> Value:
@@ -231,18 +368,24 @@ class Evaluator:
                 raise UnsupportedQuery(f"{name}() of anything but a range selector is not supported by the "
                                        "embedded engine")
             ranged = self._range(argument, at)
+            self._budget.charge_elements(len(ranged.series))
             end = self._offset(argument.vector_selector, at)
             start = end - argument.range.total_seconds()
+            # Prometheus keeps the name for last_over_time alone: it acts like an offset.
+            keeps_name = name == "last_over_time"
             elements = []
             for labels, times, values in ranged.series:
                 result = function(times, values, start, end)
                 if result is not None:
-                    elements.append((self._without_name(labels), result))
+                    elements.append((labels if keeps_name else self._without_name(labels), result))
+            if not keeps_name:
+                _names_dropped((e[0] for e in ranged.series), elements)
             return InstantVector(elements)
         if name == "histogram_quantile":
             quantile = self.evaluate(call.args[0], at)
             vector = self.evaluate(call.args[1], at)
             assert isinstance(quantile, Scalar) and isinstance(vector, InstantVector)  # the parser checked the types
+            self._budget.charge_elements(len(vector.elements))
             return self._histogram_quantile(quantile.value, vector)
         supported = ", ".join([*RANGE_FUNCTIONS, "histogram_quantile"])
         raise UnsupportedQuery(f"function {name}() is not supported by the embedded engine (supported: {supported})")
@@ -270,6 +413,7 @@ class Evaluator:
                                    f"(supported: {', '.join(AGGREGATIONS)})")
         vector = self.evaluate(expr.expr, at)
         assert isinstance(vector, InstantVector)  # the parser checked the type
+        self._budget.charge_elements(len(vector.elements))
         modifier = expr.modifier
         by = modifier is not None and modifier.type == pq.AggModifierType.By
         named = set(modifier.labels) if modifier is not None else set()
@@ -293,6 +437,7 @@ class Evaluator:
                 groups[key] = (kept, [value])
             else:
                 group[1].append(value)
+        self._budget.charge_elements(len(groups))
         return InstantVector([(kept, combine(values)) for kept, values in groups.values()])
 
     def _binary(self, expr: pq.BinaryExpr, at: float) -> Value:
@@ -314,9 +459,10 @@ class Evaluator:
             return self._vectors(op, left, right, modifier)
         raise UnsupportedQuery(f"operator {op} on these operands is not supported by the embedded engine")
 
-    @staticmethod
-    def _with_scalar(op: str, vector: InstantVector, scalar: float, *, scalar_left: bool,
+    def _with_scalar(self, op: str, vector: InstantVector, scalar: float, *, scalar_left: bool,
                      return_bool: bool) -> InstantVector:
+        # Each value is read, and one produced: charged before the work is done.
+        self._budget.charge_elements(2 * len(vector.elements))
         elements = []
         if op in ARITHMETIC:
             apply = ARITHMETIC[op]
@@ -331,8 +477,11 @@ class Evaluator:
                     elements.append((_without_name(labels), float(holds)))
                 elif holds:
                     elements.append((labels, value))
+            if not return_bool:
+                return InstantVector(elements)  # the label sets kept as they were: still distinct
         else:
             raise UnsupportedQuery(f"operator {op} between a vector and a scalar is not supported")
+        _names_dropped((e[0] for e in vector.elements), elements)
         return InstantVector(elements)
 
     @staticmethod
@@ -345,8 +494,28 @@ class Evaluator:
             return lambda labels: tuple(sorted((k, v) for k, v in labels.items() if k in names))
         return lambda labels: tuple(sorted((k, v) for k, v in labels.items() if k not in names and k != "__name__"))
 
+    @staticmethod
+    def _result_labels(modifier: pq.BinModifier | None, *, drop_name: bool) -> Callable[[Labels], Labels]:
+        """Prometheus' ``resultMetric`` for one-to-one matching: the left-hand side's
+        labels, without ``__name__`` for arithmetic (and ``bool``), reduced to the
+        ``on(...)`` labels or without the ``ignoring(...)`` ones."""
+        matching = modifier.matching if modifier is not None else None
+        if matching is None:
+            return _without_name if drop_name else (lambda labels: labels)
+        names = set(matching.labels)
+        if matching.type == pq.LabelModifierType.Include:
+            if drop_name:
+                names.discard("__name__")
+            return lambda labels: {k: v for k, v in labels.items() if k in names}
+        if drop_name:
+            names.add("__name__")
+        return lambda labels: {k: v for k, v in labels.items() if k not in names}
+
     def _vectors(self, op: str, left: InstantVector, right: InstantVector,
                  modifier: pq.BinModifier | None) -> InstantVector:
+        # Each value of either side is read, its signature made and looked up, and at most
+        # as many produced as the left has: measured at about three elements' cost each.
+        self._budget.charge_elements(3 * (len(left.elements) + len(right.elements)))
         signature = self._signature(modifier)
         if op in ("and", "or", "unless"):
             right_keys = {signature(labels) for labels, _ in right.elements}
@@ -358,36 +527,42 @@ class Evaluator:
             return InstantVector([*left.elements, *(e for e in right.elements if signature(e[0]) not in left_keys)])
         if modifier is not None and modifier.card not in (pq.VectorMatchCardinality.OneToOne, None):
             raise UnsupportedQuery("group_left/group_right matching is not supported by the embedded engine")
-        by_signature: dict[tuple[tuple[str, str], ...], float] = {}
+        if not left.elements or not right.elements:
+            return InstantVector([])  # as Prometheus: nothing can match, nothing is checked
+        by_signature: dict[tuple[tuple[str, str], ...], tuple[Labels, float]] = {}
         for labels, value in right.elements:
             sig = signature(labels)
             if sig in by_signature:
-                raise UnsupportedQuery("many-to-many matching: the right-hand side has several series for "
-                                       f"{dict(sig)}; the embedded engine matches one-to-one only")
-            by_signature[sig] = value
-        matching = modifier.matching if modifier is not None else None
+                raise _execution_error(
+                    f"found duplicate series for the match group {_label_text(sig)} on the right hand-side of the "
+                    f"operation: [{_label_text(labels)}, {_label_text(by_signature[sig][0])}];many-to-many matching "
+                    "not allowed: matching labels must be unique on one side")
+            by_signature[sig] = (labels, value)
         return_bool = modifier is not None and modifier.return_bool
+        result_labels = self._result_labels(modifier, drop_name=op in ARITHMETIC or return_bool)
+        matched: set[tuple[tuple[str, str], ...]] = set()
         elements = []
         for labels, value in left.elements:
-            other = by_signature.get(signature(labels))
-            if other is None:
+            sig = signature(labels)
+            found = by_signature.get(sig)
+            if found is None:
                 continue
-            if matching is not None and matching.type == pq.LabelModifierType.Include:
-                result_labels = {k: v for k, v in labels.items() if k in matching.labels}
-            elif matching is not None:
-                result_labels = {k: v for k, v in labels.items() if k not in matching.labels and k != "__name__"}
-            else:
-                result_labels = _without_name(labels)
+            other = found[1]
             if op in ARITHMETIC:
-                elements.append((result_labels, ARITHMETIC[op](value, other)))
+                result = ARITHMETIC[op](value, other)
             elif op in COMPARISON:
                 holds = COMPARISON[op](value, other)
-                if return_bool:
-                    elements.append((result_labels, float(holds)))
-                elif holds:
-                    elements.append((labels, value))
+                if not holds and not return_bool:
+                    continue
+                result = float(holds) if return_bool else value
             else:
                 raise UnsupportedQuery(f"operator {op} is not supported by the embedded engine")
+            # One-to-one: a second left series for the same right one would make two results of one label set.
+            if sig in matched:
+                raise _execution_error("multiple matches for labels: many-to-one matching must be explicit "
+                                       "(group_left/group_right)")
+            matched.add(sig)
+            elements.append((result_labels(labels), result))
         return InstantVector(elements)
 
 

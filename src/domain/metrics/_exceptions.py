@@ -38,3 +38,13 @@ class UnsupportedQuery(ValueError):
 
 class QueryTooExpensive(Exception):
     """Evaluating the query would touch more samples than ``metrics.max_query_samples`` (422)."""
+
+
+class QueryTimedOut(Exception):
+    """Evaluation passed ``metrics.query_timeout`` (Prometheus: 503 ``timeout``)."""
+
+
+class QueryExecutionError(Exception):
+    """A valid query whose result Prometheus refuses, e.g. two series with one
+    label set, or many-to-one matching without ``group_left`` (422 ``execution``,
+    the message as Prometheus words it)."""

@@ -2,8 +2,10 @@
 
 Bounded three ways: series per deployment and per tenant (a write that would
 pass either limit is refused whole, 429), and samples per series (one per 15 s
-bucket, a later write in the same bucket replacing the earlier, none older
-than the retention). Values are ``array('d')``: counters keep every increment,
+bucket, none older than the retention). Samples may arrive in any order, in
+one write or across writes (an agent's buffer flushed late): each is put in
+time order; of two in one bucket the later timestamp is kept (at equal
+timestamps the later written), so the outcome does not depend on arrival order. Values are ``array('d')``: counters keep every increment,
 which float32 would round away above 2**24.
 
 Pure and synchronous: the owning actor passes ``now``.
@@ -27,6 +29,10 @@ RESOLUTION = 15.0
 """Seconds per bucket: one sample per series per bucket is kept."""
 
 
+def _timestamp(sample: Sample) -> float:
+    return sample.timestamp
+
+
 class Series:
     """One series' samples in time order."""
 
@@ -39,20 +45,34 @@ class Series:
         self.times = array("d")
         self.values = array("d")
 
-    def add(self, timestamp: float, value: float, keep: bool) -> None:
-        """Record a sample: replaces the newest if in its bucket; older ones are dropped
-        (out of order, as Prometheus refuses them). ``keep`` False: only the newest is held."""
+    def add(self, timestamp: float, value: float, keep: bool) -> bool:
+        """Record a sample in time order; False when it gave way to a held sample of the
+        same 15 s bucket with a later timestamp. ``keep`` False: only the newest is held."""
         times = self.times
-        if times:
-            last = times[-1]
-            if timestamp < last:
-                return
-            if not keep or timestamp // RESOLUTION == last // RESOLUTION:
-                times[-1] = timestamp
-                self.values[-1] = value
-                return
-        times.append(timestamp)
-        self.values.append(value)
+        values = self.values
+        if not times or (keep and timestamp // RESOLUTION > times[-1] // RESOLUTION):
+            times.append(timestamp)  # the usual case: a newer bucket
+            values.append(value)
+            return True
+        if not keep:
+            if timestamp < times[-1]:
+                return False
+            times[-1] = timestamp
+            values[-1] = value
+            return True
+        # A bucket held already, or an older one (an array's insert moves at most
+        # retention / 15 s values: a few thousand).
+        bucket = timestamp // RESOLUTION
+        index = bisect.bisect_right(times, timestamp)
+        if index and times[index - 1] // RESOLUTION == bucket:
+            times[index - 1] = timestamp  # this one is as late or later in the bucket
+            values[index - 1] = value
+            return True
+        if index < len(times) and times[index] // RESOLUTION == bucket:
+            return False
+        times.insert(index, timestamp)
+        values.insert(index, value)
+        return True
 
     def trim(self, cutoff: float) -> None:
         """Drop the samples before ``cutoff``."""
@@ -153,6 +173,21 @@ class MergedView:
 
 
 @attrs.frozen(kw_only=True)
+class WriteOutcome:
+    """What ``MetricStore.write`` did with a write's samples."""
+
+    new_series: int
+    """Series the write created."""
+    kept: int
+    """Samples now held (in time order, out-of-order ones included)."""
+    too_old: int
+    """Samples refused: older than the retention (``storage.max_data_age``)."""
+    superseded: int
+    """Samples not held because their series holds one of the same 15 s bucket with
+    a later timestamp (the store's resolution, not an error)."""
+
+
+@attrs.frozen(kw_only=True)
 class StoreStats:
     """Size of the store."""
 
@@ -173,8 +208,9 @@ class MetricStore:
         """What ``tenant`` may read (an empty view if it wrote nothing)."""
         return self._tenants.get(tenant, _EMPTY)
 
-    def write(self, tenant: str, deployment_hash: str, samples: list[Sample], now: float) -> int:
-        """Record ``samples`` of one deployment, all or none; returns how many series are new.
+    def write(self, tenant: str, deployment_hash: str, samples: list[Sample], now: float) -> WriteOutcome:
+        """Record ``samples`` of one deployment, all or none (a limit), in time order
+        per series whatever order they come in; returns what was kept and refused.
 
         Raises:
             WriteLimitExceeded: 429 when new series would pass the deployment's or
@@ -208,16 +244,23 @@ class MetricStore:
             held = self._tenants[tenant] = TenantSeries()
         cutoff = now - self.limits.retention
         keep = self.limits.keep_samples
-        for sample in samples:
+        kept = too_old = superseded = 0
+        # Oldest first (stable: of equal timestamps the later written wins), so that a
+        # write in any order appends, and inserts only what is older than its series.
+        for sample in sorted(samples, key=_timestamp):
             if sample.timestamp < cutoff:
+                too_old += 1
                 continue
             series = held.series.get(sample.labels)
             if series is None:
                 series = Series(sample.labels)
                 held.add(series)
                 self._series += 1
-            series.add(sample.timestamp, sample.value, keep)
-        return len(new)
+            if series.add(sample.timestamp, sample.value, keep):
+                kept += 1
+            else:
+                superseded += 1
+        return WriteOutcome(new_series=len(new), kept=kept, too_old=too_old, superseded=superseded)
 
     def expire(self, now: float) -> int:
         """Drop samples past the retention and series left empty; returns series removed."""
