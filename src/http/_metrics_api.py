@@ -148,14 +148,34 @@ def _basic_password() -> str | None:
     return decoded.partition(":")[2] or None
 
 
+READS_AT_ONCE = 2
+"""PromQL reads one user may have answered at once; another gets 429. The
+embedded engine answers reads one at a time (each within its budget, up to
+~1 s): twenty heavy queries sent together by one user made another tenant's
+query wait 88 s behind them. Grafana sends a dashboard's panels together and
+retries a 429."""
+
+
 async def _read(api: str, label: str = "") -> Response:
     principal = await _gate.user(Permission.READ, token=_basic_password())
+    s = services()
+    reader = (principal.tenant, principal.user_id)
+    if s.metrics_reads[reader] >= READS_AT_ONCE:
+        s.metrics.refused("metrics_reads_per_user")
+        answer = PrometheusError(429, "unavailable", f"at most {READS_AT_ONCE} queries of one user are answered at "
+                                 "once; retry when one has been answered").answer
+        return Response(answer.body, status=429, content_type="application/json", headers={"Retry-After": "1"})
+    s.metrics_reads[reader] += 1
     try:
         if api == "label_values" and not _LABEL_NAME.fullmatch(label):
             raise PrometheusError(400, "bad_data", f"invalid label name: {label[:100]!r}")
         answer = await _current_backend().read(principal.tenant, api, await _params(), label)
     except PrometheusError as exc:
         answer = exc.answer
+    finally:
+        s.metrics_reads[reader] -= 1
+        if s.metrics_reads[reader] <= 0:
+            del s.metrics_reads[reader]  # an entry per user reading now, no more
     return Response(answer.body, status=answer.status, content_type="application/json")
 
 
@@ -167,7 +187,8 @@ _PROMETHEUS_PARAMS = tuple(text(name) for name in ("query", "time", "start", "en
 _FORM = {"type": "object", "properties": {p.name: p.schema for p in _PROMETHEUS_PARAMS}}
 _READ_DOC = documented(auth=Auth.PROMQL, query=_PROMETHEUS_PARAMS, body=_FORM, body_required=False,
                        body_media=("application/x-www-form-urlencoded",), error_schema=PROMETHEUS_ERROR,
-                       errors={400: "bad_data", 422: "execution", 503: "unavailable or overloaded"})
+                       errors={400: "bad_data", 422: "execution", 429: "more than 2 queries of one user at once",
+                               503: "unavailable, overloaded or timed out"})
 
 
 @_READ_DOC

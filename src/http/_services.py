@@ -104,6 +104,8 @@ class Services:
     gate: Gate
     sockets_per_address: collections.Counter[str] = attrs.field(factory=collections.Counter)
     """Open client WebSockets (live views, users' events) by client address."""
+    metrics_reads: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter)
+    """PromQL reads being answered, by (tenant, user) (``_metrics_api.READS_AT_ONCE``)."""
     agent_sockets: dict[str, list[ClientLink]] = attrs.field(factory=dict)
     """Open ``/ws/agent`` sockets by agent id, oldest first (``_command_ws.AGENT_SOCKETS``)."""
     polls: set[trio.CancelScope] = attrs.field(factory=set)
