@@ -126,14 +126,21 @@ class AgentActor(Actor):
         return None
 
 
-def agent_spec(agent_id: str, settings: Settings, clock: Callable[[], float] = time.time) -> ActorSpec:
+def agent_spec(agent_id: str, settings: Settings, clock: Callable[[], float] = time.time,
+               first_seen: float | None = None) -> ActorSpec:
     """How ``/root/agents`` starts the actor of ``agent_id``: transient, so that
     it is restarted after a crash but gone for good once it stops itself. Its
     state is made here, with the spec the supervisor keeps while the actor is
     its child: a restart goes on with the agent's registration, latest report
     and metric history (the topology rebuilds from those latest reports),
-    until the supervisor gives up on it (``Kept``)."""
-    state = Kept(lambda: AgentState(agent_id, clock(), settings.storage.max_data_age))
+    until the supervisor gives up on it (``Kept``).
+
+    ``first_seen``: when the server first heard from the agent (the time its
+    first report was received; None: now). A report replayed from the report
+    stream at start was received long before its actor starts, and an agent
+    silent since then must not count as seen at the restart (``last_seen``)."""
+    state = Kept(lambda: AgentState(agent_id, clock() if first_seen is None else first_seen,
+                                    settings.storage.max_data_age))
     return ActorSpec(
         name=agent_id,
         factory=lambda: AgentActor(agent_id, settings, clock, state.take()),

@@ -10,6 +10,11 @@ is still reading what was on the stream when it started, marked as history:
 the topology then merges each of an agent's reports in turn rather than only
 its newest, so the metric history is rebuilt too.
 
+Before it says it has read the stream to its end (``BusProgress.caught_up``,
+which ``/health/ready`` waits for), the topology removes the nodes of agents
+stale by then (``HistoryReplayed``): what it replayed may be older than the
+stale threshold.
+
 Where it has read to is kept in ``BusProgress``, which outlives a restart of
 this actor: a restarted feed goes on from there.
 """
@@ -26,7 +31,7 @@ from trioscope.bus import BusUnavailable, ReportBus, unpack_report
 from trioscope.bus._envelope import BadEnvelope
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull
 
-from .roster import ReportArrived, ReportsArrived
+from .roster import HISTORY_EXPIRY_TIMEOUT, HistoryReplayed, ReportArrived, ReportsArrived
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +51,8 @@ Trio, and at a few hundred reports a second taken one by one that cost more
 than reading them (~0.4 ms of CPU per report in the bridge, against ~0.03 ms
 read in batches). A report is merged up to this much later."""
 FEW = 8
+HISTORY_WAIT = HISTORY_EXPIRY_TIMEOUT + 10.0
+"""Seconds the feed waits for the roster to have the replayed history's stale agents removed."""
 UNAVAILABLE_WAIT = 1.0
 """Seconds between two attempts to read the stream while the bus is away."""
 
@@ -107,9 +114,23 @@ class ReportFeedActor(Actor):
             if 0 < len(fetched) < FEW and progress.caught_up:
                 await trio.sleep(GATHER)
             if progress.pending == 0 and not progress.caught_up:
+                await self._expire_replayed()
                 progress.caught_up = True
                 log.info("report stream read to its end (sequence %d): topology and history rebuilt",
                          progress.merged, extra={"event": "bus_caught_up", "sequence": progress.merged})
+
+    async def _expire_replayed(self) -> None:
+        """Have the topology merge what was replayed and remove the agents
+        stale by now (``HistoryReplayed``), before the replica says it is
+        caught up: until its first cleanup it would otherwise show every host
+        of the stream, those the running replicas removed long ago included."""
+        while True:
+            try:
+                if await self.roster.ask(HistoryReplayed(), timeout=HISTORY_WAIT):
+                    return
+            except (MailboxFull, ActorStopped, AskTimeout):
+                pass
+            await trio.sleep(RETRY)
 
     async def _arrived(self, sequence: int, data: bytes, history: bool) -> ReportArrived | None:
         """The roster's message for a report on the stream; None (logged) for anything else."""

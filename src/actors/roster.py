@@ -32,17 +32,24 @@ from trioscope.wire import AgentRegistration, Report
 from trioscope.domain.roster import AgentRoster
 from trioscope.domain.topology import Partition
 from trioscope.runtime import (
-    Actor, ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published, SupervisorRef, TooManyChildren,
+    Actor, ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull, Published, SupervisorRef,
+    TooManyChildren,
 )
 
 from .agent import Heartbeat, Register, ReportReceived, agent_spec
 from .hub import ReportSeen
 from .metrics import NodeSamples
 from .refusals import REFUSALS, TooManyAgents, UnknownProbe
-from .topology import ForgetAgent, MergeReport
+from .topology import ExpireStale, ForgetAgent, MergeReport
 
 log = logging.getLogger(__name__)
 
+HISTORY_EXPIRY_TIMEOUT = 60.0
+"""Seconds the topology may take to merge the replayed reports still pending
+and remove the stale agents' nodes (``HistoryReplayed``)."""
+CLOCK_STEP = 1.0
+"""Seconds by which the wall clock must move against the monotonic one
+(set by hand or by NTP) before reports' times are converted anew."""
 ROOM_ATTEMPTS = 3
 """Places made for one new probe before it is refused: between making a place
 and taking it, a probe whose actor was starting may take it first."""
@@ -98,6 +105,29 @@ class RegisterProbe:
 
 
 @attrs.frozen
+class AdmitProbe:
+    """A probe's report is about to go on the report stream (``bus.url``):
+    answered with None once the probe has a place here (its actor started,
+    room made as for a report), refused with ``TooManyAgents`` when it has
+    none, before the report is published: so that, as without a bus, the
+    probe gets 503 rather than a 202 for a report every replica leaves out."""
+
+    agent_id: str
+    enrolled: bool = False
+    address: str | None = None
+    """Where the client that sent it counts as from (as ``ReportArrived.address``)."""
+
+
+@attrs.frozen
+class HistoryReplayed:
+    """The report feed handed on every report that was on the stream when the
+    replica started. Answered with None once the topology has merged them and
+    removed the agents' nodes stale by then (``ExpireStale``): what the
+    replicas that were running meanwhile removed as the agents went silent,
+    gone before this replica says it is caught up."""
+
+
+@attrs.frozen
 class ProbeHeartbeat:
     """Answered with the server time the heartbeat was recorded at; refused
     with ``UnknownProbe`` for a probe that has no actor."""
@@ -128,6 +158,8 @@ class RosterActor(Actor):
         self.clock = clock
         self.monotonic = monotonic
         self.roster = roster if roster is not None else AgentRoster()
+        self._offset: float | None = None
+        """See ``_wall_offset``."""
 
     async def on_start(self) -> None:
         system = self.context.system
@@ -155,6 +187,15 @@ class RosterActor(Actor):
         if isinstance(message, ReportArrived):
             await self._arrived(message)
             return None
+        if isinstance(message, AdmitProbe):
+            await self._agent(message.agent_id, enrolled=message.enrolled, source=message.address)
+            return None
+        if isinstance(message, HistoryReplayed):
+            try:
+                await self.topology.ask(ExpireStale(), timeout=HISTORY_EXPIRY_TIMEOUT)
+            except (MailboxFull, ActorStopped, AskTimeout):
+                return False  # the feed asks again
+            return True
         if isinstance(message, RegisterProbe):
             agent = await self._agent(message.registration.agent_id, enrolled=message.enrolled,
                                       source=message.address)
@@ -173,7 +214,8 @@ class RosterActor(Actor):
     async def _arrived(self, message: ReportArrived) -> None:
         """Hand a report to the topology, the probe's actor and the hub (see the module docstring)."""
         report = message.report
-        agent = await self._agent(report.agent_id, enrolled=message.enrolled, source=message.address)
+        agent = await self._agent(report.agent_id, enrolled=message.enrolled, source=message.address,
+                                  received_at=message.received_at)
         # Topology first: when its mailbox is full the probe gets 503 and
         # resends; merging the same report twice changes nothing.
         self.topology.tell(MergeReport(report, message.received_at, message.partition, message.shape,
@@ -193,8 +235,17 @@ class RosterActor(Actor):
             except (MailboxFull, ActorStopped):
                 pass  # the metrics API's copy of host metrics; the report itself is accepted
 
-    async def _agent(self, agent_id: str, *, enrolled: bool, source: str | None = None) -> ActorRef:
-        """The probe's actor, started if it is new, and the probe noted as heard from now.
+    async def _agent(self, agent_id: str, *, enrolled: bool, source: str | None = None,
+                     received_at: float | None = None) -> ActorRef:
+        """The probe's actor, started if it is new, and the probe noted as heard
+        from at ``received_at`` (wall clock; None: now).
+
+        A report is heard from when it was received, not when it reaches this
+        actor: a report replayed from the report stream at start may be an
+        hour old, and an agent silent since then is stale here as it is on the
+        replicas that were running, so it neither keeps its place from a new
+        agent nor counts as seen at the restart (an actor it starts has been
+        seen first then, too).
 
         At ``agents.max_agents`` a new probe takes the place of an unenrolled one:
         of one silent for ``agents.stale_threshold``, or, for a probe enrolled in a
@@ -205,7 +256,9 @@ class RosterActor(Actor):
         more (``AgentRoster.reclaimable``); with no room it is refused
         (``TooManyAgents``).
         """
-        self.roster.touch(agent_id, self.monotonic(), source, enrolled)
+        now = self.monotonic()
+        heard = now if received_at is None else min(now, received_at - self._wall_offset(now))
+        self.roster.touch(agent_id, heard, source, enrolled)
         if len(self.roster) > 2 * self.settings.agents.max_agents:
             # Actors that stopped by themselves; not this probe, whose actor may be about to start.
             self.roster.retain(lambda a: a == agent_id or self.agents.child(a) is not None)
@@ -215,13 +268,24 @@ class RosterActor(Actor):
         limit = self.settings.agents.max_agents
         for _ in range(ROOM_ATTEMPTS):
             try:
-                return self.agents.ensure_actor(agent_spec(agent_id, self.settings))
+                return self.agents.ensure_actor(agent_spec(agent_id, self.settings, first_seen=received_at))
             except TooManyChildren as exc:
                 limit = exc.limit
             if not await self._make_room(for_enrolled=enrolled, source=source):
                 break
         self.roster.forget(agent_id)
         raise TooManyAgents(limit)
+
+    def _wall_offset(self, now: float) -> float:
+        """The wall clock less the monotonic one (``now``): what turns a report's
+        ``received_at`` into the roster's monotonic times. Kept while it holds
+        within ``CLOCK_STEP``: read anew each time, the two clocks' readings a
+        few microseconds apart would order reports received at the same time
+        by chance (and with them, which probe makes room for another)."""
+        offset = self.clock() - now
+        if self._offset is None or abs(offset - self._offset) > CLOCK_STEP:
+            self._offset = offset  # the wall clock was set (or this is the first report)
+        return self._offset
 
     async def _make_room(self, *, for_enrolled: bool, source: str | None) -> bool:
         """Forget one unenrolled probe (``AgentRoster.reclaimable``); whether one was."""

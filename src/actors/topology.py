@@ -149,6 +149,14 @@ class ForgetAgent:
 
 
 @attrs.frozen
+class ExpireStale:
+    """Answered with None once every report sent before is merged and the
+    agents not heard from for ``agents.stale_threshold`` are removed (what a
+    cleanup does, now): sent once a replica has replayed the report stream,
+    whose oldest reports may describe agents silent for long."""
+
+
+@attrs.frozen
 class GetStats:
     """Answered with counts of nodes, edges, agents and metric history."""
 
@@ -280,6 +288,10 @@ class TopologyActor(Actor):
             return None
         if isinstance(message, _Cleanup):
             await self._flush(SLICE_BUDGET)
+            await self._cleanup()
+            return None
+        if isinstance(message, ExpireStale):
+            await self._flush(None, publish=False)
             await self._cleanup()
             return None
         if isinstance(message, GetStats):

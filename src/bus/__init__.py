@@ -5,6 +5,7 @@ process that received them."""
 from ._client import BusUnavailable as BusUnavailable
 from ._reader import Fetched as Fetched
 from ._client import ReportBus as ReportBus
+from ._client import ReportTooLarge as ReportTooLarge
 from ._client import open_report_bus as open_report_bus
 from ._envelope import Envelope as Envelope
 from ._envelope import pack_report as pack_report

@@ -66,6 +66,19 @@ class BusUnavailable(Exception):
     """The bus did not take a report (not connected, or no acknowledgement in time)."""
 
 
+class ReportTooLarge(Exception):
+    """A report's envelope is larger than the NATS server takes in one message
+    (its ``max_payload``): resending it changes nothing."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"the report's envelope is {size} bytes, more than the {limit} bytes the NATS server "
+                         "takes in one message (its max_payload)")
+        self.size = size
+        """The envelope's bytes, with the headers it is published with."""
+        self.limit = limit
+        """The server's ``max_payload``."""
+
+
 @attrs.frozen(eq=False)
 class _Outgoing:
     """A report waiting to be published; ``answer`` gets its sequence, or why the bus did not take it."""
@@ -216,9 +229,12 @@ class ReportBus:
 
         Raises:
             BusUnavailable: not connected, or no acknowledgement within ``PUBLISH_TIMEOUT``.
+            ReportTooLarge: the envelope is over the server's ``max_payload``
+                (nats-py refuses it as ``MaxPayloadError``: no use resending).
         """
         if not self.progress.connected:
             raise BusUnavailable("not connected to the bus")
+        self.check_fits(data)
         outgoing = _Outgoing(agent_subject(self.stream, agent_id), data)
         self._outbox.append(outgoing)
         self._outbox_filled.set()
@@ -230,11 +246,36 @@ class ReportBus:
             # A request that goes away leaves its report to be published all the same (it may be on the stream
             # already): the client, who had no 202, sends it again, and a report merged twice changes nothing.
             outgoing.answer.close()
+        if isinstance(answer, nats.errors.MaxPayloadError):  # the server's limit fell since it was read
+            raise ReportTooLarge(len(data) + self._headers_size, self.max_payload or 0)
         if isinstance(answer, (nats.errors.Error, nats.js.errors.Error, TimeoutError)):
             raise BusUnavailable(str(answer) or type(answer).__name__)
         if isinstance(answer, Exception):
             raise answer
         return answer
+
+    @property
+    def max_payload(self) -> int | None:
+        """The most bytes the NATS server takes in one message, headers included
+        (its ``max_payload``, 1 MiB unless configured; as it said when this
+        connection was made), None before the first connection."""
+        nc = self._nc
+        return None if nc is None else int(nc.max_payload)
+
+    def check_fits(self, data: bytes) -> None:
+        """Raise ``ReportTooLarge`` if the NATS server would refuse ``data`` as
+        one message (over its ``max_payload``, with the headers it is
+        published with). nats-py checks the payload alone, and the server
+        answers a message over the limit by closing the connection."""
+        size, limit = len(data) + self._headers_size, self.max_payload
+        if limit is not None and size > limit:
+            raise ReportTooLarge(size, limit)
+
+    @property
+    def _headers_size(self) -> int:
+        """The bytes of the headers a report is published with (JetStream's
+        expected stream, ``_publish``), which count in ``max_payload``."""
+        return len(f"NATS/1.0\r\nNats-Expected-Stream: {self.stream}\r\n\r\n".encode())
 
     async def send_outbox(self) -> None:
         """Hand what ``publish`` queued to the asyncio loop, everything queued

@@ -151,6 +151,9 @@ class AgentState:
     reports, by the server's clock (agents' clocks are not trusted for liveness)."""
 
     def __init__(self, agent_id: str, now: float, retention: float) -> None:
+        """``now``: when the agent was first heard from (for an agent first
+        known from a report replayed from the report stream, when that report
+        was received, not when it was read back): the earliest ``last_seen``."""
         self.agent_id = agent_id
         self.hostname = ""
         self.metadata: dict[str, str] = {}

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class _Tally:
@@ -74,9 +77,15 @@ class AgentRoster:
 
     def touch(self, agent_id: str, now: float, source: str | None = None, enrolled: bool | None = None) -> None:
         """``agent_id`` was heard from at ``now``, from ``source``, signed or
-        not (``enrolled``); None for either: as it was last (if known)."""
+        not (``enrolled``); None for either: as it was last (if known).
+
+        ``now`` may lie before other probes' times (a report replayed from the
+        report stream is heard from when it was received, not when it is read
+        back): the probe takes its place among them by time. An earlier time
+        than the probe's own changes nothing of when it was last heard from."""
+        at = max(now, self._heard.get(agent_id, now))
         self._heard.pop(agent_id, None)
-        self._heard[agent_id] = now
+        self._place(self._heard, agent_id, at, at)
         was_source, was_enrolled = self._source.get(agent_id), agent_id in self._enrolled
         counted = was_source is not None and not was_enrolled
         if source is None:
@@ -95,11 +104,25 @@ class AgentRoster:
             counted = False
         if source is None or enrolled:
             return
-        if counted:
-            self._of_source[source].move_to_end(agent_id)
-        else:
-            self._of_source.setdefault(source, OrderedDict())[agent_id] = None
+        members = self._of_source.setdefault(source, OrderedDict())
+        members.pop(agent_id, None)
+        self._place(members, agent_id, None, at)
+        if not counted:
             self._tally.add(source, 1)
+
+    def _place(self, order: OrderedDict[str, T], agent_id: str, value: T, at: float) -> None:
+        """Put ``agent_id`` (absent from ``order``) into ``order``, least recently
+        heard from first, as heard from at ``at``: at its end but for probes heard
+        from later (a replayed report's time), usually none or a few."""
+        later: list[tuple[str, T]] = []
+        while order:
+            last = next(reversed(order))
+            if self._heard[last] <= at:
+                break
+            later.append((last, order.pop(last)))
+        order[agent_id] = value
+        for other, kept in reversed(later):
+            order[other] = kept
 
     def forget(self, agent_id: str) -> None:
         self._heard.pop(agent_id, None)

@@ -3,7 +3,10 @@ roster actor, which hands the report to the topology, the agent's actor and the 
 
 With a bus (``bus.url``) the validated report goes to the report stream
 instead, and comes back to every replica's roster through its report feed; 202
-only once the stream has it, 503 with Retry-After when the bus does not take it."""
+only once the stream has it, 503 with Retry-After when the bus does not take it.
+The roster admits the agent before the report is published (503
+too_many_agents, as without a bus), and an envelope the NATS server would
+refuse (its ``max_payload``) is answered 413 rather than 503 for ever."""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ import time
 import trio
 from quart import Blueprint, Response
 
-from trioscope.actors.roster import ReportArrived
-from trioscope.bus import BusUnavailable, pack_report
+from trioscope.actors.roster import AdmitProbe, ReportArrived
+from trioscope.bus import BusUnavailable, ReportTooLarge, pack_report
 from trioscope.domain.agents import PackedReport, check_clock, rfc3339
 from trioscope.wire import InvalidDocument, OverBudget, Report, decode_report
 from trioscope.domain.topology import Partition, build_partition, report_shape
@@ -84,7 +87,11 @@ def _prepare(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, P
 @documented(auth=Auth.PROBE, body=Report, answers={202: Answer("queued for merging", schema=fields(
                 status={"const": "accepted"}, message=STRING, agent_id=STRING, received_at=TIME))},
             errors={409: "the agent id belongs to another enrolled agent",
-                    503: "the report bus did not take it (bus_unavailable, Retry-After): resend"})
+                    413: "the body is over server.max_body_size (also after gzip), the report over "
+                         "agents.memory_budget, or (with a bus) its compressed envelope over the NATS "
+                         "server's max_payload",
+                    503: "the report bus did not take it (bus_unavailable, Retry-After): resend; or no room "
+                         "for a new agent (too_many_agents)"})
 async def submit_report() -> Response:
     """Submit a report (JSON, gzip allowed): 202 once queued for merging (with a bus: once on the stream)."""
     await _gate.check_report_rate()  # before the body is read
@@ -101,12 +108,23 @@ async def submit_report() -> Response:
             report, envelope, packed, shape = _envelope(body, received_at, signer is not None, address)
         await _gate.vouch(report.agent_id, signer)
         try:
+            s.bus.check_fits(envelope)  # before the agent takes a place for a report the bus cannot carry
+            # A place for the agent here first, as without a bus (room made by
+            # the same rule, or 503 too_many_agents): published unasked, a report
+            # over agents.max_agents had its 202 and was left out by every replica.
+            await ask_roster(AdmitProbe(report.agent_id, enrolled=signer is not None, address=address))
             sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed, shape,
                                                   address)
         except BusUnavailable as exc:
             raise ApiError(503, "bus_unavailable", f"the report bus did not acknowledge the report ({exc}); resend it "
                            "(a report merged twice changes nothing)",
                            headers={"Retry-After": str(BUS_RETRY_AFTER)}) from None
+        except ReportTooLarge as exc:
+            # Resending it changes nothing: 413, on which a probe sends a smaller report.
+            raise ApiError(413, "payload_too_large", f"{exc}; send a smaller report, or raise max_payload in the "
+                           "NATS server's configuration", details={
+                               "key": "nats-server max_payload", "limit_bytes": exc.limit,
+                               "envelope_bytes": exc.size}) from None
         # The report is safe on the stream; waiting (briefly) for it to come
         # back here keeps what a client reads after its 202 from this replica
         # what it would be without a bus: its own report is in the topology.

@@ -14,20 +14,21 @@ import pytest
 from tests.synthetic import container_hex, host_report
 from trioscope.actors.agent import Describe, LatestReport
 from trioscope.actors.refusals import TooManyAgents, UnknownProbe
-from trioscope.actors.roster import ProbeHeartbeat, RegisterProbe, ReportArrived
+from trioscope.actors.roster import AdmitProbe, ProbeHeartbeat, RegisterProbe, ReportArrived
 from trioscope.actors.topology import GetSnapshot
-from trioscope.domain.agents import PackedReport
+from trioscope.domain.agents import PackedReport, rfc3339
 from trioscope.wire import AgentRegistration, decode_report
 from trioscope.domain.topology import View, container_id, host_id
 from trioscope.runtime import open_actor_system
 from trioscope.system import AGENTS, ROSTER, TOPOLOGY, supervision_tree
 
-NOW = time.time()
-
 
 def arrived(index: int) -> ReportArrived:
-    document = host_report(index, timestamp=NOW, containers=1, processes=2, connections=0)
-    return ReportArrived(decode_report(document), PackedReport.pack(orjson.dumps(document)), NOW)
+    """Agent ``index``'s report, received now (the roster hears from an agent
+    when its report was received, which a time taken at import may be minutes before)."""
+    at = time.time()
+    document = host_report(index, timestamp=at, containers=1, processes=2, connections=0)
+    return ReportArrived(decode_report(document), PackedReport.pack(orjson.dumps(document)), at)
 
 
 def restarts(system, path: str) -> int:
@@ -41,7 +42,8 @@ async def test_one_report_reaches_the_topology_and_a_new_agent_actor(settings) -
         agent = system.lookup(AGENTS).child(report.report.agent_id)
         assert agent is not None  # started by the roster, not by the asker
         latest = await agent.ask(LatestReport())
-        assert orjson.loads(latest.raw)["agent_id"] == report.report.agent_id and latest.received_at == NOW
+        assert orjson.loads(latest.raw)["agent_id"] == report.report.agent_id
+        assert latest.received_at == report.received_at
         snapshot = await system.lookup(TOPOLOGY).ask(GetSnapshot())
         assert host_id("host-1") in {n.id for n in snapshot.nodes(View.HOSTS)}
 
@@ -62,10 +64,11 @@ async def test_a_signed_reports_containers_offer_controls_and_an_unsigned_ones_n
         await roster.ask(arrived(2))
         assert (await offered(1), await offered(2)) == (True, False)
         # The same content later, signed otherwise: a probe decommissioned, one enrolled.
-        later = host_report(1, timestamp=NOW + 15, containers=1, processes=2, connections=0)
-        await roster.ask(ReportArrived(decode_report(later), PackedReport.pack(orjson.dumps(later)), NOW + 15))
-        later = host_report(2, timestamp=NOW + 15, containers=1, processes=2, connections=0)
-        await roster.ask(ReportArrived(decode_report(later), PackedReport.pack(orjson.dumps(later)), NOW + 15,
+        at = time.time() + 15
+        later = host_report(1, timestamp=at, containers=1, processes=2, connections=0)
+        await roster.ask(ReportArrived(decode_report(later), PackedReport.pack(orjson.dumps(later)), at))
+        later = host_report(2, timestamp=at, containers=1, processes=2, connections=0)
+        await roster.ask(ReportArrived(decode_report(later), PackedReport.pack(orjson.dumps(later)), at,
                                        enrolled=True))
         assert (await offered(1), await offered(2)) == (False, True)
 
@@ -146,3 +149,55 @@ async def test_a_restarted_roster_still_knows_where_each_probe_reports_from(sett
         await roster.ask(from_address(4, "10.0.0.2"))  # asked of the restarted roster
         assert restarts(system, ROSTER) == 1
         assert tracked(system) == {arrived(i).report.agent_id for i in (2, 3, 4)}
+
+
+def received(index: int, at: float) -> ReportArrived:
+    """Agent ``index``'s report as the report stream replays it: received at ``at``."""
+    document = host_report(index, timestamp=at, containers=1, processes=2, connections=0)
+    return ReportArrived(decode_report(document), PackedReport.pack(orjson.dumps(document)), at,
+                         sequence=index, history=True)
+
+
+async def test_an_agent_whose_replayed_report_is_stale_does_not_block_a_new_one_at_max_agents(settings) -> None:
+    """A report replayed from the stream is heard from when it was received: an
+    agent silent since for ``stale_threshold`` makes room for a new one, as on
+    the replicas that were running (it used to count as heard from at the
+    restart, and the first ids of the stream held every place)."""
+    stale, now = settings.agents.stale_threshold, time.time()
+    full = attrs.evolve(settings, agents=attrs.evolve(settings.agents, max_agents=2))
+    async with open_actor_system(supervision_tree(full)) as system:
+        roster = system.lookup(ROSTER)
+        await roster.ask(received(1, now - stale - 600))
+        await roster.ask(received(2, now - stale - 300))
+        await roster.ask(received(3, now - 10))
+        await roster.ask(received(4, now - 5))
+        assert {ref.path.rsplit("/", 1)[-1] for ref in system.lookup(AGENTS).children()} == {"agent-3", "agent-4"}
+        with pytest.raises(TooManyAgents):
+            await roster.ask(received(5, now))  # 3 and 4 are fresh
+
+
+async def test_an_agent_first_known_from_an_old_report_was_last_seen_when_it_was_received(settings) -> None:
+    """Not when its actor started: a replica that replays the stream lists an
+    agent silent for an hour as stale, with the time of its last report."""
+    stale = settings.agents.stale_threshold
+    async with open_actor_system(supervision_tree(settings)) as system:
+        at = time.time() - stale - 60
+        await system.lookup(ROSTER).ask(received(1, at))
+        described = await system.lookup(AGENTS).child("agent-1").ask(Describe())
+        assert described["status"] == "stale"
+        assert described["last_seen"] == described["last_report_at"] == rfc3339(at)
+
+
+async def test_a_probe_admitted_before_its_report_is_published_takes_a_place_or_is_refused(settings) -> None:
+    """``AdmitProbe`` (with a bus, before the report goes on the stream) is the
+    rule a report meets here: room made by the same rule, or ``TooManyAgents``."""
+    full = attrs.evolve(settings, agents=attrs.evolve(settings.agents, max_agents=2))
+    async with open_actor_system(supervision_tree(full)) as system:
+        roster = system.lookup(ROSTER)
+        assert await roster.ask(AdmitProbe("agent-1")) is None
+        await roster.ask(arrived(2))
+        with pytest.raises(TooManyAgents):
+            await roster.ask(AdmitProbe("agent-3"))
+        assert await roster.ask(AdmitProbe("agent-1")) is None  # known probes go on
+        assert {ref.path.rsplit("/", 1)[-1] for ref in system.lookup(AGENTS).children()} == {"agent-1", "agent-2"}
+        assert restarts(system, ROSTER) == 0

@@ -9,7 +9,7 @@ import trio
 
 from tests.synthetic import host_report
 from trioscope.actors.roster import ReportArrived
-from trioscope.actors.topology import GetNodeDetails, GetSnapshot, GetStats, TopologyActor
+from trioscope.actors.topology import ExpireStale, GetNodeDetails, GetSnapshot, GetStats, TopologyActor
 from trioscope.domain.agents import PackedReport
 from trioscope.domain.topology import View, host_id
 from trioscope.domain.topology import _partition as partition_module
@@ -33,7 +33,8 @@ async def deliver(system, document: dict) -> None:
     """What POST /api/v1/reports does once the report is valid: one message to
     the roster, which hands it to the topology, the agent's actor and the hub."""
     report = decode_report(document)
-    await system.lookup(ROSTER).ask(ReportArrived(report, PackedReport.pack(orjson.dumps(document)), NOW))
+    # Received now: the module's NOW may be minutes old by the time a test runs.
+    await system.lookup(ROSTER).ask(ReportArrived(report, PackedReport.pack(orjson.dumps(document)), time.time()))
 
 
 async def hosts_in(system) -> set[str]:
@@ -81,10 +82,10 @@ async def test_a_crash_keeps_the_controls_of_signed_reports(settings):
 async def test_a_crash_loses_no_metric_history(settings):
     """The graph is rebuilt from each agent's latest report after a crash; the
     history of the reports before it used to go with the crashed actor."""
-    host = host_id("host-1")
+    host, now = host_id("host-1"), time.time()
     async with open_actor_system(supervision_tree(settings)) as system:
         for age in (120, 60, 0):
-            await deliver(system, host_report(1, timestamp=NOW - age, containers=1, processes=3, connections=0))
+            await deliver(system, host_report(1, timestamp=now - age, containers=1, processes=3, connections=0))
             await hosts_in(system)  # merged (a newer report pending would take its place)
         before = await system.lookup(TOPOLOGY).ask(GetNodeDetails(host, 300))
         assert len(before["metrics_history"]["points"]) == 3
@@ -248,3 +249,19 @@ async def test_a_new_probes_first_report_is_built_in_its_request_and_the_next_in
                     assert (await client.post("/api/v1/reports", json=report)).status_code == 202
                 assert await hosts_in(system) == {host_id("host-1"), host_id("host-2")}
     assert merged == [("agent-1", True), ("agent-2", True), ("agent-1", False), ("agent-2", False)]
+
+
+async def test_expire_stale_merges_what_was_sent_and_removes_the_agents_stale_by_now(settings):
+    """What a replica that replayed the report stream asks before it says it is
+    caught up: hosts whose last report was received before the stale threshold
+    go now, not at the first cleanup minutes later."""
+    stale, now = settings.agents.stale_threshold, time.time()
+    async with open_actor_system(supervision_tree(settings)) as system:
+        for index, at in ((1, now - stale - 60), (2, now - 5)):
+            document = host_report(index, timestamp=at, containers=1, processes=3, connections=0)
+            await system.lookup(ROSTER).ask(ReportArrived(decode_report(document),
+                                                          PackedReport.pack(orjson.dumps(document)), at,
+                                                          sequence=index, history=True))
+        assert await system.lookup(TOPOLOGY).ask(ExpireStale()) is None
+        snapshot = await system.lookup(TOPOLOGY).ask(GetSnapshot())
+        assert {n.id for n in snapshot.nodes(View.HOSTS)} == {host_id("host-2")}
