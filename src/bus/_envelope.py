@@ -17,8 +17,10 @@ it with orjson and structuring it with the HTTP edge's strict cattrs hooks
 (bench/RESULTS.md, issue 20, bus-scale). The bounds those hooks check (lengths,
 ranges, patterns) are not checked again: every report on the stream was
 validated by the replica that published it, and only replicas write the
-stream. Nothing is ever unpickled or evaluated. The same library writes the
-frame and the wire JSON (one pass, no intermediate dicts), in the layout
+stream. The frame's own receive time is checked (``unpack_report``): the
+views fail on a time they cannot show, and no validation before saw it.
+Nothing is ever unpickled or evaluated. The same library writes the frame
+and the wire JSON (one pass, no intermediate dicts), in the layout
 ``trioscope.wire.encode`` gives.
 
 Format 2 packs the report with Zstandard, format 1 (the versions before) with
@@ -29,6 +31,9 @@ replica; the stream keeps the reports, and an upgraded replica rebuilds from it.
 """
 
 from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
 
 import attrs
 import msgspec
@@ -87,6 +92,15 @@ inflates beyond it (a compression bomb) is refused before it takes the memory.""
 MAX_ADDRESS = 64
 """Characters of a client address kept (an IPv6 address with a zone is well under)."""
 
+EARLIEST_RECEIVED = 0.0
+LATEST_RECEIVED = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
+"""The receive times an envelope may carry: the epoch on, before the year
+9000. No replica publishes anything else, but anyone who can publish to the
+subject can (the stream is only as closed as the NATS server), and a time the
+views cannot show (NaN, infinite, past the year 9999) would make every replica
+that reads it fail, at every start for as long as the stream keeps it. The
+bound leaves the views millennia of room to add thresholds and windows."""
+
 _JSON = msgspec.json.Encoder()
 _FRAME = msgspec.msgpack.Encoder()
 _READ_FRAME = msgspec.msgpack.Decoder(_Frame)
@@ -102,12 +116,18 @@ def pack_report(report: Report, received_at: float, enrolled: bool,
 
 
 def unpack_report(data: bytes) -> Envelope:
-    """Raises ``BadEnvelope`` for anything but an envelope of a ``READABLE`` format."""
+    """Raises ``BadEnvelope`` for anything but an envelope of a ``READABLE``
+    format whose receive time is a finite time from ``EARLIEST_RECEIVED`` to
+    ``LATEST_RECEIVED`` (``format``, the frame's only other number, is one of
+    ``READABLE``)."""
     try:
         frame = _READ_FRAME.decode(data)
         if frame.format not in READABLE:
             raise BadEnvelope(f"not a report envelope of a format this version reads "
                               f"({', '.join(map(str, sorted(READABLE)))}): format {frame.format}")
+        if not (math.isfinite(frame.received_at) and EARLIEST_RECEIVED <= frame.received_at < LATEST_RECEIVED):
+            raise BadEnvelope(f"invalid received_at: {frame.received_at!r} (a time from {EARLIEST_RECEIVED:g} "
+                              f"to {LATEST_RECEIVED:g} seconds since the epoch)")
         packed = PackedReport(frame.report)
         report = _READ_REPORT.decode(packed.unpack(MAX_UNPACKED))
     except (msgspec.DecodeError, BadPack) as exc:  # ValidationError is a DecodeError

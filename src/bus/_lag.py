@@ -13,8 +13,6 @@ class BusProgress:
     """Connected to the bus now."""
     merged: int = 0
     """Stream sequence of the last report handed to the topology here."""
-    pending: int = 0
-    """Reports on the stream this replica has not read yet (as of the last fetch)."""
     caught_up: bool = False
     """Read the stream to its end at least once since this process started: the
     topology and history are rebuilt. Until then the replica is not ready."""
@@ -23,7 +21,33 @@ class BusProgress:
     """Times the stream reader was recreated (after a reconnection or a consumer the server dropped)."""
     skipped: int = 0
     """Messages on the stream that were not report envelopes (logged and left out)."""
+    _pending: int = attrs.field(default=0, init=False)
+    _pending_known: bool = attrs.field(default=False, init=False)
     _advanced: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
+
+    @property
+    def pending(self) -> int:
+        """Reports on the stream this replica has not read yet, as the stream
+        reader last knew (0 before it knew). Setting it is learning it: ``lag``
+        shows it from then on, until ``pending_unknown``."""
+        return self._pending
+
+    @pending.setter
+    def pending(self, value: int) -> None:
+        self._pending = value
+        self._pending_known = True
+
+    def pending_unknown(self) -> None:
+        """A read of the stream failed: how many reports are left is not known
+        (``lag`` None) until the next read that says; ``pending`` keeps the last count."""
+        self._pending_known = False
+
+    @property
+    def lag(self) -> int | None:
+        """``pending`` while it is known and the bus connected; None otherwise
+        (before the first read, after a read that failed, while disconnected):
+        a replica out of reach of the bus cannot tell how far behind it is."""
+        return self._pending if self._pending_known and self.connected else None
 
     def handed_on(self, sequence: int) -> None:
         """The feed handed the report of ``sequence`` to the roster here."""
@@ -39,7 +63,8 @@ class BusProgress:
                 await self._advanced.wait()
         return self.merged >= sequence
 
-    def as_dict(self) -> dict[str, int | bool]:
+    def as_dict(self) -> dict[str, int | bool | None]:
+        """The figures ``/api/v1/query/stats`` and ``/health`` show: ``lag`` is null while not known."""
         return {"connected": self.connected, "caught_up": self.caught_up, "merged_sequence": self.merged,
-                "lag": self.pending, "reconnects": self.reconnects, "consumer_restarts": self.consumer_restarts,
+                "lag": self.lag, "reconnects": self.reconnects, "consumer_restarts": self.consumer_restarts,
                 "skipped_messages": self.skipped}

@@ -14,13 +14,21 @@ bridge is this small class rather than a library wrapping both loops.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import trio
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
+
+STOP_GRACE = 2.0
+"""Seconds the loop's tasks have to end once cancelled at ``stop`` (nats-py's
+close or a pull in flight ends at once; a task that does not is left)."""
 
 
 class AsyncioThread:
@@ -32,7 +40,41 @@ class AsyncioThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            self._finish()
+
+    def _finish(self) -> None:
+        """Once the loop stopped (in its thread): its tasks cancelled and run
+        until they end (``STOP_GRACE`` at most), then the loop closed.
+
+        A coroutine whose Trio caller went away is cancelled with
+        ``call_soon_threadsafe``, which a loop stopped right after never ran:
+        an attempt to reach the bus (``ReportBus._connect``) was left pending
+        and destroyed with the loop ("Task was destroyed but it is pending!").
+
+        Error handling: a task's failure is retrieved (its caller, gone, was
+        the one to raise it); tasks still running after ``STOP_GRACE`` are
+        logged and left, and the loop is then not closed (the thread ends).
+        """
+        loop = self.loop
+        deadline = time.monotonic() + STOP_GRACE
+        while tasks := asyncio.all_tasks(loop):  # cancelling one may start others (a connection's close)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                log.warning("%d asyncio tasks did not end within %g s of being cancelled: %s", len(tasks),
+                            STOP_GRACE, ", ".join(sorted(task.get_name() for task in tasks)))
+                return
+            for task in tasks:
+                if not task.cancelling():  # one cancelled already is ending: not cut short in its cleanup
+                    task.cancel()
+            done, _ = loop.run_until_complete(asyncio.wait(tasks, timeout=remaining))
+            for task in done:
+                if not task.cancelled():
+                    task.exception()
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
     def start(self) -> None:
         self._thread.start()
@@ -58,9 +100,11 @@ class AsyncioThread:
         return future.result()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop the loop (after the tasks scheduled so far) and wait for the thread."""
+        """Stop the loop (after the callbacks scheduled so far), cancel its tasks
+        and let them end (``STOP_GRACE`` at most), and wait ``timeout`` at most
+        for the thread; the loop is closed once they all ended."""
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout)
-        if not self._thread.is_alive():
-            self.loop.close()
+        elif self._thread.ident is None and not self.loop.is_closed():
+            self.loop.close()  # never started: no task ran on it

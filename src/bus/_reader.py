@@ -11,6 +11,20 @@ is the back-pressure: the pump asks the server for no more than there is
 room for, so a replica catching up on an hour of reports holds at most
 ``BUFFER`` of them undecoded.
 
+How many reports are left (``lag``) is known only from what the server said
+while it answered: a report fetched (its ``num_pending``) or the stream's
+state. A pull that times out says nothing (the stream may be idle, or the
+server out of reach), so the count stays as it was; a read that fails, a
+reconnection or a new start makes it unknown (None) until the server says
+again, and a ``take`` that has nothing to hand out then raises ``LagUnknown``
+rather than let anyone conclude the end of the stream was reached.
+
+A stream made again (the server's store wiped, the stream created anew by a
+replica's start) starts again from sequence 1: the reader sees its sequence
+below what it read, or another creation time, and reads it from its first
+report (once logged: ``bus_stream_recreated``); a report merged twice changes
+nothing.
+
 Everything here runs on the asyncio loop (``ReportBus`` crosses into it).
 """
 
@@ -18,12 +32,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
+import logging
 
 import attrs
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamInfo
+
+log = logging.getLogger(__name__)
 
 FETCH_BATCH = 256
 """Reports asked from the server in one pull at most."""
@@ -37,6 +55,18 @@ IDLE_CHECKS = 2
 waiting that our consumer does not deliver (the server dropped it)."""
 CONSUMER_IDLE = 60.0
 """Seconds the server keeps a replica's consumer while nobody reads it (a replica that died)."""
+UNKNOWN_WAIT = 5.0
+"""Seconds a ``take`` with nothing to hand out waits, while how many reports
+are left is not known, for the server to say (then ``LagUnknown``)."""
+
+
+class LagUnknown(nats.errors.Error):
+    """Nothing was read, and how many reports are left on the stream is not
+    known now: the server did not say since the connection or the read was
+    lost (the reader goes on asking; the next ``take`` may have it)."""
+
+    def __str__(self) -> str:
+        return "no answer from the bus: how far the report stream goes is not known now"
 
 
 @attrs.frozen
@@ -58,6 +88,13 @@ class StreamReader:
         """Sequence of the next report ``take`` hands out (0: not started)."""
         self._pending = 0
         """Reports on the stream after the newest one buffered, as the server last said."""
+        self._known = False
+        """Whether ``_pending`` is known now: the server said it since the
+        reader started and since it last lost the connection or its read."""
+        self._created: datetime.datetime | None = None
+        """When the stream read was created, as the server said (a stream made again has another)."""
+        self.recreations = 0
+        """Times the stream was found made again (and read again from its first report)."""
         self._failure: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
@@ -67,17 +104,31 @@ class StreamReader:
     def invalidate(self) -> None:
         """The connection was lost meanwhile: the server may have dropped our
         consumer, so the next ``take`` reads again with a new one from where it
-        was (what is buffered is from before and stays valid)."""
+        was (what is buffered is from before and stays valid). How many
+        reports are left is not known until the server says again."""
         self._stale = True
+        self._known = False
+
+    @property
+    def lag(self) -> int | None:
+        """Reports on the stream after the last one ``take`` handed out (those
+        buffered included); None while not known (see the module docstring)."""
+        return len(self._buffer) + self._pending if self._known else None
 
     async def take(self, after: int) -> tuple[list[Fetched], int]:
         """The reports after sequence ``after`` read so far (up to ``BUFFER``;
         waiting ``FETCH_WAIT`` at most for one when none is), and how many are
-        on the stream behind them.
+        on the stream behind them, as the server last said.
+
+        After the stream was made again (``recreations``), the reports handed
+        out start again from its first sequence, whatever ``after`` was: the
+        caller goes on from the last one it was handed.
 
         Raises:
             nats.errors.Error, nats.js.errors.Error: the stream cannot be read
                 now (the pump stopped; the next ``take`` starts it again).
+            LagUnknown: nothing to hand out, and how many reports are left is
+                not known (``UNKNOWN_WAIT`` passed without the server saying).
         """
         if self._next != after + 1 or self._task is None:
             await self._restart(after + 1)
@@ -86,13 +137,15 @@ class StreamReader:
         if not self._buffer and not task.done():
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), FETCH_WAIT)
+                await asyncio.wait_for(self._arrived.wait(), FETCH_WAIT if self._known else UNKNOWN_WAIT)
         if not self._buffer and task.done():
             # The pump stopped (what it read before is handed out first):
             # its failure now, and a new pump at the next take.
             failure, self._failure, self._task = self._failure, None, None
             if failure is not None:
                 raise failure
+        if not self._buffer and not self._known:
+            raise LagUnknown()
         taken, self._buffer = self._buffer, []
         self._room.set()
         if taken:
@@ -112,6 +165,7 @@ class StreamReader:
         await self._stop()
         self._buffer = []
         self._failure = None
+        self._known = False  # behind ``start``: the server says at the new pump's start
         self._next = start
         self._task = asyncio.get_running_loop().create_task(self._pump(start), name=f"read {self.stream}")
 
@@ -130,29 +184,32 @@ class StreamReader:
         if not task.cancelled():
             task.exception()  # retrieved: its failure was handed to take already
 
-    async def _open(self, start: int) -> JetStreamContext.PullSubscription:
+    async def _open(self, start: int) -> tuple[JetStreamContext.PullSubscription, int]:
+        """A new consumer, and the sequence it reads from: ``start``, or the
+        stream's first if it was made again (``_look``)."""
+        start = await self._look(start)
         if self._subscription is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._subscription.unsubscribe()  # the old one is gone with the old connection
             self.consumer_restarts += 1
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=max(1, start),
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
                                 ack_policy=AckPolicy.NONE, inactive_threshold=CONSUMER_IDLE, mem_storage=True)
         self._subscription = await self.js.pull_subscribe(f"{self.stream}.>", stream=self.stream, config=config)
         self._stale = False
-        return self._subscription
+        return self._subscription, start
 
     async def _pump(self, start: int) -> None:
         """Read the stream from ``start`` into the buffer until cancelled; a
         failure is kept for ``take`` to raise, and ends the pump."""
         try:
-            reader = await self._open(start)
-            position, timeouts = start, 0
+            reader, position = await self._open(max(1, start))
+            timeouts = 0
             while True:
                 while len(self._buffer) >= BUFFER:
                     self._room.clear()
                     await self._room.wait()
                 if self._stale:
-                    reader = await self._open(position)
+                    reader, position = await self._open(position)
                 try:
                     # One report, as soon as there is one; then as many as the
                     # server said are pending behind it (a pull of more than
@@ -164,32 +221,60 @@ class StreamReader:
                         with contextlib.suppress(nats.errors.TimeoutError):  # expired meanwhile (max_age)
                             messages += await reader.fetch(behind, timeout=FETCH_WAIT)
                 except nats.errors.TimeoutError:
+                    # Nothing came: an idle stream, or a server out of reach
+                    # (then the pull only timed out); the count stays as it
+                    # was until the stream says (now, if reports were due).
                     timeouts += 1
-                    if timeouts % IDLE_CHECKS == 0 and await self._consumer_lost(position):
-                        self._stale = True
-                    else:
-                        self._pending = 0
+                    if self._pending > 0 or not self._known or timeouts % IDLE_CHECKS == 0:
+                        fresh = await self._look(position)
+                        if fresh != position or self._pending > 0:
+                            # Made again (read from its start), or reports wait that our
+                            # consumer does not deliver (the server dropped it while we were away).
+                            position, self._stale = fresh, True
                     continue
                 timeouts = 0
                 for message in messages:
                     self._buffer.append(Fetched(int(message.metadata.sequence.stream), message.data))
                 position = self._buffer[-1].sequence + 1
-                self._pending = int(messages[-1].metadata.num_pending)
+                self._said(int(messages[-1].metadata.num_pending))
                 self._arrived.set()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001  # handed to the next take, which raises it in Trio
             self._failure = exc
             self._stale = True
+            self._known = False
             self._arrived.set()
 
-    async def _consumer_lost(self, position: int) -> bool:
-        """Nothing came for a while: whether reports are waiting from
-        ``position`` on that our consumer does not deliver (the server dropped
-        it while we were away); ``_pending`` is set to how many."""
-        info = await self.js.stream_info(self.stream)
-        last = int(info.state.last_seq)
-        if last >= position and int(info.state.messages) > 0 and int(info.state.first_seq) <= last:
-            self._pending = last - position + 1
-            return True
-        return False
+    def _said(self, pending: int) -> None:
+        """The server said how many reports are after the newest one buffered."""
+        self._pending = pending
+        if not self._known:
+            self._known = True
+            self._arrived.set()  # a take waiting to know has its answer
+
+    async def _look(self, position: int) -> int:
+        """Ask the stream how many reports it holds from ``position`` on (the
+        count is then known), and where to read from: ``position``, or its
+        first sequence if it was made again since it was read here (its last
+        sequence is below the one read before ``position``, or it was created
+        at another time).
+
+        Raises:
+            nats.errors.Error, nats.js.errors.Error: no answer (the stream is
+                gone, or the server out of reach).
+        """
+        info: StreamInfo = await self.js.stream_info(self.stream)
+        first, last, created = int(info.state.first_seq), int(info.state.last_seq), info.created
+        remade = last < position - 1 or (created is not None and self._created not in (None, created))
+        if created is not None:
+            self._created = created
+        if remade:
+            self.recreations += 1
+            log.warning("the report stream %s was made again (it ends at sequence %d, %d was read here, or it was "
+                        "created at another time): reading it again from sequence %d", self.stream, last,
+                        position - 1, max(1, first),
+                        extra={"event": "bus_stream_recreated", "stream": self.stream, "sequence": position - 1})
+            position = max(1, first)
+        self._said(max(0, last - max(position, first) + 1))
+        return position
