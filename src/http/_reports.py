@@ -112,7 +112,10 @@ async def submit_report() -> Response:
             # A place for the agent here first, as without a bus (room made by
             # the same rule, or 503 too_many_agents): published unasked, a report
             # over agents.max_agents had its 202 and was left out by every replica.
-            await ask_roster(AdmitProbe(report.agent_id, enrolled=signer is not None, address=address))
+            # A probe with an actor here has its place (asked only for new ones:
+            # one ask fewer on every report of the hot path).
+            if s.agents.actor(report.agent_id) is None:
+                await ask_roster(AdmitProbe(report.agent_id, enrolled=signer is not None, address=address))
             sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed, shape,
                                                   address)
         except BusUnavailable as exc:
