@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,7 +34,8 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
-from trioscope.config import Settings
+from trioscope.config import Settings, format_duration
+from trioscope.config._kinds import mask_passwords
 
 from trioscope.domain.agents import PackedReport
 from trioscope.runtime import Handoff
@@ -57,6 +60,11 @@ without closing the connection) is taken as lost after ~``PING_INTERVAL`` x
 (``MAX_OUTSTANDING_PINGS`` + 1) seconds: with nats-py's defaults (120 s, 2) a
 replica went on saying it was connected and caught up for minutes while it
 could neither publish nor read."""
+STREAM_CHECKS = 30
+"""Attempts, ``RECONNECT_WAIT`` apart, to make sure the stream is on the bus
+after a reconnection (a server that just started may not answer at once)."""
+LIMIT_SLACK = 0.001
+"""Limits closer than this are the same (the server keeps ``max_age`` in nanoseconds)."""
 PUBLISHED_KEPT = 4096
 """Reports published here kept decoded for the feed at most (more are read
 back from the stream like anyone else's)."""
@@ -64,6 +72,10 @@ back from the stream like anyone else's)."""
 
 class BusUnavailable(Exception):
     """The bus did not take a report (not connected, or no acknowledgement in time)."""
+
+
+class _NoJetStream(Exception):
+    """The NATS server answered, but not its JetStream API: it runs without ``-js``."""
 
 
 class ReportTooLarge(Exception):
@@ -100,18 +112,29 @@ class ReportBus:
     (``_nc``, ``_reader``) is touched only by coroutines run in that thread."""
 
     def __init__(self, url: str, stream: str, retention: float, thread: AsyncioThread,
-                 max_bytes: int = 8 * 1024**3) -> None:
+                 max_bytes: int = 8 * 1024**3, *, retention_key: str = "storage.max_data_age") -> None:
+        """``retention_key``: the setting ``retention`` comes from, named when the stream keeps another."""
         self.url = url
+        self.shown_url = mask_passwords(url)
+        """``url`` as logged and put in errors: its passwords masked."""
         self.stream = stream
         self.retention = retention
+        self.retention_key = retention_key
         self.max_bytes = max_bytes
         self.thread = thread
         self.progress = BusProgress()
+        self.streams_recreated = 0
+        """Times this replica found the stream gone from the bus (a server
+        restarted with an empty store, or the stream deleted) and created it again."""
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._reader: StreamReader | None = None
         self._said_unreachable = False
+        self._said_failure: str | None = None
+        """The kind of the last failure to connect that was logged (logged again only when it changes)."""
         self._closing = False
+        self._checking: asyncio.Task[None] | None = None
+        """A check that the stream exists (``_check_stream``) under way, on the asyncio loop."""
         self._outbox: list[_Outgoing] = []
         self._outbox_filled = trio.Event()
         self._published: dict[bytes, Envelope] = {}
@@ -125,32 +148,59 @@ class ReportBus:
 
     async def keep_connecting(self) -> None:
         """Connect, retrying every ``RECONNECT_WAIT`` until it succeeds (then nats-py reconnects by itself)."""
-        attempts = 0
         while True:
             try:
                 await self.thread.run(self._connect)
             except Exception as exc:  # noqa: BLE001  # any failure to reach the bus is retried, and said once
-                attempts += 1
-                if attempts == 1 and not self._said_unreachable:
-                    self._said_unreachable = True
-                    log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.url, str(exc) or type(exc).__name__,
-                                RECONNECT_WAIT, extra={"event": "bus_unreachable"})
+                # Said once for each kind of failure, not at every attempt.
+                kind = "no_jetstream" if isinstance(exc, _NoJetStream) else "unreachable"
+                if kind == "unreachable" and self._said_failure is None and self._said_unreachable:
+                    self._said_failure = kind  # nats-py's error callback said it
+                if kind != self._said_failure:
+                    self._said_failure, self._said_unreachable = kind, True
+                    if isinstance(exc, _NoJetStream):
+                        log.error("JetStream is not enabled on the NATS server at %s (start nats-server with -js); "
+                                  "retrying every %g s", self.shown_url, RECONNECT_WAIT,
+                                  extra={"event": "bus_no_jetstream"})
+                    else:
+                        log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.shown_url,
+                                    self._masked(str(exc) or type(exc).__name__), RECONNECT_WAIT,
+                                    extra={"event": "bus_unreachable"})
                 await trio.sleep(RECONNECT_WAIT)
                 continue
             self.progress.connected = True
             self._said_unreachable = False
-            log.info("connected to the bus at %s (stream %s)", self.url, self.stream,
+            self._said_failure = None
+            log.info("connected to the bus at %s (stream %s)", self.shown_url, self.stream,
                      extra={"event": "bus_connected", "stream": self.stream})
             self.ready.set()
             return
 
+    def _masked(self, text: str) -> str:
+        """``text`` (an error's) without the URL's passwords, should it quote them."""
+        for server in self.url.split(","):
+            password = urllib.parse.urlsplit(server.strip()).password
+            if password:
+                text = text.replace(password, "***")
+        return text
+
+    def _stream_config(self, max_age: float | None = None, max_bytes: int | None = None) -> StreamConfig:
+        return StreamConfig(name=self.stream, subjects=[f"{self.stream}.>"],
+                            max_age=self.retention if max_age is None else max_age,
+                            max_bytes=self.max_bytes if max_bytes is None else max_bytes,
+                            storage=StorageType.FILE, discard=DiscardPolicy.OLD)
+
     async def _connect(self) -> None:
+        abandoned = False
+        """Set when this attempt closes its own connection (the stream could not be
+        made): that close is no lost bus."""
+
         async def disconnected() -> None:
             self.progress.connected = False
-            if self._closing:  # our own close: nothing lost, nothing to do
-                log.debug("disconnected from the bus at %s", self.url)
+            if self._closing or abandoned:  # our own close: nothing lost, nothing to do
+                log.debug("disconnected from the bus at %s", self.shown_url)
                 return
-            log.warning("lost the bus at %s; reconnecting", self.url, extra={"event": "bus_disconnected"})
+            log.warning("lost the bus at %s; reconnecting", self.shown_url, extra={"event": "bus_disconnected"})
 
         async def reconnected() -> None:
             self._said_unreachable = False
@@ -158,16 +208,21 @@ class ReportBus:
             self.progress.reconnects += 1
             if self._reader is not None:
                 self._reader.invalidate()  # the server may have dropped our consumer meanwhile
-            log.info("reconnected to the bus at %s", self.url, extra={"event": "bus_reconnected"})
+            log.info("reconnected to the bus at %s", self.shown_url, extra={"event": "bus_reconnected"})
+            # The server may have come back without the stream (its store emptied):
+            # checked in a task of its own, since nats-py awaits this callback in
+            # its reconnection, which a failure here would undo.
+            self._check_stream()
 
         async def error(exc: Exception) -> None:
             # nats-py retries by itself (also the first connection): said once an outage.
             if not self._said_unreachable:
                 self._said_unreachable = True
-                log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.url,
-                            str(exc) or type(exc).__name__, RECONNECT_WAIT, extra={"event": "bus_unreachable"})
+                log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.shown_url,
+                            self._masked(str(exc) or type(exc).__name__), RECONNECT_WAIT,
+                            extra={"event": "bus_unreachable"})
             else:
-                log.debug("bus: %s", exc)
+                log.debug("bus: %s", self._masked(str(exc)))
 
         nc = await nats.connect(self.url.split(","), connect_timeout=CONNECT_TIMEOUT, allow_reconnect=True,
                                 reconnect_time_wait=RECONNECT_WAIT, max_reconnect_attempts=-1,
@@ -176,25 +231,106 @@ class ReportBus:
                                 name="trioscope")
         try:
             js = nc.jetstream(timeout=PUBLISH_TIMEOUT)
-            config = StreamConfig(name=self.stream, subjects=[f"{self.stream}.>"], max_age=self.retention,
-                                  max_bytes=self.max_bytes,
-                                  storage=StorageType.FILE, discard=DiscardPolicy.OLD)
             try:
-                await js.add_stream(config)
-            except nats.js.errors.BadRequestError:
-                await js.update_stream(config)  # exists with other limits (max_data_age changed)
+                await self._make_stream(js, first=True)
+            except nats.js.errors.ServiceUnavailableError as exc:
+                if exc.code is None:  # no responder on the JetStream API at all
+                    raise _NoJetStream() from None
+                raise
         except BaseException:
-            await nc.close()
+            abandoned = True
+            with contextlib.suppress(Exception):
+                await nc.close()
             raise
         self._nc, self._js = nc, js
         self._reader = StreamReader(js, self.stream)
 
+    async def _make_stream(self, js: JetStreamContext, *, first: bool) -> bool:
+        """Create the stream, or, if it exists with other limits, lengthen
+        them to this replica's where they are shorter (``_kept_limits``);
+        whether it was created here. ``first``: at this process's first
+        connection (a replica whose settings are shorter than the stream's
+        says so once, not at every check).
+
+        Raises:
+            nats.js.errors.ServiceUnavailableError: no JetStream on the server.
+        """
+        config = self._stream_config()
+        try:
+            info = await js.stream_info(self.stream)
+        except nats.js.errors.NotFoundError:
+            try:
+                await js.add_stream(config)
+                return True
+            except nats.js.errors.BadRequestError:
+                info = await js.stream_info(self.stream)  # made meanwhile by another replica, with other limits
+        old_age, old_bytes = float(info.config.max_age or 0), int(info.config.max_bytes or -1)
+        age, size = _kept_limits(old_age, old_bytes, self.retention, self.max_bytes)
+        if (age, size) != (old_age, old_bytes):
+            # Only ever lengthened: see ``_kept_limits``.
+            await js.update_stream(self._stream_config(age, size))
+            log.warning("the report stream %s kept reports for %s and up to %s bytes; now for %s and up to %s bytes "
+                        "(this replica's %s and bus.max_bytes)", self.stream, _age(old_age), _size(old_bytes),
+                        _age(age), _size(size), self.retention_key,
+                        extra={"event": "bus_stream_lengthened", "stream": self.stream})
+        if first and (_shorter(self.retention, old_age) or _shorter(self.max_bytes, old_bytes)):
+            log.warning("this replica's %s and bus.max_bytes (keep reports %s, up to %s bytes) are shorter than "
+                        "the report stream %s's (%s, up to %s bytes): the stream keeps its own, as every replica "
+                        "reads it (shorten it by hand: nats stream edit %s --max-age/--max-bytes)",
+                        self.retention_key, _age(self.retention), _size(self.max_bytes), self.stream, _age(age),
+                        _size(size), self.stream, extra={"event": "bus_stream_longer", "stream": self.stream})
+        return False
+
+    def _check_stream(self) -> asyncio.Task[None]:
+        """(On the asyncio loop.) Make sure the stream is on the bus, created
+        again if it is gone (once logged, counted in ``streams_recreated``):
+        after a reconnection, and when a publish or a read finds no stream.
+        One check at a time; the one under way if there is one."""
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.get_running_loop().create_task(self._recreate_stream(),
+                                                                    name=f"check stream {self.stream}")
+        return self._checking
+
+    async def _recreate_stream(self) -> None:
+        for attempt in range(STREAM_CHECKS):
+            js, nc = self._js, self._nc
+            if js is None or nc is None or self._closing:
+                return
+            if nc.is_connected:
+                try:
+                    created = await self._make_stream(js, first=False)
+                except nats.js.errors.ServiceUnavailableError as exc:
+                    if attempt == 0 and exc.code is None:
+                        log.error("JetStream is not enabled on the NATS server at %s (start nats-server with -js)",
+                                  self.shown_url, extra={"event": "bus_no_jetstream"})
+                except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+                    log.debug("bus: checking the stream %s: %s", self.stream, self._masked(str(exc)))
+                else:
+                    if created:
+                        self.streams_recreated += 1
+                        log.warning("the report stream %s was not on the bus at %s (its store emptied, or the stream "
+                                    "deleted): created it again", self.stream, self.shown_url,
+                                    extra={"event": "bus_stream_created", "stream": self.stream})
+                    return
+            await asyncio.sleep(RECONNECT_WAIT)
+
     async def close(self) -> None:
+        """Close the connection.
+
+        Error handling: a connection lost already may fail to close (nats-py
+        flushes what it holds to a socket the server reset): nats' and the
+        socket's errors are logged at debug and swallowed, as there is nothing
+        left to close; the process stops cleanly either way."""
         if self._nc is not None:
-            await self.thread.run(self._close)
+            try:
+                await self.thread.run(self._close)
+            except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
+                log.debug("bus: closing the connection: %s: %s", type(exc).__name__, self._masked(str(exc)))
 
     async def _close(self) -> None:
         self._closing = True
+        if self._checking is not None:
+            self._checking.cancel()
         if self._reader is not None:
             await self._reader.close()
         if self._nc is not None:
@@ -249,7 +385,7 @@ class ReportBus:
         if isinstance(answer, nats.errors.MaxPayloadError):  # the server's limit fell since it was read
             raise ReportTooLarge(len(data) + self._headers_size, self.max_payload or 0)
         if isinstance(answer, (nats.errors.Error, nats.js.errors.Error, TimeoutError)):
-            raise BusUnavailable(str(answer) or type(answer).__name__)
+            raise BusUnavailable(self._masked(str(answer) or type(answer).__name__))
         if isinstance(answer, Exception):
             raise answer
         return answer
@@ -315,6 +451,15 @@ class ReportBus:
         async def one(outgoing: _Outgoing) -> int | Exception:
             try:
                 ack = await js.publish(outgoing.subject, outgoing.data, stream=self.stream)
+            except nats.js.errors.NoStreamResponseError as exc:
+                # No stream on the bus (its server restarted with an empty store):
+                # made again, then this report published once more.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(self._check_stream()), PUBLISH_TIMEOUT)
+                try:
+                    ack = await js.publish(outgoing.subject, outgoing.data, stream=self.stream)
+                except Exception:  # noqa: BLE001  # the report's own answer, as below
+                    return exc
             except Exception as exc:  # noqa: BLE001  # the report's own answer (BusUnavailable for nats' errors)
                 return exc
             return int(ack.seq)
@@ -333,10 +478,17 @@ class ReportBus:
         """
         reader = self._reader
         assert reader is not None
+        async def take() -> tuple[list[Fetched], int]:
+            try:
+                return await reader.take(after)
+            except (nats.js.errors.NotFoundError, nats.js.errors.NoStreamResponseError):
+                self._check_stream()  # the stream is gone from the bus: made again (the reader reads it anew)
+                raise
+
         try:
-            fetched, pending = await self.thread.run(lambda: reader.take(after))
+            fetched, pending = await self.thread.run(take)
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
-            raise BusUnavailable(str(exc) or type(exc).__name__) from None
+            raise BusUnavailable(self._masked(str(exc) or type(exc).__name__)) from None
         finally:
             self.progress.consumer_restarts = reader.consumer_restarts
         self.progress.pending = pending
@@ -357,6 +509,47 @@ def retention(settings: Settings) -> float:
     return max(settings.storage.max_data_age, settings.agents.stale_threshold)
 
 
+def retention_key(settings: Settings) -> str:
+    """The setting ``retention`` comes from."""
+    if settings.agents.stale_threshold > settings.storage.max_data_age:
+        return "agents.stale_threshold"
+    return "storage.max_data_age"
+
+
+def _kept_limits(old_age: float, old_bytes: int, age: float, size: int) -> tuple[float, int]:
+    """The limits (``max_age`` in seconds, 0 for none; ``max_bytes``, -1 for
+    none) an existing stream is given by a replica wanting ``age`` and
+    ``size``: the longer of its own and the replica's, each.
+
+    Never shorter: replicas started with different settings would otherwise
+    set the shared stream back and forth, each one that starts (or
+    reconnects) to its own, and every shortening drops at once the reports
+    older than the new limit, for every replica (the metric history, and the
+    newest report of agents that report rarely). Shortening the stream is
+    the operator's to do, by hand.
+    """
+    return (_longer(old_age, age, unlimited=0.0), int(_longer(old_bytes, size, unlimited=-1)))
+
+
+def _longer(old: float, new: float, *, unlimited: float) -> float:
+    if old == unlimited or new == unlimited:
+        return unlimited
+    return new if new > old + LIMIT_SLACK else old
+
+
+def _shorter(mine: float, stream: float) -> bool:
+    """Whether a limit of this replica's keeps less than the stream's (``0``/``-1``: none)."""
+    return stream <= 0 < mine or (0 < stream and 0 < mine and mine < stream - LIMIT_SLACK)
+
+
+def _age(seconds: float) -> str:
+    return "ever" if seconds <= 0 else format_duration(seconds)
+
+
+def _size(limit: float) -> str:
+    return "unlimited" if limit < 0 else str(int(limit))
+
+
 @asynccontextmanager
 async def open_report_bus(settings: Settings) -> AsyncIterator[ReportBus | None]:
     """The process's bus (None without ``bus.url``): its thread runs, and it is
@@ -366,7 +559,8 @@ async def open_report_bus(settings: Settings) -> AsyncIterator[ReportBus | None]
         return
     thread = AsyncioThread(name="nats")
     thread.start()
-    bus = ReportBus(settings.bus.url, settings.bus.stream, retention(settings), thread, settings.bus.max_bytes)
+    bus = ReportBus(settings.bus.url, settings.bus.stream, retention(settings), thread, settings.bus.max_bytes,
+                    retention_key=retention_key(settings))
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bus.keep_connecting)

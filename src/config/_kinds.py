@@ -382,6 +382,11 @@ class DatabaseKind:
         return mask_password(value)
 
 
+def mask_passwords(urls: str) -> str:
+    """``mask_password`` of each of comma-separated URLs (a NATS cluster's servers)."""
+    return ",".join(mask_password(url) for url in urls.split(","))
+
+
 def mask_password(url: str) -> str:
     """``url`` with the password of its user part replaced by ``***``."""
     scheme, sep, rest = url.partition("://")
@@ -445,8 +450,16 @@ class NatsUrlKind:
             return value
         for server in value.split(","):
             parts = urllib.parse.urlsplit(server.strip())
-            if parts.scheme not in ("nats", "tls") or not parts.hostname or parts.query or parts.fragment:
+            if parts.scheme not in ("nats", "tls") or not parts.hostname:
                 raise InvalidValue(f"is not a NATS URL; expected {self.expected}", quote=False)
+            # NATS has no paths, queries or fragments: nats-py would drop them
+            # without a word, so a URL meant for something else would be used as
+            # if it were the server's. A bare trailing "/" is only the root.
+            extra = [name for name, given in (("a path", parts.path not in ("", "/")), ("a query", parts.query),
+                                              ("a fragment", parts.fragment)) if given]
+            if extra or "?" in server or "#" in server:
+                raise InvalidValue(f"has {' and '.join(extra) or 'a query or fragment'}, which a NATS URL cannot have; "
+                                   f"expected {self.expected}", quote=False)
             try:
                 parts.port  # noqa: B018 - urlsplit checks the port only when asked for it
             except ValueError:
@@ -458,11 +471,11 @@ class NatsUrlKind:
 
     def format(self, value: object) -> str:
         assert isinstance(value, str)
-        return "(none: reports merged in this process)" if not value else mask_password(value)
+        return "(none: reports merged in this process)" if not value else mask_passwords(value)
 
     def format_compact(self, value: object) -> str:
         assert isinstance(value, str)
-        return mask_password(value)
+        return mask_passwords(value)
 
 
 @attrs.frozen

@@ -1,0 +1,115 @@
+"""A replica process with a report bus, as an operator runs it: stopped
+(SIGTERM) after its bus was lost, and started on a long stream, where it
+says it is ready only once its views hold every report of the stream."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import nats
+import pytest
+import trio
+
+from tests.bus_server import NatsMissing, OwnNatsServer, own_nats_server
+from tests.synthetic import host_report
+from trioscope.bus import pack_report
+from trioscope.bus._client import agent_subject
+from trioscope.domain.topology import report_shape
+from trioscope.wire import decode_report
+from tests.replicas.test_report_bus import bus_args, get, ready
+from tests.server_process import ServerProcess
+from tests.waiting import eventually
+
+FAST = ("--rate-per-address", "1000000", "--reports-per-address", "1000000", "--local-probe", "false",
+        "--max-agents", "100000")
+
+
+@pytest.fixture
+def bus() -> OwnNatsServer:  # type: ignore[misc]  # a generator fixture
+    try:
+        with own_nats_server() as server:
+            yield server
+    except NatsMissing as exc:
+        pytest.skip(str(exc))
+
+
+async def test_sigterm_after_the_bus_was_lost_stops_cleanly_with_exit_0(bus: OwnNatsServer) -> None:
+    with ServerProcess([*bus_args(bus.url, "lost"), *FAST]) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await eventually(lambda: ready(client, server))
+            bus.stop()
+
+            async def lost() -> bool:
+                return not (await get(client, server, "/api/v1/query/stats"))["bus"]["connected"]
+
+            await eventually(lost, deadline=30)
+            await trio.sleep(3)  # nats-py is reconnecting meanwhile: its close then meets a reset socket
+        code = server.stop(signal.SIGTERM)
+        log = server.stderr()
+    assert code == 0, log[-4000:]
+    assert "Traceback" not in log and "ExceptionGroup" not in log, log[-4000:]
+
+
+def publish_dated(url: str, stream: str, reports: list[tuple[int, float]]) -> None:
+    """Put host ``index``'s report (a few containers and processes) on
+    ``stream`` as a replica would have, received at ``at``."""
+    async def publish() -> None:
+        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+        try:
+            js = nc.jetstream()
+            for start in range(0, len(reports), 200):
+                packed = []
+                for index, at in reports[start:start + 200]:
+                    report = decode_report(host_report(index, timestamp=at, containers=4, processes=12,
+                                                       connections=4))
+                    data, _ = pack_report(report, at, enrolled=False, shape=report_shape(report),
+                                          address="127.0.0.1")
+                    packed.append((agent_subject(stream, report.agent_id), data))
+                await asyncio.gather(*(js.publish(subject, data, stream=stream) for subject, data in packed))
+        finally:
+            await nc.close()
+
+    with ThreadPoolExecutor(1) as pool:  # asyncio in a thread of its own: Trio runs in this one
+        pool.submit(lambda: asyncio.run(publish())).result()
+
+
+def last_sequence(url: str, stream: str) -> int:
+    async def read() -> int:
+        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+        try:
+            return int((await nc.jetstream().stream_info(stream)).state.last_seq)
+        finally:
+            await nc.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(read())).result()
+
+
+async def test_a_replica_is_ready_only_once_its_views_hold_every_report_of_the_stream(
+        bus: OwnNatsServer) -> None:
+    """Readiness once the topology merged up to where the stream was read, not
+    once the reports were handed to the roster: a load balancer that sends a
+    client to a replica it was told is ready must not show it fewer hosts."""
+    hosts, rounds = 1500, 4
+    now = time.time()
+    # The stream made as a replica makes it (its limits), then filled as replicas fill it.
+    with ServerProcess([*bus_args(bus.url, "long"), *FAST]) as first:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await eventually(lambda: ready(client, first))
+    publish_dated(bus.url, "long", [(index, now - 60 + step * 5) for step in range(rounds)
+                                    for index in range(1, hosts + 1)])
+    end = last_sequence(bus.url, "long")
+    assert end == hosts * rounds
+    with ServerProcess([*bus_args(bus.url, "long"), *FAST]) as second:
+        async with httpx.AsyncClient(timeout=30) as client:
+            await eventually(lambda: ready(client, second), deadline=120)
+            view = (await get(client, second, "/api/v1/query/topology", view="hosts", fields="id"))["topology"]
+            stats = await get(client, second, "/api/v1/query/stats")
+    assert stats["topology"]["stream_sequence"] >= end
+    assert stats["bus"]["merged_sequence"] >= end
+    assert view["version"] >= end
+    assert len(view["nodes"]) == hosts
