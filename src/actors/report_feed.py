@@ -113,7 +113,7 @@ class ReportFeedActor(Actor):
                 progress.handed_on(fetched[-1].sequence)
             if 0 < len(fetched) < FEW and progress.caught_up:
                 await trio.sleep(GATHER)
-            if progress.pending == 0 and not progress.caught_up:
+            if progress.lag == 0 and not progress.caught_up:  # a known 0, read while connected
                 await self._expire_replayed()
                 progress.caught_up = True
                 log.info("report stream read to its end (sequence %d): topology and history rebuilt",

@@ -35,7 +35,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from trioscope.config import Settings, format_duration
-from trioscope.config._kinds import mask_passwords
+from trioscope.config import mask_passwords
 
 from trioscope.domain.agents import PackedReport
 from trioscope.runtime import Handoff
@@ -123,9 +123,6 @@ class ReportBus:
         self.max_bytes = max_bytes
         self.thread = thread
         self.progress = BusProgress()
-        self.streams_recreated = 0
-        """Times this replica found the stream gone from the bus (a server
-        restarted with an empty store, or the stream deleted) and created it again."""
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._reader: StreamReader | None = None
@@ -206,6 +203,7 @@ class ReportBus:
             self._said_unreachable = False
             self.progress.connected = True
             self.progress.reconnects += 1
+            self.progress.pending_unknown()  # the stream may have moved on, or gone, meanwhile
             if self._reader is not None:
                 self._reader.invalidate()  # the server may have dropped our consumer meanwhile
             log.info("reconnected to the bus at %s", self.shown_url, extra={"event": "bus_reconnected"})
@@ -283,7 +281,7 @@ class ReportBus:
 
     def _check_stream(self) -> asyncio.Task[None]:
         """(On the asyncio loop.) Make sure the stream is on the bus, created
-        again if it is gone (once logged, counted in ``streams_recreated``):
+        again if it is gone (once logged, counted in ``progress.streams_created``):
         after a reconnection, and when a publish or a read finds no stream.
         One check at a time; the one under way if there is one."""
         if self._checking is None or self._checking.done():
@@ -307,7 +305,7 @@ class ReportBus:
                     log.debug("bus: checking the stream %s: %s", self.stream, self._masked(str(exc)))
                 else:
                     if created:
-                        self.streams_recreated += 1
+                        self.progress.streams_created += 1
                         log.warning("the report stream %s was not on the bus at %s (its store emptied, or the stream "
                                     "deleted): created it again", self.stream, self.shown_url,
                                     extra={"event": "bus_stream_created", "stream": self.stream})
@@ -488,6 +486,7 @@ class ReportBus:
         try:
             fetched, pending = await self.thread.run(take)
         except (nats.errors.Error, nats.js.errors.Error, TimeoutError) as exc:
+            self.progress.pending_unknown()  # how far behind is known again from the next read that says
             raise BusUnavailable(self._masked(str(exc) or type(exc).__name__)) from None
         finally:
             self.progress.consumer_restarts = reader.consumer_restarts

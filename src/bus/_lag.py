@@ -21,6 +21,9 @@ class BusProgress:
     """Times the stream reader was recreated (after a reconnection or a consumer the server dropped)."""
     skipped: int = 0
     """Messages on the stream that were not report envelopes (logged and left out)."""
+    streams_created: int = 0
+    """Times this process found the stream gone from the bus (a server back with
+    an empty store) and created it again."""
     _pending: int = attrs.field(default=0, init=False)
     _pending_known: bool = attrs.field(default=False, init=False)
     _advanced: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
@@ -67,4 +70,4 @@ class BusProgress:
         """The figures ``/api/v1/query/stats`` and ``/health`` show: ``lag`` is null while not known."""
         return {"connected": self.connected, "caught_up": self.caught_up, "merged_sequence": self.merged,
                 "lag": self.lag, "reconnects": self.reconnects, "consumer_restarts": self.consumer_restarts,
-                "skipped_messages": self.skipped}
+                "skipped_messages": self.skipped, "streams_created": self.streams_created}

@@ -21,6 +21,7 @@ from ._exceptions import ConfigError as ConfigError
 from ._exceptions import Problem as Problem
 from ._keys import KEYS as KEYS
 from ._keys import Key as Key
+from ._kinds import mask_passwords as mask_passwords
 from ._load import load_settings as load_settings
 from ._resolve import ConfigFile as ConfigFile
 from ._resolve import resolve_settings as resolve_settings

@@ -139,8 +139,10 @@ async def check_bus(services: Services, detailed: bool) -> ComponentHealth:
         if not progress.connected:
             return ComponentHealth(status="connecting", ready=False, reason="not connected to the report bus yet",
                                    figures=figures)
-        return ComponentHealth(status="catching_up", ready=False,
-                               reason=f"reading the report stream: {progress.pending} reports to go", figures=figures)
+        to_go = (f"{progress.lag} reports to go" if progress.lag is not None
+                 else "how many reports are left is not known yet (no answer from the bus)")
+        return ComponentHealth(status="catching_up", ready=False, reason=f"reading the report stream: {to_go}",
+                               figures=figures)
     if not progress.connected:
         # Still ready: queries answer from the last state, and every replica
         # answers reports 503 alike until the bus is back.

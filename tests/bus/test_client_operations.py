@@ -111,7 +111,7 @@ async def test_a_server_restarted_with_an_empty_store_gets_the_stream_again_and_
         # A report that finds no stream (before the reconnection's check or after) has it made again.
         assert await publish_eventually(bus) == 1  # the first report of the new stream
         assert await bus.publish("agent-1", b"three") == 2
-        assert bus.streams_recreated == 1
+        assert bus.progress.streams_created == 1
         assert bus.progress.reconnects == 1
     said = [m for m in messages(caplog) if "was not on the bus" in m]
     assert len(said) == 1, messages(caplog)
