@@ -24,6 +24,7 @@ import attrs
 
 from ._exceptions import ConfigError, InvalidValue, Problem, quote_text
 from ._file import RawValue, read_config_text
+from ._kinds import mask_passwords
 from ._keys import CONFIG_ENV, CONFIG_FLAG, ENV_NAMES, ENV_PREFIX, KEYS, KEYS_BY_NAME, Key, is_other_env, suggest_env
 from ._settings import Settings
 from ._source import FlagValue, Source, SourceKind
@@ -187,13 +188,15 @@ def _as_flag(value: FlagValue | str, spelling: str) -> FlagValue:
 def _invalid(key: Key, raw: RawValue, error: InvalidValue) -> Problem:
     # Text that failed to parse is quoted so empty or odd values stay visible; a value
     # that parsed but is not allowed (out of range) is shown as written. Secrets are
-    # never shown: problems go to terminals and logs.
+    # never shown, nor a password in a URL (a database's, the bus's): problems go
+    # to terminals and logs.
+    written = mask_passwords(raw.written)
     if key.secret:
         shown = "the value"
     elif error.quote and isinstance(raw.value, str):
-        shown = quote_text(raw.written)
+        shown = quote_text(written)
     else:
-        shown = raw.written
+        shown = written
     return Problem(key.name, raw.source, f"{shown} from {raw.source} {error.reason}")
 
 

@@ -49,3 +49,13 @@ def test_serve_with_a_bus_url_with_a_path_exits_2_in_one_line_before_it_starts()
                              "nats://127.0.0.1:4222/path"], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 2, result.stderr
     assert "bus.url" in result.stderr and "has a path" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_refused_url_is_named_without_its_password() -> None:
+    """A configuration problem goes to terminals and logs: a bus or database URL
+    it quotes has its password masked, as ``--print-config`` masks it."""
+    result = subprocess.run([sys.executable, "-m", "trioscope", "serve", "--bus", "nats://ops:S3cretPW@h:4222/x",
+                             "--database", "postgresql://ops:An0ther@db/x?bad=", "--print-config"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and "nats://ops:***@h:4222/x" in result.stderr
+    assert "S3cretPW" not in result.stderr and "An0ther" not in result.stderr
