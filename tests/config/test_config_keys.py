@@ -107,6 +107,7 @@ def test_exports():
         "format_duration",
         "format_effective",
         "load_settings",
+        "mask_passwords",
         "parse_duration",
         "resolve_settings",
     }
