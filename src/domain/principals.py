@@ -124,3 +124,18 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
     except ValueError:
         raise InvalidToken(f"invalid token: unknown role {str(role)[:20]!r}") from None
     return Principal(sub, tenant, parsed_role, float(exp))
+
+
+def renewed(current: Principal, secret: bytes, token: str, *, now: float) -> Principal:
+    """What a WebSocket opened as ``current`` goes on as when its client sends
+    ``token``, a newer token of the same user: that token's principal, whose
+    expiry then closes the socket instead of the old one's.
+
+    Raises:
+        InvalidToken: ``token`` is invalid or expired, or names another user,
+            tenant or role (what a socket may see was decided when it opened).
+    """
+    principal = read_user_token(secret, token, now=now)
+    if (principal.user_id, principal.tenant, principal.role) != (current.user_id, current.tenant, current.role):
+        raise InvalidToken("the token names another user, tenant or role than the one this socket was opened with")
+    return principal

@@ -1,7 +1,14 @@
 """One client WebSocket served by a client actor (live views, users' events):
 the handler only moves bytes. Frames the actor queued go out, frames the
 client sends go to the actor; the socket closes when the actor, the server or
-the client closes it."""
+the client closes it.
+
+One message the handler answers itself, whatever the actor: a socket opened
+with a user token closes (4401) when the token expires, unless its client
+sends a newer token of the same user first, ``{"type": "auth", "token":
+"..."}`` (answered ``{"type": "auth", "payload": {"expires_at": ...}}``, or an
+``error`` frame ``invalid_token`` that leaves the socket as it was): the
+token is re-checked wherever it is used, and a socket goes on using it."""
 
 from __future__ import annotations
 
@@ -9,16 +16,21 @@ import logging
 import math
 import time
 
+import attrs
+import orjson
 import trio
 from quart import Response, websocket
 
 from trioscope.actors.client import GOING_AWAY, INTERNAL_ERROR, MESSAGE_TOO_BIG, ClientLink, FromClient
 from trioscope.actors.client_owner import OpenClient
+from trioscope.domain.live import error_frame, message
+from trioscope.domain.principals import InvalidToken, Principal, renewed
 from trioscope.runtime import (
     ActorNotFound, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, StartFailed, TooManyChildren,
 )
 
 from . import _gate
+from ._command_views import timestamp
 from ._errors import error_response
 from ._services import services
 
@@ -32,14 +44,21 @@ MAX_CLIENT_MESSAGE = 64 * 1024
 is higher because agents send results over /ws/agent."""
 
 
+@attrs.define
+class _Holder:
+    """Who a socket was opened by, renewed by the ``auth`` messages its client sends."""
+
+    principal: Principal
+
+
 async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol: str | None = None,
-                              expires_at: float | None = None) -> Response | None:
+                              principal: Principal | None = None) -> Response | None:
     """Run one WebSocket whose client actor ``spec`` (under ``/root/clients``)
     decides what is sent: have the client owner start the actor (503 when the limit is reached), then
     accept (choosing ``subprotocol``) and move frames both ways until the
     actor, the server or the client closes. A socket opened with a user token
-    closes (4401) when the token expires (unix seconds ``expires_at``): the
-    token is checked when it is used, and a socket keeps using it."""
+    (``principal``) closes (4401) when the token expires, or the newer one its
+    client sent (module docstring)."""
     s = services()
     address = _gate.client_source()
     cap = s.settings.websocket.max_clients_per_address
@@ -68,9 +87,10 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
             # server stopping (1001) or by the actor's end (1011), each of which
             # cancels this nursery; a disconnect cancels us.
             link.cancel_on_close(nursery.cancel_scope)
-            nursery.start_soon(_read, client, link)
-            if expires_at is not None and expires_at != math.inf:
-                nursery.start_soon(_close_on_expiry, link, expires_at)
+            holder = _Holder(principal) if principal is not None else None
+            nursery.start_soon(_read, client, link, holder)
+            if holder is not None:
+                nursery.start_soon(_close_on_expiry, link, holder)
             await _write(link)
             nursery.cancel_scope.cancel()
         # A client that reads nothing may not take even a close frame: bounded.
@@ -91,12 +111,14 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
     return None
 
 
-async def _read(client: ActorRef, link: ClientLink) -> None:
+async def _read(client: ActorRef, link: ClientLink, holder: _Holder | None) -> None:
     while True:
         data = await websocket.receive()
         if len(data) > MAX_CLIENT_MESSAGE:
             link.close(MESSAGE_TOO_BIG, f"messages are at most {MAX_CLIENT_MESSAGE} bytes")
             return
+        if holder is not None and _renew(link, holder, data):
+            continue
         try:
             client.tell(FromClient(data))
         except MailboxFull:
@@ -106,9 +128,50 @@ async def _read(client: ActorRef, link: ClientLink) -> None:
             return
 
 
-async def _close_on_expiry(link: ClientLink, expires_at: float) -> None:
+_AUTH = b'"auth"'
+"""In every renewal's text; parsed only then (a client's other messages are the actor's)."""
+
+
+def _renew(link: ClientLink, holder: _Holder, data: str | bytes) -> bool:
+    """Whether ``data`` was a renewal (``{"type": "auth", "token": ...}``),
+    then answered: the holder's principal renewed, or an error frame."""
+    raw = data.encode() if isinstance(data, str) else data
+    if _AUTH not in raw:
+        return False
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return False  # the actor answers what it cannot read
+    if not isinstance(document, dict) or document.get("type") != "auth":
+        return False
+    token = document.get("token")
+    try:
+        if not isinstance(token, str) or not 0 < len(token) <= MAX_TOKEN:
+            raise InvalidToken(f"token: expected the user token, a string of at most {MAX_TOKEN} characters")
+        holder.principal = renewed(holder.principal, services().secret, token, now=time.time())
+    except InvalidToken as exc:
+        answer = error_frame("invalid_token", f"the token was not taken ({exc}); the socket goes on with the one it has")
+    else:
+        log.info("a WebSocket's token renewed", extra={"event": "websocket_token_renewed"})
+        answer = message("auth", {"expires_at": timestamp(holder.principal.expires_at)})
+    try:
+        link.outbox.send_nowait(answer)
+    except trio.WouldBlock:
+        pass  # a client that reads nothing learns nothing; its token was taken or not all the same
+    return True
+
+
+MAX_TOKEN = 4096
+"""Characters of a token an ``auth`` message may carry (a user token is ~200)."""
+
+
+async def _close_on_expiry(link: ClientLink, holder: _Holder) -> None:
     # The wall clock says when a token expires; trio's clock measures the wait.
-    await trio.sleep(max(0.0, expires_at - time.time()))
+    # A renewal moves the expiry later: the wait is taken again from there.
+    while (left := holder.principal.expires_at - time.time()) > 0:
+        if left == math.inf:
+            return
+        await trio.sleep(left)
     log.info("closing a WebSocket: its token expired", extra={"event": "websocket_token_expired"})
     link.close(TOKEN_EXPIRED, "token_expired")
 

@@ -121,8 +121,7 @@ async def user_events(user_id: str) -> Response | None:
     link = ClientLink(s.settings.websocket.buffer_size * 16)
     spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
                              admin=principal.may(Permission.ADMINISTER))
-    return await serve_client_socket(link, spec, subprotocol=_gate.chosen_subprotocol(),
-                                     expires_at=principal.expires_at)
+    return await serve_client_socket(link, spec, subprotocol=_gate.chosen_subprotocol(), principal=principal)
 
 
 @blueprint.websocket("/ws/agent/<deployment_hash>")

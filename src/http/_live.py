@@ -73,6 +73,6 @@ async def live() -> Response | None:
         return await serve_client_socket(
             link, client_spec(name, link, HUB, view, s.settings, s.live, visibility, first_view_at,
                               address=address, turns=s.reset_turns),
-            subprotocol=_gate.chosen_subprotocol(), expires_at=reader.expires_at if reader is not None else None)
+            subprotocol=_gate.chosen_subprotocol(), principal=reader)
     finally:
         link.first_view_done()
