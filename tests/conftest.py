@@ -78,6 +78,18 @@ def nats_url() -> str:
 
 
 @pytest.fixture
+def own_nats() -> Iterator[bus_server.OwnNatsServer]:
+    """A nats-server of the test's own (JetStream, a store of its own) on a free
+    port, for tests that stop, freeze or wipe it; skipped, saying why, where
+    nats-server is not installed."""
+    try:
+        with bus_server.own_nats_server() as server:
+            yield server
+    except bus_server.NatsMissing as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
 def stream(nats_url: str) -> Iterator[str]:
     """A JetStream stream name of the test's own, deleted afterwards."""
     name = bus_server.stream_name()

@@ -115,6 +115,22 @@ def victoria_metrics() -> Iterator[str]:
         shutil.rmtree(data, ignore_errors=True)
 
 
+@contextmanager
+def metrics_server(backend: str) -> Iterator[ServerProcess]:
+    """A server whose metrics are kept by ``backend``: ``embedded`` (its own
+    engine) or ``victoriametrics`` (a VictoriaMetrics of its own at --metrics-url)."""
+    if backend == "embedded":
+        with ServerProcess() as process:
+            yield process
+    else:
+        with victoria_metrics() as url, ServerProcess(["--metrics-url", url]) as process:
+            yield process
+
+
+BACKENDS = ("embedded", "victoriametrics")
+"""The ``backend`` names ``metrics_server`` takes."""
+
+
 def _pause(process: subprocess.Popen[bytes]) -> None:
     """Wait a tenth of a second for the process (it should not end), not a bare sleep."""
     try:

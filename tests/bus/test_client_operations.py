@@ -20,7 +20,7 @@ import pytest
 import trio
 from nats.js.api import StreamConfig
 
-from tests.bus_server import HOST, NatsMissing, OwnNatsServer, _free_port, _wait_until_answers, own_nats_server
+from tests.bus_server import HOST, OwnNatsServer, _free_port, _wait_until_answers
 from trioscope.bus import AsyncioThread, BusUnavailable, ReportBus
 from trioscope.bus import _client
 
@@ -29,12 +29,8 @@ LOGGER = "trioscope.bus._client"
 
 
 @pytest.fixture
-def server() -> Iterator[OwnNatsServer]:
-    try:
-        with own_nats_server() as server:
-            yield server
-    except NatsMissing as exc:
-        pytest.skip(str(exc))
+def server(own_nats: OwnNatsServer) -> OwnNatsServer:
+    return own_nats  # tests/conftest.py
 
 
 @asynccontextmanager

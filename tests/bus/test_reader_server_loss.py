@@ -15,7 +15,7 @@ import pytest
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
-from tests.bus_server import NatsMissing, OwnNatsServer, own_nats_server
+from tests.bus_server import OwnNatsServer
 from trioscope.bus import _reader
 from trioscope.bus._reader import Fetched, StreamReader
 
@@ -23,12 +23,8 @@ STREAM = "reports"
 
 
 @pytest.fixture
-def server() -> OwnNatsServer:  # type: ignore[misc]  # a generator fixture
-    try:
-        with own_nats_server() as server:
-            yield server
-    except NatsMissing as exc:
-        pytest.skip(str(exc))
+def server(own_nats: OwnNatsServer) -> OwnNatsServer:
+    return own_nats  # tests/conftest.py
 
 
 async def publish(js: JetStreamContext, prefix: str, count: int) -> None:

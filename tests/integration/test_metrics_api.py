@@ -14,20 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.metrics_clients import Tenant, free_port, new_tenant, victoria_metrics
+from tests.metrics_clients import BACKENDS, Tenant, free_port, metrics_server, new_tenant
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 from tests.waiting import eventually
 
 
-@pytest.fixture(scope="module", params=["embedded", "victoriametrics"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    if request.param == "embedded":
-        with ServerProcess() as process:
-            yield process
-    else:
-        with victoria_metrics() as url, ServerProcess(["--metrics-url", url]) as process:
-            yield process
+    with metrics_server(request.param) as process:
+        yield process
 
 
 @pytest.fixture(scope="module")

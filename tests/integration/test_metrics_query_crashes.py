@@ -14,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.metrics_clients import new_tenant, victoria_metrics
+from tests.metrics_clients import BACKENDS, metrics_server, new_tenant
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
 
@@ -84,14 +84,10 @@ async def test_ieee_edge_cases_answer_prometheus_values_and_the_server_stays(emb
     assert embedded.proc.poll() is None and "Traceback" not in embedded.stderr()
 
 
-@pytest.fixture(scope="module", params=["embedded", "victoriametrics"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def either(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
-    if request.param == "embedded":
-        with ServerProcess() as process:
-            yield process
-    else:
-        with victoria_metrics() as url, ServerProcess(["--metrics-url", url]) as process:
-            yield process
+    with metrics_server(request.param) as process:
+        yield process
 
 
 async def test_both_backends_answer_bad_queries_and_times_as_prometheus(either: ServerProcess) -> None:

@@ -14,7 +14,7 @@ import nats
 import pytest
 import trio
 
-from tests.bus_server import NatsMissing, OwnNatsServer, own_nats_server
+from tests.bus_server import OwnNatsServer
 from tests.synthetic import host_report
 from trioscope.bus import pack_report
 from trioscope.bus._client import agent_subject
@@ -29,12 +29,8 @@ FAST = ("--rate-per-address", "1000000", "--reports-per-address", "1000000", "--
 
 
 @pytest.fixture
-def bus() -> OwnNatsServer:  # type: ignore[misc]  # a generator fixture
-    try:
-        with own_nats_server() as server:
-            yield server
-    except NatsMissing as exc:
-        pytest.skip(str(exc))
+def bus(own_nats: OwnNatsServer) -> OwnNatsServer:
+    return own_nats  # tests/conftest.py
 
 
 async def test_sigterm_after_the_bus_was_lost_stops_cleanly_with_exit_0(bus: OwnNatsServer) -> None:
