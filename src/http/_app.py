@@ -25,12 +25,33 @@ from ._bodies import bound_path
 from ._access_log import AccessLog, name_route
 from ._client_sockets import close_all
 from ._cors import Cors, CorsPolicy
-from ._errors import closing_if_unread, install_error_handlers
+from ._errors import ApiError, closing_if_unread, error_response, install_error_handlers
 from ._health_checks import check_bus
-from ._metrics import CommandServiceSources, Metrics, encode
+from ._metrics import CommandServiceSources, Metrics, encode, of_tenant
 from ._openapi import Answer, Auth, documented
 from ._quart_app import TrioscopeApp
 from ._services import REPLAY_WINDOW, Gate, Services, attach, services, services_of
+
+UNCHARGED_ROUTES = frozenset({
+    # Orchestrators' probes (a kubelet, a load balancer, systemd) often share
+    # an address with clients (a node, a NAT): a 429 to one restarts or
+    # unroutes a server that is fine, so any client could have it killed by
+    # spending its address's budget. They take no credentials and no body.
+    "/health", "/health/ready",
+    # Probes' requests, with budgets of their own before their bodies are
+    # read (limits.reports_per_address, limits.registrations_per_address):
+    # 1,500 probes behind one NAT send 12,000 reports a minute, twice the API's.
+    "/api/v1/reports", "/api/v1/agents/heartbeat/<agent_id>", "/api/v1/agents/register",
+})
+"""Routes (templates) not charged to the address's API budget (``limits.per_address``)."""
+
+
+def charges_address(rule: str | None) -> bool:
+    """Whether a request of route template ``rule`` (None: no route, a 404)
+    is charged to its address's API budget: every one but ``UNCHARGED_ROUTES``,
+    so that a route added later is limited unless it says why not."""
+    return rule not in UNCHARGED_ROUTES
+
 
 def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None,
                worker: int | None = None, bus: ReportBus | None = None) -> QuartTrio:
@@ -101,11 +122,22 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         if request.url_rule is not None:  # for the access log: the template, never the path as sent
             name_route(request.scope, request.url_rule.rule)
 
+    @app.before_request
+    async def _charge_address() -> None:
+        # After the timer: a 429 is observed in /metrics like any answer.
+        if charges_address(request.url_rule.rule if request.url_rule is not None else None):
+            await _gate.check_address_rate()
+
     @app.before_websocket
-    async def _name_route() -> None:
+    async def _name_route() -> Response | None:
         bound_path(websocket.path)
         if websocket.url_rule is not None:
             name_route(websocket.scope, websocket.url_rule.rule)
+        try:
+            await _gate.check_address_rate()  # every upgrade, before its route's own checks
+        except ApiError as exc:  # answered instead of the handshake, as the routes answer their refusals
+            return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        return None
 
     @app.after_request
     async def _observe(response: Response) -> Response:
@@ -120,6 +152,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     async def prometheus() -> Response:
         """Prometheus metrics."""
         await _gate.protected_read()
+        tenant = _gate.readable_tenant()
         s = services()
         stats = await s.topology.ask(GetStats(), timeout=30)
         s.metrics.agents.set(len(s.agents))
@@ -129,6 +162,8 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         s.metrics.topology_edges.set(stats["topology"]["edges"])
         s.metrics.database_connections.set(2 if s.store.alive else 1)  # SQLite: the writer's and the reader's
         families = s.metrics.collect()
+        if tenant is not None:
+            families = of_tenant(families, tenant)
         body = await trio.to_thread.run_sync(encode, families, limiter=s.heavy_work)
         return Response(body, content_type=CONTENT_TYPE_LATEST)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
 from quart import g, has_request_context, request, websocket
 
 from trioscope.actors.alerts import AgentSeen, sighting_resolution
@@ -101,9 +102,16 @@ async def directory() -> AgentDirectory:
 
 async def check_address_rate() -> None:
     """The client address's request budget (``limits.per_address``), before
-    any other work on the request."""
+    any other work on the request: charged once per request or WebSocket
+    upgrade, however many gates it passes (the app charges every request as
+    it arrives, ``_app``; a route's own gates then find it paid)."""
     # A coroutine although it never waits: Quart runs a plain-function hook in
     # a worker thread, a thread hop on every request.
+    if g.get("address_charged", False):
+        return
+    # Marked before the charge: a refused request is not charged again by the
+    # next gate it would have passed (it is answered 429 at once anyway).
+    g.address_charged = True
     s = services()
     _charge(s.gate.per_address, s.settings.limits.per_address, "address", "too many requests from this address")
 
@@ -187,14 +195,28 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
 
 
 async def protected_read() -> None:
-    """With ``auth.protect_reads``: a valid user token (any role) or 401. A
-    WebSocket may offer it as a subprotocol (``offered_token``), as ?token= or,
-    from a client that can, in the Authorization header. The reader is kept
-    for ``visible_reporters``."""
+    """The address's budget, then with ``auth.protect_reads`` a valid user
+    token (any role) or 401. A WebSocket may offer it as a subprotocol
+    (``offered_token``), as ?token= or, from a client that can, in the
+    Authorization header. The reader is kept for ``visible_reporters`` and
+    ``readable_tenant``."""
+    # Open reads are charged too: they are what a flood of one address costs
+    # the others most (a /metrics scrape or a topology view).
+    await check_address_rate()
     if not services().settings.auth.protect_reads:
         return
-    await check_address_rate()  # refusals are audited: bounded per client before that
     g.reader = await user(Permission.READ, token=None if has_request_context() else socket_token())
+
+
+def readable_tenant() -> str | None:
+    """After ``protected_read``, for a read over every tenant (``/metrics``):
+    the one tenant whose data the reader may see, or None for all of them
+    (reads open, as in the seed; or an ADMIN, who may read the whole
+    server's figures as on ``/health/detailed`` and ``/api/v1/runtime``)."""
+    reader: Principal | None = g.get("reader")
+    if reader is None or reader.may(Permission.ADMINISTER):
+        return None
+    return reader.tenant
 
 
 async def visible_reporters() -> Callable[[str], bool] | None:
@@ -330,12 +352,12 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
         known = await directory()
         answer = known.authenticate(token, deployment_hash=deployment_hash, agent_id=claimed)
     if isinstance(answer, AgentAuthFailure):
-        raise _agent_refusal(answer, known, known.holder_of(token), deployment_hash, claimed)
+        raise _agent_refusal(Refusal.of(answer), known, known.holder_of(token), deployment_hash, claimed)
     found: AgentRecord = answer
     if s.settings.agents.require_signature:
-        failure = await _signature_failure(found, token or "", body, headers, target)
-        if failure is not None:
-            raise _agent_refusal(failure, known, found, deployment_hash, claimed)
+        refusal = await _signature_failure(found, token or "", body, headers, target)
+        if refusal is not None:
+            raise _agent_refusal(refusal, known, found, deployment_hash, claimed)
     await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
     _heard(found, known)
     return found
@@ -432,51 +454,117 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
         await services().directory.ask(AttachReporter(reporter_id, signer.id), timeout=10.0)
 
 
+@attrs.frozen
+class Refusal:
+    """An agent request refused: a domain failure's status and error code,
+    with a message that names what this request lacked in the signature
+    scheme it used (the domain's messages name the body-only scheme's headers)."""
+
+    status: int
+    code: str
+    message: str
+
+    @classmethod
+    def of(cls, failure: AgentAuthFailure, message: str | None = None) -> Refusal:
+        return cls(failure.status, failure.code, failure.message if message is None else message)
+
+
+BODY_ONLY_HEADERS = ("X-Agent-Id", "X-Timestamp", "X-Request-Id", "X-Agent-Signature")
+"""What the status agent's scheme sends (X-Agent-Signature: an HMAC of the body alone)."""
+MAX_TIMESTAMP_DIGITS = 12
+"""An X-Timestamp of more digits is far off any clock (clock_skew), and would overflow a float."""
+
+
+def _listed(names: Sequence[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+_RFC_9421_SENDS = f"a request signed over the whole request (RFC 9421) sends {_listed(request_signing.SENT_HEADERS)}"
+_BODY_ONLY_SENDS = ("a request signed with X-Agent-Signature (the body alone) sends X-Agent-Id, X-Timestamp (unix "
+                    "seconds), X-Request-Id (a UUID) and X-Agent-Signature")
+_RFC_9421_MESSAGES = {
+    AgentAuthFailure.CLOCK_SKEW: f"the signature's created time (Signature-Input) is more than "
+                                 f"{MAX_CLOCK_SKEW:g} s away from the server's clock",
+    AgentAuthFailure.SIGNED_BEFORE_START: "the signature's created time (Signature-Input) is older than this "
+                                          "server's start, so its nonce cannot be checked against the requests "
+                                          "served before; sign a new request",
+    AgentAuthFailure.REPLAYED: "this signature's nonce (the request id, in Signature-Input) was already used; "
+                               "sign each request with a new UUID",
+}
+"""The domain's messages of these failures name X-Timestamp and X-Request-Id,
+which a request signed with RFC 9421 does not send."""
+
+
+def _missing(names: Sequence[str], scheme_sends: str) -> Refusal:
+    return Refusal.of(AgentAuthFailure.MISSING_SIGNATURE, f"missing {_listed(names)}: {scheme_sends}")
+
+
+def _unsigned(body_only_accepted: bool) -> Refusal:
+    """A request with no signature of either scheme: what signing it takes."""
+    ways = _RFC_9421_SENDS + (f"; {_BODY_ONLY_SENDS}" if body_only_accepted else "")
+    return Refusal.of(AgentAuthFailure.MISSING_SIGNATURE, f"the request is not signed: {ways}")
+
+
+def _malformed_timestamp(timestamp: str) -> Refusal:
+    """400 as for a malformed X-Request-Id: it says nothing of the clock."""
+    shown = timestamp[:32] + ("..." if len(timestamp) > 32 else "")
+    return Refusal(400, "invalid_timestamp", "X-Timestamp must be unix seconds, a whole number in ASCII digits "
+                   f"(such as 1733300000), not {shown!r}")
+
+
 async def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any,
-                       target: tuple[str, str] | None = None) -> AgentAuthFailure | None:
+                             target: tuple[str, str] | None = None) -> Refusal | None:
     """Why the request's signature does not hold, or None. Two schemes: RFC 9421
     over the whole request (``request_signing``, the probe's), and the status
     agent's HMAC of the body alone (``agents.accept_body_only_signatures``).
     ``target``: the method and URL an RFC 9421 signature covers, when they are
     not the connection's (a signed message inside a WebSocket)."""
-    if not headers.get("X-Agent-Id"):
-        return AgentAuthFailure.MISSING_SIGNATURE
+    messages: dict[AgentAuthFailure, str] = {}
     if request_signing.is_signed(headers):
+        missing = request_signing.missing_headers(headers)
+        if missing:
+            return _missing(missing, _RFC_9421_SENDS)
         method, url = target or _signed_target()
         try:
             signed = request_signing.verify(method, url, headers, body, agent_id=found.id, token=token)
         except request_signing.BadRequestSignature as exc:
             log.debug("request signature refused for agent %s: %s", found.id, exc)
-            return AgentAuthFailure.BAD_REQUEST_SIGNATURE
+            return Refusal.of(AgentAuthFailure.BAD_REQUEST_SIGNATURE)
         signed_at, request_id = signed.created, signed.nonce
+        messages = _RFC_9421_MESSAGES
     else:
-        if not services().settings.agents.accept_body_only_signatures:
-            return AgentAuthFailure.BODY_ONLY_SIGNATURE
-        timestamp, given_id, signature = (headers.get(h) for h in ("X-Timestamp", "X-Request-Id", "X-Agent-Signature"))
-        if not (timestamp and given_id and signature):
-            return AgentAuthFailure.MISSING_SIGNATURE
+        accepted = services().settings.agents.accept_body_only_signatures
+        if not any(headers.get(name) for name in BODY_ONLY_HEADERS[1:]):
+            return _unsigned(accepted)
+        if not accepted:
+            return Refusal.of(AgentAuthFailure.BODY_ONLY_SIGNATURE)
+        missing = tuple(name for name in BODY_ONLY_HEADERS if not headers.get(name))
+        if missing:
+            return _missing(missing, _BODY_ONLY_SENDS)
+        timestamp, given_id, signature = (headers.get(h) for h in BODY_ONLY_HEADERS[1:])
         normalised = request_signing.normalise_request_id(given_id)
         if normalised is None:
-            return AgentAuthFailure.BAD_REQUEST_ID
+            return Refusal.of(AgentAuthFailure.BAD_REQUEST_ID)
+        # Unix seconds in digits, as the status agent sends them: int() would
+        # also take "+5", " 5" and "1_0"; a float was answered clock_skew,
+        # which sent its sender to look at a clock that was right.
+        if not (timestamp.isascii() and timestamp.isdigit()):
+            return _malformed_timestamp(timestamp)
         if not signature_valid(token, body, signature):
-            return AgentAuthFailure.BAD_SIGNATURE
-        if not (timestamp.isascii() and len(timestamp) <= 12):  # unix seconds; longer overflows a float below
-            return AgentAuthFailure.CLOCK_SKEW
-        try:
-            signed_at = int(timestamp)
-        except ValueError:
-            return AgentAuthFailure.CLOCK_SKEW
-        request_id = normalised
+            return Refusal.of(AgentAuthFailure.BAD_SIGNATURE)
+        if len(timestamp) > MAX_TIMESTAMP_DIGITS:
+            return Refusal.of(AgentAuthFailure.CLOCK_SKEW)
+        signed_at, request_id = int(timestamp), normalised
     if abs(time.time() - signed_at) > MAX_CLOCK_SKEW:
-        return AgentAuthFailure.CLOCK_SKEW
+        return Refusal.of(AgentAuthFailure.CLOCK_SKEW, messages.get(AgentAuthFailure.CLOCK_SKEW))
     gate = services().gate
     if signed_at < gate.replay.signed_since:
-        return AgentAuthFailure.SIGNED_BEFORE_START
+        return Refusal.of(AgentAuthFailure.SIGNED_BEFORE_START, messages.get(AgentAuthFailure.SIGNED_BEFORE_START))
     # Recorded only once the signature proved the sender holds the token, so
     # nobody else can burn an agent's request ids. Normalised: the same UUID in
     # upper case, braces or without hyphens is the same request id.
     if not await gate.replay.first_use(f"{found.id}/{request_id}"):
-        return AgentAuthFailure.REPLAYED
+        return Refusal.of(AgentAuthFailure.REPLAYED, messages.get(AgentAuthFailure.REPLAYED))
     return None
 
 
@@ -490,14 +578,14 @@ def _signed_target() -> tuple[str, str]:
     return method, request_signing.target(raw_path.decode("latin-1"), scope.get("query_string", b"").decode("latin-1"))
 
 
-def _agent_refusal(failure: AgentAuthFailure, known: AgentDirectory, holder: AgentRecord | None,
+def _agent_refusal(refusal: Refusal, known: AgentDirectory, holder: AgentRecord | None,
                    deployment_hash: str | None, claimed: str | None) -> ApiError:
     """An audited refusal of an agent request. It names the agent, in its
     tenant's log, only when the token proved who sent it (``holder``); a
     request with no valid token is anonymous and in no tenant's log, whatever
     agent id or deployment it names (those go in the details, as claims)."""
     deployment = known.deployments.get(holder.deployment_hash) if holder is not None else None
-    return refuse(failure.status, failure.code, failure.message, action="auth.failure",
+    return refuse(refusal.status, refusal.code, refusal.message, action="auth.failure",
                   tenant=deployment.tenant if deployment is not None else None,
                   actor=f"agent:{holder.id}" if holder is not None else "anonymous",
                   deployment_hash=deployment_hash, claimed_agent_id=claimed[:64] if claimed else None)

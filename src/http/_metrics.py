@@ -3,6 +3,8 @@ per app so that tests and several servers in one process do not collide."""
 
 from __future__ import annotations
 
+import copy
+import math
 import time
 from collections import Counter as Tally
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from trioscope.actors.client import LiveCounters
 from trioscope.bus import BusProgress
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
-from trioscope.domain.metric_labels import api_error_type
+from trioscope.domain.metric_labels import OTHER, api_error_type
 from trioscope.runtime import ActorStats, ActorSystem, Published, SupervisorStats
 
 # The *_created series double the exposition for nothing a dashboard uses.
@@ -95,7 +97,9 @@ class _BusCollector(Collector):
         for name, text, value in (
             ("app_bus_connected", "1 while connected to the report bus", int(p.connected)),
             ("app_bus_caught_up", "1 once the report stream was read to its end since the start", int(p.caught_up)),
-            ("app_bus_lag_reports", "Reports on the stream this replica has not merged yet", p.pending),
+            ("app_bus_lag_reports", "Reports on the stream this replica has not merged yet (NaN while not known: "
+             "app_bus_lag_known 0)", math.nan if p.lag is None else p.lag),
+            ("app_bus_lag_known", "1 while this replica knows how far behind the stream it is", int(p.lag is not None)),
             ("app_bus_merged_sequence", "Stream sequence of the last report handed to the topology", p.merged),
         ):
             gauge = GaugeMetricFamily(name, text)
@@ -107,6 +111,8 @@ class _BusCollector(Collector):
              "server, or a read that failed)", p.consumer_restarts),
             ("app_bus_skipped_messages", "Messages on the report stream left out as no report this version reads",
              p.skipped),
+            ("app_bus_streams_created", "Times this replica found the report stream gone from the bus (a server "
+             "back with an empty store) and created it again", p.streams_created),
         ):
             counter = CounterMetricFamily(name, text)
             counter.add_metric([], total)
@@ -241,6 +247,23 @@ class _Collected(Collector):
 
     def collect(self) -> Iterator[Metric]:
         return iter(self.families)
+
+
+def of_tenant(families: list[Metric], tenant: str) -> list[Metric]:
+    """``families`` as a reader of one tenant may see them (``auth.protect_reads``):
+    a series labelled with a tenant only if it is ``tenant``'s, since the label,
+    and the agent ids and deployment hashes beside it, are that tenant's
+    alone; never ``tenant="other"``, which sums the tenants past
+    ``tenants.max_metric_labels``. The server's own series (no tenant label)
+    as they are. Each family keeps its HELP and TYPE, with or without
+    samples, so the exposition stays valid. New families; ``families`` unchanged."""
+    shown = []
+    for family in families:
+        visible = copy.copy(family)
+        visible.samples = [sample for sample in family.samples
+                           if "tenant" not in sample.labels or sample.labels["tenant"] == tenant != OTHER]
+        shown.append(visible)
+    return shown
 
 
 def encode(families: list[Metric]) -> bytes:

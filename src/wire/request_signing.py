@@ -46,6 +46,8 @@ LABEL = "trioscope"
 TAG = "trioscope-agent"
 COVERED = ("@method", "@path", "@query", "x-agent-id", "content-digest")
 SIGNATURE_HEADERS = ("Signature-Input", "Signature")
+SENT_HEADERS = ("X-Agent-Id", "Content-Digest", "Signature-Input", "Signature")
+"""What a request signed this way sends: the agent id it names, and what ``sign`` adds."""
 _ORIGIN = "http://agent"
 """The authority is not covered (proxies rewrite it): any absolute URL with the
 request's path and query resolves the same components."""
@@ -103,6 +105,12 @@ def target(path: str, query: str) -> str:
 def is_signed(headers: Mapping[str, str]) -> bool:
     """Whether the request carries this scheme's signature (any part of it)."""
     return any(name in headers for name in SIGNATURE_HEADERS)
+
+
+def missing_headers(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """Which of ``SENT_HEADERS`` a request lacks (an empty one counts as
+    missing), to name them rather than refuse a signature that cannot verify."""
+    return tuple(name for name in SENT_HEADERS if not headers.get(name))
 
 
 def normalise_request_id(text: str) -> str | None:

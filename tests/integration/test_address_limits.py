@@ -149,3 +149,37 @@ async def test_one_address_making_up_agent_ids_keeps_only_its_share_of_max_agent
             listed = {row["agent_id"] for row in (await abuser.get("/api/v1/agents/list")).json()["agents"]}
             assert listed == {f"{p}-0" for p in (*made_up[2:4], *own[:2])}
             assert await post(abuser, made_up[3]) == 202  # probes it still has go on
+
+
+async def test_open_reads_are_charged_to_the_address_and_health_checks_are_not() -> None:
+    """With reads open (the default) the query API, /metrics and /api/v1/ping
+    answered any number of requests from one address; orchestrators' health
+    checks stay unlimited (a 429 to one would restart a server that is fine)."""
+    with ServerProcess(["--rate-per-address", "60"]) as server:  # a burst of 10, then one a second
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            statuses = [(await client.get("/metrics")).status_code for _ in range(11)]
+            assert statuses == [200] * 10 + [429], statuses
+            for path in ("/api/v1/query/topology", "/api/v1/query/stats", "/api/v1/ping"):  # the same budget
+                limited = await client.get(path)
+                assert limited.status_code == 429, path
+                assert limited.json()["error"]["details"]["scope"] == "address"
+            for path in ("/health", "/health/ready"):
+                assert {(await client.get(path)).status_code for _ in range(30)} == {200}, path
+        async with httpx.AsyncClient(base_url=server.base_url,
+                                     transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")) as other:
+            assert (await other.get("/metrics")).status_code == 200  # another address, its own budget
+            assert _refused((await other.get("/metrics")).text, "rate_address") >= 4
+
+
+async def test_a_protected_live_stream_upgrade_is_charged_once() -> None:
+    """With --protect-reads the handshake charged the address, then the token
+    check charged it again: half the documented budget."""
+    with ServerProcess(["--protect-reads", "true", "--rate-per-address", "60"]) as server:
+        statuses = []
+        for _ in range(11):
+            try:
+                async with _socket(server, "/api/v1/ws?view=hosts"):
+                    raise AssertionError("a handshake without a token was accepted")
+            except ConnectionRejected as exc:
+                statuses.append(exc.status_code)
+        assert statuses == [401] * 10 + [429], statuses
