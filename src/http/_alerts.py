@@ -47,7 +47,9 @@ async def alertmanager_webhook() -> Response:
                        "(TRIOSCOPE_ALERTS_WEBHOOK_SECRET) to turn it on")
     token = _gate.bearer()
     if token is None or not hmac.compare_digest(token.encode(), secret.encode()):
-        raise ApiError(401, "invalid_token", "send Authorization: Bearer <alerts.webhook_secret>")
+        # Audited as every other credential refused (a guessed secret shows in the log).
+        raise _gate.refuse(401, "invalid_token", "send Authorization: Bearer <alerts.webhook_secret>",
+                           action="auth.failure", tenant=None, actor="anonymous", credential="alerts.webhook_secret")
     if (request.content_length or 0) > MAX_WEBHOOK_BODY:
         raise too_large(MAX_WEBHOOK_BODY)
     body = await read_body(s.settings)

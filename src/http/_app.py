@@ -154,18 +154,21 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         await _gate.protected_read()
         tenant = _gate.readable_tenant()
         s = services()
-        stats = await s.topology.ask(GetStats(), timeout=30)
-        s.metrics.agents.set(len(s.agents))
-        s.metrics.websocket_clients.set(len(s.clients))
-        s.metrics.polls_waiting.set(len(s.polls))
-        s.metrics.topology_nodes.set(stats["topology"]["nodes"])
-        s.metrics.topology_edges.set(stats["topology"]["edges"])
-        s.metrics.database_connections.set(2 if s.store.alive else 1)  # SQLite: the writer's and the reader's
-        families = s.metrics.collect()
-        if tenant is not None:
-            families = of_tenant(families, tenant)
-        body = await trio.to_thread.run_sync(encode, families, limiter=s.heavy_work)
-        return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+        async def scrape() -> bytes:
+            stats = await s.topology.ask(GetStats(), timeout=30)
+            s.metrics.agents.set(len(s.agents))
+            s.metrics.websocket_clients.set(len(s.clients))
+            s.metrics.polls_waiting.set(len(s.polls))
+            s.metrics.topology_nodes.set(stats["topology"]["nodes"])
+            s.metrics.topology_edges.set(stats["topology"]["edges"])
+            s.metrics.database_connections.set(2 if s.store.alive else 1)  # SQLite: the writer's and the reader's
+            families = s.metrics.collect()
+            if tenant is not None:
+                families = of_tenant(families, tenant)
+            return await trio.to_thread.run_sync(encode, families, limiter=s.heavy_work)
+
+        return Response(await s.scrapes.body(tenant, scrape), content_type=CONTENT_TYPE_LATEST)
 
     @app.after_serving
     async def _close_limits() -> None:

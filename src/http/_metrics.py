@@ -7,10 +7,11 @@ import copy
 import math
 import time
 from collections import Counter as Tally
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import attrs
+import trio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -271,6 +272,41 @@ def encode(families: list[Metric]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collected(families))
     return generate_latest(registry)
+
+
+class SharedScrapes:
+    """Scrapes of ``/metrics`` asked while one for the same reader (its tenant,
+    or None for everything) is being made wait for it and answer what it made,
+    rather than each collect and encode again (~8 ms each on a 2-core machine:
+    eight clients scraping in a loop took most of the server's time, and
+    another client's /health median from 4 to 22-33 ms, within their budget).
+    What a waiting scrape answers was begun before it asked, by at most one
+    scrape's time; nothing is kept once it is answered."""
+
+    def __init__(self) -> None:
+        self._making: dict[str | None, _Scrape] = {}
+
+    async def body(self, reader: str | None, make: Callable[[], Awaitable[bytes]]) -> bytes:
+        """The exposition for ``reader``, made by ``make`` unless one is being made."""
+        scrape = self._making.get(reader)
+        if scrape is not None:
+            await scrape.done.wait()
+            if scrape.body is not None:
+                return scrape.body  # else it failed: this scrape makes its own
+        scrape = self._making[reader] = _Scrape()
+        try:
+            scrape.body = await make()
+            return scrape.body
+        finally:
+            if self._making.get(reader) is scrape:
+                del self._making[reader]
+            scrape.done.set()
+
+
+@attrs.define
+class _Scrape:
+    done: trio.Event = attrs.field(factory=trio.Event)
+    body: bytes | None = None
 
 
 class Metrics:

@@ -23,7 +23,7 @@ from trioscope.store import RateBudget, ReplayIds, StoreReader
 
 from ._forwarded import TrustedProxies
 from ._health_checks import HealthChecks
-from ._metrics import Metrics
+from ._metrics import Metrics, SharedScrapes
 
 _KEY = "trioscope"
 REPLAY_WINDOW = 600.0
@@ -104,6 +104,8 @@ class Services:
     gate: Gate
     sockets_per_address: collections.Counter[str] = attrs.field(factory=collections.Counter)
     """Open client WebSockets (live views, users' events) by client address."""
+    scrapes: SharedScrapes = attrs.field(factory=SharedScrapes)
+    """``/metrics`` answers being made, shared by the scrapes asked meanwhile."""
     metrics_reads: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter)
     """PromQL reads being answered, by (tenant, user) (``_metrics_api.READS_AT_ONCE``)."""
     agent_sockets: dict[str, list[ClientLink]] = attrs.field(factory=dict)

@@ -12,7 +12,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from tests.integration.test_commands import Operator, enroll, fresh
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, run_cli
 from tests.waiting import eventually
 
 SECRET = "alertmanager-webhook-secret-for-tests-0123456789"
@@ -121,6 +121,15 @@ async def test_alertmanager_webhook_reaches_the_tenants_users_and_the_audit_log(
             entries = audit.json()["entries"]
             assert [(e["actor"], e["resource_id"], e["details"]["alert"]) for e in entries] == [
                 ("alertmanager", "c0ffee0123456789", "DiskFull")]
+            # The wrong secret above is audited as every credential refused (in no tenant's log).
+            async def refused_secret() -> list[dict[str, Any]] | None:
+                done = run_cli(["audit", "--unattributed", "--json", "--action", "auth.failure", "--data-dir",
+                                server.data_dir], env=server.env)
+                assert done.returncode == 0, done.stderr
+                rows = [json.loads(line) for line in done.stdout.splitlines()]
+                return [r for r in rows if r["details"].get("credential") == "alerts.webhook_secret"] or None
+
+            assert (await eventually(refused_secret))[0]["actor"] == "anonymous"
 
 
 async def test_builtin_agent_offline_fires_once_and_resolves_when_the_agent_is_heard_from() -> None:
