@@ -112,6 +112,7 @@ class AgentAuthFailure(enum.Enum):
     SIGNED_BEFORE_START = (401, "signed_before_start", "X-Timestamp is older than this server's start, so its "
                            "request id cannot be checked against the requests served before; sign a new request")
     BAD_REQUEST_ID = (400, "invalid_request_id", "X-Request-Id must be a UUID")
+    BAD_TIMESTAMP = (400, "invalid_timestamp", "X-Timestamp must be unix seconds, a whole number in ASCII digits")
     BAD_REQUEST_SIGNATURE = (401, "invalid_signature", "the request's Signature does not verify: it must be "
                              "RFC 9421 HMAC-SHA256 keyed by the agent token over @method, @path, @query, "
                              "x-agent-id and content-digest, with created, nonce (a UUID) and keyid (the agent id)")

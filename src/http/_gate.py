@@ -508,8 +508,8 @@ def _unsigned(body_only_accepted: bool) -> Refusal:
 def _malformed_timestamp(timestamp: str) -> Refusal:
     """400 as for a malformed X-Request-Id: it says nothing of the clock."""
     shown = timestamp[:32] + ("..." if len(timestamp) > 32 else "")
-    return Refusal(400, "invalid_timestamp", "X-Timestamp must be unix seconds, a whole number in ASCII digits "
-                   f"(such as 1733300000), not {shown!r}")
+    return Refusal.of(AgentAuthFailure.BAD_TIMESTAMP, f"{AgentAuthFailure.BAD_TIMESTAMP.message} "
+                      f"(such as 1733300000), not {shown!r}")
 
 
 async def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any,

@@ -71,6 +71,8 @@ async def test_the_document_has_bodies_errors_and_credentials(running):
     assert create["security"] == [{"user": []}]
     wait = spec["paths"]["/api/v1/agent/commands/wait/{deployment_hash}"]["get"]
     assert {"agentToken", "agentId"} <= set(wait["security"][0]) and "204" in wait["responses"]
+    # The agent's malformed headers, each with its code (the domain's list, AgentAuthFailure).
+    assert "invalid_request_id, invalid_timestamp" in wait["responses"]["400"]["description"]
     assert {p["name"] for p in wait["parameters"]} == {"deployment_hash", "timeout", "priority", "last_command_id"}
     node = spec["paths"]["/api/v1/query/nodes/{node_id}"]["get"]["parameters"][0]
     assert node["in"] == "path" and "pattern" not in node["schema"]  # <path:node_id> takes slashes
