@@ -17,11 +17,9 @@ else logged once with the query and answered ``QueryFailed``.
 
 from __future__ import annotations
 
-import bisect
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -206,17 +204,6 @@ class MetricsActor(Actor):
         except metrics.WriteLimitExceeded:
             log.debug("metrics: node series of %s not kept (limit)", message.reporter_id)
 
-    def _label_sets(self, tenant: str, selectors: tuple[str, ...], start: float,
-                    end: float, bounds: dict[str, Any]) -> Iterable[Mapping[str, str]]:
-        """The label sets of ``tenant``'s series (matching any of ``selectors``, if any) with a sample
-        between ``start`` and ``end``; ``bounds``: the read's ``max_samples``, ``deadline`` and ``clock``."""
-        view = self._view(tenant)
-        if selectors:
-            return metrics.series_matching(view, [metrics.parse_selector(text) for text in selectors], start, end,
-                                           **bounds)
-        scanned = metrics.Budget(bounds["max_samples"], deadline=bounds["deadline"], clock=bounds["clock"]).scanned
-        return [series.label_map for series in scanned(view.named(None)) if _sampled_between(series.times, start, end)]
-
     def _read(self, message: Read) -> Any:
         # Every read's work is bounded by the budget and by the timeout, on the
         # event loop this actor shares with every request (``Budget``).
@@ -231,10 +218,11 @@ class MetricsActor(Actor):
             selectors = [metrics.parse_selector(text) for text in message.selectors]
             return metrics.series_matching(self._view(message.tenant), selectors, message.start, message.end,
                                            **bounds)
-        found = self._label_sets(message.tenant, message.selectors, message.start, message.end, bounds)
+        view = self._view(message.tenant)
+        selectors = [metrics.parse_selector(text) for text in message.selectors]
         if isinstance(message, LabelNames):
-            return sorted({name for labels in found for name in labels})
-        return sorted({labels[message.name] for labels in found if message.name in labels})
+            return metrics.label_names(view, selectors, message.start, message.end, **bounds)
+        return metrics.label_values(view, message.name, selectors, message.start, message.end, **bounds)
 
     def _answer_read(self, message: Read) -> Any:
         try:
@@ -278,11 +266,6 @@ class MetricsActor(Actor):
                 log.debug("metrics: %d series expired", removed)
             return None
         return await super().handle(message)
-
-
-def _sampled_between(times: Sequence[float], start: float, end: float) -> bool:
-    low = bisect.bisect_left(times, start)
-    return low < len(times) and times[low] <= end
 
 
 def _is_panic(exc: BaseException) -> bool:

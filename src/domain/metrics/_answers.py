@@ -116,12 +116,15 @@ def series_matching(view: SeriesView, selectors: list[pq.VectorSelector], start:
     for selector in selectors:
         chosen = select(view, selector, budget, regex_answers)
         budget.charge_elements(len(chosen))
-        for series in chosen:
-            times = series.times
-            low = bisect.bisect_left(times, start)
-            if low < len(times) and times[low] <= end:
-                found[id(series)] = series
+        found.update((id(series), series) for series in chosen if _sampled_between(series, start, end))
     return [_metric(series.label_map) for series in found.values()]
+
+
+def _sampled_between(series: Series, start: float, end: float) -> bool:
+    """Whether ``series`` has a sample between ``start`` and ``end`` (its times are in order)."""
+    times = series.times
+    low = bisect.bisect_left(times, start)
+    return low < len(times) and times[low] <= end
 
 
 def _chosen(view: SeriesView, selectors: list[pq.VectorSelector], budget: Budget) -> Iterable[Series]:
@@ -136,16 +139,21 @@ def _chosen(view: SeriesView, selectors: list[pq.VectorSelector], budget: Budget
     return chosen.values()
 
 
-def label_names(view: SeriesView, selectors: list[pq.VectorSelector], *, max_samples: int = LOOKUP_MAX_SAMPLES,
-                deadline: float | None = None, clock: Clock | None = None) -> list[str]:
-    """``/api/v1/labels``; ``max_samples``, ``deadline`` and ``clock`` as ``instant_query``'s."""
+def label_names(view: SeriesView, selectors: list[pq.VectorSelector], start: float = -math.inf,
+                end: float = math.inf, *, max_samples: int = LOOKUP_MAX_SAMPLES, deadline: float | None = None,
+                clock: Clock | None = None) -> list[str]:
+    """``/api/v1/labels``: the label names of the series ``selectors`` match (every
+    series without one) with a sample between ``start`` and ``end``;
+    ``max_samples``, ``deadline`` and ``clock`` as ``instant_query``'s."""
     budget = Budget(max_samples, deadline=deadline, clock=clock)
-    return sorted({name for series in _chosen(view, selectors, budget) for name in series.label_map})
+    return sorted({name for series in _chosen(view, selectors, budget) if _sampled_between(series, start, end)
+                   for name in series.label_map})
 
 
-def label_values(view: SeriesView, name: str, selectors: list[pq.VectorSelector], *,
-                 max_samples: int = LOOKUP_MAX_SAMPLES, deadline: float | None = None,
+def label_values(view: SeriesView, name: str, selectors: list[pq.VectorSelector], start: float = -math.inf,
+                 end: float = math.inf, *, max_samples: int = LOOKUP_MAX_SAMPLES, deadline: float | None = None,
                  clock: Clock | None = None) -> list[str]:
-    """``/api/v1/label/<name>/values``; ``max_samples``, ``deadline`` and ``clock`` as ``instant_query``'s."""
+    """``/api/v1/label/<name>/values``: as ``label_names``, the values of label ``name``."""
     budget = Budget(max_samples, deadline=deadline, clock=clock)
-    return sorted({series.label_map[name] for series in _chosen(view, selectors, budget) if name in series.label_map})
+    return sorted({series.label_map[name] for series in _chosen(view, selectors, budget)
+                   if name in series.label_map and _sampled_between(series, start, end)})
