@@ -127,6 +127,15 @@ async def take_some(reader: StreamReader, after: int) -> tuple[list[Fetched], in
             return taken, pending
 
 
+async def read_to(reader: StreamReader, last: int) -> int:
+    """Take reports from the start until sequence ``last``; the count pending then."""
+    after, pending = 0, -1
+    while after < last:
+        taken, pending = await take_some(reader, after)
+        after = taken[-1].sequence
+    return pending
+
+
 async def takes_while_out_of_reach(reader: StreamReader, after: int, seconds: float) -> list[object]:
     """What each take said for ``seconds``: (reports, pending) or the error it raised."""
     said: list[object] = []
@@ -190,11 +199,8 @@ def test_a_reader_that_read_to_the_end_then_lost_the_server_has_its_lag_unknown(
     stream = FakeStream(20)
 
     async def body(reader: StreamReader) -> None:
-        after = 0
-        while after < 20:
-            taken, pending = await take_some(reader, after)
-            after = taken[-1].sequence
-        assert pending == 0 and reader.lag == 0
+        after = 20
+        assert await read_to(reader, after) == 0 and reader.lag == 0
         stream.reachable = False
         for n in range(5):
             stream.publish(f"unseen {n}".encode())
@@ -232,10 +238,8 @@ def test_a_stream_made_again_with_fewer_reports_than_were_read_is_read_again_fro
     stream = FakeStream(50)
 
     async def body(reader: StreamReader) -> None:
-        after = 0
-        while after < 50:
-            taken, _ = await take_some(reader, after)
-            after = taken[-1].sequence
+        after = 50
+        await read_to(reader, after)
         stream.make_again(21)
         got: list[Fetched] = []
         while len(got) < 21:
@@ -254,10 +258,8 @@ def test_a_stream_made_again_with_more_reports_than_were_read_is_known_by_its_cr
     stream = FakeStream(10)
 
     async def body(reader: StreamReader) -> None:
-        after = 0
-        while after < 10:
-            taken, _ = await take_some(reader, after)
-            after = taken[-1].sequence
+        after = 10
+        await read_to(reader, after)
         stream.make_again(30)
         got: list[Fetched] = []
         while not got or got[-1].sequence < 30:
