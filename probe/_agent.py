@@ -6,6 +6,7 @@ agent (``Authorization: Bearer``, ``X-Agent-Id``), signed over the whole request
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -21,10 +22,15 @@ import trio
 from . import _signing
 from ._executor import DEFAULT_ALLOWED, ControlError, execute
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
-from ._transport import RETRIABLE, Backoff, ServerUnavailable
+from ._transport import (
+    REFUSED_RETRY, REFUSING, RETRIABLE, Backoff, Refused, ServerUnavailable, refusal, transport_problem,
+)
 
 log = logging.getLogger("trioscope_probe")
 POLL_SECONDS = 60
+RECOVERY_POLL_SECONDS = 1
+"""The poll after a failure: the server's answer within a second says polling
+works again (a long poll would say it only when it ends)."""
 REPORT_ATTEMPTS = 12
 """With backoff capped at 30 s: about five minutes of a server away or busy."""
 
@@ -36,9 +42,17 @@ class Credentials:
     agent_token: str = attrs.field(repr=False)
 
 
-def load_credentials(path: Path, deployment_hash: str) -> Credentials | None:
-    """The saved credentials for ``deployment_hash``; None if there are none (or
-    they are another deployment's).
+def token_fingerprint(enrollment_token: str) -> str:
+    """What the credentials file keeps of the enrollment token that made them:
+    enough to tell a new token from the spent one, nothing to enroll with."""
+    return hashlib.sha256(enrollment_token.encode()).hexdigest()
+
+
+def load_credentials(path: Path, deployment_hash: str, enrollment_token: str | None = None) -> Credentials | None:
+    """The saved credentials for ``deployment_hash``; None if there are none, or
+    they are another deployment's, or ``enrollment_token`` is not the token
+    they were enrolled with (a new token given to a probe whose agent was
+    decommissioned or replaced: it must be used, not the dead credentials).
 
     Raises:
         ControlError: the file exists but is not a credentials file.
@@ -55,6 +69,8 @@ def load_credentials(path: Path, deployment_hash: str) -> Credentials | None:
                            "fix or delete it (then enroll again)")
     if saved["deployment_hash"] != deployment_hash:
         return None
+    if enrollment_token is not None and saved.get("enrollment_token_sha256") != token_fingerprint(enrollment_token):
+        return None
     return Credentials(deployment_hash, saved["agent_id"], saved["agent_token"])
 
 
@@ -66,7 +82,7 @@ def check_writable(directory: Path) -> None:
         ControlError: ``directory`` cannot be created or written.
     """
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds agent tokens: the owner's only
         probe = directory / f".write-test.{os.getpid()}"
         probe.write_bytes(b"")
         probe.unlink()
@@ -74,14 +90,17 @@ def check_writable(directory: Path) -> None:
         raise ControlError(f"cannot keep credentials in {directory}: {exc}") from None
 
 
-def save_credentials(path: Path, credentials: Credentials) -> None:
-    """Written 0600 and renamed into place: a crash leaves the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def save_credentials(path: Path, credentials: Credentials, enrollment_token: str | None = None) -> None:
+    """Written 0600 (in a directory created 0700) and renamed into place: a crash
+    leaves the old file or the new one. With the fingerprint of the
+    ``enrollment_token`` used, so that a new token is told from it."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     partial.unlink(missing_ok=True)  # a leftover one keeps its own mode: O_CREAT would not apply 0600
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump(attrs.asdict(credentials), handle)
+        fingerprint = {} if enrollment_token is None else {"enrollment_token_sha256": token_fingerprint(enrollment_token)}
+        json.dump({**attrs.asdict(credentials), **fingerprint}, handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(partial, path)
@@ -100,7 +119,7 @@ async def enroll(client: httpx.AsyncClient, deployment_hash: str, enrollment_tok
             "deployment_hash": deployment_hash, "enrollment_token": enrollment_token, "capabilities": capabilities,
             "agent_version": "trioscope-probe", "system_info": {"os": os.uname().sysname}})
     except httpx.TransportError as exc:
-        raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from None
+        raise ServerUnavailable(transport_problem(exc)) from None
     if response.status_code in RETRIABLE:
         raise ServerUnavailable(f"enrollment answered {response.status_code}")
     if response.status_code != 201:
@@ -153,19 +172,32 @@ class CommandAgent:
         log.info("polling for commands for deployment %s as agent %s", self.credentials.deployment_hash,
                  self.credentials.agent_id)
         backoff = Backoff()
-        failing = False
+        trouble: tuple[object, ...] | None = None
+        """None while polls are answered; ("failing",) or ("refused", status, code): logged when it changes."""
         while True:
             try:
-                item = await self._poll()
+                item = await self._poll(POLL_SECONDS if trouble is None else RECOVERY_POLL_SECONDS)
+            except Refused as exc:
+                # Retrying will not mend it (a decommissioned agent, credentials
+                # the server no longer knows): say so once, ask again rarely.
+                if trouble != ("refused", exc.status, exc.code):
+                    hint = ("; enroll the probe again (restart it with a new --enrollment-token)"
+                            if exc.status in (401, 410) else "")
+                    log.error("command polling refused (%s)%s; asking again every %s s", exc, hint,
+                              f"{REFUSED_RETRY:g}")
+                trouble = ("refused", exc.status, exc.code)
+                await trio.sleep(REFUSED_RETRY)
+                continue
             except (httpx.TransportError, ControlError) as exc:
-                if not failing:
-                    log.warning("command polling failed (%s); retrying with backoff", exc)
-                failing = True
+                if trouble is None:
+                    problem = transport_problem(exc) if isinstance(exc, httpx.TransportError) else str(exc)
+                    log.warning("command polling failed (%s); retrying with backoff", problem)
+                trouble = trouble or ("failing",)
                 await trio.sleep(backoff.next())
                 continue
-            if failing:
+            if trouble is not None:
                 log.info("command polling works again")
-            failing = False
+            trouble = None
             backoff.reset()
             if item is not None:
                 try:
@@ -174,12 +206,21 @@ class CommandAgent:
                     log.error("command %s could not be run: %s: %s", item.get("command_id"), type(exc).__name__,
                               exc, exc_info=exc)
 
-    async def _poll(self) -> dict[str, Any] | None:
-        path = f"/api/v1/agent/commands/wait/{self.credentials.deployment_hash}?timeout={POLL_SECONDS}"
+    async def _poll(self, seconds: int = POLL_SECONDS) -> dict[str, Any] | None:
+        """The next command, or None if none came within ``seconds``.
+
+        Raises:
+            Refused: the server refuses this agent (``REFUSING``).
+            ControlError: any other answer but a command or none.
+            httpx.TransportError: the server is away.
+        """
+        path = f"/api/v1/agent/commands/wait/{self.credentials.deployment_hash}?timeout={seconds}"
         response = await self.client.send(signed_request(self.client, "GET", path, self.credentials,
-                                                         timeout=POLL_SECONDS + 10))
+                                                         timeout=seconds + 10))
         if response.status_code == 204:
             return None
+        if response.status_code in REFUSING:
+            raise refusal(response, "command poll")
         if response.status_code != 200:
             raise ControlError(f"poll answered {response.status_code}: {response.text[:200]}")
         item = _json_object(response).get("item")
@@ -197,7 +238,7 @@ class CommandAgent:
                     self.client, "POST", "/api/v1/agent/commands/report", self.credentials, raw,
                     headers={"Content-Type": "application/json"}))
             except httpx.TransportError as exc:
-                problem = f"{type(exc).__name__}: {exc}"
+                problem = transport_problem(exc)
             else:
                 if response.status_code not in RETRIABLE:
                     if response.status_code >= 400:

@@ -61,6 +61,30 @@ def _name(summary: dict[str, Any]) -> str:
     return next((n for n in names if "/" not in n), names[0] if names else "")
 
 
+def engine_problem(exc: BaseException, docker_host: str | None) -> str:
+    """What failed, in words: requests wraps the socket's error in tuples
+    (``('Connection aborted.', FileNotFoundError(2, ...))``), which name neither
+    the socket nor the reason plainly."""
+    cause = _os_error(exc)
+    if isinstance(exc, requests.exceptions.Timeout) or isinstance(cause, TimeoutError):
+        return f"no answer in time ({type(exc).__name__})"
+    if cause is not None and cause.strerror:
+        where = (f"socket {docker_host.removeprefix('unix://')}" if docker_host and docker_host.startswith("unix://")
+                 else docker_host or "the engine of DOCKER_HOST")
+        return f"cannot connect to {where}: {cause.strerror}"
+    return str(exc) or type(exc).__name__
+
+
+def _os_error(exc: BaseException, depth: int = 0) -> OSError | None:
+    """The OSError with an errno inside ``exc``'s arguments or causes, if any."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc
+    if depth > 5:
+        return None
+    inner = [a for a in exc.args if isinstance(a, BaseException)] + [e for e in (exc.__cause__, exc.__context__) if e]
+    return next((found for e in inner if (found := _os_error(e, depth + 1)) is not None), None)
+
+
 class ContainerCollector:
     """``collect()`` answers the engine's containers, or None while it is unreachable
     (logged once per change).
@@ -113,7 +137,7 @@ class ContainerCollector:
             last = None if self._last is None or self._failures > GRACE_CYCLES else attrs.evolve(
                 self._last, containers=[attrs.evolve(c, stats=None) for c in self._last.containers])
             if self._reachable is not False:
-                log.warning("container engine %s unreachable: %s", engine, exc)
+                log.warning("container engine %s unreachable: %s", engine, engine_problem(exc, self.docker_host))
                 if last is not None:
                     log.info("container engine %s: reporting the %d containers it last listed for up to %d cycle(s)",
                              engine, len(last.containers), GRACE_CYCLES)

@@ -148,22 +148,24 @@ def _namespace(proc_root: str, pid: str) -> str:
     return os.readlink(f"{proc_root}/{pid}/ns/net")
 
 
-def namespaces(proc_root: str = "/proc") -> tuple[dict[str, list[int]], int]:
-    """The processes of each network namespace, ascending, and how many processes
-    had a namespace this probe may not read (another user's, when it is not root)."""
+def namespaces(proc_root: str = "/proc") -> tuple[dict[str, list[int]], list[int]]:
+    """The processes of each network namespace, ascending, and the processes
+    whose namespace this probe may not read (another user's, when it is not
+    root; as root, a sandbox's such as gVisor's pid 1), ascending."""
     found: dict[str, list[int]] = {}
-    denied = 0
+    denied: list[int] = []
     for name in os.listdir(proc_root):
         if not name.isdigit():
             continue
         try:
             found.setdefault(_namespace(proc_root, name), []).append(int(name))
         except PermissionError:
-            denied += 1
+            denied.append(int(name))
         except OSError:
             continue  # gone since the listing
     for pids in found.values():
         pids.sort()
+    denied.sort()
     return found, denied
 
 
@@ -194,6 +196,13 @@ def socket_owners(proc_root: str, pids: Iterable[int], inodes: set[int]) -> tupl
                 if inode in inodes:
                     owners.setdefault(inode, pid)
     return owners, denied
+
+
+def _some_pids(pids: list[int], shown: int = 5) -> str:
+    """``pids 1, 2, 3 and 4 more``: a few, so one line stays one line on a busy host."""
+    text = ", ".join(map(str, pids[:shown]))
+    more = f" and {len(pids) - shown} more" if len(pids) > shown else ""
+    return f"pid{'s' if len(pids) > 1 else ''} {text}{more}"
 
 
 class NamespaceSockets:
@@ -231,9 +240,12 @@ class NamespaceSockets:
                        exc)
             return []
         if denied:
-            self._note("denied", "the network namespaces of %d processes are unreadable (permission denied; a probe "
-                       "that is not root reads only its own user's): connections in them, unless in this probe's "
-                       "namespace, are not reported", denied)
+            # Named, so that the operator can tell which they are; the hint only
+            # where it helps: as root the refusal is a sandbox's, not ours to lift.
+            hint = "" if os.geteuid() == 0 else "; a probe that is not root reads only its own user's"
+            self._note("denied", "the network namespaces of %d processes (%s) are unreadable (permission denied%s): "
+                       "connections in them, unless in this probe's namespace, are not reported", len(denied),
+                       _some_pids(denied), hint)
         others = sorted(((ns, pids) for ns, pids in found.items() if ns != own), key=lambda item: item[1][0])
         self._logged.intersection_update(found)
         if len(others) > self.max_namespaces:

@@ -1,7 +1,9 @@
 """Sending reports: register once, then a report (gzip) and a heartbeat every
 interval. While the server is away, reports wait in a bounded buffer (oldest
-dropped first, counted) and retries back off exponentially with jitter; every
-change between connected and unreachable is one log line."""
+dropped first, counted) and retries back off exponentially with jitter. A
+server that refuses this probe for good (401, 403, 404, 409, 410: what retrying
+will not mend) is asked again only every ``REFUSED_RETRY`` seconds. Every
+change of state (connected, unreachable, refused and why) is one log line."""
 
 from __future__ import annotations
 
@@ -25,6 +27,14 @@ from ._signing import signed_request
 log = logging.getLogger("trioscope_probe")
 
 RETRIABLE = {408, 425, 429, 500, 502, 503, 504}
+REFUSING = {401, 403, 404, 409, 410}
+"""Answers that refuse the probe itself, not one report: wrong credentials or none
+(401, 403), a wrong ``--server`` path (404), an agent id another enrolled agent
+reports under (409), a decommissioned agent (410). Only an operator mends them."""
+REFUSED_RETRY = 300.0
+"""Seconds between attempts while refused: an operator's fix (a new enrollment,
+the other probe gone) is noticed within minutes, without a request, a log line
+and an audit record every interval."""
 
 
 @attrs.define
@@ -47,6 +57,52 @@ class Backoff:
 
 class ServerUnavailable(Exception):
     """The server cannot be reached or asks us to come back later."""
+
+
+class Refused(Exception):
+    """The server refuses this probe (one of ``REFUSING``); ``str()`` says why."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}" if code else f"{status}: {message}")
+        self.status = status
+        self.code = code
+
+
+def error_of(response: httpx.Response) -> tuple[str, str]:
+    """The error code and message of a trioscope error body; ("", the text) for another body."""
+    try:
+        error = response.json().get("error")
+    except (ValueError, AttributeError):
+        error = None
+    if isinstance(error, dict) and isinstance(error.get("code"), str):
+        return error["code"][:100], str(error.get("message", ""))[:300]
+    return "", response.text[:300]
+
+
+def refusal(response: httpx.Response, what: str) -> Refused:
+    """``response`` (one of ``REFUSING``) as a ``Refused`` naming ``what`` was refused,
+    the server's error code and message; a 404 names the URL asked."""
+    code, message = error_of(response)
+    if response.status_code == 404:  # most likely a --server with a wrong path (or not a trioscope server)
+        message = f"{message} ({response.request.url.copy_with(query=None)}: is --server right?)"
+    return Refused(response.status_code, code, f"{what} refused: {message}")
+
+
+def transport_problem(exc: httpx.TransportError) -> str:
+    """A transport error in words: httpx's timeouts say nothing of their own."""
+    if isinstance(exc, httpx.TimeoutException):
+        timeout = exc.request.extensions.get("timeout", {}) if _has_request(exc) else {}
+        seconds = max((v for v in timeout.values() if isinstance(v, int | float)), default=None)
+        return f"{type(exc).__name__}: timed out" + (f" after {seconds:g} s" if seconds is not None else "")
+    return f"{type(exc).__name__}: {str(exc) or 'no reason given'}"
+
+
+def _has_request(exc: httpx.TransportError) -> bool:
+    try:
+        exc.request  # noqa: B018 - httpx raises RuntimeError when no request is attached
+    except RuntimeError:
+        return False
+    return True
 
 
 @attrs.define
@@ -145,6 +201,8 @@ class Publisher:
         self.signer = signer
         self.outbox = Outbox(buffer)
         self.registered = False
+        self.refused_report: tuple[int, str] | None = None
+        """The last refusal of one report logged, until a report is taken."""
         self.max_report_bytes = MAX_REPORT_BYTES
         self.memory_budget: MemoryBudget | None = MEMORY_BUDGET
 
@@ -160,7 +218,7 @@ class Publisher:
         try:
             response = await self.client.send(request)
         except httpx.TransportError as exc:
-            raise ServerUnavailable(f"{type(exc).__name__}: {exc}") from None
+            raise ServerUnavailable(transport_problem(exc)) from None
         if response.status_code in RETRIABLE:
             raise ServerUnavailable(f"{path} answered {response.status_code}")
         return response
@@ -189,44 +247,75 @@ class Publisher:
             self.memory_budget = budget
 
     async def register(self) -> None:
-        """Register, and learn what the server takes, once."""
+        """Register, and learn what the server takes, once.
+
+        Raises:
+            ServerUnavailable: try again with backoff.
+            Refused: the server refuses this probe (registration is tried again
+                with the next attempt).
+        """
         if self.registered:
             return
         response = await self._post("/api/v1/agents/register",
                                     json={"agent_id": self.agent_id, "hostname": self.hostname,
                                           "metadata": self.metadata})
+        if response.status_code in REFUSING:
+            raise refusal(response, "registration")
         if response.status_code != 201:
             log.error("registration refused (%s): %s", response.status_code, response.text[:300])
         self.registered = True
         await self._learn_limits()
 
     async def flush(self) -> None:
-        """Register if needed, then send every buffered report, oldest first."""
+        """Register if needed, then send every buffered report, oldest first.
+
+        Raises:
+            ServerUnavailable: try again with backoff (reports stay buffered).
+            Refused: the server refuses this probe (reports stay buffered).
+        """
         await self.register()
-        await self._post(f"/api/v1/agents/heartbeat/{self.agent_id}")
+        response = await self._post(f"/api/v1/agents/heartbeat/{self.agent_id}")
+        if response.status_code in REFUSING:
+            raise refusal(response, "heartbeat")
         while self.outbox.reports:
             response = await self._post("/api/v1/reports", content=self.outbox.reports[0],
                                         headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+            if response.status_code in REFUSING:
+                raise refusal(response, "report")
             if response.status_code != 202:
-                # Not retriable (the server will not take this report): say why, move on.
-                log.error("report refused (%s): %s", response.status_code, response.text[:300])
+                # Not retriable (the server will not take this report): say why, once
+                # while every report is refused alike, and move on.
+                code, message = error_of(response)
+                if (response.status_code, code) != self.refused_report:
+                    log.error("report refused (%s%s): %s", response.status_code, f" {code}" if code else "", message)
+                self.refused_report = (response.status_code, code)
+            else:
+                self.refused_report = None
             self.outbox.reports.popleft()
 
 
 async def run_publisher(server: str, agent_id: str, hostname: str, interval: float, buffer: int,
                         collect: Callable[[], Report], *, cycles: int | None = None,
                         metadata: dict[str, str] | None = None, signer: Signer | None = None,
-                        tls: ssl.SSLContext | None = None) -> None:
+                        tls: ssl.SSLContext | None = None, transport: httpx.AsyncBaseTransport | None = None) -> None:
     """Collect and publish every ``interval`` seconds (forever, or ``cycles`` times);
-    ``tls`` verifies an https:// server (None: the system's authorities)."""
+    ``tls`` verifies an https:// server (None: the system's authorities);
+    ``transport`` replaces the network (tests).
+
+    An unsigned probe whose agent id an enrolled probe reports under (401
+    ``signature_required``) gives way: it says so once and stops reporting,
+    since asking again would only add an audited refusal every few minutes
+    while the enrolled probe reports the same host. Other refusals are asked
+    again every ``REFUSED_RETRY`` seconds."""
     backoff = Backoff()
-    reachable: bool | None = None
+    state: tuple[object, ...] | None = None
+    """("connected",), ("unreachable",) or ("refused", status, code): logged when it changes."""
     trimming = False
-    async with httpx.AsyncClient(base_url=server, timeout=10.0, verify=tls or True) as client:
+    async with httpx.AsyncClient(base_url=server, timeout=10.0, verify=tls or True, transport=transport) as client:
         publisher = Publisher(client, agent_id, hostname, buffer, metadata, signer)
         # Before the first report is encoded, so that it fits what the server
-        # takes; a server that is away is registered with later.
-        with contextlib.suppress(ServerUnavailable):
+        # takes; a server that is away (or refuses) is registered with later.
+        with contextlib.suppress(ServerUnavailable, Refused):
             await publisher.register()
         done = 0
         next_report = trio.current_time()
@@ -249,16 +338,30 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
                 await publisher.flush()
             except ServerUnavailable as exc:
                 wait = min(backoff.next(), max(0.2, next_report - trio.current_time()) + interval)
-                if reachable is not False:
+                if state != ("unreachable",):
                     log.warning("server %s unreachable (%s); retrying with backoff, keeping up to %d reports",
                                 server, exc, buffer)
-                reachable = False
+                state = ("unreachable",)
                 await trio.sleep(wait)
                 continue
-            if reachable is not True:
+            except Refused as exc:
+                if signer is None and exc.code == "signature_required":
+                    log.warning("agent id %s is enrolled by a probe with credentials, which reports it: this "
+                                "unsigned probe (the server's local probe, say) stops reporting it; give it another "
+                                "--agent-id to report beside it", agent_id)
+                    return
+                if state != ("refused", exc.status, exc.code):
+                    log.error("server %s refuses agent %s (%s); asking again every %s s, keeping up to %d reports",
+                              server, agent_id, exc, f"{REFUSED_RETRY:g}", buffer)
+                state = ("refused", exc.status, exc.code)
+                publisher.registered = False  # whatever mends it (a new enrollment) needs a registration
+                next_report = max(next_report, trio.current_time() + REFUSED_RETRY)
+                await trio.sleep_until(next_report)
+                continue
+            if state != ("connected",):
                 log.info("connected to %s as agent %s (%d reports dropped while away)", server, agent_id,
                          publisher.outbox.dropped)
-            reachable = True
+            state = ("connected",)
             backoff.reset()
             if cycles is not None and done >= cycles:
                 return

@@ -9,6 +9,7 @@ deployment's command agent (enrolled once, credentials kept in ``--state-dir``).
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import logging
 import os
@@ -25,11 +26,12 @@ import httpx
 import orjson
 import trio
 
+from trioscope.log_output import configure_logging
 from trioscope.wire import client_tls, encode
 
 from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
-from ._config import ConfigFileError, load_file
+from ._config import CONFIG_ENV, FILE_KEY_OF_ENV, ConfigFileError, FileValues, load_file, unknown_environment
 from ._docker import ContainerCollector
 from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, ControlError
@@ -45,21 +47,36 @@ def default_agent_id() -> str:
     return name[:128]
 
 
+class _Parser(argparse.ArgumentParser):
+    """One line for a mistyped command line (the usage is in --help), with the
+    flag a misspelt one most likely meant."""
+
+    def error(self, message: str) -> NoReturn:
+        hints: list[str] = []
+        if message.startswith("unrecognized arguments: "):
+            known = [option for action in self._actions for option in action.option_strings]
+            for word in message.removeprefix("unrecognized arguments: ").split():
+                if word.startswith("-"):
+                    hints += difflib.get_close_matches(word.partition("=")[0], known, n=1)
+        hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
+        self.exit(2, f"{self.prog}: {message}{hint}; see --help\n")
+
+
 def build_parser(file_values: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     file_values = file_values or {}
 
     def env(name: str, default: Any = None) -> Any:
         """The environment wins over the file, which wins over the default."""
-        key = _FILE_KEY_OF_ENV.get(name)
+        key = FILE_KEY_OF_ENV.get(name)
         fallback = file_values.get(key, default) if key is not None else default
         return os.environ.get(name, fallback)
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trioscope-probe",
         description="Report this host's processes, connections and metrics to a trioscope server.",
         allow_abbrev=False,
     )
-    parser.add_argument("--config", default=os.environ.get("TRIOSCOPE_PROBE_CONFIG"),
+    parser.add_argument("--config", default=os.environ.get(CONFIG_ENV),
                         help="YAML file with these settings (env TRIOSCOPE_PROBE_CONFIG; "
                         "see config/probe.example.yaml)")
     parser.add_argument("--server", default=env("TRIOSCOPE_PROBE_SERVER", "http://127.0.0.1:8080"),
@@ -68,7 +85,8 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
                         help="PEM certificates to trust for an https:// --server instead of the system's "
                         "(a private CA, or the server's own certificate) (env TRIOSCOPE_PROBE_CA_FILE)")
     parser.add_argument("--interval", default=env("TRIOSCOPE_PROBE_INTERVAL", "15s"),
-                        help="time between reports, e.g. 15s (env TRIOSCOPE_PROBE_INTERVAL; default %(default)s)")
+                        help="time between reports, 1s..1h: a duration like 15s or 1m, or a number of seconds "
+                        "(env TRIOSCOPE_PROBE_INTERVAL; default %(default)s)")
     parser.add_argument("--agent-id", default=env("TRIOSCOPE_PROBE_AGENT_ID", default_agent_id()),
                         help="this probe's agent id (env TRIOSCOPE_PROBE_AGENT_ID; default: the hostname)")
     parser.add_argument("--buffer", default=env("TRIOSCOPE_PROBE_BUFFER", 40),
@@ -84,69 +102,75 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
                         "(env TRIOSCOPE_PROBE_DEPLOYMENT)")
     parser.add_argument("--enrollment-token", default=env("TRIOSCOPE_PROBE_ENROLLMENT_TOKEN"),
                         help="the deployment's one-time enrollment token, for the first start "
-                        "(env TRIOSCOPE_PROBE_ENROLLMENT_TOKEN); the agent token is then kept in --state-dir")
+                        "(env TRIOSCOPE_PROBE_ENROLLMENT_TOKEN); the agent token is then kept in --state-dir. "
+                        "A new token enrolls again (after a decommission) and replaces the saved credentials")
     parser.add_argument("--state-dir", default=env("TRIOSCOPE_PROBE_STATE_DIR", "~/.local/state/trioscope-probe"),
-                        help="where the agent credentials are kept, mode 0600 (default %(default)s)")
+                        help="where the agent credentials are kept, mode 0600 in a directory created 0700 "
+                        "(env TRIOSCOPE_PROBE_STATE_DIR; default %(default)s)")
     parser.add_argument("--allow", default=env("TRIOSCOPE_PROBE_ALLOW", ",".join(DEFAULT_ALLOWED)),
-                        help="command types this probe runs, comma-separated (default: all docker.* controls)")
+                        help="command types this probe runs, comma-separated "
+                        "(env TRIOSCOPE_PROBE_ALLOW; default: all docker.* controls)")
     parser.add_argument("--no-processes", action="store_true", default=not file_values.get("processes", True),
                         help="do not report processes")
     parser.add_argument("--no-connections", action="store_true", default=not file_values.get("connections", True),
                         help="do not report connections")
-    parser.add_argument("--once", action="store_true", help="print one report as JSON and exit")
+    parser.add_argument("--once", action="store_true",
+                        help="print one report as JSON and exit (host CPU is measured over half a second)")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop (exit status 0) when stdin reaches end of file: for a parent process that "
                         "holds the write end of a pipe, as trioscope serve does for its local probe")
     parser.add_argument("--log-level", default=env("TRIOSCOPE_PROBE_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"], help="least severe log level written")
+                        choices=["debug", "info", "warning", "error"],
+                        help="least severe log level written (env TRIOSCOPE_PROBE_LOG_LEVEL; default %(default)s)")
+    parser.add_argument("--log-format", default=env("TRIOSCOPE_PROBE_LOG_FORMAT", "human"),
+                        choices=["human", "json"],
+                        help="log lines as text, or one JSON object per line as the server writes them "
+                        "(env TRIOSCOPE_PROBE_LOG_FORMAT; default %(default)s)")
     return parser
-
-
-_FILE_KEY_OF_ENV = {
-    "TRIOSCOPE_PROBE_SERVER": "server", "TRIOSCOPE_PROBE_INTERVAL": "interval", "TRIOSCOPE_PROBE_AGENT_ID": "agent_id",
-    "TRIOSCOPE_PROBE_BUFFER": "buffer", "DOCKER_HOST": "docker_host", "TRIOSCOPE_PROBE_DEPLOYMENT": "deployment_hash",
-    "TRIOSCOPE_PROBE_ENROLLMENT_TOKEN": "enrollment_token", "TRIOSCOPE_PROBE_STATE_DIR": "state_dir",
-    "TRIOSCOPE_PROBE_ALLOW": "allow", "TRIOSCOPE_PROBE_LOG_LEVEL": "log_level", "TRIOSCOPE_PROBE_CA_FILE": "ca_file",
-}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     early = argparse.ArgumentParser(add_help=False)
-    early.add_argument("--config", default=os.environ.get("TRIOSCOPE_PROBE_CONFIG"))
+    early.add_argument("--config", default=os.environ.get(CONFIG_ENV))
     config_path = early.parse_known_args(argv)[0].config
-    file_values: dict[str, Any] = {}
+    problems = unknown_environment(os.environ)
+    file_values = FileValues()
     if config_path:
         try:
             file_values = load_file(config_path)
         except ConfigFileError as exc:
-            for problem in exc.problems:
-                print(f"trioscope-probe: configuration error: {problem}", file=sys.stderr)
-            sys.exit(2)
+            problems += exc.problems
+    if problems:
+        for problem in problems:
+            print(f"trioscope-probe: configuration error: {problem}", file=sys.stderr)
+        sys.exit(2)
     parser = build_parser(file_values)
     args = parser.parse_args(argv)
 
     def refuse(flag: str, env_name: str, problem: str) -> NoReturn:
         """Exit 2 naming where the bad value came from: the flag, the environment or the file."""
-        key = _FILE_KEY_OF_ENV[env_name]
+        key = FILE_KEY_OF_ENV[env_name]
         if any(a == flag or a.startswith(f"{flag}=") for a in argv):
             where = flag
         elif env_name in os.environ:
             where = f"{flag} (from env {env_name})"
         elif key in file_values:
-            where = f"{flag} (from {key} in {config_path})"
+            where = f"{flag} (from {key} in {config_path}:{file_values.lines.get(key, '?')})"
         else:
             where = flag
         parser.exit(2, f"trioscope-probe: {where}: {problem}\n")
 
     try:
-        interval = parse_duration(args.interval)
+        interval = parse_duration(str(args.interval))
     except ValueError as exc:
         refuse("--interval", "TRIOSCOPE_PROBE_INTERVAL", str(exc))
     if not 1.0 <= interval <= 3600.0:
         refuse("--interval", "TRIOSCOPE_PROBE_INTERVAL", "must be between 1s and 1h")
     if args.log_level not in ("debug", "info", "warning", "error"):
         refuse("--log-level", "TRIOSCOPE_PROBE_LOG_LEVEL", "must be debug, info, warning or error")
+    if args.log_format not in ("human", "json"):
+        refuse("--log-format", "TRIOSCOPE_PROBE_LOG_FORMAT", "must be human or json")
     try:  # read here, not by argparse, so that a bad value is named by where it came from
         args.buffer = int(args.buffer)
     except ValueError:
@@ -166,8 +190,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     unknown = sorted(set(allowed) - set(DEFAULT_ALLOWED))
     if unknown:
         refuse("--allow", "TRIOSCOPE_PROBE_ALLOW", f"unknown command types {', '.join(unknown)}")
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s")
+    # The server's own log output: the local probe writes into its server's
+    # stream, which must stay one format (and one clock: UTC).
+    configure_logging(args.log_level, args.log_format)
     if args.log_level != "debug":  # httpx logs every request at info: two lines a second, saying nothing new
         logging.getLogger("httpx").setLevel(logging.WARNING)
     containers = ContainerCollector(args.docker_host, env_values=args.env_values) if args.docker_host else None
@@ -177,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stdout.write(orjson.dumps(encode(collector.collect()), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     logging.getLogger("trioscope_probe").info(
-        "probe %s reporting to %s every %ss", args.agent_id, args.server, interval)
+        "probe %s reporting to %s every %ss", args.agent_id, args.server, f"{interval:g}")
     sys.exit(trio.run(_run_until_signalled, args, interval, collector, allowed))
 
 
@@ -222,7 +247,9 @@ async def _stop_when_signalled(signals: Any, scope: trio.CancelScope) -> None:
 
 async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace, allowed: tuple[str, ...]) -> Credentials:
     """Saved credentials for the deployment, or a fresh enrollment (saved); while
-    the server is away, enrollment is retried with backoff like reports are.
+    the server is away, enrollment is retried with backoff like reports are. An
+    enrollment token other than the one the saved credentials came from enrolls
+    again and replaces them (the way to revive a decommissioned probe).
 
     Raises:
         ControlError: unreadable credentials; none and no enrollment token; a state
@@ -230,12 +257,15 @@ async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace, allo
     """
     log = logging.getLogger("trioscope_probe")
     path = Path(args.state_dir).expanduser() / "credentials.json"  # noqa: ASYNC240 - once, at start-up, a local file
-    saved = load_credentials(path, args.deployment_hash)
+    saved = load_credentials(path, args.deployment_hash, args.enrollment_token or None)
     if saved is not None:
         return saved
     if not args.enrollment_token:
         raise ControlError(f"no saved credentials in {path}; pass --enrollment-token once")
     check_writable(path.parent)
+    if path.exists():
+        log.info("enrolling in deployment %s with the enrollment token given; the credentials in %s will be "
+                 "replaced", args.deployment_hash, path)
     backoff = Backoff()
     while True:
         try:
@@ -246,6 +276,6 @@ async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace, allo
                 log.warning("enrollment in deployment %s: server %s unreachable (%s); retrying with backoff",
                             args.deployment_hash, args.server, exc)
             await trio.sleep(backoff.next())
-    save_credentials(path, credentials)
+    save_credentials(path, credentials, args.enrollment_token)
     log.info("enrolled in deployment %s as agent %s", credentials.deployment_hash, credentials.agent_id)
     return credentials

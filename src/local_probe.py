@@ -13,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import trio
 
+from trioscope.log_output import JsonFormatter
+
 log = logging.getLogger(__name__)
 STOP_TIMEOUT = 5.0
 
@@ -29,11 +31,23 @@ def probe_url(bind: str) -> str:
     return urlunsplit((parts.scheme or "http", f"{host}:{parts.port}", "", "", ""))
 
 
+def log_settings() -> tuple[str, str]:
+    """This process's log format and level as the probe's flags spell them:
+    the probe writes to this process's stderr, so its lines must look like
+    ours (one JSON object each, or the same human lines) and be as many."""
+    root = logging.getLogger()
+    fmt = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "human"
+    level = next((name for name, number in (("debug", logging.DEBUG), ("info", logging.INFO),
+                                             ("warning", logging.WARNING)) if root.level <= number), "error")
+    return fmt, level
+
+
 async def run_local_probe(server_url: str, stop: trio.Event, ca_file: str | None = None) -> None:
     """Run ``trioscope-probe --server server_url`` until ``stop``, then SIGTERM it
     (SIGKILL after a grace period). With TLS, ``ca_file`` is the server's own
     certificate, which the probe then trusts as is (its name must cover the
-    loopback address the probe dials).
+    loopback address the probe dials). It logs as this process does
+    (``log_settings``).
 
     The probe's stdin is a pipe only this process holds the write end of, never
     written to: however this process ends, the kernel closes it and the probe
@@ -41,8 +55,9 @@ async def run_local_probe(server_url: str, stop: trio.Event, ca_file: str | None
     address for ever. A pipe rather than Linux's PR_SET_PDEATHSIG, which fires
     when the forking *thread* exits, and trio forks from a worker thread it
     retires when idle."""
+    log_format, log_level = log_settings()
     argv = [sys.executable, "-m", "trioscope_probe", "--server", server_url, "--exit-with-parent",
-            *(["--ca-file", ca_file] if ca_file else [])]
+            "--log-format", log_format, "--log-level", log_level, *(["--ca-file", ca_file] if ca_file else [])]
     async with trio.open_nursery() as nursery:
         try:
             process: trio.Process = await nursery.start(

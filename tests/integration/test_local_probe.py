@@ -4,16 +4,23 @@ when the server has no chance to end it by its pid."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
+import httpx
+import orjson
 import psutil
 import pytest
 
+from tests.integration.test_commands import Operator
+from tests.integration.test_probe import probe
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
+from trioscope_probe.cli import default_agent_id
 
 PARENT_GONE = "parent process gone (end of file on stdin): stopping"
 
@@ -80,3 +87,43 @@ async def test_a_probe_told_to_exit_with_its_parent_stops_when_its_stdin_closes(
         stderr.seek(0)
         log = stderr.read()
     assert PARENT_GONE in log
+
+
+@pytest.mark.parametrize("log_format", ["json", "human"])
+async def test_the_local_probe_logs_as_its_server_does(log_format: str) -> None:
+    """Its lines go into the server's stream: one format (JSON objects, or the
+    server's human lines with UTC times) and the server's level."""
+    with ServerProcess(env={"TRIOSCOPE_AGENTS_LOCAL_PROBE": "true", "TRIOSCOPE_LOG_FORMAT": log_format}) as server:
+        probe = await _probe_of(server)
+        assert probe.cmdline()[-4:] == ["--log-format", log_format, "--log-level", "info"]
+
+        async def connected() -> bool:
+            return "connected to" in server.stderr()
+        await eventually(connected)
+        lines = [line for line in server.stderr().splitlines() if "trioscope_probe" in line]
+    assert lines
+    for line in lines:
+        if log_format == "json":
+            assert orjson.loads(line)["logger"] == "trioscope_probe", line
+        else:
+            assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (INFO|WARNING|ERROR) +trioscope_probe: ", line), line
+
+
+async def test_the_local_probe_gives_way_to_a_probe_enrolled_under_its_agent_id(tmp_path: Path) -> None:
+    """A probe enrolled on the server's own host takes the hostname as its agent
+    id, as the local probe does: the local probe's unsigned reports were
+    refused (401 signature_required, audited) every interval, for ever."""
+    with ServerProcess(env={"TRIOSCOPE_AGENTS_LOCAL_PROBE": "true"}) as server:
+        await _probe_of(server)
+        async with httpx.AsyncClient(timeout=30) as client:
+            deployment = await Operator(server, "ops", "acme").create_deployment(client)
+        with probe(server.base_url, default_agent_id(), "--deployment-hash", deployment["deployment_hash"],
+                   "--enrollment-token", deployment["enrollment_token"], "--state-dir", str(tmp_path)) as enrolled:
+            gave_way = f"agent id {default_agent_id()} is enrolled by a probe with credentials"
+
+            async def said() -> bool:
+                return gave_way in server.stderr()
+            await eventually(said, deadline=60)
+            assert enrolled.poll() is None
+        log = server.stderr()
+    assert log.count(gave_way) == 1 and "signature_required" not in log.split(gave_way)[1], log

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -15,7 +16,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import httpx
+import orjson
 
 from tests.integration.test_commands import Operator
 from tests.server_process import ServerProcess
@@ -180,3 +183,38 @@ async def test_a_probe_fits_its_reports_to_what_the_server_takes() -> None:
             assert latest["host_info"]["hostname"] == socket.gethostname()
         log = process.read_log()  # type: ignore[attr-defined]
         assert "the server takes reports of up to 16384 bytes" in log and "left out" in log, log
+
+
+async def test_a_decommissioned_probe_says_so_once_and_a_new_enrollment_token_brings_it_back(tmp_path: Path) -> None:
+    """It logged an ERROR and retried its poll every interval for ever, and a
+    restart with a fresh token reused the dead credentials in --state-dir."""
+    state = tmp_path / "state"
+    with ServerProcess() as server:
+        operator = Operator(server, "ops", "acme")
+        admin = attrs.evolve(operator, role="ADMIN")
+        async with httpx.AsyncClient(timeout=30) as client:
+            deployment = await operator.create_deployment(client)
+            hash_ = deployment["deployment_hash"]
+            with probe(server.base_url, "probe-retired", "--deployment-hash", hash_,
+                       "--enrollment-token", deployment["enrollment_token"], "--state-dir", str(state)) as first:
+                async def logged(text: str, process: Any = first) -> bool:
+                    return text in process.read_log()
+
+                await eventually(lambda: logged("polling for commands"))
+                agent_id = orjson.loads((state / "credentials.json").read_bytes())["agent_id"]
+                gone = await client.post(admin.url(hash_, f"/agents/{agent_id}/decommission"), headers=admin.auth)
+                assert gone.status_code == 200, gone.text
+                await eventually(lambda: logged("refuses agent probe-retired (410"))
+                await eventually(lambda: logged("command polling refused (410"))
+                assert first.poll() is None
+            log = first.stderr_text  # type: ignore[attr-defined]
+            assert log.count("refuses agent") == 1 and log.count("command polling refused") == 1, log
+            assert "connected to" not in log.split("refuses agent")[1], log
+            fresh = await client.post(operator.url(hash_, "/enrollment"), headers=operator.auth)
+            assert fresh.status_code == 201, fresh.text
+            with probe(server.base_url, "probe-retired", "--deployment-hash", hash_,
+                       "--enrollment-token", fresh.json()["enrollment_token"], "--state-dir", str(state)) as second:
+                await eventually(lambda: logged("polling for commands", second))
+                assert "enrolled in deployment" in second.read_log()  # type: ignore[attr-defined]
+            assert orjson.loads((state / "credentials.json").read_bytes())["agent_id"] != agent_id
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700

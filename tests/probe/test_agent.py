@@ -3,8 +3,10 @@ server or its own state directory misbehave (each once ended the probe)."""
 
 from __future__ import annotations
 
+import argparse
 import gzip
 import json
+import logging
 import os
 import stat
 from pathlib import Path
@@ -13,10 +15,15 @@ from typing import Any
 import httpx
 import pytest
 import requests.exceptions
+import trio
 
 from tests.synthetic import host_report
 from trioscope.wire import decode_report
-from trioscope_probe._agent import CommandAgent, Credentials, load_credentials, save_credentials
+from trioscope_probe._agent import (
+    POLL_SECONDS, RECOVERY_POLL_SECONDS, CommandAgent, Credentials, load_credentials, save_credentials,
+)
+from trioscope_probe._transport import REFUSED_RETRY
+from trioscope_probe.cli import _credentials
 from trioscope_probe._executor import MAX_OUTPUT, ControlError, _tail, execute
 from trioscope_probe._transport import REPORT_MARGIN, encode_report
 
@@ -96,3 +103,68 @@ def test_a_report_too_large_for_the_server_leaves_connections_out_listening_ones
     assert len(raw) <= limit - min(REPORT_MARGIN, limit // 8) and dropped > 0 and len(kept) + dropped == len(report.network_info.connections)
     assert listening <= {(c["local_port"], c["pid"]) for c in kept}
     assert len(sent["processes_info"]["processes"]) == 50
+
+
+async def test_a_decommissioned_agents_poll_is_logged_once_and_asked_again_rarely(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    polls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        polls.append(trio.current_time())
+        return httpx.Response(410, json={"error": {"code": "agent_decommissioned", "message": "decommissioned"}})
+
+    with trio.move_on_after(3600):
+        await agent_with(handler)._poll_loop()
+    refused = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(refused) == 1 and "410 agent_decommissioned" in refused[0] and "--enrollment-token" in refused[0]
+    assert len(polls) <= 3600 / REFUSED_RETRY + 1
+
+
+async def test_polling_is_said_to_work_again_as_soon_as_a_poll_is_accepted(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Not when the next long poll ends, a minute later: after a failure the
+    probe asks with a short poll, whose answer says the server is back."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    asked: list[str] = []
+
+    class Enough(Exception):
+        pass
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params["timeout"])
+        if len(asked) <= 3:
+            raise httpx.ConnectError("connection refused", request=request)
+        if len(asked) == 5:  # the long poll after the recovery: enough seen (a mock answers without a checkpoint)
+            raise Enough
+        return httpx.Response(204)
+
+    with pytest.raises(Enough):
+        await agent_with(handler)._poll_loop()
+    assert asked == [str(POLL_SECONDS), str(RECOVERY_POLL_SECONDS), str(RECOVERY_POLL_SECONDS),
+                     str(RECOVERY_POLL_SECONDS), str(POLL_SECONDS)]
+    assert [r.getMessage() for r in caplog.records][-1] == "command polling works again"
+
+
+async def test_a_new_enrollment_token_enrolls_again_and_replaces_the_saved_credentials(tmp_path: Path) -> None:
+    """A decommissioned probe restarted with a fresh token kept its dead credentials."""
+    enrolled = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        token = json.loads(request.content)["enrollment_token"]
+        enrolled.append(token)
+        return httpx.Response(201, json={"agent_id": f"agent-{len(enrolled)}", "agent_token": f"secret-{token}"})
+
+    state = tmp_path / "fresh" / "state"
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://server") as client:
+        def args(token: str | None) -> argparse.Namespace:
+            return argparse.Namespace(state_dir=str(state), deployment_hash="dep", enrollment_token=token,
+                                      server="http://server")
+
+        first = await _credentials(client, args("tok-1"), ("docker.inspect",))
+        assert stat.S_IMODE(state.stat().st_mode) == 0o700  # it holds agent tokens
+        assert await _credentials(client, args("tok-1"), ()) == first  # a restart with the same token
+        assert await _credentials(client, args(None), ()) == first
+        second = await _credentials(client, args("tok-2"), ())
+    assert enrolled == ["tok-1", "tok-2"] and second.agent_id == "agent-2"
+    assert load_credentials(state / "credentials.json", "dep") == second

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from trioscope_probe.cli import build_parser
-from trioscope_probe._config import ConfigFileError, load_file
+from trioscope_probe._config import ConfigFileError, load_file, unknown_environment
 from trioscope_probe._duration import parse_duration
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "probe.example.yaml"
@@ -21,7 +21,7 @@ def test_the_example_file_yields_the_defaults() -> None:
     from_file = build_parser(load_file(str(EXAMPLE))).parse_args([])
     defaults = build_parser().parse_args([])
     for name in ("server", "interval", "buffer", "env_values", "no_processes", "no_connections", "state_dir",
-                 "allow", "log_level"):
+                 "allow", "log_level", "log_format"):
         assert str(getattr(from_file, name)) == str(getattr(defaults, name)), name
 
 
@@ -62,13 +62,14 @@ def test_once_prints_a_report() -> None:
 
 @pytest.mark.parametrize(("text", "seconds"), [
     ("15s", 15.0), ("1m", 60.0), ("1m30s", 90.0), ("1.5m", 90.0), ("1h", 3600.0), ("500ms", 0.5), (".5s", 0.5),
+    ("90", 90.0), ("0.5", 0.5), ("2.5", 2.5),  # a bare number is seconds, as the example file says
 ])
 def test_an_interval_reads_as_go_spells_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
 @pytest.mark.parametrize(("text", "says"), [
-    ("90", "did you mean 90s?"), ("", "not a duration"), ("15 s", "not a duration"), ("1d", "not a duration"),
+    ("", "not a duration"), ("15 s", "not a duration"), ("1d", "not a duration"),
     ("s", "not a duration"), ("-5s", "not a duration"), ("15sec", "not a duration"),
 ])
 def test_an_interval_without_a_unit_or_with_another_says_what_is_allowed(text: str, says: str) -> None:
@@ -85,7 +86,7 @@ def test_a_bad_value_is_named_by_where_it_came_from(tmp_path: Path) -> None:
         ({}, ["--interval", "0s"], "trioscope-probe: --interval: must be between 1s and 1h"),
         ({"TRIOSCOPE_PROBE_INTERVAL": "abc"}, [],
          "trioscope-probe: --interval (from env TRIOSCOPE_PROBE_INTERVAL): 'abc' is not a duration"),
-        ({}, ["--config", str(config)], f"trioscope-probe: --log-level (from log_level in {config}): must be debug"),
+        ({}, ["--config", str(config)], f"trioscope-probe: --log-level (from log_level in {config}:1): must be debug"),
         ({"TRIOSCOPE_PROBE_BUFFER": "abc"}, [],
          "trioscope-probe: --buffer (from env TRIOSCOPE_PROBE_BUFFER): 'abc' is not a whole number"),
         ({"TRIOSCOPE_PROBE_SERVER": "ftp://x"}, [],
@@ -97,3 +98,68 @@ def test_a_bad_value_is_named_by_where_it_came_from(tmp_path: Path) -> None:
                                 text=True, timeout=60, env={**clean, **env})
         assert result.returncode == 2, (env, argv)
         assert result.stderr.startswith(says), result.stderr
+
+
+def _probe(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TRIOSCOPE_PROBE")}
+    return subprocess.run([sys.executable, "-m", "trioscope_probe", *argv], capture_output=True, text=True,
+                          timeout=60, env={**clean, **(env or {})})
+
+
+def test_a_bare_number_is_seconds_on_the_command_line_in_the_environment_and_in_the_file(tmp_path: Path) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text("interval: 0.5\n")
+    assert load_file(str(config))["interval"] == "0.5s"
+    # Within the limits it is taken; below the minimum it is refused as such, not as a missing unit.
+    taken = _probe("--interval", "5", "--once", "--no-processes", "--no-connections",
+                   env={"TRIOSCOPE_PROBE_INTERVAL": "5"})
+    assert taken.returncode == 0, taken.stderr
+    for argv, env, says in [(["--interval", "0.5"], {}, "--interval: must be between 1s and 1h"),
+                            ([], {"TRIOSCOPE_PROBE_INTERVAL": "0.5"}, "TRIOSCOPE_PROBE_INTERVAL): must be between"),
+                            (["--config", str(config)], {}, f"{config}:1): must be between 1s and 1h")]:
+        refused = _probe(*argv, "--once", env=env)
+        assert refused.returncode == 2 and says in refused.stderr, refused.stderr
+
+
+def test_an_unknown_probe_environment_variable_is_refused_with_a_suggestion() -> None:
+    assert unknown_environment({"TRIOSCOPE_PROBE_INTERVL": "5", "TRIOSCOPE_PROBE_SERVER": "x", "TRIOSCOPE_SERVER_PORT": "1",
+                                "TRIOSCOPE_PROBE_CONFIG": "f", "TRIOSCOPE_PROBE_LOG_FORMAT": "json"}) == [
+        "unknown environment variable TRIOSCOPE_PROBE_INTERVL (did you mean TRIOSCOPE_PROBE_INTERVAL?)"]
+    result = _probe("--once", env={"TRIOSCOPE_PROBE_BUFER": "5"})
+    assert result.returncode == 2 and result.stderr == (
+        "trioscope-probe: configuration error: unknown environment variable TRIOSCOPE_PROBE_BUFER "
+        "(did you mean TRIOSCOPE_PROBE_BUFFER?)\n")
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("buffer: 5\nserver: http://a:1\nbuffer: 7\n", "{path}:3: buffer set again; first set on line 1"),
+    ("server: http://a:1\nbuffer: '5'\n", "{path}:2: buffer: expected a whole number, got the text '5'"),
+    ("processes: 1\n", "{path}:1: processes: expected true or false, got the number 1"),
+    ("interval: true\n", "{path}:1: interval: expected a duration (15s, 1m) or a number of seconds, got the boolean true"),
+    ("enrollment_token: 12345\n", "{path}:1: enrollment_token: expected text, got a number"),
+    ("servr: http://a:1\n", "{path}:1: unknown key 'servr' (did you mean server?)"),
+    ("server:\n  port: 8080\nstorage:\n  data_dir: /x\n",
+     "{path}:1: server: expected the server's base URL, got a mapping (is this trioscope serve's configuration?"),
+    ("server: [unclosed\nbuffer: 5\n", "{path}:2: invalid YAML: expected ',' or ']', but got ':'"),
+])
+def test_file_problems_name_the_line_and_what_was_expected(tmp_path: Path, text: str, problem: str) -> None:
+    config = tmp_path / "probe.yaml"
+    config.write_text(text)
+    with pytest.raises(ConfigFileError) as error:
+        load_file(str(config))
+    assert error.value.problems[0].startswith(problem.format(path=config)), error.value.problems
+    assert all("\n" not in p for p in error.value.problems)
+
+
+def test_help_names_each_settings_environment_variable_and_default() -> None:
+    text = " ".join(build_parser().format_help().split())
+    for env in ("TRIOSCOPE_PROBE_STATE_DIR", "TRIOSCOPE_PROBE_ALLOW", "TRIOSCOPE_PROBE_LOG_LEVEL",
+                "TRIOSCOPE_PROBE_LOG_FORMAT"):
+        assert env in text, env
+    assert "TRIOSCOPE_PROBE_LOG_LEVEL; default info)" in text
+
+
+def test_a_mistyped_flag_is_one_line_with_a_suggestion() -> None:
+    result = _probe("--intervl", "5", "--once")
+    assert result.returncode == 2 and result.stderr == (
+        "trioscope-probe: unrecognized arguments: --intervl 5 (did you mean --interval?); see --help\n")

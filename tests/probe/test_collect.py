@@ -5,11 +5,17 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
+import threading
+import time
 
 import orjson
+import pytest
 
 from trioscope.wire import decode_report, encode
-from trioscope_probe._collect import ReportCollector
+from trioscope_probe import _collect
+from trioscope_probe._collect import CPU_WINDOW, HostCollector, ReportCollector, masked_cmdline
 
 
 def test_a_report_passes_the_servers_strict_decoder() -> None:
@@ -44,3 +50,65 @@ def test_host_facts_and_rates() -> None:
     assert host.cpu_info is not None and host.cpu_info.cores == os.cpu_count()
     assert host.memory_info is not None and host.memory_info.total_mb > 0
     assert host.network_rx_bytes_per_sec >= 0 and host.uptime_seconds > 0
+
+
+@pytest.mark.parametrize(("argv", "shown"), [
+    (["trioscope", "serve", "--database", "postgresql://u:hunter2@db/x"],
+     "trioscope serve --database postgresql://u:***@db/x"),
+    (["redis-server", "--url=redis://:p@ss@cache:6379/0"], "redis-server --url=redis://:***@cache:6379/0"),
+    (["trioscope-probe", "--enrollment-token", "tsk_abc"], "trioscope-probe --enrollment-token ***"),
+    (["app", "--api-key=k123", "--verbose"], "app --api-key=*** --verbose"),
+    (["app", "--client-secret", "s3", "--port", "80"], "app --client-secret *** --port 80"),
+    (["env", "DB_PASSWORD=hunter2", "PGPASSWD=x", "MODE=prod", "app"], "env DB_PASSWORD=*** PGPASSWD=*** MODE=prod app"),
+    (["sh", "-c", "psql --password hunter2 postgresql://u:pw@db/x"],
+     "sh -c psql --password *** postgresql://u:***@db/x"),
+    (["app", "--token"], "app --token"),  # a flag with no value: nothing to hide
+    (["app", "--no-token-check", "--port", "80"], "app --no-token-check --port 80"),
+    (["nginx", "-g", "daemon off;"], "nginx -g daemon off;"),
+    (["curl", "http://host:8080/x?a=b@c"], "curl http://host:8080/x?a=b@c"),
+])
+def test_secrets_in_command_lines_are_masked(argv: list[str], shown: str) -> None:
+    assert masked_cmdline(argv) == shown
+
+
+def test_a_processs_secrets_are_masked_in_the_report() -> None:
+    process = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", "--enrollment-token",
+                                "tsk_very_secret", "--database=postgresql://u:hunter2@db/x"], stdin=subprocess.PIPE)
+    try:
+        report = ReportCollector("probe-unit", connections=False).collect()
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        process.wait(timeout=30)
+    assert report.processes_info is not None
+    (found,) = [p for p in report.processes_info.processes if p.pid == process.pid]
+    assert found.cmdline.endswith("--enrollment-token *** --database=postgresql://u:***@db/x"), found.cmdline
+
+
+def test_host_cpu_is_measured_over_half_a_second_at_least(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first report made milliseconds after the start said 0 % or 100 % of a few clock ticks."""
+    collector = HostCollector()
+    waited: list[float] = []
+    monkeypatch.setattr(_collect.time, "sleep", waited.append)
+    collector.collect()
+    assert len(waited) == 1 and 0.4 < waited[0] <= CPU_WINDOW
+
+
+def test_loopback_traffic_is_not_host_network_traffic() -> None:
+    collector = HostCollector()
+    collector.collect()
+    sent = 64 * 1024 * 1024
+    with socket.create_server(("127.0.0.1", 0)) as server, \
+            socket.create_connection(server.getsockname()) as client, server.accept()[0] as peer:
+        def drain() -> None:
+            left = sent
+            while left > 0:
+                left -= len(peer.recv(1 << 20))
+        reader = threading.Thread(target=drain)
+        reader.start()
+        client.sendall(b"\0" * sent)
+        reader.join(timeout=30)
+    started = collector._net[0] if collector._net else 0.0
+    host = collector.collect()
+    seconds = time.monotonic() - started
+    assert host.network_rx_bytes_per_sec * seconds < sent / 4, host.network_rx_bytes_per_sec

@@ -144,3 +144,13 @@ def test_a_failed_cycle_repeats_the_last_containers_without_statistics_then_none
     engine.down = False
     back = collector.collect()
     assert back is not None and back.containers[0].stats is not None
+
+
+def test_an_engine_that_cannot_be_reached_is_named_by_its_socket(tmp_path: Any,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    """Not requests' tuple ``('Connection aborted.', FileNotFoundError(2, ...))``."""
+    caplog.set_level(logging.WARNING, logger="trioscope_probe")
+    socket = tmp_path / "absent.sock"
+    assert ContainerCollector(f"unix://{socket}").collect() is None
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.endswith(f"unreachable: cannot connect to socket {socket}: No such file or directory"), said

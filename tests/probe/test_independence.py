@@ -1,6 +1,8 @@
-"""The probe shares only the wire with the server: it imports ``trioscope.wire``
-and nothing else of ``trioscope`` (no configuration, topology, actors or HTTP),
-so that it can be built, versioned and reasoned about on its own."""
+"""The probe shares only the wire, and the log output, with the server: it
+imports ``trioscope.wire`` and ``trioscope.log_output`` (how a log line looks:
+the local probe writes into its server's stream) and nothing else of
+``trioscope`` (no configuration, topology, actors or HTTP), so that it can be
+built, versioned and reasoned about on its own."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PROBE = Path(__file__).resolve().parents[2] / "probe"
-SHARED = "trioscope.wire"
+SHARED = ("trioscope.wire", "trioscope.log_output")
 
 
 def _imports(source: Path) -> list[tuple[int, str]]:
@@ -30,7 +32,7 @@ def _imports(source: Path) -> list[tuple[int, str]]:
 
 
 def _shared(module: str) -> bool:
-    return module == SHARED or module.startswith(f"{SHARED}.")
+    return any(module == shared or module.startswith(f"{shared}.") for shared in SHARED)
 
 
 def test_the_import_check_sees_what_it_must_refuse(tmp_path: Path) -> None:
@@ -47,7 +49,7 @@ def test_the_import_check_sees_what_it_must_refuse(tmp_path: Path) -> None:
 def test_the_probe_imports_only_the_wire_from_the_server_package(source: Path) -> None:
     outside = [f"{source.name}:{line} {module}" for line, module in _imports(source)
                if module.split(".")[0] == "trioscope" and not _shared(module)]
-    assert outside == [], f"the probe may import only {SHARED} from the server package"
+    assert outside == [], f"the probe may import only {', '.join(SHARED)} from the server package"
 
 
 def test_loading_the_probe_loads_nothing_of_the_server_but_the_wire() -> None:
@@ -57,5 +59,5 @@ def test_loading_the_probe_loads_nothing_of_the_server_but_the_wire() -> None:
         [sys.executable, "-c", "import sys, trioscope_probe.cli\n"
          "print('\\n'.join(m for m in sys.modules if m.split('.')[0] == 'trioscope'))"],
         capture_output=True, text=True, check=True).stdout.split()
-    assert SHARED in loaded
+    assert set(SHARED) <= set(loaded)
     assert [m for m in loaded if m != "trioscope" and not _shared(m)] == []

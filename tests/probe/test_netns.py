@@ -158,7 +158,29 @@ def proc(tmp_path: Path) -> Path:
 def test_processes_are_grouped_by_network_namespace(proc: Path) -> None:
     groups, denied = namespaces(str(proc))
     assert groups == {f"net:[{HOST}]": [1], f"net:[{LISTENER}]": [700, 712, 713, 812],
-                      f"net:[{CLIENT}]": [800, 801], f"net:[{GONE}]": [900]} and denied == 0
+                      f"net:[{CLIENT}]": [800, 801], f"net:[{GONE}]": [900]} and denied == []
+
+
+@pytest.mark.parametrize("euid", [0, 1000], ids=["root", "not root"])
+def test_unreadable_namespaces_are_named_by_their_pids(proc: Path, caplog: pytest.LogCaptureFixture,
+                                                        monkeypatch: pytest.MonkeyPatch, euid: int) -> None:
+    """As root the refusal is a sandbox's (its pid 1): the non-root hint would mislead."""
+    from trioscope_probe import _netns
+    readlink = _netns._namespace
+
+    def refusing(proc_root: str, pid: str) -> str:
+        if pid in ("1", "800"):
+            raise PermissionError(13, "Permission denied")
+        return readlink(proc_root, pid)
+
+    monkeypatch.setattr(_netns, "_namespace", refusing)
+    monkeypatch.setattr(_netns.os, "geteuid", lambda: euid)
+    caplog.set_level(logging.WARNING)
+    assert namespaces(str(proc))[1] == [1, 800]
+    NamespaceSockets(str(proc)).collect()
+    (message,) = [r.getMessage() for r in caplog.records]
+    assert "the network namespaces of 2 processes (pids 1, 800) are unreadable" in message
+    assert ("not root" in message) == (euid != 0), message
 
 
 def test_a_socket_belongs_to_the_lowest_pid_holding_it(proc: Path) -> None:

@@ -4,15 +4,21 @@ reports fitted to the memory the server gives each agent."""
 from __future__ import annotations
 
 import gzip
+import logging
 import random
+from typing import Any
 
 import attrs
+import httpx
 import orjson
 import pytest
+import trio
 
 from tests.synthetic import host_report
 from trioscope.wire import MemoryBudget, decode_report
-from trioscope_probe._transport import MEMORY_BUDGET, Backoff, Outbox, encode_report, stated_budget
+from trioscope_probe._transport import (
+    MEMORY_BUDGET, REFUSED_RETRY, Backoff, Outbox, Signer, encode_report, run_publisher, stated_budget, transport_problem,
+)
 
 
 class _Extreme(random.Random):
@@ -111,3 +117,69 @@ def test_the_budget_is_learned_from_what_the_server_states() -> None:
 ])
 def test_a_damaged_budget_keeps_the_default(damaged: dict) -> None:
     assert stated_budget(damaged) == MEMORY_BUDGET
+
+
+class _Server:
+    """An httpx transport answering every request with one status (and the
+    server's error body), counting what was asked."""
+
+    def __init__(self, status: int, code: str) -> None:
+        self.status, self.code = status, code
+        self.paths: list[str] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        if request.url.path.startswith("/api/v1/agents/config"):
+            return httpx.Response(404)
+        return httpx.Response(self.status, json={"error": {"code": self.code, "message": f"{self.code} here"}})
+
+
+def _report() -> Any:
+    return decode_report(host_report(1, timestamp=1_800_000_000.0, processes=5, connections=5, peers=[2]))
+
+
+async def _publish_for(seconds: float, server: _Server, signer: Signer | None,
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    async def inline(function: Any, *args: Any, **_: Any) -> Any:
+        return function(*args)  # the mock clock would jump while a worker thread collects
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", inline)
+    with trio.move_on_after(seconds):
+        await run_publisher("http://server", "probe-1", "host", 15.0, 40, _report, signer=signer,
+                            transport=httpx.MockTransport(server))
+
+
+@pytest.mark.parametrize(("status", "code"), [(410, "agent_decommissioned"), (404, ""), (401, "unknown_agent")])
+async def test_a_refusal_is_logged_once_and_asked_again_rarely(
+        status: int, code: str, autojump_clock: Any, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A decommissioned agent, a wrong --server path: an ERROR per interval for
+    ever, and "connected" after each refused report."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    server = _Server(status, code)
+    await _publish_for(3600, server, Signer("agent-1", "t"), monkeypatch)
+    messages = [r.getMessage() for r in caplog.records]
+    refused = [m for m in messages if "refuses agent probe-1" in m]
+    assert len(refused) == 1 and f"asking again every {REFUSED_RETRY:g} s" in refused[0], messages
+    assert not any("connected" in m for m in messages), messages
+    registrations = server.paths.count("/api/v1/agents/register")
+    assert 3600 / REFUSED_RETRY <= registrations <= 3600 / REFUSED_RETRY + 2, server.paths
+    assert "/api/v1/reports" not in server.paths  # the heartbeat (or registration) is refused first
+
+
+async def test_an_unsigned_probe_gives_way_to_an_enrolled_one_under_its_agent_id(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server's local probe on a host whose enrolled probe took the same id
+    (the hostname): 401 every interval, and two audited refusals each time."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    server = _Server(401, "signature_required")
+    await _publish_for(3600, server, None, monkeypatch)
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert "agent id probe-1 is enrolled by a probe with credentials" in said and "stops reporting" in said
+    assert server.paths.count("/api/v1/agents/register") <= 2 and "/api/v1/reports" not in server.paths
+
+
+def test_a_timeout_says_how_long_was_waited() -> None:
+    request = httpx.Request("GET", "http://server/x", extensions={"timeout": {"connect": 10.0, "read": 10.0}})
+    assert transport_problem(httpx.ReadTimeout("", request=request)) == "ReadTimeout: timed out after 10 s"
+    assert transport_problem(httpx.ConnectError("")) == "ConnectError: no reason given"
