@@ -13,7 +13,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -57,12 +57,26 @@ With --workers N (a PostgreSQL --database), N processes serve the one port
 under a parent that restarts a worker that dies and stops them all on SIGTERM.
 Exit codes: 0 clean stop, 1 failure (cannot listen, internal failure, shutdown
 overran, a worker kept failing), 2 bad configuration (also --workers above 1
-with SQLite).
+with SQLite), 130 or 143 stopped at once by a second SIGINT or SIGTERM (128 +
+the signal's number, as shells report a process a signal ended; with --workers
+the parent then exits 1).
 """
 
 
+class CommandParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` that refuses a command line in one line (exit 2):
+    what is wrong and which help to read, e.g. ``trioscope serve: unrecognized
+    arguments: --prot 1 (did you mean --port?); see trioscope serve --help``.
+    argparse prints the usage first, which for ``serve`` is ~50 lines the
+    problem scrolls away behind. Subcommands' parsers are of this class too
+    (``add_subparsers`` makes them of the parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(ExitCode.USAGE, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trioscope", description=DESCRIPTION, allow_abbrev=False)
+    parser = CommandParser(prog="trioscope", description=DESCRIPTION, allow_abbrev=False)
     parser.add_argument("--version", action="version", version=f"trioscope {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", dest="command")
 
@@ -108,7 +122,7 @@ are no date at all)."""
 TOKEN_TTL_RANGE = f"{MIN_TOKEN_TTL:g}s..{MAX_TOKEN_TTL / 86400:g}d"
 
 
-def _add_token_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_token_parser(commands: argparse._SubParsersAction[CommandParser]) -> None:
     from trioscope.domain.principals import Role
 
     token_parser = commands.add_parser(
@@ -200,7 +214,7 @@ Exit codes: 0 printed, 1 no database there, 2 bad arguments or configuration.
 """
 
 
-def _add_audit_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_audit_parser(commands: argparse._SubParsersAction[CommandParser]) -> None:
     audit = commands.add_parser(
         "audit", help="print audit records, including refusals in no tenant's log",
         description=AUDIT_DESCRIPTION, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -287,7 +301,7 @@ Exit codes: 0 copied, 1 refused or failed, 2 bad arguments.
 """
 
 
-def _add_store_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_store_parser(commands: argparse._SubParsersAction[CommandParser]) -> None:
     store = commands.add_parser("store", help="manage the store (store copy)", description="Manage the store.",
                                 allow_abbrev=False)
     actions = store.add_subparsers(title="commands", metavar="COMMAND", dest="store_command", required=True)
@@ -335,23 +349,28 @@ scripts. https:// servers are verified against the system's authorities or
 """
 
 
-def _add_health_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_health_parser(commands: argparse._SubParsersAction[CommandParser]) -> None:
     health = commands.add_parser(
         "health", help="check a running server's health or readiness", description=HEALTH_DESCRIPTION,
         allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    health.add_argument("--server", default=os.environ.get("TRIOSCOPE_SERVER_URL", "http://127.0.0.1:8080"),
-                        help="the server's base URL, http:// or https:// (env TRIOSCOPE_SERVER_URL; "
-                        "default %(default)s)")
-    health.add_argument("--ca-file", default=os.environ.get("TRIOSCOPE_CA_FILE"),
+    # No defaults here: run_health takes them from the environment, to name where a bad value came from.
+    health.add_argument("--server",
+                        help=f"the server's base URL, http:// or https:// (env {SERVER_URL_ENV}; "
+                        f"default {DEFAULT_SERVER_URL})")
+    health.add_argument("--ca-file",
                         help="PEM certificates to trust for an https:// server instead of the system's (a private "
-                        "CA, or the server's own certificate) (env TRIOSCOPE_CA_FILE)")
+                        f"CA, or the server's own certificate) (env {CA_FILE_ENV})")
     health.add_argument("--ready", action="store_true", help="ask whether it is ready for traffic (/health/ready)")
     health.add_argument("--timeout", type=_health_timeout, default=10.0,
                         help=f"seconds to wait for the answer, more than 0 and at most {MAX_HEALTH_TIMEOUT:g} "
                         "(default 10)")
     health.set_defaults(run=run_health)
 
+
+SERVER_URL_ENV = "TRIOSCOPE_SERVER_URL"
+CA_FILE_ENV = "TRIOSCOPE_CA_FILE"
+DEFAULT_SERVER_URL = "http://127.0.0.1:8080"
 
 MAX_HEALTH_TIMEOUT = 300.0
 """Longer than any health check should wait (container HEALTHCHECKs default to 30 s)."""
@@ -377,15 +396,21 @@ def run_health(args: argparse.Namespace) -> int:
 
     from trioscope.wire import client_tls
 
-    if not args.server.startswith(("http://", "https://")):
-        print("trioscope health: --server: must be an http:// or https:// URL", file=sys.stderr)
+    server, server_from = _flag_or_env(args.server, "--server", SERVER_URL_ENV)
+    if server is None:
+        server, server_from = DEFAULT_SERVER_URL, "default"
+    if not server.startswith(("http://", "https://")):
+        print(f"trioscope health: --server: {json.dumps(server, ensure_ascii=False)} from {server_from} "
+              "is not an http:// or https:// URL", file=sys.stderr)
         return ExitCode.USAGE
+    ca_file, ca_file_from = _flag_or_env(args.ca_file, "--ca-file", CA_FILE_ENV)
     try:
-        tls = client_tls(args.ca_file)
+        tls = client_tls(ca_file)
     except (OSError, ssl.SSLError) as exc:
-        print(f"trioscope health: --ca-file: cannot use {args.ca_file}: {exc}", file=sys.stderr)
+        named_by = "" if args.ca_file is not None else f" (from {ca_file_from})"
+        print(f"trioscope health: --ca-file: cannot use {ca_file}{named_by}: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    url = args.server.rstrip("/") + ("/health/ready" if args.ready else "/health")
+    url = server.rstrip("/") + ("/health/ready" if args.ready else "/health")
     try:
         answer = httpx.get(url, verify=tls, timeout=args.timeout)
     except httpx.HTTPError as exc:
@@ -393,6 +418,15 @@ def run_health(args: argparse.Namespace) -> int:
         return ExitCode.FAILED
     print(answer.text)
     return ExitCode.OK if answer.status_code == 200 else ExitCode.FAILED
+
+
+def _flag_or_env(value: str | None, flag: str, env: str) -> tuple[str | None, str]:
+    """An option of a command outside the configuration (``health``): the flag's
+    value, else the environment variable's (None: neither is set), and where it
+    came from as configuration problems say it (``flag --server``, ``env NAME``)."""
+    if value is not None:
+        return value, f"flag {flag}"
+    return os.environ.get(env), f"env {env}"
 
 
 def _data_dir_settings(args: argparse.Namespace, database: str | None = None) -> Settings | None:

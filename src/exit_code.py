@@ -13,3 +13,9 @@ class ExitCode(enum.IntEnum):
     """Could not listen, the root supervisor gave up, or shutdown overran."""
     USAGE = 2
     """Bad configuration or command line."""
+    INTERRUPTED = 128 + 2
+    """``serve``: a second SIGINT stopped it at once, before the graceful
+    shutdown finished (128 + the signal's number, as shells report a process
+    that Ctrl-C ended)."""
+    TERMINATED = 128 + 15
+    """``serve``: a second SIGTERM stopped it at once (128 + SIGTERM)."""

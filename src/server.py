@@ -171,17 +171,30 @@ async def _watch_parent(parent_fd: int, stop: trio.Event) -> None:
         stop.set()
 
 
-async def _watch_signals(signals: AsyncIterator[int], stop: trio.Event,
-                         everything: trio.CancelScope, budget: float) -> None:
+@attrs.define
+class _SecondSignal:
+    """The signal that came after the first one, asking to stop at once (None: none came)."""
+
+    signum: signal.Signals | None = None
+
+    def exit_code(self) -> ExitCode:
+        """128 + the signal's number, as shells report a process a signal ended."""
+        assert self.signum is not None
+        return ExitCode.INTERRUPTED if self.signum is signal.SIGINT else ExitCode.TERMINATED
+
+
+async def _watch_signals(signals: AsyncIterator[int], stop: trio.Event, everything: trio.CancelScope,
+                         budget: float, second: _SecondSignal) -> None:
     async for signum in signals:
         name = signal.Signals(signum).name
         if not stop.is_set():
             log.info("received %s: shutting down (at most %s)", name, format_duration(budget))
             stop.set()
             everything.deadline = trio.current_time() + budget
-        else:
-            log.warning("received %s again: stopping now", name)
-            everything.cancel()
+        elif second.signum is None:
+            # Said once it stopped (``serve``): one line, and only if it was cut short.
+            second.signum = signal.Signals(signum)
+            everything.cancel(reason=f"a second {name}")
 
 
 def _data_dir_flag(settings: Settings) -> str:
@@ -354,11 +367,12 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
         return ExitCode.FAILED
     code = ExitCode.OK
     stop = trio.Event()
+    second = _SecondSignal()
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             with trio.CancelScope() as everything:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_watch_signals, signals, stop, everything, budget)
+                    nursery.start_soon(_watch_signals, signals, stop, everything, budget, second)
                     if (trimmer := _trimmer()) is not None:
                         nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval, trimmer)
                     if worker is not None:
@@ -380,7 +394,11 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
                         log.info("http server stopped; stopping actors")
                     log.info("actors stopped")
                     nursery.cancel_scope.cancel()
-            if everything.cancelled_caught:
+            if everything.cancelled_caught and second.signum is not None:
+                code = second.exit_code()
+                log.warning("received %s again: stopped at once, without finishing the graceful shutdown "
+                            "(exit code %d)", second.signum.name, code)
+            elif everything.cancelled_caught:
                 log.error("shutdown did not finish within %s; cancelled what was left", format_duration(budget))
                 code = ExitCode.FAILED
     except* RestartIntensityExceeded:

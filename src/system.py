@@ -33,7 +33,7 @@ from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.metric_labels import TenantLabels
 from trioscope.domain.roster import AgentRoster
 from trioscope.runtime import (
-    ActorSpec, ActorSystem, Kept, Published, Strategy, SupervisorSpec, dynamic_supervisor,
+    ActorSpec, ActorSystem, Backoff, Kept, Published, Strategy, SupervisorSpec, dynamic_supervisor,
 )
 from trioscope.bus import ReportBus
 from trioscope.store import Database, StoreReader, follow_changes, postgres_url, resolve_database
@@ -61,6 +61,11 @@ ROSTER_MAILBOX = 4096
 """Reports, registrations and heartbeats waiting for the roster before they get 503."""
 QUEUE_OWNER_MAILBOX = 8192
 """Requests for deployments' queues (polls included) waiting to be routed before they get 503."""
+STORE_BACKOFF = Backoff(initial=0.5, maximum=5.0)
+"""The restart pacing of the actors that need the database (the store, the
+directory): one that crashes while the database is away is started again every
+few seconds until it is back, and never makes the root give up (the process
+would exit, and every replica with it)."""
 
 
 def database_path(settings: Settings) -> Database:
@@ -105,7 +110,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # it starts and while it drains at shutdown.
             ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader, origin=origin,
                                                                 retention=settings.storage.history_retention),
-                      mailbox_size=65536,
+                      mailbox_size=65536, backoff=STORE_BACKOFF,
                       shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2)),
             # Users' WebSockets hear of command and agent changes through it.
             ActorSpec(name="notifier", factory=NotifierActor, mailbox_size=65536),
@@ -115,7 +120,9 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                       factory=lambda: DirectoryActor(settings, store_path=STORE, reader=shared_reader,
                                                      notifier_path=NOTIFIER, published=directory_view,
                                                      queues_path=QUEUES, shared=replicas_url is not None),
-                      mailbox_size=8192),
+                      # Its reads fail while the database is away: restarted at
+                      # the store's pace, never making the root give up.
+                      mailbox_size=8192, backoff=STORE_BACKOFF),
             # One queue actor per deployment, started on demand by its owner,
             # which every request for a queue goes through (and which stops
             # before the queues do).
@@ -125,22 +132,27 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                                                       notifier_path=NOTIFIER, directory_path=DIRECTORY,
                                                       command_stats=command_stats),
                       mailbox_size=QUEUE_OWNER_MAILBOX),
-            # Replicas (PostgreSQL): what the others commit, handed to the
-            # directory, the queues and the users' sockets here.
-            *([change_feed_spec(functools.partial(follow_changes, replicas_url, origin), shared_reader,
-                                directory_path=DIRECTORY, queue_owner_path=QUEUE_OWNER, notifier_path=NOTIFIER)]
-              if replicas_url is not None else []),
-            # Alerts to users: the server's own rules, and Alertmanager's webhook.
+            # Alerts to users: the server's own rules, and Alertmanager's
+            # webhook; those firing are read back from the audit log at start.
+            # Before the change feed, which hands it other replicas' alerts.
             ActorSpec(name="alerts",
                       factory=lambda: AlertsActor(settings, store_path=STORE, notifier_path=NOTIFIER,
                                                   directory=directory_view, command_stats=command_stats,
-                                                  own_rules=replicas_url is None, state=alerts_state.take()),
+                                                  own_rules=replicas_url is None, state=alerts_state.take(),
+                                                  reader=shared_reader),
                       mailbox_size=4096),
+            # Replicas (PostgreSQL): what the others commit, handed to the
+            # directory, the queues, the alerts and the users' sockets here.
+            *([change_feed_spec(functools.partial(follow_changes, replicas_url, origin), shared_reader,
+                                directory_path=DIRECTORY, queue_owner_path=QUEUE_OWNER, notifier_path=NOTIFIER,
+                                alerts_path=ALERTS)]
+              if replicas_url is not None else []),
             # One actor per agent; one crashing agent actor never takes others down.
             dynamic_supervisor("agents", max_children=settings.agents.max_agents),
             ActorSpec(
                 name="topology",
-                factory=lambda: TopologyActor(settings, agents_path=AGENTS, history=topology_history.take()),
+                factory=lambda: TopologyActor(settings, agents_path=AGENTS, history=topology_history.take(),
+                                              directory=directory_view),
                 mailbox_size=topology_mailbox,
                 # Merging what is queued at shutdown must fit in the shutdown budget.
                 shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),

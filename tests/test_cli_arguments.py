@@ -15,44 +15,41 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line a refused command line prints (exit 2, nothing on stdout)."""
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
 @pytest.mark.parametrize("args", [("serve", "--prot", "9090"), ("--prot", "9090"), ("serve", "--prot=9090")])
 def test_a_mistyped_serve_option_is_refused_by_serve_with_the_closest_option(args):
-    result = run(*args)
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.startswith("usage: trioscope serve ")  # serve's usage, not the top level's
-    assert f"trioscope serve: error: unrecognized arguments: {' '.join(args[1:] if args[0] == 'serve' else args)}" \
-        " (did you mean --port?)" in result.stderr
-    assert "Traceback" not in result.stderr
+    given = " ".join(args[1:] if args[0] == "serve" else args)
+    assert one_line(run(*args)) == (  # serve's help, not the top level's
+        f"trioscope serve: unrecognized arguments: {given} (did you mean --port?); see trioscope serve --help")
 
 
 def test_a_stray_word_is_refused_without_a_guess():
-    result = run("serve", "now")
-    assert result.returncode == 2
-    assert result.stderr.rstrip().endswith("trioscope serve: error: unrecognized arguments: now")
+    assert one_line(run("serve", "now")) == "trioscope serve: unrecognized arguments: now; see trioscope serve --help"
 
 
 def test_a_subcommand_refuses_an_option_it_does_not_have(tmp_path):
     result = run("token", "create", "--user", "a", "--tenant", "t", "--role", "ADMIN", "--data-dir", str(tmp_path),
                  "--tll", "1h")
-    assert result.returncode == 2
-    assert result.stderr.startswith("usage: trioscope token create ")
-    assert "unrecognized arguments: --tll 1h (did you mean --ttl?)" in result.stderr
+    assert one_line(result) == ("trioscope token create: unrecognized arguments: --tll 1h (did you mean --ttl?); "
+                                "see trioscope token create --help")
 
 
 @pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "1e400", "301", "ten"])
 def test_a_health_timeout_that_is_no_wait_is_refused_by_argparse(timeout):
-    result = run("health", "--timeout", timeout, "--server", "http://127.0.0.1:9")
-    assert result.returncode == 2
-    assert result.stdout == ""
-    assert result.stderr.startswith("usage: trioscope health ")
-    last = result.stderr.rstrip().splitlines()[-1]
+    line = one_line(run("health", "--timeout", timeout, "--server", "http://127.0.0.1:9"))
     if timeout == "ten":
-        assert last == "trioscope health: error: argument --timeout: 'ten' is not a number of seconds"
+        assert line == "trioscope health: argument --timeout: 'ten' is not a number of seconds; see trioscope health --help"
     else:
-        assert last == (f"trioscope health: error: argument --timeout: {timeout} is out of range; "
-                        "give seconds more than 0 and at most 300")
-    assert "Traceback" not in result.stderr
+        assert line == (f"trioscope health: argument --timeout: {timeout} is out of range; "
+                        "give seconds more than 0 and at most 300; see trioscope health --help")
 
 
 @pytest.mark.parametrize("timeout", ["0.5", "300"])
@@ -61,3 +58,51 @@ def test_a_health_timeout_in_range_is_used(timeout):
     result = run("health", "--timeout", timeout, "--server", "http://127.0.0.1:9")
     assert result.returncode == 1, result.stderr
     assert result.stderr.startswith("trioscope health: http://127.0.0.1:9/health: ConnectError")
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    (("serve", "--prot", "1"),
+     "trioscope serve: unrecognized arguments: --prot 1 (did you mean --port?); see trioscope serve --help"),
+    (("--prot", "1"),
+     "trioscope serve: unrecognized arguments: --prot 1 (did you mean --port?); see trioscope serve --help"),
+    (("serve", "--port"), "trioscope serve: argument --port/-port: expected one argument; see trioscope serve --help"),
+    (("bogus",), "trioscope: argument COMMAND: invalid choice: 'bogus' (choose from 'serve', 'token', 'audit', "
+     "'store', 'health', 'version'); see trioscope --help"),
+    (("token", "create", "--user", "a"), "trioscope token create: the following arguments are required: "
+     "--tenant, --role; see trioscope token create --help"),
+    (("token",), "trioscope token: the following arguments are required: COMMAND; see trioscope token --help"),
+    (("audit", "--limit", "x"), "trioscope audit: argument --limit: invalid int value: 'x'; see trioscope audit --help"),
+    (("health", "--timeout", "ten"),
+     "trioscope health: argument --timeout: 'ten' is not a number of seconds; see trioscope health --help"),
+    (("store", "copy", "--from"), "trioscope store copy: argument --from: expected one argument; "
+     "see trioscope store copy --help"),
+])
+def test_every_mistake_is_one_line_naming_the_help_to_read(args, line):
+    assert one_line(run(*args)) == line
+
+
+def test_a_value_out_of_its_choices_is_one_line():
+    assert one_line(run("serve", "--log-level", "loud", "--print-config")) == (
+        'trioscope: configuration error: log.level: "loud" from flag --log-level is not allowed; '
+        "use one of debug, info, warning, error")
+
+
+@pytest.mark.parametrize(("flags", "env", "line"), [
+    ((), {"TRIOSCOPE_SERVER_URL": "notaurl"},
+     'trioscope health: --server: "notaurl" from env TRIOSCOPE_SERVER_URL is not an http:// or https:// URL'),
+    (("--server", "notaurl"), {"TRIOSCOPE_SERVER_URL": "http://127.0.0.1:9"},
+     'trioscope health: --server: "notaurl" from flag --server is not an http:// or https:// URL'),
+])
+def test_a_bad_server_url_names_where_it_came_from(flags, env, line):
+    result = subprocess.run([sys.executable, "-m", "trioscope", "health", *flags], capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=60)
+    assert one_line(result) == line
+
+
+def test_an_unusable_ca_file_from_the_environment_names_the_variable(tmp_path):
+    missing = tmp_path / "missing.pem"
+    result = subprocess.run([sys.executable, "-m", "trioscope", "health", "--server", "https://127.0.0.1:9"],
+                            capture_output=True, text=True, timeout=60,
+                            env={**os.environ, "TRIOSCOPE_CA_FILE": str(missing)})
+    assert one_line(result).startswith(f"trioscope health: --ca-file: cannot use {missing} (from env "
+                                       "TRIOSCOPE_CA_FILE): ")

@@ -6,8 +6,15 @@ rules every ``alerts.evaluation_interval`` (``domain.alerts``: AgentOffline for
 an enrolled agent silent past ``alerts.agent_offline_after``,
 HighCommandFailureRate over the deployment queues' counts), and each alert is
 told once when it fires and once when it resolves. With Prometheus, the
-webhook hands it what Alertmanager sends (``Deliver``). Either way the audit
-record is committed before the event is published.
+webhook hands it what Alertmanager sends (``Deliver``): an alert already
+firing is not told again, nor the end of one that is not firing (Alertmanager
+sends whole groups again). Either way the audit record is committed before
+the event is published.
+
+The audit log is also where the alerts firing are kept: at start it reads the
+newest record of each alert back (``AlertsState.restored``). With replicas,
+each alert change another replica told (and audited) comes from the change
+feed (``Heard``) and is told to this replica's users too.
 
 The HTTP edge tells it when an enrolled agent is heard from (``AgentSeen``),
 at most every few seconds per agent, not on every request.
@@ -21,16 +28,17 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+import trio
 
 from trioscope.config import Settings
 from trioscope.domain.alerts import (
-    AGENT_OFFLINE, HIGH_COMMAND_FAILURE_RATE, AgentSighting, AlertBook, AlertLedger, AlertNotice,
-    FailureWindow, offline_agents,
+    AGENT_OFFLINE, FIRING, HIGH_COMMAND_FAILURE_RATE, AgentSighting, AlertBook, AlertLedger, AlertNotice,
+    FailureWindow, audit_details, last_heard, notice_from_audit, offline_agents,
 )
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
 from trioscope.runtime import Actor, ActorRef, Published
-from trioscope.store import AuditEntry
+from trioscope.store import AuditEntry, AuditRecord, StoreReader
 
 from .notifier import publish
 from .refusals import NotRecorded
@@ -61,6 +69,20 @@ class Deliver:
 
 
 @attrs.frozen
+class Heard:
+    """Alert changes another replica told its users and audited (the change
+    feed's): told to this replica's users too, each unless already known."""
+
+    notices: tuple[AlertNotice, ...]
+
+
+@attrs.frozen
+class ResyncAlerts:
+    """Read the alerts delivered from elsewhere that fire again from the store
+    (the change feed reconnected: changes meanwhile were not announced)."""
+
+
+@attrs.frozen
 class ActiveAlerts:
     """Answered with the alerts of ``tenant`` firing now: the server's own and
     those Alertmanager delivered (not resolved since), oldest first."""
@@ -69,9 +91,18 @@ class ActiveAlerts:
 
 
 LEDGER_LIMIT = 10_000
-"""Alertmanager's alerts remembered as firing, over all tenants."""
+"""Alertmanager's alerts remembered as firing, over all tenants (then the
+tenant with the most loses its oldest)."""
+LEDGER_TENANT_LIMIT = 250
+"""Alertmanager's alerts remembered as firing, per tenant: with each kept
+within ``domain.alerts.kept``'s bounds (about 5 KiB), a tenant's listing
+stays near a megabyte."""
 LEDGER_TTL = 24 * 3600.0
 """Seconds an Alertmanager alert stays listed without news of it."""
+BOOK_RESTORE_WINDOW = 7 * 24 * 3600.0
+"""How far back the audit log is read at start for the server's own alerts
+firing (an agent may stay offline for days)."""
+RESTORE_TIMEOUT = 60.0
 
 
 @attrs.frozen
@@ -100,8 +131,13 @@ class AlertsState:
     """Enrolled agent id -> when it was last heard from (unix seconds)."""
     book: AlertBook = attrs.Factory(AlertBook)
     """The server's own alerts firing now."""
-    delivered: AlertLedger = attrs.Factory(lambda: AlertLedger(limit=LEDGER_LIMIT, ttl=LEDGER_TTL))
+    delivered: AlertLedger = attrs.Factory(
+        lambda: AlertLedger(limit=LEDGER_LIMIT, tenant_limit=LEDGER_TENANT_LIMIT, ttl=LEDGER_TTL))
     """Alertmanager's alerts firing now (``GET /api/v1/alerts`` lists both)."""
+    restored: bool = False
+    """Whether the alerts firing were read back from the audit log (once, by
+    the first incarnation: a restart of the server used to forget them, tell
+    a firing AgentOffline again and never tell the end of one)."""
     started: float | None = None
     """When the first incarnation started (unix seconds): an agent not heard
     from since counts from it."""
@@ -119,8 +155,9 @@ class AlertsActor(Actor):
     def __init__(self, settings: Settings, *, store_path: str, notifier_path: str,
                  directory: Published[AgentDirectory], command_stats: CommandStats,
                  own_rules: bool = True, clock: Callable[[], float] = time.time,
-                 state: AlertsState | None = None) -> None:
-        """``state``: what an earlier incarnation knew (the spec's ``Kept``); None: a state of its own."""
+                 state: AlertsState | None = None, reader: StoreReader | None = None) -> None:
+        """``state``: what an earlier incarnation knew (the spec's ``Kept``); None: a state of its own.
+        ``reader``: where the alerts firing are read back from at start (None: nowhere)."""
         self.settings = settings.alerts
         self.own_rules = own_rules
         """Whether this server evaluates AgentOffline and HighCommandFailureRate itself.
@@ -131,6 +168,7 @@ class AlertsActor(Actor):
         self.directory = directory
         self.command_stats = command_stats
         self.clock = clock
+        self.reader = reader
         self.state = state if state is not None else AlertsState.for_settings(settings)
 
     async def on_start(self) -> None:
@@ -141,6 +179,9 @@ class AlertsActor(Actor):
         # a restart of the server, it is still found offline, once the threshold has passed.
         if self.state.started is None:
             self.state.started = self.clock()
+        if not self.state.restored and self.reader is not None:
+            await self._restore()
+            self.state.restored = True
         rules_on = self.settings.agent_offline_after > 0 or self.settings.command_failure_percent > 0
         if rules_on and not self.own_rules:
             log.info("built-in alert rules are off: with a shared database each replica sees only its own "
@@ -159,14 +200,29 @@ class AlertsActor(Actor):
             await self._evaluate(self.clock())
             return None
         if isinstance(message, Deliver):
-            try:
-                await self._deliver(message.notices, message.actor, message.address)
-            except Exception as exc:  # noqa: BLE001  # the store's failure, whatever it is: the sender resends
-                raise NotRecorded("alerts", exc) from None
+            news = self.state.delivered.news(message.notices, self.clock())
+            if news:
+                try:
+                    await self._deliver(news, message.actor, message.address)
+                except Exception as exc:  # noqa: BLE001  # the store's failure, whatever it is: the sender resends
+                    raise NotRecorded("alerts", exc) from None
             now = self.clock()
-            for notice in message.notices:
+            for notice in message.notices:  # repeats too: they keep an alert listed
                 self.state.delivered.record(notice, now)
             return len(message.notices)
+        if isinstance(message, Heard):
+            now = self.clock()
+            for notice in message.notices:
+                if notice.source != "trioscope" and self.state.delivered.record(notice, now):
+                    self._publish(notice)
+            return None
+        if isinstance(message, ResyncAlerts):
+            records = None if self.reader is None else await self._read(self.clock() - LEDGER_TTL)
+            if records is not None:
+                self.state.delivered = AlertLedger(limit=LEDGER_LIMIT, tenant_limit=LEDGER_TENANT_LIMIT,
+                                                   ttl=LEDGER_TTL)
+                self._restore_delivered(records)
+            return None
         if isinstance(message, ActiveAlerts):
             own = [n for n in self.state.book.active.values() if n.tenant == message.tenant]
             return own + self.state.delivered.active(message.tenant, self.clock())
@@ -219,15 +275,69 @@ class AlertsActor(Actor):
         return sightings
 
     async def _deliver(self, notices: Any, actor: str, address: str | None) -> None:
+        # The whole notice in the record: the alerts firing are rebuilt from
+        # it at start, and other replicas hear of it (its change notification).
         now = self.clock()
         await commit(self.store, [
             AuditEntry(at=now, tenant=n.tenant, actor=actor, action=f"alert.{n.status}", resource_type="alert",
-                       resource_id=n.fingerprint, address=address,
-                       details={"alert": n.name, "severity": n.severity, "summary": n.summary,
-                                "labels": dict(n.labels), "source": n.source})
+                       resource_id=n.fingerprint, address=address, details=audit_details(n))
             for n in notices])
         for n in notices:
-            publish(self.notifier, n.tenant, None, n.event())
-            log.info("alert %s %s for tenant %s", n.name, n.status, n.tenant,
-                     extra={"event": "alert_" + n.status, "alert": n.name, "tenant": n.tenant,
-                            "fingerprint": n.fingerprint})
+            self._publish(n)
+
+    def _publish(self, n: AlertNotice) -> None:
+        publish(self.notifier, n.tenant, None, n.event())
+        log.info("alert %s %s for tenant %s", n.name, n.status, n.tenant,
+                 extra={"event": "alert_" + n.status, "alert": n.name, "tenant": n.tenant,
+                        "fingerprint": n.fingerprint})
+
+    async def _read(self, since: float) -> list[AuditRecord] | None:
+        """The newest alert change record of each alert since ``since``; None
+        (logged) if the store cannot be read: the alerts go on from what they know."""
+        assert self.reader is not None
+        try:
+            with trio.fail_after(RESTORE_TIMEOUT):
+                return await self.reader.latest_alerts(since=since)
+        except Exception as exc:  # noqa: BLE001  # the store's failure, whatever it is
+            log.warning("cannot read the alerts firing from the audit log (%s: %s); going on without them",
+                        type(exc).__name__, exc, extra={"event": "alerts_not_restored"})
+            return None
+
+    async def _restore(self) -> None:
+        """The alerts firing, as the audit log's newest record of each says:
+        Alertmanager's (within ``LEDGER_TTL``), and with the server's own
+        rules on, theirs, so that one still firing is not told again and one
+        that cleared meanwhile is told resolved at the first evaluation."""
+        now = self.clock()
+        records = await self._read(now - max(LEDGER_TTL, BOOK_RESTORE_WINDOW))
+        if records is None:
+            return
+        self._restore_delivered([r for r in records if r.entry.at >= now - LEDGER_TTL])
+        rules = {AGENT_OFFLINE: self.settings.agent_offline_after > 0,
+                 HIGH_COMMAND_FAILURE_RATE: self.settings.command_failure_percent > 0}
+        own = 0
+        for record in records:
+            notice = _notice_of(record)
+            if notice is None or notice.source != "trioscope" or not self.own_rules or not rules.get(notice.name):
+                continue
+            self.state.book.active[notice.fingerprint] = notice
+            own += 1
+            heard = last_heard(notice, self.settings.agent_offline_after)
+            if heard is not None:  # silent since: still offline, unless heard from now
+                self.state.seen[heard[0]] = max(heard[1], self.state.seen.get(heard[0], heard[1]))
+        if own or len(self.state.delivered):
+            log.info("%d alert(s) firing, read back from the audit log", own + len(self.state.delivered),
+                     extra={"event": "alerts_restored"})
+
+    def _restore_delivered(self, records: list[AuditRecord]) -> None:
+        for record in records:  # oldest first: the ledger keeps them in that order
+            notice = _notice_of(record)
+            if notice is not None and notice.source != "trioscope":
+                self.state.delivered.record(notice, record.entry.at)
+
+
+def _notice_of(record: AuditRecord) -> AlertNotice | None:
+    """The alert a record says fires (None: resolved, or not an alert's)."""
+    e = record.entry
+    notice = notice_from_audit(e.tenant, e.resource_id, e.action, e.details)
+    return notice if notice is not None and notice.status == FIRING else None

@@ -15,10 +15,14 @@ batch, the actor:
   replica that made the change published for its own users
   (``change_events``: the same events, computed from the stored command), and
   hands the commands to the queue owner (``CommandsChanged``, one message per batch), which updates
-  the deployment's queue and hands it to a waiting poll.
+  the deployment's queue and hands it to a waiting poll;
+* hands the alert changes (each an audit record the replica that told its
+  users committed: carried by the notification, or the alert's newest record
+  read back when it had no room) to the alerts actor (``Heard``), which tells
+  this replica's users those it did not know of.
 
-After every (re)connection it has the directory and the queues read again what
-they hold (changes committed meanwhile were not announced; their events are
+After every (re)connection it has the directory, the queues and the alerts
+read again what they hold (changes committed meanwhile were not announced; their events are
 lost, their state is not).
 """
 
@@ -30,11 +34,13 @@ from typing import Any, NoReturn
 
 import attrs
 
+from trioscope.domain.alerts import AlertNotice, notice_from_audit
 from trioscope.domain.commands import Command, change_events
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.runtime import Actor, ActorRef, ActorSpec, Published
-from trioscope.store import Change, Connected, FeedEvent, StoreReader
+from trioscope.store import AuditEntry, Change, Connected, FeedEvent, StoreReader
 
+from .alerts import Heard, ResyncAlerts
 from .directory import GetPublished, ReloadAll, ReloadRecords
 from .notifier import publish
 from .queue_owner import CommandsChanged, ResyncQueues
@@ -56,18 +62,21 @@ class Changes:
 
 class ChangeFeedActor(Actor):
     def __init__(self, follow: Follow, reader: StoreReader, *, directory_path: str, queue_owner_path: str,
-                 notifier_path: str) -> None:
+                 notifier_path: str, alerts_path: str | None = None) -> None:
+        """``alerts_path``: the alerts actor, started before this one (None: alert changes are not followed)."""
         self.follow = follow
         self.reader = reader
         self.directory_path = directory_path
         self.queue_owner_path = queue_owner_path
         self.notifier_path = notifier_path
+        self.alerts_path = alerts_path
 
     async def on_start(self) -> None:
         system = self.context.system
         self.directory: ActorRef = system.lookup(self.directory_path)
         self.queue_owner: ActorRef = system.lookup(self.queue_owner_path)
         self.notifier: ActorRef = system.lookup(self.notifier_path)
+        self.alerts: ActorRef | None = None if self.alerts_path is None else system.lookup(self.alerts_path)
         self.agents: Published[AgentDirectory] = await self.directory.ask(GetPublished())
         self.context.start_soon(self.follow, self._deliver, name=f"{self.context.path} follow")
 
@@ -82,6 +91,8 @@ class ChangeFeedActor(Actor):
             # Everything since the last look may have changed unannounced.
             await self.directory.ask(ReloadAll(), timeout=RELOAD_TIMEOUT)
             resumed = await self.queue_owner.ask(ResyncQueues(), timeout=RELOAD_TIMEOUT)
+            if message.again and self.alerts is not None:  # at the first, the alerts actor has just read them
+                await self.alerts.ask(ResyncAlerts(), timeout=RELOAD_TIMEOUT)
             if message.again:
                 log.info("change feed: read deployments, agents and %d deployment(s) with open commands again",
                          resumed, extra={"event": "change_feed_resync"})
@@ -117,14 +128,35 @@ class ChangeFeedActor(Actor):
             changed.append(command)
         if changed:
             await self.queue_owner.send(CommandsChanged(tuple(changed)))  # waits for room: never dropped here
+        alerts = [c for c in changes if c.kind == "alert"]
+        if alerts and self.alerts is not None:
+            await self._alerts(alerts)
+
+    async def _alerts(self, changes: list[Change]) -> None:
+        """Hands the alert changes on to the alerts actor, in commit order; one
+        read for those whose notification had no room for their record (the
+        alert's newest record: a later change of it, if any, is announced too)."""
+        assert self.alerts is not None
+        missing = [c.id for c in changes if c.alert is None]
+        stored = {r.entry.resource_id: r.entry for r in await self.reader.latest_alerts(fingerprints=missing)}
+        notices: list[AlertNotice] = []
+        for change in changes:
+            entry: AuditEntry | None = change.alert or stored.get(change.id)
+            notice = None if entry is None else notice_from_audit(entry.tenant, change.id, entry.action,
+                                                                  entry.details)
+            if notice is not None:
+                notices.append(notice)
+        if notices:
+            await self.alerts.send(Heard(tuple(notices)))  # waits for room: never dropped here
 
 
 def change_feed_spec(follow: Follow, reader: StoreReader, *, directory_path: str, queue_owner_path: str,
-                     notifier_path: str) -> ActorSpec:
+                     notifier_path: str, alerts_path: str | None = None) -> ActorSpec:
     """Permanent: a crash reconnects (and reads everything again)."""
     return ActorSpec(
         name="change_feed",
         factory=lambda: ChangeFeedActor(follow, reader, directory_path=directory_path,
-                                        queue_owner_path=queue_owner_path, notifier_path=notifier_path),
+                                        queue_owner_path=queue_owner_path, notifier_path=notifier_path,
+                                        alerts_path=alerts_path),
         mailbox_size=1024,
     )

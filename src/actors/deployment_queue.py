@@ -5,7 +5,9 @@ Every change to a command of the deployment goes through this actor, one message
 at a time, and is committed before anyone is told: so a command is handed to
 exactly one poll, and a restarted actor (or another server process) finds every
 acknowledged status in the store. Stored rows are updated compare-and-set on
-their history length, so a second writer of the same deployment loses cleanly.
+their version (``len(history)``: the changes made, which keeps growing when
+the history merges or leaves out entries), so a second writer of the same
+deployment loses cleanly.
 
 A poll names its agent, and nothing is handed to it unless that agent is still
 an active agent of the deployment in the directory's published snapshot, read
@@ -39,7 +41,7 @@ import attrs
 from trioscope.config import Settings
 from trioscope.domain.commands import (
     CancelNotice, Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue,
-    DEADLINE_EXPIRY, TIMED_OUT, cancel_notice_id, change_events,
+    DEADLINE_EXPIRY, TIMED_OUT, cancel_notice_id, change_events, parameters_bytes,
 )
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
@@ -236,7 +238,7 @@ class DeploymentQueueActor(RefusingActor):
         self.idle_since = clock()
         self.last_sequence = 0
         self.finished: OrderedDict[str, int] = OrderedDict()
-        """Commands that left the queue finished, with their history length (bounded, oldest dropped)."""
+        """Commands that left the queue finished, with their version (bounded, oldest dropped)."""
 
     async def on_start(self) -> None:
         if self.directory_path is not None:
@@ -320,9 +322,14 @@ class DeploymentQueueActor(RefusingActor):
                 self.waiters.remove(message.poll)
             return None
         if isinstance(message, Create):
-            if len(self.queue) >= self.settings.commands.max_queued:
-                raise QuotaExceeded("open commands per deployment", self.settings.commands.max_queued,
-                                    "commands.max_queued")
+            c = self.settings.commands
+            if len(self.queue) >= c.max_queued:
+                raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued")
+            # Open commands' parameters stay in memory until they finish: bounded
+            # in bytes too, or one operator could hold gigabytes with large ones.
+            if self.queue.parameter_bytes + parameters_bytes(message.command.parameters) > c.max_open_parameter_bytes:
+                raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
+                                    "commands.max_open_parameter_bytes")
             # Microseconds of the wall clock, kept increasing: FIFO within a
             # priority here, and creation order across restarts of this actor.
             self.last_sequence = max(int(now * 1e6), self.last_sequence + 1)
@@ -561,7 +568,12 @@ class DeploymentQueueActor(RefusingActor):
 
     async def _report(self, report: CommandReport, agent_id: str, now: float) -> tuple[Command | None, bool]:
         if report.command_id.startswith(cancel_notice_id("")):
-            return None, False  # the agent's answer to a cancel notice: nothing to record
+            # The agent's answer to a cancel notice: nothing to record, if there was one.
+            cancelled = report.command_id.removeprefix(cancel_notice_id(""))
+            target = (self.queue.get(cancelled) or await self._reload(cancelled)) if cancelled else None
+            if target is None or not target.cancel_requested:
+                raise UnknownCommand(report.command_id)
+            return None, False
         command = self.queue.get(report.command_id)
         if command is None or not command.status.with_agent:
             # Not with the agent as far as this actor knows: another replica may

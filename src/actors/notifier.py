@@ -4,13 +4,24 @@ The notifier (``/root/notifier``) keeps which event-client actors watch which
 tenant; queue and directory actors tell it what happened, encoded once as a
 frame, and it tells each watcher. An event client (one per ``/ws/user`` socket,
 under ``/root/clients``) passes on what its user may see into the socket's
-bounded outbox, and closes the socket (1008) when the user stops reading.
+bounded outbox.
+
+Events cannot be merged or replaced by a newer state, as topology diffs are
+by a reset: each must reach a client that reads, however many come at once
+(an Alertmanager call of 300 alerts, 40 agents found offline in one
+evaluation). So what does not fit in the outbox waits in the event client, in
+order, and goes on as the socket's writer takes frames. Never without bound,
+and never dropped unsaid: a client that takes no frame for
+``websocket.slow_client_timeout`` while events wait for it, or with more than
+``MAX_WAITING_BYTES`` of them waiting, is closed (1008) with a reason that
+says events were lost, and so is one whose actor the notifier cannot reach
+(its mailbox full). Its client reconnects and reads the current state.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections import defaultdict, deque
 from typing import Any
 
 import attrs
@@ -19,15 +30,25 @@ import trio
 
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, MailboxFull, Restart
 
-from .client import POLICY_VIOLATION, ClientLink, FromClient
+from .client import INTERNAL_ERROR, POLICY_VIOLATION, ClientLink, FromClient
 
 log = logging.getLogger(__name__)
+
+MAX_WAITING_BYTES = 4 * 1024 * 1024
+"""Bytes of events (counted as characters of their JSON) that may wait for one
+socket beyond its outbox. The frames are encoded once and shared by every
+socket they go to: this bounds what one slow socket keeps alive (and the
+references to it), not copies."""
 
 
 @attrs.frozen
 class Watch:
+    """``client`` wants the events of ``tenant``; ``link``, its socket, is
+    closed if an event cannot be handed to the actor (its mailbox full)."""
+
     tenant: str
     client: ActorRef
+    link: ClientLink | None = None
 
 
 @attrs.frozen
@@ -54,7 +75,8 @@ class Notice:
 
 class NotifierActor(Actor):
     def __init__(self) -> None:
-        self.watchers: dict[str, set[ActorRef]] = defaultdict(set)
+        self.watchers: dict[str, dict[ActorRef, ClientLink | None]] = defaultdict(dict)
+        """Tenant -> its event clients and their sockets."""
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Publish):
@@ -62,19 +84,28 @@ class NotifierActor(Actor):
             if not watchers:
                 return None
             notice = Notice(message.owner, orjson.dumps(message.event).decode())
-            for client in list(watchers):
+            for client, link in list(watchers.items()):
                 try:
                     client.tell(notice)
                 except MailboxFull:
-                    pass  # that client is far behind; its actor closes it
+                    # Never waited for (one stuck client would hold up every
+                    # other), never dropped unsaid: the client cannot have
+                    # every event any more, so its socket says so and closes.
+                    del watchers[client]
+                    log.info("event client %s could not take an event (its mailbox is full): closing its socket",
+                             client.path, extra={"event": "slow_client"})
+                    if link is not None:
+                        link.close(POLICY_VIOLATION, lost_events_reason(None))
                 except ActorStopped:
-                    watchers.discard(client)
+                    del watchers[client]
+            if not watchers:
+                del self.watchers[message.tenant]
         elif isinstance(message, Watch):
-            self.watchers[message.tenant].add(message.client)
+            self.watchers[message.tenant][message.client] = message.link
         elif isinstance(message, Unwatch):
             watchers = self.watchers.get(message.tenant)
             if watchers is not None:
-                watchers.discard(message.client)
+                watchers.pop(message.client, None)
                 if not watchers:
                     del self.watchers[message.tenant]
         else:
@@ -92,19 +123,47 @@ def publish(notifier: ActorRef | None, tenant: str, owner: str | None, event: di
         log.warning("event dropped: the notifier is %s", "busy" if notifier.alive else "stopped")
 
 
-class EventClientActor(Actor):
-    """One user's WebSocket: events of their tenant that they may see."""
+def lost_events_reason(count: int | None) -> str:
+    """The close reason of a socket that could not be given every event:
+    what its client should do (well within a close frame's 123 bytes)."""
+    lost = "events" if count is None else f"{count} events"
+    return f"too slow: {lost} not delivered; reconnect and read the current state"
 
-    def __init__(self, link: ClientLink, notifier_path: str, *, tenant: str, user_id: str, admin: bool) -> None:
+
+@attrs.frozen
+class _Room:
+    """The writer took frames (``progressed``), or took none for ``stalled_after`` seconds."""
+
+    progressed: bool
+
+
+class EventClientActor(Actor):
+    """One user's WebSocket: events of their tenant that they may see, every
+    one in order, or the socket closed saying they were not (module docstring)."""
+
+    def __init__(self, link: ClientLink, notifier_path: str, *, tenant: str, user_id: str, admin: bool,
+                 stalled_after: float = 30.0, max_waiting_bytes: int = MAX_WAITING_BYTES) -> None:
+        """``stalled_after``: seconds the socket may take no frame while events
+        wait for it (``websocket.slow_client_timeout``) before it is closed."""
         self.link = link
         self.notifier_path = notifier_path
         self.tenant = tenant
         self.user_id = user_id
         self.admin = admin
+        self.stalled_after = stalled_after
+        self.max_waiting_bytes = max_waiting_bytes
+        self.waiting: deque[str] = deque()
+        """Frames that did not fit in the outbox, oldest first."""
+        self.waiting_bytes = 0
+        self.watching_room = False
+        """A task waits for the writer to take frames (``_watch_room``)."""
 
     async def on_start(self) -> None:
         self.notifier: ActorRef = self.context.system.lookup(self.notifier_path)
-        self.notifier.tell(Watch(self.tenant, self.context.ref))
+        self.notifier.tell(Watch(self.tenant, self.context.ref, self.link))
+        # However this incarnation ends, a socket whose actor is gone must not
+        # stay open, taking no events. A no-op if it closed already.
+        self.context.at_end(lambda: self.link.close(INTERNAL_ERROR, "internal error"))
 
     async def on_stop(self) -> None:
         try:
@@ -113,22 +172,74 @@ class EventClientActor(Actor):
             pass
 
     async def handle(self, message: Any) -> Any:
+        if self.link.closed.is_set() and isinstance(message, (Notice, FromClient, _Room)):
+            self.waiting.clear()  # nothing more reaches this socket
+            self.waiting_bytes = 0
+            return None
         if isinstance(message, Notice):
             if self.admin or message.owner is None or message.owner == self.user_id:
                 self._send(message.frame)
         elif isinstance(message, FromClient):
             if _is_ping(message.data):
                 self._send('{"type":"pong"}')
+        elif isinstance(message, _Room):
+            self.watching_room = False
+            self._refill()
+            if self.waiting and not message.progressed:
+                self._close_too_slow(f"took no event for {self.stalled_after:g}s")
         else:
             return await super().handle(message)
         return None
 
     def _send(self, frame: str) -> None:
-        try:
-            self.link.outbox.send_nowait(frame)
-        except trio.WouldBlock:  # the user stopped reading
-            self.link.close(POLICY_VIOLATION, "too slow: events were not read")
-            self.context.stop()
+        if not self.waiting:  # else behind those waiting: events keep their order
+            try:
+                self.link.outbox.send_nowait(frame)
+                return
+            except trio.WouldBlock:
+                pass
+        self.waiting.append(frame)
+        self.waiting_bytes += len(frame)
+        if self.waiting_bytes > self.max_waiting_bytes:
+            self._close_too_slow(f"more than {self.max_waiting_bytes} bytes of events waiting")
+            return
+        self._watch_for_room()
+
+    def _refill(self) -> None:
+        """Move waiting frames to the outbox while it has room."""
+        outbox, waiting = self.link.outbox, self.waiting
+        while waiting:
+            try:
+                outbox.send_nowait(waiting[0])
+            except trio.WouldBlock:
+                break
+            self.waiting_bytes -= len(waiting.popleft())
+        if waiting:
+            self._watch_for_room()
+
+    def _watch_for_room(self) -> None:
+        if not self.watching_room:
+            self.watching_room = True
+            self.context.start_soon(self._watch_room, self.link.delivered)
+
+    async def _watch_room(self, delivered: int) -> None:
+        """Tell ``_Room`` once the writer has taken the outbox down to half
+        (room for a batch, not a wake per frame), or after ``stalled_after``,
+        saying whether it took any frame meanwhile (a slow reader is not a
+        stopped one). The runtime's timer delivers it: it waits for room in
+        the mailbox, and ends quietly when the actor stops."""
+        with trio.move_on_after(self.stalled_after):
+            await self.link.when_drained(0).wait()
+        self.context.send_after(0, _Room(progressed=self.link.delivered > delivered))
+
+    def _close_too_slow(self, why: str) -> None:
+        lost = len(self.waiting) + self.link.queued
+        log.info("event client %s is too slow (%s): closing it, %d events not delivered", self.context.path, why,
+                 lost, extra={"event": "slow_client"})
+        self.waiting.clear()
+        self.waiting_bytes = 0
+        self.link.close(POLICY_VIOLATION, lost_events_reason(lost))
+        self.context.stop()
 
 
 def _is_ping(data: str | bytes) -> bool:
@@ -142,10 +253,12 @@ def _is_ping(data: str | bytes) -> bool:
 
 
 def event_client_spec(name: str, link: ClientLink, notifier_path: str, *, tenant: str, user_id: str,
-                      admin: bool) -> ActorSpec:
+                      admin: bool, stalled_after: float = 30.0) -> ActorSpec:
+    """``stalled_after``: ``websocket.slow_client_timeout`` (``EventClientActor``)."""
     return ActorSpec(
         name=name,
-        factory=lambda: EventClientActor(link, notifier_path, tenant=tenant, user_id=user_id, admin=admin),
+        factory=lambda: EventClientActor(link, notifier_path, tenant=tenant, user_id=user_id, admin=admin,
+                                         stalled_after=stalled_after),
         restart=Restart.TEMPORARY,
         mailbox_size=256,
         shutdown_timeout=1.0,

@@ -5,10 +5,23 @@ arrives while it is busy and writes them all in one transaction when its mailbox
 runs dry, then answers each. So a burst of N acknowledgements costs one fsync,
 and nothing is acknowledged before it is on disk. Under steady load (a commit
 finished moments ago) it first waits ``GATHER`` for more groups to join.
+
+A database served over the network (PostgreSQL) may go away and come back. The
+actor does not crash for it: while the database is away every commit is refused
+at once with ``DatabaseUnavailable`` (nothing written) and the actor reconnects
+by itself (``RECONNECT``), one log line when it lost the database, one when it
+is back. A commit whose connection failed under it may have been written or
+not: it is never sent again blindly. Once a new connection is open, each group
+that changes commands is read back: written as sent (answered as committed),
+not written (sent once more, on the new connection), or else ``OutcomeUnknown``;
+groups that cannot be read back (deployments, agents, audit records alone) get
+``OutcomeUnknown``. With SQLite (one file, no server) a failing commit still
+crashes the actor, as it always did.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -21,10 +34,39 @@ import outcome
 import trio
 
 from trioscope.config import format_duration
-from trioscope.runtime import Actor, ActorRef, MailboxFull
-from trioscope.store import Database, StoreReader, StoreWriter, Write, open_writer
+from trioscope.domain.commands import Command
+from trioscope.runtime import Actor, ActorRef, Backoff, MailboxFull
+from trioscope.store import (AuditEntry, Database, SaveCommand, StoreReader, StoreWriter, Unavailable, Write,
+                             describe_database, open_writer, postgres_url)
+
+from .refusals import Refusal
 
 log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Refusal):
+    """The database cannot be reached now: nothing of this commit was written; send it again shortly.
+
+    A refusal: an actor whose request it fails answers its asker and carries
+    on, rather than crashing (and burning its supervisor's restart intensity)
+    for every request while the database is away."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the database is unavailable; nothing was written, retry shortly")
+        self.reason = reason
+        """Why, for the log (it names the database server: not for clients)."""
+
+
+class OutcomeUnknown(Refusal):
+    """The connection to the database failed while this commit was under way
+    and what it wrote could not be read back: it may or may not have been
+    written. Never sent again by the store: the client checks before repeating."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the connection to the database failed while this was being written; it may have "
+                         "taken effect: check before sending it again")
+        self.reason = reason
+        """Why, for the log (it names the database server: not for clients)."""
 
 
 @attrs.define(eq=False)
@@ -89,6 +131,11 @@ PRUNE_INTERVAL = 3600.0
 """Seconds between deletions of history older than the retention."""
 PRUNE_BATCH = 5000
 """Rows of each kind deleted per transaction: commits wait for the writer meanwhile."""
+RECONNECT = Backoff(initial=0.25, maximum=1.0)
+"""Seconds between attempts to connect again to a database that went away: at
+most a second, as the report bus's client, so that commits (refused at once
+meanwhile) are taken again within a second of its return; an attempt on a
+server that refuses connections costs next to nothing."""
 
 
 @attrs.frozen
@@ -116,11 +163,51 @@ class StoreActor(Actor):
         self.limiter = trio.CapacityLimiter(1)
         self.pruned = (0, 0)
         """Commands and audit records deleted by the current round of batches."""
+        self.networked = postgres_url(database) is not None
+        """A database server that may go away and come back (see the module docstring)."""
+        self.lost: str | None = None
+        """Why the database is away (None: it is not), while ``writer`` is None."""
 
     async def on_start(self) -> None:
-        self.writer = await trio.to_thread.run_sync(functools.partial(open_writer, self.database, origin=self.origin))
+        try:
+            self.writer = await self._open()
+        except Unavailable as exc:
+            # A restart while the database is away: refuse commits until it is back,
+            # rather than fail to start again and again. (At the server's start the
+            # reader has just reached it: this is a restart, or a moment's bad luck.)
+            if not self.networked:
+                raise
+            self._lose(str(exc))
         if self.retention is not None:
             self.context.every(PRUNE_INTERVAL, Prune(), first=0.0)
+
+    async def _open(self) -> StoreWriter:
+        return await trio.to_thread.run_sync(functools.partial(open_writer, self.database, origin=self.origin))
+
+    def _lose(self, reason: str) -> None:
+        """The database went away: refuse commits and reconnect in the background."""
+        if self.lost is not None:
+            return
+        self.lost = reason
+        log.warning("store: lost the database %s (%s); commits are refused until it is back, reconnecting every "
+                    "%g-%g s", describe_database(self.database), reason, RECONNECT.initial, RECONNECT.maximum,
+                    extra={"event": "store_database_lost"})
+        self.context.start_soon(self._reconnect, name=f"{self.context.path} reconnect")
+
+    async def _reconnect(self) -> None:
+        attempts: tuple[float, ...] = ()
+        while True:
+            attempts = (*attempts, trio.current_time())[-64:]
+            await trio.sleep(RECONNECT.delay(attempts))
+            try:
+                writer = await self._open()
+            except Unavailable as exc:
+                self.lost = str(exc)
+                continue
+            self.writer, self.lost = writer, None
+            log.info("store: connected to the database %s again", describe_database(self.database),
+                     extra={"event": "store_database_back"})
+            return
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Commit):
@@ -131,6 +218,8 @@ class StoreActor(Actor):
             return None
         if isinstance(message, Prune):
             await self._flush()
+            if self.writer is None:
+                return 0, 0  # the database is away: the next round prunes
             return await self._prune()
         return await super().handle(message)
 
@@ -175,16 +264,136 @@ class StoreActor(Actor):
         if not self.pending:
             return
         batch, self.pending, self.gathered = self.pending, [], False
-        writer = self.writer
-        assert writer is not None
-        try:
-            with trio.CancelScope(shield=True):
-                results = await trio.to_thread.run_sync(
-                    writer.commit, [c.writes for c in batch], limiter=self.limiter)
-        except BaseException as exc:
+        if self.writer is None:
+            assert self.lost is not None
             for c in batch:
-                c.receipt.settle(outcome.Error(exc if isinstance(exc, Exception) else RuntimeError("store stopped")))
+                c.receipt.settle(outcome.Error(DatabaseUnavailable(self.lost)))
+            return
+        try:
+            results = await self._commit(batch)
+        except Exception as exc:
+            if not self.networked:
+                _fail(batch, exc)
+                raise
+            await self._commit_failed(batch, exc)
+            return
+        except BaseException:
+            _fail(batch, RuntimeError("store stopped"))
             raise
         self.last_flush = trio.current_time()
-        for c, error in zip(batch, results, strict=True):
-            c.receipt.settle(outcome.Value(None) if error is None else outcome.Error(error))
+        _settle(batch, results)
+
+    async def _commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
+        writer = self.writer
+        assert writer is not None
+        results: list[BaseException | None] = []
+        with trio.CancelScope(shield=True):
+            results = await trio.to_thread.run_sync(writer.commit, [c.writes for c in batch], limiter=self.limiter)
+        return results
+
+    def _drop_writer(self) -> None:
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            with contextlib.suppress(Exception):  # a broken connection may fail to close: it is gone either way
+                writer.close()
+
+    async def _commit_failed(self, batch: list[Commit], error: Exception) -> None:
+        """The database failed under ``batch`` (see the module docstring)."""
+        reason = _one_line(error)
+        self._drop_writer()
+        if isinstance(error, Unavailable):  # the writer could not even connect: nothing was sent
+            _fail(batch, DatabaseUnavailable(reason))
+            self._lose(reason)
+            return
+        log.warning("store: a commit of %d group(s) failed (%s); reading back what it wrote", len(batch), reason,
+                    extra={"event": "store_commit_failed"})
+        try:
+            self.writer = await self._open()
+            again, unknown = await self._read_back(batch)
+        except Exception as exc:  # noqa: BLE001  # away still, or the read failed: nobody can tell what was written
+            _fail(batch, OutcomeUnknown(reason))
+            self._drop_writer()
+            self._lose(_one_line(exc))
+            return
+        _fail(unknown, OutcomeUnknown(reason))
+        if not again:
+            return
+        try:
+            results = await self._commit(again)
+        except Exception as exc:  # noqa: BLE001  # failed twice running: left to the client, never a third time
+            _fail(again, OutcomeUnknown(_one_line(exc)))
+            self._drop_writer()
+            self._lose(_one_line(exc))
+            return
+        self.last_flush = trio.current_time()
+        _settle(again, results)
+
+    async def _read_commands(self, ids: Sequence[str]) -> dict[str, Command]:
+        if self.reader is None or not ids:
+            return {}
+        for _ in range(READ_BACK_TRIES - 1):
+            try:
+                return await self.reader.commands(ids)
+            except Exception:  # tried again; the last try's error is raised
+                log.debug("store: reading back a failed commit failed; trying again", exc_info=True)
+        return await self.reader.commands(ids)
+
+    async def _read_back(self, batch: list[Commit]) -> tuple[list[Commit], list[Commit]]:
+        """Settle the groups of ``batch`` found written as sent; answer those
+        found not written (to send again) and those that cannot be told."""
+        writes = {id(c): _command_writes(c.writes) if self.reader is not None else [] for c in batch}
+        ids = [w.command.id for c in batch for w in writes[id(c)]]
+        stored = await self._read_commands(ids)
+        again: list[Commit] = []
+        unknown: list[Commit] = []
+        for c in batch:
+            saves = writes[id(c)]
+            if saves and all(_written(stored.get(w.command.id), w.command) for w in saves):
+                c.receipt.settle(outcome.Value(None))
+            elif saves and all(_unwritten(stored.get(w.command.id), w) for w in saves):
+                again.append(c)
+            else:
+                unknown.append(c)
+        return again, unknown
+
+READ_BACK_TRIES = 3
+"""Reads of what a failed commit wrote: reads change nothing, and each that
+finds a pooled connection the outage left dead drops it (the reader's pool
+may hold several)."""
+
+
+def _fail(batch: Sequence[Commit], error: Exception) -> None:
+    for c in batch:
+        c.receipt.settle(outcome.Error(error))
+
+
+def _settle(batch: Sequence[Commit], results: Sequence[BaseException | None]) -> None:
+    for c, error in zip(batch, results, strict=True):
+        c.receipt.settle(outcome.Value(None) if error is None else outcome.Error(error))
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+
+
+def _command_writes(writes: Sequence[Write]) -> list[SaveCommand]:
+    """The command writes of a group, if reading them back tells whether it
+    was written: a group of command writes and audit records (which go in the
+    same transaction); none otherwise (it cannot be told)."""
+    if not all(isinstance(w, SaveCommand | AuditEntry) for w in writes):
+        return []
+    return [w for w in writes if isinstance(w, SaveCommand)]
+
+
+def _written(stored: Command | None, sent: Command) -> bool:
+    """``sent`` is what is stored: its version, with its last step (a version
+    another writer wrote instead would differ in the step's time or event)."""
+    return (stored is not None and len(stored.history) == len(sent.history)
+            and stored.history[-1:] == sent.history[-1:])
+
+
+def _unwritten(stored: Command | None, write: SaveCommand) -> bool:
+    """The stored row is still the one ``write`` expected to change (none, for a new command)."""
+    if write.expected_version is None:
+        return stored is None
+    return stored is not None and len(stored.history) == write.expected_version

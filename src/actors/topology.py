@@ -33,8 +33,11 @@ import trio
 from trioscope.config import Settings
 from trioscope.domain.agents import metric_time, rfc3339
 from trioscope.domain.block_history import BlockHistory
+from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.timeseries import MetricHistory, Point
-from trioscope.domain.topology import NodeKind, Partition, TopologyDiff, TopologyGraph, TopologySnapshot, kind_of
+from trioscope.domain.topology import (
+    NodeKind, Partition, TopologyDiff, TopologyGraph, TopologySnapshot, allowed_actions, kind_of,
+)
 from trioscope.runtime import (
     Actor,
     ActorFailed,
@@ -42,6 +45,7 @@ from trioscope.runtime import (
     ActorStopped,
     AskTimeout,
     MailboxFull,
+    Published,
     SupervisorRef,
     Terminated,
     in_steps,
@@ -138,6 +142,8 @@ class GetNodeSources:
     metadata, which any reporter can add to."""
 
     node_id: str
+    offering_controls: bool = False
+    """Only the agents whose version of the node offers controls (``TopologyGraph.controllers``)."""
 
 
 @attrs.frozen
@@ -205,10 +211,14 @@ class TopologyHistory:
 
 class TopologyActor(Actor):
     def __init__(self, settings: Settings, agents_path: str | None = None,
-                 clock: Callable[[], float] = time.time, history: TopologyHistory | None = None) -> None:
+                 clock: Callable[[], float] = time.time, history: TopologyHistory | None = None,
+                 directory: Published[AgentDirectory] | None = None) -> None:
         """``history``: what an earlier incarnation recorded (the spec's
-        ``Kept``); None: a history of its own, lost with it."""
+        ``Kept``); None: a history of its own, lost with it. ``directory``:
+        what the directory actor publishes, where an enrolled agent's
+        capabilities say which controls its containers offer (None: all)."""
         self.settings = settings
+        self.directory = directory
         self.agents_path = agents_path
         self.clock = clock
         self.graph = TopologyGraph(clock())
@@ -281,6 +291,8 @@ class TopologyActor(Actor):
             return None
         if isinstance(message, GetNodeSources):
             await self._flush(READ_BUDGET, at_least=READ_AT_LEAST)
+            if message.offering_controls:
+                return self.graph.controllers(message.node_id)
             return self.graph.sources(message.node_id)
         if isinstance(message, _Flush):
             self._flush_scheduled = False
@@ -390,7 +402,7 @@ class TopologyActor(Actor):
         agent = merge.report.agent_id
         try:
             applied = self.graph.apply(merge.report, merge.received_at, merge.partition, merge.shape,
-                                       enrolled=merge.enrolled)
+                                       enrolled=merge.enrolled, allowed=self._allowed(merge))
         except Exception as exc:
             self.merge_failures += 1
             log.error("report from agent %s could not be merged and was left out: %s: %s",
@@ -399,6 +411,16 @@ class TopologyActor(Actor):
             self.graph = self.graph.without(agent)
             return False
         return applied
+
+    def _allowed(self, merge: MergeReport) -> frozenset[str] | None:
+        """The controls the enrolled agent that signed ``merge`` runs, from the
+        capabilities it enrolled with (its ``--allow``); None: all of them (an
+        unsigned report offers none anyway). Read at each merge: an agent
+        enrolled again with others shows them from its next report."""
+        if not merge.enrolled or self.directory is None:
+            return None
+        record = self.directory.value.reporting_agent(merge.report.agent_id)
+        return allowed_actions(record.capabilities, record.version) if record is not None else None
 
     def _record(self, merge: MergeReport, groups: dict[str, set[float]]) -> None:
         """Record the metrics of a merged report's nodes; add the pods and

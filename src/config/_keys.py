@@ -49,7 +49,8 @@ OTHER_ENV: dict[str, str] = {
     "TRIOSCOPE_SERVER_URL": "trioscope health --server",
     "TRIOSCOPE_CA_FILE": "trioscope health --ca-file",
     "TRIOSCOPE_ALLOCATOR_PRELOADED": "set by serve when it re-executes itself for server.allocator",
-    "TRIOSCOPE_PROBE_*": "the probe's settings (trioscope-probe; the local probe inherits the server's environment)",
+    "TRIOSCOPE_PROBE_*": "the probe's settings (trioscope-probe, which refuses unknown ones itself; the local probe "
+    "inherits the server's environment)",
     "TRIOSCOPE_TEST_*": "the test suite's (tests/postgres.py), inherited by the servers and commands it starts",
     "TRIOSCOPE_FUZZ_EXAMPLES": "the test suite's (tests/integration/test_openapi_fuzz.py)",
     "TRIOSCOPE_PROFILE_DIR": "the benchmarks' (bench/profile_*.py), set for the servers they profile",
@@ -518,6 +519,15 @@ KEYS: tuple[Key, ...] = (
         help="open (not yet finished) commands per deployment; more are refused with quota_exceeded",
         env=("TRIOSCOPE_COMMANDS_MAX_QUEUED",),
         flags=("--max-queued-commands",),
+    ),
+    Key(
+        name="commands.max_open_parameter_bytes",
+        kind=SizeKind(64 * 1024, 1024**3),
+        default=4 * 1024 * 1024,
+        help="bytes (compact JSON) of the parameters of one deployment's open commands, held in memory until "
+             "they finish; a command that would pass it is refused with quota_exceeded",
+        env=("TRIOSCOPE_COMMANDS_MAX_OPEN_PARAMETER_BYTES",),
+        flags=("--max-open-parameter-bytes",),
     ),
     Key(
         name="commands.follow_max_per_user",

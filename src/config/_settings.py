@@ -173,6 +173,10 @@ class CommandsSettings:
     max_queued: int
     """Open (not yet finished) commands per deployment; more are refused with
     ``quota_exceeded``."""
+    max_open_parameter_bytes: int
+    """Bytes (compact JSON) of the parameters of one deployment's open commands,
+    which the server holds in memory until they finish; a command that would pass
+    it is refused with ``quota_exceeded``."""
     follow_max_per_user: int
     """Live log follows one user may have open at once."""
     follow_max_per_agent: int

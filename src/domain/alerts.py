@@ -96,30 +96,179 @@ class AlertBook:
         return changes
 
 
+KEPT_LABEL_VALUE = 256
+"""Characters of a label value kept (and told) of an alert from elsewhere."""
+KEPT_LABELS = 2048
+"""Characters of label names and values kept of one alert: the rest are left out."""
+KEPT_SUMMARY = 512
+KEPT_DESCRIPTION = 2048
+TRUNCATED_LABELS = "trioscope_labels_left_out"
+"""The label that says how many labels an alert had beyond ``KEPT_LABELS``."""
+_FIRST_LABELS = ("alertname", "severity", "tenant")
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` if at most ``limit`` characters, else its start and a note
+    saying how long it was, ``limit`` characters in all (so cutting again
+    changes nothing)."""
+    if len(text) <= limit:
+        return text
+    note = f"... [truncated: {len(text)} characters]"
+    return text[:max(0, limit - len(note))] + note
+
+
+def kept(notice: AlertNotice) -> AlertNotice:
+    """``notice`` as kept and told: label values, summary and description cut
+    (``cut``), and labels past ``KEPT_LABELS`` characters left out, the
+    number left out in ``TRUNCATED_LABELS``. An alert may carry 64 labels of
+    4 KiB: kept whole, 10,000 of them took gigabytes, and one tenant's
+    listing tens of megabytes. Its fingerprint is the whole alert's."""
+    labels: dict[str, str] = {}
+    used = left_out = 0
+    order = [k for k in _FIRST_LABELS if k in notice.labels] + [k for k in notice.labels if k not in _FIRST_LABELS]
+    for key in order:
+        if key == TRUNCATED_LABELS:
+            continue
+        value = cut(notice.labels[key], KEPT_LABEL_VALUE)
+        if used + len(key) + len(value) > KEPT_LABELS:
+            left_out += 1
+            continue
+        used += len(key) + len(value)
+        labels[key] = value
+    earlier = notice.labels.get(TRUNCATED_LABELS, "")  # cut before: kept as it is
+    left_out += int(earlier) if earlier.isascii() and earlier.isdigit() and len(earlier) < 10 else 0
+    if left_out:
+        labels[TRUNCATED_LABELS] = str(left_out)
+    if labels == notice.labels and len(notice.summary) <= KEPT_SUMMARY \
+            and len(notice.description) <= KEPT_DESCRIPTION \
+            and max(len(notice.name), len(notice.severity)) <= KEPT_LABEL_VALUE:
+        return notice
+    return attrs.evolve(notice, labels=labels, name=cut(notice.name, KEPT_LABEL_VALUE),
+                        severity=cut(notice.severity, KEPT_LABEL_VALUE),
+                        summary=cut(notice.summary, KEPT_SUMMARY),
+                        description=cut(notice.description, KEPT_DESCRIPTION))
+
+
+ALERT_ACTIONS = ("alert.firing", "alert.resolved")
+"""The audit actions of alert changes, ``alert.<status>``."""
+
+
+def audit_details(notice: AlertNotice) -> dict[str, object]:
+    """What an alert change's audit record holds beside its tenant
+    (``tenant``), fingerprint (``resource_id``) and status (``action``): the
+    rest of the notice, so that the alerts firing can be rebuilt from the
+    audit log (``notice_from_audit``) at start, and by other replicas."""
+    return {"alert": notice.name, "severity": notice.severity, "summary": notice.summary,
+            "labels": dict(notice.labels), "source": notice.source, "description": notice.description,
+            "starts_at": notice.starts_at, "ends_at": notice.ends_at}
+
+
+def notice_from_audit(tenant: str | None, fingerprint: str | None, action: str,
+                      details: Mapping[str, Any]) -> AlertNotice | None:
+    """The notice an alert change's audit record tells (``audit_details``);
+    None for another record, or one that is not whole. Records written before
+    the description and times were kept have none."""
+    status = action.removeprefix("alert.")
+    if action not in ALERT_ACTIONS or not tenant or not fingerprint:
+        return None
+    text = {k: details.get(k) for k in ("alert", "severity", "summary", "source")}
+    labels = details.get("labels")
+    if not all(isinstance(v, str) for v in text.values()) or not isinstance(labels, dict) \
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
+        return None
+    optional = {k: details.get(k) for k in ("description", "starts_at", "ends_at")}
+    if not all(v is None or isinstance(v, str) for v in optional.values()):
+        return None
+    return kept(AlertNotice(
+        name=str(text["alert"]), status=FIRING if status == FIRING else RESOLVED, tenant=tenant,
+        severity=str(text["severity"]), summary=str(text["summary"]), description=optional["description"] or "",
+        labels=labels, fingerprint=fingerprint, starts_at=optional["starts_at"], ends_at=optional["ends_at"],
+        source=str(text["source"])))
+
+
 class AlertLedger:
     """Alerts delivered from elsewhere (Alertmanager) that fire now, by
-    fingerprint: a firing notice adds or refreshes one, a resolved one removes
-    it. Bounded: at most ``limit`` (the oldest news go first), and one not
-    heard of again within ``ttl`` seconds is forgotten (Alertmanager repeats
-    firing alerts every ``repeat_interval``, 4 h by default)."""
+    fingerprint: a firing notice adds one, a resolved one removes it.
 
-    def __init__(self, *, limit: int, ttl: float) -> None:
+    Alertmanager sends a group's alerts again on every change of the group
+    and every ``repeat_interval``: ``news`` tells which notices change what
+    fires (each alert is told once when it fires and once when it resolves),
+    and ``record`` keeps them. Bounded by tenant, so that one tenant's alerts
+    never push out another's: at most ``tenant_limit`` a tenant (its oldest
+    go first) and ``limit`` in all (then the tenant with the most loses its
+    oldest); each kept as ``kept`` bounds it; one not heard of again within
+    ``ttl`` seconds is forgotten (Alertmanager repeats firing alerts every
+    ``repeat_interval``, 4 h by default)."""
+
+    def __init__(self, *, limit: int, ttl: float, tenant_limit: int | None = None) -> None:
         self.limit = limit
+        self.tenant_limit = limit if tenant_limit is None else tenant_limit
         self.ttl = ttl
-        self._alerts: dict[str, tuple[AlertNotice, float]] = {}
+        self._tenants: dict[str, dict[str, tuple[AlertNotice, float]]] = {}
+        """Tenant -> fingerprint -> (the notice told, when last heard of), in the order they fired."""
+        self._tenant_of: dict[str, str] = {}
+        """Fingerprint -> its tenant."""
 
-    def record(self, notice: AlertNotice, now: float) -> None:
-        self._alerts.pop(notice.fingerprint, None)
-        if notice.status == FIRING:
-            self._alerts[notice.fingerprint] = (notice, now)
-            while len(self._alerts) > self.limit:
-                del self._alerts[next(iter(self._alerts))]
+    def __len__(self) -> int:
+        return len(self._tenant_of)
+
+    def _firing(self, fp: str, now: float) -> bool:
+        tenant = self._tenant_of.get(fp)
+        return tenant is not None and now - self._tenants[tenant][fp][1] <= self.ttl
+
+    def news(self, notices: Iterable[AlertNotice], now: float) -> list[AlertNotice]:
+        """Those of ``notices`` that change what fires, in order: a firing
+        alert not firing yet, a resolved one that was firing (a notice
+        repeated within ``notices`` counts once). Changes nothing: ``record``
+        them once they are told."""
+        firing: dict[str, bool] = {}
+        changes = []
+        for notice in notices:
+            fp = notice.fingerprint
+            was = firing[fp] if fp in firing else self._firing(fp, now)
+            if (notice.status == FIRING) != was:
+                changes.append(notice)
+                firing[fp] = notice.status == FIRING
+        return changes
+
+    def record(self, notice: AlertNotice, now: float) -> bool:
+        """Keep what ``notice`` says (a repeat of a firing alert refreshes
+        when it was last heard of); answers whether it was news."""
+        fp = notice.fingerprint
+        was = self._firing(fp, now)
+        if notice.status != FIRING:
+            self._forget(fp)
+            return was
+        if was:
+            tenant = self._tenant_of[fp]
+            told, _ = self._tenants[tenant][fp]
+            self._tenants[tenant][fp] = (told, now)
+            return False
+        self._forget(fp)  # forgotten for lack of news: told again
+        alerts = self._tenants.setdefault(notice.tenant, {})
+        alerts[fp] = (kept(notice), now)
+        self._tenant_of[fp] = notice.tenant
+        while len(alerts) > self.tenant_limit:
+            self._forget(next(iter(alerts)))
+        while len(self._tenant_of) > self.limit:
+            largest = max(self._tenants.values(), key=len)
+            self._forget(next(iter(largest)))
+        return True
+
+    def _forget(self, fp: str) -> None:
+        tenant = self._tenant_of.pop(fp, None)
+        if tenant is not None:
+            alerts = self._tenants[tenant]
+            del alerts[fp]
+            if not alerts:
+                del self._tenants[tenant]
 
     def active(self, tenant: str, now: float) -> list[AlertNotice]:
-        """The tenant's alerts firing now, oldest news first."""
-        for fp in [fp for fp, (_, at) in self._alerts.items() if now - at > self.ttl]:
-            del self._alerts[fp]
-        return [notice for notice, _ in self._alerts.values() if notice.tenant == tenant]
+        """The tenant's alerts firing now, in the order they fired."""
+        alerts = self._tenants.get(tenant, {})
+        for fp in [fp for fp, (_, at) in alerts.items() if now - at > self.ttl]:
+            self._forget(fp)
+        return [notice for notice, _ in self._tenants.get(tenant, {}).values()]
 
 
 @attrs.frozen(kw_only=True)
@@ -140,6 +289,21 @@ def offline_agents(sightings: Iterable[AgentSighting], now: float, offline_after
                 AGENT_OFFLINE, s.tenant, "critical", f"Agent {s.agent_id} is offline",
                 f"no request from agent {s.agent_id} (deployment {s.deployment_hash}) since {rfc3339(s.last_seen)}",
                 {"agent": s.agent_id, "deployment_hash": s.deployment_hash}, s.last_seen + offline_after)
+
+
+def last_heard(notice: AlertNotice, offline_after: float) -> tuple[str, float] | None:
+    """For an AgentOffline alert found firing at start (in the audit log): its
+    agent and when it was last heard from (when it fired, less the threshold),
+    so that it stays firing, not told again, while the agent is silent. None
+    for another alert."""
+    agent = notice.labels.get("agent")
+    if notice.name != AGENT_OFFLINE or notice.source != "trioscope" or not agent or not notice.starts_at:
+        return None
+    try:
+        fired = parse_timestamp(notice.starts_at).timestamp()
+    except ValueError:
+        return None
+    return agent, fired - offline_after
 
 
 class FailureWindow:
@@ -180,7 +344,13 @@ class FailureWindow:
 MAX_WEBHOOK_ALERTS = 1000
 """Alerts in one webhook call (Alertmanager's ``max_alerts`` should be at most this)."""
 
-Labels: Any = bounded_map("Labels", 64, 256, 4096)
+MAX_WEBHOOK_FIELD = 1024 * 1024
+"""Characters of one label value, annotation or URL of a webhook alert: a
+long one is accepted and cut where it is kept (``kept``), not refused, for a
+refusal loses the whole group (Alertmanager gives up on it after its
+retries). The webhook's body limit (1 MiB) bounds them all anyway."""
+
+Labels: Any = bounded_map("Labels", 64, 256, MAX_WEBHOOK_FIELD)
 UNSET_TIME = "0001-01-01T00:00:00Z"
 """What Alertmanager sends as ``endsAt`` when it does not know (Go's zero time)."""
 
@@ -192,6 +362,7 @@ def _a_moment(value: str) -> None:
         parse_timestamp(value)
 
 
+WebhookText: Any = constrained("WebhookText", str, TextRule(MAX_WEBHOOK_FIELD))
 Timestamp: Any = constrained("Timestamp", str, TextRule(64, RFC3339, "an RFC 3339 timestamp like 2025-10-13T00:00:00Z",
                                                         valid=_a_moment))
 
@@ -204,7 +375,7 @@ class WebhookAlert:
     startsAt: Timestamp | None = None  # Alertmanager's key
     endsAt: Timestamp | None = None  # Alertmanager's key
     fingerprint: Name | None = None
-    generatorURL: Text | None = None  # Alertmanager's key
+    generatorURL: WebhookText | None = None  # Alertmanager's key; not kept
 
 
 WebhookAlerts: Any = bounded_list("WebhookAlerts", WebhookAlert, MAX_WEBHOOK_ALERTS)
@@ -218,19 +389,25 @@ class WebhookPayload:
     receiver: Text | None = None
 
 
+MAX_TENANT = 128
+"""Characters of a tenant id (``trioscope token create --tenant``): a longer
+``tenant`` label names no tenant."""
+
+
 def webhook_notices(payload: WebhookPayload) -> tuple[list[AlertNotice], int]:
-    """The notices of a webhook call, and how many alerts named no tenant (left out)."""
+    """The notices of a webhook call, each as kept (``kept``), and how many
+    alerts named no tenant (left out)."""
     notices, skipped = [], 0
     for alert in payload.alerts:
         tenant = alert.labels.get("tenant")
-        if not tenant or tenant == OTHER:
+        if not tenant or tenant == OTHER or len(tenant) > MAX_TENANT:
             skipped += 1
             continue
         name = alert.labels.get("alertname", "alert")
-        notices.append(AlertNotice(
+        notices.append(kept(AlertNotice(
             name=name, status=alert.status, tenant=tenant, severity=alert.labels.get("severity", "warning"),
             summary=alert.annotations.get("summary", name), description=alert.annotations.get("description", ""),
             labels=dict(alert.labels), fingerprint=alert.fingerprint or fingerprint(name, alert.labels),
             starts_at=alert.startsAt, ends_at=None if alert.endsAt == UNSET_TIME else alert.endsAt,
-            source="alertmanager"))
+            source="alertmanager")))
     return notices, skipped

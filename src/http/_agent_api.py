@@ -128,7 +128,11 @@ async def wait(deployment_hash: str) -> Response:
     # Read: a held poll does not keep its query's parsed form (~0.4 of its ~40 KB, bench/workers.py memory).
     del request.args
     try:
-        delivery = await wait_for_command(deployment_hash, timeout, min_rank, skip, agent.id)
+        # A held poll is its agent there, waiting: heard from while it waits and
+        # when it is answered, not only at its start (a 120 s poll outlasts
+        # --alert-agent-offline-after and --heartbeat-timeout when they are short).
+        with _gate.holding_poll(agent):
+            delivery = await wait_for_command(deployment_hash, timeout, min_rank, skip, agent.id)
     except AgentRetired:
         raise await retired_refusal(_gate.bearer(), deployment_hash, agent.id) from None
     if delivery is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response
 
 from trioscope.actors.alerts import ActiveAlerts, Deliver
 from trioscope.domain.alerts import WebhookPayload, webhook_notices
@@ -20,7 +20,7 @@ from trioscope.domain.principals import Permission
 from trioscope.wire import InvalidDocument, decode
 
 from . import _gate
-from ._bodies import invalid, parse_json, read_body, too_large
+from ._bodies import invalid, parse_json, read_body
 from ._errors import ApiError
 from ._openapi import Auth, documented
 from ._responses import json_response
@@ -50,11 +50,7 @@ async def alertmanager_webhook() -> Response:
         # Audited as every other credential refused (a guessed secret shows in the log).
         raise _gate.refuse(401, "invalid_token", "send Authorization: Bearer <alerts.webhook_secret>",
                            action="auth.failure", tenant=None, actor="anonymous", credential="alerts.webhook_secret")
-    if (request.content_length or 0) > MAX_WEBHOOK_BODY:
-        raise too_large(MAX_WEBHOOK_BODY)
-    body = await read_body(s.settings)
-    if len(body) > MAX_WEBHOOK_BODY:
-        raise too_large(MAX_WEBHOOK_BODY)
+    body = await read_body(s.settings, limit=MAX_WEBHOOK_BODY)  # also while it arrives, and after gzip
     try:
         payload = decode(parse_json(body), WebhookPayload)
     except InvalidDocument as exc:

@@ -8,6 +8,7 @@ import trio
 from prometheus_client import CONTENT_TYPE_LATEST
 from quart import Response, g, request, websocket
 from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from trioscope.actors.topology import GetStats
 from trioscope.config import Settings
@@ -114,6 +115,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
             s.metrics.sources = CommandServiceSources(
                 command_stats=stats, directory=s.gate.directory, seen=s.gate.seen,
                 online_within=settings.agents.heartbeat_timeout, started=time.time())
+        app.add_background_task(_gate.keep_holders_heard)
 
     @app.before_request
     async def _start_timer() -> None:
@@ -143,8 +145,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     async def _observe(response: Response) -> Response:
         started = getattr(g, "started", None)
         if started is not None:
-            route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            metrics.observe_request(route, request.method, response.status_code, started)
+            metrics.observe_request(_route_template(app), request.method, response.status_code, started)
         return closing_if_unread(response)
 
     @app.get("/metrics")
@@ -172,9 +173,30 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
 
     @app.after_serving
     async def _close_limits() -> None:
+        _gate.stop_keeping_holders_heard(app)  # else Quart waits its BACKGROUND_TASK_SHUTDOWN_TIMEOUT for it
         limits.close()
 
     return app
+
+
+def _route_template(app: QuartTrio) -> str:
+    """The route template the request is of, for metric labels: ``unmatched``
+    when no route has its path. A method the route does not take (405) is
+    still of that route: routing found the path, then refused the method, and
+    left no rule; it is matched again with a method the route takes (only
+    for 405s)."""
+    if request.url_rule is not None:
+        return request.url_rule.rule
+    refused = request.routing_exception
+    if isinstance(refused, MethodNotAllowed) and refused.valid_methods:
+        try:
+            rule, _ = app.create_url_adapter(request).match(  # type: ignore[union-attr]  # bound to a request: never None
+                method=next(iter(refused.valid_methods)), return_rule=True)
+        except HTTPException:
+            pass
+        else:
+            return str(rule.rule)
+    return "unmatched"
 
 
 def stop_live_updates(app: QuartTrio) -> None:

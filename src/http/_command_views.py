@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from trioscope.domain.commands import CancelNotice, Command, Delivery, StatusChange, cancel_notice_id
+from trioscope.domain.commands import CancelNotice, Command, Delivery, History, StatusChange, cancel_notice_id
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment
 from trioscope.store import StoredCommand
 
@@ -67,14 +67,24 @@ def _history_entry(change: StatusChange, max_detail_bytes: int | None = None) ->
             entry["detail_truncated"] = True  # a failure's large error: it is the command's error too
         else:
             entry["detail"] = change.detail
+    if change.count > 1:  # a run of progress reports: the first's time, the last's detail
+        entry.update(count=change.count, last_at=timestamp(change.last_at))
     return entry
+
+
+def _history(history: History, max_detail_bytes: int | None = None) -> list[dict[str, Any]]:
+    """The history's entries, with a marker where entries were left out."""
+    entries = [_history_entry(h, max_detail_bytes) for h in history]
+    if history.left_out:
+        entries.insert(history.first, {"event": "left_out", "count": history.left_out})
+    return entries
 
 
 def command_view(command: Command, *, history: bool = False) -> dict[str, Any]:
     """The whole command (for the commands that queue actors answer: open, and small)."""
     view = {**_fields(command), "result": command.result, "error": command.error}
     if history:
-        view["history"] = [_history_entry(h) for h in command.history]
+        view["history"] = _history(command.history)
     return view
 
 
@@ -88,11 +98,12 @@ def stored_command_view(stored: StoredCommand, url: str, *, max_detail_bytes: in
     if stored.history_included:
         view["result"] = command.result
         view["result_truncated"] = not stored.result_included
-        view["history"] = [_history_entry(h, max_detail_bytes) for h in command.history]
+        view["history"] = _history(command.history, max_detail_bytes)
     view["result_bytes"] = stored.result_bytes
     view["error"] = command.error
     view["error_truncated"] = not stored.error_included
-    view["error_bytes"] = stored.error_bytes
+    # No error is stored as JSON null: no bytes of an error to read.
+    view["error_bytes"] = 0 if stored.error_included and command.error is None else stored.error_bytes
     view["links"] = {"self": url, "result": f"{url}/result", "error": f"{url}/error"}
     return view
 

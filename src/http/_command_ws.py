@@ -117,10 +117,12 @@ async def user_events(user_id: str) -> Response | None:
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     # Events are small and bursty (one per status change): a deeper outbox than
-    # topology updates, which are merged while a client is behind.
+    # topology updates, which are merged while a client is behind. A burst
+    # beyond it waits in the event client (``notifier``), bounded.
     link = ClientLink(s.settings.websocket.buffer_size * 16)
     spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
-                             admin=principal.may(Permission.ADMINISTER))
+                             admin=principal.may(Permission.ADMINISTER),
+                             stalled_after=s.settings.websocket.slow_client_timeout)
     return await serve_client_socket(link, spec, subprotocol=_gate.chosen_subprotocol(), principal=principal)
 
 
@@ -266,15 +268,22 @@ class _AgentChannel:
 
     async def _handle(self, data: str | bytes) -> dict[str, Any] | None:
         """The answer to one message from the agent (None: none is sent)."""
+        envelope: Any = None
+        problem: str | None = None
+        if len(data) <= MAX_AGENT_MESSAGE:
+            try:
+                envelope = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                problem = str(exc)
+        kind = envelope.get("type") if isinstance(envelope, dict) else None
+        # Whatever arrives on the socket, answered or refused, proves its agent
+        # is there: the handshake was signed. A report is timed as the request
+        # it is once its signature verifies (``_gate.agent``).
+        await _gate.heard_from(self.agent_id, as_request=kind != "report")
         if len(data) > MAX_AGENT_MESSAGE:
             return _nack(None, 413, "message_too_large", f"messages are at most {MAX_AGENT_MESSAGE} bytes")
-        try:
-            envelope = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            return _nack(None, 400, "invalid_json", f"message is not valid JSON: {exc}")
-        kind = envelope.get("type") if isinstance(envelope, dict) else None
-        if kind in ("pong", "ping", "received"):
-            await _gate.heard_from(self.agent_id)  # the socket's agent is there (a report counts when it verifies)
+        if problem is not None:
+            return _nack(None, 400, "invalid_json", f"message is not valid JSON: {problem}")
         if kind == "pong":
             self.unanswered_pings = 0
             return None

@@ -5,17 +5,20 @@ reported the container (through its deployment's queue, like any command)."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from quart import Blueprint, Response
 
-from trioscope.actors.topology import GetNodeSources, GetSnapshot
-from trioscope.domain.deployments import AgentRecord, Deployment
-from trioscope.domain.principals import Permission, Principal
-from trioscope.domain.topology import NodeKind, control_allowed, controls_for
+from trioscope.actors.topology import GetSnapshot
+from trioscope.domain.principals import Permission
+from trioscope.domain.topology import (
+    CONTROL_ACTIONS, NodeKind, control_allowed, control_parameter_problem, controls_for,
+)
 
 from . import _gate
 from ._bodies import read_object
 from ._command_views import timestamp
+from ._control_rule import allowed, controlling_agent, no_node
 from ._errors import ApiError, field_error
 from ._openapi import Answer, Auth, documented
 from ._responses import json_response
@@ -34,45 +37,48 @@ CONTROL_BODY = {"type": "object", "properties": {
 """The optional body of a control: how the command it makes is run."""
 
 
-def _no_node(node_id: str) -> ApiError:
-    return ApiError(404, "node_not_found", f"no container {node_id!r} that you may control", details={"node_id": node_id})
 
 
-async def _controlling_agent(principal: Principal, node_id: str) -> tuple[Deployment, AgentRecord]:
-    """The enrolled agent that reported the container and may run its controls,
-    with its deployment: a reporter whose reports its agent credentials signed
-    (``_gate.vouch``), in a deployment the principal may command (its owner or
-    an admin of its tenant). Anything else is answered as if the node did not
-    exist: reports are open to anyone, controls only reach real agents."""
-    directory = await _gate.directory()
-    for reporter in await services().topology.ask(GetNodeSources(node_id), timeout=30):
-        agent = directory.reporting_agent(reporter)
-        deployment = directory.deployments.get(agent.deployment_hash) if agent is not None else None
-        if (agent is not None and deployment is not None and deployment.tenant == principal.tenant
-                and (deployment.user_id == principal.user_id or principal.may(Permission.ADMINISTER))):
-            return deployment, agent
-    raise _no_node(node_id)
+def _check_action(action: str) -> None:
+    if action not in CONTROL_ACTIONS:
+        raise ApiError(404, "unknown_control",
+                       f"unknown control {action!r}; the controls are: {', '.join(CONTROL_ACTIONS)}",
+                       details={"action": action, "known": list(CONTROL_ACTIONS)})
+
+
+def _check_parameters(action: str, parameters: dict[str, Any]) -> None:
+    """400 naming the first parameter the probe would refuse (probe/_executor.py's
+    types and bounds), rather than a 202 for a command bound to fail."""
+    problem = control_parameter_problem(action, parameters)
+    if problem is not None:
+        name, expected = problem
+        raise field_error("invalid_parameters", f"$.parameters.{name}", f"{expected} for {action!r}")
 
 
 @blueprint.post("/api/v1/query/nodes/<path:node_id>/controls/<action>")
 @documented(auth=Auth.USER, body=CONTROL_BODY, body_required=False, answers={202: Answer("the command is stored")},
-            errors={409: "the control is not available in the container's state"})
+            errors={400: "a parameter the control takes is not what the probe accepts (names it)",
+                    403: "the agent that reported the container does not allow this control (control_not_allowed)",
+                    404: "no such container that you may control, or no such control (unknown_control)",
+                    409: "the control is not available in the container's state"})
 async def control(node_id: str, action: str) -> Response:
     """Run a container control (OPERATOR): a command for the probe that reported it (202)."""
     s = services()
     principal = await _gate.user(Permission.OPERATE)
     body = await read_object(s.settings)
+    _check_action(action)
     extra = body.get("parameters", {})
     if not isinstance(extra, dict):
         raise field_error("invalid_body", "$.parameters", "must be a JSON object")
+    _check_parameters(action, extra)
     snapshot = await s.topology.ask(GetSnapshot(), timeout=30)
     node = snapshot.node(node_id)
     if node is None or node.kind is not NodeKind.CONTAINER:
-        raise _no_node(node_id)
-    deployment, agent = await _controlling_agent(principal, node_id)
+        raise no_node(node_id)
+    deployment, agent = await controlling_agent(principal, node_id, action)
     state = node.metadata.get("state", "")
     if not control_allowed(state, action):
-        available = [c["id"] for c in controls_for(state)]
+        available = [c["id"] for c in controls_for(state, allowed(agent))]
         raise ApiError(409, "control_not_available", f"{action!r} is not available for a container that is {state}",
                        details={"state": state, "available": available})
     create = decode_create({

@@ -11,13 +11,16 @@ from typing import Any
 from quart import Quart, Response, current_app, g, has_request_context, has_websocket_context, request, websocket
 from werkzeug.exceptions import HTTPException
 
+import psycopg
+
 from trioscope.actors.refusals import (
     EnrollmentRefused, NotRecorded, QuotaExceeded, ReportConflict, ReporterTaken, TooManyAgents, UnknownAgent,
     UnknownCommand, UnknownProbe,
 )
+from trioscope.actors.store import DatabaseUnavailable, OutcomeUnknown
 from trioscope.domain.commands import IllegalTransition
-from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull
-from trioscope.store import Conflict
+from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
+from trioscope.store import Conflict, Unavailable
 
 from ._responses import json_response
 
@@ -99,7 +102,17 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
     Conflict: (409, "concurrent_update"),
     TooManyAgents: (503, "too_many_agents"),
     NotRecorded: (503, "not_recorded"),
+    DatabaseUnavailable: (503, "database_unavailable"),
+    OutcomeUnknown: (504, "outcome_unknown"),
 }
+
+DATABASE_DOWN: tuple[type[Exception], ...] = (Unavailable, psycopg.OperationalError)
+"""A database server that cannot be reached, or whose connection broke (a read,
+a rate-limit check): nothing to do with the request. ``psycopg.OperationalError``
+covers a pool that found no connection in time (``PoolTimeout``)."""
+DATABASE_RETRY_AFTER = 2
+"""Seconds a client waits before retrying while the database is away (the
+store tries to connect again every 0.25-1 s)."""
 
 AGENTS_FULL_RETRY_AFTER = 60
 """Seconds a probe refused for want of room waits: a place frees up as probes go silent."""
@@ -111,6 +124,7 @@ UNAVAILABLE: dict[type[Exception], tuple[str, str]] = {
     MailboxFull: ("overloaded", "the server is busy; retry shortly"),
     AskTimeout: ("timeout", "the server did not take the request in time (it was not carried out); retry shortly"),
     ActorStopped: ("unavailable", "the server is shutting down or restarting a component"),
+    Unavailable: ("database_unavailable", "the database is unavailable; retry shortly"),
 }
 
 
@@ -169,6 +183,8 @@ def install_error_handlers(app: Quart) -> None:
             headers = {"Retry-After": str(AGENTS_FULL_RETRY_AFTER)}
         elif isinstance(exc, NotRecorded):
             headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+        elif isinstance(exc, DatabaseUnavailable):
+            headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
         return error_response(status, code, str(exc), details, headers)
 
     for kind in REFUSALS:
@@ -184,6 +200,19 @@ def install_error_handlers(app: Quart) -> None:
 
     for kind in UNAVAILABLE:
         app.register_error_handler(kind, _unavailable)
+
+    async def _database_down(exc: Exception) -> Response:
+        if isinstance(exc, ActorFailed):
+            if not isinstance(exc.cause, (*DATABASE_DOWN, DatabaseUnavailable)):
+                return await _unexpected(exc)  # a crash of its own
+        method, path = _where()
+        # Debug: the store says once that the database went away and once that it is back.
+        log.debug("%s %s: the database is unavailable: %s", method, path, " ".join(str(exc).split()))
+        code, message = UNAVAILABLE[Unavailable]
+        return error_response(503, code, message, headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
+
+    for kind in (*DATABASE_DOWN, ActorFailed):  # after UNAVAILABLE's: the database's Retry-After
+        app.register_error_handler(kind, _database_down)
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:

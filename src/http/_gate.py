@@ -9,19 +9,22 @@ credentials), then credentials, then the user's or agent's own rate limit.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
-from quart import g, has_request_context, request, websocket
+import trio
+from quart import Quart, current_app, g, has_request_context, request, websocket
 
 from trioscope.actors.alerts import AgentSeen, sighting_resolution
 from trioscope.actors.directory import AttachReporter, GetPublished, ReloadRecords
 from trioscope.actors.refusals import ReporterTaken
 from trioscope.actors.store import Record
+from trioscope.config import Settings
 from trioscope.domain.deployments import (
     AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus, Deployment, signature_valid,
 )
@@ -363,28 +366,126 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
     return found
 
 
-async def heard_from(agent_id: str) -> None:
-    """An active agent proved it is there without a signed request (a pong on
-    the socket it authenticated): noted as a request of it would be."""
-    known = await directory()
+async def heard_from(agent_id: str, *, as_request: bool = True) -> None:
+    """An active agent proved it is there without a signed request (any
+    message on the socket it authenticated): noted as a request of it would
+    be (``as_request``: timed as one, too)."""
+    await directory()
+    _heard_again(agent_id, as_request=as_request)
+
+
+def _heard_again(agent_id: str, *, as_request: bool = True) -> None:
+    """``agent_id`` is heard from, if it is an active agent (by the directory
+    as last read: the caller authenticated it before). ``as_request``: as a
+    request of it, timed for the heartbeat histogram; else only noted as there."""
+    published = services().gate.directory
+    if published is None:
+        return
+    known = published.value
     agent = known.agents.get(agent_id)
     if agent is not None and agent.status is AgentStatus.ACTIVE:
-        _heard(agent, known)
+        _heard(agent, known, as_request=as_request)
 
 
-def _heard(agent: AgentRecord, known: AgentDirectory) -> None:
+@attrs.define(eq=False)
+class AgentPresence:
+    """What the edge knows of agents beside ``Gate.seen``, one per app (its
+    extensions, ``presence``)."""
+
+    polls: dict[str, int] = attrs.Factory(dict)
+    """Agent id -> the long-polls it holds now: it is there while they are held."""
+    requested: dict[str, float] = attrs.Factory(dict)
+    """Agent id -> when it last made a request (unix seconds): the heartbeat
+    histogram times requests, which a held poll noted as there is not."""
+    refreshing: trio.CancelScope | None = None
+    """``keep_holders_heard``'s, cancelled when the app stops serving."""
+
+
+_PRESENCE = "trioscope.agent_presence"
+
+
+def presence(app: Quart | None = None) -> AgentPresence:
+    """The app's ``AgentPresence`` (the current app's if none is given)."""
+    extensions = (app if app is not None else current_app).extensions
+    found: AgentPresence | None = extensions.get(_PRESENCE)  # only this function puts it there
+    if found is None:
+        found = extensions[_PRESENCE] = AgentPresence()
+    return found
+
+
+@contextlib.contextmanager
+def holding_poll(agent: AgentRecord) -> Iterator[None]:
+    """``agent`` holds a long-poll for as long as this lasts: it is heard from
+    while it waits (``keep_holders_heard``), and when the poll is answered
+    (not when it ends otherwise: the client gone, the agent retired). Its start
+    was heard from as the request it is."""
+    polls = presence().polls
+    polls[agent.id] = polls.get(agent.id, 0) + 1
+    try:
+        yield
+    finally:
+        if polls[agent.id] > 1:
+            polls[agent.id] -= 1
+        else:
+            del polls[agent.id]
+    _heard_again(agent.id, as_request=False)
+
+
+def hold_refresh_interval(settings: Settings) -> float:
+    """How often agents holding a long-poll are heard from: within the alerts
+    actor's ``sighting_resolution`` and a quarter of ``agents.heartbeat_timeout``,
+    so neither AgentOffline nor the online gauge ever finds them silent; at
+    most 15 s (a poll is held up to 120 s)."""
+    interval = min(15.0, settings.agents.heartbeat_timeout / 4)
+    if settings.alerts.agent_offline_after > 0:
+        interval = min(interval, sighting_resolution(settings))
+    return interval
+
+
+HOLDERS_PER_STEP = 1000
+"""Agents noted between two checkpoints of ``keep_holders_heard``: 20,000 held
+polls are not one long step of the event loop."""
+
+
+async def keep_holders_heard() -> None:
+    """Until the app stops serving (``stop_keeping_holders_heard``): every
+    ``hold_refresh_interval``, each agent holding a long-poll is heard from.
+    One task for all held polls: a task (and a timer) of each would weigh on
+    every one of 20,000 polls."""
+    found = presence()
+    interval = hold_refresh_interval(services().settings)
+    with trio.CancelScope() as found.refreshing:
+        while True:
+            await trio.sleep(interval)
+            for done, agent_id in enumerate(list(found.polls), 1):
+                _heard_again(agent_id, as_request=False)
+                if done % HOLDERS_PER_STEP == 0:
+                    await trio.lowlevel.checkpoint()
+
+
+def stop_keeping_holders_heard(app: Quart) -> None:
+    scope = presence(app).refreshing
+    if scope is not None:
+        scope.cancel()
+
+
+def _heard(agent: AgentRecord, known: AgentDirectory, *, as_request: bool = True) -> None:
     """An enrolled agent was heard from: when (``Gate.seen``), its heartbeat in
-    /metrics, and the alerts actor told, at most once per
-    ``sighting_resolution`` (not per request)."""
+    /metrics (``as_request``: the time since its previous request), and the
+    alerts actor told, at most once per ``sighting_resolution`` (not per request)."""
     s = services()
     seen = s.gate.seen
     now = time.time()
-    previous = seen.get(agent.id)
     seen[agent.id] = now
+    requested = presence().requested
+    previous = requested.get(agent.id) if as_request else None
+    if as_request:
+        requested[agent.id] = now
     if len(seen) > 2 * len(known.agents) + 1024:  # agents forgotten after retirement: drop theirs
         for agent_id in [a for a in seen if a not in known.agents]:
             del seen[agent_id]
             s.gate.sighting_told.pop(agent_id, None)
+            requested.pop(agent_id, None)
     deployment = known.deployments.get(agent.deployment_hash)
     if previous is not None and deployment is not None:
         s.metrics.observe_heartbeat(deployment.tenant, now - previous)

@@ -1,5 +1,5 @@
 """Quart-Trio's application, with a cancelled handler's exception left in no
-reference cycle.
+reference cycle (and a ``path`` converter that matches any character).
 
 Quart-Trio ends a WebSocket handler by cancelling it, and a handler whose
 nursery is cancelled raises a group of ``Cancelled``. Quart-Trio 0.12 re-raises
@@ -30,6 +30,16 @@ from typing import Any
 import trio
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
+from werkzeug.routing import PathConverter
+
+
+class AnyPathConverter(PathConverter):
+    """Werkzeug's ``path`` converter, matching any character: its regex
+    (``[^/].*?``) has no DOTALL, so an id with a newline in it (a process's
+    or container's name may have one) matched no route and its node read as
+    gone. Registered as ``path``: every ``<path:...>`` of the app takes it."""
+
+    regex = r"[^/][\s\S]*?"
 
 
 class _HTTPConnection(TrioASGIHTTPConnection):
@@ -50,6 +60,11 @@ class TrioscopeApp(QuartTrio):
     handled without a task of their own."""
 
     asgi_http_class = _HTTPConnection
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Before any route is added: each rule takes its converters as it is bound.
+        self.url_map.converters["path"] = AnyPathConverter
 
     async def handle_request(self, request: Any) -> Any:
         try:

@@ -19,13 +19,17 @@ from trioscope.domain.agents import rfc3339
 from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.topology import (
     CACHE_LIMIT,
+    CONTROL_ACTIONS,
     MAX_PAGE,
     NODE_FIELDS,
     SUMMARY_FIELDS,
     Listing,
     Node,
+    NodeKind,
     TopologySnapshot,
     View,
+    WHOLE_KINDS,
+    WHOLE_VIEWS,
     id_order_steps,
 )
 from trioscope.runtime import ActorRef, in_steps
@@ -34,6 +38,7 @@ from . import _gate
 from ._compression import (
     INLINE_BYTES, MAX_KEPT, MIN_SIZE, STREAM_LEVELS, accepted_encoding, compressed, headers, streamed_response,
 )
+from ._control_rule import controlling_agent
 from ._errors import ApiError
 from ._openapi import Answer, Auth, boolean, choice, documented, integer, text
 from ._responses import JSON, json_response
@@ -212,7 +217,7 @@ async def _visible_nodes() -> Callable[[Node], bool] | None:
 @blueprint.get("/api/v1/query/nodes/<path:node_id>")
 @documented(auth=Auth.READ, query=(text("duration", "metrics window, e.g. 15m (at most 720h)"),))
 async def node(node_id: str) -> Response:
-    """Get a node with its parents, children, connections and recent metrics."""
+    """Get a node with its parents, children, connections, recent metrics and the controls the reader may use."""
     _text, seconds = duration_param("15m")
     details = await services().topology.ask(GetNodeDetails(node_id, seconds), timeout=30)
     reporters = await _gate.visible_reporters()
@@ -222,21 +227,59 @@ async def node(node_id: str) -> Response:
         # Parents, children and neighbours are named with their ids: another
         # tenant's are left out, as in the views.
         details = _without_hidden(details, reporters)
-    deployment_hash = await _reporters_deployment(details["node"].get("agent_id") or "")
-    return json_response({**details, "deployment_hash": deployment_hash})
+    reader = await _signed_in_reader()
+    deployment_hash = await _reporters_deployment(reader, details["node"].get("agent_id") or "")
+    controllable, controls = await _reader_controls(reader, details["node"])
+    return json_response({**details, "deployment_hash": deployment_hash,
+                          "controllable": controllable, "controls": controls})
 
 
-async def _reporters_deployment(reporter_id: str) -> str | None:
-    """The deployment the node's probe is enrolled in, for a signed-in user of
-    its tenant (None otherwise): the label its agent's points carry in the
-    metrics API, which the details panel lists beside the host's own series
-    (a metrics engine behind ``--metrics-url`` holds only the written ones)."""
+async def _signed_in_reader() -> Principal | None:
+    """Who asks, if they sent a valid user token (the reader where reads are
+    protected); None for an open read without one (or with a bad one: the
+    read is open, a bad token only loses what is the reader's own)."""
     reader: Principal | None = g.get("reader")
     if reader is None and _gate.bearer() is not None:
         try:
             reader = await _gate.user(Permission.READ)
         except ApiError:
-            reader = None  # the read is open: a bad token only loses the extra
+            reader = None
+    return reader
+
+
+async def _reader_controls(reader: Principal | None, node: dict[str, Any]) -> tuple[bool, list[dict[str, Any]]]:
+    """Whether ``reader`` may control the container ``node`` at all, and which
+    of the controls its state offers they may run, by the control endpoint's
+    own rule (``_control_rule.controlling_agent``: an enrolled agent reported it,
+    in a deployment of the reader's tenant they own or administer, and it
+    runs the action). Not a container, no enrolled reporter, no OPERATE
+    permission or no token: (False, [])."""
+    offered: list[dict[str, Any]] | None = node.get("metadata", {}).get("controls")
+    if reader is None or offered is None or node.get("type") != NodeKind.CONTAINER.value \
+            or not reader.may(Permission.OPERATE):
+        return False, []
+    controllable = False
+    runs: list[dict[str, Any]] = []
+    # A state that offers none still says whether the container is theirs.
+    for action in [control["id"] for control in offered] or [CONTROL_ACTIONS[0]]:
+        try:
+            await controlling_agent(reader, node["id"], action)
+        except ApiError as exc:
+            if exc.status == 403:  # theirs, but its agent does not run this one (control_not_allowed)
+                controllable = True
+            elif not controllable:
+                return False, []  # no agent of theirs reported it: no other action will find one
+            continue
+        controllable = True
+        runs.extend(control for control in offered if control["id"] == action)
+    return controllable, runs
+
+
+async def _reporters_deployment(reader: Principal | None, reporter_id: str) -> str | None:
+    """The deployment the node's probe is enrolled in, for a signed-in user of
+    its tenant (None otherwise): the label its agent's points carry in the
+    metrics API, which the details panel lists beside the host's own series
+    (a metrics engine behind ``--metrics-url`` holds only the written ones)."""
     if reader is None or not reporter_id:
         return None
     found = await _gate.directory()
@@ -292,17 +335,59 @@ async def timeseries(agent_id: str) -> Response:
 @blueprint.get("/api/v1/query/stats")
 @documented(auth=Auth.READ)
 async def stats() -> Response:
-    """Get server statistics."""
+    """Get server statistics (protected reads: the reader's tenant's agents and nodes; an ADMIN's has `server`)."""
     s = services()
     topology_stats = await s.topology.ask(GetStats(), timeout=30)
+    agents = len(s.agents)
+    counts = topology_stats["topology"]
+    whole = None
+    reporters = await _gate.visible_reporters()
+    if reporters is not None:
+        # What the reader's views hold, not the server's (nor other tenants') figures; an
+        # ADMIN, who may read the whole server's (``readable_tenant``), has them apart.
+        if _gate.readable_tenant() is None:
+            whole = {"server": {"agents": agents, "topology": counts}}
+        prefix = f"{s.agents.path}/"
+        agents = sum(1 for ref in s.agents.children() if reporters(ref.path.removeprefix(prefix)))
+        snapshot: TopologySnapshot = await s.topology.ask(GetSnapshot(), timeout=30)
+        counts = {**counts, **await _visible_counts(snapshot, reporters)}
     runtime = s.system.snapshot()
     return json_response({
-        "agents": len(s.agents),
+        "agents": agents,
         "websocket_clients": len(s.clients),
         "storage": topology_stats["storage"],
-        "topology": topology_stats["topology"],
+        "topology": counts,
+        **(whole or {}),
         # With a bus: how far this replica has read the report stream (lag: reports to go).
         **({"bus": s.bus.progress.as_dict()} if s.bus is not None else {}),
         "runtime": {"actors": runtime.actors, "dead_letters": runtime.dead_letters},
         "uptime": format_duration(round(time.monotonic() - s.started_monotonic)),
     })
+
+
+async def _visible_counts(snapshot: TopologySnapshot, reporters: Callable[[str], bool]) -> dict[str, Any]:
+    """``TopologySnapshot.counts`` over the nodes the reader sees (an edge
+    counts when both its ends are seen), counted in pieces with checkpoints
+    between them (a topology of 100,000 nodes would hold the loop ~50 ms)."""
+    def seen(node: Node | None) -> bool:
+        return node is not None and node.agent_id is not None and reporters(node.agent_id)
+
+    by_type: dict[str, int] = {}
+    for kind in NodeKind:
+        count = 0
+        for index, found in enumerate(snapshot.nodes_of(kind).values(), 1):
+            count += seen(found)
+            if index % PIECE == 0:
+                await trio.lowlevel.checkpoint()
+        by_type[kind.value] = count
+    by_view: dict[str, int] = {}
+    for view in View:
+        count = 0
+        for index, (source, target) in enumerate(snapshot.edges_of(view), 1):
+            count += seen(snapshot.node(source)) and seen(snapshot.node(target))
+            if index % PIECE == 0:
+                await trio.lowlevel.checkpoint()
+        by_view[view.value] = count
+    return {"nodes": sum(by_type[kind.value] for kind in WHOLE_KINDS),
+            "edges": sum(by_view[view.value] for view in WHOLE_VIEWS),
+            "nodes_by_type": by_type, "edges_by_view": by_view}

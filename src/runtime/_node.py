@@ -90,14 +90,17 @@ KILLED_EXIT = Exit(ExitKind.KILLED)
 
 
 def first_error(exc: BaseException) -> BaseException:
-    """The first non-Cancelled exception inside (possibly nested) exception groups,
-    or ``exc`` itself if there is none: nurseries wrap everything in groups, and
-    logs and askers want the actual error."""
+    """The first non-Cancelled exception inside (possibly nested) exception groups;
+    a ``Cancelled`` from inside if the groups hold nothing else; or ``exc`` itself
+    if it is no group: nurseries wrap everything in groups, and logs and askers
+    want the actual error (and a group of cancellations is a cancellation, not a
+    crash: an outer scope, e.g. a second SIGINT's, is stopping everything)."""
     if isinstance(exc, BaseExceptionGroup):
         for inner in exc.exceptions:
             found = first_error(inner)
             if not isinstance(found, trio.Cancelled):
                 return found
+        return first_error(exc.exceptions[0])  # every one is a Cancelled
     return exc
 
 

@@ -102,6 +102,13 @@ class ActorSpec:
     shutdown_timeout: float = attrs.field(default=5.0, validator=_check_positive)
     """Seconds a graceful stop may take (finishing the queue, ``on_stop``) before
     the actor is cancelled."""
+    backoff: Backoff | None = None
+    """This actor's own restart pacing, for one that depends on something outside
+    the process (a database server): each restart waits ``backoff.delay`` of the
+    actor's own restarts within its supervisor's period, and none counts against
+    the supervisor's intensity, so a dependency away for minutes is waited out
+    (one start attempt per delay) instead of making the supervisor give up in
+    milliseconds. None: restarts as the supervisor's spec says."""
 
 
 @attrs.frozen(kw_only=True)

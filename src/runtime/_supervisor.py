@@ -267,6 +267,12 @@ class SupervisorNode(Node):
     async def _restart(self, child: Node, because: str) -> BaseException | None:
         spec = self.spec
         now = trio.current_time()
+        own = child.spec.backoff if isinstance(child.spec, ActorSpec) else None
+        if own is not None:
+            # Paced by its own backoff, never escalated: see ``ActorSpec.backoff``.
+            child.history = record_restart(child.history, now, spec.period)
+            await self._restart_targets(child, because, own.delay(child.history))
+            return None
         if spec.intensity_scope is IntensityScope.CHILD:
             child.history = history = record_restart(child.history, now, spec.period)
             if intensity_exceeded(history, spec.intensity):
@@ -280,11 +286,15 @@ class SupervisorNode(Node):
                 events.gave_up(self.path, f"more than {spec.intensity} restarts within {spec.period:g}s "
                                f"(last: {child.path} {because})")
                 return reason
+        await self._restart_targets(child, because, spec.backoff.delay(history) if spec.backoff is not None else 0.0)
+        return None
+
+    async def _restart_targets(self, child: Node, because: str, delay: float) -> None:
+        """Restart ``child`` (and its siblings, per the strategy) after ``delay`` seconds."""
         targets = self._targets(child)
         for other in reversed(targets):
             if other is not child:
                 await self._stop(other, final=False)
-        delay = spec.backoff.delay(history) if spec.backoff is not None else 0.0
         for target in targets:
             target.status = Status.RESTARTING
             target.restarts += 1
@@ -295,7 +305,6 @@ class SupervisorNode(Node):
             self._nursery.start_soon(self._restart_later, delay, targets)
         else:
             await self._start_targets(targets)
-        return None
 
     def _targets(self, child: Node) -> tuple[Node, ...]:
         live = [c for c in self.children.values() if c.status is not Status.TERMINATED]

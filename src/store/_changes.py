@@ -1,7 +1,7 @@
 """Change notifications between replicas sharing one PostgreSQL database.
 
 The PostgreSQL writer announces every committed command, deployment and agent
-change on one channel, in the transaction that commits it (so a notification
+change, and every alert change told to users (its audit record), on one channel, in the transaction that commits it (so a notification
 is delivered only if, and only after, its change is committed); replicas
 LISTEN on it to wake the queues and sockets that hold the changed thing. This
 module is the whole contract: the channel's name and the payload's encoding,
@@ -10,7 +10,9 @@ used by the writer and by the listeners alike.
 A command's notification carries its row as committed (the four columns of
 ``_command_rows``, as JSON) whenever the payload stays under PostgreSQL's
 limit, so the replica that hears of it needs no round trip to read it back;
-a larger one carries none and is read (``Change.command`` is None).
+a larger one carries none and is read (``Change.command`` is None). So does
+an alert's notification with its audit record (``Change.alert``; read: the
+newest record of the alert's fingerprint).
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ import attrs
 import cattrs
 import orjson
 
+from trioscope.domain.alerts import ALERT_ACTIONS
 from trioscope.domain.commands import Command
 
 from ._command_rows import command_from_values
-from ._ops import ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, Write
+from ._ops import AuditEntry, ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, Write
 
 CHANGES_CHANNEL = "trioscope_changes"
 """The ``LISTEN``/``pg_notify`` channel of every change."""
@@ -33,8 +36,8 @@ CHANGES_CHANNEL = "trioscope_changes"
 PAYLOAD_LIMIT = 8000
 """``pg_notify`` refuses payloads of this many bytes or more (PostgreSQL's default build)."""
 
-ChangeKind = Literal["command", "deployment", "agent"]
-KINDS: frozenset[str] = frozenset(("command", "deployment", "agent"))
+ChangeKind = Literal["command", "deployment", "agent", "alert"]
+KINDS: frozenset[str] = frozenset(("command", "deployment", "agent", "alert"))
 
 CommandRow = tuple[bytes, bytes, bytes, bytes]
 """A command's ``(document, error, history, result)`` columns as the writer stores them."""
@@ -48,21 +51,32 @@ class Change:
     """The replica whose writer committed it (a listener skips its own)."""
     kind: ChangeKind
     id: str
-    """The command id, the deployment hash, or the agent id."""
+    """The command id, the deployment hash, the agent id, or the alert's fingerprint."""
     deployment_hash: str
-    """The deployment the changed thing belongs to (a deployment's own hash)."""
+    """The deployment the changed thing belongs to (a deployment's own hash;
+    empty for an alert, which belongs to a tenant)."""
     version: int | None
     """A command's history length after the change; None for the other kinds."""
     command: Command | None = attrs.field(default=None, eq=False, repr=False)
     """A command as this change committed it, when the payload had room for it
     (None: read it). Not compared: the same change, with or without its row."""
+    alert: AuditEntry | None = attrs.field(default=None, eq=False, repr=False)
+    """An alert change's audit record (``alert.firing`` or ``alert.resolved``),
+    when the payload had room for it (None: read the newest of its fingerprint)."""
 
 
-def encode_change(change: Change, row: CommandRow | None = None) -> str:
+def encode_change(change: Change, row: CommandRow | None = None, *, carry_alert: bool = True) -> str:
     """The payload of ``change``: compact JSON (``pg_notify`` takes text), with
-    a command's ``row`` as committed when the whole is under ``PAYLOAD_LIMIT``."""
+    a command's ``row`` as committed, or (``carry_alert``) an alert's audit
+    record, when the whole is under ``PAYLOAD_LIMIT``."""
     fields: dict[str, Any] = {"origin": change.origin, "kind": change.kind, "id": change.id,
                               "deployment_hash": change.deployment_hash, "version": change.version}
+    entry = change.alert
+    if entry is not None and carry_alert:
+        with_alert = orjson.dumps({**fields, "alert": {"at": entry.at, "tenant": entry.tenant, "actor": entry.actor,
+                                                       "action": entry.action, "details": entry.details}})
+        if len(with_alert) < PAYLOAD_LIMIT:
+            return with_alert.decode()
     if row is not None:
         # The columns are JSON already: carried as they are, not encoded again.
         with_row = orjson.dumps({**fields, "row": [orjson.Fragment(column) for column in row]})
@@ -109,14 +123,31 @@ def decode_change(payload: str | bytes) -> Change:
             raise ValueError(f"change payload: row is not a command: {exc}") from None
         if command.id != fields["id"] or len(command.history) != version:
             raise ValueError("change payload: row is not the command and version announced")
+    alert = fields.get("alert")
+    if alert is not None:
+        alert = _alert_entry(kind, fields["id"], alert)
     return Change(origin=fields["origin"], kind=kind, id=fields["id"], deployment_hash=fields["deployment_hash"],
-                  version=version, command=command)
+                  version=version, command=command, alert=alert)
+
+
+def _alert_entry(kind: str, fingerprint: str, alert: Any) -> AuditEntry:
+    if kind != "alert" or not isinstance(alert, dict):
+        raise ValueError("change payload: alert is not an alert's audit record")
+    at, action, details = alert.get("at"), alert.get("action"), alert.get("details")
+    if not isinstance(at, (int, float)) or isinstance(at, bool) or action not in ALERT_ACTIONS \
+            or not isinstance(details, dict) or not isinstance(alert.get("tenant"), str) \
+            or not isinstance(alert.get("actor"), str):
+        raise ValueError("change payload: alert is not an alert's audit record")
+    return AuditEntry(at=float(at), tenant=alert["tenant"], actor=alert["actor"], action=action,
+                      resource_type="alert", resource_id=fingerprint, details=details)
 
 
 def changes_of(writes: Iterable[Write], origin: str, forgotten: dict[str, str]) -> list[Change]:
     """The changes a committed group of ``writes`` announces; ``forgotten`` maps
     the agents ``ForgetAgents`` deleted to their deployments (an agent that
-    did not exist announces nothing). Audit entries announce nothing."""
+    did not exist announces nothing). Audit entries announce nothing, but
+    those of alert changes (the alerts actor's), which other replicas tell
+    their own users."""
     changes: list[Change] = []
     for write in writes:
         if isinstance(write, SaveCommand):
@@ -130,6 +161,10 @@ def changes_of(writes: Iterable[Write], origin: str, forgotten: dict[str, str]) 
             a = write.agent
             changes.append(Change(origin=origin, kind="agent", id=a.id, deployment_hash=a.deployment_hash,
                                   version=None))
+        elif isinstance(write, AuditEntry):
+            if write.resource_type == "alert" and write.action in ALERT_ACTIONS and write.resource_id:
+                changes.append(Change(origin=origin, kind="alert", id=write.resource_id, deployment_hash="",
+                                      version=None, alert=write))
         elif isinstance(write, ForgetAgents):
             changes.extend(Change(origin=origin, kind="agent", id=agent_id, deployment_hash=forgotten[agent_id],
                                   version=None)

@@ -6,7 +6,7 @@ The semantics are SQLite's (``_sqlite``): every group of a commit is
 all-or-nothing (a savepoint each), all groups of a call are one transaction,
 a compare-and-set that finds the row changed is a ``Conflict``, a value the
 database refuses is ``Rejected``. In the same transaction, each committed
-group's command, deployment and agent changes are announced to the other
+group's command, deployment, agent and alert changes are announced to the other
 replicas (``_changes``); PostgreSQL delivers the notifications on commit only.
 Committed means flushed to disk (``synchronous_commit`` is set on for the writer).
 All methods block: callers run them in a worker thread, one at a time.
@@ -335,8 +335,9 @@ class PostgresWriter:
         """``change``'s notification, with a command's row when the connection
         can send any text: a row holds the user's, which a database in another
         encoding than UTF-8 (say LATIN1) may have no character for."""
-        row = rows.get((change.id, change.version or 0)) if db.info.encoding == "utf-8" else None
-        return encode_change(change, row)
+        utf8 = db.info.encoding == "utf-8"  # an alert's record holds the labels Alertmanager sent: the same
+        row = rows.get((change.id, change.version or 0)) if utf8 else None
+        return encode_change(change, row, carry_alert=utf8)
 
     def prune(self, before: float, batch: int) -> tuple[int, int]:
         """Delete up to ``batch`` commands finished before ``before`` (unix

@@ -65,7 +65,10 @@ class PostgresReader:
                 except psycopg.OperationalError:
                     if attempt or not db.broken:
                         raise
-            # the pool replaced the broken connection as it took it back
+            # The pool replaced the broken connection as it took it back. Its
+            # other idle ones died with it (the server restarted): checked now,
+            # once, so that the retry does not take another dead one.
+            self.pool.check()
         raise AssertionError("unreachable")
 
     def _snapshot(self, read: Callable[[Connection], T]) -> T:
@@ -217,6 +220,18 @@ class PostgresReader:
         rows = self._rows("SELECT document, error, history, result FROM commands WHERE id > %s ORDER BY id LIMIT %s",
                           (after, limit))
         return [command_from_columns(d, error=e, history=h, result=r) for d, e, h, r in rows]
+
+    def latest_alerts(self, *, since: float | None, fingerprints: Sequence[str] | None) -> list[AuditRecord]:
+        """The newest alert change record (``alert.firing``/``alert.resolved``)
+        of each alert (tenant and fingerprint) made at ``since`` or later, of
+        those ``fingerprints`` (None: of every alert), oldest first."""
+        rows = self._rows(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE id IN (SELECT max(id) FROM audit"
+            " WHERE resource_type = 'alert' AND action IN ('alert.firing', 'alert.resolved') AND at >= %s"
+            " AND (%s::text[] IS NULL OR resource_id = ANY(%s::text[])) GROUP BY tenant, resource_id) ORDER BY id",
+            (float("-inf") if since is None else since, None if fingerprints is None else list(fingerprints),
+             None if fingerprints is None else list(fingerprints)))
+        return [audit_record(row) for row in rows]
 
     def audit_after(self, after: int, limit: int) -> list[AuditRecord]:
         """Up to ``limit`` audit records numbered after ``after``, oldest first."""

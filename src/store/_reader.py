@@ -188,5 +188,15 @@ class StoreReader:
         return await self._call(self._reader.audit, tenant, action=action, actor=actor, since=since, until=until,
                                 limit=limit, offset=offset, every_tenant=every_tenant)
 
+    async def latest_alerts(self, *, since: float | None = None,
+                            fingerprints: Sequence[str] | None = None) -> list[AuditRecord]:
+        """The newest alert change audit record (``alert.firing``/``alert.resolved``)
+        of each alert made at ``since`` or later (None: ever), of those
+        ``fingerprints`` (None: of every alert), oldest first: what the alerts
+        firing now are rebuilt from."""
+        if fingerprints is not None and not fingerprints:
+            return []
+        return await self._call(self._reader.latest_alerts, since=since, fingerprints=fingerprints)
+
     def close(self) -> None:
         self._reader.close()

@@ -219,14 +219,16 @@ class SharedLimits:
             check.done.set()
 
     async def _execute(self, batch: Sequence[_Check], pruning: bool) -> list[Row]:
-        """One batch on an idle connection (a new one if none is idle); a
-        connection that failed is dropped, the next batch opens another."""
+        """One batch on an idle connection (a new one if none is idle, or the
+        idle ones are gone); a connection that failed is dropped, the next batch
+        opens another. A batch is not sent again after a failure: its replay
+        ids may have been recorded."""
         replays = [c for c in batch if not c.want]
         leases = [c for c in batch if c.want]
         params = [array_text(c.key for c in leases), array_text(c.want for c in leases),
                   array_text(repr(c.rate) for c in leases), array_text(repr(c.burst) for c in leases),
                   array_text(c.key for c in replays), array_text(repr(c.window) for c in replays)]
-        db = self._idle.pop() if self._idle else await self._connect()
+        db = await self._idle_or_new()
         try:
             for attempt in range(DEADLOCK_RETRIES):
                 try:
@@ -243,6 +245,16 @@ class SharedLimits:
             raise
         self._idle.append(db)
         return rows
+
+    async def _idle_or_new(self) -> TrioConnection:
+        """An idle connection that is still there (a server restarted since leaves
+        every idle one dead: each is dropped unused), else a new one."""
+        while self._idle:
+            db = self._idle.pop()
+            if not db.lost():
+                return db
+            db.discard()
+        return await self._connect()
 
     async def _connect(self) -> TrioConnection:
         """A connection whose commits do not wait for the disk (see the module docstring)."""

@@ -444,6 +444,24 @@ class SqliteReader:
                                        " LIMIT ? OFFSET ?", [*args, limit, offset])
         return [audit_record(row) for row in rows], total
 
+    def latest_alerts(self, *, since: float | None, fingerprints: Sequence[str] | None) -> list[AuditRecord]:
+        """The newest alert change record (``alert.firing``/``alert.resolved``)
+        of each alert (tenant and fingerprint) made at ``since`` or later, of
+        those ``fingerprints`` (None: of every alert), oldest first."""
+        if fingerprints is not None:  # one at a time: SQLite's variables per statement are bounded
+            found = [r for fp in dict.fromkeys(fingerprints)
+                     for r in self._latest_alerts(since, " AND resource_id = ?", [fp])]
+            return sorted(found, key=lambda r: r.id)
+        return self._latest_alerts(since, "", [])
+
+    def _latest_alerts(self, since: float | None, clause: str, args: list[object]) -> list[AuditRecord]:
+        rows = self.connection.execute(
+            f"SELECT {AUDIT_COLUMNS} FROM audit WHERE id IN (SELECT max(id) FROM audit"
+            " WHERE resource_type = 'alert' AND action IN ('alert.firing', 'alert.resolved') AND at >= ?"
+            f"{clause} GROUP BY tenant, resource_id) ORDER BY id",
+            [float("-inf") if since is None else since, *args])
+        return [audit_record(row) for row in rows]
+
     # Copying a whole store (``_copy``)
 
     def commands_after(self, after: str, limit: int) -> list[Command]:

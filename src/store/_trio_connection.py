@@ -69,6 +69,27 @@ class TrioConnection:
         """Close at once (after an error: its state is unknown)."""
         self._pgconn.finish()
 
+    def lost(self) -> bool:
+        """Whether this idle connection is gone (its server restarted or closed it
+        since its last statement), found without a round trip: an idle
+        connection's socket has nothing to read, but the server's farewell (an
+        error, or the end of the stream) when it went away. Read before a
+        statement, so that one is not sent on a dead connection: whether it
+        would have been carried out could not be told."""
+        if self._pgconn.status != pq.ConnStatus.OK:
+            return True  # found so before: libpq has let its socket go
+        poller = select.poll()
+        poller.register(self._pgconn.socket, select.POLLIN)
+        # Its farewell (a notice) and the end of the stream may take a read each.
+        for _ in range(4):
+            if not poller.poll(0):
+                break
+            try:
+                self._pgconn.consume_input()
+            except psycopg.OperationalError:
+                return True
+        return self._pgconn.status != pq.ConnStatus.OK
+
     async def _answer(self) -> list[Row]:
         """Send what libpq holds, then read every result of the statement."""
         pgconn, fd = self._pgconn, self._pgconn.socket

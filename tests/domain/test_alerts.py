@@ -4,15 +4,17 @@ outcome counting and bounded labels: pure, with plain values."""
 from __future__ import annotations
 
 import attrs
+import pytest
 
 from trioscope.domain.alerts import (
-    AGENT_OFFLINE, FIRING, HIGH_COMMAND_FAILURE_RATE, RESOLVED, AgentSighting, AlertBook, AlertLedger, FailureWindow,
-    WebhookPayload, offline_agents, webhook_notices,
+    AGENT_OFFLINE, FIRING, HIGH_COMMAND_FAILURE_RATE, KEPT_DESCRIPTION, KEPT_LABEL_VALUE, KEPT_LABELS, KEPT_SUMMARY,
+    RESOLVED, TRUNCATED_LABELS, AgentSighting, AlertBook, AlertLedger, AlertNotice, FailureWindow, WebhookPayload,
+    audit_details, fingerprint, kept, last_heard, notice_from_audit, offline_agents, webhook_notices,
 )
 from trioscope.domain.command_stats import CommandStats, TenantOutcomes, failure_class, queue_load
 from trioscope.domain.commands import Command, CommandEvent, CommandStatus, Priority, new_command
 from trioscope.domain.metric_labels import OTHER, TenantLabels, api_error_type, command_type_label
-from trioscope.wire import decode
+from trioscope.wire import InvalidDocument, decode
 
 
 def sighting(agent: str, last_seen: float, tenant: str = "acme") -> AgentSighting:
@@ -120,3 +122,76 @@ def test_the_ledger_keeps_delivered_alerts_until_resolved_bounded_and_fresh() ->
     assert ledger.active("acme", 3.0) == []
     assert [n.name for n in ledger.active("beta", 50.0)] == ["C"]
     assert ledger.active("beta", 101.0) == []  # no news for longer than the ttl
+
+
+def _webhook(*alerts: dict[str, object]) -> list[AlertNotice]:
+    payload = decode({"version": "4", "status": "firing", "alerts": list(alerts)}, WebhookPayload)
+    return webhook_notices(payload)[0]
+
+
+def _alert(name: str, tenant: str = "acme", status: str = "firing", **labels: str) -> dict[str, object]:
+    return {"status": status, "labels": {"alertname": name, "tenant": tenant, **labels}, "fingerprint": f"fp-{name}"}
+
+
+def test_an_alert_firing_already_is_not_news_nor_the_end_of_one_not_firing() -> None:
+    """Alertmanager sends whole groups again (group_interval, repeat_interval):
+    each resend used to be told, 3 firing and 2 resolved made 5 events."""
+    (firing,), (resolved,) = _webhook(_alert("A")), _webhook(_alert("A", status="resolved"))
+    ledger = AlertLedger(limit=10, ttl=100.0)
+    told = []
+    for notice, at in ((firing, 1.0), (firing, 2.0), (firing, 3.0), (resolved, 4.0), (resolved, 5.0)):
+        news = ledger.news([notice], at)
+        told += [n.status for n in news]
+        ledger.record(notice, at)
+    assert told == [FIRING, RESOLVED]
+    assert ledger.news([resolved], 6.0) == []  # never fired here: nothing to end
+    assert ledger.news([firing, firing, resolved, resolved], 6.0) == [firing, resolved]  # within one call too
+    ledger.record(firing, 10.0)
+    assert ledger.news([firing], 200.0) == [firing]  # forgotten for lack of news: told again
+
+
+def test_one_tenants_alerts_never_push_out_anothers() -> None:
+    ledger = AlertLedger(limit=6, tenant_limit=3, ttl=100.0)
+    (beta,) = _webhook(_alert("B0", "beta"))
+    ledger.record(beta, 0.0)
+    for notice in _webhook(*(_alert(f"A{i}") for i in range(10))):
+        ledger.record(notice, 1.0)
+    assert [n.name for n in ledger.active("acme", 2.0)] == ["A7", "A8", "A9"]  # its own oldest went
+    assert [n.name for n in ledger.active("beta", 2.0)] == ["B0"]
+    for notice in _webhook(*(_alert(f"C{i}", f"t{i}") for i in range(3))):
+        ledger.record(notice, 1.0)
+    assert len(ledger) == 6 and [n.name for n in ledger.active("beta", 2.0)] == ["B0"]  # the largest gave way
+    assert len(ledger.active("acme", 2.0)) == 2
+
+
+def test_long_fields_are_accepted_and_kept_cut_saying_so() -> None:
+    """A single long annotation (over 4,096 characters) or URL (over 1,024)
+    refused the whole group; 64 labels of 4 KiB were kept whole."""
+    labels = {f"l{k:02d}": "v" * 4000 for k in range(60)}
+    (notice,) = _webhook({"status": "firing", "labels": {"alertname": "Big", "tenant": "acme", **labels},
+                          "annotations": {"summary": "s" * 10_000, "description": "d" * 100_000},
+                          "generatorURL": "http://prometheus:9090/graph?g0.expr=" + "x" * 5000})
+    assert notice.fingerprint == fingerprint("Big", {"alertname": "Big", "tenant": "acme", **labels})
+    assert len(notice.summary) <= KEPT_SUMMARY and notice.summary.endswith("[truncated: 10000 characters]")
+    assert len(notice.description) <= KEPT_DESCRIPTION and "truncated: 100000" in notice.description
+    assert sum(len(k) + len(v) for k, v in notice.labels.items()) <= KEPT_LABELS + 64
+    assert (notice.labels["alertname"], notice.labels["tenant"]) == ("Big", "acme")
+    assert int(notice.labels[TRUNCATED_LABELS]) + len(notice.labels) - 3 == 60
+    assert all(len(v) <= KEPT_LABEL_VALUE for v in notice.labels.values())
+    assert kept(notice) is notice  # cut once: kept as it is
+    with pytest.raises(InvalidDocument, match=r"\$\.alerts\[0\]\.status"):  # malformed stays refused
+        _webhook({**_alert("A"), "status": "on fire"})
+
+
+def test_an_alert_is_rebuilt_from_its_audit_record() -> None:
+    (notice,) = _webhook({**_alert("A", instance="h1"), "annotations": {"summary": "S", "description": "D"},
+                          "startsAt": "2026-12-02T10:00:00Z"})
+    details = audit_details(notice)
+    assert notice_from_audit("acme", notice.fingerprint, "alert.firing", details) == notice
+    assert notice_from_audit("acme", notice.fingerprint, "alert.firing", details).event() == notice.event()  # type: ignore[union-attr]
+    assert notice_from_audit("acme", notice.fingerprint, "alert.resolved", details).status == RESOLVED  # type: ignore[union-attr]
+    assert notice_from_audit("acme", notice.fingerprint, "command.create", details) is None
+    assert notice_from_audit("acme", notice.fingerprint, "alert.firing", {**details, "labels": [1]}) is None
+    offline = next(offline_agents([sighting("a1", 100.0)], 500.0, 300.0))
+    assert last_heard(offline, 300.0) == ("a1", 100.0)
+    assert last_heard(notice, 300.0) is None

@@ -767,3 +767,73 @@ async def test_refusals_are_audited_in_records_of_bounded_size(server: ServerPro
 
     rows = await eventually(recorded)
     assert max(size for size, _ in rows) < 1024 and max(size for _, size in rows) <= 256, rows
+
+
+async def test_progress_reports_make_one_history_entry_and_transitions_stay_exact(server: ServerProcess) -> None:
+    """Each report used to add an entry and rewrite the whole history: its cost,
+    and the command's GET, grew with every report of a long-running command."""
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        created = await operator.command(client, agent.deployment_hash)
+        polled = await agent.poll(client, timeout=5)
+        assert polled is not None and polled.command_id == created["command_id"]
+        for percent in range(30):
+            body = {**json.loads(agent.report_body(polled.command_id, "executing")),
+                    "progress": percent, "stage": f"step {percent}"}
+            response = await agent.report(client, polled.command_id,
+                                          body=json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+            assert response.status_code == 200, response.text
+        assert (await agent.report(client, polled.command_id, "success", result={"ok": True})).status_code == 200
+        command = await operator.get(client, agent.deployment_hash, polled.command_id)
+        assert [(h["status"], h["event"]) for h in command["history"]] == [
+            ("queued", "created"), ("sent", "deliver"), ("executing", "progress"), ("completed", "complete")]
+        run = command["history"][2]
+        assert run["count"] == 30 and run["detail"]["percent"] == 29.0 and run["detail"]["stage"] == "step 29"
+        assert run["at"] <= run["last_at"] <= command["history"][3]["at"]
+
+
+async def test_open_commands_parameters_have_a_byte_budget_per_deployment() -> None:
+    """~67 KB of memory per open command with 60 KB of parameters, 1,000 open
+    commands per deployment and 50 deployments per tenant: one operator could
+    hold gigabytes in the queues."""
+    blob = "x" * 30_000
+    with ServerProcess(["--max-open-parameter-bytes", "64KiB"]) as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            first = await operator.command(client, agent.deployment_hash, parameters={"blob": blob})
+            await operator.command(client, agent.deployment_hash, parameters={"blob": blob})
+            refused = await client.post(operator.url(agent.deployment_hash, "/commands"),
+                                        json={"type": "x", "parameters": {"blob": blob}}, headers=operator.auth)
+            assert refused.status_code == 403, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "quota_exceeded"
+            assert error["details"] == {"limit": 64 * 1024, "setting": "commands.max_open_parameter_bytes"}
+            await operator.command(client, agent.deployment_hash, parameters={"small": 1})  # still room for it
+            cancel = await client.post(operator.url(agent.deployment_hash, f"/commands/{first['command_id']}/cancel"),
+                                       headers=operator.auth)
+            assert cancel.status_code == 200, cancel.text
+            await operator.command(client, agent.deployment_hash, parameters={"blob": blob})  # a finished one's room
+
+
+async def test_an_answer_to_a_cancel_notice_that_was_never_sent_is_404(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        queued = await operator.command(client, agent.deployment_hash)  # not asked to cancel
+        for command_id in ("cancel:nope", "cancel:", f"cancel:{queued['command_id']}"):
+            answer = await agent.report(client, command_id, "success")
+            assert answer.status_code == 404, (command_id, answer.text)
+            assert answer.json()["error"]["code"] == "command_not_found"
+
+
+async def test_a_command_without_an_error_has_no_error_bytes(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        created = await operator.command(client, agent.deployment_hash)
+        polled = await agent.poll(client, timeout=5)
+        assert polled is not None and polled.command_id == created["command_id"]
+        assert (await agent.report(client, polled.command_id, "success", result={"ok": True})).status_code == 200
+        command = await operator.get(client, agent.deployment_hash, polled.command_id)
+        assert (command["error"], command["error_bytes"], command["error_truncated"]) == (None, 0, False)
+        listing = await client.get(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth)
+        [item] = listing.json()["commands"]
+        assert (item["error"], item["error_bytes"]) == (None, 0)

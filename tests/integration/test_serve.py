@@ -6,7 +6,9 @@ import json
 import signal
 import socket
 import sqlite3
+import time
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -205,3 +207,68 @@ async def test_serve_starts_a_local_probe_and_ends_it_by_pid() -> None:
     pid = int(started[0].split("(pid ")[1].split(")")[0])
     with pytest.raises(psutil.NoSuchProcess):
         psutil.Process(pid).status()
+
+
+def _hold_the_drain(server: ServerProcess) -> socket.socket:
+    """A request whose body never comes: Hypercorn's graceful drain waits for
+    it (up to half of --shutdown-timeout), so the shutdown is still under way
+    when a test acts. Returned once the server has taken the request in (its
+    100 Continue): a connection with no request yet is closed at once instead."""
+    url = urlsplit(server.base_url)
+    assert url.hostname is not None and url.port is not None
+    held = socket.create_connection((url.hostname, url.port), timeout=30)
+    held.sendall(b"POST /api/v1/reports HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000\r\nExpect: 100-continue\r\n\r\n")
+    assert held.recv(1024).startswith(b"HTTP/1.1 100 "), "the server did not take the request in"
+    held.sendall(b'{"host_info": ')
+    return held
+
+
+async def _logged(server: ServerProcess, text: str) -> None:
+    async def said() -> bool:
+        return text in server.stderr()
+
+    await eventually(said, deadline=30)
+
+
+@pytest.mark.parametrize(("signum", "code", "local_probe"), [
+    (signal.SIGINT, 130, "true"),  # as reported: Ctrl-C twice with the local probe (the default)
+    (signal.SIGTERM, 143, "false"),
+])
+async def test_a_second_signal_stops_at_once_in_one_line(signum, code, local_probe):
+    with ServerProcess(env={"TRIOSCOPE_AGENTS_LOCAL_PROBE": local_probe}) as server:
+        with _hold_the_drain(server):
+            server.send_signal(signum)
+            await _logged(server, f"received {signum.name}: shutting down")
+            server.send_signal(signum)
+            assert server.wait() == code
+    log = server.stderr()
+    assert "Traceback" not in log and "crashed" not in log and "ERROR" not in log, log
+    after = log.split(f"received {signum.name}: shutting down", 1)[1]
+    assert "did not finish within" not in after and "stopped cleanly" not in after
+    assert "http server stopped" not in after  # the drain was not waited for
+    [said] = [line for line in after.splitlines() if "stopped at once" in line]
+    assert f"received {signum.name} again: stopped at once" in said and f"exit code {code}" in said
+
+
+async def test_a_shutdown_that_overruns_its_timeout_says_so_and_exits_1():
+    budget = 4.0
+    with ServerProcess(["--shutdown-timeout", f"{budget:g}s"]) as server:
+        with _hold_the_drain(server):  # the drain waits for it for half the budget
+            server.send_signal(signal.SIGINT)
+            signalled = time.monotonic()
+            await _logged(server, "received SIGINT: shutting down")
+            # The process stalls (stopped) while its drain still waits, past the
+            # whole budget: when it goes on, the deadline has passed. Time
+            # passing is the point here, so this waits for time, nothing else.
+            server.send_signal(signal.SIGSTOP)
+            try:
+                time.sleep(max(0.0, signalled + budget + 0.5 - time.monotonic()))
+            finally:
+                server.send_signal(signal.SIGCONT)
+            assert server.wait() == 1
+    log = server.stderr()
+    assert "Traceback" not in log and "crashed" not in log, log
+    errors = [line for line in log.splitlines() if "ERROR" in line]
+    assert len(errors) == 1 and "shutdown did not finish within 4s; cancelled what was left" in errors[0], log
+    assert "stopped at once" not in log and "stopped cleanly" not in log

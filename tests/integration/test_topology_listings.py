@@ -14,6 +14,7 @@ import httpx
 import pytest
 import trio
 
+from tests.integration.test_commands import Operator, fresh
 from tests.integration.test_tenancy import _report, _tenant
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
@@ -213,9 +214,12 @@ async def test_a_tenant_pages_through_its_own_nodes_only() -> None:
                 assert answer.status_code == 200, answer.text
                 return answer.json()  # type: ignore[no-any-return]
 
-            async def everything() -> int:
-                stats = (await client.get("/api/v1/query/stats", headers=alice.auth)).json()["topology"]
-                return stats["nodes_by_type"]["host"] == 2
+            admin = Operator(server, fresh("user"), alice.tenant, "ADMIN")
+
+            async def everything() -> int:  # both merged: the server's figures, which only an ADMIN reads
+                stats = (await client.get("/api/v1/query/stats", headers=admin.auth)).json()
+                return stats["server"]["topology"]["nodes_by_type"]["host"] == 2 \
+                    and stats["topology"]["nodes_by_type"]["host"] == 1  # theirs: the tenant's
 
             await eventually(everything)
             seen, cursor = [], None

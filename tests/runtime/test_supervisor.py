@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 import pytest
@@ -202,6 +203,33 @@ async def test_a_restart_whose_start_fails_counts_against_the_intensity(journal:
     # The first start, then three failing restarts; the fourth restart would exceed
     # the intensity of 3, so the supervisor gives up instead of attempting it.
     assert len(attempts) == 1 + 3
+
+
+async def test_a_child_with_its_own_backoff_waits_out_failing_starts_without_escalating(
+        journal: Journal, autojump_clock):
+    # A database away for a minute: the child's start fails ~every attempt, yet
+    # its supervisor (intensity 5 in 30 s) neither gives up nor restarts it in a burst.
+    down_until = 60.0
+    attempts: list[float] = []
+
+    def database_down() -> bool:
+        attempts.append(trio.current_time())
+        return len(attempts) > 1 and trio.current_time() < down_until  # up at the first start
+
+    store = worker("store", journal, fail_start=database_down,
+                   backoff=Backoff(initial=0.5, maximum=5.0))
+    spec = SupervisorSpec(name="root", children=[store, worker("other", journal)])
+    async with open_actor_system(spec) as system:
+        ref = system.lookup("/root/store")
+        ref.tell(Crash())
+        assert await ref.ask("back?", timeout=None)
+        assert trio.current_time() >= down_until
+        gaps = [b - a for a, b in itertools.pairwise(attempts[1:])]
+        assert min(gaps) >= 0.5 and max(gaps) <= 5.0
+        assert len(attempts) < 30  # paced, not a burst of thousands
+        # The other child's crash still counts against the supervisor's intensity from zero.
+        assert system.snapshot().root.status == "running"
+        assert journal.starts("other") == 1
 
 
 async def test_shutdown_stops_children_in_reverse_start_order(journal: Journal):

@@ -333,3 +333,102 @@ def test_a_series_is_selected_alone_and_its_range_laid_on_the_steps(page: Page) 
     assert result[2] == 'requests_count{route="/say\\"hi\\\\"}'  # the node's own labels left out
     assert result[3:6] == [True, True, False]
     assert result[6] == [1, None, 2.5, None, None, None]
+
+
+def test_a_diff_of_metrics_moves_no_row_of_a_table_sorted_by_name(page: Page) -> None:
+    # A view of 116,000 nodes sorted all over again at every diff could not keep up with the live stream.
+    result = run(page, "table", NODES + """
+      const t = new m.TableView(document.getElementById('table'), { onSelect() {}, onSort() {} });
+      const all = new Map();
+      for (let i = 0; i < 3000; i++) {
+        const id = 'process:h:' + i;
+        all.set(id, node(id, 'host:h', { label: 'p' + ((i * 7919) % 3000), metrics: { cpu_percent: i % 97 } }));
+      }
+      const show = (sort, dir, key = 'f') => t.setData({ nodes: [...all.values()], all, names: new Map(),
+        metrics: ['cpu_percent'], showType: false, sort, dir, selected: '', key });
+      const fresh = (sort, dir) => {  // what a new table makes of the same rows
+        const other = new m.TableView(document.getElementById('table'), { onSelect() {}, onSort() {} });
+        other.setData({ nodes: [...all.values()], all, names: new Map(), metrics: ['cpu_percent'], showType: false,
+          sort, dir, selected: '', key: 'f' });
+        return other.rows.map((r) => r.id).join();
+      };
+      const ids = () => t.rows.map((r) => r.id).join();
+      show('label', 'asc');
+      const sorts = t.sorts;
+      for (let v = 0; v < 5; v++) {  // metrics change: nothing moves, nothing is sorted
+        for (let i = v; i < 3000; i += 3) {
+          const n = all.get('process:h:' + i);
+          all.set(n.id, { ...n, metrics: { cpu_percent: Math.random() * 100 } });
+        }
+        show('label', 'asc');
+      }
+      const metricsOnly = [t.sorts - sorts, t.moved, ids() === fresh('label', 'asc')];
+      show('cpu_percent', 'desc');  // another column: sorted afresh
+      const resorted = t.sorts - sorts;
+      // By CPU, a few rows come, go and change: they alone move, to where a full sort puts them.
+      const before = t.sorts;
+      all.delete('process:h:5'); all.delete('process:h:6');
+      all.set('process:h:new', node('process:h:new', 'host:h', { label: 'zz', metrics: { cpu_percent: 50 } }));
+      all.set('process:h:blank', node('process:h:blank', 'host:h', { label: 'aa', metrics: {} }));
+      for (const i of [1, 2, 3, 500]) {
+        const n = all.get('process:h:' + i);
+        all.set(n.id, { ...n, label: 'q' + i, metrics: { cpu_percent: (i * 13) % 100 } });
+      }
+      show('cpu_percent', 'desc');
+      const few = [t.sorts - before, t.moved, ids() === fresh('cpu_percent', 'desc'), t.rows.length,
+                   t.rows[t.rows.length - 1].id];
+      show('cpu_percent', 'desc', 'other filters');
+      return { metricsOnly, resorted, few, refiltered: t.sorts - before };
+    """)
+    assert result["metricsOnly"] == [0, 0, True]
+    assert result["resorted"] == 1
+    assert result["few"] == [0, 8, True, 3000, "process:h:blank"]  # 2 gone, 2 new, 4 changed; blanks last
+    assert result["refiltered"] == 1
+
+
+def test_label_filters_ask_for_the_nodes_own_labels_not_an_objects_built_in_names(page: Page) -> None:
+    result = run(page, "filter", NODES + """
+      const nodes = [node('container:web-1', 'host:web-host', { metadata: { labels: { app: 'web' } } }),
+                     node('container:db-1', 'host:db-host', { metadata: {} })];
+      const ids = (state) => nodes.filter(m.compileFilter(state)).map((n) => n.id);
+      return { builtIns: ['constructor', 'toString', '__proto__', 'hasOwnProperty'].map((key) => ids({ labels: [key] })),
+               own: ids({ labels: ['app'] }), parent: ids({ q: 'web-host' }) };
+    """)
+    assert result["builtIns"] == [[], [], [], []]
+    assert result["own"] == ["container:web-1"]
+    assert result["parent"] == ["container:web-1"]  # the host's name, as the Parent column shows it
+
+
+def test_url_state_keeps_any_minimum_and_a_metric_chosen_without_one(page: Page) -> None:
+    result = run(page, "state", """
+      const back = (changes) => {
+        const state = { ...m.DEFAULTS, ...changes };
+        const query = m.formatState(state);
+        const parsed = m.parseState(query);
+        return [query, parsed.metric, parsed.min];
+      };
+      return [back({ metric: 'cpu_percent', min: 1e21 }), back({ metric: 'cpu_percent', min: -2.5e-7 }),
+              back({ metric: 'memory_mb', min: null })];
+    """)
+    assert [r[1:] for r in result] == [["cpu_percent", 1e21], ["cpu_percent", -2.5e-7], ["memory_mb", None]]
+    assert result[2][0] == "?metric=memory_mb"
+
+
+def test_counts_read_as_whole_numbers_and_every_percent_has_its_sign(page: Page) -> None:
+    result = run(page, "format", """
+      return [m.metricValue('processes', 13), m.metricValue('cpu_percent_max', 42.25), m.metricValue('cpu_percent', 13),
+              m.metricValue('load', 1.5), m.metricValue('memory_mb', 512)];
+    """)
+    assert result == ["13", "42.3%", "13.0%", "1.50", "512 MB"]
+
+
+def test_signing_out_forgets_the_last_users_commands(page: Page) -> None:
+    result = run(page, "controls", """
+      const c = new m.Controls({ confirm() {}, output() {} });
+      c.commands.set('cmd_1', { id: 'cmd_1', action: 'exec', parameters: { argv: ['cat', '/secret'] } });
+      c.early.set('cmd_2', [{ type: 'command_progress' }]);
+      c.setPrincipal(null);
+      return [c.commands.size, c.early.size];
+    """)
+    assert result == [0, 0]
+

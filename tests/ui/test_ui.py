@@ -200,6 +200,22 @@ def test_a_viewer_sees_no_control_buttons(ui: Ui) -> None:
     assert ui.page.locator(".controls-section").count() == 0
 
 
+def test_only_the_deployments_owner_sees_its_containers_controls(ui: Ui) -> None:
+    enrolled_probe(ui.server, {"Authorization": f"Bearer {ui.server.user_token('alice', 'acme', 'OPERATOR')}"})
+    post_report(ui.server, 1)  # unsigned: its containers have no enrolled agent to control them
+    alices, unsigned = (f"container:{container_hex(f'agent-{i}', 1)}" for i in (0, 1))
+    ui.open("?view=containers", user="bob")  # an operator of alice's tenant, not the deployment's owner
+    ui.wait_for_nodes({alices, unsigned})
+    ui.click_node(alices)
+    ui.page.wait_for_selector(f"#details[data-state=loaded][data-node='{alices}']")
+    assert ui.page.locator("[data-control]").count() == 0
+    assert ui.page.locator(".controls-section").count() == 0  # no Follow either
+    ui.click_node(unsigned)
+    ui.page.wait_for_selector(f"#details[data-state=loaded][data-node='{unsigned}']")
+    assert "no probe enrolled in a deployment reported" in ui.page.inner_text(".controls-section")
+    assert ui.page.locator("[data-control]").count() == 0
+
+
 def test_a_bad_token_is_refused_and_a_401_later_brings_the_sign_in_back(ui: Ui) -> None:
     ui.expected.append("status of 401")
     enrolled_probe(ui.server, {"Authorization": f"Bearer {ui.server.user_token('alice', 'acme', 'OPERATOR')}"})
@@ -238,10 +254,14 @@ def test_the_page_shows_a_lost_connection_and_catches_up_after_a_server_restart(
     port = urlparse(ui.server.base_url).port
     ui.server.stop()
     ui.page.wait_for_selector("#connection[data-state=reconnecting]")
+    # A few tries in a row that never opened: the page says why it may be (a browser is not told a 429 or 503).
+    ui.page.wait_for_selector("#connection[data-refused=true]")
+    assert "not accepting the connection" in ui.page.inner_text("#connection")
 
     with ServerProcess(["--port", str(port)]) as again:  # a new, empty server where the old one was
         post_report(again, 1)
         ui.page.wait_for_selector("#connection[data-state=live]")
+        assert ui.page.get_attribute("#connection", "data-refused") == "false"
         ui.wait_for_nodes({"host:host-1"})
         ui.wait_for_nodes({"host:host-0"}, present=False)  # the view was reset, not merged into the old one
 
@@ -302,14 +322,19 @@ def test_signing_out_stops_the_live_view_and_asks_for_a_token(ui: Ui) -> None:
     ui.wait_for_nodes({"host:host-0"})
     ui.click_node("host:host-0")
     ui.page.wait_for_selector("#details[data-state=loaded]")
+    ui.page.wait_for_function("() => document.querySelector('#stat-nodes').textContent !== '–'")
     ui.page.click("#sign-out")
     ui.page.wait_for_selector("#signin[open]")
     assert ui.page.get_attribute("#connection", "data-state") == "closed"
     assert ui.page.is_hidden("#details") and ui.node_ids() == set()
     assert ui.page.evaluate("() => sessionStorage.getItem('trioscope.token')") is None
+    stats = ["stat-agents", "stat-nodes", "stat-clients", "stat-updated", "stat-version"]
+    assert [ui.page.inner_text(f"#{stat}") for stat in stats] == ["–"] * 5  # none of the last session's figures
+    assert parse_qs(urlparse(ui.page.url).query)["node"] == ["host:host-0"]  # what was looked at stays
     ui.page.fill("#signin-token", ui.server.user_token())
     ui.page.click("#signin-submit")
     ui.wait_for_nodes({"host:host-0"})
+    ui.page.wait_for_selector("#details[data-state=loaded][data-node='host:host-0']")  # shown again
 
 
 def test_nodes_are_sized_by_the_chosen_metric(ui: Ui) -> None:

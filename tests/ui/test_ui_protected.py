@@ -42,6 +42,16 @@ def test_a_signed_in_viewer_sees_live_updates_where_reads_are_protected(ui: Ui) 
     post_report(ui.server, 1, signer=also_ours)  # arrives over the live stream, which needed the token too
     ui.wait_for_nodes({"host:host-1"})
     assert "host:host-2" not in ui.node_ids()
-    ui.page.wait_for_function("() => document.querySelector('#stat-agents').textContent === '3'")
+    # The stats count what the viewer sees: acme's two probes, not the other tenant's.
+    ui.page.wait_for_function("() => document.querySelector('#stat-agents').textContent === '2'")
     ui.click_node("host:host-0")
     ui.page.wait_for_selector("#details[data-state=loaded]")
+
+
+def test_a_viewer_of_a_tenant_without_probes_sees_no_other_tenants_figures_and_how_to_start_one(ui: Ui) -> None:
+    post_report(ui.server, 0, signer=_enrolled_agent(ui.server))  # acme's
+    ui.open(role="VIEWER", user="vera", tenant="newco")
+    ui.page.wait_for_selector("#empty:not([hidden])")  # "No reports yet": what this user sees is empty
+    ui.page.wait_for_function("() => document.querySelector('#stat-nodes').textContent === '0'")
+    assert ui.page.inner_text("#stat-agents") == "0"
+    assert ui.counts() == "0 nodes"

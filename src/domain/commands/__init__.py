@@ -7,7 +7,10 @@ from ._events import EVENT_OUTCOME_BYTES as EVENT_OUTCOME_BYTES
 from ._events import TIMED_OUT as TIMED_OUT
 from ._events import change_events as change_events
 from ._events import command_event as command_event
+from ._model import HISTORY_FIRST as HISTORY_FIRST
+from ._model import HISTORY_LAST as HISTORY_LAST
 from ._model import Command as Command
+from ._model import History as History
 from ._model import command_document as command_document
 from ._model import command_from_document as command_from_document
 from ._model import Priority as Priority
@@ -18,6 +21,7 @@ from ._queue import CancelNotice as CancelNotice
 from ._queue import Delivery as Delivery
 from ._queue import DeploymentQueue as DeploymentQueue
 from ._queue import cancel_notice_id as cancel_notice_id
+from ._queue import parameters_bytes as parameters_bytes
 from ._status import OPEN_STATUSES as OPEN_STATUSES
 from ._status import TRANSITIONS as TRANSITIONS
 from ._status import CommandEvent as CommandEvent
@@ -35,10 +39,10 @@ from ._wire import LogBatch as LogBatch
 from ._wire import LogEntry as LogEntry
 
 __all__ = [
-    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_PARAMETERS_BYTES", "MAX_SCHEDULE_AHEAD",
+    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "HISTORY_FIRST", "HISTORY_LAST", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_PARAMETERS_BYTES", "MAX_SCHEDULE_AHEAD",
     "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
     "CancelNotice", "Command", "CommandEvent", "CommandReport", "CommandStatus", "CreateCommand",
-    "DeadlineWatch", "Delivery", "DeploymentQueue", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "TIMED_OUT",
+    "DeadlineWatch", "Delivery", "DeploymentQueue", "History", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "TIMED_OUT",
     "cancel_notice_id", "change_events", "command_document", "command_event", "command_from_document", "new_command",
-    "next_status",
+    "next_status", "parameters_bytes",
 ]

@@ -4,7 +4,10 @@ Each change of a command (each entry of its history) makes the same events
 whichever replica computes them, from the command as stored: the replica that
 made the change publishes them from the value it committed, and every other
 replica from the row it reloads when the change is announced. So the events
-are a function of the command and of which version (history length) changed.
+are a function of the command and of which version (``len(history)``, the
+number of changes) changed. A change whose entry was merged (a run of progress
+reports) reports the run's last progress; one left out of a long history
+reports the command as it is now.
 """
 
 from __future__ import annotations
@@ -30,16 +33,17 @@ TIMED_OUT = "timed out"
 
 
 def command_event(command: Command, version: int | None = None) -> dict[str, Any]:
-    """The ``command_progress`` or ``command_completed`` event of the change that
-    made ``command``'s history ``version`` entries long (default: its latest).
+    """The ``command_progress`` or ``command_completed`` event of ``command``'s
+    change number ``version`` (``len(history)`` after it; default: its latest).
 
     A command finishes with its last entry, so a finished version is the
     command itself; an open one reports the status and the progress as they
     were after that entry.
     """
-    latest = version is None or version == len(command.history)
-    version = len(command.history) if version is None else version
-    status = command.status if latest else command.history[version - 1].status
+    entry = None if version is None or version >= len(command.history) else command.history.entry_at(version)
+    # The latest, or a change left out of the history: as the command is now.
+    at = len(command.history) if entry is None or version is None else version
+    status = command.status if entry is None else entry.status
     if status.terminal:
         event = {"type": "command_completed", "command_id": command.id, "deployment_hash": command.deployment_hash,
                  "status": command.status.value, "result": command.result, "error": command.error}
@@ -47,17 +51,17 @@ def command_event(command: Command, version: int | None = None) -> dict[str, Any
             if event[field] is not None and (size := len(orjson.dumps(event[field]))) > EVENT_OUTCOME_BYTES:
                 event.update({field: None, f"{field}_truncated": True, f"{field}_bytes": size})
         return event
-    progress = _progress_at(command, version)
+    progress = _progress_at(command, at)
     return {"type": "command_progress", "command_id": command.id, "deployment_hash": command.deployment_hash,
             "status": status.value, "progress": progress.get("percent"), "stage": progress.get("stage")}
 
 
 def _progress_at(command: Command, version: int) -> dict[str, Any]:
-    """``command.progress`` as it was after ``version`` entries (a progress
+    """``command.progress`` as it was after change ``version`` (a progress
     report is the only change that sets it)."""
     if version == len(command.history):
         return command.progress or {}
-    for entry in reversed(command.history[:version]):
+    for entry in reversed(command.history.until(version)):
         if entry.event is CommandEvent.PROGRESS:
             detail = entry.detail or {}
             return {"percent": detail.get("percent"), "stage": detail.get("stage")}
@@ -67,8 +71,9 @@ def _progress_at(command: Command, version: int) -> dict[str, Any]:
 def deadline_alert(command: Command, version: int | None = None) -> dict[str, Any] | None:
     """The ``system_alert`` of a change made by a deadline (a time-out, or an
     expiry at the delivery deadline), or None for any other change."""
-    version = len(command.history) if version is None else version
-    entry = command.history[version - 1]
+    entry = command.history[-1] if version is None else command.history.entry_at(version)
+    if entry is None:
+        return None
     if entry.event is CommandEvent.TIME_OUT:
         what = TIMED_OUT
     elif entry.event is CommandEvent.EXPIRE and (entry.detail or {}).get("reason") == DEADLINE_EXPIRY:

@@ -4,10 +4,12 @@ status it went through. Changing a command makes a new value (``apply``)."""
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, overload
 
 import attrs
 import cattrs
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from ._status import CommandEvent, CommandStatus, next_status
 
@@ -29,15 +31,130 @@ _PRIORITY_RANKS = {Priority.LOW: 0, Priority.NORMAL: 1, Priority.HIGH: 2, Priori
 
 @attrs.frozen(kw_only=True)
 class StatusChange:
-    """One entry of a command's history."""
+    """One entry of a command's history: one change, or a run of progress reports."""
 
     status: CommandStatus
     at: float
-    """Unix seconds."""
+    """Unix seconds (of the first report, for a run of progress reports)."""
     event: CommandEvent | None
     """None for the entry that created the command."""
     detail: dict[str, Any] | None = None
-    """What came with the event: progress percent and stage, the error, who cancelled."""
+    """What came with the event: progress percent and stage, the error, who cancelled
+    (for a run of progress reports, the last report's)."""
+    count: int = 1
+    """How many changes this entry stands for: consecutive progress reports are
+    one entry, so a command reporting for a week keeps a short history."""
+    last_at: float | None = None
+    """Unix seconds of the last report of a run of progress reports (None: one change)."""
+
+    @property
+    def until(self) -> float:
+        """When the last change this entry stands for was made."""
+        return self.at if self.last_at is None else self.last_at
+
+
+HISTORY_FIRST = 20
+HISTORY_LAST = 80
+"""A history keeps at most its first ``HISTORY_FIRST`` and last ``HISTORY_LAST``
+entries, and how many changes it left out between them. With progress reports
+merged, only a command handed out and given back over and over (its polls
+closing before delivery) gets this far; the cap keeps each change's cost (the
+row the store rewrites, the copy made here) bounded whatever a client does."""
+
+
+@attrs.frozen(eq=False)
+class History:
+    """A command's history: the entries kept, oldest first, and the count of
+    changes left out after the first ``first`` of them (``HISTORY_FIRST``).
+
+    ``len()`` is the number of changes the command went through, its version
+    (the stores' compare-and-set and the change feed count changes this way),
+    which is more than the entries kept once reports were merged or entries left
+    out. Iterating, indexing and slicing see the kept entries.
+    """
+
+    entries: tuple[StatusChange, ...]
+    left_out: int = 0
+    """Changes left out (a merged entry counts as its ``count``)."""
+    first: int = 0
+    """Entries kept before the ones left out (0 while nothing was left out)."""
+    changes: int = attrs.field(init=False, eq=False, repr=False)
+
+    @changes.default
+    def _count_changes(self) -> int:
+        return self.left_out + sum(entry.count for entry in self.entries)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to a history of the same entries left out at the same place, or
+        to a tuple of its entries when it left out nothing (as commands were built)."""
+        if isinstance(other, tuple):
+            return not self.left_out and self.entries == other
+        if isinstance(other, History):
+            return (self.entries, self.left_out, self.first) == (other.entries, other.left_out, other.first)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.entries) if not self.left_out else hash((self.entries, self.left_out, self.first))
+
+    def __len__(self) -> int:
+        return self.changes
+
+    def __iter__(self) -> Iterator[StatusChange]:
+        return iter(self.entries)
+
+    @overload
+    def __getitem__(self, index: int) -> StatusChange: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[StatusChange, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> StatusChange | tuple[StatusChange, ...]:
+        return self.entries[index]
+
+    def add(self, entry: StatusChange) -> History:
+        """This history with ``entry`` after it: merged into the last entry when
+        both are progress reports of the same status, and the oldest entries after
+        the first ``HISTORY_FIRST`` left out past ``HISTORY_FIRST + HISTORY_LAST``."""
+        last = self.entries[-1]
+        if entry.event is CommandEvent.PROGRESS and last.event is CommandEvent.PROGRESS and entry.status is last.status:
+            merged = attrs.evolve(last, detail=entry.detail, count=last.count + entry.count, last_at=entry.until)
+            return History((*self.entries[:-1], merged), self.left_out, self.first)
+        entries, left_out, first = (*self.entries, entry), self.left_out, self.first
+        if len(entries) > HISTORY_FIRST + HISTORY_LAST:
+            first = first or HISTORY_FIRST
+            left_out += entries[first].count
+            entries = (*entries[:first], *entries[first + 1:])
+        return History(entries, left_out, first)
+
+    def entry_at(self, version: int) -> StatusChange | None:
+        """The entry that recorded change number ``version`` (1: the creation), or
+        None if that change was left out (or is not in this history)."""
+        seen = 0
+        for index, entry in enumerate(self.entries):
+            if self.left_out and index == self.first:
+                seen += self.left_out
+                if version <= seen:
+                    return None
+            seen += entry.count
+            if version <= seen:
+                return entry
+        return None
+
+    def until(self, version: int) -> tuple[StatusChange, ...]:
+        """The kept entries of the changes up to ``version``, the one recording it included."""
+        seen = 0
+        for index, entry in enumerate(self.entries):
+            if self.left_out and index == self.first:
+                seen += self.left_out
+            seen += entry.count
+            if version <= seen:
+                return self.entries[:index + 1]
+        return self.entries
+
+
+def as_history(entries: History | Iterable[StatusChange]) -> History:
+    """``entries`` as a ``History`` (a command may be built with a plain tuple of entries)."""
+    return entries if isinstance(entries, History) else History(tuple(entries))
 
 
 @attrs.frozen(kw_only=True)
@@ -55,7 +172,7 @@ class Command:
     timeout_seconds: int
     requires_confirmation: bool
     status: CommandStatus
-    history: tuple[StatusChange, ...]
+    history: History = attrs.field(converter=as_history)
     sequence: int
     """Creation order within the server's store: FIFO within a priority."""
     sent_at: float | None = None
@@ -71,7 +188,7 @@ class Command:
 
     @property
     def updated_at(self) -> float:
-        return self.history[-1].at
+        return self.history[-1].until
 
     def apply(self, event: CommandEvent, at: float, detail: dict[str, Any] | None = None,
               **changes: Any) -> Command:
@@ -92,7 +209,7 @@ class Command:
             changes.setdefault("cancel_requested", True)
         if status.terminal:
             changes.setdefault("completed_at", at)
-        return attrs.evolve(self, status=status, history=(*self.history, entry), **changes)
+        return attrs.evolve(self, status=status, history=self.history.add(entry), **changes)
 
     def deadline(self, *, delivery_deadline: float, timeout_grace: float) -> float | None:
         """When this command expires (not yet delivered) or times out (with the
@@ -116,11 +233,37 @@ def new_command(*, command_id: str, deployment_hash: str, tenant: str, type: str
         priority=priority, created_by=created_by, created_at=now,
         scheduled_for=max(now, schedule_at) if schedule_at is not None else now,
         timeout_seconds=timeout_seconds, requires_confirmation=requires_confirmation, status=status,
-        history=(StatusChange(status=status, at=now, event=None),), sequence=sequence, target_agent=target_agent,
+        history=History((StatusChange(status=status, at=now, event=None),)), sequence=sequence, target_agent=target_agent,
     )
 
 
 _STORED = cattrs.Converter()
+_STORED.register_unstructure_hook(StatusChange, make_dict_unstructure_fn(  # rows as before for a one-change entry
+    StatusChange, _STORED, count=override(omit_if_default=True), last_at=override(omit_if_default=True)))
+_LEFT_OUT = "left_out"
+"""The key of the marker that stands, in a stored history, where entries were left out."""
+
+
+def _history_document(history: History) -> list[dict[str, Any]]:
+    entries = [_STORED.unstructure(entry) for entry in history.entries]
+    if history.left_out:
+        entries.insert(history.first, {_LEFT_OUT: history.left_out})
+    return entries
+
+
+def _history_from_document(document: list[dict[str, Any]], _: type) -> History:
+    entries: list[StatusChange] = []
+    left_out = first = 0
+    for item in document:
+        if _LEFT_OUT in item:
+            left_out, first = item[_LEFT_OUT], len(entries)
+        else:
+            entries.append(_STORED.structure(item, StatusChange))
+    return History(tuple(entries), left_out, first)
+
+
+_STORED.register_unstructure_hook(History, _history_document)
+_STORED.register_structure_hook(History, _history_from_document)
 
 
 def command_document(command: Command) -> dict[str, Any]:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from typing import Any
 
 import attrs
+import orjson
 
 from ._model import Command
 from ._status import CommandEvent, CommandStatus
@@ -38,6 +40,11 @@ def cancel_notice_id(command_id: str) -> str:
 Delivery = Command | CancelNotice
 
 
+def parameters_bytes(parameters: dict[str, Any]) -> int:
+    """The size of ``parameters`` as compact JSON (as ``MAX_PARAMETERS_BYTES`` counts it)."""
+    return len(orjson.dumps(parameters))
+
+
 class DeploymentQueue:
     """Open commands of one deployment: queued, awaiting confirmation, or with the agent."""
 
@@ -54,6 +61,11 @@ class DeploymentQueue:
         self._notices: dict[str, CancelNotice] = {}
         self._taken: set[str] = set()
         """Queued commands handed out by ``take`` and not ``put`` back yet."""
+        self._parameter_sizes: dict[str, int] = {}
+        """``parameters_bytes`` of each open command: parameters never change."""
+        self.parameter_bytes = 0
+        """The parameters of the open commands, in bytes of compact JSON: what
+        they hold in memory is bounded by a budget on this."""
         self._deadlines: list[tuple[float, str]] = []
         """(deadline, id) pushed whenever an open command's deadline changes: the
         next one is found without looking at every open command (up to a
@@ -78,9 +90,13 @@ class DeploymentQueue:
         if command.status.terminal:
             self._open.pop(command.id, None)
             self._notices.pop(command.id, None)
+            self.parameter_bytes -= self._parameter_sizes.pop(command.id, 0)
             self._compact_deadlines()
             return
         self._open[command.id] = command
+        if previous is None:
+            size = self._parameter_sizes[command.id] = parameters_bytes(command.parameters)
+            self.parameter_bytes += size
         deadline = self._deadline(command)
         if deadline is not None and (previous is None or self._deadline(previous) != deadline):
             heapq.heappush(self._deadlines, (deadline, command.id))

@@ -1,8 +1,11 @@
 """The topology graph: hosts, containers, processes, pods and services, and the
 connections between them, merged from agents' reports. Pure: no I/O, no trio."""
 
+from ._controls import ACTIONS as CONTROL_ACTIONS
+from ._controls import allowed_actions as allowed_actions
 from ._controls import allows as control_allowed
 from ._controls import controls_for as controls_for
+from ._controls import parameter_problem as control_parameter_problem
 from ._edge_cache import EDGE_CACHE_BYTES as EDGE_CACHE_BYTES
 from ._edge_cache import EdgeCache as EdgeCache
 from ._edge_cache import EdgeCacheStats as EdgeCacheStats
@@ -40,10 +43,10 @@ from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "CACHE_LIMIT", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Listing",
+    "CACHE_LIMIT", "CONTROL_ACTIONS", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Listing",
     "MAX_PAGE", "NODE_FIELDS", "Node", "NodeKind", "Partition", "SHAPE_BYTES", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
-    "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "build_partition", "container_id",
-    "control_allowed", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
+    "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "allowed_actions", "build_partition", "container_id",
+    "control_allowed", "control_parameter_problem", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
     "merge_nodes", "pod_id", "process_group_id", "process_group_node", "process_group_of", "process_id",
     "report_shape", "service_id",
 ]

@@ -29,7 +29,7 @@ from ._controls import controls_for
 from ._edge_cache import EdgeCache
 from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
-from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition
+from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition, restricted
 from ._process_groups import group_node_ordered, group_of, regrouped
 from ._shards import LiveShards, edge_shard, host_shard, live_edges, live_processes
 from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
@@ -126,13 +126,16 @@ class TopologyGraph:
     # ---- applying reports -----------------------------------------------------------
 
     def apply(self, report: Report, received_at: float, partition: Partition | None = None,
-              shape: bytes | None = None, *, enrolled: bool = False) -> bool:
+              shape: bytes | None = None, *, enrolled: bool = False,
+              allowed: frozenset[str] | None = None) -> bool:
         """Merge ``report``. Returns False (and changes nothing) if this agent has
         already sent a newer one. ``partition``: the report's
         ``build_partition(report, received_at, enrolled=enrolled)``, if the
         caller built it already (off the event loop, for a large report);
         ``shape``: its ``report_shape``, if the caller found it; ``enrolled``:
-        an enrolled agent signed it (its containers offer controls).
+        an enrolled agent signed it (its containers offer controls);
+        ``allowed``: the controls that agent runs (``allowed_actions``; None:
+        all), which its containers offer alone.
 
         Pods, services and process groups are brought up to date by ``settle``
         (which ``publish`` calls), once for all the reports merged in between:
@@ -142,13 +145,23 @@ class TopologyGraph:
         if current is not None and report.timestamp.timestamp() < current.report_time:
             return False
         if partition is None:
-            partition = build_partition(report, received_at, current, shape, enrolled=enrolled)
+            partition = build_partition(report, received_at, current, shape, enrolled=enrolled, allowed=allowed)
+        elif partition.allowed != allowed:  # built where it was received, before its agent's controls were known
+            partition = restricted(partition, allowed)
         self._replace(report.agent_id, current, partition)
         return True
 
     def sources(self, node_id: str) -> tuple[str, ...]:
         """The agents whose current reports describe ``node_id``."""
         return self._sources.get(node_id, ())
+
+    def controllers(self, node_id: str) -> tuple[str, ...]:
+        """The agents whose version of ``node_id`` offers controls (an enrolled
+        agent's engine listed the container), in ``sources`` order: a control
+        goes to one of them, never to one that only inferred the container
+        from its processes, nor to an unsigned report's."""
+        return tuple(a for a in self._sources.get(node_id, ())
+                     if "controls" in self.partitions[a].nodes[node_id].metadata)
 
     def remove_agent(self, agent_id: str) -> int:
         """Forget everything ``agent_id`` reported; returns the nodes it described."""
@@ -332,7 +345,9 @@ class TopologyGraph:
             merged = self.partitions[agent].nodes[node_id]
             node_reps = self.partitions[agent].reps[node_id]
         else:
-            merged, agent = merge_nodes({a: self.partitions[a].nodes[node_id] for a in agents})
+            partitions = self.partitions
+            merged, agent = merge_nodes({a: partitions[a].nodes[node_id] for a in agents},
+                                        {a: partitions[a].allowed for a in agents})
             node_reps = self.partitions[agent].reps[node_id]
             group = group_of(merged)
             if node_reps[_GROUP] != group:  # grouped as merged (by the newest name), as shown
@@ -824,11 +839,28 @@ def _brief(node: Node) -> dict[str, Any]:
     return {"id": node.id, "type": node.kind.value, "label": node.label, "agent_id": node.agent_id}
 
 
-def merge_nodes(versions: dict[str, Node]) -> tuple[Node, str]:
+def merge_nodes(versions: dict[str, Node],
+                allowed: Mapping[str, frozenset[str] | None] | None = None) -> tuple[Node, str]:
     """Merge several agents' versions of one node: newest report wins, key by key
     for metadata and metrics (ties broken by agent id, so the result does not
     depend on arrival order). Returns the merged node and the agent whose
-    version is newest."""
+    version is newest.
+
+    A container that some agent's engine lists is that agent's (or those
+    agents'): the versions of agents that only inferred it from its
+    processes' cgroups (``metadata.inferred``: named by its short id, assumed
+    running) are left out whatever their times, or the node would take the
+    newest report's name, state and agent in turn. ``allowed``: each agent's
+    ``Partition.allowed`` (absent: all controls); a merged container offers
+    the controls its state allows that one of the agents whose version offers
+    controls runs."""
+    if len(versions) > 1:
+        listed = {a: node for a, node in versions.items() if not node.metadata.get("inferred")}
+        if listed and len(listed) < len(versions):
+            versions = listed
+        if len(versions) == 1:
+            [(agent, only)] = versions.items()
+            return only, agent
     ordered = sorted(versions.items(), key=lambda item: (item[1].last_seen, item[0]))
     metadata: dict[str, Any] = {}
     metrics: dict[str, float] = {}
@@ -838,7 +870,13 @@ def merge_nodes(versions: dict[str, Node]) -> tuple[Node, str]:
     if "controls" in metadata:
         # Only signed reports' containers have controls: the state may be an
         # unsigned (newer) report's, and the controls are those it allows, as
-        # the control endpoint checks them against the merged state.
-        metadata["controls"] = controls_for(metadata.get("state", ""))
+        # the control endpoint checks them against the merged state; of those,
+        # the ones an agent that offers controls runs (it picks that agent).
+        runs: set[str] | None = set()
+        for a, node in ordered:
+            if "controls" in node.metadata and runs is not None:
+                permitted = allowed.get(a) if allowed is not None else None
+                runs = None if permitted is None else runs | permitted
+        metadata["controls"] = controls_for(metadata.get("state", ""), None if runs is None else frozenset(runs))
     agent, newest = ordered[-1]
     return newest.evolve(metadata=metadata, metrics=metrics), agent

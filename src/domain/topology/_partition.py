@@ -79,6 +79,9 @@ class Partition:
     endpoint refuses a container no enrolled agent reported). Not in the
     shape: a report of the same shape signed otherwise is built anew
     (``build_partition``), never ``refreshed`` from this one."""
+    allowed: frozenset[str] | None = None
+    """The controls its agent runs (``allowed_actions``; None: all of them):
+    an enrolled agent's containers offer those only. Not in the shape either."""
     solo: tuple[str] = attrs.field(init=False, eq=False)
     """``(agent_id,)``: the graph's record of who describes each node only this
     agent describes, one tuple for all of them."""
@@ -138,7 +141,8 @@ def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any
     return meta, metrics
 
 
-def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float, enrolled: bool) -> Node:
+def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float, enrolled: bool,
+                    allowed: frozenset[str] | None) -> Node:
     name = c.name.lstrip("/") or c.id[:12]
     meta: dict[str, Any] = {
         "container_id": c.id,
@@ -166,7 +170,7 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float, enr
     if c.env:
         meta["env"] = dict(c.env)
     if enrolled:  # unsigned: no key at all, so that a signed report's controls win a merge (``merge_nodes``)
-        meta["controls"] = controls_for(c.state)
+        meta["controls"] = controls_for(c.state, allowed)
     pod, service = _groups(c.labels)
     if pod:
         meta["pod"] = pod
@@ -269,7 +273,8 @@ def report_shape(report: Report) -> bytes:
 
 
 def build_partition(report: Report, received_at: float, previous: Partition | None = None,
-                    shape: bytes | None = None, *, enrolled: bool = False) -> Partition:
+                    shape: bytes | None = None, *, enrolled: bool = False,
+                    allowed: frozenset[str] | None = None) -> Partition:
     """Everything ``report`` contributes, stamped with the report's own time.
 
     ``previous``: the agent's current partition. If ``report`` has its shape
@@ -278,13 +283,16 @@ def build_partition(report: Report, received_at: float, previous: Partition | No
     report's ``report_shape``, if the caller has it (found where the report
     was decoded, it need not be found again by each replica that merges it).
     ``enrolled``: an enrolled agent signed the report (``Partition.enrolled``);
-    False, the default, offers no controls."""
+    False, the default, offers no controls; ``allowed``: the controls that
+    agent runs (``Partition.allowed``; None, the default: all of them)."""
     if shape is None:
         shape = report_shape(report)
+    if not enrolled:
+        allowed = None  # no controls to restrict
     if (previous is not None and previous.shape == shape and previous.agent_id == report.agent_id
-            and previous.enrolled == enrolled):
+            and previous.enrolled == enrolled and previous.allowed == allowed):
         return refreshed(previous, report, received_at)
-    return _build(report, received_at, shape, enrolled)
+    return _build(report, received_at, shape, enrolled, allowed)
 
 
 def refreshed(previous: Partition, report: Report, received_at: float) -> Partition:
@@ -316,8 +324,8 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
             if (was.status in _HOLDS_PORTS) != (c.state in _HOLDS_PORTS) and any(p.host_port for p in c.ports):
                 # Started or stopped: its published ports, which the shape
                 # leaves to its state, are taken or given back.
-                return _build(report, received_at, previous.shape, previous.enrolled)
-            node = _container_node(c, host, agent, when, previous.enrolled)
+                return _build(report, received_at, previous.shape, previous.enrolled, previous.allowed)
+            node = _container_node(c, host, agent, when, previous.enrolled, previous.allowed)
         nodes[node.id] = node
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
     # The same pids in the same order as ``previous``'s processes (the shape
@@ -343,7 +351,8 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
     return attrs.evolve(previous, report_time=when, received_at=received_at, nodes=nodes)
 
 
-def _build(report: Report, received_at: float, shape: bytes, enrolled: bool) -> Partition:
+def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
+           allowed: frozenset[str] | None = None) -> Partition:
     when = report.timestamp.timestamp()
     agent = report.agent_id
     hostname = report.host_name
@@ -367,7 +376,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool) -> 
     # One entry per id (a repeated id: its last entry, for the node and its pod alike).
     containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
     for c in containers:
-        node = _container_node(c, host, agent, when, enrolled)
+        node = _container_node(c, host, agent, when, enrolled, allowed)
         nodes[node.id] = node
         pod, service = _groups(c.labels)
         node_reps[node.id] = reps(host=host, container=node.id, pod=pod, service=service)
@@ -512,4 +521,18 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool) -> 
         shape=shape,
         kinds=frozenset(node.kind for node in nodes.values()),
         enrolled=enrolled,
+        allowed=allowed,
     )
+
+
+def restricted(partition: Partition, allowed: frozenset[str] | None) -> Partition:
+    """``partition`` (an enrolled agent's, built before its agent's controls
+    were known: off the event loop, where the report was received) with its
+    containers offering only ``allowed`` (None: all); its structure is its own."""
+    if not partition.enrolled or partition.allowed == allowed:
+        return partition
+    nodes = dict(partition.nodes)
+    for node_id, node in nodes.items():
+        if node.kind is NodeKind.CONTAINER and "controls" in node.metadata:
+            nodes[node_id] = node.evolve(metadata={**node.metadata, "controls": controls_for(node.metadata.get("state", ""), allowed)})
+    return attrs.evolve(partition, nodes=nodes, allowed=allowed)

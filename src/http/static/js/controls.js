@@ -32,6 +32,10 @@ export class Controls {
     this.liveLog.leave();
     if (this.events) this.events.close();
     this.events = null;
+    // Another user (or none) from here: nothing of the last one's commands stays, shown or held.
+    this.commands = new Map();
+    this.early = new Map();
+    this.#paintList();
     this.principal = principal;
     if (!principal) return;
     this.events = new ReconnectingSocket(socketUrl(`/ws/user/${encodeURIComponent(principal.user_id)}`), {
@@ -45,10 +49,20 @@ export class Controls {
     return Boolean(this.principal && this.principal.permissions.includes("operate"));
   }
 
-  // The controls section of a container's details (null for viewers).
-  render(node) {
+  // The controls section of a container's details: null for those who may not
+  // control it (viewers; operators of another deployment or tenant: the server
+  // says, in details.controllable, and lists the controls they may run).
+  render(node, details = {}) {
     if (!this.mayOperate) return null;
-    const offered = (node.metadata && node.metadata.controls) || [];
+    this.list = null;
+    if (!(node.metadata && Array.isArray(node.metadata.controls))) {
+      // Unsigned reports' containers: no enrolled agent to send a control to.
+      return el("section", { class: "controls-section" },
+        el("h3", { text: "Controls" }),
+        el("p", { class: "muted", text: "No controls: no probe enrolled in a deployment reported this container." }));
+    }
+    if (!details.controllable) return null;
+    const offered = details.controls || [];
     this.list = el("ul", { class: "commands" });
     this.listNode = node.id;
     this.#paintList();

@@ -157,7 +157,7 @@ export class DetailsPanel {
         el("span", { class: "badge", text: node.type }), " ",
         el("span", { class: "muted", text: `seen ${new Date(node.last_seen).toLocaleTimeString()}` })),
     ];
-    if (node.type === "container") top.push(this.controls.render(node));
+    if (node.type === "container") top.push(this.controls.render(node, details));
     top.push(this.#metrics(node, details.metrics_history));
     const sections = [];
     const facts = Object.entries(metadata).filter(([k]) => !HIDDEN_METADATA.has(k));

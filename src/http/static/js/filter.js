@@ -1,12 +1,13 @@
 // Search and filters as one predicate over nodes. Pure.
 //
 // Search is case-insensitive and every word must occur somewhere: in the label,
-// the id, a metadata value or a label's key=value (an item of a list:
+// the id, the parent's id, a metadata value or a label's key=value (an item of a list:
 // key=item, as in pids=1013). Labels given as "key=value"
 // must match exactly; a bare "key" asks for the label to be present.
 
 function haystack(node) {
-  const parts = [node.label, node.id, node.status, node.type];
+  // The parent's id too: its name is in it ("host:web-1"), and the Parent column shows it.
+  const parts = [node.label, node.id, node.status, node.type, node.parent || ""];
   const walk = (value, key) => {
     if (value === null || value === undefined) return;
     if (Array.isArray(value)) {
@@ -44,7 +45,7 @@ export function compileFilter({ q = "", type = "", labels = [], metric = "", min
     if (wanted.length) {
       const nodeLabels = (node.metadata && node.metadata.labels) || {};
       for (const [key, value] of wanted) {
-        if (!(key in nodeLabels)) return false;
+        if (!Object.hasOwn(nodeLabels, key)) return false; // not `in`: every object has a constructor
         if (value !== null && nodeLabels[key] !== value) return false;
       }
     }

@@ -4,7 +4,8 @@ export function metricValue(name, value) {
   if (typeof value !== "number" || !Number.isFinite(value)) return "–";
   if (/bytes_per_sec$/.test(name)) return `${bytes(value)}/s`;
   if (/_mb$/.test(name)) return bytes(value * 1024 * 1024);
-  if (/(usage|percent)$/.test(name)) return `${value.toFixed(1)}%`;
+  if (/(usage|percent)(_(max|min|avg|mean))?$/.test(name)) return `${value.toFixed(1)}%`; // cpu_percent_max too
+  if (/^(processes|threads)$/.test(name)) return value.toFixed(0); // counts (a group's `processes`, sent as a float)
   return Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(2);
 }
 

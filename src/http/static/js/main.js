@@ -17,6 +17,7 @@ import { VIEWS, formatState, kindOf, parseLabels, parseState, viewOf } from "./s
 import { TableView } from "./table.js";
 
 const STATS_EVERY_MS = 5000;
+const REFUSED_AFTER = 3; // failed connection attempts in a row before the page says the server may be refusing
 const everything = () => true; // the filter when none is set (one function: the graph keeps what it worked out with it)
 const $ = (id) => document.getElementById(id);
 
@@ -34,6 +35,7 @@ let liveView = null; // the view the live socket follows (asked in its URL, or b
 let resyncing = false; // a resync was asked: diffs are pointless until the reset comes
 let typing = null; // the search box's debounce
 let expiry = null; // signs the user out when the token expires
+let viewNumber = 0; // counts the views followed: a new one's table is sorted afresh
 let serverNodes = null; // nodes in all views, from the stats: 0 means no probe has reported yet
 
 const graph = new GraphView($("canvas"), { onSelect: (id) => select(id) });
@@ -264,8 +266,13 @@ function startLive() {
       if (principal) refreshStats(); // the stats bar counts this client from now on
     },
     onState: (kind, info) => {
-      const label = kind === "reconnecting" ? `reconnecting in ${info.seconds} s` : kind;
+      let label = kind === "reconnecting" ? `reconnecting in ${info.seconds} s` : kind;
+      // A browser is told nothing of why a handshake failed (a 429 or 503 looks like a lost network):
+      // after a few in a row, say what it likely is.
+      const refused = kind === "reconnecting" && info.failures >= REFUSED_AFTER;
+      if (refused) label += " (the server is not accepting the connection: down, busy or limiting this address)";
       $("connection").dataset.state = kind;
+      $("connection").dataset.refused = String(refused);
       $("connection").textContent = label;
     },
   });
@@ -273,6 +280,7 @@ function startLive() {
 
 function switchView() {
   model = new Topology();
+  viewNumber += 1;
   regroup();
   lastUpdate = null;
   document.documentElement.dataset.ready = "false";
@@ -324,7 +332,8 @@ function render() {
       sizeBy: state.size, selected: shownOf(state.node) });
   } else {
     const nodes = matched ? [...all.values()].filter(shows) : [...all.values()];
-    const key = `${model.version}\n${JSON.stringify([filters.q, filters.type, filters.labels, filters.metric, filters.min,
+    // The filters (not the version: a diff moves only the rows it changes; a new view sorts afresh).
+    const key = `${viewNumber}\n${JSON.stringify([filters.q, filters.type, filters.labels, filters.metric, filters.min,
       state.group, state.kthreads])}`;
     table.setData({ nodes, all, names: model.names, metrics, showType: state.view === "all", sort: state.sort, dir: state.dir,
       selected: shownOf(state.node), key });
@@ -343,6 +352,8 @@ function render() {
   }
 }
 
+// Nothing reported that this user may see, in any view (the stats count what the
+// user sees: where reads are protected, their tenant's nodes only).
 function showEmpty() {
   const empty = model.version !== null && model.nodes.size === 0 && serverNodes === 0;
   $("empty").hidden = !empty;
@@ -354,8 +365,10 @@ function showEmpty() {
 async function refreshStats() {
   clearTimeout(statsTimer);
   statsTimer = -1; // running: a second sign-in does not start a second loop
+  const asked = principal;
   try {
     const stats = await api("/api/v1/query/stats");
+    if (principal !== asked) return; // signed out (or in again) meanwhile: not this session's figures
     serverNodes = stats.topology.nodes;
     $("stat-agents").textContent = String(stats.agents);
     $("stat-nodes").textContent = String(stats.topology.nodes);
@@ -459,9 +472,11 @@ function teardown() {
   clearTimeout(statsTimer);
   statsTimer = null;
   serverNodes = null;
-  setState({ node: "" });
+  // The URL (the selected node too) stays: signing in again shows what it did.
   details.hide();
   switchView();
+  for (const id of ["stat-agents", "stat-nodes", "stat-clients", "stat-updated", "stat-version"]) $(id).textContent = "–";
+  invalidate(); // the last user's nodes go from the graph and the table
   $("who").textContent = "";
   $("sign-out").hidden = true;
 }

@@ -1,7 +1,8 @@
 // A WebSocket that comes back: reconnects with exponential backoff and jitter
 // (0.5 s doubling to 15 s, reset once a connection has lasted 10 s), answers
 // the server's pings, and reports its state: connecting, live, reconnecting
-// (with the seconds until the next try) or closed. A close with 4401 (the
+// (with the seconds until the next try and how many tries in a row failed
+// to open) or closed. A close with 4401 (the
 // token it was opened with expired) ends the session instead: "signed-out".
 
 import { events } from "./api.js";
@@ -20,6 +21,7 @@ export class ReconnectingSocket {
     this.onOpen = onOpen || (() => {});
     this.onState = onState || (() => {});
     this.delay = FIRST_DELAY;
+    this.failures = 0; // attempts in a row that never opened (refused: 429, 503, or unreachable)
     this.socket = null;
     this.timer = null;
     this.closed = false;
@@ -48,6 +50,7 @@ export class ReconnectingSocket {
     let opened = 0;
     socket.addEventListener("open", () => {
       opened = Date.now();
+      this.failures = 0;
       this.onState("live");
       this.onOpen();
     });
@@ -73,9 +76,11 @@ export class ReconnectingSocket {
         return;
       }
       if (opened && Date.now() - opened >= STABLE_AFTER) this.delay = FIRST_DELAY;
+      if (!opened) this.failures += 1;
       const wait = Math.round(this.delay * (0.75 + Math.random() * 0.5));
       this.delay = Math.min(this.delay * 2, MAX_DELAY);
-      this.onState("reconnecting", { seconds: Math.ceil(wait / 1000), code: event.code, reason: event.reason });
+      this.onState("reconnecting", { seconds: Math.ceil(wait / 1000), code: event.code, reason: event.reason,
+        failures: this.failures });
       this.timer = setTimeout(() => this.#connect(), wait);
     });
   }

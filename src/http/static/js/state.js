@@ -37,10 +37,11 @@ export function parseState(search) {
     group: text(params, "group") !== "0",
     kthreads: text(params, "kthreads") === "1",
   };
-  const metric = /^([\w.-]{1,80})>=(-?[\d.]+(?:e-?\d+)?)$/.exec(text(params, "metric"));
-  if (metric && Number.isFinite(Number(metric[2]))) {
+  // "cpu_percent>=50" (1e+21 and 1e-7 as String(number) writes them), or a metric chosen with no minimum yet.
+  const metric = /^([\w.-]{1,80})(?:>=(-?[\d.]+(?:e[+-]?\d+)?))?$/i.exec(text(params, "metric"));
+  if (metric && (metric[2] === undefined || Number.isFinite(Number(metric[2])))) {
     state.metric = metric[1];
-    state.min = Number(metric[2]);
+    state.min = metric[2] === undefined ? null : Number(metric[2]);
   }
   return state;
 }
@@ -53,7 +54,7 @@ export function formatState(state) {
   for (const label of state.labels) params.append("label", label);
   if (!state.group) params.set("group", "0");
   if (state.kthreads) params.set("kthreads", "1");
-  if (state.metric && state.min !== null) params.set("metric", `${state.metric}>=${state.min}`);
+  if (state.metric) params.set("metric", state.min === null ? state.metric : `${state.metric}>=${state.min}`);
   const query = params.toString();
   return query ? `?${query}` : "";
 }

@@ -19,7 +19,10 @@ export class TableView {
     this.body = root.querySelector("#table-body");
     this.onSelect = onSelect;
     this.onSort = onSort;
-    this.rows = [];
+    this.rows = []; // in order: {id, node, value, label} (value: the sorted column's)
+    this.byId = new Map(); // node id -> its row
+    this.sorts = 0; // full sorts done (tests read it: a diff of metrics does none)
+    this.moved = 0; // rows the last render moved (came, went or changed place)
     this.columns = [];
     this.selected = "";
     this.pool = [];
@@ -43,8 +46,11 @@ export class TableView {
   }
 
   // nodes: the matching nodes; all: the view's nodes by id and names: container
-  // names (for parents' names); key: changes whenever the rows may have (the
-  // rows are sorted again only then).
+  // names (for parents' names); key: changes whenever the filters do (the rows
+  // are then sorted again from scratch). Otherwise only the rows that came,
+  // went or whose sorted values changed move (a diff that changes metrics of a
+  // view sorted by name moves none): the rows are kept in order, each with its
+  // sort values worked out once.
   setData({ nodes, all, names, metrics, showType, sort, dir, selected, key }) {
     const columns = [
       { key: "label", title: "Name", get: (n) => n.label },
@@ -59,11 +65,9 @@ export class TableView {
     const order = `${key}\n${column.key}\n${dir}`;
     if (order !== this.order) {
       this.order = order;
-      const sign = dir === "desc" ? -1 : 1;
-      const keyed = nodes.map((n) => [column.get(n), n]);
-      keyed.sort(([a, na], [b, nb]) => blanksLast(a, b) || sign * compare(a, b)
-        || compare(na.label, nb.label) || compare(na.id, nb.id));
-      this.rows = keyed.map(([, n]) => n);
+      this.#sortAll(nodes, column.get, dir);
+    } else {
+      this.#follow(nodes, column.get, dir);
     }
     this.selected = selected;
     if (!sameColumns(columns, this.columns) || this.sort !== column.key || this.dir !== dir) {
@@ -76,9 +80,80 @@ export class TableView {
     this.#paint();
   }
 
+  // Every row sorted again (the filters, the column or the direction changed).
+  #sortAll(nodes, get, dir) {
+    this.sorts += 1;
+    this.byId = new Map();
+    const rows = new Array(nodes.length);
+    nodes.forEach((node, i) => {
+      const row = { id: node.id, node, value: get(node), label: node.label, stamp: 0 };
+      rows[i] = row;
+      this.byId.set(node.id, row);
+    });
+    rows.sort(ordering(dir));
+    this.rows = rows;
+    this.moved = rows.length;
+  }
+
+  // The same filters and sort: the rows that came, went or whose sort values
+  // changed are taken out and put back in their places (binary search); the
+  // others keep theirs. Many changes at once: sorted again whole.
+  #follow(nodes, get, dir) {
+    const stamp = (this.stamp = (this.stamp || 0) + 1); // rows not stamped by this render are gone
+    const changed = [];
+    let added = 0;
+    for (const node of nodes) {
+      let row = this.byId.get(node.id);
+      if (row === undefined) {
+        row = { id: node.id, node, value: get(node), label: node.label, stamp };
+        changed.push(row);
+        added += 1;
+        continue;
+      }
+      row.node = node;
+      row.stamp = stamp;
+      const value = get(node);
+      if (value !== row.value || node.label !== row.label) {
+        row.moving = stamp; // taken out below, put back with its new values
+        row.value = value;
+        row.label = node.label;
+        changed.push(row);
+      }
+    }
+    const gone = this.byId.size - (nodes.length - added);
+    this.moved = changed.length + gone;
+    if (!this.moved) return;
+    if (this.moved > Math.max(64, this.rows.length / 8)) {
+      this.#sortAll(nodes, get, dir);
+      return;
+    }
+    const kept = this.rows.filter((row) => row.stamp === stamp && row.moving !== stamp);
+    if (gone) for (const row of this.rows) if (row.stamp !== stamp) this.byId.delete(row.id);
+    for (const row of changed) this.byId.set(row.id, row);
+    const compare = ordering(dir);
+    changed.sort(compare);
+    // Merge: each changed row goes where a binary search in the kept rows puts it.
+    const rows = [];
+    let from = 0;
+    for (const row of changed) {
+      let low = from, high = kept.length;
+      while (low < high) {
+        const mid = (low + high) >>> 1;
+        if (compare(kept[mid], row) <= 0) low = mid + 1;
+        else high = mid;
+      }
+      for (let i = from; i < low; i++) rows.push(kept[i]);
+      rows.push(row);
+      from = low;
+    }
+    for (let i = from; i < kept.length; i++) rows.push(kept[i]);
+    this.rows = rows;
+  }
+
   // Brings a row into sight (after a selection elsewhere).
   reveal(id) {
-    const index = this.rows.findIndex((n) => n.id === id);
+    const row = this.byId.get(id);
+    const index = row ? this.rows.indexOf(row) : -1;
     if (index < 0) return;
     const top = index * ROW_HEIGHT;
     if (top < this.scroll.scrollTop || top > this.scroll.scrollTop + this.scroll.clientHeight - ROW_HEIGHT) {
@@ -111,7 +186,7 @@ export class TableView {
     while (this.pool.length < slice.length) this.pool.push(this.#row());
     this.body.style.transform = `translateY(${first * ROW_HEIGHT}px)`;
     this.pool.forEach((row, i) => {
-      const node = slice[i];
+      const node = slice[i] && slice[i].node;
       if (!node) {
         if (row.isConnected) row.remove();
         return;
@@ -158,6 +233,13 @@ function compare(a, b) {
   if (a === b || (blank(a) && blank(b))) return 0;
   if (typeof a === "number" && typeof b === "number") return a - b;
   return collator.compare(String(a), String(b));
+}
+
+// The rows' order: by the column's value (blanks last), then name, then id.
+function ordering(dir) {
+  const sign = dir === "desc" ? -1 : 1;
+  return (a, b) => blanksLast(a.value, b.value) || sign * compare(a.value, b.value)
+    || compare(a.label, b.label) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
 function sameColumns(a, b) {

@@ -1,0 +1,87 @@
+"""An agent that is connected is there: one holding a long-poll, or sending
+anything on its socket, is neither found offline by the server's AgentOffline
+rule nor shown offline in /metrics (``trydirect_agents_online``,
+``trydirect_agent_last_seen_seconds``, which Prometheus' AgentOffline reads)."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import trio
+from prometheus_client.parser import text_string_to_metric_families
+from trio_websocket import open_websocket_url
+
+from tests.integration.test_alerts import next_alert, nothing_else, user_socket
+from tests.integration.test_commands import Operator, enroll, fresh
+from tests.server_process import ServerProcess
+from tests.waiting import eventually
+
+THRESHOLD = ["--alert-agent-offline-after", "2s", "--alert-evaluation-interval", "100ms", "--heartbeat-timeout", "2s"]
+
+
+async def presence(client: httpx.AsyncClient, server: ServerProcess, operator: Operator,
+                   agent_id: str) -> tuple[float, float]:
+    """(``trydirect_agents_online`` of the operator's tenant, ``trydirect_agent_last_seen_seconds`` of the agent)."""
+    text = (await client.get(f"{server.base_url}/metrics")).text
+    online, last_seen = 0.0, 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "trydirect_agents_online" and sample.labels.get("tenant") == operator.tenant:
+                online = sample.value
+            if sample.name == "trydirect_agent_last_seen_seconds" and sample.labels.get("agent") == agent_id:
+                last_seen = sample.value
+    return online, last_seen
+
+
+async def test_an_agent_holding_a_long_poll_is_there_while_it_waits_and_when_it_is_answered() -> None:
+    with ServerProcess(THRESHOLD) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            async with open_websocket_url(user_socket(server, operator)) as ws:
+                agent = await enroll(client, server, operator)
+                samples: list[tuple[float, float, float]] = []
+                answered: list[float] = []
+
+                async def hold_a_poll() -> None:
+                    assert await agent.poll(client, timeout=6) is None  # three times the threshold: 204
+                    answered.append(time.time())
+
+                async def poll_arrived() -> bool:
+                    return (await presence(client, server, operator, agent.agent_id))[0] == 1
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(hold_a_poll)
+                    await eventually(poll_arrived)  # its start heard from, as any request
+                    while not answered:  # then /metrics sampled all through the poll
+                        online, last_seen = await presence(client, server, operator, agent.agent_id)
+                        samples.append((time.time(), online, last_seen))
+                        await trio.sleep(0.2)
+                await nothing_else(ws)  # no AgentOffline while it waited
+                assert len(samples) >= 8
+                assert all(online == 1 for _, online, _ in samples), samples
+                assert all(at - last_seen <= 2 for at, _, last_seen in samples), samples
+                _, last_seen = await presence(client, server, operator, agent.agent_id)
+                assert last_seen >= answered[0] - 1  # heard from when answered, not only at the start
+
+                # Silent from now on: found offline, as the test's thresholds make it.
+                fired = await next_alert(ws)
+                assert (fired["alert"], fired["status"], fired["labels"]["agent"]) == (
+                    "AgentOffline", "firing", agent.agent_id)
+
+
+async def test_any_message_on_an_agents_socket_is_the_agent_there() -> None:
+    # Pings seldom: only the agent's own messages, refused ones, speak for it.
+    with ServerProcess([*THRESHOLD, "--ws-ping-interval", "1m"]) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            async with open_websocket_url(user_socket(server, operator)) as ws:
+                agent = await enroll(client, server, operator)
+                async with agent.socket() as channel:
+                    for _ in range(10):  # 5 s and more of refused messages: two and a half thresholds
+                        await channel.ws.send_message('{"type":"hello"}')
+                        assert (await channel.message("ack"))["error"]["code"] == "invalid_message"
+                        await trio.sleep(0.5)
+                    await nothing_else(ws)
+                    online, _ = await presence(client, server, operator, agent.agent_id)
+                    assert online == 1

@@ -1,0 +1,135 @@
+"""Node details and stats for the one who asks, against a real server: whether
+the reader may control a container (the control endpoint's own rule: the
+deployment's owner or an admin of its tenant), a node whose id has a newline
+in it, and with protected reads the stats of the reader's tenant only."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.integration.test_commands import Operator, enroll, fresh
+from tests.server_process import ServerProcess
+from tests.synthetic import container_hex, host_report
+from tests.waiting import eventually
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    with ServerProcess() as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def protected() -> Iterator[ServerProcess]:
+    with ServerProcess(["--protect-reads", "true"]) as process:
+        yield process
+
+
+def _report(probe: str, hostname: str | None = None) -> dict[str, Any]:
+    report = host_report(0, timestamp=time.time(), containers=2, processes=2, connections=0, agent_prefix=probe)
+    report["hostname"] = report["host_info"]["hostname"] = hostname or probe
+    return report
+
+
+def _container(probe: str) -> str:
+    """The node id of the first (running) container of ``_report(probe)``."""
+    return f"container:{container_hex(f'{probe}-0', 1)}"
+
+
+def _node_url(server: ServerProcess, node_id: str) -> str:
+    return f"{server.base_url}/api/v1/query/nodes/{quote(node_id, safe='')}"
+
+
+async def _details(client: httpx.AsyncClient, server: ServerProcess, node_id: str,
+                   headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def found() -> dict[str, Any] | None:
+        response = await client.get(_node_url(server, node_id), headers=headers or {})
+        return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+
+    return await eventually(found)  # type: ignore[no-any-return]
+
+
+async def test_the_details_say_whether_the_reader_may_control_the_container(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        owner = Operator(server, fresh("user"), fresh("tenant"))
+        agent = await enroll(client, server, owner)
+        signed_probe, open_probe = fresh("probe"), fresh("probe")
+        response = await agent.signed_post(client, "/api/v1/reports", _report(signed_probe))
+        assert response.status_code == 202, response.text
+        response = await client.post(f"{server.base_url}/api/v1/reports", json=_report(open_probe))
+        assert response.status_code == 202, response.text
+        node = _container(signed_probe)
+
+        mine = await _details(client, server, node, owner.auth)
+        offered = [c["id"] for c in mine["node"]["metadata"]["controls"]]
+        assert mine["controllable"] is True and "restart" in offered
+        # Exactly those the control endpoint takes from this user.
+        assert [c["id"] for c in mine["controls"]] == offered
+        accepted = await client.post(f"{_node_url(server, node)}/controls/restart", json={}, headers=owner.auth)
+        assert accepted.status_code == 202, accepted.text
+
+        admin = Operator(server, fresh("user"), owner.tenant, "ADMIN")
+        assert (await _details(client, server, node, admin.auth))["controllable"] is True
+        for reader in (Operator(server, fresh("user"), owner.tenant),  # an operator of the tenant, not its owner
+                       Operator(server, fresh("user"), owner.tenant, "VIEWER"),
+                       Operator(server, owner.user_id, fresh("tenant")),  # another tenant's user of that name
+                       Operator(server, fresh("user"), fresh("tenant"), "ADMIN")):
+            details = await _details(client, server, node, reader.auth)
+            assert (details["controllable"], details["controls"]) == (False, []), reader
+            refused = await client.post(f"{_node_url(server, node)}/controls/restart", json={}, headers=reader.auth)
+            assert refused.status_code in (403, 404), reader  # as the endpoint has it
+        anonymous = await _details(client, server, node)
+        assert (anonymous["controllable"], anonymous["controls"]) == (False, [])
+        assert anonymous["node"]["metadata"]["controls"]  # the node's data is as it was
+        # An unsigned report's container: no enrolled agent to control it, for anyone.
+        unsigned = await _details(client, server, _container(open_probe), owner.auth)
+        assert (unsigned["controllable"], unsigned["controls"]) == (False, [])
+
+
+async def test_a_node_whose_id_has_a_newline_is_found(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        hostname = f"{fresh('host')}\nline2"
+        response = await client.post(f"{server.base_url}/api/v1/reports", json=_report(fresh("probe"), hostname))
+        assert response.status_code == 202, response.text
+        details = await _details(client, server, f"host:{hostname}")
+        assert details["node"]["id"] == f"host:{hostname}"
+
+
+async def test_protected_stats_count_what_the_readers_tenant_sees(protected: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        owner = Operator(protected, fresh("user"), fresh("tenant"))
+        agent = await enroll(client, protected, owner)
+        response = await agent.signed_post(client, "/api/v1/reports", _report(fresh("probe")))
+        assert response.status_code == 202, response.text
+        response = await client.post(f"{protected.base_url}/api/v1/reports", json=_report(fresh("probe")))
+        assert response.status_code == 202, response.text  # unsigned: shown to no tenant (show_unassigned off)
+
+        async def stats(reader: Operator) -> dict[str, Any]:
+            response = await client.get(f"{protected.base_url}/api/v1/query/stats", headers=reader.auth)
+            assert response.status_code == 200, response.text
+            return response.json()  # type: ignore[no-any-return]
+
+        async def seen(reader: Operator) -> int:
+            response = await client.get(f"{protected.base_url}/api/v1/query/topology", headers=reader.auth)
+            return len(response.json()["topology"]["nodes"])
+
+        async def counted() -> dict[str, Any] | None:
+            found = await stats(owner)
+            return found if found["agents"] == 1 and found["topology"]["nodes"] == await seen(owner) > 0 else None
+
+        ours = await eventually(counted)
+        assert ours["topology"]["nodes_by_type"]["container"] == 2
+        assert "server" not in ours  # the whole server's figures are an ADMIN's only
+        for stranger in (Operator(protected, fresh("user"), fresh("tenant"), "VIEWER"),
+                         Operator(protected, fresh("user"), fresh("tenant"), "ADMIN")):
+            theirs = await stats(stranger)
+            assert (theirs["agents"], theirs["topology"]["nodes"], theirs["topology"]["edges"]) == (0, 0, 0)
+            assert await seen(stranger) == 0
+        whole = (await stats(stranger))["server"]  # the ADMIN's, apart
+        assert whole["agents"] == 2 and whole["topology"]["nodes"] > ours["topology"]["nodes"]
