@@ -4,20 +4,7 @@ only a path no route has is ``unmatched``. In process, one app."""
 
 from __future__ import annotations
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
-from trioscope.http import create_app
-from trioscope.runtime import open_actor_system
-from trioscope.system import supervision_tree
-
-
-@pytest.fixture
-async def client(settings):
-    async with open_actor_system(supervision_tree(settings)) as system:
-        app = create_app(system, settings)
-        async with app.test_app() as test_app:
-            yield test_app.test_client()
 
 
 async def _requests(client) -> set[tuple[str, str, str]]:

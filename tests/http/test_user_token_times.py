@@ -10,19 +10,8 @@ import jwt
 import pytest
 
 from trioscope.domain.principals import Role, mint_user_token
-from trioscope.http import create_app
 from trioscope.http._command_views import timestamp
-from trioscope.runtime import open_actor_system
 from trioscope.store import token_secret
-from trioscope.system import supervision_tree
-
-
-@pytest.fixture
-async def client(settings):
-    async with open_actor_system(supervision_tree(settings)) as system:
-        app = create_app(system, settings)
-        async with app.test_app() as test_app:
-            yield test_app.test_client()
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
