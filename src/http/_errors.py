@@ -11,7 +11,6 @@ from typing import Any
 from quart import Quart, Response, current_app, g, has_request_context, has_websocket_context, request, websocket
 from werkzeug.exceptions import HTTPException
 
-import psycopg
 
 from trioscope.actors.refusals import (
     EnrollmentRefused, NotRecorded, QuotaExceeded, ReportConflict, ReporterTaken, TooManyAgents, UnknownAgent,
@@ -20,7 +19,7 @@ from trioscope.actors.refusals import (
 from trioscope.actors.store import DatabaseUnavailable, OutcomeUnknown
 from trioscope.domain.commands import IllegalTransition
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
-from trioscope.store import Conflict, Unavailable
+from trioscope.store import DATABASE_DOWN, Conflict, Unavailable
 
 from ._responses import json_response
 
@@ -106,10 +105,6 @@ REFUSALS: dict[type[Exception], tuple[int, str]] = {
     OutcomeUnknown: (504, "outcome_unknown"),
 }
 
-DATABASE_DOWN: tuple[type[Exception], ...] = (Unavailable, psycopg.OperationalError)
-"""A database server that cannot be reached, or whose connection broke (a read,
-a rate-limit check): nothing to do with the request. ``psycopg.OperationalError``
-covers a pool that found no connection in time (``PoolTimeout``)."""
 DATABASE_RETRY_AFTER = 2
 """Seconds a client waits before retrying while the database is away (the
 store tries to connect again every 0.25-1 s)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import attrs
+import psycopg
 
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
@@ -85,3 +86,10 @@ class Unavailable(Exception):
     """The database cannot be reached or opened (a server that is down, a
     refused login, a database that does not exist): the message says which
     and why, without a password."""
+
+
+DATABASE_DOWN: tuple[type[Exception], ...] = (Unavailable, psycopg.OperationalError)
+"""A database server that cannot be reached, or whose connection broke (a
+read, a rate-limit check): nothing to do with the request that met it. The
+driver's ``OperationalError`` covers a pool that found no connection in time
+(``PoolTimeout``). Named here so that only the store knows its driver."""
