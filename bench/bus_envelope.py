@@ -56,7 +56,7 @@ def main() -> int:
     report = decode_report(orjson.loads(body))
     data, _ = pack_report(report, time.time(), False)
     old = previous_pack(report, time.time(), False)
-    assert unpack_report(old).report == report == previous_unpack(data)  # each reads the other's
+    assert unpack_report(old).report == report == previous_unpack(old)  # the current reader reads the previous layout
     ratios: dict[str, list[float]] = {"write": [], "read": []}
     for round_no in range(args.rounds):
         write_old = per_call(lambda: previous_pack(report, 1.0, False), args.reports)

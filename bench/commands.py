@@ -73,7 +73,8 @@ PER_HOLDER = 9_000
 SETTLE = 1.0  # seconds of each e2e slice not counted: the workers move over from the last target
 TRIOSCOPE_FLAGS = ["--local-probe", "false", "--rate-per-address", "1000000", "--rate-per-agent", "1000000",
                    "--rate-per-user", "1000000", "--max-deployments", "100000",
-                   "--registrations-per-address", "1000000"]  # enrolling 1,000 agents from one address
+                   "--registrations-per-address", "1000000",  # enrolling 1,000 agents from one address
+                   "--max-connections-per-address", "100000"]  # thousands of held polls from one address
 
 
 def log(message: str) -> None:

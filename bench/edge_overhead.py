@@ -58,7 +58,7 @@ def micro(requests: int) -> None:
     from trioscope.http._access_log import AccessLog
     from trioscope.http._cors import Cors, CorsPolicy
     from trioscope.http._forwarded import TrustedProxies
-    from trioscope.log_output import configure_logging
+    from trioscope.wire.log_lines import configure_logging
 
     async def noop(scope: dict, receive: object, send: object) -> None:
         await send({"type": "http.response.start", "status": 202, "headers": [(b"content-type", b"application/json")]})

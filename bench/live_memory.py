@@ -178,7 +178,7 @@ def main() -> int:
         env["PYTHONMALLOC"] = "malloc"  # and server.allocator auto leaves it as it is
     proc = start([sys.executable, __file__, "--serve", "serve", "--host", "127.0.0.1", "--port", str(port),
                   "--log-level", "warning", "--local-probe", "false", "--ws-max-clients", "100000",
-                  "--ws-max-clients-per-address", "100000", "--ws-max-waiting-clients-per-address", "100000", "--rate-per-address", "1000000",
+                  "--ws-max-clients-per-address", "100000", "--max-connections-per-address", "100000", "--ws-max-waiting-clients-per-address", "100000", "--rate-per-address", "1000000",
                   "--allocator", "auto" if args.allocator == "malloc" else args.allocator], env=env)
 
     def step(name: str) -> dict:

@@ -169,7 +169,7 @@ def measure(kind: str, clients: int, processes: int, rounds: int, spacing: float
         url, key = f"ws://127.0.0.1:{port}/ws", "round"
     else:
         # Every client comes from 127.0.0.1: the per-address budgets would refuse (429/503) and pace them.
-        flags = ("--ws-max-clients", "100000", "--ws-max-clients-per-address", "100000", "--ws-max-waiting-clients-per-address", "100000",
+        flags = ("--ws-max-clients", "100000", "--ws-max-clients-per-address", "100000", "--max-connections-per-address", "100000", "--ws-max-waiting-clients-per-address", "100000",
                  "--rate-per-address", "1000000")
         if kind == "baseline":
             assert source is not None

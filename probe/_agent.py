@@ -23,7 +23,7 @@ from . import _signing
 from ._executor import DEFAULT_ALLOWED, ControlError, execute
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._transport import (
-    REFUSED_RETRY, REFUSING, RETRIABLE, Backoff, Refused, ServerUnavailable, refusal, transport_problem,
+    REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, refusal, send, transport_problem,
 )
 
 log = logging.getLogger("trioscope_probe")
@@ -171,34 +171,25 @@ class CommandAgent:
     async def _poll_loop(self) -> None:
         log.info("polling for commands for deployment %s as agent %s", self.credentials.deployment_hash,
                  self.credentials.agent_id)
-        backoff = Backoff()
-        trouble: tuple[object, ...] | None = None
-        """None while polls are answered; ("failing",) or ("refused", status, code): logged when it changes."""
+        standing = Standing(Link.CONNECTED)
         while True:
             try:
-                item = await self._poll(POLL_SECONDS if trouble is None else RECOVERY_POLL_SECONDS)
+                item = await self._poll(POLL_SECONDS if standing.state is Link.CONNECTED else RECOVERY_POLL_SECONDS)
             except Refused as exc:
-                # Retrying will not mend it (a decommissioned agent, credentials
-                # the server no longer knows): say so once, ask again rarely.
-                if trouble != ("refused", exc.status, exc.code):
+                if standing.note(exc):
                     hint = ("; enroll the probe again (restart it with a new --enrollment-token)"
-                            if exc.status in (401, 410) else "")
-                    log.error("command polling refused (%s)%s; asking again every %s s", exc, hint,
-                              f"{REFUSED_RETRY:g}")
-                trouble = ("refused", exc.status, exc.code)
-                await trio.sleep(REFUSED_RETRY)
+                            if exc.for_good and exc.status in (401, 410) else "")
+                    log.error("command polling refused (%s)%s; %s", exc, hint, exc.plan)
+                await trio.sleep(standing.delay())
                 continue
             except (httpx.TransportError, ControlError) as exc:
-                if trouble is None:
+                if standing.note(Link.UNREACHABLE):
                     problem = transport_problem(exc) if isinstance(exc, httpx.TransportError) else str(exc)
                     log.warning("command polling failed (%s); retrying with backoff", problem)
-                trouble = trouble or ("failing",)
-                await trio.sleep(backoff.next())
+                await trio.sleep(standing.delay())
                 continue
-            if trouble is not None:
+            if standing.note(Link.CONNECTED):
                 log.info("command polling works again")
-            trouble = None
-            backoff.reset()
             if item is not None:
                 try:
                     await self._run_command(item)
@@ -215,8 +206,8 @@ class CommandAgent:
             httpx.TransportError: the server is away.
         """
         path = f"/api/v1/agent/commands/wait/{self.credentials.deployment_hash}?timeout={seconds}"
-        response = await self.client.send(signed_request(self.client, "GET", path, self.credentials,
-                                                         timeout=seconds + 10))
+        response = await send(self.client, lambda: signed_request(self.client, "GET", path, self.credentials,
+                                                                   timeout=seconds + 10))
         if response.status_code == 204:
             return None
         if response.status_code in REFUSING:
@@ -228,24 +219,26 @@ class CommandAgent:
 
     async def _report(self, body: dict[str, Any]) -> None:
         """Send a progress or final report; while the server is away or busy
-        (transport errors, 429, 5xx) try again with backoff, for up to ~5 minutes:
-        a lost final report leaves the command executing until it times out."""
+        (transport errors, 429, 5xx) or refuses what time mends (a clock off,
+        ``REFUSAL_RETRY``) try again with backoff, for up to ~5 minutes: a lost
+        final report leaves the command executing until it times out."""
         raw = json.dumps({"deployment_hash": self.credentials.deployment_hash, **body}).encode()
         backoff = Backoff(cap=30.0)
         for _ in range(REPORT_ATTEMPTS):
             try:
-                response = await self.client.send(signed_request(
+                response = await send(self.client, lambda: signed_request(
                     self.client, "POST", "/api/v1/agent/commands/report", self.credentials, raw,
                     headers={"Content-Type": "application/json"}))
             except httpx.TransportError as exc:
                 problem = transport_problem(exc)
             else:
-                if response.status_code not in RETRIABLE:
+                refused = refusal(response, "report") if response.status_code in REFUSING else None
+                if response.status_code not in RETRIABLE and (refused is None or refused.for_good):
                     if response.status_code >= 400:
                         log.warning("report of %s refused (%s): %s", body["command_id"], response.status_code,
                                     response.text[:200])
                     return
-                problem = f"answered {response.status_code}"
+                problem = str(refused) if refused is not None else f"answered {response.status_code}"
             if backoff.attempts == 0:
                 log.warning("report of %s failed (%s); retrying with backoff", body["command_id"], problem)
             await trio.sleep(backoff.next())
@@ -358,6 +351,6 @@ class CommandAgent:
                                 "result": result, "completed_at": stamp})
 
     async def _post_logs(self, raw: bytes) -> httpx.Response:
-        return await self.client.send(signed_request(
+        return await send(self.client, lambda: signed_request(
             self.client, "POST", "/api/v1/agent/commands/logs", self.credentials, raw,
             headers={"Content-Type": "application/json"}, timeout=30))

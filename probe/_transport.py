@@ -1,15 +1,18 @@
 """Sending reports: register once, then a report (gzip) and a heartbeat every
 interval. While the server is away, reports wait in a bounded buffer (oldest
-dropped first, counted) and retries back off exponentially with jitter. A
-server that refuses this probe for good (401, 403, 404, 409, 410: what retrying
-will not mend) is asked again only every ``REFUSED_RETRY`` seconds. Every
-change of state (connected, unreachable, refused and why) is one log line."""
+dropped first, counted) and retries back off exponentially with jitter. How
+the server's refusals are asked again (``REFUSAL_RETRY``: signed again at
+once, with backoff, or only every ``REFUSED_RETRY`` seconds for what only an
+operator mends) and how a loop of the probe follows the server's answers
+(``Standing``: one log line per change) are here, for the command agent too."""
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import gzip
 import logging
+import math
 import random
 import ssl
 from collections import deque
@@ -28,13 +31,54 @@ log = logging.getLogger("trioscope_probe")
 
 RETRIABLE = {408, 425, 429, 500, 502, 503, 504}
 REFUSING = {401, 403, 404, 409, 410}
-"""Answers that refuse the probe itself, not one report: wrong credentials or none
-(401, 403), a wrong ``--server`` path (404), an agent id another enrolled agent
-reports under (409), a decommissioned agent (410). Only an operator mends them."""
+"""Answers that refuse the probe itself (or this signature of its), not one
+report: wrong credentials or none (401, 403), a wrong ``--server`` path (404),
+an agent id another enrolled agent reports under (409), a decommissioned agent
+(410). ``REFUSAL_RETRY`` says which of them time mends."""
 REFUSED_RETRY = 300.0
-"""Seconds between attempts while refused: an operator's fix (a new enrollment,
-the other probe gone) is noticed within minutes, without a request, a log line
-and an audit record every interval."""
+"""Seconds between attempts while refused for good: an operator's fix (a new
+enrollment, the other probe gone) is noticed within minutes, without a request,
+a log line and an audit record every interval."""
+RESIGN_ATTEMPTS = 3
+"""Sendings of one request while its signature alone is refused (``Retry.AT_ONCE``):
+a request signed before a restart, or a request id seen, is mended by the
+first new signature; a clock still behind the server's start is not, and the
+request then waits as while the server is away."""
+
+
+class Retry(enum.Enum):
+    """How a refusal (``REFUSING``) is asked again."""
+
+    AT_ONCE = enum.auto()
+    """Newly signed (a new time, a new request id), up to ``RESIGN_ATTEMPTS``
+    sendings in all; then with backoff."""
+    BACKOFF = enum.auto()
+    """As while the server is away: time mends it."""
+    RARELY = enum.auto()
+    """Every ``REFUSED_RETRY`` seconds: only an operator mends it."""
+
+
+REFUSAL_RETRY: dict[tuple[int, str], Retry] = {
+    # The server vouches for request ids only since it started: one signed
+    # before then (a probe clock a second behind, a request in flight across
+    # a restart) could be a replay. A new signature is taken.
+    (401, "signed_before_start"): Retry.AT_ONCE,
+    (401, "replayed_request"): Retry.AT_ONCE,
+    # A clock more than five minutes off the server's: until it is set right.
+    (401, "clock_skew"): Retry.BACKOFF,
+    # A server that restarted has forgotten its probes (the publisher registers
+    # again at once); past that, a replica that has not heard of it yet.
+    (404, "agent_not_found"): Retry.BACKOFF,
+}
+"""How each (status, error code) of ``REFUSING`` is asked again; any other
+(invalid_token, missing_signature, signature_required, wrong_deployment,
+agent_id_taken, agent_decommissioned, a 404 of no trioscope route...) is
+``Retry.RARELY`` (``retry_of``)."""
+
+
+def retry_of(status: int, code: str) -> Retry:
+    """How the refusal ``status`` with error ``code`` is asked again."""
+    return REFUSAL_RETRY.get((status, code), Retry.RARELY)
 
 
 @attrs.define
@@ -60,12 +104,24 @@ class ServerUnavailable(Exception):
 
 
 class Refused(Exception):
-    """The server refuses this probe (one of ``REFUSING``); ``str()`` says why."""
+    """The server refuses this probe (one of ``REFUSING``); ``str()`` says why,
+    ``retry`` how it is asked again."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{status} {code}: {message}" if code else f"{status}: {message}")
         self.status = status
         self.code = code
+        self.retry = retry_of(status, code)
+
+    @property
+    def for_good(self) -> bool:
+        """Whether only an operator mends it (asked again every ``REFUSED_RETRY`` s)."""
+        return self.retry is Retry.RARELY
+
+    @property
+    def plan(self) -> str:
+        """How it is asked again, in words for a log line."""
+        return f"asking again every {REFUSED_RETRY:g} s" if self.for_good else "retrying with backoff"
 
 
 def error_of(response: httpx.Response) -> tuple[str, str]:
@@ -81,11 +137,68 @@ def error_of(response: httpx.Response) -> tuple[str, str]:
 
 def refusal(response: httpx.Response, what: str) -> Refused:
     """``response`` (one of ``REFUSING``) as a ``Refused`` naming ``what`` was refused,
-    the server's error code and message; a 404 names the URL asked."""
+    the server's error code and message; a 404 of no route names the URL asked."""
     code, message = error_of(response)
-    if response.status_code == 404:  # most likely a --server with a wrong path (or not a trioscope server)
+    if response.status_code == 404 and code in ("", "not_found"):
+        # No such route: most likely a --server with a wrong path (or not a trioscope server).
         message = f"{message} ({response.request.url.copy_with(query=None)}: is --server right?)"
     return Refused(response.status_code, code, f"{what} refused: {message}")
+
+
+async def send(client: httpx.AsyncClient, build: Callable[[], httpx.Request]) -> httpx.Response:
+    """``client.send(build())``; while the server refuses the request's
+    signature alone (``Retry.AT_ONCE``), built (signed) and sent again at once,
+    up to ``RESIGN_ATTEMPTS`` sendings in all. The last answer is returned.
+
+    Raises:
+        httpx.TransportError: the server cannot be reached.
+    """
+    response = await client.send(build())
+    for _ in range(RESIGN_ATTEMPTS - 1):
+        if response.status_code not in REFUSING or retry_of(response.status_code, error_of(response)[0]) \
+                is not Retry.AT_ONCE:
+            break
+        response = await client.send(build())
+    return response
+
+
+class Link(enum.Enum):
+    """Whether the server answers one loop of the probe (a refusal is a
+    ``Standing`` state of its own: its status and error code)."""
+
+    CONNECTED = "connected"
+    UNREACHABLE = "unreachable"
+    """Away, busy (``RETRIABLE``), or answering what the loop cannot use."""
+
+
+@attrs.define
+class Standing:
+    """How the server last answered one loop of the probe (the publisher, the
+    command poll): ``Link.CONNECTED``, ``Link.UNREACHABLE`` or a refusal's
+    (status, code). The loop logs a change (``note``) and waits ``delay()``
+    before asking again."""
+
+    state: Link | tuple[int, str] | None = None
+    """None before the first answer."""
+    backoff: Backoff = attrs.field(factory=Backoff)
+
+    def note(self, state: Link | Refused) -> bool:
+        """Enter ``state``; whether it is a change (the loop then logs it)."""
+        entered = (state.status, state.code) if isinstance(state, Refused) else state
+        changed = entered != self.state
+        self.state = entered
+        if entered is Link.CONNECTED:
+            self.backoff.reset()
+        return changed
+
+    def delay(self, at_most: float = math.inf) -> float:
+        """Seconds before asking again: ``REFUSED_RETRY`` while refused for good,
+        else the next backoff wait (at most ``at_most``); 0 while connected."""
+        if self.state is Link.CONNECTED:
+            return 0.0
+        if isinstance(self.state, tuple) and retry_of(*self.state) is Retry.RARELY:
+            return REFUSED_RETRY
+        return min(self.backoff.next(), at_most)
 
 
 def transport_problem(exc: httpx.TransportError) -> str:
@@ -210,28 +323,29 @@ class Publisher:
                     headers: dict[str, str] | None = None) -> httpx.Response:
         if json is not None:
             content, headers = orjson.dumps(json), {**(headers or {}), "Content-Type": "application/json"}
-        if self.signer is not None:
-            request = signed_request(self.client, "POST", path, agent_id=self.signer.agent_id,
-                                     token=self.signer.token, body=content or b"", headers=headers)
-        else:
-            request = self.client.build_request("POST", path, content=content, headers=headers)
         try:
-            response = await self.client.send(request)
+            response = await send(self.client, lambda: self._request("POST", path, content, headers))
         except httpx.TransportError as exc:
             raise ServerUnavailable(transport_problem(exc)) from None
         if response.status_code in RETRIABLE:
             raise ServerUnavailable(f"{path} answered {response.status_code}")
         return response
 
+    def _request(self, method: str, path: str, content: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> httpx.Request:
+        """The request, signed with the agent credentials if the probe has them."""
+        if self.signer is None:
+            return self.client.build_request(method, path, content=content, headers=headers)
+        return signed_request(self.client, method, path, agent_id=self.signer.agent_id, token=self.signer.token,
+                              body=content or b"", headers=headers)
+
     async def _learn_limits(self) -> None:
         """The largest report the server takes (``max_report_bytes``) and the
         memory one agent's report may take there (``memory_budget_bytes``), if
         it says."""
         path = f"/api/v1/agents/config/{self.agent_id}"
-        request = (signed_request(self.client, "GET", path, agent_id=self.signer.agent_id, token=self.signer.token)
-                   if self.signer is not None else self.client.build_request("GET", path))
         try:
-            response = await self.client.send(request)
+            response = await send(self.client, lambda: self._request("GET", path))
             config = response.json() if response.status_code == 200 else None
         except (httpx.TransportError, ValueError):
             return  # the defaults stand; reports that do not fit are refused and logged
@@ -274,7 +388,14 @@ class Publisher:
             Refused: the server refuses this probe (reports stay buffered).
         """
         await self.register()
-        response = await self._post(f"/api/v1/agents/heartbeat/{self.agent_id}")
+        heartbeat = f"/api/v1/agents/heartbeat/{self.agent_id}"
+        response = await self._post(heartbeat)
+        if response.status_code == 404 and error_of(response)[0] == "agent_not_found":
+            # The server keeps probes in memory: one that restarted knows this
+            # one again once it registers (or reports).
+            self.registered = False
+            await self.register()
+            response = await self._post(heartbeat)
         if response.status_code in REFUSING:
             raise refusal(response, "heartbeat")
         while self.outbox.reports:
@@ -306,10 +427,8 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
     ``signature_required``) gives way: it says so once and stops reporting,
     since asking again would only add an audited refusal every few minutes
     while the enrolled probe reports the same host. Other refusals are asked
-    again every ``REFUSED_RETRY`` seconds."""
-    backoff = Backoff()
-    state: tuple[object, ...] | None = None
-    """("connected",), ("unreachable",) or ("refused", status, code): logged when it changes."""
+    again as ``REFUSAL_RETRY`` says."""
+    standing = Standing()
     trimming = False
     async with httpx.AsyncClient(base_url=server, timeout=10.0, verify=tls or True, transport=transport) as client:
         publisher = Publisher(client, agent_id, hostname, buffer, metadata, signer)
@@ -337,32 +456,28 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
             try:
                 await publisher.flush()
             except ServerUnavailable as exc:
-                wait = min(backoff.next(), max(0.2, next_report - trio.current_time()) + interval)
-                if state != ("unreachable",):
+                if standing.note(Link.UNREACHABLE):
                     log.warning("server %s unreachable (%s); retrying with backoff, keeping up to %d reports",
                                 server, exc, buffer)
-                state = ("unreachable",)
-                await trio.sleep(wait)
-                continue
             except Refused as exc:
                 if signer is None and exc.code == "signature_required":
                     log.warning("agent id %s is enrolled by a probe with credentials, which reports it: this "
                                 "unsigned probe (the server's local probe, say) stops reporting it; give it another "
                                 "--agent-id to report beside it", agent_id)
                     return
-                if state != ("refused", exc.status, exc.code):
-                    log.error("server %s refuses agent %s (%s); asking again every %s s, keeping up to %d reports",
-                              server, agent_id, exc, f"{REFUSED_RETRY:g}", buffer)
-                state = ("refused", exc.status, exc.code)
-                publisher.registered = False  # whatever mends it (a new enrollment) needs a registration
-                next_report = max(next_report, trio.current_time() + REFUSED_RETRY)
+                if standing.note(exc):
+                    log.error("server %s refuses agent %s (%s); %s, keeping up to %d reports",
+                              server, agent_id, exc, exc.plan, buffer)
+                if exc.for_good:
+                    publisher.registered = False  # whatever mends it (a new enrollment) needs a registration
+            else:
+                if standing.note(Link.CONNECTED):
+                    log.info("connected to %s as agent %s (%d reports dropped while away)", server, agent_id,
+                             publisher.outbox.dropped)
+                if cycles is not None and done >= cycles:
+                    return
                 await trio.sleep_until(next_report)
                 continue
-            if state != ("connected",):
-                log.info("connected to %s as agent %s (%d reports dropped while away)", server, agent_id,
-                         publisher.outbox.dropped)
-            state = ("connected",)
-            backoff.reset()
-            if cycles is not None and done >= cycles:
-                return
-            await trio.sleep_until(next_report)
+            # A backoff wait ends by the report after next at the latest, so
+            # that reports go on being collected (and buffered) meanwhile.
+            await trio.sleep(standing.delay(at_most=max(0.2, next_report - trio.current_time()) + interval))

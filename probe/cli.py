@@ -26,8 +26,8 @@ import httpx
 import orjson
 import trio
 
-from trioscope.log_output import configure_logging
 from trioscope.wire import client_tls, encode
+from trioscope.wire.log_lines import configure_logging
 
 from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector

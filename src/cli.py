@@ -28,7 +28,7 @@ from trioscope.config import (
     parse_duration,
 )
 from trioscope.exit_code import ExitCode
-from trioscope.log_output import configure_logging
+from trioscope.wire.log_lines import configure_logging
 
 # Each command imports what it needs when it runs (the server, the store, the
 # HTTP client): ``serve`` decides its allocator first and re-executes itself

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import trio
 
-from trioscope.log_output import JsonFormatter
+from trioscope.wire.log_lines import JsonFormatter
 
 log = logging.getLogger(__name__)
 STOP_TIMEOUT = 5.0

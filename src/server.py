@@ -16,6 +16,7 @@ import gc
 import ipaddress
 import logging
 import os
+import resource
 import signal
 import socket
 import sqlite3
@@ -293,6 +294,45 @@ def _trimmer() -> Trimmer | None:
     return None
 
 
+OPEN_FILES_WITHOUT_LIMIT = 1 << 20
+"""The soft limit of open files asked for when the hard one is unlimited
+(Linux's ``fs.nr_open`` default: a soft limit above it is refused)."""
+
+
+def raise_open_files_limit() -> tuple[int, int]:
+    """Raise this process's soft limit of open files to its hard limit: each
+    connection takes one, and many systems start services at a soft 1,024
+    under a hard limit far higher, where a few idle clients used every one up
+    (``accept`` failed, new clients waited). Connections are then held below
+    it (``trioscope.http._tcp_server.ConnectionCounts``).
+
+    Returns:
+        The soft limit before and after (the same when it could not be raised).
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = OPEN_FILES_WITHOUT_LIMIT if hard == resource.RLIM_INFINITY else hard
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return soft, soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    except (ValueError, OSError):
+        return soft, soft
+    return soft, wanted
+
+
+def open_files_line(before: int, after: int, hard: int) -> str:
+    """What ``raise_open_files_limit`` did (``before``, ``after``) under the hard limit ``hard``, said at start."""
+    if after == resource.RLIM_INFINITY:
+        return "open files: no limit"
+    if after != before:
+        how = f"raised from {before} to " + ("the hard limit" if after == hard else "this, the hard limit being unlimited")
+    elif after == hard:
+        how = "the hard limit"
+    else:
+        how = f"the soft limit; the hard one, {'unlimited' if hard == resource.RLIM_INFINITY else hard}, was refused"
+    return f"open files: at most {after} ({how}); client connections are held below it"
+
+
 def tune_garbage_collector() -> None:
     """The server allocates hundreds of small objects per report and keeps
     hundreds of thousands alive (metric rings, indexes), almost none in cycles.
@@ -349,6 +389,10 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
     is one of ``--workers`` processes (None: the only one), which binds nothing
     and runs no local probe (its parent does both, once)."""
     budget = settings.server.shutdown_timeout
+    before, after = raise_open_files_limit()  # each process its own; said once
+    if worker is None or worker.index == 1:
+        log.info("%s", open_files_line(before, after, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
+                 extra={"event": "open_files_limit", "open_files": after})
     config = hypercorn_config(settings)
     if tls_unusable(settings, config):
         return ExitCode.FAILED

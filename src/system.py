@@ -36,7 +36,8 @@ from trioscope.runtime import (
     ActorSpec, ActorSystem, Backoff, Kept, Published, Strategy, SupervisorSpec, dynamic_supervisor,
 )
 from trioscope.bus import ReportBus
-from trioscope.store import Database, StoreReader, follow_changes, postgres_url, resolve_database
+from trioscope.store import (Database, StoreReader, database_busy, database_down, follow_changes, postgres_url,
+                             resolve_database)
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,19 @@ QUEUE_OWNER_MAILBOX = 8192
 """Requests for deployments' queues (polls included) waiting to be routed before they get 503."""
 STORE_BACKOFF = Backoff(initial=0.5, maximum=5.0)
 """The restart pacing of the actors that need the database (the store, the
-directory): one that crashes while the database is away is started again every
+directory) on PostgreSQL: one that crashes because the database is away or
+refusing statements for now (``waits_for_database``) is started again every
 few seconds until it is back, and never makes the root give up (the process
-would exit, and every replica with it)."""
+would exit, and every replica with it). Any other crash counts against the
+root's intensity. SQLite is a file of this process: a failing one (a full
+disk) makes the root give up, as every crash of a bug does."""
+
+
+def waits_for_database(error: BaseException) -> bool:
+    """A crash of an actor that needs the database which waiting may heal: the
+    database away (``database_down``) or refusing statements for now
+    (``database_busy``: a statement timeout under overload, a deadlock)."""
+    return database_down(error) or database_busy(error)
 
 
 def database_path(settings: Settings) -> Database:
@@ -87,6 +98,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     # change feed skips what it committed itself.
     origin = uuid.uuid4().hex
     replicas_url = postgres_url(path)
+    # Only a database server may be away for a while and come back (STORE_BACKOFF).
+    database_backoff, database_backoff_on = (STORE_BACKOFF, waits_for_database) if replicas_url else (None, None)
     # Outlives restarts of the directory actor: the HTTP edge keeps reading the same one.
     directory_view: Published[AgentDirectory] = Published(AgentDirectory())
     # Outlives restarts of the hub: a restarted hub goes on serving its clients.
@@ -110,8 +123,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # it starts and while it drains at shutdown.
             ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader, origin=origin,
                                                                 retention=settings.storage.history_retention),
-                      mailbox_size=65536, backoff=STORE_BACKOFF,
-                      shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2)),
+                      mailbox_size=65536, shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
+                      backoff=database_backoff, backoff_on=database_backoff_on),
             # Users' WebSockets hear of command and agent changes through it.
             ActorSpec(name="notifier", factory=NotifierActor, mailbox_size=65536),
             # Live container logs: open follows, their bounds, their lines to the notifier.
@@ -122,7 +135,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                                                      queues_path=QUEUES, shared=replicas_url is not None),
                       # Its reads fail while the database is away: restarted at
                       # the store's pace, never making the root give up.
-                      mailbox_size=8192, backoff=STORE_BACKOFF),
+                      mailbox_size=8192, backoff=database_backoff, backoff_on=database_backoff_on),
             # One queue actor per deployment, started on demand by its owner,
             # which every request for a queue goes through (and which stops
             # before the queues do).

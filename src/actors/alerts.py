@@ -78,8 +78,11 @@ class Heard:
 
 @attrs.frozen
 class ResyncAlerts:
-    """Read the alerts delivered from elsewhere that fire again from the store
-    (the change feed reconnected: changes meanwhile were not announced)."""
+    """Merge the changes of the alerts delivered from elsewhere that the store
+    holds (the change feed reconnected: changes meanwhile were not announced)
+    into those known firing: each resolved meanwhile is dropped, each fired
+    meanwhile added; the others stay as they are (and when they were last
+    heard of: Alertmanager's repeats refresh it, and they are not audited)."""
 
 
 @attrs.frozen
@@ -100,8 +103,10 @@ stays near a megabyte."""
 LEDGER_TTL = 24 * 3600.0
 """Seconds an Alertmanager alert stays listed without news of it."""
 BOOK_RESTORE_WINDOW = 7 * 24 * 3600.0
-"""How far back the audit log is read at start for the server's own alerts
-firing (an agent may stay offline for days)."""
+"""How far back the audit log is read at start for the alerts firing (an
+agent may stay offline for days; an Alertmanager alert told longer ago, and
+repeated since, is not listed after a restart until its next repeat, which
+is told again)."""
 RESTORE_TIMEOUT = 60.0
 
 
@@ -217,11 +222,10 @@ class AlertsActor(Actor):
                     self._publish(notice)
             return None
         if isinstance(message, ResyncAlerts):
-            records = None if self.reader is None else await self._read(self.clock() - LEDGER_TTL)
+            now = self.clock()
+            records = None if self.reader is None else await self._read(now - LEDGER_TTL)
             if records is not None:
-                self.state.delivered = AlertLedger(limit=LEDGER_LIMIT, tenant_limit=LEDGER_TENANT_LIMIT,
-                                                   ttl=LEDGER_TTL)
-                self._restore_delivered(records)
+                self._merge_delivered(records, now)
             return None
         if isinstance(message, ActiveAlerts):
             own = [n for n in self.state.book.active.values() if n.tenant == message.tenant]
@@ -304,15 +308,26 @@ class AlertsActor(Actor):
             return None
 
     async def _restore(self) -> None:
-        """The alerts firing, as the audit log's newest record of each says:
-        Alertmanager's (within ``LEDGER_TTL``), and with the server's own
-        rules on, theirs, so that one still firing is not told again and one
-        that cleared meanwhile is told resolved at the first evaluation."""
+        """The alerts firing, as the audit log's newest record of each (within
+        ``BOOK_RESTORE_WINDOW``) says: Alertmanager's, and with the server's
+        own rules on, theirs, so that one still firing is not told again and
+        one that cleared meanwhile is told resolved at the first evaluation.
+
+        Alertmanager's count as heard of at the start, not when recorded: a
+        record says when its alert was first told, not when it was last
+        repeated (repeats are not news, so not audited). Counted from the
+        record, one firing longer than ``LEDGER_TTL`` was dropped at every
+        restart and its next repeat told and audited again as new. The price:
+        one that ended unheard of (its end lost, or sent after it was
+        forgotten) stays listed until ``LEDGER_TTL`` after the start."""
         now = self.clock()
         records = await self._read(now - max(LEDGER_TTL, BOOK_RESTORE_WINDOW))
         if records is None:
             return
-        self._restore_delivered([r for r in records if r.entry.at >= now - LEDGER_TTL])
+        for record in records:  # oldest first: the ledger keeps them in that order
+            notice = _notice_of(record)
+            if notice is not None and notice.source != "trioscope":
+                self.state.delivered.record(notice, now)
         rules = {AGENT_OFFLINE: self.settings.agent_offline_after > 0,
                  HIGH_COMMAND_FAILURE_RATE: self.settings.command_failure_percent > 0}
         own = 0
@@ -329,11 +344,23 @@ class AlertsActor(Actor):
             log.info("%d alert(s) firing, read back from the audit log", own + len(self.state.delivered),
                      extra={"event": "alerts_restored"})
 
-    def _restore_delivered(self, records: list[AuditRecord]) -> None:
+    def _merge_delivered(self, records: list[AuditRecord], now: float) -> None:
+        """``records`` (each alert's newest since ``LEDGER_TTL`` ago) merged
+        into the alerts delivered from elsewhere known firing, not told (their
+        events are lost). A change missed happened while the feed was away, so
+        it is among them; an alert known firing whose record is older was told
+        long ago and heard of since (it would be forgotten otherwise): kept."""
+        ledger = self.state.delivered
         for record in records:  # oldest first: the ledger keeps them in that order
-            notice = _notice_of(record)
-            if notice is not None and notice.source != "trioscope":
-                self.state.delivered.record(notice, record.entry.at)
+            e = record.entry
+            notice = notice_from_audit(e.tenant, e.resource_id, e.action, e.details)
+            if notice is None or notice.source == "trioscope":
+                continue
+            if notice.status != FIRING:
+                ledger.record(notice, now)  # resolved meanwhile: dropped
+            elif ledger.news((notice,), now):  # fired meanwhile: heard of when it was audited
+                ledger.record(notice, e.at)
+            # else firing here already: when it was last heard of is newer than its record
 
 
 def _notice_of(record: AuditRecord) -> AlertNotice | None:

@@ -34,7 +34,7 @@ import attrs
 from trioscope.config import Settings, format_duration
 from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import (
-    AgentDirectory, AgentRecord, AgentStatus, Deployment, hash_token, new_token, token_matches,
+    AgentDirectory, AgentRecord, AgentStatus, Deployment, agent_status_event, hash_token, new_token, token_matches,
 )
 from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published
 from trioscope.store import AuditEntry, Conflict, ForgetAgents, SaveAgent, SaveDeployment, StoreReader
@@ -337,10 +337,14 @@ class DirectoryActor(RefusingActor):
         return len(old)
 
     def _agent_status(self, agent: AgentRecord, deployment: Deployment) -> None:
-        publish(self.notifier, deployment.tenant, deployment.user_id, {
-            "type": "agent_status", "agent_id": agent.id, "deployment_hash": deployment.hash,
-            "status": "online" if agent.status is AgentStatus.ACTIVE else "decommissioned",
-            "last_seen": agent.decommissioned_at or agent.created_at})
+        """Tell the deployment's users that ``agent`` was enrolled (``online``:
+        its enrolment was a request of it, at its creation) or retired
+        (``offline`` when it was decommissioned or replaced). Made of the stored
+        record only, so every replica tells the same (``_reload``)."""
+        active = agent.status is AgentStatus.ACTIVE
+        at = agent.created_at if active else agent.decommissioned_at or agent.created_at
+        publish(self.notifier, deployment.tenant, deployment.user_id,
+                agent_status_event(agent, deployment, online=active, last_seen=at))
 
 
 _CHANGES = (CreateDeployment, NewEnrollmentToken, RegisterAgent, Decommission, AttachReporter)

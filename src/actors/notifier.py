@@ -142,10 +142,13 @@ class EventClientActor(Actor):
     one in order, or the socket closed saying they were not (module docstring)."""
 
     def __init__(self, link: ClientLink, notifier_path: str, *, tenant: str, user_id: str, admin: bool,
-                 stalled_after: float = 30.0, max_waiting_bytes: int = MAX_WAITING_BYTES) -> None:
+                 stalled_after: float = 30.0, max_waiting_bytes: int = MAX_WAITING_BYTES,
+                 first: str | None = None) -> None:
         """``stalled_after``: seconds the socket may take no frame while events
-        wait for it (``websocket.slow_client_timeout``) before it is closed."""
+        wait for it (``websocket.slow_client_timeout``) before it is closed;
+        ``first``: a frame sent before any event (the seed's ``initial_state``)."""
         self.link = link
+        self.first = first
         self.notifier_path = notifier_path
         self.tenant = tenant
         self.user_id = user_id
@@ -159,6 +162,8 @@ class EventClientActor(Actor):
         """A task waits for the writer to take frames (``_watch_room``)."""
 
     async def on_start(self) -> None:
+        if self.first is not None:
+            self._send(self.first)
         self.notifier: ActorRef = self.context.system.lookup(self.notifier_path)
         self.notifier.tell(Watch(self.tenant, self.context.ref, self.link))
         # However this incarnation ends, a socket whose actor is gone must not
@@ -253,12 +258,13 @@ def _is_ping(data: str | bytes) -> bool:
 
 
 def event_client_spec(name: str, link: ClientLink, notifier_path: str, *, tenant: str, user_id: str,
-                      admin: bool, stalled_after: float = 30.0) -> ActorSpec:
-    """``stalled_after``: ``websocket.slow_client_timeout`` (``EventClientActor``)."""
+                      admin: bool, stalled_after: float = 30.0, first: str | None = None) -> ActorSpec:
+    """``stalled_after``: ``websocket.slow_client_timeout``; ``first``: the frame
+    sent before any event (``EventClientActor``)."""
     return ActorSpec(
         name=name,
         factory=lambda: EventClientActor(link, notifier_path, tenant=tenant, user_id=user_id, admin=admin,
-                                         stalled_after=stalled_after),
+                                         stalled_after=stalled_after, first=first),
         restart=Restart.TEMPORARY,
         mailbox_size=256,
         shutdown_timeout=1.0,

@@ -81,6 +81,31 @@ class UnknownProbe(Refusal):
         self.agent_id = agent_id
 
 
+class DatabaseUnavailable(Refusal):
+    """The database cannot be reached now: nothing of this commit was written; send it again shortly.
+
+    A refusal: an actor whose request it fails answers its asker and carries
+    on, rather than crashing (and burning its supervisor's restart intensity)
+    for every request while the database is away."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the database is unavailable; nothing was written, retry shortly")
+        self.reason = reason
+        """Why, for the log (it names the database server: not for clients)."""
+
+
+class OutcomeUnknown(Refusal):
+    """The connection to the database failed while this commit was under way
+    and what it wrote could not be read back: it may or may not have been
+    written. Never sent again by the store: the client checks before repeating."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the connection to the database failed while this was being written; it may have "
+                         "taken effect: check before sending it again")
+        self.reason = reason
+        """Why, for the log (it names the database server: not for clients)."""
+
+
 REFUSALS = (Refusal, IllegalTransition)
 
 

@@ -27,11 +27,10 @@ from typing import Any
 
 import trio
 
-from trioscope.bus import BusUnavailable, ReportBus, unpack_report
-from trioscope.bus._envelope import BadEnvelope
+from trioscope.bus import BadEnvelope, BusUnavailable, ReportBus, unpack_report
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull
 
-from .roster import HISTORY_EXPIRY_TIMEOUT, HistoryReplayed, ReportArrived, ReportsArrived
+from .roster import HISTORY_EXPIRY_TIMEOUT, HandedOn, HistoryReplayed, ReportArrived, ReportsArrived
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +89,14 @@ class ReportFeedActor(Actor):
             # A read that merely timed out without failing (the bus still away)
             # is no resumption: reports came, or the bus reconnected since.
             if unavailable is not None and (fetched or (progress.connected and progress.reconnects > unavailable)):
-                log.info("reading the report stream again from sequence %d", progress.merged + 1,
-                         extra={"event": "bus_read_resumed"})
+                # From the first report read (a stream made again meanwhile is read from its start, not
+                # on from the last one merged); none read yet: from after it, if the stream has one.
+                if fetched:
+                    log.info("reading the report stream again from sequence %d", fetched[0].sequence,
+                             extra={"event": "bus_read_resumed", "sequence": fetched[0].sequence})
+                else:
+                    log.info("reading the report stream again (no new report on it yet)",
+                             extra={"event": "bus_read_resumed"})
                 unavailable = None
             history = not progress.caught_up
             if history and not started and fetched:
@@ -139,9 +144,10 @@ class ReportFeedActor(Actor):
         if envelope is None:
             try:
                 if len(data) > OFF_LOOP_BYTES:
-                    envelope = await trio.to_thread.run_sync(unpack_report, data, limiter=self.heavy_work)
+                    envelope = await trio.to_thread.run_sync(unpack_report, data, self.bus.max_unpacked,
+                                                             limiter=self.heavy_work)
                 else:
-                    envelope = unpack_report(data)
+                    envelope = unpack_report(data, self.bus.max_unpacked)
             except BadEnvelope as exc:
                 self.bus.progress.skipped += 1
                 log.error("message %d on the report stream is not a report and was left out: %s", sequence, exc,
@@ -156,9 +162,11 @@ class ReportFeedActor(Actor):
         progress = self.bus.progress
         while batch:
             try:
-                done = await self.roster.ask(ReportsArrived(tuple(batch)), timeout=30.0)
+                answer: HandedOn = await self.roster.ask(ReportsArrived(tuple(batch)), timeout=30.0)
             except (MailboxFull, ActorStopped, AskTimeout):
-                done = 0
+                answer = HandedOn(0)
+            done = answer.count
+            progress.skipped += answer.left_out  # logged by the roster (bus_report_failed)
             if done:
                 progress.handed_on(batch[done - 1].sequence)
                 batch = batch[done:]

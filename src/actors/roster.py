@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -53,6 +54,9 @@ CLOCK_STEP = 1.0
 ROOM_ATTEMPTS = 3
 """Places made for one new probe before it is refused: between making a place
 and taking it, a probe whose actor was starting may take it first."""
+FAILURE_CAUSES_SAID = 64
+"""Causes of reports left out whose traceback is logged (``RosterActor._left_out``) at most:
+past them, every one is logged at debug level."""
 
 
 @attrs.frozen
@@ -84,13 +88,25 @@ class ReportArrived:
 @attrs.frozen
 class ReportsArrived:
     """Reports read from the report stream (``bus.url``), in order: one message
-    for a batch, not one ask per report. Answered with how many were handed on,
-    fewer than all when the topology or a probe's actor had no room (the feed
-    offers the rest again; merging a report twice changes nothing). A report
-    refused here (``TooManyAgents``) is logged and counts as handed on: the
-    replica that published it accepted it."""
+    for a batch, not one ask per report. Answered with ``HandedOn``: fewer than
+    all when the topology or a probe's actor had no room (the feed offers the
+    rest again; merging a report twice changes nothing). A report refused here
+    (``TooManyAgents``) is logged and counts as handed on: the replica that
+    published it accepted it. So does a report whose handing on failed (left
+    out, see ``RosterActor``)."""
 
     reports: tuple[ReportArrived, ...]
+
+
+@attrs.frozen
+class HandedOn:
+    """The answer to ``ReportsArrived``."""
+
+    count: int
+    """How many of the batch's reports, from its first, were dealt with
+    (handed on, refused or left out): the feed offers the rest again."""
+    left_out: int = 0
+    """Of those, how many were left out because handing them on failed."""
 
 
 @attrs.frozen
@@ -160,6 +176,8 @@ class RosterActor(Actor):
         self.roster = roster if roster is not None else AgentRoster()
         self._offset: float | None = None
         """See ``_wall_offset``."""
+        self._failures_said: set[tuple[str, str, int]] = set()
+        """The causes of those failures logged with their traceback already."""
 
     async def on_start(self) -> None:
         system = self.context.system
@@ -175,15 +193,19 @@ class RosterActor(Actor):
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, ReportsArrived):
+            left_out = 0
             for done, arrived in enumerate(message.reports):
                 try:
                     await self._arrived(arrived)
                 except (MailboxFull, ActorStopped):
-                    return done
+                    return HandedOn(done, left_out)
                 except TooManyAgents as exc:
                     log.warning("report %d of agent %s left out here: %s", arrived.sequence, arrived.report.agent_id,
                                 exc, extra={"event": "bus_report_refused", "agent_id": arrived.report.agent_id})
-            return len(message.reports)
+                except Exception as exc:  # noqa: BLE001  # that report's failure, not the batch's: see _left_out
+                    left_out += 1
+                    self._left_out(arrived, exc)
+            return HandedOn(len(message.reports), left_out)
         if isinstance(message, ReportArrived):
             await self._arrived(message)
             return None
@@ -210,6 +232,33 @@ class RosterActor(Actor):
             agent.tell(Heartbeat(at))
             return at
         return await super().handle(message)
+
+    def _left_out(self, arrived: ReportArrived, exc: Exception) -> None:
+        """A report from the stream whose handing on raised what no refusal
+        says: left out (counted in the answer, ``HandedOn.left_out``), and
+        the next report handed on.
+
+        Crashing would drop the whole batch, and the restarted feed would
+        offer it again, with the same report in it: every replica reading the
+        stream would crash on it for as long as the stream keeps it (an agent
+        id no actor can be named after did that). The report is input from
+        the stream, not this actor's state: what it had done of it is undone
+        where it would stay (the place it took, without an actor), as the
+        topology leaves out a report it cannot merge (``merge_failed``).
+        Logged with its traceback once per cause (the exception's type and
+        where it was raised), then at debug level: one bad message may be
+        one of thousands alike."""
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = (frames[-1].filename, frames[-1].lineno or 0) if frames else ("", 0)
+        cause = (type(exc).__name__, *where)
+        first = cause not in self._failures_said and len(self._failures_said) < FAILURE_CAUSES_SAID
+        if first:
+            self._failures_said.add(cause)
+        log.log(logging.ERROR if first else logging.DEBUG,
+                "report %d of agent %r on the report stream could not be handed on and was left out: %s: %s%s",
+                arrived.sequence, arrived.report.agent_id[:80], type(exc).__name__, exc,
+                " (reports failing alike are logged at debug level from now on)" if first else "",
+                exc_info=exc if first else None, extra={"event": "bus_report_failed", "sequence": arrived.sequence})
 
     async def _arrived(self, message: ReportArrived) -> None:
         """Hand a report to the topology, the probe's actor and the hub (see the module docstring)."""
@@ -271,6 +320,9 @@ class RosterActor(Actor):
                 return self.agents.ensure_actor(agent_spec(agent_id, self.settings, first_seen=received_at))
             except TooManyChildren as exc:
                 limit = exc.limit
+            except Exception:
+                self.roster.forget(agent_id)  # no actor: no place either (the roster tracks only probes with one)
+                raise
             if not await self._make_room(for_enrolled=enrolled, source=source):
                 break
         self.roster.forget(agent_id)

@@ -15,8 +15,10 @@ not: it is never sent again blindly. Once a new connection is open, each group
 that changes commands is read back: written as sent (answered as committed),
 not written (sent once more, on the new connection), or else ``OutcomeUnknown``;
 groups that cannot be read back (deployments, agents, audit records alone) get
-``OutcomeUnknown``. With SQLite (one file, no server) a failing commit still
-crashes the actor, as it always did.
+``OutcomeUnknown``. Only a connection that cannot be made or broke is taken
+for the database going away (``database_down``): any other failing commit (a
+bug, a statement the server refused) crashes the actor, as every failing
+commit does with SQLite (one file, no server), and its supervisor decides.
 """
 
 from __future__ import annotations
@@ -37,36 +39,11 @@ from trioscope.config import format_duration
 from trioscope.domain.commands import Command
 from trioscope.runtime import Actor, ActorRef, Backoff, MailboxFull
 from trioscope.store import (AuditEntry, Database, SaveCommand, StoreReader, StoreWriter, Unavailable, Write,
-                             describe_database, open_writer, postgres_url)
+                             database_down, describe_database, open_writer, postgres_url)
 
-from .refusals import Refusal
+from .refusals import DatabaseUnavailable, OutcomeUnknown
 
 log = logging.getLogger(__name__)
-
-
-class DatabaseUnavailable(Refusal):
-    """The database cannot be reached now: nothing of this commit was written; send it again shortly.
-
-    A refusal: an actor whose request it fails answers its asker and carries
-    on, rather than crashing (and burning its supervisor's restart intensity)
-    for every request while the database is away."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("the database is unavailable; nothing was written, retry shortly")
-        self.reason = reason
-        """Why, for the log (it names the database server: not for clients)."""
-
-
-class OutcomeUnknown(Refusal):
-    """The connection to the database failed while this commit was under way
-    and what it wrote could not be read back: it may or may not have been
-    written. Never sent again by the store: the client checks before repeating."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("the connection to the database failed while this was being written; it may have "
-                         "taken effect: check before sending it again")
-        self.reason = reason
-        """Why, for the log (it names the database server: not for clients)."""
 
 
 @attrs.define(eq=False)
@@ -102,6 +79,9 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
     Raises:
         Conflict: a compare-and-set write found the row changed (nothing written).
         Rejected: the database refused a value (nothing written).
+        DatabaseUnavailable: the database server is away (nothing written): send it again shortly.
+        OutcomeUnknown: the connection broke under the commit and what it wrote
+            could not be read back: check before sending it again.
         Exception: the database failed (its own error type, as the store raised it).
     """
     receipt = Receipt()
@@ -169,15 +149,19 @@ class StoreActor(Actor):
         """Why the database is away (None: it is not), while ``writer`` is None."""
 
     async def on_start(self) -> None:
+        # However this incarnation ends (a stop, a crash, killed past its
+        # shutdown timeout): a connection that ``_reconnect`` was still opening
+        # when ``on_stop`` ran is only set once its thread returns, after that.
+        self.context.at_end(self._drop_writer)
         try:
             self.writer = await self._open()
-        except Unavailable as exc:
+        except Exception as exc:
             # A restart while the database is away: refuse commits until it is back,
             # rather than fail to start again and again. (At the server's start the
             # reader has just reached it: this is a restart, or a moment's bad luck.)
-            if not self.networked:
+            if not (self.networked and database_down(exc)):
                 raise
-            self._lose(str(exc))
+            self._lose(_one_line(exc))
         if self.retention is not None:
             self.context.every(PRUNE_INTERVAL, Prune(), first=0.0)
 
@@ -201,8 +185,10 @@ class StoreActor(Actor):
             await trio.sleep(RECONNECT.delay(attempts))
             try:
                 writer = await self._open()
-            except Unavailable as exc:
-                self.lost = str(exc)
+            except Exception as exc:
+                if not database_down(exc):
+                    raise  # not the database being away (a newer schema): the actor crashes
+                self.lost = _one_line(exc)
                 continue
             self.writer, self.lost = writer, None
             log.info("store: connected to the database %s again", describe_database(self.database),
@@ -254,9 +240,7 @@ class StoreActor(Actor):
 
     async def on_stop(self) -> None:
         await self._flush()
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        # The writer is closed at the end of the incarnation (``on_start``).
         if self.reader is not None:
             self.reader.close()
 
@@ -272,16 +256,21 @@ class StoreActor(Actor):
         try:
             results = await self._commit(batch)
         except Exception as exc:
-            if not self.networked:
+            if not (self.networked and database_down(exc)):
+                # A bug, a server that refuses for another reason, SQLite's
+                # disk: the actor crashes (its supervisor decides), and
+                # nothing was written (the transaction was rolled back).
                 _fail(batch, exc)
                 raise
-            await self._commit_failed(batch, exc)
-            return
+            failed = exc
         except BaseException:
             _fail(batch, RuntimeError("store stopped"))
             raise
-        self.last_flush = trio.current_time()
-        _settle(batch, results)
+        else:
+            self.last_flush = trio.current_time()
+            _settle(batch, results)
+            return
+        await self._commit_failed(batch, failed)
 
     async def _commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
         writer = self.writer
@@ -298,8 +287,18 @@ class StoreActor(Actor):
                 writer.close()
 
     async def _commit_failed(self, batch: list[Commit], error: Exception) -> None:
-        """The database failed under ``batch`` (see the module docstring)."""
+        """The connection failed under ``batch`` (see the module docstring)."""
         reason = _one_line(error)
+        try:
+            await self._recover(batch, error, reason)
+        except BaseException:
+            # Cancelled (the actor killed past its shutdown timeout while it
+            # reconnected or read back) or crashed: every group not answered
+            # yet is answered now, or its writer would wait for ever (``commit``).
+            _fail([c for c in batch if not c.receipt.done.is_set()], OutcomeUnknown(reason))
+            raise
+
+    async def _recover(self, batch: list[Commit], error: Exception, reason: str) -> None:
         self._drop_writer()
         if isinstance(error, Unavailable):  # the writer could not even connect: nothing was sent
             _fail(batch, DatabaseUnavailable(reason))
@@ -310,7 +309,10 @@ class StoreActor(Actor):
         try:
             self.writer = await self._open()
             again, unknown = await self._read_back(batch)
-        except Exception as exc:  # noqa: BLE001  # away still, or the read failed: nobody can tell what was written
+        except Exception as exc:
+            if not database_down(exc):
+                raise
+            # Away still, or the read failed: nobody can tell what was written.
             _fail(batch, OutcomeUnknown(reason))
             self._drop_writer()
             self._lose(_one_line(exc))
@@ -320,7 +322,11 @@ class StoreActor(Actor):
             return
         try:
             results = await self._commit(again)
-        except Exception as exc:  # noqa: BLE001  # failed twice running: left to the client, never a third time
+        except Exception as exc:
+            if not database_down(exc):
+                _fail(again, exc)  # read back as not written, and refused again: nothing was written
+                raise
+            # Failed twice running: left to the client, never a third time.
             _fail(again, OutcomeUnknown(_one_line(exc)))
             self._drop_writer()
             self._lose(_one_line(exc))

@@ -202,11 +202,17 @@ class TopologyHistory:
     processes: BlockHistory
     """Processes' metrics, a row per report (recording ~100 series one by
     one was a sixth of a metrics-only merge)."""
+    process_groups: BlockHistory
+    """Process groups' sums of their processes' two metrics (CPU, memory), a
+    row per report as the processes' (a series each cost ~1.7 KB a group
+    and ~1.5 us a group per report) and kept as long: there are as many
+    groups as names, at most one a process, each at most a process's history."""
 
     @classmethod
     def for_settings(cls, settings: Settings) -> TopologyHistory:
         retention = settings.storage.max_data_age
-        return cls(MetricHistory(retention), BlockHistory(min(retention, PROCESS_HISTORY)))
+        process_retention = min(retention, PROCESS_HISTORY)
+        return cls(MetricHistory(retention), BlockHistory(process_retention), BlockHistory(process_retention))
 
 
 class TopologyActor(Actor):
@@ -227,6 +233,7 @@ class TopologyActor(Actor):
             history = TopologyHistory.for_settings(settings)
         self.history = history.nodes
         self.process_history = history.processes
+        self.group_history = history.process_groups
         self.pending: dict[str, MergeReport] = {}
         self.listeners: dict[ActorRef, None] = {}
         """Subscribers, each once whatever how often it subscribed (a restarted
@@ -242,6 +249,10 @@ class TopologyActor(Actor):
         self._groups: dict[str, set[float]] = {}
         """Pods and services of the reports merged since the last version,
         with those reports' metric times: recorded once the version is settled."""
+        self._grouped: dict[str, set[float]] = {}
+        """The agents whose reports were merged since the last version, with
+        those reports' metric times: their process groups are recorded, a
+        row per report, once the version is settled."""
 
     async def on_start(self) -> None:
         await self._recover()
@@ -373,7 +384,7 @@ class TopologyActor(Actor):
                 self.sequence = max(self.sequence, merge.sequence)
                 if self._merge(merge):
                     await self._let_others_run()
-                    self._record(merge, self._groups)
+                    self._record(merge, self._groups, self._grouped)
                 await self._let_others_run()
             self._last_flush_duration = time.perf_counter() - started
         if publish or trio.current_time() >= self._last_publish + MERGE_INTERVAL:
@@ -383,8 +394,8 @@ class TopologyActor(Actor):
             self._yielded = time.perf_counter()
             while not self.graph.settle(SETTLE_SLICE):
                 await self._let_others_run()
-            self._record_groups(self._groups)
-            self._groups = {}
+            self._record_groups(self._groups, self._grouped)
+            self._groups, self._grouped = {}, {}
             await self._publish_in_steps()
             self._last_publish = trio.current_time()
         self._schedule(at_once=True)
@@ -422,10 +433,12 @@ class TopologyActor(Actor):
         record = self.directory.value.reporting_agent(merge.report.agent_id)
         return allowed_actions(record.capabilities, record.version) if record is not None else None
 
-    def _record(self, merge: MergeReport, groups: dict[str, set[float]]) -> None:
+    def _record(self, merge: MergeReport, groups: dict[str, set[float]], grouped: dict[str, set[float]]) -> None:
         """Record the metrics of a merged report's nodes; add the pods and
-        services they belong to, with the report's metric time, to ``groups``
-        (recorded once the batch is settled: ``_record_groups``)."""
+        services they belong to, with the report's metric time, to
+        ``groups``, and its agent, with that time, to ``grouped`` if its
+        processes are in groups (recorded once the batch is settled:
+        ``_record_groups``)."""
         at = metric_time(merge.report, merge.received_at, self.process_history.retention)
         partition = self.graph.partitions[merge.report.agent_id]
         nodes = partition.nodes.values()
@@ -437,17 +450,38 @@ class TopologyActor(Actor):
             at, [(node.id, node.metrics) for node in nodes if node.kind is not process and node.metrics])
         for group_id in (*partition.pods, *partition.services):  # sums over their containers
             groups.setdefault(group_id, set()).add(at)
+        if partition.process_groups:
+            grouped.setdefault(partition.agent_id, set()).add(at)
 
-    def _record_groups(self, groups: dict[str, set[float]]) -> None:
+    def _record_groups(self, groups: dict[str, set[float]], grouped: dict[str, set[float]]) -> None:
         """Record the pods' and services' sums, as settled after a batch, at
         the metric times of the batch's reports that touched them (a bucket
-        holds its last value: the group's sum once the batch is merged)."""
+        holds its last value: the group's sum once the batch is merged); and
+        the sums of the process groups of the agents in ``grouped``, a row
+        per report."""
         nodes = self.graph.nodes
         for group_id, times in groups.items():
             group = nodes.get(group_id)
             if group is not None:
                 for at in sorted(times):
                     self.history.record(group_id, at, group.metrics)
+        partitions = self.graph.partitions
+        for agent, times in grouped.items():
+            partition = partitions.get(agent)
+            if partition is None:  # gone since (forgotten)
+                continue
+            keys = partition.process_groups  # one tuple for all its rows while they stay
+            found = list(map(nodes.get, keys))
+            # A process's two metrics, summed: a group's history costs at most
+            # what one process's does (the memory budget counts processes).
+            metrics = [{"cpu_percent": node.metrics["cpu_percent"], "memory_mb": node.metrics["memory_mb"]}
+                       for node in found if node is not None]
+            if len(metrics) < len(keys):
+                # A process another agent describes too is grouped by its
+                # newest name, maybe not the one this agent's report gives.
+                keys = tuple(key for key, node in zip(keys, found, strict=True) if node is not None)
+            for at in sorted(times):
+                self.group_history.record(agent, at, keys, metrics)
 
     async def _publish_in_steps(self) -> None:
         """``_publish``, letting requests run between its steps: a version of
@@ -486,15 +520,17 @@ class TopologyActor(Actor):
         expired = await in_steps(self.graph.expiring(now, self.settings.agents.stale_threshold), self._let_others_run)
         points = self.history.expire(now)
         process_points = self.process_history.expire(now)
+        group_points = self.group_history.expire(now)
         await self._publish_in_steps()
         log.info(
             "cleanup: removed %d stale agents (%d nodes), %d metric points and %d series; %d nodes remain",
             len(expired.agents), expired.nodes,
-            points.points_removed + process_points.points_removed,
-            points.groups_removed + process_points.groups_removed,
+            points.points_removed + process_points.points_removed + group_points.points_removed,
+            points.groups_removed + process_points.groups_removed + group_points.groups_removed,
             len(self.graph.nodes),
             extra={"event": "cleanup", "agents_removed": len(expired.agents), "nodes_removed": expired.nodes,
-                   "points_removed": points.points_removed + process_points.points_removed},
+                   "points_removed": (points.points_removed + process_points.points_removed
+                                      + group_points.points_removed)},
         )
 
     def _details(self, node_id: str, seconds: float) -> dict[str, Any] | None:
@@ -502,9 +538,12 @@ class TopologyActor(Actor):
         if details is None:
             return None
         try:
-            history = self.process_history if kind_of(node_id) is NodeKind.PROCESS else self.history
+            kind = kind_of(node_id)
         except ValueError:
             return None
+        history: MetricHistory | BlockHistory = (
+            self.process_history if kind is NodeKind.PROCESS
+            else self.group_history if kind is NodeKind.PROCESS_GROUP else self.history)
         since = self.clock() - seconds
         details["metrics_history"] = {
             "resolution_seconds": history.resolution,
@@ -516,15 +555,16 @@ class TopologyActor(Actor):
     def _stats(self) -> dict[str, Any]:
         nodes = self.history.stats()
         processes = self.process_history.stats()
+        process_groups = self.group_history.stats()
         edges = self.graph.edge_cache.stats()
         return {
             "topology": {**self.snapshot.counts(), "agents": len(self.graph.partitions),
                          "pending_reports": len(self.pending), "merge_failures": self.merge_failures,
                          "stream_sequence": self.sequence},
             "storage": {
-                "metric_series": nodes.groups + processes.groups,
-                "metric_points": nodes.points + processes.points,
-                "metric_bytes": nodes.bytes + processes.bytes,
+                "metric_series": nodes.groups + processes.groups + process_groups.groups,
+                "metric_points": nodes.points + processes.points + process_groups.points,
+                "metric_bytes": nodes.bytes + processes.bytes + process_groups.bytes,
                 # The encoded edges kept for big listings (bounded: edge_cache_limit).
                 "edge_cache_bytes": edges.bytes,
                 "edge_cache_limit": edges.limit,

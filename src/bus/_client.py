@@ -41,7 +41,7 @@ from trioscope.domain.agents import PackedReport
 from trioscope.runtime import Handoff
 from trioscope.wire import Report
 
-from ._envelope import Envelope
+from ._envelope import DEFAULT_UNPACKED, Envelope, unpacked_limit
 from ._lag import BusProgress
 from ._loop import AsyncioThread
 from ._reader import Fetched, StreamReader
@@ -112,8 +112,11 @@ class ReportBus:
     (``_nc``, ``_reader``) is touched only by coroutines run in that thread."""
 
     def __init__(self, url: str, stream: str, retention: float, thread: AsyncioThread,
-                 max_bytes: int = 8 * 1024**3, *, retention_key: str = "storage.max_data_age") -> None:
-        """``retention_key``: the setting ``retention`` comes from, named when the stream keeps another."""
+                 max_bytes: int = 8 * 1024**3, *, retention_key: str = "storage.max_data_age",
+                 max_unpacked: int = DEFAULT_UNPACKED) -> None:
+        """``retention_key``: the setting ``retention`` comes from, named when the stream keeps another;
+        ``max_unpacked``: the longest wire JSON a report read back may unpack to (``unpacked_limit``
+        of ``server.max_body_size``)."""
         self.url = url
         self.shown_url = mask_passwords(url)
         """``url`` as logged and put in errors: its passwords masked."""
@@ -121,6 +124,7 @@ class ReportBus:
         self.retention = retention
         self.retention_key = retention_key
         self.max_bytes = max_bytes
+        self.max_unpacked = max_unpacked
         self.thread = thread
         self.progress = BusProgress()
         self._nc: Client | None = None
@@ -559,7 +563,8 @@ async def open_report_bus(settings: Settings) -> AsyncIterator[ReportBus | None]
     thread = AsyncioThread(name="nats")
     thread.start()
     bus = ReportBus(settings.bus.url, settings.bus.stream, retention(settings), thread, settings.bus.max_bytes,
-                    retention_key=retention_key(settings))
+                    retention_key=retention_key(settings),
+                    max_unpacked=unpacked_limit(settings.server.max_body_size))
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(bus.keep_connecting)

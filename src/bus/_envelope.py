@@ -14,14 +14,20 @@ path: msgspec parses the wire JSON straight into the report's records, type by
 type (a string where a number belongs, a missing field, an unknown
 ``format``: ``BadEnvelope``, the message is skipped), ~5x faster than parsing
 it with orjson and structuring it with the HTTP edge's strict cattrs hooks
-(bench/RESULTS.md, issue 20, bus-scale). The bounds those hooks check (lengths,
-ranges, patterns) are not checked again: every report on the stream was
-validated by the replica that published it, and only replicas write the
-stream. The frame's own receive time is checked (``unpack_report``): the
-views fail on a time they cannot show, and no validation before saw it.
-Nothing is ever unpickled or evaluated. The same library writes the frame
-and the wire JSON (one pass, no intermediate dicts), in the layout
-``trioscope.wire.encode`` gives.
+(bench/RESULTS.md, issue 20, bus-scale). Most bounds those hooks check
+(lengths, ranges) are not checked again: a value past them costs a replica
+memory or a report's merge (``merge_failed``), and checking every field of
+every record would cost a good part of the decode. What the actors and views
+rely on is checked again (``unpack_report``), since not only replicas can
+write the stream (anyone the NATS server lets publish to its subjects), and a
+message on it is read by every replica at every start for as long as the
+stream keeps it: the receive time, the agent id (an actor's name: an empty
+one made every replica's roster crash), the host name and the report's own
+time (a year-9999 one made every view fail), each by the rule of the HTTP
+edge, so that nothing a replica publishes is refused. Nothing is ever
+unpickled or evaluated. The same library writes the frame and the wire JSON
+(one pass, no intermediate dicts), in the layout ``trioscope.wire.encode``
+gives.
 
 Format 2 packs the report with Zstandard, format 1 (the versions before) with
 zlib; both are read, so a replica of this version reads a stream written by
@@ -38,9 +44,10 @@ from datetime import UTC, datetime
 import attrs
 import msgspec
 
-from trioscope.domain.agents import BadPack, PackedReport
+from trioscope.config import Settings
+from trioscope.domain.agents import BadPack, PackedReport, check_clock
 from trioscope.domain.topology import SHAPE_BYTES
-from trioscope.wire import Report
+from trioscope.wire import CHECKS, FieldError, Identifier, InvalidDocument, Name, Report, TextRule
 
 FORMAT = 2
 """The envelope's layout this version writes; a replica skips envelopes of a layout it does not know."""
@@ -84,10 +91,20 @@ class _Frame(msgspec.Struct, omit_defaults=True):
     """The client's source (``Envelope.address``); empty from a replica of a version that did not send it."""
 
 
-MAX_UNPACKED = 1024**3
-"""A report's wire JSON is at most this long once decompressed: no replica
-accepts a larger body (``server.max_body_size``'s bound), and a message that
-inflates beyond it (a compression bomb) is refused before it takes the memory."""
+WIRE_EXPANSION = 4
+"""At most how many times its body a report's wire JSON is long, beyond ``RECORDS_BYTES``."""
+RECORDS_BYTES = 48 * 1024**2
+"""How long a report's wire JSON can be, as a replica re-encodes an accepted
+body (``unpacked_limit``): at most ``WIRE_EXPANSION`` times the body plus
+``RECORDS_BYTES``. The re-encoded JSON writes every field, defaults
+included, so a record the body gave with few keys grows: ``{}``, a
+connection, to ~111 bytes, ``{"pid":1}`` to ~165, ``{"id":"a","stats":{}}``
+to ~425. Only records the model caps grow that much (at most 200,000
+connections, 100,000 processes, 10,000 containers, 1,024 interfaces, 256
+disks: ~41 MiB written all at their smallest); anything else grows at most
+~3.2x (a published port, ``{"container_port":0}``, of which a body may hold
+millions), numbers and times by a few characters. ``tests/bus/test_envelope_limits.py``
+checks both against the model."""
 
 MAX_ADDRESS = 64
 """Characters of a client address kept (an IPv6 address with a zone is well under)."""
@@ -115,23 +132,84 @@ def pack_report(report: Report, received_at: float, enrolled: bool,
     return _FRAME.encode(frame), packed
 
 
-def unpack_report(data: bytes) -> Envelope:
-    """Raises ``BadEnvelope`` for anything but an envelope of a ``READABLE``
-    format whose receive time is a finite time from ``EARLIEST_RECEIVED`` to
-    ``LATEST_RECEIVED`` (``format``, the frame's only other number, is one of
-    ``READABLE``)."""
+def unpacked_limit(max_body_size: int) -> int:
+    """The longest wire JSON a report of a body up to ``max_body_size``
+    (``server.max_body_size``: no replica accepts a larger one, also after
+    gzip) is re-encoded to (``WIRE_EXPANSION``, ``RECORDS_BYTES``): a packed
+    report that inflates beyond it is no report a replica published (a
+    compression bomb), and is refused before it takes the memory."""
+    return WIRE_EXPANSION * max_body_size + RECORDS_BYTES
+
+
+DEFAULT_UNPACKED = unpacked_limit(Settings.defaults().server.max_body_size)
+"""``unpacked_limit`` of the default ``server.max_body_size`` (88 MiB of 10 MiB)."""
+
+
+def _rule(field_type: object) -> TextRule:
+    """The rule the HTTP edge checks a text field of ``field_type`` by."""
+    rule = CHECKS[field_type]
+    assert isinstance(rule, TextRule)
+    return rule
+
+
+_AGENT_ID = _rule(Identifier)
+_HOST_NAME = _rule(Name)
+
+
+def unpack_report(data: bytes, max_unpacked: int = DEFAULT_UNPACKED) -> Envelope:
+    """The envelope in ``data``.
+
+    Raises:
+        BadEnvelope: for anything but an envelope of a ``READABLE`` format
+            whose receive time is a finite time from ``EARLIEST_RECEIVED`` to
+            ``LATEST_RECEIVED`` (``format``, the frame's only other number, is
+            one of ``READABLE``), holding a report that unpacks to at most
+            ``max_unpacked`` bytes (``unpacked_limit``) of the report's wire
+            JSON, with the fields the actors and views rely on as the HTTP
+            edge takes them (``_check``).
+    """
     try:
         frame = _READ_FRAME.decode(data)
-        if frame.format not in READABLE:
-            raise BadEnvelope(f"not a report envelope of a format this version reads "
-                              f"({', '.join(map(str, sorted(READABLE)))}): format {frame.format}")
-        if not (math.isfinite(frame.received_at) and EARLIEST_RECEIVED <= frame.received_at < LATEST_RECEIVED):
-            raise BadEnvelope(f"invalid received_at: {frame.received_at!r} (a time from {EARLIEST_RECEIVED:g} "
-                              f"to {LATEST_RECEIVED:g} seconds since the epoch)")
-        packed = PackedReport(frame.report)
-        report = _READ_REPORT.decode(packed.unpack(MAX_UNPACKED))
-    except (msgspec.DecodeError, BadPack) as exc:  # ValidationError is a DecodeError
-        raise BadEnvelope(str(exc)) from None
+    except msgspec.DecodeError as exc:  # ValidationError is a DecodeError
+        raise BadEnvelope(f"not a report envelope: {exc}") from None
+    if frame.format not in READABLE:
+        raise BadEnvelope(f"not a report envelope of a format this version reads "
+                          f"({', '.join(map(str, sorted(READABLE)))}): format {frame.format}")
+    if not (math.isfinite(frame.received_at) and EARLIEST_RECEIVED <= frame.received_at < LATEST_RECEIVED):
+        raise BadEnvelope(f"invalid received_at: {frame.received_at!r} (a time from {EARLIEST_RECEIVED:g} "
+                          f"to {LATEST_RECEIVED:g} seconds since the epoch)")
+    packed = PackedReport(frame.report)
+    try:
+        report = _READ_REPORT.decode(packed.unpack(max_unpacked))
+    except BadPack as exc:
+        raise BadEnvelope(f"not a report envelope: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise BadEnvelope(f"not a valid report: {exc}") from None
+    _check(report, frame.received_at)
     # Any other length is no digest this version makes: found again on merging.
     shape = frame.shape if len(frame.shape) == SHAPE_BYTES else None
     return Envelope(report, frame.received_at, frame.enrolled, packed, shape, frame.address[:MAX_ADDRESS] or None)
+
+
+def _check(report: Report, received_at: float) -> None:
+    """Raise ``BadEnvelope`` for a report whose agent id, host names or time
+    the HTTP edge would have refused (its field rules, ``check_clock``): they
+    name actors, nodes and versions of the views, which fail on one they
+    cannot take. A few microseconds: no list of the report is walked."""
+    host = report.host_info
+    for path, value, rule in (("agent_id", report.agent_id, _AGENT_ID), ("hostname", report.hostname, _HOST_NAME),
+                              ("host_info.hostname", "" if host is None else host.hostname, _HOST_NAME)):
+        try:
+            rule.check(value)
+        except FieldError as exc:
+            raise BadEnvelope(f"not a valid report: $.{path} {exc}") from None
+    moment = report.timestamp
+    if moment.utcoffset() is None:  # msgspec takes a time without a zone, as a naive datetime
+        raise BadEnvelope(f"not a valid report: $.timestamp has no time zone: {moment.isoformat()}")
+    if moment.timestamp() < 0:
+        raise BadEnvelope(f"not a valid report: $.timestamp must not be before 1970-01-01T00:00:00Z, "
+                          f"got {moment.isoformat()}")
+    try:
+        check_clock(report, received_at)  # after received_at + MAX_AHEAD; so never past the year 9000 either
+    except InvalidDocument as exc:
+        raise BadEnvelope(f"not a valid report: {exc}") from None

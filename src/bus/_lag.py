@@ -20,7 +20,9 @@ class BusProgress:
     consumer_restarts: int = 0
     """Times the stream reader was recreated (after a reconnection or a consumer the server dropped)."""
     skipped: int = 0
-    """Messages on the stream that were not report envelopes (logged and left out)."""
+    """Messages on the stream left out, each logged: not report envelopes
+    this version reads (``bus_bad_message``), or reports whose handing on
+    failed here (``bus_report_failed``)."""
     streams_created: int = 0
     """Times this process found the stream gone from the bus (a server back with
     an empty store) and created it again."""

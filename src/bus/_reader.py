@@ -12,8 +12,12 @@ room for, so a replica catching up on an hour of reports holds at most
 ``BUFFER`` of them undecoded.
 
 How many reports are left (``lag``) is known only from what the server said
-while it answered: a report fetched (its ``num_pending``) or the stream's
-state. A pull that times out says nothing (the stream may be idle, or the
+while it answered: a report fetched, or the consumer (their ``num_pending``),
+or the stream's state where that tells (no message deleted from it: a deleted
+one is counted in the state, and the stream still ends at its sequence, but
+it is no report to read; a consumer does not count it). Each consumer a
+reader replaces is deleted: the server kept every one for ``CONSUMER_IDLE``.
+A pull that times out says nothing (the stream may be idle, or the
 server out of reach), so the count stays as it was; a read that fails, a
 reconnection or a new start makes it unknown (None) until the server says
 again, and a ``take`` that has nothing to hand out then raises ``LagUnknown``
@@ -34,6 +38,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import secrets
 
 import attrs
 import nats.errors
@@ -83,6 +88,8 @@ class StreamReader:
         self.stream = stream
         self.consumer_restarts = 0
         self._subscription: JetStreamContext.PullSubscription | None = None
+        self._consumer: str | None = None
+        """The name of ``_subscription``'s consumer (named here, so that the one replaced can be deleted)."""
         self._buffer: list[Fetched] = []
         self._next = 0
         """Sequence of the next report ``take`` hands out (0: not started)."""
@@ -153,11 +160,14 @@ class StreamReader:
         return taken, self._pending
 
     async def close(self) -> None:
+        """Stop reading. The consumer is left to the server, which deletes it
+        ``CONSUMER_IDLE`` after its last read: deleting it here would hold the
+        process's stop up for as long as a bus that went away takes to fail."""
         await self._stop()
         if self._subscription is not None:
             with contextlib.suppress(nats.errors.Error):
                 await self._subscription.unsubscribe()
-            self._subscription = None
+            self._subscription = self._consumer = None
 
     async def _restart(self, start: int) -> None:
         """Read from ``start`` on, with what was buffered dropped: a new pump, and
@@ -186,17 +196,34 @@ class StreamReader:
 
     async def _open(self, start: int) -> tuple[JetStreamContext.PullSubscription, int]:
         """A new consumer, and the sequence it reads from: ``start``, or the
-        stream's first if it was made again (``_look``)."""
-        start = await self._look(start)
+        stream's first if it was made again (``_look``). The one it replaces
+        is deleted (or it would stay on the server ``CONSUMER_IDLE`` more,
+        one for every replacement). How many reports are left is what the
+        new consumer has to deliver, as the server said making it."""
+        start, _ = await self._look(start)
         if self._subscription is not None:
-            with contextlib.suppress(nats.errors.Error):
-                await self._subscription.unsubscribe()  # the old one is gone with the old connection
+            await self._drop()
             self.consumer_restarts += 1
-        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
+        name = f"trioscope-{secrets.token_hex(8)}"
+        config = ConsumerConfig(name=name, filter_subject=f"{self.stream}.>",
+                                deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
                                 ack_policy=AckPolicy.NONE, inactive_threshold=CONSUMER_IDLE, mem_storage=True)
-        self._subscription = await self.js.pull_subscribe(f"{self.stream}.>", stream=self.stream, config=config)
+        info = await self.js.add_consumer(self.stream, config)
+        self._subscription, self._consumer = await self.js.pull_subscribe_bind(name, stream=self.stream), name
         self._stale = False
+        self._said(int(info.num_pending or 0))
         return self._subscription, start
+
+    async def _drop(self) -> None:
+        """Stop reading with the current consumer and delete it (one gone
+        already, with a lost connection or a stream made again: nothing to do)."""
+        subscription, consumer, self._subscription, self._consumer = self._subscription, self._consumer, None, None
+        if subscription is not None:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+        if consumer is not None:
+            with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
+                await self.js.delete_consumer(self.stream, consumer)
 
     async def _pump(self, start: int) -> None:
         """Read the stream from ``start`` into the buffer until cancelled; a
@@ -223,14 +250,24 @@ class StreamReader:
                 except nats.errors.TimeoutError:
                     # Nothing came: an idle stream, or a server out of reach
                     # (then the pull only timed out); the count stays as it
-                    # was until the stream says (now, if reports were due).
+                    # was until the server says (now, if reports were due).
                     timeouts += 1
                     if self._pending > 0 or not self._known or timeouts % IDLE_CHECKS == 0:
-                        fresh = await self._look(position)
-                        if fresh != position or self._pending > 0:
-                            # Made again (read from its start), or reports wait that our
-                            # consumer does not deliver (the server dropped it while we were away).
+                        fresh, left = await self._look(position)
+                        if fresh != position:  # made again: read from its start
                             position, self._stale = fresh, True
+                        elif left == 0:
+                            self._said(0)
+                        else:
+                            # Reports on the stream from here (or messages deleted
+                            # from it, which only a consumer does not count): does
+                            # ours have them to deliver, or did the server drop it
+                            # (while we were away)?
+                            undelivered = await self._undelivered(reader)
+                            if undelivered is None:
+                                self._stale = True
+                            else:
+                                self._said(undelivered)
                     continue
                 timeouts = 0
                 for message in messages:
@@ -253,19 +290,31 @@ class StreamReader:
             self._known = True
             self._arrived.set()  # a take waiting to know has its answer
 
-    async def _look(self, position: int) -> int:
-        """Ask the stream how many reports it holds from ``position`` on (the
-        count is then known), and where to read from: ``position``, or its
-        first sequence if it was made again since it was read here (its last
+    async def _undelivered(self, subscription: JetStreamContext.PullSubscription) -> int | None:
+        """How many reports our consumer has to deliver yet (deleted messages
+        are none); None if the server has no such consumer now."""
+        try:
+            info = await subscription.consumer_info()
+        except nats.js.errors.NotFoundError:
+            return None
+        return int(info.num_pending or 0)
+
+    async def _look(self, position: int) -> tuple[int, int | None]:
+        """Ask the stream where to read from: ``position``, or its first
+        sequence if it was made again since it was read here (its last
         sequence is below the one read before ``position``, or it was created
-        at another time).
+        at another time); and how many reports it holds from there, None when
+        its state cannot tell: messages deleted from it (``js.delete_msg``)
+        are counted there (``num_deleted``) but not placed, so only while
+        none are, or when it is read from its first, is the count the span.
 
         Raises:
             nats.errors.Error, nats.js.errors.Error: no answer (the stream is
                 gone, or the server out of reach).
         """
         info: StreamInfo = await self.js.stream_info(self.stream)
-        first, last, created = int(info.state.first_seq), int(info.state.last_seq), info.created
+        state = info.state
+        first, last, created = int(state.first_seq), int(state.last_seq), info.created
         remade = last < position - 1 or (created is not None and self._created not in (None, created))
         if created is not None:
             self._created = created
@@ -276,5 +325,14 @@ class StreamReader:
                         position - 1, max(1, first),
                         extra={"event": "bus_stream_recreated", "stream": self.stream, "sequence": position - 1})
             position = max(1, first)
-        self._said(max(0, last - max(position, first) + 1))
-        return position
+        start = max(position, first)
+        left: int | None
+        if start > last or not state.messages:
+            left = 0
+        elif start == first:
+            left = int(state.messages)
+        elif not state.num_deleted:  # None from nats-py when there are none
+            left = last - start + 1
+        else:
+            left = None
+        return position, left

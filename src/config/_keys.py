@@ -292,7 +292,8 @@ KEYS: tuple[Key, ...] = (
         default="",
         help="where commands, deployments, tokens and audit are kept: empty for SQLite in data_dir, "
              "or postgresql://user@host/db shared by replicas",
-        env=("TRIOSCOPE_STORE_DATABASE", "TRIOSCOPE_DATABASE"),
+        # DATABASE_URL: the command service seed's deployment names it (§10.1).
+        env=("TRIOSCOPE_STORE_DATABASE", "TRIOSCOPE_DATABASE", "DATABASE_URL"),
         flags=("--database",),
     ),
     Key(
@@ -611,6 +612,29 @@ KEYS: tuple[Key, ...] = (
              "probe registers once when it starts)",
         env=("TRIOSCOPE_LIMITS_REGISTRATIONS_PER_ADDRESS",),
         flags=("--registrations-per-address",),
+    ),
+    Key(
+        name="limits.connections_per_address",
+        kind=IntegerKind(1, 1_000_000),
+        default=256,
+        help="TCP connections one client address (IPv6: its /64) holds open at once, per serving process; "
+             "further ones are reset as soon as they are accepted. A probe holds about two (its long-poll and "
+             "its reports): raise it when more than ~100 probes share one (NAT) address. Connections from "
+             "server.trusted_proxies are exempt (each proxy carries many clients): cap clients on the proxy",
+        env=("TRIOSCOPE_LIMITS_CONNECTIONS_PER_ADDRESS",),
+        flags=("--max-connections-per-address",),
+    ),
+    Key(
+        name="limits.unsent_bytes_per_address",
+        kind=SizeKind(1024**2, 64 * 1024**3),
+        default=128 * 1024**2,
+        help="bytes of HTTP responses being written to the connections of one client address (IPv6: its /64) at "
+             "once, per serving process; one response several of them are sent counts once. A response that would "
+             "go over it while others are still being written is not sent: its connection is closed, so clients "
+             "that do not read cannot hold a copy each for server.write_timeout. Trusted proxies are exempt; "
+             "WebSockets have their own (websocket.max_reset_bytes_per_address)",
+        env=("TRIOSCOPE_LIMITS_UNSENT_BYTES_PER_ADDRESS",),
+        flags=("--max-unsent-bytes-per-address",),
     ),
     Key(
         name="limits.per_agent",

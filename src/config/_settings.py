@@ -201,7 +201,7 @@ class TenantsSettings:
 
 @attrs.frozen(kw_only=True)
 class LimitsSettings:
-    """Request rate limits, in requests per minute."""
+    """Per-client limits: request rates, in requests per minute, and open connections."""
 
     per_address: int
     """Requests per minute from one client address, checked before authentication."""
@@ -209,6 +209,11 @@ class LimitsSettings:
     """Probe reports and heartbeats per minute from one client address, before decoding."""
     registrations_per_address: int
     """Agent registrations and enrollments per minute from one client address."""
+    connections_per_address: int
+    """TCP connections open at once from one client address (trusted proxies exempt), per serving process."""
+    unsent_bytes_per_address: int
+    """Bytes of HTTP responses being written to one client address's connections at once (trusted proxies
+    exempt), per serving process; one response sent to several of them counts once."""
     per_agent: int
     """Requests per minute from one agent."""
     per_user: int

@@ -124,6 +124,7 @@ class PackedReport:
                 elif limit is not None and size > limit:
                     raise _beyond(limit)
                 else:
+                    # Into a buffer of the declared size: a frame holding more fails (ZstdError).
                     raw = zstandard.ZstdDecompressor().decompress(data)
             except zstandard.ZstdError as exc:
                 raise BadPack(f"not a packed report: {exc}") from None

@@ -17,6 +17,8 @@ from typing import Any
 
 import attrs
 
+from .agents import rfc3339
+
 
 def new_token() -> str:
     """A fresh secret token, 256 random bits.
@@ -95,6 +97,19 @@ class AgentRecord:
         token answers 410 from now on, and the record shrinks to what that and
         the list of retired agents need (its system info goes)."""
         return attrs.evolve(self, status=AgentStatus.DECOMMISSIONED, decommissioned_at=at, system_info={})
+
+
+def agent_status_event(agent: AgentRecord, deployment: Deployment, *, online: bool, last_seen: float | None,
+                       metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``agent_status`` event of ``/ws/user`` (the command service seed's
+    ``{status, last_seen, metrics}``): ``status`` ``online`` or ``offline``,
+    ``last_seen`` when it was last heard from (RFC 3339, as ``system_alert``'s
+    times), ``metrics`` what is known of it (``{}``: nothing). Whether the
+    agent is enrolled or was retired (decommissioned, or replaced by a new
+    enrolment) is ``enrollment_status``, as in the agent's record."""
+    return {"type": "agent_status", "agent_id": agent.id, "deployment_hash": deployment.hash,
+            "status": "online" if online else "offline", "enrollment_status": agent.status.value,
+            "last_seen": rfc3339(last_seen), "metrics": dict(metrics or {})}
 
 
 class AgentAuthFailure(enum.Enum):

@@ -95,6 +95,12 @@ def mint_user_token(secret: bytes, *, user_id: str, tenant: str, role: Role, now
 def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
     """The principal a token names, after checking its signature and expiry.
 
+    Two claim sets are read: ours (``tenant``, ``role``), as ``mint_user_token``
+    writes, and the command service seed's ``UserToken`` (``tenant_id``,
+    ``roles``: a list, of which the highest role we know counts; its
+    ``permissions`` follow from the role here and are not read), so tokens of
+    an auth service built to the seed work as they are.
+
     Raises:
         InvalidToken: naming what is wrong with it.
     """
@@ -102,7 +108,7 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
         # PyJWT would read the clock itself; expiry is checked against ``now`` below.
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp", "tenant", "role"], "verify_exp": False, "verify_iat": False},
+            options={"require": ["sub", "exp"], "verify_exp": False, "verify_iat": False},
         )
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"invalid token: {exc}") from None
@@ -112,18 +118,48 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
         raise InvalidToken("invalid token: exp is not a number")
     if now >= exp:
         raise InvalidToken("token expired")
-    sub, tenant, role = claims["sub"], claims["tenant"], claims["role"]
+    sub, tenant = claims["sub"], _tenant_claim(claims)
     if not (isinstance(sub, str) and isinstance(tenant, str) and sub and tenant):
         raise InvalidToken("invalid token: sub and tenant must be non-empty strings")
     for name, value in (("sub", sub), ("tenant", tenant)):
         # As minted: a user id that no path may hold would lock its user out of every route.
         if (problem := identity_problem(value)) is not None:
             raise InvalidToken(f"invalid token: {name} {problem}")
-    try:
-        parsed_role = Role(role)
-    except ValueError:
-        raise InvalidToken(f"invalid token: unknown role {str(role)[:20]!r}") from None
-    return Principal(sub, tenant, parsed_role, float(exp))
+    return Principal(sub, tenant, _role_claim(claims), float(exp))
+
+
+MAX_ROLES = 32
+"""Names a ``roles`` claim may list (a token is a header: a long list is no user's)."""
+
+
+def _tenant_claim(claims: dict[str, object]) -> object:
+    """``tenant``, or the seed's ``tenant_id``; both only if they agree."""
+    if "tenant" in claims and "tenant_id" in claims and claims["tenant"] != claims["tenant_id"]:
+        raise InvalidToken("invalid token: tenant and tenant_id name different tenants")
+    if "tenant" in claims:
+        return claims["tenant"]
+    if "tenant_id" in claims:
+        return claims["tenant_id"]
+    raise InvalidToken('invalid token: Token is missing the "tenant" (or "tenant_id") claim')
+
+
+def _role_claim(claims: dict[str, object]) -> Role:
+    """``role``, or the highest role we know in the seed's ``roles`` list
+    (names we do not know are another service's and are passed over)."""
+    if "role" in claims:
+        try:
+            return Role(claims["role"])
+        except ValueError:
+            raise InvalidToken(f"invalid token: unknown role {str(claims['role'])[:20]!r}") from None
+    roles = claims.get("roles")
+    if roles is None:
+        raise InvalidToken('invalid token: Token is missing the "role" (or "roles") claim')
+    if not isinstance(roles, list) or len(roles) > MAX_ROLES:
+        raise InvalidToken(f"invalid token: roles must be a list of at most {MAX_ROLES} role names")
+    known = [Role(name) for name in roles if isinstance(name, str) and name in Role.__members__]
+    if not known:
+        raise InvalidToken(f"invalid token: roles names none of {', '.join(role.value for role in Role)}")
+    return max(known, key=lambda role: role.rank)
 
 
 def renewed(current: Principal, secret: bytes, token: str, *, now: float) -> Principal:

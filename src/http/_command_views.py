@@ -1,16 +1,26 @@
-"""How commands, deployments and agents look on the wire."""
+"""How commands, deployments and agents look on the wire: the views of plain
+values, and the records that add what this process knows of agents (when
+they were heard from, their connections: ``agent_record``, ``deployment_record``)."""
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from quart import Quart, current_app
 
-from trioscope.domain.commands import CancelNotice, Command, Delivery, History, StatusChange, cancel_notice_id
-from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment
+from trioscope.domain.commands import (
+    CancelNotice, Command, CommandEvent, Delivery, History, StatusChange, cancel_notice_id,
+)
+from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, Deployment
 from trioscope.store import StoredCommand
+
+from . import _gate
+from ._services import services
 
 
 _LATEST = datetime.max.replace(tzinfo=UTC)
@@ -54,6 +64,9 @@ def _fields(command: Command) -> dict[str, Any]:
         "timeout_seconds": command.timeout_seconds,
         "progress": command.progress,
         "metadata": {"requires_confirmation": command.requires_confirmation,
+                     "rollback_on_failure": command.rollback_on_failure,
+                     "estimated_duration": command.estimated_duration,
+                     "checkpoint_support": command.checkpoint_support,
                      "cancel_requested": command.cancel_requested},
         "target_agent_id": command.target_agent,
     }
@@ -99,13 +112,32 @@ def stored_command_view(stored: StoredCommand, url: str, *, max_detail_bytes: in
         view["result"] = command.result
         view["result_truncated"] = not stored.result_included
         view["history"] = _history(command.history, max_detail_bytes)
-    view["result_bytes"] = stored.result_bytes
+    view["result_bytes"] = _result_bytes(stored)
     view["error"] = command.error
     view["error_truncated"] = not stored.error_included
     # No error is stored as JSON null: no bytes of an error to read.
     view["error_bytes"] = 0 if stored.error_included and command.error is None else stored.error_bytes
     view["links"] = {"self": url, "result": f"{url}/result", "error": f"{url}/error"}
     return view
+
+
+_RESULT_EVENTS = frozenset({CommandEvent.COMPLETE, CommandEvent.FAIL, CommandEvent.AGENT_CANCELLED})
+"""The changes that may set a command's result: an agent's final report."""
+
+
+def _result_bytes(stored: StoredCommand) -> int:
+    """The size of the result as compact JSON; 0 when there is none, as for
+    ``error_bytes`` (the store keeps "no result" as JSON ``null``: 4 bytes).
+
+    A listing reads sizes, not results: a command last changed by anything but
+    an agent's final report has none; one an agent finished with a 4-byte
+    result (``null``, or ``true``, ``"ab"``...) is shown as stored."""
+    command = stored.command
+    if stored.result_included:
+        return 0 if command.result is None else stored.result_bytes
+    if not command.status.terminal or command.history[-1].event not in _RESULT_EVENTS:
+        return 0
+    return stored.result_bytes
 
 
 def delivery_view(delivery: Delivery, deployment_hash: str) -> dict[str, Any]:
@@ -117,17 +149,98 @@ def delivery_view(delivery: Delivery, deployment_hash: str) -> dict[str, Any]:
     return command_view(delivery)
 
 
-def deployment_view(deployment: Deployment) -> dict[str, Any]:
-    return {"deployment_hash": deployment.hash, "user_id": deployment.user_id, "tenant": deployment.tenant,
-            "status": deployment.status.value, "created_at": timestamp(deployment.created_at),
+def deployment_view(deployment: Deployment, *, agent_id: str | None = None,
+                    last_seen_at: float | None = None) -> dict[str, Any]:
+    """A deployment: the seed's ``id`` (its hash), ``agent_id`` (its active
+    agent, None without one) and ``last_seen_at`` (when one of its agents was
+    last heard from, ``last_heard``) beside the fields of earlier versions."""
+    return {"id": deployment.hash, "deployment_hash": deployment.hash, "user_id": deployment.user_id,
+            "tenant": deployment.tenant, "agent_id": agent_id, "status": deployment.status.value,
+            "created_at": timestamp(deployment.created_at), "last_seen_at": timestamp(last_seen_at),
             "metadata": deployment.metadata, "enrollment_pending": deployment.enrollment_hash is not None}
 
 
-def agent_view(agent: AgentRecord, last_seen: float | None = None) -> dict[str, Any]:
-    """An agent; a retired one without system info (it keeps none)."""
-    view: dict[str, Any] = {"last_seen": timestamp(last_seen), "agent_id": agent.id, "deployment_hash": agent.deployment_hash,
-            "status": agent.status.value, "capabilities": list(agent.capabilities), "version": agent.version,
-            "created_at": timestamp(agent.created_at), "decommissioned_at": timestamp(agent.decommissioned_at)}
+def last_heard(agent: AgentRecord, seen: Mapping[str, float]) -> float:
+    """When ``agent`` was last heard from, as far as this process knows: its
+    latest request that passed every check (``seen``: ``Gate.seen``), else its
+    enrolment (a request of the agent too)."""
+    heard = seen.get(agent.id)
+    return agent.created_at if heard is None else max(heard, agent.created_at)
+
+
+def agent_view(agent: AgentRecord, *, last_seen: float | None, online_within: float, now: float,
+               connection_info: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An agent; a retired one without system info (it keeps none) nor connection info.
+
+    ``status`` is the seed's liveness: ``online`` for an active agent heard
+    from within ``online_within`` seconds (``agents.heartbeat_timeout``) of
+    ``now``, else ``offline``; whether it is enrolled or was retired
+    (decommissioned, or replaced by a new enrolment) is ``enrollment_status``.
+    ``last_heartbeat`` (the seed's name) and ``last_seen`` are the same time."""
+    online = agent.status is AgentStatus.ACTIVE and last_seen is not None and now - last_seen <= online_within
+    heard = timestamp(last_seen)
+    view: dict[str, Any] = {
+        "id": agent.id, "agent_id": agent.id, "deployment_hash": agent.deployment_hash,
+        "status": "online" if online else "offline", "enrollment_status": agent.status.value,
+        "last_heartbeat": heard, "last_seen": heard, "capabilities": list(agent.capabilities),
+        "version": agent.version, "created_at": timestamp(agent.created_at),
+        "decommissioned_at": timestamp(agent.decommissioned_at),
+        "connection_info": connection_info if agent.status is AgentStatus.ACTIVE else None}
     if agent.status is AgentStatus.ACTIVE:
         view["system_info"] = agent.system_info
     return view
+
+
+def agent_record(agent: AgentRecord) -> dict[str, Any]:
+    """``agent_view`` with what this process knows of the agent: when it was
+    last heard from (``Gate.seen``), whether it holds a long-poll or an agent
+    socket here now, and where its latest agent request came from."""
+    s = services()
+    sockets = len(s.agent_sockets.get(agent.id, ()))
+    polls = _gate.presence().polls.get(agent.id, 0)
+    connection = {"transport": "websocket" if sockets else "long_poll" if polls else None,
+                  "ip_address": agent_addresses().get(agent.id), "websockets": sockets, "long_polls": polls}
+    return agent_view(agent, last_seen=last_heard(agent, s.gate.seen),
+                      online_within=s.settings.agents.heartbeat_timeout, now=time.time(), connection_info=connection)
+
+
+def deployment_record(deployment: Deployment, directory: AgentDirectory) -> dict[str, Any]:
+    """``deployment_view`` with its active agent (the newest, if several) and
+    when one of its agents was last heard from, as this process knows."""
+    seen = services().gate.seen
+    active = directory.active_agents(deployment.hash)
+    heard = [last_heard(a, seen) for a in directory.agents_of(deployment.hash)]
+    return deployment_view(deployment, agent_id=active[-1].id if active else None,
+                           last_seen_at=max(heard) if heard else None)
+
+
+def user_deployments(directory: AgentDirectory, tenant: str, user_id: str) -> list[dict[str, Any]]:
+    """``user_id``'s deployments in ``tenant``, oldest first, as ``deployment_record``s:
+    ``GET .../deployments`` and the seed's ``initial_state`` on ``/ws/user``."""
+    found = sorted((d for d in directory.deployments_of(tenant) if d.user_id == user_id), key=lambda d: d.created_at)
+    return [deployment_record(d, directory) for d in found]
+
+
+_ADDRESSES = "trioscope.agent_addresses"
+
+
+def agent_addresses(app: Quart | None = None) -> dict[str, str]:
+    """Agent id -> the client address of its latest request to the agent API
+    that passed every check, in this process: the ``ip_address`` of the
+    agent's ``connection_info``. One per app (its extensions; the current
+    app's if none is given)."""
+    extensions = (app if app is not None else current_app).extensions
+    found: dict[str, str] | None = extensions.get(_ADDRESSES)  # only this function puts it there
+    if found is None:
+        found = extensions[_ADDRESSES] = {}
+    return found
+
+
+def note_address(addresses: dict[str, str], agent_id: str, address: str, known: AgentDirectory | None) -> None:
+    """Record that ``agent_id``'s request came from ``address``; past twice the
+    agents ``known`` (and some), those no longer known (forgotten after their
+    retirement) are dropped, as ``Gate.seen`` drops theirs."""
+    addresses[agent_id] = address
+    if known is not None and len(addresses) > 2 * len(known.agents) + 1024:
+        for gone in [a for a in addresses if a not in known.agents]:
+            del addresses[gone]

@@ -39,6 +39,17 @@ comes as ``?token=`` or in an Authorization header. Messages:
   agent may send ``{"type": "ping"}`` too and gets a ``pong``.
 - ``received``, ``ping`` and ``pong`` are not signed: they only concern this
   socket, whose handshake was.
+- the command service seed's agent messages, unsigned as the seed sends them
+  (the socket's handshake was signed, as for ``received``), each charged to
+  the agent's request budget like a request: ``{"type": "heartbeat", ...}``
+  (the agent is heard from; not answered), ``{"type": "command_progress",
+  "command_id", "progress", "stage"}`` (what a report of ``executing`` with
+  them does: progress only, never an outcome, which stays signed) and
+  ``{"type": "log_entry", "command_id", "timestamp", "level", "message",
+  "source"}`` (one line of the log follow ``command_id`` names, as ``POST
+  /api/v1/agent/commands/logs`` takes them: the seed's entry names no follow,
+  and a line no user follows reaches nobody). Both answered with an ``ack``
+  (``request_id`` echoed if given).
 
 A decommissioned or re-enrolled agent's socket closes at once with 4000 + the
 status its requests get (4410; 4401 for a token that no longer exists): the
@@ -54,6 +65,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import uuid
 from typing import Any
 
 import attrs
@@ -65,7 +77,7 @@ from werkzeug.datastructures import Headers
 from trioscope.actors.client import GOING_AWAY, POLICY_VIOLATION, ClientLink
 from trioscope.actors.deployment_queue import NOT_ACKNOWLEDGED, Report
 from trioscope.actors.notifier import event_client_spec
-from trioscope.domain.commands import CommandReport, Delivery
+from trioscope.domain.commands import CommandReport, Delivery, LogBatch, LogEntry
 from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.domain.principals import Permission
 from trioscope.runtime import ActorFailed
@@ -73,20 +85,20 @@ from trioscope.system import NOTIFIER
 from trioscope.wire import InvalidDocument, decode, request_signing
 
 from . import _gate
-from ._command_views import delivery_view
-from ._errors import REFUSALS, UNAVAILABLE, ApiError, error_response, refusal_status
+from ._command_views import agent_addresses, delivery_view, note_address, user_deployments
+from ._errors import ApiError, answer_to, error_response
 from ._bodies import parse_json
 from ._client_sockets import serve_client_socket
 from ._openapi import Auth, documented, text
 from ._services import services
-from ._shared import AgentRetired, ask_queue, credentials_failure, give_back, stop_follow, wait_for_command
+from ._shared import (
+    AgentRetired, admit_log_entries, ask_queue, credentials_failure, give_back, stop_follow, wait_for_command,
+)
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("command_ws", __name__)
 _names = itertools.count(1)
 CLOSE_TIMEOUT = 5.0
-REFUSAL_TYPES = tuple(REFUSALS)
-UNAVAILABLE_TYPES = tuple(UNAVAILABLE)
 AGENT_POLL = 60.0
 ACK_DEADLINE = 10.0
 """Seconds an agent socket has to acknowledge a command (``received``, or a
@@ -120,9 +132,13 @@ async def user_events(user_id: str) -> Response | None:
     # topology updates, which are merged while a client is behind. A burst
     # beyond it waits in the event client (``notifier``), bounded.
     link = ClientLink(s.settings.websocket.buffer_size * 16)
+    # The seed's first frame: the user's deployments as they are now (events
+    # from the moment the client actor watches follow it).
+    initial = orjson.dumps({"type": "initial_state",
+                            "deployments": user_deployments(await _gate.directory(), principal.tenant, user_id)})
     spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
                              admin=principal.may(Permission.ADMINISTER),
-                             stalled_after=s.settings.websocket.slow_client_timeout)
+                             stalled_after=s.settings.websocket.slow_client_timeout, first=initial.decode())
     return await serve_client_socket(link, spec, subprotocol=_gate.chosen_subprotocol(), principal=principal)
 
 
@@ -138,6 +154,7 @@ async def agent_channel(deployment_hash: str) -> Response | None:
         agent = await _gate.agent(deployment_hash, b"", token=token, headers=websocket.headers)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+    note_address(agent_addresses(), agent.id, _gate.client_address(), await _gate.directory())
     await websocket.accept()
     link = ClientLink(64)
     s.links.add(link)
@@ -187,7 +204,10 @@ class _AgentChannel:
                 if await self._enrolled():  # cannot be: the queue saw it retired in the same snapshot
                     self.link.close(4410, "agent_decommissioned")
                 return
-            except (*UNAVAILABLE_TYPES, ActorFailed):  # type: ignore[misc]  # the checker does not follow * in an except tuple
+            except Exception as exc:
+                found = answer_to(exc)
+                if not isinstance(exc, ActorFailed) and (found is None or found[0].status < 500):
+                    raise
                 await trio.sleep(1)  # the queue is swamped, restarting or failing: try again, as a polling agent would
                 continue
             if delivery is None:
@@ -295,15 +315,56 @@ class _AgentChannel:
                 return _nack(None, 400, "invalid_message", "$.command_id: must be the id of the command received")
             self._acknowledge(command_id)  # one not pending (late, repeated) changes nothing
             return None
+        if kind == "heartbeat":
+            return None  # the seed's agent says it is there: heard above
+        if kind in _SEED_UPDATES:
+            return await self._seed_update(kind, envelope)
         if kind != "report" or not isinstance(envelope.get("body"), str):
             return _nack(None, 400, "invalid_message", '$: must be {"type": "report", "body": "<report JSON>", ...}, '
-                         '{"type": "received", "command_id": ...}, {"type": "pong"} or {"type": "ping"}')
+                         '{"type": "received", "command_id": ...}, {"type": "command_progress", ...}, '
+                         '{"type": "log_entry", ...}, {"type": "heartbeat"}, {"type": "pong"} or {"type": "ping"}')
         answer, command_id = await _handle_agent_message(self.agent_id, self.deployment_hash, self.token, envelope)
         if command_id is not None:
             self._acknowledge(command_id)  # the agent reports on it: it has it
         return answer
 
 
+    async def _seed_update(self, kind: str, envelope: dict[str, Any]) -> dict[str, Any]:
+        """The ``ack`` of a seed's ``command_progress`` or ``log_entry`` (module docstring)."""
+        request_id = envelope.get("request_id")
+        fields = {key: value for key, value in envelope.items() if key not in ("type", "request_id")}
+        unknown = sorted(set(fields) - _SEED_UPDATES[kind])
+        if unknown:
+            return _nack(request_id, 400, "invalid_message", f"$.{unknown[0][:64]}: not a field of {kind} (it has "
+                         f"{', '.join(sorted(_SEED_UPDATES[kind]))})")
+        try:
+            await _gate.charge_agent(self.agent_id)
+            if kind == "log_entry":
+                command_id = fields.pop("command_id", None)
+                # The line alone first, so that a problem is named where the agent put it.
+                decode(fields, LogEntry)
+                batch = decode({"command_id": command_id, "deployment_hash": self.deployment_hash,
+                                "entries": [fields]}, LogBatch)
+                admission = await admit_log_entries(batch)
+                return {"type": "ack", "request_id": request_id,
+                        "status": "accepted" if admission.accepted else "dropped"}
+            report = decode({**fields, "deployment_hash": self.deployment_hash, "status": "executing"}, CommandReport)
+            self._acknowledge(report.command_id)  # the agent reports on it: it has it
+            _, changed = await ask_queue(self.deployment_hash, Report(report, self.agent_id))
+        except InvalidDocument as exc:
+            return _nack(request_id, 400, "invalid_message", str(exc))
+        except ApiError as exc:
+            return _nack(request_id, exc.status, exc.code, exc.message)
+        except Exception as exc:  # noqa: BLE001  # answered as over HTTP; the socket stays open
+            return _answered(request_id, exc)
+        return {"type": "ack", "request_id": request_id, "status": "accepted" if changed else "duplicate"}
+
+
+_SEED_UPDATES = {
+    "command_progress": frozenset({"command_id", "progress", "stage"}),
+    "log_entry": frozenset({"command_id", "timestamp", "level", "message", "source"}),
+}
+"""The command service seed's agent messages that change what users see, and their fields."""
 _PING = orjson.dumps({"type": "ping"}).decode()
 
 
@@ -344,14 +405,8 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
         answer = _nack(request_id, exc.status, exc.code, exc.message)
         answer["close"] = exc.status in (401, 403, 410) and exc.code not in _ONE_MESSAGE_REFUSALS
         return answer, reported
-    except REFUSAL_TYPES as exc:  # 404, 409: answered, the socket stays open
-        status, code = refusal_status(exc)
-        return _nack(request_id, status, code, str(exc)), reported
-    except UNAVAILABLE_TYPES as exc:  # as HTTP's 503: the agent sends the report again
-        code, message = UNAVAILABLE[type(exc)]
-        return _nack(request_id, 503, code, message), reported
-    except ActorFailed:  # the queue actor crashed on it (and logged why); it has restarted
-        return _nack(request_id, 500, "internal_error", "internal error; the server log has the details"), reported
+    except Exception as exc:  # noqa: BLE001  # answered as over HTTP (a 503: the agent sends it again); the socket stays open
+        return _answered(request_id, exc), reported
     return {"type": "ack", "request_id": request_id, "status": "accepted" if changed else "duplicate"}, reported
 
 
@@ -360,6 +415,22 @@ _ONE_MESSAGE_REFUSALS = frozenset(failure.code for failure in (
     AgentAuthFailure.BAD_REQUEST_SIGNATURE, AgentAuthFailure.SIGNED_BEFORE_START,
     AgentAuthFailure.BODY_ONLY_SIGNATURE, AgentAuthFailure.MISSING_SIGNATURE))
 """Refusals of one signed frame, not of the agent's credentials: the socket stays open."""
+
+
+def _answered(request_id: Any, exc: Exception) -> dict[str, Any]:
+    """The ``ack`` of a message whose handling raised ``exc``: what HTTP answers
+    it with (``answer_to``), or a 500 under an incident the log explains (an
+    actor that crashed on it logged why itself)."""
+    found = answer_to(exc)
+    if found is not None:
+        answer, message = found
+        return _nack(request_id, answer.status, answer.code, message)
+    incident = uuid.uuid4().hex[:12]
+    if not isinstance(exc, ActorFailed):
+        log.error("unhandled error in an agent socket's message (incident %s)", incident, exc_info=exc,
+                  extra={"incident": incident})
+    return _nack(request_id, 500, "internal_error",
+                 f"internal error; the server log has the details under incident {incident}")
 
 
 def _nack(request_id: Any, status: int, code: str, message: str) -> dict[str, Any]:

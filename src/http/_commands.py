@@ -22,7 +22,9 @@ from trioscope.store import BulkPart
 
 from . import _gate
 from ._bodies import read_json, read_object
-from ._command_views import agent_view, command_view, deployment_view, stored_command_view, timestamp
+from ._command_views import (
+    agent_record, command_view, deployment_record, deployment_view, stored_command_view, timestamp, user_deployments,
+)
 from ._errors import ApiError, field_error
 from ._openapi import STRING, TIME, Answer, Auth, boolean, choice, date, documented, fields, integer
 from ._responses import json_bytes_response, json_response
@@ -70,10 +72,14 @@ async def me() -> Response:
     })
 
 
+_NULLABLE_STRING: Any = {"type": ["string", "null"]}
+
+
 @blueprint.post(BASE)
 @documented(auth=Auth.USER, body=DEPLOYMENT_BODY, body_required=False, answers={201: Answer("created", schema=fields(
-    deployment_hash=STRING, user_id=STRING, tenant=STRING, status=STRING, created_at=TIME, metadata={"type": "object"},
-    enrollment_pending={"type": "boolean"}, enrollment_token=STRING))})
+    id=STRING, deployment_hash=STRING, user_id=STRING, tenant=STRING, agent_id=_NULLABLE_STRING, status=STRING,
+    created_at=TIME, last_seen_at=TIME, metadata={"type": "object"}, enrollment_pending={"type": "boolean"},
+    enrollment_token=STRING))})
 async def create_deployment(user_id: str) -> Response:
     """Create a deployment; answers its hash and a one-time enrollment token (201)."""
     principal = await _gate.user(Permission.OPERATE)
@@ -88,7 +94,7 @@ async def create_deployment(user_id: str) -> Response:
                               resource_type="deployment", user_id=user_id)
     deployment, token = await services().directory.ask(CreateDeployment(principal.tenant, user_id, metadata, audit),
                                                        timeout=10.0)
-    return json_response({**deployment_view(deployment), "enrollment_token": token}, status=201)
+    return json_response({**deployment_view(deployment), "enrollment_token": token}, status=201)  # no agent yet
 
 
 @blueprint.get(BASE)
@@ -97,9 +103,8 @@ async def list_deployments(user_id: str) -> Response:
     """List a user's deployments."""
     principal = await _gate.user(Permission.READ)
     _gate.own_user(principal, user_id)
-    found = sorted((d for d in (await _gate.directory()).deployments_of(principal.tenant) if d.user_id == user_id),
-                   key=lambda d: d.created_at)
-    return json_response({"deployments": [deployment_view(d) for d in found], "count": len(found)})
+    found = user_deployments(await _gate.directory(), principal.tenant, user_id)
+    return json_response({"deployments": found, "count": len(found)})
 
 
 @blueprint.get(f"{BASE}/<deployment_hash>")
@@ -110,15 +115,14 @@ async def get_deployment(user_id: str, deployment_hash: str) -> Response:
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     directory = await _gate.directory()
-    seen = services().gate.seen
-    view = {**deployment_view(deployment),
-            "agents": [agent_view(a, seen.get(a.id)) for a in directory.active_agents(deployment.hash)],
+    view = {**deployment_record(deployment, directory),
+            "agents": [agent_record(a) for a in directory.active_agents(deployment.hash)],
             "retired_agents_count": directory.retired_count(deployment.hash)}
     if boolean_argument("retired"):
         limit = integer_argument("retired_limit", 50, 1, MAX_PAGE)
         offset = integer_argument("retired_offset", 0, 0, 10**9)
-        view["retired_agents"] = [agent_view(a) for a in directory.retired_agents(deployment.hash, limit=limit,
-                                                                                   offset=offset)]
+        view["retired_agents"] = [agent_record(a) for a in directory.retired_agents(deployment.hash, limit=limit,
+                                                                                    offset=offset)]
         view["retired_limit"], view["retired_offset"] = limit, offset
     return json_response(view)
 
@@ -148,7 +152,7 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
     audit = _gate.audit_entry("agent.decommission", actor=user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="agent", resource_id=agent_id)
     agent = await services().directory.ask(Decommission(agent_id, audit), timeout=10.0)
-    return json_response(agent_view(agent))
+    return json_response(agent_record(agent))
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/commands")
@@ -159,10 +163,23 @@ async def create_command(user_id: str, deployment_hash: str) -> Response:
     """Create a command (202 once it is stored)."""
     principal = await _gate.user(Permission.OPERATE)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    create = decode_create(await read_json(services().settings))
+    document = await read_json(services().settings)
+    create = decode_create(document)
+    _check_confirmation(document)
     stored = await submit(principal, deployment, create)
     return json_response({"command_id": stored.id, "status": stored.status.value,
                           "estimated_start": timestamp(stored.scheduled_for)}, status=202)
+
+
+def _check_confirmation(document: dict[str, Any]) -> None:
+    """400 when the body's ``requires_confirmation`` and its metadata's say
+    different things (either alone asks for a confirmation)."""
+    metadata = document.get("metadata")
+    if ("requires_confirmation" in document and isinstance(metadata, dict) and "requires_confirmation" in metadata
+            and metadata["requires_confirmation"] is not None
+            and metadata["requires_confirmation"] != document["requires_confirmation"]):
+        raise field_error("invalid_command", "$.metadata.requires_confirmation",
+                          "contradicts $.requires_confirmation (give one, or the same value in both)")
 
 
 @blueprint.get(f"{BASE}/<deployment_hash>/commands")

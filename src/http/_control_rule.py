@@ -1,9 +1,14 @@
 """Who may control a container of the topology: the enrolled agent that
 reported it and runs the action, in a deployment the user may command. One
 rule for the control endpoint (``_controls``) and for node details, which say
-whether the reader may control the node (``_query``)."""
+whether the reader may control the node and which of its controls (``_query``):
+both read the node's controllers once (``controllers``: one ask of the
+topology actor, through which every report goes) and choose among them in
+memory (``choose``)."""
 
 from __future__ import annotations
+
+import attrs
 
 from trioscope.actors.topology import GetNodeSources
 from trioscope.domain.deployments import AgentRecord, Deployment
@@ -19,35 +24,53 @@ def no_node(node_id: str) -> ApiError:
     return ApiError(404, "node_not_found", f"no container {node_id!r} that you may control", details={"node_id": node_id})
 
 
-def allowed(agent: AgentRecord) -> frozenset[str] | None:
-    """The controls ``agent`` runs (None: all), from the capabilities it enrolled with."""
-    return allowed_actions(agent.capabilities, agent.version)
+@attrs.frozen(kw_only=True)
+class Controller:
+    """An enrolled agent that reported a container and that a principal may
+    have control it: a deployment of theirs, or of their tenant if they administer it."""
+
+    deployment: Deployment
+    """The agent's deployment: its queue carries the control's command."""
+    agent: AgentRecord
+    """The agent the command is for."""
+    runs: frozenset[str] | None
+    """The controls the agent runs, from the capabilities it enrolled with (None: all)."""
+
+    def may_run(self, action: str) -> bool:
+        return self.runs is None or action in self.runs
 
 
-async def controlling_agent(principal: Principal, node_id: str, action: str) -> tuple[Deployment, AgentRecord]:
-    """The enrolled agent that reported the container and may run its
-    ``action``, with its deployment: a reporter whose reports its agent
-    credentials signed (``_gate.vouch``) and whose engine listed the container
-    (its version offers controls), in a deployment the principal may command
-    (its owner or an admin of its tenant). Without one, as if the node did not
-    exist: reports are open to anyone, controls only reach real agents.
-
-    Error handling: 403 ``control_not_allowed`` if such agents exist and none
-    of them runs ``action`` (it enrolled without it: ``--allow``)."""
+async def controllers(principal: Principal, node_id: str) -> tuple[Controller, ...]:
+    """The agents that may control container ``node_id`` for ``principal``
+    (none: as if the node did not exist), in the topology's order: reporters
+    whose reports their agent credentials signed (``_gate.vouch``) and whose
+    engine listed the container (their version offers controls), in a
+    deployment the principal may command (its owner or an admin of its
+    tenant). Reports are open to anyone; controls only reach real agents."""
     directory = await _gate.directory()
-    refusing: list[AgentRecord] = []
+    found: list[Controller] = []
     for reporter in await services().topology.ask(GetNodeSources(node_id, offering_controls=True), timeout=30):
         agent = directory.reporting_agent(reporter)
         deployment = directory.deployments.get(agent.deployment_hash) if agent is not None else None
         if (agent is not None and deployment is not None and deployment.tenant == principal.tenant
                 and (deployment.user_id == principal.user_id or principal.may(Permission.ADMINISTER))):
-            runs = allowed(agent)
-            if runs is None or action in runs:
-                return deployment, agent
-            refusing.append(agent)
-    if refusing:
-        agent = refusing[0]
-        names = sorted(allowed(agent) or ())
+            found.append(Controller(deployment=deployment, agent=agent,
+                                    runs=allowed_actions(agent.capabilities, agent.version)))
+    return tuple(found)
+
+
+def choose(found: tuple[Controller, ...], node_id: str, action: str) -> Controller:
+    """The first of ``found`` (``controllers``) that runs ``action``.
+
+    Error handling: 403 ``control_not_allowed`` if none of them runs it (its
+    agent enrolled without it: ``--allow``); 404 ``node_not_found`` if there
+    are none."""
+    for controller in found:
+        if controller.may_run(action):
+            return controller
+    if found:
+        agent = found[0].agent
+        names = sorted(found[0].runs or ())
         raise ApiError(403, "control_not_allowed",
                        f"{action!r} is not allowed by the agent that reported this container: it enrolled "
                        f"allowing {', '.join(names) or 'no controls'} (a probe's --allow); enroll it again "

@@ -18,7 +18,7 @@ from trioscope.domain.topology import (
 from . import _gate
 from ._bodies import read_object
 from ._command_views import timestamp
-from ._control_rule import allowed, controlling_agent, no_node
+from ._control_rule import choose, controllers, no_node
 from ._errors import ApiError, field_error
 from ._openapi import Answer, Auth, documented
 from ._responses import json_response
@@ -75,10 +75,11 @@ async def control(node_id: str, action: str) -> Response:
     node = snapshot.node(node_id)
     if node is None or node.kind is not NodeKind.CONTAINER:
         raise no_node(node_id)
-    deployment, agent = await controlling_agent(principal, node_id, action)
+    controller = choose(await controllers(principal, node_id), node_id, action)
+    deployment, agent = controller.deployment, controller.agent
     state = node.metadata.get("state", "")
     if not control_allowed(state, action):
-        available = [c["id"] for c in controls_for(state, allowed(agent))]
+        available = [c["id"] for c in controls_for(state, controller.runs)]
         raise ApiError(409, "control_not_available", f"{action!r} is not available for a container that is {state}",
                        details={"state": state, "available": available})
     create = decode_create({

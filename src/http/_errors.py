@@ -8,18 +8,18 @@ import logging
 import uuid
 from typing import Any
 
+import attrs
 from quart import Quart, Response, current_app, g, has_request_context, has_websocket_context, request, websocket
 from werkzeug.exceptions import HTTPException
 
 
 from trioscope.actors.refusals import (
-    EnrollmentRefused, NotRecorded, QuotaExceeded, ReportConflict, ReporterTaken, TooManyAgents, UnknownAgent,
-    UnknownCommand, UnknownProbe,
+    DatabaseUnavailable, EnrollmentRefused, NotRecorded, OutcomeUnknown, QuotaExceeded, ReportConflict, ReporterTaken,
+    TooManyAgents, UnknownAgent, UnknownCommand, UnknownProbe,
 )
-from trioscope.actors.store import DatabaseUnavailable, OutcomeUnknown
 from trioscope.domain.commands import IllegalTransition
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
-from trioscope.store import DATABASE_DOWN, Conflict, Unavailable
+from trioscope.store import Conflict, database_busy, database_down
 
 from ._responses import json_response
 
@@ -88,23 +88,6 @@ def _has_unread_body() -> bool:
     return declared and not g.get("body_read", False)
 
 
-# What actors refuse: one status and code each.
-REFUSALS: dict[type[Exception], tuple[int, str]] = {
-    QuotaExceeded: (403, "quota_exceeded"),
-    UnknownCommand: (404, "command_not_found"),
-    UnknownAgent: (404, "agent_not_found"),
-    UnknownProbe: (404, "agent_not_found"),
-    ReportConflict: (409, "report_conflict"),
-    IllegalTransition: (409, "invalid_transition"),
-    EnrollmentRefused: (401, "invalid_enrollment_token"),
-    ReporterTaken: (409, "agent_id_taken"),
-    Conflict: (409, "concurrent_update"),
-    TooManyAgents: (503, "too_many_agents"),
-    NotRecorded: (503, "not_recorded"),
-    DatabaseUnavailable: (503, "database_unavailable"),
-    OutcomeUnknown: (504, "outcome_unknown"),
-}
-
 DATABASE_RETRY_AFTER = 2
 """Seconds a client waits before retrying while the database is away (the
 store tries to connect again every 0.25-1 s)."""
@@ -113,19 +96,97 @@ AGENTS_FULL_RETRY_AFTER = 60
 """Seconds a probe refused for want of room waits: a place frees up as probes go silent."""
 
 
-# Overload and unavailability (503 with a code and message each): shed, never
-# queue; the client retries.
-UNAVAILABLE: dict[type[Exception], tuple[str, str]] = {
-    MailboxFull: ("overloaded", "the server is busy; retry shortly"),
-    AskTimeout: ("timeout", "the server did not take the request in time (it was not carried out); retry shortly"),
-    ActorStopped: ("unavailable", "the server is shutting down or restarting a component"),
-    Unavailable: ("database_unavailable", "the database is unavailable; retry shortly"),
+@attrs.frozen
+class ErrorAnswer:
+    """How one kind of exception is answered."""
+
+    status: int
+    code: str
+    retry_after: int | None = None
+    """Seconds for a Retry-After header (None: none)."""
+    message: str | None = None
+    """Said instead of the exception's own text (None: the text, which refusals write for clients)."""
+
+
+ANSWERS: dict[type[Exception], ErrorAnswer] = {
+    # What actors refuse.
+    QuotaExceeded: ErrorAnswer(403, "quota_exceeded"),
+    UnknownCommand: ErrorAnswer(404, "command_not_found"),
+    UnknownAgent: ErrorAnswer(404, "agent_not_found"),
+    UnknownProbe: ErrorAnswer(404, "agent_not_found"),
+    ReportConflict: ErrorAnswer(409, "report_conflict"),
+    IllegalTransition: ErrorAnswer(409, "invalid_transition"),
+    EnrollmentRefused: ErrorAnswer(401, "invalid_enrollment_token"),
+    ReporterTaken: ErrorAnswer(409, "agent_id_taken"),
+    Conflict: ErrorAnswer(409, "concurrent_update"),
+    TooManyAgents: ErrorAnswer(503, "too_many_agents", AGENTS_FULL_RETRY_AFTER),
+    NotRecorded: ErrorAnswer(503, "not_recorded", RETRY_AFTER_SECONDS),
+    # The database away (every error that says so is answered as this: ``answer_to``).
+    DatabaseUnavailable: ErrorAnswer(503, "database_unavailable", DATABASE_RETRY_AFTER),
+    OutcomeUnknown: ErrorAnswer(504, "outcome_unknown"),
+    # Overload and unavailability: shed, never queue; the client retries.
+    MailboxFull: ErrorAnswer(503, "overloaded", RETRY_AFTER_SECONDS, "the server is busy; retry shortly"),
+    AskTimeout: ErrorAnswer(503, "timeout", RETRY_AFTER_SECONDS,
+                            "the server did not take the request in time (it was not carried out); retry shortly"),
+    ActorStopped: ErrorAnswer(503, "unavailable", RETRY_AFTER_SECONDS,
+                              "the server is shutting down or restarting a component"),
 }
+"""Every exception a client may be answered with but a 500, by type (a
+subclass is answered as its nearest class here). The one place a status,
+code and Retry-After are chosen for them."""
+
+DATABASE_AWAY = "the database is unavailable; retry shortly"
+"""What a request that met the database away is told (a refusal of the
+store says more: nothing was written)."""
+TAKEN_TOO_LONG = ("the server did not finish in time; the request may have taken effect: check before "
+                  "sending it again")
 
 
-def refusal_status(exc: Exception) -> tuple[int, str]:
-    """The status and error code for an actor's refusal (500 for anything else)."""
-    return REFUSALS.get(type(exc), (500, "internal_error"))
+def answer_to(exc: Exception) -> tuple[ErrorAnswer, str] | None:
+    """How ``exc`` is answered, and with what message; None: it is unexpected (a 500).
+
+    Besides the types of ``ANSWERS``: a database that is away or refusing
+    statements for now (``database_down``, ``database_busy``), met by the
+    request or by the actor that crashed on it (``ActorFailed``), is answered
+    as ``DatabaseUnavailable``; an ask that timed out while its work was under
+    way as ``OutcomeUnknown`` (not "retry": it may have been done).
+    """
+    if isinstance(exc, AskTimeout) and exc.taken:
+        return ANSWERS[OutcomeUnknown], TAKEN_TOO_LONG
+    if isinstance(exc, ActorFailed):  # the actor crashed on it: a 500, unless for want of the database
+        return (ANSWERS[DatabaseUnavailable], DATABASE_AWAY) if _database_away(exc.cause) else None
+    if database_down(exc) or database_busy(exc):
+        return ANSWERS[DatabaseUnavailable], DATABASE_AWAY
+    for kind in type(exc).__mro__:
+        answer = ANSWERS.get(kind)
+        if answer is not None:
+            return answer, answer.message if answer.message is not None else str(exc)
+    return None
+
+
+def _database_away(error: BaseException) -> bool:
+    return isinstance(error, DatabaseUnavailable) or database_down(error) or database_busy(error)
+
+
+def _details(exc: Exception) -> dict[str, Any] | None:
+    if isinstance(exc, QuotaExceeded):
+        return {"limit": exc.limit, "setting": exc.setting}
+    if isinstance(exc, UnknownProbe):
+        return {"agent_id": exc.agent_id}
+    return None
+
+
+def _log_database(exc: Exception) -> None:
+    """One line for a request that met the database away or refusing statements."""
+    cause = exc.cause if isinstance(exc, ActorFailed) else exc
+    method, path = _where()
+    if database_busy(cause):
+        # Nobody else says it: a statement timeout (overload), a lock or a deadlock, each time.
+        log.warning("%s %s: the database refused a statement for now (%s: %s); answered 503", method, path,
+                    type(cause).__name__, " ".join(str(cause).split()), extra={"event": "database_busy"})
+    else:
+        # Debug: the store says once that the database went away and once that it is back.
+        log.debug("%s %s: the database is unavailable: %s", method, path, " ".join(str(exc).split()))
 
 
 def closing_if_unread(response: Response) -> Response:
@@ -166,51 +227,7 @@ def install_error_handlers(app: Quart) -> None:
                     response.headers["Allow"] = value
         return response
 
-    async def _refused(exc: Exception) -> Response:
-        status, code = REFUSALS[type(exc)]
-        details: dict[str, Any] | None = None
-        headers: dict[str, str] | None = None
-        if isinstance(exc, QuotaExceeded):
-            details = {"limit": exc.limit, "setting": exc.setting}
-        elif isinstance(exc, UnknownProbe):
-            details = {"agent_id": exc.agent_id}
-        elif isinstance(exc, TooManyAgents):
-            headers = {"Retry-After": str(AGENTS_FULL_RETRY_AFTER)}
-        elif isinstance(exc, NotRecorded):
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-        elif isinstance(exc, DatabaseUnavailable):
-            headers = {"Retry-After": str(DATABASE_RETRY_AFTER)}
-        return error_response(status, code, str(exc), details, headers)
-
-    for kind in REFUSALS:
-        app.register_error_handler(kind, _refused)
-
-    async def _unavailable(exc: Exception) -> Response:
-        if isinstance(exc, AskTimeout) and exc.taken:
-            # Not "retry": the work was under way and may have been done.
-            return error_response(504, "outcome_unknown", "the server did not finish in time; the request may "
-                                  "have taken effect: check before sending it again")
-        code, message = UNAVAILABLE[type(exc)]
-        return error_response(503, code, message, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
-
-    for kind in UNAVAILABLE:
-        app.register_error_handler(kind, _unavailable)
-
-    async def _database_down(exc: Exception) -> Response:
-        if isinstance(exc, ActorFailed):
-            if not isinstance(exc.cause, (*DATABASE_DOWN, DatabaseUnavailable)):
-                return await _unexpected(exc)  # a crash of its own
-        method, path = _where()
-        # Debug: the store says once that the database went away and once that it is back.
-        log.debug("%s %s: the database is unavailable: %s", method, path, " ".join(str(exc).split()))
-        code, message = UNAVAILABLE[Unavailable]
-        return error_response(503, code, message, headers={"Retry-After": str(DATABASE_RETRY_AFTER)})
-
-    for kind in (*DATABASE_DOWN, ActorFailed):  # after UNAVAILABLE's: the database's Retry-After
-        app.register_error_handler(kind, _database_down)
-
-    @app.errorhandler(Exception)
-    async def _unexpected(exc: Exception) -> Response:
+    def _unexpected(exc: Exception) -> Response:
         incident = uuid.uuid4().hex[:12]
         method, path = _where()
         log.error("unhandled error in %s %s (incident %s)", method, path, incident,
@@ -218,3 +235,18 @@ def install_error_handlers(app: Quart) -> None:
         return error_response(500, "internal_error",
                               f"internal error; the server log has the details under incident {incident}",
                               details={"incident": incident})
+
+    async def _answer(exc: Exception) -> Response:
+        found = answer_to(exc)
+        if found is None:
+            return _unexpected(exc)
+        answer, message = found
+        if answer is ANSWERS[DatabaseUnavailable]:
+            _log_database(exc)
+        headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
+        return error_response(answer.status, answer.code, message, _details(exc), headers)
+
+    # Each type of the table too: a handler another module registers for a
+    # base class (ValueError, of IllegalTransition) must not take them.
+    for kind in (*ANSWERS, Exception):
+        app.register_error_handler(kind, _answer)

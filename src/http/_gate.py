@@ -366,6 +366,13 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
     return found
 
 
+async def charge_agent(agent_id: str) -> None:
+    """Count an unsigned message of an authenticated agent socket that does a
+    request's work (the seed's ``command_progress``, ``log_entry``) against
+    the agent's request budget, as ``agent`` counts a request: 429 beyond it."""
+    await _charge_shared(services().gate.per_agent, agent_id, "agent", "too many requests from this agent")
+
+
 async def heard_from(agent_id: str, *, as_request: bool = True) -> None:
     """An active agent proved it is there without a signed request (any
     message on the socket it authenticated): noted as a request of it would
@@ -464,9 +471,10 @@ async def keep_holders_heard() -> None:
 
 
 def stop_keeping_holders_heard(app: Quart) -> None:
+    """End ``app``'s ``keep_holders_heard`` (when it stops serving)."""
     scope = presence(app).refreshing
     if scope is not None:
-        scope.cancel()
+        scope.cancel(reason="the app stopped serving")
 
 
 def _heard(agent: AgentRecord, known: AgentDirectory, *, as_request: bool = True) -> None:

@@ -23,7 +23,7 @@ from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.wire import SchemaBuilder
 
 from ._bodies import MAX_PATH
-from ._errors import UNAVAILABLE
+from ._errors import ANSWERS
 from ._responses import JSON
 
 Schema = dict[str, Any]
@@ -222,8 +222,8 @@ _SECURITY: dict[Auth, list[dict[str, list[str]]]] = {
 _AGENT_CODES = {status: sorted({f.code for f in AgentAuthFailure if f.status == status})
                 for status in {f.status for f in AgentAuthFailure}}
 """The error codes of a refused agent request, by status (the domain's list)."""
-_COMMON_CODES = {414: ["uri_too_long"], 429: ["rate_limited"], 503: sorted(code for code, _message in UNAVAILABLE.values()),
-                 504: ["outcome_unknown"]}
+_COMMON_CODES = {414: ["uri_too_long"], 429: ["rate_limited"],
+                 **{status: sorted({a.code for a in ANSWERS.values() if a.status == status}) for status in (503, 504)}}
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 UNDOCUMENTED = Doc(answers={200: Answer("see the summary")}, errors={})

@@ -19,7 +19,6 @@ from trioscope.domain.agents import rfc3339
 from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.topology import (
     CACHE_LIMIT,
-    CONTROL_ACTIONS,
     MAX_PAGE,
     NODE_FIELDS,
     SUMMARY_FIELDS,
@@ -38,7 +37,7 @@ from . import _gate
 from ._compression import (
     INLINE_BYTES, MAX_KEPT, MIN_SIZE, STREAM_LEVELS, accepted_encoding, compressed, headers, streamed_response,
 )
-from ._control_rule import controlling_agent
+from ._control_rule import controllers
 from ._errors import ApiError
 from ._openapi import Answer, Auth, boolean, choice, documented, integer, text
 from ._responses import JSON, json_response
@@ -250,29 +249,19 @@ async def _signed_in_reader() -> Principal | None:
 async def _reader_controls(reader: Principal | None, node: dict[str, Any]) -> tuple[bool, list[dict[str, Any]]]:
     """Whether ``reader`` may control the container ``node`` at all, and which
     of the controls its state offers they may run, by the control endpoint's
-    own rule (``_control_rule.controlling_agent``: an enrolled agent reported it,
-    in a deployment of the reader's tenant they own or administer, and it
-    runs the action). Not a container, no enrolled reporter, no OPERATE
-    permission or no token: (False, [])."""
+    own rule (``_control_rule``: an enrolled agent reported it, in a
+    deployment of the reader's tenant they own or administer, and it runs the
+    action). Its controllers are read once for the node, not once per
+    control. Not a container, no enrolled reporter, no OPERATE permission or
+    no token: (False, [])."""
     offered: list[dict[str, Any]] | None = node.get("metadata", {}).get("controls")
     if reader is None or offered is None or node.get("type") != NodeKind.CONTAINER.value \
             or not reader.may(Permission.OPERATE):
         return False, []
-    controllable = False
-    runs: list[dict[str, Any]] = []
-    # A state that offers none still says whether the container is theirs.
-    for action in [control["id"] for control in offered] or [CONTROL_ACTIONS[0]]:
-        try:
-            await controlling_agent(reader, node["id"], action)
-        except ApiError as exc:
-            if exc.status == 403:  # theirs, but its agent does not run this one (control_not_allowed)
-                controllable = True
-            elif not controllable:
-                return False, []  # no agent of theirs reported it: no other action will find one
-            continue
-        controllable = True
-        runs.extend(control for control in offered if control["id"] == action)
-    return controllable, runs
+    found = await controllers(reader, node["id"])
+    # Theirs even if its agents run none of the controls its state offers.
+    return bool(found), [control for control in offered
+                         if any(controller.may_run(control["id"]) for controller in found)]
 
 
 async def _reporters_deployment(reader: Principal | None, reporter_id: str) -> str | None:

@@ -40,23 +40,33 @@ that, which on the event loop would hold up every other request. Smaller ones
 
 
 def _decode(body: bytes, received_at: float) -> Report:
+    """The valid report in ``body``; not yet fitted to the budget (``_fit_budget``)."""
     document = parse_json(body)
     try:
         report = decode_report(document)
         check_clock(report, received_at)
     except InvalidDocument as exc:
         raise invalid("invalid_report", exc) from None
-    _fit_budget(report, body)
     return report
 
 
-def _fit_budget(report: Report, body: bytes) -> None:
+def _accept(body: bytes, received_at: float) -> tuple[Report, PackedReport]:
+    """The report in ``body``, and the body packed as the agent's actor keeps it,
+    fitted to the budget together: the packed body holds keys the report model
+    does not know (a report of them passed at an eighth of their size)."""
+    report = _decode(body, received_at)
+    packed = PackedReport.pack(body)
+    _fit_budget(report, body, packed)
+    return report, packed
+
+
+def _fit_budget(report: Report, body: bytes, packed: PackedReport) -> None:
     """413 for a report over its agent's memory budget, before any actor
     holds it. (In the worker thread too: it runs in a copy of the request's
     context, where ``services()`` is found.)"""
     budget = memory_budget(services().settings)
     try:
-        budget.check(report, body)
+        budget.check(report, body, len(packed.data))
     except OverBudget as exc:
         raise ApiError(413, "memory_budget_exceeded", f"{exc} (agents.memory_budget)", details={
             "key": "agents.memory_budget", "limit_bytes": exc.limit, "estimate_bytes": exc.footprint.bytes,
@@ -75,12 +85,16 @@ def _envelope(body: bytes, received_at: float, enrolled: bool,
               address: str) -> tuple[Report, bytes, PackedReport, bytes]:
     report = _decode(body, received_at)
     shape = report_shape(report)
-    return report, *pack_report(report, received_at, enrolled, shape, address), shape
+    # The bus carries the report re-encoded (keys it does not know left out):
+    # what every replica's actor for the agent keeps is that, charged as it is.
+    envelope, packed = pack_report(report, received_at, enrolled, shape, address)
+    _fit_budget(report, body, packed)
+    return report, envelope, packed, shape
 
 
 def _prepare(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, Partition, PackedReport]:
-    report = _decode(body, received_at)
-    return report, build_partition(report, received_at, enrolled=enrolled), PackedReport.pack(body)
+    report, packed = _accept(body, received_at)
+    return report, build_partition(report, received_at, enrolled=enrolled), packed
 
 
 @blueprint.post("/api/v1/reports")
@@ -140,8 +154,7 @@ async def submit_report() -> Response:
                                                               limiter=s.heavy_work)
         partition, shape = built, built.shape
     else:
-        report = _decode(body, received_at)
-        packed = PackedReport.pack(body)
+        report, packed = _accept(body, received_at)
         if s.agents.actor(report.agent_id) is None and len(s.agents) < s.settings.agents.max_agents:
             # A probe new here (as every probe is when the server or a fleet
             # restarts): its nodes are all built anew, ~3x what accepting the

@@ -16,6 +16,14 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status=status, content_type=JSON, headers=headers)
 
 
+def no_content(headers: dict[str, str] | None = None) -> Response:
+    """204 without a ``Content-Type`` (Quart gives every response one,
+    ``text/html`` by default): there is no content to have a type."""
+    response = Response(b"", status=204, headers=headers)
+    del response.headers["Content-Type"]
+    return response
+
+
 def json_bytes_response(encoded: bytes, status: int = 200) -> Response:
     """A body already encoded once and cached (topology snapshots, for instance)."""
     return Response(encoded, status=status, content_type=JSON)

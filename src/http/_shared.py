@@ -159,7 +159,7 @@ async def submit(principal: Principal, deployment: Deployment, create: CreateCom
         created_by=principal.user_id, now=now,
         schedule_at=create.schedule_at.timestamp() if create.schedule_at else None,
         timeout_seconds=create.timeout_seconds, requires_confirmation=create.requires_confirmation, sequence=0,
-        target_agent=target_agent,
+        target_agent=target_agent, metadata=create.metadata,
     )
     audit = _gate.audit_entry("command.create", actor=user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="command", resource_id=command.id, type=command.type,

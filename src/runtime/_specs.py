@@ -104,11 +104,29 @@ class ActorSpec:
     the actor is cancelled."""
     backoff: Backoff | None = None
     """This actor's own restart pacing, for one that depends on something outside
-    the process (a database server): each restart waits ``backoff.delay`` of the
-    actor's own restarts within its supervisor's period, and none counts against
-    the supervisor's intensity, so a dependency away for minutes is waited out
-    (one start attempt per delay) instead of making the supervisor give up in
-    milliseconds. None: restarts as the supervisor's spec says."""
+    the process (a database server): after a crash ``backoff_on`` accepts, the
+    restart waits ``backoff.delay`` of such restarts within its supervisor's
+    period and does not count against the supervisor's intensity, so a
+    dependency away for minutes is waited out (one start attempt per delay)
+    instead of making the supervisor give up in milliseconds. Any other crash
+    (a bug) restarts and counts as the supervisor's spec says, and may make it
+    give up. None: every restart as the supervisor's spec says."""
+    backoff_on: Callable[[BaseException], bool] | None = attrs.field(default=None)
+    """Whether a crash (the exception that ended the actor, or failed its
+    start) is its dependency's, to be paced by ``backoff``. Given with
+    ``backoff``, never alone: pacing every crash would hide bugs behind
+    restarts for ever."""
+
+    @backoff_on.validator
+    def _check_backoff_on(self, _attribute: object, value: Callable[[BaseException], bool] | None) -> None:
+        if (value is None) != (self.backoff is None):
+            raise ValueError(f"invalid backoff for {self.name}: backoff and backoff_on go together")
+
+    def paced(self, error: BaseException | None) -> Backoff | None:
+        """The backoff for a restart after ``error`` (None: the supervisor's rules)."""
+        if self.backoff is None or self.backoff_on is None or error is None or not self.backoff_on(error):
+            return None
+        return self.backoff
 
 
 @attrs.frozen(kw_only=True)

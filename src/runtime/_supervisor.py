@@ -24,7 +24,7 @@ from ._exceptions import (
     StartFailed,
     TooManyChildren,
 )
-from ._intensity import intensity_exceeded, record_restart
+from ._intensity import RestartHistory, intensity_exceeded, record_restart
 from ._node import NORMAL_EXIT, ActorCell, Exit, ExitKind, Node, Status, first_error
 from ._ref import ActorRef, Ask
 from ._specs import ActorSpec, ChildSpec, IntensityScope, Strategy, SupervisorSpec
@@ -76,6 +76,8 @@ class SupervisorNode(Node):
         super().__init__(system, parent, spec, path)
         self._ref = SupervisorRef(self)  # kept: a supervisor lives as long as its system
         self.children: dict[str, Node] = {}
+        self._paced: dict[Node, RestartHistory] = {}
+        """Restarts of children paced by their own backoff (``ActorSpec.backoff``), within the period."""
         for child_spec in spec.children:
             self._add(child_spec)
         # Unbounded on purpose: events are few (one per child exit or request)
@@ -167,6 +169,7 @@ class SupervisorNode(Node):
     async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         incarnation = self.begin_incarnation()
         self.history = ()
+        self._paced = {}
         self._final = True
         exit = NORMAL_EXIT
         started = False
@@ -262,16 +265,19 @@ class SupervisorNode(Node):
         if not child.spec.restart.restarts_after(exit.crashed):
             self._terminate(child, exit.describe())
             return None
-        return await self._restart(child, because=exit.describe())
+        return await self._restart(child, exit)
 
-    async def _restart(self, child: Node, because: str) -> BaseException | None:
+    async def _restart(self, child: Node, exit: Exit) -> BaseException | None:
         spec = self.spec
         now = trio.current_time()
-        own = child.spec.backoff if isinstance(child.spec, ActorSpec) else None
+        because = exit.describe()
+        own = child.spec.paced(exit.error) if isinstance(child.spec, ActorSpec) else None
         if own is not None:
-            # Paced by its own backoff, never escalated: see ``ActorSpec.backoff``.
-            child.history = record_restart(child.history, now, spec.period)
-            await self._restart_targets(child, because, own.delay(child.history))
+            # Its dependency's crash: paced by its own backoff, never escalated
+            # (``ActorSpec.backoff``). Kept apart from ``child.history``, which
+            # a per-child intensity counts.
+            self._paced[child] = paced = record_restart(self._paced.get(child, ()), now, spec.period)
+            await self._restart_targets(child, because, own.delay(paced))
             return None
         if spec.intensity_scope is IntensityScope.CHILD:
             child.history = history = record_restart(child.history, now, spec.period)
@@ -383,6 +389,7 @@ class SupervisorNode(Node):
 
     def _terminate(self, child: Node, reason: str) -> None:
         child.terminate(reason)
+        self._paced.pop(child, None)
         if self.spec.remove_terminated and self.children.get(child.name) is child:
             del self.children[child.name]
 

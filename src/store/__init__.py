@@ -16,9 +16,10 @@ from ._ops import Rejected as Rejected
 from ._ops import SaveAgent as SaveAgent
 from ._ops import SaveCommand as SaveCommand
 from ._ops import SaveDeployment as SaveDeployment
-from ._ops import DATABASE_DOWN as DATABASE_DOWN
 from ._ops import Unavailable as Unavailable
 from ._ops import Write as Write
+from ._ops import database_busy as database_busy
+from ._ops import database_down as database_down
 from ._changes import CHANGES_CHANNEL as CHANGES_CHANNEL
 from ._changes import PAYLOAD_LIMIT as PAYLOAD_LIMIT
 from ._changes import Change as Change
@@ -60,7 +61,8 @@ __all__ = [
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
     "ForgetAgents", "NewerSchema", "PostgresReader", "PostgresWriter", "RateBudget", "Rejected", "ReplayIds",
     "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
-    "StoredCommand", "Unavailable", "DATABASE_DOWN", "Write", "copy_store", "decode_change", "describe_database", "encode_change",
+    "StoredCommand", "Unavailable", "Write", "copy_store", "database_busy", "database_down", "decode_change",
+    "describe_database", "encode_change",
     "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database",
     "sqlite_path", "token_secret",
 ]

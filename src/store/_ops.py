@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import attrs
 import psycopg
+from psycopg_pool import PoolTimeout
 
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
@@ -88,8 +89,46 @@ class Unavailable(Exception):
     and why, without a password."""
 
 
-DATABASE_DOWN: tuple[type[Exception], ...] = (Unavailable, psycopg.OperationalError)
-"""A database server that cannot be reached, or whose connection broke (a
-read, a rate-limit check): nothing to do with the request that met it. The
-driver's ``OperationalError`` covers a pool that found no connection in time
-(``PoolTimeout``). Named here so that only the store knows its driver."""
+_DOWN_STATES = ("08", "57P01", "57P02", "57P03", "57P05")
+"""SQLSTATEs (a class, or one code) that end the session: a connection
+failure (class 08), a server shutting down, crashed, starting up, or closing
+an idle session. The connection is gone: what a commit under way wrote is
+unknown, and the next connection may find the server back."""
+_BUSY_STATES = ("57014", "55P03", "40", "53")
+"""SQLSTATEs of a server that refused one statement for now and keeps the
+connection: a statement timeout or a cancel (57014: under overload, a
+``statement_timeout`` set on the server), a lock timeout (55P03), a
+serialization failure or a deadlock (class 40, after the writer's own tries),
+insufficient resources (class 53: too many connections, disk full, out of
+memory). The transaction was rolled back (nothing written); a later try may
+succeed. The rest of psycopg's ``OperationalError`` (a refused login, a
+program limit, an I/O error, a savepoint misused...) is neither: it will not
+heal by waiting."""
+
+
+def database_down(error: BaseException) -> bool:
+    """The database cannot be reached, or the connection broke under the call
+    (see ``_DOWN_STATES``): nothing to do with the request that met it. Errors
+    the driver raises without a server's answer (connection refused or lost,
+    a connection timeout, a pool that found no connection in time) are the
+    driver's plain ``OperationalError`` or a timeout of its own. Decided here
+    so that only the store knows its driver."""
+    if isinstance(error, Unavailable | PoolTimeout | psycopg.errors.ConnectionTimeout):
+        return True
+    if not isinstance(error, psycopg.OperationalError):
+        return False
+    state = error.sqlstate or error.diag.sqlstate
+    if state is None:
+        # Its subclasses without a server's answer (an aborted pipeline, a
+        # cancel that timed out) say nothing of the connection.
+        return type(error) is psycopg.OperationalError
+    return state.startswith(_DOWN_STATES)
+
+
+def database_busy(error: BaseException) -> bool:
+    """The database refused one statement for now (see ``_BUSY_STATES``): the
+    connection is fine and nothing was written; a later try may succeed."""
+    if not isinstance(error, psycopg.OperationalError) or database_down(error):
+        return False
+    state = error.sqlstate or error.diag.sqlstate
+    return state is not None and state.startswith(_BUSY_STATES)

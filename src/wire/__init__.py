@@ -10,10 +10,13 @@ imports of the server package (``tests/probe/test_independence.py``).
 - the memory budget a report must fit (``MemoryBudget``): the server refuses a
   larger one whole, so the probe fits its reports to the same estimate;
 - the request signatures (``trioscope.wire.request_signing``, RFC 9421);
-- how clients trust an ``https://`` server (``client_tls``, ``--ca-file``).
+- how clients trust an ``https://`` server (``client_tls``, ``--ca-file``);
+- how log lines look (``trioscope.wire.log_lines``): the local probe writes into
+  the server's own log stream, so both must make the same lines.
 
 Nothing here imports the rest of ``trioscope``: no configuration, topology,
-actors or HTTP. Pure, like ``trioscope.domain``.
+actors or HTTP. Pure, like ``trioscope.domain``, but for
+``log_lines.configure_logging``, which sets up the process's root logger.
 """
 
 from ._addresses import WILDCARDS as WILDCARDS
@@ -29,6 +32,7 @@ from ._codec import decode_report as decode_report
 from ._codec import encode as encode
 from ._containers import ContainerIds as ContainerIds
 from ._containers import container_id_from_cgroup as container_id_from_cgroup
+from ._fields import CHECKS as CHECKS
 from ._fields import IDENTIFIER as IDENTIFIER
 from ._fields import FieldError as FieldError
 from ._fields import Identifier as Identifier
@@ -72,7 +76,7 @@ from ._schema import SchemaBuilder as SchemaBuilder
 from ._tls import client_tls as client_tls
 
 __all__ = [
-    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "client_tls", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
+    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
     "decode_report", "DiskInfo", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",

@@ -82,7 +82,12 @@ TEXT_BYTES = 2
 again in the packed latest report when it does not compress (random text)."""
 JSON_DIVISOR = 8
 """The rest of the packed report: its JSON compresses at least 8 to 1 once the
-strings (counted as text) are left aside (measured ~11 to 1)."""
+strings (counted as text) are left aside (measured ~11 to 1).
+
+Both hold for what the model knows. The packed report is the agent's JSON as
+it came, keys the model does not know included (their text counted nowhere):
+when the server has packed it, the check is given its size and charges what
+it takes beyond this share (text once and JSON / 8) exactly (``Footprint.packed``)."""
 
 
 _ESCAPE = re.compile(rb"\\u")
@@ -117,6 +122,10 @@ class Footprint:
     text: int
     """Bytes of its strings' characters (names, command lines, labels,
     addresses, ...; 4 a character for strings that are not ASCII)."""
+    packed: int = 0
+    """Bytes of the packed report the server keeps (the agent's latest), when
+    known (0: not known, as to a probe fitting its report): charged exactly where
+    they pass the estimate's share for it (``JSON_DIVISOR``)."""
     bytes: int
     """The estimate."""
 
@@ -128,10 +137,11 @@ class OverBudget(Exception):
     """A report's footprint exceeds the agent's memory budget."""
 
     def __init__(self, footprint: Footprint, limit: int) -> None:
+        packed = f", {_size(footprint.packed)} packed" if footprint.packed else ""
         super().__init__(f"this report would take about {_size(footprint.bytes)} of server memory "
                          f"({footprint.nodes} nodes, {footprint.outgoing} client connections, "
                          f"{footprint.endpoints} listening addresses, {footprint.items} labels and other items, "
-                         f"{footprint.text} bytes of text); an agent may take {_size(limit)}")
+                         f"{footprint.text} bytes of text{packed}); an agent may take {_size(limit)}")
         self.footprint = footprint
         self.limit = limit
 
@@ -147,9 +157,15 @@ class MemoryBudget:
     process_history: float
     """For processes (at most ``history``)."""
 
-    def check(self, report: Report, body: bytes) -> Footprint | None:
+    def check(self, report: Report, body: bytes, packed: int = 0) -> Footprint | None:
         """Raise ``OverBudget`` if ``report`` (decoded from ``body``, its JSON)
         does not fit.
+
+        Args:
+            packed: bytes of the report as the server keeps it (its
+                ``PackedReport``): keys the model does not know are in it,
+                and a report of them would otherwise pass at an eighth of
+                their size (40 agents held 6.7 MiB each under a 4 MiB budget).
 
         Returns:
             None when a bound from the lengths of its lists settled it, else
@@ -158,15 +174,16 @@ class MemoryBudget:
         # Every string's characters are in the JSON; when the JSON is ASCII
         # without escapes, every string is ASCII too (a byte a character).
         plain = body.isascii() and (b"\\" not in body or _ESCAPE.search(body) is None)
-        if plain and self.bound(report, len(body)).bytes <= self.limit:
+        if plain and self.bound(report, len(body), packed).bytes <= self.limit:
             return None
-        footprint = self.footprint(report, len(body))
+        footprint = self.footprint(report, len(body), packed)
         if footprint.bytes > self.limit:
             raise OverBudget(footprint, self.limit)
         return footprint
 
-    def footprint(self, report: Report, json_bytes: int) -> Footprint:
-        """The report's footprint, counted as ``build_partition`` builds it."""
+    def footprint(self, report: Report, json_bytes: int, packed: int = 0) -> Footprint:
+        """The report's footprint, counted as ``build_partition`` builds it
+        (``packed``: as ``check``'s)."""
         containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
         processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
         connections = report.network_info.connections if report.network_info else []
@@ -202,9 +219,9 @@ class MemoryBudget:
         views = 1 + 2 * bool(processes) + bool(containers or inferred) + bool(pods) + bool(services)
         return self._price(nodes=(1, len(containers) + len(inferred), len(pods) + len(services), len(processes)),
                            endpoints=endpoints, outgoing=outgoing, views=views, items=_items(report, containers),
-                           text=_text(report, containers, processes), json_bytes=json_bytes)
+                           text=_text(report, containers, processes), json_bytes=json_bytes, packed=packed)
 
-    def bound(self, report: Report, json_bytes: int) -> Footprint:
+    def bound(self, report: Report, json_bytes: int, packed: int = 0) -> Footprint:
         """At least the footprint, part by part, from the lengths of the
         report's lists: every inferred container has a process, every container
         makes at most a pod and a service, every string of an ASCII JSON
@@ -217,11 +234,11 @@ class MemoryBudget:
             nodes=(1, len(containers) + processes, 2 * len(containers), processes),
             endpoints=connections * (1 + _reach(report, containers)) + published * (1 + max(1, _host_ips(report))),
             outgoing=connections, views=VIEWS if containers or processes else 1,
-            items=_items(report, containers), text=json_bytes, json_bytes=json_bytes,
+            items=_items(report, containers), text=json_bytes, json_bytes=json_bytes, packed=packed,
         )
 
     def _price(self, *, nodes: tuple[int, int, int, int], endpoints: int, outgoing: int, views: int, items: int,
-               text: int, json_bytes: int) -> Footprint:
+               text: int, json_bytes: int, packed: int) -> Footprint:
         hosts, containers, groups, processes = nodes
         estimate = (
             hosts * (AGENT_BYTES + ring_bytes(HOST_METRICS, self.history))
@@ -233,9 +250,12 @@ class MemoryBudget:
             + items * ITEM_BYTES
             + text * TEXT_BYTES
             + json_bytes // JSON_DIVISOR
+            # The packed report's share above is its text once and its JSON / 8;
+            # what it takes beyond that (keys the model does not know) exactly.
+            + max(0, packed - text - json_bytes // JSON_DIVISOR)
         )
         return Footprint(nodes=sum(nodes), endpoints=endpoints, outgoing=outgoing, views=views, items=items,
-                         text=text, bytes=estimate)
+                         text=text, packed=packed, bytes=estimate)
 
     def as_dict(self) -> dict[str, Any]:
         """What ``/api/v1/agents/config/{id}`` states, for probes to fit their reports."""

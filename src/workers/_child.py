@@ -12,7 +12,7 @@ import attrs
 import trio
 
 from trioscope.config import KEYS, Settings, Source
-from trioscope.log_output import configure_logging
+from trioscope.wire.log_lines import configure_logging
 from trioscope.server import ExitCode, ServingWorker, serve, tune_garbage_collector
 
 _LENGTH = struct.Struct("!Q")

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import attrs
 import outcome
 import pytest
 
-from trioscope.actors.alerts import ActiveAlerts, AlertsActor, AlertsState, Deliver, _Evaluate
+from trioscope.actors.alerts import (
+    BOOK_RESTORE_WINDOW, LEDGER_TTL, ActiveAlerts, AlertsActor, AlertsState, Deliver, ResyncAlerts, _Evaluate,
+)
+from trioscope.actors.notifier import Publish
 from trioscope.actors.refusals import NotRecorded
-from trioscope.actors.store import Commit
+from trioscope.actors.store import Commit, StoreActor, commit
 from trioscope.config import Settings
-from trioscope.domain.alerts import AlertNotice
+from trioscope.domain.alerts import AlertNotice, audit_details
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, Deployment
 from trioscope.domain.metric_labels import TenantLabels
-from trioscope.runtime import Actor, ActorSpec, Published, SupervisorSpec, open_actor_system
+from trioscope.runtime import Actor, ActorRef, ActorSpec, Published, SupervisorSpec, open_actor_system
+from trioscope.store import AuditEntry, StoreReader
 from trioscope.system import ALERTS, supervision_tree
 
 
@@ -118,3 +127,156 @@ async def test_a_delivery_whose_record_failed_is_refused_and_the_actor_carries_o
         assert await alerts.ask(Deliver((disk_full("firing"),), actor="alertmanager")) == 1
         assert [n.name for n in await alerts.ask(ActiveAlerts("acme"))] == ["DiskFull"]
         assert next(c for c in system.snapshot().root.children if c.path == "/root/alerts").restarts == 0
+
+
+HOUR = 3600.0
+T0 = 1_800_000_000.0
+
+
+class Told(Actor):
+    """The notifier: keeps the status of each alert event published; answers any other message
+    (asked after an alert change, its answer says every event before it was kept)."""
+
+    def __init__(self, told: list[str]) -> None:
+        self.told = told
+
+    async def handle(self, message: object) -> object:
+        if isinstance(message, Publish):
+            self.told.append(message.event["status"])
+        return None
+
+
+@attrs.define
+class AlertsOnDisk:
+    """An alerts actor with an SQLite store and its own clock (``now``): one run of the server."""
+
+    alerts: ActorRef
+    store: ActorRef
+    notifier: ActorRef
+    reader: StoreReader
+    now: list[float]
+    told: list[str]
+
+    async def deliver(self, status: str, at: float) -> None:
+        self.now[0] = at
+        assert await self.alerts.ask(Deliver((disk_full(status),), actor="alertmanager")) == 1
+
+    async def listed(self, at: float) -> list[str]:
+        self.now[0] = at
+        return [n.name for n in await self.alerts.ask(ActiveAlerts("acme"))]
+
+    async def told_so_far(self) -> list[str]:
+        await self.notifier.ask("flush")  # after every event the alerts actor published before
+        return self.told
+
+    async def audited(self) -> list[str]:
+        records, _ = await self.reader.audit("acme", action=None, actor=None, since=None, until=None, limit=50,
+                                             offset=0)
+        return [r.entry.action for r in reversed(records)]
+
+
+@asynccontextmanager
+async def alerts_on_disk(path: Path, now: list[float]) -> AsyncIterator[AlertsOnDisk]:
+    settings = Settings.defaults()
+    reader = StoreReader(path)
+    told: list[str] = []
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="store", factory=lambda: StoreActor(path, reader)),
+        ActorSpec(name="notifier", factory=lambda: Told(told)),
+        ActorSpec(name="alerts", factory=lambda: AlertsActor(
+            settings, store_path="/root/store", notifier_path="/root/notifier", directory=Published(AgentDirectory()),
+            command_stats=CommandStats(TenantLabels(10)), clock=lambda: now[0], reader=reader)),
+    ])
+    try:
+        async with open_actor_system(tree) as system:
+            yield AlertsOnDisk(system.lookup("/root/alerts"), system.lookup("/root/store"),
+                               system.lookup("/root/notifier"), reader, now, told)
+    finally:
+        reader.close()
+
+
+async def firing_for_30_hours(server: AlertsOnDisk) -> None:
+    """DiskFull fires at T0, and Alertmanager repeats it every 4 h (repeat_interval) until T0 + 28 h."""
+    await server.deliver("firing", T0)
+    for hours in range(4, 29, 4):
+        await server.deliver("firing", T0 + hours * HOUR)
+    assert await server.told_so_far() == ["firing"]
+    assert await server.audited() == ["alert.firing"]  # repeats are not news: not audited
+
+
+async def test_a_resync_keeps_an_alert_firing_longer_than_a_day(tmp_path: Path) -> None:
+    """A resync (the change feed reconnected) rebuilt the listing from the audit
+    records of the last 24 h, each as heard of when recorded: an alert fired
+    30 h ago and repeated since was dropped, and its next repeat told and
+    audited again as new."""
+    async with alerts_on_disk(tmp_path / "db.sqlite3", [T0]) as server:
+        await firing_for_30_hours(server)
+        server.now[0] = T0 + 30 * HOUR
+        await server.alerts.ask(ResyncAlerts())
+        assert await server.listed(T0 + 30 * HOUR) == ["DiskFull"]
+        await server.deliver("firing", T0 + 32 * HOUR)  # the next repeat: not news
+        assert await server.told_so_far() == ["firing"]
+        assert await server.audited() == ["alert.firing"]
+        assert await server.listed(T0 + 32 * HOUR + LEDGER_TTL) == ["DiskFull"]  # heard of at T0 + 32 h
+        assert await server.listed(T0 + 33 * HOUR + LEDGER_TTL) == []  # then not again for a day: forgotten
+
+
+async def test_a_resync_takes_what_other_replicas_changed_and_keeps_the_rest(tmp_path: Path) -> None:
+    """What the audit log says changed while the feed was away: an alert that
+    resolved is dropped, one that fired is added (as heard of when audited);
+    the others are kept as they were, none told (their events are lost)."""
+    def record(name: str, fingerprint: str, status: str, at: float) -> AuditEntry:
+        notice = attrs.evolve(disk_full(status), name=name, fingerprint=fingerprint)
+        return AuditEntry(at=at, tenant="acme", actor="alertmanager", action=f"alert.{status}",
+                          resource_type="alert", resource_id=fingerprint, details=audit_details(notice))
+
+    async with alerts_on_disk(tmp_path / "db.sqlite3", [T0]) as server:
+        await server.deliver("firing", T0)  # DiskFull (c0ffee), kept
+        await commit(server.store, [record("Gone", "0bad", "firing", T0)])
+        await server.alerts.ask(ResyncAlerts())
+        assert await server.listed(T0) == ["DiskFull", "Gone"]
+        # Another replica's changes, unannounced:
+        await commit(server.store, [record("Gone", "0bad", "resolved", T0 + HOUR),
+                                    record("New", "f00d", "firing", T0 + 2 * HOUR)])
+        server.now[0] = T0 + 3 * HOUR
+        await server.alerts.ask(ResyncAlerts())
+        assert await server.listed(T0 + 3 * HOUR) == ["DiskFull", "New"]
+        assert await server.listed(T0 + 2 * HOUR + LEDGER_TTL) == ["New"]  # DiskFull not heard of since T0
+        assert await server.listed(T0 + 3 * HOUR + LEDGER_TTL) == []
+        assert await server.told_so_far() == ["firing"]
+
+
+async def test_a_restart_keeps_an_alert_firing_longer_than_a_day(tmp_path: Path) -> None:
+    """At start only the records of the last 24 h were read, each as heard of
+    when recorded: an alert fired 30 h ago and repeated since was no longer
+    listed, and its next repeat was told and audited again as new. A record
+    says when its alert was first told, not when it was last repeated: one
+    read back counts as heard of at the start."""
+    now = [T0]
+    async with alerts_on_disk(tmp_path / "db.sqlite3", now) as server:
+        await firing_for_30_hours(server)
+    now[0] = T0 + 30 * HOUR
+    async with alerts_on_disk(tmp_path / "db.sqlite3", now) as server:
+        assert await server.listed(T0 + 30 * HOUR) == ["DiskFull"]
+        await server.deliver("firing", T0 + 32 * HOUR)  # the next repeat: not news
+        assert await server.told_so_far() == []
+        assert await server.audited() == ["alert.firing"]
+        await server.deliver("resolved", T0 + 33 * HOUR)  # its end is
+        assert await server.told_so_far() == ["resolved"]
+        assert await server.listed(T0 + 33 * HOUR) == []
+
+
+async def test_an_alert_read_back_at_a_restart_and_not_heard_of_again_is_forgotten_a_day_later(
+        tmp_path: Path) -> None:
+    """The price of counting from the start: one whose end was lost is listed
+    for a day more; and one told over ``BOOK_RESTORE_WINDOW`` ago is not read back."""
+    now = [T0]
+    async with alerts_on_disk(tmp_path / "db.sqlite3", now) as server:
+        await server.deliver("firing", T0)
+    now[0] = start = T0 + 2 * HOUR
+    async with alerts_on_disk(tmp_path / "db.sqlite3", now) as server:
+        assert await server.listed(start + LEDGER_TTL) == ["DiskFull"]
+        assert await server.listed(start + LEDGER_TTL + 1) == []
+    now[0] = T0 + BOOK_RESTORE_WINDOW + 1
+    async with alerts_on_disk(tmp_path / "db.sqlite3", now) as server:
+        assert await server.listed(now[0]) == []

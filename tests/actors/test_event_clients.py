@@ -14,6 +14,7 @@ import attrs
 import orjson
 import trio
 
+from tests.runtime.scripted import settle
 from trioscope.actors.client import POLICY_VIOLATION, ClientLink, FromClient
 from trioscope.actors.notifier import NotifierActor, Publish, Watch, event_client_spec, publish
 from trioscope.runtime import (
@@ -78,7 +79,7 @@ async def test_a_ping_in_a_burst_is_answered_after_the_events_before_it(autojump
         socket = await open_socket(system, "events-1", outbox=4)
         client = system.lookup("/root/clients/events-1")
         burst(system, 20)
-        await trio.sleep(0.01)
+        await settle()  # the burst is with the client (the outbox full, the rest waiting) before the ping
         client.tell(FromClient('{"type":"ping"}'))
         with trio.fail_after(10):
             await socket.read(21)
@@ -136,7 +137,7 @@ async def test_a_client_the_notifier_cannot_reach_is_closed_not_skipped(autojump
         system.lookup(NOTIFIER).tell(Watch(TENANT, stuck, link))
         for i in range(4):  # one taken and stuck on, two queued, the fourth finds the mailbox full
             system.lookup(NOTIFIER).tell(Publish(TENANT, None, {"i": i}))
-            await trio.sleep(0.01)
+            await settle()  # handed on (or found the mailbox full) before the next
         with trio.fail_after(1):
             await link.closed.wait()
         assert link.close_code == POLICY_VIOLATION

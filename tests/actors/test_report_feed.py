@@ -12,7 +12,7 @@ import trio.testing
 from tests.synthetic import host_report
 from trioscope.actors import report_feed
 from trioscope.actors.report_feed import report_feed_spec
-from trioscope.actors.roster import ReportsArrived
+from trioscope.actors.roster import HandedOn, ReportsArrived
 from trioscope.bus import pack_report
 from trioscope.bus._envelope import Envelope
 from trioscope.bus._lag import BusProgress
@@ -55,7 +55,7 @@ class Roster(Actor):
     async def handle(self, message: Any) -> Any:
         assert isinstance(message, ReportsArrived)
         self.sequences += [arrived.sequence for arrived in message.reports]
-        return len(message.reports)
+        return HandedOn(len(message.reports))
 
 
 async def test_after_a_few_reports_the_feed_lets_more_gather_and_after_many_it_reads_on_at_once(

@@ -23,10 +23,11 @@ from trioscope.wire import decode_report, encode
 
 def test_a_report_comes_back_as_the_same_validated_report_with_its_receive_time() -> None:
     report = decode_report(host_report(3, timestamp=time.time() - 30))
-    data, packed = pack_report(report, 1234.5, enrolled=True)
+    received = time.time()
+    data, packed = pack_report(report, received, enrolled=True)
     envelope = unpack_report(data)
     assert envelope.report == report
-    assert (envelope.received_at, envelope.enrolled) == (1234.5, True)
+    assert (envelope.received_at, envelope.enrolled) == (received, True)
     assert envelope.packed == packed and decode_report(orjson.loads(packed.unpack())) == report
     # Binary and smaller than the report's JSON, not the JSON itself.
     assert not data.startswith(b"{") and len(data) < len(orjson.dumps(host_report(3, timestamp=time.time())))
@@ -38,27 +39,30 @@ def test_an_envelope_of_the_previous_version_reads_alike_and_this_one_is_format_
     the previous version refuses this one's (a format it does not know)."""
     report = decode_report(host_report(4, timestamp=time.time() - 10))
     wire = orjson.dumps(encode(report))
-    previous = msgspec.msgpack.encode({"format": 1, "report": zlib.compress(wire, 1), "received_at": 7.0,
+    received = time.time()
+    previous = msgspec.msgpack.encode({"format": 1, "report": zlib.compress(wire, 1), "received_at": received,
                                        "enrolled": False})
     envelope = unpack_report(previous)
     assert envelope.report == report and envelope.report.timestamp.tzinfo is report.timestamp.tzinfo
     assert envelope.packed.unpack() == wire  # an agent's latest report, as that version packed it
     assert envelope.shape is None  # the previous version sends no shape: the topology finds it
     assert envelope.address is None  # nor the client's address: the roster knows none for it
-    data, packed = pack_report(report, 7.0, enrolled=False)
+    data, packed = pack_report(report, received, enrolled=False)
     assert orjson.loads(packed.unpack()) == encode(report)
     assert packed.data.startswith(ZSTD_MAGIC) and len(packed.data) < len(zlib.compress(wire, 1))
-    assert msgspec.msgpack.decode(data) == {"format": 2, "report": packed.data, "received_at": 7.0, "enrolled": False}
+    assert msgspec.msgpack.decode(data) == {"format": 2, "report": packed.data, "received_at": received,
+                                             "enrolled": False}
 
 
 def test_the_publishing_replica_s_shape_digest_travels_with_the_report() -> None:
     report = decode_report(host_report(6, timestamp=time.time() - 10))
     shape = report_shape(report)
-    data, packed = pack_report(report, 8.0, enrolled=False, shape=shape)
+    received = time.time()
+    data, packed = pack_report(report, received, enrolled=False, shape=shape)
     assert unpack_report(data).shape == shape
     assert msgspec.msgpack.decode(data)["shape"] == shape
     # A digest of another length is none this version makes: found again on merging.
-    odd = msgspec.msgpack.encode({"format": 1, "report": packed.data, "received_at": 8.0, "enrolled": False,
+    odd = msgspec.msgpack.encode({"format": 1, "report": packed.data, "received_at": received, "enrolled": False,
                                   "shape": shape[:8]})
     assert unpack_report(odd).shape is None
 
@@ -69,7 +73,8 @@ def _wire_with(path: tuple[str | int, ...], value: object) -> bytes:
     for key in path[:-1]:
         inner = inner[key]
     inner[path[-1]] = value
-    return msgspec.msgpack.encode({"format": 1, "report": zlib.compress(orjson.dumps(document)), "received_at": 1.0,
+    return msgspec.msgpack.encode({"format": 1, "report": zlib.compress(orjson.dumps(document)),
+                                   "received_at": time.time(),
                                    "enrolled": False})
 
 
@@ -91,16 +96,36 @@ def test_a_packed_report_that_is_not_a_report_s_json_is_a_bad_envelope(report: b
                                                   "enrolled": False}))
 
 
-def test_a_report_that_inflates_beyond_the_bound_is_refused_before_it_takes_the_memory(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    from trioscope.bus import _envelope
-
-    monkeypatch.setattr(_envelope, "MAX_UNPACKED", 1024 * 1024)
+def test_a_report_that_inflates_beyond_the_bound_is_refused_before_it_takes_the_memory() -> None:
     spaces = b" " * (64 * 1024 * 1024)  # 64 MiB of JSON whitespace, packed in at most ~64 KB
     for format, bomb in ((1, zlib.compress(spaces, 9)), (2, zstandard.compress(spaces, 19))):
         with pytest.raises(BadEnvelope, match="inflates beyond"):
             unpack_report(msgspec.msgpack.encode({"format": format, "report": bomb, "received_at": 1.0,
-                                                  "enrolled": False}))
+                                                  "enrolled": False}), max_unpacked=1024 * 1024)
+
+
+def bomb_declaring(size: int) -> bytes:
+    """A Zstandard frame whose header says it unpacks to ``size`` bytes (its data: a few)."""
+    packer = zstandard.ZstdCompressor().compressobj(size=size)
+    return packer.compress(b" " * 1024) + packer.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)  # a frame not ended
+
+
+def test_a_frame_declaring_more_than_any_report_is_refused_before_anything_is_unpacked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """700 MiB declared in 22 KB cost every replica ~700 MB before it was
+    refused: no replica writes more than ``unpacked_limit`` of its
+    ``server.max_body_size`` (88 MiB of the default 10 MiB), and a frame that
+    declares more is refused by its header, whatever its data."""
+    class NoUnpacking:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("unpacked a frame that declares more than any report")
+
+    bomb = bomb_declaring(700 * 1024**2)
+    assert zstandard.frame_content_size(bomb) == 700 * 1024**2
+    monkeypatch.setattr(zstandard, "ZstdDecompressor", NoUnpacking)
+    with pytest.raises(BadEnvelope, match="inflates beyond"):
+        unpack_report(msgspec.msgpack.encode({"format": 2, "report": bomb, "received_at": time.time(),
+                                              "enrolled": False}))
 
 
 @pytest.mark.parametrize("data", [b"{}", b"\xc1", msgspec.msgpack.encode({"format": 2}), msgspec.msgpack.encode([1, 2]),
@@ -155,7 +180,7 @@ async def test_the_asyncio_thread_answers_and_a_cancelled_trio_task_cancels_its_
 def test_the_client_s_address_travels_with_the_report() -> None:
     """Each replica's roster shares the agents' places between client addresses."""
     report = decode_report(host_report(7, timestamp=time.time() - 10))
-    data, _ = pack_report(report, 8.0, enrolled=False, address="203.0.113.9")
+    data, _ = pack_report(report, time.time(), enrolled=False, address="203.0.113.9")
     assert unpack_report(data).address == "203.0.113.9"
-    data, _ = pack_report(report, 8.0, enrolled=False)
+    data, _ = pack_report(report, time.time(), enrolled=False)
     assert unpack_report(data).address is None and "address" not in msgspec.msgpack.decode(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import nats
 import pytest
@@ -146,3 +147,59 @@ def test_stopping_the_pump_outlasts_a_swallowed_cancellation_and_keeps_the_calle
         assert stubborn.done()
 
     asyncio.run(run())
+
+
+def consumers(reader: StreamReader) -> Awaitable[int]:
+    """How many consumers the server holds on the reader's stream."""
+    async def count() -> int:
+        return int((await reader.js.stream_info(reader.stream)).state.consumer_count)
+
+    return count()
+
+
+def test_a_replaced_consumer_is_deleted_from_the_server(nats_url: str, stream: str) -> None:
+    """Not left there for ``CONSUMER_IDLE``: a reader that replaced its
+    consumer every 0.5 s made the server hold one more each time."""
+    async def body(reader: StreamReader) -> None:
+        await read_all(reader, 0, 50)
+        await read_all(reader, 9, 50)
+        await read_all(reader, 19, 50)
+        assert reader.consumer_restarts == 2
+        assert await consumers(reader) == 1
+
+    with_stream(nats_url, stream, 50, body)
+
+
+def test_a_stream_whose_last_reports_were_deleted_is_read_to_its_end_with_none_left(
+        nats_url: str, stream: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What an operator does to remove bad messages (``js.delete_msg``): the
+    stream still ends at their sequence, but they are no reports to read. A
+    reader said 2 were left for ever and replaced its consumer at every idle
+    check until the next report came."""
+    monkeypatch.setattr(_reader, "FETCH_WAIT", 0.1)
+
+    async def body(reader: StreamReader) -> None:
+        for sequence in (29, 30):
+            await reader.js.delete_msg(stream, sequence)
+        looks = 0
+        stream_info = reader.js.stream_info
+
+        async def counted(name: str) -> Any:
+            nonlocal looks
+            looks += 1
+            return await stream_info(name)
+
+        monkeypatch.setattr(reader.js, "stream_info", counted)
+        got = await read_all(reader, 0, 28)
+        assert [f.sequence for f in got] == list(range(1, 29))
+        seen = looks
+        while looks < seen + 3:  # the reader looked at the stream again while idle, three times
+            assert await reader.take(28) == ([], 0)
+        assert reader.lag == 0 and reader.consumer_restarts == 0
+        monkeypatch.setattr(reader.js, "stream_info", stream_info)
+        assert await consumers(reader) == 1
+        await reader.js.publish(f"{stream}.agent-1", b"31")  # and the next report comes as any
+        assert [f.data for f in await read_all(reader, 28, 31)] == [b"31"]
+
+    with_stream(nats_url, stream, 30, body)
+

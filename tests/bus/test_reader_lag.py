@@ -13,6 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import nats.errors
+import nats.js.errors
 import pytest
 
 from trioscope.bus import BusProgress
@@ -57,6 +58,10 @@ class FakeConsumer:
     def __init__(self, stream: FakeStream, start: int) -> None:
         self.stream, self.position, self.generation = stream, start, stream.generation
 
+    @property
+    def pending(self) -> int:
+        return max(0, self.stream.last - self.position + 1)
+
     async def fetch(self, batch: int, timeout: float) -> list[Any]:
         stream = self.stream
         if not stream.reachable or self.generation != stream.generation or self.position > stream.last:
@@ -68,6 +73,13 @@ class FakeConsumer:
         self.position += len(out)
         return out
 
+    async def consumer_info(self) -> Any:
+        if not self.stream.reachable:
+            await self.stream.no_answer(self.stream.api_timeout)
+        if self.generation != self.stream.generation:
+            raise nats.js.errors.NotFoundError
+        return SimpleNamespace(num_pending=self.pending)
+
     async def unsubscribe(self) -> None:
         pass
 
@@ -76,6 +88,7 @@ class FakeJetStream:
     def __init__(self, stream: FakeStream) -> None:
         self.stream = stream
         self.infos = 0
+        self.consumers: dict[str, FakeConsumer] = {}
 
     async def stream_info(self, name: str) -> Any:
         if not self.stream.reachable:
@@ -83,13 +96,23 @@ class FakeJetStream:
         self.infos += 1
         stream = self.stream
         state = SimpleNamespace(first_seq=stream.first if stream.reports else 0, last_seq=stream.last,
-                                messages=len(stream.reports))
+                                messages=len(stream.reports), num_deleted=None)
         return SimpleNamespace(state=state, created=stream.created)
 
-    async def pull_subscribe(self, subject: str, stream: str, config: Any) -> FakeConsumer:
+    async def add_consumer(self, stream: str, config: Any) -> Any:
         if not self.stream.reachable:
             await self.stream.no_answer(self.stream.api_timeout)
-        return FakeConsumer(self.stream, int(config.opt_start_seq))
+        consumer = self.consumers[config.name] = FakeConsumer(self.stream, int(config.opt_start_seq))
+        return SimpleNamespace(num_pending=consumer.pending)
+
+    async def pull_subscribe_bind(self, consumer: str, stream: str) -> FakeConsumer:
+        return self.consumers[consumer]
+
+    async def delete_consumer(self, stream: str, consumer: str) -> bool:
+        if not self.stream.reachable:
+            await self.stream.no_answer(self.stream.api_timeout)
+        del self.consumers[consumer]
+        return True
 
 
 @pytest.fixture(autouse=True)

@@ -74,10 +74,13 @@ def test_origin_is_structured_too():
         ("server.port", "TRIOSCOPE_SERVER_PORT", "APP_PORT"),
         ("server.host", "TRIOSCOPE_SERVER_HOST", "APP_HOST"),
         ("storage.max_data_age", "TRIOSCOPE_STORAGE_MAX_DATA_AGE", "MAX_DATA_AGE"),
+        # The command service seed's Kubernetes deployment (§10.1) passes the database so.
+        ("store.database", "TRIOSCOPE_DATABASE", "DATABASE_URL"),
     ],
 )
 def test_trioscope_env_name_beats_alias(key, primary, alias):
-    values = {"server.port": ("9001", "9002"), "server.host": ("h1", "h2"), "storage.max_data_age": ("2h", "3h")}
+    values = {"server.port": ("9001", "9002"), "server.host": ("h1", "h2"), "storage.max_data_age": ("2h", "3h"),
+              "store.database": ("postgresql://a@db1/x", "postgresql://b@db2/y")}
     primary_text, alias_text = values[key]
     alone = resolve_settings({}, {alias: alias_text})
     assert alone.origin(key) == f"env {alias}"

@@ -4,7 +4,9 @@ report the exact count would refuse."""
 
 from __future__ import annotations
 
+import base64
 import json
+import random
 from typing import Any
 
 import orjson
@@ -13,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.synthetic import host_report
+from trioscope.domain.agents import PackedReport
 from trioscope.domain.topology import View, build_partition
 from trioscope.wire import MemoryBudget, OverBudget, decode_report
-from trioscope.wire._footprint import AGENT_BYTES, HOST_METRICS, VIEWS, ring_bytes
+from trioscope.wire._footprint import AGENT_BYTES, HOST_METRICS, JSON_DIVISOR, VIEWS, ring_bytes
 
 T0 = 1_800_000_000.0
 DEFAULT = MemoryBudget(limit=4 * 1024**2, history=3600.0, process_history=900.0)
@@ -92,6 +95,34 @@ def test_the_check_counts_exactly_when_the_bound_cannot_clear_the_report(escaped
     body = json.dumps(document, ensure_ascii=escaped).encode()  # "\u00e9" escaped, or raw UTF-8
     footprint = DEFAULT.check(decode_report(orjson.loads(body)), body)
     assert footprint is not None and footprint.bytes <= DEFAULT.limit
+
+
+def test_packed_bytes_beyond_the_estimates_share_for_them_are_charged_exactly() -> None:
+    """The server keeps the report packed as it came: random text under a key
+    the model does not know was charged an eighth of its size (JSON_DIVISOR)."""
+    document = host_report(1, timestamp=T0, containers=1, processes=5, connections=5)
+    document["attachment"] = base64.b64encode(random.Random(1).randbytes(1536 * 1024)).decode()
+    body = body_of(document)
+    report = decode_report(orjson.loads(body))
+    packed = len(PackedReport.pack(body).data)
+    budget = MemoryBudget(limit=1024**2, history=3600.0, process_history=900.0)
+    unpacked = budget.footprint(report, len(body))
+    assert unpacked.bytes < budget.limit < packed  # the estimate alone let it in
+    with pytest.raises(OverBudget) as raised:
+        budget.check(report, body, packed)
+    charged = raised.value.footprint
+    assert charged.packed == packed and "1.5 MiB packed" in str(raised.value)
+    assert charged.bytes == unpacked.bytes + packed - unpacked.text - len(body) // JSON_DIVISOR
+    assert budget.bound(report, len(body), packed).bytes >= charged.bytes
+
+
+def test_a_report_of_known_keys_packs_within_the_estimates_share() -> None:
+    document = host_report(1, timestamp=T0, containers=20, processes=300, connections=2000, peers=[2, 3])
+    body = body_of(document)
+    report = decode_report(document)
+    packed = len(PackedReport.pack(body).data)
+    # What a probe estimates (no packed size) is what the server charges.
+    assert DEFAULT.footprint(report, len(body), packed).bytes == DEFAULT.footprint(report, len(body)).bytes
 
 
 def test_the_estimate_includes_the_metric_history_the_server_keeps() -> None:

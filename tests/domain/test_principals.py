@@ -165,3 +165,36 @@ EXPECTED_MAY = {
 @pytest.mark.parametrize("permission", list(Permission), ids=lambda p: p.name)
 def test_principal_may_per_role_and_permission(role: Role, permission: Permission) -> None:
     assert Principal("user-1", "acme", role).may(permission) is (permission in EXPECTED_MAY[role])
+
+
+# --- the command service seed's claim set (stacker-command-service §7.1 UserToken) --------
+
+SEED_CLAIMS = {"sub": "user-1", "tenant_id": "acme", "roles": ["VIEWER", "ADMIN"],
+               "permissions": ["deployment:read"], "iat": int(NOW), "exp": int(NOW + TTL)}
+
+
+def test_a_token_shaped_as_the_seed_reads_as_its_highest_known_role() -> None:
+    assert read_user_token(SECRET, craft(SEED_CLAIMS), now=NOW) == Principal("user-1", "acme", Role.ADMIN)
+    # Names of another service's roles are passed over.
+    claims = {**SEED_CLAIMS, "roles": ["billing", "OPERATOR"]}
+    assert read_user_token(SECRET, craft(claims), now=NOW).role is Role.OPERATOR
+
+
+@pytest.mark.parametrize(("roles", "says"), [
+    ([], "names none of"), (["billing", "admin"], "names none of"), ("ADMIN", "must be a list"),
+    (["VIEWER"] * 33, "must be a list"), ([7, None], "names none of"),
+], ids=["empty", "unknown-names", "a-string", "too-many", "not-strings"])
+def test_a_seed_roles_claim_naming_no_role_of_ours_is_refused(roles: Any, says: str) -> None:
+    with pytest.raises(InvalidToken, match=says):
+        read_user_token(SECRET, craft({**SEED_CLAIMS, "roles": roles}), now=NOW)
+
+
+def test_tenant_and_tenant_id_must_agree() -> None:
+    assert read_user_token(SECRET, craft({**VALID_CLAIMS, "tenant_id": "acme"}), now=NOW).tenant == "acme"
+    with pytest.raises(InvalidToken, match="different tenants"):
+        read_user_token(SECRET, craft({**VALID_CLAIMS, "tenant_id": "other"}), now=NOW)
+
+
+def test_role_wins_over_roles_when_both_are_given() -> None:
+    claims = {**VALID_CLAIMS, "role": "VIEWER", "roles": ["ADMIN"]}
+    assert read_user_token(SECRET, craft(claims), now=NOW).role is Role.VIEWER

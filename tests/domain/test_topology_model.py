@@ -67,3 +67,13 @@ def test_edges_encode_as_the_listing_shows_them() -> None:
                            "connections": 1},
     }
     assert edges[0] == Edge("process:a:1", "process:b:2", 3) and edges[0].id == "process:a:1->process:b:2"
+
+
+def test_a_node_seen_at_a_time_rfc_3339_cannot_write_is_shown_at_the_nearest_end() -> None:
+    # The edge refuses such reports; one published onto the report stream by
+    # hand made every view that showed it fail (year 10000 is out of range).
+    assert _node(last_seen=253_402_300_800.0).as_dict()["last_seen"] == "9999-12-31T23:59:59Z"
+    assert _node(last_seen=1e300).as_dict()["last_seen"] == "9999-12-31T23:59:59Z"
+    assert _node(last_seen=float("nan")).as_dict()["last_seen"] == "9999-12-31T23:59:59Z"
+    assert _node(last_seen=-1e20).as_dict()["last_seen"] == "0001-01-01T00:00:00Z"
+    assert _node(last_seen=T0).as_dict()["last_seen"] == "2025-10-09T08:53:20Z"

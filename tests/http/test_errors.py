@@ -1,13 +1,40 @@
-"""Errors leave the server as JSON with the right status, never as a traceback."""
+"""Errors leave the server as JSON with the right status, never as a traceback.
+
+A request that meets the database away or refusing statements for now is
+answered 503 ``database_unavailable`` with Retry-After, whichever way it met
+it (the store's refusal, the driver's error, an actor that crashed on it);
+any other database error is a 500 with an incident, never hidden as 503."""
 
 from __future__ import annotations
 
+import logging
+
+import psycopg
 import pytest
 from quart.testing import WebsocketResponseError
 
+from trioscope.actors.refusals import DatabaseUnavailable
 from trioscope.http import create_app
-from trioscope.runtime import ActorStopped, AskTimeout, MailboxFull, open_actor_system
+from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull, open_actor_system
+from trioscope.store import Unavailable
 from trioscope.system import supervision_tree
+
+LOST = "consuming input failed: server closed the connection unexpectedly"
+RAISED = {
+    "bug": lambda: KeyError("secret internal detail"),
+    "full": lambda: MailboxFull("/root/topology", 10),
+    "slow": lambda: AskTimeout("/root/topology", 5),
+    "overran": lambda: AskTimeout("/root/topology", 5, taken=True),
+    "stopped": lambda: ActorStopped("/root/topology"),
+    # The database.
+    "refused": lambda: DatabaseUnavailable("lost the connection"),
+    "unreachable": lambda: Unavailable("cannot connect to postgresql://db:5432/trioscope"),
+    "lost": lambda: psycopg.OperationalError(LOST),
+    "actor-lost": lambda: ActorFailed("/root/queues/q", psycopg.OperationalError(LOST)),
+    "statement-timeout": lambda: psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
+    "too-complex": lambda: psycopg.errors.StatementTooComplex("stack depth limit exceeded"),
+    "actor-bug": lambda: ActorFailed("/root/queues/q", KeyError("secret internal detail")),
+}
 
 
 @pytest.fixture
@@ -17,13 +44,7 @@ async def client(settings):
 
         @app.get("/test/raise/<kind>")
         async def raising(kind: str):
-            raise {
-                "bug": KeyError("secret internal detail"),
-                "full": MailboxFull("/root/topology", 10),
-                "slow": AskTimeout("/root/topology", 5),
-                "overran": AskTimeout("/root/topology", 5, taken=True),
-                "stopped": ActorStopped("/root/topology"),
-            }[kind]
+            raise RAISED[kind]()
 
         @app.websocket("/test/ws/raise")
         async def raising_socket():
@@ -83,3 +104,26 @@ async def test_a_websocket_handler_that_raises_is_logged_under_an_incident(clien
     logged = [r for r in caplog.records if getattr(r, "incident", None)]
     assert logged and "WEBSOCKET /test/ws/raise" in logged[0].getMessage()
     assert not [r for r in caplog.records if "request context" in r.getMessage()]
+
+
+@pytest.mark.parametrize("kind", ["refused", "unreachable", "lost", "actor-lost", "statement-timeout"])
+async def test_the_database_away_or_busy_is_a_503_with_retry_after(client, kind: str) -> None:
+    response = await client.get(f"/test/raise/{kind}")
+    assert response.status_code == 503 and response.headers["Retry-After"] == "2"
+    assert (await response.get_json())["error"]["code"] == "database_unavailable"
+
+
+async def test_a_statement_the_database_refused_for_now_is_logged_as_a_warning(client, caplog) -> None:
+    await client.get("/test/raise/lost")  # the store says it once, when it loses the database
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    await client.get("/test/raise/statement-timeout")  # nobody else says it
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "QueryCanceled" in warning.getMessage() and "/test/raise/statement-timeout" in warning.getMessage()
+
+
+@pytest.mark.parametrize("kind", ["too-complex", "actor-bug"])
+async def test_any_other_database_error_is_a_500_with_an_incident(client, caplog, kind: str) -> None:
+    response = await client.get(f"/test/raise/{kind}")
+    assert response.status_code == 500 and "Retry-After" not in response.headers
+    incident = (await response.get_json())["error"]["details"]["incident"]
+    assert [r for r in caplog.records if getattr(r, "incident", None) == incident and r.levelno == logging.ERROR]

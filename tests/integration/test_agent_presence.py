@@ -5,8 +5,6 @@ rule nor shown offline in /metrics (``trydirect_agents_online``,
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import trio
 from prometheus_client.parser import text_string_to_metric_families
@@ -15,9 +13,13 @@ from trio_websocket import open_websocket_url
 from tests.integration.test_alerts import next_alert, nothing_else, user_socket
 from tests.integration.test_commands import Operator, enroll, fresh
 from tests.server_process import ServerProcess
+from tests.status_agent import PolledCommand
 from tests.waiting import eventually
+from trioscope.wire import parse_timestamp
 
-THRESHOLD = ["--alert-agent-offline-after", "2s", "--alert-evaluation-interval", "100ms", "--heartbeat-timeout", "2s"]
+THRESHOLD_SECONDS = 2
+THRESHOLD = ["--alert-agent-offline-after", f"{THRESHOLD_SECONDS}s", "--alert-evaluation-interval", "100ms",
+             "--heartbeat-timeout", f"{THRESHOLD_SECONDS}s"]
 
 
 async def presence(client: httpx.AsyncClient, server: ServerProcess, operator: Operator,
@@ -40,29 +42,39 @@ async def test_an_agent_holding_a_long_poll_is_there_while_it_waits_and_when_it_
             operator = Operator(server, fresh("user"), fresh("tenant"))
             async with open_websocket_url(user_socket(server, operator)) as ws:
                 agent = await enroll(client, server, operator)
-                samples: list[tuple[float, float, float]] = []
-                answered: list[float] = []
+                answered: list[PolledCommand | None] = []
 
                 async def hold_a_poll() -> None:
-                    assert await agent.poll(client, timeout=6) is None  # three times the threshold: 204
-                    answered.append(time.time())
+                    answered.append(await agent.poll(client, timeout=120))  # held until it is given a command
 
-                async def poll_arrived() -> bool:
-                    return (await presence(client, server, operator, agent.agent_id))[0] == 1
+                async def poll_arrived() -> float | None:
+                    online, last_seen = await presence(client, server, operator, agent.agent_id)
+                    return last_seen if online == 1 else None
 
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(hold_a_poll)
-                    await eventually(poll_arrived)  # its start heard from, as any request
-                    while not answered:  # then /metrics sampled all through the poll
+                    arrived = await eventually(poll_arrived)  # its start heard from, as any request
+
+                    async def held_past_the_thresholds() -> bool:
+                        # /metrics sampled while the poll is held, until the server has heard from the
+                        # agent three thresholds after the poll's start (its clock, not this one: the
+                        # sampling rate and /metrics' latency do not matter). Online in each sample means
+                        # heard from within the threshold by the server's clock at that scrape.
                         online, last_seen = await presence(client, server, operator, agent.agent_id)
-                        samples.append((time.time(), online, last_seen))
-                        await trio.sleep(0.2)
-                await nothing_else(ws)  # no AgentOffline while it waited
-                assert len(samples) >= 8
-                assert all(online == 1 for _, online, _ in samples), samples
-                assert all(at - last_seen <= 2 for at, _, last_seen in samples), samples
+                        assert not answered, answered
+                        assert online == 1, (online, last_seen)
+                        return last_seen > arrived + 3 * THRESHOLD_SECONDS
+
+                    await eventually(held_past_the_thresholds, deadline=60)
+                    await nothing_else(ws)  # no AgentOffline while it waited
+                    command = await operator.command(client, agent.deployment_hash)  # answers the poll
+                polled = answered[0]
+                assert polled is not None and polled.command_id == command["command_id"]
+                sent = await operator.get(client, agent.deployment_hash, command["command_id"])
                 _, last_seen = await presence(client, server, operator, agent.agent_id)
-                assert last_seen >= answered[0] - 1  # heard from when answered, not only at the start
+                # Heard from when answered, after it was handed the command (the server's clock
+                # both; sent_at is to the millisecond), not only at the start and while it waited.
+                assert last_seen >= parse_timestamp(sent["sent_at"]).timestamp() - 0.001, (last_seen, sent)
 
                 # Silent from now on: found offline, as the test's thresholds make it.
                 fired = await next_alert(ws)

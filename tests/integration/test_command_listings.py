@@ -225,7 +225,8 @@ async def test_retired_agents_are_listed_on_request_in_pages_without_system_info
                 assert body["retired_agents_count"] == 20 and "retired_agents" not in body
                 retired = await retired_pages(client, operator, h)
                 assert [a["agent_id"] for a in retired] == [a.agent_id for a in reversed(agents[:-1])]
-                assert all(a["status"] == "decommissioned" and not a.get("system_info") for a in retired)
+                assert all(a["enrollment_status"] == "decommissioned" and a["status"] == "offline"
+                           and not a.get("system_info") for a in retired)
                 for old in (agents[0], agents[-2]):
                     refused = await attrs.evolve(old, base_url=server.base_url).wait(client, timeout=1)
                     assert refused.status_code == 410 and refused.json()["error"]["code"] == "agent_decommissioned"

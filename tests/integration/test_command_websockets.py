@@ -59,6 +59,7 @@ async def test_users_hear_of_their_commands_and_no_one_else_does(server: ServerP
             done = await next_event(mine, "command_completed")
             assert (done["status"], done["result"]) == ("completed", {"ok": True})
             await theirs.send_message('{"type":"ping"}')
+            assert json.loads(await theirs.get_message()) == {"type": "initial_state", "deployments": []}
             assert json.loads(await theirs.get_message()) == {"type": "pong"}  # nothing of the other tenant
 
 

@@ -640,7 +640,7 @@ async def test_a_deployment_shows_its_agents_and_when_they_were_last_seen(server
         response = await client.get(operator.url(agent.deployment_hash), headers=operator.auth)
         assert response.status_code == 200
         (shown,) = response.json()["agents"]
-        assert shown["agent_id"] == agent.agent_id and shown["status"] == "active"
+        assert (shown["agent_id"], shown["status"], shown["enrollment_status"]) == (agent.agent_id, "online", "active")
         assert shown["capabilities"] == ["docker", "restart"] and shown["last_seen"].endswith("Z")
 
 

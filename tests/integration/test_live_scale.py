@@ -64,7 +64,7 @@ async def topology_update(ws: Any, timeout: float = 60) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def server():
-    with ServerProcess(["--ws-ping-interval", "60s", "--ws-max-clients-per-address", "2000",
+    with ServerProcess(["--ws-ping-interval", "60s", "--ws-max-clients-per-address", "2000", "--max-connections-per-address", "2000",
                         "--ws-max-waiting-clients-per-address", "2000",
                         "--ws-buffer-size", "4", "--ws-slow-client-timeout", "2s"]) as process:
         trio.run(load, process, HOSTS)

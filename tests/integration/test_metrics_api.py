@@ -63,6 +63,7 @@ async def test_line_protocol_round_trip_with_the_servers_labels(server: ServerPr
                 f"http_requests,code=500 total=1i,ok=false {at}\n").encode()
         response = await tenant.write(client, body, query="?precision=s")
         assert response.status_code == 204, response.text
+        assert "content-type" not in response.headers, dict(response.headers)  # no content, no type
 
         async def found() -> list[dict[str, Any]]:
             return await _query(tenant, client, "http_requests_total", at)

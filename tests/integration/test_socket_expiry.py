@@ -35,6 +35,7 @@ async def test_a_user_socket_closes_when_its_token_expires() -> None:
             async with open_websocket_url(url, subprotocols=["trioscope", f"bearer.{token}"]) as ws:
                 await operator.command(client, agent.deployment_hash)
                 with trio.fail_after(10):
+                    assert json.loads(await ws.get_message())["type"] == "initial_state"
                     assert json.loads(await ws.get_message())["type"] == "command_progress"
                 assert await _closed_with(ws) == (4401, "token_expired")
 

@@ -121,6 +121,35 @@ async def test_a_decommissioned_agents_poll_is_logged_once_and_asked_again_rarel
     assert len(polls) <= 3600 / REFUSED_RETRY + 1
 
 
+async def test_a_poll_refused_for_a_clock_off_is_logged_once_and_asked_again_with_backoff(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """It waited REFUSED_RETRY and told the operator to enroll the probe again."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    polls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        polls.append(trio.current_time())
+        return httpx.Response(401, json={"error": {"code": "clock_skew", "message": "300 s away"}})
+
+    with trio.move_on_after(REFUSED_RETRY):
+        await agent_with(handler)._poll_loop()
+    refused = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(refused) == 1 and "401 clock_skew" in refused[0] and "retrying with backoff" in refused[0]
+    assert "--enrollment-token" not in refused[0]
+    assert len(polls) > 3  # backoff, capped at a minute
+
+
+async def test_a_final_report_refused_for_a_clock_off_is_sent_again_until_taken(autojump_clock: Any) -> None:
+    answers = [(401, "clock_skew"), (401, "clock_skew"), (200, "")]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status, code = answers.pop(0)
+        return httpx.Response(status, json={"error": {"code": code, "message": "m"}} if code else {})
+
+    await agent_with(handler)._report({"command_id": "cmd_1", "status": "completed", "result": {}})
+    assert answers == []
+
+
 async def test_polling_is_said_to_work_again_as_soon_as_a_poll_is_accepted(
         autojump_clock: Any, caplog: pytest.LogCaptureFixture) -> None:
     """Not when the next long poll ends, a minute later: after a failure the

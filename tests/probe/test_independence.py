@@ -1,8 +1,9 @@
-"""The probe shares only the wire, and the log output, with the server: it
-imports ``trioscope.wire`` and ``trioscope.log_output`` (how a log line looks:
+"""The probe shares only the wire with the server: it imports
+``trioscope.wire`` (the models, request signing, and how a log line looks, since
 the local probe writes into its server's stream) and nothing else of
-``trioscope`` (no configuration, topology, actors or HTTP), so that it can be
-built, versioned and reasoned about on its own."""
+``trioscope`` (no configuration, topology, actors, HTTP, nor the server's own
+modules such as ``trioscope.log_output``), so that it can be built, versioned
+and reasoned about on its own."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 PROBE = Path(__file__).resolve().parents[2] / "probe"
-SHARED = ("trioscope.wire", "trioscope.log_output")
+SHARED = ("trioscope.wire",)
 
 
 def _imports(source: Path) -> list[tuple[int, str]]:
@@ -40,9 +41,11 @@ def test_the_import_check_sees_what_it_must_refuse(tmp_path: Path) -> None:
     source.write_text("import trioscope.config\nfrom trioscope import runtime\n"
                       "from trioscope.domain.topology import MemoryBudget\nfrom trioscope.wirex import y\n"
                       "from trioscope.wire import Report\nfrom trioscope.wire.request_signing import sign\n"
+                      "from trioscope.log_output import configure_logging\n"
                       "from . import _agent\nimport trio\n")
     refused = [module for _, module in _imports(source) if module.split(".")[0] == "trioscope" and not _shared(module)]
-    assert refused == ["trioscope.config", "trioscope.runtime", "trioscope.domain.topology", "trioscope.wirex"]
+    assert refused == ["trioscope.config", "trioscope.runtime", "trioscope.domain.topology", "trioscope.wirex",
+                       "trioscope.log_output"]
 
 
 @pytest.mark.parametrize("source", sorted(PROBE.rglob("*.py")), ids=lambda p: p.name)

@@ -17,7 +17,8 @@ import trio
 from tests.synthetic import host_report
 from trioscope.wire import MemoryBudget, decode_report
 from trioscope_probe._transport import (
-    MEMORY_BUDGET, REFUSED_RETRY, Backoff, Outbox, Signer, encode_report, run_publisher, stated_budget, transport_problem,
+    MEMORY_BUDGET, REFUSED_RETRY, RESIGN_ATTEMPTS, Backoff, Link, Outbox, Refused, Signer, Standing, encode_report,
+    run_publisher, send, stated_budget, transport_problem,
 )
 
 
@@ -149,7 +150,9 @@ async def _publish_for(seconds: float, server: _Server, signer: Signer | None,
                             transport=httpx.MockTransport(server))
 
 
-@pytest.mark.parametrize(("status", "code"), [(410, "agent_decommissioned"), (404, ""), (401, "unknown_agent")])
+@pytest.mark.parametrize(("status", "code"), [
+    (410, "agent_decommissioned"), (404, ""), (401, "unknown_agent"), (401, "invalid_token"),
+    (403, "wrong_deployment"), (409, "agent_id_taken"), (401, "missing_signature")])
 async def test_a_refusal_is_logged_once_and_asked_again_rarely(
         status: int, code: str, autojump_clock: Any, caplog: pytest.LogCaptureFixture,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -165,6 +168,61 @@ async def test_a_refusal_is_logged_once_and_asked_again_rarely(
     registrations = server.paths.count("/api/v1/agents/register")
     assert 3600 / REFUSED_RETRY <= registrations <= 3600 / REFUSED_RETRY + 2, server.paths
     assert "/api/v1/reports" not in server.paths  # the heartbeat (or registration) is refused first
+
+
+@pytest.mark.parametrize("code", ["clock_skew", "signed_before_start", "replayed_request"])
+async def test_a_refusal_that_time_mends_is_logged_once_and_asked_again_with_backoff(
+        code: str, autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clock off, a request signed before the server's start: these waited
+    REFUSED_RETRY, as a decommissioned agent does."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    server = _Server(401, code)
+    await _publish_for(REFUSED_RETRY, server, Signer("agent-1", "t"), monkeypatch)
+    refused = [r.getMessage() for r in caplog.records if "refuses agent probe-1" in r.getMessage()]
+    assert len(refused) == 1 and "retrying with backoff" in refused[0], refused
+    # Backoff waits are capped by the report interval (15 s): about 20 rounds in REFUSED_RETRY, not one.
+    assert server.paths.count("/api/v1/agents/register") > 10, server.paths
+
+
+def test_standing_says_each_change_once_and_how_long_to_wait() -> None:
+    standing = Standing(backoff=Backoff(base=1.0, cap=8.0, rng=_Extreme(top=True)))
+    skew = Refused(401, "clock_skew", "off")
+    assert [standing.note(skew), standing.note(skew)] == [True, False]
+    assert [standing.delay(), standing.delay(), standing.delay(at_most=3.0)] == [1.0, 2.0, 3.0]
+    retired = Refused(410, "agent_decommissioned", "gone")
+    assert standing.note(retired) and standing.delay() == standing.delay(at_most=1.0) == REFUSED_RETRY
+    assert standing.note(Refused(401, "invalid_token", "no")) and standing.delay() == REFUSED_RETRY
+    assert [standing.note(Link.UNREACHABLE), standing.note(Link.UNREACHABLE)] == [True, False]
+    assert [standing.note(Link.CONNECTED), standing.note(Link.CONNECTED)] == [True, False]
+    assert standing.backoff.attempts == 0  # an answer starts the backoff over
+
+
+def test_refusals_say_how_they_are_asked_again() -> None:
+    assert [Refused(401, code, "").for_good for code in ("clock_skew", "signed_before_start", "replayed_request")] \
+        == [False, False, False]
+    assert all(Refused(status, code, "").for_good for status, code in [
+        (401, "invalid_token"), (401, "missing_token"), (401, "invalid_signature"), (401, "signature_required"),
+        (403, "wrong_deployment"), (404, ""), (409, "agent_id_taken"), (410, "agent_decommissioned")])
+    assert Refused(401, "clock_skew", "").plan == "retrying with backoff"
+    assert Refused(410, "agent_decommissioned", "").plan == f"asking again every {REFUSED_RETRY:g} s"
+
+
+@pytest.mark.parametrize(("refusals", "sent"), [(1, 2), (RESIGN_ATTEMPTS + 2, RESIGN_ATTEMPTS)])
+async def test_a_refused_signature_is_signed_again_at_once_a_few_times(refusals: int, sent: int) -> None:
+    nonces: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        nonces.append(request.headers["X-Request-Nonce"])
+        if len(nonces) <= refusals:
+            return httpx.Response(401, json={"error": {"code": "signed_before_start", "message": "sign again"}})
+        return httpx.Response(202)
+
+    counter = iter(range(100))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="http://server") as client:
+        response = await send(client, lambda: client.build_request(
+            "POST", "/x", headers={"X-Request-Nonce": str(next(counter))}))
+    assert len(nonces) == sent and len(set(nonces)) == sent  # each sending built (signed) anew
+    assert response.status_code == (202 if refusals < RESIGN_ATTEMPTS else 401)
 
 
 async def test_an_unsigned_probe_gives_way_to_an_enrolled_one_under_its_agent_id(

@@ -40,10 +40,14 @@ async def held_polls(client: httpx.AsyncClient, server: ServerProcess) -> int:
 
 @asynccontextmanager
 async def user_events(server: ServerProcess, operator: Operator) -> AsyncIterator[WebSocketConnection]:
-    """The user's ``/ws/user`` socket on ``server``."""
+    """The user's ``/ws/user`` socket on ``server``, past its ``initial_state`` (the
+    deployments as this replica knows them): its events from then on."""
     token = operator.auth["Authorization"].removeprefix("Bearer ")
     url = server.base_url.replace("http://", "ws://") + f"/ws/user/{operator.user_id}?token={token}"
     async with open_websocket_url(url) as ws:
+        with trio.fail_after(20):
+            first = json.loads(await ws.get_message())
+        assert first["type"] == "initial_state", first
         yield ws
 
 

@@ -37,9 +37,10 @@ async def test_an_agent_decommissioned_on_a_is_refused_on_b_and_its_poll_there_e
             assert response.status_code == 200, response.text
             # Its poll on B may have said it online first (that event can come after the socket opened).
             events = await events_until(heard_on_b, lambda e: e["type"] == "agent_status"
-                                        and e["status"] != "online")
+                                        and e["enrollment_status"] != "active")
             await eventually(lambda: _answered(held), deadline=10)  # well before the poll's 60 s
-        assert (events[-1]["agent_id"], events[-1]["status"]) == (agent.agent_id, "decommissioned")
+        assert (events[-1]["agent_id"], events[-1]["status"], events[-1]["enrollment_status"]) == (
+            agent.agent_id, "offline", "decommissioned")
         assert held[0].status_code == 410, held[0].text
         again = await on(agent, b).wait(client, timeout=1)
         assert again.status_code == 410 and again.json()["error"]["code"] == "agent_decommissioned"

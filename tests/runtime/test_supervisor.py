@@ -10,6 +10,7 @@ import trio
 
 from tests.runtime.scripted import Block, Crash, Hang, Journal, StopSelf, settle, worker
 from trioscope.runtime import (
+    ActorSpec,
     Backoff,
     Restart,
     RestartIntensityExceeded,
@@ -205,6 +206,12 @@ async def test_a_restart_whose_start_fails_counts_against_the_intensity(journal:
     assert len(attempts) == 1 + 3
 
 
+def database_down(error: BaseException) -> bool:
+    """The scripted children's dependency errors: a failing start (RuntimeError),
+    a crash (ValueError, ``Crash``)."""
+    return isinstance(error, RuntimeError | ValueError)
+
+
 async def test_a_child_with_its_own_backoff_waits_out_failing_starts_without_escalating(
         journal: Journal, autojump_clock):
     # A database away for a minute: the child's start fails ~every attempt, yet
@@ -212,24 +219,53 @@ async def test_a_child_with_its_own_backoff_waits_out_failing_starts_without_esc
     down_until = 60.0
     attempts: list[float] = []
 
-    def database_down() -> bool:
+    def database_is_down() -> bool:
         attempts.append(trio.current_time())
         return len(attempts) > 1 and trio.current_time() < down_until  # up at the first start
 
-    store = worker("store", journal, fail_start=database_down,
-                   backoff=Backoff(initial=0.5, maximum=5.0))
+    store = worker("store", journal, fail_start=database_is_down,
+                   backoff=Backoff(initial=0.5, maximum=5.0), backoff_on=database_down)
     spec = SupervisorSpec(name="root", children=[store, worker("other", journal)])
-    async with open_actor_system(spec) as system:
-        ref = system.lookup("/root/store")
-        ref.tell(Crash())
-        assert await ref.ask("back?", timeout=None)
-        assert trio.current_time() >= down_until
-        gaps = [b - a for a, b in itertools.pairwise(attempts[1:])]
-        assert min(gaps) >= 0.5 and max(gaps) <= 5.0
-        assert len(attempts) < 30  # paced, not a burst of thousands
-        # The other child's crash still counts against the supervisor's intensity from zero.
-        assert system.snapshot().root.status == "running"
-        assert journal.starts("other") == 1
+    with pytest.RaisesGroup(RestartIntensityExceeded, flatten_subgroups=True):
+        async with open_actor_system(spec) as system:
+            ref = system.lookup("/root/store")
+            ref.tell(Crash())
+            assert await ref.ask("back?", timeout=None)
+            assert trio.current_time() >= down_until
+            gaps = [b - a for a, b in itertools.pairwise(attempts[1:])]
+            assert min(gaps) >= 0.5 and max(gaps) <= 5.0
+            assert len(attempts) < 30  # paced, not a burst of thousands
+            # The other child's crashes still count against the supervisor's
+            # intensity, from zero: five are restarted, the sixth makes it give up.
+            for _ in range(5):
+                await crash_and_settle(system, "/root/other")
+            assert system.snapshot().root.status == "running"
+            assert journal.starts("other") == 6
+            system.lookup("/root/other").tell(Crash())
+            await trio.sleep_forever()
+    assert journal.starts("other") == 6
+
+
+async def test_a_child_with_its_own_backoff_escalates_crashes_it_does_not_back_off_on(
+        journal: Journal, autojump_clock):
+    # A bug (ValueError) in a child whose backoff is for its database (RuntimeError):
+    # counted as any crash, so the supervisor gives up instead of restarting it for ever.
+    store = worker("store", journal, backoff=Backoff(initial=0.5, maximum=5.0),
+                   backoff_on=lambda error: isinstance(error, RuntimeError))
+    spec = SupervisorSpec(name="root", intensity=3, children=[store])
+    with pytest.RaisesGroup(RestartIntensityExceeded, flatten_subgroups=True):
+        async with open_actor_system(spec) as system:
+            for _ in range(4):
+                await crash_and_settle(system, "/root/store")
+            await trio.sleep_forever()
+    assert journal.starts("store") == 4  # the first start and three restarts, at once (no backoff)
+
+
+def test_a_child_backoff_says_which_crashes_it_paces():
+    with pytest.raises(ValueError, match="backoff and backoff_on go together"):
+        ActorSpec(name="store", factory=object, backoff=Backoff())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backoff and backoff_on go together"):
+        ActorSpec(name="store", factory=object, backoff_on=database_down)  # type: ignore[arg-type]
 
 
 async def test_shutdown_stops_children_in_reverse_start_order(journal: Journal):

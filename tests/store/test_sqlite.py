@@ -99,9 +99,9 @@ def test_summaries_read_no_results_and_stop_at_their_byte_budget(tmp_path: Path)
             assert stored.error_included is (command.error == "short")
             assert stored.command.error == (command.error if stored.error_included else None)
             assert stored.command.updated_at == command.updated_at and stored.command.parameters == command.parameters
-        # Two documents of about 400 bytes fit in 1000 bytes, not a third; one always comes.
+        # Two documents of about 520 bytes fit in 1250 bytes, not a third; one always comes.
         small, _ = reader.command_summaries("h1", status=None, since=None, until=None, limit=50, offset=3,
-                                            max_bytes=1000, error_bytes=0)
+                                            max_bytes=1250, error_bytes=0)
         assert [s.command.id for s in small] == ["cmd_8", "cmd_7"]
         one, _ = reader.command_summaries("h1", status=None, since=None, until=None, limit=50, offset=0,
                                           max_bytes=1, error_bytes=0)

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from trioscope.log_output import configure_logging
+from trioscope.wire.log_lines import configure_logging
 
 
 def _line(fmt: str, worker: int | None) -> str:

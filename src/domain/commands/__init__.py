@@ -30,8 +30,10 @@ from ._status import IllegalTransition as IllegalTransition
 from ._status import next_status as next_status
 from ._wire import MAX_JSON_DEPTH as MAX_JSON_DEPTH
 from ._wire import MAX_PARAMETERS_BYTES as MAX_PARAMETERS_BYTES
+from ._wire import MAX_ESTIMATED_DURATION as MAX_ESTIMATED_DURATION
 from ._wire import MAX_SCHEDULE_AHEAD as MAX_SCHEDULE_AHEAD
 from ._wire import AgentRegistration as AgentRegistration
+from ._wire import CommandMetadata as CommandMetadata
 from ._wire import CommandReport as CommandReport
 from ._wire import CreateCommand as CreateCommand
 from ._wire import MAX_LOG_BATCH as MAX_LOG_BATCH
@@ -39,9 +41,9 @@ from ._wire import LogBatch as LogBatch
 from ._wire import LogEntry as LogEntry
 
 __all__ = [
-    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "HISTORY_FIRST", "HISTORY_LAST", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_PARAMETERS_BYTES", "MAX_SCHEDULE_AHEAD",
+    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "HISTORY_FIRST", "HISTORY_LAST", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_ESTIMATED_DURATION", "MAX_PARAMETERS_BYTES", "MAX_SCHEDULE_AHEAD",
     "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
-    "CancelNotice", "Command", "CommandEvent", "CommandReport", "CommandStatus", "CreateCommand",
+    "CancelNotice", "Command", "CommandEvent", "CommandMetadata", "CommandReport", "CommandStatus", "CreateCommand",
     "DeadlineWatch", "Delivery", "DeploymentQueue", "History", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "TIMED_OUT",
     "cancel_notice_id", "change_events", "command_document", "command_event", "command_from_document", "new_command",
     "next_status", "parameters_bytes",

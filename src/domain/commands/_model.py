@@ -12,6 +12,7 @@ import cattrs
 from cattrs.gen import make_dict_unstructure_fn, override
 
 from ._status import CommandEvent, CommandStatus, next_status
+from ._wire import CommandMetadata
 
 
 class Priority(enum.Enum):
@@ -185,6 +186,12 @@ class Command:
     target_agent: str | None = None
     """The one agent that may run it (a container control goes to the agent that
     reported the container); None: whichever agent the deployment has."""
+    rollback_on_failure: bool = False
+    """``metadata.rollback_on_failure`` as the operator said it (for the agent; the server keeps it only)."""
+    estimated_duration: int | None = None
+    """``metadata.estimated_duration``: whole seconds the operator expects it to take; None: not said."""
+    checkpoint_support: bool = False
+    """``metadata.checkpoint_support`` as the operator said it (for the agent; the server keeps it only)."""
 
     @property
     def updated_at(self) -> float:
@@ -225,8 +232,12 @@ class Command:
 def new_command(*, command_id: str, deployment_hash: str, tenant: str, type: str,
                 parameters: dict[str, Any], priority: Priority, created_by: str, now: float,
                 schedule_at: float | None, timeout_seconds: int, requires_confirmation: bool,
-                sequence: int, target_agent: str | None = None) -> Command:
-    """A command as an operator creates it: queued, or awaiting confirmation."""
+                sequence: int, target_agent: str | None = None,
+                metadata: CommandMetadata | None = None) -> Command:
+    """A command as an operator creates it: queued, or awaiting confirmation
+    (``requires_confirmation``, or the ``metadata``'s)."""
+    metadata = metadata if metadata is not None else CommandMetadata()
+    requires_confirmation = requires_confirmation or bool(metadata.requires_confirmation)
     status = CommandStatus.AWAITING_CONFIRMATION if requires_confirmation else CommandStatus.QUEUED
     return Command(
         id=command_id, deployment_hash=deployment_hash, tenant=tenant, type=type, parameters=parameters,
@@ -234,6 +245,8 @@ def new_command(*, command_id: str, deployment_hash: str, tenant: str, type: str
         scheduled_for=max(now, schedule_at) if schedule_at is not None else now,
         timeout_seconds=timeout_seconds, requires_confirmation=requires_confirmation, status=status,
         history=History((StatusChange(status=status, at=now, event=None),)), sequence=sequence, target_agent=target_agent,
+        rollback_on_failure=metadata.rollback_on_failure, estimated_duration=metadata.estimated_duration,
+        checkpoint_support=metadata.checkpoint_support,
     )
 
 

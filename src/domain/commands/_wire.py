@@ -37,6 +37,24 @@ command waiting holds one of its deployment's open-command places."""
 
 PriorityName = Literal["low", "normal", "high", "critical"]
 
+MAX_ESTIMATED_DURATION = 366 * 24 * 3600
+"""Seconds a command's ``metadata.estimated_duration`` may say at most (a year)."""
+EstimatedDuration: Any = constrained("EstimatedDuration", int, IntRange(0, MAX_ESTIMATED_DURATION))
+
+
+@attrs.frozen(kw_only=True)
+class CommandMetadata:
+    """``metadata`` of a new command (the seed's Command model): what the
+    operator says of it, stored with it and shown with it, and sent to the
+    agent with the command. The server acts on ``requires_confirmation`` only."""
+
+    requires_confirmation: bool | None = None
+    """As the body's ``requires_confirmation`` (either asks for a confirmation)."""
+    rollback_on_failure: bool = False
+    estimated_duration: EstimatedDuration | None = None
+    """Whole seconds the operator expects the command to take; None: not said."""
+    checkpoint_support: bool = False
+
 
 @attrs.frozen(kw_only=True)
 class CreateCommand:
@@ -48,6 +66,7 @@ class CreateCommand:
     schedule_at: datetime | None = None
     timeout_seconds: TimeoutSeconds = 300
     requires_confirmation: bool = False
+    metadata: CommandMetadata = attrs.field(factory=CommandMetadata)
 
 
 ReportStatus = Literal["completed", "success", "failed", "error", "timeout", "executing", "cancelled"]

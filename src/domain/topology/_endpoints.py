@@ -65,13 +65,21 @@ class Claims(Generic[K]):
         self._of: dict[K, tuple[str, str] | dict[str, str]] = {}
 
     def sole(self, key: K) -> str | None:
-        """The node claimed, if exactly one agent claims ``key``."""
+        """The node claimed, if every agent that claims ``key`` names the same
+        one: two agents reporting one host (a probe reinstalled beside the
+        old one) agree on who listens there; agents naming different nodes
+        (172.17.0.2 on every Docker host) make the key ambiguous."""
         found = self._of.get(key)
         if isinstance(found, tuple):
             return found[1]
-        if found is not None and len(found) == 1:
-            return next(iter(found.values()))
-        return None
+        if found is None:
+            return None
+        nodes = iter(found.values())
+        node = next(nodes)
+        for other in nodes:  # stops at the first that differs: an ambiguous key may have a thousand claimants
+            if other != node:
+                return None
+        return node
 
     def set(self, key: K, agent: str, node: str) -> None:
         found = self._of.get(key)

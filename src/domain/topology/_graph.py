@@ -38,6 +38,7 @@ EdgeKey = tuple[str, str]
 Projection = tuple[int, str, str]
 """(index of the view in ``VIEWS``, source node, target node)."""
 _GROUP = VIEWS.index(View.PROCESSES_BY_NAME)
+_CONTAINER = VIEWS.index(View.CONTAINERS)
 _BY_ID = attrgetter("id")
 _METADATA = attrgetter("metadata")
 _LAST_SEEN = attrgetter("last_seen")
@@ -85,6 +86,8 @@ class TopologyGraph:
         # ... and which nodes' representatives their connections' targets used.
         self._rep_readers: Readers[str] = Readers()
         self._reads: dict[str, tuple[set[EndpointKey], set[str], set[str]]] = {}
+        self._outgoing_sets: dict[str, tuple[tuple[OutgoingConnection, ...], frozenset[OutgoingConnection]]] = {}
+        """Agent -> its outgoing connections and their set (``_outgoing_of``)."""
         self._to_reproject: set[str] = set()
         # Projected connections: agent -> how many of its connections project
         # onto each (view, source, target).
@@ -197,6 +200,7 @@ class TopologyGraph:
         """Replace ``agent``'s partition by one that may place nodes elsewhere,
         expose or open other endpoints, or join other groups."""
         self._rebuilt.add(agent)
+        self._outgoing_sets.pop(agent, None)
         if self._refreshed.pop(agent, None) is not None and old is not None:
             # Its nodes changed since the last version without being marked:
             # whatever replaces them is compared with that version.
@@ -318,6 +322,11 @@ class TopologyGraph:
         elif not present:
             agents = tuple(a for a in agents if a != agent)
         before = self._sources.get(node_id, ())
+        if len(agents) > 1 or len(before) > 1:
+            # Which of them counts a connection they all report (``_reported_before``)
+            # may change with who describes the node, or with what one reports.
+            self._to_reproject.update(agents)
+            self._to_reproject.update(before)
         if agents != before:
             shared = self._shared
             if len(before) > 1:
@@ -556,9 +565,12 @@ class TopologyGraph:
 
     def _resolve(self, partition: Partition, connection: OutgoingConnection,
                  keys: set[EndpointKey], addresses: set[str]) -> str | None:
-        _source, protocol, address, port = connection
+        source, protocol, address, port = connection
         if is_loopback(address):
-            return partition.local_listeners.get((protocol, port))
+            # In the source's network namespace: its container's, or the host's.
+            container = partition.reps[source][_CONTAINER]
+            network = partition.networks.get(container) if container is not None else None
+            return partition.local_listeners.get((protocol, port, network))
         key = (protocol, address, port)
         keys.add(key)
         addresses.add(address)
@@ -583,7 +595,12 @@ class TopologyGraph:
         nodes: set[str] = set()
         if partition is not None:
             node_reps = self._reps
+            # An agent describing a node with others (two probes on one host)
+            # may report the same connections as they do: each counted once.
+            shared = self._shared.get(agent)
             for connection in partition.outgoing:
+                if shared and self._reported_before(agent, connection):
+                    continue
                 target = self._resolve(partition, connection, keys, addresses)
                 if target is None:
                     continue
@@ -606,6 +623,24 @@ class TopologyGraph:
         else:
             self._projected.pop(agent, None)
         self._update_reads(agent, keys, addresses, nodes)
+
+    def _reported_before(self, agent: str, connection: OutgoingConnection) -> bool:
+        """Whether another agent describing the connection's source, of a
+        smaller id, reports it too (and counts it: the one of the smallest id
+        does, whatever the order the reports came in)."""
+        for other in self._sources.get(connection[0], ()):
+            if other < agent and connection in self._outgoing_of(other):
+                return True
+        return False
+
+    def _outgoing_of(self, agent: str) -> frozenset[OutgoingConnection]:
+        """``agent``'s outgoing connections as a set, kept while its partition
+        keeps them (asked for agents that share nodes only)."""
+        outgoing = self.partitions[agent].outgoing
+        cached = self._outgoing_sets.get(agent)
+        if cached is None or cached[0] is not outgoing:
+            cached = self._outgoing_sets[agent] = (outgoing, frozenset(outgoing))
+        return cached[1]
 
     def _update_reads(self, agent: str, keys: set[EndpointKey], addresses: set[str], nodes: set[str]) -> None:
         old_keys, old_addresses, old_nodes = self._reads.pop(agent, (set(), set(), set()))

@@ -87,7 +87,18 @@ def process_group_id(hostname: str, name: str) -> str:
     return f"process_group:{hostname}:{name}"
 
 
+_FIRST_SECOND = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_LAST_SECOND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
 def _rfc3339(seconds: float) -> str:
+    """``seconds`` in RFC 3339; a time it cannot write (the edge refuses such
+    reports, but a view must not fail on one that came another way: a message
+    published onto the report stream by hand) as the nearest end, NaN as the last."""
+    if not seconds < _LAST_SECOND:
+        return "9999-12-31T23:59:59Z"
+    if seconds < _FIRST_SECOND:
+        return "0001-01-01T00:00:00Z"
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -32,6 +32,9 @@ from ._process_groups import group_of
 EndpointKey = tuple[str, str, int]
 
 
+LocalKey = tuple[str, int, str | None]
+"""A socket over loopback: (protocol, port, network: see ``Partition.networks``)."""
+
 OutgoingConnection = tuple[str, str, str, int]
 """A connection this host opened (its client side): (source node, protocol,
 remote address, remote port). The source is the most specific local node: the
@@ -43,6 +46,8 @@ _HOLDS_PORTS = frozenset({"running", "paused"})
 """The states in which a container's published ports are its own: its engine
 sets them up when it starts and gives them back when it stops, though Podman
 still lists a stopped container's ports."""
+_POD_UID = "io.kubernetes.pod.uid"
+"""The label kubelet puts on every container of a pod, the sandbox's (pause) too."""
 _KTHREADD = 2
 """Linux starts every kernel thread from kthreadd, which is always pid 2."""
 
@@ -59,8 +64,14 @@ class Partition:
     """Each node's representative in every view (see ``Reps``)."""
     listeners: Mapping[EndpointKey, str]
     """Sockets reachable from other hosts: (protocol, ip, port) -> owning node."""
-    local_listeners: Mapping[tuple[str, int], str]
-    """Sockets reachable over loopback from this host: (protocol, port) -> node."""
+    local_listeners: Mapping[LocalKey, str]
+    """Sockets reachable over loopback: (protocol, port, network) -> node,
+    where network is the container whose network namespace the socket is in
+    (``networks``), None for the host's."""
+    networks: Mapping[str, str]
+    """Container node -> the container whose network it has (itself, or its
+    pod's sandbox), for the containers with a network of their own: their
+    loopback is not the host's. The others share the host's network."""
     addresses: Mapping[str, str]
     """IP addresses this host answers for -> host or container node."""
     outgoing: tuple[OutgoingConnection, ...]
@@ -68,6 +79,8 @@ class Partition:
     """Pod id -> its container node ids on this host."""
     services: Mapping[str, tuple[str, ...]]
     """Service id -> its container node ids on this host."""
+    process_groups: tuple[str, ...] = ()
+    """The process groups its processes are in, each once (kernel threads are in none)."""
     shape: bytes = b""
     """``report_shape`` of the report it was built from: a later report of the
     same shape is built by ``refreshed`` (its nodes only)."""
@@ -98,7 +111,8 @@ class Partition:
         (each part at C speed: ~20 us for a typical host)."""
         return (self.reps is other.reps or (
             self.reps == other.reps and self.outgoing == other.outgoing and self.listeners == other.listeners
-            and self.local_listeners == other.local_listeners and self.addresses == other.addresses
+            and self.local_listeners == other.local_listeners and self.networks == other.networks
+            and self.addresses == other.addresses
             and self.pods == other.pods and self.services == other.services))
 
 
@@ -365,11 +379,15 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
                    status="up", last_seen=when, metadata=meta, metrics=metrics)
     }
     node_reps: dict[str, Reps] = {host: reps(host=host)}
-    host_ips = [normal_address(a) for a in (info.ip_addresses if info else []) if not is_loopback(a)]
+    host_ips = [ip for ip in map(normal_address, info.ip_addresses if info else []) if not is_loopback(ip)]
     addresses: dict[str, str] = {ip: host for ip in host_ips}
     pods: dict[str, list[str]] = {}
     services: dict[str, list[str]] = {}
     container_ips: dict[str, list[str]] = {}  # container node -> its IPs
+    pod_ips: dict[str, list[str]] = {}  # pod uid -> its sandbox's IPs
+    pod_networks: dict[str, str] = {}  # pod uid -> its sandbox's node
+    networks: dict[str, str] = {}  # see Partition.networks
+    in_pods: list[tuple[str, str]] = []  # (container node, pod uid) of the pods' containers without IPs
     # (host_ip, host_port, proto, container_port, node, whether its container holds it now)
     port_maps: list[tuple[str, int, str, int, str, bool]] = []
 
@@ -388,15 +406,33 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         container_ips[node.id] = ips
         for ip in ips:
             addresses[ip] = node.id
+        uid = c.labels.get(_POD_UID)
+        if ips:
+            networks[node.id] = pod_networks.setdefault(uid, node.id) if uid else node.id
+        if uid:
+            if ips:
+                pod_ips.setdefault(uid, ips)
+            else:
+                in_pods.append((node.id, uid))
         holds = c.state in _HOLDS_PORTS
         for p in c.ports:
             if p.host_port:
                 port_maps.append((normal_address(p.host_ip), p.host_port, protocol_family(p.protocol),
                                   p.container_port, node.id, holds))
 
+    # A pod's containers share its sandbox's (pause container's) network: only
+    # the sandbox lists networks, and a socket its app container listens on
+    # is on the pod's IPs, not the host's (unless the pod has the host's
+    # network: then no container of it lists any).
+    for node_id, uid in in_pods:
+        container_ips[node_id] = pod_ips.get(uid, [])
+        if uid in pod_networks:
+            networks[node_id] = pod_networks[uid]
+
     ids = ContainerIds([c.id for c in containers])
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
     by_pid: dict[int, str] = {}
+    process_groups: dict[str | None, None] = {}  # ordered set
     for p in processes:
         cid = ids.resolve(p)
         inside: Node | None = None
@@ -416,12 +452,14 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         nodes[node.id] = node
         by_pid[p.pid] = node.id
         outer = node_reps[container] if container else node_reps[host]
+        group = group_of(node)
+        process_groups[group] = None
         node_reps[node.id] = reps(host=host, container=container, process=node.id,
                                   pod=outer[VIEWS.index(View.PODS)], service=outer[VIEWS.index(View.SERVICES)],
-                                  process_group=group_of(node))
+                                  process_group=group)
 
     listeners: dict[EndpointKey, str] = {}
-    local: dict[tuple[str, int], str] = {}
+    local: dict[LocalKey, str] = {}
     listening_ports: set[tuple[str, int]] = set()
     connections = report.network_info.connections if report.network_info else []
 
@@ -434,13 +472,14 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
             continue
         proto, port, node = protocol_family(conn.protocol), conn.local_port, owner(conn.pid)
         listening_ports.add((proto, port))
-        local[(proto, port)] = node
+        container = node_reps[node][_CONTAINER]
+        local[(proto, port, networks.get(container) if container else None)] = node
         address = normal_address(conn.local_address)
         if is_loopback(address):
             continue
         if address in WILDCARDS:
-            container = node_reps[node][_CONTAINER] if node in node_reps else None
-            # A container without addresses of its own shares the host's network.
+            # A container without addresses of its own (or of its pod's)
+            # shares the host's network.
             reachable = container_ips.get(container) if container else None
             reachable = reachable or host_ips
             for ip in reachable:
@@ -476,7 +515,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
 
     port_maps.sort(key=lambda port_map: not port_map[5])  # stable: started first, each in report order
     mapped: set[EndpointKey] = set()
-    mapped_local: set[tuple[str, int]] = set()
+    mapped_local: set[LocalKey] = set()
     for host_ip, host_port, proto, container_port, container, holds in port_maps:
         target = listening_inside.get((proto, container_port, container), container)
         for ip in ([host_ip] if host_ip and host_ip not in WILDCARDS else host_ips):
@@ -485,7 +524,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
                 listeners[key] = target
                 mapped.add(key)
                 index(key, target)
-        port = (proto, host_port)
+        port = (proto, host_port, None)  # the engine listens in the host's network
         # Over loopback only a map on every address or on loopback reaches the
         # container: beside one on a single other address, whoever listens on
         # loopback is someone else (the engine listens on that address alone).
@@ -514,10 +553,12 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         reps=node_reps,
         listeners=listeners,
         local_listeners=local,
+        networks=networks,
         addresses=addresses,
         outgoing=tuple(outgoing),
         pods={k: tuple(v) for k, v in pods.items()},
         services={k: tuple(v) for k, v in services.items()},
+        process_groups=tuple(group for group in process_groups if group is not None),
         shape=shape,
         kinds=frozenset(node.kind for node in nodes.values()),
         enrolled=enrolled,

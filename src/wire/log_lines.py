@@ -1,8 +1,12 @@
 """Where log records go and how they look: one line per record, human-readable
-text or one JSON object per line (``--log-format json``).
+text or one JSON object per line (``--log-format json``), for the server and
+the probe alike. It is part of the wire because the two must agree on it: the
+server's local probe writes into the server's own stream, and one JSON object
+per line (or the same human lines) is what whoever reads that stream parses.
 
 Structured fields passed as ``extra`` (the runtime's ``event`` and ``actor``, for
 instance) become JSON keys, or ``key=value`` pairs after the human message.
+Nothing here imports the rest of ``trioscope``.
 """
 
 from __future__ import annotations

@@ -1,0 +1,61 @@
+"""Addresses are compared in one spelling: an IPv6 address written in full, in
+capitals or with zeros (as some tools and kernels' tables print it) is the
+same endpoint as its compressed form."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.domain.test_topology import T0, edge_pairs, published, report
+from trioscope.domain.topology import TopologyGraph, View, host_id, process_id
+from trioscope.wire import normal_address
+
+
+@pytest.mark.parametrize(("written", "normal"), [
+    ("10.0.0.1", "10.0.0.1"),
+    ("::ffff:10.0.0.1", "10.0.0.1"),
+    ("::FFFF:10.0.0.1", "10.0.0.1"),
+    ("::ffff:0a00:0001", "10.0.0.1"),
+    ("2001:0db8:0000::0002", "2001:db8::2"),
+    ("2001:DB8:0:0:0:0:0:2", "2001:db8::2"),
+    ("2001:db8::2", "2001:db8::2"),
+    ("0:0:0:0:0:0:0:0", "::"),
+    ("0:0:0:0:0:0:0:1", "::1"),
+    ("fe80::0001%eth0", "fe80::1%eth0"),
+    ("*", "*"),
+    ("", ""),
+    ("not:an:address", "not:an:address"),
+])
+def test_one_spelling_per_address(written, normal):
+    assert normal_address(written) == normal
+
+
+def tcp6(**fields) -> dict:
+    return {"protocol": "tcp6", **fields}
+
+
+@pytest.mark.parametrize(("server_ip", "peer"), [
+    ("2001:db8::2", "2001:0db8:0000::0002"),
+    ("2001:0DB8::0002", "2001:db8::2"),
+])
+def test_a_connection_to_an_ipv6_address_in_another_spelling_resolves(server_ip, peer):
+    graph = TopologyGraph()
+    graph.apply(report("srv", "srv", ips=("10.8.0.2", server_ip), processes=[{"pid": 1, "name": "nginx"}],
+                       connections=[tcp6(local_address="::", local_port=443, state="LISTEN", pid=1)]), T0)
+    graph.apply(report("c6", "c6", ips=("2001:db8::5",), processes=[{"pid": 5, "name": "curl"}], connections=[
+        tcp6(local_address="2001:db8::5", local_port=5000, remote_address=peer, remote_port=443,
+             state="ESTABLISHED", pid=5)]), T0)
+    assert edge_pairs(published(graph), View.PROCESSES) == {(process_id("c6", 5), process_id("srv", 1))}
+
+
+def test_loopback_written_in_full_stays_on_its_host():
+    graph = TopologyGraph()
+    graph.apply(report("a", "ha", ips=("10.0.0.1", "0:0:0:0:0:0:0:1"), processes=[{"pid": 1}, {"pid": 2}], connections=[
+        tcp6(local_address="0:0:0:0:0:0:0:1", local_port=6379, state="LISTEN", pid=2),
+        tcp6(local_address="0:0:0:0:0:0:0:1", local_port=50000, remote_address="0:0:0:0:0:0:0:1", remote_port=6379,
+             state="ESTABLISHED", pid=1),
+    ]), T0)
+    partition = graph.partitions["a"]
+    # Reachable over loopback only: no other host's connection finds them.
+    assert partition.listeners == {} and partition.addresses == {"10.0.0.1": host_id("ha")}
+    assert edge_pairs(published(graph), View.PROCESSES) == {(process_id("ha", 1), process_id("ha", 2))}
