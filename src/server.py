@@ -389,10 +389,7 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
     is one of ``--workers`` processes (None: the only one), which binds nothing
     and runs no local probe (its parent does both, once)."""
     budget = settings.server.shutdown_timeout
-    before, after = raise_open_files_limit()  # each process its own; said once
-    if worker is None or worker.index == 1:
-        log.info("%s", open_files_line(before, after, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
-                 extra={"event": "open_files_limit", "open_files": after})
+    before, after = raise_open_files_limit()  # each process its own; said once, when it serves
     config = hypercorn_config(settings)
     if tls_unusable(settings, config):
         return ExitCode.FAILED
@@ -428,6 +425,10 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
                                          bus=bus)
                         async with trio.open_nursery() as http:
                             binds = await http.start(_serve_http, app, config, sockets, stop)
+                            if worker is None or worker.index == 1:
+                                log.info("%s", open_files_line(before, after,
+                                                               resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
+                                         extra={"event": "open_files_limit", "open_files": after})
                             if settings.agents.local_probe and binds and worker is None:
                                 http.start_soon(run_local_probe, probe_url(binds[0]), stop, settings.server.tls_cert or None)
                             if (warning := open_reads_warning(settings)) is not None:
