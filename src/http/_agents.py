@@ -23,7 +23,7 @@ from ._errors import ApiError, field_error
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
 from ._responses import json_response
 from ._services import services
-from ._shared import agent_or_404, ask_roster, memory_budget
+from ._shared import agent_or_404, ask_roster, memory_budget, views_caught_up
 
 blueprint = Blueprint("agents", __name__)
 
@@ -141,6 +141,7 @@ async def list_agents() -> Response:
     """List all agents with their status."""
     await _gate.check_address_rate()
     await _gate.protected_read()
+    views_caught_up()
     agents = await describe_all()
     reporters = await _gate.visible_reporters()
     if reporters is not None:

@@ -29,6 +29,7 @@ from ._client_sockets import serve_client_socket
 from ._errors import ApiError, error_response
 from ._openapi import Auth, documented, text
 from ._services import services
+from ._shared import views_caught_up
 
 blueprint = Blueprint("live", __name__)
 _names = itertools.count(1)
@@ -42,6 +43,7 @@ async def live() -> Response | None:
     try:
         await _gate.check_address_rate()
         await _gate.protected_read()
+        views_caught_up()
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     try:

@@ -42,7 +42,7 @@ from ._errors import ApiError
 from ._openapi import Answer, Auth, boolean, choice, documented, integer, text
 from ._responses import JSON, json_response
 from ._services import services
-from ._shared import agent_or_404
+from ._shared import agent_or_404, views_caught_up
 
 blueprint = Blueprint("query", __name__)
 blueprint.before_request(_gate.protected_read)
@@ -70,6 +70,7 @@ def duration_param(default: str) -> tuple[str, float]:
             answers={200: Answer("the topology"), 304: Answer("unchanged since the ETag given", media=None)})
 async def topology() -> Response:
     """Get the current topology (?view=hosts|containers|processes|pods|services; ?limit=&cursor=, ?fields=, ?summary=true)."""
+    views_caught_up()
     name = request.args.get("view")
     view = None
     if name is not None:
@@ -217,6 +218,7 @@ async def _visible_nodes() -> Callable[[Node], bool] | None:
 @documented(auth=Auth.READ, query=(text("duration", "metrics window, e.g. 15m (at most 720h)"),))
 async def node(node_id: str) -> Response:
     """Get a node with its parents, children, connections, recent metrics and the controls the reader may use."""
+    views_caught_up()
     _text, seconds = duration_param("15m")
     details = await services().topology.ask(GetNodeDetails(node_id, seconds), timeout=30)
     reporters = await _gate.visible_reporters()
@@ -302,6 +304,7 @@ async def _visible_agent(agent_id: str) -> ActorRef:
 @documented(auth=Auth.READ)
 async def latest(agent_id: str) -> Response:
     """Get an agent's latest report."""
+    views_caught_up()
     found = await (await _visible_agent(agent_id)).ask(LatestReport())
     if found is None:
         raise ApiError(404, "no_report", f"agent {agent_id!r} has not sent a report yet",
@@ -315,6 +318,7 @@ async def latest(agent_id: str) -> Response:
 @documented(auth=Auth.READ, query=(text("duration", "window, e.g. 1h (at most 720h)"),))
 async def timeseries(agent_id: str) -> Response:
     """Get an agent's metrics at 15 s resolution (?duration=1h)."""
+    views_caught_up()
     text, seconds = duration_param("1h")
     points = await (await _visible_agent(agent_id)).ask(Timeseries(seconds))
     rows = [{"timestamp": rfc3339(p.timestamp), **p.values} for p in points]

@@ -12,7 +12,7 @@ import httpx
 import orjson
 import pytest
 import trio
-from trio_websocket import open_websocket_url
+from trio_websocket import ConnectionRejected, open_websocket_url
 
 from tests.bus_server import own_nats_server, stream_max_bytes
 from tests.replicas.conftest import replica, two_replicas
@@ -234,6 +234,16 @@ async def test_a_replica_started_while_the_bus_is_away_is_not_ready_until_it_rea
                 posted = await client.post(f"{a.base_url}/api/v1/reports",
                                            json=host_report(1, timestamp=time.time(), **SMALL))
                 assert posted.status_code == 503 and posted.headers["Retry-After"]
+                # Its views are refused too, not answered from a state the others moved past.
+                for path in ("/api/v1/query/topology?view=hosts", "/api/v1/query/nodes/host:host-1",
+                             "/api/v1/agents/list"):
+                    refused = await client.get(f"{a.base_url}{path}")
+                    assert refused.status_code == 503 and refused.headers["Retry-After"], (path, refused.text)
+                    assert refused.json()["error"]["code"] == "catching_up", refused.text
+                with pytest.raises(ConnectionRejected) as live:
+                    async with open_websocket_url(a.base_url.replace("http://", "ws://") + "/api/v1/ws?view=hosts"):
+                        pass
+                assert live.value.status_code == 503
                 bus.start()
                 await eventually(lambda: ready(client, a))
                 posted = await client.post(f"{a.base_url}/api/v1/reports",
