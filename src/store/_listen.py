@@ -27,15 +27,13 @@ from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
 from ._changes import CHANGES_CHANNEL, Change, decode_change, origin_prefix
-from ._postgres import describe
+from ._postgres import connection_options, describe
 
 log = logging.getLogger(__name__)
 
 FIRST_RETRY = 0.5
 """Seconds before the first attempt to connect again; doubled up to ``LAST_RETRY``."""
 LAST_RETRY = 10.0
-CONNECT_TIMEOUT = 10
-"""Seconds libpq may take to connect."""
 APPLICATION_NAME = "trioscope change feed"
 """How the connection shows in ``pg_stat_activity`` (with the server's pid)."""
 GATHER = 0.003
@@ -62,10 +60,9 @@ one transaction arrive together), in commit order, or ``Connected``."""
 
 
 def _connect(database: str) -> psycopg.Connection[tuple[object, ...]]:
-    # TCP keepalives: a connection whose server vanished without closing it (a
-    # machine or network gone) is found dead within ~25 s, not hours later.
-    connection = psycopg.connect(make_conninfo(database, connect_timeout=CONNECT_TIMEOUT, keepalives=1,
-                                               keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+    # TCP keepalives (``connection_options``): a connection whose server vanished
+    # without closing it is found dead within ~25 s, not hours later.
+    connection = psycopg.connect(make_conninfo(database, **connection_options(database),
                                                application_name=f"{APPLICATION_NAME} {os.getpid()}"),
                                  autocommit=True)
     try:

@@ -38,6 +38,24 @@ Connection = psycopg.Connection[TupleRow]
 CONNECT_TIMEOUT = 10
 """Seconds to wait for a connection before the database counts as unreachable."""
 
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "10", "keepalives_interval": "5", "keepalives_count": "3",
+              "tcp_user_timeout": "30000"}
+"""TCP settings of every connection to PostgreSQL: a server that vanished
+without closing the connection (a machine or network gone, a paused VM) is
+found dead within ~25 s idle, or 30 s after data it was sent went
+unacknowledged, rather than when the kernel gives up (hours), while a worker
+thread of the store blocked on the socket (Trio cannot cancel it)."""
+
+
+def connection_options(url: str) -> dict[str, str | int]:
+    """libpq options for a connection to ``url``: the connect timeout, and
+    ``KEEPALIVES`` where the URL does not set its own."""
+    try:
+        given = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        given = {}  # not a URL libpq reads: the connection says so
+    return {"connect_timeout": CONNECT_TIMEOUT, **{k: v for k, v in KEEPALIVES.items() if k not in given}}
+
 REFUSED: tuple[type[BaseException], ...] = (
     psycopg.IntegrityError,  # an id, a token taken; a deployment that does not exist
     psycopg.DataError,  # a NUL character in a text column, a number out of range
@@ -132,7 +150,7 @@ def connect(url: str) -> Connection:
         Unavailable: the server cannot be reached or refuses the login.
     """
     try:
-        db = psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT)
+        db = psycopg.connect(psycopg.conninfo.make_conninfo(url, **connection_options(url)), autocommit=True)
     except psycopg.Error as exc:
         raise Unavailable(f"cannot connect to {describe(url)}: {_one_line(exc)}") from None
     configure(db)

@@ -19,7 +19,7 @@ from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, D
 from ._command_rows import OPEN_STATUSES_SQL, command_from_columns
 from ._ops import Unavailable
 from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter, summary_page
-from ._postgres import CONNECT_TIMEOUT, Connection, configure, connect, describe
+from ._postgres import CONNECT_TIMEOUT, Connection, configure, connect, connection_options, describe
 from ._postgres_migrations import schema_version
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
 
@@ -42,7 +42,7 @@ class PostgresReader:
         self.pool_size = pool_size
         self.pool: ConnectionPool[Connection] = ConnectionPool(
             url, min_size=1, max_size=pool_size, num_workers=1, open=False, name="trioscope-reads",
-            kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT}, configure=configure,
+            kwargs={"autocommit": True, **connection_options(url)}, configure=configure,
             timeout=CONNECT_TIMEOUT)
         try:
             self.pool.open(wait=True, timeout=CONNECT_TIMEOUT)

@@ -34,7 +34,7 @@ import psycopg.errors
 import trio
 from psycopg import pq
 
-from ._postgres import CONNECT_TIMEOUT
+from ._postgres import connection_options
 
 Row = tuple[bytes | None, ...]
 
@@ -162,7 +162,7 @@ async def _ready(fd: int) -> int:
 
 
 def _connect_blocking(url: str) -> pq.abc.PGconn:
-    pgconn = pq.PGconn.connect(psycopg.conninfo.make_conninfo(url, connect_timeout=int(CONNECT_TIMEOUT)).encode())
+    pgconn = pq.PGconn.connect(psycopg.conninfo.make_conninfo(url, **connection_options(url)).encode())
     if pgconn.status != pq.ConnStatus.OK:
         message = pgconn.get_error_message()
         pgconn.finish()
