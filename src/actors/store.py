@@ -37,7 +37,7 @@ import trio
 
 from trioscope.config import format_duration
 from trioscope.domain.commands import Command
-from trioscope.runtime import Actor, ActorRef, Backoff, MailboxFull
+from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff, MailboxFull
 from trioscope.store import (AuditEntry, Database, SaveCommand, StoreReader, StoreWriter, Unavailable, Write,
                              database_down, describe_database, open_writer, postgres_url)
 
@@ -82,16 +82,29 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
         DatabaseUnavailable: the database server is away (nothing written): send it again shortly.
         OutcomeUnknown: the connection broke under the commit and what it wrote
             could not be read back: check before sending it again.
+        ActorStopped: the store stopped for good, or its incarnation ended,
+            before it wrote them (nothing written).
         Exception: the database failed (its own error type, as the store raised it).
     """
     receipt = Receipt()
     await store.send(Commit(tuple(writes), receipt))
     # Shielded: once sent, the outcome must be waited for, or a cancelled caller
-    # could not tell whether its writes landed. Commits take milliseconds.
+    # could not tell whether its writes landed. Commits take milliseconds. A
+    # store that terminates (its supervisor gave up, or shutdown killed it)
+    # drops what its mailbox still held: that group was never written.
     with trio.CancelScope(shield=True):
-        await receipt.done.wait()
-    assert receipt.result is not None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_when_stopped, store, nursery.cancel_scope)
+            await receipt.done.wait()
+            nursery.cancel_scope.cancel()
+    if receipt.result is None:
+        raise ActorStopped(store.path)
     receipt.result.unwrap()
+
+
+async def _cancel_when_stopped(store: ActorRef, scope: trio.CancelScope) -> None:
+    await store.wait_stopped()
+    scope.cancel()
 
 
 GATHER = 0.003
@@ -153,6 +166,9 @@ class StoreActor(Actor):
         # shutdown timeout): a connection that ``_reconnect`` was still opening
         # when ``on_stop`` ran is only set once its thread returns, after that.
         self.context.at_end(self._drop_writer)
+        # Groups taken but not yet written when this incarnation ends (a kill
+        # while it gathered company): nothing of them was written.
+        self.context.at_end(self._refuse_pending)
         try:
             self.writer = await self._open()
         except Exception as exc:
@@ -194,6 +210,10 @@ class StoreActor(Actor):
             log.info("store: connected to the database %s again", describe_database(self.database),
                      extra={"event": "store_database_back"})
             return
+
+    def _refuse_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        _fail([c for c in pending if not c.receipt.done.is_set()], ActorStopped(self.context.path))
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Commit):

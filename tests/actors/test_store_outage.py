@@ -13,12 +13,13 @@ from typing import Any
 import psycopg
 import pytest
 import trio
+import trio.testing
 
 from tests.waiting import eventually
 from trioscope.actors import store as store_module
 from trioscope.actors.store import Commit, OutcomeUnknown, Receipt, StoreActor, commit
 from trioscope.domain.commands import Command, Priority, new_command
-from trioscope.runtime import ActorSpec, Backoff, SupervisorSpec, open_actor_system
+from trioscope.runtime import ActorSpec, ActorStopped, Backoff, SupervisorSpec, open_actor_system
 from trioscope.store import SaveCommand, Unavailable, Write
 
 DATABASE = "postgresql://trioscope@127.0.0.1:1/nowhere"
@@ -200,3 +201,46 @@ async def test_a_connection_the_store_opened_after_it_stopped_is_closed(
             nursery.start_soon(back_after_the_store_stopped)
     [connection] = opens.writers
     assert connection.closed
+
+
+async def test_a_commit_still_queued_when_the_store_stops_for_good_is_refused_not_waited_for_ever(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    under_way, release = threading.Event(), threading.Event()
+
+    def slow(groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
+        under_way.set()
+        release.wait(WAIT)
+        return [None] * len(groups)
+
+    monkeypatch.setattr(store_module, "open_writer", Opens(lambda: ScriptedWriter(slow)))
+    outcomes: list[str] = []
+
+    async def queued_behind(store: Any) -> None:
+        try:
+            await commit(store, [new("cmd_2")])
+            outcomes.append("written")
+        except ActorStopped:
+            outcomes.append("refused: nothing written")
+
+    async def killed() -> bool:
+        return any(getattr(r, "event", None) == "killed" for r in caplog.records)
+
+    async def release_once_killed() -> None:
+        await eventually(killed)
+        release.set()
+
+    with trio.fail_after(WAIT):  # before, the queued commit's caller waited for ever (shielded)
+        async with trio.open_nursery() as nursery:
+            async with open_actor_system(store_spec(ScriptedReader(), shutdown_timeout=0.1)) as system:
+                store = system.lookup("/root/store")
+                await store.send(Commit((new("cmd_1"),), Receipt()))
+
+                async def is_under_way() -> bool:
+                    return under_way.is_set()
+
+                await eventually(is_under_way)  # the writer is busy with cmd_1: cmd_2 waits in the mailbox
+                nursery.start_soon(queued_behind, store)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(release_once_killed)
+            # The store outlived its shutdown timeout in cmd_1's commit: killed, its mailbox dropped.
+    assert outcomes == ["refused: nothing written"]
