@@ -30,6 +30,7 @@ import requests.exceptions
 import trio
 
 from ._executor import ControlError, _container, _int
+from ._transport import REFUSING, Retry, error_of, retry_of
 
 log = logging.getLogger("trioscope_probe")
 
@@ -280,4 +281,11 @@ class LogFollow:
             return
         self.dropped += len(batch)
         if response.status_code >= 400 and response.status_code != 429 and response.status_code < 500:
+            code, message = error_of(response)
+            if response.status_code in REFUSING and retry_of(response.status_code, code) is not Retry.RARELY:
+                # Time mends it (a clock off the server's): these lines are lost,
+                # the follow goes on, as for a server that is away.
+                log.warning("log lines of %s refused (%d %s): %s; following on", self.command_id,
+                            response.status_code, code, message)
+                return
             raise ControlError(f"the server refused log lines ({response.status_code}): {response.text[:200]}")

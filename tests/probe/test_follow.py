@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from trioscope_probe._follow import MAX_LINE, SeenLines, _entry, _stamp_key
+import httpx
+import pytest
+
+from trioscope_probe._executor import ControlError
+from trioscope_probe._follow import MAX_LINE, LogFollow, SeenLines, _entry, _stamp_key
 
 
 def test_the_engines_timestamp_is_kept_in_utc_to_the_microsecond():
@@ -39,3 +43,34 @@ def test_a_stream_opened_again_skips_what_it_passed_even_with_whole_second_times
     seen.reopened()
     assert [seen.passes(k) for k in [(11, 0), (12, 0), (12, 0)]] == [False, False, True]
     assert seen.passes(None) is True
+
+
+class _Containers:
+    def get(self, name: str) -> object:
+        return object()
+
+
+class _Client:
+    containers = _Containers()
+
+
+def _answer(status: int, code: str) -> httpx.Response:
+    return httpx.Response(status, json={"error": {"code": code, "message": "m"}})
+
+
+@pytest.mark.parametrize(("status", "code", "goes_on"), [
+    (401, "clock_skew", True),  # time mends it: these lines are lost, the follow goes on
+    (401, "invalid_token", False),  # only an operator mends it
+    (403, "wrong_deployment", False),
+])
+async def test_a_refusal_time_mends_loses_a_batch_not_the_follow(status: int, code: str, goes_on: bool) -> None:
+    async def post(body: bytes) -> httpx.Response:
+        return _answer(status, code)
+
+    follow = LogFollow(_Client(), "cmd-1", "hash", {"container": "web"}, post)  # type: ignore[arg-type]
+    if goes_on:
+        await follow._send([{"message": "a"}, {"message": "b"}])
+        assert (follow.dropped, follow.ended) == (2, None)
+    else:
+        with pytest.raises(ControlError, match=str(status)):
+            await follow._send([{"message": "a"}])
