@@ -304,7 +304,7 @@ def raise_open_files_limit() -> tuple[int, int]:
     connection takes one, and many systems start services at a soft 1,024
     under a hard limit far higher, where a few idle clients used every one up
     (``accept`` failed, new clients waited). Connections are then held below
-    it (``trioscope.http._tcp_server.ConnectionCounts``).
+    it (``trioscope.http._connection_limits.ConnectionCounts``).
 
     Returns:
         The soft limit before and after (the same when it could not be raised).

@@ -71,20 +71,14 @@ socket when it decides to, and to fail alone.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import ipaddress
 import logging
 import math
-import resource
 import socket
 import struct
-import time
 import weakref
-from collections.abc import Callable
 from typing import Any
 
-import attrs
 import h11
 import hypercorn.trio.run
 import orjson
@@ -94,8 +88,9 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
-from ._forwarded import TrustedProxies, source_of
-from ._services import services_of
+from ._connection_limits import (
+    COUNTED_WRITE, AcceptFailures, Admission, ConnectionCounts, Held, Refused, Write, admission_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -218,237 +213,6 @@ class _IdleWatch:
                 await self._server._initiate_server_close()
 
 
-FILE_RESERVE = 128
-"""Open files under the process's limit that connections never take: the
-store's files, log files, the bus and database connections, and the
-connection accepted only to be closed. Without them ``accept`` fails (EMFILE)
-and new clients wait in the listen backlog for as long as it does."""
-REFUSALS_LOGGED_EVERY = 60.0
-"""Seconds between two log lines about connections refused for one reason
-(or accepts that failed): each line counts those it stands for."""
-PER_ADDRESS = "connections_per_address"
-TOTAL = "connections_total"
-UNSENT = "unsent_bytes_per_address"
-"""Why a connection was refused or closed: the ``reason`` label of ``app_requests_refused_total``."""
-COUNTED_WRITE = 64 * 1024
-"""Writes this large or larger count against ``limits.unsent_bytes_per_address``
-(smaller ones: at most this for each of an address's connections)."""
-
-
-def connection_room(open_files: int) -> int:
-    """Connections a process that may have ``open_files`` files open holds at
-    once: all but ``FILE_RESERVE`` (a quarter, of a limit that small)."""
-    if open_files < 0 or open_files == resource.RLIM_INFINITY:
-        return 2**62  # no limit: the system's own bounds (fs.nr_open, memory) apply
-    return max(1, open_files - min(FILE_RESERVE, open_files // 4))
-
-
-@attrs.frozen
-class Held:
-    """A connection ``ConnectionCounts.admit`` let in."""
-
-    source: str
-    """What its client counts as (``_forwarded.source_of``: an IPv6 address's /64)."""
-    per_address: bool
-    """Counted against its source's ``limits.connections_per_address``: not a trusted proxy's."""
-
-
-@attrs.frozen
-class Refused:
-    """A connection ``ConnectionCounts.admit`` closes at once."""
-
-    source: str
-    reason: str
-    """``PER_ADDRESS`` or ``TOTAL``."""
-
-
-@attrs.frozen
-class Write:
-    """A write ``ConnectionCounts.start_write`` counted, until ``end_write``."""
-
-    source: str
-    key: int
-    """The ``id`` of the bytes written (alive while they are written): the
-    same bytes written to several connections of one source count once."""
-
-
-@attrs.define
-class ConnectionCounts:
-    """The connections one serving process holds open, counted as
-    ``GuardedTCPServer`` accepts and ends them: by client source, held to
-    ``per_address`` each (a trusted proxy's to none: it carries every client's
-    connections, whose own addresses are known only from the requests), and
-    to ``total`` together. Pure: each connection calls ``admit`` as it starts
-    and ``release`` with what it got when it ends."""
-
-    per_address: int
-    """``limits.connections_per_address``."""
-    total: int
-    """``connection_room`` of the open-file limit."""
-    proxies: TrustedProxies = attrs.field(factory=TrustedProxies)
-    open: int = 0
-    """Connections held now."""
-    by_source: collections.Counter[str] = attrs.field(factory=collections.Counter)
-    """Connections held now by source, trusted proxies' left out; a source
-    with none has no entry."""
-    unsent_per_address: int = 2**62
-    """``limits.unsent_bytes_per_address``."""
-    unsent: collections.Counter[str] = attrs.field(factory=collections.Counter)
-    """Bytes being written now by source (each distinct bytes once); a source with none has no entry."""
-    _writes: dict[str, dict[int, list[int]]] = attrs.field(factory=dict, init=False)
-    """By source, the bytes being written: their id -> [writes of them, their size]."""
-
-    def admit(self, peer: str) -> Held | Refused:
-        """Count a connection from ``peer`` (the address it comes from), or
-        say why it is refused (nothing counted then)."""
-        source = source_of(peer)
-        per_address = not (self.proxies.networks and self._trusted(peer))
-        if per_address and self.by_source[source] >= self.per_address:
-            return Refused(source, PER_ADDRESS)
-        if self.open >= self.total:
-            return Refused(source, TOTAL)
-        self.open += 1
-        if per_address:
-            self.by_source[source] += 1
-        return Held(source, per_address)
-
-    def release(self, held: Held) -> None:
-        """A connection ``admit`` let in is over."""
-        self.open -= 1
-        if held.per_address:
-            left = self.by_source[held.source] - 1
-            if left > 0:
-                self.by_source[held.source] = left
-            else:
-                del self.by_source[held.source]
-
-    def start_write(self, held: Held, key: int, size: int) -> Write | None:
-        """Count ``size`` bytes (the object whose id is ``key``) being written
-        to a connection of ``held``'s source until ``end_write``; None, and
-        nothing counted, when they would take the source past
-        ``unsent_per_address`` while others are being written (so a single
-        response always goes, however large). Bytes already being written to
-        another of its connections are counted once."""
-        writes = self._writes.get(held.source)
-        entry = writes.get(key) if writes is not None else None
-        if entry is None:
-            pending = self.unsent[held.source]
-            if pending and pending + size > self.unsent_per_address:
-                return None
-            if writes is None:
-                writes = self._writes[held.source] = {}
-            entry = writes[key] = [0, size]
-            self.unsent[held.source] = pending + size
-        entry[0] += 1
-        return Write(held.source, key)
-
-    def end_write(self, write: Write) -> None:
-        """A write ``start_write`` counted is over (written, or given up)."""
-        writes = self._writes[write.source]
-        entry = writes[write.key]
-        entry[0] -= 1
-        if entry[0]:
-            return
-        del writes[write.key]
-        left = self.unsent[write.source] - entry[1]
-        if left > 0:
-            self.unsent[write.source] = left
-        else:
-            del self.unsent[write.source]
-            del self._writes[write.source]
-
-    def _trusted(self, peer: str) -> bool:
-        try:
-            return self.proxies.trusts(ipaddress.ip_address(peer))
-        except ValueError:
-            return False
-
-    def describe(self, refused: Refused) -> str:
-        """What a refusal was, for the log."""
-        if refused.reason == PER_ADDRESS:
-            return (f"from {refused.source}, which holds {self.per_address} open already "
-                    "(limits.connections_per_address)")
-        return (f"from {refused.source}: the server holds {self.total} connections, as many as its "
-                f"open-file limit allows less {FILE_RESERVE} kept for its own files")
-
-
-@attrs.define
-class Lull:
-    """Whether something that may happen thousands of times a second is
-    logged now: once, then at most once every ``interval`` seconds, the line
-    counting the times left unlogged since the last. Pure: ``now`` is passed in."""
-
-    interval: float = REFUSALS_LOGGED_EVERY
-    _next: float = -math.inf
-    _unlogged: int = 0
-
-    def due(self, now: float) -> int | None:
-        """One more time: None if it is not to be logged; else how many were
-        not logged before it (since the last line)."""
-        if now < self._next:
-            self._unlogged += 1
-            return None
-        self._next = now + self.interval
-        unlogged, self._unlogged = self._unlogged, 0
-        return unlogged
-
-
-class _Admission:
-    """What ``GuardedTCPServer`` needs of the app it serves to count its
-    connections: the counts, the refusals' log lines and /metrics counter.
-    One per app, made with its first connection (after ``serve`` raised the
-    open-file limit, which ``ConnectionCounts.total`` is made from)."""
-
-    def __init__(self, counts: ConnectionCounts, refused: Callable[[str], None]) -> None:
-        self.counts = counts
-        self._count_refusal = refused
-        self._lulls = {PER_ADDRESS: Lull(), TOTAL: Lull(), UNSENT: Lull()}
-
-    def refused(self, refusal: Refused) -> None:
-        """A connection closed as accepted: counted, and said (``Lull``)."""
-        self._said(refusal.reason, f"refused a connection {self.counts.describe(refusal)}; closed as accepted")
-
-    def unsent_refused(self, source: str, size: int) -> None:
-        """A write ``ConnectionCounts.start_write`` refused: its connection is closed."""
-        mib = 1024**2
-        self._said(UNSENT, f"closed a connection from {source} instead of writing {size / mib:.1f} MiB of a "
-                   f"response to it: its connections are being written {self.counts.unsent[source] / mib:.1f} MiB "
-                   f"already (limits.unsent_bytes_per_address: {self.counts.unsent_per_address / mib:g} MiB)")
-
-    def _said(self, reason: str, what: str) -> None:
-        self._count_refusal(reason)
-        unlogged = self._lulls[reason].due(time.monotonic())
-        if unlogged is not None:
-            log.warning("%s (%s)", what, f"{unlogged} more such since the last such line" if unlogged else
-                        f"such lines are logged at most once every {REFUSALS_LOGGED_EVERY:g} s",
-                        extra={"event": "connection_refused", "reason": reason})
-
-
-_ADMISSION = "trioscope.connection_admission"
-
-
-def _admission(app: Any) -> _Admission | None:
-    """The admission of the application Hypercorn serves (its ``ASGIWrapper``
-    holds it), made with its first connection; None for an application
-    without trioscope's services (a bare Hypercorn)."""
-    quart = getattr(app, "app", None)
-    extensions = getattr(quart, "extensions", None)
-    if not isinstance(extensions, dict):
-        return None
-    admission: _Admission | None = extensions.get(_ADMISSION)
-    if admission is None:
-        try:
-            s = services_of(quart)  # type: ignore[arg-type]  # a Quart app: it has extensions
-        except KeyError:
-            return None
-        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        counts = ConnectionCounts(per_address=s.settings.limits.connections_per_address,
-                                  total=connection_room(open_files), proxies=s.proxies,
-                                  unsent_per_address=s.settings.limits.unsent_bytes_per_address)
-        admission = extensions[_ADMISSION] = _Admission(counts, s.metrics.refused)
-    return admission
-
-
 _RESET = struct.pack("ii", 1, 0)
 """``SO_LINGER`` on, for 0 s: a close resets the connection."""
 
@@ -459,32 +223,6 @@ def _socket_of(stream: Any) -> trio.socket.SocketType:
     if sock is None:
         sock = stream.transport_stream.socket
     return sock
-
-
-class AcceptFailures(logging.Filter):
-    """``trio.serve_listeners`` logs every ``accept`` that failed for want of
-    resources (EMFILE: out of open files) at ERROR with its traceback, and
-    tries again every 100 ms: ten tracebacks a second for as long as it lasts
-    (374 in 30 s). This lets one line through every ``interval`` seconds,
-    saying what happened, what it means and how many it stands for."""
-
-    def __init__(self, interval: float = REFUSALS_LOGGED_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__()
-        self._lull = Lull(interval)
-        self._clock = clock
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        unlogged = self._lull.due(self._clock())
-        if unlogged is None:
-            return False
-        name, strerror = (record.args[:2] if isinstance(record.args, tuple) and len(record.args) >= 2
-                          else ("?", record.getMessage()))
-        record.msg = ("accepting a connection failed: %s (%s); new connections wait in the listen backlog "
-                      "meanwhile, and accept is tried again every 100 ms (%s)")
-        record.args = (name, strerror, f"{unlogged} more such failures since the last such line" if unlogged
-                       else f"such failures are logged at most once every {self._lull.interval:g} s")
-        record.exc_info = record.exc_text = None
-        return True
 
 
 class GuardedTCPServer(TCPServer):
@@ -501,12 +239,12 @@ class GuardedTCPServer(TCPServer):
         """The reader's scope while it hands data to the protocol."""
         self._lingering = False
         """Closed by the server: what the client still sends is dropped (``_read``)."""
-        self._admission: _Admission | None = None
+        self._admission: Admission | None = None
         self._held: Held | None = None
         """How the connection was admitted (``_admit``); None: not counted (a bare Hypercorn)."""
 
     async def run(self) -> None:
-        admission = self._admission = _admission(self.app)
+        admission = self._admission = admission_of(self.app)
         held: Held | None = None
         try:
             if admission is not None:
@@ -522,7 +260,7 @@ class GuardedTCPServer(TCPServer):
             self.__dict__.pop("protocol", None)  # the cycle through protocol_send (the module's docstring)
             self.__dict__.pop("idle_task", None)  # and through the idle watch, which knows its server
 
-    def _admit(self, admission: _Admission) -> Held | None:
+    def _admit(self, admission: Admission) -> Held | None:
         """Count this connection (``ConnectionCounts``), or reset it at once,
         before anything is read or started for it (a TLS handshake included):
         None then. Reset, not closed: the client learns at once that it was

@@ -10,10 +10,10 @@ import resource
 import pytest
 
 from trioscope.http._forwarded import TrustedProxies
-from trioscope.http._tcp_server import (
+from trioscope.http._connection_limits import (
     FILE_RESERVE, PER_ADDRESS, TOTAL, AcceptFailures, ConnectionCounts, Held, Lull, Refused, connection_room,
-    install_guarded_tcp_server,
 )
+from trioscope.http._tcp_server import install_guarded_tcp_server
 from trioscope.server import open_files_line
 
 
