@@ -201,7 +201,7 @@ class StreamReader:
         one for every replacement). How many reports are left is what the
         new consumer has to deliver, as the server said making it."""
         start, _ = await self._look(start)
-        if self._subscription is not None:
+        if self._subscription is not None or self._consumer is not None:
             await self._drop()
             self.consumer_restarts += 1
         name = f"trioscope-{secrets.token_hex(8)}"
@@ -209,7 +209,8 @@ class StreamReader:
                                 deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start,
                                 ack_policy=AckPolicy.NONE, inactive_threshold=CONSUMER_IDLE, mem_storage=True)
         info = await self.js.add_consumer(self.stream, config)
-        self._subscription, self._consumer = await self.js.pull_subscribe_bind(name, stream=self.stream), name
+        self._consumer = name  # deleted at the next replacement even if the bind below fails
+        self._subscription = await self.js.pull_subscribe_bind(name, stream=self.stream)
         self._stale = False
         self._said(int(info.num_pending or 0))
         return self._subscription, start

@@ -616,11 +616,14 @@ KEYS: tuple[Key, ...] = (
     Key(
         name="limits.connections_per_address",
         kind=IntegerKind(1, 1_000_000),
-        default=256,
+        # As many as limits.reports_per_address lets share one address: 1,500 probes
+        # behind one NAT at two connections each (its long-poll and its reports).
+        default=3000,
         help="TCP connections one client address (IPv6: its /64) holds open at once, per serving process; "
              "further ones are reset as soon as they are accepted. A probe holds about two (its long-poll and "
-             "its reports): raise it when more than ~100 probes share one (NAT) address. Connections from "
-             "server.trusted_proxies are exempt (each proxy carries many clients): cap clients on the proxy",
+             "its reports): the default lets the 1,500 probes limits.reports_per_address allows share one (NAT) "
+             "address. Connections from server.trusted_proxies are exempt (each proxy carries many clients): "
+             "cap clients on the proxy",
         env=("TRIOSCOPE_LIMITS_CONNECTIONS_PER_ADDRESS",),
         flags=("--max-connections-per-address",),
     ),

@@ -244,9 +244,10 @@ class GuardedTCPServer(TCPServer):
         """How the connection was admitted (``_admit``); None: not counted (a bare Hypercorn)."""
 
     async def run(self) -> None:
-        admission = self._admission = admission_of(self.app)
+        admission: Admission | None = None
         held: Held | None = None
         try:
+            admission = self._admission = admission_of(self.app)
             if admission is not None:
                 held = self._held = self._admit(admission)
                 if held is None:
