@@ -24,7 +24,7 @@ from trioscope.wire import InvalidDocument, decode
 
 from . import _gate
 from ._bodies import invalid, parse_json, read_body_and_raw, read_json
-from ._command_views import agent_addresses, delivery_view, note_address
+from ._command_views import delivery_view
 from ._errors import ApiError
 from ._openapi import STRING, Answer, Auth, choice, documented, fields, integer, text
 from ._responses import json_response, no_content
@@ -124,7 +124,6 @@ async def retired_refusal(token: str | None, deployment_hash: str, agent_id: str
 async def wait(deployment_hash: str) -> Response:
     """Long-poll for the next command: 200 with it, 204 when none came in time."""
     agent = await _gate.agent(deployment_hash, b"")
-    _note_address(agent)
     timeout, min_rank, skip = _poll_arguments()
     # Read: a held poll does not keep its query's parsed form (~0.4 of its ~40 KB, bench/workers.py memory).
     del request.args
@@ -146,20 +145,12 @@ async def wait(deployment_hash: str) -> Response:
     return response
 
 
-def _note_address(agent: AgentRecord) -> None:
-    """The agent's request passed every check: where it came from, for its record."""
-    published = services().gate.directory
-    note_address(agent_addresses(), agent.id, _gate.client_address(),
-                 published.value if published is not None else None)
-
-
 async def _agent_document(kind: type[D], code: str) -> tuple[AgentRecord, D]:
     """The signed body of an agent's request, decoded as ``kind`` (400 ``code``
     naming the field), and the agent: its token must be of the deployment the
     body names (403 ``wrong_deployment``)."""
     body, raw = await read_body_and_raw(services().settings)
     agent = await _gate.agent(None, raw)
-    _note_address(agent)
     try:
         document = decode(parse_json(body), kind)
     except InvalidDocument as exc:
@@ -210,7 +201,6 @@ async def agent_config() -> Response:
     """The agent's settings (signed like any agent request): where to poll and report, limits, signatures."""
     s = services()
     agent = await _gate.agent(None, b"")
-    _note_address(agent)
     agents = s.settings.agents
     schemes = ["rfc9421-hmac-sha256", *(["body-hmac-sha256"] if agents.accept_body_only_signatures else [])]
     return json_response({

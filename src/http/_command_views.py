@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from quart import Quart, current_app
 
 from trioscope.domain.commands import (
     CancelNotice, Command, CommandEvent, Delivery, History, StatusChange, cancel_notice_id,
@@ -199,7 +198,7 @@ def agent_record(agent: AgentRecord) -> dict[str, Any]:
     sockets = len(s.agent_sockets.get(agent.id, ()))
     polls = _gate.presence().polls.get(agent.id, 0)
     connection = {"transport": "websocket" if sockets else "long_poll" if polls else None,
-                  "ip_address": agent_addresses().get(agent.id), "websockets": sockets, "long_polls": polls}
+                  "ip_address": _gate.presence().addresses.get(agent.id), "websockets": sockets, "long_polls": polls}
     return agent_view(agent, last_seen=last_heard(agent, s.gate.seen),
                       online_within=s.settings.agents.heartbeat_timeout, now=time.time(), connection_info=connection)
 
@@ -219,28 +218,3 @@ def user_deployments(directory: AgentDirectory, tenant: str, user_id: str) -> li
     ``GET .../deployments`` and the seed's ``initial_state`` on ``/ws/user``."""
     found = sorted((d for d in directory.deployments_of(tenant) if d.user_id == user_id), key=lambda d: d.created_at)
     return [deployment_record(d, directory) for d in found]
-
-
-_ADDRESSES = "trioscope.agent_addresses"
-
-
-def agent_addresses(app: Quart | None = None) -> dict[str, str]:
-    """Agent id -> the client address of its latest request to the agent API
-    that passed every check, in this process: the ``ip_address`` of the
-    agent's ``connection_info``. One per app (its extensions; the current
-    app's if none is given)."""
-    extensions = (app if app is not None else current_app).extensions
-    found: dict[str, str] | None = extensions.get(_ADDRESSES)  # only this function puts it there
-    if found is None:
-        found = extensions[_ADDRESSES] = {}
-    return found
-
-
-def note_address(addresses: dict[str, str], agent_id: str, address: str, known: AgentDirectory | None) -> None:
-    """Record that ``agent_id``'s request came from ``address``; past twice the
-    agents ``known`` (and some), those no longer known (forgotten after their
-    retirement) are dropped, as ``Gate.seen`` drops theirs."""
-    addresses[agent_id] = address
-    if known is not None and len(addresses) > 2 * len(known.agents) + 1024:
-        for gone in [a for a in addresses if a not in known.agents]:
-            del addresses[gone]

@@ -85,7 +85,7 @@ from trioscope.system import NOTIFIER
 from trioscope.wire import InvalidDocument, decode, request_signing
 
 from . import _gate
-from ._command_views import agent_addresses, delivery_view, note_address, user_deployments
+from ._command_views import delivery_view, user_deployments
 from ._errors import ApiError, answer_to, error_response
 from ._bodies import parse_json
 from ._client_sockets import serve_client_socket
@@ -154,7 +154,6 @@ async def agent_channel(deployment_hash: str) -> Response | None:
         agent = await _gate.agent(deployment_hash, b"", token=token, headers=websocket.headers)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
-    note_address(agent_addresses(), agent.id, _gate.client_address(), await _gate.directory())
     await websocket.accept()
     link = ClientLink(64)
     s.links.add(link)

@@ -363,7 +363,18 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
             raise _agent_refusal(refusal, known, found, deployment_hash, claimed)
     await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
     _heard(found, known)
+    note_address(presence().addresses, found.id, client_address(), known)
     return found
+
+
+def note_address(addresses: dict[str, str], agent_id: str, address: str, known: AgentDirectory | None) -> None:
+    """Record that ``agent_id``'s request came from ``address``; past twice the
+    agents ``known`` (and some), those no longer known (forgotten after their
+    retirement) are dropped, as ``Gate.seen`` drops theirs."""
+    addresses[agent_id] = address
+    if known is not None and len(addresses) > 2 * len(known.agents) + 1024:
+        for gone in [a for a in addresses if a not in known.agents]:
+            del addresses[gone]
 
 
 async def charge_agent(agent_id: str) -> None:
@@ -406,6 +417,9 @@ class AgentPresence:
     histogram times requests, which a held poll noted as there is not."""
     refreshing: trio.CancelScope | None = None
     """``keep_holders_heard``'s, cancelled when the app stops serving."""
+    addresses: dict[str, str] = attrs.Factory(dict)
+    """Agent id -> the client address of its latest request that passed every
+    check (``agent``): the ``ip_address`` of its ``connection_info``."""
 
 
 _PRESENCE = "trioscope.agent_presence"
