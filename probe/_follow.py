@@ -30,7 +30,7 @@ import requests.exceptions
 import trio
 
 from ._executor import ControlError, _container, _int
-from ._transport import REFUSING, Retry, error_of, retry_of
+from ._transport import REFUSING, refusal
 
 log = logging.getLogger("trioscope_probe")
 
@@ -281,11 +281,10 @@ class LogFollow:
             return
         self.dropped += len(batch)
         if response.status_code >= 400 and response.status_code != 429 and response.status_code < 500:
-            code, message = error_of(response)
-            if response.status_code in REFUSING and retry_of(response.status_code, code) is not Retry.RARELY:
+            refused = refusal(response, f"log lines of {self.command_id}")
+            if response.status_code in REFUSING and not refused.for_good:
                 # Time mends it (a clock off the server's): these lines are lost,
                 # the follow goes on, as for a server that is away.
-                log.warning("log lines of %s refused (%d %s): %s; following on", self.command_id,
-                            response.status_code, code, message)
+                log.warning("%s; following on", refused)
                 return
             raise ControlError(f"the server refused log lines ({response.status_code}): {response.text[:200]}")

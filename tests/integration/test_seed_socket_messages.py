@@ -1,7 +1,9 @@
-"""The command service seed's agent speaks ``/ws/agent`` with ``heartbeat``,
-``command_progress`` and ``log_entry`` messages (stacker-command-service §5.3,
-§14): a real server takes them as its own agents' requests, unsigned as the
-seed sends them on the socket its signed handshake opened."""
+"""The command service seed's socket messages against a real server
+(stacker-command-service §5.3, §14): its agent speaks ``/ws/agent`` with
+``heartbeat``, ``command_progress`` and ``log_entry``, taken as its own agents'
+requests, unsigned as the seed sends them on the socket its signed handshake
+opened; ``/ws/user`` opens with ``initial_state`` (``connect_user``), the
+user's deployments as ``GET .../deployments`` lists them, before any event."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ import json
 
 import httpx
 import pytest
+import trio
 
-from tests.integration.test_commands import setup
+from tests.integration.test_commands import Operator, fresh, setup
 from tests.integration.test_live_logs import entry, follow, until_pong, user_socket
 from tests.server_process import ServerProcess
 
@@ -78,3 +81,29 @@ async def test_a_log_entry_of_a_follow_reaches_the_user_following_it(server: Ser
                                                  **entry("x"), "level": 7}))
             refused = await ws.message("ack")
             assert refused["error"]["message"].startswith("$.level"), refused
+
+
+async def test_the_first_frame_is_the_users_deployments_as_listed(server: ServerProcess) -> None:
+    async with httpx.AsyncClient(timeout=30) as client:
+        operator, agent = await setup(server, client)
+        listed = await client.get(f"{server.base_url}/api/v1/users/{operator.user_id}/deployments",
+                                  headers=operator.auth)
+        assert listed.status_code == 200, listed.text
+        async with user_socket(server, operator) as ws:
+            with trio.fail_after(10):
+                first = json.loads(await ws.get_message())
+            assert first["type"] == "initial_state"
+            hashes = [d["deployment_hash"] for d in first["deployments"]]
+            assert hashes == [d["deployment_hash"] for d in listed.json()["deployments"]] == [agent.deployment_hash]
+            # Events follow it.
+            created = await operator.command(client, agent.deployment_hash)
+            with trio.fail_after(10):
+                event = json.loads(await ws.get_message())
+            assert (event["type"], event["command_id"]) == ("command_progress", created["command_id"])
+
+
+async def test_a_user_with_no_deployment_is_told_so_first(server: ServerProcess) -> None:
+    newcomer = Operator(server, fresh("user"), fresh("tenant"))
+    async with user_socket(server, newcomer) as ws:
+        with trio.fail_after(10):
+            assert json.loads(await ws.get_message()) == {"type": "initial_state", "deployments": []}
