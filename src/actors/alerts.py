@@ -36,7 +36,7 @@ from trioscope.domain.alerts import (
     FailureWindow, audit_details, last_heard, notice_from_audit, offline_agents,
 )
 from trioscope.domain.command_stats import CommandStats
-from trioscope.domain.deployments import AgentDirectory, AgentStatus
+from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, agent_status_event
 from trioscope.runtime import Actor, ActorRef, Published
 from trioscope.store import AuditEntry, AuditRecord, StoreReader
 
@@ -261,16 +261,38 @@ class AlertsActor(Actor):
         except BaseException:
             book.active = before  # cancelled (the server stopping): the book as before, for a restart to tell
             raise
+        else:
+            self._tell_liveness(changes)
+
+    def _tell_liveness(self, changes: list[AlertNotice]) -> None:
+        """The seed's ``agent_status`` event to each agent's deployment's user
+        as its AgentOffline fires (``offline``) and resolves (``online``):
+        what a dashboard shows beside the agent, not only as an alert."""
+        directory = self.directory.value
+        for n in changes:
+            if n.name != AGENT_OFFLINE:
+                continue
+            agent = directory.agents.get(n.labels.get("agent", ""))
+            deployment = None if agent is None else directory.deployments.get(agent.deployment_hash)
+            if agent is None or deployment is None or agent.status is not AgentStatus.ACTIVE:
+                continue  # retired (its alert resolves so): its retirement was told, ``offline``
+            publish(self.notifier, deployment.tenant, deployment.user_id,
+                    agent_status_event(agent, deployment, online=n.status != FIRING, last_seen=self._last_seen(agent)))
+
+    def _last_seen(self, agent: AgentRecord) -> float:
+        """When ``agent`` was last heard from; one not heard from since this
+        server started counts from the start (or its enrolment, if later)."""
+        started = self.state.started or 0.0  # set by on_start, before any evaluation
+        return self.state.seen.get(agent.id, max(started, agent.created_at))
 
     def _sightings(self) -> list[AgentSighting]:
         directory = self.directory.value
-        started = self.state.started or 0.0  # set by on_start, before any evaluation
         sightings = []
         for agent in directory.agents.values():
             deployment = directory.deployments.get(agent.deployment_hash)
             if agent.status is not AgentStatus.ACTIVE or deployment is None:
                 continue
-            last = self.state.seen.get(agent.id, max(started, agent.created_at))
+            last = self._last_seen(agent)
             sightings.append(AgentSighting(agent_id=agent.id, deployment_hash=agent.deployment_hash,
                                            tenant=deployment.tenant, last_seen=last))
         if len(self.state.seen) > 2 * len(sightings) + 1024:  # retired and forgotten agents: drop theirs

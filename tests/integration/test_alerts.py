@@ -165,6 +165,36 @@ async def test_builtin_agent_offline_fires_once_and_resolves_when_the_agent_is_h
                 assert resolved["ends_at"] is not None
 
 
+async def next_of(ws: Any, kind: str, deadline: float = 15.0) -> dict[str, Any]:
+    with trio.fail_after(deadline):
+        while True:
+            event = json.loads(await ws.get_message())
+            if event["type"] == kind:
+                return event
+
+
+async def test_the_users_hear_their_agent_go_offline_and_come_back_online() -> None:
+    """The seed's ``agent_status`` beside AgentOffline: ``offline`` as the agent
+    goes silent past the threshold, ``online`` when it is heard from again."""
+    args = ["--alert-agent-offline-after", "1s", "--alert-evaluation-interval", "100ms"]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            async with open_websocket_url(user_socket(server, operator)) as ws:
+                agent = await enroll(client, server, operator)  # then silent
+                enrolled = await next_of(ws, "agent_status")
+                assert (enrolled["agent_id"], enrolled["status"]) == (agent.agent_id, "online")
+                offline = await next_of(ws, "agent_status")
+                assert (offline["agent_id"], offline["deployment_hash"], offline["status"],
+                        offline["enrollment_status"]) == (agent.agent_id, agent.deployment_hash, "offline", "active")
+                assert offline["last_seen"] == enrolled["last_seen"]  # not heard from since its enrolment
+
+                assert await agent.poll(client, timeout=1) is None  # heard from again
+                online = await next_of(ws, "agent_status")
+                assert (online["agent_id"], online["status"]) == (agent.agent_id, "online")
+                assert online["last_seen"] > offline["last_seen"]
+
+
 async def _at_least(count: Any, target: int) -> bool:
     return bool(await count() >= target)
 
