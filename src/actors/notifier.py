@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -34,6 +35,8 @@ from .client import INTERNAL_ERROR, POLICY_VIOLATION, ClientLink, FromClient
 
 log = logging.getLogger(__name__)
 
+WATCH_TIMEOUT = 10.0
+"""Seconds an event client waits for the notifier to count it among its watchers."""
 MAX_WAITING_BYTES = 4 * 1024 * 1024
 """Bytes of events (counted as characters of their JSON) that may wait for one
 socket beyond its outbox. The frames are encoded once and shared by every
@@ -143,10 +146,12 @@ class EventClientActor(Actor):
 
     def __init__(self, link: ClientLink, notifier_path: str, *, tenant: str, user_id: str, admin: bool,
                  stalled_after: float = 30.0, max_waiting_bytes: int = MAX_WAITING_BYTES,
-                 first: str | None = None) -> None:
+                 first: Callable[[], str] | None = None) -> None:
         """``stalled_after``: seconds the socket may take no frame while events
         wait for it (``websocket.slow_client_timeout``) before it is closed;
-        ``first``: a frame sent before any event (the seed's ``initial_state``)."""
+        ``first``: makes the frame sent before any event (the seed's
+        ``initial_state``), called once the notifier has this client among its
+        watchers, so that a change is in it or among the events after it."""
         self.link = link
         self.first = first
         self.notifier_path = notifier_path
@@ -162,13 +167,16 @@ class EventClientActor(Actor):
         """A task waits for the writer to take frames (``_watch_room``)."""
 
     async def on_start(self) -> None:
-        if self.first is not None:
-            self._send(self.first)
-        self.notifier: ActorRef = self.context.system.lookup(self.notifier_path)
-        self.notifier.tell(Watch(self.tenant, self.context.ref, self.link))
         # However this incarnation ends, a socket whose actor is gone must not
         # stay open, taking no events. A no-op if it closed already.
         self.context.at_end(lambda: self.link.close(INTERNAL_ERROR, "internal error"))
+        self.notifier: ActorRef = self.context.system.lookup(self.notifier_path)
+        if self.first is None:
+            self.notifier.tell(Watch(self.tenant, self.context.ref, self.link))
+        else:
+            # Events told from now on wait in this actor's mailbox behind the first frame.
+            await self.notifier.ask(Watch(self.tenant, self.context.ref, self.link), timeout=WATCH_TIMEOUT)
+            self._send(self.first())
 
     async def on_stop(self) -> None:
         try:
@@ -258,7 +266,7 @@ def _is_ping(data: str | bytes) -> bool:
 
 
 def event_client_spec(name: str, link: ClientLink, notifier_path: str, *, tenant: str, user_id: str,
-                      admin: bool, stalled_after: float = 30.0, first: str | None = None) -> ActorSpec:
+                      admin: bool, stalled_after: float = 30.0, first: Callable[[], str] | None = None) -> ActorSpec:
     """``stalled_after``: ``websocket.slow_client_timeout``; ``first``: the frame
     sent before any event (``EventClientActor``)."""
     return ActorSpec(

@@ -203,18 +203,23 @@ def agent_record(agent: AgentRecord) -> dict[str, Any]:
                       online_within=s.settings.agents.heartbeat_timeout, now=time.time(), connection_info=connection)
 
 
-def deployment_record(deployment: Deployment, directory: AgentDirectory) -> dict[str, Any]:
+def deployment_record(deployment: Deployment, directory: AgentDirectory,
+                      seen: Mapping[str, float] | None = None) -> dict[str, Any]:
     """``deployment_view`` with its active agent (the newest, if several) and
-    when one of its agents was last heard from, as this process knows."""
-    seen = services().gate.seen
+    when one of its agents was last heard from, as this process knows
+    (``seen``: ``Gate.seen``; None: the current app's)."""
+    if seen is None:
+        seen = services().gate.seen
     active = directory.active_agents(deployment.hash)
     heard = [last_heard(a, seen) for a in directory.agents_of(deployment.hash)]
     return deployment_view(deployment, agent_id=active[-1].id if active else None,
                            last_seen_at=max(heard) if heard else None)
 
 
-def user_deployments(directory: AgentDirectory, tenant: str, user_id: str) -> list[dict[str, Any]]:
+def user_deployments(directory: AgentDirectory, tenant: str, user_id: str,
+                     seen: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
     """``user_id``'s deployments in ``tenant``, oldest first, as ``deployment_record``s:
-    ``GET .../deployments`` and the seed's ``initial_state`` on ``/ws/user``."""
+    ``GET .../deployments`` and the seed's ``initial_state`` on ``/ws/user``
+    (made in its client's actor, outside the app: ``seen`` given)."""
     found = sorted((d for d in directory.deployments_of(tenant) if d.user_id == user_id), key=lambda d: d.created_at)
-    return [deployment_record(d, directory) for d in found]
+    return [deployment_record(d, directory, seen) for d in found]

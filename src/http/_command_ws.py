@@ -132,13 +132,20 @@ async def user_events(user_id: str) -> Response | None:
     # topology updates, which are merged while a client is behind. A burst
     # beyond it waits in the event client (``notifier``), bounded.
     link = ClientLink(s.settings.websocket.buffer_size * 16)
-    # The seed's first frame: the user's deployments as they are now (events
-    # from the moment the client actor watches follow it).
-    initial = orjson.dumps({"type": "initial_state",
-                            "deployments": user_deployments(await _gate.directory(), principal.tenant, user_id)})
+    await _gate.directory()  # the directory's state handed out (the first socket's request asks for it)
+    gate = s.gate
+
+    def initial_state() -> str:
+        """The seed's first frame: the user's deployments as they are once the
+        client actor watches the events (a change told before then is in it,
+        one told after it follows it as an event)."""
+        assert gate.directory is not None
+        return orjson.dumps({"type": "initial_state", "deployments": user_deployments(
+            gate.directory.value, principal.tenant, user_id, gate.seen)}).decode()
+
     spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
                              admin=principal.may(Permission.ADMINISTER),
-                             stalled_after=s.settings.websocket.slow_client_timeout, first=initial.decode())
+                             stalled_after=s.settings.websocket.slow_client_timeout, first=initial_state)
     return await serve_client_socket(link, spec, subprotocol=_gate.chosen_subprotocol(), principal=principal)
 
 

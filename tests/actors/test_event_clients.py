@@ -142,3 +142,43 @@ async def test_a_client_the_notifier_cannot_reach_is_closed_not_skipped(autojump
             await link.closed.wait()
         assert link.close_code == POLICY_VIOLATION
         assert link.close_reason == "too slow: events not delivered; reconnect and read the current state"
+
+
+async def test_the_first_frame_and_the_events_after_it_miss_no_change_made_while_the_socket_starts(autojump_clock):
+    """``/ws/user``'s ``initial_state``: made once the notifier counts the
+    client among its watchers, so a change told while the socket starts is in
+    the first frame or among the events after it (made before the watch, the
+    changes told in between reached neither)."""
+    async with events_tree() as system:
+        notifier = system.lookup(NOTIFIER)
+        state = {"n": 0}
+        link = ClientLink(64)
+
+        def first() -> str:
+            return orjson.dumps({"type": "initial_state", "n": state["n"]}).decode()
+
+        async def change(count: int) -> None:
+            for _ in range(count):
+                state["n"] += 1
+                publish(notifier, TENANT, None, {"type": "deployment", "n": state["n"]})
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(change, 20)
+            await system.lookup("/root/clients").start_child(
+                event_client_spec("events-1", link, NOTIFIER, tenant=TENANT, user_id="alice", admin=False,
+                                  first=first))
+        socket = Socket(link)
+        await settle()
+        with trio.fail_after(10):
+            await socket.read(1)
+        initial = socket.received[0]
+        assert initial["type"] == "initial_state"
+        assert 0 < initial["n"] < 20  # the socket started while the changes were being told
+        with trio.fail_after(10):
+            while socket.received[-1].get("n") != 20 or len(socket.received) == 1:
+                await socket.read(len(socket.received) + 1)
+        told = [m["n"] for m in socket.received[1:]]
+        # In order, and every change after the first frame's among them (one
+        # told as the frame was made may be in both).
+        assert told == sorted(told) and set(range(initial["n"] + 1, 21)) <= set(told)
