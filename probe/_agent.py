@@ -22,7 +22,7 @@ import trio
 from . import _signing
 from ._executor import DEFAULT_ALLOWED, ControlError, execute
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
-from ._transport import (
+from ._refusals import (
     REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, refusal, send, transport_problem,
 )
 

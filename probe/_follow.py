@@ -30,7 +30,7 @@ import requests.exceptions
 import trio
 
 from ._executor import ControlError, _container, _int
-from ._transport import REFUSING, refusal
+from ._refusals import REFUSING, refusal
 
 log = logging.getLogger("trioscope_probe")
 

@@ -1,19 +1,13 @@
 """Sending reports: register once, then a report (gzip) and a heartbeat every
 interval. While the server is away, reports wait in a bounded buffer (oldest
-dropped first, counted) and retries back off exponentially with jitter. How
-the server's refusals are asked again (``REFUSAL_RETRY``: signed again at
-once, with backoff, or only every ``REFUSED_RETRY`` seconds for what only an
-operator mends) and how a loop of the probe follows the server's answers
-(``Standing``: one log line per change) are here, for the command agent too."""
+dropped first, counted) and retries back off exponentially with jitter
+(``_refusals``: how each answer of the server is taken)."""
 
 from __future__ import annotations
 
 import contextlib
-import enum
 import gzip
 import logging
-import math
-import random
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -25,198 +19,12 @@ import trio
 
 from trioscope.wire import MemoryBudget, Report, encode
 
+from ._refusals import (
+    REFUSING, RETRIABLE, Link, Refused, ServerUnavailable, Standing, error_of, refusal, send, transport_problem,
+)
 from ._signing import signed_request
 
 log = logging.getLogger("trioscope_probe")
-
-RETRIABLE = {408, 425, 429, 500, 502, 503, 504}
-REFUSING = {401, 403, 404, 409, 410}
-"""Answers that refuse the probe itself (or this signature of its), not one
-report: wrong credentials or none (401, 403), a wrong ``--server`` path (404),
-an agent id another enrolled agent reports under (409), a decommissioned agent
-(410). ``REFUSAL_RETRY`` says which of them time mends."""
-REFUSED_RETRY = 300.0
-"""Seconds between attempts while refused for good: an operator's fix (a new
-enrollment, the other probe gone) is noticed within minutes, without a request,
-a log line and an audit record every interval."""
-RESIGN_ATTEMPTS = 3
-"""Sendings of one request while its signature alone is refused (``Retry.AT_ONCE``):
-a request signed before a restart, or a request id seen, is mended by the
-first new signature; a clock still behind the server's start is not, and the
-request then waits as while the server is away."""
-
-
-class Retry(enum.Enum):
-    """How a refusal (``REFUSING``) is asked again."""
-
-    AT_ONCE = enum.auto()
-    """Newly signed (a new time, a new request id), up to ``RESIGN_ATTEMPTS``
-    sendings in all; then with backoff."""
-    BACKOFF = enum.auto()
-    """As while the server is away: time mends it."""
-    RARELY = enum.auto()
-    """Every ``REFUSED_RETRY`` seconds: only an operator mends it."""
-
-
-REFUSAL_RETRY: dict[tuple[int, str], Retry] = {
-    # The server vouches for request ids only since it started: one signed
-    # before then (a probe clock a second behind, a request in flight across
-    # a restart) could be a replay. A new signature is taken.
-    (401, "signed_before_start"): Retry.AT_ONCE,
-    (401, "replayed_request"): Retry.AT_ONCE,
-    # A clock more than five minutes off the server's: until it is set right.
-    (401, "clock_skew"): Retry.BACKOFF,
-    # A server that restarted has forgotten its probes (the publisher registers
-    # again at once); past that, a replica that has not heard of it yet.
-    (404, "agent_not_found"): Retry.BACKOFF,
-}
-"""How each (status, error code) of ``REFUSING`` is asked again; any other
-(invalid_token, missing_signature, signature_required, wrong_deployment,
-agent_id_taken, agent_decommissioned, a 404 of no trioscope route...) is
-``Retry.RARELY`` (``retry_of``)."""
-
-
-def retry_of(status: int, code: str) -> Retry:
-    """How the refusal ``status`` with error ``code`` is asked again."""
-    return REFUSAL_RETRY.get((status, code), Retry.RARELY)
-
-
-@attrs.define
-class Backoff:
-    """Exponential with full jitter: the n-th wait is uniform in [0, min(cap, base * 2^n)]."""
-
-    base: float = 1.0
-    cap: float = 60.0
-    attempts: int = 0
-    rng: random.Random = attrs.field(factory=random.Random)
-
-    def next(self) -> float:
-        ceiling = min(self.cap, self.base * 2 ** self.attempts)
-        self.attempts += 1
-        return max(0.2, self.rng.uniform(0, ceiling))
-
-    def reset(self) -> None:
-        self.attempts = 0
-
-
-class ServerUnavailable(Exception):
-    """The server cannot be reached or asks us to come back later."""
-
-
-class Refused(Exception):
-    """The server refuses this probe (one of ``REFUSING``); ``str()`` says why,
-    ``retry`` how it is asked again."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}" if code else f"{status}: {message}")
-        self.status = status
-        self.code = code
-        self.retry = retry_of(status, code)
-
-    @property
-    def for_good(self) -> bool:
-        """Whether only an operator mends it (asked again every ``REFUSED_RETRY`` s)."""
-        return self.retry is Retry.RARELY
-
-    @property
-    def plan(self) -> str:
-        """How it is asked again, in words for a log line."""
-        return f"asking again every {REFUSED_RETRY:g} s" if self.for_good else "retrying with backoff"
-
-
-def error_of(response: httpx.Response) -> tuple[str, str]:
-    """The error code and message of a trioscope error body; ("", the text) for another body."""
-    try:
-        error = response.json().get("error")
-    except (ValueError, AttributeError):
-        error = None
-    if isinstance(error, dict) and isinstance(error.get("code"), str):
-        return error["code"][:100], str(error.get("message", ""))[:300]
-    return "", response.text[:300]
-
-
-def refusal(response: httpx.Response, what: str) -> Refused:
-    """``response`` (one of ``REFUSING``) as a ``Refused`` naming ``what`` was refused,
-    the server's error code and message; a 404 of no route names the URL asked."""
-    code, message = error_of(response)
-    if response.status_code == 404 and code in ("", "not_found"):
-        # No such route: most likely a --server with a wrong path (or not a trioscope server).
-        message = f"{message} ({response.request.url.copy_with(query=None)}: is --server right?)"
-    return Refused(response.status_code, code, f"{what} refused: {message}")
-
-
-async def send(client: httpx.AsyncClient, build: Callable[[], httpx.Request]) -> httpx.Response:
-    """``client.send(build())``; while the server refuses the request's
-    signature alone (``Retry.AT_ONCE``), built (signed) and sent again at once,
-    up to ``RESIGN_ATTEMPTS`` sendings in all. The last answer is returned.
-
-    Raises:
-        httpx.TransportError: the server cannot be reached.
-    """
-    response = await client.send(build())
-    for _ in range(RESIGN_ATTEMPTS - 1):
-        if response.status_code not in REFUSING or retry_of(response.status_code, error_of(response)[0]) \
-                is not Retry.AT_ONCE:
-            break
-        response = await client.send(build())
-    return response
-
-
-class Link(enum.Enum):
-    """Whether the server answers one loop of the probe (a refusal is a
-    ``Standing`` state of its own: its status and error code)."""
-
-    CONNECTED = "connected"
-    UNREACHABLE = "unreachable"
-    """Away, busy (``RETRIABLE``), or answering what the loop cannot use."""
-
-
-@attrs.define
-class Standing:
-    """How the server last answered one loop of the probe (the publisher, the
-    command poll): ``Link.CONNECTED``, ``Link.UNREACHABLE`` or a refusal's
-    (status, code). The loop logs a change (``note``) and waits ``delay()``
-    before asking again."""
-
-    state: Link | tuple[int, str] | None = None
-    """None before the first answer."""
-    backoff: Backoff = attrs.field(factory=Backoff)
-
-    def note(self, state: Link | Refused) -> bool:
-        """Enter ``state``; whether it is a change (the loop then logs it)."""
-        entered = (state.status, state.code) if isinstance(state, Refused) else state
-        changed = entered != self.state
-        self.state = entered
-        if entered is Link.CONNECTED:
-            self.backoff.reset()
-        return changed
-
-    def delay(self, at_most: float = math.inf) -> float:
-        """Seconds before asking again: ``REFUSED_RETRY`` while refused for good,
-        else the next backoff wait (at most ``at_most``); 0 while connected."""
-        if self.state is Link.CONNECTED:
-            return 0.0
-        if isinstance(self.state, tuple) and retry_of(*self.state) is Retry.RARELY:
-            return REFUSED_RETRY
-        return min(self.backoff.next(), at_most)
-
-
-def transport_problem(exc: httpx.TransportError) -> str:
-    """A transport error in words: httpx's timeouts say nothing of their own."""
-    if isinstance(exc, httpx.TimeoutException):
-        timeout = exc.request.extensions.get("timeout", {}) if _has_request(exc) else {}
-        seconds = max((v for v in timeout.values() if isinstance(v, int | float)), default=None)
-        return f"{type(exc).__name__}: timed out" + (f" after {seconds:g} s" if seconds is not None else "")
-    return f"{type(exc).__name__}: {str(exc) or 'no reason given'}"
-
-
-def _has_request(exc: httpx.TransportError) -> bool:
-    try:
-        exc.request  # noqa: B018 - httpx raises RuntimeError when no request is attached
-    except RuntimeError:
-        return False
-    return True
-
 
 @attrs.define
 class Outbox:

@@ -36,7 +36,8 @@ from ._docker import ContainerCollector
 from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, ControlError
 from ._parent import stop_when_parent_gone
-from ._transport import Backoff, ServerUnavailable, Signer, run_publisher
+from ._refusals import Backoff, ServerUnavailable
+from ._transport import Signer, run_publisher
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
 

@@ -22,7 +22,7 @@ from trioscope.wire import decode_report
 from trioscope_probe._agent import (
     POLL_SECONDS, RECOVERY_POLL_SECONDS, CommandAgent, Credentials, load_credentials, save_credentials,
 )
-from trioscope_probe._transport import REFUSED_RETRY
+from trioscope_probe._refusals import REFUSED_RETRY
 from trioscope_probe.cli import _credentials
 from trioscope_probe._executor import MAX_OUTPUT, ControlError, _tail, execute
 from trioscope_probe._transport import REPORT_MARGIN, encode_report

@@ -16,9 +16,11 @@ import trio
 
 from tests.synthetic import host_report
 from trioscope.wire import MemoryBudget, decode_report
+from trioscope_probe._refusals import (
+    REFUSED_RETRY, RESIGN_ATTEMPTS, Backoff, Link, Refused, Standing, send, transport_problem,
+)
 from trioscope_probe._transport import (
-    MEMORY_BUDGET, REFUSED_RETRY, RESIGN_ATTEMPTS, Backoff, Link, Outbox, Refused, Signer, Standing, encode_report,
-    run_publisher, send, stated_budget, transport_problem,
+    MEMORY_BUDGET, Outbox, Signer, encode_report, run_publisher, stated_budget,
 )
 
 
