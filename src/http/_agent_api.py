@@ -138,6 +138,7 @@ async def wait(deployment_hash: str) -> Response:
     if delivery is None:
         return no_content({"Cache-Control": "no-cache"})
     view = delivery_view(delivery, deployment_hash)
+    await _gate.note_delivery(agent.id, view["command_id"])
     # ``command`` is the seed's field; the status agent reads ``item`` and ``meta``.
     response = json_response({"message": "Command available", "command": view, "item": view,
                               "meta": {"next_poll_secs": 0}})

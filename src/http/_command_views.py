@@ -193,12 +193,15 @@ def agent_view(agent: AgentRecord, *, last_seen: float | None, online_within: fl
 def agent_record(agent: AgentRecord) -> dict[str, Any]:
     """``agent_view`` with what this process knows of the agent: when it was
     last heard from (``Gate.seen``), whether it holds a long-poll or an agent
-    socket here now, and where its latest agent request came from."""
+    socket here now, where its latest agent request came from, how long its
+    latest pong took (its socket's) and which command it was last handed."""
     s = services()
     sockets = len(s.agent_sockets.get(agent.id, ()))
     polls = _gate.presence().polls.get(agent.id, 0)
+    presence = _gate.presence()
     connection = {"transport": "websocket" if sockets else "long_poll" if polls else None,
-                  "ip_address": _gate.presence().addresses.get(agent.id), "websockets": sockets, "long_polls": polls}
+                  "ip_address": presence.addresses.get(agent.id), "latency_ms": presence.latencies.get(agent.id),
+                  "last_command_id": presence.last_commands.get(agent.id), "websockets": sockets, "long_polls": polls}
     return agent_view(agent, last_seen=last_heard(agent, s.gate.seen),
                       online_within=s.settings.agents.heartbeat_timeout, now=time.time(), connection_info=connection)
 

@@ -199,6 +199,8 @@ class _AgentChannel:
     """The id (``item.command_id``) of the command sent and not acknowledged yet."""
     acknowledged: trio.Event = attrs.field(factory=trio.Event)
     unanswered_pings: int = 0
+    pinged_at: float | None = None
+    """When the latest ping went out (Trio's clock), until its pong: the agent's ``latency_ms``."""
 
     async def deliver_commands(self) -> None:
         while True:
@@ -231,6 +233,7 @@ class _AgentChannel:
         socket closing) if none came in time."""
         view = delivery_view(delivery, self.deployment_hash)
         self.pending, self.acknowledged = view["command_id"], trio.Event()
+        await _gate.note_delivery(self.agent_id, view["command_id"])
         try:
             # The send is within the deadline too: a peer that reads nothing
             # stops taking frames once the buffers fill.
@@ -276,6 +279,7 @@ class _AgentChannel:
             self.unanswered_pings += 1
             with trio.move_on_after(interval) as stuck:
                 await websocket.send(_PING)
+                self.pinged_at = trio.current_time()
             if stuck.cancelled_caught:
                 self.link.close(POLICY_VIOLATION, "no pong to two pings")  # it takes nothing: as good as no pong
                 return
@@ -312,6 +316,9 @@ class _AgentChannel:
             return _nack(None, 400, "invalid_json", f"message is not valid JSON: {problem}")
         if kind == "pong":
             self.unanswered_pings = 0
+            if self.pinged_at is not None:  # else one the agent sent unasked: it times nothing
+                await _gate.note_latency(self.agent_id, trio.current_time() - self.pinged_at)
+                self.pinged_at = None
             return None
         if kind == "ping":
             return {"type": "pong"}

@@ -14,7 +14,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import trio
@@ -363,18 +363,31 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
             raise _agent_refusal(refusal, known, found, deployment_hash, claimed)
     await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
     _heard(found, known)
-    note_address(presence().addresses, found.id, client_address(), known)
+    note(presence().addresses, found.id, client_address(), known)
     return found
 
 
-def note_address(addresses: dict[str, str], agent_id: str, address: str, known: AgentDirectory | None) -> None:
-    """Record that ``agent_id``'s request came from ``address``; past twice the
-    agents ``known`` (and some), those no longer known (forgotten after their
-    retirement) are dropped, as ``Gate.seen`` drops theirs."""
-    addresses[agent_id] = address
-    if known is not None and len(addresses) > 2 * len(known.agents) + 1024:
-        for gone in [a for a in addresses if a not in known.agents]:
-            del addresses[gone]
+T = TypeVar("T")
+
+
+async def note_delivery(agent_id: str, command_id: str) -> None:
+    """``command_id`` was handed to ``agent_id`` (``AgentPresence.last_commands``)."""
+    note(presence().last_commands, agent_id, command_id, await directory())
+
+
+async def note_latency(agent_id: str, seconds: float) -> None:
+    """A ping on ``agent_id``'s socket was answered after ``seconds`` (``AgentPresence.latencies``)."""
+    note(presence().latencies, agent_id, round(seconds * 1000, 1), await directory())
+
+
+def note(table: dict[str, T], agent_id: str, value: T, known: AgentDirectory | None) -> None:
+    """Record ``value`` for ``agent_id`` in one of ``AgentPresence``'s tables;
+    past twice the agents ``known`` (and some), those no longer known
+    (forgotten after their retirement) are dropped, as ``Gate.seen`` drops theirs."""
+    table[agent_id] = value
+    if known is not None and len(table) > 2 * len(known.agents) + 1024:
+        for gone in [a for a in table if a not in known.agents]:
+            del table[gone]
 
 
 async def charge_agent(agent_id: str) -> None:
@@ -420,6 +433,12 @@ class AgentPresence:
     addresses: dict[str, str] = attrs.Factory(dict)
     """Agent id -> the client address of its latest request that passed every
     check (``agent``): the ``ip_address`` of its ``connection_info``."""
+    latencies: dict[str, float] = attrs.Factory(dict)
+    """Agent id -> milliseconds from the server's latest ping on its socket to
+    the agent's pong: the ``latency_ms`` of its ``connection_info``."""
+    last_commands: dict[str, str] = attrs.Factory(dict)
+    """Agent id -> the command last handed to it (a poll's answer, or sent on
+    its socket): the ``last_command_id`` of its ``connection_info``."""
 
 
 _PRESENCE = "trioscope.agent_presence"

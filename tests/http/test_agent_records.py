@@ -10,7 +10,7 @@ from __future__ import annotations
 from trioscope.domain.commands import CommandEvent, Priority, new_command
 from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, Deployment
 from trioscope.http._command_views import agent_view, deployment_view, last_heard, stored_command_view
-from trioscope.http._gate import note_address
+from trioscope.http._gate import note
 from trioscope.store import StoredCommand
 
 T0 = 1_760_000_000.0
@@ -80,7 +80,7 @@ def test_addresses_of_agents_the_directory_forgot_are_dropped() -> None:
     directory = AgentDirectory()
     directory.put_agent(agent("kept"))
     addresses = {f"gone-{n}": "10.0.0.1" for n in range(1030)}
-    note_address(addresses, "kept", "10.0.0.2", directory)
+    note(addresses, "kept", "10.0.0.2", directory)
     assert addresses == {"kept": "10.0.0.2"}
-    note_address(addresses, "new", "10.0.0.3", directory)  # few: nothing dropped
+    note(addresses, "new", "10.0.0.3", directory)  # few: nothing dropped
     assert addresses == {"kept": "10.0.0.2", "new": "10.0.0.3"}

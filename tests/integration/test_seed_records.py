@@ -100,7 +100,7 @@ async def test_a_deployment_and_its_agent_carry_the_seeds_fields(server: ServerP
                 return shown if shown["connection_info"]["transport"] == "long_poll" else None
 
             polling = await eventually(held, deadline=10)
-            await operator.command(client, agent.deployment_hash)  # answers the poll
+            created = await operator.command(client, agent.deployment_hash)  # answers the poll
         body = await deployment(client, operator, agent.deployment_hash)
     assert answered[0].status_code == 200, answered[0].text
     assert (body["id"], body["deployment_hash"]) == (agent.deployment_hash, agent.deployment_hash)
@@ -110,9 +110,30 @@ async def test_a_deployment_and_its_agent_carry_the_seeds_fields(server: ServerP
     assert (shown["id"], shown["agent_id"]) == (agent.agent_id, agent.agent_id)
     assert (shown["status"], shown["enrollment_status"]) == ("online", "active")
     assert shown["last_heartbeat"] == shown["last_seen"] and rfc3339(shown["last_heartbeat"])
-    assert polling["connection_info"] == {"transport": "long_poll", "ip_address": "127.0.0.1",
-                                          "websockets": 0, "long_polls": 1}
+    assert polling["connection_info"] == {"transport": "long_poll", "ip_address": "127.0.0.1", "latency_ms": None,
+                                          "last_command_id": None, "websockets": 0, "long_polls": 1}
     assert shown["connection_info"]["transport"] is None  # its poll was answered: it holds none now
+    assert shown["connection_info"]["last_command_id"] == created["command_id"]
+
+
+async def test_an_agent_on_its_socket_shows_its_pong_latency_and_the_command_sent_to_it() -> None:
+    with ServerProcess(["--ws-ping-interval", "1s"]) as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            async with agent.socket() as channel:
+                await channel.message("ping")  # answered
+                created = await operator.command(client, agent.deployment_hash)
+                sent = await channel.message("command")
+                assert sent["item"]["command_id"] == created["command_id"]
+
+                async def shown() -> dict[str, Any] | None:
+                    info = (await deployment(client, operator, agent.deployment_hash))["agents"][0]["connection_info"]
+                    return info if info["latency_ms"] is not None and info["last_command_id"] else None
+
+                info = await eventually(shown, deadline=10)
+    assert info["transport"] == "websocket"
+    assert isinstance(info["latency_ms"], float) and info["latency_ms"] >= 0
+    assert info["last_command_id"] == created["command_id"]
 
 
 async def test_a_retired_agent_is_offline_with_no_connection_and_its_deployment_has_no_agent(
