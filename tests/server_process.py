@@ -147,6 +147,23 @@ class ServerProcess:
         self.start()
         return self
 
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until ``/health/ready`` answers 200: with a bus, a replica serves its
+        views once it has read the report stream to its end (503 ``catching_up``
+        until then), which takes a moment after it listens on a loaded machine."""
+        import httpx  # only the suites that wait use it
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.base_url}/health/ready", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not ready within {timeout}s:\n{self.stderr()}")
+            time.sleep(0.05)  # the next look at the condition, not a wait for it
+
     def __exit__(self, *exc_info: object) -> None:
         try:
             if self.proc is not None and self.proc.poll() is None:

@@ -274,7 +274,7 @@ def parse_view(name: object) -> View | None:
         return None
     if isinstance(name, str) and name in _VIEWS:
         return _VIEWS[name]
-    raise BadClientMessage("invalid_view", f"view: unknown view {name!r}; use one of all, {', '.join(_VIEWS)}")
+    raise BadClientMessage("invalid_view", f"view: unknown view {str(name)[:80]!r}; use one of all, {', '.join(_VIEWS)}")
 
 
 def _topics(value: object) -> tuple[str, ...]:
@@ -402,11 +402,21 @@ class SharedFrame(str):
 
     wire: bytes | None = None
     """The whole WebSocket frame, set by the transport on first send."""
+    encoded: bytes | None = None
+    """Its UTF-8 encoding until the transport has framed it (``shared`` keeps
+    the bytes it was made of): framed as they are, not encoded again (a
+    processes view's first view is 100 MB and more)."""
+    nbytes: int = 0
+    """Bytes of its UTF-8 encoding (what the access log counts per client,
+    without encoding it per client)."""
 
 
 def shared(data: bytes) -> SharedFrame:
     """The frame whose UTF-8 encoding is ``data``."""
-    return SharedFrame(data.decode())
+    frame = SharedFrame(data.decode())
+    frame.encoded = data
+    frame.nbytes = len(data)
+    return frame
 
 
 def message(kind: str, payload: Any) -> Frame:

@@ -39,6 +39,8 @@ CLOSE_TIMEOUT = 5.0
 TOKEN_EXPIRED = 4401
 """Close code of a socket whose token expired: 4000 + the status a request with
 it gets. The web UI signs in again on it."""
+BUSY_RETRY_AFTER = 5
+"""Seconds a client refused while live views start faster than they can is told to wait."""
 MAX_CLIENT_MESSAGE = 64 * 1024
 """Browsers send small control messages (views, pongs); Hypercorn's own limit
 is higher because agents send results over /ws/agent."""
@@ -77,7 +79,14 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
             s.metrics.refused("websockets_total")
             return error_response(503, "too_many_clients", f"the server already has its limit of {exc.limit} "
                                   "WebSocket clients (websocket.max_clients)", headers={"Retry-After": "10"})
-        except (StartFailed, ActorStopped, MailboxFull, AskTimeout):
+        except (MailboxFull, AskTimeout):
+            # Live views are being opened faster than they start (a burst of
+            # first views of a large topology): a client retrying at once would
+            # only lengthen the queue.
+            s.metrics.refused("websockets_starting")
+            return error_response(503, "busy", "the server is opening too many live views at once; retry",
+                                  headers={"Retry-After": str(BUSY_RETRY_AFTER)})
+        except (StartFailed, ActorStopped):
             return error_response(503, "unavailable", "this stream is not available right now",
                                   headers={"Retry-After": "1"})
         await websocket.accept(subprotocol=subprotocol)

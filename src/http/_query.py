@@ -76,7 +76,7 @@ async def topology() -> Response:
     if name is not None:
         view = _VIEWS.get(name)
         if view is None:
-            raise ApiError(400, "invalid_parameter", f"view: unknown view {name!r}; use one of {', '.join(_VIEWS)}",
+            raise ApiError(400, "invalid_parameter", f"view: unknown view {name[:80]!r}; use one of {', '.join(_VIEWS)}",
                            details={"parameter": "view", "allowed": list(_VIEWS)})
     limit, after = _page_params()
     fields = _fields_param()

@@ -131,6 +131,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     # Many registrations from one address in a few seconds: more than a fleet sends.
     with report_path(request.param) as flags, \
             ServerProcess(["--max-body-size", "64KiB", "--registrations-per-address", "100000", *flags]) as process:
+        process.wait_ready()
         yield process
 
 

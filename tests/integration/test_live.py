@@ -60,6 +60,7 @@ def apply(state: dict[str, Any], diff: dict[str, Any]) -> None:
 def server(request):
     """Both report paths: merged where posted, and through the report bus."""
     with report_path(request.param) as flags, ServerProcess(["--ws-ping-interval", "60s", *flags]) as process:
+        process.wait_ready()
         yield process
 
 

@@ -26,6 +26,7 @@ from tests.waiting import eventually
 @pytest.fixture(scope="module", params=["in-process", "bus"])
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     with report_path(request.param) as flags, ServerProcess(list(flags)) as process:
+        process.wait_ready()
         yield process
 
 
