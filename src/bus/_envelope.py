@@ -47,7 +47,7 @@ import msgspec
 from trioscope.config import Settings
 from trioscope.domain.agents import BadPack, PackedReport, check_clock
 from trioscope.domain.topology import SHAPE_BYTES
-from trioscope.wire import CHECKS, FieldError, Identifier, InvalidDocument, Name, Report, TextRule
+from trioscope.wire import CHECKS, FieldError, HostName, Identifier, InvalidDocument, Report, TextRule
 
 FORMAT = 2
 """The envelope's layout this version writes; a replica skips envelopes of a layout it does not know."""
@@ -153,7 +153,7 @@ def _rule(field_type: object) -> TextRule:
 
 
 _AGENT_ID = _rule(Identifier)
-_HOST_NAME = _rule(Name)
+_HOST_NAME = _rule(HostName)
 
 
 def unpack_report(data: bytes, max_unpacked: int = DEFAULT_UNPACKED) -> Envelope:

@@ -38,6 +38,7 @@ from ._fields import FieldError as FieldError
 from ._fields import Identifier as Identifier
 from ._fields import IntRange as IntRange
 from ._fields import JsonRule as JsonRule
+from ._fields import HostName as HostName
 from ._fields import Name as Name
 from ._fields import Percent as Percent
 from ._fields import Text as Text
@@ -79,7 +80,7 @@ __all__ = [
     "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
     "decode_report", "DiskInfo", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
-    "format_timestamp", "HostInfo", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
+    "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
     "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "Percent", "RFC3339", "pod_of", "PortMapping",
     "ProcessesInfo", "ProcessInfo", "protocol_family", "Report", "SchemaBuilder", "service_of", "Text", "TextRule", "WILDCARDS",

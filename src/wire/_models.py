@@ -20,6 +20,7 @@ from ._fields import (
     ContainerId,
     Cores,
     Count,
+    HostName,
     Identifier,
     LongText,
     Name,
@@ -89,7 +90,7 @@ class NetworkInterface:
 
 @attrs.frozen(kw_only=True)
 class HostInfo:
-    hostname: Name = ""
+    hostname: HostName = ""
     os: Name = ""
     platform: Name = ""
     kernel_version: Name = ""
@@ -212,7 +213,7 @@ class Report:
 
     agent_id: Identifier
     timestamp: datetime
-    hostname: Name = ""
+    hostname: HostName = ""
     host_info: HostInfo | None = None
     docker_info: DockerInfo | None = None
     processes_info: ProcessesInfo | None = None
@@ -233,7 +234,7 @@ class AgentRegistration:
     """``POST /api/v1/agents/register``."""
 
     agent_id: Identifier
-    hostname: Name = ""
+    hostname: HostName = ""
     metadata: Metadata = attrs.field(factory=dict)
     timestamp: datetime | None = None
 

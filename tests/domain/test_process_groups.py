@@ -235,3 +235,16 @@ def test_group_counts_add_up_to_the_processes_and_their_connections(sequence: li
     between = sum(e.connections for e in snapshot.edges(View.PROCESSES)
                   if e.source in group_of and e.target in group_of and group_of[e.source] != group_of[e.target])
     assert sum(e.connections for e in snapshot.edges(View.PROCESSES_BY_NAME)) == between
+
+
+def test_groups_of_hosts_whose_names_hold_colons_stay_apart():
+    """Host ``a:b``'s ``worker`` and host ``a``'s ``b:worker`` are two groups (their ids were one)."""
+    graph = TopologyGraph()
+    graph.apply(report("one", "a:b", processes=[{"pid": 1000, "name": "worker", "cmdline": "worker"}]), T0)
+    graph.apply(report("two", "a", processes=[{"pid": 1001, "name": "b:worker", "cmdline": "b:worker"}]), T0)
+    snapshot, _ = graph.publish(T0)
+    groups = {n.id: n for n in snapshot.nodes(View.PROCESSES_BY_NAME)}
+    assert len(groups) == 2
+    assert {(n.host, n.label, tuple(n.metadata["pids"])) for n in groups.values()} == {
+        (host_id("a:b"), "worker", (1000,)), (host_id("a"), "b:worker", (1001,))}
+    assert process_group_id("a:b", "worker") in groups and process_group_id("a", "b:worker") in groups

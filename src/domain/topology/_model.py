@@ -84,6 +84,12 @@ def service_id(namespace: str, name: str) -> str:
 
 
 def process_group_id(hostname: str, name: str) -> str:
+    """``process_group:<hostname>:<name>``, the host name with its ``%`` and
+    ``:`` written ``%25`` and ``%3A``: both parts may hold colons, and host
+    ``a:b``'s ``worker`` must not be host ``a``'s ``b:worker``. (A process id
+    needs no such care: its pid, last, has none.)"""
+    if "%" in hostname or ":" in hostname:
+        hostname = hostname.replace("%", "%25").replace(":", "%3A")
     return f"process_group:{hostname}:{name}"
 
 
