@@ -44,6 +44,7 @@ from trioscope.http import (
     MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, install_bounded_websockets, install_guarded_tcp_server,
     stop_live_updates,
 )
+from trioscope.http._connection_limits import shared_room_warning  # not of the edge's API: said at start only
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import StoreReader, Unavailable, describe_database, open_writer, token_secret
@@ -429,6 +430,9 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
                                 log.info("%s", open_files_line(before, after,
                                                                resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
                                          extra={"event": "open_files_limit", "open_files": after})
+                                shared = shared_room_warning(settings.limits.connections_per_address, after)
+                                if shared is not None:
+                                    log.warning("%s", shared, extra={"event": "connections_per_address_no_cap"})
                             if settings.agents.local_probe and binds and worker is None:
                                 http.start_soon(run_local_probe, probe_url(binds[0]), stop, settings.server.tls_cert or None)
                             if (warning := open_reads_warning(settings)) is not None:

@@ -640,6 +640,31 @@ KEYS: tuple[Key, ...] = (
         flags=("--max-unsent-bytes-per-address",),
     ),
     Key(
+        name="limits.body_bytes_per_address",
+        kind=SizeKind(1024**2, 64 * 1024**3),
+        # 1,500 probes behind one NAT (limits.reports_per_address) sending their
+        # ~30 KB reports at the same moment hold ~45 MB; this is that and room for
+        # twelve bodies of the largest size (server.max_body_size) besides.
+        default=128 * 1024**2,
+        help="bytes of request bodies being received from one client address (IPv6: its /64) at once, per "
+             "serving process, counted as they arrive until each body is read; a request that would go over it "
+             "gets 503 body_budget_exceeded with Retry-After, so clients that send large bodies slowly cannot "
+             "hold server.max_body_size each for server.body_timeout. At least server.max_body_size; trusted "
+             "proxies are exempt (limits.body_bytes_total still counts them)",
+        env=("TRIOSCOPE_LIMITS_BODY_BYTES_PER_ADDRESS",),
+        flags=("--max-body-bytes-per-address",),
+    ),
+    Key(
+        name="limits.body_bytes_total",
+        kind=SizeKind(1024**2, 64 * 1024**3),
+        default=1024**3,
+        help="bytes of request bodies being received from all clients at once, per serving process, counted "
+             "as they arrive until each body is read; a request that would go over it gets 503 "
+             "body_budget_exceeded with Retry-After. At least server.max_body_size",
+        env=("TRIOSCOPE_LIMITS_BODY_BYTES_TOTAL",),
+        flags=("--max-body-bytes-total",),
+    ),
+    Key(
         name="limits.per_agent",
         kind=IntegerKind(1, 1_000_000),
         default=600,

@@ -18,13 +18,17 @@ are no key's are problems with a suggestion, as unknown YAML keys are.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterator, Mapping
 
 import attrs
 
+from trioscope.wire import MemoryBudget, Report
+
 from ._exceptions import ConfigError, InvalidValue, Problem, quote_text
 from ._file import RawValue, read_config_text
-from ._kinds import mask_passwords
+from ._duration import format_duration_compact
+from ._kinds import format_size, mask_passwords
 from ._keys import CONFIG_ENV, CONFIG_FLAG, ENV_NAMES, ENV_PREFIX, KEYS, KEYS_BY_NAME, Key, is_other_env, suggest_env
 from ._settings import Settings
 from ._source import FlagValue, Source, SourceKind
@@ -149,7 +153,77 @@ def _combination_problems(values: Mapping[str, object], origins: Mapping[str, So
                                 f"server.cors_allow_credentials true (from {source}): browsers refuse credentials "
                                 "for any origin, and it would let every site act as the signed-in user; "
                                 "list the origins instead"))
+    problems += _body_budget_problems(values, origins)
+    problem = _history_problem(values, origins)
+    if problem is not None:
+        problems.append(problem)
     return problems
+
+
+def _body_budget_problems(values: Mapping[str, object], origins: Mapping[str, Source]) -> list[Problem]:
+    """A budget of request bodies being received below ``server.max_body_size``:
+    a body of the largest size accepted could never be received whole."""
+    largest = values["server.max_body_size"]
+    assert isinstance(largest, int)
+    problems = []
+    for name, whose in (("limits.body_bytes_per_address", "from one client address"),
+                        ("limits.body_bytes_total", "at all")):
+        budget = values[name]
+        assert isinstance(budget, int)
+        if budget < largest:
+            problems.append(Problem(name, origins[name], f"{format_size(budget)} (from {origins[name]}) is below "
+                                    f"server.max_body_size {format_size(largest)} (from "
+                                    f"{origins['server.max_body_size']}): a body of the largest size accepted could "
+                                    f"never be received {whose}; raise it or lower server.max_body_size"))
+    return problems
+
+
+_BARE_HOST = Report(agent_id="bare-host", timestamp=datetime.datetime.fromtimestamp(0, datetime.UTC))
+"""A report of a host and nothing else: the least any agent's report holds."""
+
+
+def _host_estimate(history: float) -> int:
+    """What ``agents.memory_budget``'s check (``MemoryBudget``) estimates a bare
+    host takes with ``history`` seconds of metric history: its agent and the
+    history of its host's metrics."""
+    return MemoryBudget(limit=0, history=history, process_history=history).footprint(_BARE_HOST, 0).bytes
+
+
+def _longest_history(budget: int, beyond: int) -> int:
+    """The most seconds of history (below ``beyond``, which does not fit) with
+    which a bare host fits ``budget``: the estimate grows with the history."""
+    fits, too_long = 0, beyond
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if _host_estimate(middle) <= budget:
+            fits = middle
+        else:
+            too_long = middle
+    return fits
+
+
+def _history_problem(values: Mapping[str, object], origins: Mapping[str, Source]) -> Problem | None:
+    """``agents.memory_budget`` too small for one host's metric history at
+    ``storage.max_data_age``: every report, however small, would be refused
+    (413 memory_budget_exceeded) by a server that started as if all were well."""
+    budget, age = values["agents.memory_budget"], values["storage.max_data_age"]
+    assert isinstance(budget, int) and isinstance(age, float | int)
+    needed = _host_estimate(age)
+    if needed <= budget:
+        return None
+    longest = _longest_history(budget, int(age))
+    unit = 3600 if longest >= 3600 else 60
+    longest = longest // unit * unit  # said in whole hours (or minutes)
+    mib = 1024**2
+    budget_needed = -(-needed // mib) * mib
+    return Problem("agents.memory_budget", origins["agents.memory_budget"],
+                   f"{format_size(budget)} (from {origins['agents.memory_budget']}) cannot hold one host's metric "
+                   f"history at storage.max_data_age {format_duration_compact(age)} (from "
+                   f"{origins['storage.max_data_age']}): a host that reports nothing else is estimated at "
+                   f"{needed / mib:.1f} MiB, so every report would get 413 memory_budget_exceeded; raise "
+                   f"agents.memory_budget to at least {format_size(budget_needed)} (hosts with containers and "
+                   f"processes need more) or lower storage.max_data_age to at most "
+                   f"{format_duration_compact(longest) if longest else 'what fits'}")
 
 
 def _from_environ(environ: Mapping[str, str]) -> Iterator[tuple[Key, RawValue]]:

@@ -214,6 +214,11 @@ class LimitsSettings:
     unsent_bytes_per_address: int
     """Bytes of HTTP responses being written to one client address's connections at once (trusted proxies
     exempt), per serving process; one response sent to several of them counts once."""
+    body_bytes_per_address: int
+    """Bytes of request bodies being received from one client address at once (trusted proxies exempt),
+    per serving process."""
+    body_bytes_total: int
+    """Bytes of request bodies being received from all clients at once, per serving process."""
     per_agent: int
     """Requests per minute from one agent."""
     per_user: int

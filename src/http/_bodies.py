@@ -1,20 +1,26 @@
-"""Reading requests: the path's length; bodies' size limits (also after decompression), gzip, JSON."""
+"""Reading requests: the path's length; bodies' size limits (also after
+decompression) and the budgets of bodies being received (per client address,
+and in all: ``_connection_limits``), gzip, JSON."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import zlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
 import trio
-from quart import g, request
+from quart import current_app, g, request
 from werkzeug.exceptions import RequestTimeout
 
 from trioscope.config import Settings, format_duration
 from trioscope.wire import InvalidDocument
 
+from ._connection_limits import BODY_PER_ADDRESS, BodyRead, admission_of_app
 from ._errors import ApiError, field_error
 
 
@@ -86,17 +92,16 @@ async def read_body_and_raw(settings: Settings, *, limit: int | None = None) -> 
             refuse it by) and after decompression.
 
     Raises:
-        ApiError: 413 beyond the size limit (Quart enforces it on the wire, we
-            after decompression), 415 for unknown content encodings, 408 when
-            the body took longer than ``server.body_timeout`` to arrive.
+        ApiError: 413 beyond the size limit (while it arrives, and after
+            decompression), 415 for unknown content encodings, 408 when the
+            body took longer than ``server.body_timeout`` to arrive, 503
+            ``body_budget_exceeded`` when the bodies being received from its
+            client address, or from all, would go beyond their budget.
     """
     if limit is None or limit >= settings.server.max_body_size:
         limit = settings.server.max_body_size
-        reading = request.get_data(cache=False)  # within Quart's BODY_TIMEOUT (create_app)
-    else:
-        reading = _read_at_most(limit, settings.server.body_timeout)
     try:
-        body = await reading
+        body = await _read_at_most(limit, settings.server.body_timeout)
     except RequestTimeout:
         timeout = settings.server.body_timeout
         raise ApiError(408, "request_timeout",
@@ -113,21 +118,78 @@ async def read_body_and_raw(settings: Settings, *, limit: int | None = None) -> 
     return body, body
 
 
+BODY_RETRY_AFTER = 5
+"""Seconds a client refused for the budgets of bodies being received waits:
+bodies are received, or given up, within ``server.body_timeout``."""
+
+
 async def _read_at_most(limit: int, timeout: float) -> bytes:
     """The body as it arrives, refused (413 naming ``limit``) as soon as it
     passes ``limit``: Quart's own limit is the server's, and a chunked body
-    was read whole up to it (10 MiB) before an endpoint's smaller one applied."""
-    if (request.content_length or 0) > limit:
+    was read whole up to it (10 MiB) before an endpoint's smaller one applied.
+
+    Its bytes count against the budgets of bodies being received as they
+    arrive, until it is read (``_budgeted``). Kept in a ``BytesIO``, whose
+    ``getvalue`` hands over its buffer (a body that came in one piece: that
+    piece) rather than copy it, as ``bytes(bytearray)`` did: a 10 MiB body
+    took 20 MiB at its end."""
+    declared = request.content_length or 0
+    if declared > limit:
         raise too_large(limit)
-    body = bytearray()
-    with trio.move_on_after(timeout) as scope:
-        async for chunk in request.body:
-            body += chunk
-            if len(body) > limit:
-                raise too_large(limit)
-    if scope.cancelled_caught:
-        raise RequestTimeout()
-    return bytes(body)
+    with _budgeted(declared) as charge:
+        body: io.BytesIO | None = None
+        received = 0
+        with trio.move_on_after(timeout) as scope:
+            async for chunk in request.body:
+                received += len(chunk)
+                if received > limit:
+                    raise too_large(limit)
+                charge(len(chunk))
+                if body is None:
+                    body = io.BytesIO(chunk)  # shares the chunk, copied only if another follows
+                    body.seek(0, io.SEEK_END)
+                else:
+                    body.write(chunk)
+        if scope.cancelled_caught:
+            raise RequestTimeout()
+        return b"" if body is None else body.getvalue()
+
+
+@contextlib.contextmanager
+def _budgeted(declared: int) -> Iterator[Callable[[int], None]]:
+    """Count the body's bytes as they arrive (the function yielded, given
+    each piece's size) against its client's and the server's budgets of
+    bodies being received (``ConnectionCounts.charge_body``), and give them
+    back when the body is read, refused or given up. Bytes counted, not a
+    ``Content-Length`` reserved: what is counted is what the server holds, and
+    a request's word for what it will send would let clients that send
+    nothing use the budgets up. A body whose declared length does not fit now
+    is refused before it is read, though.
+
+    Raises:
+        ApiError: 503 ``body_budget_exceeded`` with Retry-After, naming the setting.
+    """
+    admission = admission_of_app(current_app)
+    if admission is None:  # an app without trioscope's services
+        yield lambda size: None
+        return
+    counts = admission.counts
+    body = BodyRead(counts.holder(request.remote_addr or "unknown"))
+
+    def charge(size: int, ahead: int = 0) -> None:
+        refused = counts.charge_body(body, size, ahead)
+        if refused is not None:
+            told = admission.body_refused(body, refused)
+            raise ApiError(503, "body_budget_exceeded", f"{told}; retry in {BODY_RETRY_AFTER} s", details={
+                "setting": f"limits.{refused}",
+                "limit_bytes": counts.body_per_address if refused == BODY_PER_ADDRESS else counts.body_total},
+                headers={"Retry-After": str(BODY_RETRY_AFTER)})
+
+    try:
+        charge(0, declared)
+        yield charge
+    finally:
+        counts.end_body(body)
 
 
 def parse_json(body: bytes) -> Any:

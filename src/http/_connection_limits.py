@@ -12,6 +12,12 @@ connections, and how refusals are said.
   to one source's connections at once (one response written to several counts
   once): a client that asks for large answers and never reads them held a
   copy of each for ``--write-timeout``;
+- at most ``limits.body_bytes_per_address`` of request bodies being received
+  from one source (a trusted proxy's: no cap), and ``limits.body_bytes_total``
+  from all, counted as their bytes arrive until each body is read
+  (``_bodies``): a client that sends bodies of the largest size but their last
+  byte held ~10 MiB per connection for ``--body-timeout`` (150 connections of
+  one address: +1.5 GiB);
 - refusals counted in /metrics and logged once, then at most once a minute
   (``Lull``), and so are the accepts that failed (``AcceptFailures``).
 
@@ -30,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+from prometheus_client import Gauge
 
 from ._forwarded import TrustedProxies, source_of
 from ._services import services_of
@@ -48,7 +55,10 @@ REFUSALS_LOGGED_EVERY = 60.0
 PER_ADDRESS = "connections_per_address"
 TOTAL = "connections_total"
 UNSENT = "unsent_bytes_per_address"
-"""Why a connection was refused or closed: the ``reason`` label of ``app_requests_refused_total``."""
+BODY_PER_ADDRESS = "body_bytes_per_address"
+BODY_TOTAL = "body_bytes_total"
+"""Why a connection was refused or closed, or a request body refused: the
+``reason`` label of ``app_requests_refused_total``."""
 COUNTED_WRITE = 64 * 1024
 """Writes this large or larger count against ``limits.unsent_bytes_per_address``
 (smaller ones: at most this for each of an address's connections)."""
@@ -62,9 +72,22 @@ def connection_room(open_files: int) -> int:
     return max(1, open_files - min(FILE_RESERVE, open_files // 4))
 
 
+def shared_room_warning(per_address: int, open_files: int) -> str | None:
+    """What to say at start when ``limits.connections_per_address`` is no cap:
+    at or above the connections a process that may have ``open_files`` files
+    open holds (``connection_room``), one address could take them all."""
+    room = connection_room(open_files)
+    if per_address < room:
+        return None
+    return (f"limits.connections_per_address ({per_address}) is at or above the {room} client connections the "
+            f"open-file limit ({open_files}) allows: one client address could take every connection; lower "
+            "--max-connections-per-address below it or raise the open-file limit (ulimit -n, LimitNOFILE)")
+
+
 @attrs.frozen
 class Held:
-    """A connection ``ConnectionCounts.admit`` let in."""
+    """A connection ``ConnectionCounts.admit`` let in (or who a request's body
+    counts as: ``ConnectionCounts.holder``)."""
 
     source: str
     """What its client counts as (``_forwarded.source_of``: an IPv6 address's /64)."""
@@ -92,6 +115,26 @@ class Write:
 
 
 @attrs.define
+class BodyRead:
+    """A request body being received, counted (``ConnectionCounts.charge_body``)
+    as its bytes arrive, until ``end_body``."""
+
+    held: Held
+    """Whose it is: a request's client counts as its connection would (``ConnectionCounts.holder``)."""
+    size: int = 0
+    """Bytes counted so far."""
+
+
+def _uncount(counter: collections.Counter[str], key: str, count: int) -> None:
+    """``count`` less for ``key``, whose entry goes at zero (a source with none has none)."""
+    left = counter[key] - count
+    if left > 0:
+        counter[key] = left
+    else:
+        del counter[key]
+
+
+@attrs.define
 class ConnectionCounts:
     """The connections one serving process holds open, counted as
     ``GuardedTCPServer`` accepts and ends them: by client source, held to
@@ -116,30 +159,61 @@ class ConnectionCounts:
     """Bytes being written now by source (each distinct bytes once); a source with none has no entry."""
     _writes: dict[str, dict[int, list[int]]] = attrs.field(factory=dict, init=False)
     """By source, the bytes being written: their id -> [writes of them, their size]."""
+    body_per_address: int = 2**62
+    """``limits.body_bytes_per_address``."""
+    body_total: int = 2**62
+    """``limits.body_bytes_total``."""
+    receiving: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    """Bytes of request bodies being received now by source, trusted proxies'
+    left out; a source with none has no entry."""
+    receiving_total: int = 0
+    """Bytes of request bodies being received now, trusted proxies' included."""
+
+    def holder(self, peer: str) -> Held:
+        """What a connection from ``peer`` (the address it comes from) counts as; nothing counted."""
+        return Held(source_of(peer), not (self.proxies.networks and self._trusted(peer)))
 
     def admit(self, peer: str) -> Held | Refused:
-        """Count a connection from ``peer`` (the address it comes from), or
-        say why it is refused (nothing counted then)."""
-        source = source_of(peer)
-        per_address = not (self.proxies.networks and self._trusted(peer))
-        if per_address and self.by_source[source] >= self.per_address:
-            return Refused(source, PER_ADDRESS)
+        """Count a connection from ``peer``, or say why it is refused (nothing counted then)."""
+        held = self.holder(peer)
+        if held.per_address and self.by_source[held.source] >= self.per_address:
+            return Refused(held.source, PER_ADDRESS)
         if self.open >= self.total:
-            return Refused(source, TOTAL)
+            return Refused(held.source, TOTAL)
         self.open += 1
-        if per_address:
-            self.by_source[source] += 1
-        return Held(source, per_address)
+        if held.per_address:
+            self.by_source[held.source] += 1
+        return held
 
     def release(self, held: Held) -> None:
         """A connection ``admit`` let in is over."""
         self.open -= 1
         if held.per_address:
-            left = self.by_source[held.source] - 1
-            if left > 0:
-                self.by_source[held.source] = left
-            else:
-                del self.by_source[held.source]
+            _uncount(self.by_source, held.source, 1)
+
+    def charge_body(self, body: BodyRead, size: int, ahead: int = 0) -> str | None:
+        """Count ``size`` more bytes of ``body`` received; or, counting
+        nothing, why they (and ``ahead``, bytes its request says are still to
+        come) would take its source past ``body_per_address`` (``BODY_PER_ADDRESS``)
+        or every source past ``body_total`` (``BODY_TOTAL``)."""
+        wanted = size + ahead
+        if body.held.per_address and self.receiving[body.held.source] + wanted > self.body_per_address:
+            return BODY_PER_ADDRESS
+        if self.receiving_total + wanted > self.body_total:
+            return BODY_TOTAL
+        if size:
+            body.size += size
+            self.receiving_total += size
+            if body.held.per_address:
+                self.receiving[body.held.source] += size
+        return None
+
+    def end_body(self, body: BodyRead) -> None:
+        """``body`` is received (or given up): what it counted goes back."""
+        self.receiving_total -= body.size
+        if body.held.per_address and body.size:
+            _uncount(self.receiving, body.held.source, body.size)
+        body.size = 0
 
     def start_write(self, held: Held, key: int, size: int) -> Write | None:
         """Count ``size`` bytes (the object whose id is ``key``) being written
@@ -169,11 +243,8 @@ class ConnectionCounts:
         if entry[0]:
             return
         del writes[write.key]
-        left = self.unsent[write.source] - entry[1]
-        if left > 0:
-            self.unsent[write.source] = left
-        else:
-            del self.unsent[write.source]
+        _uncount(self.unsent, write.source, entry[1])
+        if write.source not in self.unsent:
             del self._writes[write.source]
 
     def _trusted(self, peer: str) -> bool:
@@ -221,7 +292,7 @@ class Admission:
     def __init__(self, counts: ConnectionCounts, refused: Callable[[str], None]) -> None:
         self.counts = counts
         self._count_refusal = refused
-        self._lulls = {PER_ADDRESS: Lull(), TOTAL: Lull(), UNSENT: Lull()}
+        self._lulls = {reason: Lull() for reason in (PER_ADDRESS, TOTAL, UNSENT, BODY_PER_ADDRESS, BODY_TOTAL)}
 
     def refused(self, refusal: Refused) -> None:
         """A connection closed as accepted: counted, and said (``Lull``)."""
@@ -233,6 +304,20 @@ class Admission:
         self._said(UNSENT, f"closed a connection from {source} instead of writing {size / mib:.1f} MiB of a "
                    f"response to it: its connections are being written {self.counts.unsent[source] / mib:.1f} MiB "
                    f"already (limits.unsent_bytes_per_address: {self.counts.unsent_per_address / mib:g} MiB)")
+
+    def body_refused(self, body: BodyRead, reason: str) -> str:
+        """A request body ``ConnectionCounts.charge_body`` refused (its request
+        gets 503): counted, and said (``Lull``). Returns what the client is told."""
+        mib = 1024**2
+        counts = self.counts
+        if reason == BODY_PER_ADDRESS:
+            told = (f"the server is receiving {counts.receiving[body.held.source] / mib:.1f} MiB of request bodies "
+                    f"from this address already (limits.body_bytes_per_address: {counts.body_per_address / mib:g} MiB)")
+        else:
+            told = (f"the server is receiving {counts.receiving_total / mib:.1f} MiB of request bodies already "
+                    f"(limits.body_bytes_total: {counts.body_total / mib:g} MiB)")
+        self._said(reason, f"refused a request body from {body.held.source}: {told}")
+        return told
 
     def _said(self, reason: str, what: str) -> None:
         self._count_refusal(reason)
@@ -250,21 +335,31 @@ def admission_of(app: Any) -> Admission | None:
     """The admission of the application Hypercorn serves (its ``ASGIWrapper``
     holds it), made with its first connection; None for an application
     without trioscope's services (a bare Hypercorn)."""
-    quart = getattr(app, "app", None)
+    return admission_of_app(getattr(app, "app", None))
+
+
+def admission_of_app(quart: Any) -> Admission | None:
+    """``admission_of`` the Quart application itself (a request's ``current_app``):
+    made here if no connection made it (the test client connects none)."""
     extensions = getattr(quart, "extensions", None)
     if not isinstance(extensions, dict):
         return None
     admission: Admission | None = extensions.get(_ADMISSION)
     if admission is None:
         try:
-            s = services_of(quart)  # type: ignore[arg-type]  # a Quart app: it has extensions
+            s = services_of(quart)
         except KeyError:
             return None
         open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-        counts = ConnectionCounts(per_address=s.settings.limits.connections_per_address,
+        limits = s.settings.limits
+        counts = ConnectionCounts(per_address=limits.connections_per_address,
                                   total=connection_room(open_files), proxies=s.proxies,
-                                  unsent_per_address=s.settings.limits.unsent_bytes_per_address)
+                                  unsent_per_address=limits.unsent_bytes_per_address,
+                                  body_per_address=limits.body_bytes_per_address,
+                                  body_total=limits.body_bytes_total)
         admission = extensions[_ADMISSION] = Admission(counts, s.metrics.refused)
+        Gauge("app_request_body_bytes", "Bytes of request bodies being received now (limits.body_bytes_total)",
+              registry=s.metrics.registry).set_function(lambda: counts.receiving_total)
     return admission
 
 

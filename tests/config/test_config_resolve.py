@@ -189,7 +189,9 @@ def test_limits_are_inclusive_and_enforced(flags, expected):
 
 def test_limit_edges_are_accepted():
     settings = resolve_settings(
-        {"server.port": "0", "storage.max_data_age": "720h", "websocket.buffer_size": "65536"},
+        # A budget that holds a host's metric history of 720h (_history_problem).
+        {"server.port": "0", "storage.max_data_age": "720h", "agents.memory_budget": "16MiB",
+         "websocket.buffer_size": "65536"},
         {"TRIOSCOPE_STORAGE_CLEANUP_INTERVAL": "1s"},
     )
     assert settings.server.port == 0
