@@ -83,13 +83,20 @@ async def read_body(settings: Settings, *, limit: int | None = None) -> bytes:
     return (await read_body_and_raw(settings, limit=limit))[0]
 
 
-async def read_body_and_raw(settings: Settings, *, limit: int | None = None) -> tuple[bytes, bytes]:
+async def read_body_and_raw(settings: Settings, *, limit: int | None = None,
+                            hold: contextlib.ExitStack | None = None) -> tuple[bytes, bytes]:
     """The request body decompressed, and as it came on the wire (signatures cover that).
 
     Args:
         limit: an endpoint's own limit, below ``server.max_body_size``: it
             applies while the body arrives (a chunked body has no length to
             refuse it by) and after decompression.
+        hold: keep the body's bytes (its decompressed ones too) counted
+            against the budgets of bodies being received until ``hold``
+            closes, not only while it arrives: for a request that keeps its
+            body while it waits (a large report waits for the one decode
+            thread, and 150 valid 10 MB reports of one address all read
+            and waiting held 1.5 GB).
 
     Raises:
         ApiError: 413 beyond the size limit (while it arrives, and after
@@ -100,18 +107,23 @@ async def read_body_and_raw(settings: Settings, *, limit: int | None = None) -> 
     """
     if limit is None or limit >= settings.server.max_body_size:
         limit = settings.server.max_body_size
-    try:
-        body = await _read_at_most(limit, settings.server.body_timeout)
-    except RequestTimeout:
-        timeout = settings.server.body_timeout
-        raise ApiError(408, "request_timeout",
-                       f"the request body did not arrive within {format_duration(timeout)} (server.body_timeout)",
-                       details={"timeout_seconds": timeout, "setting": "server.body_timeout"}) from None
+    with contextlib.ExitStack() as own:
+        charge = (own if hold is None else hold).enter_context(_budgeted(request.content_length or 0))
+        try:
+            body = await _read_at_most(limit, settings.server.body_timeout, charge)
+        except RequestTimeout:
+            timeout = settings.server.body_timeout
+            raise ApiError(408, "request_timeout",
+                           f"the request body did not arrive within {format_duration(timeout)} (server.body_timeout)",
+                           details={"timeout_seconds": timeout, "setting": "server.body_timeout"}) from None
     assert isinstance(body, bytes)
     g.body_read = True  # the connection can carry the next request (see _errors)
     encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding == "gzip":
-        return _gunzip(body, limit), body
+        inflated = _gunzip(body, limit)
+        if hold is not None:
+            charge(len(inflated))
+        return inflated, body
     if encoding not in ("identity", ""):
         raise ApiError(415, "unsupported_encoding",
                        f"Content-Encoding {encoding!r} is not supported; send identity or gzip")
@@ -123,36 +135,33 @@ BODY_RETRY_AFTER = 5
 bodies are received, or given up, within ``server.body_timeout``."""
 
 
-async def _read_at_most(limit: int, timeout: float) -> bytes:
+async def _read_at_most(limit: int, timeout: float, charge: Callable[[int], None]) -> bytes:
     """The body as it arrives, refused (413 naming ``limit``) as soon as it
     passes ``limit``: Quart's own limit is the server's, and a chunked body
     was read whole up to it (10 MiB) before an endpoint's smaller one applied.
 
-    Its bytes count against the budgets of bodies being received as they
-    arrive, until it is read (``_budgeted``). Kept in a ``BytesIO``, whose
-    ``getvalue`` hands over its buffer (a body that came in one piece: that
-    piece) rather than copy it, as ``bytes(bytearray)`` did: a 10 MiB body
-    took 20 MiB at its end."""
-    declared = request.content_length or 0
-    if declared > limit:
+    Its bytes are counted (``charge``: ``_budgeted``'s) as they arrive. Kept
+    in a ``BytesIO``, whose ``getvalue`` hands over its buffer (a body that
+    came in one piece: that piece) rather than copy it, as ``bytes(bytearray)``
+    did: a 10 MiB body took 20 MiB at its end."""
+    if (request.content_length or 0) > limit:
         raise too_large(limit)
-    with _budgeted(declared) as charge:
-        body: io.BytesIO | None = None
-        received = 0
-        with trio.move_on_after(timeout) as scope:
-            async for chunk in request.body:
-                received += len(chunk)
-                if received > limit:
-                    raise too_large(limit)
-                charge(len(chunk))
-                if body is None:
-                    body = io.BytesIO(chunk)  # shares the chunk, copied only if another follows
-                    body.seek(0, io.SEEK_END)
-                else:
-                    body.write(chunk)
-        if scope.cancelled_caught:
-            raise RequestTimeout()
-        return b"" if body is None else body.getvalue()
+    body: io.BytesIO | None = None
+    received = 0
+    with trio.move_on_after(timeout) as scope:
+        async for chunk in request.body:
+            received += len(chunk)
+            if received > limit:
+                raise too_large(limit)
+            charge(len(chunk))
+            if body is None:
+                body = io.BytesIO(chunk)  # shares the chunk, copied only if another follows
+                body.seek(0, io.SEEK_END)
+            else:
+                body.write(chunk)
+    if scope.cancelled_caught:
+        raise RequestTimeout()
+    return b"" if body is None else body.getvalue()
 
 
 @contextlib.contextmanager
@@ -160,7 +169,8 @@ def _budgeted(declared: int) -> Iterator[Callable[[int], None]]:
     """Count the body's bytes as they arrive (the function yielded, given
     each piece's size) against its client's and the server's budgets of
     bodies being received (``ConnectionCounts.charge_body``), and give them
-    back when the body is read, refused or given up. Bytes counted, not a
+    back when the body is read, refused or given up (or, held, when its
+    request is done with it: ``read_body_and_raw``'s ``hold``). Bytes counted, not a
     ``Content-Length`` reserved: what is counted is what the server holds, and
     a request's word for what it will send would let clients that send
     nothing use the budgets up. A body whose declared length does not fit now

@@ -12,6 +12,7 @@ reviewer's client did (150 such connections of one address held +1.5 GiB for
 
 from __future__ import annotations
 
+import gzip
 import time
 from urllib.parse import urlsplit
 
@@ -160,6 +161,31 @@ async def test_a_trusted_proxy_is_exempt_from_the_address_budget_not_from_the_to
             _refused_as(await _answer(other), "limits.body_bytes_total")
             await other.aclose()
             assert await _metric(server, "app_request_body_bytes") == 8 * HELD
+        finally:
+            for stream in held:
+                await stream.aclose()
+        await _held(server, 0)
+
+
+async def test_a_reports_decompressed_body_counts_while_the_report_is_taken_in() -> None:
+    """A report holds its body until it is handed on (a large one waits for
+    the one decode thread), and a gzip body holds what it inflates to: both
+    counted then, not only the wire bytes while they arrive. With four
+    bodies held, a report whose few KB of gzip fit the address's 4 MiB, but
+    not the ~1 MB they inflate to."""
+    with ServerProcess(FLAGS) as server:
+        held = await _hold(server, "127.0.0.31", 4)
+        try:
+            report = host_report(0, timestamp=time.time(), agent_prefix=fresh("inflated"))
+            report["host_info"]["os"] = ""
+            document = orjson.dumps({**report, "padding": " " * (BODY - 10_000)})
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=30,
+                                         transport=httpx.AsyncHTTPTransport(local_address="127.0.0.31")) as client:
+                answer = await client.post("/api/v1/reports", content=gzip.compress(document), headers={
+                    "Content-Type": "application/json", "Content-Encoding": "gzip"})
+            assert answer.status_code == 503, answer.text[:500]
+            assert answer.json()["error"]["details"]["setting"] == "limits.body_bytes_per_address"
+            assert await _metric(server, "app_request_body_bytes") == 4 * HELD  # nothing of it kept counted
         finally:
             for stream in held:
                 await stream.aclose()
