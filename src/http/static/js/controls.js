@@ -6,6 +6,7 @@
 
 import { ApiError, api, socketUrl, tokenProtocols } from "./api.js";
 import { el } from "./dom.js";
+import { visible } from "./format.js";
 import { LiveLog } from "./livelog.js";
 import { ReconnectingSocket } from "./socket.js";
 
@@ -85,23 +86,23 @@ export class Controls {
 
   async #run(node, control, parameters = {}) {
     if (control.id === "exec") {
-      const line = await this.confirm({ title: `Run a command in ${node.label}`, text: "", input: "" });
+      const line = await this.confirm({ title: `Run a command in ${visible(node.label)}`, text: "", input: "" });
       if (line === null) return;
       const argv = line.trim().split(/\s+/).filter(Boolean);
       if (!argv.length) return;
       parameters = { argv };
     } else if (control.confirm) {
-      const ok = await this.confirm({ title: `${control.label} ${node.label}?`, text: `This sends docker ${control.id} to the container's host.` });
+      const ok = await this.confirm({ title: `${control.label} ${visible(node.label)}?`, text: `This sends docker ${control.id} to the container's host.` });
       if (ok === null) return;
     }
     if (control.id === "logs") parameters = { tail: 200, ...parameters };
     try {
       const created = await api(`/api/v1/query/nodes/${encodeURIComponent(node.id)}/controls/${encodeURIComponent(control.id)}`,
         { method: "POST", body: { parameters } });
-      this.#remember({ ...created, id: created.command_id, action: control.id, node: node.id, label: node.label, parameters });
+      this.#remember({ ...created, id: created.command_id, action: control.id, node: node.id, label: visible(node.label), parameters });
     } catch (error) {
       const text = error instanceof ApiError ? `${control.label}: ${error.message}` : String(error);
-      this.#remember({ id: `error-${Date.now()}`, action: control.id, node: node.id, label: node.label, status: "failed", error: text });
+      this.#remember({ id: `error-${Date.now()}`, action: control.id, node: node.id, label: visible(node.label), status: "failed", error: text });
     }
   }
 

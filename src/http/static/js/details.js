@@ -7,7 +7,7 @@
 import { api } from "./api.js";
 import { el, sparkline } from "./dom.js";
 import { health } from "./health.js";
-import { metricLabel, metricValue } from "./format.js";
+import { metricLabel, metricValue, visible } from "./format.js";
 import { memberIds } from "./groups.js";
 import { labelOfId } from "./model.js";
 import { SeriesChart } from "./series.js";
@@ -41,7 +41,7 @@ export class DetailsPanel {
     this.root.hidden = false;
     if (changed) {
       this.controls.leave();
-      this.title.textContent = id;
+      this.title.textContent = visible(id);
       this.root.dataset.state = "loading";
       this.root.dataset.node = id;
       this.#message(el("p", { class: "muted", text: "loading…" }));
@@ -67,22 +67,23 @@ export class DetailsPanel {
     this.root.hidden = false;
     this.root.dataset.node = id;
     if (!group) {
-      this.title.textContent = id.split(":").slice(2).join(":") || id;
+      this.title.textContent = visible(id.split(":").slice(2).join(":") || id);
       this.root.dataset.state = group === undefined ? "loading" : "gone";
       this.#message(group === undefined ? el("p", { class: "muted", text: "loading…" })
         : el("p", { text: "No process of that name runs on that host now." }));
       return;
     }
     this.root.dataset.state = "loaded";
-    const name = group.metadata.name;
+    const name = visible(group.metadata.name);
     this.title.textContent = name;
     const members = memberIds(group);
     const pids = group.metadata.pids || [];
     const statuses = Object.entries(group.metadata.statuses || {}).map(([status, n]) => `${n} ${status}`).join(", ");
-    const facts = [["name", name], ["host", labelOfId(group.host)], ["processes", members.length], ["statuses", statuses]];
+    const facts = [["name", name], ["host", visible(labelOfId(group.host))], ["processes", members.length],
+      ["statuses", visible(statuses)]];
     this.#message(
       el("p", {},
-        el("span", { class: `badge status ${health(group)}`, text: group.status }), " ",
+        el("span", { class: `badge status ${health(group)}`, text: visible(group.status) }), " ",
         el("span", { class: "badge", text: "processes of one name" })),
       el("section", { class: "metrics" }, el("h3", { text: "Metrics (summed)" }),
         Object.entries(group.metrics).map(([metric, value]) => el("div", { class: "metric", "data-metric": metric },
@@ -149,12 +150,12 @@ export class DetailsPanel {
     const node = details.node;
     this.root.dataset.state = "loaded";
     this.root.dataset.node = node.id;
-    this.title.textContent = node.label;
+    this.title.textContent = visible(node.label);
     const metadata = node.metadata || {};
     const top = [
       el("p", {},
-        el("span", { class: `badge status ${health(node)}`, text: node.status }), " ",
-        el("span", { class: "badge", text: node.type }), " ",
+        el("span", { class: `badge status ${health(node)}`, text: visible(node.status) }), " ",
+        el("span", { class: "badge", text: visible(node.type) }), " ",
         el("span", { class: "muted", text: `seen ${new Date(node.last_seen).toLocaleTimeString()}` })),
     ];
     if (node.type === "container") top.push(this.controls.render(node, details));
@@ -162,11 +163,11 @@ export class DetailsPanel {
     const sections = [];
     const facts = Object.entries(metadata).filter(([k]) => !HIDDEN_METADATA.has(k));
     sections.push(el("h3", { text: "Metadata" }),
-      el("dl", {}, facts.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: show(v) })])));
+      el("dl", {}, facts.flatMap(([k, v]) => [el("dt", { text: visible(k) }), el("dd", { text: show(v) })])));
     const labels = Object.entries(metadata.labels || {});
     if (labels.length) {
       sections.push(el("h3", { text: "Labels" }),
-        el("dl", { class: "labels" }, labels.flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v })])));
+        el("dl", { class: "labels" }, labels.flatMap(([k, v]) => [el("dt", { text: visible(k) }), el("dd", { text: visible(v) })])));
     }
     for (const [title, list] of [["Parents", details.parents], ["Groups", details.groups],
       ["Children", details.children], ["Connected", details.connected]]) {
@@ -185,14 +186,14 @@ export class DetailsPanel {
     return el("section", { class: "metrics" },
       el("h3", { text: `Metrics (${history ? history.resolution_seconds : 15} s)` }),
       names.map((name) => el("div", { class: "metric", "data-metric": name },
-        el("span", { text: metricLabel(name) }),
+        el("span", { text: visible(metricLabel(name)) }),
         sparkline(points.map((p) => p[name])),
         el("span", { class: "value", text: metricValue(name, node.metrics[name]) }))));
   }
 
   #links(list, title) {
     return el("ul", { "data-list": title.toLowerCase() }, list.slice(0, MAX_LINKS).map((item) =>
-      el("li", {}, el("a", { href: "#", "data-node": item.id, text: item.label || item.id,
+      el("li", {}, el("a", { href: "#", "data-node": item.id, text: visible(item.label || item.id),
         onclick: (event) => { event.preventDefault(); this.onNavigate(item.id); } }),
         item.connections ? el("span", { class: "muted", text: ` ${item.connections} conn.` }) : null)),
     list.length > MAX_LINKS ? el("li", { class: "muted", text: `and ${list.length - MAX_LINKS} more` }) : null);
@@ -202,6 +203,6 @@ export class DetailsPanel {
 function show(value) {
   if (value === null || value === undefined) return "–";
   if (Array.isArray(value)) return value.map(show).join(", ");
-  if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${k}: ${show(v)}`).join(", ");
-  return String(value);
+  if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${visible(k)}: ${show(v)}`).join(", ");
+  return visible(value);
 }

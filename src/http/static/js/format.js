@@ -26,3 +26,17 @@ export function metricLabel(name) {
 export function clock(date) {
   return date ? date.toLocaleTimeString() : "–";
 }
+
+// Text a probe reported, as it is to be shown: control, format (bidi
+// overrides, zero-width) and line-separator characters as `\u202E`-style
+// escapes, so that a name cannot hide, reorder or fake what is around it.
+// The one function the table, the graph's labels and the details use.
+const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+export function visible(text) {
+  if (text === null || text === undefined) return "";
+  const value = String(text);
+  INVISIBLE.lastIndex = 0;
+  if (!INVISIBLE.test(value)) return value; // the usual case: no new string
+  return value.replace(INVISIBLE, (c) => `\\u${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`);
+}

@@ -1,10 +1,12 @@
 // The graph: nodes at their layout positions on a canvas, grouped by parent,
-// edges for connections. Drawn only when something changed (one frame per
-// change, batched by requestAnimationFrame), with one path per colour so that
-// 10,000 nodes are a handful of canvas calls.
+// edges for connections. Drawn only when something changed (at most once per
+// frame, and no sooner after a draw than it took: pacer.js), with one path per
+// colour so that 10,000 nodes are a handful of canvas calls.
 
+import { visible } from "./format.js";
 import { COLOURS, health } from "./health.js";
 import { labelOfId } from "./model.js";
+import { Pacer } from "./pacer.js";
 
 const BASE_RADIUS = 8;
 const MIN_ZOOM = 0.02, MAX_ZOOM = 8;
@@ -30,14 +32,16 @@ export class GraphView {
     this.sizeMax = 1;
     this.selected = "";
     this.hovered = "";
-    this.pending = false;
     this.lastFrameMs = 0;
+    this.draws = 0; // canvas redraws (tests read it: a diff that changes nothing drawn draws nothing)
+    this.pacer = new Pacer(() => this.#drawTimed());
     this.betweenGroups = null; // the edges between groups, for the data of the last setData
     this.#listen();
     new ResizeObserver(() => this.invalidate()).observe(canvas);
   }
 
   // edgesVersion: changes whenever `edges` (a Map or an array) changes content.
+  // Draws nothing by itself: the caller draws (drawNow) once it has set everything.
   setData({ nodes, names, edges, edgesVersion, layout, match, sizeBy, selected }) {
     Object.assign(this, { nodes, names, edges, layout, match, sizeBy, selected });
     // The edges between groups are worked out again only when they may differ
@@ -57,18 +61,23 @@ export class GraphView {
     if (!this.placed && nodes.size) {
       this.placed = this.fit();
     }
-    this.invalidate();
   }
 
+  // Something drawn changed (the camera, the hovered node, the size): drawn in a later frame.
   invalidate() {
-    if (this.pending) return;
-    this.pending = true;
-    requestAnimationFrame(() => {
-      this.pending = false;
-      const started = performance.now();
-      this.#draw();
-      this.lastFrameMs = performance.now() - started;
-    });
+    this.pacer.request();
+  }
+
+  // Drawn now (from a frame callback that has just set the data), instead of any draw to come.
+  drawNow() {
+    this.pacer.runNow();
+  }
+
+  #drawTimed() {
+    const started = performance.now();
+    this.#draw();
+    this.lastFrameMs = performance.now() - started;
+    this.draws += 1;
   }
 
   fit() {
@@ -139,7 +148,7 @@ export class GraphView {
     const { k, x, y } = this.camera;
     ctx.setTransform(dpr * k, 0, 0, dpr * k, dpr * x, dpr * y);
     const view = { minX: -x / k, minY: -y / k, maxX: (width - x) / k, maxY: (height - y) / k };
-    const visible = (p, r) => p.x + r >= view.minX && p.x - r <= view.maxX && p.y + r >= view.minY && p.y - r <= view.maxY;
+    const inSight = (p, r) => p.x + r >= view.minX && p.x - r <= view.maxX && p.y + r >= view.minY && p.y - r <= view.maxY;
 
     // Groups: a disc per parent with its name.
     ctx.fillStyle = "#eceff5";
@@ -147,7 +156,7 @@ export class GraphView {
     ctx.lineWidth = 1 / k;
     const named = [];
     for (const [key, group] of this.layout.groups) {
-      if (!key || !visible(group, group.radius)) continue;
+      if (!key || !inSight(group, group.radius)) continue;
       ctx.beginPath();
       ctx.arc(group.x, group.y, group.radius, 0, 2 * Math.PI);
       ctx.fill();
@@ -187,7 +196,7 @@ export class GraphView {
       const place = this.layout.position(id);
       if (!place) continue;
       const r = this.radius(node);
-      if (!visible(place, r)) continue;
+      if (!inSight(place, r)) continue;
       const on = this.match(node);
       const key = on ? health(node) : "faint";
       if (!buckets.has(key)) buckets.set(key, []);
@@ -221,7 +230,7 @@ export class GraphView {
       ctx.font = "600 12px system-ui, sans-serif";
       ctx.fillStyle = "#566074";
       for (const [key, group] of named) {
-        ctx.fillText(labelOfId(key, this.nodes, this.names), x + group.x * k, y + (group.y - group.radius) * k - 6);
+        ctx.fillText(visible(labelOfId(key, this.nodes, this.names)), x + group.x * k, y + (group.y - group.radius) * k - 6);
       }
     }
     // As many characters as fit between neighbours (~6.5 px each), whole below 40 nodes.
@@ -230,7 +239,7 @@ export class GraphView {
       ctx.font = "11px system-ui, sans-serif";
       ctx.fillStyle = "#1d2330";
       for (const [node, place, r] of labelled) {
-        ctx.fillText(truncate(node.label, room), x + place.x * k, y + (place.y + r) * k + 13);
+        ctx.fillText(truncate(visible(node.label), room), x + place.x * k, y + (place.y + r) * k + 13);
       }
     }
   }
@@ -290,7 +299,7 @@ export class GraphView {
         this.hovered = hovered;
         canvas.classList.toggle("pointing", Boolean(hovered));
         const node = this.nodes.get(hovered);
-        canvas.title = node ? `${node.label} (${node.status})` : "";
+        canvas.title = node ? `${visible(node.label)} (${visible(node.status)})` : "";
         this.invalidate();
       }
     });

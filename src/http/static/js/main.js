@@ -10,11 +10,13 @@ import { compileFilter } from "./filter.js";
 import { clock, metricLabel } from "./format.js";
 import { GraphView } from "./graph.js";
 import { ProcessesShown, groupShowing, isGroupId, processesView } from "./groups.js";
+import { health } from "./health.js";
 import { Layout } from "./layout.js";
 import { Topology, splitId } from "./model.js";
+import { Pacer } from "./pacer.js";
 import { ReconnectingSocket } from "./socket.js";
 import { VIEWS, formatState, kindOf, parseLabels, parseState, viewOf } from "./state.js";
-import { TableView } from "./table.js";
+import { MAX_METRIC_COLUMNS, TableView } from "./table.js";
 
 const STATS_EVERY_MS = 5000;
 const REFUSED_AFTER = 3; // failed connection attempts in a row before the page says the server may be refusing
@@ -29,7 +31,6 @@ const layout = new Layout();
 let live = null;
 let principal = null;
 let lastUpdate = null;
-let dirty = false;
 let statsTimer = null;
 let liveView = null; // the view the live socket follows (asked in its URL, or by a subscribe)
 let resyncing = false; // a resync was asked: diffs are pointless until the reset comes
@@ -37,6 +38,12 @@ let typing = null; // the search box's debounce
 let expiry = null; // signs the user out when the token expires
 let viewNumber = 0; // counts the views followed: a new one's table is sorted afresh
 let serverNodes = null; // nodes in all views, from the stats: 0 means no probe has reported yet
+let serverByType = {}; // the same by node type (an empty view says which others have nodes)
+let serverVersion = null; // the topology's version at the last stats poll
+let behind = false; // the page had not reached, by this poll, the version the server had at the last one
+let connection = { kind: "closed", info: {} }; // the live socket's state (socket.js)
+let countdown = null; // ticks "reconnecting in N s" down
+const renderer = new Pacer(render); // renders at most once a frame, and no more often than a render takes
 
 const graph = new GraphView($("canvas"), { onSelect: (id) => select(id) });
 const table = new TableView($("table"), {
@@ -44,7 +51,7 @@ const table = new TableView($("table"), {
   onSort: (key) => {
     state = { ...state, dir: state.sort === key && state.dir === "asc" ? "desc" : "asc", sort: key };
     saveState();
-    render();
+    invalidate();
   },
 });
 const alerts = new AlertList($("alerts"));
@@ -233,23 +240,69 @@ function onTopology(payload) {
   if (payload.view !== serverView()) return; // still the previous view's, in flight
   // What the page itself spends on a view is from here to "trioscope:interactive" (bench/ui.py).
   if (payload.reset && document.documentElement.dataset.ready !== "true") performance.mark("trioscope:view-received");
+  const before = payload.reset ? null : formerNodes(payload);
   const change = model.apply(payload);
   if (change.kind === "stale") return;
   if (change.kind === "gap") {
     if (!resyncing) live.send({ type: "resync" }); // a lost update: the server sends the whole view again
     resyncing = true;
+    showConnection();
     return;
   }
   if (processes) processes.apply(change, model.nodes);
   if (change.kind === "reset") resyncing = false;
+  if (behind && model.version >= serverVersion) behind = false; // caught up with the server's last known version
+  showConnection();
   $("stat-version").textContent = String(model.version);
   const nodes = change.added.length + change.updated.length + change.removed.length;
   if (change.kind !== "reset" && !nodes && !change.edges) return; // a diff for other views: nothing to draw
   lastUpdate = new Date();
-  if (state.node && [change.added, change.updated, change.removed].some((ids) => ids.includes(state.node))) {
-    details.touched();
+  $("stat-updated").textContent = clock(lastUpdate);
+  const selected = state.node && [change.added, change.updated, change.removed].some((ids) => ids.includes(state.node));
+  if (selected) details.touched();
+  // Reports come every few seconds from every host, most changing nothing drawn (last_seen):
+  // those redraw nothing (a group's details are drawn from the view: they follow it).
+  if (change.kind === "reset" || change.added.length || change.removed.length || change.edges
+      || (selected && isGroupId(state.node)) || changesShown(change.updated, before)) {
+    invalidate();
   }
-  invalidate();
+}
+
+// The nodes a diff is about to replace, as they were (to tell whether anything shown changed).
+function formerNodes(payload) {
+  const former = new Map();
+  for (const part of [payload.add, payload.update]) {
+    for (const id in (part && part.nodes) || {}) {
+      const node = model.nodes.get(id);
+      if (node) former.set(id, node);
+    }
+  }
+  return former;
+}
+
+// Whether any of the `updated` nodes looks different now from `before` (its
+// former self): what the graph or the table shows of it, or whether the filters let it through.
+function changesShown(updated, before) {
+  if (!updated.length) return false;
+  const metrics = state.mode === "table" ? model.metricNames().slice(0, MAX_METRIC_COLUMNS) : [state.size];
+  const match = compileFilter(filtersOf(state));
+  for (const id of updated) {
+    const old = before.get(id), node = model.nodes.get(id);
+    if (!old || !node) return true;
+    if (looks(old, metrics) !== looks(node, metrics)) return true;
+    if (match.active && match(old) !== match(node)) return true;
+  }
+  return false;
+}
+
+// What the graph and the table show of a node: its colour, name, kind and
+// parent, how many processes a group holds, and the metrics shown (the
+// table's columns, or the one the graph sizes nodes by).
+function looks(node, metrics) {
+  const meta = node.metadata || {};
+  const values = metrics.map((name) => (name && node.metrics ? node.metrics[name] : undefined));
+  return JSON.stringify([health(node), node.status, node.label, node.type, node.parent || "",
+    meta.pids ? meta.pids.length : null, meta.kernel_thread === true, values]);
 }
 
 function startLive() {
@@ -265,17 +318,51 @@ function startLive() {
       followView();
       if (principal) refreshStats(); // the stats bar counts this client from now on
     },
-    onState: (kind, info) => {
-      let label = kind === "reconnecting" ? `reconnecting in ${info.seconds} s` : kind;
-      // A browser is told nothing of why a handshake failed (a 429 or 503 looks like a lost network):
-      // after a few in a row, say what it likely is.
-      const refused = kind === "reconnecting" && info.failures >= REFUSED_AFTER;
-      if (refused) label += " (the server is not accepting the connection: down, busy or limiting this address)";
-      $("connection").dataset.state = kind;
-      $("connection").dataset.refused = String(refused);
-      $("connection").textContent = label;
+    onState: (kind, info = {}) => {
+      connection = { kind, info, until: kind === "reconnecting" ? Date.now() + info.delayMs : null };
+      if (kind !== "live") behind = false; // a new connection starts with the whole view
+      showConnection();
     },
   });
+}
+
+// The connection's state as the page shows it: "live" only while the page keeps up with the server.
+function connectionState() {
+  const { kind } = connection;
+  if (kind !== "live") return kind;
+  if (resyncing) return "resyncing";
+  if (model.version === null) return "loading";
+  return behind ? "behind" : "live";
+}
+
+const CONNECTION_LABELS = {
+  closed: "not signed in", connecting: "connecting…", live: "live", loading: "loading the view…",
+  resyncing: "resyncing (an update was lost: the whole view is on its way)",
+  behind: "behind (the page is catching up with the server)",
+};
+
+function showConnection() {
+  const element = $("connection");
+  const kind = connectionState();
+  const { info } = connection;
+  clearTimeout(countdown);
+  let label = CONNECTION_LABELS[kind] || kind;
+  if (kind === "reconnecting") {
+    const left = Math.max(0, connection.until - Date.now());
+    label = `reconnecting in ${Math.ceil(left / 1000)} s`;
+    if (left > 0) countdown = setTimeout(showConnection, (left % 1000) || 1000); // the next whole second
+  }
+  // A browser is told nothing of why a handshake failed (a 429 or 503 looks like a lost network):
+  // after a few in a row, say what it likely is.
+  const refused = kind === "reconnecting" && info.failures >= REFUSED_AFTER;
+  if (refused) label += " (the server is not accepting the connection: down, busy or limiting this address)";
+  if (element.textContent !== label) element.textContent = label;
+  if (element.dataset.state !== kind || element.dataset.refused !== String(refused)) {
+    element.dataset.state = kind;
+    element.dataset.refused = String(refused);
+    // Announced when the state changes, not at every tick of a countdown.
+    $("announcer").textContent = `Connection: ${kind === "reconnecting" ? "reconnecting" : CONNECTION_LABELS[kind] || kind}`;
+  }
 }
 
 function switchView() {
@@ -285,6 +372,7 @@ function switchView() {
   lastUpdate = null;
   document.documentElement.dataset.ready = "false";
   followView();
+  showConnection();
 }
 
 // Not connected right now? Then the next connection asks for the view in its URL.
@@ -296,18 +384,20 @@ function followView() {
   }
 }
 
+// Something shown changed: rendered in a later frame, with whatever else changes meanwhile.
 function invalidate() {
-  if (dirty) return;
-  dirty = true;
-  requestAnimationFrame(render);
+  renderer.request();
+}
+
+// The type filter is offered in the All view only; elsewhere the view is the type.
+function filtersOf(of) {
+  return { ...of, type: of.view === "all" ? of.type : "" };
 }
 
 function render() {
-  dirty = false;
   const all = shownNodes();
   layout.update(all, groupOf);
-  // The type filter is offered in the All view only; elsewhere the view is the type.
-  const filters = { ...state, type: state.view === "all" ? state.type : "" };
+  const filters = filtersOf(state);
   const match = compileFilter(filters);
   // Decided once per render, not per node drawn (a group of processes lists
   // their pids: a search for a pid shows the pid's group).
@@ -330,6 +420,7 @@ function render() {
   if (state.mode === "graph") {
     graph.setData({ nodes: all, names: model.names, edges: model.edges, edgesVersion: model.edgeVersion, layout, match: shows,
       sizeBy: state.size, selected: shownOf(state.node) });
+    graph.drawNow(); // in this frame, and counted in this render's cost (pacer.js)
   } else {
     const nodes = matched ? [...all.values()].filter(shows) : [...all.values()];
     // The filters (not the version: a diff moves only the rows it changes; a new view sorts afresh).
@@ -353,11 +444,21 @@ function render() {
 }
 
 // Nothing reported that this user may see, in any view (the stats count what the
-// user sees: where reads are protected, their tenant's nodes only).
+// user sees: where reads are protected, their tenant's nodes only): how to start a
+// probe. Nothing in this view but nodes in others: which.
 function showEmpty() {
-  const empty = model.version !== null && model.nodes.size === 0 && serverNodes === 0;
-  $("empty").hidden = !empty;
-  if (empty) $("empty-command").textContent = `.venv/bin/trioscope-probe --server ${location.origin}`;
+  const loaded = model.version !== null && model.nodes.size === 0;
+  const nothing = loaded && serverNodes === 0;
+  const elsewhere = loaded && serverNodes > 0;
+  $("empty").hidden = !nothing;
+  if (nothing) $("empty-command").textContent = `.venv/bin/trioscope-probe --server ${location.origin}`;
+  $("empty-view").hidden = !elsewhere;
+  if (elsewhere) {
+    const others = VIEWS.filter((view) => view !== state.view && view !== "all" && serverByType[kindOf(view)] > 0);
+    $("empty-view-others").textContent = others.length
+      ? `Nodes are in: ${others.map((view) => `${view} (${serverByType[kindOf(view)]})`).join(", ")}.`
+      : "";
+  }
 }
 
 // ---- stats bar ---------------------------------------------------------------------------
@@ -370,6 +471,14 @@ async function refreshStats() {
     const stats = await api("/api/v1/query/stats");
     if (principal !== asked) return; // signed out (or in again) meanwhile: not this session's figures
     serverNodes = stats.topology.nodes;
+    serverByType = stats.topology.nodes_by_type || {};
+    // Behind: this page has not reached, in the time between two polls, the version the
+    // server had at the last one (every version reaches every client of a view, as a diff
+    // or within a reset).
+    const previous = serverVersion;
+    serverVersion = stats.topology.version;
+    behind = typeof previous === "number" && model.version !== null && model.version < previous;
+    showConnection();
     $("stat-agents").textContent = String(stats.agents);
     $("stat-nodes").textContent = String(stats.topology.nodes);
     $("stat-clients").textContent = String(stats.websocket_clients);
@@ -422,7 +531,8 @@ function askToSignIn(message = "") {
 $("signin").addEventListener("cancel", (event) => event.preventDefault()); // nothing works without it
 $("signin-form").addEventListener("submit", async (event) => {
   event.preventDefault();
-  const value = $("signin-token").value.trim();
+  // A token copied with its header's scheme ("Bearer eyJ…") is the token after it.
+  const value = $("signin-token").value.trim().replace(/^bearer\s+/i, "");
   if (!value) return;
   setToken(value);
   if (await signIn()) {
@@ -437,8 +547,10 @@ async function signIn() {
     principal = await api("/api/v1/users/me");
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) {
+      const expired = expiredAt(token());
       setToken(null);
-      askToSignIn("That token is not valid (or it expired). Ask for a new one.");
+      askToSignIn(expired ? `That token expired at ${expired.toLocaleString()}. Ask for a new one.`
+        : "That token is not valid. Ask for a new one.");
     } else {
       askToSignIn(`The server cannot check the token right now: ${error.message}`);
     }
@@ -460,6 +572,18 @@ async function signIn() {
   return true;
 }
 
+// When a token (a JWT) expired, read from its payload's `exp` (not verified: the
+// server does that); null when it has not, or it says nothing readable.
+function expiredAt(jwt) {
+  try {
+    const part = (jwt || "").split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const { exp } = JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+    return typeof exp === "number" && exp * 1000 <= Date.now() ? new Date(exp * 1000) : null;
+  } catch {
+    return null;
+  }
+}
+
 // Signed out (by the user or by a 401): nothing keeps running or showing behind the sign-in.
 function teardown() {
   setToken(null);
@@ -472,6 +596,9 @@ function teardown() {
   clearTimeout(statsTimer);
   statsTimer = null;
   serverNodes = null;
+  serverByType = {};
+  serverVersion = null;
+  behind = false;
   // The URL (the selected node too) stays: signing in again shows what it did.
   details.hide();
   switchView();
@@ -502,6 +629,8 @@ window.trioscope = Object.freeze({
   nodeIds: () => [...shownNodes().keys()], // as shown: groups of processes where they are grouped
   version: () => model.version,
   lastFrameMs: () => graph.lastFrameMs,
+  draws: () => graph.draws, // canvas redraws so far
+  idle: () => !renderer.scheduled && !graph.pacer.scheduled, // nothing waits to be drawn
 });
 
 regroup();

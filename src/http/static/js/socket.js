@@ -1,8 +1,8 @@
 // A WebSocket that comes back: reconnects with exponential backoff and jitter
 // (0.5 s doubling to 15 s, reset once a connection has lasted 10 s), answers
 // the server's pings, and reports its state: connecting, live, reconnecting
-// (with the seconds until the next try and how many tries in a row failed
-// to open) or closed. A close with 4401 (the
+// (with the seconds, and milliseconds, until the next try and how many tries
+// in a row failed to open) or closed. A close with 4401 (the
 // token it was opened with expired) ends the session instead: "signed-out".
 
 import { events } from "./api.js";
@@ -79,8 +79,8 @@ export class ReconnectingSocket {
       if (!opened) this.failures += 1;
       const wait = Math.round(this.delay * (0.75 + Math.random() * 0.5));
       this.delay = Math.min(this.delay * 2, MAX_DELAY);
-      this.onState("reconnecting", { seconds: Math.ceil(wait / 1000), code: event.code, reason: event.reason,
-        failures: this.failures });
+      this.onState("reconnecting", { seconds: Math.ceil(wait / 1000), delayMs: wait, code: event.code,
+        reason: event.reason, failures: this.failures });
       this.timer = setTimeout(() => this.#connect(), wait);
     });
   }

@@ -1,14 +1,19 @@
 // The table: every node of the view that passes the filters, sortable by any
 // column. Only the rows in sight exist in the DOM (a pool of row elements is
 // refilled on scroll), so 10,000 rows cost what 40 do.
+//
+// From the keyboard: the headers are buttons (Enter sorts); the rows are one
+// Tab stop, in which the arrows, PageUp/PageDown and Home/End move the focus
+// and Enter opens the focused node. Focus follows the node, not the row
+// element: when a live diff re-sorts the rows, it moves with its node.
 
 import { health } from "./health.js";
 import { labelOfId } from "./model.js";
-import { metricLabel, metricValue } from "./format.js";
+import { metricLabel, metricValue, visible } from "./format.js";
 
 const ROW_HEIGHT = 28; // .tr's height (border-box: the border is inside)
 const OVERSCAN = 8;
-const MAX_METRIC_COLUMNS = 5;
+export const MAX_METRIC_COLUMNS = 5;
 
 export class TableView {
   constructor(root, { onSelect, onSort }) {
@@ -26,21 +31,29 @@ export class TableView {
     this.columns = [];
     this.selected = "";
     this.pool = [];
+    this.focused = ""; // the id of the node whose row has (or last had) the keyboard's focus
+    this.scroll.tabIndex = -1; // holds the focus while the focused node's row is out of the pool
     this.scroll.addEventListener("scroll", () => this.#paint(), { passive: true });
     this.body.addEventListener("click", (event) => {
       const row = event.target.closest(".tr");
       if (row && row.dataset.id) this.onSelect(row.dataset.id);
     });
-    this.body.addEventListener("keydown", (event) => {
+    this.body.addEventListener("focusin", (event) => {
       const row = event.target.closest(".tr");
-      if (row && row.dataset.id && (event.key === "Enter" || event.key === " ")) {
-        event.preventDefault();
-        this.onSelect(row.dataset.id);
-      }
+      if (row && row.dataset.id) this.focused = row.dataset.id;
     });
+    this.scroll.addEventListener("keydown", (event) => this.#key(event));
     this.head.addEventListener("click", (event) => {
       const cell = event.target.closest(".th");
       if (cell) this.onSort(cell.dataset.key);
+    });
+    // The header's buttons are rebuilt when the sort changes: the focus stays on the column's.
+    this.head.addEventListener("focusin", (event) => {
+      const cell = event.target.closest(".th");
+      this.headFocus = cell ? cell.dataset.key : null;
+    });
+    this.head.addEventListener("focusout", () => {
+      this.headFocus = null;
     });
     new ResizeObserver(() => this.#paint()).observe(this.scroll);
   }
@@ -161,25 +174,62 @@ export class TableView {
     }
   }
 
+  #key(event) {
+    if (event.key === "Enter" || event.key === " ") {
+      if (!this.focused || !this.byId.has(this.focused)) return;
+      event.preventDefault();
+      this.onSelect(this.focused);
+      return;
+    }
+    const page = Math.max(1, Math.floor(this.scroll.clientHeight / ROW_HEIGHT) - 1);
+    const moves = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page, Home: -Infinity, End: Infinity };
+    if (!(event.key in moves) || !this.rows.length) return;
+    event.preventDefault();
+    const row = this.byId.get(this.focused);
+    const at = row ? this.rows.indexOf(row) : -1;
+    const index = Math.min(this.rows.length - 1, Math.max(0, at < 0 ? 0 : at + moves[event.key]));
+    this.focused = this.rows[index].id;
+    this.#show(index);
+    this.#paint(true);
+  }
+
+  // Scrolls as little as brings row `index` whole into sight.
+  #show(index) {
+    const top = index * ROW_HEIGHT;
+    if (top < this.scroll.scrollTop) this.scroll.scrollTop = top;
+    else if (top + ROW_HEIGHT > this.scroll.scrollTop + this.scroll.clientHeight) {
+      this.scroll.scrollTop = top + ROW_HEIGHT - this.scroll.clientHeight;
+    }
+  }
+
   #header() {
     const template = this.columns.map((c) => (c.metric ? "110px" : c.key === "label" ? "minmax(160px, 2fr)" : "minmax(90px, 1fr)")).join(" ");
     this.root.style.setProperty("--columns", template);
+    const focus = this.headFocus;
     this.head.replaceChildren(...this.columns.map((c) => {
       const cell = document.createElement("div");
       cell.className = c.metric ? "th num" : "th";
       cell.setAttribute("role", "columnheader");
       cell.dataset.key = c.key;
-      cell.textContent = c.title;
-      cell.title = `Sort by ${c.title}`;
+      const button = document.createElement("button");
+      button.type = "button";
+      button.textContent = c.title;
+      button.title = `Sort by ${c.title}`;
+      cell.append(button);
       if (c.key === this.sort) cell.setAttribute("aria-sort", this.dir === "desc" ? "descending" : "ascending");
       return cell;
     }));
+    const again = focus && [...this.head.children].find((cell) => cell.dataset.key === focus);
+    if (again) again.firstChild.focus();
     for (const row of this.pool) row.remove();
     this.pool = [];
   }
 
-  #paint() {
+  // focus: move the keyboard's focus to the focused node's row (after a key);
+  // otherwise it follows its node only if the table has it.
+  #paint(focus = false) {
     if (this.root.hidden) return;
+    const had = focus || this.scroll.contains(document.activeElement);
     const first = Math.max(0, Math.floor(this.scroll.scrollTop / ROW_HEIGHT) - OVERSCAN);
     const count = Math.ceil(this.scroll.clientHeight / ROW_HEIGHT) + 2 * OVERSCAN;
     const slice = this.rows.slice(first, first + count);
@@ -197,10 +247,25 @@ export class TableView {
       this.columns.forEach((column, c) => {
         const cell = row.children[c];
         const value = column.get(node);
-        cell.textContent = column.metric ? metricValue(column.metric, value) : value ?? "";
+        cell.textContent = column.metric ? metricValue(column.metric, value) : visible(value);
         if (column.status) cell.className = `td status ${health(node)}`;
       });
     });
+    this.#rove(had);
+  }
+
+  // One Tab stop for the rows: the focused node's (else the first in sight).
+  // Where the focus was in the table, it goes to the row now showing its node,
+  // or to the scroller while that row is out of the pool.
+  #rove(had) {
+    const shown = this.pool.filter((row) => row.isConnected);
+    const mine = shown.find((row) => row.dataset.id === this.focused);
+    shown.forEach((row, i) => {
+      row.tabIndex = row === mine || (!mine && i === 0) ? 0 : -1;
+    });
+    if (!had || !this.focused) return;
+    const target = mine || this.scroll;
+    if (document.activeElement !== target) target.focus({ preventScroll: true });
   }
 
   #row() {

@@ -1,0 +1,98 @@
+"""The page from the keyboard and against hostile names: the table's headers
+sort and its rows move with keys, focus follows its node while rows re-sort,
+long names wrap in the details panel, control and bidi characters show as
+escapes, and the sign-in reads what people paste."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qs, urlparse
+
+import httpx
+
+from tests.synthetic import container_hex, host_report
+
+from .conftest import Ui, post_report
+
+FOCUSED = "() => { const e = document.activeElement; return [e.dataset.id || null, e.querySelector('.td') ? e.querySelector('.td').textContent : e.tagName]; }"
+
+
+def container(index: int, c: int) -> str:
+    return f"container:{container_hex(f'agent-{index}', c)}"
+
+
+def test_the_table_is_usable_from_the_keyboard_and_focus_follows_the_node(ui: Ui) -> None:
+    for index in range(3):  # 30 containers: CPU 1.5 + c + 10 * index
+        post_report(ui.server, index, containers=10, processes=2, connections=0, container_load=10.0 * index)
+    ui.open("?view=containers&mode=table")
+    ui.page.wait_for_function("() => document.querySelector('#counts').textContent === '30 nodes'")
+    header = ui.page.locator(".th[data-key=cpu_percent] button")
+    header.focus()
+    ui.page.keyboard.press("Enter")
+    ui.page.keyboard.press("Enter")  # descending, and the focus is still on its button
+    assert ui.page.get_attribute(".th[data-key=cpu_percent]", "aria-sort") == "descending"
+    ui.page.wait_for_function("() => document.querySelector('#table-body .tr .td').textContent === 'svc-2-9'")
+
+    ui.page.focus("#table-body .tr >> nth=0")
+    assert ui.page.evaluate(FOCUSED)[1] == "svc-2-9"
+    ui.page.keyboard.press("ArrowDown")
+    assert ui.page.evaluate(FOCUSED)[1] == "svc-2-8"
+    ui.page.keyboard.press("End")
+    assert ui.page.evaluate(FOCUSED)[1] == "svc-0-0"  # the idlest
+    ui.page.keyboard.press("PageUp")
+    assert ui.page.evaluate(FOCUSED)[1] not in ("svc-0-0", "svc-0-1")
+    ui.page.keyboard.press("Home")
+    assert ui.page.evaluate(FOCUSED)[1] == "svc-2-9"
+    ui.page.keyboard.press("Tab")  # the rows are one Tab stop: the next one is out of the table
+    assert ui.page.evaluate("() => !document.activeElement.closest('#table')")
+
+    idle = container(0, 0)
+    ui.page.focus(f"#table-body .tr[data-id='{idle}']")
+    post_report(ui.server, 0, containers=10, processes=2, connections=0, container_load=100.0)  # host 0's are busiest
+    ui.page.wait_for_function("() => document.querySelector('#table-body .tr .td').textContent === 'svc-0-9'")
+    assert ui.page.evaluate(FOCUSED) == [idle, "svc-0-0"]  # the focus moved with its node
+    ui.page.keyboard.press("Enter")
+    ui.page.wait_for_selector(f"#details[data-state=loaded][data-node='{idle}']")
+    assert parse_qs(urlparse(ui.page.url).query)["node"] == [idle]
+
+
+def test_long_names_wrap_in_the_details_and_metric_headers_keep_apart(ui: Ui) -> None:
+    body = host_report(0, timestamp=time.time(), containers=2, processes=2, connections=0)
+    body["docker_info"]["containers"][0]["name"] = "/" + "x" * 250
+    assert httpx.post(f"{ui.server.base_url}/api/v1/reports", json=body, timeout=10).status_code == 202
+    ui.open("?view=hosts&node=host%3Ahost-0")
+    ui.page.wait_for_selector("#details[data-state=loaded] [data-list=children] a")
+    assert ui.page.evaluate("document.querySelector('#details').getBoundingClientRect().width") <= 381
+    ui.page.click("[data-mode=table]")
+    ui.page.wait_for_selector(".th.num")
+    paddings = ui.page.evaluate("[...document.querySelectorAll('.th.num, .td.num')].map((e) => getComputedStyle(e).paddingRight)")
+    assert len(set(paddings)) == 1 and paddings[0] != "0px"  # headers as apart as the numbers under them
+
+
+def test_control_and_bidi_characters_in_names_show_as_escapes(ui: Ui) -> None:
+    body = host_report(0, timestamp=time.time(), containers=1, processes=1, connections=0)
+    body["docker_info"]["containers"][0]["name"] = "/evil\u202egnp.exe\u200b\nx"
+    assert httpx.post(f"{ui.server.base_url}/api/v1/reports", json=body, timeout=10).status_code == 202
+    node = container(0, 0)
+    ui.open(f"?view=containers&mode=table&node={node}")
+    ui.page.wait_for_selector("#details[data-state=loaded]")
+    shown = "evil\\u202Egnp.exe\\u200B\\u000Ax"
+    assert ui.page.inner_text("#table-body .tr .td") == shown
+    assert ui.page.inner_text("#details-title") == shown
+
+
+def test_sign_in_takes_a_pasted_bearer_token_and_says_when_a_token_expired(ui: Ui) -> None:
+    ui.expected.append("status of 401")
+    ui.page.goto(ui.server.base_url + "/")
+    ui.page.wait_for_selector("#signin[open]")
+    ui.page.fill("#signin-token", ui.server.user_token(ttl=60, issued_ago=120))
+    ui.page.click("#signin-submit")
+    ui.page.wait_for_function("() => document.querySelector('#signin-error').textContent.includes('expired at')")
+    ui.page.fill("#signin-token", "not-a-token")
+    ui.page.click("#signin-submit")
+    ui.page.wait_for_function("() => document.querySelector('#signin-error').textContent.includes('not valid')")
+    assert "expired" not in ui.page.inner_text("#signin-error")
+    ui.page.fill("#signin-token", f"Bearer {ui.server.user_token()}")
+    ui.page.click("#signin-submit")
+    ui.page.wait_for_selector("html[data-ready=true]")
+    assert ui.page.inner_text("#who") == "alice · acme · OPERATOR"

@@ -1,0 +1,164 @@
+"""What the page says of its live connection, and what it redraws: it says when it
+is behind or resyncing rather than "live", announces only the connection's state
+to screen readers, counts a reconnection down, redraws nothing for diffs that
+change nothing drawn, and says when a view is empty while others are not."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from playwright.sync_api import WebSocketRoute
+
+from .conftest import Ui, post_report
+
+RECORD_STATES = """() => {
+  window.states = [];
+  const element = document.querySelector('#connection');
+  const note = () => window.states.push([element.dataset.state, element.textContent,
+                                        document.querySelector('#announcer').textContent]);
+  new MutationObserver(note).observe(element, { attributes: true, childList: true, characterData: true, subtree: true });
+}"""
+
+
+def settled(ui: Ui) -> None:
+    """Wait until nothing the page was asked to draw is still to be drawn."""
+    ui.page.wait_for_function("() => trioscope.idle()")
+
+
+def wait_for_server_version(ui: Ui, version: int) -> None:
+    """Wait until the server's topology has reached ``version`` (reports close
+    together are merged into one version)."""
+    deadline = time.monotonic() + 15
+    while httpx.get(f"{ui.server.base_url}/api/v1/query/stats", timeout=10).json()["topology"]["version"] < version:
+        assert time.monotonic() < deadline, f"the server never reached version {version}"
+        ui.page.wait_for_timeout(50)
+
+
+def test_a_diff_that_changes_nothing_drawn_redraws_nothing(ui: Ui) -> None:
+    for index in range(2):
+        post_report(ui.server, index)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0", "host:host-1"})
+    settled(ui)
+    draws, version = ui.page.evaluate("[trioscope.draws(), trioscope.version()]")
+    post_report(ui.server, 0)  # the same host's same report, later: only its last_seen changes
+    ui.page.wait_for_function("(v) => trioscope.version() > v", arg=version)
+    settled(ui)
+    assert ui.page.evaluate("trioscope.draws()") == draws
+    post_report(ui.server, 0, cpu=95.0)  # critical: another colour
+    ui.page.wait_for_function("(d) => trioscope.draws() > d", arg=draws)
+
+
+def test_the_page_says_it_is_resyncing_not_live_until_the_whole_view_is_back(ui: Ui) -> None:
+    post_report(ui.server, 0)
+    held: list[str] = []
+    dropped: list[bool] = []
+    servers: list[WebSocketRoute] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def from_server(message: Any) -> None:
+            if dropped == [False] and '"previous_version"' in str(message):
+                dropped[0] = True  # one lost diff: the next one shows the gap
+                return
+            ws.send(message)
+
+        def from_page(message: Any) -> None:
+            if '"resync"' in str(message):
+                held.append(str(message))  # the page's request for the whole view, held back for a while
+                return
+            server.send(message)
+
+        server.on_message(from_server)
+        ws.on_message(from_page)
+        servers.append(server)
+
+    ui.page.route_web_socket("**/api/v1/ws*", route)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0"})
+    ui.page.wait_for_selector("#connection[data-state=live]")
+    dropped.append(False)
+    dropped_version = ui.page.evaluate("trioscope.version()") + 1
+    post_report(ui.server, 1)  # its diff is lost
+    wait_for_server_version(ui, dropped_version)
+    post_report(ui.server, 2)  # this one does not follow the page's version: it asks for a resync
+    ui.page.wait_for_selector("#connection[data-state=resyncing]")
+    assert "resyncing" in ui.page.inner_text("#connection")
+    assert ui.page.inner_text("#announcer").startswith("Connection: resyncing")
+    for message in held:
+        servers[-1].send(message)
+    ui.wait_for_nodes({"host:host-1"})
+    ui.page.wait_for_selector("#connection[data-state=live]")
+
+
+def test_the_page_says_it_is_behind_while_the_server_is_ahead_of_it(ui: Ui) -> None:
+    post_report(ui.server, 0)
+    frames: list[Any] = []
+    holding: list[bool] = []
+    pages: list[WebSocketRoute] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def from_server(message: Any) -> None:
+            if holding and '"topology_update"' in str(message):
+                frames.append(message)  # the page does not read them: as a page too busy to
+                return
+            ws.send(message)
+
+        server.on_message(from_server)
+        pages.append(ws)
+
+    ui.page.route_web_socket("**/api/v1/ws*", route)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0"})
+    ui.page.wait_for_selector("#connection[data-state=live]")
+    holding.append(True)
+    post_report(ui.server, 1)
+    # Two polls of the stats later, the page has not reached the version of the first.
+    ui.page.wait_for_selector("#connection[data-state=behind]", timeout=30_000)
+    holding.clear()
+    for frame in frames:
+        pages[-1].send(frame)
+    ui.wait_for_nodes({"host:host-1"})
+    ui.page.wait_for_selector("#connection[data-state=live]")
+
+
+def test_only_the_connection_state_is_announced_and_a_reconnection_counts_down(ui: Ui) -> None:
+    ui.expected += ["WebSocket connection", "ERR_CONNECTION_REFUSED", "ERR_CONTENT_LENGTH_MISMATCH"]
+    ui.page.goto(ui.server.base_url + "/")
+    ui.page.wait_for_selector("#signin[open]")
+    assert "connecting" not in ui.page.inner_text("#connection")  # nothing connects before signing in
+    post_report(ui.server, 0)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0"})
+    roles = ui.page.evaluate("[...document.querySelectorAll('[role=status], [aria-live]')].map((e) => e.id)")
+    assert "counts" not in roles and "statsbar" not in roles  # per-diff figures are not announced
+    ui.page.evaluate(RECORD_STATES)
+    ui.server.stop()
+    # Backoff doubles: some wait is of 2 s or more, and its label counts it down to the next try.
+    ui.page.wait_for_function("""() => window.states.some(([state, text], i) => {
+      const seconds = (t) => Number((/reconnecting in (\\d+) s/.exec(t) || [])[1]);
+      const next = window.states[i + 1];
+      return state === 'reconnecting' && next && next[0] === 'reconnecting' && seconds(next[1]) === seconds(text) - 1;
+    })""", timeout=30_000)
+    announced = ui.page.evaluate("[...new Set(window.states.map((s) => s[2]))]")
+    assert all(not any(ch.isdigit() for ch in text) for text in announced)  # no countdown read out
+    assert "Connection: reconnecting" in announced
+
+
+def test_an_empty_view_says_so_and_which_views_have_nodes(ui: Ui) -> None:
+    post_report(ui.server, 0, containers=0, processes=4, connections=0)  # a host without containers
+    ui.open("?view=containers")
+    ui.page.wait_for_selector("#empty-view:not([hidden])")
+    assert "no nodes" in ui.page.inner_text("#empty-view")
+    others = ui.page.inner_text("#empty-view-others")
+    assert "hosts (1)" in others and "processes (4)" in others
+    assert ui.page.is_hidden("#empty")  # not the "start a probe" of a server with no reports
+    ui.page.click("[data-view=hosts]")
+    ui.wait_for_nodes({"host:host-0"})
+    ui.page.wait_for_selector("#empty-view", state="hidden")
