@@ -6,7 +6,12 @@ against the asking tenant's series only. With an external engine
 (``metrics.url``) it still keeps the series (not their samples), so the same
 series limits hold before a write is forwarded. It also keeps the probes'
 host metrics at 15 s (``NodeSamples``, told by the roster for each report),
-queryable as ``trioscope_node_*`` with the embedded engine.
+queryable as ``trioscope_node_*`` with the embedded engine, and drops a probe's
+host series when the roster forgets the probe (``ForgetNode``): the store for
+them holds series of at most ``agents.max_agents`` probes, so those of probes
+gone would otherwise refuse the new ones' until ``storage.max_data_age``.
+Host metrics it could not keep are counted (``NodeSeriesCounters``, exported
+at ``/metrics``), not only logged.
 
 Error handling: a read changes nothing, so whatever goes wrong evaluating one
 is its asker's answer, never a crash (a crash loop of this actor would exceed
@@ -34,6 +39,9 @@ log = logging.getLogger(__name__)
 NODE_METRICS = 16
 """Most host metrics kept per probe (a report has about a dozen)."""
 _UNASSIGNED = ""
+REFUSALS_SAID_EVERY = 600.0
+"""Seconds between two warnings that host metrics were not kept (at debug level
+between them: while the store stays full, every report of a new host is refused)."""
 """Where the host metrics of probes enrolled in no deployment are kept (no tenant is named "")."""
 
 
@@ -48,6 +56,31 @@ class NodeSamples:
     hostname: str
     at: float
     values: dict[str, float]
+
+
+@attrs.frozen
+class ForgetNode:
+    """The roster forgot probe ``reporter_id`` (to make room for another at
+    ``agents.max_agents``): its host series go now, whichever tenant holds them."""
+
+    reporter_id: str
+
+
+@attrs.define
+class NodeSeriesCounters:
+    """What became of the probes' host metrics (``NodeSamples``), over the
+    server's life: read by ``/metrics`` at scrape time."""
+
+    refused: int = 0
+    """Reports whose host metrics were not kept: they would have passed the
+    store's series limit (``agents.max_agents`` probes' worth)."""
+    forgotten: int = 0
+    """Host series dropped with the probes the roster forgot (``ForgetNode``)."""
+
+
+@attrs.frozen
+class GetNodeSeriesCounters:
+    """Answered with the actor's ``NodeSeriesCounters`` (the same object across its restarts)."""
 
 
 @attrs.frozen
@@ -143,6 +176,7 @@ class MetricStores:
     """Probes' host metrics (``NodeSamples``), apart from what agents write:
     bounded by the number of agents (agents.max_agents) times the dozen
     metrics of a host."""
+    node_counters: NodeSeriesCounters = attrs.field(factory=NodeSeriesCounters)
 
     @classmethod
     def for_settings(cls, settings: Settings) -> MetricStores:
@@ -178,6 +212,9 @@ class MetricsActor(Actor):
             stores = MetricStores.for_settings(settings)
         self.store = stores.written
         self.nodes = stores.nodes
+        self.node_counters = stores.node_counters
+        self._refusal_said: float | None = None
+        """When host metrics not kept were last said at warning level (``time.monotonic``)."""
 
     def _view(self, tenant: str) -> metrics.SeriesView:
         views = [self.store.tenant(tenant), self.nodes.tenant(tenant)]
@@ -202,7 +239,22 @@ class MetricsActor(Actor):
         try:
             self.nodes.write(tenant, deployment_hash, samples, time.time())
         except metrics.WriteLimitExceeded:
-            log.debug("metrics: node series of %s not kept (limit)", message.reporter_id)
+            self.node_counters.refused += 1
+            now = time.monotonic()
+            said = self._refusal_said is not None and now - self._refusal_said < REFUSALS_SAID_EVERY
+            if not said:
+                self._refusal_said = now
+            log.log(logging.DEBUG if said else logging.WARNING,
+                    "metrics: host metrics of agent %s not kept: the store holds the host series of %d probes "
+                    "(agents.max_agents) already; counted in app_node_metrics_refused_total",
+                    message.reporter_id[:80], self.settings.agents.max_agents,
+                    extra={"event": "node_series_refused", "agent_id": message.reporter_id[:80]})
+
+    def _forget_node(self, message: ForgetNode) -> None:
+        removed = self.nodes.remove_with("agent_id", message.reporter_id)
+        self.node_counters.forgotten += removed
+        if removed:
+            log.debug("metrics: %d host series of forgotten agent %s dropped", removed, message.reporter_id[:80])
 
     def _read(self, message: Read) -> Any:
         # Every read's work is bounded by the budget and by the timeout, on the
@@ -254,6 +306,11 @@ class MetricsActor(Actor):
         if isinstance(message, NodeSamples):
             self._record_node(message)
             return None
+        if isinstance(message, ForgetNode):
+            self._forget_node(message)
+            return None
+        if isinstance(message, GetNodeSeriesCounters):
+            return self.node_counters
         if isinstance(message, WriteSamples):
             return self.store.write(message.tenant, message.deployment_hash, message.samples, time.time())
         if isinstance(message, (InstantQuery, RangeQuery, FindSeries, LabelNames, LabelValues)):

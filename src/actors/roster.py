@@ -39,7 +39,7 @@ from trioscope.runtime import (
 
 from .agent import Heartbeat, Register, ReportReceived, agent_spec
 from .hub import ReportSeen
-from .metrics import NodeSamples
+from .metrics import ForgetNode, NodeSamples
 from .refusals import REFUSALS, TooManyAgents, UnknownProbe
 from .topology import ExpireStale, ForgetAgent, MergeReport
 
@@ -178,6 +178,9 @@ class RosterActor(Actor):
         """See ``_wall_offset``."""
         self._failures_said: set[tuple[str, str, int]] = set()
         """The causes of those failures logged with their traceback already."""
+        self._counted: AgentDirectory | None = None
+        self._enrolled_count = 0
+        """See ``_enrolled_agents``."""
 
     async def on_start(self) -> None:
         system = self.context.system
@@ -307,7 +310,7 @@ class RosterActor(Actor):
         """
         now = self.monotonic()
         heard = now if received_at is None else min(now, received_at - self._wall_offset(now))
-        self.roster.touch(agent_id, heard, source, enrolled)
+        self._touch(agent_id, heard, source, enrolled)
         if len(self.roster) > 2 * self.settings.agents.max_agents:
             # Actors that stopped by themselves; not this probe, whose actor may be about to start.
             self.roster.retain(lambda a: a == agent_id or self.agents.child(a) is not None)
@@ -328,6 +331,33 @@ class RosterActor(Actor):
         self.roster.forget(agent_id)
         raise TooManyAgents(limit)
 
+    def _touch(self, agent_id: str, heard: float, source: str | None, enrolled: bool) -> None:
+        """Note ``agent_id`` heard from, with the enrolled agent that signed it.
+
+        The signer is the agent the directory says reports under ``agent_id``:
+        a signed request attaches its probe id to its agent before it reaches
+        the roster (``_gate.vouch``), so it is known for every request this
+        replica served. A report another replica published (on the report
+        stream) names no signer: this replica's directory does not know whom
+        that replica attached it to, so it counts as signed by an agent not
+        named, bounded by the number of enrolled agents (``AgentRoster.touch``)."""
+        if not enrolled:
+            self.roster.touch(agent_id, heard, source, False)
+            return
+        directory = self.directory.value
+        record = directory.reporting_agent(agent_id)
+        if record is not None:
+            self.roster.touch(agent_id, heard, source, True, signer=record.id)
+        else:
+            self.roster.touch(agent_id, heard, source, True, signers=self._enrolled_agents(directory))
+
+    def _enrolled_agents(self, directory: AgentDirectory) -> int:
+        """How many active enrolled agents ``directory`` holds (counted once per published directory)."""
+        if self._counted is not directory:
+            self._counted = directory
+            self._enrolled_count = sum(len(directory.active_agents(h)) for h in directory.deployments)
+        return self._enrolled_count
+
     def _wall_offset(self, now: float) -> float:
         """The wall clock less the monotonic one (``now``): what turns a report's
         ``received_at`` into the roster's monotonic times. Kept while it holds
@@ -343,25 +373,46 @@ class RosterActor(Actor):
         """Forget one unenrolled probe (``AgentRoster.reclaimable``); whether one was."""
         directory = self.directory.value
         stale_after = self.settings.agents.stale_threshold
+        roster = self.roster
+
+        def enrolled(agent_id: str) -> bool:
+            # Attached here to an active agent, or signed by one this replica
+            # cannot name (a report of the stream) and counted as enrolled.
+            return directory.reporting_agent(agent_id) is not None or roster.enrolled_unnamed(agent_id)
+
         while True:
             victim = self.roster.reclaimable(self.monotonic(), stale_after=stale_after, for_enrolled=for_enrolled,
-                                             enrolled=lambda a: directory.reporting_agent(a) is not None,
-                                             source=source)
+                                             enrolled=enrolled, source=source)
             if victim is None:
                 return False
             held_by = self.roster.source_of(victim)
             holding = self.roster.held_by(held_by) if held_by is not None else 0
+            superseded = self.roster.superseded(victim)
             self.roster.forget(victim)
             try:
                 await self.agents.stop_child(victim)
             except (ActorNotFound, ActorStopped):
                 continue  # it had stopped by itself: look again
-            try:
-                self.topology.tell(ForgetAgent(victim))
-            except MailboxFull:
-                pass  # its nodes go once stale instead
-            log.info("forgot agent %s (of %d from %s) to make room for a new one from %s (agents.max_agents)",
-                     victim, holding, held_by or "an unknown address", source or "an unknown address",
+            self._forgotten(victim)
+            log.info("forgot agent %s (%s) to make room for a new one from %s (agents.max_agents)", victim,
+                     "its enrolled agent reports under another agent id now" if superseded else
+                     f"of {holding} from {held_by or 'an unknown address'}", source or "an unknown address",
                      extra={"event": "agent_reclaimed", "agent_id": victim, "address": held_by,
-                            "for_address": source})
+                            "for_address": source, "superseded": superseded})
             return True
+
+    def _forgotten(self, agent_id: str) -> None:
+        """Tell the actors that keep what a probe reported that it was forgotten:
+        its nodes and its host metrics' series go now, rather than once stale or
+        past ``storage.max_data_age``, so the probe taking its place has room
+        for its own (the Metrics API keeps at most ``agents.max_agents`` probes'
+        host series)."""
+        try:
+            self.topology.tell(ForgetAgent(agent_id))
+        except MailboxFull:
+            pass  # its nodes go once stale instead
+        if self.metrics is not None:
+            try:
+                self.metrics.tell(ForgetNode(agent_id))
+            except (MailboxFull, ActorStopped):
+                pass  # its series go past storage.max_data_age instead

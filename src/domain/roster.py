@@ -9,10 +9,24 @@ fewer probes than another takes the place of one of that other's
 client that sent them to their replica; a probe heard from only without one
 (reports through replicas of an earlier version) has none, and counts in no
 share.
+
+A signed probe (enrolled: its reports signed by an enrolled agent) counts in
+no share and is never forgotten for another, but only while it is the probe id
+its agent reports under: an agent reports under one probe id at a time (the
+directory's ``attach_reporter``), so when it signs a report of another id, the
+one before is superseded: it counts as enrolled no more, and it is the first
+to make room for any new probe. Where the signer is not known (a report from
+the report stream, published by another replica), no more probes signed by
+agents not named count as enrolled than there are enrolled agents: the least
+recently heard of them beyond that count as unenrolled, and a new enrolled
+probe takes one of their places first. So an enrolled agent that makes up
+probe ids holds one place, or (through replicas) no more than there are
+agents, not every place.
 """
 
 from __future__ import annotations
 
+import enum
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
@@ -55,16 +69,39 @@ class _Tally:
         return next(iter(self._holding[self._top])) if self._top else None
 
 
+class _Standing(enum.Enum):
+    """What a tracked probe counts as, besides its place in the order heard from."""
+
+    UNENROLLED = "unenrolled"
+    """In its source's share (if it has a source)."""
+    ENROLLED = "enrolled"
+    """Its agent's current probe id: in no share, never forgotten for another."""
+    SUPERSEDED = "superseded"
+    """Its agent signed another probe id since: in no share, the first to make room."""
+    SURPLUS = "surplus"
+    """Signed by an agent not named, beyond the number of agents: in its source's
+    share, and the first, after the superseded ones, to make room for a new enrolled probe."""
+
+
 class AgentRoster:
     """Probe agent ids in the order they were last heard from (oldest first),
-    with the sources of the unenrolled ones."""
+    with the sources of the unenrolled ones and the signers of the enrolled ones."""
 
     def __init__(self) -> None:
         self._heard: OrderedDict[str, float] = OrderedDict()
         self._source: dict[str, str] = {}
         """Agent id -> the address it was last heard from (none yet: absent)."""
-        self._enrolled: set[str] = set()
-        """Agents last heard from signed: never forgotten for another, so in no source's count."""
+        self._signer: dict[str, str | None] = {}
+        """Enrolled probe -> the enrolled agent that signed it (None: one not named):
+        never forgotten for another, so in no source's count."""
+        self._reporter: dict[str, str] = {}
+        """Enrolled agent -> the probe id it signed last (the one it counts as enrolled for)."""
+        self._unnamed: OrderedDict[str, None] = OrderedDict()
+        """Enrolled probes whose signer is not named, least recently heard from first."""
+        self._superseded: OrderedDict[str, None] = OrderedDict()
+        """Probes whose agent signed another probe id since, least recently heard from first."""
+        self._surplus: OrderedDict[str, None] = OrderedDict()
+        """Probes signed by agents not named beyond the number of agents, least recently heard from first."""
         self._of_source: dict[str, OrderedDict[str, None]] = {}
         """Source -> its unenrolled probes, least recently heard from first."""
         self._tally = _Tally()
@@ -75,40 +112,99 @@ class AgentRoster:
     def __contains__(self, agent_id: object) -> bool:
         return agent_id in self._heard
 
-    def touch(self, agent_id: str, now: float, source: str | None = None, enrolled: bool | None = None) -> None:
+    def touch(self, agent_id: str, now: float, source: str | None = None, enrolled: bool | None = None, *,
+              signer: str | None = None, signers: int | None = None) -> None:
         """``agent_id`` was heard from at ``now``, from ``source``, signed or
         not (``enrolled``); None for either: as it was last (if known).
+
+        ``signer``: the enrolled agent that signed it, when known: the probe id
+        that agent signed before is superseded (see the module docstring).
+        Signed by an agent not named (``signer`` None), it counts as enrolled
+        while no more than ``signers`` (the number of enrolled agents; None:
+        no bound) such probes were heard from since, unless its agent had
+        superseded it here (a report from before that, read late from the
+        stream, does not make it current again).
 
         ``now`` may lie before other probes' times (a report replayed from the
         report stream is heard from when it was received, not when it is read
         back): the probe takes its place among them by time. An earlier time
         than the probe's own changes nothing of when it was last heard from."""
         at = max(now, self._heard.get(agent_id, now))
+        standing, was_signer = self._release(agent_id)
         self._heard.pop(agent_id, None)
         self._place(self._heard, agent_id, at, at)
-        was_source, was_enrolled = self._source.get(agent_id), agent_id in self._enrolled
-        counted = was_source is not None and not was_enrolled
-        if source is None:
-            source = was_source
-        if enrolled is None:
-            enrolled = was_enrolled
         if source is not None:
             self._source[agent_id] = source
-        if enrolled:
-            self._enrolled.add(agent_id)
+        if enrolled is None:
+            self._restore(agent_id, standing, was_signer, at)
+        elif not enrolled:
+            self._count(agent_id, at)
+        elif signer is not None:
+            self._enroll(agent_id, signer)
+        elif standing is _Standing.SUPERSEDED:
+            self._place(self._superseded, agent_id, None, at)
         else:
-            self._enrolled.discard(agent_id)
-        if counted and (source != was_source or enrolled):
-            assert was_source is not None
-            self._uncount(agent_id, was_source)
-            counted = False
-        if source is None or enrolled:
+            self._enroll_unnamed(agent_id, at, signers)
+
+    def _release(self, agent_id: str) -> tuple[_Standing, str | None]:
+        """Take ``agent_id`` out of every order but the one heard from; what it counted as, and its signer."""
+        if agent_id in self._signer:
+            signer = self._signer.pop(agent_id)
+            if signer is None:
+                del self._unnamed[agent_id]
+            else:
+                del self._reporter[signer]
+            return _Standing.ENROLLED, signer
+        if agent_id in self._superseded:
+            del self._superseded[agent_id]
+            return _Standing.SUPERSEDED, None
+        source = self._source.get(agent_id)
+        if source is not None:
+            self._uncount(agent_id, source)
+        if agent_id in self._surplus:
+            del self._surplus[agent_id]
+            return _Standing.SURPLUS, None
+        return _Standing.UNENROLLED, None
+
+    def _restore(self, agent_id: str, standing: _Standing, signer: str | None, at: float) -> None:
+        """Put ``agent_id`` back as it was (``_release``), heard from at ``at``."""
+        if standing is _Standing.ENROLLED:
+            self._signer[agent_id] = signer
+            if signer is None:
+                self._place(self._unnamed, agent_id, None, at)
+            else:
+                self._reporter[signer] = agent_id
+        elif standing is _Standing.SUPERSEDED:
+            self._place(self._superseded, agent_id, None, at)
+        else:
+            self._count(agent_id, at)
+            if standing is _Standing.SURPLUS:
+                self._place(self._surplus, agent_id, None, at)
+
+    def _enroll(self, agent_id: str, signer: str) -> None:
+        previous = self._reporter.get(signer)
+        if previous is not None:
+            del self._signer[previous]
+            self._place(self._superseded, previous, None, self._heard[previous])
+        self._reporter[signer] = agent_id
+        self._signer[agent_id] = signer
+
+    def _enroll_unnamed(self, agent_id: str, at: float, signers: int | None) -> None:
+        self._signer[agent_id] = None
+        self._place(self._unnamed, agent_id, None, at)
+        while signers is not None and len(self._unnamed) > max(signers, 1):
+            oldest = next(iter(self._unnamed))
+            del self._unnamed[oldest], self._signer[oldest]
+            self._count(oldest, self._heard[oldest])
+            self._place(self._surplus, oldest, None, self._heard[oldest])
+
+    def _count(self, agent_id: str, at: float) -> None:
+        """Count unenrolled ``agent_id``, heard from at ``at``, in its source's share (if it has a source)."""
+        source = self._source.get(agent_id)
+        if source is None:
             return
-        members = self._of_source.setdefault(source, OrderedDict())
-        members.pop(agent_id, None)
-        self._place(members, agent_id, None, at)
-        if not counted:
-            self._tally.add(source, 1)
+        self._place(self._of_source.setdefault(source, OrderedDict()), agent_id, None, at)
+        self._tally.add(source, 1)
 
     def _place(self, order: OrderedDict[str, T], agent_id: str, value: T, at: float) -> None:
         """Put ``agent_id`` (absent from ``order``) into ``order``, least recently
@@ -125,12 +221,11 @@ class AgentRoster:
             order[other] = kept
 
     def forget(self, agent_id: str) -> None:
-        self._heard.pop(agent_id, None)
-        source = self._source.pop(agent_id, None)
-        if agent_id in self._enrolled:
-            self._enrolled.discard(agent_id)
-        elif source is not None:
-            self._uncount(agent_id, source)
+        if agent_id not in self._heard:
+            return
+        self._release(agent_id)
+        del self._heard[agent_id]
+        self._source.pop(agent_id, None)
 
     def retain(self, keep: Callable[[str], bool]) -> None:
         """Forget every probe ``keep`` refuses (those no longer tracked)."""
@@ -139,6 +234,14 @@ class AgentRoster:
 
     def source_of(self, agent_id: str) -> str | None:
         return self._source.get(agent_id)
+
+    def superseded(self, agent_id: str) -> bool:
+        """Whether the agent that signed ``agent_id`` signs another probe id now."""
+        return agent_id in self._superseded
+
+    def enrolled_unnamed(self, agent_id: str) -> bool:
+        """Whether ``agent_id`` counts as enrolled, signed by an agent not named (see ``touch``)."""
+        return agent_id in self._signer and self._signer[agent_id] is None
 
     def held_by(self, source: str) -> int:
         """How many unenrolled probes ``source`` holds."""
@@ -150,14 +253,22 @@ class AgentRoster:
         (touched already: it counts as one of its source's), or None.
 
         Enrolled probes (their reports signed; ``enrolled`` says which are now)
-        are never forgotten for another. For a new enrolled probe, the
-        unenrolled one heard from longest ago, stale or not: enrolled probes
-        always have room while unenrolled ones take it. For a new unenrolled
-        probe, an unenrolled one silent for ``stale_after`` seconds; else, when
-        another source holds more unenrolled probes than ``source`` does, the
-        one of that source heard from longest ago: so the places unenrolled
-        probes may take end up shared evenly between the addresses that want
-        them, and a client that makes up agent ids keeps at most its share."""
+        are never forgotten for another. First, for any new probe, a superseded
+        one (its agent signs another probe id now), heard from longest ago. For
+        a new enrolled probe, then one signed by an agent not named beyond the
+        number of agents (as likely superseded, where the signer is not known),
+        else the unenrolled one heard from longest ago, stale or not: enrolled
+        probes always have room while unenrolled ones take it.
+        For a new unenrolled probe, an unenrolled one silent for ``stale_after``
+        seconds; else, when another source holds more unenrolled probes than
+        ``source`` does, the one of that source heard from longest ago: so the
+        places unenrolled probes may take end up shared evenly between the
+        addresses that want them, and a client that makes up agent ids keeps
+        at most its share."""
+        for first in (self._superseded, self._surplus if for_enrolled else ()):
+            found = next((a for a in first if not enrolled(a)), None)
+            if found is not None:
+                return found
         for agent_id, heard in self._heard.items():
             if enrolled(agent_id):
                 continue

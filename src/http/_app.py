@@ -16,6 +16,7 @@ from trioscope.runtime import ActorSystem
 from trioscope.actors.client import LiveCounters
 from trioscope.domain.rates import RateLimiter
 from trioscope.store import StoreReader, open_limits, postgres_url, token_secret
+from trioscope.actors.metrics import GetNodeSeriesCounters
 from trioscope.actors.queue_owner import GetCommandStats
 from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, METRICS, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
@@ -115,6 +116,8 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
             s.metrics.sources = CommandServiceSources(
                 command_stats=stats, directory=s.gate.directory, seen=s.gate.seen,
                 online_within=settings.agents.heartbeat_timeout, started=time.time())
+        # What became of the probes' host metrics (forgotten with their probe, refused when full).
+        s.metrics.watch_node_series(await system.lookup(METRICS).ask(GetNodeSeriesCounters(), timeout=30))
         app.add_background_task(_gate.keep_holders_heard)
 
     @app.before_request

@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from trioscope.actors.client import LiveCounters
+from trioscope.actors.metrics import NodeSeriesCounters
 from trioscope.bus import BusProgress
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
@@ -118,6 +119,25 @@ class _BusCollector(Collector):
             counter = CounterMetricFamily(name, text)
             counter.add_metric([], total)
             yield counter
+
+
+class _NodeSeriesCollector(Collector):
+    """What became of the probes' host metrics kept for the Metrics API (``trioscope_node_*``)."""
+
+    def __init__(self, counters: NodeSeriesCounters) -> None:
+        self.counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.counters
+        for name, text, value in (
+            ("app_node_metrics_refused", "Reports whose host metrics (trioscope_node_*) were not kept: the "
+             "series of agents.max_agents probes are held already", c.refused),
+            ("app_node_series_forgotten", "Host metric series dropped with the probes forgotten to make room "
+             "for others (agents.max_agents)", c.forgotten),
+        ):
+            family = CounterMetricFamily(name, text)
+            family.add_metric([], value)
+            yield family
 
 
 HEARTBEAT_BUCKETS = (0.5, 1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -343,6 +363,7 @@ class Metrics:
             "app_requests_refused", "Requests refused to protect the server (rate limits, connection caps, "
             "agent capacity), by reason", ["reason"], registry=self.registry)
         self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._node_series_watched = False
         self.registry.register(_RuntimeCollector(system))
         self.registry.register(_LiveCollector(live))
         self.registry.register(_CommandServiceCollector(self))
@@ -361,6 +382,13 @@ class Metrics:
                 family.samples = [sample._replace(labels={**sample.labels, "worker": self.worker})
                                   for sample in family.samples]
         return families
+
+    def watch_node_series(self, counters: NodeSeriesCounters) -> None:
+        """Expose what became of the probes' host metrics (the metrics actor's
+        ``GetNodeSeriesCounters``); once: a second call changes nothing."""
+        if not self._node_series_watched:
+            self._node_series_watched = True
+            self.registry.register(_NodeSeriesCollector(counters))
 
     def watch_bus(self, progress: BusProgress) -> None:
         """Expose how far this replica has read the report stream."""

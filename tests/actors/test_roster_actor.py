@@ -11,6 +11,7 @@ import attrs
 import orjson
 import pytest
 
+from tests.actors.test_roster_signers import enrolled_agent
 from tests.synthetic import container_hex, host_report
 from trioscope.actors.agent import Describe, LatestReport
 from trioscope.actors.refusals import TooManyAgents, UnknownProbe
@@ -122,10 +123,14 @@ def tracked(system) -> set[str]:
 async def test_an_address_s_enrolled_probes_count_in_no_share(settings) -> None:
     """Address A's two signed probes are not part of its share: a newcomer from
     C takes a place of B (two unsigned probes), not of A (one). Counting them,
-    A looked the largest, and the oldest probe there was taken."""
+    A looked the largest, and the oldest probe there was taken. (Two enrolled
+    agents sign them, whom the roster cannot name, as for reports of the
+    stream: no more such probes than there are agents count as enrolled.)"""
     full = attrs.evolve(settings, agents=attrs.evolve(settings.agents, max_agents=5))
     async with open_actor_system(supervision_tree(full)) as system:
         roster = system.lookup(ROSTER)
+        for _ in range(2):
+            await enrolled_agent(system)
         for report in (from_address(1, "10.0.0.1", enrolled=True), from_address(2, "10.0.0.1", enrolled=True),
                        from_address(3, "10.0.0.1"), from_address(4, "10.0.0.2"), from_address(5, "10.0.0.2")):
             await roster.ask(report)

@@ -277,6 +277,19 @@ class MetricStore:
                 del self._tenants[tenant]
         return removed
 
+    def remove_with(self, label: str, value: str) -> int:
+        """Drop every series whose ``label`` is ``value``, in every tenant, with
+        its samples; returns how many (a probe's host series when it is gone)."""
+        removed = 0
+        for tenant, held in list(self._tenants.items()):
+            for series in list(held.with_pair(label, value)):
+                held.remove(series)
+                removed += 1
+            if not held.series:
+                del self._tenants[tenant]
+        self._series -= removed
+        return removed
+
     def stats(self) -> StoreStats:
         return StoreStats(tenants=len(self._tenants), series=sum(len(t) for t in self._tenants.values()),
                           samples=sum(len(s.times) for t in self._tenants.values() for s in t.series.values()))

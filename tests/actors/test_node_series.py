@@ -1,0 +1,49 @@
+"""The probes' host series kept for the Metrics API: those the store has no
+room for are counted and exported at ``/metrics`` (they used to be logged at
+debug level only), and a forgotten probe's go at once."""
+
+from __future__ import annotations
+
+import time
+
+import attrs
+
+from trioscope.actors.client import LiveCounters
+from trioscope.actors.metrics import ForgetNode, GetNodeSeriesCounters, InstantQuery, NodeSamples
+from trioscope.http._metrics import Metrics
+from trioscope.runtime import open_actor_system
+from trioscope.system import METRICS, supervision_tree
+
+VALUES = {f"metric_{i}": float(i) for i in range(10)}
+"""A host's dozen metrics, near enough: two hosts' are past the limit of one agent (16 series)."""
+
+
+def exported(families, name: str) -> float:
+    return next(sample.value for family in families for sample in family.samples if sample.name == name)
+
+
+async def test_host_metrics_without_room_are_counted_and_a_forgotten_probes_make_room(settings) -> None:
+    one = attrs.evolve(settings, agents=attrs.evolve(settings.agents, max_agents=1),
+                       auth=attrs.evolve(settings.auth, show_unassigned_agents=True))
+    async with open_actor_system(supervision_tree(one)) as system:
+        actor = system.lookup(METRICS)
+        counters = await actor.ask(GetNodeSeriesCounters())
+        exposition = Metrics(system, LiveCounters())
+        exposition.watch_node_series(counters)
+        exposition.watch_node_series(counters)  # once only: a registry refuses a collector's names twice
+        now = time.time()
+
+        async def hosts() -> set[str]:
+            answer = await actor.ask(InstantQuery("t", "trioscope_node_metric_1", now))
+            return {row["metric"]["agent_id"] for row in answer["result"]}
+
+        await actor.ask(NodeSamples("gone", "h1", now, VALUES))
+        await actor.ask(NodeSamples("new", "h2", now, VALUES))
+        assert await hosts() == {"gone"}
+        assert counters.refused == 1
+        assert exported(exposition.collect(), "app_node_metrics_refused_total") == 1
+        await actor.ask(ForgetNode("gone"))
+        await actor.ask(NodeSamples("new", "h2", now, VALUES))
+        assert await hosts() == {"new"}
+        assert (counters.refused, counters.forgotten) == (1, len(VALUES))
+        assert exported(exposition.collect(), "app_node_series_forgotten_total") == len(VALUES)
