@@ -105,8 +105,9 @@ def _prepare(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, P
                     413: "the body is over server.max_body_size (also after gzip), the report over "
                          "agents.memory_budget, or (with a bus) its compressed envelope over the NATS "
                          "server's max_payload",
-                    503: "the report bus did not take it (bus_unavailable, Retry-After): resend; or no room "
-                         "for a new agent (too_many_agents)"})
+                    503: "the report bus did not take it (bus_unavailable, Retry-After): resend; no room "
+                         "for a new agent (too_many_agents); or the bodies being received from its address, or "
+                         "from all, are at their budget (body_budget_exceeded, Retry-After)"})
 async def submit_report() -> Response:
     """Submit a report (JSON, gzip allowed): 202 once queued for merging (with a bus: once on the stream)."""
     await _gate.check_report_rate()  # before the body is read
