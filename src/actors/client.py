@@ -616,8 +616,14 @@ class ClientActor(Actor):
                 if self.link.closed.is_set():
                     return None, took
             began = time.thread_time()
-            frame = shared(b"".join(pieces))
+            data = b"".join(pieces)
             pieces.clear()
+            took += time.thread_time() - began
+            # Joining and decoding a large view (159 MB: the processes of 2,000
+            # hosts) take ~0.1 s each: the server answers others in between.
+            await trio.lowlevel.checkpoint()
+            began = time.thread_time()
+            frame = shared(data)
             took += time.thread_time() - began
             if shared_reset is not None:
                 shared_reset.built(frame)
