@@ -35,8 +35,6 @@ from .client import INTERNAL_ERROR, POLICY_VIOLATION, ClientLink, FromClient
 
 log = logging.getLogger(__name__)
 
-WATCH_TIMEOUT = 10.0
-"""Seconds an event client waits for the notifier to count it among its watchers."""
 MAX_WAITING_BYTES = 4 * 1024 * 1024
 """Bytes of events (counted as characters of their JSON) that may wait for one
 socket beyond its outbox. The frames are encoded once and shared by every
@@ -52,6 +50,14 @@ class Watch:
     tenant: str
     client: ActorRef
     link: ClientLink | None = None
+    greet: bool = False
+    """Tell ``client`` ``Watching`` once it is among the watchers: every event
+    it is told after that comes after it in its mailbox."""
+
+
+@attrs.frozen
+class Watching:
+    """The notifier counts the client among its watchers (``Watch.greet``)."""
 
 
 @attrs.frozen
@@ -105,6 +111,11 @@ class NotifierActor(Actor):
                 del self.watchers[message.tenant]
         elif isinstance(message, Watch):
             self.watchers[message.tenant][message.client] = message.link
+            if message.greet:
+                try:
+                    message.client.tell(Watching())
+                except (MailboxFull, ActorStopped):
+                    pass  # gone already, or as good as: it is told nothing more either
         elif isinstance(message, Unwatch):
             watchers = self.watchers.get(message.tenant)
             if watchers is not None:
@@ -151,7 +162,7 @@ class EventClientActor(Actor):
         wait for it (``websocket.slow_client_timeout``) before it is closed;
         ``first``: makes the frame sent before any event (the seed's
         ``initial_state``), called once the notifier has this client among its
-        watchers, so that a change is in it or among the events after it."""
+        watchers (``Watching``), so that a change is in it or among the events after it."""
         self.link = link
         self.first = first
         self.notifier_path = notifier_path
@@ -171,12 +182,9 @@ class EventClientActor(Actor):
         # stay open, taking no events. A no-op if it closed already.
         self.context.at_end(lambda: self.link.close(INTERNAL_ERROR, "internal error"))
         self.notifier: ActorRef = self.context.system.lookup(self.notifier_path)
-        if self.first is None:
-            self.notifier.tell(Watch(self.tenant, self.context.ref, self.link))
-        else:
-            # Events told from now on wait in this actor's mailbox behind the first frame.
-            await self.notifier.ask(Watch(self.tenant, self.context.ref, self.link), timeout=WATCH_TIMEOUT)
-            self._send(self.first())
+        # Not asked: clients start one at a time, and a busy notifier would
+        # hold up every socket's start. The first frame is made on ``Watching``.
+        self.notifier.tell(Watch(self.tenant, self.context.ref, self.link, greet=self.first is not None))
 
     async def on_stop(self) -> None:
         try:
@@ -185,11 +193,15 @@ class EventClientActor(Actor):
             pass
 
     async def handle(self, message: Any) -> Any:
-        if self.link.closed.is_set() and isinstance(message, (Notice, FromClient, _Room)):
+        if self.link.closed.is_set() and isinstance(message, (Notice, FromClient, _Room, Watching)):
             self.waiting.clear()  # nothing more reaches this socket
             self.waiting_bytes = 0
             return None
-        if isinstance(message, Notice):
+        if isinstance(message, Watching):
+            if self.first is not None:  # every event after it comes after this in the mailbox
+                first, self.first = self.first, None
+                self._send(first())
+        elif isinstance(message, Notice):
             if self.admin or message.owner is None or message.owner == self.user_id:
                 self._send(message.frame)
         elif isinstance(message, FromClient):

@@ -154,7 +154,8 @@ class ReportFeedActor(Actor):
                           extra={"event": "bus_bad_message", "sequence": sequence})
                 return None
         return ReportArrived(envelope.report, envelope.packed, envelope.received_at, shape=envelope.shape,
-                             enrolled=envelope.enrolled, sequence=sequence, history=history, address=envelope.address)
+                             enrolled=envelope.enrolled, sequence=sequence, history=history, address=envelope.address,
+                             signer=envelope.signer)
 
     async def _hand_on(self, batch: list[ReportArrived]) -> None:
         """The batch to the roster in one ask, the rest again while it has no

@@ -83,6 +83,11 @@ class ReportArrived:
     address: str | None = None
     """Where the client that sent it counts as from (``_gate.client_source``:
     its address, an IPv6 one's /64; None: not known): see ``AgentRoster``."""
+    signer: str | None = None
+    """The enrolled agent that signed it (None: unsigned, or from a replica of
+    a version that did not say): see ``RosterActor._touch``. Said by the
+    request, not looked up when the roster takes it: by then the agent may
+    report under another id."""
 
 
 @attrs.frozen
@@ -118,6 +123,8 @@ class RegisterProbe:
     enrolled: bool = False
     address: str | None = None
     """Where the client that sent it counts as from (as ``ReportArrived.address``)."""
+    signer: str | None = None
+    """The enrolled agent that signed it (see ``ReportArrived.signer``)."""
 
 
 @attrs.frozen
@@ -132,6 +139,8 @@ class AdmitProbe:
     enrolled: bool = False
     address: str | None = None
     """Where the client that sent it counts as from (as ``ReportArrived.address``)."""
+    signer: str | None = None
+    """The enrolled agent that signed it (see ``ReportArrived.signer``)."""
 
 
 @attrs.frozen
@@ -213,7 +222,8 @@ class RosterActor(Actor):
             await self._arrived(message)
             return None
         if isinstance(message, AdmitProbe):
-            await self._agent(message.agent_id, enrolled=message.enrolled, source=message.address)
+            await self._agent(message.agent_id, enrolled=message.enrolled, source=message.address,
+                              signer=message.signer)
             return None
         if isinstance(message, HistoryReplayed):
             try:
@@ -223,7 +233,7 @@ class RosterActor(Actor):
             return True
         if isinstance(message, RegisterProbe):
             agent = await self._agent(message.registration.agent_id, enrolled=message.enrolled,
-                                      source=message.address)
+                                      source=message.address, signer=message.signer)
             agent.tell(Register(message.registration))
             return None
         if isinstance(message, ProbeHeartbeat):
@@ -267,6 +277,7 @@ class RosterActor(Actor):
         """Hand a report to the topology, the probe's actor and the hub (see the module docstring)."""
         report = message.report
         agent = await self._agent(report.agent_id, enrolled=message.enrolled, source=message.address,
+                                  signer=message.signer,
                                   received_at=message.received_at)
         # Topology first: when its mailbox is full the probe gets 503 and
         # resends; merging the same report twice changes nothing.
@@ -288,7 +299,7 @@ class RosterActor(Actor):
                 pass  # the metrics API's copy of host metrics; the report itself is accepted
 
     async def _agent(self, agent_id: str, *, enrolled: bool, source: str | None = None,
-                     received_at: float | None = None) -> ActorRef:
+                     received_at: float | None = None, signer: str | None = None) -> ActorRef:
         """The probe's actor, started if it is new, and the probe noted as heard
         from at ``received_at`` (wall clock; None: now).
 
@@ -310,7 +321,7 @@ class RosterActor(Actor):
         """
         now = self.monotonic()
         heard = now if received_at is None else min(now, received_at - self._wall_offset(now))
-        self._touch(agent_id, heard, source, enrolled)
+        self._touch(agent_id, heard, source, enrolled, signer)
         if len(self.roster) > 2 * self.settings.agents.max_agents:
             # Actors that stopped by themselves; not this probe, whose actor may be about to start.
             self.roster.retain(lambda a: a == agent_id or self.agents.child(a) is not None)
@@ -331,23 +342,27 @@ class RosterActor(Actor):
         self.roster.forget(agent_id)
         raise TooManyAgents(limit)
 
-    def _touch(self, agent_id: str, heard: float, source: str | None, enrolled: bool) -> None:
+    def _touch(self, agent_id: str, heard: float, source: str | None, enrolled: bool,
+               signer: str | None = None) -> None:
         """Note ``agent_id`` heard from, with the enrolled agent that signed it.
 
-        The signer is the agent the directory says reports under ``agent_id``:
-        a signed request attaches its probe id to its agent before it reaches
-        the roster (``_gate.vouch``), so it is known for every request this
-        replica served. A report another replica published (on the report
-        stream) names no signer: this replica's directory does not know whom
-        that replica attached it to, so it counts as signed by an agent not
-        named, bounded by the number of enrolled agents (``AgentRoster.touch``)."""
+        The signer is the one the report stream names (``signer``), else the
+        agent the directory says reports under ``agent_id``: a signed request
+        attaches its probe id to its agent before it reaches the roster
+        (``_gate.vouch``), so it is known for every request this replica
+        served. A report another replica of an earlier version published names
+        no signer, and this replica's directory does not know whom that replica
+        attached it to: it counts as signed by an agent not named, bounded by
+        the number of enrolled agents (``AgentRoster.touch``)."""
         if not enrolled:
             self.roster.touch(agent_id, heard, source, False)
             return
         directory = self.directory.value
-        record = directory.reporting_agent(agent_id)
-        if record is not None:
-            self.roster.touch(agent_id, heard, source, True, signer=record.id)
+        if signer is None:
+            record = directory.reporting_agent(agent_id)
+            signer = None if record is None else record.id
+        if signer is not None:
+            self.roster.touch(agent_id, heard, source, True, signer=signer)
         else:
             self.roster.touch(agent_id, heard, source, True, signers=self._enrolled_agents(directory))
 

@@ -70,6 +70,10 @@ class Envelope:
     as from (its address, or an IPv6 address's /64: ``_forwarded.source_of``):
     each replica's roster shares the agents' places between sources; None
     from a replica of a version that did not send it."""
+    signer: str | None = None
+    """The enrolled agent that signed it (None: unsigned, or from a replica of
+    a version that did not send it): each replica's roster counts a probe as
+    enrolled only while it is the id its agent reports under."""
 
 
 class BadEnvelope(ValueError):
@@ -89,6 +93,9 @@ class _Frame(msgspec.Struct, omit_defaults=True):
     """``report_shape`` (16 bytes); empty from a replica of a version that did not send it."""
     address: str = ""
     """The client's source (``Envelope.address``); empty from a replica of a version that did not send it."""
+    signer: str = ""
+    """The signing agent's id (``Envelope.signer``); empty when unsigned or from a
+    replica of a version that did not send it."""
 
 
 WIRE_EXPANSION = 4
@@ -108,6 +115,8 @@ checks both against the model."""
 
 MAX_ADDRESS = 64
 """Characters of a client address kept (an IPv6 address with a zone is well under)."""
+MAX_SIGNER = 128
+"""Characters of a signing agent's id (a UUID: 36); a longer one names no agent and is left out."""
 
 EARLIEST_RECEIVED = 0.0
 LATEST_RECEIVED = datetime(9000, 1, 1, tzinfo=UTC).timestamp()
@@ -124,11 +133,11 @@ _READ_FRAME = msgspec.msgpack.Decoder(_Frame)
 _READ_REPORT = msgspec.json.Decoder(Report)
 
 
-def pack_report(report: Report, received_at: float, enrolled: bool,
-                shape: bytes | None = None, address: str | None = None) -> tuple[bytes, PackedReport]:
+def pack_report(report: Report, received_at: float, enrolled: bool, shape: bytes | None = None,
+                address: str | None = None, signer: str | None = None) -> tuple[bytes, PackedReport]:
     """The envelope, and the packed wire form in it."""
     packed = PackedReport.pack(_JSON.encode(report))
-    frame = _Frame(FORMAT, packed.data, received_at, enrolled, shape or b"", address or "")
+    frame = _Frame(FORMAT, packed.data, received_at, enrolled, shape or b"", address or "", signer or "")
     return _FRAME.encode(frame), packed
 
 
@@ -188,7 +197,9 @@ def unpack_report(data: bytes, max_unpacked: int = DEFAULT_UNPACKED) -> Envelope
     _check(report, frame.received_at)
     # Any other length is no digest this version makes: found again on merging.
     shape = frame.shape if len(frame.shape) == SHAPE_BYTES else None
-    return Envelope(report, frame.received_at, frame.enrolled, packed, shape, frame.address[:MAX_ADDRESS] or None)
+    signer = frame.signer if frame.enrolled and len(frame.signer) <= MAX_SIGNER else ""  # else no id an agent has
+    return Envelope(report, frame.received_at, frame.enrolled, packed, shape, frame.address[:MAX_ADDRESS] or None,
+                    signer or None)
 
 
 def _check(report: Report, received_at: float) -> None:

@@ -51,7 +51,8 @@ async def register() -> Response:
         # What the credentials prove, not what the body says.
         registration = attrs.evolve(registration, metadata={
             **registration.metadata, "deployment_hash": signer.deployment_hash, "command_agent_id": signer.id})
-    await ask_roster(RegisterProbe(registration, enrolled=signer is not None, address=_gate.client_source()))
+    await ask_roster(RegisterProbe(registration, enrolled=signer is not None, address=_gate.client_source(),
+                                   signer=None if signer is None else signer.id))
     return json_response(
         {"status": "registered", "message": f"Agent {registration.agent_id} registered successfully",
          "agent_id": registration.agent_id},

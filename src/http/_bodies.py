@@ -20,7 +20,8 @@ from werkzeug.exceptions import RequestTimeout
 from trioscope.config import Settings, format_duration
 from trioscope.wire import InvalidDocument
 
-from ._connection_limits import BODY_PER_ADDRESS, BodyRead, admission_of_app
+from . import _gate
+from ._connection_limits import BODY_PER_ADDRESS, BodyRead, Held, admission_of_app
 from ._errors import ApiError, field_error
 
 
@@ -107,6 +108,8 @@ async def read_body_and_raw(settings: Settings, *, limit: int | None = None,
     """
     if limit is None or limit >= settings.server.max_body_size:
         limit = settings.server.max_body_size
+    if (request.content_length or 0) > limit:
+        raise too_large(limit)  # before the budgets: a body that can never fit is no budget's to refuse
     with contextlib.ExitStack() as own:
         charge = (own if hold is None else hold).enter_context(_budgeted(request.content_length or 0))
         try:
@@ -184,7 +187,13 @@ def _budgeted(declared: int) -> Iterator[Callable[[int], None]]:
         yield lambda size: None
         return
     counts = admission.counts
-    body = BodyRead(counts.holder(request.remote_addr or "unknown"))
+    held = counts.holder(request.remote_addr or "unknown")
+    if not held.per_address:
+        # A trusted proxy's request: unlike its connections, its body is one
+        # client's, the one the proxy names (one client behind the proxy
+        # could otherwise take the whole server's budget).
+        held = Held(_gate.client_source(), True)
+    body = BodyRead(held)
 
     def charge(size: int, ahead: int = 0) -> None:
         refused = counts.charge_body(body, size, ahead)

@@ -184,6 +184,7 @@ async def agent_channel(deployment_hash: str) -> Response | None:
             held.remove(link)
         if not held and s.agent_sockets.get(agent.id) is held:
             del s.agent_sockets[agent.id]
+            _gate.presence().latencies.pop(agent.id, None)  # no socket: no pong to time (README: null)
     return None
 
 
@@ -233,8 +234,8 @@ class _AgentChannel:
         socket closing) if none came in time."""
         view = delivery_view(delivery, self.deployment_hash)
         self.pending, self.acknowledged = view["command_id"], trio.Event()
-        await _gate.note_delivery(self.agent_id, view["command_id"])
         try:
+            await _gate.note_delivery(self.agent_id, view["command_id"])  # within: cancelled, it goes back
             # The send is within the deadline too: a peer that reads nothing
             # stops taking frames once the buffers fill.
             with trio.move_on_after(ACK_DEADLINE):
@@ -277,9 +278,10 @@ class _AgentChannel:
                 self.link.close(POLICY_VIOLATION, "no pong to two pings")
                 return
             self.unanswered_pings += 1
+            # Timed from before the send: its pong may be handled before the send returns.
+            self.pinged_at = trio.current_time()
             with trio.move_on_after(interval) as stuck:
                 await websocket.send(_PING)
-                self.pinged_at = trio.current_time()
             if stuck.cancelled_caught:
                 self.link.close(POLICY_VIOLATION, "no pong to two pings")  # it takes nothing: as good as no pong
                 return

@@ -82,13 +82,13 @@ this replica's topology (more only while the replica is far behind: the
 report is acknowledged by the stream already, so the 202 goes anyway)."""
 
 
-def _envelope(body: bytes, received_at: float, enrolled: bool,
+def _envelope(body: bytes, received_at: float, signer: str | None,
               address: str) -> tuple[Report, bytes, PackedReport, bytes]:
     report = _decode(body, received_at)
     shape = report_shape(report)
     # The bus carries the report re-encoded (keys it does not know left out):
     # what every replica's actor for the agent keeps is that, charged as it is.
-    envelope, packed = pack_report(report, received_at, enrolled, shape, address)
+    envelope, packed = pack_report(report, received_at, signer is not None, shape, address, signer)
     _fit_budget(report, body, packed)
     return report, envelope, packed, shape
 
@@ -123,11 +123,12 @@ async def _submit(body: bytes, raw: bytes) -> Response:
     received_at = time.time()
     address = _gate.client_source()
     if s.bus is not None:
+        signed_by = None if signer is None else signer.id
         if len(body) > OFF_LOOP_BYTES:
             report, envelope, packed, shape = await trio.to_thread.run_sync(
-                _envelope, body, received_at, signer is not None, address, limiter=s.heavy_work)
+                _envelope, body, received_at, signed_by, address, limiter=s.heavy_work)
         else:
-            report, envelope, packed, shape = _envelope(body, received_at, signer is not None, address)
+            report, envelope, packed, shape = _envelope(body, received_at, signed_by, address)
         await _gate.vouch(report.agent_id, signer)
         try:
             s.bus.check_fits(envelope)  # before the agent takes a place for a report the bus cannot carry
@@ -137,9 +138,10 @@ async def _submit(body: bytes, raw: bytes) -> Response:
             # A probe with an actor here has its place (asked only for new ones:
             # one ask fewer on every report of the hot path).
             if s.agents.actor(report.agent_id) is None:
-                await ask_roster(AdmitProbe(report.agent_id, enrolled=signer is not None, address=address))
+                await ask_roster(AdmitProbe(report.agent_id, enrolled=signer is not None, address=address,
+                                            signer=signed_by))
             sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed, shape,
-                                                  address)
+                                                  address, signed_by)
         except BusUnavailable as exc:
             raise ApiError(503, "bus_unavailable", f"the report bus did not acknowledge the report ({exc}); resend it "
                            "(a report merged twice changes nothing)",
@@ -178,7 +180,7 @@ async def _submit(body: bytes, raw: bytes) -> Response:
     # One message: the roster starts the probe's actor if it is new and hands
     # the report to the topology, that actor and the hub (503 when one is full).
     await ask_roster(ReportArrived(report, packed, received_at, partition, shape, enrolled=signer is not None,
-                                   address=address))
+                                   address=address, signer=None if signer is None else signer.id))
     return _accepted(s, report, received_at)
 
 

@@ -158,7 +158,8 @@ Percent = constrained("Percent", float, FloatRange(0.0, 100.0))
 Text = constrained("Text", str, TextRule(1024))
 Name = constrained("Name", str, TextRule(256))
 HostName = constrained("HostName", str, TextRule(
-    256, re.compile("[^\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]*"),
+    256, re.compile("[^\x00-\x1f\x7f-\x9f\xad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069"
+                    "\ufeff\U000e0000-\U000e007f]*"),
     "a host name without control characters or invisible formatting (zero-width, bidi) characters"))
 """A host's name: it names the host's node (``host:<name>``), heads its views
 and is shown as it is, so characters that show as nothing or reorder the text

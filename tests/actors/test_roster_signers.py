@@ -23,12 +23,13 @@ from trioscope.wire import decode_report
 from tests.waiting import eventually
 
 
-def report(agent_id: str, *, address: str, enrolled: bool = False, at: float | None = None) -> ReportArrived:
+def report(agent_id: str, *, address: str, enrolled: bool = False, at: float | None = None,
+           signer: str | None = None) -> ReportArrived:
     at = time.time() if at is None else at
     document = host_report(0, timestamp=at, containers=0, processes=1, connections=0)
     document["agent_id"] = agent_id
     return ReportArrived(decode_report(document), PackedReport.pack(orjson.dumps(document)), at,
-                         enrolled=enrolled, address=address)
+                         enrolled=enrolled, address=address, signer=signer)
 
 
 def tracked(system) -> set[str]:
@@ -120,3 +121,23 @@ async def test_a_forgotten_probes_host_series_go_with_it(settings) -> None:
             await eventually(recorded)
             assert tracked(system) == wave_ids
         assert counters.refused == 0 and counters.forgotten > 0
+
+
+async def test_the_signer_a_report_names_decides_not_the_directory_when_the_roster_takes_it(settings) -> None:
+    """Signed reports of many made-up ids sent at once: by the time the roster
+    takes one, the directory names the agent's later id, so looked up then,
+    each counted as signed by an agent not named (up to the agents). Named by
+    the request (or the report stream), each supersedes the one before."""
+    async with open_actor_system(supervision_tree(with_max_agents(settings, 5))) as system:
+        roster = system.lookup(ROSTER)
+        signer = await enrolled_agent(system)
+        await enrolled_agent(system)  # a second agent: two unnamed ones would count as enrolled
+        plain = [f"plain-{i}" for i in range(3)]
+        for agent_id in plain:
+            await roster.ask(report(agent_id, address="10.0.0.1"))
+        made_up = [f"made-up-{i}" for i in range(20)]
+        await roster.ask(ReportsArrived(tuple(report(agent_id, address="10.0.0.2", enrolled=True, signer=signer)
+                                              for agent_id in made_up)))
+        assert tracked(system) == {*plain, made_up[-2], made_up[-1]}
+        await roster.ask(report("late", address="10.0.0.1"))  # the superseded id's place
+        assert tracked(system) == {*plain, made_up[-1], "late"}

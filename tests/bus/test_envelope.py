@@ -67,6 +67,22 @@ def test_the_publishing_replica_s_shape_digest_travels_with_the_report() -> None
     assert unpack_report(odd).shape is None
 
 
+def test_the_signing_agent_travels_with_a_signed_report_only() -> None:
+    """Each replica's roster counts a probe as enrolled only while it is the id
+    its signing agent reports under: the envelope names that agent."""
+    report = decode_report(host_report(7, timestamp=time.time() - 10))
+    received = time.time()
+    signed, _ = pack_report(report, received, enrolled=True, signer="5837c66d-c569-414f-bf88-a633067fe066")
+    assert unpack_report(signed).signer == "5837c66d-c569-414f-bf88-a633067fe066"
+    plain, packed = pack_report(report, received, enrolled=False)
+    assert unpack_report(plain).signer is None and "signer" not in msgspec.msgpack.decode(plain)
+    # Named on an unsigned report, or longer than any agent id: no signer.
+    for enrolled, signer in ((False, "someone"), (True, "x" * 129)):
+        odd = msgspec.msgpack.encode({"format": 2, "report": packed.data, "received_at": received,
+                                      "enrolled": enrolled, "signer": signer})
+        assert unpack_report(odd).signer is None
+
+
 def _wire_with(path: tuple[str | int, ...], value: object) -> bytes:
     document = encode(decode_report(host_report(5, timestamp=time.time())))
     inner = document

@@ -11,7 +11,8 @@ from tests.synthetic import host_report
 from trioscope.bus import BadEnvelope, pack_report, unpack_report
 from trioscope.wire import InvalidDocument, decode_report
 
-REFUSED = ["web\n1", "web\x00", "web\x7f", "web\u0085", "\u202eweb1", "web\u200b1", "web\u2066", "\ufeffweb"]
+REFUSED = ["web\n1", "web\x00", "web\x7f", "web\u0085", "\u202eweb1", "web\u200b1", "web\u2066", "\ufeffweb",
+           "web\u061c1", "web\u2028", "web\u00ad1", "web\U000e0041"]
 
 
 @pytest.mark.parametrize("name", REFUSED)

@@ -39,12 +39,16 @@ def _where(server: ServerProcess) -> tuple[str, int]:
     return url.hostname, url.port
 
 
-async def _trickle(server: ServerProcess, source: str, *, chunked: bool = False) -> trio.SocketStream:
+async def _trickle(server: ServerProcess, source: str, *, chunked: bool = False,
+                   forwarded: str | None = None) -> trio.SocketStream:
     """A connection from ``source`` that posts a report body of ``BODY`` bytes
-    but its last one (chunked: one chunk of that many, and no end)."""
+    but its last one (chunked: one chunk of that many, and no end), for the
+    client ``forwarded`` names (X-Forwarded-For) if given."""
     host, port = _where(server)
     stream = await trio.open_tcp_stream(host, port, local_address=source)
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {BODY}"
+    if forwarded is not None:
+        framing += f"\r\nX-Forwarded-For: {forwarded}"
     head = f"POST /api/v1/reports HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{framing}\r\n\r\n"
     body = f"{BODY:x}\r\n".encode() + b" " * BODY if chunked else b" " * HELD
     try:
@@ -91,11 +95,14 @@ async def _held(server: ServerProcess, expected: float) -> None:
     await eventually(counted)
 
 
-async def _hold(server: ServerProcess, source: str, count: int, already: int = 0) -> list[trio.SocketStream]:
-    """``count`` trickled bodies from ``source``, each counted before the next is sent."""
+async def _hold(server: ServerProcess, source: str, count: int, already: int = 0,
+                forwarded: str | None = None) -> list[trio.SocketStream]:
+    """``count`` trickled bodies from ``source``, each counted before the next is
+    sent (``forwarded``: for the clients it names, ``{index}`` replaced by each's)."""
     streams = []
     for index in range(count):
-        streams.append(await _trickle(server, source))
+        client = None if forwarded is None else forwarded.format(index=index)
+        streams.append(await _trickle(server, source, forwarded=client))
         await _held(server, (already + index + 1) * HELD)
     return streams
 
@@ -147,13 +154,20 @@ async def test_one_address_holds_at_most_its_body_budget_and_others_are_served()
     assert len(lines) < 4, lines  # said once, not per refusal
 
 
-async def test_a_trusted_proxy_is_exempt_from_the_address_budget_not_from_the_total() -> None:
-    """Behind a proxy every body comes from its address: capped per address,
-    it would cut off every client at once. The total still holds."""
+async def test_behind_a_trusted_proxy_each_client_it_names_has_the_address_budget_and_the_total_holds() -> None:
+    """Behind a proxy every body comes from its address: capped by that
+    address, it would cut off every client at once; not capped at all, one
+    client behind it could take the whole server's budget. Each client the
+    proxy names has its own (as the other per-address limits of requests)."""
     flags = [*FLAGS, "--max-body-bytes-total", "8MiB", "--trusted-proxies", "127.0.0.40/32"]
     with ServerProcess(flags) as server:
-        held = await _hold(server, "127.0.0.40", 8)  # twice the address's budget
+        held = await _hold(server, "127.0.0.40", 4, forwarded="10.1.0.1")  # one client's budget
         try:
+            mine = await _trickle(server, "127.0.0.40", forwarded="10.1.0.1")
+            _refused_as(await _answer(mine), "limits.body_bytes_per_address")
+            await mine.aclose()
+            held += await _hold(server, "127.0.0.40", 4, already=4, forwarded="10.2.0.{index}")  # others'
+
             beyond = await _trickle(server, "127.0.0.40")
             _refused_as(await _answer(beyond), "limits.body_bytes_total")
             await beyond.aclose()
@@ -190,3 +204,16 @@ async def test_a_reports_decompressed_body_counts_while_the_report_is_taken_in()
             for stream in held:
                 await stream.aclose()
         await _held(server, 0)
+
+
+async def test_a_body_longer_than_the_size_limit_is_413_not_a_budget_refusal() -> None:
+    """A Content-Length over ``--max-body-size`` can never fit: 413 (the probe
+    sends a smaller report), not 503 (which it would resend for ever)."""
+    with ServerProcess(FLAGS) as server:
+        host, port = _where(server)
+        stream = await trio.open_tcp_stream(host, port, local_address="127.0.0.32")
+        await stream.send_all(f"POST /api/v1/reports HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                              f"Content-Length: {200 * MIB}\r\n\r\n".encode())
+        status, _, body = await _answer(stream)
+        await stream.aclose()
+    assert status == 413, body
