@@ -38,11 +38,15 @@ log = logging.getLogger(__name__)
 
 NODE_METRICS = 16
 """Most host metrics kept per probe (a report has about a dozen)."""
+HOSTNAMES_KEPT_PER_AGENT = 2
+"""The probes whose host names are kept, per ``agents.max_agents`` (forgotten
+ones' names go with ``ForgetNode``; those that stopped by themselves, at the
+next clear)."""
 _UNASSIGNED = ""
+"""Where the host metrics of probes enrolled in no deployment are kept (no tenant is named "")."""
 REFUSALS_SAID_EVERY = 600.0
 """Seconds between two warnings that host metrics were not kept (at debug level
 between them: while the store stays full, every report of a new host is refused)."""
-"""Where the host metrics of probes enrolled in no deployment are kept (no tenant is named "")."""
 
 
 @attrs.frozen
@@ -215,6 +219,10 @@ class MetricsActor(Actor):
         self.node_counters = stores.node_counters
         self._refusal_said: float | None = None
         """When host metrics not kept were last said at warning level (``time.monotonic``)."""
+        self._hostnames: dict[str, str] = {}
+        """Probe -> the host name its series were last written under: a probe
+        that renames its host has its series under the old name dropped (one
+        probe naming its host anew on every report filled the store alone)."""
 
     def _view(self, tenant: str) -> metrics.SeriesView:
         views = [self.store.tenant(tenant), self.nodes.tenant(tenant)]
@@ -230,6 +238,12 @@ class MetricsActor(Actor):
             deployment = found.deployments.get(agent.deployment_hash) if agent is not None else None
             if agent is not None and deployment is not None:
                 tenant, deployment_hash = deployment.tenant, agent.deployment_hash
+        renamed = self._hostnames.get(message.reporter_id)
+        if renamed is not None and renamed != message.hostname:
+            self._forget_node(ForgetNode(message.reporter_id))
+        elif renamed is None and len(self._hostnames) >= HOSTNAMES_KEPT_PER_AGENT * self.settings.agents.max_agents:
+            self._hostnames.clear()  # of probes forgotten long ago, mostly: those reporting come back at once
+        self._hostnames[message.reporter_id] = message.hostname
         base = {"agent_id": message.reporter_id, "hostname": message.hostname}
         if tenant:
             base.update({metrics.TENANT_LABEL: tenant, metrics.DEPLOYMENT_LABEL: deployment_hash})
@@ -251,6 +265,7 @@ class MetricsActor(Actor):
                     extra={"event": "node_series_refused", "agent_id": message.reporter_id[:80]})
 
     def _forget_node(self, message: ForgetNode) -> None:
+        self._hostnames.pop(message.reporter_id, None)
         removed = self.nodes.remove_with("agent_id", message.reporter_id)
         self.node_counters.forgotten += removed
         if removed:

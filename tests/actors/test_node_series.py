@@ -47,3 +47,21 @@ async def test_host_metrics_without_room_are_counted_and_a_forgotten_probes_make
         assert await hosts() == {"new"}
         assert (counters.refused, counters.forgotten) == (1, len(VALUES))
         assert exported(exposition.collect(), "app_node_series_forgotten_total") == len(VALUES)
+
+
+async def test_a_probe_that_renames_its_host_keeps_the_series_of_its_new_name_only(settings) -> None:
+    """One probe naming its host anew on every report filled the host series
+    store alone (series are by agent and host name): its old name's go."""
+    one = attrs.evolve(settings, agents=attrs.evolve(settings.agents, max_agents=2),
+                       auth=attrs.evolve(settings.auth, show_unassigned_agents=True))
+    async with open_actor_system(supervision_tree(one)) as system:
+        actor = system.lookup(METRICS)
+        counters = await actor.ask(GetNodeSeriesCounters())
+        now = time.time()
+        for name in range(50):
+            await actor.ask(NodeSamples("renaming", f"host-{name}", now, VALUES))
+        await actor.ask(NodeSamples("other", "h", now, VALUES))
+        answer = await actor.ask(InstantQuery("t", "trioscope_node_metric_1", now))
+        assert {(row["metric"]["agent_id"], row["metric"]["hostname"]) for row in answer["result"]} == {
+            ("renaming", "host-49"), ("other", "h")}
+        assert counters.refused == 0
