@@ -3,6 +3,7 @@ they ship to, imported from the real server exactly as the page imports them."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -466,3 +467,100 @@ def test_control_and_bidi_characters_in_names_are_shown_as_escapes(page: Page) -
               m.visible(undefined), m.visible(42)];
     """)
     assert result == ["evil\\u202Egnp.exe", "a\\u0000b\\u000Ac\\u200Bd\\u2028", "café 東京 🙂 x-y_z", "", "42"]
+
+
+def test_joiners_are_kept_and_a_shortened_name_never_ends_in_half_an_escape(page: Page) -> None:
+    result = run(page, "format", r"""
+      const persian = 'می\u200Cخواهم', family = '👩\u200D👩\u200D👧', heart = '❤\uFE0F';
+      return [m.visible(persian) === persian, m.visible(family) === family, m.visible(heart) === heart,
+              m.visible('a\u200Bb\u2066c\uFEFF\u{E0041}'),
+              m.visibleShort('ab\u202Ecdefgh', 6), m.visibleShort('abcd\u202Eefgh', 8), m.visibleShort('short', 6),
+              m.visibleShort('🙂🙂🙂🙂', 3), m.visibleShort('x\u202E', 24)];
+    """)
+    assert result[:3] == [True, True, True]  # ZWNJ, ZWJ and variation selectors as they are
+    assert result[3] == "a\\u200Bb\\u2066c\\uFEFF\\uE0041"  # other zero-width, bidi isolate, BOM, tag: escaped
+    # Cut between characters: a whole escape or none of it, a whole emoji or none of it.
+    assert result[4:] == ["ab…", "abcd…", "short", "🙂…", "x\\u202E"]
+
+
+def test_a_process_on_a_host_whose_name_holds_a_colon_is_found_in_its_group(page: Page) -> None:
+    result = run(page, "groups", NODES + """
+      const group = (id, host, pids) => node(id, 'host:' + host, { type: 'process_group', host: 'host:' + host,
+        metadata: { pids } });
+      // As the server's process_group_id writes them: the host's '%' and ':' escaped.
+      const nodes = new Map([
+        ['process_group:a:b:worker', group('process_group:a:b:worker', 'a', [12])],  // host a's "b:worker"
+        ['process_group:a%3Ab:worker', group('process_group:a%3Ab:worker', 'a:b', [12, 13])],
+        ['process_group:50%25%3Ax:w', group('process_group:50%25%3Ax:w', '50%:x', [7])]]);
+      return [m.groupShowing(nodes, 'process:a:b:13'), m.groupShowing(nodes, 'process:a:b:12'),
+              m.groupShowing(nodes, 'process:a:12'), m.groupShowing(nodes, 'process:50%:x:7'),
+              m.groupId('a:b', 'worker'), m.groupId('plain', 'w:1')];
+    """)
+    assert result == ["process_group:a%3Ab:worker", "process_group:a%3Ab:worker", "process_group:a:b:worker",
+                      "process_group:50%25%3Ax:w", "process_group:a%3Ab:worker", "process_group:plain:w:1"]
+
+
+def test_the_rows_keep_the_keyboard_focus_when_the_columns_change(page: Page) -> None:
+    result = run(page, "table", NODES + """
+      // A table of its own (the page's is hidden, and earlier tests' views watch it), out
+      // from under the modal sign-in (which makes the rest of the page unfocusable).
+      const signin = document.getElementById('signin');
+      signin.close();
+      const root = document.getElementById('table').cloneNode(true);
+      root.hidden = false;
+      root.style.height = '400px';
+      root.style.display = 'flex';
+      document.body.append(root);
+      try {
+        const t = new m.TableView(root, { onSelect() {}, onSort() {} });
+        const all = new Map();
+        for (let i = 0; i < 20; i++) {
+          const id = 'container:c' + i;
+          all.set(id, node(id, 'host:h', { metrics: { cpu_percent: i } }));
+        }
+        const show = (metrics, sort) => t.setData({ nodes: [...all.values()], all, names: new Map(), metrics,
+          showType: false, sort, dir: 'asc', selected: '', key: 'k' });
+        show(['cpu_percent'], 'cpu_percent');
+        await new Promise((resolve) => requestAnimationFrame(resolve));
+        root.querySelector('#table-body .tr[data-id="container:c3"]').focus();
+        const focused = () => [document.activeElement.dataset.id || document.activeElement.tagName,
+                               root.contains(document.activeElement)];
+        const before = focused();
+        show(['cpu_percent', 'memory_mb'], 'cpu_percent');  // a metric came: a column more
+        const added = focused();
+        show(['memory_mb'], 'cpu_percent');  // the sorted column went
+        return [before, added, focused()];
+      } finally {
+        root.remove();
+        signin.showModal();
+      }
+    """)
+    assert result == [["container:c3", True]] * 3
+
+
+def test_alerts_and_the_series_picker_show_control_and_bidi_characters_as_escapes(page: Page) -> None:
+    series = [{"__name__": "requests_count", "agent_id": "agent-0", "route": "/a\u202eb"}]
+    page.route("**/prometheus/api/v1/series?**", lambda route: route.fulfill(
+        status=200, content_type="application/json", body=json.dumps({"status": "success", "data": series})))
+    page.route("**/prometheus/api/v1/query_range?**", lambda route: route.fulfill(
+        status=200, content_type="application/json",
+        body=json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}})))
+    try:
+        result = run(page, "alerts", r"""
+          const { SeriesChart } = await import('/ui/js/series.js');
+          const root = document.getElementById('alerts').cloneNode(true);
+          const list = new m.AlertList(root);
+          list.event({ type: 'system_alert', fingerprint: 'f1', alert: 'Disk\u202EFull', message: 'on web\u2066-1\n!',
+                       severity: 'critical' });
+          const chart = new SeriesChart();
+          await chart.refresh('agent-0');  // listed
+          chart.choice = chart.picker.options[1].value;
+          await chart.refresh('agent-0');  // and the chosen one drawn
+          return [root.querySelector('li b').textContent, root.querySelector('.alert-message').textContent,
+                  chart.picker.options[1].textContent, chart.chart.querySelector('.series-name').textContent];
+        """)
+    finally:
+        page.unroute("**/prometheus/api/v1/series?**")
+        page.unroute("**/prometheus/api/v1/query_range?**")
+    assert result == ["Disk\\u202EFull", "on web\\u2066-1\\u000A!", 'requests_count{route="/a\\u202Eb"}',
+                      'requests_count{route="/a\\u202Eb"}']

@@ -1,7 +1,9 @@
-"""The page from the keyboard and against hostile names: the table's headers
-sort and its rows move with keys, focus follows its node while rows re-sort,
-long names wrap in the details panel, control and bidi characters show as
-escapes, and the sign-in reads what people paste."""
+"""The page from the keyboard, for screen readers and against hostile names:
+the table's headers sort and its rows move with keys, focus follows its node
+while rows re-sort (and shows where it waits while its row is out of sight),
+the counts are read out after a search, long names wrap in the details panel,
+control and bidi characters show as escapes, and the sign-in reads what people
+paste."""
 
 from __future__ import annotations
 
@@ -96,3 +98,30 @@ def test_sign_in_takes_a_pasted_bearer_token_and_says_when_a_token_expired(ui: U
     ui.page.click("#signin-submit")
     ui.page.wait_for_selector("html[data-ready=true]")
     assert ui.page.inner_text("#who") == "alice · acme · OPERATOR"
+
+
+def test_the_counts_are_announced_after_a_search_and_not_after_a_diff(ui: Ui) -> None:
+    for index in range(2):
+        post_report(ui.server, index, containers=0, processes=1, connections=0)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0", "host:host-1"})
+    assert ui.page.inner_text("#counts-announcer") == ""  # the view's own counts: not read out
+    ui.page.fill("#search", "host-1")
+    ui.page.wait_for_function("() => document.querySelector('#counts-announcer').textContent === '1 of 2 nodes'")
+    assert ui.page.get_attribute("#counts-announcer", "role") == "status"
+    post_report(ui.server, 2, containers=0, processes=1, connections=0)  # a diff changes the counts
+    ui.page.wait_for_function("() => document.querySelector('#counts').textContent === '1 of 3 nodes'")
+    ui.page.wait_for_function("() => trioscope.idle()")
+    assert ui.page.inner_text("#counts-announcer") == "1 of 2 nodes"
+
+
+def test_the_scroller_holding_the_focus_of_a_row_out_of_sight_shows_it(ui: Ui) -> None:
+    post_report(ui.server, 0, containers=0, processes=120, connections=0)
+    ui.open("?view=processes&group=0&mode=table")
+    ui.page.wait_for_function("() => document.querySelectorAll('#table-body .tr').length > 10")
+    ui.page.focus("#table-body .tr >> nth=0")
+    ui.page.evaluate("document.querySelector('#table-scroll').scrollTop = 1e6")  # the focused row scrolls away
+    ui.page.wait_for_function("() => document.activeElement.id === 'table-scroll'")
+    outline = ui.page.evaluate("(() => { const s = getComputedStyle(document.activeElement);"
+                               " return [s.outlineStyle, s.outlineWidth]; })()")
+    assert outline[0] != "none" and outline[1] != "0px"

@@ -1,7 +1,10 @@
 """What the page says of its live connection, and what it redraws: it says when it
 is behind or resyncing rather than "live", announces only the connection's state
-to screen readers, counts a reconnection down, redraws nothing for diffs that
-change nothing drawn, and says when a view is empty while others are not."""
+to screen readers (why, when the server keeps refusing it), counts a
+reconnection down, says "loading" after a reconnection until the new
+connection's view has come, redraws nothing for diffs that change nothing
+drawn but what a diff changes that is drawn (a metric that comes, a
+container's name), and says when a view is empty while others are not."""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from typing import Any
 import httpx
 
 from playwright.sync_api import WebSocketRoute
+
+from tests.synthetic import host_report
 
 from .conftest import Ui, post_report
 
@@ -128,7 +133,7 @@ def test_the_page_says_it_is_behind_while_the_server_is_ahead_of_it(ui: Ui) -> N
     ui.page.wait_for_selector("#connection[data-state=live]")
 
 
-def test_only_the_connection_state_is_announced_and_a_reconnection_counts_down(ui: Ui) -> None:
+def test_only_the_connection_state_is_announced_a_reconnection_counts_down_and_a_refusal_is_explained(ui: Ui) -> None:
     ui.expected += ["WebSocket connection", "ERR_CONNECTION_REFUSED", "ERR_CONTENT_LENGTH_MISMATCH"]
     ui.page.goto(ui.server.base_url + "/")
     ui.page.wait_for_selector("#signin[open]")
@@ -146,6 +151,9 @@ def test_only_the_connection_state_is_announced_and_a_reconnection_counts_down(u
       const next = window.states[i + 1];
       return state === 'reconnecting' && next && next[0] === 'reconnecting' && seconds(next[1]) === seconds(text) - 1;
     })""", timeout=30_000)
+    # Tries in a row that never open: the page says what that likely is, aloud too.
+    ui.page.wait_for_selector("#connection[data-refused=true]", timeout=30_000)
+    assert "not accepting the connection" in ui.page.inner_text("#announcer")
     announced = ui.page.evaluate("[...new Set(window.states.map((s) => s[2]))]")
     assert all(not any(ch.isdigit() for ch in text) for text in announced)  # no countdown read out
     assert "Connection: reconnecting" in announced
@@ -162,3 +170,74 @@ def test_an_empty_view_says_so_and_which_views_have_nodes(ui: Ui) -> None:
     ui.page.click("[data-view=hosts]")
     ui.wait_for_nodes({"host:host-0"})
     ui.page.wait_for_selector("#empty-view", state="hidden")
+
+
+def test_after_a_reconnection_the_page_says_loading_until_the_new_connections_view_has_come(ui: Ui) -> None:
+    post_report(ui.server, 0)
+    pages: list[WebSocketRoute] = []
+    servers: list[WebSocketRoute] = []
+    held: list[Any] = []
+    released: list[bool] = []
+
+    def route(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        later = bool(pages)  # a connection after the first
+
+        def from_server(message: Any) -> None:
+            if later and '"reset":true' in str(message) and not released:
+                held.append(message)  # the new connection's view, slow to come (as a large one is)
+                return
+            ws.send(message)
+
+        server.on_message(from_server)
+        pages.append(ws)
+        servers.append(server)
+
+    ui.page.route_web_socket("**/api/v1/ws*", route)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0"})
+    ui.page.wait_for_selector("#connection[data-state=live]")
+    ui.page.evaluate(RECORD_STATES)
+    servers[0].close()
+    pages[0].close()  # the connection is lost: the page connects again
+    ui.page.wait_for_function("() => window.states.some((s) => s[0] === 'connecting')")
+    deadline = time.monotonic() + 15
+    while not held:
+        assert time.monotonic() < deadline, "the new connection's view never came"
+        ui.page.wait_for_timeout(50)
+    # Connected, but what it shows is still the view from before: not "live".
+    ui.page.wait_for_selector("#connection[data-state=loading]")
+    released.append(True)
+    for message in held:
+        pages[-1].send(message)
+    ui.page.wait_for_selector("#connection[data-state=live]")
+    states = [state for state, _, _ in ui.page.evaluate("window.states")]
+    changes = [s for i, s in enumerate(states) if i == 0 or states[i - 1] != s]
+    assert changes == ["reconnecting", "connecting", "loading", "live"]  # neither "live" nor "behind" before the view
+
+
+def test_a_metric_that_comes_and_a_container_renamed_are_redrawn(ui: Ui) -> None:
+    def report(name: str, *, load: bool) -> None:
+        body = host_report(0, timestamp=time.time(), containers=2, processes=4, connections=0)
+        body["docker_info"]["containers"][0]["name"] = f"/{name}"
+        if not load:
+            del body["host_info"]["load_average"]
+        assert httpx.post(f"{ui.server.base_url}/api/v1/reports", json=body, timeout=10).status_code == 202
+
+    report("db", load=False)
+    ui.open("?view=hosts")
+    ui.wait_for_nodes({"host:host-0"})
+    settled(ui)
+    assert "load1" not in ui.page.eval_on_selector_all("#size-by option", "os => os.map((o) => o.value)")
+    report("db", load=True)  # only the host's metrics change, not their values shown: new choices to size by
+    ui.page.wait_for_function("() => [...document.querySelectorAll('#size-by option')].some((o) => o.value === 'load1')")
+
+    ui.page.click("[data-view=processes]")
+    ui.page.uncheck("#group-by-name")  # each process on its own
+    ui.page.click("[data-mode=table]")
+    parents = "() => [...document.querySelectorAll('#table-body .tr')].map((r) => r.children[2].textContent)"
+    ui.page.wait_for_function(f"() => ({parents})().includes('db')")
+    settled(ui)
+    report("db-renamed", load=True)  # the processes' container_name alone changes: their Parent column
+    ui.page.wait_for_function(f"() => ({parents})().includes('db-renamed')")
+    assert "db" not in ui.page.evaluate(parents)

@@ -6,6 +6,7 @@
 
 import { api } from "./api.js";
 import { el } from "./dom.js";
+import { visible } from "./format.js";
 
 const KEEP = 50; // alerts shown at most (the oldest go first)
 
@@ -64,9 +65,9 @@ export class AlertList {
       "data-fingerprint": key,
       "data-alert": alert.alert || "notice",
     },
-    el("b", { text: alert.alert || "notice" }),
-    el("span", { class: "alert-message", text: alert.message || "" }),
-    alert.starts_at ? el("time", { class: "muted", datetime: alert.starts_at, text: `since ${alert.starts_at}` }) : null,
+    el("b", { text: visible(alert.alert || "notice") }),
+    el("span", { class: "alert-message", text: visible(alert.message) }),
+    alert.starts_at ? el("time", { class: "muted", datetime: alert.starts_at, text: `since ${visible(alert.starts_at)}` }) : null,
     el("button", { type: "button", class: "dismiss", "aria-label": "Dismiss", text: "×",
       onclick: () => { this.active.delete(key); this.#paint(); } }))));
     this.root.hidden = this.active.size === 0;

@@ -30,13 +30,35 @@ export function clock(date) {
 // Text a probe reported, as it is to be shown: control, format (bidi
 // overrides, zero-width) and line-separator characters as `\u202E`-style
 // escapes, so that a name cannot hide, reorder or fake what is around it.
-// The one function the table, the graph's labels and the details use.
-const INVISIBLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+// ZWNJ and ZWJ (U+200C, U+200D) stay: Persian and Indic words and emoji
+// sequences are spelt with them, and they reorder nothing. (Variation
+// selectors are marks, not format characters: never escaped.)
+// The one function the table, the graph's labels, the details, the series
+// picker and the alerts use.
+const INVISIBLE = /(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 
 export function visible(text) {
   if (text === null || text === undefined) return "";
   const value = String(text);
   INVISIBLE.lastIndex = 0;
   if (!INVISIBLE.test(value)) return value; // the usual case: no new string
-  return value.replace(INVISIBLE, (c) => `\\u${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`);
+  return value.replace(INVISIBLE, escape);
+}
+
+function escape(c) {
+  return `\\u${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}`;
+}
+
+// visible(text) in at most `length` characters, cut with "…" between
+// characters of `text`: never inside an escape, nor between a surrogate pair.
+export function visibleShort(text, length) {
+  const shown = visible(text);
+  if (shown.length <= length) return shown;
+  let cut = "";
+  for (const c of text === null || text === undefined ? "" : String(text)) {
+    const part = visible(c);
+    if (cut.length + part.length > length - 1) break;
+    cut += part;
+  }
+  return `${cut}…`;
 }

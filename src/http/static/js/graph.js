@@ -3,7 +3,7 @@
 // frame, and no sooner after a draw than it took: pacer.js), with one path per
 // colour so that 10,000 nodes are a handful of canvas calls.
 
-import { visible } from "./format.js";
+import { visible, visibleShort } from "./format.js";
 import { COLOURS, health } from "./health.js";
 import { labelOfId } from "./model.js";
 import { Pacer } from "./pacer.js";
@@ -239,7 +239,7 @@ export class GraphView {
       ctx.font = "11px system-ui, sans-serif";
       ctx.fillStyle = "#1d2330";
       for (const [node, place, r] of labelled) {
-        ctx.fillText(truncate(visible(node.label), room), x + place.x * k, y + (place.y + r) * k + 13);
+        ctx.fillText(visibleShort(node.label, room), x + place.x * k, y + (place.y + r) * k + 13);
       }
     }
   }
@@ -327,8 +327,4 @@ export class GraphView {
 
 function clamp(value, low, high) {
   return Math.min(high, Math.max(low, value));
-}
-
-function truncate(text, length) {
-  return text.length > length ? `${text.slice(0, length - 1)}…` : text;
 }

@@ -13,7 +13,15 @@ export function processesView(group) {
   return group ? "processes-by-name" : "processes";
 }
 
-// Group ids say what they are: "process_group:<hostname>:<name>".
+// Group ids say what they are: "process_group:<hostname>:<name>", the host
+// name's "%" and ":" written "%25" and "%3A" (as the server's
+// process_group_id writes them: host "a:b"'s "w" is not host "a"'s "b:w").
+export function groupId(hostname, name) {
+  const host = hostname.includes("%") || hostname.includes(":")
+    ? hostname.replaceAll("%", "%25").replaceAll(":", "%3A") : hostname;
+  return `${GROUP}:${host}:${name}`;
+}
+
 export function isGroupId(id) {
   return typeof id === "string" && id.startsWith(`${GROUP}:`);
 }
@@ -33,9 +41,9 @@ export function memberIds(group) {
 export function groupShowing(nodes, id) {
   if (!id.startsWith("process:")) return undefined;
   const at = id.lastIndexOf(":");
-  const prefix = `${GROUP}:${id.slice("process:".length, at)}:`, pid = Number(id.slice(at + 1));
-  for (const [groupId, node] of nodes) {
-    if (groupId.startsWith(prefix) && node.metadata && (node.metadata.pids || []).includes(pid)) return groupId;
+  const prefix = groupId(id.slice("process:".length, at), ""), pid = Number(id.slice(at + 1));
+  for (const [key, node] of nodes) {
+    if (key.startsWith(prefix) && node.metadata && (node.metadata.pids || []).includes(pid)) return key;
   }
   return undefined;
 }

@@ -20,6 +20,9 @@ import { MAX_METRIC_COLUMNS, TableView } from "./table.js";
 
 const STATS_EVERY_MS = 5000;
 const REFUSED_AFTER = 3; // failed connection attempts in a row before the page says the server may be refusing
+const REFUSED = "the server is not accepting the connection: down, busy or limiting this address";
+const COUNTS_QUIET_MS = 700; // the counts are announced once the filters have stood still this long
+const FILTER_KEYS = ["q", "labels", "metric", "min", "type", "group", "kthreads"]; // what the counts answer to
 const everything = () => true; // the filter when none is set (one function: the graph keeps what it worked out with it)
 const $ = (id) => document.getElementById(id);
 
@@ -34,6 +37,9 @@ let lastUpdate = null;
 let statsTimer = null;
 let liveView = null; // the view the live socket follows (asked in its URL, or by a subscribe)
 let resyncing = false; // a resync was asked: diffs are pointless until the reset comes
+let awaitingReset = false; // a new connection's first reset has not come: the view shown is from before it
+let countsAsked = false; // the user changed the filters: the next render's counts are announced
+let countsTimer = null; // debounces that announcement
 let typing = null; // the search box's debounce
 let expiry = null; // signs the user out when the token expires
 let viewNumber = 0; // counts the views followed: a new one's table is sorted afresh
@@ -77,6 +83,7 @@ function setState(changes) {
   const before = state;
   state = { ...state, ...changes };
   saveState();
+  if (FILTER_KEYS.some((key) => JSON.stringify(state[key]) !== JSON.stringify(before[key]))) countsAsked = true;
   if (serverView(state) !== serverView(before)) switchView();
   else if (state.kthreads !== before.kthreads) regroup();
   if (state.node !== before.node) {
@@ -233,6 +240,7 @@ function regroup() {
 function liveUrl() {
   liveView = serverView();
   resyncing = false;
+  awaitingReset = true; // until this connection's first reset, the view is the last connection's
   return socketUrl(`/api/v1/ws?view=${encodeURIComponent(liveView)}`);
 }
 
@@ -241,6 +249,7 @@ function onTopology(payload) {
   // What the page itself spends on a view is from here to "trioscope:interactive" (bench/ui.py).
   if (payload.reset && document.documentElement.dataset.ready !== "true") performance.mark("trioscope:view-received");
   const before = payload.reset ? null : formerNodes(payload);
+  const metricsBefore = payload.reset ? null : model.metricNames().join("\n");
   const change = model.apply(payload);
   if (change.kind === "stale") return;
   if (change.kind === "gap") {
@@ -250,7 +259,10 @@ function onTopology(payload) {
     return;
   }
   if (processes) processes.apply(change, model.nodes);
-  if (change.kind === "reset") resyncing = false;
+  if (change.kind === "reset") {
+    resyncing = false;
+    awaitingReset = false;
+  }
   if (behind && model.version >= serverVersion) behind = false; // caught up with the server's last known version
   showConnection();
   $("stat-version").textContent = String(model.version);
@@ -263,7 +275,8 @@ function onTopology(payload) {
   // Reports come every few seconds from every host, most changing nothing drawn (last_seen):
   // those redraw nothing (a group's details are drawn from the view: they follow it).
   if (change.kind === "reset" || change.added.length || change.removed.length || change.edges
-      || (selected && isGroupId(state.node)) || changesShown(change.updated, before)) {
+      || (selected && isGroupId(state.node)) || changesShown(change.updated, before)
+      || model.metricNames().join("\n") !== metricsBefore) { // a metric came or went: a choice, a column
     invalidate();
   }
 }
@@ -296,13 +309,14 @@ function changesShown(updated, before) {
 }
 
 // What the graph and the table show of a node: its colour, name, kind and
-// parent, how many processes a group holds, and the metrics shown (the
-// table's columns, or the one the graph sizes nodes by).
+// parent, its container's name (model.names: a group disc's label, the
+// Parent column), how many processes a group holds, and the metrics shown
+// (the table's columns, or the one the graph sizes nodes by).
 function looks(node, metrics) {
   const meta = node.metadata || {};
   const values = metrics.map((name) => (name && node.metrics ? node.metrics[name] : undefined));
   return JSON.stringify([health(node), node.status, node.label, node.type, node.parent || "",
-    meta.pids ? meta.pids.length : null, meta.kernel_thread === true, values]);
+    meta.container_name || "", meta.pids ? meta.pids.length : null, meta.kernel_thread === true, values]);
 }
 
 function startLive() {
@@ -331,7 +345,7 @@ function connectionState() {
   const { kind } = connection;
   if (kind !== "live") return kind;
   if (resyncing) return "resyncing";
-  if (model.version === null) return "loading";
+  if (model.version === null || awaitingReset) return "loading";
   return behind ? "behind" : "live";
 }
 
@@ -355,13 +369,14 @@ function showConnection() {
   // A browser is told nothing of why a handshake failed (a 429 or 503 looks like a lost network):
   // after a few in a row, say what it likely is.
   const refused = kind === "reconnecting" && info.failures >= REFUSED_AFTER;
-  if (refused) label += " (the server is not accepting the connection: down, busy or limiting this address)";
+  if (refused) label += ` (${REFUSED})`;
   if (element.textContent !== label) element.textContent = label;
   if (element.dataset.state !== kind || element.dataset.refused !== String(refused)) {
     element.dataset.state = kind;
     element.dataset.refused = String(refused);
     // Announced when the state changes, not at every tick of a countdown.
-    $("announcer").textContent = `Connection: ${kind === "reconnecting" ? "reconnecting" : CONNECTION_LABELS[kind] || kind}`;
+    const said = kind === "reconnecting" ? "reconnecting" : CONNECTION_LABELS[kind] || kind;
+    $("announcer").textContent = `Connection: ${said}${refused ? ` (${REFUSED})` : ""}`;
   }
 }
 
@@ -413,6 +428,7 @@ function render() {
   const counted = (n) => `${n} node${n === 1 ? "" : "s"}`;
   $("counts").textContent = loading ? "loading…" : matched ? `${shown} of ${counted(all.size)}` : counted(all.size);
   $("counts").dataset.shown = String(shown);
+  if (countsAsked && !loading) announceCounts();
   if (processes && !state.group) {
     const kernel = processes.kernelThreads.size;
     $("kernel-count").textContent = kernel ? `(${kernel}${state.kthreads ? "" : " hidden"})` : "";
@@ -441,6 +457,19 @@ function render() {
     // to the compositor (bench/ui.py: rasterising many edges cost seconds once).
     requestAnimationFrame(() => requestAnimationFrame(() => performance.mark("trioscope:painted")));
   }
+}
+
+// The counts, read out once the user's filters have stood still a moment (a
+// diff's new counts are not: they would talk over everything).
+function announceCounts() {
+  countsAsked = false;
+  clearTimeout(countsTimer);
+  countsTimer = setTimeout(() => {
+    const element = $("counts-announcer");
+    const text = $("counts").textContent;
+    // The same count again is still an answer: a changed text is read out.
+    element.textContent = element.textContent === text ? `${text}\u00A0` : text;
+  }, COUNTS_QUIET_MS);
 }
 
 // Nothing reported that this user may see, in any view (the stats count what the
@@ -477,7 +506,7 @@ async function refreshStats() {
     // or within a reset).
     const previous = serverVersion;
     serverVersion = stats.topology.version;
-    behind = typeof previous === "number" && model.version !== null && model.version < previous;
+    behind = typeof previous === "number" && model.version !== null && !awaitingReset && model.version < previous;
     showConnection();
     $("stat-agents").textContent = String(stats.agents);
     $("stat-nodes").textContent = String(stats.topology.nodes);
@@ -599,6 +628,8 @@ function teardown() {
   serverByType = {};
   serverVersion = null;
   behind = false;
+  countsAsked = false;
+  clearTimeout(countsTimer);
   // The URL (the selected node too) stays: signing in again shows what it did.
   details.hide();
   switchView();

@@ -10,7 +10,7 @@
 
 import { api } from "./api.js";
 import { el, sparkline } from "./dom.js";
-import { metricValue } from "./format.js";
+import { metricValue, visible } from "./format.js";
 import { exactSelector, quote, sameLabels, seriesKey, seriesLabel, sortSeries, valuesOnGrid } from "./promql.js";
 
 const WINDOW_S = 900; // the history window, as the panel's own sparklines (duration=15m)
@@ -86,7 +86,7 @@ export class SeriesChart {
     this.series = sortSeries(found).slice(0, MAX_SERIES);
     // A container's or a process's series are its host's: say whose they are.
     const host = found.map((labels) => labels.hostname).find(Boolean);
-    this.heading.textContent = host ? `Metrics API series of ${host}` : "Metrics API series";
+    this.heading.textContent = host ? `Metrics API series of ${visible(host)}` : "Metrics API series";
     this.root.dataset.count = String(found.length);
     if (!this.series.length) {
       this.picker.replaceChildren();
@@ -97,7 +97,7 @@ export class SeriesChart {
     const shown = [...this.picker.options].slice(1).map((o) => o.value);
     if (shown.join("\n") !== keys.join("\n")) { // rebuilt only when the list changed
       this.picker.replaceChildren(new Option("choose a series…", ""),
-        ...this.series.map((labels, i) => new Option(seriesLabel(labels), keys[i])));
+        ...this.series.map((labels, i) => new Option(visible(seriesLabel(labels)), keys[i])));
     }
     this.picker.value = keys.includes(this.choice) ? this.choice : "";
     this.#state(this.picker.value ? "loading" : "listed",
@@ -137,8 +137,9 @@ export class SeriesChart {
     const latest = [...values].reverse().find((v) => v !== null);
     const name = labels.__name__ || "";
     this.chart.dataset.series = seriesKey(labels);
+    const shown = visible(seriesLabel(labels));
     this.chart.replaceChildren(
-      el("span", { class: "series-name", text: seriesLabel(labels), title: seriesLabel(labels) }),
+      el("span", { class: "series-name", text: shown, title: shown }),
       sparkline(values, { gaps: true }),
       el("span", { class: "value", text: latest === undefined ? "–" : metricValue(name, latest) }));
     if (latest === undefined) this.#state("no-data", "This series has no samples in the last 15 minutes.");

@@ -83,6 +83,8 @@ export class TableView {
       this.#follow(nodes, column.get, dir);
     }
     this.selected = selected;
+    // Asked before #header takes the rows (the focused one too) out of the page.
+    const had = this.scroll.contains(document.activeElement);
     if (!sameColumns(columns, this.columns) || this.sort !== column.key || this.dir !== dir) {
       this.columns = columns;
       this.sort = column.key;
@@ -90,7 +92,7 @@ export class TableView {
       this.#header();
     }
     this.spacer.style.height = `${this.rows.length * ROW_HEIGHT}px`;
-    this.#paint();
+    this.#paint(had);
   }
 
   // Every row sorted again (the filters, the column or the direction changed).
@@ -225,8 +227,9 @@ export class TableView {
     this.pool = [];
   }
 
-  // focus: move the keyboard's focus to the focused node's row (after a key);
-  // otherwise it follows its node only if the table has it.
+  // focus: move the keyboard's focus to the focused node's row (after a key,
+  // or where the table had it before its rows were rebuilt); otherwise it
+  // follows its node only if the table has it.
   #paint(focus = false) {
     if (this.root.hidden) return;
     const had = focus || this.scroll.contains(document.activeElement);
