@@ -93,12 +93,21 @@ async def test_the_details_say_whether_the_reader_may_control_the_container(serv
 
 
 async def test_a_node_whose_id_has_a_newline_is_found(server: ServerProcess) -> None:
+    """A pod's id is made of its labels, which may hold any character: found
+    by its id in the path all the same. (A host name may not: refused.)"""
     async with httpx.AsyncClient(timeout=30) as client:
-        hostname = f"{fresh('host')}\nline2"
-        response = await client.post(f"{server.base_url}/api/v1/reports", json=_report(fresh("probe"), hostname))
+        report = _report(fresh("probe"))
+        pod = f"{fresh('pod')}\nline2"
+        report["docker_info"]["containers"][0]["labels"] = {
+            "io.kubernetes.pod.name": pod, "io.kubernetes.pod.namespace": "default",
+            "io.kubernetes.pod.uid": fresh("uid")}
+        response = await client.post(f"{server.base_url}/api/v1/reports", json=report)
         assert response.status_code == 202, response.text
-        details = await _details(client, server, f"host:{hostname}")
-        assert details["node"]["id"] == f"host:{hostname}"
+        details = await _details(client, server, f"pod:default/{pod}")
+        assert details["node"]["id"] == f"pod:default/{pod}"
+        refused = await client.post(f"{server.base_url}/api/v1/reports",
+                                    json=_report(fresh("probe"), f"{fresh('host')}\nline2"))
+        assert refused.status_code == 400 and "$.hostname" in refused.text, refused.text
 
 
 async def test_protected_stats_count_what_the_readers_tenant_sees(protected: ServerProcess) -> None:
