@@ -32,7 +32,7 @@ def test_the_table_is_usable_from_the_keyboard_and_focus_follows_the_node(ui: Ui
     header.focus()
     ui.page.keyboard.press("Enter")
     ui.page.keyboard.press("Enter")  # descending, and the focus is still on its button
-    assert ui.page.get_attribute(".th[data-key=cpu_percent]", "aria-sort") == "descending"
+    ui.page.wait_for_selector(".th[data-key=cpu_percent][aria-sort=descending]")  # at the page's next draw
     ui.page.wait_for_function("() => document.querySelector('#table-body .tr .td').textContent === 'svc-2-9'")
 
     ui.page.focus("#table-body .tr >> nth=0")
