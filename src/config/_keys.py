@@ -649,8 +649,8 @@ KEYS: tuple[Key, ...] = (
         help="bytes of request bodies being received from one client address (IPv6: its /64) at once, per "
              "serving process, counted as they arrive until each body is read; a request that would go over it "
              "gets 503 body_budget_exceeded with Retry-After, so clients that send large bodies slowly cannot "
-             "hold server.max_body_size each for server.body_timeout. At least server.max_body_size; trusted "
-             "proxies are exempt (limits.body_bytes_total still counts them)",
+             "hold server.max_body_size each for server.body_timeout. At least server.max_body_size; behind "
+             "server.trusted_proxies it is each client the proxy names that has it",
         env=("TRIOSCOPE_LIMITS_BODY_BYTES_PER_ADDRESS",),
         flags=("--max-body-bytes-per-address",),
     ),
