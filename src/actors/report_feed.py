@@ -139,7 +139,9 @@ class ReportFeedActor(Actor):
 
     async def _arrived(self, sequence: int, data: bytes, history: bool) -> ReportArrived | None:
         """The roster's message for a report on the stream; None (logged) for anything else."""
-        # A report published here comes back decoded already.
+        # A report published here comes back decoded already. A large one is
+        # read whole, off the loop: its connections, were they decoded when the
+        # merge asks, would be decoded on it.
         envelope = self.bus.published_here(data)
         if envelope is None:
             try:
@@ -147,7 +149,7 @@ class ReportFeedActor(Actor):
                     envelope = await trio.to_thread.run_sync(unpack_report, data, self.bus.max_unpacked,
                                                              limiter=self.heavy_work)
                 else:
-                    envelope = unpack_report(data, self.bus.max_unpacked)
+                    envelope = unpack_report(data, self.bus.max_unpacked, defer_connections=True)
             except BadEnvelope as exc:
                 self.bus.progress.skipped += 1
                 log.error("message %d on the report stream is not a report and was left out: %s", sequence, exc,

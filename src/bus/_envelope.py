@@ -27,7 +27,10 @@ time (a year-9999 one made every view fail), each by the rule of the HTTP
 edge, so that nothing a replica publishes is refused. Nothing is ever
 unpickled or evaluated. The same library writes the frame and the wire JSON
 (one pass, no intermediate dicts), in the layout ``trioscope.wire.encode``
-gives.
+gives. The report feed has a report's connections left undecoded until
+something uses them (``PendingConnections``: a report of its host's last
+shape is merged without them); one the HTTP edge would have refused then
+fails that report's merge instead.
 
 Format 2 packs the report with Zstandard, format 1 (the versions before) with
 zlib; both are read, so a replica of this version reads a stream written by
@@ -47,7 +50,12 @@ import msgspec
 from trioscope.config import Settings
 from trioscope.domain.agents import BadPack, PackedReport, check_clock
 from trioscope.domain.topology import SHAPE_BYTES
-from trioscope.wire import CHECKS, FieldError, HostName, Identifier, InvalidDocument, Report, TextRule
+from trioscope.wire import (
+    CHECKS, DockerInfo, FieldError, HostInfo, HostName, Identifier, InvalidDocument, NetworkInfo, NetworkInterface,
+    ProcessesInfo, Report, TextRule,
+)
+
+from ._connections import PendingConnections
 
 FORMAT = 2
 """The envelope's layout this version writes; a replica skips envelopes of a layout it does not know."""
@@ -133,6 +141,36 @@ _READ_FRAME = msgspec.msgpack.Decoder(_Frame)
 _READ_REPORT = msgspec.json.Decoder(Report)
 
 
+class _Network(msgspec.Struct):
+    """``NetworkInfo`` with its connections left as their JSON (``PendingConnections``)."""
+
+    connections: list[msgspec.Raw] = []
+    interfaces: list[NetworkInterface] = []
+
+
+class _ReadBack(msgspec.Struct):
+    """``Report`` as read back with its connections left as their JSON: the
+    same fields with the same defaults (a test holds them to ``Report``'s)."""
+
+    agent_id: Identifier
+    timestamp: datetime
+    hostname: HostName = ""
+    host_info: HostInfo | None = None
+    docker_info: DockerInfo | None = None
+    processes_info: ProcessesInfo | None = None
+    network_info: _Network | None = None
+
+    def report(self) -> Report:
+        network = self.network_info
+        return Report(agent_id=self.agent_id, timestamp=self.timestamp, hostname=self.hostname,
+                      host_info=self.host_info, docker_info=self.docker_info, processes_info=self.processes_info,
+                      network_info=None if network is None else NetworkInfo(
+                          connections=PendingConnections(network.connections), interfaces=network.interfaces))
+
+
+_READ_BACK = msgspec.json.Decoder(_ReadBack)
+
+
 def pack_report(report: Report, received_at: float, enrolled: bool, shape: bytes | None = None,
                 address: str | None = None, signer: str | None = None) -> tuple[bytes, PackedReport]:
     """The envelope, and the packed wire form in it."""
@@ -165,8 +203,10 @@ _AGENT_ID = _rule(Identifier)
 _HOST_NAME = _rule(HostName)
 
 
-def unpack_report(data: bytes, max_unpacked: int = DEFAULT_UNPACKED) -> Envelope:
-    """The envelope in ``data``.
+def unpack_report(data: bytes, max_unpacked: int = DEFAULT_UNPACKED, *, defer_connections: bool = False) -> Envelope:
+    """The envelope in ``data``; with ``defer_connections``, its report's
+    connections are decoded when first used (``PendingConnections``: most
+    reports on the stream are merged without them), not checked here.
 
     Raises:
         BadEnvelope: for anything but an envelope of a ``READABLE`` format
@@ -189,7 +229,8 @@ def unpack_report(data: bytes, max_unpacked: int = DEFAULT_UNPACKED) -> Envelope
                           f"to {LATEST_RECEIVED:g} seconds since the epoch)")
     packed = PackedReport(frame.report)
     try:
-        report = _READ_REPORT.decode(packed.unpack(max_unpacked))
+        wire = packed.unpack(max_unpacked)
+        report = _READ_BACK.decode(wire).report() if defer_connections else _READ_REPORT.decode(wire)
     except BadPack as exc:
         raise BadEnvelope(f"not a report envelope: {exc}") from None
     except msgspec.DecodeError as exc:
