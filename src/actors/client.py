@@ -7,8 +7,8 @@ are dropped, and once there is room again it is sent a reset (the whole view) to
 start over. A client behind for longer than ``slow_client_timeout`` is closed with
 1008. No client can slow the hub or the other clients: the hub only ever tells.
 
-The diffs that come while the client's last reset is still unsent wait in the
-actor (its ``backlog``), not in the outbox, and follow the reset once it has
+The diffs (and reports' updates) that come while the client's last reset is
+still unsent wait in the actor (its ``backlog``), not in the outbox, and follow the reset once it has
 been sent. A reset of a large view takes seconds to read (the processes of
 2,000 hosts, 159 MB: 16 s at 10 MB/s): counted in the outbox, 4 s of diffs
 filled it, the next was dropped, and the client, reading all along, was owed
@@ -358,9 +358,12 @@ class ClientActor(Actor):
         if isinstance(message, LiveUpdate):
             self._update(message)
         elif isinstance(message, ReportUpdate):
-            if (self.subscription.wants_report(message.agent_id) and not self._behind()
+            if (self.subscription.wants_report(message.agent_id)
                     and (self.visibility is None or self.visibility.may_see(message.agent_id))):
-                self._send(message.frame)
+                if self.backlog or self._reset_unsent():
+                    self._hold(message.frame)  # as a diff is: sent, it would fill the outbox behind the reset
+                elif not self._behind():
+                    self._send(message.frame)  # (one lagging otherwise is not sent them: they are no state)
         elif isinstance(message, FromClient):
             before = self.subscription
             self._from_client(message.data)
@@ -465,10 +468,12 @@ class ClientActor(Actor):
         if the backlog were in it."""
         return self.link.queued + len(self.backlog)
 
-    def _hold(self, frame: Frame, version: int) -> None:
-        """Keep the diff ``frame`` in the backlog, behind the reset being sent."""
+    def _hold(self, frame: Frame, version: int | None = None) -> None:
+        """Keep ``frame`` (a diff to ``version``, or a report's update) in the
+        backlog, behind the reset being sent."""
         self.backlog.append(frame)
-        self.version = version
+        if version is not None:
+            self.version = version
         if self.behind_since is None and self._lag() > self.link.buffer:
             self.behind_since = trio.current_time()  # where the outbox would have overflowed
         self._pump_once_sent(self.reset_position)

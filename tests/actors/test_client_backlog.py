@@ -22,9 +22,9 @@ import trioscope.actors.hub
 from tests.actors.test_client_actor import HUB, T0, StillHub
 from tests.synthetic import host_report
 from trioscope.actors.client import POLICY_VIOLATION, ClientLink, FromClient, LiveCounters, client_spec
-from trioscope.actors.hub import LiveUpdate
+from trioscope.actors.hub import LiveUpdate, ReportUpdate
 from trioscope.config import Settings
-from trioscope.domain.live import Filter, reset_frame
+from trioscope.domain.live import Filter, report_frame, reset_frame
 from trioscope.domain.topology import TopologyGraph, TopologySnapshot, View
 from trioscope.runtime import ActorRef, ActorSpec, Strategy, SupervisorSpec, dynamic_supervisor, open_actor_system
 from trioscope.wire import decode_report
@@ -201,3 +201,26 @@ async def test_a_client_that_stops_reading_its_reset_is_closed_once_it_lagged_to
         assert socket.counters.slow_closes == 1
         nursery.cancel_scope.cancel()
     assert len(socket.resets) == 1
+
+
+async def test_reports_updates_while_it_reads_its_reset_wait_behind_it_as_the_diffs_do(autojump_clock, large):
+    """A client of the topology and of every report: the reports' updates that
+    come while it reads its reset do not fill its outbox behind it (it was
+    reset again for them), and reach it after the reset."""
+    topology = MovingTopology()
+    async with slow_client(topology, View.PROCESSES, slow=10) as socket, trio.open_nursery() as nursery:
+        socket.tell({"type": "subscribe", "topics": ["topology", "reports"]})
+        nursery.start_soon(socket.write)
+        for n in range(20 * RATE):  # a diff and two reports' updates a quarter second
+            socket.ref.tell(topology.next())
+            for agent in ("agent-1", "agent-2"):
+                socket.ref.tell(ReportUpdate(agent, report_frame(agent, agent, "", {"n": float(n)})))
+            await trio.sleep(1 / RATE)
+        await trio.sleep(2)
+        assert socket.link.close_code is None
+        nursery.cancel_scope.cancel()
+    assert len(socket.resets) == 1
+    assert socket.counters.dropped == 0
+    updates = [frame["payload"] for frame in socket.frames if frame["type"] == "report_update"]
+    assert [u["summary"]["n"] for u in updates if u["agent_id"] == "agent-1"] == [float(n) for n in range(20 * RATE)]
+    assert applied(socket.frames) == reset_of(topology.snapshot, View.PROCESSES)
