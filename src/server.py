@@ -45,6 +45,7 @@ from trioscope.http import (
     stop_live_updates,
 )
 from trioscope.http._connection_limits import shared_room_warning  # not of the edge's API: said at start only
+from trioscope.http._shared import typical_host_warning  # likewise
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import StoreReader, Unavailable, describe_database, open_writer, token_secret
@@ -437,6 +438,9 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
                                 http.start_soon(run_local_probe, probe_url(binds[0]), stop, settings.server.tls_cert or None)
                             if (warning := open_reads_warning(settings)) is not None:
                                 log.warning("%s", warning.removeprefix("WARNING: "))
+                            if worker is None or worker.index == 1:
+                                if (warning := typical_host_warning(settings)) is not None:
+                                    log.warning("%s", warning, extra={"event": "memory_budget_below_typical_host"})
                             print(banner(settings, app, binds), file=out, flush=True)
                             await stop.wait()
                             stop_live_updates(app)  # WebSockets would hold Hypercorn's drain up

@@ -15,12 +15,14 @@ Typical use in the CLI::
 
 from ._arguments import add_arguments as add_arguments
 from ._duration import format_duration as format_duration
+from ._duration import format_duration_compact as format_duration_compact
 from ._duration import parse_duration as parse_duration
 from ._effective import format_effective as format_effective
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import Problem as Problem
 from ._keys import KEYS as KEYS
 from ._keys import Key as Key
+from ._kinds import format_size as format_size
 from ._kinds import mask_passwords as mask_passwords
 from ._load import load_settings as load_settings
 from ._resolve import ConfigFile as ConfigFile

@@ -3,6 +3,7 @@ registration answer points to, the open-reads warning, exact integers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import attrs
@@ -11,7 +12,9 @@ import pytest
 
 from tests.integration.test_commands import Operator, enroll, fresh
 from tests.server_process import ServerProcess
+from tests.synthetic import host_report
 from trioscope.config import Settings
+from trioscope.http._shared import TYPICAL_CONTAINERS, TYPICAL_PROCESSES, typical_host_warning
 from trioscope.server import open_reads_warning
 from trioscope_probe._signing import signed_request
 
@@ -75,3 +78,24 @@ def test_which_binds_are_warned_about(host: str, protect: bool, warned: bool) ->
     settings = attrs.evolve(defaults, server=attrs.evolve(defaults.server, host=host),
                             auth=attrs.evolve(defaults.auth, protect_reads=protect))
     assert (open_reads_warning(settings) is not None) is warned
+
+
+def test_a_history_too_long_for_a_usual_host_s_budget_is_warned_of_at_start_and_such_a_host_is_refused() -> None:
+    """The configuration check refuses only a history a bare host cannot
+    keep within ``--agent-memory-budget``; 48h with the default 4 MiB passes
+    it, and a host of 10 containers and 100 processes is then refused."""
+    with ServerProcess(["--max-data-age", "48h"]) as server:
+        report = host_report(1, timestamp=time.time(), containers=TYPICAL_CONTAINERS, processes=TYPICAL_PROCESSES,
+                             connections=0)
+        answer = httpx.post(f"{server.base_url}/api/v1/reports", json=report)
+        assert answer.status_code == 413 and answer.json()["error"]["code"] == "memory_budget_exceeded"
+        warning = server.stderr()  # logged before the banner, which the server is started once it printed
+    assert "agents.memory_budget 4MiB is below what a host of 10 containers" in warning
+    assert "storage.max_data_age 48h" in warning and "--agent-memory-budget to at least 5MiB" in warning
+
+
+def test_a_usual_host_that_fits_is_not_warned_of() -> None:
+    assert typical_host_warning(Settings.defaults()) is None
+    defaults = Settings.defaults()
+    day = attrs.evolve(defaults, storage=attrs.evolve(defaults.storage, max_data_age=24 * 3600.0))
+    assert typical_host_warning(day) is None
