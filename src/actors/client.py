@@ -52,6 +52,7 @@ from trioscope.domain.live import (
     PONG,
     BadClientMessage,
     Frame,
+    PreFramed,
     Ping,
     Pong,
     ResetThrottle,
@@ -64,7 +65,6 @@ from trioscope.domain.live import (
     error_frame,
     parse_client_message,
     reset_chunks,
-    shared,
     subscribe,
     unsubscribe,
 )
@@ -620,15 +620,11 @@ class ClientActor(Actor):
                 await trio.lowlevel.checkpoint()
                 if self.link.closed.is_set():
                     return None, took
+            # Framed from its pieces in one pass (~0.05 s for the processes of
+            # 2,000 hosts, 159 MB), never joined into a str first.
             began = time.thread_time()
-            data = b"".join(pieces)
+            frame = PreFramed(pieces)
             pieces.clear()
-            took += time.thread_time() - began
-            # Joining and decoding a large view (159 MB: the processes of 2,000
-            # hosts) take ~0.1 s each: the server answers others in between.
-            await trio.lowlevel.checkpoint()
-            began = time.thread_time()
-            frame = shared(data)
             took += time.thread_time() - began
             if shared_reset is not None:
                 shared_reset.built(frame)

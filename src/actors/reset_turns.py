@@ -12,7 +12,7 @@ from collections.abc import Callable, Hashable
 import trio
 
 from trioscope.config import WebSocketSettings
-from trioscope.domain.live import Frame
+from trioscope.domain.live import Frame, PreFramed
 from trioscope.domain.reset_budget import ResetBudget
 
 RESET_BUILDS = 2
@@ -25,8 +25,11 @@ turn."""
 
 
 def frame_bytes(frame: Frame) -> int:
-    """What a queued frame weighs: its text, and as much again once the
-    transport has framed it for the socket (``SharedFrame.wire``)."""
+    """What a queued frame weighs: a ``PreFramed`` its frame's bytes; a
+    ``str`` its text, and as much again once the transport has framed it for
+    the socket (``SharedFrame.wire``)."""
+    if isinstance(frame, PreFramed):
+        return sys.getsizeof(frame.wire)
     return 2 * sys.getsizeof(frame)
 
 

@@ -47,7 +47,8 @@ over, and after each frame ``wire_frame`` builds.
 
 And one cost is taken off the send path: a text message sent to many clients
 (``trioscope.domain.live.SharedFrame``: a live view's diffs and first view) is
-framed once (``wire_frame``) and every client is handed the same frame bytes.
+framed once (``wire_frame``) and every client is handed the same frame bytes;
+a large view's first view comes framed already (``PreFramed``).
 Hypercorn would encode and copy it per client (wsproto makes four copies of
 the payload per send), which for the first view of a 1,000-host view was
 0.9 MB of copying per connecting client, held until that client had read it.
@@ -63,7 +64,7 @@ from hypercorn.typing import ASGISendEvent, WebsocketAcceptEvent
 from wsproto.connection import ConnectionState
 from wsproto.frame_protocol import CloseReason, FrameProtocol
 
-from trioscope.domain.live import SharedFrame
+from trioscope.domain.live import PreFramed, SharedFrame, text_frame_header
 
 
 class BoundedWSStream(WSStream):
@@ -97,12 +98,11 @@ class BoundedWSStream(WSStream):
         await self.send(StreamClosed(stream_id=self.stream_id))
 
     async def app_send(self, message: ASGISendEvent | None) -> None:
-        text = message.get("text") if message is not None and message["type"] == "websocket.send" else None
-        if isinstance(text, SharedFrame) and self.state == ASGIWebsocketState.CONNECTED and not self.closed:
-            if self.connection.state is ConnectionState.OPEN:  # else wsproto refuses, and Hypercorn ignores it
-                await self.send(Data(stream_id=self.stream_id, data=wire_frame(text)))
-        else:
+        wire = _framed(message) if self.state == ASGIWebsocketState.CONNECTED and not self.closed else None
+        if wire is None:
             await super().app_send(message)
+        elif self.connection.state is ConnectionState.OPEN:  # else wsproto refuses, and Hypercorn ignores it
+            await self.send(Data(stream_id=self.stream_id, data=wire))
 
     async def _accept(self, message: WebsocketAcceptEvent) -> None:
         self.handshake.extensions = None  # decline permessage-deflate, whatever was offered
@@ -115,6 +115,19 @@ class BoundedWSStream(WSStream):
         if self.buffer.length > self.buffer.max_length:
             self.buffer.clear()
             await self.send(StreamClosed(stream_id=self.stream_id))
+
+
+def _framed(message: ASGISendEvent | None) -> bytes | None:
+    """The frame bytes of a message framed here or before (a ``SharedFrame``,
+    or a ``PreFramed`` that Quart hands on as bytes, being no ``str``); None
+    for any other message, which Hypercorn sends."""
+    if message is None or message["type"] != "websocket.send":
+        return None
+    framed: object = message.get("bytes")  # typed bytes, which a PreFramed is not
+    text = message.get("text")
+    if isinstance(framed, PreFramed):
+        return framed.wire
+    return wire_frame(text) if isinstance(text, SharedFrame) else None
 
 
 def wire_frame(text: SharedFrame) -> bytes:
@@ -130,17 +143,6 @@ def wire_frame(text: SharedFrame) -> bytes:
         wire = text.wire = b"".join((text_frame_header(len(payload)), payload))
         text.encoded = None
     return wire
-
-
-def text_frame_header(length: int) -> bytes:
-    """The header of a server's whole text frame of ``length`` payload bytes
-    (RFC 6455 5.2: FIN, opcode 1, no mask; the length in 7, 16 or 64 bits),
-    as wsproto writes it (``tests/http/test_websocket_frames.py`` compares them)."""
-    if length <= 125:
-        return bytes((0x81, length))
-    if length <= 0xFFFF:
-        return bytes((0x81, 126)) + length.to_bytes(2, "big")
-    return bytes((0x81, 127)) + length.to_bytes(8, "big")
 
 
 def _close_parser(protocol: FrameProtocol) -> None:

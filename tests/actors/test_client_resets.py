@@ -50,14 +50,14 @@ class Socket:
 
     @property
     def resets(self) -> list[Frame]:
-        return [frame for frame in self.frames if '"reset":true' in frame]
+        return [frame for frame in self.frames if '"reset":true' in str(frame)]
 
     async def write(self, stop_after_resets: int | None = None) -> None:
         """Take frames as fast as they come; with ``stop_after_resets``, stop
         once that many resets were taken, the last one's send never ending."""
         async for frame in self.link.frames:
             self.frames.append(frame)
-            if '"reset":true' in frame:
+            if '"reset":true' in str(frame):
                 self.taken.append(self.name)
             if stop_after_resets is not None and len(self.resets) >= stop_after_resets:
                 await trio.sleep_forever()
