@@ -72,10 +72,14 @@ from trioscope.domain.topology import CACHE_LIMIT, View
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, Restart
 
 from .hub import Join, LiveUpdate, ReportUpdate, SharedReset, WantReports
-from .reset_turns import ResetTurns, Turn
+from .reset_turns import ResetTurns, Turn, frame_bytes
 
 log = logging.getLogger(__name__)
 
+HELD_FLOOR = 1024**2
+"""Bytes of diffs made for one client (a filter's) that may wait behind its
+reset whatever that reset weighs; beyond both, it is owed a new reset instead
+(``ClientActor.held_bytes``)."""
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 GOING_AWAY = 1001
@@ -325,6 +329,13 @@ class ClientActor(Actor):
         self.backlog: list[Frame] = []
         """The diffs that came while the last reset was unsent, in order, to
         be queued once it has been (``_pump``)."""
+        self.held_bytes = 0
+        """What the backlog weighs (``frame_bytes``). A client of a filter is
+        made diffs of its own, which no other client shares: once they would
+        weigh more than its last reset (``reset_bytes``, and ``HELD_FLOOR``),
+        a new reset costs less, and it is owed one instead (the diffs held
+        were bounded only by the time it may lag, ``slow_client_timeout``)."""
+        self.reset_bytes = 0
         self.pumping = False
         """A task will tell ``_Sent`` once the backlog may move on."""
 
@@ -400,6 +411,9 @@ class ClientActor(Actor):
             frame = (message.frame(self.subscription.view) if self._shared()
                      else _filtered_diff(message, self.subscription, self.held))
             if self.backlog or self._reset_unsent():
+                if not self._shared() and self.held_bytes + frame_bytes(frame) > max(self.reset_bytes, HELD_FLOOR):
+                    self.throttle.owe()  # ``_pump`` drops the backlog: the reset owed starts from the newest version
+                    return
                 self._hold(frame, message.version)  # behind its reset, which it is still reading
             else:
                 self._send(frame, message.version)
@@ -472,6 +486,7 @@ class ClientActor(Actor):
         """Keep ``frame`` (a diff to ``version``, or a report's update) in the
         backlog, behind the reset being sent."""
         self.backlog.append(frame)
+        self.held_bytes += frame_bytes(frame)
         if version is not None:
             self.version = version
         if self.behind_since is None and self._lag() > self.link.buffer:
@@ -486,6 +501,7 @@ class ClientActor(Actor):
             return
         if self.throttle.owed or not self.subscription.topology:
             self.backlog.clear()  # the reset owed starts from the newest version, or nothing is wanted
+            self.held_bytes = 0
             return
         if self._reset_unsent():
             self._pump_once_sent(self.reset_position)
@@ -494,6 +510,7 @@ class ClientActor(Actor):
         if room > 0:
             moving, self.backlog = self.backlog[:room], self.backlog[room:]
             for frame in moving:
+                self.held_bytes -= frame_bytes(frame)
                 self._send(frame)
         if self.backlog:
             self._pump_once_sent(self.queued_total)
@@ -565,6 +582,7 @@ class ClientActor(Actor):
         if queued:
             self.counters.resets += 1
             self.reset_position = self.queued_total
+            self.reset_bytes = frame_bytes(frame)
             if not kept:
                 self.link.hold_until_sent(self.reset_position, self.turns.hold(self.address, frame))
         self._end_turn(took)  # only now: the address's next turn is given with this frame counted

@@ -224,3 +224,27 @@ async def test_reports_updates_while_it_reads_its_reset_wait_behind_it_as_the_di
     updates = [frame["payload"] for frame in socket.frames if frame["type"] == "report_update"]
     assert [u["summary"]["n"] for u in updates if u["agent_id"] == "agent-1"] == [float(n) for n in range(20 * RATE)]
     assert applied(socket.frames) == reset_of(topology.snapshot, View.PROCESSES)
+
+
+async def test_a_filter_s_diffs_held_behind_its_reset_weigh_at_most_what_a_reset_does(autojump_clock, monkeypatch):
+    """A client of a filter is made diffs of its own while it reads its reset
+    slowly: once they would weigh more than that reset (and ``HELD_FLOOR``), it
+    is owed a new reset instead of holding more (held, they were bounded only
+    by how long it may lag)."""
+    monkeypatch.setattr(trioscope.actors.client, "HELD_FLOOR", 0)
+    topology = MovingTopology()
+    async with slow_client(topology, None, slow=10, slow_resets=2) as socket, trio.open_nursery() as nursery:
+        nursery.start_soon(socket.write)
+        socket.tell({"type": "subscribe", "filter": {"search": "host"}})  # all of it, as diffs of its own
+        await move(topology, socket, 20)  # 80 diffs: 40 while it reads its second reset
+        await trio.sleep(2)
+        assert socket.link.close_code is None
+        nursery.cancel_scope.cancel()
+    # The one it connected with, its filter's, and one in place of what came while it read that
+    # (and so on: each is read as slowly while the topology moves on):
+    assert len(socket.resets) >= 3
+    updates = [frame["payload"] for frame in socket.frames if frame["type"] == "topology_update"]
+    second, third = [i for i, payload in enumerate(updates) if payload.get("reset") and i > 0][:2]
+    assert third == second + 1  # no diff held for it in between
+    assert socket.counters.dropped == 0
+    assert applied(socket.frames) == reset_of(topology.snapshot, None, Filter(search="host"))
