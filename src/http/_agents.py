@@ -18,7 +18,7 @@ from trioscope.wire import (
 )
 
 from . import _gate
-from ._bodies import invalid, parse_json, parse_object, read_body_and_raw
+from ._bodies import invalid, off_loop, parse_json, parse_object, read_body_and_raw
 from ._errors import ApiError, field_error
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
 from ._responses import json_response
@@ -26,6 +26,20 @@ from ._services import services
 from ._shared import agent_or_404, ask_roster, memory_budget, views_caught_up
 
 blueprint = Blueprint("agents", __name__)
+
+MAX_REGISTRATION_BODY = 512 * 1024
+"""Bytes of a probe registration's body: its metadata (64 entries at most, of
+keys up to 256 characters and values up to 4,096: ~280 KiB) and the rest; a
+larger one is refused (413) before it is read, not parsed and checked first."""
+MAX_HEARTBEAT_BODY = 64 * 1024
+"""Bytes of a heartbeat's optional body (``agent_id`` is all it is read for)."""
+
+
+def _registration(body: bytes) -> AgentRegistration:
+    try:
+        return decode_registration(parse_json(body))
+    except InvalidDocument as exc:
+        raise invalid("invalid_registration", exc) from None
 
 
 @blueprint.post("/api/v1/agents/register")
@@ -35,12 +49,9 @@ blueprint = Blueprint("agents", __name__)
 async def register() -> Response:
     """Register a new agent (201)."""
     await _gate.check_registration_rate()
-    body, raw = await read_body_and_raw(services().settings)
+    body, raw = await read_body_and_raw(services().settings, limit=MAX_REGISTRATION_BODY)
     signer = await _gate.probe_credentials(raw)
-    try:
-        registration = decode_registration(parse_json(body))
-    except InvalidDocument as exc:
-        raise invalid("invalid_registration", exc) from None
+    registration = await off_loop(body, _registration)
     claimed = registration.metadata.get("deployment_hash")
     await _gate.vouch(registration.agent_id, signer, claimed)
     if signer is None and "command_agent_id" in registration.metadata:
@@ -66,7 +77,7 @@ async def register() -> Response:
 async def heartbeat(agent_id: str) -> Response:
     """Send a heartbeat (404 for unknown agents; signed, as its reports, for a probe of an enrolled agent)."""
     await _gate.check_report_rate()
-    body, raw = await read_body_and_raw(services().settings)
+    body, raw = await read_body_and_raw(services().settings, limit=MAX_HEARTBEAT_BODY)
     signer = await _gate.probe_credentials(raw)
     document = parse_object(body)
     if document:

@@ -15,7 +15,7 @@ from quart import Blueprint, Response, request
 from trioscope.actors.deployment_queue import Cancel, Confirm
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
 from trioscope.actors.refusals import UnknownCommand
-from trioscope.domain.commands import MAX_JSON_DEPTH, Command, CommandStatus, CreateCommand
+from trioscope.domain.commands import MAX_JSON_DEPTH, MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand
 from trioscope.domain.principals import Permission, Role
 from trioscope.wire import nesting_exceeds
 from trioscope.store import BulkPart
@@ -39,6 +39,13 @@ blueprint.before_request(_gate.check_address_rate)
 
 BASE = "/api/v1/users/<user_id>/deployments"
 MAX_METADATA_BYTES = 16 * 1024
+MAX_DEPLOYMENT_BODY = 4 * MAX_METADATA_BYTES
+"""Bytes of a new deployment's body (its metadata, written with spaces and
+escapes); a larger one is refused (413) before it is read."""
+MAX_COMMAND_BODY = 4 * MAX_PARAMETERS_BYTES
+"""Bytes of a new command's body: its parameters (``MAX_PARAMETERS_BYTES`` as
+compact JSON; more as sent, with spaces and escapes) and the rest; a larger
+one is refused (413) before it is read."""
 MAX_LISTING_BYTES = 1024 * 1024
 """Byte budget of one page of a command listing (the whole body): a page stops
 before ``limit`` commands when the next would not fit, and says where to go on."""
@@ -84,7 +91,7 @@ async def create_deployment(user_id: str) -> Response:
     """Create a deployment; answers its hash and a one-time enrollment token (201)."""
     principal = await _gate.user(Permission.OPERATE)
     _gate.own_user(principal, user_id)
-    document = await read_object(services().settings)
+    document = await read_object(services().settings, limit=MAX_DEPLOYMENT_BODY)
     metadata = document.get("metadata", {})
     if (not isinstance(metadata, dict) or nesting_exceeds(metadata, MAX_JSON_DEPTH)
             or len(orjson.dumps(metadata)) > MAX_METADATA_BYTES):
@@ -163,7 +170,7 @@ async def create_command(user_id: str, deployment_hash: str) -> Response:
     """Create a command (202 once it is stored)."""
     principal = await _gate.user(Permission.OPERATE)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    document = await read_json(services().settings)
+    document = await read_json(services().settings, limit=MAX_COMMAND_BODY)
     create = decode_create(document)
     _check_confirmation(document)
     stored = await submit(principal, deployment, create)

@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("controls", __name__)
 blueprint.before_request(_gate.check_address_rate)
 
+MAX_CONTROL_BODY = 64 * 1024
+"""Bytes of a control's body (a few parameters); a larger one is refused (413) before it is read."""
+
 CONTROL_BODY = {"type": "object", "properties": {
     "parameters": {"type": "object", "description": "added to the command's parameters"},
     "priority": {"enum": ["low", "normal", "high", "critical"]},
@@ -65,7 +68,7 @@ async def control(node_id: str, action: str) -> Response:
     """Run a container control (OPERATOR): a command for the probe that reported it (202)."""
     s = services()
     principal = await _gate.user(Permission.OPERATE)
-    body = await read_object(s.settings)
+    body = await read_object(s.settings, limit=MAX_CONTROL_BODY)
     _check_action(action)
     extra = body.get("parameters", {})
     if not isinstance(extra, dict):

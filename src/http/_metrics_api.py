@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import functools
 import re
 import time
+from typing import Any
 from urllib.parse import parse_qsl
 
 from quart import Blueprint, Quart, Response, current_app, request
@@ -27,7 +30,7 @@ from trioscope.domain.principals import Permission
 from trioscope.runtime import ActorSystem
 
 from . import _gate
-from ._bodies import parse_json, read_body, read_body_and_raw
+from ._bodies import off_loop, parse_json, read_body, read_body_and_raw
 from ._errors import ApiError
 from ._metrics_backends import EmbeddedMetrics, MetricsBackend, Params, PrometheusError, ProxiedMetrics
 from ._openapi import Answer, Auth, choice, documented, text
@@ -89,31 +92,43 @@ def _limit_error(exc: metrics.WriteLimitExceeded) -> ApiError:
 async def write() -> Response:
     """Write metrics as an agent: InfluxDB line protocol (text/plain) or JSON; 204."""
     s = services()
-    body, raw = await read_body_and_raw(s.settings)
-    agent = await _gate.agent(None, raw)
-    deployment = (await _gate.directory()).deployments.get(agent.deployment_hash)
-    if deployment is None:  # retired between the check and here
-        raise ApiError(403, "wrong_deployment", "the agent's deployment no longer exists")
-    now = time.time()
-    latest = now + _gate.MAX_CLOCK_SKEW
-    limits = _write_limits(s.settings)
-    mimetype = request.mimetype
+    with contextlib.ExitStack() as held:  # a large body stays counted while it waits for the worker thread
+        body, raw = await read_body_and_raw(s.settings, hold=held)
+        agent = await _gate.agent(None, raw)
+        deployment = (await _gate.directory()).deployments.get(agent.deployment_hash)
+        if deployment is None:  # retired between the check and here
+            raise ApiError(403, "wrong_deployment", "the agent's deployment no longer exists")
+        now = time.time()
+        read = functools.partial(_samples, mimetype=request.mimetype, precision=request.args.get("precision", "ns"),
+                                 now=now, latest=now + _gate.MAX_CLOCK_SKEW, tenant=deployment.tenant,
+                                 deployment_hash=agent.deployment_hash, limits=_write_limits(s.settings))
+        samples = await off_loop(body, read)
+    try:
+        await _current_backend().write(deployment.tenant, agent.deployment_hash, samples)
+    except metrics.WriteLimitExceeded as exc:
+        raise _limit_error(exc) from None
+    except PrometheusError as exc:
+        raise ApiError(503, "metrics_engine_unavailable", str(exc), headers={"Retry-After": "5"}) from None
+    return no_content()
+
+
+def _samples(body: bytes, *, mimetype: str, precision: str, now: float, latest: float, tenant: str,
+             deployment_hash: str, limits: metrics.WriteLimits) -> Any:
+    """The samples an agent's write holds (``write``; raises ``ApiError``
+    naming what is wrong): in a worker thread for a large body."""
     try:
         if mimetype == "application/json":
-            samples = metrics.parse_json_points(parse_json(body), now=now, latest=latest, tenant=deployment.tenant,
-                                                deployment_hash=agent.deployment_hash, limits=limits)
-        elif mimetype in _LINE_PROTOCOL_TYPES:
-            precision = request.args.get("precision", "ns")
+            return metrics.parse_json_points(parse_json(body), now=now, latest=latest, tenant=tenant,
+                                             deployment_hash=deployment_hash, limits=limits)
+        if mimetype in _LINE_PROTOCOL_TYPES:
             if precision not in metrics.PRECISIONS:
                 raise ApiError(400, "invalid_query", "precision: must be one of ns, us, ms, s",
                                details={"field": "precision"})
-            samples = metrics.parse_line_protocol(body, precision=precision, now=now, latest=latest,
-                                                  tenant=deployment.tenant, deployment_hash=agent.deployment_hash,
-                                                  limits=limits)
-        else:
-            raise ApiError(415, "unsupported_media_type",
-                           "send InfluxDB line protocol as text/plain or points as application/json",
-                           details={"content_type": mimetype[:100]})
+            return metrics.parse_line_protocol(body, precision=precision, now=now, latest=latest, tenant=tenant,
+                                               deployment_hash=deployment_hash, limits=limits)
+        raise ApiError(415, "unsupported_media_type",
+                       "send InfluxDB line protocol as text/plain or points as application/json",
+                       details={"content_type": mimetype[:100]})
     except metrics.BadWrite as exc:
         details: dict[str, object] = {"where": exc.where}
         if exc.where.startswith("line "):
@@ -122,13 +137,6 @@ async def write() -> Response:
         raise ApiError(400, "invalid_metrics", str(exc), details={"path": exc.where}) from None
     except metrics.WriteLimitExceeded as exc:
         raise _limit_error(exc) from None
-    try:
-        await _current_backend().write(deployment.tenant, agent.deployment_hash, samples)
-    except metrics.WriteLimitExceeded as exc:
-        raise _limit_error(exc) from None
-    except PrometheusError as exc:
-        raise ApiError(503, "metrics_engine_unavailable", str(exc), headers={"Retry-After": "5"}) from None
-    return no_content()
 
 
 def _too_many_params() -> PrometheusError:

@@ -23,7 +23,7 @@ from trioscope.wire import InvalidDocument, OverBudget, Report, decode_report
 from trioscope.domain.topology import Partition, build_partition, report_shape
 
 from . import _gate
-from ._bodies import invalid, parse_json, read_body_and_raw
+from ._bodies import OFF_LOOP_BYTES, invalid, parse_json, read_body_and_raw
 from ._errors import ApiError
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
 from ._responses import json_response
@@ -31,13 +31,6 @@ from ._services import Services, services
 from ._shared import ask_roster, memory_budget
 
 blueprint = Blueprint("reports", __name__)
-
-
-OFF_LOOP_BYTES = 256 * 1024
-"""Reports larger than this (decoded JSON) are decoded, partitioned for the
-topology and packed in a worker thread: a 10 MB report takes ~0.6 s of CPU for
-that, which on the event loop would hold up every other request. Smaller ones
-(a typical host's is ~20 KB) cost less done here than handed over."""
 
 
 def _decode(body: bytes, received_at: float) -> Report:
