@@ -35,6 +35,10 @@ _DURATION = re.compile(f"(?:{_NUMBER}(?:{_UNIT}))+")
 _BARE_NUMBER = re.compile(_NUMBER)
 
 EXAMPLES = "use a number with a unit, like 90s, 5m or 1h"
+MAX_TEXT = 64
+"""Characters of a duration (``1h30m15.123456789s`` is 18): a longer one is no
+duration anyone means, and its numbers would be read digit by digit (Python
+refuses integers of more than 4,300 digits with a message about its internals)."""
 
 _NS_PER_SECOND = 1_000_000_000
 _NS_PER_MINUTE = 60 * _NS_PER_SECOND
@@ -68,6 +72,8 @@ def duration_seconds(text: str) -> float:
     """Like ``parse_duration``, but the ``InvalidValue`` carries only the reason,
     for messages that name the value and its source themselves.
     """
+    if len(text) > MAX_TEXT:
+        raise InvalidValue(f"is too long to be a duration ({len(text)} characters, at most {MAX_TEXT}); {EXAMPLES}")
     if _DURATION.fullmatch(text):
         total = sum((Fraction(number) * _UNITS[unit] for number, unit in _PART.findall(text)), Fraction(0))
         try:

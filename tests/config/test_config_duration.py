@@ -84,3 +84,9 @@ def test_empty_and_negative_durations_are_rejected_with_reasons():
         parse_duration("")
     with pytest.raises(ValueError, match='^"-5m" is negative'):
         parse_duration("-5m")
+
+
+def test_a_duration_longer_than_any_meant_is_refused_before_its_numbers_are_read():
+    with pytest.raises(ValueError, match=r"is too long to be a duration \(5001 characters, at most 64\)"):
+        parse_duration("9" * 5000 + "s")
+    assert parse_duration("1h30m15.123456789s") == 5415.123456789

@@ -830,3 +830,11 @@ def test_cleanup_removes_hosts_that_stopped_reporting() -> None:
 
 def _stats_agents(http: httpx.Client) -> int:
     return http.get("/api/v1/query/stats").json()["topology"]["agents"]  # type: ignore[no-any-return]
+
+
+def test_a_duration_of_thousands_of_digits_is_said_to_be_too_long_not_what_python_thinks_of_it(
+        client: httpx.Client, registered: str) -> None:
+    response = client.get(f"/api/v1/query/agents/{registered}/timeseries", params={"duration": "9" * 5000 + "s"})
+    error = assert_error(response, 400, "invalid_parameter", "duration")
+    assert "too long to be a duration (5001 characters, at most 64)" in error["message"]
+    assert "int_max_str_digits" not in error["message"] and "4300" not in error["message"]
