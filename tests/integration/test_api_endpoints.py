@@ -838,3 +838,13 @@ def test_a_duration_of_thousands_of_digits_is_said_to_be_too_long_not_what_pytho
     error = assert_error(response, 400, "invalid_parameter", "duration")
     assert "too long to be a duration (5001 characters, at most 64)" in error["message"]
     assert "int_max_str_digits" not in error["message"] and "4300" not in error["message"]
+
+
+def test_made_up_http_methods_are_counted_as_other_not_each_a_series_of_its_own(client: httpx.Client) -> None:
+    for index in range(5):
+        answer = client.request(f"MADEUP{index}X" * 8, "/api/v1/ping")
+        assert answer.status_code in (405, 501), answer.text
+    methods = {dict(labels).get("method") for name, labels in metric_samples(client)
+               if name == "app_http_request_duration_seconds_count"}
+    assert not any(method and method.startswith("MADEUP") for method in methods)
+    assert "other" in methods and "GET" in methods
