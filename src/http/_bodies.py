@@ -37,13 +37,13 @@ Smaller ones (a typical host's report is ~20 KB) cost less done here than
 handed over."""
 
 
-async def off_loop(body: bytes, work: Callable[[bytes], T]) -> T:
-    """``work(body)``: here for a body up to ``OFF_LOOP_BYTES``, else in the
-    worker thread of heavy request work, one at a time (with the GIL a second
-    thread adds memory, not speed)."""
+async def off_loop(body: bytes, work: Callable[[bytes], T], *, limiter: trio.CapacityLimiter | None = None) -> T:
+    """``work(body)``: here for a body up to ``OFF_LOOP_BYTES``, else in a
+    worker thread of ``limiter`` (None: the server's heavy request work, one
+    at a time: with the GIL a second thread adds memory, not speed)."""
     if len(body) <= OFF_LOOP_BYTES:
         return work(body)
-    return await trio.to_thread.run_sync(work, body, limiter=services().heavy_work)
+    return await trio.to_thread.run_sync(work, body, limiter=limiter or services().heavy_work)
 
 
 def too_large(limit: int) -> ApiError:

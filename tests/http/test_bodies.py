@@ -1,17 +1,21 @@
-"""Request bodies: gzip (every member, in linear time, within the size limit) and
-JSON integers orjson would not keep exact."""
+"""Request bodies: gzip (every member, in linear time, within the size limit),
+JSON integers orjson would not keep exact, and large bodies worked on off the event loop."""
 
 from __future__ import annotations
 
 import gzip
 import random
 import re
+import threading
 
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trioscope.http._bodies import MAX_GZIP_MEMBERS, _gunzip, _may_hold_long_integer, parse_json
+from trioscope.http._bodies import (
+    MAX_GZIP_MEMBERS, OFF_LOOP_BYTES, _gunzip, _may_hold_long_integer, off_loop, parse_json,
+)
 from trioscope.http._errors import ApiError
 
 
@@ -69,3 +73,16 @@ def test_long_digit_runs_inside_strings_need_no_second_look() -> None:
 def test_integers_within_range_and_digits_in_strings_pass() -> None:
     body = b'{"a": 18446744073709551615, "b": -9223372036854775808, "c": "-99999999999999999999999"}'
     assert parse_json(body) == {"a": 2**64 - 1, "b": -(2**63), "c": "-99999999999999999999999"}
+
+
+async def test_a_large_body_is_worked_on_in_a_worker_thread_a_small_one_here() -> None:
+    here = threading.get_ident()
+    limiter = trio.CapacityLimiter(1)
+
+    def where(_body: bytes) -> int:
+        return threading.get_ident()
+
+    assert await off_loop(b"x" * OFF_LOOP_BYTES, where, limiter=limiter) == here
+    assert await off_loop(b"x" * (OFF_LOOP_BYTES + 1), where, limiter=limiter) != here
+    with pytest.raises(ApiError, match="not valid JSON"):  # what it raises there is raised here
+        await off_loop(b"[" * (OFF_LOOP_BYTES + 1), parse_json, limiter=limiter)
