@@ -74,6 +74,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import select
 import socket
 import struct
 import weakref
@@ -176,17 +177,24 @@ class _IdleWatch:
     begins), as one task whose deadline moves: the connection is closed once
     it has been idle for ``keep_alive_timeout``, or at once when the server
     stops while it is idle (once idle, if it is busy then), as Hypercorn's own
-    ``_idle_timeout`` does."""
+    ``_idle_timeout`` does.
+
+    Not while bytes wait on its socket: when the event loop was held up past
+    the deadline (a metrics query held it 28 s), the request a client sent
+    meanwhile was there unread, and the connection was reset under it. It is
+    given ``UNREAD_GRACE`` more for the reader to take it, once per idle spell."""
 
     def __init__(self, server: GuardedTCPServer) -> None:
         self._server = server
         self._scope = trio.CancelScope()
         self._started = self._idle = self._stopping = self._ended = False
+        self._graced = False
 
     async def restart(self, task_group: Any, _action: Any) -> None:
         """Idle from now (no checkpoint: nothing here waits)."""
         now = trio.current_time()
         self._idle = True
+        self._graced = False
         self._scope.deadline = now if self._stopping else now + self._server.config.keep_alive_timeout
         if not self._started:
             self._started = True
@@ -203,14 +211,38 @@ class _IdleWatch:
         self._scope.cancel()
 
     async def _watch(self) -> None:
-        with self._scope:
-            await self._server.context.terminated.wait()
-            self._stopping = True
-            if not self._idle:
-                await trio.sleep_forever()  # until idle: ``restart`` moves the deadline to now
-        if not self._ended:
-            with trio.CancelScope(shield=True):
-                await self._server._initiate_server_close()
+        while True:
+            with self._scope:
+                await self._server.context.terminated.wait()
+                self._stopping = True
+                if not self._idle:
+                    await trio.sleep_forever()  # until idle: ``restart`` moves the deadline to now
+            if self._ended:
+                return
+            if self._stopping or self._graced or not _unread(self._server.stream):
+                break
+            self._graced = True  # a request came while the loop was held up: the reader takes it
+            self._scope = trio.CancelScope(deadline=trio.current_time() + UNREAD_GRACE)
+        with trio.CancelScope(shield=True):
+            await self._server._initiate_server_close()
+
+
+UNREAD_GRACE = 5.0
+"""Seconds an idle connection past its deadline stays open while bytes wait
+on its socket (``_IdleWatch``): its reader takes them at the loop's next turn."""
+
+
+def _unread(stream: Any) -> bool:
+    """Whether bytes (or the client's close) wait on the connection's socket, not yet read."""
+    try:
+        fd = _socket_of(stream).fileno()
+    except (AttributeError, OSError):
+        return False
+    if fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
 
 
 _RESET = struct.pack("ii", 1, 0)
