@@ -129,11 +129,31 @@ class RegisterProbe:
 
 @attrs.frozen
 class AdmitProbe:
-    """A probe's report is about to go on the report stream (``bus.url``):
-    answered with None once the probe has a place here (its actor started,
+    """Answered with None once the probe has a place here (its actor started,
     room made as for a report), refused with ``TooManyAgents`` when it has
-    none, before the report is published: so that, as without a bus, the
-    probe gets 503 rather than a 202 for a report every replica leaves out."""
+    none. Not what a replica asks before publishing a report on the report
+    stream: the place taken stayed when the bus then refused the report, on
+    that replica alone (``CheckAdmission`` takes none)."""
+
+    agent_id: str
+    enrolled: bool = False
+    address: str | None = None
+    """Where the client that sent it counts as from (as ``ReportArrived.address``)."""
+    signer: str | None = None
+    """The enrolled agent that signed it (see ``ReportArrived.signer``)."""
+
+
+@attrs.frozen
+class CheckAdmission:
+    """A new probe's report is about to go on the report stream (``bus.url``):
+    answered with None when the probe would have a place here (room made by
+    the same rule as for a report), refused with ``TooManyAgents`` when it
+    would not, so that, as without a bus, the probe gets 503 rather than a
+    202 for a report every replica leaves out. No actor is started or
+    stopped, no probe forgotten for it: the probe is admitted as each
+    replica, this one too, reads its report from the stream
+    (``ReportsArrived``), so a report the bus did not take leaves no trace,
+    and every replica makes room by the same rule from the same reports."""
 
     agent_id: str
     enrolled: bool = False
@@ -224,6 +244,9 @@ class RosterActor(Actor):
         if isinstance(message, AdmitProbe):
             await self._agent(message.agent_id, enrolled=message.enrolled, source=message.address,
                               signer=message.signer)
+            return None
+        if isinstance(message, CheckAdmission):
+            self._check_admission(message)
             return None
         if isinstance(message, HistoryReplayed):
             try:
@@ -384,10 +407,27 @@ class RosterActor(Actor):
             self._offset = offset  # the wall clock was set (or this is the first report)
         return self._offset
 
-    async def _make_room(self, *, for_enrolled: bool, source: str | None) -> bool:
-        """Forget one unenrolled probe (``AgentRoster.reclaimable``); whether one was."""
+    def _check_admission(self, message: CheckAdmission) -> None:
+        """Refuse (``TooManyAgents``) a new probe that ``_agent`` would refuse
+        now; start and stop nothing (see ``CheckAdmission``). Probes whose
+        actors stopped by themselves are forgotten on the way, as
+        ``_make_room`` forgets them: they hold no place."""
+        limit = self.settings.agents.max_agents  # the agents supervisor's max_children
+        if self.agents.actor(message.agent_id) is not None or len(self.agents) < limit:
+            return
+        while True:
+            victim = self._reclaimable(for_enrolled=message.enrolled, source=message.address,
+                                       newcomer=message.agent_id)
+            if victim is None:
+                raise TooManyAgents(limit)
+            if self.agents.child(victim) is not None:
+                return
+            # Its actor stopped by itself: not a place (``_make_room`` forgets it too, and looks again).
+            self.roster.forget(victim)
+
+    def _reclaimable(self, *, for_enrolled: bool, source: str | None, newcomer: str | None = None) -> str | None:
+        """``AgentRoster.reclaimable`` now, with what this replica counts as enrolled."""
         directory = self.directory.value
-        stale_after = self.settings.agents.stale_threshold
         roster = self.roster
 
         def enrolled(agent_id: str) -> bool:
@@ -395,9 +435,13 @@ class RosterActor(Actor):
             # cannot name (a report of the stream) and counted as enrolled.
             return directory.reporting_agent(agent_id) is not None or roster.enrolled_unnamed(agent_id)
 
+        return roster.reclaimable(self.monotonic(), stale_after=self.settings.agents.stale_threshold,
+                                  for_enrolled=for_enrolled, enrolled=enrolled, source=source, newcomer=newcomer)
+
+    async def _make_room(self, *, for_enrolled: bool, source: str | None) -> bool:
+        """Forget one unenrolled probe (``AgentRoster.reclaimable``); whether one was."""
         while True:
-            victim = self.roster.reclaimable(self.monotonic(), stale_after=stale_after, for_enrolled=for_enrolled,
-                                             enrolled=enrolled, source=source)
+            victim = self._reclaimable(for_enrolled=for_enrolled, source=source)
             if victim is None:
                 return False
             held_by = self.roster.source_of(victim)

@@ -149,7 +149,9 @@ class GetNodeSources:
 @attrs.frozen
 class ForgetAgent:
     """The server stopped tracking this agent (to make room for another): its
-    nodes go now rather than once stale."""
+    nodes go now rather than once stale, and with them their metric history
+    (``TopologyActor._forget_history``), also when they were removed as stale
+    before."""
 
     agent_id: str
 
@@ -190,6 +192,21 @@ class _Cleanup:
     pass
 
 
+@attrs.frozen
+class Departed:
+    """An agent whose nodes were removed as stale: their metric history is
+    kept while it holds its place (its actor lives on for ``max_data_age``,
+    as long as the history; back by then, it finds it), and goes at once if
+    it is forgotten to make room for another (``ForgetAgent``)."""
+
+    series: frozenset[str]
+    """Its nodes' keys in ``TopologyHistory.nodes`` (its processes' and process
+    groups' rows are found by the agent)."""
+    received_at: float
+    """When its last report was received: past the history's retention, the
+    series have expired and the record goes (``TopologyActor._cleanup``)."""
+
+
 @attrs.frozen(eq=False)
 class TopologyHistory:
     """The metric history the topology records, kept for the actor's spec
@@ -201,12 +218,14 @@ class TopologyHistory:
     nodes: MetricHistory
     processes: BlockHistory
     """Processes' metrics, a row per report (recording ~100 series one by
-    one was a sixth of a metrics-only merge)."""
+    one was a sixth of a metrics-only merge), written by their agents."""
     process_groups: BlockHistory
     """Process groups' sums of their processes' two metrics (CPU, memory), a
     row per report as the processes' (a series each cost ~1.7 KB a group
     and ~1.5 us a group per report) and kept as long: there are as many
     groups as names, at most one a process, each at most a process's history."""
+    departed: dict[str, Departed] = attrs.field(factory=dict)
+    """Agents removed as stale whose nodes' history is kept, by agent id."""
 
     @classmethod
     def for_settings(cls, settings: Settings) -> TopologyHistory:
@@ -234,6 +253,7 @@ class TopologyActor(Actor):
         self.history = history.nodes
         self.process_history = history.processes
         self.group_history = history.process_groups
+        self.departed = history.departed
         self.pending: dict[str, MergeReport] = {}
         self.listeners: dict[ActorRef, None] = {}
         """Subscribers, each once whatever how often it subscribed (a restarted
@@ -297,8 +317,10 @@ class TopologyActor(Actor):
             return self._details(message.node_id, message.seconds)
         if isinstance(message, ForgetAgent):
             self.pending.pop(message.agent_id, None)
+            partition = self.graph.partitions.get(message.agent_id)
             if self.graph.remove_agent(message.agent_id):
                 self._publish()
+            self._forget_history(message.agent_id, partition)
             return None
         if isinstance(message, GetNodeSources):
             await self._flush(READ_BUDGET, at_least=READ_AT_LEAST)
@@ -514,10 +536,50 @@ class TopologyActor(Actor):
             except ActorStopped:
                 self.listeners.pop(listener, None)
 
+    def _forget_history(self, agent_id: str, partition: Partition | None) -> None:
+        """Drop the metric history of a forgotten agent's nodes, ``partition``'s
+        (its last, None if it was removed before) and those it had when
+        removed as stale (``Departed``): what no node of the graph still is
+        (a pod or service another host's containers are in, a host another
+        agent id reports) goes, with the rows its processes and process
+        groups were written in. Without this a forgotten agent's series
+        stayed for ``max_data_age``, beyond what ``max_agents`` agents hold
+        (replicas at 10,000 agents held ~21,000 more for each 1,000 new
+        hosts that took places).
+
+        A node two agents removed as stale both described goes with the
+        first of them forgotten."""
+        series: set[str] = set()
+        departed = self.departed.pop(agent_id, None)
+        if departed is not None:
+            series.update(departed.series)
+        if partition is not None:
+            series.update(_series_of(partition))
+        for key in series:
+            if not self.graph.agents_of(key):  # (the graph need not be settled for this)
+                self.history.drop(key)
+        self.process_history.forget(agent_id)
+        self.group_history.forget(agent_id)
+
+    def _depart(self, partitions: dict[str, Partition], agents: tuple[str, ...], now: float) -> None:
+        """Note ``agents``, removed as stale, as ``Departed`` (their ``partitions``
+        as they were), and forget the notes whose history has expired by ``now``."""
+        for agent in agents:
+            partition = partitions[agent]
+            before = self.departed.get(agent)
+            series = frozenset(_series_of(partition))
+            self.departed[agent] = Departed(series if before is None else before.series | series,
+                                            partition.received_at)
+        horizon = now - self.history.retention
+        for agent in [a for a, d in self.departed.items() if d.received_at < horizon]:
+            del self.departed[agent]
+
     async def _cleanup(self) -> None:
         now = self.clock()
         self._yielded = time.perf_counter()
+        partitions = dict(self.graph.partitions)  # pointers only: what the stale agents described
         expired = await in_steps(self.graph.expiring(now, self.settings.agents.stale_threshold), self._let_others_run)
+        self._depart(partitions, expired.agents, now)
         points = self.history.expire(now)
         process_points = self.process_history.expire(now)
         group_points = self.group_history.expire(now)
@@ -571,6 +633,14 @@ class TopologyActor(Actor):
                 "edge_cache_runs": edges.runs,
             },
         }
+
+
+def _series_of(partition: Partition) -> list[str]:
+    """The keys ``partition``'s nodes may have in ``TopologyHistory.nodes``:
+    its nodes but processes (``processes``), and its pods and services."""
+    process = NodeKind.PROCESS
+    return [*(i for i, node in partition.nodes.items() if node.kind is not process),
+            *partition.pods, *partition.services]
 
 
 def _point(point: Point) -> dict[str, Any]:

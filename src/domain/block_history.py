@@ -270,6 +270,17 @@ class BlockHistory:
             self._layouts.pop(writer, None)
         return ExpiryReport(groups_removed=len(emptied), points_removed=dropped)
 
+    def forget(self, writer: str) -> int:
+        """Drop every row of ``writer`` and the keys only they held, as expiry
+        would once the window passed its newest row (a probe forgotten to make
+        room for another: its rows would otherwise stay for the retention).
+        Returns the key values dropped."""
+        state = self._writers.pop(writer, None)
+        if state is None:
+            return 0
+        self._layouts.pop(writer, None)
+        return self._advance(writer, state, state.rows[-1].bucket + 1) if state.rows else 0
+
     def stats(self) -> HistoryStats:
         """Keys held (``groups``), key values held (``points``: one per key of
         each row) and the bytes of the value columns."""

@@ -248,9 +248,17 @@ class AgentRoster:
         return self._tally.count.get(source, 0)
 
     def reclaimable(self, now: float, *, stale_after: float, enrolled: Callable[[str], bool],
-                    for_enrolled: bool, source: str | None = None) -> str | None:
+                    for_enrolled: bool, source: str | None = None, newcomer: str | None = None) -> str | None:
         """The probe to forget to make room for a new one from ``source``
         (touched already: it counts as one of its source's), or None.
+
+        ``newcomer``: the new probe, not touched (a look that changes
+        nothing, as a replica takes before publishing a report on the report
+        stream): it counts as one of ``source``'s all the same, and is never
+        the probe found. Whether one is found is then what it would be once
+        touched, for a newcomer unenrolled or signed by an agent named (only
+        which one may differ: the probe id its agent signed before would be
+        the first superseded).
 
         Enrolled probes (their reports signed; ``enrolled`` says which are now)
         are never forgotten for another. First, for any new probe, a superseded
@@ -265,22 +273,29 @@ class AgentRoster:
         places unenrolled probes may take end up shared evenly between the
         addresses that want them, and a client that makes up agent ids keeps
         at most its share."""
+        def kept(agent_id: str) -> bool:
+            """Never the probe found: enrolled, or the newcomer itself."""
+            return agent_id == newcomer or enrolled(agent_id)
+
         for first in (self._superseded, self._surplus if for_enrolled else ()):
-            found = next((a for a in first if not enrolled(a)), None)
+            found = next((a for a in first if not kept(a)), None)
             if found is not None:
                 return found
         for agent_id, heard in self._heard.items():
-            if enrolled(agent_id):
+            if kept(agent_id):
                 continue
             if for_enrolled or now - heard >= stale_after:
                 return agent_id
             break  # the oldest unenrolled probe is fresh: every later one is fresher
         if for_enrolled or source is None:
             return None
+        held = self.held_by(source)
+        if newcomer is not None and newcomer not in self._of_source.get(source, ()):
+            held += 1  # as touched (counted in its source's share)
         largest = self._tally.largest()
-        if largest is None or largest == source or self.held_by(largest) <= self.held_by(source):
+        if largest is None or largest == source or self.held_by(largest) <= held:
             return None  # ties: the source asking holds as many as any
-        return next((a for a in self._of_source[largest] if not enrolled(a)), None)
+        return next((a for a in self._of_source[largest] if not kept(a)), None)
 
     def _uncount(self, agent_id: str, source: str) -> None:
         members = self._of_source[source]

@@ -4,9 +4,12 @@ roster actor, which hands the report to the topology, the agent's actor and the 
 With a bus (``bus.url``) the validated report goes to the report stream
 instead, and comes back to every replica's roster through its report feed; 202
 only once the stream has it, 503 with Retry-After when the bus does not take it.
-The roster admits the agent before the report is published (503
-too_many_agents, as without a bus), and an envelope the NATS server would
-refuse (its ``max_payload``) is answered 413 rather than 503 for ever."""
+The roster is asked whether it would admit a new agent before the report is
+published (503 too_many_agents, as without a bus) but admits it, making room
+by the same rule, only as each replica reads the report from the stream: a
+report the bus did not take starts and forgets no agent anywhere. An
+envelope the NATS server would refuse (its ``max_payload``) is answered 413
+rather than 503 for ever."""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ import time
 import trio
 from quart import Blueprint, Response
 
-from trioscope.actors.roster import AdmitProbe, ReportArrived
+from trioscope.actors.roster import CheckAdmission, ReportArrived
 from trioscope.bus import BusUnavailable, ReportTooLarge, pack_report
 from trioscope.domain.agents import PackedReport, check_clock, rfc3339
 from trioscope.wire import InvalidDocument, OverBudget, Report, decode_report
@@ -124,15 +127,18 @@ async def _submit(body: bytes, raw: bytes) -> Response:
             report, envelope, packed, shape = _envelope(body, received_at, signed_by, address)
         await _gate.vouch(report.agent_id, signer)
         try:
-            s.bus.check_fits(envelope)  # before the agent takes a place for a report the bus cannot carry
-            # A place for the agent here first, as without a bus (room made by
-            # the same rule, or 503 too_many_agents): published unasked, a report
-            # over agents.max_agents had its 202 and was left out by every replica.
-            # A probe with an actor here has its place (asked only for new ones:
-            # one ask fewer on every report of the hot path).
+            s.bus.check_fits(envelope)
+            # Whether the agent would have a place, as without a bus (503
+            # too_many_agents): published unasked, a report over
+            # agents.max_agents had its 202 and was left out by every replica.
+            # Only asked: the place is taken (room made) as every replica reads
+            # the report from the stream, so a report the bus refuses takes
+            # none here, pushes no one out, and the replicas keep the same
+            # agents. A probe with an actor here has its place (asked only for
+            # new ones: one ask fewer on every report of the hot path).
             if s.agents.actor(report.agent_id) is None:
-                await ask_roster(AdmitProbe(report.agent_id, enrolled=signer is not None, address=address,
-                                            signer=signed_by))
+                await ask_roster(CheckAdmission(report.agent_id, enrolled=signer is not None, address=address,
+                                                signer=signed_by))
             sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed, shape,
                                                   address, signed_by)
         except BusUnavailable as exc:

@@ -69,6 +69,12 @@ more than 2 s to tear them down and free its heap)."""
 END_OF_BANNER = BANNER_END.encode()
 """The end of a worker's banner's last line: "Ready. ..." without a bus, "Serving; ..." with one."""
 LISTENING = b"trioscope listening on "
+READY_LATER = "ready (/health/ready) once it has read the report stream"
+"""With a bus, what a worker whose banner ended is not yet: it serves (and
+answers 503 ``catching_up`` on its views) until it has read the report stream
+to its end, ~90 s for a worker restarted on a long stream. The parent cannot
+ask one worker's ``/health/ready`` through the shared port, so its log says
+when a worker will be ready rather than calling it ready."""
 
 
 class _Pool:
@@ -86,8 +92,9 @@ class _Pool:
         self.gave_up = False
         self.banner = b""
         self.base_url = ""
-        self.ready_once: set[int] = set()
-        """Workers that have been ready at least once: the banner waits for all."""
+        self.started_once: set[int] = set()
+        """Workers that have printed their banner at least once (ready, or with
+        a bus serving: ``READY_LATER``): the pool's banner waits for all."""
         self.all_started = trio.Event()
 
     def stop(self) -> None:
@@ -148,13 +155,17 @@ class _Pool:
             with contextlib.suppress(trio.BrokenResourceError):  # it died at once: its exit code tells
                 await process.stdin.send_all(encode_start(start))
             log.info("worker %d %s (pid %d)", index, "starting" if first else "restarting", process.pid)
-            ready = False
+            started = False
             with trio.move_on_after(START_TIMEOUT):
-                ready = await self._read_banner(process.stdout, keep=not self.banner)
-            if ready:
-                log.info("worker %d ready (pid %d)", index, process.pid)
-                self.ready_once.add(index)
-                if len(self.ready_once) == self.count:
+                started = await self._read_banner(process.stdout, keep=not self.banner)
+            if started:
+                if self.settings.bus.url:
+                    # Not ready yet: see READY_LATER.
+                    log.info("worker %d serving (pid %d); %s", index, process.pid, READY_LATER)
+                else:
+                    log.info("worker %d ready (pid %d)", index, process.pid)
+                self.started_once.add(index)
+                if len(self.started_once) == self.count:
                     self.all_started.set()
             elif process.returncode is None and not self.stopping.is_set():
                 log.error("worker %d (pid %d) did not start within %s; killing it",
@@ -206,11 +217,14 @@ async def _watch_signals(signals: AsyncIterator[int], pool: _Pool, everything: t
 
 
 async def _announce(pool: _Pool, out: TextIO, settings: Settings) -> None:
-    """Print the first worker's banner once every worker is ready (the "listening on"
+    """Print the first worker's banner once every worker has started (the "listening on"
     line means the whole port is served), then run the local probe until the
-    pool stops. Cancelled with the pool if some worker never gets ready."""
+    pool stops. Cancelled with the pool if some worker never starts."""
     await pool.all_started.wait()
-    log.info("%d workers ready on %s", pool.count, pool.base_url)
+    if settings.bus.url:
+        log.info("%d workers serving on %s; each %s", pool.count, pool.base_url, READY_LATER)
+    else:
+        log.info("%d workers ready on %s", pool.count, pool.base_url)
     out.write(pool.banner.decode())
     out.flush()
     if settings.agents.local_probe and pool.base_url:

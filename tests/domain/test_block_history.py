@@ -118,3 +118,14 @@ def test_a_full_window_of_rows_adds_nothing_for_the_garbage_collector_to_walk() 
     assert len(gc.get_objects()) - before < 200  # per writer, not per row
     assert history.points("process:h3:7", 0.0)[-1].values == {"cpu_percent": 9.5, "memory_mb": 10.0}
     assert history.stats().points == 20 * 10 * 100
+
+
+def test_a_forgotten_writer_takes_its_rows_and_the_keys_only_it_held() -> None:
+    history = BlockHistory(RETENTION)
+    for t in (0.0, 30.0, 60.0):
+        history.record("a", t, ("process:h:1", "shared"), [{"cpu_percent": 1.0}, {"cpu_percent": 2.0}])
+        history.record("b", t, ("process:g:1", "shared"), [{"cpu_percent": 3.0}, {"cpu_percent": 4.0}])
+    assert history.forget("a") == 6 and history.forget("a") == 0
+    assert history.points("process:h:1", -math.inf) == []
+    assert [values for _t, values in _points(history, "shared", -math.inf)] == [{"cpu_percent": 4.0}] * 3
+    assert len(_points(history, "process:g:1", -math.inf)) == 3 and len(history) == 2  # its two keys
