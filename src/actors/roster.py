@@ -128,22 +128,6 @@ class RegisterProbe:
 
 
 @attrs.frozen
-class AdmitProbe:
-    """Answered with None once the probe has a place here (its actor started,
-    room made as for a report), refused with ``TooManyAgents`` when it has
-    none. Not what a replica asks before publishing a report on the report
-    stream: the place taken stayed when the bus then refused the report, on
-    that replica alone (``CheckAdmission`` takes none)."""
-
-    agent_id: str
-    enrolled: bool = False
-    address: str | None = None
-    """Where the client that sent it counts as from (as ``ReportArrived.address``)."""
-    signer: str | None = None
-    """The enrolled agent that signed it (see ``ReportArrived.signer``)."""
-
-
-@attrs.frozen
 class CheckAdmission:
     """A new probe's report is about to go on the report stream (``bus.url``):
     answered with None when the probe would have a place here (room made by
@@ -240,10 +224,6 @@ class RosterActor(Actor):
             return HandedOn(len(message.reports), left_out)
         if isinstance(message, ReportArrived):
             await self._arrived(message)
-            return None
-        if isinstance(message, AdmitProbe):
-            await self._agent(message.agent_id, enrolled=message.enrolled, source=message.address,
-                              signer=message.signer)
             return None
         if isinstance(message, CheckAdmission):
             self._check_admission(message)

@@ -15,7 +15,7 @@ from tests.actors.test_roster_signers import enrolled_agent
 from tests.synthetic import container_hex, host_report
 from trioscope.actors.agent import Describe, LatestReport
 from trioscope.actors.refusals import TooManyAgents, UnknownProbe
-from trioscope.actors.roster import AdmitProbe, ProbeHeartbeat, RegisterProbe, ReportArrived
+from trioscope.actors.roster import ProbeHeartbeat, RegisterProbe, ReportArrived
 from trioscope.actors.topology import GetSnapshot
 from trioscope.domain.agents import PackedReport, rfc3339
 from trioscope.wire import AgentRegistration, decode_report
@@ -191,18 +191,3 @@ async def test_an_agent_first_known_from_an_old_report_was_last_seen_when_it_was
         described = await system.lookup(AGENTS).child("agent-1").ask(Describe())
         assert described["status"] == "stale"
         assert described["last_seen"] == described["last_report_at"] == rfc3339(at)
-
-
-async def test_a_probe_admitted_before_its_report_is_published_takes_a_place_or_is_refused(settings) -> None:
-    """``AdmitProbe`` (with a bus, before the report goes on the stream) is the
-    rule a report meets here: room made by the same rule, or ``TooManyAgents``."""
-    full = attrs.evolve(settings, agents=attrs.evolve(settings.agents, max_agents=2))
-    async with open_actor_system(supervision_tree(full)) as system:
-        roster = system.lookup(ROSTER)
-        assert await roster.ask(AdmitProbe("agent-1")) is None
-        await roster.ask(arrived(2))
-        with pytest.raises(TooManyAgents):
-            await roster.ask(AdmitProbe("agent-3"))
-        assert await roster.ask(AdmitProbe("agent-1")) is None  # known probes go on
-        assert {ref.path.rsplit("/", 1)[-1] for ref in system.lookup(AGENTS).children()} == {"agent-1", "agent-2"}
-        assert restarts(system, ROSTER) == 0
