@@ -218,9 +218,13 @@ def open_reads_warning(settings: Settings) -> str | None:
     except ValueError:
         pass  # a host name: it may resolve to anything
     where = "every interface" if host in ("0.0.0.0", "::") else host
+    # Protecting reads hides the nodes of unsigned probes (the local probe's among them):
+    # said here, where it is recommended, so that an empty UI afterwards is no surprise.
     return (f"WARNING: listening on {where} with open reads: anyone who can reach port {settings.server.port} "
             "sees the topology, node details and /metrics. Protect them with --protect-reads true "
-            "(auth.protect_reads), or listen on this machine only with --host 127.0.0.1.")
+            "(auth.protect_reads; each user then sees the probes enrolled in their tenant's deployments, and "
+            "unsigned probes' nodes, the local probe's included, only with --show-unassigned-agents true), "
+            "or listen on this machine only with --host 127.0.0.1.")
 
 
 BANNER_END = "Press Ctrl-C to stop."

@@ -6,6 +6,7 @@ import { ApiError, api, events, setToken, socketUrl, token, tokenProtocols } fro
 import { AlertList } from "./alerts.js";
 import { Controls } from "./controls.js";
 import { DetailsPanel } from "./details.js";
+import { emptyAdvice } from "./empty.js";
 import { compileFilter } from "./filter.js";
 import { clock, metricLabel } from "./format.js";
 import { GraphView } from "./graph.js";
@@ -45,6 +46,7 @@ let expiry = null; // signs the user out when the token expires
 let viewNumber = 0; // counts the views followed: a new one's table is sorted afresh
 let serverNodes = null; // nodes in all views, from the stats: 0 means no probe has reported yet
 let serverByType = {}; // the same by node type (an empty view says which others have nodes)
+let serverStats = null; // the last stats: an empty page says from them how to get nodes (empty.js)
 let serverVersion = null; // the topology's version at the last stats poll
 let behind = false; // the page had not reached, by this poll, the version the server had at the last one
 let connection = { kind: "closed", info: {} }; // the live socket's state (socket.js)
@@ -473,14 +475,14 @@ function announceCounts() {
 }
 
 // Nothing reported that this user may see, in any view (the stats count what the
-// user sees: where reads are protected, their tenant's nodes only): how to start a
-// probe. Nothing in this view but nodes in others: which.
+// user sees: where reads are protected, their tenant's nodes only): how to get
+// nodes shown (empty.js). Nothing in this view but nodes in others: which.
 function showEmpty() {
   const loaded = model.version !== null && model.nodes.size === 0;
   const nothing = loaded && serverNodes === 0;
   const elsewhere = loaded && serverNodes > 0;
   $("empty").hidden = !nothing;
-  if (nothing) $("empty-command").textContent = `.venv/bin/trioscope-probe --server ${location.origin}`;
+  if (nothing) showAdvice(emptyAdvice(serverStats, principal, location.origin));
   $("empty-view").hidden = !elsewhere;
   if (elsewhere) {
     const others = VIEWS.filter((view) => view !== state.view && view !== "all" && serverByType[kindOf(view)] > 0);
@@ -488,6 +490,16 @@ function showEmpty() {
       ? `Nodes are in: ${others.map((view) => `${view} (${serverByType[kindOf(view)]})`).join(", ")}.`
       : "";
   }
+}
+
+function showAdvice({ title, hidden, lead, command, note }) {
+  $("empty-title").textContent = title;
+  $("empty-hidden").hidden = !hidden;
+  $("empty-hidden").textContent = hidden || "";
+  $("empty-lead").textContent = lead;
+  $("empty-command").textContent = command;
+  $("empty-note").hidden = !note;
+  $("empty-note").textContent = note || "";
 }
 
 // ---- stats bar ---------------------------------------------------------------------------
@@ -499,6 +511,7 @@ async function refreshStats() {
   try {
     const stats = await api("/api/v1/query/stats");
     if (principal !== asked) return; // signed out (or in again) meanwhile: not this session's figures
+    serverStats = stats;
     serverNodes = stats.topology.nodes;
     serverByType = stats.topology.nodes_by_type || {};
     // Behind: this page has not reached, in the time between two polls, the version the
@@ -624,6 +637,7 @@ function teardown() {
   live = null;
   clearTimeout(statsTimer);
   statsTimer = null;
+  serverStats = null;
   serverNodes = null;
   serverByType = {};
   serverVersion = null;
