@@ -343,7 +343,9 @@ async def stats() -> Response:
         prefix = f"{s.agents.path}/"
         agents = sum(1 for ref in s.agents.children() if reporters(ref.path.removeprefix(prefix)))
         snapshot: TopologySnapshot = await s.topology.ask(GetSnapshot(), timeout=30)
-        counts = {**counts, **await _visible_counts(snapshot, reporters)}
+        # Its agent count too (the server's would tell how many other tenants'
+        # probes report); the merge's own figures (pending, failures, sequence) stay.
+        counts = {**counts, **await _visible_counts(snapshot, reporters), "agents": agents}
     runtime = s.system.snapshot()
     return json_response({
         "agents": agents,

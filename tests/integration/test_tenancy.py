@@ -73,6 +73,9 @@ async def test_each_tenant_sees_the_probes_of_its_own_deployments(protected: Ser
         assert (await client.get(f"/api/v1/agents/config/{probe_a}-1", headers=alice.auth)).status_code == 200
         listed = await client.get("/api/v1/agents/list", headers=bob.auth)
         assert [row["agent_id"] for row in listed.json()["agents"]] == [f"{probe_b}-2"]
+        stats = (await client.get("/api/v1/query/stats", headers=bob.auth)).json()
+        assert stats["agents"] == stats["topology"]["agents"] == 1  # not the server's three (other tenants')
+        assert "server" not in stats
 
 
 async def test_agent_configuration_is_no_existence_oracle(protected: ServerProcess) -> None:
