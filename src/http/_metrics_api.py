@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import functools
 import re
 import time
+from collections.abc import Hashable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -27,6 +29,7 @@ from quart import Blueprint, Quart, Response, current_app, request
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.domain.principals import Permission
+from trioscope.domain.rates import retry_after
 from trioscope.runtime import ActorSystem
 
 from . import _gate
@@ -41,6 +44,7 @@ blueprint = Blueprint("metrics_api", __name__)
 blueprint.before_request(_gate.check_address_rate)
 
 _KEY = "trioscope.metrics"
+_READ_TIME_KEY = "trioscope.metrics.read_time"
 MAX_PARAMS = 256
 """Most query parameters (``match[]`` included) of one read."""
 MAX_PARAM_BYTES = 64 * 1024
@@ -61,6 +65,7 @@ def attach_backend(app: Quart, system: ActorSystem, settings: Settings, actor_pa
     backend: MetricsBackend = (ProxiedMetrics(actor, settings) if settings.metrics.url
                                else EmbeddedMetrics(actor, settings))
     app.extensions[_KEY] = backend
+    app.extensions[_READ_TIME_KEY] = ReadTimeShare(READ_TIME_SHARE, READ_TIME_BURST)
 
     @app.after_serving
     async def _close() -> None:
@@ -207,6 +212,75 @@ embedded engine answers reads one at a time (each within its budget, up to
 ~1 s): twenty heavy queries sent together by one user made another tenant's
 query wait 88 s behind them. Grafana sends a dashboard's panels together and
 retries a 429."""
+READ_TIME_SHARE = 0.25
+"""Most of the server's time one user's PromQL reads take over time (their
+CPU time, ``ReadTimeShare``); beyond, 429 until their share has come back.
+One user's back-to-back queries, each refused as too expensive after 0.2-0.4 s
+of CPU, two at once, took other users' topology reads from 7 to 148 ms at the
+median."""
+READ_TIME_BURST = 2.0
+"""Seconds of CPU time one user's reads may take at once before their share
+(``READ_TIME_SHARE``) holds: a dashboard's panels loaded together."""
+
+
+class ReadTimeShare:
+    """Each reader's share of the server's time: a bucket of ``burst`` seconds
+    per reader, refilled at ``share`` seconds a second, from which each read's
+    CPU time is taken once known (``charge``). A reader whose bucket is empty
+    waits until it is not (``wait``): over any ``T`` seconds its reads take at
+    most ``burst + share * T``, plus those under way when it ran out (at most
+    ``READS_AT_ONCE``, each within the query timeout). ``RateLimiter``'s token
+    bucket (``trioscope.domain.rates``), in seconds: a read's cost is known
+    only after it, so a reader may go into debt, and waits it off.
+
+    Plain values (``now`` passed in); readers whose bucket is full again are
+    forgotten, so memory follows the readers reading."""
+
+    def __init__(self, share: float, burst: float, *, max_readers: int = 100_000) -> None:
+        if not 0 < share <= 1 or burst <= 0:
+            raise ValueError(f"invalid read time share: share {share}, burst {burst}")
+        self.share = share
+        self.burst = burst
+        self.max_readers = max_readers
+        self._buckets: collections.OrderedDict[Hashable, tuple[float, float]] = collections.OrderedDict()
+        """Reader -> (seconds left, when), least recently charged first."""
+
+    def left(self, reader: Hashable, now: float) -> float:
+        """Seconds ``reader`` has left at ``now`` (negative: its debt)."""
+        seconds, at = self._buckets.get(reader, (self.burst, now))
+        return min(self.burst, seconds + (now - at) * self.share)
+
+    def wait(self, reader: Hashable, now: float) -> float:
+        """0 if ``reader`` may start a read at ``now``, else the seconds until it may."""
+        left = self.left(reader, now)
+        if left > 0:
+            return 0.0
+        return max(-left / self.share, 1e-3)  # never 0: that says "go ahead"
+
+    def charge(self, reader: Hashable, seconds: float, now: float) -> None:
+        """A read of ``reader`` took ``seconds`` of CPU time."""
+        if seconds <= 0:
+            return
+        left = self.left(reader, now) - seconds
+        self._buckets.pop(reader, None)
+        self._buckets[reader] = (left, now)
+        self._forget_full(now)
+
+    def _forget_full(self, now: float) -> None:
+        while self._buckets:
+            reader, (seconds, at) = next(iter(self._buckets.items()))
+            if seconds + (now - at) * self.share < self.burst and len(self._buckets) <= self.max_readers:
+                return
+            del self._buckets[reader]  # full again (or too many readers): forgetting it loses nothing
+
+
+def _read_time() -> ReadTimeShare:
+    return current_app.extensions[_READ_TIME_KEY]  # type: ignore[no-any-return]  # Quart's extensions are untyped; attach_backend put it there
+
+
+def _busy(message: str, wait: str) -> Response:
+    answer = PrometheusError(429, "unavailable", message).answer
+    return Response(answer.body, status=429, content_type="application/json", headers={"Retry-After": wait})
 
 
 async def _read(api: str, label: str = "") -> Response:
@@ -215,9 +289,14 @@ async def _read(api: str, label: str = "") -> Response:
     reader = (principal.tenant, principal.user_id)
     if s.metrics_reads[reader] >= READS_AT_ONCE:
         s.metrics.refused("metrics_reads_per_user")
-        answer = PrometheusError(429, "unavailable", f"at most {READS_AT_ONCE} queries of one user are answered at "
-                                 "once; retry when one has been answered").answer
-        return Response(answer.body, status=429, content_type="application/json", headers={"Retry-After": "1"})
+        return _busy(f"at most {READS_AT_ONCE} queries of one user are answered at once; retry when one has been "
+                     "answered", "1")
+    shares = _read_time()
+    wait = shares.wait(reader, time.monotonic())
+    if wait:
+        s.metrics.refused("metrics_read_time_per_user")
+        return _busy(f"this user's queries took more than {READ_TIME_SHARE:.0%} of the server's time; retry in "
+                     f"{wait:.1f} s", retry_after(wait))
     s.metrics_reads[reader] += 1
     try:
         if api == "label_values" and not _LABEL_NAME.fullmatch(label):
@@ -229,6 +308,8 @@ async def _read(api: str, label: str = "") -> Response:
         s.metrics_reads[reader] -= 1
         if s.metrics_reads[reader] <= 0:
             del s.metrics_reads[reader]  # an entry per user reading now, no more
+    # Charged whatever the answer: a query refused as too expensive took its time too.
+    shares.charge(reader, answer.cpu_seconds, time.monotonic())
     return Response(answer.body, status=answer.status, content_type="application/json")
 
 
@@ -242,7 +323,8 @@ _READ_DOC = documented(auth=Auth.PROMQL, query=_PROMETHEUS_PARAMS, body=_FORM, b
                        body_media=("application/x-www-form-urlencoded",), error_schema=PROMETHEUS_ERROR,
                        errors={400: "bad_data", 413: f"a form over {MAX_FORM_BYTES} bytes",
                                415: "a multipart form", 422: "execution",
-                               429: "more than 2 queries of one user at once",
+                               429: "more than 2 queries of one user at once, or its queries past "
+                                    "their share of the server's time",
                                503: "unavailable, overloaded or timed out"})
 
 

@@ -29,6 +29,7 @@ import attrs
 import httpx
 import orjson
 import promql_parser
+import trio
 
 from trioscope.actors.metrics import (
     FindSeries,
@@ -80,14 +81,17 @@ class Answer:
 
     status: int
     body: bytes
+    cpu_seconds: float = 0.0
+    """CPU time the embedded engine spent on it (0 for a proxied read: the work is the engine's)."""
 
 
 class PrometheusError(Exception):
     """An error answered in the Prometheus API's shape."""
 
-    def __init__(self, status: int, error_type: str, message: str) -> None:
+    def __init__(self, status: int, error_type: str, message: str, *, cpu_seconds: float = 0.0) -> None:
         super().__init__(message)
-        self.answer = Answer(status, orjson.dumps({"status": "error", "errorType": error_type, "error": message}))
+        self.answer = Answer(status, orjson.dumps({"status": "error", "errorType": error_type, "error": message}),
+                             cpu_seconds)
 
 
 def success(data: Any, warnings: Sequence[str] = ()) -> Answer:
@@ -105,7 +109,9 @@ class MetricsBackend(Protocol):
         or ``PrometheusError`` (503) when the engine does not take them."""
 
     async def read(self, tenant: str, api: str, params: Params, label: str = "") -> Answer:
-        """Answer read ``api`` (one of ``READ_APIS``) for ``tenant`` with ``params``."""
+        """Answer read ``api`` (one of ``READ_APIS``) for ``tenant`` with ``params``,
+        with the CPU time it took here (``Answer.cpu_seconds``, also on a
+        ``PrometheusError``'s answer)."""
 
     async def aclose(self) -> None:
         """Release connections."""
@@ -230,6 +236,11 @@ def _query(params: Params) -> str:
 
 # ---- embedded ---------------------------------------------------------------------------------
 
+ANSWER_GRACE = 1.0
+"""Seconds an embedded read's asker waits past the read's deadline (where the
+actor stops evaluating it, within milliseconds): for its "timed out" answer."""
+
+
 class EmbeddedMetrics:
     """The embedded store and engine, owned by the metrics actor."""
 
@@ -259,19 +270,26 @@ class EmbeddedMetrics:
             message = LabelValues(tenant, label, selectors, parse_time(params, "start", -math.inf),
                                   parse_time(params, "end", math.inf))
         limit = parse_limit(params) if api in ("series", "labels", "label_values") else None
+        # The actor stops the read where this stops waiting for it: the timeout
+        # holds from the request's arrival, mailbox wait included.
+        message = attrs.evolve(message, deadline=time.monotonic() + self._timeout)
+        cost = message.cost
         try:
-            data = await self._actor.ask(message, timeout=self._timeout)
+            # Waited for even when the request is cancelled (its client went away):
+            # the actor evaluates the read to its end anyway, and what it cost
+            # must reach the caller, which charges it to the reader.
+            with trio.CancelScope(shield=True):
+                data = await self._actor.ask(message, timeout=self._timeout + ANSWER_GRACE)
         except metrics.BadQuery as exc:
-            raise PrometheusError(400, "bad_data", str(exc)) from None
+            raise PrometheusError(400, "bad_data", str(exc), cpu_seconds=cost.cpu_seconds) from None
         except metrics.UnsupportedQuery as exc:
-            raise PrometheusError(422, "execution", f"unsupported: {exc}") from None
+            raise PrometheusError(422, "execution", f"unsupported: {exc}", cpu_seconds=cost.cpu_seconds) from None
         except metrics.QueryTimedOut as exc:
-            raise PrometheusError(503, "timeout", str(exc)) from None
+            raise PrometheusError(503, "timeout", str(exc), cpu_seconds=cost.cpu_seconds) from None
         except (metrics.QueryTooExpensive, metrics.QueryExecutionError, QueryFailed) as exc:
-            raise PrometheusError(422, "execution", str(exc)) from None
-        if limit is not None and len(data) > limit:
-            return success(data[:limit], [TRUNCATED])
-        return success(data)
+            raise PrometheusError(422, "execution", str(exc), cpu_seconds=cost.cpu_seconds) from None
+        answer = success(data[:limit], [TRUNCATED]) if limit is not None and len(data) > limit else success(data)
+        return attrs.evolve(answer, cpu_seconds=cost.cpu_seconds)
 
     async def aclose(self) -> None:
         pass
