@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import httpx
 import trio
 
 from . import _signing
-from ._executor import DEFAULT_ALLOWED, ControlError, execute
+from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, ControlError, execute
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._refusals import (
     REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, refusal, send, transport_problem,
@@ -150,12 +151,24 @@ def signed_request(client: httpx.AsyncClient, method: str, path: str, credential
 
 
 class CommandAgent:
+    """Polls for the deployment's commands and runs them.
+
+    Args:
+        containers_changed: called once a control that changes containers
+            (``CHANGES_CONTAINERS``) has run, failed or timed out (a stop that
+            timed out here may still have stopped the container): the probe's
+            publisher then reports at once (``ReportRequests.ask``), so the
+            topology shows the new state without waiting for the interval.
+    """
+
     def __init__(self, client: httpx.AsyncClient, credentials: Credentials, docker_host: str | None,
-                 allowed: tuple[str, ...] = DEFAULT_ALLOWED) -> None:
+                 allowed: tuple[str, ...] = DEFAULT_ALLOWED, *,
+                 containers_changed: Callable[[], None] | None = None) -> None:
         self.client = client
         self.credentials = credentials
         self.docker_host = docker_host
         self.allowed = allowed
+        self.containers_changed = containers_changed
         self.follows: dict[str, trio.CancelScope] = {}
         """Log follows running beside the poll (``docker.logs`` with ``follow``), by command id."""
         self.cancel_asked: set[str] = set()
@@ -279,6 +292,8 @@ class CommandAgent:
                 error = f"the probe failed running it: {type(exc).__name__}: {exc}"
         if scope.cancelled_caught:
             error = f"timed out after {timeout}s"
+        if kind in CHANGES_CONTAINERS and self.containers_changed is not None:
+            self.containers_changed()  # before the result is sent: that may take retries
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         if error is None:
             await self._report({"command_id": command_id, "status": "completed", "result": result,

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import socket
 import time
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from trioscope.wire import (
 )
 
 from ._docker import ContainerCollector
+from ._masking import masked_cmdline
 from ._netns import MAX_CONNECTIONS, NamespaceSockets
 
 MB = 1024 * 1024
@@ -159,59 +159,6 @@ def _disks() -> list[DiskInfo]:
                               fs_type=_clip(part.fstype, 256), total_mb=usage.total / MB, used_mb=usage.used / MB,
                               free_mb=usage.free / MB, usage=usage.percent))
     return disks[:256]
-
-
-MASK = "***"
-# A command line holding none of "key", "token", "secret", "passw" (lowercased)
-# or "://" needs no masking: most have none, and that test is all they cost
-# (about 0.8 µs next to the 0.3 µs of joining the arguments).
-_SECRET_NAME = re.compile(r"token|secret|passw|key", re.IGNORECASE)
-_ASSIGNMENT = re.compile(r"-{0,2}[A-Za-z_][\w.-]*=")
-_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^\s/@:]*):[^\s/]*@")
-"""Up to the authority's last ``@``: a password may hold one."""
-
-
-def masked_cmdline(argv: list[str]) -> str:
-    """The command line, with what looks like a secret replaced by ``***``: a
-    URL's password (``postgresql://u:***@db/x``), the value of a flag or a
-    variable named like one (token, secret, password, passwd, key):
-    ``--enrollment-token ***``, ``--api-key=***``, ``DB_PASSWORD=***``. Anyone
-    who may read the topology reads command lines; the secrets in them are
-    not theirs. Names are matched loosely (``--keyfile``'s path is masked too):
-    a hidden harmless value costs less than a shown secret.
-
-    Runs for every process every interval: one lowercase and substring test
-    unless a hint is there."""
-    text = " ".join(argv)
-    lowered = text.lower()
-    # Spelled out: a generator over _SECRET_HINTS costs three times as much.
-    if not ("key" in lowered or "token" in lowered or "secret" in lowered or "passw" in lowered
-            or "://" in lowered):
-        return text
-    return " ".join(_mask(argv, nested=False))
-
-
-def _mask(argv: list[str], *, nested: bool) -> list[str]:
-    result: list[str] = []
-    value_next = False
-    for arg in argv:
-        if value_next and not arg.startswith("-"):
-            result.append(MASK)  # the value of ``--password``: the argument after it
-            value_next = False
-            continue
-        value_next = False
-        if not nested and " " in arg:
-            # ``sh -c "psql --password x"``: one argument holding a command line.
-            result.append(" ".join(_mask(arg.split(" "), nested=True)))
-            continue
-        assignment = _ASSIGNMENT.match(arg)
-        if assignment is not None and _SECRET_NAME.search(assignment.group()):
-            result.append(assignment.group() + MASK)
-            continue
-        if arg.startswith("-") and _SECRET_NAME.search(arg) and "=" not in arg:
-            value_next = True
-        result.append(_URL_PASSWORD.sub(rf"\1:{MASK}@", arg) if "://" in arg else arg)
-    return result
 
 
 _PROCESS_FIELDS = ["pid", "ppid", "name", "cmdline", "username", "memory_info", "num_threads", "status",

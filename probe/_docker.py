@@ -13,6 +13,7 @@ is repeated only when the list shows a new state, status text or image."""
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import attrs
 import docker
 import docker.errors
+import docker.utils
 import requests.exceptions
 
 from trioscope.wire import ContainerInfo, ContainerNetwork, ContainerStats, DockerInfo, PortMapping
@@ -73,6 +75,22 @@ def engine_problem(exc: BaseException, docker_host: str | None) -> str:
                  else docker_host or "the engine of DOCKER_HOST")
         return f"cannot connect to {where}: {cause.strerror}"
     return str(exc) or type(exc).__name__
+
+
+def docker_host_problem(docker_host: str) -> str | None:
+    """What is wrong with a ``--docker-host`` value, in one line naming the
+    fix; None if the docker SDK takes it. Checked at start: the SDK refuses a
+    bad one only when the first cycle connects, as "Invalid bind address
+    format", which names neither the setting nor the fix. A socket's path
+    without ``unix://`` (the commonest slip) is told so, with the address."""
+    try:
+        docker.utils.parse_host(docker_host)
+    except docker.errors.DockerException as exc:
+        if "://" not in docker_host and (docker_host.startswith(("/", ".", "~")) or docker_host.endswith(".sock")):
+            path = os.path.abspath(os.path.expanduser(docker_host))
+            return f"{docker_host!r} is a path, not a Docker API address: give it as unix://{path}"
+        return f"{docker_host!r} is not a Docker API address ({exc}); e.g. unix:///var/run/docker.sock or tcp://host:2375"
+    return None
 
 
 def _os_error(exc: BaseException, depth: int = 0) -> OSError | None:

@@ -19,6 +19,9 @@ MAX_OUTPUT = 64 * 1024
 """Bytes of logs or exec output kept in a result (the rest is cut, and said so)."""
 DEFAULT_ALLOWED = ("docker.start", "docker.stop", "docker.restart", "docker.pause", "docker.unpause",
                    "docker.remove", "docker.inspect", "docker.logs", "docker.exec")
+CHANGES_CONTAINERS = frozenset({"docker.start", "docker.stop", "docker.restart", "docker.pause", "docker.unpause",
+                                "docker.remove"})
+"""Controls after which the containers differ: the probe reports at once."""
 
 
 class ControlError(Exception):

@@ -11,6 +11,8 @@ import enum
 import logging
 import math
 import random
+import re
+import ssl
 from collections.abc import Callable
 
 import attrs
@@ -191,12 +193,80 @@ class Standing:
 
 
 def transport_problem(exc: httpx.TransportError) -> str:
-    """A transport error in words: httpx's timeouts say nothing of their own."""
+    """A transport error in words, with the fix where one is likely.
+
+    httpx's timeouts say nothing of their own, and its TLS failures are an
+    empty ``ConnectError`` whose reason, the ``ssl.SSLError``, sits two causes
+    down (ConnectError <- BrokenResourceError <- SSLError): the chain is
+    walked for it, and for the first cause that says anything."""
     if isinstance(exc, httpx.TimeoutException):
         timeout = exc.request.extensions.get("timeout", {}) if _has_request(exc) else {}
         seconds = max((v for v in timeout.values() if isinstance(v, int | float)), default=None)
         return f"{type(exc).__name__}: timed out" + (f" after {seconds:g} s" if seconds is not None else "")
-    return f"{type(exc).__name__}: {str(exc) or 'no reason given'}"
+    causes = _causes(exc)
+    tls = next((e for e in causes if isinstance(e, ssl.SSLError)), None)
+    if tls is not None:
+        return f"{type(exc).__name__}: {tls_problem(tls)}"
+    reason = next((str(e) for e in causes if str(e)), "no reason given")
+    hint = _maybe_tls_server(exc, causes)
+    return f"{type(exc).__name__}: {reason.rstrip('.') if hint else reason}{hint}"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what caused it, outermost first (``__cause__``, else ``__context__``)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 16:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+_VERIFY_HINTS = {
+    **dict.fromkeys((2, 18, 19, 20, 21), "give the server's CA (or its self-signed certificate) with --ca-file"),
+    **dict.fromkeys((62, 64), "use a --server name or address the certificate holds"),
+    9: "is this host's clock right?",
+}
+"""What to do about a certificate OpenSSL refused, by its verify code:
+unknown issuer or self-signed (2, 18-21), a host name or IP address the
+certificate does not hold (62, 64), not yet valid (9)."""
+_NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG", "UNKNOWN_PROTOCOL",
+            "HTTP_REQUEST"}
+"""OpenSSL's reasons when what answered the handshake is not TLS (a plain-HTTP server's answer)."""
+
+
+def tls_problem(error: ssl.SSLError) -> str:
+    """A failed TLS handshake in words, and what to do about it."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        hint = _VERIFY_HINTS.get(error.verify_code)
+        said = (error.verify_message or _openssl_words(error)).rstrip(".")
+        return f"certificate verify failed: {said}" + (f"; {hint}" if hint else "")
+    if error.reason in _NOT_TLS:
+        return "the server does not speak TLS at this address; use http://"
+    if isinstance(error, ssl.SSLEOFError) or error.reason == "UNEXPECTED_EOF_WHILE_READING":
+        return ("the server closed the connection during the TLS handshake (if it does not speak TLS at this "
+                "address, use http://)")
+    return f"TLS handshake failed: {_openssl_words(error)}"
+
+
+def _openssl_words(error: ssl.SSLError) -> str:
+    """OpenSSL's own words of ``error``, without ``[SSL: REASON]`` and ``(_ssl.c:1006)``."""
+    text = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], str) else str(error)
+    return re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", text) or str(error.reason or error)
+
+
+def _maybe_tls_server(exc: httpx.TransportError, causes: list[BaseException]) -> str:
+    """A hint that the server may want https://, for a plain http:// request the
+    server dropped without an answer: a TLS server resets (or closes) a
+    connection whose first bytes are no TLS handshake. Only a possibility: a
+    plain server that restarts does the same."""
+    if not (_has_request(exc) and exc.request.url.scheme == "http"):
+        return ""
+    reset = any(isinstance(e, ConnectionResetError | BrokenPipeError) for e in causes)
+    unanswered = isinstance(exc, httpx.RemoteProtocolError) and "without sending a response" in str(exc)
+    if not (reset or unanswered):
+        return ""
+    return "; if the server serves https, use an https:// --server"
 
 
 def _has_request(exc: httpx.TransportError) -> bool:

@@ -32,12 +32,12 @@ from trioscope.wire.log_lines import configure_logging
 from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
 from ._config import CONFIG_ENV, FILE_KEY_OF_ENV, ConfigFileError, FileValues, load_file, unknown_environment
-from ._docker import ContainerCollector
+from ._docker import ContainerCollector, docker_host_problem
 from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, ControlError
 from ._parent import stop_when_parent_gone
 from ._refusals import Backoff, ServerUnavailable
-from ._transport import Signer, run_publisher
+from ._transport import ReportRequests, Signer, run_publisher
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
 
@@ -183,6 +183,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                "1-128 letters, digits or . _ : @ - starting with a letter or digit")
     if not args.server.startswith(("http://", "https://")):
         refuse("--server", "TRIOSCOPE_PROBE_SERVER", "must be an http:// or https:// URL")
+    docker_problem = docker_host_problem(args.docker_host) if args.docker_host else None
+    if docker_problem is not None:
+        refuse("--docker-host", "DOCKER_HOST", docker_problem)
     try:
         args.tls = client_tls(args.ca_file)
     except (OSError, ssl.SSLError) as exc:
@@ -223,6 +226,7 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
                 nursery.start_soon(stop_when_parent_gone, nursery.cancel_scope)
             metadata: dict[str, str] = {}
             signer: Signer | None = None
+            asked = ReportRequests()  # a container control asks for a report at once
             if args.deployment_hash:
                 try:
                     credentials = await _credentials(client, args, allowed)
@@ -232,10 +236,11 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
                     return 2
                 metadata = {"deployment_hash": credentials.deployment_hash, "command_agent_id": credentials.agent_id}
                 signer = Signer(credentials.agent_id, credentials.agent_token)
-                nursery.start_soon(CommandAgent(client, credentials, args.docker_host, allowed).run)
+                nursery.start_soon(CommandAgent(client, credentials, args.docker_host, allowed,
+                                                containers_changed=asked.ask).run)
             nursery.start_soon(functools.partial(
                 run_publisher, server, args.agent_id, socket.gethostname()[:256], interval, args.buffer,
-                collector.collect, metadata=metadata, signer=signer, tls=args.tls))
+                collector.collect, metadata=metadata, signer=signer, tls=args.tls, asked=asked))
     return 0
 
 

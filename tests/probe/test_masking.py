@@ -1,0 +1,147 @@
+"""Secrets in command lines as real processes carry them: masked (each one
+was shown whole to anyone who could read a process node), and what is not
+secret left readable."""
+
+from __future__ import annotations
+
+import pytest
+
+from trioscope_probe._masking import MASK, masked_cmdline
+
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+
+MASKED = [
+    # HTTP credentials in headers (curl, wget), the scheme kept.
+    (["curl", "-sS", "-H", f"Authorization: Bearer {JWT}", "https://api.example.com/v1/me"],
+     "curl -sS -H Authorization: Bearer *** https://api.example.com/v1/me"),
+    (["curl", "--header", "X-Api-Key: abc123secret", "https://api.example.com"],
+     "curl --header X-Api-Key: *** https://api.example.com"),
+    (["curl", "-H", "Authorization: Basic YWRtaW46aHVudGVyMg==", "http://es:9200/_cat/indices"],
+     "curl -H Authorization: Basic *** http://es:9200/_cat/indices"),
+    (["curl", "-H", "authorization: bearer abc.def.ghi", "http://h"], "curl -H authorization: bearer *** http://h"),
+    (["curl", "-H", "Authorization: token ghp_16C7e42F292c6912E7710c838347Ae178B4a", "https://api.github.com/user"],
+     "curl -H Authorization: token *** https://api.github.com/user"),
+    (["curl", "-H", "Authorization: SSWS 00QCjAl4MlV-WPXM", "https://okta"],  # a scheme we do not know: all of it
+     "curl -H Authorization: *** https://okta"),
+    (["curl", "-H", "PRIVATE-TOKEN: glpat-xxxxxxxxxxxxxxxxxxxx", "https://gitlab.example.com/api/v4/projects"],
+     "curl -H PRIVATE-TOKEN: *** https://gitlab.example.com/api/v4/projects"),
+    (["curl", "-H", "X-Auth-Token:abc123", "http://h"], "curl -H X-Auth-Token:*** http://h"),
+    (["curl", "-H", "Cookie: sessionid=abc; csrftoken=def", "https://h"], "curl -H Cookie: *** https://h"),
+    (["curl", "-H", "X-Session-Id: 5f2b9c", "https://h"], "curl -H X-Session-Id: *** https://h"),
+    (["curl", "-HAuthorization: Bearer abc", "https://h"], "curl -HAuthorization: Bearer *** https://h"),
+    (["wget", "--header=Authorization: Bearer abc123", "https://h/file"],
+     "wget --header=Authorization: Bearer *** https://h/file"),
+    (["http-client", "Authorization: Bearer abc123"], "http-client Authorization: Bearer ***"),
+    (["app", "--oauth2-bearer", "abc123"], "app --oauth2-bearer ***"),
+    # curl's user:password and cookies.
+    (["curl", "-u", "admin:hunter2", "http://localhost:9200"], "curl -u admin:*** http://localhost:9200"),
+    (["curl", "-uadmin:hunter2", "http://h"], "curl -uadmin:*** http://h"),
+    (["curl", "--user", "admin:hunter2", "http://h"], "curl --user admin:*** http://h"),
+    (["curl", "--user=admin:hunter2", "http://h"], "curl --user=admin:*** http://h"),
+    (["curl", "-x", "http://proxy:3128", "-U", "bob:pw", "http://h"], "curl -x http://proxy:3128 -U bob:*** http://h"),
+    (["/usr/bin/curl", "-b", "session=abc123", "https://h"], "/usr/bin/curl -b *** https://h"),
+    (["curl", "--cookie", "sid=abc; csrftoken=def", "https://h"], "curl --cookie *** https://h"),
+    # URLs: passwords, tokens as users, secret parameters.
+    (["curl", "https://h/?access_token=zzz"], "curl https://h/?access_token=***"),
+    (["curl", "https://h/x?page=2&api_key=k1&limit=10"], "curl https://h/x?page=2&api_key=***&limit=10"),
+    (["aws", "s3", "cp", "https://b.s3.amazonaws.com/k?X-Amz-Expires=3600&X-Amz-Credential=AKIA%2F20240101"
+      "&X-Amz-Signature=abc123", "."],
+     "aws s3 cp https://b.s3.amazonaws.com/k?X-Amz-Expires=3600&X-Amz-Credential=***&X-Amz-Signature=*** ."),
+    (["azcopy", "copy", "https://a.blob.core.windows.net/c?sv=2022-11-02&sig=AbC%3D", "/data"],
+     "azcopy copy https://a.blob.core.windows.net/c?sv=2022-11-02&sig=*** /data"),
+    (["java", "-jar", "app.jar", "--url=jdbc:mysql://db:3306/shop?user=app&password=hunter2&useSSL=true"],
+     "java -jar app.jar --url=jdbc:mysql://db:3306/shop?user=app&password=***&useSSL=true"),
+    (["sqlcmd", "-C", "Server=db;Database=shop;User Id=sa;Password=hunter2;"],
+     "sqlcmd -C Server=db;Database=shop;User Id=sa;Password=***;"),
+    (["git", "clone", "https://x-access-token:ghs_abc123@github.com/o/r.git"],
+     "git clone https://x-access-token:***@github.com/o/r.git"),
+    (["git", "clone", "https://ghp_abc123@github.com/o/r.git"], "git clone https://***@github.com/o/r.git"),
+    (["redis-cli", "-u", "redis://default:hunter2@cache:6379"], "redis-cli -u redis://default:***@cache:6379"),
+    (["mongodump", "--uri", "mongodb://admin:hunter2@mongo:27017/shop"],
+     "mongodump --uri mongodb://admin:***@mongo:27017/shop"),
+    # Tools taking a password under a short flag.
+    (["mysql", "-h", "db", "-u", "root", "-pHunter2", "shop"], "mysql -h db -u root -p*** shop"),
+    (["mysqldump", "-uroot", "-pHunter2", "--all-databases"], "mysqldump -uroot -p*** --all-databases"),
+    (["/usr/bin/mariadb-admin", "-pS3cret", "status"], "/usr/bin/mariadb-admin -p*** status"),
+    (["docker", "exec", "-it", "db", "mysql", "-uroot", "-pHunter2"], "docker exec -it db mysql -uroot -p***"),
+    (["mysql", "--password=Hunter2", "shop"], "mysql --password=*** shop"),
+    (["redis-cli", "-h", "cache", "-a", "hunter2", "--no-auth-warning", "ping"],
+     "redis-cli -h cache -a *** --no-auth-warning ping"),
+    (["sshpass", "-p", "hunter2", "ssh", "admin@host"], "sshpass -p *** ssh admin@host"),
+    (["mongosh", "-u", "admin", "-p", "hunter2", "--authenticationDatabase", "admin"],
+     "mongosh -u admin -p *** --authenticationDatabase admin"),
+    (["ldapsearch", "-x", "-D", "cn=admin,dc=example,dc=org", "-w", "hunter2", "-b", "dc=example,dc=org"],
+     "ldapsearch -x -D cn=admin,dc=example,dc=org -w *** -b dc=example,dc=org"),
+    (["sqlcmd", "-S", "db", "-U", "sa", "-P", "Hunter2!"], "sqlcmd -S db -U sa -P ***"),
+    # Flags and variables named like a secret.
+    (["app", "--auth", "hunter2"], "app --auth ***"),
+    (["redis-server", "--requirepass", "hunter2", "--masterauth", "hunter3"],
+     "redis-server --requirepass *** --masterauth ***"),
+    (["openssl", "enc", "-aes-256-cbc", "-passin", "pass:hunter2"], "openssl enc -aes-256-cbc -passin ***"),
+    (["env", "DB_PASSWORD=x", "MYSQL_PWD=y", "REDISCLI_AUTH=z", "MODE=prod", "app"],
+     "env DB_PASSWORD=*** MYSQL_PWD=*** REDISCLI_AUTH=*** MODE=prod app"),
+    (["java", "-Djavax.net.ssl.keyStorePassword=changeit", "-jar", "app.jar"],
+     "java -Djavax.net.ssl.keyStorePassword=*** -jar app.jar"),
+    (["helm", "install", "db", "bitnami/postgresql", "--set", "auth.postgresPassword=hunter2"],
+     "helm install db bitnami/postgresql --set auth.postgresPassword=***"),
+    (["vault", "login", "-method=userpass", "username=admin", "password=hunter2"],
+     "vault login -method=userpass username=admin password=***"),
+    (["kubectl", "--token=abc123", "get", "pods"], "kubectl --token=*** get pods"),
+    (["app", "--password=two words", "--port", "80"], "app --password=*** --port 80"),
+    # One argument holding a command line (sh -c): word by word, quotes kept.
+    (["sh", "-c", f"curl -fsS -H 'Authorization: Bearer {JWT}' https://h/x?token=t&a=b"],
+     "sh -c curl -fsS -H 'Authorization: Bearer ***' https://h/x?token=***&a=b"),
+    (["sh", "-c", 'curl -H "X-Api-Key: abc123" -u admin:pw https://h'],
+     'sh -c curl -H "X-Api-Key: ***" -u admin:*** https://h'),
+    (["bash", "-c", "mysql -uroot -pHunter2 -e 'show databases'"], "bash -c mysql -uroot -p*** -e 'show databases'"),
+    (["sh", "-c", "export API_TOKEN=abc; exec ./run"], "sh -c export API_TOKEN=***; exec ./run"),
+    (["sh", "-c", "echo 'Cookie: a=1; b=2' > /tmp/h"], "sh -c echo 'Cookie: ***; ***' > /tmp/h"),
+    (["psql", "host=db user=app password=hunter2 dbname=shop"], "psql host=db user=app password=*** dbname=shop"),
+    (["sh", "-c", "echo Bearer abc123"], "sh -c echo Bearer ***"),
+]
+
+KEPT = [
+    ["nginx", "-g", "daemon off;"],
+    ["kube-apiserver", "--authorization-mode=Node,RBAC", "--secure-port=6443", "--enable-admission-plugins=X"],
+    ["curl", "-sS", "-o", "/srv/out", "-w", "%{http_code}", "https://example.com/api?page=2&limit=10"],
+    ["curl", "-H", "Accept: application/json", "-H", "Content-Type: application/json", "https://h"],
+    ["curl", "-u", "admin", "https://h"],  # curl asks for the password
+    ["curl", "-H", "Authorization:", "https://h"],  # removes curl's own header: no value
+    ["mysql", "-u", "root", "-p", "shop"],  # -p alone: mysql asks; shop is the database
+    ["mysql", "-h", "db", "-P", "3306", "-u", "app", "shop"],
+    ["redis-cli", "-h", "cache", "-p", "6379", "ping"],
+    ["ssh", "-p", "2222", "admin@host"],
+    ["git", "clone", "git@github.com:o/r.git"],
+    ["git", "clone", "ssh://git@github.com/o/r.git"],
+    ["kubeadm", "token", "create"],
+    ["grep", "-rn", "token", "src/"],
+    ["vault", "token", "lookup"],
+    ["sshd:", "admin@pts/0"],
+    ["node", "server.js", "--session-store", "redis", "--port", "3000"],
+    ["docker", "run", "-p", "8080:80", "--name", "web", "mykey-service:latest"],
+    ["curl", "http://host:8080/x?a=b@c"],
+    ["curl", "-H", "X-Request-Id: 42", "https://h/key-rotation/status"],
+    ["echo", "Authentication failed for user@example.com"],
+    ["app", "--token"],  # a flag with no value: nothing to hide
+    ["app", "--no-token-check", "--port", "80"],
+]
+
+
+@pytest.mark.parametrize(("argv", "shown"), MASKED, ids=[" ".join(argv)[:60] for argv, _ in MASKED])
+def test_secrets_are_masked(argv: list[str], shown: str) -> None:
+    assert masked_cmdline(argv) == shown
+
+
+@pytest.mark.parametrize("argv", KEPT, ids=[" ".join(argv)[:60] for argv in KEPT])
+def test_what_is_not_secret_is_kept(argv: list[str]) -> None:
+    assert masked_cmdline(argv) == " ".join(argv)
+
+
+@pytest.mark.parametrize(("argv", "_"), MASKED, ids=[" ".join(argv)[:60] for argv, _ in MASKED])
+def test_no_secret_value_is_left_anywhere(argv: list[str], _: str) -> None:
+    """The values the table masks, whole, appear nowhere in the line shown."""
+    shown = masked_cmdline(argv)
+    assert MASK in shown
+    for secret in ("hunter2", "hunter3", "Hunter2", "abc123secret", JWT, "ghp_16C7e42F", "glpat-", "zzz", "S3cret",
+                   "changeit", "YWRtaW46"):
+        assert secret not in shown, shown
