@@ -179,23 +179,32 @@ class _IdleWatch:
     stops while it is idle (once idle, if it is busy then), as Hypercorn's own
     ``_idle_timeout`` does.
 
-    Not while bytes wait on its socket: when the event loop was held up past
-    the deadline (a metrics query held it 28 s), the request a client sent
-    meanwhile was there unread, and the connection was reset under it. It is
-    given ``UNREAD_GRACE`` more for the reader to take it, once per idle spell."""
+    Not while a request has come: when the event loop was held up past the
+    deadline (a metrics query held it 28 s), the request a client sent
+    meanwhile was there unread, and the connection was reset under it. When
+    bytes wait on its socket, or its reader took some since it turned idle
+    (the reader and the watch wake in the same turn, in either order), it is
+    given ``UNREAD_GRACE`` more, once per idle spell; a request that began by
+    then makes it busy, watched again once idle."""
 
     def __init__(self, server: GuardedTCPServer) -> None:
         self._server = server
         self._scope = trio.CancelScope()
+        self._deadline = math.inf
+        """When the connection is closed unless a request begins (inf: busy)."""
         self._started = self._idle = self._stopping = self._ended = False
         self._graced = False
+        self._reads_when_idle = 0
+        """``GuardedTCPServer.reads`` when the connection turned idle: more by
+        the deadline, and its reader took bytes (a request under way)."""
 
     async def restart(self, task_group: Any, _action: Any) -> None:
         """Idle from now (no checkpoint: nothing here waits)."""
         now = trio.current_time()
         self._idle = True
         self._graced = False
-        self._scope.deadline = now if self._stopping else now + self._server.config.keep_alive_timeout
+        self._reads_when_idle = self._server.reads
+        self._move(now if self._stopping else now + self._server.config.keep_alive_timeout)
         if not self._started:
             self._started = True
             task_group._nursery.start_soon(self._watch)  # the connection's own nursery, where Hypercorn starts its
@@ -203,12 +212,15 @@ class _IdleWatch:
     async def stop(self) -> None:
         """A request began: busy until ``restart``."""
         self._idle = False
-        self._scope.deadline = math.inf
+        self._move(math.inf)
 
     def end(self) -> None:
         """The connection is over (nothing is read from it any more): the watch ends, closing nothing."""
         self._ended = True
         self._scope.cancel()
+
+    def _move(self, deadline: float) -> None:
+        self._deadline = self._scope.deadline = deadline
 
     async def _watch(self) -> None:
         while True:
@@ -217,12 +229,25 @@ class _IdleWatch:
                 self._stopping = True
                 if not self._idle:
                     await trio.sleep_forever()  # until idle: ``restart`` moves the deadline to now
+            if not (self._ended or self._stopping):
+                # The reader may have woken in the same turn of the loop and be
+                # between taking bytes and counting them, or beginning a request:
+                # two turns more, and it has done either.
+                await trio.lowlevel.checkpoint()
+                await trio.lowlevel.checkpoint()
             if self._ended:
                 return
-            if self._stopping or self._graced or not _unread(self._server.stream):
+            if self._stopping:
+                break
+            if trio.current_time() < self._deadline:  # busy since, or idle anew: watched from there
+                self._scope = trio.CancelScope(deadline=self._deadline)
+                continue
+            arrived = self._server.reads != self._reads_when_idle or _unread(self._server.stream)
+            if self._graced or not arrived:
                 break
             self._graced = True  # a request came while the loop was held up: the reader takes it
-            self._scope = trio.CancelScope(deadline=trio.current_time() + UNREAD_GRACE)
+            self._scope = trio.CancelScope()
+            self._move(trio.current_time() + UNREAD_GRACE)
         with trio.CancelScope(shield=True):
             await self._server._initiate_server_close()
 
@@ -271,6 +296,8 @@ class GuardedTCPServer(TCPServer):
         """The reader's scope while it hands data to the protocol."""
         self._lingering = False
         """Closed by the server: what the client still sends is dropped (``_read``)."""
+        self.reads = 0
+        """Reads that took bytes from the client (``_IdleWatch``)."""
         self._admission: Admission | None = None
         self._held: Held | None = None
         """How the connection was admitted (``_admit``); None: not counted (a bare Hypercorn)."""
@@ -372,6 +399,7 @@ class GuardedTCPServer(TCPServer):
                     data = await self.stream.receive_some(MAX_RECV)
             except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
                 break
+            self.reads += 1
             if self._lingering:
                 dropped += len(data)
                 if not data or dropped > LINGER_BYTES:

@@ -22,7 +22,13 @@ class _Server:
         self.config = SimpleNamespace(keep_alive_timeout=KEEP_ALIVE)
         self.context = SimpleNamespace(terminated=trio.Event())
         self.stream = stream
+        self.reads = 0
         self.closed_at: float | None = None
+
+    async def read(self) -> None:
+        """What its reader does: take what came (a checkpoint after the read, as trio's sockets have)."""
+        await self.stream.receive_some(1024)
+        self.reads += 1
 
     async def _initiate_server_close(self) -> None:
         self.closed_at = trio.current_time()
@@ -51,7 +57,7 @@ async def test_a_request_waiting_unread_at_the_deadline_is_given_time_to_be_read
         await client.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")  # nobody reads it: the loop is held up
         await trio.sleep(KEEP_ALIVE + 1)
         assert server.closed_at is None
-        await server.stream.receive_some(1024)  # the reader takes it: a request begins, then is answered
+        await server.read()  # the reader takes it: a request begins, then is answered
         await watch.stop()
         await trio.sleep(60)
         assert server.closed_at is None  # busy: never closed for idleness
@@ -69,3 +75,27 @@ async def test_bytes_left_unread_past_the_grace_do_not_keep_the_connection(autoj
         await client.send(b"GET")
         await trio.sleep(KEEP_ALIVE + UNREAD_GRACE + 1)
         assert server.closed_at == started + KEEP_ALIVE + UNREAD_GRACE
+
+
+async def test_a_request_taken_by_its_reader_as_the_deadline_passes_keeps_its_connection(
+        autojump_clock: trio.abc.Clock) -> None:
+    """The reader and the watch wake in the same turn of the loop, in either
+    order: when the reader takes the request first, nothing waits unread, but
+    the connection is busy, not idle. Twenty connections: each order comes."""
+    async with trio.open_nursery() as nursery:
+        watched = [await _watched(nursery) for _ in range(20)]
+        deadline = trio.current_time() + KEEP_ALIVE
+        for _watch, _server, client in watched:
+            await client.send(b"GET /health HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+
+        async def read_at_deadline(watch: _IdleWatch, server: _Server) -> None:
+            await trio.sleep_until(deadline)
+            await server.read()
+            await watch.stop()
+
+        async with trio.open_nursery() as readers:
+            for watch, server, _client in watched:
+                readers.start_soon(read_at_deadline, watch, server)
+        await trio.sleep(UNREAD_GRACE + 60)
+        assert [server.closed_at for _watch, server, _client in watched] == [None] * 20
+        nursery.cancel_scope.cancel()
