@@ -334,28 +334,35 @@ async def stats() -> Response:
     agents = len(s.agents)
     counts = topology_stats["topology"]
     whole = None
+    runtime = s.system.snapshot()
+    # The server's own figures: how it runs, not what any tenant reports.
+    server_figures: dict[str, Any] = {
+        "storage": topology_stats["storage"],
+        # With a bus: how far this replica has read the report stream (lag: reports to go).
+        **({"bus": s.bus.progress.as_dict()} if s.bus is not None else {}),
+        "runtime": {"actors": runtime.actors, "dead_letters": runtime.dead_letters},
+    }
     reporters = await _gate.visible_reporters()
     if reporters is not None:
         # What the reader's views hold, not the server's (nor other tenants') figures; an
         # ADMIN, who may read the whole server's (``readable_tenant``), has them apart.
-        if _gate.readable_tenant() is None:
+        admin = _gate.readable_tenant() is None
+        if admin:
             whole = {"server": {"agents": agents, "topology": counts}}
         prefix = f"{s.agents.path}/"
         agents = sum(1 for ref in s.agents.children() if reporters(ref.path.removeprefix(prefix)))
         snapshot: TopologySnapshot = await s.topology.ask(GetSnapshot(), timeout=30)
-        # Its agent count too (the server's would tell how many other tenants'
-        # probes report); the merge's own figures (pending, failures, sequence) stay.
-        counts = {**counts, **await _visible_counts(snapshot, reporters), "agents": agents}
-    runtime = s.system.snapshot()
+        counts = {**await _visible_counts(snapshot, reporters), "agents": agents}
+        if not admin:
+            # Each of them tells how much the other tenants report (the series
+            # stored, the actors, one per probe; the merge's counters).
+            server_figures = {}
     return json_response({
         "agents": agents,
         "websocket_clients": len(s.clients),
-        "storage": topology_stats["storage"],
         "topology": counts,
+        **server_figures,
         **(whole or {}),
-        # With a bus: how far this replica has read the report stream (lag: reports to go).
-        **({"bus": s.bus.progress.as_dict()} if s.bus is not None else {}),
-        "runtime": {"actors": runtime.actors, "dead_letters": runtime.dead_letters},
         "uptime": format_duration(round(time.monotonic() - s.started_monotonic)),
     })
 

@@ -76,6 +76,8 @@ async def test_each_tenant_sees_the_probes_of_its_own_deployments(protected: Ser
         stats = (await client.get("/api/v1/query/stats", headers=bob.auth)).json()
         assert stats["agents"] == stats["topology"]["agents"] == 1  # not the server's three (other tenants')
         assert "server" not in stats
+        # Nor what tells how much others report: series stored, actors (one per probe), the merge's counters.
+        assert not {"storage", "runtime"} & set(stats) and "stream_sequence" not in stats["topology"]
 
 
 async def test_agent_configuration_is_no_existence_oracle(protected: ServerProcess) -> None:
