@@ -74,7 +74,7 @@ from trioscope.domain.topology import CACHE_LIMIT, View
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, Restart
 
 from .hub import Join, LiveUpdate, ReportUpdate, SharedReset, WantReports
-from .reset_turns import ResetTurns, Turn, frame_bytes
+from .reset_turns import ResetTurns, Turn
 
 log = logging.getLogger(__name__)
 
@@ -332,7 +332,8 @@ class ClientActor(Actor):
         """The diffs that came while the last reset was unsent, in order, to
         be queued once it has been (``_pump``)."""
         self.held_bytes = 0
-        """What the backlog weighs (``frame_bytes``). A client of a filter is
+        """What the backlog's text weighs (``len``: a diff's characters, a
+        reset's bytes, alike for the ASCII that orjson writes). A client of a filter is
         made diffs of its own, which no other client shares: once they would
         weigh more than its last reset (``reset_bytes``, and ``HELD_FLOOR``),
         a new reset costs less, and it is owed one instead (the diffs held
@@ -413,7 +414,7 @@ class ClientActor(Actor):
             frame = (message.frame(self.subscription.view) if self._shared()
                      else _filtered_diff(message, self.subscription, self.held))
             if self.backlog or self._reset_unsent():
-                if not self._shared() and self.held_bytes + frame_bytes(frame) > max(self.reset_bytes, HELD_FLOOR):
+                if not self._shared() and self.held_bytes + len(frame) > max(self.reset_bytes, HELD_FLOOR):
                     self.throttle.owe()  # ``_pump`` drops the backlog: the reset owed starts from the newest version
                     return
                 self._hold(frame, message.version)  # behind its reset, which it is still reading
@@ -488,7 +489,7 @@ class ClientActor(Actor):
         """Keep ``frame`` (a diff to ``version``, or a report's update) in the
         backlog, behind the reset being sent."""
         self.backlog.append(frame)
-        self.held_bytes += frame_bytes(frame)
+        self.held_bytes += len(frame)
         if version is not None:
             self.version = version
         if self.behind_since is None and self._lag() > self.link.buffer:
@@ -512,7 +513,7 @@ class ClientActor(Actor):
         if room > 0:
             moving, self.backlog = self.backlog[:room], self.backlog[room:]
             for frame in moving:
-                self.held_bytes -= frame_bytes(frame)
+                self.held_bytes -= len(frame)
                 self._send(frame)
         if self.backlog:
             self._pump_once_sent(self.queued_total)
@@ -584,7 +585,7 @@ class ClientActor(Actor):
         if queued:
             self.counters.resets += 1
             self.reset_position = self.queued_total
-            self.reset_bytes = frame_bytes(frame)
+            self.reset_bytes = len(frame)
             if not kept:
                 self.link.hold_until_sent(self.reset_position, self.turns.hold(self.address, frame))
         self._end_turn(took)  # only now: the address's next turn is given with this frame counted
