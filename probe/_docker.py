@@ -82,10 +82,12 @@ def docker_host_problem(docker_host: str) -> str | None:
     fix; None if the docker SDK takes it. Checked at start: the SDK refuses a
     bad one only when the first cycle connects, as "Invalid bind address
     format", which names neither the setting nor the fix. A socket's path
-    without ``unix://`` (the commonest slip) is told so, with the address."""
+    without ``unix://`` (the commonest slip) is told so, with the address.
+    A port that is no number (``tcp://h:x``) fails in urllib, with a
+    ValueError the SDK lets through: refused alike."""
     try:
         docker.utils.parse_host(docker_host)
-    except docker.errors.DockerException as exc:
+    except (docker.errors.DockerException, ValueError) as exc:
         if "://" not in docker_host and (docker_host.startswith(("/", ".", "~")) or docker_host.endswith(".sock")):
             path = os.path.abspath(os.path.expanduser(docker_host))
             return f"{docker_host!r} is a path, not a Docker API address: give it as unix://{path}"

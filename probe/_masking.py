@@ -19,10 +19,15 @@ Anyone who may read the topology reads command lines (a process node's
   user:***`` (and ``--user``, ``-U``, ``--proxy-user``; ``-b``/``--cookie``
   whole), ``mysql -p***`` (any ``mysql*``/``mariadb*`` tool; ``-p`` alone asks
   for it), ``redis-cli -a ***``, ``sshpass -p ***``, ``mongosh -p ***``
-  (any ``mongo*``), ``ldapsearch -w ***`` (any ``ldap*``), ``sqlcmd -P ***``.
+  (any ``mongo*``), ``ldapsearch -w ***`` (any ``ldap*``), ``sqlcmd -P ***``;
+  a tool is one only where a command stands (first, after ``;``, ``&&``,
+  ``|``..., or among the next words after ``exec``, ``sudo``, ``env``...):
+  ``docker run --name mongo -p 27017:27017`` keeps its port.
 
 An argument holding spaces (``sh -c "..."``, ``-H "Authorization: ..."``) is a
-line of its own: its words are masked one by one, quotes and spacing kept.
+line of its own: its words are masked one by one, quotes and spacing kept; a
+masked value that opens a quote is masked up to the quote that closes it
+(``--password 'correct horse'``).
 Names are matched loosely (``--keyfile``'s path is masked too): a hidden
 harmless value costs less than a shown secret.
 """
@@ -52,6 +57,10 @@ _SCHEMES = frozenset({"basic", "bearer", "token", "digest", "negotiate", "ntlm",
 _ANNOUNCERS = frozenset({"basic", "bearer", "token"})
 """Words that announce a credential wherever they stand (``echo "Bearer $T"``)."""
 
+# Every pattern below runs on whatever a local user puts in a command line (100 KB
+# arguments included), so each must stay linear: anchored (match, fullmatch, a
+# lookbehind) where a quantifier could be retried from every position, and no two
+# adjacent quantifiers over the same characters (tests/probe/test_masking.py: LONG).
 _ASSIGNMENT = re.compile(r"-{0,2}[A-Za-z_][\w.-]*=")
 _HEADER = re.compile(r"([A-Za-z][\w-]*):[ \t]*(.*)", re.DOTALL)
 """``Name: value`` (or ``Name:value``), as curl's ``-H`` takes a header."""
@@ -59,14 +68,28 @@ _SPACED_HEADER = re.compile(r"[A-Za-z][\w-]*:[ \t]+\S")
 """A header in an argument of its own: ``Name: value``, the space after the colon
 telling it from ``host:port`` or ``image:tag``."""
 _SCHEME_VALUE = re.compile(r"(\S+)([ \t]+)\S.*", re.DOTALL)
-_URL_PASSWORD = re.compile(r"(\w[\w+.-]*://[^\s/@:]*):[^\s/?#]*@")
-"""Up to the authority's last ``@``: a password may hold one."""
+_URL_PASSWORD = re.compile(r"(?<![\w+.-])(\w[\w+.-]*://[^\s/@:]*):[^\s/?#]*@")
+"""Up to the authority's last ``@``: a password may hold one. The scheme starts
+where no scheme character stands before it: unanchored, each position of
+``aaa...@`` was tried to its end (100 KB: 41 s; anchored: 8 ms)."""
 _URL_USER_ONLY = re.compile(r"(https?://)[^\s/@:?#]+@", re.IGNORECASE)
 _URL_PARAMETER = re.compile(r"(?<=[?&;])([^=&;?#\s'\"]+)=([^&;#\s'\"]*)")
-_QUOTES = re.compile(r"(['\"]*)(.*?)(['\";]*)", re.DOTALL)
-"""A word of a nested line: its quotes (and a closing ``;``) apart from its text."""
+_QUOTE = re.compile(r"['\"]")
+_PORT_MAPPING = re.compile(r"(?:[\d.]+:|\[[\da-fA-F:]+\]:)?\d+(?:-\d+)?:\d+(?:-\d+)?(?:/(?:tcp|udp|sctp))?")
+"""``8080:80``, ``127.0.0.1:3306:3306``, ``53:53/udp``: docker's ``-p``, no password."""
 _SPACES = re.compile(r"(\s+)")
 _SPACE = re.compile(r"\s")
+_COMMAND_STARTS = frozenset({";", "&&", "||", "|", "&", "(", "{", "!", "then", "do", "else", "time", "nohup",
+                             "command"})
+"""Words after which a command stands."""
+_RUNNERS = frozenset({"exec", "sudo", "doas", "env", "xargs", "nice", "timeout", "watch"})
+"""Commands that run a command given a few words later (their own flags' values,
+``docker exec``'s container, ``env``'s variables come first)."""
+_RUNNER_WORDS = 3
+"""How many words after a runner may name the command (``docker exec -u root db mysql``)."""
+_POSITION_WORDS = _COMMAND_STARTS | _RUNNERS
+_SEPARATOR_ENDS = (";", ";'", ';"')
+"""How a word ends a command (``export T=x;``)."""
 
 
 class _Takes(enum.Enum):
@@ -74,6 +97,10 @@ class _Takes(enum.Enum):
 
     SECRET = enum.auto()
     """Masked whole."""
+    PASSWORD = enum.auto()
+    """A tool's password under a short flag: masked whole, but for a port
+    mapping or a path, which the same flag of another program takes
+    (``docker run -p 8080:80``, ``-w /app``)."""
     USER_PASSWORD = enum.auto()
     """``user:password``: the password masked."""
     HEADER = enum.auto()
@@ -89,23 +116,26 @@ class _Flag:
 
 _CURL = {"-u": _Flag(_Takes.USER_PASSWORD), "--user": _Flag(_Takes.USER_PASSWORD),
          "-U": _Flag(_Takes.USER_PASSWORD), "--proxy-user": _Flag(_Takes.USER_PASSWORD),
-         "-b": _Flag(_Takes.SECRET), "--cookie": _Flag(_Takes.SECRET),
+         "-b": _Flag(_Takes.PASSWORD), "--cookie": _Flag(_Takes.PASSWORD),  # or a cookie jar's path
          "-H": _Flag(_Takes.HEADER), "--header": _Flag(_Takes.HEADER), "--proxy-header": _Flag(_Takes.HEADER)}
 _TOOL_FLAGS: dict[str, Mapping[str, _Flag]] = {
     "curl": _CURL,
     "wget": {"--header": _Flag(_Takes.HEADER)},
-    "redis-cli": {"-a": _Flag(_Takes.SECRET)}, "valkey-cli": {"-a": _Flag(_Takes.SECRET)},
-    "sshpass": {"-p": _Flag(_Takes.SECRET)},
-    "sqlcmd": {"-P": _Flag(_Takes.SECRET)},
+    "redis-cli": {"-a": _Flag(_Takes.PASSWORD)}, "valkey-cli": {"-a": _Flag(_Takes.PASSWORD)},
+    "sshpass": {"-p": _Flag(_Takes.PASSWORD)},
+    "sqlcmd": {"-P": _Flag(_Takes.PASSWORD)},
 }
 """Tools whose flags take a secret under a name that does not say so."""
 _TOOL_FAMILIES: dict[str, Mapping[str, _Flag]] = {
-    "mysql": {"-p": _Flag(_Takes.SECRET, attached_only=True)},
-    "mariadb": {"-p": _Flag(_Takes.SECRET, attached_only=True)},
-    "mongo": {"-p": _Flag(_Takes.SECRET)},
-    "ldap": {"-w": _Flag(_Takes.SECRET)},
+    "mysql": {"-p": _Flag(_Takes.PASSWORD, attached_only=True)},
+    "mariadb": {"-p": _Flag(_Takes.PASSWORD, attached_only=True)},
+    "mongo": {"-p": _Flag(_Takes.PASSWORD)},
+    "ldap": {"-w": _Flag(_Takes.PASSWORD)},
 }
-"""The same, for every tool whose name starts so (``mysqldump``, ``mariadb-admin``, ``mongosh``)."""
+"""The same, for every tool whose name starts so (``mysqldump``, ``mongosh``)
+and goes on with letters or digits: ``mongo-express`` is a web UI whose ``-p``
+is its port. MariaDB's own tools are hyphenated (``mariadb-admin``)."""
+_HYPHENATED_FAMILIES = frozenset({"mariadb"})
 _FAMILY_NAMES = tuple(_TOOL_FAMILIES)
 _HINT_WORDS = ("key", "token", "secret", "pass", "pwd", "auth", "cookie", "session", "sig", "credential", "bearer",
                "basic", "@", *_TOOL_FLAGS, *_TOOL_FAMILIES)
@@ -154,6 +184,53 @@ def _hinted(text: str) -> bool:
     return any([hint in lowered for hint in _HINTS])  # a list: a generator costs twice as much
 
 
+def _split_quotes(word: str) -> tuple[str, str, str]:
+    """A word of a nested line: its leading quotes, its text, and its closing
+    quotes (and ``;``). With ``strip``, not a pattern: ``(['"]*)(.*?)(['";]*)``
+    took 61 s over ``key;;;...;x`` (100 KB), retrying the lazy middle at each ``;``."""
+    text = word.lstrip("'\"")
+    if not text:  # only quotes: a value's closing one
+        return "", "", word
+    core = text.rstrip("'\";")
+    return word[:len(word) - len(text)], core, text[len(core):]
+
+
+def _quote_after(word: str, quote: str) -> str:
+    """The shell quote open after ``word`` ("" for none), ``quote`` open before it."""
+    for found in _QUOTE.finditer(word):
+        if not quote:
+            quote = found.group()
+        elif found.group() == quote:
+            quote = ""
+    return quote
+
+
+def _secret_assignment(text: str) -> int | None:
+    """Where the value of ``NAME=value`` starts if NAME says secret
+    (``DB_PASSWORD=x``, ``--token=x``), also behind a flag that takes
+    assignments (``--env=DB_PASSWORD=x``, ``--set-string=db.password=x``,
+    ``-var=db_password=x``); None if it holds no such name."""
+    first = _ASSIGNMENT.match(text)
+    if first is None:
+        return None
+    if _FLAG_SECRET.search(text, 0, first.end() - 1):
+        return first.end()
+    second = _ASSIGNMENT.match(text, first.end()) if text.startswith("-") else None
+    if second is not None and _FLAG_SECRET.search(text, second.start(), second.end() - 1):
+        return second.end()
+    return None
+
+
+def _masked_value(text: str, end: int) -> str:
+    """``text`` with what follows ``end`` masked, a quote opening it kept."""
+    value = text[end:]
+    return text[:end] + value[:len(value) - len(value.lstrip("'\""))] + MASK
+
+
+def _port_or_path(value: str) -> bool:
+    return value.startswith(("/", "./", "../", "~/")) or _PORT_MAPPING.fullmatch(value) is not None
+
+
 def _masked_user_password(value: str) -> str:
     user, colon, _ = value.partition(":")
     return f"{user}:{MASK}" if colon else value
@@ -190,10 +267,12 @@ def _no_credential(text: str) -> bool:
 
 @attrs.define
 class _HeaderValue:
-    """Within a header's value in a nested line (``-H 'Authorization: Bearer x'``)."""
+    """Within a value that goes on over words of a nested line: a header's
+    (``-H 'Authorization: Bearer x'``) or any masked one that opened a quote
+    (``--password 'a b'``)."""
 
     quote: str
-    """The quote the header opened with ("" for none: the value is one word)."""
+    """The quote the value opened with ("" for none: the value is one word)."""
     first: bool = True
     """No word of the value seen yet (a scheme is kept)."""
 
@@ -209,6 +288,12 @@ class _Walk:
     """The previous word was Bearer, Basic or Token."""
     header: _HeaderValue | None = None
     tool: Mapping[str, _Flag] = attrs.field(factory=dict)
+    command_words: int = 1
+    """How many words to come may still name the command (and so a tool)."""
+    nested: bool = False
+    """The words are a shell line's (``sh -c``): their quotes are the shell's."""
+    quoted: str = ""
+    """In a nested line, the quote open after the last word."""
 
     def argument(self, arg: str, hinted: bool) -> str:
         """One argument of argv (``hinted``: it holds one of ``_HINTS``): a value
@@ -216,6 +301,7 @@ class _Walk:
         masked whole; any other argument with spaces is a line of its own
         (``sh -c "..."``)."""
         if self._nothing_said(arg, hinted):
+            self._passing(arg)
             return arg
         takes = self.takes
         if takes is _Takes.HEADER:
@@ -225,19 +311,20 @@ class _Walk:
                 return masked
         elif takes is not None and not arg.startswith("-"):
             self.takes = None
-            return MASK if takes is _Takes.SECRET else _masked_user_password(arg)
+            return _taken(takes, arg)
         if _SPACE.search(arg) is None:
             return self.word(arg, hinted)
         self.takes = None
         flag, equals, _ = arg.partition("=")
         if arg.startswith("-") and (flag in self.tool if equals else arg[:2] in self.tool):
-            return self._tool_flag(arg)
-        if equals and _ASSIGNMENT.fullmatch(flag + "=") and _FLAG_SECRET.search(flag):
-            return flag + equals + MASK
+            return self._tool_flag("", arg, "")
+        end = _secret_assignment(arg) if arg.startswith("-") else None  # ``NAME=x cmd``: a line
+        if end is not None:
+            return arg[:end] + MASK
         masked = _header(arg, any_name=False) if _SPACED_HEADER.match(arg) else None
         if masked is not None:
             return masked
-        nested = _Walk()  # its own tools and flags
+        nested = _Walk(nested=True)  # its own tools and flags
         parts = _SPACES.split(arg)  # words, and the spaces between them
         hinted = _hinted_parts(arg.lower(), list(itertools.accumulate((len(p) for p in parts[:-1]), initial=0)))
         return "".join([nested.word(part, n in hinted) if n % 2 == 0 else part for n, part in enumerate(parts)])
@@ -254,20 +341,35 @@ class _Walk:
     def word(self, word: str, hinted: bool | None = None) -> str:
         """One word: an argument without spaces (``hinted``: whether it holds a
         hint), or a word of a nested line."""
+        if self.nested and ("'" in word or '"' in word):
+            self.quoted = _quote_after(word, self.quoted)
         if self._nothing_said(word, hinted):
+            self._passing(word)
             return word
-        quotes = _QUOTES.fullmatch(word)
-        assert quotes is not None  # every group may be empty
-        lead, text, trail = quotes.groups()
+        shown = self._masked_word(word)
+        if self.nested and self.quoted and self.header is None and shown != word:
+            self.header = _HeaderValue(quote=self.quoted, first=False)  # the rest of the quote is the value
+        if word.endswith(_SEPARATOR_ENDS):
+            self.tool, self.command_words = {}, 1
+        return shown
+
+    def _passing(self, word: str) -> None:
+        """Where a command stands, kept track of over a word no rule masks
+        anything in (most words: this stays two tests for them)."""
+        if (self.command_words and not word.startswith("-")) or word in _POSITION_WORDS:
+            self._command_word(word)
+        if word.endswith(_SEPARATOR_ENDS):  # ``cd /srv; curl ...``
+            self.tool, self.command_words = {}, 1
+
+    def _masked_word(self, word: str) -> str:
+        lead, text, trail = _split_quotes(word)
         if self.header is not None:
             return lead + self._in_header(text, trail) + trail
         takes, self.takes = self.takes, None
         announced, self.announced = self.announced, False
         if takes is not None and not text.startswith("-"):
-            if takes is _Takes.SECRET:
-                return lead + MASK + trail
-            if takes is _Takes.USER_PASSWORD:
-                return lead + _masked_user_password(text) + trail
+            if takes is not _Takes.HEADER:
+                return lead + _taken(takes, text) + trail
             header = self._header_word(lead, text, trail, any_name=True)
             if header is not None:
                 return lead + header + trail
@@ -275,33 +377,49 @@ class _Walk:
             return lead + MASK + trail
         return lead + self._plain(lead, text, trail) + trail
 
+    def _command_word(self, text: str) -> bool:
+        """Keeps track of where a command stands (a tool is one only there:
+        ``docker run --name mongo`` names a container); whether ``text`` is a
+        tool, now the current one."""
+        if text in _COMMAND_STARTS or text in _RUNNERS:
+            self.tool = {}
+            self.command_words = _RUNNER_WORDS if text in _RUNNERS else 1
+            return False
+        if not self.command_words or _ASSIGNMENT.match(text):  # ``T=x curl``: the command follows
+            return False
+        self.command_words -= 1
+        tool = _tool(text)
+        if tool is None:
+            return False
+        self.tool, self.command_words = tool, 0
+        return True
+
     def _plain(self, lead: str, text: str, trail: str) -> str:
         """A word that no word before it said anything of."""
         if text.startswith("-"):
             flag, equals, _ = text.partition("=")
             if flag in self.tool or text[:2] in self.tool:
-                return self._tool_flag(text)
+                return self._tool_flag(lead, text, trail)
             if not equals:
                 if _FLAG_SECRET.search(flag):
                     self.takes = _Takes.SECRET  # ``--password x``: the next word
                 return text
-        else:
-            tool = _tool(text)
-            if tool is not None:
-                self.tool = tool
-                return text
-        assignment = _ASSIGNMENT.match(text)
-        if assignment is not None and _FLAG_SECRET.search(assignment.group()[:-1]):
-            return assignment.group() + MASK
+        elif self._command_word(text):
+            return text
+        end = _secret_assignment(text)
+        if end is not None:
+            return _masked_value(text, end)
         if text.lower() in _ANNOUNCERS:
             self.announced = True
             return text
         header = self._header_word(lead, text, trail, any_name=False)
         return header if header is not None else _in_urls(text)
 
-    def _tool_flag(self, text: str) -> str:
+    def _tool_flag(self, lead: str, text: str, trail: str) -> str:
         """A flag of the current tool: ``-u user:pw``, ``-uuser:pw``,
-        ``--user=user:pw``, ``-pSECRET``, ``--header=Name: value``."""
+        ``--user=user:pw``, ``-pSECRET``, ``--header=Name: value``, as an
+        argument or a word (``lead`` and ``trail``: its quotes) whose value
+        may open a quote (``-H'X-Api-Key: k'``)."""
         flag, equals, value = text.partition("=")
         known = self.tool.get(flag)
         if known is not None and not equals:  # the value is the next word
@@ -312,11 +430,13 @@ class _Walk:
             prefix = flag + equals
         else:
             known, prefix, value = self.tool[text[:2]], text[:2], text[2:]  # ``-pSECRET``
-        if known.takes is _Takes.SECRET:
-            return prefix + MASK
-        if known.takes is _Takes.USER_PASSWORD:
-            return prefix + _masked_user_password(value)
-        return prefix + (_header(value, any_name=True) or value)
+        if known.takes is _Takes.HEADER and _SPACE.search(value) is not None:  # an argument: the whole header
+            return prefix + (_header(value, any_name=True) or value)
+        value_lead, value_text, value_trail = _split_quotes(value)
+        if known.takes is not _Takes.HEADER:
+            return prefix + value_lead + _taken(known.takes, value_text) + value_trail
+        header = self._header_word(lead + value_lead, value_text, value_trail + trail, any_name=True)
+        return prefix + (value if header is None else value_lead + header + value_trail)
 
     def _header_word(self, lead: str, text: str, trail: str, *, any_name: bool) -> str | None:
         """``Name:`` (its value follows) or ``Name:value`` with a secret name, as a
@@ -349,7 +469,14 @@ class _Walk:
         self.header.first = False
         if (self.header.quote in trail) if self.header.quote else not scheme:
             self.header = None
-        return text if scheme else MASK
+        return text if scheme or not text else MASK
+
+
+def _taken(takes: _Takes, value: str) -> str:
+    """A value a flag said is a secret (or ``user:password``), masked."""
+    if takes is _Takes.USER_PASSWORD:
+        return _masked_user_password(value)
+    return value if takes is _Takes.PASSWORD and _port_or_path(value) else MASK
 
 
 def _header(arg: str, *, any_name: bool) -> str | None:
@@ -369,5 +496,8 @@ def _tool(text: str) -> Mapping[str, _Flag] | None:
     name = text.rpartition("/")[2]
     flags = _TOOL_FLAGS.get(name)
     if flags is None and name.startswith(_FAMILY_NAMES):
-        flags = next(f for family, f in _TOOL_FAMILIES.items() if name.startswith(family))
+        family = next(family for family in _TOOL_FAMILIES if name.startswith(family))
+        rest = name[len(family):]
+        if not rest or rest.isalnum() or (family in _HYPHENATED_FAMILIES and rest[0] == "-"):
+            flags = _TOOL_FAMILIES[family]
     return flags

@@ -238,12 +238,13 @@ _NOT_TLS = {"WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_L
 def tls_problem(error: ssl.SSLError) -> str:
     """A failed TLS handshake in words, and what to do about it."""
     if isinstance(error, ssl.SSLCertVerificationError):
-        hint = _VERIFY_HINTS.get(error.verify_code)
-        said = (error.verify_message or _openssl_words(error)).rstrip(".")
+        hint = _VERIFY_HINTS.get(getattr(error, "verify_code", 0))  # no code 0: no hint
+        said = (getattr(error, "verify_message", None) or _openssl_words(error)).rstrip(".")
         return f"certificate verify failed: {said}" + (f"; {hint}" if hint else "")
-    if error.reason in _NOT_TLS:
+    reason = getattr(error, "reason", None)  # set by the ssl module only: one built in Python has none
+    if reason in _NOT_TLS:
         return "the server does not speak TLS at this address; use http://"
-    if isinstance(error, ssl.SSLEOFError) or error.reason == "UNEXPECTED_EOF_WHILE_READING":
+    if isinstance(error, ssl.SSLEOFError) or reason == "UNEXPECTED_EOF_WHILE_READING":
         return ("the server closed the connection during the TLS handshake (if it does not speak TLS at this "
                 "address, use http://)")
     return f"TLS handshake failed: {_openssl_words(error)}"
@@ -251,8 +252,9 @@ def tls_problem(error: ssl.SSLError) -> str:
 
 def _openssl_words(error: ssl.SSLError) -> str:
     """OpenSSL's own words of ``error``, without ``[SSL: REASON]`` and ``(_ssl.c:1006)``."""
-    text = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], str) else str(error)
-    return re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", text) or str(error.reason or error)
+    said = [arg for arg in error.args[1:2] or error.args[:1] if isinstance(arg, str)]  # (errno, words) or (words,)
+    text = said[0] if said else str(error)
+    return re.sub(r"^\[[^]]*\]\s*|\s*\(_ssl\.c:\d+\)$", "", text) or str(getattr(error, "reason", None) or error)
 
 
 def _maybe_tls_server(exc: httpx.TransportError, causes: list[BaseException]) -> str:

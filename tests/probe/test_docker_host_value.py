@@ -29,6 +29,9 @@ def _probe(*argv: str, env: dict[str, str] | None = None) -> subprocess.Complete
     (["--docker-host", "tcp://engine"], {},
      "trioscope-probe: --docker-host: 'tcp://engine' is not a Docker API address (Invalid bind address format: port "
      "is required: tcp://engine); e.g. unix:///var/run/docker.sock or tcp://host:2375\n"),
+    (["--docker-host", "tcp://engine:x"], {},  # urllib's ValueError, not the SDK's error: was a traceback
+     "trioscope-probe: --docker-host: 'tcp://engine:x' is not a Docker API address (Port could not be cast to "
+     "integer value as 'x'); e.g. unix:///var/run/docker.sock or tcp://host:2375\n"),
 ])
 def test_an_address_the_sdk_refuses_stops_the_probe_with_the_fix(argv: list[str], env: dict[str, str],
                                                                  says: str) -> None:

@@ -116,3 +116,18 @@ def test_an_empty_error_says_the_first_cause_that_says_anything() -> None:
     error.__cause__ = trio.BrokenResourceError()
     error.__cause__.__cause__ = OSError(113, "No route to host")
     assert transport_problem(error) == "ConnectError: [Errno 113] No route to host"
+
+
+@pytest.mark.parametrize(("error", "said"), [
+    (ssl.SSLError("handshake aborted"), "TLS handshake failed: handshake aborted"),
+    (ssl.SSLCertVerificationError(1, "certificate verify failed"),
+     "certificate verify failed: certificate verify failed"),
+    (ssl.SSLEOFError(), "the server closed the connection during the TLS handshake (if it does not speak TLS at "
+                        "this address, use http://)"),
+])
+def test_an_ssl_error_built_in_python_is_said_too(error: ssl.SSLError, said: str) -> None:
+    """Only the ssl module sets ``reason`` and ``verify_code``: an error a
+    library raises itself has neither, and was an AttributeError."""
+    from trioscope_probe._refusals import tls_problem
+
+    assert tls_problem(error) == said
