@@ -20,7 +20,7 @@ from trioscope.actors.deployment_queue import Snapshot
 from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor, HubMembers
 from trioscope.actors.log_follows import log_follows_spec
-from trioscope.actors.metrics import MetricsActor, MetricStores
+from trioscope.actors.metrics import NODE_BUCKETS_WAITING, MetricsActor, MetricStores
 from trioscope.actors.notifier import NotifierActor
 from trioscope.actors.queue_owner import ForDeployment, QueueOwnerActor
 from trioscope.actors.report_feed import report_feed_spec
@@ -178,7 +178,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="client_owner", factory=lambda: ClientOwnerActor(clients_path=CLIENTS), mailbox_size=4096),
             # Metrics written by agents (the embedded store) and PromQL reads of them.
             ActorSpec(name="metrics", factory=lambda: MetricsActor(settings, directory_view, metric_stores.take()),
-                      mailbox_size=4096),
+                      mailbox_size=4096, keyed_capacity=NODE_BUCKETS_WAITING * settings.agents.max_agents),
             # Probes' reports, registrations and heartbeats: it starts their
             # actors under /root/agents and hands reports to the topology, the
             # agent's actor and the hub. Last: it stops first, so nothing is

@@ -6,7 +6,9 @@ against the asking tenant's series only. With an external engine
 (``metrics.url``) it still keeps the series (not their samples), so the same
 series limits hold before a write is forwarded. It also keeps the probes'
 host metrics at 15 s (``NodeSamples``, told by the roster for each report),
-queryable as ``trioscope_node_*`` with the embedded engine, and drops a probe's
+queryable as ``trioscope_node_*`` with the embedded engine (told keyed by probe
+and bucket, so that they wait beside the mailbox's other messages while a read
+runs: ``NODE_BUCKETS_WAITING``), and drops a probe's
 host series when the roster forgets the probe (``ForgetNode``): the store for
 them holds series of at most ``agents.max_agents`` probes, so those of probes
 gone would otherwise refuse the new ones' until ``storage.max_data_age``.
@@ -48,6 +50,12 @@ log = logging.getLogger(__name__)
 
 NODE_METRICS = 16
 """Most host metrics kept per probe (a report has about a dozen)."""
+NODE_BUCKETS_WAITING = 4
+"""A probe's ``NodeSamples`` that may wait in the actor's mailbox at once, one
+per 15 s bucket of the store (``keyed_capacity``: this times ``agents.max_agents``):
+a read holds the actor up to ``metrics.query_timeout`` (30 s by default), and
+told plainly, at a few hundred reports a second, the samples of a 10 s read
+filled the 4,096-message mailbox and the rest were dropped."""
 HOSTNAMES_KEPT_PER_AGENT = 2
 """The probes whose host names are kept, per ``agents.max_agents`` (forgotten
 ones' names go with ``ForgetNode``; those that stopped by themselves, at the

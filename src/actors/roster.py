@@ -29,6 +29,7 @@ import attrs
 from trioscope.config import Settings
 from trioscope.domain.agents import PackedReport, host_metrics, metric_time
 from trioscope.domain.deployments import AgentDirectory
+from trioscope.domain.metrics import RESOLUTION
 from trioscope.wire import AgentRegistration, Report
 from trioscope.domain.roster import AgentRoster
 from trioscope.domain.topology import Partition
@@ -294,12 +295,15 @@ class RosterActor(Actor):
         except MailboxFull:
             pass  # a live "report_update" is a courtesy; the report itself is accepted
         if self.metrics is not None and values:
+            at = metric_time(report, message.received_at, self.settings.storage.max_data_age)
             try:
-                self.metrics.tell(NodeSamples(report.agent_id, report.host_name,
-                                              metric_time(report, message.received_at,
-                                                          self.settings.storage.max_data_age), values))
+                # Keyed by the store's bucket: while a metrics read holds the actor, an
+                # agent's samples wait once a bucket (the store keeps one a bucket anyway)
+                # rather than filling the mailbox and being dropped (``NODE_BUCKETS_WAITING``).
+                self.metrics.tell_keyed((report.agent_id, int(at // RESOLUTION)),
+                                        NodeSamples(report.agent_id, report.host_name, at, values))
             except (MailboxFull, ActorStopped):
-                pass  # the metrics API's copy of host metrics; the report itself is accepted
+                pass  # counted (app_actor_mailbox_full_total); the report itself is accepted
 
     async def _agent(self, agent_id: str, *, enrolled: bool, source: str | None = None,
                      received_at: float | None = None, signer: str | None = None) -> ActorRef:

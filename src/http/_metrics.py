@@ -69,6 +69,11 @@ class _RuntimeCollector(Collector):
         for kind, value in sorted(snapshot.dead_letters_by_type.items()):
             dead.add_metric([kind], value)
         yield dead
+        refused = CounterMetricFamily("app_actor_mailbox_full", "Messages an actor's full mailbox refused "
+                                      "(a request answered 503, or something told dropped)", labels=["actor_type"])
+        for kind, value in sorted(snapshot.refused_by_type.items()):
+            refused.add_metric([kind], value)
+        yield refused
 
 
 class _LiveCollector(Collector):

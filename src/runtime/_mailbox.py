@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable
 from typing import Any
 
 import trio
@@ -12,6 +13,16 @@ from ._exceptions import ActorStopped, MailboxFull
 
 class MailboxClosed(Exception):
     """Internal: the mailbox was closed and everything in it has been taken."""
+
+
+class _Keyed:
+    """A keyed message where it waits in the queue (``Mailbox.put_keyed_nowait``)."""
+
+    __slots__ = ("key", "item")
+
+    def __init__(self, key: Hashable, item: Any) -> None:
+        self.key = key
+        self.item = item
 
 
 class Mailbox:
@@ -24,24 +35,38 @@ class Mailbox:
     ``put_nowait`` never blocks (``MailboxFull`` instead); ``put`` waits for room.
     After ``close()`` nothing new is accepted (``ActorStopped``) but queued items
     can still be taken, so a graceful stop processes what was accepted.
+
+    Keyed items (``put_keyed_nowait``) have a capacity of their own
+    (``keyed_capacity``): one waits at most once per key, the newest replacing
+    the one queued where it waits, so a producer of values that supersede each
+    other (the latest sample of a series) fills the mailbox only with as many
+    items as there are keys, however long the consumer is busy.
     """
 
     __slots__ = (
         "_items",
         "_capacity",
+        "_keyed",
+        "_keyed_capacity",
         "_owner",
         "_closed",
         "_receiver",
         "_senders",
         "high_water",
         "accepted",
+        "replaced",
     )
 
-    def __init__(self, capacity: int, owner: str) -> None:
+    def __init__(self, capacity: int, owner: str, keyed_capacity: int = 0) -> None:
         if capacity < 1:
             raise ValueError(f"invalid mailbox capacity: {capacity}")
+        if keyed_capacity < 0:
+            raise ValueError(f"invalid keyed capacity: {keyed_capacity}")
         self._items: deque[Any] = deque()
         self._capacity = capacity
+        self._keyed: dict[Hashable, _Keyed] = {}
+        """The keyed items waiting, by key (each also in ``_items``, where it was first queued)."""
+        self._keyed_capacity = keyed_capacity
         self._owner = owner
         self._closed = False
         self._receiver = trio.lowlevel.ParkingLot()
@@ -50,6 +75,8 @@ class Mailbox:
         self.high_water = 0
         #: Messages accepted since the mailbox was created.
         self.accepted = 0
+        #: Keyed messages that replaced one of their key still waiting.
+        self.replaced = 0
 
     @property
     def capacity(self) -> int:
@@ -67,8 +94,33 @@ class Mailbox:
         if self._closed:
             raise ActorStopped(self._owner)
         items = self._items
-        if len(items) >= self._capacity:
+        if len(items) - len(self._keyed) >= self._capacity:
             raise MailboxFull(self._owner, self._capacity)
+        self._append(item)
+
+    def put_keyed_nowait(self, key: Hashable, item: Any) -> None:
+        """Queue ``item`` under ``key``: if an item of that key still waits,
+        ``item`` takes its place (and its turn); else it is queued last.
+
+        Raises:
+            MailboxFull: ``keyed_capacity`` keys wait already (0: no keyed items at all).
+            ActorStopped: the mailbox is closed.
+        """
+        if self._closed:
+            raise ActorStopped(self._owner)
+        waiting = self._keyed.get(key)
+        if waiting is not None:
+            waiting.item = item
+            self.accepted += 1
+            self.replaced += 1
+            return
+        if len(self._keyed) >= self._keyed_capacity:
+            raise MailboxFull(self._owner, self._keyed_capacity)
+        keyed = self._keyed[key] = _Keyed(key, item)
+        self._append(keyed)
+
+    def _append(self, item: Any) -> None:
+        items = self._items
         items.append(item)
         self.accepted += 1
         if len(items) > self.high_water:
@@ -79,7 +131,7 @@ class Mailbox:
     async def put(self, item: Any) -> None:
         """Queue ``item``, waiting while the mailbox is full."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        while len(self._items) >= self._capacity and not self._closed:
+        while len(self._items) - len(self._keyed) >= self._capacity and not self._closed:
             await self._senders.park()
         self.put_nowait(item)
         await trio.lowlevel.cancel_shielded_checkpoint()
@@ -92,6 +144,9 @@ class Mailbox:
                 raise MailboxClosed
             raise trio.WouldBlock
         item = self._items.popleft()
+        if type(item) is _Keyed:
+            del self._keyed[item.key]
+            return item.item  # its room is the keyed capacity's: no plain sender waits for it
         if self._senders:
             self._senders.unpark()
         return item
@@ -130,7 +185,8 @@ class Mailbox:
 
     def take_all(self) -> list[Any]:
         """Remove and return everything queued (used when an actor terminates)."""
-        items = list(self._items)
+        items = [item.item if type(item) is _Keyed else item for item in self._items]
         self._items.clear()
+        self._keyed.clear()
         self._senders.unpark_all()
         return items

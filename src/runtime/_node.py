@@ -206,7 +206,7 @@ class ActorCell(Node):
 
     def __init__(self, system: ActorSystem, parent: SupervisorNode | None, spec: ActorSpec, path: str) -> None:
         super().__init__(system, parent, spec, path)
-        self.mailbox = Mailbox(spec.mailbox_size, path)
+        self.mailbox = Mailbox(spec.mailbox_size, path, spec.keyed_capacity)
         self.actor_type: str | None = None
         self.processed = 0
         self.failed = 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
 import outcome
 import trio
 
-from ._exceptions import ActorStopped, AskTimeout
+from ._exceptions import ActorStopped, AskTimeout, MailboxFull
 
 if TYPE_CHECKING:
     from ._node import ActorCell
@@ -118,6 +119,29 @@ class ActorRef:
             self._cell.mailbox.put_nowait(message)
         except ActorStopped:
             self._cell.dead_letter(message)
+            raise
+        except MailboxFull:
+            self._cell.system.count_refused(self._cell.type_name)
+            raise
+
+    def tell_keyed(self, key: Hashable, message: Any) -> None:
+        """Queue ``message`` without waiting, in place of the message of the
+        same ``key`` if one still waits (it is then never handled): for values
+        that supersede each other, so that a busy actor's mailbox holds one a
+        key (at most the spec's ``keyed_capacity`` keys) rather than refusing
+        them once full.
+
+        Raises:
+            MailboxFull: ``keyed_capacity`` other keys wait already.
+            ActorStopped: the actor has terminated (counted as a dead letter).
+        """
+        try:
+            self._cell.mailbox.put_keyed_nowait(key, message)
+        except ActorStopped:
+            self._cell.dead_letter(message)
+            raise
+        except MailboxFull:
+            self._cell.system.count_refused(self._cell.type_name)
             raise
 
     async def send(self, message: Any) -> None:

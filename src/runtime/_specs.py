@@ -99,6 +99,9 @@ class ActorSpec:
     factory: Callable[[], Actor]
     restart: Restart = Restart.PERMANENT
     mailbox_size: int = attrs.field(default=1000, validator=_check_positive)
+    keyed_capacity: int = attrs.field(default=0, validator=_check_non_negative)
+    """Messages told with a key (``ActorRef.tell_keyed``) that may wait at
+    once, beside ``mailbox_size`` others: one per key (0: none may be told so)."""
     shutdown_timeout: float = attrs.field(default=5.0, validator=_check_positive)
     """Seconds a graceful stop may take (finishing the queue, ``on_stop``) before
     the actor is cancelled."""

@@ -61,6 +61,9 @@ class SystemStats:
     """Restarts over the system's life, by actor type (``supervisor`` for supervisors)."""
     actors: int
     """Live actors in the tree."""
+    refused_by_type: dict[str, int] = attrs.field(factory=dict)
+    """Messages refused for a full mailbox (``MailboxFull``, asked or told)
+    over the system's life, by the actor type they were addressed to."""
 
 
 class RateMeter:

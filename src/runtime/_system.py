@@ -27,6 +27,7 @@ class ActorSystem:
         self._registry: dict[str, Node] = {}
         self._dead_letters: Counter[str] = Counter()
         self._restarts: Counter[str] = Counter()
+        self._refused: Counter[str] = Counter()
         self.timers = TimerService()
         """Every actor's ``send_after`` and ``every``, fired by one task."""
         self._root = SupervisorNode(self, None, root, "/" + root.name)
@@ -46,6 +47,9 @@ class ActorSystem:
 
     def count_dead_letter(self, actor_type: str) -> None:
         self._dead_letters[actor_type] += 1
+
+    def count_refused(self, actor_type: str) -> None:
+        self._refused[actor_type] += 1
 
     def count_restart(self, actor_type: str) -> None:
         self._restarts[actor_type] += 1
@@ -80,6 +84,7 @@ class ActorSystem:
             dead_letters=self.dead_letters,
             dead_letters_by_type=dict(self._dead_letters),
             restarts_by_type=dict(self._restarts),
+            refused_by_type=dict(self._refused),
             actors=sum(1 for n in self._registry.values() if isinstance(n, ActorCell)),
         )
 

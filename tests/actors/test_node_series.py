@@ -65,3 +65,63 @@ async def test_a_probe_that_renames_its_host_keeps_the_series_of_its_new_name_on
         assert {(row["metric"]["agent_id"], row["metric"]["hostname"]) for row in answer["result"]} == {
             ("renaming", "host-49"), ("other", "h")}
         assert counters.refused == 0
+
+
+async def test_host_metrics_reported_while_a_read_holds_the_actor_are_all_kept(settings, monkeypatch) -> None:
+    """A read holds the metrics actor (it waits for its worker thread) up to
+    ``metrics.query_timeout``: the roster's host metrics of the reports that
+    come meanwhile wait in the mailbox one per probe and bucket, beside its
+    other messages, and are kept once the read ends (told as plain messages,
+    those beyond a full mailbox were dropped)."""
+    import threading
+
+    import trio
+
+    from tests.actors.test_roster_actor import arrived
+    from trioscope.actors.metrics import MetricsActor
+    from trioscope.runtime import MailboxFull
+    from tests.waiting import eventually
+    from trioscope.system import ROSTER
+
+    shown = attrs.evolve(settings, auth=attrs.evolve(settings.auth, show_unassigned_agents=True))
+    entered, release = threading.Event(), threading.Event()
+    answer = MetricsActor._answer_read
+
+    def held(self, message, clock):
+        if message.query == "held":
+            entered.set()
+            release.wait(60)
+        return answer(self, message, clock)
+
+    monkeypatch.setattr(MetricsActor, "_answer_read", held)
+    async with open_actor_system(supervision_tree(shown)) as system, trio.open_nursery() as nursery:
+        actor = system.lookup(METRICS)
+        nursery.start_soon(actor.ask, InstantQuery("t", "held", time.time()))
+        assert await trio.to_thread.run_sync(entered.wait, 30)
+        told = 0
+        while True:  # the mailbox full of other messages
+            try:
+                actor.tell(NodeSamples("filler", "f", time.time(), VALUES))
+            except MailboxFull:
+                break
+            told += 1
+        assert told == 4096
+        reports = [arrived(index) for index in range(1, 4)]
+        for report in reports:
+            await system.lookup(ROSTER).ask(report)
+        release.set()
+
+        async def kept() -> set[str]:
+            try:
+                found = await actor.ask(InstantQuery("t", "trioscope_node_cpu_usage", time.time()))
+            except MailboxFull:  # the fillers not all taken yet
+                return set()
+            return {row["metric"]["agent_id"] for row in found["result"]}
+
+        assert await eventually(kept) == {report.report.agent_id for report in reports}
+        # The filler's last, and the reads' asked while the fillers were taken.
+        refused = system.snapshot().refused_by_type["MetricsActor"]
+        assert refused >= 1
+        assert next(sample.value for family in Metrics(system, LiveCounters()).collect()
+                    for sample in family.samples if sample.name == "app_actor_mailbox_full_total"
+                    and sample.labels == {"actor_type": "MetricsActor"}) == refused

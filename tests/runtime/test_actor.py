@@ -66,6 +66,27 @@ async def test_tell_on_a_full_mailbox_raises_and_send_waits_for_room(journal: Jo
         assert journal.handled("w")[1:] == ["a", "b", "c"]
 
 
+async def test_keyed_tells_wait_once_a_key_beside_a_full_mailbox_and_refusals_are_counted(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal, mailbox_size=1, keyed_capacity=2))) as system:
+        ref = system.lookup("/root/w")
+        gate = trio.Event()
+        ref.tell(Block(gate))
+        await settle()
+        ref.tell("plain")
+        for value in ("a1", "b1", "a2"):
+            ref.tell_keyed(value[0], value)
+        with pytest.raises(MailboxFull):
+            ref.tell("refused")
+        with pytest.raises(MailboxFull):
+            ref.tell_keyed("c", "refused too")
+        with pytest.raises(MailboxFull):
+            await ref.ask("refused as well")
+        assert system.snapshot().refused_by_type == {"Worker": 3}
+        gate.set()
+        await settle()
+        assert journal.handled("w")[1:] == ["plain", "a2", "b1"]
+
+
 async def test_ask_times_out(journal: Journal, autojump_clock):
     async with open_actor_system(tree(worker("w", journal))) as system:
         ref = system.lookup("/root/w")

@@ -94,3 +94,40 @@ async def test_high_water_mark_and_take_all():
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError, match="invalid mailbox capacity: 0"):
         Mailbox(0, "/t")
+
+
+async def test_a_keyed_item_takes_the_place_and_turn_of_the_one_of_its_key_still_waiting():
+    box = Mailbox(4, "/t", keyed_capacity=2)
+    box.put_keyed_nowait("a", "a1")
+    box.put_nowait("plain")
+    box.put_keyed_nowait("b", "b1")
+    box.put_keyed_nowait("a", "a2")
+    assert (len(box), box.replaced) == (3, 1)
+    assert [box.get_nowait() for _ in range(3)] == ["a2", "plain", "b1"]
+    box.put_keyed_nowait("a", "a3")  # its earlier one was taken: queued anew, last
+    assert box.get_nowait() == "a3"
+
+
+async def test_keyed_items_have_a_capacity_of_their_own():
+    box = Mailbox(1, "/t", keyed_capacity=1)
+    box.put_nowait("plain")
+    box.put_keyed_nowait("a", 1)  # a full mailbox still takes a key's item
+    with pytest.raises(MailboxFull) as info:
+        box.put_keyed_nowait("b", 1)
+    assert info.value.capacity == 1
+    box.put_keyed_nowait("a", 2)  # replacing takes no room
+    with pytest.raises(MailboxFull):
+        box.put_nowait("another")
+    assert box.take_all() == ["plain", 2]
+    box.put_keyed_nowait("b", 3)
+    assert box.get_nowait() == 3
+
+
+async def test_no_keyed_items_without_a_keyed_capacity_and_none_once_closed():
+    box = Mailbox(4, "/t")
+    with pytest.raises(MailboxFull):
+        box.put_keyed_nowait("a", 1)
+    box = Mailbox(4, "/t", keyed_capacity=4)
+    box.close()
+    with pytest.raises(ActorStopped):
+        box.put_keyed_nowait("a", 1)

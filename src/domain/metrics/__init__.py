@@ -31,6 +31,7 @@ from ._samples import TENANT_LABEL as TENANT_LABEL
 from ._samples import Labels as Labels
 from ._samples import Sample as Sample
 from ._samples import WriteLimits as WriteLimits
+from ._store import RESOLUTION as RESOLUTION
 from ._store import MergedView as MergedView
 from ._store import MetricStore as MetricStore
 from ._store import SeriesView as SeriesView
@@ -40,7 +41,7 @@ from ._store import TenantSeries as TenantSeries
 from ._store import WriteOutcome as WriteOutcome
 
 __all__ = [
-    "DEPLOYMENT_LABEL", "ELEMENT_COST", "MAX_NESTING", "MAX_OPERATORS", "MAX_RANGE_POINTS", "PRECISIONS", "TENANT_LABEL", "BadQuery", "BadWrite", "Budget", "Clock", "Labels",
+    "DEPLOYMENT_LABEL", "ELEMENT_COST", "MAX_NESTING", "MAX_OPERATORS", "MAX_RANGE_POINTS", "PRECISIONS", "RESOLUTION", "TENANT_LABEL", "BadQuery", "BadWrite", "Budget", "Clock", "Labels",
     "MergedView", "MetricStore", "SeriesView", "QueryExecutionError", "QueryTimedOut", "QueryTooExpensive", "Sample", "StoreLimits", "StoreStats", "TenantSeries", "UnsupportedQuery",
     "WriteLimitExceeded", "WriteLimits", "WriteOutcome", "format_value", "instant_query", "label_names", "label_values", "parse",
     "parse_line_protocol", "parse_json_points", "parse_selector", "range_query", "series_matching",
