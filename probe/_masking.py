@@ -7,7 +7,7 @@ Anyone who may read the topology reads command lines (a process node's
 - the value of a flag or variable named like a secret (token, secret, passw,
   passphrase, key, cookie, bearer, credential, or a name ending in auth, pass
   or pwd): ``--api-key=***``, ``--auth ***``, ``DB_PASSWORD=***``,
-  ``-Djavax.net.ssl.keyStorePassword=***``;
+  ``-Djavax.net.ssl.keyStorePassword=***`` (``--password-stdin`` has none);
 - in URLs, the password (``postgresql://u:***@db``), the user of an http(s)
   URL without one (``https://***@github.com``: GitHub takes a token there),
   and parameters named like a secret (``?access_token=***``, ``;password=***``);
@@ -19,10 +19,15 @@ Anyone who may read the topology reads command lines (a process node's
   user:***`` (and ``--user``, ``-U``, ``--proxy-user``; ``-b``/``--cookie``
   whole), ``mysql -p***`` (any ``mysql*``/``mariadb*`` tool; ``-p`` alone asks
   for it), ``redis-cli -a ***``, ``sshpass -p ***``, ``mongosh -p ***``
-  (any ``mongo*``), ``ldapsearch -w ***`` (any ``ldap*``), ``sqlcmd -P ***``;
-  a tool is one only where a command stands (first, after ``;``, ``&&``,
-  ``|``..., or among the next words after ``exec``, ``sudo``, ``env``...):
-  ``docker run --name mongo -p 27017:27017`` keeps its port.
+  (any ``mongo*``), ``ldapsearch -w ***`` (any ``ldap*``), ``sqlcmd -P ***``,
+  ``mosquitto_sub -P ***``, httpie's and xh's ``http -a user:***`` (without a
+  colon, whole: ``-A bearer -a TOKEN``), ``docker login -p ***`` (and
+  ``podman``, ``nerdctl``, ``buildah``, ``skopeo``, ``oras``, ``helm registry``,
+  ``az``: their ``login``'s ``-p`` only), ``--creds user:***`` (podman, buildah,
+  skopeo); a tool is one only where a command stands (first, after ``;``,
+  ``&&``, ``|``..., among the next words after ``exec``, ``sudo``, ``env``...,
+  or as the script after ``python3``, ``bash``...): ``docker run --name mongo
+  -p 27017:27017`` keeps its port.
 
 An argument holding spaces (``sh -c "..."``, ``-H "Authorization: ..."``) is a
 line of its own: its words are masked one by one, quotes and spacing kept; a
@@ -103,6 +108,9 @@ class _Takes(enum.Enum):
     (``docker run -p 8080:80``, ``-w /app``)."""
     USER_PASSWORD = enum.auto()
     """``user:password``: the password masked."""
+    USER_PASSWORD_OR_TOKEN = enum.auto()
+    """``user:password``, the password masked, or a token, masked whole: httpie's
+    ``-a`` takes both (``-A bearer -a TOKEN``), and a token has no colon."""
     HEADER = enum.auto()
     """An HTTP header: its value masked if its name says secret."""
 
@@ -118,12 +126,17 @@ _CURL = {"-u": _Flag(_Takes.USER_PASSWORD), "--user": _Flag(_Takes.USER_PASSWORD
          "-U": _Flag(_Takes.USER_PASSWORD), "--proxy-user": _Flag(_Takes.USER_PASSWORD),
          "-b": _Flag(_Takes.PASSWORD), "--cookie": _Flag(_Takes.PASSWORD),  # or a cookie jar's path
          "-H": _Flag(_Takes.HEADER), "--header": _Flag(_Takes.HEADER), "--proxy-header": _Flag(_Takes.HEADER)}
+_HTTPIE = {"-a": _Flag(_Takes.USER_PASSWORD_OR_TOKEN), "--auth": _Flag(_Takes.USER_PASSWORD_OR_TOKEN)}
+_HTTPIE_NAMES = ("http", "https", "httpie", "xh", "xhs")  # httpie (``python3 -m httpie`` too) and xh
+_MOSQUITTO = {"-P": _Flag(_Takes.PASSWORD), "--pw": _Flag(_Takes.PASSWORD)}  # its ``-p`` is the port
 _TOOL_FLAGS: dict[str, Mapping[str, _Flag]] = {
     "curl": _CURL,
     "wget": {"--header": _Flag(_Takes.HEADER)},
     "redis-cli": {"-a": _Flag(_Takes.PASSWORD)}, "valkey-cli": {"-a": _Flag(_Takes.PASSWORD)},
     "sshpass": {"-p": _Flag(_Takes.PASSWORD)},
     "sqlcmd": {"-P": _Flag(_Takes.PASSWORD)},
+    **{name: _HTTPIE for name in _HTTPIE_NAMES},
+    **{name: _MOSQUITTO for name in ("mosquitto_sub", "mosquitto_pub", "mosquitto_rr", "mosquitto_ctrl")},
 }
 """Tools whose flags take a secret under a name that does not say so."""
 _TOOL_FAMILIES: dict[str, Mapping[str, _Flag]] = {
@@ -136,12 +149,44 @@ _TOOL_FAMILIES: dict[str, Mapping[str, _Flag]] = {
 and goes on with letters or digits: ``mongo-express`` is a web UI whose ``-p``
 is its port. MariaDB's own tools are hyphenated (``mariadb-admin``)."""
 _HYPHENATED_FAMILIES = frozenset({"mariadb"})
+
+
+@attrs.frozen
+class _LoginTool:
+    """A tool whose ``login`` subcommand takes a password under ``-p``, which
+    its other subcommands take a port under (``docker run -p 8080:80``)."""
+
+    flags: Mapping[str, _Flag] = attrs.field(factory=dict)
+    """Flags that take a secret under any subcommand (``podman pull --creds``)."""
+    before_login: frozenset[str] = frozenset()
+    """Words that may stand between the tool's name and ``login`` (``helm registry login``)."""
+
+
+_LOGIN_FLAGS = {"-p": _Flag(_Takes.PASSWORD)}
+_CREDS = {"--creds": _Flag(_Takes.USER_PASSWORD), "--src-creds": _Flag(_Takes.USER_PASSWORD),
+          "--dest-creds": _Flag(_Takes.USER_PASSWORD)}
+_LOGIN_TOOLS = {
+    "docker": _LoginTool(), "nerdctl": _LoginTool(), "oras": _LoginTool(),
+    "podman": _LoginTool(_CREDS), "buildah": _LoginTool(_CREDS), "skopeo": _LoginTool(_CREDS),
+    "helm": _LoginTool(before_login=frozenset({"registry"})),
+    # ``az`` is a shell script running ``python3 -sm azure.cli``: both processes show the line.
+    "az": _LoginTool(before_login=frozenset({"acr"})), "azure.cli": _LoginTool(before_login=frozenset({"acr"})),
+}
+_INTERPRETER = re.compile(r"(?:python|pypy)[\d.]*|(?:ba|da|z|k)?sh")
+"""Programs whose process runs a script named next (a script's ``#!`` line
+makes ``http -a ...`` the process ``/usr/bin/python3 /usr/bin/http -a ...``)."""
 _FAMILY_NAMES = tuple(_TOOL_FAMILIES)
 _HINT_WORDS = ("key", "token", "secret", "pass", "pwd", "auth", "cookie", "session", "sig", "credential", "bearer",
-               "basic", "@", *_TOOL_FLAGS, *_TOOL_FAMILIES)
+               "basic", "@", "login", "creds", "mosquitto_", *(f"{name} " for name in _HTTPIE_NAMES),
+               *(name for name in _TOOL_FLAGS if name not in _HTTPIE_NAMES), *_TOOL_FAMILIES)
 _HINTS = tuple(hint for hint in _HINT_WORDS if not any(other != hint and other in hint for other in _HINT_WORDS))
 """Substrings without which nothing is masked (lowercase): every name above,
-every tool, and the ``@`` of a URL's user (``sshpass`` holds ``pass``: one is enough)."""
+every tool, the ``@`` of a URL's user (``sshpass`` holds ``pass``: one is
+enough), and for ``_LOGIN_TOOLS`` the words their secrets need (``login``,
+``--creds``): ``docker`` alone would send every ``docker-proxy`` line word by
+word. httpie's names are followed by the space before their flags: ``http``
+alone is in every URL, and a hinted line costs five times as much (prometheus'
+four arguments: 3 -> 17 µs)."""
 
 
 def masked_cmdline(argv: list[str]) -> str:
@@ -165,9 +210,9 @@ def masked_cmdline(argv: list[str]) -> str:
 def _hinted_parts(lowered: str, starts: list[int]) -> set[int]:
     """The indexes of the parts of a line (``lowered``, its parts starting at
     ``starts``) that hold one of ``_HINTS``, found with ``str.find`` over the
-    whole line: a hint holds no space, so each one found lies within one
-    argument or word. (A test of each part costs ten times as much on a line
-    of a hundred arguments.)"""
+    whole line: a hint holds no space but at its end, so each one found starts
+    within one argument or word. (A test of each part costs ten times as much
+    on a line of a hundred arguments.)"""
     found: list[int] = []
     for hint in _HINTS:
         at = lowered.find(hint)
@@ -278,6 +323,15 @@ class _HeaderValue:
 
 
 @attrs.define
+class _PendingLogin:
+    """A tool with a ``login`` subcommand was named, and no word yet said whether it is login."""
+
+    tool: _LoginTool
+    after_flag: bool = False
+    """The last word was a flag: the next may be its value (``docker --config /srv/ci login``)."""
+
+
+@attrs.define
 class _Walk:
     """One pass over a command line's words, carrying what a word says of the
     next (``--password`` of its value) and which tool's flags are in use."""
@@ -290,6 +344,7 @@ class _Walk:
     tool: Mapping[str, _Flag] = attrs.field(factory=dict)
     command_words: int = 1
     """How many words to come may still name the command (and so a tool)."""
+    login: _PendingLogin | None = None
     nested: bool = False
     """The words are a shell line's (``sh -c``): their quotes are the shell's."""
     quoted: str = ""
@@ -350,16 +405,22 @@ class _Walk:
         if self.nested and self.quoted and self.header is None and shown != word:
             self.header = _HeaderValue(quote=self.quoted, first=False)  # the rest of the quote is the value
         if word.endswith(_SEPARATOR_ENDS):
-            self.tool, self.command_words = {}, 1
+            self._new_command(1)
         return shown
 
     def _passing(self, word: str) -> None:
         """Where a command stands, kept track of over a word no rule masks
-        anything in (most words: this stays two tests for them)."""
-        if (self.command_words and not word.startswith("-")) or word in _POSITION_WORDS:
+        anything in (most words: this stays three tests for them)."""
+        if self.login is not None and word not in _POSITION_WORDS:
+            self._login_word(self.login, word)
+        elif (self.command_words and not word.startswith("-")) or word in _POSITION_WORDS:
             self._command_word(word)
         if word.endswith(_SEPARATOR_ENDS):  # ``cd /srv; curl ...``
-            self.tool, self.command_words = {}, 1
+            self._new_command(1)
+
+    def _new_command(self, words: int) -> None:
+        """A command stands among the next ``words`` words: no tool's flags are in use."""
+        self.tool, self.command_words, self.login = {}, words, None
 
     def _masked_word(self, word: str) -> str:
         lead, text, trail = _split_quotes(word)
@@ -382,26 +443,48 @@ class _Walk:
         ``docker run --name mongo`` names a container); whether ``text`` is a
         tool, now the current one."""
         if text in _COMMAND_STARTS or text in _RUNNERS:
-            self.tool = {}
-            self.command_words = _RUNNER_WORDS if text in _RUNNERS else 1
+            self._new_command(_RUNNER_WORDS if text in _RUNNERS else 1)
             return False
         if not self.command_words or _ASSIGNMENT.match(text):  # ``T=x curl``: the command follows
             return False
         self.command_words -= 1
-        tool = _tool(text)
+        name = text.rpartition("/")[2]
+        login = _LOGIN_TOOLS.get(name)
+        if login is not None:
+            self.tool, self.command_words, self.login = login.flags, 0, _PendingLogin(login)
+            return True
+        if _INTERPRETER.fullmatch(name) is not None:  # the script is the command
+            self.command_words = 1
+            return False
+        tool = _tool(name)
         if tool is None:
             return False
         self.tool, self.command_words = tool, 0
         return True
 
+    def _login_word(self, pending: _PendingLogin, text: str) -> None:
+        """A word after the name of a tool with a ``login`` subcommand, until
+        one says whether it is login: a word after a flag may be the flag's
+        value, any other word names another subcommand (``docker run``)."""
+        if text.startswith("-"):
+            pending.after_flag = "=" not in text
+        elif text == "login":
+            self.tool, self.login = {**self.tool, **_LOGIN_FLAGS}, None
+        elif pending.after_flag or text in pending.tool.before_login:
+            pending.after_flag = False
+        else:
+            self.login = None
+
     def _plain(self, lead: str, text: str, trail: str) -> str:
         """A word that no word before it said anything of."""
+        if self.login is not None and text not in _POSITION_WORDS:
+            self._login_word(self.login, text)
         if text.startswith("-"):
             flag, equals, _ = text.partition("=")
             if flag in self.tool or text[:2] in self.tool:
                 return self._tool_flag(lead, text, trail)
             if not equals:
-                if _FLAG_SECRET.search(flag):
+                if _FLAG_SECRET.search(flag) and not flag.endswith("stdin"):  # ``--password-stdin`` takes none
                     self.takes = _Takes.SECRET  # ``--password x``: the next word
                 return text
         elif self._command_word(text):
@@ -474,7 +557,7 @@ class _Walk:
 
 def _taken(takes: _Takes, value: str) -> str:
     """A value a flag said is a secret (or ``user:password``), masked."""
-    if takes is _Takes.USER_PASSWORD:
+    if takes is _Takes.USER_PASSWORD or (takes is _Takes.USER_PASSWORD_OR_TOKEN and ":" in value):
         return _masked_user_password(value)
     return value if takes is _Takes.PASSWORD and _port_or_path(value) else MASK
 
@@ -491,9 +574,8 @@ def _header(arg: str, *, any_name: bool) -> str | None:
     return arg[:header.start(2)] + _header_value(header.group(1), header.group(2))
 
 
-def _tool(text: str) -> Mapping[str, _Flag] | None:
-    """The secret-taking flags of the tool ``text`` names (a path or a name), if any."""
-    name = text.rpartition("/")[2]
+def _tool(name: str) -> Mapping[str, _Flag] | None:
+    """The secret-taking flags of the tool named ``name`` (no path), if any."""
     flags = _TOOL_FLAGS.get(name)
     if flags is None and name.startswith(_FAMILY_NAMES):
         family = next(family for family in _TOOL_FAMILIES if name.startswith(family))

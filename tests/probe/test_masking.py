@@ -73,6 +73,46 @@ MASKED = [
     (["ldapsearch", "-x", "-D", "cn=admin,dc=example,dc=org", "-w", "hunter2", "-b", "dc=example,dc=org"],
      "ldapsearch -x -D cn=admin,dc=example,dc=org -w *** -b dc=example,dc=org"),
     (["sqlcmd", "-S", "db", "-U", "sa", "-P", "Hunter2!"], "sqlcmd -S db -U sa -P ***"),
+    (["mosquitto_sub", "-h", "broker", "-p", "8883", "-u", "iot", "-P", "hunter2", "-t", "sensors/#"],
+     "mosquitto_sub -h broker -p 8883 -u iot -P *** -t sensors/#"),
+    (["mosquitto_pub", "--pw", "hunter2", "-t", "lights", "-m", "on"], "mosquitto_pub --pw *** -t lights -m on"),
+    # Registry logins: -p is the password of login only.
+    (["docker", "login", "-u", "ci", "-p", "hunter2", "registry.example.com"],
+     "docker login -u ci -p *** registry.example.com"),
+    (["docker", "login", "--password", "hunter2", "r.example.com"], "docker login --password *** r.example.com"),
+    (["docker", "login", "--password=hunter2", "r.example.com"], "docker login --password=*** r.example.com"),
+    (["/usr/bin/docker", "--config", "/srv/ci/.docker", "login", "-phunter2", "r.example.com"],
+     "/usr/bin/docker --config /srv/ci/.docker login -p*** r.example.com"),
+    (["sudo", "podman", "login", "-u", "ci", "-p", "hunter2", "quay.io"], "sudo podman login -u ci -p *** quay.io"),
+    (["nerdctl", "login", "-p", "hunter2", "r.example.com"], "nerdctl login -p *** r.example.com"),
+    (["buildah", "login", "--username", "ci", "-p", "hunter2", "r.example.com"],
+     "buildah login --username ci -p *** r.example.com"),
+    (["skopeo", "login", "-p", "hunter2", "r.example.com"], "skopeo login -p *** r.example.com"),
+    (["oras", "login", "-u", "ci", "-p", "hunter2", "localhost:5000"], "oras login -u ci -p *** localhost:5000"),
+    (["helm", "registry", "login", "r.example.com", "-u", "ci", "-p", "hunter2"],
+     "helm registry login r.example.com -u ci -p ***"),
+    (["helm", "registry", "login", "r.example.com", "--password=hunter2"],
+     "helm registry login r.example.com --password=***"),
+    (["bash", "/usr/bin/az", "login", "--service-principal", "-u", "app-id", "-p", "hunter2", "--tenant", "t1"],
+     "bash /usr/bin/az login --service-principal -u app-id -p *** --tenant t1"),
+    (["/opt/az/bin/python3", "-sm", "azure.cli", "acr", "login", "-n", "reg", "-u", "ci", "-p", "hunter2"],
+     "/opt/az/bin/python3 -sm azure.cli acr login -n reg -u ci -p ***"),
+    (["sh", "-c", "docker login -u ci -p hunter2 r.example.com && docker run -p 8080 r.example.com/app"],
+     "sh -c docker login -u ci -p *** r.example.com && docker run -p 8080 r.example.com/app"),
+    (["skopeo", "copy", "--src-creds", "ci:hunter2", "--dest-creds=ci:hunter3", "docker://a/app", "docker://b/app"],
+     "skopeo copy --src-creds ci:*** --dest-creds=ci:*** docker://a/app docker://b/app"),
+    (["podman", "pull", "--creds", "ci:hunter2", "quay.io/o/app"], "podman pull --creds ci:*** quay.io/o/app"),
+    # httpie and xh: -a user:password, or a token (-A bearer) masked whole.
+    (["http", "-a", "admin:hunter2", "https://h/api"], "http -a admin:*** https://h/api"),
+    (["https", "--auth", "admin:hunter2", "h/api"], "https --auth admin:*** h/api"),
+    (["http", "--auth=admin:hunter2", "POST", "h/api", "name=x"], "http --auth=admin:*** POST h/api name=x"),
+    (["xh", "-a", "admin:hunter2", "h/api"], "xh -a admin:*** h/api"),
+    (["http", "-A", "bearer", "-a", JWT, "https://h/api"], "http -A bearer -a *** https://h/api"),
+    (["xh", "-a", "abc123", "h/api"], "xh -a *** h/api"),  # no colon: a user or a token (-A after -a)
+    (["/usr/bin/python3", "/usr/bin/http", "-a", "admin:hunter2", "https://h/api"],
+     "/usr/bin/python3 /usr/bin/http -a admin:*** https://h/api"),
+    (["python3", "-m", "httpie", "-aadmin:hunter2", "h/api"], "python3 -m httpie -aadmin:*** h/api"),
+    (["sh", "-c", "http -a admin:hunter2 https://h/api | jq ."], "sh -c http -a admin:*** https://h/api | jq ."),
     # Flags and variables named like a secret.
     (["app", "--auth", "hunter2"], "app --auth ***"),
     (["redis-server", "--requirepass", "hunter2", "--masterauth", "hunter3"],
@@ -164,6 +204,22 @@ KEPT = [
     ["mongosh", "-p", "/run/secrets/mongo-password"],
     ["curl", "-b", "/tmp/cookies.txt", "https://h"],
     ["docker", "run", "--name", "redis-cli", "-a", "stdout", "redis"],
+    ["mosquitto_sub", "-h", "broker", "-p", "1883", "-t", "sensors/#"],
+    # -p is the password of a registry login only; --password-stdin takes no value.
+    ["docker", "run", "--name", "login", "-p", "8080", "quay.io/keycloak/keycloak"],
+    ["docker", "run", "-p", "5000", "--name", "registry-login", "registry:2"],
+    ["podman", "run", "-p", "8080", "login-page:1"],
+    ["docker", "login", "-u", "ci", "--password-stdin", "ghcr.io"],
+    ["openconnect", "--user=alice", "--passwd-on-stdin", "vpn.example.com"],
+    ["sh", "-c", "echo login; docker run -p 8080 app"],
+    ["/bin/login", "-p", "--", "alice"],
+    ["skopeo", "inspect", "--creds", "ci", "docker://quay.io/o/app"],  # skopeo asks for the password
+    # httpie's -a only: http-server's -a is its address, http.server a module.
+    ["http-server", "-a", "0.0.0.0", "-p", "8080"],
+    ["node", "/usr/local/bin/http-server", "-a", "127.0.0.1", "-p", "8080"],
+    ["python3", "-m", "http.server", "-b", "0.0.0.0", "8000"],
+    ["docker", "run", "--name", "http", "-a", "stdout", "nginx"],
+    ["http", "--print=HBhb", "--auth-type", "digest", "https://h/status"],
 ]
 
 
@@ -216,6 +272,10 @@ LONG = [
     (["sh", "-c", "mysql;" * (_100_KB // 6)], None),
     (["sh", "-c", "--password '" + "a " * (_100_KB // 2) + "'"],
      "sh -c --password '" + "*** " * (_100_KB // 2) + "'"),
+    (["sh", "-c", "docker" + " -c x" * (_100_KB // 5) + " login -p x"],
+     "sh -c docker" + " -c x" * (_100_KB // 5) + " login -p ***"),
+    (["http", "-a", "a" + ":" * _100_KB], "http -a a:***"),
+    (["sh", "-c", "http " * (_100_KB // 5)], None),
 ]
 
 
