@@ -8,8 +8,9 @@ HighCommandFailureRate over the deployment queues' counts), and each alert is
 told once when it fires and once when it resolves. With Prometheus, the
 webhook hands it what Alertmanager sends (``Deliver``): an alert already
 firing is not told again, nor the end of one that is not firing (Alertmanager
-sends whole groups again). Either way the audit record is committed before
-the event is published.
+sends whole groups again). An alert is its tenant's: one fingerprint sent for
+two tenants is two alerts (``AlertLedger``), as the audit log keeps them.
+Either way the audit record is committed before the event is published.
 
 The audit log is also where the alerts firing are kept: at start it reads the
 newest record of each alert back (``AlertsState.restored``). With replicas,

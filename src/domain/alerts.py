@@ -187,8 +187,14 @@ def notice_from_audit(tenant: str | None, fingerprint: str | None, action: str,
 
 
 class AlertLedger:
-    """Alerts delivered from elsewhere (Alertmanager) that fire now, by
-    fingerprint: a firing notice adds one, a resolved one removes it.
+    """Alerts delivered from elsewhere (Alertmanager) that fire now, by tenant
+    and fingerprint: a firing notice adds one, a resolved one removes it.
+
+    An alert is its tenant's: the same fingerprint sent for two tenants (the
+    webhook takes fingerprints as sent) is two alerts, each told, resolved
+    and bounded on its own; one tenant's never stands for, nor resolves,
+    another's (as the audit log keeps them: its newest record of each tenant
+    and fingerprint is what they are rebuilt from).
 
     Alertmanager sends a group's alerts again on every change of the group
     and every ``repeat_interval``: ``news`` tells which notices change what
@@ -206,68 +212,68 @@ class AlertLedger:
         self.ttl = ttl
         self._tenants: dict[str, dict[str, tuple[AlertNotice, float]]] = {}
         """Tenant -> fingerprint -> (the notice told, when last heard of), in the order they fired."""
-        self._tenant_of: dict[str, str] = {}
-        """Fingerprint -> its tenant."""
+        self._count = 0
+        """Alerts kept, over all tenants."""
 
     def __len__(self) -> int:
-        return len(self._tenant_of)
+        return self._count
 
-    def _firing(self, fp: str, now: float) -> bool:
-        tenant = self._tenant_of.get(fp)
-        return tenant is not None and now - self._tenants[tenant][fp][1] <= self.ttl
+    def _firing(self, tenant: str, fp: str, now: float) -> bool:
+        heard = self._tenants.get(tenant, {}).get(fp)
+        return heard is not None and now - heard[1] <= self.ttl
 
     def news(self, notices: Iterable[AlertNotice], now: float) -> list[AlertNotice]:
         """Those of ``notices`` that change what fires, in order: a firing
         alert not firing yet, a resolved one that was firing (a notice
         repeated within ``notices`` counts once). Changes nothing: ``record``
         them once they are told."""
-        firing: dict[str, bool] = {}
+        firing: dict[tuple[str, str], bool] = {}
         changes = []
         for notice in notices:
-            fp = notice.fingerprint
-            was = firing[fp] if fp in firing else self._firing(fp, now)
+            key = (notice.tenant, notice.fingerprint)
+            was = firing[key] if key in firing else self._firing(*key, now)
             if (notice.status == FIRING) != was:
                 changes.append(notice)
-                firing[fp] = notice.status == FIRING
+                firing[key] = notice.status == FIRING
         return changes
 
     def record(self, notice: AlertNotice, now: float) -> bool:
         """Keep what ``notice`` says (a repeat of a firing alert refreshes
         when it was last heard of); answers whether it was news."""
-        fp = notice.fingerprint
-        was = self._firing(fp, now)
+        tenant, fp = notice.tenant, notice.fingerprint
+        was = self._firing(tenant, fp, now)
         if notice.status != FIRING:
-            self._forget(fp)
+            self._forget(tenant, fp)
             return was
         if was:
-            tenant = self._tenant_of[fp]
-            told, _ = self._tenants[tenant][fp]
-            self._tenants[tenant][fp] = (told, now)
+            alerts = self._tenants[tenant]
+            told, _ = alerts[fp]
+            alerts[fp] = (told, now)
             return False
-        self._forget(fp)  # forgotten for lack of news: told again
-        alerts = self._tenants.setdefault(notice.tenant, {})
+        self._forget(tenant, fp)  # forgotten for lack of news: told again
+        alerts = self._tenants.setdefault(tenant, {})
         alerts[fp] = (kept(notice), now)
-        self._tenant_of[fp] = notice.tenant
+        self._count += 1
         while len(alerts) > self.tenant_limit:
-            self._forget(next(iter(alerts)))
-        while len(self._tenant_of) > self.limit:
-            largest = max(self._tenants.values(), key=len)
-            self._forget(next(iter(largest)))
+            self._forget(tenant, next(iter(alerts)))
+        while self._count > self.limit:
+            largest, its = max(self._tenants.items(), key=lambda item: len(item[1]))
+            self._forget(largest, next(iter(its)))
         return True
 
-    def _forget(self, fp: str) -> None:
-        tenant = self._tenant_of.pop(fp, None)
-        if tenant is not None:
-            alerts = self._tenants[tenant]
-            del alerts[fp]
-            if not alerts:
-                del self._tenants[tenant]
+    def _forget(self, tenant: str, fp: str) -> None:
+        alerts = self._tenants.get(tenant)
+        if alerts is None or alerts.pop(fp, None) is None:
+            return
+        self._count -= 1
+        if not alerts:
+            del self._tenants[tenant]
 
     def active(self, tenant: str, now: float) -> list[AlertNotice]:
         """The tenant's alerts firing now, in the order they fired."""
         alerts = self._tenants.get(tenant, {})
         for fp in [fp for fp, (_, at) in alerts.items() if now - at > self.ttl]:
-            self._forget(fp)
+            self._forget(tenant, fp)
         return [notice for notice, _ in self._tenants.get(tenant, {}).values()]
 
 

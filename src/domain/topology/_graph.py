@@ -16,7 +16,7 @@ it changed, never to the size of the whole graph:
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Collection, Mapping, MutableMapping
 from operator import attrgetter, is_
 from typing import Any, cast
 
@@ -356,7 +356,8 @@ class TopologyGraph:
         else:
             partitions = self.partitions
             merged, agent = merge_nodes({a: partitions[a].nodes[node_id] for a in agents},
-                                        {a: partitions[a].allowed for a in agents})
+                                        {a: partitions[a].allowed for a in agents},
+                                        signed={a for a in agents if partitions[a].enrolled})
             node_reps = self.partitions[agent].reps[node_id]
             group = group_of(merged)
             if node_reps[_GROUP] != group:  # grouped as merged (by the newest name), as shown
@@ -875,21 +876,38 @@ def _brief(node: Node) -> dict[str, Any]:
 
 
 def merge_nodes(versions: dict[str, Node],
-                allowed: Mapping[str, frozenset[str] | None] | None = None) -> tuple[Node, str]:
+                allowed: Mapping[str, frozenset[str] | None] | None = None, *,
+                signed: Collection[str] | None = None) -> tuple[Node, str]:
     """Merge several agents' versions of one node: newest report wins, key by key
     for metadata and metrics (ties broken by agent id, so the result does not
     depend on arrival order). Returns the merged node and the agent whose
-    version is newest.
+    version is newest (whose parent, place in the views and ``agent_id`` the
+    node has).
 
-    A container that some agent's engine lists is that agent's (or those
-    agents'): the versions of agents that only inferred it from its
-    processes' cgroups (``metadata.inferred``: named by its short id, assumed
-    running) are left out whatever their times, or the node would take the
-    newest report's name, state and agent in turn. ``allowed``: each agent's
-    ``Partition.allowed`` (absent: all controls); a merged container offers
-    the controls its state allows that one of the agents whose version offers
-    controls runs."""
+    Some versions are left out whatever their times, so that the node is not
+    the newest report's in turn (its name, state, parent and agent):
+
+    * ``signed``: the agents whose reports an enrolled agent signed
+      (``Partition.enrolled``; None: none). A node a signed report describes
+      is the signed agents': unsigned (anonymous) reports' versions of it are
+      left out, or any probe could rename, re-state, re-parent or take over
+      an enrolled agent's container or host (its controls refused for the
+      state it claimed, the host shown as the anonymous probe's). Unsigned
+      versions alone merge as before.
+    * A container that some agent's engine lists is that agent's (or those
+      agents'): the versions of agents that only inferred it from its
+      processes' cgroups (``metadata.inferred``: named by its short id,
+      assumed running) are left out. After the unsigned ones: a signed
+      agent's inferred container is not an unsigned report's to name.
+
+    ``allowed``: each agent's ``Partition.allowed`` (absent: all controls); a
+    merged container offers the controls its state allows that one of the
+    agents whose version offers controls runs."""
     if len(versions) > 1:
+        if signed:
+            trusted = {a: node for a, node in versions.items() if a in signed}
+            if trusted and len(trusted) < len(versions):
+                versions = trusted
         listed = {a: node for a, node in versions.items() if not node.metadata.get("inferred")}
         if listed and len(listed) < len(versions):
             versions = listed
@@ -903,10 +921,11 @@ def merge_nodes(versions: dict[str, Node],
         metadata.update(node.metadata)
         metrics.update(node.metrics)
     if "controls" in metadata:
-        # Only signed reports' containers have controls: the state may be an
-        # unsigned (newer) report's, and the controls are those it allows, as
-        # the control endpoint checks them against the merged state; of those,
-        # the ones an agent that offers controls runs (it picks that agent).
+        # Only signed reports' containers have controls, and with one among
+        # them the unsigned versions are left out (above): the state is a
+        # signed report's. The controls are those it allows, as the control
+        # endpoint checks them against the merged state; of those, the ones
+        # an agent that offers controls runs (it picks that agent).
         runs: set[str] | None = set()
         for a, node in ordered:
             if "controls" in node.metadata and runs is not None:
