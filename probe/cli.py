@@ -62,6 +62,11 @@ class _Parser(argparse.ArgumentParser):
         hint = f" (did you mean {', '.join(hints)}?)" if hints else ""
         self.exit(2, f"{self.prog}: {message}{hint}; see --help\n")
 
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        # Python 3.11's argparse matches a word of one dash by prefix even with
+        # allow_abbrev=False (``trioscope serve -c x.yaml`` read as -cleanup-interval): whole options only.
+        return [] if not self.allow_abbrev else super()._get_option_tuples(option_string)
+
 
 def build_parser(file_values: dict[str, Any] | None = None) -> argparse.ArgumentParser:
     file_values = file_values or {}
@@ -132,7 +137,7 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    early = argparse.ArgumentParser(add_help=False)
+    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --conf is no --config
     early.add_argument("--config", default=os.environ.get(CONFIG_ENV))
     config_path = early.parse_known_args(argv)[0].config
     problems = unknown_environment(os.environ)
@@ -193,7 +198,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     allowed = tuple(a.strip() for a in args.allow.split(",") if a.strip())
     unknown = sorted(set(allowed) - set(DEFAULT_ALLOWED))
     if unknown:
-        refuse("--allow", "TRIOSCOPE_PROBE_ALLOW", f"unknown command types {', '.join(unknown)}")
+        refuse("--allow", "TRIOSCOPE_PROBE_ALLOW",
+               f"unknown command types {', '.join(unknown)}; known: {', '.join(sorted(DEFAULT_ALLOWED))}")
     # The server's own log output: the local probe writes into its server's
     # stream, which must stay one format (and one clock: UTC).
     configure_logging(args.log_level, args.log_format)

@@ -74,6 +74,13 @@ class CommandParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(ExitCode.USAGE, f"{self.prog}: {message}; see {self.prog} --help\n")
 
+    def _get_option_tuples(self, option_string: str) -> list[Any]:
+        # Python 3.11's argparse matches a word of one dash by prefix even with
+        # allow_abbrev=False: with the seed's one-dash flags (-port,
+        # -cleanup-interval) ``-c config.yaml`` was read as -cleanup-interval
+        # and ``-p 9093`` set the port. Only whole option strings match here.
+        return [] if not self.allow_abbrev else super()._get_option_tuples(option_string)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = CommandParser(prog="trioscope", description=DESCRIPTION, allow_abbrev=False)
@@ -184,7 +191,7 @@ def run_token_create(args: argparse.Namespace) -> int:
     # Before the secret is looked for: bad arguments are exit 2 wherever the data directory is.
     for name, value in (("user", args.user), ("tenant", args.tenant)):
         if (problem := identity_problem(value)) is not None:
-            return _usage_error(f"{name} {problem}")
+            return _usage_error(f"--{name}: {value[:64]!r} {problem}")
     settings = _data_dir_settings(args)
     if settings is None:
         return ExitCode.USAGE
@@ -346,6 +353,9 @@ Ask a running server whether it is alive (GET /health) or ready for traffic
 when it is not or cannot be reached: for container HEALTHCHECKs, systemd and
 scripts. https:// servers are verified against the system's authorities or
 --ca-file.
+
+Exit codes: 0 healthy (or ready), 1 not, or not reached, 2 bad arguments (a
+--server that is no http:// or https:// URL, a --timeout out of range).
 """
 
 

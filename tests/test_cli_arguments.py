@@ -31,6 +31,20 @@ def test_a_mistyped_serve_option_is_refused_by_serve_with_the_closest_option(arg
         f"trioscope serve: unrecognized arguments: {given} (did you mean --port?); see trioscope serve --help")
 
 
+@pytest.mark.parametrize("args", [("-c", "x.yaml"), ("-p", "9093"), ("-max", "5"), ("-cleanup", "1m")])
+def test_a_word_of_one_dash_is_no_abbreviation_of_a_one_dash_flag(args):
+    """argparse matched ``-c`` as ``-cleanup-interval`` (the seed's one-dash
+    flags), even with abbreviations off: ``-p 9093`` set the port."""
+    line = one_line(run("serve", *args, "--print-config"))
+    assert line.startswith(f"trioscope serve: unrecognized arguments: {' '.join(args)}"), line
+
+
+def test_a_whole_one_dash_flag_still_works():
+    result = run("serve", "-port", "9093", "--print-config")
+    assert result.returncode == 0, result.stderr
+    assert any(line.split()[:2] == ["server.port", "9093"] for line in result.stdout.splitlines()), result.stdout
+
+
 def test_a_stray_word_is_refused_without_a_guess():
     assert one_line(run("serve", "now")) == "trioscope serve: unrecognized arguments: now; see trioscope serve --help"
 

@@ -115,8 +115,8 @@ def test_data_dir_from_config_file(tmp_path):
         ({"ttl": "999ms"}, "--ttl: 999ms is out of range; allowed 1s..365d"),
         ({"ttl": "366d"}, "--ttl: 366d is out of range; allowed 1s..365d"),
         ({"ttl": "3000000d"}, "--ttl: 3000000d is out of range; allowed 1s..365d"),
-        ({"user": ""}, "user must be 1-128 characters"),
-        ({"tenant": "t" * 129}, "tenant must be 1-128 characters"),
+        ({"user": ""}, "--user: '' must be 1-128 characters"),
+        ({"tenant": "t" * 129}, f"--tenant: {'t' * 64!r} must be 1-128 characters"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, overrides, message):

@@ -24,6 +24,8 @@ composer recurses a few frames per level, so this stays far from Python's
 recursion limit."""
 _NULL_TAG = "tag:yaml.org,2002:null"
 _STR_TAG = "tag:yaml.org,2002:str"
+_UNREADABLE = object()
+"""``_Reader._scalar``'s answer for a value the safe loader refuses."""
 
 
 class _DepthLimitedLoader(yaml.SafeLoader):
@@ -51,8 +53,8 @@ class RawValue:
     """A value as found in one layer, before its kind parses it."""
 
     value: object
-    """A string, or for YAML the scalar's typed value (int, bool, None, ...), or an
-    empty dict / list standing for a mapping or list."""
+    """A string, or for YAML the scalar's typed value (int, bool, None, ...), a
+    list of such values, or an empty dict standing for a mapping."""
     written: str
     """The value as the user wrote it, for messages."""
     source: Source
@@ -88,6 +90,16 @@ def read_config_text(path: str, text: str) -> tuple[list[tuple[Key, RawValue]], 
         return [], [Problem(None, _file(path, None), f"{path}: invalid YAML: nested too deep")]
     finally:
         loader.dispose()
+
+
+SHOWN_LIST = 120
+"""Most characters of a list shown in a message (the items beyond are left out)."""
+
+
+def _shown_list(items: list[str]) -> str:
+    """A list as messages show it: ``[a, b]``, cut after ``SHOWN_LIST`` characters."""
+    shown = "[" + ", ".join(items) + "]"
+    return shown if len(shown) <= SHOWN_LIST else shown[:SHOWN_LIST] + f"... ({len(items)} items)]"
 
 
 def _file(path: str, line: int | None) -> Source:
@@ -163,20 +175,39 @@ class _Reader:
         if isinstance(node, yaml.MappingNode):
             raw = RawValue({}, "{...}", source)
         elif isinstance(node, yaml.SequenceNode):
-            raw = RawValue([], "[...]", source)
+            # Its items, each a scalar's value (a list or mapping in it stands as an
+            # empty one, which the key's kind refuses): a list key's items, as
+            # ``trusted_proxies: [10.0.0.0/8]`` or a block list writes them.
+            items: list[object] = []
+            for item in node.value:
+                if isinstance(item, yaml.SequenceNode):
+                    items.append([])
+                elif isinstance(item, yaml.MappingNode):
+                    items.append({})
+                elif (value := self._scalar(key, item, source)) is not _UNREADABLE:
+                    items.append(value)
+                else:
+                    return
+            written = "[...]" if key.secret else _shown_list([self._written(item) for item in node.value])
+            raw = RawValue(items, written, source)
         else:
-            try:
-                value = self._loader.construct_object(node, deep=True)
-            except yaml.constructor.ConstructorError as exc:
-                # An explicit tag the safe loader refuses (e.g. !!python/name): that
-                # value is wrong, the rest of the file is still worth checking.
-                written = "the value" if key.secret else self._written(node)
-                self._add(key.name, node, f"{written} from {source} cannot be read: {exc.problem}")
+            if (value := self._scalar(key, node, source)) is _UNREADABLE:
                 return
             # An empty plain scalar (``host:``) is null; ``host: ""`` is the empty text.
             written = "null" if node.tag == _NULL_TAG and not node.value else node.value
             raw = RawValue(value, written, source)
         self._entries.append((key, raw))
+
+    def _scalar(self, key: Key, node: yaml.Node, source: Source) -> object:
+        """A scalar node's value; ``_UNREADABLE`` (and the problem added) if the safe loader refuses it."""
+        try:
+            return self._loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:
+            # An explicit tag the safe loader refuses (e.g. !!python/name): that
+            # value is wrong, the rest of the file is still worth checking.
+            written = "the value" if key.secret else self._written(node)
+            self._add(key.name, node, f"{written} from {source} cannot be read: {exc.problem}")
+            return _UNREADABLE
 
     def _first_time(self, name: str, node: yaml.Node, what: str) -> bool:
         if name in self._seen:

@@ -123,7 +123,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     @app.before_request
     async def _start_timer() -> None:
         g.started = time.perf_counter()
-        bound_path(request.path)
+        bound_path(request.path, request.args)
         if request.url_rule is not None:  # for the access log: the template, never the path as sent
             name_route(request.scope, request.url_rule.rule)
 
@@ -135,7 +135,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
 
     @app.before_websocket
     async def _name_route() -> Response | None:
-        bound_path(websocket.path)
+        bound_path(websocket.path, websocket.args)
         if websocket.url_rule is not None:
             name_route(websocket.scope, websocket.url_rule.rule)
         try:
@@ -220,7 +220,7 @@ def endpoint_lines(app: QuartTrio) -> list[str]:
         if rule.endpoint.endswith("static"):
             continue
         view = app.view_functions[rule.endpoint]
-        summary = (view.__doc__ or "").strip().splitlines()[0] if view.__doc__ else ""
+        summary = _summary(view.__doc__ or "")
         if rule.websocket:
             rows.append((rule.rule, "WS", summary))
             continue
@@ -228,3 +228,15 @@ def endpoint_lines(app: QuartTrio) -> list[str]:
             rows.append((rule.rule, method, summary))
     rows.sort()
     return [f"{method:<6} {path:<44} - {summary}" for path, method, summary in rows]
+
+
+BANNER_SUMMARY = 100
+"""Most characters of a route's summary in the start-up banner."""
+
+
+def _summary(doc: str) -> str:
+    """A view docstring's first sentence as the banner shows it: its lines
+    joined, literals unquoted (````x```` -> ``x``), cut at ``BANNER_SUMMARY``."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "")
+    sentence = paragraph.split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= BANNER_SUMMARY else sentence[:BANNER_SUMMARY - 3].rstrip() + "..."

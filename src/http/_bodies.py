@@ -94,10 +94,30 @@ few hundred). Errors name the id, so an unbounded one was echoed back whole
 (64 KB paths: 128 KB answers)."""
 
 
-def bound_path(path: str) -> None:
-    """414 ``uri_too_long`` for a path beyond ``MAX_PATH``."""
+TOPOLOGY_PATHS = ("/api/v1/query/", "/api/v1/ws")
+"""Where a path or query may hold a NUL character (``bound_path``): the
+topology's reads, whose node ids and filters name what reports hold (a
+pod's id holds label values, which may hold one), and which never reach the store."""
+
+
+def bound_path(path: str, query: Any = None) -> None:
+    """414 ``uri_too_long`` for a path beyond ``MAX_PATH``; 400 ``invalid_text``
+    for a NUL character in the path or in a query parameter (``query``: the
+    request's ``args``), but in the topology's (``TOPOLOGY_PATHS``).
+
+    No id or filter the store holds has one, and PostgreSQL cannot take one
+    as text at all: looked up, a deployment hash with ``%00`` in it crashed
+    the directory actor, five such requests of any user's token the server."""
     if len(path) > MAX_PATH:
         raise ApiError(414, "uri_too_long", f"the path is {len(path)} characters long; at most {MAX_PATH}")
+    if path.startswith(TOPOLOGY_PATHS):
+        return
+    if "\x00" in path:
+        raise field_error("invalid_text", "path", "holds a NUL character (%00)")
+    for name, value in query.items(multi=True) if query is not None else ():
+        if "\x00" in name or "\x00" in value:
+            shown = name.replace("\x00", "%00")[:64]
+            raise field_error("invalid_text", shown, "holds a NUL character (%00)")
 
 
 async def read_body(settings: Settings, *, limit: int | None = None) -> bytes:

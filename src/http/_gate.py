@@ -164,6 +164,15 @@ def bearer() -> str | None:
 
 def refuse(status: int, code: str, message: str, *, action: str, tenant: str | None, actor: str,
             **details: Any) -> ApiError:
+    """The refusal to raise, audited: one by one if it names a tenant, else as
+    ``Gate.refusals`` samples them (a flood of bad tokens is counted, not
+    written row by row; the next row of its source says how many were left out)."""
+    if tenant is None:
+        left_out = services().gate.refusals.admit(client_source(), time.monotonic())
+        if left_out is None:
+            return ApiError(status, code, message)
+        if left_out:
+            details["unrecorded_before"] = left_out
     _audit_refusal(audit_entry(action, actor=actor, tenant=tenant, outcome=code, path=_connection().path, **details))
     return ApiError(status, code, message)
 
@@ -305,12 +314,19 @@ async def _heard_of_late(known: AgentDirectory, *, deployment_hashes: tuple[str,
     store; True if it was asked (look again), False with one process (the
     directory knows everything) or for ids that cannot be ours."""
     s = services()
-    deployment_hashes = tuple(h for h in deployment_hashes if h not in known.deployments and len(h) <= MAX_RECORD_ID)
-    agent_ids = tuple(a for a in agent_ids if a not in known.agents and len(a) <= MAX_RECORD_ID)
+    deployment_hashes = tuple(h for h in deployment_hashes if h not in known.deployments and _may_be_ours(h))
+    agent_ids = tuple(a for a in agent_ids if a not in known.agents and _may_be_ours(a))
     if not s.gate.replicated or not (deployment_hashes or agent_ids):
         return False
     await s.directory.ask(ReloadRecords(deployment_hashes, agent_ids), timeout=10.0)
     return True
+
+
+def _may_be_ours(record_id: str) -> bool:
+    """Whether the store may hold a record of this id: not too long, and no
+    NUL character (PostgreSQL cannot even compare one: its reader's error
+    crashed the directory, which a request's id must never do)."""
+    return len(record_id) <= MAX_RECORD_ID and "\x00" not in record_id
 
 
 def _not_found(deployment_hash: str) -> ApiError:

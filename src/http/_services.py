@@ -18,7 +18,7 @@ from trioscope.runtime import ActorRef, ActorSystem, Published, SupervisorRef
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.live import ViewAdmission
 from trioscope.domain.principals import Principal
-from trioscope.domain.rates import RateLimiter
+from trioscope.domain.rates import RateLimiter, RefusalSampler
 from trioscope.store import RateBudget, ReplayIds, StoreReader
 
 from ._forwarded import TrustedProxies
@@ -65,6 +65,8 @@ class Gate:
     seconds, since this start): an observation of the edge, kept here."""
     sighting_told: dict[str, float] = attrs.field(factory=dict)
     """When the alerts actor was last told of each agent's requests (``AgentSeen``)."""
+    refusals: RefusalSampler = attrs.field(factory=RefusalSampler)
+    """Which refusals of clients who named nobody are audited one by one."""
 
 
 @attrs.frozen(kw_only=True)

@@ -89,7 +89,7 @@ def test_top_level_must_be_sections():
         ("server:\n  port: 80.5\n", "server.port: 80.5 from file {f}:2 is a decimal number; expected a whole number in 0..65535"),
         ("server:\n  port:\n", "server.port: null from file {f}:2 has no value; expected a whole number in 0..65535"),
         ("server:\n  port:\n    a: 1\n", "server.port: {{...}} from file {f}:3 is a mapping; expected a whole number in 0..65535"),
-        ("server:\n  port: [1, 2]\n", "server.port: [...] from file {f}:2 is a list; expected a whole number in 0..65535"),
+        ("server:\n  port: [1, 2]\n", "server.port: [1, 2] from file {f}:2 is a list; expected a whole number in 0..65535"),
         ("server:\n  host: 8080\n", "server.host: 8080 from file {f}:2 is a whole number; expected a host name or IP address (quote it in YAML)"),
         ("storage:\n  max_data_age: 3600\n", "storage.max_data_age: 3600 from file {f}:2 has no unit; did you mean 3600s?"),
         ("storage:\n  max_data_age: yes\n", "storage.max_data_age: yes from file {f}:2 is a boolean; expected a duration in 1m..720h, like 90s, 5m or 1h"),
@@ -153,4 +153,4 @@ def test_block_mappings_nested_too_deep_are_one_problem_too():
 def test_nesting_up_to_the_limit_is_read_and_checked_as_usual():
     # The document, the section and 30 lists: 32 levels.
     text = "server:\n  port: " + "[" * 30 + "]" * 30 + "\n"
-    assert problems(text) == [f"server.port: [...] from file {FILE}:2 is a list; expected a whole number in 0..65535"]
+    assert problems(text) == [f"server.port: [[...]] from file {FILE}:2 is a list; expected a whole number in 0..65535"]

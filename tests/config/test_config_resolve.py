@@ -310,3 +310,23 @@ def test_bad_origins_and_networks_are_named(flags, message):
     with pytest.raises(ConfigError) as caught:
         resolve_settings(flags, {})
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("text", [
+    "server:\n  trusted_proxies: [10.0.0.0/8, '::1']\n  cors_origins: [https://a.example, \"https://b.example\"]\n",
+    "server:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - ::1\n  cors_origins:\n    - https://a.example\n"
+    "    - https://b.example\n",
+])
+def test_yaml_lists_are_read_item_by_item(text):
+    """A YAML list (flow or block) was read as an empty one: the proxies not
+    trusted and CORS off, without a word, though the help text and the example
+    file invite the list form."""
+    settings = resolve_settings({}, {}, config(text))
+    assert settings.server.trusted_proxies == ("10.0.0.0/8", "::1/128")
+    assert settings.server.cors_origins == ("https://a.example", "https://b.example")
+
+
+def test_a_yaml_list_item_that_is_no_text_is_refused_naming_the_list():
+    assert problems(text="server:\n  trusted_proxies: [1, [2]]\n") == [
+        f"server.trusted_proxies: [1, [...]] from file {FILE}:2 is a list; expected IP networks such as "
+        "10.0.0.0/8,::1 (comma-separated or a YAML list), or empty"]

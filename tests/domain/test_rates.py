@@ -137,3 +137,23 @@ def test_a_full_window_still_refuses_an_id_it_holds() -> None:
     for request_id in ("a", "b", "c"):
         assert window.first_use(request_id, 0.0)
     assert not window.first_use("a", 1.0)
+
+
+def test_a_sources_refusals_beyond_its_budget_are_counted_and_its_next_recorded_one_says_how_many() -> None:
+    from trioscope.domain.rates import RefusalSampler
+
+    sampler = RefusalSampler(per_minute=60, total_per_minute=6000)
+    admitted = [sampler.admit("a", 0.0) for _ in range(25)]
+    assert admitted[:10] == [0] * 10 and admitted[10:] == [None] * 15  # a burst of 10, then one a second
+    assert sampler.admit("b", 0.0) == 0  # another source has its own
+    assert sampler.admit("a", 1.0) == 15
+    assert sampler.admit("a", 1.0) is None
+    assert sampler.left_out == 16
+
+
+def test_all_sources_together_are_bounded_too() -> None:
+    from trioscope.domain.rates import RefusalSampler
+
+    sampler = RefusalSampler(per_minute=600, total_per_minute=120)
+    admitted = [sampler.admit(f"10.0.0.{i}", 0.0) for i in range(100)]
+    assert sum(a is not None for a in admitted) == 12  # the total's burst (a tenth of 120, at least 10)
