@@ -259,12 +259,18 @@ def _as_flag(value: FlagValue | str, spelling: str) -> FlagValue:
     return value if isinstance(value, FlagValue) else FlagValue(value, spelling)
 
 
+SHOWN_VALUE = 300
+"""Most characters of a bad value a problem shows."""
+
+
 def _invalid(key: Key, raw: RawValue, error: InvalidValue) -> Problem:
     # Text that failed to parse is quoted so empty or odd values stay visible; a value
     # that parsed but is not allowed (out of range) is shown as written. Secrets are
     # never shown, nor a password in a URL (a database's, the bus's): problems go
     # to terminals and logs.
     written = mask_passwords(raw.written)
+    if len(written) > SHOWN_VALUE:  # a 5 MB --host was one 5 MB line
+        written = f"{written[:SHOWN_VALUE]}... ({len(written)} characters)"
     if key.secret:
         shown = "the value"
     elif error.quote and isinstance(raw.value, str):

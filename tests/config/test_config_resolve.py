@@ -330,3 +330,9 @@ def test_a_yaml_list_item_that_is_no_text_is_refused_naming_the_list():
     assert problems(text="server:\n  trusted_proxies: [1, [2]]\n") == [
         f"server.trusted_proxies: [1, [...]] from file {FILE}:2 is a list; expected IP networks such as "
         "10.0.0.0/8,::1 (comma-separated or a YAML list), or empty"]
+
+
+def test_a_long_bad_value_is_shown_cut_with_its_length():
+    """A 5 MB --host was echoed whole in the one-line error."""
+    [line] = problems(flags={"server.host": "a" * 5000})
+    assert len(line) < 500 and "... (5000 characters)" in line, line
