@@ -102,14 +102,28 @@ class Outbox:
     """The frames queued for one socket, at most ``size``, taken in order by
     its one writer. A trio memory channel's job without what one writer and
     many sockets do not need (two channel ends with a task set each, two
-    parking lots, a deque's first block): ~1.5 KiB less per client."""
+    parking lots, a deque's first block): ~1.5 KiB less per client.
 
-    __slots__ = ("_frames", "_size", "_writer")
+    The actor's frames are counted as the writer takes them (``taken``): the
+    actor's positions (how many frames it queued) are in that count. A frame
+    the handler answers by itself (``send_aside``: an ``auth`` renewal's
+    answer) takes a place in the queue but no position: counted, it would
+    make each of the actor's later frames look sent one frame early (a
+    reset still queued, sent)."""
+
+    __slots__ = ("_frames", "_size", "_writer", "taken", "_popped", "_aside")
 
     def __init__(self, size: int) -> None:
         self._frames: list[Frame] = []  # a few at most, mostly none: popping the first costs nothing
         self._size = size
         self._writer = trio.lowlevel.ParkingLot()
+        self.taken = 0
+        """The frames queued with ``send_nowait`` that the writer has taken."""
+        self._popped = 0
+        """Every frame the writer has taken, those queued aside too."""
+        self._aside: list[int] | None = None
+        """The aside frames still queued, by the ``_popped`` each is taken at
+        (made at the first: most sockets never have one)."""
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -121,12 +135,27 @@ class Outbox:
         self._frames.append(frame)
         self._writer.unpark()
 
+    def send_aside(self, frame: Frame) -> None:
+        """Queue ``frame`` as ``send_nowait`` does, but not counted in ``taken``
+        once it is taken: a frame that is none of the actor's."""
+        self.send_nowait(frame)
+        if self._aside is None:
+            self._aside = []
+        self._aside.append(self._popped + len(self._frames))
+
     async def receive(self) -> Frame:
         """The oldest frame, waiting for one; cancelled, it takes nothing."""
         await trio.lowlevel.checkpoint_if_cancelled()
         while not self._frames:
             await self._writer.park()
         frame = self._frames.pop(0)
+        # Counted as it is popped, not once returned: a frame queued aside
+        # meanwhile (at the checkpoint below) has its place from what is left.
+        self._popped += 1
+        if self._aside and self._aside[0] == self._popped:
+            del self._aside[0]
+        else:
+            self.taken += 1
         await trio.lowlevel.cancel_shielded_checkpoint()
         return frame
 
@@ -143,8 +172,8 @@ class ClientLink:
         self.close_reason = ""
         self.closed = trio.Event()
         self.delivered = 0
-        """Frames the writer has finished sending."""
-        self._taken = 0
+        """Frames the actor queued that the writer has finished sending (not
+        those queued aside, ``Outbox.send_aside``): what its positions count."""
         self._drain_waiter: tuple[int, trio.Event] | None = None
         self._on_first_view = on_first_view
         self._first_view_position: int | None = None
@@ -238,7 +267,7 @@ class ClientLink:
 
     def _writer_ready(self) -> None:
         # The writer is back for more: whatever it took before has been sent.
-        self.delivered = self._taken
+        self.delivered = self.outbox.taken
         self._release_sent()
         if self._first_view_position is not None and self.delivered >= self._first_view_position:
             self.first_view_done()
@@ -261,9 +290,7 @@ class _Frames:
 
     async def __anext__(self) -> Frame:
         self._link._writer_ready()
-        frame = await self._outbox.receive()
-        self._link._taken += 1
-        return frame
+        return await self._outbox.receive()
 
 
 @attrs.frozen

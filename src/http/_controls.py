@@ -1,12 +1,20 @@
 """``POST /api/v1/query/nodes/{node_id}/controls/{action}``: a container control
 from the topology, delivered as a ``docker.<action>`` command to the probe that
-reported the container (through its deployment's queue, like any command)."""
+reported the container (through its deployment's queue, like any command).
+
+Its body is checked whole before anything is stored: a key it does not have
+(``paramters``), a parameter the control does not take (``since`` for logs)
+or a ``container`` other than the node's is refused (400 naming it), where it
+was stored, sent, and ignored (a misspelt ``parameters`` ran a plain control
+with none of them)."""
 
 from __future__ import annotations
 
+import difflib
 import logging
 from typing import Any
 
+import orjson
 from quart import Blueprint, Response
 
 from trioscope.actors.topology import GetSnapshot
@@ -32,14 +40,26 @@ blueprint.before_request(_gate.check_address_rate)
 MAX_CONTROL_BODY = 64 * 1024
 """Bytes of a control's body (a few parameters); a larger one is refused (413) before it is read."""
 
-CONTROL_BODY = {"type": "object", "properties": {
-    "parameters": {"type": "object", "description": "added to the command's parameters"},
+_BODY_PROPERTIES: dict[str, Any] = {
+    "parameters": {"type": "object", "description": "the control's parameters (stop, restart: timeout; remove: force; "
+                   "logs: tail, follow; exec: argv), and container, the node's own id, if at all"},
     "priority": {"enum": ["low", "normal", "high", "critical"]},
     "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 7 * 24 * 3600},
-    "requires_confirmation": {"type": "boolean"}}}
+    "requires_confirmation": {"type": "boolean"}}
+CONTROL_BODY = {"type": "object", "additionalProperties": False, "properties": _BODY_PROPERTIES}
 """The optional body of a control: how the command it makes is run."""
 
+BODY_KEYS: tuple[str, ...] = tuple(_BODY_PROPERTIES)
+"""The keys a control's body may have; any other is refused."""
 
+TAKES: dict[str, tuple[str, ...]] = {
+    "start": (), "pause": (), "unpause": (), "inspect": (),
+    "stop": ("timeout",), "restart": ("timeout",), "remove": ("force",), "logs": ("tail", "follow"), "exec": ("argv",),
+}
+"""The parameters each control takes besides ``container`` (the probe's
+handlers, probe/_executor.py and probe/_follow.py; their values are checked by
+``control_parameter_problem``). Any other was stored and sent, for the agent
+to ignore."""
 
 
 def _check_action(action: str) -> None:
@@ -49,18 +69,53 @@ def _check_action(action: str) -> None:
                        details={"action": action, "known": list(CONTROL_ACTIONS)})
 
 
+def _path(parent: str, key: str) -> str:
+    """``parent.key``, or ``parent["key"]`` for a key that is no plain name
+    (its first 80 characters: a body may have a key of 60 KiB)."""
+    return f"{parent}.{key}" if key.isidentifier() and len(key) <= 80 else f"{parent}[{orjson.dumps(key[:80]).decode()}]"
+
+
+def _hint(key: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key[:80], known, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _check_keys(body: dict[str, Any]) -> None:
+    """400 naming the first key the body may not have (a misspelt
+    ``parameters`` ran the control with none), with the closest it may."""
+    for key in body:
+        if key not in BODY_KEYS:
+            raise field_error("invalid_body", _path("$", key),
+                              f"unknown key{_hint(key, BODY_KEYS)}; a control's body has {', '.join(BODY_KEYS)}")
+
+
 def _check_parameters(action: str, parameters: dict[str, Any]) -> None:
-    """400 naming the first parameter the probe would refuse (probe/_executor.py's
-    types and bounds), rather than a 202 for a command bound to fail."""
+    """400 naming the first parameter the control does not take, or that the
+    probe would refuse (probe/_executor.py's types and bounds), rather than a
+    202 for a command bound to fail or to run without it."""
+    takes = ("container", *TAKES[action])
+    for name in parameters:
+        if name not in takes:
+            raise field_error("invalid_parameters", _path("$.parameters", name),
+                              f"{action!r} takes no such parameter{_hint(name, takes)}; it takes {', '.join(takes)}")
     problem = control_parameter_problem(action, parameters)
     if problem is not None:
         name, expected = problem
         raise field_error("invalid_parameters", f"$.parameters.{name}", f"{expected} for {action!r}")
 
 
+def _check_container(parameters: dict[str, Any], container: str) -> None:
+    """400 for a ``container`` parameter that is not the node's id: the
+    command runs on the node's container, whatever it says."""
+    if "container" in parameters and parameters["container"] != container:
+        raise field_error("invalid_parameters", "$.parameters.container",
+                          f"must be the node's container id, {container!r}, or left out (the control runs on the node)")
+
+
 @blueprint.post("/api/v1/query/nodes/<path:node_id>/controls/<action>")
 @documented(auth=Auth.USER, body=CONTROL_BODY, body_required=False, answers={202: Answer("the command is stored")},
-            errors={400: "a parameter the control takes is not what the probe accepts (names it)",
+            errors={400: "a key the body does not have, a parameter the control does not take, one that is not what "
+                         "the probe accepts, or a container other than the node's (names it)",
                     403: "the agent that reported the container does not allow this control (control_not_allowed)",
                     404: "no such container that you may control, or no such control (unknown_control)",
                     409: "the control is not available in the container's state"})
@@ -70,6 +125,7 @@ async def control(node_id: str, action: str) -> Response:
     principal = await _gate.user(Permission.OPERATE)
     body = await read_object(s.settings, limit=MAX_CONTROL_BODY)
     _check_action(action)
+    _check_keys(body)
     extra = body.get("parameters", {})
     if not isinstance(extra, dict):
         raise field_error("invalid_body", "$.parameters", "must be a JSON object")
@@ -79,6 +135,9 @@ async def control(node_id: str, action: str) -> Response:
     if node is None or node.kind is not NodeKind.CONTAINER:
         raise no_node(node_id)
     controller = choose(await controllers(principal, node_id), node_id, action)
+    # Only once the reader may control it: to anyone else it is no node (404).
+    container = node_id.removeprefix("container:")
+    _check_container(extra, container)
     deployment, agent = controller.deployment, controller.agent
     state = node.metadata.get("state", "")
     if not control_allowed(state, action):
@@ -88,7 +147,7 @@ async def control(node_id: str, action: str) -> Response:
     create = decode_create({
         "type": f"docker.{action}",
         # The id the agent itself reported (the node's), not merged metadata.
-        "parameters": {**extra, "container": node_id.removeprefix("container:")},
+        "parameters": {**extra, "container": container},
         "priority": body.get("priority", "high"),
         **({"timeout_seconds": body["timeout_seconds"]} if "timeout_seconds" in body else {}),
         **({"requires_confirmation": body["requires_confirmation"]} if "requires_confirmation" in body else {}),

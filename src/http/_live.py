@@ -22,21 +22,24 @@ from quart import Blueprint, Response, g, websocket
 from trioscope.actors.client import ClientLink, client_spec
 from trioscope.domain.live import BadClientMessage, Visibility, parse_view
 from trioscope.domain.principals import Principal
+from trioscope.domain.topology import View
 from trioscope.system import HUB
 
 from . import _gate
 from ._client_sockets import serve_client_socket
 from ._errors import ApiError, error_response
-from ._openapi import Auth, documented, text
+from ._openapi import Auth, choice, documented
 from ._services import services
 from ._shared import views_caught_up
 
 blueprint = Blueprint("live", __name__)
 _names = itertools.count(1)
+VIEWS = ("all", *(view.value for view in View))
+"""What ``?view=`` may be (``parse_view``)."""
 
 
 @blueprint.websocket("/api/v1/ws")
-@documented(auth=Auth.READ, query=(text("view", "hosts|containers|processes|pods|services"),))
+@documented(auth=Auth.READ, query=(choice("view", VIEWS, "what the live view shows: all (the default) is the whole topology"),))
 async def live() -> Response | None:
     """Live topology and report updates (WebSocket; ?view=hosts|containers|...)."""
     s = services()

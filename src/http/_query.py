@@ -69,7 +69,7 @@ def duration_param(default: str) -> tuple[str, float]:
                                     text("fields", "node fields, comma-separated"), boolean("summary")),
             answers={200: Answer("the topology"), 304: Answer("unchanged since the ETag given", media=None)})
 async def topology() -> Response:
-    """Get the current topology (?view=hosts|containers|processes|pods|services; ?limit=&cursor=, ?fields=, ?summary=true)."""
+    """Get the current topology (?view=hosts|containers|processes|pods|services|processes-by-name; ?limit=&cursor=, ?fields=, ?summary=true)."""
     views_caught_up()
     name = request.args.get("view")
     view = None
@@ -328,7 +328,7 @@ async def timeseries(agent_id: str) -> Response:
 @blueprint.get("/api/v1/query/stats")
 @documented(auth=Auth.READ)
 async def stats() -> Response:
-    """Get server statistics (protected reads: the reader's tenant's agents and nodes; an ADMIN's has `server`)."""
+    """Get server statistics (protected reads: the reader's tenant's agents and nodes, and the topology's version; an ADMIN's has `server`)."""
     s = services()
     topology_stats = await s.topology.ask(GetStats(), timeout=30)
     agents = len(s.agents)
@@ -352,7 +352,11 @@ async def stats() -> Response:
         prefix = f"{s.agents.path}/"
         agents = sum(1 for ref in s.agents.children() if reporters(ref.path.removeprefix(prefix)))
         snapshot: TopologySnapshot = await s.topology.ask(GetSnapshot(), timeout=30)
-        counts = {**await _visible_counts(snapshot, reporters), "agents": agents}
+        # The version, whoever reads: the web UI tells from it that its live
+        # view is behind. It tells no more of other tenants than the live
+        # view does, which is sent every version, as a diff holding nothing
+        # of theirs (``diff_frame``).
+        counts = {**await _visible_counts(snapshot, reporters), "agents": agents, "version": snapshot.version}
         if not admin:
             # Each of them tells how much the other tenants report (the series
             # stored, the actors, one per probe; the merge's counters).

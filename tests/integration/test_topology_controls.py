@@ -127,8 +127,9 @@ async def test_a_probes_allow_list_bounds_the_controls_offered_and_accepted(serv
         assert offered["state"] == "running" and _ids(offered["controls"]) == ["logs", "inspect"]
 
         for action in ("stop", "restart", "pause", "exec"):
-            refused = await client.post(_control(server, node_id, action), json={"parameters": {"argv": ["ls"]}},
-                                        headers=operator.auth)
+            # Each with parameters it takes (argv for exec; another control takes none such: 400).
+            body = {"parameters": {"argv": ["ls"]}} if action == "exec" else {}
+            refused = await client.post(_control(server, node_id, action), json=body, headers=operator.auth)
             assert refused.status_code == 403, refused.text
             error = refused.json()["error"]
             assert error["code"] == "control_not_allowed" and repr(action) in error["message"]
