@@ -138,14 +138,19 @@ class ChangeFeedActor(Actor):
         alert's newest record: a later change of it, if any, is announced too)."""
         assert self.alerts is not None
         missing = [c.id for c in changes if c.alert is None]
-        stored = {r.entry.resource_id: r.entry for r in await self.reader.latest_alerts(fingerprints=missing)}
+        # By fingerprint, each tenant's newest record: a change names no tenant, and
+        # two tenants' alerts may share a fingerprint (each is its own); the
+        # ledger tells only what changed, so the other tenant's is no news.
+        stored: dict[str | None, list[AuditEntry]] = {}
+        for record in await self.reader.latest_alerts(fingerprints=missing):
+            stored.setdefault(record.entry.resource_id, []).append(record.entry)
         notices: list[AlertNotice] = []
         for change in changes:
-            entry: AuditEntry | None = change.alert or stored.get(change.id)
-            notice = None if entry is None else notice_from_audit(entry.tenant, change.id, entry.action,
-                                                                  entry.details)
-            if notice is not None:
-                notices.append(notice)
+            entries = [change.alert] if change.alert is not None else stored.get(change.id, [])
+            for entry in entries:
+                notice = notice_from_audit(entry.tenant, change.id, entry.action, entry.details)
+                if notice is not None:
+                    notices.append(notice)
         if notices:
             await self.alerts.send(Heard(tuple(notices)))  # waits for room: never dropped here
 

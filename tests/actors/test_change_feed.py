@@ -106,3 +106,49 @@ async def test_commands_without_their_row_are_read_in_one_query() -> None:
                                  change(two_sent, carried=False), change(three, carried=True)]], reader, 3)
     assert reader.reads == [["cmd_1", "cmd_2"]]
     assert owner_seen == [CommandsChanged((one, two_sent, three))]  # one message for the batch
+
+
+async def test_an_alert_change_without_its_record_tells_every_tenants_alert_of_that_fingerprint() -> None:
+    """A change names no tenant: with its record left out of the notification,
+    the feed read the newest record of the fingerprint and kept one tenant's,
+    so another tenant's alert of the same fingerprint was taken for it."""
+    from trioscope.actors.alerts import Heard
+    from trioscope.store import AuditEntry, AuditRecord
+
+    def record(number: int, tenant: str) -> AuditRecord:
+        details = {"alert": "DiskFull", "severity": "warning", "summary": f"{tenant}'s disk", "source": "alertmanager",
+                   "labels": {"tenant": tenant}}
+        return AuditRecord(number, AuditEntry(at=100.0 + number, tenant=tenant, actor="alertmanager",
+                                              action="alert.firing", resource_type="alert",
+                                              resource_id="deadbeefdeadbeef", details=details))
+
+    @attrs.define
+    class AlertReader(CountingReader):
+        async def latest_alerts(self, *, since: float | None = None,
+                                fingerprints: Sequence[str] | None = None) -> list[AuditRecord]:
+            return [record(1, "ta"), record(2, "tb")] if fingerprints == ["deadbeefdeadbeef"] else []
+
+    heard: list[Any] = []
+
+    async def follow(deliver: Callable[[FeedEvent], Awaitable[None]]) -> NoReturn:
+        await deliver([Change(origin="other", kind="alert", id="deadbeefdeadbeef", deployment_hash="",
+                              version=None)])
+        await trio.sleep(math.inf)
+        raise AssertionError("unreachable")
+
+    published = Published(AgentDirectory())
+    tree = SupervisorSpec(name="root", children=[
+        *(ActorSpec(name=name, factory=lambda seen=seen: Recorder(published, seen))
+          for name, seen in (("directory", []), ("queue_owner", []), ("notifier", []), ("alerts", heard))),
+        change_feed_spec(follow, AlertReader({}), directory_path="/root/directory",  # type: ignore[arg-type]  # the reader's two reads
+                         queue_owner_path="/root/queue_owner", notifier_path="/root/notifier",
+                         alerts_path="/root/alerts")])
+    async with open_actor_system(tree):
+        await eventually(lambda: _some(heard))
+    [message] = heard
+    assert isinstance(message, Heard)
+    assert sorted((n.tenant, n.summary) for n in message.notices) == [("ta", "ta's disk"), ("tb", "tb's disk")]
+
+
+async def _some(items: list[Any]) -> bool:
+    return bool(items)
