@@ -84,7 +84,8 @@ def log(message: str) -> None:
 class Server:
     """A server process with its own data directory and a captured stderr."""
 
-    def __init__(self, kind: str, signed: bool = True, wrapper: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, signed: bool = True, wrapper: tuple[str, ...] = (),
+                 pythonpath: str | None = None) -> None:
         self.kind = kind
         self.port = free_port()
         self.data = tempfile.mkdtemp(prefix="trioscope-bench-")
@@ -98,6 +99,8 @@ class Server:
                 argv += ["--require-signature", "false"]
         argv = [*wrapper, *argv]
         env = {**os.environ, "TRIOSCOPE_AUTH_SECRET": SECRET, "TRIOSCOPE_STORAGE_DATA_DIR": self.data}
+        if pythonpath is not None:  # another revision's code (bench/command_burst.py --base)
+            env["PYTHONPATH"] = pythonpath
         self._stderr = open(self.stderr_path, "w")
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._stderr, text=True, cwd=ROOT, env=env)
         assert self.proc.stdout is not None

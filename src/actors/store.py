@@ -62,6 +62,10 @@ class Receipt:
 class Commit:
     writes: tuple[Write, ...]
     receipt: Receipt
+    writer: int | None = None
+    """Which task waits for it (``id`` of the task): a group from the only
+    writer of the last commit waits for no company (see ``GATHER``). None:
+    not known, taken for a writer of its own."""
 
 
 @attrs.frozen
@@ -87,7 +91,7 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
         Exception: the database failed (its own error type, as the store raised it).
     """
     receipt = Receipt()
-    await store.send(Commit(tuple(writes), receipt))
+    await store.send(Commit(tuple(writes), receipt, id(trio.lowlevel.current_task())))
     # Shielded: once sent, the outcome must be waited for, or a cancelled caller
     # could not tell whether its writes landed. Commits take milliseconds. A
     # store that terminates (its supervisor gave up, or shutdown killed it)
@@ -116,7 +120,15 @@ commit runs are few (with 2 workers on PostgreSQL each sees half the requests),
 so the fixed cost was paid for one or two groups at a time. Waiting a few ms
 (once per commit, not per group) costs a write that much latency and gave
 2 workers on PostgreSQL 1.10x the commands per CPU-second (2 ms 1.11x, 4 ms 1.19x
-but the clients waiting more; SQLite's one process 1.00x: bench/RESULTS.md)."""
+but the clients waiting more; SQLite's one process 1.00x: bench/RESULTS.md).
+
+Not when every group waiting is from the one task the last commit answered
+(``Commit.writer``): nobody else wrote during that commit nor since, so nobody
+is coming. That is a writer going one commit after another, such as a
+deployment's queue taking a burst of creates one at a time (and handing each to
+the waiting poll): each of its commits waited 3 ms for nobody, and 360 creates
+to one deployment at once were answered in twice the time (p95 3.1 s against
+1.6 s; bench/command_burst.py --spread one)."""
 BUSY = 0.02
 """A commit this soon after the last one ended waits ``GATHER``; one that comes
 to an idle writer (a lone request) is written at once."""
@@ -153,6 +165,8 @@ class StoreActor(Actor):
         """This batch waited ``GATHER`` already."""
         self.last_flush = -math.inf
         """When the last commit ended (``trio.current_time()``)."""
+        self.last_writers: frozenset[int | None] = frozenset()
+        """The ``Commit.writer`` of the groups of the last commit."""
         self.limiter = trio.CapacityLimiter(1)
         self.pruned = (0, 0)
         """Commands and audit records deleted by the current round of batches."""
@@ -251,12 +265,20 @@ class StoreActor(Actor):
         return commands, audit
 
     async def on_idle(self) -> None:
-        if self.pending and not self.gathered and trio.current_time() - self.last_flush < BUSY:
+        if (self.pending and not self.gathered and trio.current_time() - self.last_flush < BUSY
+                and not self._alone()):
             self.gathered = True
             await trio.sleep(GATHER)
             if self.context.backlog:
                 return  # what arrived meanwhile joins this batch: on_idle comes again after it
         await self._flush()
+
+    def _alone(self) -> bool:
+        """Every group waiting is from the one writer of the last commit (see ``GATHER``)."""
+        if len(self.last_writers) != 1:
+            return False
+        (writer,) = self.last_writers
+        return writer is not None and all(c.writer == writer for c in self.pending)
 
     async def on_stop(self) -> None:
         await self._flush()
@@ -288,6 +310,7 @@ class StoreActor(Actor):
             raise
         else:
             self.last_flush = trio.current_time()
+            self.last_writers = frozenset(c.writer for c in batch)
             _settle(batch, results)
             return
         await self._commit_failed(batch, failed)

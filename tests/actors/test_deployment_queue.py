@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import settings_in
 from tests.waiting import eventually
+from trioscope.actors import store as store_module
 from trioscope.actors.deployment_queue import (
     AGENT_RETIRED, NOT_ACKNOWLEDGED, POLL_CLOSED, RETIRED, UNACKNOWLEDGED_TWICE, Create, Poll,
     Snapshot, Undeliverable, Withdraw, open_poll, queue_spec,
@@ -193,6 +194,21 @@ async def test_a_poll_abandoned_before_its_message_is_handled_gets_nothing(queue
     assert not late.poll.reply.holds  # nothing was sent to it
     delivered = live.answer()
     assert delivered is not None and delivered.id == "cmd_6"
+
+
+async def test_a_burst_of_creates_to_one_deployment_is_not_held_for_company(queue, mock_clock) -> None:
+    # The clock stands still unless jumped: a commit that waited for company (the store's GATHER)
+    # would never end. The queue takes the creates one at a time and hands the first to the
+    # waiting poll; every commit is its own, one after another, so none waits for others.
+    deployment_hash, ref, reader, _ = queue
+    waiting = Held()
+    assert await ref.ask(waiting.poll) is None
+    mock_clock.jump(store_module.BUSY)  # the deployment's creation was the last commit: long ago
+    for n in range(5):
+        await ref.ask(Create(command(deployment_hash, 100 + n), audit("command.create")))
+    assert waiting.answer().id == "cmd_100"
+    statuses = [await status_of(reader, f"cmd_{100 + n}") for n in range(5)]
+    assert statuses == [CommandStatus.SENT] + [CommandStatus.QUEUED] * 4
 
 
 async def status_of(reader: StoreReader, command_id: str) -> CommandStatus:

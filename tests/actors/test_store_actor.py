@@ -99,3 +99,40 @@ async def test_under_steady_load_a_commit_waits_for_company_and_a_lone_one_does_
         mock_clock.jump(store_module.BUSY)  # idle again: the next one goes at once
         await commit(store, [AuditEntry(at=NOW, tenant="t", actor="u", action="later")])
         assert transactions == [1, 3, 1]
+
+
+async def test_a_lone_writer_going_commit_after_commit_is_not_held_for_company(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_clock: trio.testing.MockClock) -> None:
+    # The clock stands still unless jumped: a commit that waited for company would never end by itself.
+    # One task writing group after group (a deployment's queue taking a burst of creates) is the only
+    # writer: nobody else wrote during its last commit nor since, so nobody is coming.
+    transactions: list[int] = []
+    real = store_module.open_writer
+    monkeypatch.setattr(store_module, "open_writer",
+                        lambda *args, **kwargs: CountingWriter(real(*args, **kwargs), transactions))
+    spec = ActorSpec(name="store", factory=lambda: StoreActor(tmp_path / "db.sqlite3", clock=lambda: NOW))
+    async with open_actor_system(SupervisorSpec(name="root", children=[spec])) as system:
+        store = system.lookup("/root/store")
+        for i in range(5):
+            await commit(store, [AuditEntry(at=NOW, tenant="t", actor="u", action=f"serial {i}")])
+        assert transactions == [1] * 5
+        # Another writer moments later: the commits wait for company again.
+        async with trio.open_nursery() as nursery:
+            for action in ("other", "another"):
+                nursery.start_soon(commit, store, [AuditEntry(at=NOW, tenant="t", actor="u", action=action)])
+                await trio.testing.wait_all_tasks_blocked()
+            assert transactions == [1] * 5
+            mock_clock.jump(store_module.GATHER)
+        assert transactions == [1] * 5 + [2]
+
+        async def writer() -> None:
+            for action in ("after", "alone again"):
+                await commit(store, [AuditEntry(at=NOW, tenant="t", actor="u", action=action)])
+
+        # After a commit of two writers, a third waits once (either might come back), then goes alone.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(writer)
+            await trio.testing.wait_all_tasks_blocked()
+            assert transactions == [1] * 5 + [2]
+            mock_clock.jump(store_module.GATHER)
+        assert transactions == [1] * 5 + [2, 1, 1]
