@@ -23,8 +23,13 @@ from .browser import ARTIFACTS, launch
 TIMEOUT_MS = 15_000
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """One browser per module: Playwright's sync API leaves its asyncio loop
+    running on the main thread while it is open, and a test after it in the
+    same process that runs asyncio (the bus tests: nats-py) then fails with
+    "asyncio.run() cannot be called from a running event loop" (with the
+    suite spread over workers, a worker may take bus tests after UI tests)."""
     with sync_playwright() as playwright:
         browser = launch(playwright)
         yield browser
