@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -13,6 +15,40 @@ from tests import bus_server
 from tests.engine import ContainerEngine, EngineUnavailable
 from tests.postgres import PostgresMissing, ensure_running, scratch_schema
 from tests.tools_path import tool_path
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's ``--dist loadfile`` (``pyproject.toml``: a module's tests
+    in one process, in order, with its fixtures), but with the modules that
+    start a real engine's containers (``docker_host``) and the browser tests
+    (tests/ui) in one process, one after the other: Chromium aborts its page
+    loads, loopback ones included, with ERR_NETWORK_CHANGED when a network
+    interface comes or goes, and spread over processes a page failed to load
+    while another process's test started a container. (xdist's ``loadgroup``
+    marks cannot do it with pytest 9: xdist names the items by their group
+    through an attribute pytest no longer reads.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    if config.getvalue("dist") != "loadfile":
+        return None
+    root = config.rootpath
+
+    class Scheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "network" if _changes_network(root, module) else module
+
+    return Scheduling(config, log)
+
+
+@functools.cache
+def _changes_network(root: Path, module: str) -> bool:
+    if module.startswith("tests/ui/"):
+        return True
+    try:
+        return "docker_host" in (root / module).read_text()
+    except OSError:
+        return False
 
 
 def settings_in(data_dir: Path, base: Settings | None = None) -> Settings:
