@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
+import attrs
 import orjson
 from quart import Blueprint, Response, request
 
@@ -25,7 +26,7 @@ from ._bodies import read_json, read_object
 from ._command_views import (
     agent_record, command_view, deployment_record, deployment_view, stored_command_view, timestamp, user_deployments,
 )
-from ._errors import ApiError, field_error
+from ._errors import ApiError, field_error, unknown_keys
 from ._openapi import STRING, TIME, Answer, Auth, boolean, choice, date, documented, fields, integer
 from ._responses import json_bytes_response, json_response
 from ._services import services
@@ -42,6 +43,8 @@ MAX_METADATA_BYTES = 16 * 1024
 MAX_DEPLOYMENT_BODY = 4 * MAX_METADATA_BYTES
 """Bytes of a new deployment's body (its metadata, written with spaces and
 escapes); a larger one is refused (413) before it is read."""
+CREATE_KEYS: tuple[str, ...] = tuple(a.name for a in attrs.fields(CreateCommand))
+"""The keys a new command's body may have; any other is refused (400 naming it)."""
 MAX_COMMAND_BODY = 4 * MAX_PARAMETERS_BYTES
 """Bytes of a new command's body: its parameters (``MAX_PARAMETERS_BYTES`` as
 compact JSON; more as sent, with spaces and escapes) and the rest; a larger
@@ -171,6 +174,8 @@ async def create_command(user_id: str, deployment_hash: str) -> Response:
     principal = await _gate.user(Permission.OPERATE)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     document = await read_json(services().settings, limit=MAX_COMMAND_BODY)
+    if isinstance(document, dict):
+        unknown_keys("invalid_command", document, CREATE_KEYS, "a command")
     create = decode_create(document)
     _check_confirmation(document)
     stored = await submit(principal, deployment, create)

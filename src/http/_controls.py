@@ -10,11 +10,9 @@ with none of them)."""
 
 from __future__ import annotations
 
-import difflib
 import logging
 from typing import Any
 
-import orjson
 from quart import Blueprint, Response
 
 from trioscope.actors.topology import GetSnapshot
@@ -27,7 +25,7 @@ from . import _gate
 from ._bodies import read_object
 from ._command_views import timestamp
 from ._control_rule import choose, controllers, no_node
-from ._errors import ApiError, field_error
+from ._errors import ApiError, closest, field_error, key_path, unknown_keys
 from ._openapi import Answer, Auth, documented
 from ._responses import json_response
 from ._services import services
@@ -69,26 +67,6 @@ def _check_action(action: str) -> None:
                        details={"action": action, "known": list(CONTROL_ACTIONS)})
 
 
-def _path(parent: str, key: str) -> str:
-    """``parent.key``, or ``parent["key"]`` for a key that is no plain name
-    (its first 80 characters: a body may have a key of 60 KiB)."""
-    return f"{parent}.{key}" if key.isidentifier() and len(key) <= 80 else f"{parent}[{orjson.dumps(key[:80]).decode()}]"
-
-
-def _hint(key: str, known: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key[:80], known, n=1)
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _check_keys(body: dict[str, Any]) -> None:
-    """400 naming the first key the body may not have (a misspelt
-    ``parameters`` ran the control with none), with the closest it may."""
-    for key in body:
-        if key not in BODY_KEYS:
-            raise field_error("invalid_body", _path("$", key),
-                              f"unknown key{_hint(key, BODY_KEYS)}; a control's body has {', '.join(BODY_KEYS)}")
-
-
 def _check_parameters(action: str, parameters: dict[str, Any]) -> None:
     """400 naming the first parameter the control does not take, or that the
     probe would refuse (probe/_executor.py's types and bounds), rather than a
@@ -96,8 +74,8 @@ def _check_parameters(action: str, parameters: dict[str, Any]) -> None:
     takes = ("container", *TAKES[action])
     for name in parameters:
         if name not in takes:
-            raise field_error("invalid_parameters", _path("$.parameters", name),
-                              f"{action!r} takes no such parameter{_hint(name, takes)}; it takes {', '.join(takes)}")
+            raise field_error("invalid_parameters", key_path("$.parameters", name),
+                              f"{action!r} takes no such parameter{closest(name, takes)}; it takes {', '.join(takes)}")
     problem = control_parameter_problem(action, parameters)
     if problem is not None:
         name, expected = problem
@@ -125,7 +103,7 @@ async def control(node_id: str, action: str) -> Response:
     principal = await _gate.user(Permission.OPERATE)
     body = await read_object(s.settings, limit=MAX_CONTROL_BODY)
     _check_action(action)
-    _check_keys(body)
+    unknown_keys("invalid_body", body, BODY_KEYS, "a control's body")
     extra = body.get("parameters", {})
     if not isinstance(extra, dict):
         raise field_error("invalid_body", "$.parameters", "must be a JSON object")

@@ -4,11 +4,14 @@ a traceback never leaves the server."""
 
 from __future__ import annotations
 
+import difflib
 import logging
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
+import orjson
 from quart import Quart, Response, current_app, g, has_request_context, has_websocket_context, request, websocket
 from werkzeug.exceptions import HTTPException
 
@@ -46,6 +49,27 @@ def field_error(code: str, path: str, message: str, status: int = 400) -> ApiErr
     """An error naming one bad field, in the shape ``_bodies.invalid`` gives for many."""
     return ApiError(status, code, f"{path}: {message}",
                     details={"errors": [{"path": path, "message": message}], "total": 1})
+
+
+def key_path(parent: str, key: str) -> str:
+    """``parent.key``, or ``parent["key"]`` for a key that is no plain name
+    (its first 80 characters: a body may have a key of 60 KiB)."""
+    return f"{parent}.{key}" if key.isidentifier() and len(key) <= 80 else f"{parent}[{orjson.dumps(key[:80]).decode()}]"
+
+
+def closest(key: str, known: Sequence[str]) -> str:
+    """`` (did you mean X?)`` for the known name closest to a misspelt ``key``, or nothing."""
+    close = difflib.get_close_matches(key[:80], list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def unknown_keys(code: str, body: Mapping[str, Any], known: Sequence[str], what: str) -> None:
+    """400 ``code`` naming the first key of ``body`` not in ``known``, with the
+    closest it may have (a misspelt key was ignored: ``priorty`` ran a
+    command at normal priority, ``paramters`` a control without any)."""
+    for key in body:
+        if key not in known:
+            raise field_error(code, key_path("$", key), f"unknown key{closest(key, known)}; {what} has {', '.join(known)}")
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,

@@ -789,6 +789,20 @@ async def test_refusals_are_audited_in_records_of_bounded_size(server: ServerPro
     assert max(size for size, _ in rows) < 1024 and max(size for _, size in rows) <= 256, rows
 
 
+async def test_a_new_commands_unknown_key_is_named_with_the_closest_known_one(server: ServerProcess) -> None:
+    """A misspelt key was ignored: ``priorty: critical`` queued the command at normal priority."""
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        response = await client.post(operator.url(agent.deployment_hash, "/commands"),
+                                     json={"type": "restart", "priorty": "critical"}, headers=operator.auth)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["details"]["errors"][0]["path"]) == ("invalid_command", "$.priorty")
+        assert "did you mean priority?" in error["message"]
+        listed = await client.get(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth)
+        assert listed.json()["commands"] == []
+
+
 async def test_a_flood_of_bad_tokens_is_audited_as_a_sample_with_how_many_were_left_out() -> None:
     """Every refusal that names nobody was one audit row (kept for the history
     retention): one address sending bad tokens wrote ~90 rows a second. Its
