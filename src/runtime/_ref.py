@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import functools
+from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 import outcome
@@ -115,14 +116,7 @@ class ActorRef:
             MailboxFull: the mailbox is at capacity (shed the load or use ``send``).
             ActorStopped: the actor has terminated (counted as a dead letter).
         """
-        try:
-            self._cell.mailbox.put_nowait(message)
-        except ActorStopped:
-            self._cell.dead_letter(message)
-            raise
-        except MailboxFull:
-            self._cell.system.count_refused(self._cell.type_name)
-            raise
+        self._queued(self._cell.mailbox.put_nowait, message)
 
     def tell_keyed(self, key: Hashable, message: Any) -> None:
         """Queue ``message`` without waiting, in place of the message of the
@@ -135,8 +129,13 @@ class ActorRef:
             MailboxFull: ``keyed_capacity`` other keys wait already.
             ActorStopped: the actor has terminated (counted as a dead letter).
         """
+        self._queued(functools.partial(self._cell.mailbox.put_keyed_nowait, key), message)
+
+    def _queued(self, put: Callable[[Any], None], message: Any) -> None:
+        """``put(message)``: a terminated actor's refusal counted as a dead
+        letter, a full mailbox's by actor type (``refused_by_type``)."""
         try:
-            self._cell.mailbox.put_keyed_nowait(key, message)
+            put(message)
         except ActorStopped:
             self._cell.dead_letter(message)
             raise
