@@ -29,6 +29,7 @@ lost, their state is not).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -40,7 +41,7 @@ from trioscope.domain.deployments import AgentDirectory
 from trioscope.runtime import Actor, ActorRef, ActorSpec, Published
 from trioscope.store import AuditEntry, Change, Connected, FeedEvent, StoreReader
 
-from .alerts import Heard, ResyncAlerts
+from .alerts import LEDGER_TTL, Heard, ResyncAlerts
 from .directory import GetPublished, ReloadAll, ReloadRecords
 from .notifier import publish
 from .queue_owner import CommandsChanged, ResyncQueues
@@ -142,7 +143,9 @@ class ChangeFeedActor(Actor):
         # two tenants' alerts may share a fingerprint (each is its own); the
         # ledger tells only what changed, so the other tenant's is no news.
         stored: dict[str | None, list[AuditEntry]] = {}
-        for record in await self.reader.latest_alerts(fingerprints=missing):
+        # Only records the ledger could still hold (``LEDGER_TTL``): a tenant's alert last heard of days ago
+        # would otherwise fire again with another tenant's change of the fingerprint.
+        for record in await self.reader.latest_alerts(since=time.time() - LEDGER_TTL, fingerprints=missing):
             stored.setdefault(record.entry.resource_id, []).append(record.entry)
         notices: list[AlertNotice] = []
         for change in changes:

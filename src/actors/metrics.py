@@ -52,7 +52,9 @@ NODE_METRICS = 16
 """Most host metrics kept per probe (a report has about a dozen)."""
 NODE_BUCKETS_WAITING = 4
 """A probe's ``NodeSamples`` that may wait in the actor's mailbox at once, one
-per 15 s bucket of the store (``keyed_capacity``: this times ``agents.max_agents``):
+per 15 s bucket of the store, for the buckets this many before the report was
+received (the roster tells older ones plainly; ``keyed_capacity``: this times
+``agents.max_agents``):
 a read holds the actor up to ``metrics.query_timeout`` (30 s by default), and
 told plainly, at a few hundred reports a second, the samples of a 10 s read
 filled the 4,096-message mailbox and the rest were dropped."""

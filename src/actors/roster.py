@@ -40,7 +40,7 @@ from trioscope.runtime import (
 
 from .agent import Heartbeat, Register, ReportReceived, agent_spec
 from .hub import ReportSeen
-from .metrics import ForgetNode, NodeSamples
+from .metrics import NODE_BUCKETS_WAITING, ForgetNode, NodeSamples
 from .refusals import REFUSALS, TooManyAgents, UnknownProbe
 from .topology import ExpireStale, ForgetAgent, MergeReport
 
@@ -296,12 +296,17 @@ class RosterActor(Actor):
             pass  # a live "report_update" is a courtesy; the report itself is accepted
         if self.metrics is not None and values:
             at = metric_time(report, message.received_at, self.settings.storage.max_data_age)
+            samples = NodeSamples(report.agent_id, report.host_name, at, values)
             try:
                 # Keyed by the store's bucket: while a metrics read holds the actor, an
                 # agent's samples wait once a bucket (the store keeps one a bucket anyway)
-                # rather than filling the mailbox and being dropped (``NODE_BUCKETS_WAITING``).
-                self.metrics.tell_keyed((report.agent_id, int(at // RESOLUTION)),
-                                        NodeSamples(report.agent_id, report.host_name, at, values))
+                # rather than filling the mailbox and being dropped. Only the last
+                # ``NODE_BUCKETS_WAITING`` buckets before it was received: older ones (a
+                # probe's buffered reports, or made-up times) would each take a key.
+                if message.received_at - at < NODE_BUCKETS_WAITING * RESOLUTION:
+                    self.metrics.tell_keyed((report.agent_id, int(at // RESOLUTION)), samples)
+                else:
+                    self.metrics.tell(samples)
             except (MailboxFull, ActorStopped):
                 pass  # counted (app_actor_mailbox_full_total); the report itself is accepted
 

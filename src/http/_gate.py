@@ -164,10 +164,10 @@ def bearer() -> str | None:
 
 def refuse(status: int, code: str, message: str, *, action: str, tenant: str | None, actor: str,
             **details: Any) -> ApiError:
-    """The refusal to raise, audited: one by one if it names a tenant, else as
-    ``Gate.refusals`` samples them (a flood of bad tokens is counted, not
+    """The refusal to raise, audited: one by one if it names a tenant or an
+    agent whose signature held, else as ``Gate.refusals`` samples them (a flood of bad tokens is counted, not
     written row by row; the next row of its source says how many were left out)."""
-    if tenant is None:
+    if tenant is None and actor == "anonymous":  # a signed agent's refusal is audited row by row
         left_out = services().gate.refusals.admit(client_source(), time.monotonic())
         if left_out is None:
             return ApiError(status, code, message)

@@ -62,8 +62,9 @@ class SystemStats:
     actors: int
     """Live actors in the tree."""
     refused_by_type: dict[str, int] = attrs.field(factory=dict)
-    """Messages refused for a full mailbox (``MailboxFull``, asked or told)
-    over the system's life, by the actor type they were addressed to."""
+    """Messages refused for a full mailbox (``MailboxFull``) when asked or
+    told through an ``ActorRef``, over the system's life, by the actor type
+    they were addressed to (not a timer's firing skipped for a full mailbox)."""
 
 
 class RateMeter:

@@ -5,6 +5,7 @@ and from one read of the store per batch for those they do not."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
@@ -118,7 +119,7 @@ async def test_an_alert_change_without_its_record_tells_every_tenants_alert_of_t
     def record(number: int, tenant: str) -> AuditRecord:
         details = {"alert": "DiskFull", "severity": "warning", "summary": f"{tenant}'s disk", "source": "alertmanager",
                    "labels": {"tenant": tenant}}
-        return AuditRecord(number, AuditEntry(at=100.0 + number, tenant=tenant, actor="alertmanager",
+        return AuditRecord(number, AuditEntry(at=time.time() + number, tenant=tenant, actor="alertmanager",
                                               action="alert.firing", resource_type="alert",
                                               resource_id="deadbeefdeadbeef", details=details))
 
@@ -126,7 +127,9 @@ async def test_an_alert_change_without_its_record_tells_every_tenants_alert_of_t
     class AlertReader(CountingReader):
         async def latest_alerts(self, *, since: float | None = None,
                                 fingerprints: Sequence[str] | None = None) -> list[AuditRecord]:
-            return [record(1, "ta"), record(2, "tb")] if fingerprints == ["deadbeefdeadbeef"] else []
+            assert since is not None  # records the ledger could still hold, not a tenant's of days ago
+            return [r for r in (record(1, "ta"), record(2, "tb"), record(-3 * 86400, "tc"))
+                    if fingerprints == ["deadbeefdeadbeef"] and r.entry.at >= since]
 
     heard: list[Any] = []
 

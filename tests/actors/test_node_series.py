@@ -77,7 +77,13 @@ async def test_host_metrics_reported_while_a_read_holds_the_actor_are_all_kept(s
 
     import trio
 
+    import orjson
+
     from tests.actors.test_roster_actor import arrived
+    from tests.synthetic import host_report
+    from trioscope.actors.roster import ReportArrived
+    from trioscope.domain.agents import PackedReport
+    from trioscope.wire import decode_report
     from trioscope.actors.metrics import MetricsActor
     from trioscope.runtime import MailboxFull
     from tests.waiting import eventually
@@ -109,6 +115,11 @@ async def test_host_metrics_reported_while_a_read_holds_the_actor_are_all_kept(s
         reports = [arrived(index) for index in range(1, 4)]
         for report in reports:
             await system.lookup(ROSTER).ask(report)
+        # A report of two minutes before it was received (a probe's buffered one, or a made-up
+        # time) takes no key: told plainly, it finds the mailbox full.
+        now = time.time()
+        old = host_report(4, timestamp=now - 120, containers=1, processes=2, connections=0)
+        await system.lookup(ROSTER).ask(ReportArrived(decode_report(old), PackedReport.pack(orjson.dumps(old)), now))
         release.set()
 
         async def kept() -> set[str]:
@@ -119,9 +130,9 @@ async def test_host_metrics_reported_while_a_read_holds_the_actor_are_all_kept(s
             return {row["metric"]["agent_id"] for row in found["result"]}
 
         assert await eventually(kept) == {report.report.agent_id for report in reports}
-        # The filler's last, and the reads' asked while the fillers were taken.
+        # The filler's last, the old report's, and the reads' asked while the fillers were taken.
         refused = system.snapshot().refused_by_type["MetricsActor"]
-        assert refused >= 1
+        assert refused >= 2
         assert next(sample.value for family in Metrics(system, LiveCounters()).collect()
                     for sample in family.samples if sample.name == "app_actor_mailbox_full_total"
                     and sample.labels == {"actor_type": "MetricsActor"}) == refused
