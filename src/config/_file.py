@@ -184,29 +184,31 @@ class _Reader:
                     items.append([])
                 elif isinstance(item, yaml.MappingNode):
                     items.append({})
-                elif (value := self._scalar(key, item, source)) is not _UNREADABLE:
+                elif (value := self._scalar(key, item)) is not _UNREADABLE:
                     items.append(value)
                 else:
                     return
             written = "[...]" if key.secret else _shown_list([self._written(item) for item in node.value])
             raw = RawValue(items, written, source)
         else:
-            if (value := self._scalar(key, node, source)) is _UNREADABLE:
+            if (value := self._scalar(key, node)) is _UNREADABLE:
                 return
             # An empty plain scalar (``host:``) is null; ``host: ""`` is the empty text.
             written = "null" if node.tag == _NULL_TAG and not node.value else node.value
             raw = RawValue(value, written, source)
         self._entries.append((key, raw))
 
-    def _scalar(self, key: Key, node: yaml.Node, source: Source) -> object:
+    def _scalar(self, key: Key, node: yaml.Node) -> object:
         """A scalar node's value; ``_UNREADABLE`` (and the problem added) if the safe loader refuses it."""
         try:
             return self._loader.construct_object(node, deep=True)
         except yaml.constructor.ConstructorError as exc:
             # An explicit tag the safe loader refuses (e.g. !!python/name): that
             # value is wrong, the rest of the file is still worth checking.
-            written = "the value" if key.secret else self._written(node)
-            self._add(key.name, node, f"{written} from {source} cannot be read: {exc.problem}")
+            # Named by its tag when it has no text (``!!python/name:os.system``), at its own line (a list's item).
+            written = "the value" if key.secret else self._written(node) if node.value else node.tag
+            self._add(key.name, node, f"{written} from {_file(self._path, _line(node))} cannot be read: "
+                      f"{exc.problem}")
             return _UNREADABLE
 
     def _first_time(self, name: str, node: yaml.Node, what: str) -> bool:

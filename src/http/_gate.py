@@ -170,6 +170,7 @@ def refuse(status: int, code: str, message: str, *, action: str, tenant: str | N
     if tenant is None and actor == "anonymous":  # a signed agent's refusal is audited row by row
         left_out = services().gate.refusals.admit(client_source(), time.monotonic())
         if left_out is None:
+            services().metrics.audit_unrecorded.inc()
             return ApiError(status, code, message)
         if left_out:
             details["unrecorded_before"] = left_out

@@ -336,3 +336,9 @@ def test_a_long_bad_value_is_shown_cut_with_its_length():
     """A 5 MB --host was echoed whole in the one-line error."""
     [line] = problems(flags={"server.host": "a" * 5000})
     assert len(line) < 500 and "... (5000 characters)" in line, line
+
+
+def test_an_unreadable_item_of_a_yaml_list_is_named_by_its_tag_at_its_own_line():
+    assert problems(text="server:\n  trusted_proxies:\n    - 10.0.0.0/8\n    - !!python/name:os.system\n") == [
+        f"server.trusted_proxies: tag:yaml.org,2002:python/name:os.system from file {FILE}:4 cannot be read: "
+        "could not determine a constructor for the tag 'tag:yaml.org,2002:python/name:os.system'"]

@@ -835,6 +835,11 @@ async def test_a_flood_of_bad_tokens_is_audited_as_a_sample_with_how_many_were_l
             rows = await eventually(said_left_out, deadline=20)  # once the address's budget has a token again
         # Each row, and those left out before it: every refusal up to the last row.
         assert len(rows) + sum(d.get("unrecorded_before", 0) for d in rows) >= 300
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            exposed = (await client.get("/metrics")).text
+        counted = next(float(line.split()[-1]) for line in exposed.splitlines()
+                       if line.startswith("app_audit_refusals_unrecorded_total"))
+        assert counted >= 300 - len(rows)
 
 
 async def test_progress_reports_make_one_history_entry_and_transitions_stay_exact(server: ServerProcess) -> None:
