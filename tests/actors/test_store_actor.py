@@ -74,14 +74,19 @@ class CountingWriter:
         return getattr(self.writer, name)
 
 
+def counted_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transactions: list[int]) -> ActorSpec:
+    """A store actor whose writer appends each transaction's group count to ``transactions``."""
+    real = store_module.open_writer
+    monkeypatch.setattr(store_module, "open_writer",
+                        lambda *args, **kwargs: CountingWriter(real(*args, **kwargs), transactions))
+    return ActorSpec(name="store", factory=lambda: StoreActor(tmp_path / "db.sqlite3", clock=lambda: NOW))
+
+
 async def test_under_steady_load_a_commit_waits_for_company_and_a_lone_one_does_not(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mock_clock: trio.testing.MockClock) -> None:
     # The clock stands still unless jumped: a commit that waited for company would never end by itself.
     transactions: list[int] = []
-    real = store_module.open_writer
-    monkeypatch.setattr(store_module, "open_writer",
-                        lambda *args, **kwargs: CountingWriter(real(*args, **kwargs), transactions))
-    spec = ActorSpec(name="store", factory=lambda: StoreActor(tmp_path / "db.sqlite3", clock=lambda: NOW))
+    spec = counted_store(tmp_path, monkeypatch, transactions)
     async with open_actor_system(SupervisorSpec(name="root", children=[spec])) as system:
         store = system.lookup("/root/store")
         await commit(store, [AuditEntry(at=NOW, tenant="t", actor="u", action="lone")])  # an idle writer: at once
@@ -107,10 +112,7 @@ async def test_a_lone_writer_going_commit_after_commit_is_not_held_for_company(
     # One task writing group after group (a deployment's queue taking a burst of creates) is the only
     # writer: nobody else wrote during its last commit nor since, so nobody is coming.
     transactions: list[int] = []
-    real = store_module.open_writer
-    monkeypatch.setattr(store_module, "open_writer",
-                        lambda *args, **kwargs: CountingWriter(real(*args, **kwargs), transactions))
-    spec = ActorSpec(name="store", factory=lambda: StoreActor(tmp_path / "db.sqlite3", clock=lambda: NOW))
+    spec = counted_store(tmp_path, monkeypatch, transactions)
     async with open_actor_system(SupervisorSpec(name="root", children=[spec])) as system:
         store = system.lookup("/root/store")
         for i in range(5):

@@ -12,7 +12,7 @@ import attrs
 import httpx
 import trio
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocketRoute, sync_playwright
 
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
@@ -40,6 +40,43 @@ def browser() -> Iterator[Browser]:
 def server() -> Iterator[ServerProcess]:
     with ServerProcess() as process:
         yield process
+
+
+@attrs.define
+class HeldUpdates:
+    """The page's live views, their ``topology_update`` frames held back while
+    ``holding`` (as a page too busy to read them), then let through."""
+
+    frames: list[Any] = attrs.field(factory=list)
+    pages: list[WebSocketRoute] = attrs.field(factory=list)
+    holding: bool = False
+
+    @classmethod
+    def on(cls, page: Page) -> HeldUpdates:
+        """Route ``page``'s live views through a ``HeldUpdates`` (before the page opens them)."""
+        held = cls()
+
+        def route(ws: WebSocketRoute) -> None:
+            server = ws.connect_to_server()
+
+            def from_server(message: Any) -> None:
+                if held.holding and '"topology_update"' in str(message):
+                    held.frames.append(message)
+                    return
+                ws.send(message)
+
+            server.on_message(from_server)
+            held.pages.append(ws)
+
+        page.route_web_socket("**/api/v1/ws*", route)
+        return held
+
+    def release(self) -> None:
+        """Stop holding, and send the last live view what was held."""
+        self.holding = False
+        frames, self.frames = self.frames, []
+        for frame in frames:
+            self.pages[-1].send(frame)
 
 
 @attrs.define

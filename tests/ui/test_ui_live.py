@@ -17,7 +17,7 @@ from playwright.sync_api import WebSocketRoute
 
 from tests.synthetic import host_report
 
-from .conftest import Ui, post_report
+from .conftest import HeldUpdates, Ui, post_report
 
 RECORD_STATES = """() => {
   window.states = [];
@@ -102,33 +102,15 @@ def test_the_page_says_it_is_resyncing_not_live_until_the_whole_view_is_back(ui:
 
 def test_the_page_says_it_is_behind_while_the_server_is_ahead_of_it(ui: Ui) -> None:
     post_report(ui.server, 0)
-    frames: list[Any] = []
-    holding: list[bool] = []
-    pages: list[WebSocketRoute] = []
-
-    def route(ws: WebSocketRoute) -> None:
-        server = ws.connect_to_server()
-
-        def from_server(message: Any) -> None:
-            if holding and '"topology_update"' in str(message):
-                frames.append(message)  # the page does not read them: as a page too busy to
-                return
-            ws.send(message)
-
-        server.on_message(from_server)
-        pages.append(ws)
-
-    ui.page.route_web_socket("**/api/v1/ws*", route)
+    held = HeldUpdates.on(ui.page)
     ui.open()
     ui.wait_for_nodes({"host:host-0"})
     ui.page.wait_for_selector("#connection[data-state=live]")
-    holding.append(True)
+    held.holding = True
     post_report(ui.server, 1)
     # Two polls of the stats later, the page has not reached the version of the first.
     ui.page.wait_for_selector("#connection[data-state=behind]", timeout=30_000)
-    holding.clear()
-    for frame in frames:
-        pages[-1].send(frame)
+    held.release()
     ui.wait_for_nodes({"host:host-1"})
     ui.page.wait_for_selector("#connection[data-state=live]")
 
