@@ -8,6 +8,8 @@ Anyone who may read the topology reads command lines (a process node's
   passphrase, key, cookie, bearer, credential, or a name ending in auth, pass
   or pwd): ``--api-key=***``, ``--auth ***``, ``DB_PASSWORD=***``,
   ``-Djavax.net.ssl.keyStorePassword=***`` (``--password-stdin`` has none);
+- in comma-separated options, an option named like a secret
+  (``mount -o username=u,password=***``);
 - in URLs, the password (``postgresql://u:***@db``), the user of an http(s)
   URL without one (``https://***@github.com``: GitHub takes a token there),
   and parameters named like a secret (``?access_token=***``, ``;password=***``);
@@ -24,7 +26,12 @@ Anyone who may read the topology reads command lines (a process node's
   colon, whole: ``-A bearer -a TOKEN``), ``docker login -p ***`` (and
   ``podman``, ``nerdctl``, ``buildah``, ``skopeo``, ``oras``, ``helm registry``,
   ``az``: their ``login``'s ``-p`` only), ``--creds user:***`` (podman, buildah,
-  skopeo); a tool is one only where a command stands (first, after ``;``,
+  skopeo), ``etcdctl --user root:***``, ``ipmitool -P ***``, ``rdesktop -p ***``,
+  ``lftp -u user,***``, Samba's ``smbclient -U user%***`` (``rpcclient``,
+  ``smbcacls``, ``smbget``), FreeRDP's ``xfreerdp /p:***`` (``/gp:``, ``/pth:``),
+  Oracle's ``sqlplus user/***@db`` (``sqlldr``, ``expdp``, ``impdp``;
+  ``userid=user/***`` too) and httpie's header items (``Private-Token:***``);
+  a tool is one only where a command stands (first, after ``;``,
   ``&&``, ``|``..., among the next words after ``exec``, ``sudo``, ``env``...,
   or as the script after ``python3``, ``bash``...): ``docker run --name mongo
   -p 27017:27017`` keeps its port.
@@ -108,6 +115,12 @@ class _Takes(enum.Enum):
     (``docker run -p 8080:80``, ``-w /app``)."""
     USER_PASSWORD = enum.auto()
     """``user:password``: the password masked."""
+    USER_COMMA_PASSWORD = enum.auto()
+    """``user,password`` (lftp's ``-u``): the password masked."""
+    USER_PERCENT_PASSWORD = enum.auto()
+    """``user%password`` (Samba's ``-U``): the password masked."""
+    ORACLE_LOGIN = enum.auto()
+    """A word that is not a flag: ``user/password@connect`` (or ``userid=...``), the password masked."""
     USER_PASSWORD_OR_TOKEN = enum.auto()
     """``user:password``, the password masked, or a token, masked whole: httpie's
     ``-a`` takes both (``-A bearer -a TOKEN``), and a token has no colon."""
@@ -129,6 +142,14 @@ _CURL = {"-u": _Flag(_Takes.USER_PASSWORD), "--user": _Flag(_Takes.USER_PASSWORD
 _HTTPIE = {"-a": _Flag(_Takes.USER_PASSWORD_OR_TOKEN), "--auth": _Flag(_Takes.USER_PASSWORD_OR_TOKEN)}
 _HTTPIE_NAMES = ("http", "https", "httpie", "xh", "xhs")  # httpie (``python3 -m httpie`` too) and xh
 _MOSQUITTO = {"-P": _Flag(_Takes.PASSWORD), "--pw": _Flag(_Takes.PASSWORD)}  # its ``-p`` is the port
+_POSITIONAL = ""
+"""The key of a tool's flags under which what its words that are not flags take stands (sqlplus' login)."""
+_SLASHED = "/"
+"""The key present for tools whose flags are ``/name:value`` (FreeRDP's), the others keyed ``/name:``."""
+_ORACLE = {_POSITIONAL: _Flag(_Takes.ORACLE_LOGIN)}
+_SAMBA = {"-U": _Flag(_Takes.USER_PERCENT_PASSWORD), "--user": _Flag(_Takes.USER_PERCENT_PASSWORD)}
+_FREERDP = {_SLASHED: _Flag(_Takes.SECRET), "/p:": _Flag(_Takes.SECRET), "/gp:": _Flag(_Takes.SECRET),
+            "/pth:": _Flag(_Takes.SECRET)}
 _TOOL_FLAGS: dict[str, Mapping[str, _Flag]] = {
     "curl": _CURL,
     "wget": {"--header": _Flag(_Takes.HEADER)},
@@ -137,6 +158,14 @@ _TOOL_FLAGS: dict[str, Mapping[str, _Flag]] = {
     "sqlcmd": {"-P": _Flag(_Takes.PASSWORD)},
     **{name: _HTTPIE for name in _HTTPIE_NAMES},
     **{name: _MOSQUITTO for name in ("mosquitto_sub", "mosquitto_pub", "mosquitto_rr", "mosquitto_ctrl")},
+    "etcdctl": {"--user": _Flag(_Takes.USER_PASSWORD)},
+    "ipmitool": {"-P": _Flag(_Takes.PASSWORD)},  # its ``-p`` is the port
+    "rdesktop": {"-p": _Flag(_Takes.PASSWORD)},
+    "lftp": {"-u": _Flag(_Takes.USER_COMMA_PASSWORD), "--user": _Flag(_Takes.USER_COMMA_PASSWORD)},
+    **{name: _SAMBA for name in ("smbclient", "rpcclient", "smbcacls", "smbget")},
+    **{name: _FREERDP for name in ("xfreerdp", "xfreerdp3", "wlfreerdp", "wlfreerdp3", "sdl-freerdp",
+                                    "sdl-freerdp3")},
+    **{name: _ORACLE for name in ("sqlplus", "sqlldr", "expdp", "impdp")},
 }
 """Tools whose flags take a secret under a name that does not say so."""
 _TOOL_FAMILIES: dict[str, Mapping[str, _Flag]] = {
@@ -267,8 +296,11 @@ def _secret_assignment(text: str) -> int | None:
 
 
 def _masked_value(text: str, end: int) -> str:
-    """``text`` with what follows ``end`` masked, a quote opening it kept."""
+    """``text`` with what follows ``end`` masked, a quote opening it kept
+    (and the second ``=`` of httpie's ``token==x``)."""
     value = text[end:]
+    if value.startswith("="):
+        end, value = end + 1, value[1:]
     return text[:end] + value[:len(value) - len(value.lstrip("'\""))] + MASK
 
 
@@ -276,9 +308,9 @@ def _port_or_path(value: str) -> bool:
     return value.startswith(("/", "./", "../", "~/")) or _PORT_MAPPING.fullmatch(value) is not None
 
 
-def _masked_user_password(value: str) -> str:
-    user, colon, _ = value.partition(":")
-    return f"{user}:{MASK}" if colon else value
+def _masked_user_password(value: str, separator: str = ":") -> str:
+    user, found, _ = value.partition(separator)
+    return f"{user}{separator}{MASK}" if found else value
 
 
 def _header_value(name: str, value: str) -> str:
@@ -373,6 +405,8 @@ class _Walk:
         flag, equals, _ = arg.partition("=")
         if arg.startswith("-") and (flag in self.tool if equals else arg[:2] in self.tool):
             return self._tool_flag("", arg, "")
+        if _POSITIONAL in self.tool and not arg.startswith("-"):  # ``sqlplus "sys/pw as sysdba"``
+            return _taken(self.tool[_POSITIONAL].takes, arg)
         end = _secret_assignment(arg) if arg.startswith("-") else None  # ``NAME=x cmd``: a line
         if end is not None:
             return arg[:end] + MASK
@@ -390,7 +424,8 @@ class _Walk:
         hint (``hinted``; None: not known yet) -- most words of a line that
         holds one (``chromium --enable-features=...``)."""
         return (self.takes is None and self.header is None and not self.announced
-                and not (self.tool and word.startswith("-"))
+                and not (self.tool and (word.startswith("-") or _POSITIONAL in self.tool
+                                        or (_SLASHED in self.tool and word.startswith("/"))))
                 and not (hinted if hinted is not None else _hinted(word)))
 
     def word(self, word: str, hinted: bool | None = None) -> str:
@@ -487,16 +522,34 @@ class _Walk:
                 if _FLAG_SECRET.search(flag) and not flag.endswith("stdin"):  # ``--password-stdin`` takes none
                     self.takes = _Takes.SECRET  # ``--password x``: the next word
                 return text
-        elif self._command_word(text):
-            return text
+        else:
+            shown = self._tool_word(text) if self.tool else None
+            if shown is not None:
+                return shown
+            if self._command_word(text):
+                return text
         end = _secret_assignment(text)
         if end is not None:
             return _masked_value(text, end)
         if text.lower() in _ANNOUNCERS:
             self.announced = True
             return text
-        header = self._header_word(lead, text, trail, any_name=False)
-        return header if header is not None else _in_urls(text)
+        # httpie's request items: ``Private-Token:x`` is a header whatever its name.
+        header = self._header_word(lead, text, trail, any_name=self.tool is _HTTPIE)
+        return header if header is not None else _in_urls(_in_options(text))
+
+    def _tool_word(self, text: str) -> str | None:
+        """A word of the current tool that is not a ``-`` flag, masked where
+        the tool takes a secret so (``/p:x``, ``user/pw@db``); None where it does not."""
+        if _SLASHED in self.tool and text.startswith("/"):
+            name, colon, _ = text.partition(":")
+            if colon and name + colon in self.tool:
+                return name + colon + MASK
+        positional = self.tool.get(_POSITIONAL)
+        if positional is not None:
+            shown = _taken(positional.takes, text)
+            return shown if shown != text else None
+        return None
 
     def _tool_flag(self, lead: str, text: str, trail: str) -> str:
         """A flag of the current tool: ``-u user:pw``, ``-uuser:pw``,
@@ -559,7 +612,29 @@ def _taken(takes: _Takes, value: str) -> str:
     """A value a flag said is a secret (or ``user:password``), masked."""
     if takes is _Takes.USER_PASSWORD or (takes is _Takes.USER_PASSWORD_OR_TOKEN and ":" in value):
         return _masked_user_password(value)
+    separator = _USER_SEPARATORS.get(takes)
+    if separator is not None:
+        return _masked_user_password(value, separator)
+    if takes is _Takes.ORACLE_LOGIN:
+        login = _ORACLE_LOGIN.match(value)
+        return value if login is None else value[:login.start(1)] + MASK + value[login.end(1):]
     return value if takes is _Takes.PASSWORD and _port_or_path(value) else MASK
+
+
+_USER_SEPARATORS = {_Takes.USER_COMMA_PASSWORD: ",", _Takes.USER_PERCENT_PASSWORD: "%"}
+_ORACLE_LOGIN = re.compile(r"(?:userid=)?[^/\s@='\"]+/([^@\s'\"]+)", re.IGNORECASE)
+"""``scott/tiger``, ``scott/tiger@db``, ``userid=scott/tiger``: not ``/nolog``,
+``@script.sql`` nor ``control=a/b.ctl``. Matched at the start only."""
+_OPTION = re.compile(r"(?<![^,])([A-Za-z_][\w.-]*)=([^,]*)")
+"""An option of a comma-separated list (``-o username=u,password=x``): after
+a comma or at the start only, so each position is tried once."""
+
+
+def _in_options(word: str) -> str:
+    """The options of a comma-separated list named like a secret, masked."""
+    if "," not in word or "=" not in word:
+        return word
+    return _OPTION.sub(lambda m: f"{m.group(1)}={MASK}" if _FLAG_SECRET.search(m.group(1)) else m.group(), word)
 
 
 def _header(arg: str, *, any_name: bool) -> str | None:

@@ -76,6 +76,32 @@ MASKED = [
     (["mosquitto_sub", "-h", "broker", "-p", "8883", "-u", "iot", "-P", "hunter2", "-t", "sensors/#"],
      "mosquitto_sub -h broker -p 8883 -u iot -P *** -t sensors/#"),
     (["mosquitto_pub", "--pw", "hunter2", "-t", "lights", "-m", "on"], "mosquitto_pub --pw *** -t lights -m on"),
+    # Samba's user%password, lftp's user,password, FreeRDP's /p:, Oracle's user/password@db.
+    (["smbclient", "//srv/share", "-U", "alice%hunter2"], "smbclient //srv/share -U alice%***"),
+    (["smbclient", "//srv/share", "-Ualice%hunter2"], "smbclient //srv/share -Ualice%***"),
+    (["rpcclient", "--user=alice%hunter2", "srv"], "rpcclient --user=alice%*** srv"),
+    (["sh", "-c", "smbget -U bob%hunter2 smb://s/x"], "sh -c smbget -U bob%*** smb://s/x"),
+    (["lftp", "-u", "alice,hunter2", "sftp://h"], "lftp -u alice,*** sftp://h"),
+    (["xfreerdp", "/v:host", "/u:alice", "/p:hunter2", "/cert:ignore"], "xfreerdp /v:host /u:alice /p:*** /cert:ignore"),
+    (["xfreerdp3", "/gp:hunter2", "/pth:abc123"], "xfreerdp3 /gp:*** /pth:***"),
+    (["rdesktop", "-u", "alice", "-p", "hunter2", "host"], "rdesktop -u alice -p *** host"),
+    (["sqlplus", "scott/hunter2@orcl"], "sqlplus scott/***@orcl"),
+    (["sqlplus", "-s", "scott/hunter2@//db:1521/svc", "@/opt/run.sql"],
+     "sqlplus -s scott/***@//db:1521/svc @/opt/run.sql"),
+    (["sqlplus", "sys/hunter2 as sysdba"], "sqlplus sys/*** as sysdba"),
+    (["sh", "-c", "sqlplus -L scott/hunter2 @scripts/a.sql"], "sh -c sqlplus -L scott/*** @scripts/a.sql"),
+    (["expdp", "userid=scott/hunter2", "directory=d", "dumpfile=x.dmp"], "expdp userid=scott/*** directory=d dumpfile=x.dmp"),
+    (["sqlldr", "control=a/b.ctl", "scott/hunter2"], "sqlldr control=a/b.ctl scott/***"),
+    # Other tools' short flags; options in a comma-separated list; httpie's request items.
+    (["ipmitool", "-I", "lanplus", "-H", "bmc", "-U", "admin", "-P", "hunter2", "power", "status"],
+     "ipmitool -I lanplus -H bmc -U admin -P *** power status"),
+    (["etcdctl", "--user", "root:hunter2", "get", "/k"], "etcdctl --user root:*** get /k"),
+    (["etcdctl", "--user=root:hunter2", "get", "/k"], "etcdctl --user=root:*** get /k"),
+    (["mount", "-t", "cifs", "//srv/s", "/mnt", "-o", "username=alice,password=hunter2,uid=1000"],
+     "mount -t cifs //srv/s /mnt -o username=alice,password=***,uid=1000"),
+    (["sshfs", "-o", "reconnect,password=hunter2", "u@h:/", "/mnt"], "sshfs -o reconnect,password=*** u@h:/ /mnt"),
+    (["http", "POST", "example.com", "Private-Token:hunter2", "name=x"], "http POST example.com Private-Token:*** name=x"),
+    (["http", "example.com", "access_token==hunter2"], "http example.com access_token==***"),
     # Registry logins: -p is the password of login only.
     (["docker", "login", "-u", "ci", "-p", "hunter2", "registry.example.com"],
      "docker login -u ci -p *** registry.example.com"),
@@ -214,6 +240,17 @@ KEPT = [
     ["sh", "-c", "echo login; docker run -p 8080 app"],
     ["/bin/login", "-p", "--", "alice"],
     ["skopeo", "inspect", "--creds", "ci", "docker://quay.io/o/app"],  # skopeo asks for the password
+    # Without their passwords (the tool asks), or words that only look like them.
+    ["smbclient", "-L", "//srv", "-U", "alice"],
+    ["lftp", "-u", "alice", "sftp://h"],
+    ["etcdctl", "--user", "root", "get", "/k"],
+    ["ipmitool", "-p", "623", "-H", "bmc", "chassis", "status"],
+    ["sqlplus", "/nolog"],
+    ["sqlplus", "-s", "/", "@/opt/run.sql"],
+    ["cp", "/p:x", "/gp:y"],  # FreeRDP's flags only
+    ["xfreerdp", "/v:host", "/u:alice", "/cert:ignore"],
+    ["mount", "-o", "rw,noatime,passno=2", "/dev/sda1", "/mnt"],
+    ["http", "example.com", "Accept:application/json", "page==2"],
     # httpie's -a only: http-server's -a is its address, http.server a module.
     ["http-server", "-a", "0.0.0.0", "-p", "8080"],
     ["node", "/usr/local/bin/http-server", "-a", "127.0.0.1", "-p", "8080"],
@@ -260,7 +297,7 @@ LONG = [
     (["app", "--" + "a" * _100_KB + "key"], None),
     (["app", "-" * _100_KB + "key"], None),
     (["app", "a=" * (_100_KB // 2) + "key"], None),
-    (["app", "key" + "=" * _100_KB], "app key=***"),
+    (["app", "key" + "=" * _100_KB], "app key==***"),
     (["app", "'" * _100_KB + "key" + "'" * _100_KB], None),
     (["curl", "-H", "X-Key:" + " " * _100_KB + "x"], "curl -H X-Key:" + " " * _100_KB + "***"),
     (["curl", "-H", "Authorization: Bearer" + " " * _100_KB + "x"],
@@ -276,6 +313,11 @@ LONG = [
      "sh -c docker" + " -c x" * (_100_KB // 5) + " login -p ***"),
     (["http", "-a", "a" + ":" * _100_KB], "http -a a:***"),
     (["sh", "-c", "http " * (_100_KB // 5)], None),
+    (["sqlplus", "a" * _100_KB + "/"], None),
+    (["sqlplus", "a/" * (_100_KB // 2)], "sqlplus a/***"),
+    (["app", "a" * _100_KB + ",key=x"], "app " + "a" * _100_KB + ",key=***"),
+    (["app", ",key" * (_100_KB // 4)], None),
+    (["app", "key" + ",a" * (_100_KB // 2) + "="], None),
 ]
 
 
