@@ -41,7 +41,8 @@ import attrs
 from trioscope.config import Settings
 from trioscope.domain.commands import (
     CancelNotice, Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue,
-    DEADLINE_EXPIRY, TIMED_OUT, cancel_notice_id, change_events, parameters_bytes,
+    DEADLINE_EXPIRY, FINAL_STATUSES, TIMED_OUT, cancel_notice_id, change_events, delivered_to, parameters_bytes,
+    repeats_outcome, report_outcome, returned_undelivered,
 )
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
@@ -72,6 +73,9 @@ POLL_CLOSED = "the poll closed before delivery"
 AGENT_RETIRED = "the agent was decommissioned or replaced before delivery"
 NOT_ACKNOWLEDGED = "not acknowledged by the agent socket"
 """Reasons a delivered command went back to the queue, as its history says."""
+ACKNOWLEDGED_BY_POLL = "acknowledged by last_command_id"
+ACKNOWLEDGED_BY_REPORT = "acknowledged by a report"
+"""Reasons a command given back to the queue was marked delivered again: its agent had it."""
 UNACKNOWLEDGED_TWICE = ("not acknowledged by the agent socket, twice: not delivered a third time, "
                         "as the agent may have it")
 """The error of a command that went back to the queue for want of an
@@ -159,7 +163,12 @@ class Undeliverable:
 
 @attrs.frozen
 class Report:
-    """Answered with ``(command, changed)``; ``changed`` is False for a repeated final report."""
+    """Answered with ``(command, changed)``; ``changed`` is False for a repeated
+    final report (``repeats_outcome``: the same status, result and error).
+
+    Only the agent a command was last delivered to may report on it (each
+    ``deliver`` entry records it); its report of a command given back to the
+    queue as undelivered is the acknowledgement that never came, and is recorded."""
 
     report: CommandReport
     agent_id: str
@@ -202,13 +211,6 @@ class QueueIdle:
 @attrs.frozen
 class StopIfIdle:
     """From the owner: stop now if still idle. Answered with whether it stops."""
-
-
-_FINAL = {"completed": CommandStatus.COMPLETED, "success": CommandStatus.COMPLETED,
-          "failed": CommandStatus.FAILED, "error": CommandStatus.FAILED, "timeout": CommandStatus.FAILED,
-          "cancelled": CommandStatus.CANCELLED}
-_EVENT_FOR = {CommandStatus.COMPLETED: CommandEvent.COMPLETE, CommandStatus.FAILED: CommandEvent.FAIL,
-              CommandStatus.CANCELLED: CommandEvent.AGENT_CANCELLED}
 
 
 class DeploymentQueueActor(RefusingActor):
@@ -304,7 +306,7 @@ class DeploymentQueueActor(RefusingActor):
             if not self._active(poll):
                 return RETIRED
             if poll.skip is not None:
-                await self._acknowledge(poll.skip, now)
+                await self._acknowledge(poll.skip, poll.agent_id, now)
             answer = await self._take_for(poll, now)
             if answer is None and not _ended(poll):
                 self.waiters.append(poll)
@@ -327,9 +329,11 @@ class DeploymentQueueActor(RefusingActor):
                 raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued")
             # Open commands' parameters stay in memory until they finish: bounded
             # in bytes too, or one operator could hold gigabytes with large ones.
-            if self.queue.parameter_bytes + parameters_bytes(message.command.parameters) > c.max_open_parameter_bytes:
+            requested = parameters_bytes(message.command.parameters)
+            if self.queue.parameter_bytes + requested > c.max_open_parameter_bytes:
                 raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
-                                    "commands.max_open_parameter_bytes")
+                                    "commands.max_open_parameter_bytes", in_use=self.queue.parameter_bytes,
+                                    requested=requested)
             # Microseconds of the wall clock, kept increasing: FIFO within a
             # priority here, and creation order across restarts of this actor.
             self.last_sequence = max(int(now * 1e6), self.last_sequence + 1)
@@ -445,7 +449,8 @@ class DeploymentQueueActor(RefusingActor):
         await self._dispatch(now)
         return changed
 
-    async def _take(self, now: float, min_rank: int, skip: str | None) -> Delivery | None:
+    async def _take(self, now: float, min_rank: int, skip: str | None, agent_id: str | None) -> Delivery | None:
+        """The next delivery, ``sent`` to ``agent_id`` committed (None: nothing deliverable)."""
         while True:
             delivery = self.queue.take(now, min_rank=min_rank, skip=skip)
             if delivery is None or isinstance(delivery, CancelNotice):
@@ -454,7 +459,7 @@ class DeploymentQueueActor(RefusingActor):
                 await self._expire_untargetable(delivery, now)
                 continue
             try:
-                delivered = delivery.apply(CommandEvent.DELIVER, now)
+                delivered = delivery.apply(CommandEvent.DELIVER, now, _delivery_detail(agent_id))
                 await self._save(delivered, delivery)
             except Conflict:
                 await self._reload(delivery.id)  # another writer has it; look again
@@ -487,7 +492,7 @@ class DeploymentQueueActor(RefusingActor):
         open when it returns); None if there is none, or if the poll ended while
         ``sent`` was being committed; ``RETIRED`` if its agent was retired
         meanwhile. In those two cases the command is queued again."""
-        delivery = await self._take(now, poll.min_rank, poll.skip)
+        delivery = await self._take(now, poll.min_rank, poll.skip, poll.agent_id)
         if delivery is None:
             return None
         ended = _ended(poll)
@@ -506,18 +511,27 @@ class DeploymentQueueActor(RefusingActor):
         except Conflict:
             await self._reload(delivery.id)
 
-    async def _acknowledge(self, command_id: str, now: float) -> None:
+    async def _acknowledge(self, command_id: str, agent_id: str | None, now: float) -> None:
         """The agent says it has ``command_id`` (``last_command_id``). If we gave
         it back to the queue because its poll seemed to go away, the agent got it
-        after all: it is sent, not to be delivered twice."""
+        after all: it is sent, not to be delivered twice. Only the agent it was
+        given to can have it: another agent's word changes nothing."""
         command = self.queue.get(command_id)
-        if (command is not None and command.status is CommandStatus.QUEUED
-                and any(h.event is CommandEvent.RETURN for h in command.history)):
+        if command is not None and self._given_back_to(command, agent_id):
             try:
                 await self._change(command, CommandEvent.DELIVER, now, None,
-                                   {"reason": "acknowledged by last_command_id"})
+                                   _delivery_detail(agent_id, ACKNOWLEDGED_BY_POLL))
             except Conflict:
                 await self._reload(command_id)  # another replica handed it over (or finished it) first
+
+    def _given_back_to(self, command: Command, agent_id: str | None) -> bool:
+        """Whether ``command`` went back to the queue after a delivery to
+        ``agent_id``, which is still an active agent of the deployment (a
+        delivery that recorded no agent was made by an older server: any agent of
+        the deployment may have had it)."""
+        holder = delivered_to(command)
+        return (returned_undelivered(command) and (holder is None or holder == agent_id)
+                and (agent_id is None or self._is_active(agent_id)))
 
     async def _reload(self, command_id: str) -> Command | None:
         """Take the command as stored (another replica may have changed it) if it
@@ -581,34 +595,37 @@ class DeploymentQueueActor(RefusingActor):
             stored = await self._reload(report.command_id)
             if stored is None:
                 raise UnknownCommand(report.command_id)
-            if stored.status.terminal:
-                final = _FINAL.get(report.status)
-                if final is stored.status and _same_outcome(stored, report):
-                    return stored, False  # a retried final report: idempotent
-                raise ReportConflict(f"command {stored.id} is already {stored.status.value}")
             command = stored
+        _check_reporter(command, agent_id)
+        if command.status.terminal:
+            if report.status in FINAL_STATUSES and repeats_outcome(command, report):
+                return command, False  # a retried final report: idempotent
+            raise ReportConflict(f"command {command.id} is already {command.status.value}, with another outcome "
+                                 "(status, result or error) than this report's; the report was not recorded")
+        if self._given_back_to(command, agent_id):
+            # Given back to the queue as undelivered (its socket's ``received``
+            # came too late, its poll seemed gone), yet the agent ran it: the
+            # report is its acknowledgement, as ``received`` or a poll's
+            # ``last_command_id`` would have been. Refused, the result was lost
+            # and the next poll ran the command a second time.
+            command = await self._change(command, CommandEvent.DELIVER, now, None,
+                                         _delivery_detail(agent_id, ACKNOWLEDGED_BY_REPORT))
         if command.status in (CommandStatus.QUEUED, CommandStatus.AWAITING_CONFIRMATION):
             raise ReportConflict(f"command {command.id} was not delivered to an agent; it is {command.status.value}")
         detail: dict[str, Any] = {"agent_id": agent_id}
-        if report.status == "executing":
+        outcome = report_outcome(report)
+        if outcome is None:
             progress = {"percent": report.progress, "stage": report.stage}
             detail.update(progress)
             return await self._change(command, CommandEvent.PROGRESS, now, None, detail, progress=progress), True
-        final = _FINAL[report.status]
-        if final is CommandStatus.CANCELLED and not command.cancel_requested:
+        if outcome.status is CommandStatus.CANCELLED and not command.cancel_requested:
             raise ReportConflict(f"command {command.id} was not asked to cancel; report failed, with an error, "
                                  "if the agent stopped it")
-        error = report.error
-        if final is CommandStatus.COMPLETED and report.errors:
-            final, error = CommandStatus.FAILED, error or report.errors  # the status agent's rule
-        elif final is CommandStatus.FAILED and error is None:
-            # What the agent says went wrong: its list of errors, else the status itself ("timeout").
-            error = report.errors or (TIMED_OUT if report.status == "timeout" else None)
-        detail["error"] = error if final is CommandStatus.FAILED else None
-        changes: dict[str, Any] = {"result": report.result, "error": error}
+        detail["error"] = outcome.error if outcome.status is CommandStatus.FAILED else None
+        changes: dict[str, Any] = {"result": outcome.result, "error": outcome.error}
         if report.started_at is not None and command.started_at is None:
             changes["started_at"] = report.started_at.timestamp()
-        return await self._change(command, _EVENT_FOR[final], now, None, detail, **changes), True
+        return await self._change(command, outcome.event, now, None, detail, **changes), True
 
     async def _tick(self, now: float) -> None:
         for command, event in self.queue.overdue(now):
@@ -662,8 +679,22 @@ def _returned_for(command: Command, reason: str) -> bool:
     return any(h.event is CommandEvent.RETURN and (h.detail or {}).get("reason") == reason for h in command.history)
 
 
-def _same_outcome(stored: Command, report: CommandReport) -> bool:
-    return bool(stored.result == report.result)
+def _delivery_detail(agent_id: str | None, reason: str | None = None) -> dict[str, Any] | None:
+    """The detail of a ``deliver`` entry: to which agent (so that no other may
+    report on the command), and why when it is an acknowledgement."""
+    detail = {**({"reason": reason} if reason is not None else {}),
+              **({"agent_id": agent_id} if agent_id is not None else {})}
+    return detail or None
+
+
+def _check_reporter(command: Command, agent_id: str) -> None:
+    """Refuse a report on ``command`` from an agent it was not delivered to (an
+    agent enrolled after another received it had completed that one's command
+    with a result of its own)."""
+    holder = delivered_to(command)
+    if holder is not None and holder != agent_id:
+        raise ReportConflict(f"command {command.id} was delivered to another agent of this deployment, not to "
+                             f"agent {agent_id}: only the agent that received a command reports on it")
 
 
 TARGET_RETIRED = ("the agent that reported the container was decommissioned or replaced before the command was "

@@ -15,11 +15,23 @@ class Refusal(Exception):
 
 
 class QuotaExceeded(Refusal):
-    def __init__(self, what: str, limit: int, setting: str) -> None:
-        super().__init__(f"the {what} limit of {limit} is reached ({setting})")
+    """A limit a request would go over. ``in_use`` and ``requested``, where the
+    limit counts more than one at a time (bytes): what is taken already and
+    what the request would add, so the client knows by how much it is over."""
+
+    def __init__(self, what: str, limit: int, setting: str, *, in_use: int | None = None,
+                 requested: int | None = None) -> None:
+        if in_use is None or requested is None:
+            message = f"the {what} limit of {limit} is reached ({setting})"
+        else:
+            message = (f"this request would take the {what} to {in_use + requested} ({in_use} in use, "
+                       f"{requested} asked), over the limit of {limit} ({setting})")
+        super().__init__(message)
         self.what = what
         self.limit = limit
         self.setting = setting
+        self.in_use = in_use
+        self.requested = requested
 
 
 class UnknownCommand(Refusal):

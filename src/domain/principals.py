@@ -63,7 +63,20 @@ class Principal:
 
 class InvalidToken(ValueError):
     """The bearer token is missing, malformed, expired, or signed with another key;
-    the message says which (for the audit log, not for the client)."""
+    the message says which. The audit log records it whole; the client is told
+    ``reason``: a claim or a check it failed (PyJWT's messages and ours name no
+    key and echo no more of a claim than ``unknown role``'s first 20 characters)."""
+
+    @property
+    def reason(self) -> str:
+        """Why, for the client: at most ``MAX_REASON`` characters (a token is
+        the client's own text, but an answer stays small whatever it holds)."""
+        text = str(self).removeprefix("invalid token: ")
+        return text if len(text) <= MAX_REASON else text[:MAX_REASON - 3] + "..."
+
+
+MAX_REASON = 200
+"""Characters of the reason a refused user token is told (``InvalidToken.reason``)."""
 
 
 IDENTITY_LIMIT = 128

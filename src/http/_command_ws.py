@@ -14,7 +14,8 @@ comes as ``?token=`` or in an Authorization header. Messages:
 
 - server → agent ``{"type": "command", "item": {...}, "command": {...}}``; the
   agent answers ``{"type": "received", "command_id": "<item.command_id>"}`` as
-  soon as it has it (a report of the command counts too). Commands come from
+  soon as it has it (a report of the command counts too, even one that comes
+  after the command went back to the queue: ``deployment_queue``). Commands come from
   the same queue actor in the same order, one at a time: the next one once the
   agent acknowledged this one. One not acknowledged within ``ACK_DEADLINE``
   goes back to the queue for the next poll or socket (its history says "not
@@ -56,9 +57,12 @@ status its requests get (4410; 4401 for a token that no longer exists): the
 queue actor answers the socket's waiting poll when the directory retires the
 agent, and checks the agent again before each command.
 
-An agent has at most ``AGENT_SOCKETS`` open: a newer one closes its oldest with
-4409 (``replaced_by_a_newer_socket``). Never a refusal: an agent reconnecting
-before the server noticed its last connection died must get in.
+An agent has at most ``AGENT_SOCKETS`` open on this process: a newer one closes
+its oldest with 4409 (``replaced_by_a_newer_socket``). Never a refusal: an agent
+reconnecting before the server noticed its last connection died must get in.
+The count is this process's memory (``services().agent_sockets``): with
+``--workers`` or replicas an agent may hold ``AGENT_SOCKETS`` on each, as the
+README says; the cap bounds one process's descriptors, which is what it is for.
 """
 
 from __future__ import annotations

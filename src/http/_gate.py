@@ -192,7 +192,9 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
             principal = read_user_token(s.secret, token, now=now)
         except InvalidToken as exc:
             s.gate.tokens.pop(token, None)
-            raise refuse(401, "invalid_token", "the user token is invalid or expired",
+            # The reason, not one answer for all: a client whose token names a
+            # role we do not know, or lacks exp, cannot mend it otherwise.
+            raise refuse(401, "invalid_token", f"the user token is invalid or expired: {exc.reason}",
                          action="auth.failure", tenant=None, actor="anonymous", reason=str(exc)) from None
         if len(s.gate.tokens) >= MAX_CACHED_TOKENS:
             s.gate.tokens.clear()  # crude but bounded: the next requests verify again
@@ -644,9 +646,6 @@ _BODY_ONLY_SENDS = ("a request signed with X-Agent-Signature (the body alone) se
 _RFC_9421_MESSAGES = {
     AgentAuthFailure.CLOCK_SKEW: f"the signature's created time (Signature-Input) is more than "
                                  f"{MAX_CLOCK_SKEW:g} s away from the server's clock",
-    AgentAuthFailure.SIGNED_BEFORE_START: "the signature's created time (Signature-Input) is older than this "
-                                          "server's start, so its nonce cannot be checked against the requests "
-                                          "served before; sign a new request",
     AgentAuthFailure.REPLAYED: "this signature's nonce (the request id, in Signature-Input) was already used; "
                                "sign each request with a new UUID",
 }
@@ -679,7 +678,8 @@ async def _signature_failure(found: AgentRecord, token: str, body: bytes, header
     ``target``: the method and URL an RFC 9421 signature covers, when they are
     not the connection's (a signed message inside a WebSocket)."""
     messages: dict[AgentAuthFailure, str] = {}
-    if request_signing.is_signed(headers):
+    rfc_9421 = request_signing.is_signed(headers)
+    if rfc_9421:
         missing = request_signing.missing_headers(headers)
         if missing:
             return _missing(missing, _RFC_9421_SENDS)
@@ -718,13 +718,28 @@ async def _signature_failure(found: AgentRecord, token: str, body: bytes, header
         return Refusal.of(AgentAuthFailure.CLOCK_SKEW, messages.get(AgentAuthFailure.CLOCK_SKEW))
     gate = services().gate
     if signed_at < gate.replay.signed_since:
-        return Refusal.of(AgentAuthFailure.SIGNED_BEFORE_START, messages.get(AgentAuthFailure.SIGNED_BEFORE_START))
+        return _signed_before_start(signed_at, gate.replay.signed_since, time.time(), rfc_9421=rfc_9421)
     # Recorded only once the signature proved the sender holds the token, so
     # nobody else can burn an agent's request ids. Normalised: the same UUID in
     # upper case, braces or without hyphens is the same request id.
     if not await gate.replay.first_use(f"{found.id}/{request_id}"):
         return Refusal.of(AgentAuthFailure.REPLAYED, messages.get(AgentAuthFailure.REPLAYED))
     return None
+
+
+def _signed_before_start(signed_at: float, started: float, now: float, *, rfc_9421: bool) -> Refusal:
+    """A request signed before the replay window's start (this process's, with
+    SQLite). Its sender is told how far before, and that its clock may be that
+    far behind: a clock slow by N s (within ``MAX_CLOCK_SKEW``) has every
+    request refused for the first N s after each restart, and "sign a new
+    request" alone sent it signing again with the same slow clock."""
+    signed = ("the signature's created time (Signature-Input)" if rfc_9421 else "X-Timestamp")
+    nonce = "its nonce (the request id)" if rfc_9421 else "its X-Request-Id"
+    return Refusal.of(AgentAuthFailure.SIGNED_BEFORE_START, (
+        f"{signed}, {signed_at:.0f}, is {started - signed_at:.0f} s before this server started, so {nonce} cannot "
+        f"be checked against the requests served before; sign a new request. If it was signed just now, the "
+        f"agent's clock may be behind the server's by {max(0.0, now - signed_at):.0f} s: its requests are refused "
+        "so until the server has run that long (set the agent's clock by NTP)"))
 
 
 def _signed_target() -> tuple[str, str]:

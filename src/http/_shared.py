@@ -206,8 +206,7 @@ def decode_create(document: Any) -> CreateCommand:
         raise invalid("invalid_command", exc) from None
     size = len(orjson.dumps(create.parameters))
     if size > MAX_PARAMETERS_BYTES:
-        raise ApiError(400, "invalid_command", f"$.parameters: must be at most {MAX_PARAMETERS_BYTES} bytes as JSON, got {size}",
-                       details={"errors": [{"path": "$.parameters", "message": f"larger than {MAX_PARAMETERS_BYTES} bytes"}]})
+        raise field_error("invalid_command", "$.parameters", f"must be at most {MAX_PARAMETERS_BYTES} bytes as JSON, got {size}")
     if create.schedule_at is not None and create.schedule_at.timestamp() > time.time() + MAX_SCHEDULE_AHEAD:
         raise field_error("invalid_command", "$.schedule_at", f"must be at most {MAX_SCHEDULE_AHEAD / 86400:g} days ahead")
     return create

@@ -428,7 +428,7 @@ async def test_an_agent_retired_while_sent_is_committed_gets_nothing_and_the_com
         stored = await e.reader.command("cmd_4")
         assert stored.status is CommandStatus.QUEUED
         assert [(h.event.value, h.detail) for h in stored.history[1:]] == [
-            ("deliver", None), ("return", {"reason": AGENT_RETIRED})]
+            ("deliver", {"agent_id": e.agent_id}), ("return", {"reason": AGENT_RETIRED})]
 
 
 async def test_a_poll_that_ends_while_sent_is_committed_leaves_the_command_queued(settings) -> None:
@@ -446,7 +446,7 @@ async def test_a_poll_that_ends_while_sent_is_committed_leaves_the_command_queue
         assert not ending.poll.reply.holds  # nothing was sent to it
         stored = await e.reader.command("cmd_5")
         assert stored.status is CommandStatus.QUEUED
-        assert [h.detail for h in stored.history[1:]] == [None, {"reason": POLL_CLOSED}]
+        assert [h.detail for h in stored.history[1:]] == [{"agent_id": e.agent_id}, {"reason": POLL_CLOSED}]
         assert (await e.queue.ask(new_poll(agent_id=e.agent_id))).id == "cmd_5"
 
 

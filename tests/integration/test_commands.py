@@ -865,6 +865,20 @@ async def test_progress_reports_make_one_history_entry_and_transitions_stay_exac
         assert run["at"] <= run["last_at"] <= command["history"][3]["at"]
 
 
+async def test_parameters_over_their_limit_are_named_as_every_invalid_field_is() -> None:
+    with ServerProcess() as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            refused = await client.post(operator.url(agent.deployment_hash, "/commands"),
+                                        json={"type": "x", "parameters": {"blob": "x" * 70_000}}, headers=operator.auth)
+            assert refused.status_code == 400, refused.text
+            error = refused.json()["error"]
+            assert error["code"] == "invalid_command"
+            assert error["details"]["total"] == 1
+            assert error["details"]["errors"][0]["path"] == "$.parameters"
+            assert "at most 65536 bytes" in error["details"]["errors"][0]["message"]
+
+
 async def test_open_commands_parameters_have_a_byte_budget_per_deployment() -> None:
     """~67 KB of memory per open command with 60 KB of parameters, 1,000 open
     commands per deployment and 50 deployments per tenant: one operator could
@@ -880,7 +894,10 @@ async def test_open_commands_parameters_have_a_byte_budget_per_deployment() -> N
             assert refused.status_code == 403, refused.text
             error = refused.json()["error"]
             assert error["code"] == "quota_exceeded"
-            assert error["details"] == {"limit": 64 * 1024, "setting": "commands.max_open_parameter_bytes"}
+            size = len('{"blob":""}') + len(blob)
+            assert error["details"] == {"limit": 64 * 1024, "setting": "commands.max_open_parameter_bytes",
+                                        "in_use": 2 * size, "requested": size}
+            assert "would take" in error["message"] and "is reached" not in error["message"], error
             await operator.command(client, agent.deployment_hash, parameters={"small": 1})  # still room for it
             cancel = await client.post(operator.url(agent.deployment_hash, f"/commands/{first['command_id']}/cancel"),
                                        headers=operator.auth)

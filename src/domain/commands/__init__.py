@@ -16,6 +16,12 @@ from ._model import command_from_document as command_from_document
 from ._model import Priority as Priority
 from ._model import StatusChange as StatusChange
 from ._model import new_command as new_command
+from ._outcome import FINAL_STATUSES as FINAL_STATUSES
+from ._outcome import ReportOutcome as ReportOutcome
+from ._outcome import delivered_to as delivered_to
+from ._outcome import report_outcome as report_outcome
+from ._outcome import repeats_outcome as repeats_outcome
+from ._outcome import returned_undelivered as returned_undelivered
 from ._queue import CANCEL_PREFIX as CANCEL_PREFIX
 from ._queue import CancelNotice as CancelNotice
 from ._queue import Delivery as Delivery
@@ -41,10 +47,11 @@ from ._wire import LogBatch as LogBatch
 from ._wire import LogEntry as LogEntry
 
 __all__ = [
-    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "HISTORY_FIRST", "HISTORY_LAST", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_ESTIMATED_DURATION", "MAX_PARAMETERS_BYTES", "MAX_SCHEDULE_AHEAD",
+    "CANCEL_PREFIX", "DEADLINE_EXPIRY", "EVENT_OUTCOME_BYTES", "FINAL_STATUSES", "HISTORY_FIRST", "HISTORY_LAST", "MAX_JSON_DEPTH", "MAX_LOG_BATCH", "MAX_ESTIMATED_DURATION", "MAX_PARAMETERS_BYTES", "MAX_SCHEDULE_AHEAD",
     "OPEN_STATUSES", "TRANSITIONS", "AgentRegistration",
     "CancelNotice", "Command", "CommandEvent", "CommandMetadata", "CommandReport", "CommandStatus", "CreateCommand",
-    "DeadlineWatch", "Delivery", "DeploymentQueue", "History", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "StatusChange", "TIMED_OUT",
-    "cancel_notice_id", "change_events", "command_document", "command_event", "command_from_document", "new_command",
-    "next_status", "parameters_bytes",
+    "DeadlineWatch", "Delivery", "DeploymentQueue", "History", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "ReportOutcome", "StatusChange",
+    "TIMED_OUT",
+    "cancel_notice_id", "change_events", "command_document", "command_event", "command_from_document", "delivered_to",
+    "new_command", "next_status", "parameters_bytes", "repeats_outcome", "report_outcome", "returned_undelivered",
 ]
