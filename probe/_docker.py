@@ -8,7 +8,11 @@ What the list has (name, state, status text, networks and their addresses,
 published ports, labels) is taken from it, as the engine answers it afresh
 every cycle: a rename or a network connect shows in the next report. The
 inspect is only for what the list lacks (environment, command, main pid), and
-is repeated only when the list shows a new state, status text or image."""
+is repeated only when the list shows a new state, status text or image.
+
+A container's command and environment values are masked as a process's
+command line is (``_masking``): the engine's API shows them to anyone who may
+read the topology otherwise."""
 
 from __future__ import annotations
 
@@ -25,6 +29,8 @@ import docker.utils
 import requests.exceptions
 
 from trioscope.wire import ContainerInfo, ContainerNetwork, ContainerStats, DockerInfo, PortMapping
+
+from ._masking import masked_cmdline, masked_variable
 
 log = logging.getLogger("trioscope_probe")
 MB = 1024 * 1024
@@ -226,8 +232,8 @@ class ContainerCollector:
             networks=[ContainerNetwork(name=n[:256], ip_address=((v or {}).get("IPAddress") or "")[:64])
                       for n, v in list(networks.items())[:64]],
             env_names=[k[:256] for k, _, _ in env][:1024],
-            env={k[:256]: v[:4096] for k, _, v in env[:512]} if self.env_values else {},
-            command=" ".join(config.get("Cmd") or [])[:16384],
+            env={k[:256]: masked_variable(k, v)[:4096] for k, _, v in env[:512]} if self.env_values else {},
+            command=_command(config)[:16384],
             pid=(details.get("State") or {}).get("Pid") or None,
             stats=self._stats(api, container_id) if status == "running" else None,
         )
@@ -271,6 +277,21 @@ class ContainerCollector:
             network_tx_bytes_per_sec=tx_rate, block_read_bytes=reads, block_write_bytes=writes,
             pids=(raw.get("pids_stats") or {}).get("current") or 0,
         )
+
+
+def _command(config: dict[str, Any]) -> str:
+    """The inspect's ``Config.Cmd`` joined, masked as a process's command line
+    is, read after ``Config.Entrypoint`` (not shown): an entrypoint ``mysql``
+    makes ``-pSECRET`` its password. Either may be null, or a string of words
+    where an engine gives one (as Podman's own API has)."""
+    entrypoint, cmd = _words(config.get("Entrypoint")), _words(config.get("Cmd"))
+    return masked_cmdline([*entrypoint, *cmd], start=len(entrypoint))
+
+
+def _words(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return value.split()
+    return [str(word) for word in value or []]
 
 
 def _ports(entries: list[dict[str, Any]]) -> list[PortMapping]:

@@ -1,18 +1,25 @@
 """Secrets in process command lines, masked before a report leaves the host.
 
 Anyone who may read the topology reads command lines (a process node's
-``cmdline``); the passwords and tokens in them are not theirs. What is masked
-(each value becomes ``***``, what is around it stays readable):
+``cmdline``, a container node's ``command``, and with ``--env-values`` its
+environment's values); the passwords and tokens in them are not theirs. What
+is masked (each value becomes ``***``, what is around it stays readable):
 
 - the value of a flag or variable named like a secret (token, secret, passw,
-  passphrase, key, cookie, bearer, credential, or a name ending in auth, pass
-  or pwd): ``--api-key=***``, ``--auth ***``, ``DB_PASSWORD=***``,
-  ``-Djavax.net.ssl.keyStorePassword=***`` (``--password-stdin`` has none);
+  passphrase, key, cookie, bearer, credential, jwt, or a name ending in auth,
+  pass or pwd): ``--api-key=***``, ``--auth ***``, ``--password:***``,
+  ``DB_PASSWORD=***``, ``-Djavax.net.ssl.keyStorePassword=***``
+  (``--password-stdin`` has none), and of such a key after ``config set``
+  (``aws configure set aws_secret_access_key ***``, ``npm config set
+  //r/:_authToken=***``, redis-cli's ``CONFIG SET requirepass ***``);
 - in comma-separated options, an option named like a secret
   (``mount -o username=u,password=***``);
-- in URLs, the password (``postgresql://u:***@db``), the user of an http(s)
-  URL without one (``https://***@github.com``: GitHub takes a token there),
-  and parameters named like a secret (``?access_token=***``, ``;password=***``);
+- in URLs, the password (``postgresql://u:***@db``, up to the ``@`` the host
+  follows: ``redis://:***@h`` for ``pa/ss``), the user of an http(s) URL
+  without one (``https://***@github.com``: GitHub takes a token there), and
+  parameters named like a secret (``?access_token=***``, ``;password=***``);
+  ``user:***@host`` without a scheme (a Go DSN: ``user:***@tcp(db:3306)/x``);
+- a JSON Web Token wherever it stands (``eyJ...``: ``***``);
 - HTTP credentials: a header whose name says auth, key, token, secret,
   password, cookie or session (``X-Api-Key: ***``, ``Cookie: ***``), keeping an
   Authorization scheme (``Authorization: Bearer ***``), and the word after
@@ -30,7 +37,8 @@ Anyone who may read the topology reads command lines (a process node's
   ``lftp -u user,***``, Samba's ``smbclient -U user%***`` (``rpcclient``,
   ``smbcacls``, ``smbget``), FreeRDP's ``xfreerdp /p:***`` (``/gp:``, ``/pth:``),
   Oracle's ``sqlplus user/***@db`` (``sqlldr``, ``expdp``, ``impdp``;
-  ``userid=user/***`` too) and httpie's header items (``Private-Token:***``);
+  ``userid=user/***`` too), ``openssl enc -k ***`` (``-K``), ``htpasswd -b
+  file user ***`` and httpie's header items (``Private-Token:***``);
   a tool is one only where a command stands (first, after ``;``,
   ``&&``, ``|``..., among the next words after ``exec``, ``sudo``, ``env``...,
   or as the script after ``python3``, ``bash``...): ``docker run --name mongo
@@ -56,7 +64,7 @@ import attrs
 
 MASK = "***"
 
-_FLAG_SECRET = re.compile(r"token|secret|pass(?:w|phrase|in|out)|key|cookie|bearer|credential|(?:auth|pass|pwd)$",
+_FLAG_SECRET = re.compile(r"token|secret|pass(?:w|phrase|in|out)|key|cookie|bearer|credential|jwt|(?:auth|pass|pwd)$",
                           re.IGNORECASE)
 """Flag and variable names whose value is a secret (``--requirepass`` and
 ``--masterauth`` are redis-server's, ``-passin`` openssl's). Not "auth"
@@ -74,16 +82,37 @@ _ANNOUNCERS = frozenset({"basic", "bearer", "token"})
 # lookbehind) where a quantifier could be retried from every position, and no two
 # adjacent quantifiers over the same characters (tests/probe/test_masking.py: LONG).
 _ASSIGNMENT = re.compile(r"-{0,2}[A-Za-z_][\w.-]*=")
+_COLON_FLAG = re.compile(r"-{1,2}[A-Za-z_][\w.-]*:")
+"""``--password:value``: a flag whose value follows a colon."""
 _HEADER = re.compile(r"([A-Za-z][\w-]*):[ \t]*(.*)", re.DOTALL)
 """``Name: value`` (or ``Name:value``), as curl's ``-H`` takes a header."""
 _SPACED_HEADER = re.compile(r"[A-Za-z][\w-]*:[ \t]+\S")
 """A header in an argument of its own: ``Name: value``, the space after the colon
 telling it from ``host:port`` or ``image:tag``."""
 _SCHEME_VALUE = re.compile(r"(\S+)([ \t]+)\S.*", re.DOTALL)
-_URL_PASSWORD = re.compile(r"(?<![\w+.-])(\w[\w+.-]*://[^\s/@:]*):[^\s/?#]*@")
-"""Up to the authority's last ``@``: a password may hold one. The scheme starts
-where no scheme character stands before it: unanchored, each position of
-``aaa...@`` was tried to its end (100 KB: 41 s; anchored: 8 ms)."""
+_LOGIN_END = r"(?:(?!://)\S)*?@(?=[^\s/?#@]*(?:[/?#\s]|\Z))"
+"""The password after ``user:`` and its ``@``: the first ``@`` after which a host
+ends the authority (a ``/``, ``?``, ``#`` or the word's end, no other ``@``),
+so a password may hold ``@``, ``/``, ``#`` or ``?`` (``redis://:pa/ss@h``) and
+a path its own ``@`` (``?mail=a@b``). Never past a ``://``: each URL of a
+word scans up to the next one only (``a://a:`` over 100 KB)."""
+_NO_PORT = r"(?!\d+(?:[/?#]|\Z))"
+"""Not a port: ``host:8080/@scope/pkg`` is a path's ``@``."""
+_URL_PASSWORD = re.compile(rf"(?<![\w+.-])(\w[\w+.-]*://[^\s/@:\[]*):{_NO_PORT}{_LOGIN_END}")
+"""The scheme starts where no scheme character stands before it: unanchored,
+each position of ``aaa...@`` was tried to its end (100 KB: 41 s; anchored: 8 ms).
+Not an IPv6 host (``http://[::1]:80/a@b``)."""
+_BARE_LOGIN = re.compile(rf"((?:-{{0,2}}[\w.-]+=)?(?!(?:mailto|sips?|xmpp|tel):)[A-Za-z_][\w.%+-]*):(?!//)"
+                         rf"{_NO_PORT}{_LOGIN_END}(?!\w+:[\da-fA-F]{{32}})")
+"""``user:password@host`` without a scheme, as a word or a flag's value: a Go
+DSN (``--dsn user:***@tcp(db:3306)/x``), curl's proxy, ssh-like tools. Matched
+at the start only; not ``git@github.com:o/r.git`` (``@`` before the colon), an
+image's digest (``nginx:1.25@sha256:...``), a time (``10:30@daily``: a user
+starts with a letter), nor ``mailto:``/``sip:`` URIs."""
+_JWT = re.compile(r"(?<![\w-])eyJ[\w-]{8,}\.[\w-]+\.[\w-]*")
+"""A JSON Web Token wherever it stands: three base64url parts, the first a
+JSON object's (``{"`` is ``eyJ``). Starts only where no base64url character
+stands before it; the dots part the quantifiers."""
 _URL_USER_ONLY = re.compile(r"(https?://)[^\s/@:?#]+@", re.IGNORECASE)
 _URL_PARAMETER = re.compile(r"(?<=[?&;])([^=&;?#\s'\"]+)=([^&;#\s'\"]*)")
 _QUOTE = re.compile(r"['\"]")
@@ -126,6 +155,9 @@ class _Takes(enum.Enum):
     ``-a`` takes both (``-A bearer -a TOKEN``), and a token has no colon."""
     HEADER = enum.auto()
     """An HTTP header: its value masked if its name says secret."""
+    BATCH_PASSWORD = enum.auto()
+    """A word that is not a flag, masked if it comes after the user under a
+    batch flag: ``htpasswd -b file user ***`` (``_Batch``)."""
 
 
 @attrs.frozen
@@ -133,6 +165,8 @@ class _Flag:
     takes: _Takes
     attached_only: bool = False
     """Only ``-pSECRET``: mysql's ``-p`` alone asks for the password (the next word is the database)."""
+    separate_only: bool = False
+    """Only ``-k SECRET``: openssl's flags are words (``-keyout`` is no ``-k``)."""
 
 
 _CURL = {"-u": _Flag(_Takes.USER_PASSWORD), "--user": _Flag(_Takes.USER_PASSWORD),
@@ -166,6 +200,8 @@ _TOOL_FLAGS: dict[str, Mapping[str, _Flag]] = {
     **{name: _FREERDP for name in ("xfreerdp", "xfreerdp3", "wlfreerdp", "wlfreerdp3", "sdl-freerdp",
                                     "sdl-freerdp3")},
     **{name: _ORACLE for name in ("sqlplus", "sqlldr", "expdp", "impdp")},
+    "openssl": {"-k": _Flag(_Takes.SECRET, separate_only=True), "-K": _Flag(_Takes.SECRET, separate_only=True)},
+    "htpasswd": {_POSITIONAL: _Flag(_Takes.BATCH_PASSWORD)},
 }
 """Tools whose flags take a secret under a name that does not say so."""
 _TOOL_FAMILIES: dict[str, Mapping[str, _Flag]] = {
@@ -206,21 +242,24 @@ _INTERPRETER = re.compile(r"(?:python|pypy)[\d.]*|(?:ba|da|z|k)?sh")
 makes ``http -a ...`` the process ``/usr/bin/python3 /usr/bin/http -a ...``)."""
 _FAMILY_NAMES = tuple(_TOOL_FAMILIES)
 _HINT_WORDS = ("key", "token", "secret", "pass", "pwd", "auth", "cookie", "session", "sig", "credential", "bearer",
-               "basic", "@", "login", "creds", "mosquitto_", *(f"{name} " for name in _HTTPIE_NAMES),
+               "basic", "jwt", "eyj", "@", "login", "creds", "mosquitto_", *(f"{name} " for name in _HTTPIE_NAMES),
                *(name for name in _TOOL_FLAGS if name not in _HTTPIE_NAMES), *_TOOL_FAMILIES)
 _HINTS = tuple(hint for hint in _HINT_WORDS if not any(other != hint and other in hint for other in _HINT_WORDS))
 """Substrings without which nothing is masked (lowercase): every name above,
-every tool, the ``@`` of a URL's user (``sshpass`` holds ``pass``: one is
-enough), and for ``_LOGIN_TOOLS`` the words their secrets need (``login``,
-``--creds``): ``docker`` alone would send every ``docker-proxy`` line word by
-word. httpie's names are followed by the space before their flags: ``http``
+every tool, the ``@`` of a URL's user, a JSON Web Token's ``eyJ`` (``sshpass``
+holds ``pass``: one is enough), and for ``_LOGIN_TOOLS`` the words their
+secrets need (``login``, ``--creds``): ``docker`` alone would send every
+``docker-proxy`` line word by word. ``config set``'s words are none: its key
+holds one (``aws_secret_access_key``). httpie's names are followed by the space before their flags: ``http``
 alone is in every URL, and a hinted line costs five times as much (prometheus'
 four arguments: 3 -> 17 µs)."""
 
 
-def masked_cmdline(argv: list[str]) -> str:
+def masked_cmdline(argv: list[str], start: int = 0) -> str:
     """The command line (arguments joined by spaces), with what looks like a
-    secret replaced by ``***`` (the module docstring says what).
+    secret replaced by ``***`` (the module docstring says what). The
+    arguments before ``start`` are read but not shown: a container's
+    entrypoint (``["mysql"]``) says whose flags its command's are (``-p***``).
 
     Runs for every process every interval, so only the arguments holding one
     of ``_HINTS`` are looked at word by word. Measured on a loaded 2-core
@@ -230,10 +269,21 @@ def masked_cmdline(argv: list[str]) -> str:
     psutil takes to read each process."""
     text = " ".join(argv)
     if not _hinted(text):
-        return text
+        return " ".join(argv[start:]) if start else text
     hinted = _hinted_parts(text.lower(), list(itertools.accumulate((len(a) + 1 for a in argv[:-1]), initial=0)))
     walk = _Walk()
-    return " ".join([walk.argument(arg, n in hinted) for n, arg in enumerate(argv)])
+    shown = [walk.argument(arg, n in hinted) for n, arg in enumerate(argv)]
+    return " ".join(shown[start:] if start else shown)
+
+
+def masked_variable(name: str, value: str) -> str:
+    """An environment variable's value (a container's), masked whole if its
+    name says secret as a flag's would (``POSTGRES_PASSWORD``, ``MYSQL_PWD``),
+    else as a command line (``DATABASE_URL=postgres://u:***@db``,
+    ``JAVA_OPTS=-Djavax.net.ssl.keyStorePassword=***``)."""
+    if _FLAG_SECRET.search(name):
+        return MASK if value else value
+    return masked_cmdline([value])
 
 
 def _hinted_parts(lowered: str, starts: list[int]) -> set[int]:
@@ -277,6 +327,21 @@ def _quote_after(word: str, quote: str) -> str:
         elif found.group() == quote:
             quote = ""
     return quote
+
+
+def _secret_value(text: str) -> int | None:
+    """Where the value of a flag named like a secret starts, after ``=`` or ``:``."""
+    end = _secret_assignment(text)
+    return end if end is not None else _secret_colon(text)
+
+
+def _secret_colon(text: str) -> int | None:
+    """Where the value of ``--name:value`` starts if the name says secret
+    (``--password:x``); None for any other word."""
+    flag = _COLON_FLAG.match(text)
+    if flag is None or flag.end() == len(text) or not _FLAG_SECRET.search(text, 0, flag.end() - 1):
+        return None
+    return flag.end()
 
 
 def _secret_assignment(text: str) -> int | None:
@@ -324,13 +389,19 @@ def _header_value(name: str, value: str) -> str:
 
 
 def _in_urls(word: str) -> str:
-    """URL passwords, tokens as URL users and secret parameters masked."""
+    """URL passwords (and ``user:password@host`` without a scheme), tokens as
+    URL users, secret parameters and JSON Web Tokens masked."""
     if "@" in word:
         word = _URL_PASSWORD.sub(rf"\1:{MASK}@", word)
         word = _URL_USER_ONLY.sub(rf"\1{MASK}@", word)
+        login = _BARE_LOGIN.match(word)
+        if login is not None:
+            word = f"{login.group(1)}:{MASK}@{word[login.end():]}"
     if "=" in word:
         word = _URL_PARAMETER.sub(
             lambda m: f"{m.group(1)}={MASK}" if _FIELD_SECRET.search(m.group(1)) else m.group(), word)
+    if "eyJ" in word:
+        word = _JWT.sub(MASK, word)
     return word
 
 
@@ -352,6 +423,47 @@ class _HeaderValue:
     """The quote the value opened with ("" for none: the value is one word)."""
     first: bool = True
     """No word of the value seen yet (a scheme is kept)."""
+
+
+class _Setting(enum.Enum):
+    """Where a line stands in ``config set KEY VALUE`` (``aws configure set``,
+    ``npm config set``, redis-cli's ``CONFIG SET``): a value is a secret if its
+    key says so, as a flag's is."""
+
+    NONE = enum.auto()
+    CONFIG = enum.auto()
+    """The last word was ``config`` or ``configure``."""
+    KEY = enum.auto()
+    """The last words were ``config set`` (flags aside): this word is the key."""
+
+
+_SETTING_WORDS = {"config": _Setting.CONFIG, "configure": _Setting.CONFIG, "CONFIG": _Setting.CONFIG,
+                  "set": _Setting.KEY, "SET": _Setting.KEY}
+"""The word that moves a line on to each setting; a ``set`` only after ``config``."""
+
+
+@attrs.define
+class _Batch:
+    """htpasswd's words so far: under ``-b`` its password is its last word
+    (``htpasswd -b file user ***``; ``-nb user ***`` writes no file). Every
+    word after the user is masked: ``-C 10`` (a cost) shifts them by one, and
+    a user masked costs less than a password shown."""
+
+    batch: bool = False
+    """A ``-b`` flag was seen (``-b``, ``-bc``, ``-nbB``)."""
+    no_file: bool = False
+    """A ``-n`` flag was seen: the user comes first."""
+    words: int = 0
+    """Its words that are not flags, so far."""
+
+    def flag(self, text: str) -> None:
+        if not text.startswith("--"):
+            self.batch, self.no_file = self.batch or "b" in text, self.no_file or "n" in text
+
+    def password_next(self) -> bool:
+        """Counts a word that is not a flag: whether it is the password (or after it)."""
+        self.words += 1
+        return self.batch and self.words > (1 if self.no_file else 2)
 
 
 @attrs.define
@@ -377,6 +489,9 @@ class _Walk:
     command_words: int = 1
     """How many words to come may still name the command (and so a tool)."""
     login: _PendingLogin | None = None
+    batch: _Batch | None = None
+    """The current tool's words, when it is htpasswd."""
+    setting: _Setting = _Setting.NONE
     nested: bool = False
     """The words are a shell line's (``sh -c``): their quotes are the shell's."""
     quoted: str = ""
@@ -403,11 +518,11 @@ class _Walk:
             return self.word(arg, hinted)
         self.takes = None
         flag, equals, _ = arg.partition("=")
-        if arg.startswith("-") and (flag in self.tool if equals else arg[:2] in self.tool):
+        if arg.startswith("-") and (flag in self.tool if equals else self._attached_flag(arg)):
             return self._tool_flag("", arg, "")
         if _POSITIONAL in self.tool and not arg.startswith("-"):  # ``sqlplus "sys/pw as sysdba"``
-            return _taken(self.tool[_POSITIONAL].takes, arg)
-        end = _secret_assignment(arg) if arg.startswith("-") else None  # ``NAME=x cmd``: a line
+            return self._tool_word(arg) or arg
+        end = _secret_value(arg) if arg.startswith("-") else None  # ``NAME=x cmd``: a line
         if end is not None:
             return arg[:end] + MASK
         masked = _header(arg, any_name=False) if _SPACED_HEADER.match(arg) else None
@@ -450,12 +565,21 @@ class _Walk:
             self._login_word(self.login, word)
         elif (self.command_words and not word.startswith("-")) or word in _POSITION_WORDS:
             self._command_word(word)
+        if self.setting is not _Setting.NONE or word in _SETTING_WORDS:
+            self._setting_word(word)
         if word.endswith(_SEPARATOR_ENDS):  # ``cd /srv; curl ...``
             self._new_command(1)
 
+    def _setting_word(self, word: str) -> None:
+        """Moves ``config set``'s setting on over a word no rule masks (flags keep it)."""
+        if not word.startswith("-"):
+            step = _SETTING_WORDS.get(word, _Setting.NONE)
+            self.setting = step if step is not _Setting.KEY or self.setting is _Setting.CONFIG else _Setting.NONE
+
     def _new_command(self, words: int) -> None:
         """A command stands among the next ``words`` words: no tool's flags are in use."""
-        self.tool, self.command_words, self.login = {}, words, None
+        self.tool, self.command_words, self.login, self.batch = {}, words, None, None
+        self.setting = _Setting.NONE
 
     def _masked_word(self, word: str) -> str:
         lead, text, trail = _split_quotes(word)
@@ -495,6 +619,8 @@ class _Walk:
         if tool is None:
             return False
         self.tool, self.command_words = tool, 0
+        positional = tool.get(_POSITIONAL)
+        self.batch = _Batch() if positional is not None and positional.takes is _Takes.BATCH_PASSWORD else None
         return True
 
     def _login_word(self, pending: _PendingLogin, text: str) -> None:
@@ -516,13 +642,26 @@ class _Walk:
             self._login_word(self.login, text)
         if text.startswith("-"):
             flag, equals, _ = text.partition("=")
-            if flag in self.tool or text[:2] in self.tool:
+            if flag in self.tool or self._attached_flag(text):
                 return self._tool_flag(lead, text, trail)
+            if self.batch is not None:
+                self.batch.flag(text)
+            end = _secret_colon(text)
+            if end is not None:
+                return _masked_value(text, end)
             if not equals:
                 if _FLAG_SECRET.search(flag) and not flag.endswith("stdin"):  # ``--password-stdin`` takes none
                     self.takes = _Takes.SECRET  # ``--password x``: the next word
                 return text
         else:
+            setting, self.setting = self.setting, _Setting.NONE
+            if setting is _Setting.KEY:  # ``aws configure set aws_secret_access_key ***``
+                name, equals, _ = text.partition("=")
+                if _FLAG_SECRET.search(name):
+                    if equals:  # ``npm config set //registry/:_authToken=***``
+                        return _masked_value(text, len(name) + 1)
+                    self.takes = _Takes.SECRET
+                    return text
             shown = self._tool_word(text) if self.tool else None
             if shown is not None:
                 return shown
@@ -540,16 +679,25 @@ class _Walk:
 
     def _tool_word(self, text: str) -> str | None:
         """A word of the current tool that is not a ``-`` flag, masked where
-        the tool takes a secret so (``/p:x``, ``user/pw@db``); None where it does not."""
+        the tool takes a secret so (``/p:x``, ``user/pw@db``, htpasswd's batch
+        password); None where it does not."""
         if _SLASHED in self.tool and text.startswith("/"):
             name, colon, _ = text.partition(":")
             if colon and name + colon in self.tool:
                 return name + colon + MASK
         positional = self.tool.get(_POSITIONAL)
-        if positional is not None:
-            shown = _taken(positional.takes, text)
-            return shown if shown != text else None
-        return None
+        if positional is None:
+            return None
+        if positional.takes is _Takes.BATCH_PASSWORD:  # ``&&`` ends its words
+            masked = text not in _POSITION_WORDS and self.batch is not None and self.batch.password_next()
+            return MASK if masked else None
+        shown = _taken(positional.takes, text)
+        return shown if shown != text else None
+
+    def _attached_flag(self, text: str) -> bool:
+        """Whether ``text`` is a short flag of the current tool with its value attached (``-pSECRET``)."""
+        flag = self.tool.get(text[:2])
+        return flag is not None and not flag.separate_only
 
     def _tool_flag(self, lead: str, text: str, trail: str) -> str:
         """A flag of the current tool: ``-u user:pw``, ``-uuser:pw``,

@@ -195,6 +195,50 @@ MASKED = [
     (["sudo", "-u", "root", "mysql", "-pHunter2"], "sudo -u root mysql -p***"),
     (["sh", "-c", "cd /srv && mysql -pHunter2"], "sh -c cd /srv && mysql -p***"),
     (["sh", "-c", "ls; curl -b sid=hunter2 https://h"], "sh -c ls; curl -b *** https://h"),
+    # URL passwords holding a URL's signs: up to the @ a host follows.
+    (["redis-cli", "-u", "redis://:pa/ss@h"], "redis-cli -u redis://:***@h"),
+    (["psql", "postgres://user:pa#ss@h/db"], "psql postgres://user:***@h/db"),
+    (["psql", "postgres://user:p@ss@h:5432/db?sslmode=require"], "psql postgres://user:***@h:5432/db?sslmode=require"),
+    (["redis-cli", "-u", "redis://:6379@h"], "redis-cli -u redis://:***@h"),  # digits, not a port: an @ follows
+    # user:password@host without a scheme: Go DSNs, proxies, ssh-like tools.
+    (["migrate", "--dsn", "user:DSNPW@tcp(db:3306)/x"], "migrate --dsn user:***@tcp(db:3306)/x"),
+    (["app", "--dsn=user:DSNPW@tcp(db:3306)/x?parseTime=true"], "app --dsn=user:***@tcp(db:3306)/x?parseTime=true"),
+    (["app", "user:CLIPW@host"], "app user:***@host"),
+    (["app", "DSN=app:DSNPW@unix(/run/mysqld.sock)/shop"], "app DSN=app:***@unix(/run/mysqld.sock)/shop"),
+    (["curl", "-x", "bob:CLIPW@proxy:3128", "https://h"], "curl -x bob:***@proxy:3128 https://h"),
+    (["sh", "-c", "gh-ost --dsn 'root:DSNPW@tcp(db)/x'"], "sh -c gh-ost --dsn 'root:***@tcp(db)/x'"),
+    # JSON Web Tokens: a flag named jwt, and any word that is one.
+    (["app", "--jwt", JWT], "app --jwt ***"),
+    (["app", "--jwt-file=/run/secrets/t"], "app --jwt-file=***"),
+    (["sh", "-c", f"echo {JWT} | jq -R ."], "sh -c echo *** | jq -R ."),
+    (["curl", "-d", f'{{"id_token":"{JWT}"}}', "https://h"], 'curl -d {"id_token":"***"} https://h'),
+    (["xdg-open", f"https://app.example.com/cb#id_token={JWT}&state=1"],
+     "xdg-open https://app.example.com/cb#id_token=***&state=1"),
+    # A flag whose value follows a colon.
+    (["app", "--password:COLONPW", "--port", "80"], "app --password:*** --port 80"),
+    (["app", "-apikey:COLONPW"], "app -apikey:***"),
+    (["sh", "-c", "app --password:'two COLONPW' -v"], "sh -c app --password:'*** ***' -v"),
+    # htpasswd's batch mode: its password is the last word (-n: no file).
+    (["htpasswd", "-b", "file", "user", "HTPW"], "htpasswd -b file user ***"),
+    (["htpasswd", "-bcB", "/etc/nginx/.htpasswd", "admin", "HTPW"], "htpasswd -bcB /etc/nginx/.htpasswd admin ***"),
+    (["htpasswd", "-nb", "admin", "HTPW"], "htpasswd -nb admin ***"),
+    (["htpasswd", "-bBC", "10", "file", "admin", "HTPW"], "htpasswd -bBC 10 file *** ***"),  # the cost shifts them
+    (["sh", "-c", "htpasswd -b f u HTPW && nginx -g 'daemon off;'"], "sh -c htpasswd -b f u *** && nginx -g 'daemon off;'"),
+    # openssl: -k and -K (enc), -pass/-passin/-passout's pass:...
+    (["openssl", "enc", "-aes-256-cbc", "-k", "OSSLPW", "-in", "a", "-out", "b"],
+     "openssl enc -aes-256-cbc -k *** -in a -out b"),
+    (["openssl", "enc", "-aes-128-cbc", "-K", "00112233445566778899aabbccddeeff", "-iv", "00"],
+     "openssl enc -aes-128-cbc -K *** -iv 00"),
+    (["openssl", "enc", "-d", "-pass", "pass:OSSLPW"], "openssl enc -d -pass ***"),
+    (["openssl", "pkcs12", "-export", "-passout", "pass:OSSLPW", "-out", "a.p12"],
+     "openssl pkcs12 -export -passout *** -out a.p12"),
+    # A secret-named key after config set: its value.
+    (["aws", "configure", "set", "aws_secret_access_key", "AWSVAL"], "aws configure set aws_secret_access_key ***"),
+    (["aws", "configure", "set", "default.aws_session_token", "AWSVAL", "--profile", "ci"],
+     "aws configure set default.aws_session_token *** --profile ci"),
+    (["npm", "config", "set", "//registry.example.com/:_authToken=NPMVAL"],
+     "npm config set //registry.example.com/:_authToken=***"),
+    (["redis-cli", "CONFIG", "SET", "requirepass", "REDISVAL"], "redis-cli CONFIG SET requirepass ***"),
 ]
 
 KEPT = [
@@ -257,6 +301,25 @@ KEPT = [
     ["python3", "-m", "http.server", "-b", "0.0.0.0", "8000"],
     ["docker", "run", "--name", "http", "-a", "stdout", "nginx"],
     ["http", "--print=HBhb", "--auth-type", "digest", "https://h/status"],
+    # Words shaped like user:password@host, a path's @, a JWT, config set, that are none.
+    ["git", "clone", "git@gitlab.com:g/r.git"],
+    ["scp", "a.txt", "user@host:/tmp/"],
+    ["docker", "pull", "localhost:5000/app@sha256:" + "0" * 64],
+    ["podman", "run", "nginx:1.25@sha256:" + "ab" * 32],
+    ["npm", "view", "https://localhost:4873/@scope/pkg"],
+    ["curl", "http://[::1]:8080/x@y"],
+    ["linphonec", "-c", "sip:alice@example.com"],
+    ["crond", "10:30@daily"],
+    ["ls", "-l", "eyJfoo.json"],
+    ["app", "--jwks-url=https://h/.well-known/jwks.json"],
+    ["app", "--keepalive:30", "--log-level:debug"],
+    ["htpasswd", "-c", "/etc/nginx/.htpasswd", "admin"],  # htpasswd asks
+    ["htpasswd", "-v", "file", "admin"],
+    ["openssl", "req", "-new", "-x509", "-days", "30", "-subj", "/CN=h"],  # -k is enc's, not -keyout's
+    ["openssl", "s_client", "-connect", "h:443", "-servername", "h"],
+    ["aws", "configure", "set", "region", "eu-west-1"],
+    ["aws", "configure", "get", "aws_secret_access_key"],
+    ["sh", "-c", "set -e; export MODE=prod"],
 ]
 
 
@@ -276,7 +339,8 @@ def test_no_secret_value_is_left_anywhere(argv: list[str], _: str) -> None:
     shown = masked_cmdline(argv)
     assert MASK in shown
     for secret in ("hunter2", "hunter3", "Hunter2", "abc123secret", JWT, "ghp_16C7e42F", "glpat-", "zzz", "S3cret",
-                   "changeit", "YWRtaW46", "AbC123xyz", "abc123", "correct", "staple"):
+                   "changeit", "YWRtaW46", "AbC123xyz", "abc123", "correct", "staple", "DSNPW", "CLIPW", "pa/ss",
+                   "pa#ss", "COLONPW", "HTPW", "OSSLPW", "00112233", "AWSVAL", "NPMVAL", "REDISVAL"):
         assert secret not in shown, shown
 
 
@@ -318,6 +382,30 @@ LONG = [
     (["app", "a" * _100_KB + ",key=x"], "app " + "a" * _100_KB + ",key=***"),
     (["app", ",key" * (_100_KB // 4)], None),
     (["app", "key" + ",a" * (_100_KB // 2) + "="], None),
+    # user:password@ in and out of URLs: the first @ a host follows, never past a ://.
+    (["app", "a://a:" * (_100_KB // 6)], None),
+    (["app", "a://b:" + "@a" * (_100_KB // 2)], "app a://b:***@a"),
+    (["app", "a://b:" + "1" * _100_KB + "@"], "app a://b:***@"),
+    (["app", "a://" + "a:" * (_100_KB // 2) + "@"], "app a://a:***@"),
+    (["app", "a:" + "@" * _100_KB], "app a:***@"),
+    (["app", "a:" + "@a" * (_100_KB // 2)], "app a:***@a"),
+    (["app", "a:" + "://" * (_100_KB // 3) + "@"], None),
+    (["app", "a:b@a:" + "0" * _100_KB], None),  # a digest's shape
+    (["app", "a:b" + "@sha256:" * (_100_KB // 8)], "app a:***@sha256:"),
+    (["app", "-" * _100_KB + "=a:b@c"], "app " + "-" * _100_KB + "=a:***@c"),
+    (["app", "a=" * (_100_KB // 2) + ":b@c"], None),
+    (["app", "a" * _100_KB + ":b@"], "app " + "a" * _100_KB + ":***@"),
+    # JWTs, colon flags, htpasswd's and config set's words.
+    (["app", "eyJ" * (_100_KB // 3)], None),
+    (["app", "-eyJ" * (_100_KB // 4)], None),
+    (["app", "eyJaaaaaaaa." + "a." * (_100_KB // 2)], "app ***." + "a." * (_100_KB // 2 - 2)),
+    (["app", "--password:" + ":" * _100_KB], "app --password:***"),
+    (["app", "-" * _100_KB + "password:x"], None),
+    (["app", "--a" + "." * _100_KB + "key:"], None),
+    (["sh", "-c", "htpasswd " + "-b " * (_100_KB // 3) + "f u pw"],
+     "sh -c htpasswd " + "-b " * (_100_KB // 3) + "f u ***"),
+    (["sh", "-c", "config set " * (_100_KB // 11)], None),
+    (["sh", "-c", "openssl -k x " * (_100_KB // 13)], "sh -c " + "openssl -k *** " * (_100_KB // 13)),
 ]
 
 
