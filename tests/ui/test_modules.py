@@ -205,6 +205,15 @@ def test_url_state_round_trips_and_ignores_what_it_does_not_know(page: Page) -> 
     assert result["empty"] == ""
 
 
+def test_url_parameters_naming_no_view_display_or_type_are_listed(page: Page) -> None:
+    result = run(page, "state", """
+      return [m.unknownParams('?view=nope&mode=3d&type=alien&dir=sideways&q=x'),
+              m.unknownParams('?view=containers&mode=table&type=host'), m.unknownParams('?view=')];
+    """)
+    assert result == [[{"name": "view", "value": "nope"}, {"name": "mode", "value": "3d"},
+                       {"name": "type", "value": "alien"}], [], []]
+
+
 def test_each_view_shows_one_kind_of_node(page: Page) -> None:
     result = run(page, "state", """
       return [m.VIEWS.map(m.kindOf), ['host', 'container', 'process', 'pod', 'service', 'alien'].map(m.viewOf)];
@@ -421,6 +430,16 @@ def test_counts_read_as_whole_numbers_and_every_percent_has_its_sign(page: Page)
               m.metricValue('load', 1.5), m.metricValue('memory_mb', 512)];
     """)
     assert result == ["13", "42.3%", "13.0%", "1.50", "512 MB"]
+
+
+def test_every_metric_has_a_name_of_its_own_and_others_one_made_from_their_key(page: Page) -> None:
+    result = run(page, "format", """
+      const names = Object.values(m.METRIC_NAMES);
+      return [names.length, new Set(names).size, m.metricLabel('memory_mb'), m.metricLabel('cpu_percent_max'),
+              m.metricLabel('gpu_temp_c'), m.metricLabel('queue_bytes_per_sec'), m.metricLabel('constructor')];
+    """)
+    assert result[0] == result[1]  # no two columns under one header
+    assert result[2:] == ["Memory", "CPU % (max)", "gpu temp c", "queue /s", "constructor"]
 
 
 def test_signing_out_forgets_the_last_users_commands(page: Page) -> None:

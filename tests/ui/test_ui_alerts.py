@@ -43,6 +43,11 @@ def test_alerts_are_listed_while_they_fire(ui: Ui) -> None:
     ui.open(role="VIEWER")
     # Fired before the page opened: listed from GET /api/v1/alerts.
     ui.page.wait_for_selector("#alerts-list li[data-alert=EarlyBird]")
+    # The bar takes its own height; the view keeps the room left (the page's
+    # grid gave the bar the stretching row, the view its content's height).
+    view, bar, window = ui.page.evaluate("""() => [document.querySelector('main.content').getBoundingClientRect().height,
+        document.querySelector('#alerts').getBoundingClientRect().height, window.innerHeight]""")
+    assert view > window / 2 > bar, (view, bar, window)
     send(ui.server, "resolved", fingerprint="f00d000000000009", name="EarlyBird", severity="warning")
     ui.page.wait_for_selector("#alerts", state="hidden")
     # The page opens its /ws/user socket after signing in: resend until the first alert shows

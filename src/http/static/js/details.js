@@ -15,10 +15,15 @@ import { SeriesChart } from "./series.js";
 const REFRESH_MS = 15000; // the metrics' resolution: nothing new comes sooner
 const HIDDEN_METADATA = new Set(["labels", "controls"]);
 const MAX_LINKS = 50;
+const REMEMBERED = 200; // ids of nodes the panel has loaded, remembered to tell "gone" from "unknown"
 
 export class DetailsPanel {
-  constructor(root, { onNavigate, onClose, controls }) {
+  // wasShown(id): whether the page showed that node in this session (in the
+  // live view, or picked from it): a 404 for it then means gone, not unknown.
+  constructor(root, { onNavigate, onClose, controls, wasShown = () => false }) {
     this.root = root;
+    this.wasShown = wasShown;
+    this.loaded = new Set(); // the last REMEMBERED ids loaded here, oldest first
     this.title = root.querySelector("#details-title");
     this.body = root.querySelector("#details-body");
     this.onNavigate = onNavigate;
@@ -137,8 +142,11 @@ export class DetailsPanel {
     } catch (error) {
       if (error.name === "AbortError" || id !== this.id) return;
       if (error.status === 404) {
-        this.#message(el("p", { text: "This node is gone: its probe no longer reports it." }));
-        this.root.dataset.state = "gone";
+        // An id this page never showed (a shared or hand-made URL) may never have existed.
+        const gone = this.loaded.has(id) || this.wasShown(id);
+        this.#message(el("p", { text: gone ? "This node is gone: its probe no longer reports it."
+          : "This node is not in the topology: no probe reports it (an unknown id, or a node that is gone)." }));
+        this.root.dataset.state = gone ? "gone" : "unknown";
       } else {
         this.#message(el("p", { class: "error", text: `Could not load the details: ${error.message}` }));
       }
@@ -148,6 +156,7 @@ export class DetailsPanel {
 
   #render(details) {
     const node = details.node;
+    this.#remember(this.id);
     this.root.dataset.state = "loaded";
     this.root.dataset.node = node.id;
     this.title.textContent = visible(node.label);
@@ -158,7 +167,9 @@ export class DetailsPanel {
         el("span", { class: "badge", text: visible(node.type) }), " ",
         el("span", { class: "muted", text: `seen ${new Date(node.last_seen).toLocaleTimeString()}` })),
     ];
-    if (node.type === "container") top.push(this.controls.render(node, details));
+    // null for those who may not control it: nothing shown (replaceChildren would write "null").
+    const controls = node.type === "container" ? this.controls.render(node, details) : null;
+    if (controls) top.push(controls);
     top.push(this.#metrics(node, details.metrics_history));
     const sections = [];
     const facts = Object.entries(metadata).filter(([k]) => !HIDDEN_METADATA.has(k));
@@ -177,6 +188,12 @@ export class DetailsPanel {
     this.rest.replaceChildren(...sections);
     if (this.series.root.parentNode !== this.body) this.body.replaceChildren(this.top, this.series.root, this.rest);
     this.series.refresh(node.agent_id || "", details.deployment_hash || "");
+  }
+
+  #remember(id) {
+    this.loaded.delete(id);
+    this.loaded.add(id);
+    if (this.loaded.size > REMEMBERED) this.loaded.delete(this.loaded.values().next().value);
   }
 
   #metrics(node, history) {

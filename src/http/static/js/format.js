@@ -19,7 +19,35 @@ export function bytes(value) {
   return `${value.toFixed(value >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
+// What each metric the server reports is called wherever the page names it
+// (table columns, the details, the metric and size pickers): the one table.
+// Kept apart where they meet in one view: a host's CPU used (of the machine)
+// and a container's or process's CPU % (of one core: above 100 on several);
+// a group's summed CPU % and its busiest process's. Rates read "/s" in
+// their values already.
+export const METRIC_NAMES = Object.freeze({
+  cpu_percent: "CPU %",
+  cpu_percent_max: "CPU % (max)",
+  cpu_usage: "CPU used %",
+  memory_mb: "Memory",
+  memory_usage: "Memory used %",
+  memory_used_mb: "Memory used",
+  memory_percent: "Memory %",
+  disk_usage: "Disk used %",
+  load1: "Load 1 min",
+  load5: "Load 5 min",
+  load15: "Load 15 min",
+  network_rx_bytes_per_sec: "Net in",
+  network_tx_bytes_per_sec: "Net out",
+  disk_read_bytes_per_sec: "Disk read",
+  disk_write_bytes_per_sec: "Disk write",
+  processes: "Processes",
+  threads: "Threads",
+});
+
+// A metric's name as the page shows it: from METRIC_NAMES, else made from its key.
 export function metricLabel(name) {
+  if (Object.hasOwn(METRIC_NAMES, name)) return METRIC_NAMES[name];
   return name.replace(/_bytes_per_sec$/, " /s").replace(/_/g, " ");
 }
 

@@ -15,6 +15,9 @@ const MAX_LABELS = 1500;
 // Nodes closer than this on screen are dots: edges are then drawn between
 // their groups, one per pair (see #groupEdges).
 const DOTS_APART_PX = 8;
+const GROUP_FONT = "600 12px system-ui, sans-serif";
+const GROUP_LABEL_MIN_PX = 24; // narrower than this, a group's name is not drawn at all
+const LABEL_WIDTHS_KEPT = 5000; // group names whose drawn width is remembered
 
 export class GraphView {
   constructor(canvas, { onSelect }) {
@@ -32,6 +35,12 @@ export class GraphView {
     this.sizeMax = 1;
     this.selected = "";
     this.hovered = "";
+    this.hoveredGroup = "";
+    // The groups' names as last drawn (cut to their cells' width), in canvas
+    // pixels: [{key, text, full, x, y, width}] (x, y: the middle of the baseline).
+    this.groupLabels = [];
+    this.labelWidths = new Map(); // a group name as shown -> its width in GROUP_FONT
+    this.labelCuts = new Map(); // `${room}\n${name}` -> [the name cut to that room, its width]
     this.lastFrameMs = 0;
     this.draws = 0; // canvas redraws (tests read it: a diff that changes nothing drawn draws nothing)
     this.pacer = new Pacer(() => this.#drawTimed());
@@ -81,7 +90,7 @@ export class GraphView {
   }
 
   fit() {
-    const box = this.layout && this.layout.bounds();
+    const box = this.#extent();
     const { width, height } = this.canvas.getBoundingClientRect();
     if (!box || !width || !height) return false;
     const pad = 60;
@@ -90,6 +99,21 @@ export class GraphView {
     this.camera = { k, x: width / 2 - k * (box.minX + w / 2), y: height / 2 - k * (box.minY + h / 2) };
     this.invalidate();
     return true;
+  }
+
+  // What fit() brings into sight: the nodes, and each group's name (at most
+  // its cell's width, centred on the group: #cut).
+  #extent() {
+    const box = this.layout && this.layout.bounds();
+    if (!box) return null;
+    for (const [key, group] of this.layout.groups) {
+      if (!key) continue;
+      const half = this.layout.room(group) / 2;
+      box.minX = Math.min(box.minX, group.x - half);
+      box.maxX = Math.max(box.maxX, group.x + half);
+      box.minY = Math.min(box.minY, group.y - group.radius);
+    }
+    return box;
   }
 
   zoomBy(factor, cx, cy) {
@@ -226,11 +250,21 @@ export class GraphView {
     // Text in screen pixels, only when there is room for it.
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.textAlign = "center";
+    // A group's name stays within its cell: a long one is cut with "…" (the
+    // whole one is the canvas's tooltip over the group: #listen).
+    this.groupLabels = [];
     if (k >= 0.2) {
-      ctx.font = "600 12px system-ui, sans-serif";
+      ctx.font = GROUP_FONT;
       ctx.fillStyle = "#566074";
       for (const [key, group] of named) {
-        ctx.fillText(visible(labelOfId(key, this.nodes, this.names)), x + group.x * k, y + (group.y - group.radius) * k - 6);
+        const room = this.layout.room(group) * k - 8;
+        if (room < GROUP_LABEL_MIN_PX) continue;
+        const full = labelOfId(key, this.nodes, this.names);
+        const [text, width] = this.#cut(full, room);
+        if (!text) continue;
+        const at = { x: x + group.x * k, y: y + (group.y - group.radius) * k - 6 };
+        ctx.fillText(text, at.x, at.y);
+        this.groupLabels.push({ key, text, full: visible(full), width, ...at });
       }
     }
     // As many characters as fit between neighbours (~6.5 px each), whole below 40 nodes.
@@ -242,6 +276,61 @@ export class GraphView {
         ctx.fillText(visibleShort(node.label, room), x + place.x * k, y + (place.y + r) * k + 13);
       }
     }
+  }
+
+  // `name` as shown (visible), cut with "…" to at most `room` pixels wide in
+  // GROUP_FONT (the context's font): [text, its width]; ["", 0] when not even
+  // a character and "…" fit. A whole name's width is measured once.
+  #cut(name, room) {
+    const whole = visible(name);
+    let width = this.labelWidths.get(whole);
+    if (width === undefined) {
+      if (this.labelWidths.size >= LABEL_WIDTHS_KEPT) this.labelWidths.clear();
+      width = this.context.measureText(whole).width;
+      this.labelWidths.set(whole, width);
+    }
+    if (width <= room) return [whole, width];
+    room = Math.floor(room);
+    const key = `${room}\n${whole}`; // redrawn at the same zoom: cut once
+    let fitted = this.labelCuts.get(key);
+    if (fitted === undefined) {
+      if (this.labelCuts.size >= LABEL_WIDTHS_KEPT) this.labelCuts.clear();
+      fitted = ["", 0];
+      // As many characters as the average one's width lets in, then fewer until it fits.
+      for (let length = Math.floor((whole.length * room) / width); length >= 2; length -= 1) {
+        const cut = visibleShort(name, length);
+        const cutWidth = this.context.measureText(cut).width;
+        if (cutWidth <= room) {
+          fitted = [cut, cutWidth];
+          break;
+        }
+      }
+      this.labelCuts.set(key, fitted);
+    }
+    return fitted;
+  }
+
+  // The group whose name or disc is at (px, py), canvas pixels; "" if none.
+  groupAt(px, py) {
+    for (const label of this.groupLabels) {
+      if (Math.abs(px - label.x) <= label.width / 2 && py <= label.y + 3 && py >= label.y - 14) return label.key;
+    }
+    if (!this.layout) return "";
+    const { k, x, y } = this.camera;
+    const wx = (px - x) / k, wy = (py - y) / k;
+    for (const [key, group] of this.layout.groups) {
+      if (key && Math.hypot(group.x - wx, group.y - wy) <= group.radius) return key;
+    }
+    return "";
+  }
+
+  // The groups' names as drawn, in page coordinates (for automation and tests).
+  shownGroupLabels() {
+    const rect = this.canvas.getBoundingClientRect();
+    return this.groupLabels.map(({ key, text, full, x, y, width }) => ({
+      key, text, full, left: rect.left + x - width / 2, right: rect.left + x + width / 2, y: rect.top + y,
+      canvasLeft: rect.left, canvasRight: rect.right,
+    }));
   }
 
   // Where nodes are dots, one line per pair of groups (hosts, containers)
@@ -294,13 +383,18 @@ export class GraphView {
         }
         return;
       }
-      const hovered = this.nodeAt(event.clientX - rect.left, event.clientY - rect.top);
-      if (hovered !== this.hovered) {
+      const px = event.clientX - rect.left, py = event.clientY - rect.top;
+      const hovered = this.nodeAt(px, py);
+      const group = hovered ? "" : this.groupAt(px, py); // its whole name (drawn cut when long)
+      if (hovered !== this.hovered || group !== this.hoveredGroup) {
+        const redraw = hovered !== this.hovered;
         this.hovered = hovered;
+        this.hoveredGroup = group;
         canvas.classList.toggle("pointing", Boolean(hovered));
         const node = this.nodes.get(hovered);
-        canvas.title = node ? `${visible(node.label)} (${visible(node.status)})` : "";
-        this.invalidate();
+        canvas.title = node ? `${visible(node.label)} (${visible(node.status)})`
+          : group ? visible(labelOfId(group, this.nodes, this.names)) : "";
+        if (redraw) this.invalidate();
       }
     });
     canvas.addEventListener("pointerup", (event) => {

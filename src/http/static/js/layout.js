@@ -92,6 +92,12 @@ export class Layout {
     return minX === Infinity ? null : { minX, minY, maxX, maxY };
   }
 
+  // The width a group's cell takes on its shelf (its disc and the gap to its
+  // neighbours'): the most its name may take without reaching theirs.
+  room(group) {
+    return 2 * group.reserved + GAP;
+  }
+
   #radiusFor(count) {
     return this.step * Math.sqrt(count + 0.5) + this.spacing / 2;
   }

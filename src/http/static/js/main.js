@@ -8,7 +8,7 @@ import { Controls } from "./controls.js";
 import { DetailsPanel } from "./details.js";
 import { emptyAdvice } from "./empty.js";
 import { compileFilter } from "./filter.js";
-import { clock, metricLabel } from "./format.js";
+import { clock, metricLabel, visibleShort } from "./format.js";
 import { GraphView } from "./graph.js";
 import { ProcessesShown, groupShowing, isGroupId, processesView } from "./groups.js";
 import { health } from "./health.js";
@@ -16,7 +16,7 @@ import { Layout } from "./layout.js";
 import { Topology, splitId } from "./model.js";
 import { Pacer } from "./pacer.js";
 import { ReconnectingSocket } from "./socket.js";
-import { VIEWS, formatState, kindOf, parseLabels, parseState, viewOf } from "./state.js";
+import { VIEWS, formatState, kindOf, parseLabels, parseState, unknownParams, viewOf } from "./state.js";
 import { MAX_METRIC_COLUMNS, TableView } from "./table.js";
 
 const STATS_EVERY_MS = 5000;
@@ -51,6 +51,8 @@ let serverVersion = null; // the topology's version at the last stats poll
 let behind = false; // the page had not reached, by this poll, the version the server had at the last one
 let connection = { kind: "closed", info: {} }; // the live socket's state (socket.js)
 let countdown = null; // ticks "reconnecting in N s" down
+const picked = new Set(); // the last PICKED_KEPT nodes the user picked from the page (not from a URL), oldest first
+const PICKED_KEPT = 200;
 const renderer = new Pacer(render); // renders at most once a frame, and no more often than a render takes
 
 const graph = new GraphView($("canvas"), { onSelect: (id) => select(id) });
@@ -70,6 +72,7 @@ const details = new DetailsPanel($("details"), {
   onNavigate: (id) => navigate(id),
   onClose: () => select(""),
   controls,
+  wasShown: (id) => model.nodes.has(id) || picked.has(id),
 });
 // A live log stops when the page goes (its cancel is sent with keepalive).
 window.addEventListener("pagehide", () => controls.leave());
@@ -88,6 +91,7 @@ function setState(changes) {
   if (FILTER_KEYS.some((key) => JSON.stringify(state[key]) !== JSON.stringify(before[key]))) countsAsked = true;
   if (serverView(state) !== serverView(before)) switchView();
   else if (state.kthreads !== before.kthreads) regroup();
+  if (["view", "mode", "type"].some((key) => state[key] !== before[key])) hideNotice(); // it said what these showed instead
   if (state.node !== before.node) {
     showDetails();
     if (state.mode === "table") requestAnimationFrame(() => table.reveal(shownOf(state.node)));
@@ -107,11 +111,20 @@ window.addEventListener("popstate", () => {
 });
 
 function select(id) {
+  if (id) pick(id);
   setState({ node: id || "" });
+}
+
+// A node the page showed the user: if the server no longer knows it, it is gone (not unknown).
+function pick(id) {
+  picked.delete(id);
+  picked.add(id);
+  if (picked.size > PICKED_KEPT) picked.delete(picked.values().next().value);
 }
 
 // A link in the details panel: the node may be of another kind than the view shows.
 function navigate(id) {
+  pick(id);
   const kind = isGroupId(id) ? "process" : splitId(id)[0];
   const wanted = kindOf(state.view);
   setState(wanted && wanted !== kind ? { view: viewOf(kind), node: id } : { node: id });
@@ -124,7 +137,7 @@ function buildToolbar() {
     const button = document.createElement("button");
     button.type = "button";
     button.dataset.view = view;
-    button.textContent = view[0].toUpperCase() + view.slice(1);
+    button.textContent = viewTitle(view);
     button.addEventListener("click", () => setState({ view, node: "" }));
     return button;
   }));
@@ -162,6 +175,26 @@ function buildToolbar() {
     invalidate();
   });
   $("sign-out").addEventListener("click", () => signOut());
+  $("notice-close").addEventListener("click", hideNotice);
+}
+
+function viewTitle(view) {
+  return view[0].toUpperCase() + view.slice(1);
+}
+
+// What the URL asked for that does not exist (parseState showed the default
+// instead, and the URL was made to say so): said once, under the filters.
+function noticeUnknown(unknown) {
+  if (!unknown.length) return;
+  const instead = { view: `showing ${viewTitle(state.view)}`, mode: "showing the graph", type: "showing every type" };
+  const what = { view: "view", mode: "display", type: "node type" };
+  $("notice-text").textContent = unknown.map(({ name, value }) =>
+    `There is no ${what[name]} "${visibleShort(value, 40)}": ${instead[name]}.`).join(" ");
+  $("notice").hidden = false;
+}
+
+function hideNotice() {
+  $("notice").hidden = true;
 }
 
 // Puts the state into the toolbar's inputs (after a load, a popstate or a change).
@@ -574,8 +607,15 @@ $("signin").addEventListener("cancel", (event) => event.preventDefault()); // no
 $("signin-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   // A token copied with its header's scheme ("Bearer eyJ…") is the token after it.
-  const value = $("signin-token").value.trim().replace(/^bearer\s+/i, "");
-  if (!value) return;
+  const typed = $("signin-token").value;
+  const value = typed.trim().replace(/^bearer\s+/i, "");
+  // Said here, not by the browser's validation (the form has novalidate): a
+  // message of the last attempt ("That token expired…") would stay beside it.
+  if (!value) {
+    askToSignIn(typed ? "That token is empty: it is only spaces or line breaks. Paste a user token."
+      : "A token is needed: paste a user token.");
+    return;
+  }
   setToken(value);
   if (await signIn()) {
     $("signin").close();
@@ -669,6 +709,7 @@ events.addEventListener("signed-out", () => {
 // For automation and tests: read-only views of what the page shows.
 window.trioscope = Object.freeze({
   position: (id) => graph.screenPosition(id),
+  groupLabels: () => graph.shownGroupLabels(), // the groups' names as drawn (cut to their cells' width)
   radius: (id) => (shownNodes().has(id) ? graph.radius(shownNodes().get(id)) : null),
   rendered: (id) => Boolean(layout.position(id)), // laid out by a render (graph or table)
   nodeIds: () => [...shownNodes().keys()], // as shown: groups of processes where they are grouped
@@ -680,6 +721,8 @@ window.trioscope = Object.freeze({
 
 regroup();
 buildToolbar();
+noticeUnknown(unknownParams(location.search));
+saveState(); // the URL says what is shown: what it asked for that does not exist goes from it
 syncControls();
 if (token()) signIn();
 else askToSignIn();

@@ -46,6 +46,17 @@ export function parseState(search) {
   return state;
 }
 
+// The parameters of `search` that name a view, display or type there is no
+// such thing as (parseState shows the default instead): [{name, value}].
+export function unknownParams(search) {
+  const params = new URLSearchParams(search);
+  const known = { view: VIEWS, mode: MODES, type: TYPES };
+  return Object.entries(known).flatMap(([name, values]) => {
+    const value = text(params, name);
+    return value && !values.includes(value) ? [{ name, value }] : [];
+  });
+}
+
 export function formatState(state) {
   const params = new URLSearchParams();
   for (const name of ["view", "mode", "q", "type", "size", "sort", "dir", "node"]) {
