@@ -36,7 +36,7 @@ from trioscope.domain.block_history import BlockHistory
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.timeseries import MetricHistory, Point
 from trioscope.domain.topology import (
-    NodeKind, Partition, TopologyDiff, TopologyGraph, TopologySnapshot, allowed_actions, kind_of,
+    Expired, NodeKind, Partition, TopologyDiff, TopologyGraph, TopologySnapshot, allowed_actions, kind_of,
 )
 from trioscope.runtime import (
     Actor,
@@ -95,6 +95,14 @@ SETTLE_SLICE = 256
 """Groups (pods, services, process groups) rebuilt between two chances for
 other tasks to run: ~3 ms at 100 processes a host, more for services spanning
 many hosts."""
+STALE_CHECK_SHARE = 0.1
+"""Share of ``agents.stale_threshold`` between two looks for stale agents
+(``_ExpireNodes``): their nodes go at most this share of the threshold late,
+not at the next cleanup, minutes later (the agent list showed them stale
+while the topology still showed them up). A look is one pass over the
+partitions (~0.5 ms at 10,000 agents), so it is a timer, never per report."""
+STALE_CHECK_LEAST = 1.0
+"""Least seconds between two looks for stale agents, whatever the threshold."""
 PROCESS_HISTORY = 15 * 60.0
 """Seconds of per-process metric history. Hosts and containers keep the full
 ``max_data_age``; a full hour for 100,000 processes would alone take ~250 MB."""
@@ -193,6 +201,11 @@ class _Cleanup:
 
 
 @attrs.frozen
+class _ExpireNodes:
+    """Remove the stale agents' nodes (``_expire_nodes``), between cleanups."""
+
+
+@attrs.frozen
 class Departed:
     """An agent whose nodes were removed as stale: their metric history is
     kept while it holds its place (its actor lives on for ``max_data_age``,
@@ -276,7 +289,11 @@ class TopologyActor(Actor):
 
     async def on_start(self) -> None:
         await self._recover()
-        self.context.every(self.settings.storage.cleanup_interval, _Cleanup())
+        cleanup = self.settings.storage.cleanup_interval
+        self.context.every(cleanup, _Cleanup())
+        period = stale_check_period(self.settings)
+        if period < cleanup:  # else each cleanup removes them in time
+            self.context.every(period, _ExpireNodes())
 
     async def _recover(self) -> None:
         """After a restart: rebuild the graph from the agents' latest reports."""
@@ -334,6 +351,9 @@ class TopologyActor(Actor):
         if isinstance(message, _Cleanup):
             await self._flush(SLICE_BUDGET)
             await self._cleanup()
+            return None
+        if isinstance(message, _ExpireNodes):
+            await self._expire_nodes()
             return None
         if isinstance(message, ExpireStale):
             await self._flush(None, publish=False)
@@ -561,11 +581,11 @@ class TopologyActor(Actor):
         self.process_history.forget(agent_id)
         self.group_history.forget(agent_id)
 
-    def _depart(self, partitions: dict[str, Partition], agents: tuple[str, ...], now: float) -> None:
-        """Note ``agents``, removed as stale, as ``Departed`` (their ``partitions``
-        as they were), and forget the notes whose history has expired by ``now``."""
-        for agent in agents:
-            partition = partitions[agent]
+    def _depart(self, expired: Expired, now: float) -> None:
+        """Note the agents ``expired`` removed as stale as ``Departed`` (their
+        partitions as they were), and forget the notes whose history has
+        expired by ``now``."""
+        for agent, partition in expired.partitions.items():
             before = self.departed.get(agent)
             series = frozenset(_series_of(partition))
             self.departed[agent] = Departed(series if before is None else before.series | series,
@@ -574,12 +594,34 @@ class TopologyActor(Actor):
         for agent in [a for a, d in self.departed.items() if d.received_at < horizon]:
             del self.departed[agent]
 
+    async def _remove_stale(self, now: float) -> Expired:
+        """Remove the nodes of the agents not heard from for ``agents.stale_threshold``
+        by ``now``, letting requests run between agents; their metric history stays
+        (``Departed``). An agent whose newer report waits in ``pending`` stays: removed
+        now, its nodes would come back with that report a moment later."""
+        self._yielded = time.perf_counter()
+        expiring = self.graph.expiring(now, self.settings.agents.stale_threshold, keep=self.pending)
+        expired = await in_steps(expiring, self._let_others_run)
+        self._depart(expired, now)
+        return expired
+
+    async def _expire_nodes(self) -> None:
+        """What a cleanup does to the graph, between cleanups: the stale agents'
+        nodes go at about ``agents.stale_threshold``; the version that shows
+        it is published as any merge's is (``_schedule``). Each replica does
+        this by its own clock, as its cleanups."""
+        expired = await self._remove_stale(self.clock())
+        if not expired.agents:
+            return
+        self._schedule(at_once=False)
+        log.info("removed %d stale agents (%d nodes); %d agents remain",
+                 len(expired.agents), expired.nodes, len(self.graph.partitions),
+                 extra={"event": "stale_removed", "agents_removed": len(expired.agents),
+                        "nodes_removed": expired.nodes})
+
     async def _cleanup(self) -> None:
         now = self.clock()
-        self._yielded = time.perf_counter()
-        partitions = dict(self.graph.partitions)  # pointers only: what the stale agents described
-        expired = await in_steps(self.graph.expiring(now, self.settings.agents.stale_threshold), self._let_others_run)
-        self._depart(partitions, expired.agents, now)
+        expired = await self._remove_stale(now)
         points = self.history.expire(now)
         process_points = self.process_history.expire(now)
         group_points = self.group_history.expire(now)
@@ -607,9 +649,10 @@ class TopologyActor(Actor):
             self.process_history if kind is NodeKind.PROCESS
             else self.group_history if kind is NodeKind.PROCESS_GROUP else self.history)
         since = self.clock() - seconds
+        points = history.points(node_id, since)
         details["metrics_history"] = {
             "resolution_seconds": history.resolution,
-            "points": [_point(p) for p in history.points(node_id, since)],
+            "points": [_point(p) for p in points],
         }
         details["agents"] = self.graph.agents_of(node_id)
         return details
@@ -633,6 +676,13 @@ class TopologyActor(Actor):
                 "edge_cache_runs": edges.runs,
             },
         }
+
+
+def stale_check_period(settings: Settings) -> float:
+    """Seconds between two looks for stale agents: ``STALE_CHECK_SHARE`` of the
+    threshold, at least ``STALE_CHECK_LEAST``; none is needed when that is not
+    shorter than ``storage.cleanup_interval`` (each cleanup looks too)."""
+    return max(STALE_CHECK_LEAST, settings.agents.stale_threshold * STALE_CHECK_SHARE)
 
 
 def _series_of(partition: Partition) -> list[str]:

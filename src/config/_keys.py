@@ -436,7 +436,9 @@ KEYS: tuple[Key, ...] = (
         name="agents.stale_threshold",
         kind=DurationKind(1 * SECOND, 30 * DAY),
         default=5 * MINUTE,
-        help="a node not heard from for this long is shown as stale",
+        help="an agent not heard from for this long is shown as stale, and its nodes are removed from the "
+             "topology at most max(1s, a tenth of this) later (cleanup_interval later if that is shorter); "
+             "their metric history is kept for max_data_age",
         env=("TRIOSCOPE_AGENTS_STALE_THRESHOLD",),
         flags=("--stale-node-threshold", "-stale-node-threshold"),
     ),

@@ -33,7 +33,7 @@ from operator import attrgetter
 import attrs
 import msgspec
 
-from .timeseries import RESOLUTION, ExpiryReport, HistoryStats, Point, _bucket, _check_window
+from .timeseries import RESOLUTION, ExpiryReport, HistoryStats, Point, _bucket, _check_window, float32_decimal
 
 _NAN = math.nan
 _BUCKET = attrgetter("bucket")
@@ -240,7 +240,8 @@ class BlockHistory:
                 if position is None:
                     continue
                 offset = 4 * position
-                values = {name: v for name, column in zip(row.names, row.columns, strict=True)
+                # As ``MetricHistory`` reads them: float32's shortest decimal (0.1, not 0.10000000149011612).
+                values = {name: float32_decimal(v) for name, column in zip(row.names, row.columns, strict=True)
                           if (v := _FLOAT32.unpack_from(column, offset)[0]) == v}
                 if values:
                     found.append((row.bucket, row.sequence, values))

@@ -17,6 +17,7 @@ from trioscope.domain.timeseries import (
     MetricHistory,
     Point,
     SeriesGroup,
+    float32_decimal,
 )
 
 HOUR = 3600.0
@@ -67,11 +68,11 @@ def test_buckets_without_values_are_not_points():
     assert len(group) == 2
 
 
-def test_values_are_kept_at_float32_precision():
+def test_values_are_kept_at_float32_precision_and_read_as_its_shortest_decimal():
     group = SeriesGroup(HOUR)
-    group.record(0.0, {"cpu": 0.1})
-    assert group.latest() == Point(0.0, {"cpu": f32(0.1)})
-    assert f32(0.1) != 0.1
+    group.record(0.0, {"cpu": 0.1, "mem": 0.123456789})
+    assert group.latest() == Point(0.0, {"cpu": 0.1, "mem": 0.12345679})
+    assert f32(0.1) != 0.1 and f32(0.12345679) == f32(0.123456789)
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, 1e39, -3.5e38])
@@ -85,7 +86,8 @@ def test_non_finite_or_float32_overflowing_values_are_ignored(bad):
 def test_largest_float32_value_is_kept():
     group = SeriesGroup(HOUR)
     group.record(0.0, {"cpu": 3.4e38, "mem": -3.4e38})
-    assert series(group) == [(0.0, {"cpu": f32(3.4e38), "mem": f32(-3.4e38)})]
+    assert series(group) == [(0.0, {"cpu": 3.4e38, "mem": -3.4e38})]
+    assert f32(3.4e38) != 3.4e38
 
 
 def test_record_without_usable_values_neither_stores_nor_moves_the_window():
@@ -407,7 +409,8 @@ class ReferenceGroup:
         self.low = -math.inf
 
     def record(self, timestamp: float, values: dict[str, float]) -> None:
-        kept = {name: f32(v) for name, v in values.items() if math.isfinite(v) and math.isfinite(f32_or_inf(v))}
+        kept = {name: float32_decimal(f32(v)) for name, v in values.items()
+                if math.isfinite(v) and math.isfinite(f32_or_inf(v))}
         bucket = math.floor(timestamp / RESOLUTION)
         if not kept or bucket < self.low:
             return

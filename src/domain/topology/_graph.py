@@ -52,6 +52,9 @@ class Expired:
 
     agents: tuple[str, ...]
     nodes: int
+    partitions: Mapping[str, Partition] = attrs.field(factory=dict)
+    """The removed agents' partitions as they were (what their nodes were),
+    by agent id."""
 
 
 class TopologyGraph:
@@ -174,21 +177,29 @@ class TopologyGraph:
         self._replace(agent_id, current, None)
         return len(current.nodes)
 
-    def expire(self, now: float, threshold: float) -> Expired:
+    def expire(self, now: float, threshold: float, keep: Collection[str] = ()) -> Expired:
         """Remove partitions not refreshed within ``threshold`` seconds of ``now``
-        (by the time the server received them, so agents' clocks do not matter)."""
-        return at_once(self.expiring(now, threshold))
+        (by the time the server received them, so agents' clocks do not matter),
+        but those of the agents in ``keep`` (a newer report of theirs waits to be
+        merged: removed now, their nodes would come back with it)."""
+        return at_once(self.expiring(now, threshold, keep))
 
-    def expiring(self, now: float, threshold: float) -> Steps[Expired]:
+    def stale(self, now: float, threshold: float, keep: Collection[str] = ()) -> list[str]:
+        """The agents ``expire`` would remove, in partition order; removes nothing.
+        One pass over the partitions (~0.5 ms at 10,000 agents)."""
+        horizon = now - threshold
+        return [a for a, p in self.partitions.items() if p.received_at < horizon and a not in keep]
+
+    def expiring(self, now: float, threshold: float, keep: Collection[str] = ()) -> Steps[Expired]:
         """``expire`` in steps: yields after each agent removed (~1 ms each; a
         thousand gone silent together, a network cut off, were a second at once)."""
-        horizon = now - threshold
-        stale = [a for a, p in self.partitions.items() if p.received_at < horizon]
+        stale = self.stale(now, threshold, keep)
+        partitions = {agent: self.partitions[agent] for agent in stale}
         removed = 0
         for agent in stale:
             removed += self.remove_agent(agent)
             yield
-        return Expired(tuple(stale), removed)
+        return Expired(tuple(stale), removed, partitions)
 
     def _replace(self, agent: str, old: Partition | None, new: Partition | None) -> None:
         if old is not None and new is not None and old.same_structure(new):

@@ -1,0 +1,105 @@
+"""A silent agent's nodes leave the topology at about ``agents.stale_threshold``,
+when the agent list starts showing it stale, not at the next cleanup minutes
+later; an agent still reporting keeps its nodes. The topology actor alone, its
+wall clock and timers both on a mock clock."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import attrs
+import trio
+
+from tests.synthetic import host_report
+from trioscope.actors.topology import (
+    GetNodeDetails, GetSnapshot, MergeReport, Subscribe, TopologyActor, TopologyPublished, stale_check_period,
+)
+from trioscope.config import Settings
+from trioscope.domain.topology import View, host_id
+from trioscope.runtime import Actor, ActorRef, ActorSpec, Strategy, SupervisorSpec, open_actor_system
+from trioscope.wire import decode_report
+
+T0 = time.time()
+STALE = 30.0
+CLEANUP = 3600.0
+"""Far longer than the threshold: the nodes must not wait for it."""
+
+
+def with_threshold(settings: Settings) -> Settings:
+    return attrs.evolve(settings, agents=attrs.evolve(settings.agents, stale_threshold=STALE),
+                        storage=attrs.evolve(settings.storage, cleanup_interval=CLEANUP))
+
+
+def wall() -> float:
+    """The actor's wall clock, moving with the mock clock."""
+    return T0 + trio.current_time()
+
+
+def tree(settings: Settings) -> SupervisorSpec:
+    return SupervisorSpec(name="root", strategy=Strategy.ONE_FOR_ONE, children=[
+        ActorSpec(name="topology", factory=lambda: TopologyActor(settings, clock=wall)),
+    ])
+
+
+def merge(index: int) -> MergeReport:
+    now = wall()
+    document = host_report(index, timestamp=now, containers=1, processes=2, connections=0)
+    return MergeReport(decode_report(document), received_at=now)
+
+
+async def hosts(topology: ActorRef) -> set[str]:
+    snapshot = await topology.ask(GetSnapshot())
+    return {node.id for node in snapshot.nodes(View.HOSTS)}
+
+
+async def test_a_silent_agents_nodes_go_at_the_threshold_and_a_reporting_agents_stay(settings, autojump_clock):
+    settings = with_threshold(settings)
+    assert stale_check_period(settings) == 3.0
+    silent, reporting = host_id("host-1"), host_id("host-2")
+    async with open_actor_system(tree(settings)) as system:
+        topology = system.lookup("/root/topology")
+        await topology.ask(merge(1))
+        await topology.ask(merge(2))
+        assert await hosts(topology) == {silent, reporting}
+        started = trio.current_time()
+        for _ in range(2):  # host-2 reports at 10 s and 20 s; host-1 never again
+            await trio.sleep(10)
+            await topology.ask(merge(2))
+        await trio.sleep(STALE - 5 - (trio.current_time() - started))
+        assert await hosts(topology) == {silent, reporting}  # not stale yet
+        await trio.sleep(STALE + stale_check_period(settings) + 1 - (trio.current_time() - started))
+        assert trio.current_time() - started < CLEANUP
+        assert await hosts(topology) == {reporting}
+        # Its nodes are gone, not merely hidden: no details either.
+        assert await topology.ask(GetNodeDetails(silent, 3600)) is None
+
+
+class Listener(Actor):
+    """A live client as the topology sees it: records what it is told."""
+
+    def __init__(self, got: list[TopologyPublished]) -> None:
+        self.got = got
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, TopologyPublished):
+            self.got.append(message)
+            return None
+        return await super().handle(message)
+
+
+async def test_the_version_without_them_reaches_subscribers_without_a_read(settings, autojump_clock):
+    """Published by the actor's own timers: live clients see the host go, not
+    only the next reader (a read publishes what is pending itself)."""
+    settings = with_threshold(settings)
+    got: list[TopologyPublished] = []
+    spec = tree(settings)
+    spec = attrs.evolve(spec, children=[*spec.children, ActorSpec(name="listener", factory=lambda: Listener(got))])
+    async with open_actor_system(spec) as system:
+        topology = system.lookup("/root/topology")
+        await topology.ask(Subscribe(system.lookup("/root/listener")))
+        await topology.ask(merge(1))
+        await trio.sleep(1)
+        assert got and {n.id for n in got[-1].snapshot.nodes(View.HOSTS)} == {host_id("host-1")}
+        await trio.sleep(STALE + stale_check_period(settings))
+        assert [n.id for n in got[-1].snapshot.nodes(View.HOSTS)] == []
