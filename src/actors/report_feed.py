@@ -13,7 +13,11 @@ its newest, so the metric history is rebuilt too.
 Before it says it has read the stream to its end (``BusProgress.caught_up``,
 which ``/health/ready`` waits for), the topology removes the nodes of agents
 stale by then (``HistoryReplayed``): what it replayed may be older than the
-stale threshold.
+stale threshold. So it does once it has read again to its end a stream that
+was made again while it ran (the reader starts again from the stream's first
+report: a sequence at or below the last one merged), which may as well hold
+reports of agents every replica removed long ago: without it, this replica
+would show them as up until its next cleanup, and the replicas disagree.
 
 Where it has read to is kept in ``BusProgress``, which outlives a restart of
 this actor: a restarted feed goes on from there.
@@ -21,6 +25,7 @@ this actor: a restarted feed goes on from there.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from typing import Any
@@ -76,6 +81,8 @@ class ReportFeedActor(Actor):
         unavailable: int | None = None
         """While reading fails: how many reconnections the bus had made when it began."""
         started = False
+        rereading: int | None = None
+        """While a stream made again is read from its start: the sequence the re-read began at."""
         while True:
             try:
                 fetched = await self.bus.fetch(progress.merged)
@@ -99,6 +106,8 @@ class ReportFeedActor(Actor):
                              extra={"event": "bus_read_resumed"})
                 unavailable = None
             history = not progress.caught_up
+            if fetched and progress.caught_up and fetched[0].sequence <= progress.merged and rereading is None:
+                rereading = fetched[0].sequence  # the stream made again: read from its start (see the docstring)
             if history and not started and fetched:
                 started = True
                 log.info("rebuilding topology and metric history from the report stream: %d reports from "
@@ -118,6 +127,11 @@ class ReportFeedActor(Actor):
                 progress.handed_on(fetched[-1].sequence)
             if 0 < len(fetched) < FEW and progress.caught_up:
                 await trio.sleep(GATHER)
+            if progress.lag == 0 and rereading is not None:
+                await self._expire_replayed()
+                log.info("report stream read again to its end, from sequence %d to %d: agents stale by now removed",
+                         rereading, progress.merged, extra={"event": "bus_reread", "sequence": progress.merged})
+                rereading = None
             if progress.lag == 0 and not progress.caught_up:  # a known 0, read while connected
                 await self._expire_replayed()
                 progress.caught_up = True
@@ -127,8 +141,9 @@ class ReportFeedActor(Actor):
     async def _expire_replayed(self) -> None:
         """Have the topology merge what was replayed and remove the agents
         stale by now (``HistoryReplayed``), before the replica says it is
-        caught up: until its first cleanup it would otherwise show every host
-        of the stream, those the running replicas removed long ago included."""
+        caught up (or, running, once it read a stream made again to its end):
+        until its next cleanup it would otherwise show every host of the
+        stream, those the running replicas removed long ago included."""
         while True:
             try:
                 if await self.roster.ask(HistoryReplayed(), timeout=HISTORY_WAIT):
@@ -145,11 +160,13 @@ class ReportFeedActor(Actor):
         envelope = self.bus.published_here(data)
         if envelope is None:
             try:
+                # Received no further ahead of this replica's clock than clocks may differ (``MAX_RECEIVED_AHEAD``).
+                now = time.time()
                 if len(data) > OFF_LOOP_BYTES:
-                    envelope = await trio.to_thread.run_sync(unpack_report, data, self.bus.max_unpacked,
-                                                             limiter=self.heavy_work)
+                    envelope = await trio.to_thread.run_sync(
+                        functools.partial(unpack_report, data, self.bus.max_unpacked, now=now), limiter=self.heavy_work)
                 else:
-                    envelope = unpack_report(data, self.bus.max_unpacked, defer_connections=True)
+                    envelope = unpack_report(data, self.bus.max_unpacked, defer_connections=True, now=now)
             except BadEnvelope as exc:
                 self.bus.progress.skipped += 1
                 log.error("message %d on the report stream is not a report and was left out: %s", sequence, exc,

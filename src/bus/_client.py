@@ -45,6 +45,7 @@ from ._envelope import DEFAULT_UNPACKED, Envelope, unpacked_limit
 from ._lag import BusProgress
 from ._loop import AsyncioThread
 from ._reader import Fetched, StreamReader
+from ._tls import PlaintextRefused, TlsOnlyClient
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,8 @@ STREAM_CHECKS = 30
 after a reconnection (a server that just started may not answer at once)."""
 LIMIT_SLACK = 0.001
 """Limits closer than this are the same (the server keeps ``max_age`` in nanoseconds)."""
+SUBJECTS_OVERLAP = 10065
+"""JetStream's error code for a stream whose subjects overlap another stream's."""
 PUBLISHED_KEPT = 4096
 """Reports published here kept decoded for the feed at most (more are read
 back from the stream like anyone else's)."""
@@ -76,6 +79,13 @@ class BusUnavailable(Exception):
 
 class _NoJetStream(Exception):
     """The NATS server answered, but not its JetStream API: it runs without ``-js``."""
+
+
+class _StreamUnusable(Exception):
+    """The stream cannot be this replica's report stream: another stream
+    already takes its subjects, a stream of its name takes other subjects, or
+    the server refused to make it. The message names the stream, its subjects
+    and what to do; retrying changes nothing until the operator does."""
 
 
 class ReportTooLarge(Exception):
@@ -154,7 +164,8 @@ class ReportBus:
                 await self.thread.run(self._connect)
             except Exception as exc:  # noqa: BLE001  # any failure to reach the bus is retried, and said once
                 # Said once for each kind of failure, not at every attempt.
-                kind = "no_jetstream" if isinstance(exc, _NoJetStream) else "unreachable"
+                kind = ("no_jetstream" if isinstance(exc, _NoJetStream)
+                        else "stream_unusable" if isinstance(exc, _StreamUnusable) else "unreachable")
                 if kind == "unreachable" and self._said_failure is None and self._said_unreachable:
                     self._said_failure = kind  # nats-py's error callback said it
                 if kind != self._said_failure:
@@ -163,6 +174,9 @@ class ReportBus:
                         log.error("JetStream is not enabled on the NATS server at %s (start nats-server with -js); "
                                   "retrying every %g s", self.shown_url, RECONNECT_WAIT,
                                   extra={"event": "bus_no_jetstream"})
+                    elif isinstance(exc, _StreamUnusable):
+                        log.error("%s; retrying every %g s", exc, RECONNECT_WAIT,
+                                  extra={"event": "bus_stream_unusable", "stream": self.stream})
                     else:
                         log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.shown_url,
                                     self._masked(str(exc) or type(exc).__name__), RECONNECT_WAIT,
@@ -186,7 +200,7 @@ class ReportBus:
         return text
 
     def _stream_config(self, max_age: float | None = None, max_bytes: int | None = None) -> StreamConfig:
-        return StreamConfig(name=self.stream, subjects=[f"{self.stream}.>"],
+        return StreamConfig(name=self.stream, subjects=[self._subjects],
                             max_age=self.retention if max_age is None else max_age,
                             max_bytes=self.max_bytes if max_bytes is None else max_bytes,
                             storage=StorageType.FILE, discard=DiscardPolicy.OLD)
@@ -205,6 +219,7 @@ class ReportBus:
 
         async def reconnected() -> None:
             self._said_unreachable = False
+            self._said_failure = None
             self.progress.connected = True
             self.progress.reconnects += 1
             self.progress.pending_unknown()  # the stream may have moved on, or gone, meanwhile
@@ -218,6 +233,14 @@ class ReportBus:
 
         async def error(exc: Exception) -> None:
             # nats-py retries by itself (also the first connection): said once an outage.
+            if isinstance(exc, PlaintextRefused):
+                if self._said_failure != "plaintext":
+                    self._said_failure, self._said_unreachable = "plaintext", True
+                    log.error("refusing the bus at %s: %s; check that the NATS server is configured for TLS "
+                              "(its tls block, or --tls/--tlscert/--tlskey) or use a nats:// URL knowingly; "
+                              "retrying every %g s", self.shown_url, exc, RECONNECT_WAIT,
+                              extra={"event": "bus_tls_refused"})
+                return
             if not self._said_unreachable:
                 self._said_unreachable = True
                 log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.shown_url,
@@ -226,11 +249,15 @@ class ReportBus:
             else:
                 log.debug("bus: %s", self._masked(str(exc)))
 
-        nc = await nats.connect(self.url.split(","), connect_timeout=CONNECT_TIMEOUT, allow_reconnect=True,
-                                reconnect_time_wait=RECONNECT_WAIT, max_reconnect_attempts=-1,
-                                ping_interval=PING_INTERVAL, max_outstanding_pings=MAX_OUTSTANDING_PINGS,
-                                disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error,
-                                name="trioscope")
+        # A tls:// server that does not do TLS is refused before CONNECT (its credentials): ``TlsOnlyClient``.
+        # Seconds as floats: nats-py annotates them as int (``nats.connect``, which takes any, did not say),
+        # and uses them where floats are meant (asyncio.wait_for, asyncio.sleep).
+        seconds: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT, "reconnect_time_wait": RECONNECT_WAIT,
+                                   "ping_interval": PING_INTERVAL}
+        nc = TlsOnlyClient()
+        await nc.connect(self.url.split(","), allow_reconnect=True, max_reconnect_attempts=-1,
+                         max_outstanding_pings=MAX_OUTSTANDING_PINGS, disconnected_cb=disconnected,
+                         reconnected_cb=reconnected, error_cb=error, name="trioscope", **seconds)
         try:
             js = nc.jetstream(timeout=PUBLISH_TIMEOUT)
             try:
@@ -256,6 +283,8 @@ class ReportBus:
 
         Raises:
             nats.js.errors.ServiceUnavailableError: no JetStream on the server.
+            _StreamUnusable: another stream takes the subjects, or the stream
+                of this name takes others (the reader could not read it).
         """
         config = self._stream_config()
         try:
@@ -264,8 +293,18 @@ class ReportBus:
             try:
                 await js.add_stream(config)
                 return True
-            except nats.js.errors.BadRequestError:
-                info = await js.stream_info(self.stream)  # made meanwhile by another replica, with other limits
+            except nats.js.errors.BadRequestError as exc:
+                try:
+                    info = await js.stream_info(self.stream)  # made meanwhile by another replica, with other limits
+                except nats.js.errors.NotFoundError:
+                    raise await self._overlap(js, exc) from None
+        subjects = list(info.config.subjects or [])
+        if not any(_covers(subject, self._subjects) for subject in subjects):
+            raise _StreamUnusable(
+                f"the NATS server at {self.shown_url} has a stream {self.stream} with the subjects "
+                f"{', '.join(subjects) or '(none)'}, not {self._subjects}: it is no report stream of trioscope's, "
+                f"and its reports could not be read (set bus.stream to another name, or remove that stream if "
+                f"it is not used: nats stream rm {self.stream})")
         old_age, old_bytes = float(info.config.max_age or 0), int(info.config.max_bytes or -1)
         age, size = _kept_limits(old_age, old_bytes, self.retention, self.max_bytes)
         if (age, size) != (old_age, old_bytes):
@@ -282,6 +321,29 @@ class ReportBus:
                         self.retention_key, _age(self.retention), _size(self.max_bytes), self.stream, _age(age),
                         _size(size), self.stream, extra={"event": "bus_stream_longer", "stream": self.stream})
         return False
+
+    @property
+    def _subjects(self) -> str:
+        """The subjects of the report stream (``agent_subject``)."""
+        return f"{self.stream}.>"
+
+    async def _overlap(self, js: JetStreamContext, exc: nats.js.errors.BadRequestError) -> _StreamUnusable:
+        """Why the stream could not be made, when it is not there: mostly, its
+        subjects overlap another stream's (JetStream error 10065), named if
+        the server says which; else what the server said."""
+        if exc.err_code != SUBJECTS_OVERLAP:
+            return _StreamUnusable(
+                f"cannot make the report stream {self.stream} with the subjects {self._subjects} on the NATS "
+                f"server at {self.shown_url}: {exc.description or exc} (JetStream error {exc.err_code}); see "
+                f"the server's limits and configuration")
+        other = ""
+        with contextlib.suppress(nats.errors.Error, nats.js.errors.Error, TimeoutError):
+            other = f" (the stream {await js.find_stream_name_by_subject(self._subjects)})"
+        return _StreamUnusable(
+            f"cannot make the report stream {self.stream} with the subjects {self._subjects} on the NATS server "
+            f"at {self.shown_url}: {exc.description or exc}; another stream{other} takes some of them (set "
+            f"bus.stream to a name no other stream's subjects start with, or take {self._subjects} out of the "
+            f"other stream's subjects)")
 
     def _check_stream(self) -> asyncio.Task[None]:
         """(On the asyncio loop.) Make sure the stream is on the bus, created
@@ -305,6 +367,9 @@ class ReportBus:
                     if attempt == 0 and exc.code is None:
                         log.error("JetStream is not enabled on the NATS server at %s (start nats-server with -js)",
                                   self.shown_url, extra={"event": "bus_no_jetstream"})
+                except _StreamUnusable as exc:
+                    if attempt == 0:
+                        log.error("%s", exc, extra={"event": "bus_stream_unusable", "stream": self.stream})
                 except (nats.errors.Error, nats.js.errors.Error, OSError, TimeoutError) as exc:
                     log.debug("bus: checking the stream %s: %s", self.stream, self._masked(str(exc)))
                 else:
@@ -543,6 +608,18 @@ def _longer(old: float, new: float, *, unlimited: float) -> float:
 def _shorter(mine: float, stream: float) -> bool:
     """Whether a limit of this replica's keeps less than the stream's (``0``/``-1``: none)."""
     return stream <= 0 < mine or (0 < stream and 0 < mine and mine < stream - LIMIT_SLACK)
+
+
+def _covers(pattern: str, subject: str) -> bool:
+    """Whether the subject ``pattern`` takes every subject ``subject`` (itself
+    a pattern) does, by NATS' wildcards: ``*`` one token, ``>`` the rest."""
+    wanted = subject.split(".")
+    for place, token in enumerate(pattern.split(".")):
+        if token == ">":
+            return place < len(wanted)
+        if place >= len(wanted) or wanted[place] == ">" or token not in ("*", wanted[place]):
+            return False
+    return len(pattern.split(".")) == len(wanted)
 
 
 def _age(seconds: float) -> str:

@@ -48,7 +48,7 @@ import attrs
 import msgspec
 
 from trioscope.config import Settings
-from trioscope.domain.agents import BadPack, PackedReport, check_clock
+from trioscope.domain.agents import MAX_AHEAD, BadPack, PackedReport, check_clock
 from trioscope.domain.topology import SHAPE_BYTES
 from trioscope.wire import (
     CHECKS, DockerInfo, FieldError, HostInfo, HostName, Identifier, InvalidDocument, NetworkInfo, NetworkInterface,
@@ -135,6 +135,17 @@ views cannot show (NaN, infinite, past the year 9999) would make every replica
 that reads it fail, at every start for as long as the stream keeps it. The
 bound leaves the views millennia of room to add thresholds and windows."""
 
+MAX_RECEIVED_AHEAD = 300.0
+"""Seconds an envelope's receive time may lie after the clock of the replica
+reading it (``unpack_report``'s ``now``): the clock skew allowed between
+replicas, as much as a report's own time may lie after its receive time
+(``MAX_AHEAD``, the HTTP edge's rule). A receive time further ahead was
+written by no replica whose clock is right, and a report dated after it
+would be its agent's newest for as long (the views keep each agent's newest
+by its own time): one dated 50 years ahead froze its agent on every
+replica. So a report read back is at most ``MAX_RECEIVED_AHEAD`` +
+``MAX_AHEAD`` (10 minutes) ahead of the reader's clock."""
+
 _JSON = msgspec.json.Encoder()
 _FRAME = msgspec.msgpack.Encoder()
 _READ_FRAME = msgspec.msgpack.Decoder(_Frame)
@@ -203,16 +214,21 @@ _AGENT_ID = _rule(Identifier)
 _HOST_NAME = _rule(HostName)
 
 
-def unpack_report(data: bytes, max_unpacked: int = DEFAULT_UNPACKED, *, defer_connections: bool = False) -> Envelope:
+def unpack_report(data: bytes, max_unpacked: int = DEFAULT_UNPACKED, *, defer_connections: bool = False,
+                  now: float | None = None) -> Envelope:
     """The envelope in ``data``; with ``defer_connections``, its report's
     connections are decoded when first used (``PendingConnections``: most
     reports on the stream are merged without them), not checked here.
+    ``now``: the reading replica's clock (``time.time()``), which the
+    receive time may not be more than ``MAX_RECEIVED_AHEAD`` ahead of
+    (None: not checked).
 
     Raises:
         BadEnvelope: for anything but an envelope of a ``READABLE`` format
             whose receive time is a finite time from ``EARLIEST_RECEIVED`` to
             ``LATEST_RECEIVED`` (``format``, the frame's only other number, is
-            one of ``READABLE``), holding a report that unpacks to at most
+            one of ``READABLE``), and not after ``now`` + ``MAX_RECEIVED_AHEAD``,
+            holding a report that unpacks to at most
             ``max_unpacked`` bytes (``unpacked_limit``) of the report's wire
             JSON, with the fields the actors and views rely on as the HTTP
             edge takes them (``_check``).
@@ -227,6 +243,11 @@ def unpack_report(data: bytes, max_unpacked: int = DEFAULT_UNPACKED, *, defer_co
     if not (math.isfinite(frame.received_at) and EARLIEST_RECEIVED <= frame.received_at < LATEST_RECEIVED):
         raise BadEnvelope(f"invalid received_at: {frame.received_at!r} (a time from {EARLIEST_RECEIVED:g} "
                           f"to {LATEST_RECEIVED:g} seconds since the epoch)")
+    if now is not None and frame.received_at > now + MAX_RECEIVED_AHEAD:
+        raise BadEnvelope(f"invalid received_at: {_moment(frame.received_at)} is {frame.received_at - now:.0f} s "
+                          f"ahead of this replica's clock (at most {MAX_RECEIVED_AHEAD:.0f} s allowed, with the "
+                          f"report's own time at most {MAX_AHEAD:.0f} s after it); check the clocks of the "
+                          f"replicas, or who else publishes to the stream")
     packed = PackedReport(frame.report)
     try:
         wire = packed.unpack(max_unpacked)
@@ -265,3 +286,8 @@ def _check(report: Report, received_at: float) -> None:
         check_clock(report, received_at)  # after received_at + MAX_AHEAD; so never past the year 9000 either
     except InvalidDocument as exc:
         raise BadEnvelope(f"not a valid report: {exc}") from None
+
+
+def _moment(seconds: float) -> str:
+    """A receive time as RFC 3339 (within the bounds checked before)."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")

@@ -27,7 +27,13 @@ A stream made again (the server's store wiped, the stream created anew by a
 replica's start) starts again from sequence 1: the reader sees its sequence
 below what it read, or another creation time, and reads it from its first
 report (once logged: ``bus_stream_recreated``); a report merged twice changes
-nothing.
+nothing. Another creation time alone is no proof: nats-server (2.9) gives a
+stream whose configuration was updated (``ReportBus`` lengthens its limits)
+the time of its next restart, so the reader keeps the last report it read
+(``_Mark``: its sequence, the stream's time of it and a digest) and asks the
+stream for the message at that sequence. The same message, or none because
+the stream's first sequence is past it (aged out) or it was deleted, is the
+same stream read on; another message is a stream made again.
 
 Everything here runs on the asyncio loop (``ReportBus`` crosses into it).
 """
@@ -37,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import hashlib
 import logging
 import secrets
 
@@ -74,10 +81,35 @@ class LagUnknown(nats.errors.Error):
         return "no answer from the bus: how far the report stream goes is not known now"
 
 
+MARK_SLACK = datetime.timedelta(milliseconds=1)
+"""How far two readings of one message's stream time may differ: a pulled
+message's time comes in nanoseconds as a float, a message got by its
+sequence as text cut to microseconds."""
+
+
 @attrs.frozen
 class Fetched:
     sequence: int
     data: bytes
+
+
+@attrs.frozen
+class _Mark:
+    """The newest report read (``StreamReader._mark``): what tells whether a
+    stream with another creation time still holds it, so is the one read."""
+
+    sequence: int
+    time: datetime.datetime
+    """When the stream stored it (its own time, not the report's)."""
+    digest: bytes
+
+    @classmethod
+    def of(cls, sequence: int, time: datetime.datetime, data: bytes | None) -> _Mark:
+        return cls(sequence, time, hashlib.blake2b(data or b"", digest_size=16).digest())
+
+    def same(self, other: _Mark) -> bool:
+        return (self.sequence == other.sequence and self.digest == other.digest
+                and abs(self.time - other.time) <= MARK_SLACK)
 
 
 class StreamReader:
@@ -100,6 +132,8 @@ class StreamReader:
         reader started and since it last lost the connection or its read."""
         self._created: datetime.datetime | None = None
         """When the stream read was created, as the server said (a stream made again has another)."""
+        self._mark: _Mark | None = None
+        """The newest report read, to confirm that a stream created at another time is still the one read."""
         self.recreations = 0
         """Times the stream was found made again (and read again from its first report)."""
         self._failure: BaseException | None = None
@@ -273,6 +307,8 @@ class StreamReader:
                 timeouts = 0
                 for message in messages:
                     self._buffer.append(Fetched(int(message.metadata.sequence.stream), message.data))
+                newest = messages[-1]
+                self._mark = _Mark.of(self._buffer[-1].sequence, newest.metadata.timestamp, newest.data)
                 position = self._buffer[-1].sequence + 1
                 self._said(int(messages[-1].metadata.num_pending))
                 self._arrived.set()
@@ -300,11 +336,42 @@ class StreamReader:
             return None
         return int(info.num_pending or 0)
 
+    async def _holds_mark(self, first: int, last: int, position: int) -> bool:
+        """Whether the stream, found created at another time than before, is
+        still the one read here (see the module docstring): it holds the
+        newest report read (``_mark``), or lost it only by age or deletion.
+        With nothing read (``position`` 1) there is nothing to lose either way.
+
+        Raises:
+            nats.errors.Error, nats.js.errors.Error: no answer.
+        """
+        mark = self._mark
+        if mark is None:
+            return position <= 1
+        if mark.sequence > last:
+            return False
+        try:
+            held = await self.js.get_msg(self.stream, mark.sequence)
+        except nats.js.errors.NotFoundError:
+            # Aged out (``first`` is past it) or deleted: a stream made again
+            # would hold its every sequence from its first.
+            kept = True
+        else:
+            kept = held.time is not None and mark.same(_Mark.of(mark.sequence, held.time, held.data))
+        if kept:
+            log.info("the report stream %s was created at another time than before (nats-server gives a stream "
+                     "whose settings were changed the time of its restart) and still holds sequence %d, read "
+                     "here%s: reading on from sequence %d", self.stream, mark.sequence,
+                     "" if first <= mark.sequence else f" (aged out since; it starts at {first})", position,
+                     extra={"event": "bus_stream_kept", "stream": self.stream, "sequence": mark.sequence})
+        return kept
+
     async def _look(self, position: int) -> tuple[int, int | None]:
         """Ask the stream where to read from: ``position``, or its first
         sequence if it was made again since it was read here (its last
         sequence is below the one read before ``position``, or it was created
-        at another time); and how many reports it holds from there, None when
+        at another time and no longer holds what was read: ``_holds_mark``);
+        and how many reports it holds from there, None when
         its state cannot tell: messages deleted from it (``js.delete_msg``)
         are counted there (``num_deleted``) but not placed, so only while
         none are, or when it is read from its first, is the count the span.
@@ -316,10 +383,13 @@ class StreamReader:
         info: StreamInfo = await self.js.stream_info(self.stream)
         state = info.state
         first, last, created = int(state.first_seq), int(state.last_seq), info.created
-        remade = last < position - 1 or (created is not None and self._created not in (None, created))
+        remade = last < position - 1
+        if not remade and created is not None and self._created not in (None, created):
+            remade = not await self._holds_mark(first, last, position)
         if created is not None:
             self._created = created
         if remade:
+            self._mark = None  # of the stream that was
             self.recreations += 1
             log.warning("the report stream %s was made again (it ends at sequence %d, %d was read here, or it was "
                         "created at another time): reading it again from sequence %d", self.stream, last,

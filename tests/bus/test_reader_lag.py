@@ -45,6 +45,10 @@ class FakeStream:
     def publish(self, data: bytes) -> None:
         self.reports.append(data)
 
+    def time_of(self, sequence: int) -> datetime.datetime:
+        """When the stream stored the report of ``sequence`` (its own time, as ``StreamReader`` keeps it)."""
+        return self.created + datetime.timedelta(milliseconds=10 * sequence)
+
     @property
     def last(self) -> int:
         return len(self.reports)
@@ -68,7 +72,8 @@ class FakeConsumer:
             await stream.no_answer(timeout)
         out = []
         for sequence in range(self.position, min(stream.last, self.position + batch - 1) + 1):
-            metadata = SimpleNamespace(sequence=SimpleNamespace(stream=sequence), num_pending=stream.last - sequence)
+            metadata = SimpleNamespace(sequence=SimpleNamespace(stream=sequence), num_pending=stream.last - sequence,
+                                       timestamp=stream.time_of(sequence))
             out.append(SimpleNamespace(metadata=metadata, data=stream.reports[sequence - 1]))
         self.position += len(out)
         return out
@@ -98,6 +103,14 @@ class FakeJetStream:
         state = SimpleNamespace(first_seq=stream.first if stream.reports else 0, last_seq=stream.last,
                                 messages=len(stream.reports), num_deleted=None)
         return SimpleNamespace(state=state, created=stream.created)
+
+    async def get_msg(self, name: str, seq: int) -> Any:
+        if not self.stream.reachable:
+            await self.stream.no_answer(self.stream.api_timeout)
+        stream = self.stream
+        if not stream.first <= seq <= stream.last:
+            raise nats.js.errors.NotFoundError
+        return SimpleNamespace(seq=seq, time=stream.time_of(seq), data=stream.reports[seq - 1])
 
     async def add_consumer(self, stream: str, config: Any) -> Any:
         if not self.stream.reachable:
