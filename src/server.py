@@ -21,7 +21,7 @@ import signal
 import socket
 import sqlite3
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TextIO
 from urllib.parse import urlsplit
 
@@ -70,6 +70,13 @@ class ServingWorker:
     parent_fd: int
     secure: bool = False
     """The socket is to speak TLS (Hypercorn wraps it, with the configured certificate)."""
+    hold: bool = False
+    """Another worker serves already (this one restarts after a crash, or
+    starts late): with a bus, take no connection from the shared socket until
+    the report stream is read to its end (``BusProgress.caught_up``), so that
+    each one meets a worker that is ready, rather than 503 ``catching_up`` from
+    this one, or until the parent writes anything on ``parent_fd``
+    (``SERVE_NOW``): no other worker serves any more."""
 
 
 def bind_address(settings: Settings) -> str:
@@ -165,10 +172,21 @@ def inherited(worker: ServingWorker) -> Sockets:
     return Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
 
 
-async def _watch_parent(parent_fd: int, stop: trio.Event) -> None:
+SERVE_NOW = b"!"
+"""What the parent of ``--workers`` writes on a held worker's pipe
+(``ServingWorker.hold``) when no other worker serves: take connections now,
+answering 503 ``catching_up`` until the stream is read. Any byte means it."""
+HOLDING = "Reading the report stream before taking connections"
+"""The start of the line a held worker prints (before its banner) while it
+reads the stream: its parent waits for the banner without ``START_TIMEOUT``."""
+
+
+async def _watch_parent(parent_fd: int, stop: trio.Event, serve_now: trio.Event) -> None:
+    """Set ``stop`` at end of file on the parent's pipe (the parent is gone),
+    ``serve_now`` when the parent writes anything on it (``SERVE_NOW``)."""
     async with trio.lowlevel.FdStream(os.dup(parent_fd)) as pipe:
         while await pipe.receive_some():
-            pass
+            serve_now.set()
     if not stop.is_set():
         log.warning("the parent process is gone: shutting down")
         stop.set()
@@ -381,6 +399,31 @@ def _open_data_dir(settings: Settings) -> StoreReader | None:
         return None
 
 
+async def _hold_connections(bus: ReportBus, serve_now: trio.Event, stop: trio.Event, out: TextIO) -> bool:
+    """For a held worker (``ServingWorker.hold``): wait, taking no connection,
+    until the report stream is read to its end or the parent says to serve
+    (``SERVE_NOW``); whether to serve now (False: asked to stop meanwhile).
+    Unbounded in time on purpose: another worker serves meanwhile, and the
+    parent says ``SERVE_NOW`` as soon as none does (a time bound would leave
+    the port unserved that long, or flap again on a longer replay)."""
+    print(f"{HOLDING} (another worker serves meanwhile).", file=out, flush=True)
+    log.info("another worker serves: taking connections once the report stream is read to its end",
+             extra={"event": "worker_held"})
+    async with trio.open_nursery() as waiting:
+        async def first(wait: Callable[[], Awaitable[object]]) -> None:
+            await wait()
+            waiting.cancel_scope.cancel(reason="held no longer")
+
+        for wait in (bus.progress.wait_caught_up, serve_now.wait, stop.wait):
+            waiting.start_soon(first, wait)
+    if stop.is_set():
+        return False
+    if not bus.progress.caught_up:
+        log.warning("no other worker serves any more: taking connections before the report stream is read "
+                    "to its end", extra={"event": "worker_held_released"})
+    return True
+
+
 async def _report_bus(settings: Settings, *, task_status: trio.TaskStatus[ReportBus | None]) -> None:
     """The report bus (None without ``bus.url``) for as long as this task runs:
     connected in the background, so that a replica starts (not ready) while the
@@ -414,6 +457,7 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
         return ExitCode.FAILED
     code = ExitCode.OK
     stop = trio.Event()
+    serve_now = trio.Event()
     second = _SecondSignal()
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
@@ -423,31 +467,34 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
                     if (trimmer := _trimmer()) is not None:
                         nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval, trimmer)
                     if worker is not None:
-                        nursery.start_soon(_watch_parent, worker.parent_fd, stop)
+                        nursery.start_soon(_watch_parent, worker.parent_fd, stop, serve_now)
                     bus = await nursery.start(_report_bus, settings)
                     async with open_actor_system(supervision_tree(settings, reader=reader, bus=bus)) as system:
                         await resume_open_queues(system, reader)
                         app = create_app(system, settings, reader, worker=None if worker is None else worker.index,
                                          bus=bus)
-                        async with trio.open_nursery() as http:
-                            binds = await http.start(_serve_http, app, config, sockets, stop)
-                            if worker is None or worker.index == 1:
-                                log.info("%s", open_files_line(before, after,
-                                                               resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
-                                         extra={"event": "open_files_limit", "open_files": after})
-                                shared = shared_room_warning(settings.limits.connections_per_address, after)
-                                if shared is not None:
-                                    log.warning("%s", shared, extra={"event": "connections_per_address_no_cap"})
-                            if settings.agents.local_probe and binds and worker is None:
-                                http.start_soon(run_local_probe, probe_url(binds[0]), stop, settings.server.tls_cert or None)
-                            if (warning := open_reads_warning(settings)) is not None:
-                                log.warning("%s", warning.removeprefix("WARNING: "))
-                            if worker is None or worker.index == 1:
-                                if (warning := typical_host_warning(settings)) is not None:
-                                    log.warning("%s", warning, extra={"event": "memory_budget_below_typical_host"})
-                            print(banner(settings, app, binds), file=out, flush=True)
-                            await stop.wait()
-                            stop_live_updates(app)  # WebSockets would hold Hypercorn's drain up
+                        # A held worker (with a bus only) asked to stop before it served skips the HTTP server.
+                        held = bus if worker is not None and worker.hold else None
+                        if held is None or await _hold_connections(held, serve_now, stop, out):
+                            async with trio.open_nursery() as http:
+                                binds = await http.start(_serve_http, app, config, sockets, stop)
+                                if worker is None or worker.index == 1:
+                                    log.info("%s", open_files_line(before, after,
+                                                                   resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
+                                             extra={"event": "open_files_limit", "open_files": after})
+                                    shared = shared_room_warning(settings.limits.connections_per_address, after)
+                                    if shared is not None:
+                                        log.warning("%s", shared, extra={"event": "connections_per_address_no_cap"})
+                                if settings.agents.local_probe and binds and worker is None:
+                                    http.start_soon(run_local_probe, probe_url(binds[0]), stop, settings.server.tls_cert or None)
+                                if (warning := open_reads_warning(settings)) is not None:
+                                    log.warning("%s", warning.removeprefix("WARNING: "))
+                                if worker is None or worker.index == 1:
+                                    if (warning := typical_host_warning(settings)) is not None:
+                                        log.warning("%s", warning, extra={"event": "memory_budget_below_typical_host"})
+                                print(banner(settings, app, binds), file=out, flush=True)
+                                await stop.wait()
+                                stop_live_updates(app)  # WebSockets would hold Hypercorn's drain up
                         log.info("http server stopped; stopping actors")
                     log.info("actors stopped")
                     nursery.cancel_scope.cancel()

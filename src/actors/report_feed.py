@@ -11,7 +11,8 @@ the topology then merges each of an agent's reports in turn rather than only
 its newest, so the metric history is rebuilt too.
 
 Before it says it has read the stream to its end (``BusProgress.caught_up``,
-which ``/health/ready`` waits for), the topology removes the nodes of agents
+which ``/health/ready`` waits for, and a worker of ``--workers`` started beside
+a serving one before it takes connections: ``ServingWorker.hold``), the topology removes the nodes of agents
 stale by then (``HistoryReplayed``): what it replayed may be older than the
 stale threshold. So it does once it has read again to its end a stream that
 was made again while it ran (the reader starts again from the stream's first

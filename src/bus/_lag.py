@@ -13,9 +13,7 @@ class BusProgress:
     """Connected to the bus now."""
     merged: int = 0
     """Stream sequence of the last report handed to the topology here."""
-    caught_up: bool = False
-    """Read the stream to its end at least once since this process started: the
-    topology and history are rebuilt. Until then the replica is not ready."""
+    _caught_up: bool = attrs.field(default=False, alias="caught_up")
     reconnects: int = 0
     consumer_restarts: int = 0
     """Times the stream reader was recreated (after a reconnection or a consumer the server dropped)."""
@@ -29,6 +27,29 @@ class BusProgress:
     _pending: int = attrs.field(default=0, init=False)
     _pending_known: bool = attrs.field(default=False, init=False)
     _advanced: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
+    _reached_end: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self._caught_up:
+            self._reached_end.set()
+
+    @property
+    def caught_up(self) -> bool:
+        """Read the stream to its end at least once since this process started: the
+        topology and history are rebuilt. Until then the replica is not ready.
+        Once set it stays set (``wait_caught_up`` returns from then on)."""
+        return self._caught_up
+
+    @caught_up.setter
+    def caught_up(self, value: bool) -> None:
+        self._caught_up = value
+        if value:
+            self._reached_end.set()
+
+    async def wait_caught_up(self) -> None:
+        """Wait until ``caught_up`` (a worker of ``--workers`` started beside a
+        serving one takes no connections before: ``trioscope.server.serve``)."""
+        await self._reached_end.wait()
 
     @property
     def pending(self) -> int:

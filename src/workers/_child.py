@@ -37,14 +37,18 @@ class WorkerStart:
     """The parent's listening socket, the same descriptor number in the worker (``pass_fds``)."""
     secure: bool = False
     """The socket is a TLS one (Hypercorn's ``secure_sockets``)."""
+    hold: bool = False
+    """Another worker serves already: with a bus, take connections once the
+    report stream is read (``ServingWorker.hold``)."""
 
 
     @classmethod
-    def of(cls, settings: Settings, index: int, listen_fd: int, secure: bool = False) -> WorkerStart:
+    def of(cls, settings: Settings, index: int, listen_fd: int, secure: bool = False,
+           hold: bool = False) -> WorkerStart:
         """What to tell worker ``index`` to serve with ``settings``."""
         origins = {key.name: source for key in KEYS if (source := settings.source(key.name)) is not None}
         return cls(values={key.name: settings.value(key.name) for key in KEYS}, origins=origins,
-                   config_file=settings.config_file, index=index, listen_fd=listen_fd, secure=secure)
+                   config_file=settings.config_file, index=index, listen_fd=listen_fd, secure=secure, hold=hold)
 
     def settings(self) -> Settings:
         return Settings.from_values(self.values, self.origins, self.config_file)
@@ -80,5 +84,6 @@ def worker_main() -> None:
     settings = start.settings()
     configure_logging(settings.log.level, settings.log.format, worker=start.index)
     tune_garbage_collector()
-    worker = ServingWorker(index=start.index, listen_fd=start.listen_fd, parent_fd=0, secure=start.secure)
+    worker = ServingWorker(index=start.index, listen_fd=start.listen_fd, parent_fd=0, secure=start.secure,
+                           hold=start.hold)
     sys.exit(int(trio.run(serve, settings, sys.stdout, worker)))

@@ -29,11 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TextIO
 
 import attrs
@@ -43,6 +44,8 @@ from trioscope.config import Settings, format_duration
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.server import (
     BANNER_END,
+    HOLDING,
+    SERVE_NOW,
     ExitCode,
     _open_data_dir,
     bind_address,
@@ -60,7 +63,10 @@ log = logging.getLogger("trioscope.workers")
 WORKER_ARGV = (sys.executable, "-m", "trioscope.workers")
 START_TIMEOUT = 120.0
 """Seconds a worker may take from its start to its banner's last line (Python starting
-on a busy machine, the schema check, reloading open commands)."""
+on a busy machine, the schema check, reloading open commands). Not counted while
+a held worker reads the report stream (``HOLDING`` to the banner: another worker
+serves meanwhile, and a long stream takes minutes); counted again, from then,
+once it is told to serve (``SERVE_NOW``)."""
 EXIT_MARGIN = 5.0
 """Seconds the parent waits past ``server.shutdown_timeout`` for workers to exit:
 each bounds its own shutdown by that timeout, and then needs a moment to exit
@@ -69,12 +75,20 @@ more than 2 s to tear them down and free its heap)."""
 END_OF_BANNER = BANNER_END.encode()
 """The end of a worker's banner's last line: "Ready. ..." without a bus, "Serving; ..." with one."""
 LISTENING = b"trioscope listening on "
+HOLDING_LINE = HOLDING.encode()
 READY_LATER = "ready (/health/ready) once it has read the report stream"
-"""With a bus, what a worker whose banner ended is not yet: it serves (and
-answers 503 ``catching_up`` on its views) until it has read the report stream
-to its end, ~90 s for a worker restarted on a long stream. The parent cannot
-ask one worker's ``/health/ready`` through the shared port, so its log says
-when a worker will be ready rather than calling it ready."""
+"""With a bus, what a worker whose banner ended is not yet when it started
+while no other worker served (the first start, or every other one down): it
+serves, answering 503 ``catching_up`` with its progress, until it has read the
+report stream to its end (clients are told, not left waiting in the accept
+queue). The parent cannot ask one worker's ``/health/ready`` through the shared
+port, so its log says when a worker will be ready rather than calling it ready.
+
+A worker that starts while another serves (a restart after a crash, a later
+slot) is held instead (``ServingWorker.hold``): it takes no connection until it
+has read the stream (~90 s for a worker restarted on a long stream), so it is
+ready once it serves; if every serving worker exits meanwhile, the parent tells
+it to serve at once (``SERVE_NOW``)."""
 
 
 class _Pool:
@@ -92,6 +106,11 @@ class _Pool:
         self.gave_up = False
         self.banner = b""
         self.base_url = ""
+        self.serving: set[int] = set()
+        """Workers that printed their banner (take connections) and run."""
+        self.held: dict[int, tuple[trio.Process, trio.CancelScope]] = {}
+        """Workers started held, not told yet to serve: each process, and the
+        scope bounding its wait for the banner (``START_TIMEOUT`` again once told)."""
         self.started_once: set[int] = set()
         """Workers that have printed their banner at least once (ready, or with
         a bus serving: ``READY_LATER``): the pool's banner waits for all."""
@@ -131,13 +150,16 @@ class _Pool:
             log.error("worker %d %s; restarting it in %.1fs (restart %d of at most %d within %s)",
                       index, describe_exit(code), decision.delay, len(history), RESTART_INTENSITY,
                       format_duration(RESTART_PERIOD))
+            await self._serve_if_none_serves()  # it was the last one serving: see READY_LATER
             with trio.move_on_after(decision.delay):
                 await self.stopping.wait()
 
     async def _run_once(self, index: int, first: bool) -> int | None:
         """Start worker ``index`` and wait for it to exit; its exit code (None: the
         pool stopped before it could start)."""
-        start = WorkerStart.of(self.settings, index, self.listener.fileno(), self.secure)
+        # Held while another worker serves: its connections meet a ready worker meanwhile.
+        hold = bool(self.settings.bus.url) and bool(self.serving)
+        start = WorkerStart.of(self.settings, index, self.listener.fileno(), self.secure, hold=hold)
         try:
             process = await trio.lowlevel.open_process(
                 WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self.listener.fileno(),),
@@ -156,14 +178,27 @@ class _Pool:
                 await process.stdin.send_all(encode_start(start))
             log.info("worker %d %s (pid %d)", index, "starting" if first else "restarting", process.pid)
             started = False
-            with trio.move_on_after(START_TIMEOUT):
-                started = await self._read_banner(process.stdout, keep=not self.banner)
+            with trio.move_on_after(START_TIMEOUT) as waiting:
+                if hold:
+                    self.held[index] = (process, waiting)
+                    await self._serve_if_none_serves()  # the others may have exited since it was started
+
+                def holding() -> None:
+                    if index in self.held:  # reading the stream, not told to serve: no START_TIMEOUT
+                        waiting.deadline = math.inf
+                        log.info("worker %d (pid %d) reads the report stream before it takes connections; "
+                                 "serving meanwhile: worker %s", index, process.pid,
+                                 ", ".join(map(str, sorted(self.serving))))
+
+                started = await self._read_banner(process.stdout, keep=not self.banner, holding=holding)
+            was_held = self.held.pop(index, None) is not None
             if started:
-                if self.settings.bus.url:
+                if self.settings.bus.url and not was_held:
                     # Not ready yet: see READY_LATER.
                     log.info("worker %d serving (pid %d); %s", index, process.pid, READY_LATER)
                 else:
                     log.info("worker %d ready (pid %d)", index, process.pid)
+                self.serving.add(index)
                 self.started_once.add(index)
                 if len(self.started_once) == self.count:
                     self.all_started.set()
@@ -180,14 +215,35 @@ class _Pool:
                     await process.wait()
             raise
         finally:
+            self.serving.discard(index)
+            self.held.pop(index, None)
             with trio.CancelScope(shield=True):
                 await process.stdin.aclose()
                 await process.stdout.aclose()
         self.exits[index] = code
         return code
 
-    async def _read_banner(self, stdout: trio.abc.ReceiveStream, keep: bool) -> bool:
-        """Read the worker's banner up to its last line (True), or to its end (False)."""
+    async def _serve_if_none_serves(self) -> None:
+        """No worker serves while some are held: tell each held one to serve
+        now (``SERVE_NOW``), answering 503 ``catching_up`` until it has read the
+        stream, rather than leave every new connection waiting in the accept
+        queue until one has."""
+        if self.serving or self.stopping.is_set():
+            return
+        for index, (process, waiting) in list(self.held.items()):
+            del self.held[index]
+            waiting.deadline = min(waiting.deadline, trio.current_time() + START_TIMEOUT)
+            log.warning("no worker serves: worker %d (pid %d) takes connections before it has read the report "
+                        "stream; %s", index, process.pid, READY_LATER)
+            assert process.stdin is not None
+            # Gone meanwhile: its exit code tells.
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await process.stdin.send_all(SERVE_NOW)
+
+    async def _read_banner(self, stdout: trio.abc.ReceiveStream, keep: bool, holding: Callable[[], None]) -> bool:
+        """Read the worker's banner up to its last line (True), or to its end
+        (False); call ``holding`` at a held worker's ``HOLDING`` line, which is
+        no part of the banner."""
         buffer = b""
         # Whole lines only: a read may end inside the last line.
         while not any(line.rstrip().endswith(END_OF_BANNER) for line in buffer.split(b"\n")[:-1]):
@@ -195,6 +251,10 @@ class _Pool:
             if not chunk:
                 return False
             buffer += chunk
+            first, newline, rest = buffer.partition(b"\n")
+            if newline and first.startswith(HOLDING_LINE):
+                buffer = rest
+                holding()
         if keep:
             self.banner = buffer
             first_line = buffer.splitlines()[0]
