@@ -154,7 +154,8 @@ class BlockHistory:
         columns = [_column(name, values) for name in names]
         self._sequence += 1
         rows = state.rows
-        if rows and rows[-1].bucket == bucket and rows[-1].keys is layout[0]:
+        if rows and rows[-1].bucket == bucket and rows[-1].keys is layout[0] and not self._overtaken(
+                writer, rows[-1], keys):
             self._merge(rows[-1], names, columns)  # again within a bucket: the last value wins
             rows[-1].sequence = self._sequence
         else:
@@ -168,6 +169,29 @@ class BlockHistory:
         low = bucket - self._capacity + 1
         if low > state.low:
             self._advance(writer, state, low)
+
+    def _overtaken(self, writer: str, row: _Row, keys: tuple[str, ...]) -> bool:
+        """Whether another writer wrote one of ``keys`` in ``row``'s bucket
+        after ``row``: merged into ``row``, this record would give the values
+        it leaves out (kept from ``row``) ``row``'s new sequence, and they
+        would outrank that writer's later ones (two probes of one host writing
+        a process alternately). Then the record takes a row of its own. A key
+        only this writer holds (nearly all) costs one lookup."""
+        solo = self._writers[writer].solo
+        where = self._where
+        for key in keys:
+            found = where.get(key, solo)
+            if found is solo:
+                continue
+            for other in found:
+                if other == writer:
+                    continue
+                for later in reversed(self._writers[other].rows):
+                    if later.bucket < row.bucket:
+                        break
+                    if later.bucket == row.bucket and later.sequence > row.sequence and key in later.positions:
+                        return True
+        return False
 
     @staticmethod
     def _merge(row: _Row, names: tuple[str, ...], columns: list[bytes]) -> None:

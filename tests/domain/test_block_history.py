@@ -129,3 +129,17 @@ def test_a_forgotten_writer_takes_its_rows_and_the_keys_only_it_held() -> None:
     assert history.points("process:h:1", -math.inf) == []
     assert [values for _t, values in _points(history, "shared", -math.inf)] == [{"cpu_percent": 4.0}] * 3
     assert len(_points(history, "process:g:1", -math.inf)) == 3 and len(history) == 2  # its two keys
+
+
+def test_a_writers_second_record_of_a_bucket_does_not_outrank_anothers_between() -> None:
+    """Two probes of one host write a process alternately within a bucket: the
+    last value written wins, as in ``MetricHistory``. Merged into its first row,
+    a's second record gave what it left out (``cpu_percent`` 1.0, kept from
+    that row) the row's new sequence, over b's later 0.0."""
+    blocks, series = BlockHistory(RETENTION), MetricHistory(RETENTION)
+    writes = [("a", 0.0, {"cpu_percent": 1.0}), ("b", 7.5, {"cpu_percent": 0.0}), ("a", 7.5, {"memory_mb": 1.0})]
+    for writer, at, values in writes:
+        blocks.record(writer, at, ("process:h:1",), [values])
+        series.record_many(at, [("process:h:1", values)])
+    assert _points(blocks, "process:h:1", 0.0) == _points(series, "process:h:1", 0.0) == [
+        (0.0, {"cpu_percent": 0.0, "memory_mb": 1.0})]
