@@ -30,6 +30,20 @@ resets are built one at a time, in at most their address's share of the
 server's time, and the resets queued for them, not yet read, weigh at most
 their address's share of memory.
 
+A client with a filter (or ``visibility``) is made diffs of its own, and a
+hundred of them from one address, each with its own filter, took most of the
+server's time. Its diff of a version is made only once it may be sent (its
+reset and the frames before have been, there is room), not when the version
+comes: a client that does not read is made none, and what it missed becomes
+the one reset it is owed (``HELD_FLOOR``). And it is made on its address's
+turn, a *light* one (``ResetBudget``): the diffs of an address's clients take
+at most the share of the server's time its resets may, one client at a time;
+a client that waits for the turn longer than a full outbox would last is
+owed a reset instead. The diff itself costs what changed: the filter looks at
+the changed nodes only, and the edges of those that start or stop matching
+come from an index by node made once per version for every client
+(``EdgeIndex``).
+
 The first reset (the view the client connects with) is not built while the
 actor starts, nor while the WebSocket handshake is answered: the actor joins
 the hub, which tells it the version to start from, and the reset follows no
@@ -70,7 +84,7 @@ from trioscope.domain.live import (
     subscribe,
     unsubscribe,
 )
-from trioscope.domain.topology import CACHE_LIMIT, View
+from trioscope.domain.topology import CACHE_LIMIT, WHOLE_KINDS, View
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, Restart
 
 from .hub import Join, LiveUpdate, ReportUpdate, SharedReset, WantReports
@@ -82,6 +96,8 @@ HELD_FLOOR = 1024**2
 """Bytes of diffs made for one client (a filter's) that may wait behind its
 reset whatever that reset weighs; beyond both, it is owed a new reset instead
 (``ClientActor.held_bytes``)."""
+DIFF_FLOOR = 256
+"""Bytes a diff is taken to weigh at least before it is made (``ClientActor._weight``)."""
 POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 GOING_AWAY = 1001
@@ -355,9 +371,10 @@ class ClientActor(Actor):
         """``queued_total`` just after the last reset: sent once the writer has delivered that many."""
         self.waking = False
         """A task will tell ``_Wake`` once the owed reset may be due."""
-        self.backlog: list[Frame] = []
+        self.backlog: list[Frame | _Deferred] = []
         """The diffs that came while the last reset was unsent, in order, to
-        be queued once it has been (``_pump``)."""
+        be queued once it has been (``_pump``); a client's own diffs are
+        made only then (``_Deferred``)."""
         self.held_bytes = 0
         """What the backlog's text weighs (``len``: a diff's characters, a
         reset's bytes, alike for the ASCII that orjson writes). A client of a filter is
@@ -366,6 +383,10 @@ class ClientActor(Actor):
         a new reset costs less, and it is owed one instead (the diffs held
         were bounded only by the time it may lag, ``slow_client_timeout``)."""
         self.reset_bytes = 0
+        self.diff_work = 0.0
+        """Seconds of work making diffs on the address's current turn (charged when it ends)."""
+        self.diffs_made = 0
+        """Diffs made for this client alone so far."""
         self.pumping = False
         """A task will tell ``_Sent`` once the backlog may move on."""
 
@@ -437,16 +458,37 @@ class ClientActor(Actor):
             pass  # joined at this version already
         elif message.diff is None or message.diff.previous_version != self.version:
             self.throttle.owe()  # a gap: start again from the snapshot
-        else:
-            frame = (message.frame(self.subscription.view) if self._shared()
-                     else _filtered_diff(message, self.subscription, self.held))
+        elif self._shared():
+            frame = message.frame(self.subscription.view)
             if self.backlog or self._reset_unsent():
-                if not self._shared() and self.held_bytes + len(frame) > max(self.reset_bytes, HELD_FLOOR):
-                    self.throttle.owe()  # ``_pump`` drops the backlog: the reset owed starts from the newest version
-                    return
                 self._hold(frame, message.version)  # behind its reset, which it is still reading
             else:
                 self._send(frame, message.version)
+        else:
+            # Its own diff is made once it may be sent (``_pump``), on its
+            # address's turn: none for a client that does not read.
+            deferred = _Deferred(message, self._weight(message))
+            if (self.backlog or self._reset_unsent()) and (
+                    self.held_bytes + deferred.weight > max(self.reset_bytes, HELD_FLOOR)
+                    # Read, but waiting for its address's turn as long as
+                    # a full outbox would: it starts over instead.
+                    or (self.asking and len(self.backlog) >= self.link.buffer)):
+                self.throttle.owe()  # ``_pump`` drops the backlog: the reset owed starts from the newest version
+                return
+            self._hold(deferred, message.version)
+
+    def _weight(self, update: LiveUpdate) -> int:
+        """What the client's diff of ``update`` is taken to weigh until made:
+        the diff of its whole view (made once for every client) by the part
+        of the view's nodes it holds, a filter's diffs being about its part
+        of the view's (at least a diff's frame)."""
+        view = self.subscription.view
+        whole = len(update.frame(view))
+        if self.held is None:
+            return whole
+        kinds = [view.kind] if view is not None else WHOLE_KINDS
+        nodes = sum(len(update.snapshot.nodes_of(kind)) for kind in kinds)
+        return max(DIFF_FLOOR, whole * len(self.held.shown) // max(1, nodes))
 
     def _from_client(self, data: str | bytes) -> None:
         try:
@@ -512,16 +554,16 @@ class ClientActor(Actor):
         if the backlog were in it."""
         return self.link.queued + len(self.backlog)
 
-    def _hold(self, frame: Frame, version: int | None = None) -> None:
-        """Keep ``frame`` (a diff to ``version``, or a report's update) in the
-        backlog, behind the reset being sent."""
+    def _hold(self, frame: Frame | _Deferred, version: int | None = None) -> None:
+        """Keep ``frame`` (a diff to ``version``, one to make, or a report's
+        update) in the backlog, behind the reset being sent (``_pump``, which
+        follows, moves it on)."""
         self.backlog.append(frame)
-        self.held_bytes += len(frame)
+        self.held_bytes += frame.weight if isinstance(frame, _Deferred) else len(frame)
         if version is not None:
             self.version = version
         if self.behind_since is None and self._lag() > self.link.buffer:
             self.behind_since = trio.current_time()  # where the outbox would have overflowed
-        self._pump_once_sent(self.reset_position)
 
     def _pump(self) -> None:
         """Queue what the backlog holds once the reset before it has been sent,
@@ -538,12 +580,32 @@ class ClientActor(Actor):
             return
         room = max(1, self.link.buffer // 2) - self.link.queued
         if room > 0:
-            moving, self.backlog = self.backlog[:room], self.backlog[room:]
-            for frame in moving:
-                self.held_bytes -= len(frame)
-                self._send(frame)
+            moving = self.backlog[:room]
+            if any(isinstance(item, _Deferred) for item in moving) and not self._diff_turn():
+                return  # on the address's turn, which wakes us (``_TurnTaken``)
+            self.backlog = self.backlog[room:]
+            began = time.thread_time()
+            for item in moving:
+                if isinstance(item, _Deferred):
+                    self.held_bytes -= item.weight
+                    self.diffs_made += 1
+                    self._send(_filtered_diff(item.update, self.subscription, self.held))
+                else:
+                    self.held_bytes -= len(item)
+                    self._send(item)
+            self.diff_work += time.thread_time() - began
         if self.backlog:
             self._pump_once_sent(self.queued_total)
+
+    def _diff_turn(self) -> bool:
+        """Whether the client has its address's turn to make the diffs it
+        holds: it has one, or takes it now; else it asks for one."""
+        if self.turn is None:
+            self.turn = self.turns.take(self.address)
+            if self.turn is None:
+                self._ask_turn(light=True)
+                return False
+        return True
 
     def _pump_once_sent(self, position: int) -> None:
         """Make sure ``_pump`` runs again once the first ``position`` frames
@@ -600,7 +662,8 @@ class ClientActor(Actor):
         took = 0.0
         if frame is None or not (kept or self.turns.may_take(self.address, frame)):
             # To be built, or more than the address may hold now: on its turn.
-            if self.turn is None:
+            if self.turn is None or self.turn.light:
+                self._end_turn()  # one to make diffs builds no reset
                 self._ask_turn()
                 return
             if frame is None:
@@ -687,13 +750,13 @@ class ClientActor(Actor):
         """Whether the client takes the frames every client of its view shares."""
         return self.subscription.shared and self.visibility is None
 
-    def _ask_turn(self) -> None:
+    def _ask_turn(self, *, light: bool = False) -> None:
         if not self.asking:
             self.asking = True
-            self.context.start_soon(self._wait_for_turn)
+            self.context.start_soon(self._wait_for_turn, light)
 
-    async def _wait_for_turn(self) -> None:
-        turn = await self.turns.turn(self.address)
+    async def _wait_for_turn(self, light: bool) -> None:
+        turn = await self.turns.turn(self.address, light=light)
         # Kept on the actor at once, not sent in a message: a message still
         # queued when the actor stops is dropped, and the address's turn
         # would be lost with it (``at_end`` gives back the one it has).
@@ -701,10 +764,12 @@ class ClientActor(Actor):
         self.context.send_after(0, _TurnTaken())
 
     def _end_turn(self, took: float = 0.0) -> None:
-        """Give back the address's turn, if the client has it, after ``took`` seconds of work."""
+        """Give back the address's turn, if the client has it, after ``took``
+        seconds of work (and the diffs it made on it)."""
         turn, self.turn = self.turn, None
         if turn is not None:
-            turn.done(took)
+            turn.done(took + self.diff_work)
+            self.diff_work = 0.0
 
     def _wake_when_due(self) -> None:
         if not self.waking:
@@ -717,6 +782,18 @@ class ClientActor(Actor):
         for room in a full mailbox and ends quietly when the actor stops)."""
         await self.link.when_drained(position).wait()
         self.context.send_after(max(0.0, not_before - trio.current_time()), _Wake())
+
+
+class _Deferred:
+    """A version whose diff, made for one client alone (a filter's), is made
+    once the client may be sent it, on its address's turn (``_pump``)."""
+
+    __slots__ = ("update", "weight")
+
+    def __init__(self, update: LiveUpdate, weight: int) -> None:
+        self.update = update
+        self.weight = weight
+        """What it is taken to weigh until made (``held_bytes``, ``ClientActor._weight``)."""
 
 
 def _filtered_diff(update: LiveUpdate, subscription: Subscription, held: Visibility | None) -> Frame:

@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from trioscope.domain.agents import rfc3339
-from trioscope.domain.live import Frame, diff_frame, report_frame, reset_frame
+from trioscope.domain.live import EdgeIndex, Frame, diff_frame, report_frame, reset_frame
 from trioscope.domain.topology import CACHE_LIMIT, TopologyDiff, TopologySnapshot, View
 from trioscope.runtime import Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, MailboxFull, Terminated
 
@@ -341,7 +341,11 @@ class HubActor(Actor):
         if kind == "topology":
             if self.pending is not None or self._lost:
                 assert self.snapshot is not None
-                self.latest = LiveUpdate(self.pending, self.snapshot)
+                previous, self.latest = self.latest, LiveUpdate(self.pending, self.snapshot)
+                if previous is not None and self.pending is not None:
+                    # The filtered clients' edge lookups of this version are
+                    # made from the last one's, by what changed (on first use).
+                    EdgeIndex.follow(previous.snapshot, self.pending, self.snapshot)
                 self.pending, self._lost = None, False
                 self._tell(self.members.clients, self.latest)
             return

@@ -1,6 +1,6 @@
-"""The turns of the live-view clients to build resets, and the frames they
-hold until sent: ``ResetBudget``'s rules for the client actors of one server,
-waited for on Trio."""
+"""The turns of the live-view clients to build resets (and to make the diffs
+of a filter), and the frames they hold until sent: ``ResetBudget``'s rules
+for the client actors of one server, waited for on Trio."""
 
 from __future__ import annotations
 
@@ -51,12 +51,18 @@ class ResetTurns:
                                bytes_per_address=settings.max_reset_bytes_per_address,
                                total_bytes=settings.max_reset_bytes))
 
-    async def turn(self, address: str) -> Turn:
-        """Wait for the turn of ``address`` to build one reset; the caller
-        ends it (``Turn.done``). Cancelled, it takes no turn."""
+    def take(self, address: str) -> Turn | None:
+        """The light turn of ``address`` (to make diffs, in one step) if it
+        is free now (``ResetBudget.take``), else None: ``turn(light=True)``."""
+        return Turn(self, address, light=True) if self.budget.take(address, trio.current_time()) else None
+
+    async def turn(self, address: str, *, light: bool = False) -> Turn:
+        """Wait for the turn of ``address`` to build one reset (``light``: to
+        make diffs, in one step); the caller ends it (``Turn.done``).
+        Cancelled, it takes no turn."""
         ticket = next(self._tickets)
         self._wakes[ticket] = trio.Event()
-        self.budget.ask(address, ticket)
+        self.budget.ask(address, ticket, light=light)
         try:
             self._grant()
             while ticket not in self._granted:
@@ -80,7 +86,7 @@ class ResetTurns:
         finally:
             del self._wakes[ticket]
             self._granted.discard(ticket)
-        return Turn(self, address)
+        return Turn(self, address, light=light)
 
     def may_take(self, address: str, frame: Frame) -> bool:
         """Whether a client of ``address`` may be sent ``frame``, built
@@ -118,13 +124,15 @@ class ResetTurns:
 
 
 class Turn:
-    """One address's turn to build a reset, ended once (``done``)."""
+    """One address's turn to build a reset (or make diffs), ended once (``done``)."""
 
-    __slots__ = ("_turns", "_address")
+    __slots__ = ("_turns", "_address", "light")
 
-    def __init__(self, turns: ResetTurns, address: str) -> None:
+    def __init__(self, turns: ResetTurns, address: str, *, light: bool = False) -> None:
         self._turns: ResetTurns | None = turns
         self._address = address
+        self.light = light
+        """A turn to make diffs: no reset is built on it."""
 
     def done(self, took: float = 0.0) -> None:
         """The turn is over, after ``took`` seconds of work (idempotent)."""

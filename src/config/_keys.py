@@ -774,8 +774,9 @@ KEYS: tuple[Key, ...] = (
         kind=IntegerKind(1, 100),
         default=25,
         help="most of the server's time (percent) spent building resets (the whole view: on connecting, resync, a "
-             "new view or filter) for the live-view clients of one client address (IPv6: its /64); they build one "
-             "at a time, and after one that took t the next waits t * (100 / percent - 1)",
+             "new view or filter) and the diffs made for one client alone (a filter's) for the live-view clients of "
+             "one client address (IPv6: its /64); they build one at a time, and after one that took t the next "
+             "waits t * (100 / percent - 1)",
         env=("TRIOSCOPE_WEBSOCKET_RESET_TIME_PERCENT_PER_ADDRESS",),
         flags=("--ws-reset-time-percent-per-address",),
     ),

@@ -10,7 +10,6 @@ Server messages are ``{"type", "payload"}`` (the seed's shape): ``topology_updat
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -63,13 +62,17 @@ class Filter:
     def empty(self) -> bool:
         return not (self.search or self.labels or self.min_metrics or self.ids)
 
-    def matches(self, node: Node) -> bool:
+    def matches(self, node: Node, texts: SearchTexts | None = None) -> bool:
+        """Whether ``node`` passes; ``texts``: where the searched text of the
+        nodes of its version is kept, made once for every client of it."""
         if self.ids and node.id not in self.ids:
             return False
         if self.search:
             needle = self.search.lower()
-            haystack = [node.label, node.id, *(str(v) for v in node.metadata.values())]
-            if not any(needle in text.lower() for text in haystack):
+            if texts is not None and _SEPARATOR not in needle:
+                if needle not in texts.of(node):
+                    return False
+            elif not any(needle in text.lower() for text in _haystack(node)):
                 return False
         if self.labels:
             labels = node.metadata.get("labels", {})
@@ -79,6 +82,41 @@ class Filter:
             if node.metrics.get(name, float("-inf")) < minimum:
                 return False
         return True
+
+
+_SEPARATOR = "\x00"
+"""Between the texts of one node in its ``SearchTexts`` entry: a search with
+it is looked for text by text instead."""
+
+
+def _haystack(node: Node) -> list[str]:
+    """The texts a filter's ``search`` looks in."""
+    return [node.label, node.id, *(str(v) for v in node.metadata.values())]
+
+
+class SearchTexts:
+    """The lower-cased searched text of the nodes of one version, each made
+    once for every client that filters them (``Filter.matches``): a hundred
+    clients with a search each lower-cased every changed node's metadata a
+    hundred times a version. Kept with the version (``of_version``), and
+    holding only the nodes looked at: those of the diffs."""
+
+    __slots__ = ("_texts",)
+
+    def __init__(self) -> None:
+        self._texts: dict[str, str] = {}
+
+    @staticmethod
+    def of_version(snapshot: TopologySnapshot) -> SearchTexts:
+        """The one of ``snapshot``'s version (its nodes are the ones looked up)."""
+        return snapshot.derived(("live search texts",), SearchTexts)
+
+    def of(self, node: Node) -> str:
+        """``node``'s texts, lower-cased, joined by ``_SEPARATOR``."""
+        text = self._texts.get(node.id)
+        if text is None:
+            text = self._texts[node.id] = _SEPARATOR.join(t.lower() for t in _haystack(node))
+        return text
 
 
 @attrs.frozen
@@ -565,13 +603,14 @@ def _held_diff_frame(diff: TopologyDiff, view: View | None, flt: Filter, held: V
                      snapshot: TopologySnapshot | None) -> Frame:
     kinds = _kinds(view)
     shown = held.shown
+    texts = SearchTexts.of_version(snapshot) if snapshot is not None and flt.search else None
     add_nodes: dict[str, Any] = {}  # also the nodes the client starts holding with this diff
     update_nodes: dict[str, Any] = {}
     remove_nodes: list[str] = []
     for node in (*diff.nodes_added.values(), *diff.nodes_updated.values()):
         if node.kind not in kinds:
             continue
-        if flt.matches(node) and held.node(node):
+        if flt.matches(node, texts) and held.node(node):
             if node.id in shown:
                 update_nodes[node.id] = node.json()
             else:
@@ -618,7 +657,7 @@ def _held_diff_frame(diff: TopologyDiff, view: View | None, flt: Filter, held: V
     if snapshot is not None and (add_nodes or left):
         # The edges that did not change are not in the diff; those of a node
         # the client starts or stops holding are in the snapshot.
-        for edge in _edges_of_nodes(snapshot, add_nodes.keys() | left):
+        for edge in EdgeIndex.of_version(snapshot).edges(snapshot, add_nodes.keys() | left):
             edge_id = edge.id
             if edge_id not in diff.edges_added and edge_id not in diff.edges_updated:
                 place(edge_id, edge)
@@ -630,49 +669,157 @@ _VIEW_OF_KIND = {view.kind: view for view in View}
 
 
 SCANS_BEFORE_INDEX = 8
-"""Lookups of one view's edges by node at one version that scan the view
-before an index is built for the rest (``_edges_of_nodes``)."""
+"""Lookups of one view's edges by node at a version with no index to follow
+(``EdgeIndex``) that scan the view before one is built for the rest."""
+
+EdgeKey = tuple[str, str]
+_ByNode = dict[str, dict[str, tuple[EdgeKey, ...]]]
+"""A view's edges by node: shard (``_shard``) -> node id -> the (source,
+target) of its edges."""
 
 
-def _edges_of_nodes(snapshot: TopologySnapshot, node_ids: set[str]) -> Iterator[Edge]:
-    """The edges in ``snapshot`` with an end in ``node_ids``, each once."""
-    # The first few lookups of a version scan the view's edges (~15 ms for
-    # the processes view's 200,000 at 1,000 hosts); beyond, an index by node
-    # is built once and shared (~140 ms, in one step): one filtered client
-    # whose nodes cross its filter each version no longer stalls the loop
-    # that long, and many of them pay the index once, not a scan each. Per
-    # view, not per client view: hosts that cross a CPU threshold need only
-    # the hosts' edges, for a client of the whole topology too.
-    by_view: dict[View, set[str]] = {}
-    for node_id in node_ids:
-        by_view.setdefault(_VIEW_OF_KIND[kind_of(node_id)], set()).add(node_id)
-    for view, ids in by_view.items():
-        lookups = snapshot.derived(("live edge lookups", view), _no_lookups)
-        lookups[0] += 1
-        if lookups[0] <= SCANS_BEFORE_INDEX:
-            # An edge joins two nodes of its view's kind: each is found once.
-            yield from (edge for edge in snapshot.edges(view) if edge.source in ids or edge.target in ids)
-            continue
-        index = snapshot.derived(("live edges by node", view), partial(_edges_by_node, snapshot, view))
-        seen: set[Edge] = set()
-        for node_id in ids:
-            for edge in index.get(node_id, ()):
-                if edge not in seen:
-                    seen.add(edge)
-                    yield edge
+class EdgeIndex:
+    """The edges of one version by node, per view: what a client with a
+    filter looks up for the nodes that start or stop matching (their edges
+    that did not change are in no diff). Made once per version and view, on
+    first use, and shared by every client of that version (``of_version``).
+
+    Where the hub has the index of the version before (``follow``), it is
+    made from that one and the diff between them: the shards the diff's
+    added and removed edges touch are copied, the others shared, so a
+    version costs what changed, not what the view holds (a scan of the
+    processes view's 39,000 edges at 200 hosts took ~15 ms, and the first
+    lookups of each version scanned it once per client). Without one, the
+    first ``SCANS_BEFORE_INDEX`` lookups scan, and then the index is built
+    from the version's edges, once.
+
+    Shards as ``TopologySnapshot``'s: a process's edges are kept under its
+    host (``process:<hostname>``), so a host's report copies that host's part.
+    """
+
+    __slots__ = ("_base", "_diff", "_views", "_scans")
+
+    def __init__(self, base: EdgeIndex | None = None, diff: TopologyDiff | None = None) -> None:
+        self._base = base
+        """The previous version's (None: nothing to follow)."""
+        self._diff = diff
+        """From the previous version to this one."""
+        self._views: dict[View, _ByNode] = {}
+        self._scans: dict[View, int] = {}
+
+    @staticmethod
+    def of_version(snapshot: TopologySnapshot) -> EdgeIndex:
+        """The index of ``snapshot``'s version (made, without one to follow, if it has none)."""
+        return snapshot.derived(_EDGE_INDEX, EdgeIndex)
+
+    @staticmethod
+    def follow(previous: TopologySnapshot, diff: TopologyDiff, snapshot: TopologySnapshot) -> EdgeIndex:
+        """The index of ``snapshot``, made when first used from the one of
+        ``previous`` (``diff`` leads from it to ``snapshot``). Each index holds
+        the one before it until the next is made: at most two are followed back."""
+        index = snapshot.kept(_EDGE_INDEX)
+        if index is None and diff.previous_version == previous.version and diff.version == snapshot.version:
+            base = EdgeIndex.of_version(previous)
+            if base._base is not None:
+                base._base._base = base._base._diff = None
+            index = snapshot.keep(_EDGE_INDEX, EdgeIndex(base, diff))
+        return index if index is not None else EdgeIndex.of_version(snapshot)
+
+    def edges(self, snapshot: TopologySnapshot, node_ids: set[str]) -> Iterator[Edge]:
+        """The edges in ``snapshot`` (this index's version) with an end in ``node_ids``, each once."""
+        by_view: dict[View, set[str]] = {}
+        for node_id in node_ids:
+            by_view.setdefault(_VIEW_OF_KIND[kind_of(node_id)], set()).add(node_id)
+        for view, ids in by_view.items():
+            index = self._followed(view)
+            if index is None:
+                if self._base is None:
+                    scans = self._scans[view] = self._scans.get(view, 0) + 1
+                    if scans <= SCANS_BEFORE_INDEX:
+                        # An edge joins two nodes of its view's kind: each is found once.
+                        yield from (e for e in snapshot.edges(view) if e.source in ids or e.target in ids)
+                        continue
+                index = self._views[view] = _indexed(snapshot, view)
+            edges = snapshot.edges_of(view)
+            seen: set[EdgeKey] = set()
+            for node_id in ids:
+                for key in index.get(_shard(node_id), {}).get(node_id, ()):
+                    if key not in seen:
+                        seen.add(key)
+                        edge = edges.get(key)
+                        if edge is not None:
+                            yield edge
+
+    def _followed(self, view: View) -> _ByNode | None:
+        """The index of ``view``, if made, or made from the previous version's."""
+        index = self._views.get(view)
+        if index is None and self._base is not None and self._diff is not None:
+            before = self._base._followed(view)
+            if before is not None:
+                index = self._views[view] = _carried(before, self._diff, view)
+        return index
 
 
-def _no_lookups() -> list[int]:
-    return [0]
+_EDGE_INDEX = ("live edge index",)
 
 
-def _edges_by_node(snapshot: TopologySnapshot, view: View) -> dict[str, list[Edge]]:
-    index: dict[str, list[Edge]] = {}
-    for edge in snapshot.edges(view):
-        index.setdefault(edge.source, []).append(edge)
-        if edge.target != edge.source:
-            index.setdefault(edge.target, []).append(edge)
-    return index
+def _shard(node_id: str) -> str:
+    return node_id.rpartition(":")[0]
+
+
+def _indexed(snapshot: TopologySnapshot, view: View) -> _ByNode:
+    """The edges of ``view`` in ``snapshot`` by node."""
+    lists: dict[str, dict[str, list[EdgeKey]]] = {}
+    for key in snapshot.edges_of(view):
+        source, target = key
+        lists.setdefault(_shard(source), {}).setdefault(source, []).append(key)
+        if target != source:
+            lists.setdefault(_shard(target), {}).setdefault(target, []).append(key)
+    return {shard: {node: tuple(keys) for node, keys in nodes.items()} for shard, nodes in lists.items()}
+
+
+def _carried(before: _ByNode, diff: TopologyDiff, view: View) -> _ByNode:
+    """``before`` after ``diff``'s edges of ``view`` were added and removed
+    (an edge updated was there before and is after: nothing to do)."""
+    kind = view.kind
+    changes: dict[str, list[tuple[EdgeKey, bool]]] = {}
+    for edge_id in diff.edges_removed:
+        if edge_kind(edge_id) is kind:
+            source, _, target = edge_id.partition("->")
+            _note(changes, (source, target), False)
+    for edge_id, edge in diff.edges_added.items():
+        if edge_kind(edge_id) is kind:
+            _note(changes, (edge.source, edge.target), True)
+    if not changes:
+        return before
+    after = dict(before)
+    copied: set[str] = set()
+    for node_id, node_changes in changes.items():
+        shard = _shard(node_id)
+        if shard not in copied:
+            copied.add(shard)
+            after[shard] = dict(after.get(shard, {}))
+        nodes = after[shard]
+        keys = dict.fromkeys(nodes.get(node_id, ()))
+        for key, present in node_changes:
+            if present:
+                keys[key] = None
+            else:
+                keys.pop(key, None)
+        if keys:
+            nodes[node_id] = tuple(keys)
+        else:
+            nodes.pop(node_id, None)
+    for shard in copied:
+        if not after[shard]:
+            del after[shard]
+    return after
+
+
+def _note(changes: dict[str, list[tuple[EdgeKey, bool]]], key: EdgeKey, present: bool) -> None:
+    changes.setdefault(key[0], []).append((key, present))
+    if key[1] != key[0]:
+        changes.setdefault(key[1], []).append((key, present))
 
 
 def _diff_message(diff: TopologyDiff, view: View | None, add: tuple[Any, Any], update: tuple[Any, Any],
