@@ -48,6 +48,8 @@ class ReportReceived:
     enrolled: bool = False
     """Signed by an enrolled agent (``ReportArrived.enrolled``): kept with the
     latest report, so that a topology rebuilt from it offers the same controls."""
+    scope: str | None = None
+    """The ``node_scope`` its nodes' ids carry (``ReportArrived.scope``), kept alike."""
 
 
 @attrs.frozen
@@ -67,6 +69,8 @@ class Latest:
     received_at: float
     enrolled: bool
     """Whether an enrolled agent signed it (``ReportReceived.enrolled``)."""
+    scope: str | None = None
+    """The ``node_scope`` its nodes' ids carry (``ReportReceived.scope``)."""
 
 
 @attrs.frozen
@@ -97,7 +101,7 @@ class AgentActor(Actor):
         now = self.clock()
         if isinstance(message, ReportReceived):
             self.state.receive(message.report, message.packed, message.received_at, message.metrics,
-                               enrolled=message.enrolled)
+                               enrolled=message.enrolled, scope=message.scope)
         elif isinstance(message, Heartbeat):
             at = now if message.at is None else message.at
             self.state.heartbeat(at)
@@ -108,7 +112,7 @@ class AgentActor(Actor):
             raw, received_at = self.state.latest_raw, self.state.latest_received_at
             if raw is None or received_at is None:
                 return None
-            return Latest(raw, received_at, self.state.latest_enrolled)
+            return Latest(raw, received_at, self.state.latest_enrolled, self.state.latest_scope)
         elif isinstance(message, Timeseries):
             return self.state.points(now - message.seconds)
         elif isinstance(message, Register):

@@ -175,7 +175,7 @@ class ReportFeedActor(Actor):
                 return None
         return ReportArrived(envelope.report, envelope.packed, envelope.received_at, shape=envelope.shape,
                              enrolled=envelope.enrolled, sequence=sequence, history=history, address=envelope.address,
-                             signer=envelope.signer)
+                             signer=envelope.signer, scope=envelope.scope)
 
     async def _hand_on(self, batch: list[ReportArrived]) -> None:
         """The batch to the roster in one ask, the rest again while it has no

@@ -89,6 +89,10 @@ class ReportArrived:
     a version that did not say): see ``RosterActor._touch``. Said by the
     request, not looked up when the roster takes it: by then the agent may
     report under another id."""
+    scope: str | None = None
+    """The ``node_scope`` of the signer's tenant, which the report's node ids
+    carry (None: unsigned; ``MergeReport.scope``). Found where the report was
+    received, so that every replica names its nodes alike."""
 
 
 @attrs.frozen
@@ -287,9 +291,10 @@ class RosterActor(Actor):
         # resends; merging the same report twice changes nothing.
         self.topology.tell(MergeReport(report, message.received_at, message.partition, message.shape,
                                        sequence=message.sequence, history=message.history,
-                                       enrolled=message.enrolled))
+                                       enrolled=message.enrolled, scope=message.scope))
         values = host_metrics(report)  # once, for the probe's actor, the hub and the metrics API alike
-        agent.tell(ReportReceived(report, message.packed, message.received_at, values, enrolled=message.enrolled))
+        agent.tell(ReportReceived(report, message.packed, message.received_at, values, enrolled=message.enrolled,
+                                  scope=message.scope))
         try:
             self.hub.tell(ReportSeen(report.agent_id, report.host_name, message.received_at, values))
         except MailboxFull:

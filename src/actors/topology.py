@@ -128,6 +128,9 @@ class MergeReport:
     """Signed by an enrolled agent (``ReportArrived.enrolled``): only then do
     its containers offer controls (after a restart of this actor too: the
     agents' actors keep it with their latest reports, ``_recover``)."""
+    scope: str | None = None
+    """The ``node_scope`` of the enrolled agent's tenant (``ReportArrived.scope``),
+    which its nodes' ids carry (kept with the latest reports alike)."""
 
 
 @attrs.frozen
@@ -307,7 +310,8 @@ class TopologyActor(Actor):
                 continue
             if latest is not None:
                 report = decode_report(orjson.loads(latest.raw))
-                self.pending[report.agent_id] = MergeReport(report, latest.received_at, enrolled=latest.enrolled)
+                self.pending[report.agent_id] = MergeReport(report, latest.received_at, enrolled=latest.enrolled,
+                                                            scope=latest.scope)
         if self.pending:
             log.warning("topology rebuilt from %d agents' latest reports", len(self.pending))
             await self._flush(None)
@@ -455,7 +459,7 @@ class TopologyActor(Actor):
         agent = merge.report.agent_id
         try:
             applied = self.graph.apply(merge.report, merge.received_at, merge.partition, merge.shape,
-                                       enrolled=merge.enrolled, allowed=self._allowed(merge))
+                                       enrolled=merge.enrolled, allowed=self._allowed(merge), scope=merge.scope)
         except Exception as exc:
             self.merge_failures += 1
             log.error("report from agent %s could not be merged and was left out: %s: %s",

@@ -407,12 +407,13 @@ class ReportBus:
 
     async def publish_report(self, report: Report, received_at: float, enrolled: bool,
                              data: bytes, packed: PackedReport, shape: bytes | None = None,
-                             address: str | None = None, signer: str | None = None) -> int:
+                             address: str | None = None, signer: str | None = None,
+                             scope: str | None = None) -> int:
         """``publish`` a report's envelope (``pack_report``), kept decoded for
         this process's feed, which would otherwise decode it again."""
         if len(self._published) >= PUBLISHED_KEPT:
             del self._published[next(iter(self._published))]  # expired from the stream before the feed read it
-        self._published[data] = Envelope(report, received_at, enrolled, packed, shape, address, signer)
+        self._published[data] = Envelope(report, received_at, enrolled, packed, shape, address, signer, scope)
         try:
             return await self.publish(report.agent_id, data)
         except BaseException:

@@ -42,6 +42,7 @@ replica; the stream keeps the reports, and an upgraded replica rebuilds from it.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 
 import attrs
@@ -49,7 +50,7 @@ import msgspec
 
 from trioscope.config import Settings
 from trioscope.domain.agents import MAX_AHEAD, BadPack, PackedReport, check_clock
-from trioscope.domain.topology import SHAPE_BYTES
+from trioscope.domain.topology import SCOPE_CHARS, SHAPE_BYTES
 from trioscope.wire import (
     CHECKS, DockerInfo, FieldError, HostInfo, HostName, Identifier, InvalidDocument, NetworkInfo, NetworkInterface,
     ProcessesInfo, Report, TextRule,
@@ -82,6 +83,10 @@ class Envelope:
     """The enrolled agent that signed it (None: unsigned, or from a replica of
     a version that did not send it): each replica's roster counts a probe as
     enrolled only while it is the id its agent reports under."""
+    scope: str | None = None
+    """The ``node_scope`` of the signer's tenant, which the report's node ids
+    carry (found by the replica that published it, so that all name them
+    alike); None: unsigned, or from a replica of a version that did not send it."""
 
 
 class BadEnvelope(ValueError):
@@ -104,6 +109,8 @@ class _Frame(msgspec.Struct, omit_defaults=True):
     signer: str = ""
     """The signing agent's id (``Envelope.signer``); empty when unsigned or from a
     replica of a version that did not send it."""
+    scope: str = ""
+    """``Envelope.scope``; empty when unsigned or from a replica of a version that did not send it."""
 
 
 WIRE_EXPANSION = 4
@@ -183,10 +190,12 @@ _READ_BACK = msgspec.json.Decoder(_ReadBack)
 
 
 def pack_report(report: Report, received_at: float, enrolled: bool, shape: bytes | None = None,
-                address: str | None = None, signer: str | None = None) -> tuple[bytes, PackedReport]:
+                address: str | None = None, signer: str | None = None,
+                scope: str | None = None) -> tuple[bytes, PackedReport]:
     """The envelope, and the packed wire form in it."""
     packed = PackedReport.pack(_JSON.encode(report))
-    frame = _Frame(FORMAT, packed.data, received_at, enrolled, shape or b"", address or "", signer or "")
+    frame = _Frame(FORMAT, packed.data, received_at, enrolled, shape or b"", address or "", signer or "",
+                   scope or "")
     return _FRAME.encode(frame), packed
 
 
@@ -211,6 +220,8 @@ def _rule(field_type: object) -> TextRule:
 
 
 _AGENT_ID = _rule(Identifier)
+_SCOPE = re.compile(f"[0-9a-f]{{{SCOPE_CHARS}}}")
+"""What ``node_scope`` gives."""
 _HOST_NAME = _rule(HostName)
 
 
@@ -260,8 +271,10 @@ def unpack_report(data: bytes, max_unpacked: int = DEFAULT_UNPACKED, *, defer_co
     # Any other length is no digest this version makes: found again on merging.
     shape = frame.shape if len(frame.shape) == SHAPE_BYTES else None
     signer = frame.signer if frame.enrolled and len(frame.signer) <= MAX_SIGNER else ""  # else no id an agent has
+    # Any other text is no scope this version makes: the report's nodes are named as an unsigned one's.
+    scope = frame.scope if frame.enrolled and _SCOPE.fullmatch(frame.scope) else ""
     return Envelope(report, frame.received_at, frame.enrolled, packed, shape, frame.address[:MAX_ADDRESS] or None,
-                    signer or None)
+                    signer or None, scope or None)
 
 
 def _check(report: Report, received_at: float) -> None:

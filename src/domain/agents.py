@@ -170,6 +170,8 @@ class AgentState:
         """When the newest report (by its own time) was received."""
         self.latest_enrolled = False
         """Whether an enrolled agent signed the newest report."""
+        self.latest_scope: str | None = None
+        """The ``node_scope`` the newest report's node ids carry."""
         self.history = SeriesGroup(retention)
 
     def register(self, registration: AgentRegistration, now: float) -> None:
@@ -181,9 +183,10 @@ class AgentState:
         self.last_heartbeat = now
 
     def receive(self, report: Report, packed: PackedReport, now: float,
-                metrics: Mapping[str, float] | None = None, *, enrolled: bool = False) -> None:
+                metrics: Mapping[str, float] | None = None, *, enrolled: bool = False,
+                scope: str | None = None) -> None:
         """Keep the report (``packed``, its JSON as sent; ``enrolled``: an
-        enrolled agent signed it) if it is the newest, and record its metrics
+        enrolled agent signed it; ``scope``: its nodes' ``node_scope``) if it is the newest, and record its metrics
         (``metrics``: its ``host_metrics``, if found already) at ``now``."""
         self.reports_received += 1
         self.last_report_at = now
@@ -192,6 +195,7 @@ class AgentState:
             self.latest_timestamp = report.timestamp
             self.latest_received_at = now
             self.latest_enrolled = enrolled
+            self.latest_scope = scope
             self.hostname = report.host_name
         self.history.record(metric_time(report, now, self.history.retention),
                             host_metrics(report) if metrics is None else metrics)

@@ -18,7 +18,7 @@ from quart import Blueprint, Response
 from trioscope.actors.topology import GetSnapshot
 from trioscope.domain.principals import Permission
 from trioscope.domain.topology import (
-    CONTROL_ACTIONS, NodeKind, control_allowed, control_parameter_problem, controls_for,
+    CONTROL_ACTIONS, NodeKind, control_allowed, control_parameter_problem, controls_for, reported_container,
 )
 
 from . import _gate
@@ -114,7 +114,7 @@ async def control(node_id: str, action: str) -> Response:
         raise no_node(node_id)
     controller = choose(await controllers(principal, node_id), node_id, action)
     # Only once the reader may control it: to anyone else it is no node (404).
-    container = node_id.removeprefix("container:")
+    container = reported_container(node_id)
     _check_container(extra, container)
     deployment, agent = controller.deployment, controller.agent
     state = node.metadata.get("state", "")

@@ -28,6 +28,7 @@ from trioscope.config import Settings
 from trioscope.domain.deployments import (
     AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus, Deployment, signature_valid,
 )
+from trioscope.domain.topology import node_scope
 from trioscope.domain.principals import InvalidToken, Permission, Principal, identity_problem, read_user_token
 from trioscope.domain.rates import RateLimiter, retry_after
 from trioscope.runtime import ActorStopped, MailboxFull
@@ -570,6 +571,16 @@ async def probe_credentials(raw_body: bytes) -> AgentRecord | None:
     if bearer() is None and not request_signing.is_signed(headers) and "X-Agent-Signature" not in headers:
         return None
     return await agent(None, raw_body)
+
+
+async def signer_scope(signer: AgentRecord | None) -> str | None:
+    """The ``node_scope`` of the tenant whose deployment ``signer`` is
+    enrolled in, which the ids of the nodes it reports carry (None: unsigned,
+    or its deployment is gone)."""
+    if signer is None:
+        return None
+    deployment = (await directory()).deployments.get(signer.deployment_hash)
+    return node_scope(deployment.tenant) if deployment is not None else None
 
 
 async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment: str | None = None, *,

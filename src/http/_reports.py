@@ -91,20 +91,21 @@ this replica's topology (more only while the replica is far behind: the
 report is acknowledged by the stream already, so the 202 goes anyway)."""
 
 
-def _envelope(body: bytes, received_at: float, signer: str | None,
-              address: str) -> tuple[Report, bytes, PackedReport, bytes]:
+def _envelope(body: bytes, received_at: float, signer: str | None, address: str,
+              scope: str | None) -> tuple[Report, bytes, PackedReport, bytes]:
     report = _decode(body, received_at)
     shape = report_shape(report)
     # The bus carries the report re-encoded (keys it does not know left out):
     # what every replica's actor for the agent keeps is that, charged as it is.
-    envelope, packed = pack_report(report, received_at, signer is not None, shape, address, signer)
+    envelope, packed = pack_report(report, received_at, signer is not None, shape, address, signer, scope)
     _fit_budget(report, body, packed)
     return report, envelope, packed, shape
 
 
-def _prepare(body: bytes, received_at: float, enrolled: bool) -> tuple[Report, Partition, PackedReport]:
+def _prepare(body: bytes, received_at: float, enrolled: bool,
+             scope: str | None) -> tuple[Report, Partition, PackedReport]:
     report, packed = _accept(body, received_at)
-    return report, build_partition(report, received_at, enrolled=enrolled), packed
+    return report, build_partition(report, received_at, enrolled=enrolled, scope=scope), packed
 
 
 @blueprint.post("/api/v1/reports")
@@ -129,15 +130,16 @@ async def submit_report() -> Response:
 async def _submit(body: bytes, raw: bytes) -> Response:
     s = services()
     signer = await _gate.probe_credentials(raw)  # before the work of decoding
+    scope = await _gate.signer_scope(signer)
     received_at = time.time()
     address = _gate.client_source()
     if s.bus is not None:
         signed_by = None if signer is None else signer.id
         if len(body) > OFF_LOOP_BYTES:
             report, envelope, packed, shape = await in_worker(
-                _envelope, body, received_at, signed_by, address, limiter=s.heavy_work)
+                _envelope, body, received_at, signed_by, address, scope, limiter=s.heavy_work)
         else:
-            report, envelope, packed, shape = _envelope(body, received_at, signed_by, address)
+            report, envelope, packed, shape = _envelope(body, received_at, signed_by, address, scope)
         await _gate.vouch(report.agent_id, signer)
         try:
             s.bus.check_fits(envelope)
@@ -153,7 +155,7 @@ async def _submit(body: bytes, raw: bytes) -> Response:
                 await ask_roster(CheckAdmission(report.agent_id, enrolled=signer is not None, address=address,
                                                 signer=signed_by))
             sequence = await s.bus.publish_report(report, received_at, signer is not None, envelope, packed, shape,
-                                                  address, signed_by)
+                                                  address, signed_by, scope)
         except BusUnavailable as exc:
             raise ApiError(503, "bus_unavailable", f"the report bus did not acknowledge the report ({exc}); resend it "
                            "(a report merged twice changes nothing)",
@@ -172,7 +174,7 @@ async def _submit(body: bytes, raw: bytes) -> Response:
     partition: Partition | None = None
     if len(body) > OFF_LOOP_BYTES:
         # One at a time: with the GIL a second thread adds memory, not speed.
-        report, built, packed = await in_worker(_prepare, body, received_at, signer is not None,
+        report, built, packed = await in_worker(_prepare, body, received_at, signer is not None, scope,
                                                 limiter=s.heavy_work)
         partition, shape = built, built.shape
     else:
@@ -184,7 +186,7 @@ async def _submit(body: bytes, raw: bytes) -> Response:
             # actor, every report's one queue: a burst of new probes no longer
             # leaves seconds of merging behind it for the reads to wait on.
             # (Not when the probes fill --max-agents: the roster may refuse it.)
-            partition = build_partition(report, received_at, enrolled=signer is not None)
+            partition = build_partition(report, received_at, enrolled=signer is not None, scope=scope)
             shape = partition.shape
         else:
             shape = report_shape(report)  # here, in the request: the topology actor is every report's one queue
@@ -192,7 +194,7 @@ async def _submit(body: bytes, raw: bytes) -> Response:
     # One message: the roster starts the probe's actor if it is new and hands
     # the report to the topology, that actor and the hub (503 when one is full).
     await ask_roster(ReportArrived(report, packed, received_at, partition, shape, enrolled=signer is not None,
-                                   address=address, signer=None if signer is None else signer.id))
+                                   address=address, signer=None if signer is None else signer.id, scope=scope))
     return _accepted(s, report, received_at)
 
 

@@ -17,7 +17,7 @@ from trioscope.bus import AsyncioThread, pack_report, unpack_report
 from trioscope.bus._client import agent_subject
 from trioscope.bus._envelope import BadEnvelope
 from trioscope.domain.agents import ZSTD_MAGIC
-from trioscope.domain.topology import report_shape
+from trioscope.domain.topology import node_scope, report_shape
 from trioscope.wire import decode_report, encode
 
 
@@ -81,6 +81,23 @@ def test_the_signing_agent_travels_with_a_signed_report_only() -> None:
         odd = msgspec.msgpack.encode({"format": 2, "report": packed.data, "received_at": received,
                                       "enrolled": enrolled, "signer": signer})
         assert unpack_report(odd).signer is None
+
+
+def test_the_tenants_scope_travels_with_a_signed_report_only() -> None:
+    """Every replica names a signed report's nodes with the scope the replica
+    that received it found (its signer's tenant): the envelope carries it."""
+    report = decode_report(host_report(7, timestamp=time.time() - 10))
+    received = time.time()
+    scope = node_scope("acme")
+    signed, packed = pack_report(report, received, enrolled=True, signer="a", scope=scope)
+    assert unpack_report(signed).scope == scope
+    plain, _ = pack_report(report, received, enrolled=False)
+    assert unpack_report(plain).scope is None and "scope" not in msgspec.msgpack.decode(plain)
+    # On an unsigned report, or no scope this version makes: none (named as an unsigned report's).
+    for enrolled, odd_scope in ((False, scope), (True, scope.upper()), (True, scope + "0"), (True, "web-1")):
+        odd = msgspec.msgpack.encode({"format": 2, "report": packed.data, "received_at": received,
+                                      "enrolled": enrolled, "scope": odd_scope})
+        assert unpack_report(odd).scope is None, odd_scope
 
 
 def _wire_with(path: tuple[str | int, ...], value: object) -> bytes:

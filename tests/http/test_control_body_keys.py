@@ -73,7 +73,7 @@ async def test_a_parameter_the_control_does_not_take_is_named(settings: Settings
 
 async def test_a_container_other_than_the_nodes_is_refused(settings: Settings) -> None:
     async with enrolled(settings, *EVERY_CONTROL) as found:
-        container = found.node_url.rpartition("container%3A")[2]
+        container = found.container
         for other in ("someone-elses", 5, None, container.upper()):
             error = await _refused(found, "restart", {"parameters": {"container": other}})
             assert error["code"] == "invalid_parameters", error
@@ -104,7 +104,7 @@ async def _accepted(found: Any, action: str, body: Any) -> dict[str, Any]:
 
 async def test_what_was_accepted_before_still_is_stored_as_it_was(settings: Settings) -> None:
     async with enrolled(settings, *EVERY_CONTROL) as found:
-        container = found.node_url.rpartition("container%3A")[2]
+        container = found.container
         cases: tuple[tuple[str, dict[str, Any] | None, dict[str, Any]], ...] = (
             ("restart", {}, {}), ("restart", None, {}), ("stop", {"parameters": {"timeout": 5}}, {"timeout": 5}),
             ("logs", {"parameters": {"tail": 200}}, {"tail": 200}),

@@ -22,7 +22,7 @@ from tests.synthetic import container_hex, host_report
 from trioscope.actors.topology import GetNodeSources
 from trioscope.config import Settings
 from trioscope.domain.principals import Role, mint_user_token
-from trioscope.domain.topology import controls_for
+from trioscope.domain.topology import container_id, controls_for, node_scope
 from trioscope.http import create_app
 from trioscope.runtime import ActorRef, open_actor_system
 from trioscope.store import token_secret
@@ -40,6 +40,8 @@ class Enrolled:
     """The deployment's owner's Authorization header."""
     node_url: str
     """The node details URL of a running container the agent reported."""
+    container: str
+    """That container's id, as the agent reported it (its node id carries the tenant's scope besides)."""
 
 
 @asynccontextmanager
@@ -74,8 +76,10 @@ async def enrolled(settings: Settings, capabilities: list[str], version: str) ->
             sent = await client.post("/api/v1/reports", data=body, headers=headers)
             assert sent.status_code == 202, await sent.get_data(as_text=True)
 
-            node_id = f"container:{container_hex(f'{probe}-0', 1)}"
-            found = Enrolled(client, owner, f"/api/v1/query/nodes/{quote(node_id, safe='')}")
+            # An enrolled probe's nodes carry its tenant's scope.
+            container = container_hex(f"{probe}-0", 1)
+            node_id = container_id(container, node_scope("acme"))
+            found = Enrolled(client, owner, f"/api/v1/query/nodes/{quote(node_id, safe='')}", container)
             with trio.fail_after(10):
                 while (await client.get(found.node_url)).status_code != 200:
                     await trio.sleep(0.01)

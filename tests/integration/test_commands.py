@@ -24,6 +24,7 @@ from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
+from trioscope.domain.topology import container_id, node_scope
 from trioscope.store import StoreReader
 
 _ids = itertools.count(1)
@@ -561,7 +562,7 @@ async def test_container_controls_are_for_the_deployments_owner_and_the_tenants_
         report = host_report(0, timestamp=time.time(), containers=2, processes=2, connections=0, agent_prefix=probe)
         report["hostname"] = report["host_info"]["hostname"] = probe
         assert (await agent.signed_post(client, "/api/v1/reports", report)).status_code == 202
-        node_id = f"container:{container_hex(f'{probe}-0', 1)}"
+        node_id = container_id(container_hex(f"{probe}-0", 1), node_scope(owner.tenant))
 
         async def shown() -> bool:
             return (await client.get(f"{server.base_url}/api/v1/query/nodes/{node_id}")).status_code == 200

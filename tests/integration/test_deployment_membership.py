@@ -18,6 +18,7 @@ from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
+from trioscope.domain.topology import container_id, node_scope
 
 
 pytestmark = pytest.mark.usefixtures("database")  # every test on each store backend (integration/conftest.py)
@@ -48,11 +49,13 @@ async def _node_shown(client: httpx.AsyncClient, server: ServerProcess, node_id:
     await eventually(shown)
 
 
-async def _enrolled_container(client: httpx.AsyncClient, server: ServerProcess, agent: StatusAgent) -> tuple[str, str]:
-    """A probe enrolled as ``agent`` reports (signed); answers its id and one of its containers' node id, shown."""
+async def _enrolled_container(client: httpx.AsyncClient, server: ServerProcess, operator: Operator,
+                              agent: StatusAgent) -> tuple[str, str]:
+    """A probe enrolled as ``agent`` (of a deployment of ``operator``'s)
+    reports (signed); answers its id and one of its containers' node id, shown."""
     probe = fresh("probe")
     assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
-    node_id = f"container:{container_hex(f'{probe}-0', 1)}"
+    node_id = container_id(container_hex(f"{probe}-0", 1), node_scope(operator.tenant))
     await _node_shown(client, server, node_id)
     return probe, node_id
 
@@ -126,12 +129,16 @@ async def test_a_control_goes_to_the_agent_that_reported_the_container(server: S
         probe = fresh("probe")
         assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
         real = container_hex(f"{probe}-0", 1)
-        # Someone else reports the same container, newer, with its own metadata.
+        # Someone else reports the same container, newer, with its own metadata:
+        # unsigned, a node of its own (no controls), the enrolled one untouched.
         echo = _report(fresh("echo"), at=time.time() + 30)
         echo["docker_info"]["containers"][1] |= {"id": real, "name": "/evil", "state": "running"}
         assert (await client.post(f"{server.base_url}/api/v1/reports", json=echo)).status_code == 202
-        node_id = f"container:{real}"
+        await _node_shown(client, server, container_id(real))
+        node_id = container_id(real, node_scope(operator.tenant))
         await _node_shown(client, server, node_id)
+        shown = (await client.get(f"{server.base_url}/api/v1/query/nodes/{node_id}")).json()["node"]
+        assert shown["label"] != "evil" and "controls" in shown["metadata"]
 
         created = await client.post(_control(server, node_id), json={}, headers=operator.auth)
         assert created.status_code == 202, created.text
@@ -144,7 +151,7 @@ async def test_a_control_goes_to_the_agent_that_reported_the_container(server: S
 async def test_a_decommissioned_agents_containers_lose_their_controls(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await _victim(server, client)
-        probe, node_id = await _enrolled_container(client, server, agent)
+        probe, node_id = await _enrolled_container(client, server, operator, agent)
         admin = Operator(server, fresh("admin"), operator.tenant, "ADMIN")
         gone = await client.post(operator.url(agent.deployment_hash, f"/agents/{agent.agent_id}/decommission"),
                                  headers=admin.auth)
@@ -168,7 +175,7 @@ async def test_one_probe_agent_id_is_reported_by_one_enrolled_agent(server: Serv
 async def test_a_control_for_a_retired_agent_goes_to_no_other_agent(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await _victim(server, client)
-        probe, node_id = await _enrolled_container(client, server, agent)
+        probe, node_id = await _enrolled_container(client, server, operator, agent)
         created = await client.post(_control(server, node_id), json={}, headers=operator.auth)
         assert created.status_code == 202, created.text
         # The deployment enrolls another agent (on another host, say) before delivery.

@@ -17,6 +17,7 @@ from tests.integration.test_commands import Operator, enroll, fresh
 from tests.server_process import ServerProcess
 from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
+from trioscope.domain.topology import container_id, node_scope
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +38,10 @@ def _report(probe: str, hostname: str | None = None) -> dict[str, Any]:
     return report
 
 
-def _container(probe: str) -> str:
-    """The node id of the first (running) container of ``_report(probe)``."""
-    return f"container:{container_hex(f'{probe}-0', 1)}"
+def _container(probe: str, signer: Operator | None = None) -> str:
+    """The node id of the first (running) container of ``_report(probe)``, as
+    an agent enrolled in a deployment of ``signer``'s reports it (None: unsigned)."""
+    return container_id(container_hex(f"{probe}-0", 1), None if signer is None else node_scope(signer.tenant))
 
 
 def _node_url(server: ServerProcess, node_id: str) -> str:
@@ -64,7 +66,7 @@ async def test_the_details_say_whether_the_reader_may_control_the_container(serv
         assert response.status_code == 202, response.text
         response = await client.post(f"{server.base_url}/api/v1/reports", json=_report(open_probe))
         assert response.status_code == 202, response.text
-        node = _container(signed_probe)
+        node = _container(signed_probe, owner)
 
         mine = await _details(client, server, node, owner.auth)
         offered = [c["id"] for c in mine["node"]["metadata"]["controls"]]

@@ -21,6 +21,7 @@ from tests.integration.test_commands import Operator
 from tests.integration.test_probe import probe
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
+from trioscope.domain.topology import container_id, node_scope
 
 IMAGE = "localhost/busybox:latest"
 
@@ -142,7 +143,7 @@ async def test_container_controls_run_end_to_end_through_the_probe(docker_host: 
 async def test_controls_on_a_container_node_reach_the_engine(docker_host: str, container: Any,
                                                              tmp_path: Path) -> None:
     async with probe_as_agent(docker_host, tmp_path) as (server, client, operator, hash_):
-        node_id = f"container:{container.id}"
+        node_id = container_id(container.id, node_scope(operator.tenant))  # enrolled: its tenant's scope
 
         async def node_in(state: str) -> dict[str, Any] | None:
             response = await client.get(f"{server.base_url}/api/v1/query/nodes/{node_id}")

@@ -21,7 +21,13 @@ from tests.server_process import ServerProcess, run_cli
 from tests.status_agent import StatusAgent
 from tests.synthetic import host_report
 from tests.waiting import eventually
+from trioscope.domain.topology import host_id, node_scope, process_id
 from trioscope_probe._signing import signed_request
+
+
+def _host(reader: Operator, index: int) -> str:
+    """The id of host ``host-<index>`` as a probe enrolled in ``reader``'s tenant reports it."""
+    return host_id(f"host-{index}", node_scope(reader.tenant))
 
 
 def _report(index: int, probe: str) -> dict[str, Any]:
@@ -57,14 +63,14 @@ async def test_each_tenant_sees_the_probes_of_its_own_deployments(protected: Ser
             assert answer.status_code == 200, answer.text
             return set(answer.json()["topology"]["nodes"])
 
-        await eventually(lambda: _has(hosts(alice), "host:host-1"))
-        assert await hosts(alice) == {"host:host-1"}
-        assert await hosts(bob) == {"host:host-2"}
+        await eventually(lambda: _has(hosts(alice), _host(alice, 1)))
+        assert await hosts(alice) == {_host(alice, 1)}
+        assert await hosts(bob) == {_host(bob, 2)}
         everything = await client.get("/api/v1/query/topology", headers=alice.auth)
         assert {n["agent_id"] for n in everything.json()["topology"]["nodes"].values()} == {f"{probe_a}-1"}
 
-        assert (await client.get("/api/v1/query/nodes/host:host-2", headers=alice.auth)).status_code == 404
-        mine = await client.get("/api/v1/query/nodes/host:host-1", headers=alice.auth)
+        assert (await client.get(f"/api/v1/query/nodes/{_host(bob, 2)}", headers=alice.auth)).status_code == 404
+        mine = await client.get(f"/api/v1/query/nodes/{_host(alice, 1)}", headers=alice.auth)
         assert mine.status_code == 200 and mine.json()["agents"] == [f"{probe_a}-1"]
         for path in (f"/api/v1/query/agents/{probe_b}-2/latest", f"/api/v1/query/agents/{probe_b}-2/timeseries",
                      f"/api/v1/agents/config/{probe_b}-2", f"/api/v1/agents/config/{loose}-3"):
@@ -95,6 +101,40 @@ async def test_agent_configuration_is_no_existence_oracle(protected: ServerProce
         assert signed.status_code == 200 and signed.json()["agent_id"] == f"{probe}-4"
 
 
+async def test_two_tenants_hosts_of_one_name_stay_apart(protected: ServerProcess) -> None:
+    """Both tenants have a host named ``host-5`` (and an unsigned probe says
+    so too): each tenant's users see theirs, as their probe reports it, with
+    its history alone; nothing of the other's or the unsigned probe's."""
+    async with httpx.AsyncClient(base_url=protected.base_url) as client:
+        (alice, agent_a), (bob, agent_b) = await _tenant(protected, client), await _tenant(protected, client)
+        probe_a, probe_b, loose = fresh("sa"), fresh("sb"), fresh("sloose")
+        report_a, report_b, forged = _report(5, probe_a), _report(5, probe_b), _report(5, loose)
+        report_a["host_info"]["kernel_version"], report_b["host_info"]["kernel_version"] = "6.1-a", "5.4-b"
+        forged["host_info"]["kernel_version"] = "0.0-forged"
+        forged["processes_info"]["processes"].append({"pid": 4242, "name": "miner", "cpu_percent": 99.0})
+        assert (await agent_a.signed_post(client, "/api/v1/reports", report_a)).status_code == 202
+        assert (await agent_b.signed_post(client, "/api/v1/reports", report_b)).status_code == 202
+        assert (await client.post("/api/v1/reports", json=forged)).status_code == 202
+
+        async def details(reader: Operator) -> dict[str, Any] | None:
+            answer = await client.get(f"/api/v1/query/nodes/{_host(reader, 5)}", headers=reader.auth)
+            return answer.json() if answer.status_code == 200 else None
+
+        for reader, probe, kernel in ((alice, probe_a, "6.1-a"), (bob, probe_b, "5.4-b")):
+            found = await eventually(lambda reader=reader: details(reader))
+            assert found["agents"] == [f"{probe}-5"], found["agents"]
+            assert found["node"]["metadata"]["kernel_version"] == kernel
+            processes = await client.get("/api/v1/query/topology?view=processes", headers=reader.auth)
+            assert set(processes.json()["topology"]["nodes"]) == {
+                process_id("host-5", p["pid"], node_scope(reader.tenant)) for p in report_a["processes_info"]["processes"]}
+            answer = await client.get("/api/v1/query/topology", headers=reader.auth)
+            text = answer.text
+            assert "0.0-forged" not in text and "miner" not in text, text
+        # Neither tenant's user reaches the other's host.
+        refused = await client.get(f"/api/v1/query/nodes/{_host(bob, 5)}", headers=alice.auth)
+        assert refused.status_code == 404
+
+
 async def _has(awaitable: Any, item: str) -> bool:
     return item in await awaitable
 
@@ -111,7 +151,7 @@ async def test_unassigned_probes_are_shown_only_if_configured() -> None:
                 return set(answer.json()["topology"]["nodes"])
 
             await eventually(lambda: _has(hosts(alice), "host:host-2"))
-            assert await hosts(alice) == {"host:host-1", "host:host-2"}
+            assert await hosts(alice) == {_host(alice, 1), "host:host-2"}
             assert await hosts(bob) == {"host:host-2"}
 
 
@@ -184,7 +224,7 @@ async def test_each_tenants_live_view_holds_only_its_own_nodes(protected: Server
             assert (await agent_a.signed_post(client, "/api/v1/reports", report_a)).status_code == 202
             held: set[str] = set()
             with trio.fail_after(20):
-                while "host:host-11" not in held:
+                while _host(alice, 11) not in held:
                     update = await _topology_message(ws)
                     text = json.dumps(update)
                     assert "host-12" not in text, text
@@ -193,7 +233,7 @@ async def test_each_tenants_live_view_holds_only_its_own_nodes(protected: Server
             with trio.fail_after(20):
                 while not (reset := await _topology_message(ws)).get("reset"):
                     pass
-            assert set(reset["nodes"]) == {"host:host-11"} and not reset["edges"]
+            assert set(reset["nodes"]) == {_host(alice, 11)} and not reset["edges"]
 
 
 async def _topology_message(ws: Any) -> dict[str, Any]:

@@ -4,7 +4,8 @@ an unsigned report (the local probe's, any open report) none, as the control
 endpoint, which refuses to control those, has it; those an agent enrolled
 without (``--allow``) neither offered nor accepted; unknown controls and bad
 parameters refused when asked. And a container two probes report, one
-listing it from its engine and one inferring it from cgroups, shown as listed."""
+listing it from its engine and one inferring it from cgroups, shown as listed.
+The nodes of an enrolled agent's reports carry its tenant's scope (``node_scope``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
+from trioscope.domain.topology import container_id, node_scope, process_id
 
 
 @pytest.fixture(scope="module", params=["in-process", "bus"])
@@ -37,9 +39,10 @@ def _report(probe: str, *, at: float | None = None, processes: int = 2) -> dict[
     return report
 
 
-def _container(probe: str) -> str:
-    """The node id of the first (running) container of ``_report(probe)``."""
-    return f"container:{container_hex(f'{probe}-0', 1)}"
+def _container(probe: str, signer: Operator | None = None) -> str:
+    """The node id of the first (running) container of ``_report(probe)``, as
+    an agent enrolled in a deployment of ``signer``'s reports it (None: unsigned)."""
+    return container_id(container_hex(f"{probe}-0", 1), None if signer is None else node_scope(signer.tenant))
 
 
 async def _metadata(client: httpx.AsyncClient, server: ServerProcess, node_id: str,
@@ -71,9 +74,9 @@ async def test_only_the_containers_of_signed_reports_offer_controls(server: Serv
         unsigned = await client.post(f"{server.base_url}/api/v1/reports", json=_report(open_probe, processes=processes))
         assert unsigned.status_code == 202, unsigned.text
 
-        offered = await _metadata(client, server, _container(signed_probe))
+        offered = await _metadata(client, server, _container(signed_probe, operator))
         assert offered["state"] == "running" and "restart" in {c["id"] for c in offered["controls"]}
-        assert (await client.post(_control(server, _container(signed_probe)), json={},
+        assert (await client.post(_control(server, _container(signed_probe, operator)), json={},
                                   headers=operator.auth)).status_code == 202
         shown = await _metadata(client, server, _container(open_probe))
         assert shown["state"] == "running" and "controls" not in shown
@@ -89,14 +92,16 @@ async def test_a_decommissioned_probe_reporting_unsigned_offers_no_controls(serv
         probe = fresh("probe")
         at = time.time()
         assert (await agent.signed_post(client, "/api/v1/reports", _report(probe, at=at))).status_code == 202
-        assert "controls" in await _metadata(client, server, _container(probe))
+        assert "controls" in await _metadata(client, server, _container(probe, operator))
         admin = Operator(server, fresh("admin"), operator.tenant, "ADMIN")
         gone = await client.post(operator.url(agent.deployment_hash, f"/agents/{agent.agent_id}/decommission"),
                                  headers=admin.auth)
         assert gone.status_code == 200, gone.text
         again = await client.post(f"{server.base_url}/api/v1/reports", json=_report(probe, at=at + 15))
         assert again.status_code == 202, again.text
+        # Unsigned, its nodes are named as any unsigned report's: the enrolled ones are gone.
         await _metadata(client, server, _container(probe), until=lambda metadata: "controls" not in metadata)
+        assert (await client.get(f"{server.base_url}/api/v1/query/nodes/{_container(probe, operator)}")).status_code == 404
 
 
 async def _enroll(client: httpx.AsyncClient, server: ServerProcess, operator: Operator, capabilities: list[str],
@@ -122,7 +127,7 @@ async def test_a_probes_allow_list_bounds_the_controls_offered_and_accepted(serv
         agent = await _enroll(client, server, operator, ["docker.logs", "docker.inspect"], "trioscope-probe")
         probe = fresh("probe")
         assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
-        node_id = _container(probe)
+        node_id = _container(probe, operator)
         offered = await _metadata(client, server, node_id)
         assert offered["state"] == "running" and _ids(offered["controls"]) == ["logs", "inspect"]
 
@@ -145,7 +150,7 @@ async def test_a_control_with_a_parameter_the_probe_would_refuse_is_a_400_naming
         operator, agent = await setup(server, client)
         probe = fresh("probe")
         assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
-        node_id = _container(probe)
+        node_id = _container(probe, operator)
         await _metadata(client, server, node_id, until=lambda metadata: "controls" in metadata)
         for action, parameters, field in (("stop", {"timeout": "x"}, "timeout"), ("restart", {"timeout": 601}, "timeout"),
                                           ("logs", {"tail": 0}, "tail"), ("exec", {}, "argv"),
@@ -166,8 +171,9 @@ async def test_an_unknown_control_is_a_404_listing_the_known_ones(server: Server
         operator, agent = await setup(server, client)
         probe = fresh("probe")
         assert (await agent.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
-        await _metadata(client, server, _container(probe), until=lambda metadata: "controls" in metadata)
-        refused = await client.post(_control(server, _container(probe), "fly"), json={}, headers=operator.auth)
+        await _metadata(client, server, _container(probe, operator), until=lambda metadata: "controls" in metadata)
+        refused = await client.post(_control(server, _container(probe, operator), "fly"), json={},
+                                    headers=operator.auth)
         assert refused.status_code == 404, refused.text
         error = refused.json()["error"]
         assert error["code"] == "unknown_control" and "'fly'" in error["message"] and "restart" in error["message"]
@@ -189,27 +195,29 @@ def _inferring_report(probe: str, hostname: str, container: str, at: float, roun
 
 async def test_a_container_an_engine_lists_is_shown_as_listed_beside_a_probe_that_infers_it(
         server: ServerProcess) -> None:
-    """Two probes on one host: one with --docker-host (enrolled), one without an
-    engine. Whichever reported last, the node is the engine's container: its
+    """Two probes of one tenant on one host: one with --docker-host, one without
+    an engine. Whichever reported last, the node is the engine's container: its
     name, state and agent, not inferred, and its controls go to that agent."""
     async with httpx.AsyncClient(timeout=30) as client:
         operator, agent = await setup(server, client)
+        inferring_agent = await _enroll(client, server, operator, [], "trioscope-probe")
         engine, local = fresh("probe"), fresh("probe")
         cid = container_hex(f"{engine}-0", 0)  # the paused one (synthetic: every seventh)
-        node_id = f"container:{cid}"
+        scope = node_scope(operator.tenant)
+        node_id = container_id(cid, scope)
         base = time.time() - 60
         for round_ in range(3):
             at = base + 15 * round_
             engine_report = _report(engine, at=at)
             assert (await agent.signed_post(client, "/api/v1/reports", engine_report)).status_code == 202
             inferring = _inferring_report(local, engine, cid, at + 5, round_)
-            assert (await client.post(f"{server.base_url}/api/v1/reports", json=inferring)).status_code == 202
+            assert (await inferring_agent.signed_post(client, "/api/v1/reports", inferring)).status_code == 202
 
             async def merged(round_: int = round_) -> dict[str, Any] | None:
                 """The containers view's node, once the inferring probe's report of this round is in."""
                 answer = await client.get(f"{server.base_url}/api/v1/query/topology",
                                           params={"view": "processes"})
-                process = answer.json()["topology"]["nodes"].get(f"process:{engine}:4242")
+                process = answer.json()["topology"]["nodes"].get(process_id(engine, 4242, scope))
                 if process is None or process["label"] != f"round-{round_}":
                     return None
                 answer = await client.get(f"{server.base_url}/api/v1/query/topology",

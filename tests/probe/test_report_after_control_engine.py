@@ -19,6 +19,7 @@ import pytest
 from tests.integration.test_probe_containers import probe_as_agent
 from tests.probe.engine import IMAGE, unique
 from tests.waiting import eventually
+from trioscope.domain.topology import container_id, node_scope
 
 
 @pytest.fixture
@@ -37,7 +38,8 @@ async def test_a_stop_and_a_start_show_without_waiting_for_the_interval(docker_h
                                                                         tmp_path: Path) -> None:
     async with probe_as_agent(docker_host, tmp_path, "--interval", "1h", "--no-connections",
                               "--allow", "docker.stop,docker.start") as (server, client, operator, hash_):
-        node_url = f"{server.base_url}/api/v1/query/nodes/container:{container.id}"
+        node_id = container_id(container.id, node_scope(operator.tenant))  # enrolled: its tenant's scope
+        node_url = f"{server.base_url}/api/v1/query/nodes/{node_id}"
 
         async def state() -> str | None:
             response = await client.get(node_url)

@@ -17,10 +17,15 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocketRoute, s
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.synthetic import host_report
+from trioscope.domain.topology import node_scope
 
 from .browser import ARTIFACTS, launch
 
 TIMEOUT_MS = 15_000
+
+ACME = node_scope("acme")
+"""What the node ids of a probe enrolled in a deployment of tenant acme (the
+tenant ``Ui.open`` signs in to) end in, after ``@``; unsigned reports' have none."""
 
 
 @pytest.fixture(scope="module")

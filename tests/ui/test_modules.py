@@ -65,9 +65,12 @@ def test_container_groups_are_named_from_their_processes_where_the_view_has_no_c
       const host = node('host:h', null);
       return [m.labelOfId(C1, t.nodes, t.names), m.labelOfId(C2, t.nodes, t.names),
               m.labelOfId('container:' + '3'.repeat(64), t.nodes, t.names),
-              m.labelOfId('host:h', new Map([['host:h', host]]), t.names)];
+              m.labelOfId('host:h', new Map([['host:h', host]]), t.names),
+              // An enrolled probe's ids end in its tenant's scope: no part of the name shown.
+              m.labelOfId('container:' + '4'.repeat(64) + '@822b33ad87c1', t.nodes, t.names),
+              m.labelOfId('host:web-1@822b33ad87c1', t.nodes, t.names)];
     """)
-    assert result == ["db", "web", "container 333333333333", "h"]
+    assert result == ["db", "web", "container 333333333333", "h", "container 444444444444", "web-1"]
 
 
 def test_names_of_containers_that_are_gone_are_forgotten_as_they_churn(page: Page) -> None:

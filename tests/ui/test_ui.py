@@ -11,8 +11,9 @@ import trio
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.synthetic import container_hex
+from trioscope.domain.topology import container_id
 
-from .conftest import Ui, post_report, register_agent
+from .conftest import ACME, Ui, post_report, register_agent
 
 
 def containers_of(index: int, count: int = 4) -> set[str]:
@@ -138,11 +139,17 @@ def enrolled_probe(server: ServerProcess, auth: dict[str, str]) -> tuple[str, St
     return hash_, agent
 
 
+def enrolled_running() -> str:
+    """The node id of a running container (odd containers run) of ``enrolled_probe``'s
+    host 0: enrolled in alice's deployment, its ids carry tenant acme's scope."""
+    return container_id(container_hex("agent-0", 1), ACME)
+
+
 def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> None:
     server = ui.server
     auth = {"Authorization": f"Bearer {server.user_token('alice', 'acme', 'OPERATOR')}"}
     hash_, agent = enrolled_probe(server, auth)
-    running = f"container:{container_hex('agent-0', 1)}"  # odd containers run
+    running = enrolled_running()
 
     ui.open("?view=containers")
     ui.wait_for_nodes({running})
@@ -203,7 +210,7 @@ def test_a_viewer_sees_no_control_buttons(ui: Ui) -> None:
 def test_only_the_deployments_owner_sees_its_containers_controls(ui: Ui) -> None:
     enrolled_probe(ui.server, {"Authorization": f"Bearer {ui.server.user_token('alice', 'acme', 'OPERATOR')}"})
     post_report(ui.server, 1)  # unsigned: its containers have no enrolled agent to control them
-    alices, unsigned = (f"container:{container_hex(f'agent-{i}', 1)}" for i in (0, 1))
+    alices, unsigned = enrolled_running(), container_id(container_hex("agent-1", 1))
     ui.open("?view=containers", user="bob")  # an operator of alice's tenant, not the deployment's owner
     ui.wait_for_nodes({alices, unsigned})
     ui.click_node(alices)
@@ -231,7 +238,7 @@ def test_a_bad_token_is_refused_and_a_401_later_brings_the_sign_in_back(ui: Ui) 
     # The token stops working (the secret was rotated, say): the next call says 401
     # (here a control's; the details panel has listed the node's metrics series already).
     ui.page.click("[data-view=containers]")
-    running = f"container:{container_hex('agent-0', 1)}"
+    running = enrolled_running()
     ui.wait_for_nodes({running})
     ui.click_node(running)
     ui.page.wait_for_selector("#details .series:not([data-state=idle]):not([data-state=loading])")

@@ -14,8 +14,9 @@ from tests.integration.test_probe import probe
 from tests.integration.test_live_logs import chatty_container  # noqa: F401 (a fixture)
 from tests.integration.test_probe_containers import container  # noqa: F401 (a fixture)
 from tests.waiting import eventually
+from trioscope.domain.topology import container_id
 
-from .conftest import Ui
+from .conftest import ACME, Ui
 
 SLOW_MS = 60_000  # the engine stops a container in up to its 10 s grace period
 
@@ -29,7 +30,7 @@ def test_stopping_a_real_container_from_the_browser(ui: Ui, docker_host: str, co
                "--deployment-hash", deployment["deployment_hash"],
                "--enrollment-token", deployment["enrollment_token"], "--state-dir", str(tmp_path)):
         ui.open(f"?view=containers&q={container.name}", user="ops")
-        node_id = f"container:{container.id}"
+        node_id = container_id(container.id, ACME)  # the probe is enrolled in a deployment of ops's, tenant acme
         ui.wait_for_nodes({node_id})
         ui.page.wait_for_function("() => document.querySelector('#counts').dataset.shown === '1'")
         ui.click_node(node_id)
@@ -64,7 +65,7 @@ def test_following_a_real_containers_log_in_its_details(ui: Ui, docker_host: str
                "--deployment-hash", deployment["deployment_hash"],
                "--enrollment-token", deployment["enrollment_token"], "--state-dir", str(tmp_path)):
         ui.open(f"?view=containers&q={chatty_container.name}", user="ops")
-        node_id = f"container:{chatty_container.id}"
+        node_id = container_id(chatty_container.id, ACME)  # enrolled: its tenant's scope
         ui.wait_for_nodes({node_id})
         ui.page.wait_for_function("() => document.querySelector('#counts').dataset.shown === '1'")
         ui.click_node(node_id)

@@ -11,6 +11,7 @@ import pytest
 
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
+from trioscope.domain.topology import host_id, node_scope
 
 from .conftest import Ui, post_report
 
@@ -31,20 +32,25 @@ def _enrolled_agent(server: ServerProcess, tenant: str = "acme") -> StatusAgent:
     return StatusAgent(server.base_url, enrolled["agent_id"], enrolled["agent_token"], deployment["deployment_hash"])
 
 
+def _host(index: int, tenant: str = "acme") -> str:
+    """The node id of host ``host-<index>`` as a probe of ``_enrolled_agent(server, tenant)`` reports it."""
+    return host_id(f"host-{index}", node_scope(tenant))
+
+
 def test_a_signed_in_viewer_sees_live_updates_where_reads_are_protected(ui: Ui) -> None:
     # One enrolled agent per probe (a deployment has one agent): two of acme's, one of another tenant's.
     ours, also_ours, theirs = _enrolled_agent(ui.server), _enrolled_agent(ui.server), _enrolled_agent(ui.server, "other")
     post_report(ui.server, 0, signer=ours)
     post_report(ui.server, 2, signer=theirs)  # another tenant's probe: never shown
     ui.open(role="VIEWER")
-    ui.wait_for_nodes({"host:host-0"})
+    ui.wait_for_nodes({_host(0)})
     assert ui.page.get_attribute("#connection", "data-state") == "live"
     post_report(ui.server, 1, signer=also_ours)  # arrives over the live stream, which needed the token too
-    ui.wait_for_nodes({"host:host-1"})
-    assert "host:host-2" not in ui.node_ids()
+    ui.wait_for_nodes({_host(1)})
+    assert _host(2, "other") not in ui.node_ids()
     # The stats count what the viewer sees: acme's two probes, not the other tenant's.
     ui.page.wait_for_function("() => document.querySelector('#stat-agents').textContent === '2'")
-    ui.click_node("host:host-0")
+    ui.click_node(_host(0))
     ui.page.wait_for_selector("#details[data-state=loaded]")
 
 

@@ -6,7 +6,7 @@ stayed ``live`` however far behind the page was (a reviewer)."""
 from __future__ import annotations
 
 from .conftest import HeldUpdates, Ui, post_report
-from .test_ui_protected import _enrolled_agent
+from .test_ui_protected import _enrolled_agent, _host
 from .test_ui_protected import server as server  # the fixture: a server that protects reads
 
 
@@ -15,7 +15,7 @@ def test_a_tenant_readers_page_says_it_is_behind_while_the_server_is_ahead_of_it
     post_report(ui.server, 0, signer=ours)
     held = HeldUpdates.on(ui.page)
     ui.open(role="VIEWER")
-    ui.wait_for_nodes({"host:host-0"})
+    ui.wait_for_nodes({_host(0)})
     ui.page.wait_for_selector("#connection[data-state=live]")
     held.holding = True
     post_report(ui.server, 2, signer=theirs)  # another tenant's: a version this page is sent, holding nothing
@@ -23,4 +23,4 @@ def test_a_tenant_readers_page_says_it_is_behind_while_the_server_is_ahead_of_it
     ui.page.wait_for_selector("#connection[data-state=behind]", timeout=30_000)
     held.release()
     ui.page.wait_for_selector("#connection[data-state=live]")
-    assert "host:host-2" not in ui.node_ids()  # the other tenant's: never shown
+    assert _host(2, "other") not in ui.node_ids()  # the other tenant's: never shown

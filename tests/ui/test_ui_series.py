@@ -14,10 +14,13 @@ from playwright.sync_api import Route
 
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
+from trioscope.domain.topology import host_id
 
-from .conftest import Ui, post_report, register_agent
+from .conftest import ACME, Ui, post_report, register_agent
 
 PANEL = "#details .series"
+ENROLLED = host_id("host-0", ACME)
+"""``enrolled_host``'s host-0: reported by alice's deployment's probe, its id carries tenant acme's scope."""
 
 
 def enrolled_agent(server: ServerProcess) -> StatusAgent:
@@ -71,7 +74,7 @@ def open_host(ui: Ui, node: str) -> None:
 
 def test_the_nodes_series_are_listed_and_the_chosen_one_is_drawn_from_query_range(ui: Ui) -> None:
     agent = enrolled_host(ui)
-    open_host(ui, "host:host-0")
+    open_host(ui, ENROLLED)
     # The probe's host metrics (by agent_id) and what its deployment's agent wrote (by deployment_hash).
     ui.page.wait_for_function(f"() => [...document.querySelectorAll('{PANEL} select option')]"
                               ".some(o => o.textContent.startsWith('requests_count'))")
@@ -131,7 +134,7 @@ def test_a_refused_query_and_a_refused_token_are_said_plainly(ui: Ui) -> None:
 
     ui.page.route("**/prometheus/api/v1/query_range?**", refuse)
     ui.expected.append("422")  # Chromium logs the refused fetch
-    open_host(ui, "host:host-0")
+    open_host(ui, ENROLLED)
     ui.page.wait_for_selector(f"{PANEL} select option >> text=trioscope_node_load1", state="attached")
     ui.page.select_option(f"{PANEL} select", label="trioscope_node_load1")
     ui.page.wait_for_selector(f"{PANEL}[data-state=refused][data-status='422']")
@@ -154,7 +157,7 @@ def test_a_refused_query_and_a_refused_token_are_said_plainly(ui: Ui) -> None:
         status=401, content_type="application/json",
         body=json.dumps({"error": {"code": "invalid_token", "message": "the user token is invalid or expired"}})))
     ui.page.evaluate("() => document.querySelector('#details-close').click()")
-    ui.click_node("host:host-0")
+    ui.click_node(ENROLLED)
     ui.page.wait_for_selector("#signin[open]")
     assert "Your session ended" in ui.page.inner_text("#signin-error")
 
@@ -172,7 +175,7 @@ def test_an_engine_that_keeps_no_host_series_still_lists_what_the_deployments_ag
         route.fulfill(response=answer, body=json.dumps(found))
 
     ui.page.route("**/prometheus/api/v1/series?**", without_host_series)
-    open_host(ui, "host:host-0")
+    open_host(ui, ENROLLED)
     ui.page.wait_for_function(f"() => [...document.querySelectorAll('{PANEL} select option')]"
                               ".some(o => o.textContent.startsWith('requests_count'))")
     assert not any(label.startswith("trioscope_node_") for label in options(ui))
@@ -180,7 +183,7 @@ def test_an_engine_that_keeps_no_host_series_still_lists_what_the_deployments_ag
 
 def test_node_details_name_the_probes_deployment_to_a_user_of_its_tenant_only(ui: Ui) -> None:
     agent = enrolled_host(ui)
-    url = f"{ui.server.base_url}/api/v1/query/nodes/host:host-0"
+    url = f"{ui.server.base_url}/api/v1/query/nodes/{ENROLLED}"
 
     def named(token: str | None) -> object:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

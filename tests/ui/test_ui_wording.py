@@ -11,17 +11,17 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from tests.synthetic import container_hex, host_report
+from tests.synthetic import host_report
 
 from .conftest import Ui, post_report
-from .test_ui import enrolled_probe
+from .test_ui import enrolled_probe, enrolled_running
 
 
 @pytest.mark.parametrize(("role", "user"), [("VIEWER", "vera"), ("OPERATOR", "bob")])
 def test_who_may_not_control_a_container_sees_no_null_in_its_details(ui: Ui, role: str, user: str) -> None:
     # bob: an operator of alice's tenant, not the deployment's owner (details.controllable is false).
     enrolled_probe(ui.server, {"Authorization": f"Bearer {ui.server.user_token('alice', 'acme', 'OPERATOR')}"})
-    running = f"container:{container_hex('agent-0', 1)}"
+    running = enrolled_running()
     ui.open(f"?view=containers&node={running}", role=role, user=user)
     ui.page.wait_for_selector(f"#details[data-state=loaded][data-node='{running}']")
     assert ui.page.locator(".controls-section").count() == 0

@@ -28,8 +28,8 @@ from trioscope.wire import Report, is_loopback
 from ._controls import controls_for
 from ._edge_cache import EdgeCache
 from ._endpoints import Claims, Readers
-from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, reps
-from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition, restricted
+from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, group_names, reps
+from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition, restricted, scoped_address
 from ._process_groups import group_node_ordered, group_of, regrouped
 from ._shards import LiveShards, edge_shard, host_shard, live_edges, live_processes
 from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
@@ -133,7 +133,7 @@ class TopologyGraph:
 
     def apply(self, report: Report, received_at: float, partition: Partition | None = None,
               shape: bytes | None = None, *, enrolled: bool = False,
-              allowed: frozenset[str] | None = None) -> bool:
+              allowed: frozenset[str] | None = None, scope: str | None = None) -> bool:
         """Merge ``report``. Returns False (and changes nothing) if this agent has
         already sent a newer one. ``partition``: the report's
         ``build_partition(report, received_at, enrolled=enrolled)``, if the
@@ -141,7 +141,8 @@ class TopologyGraph:
         ``shape``: its ``report_shape``, if the caller found it; ``enrolled``:
         an enrolled agent signed it (its containers offer controls);
         ``allowed``: the controls that agent runs (``allowed_actions``; None:
-        all), which its containers offer alone.
+        all), which its containers offer alone; ``scope``: the ``node_scope``
+        of that agent's tenant, which its node ids carry (None: none).
 
         Pods, services and process groups are brought up to date by ``settle``
         (which ``publish`` calls), once for all the reports merged in between:
@@ -150,8 +151,9 @@ class TopologyGraph:
         current = self.partitions.get(report.agent_id)
         if current is not None and report.timestamp.timestamp() < current.report_time:
             return False
-        if partition is None:
-            partition = build_partition(report, received_at, current, shape, enrolled=enrolled, allowed=allowed)
+        if partition is None or partition.scope != scope:
+            partition = build_partition(report, received_at, current, shape, enrolled=enrolled, allowed=allowed,
+                                        scope=scope)
         elif partition.allowed != allowed:  # built where it was received, before its agent's controls were known
             partition = restricted(partition, allowed)
         self._replace(report.agent_id, current, partition)
@@ -442,7 +444,7 @@ class TopologyGraph:
             self._group_frames.pop(group_id, None)
             self._set_group(group_id, None)
             return
-        namespace, _, name = group_id.partition(":")[2].partition("/")
+        namespace, name = group_names(group_id)
         hosts = sorted({c.host for c in containers if c.host})
         running = [c for c in containers if c.status == "running"]
         metadata: dict[str, Any] = {
@@ -583,6 +585,7 @@ class TopologyGraph:
             container = partition.reps[source][_CONTAINER]
             network = partition.networks.get(container) if container is not None else None
             return partition.local_listeners.get((protocol, port, network))
+        address = scoped_address(address, partition.scope)
         key = (protocol, address, port)
         keys.add(key)
         addresses.add(address)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import hashlib
+import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
@@ -63,24 +65,82 @@ for processes, which it has already, and are shown in their own view."""
 WHOLE_VIEWS = tuple(view for view in View if view.kind in WHOLE_KINDS)
 
 
-def host_id(hostname: str) -> str:
-    return f"host:{hostname}"
+SCOPE_CHARS = 12
+"""Hex digits of a tenant's ``node_scope``."""
 
 
-def container_id(full_id: str) -> str:
-    return f"container:{full_id}"
+def node_scope(tenant: str) -> str:
+    """What the node ids of a tenant's enrolled probes carry after ``@``
+    (``host:web-1@3f2a...``): the first ``SCOPE_CHARS`` hex digits of the
+    tenant's SHA-256, not its name, which the ids of a server whose reads are
+    open would show to everyone. Nodes are named by what probes report (host
+    names, pod names), which two tenants may share: scoped, each tenant's
+    probes describe their own nodes, and neither tenant's reports nor an
+    unsigned probe's (ids without a scope) can rename, re-state or add to
+    another's, nor mix into its metric history."""
+    return hashlib.sha256(tenant.encode()).hexdigest()[:SCOPE_CHARS]
 
 
-def process_id(hostname: str, pid: int) -> str:
-    return f"process:{hostname}:{pid}"
+def _escaped(text: str, also: str = "") -> str:
+    """``text`` with ``%``, ``@`` (which starts a scope) and the characters
+    of ``also`` percent-encoded: nothing a probe reports can end in another
+    tenant's scope."""
+    if "%" in text or "@" in text or (also and also in text):
+        text = text.replace("%", "%25").replace("@", "%40")
+        if also:
+            text = text.replace(also, f"%{ord(also):02X}")
+    return text
 
 
-def pod_id(namespace: str, name: str) -> str:
-    return f"pod:{namespace}/{name}"
+def _unescaped(text: str) -> str:
+    return urllib.parse.unquote(text) if "%" in text else text
 
 
-def service_id(namespace: str, name: str) -> str:
-    return f"service:{namespace}/{name}"
+def _scoped(part: str, scope: str | None) -> str:
+    return f"{part}@{scope}" if scope else part
+
+
+def host_part(hostname: str, scope: str | None = None) -> str:
+    """What names host ``hostname`` in the ids of its nodes (its own and its
+    processes'): the name (``_escaped``), and ``@scope`` for an enrolled
+    probe's (``node_scope``)."""
+    return _scoped(_escaped(hostname), scope)
+
+
+def host_id(hostname: str, scope: str | None = None) -> str:
+    return f"host:{host_part(hostname, scope)}"
+
+
+def container_id(full_id: str, scope: str | None = None) -> str:
+    return f"container:{_scoped(_escaped(full_id), scope)}"
+
+
+def reported_container(node_id: str) -> str:
+    """The container id a probe reported, of container node ``node_id``."""
+    return _unescaped(node_id.removeprefix("container:").partition("@")[0])
+
+
+def process_id(hostname: str, pid: int, scope: str | None = None) -> str:
+    return f"process:{host_part(hostname, scope)}:{pid}"
+
+
+def _group_part(namespace: str, name: str, scope: str | None) -> str:
+    return _scoped(_escaped(namespace, "/") + "/" + _escaped(name), scope)
+
+
+def pod_id(namespace: str, name: str, scope: str | None = None) -> str:
+    return f"pod:{_group_part(namespace, name, scope)}"
+
+
+def service_id(namespace: str, name: str, scope: str | None = None) -> str:
+    return f"service:{_group_part(namespace, name, scope)}"
+
+
+def group_names(group_id: str) -> tuple[str, str]:
+    """The (namespace, name) of a pod or service node id."""
+    rest = group_id.partition(":")[2].partition("@")[0]
+    namespace, _, name = rest.partition("/")
+    return _unescaped(namespace), _unescaped(name)
 
 
 def process_group_id(hostname: str, name: str) -> str:

@@ -63,7 +63,8 @@ class Partition:
     reps: Mapping[str, Reps]
     """Each node's representative in every view (see ``Reps``)."""
     listeners: Mapping[EndpointKey, str]
-    """Sockets reachable from other hosts: (protocol, ip, port) -> owning node."""
+    """Sockets reachable from other hosts: (protocol, ip, port) -> owning node
+    (the ip as ``scoped_address``, as ``addresses``)."""
     local_listeners: Mapping[LocalKey, str]
     """Sockets reachable over loopback: (protocol, port, network) -> node,
     where network is the container whose network namespace the socket is in
@@ -73,7 +74,7 @@ class Partition:
     pod's sandbox), for the containers with a network of their own: their
     loopback is not the host's. The others share the host's network."""
     addresses: Mapping[str, str]
-    """IP addresses this host answers for -> host or container node."""
+    """IP addresses this host answers for -> host or container node (as ``scoped_address``)."""
     outgoing: tuple[OutgoingConnection, ...]
     pods: Mapping[str, tuple[str, ...]]
     """Pod id -> its container node ids on this host."""
@@ -95,6 +96,10 @@ class Partition:
     allowed: frozenset[str] | None = None
     """The controls its agent runs (``allowed_actions``; None: all of them):
     an enrolled agent's containers offer those only. Not in the shape either."""
+    scope: str | None = None
+    """The ``node_scope`` of the tenant whose enrolled probe sent the report
+    (None: unsigned, or no tenant known), which its node ids carry. Not in
+    the shape: a report of the same shape under another scope is built anew."""
     solo: tuple[str] = attrs.field(init=False, eq=False)
     """``(agent_id,)``: the graph's record of who describes each node only this
     agent describes, one tuple for all of them."""
@@ -116,10 +121,18 @@ class Partition:
             and self.pods == other.pods and self.services == other.services))
 
 
-def _groups(labels: Mapping[str, str]) -> tuple[str | None, str | None]:
+def scoped_address(ip: str, scope: str | None) -> str:
+    """How an address (not loopback) is known among the endpoints of the
+    partitions of ``scope`` (``Partition.scope``): a connection of one is
+    resolved against the addresses and listening sockets of that scope only
+    (another tenant's private addresses are its own), never one's of another."""
+    return f"{ip}@{scope}" if scope else ip
+
+
+def _groups(labels: Mapping[str, str], scope: str | None) -> tuple[str | None, str | None]:
     """The ids of the pod and the service a container with ``labels`` is part of."""
     pod, service = pod_of(labels), service_of(labels)
-    return pod_id(*pod) if pod else None, service_id(*service) if service else None
+    return pod_id(*pod, scope) if pod else None, service_id(*service, scope) if service else None
 
 
 def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any], dict[str, float]]:
@@ -156,7 +169,7 @@ def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any
 
 
 def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float, enrolled: bool,
-                    allowed: frozenset[str] | None) -> Node:
+                    allowed: frozenset[str] | None, scope: str | None) -> Node:
     name = c.name.lstrip("/") or c.id[:12]
     meta: dict[str, Any] = {
         "container_id": c.id,
@@ -185,12 +198,12 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float, enr
         meta["env"] = dict(c.env)
     if enrolled:  # unsigned: no key at all, so that a signed report's controls win a merge (``merge_nodes``)
         meta["controls"] = controls_for(c.state, allowed)
-    pod, service = _groups(c.labels)
+    pod, service = _groups(c.labels, scope)
     if pod:
         meta["pod"] = pod
     if service:
         meta["service"] = service
-    return Node(id=container_id(c.id), kind=NodeKind.CONTAINER, label=name, parent=host, host=host,
+    return Node(id=container_id(c.id, scope), kind=NodeKind.CONTAINER, label=name, parent=host, host=host,
                 agent_id=agent_id, status=c.state, last_seen=when, metadata=meta, metrics=_container_metrics(c))
 
 
@@ -221,7 +234,7 @@ def is_kernel_thread(p: ProcessInfo) -> bool:
 
 
 def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, container: Node | None,
-                  agent_id: str, when: float) -> Node:
+                  agent_id: str, when: float, scope: str | None) -> Node:
     # Interned: a JSON parser makes a new string for every occurrence, and
     # 100,000 processes share a few dozen names, users and states.
     meta: dict[str, Any] = {"pid": p.pid, "ppid": p.ppid, "name": intern(p.name)}
@@ -240,7 +253,7 @@ def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, contain
         meta["container_id"] = container.id
         meta["container_name"] = container.label  # the one string of the container's node, shared
     return Node(
-        id=process_id(hostname, p.pid), kind=NodeKind.PROCESS, label=intern(p.name) or str(p.pid),
+        id=process_id(hostname, p.pid, scope), kind=NodeKind.PROCESS, label=intern(p.name) or str(p.pid),
         parent=parent, host=host, agent_id=agent_id, status=intern(p.status) or "running", last_seen=when,
         metadata=meta,
         metrics={"cpu_percent": p.cpu_percent, "memory_mb": p.memory_rss_bytes / 1048576},
@@ -288,7 +301,7 @@ def report_shape(report: Report) -> bytes:
 
 def build_partition(report: Report, received_at: float, previous: Partition | None = None,
                     shape: bytes | None = None, *, enrolled: bool = False,
-                    allowed: frozenset[str] | None = None) -> Partition:
+                    allowed: frozenset[str] | None = None, scope: str | None = None) -> Partition:
     """Everything ``report`` contributes, stamped with the report's own time.
 
     ``previous``: the agent's current partition. If ``report`` has its shape
@@ -298,15 +311,17 @@ def build_partition(report: Report, received_at: float, previous: Partition | No
     was decoded, it need not be found again by each replica that merges it).
     ``enrolled``: an enrolled agent signed the report (``Partition.enrolled``);
     False, the default, offers no controls; ``allowed``: the controls that
-    agent runs (``Partition.allowed``; None, the default: all of them)."""
+    agent runs (``Partition.allowed``; None, the default: all of them);
+    ``scope``: the ``node_scope`` of that agent's tenant (``Partition.scope``),
+    which its node ids carry (None, the default: none)."""
     if shape is None:
         shape = report_shape(report)
     if not enrolled:
         allowed = None  # no controls to restrict
     if (previous is not None and previous.shape == shape and previous.agent_id == report.agent_id
-            and previous.enrolled == enrolled and previous.allowed == allowed):
+            and previous.enrolled == enrolled and previous.allowed == allowed and previous.scope == scope):
         return refreshed(previous, report, received_at)
-    return _build(report, received_at, shape, enrolled, allowed)
+    return _build(report, received_at, shape, enrolled, allowed, scope)
 
 
 def refreshed(previous: Partition, report: Report, received_at: float) -> Partition:
@@ -330,7 +345,7 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
     }
     containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
     for c in containers:
-        was = old[container_id(c.id)]
+        was = old[container_id(c.id, previous.scope)]
         if (was.status == c.state and was.metadata.get("status", "") == c.status
                 and was.metadata.get("created") == _created(c)):
             node = was.seen(when, _container_metrics(c))
@@ -338,8 +353,9 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
             if (was.status in _HOLDS_PORTS) != (c.state in _HOLDS_PORTS) and any(p.host_port for p in c.ports):
                 # Started or stopped: its published ports, which the shape
                 # leaves to its state, are taken or given back.
-                return _build(report, received_at, previous.shape, previous.enrolled, previous.allowed)
-            node = _container_node(c, host, agent, when, previous.enrolled, previous.allowed)
+                return _build(report, received_at, previous.shape, previous.enrolled, previous.allowed,
+                              previous.scope)
+            node = _container_node(c, host, agent, when, previous.enrolled, previous.allowed, previous.scope)
         nodes[node.id] = node
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
     # The same pids in the same order as ``previous``'s processes (the shape
@@ -360,17 +376,17 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
                 container is None or meta.get("container_name") == container.label):
             node = was.seen(when, process_metrics)
         else:
-            node = _process_node(p, hostname, host, was.parent or host, container, agent, when)
+            node = _process_node(p, hostname, host, was.parent or host, container, agent, when, previous.scope)
         nodes[node.id] = node
     return attrs.evolve(previous, report_time=when, received_at=received_at, nodes=nodes)
 
 
 def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
-           allowed: frozenset[str] | None = None) -> Partition:
+           allowed: frozenset[str] | None = None, scope: str | None = None) -> Partition:
     when = report.timestamp.timestamp()
     agent = report.agent_id
     hostname = report.host_name
-    host = host_id(hostname)
+    host = host_id(hostname, scope)
     info = report.host_info
 
     meta, metrics = _host_metadata(report, info)
@@ -394,9 +410,9 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
     # One entry per id (a repeated id: its last entry, for the node and its pod alike).
     containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
     for c in containers:
-        node = _container_node(c, host, agent, when, enrolled, allowed)
+        node = _container_node(c, host, agent, when, enrolled, allowed, scope)
         nodes[node.id] = node
-        pod, service = _groups(c.labels)
+        pod, service = _groups(c.labels, scope)
         node_reps[node.id] = reps(host=host, container=node.id, pod=pod, service=service)
         if pod:
             pods.setdefault(pod, []).append(node.id)
@@ -437,10 +453,10 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         cid = ids.resolve(p)
         inside: Node | None = None
         if cid:
-            inside = nodes.get(container_id(cid))
+            inside = nodes.get(container_id(cid, scope))
             if inside is None:
                 short = cid[:12]
-                inside = Node(id=container_id(cid), kind=NodeKind.CONTAINER, label=short, parent=host, host=host,
+                inside = Node(id=container_id(cid, scope), kind=NodeKind.CONTAINER, label=short, parent=host, host=host,
                               agent_id=agent, status="running", last_seen=when,
                               metadata={"container_id": cid, "name": short, "inferred": True})
                 nodes[inside.id] = inside
@@ -448,7 +464,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
                 container_ips.setdefault(inside.id, [])
         # The container node's own id string: one for all its processes, not one each.
         container = inside.id if inside is not None else None
-        node = _process_node(p, hostname, host, container or host, inside, agent, when)
+        node = _process_node(p, hostname, host, container or host, inside, agent, when, scope)
         nodes[node.id] = node
         by_pid[p.pid] = node.id
         outer = node_reps[container] if container else node_reps[host]
@@ -544,6 +560,11 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         address = intern(normal_address(conn.remote_address))
         outgoing[(source, proto, address, conn.remote_port)] = None
 
+    if scope:
+        # Its endpoints are found by its tenant's connections alone (``scoped_address``):
+        # another's hosts (private networks overlap) make them no one's.
+        listeners = {(proto, scoped_address(ip, scope), port): node for (proto, ip, port), node in listeners.items()}
+        addresses = {scoped_address(ip, scope): node for ip, node in addresses.items()}
     return Partition(
         agent_id=agent,
         host=host,
@@ -563,6 +584,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         kinds=frozenset(node.kind for node in nodes.values()),
         enrolled=enrolled,
         allowed=allowed,
+        scope=scope,
     )
 
 

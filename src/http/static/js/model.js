@@ -94,14 +94,15 @@ export class Topology {
   }
 }
 
-// "host:web-1" -> "web-1"; "container:96aac9…" -> its name in `names` (a
-// Topology's), else "container 96aac9fc5351".
+// "host:web-1" (or "host:web-1@3f2a…", an enrolled probe's) -> "web-1"; "container:96aac9…" -> its name
+// in `names` (a Topology's), else "container 96aac9fc5351".
 export function labelOfId(id, nodes, names) {
   const node = nodes && nodes.get(id);
   if (node) return node.label;
   const name = names && names.get(id);
   if (name) return name;
-  const [kind, rest = ""] = splitId(id);
+  const [kind, scoped = ""] = splitId(id);
+  const rest = scoped.replace(/@[0-9a-f]{12}$/, ""); // an enrolled probe's tenant scope: no part of a name
   if (kind === "container" && /^[0-9a-f]{64}$/.test(rest)) return `container ${rest.slice(0, 12)}`;
   return rest || id;
 }
