@@ -58,6 +58,12 @@ class Describe:
 
 
 @attrs.frozen
+class ReportScope:
+    """Answered with the ``node_scope`` the latest report's nodes carry (None:
+    unsigned, or no report yet): whose tenant what the actor keeps is."""
+
+
+@attrs.frozen
 class LatestReport:
     """Answered with the agent's ``Latest`` report, or None before its first."""
 
@@ -113,6 +119,8 @@ class AgentActor(Actor):
             if raw is None or received_at is None:
                 return None
             return Latest(raw, received_at, self.state.latest_enrolled, self.state.latest_scope)
+        elif isinstance(message, ReportScope):
+            return self.state.latest_scope
         elif isinstance(message, Timeseries):
             return self.state.points(now - message.seconds)
         elif isinstance(message, Register):

@@ -190,6 +190,11 @@ class AgentState:
         (``metrics``: its ``host_metrics``, if found already) at ``now``."""
         self.reports_received += 1
         self.last_report_at = now
+        if self._latest is not None and scope != self.latest_scope:
+            # Its agent id is another tenant's now (or no enrolled probe's):
+            # nothing the one before reported is kept for the new one to read.
+            self._latest = self.latest_timestamp = self.latest_received_at = None
+            self.history = SeriesGroup(self.history.retention)
         if self.latest_timestamp is None or report.timestamp >= self.latest_timestamp:
             self._latest = packed
             self.latest_timestamp = report.timestamp

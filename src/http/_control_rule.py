@@ -13,7 +13,7 @@ import attrs
 from trioscope.actors.topology import GetNodeSources
 from trioscope.domain.deployments import AgentRecord, Deployment
 from trioscope.domain.principals import Permission, Principal
-from trioscope.domain.topology import allowed_actions
+from trioscope.domain.topology import allowed_actions, id_scope, node_scope
 
 from . import _gate
 from ._errors import ApiError
@@ -46,7 +46,12 @@ async def controllers(principal: Principal, node_id: str) -> tuple[Controller, .
     whose reports their agent credentials signed (``_gate.vouch``) and whose
     engine listed the container (their version offers controls), in a
     deployment the principal may command (its owner or an admin of its
-    tenant). Reports are open to anyone; controls only reach real agents."""
+    tenant). Reports are open to anyone; controls only reach real agents.
+    A container of another tenant's scope (``id_scope``) has none for the
+    principal, whoever reports under its agent id now."""
+    scope = id_scope(node_id)
+    if scope is not None and scope != node_scope(principal.tenant):
+        return ()
     directory = await _gate.directory()
     found: list[Controller] = []
     for reporter in await services().topology.ask(GetNodeSources(node_id, offering_controls=True), timeout=30):

@@ -28,7 +28,7 @@ from trioscope.config import Settings
 from trioscope.domain.deployments import (
     AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus, Deployment, signature_valid,
 )
-from trioscope.domain.topology import node_scope
+from trioscope.domain.topology import node_scope, visible_to
 from trioscope.domain.principals import InvalidToken, Permission, Principal, identity_problem, read_user_token
 from trioscope.domain.rates import RateLimiter, retry_after
 from trioscope.runtime import ActorStopped, MailboxFull
@@ -247,6 +247,17 @@ async def visible_reporters() -> Callable[[str], bool] | None:
     show_unassigned = services().settings.auth.show_unassigned_agents
     return functools.cache(lambda reporter: found.reporter_visible(reporter, reader.tenant,
                                                                    show_unassigned=show_unassigned))
+
+
+async def visible_nodes() -> Callable[[str, str | None], bool] | None:
+    """Which nodes the reader may see, by id and agent, after ``protected_read``
+    (``visible_to``: a scoped node by its tenant's readers alone, another by
+    ``visible_reporters``); None when reads are open (everything)."""
+    reporters = await visible_reporters()
+    reader: Principal | None = g.get("reader")
+    if reporters is None or reader is None:
+        return None
+    return visible_to(node_scope(reader.tenant), reporters)
 
 
 async def live_reporter_check() -> Callable[[str], bool] | None:

@@ -22,7 +22,7 @@ from quart import Blueprint, Response, g, websocket
 from trioscope.actors.client import ClientLink, client_spec
 from trioscope.domain.live import BadClientMessage, Visibility, parse_view
 from trioscope.domain.principals import Principal
-from trioscope.domain.topology import View
+from trioscope.domain.topology import View, node_scope
 from trioscope.system import HUB
 
 from . import _gate
@@ -56,7 +56,7 @@ async def live() -> Response | None:
     name = f"ws-{next(_names)}"
     reader: Principal | None = g.get("reader")
     may_see = await _gate.live_reporter_check()
-    visibility = Visibility(may_see) if may_see is not None else None
+    visibility = Visibility(may_see, node_scope(reader.tenant)) if may_see is not None and reader is not None else None
     admission = s.first_views
     address = _gate.client_source()
     first_view_at = admission.enter(trio.current_time(), address)

@@ -12,7 +12,7 @@ import orjson
 import trio
 from quart import Blueprint, Response, g, request
 
-from trioscope.actors.agent import LatestReport, Timeseries
+from trioscope.actors.agent import LatestReport, ReportScope, Timeseries
 from trioscope.actors.topology import GetNodeDetails, GetSnapshot, GetStats
 from trioscope.config import format_duration, parse_duration
 from trioscope.domain.agents import rfc3339
@@ -30,6 +30,7 @@ from trioscope.domain.topology import (
     WHOLE_KINDS,
     WHOLE_VIEWS,
     id_order_steps,
+    node_scope,
 )
 from trioscope.runtime import ActorRef, in_steps
 
@@ -207,11 +208,11 @@ async def _ordered(listing: Listing) -> None:
 
 
 async def _visible_nodes() -> Callable[[Node], bool] | None:
-    """The reader's nodes (by the probe that reported them): None for all."""
-    reporters = await _gate.visible_reporters()
-    if reporters is None:
+    """The reader's nodes (``_gate.visible_nodes``): None for all."""
+    seen = await _gate.visible_nodes()
+    if seen is None:
         return None
-    return lambda node: node.agent_id is not None and reporters(node.agent_id)
+    return lambda node: seen(node.id, node.agent_id)
 
 
 @blueprint.get("/api/v1/query/nodes/<path:node_id>")
@@ -221,13 +222,14 @@ async def node(node_id: str) -> Response:
     views_caught_up()
     _text, seconds = duration_param("15m")
     details = await services().topology.ask(GetNodeDetails(node_id, seconds), timeout=30)
-    reporters = await _gate.visible_reporters()
-    if details is None or (reporters is not None and not reporters(details["node"].get("agent_id") or "")):
+    seen = await _gate.visible_nodes()
+    if details is None or (seen is not None and not seen(details["node"]["id"], details["node"].get("agent_id"))):
         raise ApiError(404, "node_not_found", f"no node {node_id!r} in the topology", details={"node_id": node_id})
-    if reporters is not None:
+    reporters = await _gate.visible_reporters()
+    if seen is not None and reporters is not None:
         # Parents, children and neighbours are named with their ids: another
         # tenant's are left out, as in the views.
-        details = _without_hidden(details, reporters)
+        details = _without_hidden(details, seen, reporters)
     reader = await _signed_in_reader()
     deployment_hash = await _reporters_deployment(reader, details["node"].get("agent_id") or "")
     controllable, controls = await _reader_controls(reader, details["node"])
@@ -281,10 +283,11 @@ async def _reporters_deployment(reader: Principal | None, reporter_id: str) -> s
     return agent.deployment_hash
 
 
-def _without_hidden(details: dict[str, Any], reporters: Callable[[str], bool]) -> dict[str, Any]:
-    """A node's details with the related nodes and agents the reader may not see left out."""
+def _without_hidden(details: dict[str, Any], seen: Callable[[str, str | None], bool],
+                    reporters: Callable[[str], bool]) -> dict[str, Any]:
+    """A node's details with the related nodes (``seen``) and agents (``reporters``) the reader may not see left out."""
     def shown(brief: dict[str, Any]) -> bool:
-        return bool(brief.get("agent_id")) and reporters(brief["agent_id"])
+        return seen(brief["id"], brief.get("agent_id") or None)
 
     return {**details, **{part: [b for b in details[part] if shown(b)]
                           for part in ("parents", "groups", "children", "connected")},
@@ -292,12 +295,21 @@ def _without_hidden(details: dict[str, Any], reporters: Callable[[str], bool]) -
 
 
 async def _visible_agent(agent_id: str) -> ActorRef:
-    """The agent's actor, if the reader may see it; 404 otherwise (as if unknown)."""
+    """The agent's actor, if the reader may see it; 404 otherwise (as if
+    unknown). What it keeps of an enrolled probe's reports (their scope) is
+    that tenant's alone, as its nodes are (``visible_to``): an agent id freed
+    or taken over gives nobody what the probe before reported."""
     reporters = await _gate.visible_reporters()
-    if reporters is not None and not reporters(agent_id):
+    ref = agent_or_404(agent_id) if reporters is None or reporters(agent_id) else None
+    if ref is not None and reporters is not None:
+        scope = await ref.ask(ReportScope())
+        reader: Principal | None = g.get("reader")
+        if scope is not None and (reader is None or scope != node_scope(reader.tenant)):
+            ref = None
+    if ref is None:
         raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} is known; register it or send a report",
                        details={"agent_id": agent_id})
-    return agent_or_404(agent_id)
+    return ref
 
 
 @blueprint.get("/api/v1/query/agents/<agent_id>/latest")
@@ -343,7 +355,8 @@ async def stats() -> Response:
         "runtime": {"actors": runtime.actors, "dead_letters": runtime.dead_letters},
     }
     reporters = await _gate.visible_reporters()
-    if reporters is not None:
+    seen = await _gate.visible_nodes()
+    if reporters is not None and seen is not None:
         # What the reader's views hold, not the server's (nor other tenants') figures; an
         # ADMIN, who may read the whole server's (``readable_tenant``), has them apart.
         admin = _gate.readable_tenant() is None
@@ -356,7 +369,7 @@ async def stats() -> Response:
         # view is behind. It tells no more of other tenants than the live
         # view does, which is sent every version, as a diff holding nothing
         # of theirs (``diff_frame``).
-        counts = {**await _visible_counts(snapshot, reporters), "agents": agents, "version": snapshot.version}
+        counts = {**await _visible_counts(snapshot, seen), "agents": agents, "version": snapshot.version}
         if not admin:
             # Each of them tells how much the other tenants report (the series
             # stored, the actors, one per probe; the merge's counters).
@@ -371,12 +384,12 @@ async def stats() -> Response:
     })
 
 
-async def _visible_counts(snapshot: TopologySnapshot, reporters: Callable[[str], bool]) -> dict[str, Any]:
+async def _visible_counts(snapshot: TopologySnapshot, visible: Callable[[str, str | None], bool]) -> dict[str, Any]:
     """``TopologySnapshot.counts`` over the nodes the reader sees (an edge
     counts when both its ends are seen), counted in pieces with checkpoints
     between them (a topology of 100,000 nodes would hold the loop ~50 ms)."""
     def seen(node: Node | None) -> bool:
-        return node is not None and node.agent_id is not None and reporters(node.agent_id)
+        return node is not None and visible(node.id, node.agent_id)
 
     by_type: dict[str, int] = {}
     for kind in NodeKind:

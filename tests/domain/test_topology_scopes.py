@@ -14,8 +14,8 @@ import pytest
 
 from tests.domain.test_topology import T0, connect, edge_pairs, listen, published, report
 from trioscope.domain.topology import (
-    TopologyGraph, View, container_id, host_id, node_scope, pod_id, process_group_of, process_id, reported_container,
-    service_id,
+    TopologyGraph, View, container_id, host_id, id_scope, node_scope, pod_id, process_group_of, process_id,
+    reported_container, service_id, visible_to,
 )
 from trioscope.domain.topology._model import group_names
 
@@ -128,3 +128,58 @@ def test_a_container_node_gives_back_the_id_its_probe_reported() -> None:
     for scope in (None, ACME):
         assert reported_container(container_id("ab" * 32, scope)) == "ab" * 32
     assert container_id("ab" * 32) == "container:" + "ab" * 32  # unsigned: as before
+
+
+def test_an_unsigned_address_naming_a_scope_reaches_no_tenants_endpoints() -> None:
+    """An address is any text a probe sends: ``10.0.0.5@<scope>`` from an
+    unsigned report neither joins a tenant's endpoints nor makes them
+    ambiguous (it made an edge to a tenant's database, and took one away)."""
+    graph = TopologyGraph()
+    graph.apply(report("db-a", "db", T0, ips=("10.0.0.5",), processes=[{"pid": 5, "name": "postgres"}],
+                       connections=[listen(5432, 5)]), T0, enrolled=True, scope=ACME)
+    graph.apply(report("app-a", "app", T0, ips=("10.0.0.9",), processes=[{"pid": 9, "name": "api"}],
+                       connections=[connect("10.0.0.5", 5432, 9), connect("10.0.0.7", 6379, 9)]),
+                T0, enrolled=True, scope=ACME)
+    graph.apply(report("anon", "evil", T0, ips=(f"10.0.0.7@{ACME}",),
+                       processes=[{"pid": 66, "name": "fake"}, {"pid": 67, "name": "probe"}],
+                       connections=[listen(6379, 66, f"10.0.0.7@{ACME}"), listen(5432, 66, f"10.0.0.5@{ACME}"),
+                                    connect(f"10.0.0.5@{ACME}", 5432, 67)]), T0)
+    edges = edge_pairs(published(graph, T0), View.PROCESSES)
+    assert {(a, b) for a, b in edges if ACME in a or ACME in b} == {(process_id("app", 9, ACME), process_id("db", 5, ACME))}
+    assert (process_id("evil", 67), process_id("evil", 66)) in edges  # its own, on its host
+
+
+def test_a_report_under_another_scope_replaces_the_agents_nodes_whatever_its_time() -> None:
+    """An agent id taken by another tenant's probe (or reported unsigned once
+    freed): its report, dated before the last one, is merged, and nothing of
+    the first tenant's stays under it."""
+    graph = TopologyGraph()
+    graph.apply(report("r", "payroll", T0, processes=[{"pid": 10, "name": "db"}]), T0, enrolled=True, scope=ACME)
+    assert graph.apply(report("r", "other", T0 - 60, processes=[{"pid": 3, "name": "sh"}]), T0 + 1,
+                       enrolled=True, scope=GLOBEX)
+    ids = {node.id for node in published(graph, T0 + 1).nodes()}
+    assert host_id("other", GLOBEX) in ids and not any(i.endswith(ACME) or f"@{ACME}:" in i for i in ids)
+    # The same scope keeps the newest report, as ever.
+    assert not graph.apply(report("r", "older", T0 - 120), T0 + 2, enrolled=True, scope=GLOBEX)
+    assert graph.apply(report("r", "payroll", T0 - 120), T0 + 3)  # unsigned once freed: no longer the tenant's
+    assert {node.id for node in published(graph, T0 + 3).nodes()} >= {host_id("payroll")}
+
+
+@pytest.mark.parametrize(("node_id", "scope"), [
+    (host_id("web-1", ACME), ACME), (host_id("web-1"), None), (host_id(f"web-1@{ACME}"), None),
+    (process_id("a:b@c", 7, ACME), ACME), (process_id(f"h@{ACME}", 7), None),
+    (container_id("ab" * 32, GLOBEX), GLOBEX), (pod_id("n@s", f"x@{ACME}"), None),
+    (service_id("shop", "web", ACME), ACME),
+    (f"process_group:h:name@{ACME}", None),  # an unscoped host's group of a process named so
+    (f"process_group:h@{ACME}:nginx", ACME),
+])
+def test_a_node_id_tells_its_scope(node_id: str, scope: str | None) -> None:
+    assert id_scope(node_id) == scope
+
+
+def test_a_readers_tenant_sees_its_scoped_nodes_whoever_reports_under_their_agent_id() -> None:
+    everyone = visible_to(ACME, lambda agent: True)
+    assert everyone(host_id("h", ACME), "r") and not everyone(host_id("h", GLOBEX), "r")
+    assert everyone(host_id("h"), "loose")  # unscoped: by its reporter
+    nobody = visible_to(ACME, lambda agent: False)
+    assert nobody(host_id("h", ACME), "r") and not nobody(host_id("h"), "loose") and not nobody(host_id("h"), None)

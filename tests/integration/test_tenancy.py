@@ -19,7 +19,7 @@ from trio_websocket import open_websocket_url
 from tests.integration.test_commands import Operator, enroll, fresh
 from tests.server_process import ServerProcess, run_cli
 from tests.status_agent import StatusAgent
-from tests.synthetic import host_report
+from tests.synthetic import host_report, iso
 from tests.waiting import eventually
 from trioscope.domain.topology import host_id, node_scope, process_id
 from trioscope_probe._signing import signed_request
@@ -133,6 +133,51 @@ async def test_two_tenants_hosts_of_one_name_stay_apart(protected: ServerProcess
         # Neither tenant's user reaches the other's host.
         refused = await client.get(f"/api/v1/query/nodes/{_host(bob, 5)}", headers=alice.auth)
         assert refused.status_code == 404
+
+
+async def test_an_agent_id_freed_or_taken_over_gives_nobody_what_its_probe_reported() -> None:
+    """Alice's probe reports as R; her agent is decommissioned (R is then no
+    deployment's: shown to everyone with --show-unassigned-agents), and Bob's
+    enrolled agent reports as R, dated before Alice's report. Nobody but
+    Alice's tenant ever reads what her probe reported: not its nodes, its
+    latest report, its listing; Bob's report replaces it at once."""
+    with ServerProcess(["--protect-reads", "true", "--show-unassigned-agents", "true"]) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            (alice, agent_a), (bob, agent_b) = await _tenant(server, client), await _tenant(server, client)
+            probe = fresh("freed")
+            reporter = f"{probe}-7"
+            report_a, report_b = _report(7, probe), _report(7, probe)
+            report_a["host_info"]["kernel_version"], report_b["host_info"]["kernel_version"] = "6.1-alice", "5.4-bob"
+            report_b["timestamp"] = iso(time.time() - 60)
+            assert (await agent_a.signed_post(client, "/api/v1/reports", report_a)).status_code == 202
+
+            async def hosts(reader: Operator) -> set[str]:
+                answer = await client.get("/api/v1/query/topology?view=hosts", headers=reader.auth)
+                return set(answer.json()["topology"]["nodes"])
+
+            await eventually(lambda: _has(hosts(alice), _host(alice, 7)))
+            admin = Operator(server, fresh("admin"), alice.tenant, "ADMIN")
+            gone = await client.post(alice.url(agent_a.deployment_hash, f"/agents/{agent_a.agent_id}/decommission"),
+                                     headers=admin.auth)
+            assert gone.status_code == 200, gone.text
+
+            async def nothing_of_alices(reader: Operator) -> None:
+                assert _host(alice, 7) not in await hosts(reader)
+                details = await client.get(f"/api/v1/query/nodes/{_host(alice, 7)}", headers=reader.auth)
+                assert details.status_code == 404, details.text
+                latest = await client.get(f"/api/v1/query/agents/{reporter}/latest", headers=reader.auth)
+                assert "6.1-alice" not in latest.text, latest.text
+                listed = await client.get("/api/v1/agents/list", headers=reader.auth)
+                assert reporter not in {row["agent_id"] for row in listed.json()["agents"]} or "6.1" not in listed.text
+
+            await nothing_of_alices(bob)
+            # Bob's probe takes the freed id with a report dated before Alice's.
+            assert (await agent_b.signed_post(client, "/api/v1/reports", report_b)).status_code == 202
+            await eventually(lambda: _has(hosts(bob), _host(bob, 7)))
+            await nothing_of_alices(bob)
+            latest = await client.get(f"/api/v1/query/agents/{reporter}/latest", headers=bob.auth)
+            assert latest.status_code == 200 and latest.json()["report"]["host_info"]["kernel_version"] == "5.4-bob"
+            assert _host(alice, 7) not in await hosts(alice)  # hers went with it
 
 
 async def _has(awaitable: Any, item: str) -> bool:

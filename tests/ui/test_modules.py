@@ -68,9 +68,12 @@ def test_container_groups_are_named_from_their_processes_where_the_view_has_no_c
               m.labelOfId('host:h', new Map([['host:h', host]]), t.names),
               // An enrolled probe's ids end in its tenant's scope: no part of the name shown.
               m.labelOfId('container:' + '4'.repeat(64) + '@822b33ad87c1', t.nodes, t.names),
-              m.labelOfId('host:web-1@822b33ad87c1', t.nodes, t.names)];
+              m.labelOfId('host:web-1@822b33ad87c1', t.nodes, t.names),
+              m.labelOfId('process_group:web-1@822b33ad87c1:nginx', t.nodes, t.names),
+              m.labelOfId('host:a%40b%25c@822b33ad87c1', t.nodes, t.names)];
     """)
-    assert result == ["db", "web", "container 333333333333", "h", "container 444444444444", "web-1"]
+    assert result == ["db", "web", "container 333333333333", "h", "container 444444444444", "web-1",
+                      "web-1:nginx", "a@b%c"]
 
 
 def test_names_of_containers_that_are_gone_are_forgotten_as_they_churn(page: Page) -> None:

@@ -149,7 +149,10 @@ class TopologyGraph:
         a service spans hosts, and rebuilding it per report cost a share of
         the merge that grew with the number of hosts."""
         current = self.partitions.get(report.agent_id)
-        if current is not None and report.timestamp.timestamp() < current.report_time:
+        if current is not None and report.timestamp.timestamp() < current.report_time and current.scope == scope:
+            # (Under another scope its agent id is another tenant's, or no
+            # longer an enrolled probe's: what the old owner reported goes,
+            # however its time compares.)
             return False
         if partition is None or partition.scope != scope:
             partition = build_partition(report, received_at, current, shape, enrolled=enrolled, allowed=allowed,

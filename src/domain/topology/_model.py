@@ -115,6 +115,36 @@ def container_id(full_id: str, scope: str | None = None) -> str:
     return f"container:{_scoped(_escaped(full_id), scope)}"
 
 
+def id_scope(node_id: str) -> str | None:
+    """The ``node_scope`` a node id carries (None: an unsigned report's node).
+    A name's own ``@`` is escaped, so the first ``@`` of the part that names
+    the node (a process's host part, a process group's host part) starts it."""
+    if "@" not in node_id:
+        return None
+    kind, _, rest = node_id.partition(":")
+    if kind == "process":
+        rest = rest.rpartition(":")[0]
+    elif kind == "process_group":
+        rest = rest.partition(":")[0]  # its host part: the name after it may hold anything
+    return rest.partition("@")[2] or None
+
+
+def visible_to(scope: str, reporters: Callable[[str], bool]) -> Callable[[str, str | None], bool]:
+    """Whether a reader whose tenant's ``node_scope`` is ``scope`` may see a
+    node, by its id and agent: a scoped node by its tenant's readers alone,
+    whoever reports under its agent id now (an agent id freed, or taken by
+    another tenant's probe, gives nobody what the first one reported); an
+    unscoped one by those who may see its reporter (``reporters``: a probe of
+    no deployment, with ``auth.show_unassigned_agents``)."""
+    def visible(node_id: str, agent_id: str | None) -> bool:
+        found = id_scope(node_id)
+        if found is not None:
+            return found == scope
+        return agent_id is not None and reporters(agent_id)
+
+    return visible
+
+
 def reported_container(node_id: str) -> str:
     """The container id a probe reported, of container node ``node_id``."""
     return _unescaped(node_id.removeprefix("container:").partition("@")[0])

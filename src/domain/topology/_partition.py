@@ -24,7 +24,9 @@ from trioscope.wire import (
 )
 
 from ._controls import controls_for
-from ._model import VIEWS, Node, NodeKind, Reps, View, container_id, host_id, pod_id, process_id, reps, service_id
+from ._model import (
+    VIEWS, Node, NodeKind, Reps, View, container_id, host_id, host_part, pod_id, process_id, reps, service_id,
+)
 from ._process_groups import group_of
 
 # Endpoint keys: ("tcp", "10.0.0.5", 5432). The protocol family (tcp/tcp6) is
@@ -125,8 +127,10 @@ def scoped_address(ip: str, scope: str | None) -> str:
     """How an address (not loopback) is known among the endpoints of the
     partitions of ``scope`` (``Partition.scope``): a connection of one is
     resolved against the addresses and listening sockets of that scope only
-    (another tenant's private addresses are its own), never one's of another."""
-    return f"{ip}@{scope}" if scope else ip
+    (another tenant's private addresses are its own), never one's of another.
+    The address escaped as a name in a node id is (an address is any text a
+    probe sends: an unsigned report's ``10.0.0.5@<scope>`` is no tenant's)."""
+    return host_part(ip, scope)
 
 
 def _groups(labels: Mapping[str, str], scope: str | None) -> tuple[str | None, str | None]:
@@ -560,11 +564,10 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         address = intern(normal_address(conn.remote_address))
         outgoing[(source, proto, address, conn.remote_port)] = None
 
-    if scope:
-        # Its endpoints are found by its tenant's connections alone (``scoped_address``):
-        # another's hosts (private networks overlap) make them no one's.
-        listeners = {(proto, scoped_address(ip, scope), port): node for (proto, ip, port), node in listeners.items()}
-        addresses = {scoped_address(ip, scope): node for ip, node in addresses.items()}
+    # Its endpoints are found by its tenant's connections alone (``scoped_address``):
+    # another's hosts (private networks overlap) make them no one's.
+    listeners = {(proto, scoped_address(ip, scope), port): node for (proto, ip, port), node in listeners.items()}
+    addresses = {scoped_address(ip, scope): node for ip, node in addresses.items()}
     return Partition(
         agent_id=agent,
         host=host,

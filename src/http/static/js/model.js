@@ -102,9 +102,19 @@ export function labelOfId(id, nodes, names) {
   const name = names && names.get(id);
   if (name) return name;
   const [kind, scoped = ""] = splitId(id);
-  const rest = scoped.replace(/@[0-9a-f]{12}$/, ""); // an enrolled probe's tenant scope: no part of a name
+  // An enrolled probe's tenant scope (last, or before a pid or a group's name) is no part of a name;
+  // a name's own % and @ come escaped.
+  const rest = unescaped(scoped.replace(/@[0-9a-f]{12}(?=:|$)/, ""));
   if (kind === "container" && /^[0-9a-f]{64}$/.test(rest)) return `container ${rest.slice(0, 12)}`;
   return rest || id;
+}
+
+function unescaped(text) {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text; // a process name's lone % (names after the host are not escaped)
+  }
 }
 
 export function splitId(id) {
