@@ -28,9 +28,9 @@ from ._model import container_id as container_id
 from ._model import SCOPE_CHARS as SCOPE_CHARS
 from ._model import host_id as host_id
 from ._model import id_scope as id_scope
-from ._model import visible_to as visible_to
 from ._model import node_scope as node_scope
 from ._model import reported_container as reported_container
+from ._model import visible_to as visible_to
 from ._model import pod_id as pod_id
 from ._model import process_group_id as process_group_id
 from ._model import process_id as process_id
@@ -49,9 +49,10 @@ from ._snapshot import kind_of as kind_of
 
 __all__ = [
     "CACHE_LIMIT", "CONTROL_ACTIONS", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Listing",
-    "MAX_PAGE", "NODE_FIELDS", "Node", "NodeKind", "Partition", "SCOPE_CHARS", "SHAPE_BYTES", "SUMMARY_FIELDS", "TopologyDiff", "TopologyGraph",
-    "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "allowed_actions", "build_partition", "container_id",
-    "control_allowed", "control_parameter_problem", "controls_for", "edge_kind", "host_id", "id_order", "id_order_steps", "kind_of",
-    "merge_nodes", "node_scope", "pod_id", "process_group_id", "process_group_node", "process_group_of", "process_id",
-    "id_scope", "report_shape", "reported_container", "service_id", "visible_to",
+    "MAX_PAGE", "NODE_FIELDS", "Node", "NodeKind", "Partition", "SCOPE_CHARS", "SHAPE_BYTES", "SUMMARY_FIELDS",
+    "TopologyDiff", "TopologyGraph", "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "allowed_actions",
+    "build_partition", "container_id", "control_allowed", "control_parameter_problem", "controls_for", "edge_kind",
+    "host_id", "id_order", "id_order_steps", "id_scope", "kind_of", "merge_nodes", "node_scope", "pod_id",
+    "process_group_id", "process_group_node", "process_group_of", "process_id", "report_shape", "reported_container",
+    "service_id", "visible_to",
 ]
