@@ -123,6 +123,18 @@ async def test_a_restarted_worker_takes_no_connection_until_it_has_read_the_stre
         assert "no worker serves" not in log, log
 
 
+async def _kill_and_find_held(server: ServerProcess, victim: dict[str, int]) -> int:
+    """Kill ``victim`` (an answering worker) and return the pid of the worker
+    started in its place, once it says it reads the stream before serving."""
+    os.kill(victim["pid"], signal.SIGKILL)
+    holding = re.compile(rf"worker {victim['index']} \(pid (\d+)\) reads the report stream before")
+
+    async def held() -> re.Match[str] | None:
+        return holding.search(server.stderr())
+
+    return int((await eventually(held, deadline=30)).group(1))
+
+
 async def test_a_held_worker_serves_at_once_when_no_other_worker_serves(postgres_url: str) -> None:
     """The guard: the serving worker dies while the restarted one is still
     reading the stream (stopped there, to be sure): the parent tells it to
@@ -131,13 +143,7 @@ async def test_a_held_worker_serves_at_once_when_no_other_worker_serves(postgres
         token = server.user_token(role="ADMIN")
         victim = _answering_worker(server, token)
         (survivor,) = (p.pid for p in _workers(server) if p.pid != victim["pid"])
-        os.kill(victim["pid"], signal.SIGKILL)
-        holding = re.compile(rf"worker {victim['index']} \(pid (\d+)\) reads the report stream before")
-
-        async def held() -> re.Match[str] | None:
-            return holding.search(server.stderr())
-
-        held_pid = int((await eventually(held, deadline=30)).group(1))
+        held_pid = await _kill_and_find_held(server, victim)
         os.kill(held_pid, signal.SIGSTOP)
         try:
             assert server.stderr().count(CAUGHT_UP) == 2, "the restarted worker read the stream before it was stopped"
@@ -163,13 +169,7 @@ async def test_a_held_worker_stops_cleanly_without_serving(postgres_url: str) ->
     async with _two_workers_on_a_stream(postgres_url) as server:
         token = server.user_token(role="ADMIN")
         victim = _answering_worker(server, token)
-        os.kill(victim["pid"], signal.SIGKILL)
-        holding = re.compile(rf"worker {victim['index']} \(pid (\d+)\) reads the report stream before")
-
-        async def held() -> re.Match[str] | None:
-            return holding.search(server.stderr())
-
-        held_pid = int((await eventually(held, deadline=30)).group(1))
+        held_pid = await _kill_and_find_held(server, victim)
         os.kill(held_pid, signal.SIGSTOP)
         try:
             server.send_signal(signal.SIGTERM)
