@@ -22,6 +22,7 @@ per second. Target (issue 4): trioscope >= 0.7x the baseline; the seed asks for
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
@@ -99,6 +100,7 @@ class Bus:
         self.store = tempfile.mkdtemp(prefix="trioscope-bench-nats-")
         self.proc = subprocess.Popen([NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", self.store],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        atexit.register(self.close)  # also when it or a server on it fails to start and the bench stops there
         deadline = time.monotonic() + 20
         while True:
             try:
@@ -110,8 +112,9 @@ class Bus:
                 time.sleep(0.05)
 
     def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         shutil.rmtree(self.store, ignore_errors=True)
 
 
@@ -120,6 +123,7 @@ def database(name: str, drop_only: bool = False) -> str:
         db.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         if not drop_only:
             db.execute(f"CREATE DATABASE {name}")
+            atexit.register(database, name, drop_only=True)  # dropped again at exit: a no-op if it was
     return f"postgresql://postgres@127.0.0.1:5432/{name}"
 
 

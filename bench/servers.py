@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
+import collections
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,13 +23,21 @@ def free_port() -> int:
 
 
 def start(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[str]:
-    """Start ``argv`` (with ``env``, else this environment) and wait for its "trioscope listening on" line."""
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
-    assert proc.stdout is not None
+    """Start ``argv`` (with ``env``, else this environment) and wait for its
+    "trioscope listening on" line. One that exits first is reported with the
+    last lines it wrote to stderr (a thread keeps reading them for the
+    process's life: a pipe left full would block a server that logs)."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    tail: collections.deque[str] = collections.deque(maxlen=20)
+    threading.Thread(target=tail.extend, args=(proc.stderr,), daemon=True).start()
     for line in proc.stdout:
         if line.startswith("trioscope listening on"):
+            atexit.register(stop, proc)  # a bench that fails before it stops it leaves none behind
             return proc
-    raise RuntimeError(f"did not start: {argv}")
+    proc.kill()
+    proc.wait()
+    raise RuntimeError(f"did not start (exit status {proc.returncode}): {argv}\n{''.join(tail)}")
 
 
 def trioscope(port: int, *flags: str) -> subprocess.Popen[str]:
@@ -35,7 +46,9 @@ def trioscope(port: int, *flags: str) -> subprocess.Popen[str]:
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM, then SIGKILL if it does not exit within a minute."""
+    """SIGTERM, then SIGKILL if it does not exit within a minute (one that exited already: nothing)."""
+    if proc.poll() is not None:
+        return
     os.kill(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=60)
