@@ -347,7 +347,12 @@ class ActorCell(Node):
             try:
                 value = await actor.handle(item.message)
             except actor.refusals as refusal:
-                item.fail(refusal)  # an answer, raised at the asker: the actor carries on
+                # An answer, raised at the asker: the actor carries on. Without
+                # its traceback and context: they hold this frame, whose item
+                # holds the refusal (a cycle, and the message in it, freed only
+                # by the collector's rare full pass), and an answer is not logged.
+                refusal.__context__ = None
+                item.fail(refusal.with_traceback(None))
             except Exception as exc:
                 item.fail(ActorFailed(self.path, exc))
                 raise

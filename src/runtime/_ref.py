@@ -77,17 +77,30 @@ class Ask:
             trio.lowlevel.reschedule(task, result)
 
     async def wait(self) -> Any:
-        if self._outcome is not None:
-            await trio.lowlevel.checkpoint()
-            return self._outcome.unwrap()
-        self._task = trio.lowlevel.current_task()
+        try:
+            if self._outcome is not None:
+                await trio.lowlevel.checkpoint()
+                return self._outcome.unwrap()
+            self._task = trio.lowlevel.current_task()
 
-        def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
-            self._task = None
-            self.abandon()
-            return trio.lowlevel.Abort.SUCCEEDED
+            def abort(_raise_cancel: object) -> trio.lowlevel.Abort:
+                self._task = None
+                self.abandon()
+                return trio.lowlevel.Abort.SUCCEEDED
 
-        return await trio.lowlevel.wait_task_rescheduled(abort)
+            return await trio.lowlevel.wait_task_rescheduled(abort)
+        finally:
+            if self._outcome is not None:
+                # Delivered: not kept. A refusal raised here has this frame
+                # in its traceback, and this frame has the ask: holding the
+                # refusal still, the two would hold each other (and the
+                # message) until the collector's next full pass, rare in the
+                # server. Settled for good all the same (``_settle``).
+                self._outcome = _DELIVERED
+
+
+_DELIVERED: outcome.Outcome[Any] = outcome.Value(None)
+"""What an ask keeps once its outcome was delivered to its asker."""
 
 
 class ActorRef:
