@@ -24,7 +24,7 @@ from trioscope.domain.deployments import AgentAuthFailure, AgentRecord
 from trioscope.wire import InvalidDocument, decode
 
 from . import _gate
-from ._bodies import invalid, off_loop, parse_json, read_body_and_raw, read_json
+from ._bodies import decoded, invalid, off_loop, read_body_and_raw, read_json
 from ._command_views import delivery_view
 from ._errors import ApiError
 from ._openapi import STRING, Answer, Auth, choice, documented, fields, integer, text
@@ -152,13 +152,6 @@ async def wait(deployment_hash: str) -> Response:
     return response
 
 
-def _decoded(body: bytes, kind: type[D], code: str) -> D:
-    try:
-        return decode(parse_json(body), kind)
-    except InvalidDocument as exc:
-        raise invalid(code, exc) from None
-
-
 async def _agent_document(kind: type[D], code: str) -> tuple[AgentRecord, D]:
     """The signed body of an agent's request, decoded as ``kind`` (400 ``code``
     naming the field), and the agent: its token must be of the deployment the
@@ -166,7 +159,7 @@ async def _agent_document(kind: type[D], code: str) -> tuple[AgentRecord, D]:
     with contextlib.ExitStack() as held:  # a large body stays counted while it waits for the worker thread
         body, raw = await read_body_and_raw(services().settings, hold=held)
         agent = await _gate.agent(None, raw)
-        document = await off_loop(body, lambda body: _decoded(body, kind, code))
+        document = await off_loop(body, lambda body: decoded(body, kind, code))
     if document.deployment_hash != agent.deployment_hash:
         raise ApiError(403, "wrong_deployment", "the agent token belongs to another deployment",
                        details={"deployment_hash": document.deployment_hash})

@@ -19,7 +19,7 @@ from quart import current_app, g, request
 from werkzeug.exceptions import RequestTimeout
 
 from trioscope.config import Settings, format_duration
-from trioscope.wire import InvalidDocument
+from trioscope.wire import InvalidDocument, decode
 
 from . import _gate
 from ._connection_limits import BODY_PER_ADDRESS, BodyRead, Held, admission_of_app
@@ -435,6 +435,16 @@ async def read_object(settings: Settings, *, limit: int | None = None) -> dict[s
 
 
 MAX_REPORTED_PROBLEMS = 100
+
+
+def decoded(body: bytes, kind: type[T], code: str) -> T:
+    """``body`` parsed (``parse_json``) and decoded as ``kind``; a 400 ``code``
+    naming the bad fields (``invalid``). Raises ApiError only: it may run in a
+    worker thread (``off_loop``)."""
+    try:
+        return decode(parse_json(body), kind)
+    except InvalidDocument as exc:
+        raise invalid(code, exc) from None
 
 
 def invalid(code: str, exc: InvalidDocument) -> ApiError:

@@ -91,7 +91,7 @@ from trioscope.wire import InvalidDocument, decode, request_signing
 from . import _gate
 from ._command_views import delivery_view, user_deployments
 from ._errors import ApiError, answer_to, error_response
-from ._bodies import parse_json
+from ._bodies import decoded, off_loop
 from ._client_sockets import serve_client_socket
 from ._openapi import Auth, documented, text
 from ._services import services
@@ -303,7 +303,14 @@ class _AgentChannel:
                 return
 
     async def _handle(self, data: str | bytes) -> dict[str, Any] | None:
-        """The answer to one message from the agent (None: none is sent)."""
+        """The answer to one message from the agent (None: none is sent).
+        Every message counts against the agent's budget by its size before it
+        is read (``_gate.charge_agent``): a pong's parse costs the loop what a
+        report's does, and 750 KB ones held every other client up."""
+        try:
+            await _gate.charge_agent(self.agent_id, len(data))
+        except ApiError as exc:
+            return _nack(None, exc.status, exc.code, exc.message)
         envelope: Any = None
         problem: str | None = None
         if len(data) <= MAX_AGENT_MESSAGE:
@@ -357,7 +364,6 @@ class _AgentChannel:
             return _nack(request_id, 400, "invalid_message", f"$.{unknown[0][:64]}: not a field of {kind} (it has "
                          f"{', '.join(sorted(_SEED_UPDATES[kind]))})")
         try:
-            await _gate.charge_agent(self.agent_id)
             if kind == "log_entry":
                 command_id = fields.pop("command_id", None)
                 # The line alone first, so that a problem is named where the agent put it.
@@ -407,13 +413,11 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
                            "X-Agent-Signature": str(envelope.get("signature", ""))})
     body = envelope["body"].encode()
     try:
-        await _gate.agent(deployment_hash, body, token=token, headers=headers, target=target)
-        try:
-            # parse_json, as over HTTP: an integer beyond 64 bits is refused
-            # (orjson alone would have made it a float), and so is an empty body.
-            report = decode(parse_json(body), CommandReport)
-        except InvalidDocument as exc:
-            return _nack(request_id, 400, "invalid_report", str(exc)), None
+        await _gate.agent(deployment_hash, body, token=token, headers=headers, target=target, charged=True)
+        # As over HTTP: parse_json refuses an integer beyond 64 bits (orjson
+        # alone would make it a float) and an empty body; a large body is read
+        # in a worker thread.
+        report = await off_loop(body, lambda body: decoded(body, CommandReport, "invalid_report"))
         if report.deployment_hash != deployment_hash:
             return _nack(request_id, 403, "wrong_deployment", "the report names another deployment"), None
         reported = report.command_id

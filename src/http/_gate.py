@@ -142,9 +142,25 @@ def _charge(limiter: RateLimiter, limit: int, scope: str, message: str) -> None:
     _refuse_beyond(limiter.acquire(client_source(), time.monotonic()), limit, scope, message)
 
 
-async def _charge_shared(budget: RateBudget, key: str, scope: str, message: str) -> None:
-    """``_charge`` for a budget every replica shares (per agent, per user)."""
-    _refuse_beyond(await budget.acquire(key), budget.per_minute, scope, message)
+async def _charge_shared(budget: RateBudget, key: str, scope: str, message: str, cost: int = 1) -> None:
+    """``_charge`` for a budget every replica shares (per agent, per user):
+    ``cost`` requests' worth at once, at most the budget's burst (more would
+    never go through); what was taken before a refusal stays taken."""
+    for _ in range(min(cost, budget.burst)):
+        _refuse_beyond(await budget.acquire(key), budget.per_minute, scope, message)
+
+
+CHARGE_BYTES = 64 * 1024
+"""An agent's request counts one more against its budget per this many bytes
+of its body (a message on its socket likewise, ``message_cost``): parsing and
+checking JSON costs the event loop (or the GIL) ~0.1 s a MB, and one agent
+sending 750 KB command results within its 600 requests a minute held every
+other client's requests up by ~100 ms each."""
+
+
+def message_cost(size: int) -> int:
+    """What a request (or socket message) of ``size`` bytes counts against its agent's budget."""
+    return 1 + size // CHARGE_BYTES
 
 
 def _refuse_beyond(wait: float, limit: int, scope: str, message: str) -> None:
@@ -373,9 +389,11 @@ async def deployment_of(principal: Principal, user_id: str, deployment_hash: str
 
 
 async def agent(deployment_hash: str | None, body: bytes, *, token: str | None = None,
-                headers: Any = None, target: tuple[str, str] | None = None) -> AgentRecord:
+                headers: Any = None, target: tuple[str, str] | None = None, charged: bool = False) -> AgentRecord:
     """The agent making this request, after its token, deployment, signature,
-    clock and request id are checked. Refusals are audited."""
+    clock and request id are checked, and the request counted against the
+    agent's budget by its size (``message_cost``; not if ``charged``: a
+    socket's message is counted as it arrives). Refusals are audited."""
     s = services()
     headers = headers if headers is not None else _connection().headers
     token = token if token is not None else bearer()
@@ -392,7 +410,9 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
         refusal = await _signature_failure(found, token or "", body, headers, target)
         if refusal is not None:
             raise _agent_refusal(refusal, known, found, deployment_hash, claimed)
-    await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
+    if not charged:
+        await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent",
+                             message_cost(len(body)))
     _heard(found, known)
     note(presence().addresses, found.id, client_address(), known)
     return found
@@ -421,11 +441,13 @@ def note(table: dict[str, T], agent_id: str, value: T, known: AgentDirectory | N
             del table[gone]
 
 
-async def charge_agent(agent_id: str) -> None:
-    """Count an unsigned message of an authenticated agent socket that does a
-    request's work (the seed's ``command_progress``, ``log_entry``) against
-    the agent's request budget, as ``agent`` counts a request: 429 beyond it."""
-    await _charge_shared(services().gate.per_agent, agent_id, "agent", "too many requests from this agent")
+async def charge_agent(agent_id: str, size: int) -> None:
+    """Count a message of ``size`` bytes on an authenticated agent socket
+    against the agent's request budget as ``agent`` counts a request
+    (``message_cost``), before it is read: 429 beyond it. Every message,
+    signed or not, a ping as well as a report: each is parsed on the loop."""
+    await _charge_shared(services().gate.per_agent, agent_id, "agent", "too many requests from this agent",
+                         message_cost(size))
 
 
 async def heard_from(agent_id: str, *, as_request: bool = True) -> None:

@@ -654,6 +654,29 @@ async def test_rate_limits_per_address_user_and_agent_answer_429_with_retry_afte
             assert next(r for r in anonymous if r.status_code == 429).json()["error"]["details"]["scope"] == "address"
 
 
+async def test_an_agents_large_requests_and_socket_messages_count_by_their_size() -> None:
+    """One request plus one per 64 KiB of its body, over HTTP and on the socket
+    (pings too, before they are read): one agent's 750 KB messages within its
+    requests a minute held every other client's requests up by ~100 ms each."""
+    with ServerProcess(["--rate-per-agent", "60"]) as server:  # a burst of 10, then one every second
+        async with httpx.AsyncClient() as client:
+            _, agent = await setup(server, client)
+            result = {"lines": ["x" * 1000] * 320}  # ~320 KB: 5 requests' worth
+            reports = [await agent.report(client, "cmd_unknown", result=result) for _ in range(3)]
+            assert [r.status_code for r in reports] == [404, 404, 429], [r.text[:200] for r in reports]
+            assert reports[2].json()["error"]["details"]["scope"] == "agent"
+    with ServerProcess(["--rate-per-agent", "60"]) as server:
+        async with httpx.AsyncClient() as client:
+            _, agent = await setup(server, client)
+            async with agent.socket() as ws:
+                answers = []
+                for pad in (400_000, 0, 0, 0, 0):  # 7 requests' worth, then one each
+                    await ws.ws.send_message(json.dumps({"type": "ping", "pad": "x" * pad}))
+                    answer = json.loads(await ws.ws.get_message())
+                    answers.append(answer["type"] if answer["type"] == "pong" else answer["error"]["status"])
+                assert answers[:2] == ["pong", "pong"] and answers[-1] == 429, answers
+
+
 async def test_a_deployment_shows_its_agents_and_when_they_were_last_seen(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await setup(server, client)
