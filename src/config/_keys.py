@@ -742,6 +742,17 @@ KEYS: tuple[Key, ...] = (
         flags=("--ws-max-clients-per-address",),
     ),
     Key(
+        name="websocket.max_clients_per_user",
+        kind=IntegerKind(1, 100_000),
+        default=100,
+        help="most WebSocket clients connected at once with one user's token (per tenant and user, from any "
+             "addresses), so that one token spread over many addresses cannot take the whole "
+             "websocket.max_clients; further ones get 503. Sockets opened without a token (open reads) count "
+             "per address only",
+        env=("TRIOSCOPE_WEBSOCKET_MAX_CLIENTS_PER_USER",),
+        flags=("--ws-max-clients-per-user",),
+    ),
+    Key(
         name="websocket.max_waiting_clients",
         kind=IntegerKind(1, 100_000),
         default=2000,

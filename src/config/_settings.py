@@ -243,6 +243,8 @@ class WebSocketSettings:
     """Most clients connected at once."""
     max_clients_per_address: int
     """Most clients connected at once from one client address."""
+    max_clients_per_user: int
+    """Most clients connected at once with one user's tokens (per tenant and user)."""
     max_waiting_clients: int
     """Most live-view clients waiting for their first view at once."""
     max_waiting_clients_per_address: int

@@ -68,7 +68,17 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
         s.metrics.refused("websockets_per_address")
         return error_response(503, "too_many_clients_from_address", f"this address already has its limit of {cap} "
                               "WebSocket clients (websocket.max_clients_per_address)", headers={"Retry-After": "10"})
+    # One token from many addresses (IPv6 /64s are cheap) took every place of
+    # websocket.max_clients: a user's sockets are capped wherever they come from.
+    user = (principal.tenant, principal.user_id) if principal is not None else None
+    user_cap = s.settings.websocket.max_clients_per_user
+    if user is not None and s.sockets_per_user[user] >= user_cap:
+        s.metrics.refused("websockets_per_user")
+        return error_response(503, "too_many_clients_of_user", f"this user already has its limit of {user_cap} "
+                              "WebSocket clients (websocket.max_clients_per_user)", headers={"Retry-After": "10"})
     s.sockets_per_address[address] += 1
+    if user is not None:
+        s.sockets_per_user[user] += 1
     # From the start request on, the actor is stopped by name however this
     # ends: a client that hangs up during the handshake cancels us while the
     # actor may still be starting, and it would never stop by itself.
@@ -110,6 +120,10 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
         s.sockets_per_address[address] -= 1
         if s.sockets_per_address[address] <= 0:
             del s.sockets_per_address[address]  # one entry per address with sockets open, no more
+        if user is not None:
+            s.sockets_per_user[user] -= 1
+            if s.sockets_per_user[user] <= 0:
+                del s.sockets_per_user[user]
         s.links.discard(link)
         link.close(GOING_AWAY, "gone")  # its actor stops working for it at once (a reset being built, too)
         with trio.CancelScope(shield=True), trio.move_on_after(2):

@@ -106,6 +106,8 @@ class Services:
     gate: Gate
     sockets_per_address: collections.Counter[str] = attrs.field(factory=collections.Counter)
     """Open client WebSockets (live views, users' events) by client address."""
+    sockets_per_user: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter)
+    """Of them, those opened with a user's token, by (tenant, user)."""
     scrapes: SharedScrapes = attrs.field(factory=SharedScrapes)
     """``/metrics`` answers being made, shared by the scrapes asked meanwhile."""
     metrics_reads: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter)

@@ -102,6 +102,25 @@ async def test_one_address_cannot_take_every_websocket() -> None:
             pass
 
 
+async def test_one_users_token_cannot_take_every_websocket_from_many_addresses() -> None:
+    with ServerProcess(["--ws-max-clients-per-user", "2", "--ws-max-clients", "10"]) as server:
+        alice, bob = server.user_token("alice", role="VIEWER"), server.user_token("bob", role="VIEWER")
+        async with _socket(server, f"/ws/user/alice?token={alice}", source="127.0.0.2"), \
+                _socket(server, f"/ws/user/alice?token={alice}", source="127.0.0.3"):
+            try:
+                async with _socket(server, f"/ws/user/alice?token={alice}", source="127.0.0.4"):
+                    raise AssertionError("a third socket of one user was accepted")
+            except ConnectionRejected as exc:
+                assert exc.status_code == 503
+                assert json.loads(exc.body)["error"]["code"] == "too_many_clients_of_user"
+            async with _socket(server, f"/ws/user/bob?token={bob}", source="127.0.0.4") as other:
+                with trio.fail_after(10):
+                    assert json.loads(await other.get_message())["type"] == "initial_state"
+        async with _socket(server, f"/ws/user/alice?token={alice}", source="127.0.0.4") as again:  # places given back
+            with trio.fail_after(10):
+                assert json.loads(await again.get_message())["type"] == "initial_state"
+
+
 async def test_enrolled_probes_always_have_room_and_stale_unenrolled_ones_make_room() -> None:
     with ServerProcess(["--max-agents", "3", "--stale-node-threshold", "2s"]) as server:
         async with httpx.AsyncClient(base_url=server.base_url) as client:
