@@ -675,6 +675,17 @@ KEYS: tuple[Key, ...] = (
         flags=("--rate-per-agent",),
     ),
     Key(
+        name="limits.agent_bytes",
+        kind=SizeKind(1024**2, 64 * 1024**3),
+        default=64 * 1024**2,
+        help="bytes per minute of one agent's request bodies and socket messages, per serving process, "
+             "half of it at once (a burst: several results of server.max_body_size in a row); beyond it 429 "
+             "rate_limited (scope agent_bytes). Parsing JSON costs the event loop ~0.1 s a MB: one agent's "
+             "750 KB messages within its requests a minute held every other client up",
+        env=("TRIOSCOPE_LIMITS_AGENT_BYTES",),
+        flags=("--agent-bytes-per-minute",),
+    ),
+    Key(
         name="limits.per_user",
         kind=IntegerKind(1, 1_000_000),
         default=1200,

@@ -221,6 +221,8 @@ class LimitsSettings:
     """Bytes of request bodies being received from all clients at once, per serving process."""
     per_agent: int
     """Requests per minute from one agent."""
+    agent_bytes: int
+    """Bytes per minute of one agent's request bodies and socket messages, per serving process."""
     per_user: int
     """Requests per minute from one user."""
 

@@ -7,26 +7,28 @@ from collections import OrderedDict
 
 
 class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests a minute, bursts up to a
-    tenth of that (at least 10). Keys idle long enough to be full again are
-    forgotten, so memory follows the active keys."""
+    """A token bucket per key: ``per_minute`` requests a minute, bursts up to
+    ``burst`` (default a tenth of that, at least 10). Keys idle long enough to
+    be full again are forgotten, so memory follows the active keys."""
 
-    def __init__(self, per_minute: int, *, max_keys: int = 100_000) -> None:
+    def __init__(self, per_minute: int, *, burst: int | None = None, max_keys: int = 100_000) -> None:
         self.rate = per_minute / 60.0
-        self.burst = float(max(10, per_minute // 10))
+        self.burst = float(burst if burst is not None else max(10, per_minute // 10))
         self.max_keys = max_keys
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
-    def acquire(self, key: str, now: float) -> float:
-        """0 if the request may go ahead (and is counted), else the seconds to wait."""
+    def acquire(self, key: str, now: float, cost: float = 1.0) -> float:
+        """0 if the request may go ahead (and is counted, ``cost`` tokens of it;
+        at most the burst), else the seconds to wait."""
+        cost = min(cost, self.burst)
         tokens, at = self._buckets.pop(key, (self.burst, now))
         tokens = min(self.burst, tokens + (now - at) * self.rate)
-        if tokens >= 1.0:
-            self._buckets[key] = (tokens - 1.0, now)
+        if tokens >= cost:
+            self._buckets[key] = (tokens - cost, now)
             self._trim(now)
             return 0.0
         self._buckets[key] = (tokens, now)
-        return (1.0 - tokens) / self.rate
+        return (cost - tokens) / self.rate
 
     def _trim(self, now: float) -> None:
         refill = self.burst / self.rate

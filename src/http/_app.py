@@ -87,6 +87,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                          secret=token_secret(settings.auth.secret, settings.storage.data_dir),
                          gate=Gate(per_address=RateLimiter(settings.limits.per_address),
                                    per_agent=limits.per_agent, per_user=limits.per_user, replay=limits.replay,
+                                   agent_bytes=_gate.agent_byte_budget(settings.limits.agent_bytes),
                                    replicated=postgres_url(database_path(settings)) is not None,
                                    reports_per_address=RateLimiter(settings.limits.reports_per_address),
                                    registrations_per_address=RateLimiter(

@@ -304,9 +304,10 @@ class _AgentChannel:
 
     async def _handle(self, data: str | bytes) -> dict[str, Any] | None:
         """The answer to one message from the agent (None: none is sent).
-        Every message counts against the agent's budget by its size before it
-        is read (``_gate.charge_agent``): a pong's parse costs the loop what a
-        report's does, and 750 KB ones held every other client up."""
+        Every message counts as a request, and its bytes, against the agent's
+        budgets before it is read (``_gate.charge_agent``): a pong's parse
+        costs the loop what a report's does, and 750 KB ones held every other
+        client up."""
         try:
             await _gate.charge_agent(self.agent_id, len(data))
         except ApiError as exc:

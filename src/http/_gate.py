@@ -142,25 +142,9 @@ def _charge(limiter: RateLimiter, limit: int, scope: str, message: str) -> None:
     _refuse_beyond(limiter.acquire(client_source(), time.monotonic()), limit, scope, message)
 
 
-async def _charge_shared(budget: RateBudget, key: str, scope: str, message: str, cost: int = 1) -> None:
-    """``_charge`` for a budget every replica shares (per agent, per user):
-    ``cost`` requests' worth at once, at most the budget's burst (more would
-    never go through); what was taken before a refusal stays taken."""
-    for _ in range(min(cost, budget.burst)):
-        _refuse_beyond(await budget.acquire(key), budget.per_minute, scope, message)
-
-
-CHARGE_BYTES = 64 * 1024
-"""An agent's request counts one more against its budget per this many bytes
-of its body (a message on its socket likewise, ``message_cost``): parsing and
-checking JSON costs the event loop (or the GIL) ~0.1 s a MB, and one agent
-sending 750 KB command results within its 600 requests a minute held every
-other client's requests up by ~100 ms each."""
-
-
-def message_cost(size: int) -> int:
-    """What a request (or socket message) of ``size`` bytes counts against its agent's budget."""
-    return 1 + size // CHARGE_BYTES
+async def _charge_shared(budget: RateBudget, key: str, scope: str, message: str) -> None:
+    """``_charge`` for a budget every replica shares (per agent, per user)."""
+    _refuse_beyond(await budget.acquire(key), budget.per_minute, scope, message)
 
 
 def _refuse_beyond(wait: float, limit: int, scope: str, message: str) -> None:
@@ -168,6 +152,37 @@ def _refuse_beyond(wait: float, limit: int, scope: str, message: str) -> None:
         services().metrics.refused(f"rate_{scope}")
         raise ApiError(429, "rate_limited", f"{message}; slow down",
                        details={"limit_per_minute": limit, "scope": scope},
+                       headers={"Retry-After": retry_after(wait)})
+
+
+BYTE_UNIT = 64 * 1024
+"""What an agent's byte budget counts in (``agent_byte_budget``): a body under it costs nothing there."""
+
+
+def agent_byte_budget(per_minute: int) -> RateLimiter:
+    """The per-agent budget of bytes (``limits.agent_bytes``), in ``BYTE_UNIT``s, half of it at once."""
+    units = max(1, per_minute // BYTE_UNIT)
+    return RateLimiter(units, burst=max(1, units // 2))
+
+
+def _charge_bytes(agent_id: str, size: int) -> None:
+    """Count ``size`` bytes of an agent's request body or socket message
+    against this process's byte budget for it: 429 (scope ``agent_bytes``)
+    beyond it. Parsing and checking JSON costs ~0.1 s a MB of the event loop
+    (or of the GIL, in a worker thread): one agent sending 750 KB command
+    results within its 600 requests a minute held every other client's
+    requests up by ~230 ms each."""
+    units = size // BYTE_UNIT
+    if not units:
+        return
+    s = services()
+    budget = s.gate.agent_bytes
+    wait = budget.acquire(agent_id, time.monotonic(), units)
+    if wait:
+        s.metrics.refused("rate_agent_bytes")
+        limit = s.settings.limits.agent_bytes
+        raise ApiError(429, "rate_limited", "too many bytes from this agent; slow down",
+                       details={"limit_bytes_per_minute": limit, "scope": "agent_bytes"},
                        headers={"Retry-After": retry_after(wait)})
 
 
@@ -391,9 +406,9 @@ async def deployment_of(principal: Principal, user_id: str, deployment_hash: str
 async def agent(deployment_hash: str | None, body: bytes, *, token: str | None = None,
                 headers: Any = None, target: tuple[str, str] | None = None, charged: bool = False) -> AgentRecord:
     """The agent making this request, after its token, deployment, signature,
-    clock and request id are checked, and the request counted against the
-    agent's budget by its size (``message_cost``; not if ``charged``: a
-    socket's message is counted as it arrives). Refusals are audited."""
+    clock and request id are checked, and the request and its body's bytes
+    counted against the agent's budgets (not if ``charged``: a socket's
+    message is counted as it arrives, ``charge_agent``). Refusals are audited."""
     s = services()
     headers = headers if headers is not None else _connection().headers
     token = token if token is not None else bearer()
@@ -411,8 +426,8 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
         if refusal is not None:
             raise _agent_refusal(refusal, known, found, deployment_hash, claimed)
     if not charged:
-        await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent",
-                             message_cost(len(body)))
+        await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
+        _charge_bytes(found.id, len(body))
     _heard(found, known)
     note(presence().addresses, found.id, client_address(), known)
     return found
@@ -442,12 +457,12 @@ def note(table: dict[str, T], agent_id: str, value: T, known: AgentDirectory | N
 
 
 async def charge_agent(agent_id: str, size: int) -> None:
-    """Count a message of ``size`` bytes on an authenticated agent socket
-    against the agent's request budget as ``agent`` counts a request
-    (``message_cost``), before it is read: 429 beyond it. Every message,
-    signed or not, a ping as well as a report: each is parsed on the loop."""
-    await _charge_shared(services().gate.per_agent, agent_id, "agent", "too many requests from this agent",
-                         message_cost(size))
+    """Count a message of ``size`` bytes on an authenticated agent socket as
+    ``agent`` counts a request and its body, before it is read: 429 beyond
+    either budget. Every message, signed or not, a ping as well as a report:
+    each is parsed on the loop."""
+    await _charge_shared(services().gate.per_agent, agent_id, "agent", "too many requests from this agent")
+    _charge_bytes(agent_id, size)
 
 
 async def heard_from(agent_id: str, *, as_request: bool = True) -> None:

@@ -42,6 +42,9 @@ class Gate:
     per_address: RateLimiter
     per_agent: RateBudget
     per_user: RateBudget
+    agent_bytes: RateLimiter
+    """Bytes an agent's bodies and socket messages may bring, in ``BYTE_UNIT``s:
+    this process's (what it protects is this process's event loop)."""
     reports_per_address: RateLimiter
     """Probe reports and heartbeats: a budget of their own, since many probes may
     share one (NAT) address."""

@@ -37,10 +37,6 @@ class RateBudget(Protocol):
     @property
     def per_minute(self) -> int: ...
 
-    @property
-    def burst(self) -> int:
-        """Requests that may go through at once (``RateLimiter``'s burst)."""
-
     async def acquire(self, key: str) -> float:
         """0 if the request may go ahead (and is counted), else the seconds to wait."""
 
@@ -71,10 +67,6 @@ class LocalRateBudget:
     @property
     def per_minute(self) -> int:
         return self._per_minute
-
-    @property
-    def burst(self) -> int:
-        return int(self._limiter.burst)
 
     async def acquire(self, key: str) -> float:
         return self._limiter.acquire(key, time.monotonic())

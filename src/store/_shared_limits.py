@@ -308,10 +308,6 @@ class SharedRateBudget:
     def per_minute(self) -> int:
         return self._per_minute
 
-    @property
-    def burst(self) -> int:
-        return int(self._leases.burst)
-
     async def acquire(self, key: str) -> float:
         leases = self._leases
         while True:

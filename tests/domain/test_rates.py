@@ -25,6 +25,15 @@ def test_burst_is_allowed_then_refused_with_a_positive_wait() -> None:
     assert wait == pytest.approx(1.0)
 
 
+def test_a_costly_request_takes_its_cost_and_waits_for_all_of_it() -> None:
+    limiter = RateLimiter(60, burst=8)  # one token a second, 8 at once
+    assert limiter.acquire("k", T0, cost=6) == 0.0
+    assert limiter.acquire("k", T0, cost=3) == pytest.approx(1.0)  # 2 left: 1 s for the third
+    assert limiter.acquire("k", T0 + 1.0, cost=3) == 0.0
+    assert limiter.acquire("other", T0, cost=100) == 0.0  # more than the burst costs the burst: never refused for good
+    assert limiter.acquire("other", T0, cost=1) == pytest.approx(1.0)
+
+
 def test_wait_becomes_zero_after_waiting_that_long() -> None:
     limiter = RateLimiter(30)  # one every 2 s, bursts of 10
     for _ in range(10):

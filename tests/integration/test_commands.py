@@ -654,27 +654,29 @@ async def test_rate_limits_per_address_user_and_agent_answer_429_with_retry_afte
             assert next(r for r in anonymous if r.status_code == 429).json()["error"]["details"]["scope"] == "address"
 
 
-async def test_an_agents_large_requests_and_socket_messages_count_by_their_size() -> None:
-    """One request plus one per 64 KiB of its body, over HTTP and on the socket
-    (pings too, before they are read): one agent's 750 KB messages within its
-    requests a minute held every other client's requests up by ~100 ms each."""
-    with ServerProcess(["--rate-per-agent", "60"]) as server:  # a burst of 10, then one every second
+async def test_an_agents_bytes_have_a_budget_of_their_own_over_http_and_on_its_socket() -> None:
+    """1 MiB a minute, 512 KiB at once, counted in 64 KiB steps (a socket's
+    message before it is read, pings too): one agent's 750 KB messages within
+    its requests a minute held every other client's requests up by ~230 ms each."""
+    limits = ["--agent-bytes-per-minute", "1MiB"]
+    with ServerProcess(limits) as server:
         async with httpx.AsyncClient() as client:
             _, agent = await setup(server, client)
-            result = {"lines": ["x" * 1000] * 320}  # ~320 KB: 5 requests' worth
-            reports = [await agent.report(client, "cmd_unknown", result=result) for _ in range(3)]
-            assert [r.status_code for r in reports] == [404, 404, 429], [r.text[:200] for r in reports]
-            assert reports[2].json()["error"]["details"]["scope"] == "agent"
-    with ServerProcess(["--rate-per-agent", "60"]) as server:
+            result = {"lines": ["x" * 1000] * 400}  # ~400 KB: 6 of the 8 steps at once
+            reports = [await agent.report(client, "cmd_unknown", result=result) for _ in range(2)]
+            assert [r.status_code for r in reports] == [404, 429], [r.text[:200] for r in reports]
+            assert reports[1].json()["error"]["details"] == {"limit_bytes_per_minute": 1024**2, "scope": "agent_bytes"}
+            assert (await agent.report(client, "cmd_unknown")).status_code == 404  # a small one goes
+    with ServerProcess(limits) as server:
         async with httpx.AsyncClient() as client:
             _, agent = await setup(server, client)
             async with agent.socket() as ws:
                 answers = []
-                for pad in (400_000, 0, 0, 0, 0):  # 7 requests' worth, then one each
+                for pad in (400_000, 0, 200_000):  # 6 steps, none, then 3 of the 2 left
                     await ws.ws.send_message(json.dumps({"type": "ping", "pad": "x" * pad}))
                     answer = json.loads(await ws.ws.get_message())
                     answers.append(answer["type"] if answer["type"] == "pong" else answer["error"]["status"])
-                assert answers[:2] == ["pong", "pong"] and answers[-1] == 429, answers
+                assert answers == ["pong", "pong", 429], answers
 
 
 async def test_a_deployment_shows_its_agents_and_when_they_were_last_seen(server: ServerProcess) -> None:
