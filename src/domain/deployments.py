@@ -270,6 +270,12 @@ class AgentDirectory:
                if (a.decommissioned_at or a.created_at) < cutoff)
         return [a for a, _ in zip(old, range(limit), strict=False)]
 
+    def retired_beyond(self, keep: int, limit: int) -> list[AgentRecord]:
+        """Up to ``limit`` agents of deployments with more than ``keep`` retired
+        ones: each such deployment's earliest enrolled beyond its ``keep`` newest."""
+        beyond = (a for retired in self._retired.values() if len(retired) > keep for a in retired[:len(retired) - keep])
+        return [a for a, _ in zip(beyond, range(limit), strict=False)]
+
     def holder_of(self, token: str | None) -> AgentRecord | None:
         """The agent a token was issued to (active or not), or None."""
         found = self._by_token.get(hash_token(token)) if token else None

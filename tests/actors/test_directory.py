@@ -9,6 +9,7 @@ import time
 import attrs
 
 from tests.conftest import settings_in
+from trioscope.actors import directory as directory_actor
 from trioscope.actors.directory import (
     CreateDeployment, Decommission, DirectoryActor, GetPublished, NewEnrollmentToken, PruneRetired, RegisterAgent,
 )
@@ -117,3 +118,40 @@ async def _restarted(directory, published):
     directory.tell(Poison())
     await eventually(republished)
     return published.value
+
+
+async def test_a_deployment_keeps_its_newest_retired_agents_only(tmp_path, monkeypatch) -> None:
+    """An operator enrolling again in a loop made thousands of retired agents,
+    each kept for the retention and copied at every change of the directory:
+    beyond a deployment's newest ``MAX_RETIRED_PER_DEPLOYMENT`` they are
+    forgotten at once, in the store too, as the retention forgets them."""
+    monkeypatch.setattr(directory_actor, "MAX_RETIRED_PER_DEPLOYMENT", 2)
+    settings = settings_in(tmp_path)
+    path = database_path(settings)
+    reader = StoreReader(path)
+    shared: Published[AgentDirectory] = Published(AgentDirectory())
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="store", factory=lambda: StoreActor(path, reader)),
+        ActorSpec(name="directory", factory=lambda: DirectoryActor(
+            settings, store_path="/root/store", reader=reader, published=shared)),
+    ])
+    async with open_actor_system(tree) as system:
+        directory = system.lookup("/root/directory")
+        published = await directory.ask(GetPublished())
+        deployment, token = await directory.ask(CreateDeployment("t", "u", {}, audit("deployment.create")))
+        enrolled = []
+        for n in range(5):
+            if n:
+                token = await directory.ask(NewEnrollmentToken(deployment.hash, audit("deployment.enrollment")))
+            agent, _ = await directory.ask(RegisterAgent(
+                AgentRegistration(deployment_hash=deployment.hash, enrollment_token=token), token,
+                audit("agent.register")))
+            enrolled.append(agent.id)
+
+        async def kept() -> bool:
+            return published.value.retired_count(deployment.hash) == 2
+
+        await eventually(kept, deadline=10)
+        view = published.value
+        assert [a.id for a in view.retired_agents(deployment.hash, limit=10, offset=0)] == enrolled[3:1:-1]
+        assert {a.id for a in await reader.agents()} == set(enrolled[2:])

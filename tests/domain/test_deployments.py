@@ -239,3 +239,10 @@ def test_tokens_never_begin_with_a_dash_so_clis_take_them_as_values():
     tokens = [new_token() for _ in range(2000)]
     assert all(t[0].isalnum() for t in tokens)
     assert len(set(tokens)) == len(tokens)
+
+
+def test_retired_agents_beyond_a_deployments_newest_are_found() -> None:
+    found = directory(*(enrolled(n).retire(T0 + 100 + n) for n in range(6)), enrolled(6))
+    assert [a.id for a in found.retired_beyond(4, limit=10)] == ["a0", "a1"]  # the earliest enrolled
+    assert [a.id for a in found.retired_beyond(4, limit=1)] == ["a0"]
+    assert found.retired_beyond(6, limit=10) == []
