@@ -304,12 +304,13 @@ class _AgentChannel:
 
     async def _handle(self, data: str | bytes) -> dict[str, Any] | None:
         """The answer to one message from the agent (None: none is sent).
-        Every message counts as a request, and its bytes, against the agent's
-        budgets before it is read (``_gate.charge_agent``): a pong's parse
-        costs the loop what a report's does, and 750 KB ones held every other
-        client up."""
+        Its bytes count against the agent's budget before it is read (a pong's
+        parse costs the loop what a report's does, and 750 KB ones held every
+        other client up), and every message but a pong (the server asked for
+        it, one a ping interval: a busy agent's must not close its socket)
+        counts as a request."""
         try:
-            await _gate.charge_agent(self.agent_id, len(data))
+            _gate.charge_agent_bytes(self.agent_id, len(data))
         except ApiError as exc:
             return _nack(None, exc.status, exc.code, exc.message)
         envelope: Any = None
@@ -328,6 +329,12 @@ class _AgentChannel:
             return _nack(None, 413, "message_too_large", f"messages are at most {MAX_AGENT_MESSAGE} bytes")
         if problem is not None:
             return _nack(None, 400, "invalid_json", f"message is not valid JSON: {problem}")
+        if kind != "pong":
+            try:
+                await _gate.charge_agent(self.agent_id)
+            except ApiError as exc:
+                return _nack(envelope.get("request_id") if isinstance(envelope, dict) else None, exc.status, exc.code,
+                             exc.message)
         if kind == "pong":
             self.unanswered_pings = 0
             if self.pinged_at is not None:  # else one the agent sent unasked: it times nothing

@@ -165,14 +165,14 @@ def agent_byte_budget(per_minute: int) -> RateLimiter:
     return RateLimiter(units, burst=max(1, units // 2))
 
 
-def _charge_bytes(agent_id: str, size: int) -> None:
+def charge_agent_bytes(agent_id: str, size: int) -> None:
     """Count ``size`` bytes of an agent's request body or socket message
-    against this process's byte budget for it: 429 (scope ``agent_bytes``)
-    beyond it. Parsing and checking JSON costs ~0.1 s a MB of the event loop
-    (or of the GIL, in a worker thread): one agent sending 750 KB command
-    results within its 600 requests a minute held every other client's
-    requests up by ~230 ms each."""
-    units = size // BYTE_UNIT
+    against this process's byte budget for it, each started ``BYTE_UNIT``
+    (an empty body nothing): 429 (scope ``agent_bytes``) beyond it. Parsing
+    and checking JSON costs ~0.1 s a MB of the event loop (or of the GIL, in
+    a worker thread): one agent sending 750 KB command results within its
+    600 requests a minute held every other client's requests up by ~230 ms each."""
+    units = -(-size // BYTE_UNIT)
     if not units:
         return
     s = services()
@@ -408,7 +408,7 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
     """The agent making this request, after its token, deployment, signature,
     clock and request id are checked, and the request and its body's bytes
     counted against the agent's budgets (not if ``charged``: a socket's
-    message is counted as it arrives, ``charge_agent``). Refusals are audited."""
+    message is counted as it arrives). Refusals are audited."""
     s = services()
     headers = headers if headers is not None else _connection().headers
     token = token if token is not None else bearer()
@@ -427,7 +427,7 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
             raise _agent_refusal(refusal, known, found, deployment_hash, claimed)
     if not charged:
         await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
-        _charge_bytes(found.id, len(body))
+        charge_agent_bytes(found.id, len(body))
     _heard(found, known)
     note(presence().addresses, found.id, client_address(), known)
     return found
@@ -456,13 +456,11 @@ def note(table: dict[str, T], agent_id: str, value: T, known: AgentDirectory | N
             del table[gone]
 
 
-async def charge_agent(agent_id: str, size: int) -> None:
-    """Count a message of ``size`` bytes on an authenticated agent socket as
-    ``agent`` counts a request and its body, before it is read: 429 beyond
-    either budget. Every message, signed or not, a ping as well as a report:
-    each is parsed on the loop."""
+async def charge_agent(agent_id: str) -> None:
+    """Count a message on an authenticated agent socket against the agent's
+    request budget, as ``agent`` counts a request: 429 beyond it. Its bytes
+    are counted before it is read (``charge_agent_bytes``)."""
     await _charge_shared(services().gate.per_agent, agent_id, "agent", "too many requests from this agent")
-    _charge_bytes(agent_id, size)
 
 
 async def heard_from(agent_id: str, *, as_request: bool = True) -> None:
