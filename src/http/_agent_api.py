@@ -137,6 +137,7 @@ async def wait(deployment_hash: str) -> Response:
         # A held poll is its agent there, waiting: heard from while it waits and
         # when it is answered, not only at its start (a 120 s poll outlasts
         # --alert-agent-offline-after and --heartbeat-timeout when they are short).
+        delivery = None  # also when a newer poll of the agent ended this one (``MAX_POLLS_PER_AGENT``)
         with _gate.holding_poll(agent):
             delivery = await wait_for_command(deployment_hash, timeout, min_rank, skip, agent.id)
     except AgentRetired:

@@ -197,7 +197,7 @@ def agent_record(agent: AgentRecord) -> dict[str, Any]:
     latest pong took (its socket's) and which command it was last handed."""
     s = services()
     sockets = len(s.agent_sockets.get(agent.id, ()))
-    polls = _gate.presence().polls.get(agent.id, 0)
+    polls = len(_gate.presence().polls.get(agent.id, ()))
     presence = _gate.presence()
     connection = {"transport": "websocket" if sockets else "long_poll" if polls else None,
                   "ip_address": presence.addresses.get(agent.id), "latency_ms": presence.latencies.get(agent.id),

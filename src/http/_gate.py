@@ -489,8 +489,8 @@ class AgentPresence:
     """What the edge knows of agents beside ``Gate.seen``, one per app (its
     extensions, ``presence``)."""
 
-    polls: dict[str, int] = attrs.Factory(dict)
-    """Agent id -> the long-polls it holds now: it is there while they are held."""
+    polls: dict[str, list[trio.CancelScope]] = attrs.Factory(dict)
+    """Agent id -> the long-polls it holds now, oldest first (``holding_poll``): it is there while they are held."""
     requested: dict[str, float] = attrs.Factory(dict)
     """Agent id -> when it last made a request (unix seconds): the heartbeat
     histogram times requests, which a held poll noted as there is not."""
@@ -519,20 +519,32 @@ def presence(app: Quart | None = None) -> AgentPresence:
     return found
 
 
+MAX_POLLS_PER_AGENT = 32
+"""Long-polls one agent holds at once on a serving process (~40 KB each); a
+newer one ends its oldest (answered 204 at once), so an agent that reconnects
+is never refused. Without it, one agent's request budget held ~1,260 (~47 MB)."""
+
+
 @contextlib.contextmanager
 def holding_poll(agent: AgentRecord) -> Iterator[None]:
     """``agent`` holds a long-poll for as long as this lasts: it is heard from
     while it waits (``keep_holders_heard``), and when the poll is answered
     (not when it ends otherwise: the client gone, the agent retired). Its start
-    was heard from as the request it is."""
+    was heard from as the request it is. Beyond ``MAX_POLLS_PER_AGENT`` its
+    oldest poll is cancelled: what waits in it ends there, as if nothing came."""
     polls = presence().polls
-    polls[agent.id] = polls.get(agent.id, 0) + 1
+    held = polls.setdefault(agent.id, [])
+    scope = trio.CancelScope()
+    held.append(scope)
+    if len(held) > MAX_POLLS_PER_AGENT:
+        held.pop(0).cancel()
     try:
-        yield
+        with scope:
+            yield
     finally:
-        if polls[agent.id] > 1:
-            polls[agent.id] -= 1
-        else:
+        if scope in held:
+            held.remove(scope)
+        if not held and polls.get(agent.id) is held:
             del polls[agent.id]
     _heard_again(agent.id, as_request=False)
 

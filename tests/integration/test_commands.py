@@ -25,6 +25,7 @@ from tests.status_agent import StatusAgent
 from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
 from trioscope.domain.topology import container_id, node_scope
+from trioscope.http._gate import MAX_POLLS_PER_AGENT
 from trioscope.store import StoreReader
 
 _ids = itertools.count(1)
@@ -688,6 +689,32 @@ async def test_a_deployment_shows_its_agents_and_when_they_were_last_seen(server
         (shown,) = response.json()["agents"]
         assert (shown["agent_id"], shown["status"], shown["enrollment_status"]) == (agent.agent_id, "online", "active")
         assert shown["capabilities"] == ["docker", "restart"] and shown["last_seen"].endswith("Z")
+
+
+async def test_an_agents_newest_poll_ends_its_oldest_beyond_the_most_it_holds(server: ServerProcess) -> None:
+    """One agent's budget held ~1,260 polls at once: one beyond ``MAX_POLLS_PER_AGENT``
+    ends the oldest (204 at once, as if nothing came), so an agent that reconnects is never refused."""
+    async with httpx.AsyncClient(timeout=90, limits=httpx.Limits(max_connections=MAX_POLLS_PER_AGENT + 1)) as client:
+        _, agent = await setup(server, client)
+        before = await _polls_waiting(server)
+        answers: list[tuple[int, int]] = []
+
+        async def hold(n: int) -> None:
+            answers.append((n, (await agent.wait(client, timeout=60)).status_code))
+
+        async with trio.open_nursery() as nursery:
+            for n in range(MAX_POLLS_PER_AGENT + 1):
+                nursery.start_soon(hold, n)
+                if n < MAX_POLLS_PER_AGENT:  # each held before the next: the first is the oldest
+                    with trio.fail_after(10):
+                        while await _polls_waiting(server) < before + n + 1:
+                            await trio.sleep(0.02)
+            with trio.fail_after(10):
+                while not answers:
+                    await trio.sleep(0.05)
+            assert answers == [(0, 204)]
+            assert await _polls_waiting(server) == before + MAX_POLLS_PER_AGENT
+            nursery.cancel_scope.cancel()
 
 
 async def test_stopping_the_server_answers_waiting_polls_and_exits_cleanly() -> None:
