@@ -12,9 +12,11 @@ token is re-checked wherever it is used, and a socket goes on using it."""
 
 from __future__ import annotations
 
+import collections
 import logging
 import math
 import time
+from typing import TypeVar
 
 import attrs
 import orjson
@@ -35,6 +37,7 @@ from ._errors import error_response
 from ._services import services
 
 log = logging.getLogger(__name__)
+K = TypeVar("K")
 CLOSE_TIMEOUT = 5.0
 TOKEN_EXPIRED = 4401
 """Close code of a socket whose token expired: 4000 + the status a request with
@@ -117,13 +120,9 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
             await websocket.close(link.close_code or GOING_AWAY, link.close_reason)
     finally:
         link.handler_ended()  # what it held of its address's room goes now that nothing holds it
-        s.sockets_per_address[address] -= 1
-        if s.sockets_per_address[address] <= 0:
-            del s.sockets_per_address[address]  # one entry per address with sockets open, no more
+        _let_go(s.sockets_per_address, address)
         if user is not None:
-            s.sockets_per_user[user] -= 1
-            if s.sockets_per_user[user] <= 0:
-                del s.sockets_per_user[user]
+            _let_go(s.sockets_per_user, user)
         s.links.discard(link)
         link.close(GOING_AWAY, "gone")  # its actor stops working for it at once (a reset being built, too)
         with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -132,6 +131,13 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
             except (ActorNotFound, ActorStopped):
                 pass
     return None
+
+
+def _let_go(counts: collections.Counter[K], key: K) -> None:
+    """One socket of ``key`` closed: one entry per key with sockets open, no more."""
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]
 
 
 async def _read(client: ActorRef, link: ClientLink, holder: _Holder | None) -> None:

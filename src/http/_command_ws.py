@@ -329,18 +329,17 @@ class _AgentChannel:
             return _nack(None, 413, "message_too_large", f"messages are at most {MAX_AGENT_MESSAGE} bytes")
         if problem is not None:
             return _nack(None, 400, "invalid_json", f"message is not valid JSON: {problem}")
-        if kind != "pong":
-            try:
-                await _gate.charge_agent(self.agent_id)
-            except ApiError as exc:
-                return _nack(envelope.get("request_id") if isinstance(envelope, dict) else None, exc.status, exc.code,
-                             exc.message)
-        if kind == "pong":
+        if kind == "pong":  # no request: the server asked for it
             self.unanswered_pings = 0
             if self.pinged_at is not None:  # else one the agent sent unasked: it times nothing
                 await _gate.note_latency(self.agent_id, trio.current_time() - self.pinged_at)
                 self.pinged_at = None
             return None
+        try:
+            await _gate.charge_agent(self.agent_id)
+        except ApiError as exc:
+            return _nack(envelope.get("request_id") if isinstance(envelope, dict) else None, exc.status, exc.code,
+                         exc.message)
         if kind == "ping":
             return {"type": "pong"}
         if kind == "received":

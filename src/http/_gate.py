@@ -139,24 +139,24 @@ async def check_registration_rate() -> None:
 def _charge(limiter: RateLimiter, limit: int, scope: str, message: str) -> None:
     """Count one request against ``limiter``, keyed by the client address: 429
     with Retry-After beyond it, counted in /metrics."""
-    _refuse_beyond(limiter.acquire(client_source(), time.monotonic()), limit, scope, message)
+    _refuse_beyond(limiter.acquire(client_source(), time.monotonic()), scope, message, limit_per_minute=limit)
 
 
 async def _charge_shared(budget: RateBudget, key: str, scope: str, message: str) -> None:
     """``_charge`` for a budget every replica shares (per agent, per user)."""
-    _refuse_beyond(await budget.acquire(key), budget.per_minute, scope, message)
+    _refuse_beyond(await budget.acquire(key), scope, message, limit_per_minute=budget.per_minute)
 
 
-def _refuse_beyond(wait: float, limit: int, scope: str, message: str) -> None:
+def _refuse_beyond(wait: float, scope: str, message: str, **limit: int) -> None:
+    """429 with Retry-After (``wait`` seconds) and the ``limit`` named, counted in /metrics; nothing if ``wait`` is 0."""
     if wait:
         services().metrics.refused(f"rate_{scope}")
-        raise ApiError(429, "rate_limited", f"{message}; slow down",
-                       details={"limit_per_minute": limit, "scope": scope},
+        raise ApiError(429, "rate_limited", f"{message}; slow down", details={**limit, "scope": scope},
                        headers={"Retry-After": retry_after(wait)})
 
 
 BYTE_UNIT = 64 * 1024
-"""What an agent's byte budget counts in (``agent_byte_budget``): a body under it costs nothing there."""
+"""What an agent's byte budget counts in (``agent_byte_budget``): each started one (an empty body costs nothing)."""
 
 
 def agent_byte_budget(per_minute: int) -> RateLimiter:
@@ -173,17 +173,10 @@ def charge_agent_bytes(agent_id: str, size: int) -> None:
     a worker thread): one agent sending 750 KB command results within its
     600 requests a minute held every other client's requests up by ~230 ms each."""
     units = -(-size // BYTE_UNIT)
-    if not units:
-        return
-    s = services()
-    budget = s.gate.agent_bytes
-    wait = budget.acquire(agent_id, time.monotonic(), units)
-    if wait:
-        s.metrics.refused("rate_agent_bytes")
-        limit = s.settings.limits.agent_bytes
-        raise ApiError(429, "rate_limited", "too many bytes from this agent; slow down",
-                       details={"limit_bytes_per_minute": limit, "scope": "agent_bytes"},
-                       headers={"Retry-After": retry_after(wait)})
+    if units:
+        s = services()
+        _refuse_beyond(s.gate.agent_bytes.acquire(agent_id, time.monotonic(), units), "agent_bytes",
+                       "too many bytes from this agent", limit_bytes_per_minute=s.settings.limits.agent_bytes)
 
 
 def bearer() -> str | None:

@@ -131,9 +131,9 @@ def nesting_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+# JSON's values are exactly these types, never subclasses.
 _IS_LIST = list.__instancecheck__
 _IS_DICT = dict.__instancecheck__
-"""(JSON's values are exactly these types, never subclasses.)"""
 
 
 Rule = IntRange | FloatRange | TextRule | ListRule | MapRule | JsonRule
