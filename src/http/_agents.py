@@ -5,15 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
-from quart import Blueprint, Response, g, request
+from quart import Blueprint, Response, request
 
-from trioscope.actors.agent import Describe, ReportScope
+from trioscope.actors.agent import Describe
 from trioscope.actors.roster import ProbeHeartbeat, RegisterProbe
 from trioscope.config import format_duration
 from trioscope.domain.agents import rfc3339
-from trioscope.domain.principals import Principal
 from trioscope.domain.timeseries import RESOLUTION
-from trioscope.domain.topology import node_scope
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
 from trioscope.wire import (
     AgentHeartbeat, AgentRegistration, InvalidDocument, decode_heartbeat, decode_registration,
@@ -137,20 +135,6 @@ async def _may_read_agent(agent_id: str) -> None:
                    details={"agent_id": agent_id})
 
 
-async def _kept_for(agent_id: str, scope: str | None) -> bool:
-    """Whether what the probe's actor keeps is no other tenant's than the one
-    of ``scope`` (``ReportScope``: an agent id freed or taken over lists
-    nobody's host under it but its tenant's)."""
-    ref = services().agents.actor(agent_id)
-    if ref is None:
-        return False
-    try:
-        kept = await ref.ask(ReportScope(), timeout=2.0)
-    except (ActorStopped, AskTimeout, MailboxFull, ActorFailed):
-        return False
-    return kept is None or kept == scope
-
-
 async def describe_all() -> list[dict[str, Any]]:
     rows = []
     for ref in services().agents.children():
@@ -173,8 +157,5 @@ async def list_agents() -> Response:
     agents = await describe_all()
     reporters = await _gate.visible_reporters()
     if reporters is not None:
-        reader: Principal | None = g.get("reader")
-        mine = node_scope(reader.tenant) if reader is not None else None
-        agents = [row for row in agents if reporters(row["agent_id"])
-                  and await _kept_for(row["agent_id"], mine)]
+        agents = [row for row in agents if reporters(row["agent_id"]) and await _gate.keeps_readers(row["agent_id"])]
     return json_response({"agents": agents, "count": len(agents)})

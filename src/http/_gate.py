@@ -20,6 +20,7 @@ import attrs
 import trio
 from quart import Quart, current_app, g, has_request_context, request, websocket
 
+from trioscope.actors.agent import ReportScope
 from trioscope.actors.alerts import AgentSeen, sighting_resolution
 from trioscope.actors.directory import AttachReporter, GetPublished, ReloadRecords
 from trioscope.actors.refusals import ReporterTaken
@@ -31,7 +32,7 @@ from trioscope.domain.deployments import (
 from trioscope.domain.topology import node_scope, visible_to
 from trioscope.domain.principals import InvalidToken, Permission, Principal, identity_problem, read_user_token
 from trioscope.domain.rates import RateLimiter, retry_after
-from trioscope.runtime import ActorStopped, MailboxFull
+from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
 from trioscope.store import AuditEntry, RateBudget
 from trioscope.wire import request_signing
 
@@ -282,6 +283,24 @@ async def visible_nodes() -> Callable[[str, str | None], bool] | None:
     if reporters is None or reader is None:
         return None
     return visible_to(node_scope(reader.tenant), reporters)
+
+
+async def keeps_readers(agent_id: str) -> bool:
+    """Whether what the probe's actor keeps of its reports (``ReportScope``)
+    may be shown to the reader, after ``protected_read``: an enrolled probe's
+    to its tenant's readers alone, as its nodes are (``visible_to``), so that
+    an agent id freed or taken over gives nobody what the probe before
+    reported; an unsigned probe's to anyone who may see the reporter. False
+    too when the actor is gone or does not answer."""
+    ref = services().agents.actor(agent_id)
+    if ref is None:
+        return False
+    try:
+        kept = await ref.ask(ReportScope(), timeout=2.0)
+    except (ActorStopped, ActorFailed, AskTimeout, MailboxFull):
+        return False
+    reader: Principal | None = g.get("reader")
+    return kept is None or (reader is not None and kept == node_scope(reader.tenant))
 
 
 async def live_reporter_check() -> Callable[[str], bool] | None:

@@ -12,7 +12,7 @@ import orjson
 import trio
 from quart import Blueprint, Response, g, request
 
-from trioscope.actors.agent import LatestReport, ReportScope, Timeseries
+from trioscope.actors.agent import LatestReport, Timeseries
 from trioscope.actors.topology import GetNodeDetails, GetSnapshot, GetStats
 from trioscope.config import format_duration, parse_duration
 from trioscope.domain.agents import rfc3339
@@ -30,7 +30,6 @@ from trioscope.domain.topology import (
     WHOLE_KINDS,
     WHOLE_VIEWS,
     id_order_steps,
-    node_scope,
 )
 from trioscope.runtime import ActorRef, in_steps
 
@@ -295,21 +294,13 @@ def _without_hidden(details: dict[str, Any], seen: Callable[[str, str | None], b
 
 
 async def _visible_agent(agent_id: str) -> ActorRef:
-    """The agent's actor, if the reader may see it; 404 otherwise (as if
-    unknown). What it keeps of an enrolled probe's reports (their scope) is
-    that tenant's alone, as its nodes are (``visible_to``): an agent id freed
-    or taken over gives nobody what the probe before reported."""
+    """The agent's actor, if the reader may see it and what it keeps
+    (``_gate.keeps_readers``); 404 otherwise (as if unknown)."""
     reporters = await _gate.visible_reporters()
-    ref = agent_or_404(agent_id) if reporters is None or reporters(agent_id) else None
-    if ref is not None and reporters is not None:
-        scope = await ref.ask(ReportScope())
-        reader: Principal | None = g.get("reader")
-        if scope is not None and (reader is None or scope != node_scope(reader.tenant)):
-            ref = None
-    if ref is None:
+    if reporters is not None and not (reporters(agent_id) and await _gate.keeps_readers(agent_id)):
         raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} is known; register it or send a report",
                        details={"agent_id": agent_id})
-    return ref
+    return agent_or_404(agent_id)
 
 
 @blueprint.get("/api/v1/query/agents/<agent_id>/latest")
