@@ -673,11 +673,15 @@ async def test_an_agents_bytes_have_a_budget_of_their_own_over_http_and_on_its_s
             _, agent = await setup(server, client)
             async with agent.socket() as ws:
                 answers = []
-                for pad in (400_000, 0, 200_000):  # 7 steps, 1, then 4 of none left
+                for pad in (400_000, 0, 200_000, 0):  # 7 steps, 1, then 4 and 1 of none left
                     await ws.ws.send_message(json.dumps({"type": "ping", "pad": "x" * pad}))
                     answer = json.loads(await ws.ws.get_message())
-                    answers.append(answer["type"] if answer["type"] == "pong" else answer["error"]["status"])
-                assert answers == ["pong", "pong", 429], answers
+                    answers.append(answer["type"] if answer["type"] == "pong" else answer["error"])
+                assert answers[:2] == ["pong", "pong"], answers
+                # Refused, with when to come back; the socket is read again after a pause (READ_PAUSE).
+                refusals = answers[2:]
+                assert [a["status"] for a in refusals] == [429, 429], answers
+                assert all(a["retry_after"] >= 1 for a in refusals), answers
 
 
 async def test_a_deployment_shows_its_agents_and_when_they_were_last_seen(server: ServerProcess) -> None:
