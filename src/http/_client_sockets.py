@@ -13,6 +13,7 @@ token is re-checked wherever it is used, and a socket goes on using it."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import time
@@ -26,6 +27,7 @@ from quart import Response, websocket
 from trioscope.actors.client import GOING_AWAY, INTERNAL_ERROR, MESSAGE_TOO_BIG, ClientLink, FromClient
 from trioscope.actors.client_owner import OpenClient
 from trioscope.domain.live import error_frame, message
+from trioscope.domain.rates import retry_after
 from trioscope.domain.principals import InvalidToken, Principal, renewed
 from trioscope.runtime import (
     ActorNotFound, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, StartFailed, TooManyChildren,
@@ -110,7 +112,7 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
             # cancels this nursery; a disconnect cancels us.
             link.cancel_on_close(nursery.cancel_scope)
             holder = _Holder(principal) if principal is not None else None
-            nursery.start_soon(_read, client, link, holder)
+            nursery.start_soon(_read, client, link, holder, address)
             if holder is not None:
                 nursery.start_soon(_close_on_expiry, link, holder)
             await _write(link)
@@ -140,12 +142,26 @@ def _let_go(counts: collections.Counter[K], key: K) -> None:
         del counts[key]
 
 
-async def _read(client: ActorRef, link: ClientLink, holder: _Holder | None) -> None:
+async def _read(client: ActorRef, link: ClientLink, holder: _Holder | None, address: str) -> None:
+    """Hand the client's messages to its actor. Each counts against its
+    address's request budget: one beyond it is dropped, answered with an
+    ``error`` frame ``rate_limited``, and the socket goes unread for a while
+    (``_gate.read_pause``). Counted by nothing before, four sockets without a
+    token sending 64 KiB messages as fast as they could (~100 MB/s) raised
+    every other client's latency 4x."""
+    pause = _gate.read_pause(services().settings.websocket.ping_interval)
     while True:
         data = await websocket.receive()
         if len(data) > MAX_CLIENT_MESSAGE:
             link.close(MESSAGE_TOO_BIG, f"messages are at most {MAX_CLIENT_MESSAGE} bytes")
             return
+        wait = _gate.charge_socket_message(address)
+        if wait:
+            with contextlib.suppress(trio.WouldBlock):  # a client that reads nothing learns nothing
+                link.outbox.send_aside(error_frame("rate_limited", "too many messages from this address; the "
+                                                   f"message was dropped; slow down (retry after {retry_after(wait)} s)"))
+            await trio.sleep(pause)
+            continue
         if holder is not None and _renew(link, holder, data):
             continue
         try:

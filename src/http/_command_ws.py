@@ -114,8 +114,6 @@ its rate budget were seen, each held for ever while it answered pings) held
 as many descriptors; its oldest is closed instead (``REPLACED``)."""
 REPLACED = 4409
 """Close code of an agent socket a newer one of the same agent replaced."""
-READ_PAUSE = 1.0
-"""Seconds an agent socket is not read after a message refused for its rate (``_AgentChannel.receive``)."""
 MAX_AGENT_MESSAGE = 1024 * 1024
 MAX_WEBSOCKET_MESSAGE = MAX_AGENT_MESSAGE + 64 * 1024
 """Hypercorn's limit: a frame over it closes the socket with 1009 before any
@@ -293,14 +291,9 @@ class _AgentChannel:
                 return
 
     async def receive(self, ping_interval: float) -> None:
-        """Answer the agent's messages in order. After a rate refusal (429) the
-        socket is not read for ``READ_PAUSE`` (at most a quarter of
-        ``ping_interval``, so that the pong to a ping sent meanwhile is read
-        in time): what the agent sends meanwhile waits in Hypercorn's queue
-        (a few messages) and then in TCP's buffers, not read. Refused at
-        once, messages were still received as fast as the agent sent them:
-        two agents' ~880 KB pings raised other clients' latency fivefold."""
-        pause = min(READ_PAUSE, ping_interval / 4)
+        """Answer the agent's messages in order; after a rate refusal (429) the
+        socket goes unread for a while (``_gate.read_pause``)."""
+        pause = _gate.read_pause(ping_interval)
         while True:
             data = await websocket.receive()
             answer = await self._handle(data)

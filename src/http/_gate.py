@@ -156,6 +156,31 @@ def _refuse_beyond(wait: float, scope: str, message: str, **limit: int) -> None:
                        headers={"Retry-After": retry_after(wait)})
 
 
+READ_PAUSE = 1.0
+"""Seconds a WebSocket goes unread after one of its messages was refused for a
+rate (``read_pause``): what its client sends meanwhile waits in Hypercorn's
+queue (a few messages) and then in TCP's buffers. Refused at once but read
+on, two agents' ~1 MB messages were still received as fast as they came
+(wsproto's work, ~100 MB/s) and every other client's requests waited 8x."""
+
+
+def read_pause(ping_interval: float) -> float:
+    """``READ_PAUSE``, but at most a quarter of ``ping_interval``: the pong to a
+    ping sent during the pause is read in time."""
+    return min(READ_PAUSE, ping_interval / 4)
+
+
+def charge_socket_message(address: str) -> float:
+    """Count a message a client (live view, user events) sent on its socket
+    against its address's request budget (``limits.per_address``): the
+    seconds to wait, 0 if it is within it (then counted), as ``_charge``
+    would refuse it. A browser sends a few a minute (views, pongs)."""
+    wait = services().gate.per_address.acquire(address, time.monotonic())
+    if wait:
+        services().metrics.refused("rate_address")
+    return wait
+
+
 BYTE_UNIT = 64 * 1024
 """What an agent's byte budget counts in (``agent_byte_budget``): each started one (an empty body costs nothing)."""
 

@@ -202,3 +202,25 @@ async def test_a_protected_live_stream_upgrade_is_charged_once() -> None:
             except ConnectionRejected as exc:
                 statuses.append(exc.status_code)
         assert statuses == [401] * 10 + [429], statuses
+
+
+async def test_messages_on_a_live_view_count_against_the_address_budget() -> None:
+    """Counted by nothing, four sockets without a token sending 64 KiB messages
+    as fast as they could raised every other client's latency 4x. A message
+    beyond the budget is dropped and answered ``rate_limited``; the socket is
+    read again after a pause, and another address has its own budget."""
+    with ServerProcess(["--rate-per-address", "60"]) as server:  # a burst of 10 (the upgrade one), then one a second
+        async with _socket(server, "/api/v1/ws?view=hosts") as ws:
+            for _ in range(12):
+                await ws.send_message(json.dumps({"type": "ping"}))
+            answers: list[str] = []
+            with trio.fail_after(20):
+                while "rate_limited" not in answers or answers[-1] != "pong":  # refused, then read again
+                    frame = json.loads(await ws.get_message())
+                    answers.append(frame["payload"]["code"] if frame["type"] == "error" else frame["type"])
+                    if answers[-1] == "rate_limited":
+                        await ws.send_message(json.dumps({"type": "ping"}))
+            assert answers.index("rate_limited") >= 1 + 9, answers  # the first view, then the burst's 9 pongs
+        async with httpx.AsyncClient(base_url=server.base_url,
+                                     transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")) as other:
+            assert _refused((await other.get("/metrics")).text, "rate_address") >= 1
