@@ -95,14 +95,21 @@ def _http_code(status: int) -> str:
     }.get(status, "http_error")
 
 
+MAX_PATH_SHOWN = 256
+"""Characters of a path an error message or log line repeats (a path may have 8,192)."""
+
+
 def _where() -> tuple[str, str]:
     """Method and path of what failed: an HTTP request or a WebSocket (whose
-    handlers raise into these handlers too, with no request context)."""
+    handlers raise into these handlers too, with no request context); the
+    path cut to ``MAX_PATH_SHOWN``."""
     if has_request_context():
-        return request.method, request.path
-    if has_websocket_context():
-        return "WEBSOCKET", websocket.path
-    return "-", "-"
+        method, path = request.method, request.path
+    elif has_websocket_context():
+        method, path = "WEBSOCKET", websocket.path
+    else:
+        return "-", "-"
+    return method, path if len(path) <= MAX_PATH_SHOWN else path[:MAX_PATH_SHOWN] + "..."
 
 
 def _has_unread_body() -> bool:

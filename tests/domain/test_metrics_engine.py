@@ -206,6 +206,15 @@ def test_series_and_label_apis() -> None:
         parse_selector("sum(reqs)")
 
 
+def test_a_regex_whose_program_needs_more_than_a_mebibyte_is_refused_naming_it() -> None:
+    """RE2's default memory (8 MiB a pattern, its DFA's states kept with it in
+    the cache) let one viewer's queries pin ~550 MB; ``\\pL{100}`` alone is a
+    program of ~120,000 instructions."""
+    with pytest.raises(BadQuery, match=r"invalid regular expression '\\\\pL\{100\}': .*too large"):
+        query(filled(), 'reqs{path=~"\\\\pL{100}"}', T0)
+    assert query(filled(), 'reqs{path=~"/[a-z]{1,40}"}', T0)["result"]  # an ordinary one still compiles
+
+
 def test_series_limits_refuse_a_write_whole() -> None:
     store = MetricStore(StoreLimits(max_series_per_deployment=2, max_series_per_tenant=3, retention=3600))
     store.write("acme", "d1", [sample("a", 1, T0), sample("b", 1, T0)], T0)

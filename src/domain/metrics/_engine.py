@@ -102,7 +102,15 @@ Value = Scalar | InstantVector | RangeVector
 
 _RE_OPTIONS = re2.Options()
 _RE_OPTIONS.log_errors = False
-_MAX_REGEXES = 1024
+_RE_OPTIONS.max_mem = 1 << 20
+"""Bytes each compiled pattern may hold (RE2's default 8 MiB): its program (a
+pattern needing more is refused as too large) and the DFA states its matches
+build, which stay with it; past that RE2 goes on without the DFA, at the
+NFA's speed the budget prices it at anyway (``Pattern.cost``)."""
+_MAX_REGEXES = 64
+"""Compiled patterns kept between queries (a dashboard's few). With RE2's
+default memory and 1,024 of them, one viewer's queries of 40 patterns each
+pinned ~550 MB of DFA states for as long as the server ran."""
 _regexes: dict[str, Pattern] = {}
 _META = frozenset("\\.+*?()|[]{}^$")
 """What RE2 reads as other than itself outside a character class."""
