@@ -269,6 +269,8 @@ class MetricStores:
                 max_series_per_deployment=settings.metrics.max_series_per_deployment,
                 max_series_per_tenant=settings.metrics.max_series_per_tenant,
                 max_series=settings.metrics.max_series,
+                max_label_bytes_per_tenant=settings.metrics.max_label_bytes_per_tenant,
+                max_label_bytes=settings.metrics.max_label_bytes,
                 retention=retention,
                 keep_samples=not settings.metrics.url)),
             metrics.MetricStore(metrics.StoreLimits(

@@ -366,6 +366,24 @@ KEYS: tuple[Key, ...] = (
         flags=("--metrics-max-series",),
     ),
     Key(
+        name="metrics.max_label_bytes_per_tenant",
+        kind=SizeKind(64 * 1024, 64 * 1024**3),
+        default=64 * 1024**2,
+        help="most characters of labels (names and values) of one tenant's written series (more: 429 "
+             "tenant_label_bytes_reached); a series costs about its labels in memory beyond its own ~1 KB: "
+             "100,000 series of 26 labels of 1,000 characters took 4 GB",
+        env=("TRIOSCOPE_METRICS_MAX_LABEL_BYTES_PER_TENANT",),
+        flags=("--metrics-max-label-bytes-per-tenant",),
+    ),
+    Key(
+        name="metrics.max_label_bytes",
+        kind=SizeKind(64 * 1024, 1024**4),
+        default=512 * 1024**2,
+        help="most characters of labels of all written series over all tenants (more: 429 server_label_bytes_reached)",
+        env=("TRIOSCOPE_METRICS_MAX_LABEL_BYTES",),
+        flags=("--metrics-max-label-bytes",),
+    ),
+    Key(
         name="metrics.max_labels_per_series",
         kind=IntegerKind(4, 256),
         default=30,

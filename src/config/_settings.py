@@ -109,6 +109,10 @@ class MetricsSettings:
     """Series one tenant's agents may hold within ``storage.max_data_age``."""
     max_series: int
     """Written series held over all tenants."""
+    max_label_bytes_per_tenant: int
+    """Characters of the labels (names and values) of one tenant's written series."""
+    max_label_bytes: int
+    """Characters of the labels of all written series."""
     max_labels_per_series: int
     """Labels of one written series, ``__name__`` and the server's labels included."""
     max_label_name_bytes: int

@@ -215,6 +215,28 @@ def test_a_regex_whose_program_needs_more_than_a_mebibyte_is_refused_naming_it()
     assert query(filled(), 'reqs{path=~"/[a-z]{1,40}"}', T0)["result"]  # an ordinary one still compiles
 
 
+def test_the_characters_of_series_labels_have_budgets_per_tenant_and_over_all() -> None:
+    """Series counts alone let one tenant's 100,000 series of 26 labels of 1,000
+    characters hold ~4 GB (a few MB of gzip on the wire)."""
+    big = "x" * 1000
+    size = len("__name__a" "tenantacme" "deployment_hashd1" "host") + 1000  # label_size of sample("a", ..., host=big)
+    store = MetricStore(StoreLimits(max_series_per_deployment=100, max_series_per_tenant=100, retention=3600,
+                                    max_label_bytes_per_tenant=2 * size + 10, max_label_bytes=3 * size + 10))
+    store.write("acme", "d1", [sample("a", 1, T0, host=big), sample("a", 1, T0, host=big + "y")], T0)
+    store.write("acme", "d1", [sample("a", 2, T0 + 15, host=big)], T0 + 15)  # a known series costs nothing more
+    with pytest.raises(WriteLimitExceeded) as caught:
+        store.write("acme", "d1", [sample("a", 3, T0 + 30, host=big), sample("a", 1, T0 + 30, host=big + "z")], T0)
+    assert (caught.value.status, caught.value.code) == (429, "tenant_label_bytes_reached")
+    assert caught.value.config_key == "metrics.max_label_bytes_per_tenant"
+    assert query(store, "max(a)", T0 + 30)["result"][0]["value"][1] == "2"  # nothing of it was kept
+    store.write("beta", "d1", [sample("a", 1, T0, host=big)], T0)
+    with pytest.raises(WriteLimitExceeded) as caught:
+        store.write("gamma", "d1", [sample("a", 1, T0, host="small")], T0)
+    assert caught.value.code == "server_label_bytes_reached"
+    store.expire(T0 + 3601)  # every series gone with its samples: their characters are free again
+    store.write("gamma", "d1", [sample("a", 1, T0 + 3601, host=big + "z")], T0 + 3601)
+
+
 def test_series_limits_refuse_a_write_whole() -> None:
     store = MetricStore(StoreLimits(max_series_per_deployment=2, max_series_per_tenant=3, retention=3600))
     store.write("acme", "d1", [sample("a", 1, T0), sample("b", 1, T0)], T0)

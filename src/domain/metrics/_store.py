@@ -1,7 +1,8 @@
 """The embedded metric store: written series per tenant, at 15 s resolution.
 
-Bounded three ways: series per deployment and per tenant (a write that would
-pass either limit is refused whole, 429), and samples per series (one per 15 s
+Bounded four ways: series per deployment, per tenant and over all (a write
+that would pass a limit is refused whole, 429), the characters of their labels
+per tenant and over all (the same), and samples per series (one per 15 s
 bucket, none older than the retention). Samples may arrive in any order, in
 one write or across writes (an agent's buffer flushed late): each is put in
 time order; of two in one bucket the later timestamp is kept (at equal
@@ -92,22 +93,36 @@ class StoreLimits:
     """``metrics.max_series_per_tenant``."""
     max_series: int = 1_000_000
     """``metrics.max_series``: over all tenants."""
+    max_label_bytes_per_tenant: int = 1 << 62
+    """``metrics.max_label_bytes_per_tenant``: characters of the labels (names
+    and values) of a tenant's series (``label_size``)."""
+    max_label_bytes: int = 1 << 62
+    """``metrics.max_label_bytes``: the same over all tenants."""
     retention: float
     """Seconds of samples kept (``storage.max_data_age``)."""
     keep_samples: bool = True
     """False when another engine stores the samples: only series (for the limits) are kept."""
 
 
+def label_size(labels: Labels) -> int:
+    """What a series' labels count against the label budgets: the characters of
+    its names and values (a label of 1,000 characters costs its series about
+    that in memory, apart from what every series costs)."""
+    return sum(len(name) + len(value) for name, value in labels)
+
+
 class TenantSeries:
     """One tenant's series, indexed by each label pair (``__name__`` included):
     an equality matcher starts from the smallest set it names, not from every series."""
 
-    __slots__ = ("per_deployment", "postings", "series")
+    __slots__ = ("label_bytes", "per_deployment", "postings", "series")
 
     def __init__(self) -> None:
         self.series: dict[Labels, Series] = {}
         self.postings: dict[tuple[str, str], dict[Labels, Series]] = collections.defaultdict(dict)
         self.per_deployment: collections.Counter[str] = collections.Counter()
+        self.label_bytes = 0
+        """``label_size`` of its series together."""
 
     def named(self, name: str | None) -> Iterable[Series]:
         """The series of metric ``name`` (None: all of them)."""
@@ -129,6 +144,7 @@ class TenantSeries:
         for pair in series.labels:
             self.postings[pair][series.labels] = series
         self.per_deployment[series.deployment] += 1
+        self.label_bytes += label_size(series.labels)
 
     def remove(self, series: Series) -> None:
         del self.series[series.labels]
@@ -140,6 +156,7 @@ class TenantSeries:
         self.per_deployment[series.deployment] -= 1
         if self.per_deployment[series.deployment] <= 0:
             del self.per_deployment[series.deployment]
+        self.label_bytes -= label_size(series.labels)
 
     def __len__(self) -> int:
         return len(self.series)
@@ -203,6 +220,7 @@ class MetricStore:
         self.limits = limits
         self._tenants: dict[str, TenantSeries] = {}
         self._series = 0
+        self._label_bytes = 0
 
     def tenant(self, tenant: str) -> TenantSeries:
         """What ``tenant`` may read (an empty view if it wrote nothing)."""
@@ -213,8 +231,8 @@ class MetricStore:
         per series whatever order they come in; returns what was kept and refused.
 
         Raises:
-            WriteLimitExceeded: 429 when new series would pass the deployment's or
-                the tenant's limit; nothing is recorded then.
+            WriteLimitExceeded: 429 when new series would pass a limit of series
+                or of their labels' characters; nothing is recorded then.
         """
         held = self._tenants.get(tenant)
         known = held.series if held is not None else {}
@@ -240,6 +258,20 @@ class MetricStore:
                     429, "server_series_limit_reached",
                     f"the server holds {self._series} series and takes at most {limits.max_series} "
                     "(metrics.max_series)", config_key="metrics.max_series", limit=limits.max_series)
+            size = sum(map(label_size, new))
+            in_tenant = (held.label_bytes if held is not None else 0) + size
+            if in_tenant > limits.max_label_bytes_per_tenant:
+                raise WriteLimitExceeded(
+                    429, "tenant_label_bytes_reached",
+                    f"the tenant's series would have {in_tenant} characters of labels, more than "
+                    f"{limits.max_label_bytes_per_tenant} (metrics.max_label_bytes_per_tenant)",
+                    config_key="metrics.max_label_bytes_per_tenant", limit=limits.max_label_bytes_per_tenant)
+            if self._label_bytes + size > limits.max_label_bytes:
+                raise WriteLimitExceeded(
+                    429, "server_label_bytes_reached",
+                    f"the server's series have {self._label_bytes} characters of labels and take at most "
+                    f"{limits.max_label_bytes} (metrics.max_label_bytes)", config_key="metrics.max_label_bytes",
+                    limit=limits.max_label_bytes)
         if held is None:
             held = self._tenants[tenant] = TenantSeries()
         cutoff = now - self.limits.retention
@@ -256,6 +288,7 @@ class MetricStore:
                 series = Series(sample.labels)
                 held.add(series)
                 self._series += 1
+                self._label_bytes += label_size(series.labels)
             if series.add(sample.timestamp, sample.value, keep):
                 kept += 1
             else:
@@ -272,6 +305,7 @@ class MetricStore:
                 if not series.times:
                     removed += 1
                     self._series -= 1
+                    self._label_bytes -= label_size(series.labels)
                     held.remove(series)
             if not held.series:
                 del self._tenants[tenant]
@@ -284,6 +318,7 @@ class MetricStore:
         for tenant, held in list(self._tenants.items()):
             for series in list(held.with_pair(label, value)):
                 held.remove(series)
+                self._label_bytes -= label_size(series.labels)
                 removed += 1
             if not held.series:
                 del self._tenants[tenant]
