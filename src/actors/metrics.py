@@ -173,6 +173,8 @@ class FindSeries:
     end: float
     deadline: float | None = attrs.field(default=None, kw_only=True)
     cost: ReadCost = attrs.field(factory=ReadCost, kw_only=True, eq=False, repr=False)
+    limit: int | None = attrs.field(default=None, kw_only=True)
+    """Answer at most one more than this many (the asker says the rest was cut)."""
 
 
 @attrs.frozen
@@ -186,6 +188,8 @@ class LabelNames:
     end: float = math.inf
     deadline: float | None = attrs.field(default=None, kw_only=True)
     cost: ReadCost = attrs.field(factory=ReadCost, kw_only=True, eq=False, repr=False)
+    limit: int | None = attrs.field(default=None, kw_only=True)
+    """As ``FindSeries.limit``."""
 
 
 @attrs.frozen
@@ -199,6 +203,8 @@ class LabelValues:
     end: float = math.inf
     deadline: float | None = attrs.field(default=None, kw_only=True)
     cost: ReadCost = attrs.field(factory=ReadCost, kw_only=True, eq=False, repr=False)
+    limit: int | None = attrs.field(default=None, kw_only=True)
+    """As ``FindSeries.limit``."""
 
 
 Read = InstantQuery | RangeQuery | FindSeries | LabelNames | LabelValues
@@ -388,12 +394,13 @@ class MetricsActor(Actor):
         if isinstance(message, FindSeries):
             selectors = [metrics.parse_selector(text) for text in message.selectors]
             return metrics.series_matching(self._view(message.tenant), selectors, message.start, message.end,
-                                           **bounds)
+                                           limit=message.limit, **bounds)
         view = self._view(message.tenant)
         selectors = [metrics.parse_selector(text) for text in message.selectors]
         if isinstance(message, LabelNames):
-            return metrics.label_names(view, selectors, message.start, message.end, **bounds)
-        return metrics.label_values(view, message.name, selectors, message.start, message.end, **bounds)
+            return metrics.label_names(view, selectors, message.start, message.end, limit=message.limit, **bounds)
+        return metrics.label_values(view, message.name, selectors, message.start, message.end, limit=message.limit,
+                                    **bounds)
 
     def _answer_read(self, message: Read, clock: metrics.Clock) -> Any:
         try:

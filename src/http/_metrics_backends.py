@@ -273,6 +273,8 @@ class EmbeddedMetrics:
         # The actor stops the read where this stops waiting for it: the timeout
         # holds from the request's arrival, mailbox wait included.
         message = attrs.evolve(message, deadline=time.monotonic() + self._timeout)
+        if limit is not None:
+            message = attrs.evolve(message, limit=limit)
         cost = message.cost
         try:
             # Waited for even when the request is cancelled (its client went away):

@@ -237,6 +237,25 @@ def test_the_characters_of_series_labels_have_budgets_per_tenant_and_over_all() 
     store.write("gamma", "d1", [sample("a", 1, T0 + 3601, host=big + "z")], T0 + 3601)
 
 
+def test_an_answer_over_its_most_json_is_refused_unless_a_limit_cuts_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget counts series, not their labels: one viewer's answer of 38,880
+    series of 26 KB of labels was 978 MB, serialized on the event loop."""
+    from trioscope.domain.metrics import _answers
+    monkeypatch.setattr(_answers, "MAX_ANSWER_BYTES", 20_000)
+    store = MetricStore(LIMITS)
+    store.write("acme", "d1", [sample("big", 1, T0 - 15 * i, host=f"{n}" + "x" * 600)
+                               for n in range(40) for i in range(3)], T0)
+    view = store.tenant("acme")
+    for ask in (lambda: query(store, "big"), lambda: range_query(view, "big", T0 - 30, T0, 15, max_samples=10**9),
+                lambda: series_matching(view, [parse_selector("big")], T0 - 60, T0),
+                lambda: label_values(view, "host", [])):
+        with pytest.raises(QueryTooExpensive, match="of JSON, more than"):
+            ask()
+    assert len(query(store, 'big{host=~"1.*"}')["result"]) == 11  # a narrower query fits
+    assert len(series_matching(view, [parse_selector("big")], T0 - 60, T0, limit=5)) == 6  # one more: it was cut
+    assert len(label_values(view, "host", [], limit=5)) == 6
+
+
 def test_series_limits_refuse_a_write_whole() -> None:
     store = MetricStore(StoreLimits(max_series_per_deployment=2, max_series_per_tenant=3, retention=3600))
     store.write("acme", "d1", [sample("a", 1, T0), sample("b", 1, T0)], T0)

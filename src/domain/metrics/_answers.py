@@ -5,7 +5,9 @@ Each answer's work is bounded by a ``Budget`` made of ``max_samples``
 (``metrics.max_query_samples``) and, when the caller passes them, a
 ``deadline`` on a monotonic ``clock`` (the caller's ``metrics.query_timeout``):
 ``QueryTooExpensive`` past either. Series and label lookups are charged as a
-query's selectors are (``ELEMENT_COST`` per series examined)."""
+query's selectors are (``ELEMENT_COST`` per series examined). An answer is
+at most ``MAX_ANSWER_BYTES`` of JSON (its size reckoned before it is built),
+as one a Prometheus-compatible engine sends the proxy is."""
 
 from __future__ import annotations
 
@@ -20,14 +22,41 @@ import promql_parser as pq
 from ._engine import (
     MAX_RANGE_POINTS, Budget, Evaluator, RegexAnswers, InstantVector, Labels, RangeVector, Scalar, label_key, parse, select,
 )
-from ._exceptions import BadQuery
-from ._store import Series, SeriesView
+from ._exceptions import BadQuery, QueryTooExpensive
+from ._store import Series, SeriesView, label_size
 
 LOOKUP_MAX_SAMPLES = 5_000_000
 """The budget of a series or labels lookup whose caller passes none
 (``metrics.max_query_samples``' default)."""
 
 Clock = Callable[[], float]
+
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+"""Most JSON an answer may take (reckoned by ``_series_bytes`` and
+``POINT_BYTES``). The budget counts series, not what their labels weigh:
+one viewer's ``/series`` or query of 38,880 series of 26 KB of labels was
+a 978 MB answer, serialized on the event loop (10 s) and 2.7 GB at its peak."""
+POINT_BYTES = 32
+"""JSON of one point, ``[1796439893.25,"0.123456789"],``, at most about."""
+
+
+def _series_bytes(labels: Labels | Iterable[tuple[str, str]]) -> int:
+    """JSON of a label set, ``{"name":"value",...}``, about (escapes aside)."""
+    pairs = labels.items() if isinstance(labels, dict) else labels
+    count = 0
+    size = 0
+    for name, value in pairs:
+        count += 1
+        size += len(name) + len(value)
+    return size + 6 * count + 2
+
+
+def _fits(size: int) -> None:
+    """Raises ``QueryTooExpensive`` (422) when an answer would be over ``MAX_ANSWER_BYTES``."""
+    if size > MAX_ANSWER_BYTES:
+        raise QueryTooExpensive(f"the answer would be about {size // 1024**2} MiB of JSON, more than "
+                                f"{MAX_ANSWER_BYTES // 1024**2} MiB; narrow the query (fewer series, a longer step) "
+                                "or ask with limit")
 
 def format_value(value: float) -> str:
     """A sample value as Prometheus writes it (Go's ``FormatFloat(v, 'f', -1, 64)``)."""
@@ -65,8 +94,10 @@ def instant_query(view: SeriesView, query: str, at: float, *, max_samples: int, 
     if isinstance(value, Scalar):
         return {"resultType": "scalar", "result": [when, format_value(value.value)]}
     if isinstance(value, InstantVector):
+        _fits(sum(_series_bytes(labels) + 16 + POINT_BYTES for labels, _ in value.elements))
         return {"resultType": "vector", "result": [
             {"metric": _metric(labels), "value": [when, format_value(v)]} for labels, v in value.elements]}
+    _fits(sum(_series_bytes(labels) + 16 + POINT_BYTES * len(times) for labels, times, _ in value.series))
     return {"resultType": "matrix", "result": [
         {"metric": _metric(labels), "values": [[format_time(t), format_value(v)] for t, v in zip(times, values,
                                                                                               strict=True)]}
@@ -90,6 +121,7 @@ def range_query(view: SeriesView, query: str, start: float, end: float, step: fl
     evaluator = Evaluator(view, Budget(max_samples, deadline=deadline, clock=clock))
     rows: dict[tuple[tuple[str, str], ...], tuple[Labels, list[list[Any]]]] = {}
     steps = int((end - start) // step) + 1
+    size = 0
     for index in range(steps):
         at = start + index * step
         value = evaluator.evaluate(expr, at)
@@ -100,16 +132,23 @@ def range_query(view: SeriesView, query: str, start: float, end: float, step: fl
             [({}, value.value)] if isinstance(value, Scalar) else value.elements)
         when = format_time(at)
         for labels, v in elements:
-            rows.setdefault(label_key(labels), (labels, []))[1].append([when, format_value(v)])
+            row = rows.get(key := label_key(labels))
+            if row is None:
+                size += _series_bytes(labels) + 16
+                row = rows[key] = (labels, [])
+            row[1].append([when, format_value(v)])
+            size += POINT_BYTES
+        _fits(size)  # at each step: the points already made are what the answer holds
     return {"resultType": "matrix", "result": [{"metric": _metric(labels), "values": points}
                                                for labels, points in rows.values()]}
 
 
 def series_matching(view: SeriesView, selectors: list[pq.VectorSelector], start: float, end: float, *,
                     max_samples: int = LOOKUP_MAX_SAMPLES, deadline: float | None = None,
-                    clock: Clock | None = None) -> list[dict[str, str]]:
+                    clock: Clock | None = None, limit: int | None = None) -> list[dict[str, str]]:
     """``/api/v1/series``: the label sets of series with samples between ``start`` and
-    ``end``; ``max_samples``, ``deadline`` and ``clock`` as ``instant_query``'s."""
+    ``end``; ``max_samples``, ``deadline`` and ``clock`` as ``instant_query``'s;
+    ``limit``: at most one more than that many (the caller says they were cut)."""
     budget = Budget(max_samples, deadline=deadline, clock=clock)
     regex_answers: RegexAnswers = {}
     found: dict[int, Series] = {}
@@ -117,7 +156,9 @@ def series_matching(view: SeriesView, selectors: list[pq.VectorSelector], start:
         chosen = select(view, selector, budget, regex_answers)
         budget.charge_elements(len(chosen))
         found.update((id(series), series) for series in chosen if _sampled_between(series, start, end))
-    return [_metric(series.label_map) for series in found.values()]
+    answer = list(found.values())[:None if limit is None else limit + 1]
+    _fits(sum(label_size(series.labels) + 6 * len(series.labels) + 3 for series in answer))
+    return [_metric(series.label_map) for series in answer]
 
 
 def _sampled_between(series: Series, start: float, end: float) -> bool:
@@ -141,19 +182,26 @@ def _chosen(view: SeriesView, selectors: list[pq.VectorSelector], budget: Budget
 
 def label_names(view: SeriesView, selectors: list[pq.VectorSelector], start: float = -math.inf,
                 end: float = math.inf, *, max_samples: int = LOOKUP_MAX_SAMPLES, deadline: float | None = None,
-                clock: Clock | None = None) -> list[str]:
+                clock: Clock | None = None, limit: int | None = None) -> list[str]:
     """``/api/v1/labels``: the label names of the series ``selectors`` match (every
     series without one) with a sample between ``start`` and ``end``;
-    ``max_samples``, ``deadline`` and ``clock`` as ``instant_query``'s."""
+    ``max_samples``, ``deadline``, ``clock`` and ``limit`` as ``series_matching``'s."""
     budget = Budget(max_samples, deadline=deadline, clock=clock)
-    return sorted({name for series in _chosen(view, selectors, budget) if _sampled_between(series, start, end)
-                   for name in series.label_map})
+    return _strings(sorted({name for series in _chosen(view, selectors, budget)
+                            if _sampled_between(series, start, end) for name in series.label_map}), limit)
 
 
 def label_values(view: SeriesView, name: str, selectors: list[pq.VectorSelector], start: float = -math.inf,
                  end: float = math.inf, *, max_samples: int = LOOKUP_MAX_SAMPLES, deadline: float | None = None,
-                 clock: Clock | None = None) -> list[str]:
+                 clock: Clock | None = None, limit: int | None = None) -> list[str]:
     """``/api/v1/label/<name>/values``: as ``label_names``, the values of label ``name``."""
     budget = Budget(max_samples, deadline=deadline, clock=clock)
-    return sorted({series.label_map[name] for series in _chosen(view, selectors, budget)
-                   if name in series.label_map and _sampled_between(series, start, end)})
+    return _strings(sorted({series.label_map[name] for series in _chosen(view, selectors, budget)
+                            if name in series.label_map and _sampled_between(series, start, end)}), limit)
+
+
+def _strings(found: list[str], limit: int | None) -> list[str]:
+    """``found`` cut to one more than ``limit``, checked to fit in an answer."""
+    answer = found[:None if limit is None else limit + 1]
+    _fits(sum(len(text) + 3 for text in answer))
+    return answer
