@@ -38,12 +38,13 @@ Smaller ones (a typical host's report is ~20 KB) cost less done here than
 handed over."""
 
 
-async def off_loop(body: bytes, work: Callable[[bytes], T], *, limiter: trio.CapacityLimiter | None = None) -> T:
-    """``work(body)``: here for a body up to ``OFF_LOOP_BYTES``, else in a
+async def off_loop(body: bytes, work: Callable[[bytes], T], *, limiter: trio.CapacityLimiter | None = None,
+                   threshold: int = OFF_LOOP_BYTES) -> T:
+    """``work(body)``: here for a body up to ``threshold`` bytes, else in a
     worker thread of ``limiter`` (None: the server's heavy request work, one
     at a time: with the GIL a second thread adds memory, not speed;
     ``in_worker``)."""
-    if len(body) <= OFF_LOOP_BYTES:
+    if len(body) <= threshold:
         return work(body)
     return await in_worker(work, body, limiter=limiter or services().heavy_work)
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from trioscope.actors.metrics import InstantQuery, MetricsActor, WriteSamples
+from trioscope.actors.metrics import OFF_LOOP_SAMPLES, InstantQuery, MetricsActor, WriteSamples
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.runtime import ActorSpec, SupervisorSpec, open_actor_system
@@ -54,3 +54,29 @@ async def test_a_crash_loses_no_written_sample() -> None:
         assert [row["value"][1] for row in answer["result"]] == ["7"]
         node = next(c for c in system.snapshot().root.children if c.path == METRICS)
         assert node.restarts == 1 and node.failed == 1
+
+
+async def test_a_large_write_is_stored_in_a_worker_thread_and_its_refusal_reaches_the_writer() -> None:
+    """Beyond ``OFF_LOOP_SAMPLES`` the store's work leaves the event loop; a
+    limit it meets is raised at the writer all the same, and nothing of the
+    write is kept."""
+    settings = Settings.defaults()
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="metrics", factory=lambda: MetricsActor(settings))])
+    now = time.time()
+
+    def points(name: str, count: int) -> list[metrics.Sample]:
+        return [metrics.Sample((("__name__", name), ("deployment_hash", "d1"), ("i", str(i % 500)),
+                                ("tenant", "acme")), float(i), now - 15 * (i // 500)) for i in range(count)]
+
+    async with open_actor_system(tree) as system:
+        actor = system.lookup("/root/metrics")
+        outcome = await actor.ask(WriteSamples("acme", "d1", points("big", OFF_LOOP_SAMPLES + 1000)))
+        assert (outcome.new_series, outcome.kept) == (500, OFF_LOOP_SAMPLES + 1000)
+        with pytest.raises(metrics.WriteLimitExceeded) as refused:  # 10,000 series a deployment
+            await actor.ask(WriteSamples("acme", "d1", [
+                metrics.Sample((("__name__", "many"), ("deployment_hash", "d1"), ("i", str(i)), ("tenant", "acme")),
+                               1.0, now) for i in range(10_000)]))
+        assert refused.value.__traceback__ is not None and refused.value.code == "series_limit_reached"
+        assert (await actor.ask(InstantQuery("acme", "many", now)))["result"] == []
+        assert len((await actor.ask(InstantQuery("acme", "big", now)))["result"]) == 500

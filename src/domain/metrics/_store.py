@@ -75,6 +75,41 @@ class Series:
         values.insert(index, value)
         return True
 
+    def merge(self, points: list[tuple[float, float]]) -> int:
+        """Record ``points`` (oldest first; of equal timestamps the later written
+        last) as ``add`` would one by one, keeping samples, in one pass: the held
+        samples are copied once in slices, not moved once per point inserted
+        among them (10,000 older points into a month of 15 s samples held the
+        event loop 475 ms). Returns how many gave way to a held sample of their
+        bucket with a later timestamp."""
+        times, values = self.times, self.values
+        latest: dict[float, tuple[float, float]] = {}
+        stamps: dict[float, list[float]] = collections.defaultdict(list)
+        for timestamp, value in points:
+            bucket = timestamp // RESOLUTION
+            latest[bucket] = (timestamp, value)  # the last of the latest wins its bucket
+            stamps[bucket].append(timestamp)
+        merged_times, merged_values = array("d"), array("d")
+        superseded = start = 0
+        for bucket in sorted(latest):
+            timestamp, value = latest[bucket]
+            index = bisect.bisect_left(times, bucket * RESOLUTION, start)
+            merged_times.extend(times[start:index])
+            merged_values.extend(values[start:index])
+            start = index
+            if index < len(times) and times[index] // RESOLUTION == bucket:
+                held = times[index]
+                superseded += sum(1 for t in stamps[bucket] if t < held)  # each came while it was held
+                if held > timestamp:
+                    continue  # copied with the next slice
+                start = index + 1  # replaced by a point as late or later
+            merged_times.append(timestamp)
+            merged_values.append(value)
+        merged_times.extend(times[start:])
+        merged_values.extend(values[start:])
+        self.times, self.values = merged_times, merged_values
+        return superseded
+
     def trim(self, cutoff: float) -> None:
         """Drop the samples before ``cutoff``."""
         index = bisect.bisect_left(self.times, cutoff)
@@ -279,6 +314,7 @@ class MetricStore:
         kept = too_old = superseded = 0
         # Oldest first (stable: of equal timestamps the later written wins), so that a
         # write in any order appends, and inserts only what is older than its series.
+        late: dict[Labels, list[tuple[float, float]]] = {}
         for sample in sorted(samples, key=_timestamp):
             if sample.timestamp < cutoff:
                 too_old += 1
@@ -289,10 +325,18 @@ class MetricStore:
                 held.add(series)
                 self._series += 1
                 self._label_bytes += label_size(series.labels)
+            elif keep and series.times and sample.timestamp // RESOLUTION <= series.times[-1] // RESOLUTION:
+                # Into what the series holds: merged once for the write (``Series.merge``).
+                late.setdefault(series.labels, []).append((sample.timestamp, sample.value))
+                continue
             if series.add(sample.timestamp, sample.value, keep):
                 kept += 1
             else:
                 superseded += 1
+        for labels, points in late.items():
+            gave_way = held.series[labels].merge(points)
+            kept += len(points) - gave_way
+            superseded += gave_way
         return WriteOutcome(new_series=len(new), kept=kept, too_old=too_old, superseded=superseded)
 
     def expire(self, now: float) -> int:
