@@ -44,10 +44,10 @@ def measure(hosts: int) -> dict[str, float]:
 
     from trioscope.allocator import resident_bytes
     from trioscope.domain.topology import TopologyGraph, View
-    from trioscope.server import tune_garbage_collector
+    from trioscope.server import tune_interpreter
     from trioscope.wire import decode_report
 
-    tune_garbage_collector()  # as the server does: the default thresholds add young collections it does not pay
+    tune_interpreter()  # as the server does: the default thresholds add young collections it does not pay
     graph = TopologyGraph()
     now = time.time()
     for index in range(hosts):

@@ -70,7 +70,7 @@ try:  # found in the request and handed to the merge, since session 30
     from trioscope.domain.topology import report_shape
 except ImportError:
     report_shape = None
-from trioscope.server import tune_garbage_collector  # noqa: E402
+from trioscope.server import tune_interpreter  # noqa: E402
 from trioscope.wire import Report, decode_report  # noqa: E402
 
 T0 = 1_760_000_000.0
@@ -156,7 +156,7 @@ def main() -> int:
     # The collector as the server tunes it (``trioscope.server``): with
     # CPython's default thresholds its young collections would be a share of
     # every phase here that the server does not pay.
-    tune_garbage_collector()
+    tune_interpreter()
     graph = TopologyGraph(T0)
     history = MetricHistory(3600.0)
     process_history = BlockHistory(900.0) if BlockHistory is not None else None

@@ -35,10 +35,10 @@ def measure(hosts: int, reports: int, versions: int) -> dict[str, float]:
     from merge_cost import T0, document
 
     from trioscope.domain.topology import TopologyGraph, report_shape
-    from trioscope.server import tune_garbage_collector
+    from trioscope.server import tune_interpreter
     from trioscope.wire import decode_report
 
-    tune_garbage_collector()
+    tune_interpreter()
     graph = TopologyGraph(now=T0)
     for index in range(hosts):
         report = decode_report(document(index, T0, 0.0, False))

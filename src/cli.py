@@ -495,12 +495,12 @@ def run_serve(args: argparse.Namespace) -> int:
     _use_allocator(chosen, can_reexec=args.own_process)
     import trio
 
-    from trioscope.server import serve, tune_garbage_collector
+    from trioscope.server import serve, tune_interpreter
     from trioscope.workers import run_workers
 
     if settings.server.workers > 1:
         return int(trio.run(run_workers, settings, sys.stdout))
-    tune_garbage_collector()
+    tune_interpreter()
     return int(trio.run(serve, settings, sys.stdout))
 
 

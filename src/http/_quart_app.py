@@ -9,7 +9,7 @@ those frames are in the group's own traceback: a reference cycle. Through the
 frames below it (the handler's) it held the whole connection: Hypercorn's
 stream, the handler's tasks, the client actor's link and whatever its outbox
 still held, ~270 objects per WebSocket, until the cyclic collector's oldest
-generation came by (rarely, with ``server.tune_garbage_collector``'s
+generation came by (rarely, with ``server.tune_interpreter``'s
 thresholds). HTTP handlers cancelled mid-request go the same way.
 
 Clearing the finished frames of the group's traceback as it leaves Quart-Trio

@@ -17,7 +17,7 @@ socket when it decides to, and to fail alone.
   holds its protocol, which holds the server's ``protocol_send``. Kept, the
   whole connection (protocol, streams, the application's handler and what it
   held) outlived it until the cyclic collector's oldest generation came by,
-  rarely with ``server.tune_garbage_collector``'s thresholds, as a WebSocket
+  rarely with ``server.tune_interpreter``'s thresholds, as a WebSocket
   lives long enough to get there. Dropped, it is freed at once.
 * Bytes go out without the scheduler passes that move nothing. Hypercorn
   takes its send lock (``trio.Lock``: a checkpoint even when it is free)

@@ -10,7 +10,7 @@ grew with whatever a client sent (400 MiB in under 3 s, unauthenticated, on
 stream stays in a reference cycle with the frames of its cancelled ASGI task
 (Quart-Trio ends a WebSocket handler by cancelling it, and the
 ``Cancelled`` group's traceback holds those frames) until the cyclic collector
-visits it, and with ``server.tune_garbage_collector``'s thresholds a stream that
+visits it, and with ``server.tune_interpreter``'s thresholds a stream that
 lived a little while is in a generation visited rarely.
 
 ``BoundedWSStream`` ends the stream as soon as a message is over the limit: the

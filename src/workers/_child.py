@@ -13,7 +13,7 @@ import trio
 
 from trioscope.config import KEYS, Settings, Source
 from trioscope.wire.log_lines import configure_logging
-from trioscope.server import ExitCode, ServingWorker, serve, tune_garbage_collector
+from trioscope.server import ExitCode, ServingWorker, serve, tune_interpreter
 
 _LENGTH = struct.Struct("!Q")
 
@@ -83,7 +83,7 @@ def worker_main() -> None:
     assert isinstance(start, WorkerStart)
     settings = start.settings()
     configure_logging(settings.log.level, settings.log.format, worker=start.index)
-    tune_garbage_collector()
+    tune_interpreter()
     worker = ServingWorker(index=start.index, listen_fd=start.listen_fd, parent_fd=0, secure=start.secure,
                            hold=start.hold)
     sys.exit(int(trio.run(serve, settings, sys.stdout, worker)))

@@ -1,6 +1,6 @@
 """A WebSocket that has closed is freed by reference counting: nothing of it
 waits for the cyclic collector, which the server runs rarely (see
-``server.tune_garbage_collector``), so memory returns when clients leave."""
+``server.tune_interpreter``), so memory returns when clients leave."""
 
 from __future__ import annotations
 
