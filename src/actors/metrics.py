@@ -39,12 +39,11 @@ import time
 from typing import Any
 
 import attrs
-import trio
 
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.domain.deployments import AgentDirectory
-from trioscope.runtime import Actor, Published
+from trioscope.runtime import Actor, Published, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -378,7 +377,7 @@ class MetricsActor(Actor):
                 message.cost.cpu_seconds = time.thread_time() - began
 
         try:
-            return await trio.to_thread.run_sync(timed, abandon_on_cancel=True)
+            return await in_thread(timed, refusals=self.refusals, abandon_on_cancel=True)
         finally:
             clock.stop()
 
@@ -386,22 +385,11 @@ class MetricsActor(Actor):
         """``message``'s samples stored: here for a few, else in a worker thread
         while this actor waits (nothing else changes the store meanwhile; not
         abandoned if cancelled: a write is whole or not at all). 10,000 points
-        held the event loop ~15-25 ms; in a thread the loop has its turns.
-        A refusal comes back as a value and is raised here: raised through
-        ``trio.to_thread.run_sync``, its traceback would hold the samples in
-        reference cycles (``_bodies.in_worker``)."""
-        def write() -> metrics.WriteOutcome | metrics.WriteLimitExceeded:
-            try:
-                return self.store.write(message.tenant, message.deployment_hash, message.samples, time.time())
-            except metrics.WriteLimitExceeded as exc:
-                return exc.with_traceback(None)
-
+        held the event loop ~15-25 ms; in a thread the loop has its turns."""
         if len(message.samples) <= OFF_LOOP_SAMPLES:
             return self.store.write(message.tenant, message.deployment_hash, message.samples, time.time())
-        outcome = await trio.to_thread.run_sync(write)
-        if isinstance(outcome, metrics.WriteLimitExceeded):
-            raise outcome
-        return outcome
+        return await in_thread(self.store.write, message.tenant, message.deployment_hash, message.samples,
+                               time.time(), refusals=(metrics.WriteLimitExceeded,))
 
     def _read(self, message: Read, clock: metrics.Clock) -> Any:
         # Every read's work is bounded by the budget and by its asker's deadline

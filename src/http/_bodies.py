@@ -12,13 +12,13 @@ import zlib
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import attrs
 import orjson
 import trio
 from quart import current_app, g, request
 from werkzeug.exceptions import RequestTimeout
 
 from trioscope.config import Settings, format_duration
+from trioscope.runtime import in_thread
 from trioscope.wire import InvalidDocument, decode
 
 from . import _gate
@@ -51,47 +51,13 @@ async def off_loop(body: bytes, work: Callable[[bytes], T], *, limiter: trio.Cap
 
 async def in_worker(work: Callable[..., T], *args: Any, limiter: trio.CapacityLimiter) -> T:
     """``work(*args)`` in a worker thread of ``limiter``; the refusal it
-    raises (``ApiError``) raised here, without what it passed through.
-
-    Not raised through ``trio.to_thread.run_sync``: an exception that crosses
-    it is held in reference cycles (the frames that carry it back to the
-    event loop hold it, and its traceback holds them), and with it every
-    frame it came through and their locals, the body and all that was parsed
-    and decoded of it, until the collector's next full pass: rare in the
-    server (``gc.freeze`` and high thresholds, ``trioscope.server``). 10 MB
-    reports refused over the memory budget kept ~4 MB each: RSS from 98 MB to
-    961 MB after 200 of them, and there to stay.
-
-    Error handling:
-        Only ``ApiError`` is returned across and raised again (its traceback
-        and context dropped: answered, never logged). Any other exception is
-        a bug, answered 500 with its traceback logged: it crosses as before.
-    """
-    answer = await trio.to_thread.run_sync(_refusal_returned, work, *args, limiter=limiter)
-    if not isinstance(answer, _Refusal):
-        return answer
-    refusal = answer.error
-    del answer
-    try:
-        raise refusal
-    finally:
-        del refusal  # this frame is in its traceback: holding it here would be a cycle again
-
-
-@attrs.frozen
-class _Refusal:
-    error: ApiError
-
-
-def _refusal_returned(work: Callable[..., T], *args: Any) -> T | _Refusal:
-    """``work(*args)``, or its refusal as a value (``in_worker``)."""
-    try:
-        return work(*args)
-    except ApiError as exc:
-        # Its traceback's frames hold the body and what was decoded of it;
-        # its context (``OverBudget``, ``InvalidDocument``) theirs too.
-        exc.__traceback__ = exc.__context__ = exc.__cause__ = None
-        return _Refusal(exc)
+    raises (``ApiError``) raised here without what it passed through
+    (``runtime.in_thread``): crossing as it was, each refusal kept the body
+    and what was decoded of it in reference cycles, and 10 MB reports refused
+    over the memory budget kept ~4 MB each (RSS 98 MB -> 961 MB after 200 of
+    them, and there to stay). Any other exception is a bug, answered 500
+    with its traceback logged: it crosses as it is."""
+    return await in_thread(work, *args, refusals=(ApiError,), limiter=limiter)
 
 
 def too_large(limit: int) -> ApiError:

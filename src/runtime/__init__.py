@@ -47,6 +47,7 @@ from ._supervisor import SupervisorRef as SupervisorRef
 from ._timers import Timer as Timer
 from ._system import ActorSystem as ActorSystem
 from ._system import open_actor_system as open_actor_system
+from ._threads import in_thread as in_thread
 
 __all__ = [
     "Actor",
@@ -85,6 +86,7 @@ __all__ = [
     "UnhandledMessage",
     "dynamic_supervisor",
     "in_steps",
+    "in_thread",
     "intensity_exceeded",
     "open_actor_system",
     "record_restart",
