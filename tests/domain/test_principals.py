@@ -109,6 +109,13 @@ def test_exp_that_is_not_a_number_is_refused(exp: Any) -> None:
         read_user_token(SECRET, craft({**VALID_CLAIMS, "exp": exp}), now=NOW)
 
 
+@pytest.mark.parametrize("exp", [10**400, -(10**400), 1e300, 253_402_300_800], ids=repr)
+def test_exp_past_the_year_9999_is_refused_not_a_crash(exp: Any) -> None:
+    """``exp`` of 10**400 raised OverflowError converting it to a float: a 500, and a socket renewal closed 1000."""
+    with pytest.raises(InvalidToken, match="past the year 9999"):
+        read_user_token(SECRET, craft({**VALID_CLAIMS, "exp": exp}), now=NOW)
+
+
 @pytest.mark.parametrize(("claim", "value"), [("sub", ""), ("tenant", ""), ("tenant", 7), ("sub", 7)],
                          ids=["empty-sub", "empty-tenant", "numeric-tenant", "numeric-sub"])
 def test_sub_and_tenant_must_be_non_empty_strings(claim: str, value: Any) -> None:
