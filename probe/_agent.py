@@ -21,6 +21,7 @@ import httpx
 import trio
 
 from . import _signing
+from ._answers import json_of
 from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, ControlError, execute
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._refusals import (
@@ -134,7 +135,7 @@ async def enroll(client: httpx.AsyncClient, deployment_hash: str, enrollment_tok
 def _json_object(response: httpx.Response) -> dict[str, Any]:
     """The response's JSON object (a proxy's HTML page, say, is a ControlError)."""
     try:
-        body = response.json()
+        body = json_of(response)
     except ValueError:
         body = None
     if not isinstance(body, dict):

@@ -18,7 +18,13 @@ import requests.exceptions
 MAX_OUTPUT = 64 * 1024
 """Bytes of logs or exec output kept in a result (the rest is cut, and said so)."""
 DEFAULT_ALLOWED = ("docker.start", "docker.stop", "docker.restart", "docker.pause", "docker.unpause",
-                   "docker.remove", "docker.inspect", "docker.logs", "docker.exec")
+                   "docker.remove", "docker.inspect", "docker.logs")
+"""What a probe runs unless ``--allow`` says otherwise: every control but
+``docker.exec``, which runs any command in any container of the host for
+whoever may control it (a deployment's operators, its tenant's admins, and
+anyone who can pose as the server over http://): asked for by name."""
+KNOWN = (*DEFAULT_ALLOWED, "docker.exec")
+"""Every control a probe can run."""
 CHANGES_CONTAINERS = frozenset({"docker.start", "docker.stop", "docker.restart", "docker.pause", "docker.unpause",
                                 "docker.remove"})
 """Controls after which the containers differ: the probe reports at once."""

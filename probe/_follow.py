@@ -29,6 +29,7 @@ import httpx
 import requests.exceptions
 import trio
 
+from ._answers import json_of
 from ._executor import ControlError, _container, _int
 from ._refusals import REFUSING, refusal
 
@@ -267,7 +268,7 @@ class LogFollow:
             log.warning("log lines of %s not sent: %s", self.command_id, exc)
             return
         if response.status_code == 200:
-            answer = response.json()
+            answer = json_of(response)
             accepted = answer.get("accepted")
             self.sent += accepted if type(accepted) is int else len(batch)
             self.dropped += len(batch) - (accepted if type(accepted) is int else len(batch))
@@ -275,7 +276,7 @@ class LogFollow:
                 self.ended = str(answer.get("reason") or "stopped")
             return
         if response.status_code in (404, 410):
-            error = response.json().get("error", {}) if response.headers.get("content-type", "").startswith(
+            error = json_of(response).get("error", {}) if response.headers.get("content-type", "").startswith(
                 "application/json") else {}
             self.ended = str((error.get("details") or {}).get("reason") or "stopped")
             return

@@ -18,6 +18,8 @@ from collections.abc import Callable
 import attrs
 import httpx
 
+from ._answers import json_of
+
 log = logging.getLogger("trioscope_probe")
 
 RETRIABLE = {408, 425, 429, 500, 502, 503, 504}
@@ -118,7 +120,7 @@ class Refused(Exception):
 def error_of(response: httpx.Response) -> tuple[str, str]:
     """The error code and message of a trioscope error body; ("", the text) for another body."""
     try:
-        error = response.json().get("error")
+        error = json_of(response).get("error")
     except (ValueError, AttributeError):
         error = None
     if isinstance(error, dict) and isinstance(error.get("code"), str):

@@ -19,6 +19,8 @@ import trio
 
 from trioscope.wire import MemoryBudget, Report, encode
 
+from . import _answers as answers
+from ._answers import json_of
 from ._refusals import (
     REFUSING, RETRIABLE, Link, Refused, ServerUnavailable, Standing, error_of, refusal, send, transport_problem,
 )
@@ -154,7 +156,7 @@ class Publisher:
         path = f"/api/v1/agents/config/{self.agent_id}"
         try:
             response = await send(self.client, lambda: self._request("GET", path))
-            config = response.json() if response.status_code == 200 else None
+            config = json_of(response) if response.status_code == 200 else None
         except (httpx.TransportError, ValueError):
             return  # the defaults stand; reports that do not fit are refused and logged
         if not isinstance(config, dict):
@@ -275,7 +277,7 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
     again as ``REFUSAL_RETRY`` says."""
     standing = Standing()
     trimming = False
-    async with httpx.AsyncClient(base_url=server, timeout=10.0, verify=tls or True, transport=transport) as client:
+    async with answers.client(server, verify=tls or True, transport=transport) as client:
         publisher = Publisher(client, agent_id, hostname, buffer, metadata, signer)
         # Before the first report is encoded, so that it fits what the server
         # takes; a server that is away (or refuses) is registered with later.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import functools
+import ipaddress
 import logging
 import os
 import re
@@ -29,12 +30,13 @@ import trio
 from trioscope.wire import client_tls, encode
 from trioscope.wire.log_lines import configure_logging
 
+from . import _answers as answers
 from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
 from ._config import CONFIG_ENV, FILE_KEY_OF_ENV, ConfigFileError, FileValues, load_file, unknown_environment
 from ._docker import ContainerCollector, docker_host_problem
 from ._duration import parse_duration
-from ._executor import DEFAULT_ALLOWED, ControlError
+from ._executor import DEFAULT_ALLOWED, KNOWN, ControlError
 from ._parent import stop_when_parent_gone
 from ._refusals import Backoff, ServerUnavailable
 from ._transport import ReportRequests, Signer, run_publisher
@@ -115,7 +117,8 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
                         "(env TRIOSCOPE_PROBE_STATE_DIR; default %(default)s)")
     parser.add_argument("--allow", default=env("TRIOSCOPE_PROBE_ALLOW", ",".join(DEFAULT_ALLOWED)),
                         help="command types this probe runs, comma-separated "
-                        "(env TRIOSCOPE_PROBE_ALLOW; default: all docker.* controls)")
+                        "(env TRIOSCOPE_PROBE_ALLOW; default: every docker.* control but docker.exec, which runs "
+                        "any command in a container: name it to allow it)")
     parser.add_argument("--no-processes", action="store_true", default=not file_values.get("processes", True),
                         help="do not report processes")
     parser.add_argument("--no-connections", action="store_true", default=not file_values.get("connections", True),
@@ -196,10 +199,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (OSError, ssl.SSLError) as exc:
         refuse("--ca-file", "TRIOSCOPE_PROBE_CA_FILE", f"cannot use {args.ca_file}: {exc}")
     allowed = tuple(a.strip() for a in args.allow.split(",") if a.strip())
-    unknown = sorted(set(allowed) - set(DEFAULT_ALLOWED))
+    unknown = sorted(set(allowed) - set(KNOWN))
     if unknown:
         refuse("--allow", "TRIOSCOPE_PROBE_ALLOW",
-               f"unknown command types {', '.join(unknown)}; known: {', '.join(sorted(DEFAULT_ALLOWED))}")
+               f"unknown command types {', '.join(unknown)}; known: {', '.join(sorted(KNOWN))}")
     # The server's own log output: the local probe writes into its server's
     # stream, which must stay one format (and one clock: UTC).
     configure_logging(args.log_level, args.log_format)
@@ -213,7 +216,26 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     logging.getLogger("trioscope_probe").info(
         "probe %s reporting to %s every %ss", args.agent_id, args.server, f"{interval:g}")
+    if args.deployment_hash and not _private_path(args.server):
+        logging.getLogger("trioscope_probe").warning(
+            "%s is plain http:// to another host: the enrollment token, the agent token's signatures and every "
+            "command travel unencrypted, and whoever is on the path can pose as the server and send commands "
+            "(use https://, or --tls for a private authority)", args.server)
     sys.exit(trio.run(_run_until_signalled, args, interval, collector, allowed))
+
+
+def _private_path(server: str) -> bool:
+    """Whether ``server`` is https://, or http:// to this host (loopback), where nobody else is on the path."""
+    url = httpx.URL(server)
+    if url.scheme == "https":
+        return True
+    host = url.host
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 async def _run_until_signalled(args: argparse.Namespace, interval: float, collector: ReportCollector,
@@ -225,7 +247,7 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
     parent is gone, 2 when enrollment was refused."""
     server = args.server.rstrip("/")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with httpx.AsyncClient(base_url=server, timeout=10.0, verify=args.tls) as client, \
+        async with answers.client(server, verify=args.tls) as client, \
                 trio.open_nursery() as nursery:
             nursery.start_soon(_stop_when_signalled, signals, nursery.cancel_scope)
             if args.exit_with_parent:

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from trioscope_probe.cli import build_parser
+from trioscope_probe.cli import _private_path, build_parser
 from trioscope_probe._config import ConfigFileError, load_file, unknown_environment
 from trioscope_probe._duration import parse_duration
 
@@ -163,3 +163,12 @@ def test_a_mistyped_flag_is_one_line_with_a_suggestion() -> None:
     result = _probe("--intervl", "5", "--once")
     assert result.returncode == 2 and result.stderr == (
         "trioscope-probe: unrecognized arguments: --intervl 5 (did you mean --interval?); see --help\n")
+
+
+@pytest.mark.parametrize(("server", "private"), [
+    ("https://scope.example", True), ("http://127.0.0.1:8080", True), ("http://localhost:8080", True),
+    ("http://[::1]:8080", True), ("http://10.0.0.5:8080", False), ("http://scope.example", False),
+])
+def test_an_enrolled_probe_is_warned_of_plain_http_to_another_host(server: str, private: bool) -> None:
+    """Its tokens and commands travel unencrypted, and anyone on the path can pose as the server."""
+    assert _private_path(server) is private
