@@ -64,11 +64,12 @@ import attrs
 
 MASK = "***"
 
-_FLAG_SECRET = re.compile(r"token|secret|pass(?:w|phrase|in|out)|key|cookie|bearer|credential|jwt|(?:auth|pass|pwd)$",
-                          re.IGNORECASE)
+_FLAG_SECRET = re.compile(r"token|secret|pass(?:w|phrase|in|out)|key|cookie|bearer|credential|jwt|psk|hmac"
+                          r"|(?:auth|authorization|pass|pwd|pw|encrypt)$", re.IGNORECASE)
 """Flag and variable names whose value is a secret (``--requirepass`` and
-``--masterauth`` are redis-server's, ``-passin`` openssl's). Not "auth"
-anywhere: kube-apiserver's ``--authorization-mode=Node,RBAC`` says nothing secret."""
+``--masterauth`` are redis-server's, ``-passin`` openssl's, ``-pw`` PuTTY's,
+``-encrypt`` consul's gossip key). Not "auth" anywhere: kube-apiserver's
+``--authorization-mode=Node,RBAC`` says nothing secret."""
 _FIELD_SECRET = re.compile(r"auth|key|token|secret|pass|pwd|cookie|session|sig|credential", re.IGNORECASE)
 """Header and URL parameter names whose value is a secret: there, "auth" and
 "session" name credentials by convention (``X-Auth-Token``, ``?session=``)."""
@@ -113,6 +114,14 @@ _JWT = re.compile(r"(?<![\w-])eyJ[\w-]{8,}\.[\w-]+\.[\w-]*")
 """A JSON Web Token wherever it stands: three base64url parts, the first a
 JSON object's (``{"`` is ``eyJ``). Starts only where no base64url character
 stands before it; the dots part the quantifiers."""
+_KNOWN_TOKEN = re.compile(r"(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|glpat-[\w-]{20,}"
+                          r"|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|xox[abposr]-[\w-]{10,})")
+"""Tokens that say what they are wherever they stand, whatever flag (or none)
+comes before: GitHub's, GitLab's, Stripe's and Slack's."""
+_TOKEN_MARKS = ("gh", "github_pat_", "glpat-", "k_live_", "k_test_", "xox")
+_WEBHOOK = re.compile(r"((?<![\w.-])(?:https?://)?(?:hooks\.slack\.com/services|(?:discord|discordapp)\.com/api/webhooks"
+                      r")/)[^\s?#'\"]+", re.IGNORECASE)
+"""A webhook URL whose path is its secret (Slack's, Discord's): the path masked."""
 _URL_USER_ONLY = re.compile(r"(https?://)[^\s/@:?#]+@", re.IGNORECASE)
 _URL_PARAMETER = re.compile(r"(?<=[?&;])([^=&;?#\s'\"]+)=([^&;#\s'\"]*)")
 _QUOTE = re.compile(r"['\"]")
@@ -241,8 +250,9 @@ _INTERPRETER = re.compile(r"(?:python|pypy)[\d.]*|(?:ba|da|z|k)?sh")
 """Programs whose process runs a script named next (a script's ``#!`` line
 makes ``http -a ...`` the process ``/usr/bin/python3 /usr/bin/http -a ...``)."""
 _FAMILY_NAMES = tuple(_TOOL_FAMILIES)
-_HINT_WORDS = ("key", "token", "secret", "pass", "pwd", "auth", "cookie", "session", "sig", "credential", "bearer",
-               "basic", "jwt", "eyj", "@", "login", "creds", "mosquitto_", *(f"{name} " for name in _HTTPIE_NAMES),
+_HINT_WORDS = ("key", "token", "secret", "pass", "pwd", "-pw", "psk", "hmac", "encrypt", "auth", "cookie", "session",
+               "sig", "credential", "bearer", "basic", "jwt", "eyj", "@", "login", "creds", "mosquitto_", "hooks",
+               "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "k_live_", "k_test_", "xox", *(f"{name} " for name in _HTTPIE_NAMES),
                *(name for name in _TOOL_FLAGS if name not in _HTTPIE_NAMES), *_TOOL_FAMILIES)
 _HINTS = tuple(hint for hint in _HINT_WORDS if not any(other != hint and other in hint for other in _HINT_WORDS))
 """Substrings without which nothing is masked (lowercase): every name above,
@@ -390,7 +400,8 @@ def _header_value(name: str, value: str) -> str:
 
 def _in_urls(word: str) -> str:
     """URL passwords (and ``user:password@host`` without a scheme), tokens as
-    URL users, secret parameters and JSON Web Tokens masked."""
+    URL users, secret parameters, JSON Web Tokens, tokens known by their
+    prefix and webhook URLs' paths masked."""
     if "@" in word:
         word = _URL_PASSWORD.sub(rf"\1:{MASK}@", word)
         word = _URL_USER_ONLY.sub(rf"\1{MASK}@", word)
@@ -402,6 +413,10 @@ def _in_urls(word: str) -> str:
             lambda m: f"{m.group(1)}={MASK}" if _FIELD_SECRET.search(m.group(1)) else m.group(), word)
     if "eyJ" in word:
         word = _JWT.sub(MASK, word)
+    if any(mark in word for mark in _TOKEN_MARKS):
+        word = _KNOWN_TOKEN.sub(MASK, word)
+    if "hooks" in word.lower():
+        word = _WEBHOOK.sub(rf"\1{MASK}", word)
     return word
 
 

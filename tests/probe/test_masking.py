@@ -239,9 +239,24 @@ MASKED = [
     (["npm", "config", "set", "//registry.example.com/:_authToken=NPMVAL"],
      "npm config set //registry.example.com/:_authToken=***"),
     (["redis-cli", "CONFIG", "SET", "requirepass", "REDISVAL"], "redis-cli CONFIG SET requirepass ***"),
+    # A reviewer's gaps (session 51): PuTTY's -pw, consul's gossip key, pre-shared keys, HMAC keys, an
+    # Authorization flag; tokens that say what they are wherever they stand; webhook URLs' paths.
+    (["plink", "-pw", "PUTTYVAL", "host"], "plink -pw *** host"),
+    (["consul", "agent", "-encrypt=CONSULVAL"], "consul agent -encrypt=***"),
+    (["charon", "--psk", "PSKVAL"], "charon --psk ***"),
+    (["signer", "--hmac", "HMACVAL", "--authorization", "AUTHVAL"], "signer --hmac *** --authorization ***"),
+    (["gh", "repo", "list", "ghp_GHVALabcdefghijklmnopqrstu0123"], "gh repo list ***"),
+    (["sh", "-c", "curl -u x:ghp_GHVALabcdefghijklmnopqrstu0123 https://h"], "sh -c curl -u x:*** https://h"),
+    (["worker", "--stripe", "sk_live_STRIPEVALabcdef123"], "worker --stripe ***"),
+    (["bot", "xoxb-SLACKVAL-1234567890"], "bot ***"),
+    (["curl", "-d", "{}", "https://hooks.slack.com/services/T01/B02/HOOKVAL"],
+     "curl -d {} https://hooks.slack.com/services/***"),
+    (["curl", "https://discord.com/api/webhooks/123/DISCORDVAL"], "curl https://discord.com/api/webhooks/***"),
 ]
 
 KEPT = [
+    ["git", "clone", "https://github.com/ghost/repo", "--branch", "ghp-docs"],
+    ["curl", "https://example.com/hooks/list"],
     ["nginx", "-g", "daemon off;"],
     ["kube-apiserver", "--authorization-mode=Node,RBAC", "--secure-port=6443", "--enable-admission-plugins=X"],
     ["curl", "-sS", "-o", "/srv/out", "-w", "%{http_code}", "https://example.com/api?page=2&limit=10"],
