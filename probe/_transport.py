@@ -22,7 +22,7 @@ from trioscope.wire import MemoryBudget, Report, encode
 from . import _answers as answers
 from ._answers import json_of
 from ._refusals import (
-    REFUSING, RETRIABLE, Link, Refused, ServerUnavailable, Standing, error_of, refusal, send, transport_problem,
+    REFUSED_RETRY, REFUSING, RETRIABLE, Link, Refused, ServerUnavailable, Standing, error_of, refusal, send, transport_problem,
 )
 from ._signing import signed_request
 
@@ -271,10 +271,12 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
     the network (tests).
 
     An unsigned probe whose agent id an enrolled probe reports under (401
-    ``signature_required``) gives way: it says so once and stops reporting,
-    since asking again would only add an audited refusal every few minutes
-    while the enrolled probe reports the same host. Other refusals are asked
-    again as ``REFUSAL_RETRY`` says."""
+    ``signature_required``) gives way: it says so once and asks again every
+    ``REFUSED_RETRY`` (an audited refusal each time), since the id is free
+    again once nothing signed reports under it for the server's stale
+    threshold (it stopped for good: one signed report of any tenant's agent
+    under the server's host name silenced its local probe until a restart).
+    Other refusals are asked again as ``REFUSAL_RETRY`` says."""
     standing = Standing()
     trimming = False
     async with answers.client(server, verify=tls or True, transport=transport) as client:
@@ -311,11 +313,14 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
                                 server, exc, buffer)
             except Refused as exc:
                 if signer is None and exc.code == "signature_required":
-                    log.warning("agent id %s is enrolled by a probe with credentials, which reports it: this "
-                                "unsigned probe (the server's local probe, say) stops reporting it; give it another "
-                                "--agent-id to report beside it", agent_id)
-                    return
-                if standing.note(exc):
+                    if standing.note(exc):
+                        log.warning("agent id %s is enrolled by a probe with credentials, which reports it: this "
+                                    "unsigned probe (the server's local probe, say) gives way, and asks again every "
+                                    "%g s (the id is free again once nothing signed reports under it for the "
+                                    "server's stale threshold); give it another --agent-id to report beside it",
+                                    agent_id, REFUSED_RETRY)
+                    publisher.registered = False
+                elif standing.note(exc):
                     log.error("server %s refuses agent %s (%s); %s, keeping up to %d reports",
                               server, agent_id, exc, exc.plan, buffer)
                 if exc.for_good:

@@ -87,6 +87,17 @@ class AttachReporter:
 
     reporter_id: str
     agent_id: str
+    lapsed: bool = False
+    """Taken from another enrolled agent whose claim lapsed (``AgentDirectory.attach_reporter``)."""
+
+
+@attrs.frozen
+class ReleaseReporter:
+    """Nothing was reported under probe agent id ``reporter_id`` for
+    ``agents.stale_threshold`` and an unsigned probe reports under it now: the
+    enrolled agent that did holds it no more. Answered with that agent's id, or None."""
+
+    reporter_id: str
 
 
 @attrs.frozen
@@ -263,10 +274,12 @@ class DirectoryActor(RefusingActor):
             return agent, token
         if isinstance(message, AttachReporter):
             try:
-                d.attach_reporter(message.reporter_id, message.agent_id)
+                d.attach_reporter(message.reporter_id, message.agent_id, lapsed=message.lapsed)
             except ValueError:
                 raise ReporterTaken(message.reporter_id) from None
             return None
+        if isinstance(message, ReleaseReporter):
+            return d.release_reporter(message.reporter_id)
         if isinstance(message, Decommission):
             agent = d.agents.get(message.agent_id)
             if agent is None:
@@ -372,5 +385,5 @@ class DirectoryActor(RefusingActor):
                 agent_status_event(agent, deployment, online=active, last_seen=at))
 
 
-_CHANGES = (CreateDeployment, NewEnrollmentToken, RegisterAgent, Decommission, AttachReporter)
+_CHANGES = (CreateDeployment, NewEnrollmentToken, RegisterAgent, Decommission, AttachReporter, ReleaseReporter)
 """The messages that change the directory (when they are not refused)."""

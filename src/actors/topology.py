@@ -158,6 +158,16 @@ class GetNodeSources:
 
 
 @attrs.frozen
+class ReporterSilent:
+    """Answered with whether nothing was reported under probe agent id
+    ``reporter_id`` for ``agents.stale_threshold``: its partition is gone or
+    that old, and no report of it waits to be merged. What an enrolled agent's
+    claim on the id lasts for (``_gate.vouch``)."""
+
+    reporter_id: str
+
+
+@attrs.frozen
 class ForgetAgent:
     """The server stopped tracking this agent (to make room for another): its
     nodes go now rather than once stale, and with them their metric history
@@ -343,6 +353,11 @@ class TopologyActor(Actor):
                 self._publish()
             self._forget_history(message.agent_id, partition)
             return None
+        if isinstance(message, ReporterSilent):
+            if message.reporter_id in self.pending:
+                return False
+            partition = self.graph.partitions.get(message.reporter_id)
+            return partition is None or partition.received_at < self.clock() - self.settings.agents.stale_threshold
         if isinstance(message, GetNodeSources):
             await self._flush(READ_BUDGET, at_least=READ_AT_LEAST)
             if message.offering_controls:

@@ -192,16 +192,17 @@ class AgentDirectory:
         deployment = self.deployments.get(agent.deployment_hash)
         return deployment is not None and deployment.tenant == tenant
 
-    def attach_reporter(self, reporter_id: str, agent_id: str) -> None:
+    def attach_reporter(self, reporter_id: str, agent_id: str, *, lapsed: bool = False) -> None:
         """Record that enrolled agent ``agent_id`` sends the reports of probe
         agent id ``reporter_id`` (replacing the one it sent before, and any
-        retired agent's claim on ``reporter_id``).
+        retired agent's claim on ``reporter_id``, or with ``lapsed`` any
+        agent's: nothing was reported under it for ``agents.stale_threshold``).
 
         Raises:
-            ValueError: another active agent already reports under ``reporter_id``.
+            ValueError: another active agent reports under ``reporter_id``, and its claim has not lapsed.
         """
         holder = self.reporting_agent(reporter_id)
-        if holder is not None and holder.id != agent_id:
+        if holder is not None and holder.id != agent_id and not lapsed:
             raise ValueError(f"probe agent id {reporter_id!r} is already reported by another enrolled agent")
         previous = self._reporter_of.pop(agent_id, None)
         if previous is not None:
@@ -211,6 +212,15 @@ class AgentDirectory:
             self._reporter_of.pop(stale, None)
         self._reporters[reporter_id] = agent_id
         self._reporter_of[agent_id] = reporter_id
+
+    def release_reporter(self, reporter_id: str) -> str | None:
+        """Forget which agent reports under probe agent id ``reporter_id`` (its
+        claim lapsed, and an unsigned probe reports under it now); answers
+        that agent's id, or None if none did."""
+        holder = self._reporters.pop(reporter_id, None)
+        if holder is not None and self._reporter_of.get(holder) == reporter_id:
+            del self._reporter_of[holder]
+        return holder
 
     def put_deployment(self, deployment: Deployment) -> None:
         self.deployments[deployment.hash] = deployment

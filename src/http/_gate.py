@@ -22,9 +22,10 @@ from quart import Quart, current_app, g, has_request_context, request, websocket
 
 from trioscope.actors.agent import ReportScope
 from trioscope.actors.alerts import AgentSeen, sighting_resolution
-from trioscope.actors.directory import AttachReporter, GetPublished, ReloadRecords
+from trioscope.actors.directory import AttachReporter, GetPublished, ReleaseReporter, ReloadRecords
 from trioscope.actors.refusals import ReporterTaken
 from trioscope.actors.store import Record
+from trioscope.actors.topology import ReporterSilent
 from trioscope.config import Settings
 from trioscope.domain.deployments import (
     AgentAuthFailure, AgentDirectory, AgentRecord, AgentStatus, Deployment, signature_valid,
@@ -702,11 +703,15 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
                          "credentials (enroll the probe with --deployment-hash and --enrollment-token)",
                          action="auth.failure", tenant=None, actor="anonymous", reporter_id=reporter_id,
                          deployment_hash=claimed_deployment)
-        if found.reporting_agent(reporter_id) is not None:
-            raise refuse(401, "signature_required",
-                         f"agent {reporter_id!r} reports for an enrolled agent: its reports, registrations and "
-                         "heartbeats must be signed with that agent's credentials", action="auth.failure", tenant=None,
-                         actor="anonymous", reporter_id=reporter_id)
+        holder = found.reporting_agent(reporter_id)
+        if holder is not None:
+            if not attach or not await _claim_lapsed(reporter_id):
+                raise refuse(401, "signature_required",
+                             f"agent {reporter_id!r} reports for an enrolled agent: its reports, registrations and "
+                             "heartbeats must be signed with that agent's credentials", action="auth.failure",
+                             tenant=None, actor="anonymous", reporter_id=reporter_id)
+            await services().directory.ask(ReleaseReporter(reporter_id), timeout=10.0)
+            _claim_taken(reporter_id, holder, None)
         return
     if claimed_deployment is not None and claimed_deployment != signer.deployment_hash:
         raise refuse(403, "wrong_deployment", "the agent credentials belong to another deployment",
@@ -718,7 +723,44 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
             if holder is not None:
                 raise ReporterTaken(reporter_id)
             return
-        await services().directory.ask(AttachReporter(reporter_id, signer.id), timeout=10.0)
+        lapsed = holder is not None and await _claim_lapsed(reporter_id)
+        await services().directory.ask(AttachReporter(reporter_id, signer.id, lapsed=lapsed), timeout=10.0)
+        if lapsed:
+            assert holder is not None
+            _claim_taken(reporter_id, holder, signer)
+
+
+CLAIM_CHECK_EVERY = 10.0
+"""Seconds the topology's word on a claim (``_claim_lapsed``) is taken for."""
+
+
+async def _claim_lapsed(reporter_id: str) -> bool:
+    """Whether the enrolled agent that reports under ``reporter_id`` stopped:
+    nothing was reported under it for ``agents.stale_threshold`` (the
+    topology's say, asked at most once per ``CLAIM_CHECK_EVERY``). One signed
+    report of another tenant's agent under a host's id held it for good: that
+    host's enrolled probe got 409 and its unsigned one 401 until the server
+    restarted."""
+    s = services()
+    now = time.monotonic()
+    checked = s.gate.claims_checked.get(reporter_id)
+    if checked is not None and now - checked[0] < CLAIM_CHECK_EVERY:
+        return checked[1]
+    lapsed = bool(await s.topology.ask(ReporterSilent(reporter_id), timeout=10.0))
+    checks = s.gate.claims_checked
+    if len(checks) > 2 * len(s.gate.directory.value.agents if s.gate.directory else ()) + 1024:
+        checks.clear()  # ids no longer claimed: one entry per claim at most, and claims are the agents'
+    checks[reporter_id] = (now, lapsed)
+    return lapsed
+
+
+def _claim_taken(reporter_id: str, holder: AgentRecord, signer: AgentRecord | None) -> None:
+    services().gate.claims_checked.pop(reporter_id, None)  # the new holder's claim is asked about anew
+    log.warning("probe agent id %s: enrolled agent %s reported nothing under it for agents.stale_threshold; %s "
+                "reports under it now", reporter_id[:80], holder.id,
+                f"enrolled agent {signer.id}" if signer is not None else "an unsigned probe",
+                extra={"event": "reporter_claim_lapsed", "agent_id": reporter_id[:80], "holder": holder.id,
+                       "signer": signer.id if signer is not None else None})
 
 
 @attrs.frozen

@@ -70,6 +70,12 @@ class Gate:
     """When the alerts actor was last told of each agent's requests (``AgentSeen``)."""
     refusals: RefusalSampler = attrs.field(factory=RefusalSampler)
     """Which refusals of clients who named nobody are audited one by one."""
+    claims_checked: dict[str, tuple[float, bool]] = attrs.field(factory=dict)
+    """Probe agent id -> when (monotonic) the topology last said whether its
+    enrolled agent's claim lapsed, and what (``_gate.vouch``): asked once per
+    ``CLAIM_CHECK_EVERY`` at most, so unsigned requests for a claimed id (an
+    address may send 200 a second) are not each an ask of the topology. At
+    most one entry per claim."""
 
 
 @attrs.frozen(kw_only=True)

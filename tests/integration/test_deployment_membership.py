@@ -189,3 +189,37 @@ async def test_a_control_for_a_retired_agent_goes_to_no_other_agent(server: Serv
         command = await operator.get(client, agent.deployment_hash, created.json()["command_id"])
         assert command["status"] == "expired" and "another agent may not run it" in command["history"][-1]["detail"]["reason"]
         assert command["target_agent_id"] == agent.agent_id
+
+
+async def test_a_claim_on_a_probe_id_lapses_once_nothing_signed_reports_under_it() -> None:
+    """Another tenant's agent signed one report under a host's probe id: that
+    host's enrolled probe got 409 and its unsigned one 401 for good (until a
+    restart). The claim lasts while its agent reports under the id; after
+    ``--stale-node-threshold`` of silence another signer takes it, and holds it."""
+    with ServerProcess(["--stale-node-threshold", "2s"]) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            _, squatter = await _victim(server, client)
+            owner_operator, owner = await _victim(server, client)
+            probe = fresh("host")
+            assert (await squatter.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
+            taken = await owner.signed_post(client, "/api/v1/reports", _report(probe))
+            assert (taken.status_code, taken.json()["error"]["code"]) == (409, "agent_id_taken")
+            unsigned = await client.post(f"{server.base_url}/api/v1/reports", json=_report(probe))
+            assert (unsigned.status_code, unsigned.json()["error"]["code"]) == (401, "signature_required")
+
+            async def owner_reports() -> bool:
+                return (await owner.signed_post(client, "/api/v1/reports", _report(probe))).status_code == 202
+            await eventually(owner_reports, deadline=60)
+            node_id = container_id(container_hex(f"{probe}-0", 1), node_scope(owner_operator.tenant))
+            await _node_shown(client, server, node_id)
+            again = await squatter.signed_post(client, "/api/v1/reports", _report(probe))
+            assert (again.status_code, again.json()["error"]["code"]) == (409, "agent_id_taken")
+            # An unsigned probe (the server's local one, say) has the id back the same way.
+            local = fresh("local")
+            assert (await squatter.signed_post(client, "/api/v1/reports", _report(local))).status_code == 202
+
+            async def local_reports() -> bool:
+                answer = await client.post(f"{server.base_url}/api/v1/reports", json=_report(local))
+                return answer.status_code == 202
+            await eventually(local_reports, deadline=60)
+        assert server.stderr().count("reported nothing under it for agents.stale_threshold") == 2
