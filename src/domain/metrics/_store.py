@@ -273,40 +273,7 @@ class MetricStore:
         known = held.series if held is not None else {}
         new = {sample.labels for sample in samples if sample.labels not in known}
         if new:
-            limits = self.limits
-            in_deployment = (held.per_deployment[deployment_hash] if held is not None else 0) + len(new)
-            if in_deployment > limits.max_series_per_deployment:
-                raise WriteLimitExceeded(
-                    429, "series_limit_reached",
-                    f"deployment {deployment_hash} would hold {in_deployment} series, more than "
-                    f"{limits.max_series_per_deployment} (metrics.max_series_per_deployment)",
-                    config_key="metrics.max_series_per_deployment", limit=limits.max_series_per_deployment)
-            in_tenant = len(known) + len(new)
-            if in_tenant > limits.max_series_per_tenant:
-                raise WriteLimitExceeded(
-                    429, "tenant_series_limit_reached",
-                    f"the tenant would hold {in_tenant} series, more than {limits.max_series_per_tenant} "
-                    "(metrics.max_series_per_tenant)",
-                    config_key="metrics.max_series_per_tenant", limit=limits.max_series_per_tenant)
-            if self._series + len(new) > limits.max_series:
-                raise WriteLimitExceeded(
-                    429, "server_series_limit_reached",
-                    f"the server holds {self._series} series and takes at most {limits.max_series} "
-                    "(metrics.max_series)", config_key="metrics.max_series", limit=limits.max_series)
-            size = sum(map(label_size, new))
-            in_tenant = (held.label_bytes if held is not None else 0) + size
-            if in_tenant > limits.max_label_bytes_per_tenant:
-                raise WriteLimitExceeded(
-                    429, "tenant_label_bytes_reached",
-                    f"the tenant's series would have {in_tenant} characters of labels, more than "
-                    f"{limits.max_label_bytes_per_tenant} (metrics.max_label_bytes_per_tenant)",
-                    config_key="metrics.max_label_bytes_per_tenant", limit=limits.max_label_bytes_per_tenant)
-            if self._label_bytes + size > limits.max_label_bytes:
-                raise WriteLimitExceeded(
-                    429, "server_label_bytes_reached",
-                    f"the server's series have {self._label_bytes} characters of labels and take at most "
-                    f"{limits.max_label_bytes} (metrics.max_label_bytes)", config_key="metrics.max_label_bytes",
-                    limit=limits.max_label_bytes)
+            self._check_room(held, deployment_hash, new)
         if held is None:
             held = self._tenants[tenant] = TenantSeries()
         cutoff = now - self.limits.retention
@@ -338,6 +305,28 @@ class MetricStore:
             kept += len(points) - gave_way
             superseded += gave_way
         return WriteOutcome(new_series=len(new), kept=kept, too_old=too_old, superseded=superseded)
+
+    def _check_room(self, held: TenantSeries | None, deployment_hash: str, new: set[Labels]) -> None:
+        """Raises ``WriteLimitExceeded`` (429) naming the first limit ``new`` series would pass."""
+        limits = self.limits
+        size = sum(map(label_size, new))
+        in_deployment = (held.per_deployment[deployment_hash] if held is not None else 0) + len(new)
+        in_tenant = (len(held.series) if held is not None else 0) + len(new)
+        tenant_bytes = (held.label_bytes if held is not None else 0) + size
+        for value, limit, code, key, what in (
+            (in_deployment, limits.max_series_per_deployment, "series_limit_reached",
+             "metrics.max_series_per_deployment", f"deployment {deployment_hash} would hold {in_deployment} series"),
+            (in_tenant, limits.max_series_per_tenant, "tenant_series_limit_reached", "metrics.max_series_per_tenant",
+             f"the tenant would hold {in_tenant} series"),
+            (self._series + len(new), limits.max_series, "server_series_limit_reached", "metrics.max_series",
+             f"the server would hold {self._series + len(new)} series"),
+            (tenant_bytes, limits.max_label_bytes_per_tenant, "tenant_label_bytes_reached",
+             "metrics.max_label_bytes_per_tenant", f"the tenant's series would have {tenant_bytes} characters of labels"),
+            (self._label_bytes + size, limits.max_label_bytes, "server_label_bytes_reached", "metrics.max_label_bytes",
+             f"the server's series would have {self._label_bytes + size} characters of labels"),
+        ):
+            if value > limit:
+                raise WriteLimitExceeded(429, code, f"{what}, more than {limit} ({key})", config_key=key, limit=limit)
 
     def expire(self, now: float) -> int:
         """Drop samples past the retention and series left empty; returns series removed."""
