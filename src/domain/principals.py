@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import sys
 import re
 
 import attrs
@@ -126,11 +127,14 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"invalid token: {exc}") from None
     exp = claims["exp"]
-    if not isinstance(exp, (int, float)) or isinstance(exp, bool) or (isinstance(exp, float) and not math.isfinite(exp)):
-        # NaN would never expire (``now >= nan`` is false).
+    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
         raise InvalidToken("invalid token: exp is not a number")
-    if not -LATEST_EXP <= exp <= LATEST_EXP:  # compared as it is: 10**400 made float() raise, a 500
-        raise InvalidToken("invalid token: exp is past the year 9999")
+    try:
+        exp = float(exp)
+    except OverflowError:  # an integer no float holds (10**400 raised here: a 500, a socket renewal closed 1000)
+        exp = sys.float_info.max if exp > 0 else -sys.float_info.max
+    if not math.isfinite(exp):  # NaN would never expire (``now >= nan`` is false)
+        raise InvalidToken("invalid token: exp is not a number")
     if now >= exp:
         raise InvalidToken("token expired")
     sub, tenant = claims["sub"], _tenant_claim(claims)
@@ -143,8 +147,6 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
     return Principal(sub, tenant, _role_claim(claims), float(exp))
 
 
-LATEST_EXP = 253_402_300_799
-"""Latest ``exp`` a token may have (9999-12-31T23:59:59Z): what an expiry time can be written as."""
 MAX_ROLES = 32
 """Names a ``roles`` claim may list (a token is a header: a long list is no user's)."""
 
