@@ -29,6 +29,7 @@ from ._kinds import (
     PathKind,
     SecretKind,
     SizeKind,
+    TenantKind,
 )
 
 SECOND = 1.0
@@ -439,6 +440,17 @@ KEYS: tuple[Key, ...] = (
              "/api/v1/ws and /metrics; reports and probe requests stay open",
         env=("TRIOSCOPE_AUTH_PROTECT_READS",),
         flags=("--protect-reads",),
+    ),
+    Key(
+        name="auth.admin_tenant",
+        kind=TenantKind(empty="(every tenant's ADMINs)"),
+        default="",
+        help="the tenant whose ADMINs administer the whole server: every tenant's figures on /metrics, "
+             "/health/detailed and /api/v1/runtime (its actors are named by probe ids); other tenants' ADMINs "
+             "get 403 on the last two and their own tenant's /metrics. Empty: every tenant's ADMIN, as one tenant's "
+             "server has it",
+        env=("TRIOSCOPE_AUTH_ADMIN_TENANT",),
+        flags=("--admin-tenant",),
     ),
     Key(
         name="auth.show_unassigned_agents",

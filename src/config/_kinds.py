@@ -509,6 +509,37 @@ class NameKind:
         return value
 
 
+@attrs.frozen
+class TenantKind:
+    """Empty, or a tenant's id as user tokens carry it (1 to 128 characters, none a control character)."""
+
+    metavar: str = "TENANT"
+    empty: str = "(none)"
+    """What an empty value means, as the effective configuration shows it."""
+
+    @property
+    def expected(self) -> str:
+        return "empty, or a tenant id of 1 to 128 characters without control characters"
+
+    def parse(self, value: object) -> str:
+        if not isinstance(value, str):
+            raise _type_mismatch(value, self.expected)
+        if len(value) > 128 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise InvalidValue(f"is not a tenant id; expected {self.expected}")
+        return value
+
+    def limits(self) -> str:
+        return self.expected
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, str)
+        return value or self.empty
+
+    def format_compact(self, value: object) -> str:
+        assert isinstance(value, str)
+        return value
+
+
 class SecretKind:
     """A signing key: empty (meaning "generate one") or at least ``min_length``
     characters. Its value is never shown: not in ``--print-config``, not in problems

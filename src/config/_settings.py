@@ -139,6 +139,8 @@ class AuthSettings:
     show_unassigned_agents: bool
     """With ``protect_reads``: whether every user also sees the probes enrolled in no
     deployment (each sees their own tenant's deployments' probes)."""
+    admin_tenant: str
+    """The tenant whose ADMINs read the whole server's figures; empty: every tenant's ADMIN."""
 
 
 @attrs.frozen(kw_only=True)

@@ -278,12 +278,30 @@ async def protected_read() -> None:
 def readable_tenant() -> str | None:
     """After ``protected_read``, for a read over every tenant (``/metrics``):
     the one tenant whose data the reader may see, or None for all of them
-    (reads open, as in the seed; or an ADMIN, who may read the whole
+    (reads open, as in the seed; or a server admin, who may read the whole
     server's figures as on ``/health/detailed`` and ``/api/v1/runtime``)."""
     reader: Principal | None = g.get("reader")
-    if reader is None or reader.may(Permission.ADMINISTER):
+    if reader is None or administers_server(reader):
         return None
     return reader.tenant
+
+
+def administers_server(principal: Principal) -> bool:
+    """Whether ``principal`` is an ADMIN of ``auth.admin_tenant`` (any tenant's, where that is empty)."""
+    admin_tenant = services().settings.auth.admin_tenant
+    return principal.may(Permission.ADMINISTER) and (not admin_tenant or principal.tenant == admin_tenant)
+
+
+async def server_admin() -> Principal:
+    """The authenticated user, an ADMIN of ``auth.admin_tenant`` (any tenant's
+    where that is empty); 401/403 (audited) otherwise. Another tenant's ADMIN
+    read the actor tree, named by every tenant's probe ids."""
+    principal = await user(Permission.ADMINISTER)
+    if not administers_server(principal):
+        raise refuse(403, "forbidden", "only the server's admin tenant's ADMINs may read the whole server's figures "
+                     "(auth.admin_tenant)", action="auth.denied", tenant=principal.tenant,
+                     actor=f"user:{principal.user_id}", needed="server_admin")
+    return principal
 
 
 async def visible_reporters() -> Callable[[str], bool] | None:

@@ -16,7 +16,6 @@ import cattrs
 from quart import Blueprint, Response
 
 from trioscope import allocator
-from trioscope.domain.principals import Permission
 
 from . import _gate
 from ._openapi import Answer, Auth, documented
@@ -65,7 +64,7 @@ async def ready() -> Response:
 @documented(auth=Auth.USER, answers={200: Answer("every component's figures"), 503: Answer("a component is down")})
 async def detailed() -> Response:
     """Every component's state and figures: mailboxes, restarts, store latency, clients, polls (ADMIN)."""
-    await _gate.user(Permission.ADMINISTER)
+    await _gate.server_admin()
     s = services()
     alive = s.system.root.alive
     components = await s.health.run(s, detailed=True) if alive else {}
@@ -97,7 +96,7 @@ async def ping() -> Response:
 async def runtime() -> Response:
     """The supervision tree with mailbox depths, restarts and dead letters, and
     the allocator of the serving process (ADMIN)."""
-    await _gate.user(Permission.ADMINISTER)
+    await _gate.server_admin()
     s = services()
     body = _unstructure(s.system.snapshot())
     running = allocator.current()

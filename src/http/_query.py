@@ -349,7 +349,7 @@ async def stats() -> Response:
     seen = await _gate.visible_nodes()
     if reporters is not None and seen is not None:
         # What the reader's views hold, not the server's (nor other tenants') figures; an
-        # ADMIN, who may read the whole server's (``readable_tenant``), has them apart.
+        # admin of the server, who may read the whole server's (``readable_tenant``), has them apart.
         admin = _gate.readable_tenant() is None
         if admin:
             whole = {"server": {"agents": agents, "topology": counts}}

@@ -287,3 +287,25 @@ async def _topology_message(ws: Any) -> dict[str, Any]:
             message = json.loads(await ws.get_message())
             if message["type"] == "topology_update":
                 return message["payload"]  # type: ignore[no-any-return]
+
+
+async def test_only_the_admin_tenants_admins_read_the_whole_servers_figures() -> None:
+    """Any tenant's ADMIN read every tenant's series on /metrics (their agent
+    ids, deployment hashes) and the actor tree named by every tenant's probe
+    ids: with --admin-tenant, only that tenant's ADMINs do."""
+    with ServerProcess(["--protect-reads", "true", "--admin-tenant", "ops"]) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            other = await enroll(client, server, Operator(server, fresh("user"), "beta"))
+            await other.wait(client, timeout=1)  # heard from: its series are labelled with its tenant
+            ops = {"Authorization": f"Bearer {server.user_token('root', 'ops', 'ADMIN')}"}
+            acme = {"Authorization": f"Bearer {server.user_token('ann', 'acme', 'ADMIN')}"}
+
+            async def labelled() -> bool:
+                return 'tenant="beta"' in (await client.get("/metrics", headers=ops)).text
+            await eventually(labelled)
+            assert 'tenant="beta"' not in (await client.get("/metrics", headers=acme)).text
+            for path in ("/api/v1/runtime", "/health/detailed"):
+                refused = await client.get(path, headers=acme)
+                assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden"), path
+                assert "auth.admin_tenant" in refused.json()["error"]["message"]
+                assert (await client.get(path, headers=ops)).status_code == 200, path
