@@ -23,7 +23,7 @@ from ._engine import (
     MAX_RANGE_POINTS, Budget, Evaluator, RegexAnswers, InstantVector, Labels, RangeVector, Scalar, label_key, parse, select,
 )
 from ._exceptions import BadQuery, QueryTooExpensive
-from ._store import Series, SeriesView, label_size
+from ._store import Series, SeriesView
 
 LOOKUP_MAX_SAMPLES = 5_000_000
 """The budget of a series or labels lookup whose caller passes none
@@ -157,7 +157,7 @@ def series_matching(view: SeriesView, selectors: list[pq.VectorSelector], start:
         budget.charge_elements(len(chosen))
         found.update((id(series), series) for series in chosen if _sampled_between(series, start, end))
     answer = list(found.values())[:None if limit is None else limit + 1]
-    _fits(sum(label_size(series.labels) + 6 * len(series.labels) + 3 for series in answer))
+    _fits(sum(_series_bytes(series.labels) + 1 for series in answer))
     return [_metric(series.label_map) for series in answer]
 
 
