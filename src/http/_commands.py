@@ -16,7 +16,9 @@ from quart import Blueprint, Response, request
 from trioscope.actors.deployment_queue import Cancel, Confirm
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
 from trioscope.actors.refusals import UnknownCommand
-from trioscope.domain.commands import MAX_JSON_DEPTH, MAX_PARAMETERS_BYTES, Command, CommandStatus, CreateCommand
+from trioscope.domain.commands import (
+    MAX_JSON_DEPTH, MAX_PARAMETERS_BYTES, Command, CommandMetadata, CommandStatus, CreateCommand,
+)
 from trioscope.domain.principals import Permission, Role
 from trioscope.wire import nesting_exceeds
 from trioscope.store import BulkPart
@@ -45,6 +47,8 @@ MAX_DEPLOYMENT_BODY = 4 * MAX_METADATA_BYTES
 escapes); a larger one is refused (413) before it is read."""
 CREATE_KEYS: tuple[str, ...] = tuple(a.name for a in attrs.fields(CreateCommand))
 """The keys a new command's body may have; any other is refused (400 naming it)."""
+METADATA_KEYS: tuple[str, ...] = tuple(a.name for a in attrs.fields(CommandMetadata))
+"""The keys its ``metadata`` may have (the seed's four), likewise."""
 MAX_COMMAND_BODY = 4 * MAX_PARAMETERS_BYTES
 """Bytes of a new command's body: its parameters (``MAX_PARAMETERS_BYTES`` as
 compact JSON; more as sent, with spaces and escapes) and the rest; a larger
@@ -176,6 +180,8 @@ async def create_command(user_id: str, deployment_hash: str) -> Response:
     document = await read_json(services().settings, limit=MAX_COMMAND_BODY)
     if isinstance(document, dict):
         unknown_keys("invalid_command", document, CREATE_KEYS, "a command")
+        if isinstance(metadata := document.get("metadata"), dict):
+            unknown_keys("invalid_command", metadata, METADATA_KEYS, "a command's metadata", at="$.metadata")
     create = decode_create(document)
     _check_confirmation(document)
     stored = await submit(principal, deployment, create)

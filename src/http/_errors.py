@@ -63,13 +63,14 @@ def closest(key: str, known: Sequence[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def unknown_keys(code: str, body: Mapping[str, Any], known: Sequence[str], what: str) -> None:
-    """400 ``code`` naming the first key of ``body`` not in ``known``, with the
-    closest it may have (a misspelt key was ignored: ``priorty`` ran a
-    command at normal priority, ``paramters`` a control without any)."""
+def unknown_keys(code: str, body: Mapping[str, Any], known: Sequence[str], what: str, at: str = "$") -> None:
+    """400 ``code`` naming the first key of ``body`` (found at path ``at``)
+    not in ``known``, with the closest it may have (a misspelt key was
+    ignored: ``priorty`` ran a command at normal priority, ``paramters`` a
+    control without any, ``metadata.requires_confirmaton`` one unconfirmed)."""
     for key in body:
         if key not in known:
-            raise field_error(code, key_path("$", key), f"unknown key{closest(key, known)}; {what} has {', '.join(known)}")
+            raise field_error(code, key_path(at, key), f"unknown key{closest(key, known)}; {what} has {', '.join(known)}")
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,

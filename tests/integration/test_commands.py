@@ -860,6 +860,25 @@ async def test_a_new_commands_unknown_key_is_named_with_the_closest_known_one(se
         assert listed.json()["commands"] == []
 
 
+async def test_a_misspelt_metadata_key_is_refused_not_dropped(server: ServerProcess) -> None:
+    """``metadata.requires_confirmaton: true`` was accepted and dropped: the
+    command was queued for delivery without the confirmation it asked for."""
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        response = await client.post(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth,
+                                     json={"type": "restart", "metadata": {"requires_confirmaton": True}})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert (error["code"], error["details"]["errors"][0]["path"]) == (
+            "invalid_command", "$.metadata.requires_confirmaton")
+        assert "did you mean requires_confirmation?" in error["message"]
+        listed = await client.get(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth)
+        assert listed.json()["commands"] == []
+        spelt = await client.post(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth,
+                                  json={"type": "restart", "metadata": {"requires_confirmation": True}})
+        assert (spelt.status_code, spelt.json()["status"]) == (202, "awaiting_confirmation"), spelt.text
+
+
 async def test_a_flood_of_bad_tokens_is_audited_as_a_sample_with_how_many_were_left_out() -> None:
     """Every refusal that names nobody was one audit row (kept for the history
     retention): one address sending bad tokens wrote ~90 rows a second. Its
