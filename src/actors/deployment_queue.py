@@ -328,7 +328,8 @@ class DeploymentQueueActor(RefusingActor):
             if len(self.queue) >= c.max_queued:
                 raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued")
             # Open commands' parameters stay in memory until they finish: bounded
-            # in bytes too, or one operator could hold gigabytes with large ones.
+            # in bytes too (of memory, not only of JSON: ``parameters_bytes``), or
+            # one operator could hold gigabytes with large ones.
             requested = parameters_bytes(message.command.parameters)
             if self.queue.parameter_bytes + requested > c.max_open_parameter_bytes:
                 raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
@@ -338,7 +339,7 @@ class DeploymentQueueActor(RefusingActor):
             # priority here, and creation order across restarts of this actor.
             self.last_sequence = max(int(now * 1e6), self.last_sequence + 1)
             command = attrs.evolve(message.command, sequence=self.last_sequence)
-            await self._save(command, None, message.audit)
+            await self._save(command, None, message.audit, size=requested)
             await self._dispatch(now)
             return command
         if isinstance(message, Confirm | Cancel | Report | Undeliverable):
@@ -429,11 +430,11 @@ class DeploymentQueueActor(RefusingActor):
             if command.id not in still_open:
                 await self._reload(command.id)
 
-    async def _save(self, command: Command, previous: Command | None, *extra: Write) -> None:
+    async def _save(self, command: Command, previous: Command | None, *extra: Write, size: int | None = None) -> None:
         writes: list[Write] = [SaveCommand(command, None if previous is None else len(previous.history))]
         writes.extend(extra)
         await commit(self.store, writes)
-        self.queue.put(command)
+        self.queue.put(command, size=size)
         self._note_finished(command)
         if self.stats is not None and command.status.terminal and (previous is None or not previous.status.terminal):
             self.stats.record_finished(command, command.updated_at)  # counted where it finishes, once

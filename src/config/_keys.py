@@ -557,8 +557,9 @@ KEYS: tuple[Key, ...] = (
         name="commands.max_open_parameter_bytes",
         kind=SizeKind(64 * 1024, 1024**3),
         default=4 * 1024 * 1024,
-        help="bytes (compact JSON) of the parameters of one deployment's open commands, held in memory until "
-             "they finish; a command that would pass it is refused with quota_exceeded",
+        help="bytes of the parameters of one deployment's open commands, held in memory until they finish "
+             "(each command's as compact JSON or as parsed in memory, whichever is more); a command that would "
+             "pass it is refused with quota_exceeded",
         env=("TRIOSCOPE_COMMANDS_MAX_OPEN_PARAMETER_BYTES",),
         flags=("--max-open-parameter-bytes",),
     ),

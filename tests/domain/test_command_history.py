@@ -6,6 +6,9 @@ bytes of its open commands' parameters."""
 
 from __future__ import annotations
 
+import sys
+
+import orjson
 from trioscope.domain.commands import (
     HISTORY_FIRST,
     HISTORY_LAST,
@@ -113,6 +116,16 @@ def test_events_of_a_merged_or_left_out_version() -> None:
     assert long.history.entry_at(HISTORY_FIRST + 5) is None  # left out: told as the command is now
     assert command_event(long, HISTORY_FIRST + 5) == command_event(long)
     assert command_event(long, 2)["status"] == "sent"
+
+
+def test_parameters_count_as_json_or_as_memory_whichever_is_more() -> None:
+    text = {"blob": "x" * 30_000}
+    assert len(orjson.dumps(text)) <= parameters_bytes(text) < 1.1 * len(orjson.dumps(text))
+    dense = {"x": [{} for _ in range(1000)]}  # as a parser makes them: one dict an item
+    assert parameters_bytes(dense) >= 1000 * sys.getsizeof({}) > 20 * len(orjson.dumps(dense))
+    shared = {"x": [0, None, True] * 1000}  # singletons: a pointer each, which the list counts
+    assert parameters_bytes(shared) == max(len(orjson.dumps(shared)),
+                                           sys.getsizeof(shared) + sys.getsizeof("x") + sys.getsizeof(shared["x"]))
 
 
 def test_the_queue_counts_the_bytes_of_its_open_commands_parameters() -> None:

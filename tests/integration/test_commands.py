@@ -24,6 +24,7 @@ from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
+from trioscope.domain.commands import parameters_bytes
 from trioscope.domain.topology import container_id, node_scope
 from trioscope.http._gate import MAX_POLLS_PER_AGENT
 from trioscope.store import StoreReader
@@ -970,7 +971,8 @@ async def test_open_commands_parameters_have_a_byte_budget_per_deployment() -> N
             assert refused.status_code == 403, refused.text
             error = refused.json()["error"]
             assert error["code"] == "quota_exceeded"
-            size = len('{"blob":""}') + len(blob)
+            size = parameters_bytes({"blob": blob})
+            assert size >= len('{"blob":""}') + len(blob)
             assert error["details"] == {"limit": 64 * 1024, "setting": "commands.max_open_parameter_bytes",
                                         "in_use": 2 * size, "requested": size}
             assert "would take" in error["message"] and "is reached" not in error["message"], error
@@ -979,6 +981,24 @@ async def test_open_commands_parameters_have_a_byte_budget_per_deployment() -> N
                                        headers=operator.auth)
             assert cancel.status_code == 200, cancel.text
             await operator.command(client, agent.deployment_hash, parameters={"blob": blob})  # a finished one's room
+
+
+async def test_open_commands_parameters_count_the_memory_they_take_not_only_their_json() -> None:
+    """``[{},{},...]`` is 3 bytes of JSON an item and ~72 in memory: counted
+    as JSON, a deployment's 4 MiB budget held ~98 MiB, and one operator's 50
+    deployments ~4.9 GB (again after every restart)."""
+    with ServerProcess(["--max-open-parameter-bytes", "1MiB"]) as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            dense = {"x": [{}] * 20_000}  # 60 KB of JSON, ~1.4 MB parsed
+            assert len(orjson.dumps(dense)) < 64 * 1024
+            refused = await client.post(operator.url(agent.deployment_hash, "/commands"),
+                                        json={"type": "x", "parameters": dense}, headers=operator.auth)
+            assert refused.status_code == 403, refused.text
+            details = refused.json()["error"]["details"]
+            assert details["setting"] == "commands.max_open_parameter_bytes"
+            assert details["requested"] > 20 * len(orjson.dumps(dense)), details
+            await operator.command(client, agent.deployment_hash, parameters={"x": [{}] * 2_000})  # ~140 KB: room
 
 
 async def test_an_answer_to_a_cancel_notice_that_was_never_sent_is_404(server: ServerProcess) -> None:

@@ -9,6 +9,7 @@ it surfaces, so transitions never search a heap.
 from __future__ import annotations
 
 import heapq
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,8 +42,42 @@ Delivery = Command | CancelNotice
 
 
 def parameters_bytes(parameters: dict[str, Any]) -> int:
-    """The size of ``parameters`` as compact JSON (as ``MAX_PARAMETERS_BYTES`` counts it)."""
-    return len(orjson.dumps(parameters))
+    """What ``parameters`` take: their size as compact JSON (as
+    ``MAX_PARAMETERS_BYTES`` counts it) or the memory the parsed objects
+    hold, whichever is more. JSON alone undercounts what an open command
+    keeps: ``[{},{},...]`` is 3 bytes an item and ~72 in memory, and 4 MiB of
+    it a deployment (``commands.max_open_parameter_bytes``) held ~98 MiB, at
+    every start again (the queues reload their open commands)."""
+    return max(len(orjson.dumps(parameters)), _memory(parameters))
+
+
+def _memory(value: Any) -> int:
+    """Bytes the objects of a parsed JSON value hold (``sys.getsizeof`` of
+    each, as the parser made them; the singletons ``None``, ``True`` and
+    ``False`` and CPython's cached small integers counted as the pointer to them
+    that their container already counts). Each item once: a command's
+    parameters are at most ``MAX_PARAMETERS_BYTES`` of JSON, ~22,000 items."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            total += sys.getsizeof(item)
+            stack.extend(item)
+            stack.extend(item.values())
+        elif kind is list:
+            total += sys.getsizeof(item)
+            stack.extend(item)
+        elif item is None or kind is bool or (kind is int and _CACHED_INTS[0] <= item <= _CACHED_INTS[1]):
+            continue
+        else:
+            total += sys.getsizeof(item)
+    return total
+
+
+_CACHED_INTS = (-5, 256)
+"""The integers CPython makes once (``[0, 0, ...]`` holds one ``0``)."""
 
 
 class DeploymentQueue:
@@ -80,10 +115,11 @@ class DeploymentQueue:
     def get(self, command_id: str) -> Command | None:
         return self._open.get(command_id)
 
-    def put(self, command: Command) -> None:
+    def put(self, command: Command, *, size: int | None = None) -> None:
         """Record ``command``'s current value: queued ones join the delivery order,
         finished ones leave, and a requested cancel of one with the agent is queued
-        for delivery."""
+        for delivery. ``size``: its ``parameters_bytes``, where the caller has
+        them already (walking 64 KiB of parameters takes milliseconds)."""
         previous = self._open.get(command.id)
         returned = command.id in self._taken
         self._taken.discard(command.id)
@@ -95,7 +131,9 @@ class DeploymentQueue:
             return
         self._open[command.id] = command
         if previous is None:
-            size = self._parameter_sizes[command.id] = parameters_bytes(command.parameters)
+            if size is None:
+                size = parameters_bytes(command.parameters)
+            self._parameter_sizes[command.id] = size
             self.parameter_bytes += size
         deadline = self._deadline(command)
         if deadline is not None and (previous is None or self._deadline(previous) != deadline):
