@@ -48,9 +48,12 @@ class RefusalSampler:
     tokens wrote ~90 rows a second, kept for the history retention (30 days:
     ~4 GB a day), and every other address or IPv6 /64 could do as much."""
 
-    def __init__(self, per_minute: int = 30, total_per_minute: int = 120, *, max_sources: int = 100_000) -> None:
+    def __init__(self, per_minute: int = 30, total_per_minute: int | None = 120, *,
+                 max_sources: int = 100_000) -> None:
+        """``total_per_minute`` None: no cap over all sources (each is
+        sampled alone: one tenant's flood leaves out none of another's)."""
         self.each = RateLimiter(per_minute, max_keys=max_sources)
-        self.all = RateLimiter(total_per_minute)
+        self.all = RateLimiter(total_per_minute) if total_per_minute is not None else None
         self.max_sources = max_sources
         self._left_out: OrderedDict[str, int] = OrderedDict()
         """Refusals not recorded, by source, since its last recorded one (the oldest sources forgotten beyond ``max_sources``)."""
@@ -60,7 +63,7 @@ class RefusalSampler:
     def admit(self, source: str, now: float) -> int | None:
         """None: leave this refusal out (counted); else record it, with how many
         of the source's were left out since its last recorded one."""
-        if self.each.acquire(source, now) or self.all.acquire("", now):
+        if self.each.acquire(source, now) or (self.all is not None and self.all.acquire("", now)):
             self.left_out += 1
             self._left_out[source] = self._left_out.pop(source, 0) + 1
             while len(self._left_out) > self.max_sources:

@@ -216,16 +216,21 @@ def bearer() -> str | None:
 
 def refuse(status: int, code: str, message: str, *, action: str, tenant: str | None, actor: str,
             **details: Any) -> ApiError:
-    """The refusal to raise, audited: one by one if it names a tenant or an
-    agent whose signature held, else as ``Gate.refusals`` samples them (a flood of bad tokens is counted, not
-    written row by row; the next row of its source says how many were left out)."""
-    if tenant is None and actor == "anonymous":  # a signed agent's refusal is audited row by row
-        left_out = services().gate.refusals.admit(client_source(), time.monotonic())
-        if left_out is None:
-            services().metrics.audit_unrecorded.inc()
-            return ApiError(status, code, message)
-        if left_out:
-            details["unrecorded_before"] = left_out
+    """The refusal to raise, audited as ``Gate.refusals`` samples those that
+    name nobody (by client source) and ``Gate.attributed_refusals`` those
+    whose credentials proved who sent them (by tenant and actor): a flood is
+    counted, not written row by row, and the next row of its source says how
+    many were left out."""
+    gate = services().gate
+    if tenant is None and actor == "anonymous":
+        left_out = gate.refusals.admit(client_source(), time.monotonic())
+    else:
+        left_out = gate.attributed_refusals.admit(f"{tenant}\x00{actor}", time.monotonic())
+    if left_out is None:
+        services().metrics.audit_unrecorded.inc()
+        return ApiError(status, code, message)
+    if left_out:
+        details["unrecorded_before"] = left_out
     _audit_refusal(audit_entry(action, actor=actor, tenant=tenant, outcome=code, path=_connection().path, **details))
     return ApiError(status, code, message)
 

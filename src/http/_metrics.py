@@ -370,8 +370,9 @@ class Metrics:
             "app_requests_refused", "Requests refused to protect the server (rate limits, connection caps, "
             "agent capacity), by reason", ["reason"], registry=self.registry)
         self.audit_unrecorded = Counter(
-            "app_audit_refusals_unrecorded", "Refusals that named nobody left out of the audit log (sampled per "
-            "address: the next recorded one of that address says how many)", registry=self.registry)
+            "app_audit_refusals_unrecorded", "Refusals left out of the audit log (sampled per address, or per agent "
+            "or user where the credentials proved who sent them: the next recorded one says how many)",
+            registry=self.registry)
         self._request_children: dict[tuple[str, str, int], Any] = {}
         self._node_series_watched = False
         self.registry.register(_RuntimeCollector(system))

@@ -919,6 +919,43 @@ async def test_a_flood_of_bad_tokens_is_audited_as_a_sample_with_how_many_were_l
         assert counted >= 300 - len(rows)
 
 
+async def test_a_flood_of_an_agents_bad_signatures_is_audited_as_a_sample_per_agent() -> None:
+    """A refusal whose token proved who sent it was audited row by row: one
+    agent token with bad signatures wrote ~7,000 rows a minute into its
+    tenant's log (kept 30 days). Sampled per agent, and with no cap over all
+    agents: another tenant's agent, refused meanwhile, is recorded."""
+    with ServerProcess(["--rate-per-address", "100000"]) as server:
+        async with httpx.AsyncClient() as client:
+            _, flooder = await setup(server, client)
+            _, other = await setup(server, client)
+            for _ in range(200):
+                refused = await flooder.wait(client, timeout=1, **{"X-Agent-Signature": "A" * 44})
+                assert refused.status_code == 401, refused.text
+            assert (await other.wait(client, timeout=1, **{"X-Agent-Signature": "A" * 44})).status_code == 401
+
+        async def refusals(agent: StatusAgent) -> list[dict[str, Any]]:
+            reader = StoreReader(server.database)
+            try:
+                records, _ = await reader.audit(None, action="auth.failure", actor=f"agent:{agent.agent_id}",
+                                                since=None, until=None, limit=1000, offset=0, every_tenant=True)
+            finally:
+                reader.close()
+            return [r.entry.details for r in records]
+
+        recorded = await eventually(lambda: refusals(flooder))
+        assert 0 < len(recorded) <= 30, len(recorded)
+        assert len(await eventually(lambda: refusals(other))) == 1
+        async with httpx.AsyncClient() as client:
+            async def said_left_out() -> list[dict[str, Any]] | None:
+                refused = await flooder.wait(client, timeout=1, **{"X-Agent-Signature": "A" * 44})
+                assert refused.status_code == 401
+                rows = await refusals(flooder)
+                return rows if any("unrecorded_before" in d for d in rows) else None
+
+            rows = await eventually(said_left_out, deadline=20)  # once the agent's sample has room again
+        assert len(rows) + sum(d.get("unrecorded_before", 0) for d in rows) >= 200
+
+
 async def test_progress_reports_make_one_history_entry_and_transitions_stay_exact(server: ServerProcess) -> None:
     """Each report used to add an entry and rewrite the whole history: its cost,
     and the command's GET, grew with every report of a long-running command."""
