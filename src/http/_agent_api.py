@@ -168,10 +168,20 @@ async def _agent_document(kind: type[D], code: str) -> tuple[AgentRecord, D]:
 
 
 @blueprint.post("/api/v1/agent/commands/report")
-@documented(auth=Auth.AGENT, body=CommandReport, errors={404: "no such command", 409: "conflicts with the recorded result"})
+@documented(auth=Auth.AGENT, body=CommandReport, errors={
+    404: "no such command", 409: "conflicts with the recorded result",
+    503: "over the agent's request or byte budget (rate_limited, Retry-After): send it again"})
 async def report() -> Response:
     """Report a command's progress (executing) or result (completed, success, failed)."""
-    agent, result = await _agent_document(CommandReport, "invalid_report")
+    try:
+        agent, result = await _agent_document(CommandReport, "invalid_report")
+    except ApiError as exc:
+        if exc.status != 429:
+            raise
+        # The status agent retries a report refused 5xx (three times, 2, 4 and 8 s
+        # apart), never one refused 429: a result over the agent's budget was
+        # lost, and its command failed as timed out although it had run.
+        raise ApiError(503, exc.code, exc.message, exc.details, exc.headers) from None
     command, changed = await ask_queue(agent.deployment_hash, Report(result, agent.id))
     if result.status != "executing":
         stop_follow(result.command_id, "finished")
