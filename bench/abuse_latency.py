@@ -12,7 +12,10 @@ Cases (each against a fresh server, one at a time):
 * ``writes``: one agent writing 10,000 metric points (line protocol, ~250 KiB)
   back to back;
 * ``late``: the same agent writing 10,000 points older than what its four
-  series hold (``--max-data-age 720h``, the newest day of each filled first).
+  series hold (``--max-data-age 720h``, the newest day of each filled first);
+* ``results``: two agents of one deployment's tenant each running commands
+  and reporting ~9.5 MB results of 220,000 small objects back to back (each
+  within its byte budget: a report refused is sent again after Retry-After).
 
 With ``--base REV`` each case runs first against that revision's ``src`` (an
 export of it on ``PYTHONPATH``), then against this tree: the ratio is this
@@ -32,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import trio
@@ -155,9 +159,34 @@ async def late(server: ServerProcess, stop: trio.Event) -> str:
     return await _write_loop(server, stop, lambda n: _points(day + (n * 10_000) % (20 * day), 10_000, now), fill)
 
 
+async def results(server: ServerProcess, stop: trio.Event) -> str:
+    result = [{"k": i, "v": "x" * 20} for i in range(220_000)]
+    statuses: dict[int, int] = {}
+    async with httpx.AsyncClient(timeout=120) as client:
+        pairs = [await setup(server, client) for _ in range(2)]
+
+        async def one(operator: Any, agent: StatusAgent) -> None:
+            while not stop.is_set():
+                created = await operator.command(client, agent.deployment_hash, type="backup")
+                await agent.poll(client, timeout=5)
+                while not stop.is_set():
+                    answer = await agent.report(client, created["command_id"], result=result)
+                    statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+                    if answer.status_code == 200:
+                        break
+                    await trio.sleep(float(answer.headers.get("Retry-After", "1")))
+
+        async with trio.open_nursery() as nursery:
+            for operator, agent in pairs:
+                nursery.start_soon(one, operator, agent)
+            await stop.wait()
+            nursery.cancel_scope.cancel()
+    return f"reports {dict(sorted(statuses.items()))}"
+
+
 CASES: dict[str, tuple[Abuse, list[str]]] = {
     "sockets": (sockets, []), "agents": (agents, []), "writes": (writes, []),
-    "late": (late, ["--max-data-age", "720h", "--agent-memory-budget", "32MiB"]),
+    "late": (late, ["--max-data-age", "720h", "--agent-memory-budget", "32MiB"]), "results": (results, []),
 }
 
 
