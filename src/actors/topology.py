@@ -299,6 +299,9 @@ class TopologyActor(Actor):
         """The agents whose reports were merged since the last version, with
         those reports' metric times: their process groups are recorded, a
         row per report, once the version is settled."""
+        self._unrecorded: set[str] = set()
+        """The agents of those reports: one merged again before its groups
+        are recorded has them recorded first (``_flush``)."""
 
     async def on_start(self) -> None:
         await self._recover()
@@ -443,23 +446,36 @@ class TopologyActor(Actor):
                 merged += 1
                 merge = self.pending.pop(next(iter(self.pending)))
                 self.sequence = max(self.sequence, merge.sequence)
+                if merge.report.agent_id in self._unrecorded:
+                    # Its groups' sums at its previous report's time are
+                    # recorded before this one changes them: a bucket must hold
+                    # the sum after the report of its time, whatever the
+                    # batches (a replica rebuilding history from the stream
+                    # merges each agent's reports in turn, a live one mostly
+                    # one per version: they recorded different sums, and a pod
+                    # gone by the batch's end lost its points).
+                    await self._record_settled_groups()
                 if self._merge(merge):
                     await self._let_others_run()
                     self._record(merge, self._groups, self._grouped)
+                    self._unrecorded.add(merge.report.agent_id)
                 await self._let_others_run()
             self._last_flush_duration = time.perf_counter() - started
         if publish or trio.current_time() >= self._last_publish + MERGE_INTERVAL:
-            # Groups are rebuilt once for all the reports merged since the last
-            # version, in slices between which requests get in (a backlog of a
-            # thousand hosts: thousands of groups).
-            self._yielded = time.perf_counter()
-            while not self.graph.settle(SETTLE_SLICE):
-                await self._let_others_run()
-            self._record_groups(self._groups, self._grouped)
-            self._groups, self._grouped = {}, {}
+            await self._record_settled_groups()
             await self._publish_in_steps()
             self._last_publish = trio.current_time()
         self._schedule(at_once=True)
+
+    async def _record_settled_groups(self) -> None:
+        """Rebuild the groups once for all the reports merged since they were
+        last recorded, in slices between which requests get in (a backlog of a
+        thousand hosts: thousands of groups), and record their sums."""
+        self._yielded = time.perf_counter()
+        while not self.graph.settle(SETTLE_SLICE):
+            await self._let_others_run()
+        self._record_groups(self._groups, self._grouped)
+        self._groups, self._grouped, self._unrecorded = {}, {}, set()
 
     async def _let_others_run(self) -> None:
         """A checkpoint once this flush has run ``YIELD_AFTER`` without one, so that
