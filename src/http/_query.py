@@ -48,6 +48,8 @@ blueprint = Blueprint("query", __name__)
 blueprint.before_request(_gate.protected_read)
 
 _VIEWS = {v.value: v for v in View}
+_VIEW_NAMES = ("all", *_VIEWS)
+"""What ``?view=`` may be, as on the live view (``all``: the whole topology, as no ``view``)."""
 T = TypeVar("T")
 MAX_DURATION = 30 * 24 * 3600.0
 
@@ -65,19 +67,20 @@ def duration_param(default: str) -> tuple[str, float]:
 
 
 @blueprint.get("/api/v1/query/topology")
-@documented(auth=Auth.READ, query=(choice("view", _VIEWS), integer("limit", 1, MAX_PAGE), text("cursor", "next_cursor of the page before"),
+@documented(auth=Auth.READ, query=(choice("view", _VIEW_NAMES), integer("limit", 1, MAX_PAGE), text("cursor", "next_cursor of the page before"),
                                     text("fields", "node fields, comma-separated"), boolean("summary")),
             answers={200: Answer("the topology"), 304: Answer("unchanged since the ETag given", media=None)})
 async def topology() -> Response:
-    """Get the current topology (?view=hosts|containers|processes|pods|services|processes-by-name; ?limit=&cursor=, ?fields=, ?summary=true)."""
+    """Get the current topology (?view=all|hosts|containers|processes|pods|services|processes-by-name; ?limit=&cursor=, ?fields=, ?summary=true)."""
     views_caught_up()
     name = request.args.get("view")
     view = None
-    if name is not None:
+    if name is not None and name != "all":
         view = _VIEWS.get(name)
         if view is None:
-            raise ApiError(400, "invalid_parameter", f"view: unknown view {name[:80]!r}; use one of {', '.join(_VIEWS)}",
-                           details={"parameter": "view", "allowed": list(_VIEWS)})
+            raise ApiError(400, "invalid_parameter",
+                           f"view: unknown view {name[:80]!r}; use one of {', '.join(_VIEW_NAMES)}",
+                           details={"parameter": "view", "allowed": list(_VIEW_NAMES)})
     limit, after = _page_params()
     fields = _fields_param()
     encoding = accepted_encoding()

@@ -547,7 +547,12 @@ def test_unknown_view_is_400_naming_view(client: httpx.Client) -> None:
     error = assert_error(client.get("/api/v1/query/topology", params={"view": "racks"}), 400,
                          "invalid_parameter", "view", "racks")
     assert error["details"]["parameter"] == "view"
-    assert set(error["details"]["allowed"]) == set(VIEWS)
+    assert set(error["details"]["allowed"]) == {"all", *VIEWS}
+
+
+def test_view_all_is_the_whole_topology_as_on_the_live_view(client: httpx.Client, mesh: dict[str, Any]) -> None:
+    """The live view took ``view=all``, the GET answered it 400."""
+    assert topology(client, "all")["nodes"].keys() == topology(client)["nodes"].keys()
 
 
 def test_topology_version_changes_only_with_the_topology(client: httpx.Client, mesh: dict[str, Any]) -> None:
