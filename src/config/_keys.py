@@ -814,6 +814,16 @@ KEYS: tuple[Key, ...] = (
         flags=("--ws-max-waiting-clients-per-address",),
     ),
     Key(
+        name="websocket.address_wait",
+        kind=DurationKind(0 * SECOND, 10 * MINUTE),
+        default=30 * SECOND,
+        help="how long a live view from an address that has websocket.max_waiting_clients_per_address waiting "
+             "already waits for one of them to have its first view before it gets 503 (0: at once); many "
+             "clients of one address connecting together are let in as the views before them are written",
+        env=("TRIOSCOPE_WEBSOCKET_ADDRESS_WAIT",),
+        flags=("--ws-address-wait",),
+    ),
+    Key(
         name="websocket.first_views_per_second",
         kind=IntegerKind(1, 100_000),
         default=300,

@@ -257,6 +257,8 @@ class WebSocketSettings:
     """Most live-view clients waiting for their first view at once."""
     max_waiting_clients_per_address: int
     """Of them, most from one client address."""
+    address_wait: float
+    """Seconds a live view waits for its address's share of those before it is refused."""
     first_views_per_second: int
     """Most first views started per second (after a burst of a quarter of that)."""
     reset_time_percent_per_address: int

@@ -145,6 +145,9 @@ class Services:
                                    max_per_address=self.settings.websocket.max_waiting_clients_per_address),
         takes_self=True))
     """Live-view clients waiting for their first view, and the pace of first views."""
+    first_view_room: trio.lowlevel.ParkingLot = attrs.field(factory=trio.lowlevel.ParkingLot)
+    """Where live views wait for their address's share of ``first_views``
+    (``_live._admitted``), woken whenever a waiting client leaves it."""
     reset_turns: ResetTurns = attrs.field(default=attrs.Factory(
         lambda self: ResetTurns.from_settings(self.settings.websocket), takes_self=True))
     """Every live-view client's turn to build a reset, and the frames held until sent, by client address."""
@@ -156,6 +159,11 @@ class Services:
     """The report bus (``bus.url``): reports go there instead of to the roster; None: merged here."""
     health: HealthChecks = attrs.field(factory=HealthChecks)
     """What ``/health``, ``/health/ready`` and ``/health/detailed`` look at."""
+
+    def first_view_left(self, address: str) -> None:
+        """A live-view client from ``address`` has its first view, or left without it."""
+        self.first_views.leave(address)
+        self.first_view_room.unpark_all()
 
 
 def attach(app: Quart, value: Services) -> None:
