@@ -18,6 +18,7 @@ from ._kinds import (
     DatabaseKind,
     DurationKind,
     HostKind,
+    HostNamesKind,
     HttpUrlKind,
     IntegerKind,
     Kind,
@@ -235,6 +236,18 @@ KEYS: tuple[Key, ...] = (
              "(a JSON object with log.format json)",
         env=("TRIOSCOPE_SERVER_ACCESS_LOG",),
         flags=("--access-log",),
+    ),
+    Key(
+        name="server.allowed_hosts",
+        kind=HostNamesKind(),
+        default=(),
+        help="host names clients may ask for in the Host header; any other is refused (421 host_not_allowed), "
+             "so that a web page whose name was pointed at this server (DNS rebinding) cannot read it from a "
+             "browser; IP addresses and localhost are always answered; .example.com: the domain and every name "
+             "under it; * for any; empty: any name, except when listening on a loopback address (only "
+             "IP addresses and localhost then)",
+        env=("TRIOSCOPE_SERVER_ALLOWED_HOSTS",),
+        flags=("--allowed-hosts",),
     ),
     Key(
         name="server.cors_origins",

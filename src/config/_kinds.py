@@ -658,6 +658,51 @@ class NetworksKind:
         return ",".join(value)
 
 
+_HOST_NAME = re.compile(r"\.?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
+@attrs.frozen
+class HostNamesKind:
+    """DNS names a client may ask for in ``Host`` (``ops.example.com``; with a
+    leading dot, a domain and every name under it), as a YAML list or text
+    separated by commas; ``*`` for any; empty for the default. Lower case."""
+
+    metavar: str = "NAME[,NAME...]"
+    most: int = 256
+
+    @property
+    def expected(self) -> str:
+        return "host names such as ops.example.com,.corp.example (comma-separated or a YAML list), * for any, or empty"
+
+    def parse(self, value: object) -> tuple[str, ...]:
+        items = _items(value, self.expected)
+        if len(items) > self.most:
+            raise InvalidValue(f"lists {len(items)} host names; at most {self.most}", quote=False)
+        if "*" in items:
+            if len(items) > 1:
+                raise InvalidValue("mixes * with host names; give either * or the names", quote=False)
+            return ("*",)
+        names = []
+        for item in items:
+            name = item.lower().rstrip(".")
+            if len(name) > 253 or not _HOST_NAME.fullmatch(name):
+                raise InvalidValue(f"{_which(item, items)} not a host name (letters, digits, hyphens and dots, "
+                                   f"no port); expected {self.expected}")
+            names.append(name)
+        return tuple(dict.fromkeys(names))
+
+    def limits(self) -> None:
+        return None
+
+    def format(self, value: object) -> str:
+        assert isinstance(value, tuple)
+        return ",".join(value) or "(by --host)"
+
+    def format_compact(self, value: object) -> str:
+        assert isinstance(value, tuple)
+        return ",".join(value)
+
+
 _ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
 
 

@@ -48,6 +48,8 @@ class ServerSettings:
     """``x-forwarded-for`` or ``forwarded``: the header the trusted proxies set."""
     access_log: bool = False
     """Whether every request is logged (``trioscope.access``)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """Host names answered (``http._hosts``); ``("*",)`` for any; empty: any off loopback."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed cross-origin requests and WebSockets; ``("*",)`` for any."""
     cors_allow_credentials: bool = False

@@ -27,6 +27,7 @@ from ._bodies import bound_path
 from ._access_log import AccessLog, name_route
 from ._client_sockets import close_all
 from ._cors import Cors, CorsPolicy
+from ._hosts import HostCheck, HostPolicy
 from ._errors import ApiError, closing_if_unread, error_response, install_error_handlers
 from ._health_checks import check_bus
 from ._metrics import CommandServiceSources, Metrics, encode, of_tenant
@@ -99,7 +100,9 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     install_error_handlers(app)
     proxies = services_of(app).proxies
     app.asgi_app = AccessLog(  # type: ignore[method-assign]  # Quart's documented way to add ASGI middleware
-        Cors(app.asgi_app, CorsPolicy.parse(settings.server.cors_origins, settings.server.cors_allow_credentials)),
+        HostCheck(Cors(app.asgi_app, CorsPolicy.parse(settings.server.cors_origins,
+                                                      settings.server.cors_allow_credentials)),
+                  HostPolicy.parse(settings.server.allowed_hosts, settings.server.host), proxies),
         enabled=settings.server.access_log, proxies=proxies)
     for blueprint in (_health.blueprint, _agents.blueprint, _reports.blueprint, _query.blueprint,
                       _live.blueprint, _commands.blueprint, _agent_api.blueprint, _audit.blueprint,

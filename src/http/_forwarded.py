@@ -110,6 +110,10 @@ class TrustedProxies:
     def trusts(self, address: IPAddress | None) -> bool:
         return address is not None and any(address in network for network in self.networks)
 
+    def trusts_peer(self, peer: str) -> bool:
+        """Whether the connection's peer (as the ASGI scope gives it) is a trusted proxy."""
+        return bool(self.networks) and self.trusts(_address(peer))
+
     def client(self, peer: str, header_values: Iterable[str]) -> str:
         """The client's address.
 

@@ -1,0 +1,112 @@
+"""Which names the server answers to in ``Host`` (``server.allowed_hosts``):
+the defence against DNS rebinding.
+
+A web page the operator opens can have its own name pointed at the server's
+address after it loaded (DNS rebinding): its scripts then read the server as
+their own origin (same-origin requests, and WebSockets whose ``Origin`` is the
+``Host`` they were sent to), whatever address the server listens on, a
+loopback one included. What tells it apart is the name it asks for: a name
+the server is not known by. So a request naming any other host than an IP
+address, ``localhost`` or one of ``server.allowed_hosts`` is refused (421),
+before anything else reads it. Without a list, a server listening on a
+loopback address answers those alone (whoever else can reach it is a page
+rebinding a name), and one listening elsewhere any name (it has names of its
+own that only its operator knows: list them to close it too). Programs that
+send no ``Host`` (HTTP/1.0) are not concerned, nor are connections from a
+trusted proxy (``server.trusted_proxies``), which chose this server by the
+name (nginx's ``server_name``) and passes it on as the browser sent it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+import attrs
+import orjson
+
+from ._access_log import ROUTE_KEY, App, Receive, Scope, Send
+from ._forwarded import TrustedProxies
+
+MISDIRECTED = 421
+"""RFC 9110: the server is not able to answer for this URI's authority."""
+
+
+@attrs.frozen
+class HostPolicy:
+    """The names answered (pure): exact names and, with a leading dot, domains."""
+
+    names: frozenset[str] = frozenset()
+    domains: tuple[str, ...] = ()
+    any_name: bool = True
+
+    @classmethod
+    def parse(cls, allowed: Sequence[str], listening_on: str) -> HostPolicy:
+        """From checked configuration and the address the server listens on."""
+        if "*" in allowed or (not allowed and not _loopback(listening_on)):
+            return cls()
+        return cls(frozenset(n for n in allowed if not n.startswith(".")),
+                   tuple(n for n in allowed if n.startswith(".")), any_name=False)
+
+    def allows(self, host: str) -> bool:
+        """Whether ``host`` (a ``Host`` header: a name or address, maybe with a port) is answered."""
+        if self.any_name:
+            return True
+        name = _without_port(host).lower().rstrip(".")
+        if name == "localhost" or name.endswith(".localhost") or name in self.names:
+            return True
+        if any(name.endswith(domain) or name == domain[1:] for domain in self.domains):
+            return True
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            return False
+        return True  # an address: no name to rebind
+
+
+def _without_port(host: str) -> str:
+    if host.startswith("["):
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def _loopback(address: str) -> bool:
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class HostCheck:
+    """ASGI middleware refusing requests whose ``Host`` a ``HostPolicy`` does not answer."""
+
+    def __init__(self, app: App, policy: HostPolicy, proxies: TrustedProxies) -> None:
+        self.app = app
+        self.policy = policy
+        self.proxies = proxies
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.policy.any_name or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        host = next((bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if bytes(k).lower() == b"host"),
+                    None)
+        if host is None or self.policy.allows(host) or self.proxies.trusts_peer(str((scope.get("client") or ("",))[0])):
+            await self.app(scope, receive, send)
+            return
+        scope[ROUTE_KEY] = "(Host refused)"
+        body = orjson.dumps({"error": {"code": "host_not_allowed", "message": (
+            f"this server does not answer for the name {host[:200]!r}; ask for it by an IP address or localhost, "
+            "or have its operator add the name to server.allowed_hosts (--allowed-hosts)")}})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if scope["type"] == "websocket":
+            if "websocket.http.response" not in (scope.get("extensions") or {}):
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            await send({"type": "websocket.http.response.start", "status": MISDIRECTED, "headers": headers})
+            await send({"type": "websocket.http.response.body", "body": body})
+            return
+        await send({"type": "http.response.start", "status": MISDIRECTED, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
