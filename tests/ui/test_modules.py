@@ -494,6 +494,16 @@ def test_control_and_bidi_characters_in_names_are_shown_as_escapes(page: Page) -
     assert result == ["evil\\u202Egnp.exe", "a\\u0000b\\u000Ac\\u200Bd\\u2028", "café 東京 🙂 x-y_z", "", "42"]
 
 
+def test_output_of_many_lines_keeps_its_line_breaks_and_tabs_but_shows_other_invisibles(page: Page) -> None:
+    """A command's output and error, and a container's log line, were shown as
+    sent: ``invoice\u202Efdp.exe`` read "invoiceexe.pdf", and a log message
+    with a newline faked a line of its own (the log uses ``visible``)."""
+    result = run(page, "format", r"""
+      return [m.visibleLines('line 1\r\n\tline 2\ninvoice\u202Efdp.exe\u0007'), m.visibleLines(null)];
+    """)
+    assert result == ["line 1\r\n\tline 2\ninvoice\\u202Efdp.exe\\u0007", ""]
+
+
 def test_joiners_are_kept_and_a_shortened_name_never_ends_in_half_an_escape(page: Page) -> None:
     result = run(page, "format", r"""
       const persian = 'می\u200Cخواهم', family = '👩\u200D👩\u200D👧', heart = '❤\uFE0F';

@@ -6,7 +6,7 @@
 
 import { ApiError, api, socketUrl, tokenProtocols } from "./api.js";
 import { el } from "./dom.js";
-import { visible } from "./format.js";
+import { visible, visibleLines } from "./format.js";
 import { LiveLog } from "./livelog.js";
 import { ReconnectingSocket } from "./socket.js";
 
@@ -172,8 +172,8 @@ export class Controls {
 
   #showOutput(command) {
     const result = command.result || {};
-    const text = command.action === "inspect" ? JSON.stringify(result, null, 2)
-      : `${result.output ?? ""}${result.truncated ? `\n… cut at ${result.bytes} bytes` : ""}`;
+    const text = command.action === "inspect" ? visibleLines(JSON.stringify(result, null, 2))
+      : `${visibleLines(result.output ?? "")}${result.truncated ? `\n… cut at ${result.bytes} bytes` : ""}`;
     const title = command.action === "logs" ? `Logs of ${command.label}`
       : command.action === "exec" ? `${(command.parameters.argv || []).join(" ")} in ${command.label} (exit ${result.exit_code})`
         : `Inspect ${command.label}`;
@@ -193,7 +193,7 @@ export class Controls {
 }
 
 function describe(command) {
-  if (command.status === "failed" && command.error) return `failed: ${command.error}`;
+  if (command.status === "failed" && command.error) return `failed: ${visible(command.error)}`;
   if (command.status === "executing" && typeof command.percent === "number") return `executing ${command.percent}%`;
   return command.status || "sending";
 }

@@ -62,7 +62,8 @@ export function clock(date) {
 // sequences are spelt with them, and they reorder nothing. (Variation
 // selectors are marks, not format characters: never escaped.)
 // The one function the table, the graph's labels, the details, the series
-// picker and the alerts use.
+// picker, the alerts and the live log (a container's line: a newline in it
+// would fake a line of its own) use.
 const INVISIBLE = /(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
 
 export function visible(text) {
@@ -71,6 +72,18 @@ export function visible(text) {
   INVISIBLE.lastIndex = 0;
   if (!INVISIBLE.test(value)) return value; // the usual case: no new string
   return value.replace(INVISIBLE, escape);
+}
+
+// visible(text) for text of many lines (a command's output, its error): tabs
+// and line breaks stay what they are, every other invisible is escaped.
+const INVISIBLE_IN_LINES = /(?![\u200C\u200D\n\r\t])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+
+export function visibleLines(text) {
+  if (text === null || text === undefined) return "";
+  const value = String(text);
+  INVISIBLE_IN_LINES.lastIndex = 0;
+  if (!INVISIBLE_IN_LINES.test(value)) return value;
+  return value.replace(INVISIBLE_IN_LINES, escape);
 }
 
 function escape(c) {

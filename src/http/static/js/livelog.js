@@ -7,6 +7,7 @@
 
 import { ApiError, api } from "./api.js";
 import { el } from "./dom.js";
+import { visible } from "./format.js";
 
 const MAX_LINES = 500; // lines kept on screen; older ones scroll away
 const MAX_EARLY = 200; // lines that arrive before the command's POST has answered
@@ -115,7 +116,7 @@ export class LiveLog {
   #append(entry) {
     const time = new Date(entry.timestamp).toLocaleTimeString();
     this.lines.append(el("div", { class: `log-line ${entry.source}`, "data-source": entry.source,
-      text: `${time} ${entry.message}` }));
+      text: `${time} ${visible(entry.message)}` }));
     while (this.lines.childElementCount > MAX_LINES) this.lines.firstElementChild.remove();
     this.lines.scrollTop = this.lines.scrollHeight;
   }
