@@ -86,7 +86,9 @@ class _Answer:
         event = message["type"]
         if event in ("http.response.start", "websocket.http.response.start"):
             self.status = message["status"]
-            message = {**message, "headers": [*message.get("headers", ()), self._header()]}
+            # nosniff on every answer, not only the UI's: a JSON error echoing
+            # what was asked must never be read as a page.
+            message = {**message, "headers": [*message.get("headers", ()), self._header(), _NOSNIFF]}
         elif event == "websocket.accept":
             self.status = 101
             message = {**message, "headers": [*message.get("headers", ()), self._header()]}
@@ -102,6 +104,9 @@ class _Answer:
         return (b"x-request-id", self._rid.encode("ascii"))
 
 
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+
 def _utf8_length(text: str) -> int:
     """Bytes of ``text`` in UTF-8, without encoding it where that is known: a
     shared frame's (``SharedFrame.nbytes``; a first view of 100 MB sent to
@@ -114,7 +119,8 @@ def _utf8_length(text: str) -> int:
 
 class AccessLog:
     """ASGI middleware: an ``X-Request-Id`` on every HTTP answer (and on the
-    WebSocket handshake's), and the access-log line when ``enabled``."""
+    WebSocket handshake's) and ``X-Content-Type-Options: nosniff``, and the
+    access-log line when ``enabled``."""
 
     def __init__(self, app: App, *, enabled: bool, proxies: TrustedProxies) -> None:
         self.app = app

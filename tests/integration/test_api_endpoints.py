@@ -550,6 +550,13 @@ def test_unknown_view_is_400_naming_view(client: httpx.Client) -> None:
     assert set(error["details"]["allowed"]) == {"all", *VIEWS}
 
 
+def test_every_answer_says_nosniff_so_an_echoing_error_is_never_read_as_a_page(client: httpx.Client) -> None:
+    refused = client.get("/api/v1/query/topology", params={"view": "<img src=x onerror=alert(1)>"})
+    assert refused.status_code == 400 and refused.headers["content-type"].startswith("application/json")
+    assert refused.headers["x-content-type-options"] == "nosniff"
+    assert client.get("/health").headers["x-content-type-options"] == "nosniff"
+
+
 def test_view_all_is_the_whole_topology_as_on_the_live_view(client: httpx.Client, mesh: dict[str, Any]) -> None:
     """The live view took ``view=all``, the GET answered it 400."""
     assert topology(client, "all")["nodes"].keys() == topology(client)["nodes"].keys()
