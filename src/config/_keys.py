@@ -301,6 +301,16 @@ KEYS: tuple[Key, ...] = (
         flags=("--history-retention",),
     ),
     Key(
+        name="storage.min_free_bytes",
+        kind=SizeKind(0, 2**50),
+        default=1024**3,
+        help="free space the embedded SQLite store's disk keeps: with less, agents' command results over 64 KiB "
+             "are refused (507 insufficient_storage) rather than letting the disk fill, which ends the server; "
+             "0: not watched (PostgreSQL guards its own disk)",
+        env=("TRIOSCOPE_STORAGE_MIN_FREE_BYTES",),
+        flags=("--min-free-bytes",),
+    ),
+    Key(
         name="store.database",
         kind=DatabaseKind(),
         default="",

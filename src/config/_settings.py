@@ -73,6 +73,8 @@ class StorageSettings:
     """Seconds between deletions of data older than ``max_data_age``."""
     history_retention: float
     """Seconds finished commands, audit records and retired agents are kept."""
+    min_free_bytes: int = 1024**3
+    """Bytes the embedded store's disk keeps free: with less, large command results are refused."""
 
 
 @attrs.frozen(kw_only=True)

@@ -167,12 +167,22 @@ async def _agent_document(kind: type[D], code: str) -> tuple[AgentRecord, D]:
     return agent, document
 
 
+SMALL_RESULT = 64 * 1024
+"""Bytes of a command report still taken while the disk is short of room
+(``DiskRoom``): a command's outcome and a little of its output."""
+
+
 @blueprint.post("/api/v1/agent/commands/report")
 @documented(auth=Auth.AGENT, body=CommandReport, errors={
     404: "no such command", 409: "conflicts with the recorded result",
-    503: "over the agent's request or byte budget (rate_limited, Retry-After): send it again"})
+    503: "over the agent's request or byte budget (rate_limited, Retry-After): send it again",
+    507: "the server's disk is nearly full: a report over 64 KiB is not kept now (insufficient_storage)"})
 async def report() -> Response:
     """Report a command's progress (executing) or result (completed, success, failed)."""
+    if services().disk_room.short() and (request.content_length is None or request.content_length > SMALL_RESULT):
+        raise ApiError(507, "insufficient_storage", f"the server's disk is nearly full: a report over "
+                       f"{SMALL_RESULT // 1024} KiB cannot be kept now (storage.min_free_bytes); send it again later",
+                       headers={"Retry-After": "60"})
     try:
         agent, result = await _agent_document(CommandReport, "invalid_report")
     except ApiError as exc:

@@ -53,11 +53,12 @@ from ._secret import token_secret as token_secret
 from ._postgres_reader import PostgresReader as PostgresReader
 from ._postgres import PostgresWriter as PostgresWriter
 from ._sqlite import DATABASE_FILE as DATABASE_FILE
+from ._disk_room import DiskRoom as DiskRoom
 from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
-    "CHANGES_CHANNEL", "DATABASE_FILE", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
+    "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
     "ForgetAgents", "NewerSchema", "PostgresReader", "PostgresWriter", "RateBudget", "Rejected", "ReplayIds",
     "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",

@@ -688,6 +688,30 @@ async def test_an_agents_bytes_have_a_budget_of_their_own_over_http_and_on_its_s
                 assert all(a["retry_after"] >= 1 for a in refusals), answers
 
 
+async def test_a_large_result_is_refused_while_the_disk_is_short_of_room_and_a_small_one_is_kept(database: str) -> None:
+    """Agents' results filled the disk at their byte budgets (two agents ~190 MiB
+    a minute, kept 30 days), and SQLite on a full disk ends the server. Below
+    ``--min-free-bytes`` (here more than any disk has) a large result is
+    refused 507, which the status agent sends again later; small ones go on.
+    PostgreSQL's disk is the database server's: not watched."""
+    with ServerProcess(["--min-free-bytes", "1000TiB"]) as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            created = await operator.command(client, agent.deployment_hash)
+            assert await agent.poll(client, timeout=5) is not None
+            large = await agent.report(client, created["command_id"], result={"output": "x" * 100_000})
+            if database == "postgresql":
+                assert large.status_code == 200, large.text
+                return
+            assert large.status_code == 507, large.text
+            assert large.json()["error"]["code"] == "insufficient_storage" and large.headers["Retry-After"] == "60"
+            small = await agent.report(client, created["command_id"], result={"output": "done"})
+            assert small.status_code == 200, small.text
+            assert (await operator.get(client, agent.deployment_hash, created["command_id"]))["result"] == {
+                "output": "done"}
+        assert "less than storage.min_free_bytes" in server.stderr()
+
+
 async def test_a_deployment_shows_its_agents_and_when_they_were_last_seen(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await setup(server, client)

@@ -1,0 +1,64 @@
+"""Room left on the disk of the embedded store (``storage.min_free_bytes``).
+
+SQLite on a full disk fails every write, and the store's crashes then end the
+server (README: exit 1). What fills a disk fastest is agents' command results
+(each up to ``server.max_body_size``, at the agent's byte budget: two agents
+of one tenant wrote ~190 MiB a minute, kept for the history retention), so
+large ones are refused (507) while the disk has less than the minimum free,
+and everything small goes on: the server stays up for every tenant, and says
+why. PostgreSQL's disk is the database server's, which it guards itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LOOK_EVERY = 2.0
+"""Seconds a reading of the free space is used (``os.statvfs`` is cheap, not free)."""
+WARN_EVERY = 60.0
+"""Seconds between two warnings while the disk stays short of room."""
+
+
+class DiskRoom:
+    """The free space of the filesystem holding ``path``, read at most every ``LOOK_EVERY`` seconds."""
+
+    def __init__(self, path: Path | None, minimum: int) -> None:
+        self.path = path
+        """A file or directory on the disk watched; None: nothing is watched (PostgreSQL)."""
+        self.minimum = minimum
+        """Bytes that must stay free; 0: nothing is watched."""
+        self._read_at = -float("inf")
+        self._free = 0
+        self._warned_at = -float("inf")
+
+    def short(self) -> bool:
+        """Whether the disk has less than ``minimum`` free (warned in the log, once a minute)."""
+        if self.path is None or not self.minimum:
+            return False
+        now = time.monotonic()
+        if now - self._read_at >= LOOK_EVERY:
+            self._read_at = now
+            try:
+                found = os.statvfs(self.path if self.path.is_dir() else self.path.parent)
+            except OSError:
+                return False  # not there yet (a store about to be created): nothing to say
+            self._free = found.f_bavail * found.f_frsize
+        if self._free >= self.minimum:
+            return False
+        if now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            log.warning("the disk of %s has %d MiB free, less than storage.min_free_bytes (%d MiB): command "
+                        "results over the small size are refused (507) until room is made", self.path,
+                        self._free // 2**20, self.minimum // 2**20,
+                        extra={"event": "disk_short", "free_bytes": self._free, "minimum_bytes": self.minimum})
+        return True
+
+    @property
+    def free(self) -> int:
+        """Bytes free at the last reading."""
+        return self._free
