@@ -47,14 +47,18 @@ def finished_at(command: Command) -> float | None:
 
 
 def command_from_columns(document: bytes, *, error: bytes | None = None, history: bytes | None = None,
-                         result: bytes | None = None) -> Command:
+                         result: bytes | None = None, raw_result: bool = False) -> Command:
     """The inverse of ``command_columns``, from the document and those bulk columns
-    that were read: the others stay None, and the history its newest entry."""
+    that were read: the others stay None, and the history its newest entry.
+    With ``raw_result``, the result is its stored JSON as an ``orjson.Fragment``
+    (None for JSON ``null``), for an answer that only writes it out again: a
+    viewer re-reading a command with a 1 MiB result had it parsed and encoded
+    again each time (another tenant's requests p95 7 -> 192 ms at 24 a second)."""
     fields = orjson.loads(document)
     if history is not None:
         fields["history"] = orjson.loads(history)
     if result is not None:
-        fields["result"] = orjson.loads(result)
+        fields["result"] = (None if result == b"null" else orjson.Fragment(result)) if raw_result else orjson.loads(result)
     if error is not None:
         fields["error"] = orjson.loads(error)
     return command_from_document(fields)

@@ -389,7 +389,7 @@ class SqliteReader:
             return None
         document, history, error_bytes, error, result_bytes, result = row
         return StoredCommand(
-            command=command_from_columns(document, error=error, history=history, result=result),
+            command=command_from_columns(document, error=error, history=history, result=result, raw_result=True),
             result_bytes=result_bytes, error_bytes=error_bytes, result_included=result is not None,
             error_included=error is not None, history_included=True)
 
