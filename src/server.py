@@ -13,7 +13,6 @@ budget running out, cancels whatever is left.
 from __future__ import annotations
 
 import gc
-import ipaddress
 import logging
 import os
 import resource
@@ -46,6 +45,7 @@ from trioscope.http import (
     stop_live_updates,
 )
 from trioscope.http._connection_limits import shared_room_warning  # not of the edge's API: said at start only
+from trioscope.http._hosts import loopback  # likewise
 from trioscope.http._shared import typical_host_warning  # likewise
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
@@ -229,13 +229,8 @@ def open_reads_warning(settings: Settings) -> str | None:
     """What to say when anyone on the network can read the topology: reads open
     (the seed's default) on an address that is not loopback only."""
     host = settings.server.host
-    if settings.auth.protect_reads or host == "localhost":
+    if settings.auth.protect_reads or loopback(host):
         return None
-    try:
-        if ipaddress.ip_address(host).is_loopback:
-            return None
-    except ValueError:
-        pass  # a host name: it may resolve to anything
     where = "every interface" if host in ("0.0.0.0", "::") else host
     # Protecting reads hides the nodes of unsigned probes (the local probe's among them):
     # said here, where it is recommended, so that an empty UI afterwards is no surprise.

@@ -43,7 +43,7 @@ class HostPolicy:
     @classmethod
     def parse(cls, allowed: Sequence[str], listening_on: str) -> HostPolicy:
         """From checked configuration and the address the server listens on."""
-        if "*" in allowed or (not allowed and not _loopback(listening_on)):
+        if "*" in allowed or (not allowed and not loopback(listening_on)):
             return cls()
         return cls(frozenset(n for n in allowed if not n.startswith(".")),
                    tuple(n for n in allowed if n.startswith(".")), any_name=False)
@@ -70,7 +70,9 @@ def _without_port(host: str) -> str:
     return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
-def _loopback(address: str) -> bool:
+def loopback(address: str) -> bool:
+    """Whether listening on ``address`` (``server.host``) is listening on this
+    machine only: ``localhost`` or a loopback address (a host name may resolve to anything)."""
     if address == "localhost":
         return True
     try:
