@@ -51,10 +51,13 @@ from trioscope.store import AuditEntry, Conflict, SaveCommand, StoreReader, Writ
 
 from .directory import AgentsRetired, GetPublished
 from .notifier import publish
-from .refusals import QuotaExceeded, RefusingActor, ReportConflict, UnknownCommand
+from .refusals import DatabaseUnavailable, OutcomeUnknown, QuotaExceeded, RefusingActor, ReportConflict, UnknownCommand
 from .store import commit
 
 log = logging.getLogger(__name__)
+
+DISPATCH_RETRY = 2.0
+"""Seconds before commands are handed out again after the database refused a hand-out."""
 
 IDLE_STOP = 60.0
 """Seconds without open commands or waiting polls after which the actor stops."""
@@ -236,6 +239,8 @@ class DeploymentQueueActor(RefusingActor):
         c = settings.commands
         self.queue = DeploymentQueue(delivery_deadline=c.delivery_deadline, timeout_grace=c.timeout_grace)
         self.waiters: list[Poll] = []
+        self.dispatch_retry_at: float | None = None
+        """When to hand out again after a hand-out's ``sent`` could not be committed (``_dispatch``)."""
         """Polls waiting for a command, oldest first."""
         self.idle_since = clock()
         self.last_sequence = 0
@@ -265,7 +270,7 @@ class DeploymentQueueActor(RefusingActor):
     def _next_wake(self, now: float) -> float | None:
         """The next time something is due: a scheduled command, a deadline, or
         stopping for idleness. None: nothing until a message changes that."""
-        times = [self.queue.next_deadline()]
+        times = [self.queue.next_deadline(), self.dispatch_retry_at]
         if self.waiters:  # a scheduled command matters once there is a poll to hand it to
             times.append(self.queue.next_due(now))
         if not len(self.queue) and not self.waiters:
@@ -465,6 +470,13 @@ class DeploymentQueueActor(RefusingActor):
             except Conflict:
                 await self._reload(delivery.id)  # another writer has it; look again
                 continue
+            except (DatabaseUnavailable, OutcomeUnknown):
+                # Not handed out: queued again in its place. Left taken, no poll
+                # of this process was ever given it again (a reviewer's command
+                # stayed queued until it expired an hour later). Had the write
+                # landed after all, the next hand-out's is a Conflict: reloaded.
+                self.queue.put(delivery)
+                raise
             return delivered
 
     def _active(self, poll: Poll) -> bool:
@@ -549,7 +561,12 @@ class DeploymentQueueActor(RefusingActor):
 
     async def _dispatch(self, now: float) -> None:
         """Hand what is deliverable to the waiting polls, oldest poll first;
-        answer those whose agent was retired."""
+        answer those whose agent was retired. A hand-out whose ``sent`` cannot
+        be committed (the database away) ends the round: the polls wait on,
+        and it is tried again ``DISPATCH_RETRY`` later (or at the next message),
+        not answered to whichever request set it off (a create that was
+        stored came back 504 so)."""
+        self.dispatch_retry_at = None
         for poll in list(self.waiters):
             if _ended(poll):
                 self.waiters.remove(poll)
@@ -558,7 +575,14 @@ class DeploymentQueueActor(RefusingActor):
                 self.waiters.remove(poll)
                 _answer(poll, RETIRED)
                 continue
-            answer = await self._take_for(poll, now)
+            try:
+                answer = await self._take_for(poll, now)
+            except (DatabaseUnavailable, OutcomeUnknown) as exc:
+                self.dispatch_retry_at = now + DISPATCH_RETRY
+                log.warning("commands of deployment %s could not be handed out (%s); trying again in %g s",
+                            self.deployment_hash, exc.reason, DISPATCH_RETRY,
+                            extra={"event": "dispatch_failed", "deployment_hash": self.deployment_hash})
+                return
             if answer is None:
                 if _ended(poll):
                     self.waiters.remove(poll)
@@ -629,6 +653,7 @@ class DeploymentQueueActor(RefusingActor):
         return await self._change(command, outcome.event, now, None, detail, **changes), True
 
     async def _tick(self, now: float) -> None:
+        self.dispatch_retry_at = None  # due now: dispatched below if a poll waits (else nothing to hand out)
         for command, event in self.queue.overdue(now):
             error = TIMED_OUT if event is CommandEvent.TIME_OUT else None
             detail = {"error": error} if error else {"reason": DEADLINE_EXPIRY}

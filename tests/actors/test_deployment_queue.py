@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import attrs
+import outcome
 import trio
 import trio.testing
 import pytest
@@ -21,6 +22,7 @@ from trioscope.actors.deployment_queue import (
     Snapshot, Undeliverable, Withdraw, open_poll, queue_spec,
 )
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken, RegisterAgent
+from trioscope.actors.refusals import DatabaseUnavailable
 from trioscope.actors.store import Commit
 from trioscope.domain.commands import (
     EVENT_OUTCOME_BYTES, AgentRegistration, Command, CommandStatus, Priority, command_event, new_command,
@@ -321,6 +323,23 @@ class GatedStore(Actor):
         await self.store.send(message)
 
 
+class RefusingStore(Actor):
+    """Passes commits on to the store but refuses the first that marks a command
+    sent, as a store whose database is away does (nothing written)."""
+
+    def __init__(self, store: ActorRef) -> None:
+        self.store = store
+        self.refused = False
+
+    async def handle(self, message: Any) -> None:
+        if isinstance(message, Commit) and not self.refused and any(
+                isinstance(w, SaveCommand) and w.command.status is CommandStatus.SENT for w in message.writes):
+            self.refused = True
+            message.receipt.settle(outcome.Error(DatabaseUnavailable("connection refused")))
+            return
+        await self.store.send(message)
+
+
 @attrs.define
 class Enrolled:
     deployment_hash: str
@@ -346,7 +365,8 @@ async def enroll(directory: ActorRef, deployment_hash: str, token: str) -> str:
 
 
 @asynccontextmanager
-async def open_enrolled(settings, *, name: str | None = None, gated: bool = False) -> AsyncIterator[Enrolled]:
+async def open_enrolled(settings, *, name: str | None = None, gated: bool = False,
+                        refusing: bool = False) -> AsyncIterator[Enrolled]:
     """A deployment with an enrolled agent, and its queue actor reading the
     directory (named ``name`` instead of the hash: the directory cannot find it;
     ``gated``: its commits of ``sent`` can be held)."""
@@ -360,6 +380,10 @@ async def open_enrolled(settings, *, name: str | None = None, gated: bool = Fals
         if gated:
             real = system.lookup(STORE)
             store = system.lookup(QUEUES).ensure_child(ActorSpec(name="gated-store", factory=lambda: GatedStore(real, gate)))
+        if refusing:
+            real = system.lookup(STORE)
+            store = system.lookup(QUEUES).ensure_child(ActorSpec(name="refusing-store",
+                                                                 factory=lambda: RefusingStore(real)))
         spec = queue_spec(deployment.hash, settings, store=store, reader=reader, directory_path=DIRECTORY)
         if name is not None:
             spec = attrs.evolve(spec, name=name)
@@ -448,6 +472,25 @@ async def test_a_poll_that_ends_while_sent_is_committed_leaves_the_command_queue
         assert stored.status is CommandStatus.QUEUED
         assert [h.detail for h in stored.history[1:]] == [{"agent_id": e.agent_id}, {"reason": POLL_CLOSED}]
         assert (await e.queue.ask(new_poll(agent_id=e.agent_id))).id == "cmd_5"
+
+
+async def test_a_hand_out_the_database_refused_leaves_the_command_to_be_handed_out_again(settings) -> None:
+    """The ``sent`` of a hand-out could not be committed (the database away):
+    the command stayed taken, and no poll of that process ever got it (it
+    expired an hour later); the create that set the hand-out off was answered
+    with the failure though it was stored. Now the create is answered, and the
+    waiting poll gets the command once the database is back (a retry a couple
+    of seconds later)."""
+    async with open_enrolled(settings, refusing=True) as e:
+        waiting = Held(agent_id=e.agent_id)
+        assert await e.queue.ask(waiting.poll) is None
+        created = await e.queue.ask(Create(command(e.deployment_hash, 7), audit("command.create")))
+        assert created.id == "cmd_7"
+        assert (await e.reader.command("cmd_7")).status is CommandStatus.QUEUED
+        with trio.fail_after(10):
+            delivered = await waiting.wait()
+        assert delivered.id == "cmd_7" and delivered.status is CommandStatus.SENT
+        assert (await e.reader.command("cmd_7")).status is CommandStatus.SENT
 
 
 async def test_a_command_not_acknowledged_twice_fails_instead_of_going_round_again(queue) -> None:
