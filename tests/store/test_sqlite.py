@@ -8,6 +8,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import attrs
 import orjson
 import pytest
 
@@ -125,7 +126,10 @@ def test_a_command_is_read_whole_or_capped_and_its_result_in_exact_parts(tmp_pat
         encoded = orjson.dumps(large.result)
         assert capped.result_bytes == len(encoded) > MIB
         whole = reader.stored_command("cmd_2", inline_bytes=MIB)
-        assert whole is not None and whole.command == small and whole.error_included and whole.result_included
+        assert whole is not None and whole.error_included and whole.result_included
+        # The error as stored, written out again without being parsed (an orjson.Fragment).
+        assert orjson.dumps(whole.command.error) == orjson.dumps(small.error)
+        assert attrs.evolve(whole.command, error=small.error) == small
 
         parts = [reader.command_part("cmd_1", "result", offset, 300_000) for offset in range(0, len(encoded), 300_000)]
         assert b"".join(p.data for p in parts if p) == encoded
