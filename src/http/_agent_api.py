@@ -14,6 +14,7 @@ import contextlib
 from typing import Any, Protocol, TypeVar
 
 import orjson
+import trio
 from quart import Blueprint, Response, request
 
 from trioscope.actors.deployment_queue import Report
@@ -31,7 +32,8 @@ from ._openapi import STRING, Answer, Auth, choice, documented, fields, integer,
 from ._responses import json_response, no_content
 from ._services import services
 from ._shared import (
-    AgentRetired, admit_log_entries, ask_queue, credentials_failure, integer_argument, stop_follow, wait_for_command,
+    AgentRetired, admit_log_entries, ask_queue, credentials_failure, give_back, integer_argument, stop_follow,
+    wait_for_command,
 )
 
 class _OfDeployment(Protocol):
@@ -145,7 +147,11 @@ async def wait(deployment_hash: str) -> Response:
     if delivery is None:
         return no_content({"Cache-Control": "no-cache"})
     view = delivery_view(delivery, deployment_hash)
-    await _gate.note_delivery(agent.id, view["command_id"])
+    try:
+        await _gate.note_delivery(agent.id, view["command_id"])
+    except trio.Cancelled:  # the client went away before its answer: the command goes back
+        give_back(deployment_hash, delivery)
+        raise
     # ``command`` is the seed's field; the status agent reads ``item`` and ``meta``.
     response = json_response({"message": "Command available", "command": view, "item": view,
                               "meta": {"next_poll_secs": 0}})

@@ -357,6 +357,10 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
                 pass  # the queue actor stopped: nothing for this poll
             finally:
                 polls.discard(waiting)
+        # The shielded ask may have answered after the client went away (a
+        # request cancelled meanwhile): the command goes back rather than to
+        # nobody (it stayed ``sent`` until it timed out, never run).
+        await trio.lowlevel.checkpoint_if_cancelled()
         taken = True
     finally:
         # From the last look to the close, no checkpoint: the actor cannot hand
