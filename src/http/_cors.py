@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
-import orjson
 
 from ._access_log import ROUTE_KEY, App, Receive, Scope, Send
+from ._errors import send_refusal
 
 ALLOW_METHODS = "GET, POST, PUT, PATCH, DELETE"
 ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, If-None-Match, X-Request-Id"
@@ -90,10 +90,6 @@ def _read_headers(scope: Scope) -> tuple[bytes | None, bytes | None, bool]:
     return origin, host, preflight
 
 
-def _refusal(code: str, message: str) -> bytes:
-    return orjson.dumps({"error": {"code": code, "message": message}})
-
-
 class Cors:
     """ASGI middleware applying a ``CorsPolicy``."""
 
@@ -118,7 +114,7 @@ class Cors:
             return
         if scope["method"] == "OPTIONS" and preflight:
             scope[ROUTE_KEY] = "(CORS preflight)"
-            await self._preflight(send, origin)
+            await self._preflight(scope, send, origin)
             return
         extra = self.policy.answer_headers(origin)
 
@@ -129,26 +125,15 @@ class Cors:
 
         await self.app(scope, receive, send_with_cors)
 
-    async def _preflight(self, send: Send, origin: str) -> None:
+    async def _preflight(self, scope: Scope, send: Send, origin: str) -> None:
         if self.policy.allows(origin):
             await send({"type": "http.response.start", "status": 204, "headers": self.policy.preflight_headers(origin)})
             await send({"type": "http.response.body", "body": b""})
             return
-        body = _refusal("cors_origin_not_allowed", f"cross-origin requests from {origin[:200]} are not allowed "
-                        "(server.cors_origins)")
-        await send({"type": "http.response.start", "status": 403,
-                    "headers": [(b"content-type", b"application/json"), (b"vary", b"Origin"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
+        await send_refusal(scope, send, 403, "cors_origin_not_allowed", f"cross-origin requests from {origin[:200]} "
+                           "are not allowed (server.cors_origins)", [(b"vary", b"Origin")])
 
     async def _refuse_websocket(self, scope: Scope, send: Send, origin: str) -> None:
         scope[ROUTE_KEY] = "(WebSocket origin refused)"
-        if "websocket.http.response" not in (scope.get("extensions") or {}):
-            await send({"type": "websocket.close", "code": 1008})
-            return
-        body = _refusal("websocket_origin_not_allowed", f"WebSockets from pages of {origin[:200]} are not allowed "
-                        "(server.cors_origins)")
-        await send({"type": "websocket.http.response.start", "status": 403,
-                    "headers": [(b"content-type", b"application/json"), (b"vary", b"Origin"),
-                                (b"content-length", str(len(body)).encode())]})
-        await send({"type": "websocket.http.response.body", "body": body})
+        await send_refusal(scope, send, 403, "websocket_origin_not_allowed", f"WebSockets from pages of "
+                           f"{origin[:200]} are not allowed (server.cors_origins)", [(b"vary", b"Origin")])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import difflib
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -71,6 +71,24 @@ def unknown_keys(code: str, body: Mapping[str, Any], known: Sequence[str], what:
     for key in body:
         if key not in known:
             raise field_error(code, key_path(at, key), f"unknown key{closest(key, known)}; {what} has {', '.join(known)}")
+
+
+async def send_refusal(scope: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]], status: int,
+                       code: str, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """Answer a request from ASGI middleware, before Quart, with the JSON error
+    shape: an HTTP request's answer, or a WebSocket handshake's (a close,
+    1008, where the server cannot answer a handshake with a body)."""
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    start = [(b"content-type", b"application/json"), *headers, (b"content-length", str(len(body)).encode())]
+    if scope["type"] == "websocket":
+        if "websocket.http.response" not in (scope.get("extensions") or {}):
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send({"type": "websocket.http.response.start", "status": status, "headers": start})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "http.response.start", "status": status, "headers": start})
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_response(status: int, code: str, message: str, details: Any = None,

@@ -23,9 +23,9 @@ import ipaddress
 from collections.abc import Sequence
 
 import attrs
-import orjson
 
 from ._access_log import ROUTE_KEY, App, Receive, Scope, Send
+from ._errors import send_refusal
 from ._forwarded import TrustedProxies
 
 MISDIRECTED = 421
@@ -99,16 +99,6 @@ class HostCheck:
             await self.app(scope, receive, send)
             return
         scope[ROUTE_KEY] = "(Host refused)"
-        body = orjson.dumps({"error": {"code": "host_not_allowed", "message": (
+        await send_refusal(scope, send, MISDIRECTED, "host_not_allowed", (
             f"this server does not answer for the name {host[:200]!r}; ask for it by an IP address or localhost, "
-            "or have its operator add the name to server.allowed_hosts (--allowed-hosts)")}})
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if scope["type"] == "websocket":
-            if "websocket.http.response" not in (scope.get("extensions") or {}):
-                await send({"type": "websocket.close", "code": 1008})
-                return
-            await send({"type": "websocket.http.response.start", "status": MISDIRECTED, "headers": headers})
-            await send({"type": "websocket.http.response.body", "body": body})
-            return
-        await send({"type": "http.response.start", "status": MISDIRECTED, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            "or have its operator add the name to server.allowed_hosts (--allowed-hosts)"))

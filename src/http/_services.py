@@ -19,7 +19,8 @@ from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.live import ViewAdmission
 from trioscope.domain.principals import Principal
 from trioscope.domain.rates import RateLimiter, RefusalSampler
-from trioscope.store import DiskRoom, RateBudget, ReplayIds, StoreReader, resolve_database, sqlite_path
+from trioscope.store import DiskRoom, RateBudget, ReplayIds, StoreReader
+from trioscope.system import database_path
 
 from ._forwarded import TrustedProxies
 from ._health_checks import HealthChecks
@@ -160,9 +161,8 @@ class Services:
     health: HealthChecks = attrs.field(factory=HealthChecks)
     """What ``/health``, ``/health/ready`` and ``/health/detailed`` look at."""
     disk_room: DiskRoom = attrs.field(default=attrs.Factory(
-        lambda self: DiskRoom(sqlite_path(resolve_database(self.settings.store.database,
-                                                           self.settings.storage.data_dir)),
-                              self.settings.storage.min_free_bytes), takes_self=True))
+        lambda self: DiskRoom.of(database_path(self.settings), self.settings.storage.min_free_bytes),
+        takes_self=True))
     """The free space of the embedded store's disk (``storage.min_free_bytes``)."""
 
     def first_view_left(self, address: str) -> None:

@@ -16,6 +16,8 @@ import os
 import time
 from pathlib import Path
 
+from ._reader import Database, sqlite_path
+
 log = logging.getLogger(__name__)
 
 LOOK_EVERY = 2.0
@@ -35,6 +37,11 @@ class DiskRoom:
         self._read_at = -float("inf")
         self._free = 0
         self._warned_at = -float("inf")
+
+    @classmethod
+    def of(cls, database: Database, minimum: int) -> DiskRoom:
+        """The room of ``database``'s disk: an SQLite file's; none watched for PostgreSQL."""
+        return cls(sqlite_path(database), minimum)
 
     def short(self) -> bool:
         """Whether the disk has less than ``minimum`` free (warned in the log, once a minute)."""
