@@ -47,7 +47,7 @@ from trioscope.domain.commands import (
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
 from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, Handoff, MailboxFull, Published, Restart, Timer
-from trioscope.store import AuditEntry, Conflict, SaveCommand, StoreReader, Write
+from trioscope.store import AuditEntry, Conflict, OpenCommandsQuota, OverQuota, SaveCommand, StoreReader, Write
 
 from .directory import AgentsRetired, GetPublished
 from .notifier import publish
@@ -344,7 +344,15 @@ class DeploymentQueueActor(RefusingActor):
             # priority here, and creation order across restarts of this actor.
             self.last_sequence = max(int(now * 1e6), self.last_sequence + 1)
             command = attrs.evolve(message.command, sequence=self.last_sequence)
-            await self._save(command, None, message.audit, size=requested)
+            try:
+                await self._save(command, None, message.audit, size=requested,
+                                 quota=OpenCommandsQuota(c.max_queued, c.max_open_parameter_bytes))
+            except OverQuota as over:  # counted with other replicas' commands
+                if over.in_use >= c.max_queued:
+                    raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued") from None
+                raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
+                                    "commands.max_open_parameter_bytes", in_use=over.bytes_in_use,
+                                    requested=requested) from None
             await self._dispatch(now)
             return command
         if isinstance(message, Confirm | Cancel | Report | Undeliverable):
@@ -435,8 +443,10 @@ class DeploymentQueueActor(RefusingActor):
             if command.id not in still_open:
                 await self._reload(command.id)
 
-    async def _save(self, command: Command, previous: Command | None, *extra: Write, size: int | None = None) -> None:
-        writes: list[Write] = [SaveCommand(command, None if previous is None else len(previous.history))]
+    async def _save(self, command: Command, previous: Command | None, *extra: Write, size: int | None = None,
+                    quota: OpenCommandsQuota | None = None) -> None:
+        writes: list[Write] = [SaveCommand(command, None if previous is None else len(previous.history),
+                                           parameter_bytes=size or 0, quota=quota)]
         writes.extend(extra)
         await commit(self.store, writes)
         self.queue.put(command, size=size)

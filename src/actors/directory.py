@@ -37,7 +37,8 @@ from trioscope.domain.deployments import (
     AgentDirectory, AgentRecord, AgentStatus, Deployment, agent_status_event, hash_token, new_token, token_matches,
 )
 from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published
-from trioscope.store import AuditEntry, Conflict, ForgetAgents, SaveAgent, SaveDeployment, StoreReader
+from trioscope.store import (AuditEntry, Conflict, ForgetAgents, OverQuota, SaveAgent, SaveDeployment,
+                             StoreReader)
 
 from .notifier import publish
 from .refusals import EnrollmentRefused, QuotaExceeded, RefusingActor, ReporterTaken, UnknownAgent
@@ -225,7 +226,10 @@ class DirectoryActor(RefusingActor):
             deployment = Deployment(hash=secrets.token_hex(16), tenant=message.tenant, user_id=message.user_id,
                                     created_at=now, enrollment_hash=hash_token(token), metadata=message.metadata)
             audit = attrs.evolve(message.audit, resource_id=deployment.hash)
-            await commit(self.store, [SaveDeployment(deployment), audit])
+            try:
+                await commit(self.store, [SaveDeployment(deployment, max_of_tenant=limit), audit])
+            except OverQuota:  # counted with other replicas' deployments
+                raise QuotaExceeded("deployments per tenant", limit, "tenants.max_deployments") from None
             d.put_deployment(deployment)
             return deployment, token
         if isinstance(message, NewEnrollmentToken):

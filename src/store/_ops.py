@@ -11,11 +11,30 @@ from trioscope.domain.deployments import AgentRecord, Deployment
 
 
 @attrs.frozen
+class OpenCommandsQuota:
+    """What a deployment's open commands may hold, every replica's counted: a
+    new command goes over it if the deployment already has ``max_open`` of
+    them, or if its parameters (``SaveCommand.parameter_bytes``) would take
+    theirs over ``max_parameter_bytes``."""
+
+    max_open: int
+    max_parameter_bytes: int
+
+
+@attrs.frozen
 class SaveCommand:
     command: Command
     expected_version: int | None
     """The history length the stored row must have (compare-and-set: another
     writer changed it otherwise); None inserts a new command."""
+    parameter_bytes: int = 0
+    """What a new command's parameters take (``parameters_bytes``), stored beside it for ``quota``."""
+    quota: OpenCommandsQuota | None = None
+    """A new command's quota, checked by a store that replicas share (PostgreSQL)
+    as the row is inserted, under a lock per deployment that every replica's
+    writer takes in turn: each replica's own count sees its own commands only,
+    and creates racing through two replicas went over it (21-38 open of 20).
+    One process's SQLite store leaves it to that process's own count, which is exact."""
 
 
 @attrs.frozen
@@ -25,6 +44,9 @@ class SaveDeployment:
     """The enrollment token hash this write spends: the stored row must still
     have it (compare-and-set), so that of two enrolments with one token on two
     replicas one fails with ``Conflict``. None: written as it is."""
+    max_of_tenant: int | None = None
+    """For a new deployment: how many its tenant may have, checked as
+    ``SaveCommand.quota`` is (under a lock per tenant, on a store that replicas share)."""
 
 
 @attrs.frozen
@@ -65,6 +87,18 @@ class Conflict(Exception):
         super().__init__(f"{what} {command_id} was changed by another writer")
         self.command_id = command_id
         """The changed record's id (a command's, unless ``what`` says otherwise)."""
+
+
+class OverQuota(Exception):
+    """A new row would go over its quota (``SaveCommand.quota``,
+    ``SaveDeployment.max_of_tenant``) as the shared store counts: nothing of its
+    group was written. ``in_use``: what the store holds (open commands or
+    deployments); ``bytes_in_use``: the open commands' parameter bytes."""
+
+    def __init__(self, in_use: int, bytes_in_use: int = 0) -> None:
+        super().__init__(f"over the quota: {in_use} in use ({bytes_in_use} bytes)")
+        self.in_use = in_use
+        self.bytes_in_use = bytes_in_use
 
 
 class Rejected(Exception):

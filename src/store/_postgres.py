@@ -14,6 +14,7 @@ All methods block: callers run them in a worker thread, one at a time.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Sequence
 
@@ -24,12 +25,12 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_loads
 
-from trioscope.domain.commands import Command
+from trioscope.domain.commands import Command, parameters_bytes
 
 from ._changes import CHANGES_CHANNEL, Change, CommandRow, changes_of, encode_change
 from ._command_rows import command_columns, finished_at
-from ._ops import (AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Unavailable,
-                   Write)
+from ._ops import (AuditEntry, Conflict, ForgetAgents, OverQuota, Rejected, SaveAgent, SaveCommand, SaveDeployment,
+                   Unavailable, Write)
 from ._postgres_migrations import migrate
 from ._reads import AuditRecord
 
@@ -75,11 +76,20 @@ regular expression, which cost more CPU than all of a commit's other statements.
 COMMANDS_AND_AUDIT = """
 WITH inserted AS (
     INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,
-                          document, error, history, result, finished_at)
-    SELECT * FROM unnest(%(new_id)b::text[], %(new_deployment)b::text[], %(new_tenant)b::text[],
-                         %(new_sequence)b::int8[], %(new_status)b::text[], %(new_created_at)b::float8[],
-                         %(new_version)b::int4[], %(new_document)b::bytea[], %(new_error)b::bytea[],
-                         %(new_history)b::bytea[], %(new_result)b::bytea[], %(new_finished_at)b::float8[])
+                          document, error, history, result, finished_at, parameters_bytes)
+    SELECT n.id, n.deployment_hash, n.tenant, n.sequence, n.status, n.created_at, n.version,
+           n.document, n.error, n.history, n.result, n.finished_at, n.parameters_bytes
+    FROM unnest(%(new_id)b::text[], %(new_deployment)b::text[], %(new_tenant)b::text[],
+                %(new_sequence)b::int8[], %(new_status)b::text[], %(new_created_at)b::float8[],
+                %(new_version)b::int4[], %(new_document)b::bytea[], %(new_error)b::bytea[],
+                %(new_history)b::bytea[], %(new_result)b::bytea[], %(new_finished_at)b::float8[],
+                %(new_parameter_bytes)b::int8[], %(new_max_open)b::int8[], %(new_max_bytes)b::int8[])
+        AS n(id, deployment_hash, tenant, sequence, status, created_at, version, document, error, history, result,
+             finished_at, parameters_bytes, max_open, max_bytes)
+    WHERE n.max_open IS NULL OR (SELECT count(*) < n.max_open
+                                 AND coalesce(sum(o.parameters_bytes), 0) + n.parameters_bytes <= n.max_bytes
+                                 FROM commands AS o WHERE o.deployment_hash = n.deployment_hash
+                                 AND o.finished_at IS NULL)
     RETURNING 1),
 changed AS (
     UPDATE commands AS c SET status = u.status, version = u.version, document = u.document, error = u.error,
@@ -99,20 +109,56 @@ audited AS (
         AS a(at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details)
     RETURNING 1),
 announced AS (SELECT pg_notify(%(channel)b, payload) FROM unnest(%(payloads)b::text[]) AS payload)
-SELECT 1 / ((SELECT count(*) FROM changed) = %(changes)b::int8)::int,
+SELECT 1 / ((SELECT count(*) FROM changed) = %(changes)b::int8
+            AND (SELECT count(*) FROM inserted) = %(inserts)b::int8)::int,
        (SELECT count(*) FROM inserted), (SELECT count(*) FROM audited), (SELECT count(*) FROM announced)
 """
 """A call of command and audit writes alone (nearly every call): one statement,
 so one round trip and, in autocommit, its own transaction, all-or-nothing.
 Each table's rows go as arrays (in binary, ``%b``), inserted or changed in the
-order of ``_lock_order``. A compare-and-set that finds its row changed makes
-the count of changed rows short, and the division by zero that follows
-rolls the whole statement back (``_Retry``), like a failing group of the
-pipelined path. The notifications are selected in the statement's last
+order of ``_lock_order``. A compare-and-set that finds its row changed, or a
+new command over its quota (``OPEN_COMMANDS``), makes the count of changed or
+inserted rows short, and the division by zero that follows rolls the whole
+statement back (``_Retry``), like a failing group of the pipelined path. The notifications are selected in the statement's last
 part, which is read, so that it runs (a CTE that nothing reads does not)."""
 
 _NEW_COMMAND = ("new_id", "new_deployment", "new_tenant", "new_sequence", "new_status", "new_created_at",
-                "new_version", "new_document", "new_error", "new_history", "new_result", "new_finished_at")
+                "new_version", "new_document", "new_error", "new_history", "new_result", "new_finished_at",
+                "new_parameter_bytes", "new_max_open", "new_max_bytes")
+
+OPEN_COMMANDS = "SELECT count(*), coalesce(sum(parameters_bytes), 0) FROM commands" \
+    " WHERE deployment_hash = %s AND finished_at IS NULL"
+"""A deployment's open commands and their parameters' bytes, every replica's:
+what a new command's quota (``SaveCommand.quota``) is checked against, under
+the deployment's quota lock (``_quota_locks``) so that two replicas' creates
+take turns (index ``commands_open``)."""
+QUOTA_LOCK = "SELECT pg_advisory_xact_lock(%s)"
+
+
+def _quota_key(scope: str, name: str) -> int:
+    """The advisory lock (a signed 64-bit key) of one quota's scope."""
+    return int.from_bytes(hashlib.blake2b(f"trioscope quota {scope}\0{name}".encode(), digest_size=8).digest(),
+                          "big", signed=True)
+
+
+def _quota_locks(groups: Sequence[Sequence[Write]]) -> list[int]:
+    """The quota locks a call's writes need, in the order every replica takes
+    them: first in its transaction, before any row lock, so that no two
+    transactions wait for each other in a circle. Read committed: each later
+    statement of the transaction sees what the lock's last holder committed."""
+    keys = set()
+    for group in groups:
+        for write in group:
+            if isinstance(write, SaveCommand) and write.quota is not None:
+                keys.add(_quota_key("open commands", write.command.deployment_hash))
+            elif isinstance(write, SaveDeployment) and write.max_of_tenant is not None:
+                keys.add(_quota_key("deployments", write.deployment.tenant))
+    return sorted(keys)
+
+
+def _take_quota_locks(db: Connection, keys: Sequence[int]) -> None:
+    for key in keys:
+        db.execute(QUOTA_LOCK, (key,))
 _CHANGED_COMMAND = ("id", "expected", "status", "version", "document", "error", "history", "result", "finished_at")
 _AUDIT = ("at", "tenant", "actor", "action", "resource_type", "resource_id", "outcome", "address", "user_agent",
           "details")
@@ -281,8 +327,12 @@ class PostgresWriter:
                     c = write.command
                     row = rows[c.id, len(c.history)] = command_columns(c)
                     if write.expected_version is None:
-                        values: tuple[object, ...] = (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value,
-                                                      c.created_at, len(c.history), *row, finished_at(c))
+                        quota = write.quota
+                        values: tuple[object, ...] = (
+                            c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
+                            len(c.history), *row, finished_at(c), write.parameter_bytes,
+                            None if quota is None else quota.max_open,
+                            None if quota is None else quota.max_parameter_bytes)
                         names = _NEW_COMMAND
                     else:
                         values = (c.id, write.expected_version, c.status.value, len(c.history), *row, finished_at(c))
@@ -297,11 +347,20 @@ class PostgresWriter:
                     columns[name].append(value)
         # Announced in the groups' own order, whatever order their rows were written in.
         payloads = [self._payload(db, c, rows) for group in groups for c in changes_of(group, self.origin, {})]
+        statement = {**columns, "channel": CHANGES_CHANNEL, "payloads": payloads, "changes": len(columns["id"]),
+                     "inserts": len(columns["new_id"])}
+        locks = _quota_locks(groups)
         try:
-            db.execute(COMMANDS_AND_AUDIT, {**columns, "channel": CHANGES_CHANNEL, "payloads": payloads,
-                                            "changes": len(columns["id"])})
+            if locks:
+                with db.pipeline(), db.transaction():
+                    _take_quota_locks(db, locks)
+                    db.execute(COMMANDS_AND_AUDIT, statement)
+            else:
+                db.execute(COMMANDS_AND_AUDIT, statement)
         except psycopg.errors.DivisionByZero:
-            raise _Retry from None  # a compare-and-set found its row changed: which group's, the savepoints find
+            # A compare-and-set found its row changed, or a command went over
+            # its quota: which group's, the savepoints find.
+            raise _Retry from None
         return [None] * len(groups)
 
     def _commit_pipelined(self, db: Connection, groups: Sequence[Sequence[Write]],
@@ -310,6 +369,7 @@ class PostgresWriter:
         transaction, assuming none fails (rolled back and ``_Retry`` if one does)."""
         rows: dict[tuple[str, int], CommandRow] = {}
         with db.pipeline() as pipeline, db.transaction():
+            _take_quota_locks(db, _quota_locks(groups))
             checks = [cursor for i in order for write in groups[i]
                       if (cursor := self._send(db, write, rows)) is not None]
             # Announced in the groups' own order (that of the commits asked for),
@@ -328,6 +388,7 @@ class PostgresWriter:
         announced: list[list[str]] = [[] for _ in groups]  # in the groups' own order, as the pipelined path
         rows: dict[tuple[str, int], CommandRow] = {}
         with db.transaction():
+            _take_quota_locks(db, _quota_locks(groups))
             for index in order:
                 group = groups[index]
                 forgotten: dict[str, str] = {}
@@ -335,7 +396,7 @@ class PostgresWriter:
                     with db.transaction():  # a savepoint
                         for write in group:
                             self._apply(db, write, forgotten, rows)
-                except Conflict as exc:
+                except (Conflict, OverQuota) as exc:
                     results[index] = exc
                 except REFUSED as exc:
                     rejected = Rejected(f"{type(exc).__name__}: {exc}")
@@ -383,11 +444,19 @@ class PostgresWriter:
             forgotten.update((agent_id, deployment) for agent_id, deployment in cursor.fetchall())
             return
         cursor = self._send(db, write, rows)
-        if cursor is not None and cursor.rowcount != 1:
-            if isinstance(write, SaveDeployment):
-                raise Conflict(write.deployment.hash, "deployment")
-            assert isinstance(write, SaveCommand)
-            raise Conflict(write.command.id)
+        if cursor is None or cursor.rowcount == 1:
+            return
+        if isinstance(write, SaveDeployment):
+            if write.spends is None:  # a new deployment, over its tenant's quota
+                found = db.execute("SELECT count(*) FROM deployments WHERE tenant = %s",
+                                   (write.deployment.tenant,)).fetchone()
+                raise OverQuota(found[0] if found else 0)
+            raise Conflict(write.deployment.hash, "deployment")
+        assert isinstance(write, SaveCommand)
+        if write.expected_version is None:  # a new command, over its deployment's quota
+            found = db.execute(OPEN_COMMANDS, (write.command.deployment_hash,)).fetchone()
+            raise OverQuota(*(found or (0, 0)))
+        raise Conflict(write.command.id)
 
     def _send(self, db: Connection, write: Write,
               rows: dict[tuple[str, int], CommandRow]) -> psycopg.Cursor[TupleRow] | None:
@@ -399,13 +468,18 @@ class PostgresWriter:
             c = write.command
             columns = rows[c.id, len(c.history)] = command_columns(c)
             if write.expected_version is None:
-                db.execute(
-                    "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,"
-                    " document, error, history, result, finished_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                    (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
-                     len(c.history), *columns, finished_at(c)))
-                return None
+                insert = ("INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,"
+                          " document, error, history, result, finished_at, parameters_bytes)"
+                          " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s")
+                values = (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
+                          len(c.history), *columns, finished_at(c), write.parameter_bytes)
+                if write.quota is None:
+                    db.execute(insert, values)
+                    return None
+                return db.execute(  # under the deployment's quota lock (``_quota_locks``)
+                    f"{insert} FROM ({OPEN_COMMANDS}) AS o(n, size) WHERE o.n < %s AND o.size + %s <= %s",
+                    (*values, c.deployment_hash, write.quota.max_open, write.parameter_bytes,
+                     write.quota.max_parameter_bytes))
             return db.execute(
                 "UPDATE commands SET status = %s, version = %s, document = %s, error = %s, history = %s,"
                 " result = %s, finished_at = %s WHERE id = %s AND version = %s",
@@ -424,11 +498,15 @@ class PostgresWriter:
                     "UPDATE deployments SET enrollment_hash = %s, status = %s, metadata = %s::json WHERE hash = %s"
                     " AND enrollment_hash = %s",
                     (d.enrollment_hash, d.status.value, _json(d.metadata), d.hash, write.spends))
-            db.execute(
-                "INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s::json) ON CONFLICT (hash) DO UPDATE SET"
-                " enrollment_hash = excluded.enrollment_hash, status = excluded.status, metadata = excluded.metadata",
-                (d.hash, d.tenant, d.user_id, d.created_at, d.enrollment_hash, d.status.value, _json(d.metadata)))
+            values = (d.hash, d.tenant, d.user_id, d.created_at, d.enrollment_hash, d.status.value, _json(d.metadata))
+            upsert = (" ON CONFLICT (hash) DO UPDATE SET enrollment_hash = excluded.enrollment_hash,"
+                      " status = excluded.status, metadata = excluded.metadata")
+            insert = ("INSERT INTO deployments (hash, tenant, user_id, created_at, enrollment_hash, status, metadata)"
+                      " SELECT %s, %s, %s, %s, %s, %s, %s::json")
+            if write.max_of_tenant is not None:  # under the tenant's quota lock (``_quota_locks``)
+                return db.execute(f"{insert} WHERE (SELECT count(*) FROM deployments WHERE tenant = %s) < %s{upsert}",
+                                  (*values, d.tenant, write.max_of_tenant))
+            db.execute(insert + upsert, values)
         elif isinstance(write, SaveAgent):
             a = write.agent
             document = _json({"capabilities": list(a.capabilities), "version": a.version,
@@ -469,16 +547,18 @@ class PostgresWriter:
     def _restore(self, db: Connection, commands: Sequence[Command], audit: Sequence[AuditRecord]) -> None:
         with db.transaction():
             for c in commands:
+                ended = finished_at(c)
                 db.execute(
                     "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,"
-                    " document, error, history, result, finished_at)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
+                    " document, error, history, result, finished_at, parameters_bytes)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
                     " deployment_hash = excluded.deployment_hash, tenant = excluded.tenant,"
                     " sequence = excluded.sequence, status = excluded.status, created_at = excluded.created_at,"
                     " version = excluded.version, document = excluded.document, error = excluded.error,"
-                    " history = excluded.history, result = excluded.result, finished_at = excluded.finished_at",
+                    " history = excluded.history, result = excluded.result, finished_at = excluded.finished_at,"
+                    " parameters_bytes = excluded.parameters_bytes",
                     (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at, len(c.history),
-                     *command_columns(c), finished_at(c)))
+                     *command_columns(c), ended, 0 if ended is not None else parameters_bytes(c.parameters)))
             for record in audit:
                 e = record.entry
                 db.execute(

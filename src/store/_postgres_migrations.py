@@ -118,7 +118,21 @@ def _to_2(db: psycopg.Connection[TupleRow]) -> None:
     db.execute(_VERSION_2)
 
 
-STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1, _to_2)
+_VERSION_3 = """
+ALTER TABLE commands ADD COLUMN parameters_bytes BIGINT NOT NULL DEFAULT 0;
+-- Open commands stored before: their document's size stands for their parameters'.
+UPDATE commands SET parameters_bytes = octet_length(document) WHERE finished_at IS NULL;
+CREATE INDEX commands_open ON commands (deployment_hash) INCLUDE (parameters_bytes) WHERE finished_at IS NULL;
+"""
+
+
+def _to_3(db: psycopg.Connection[TupleRow]) -> None:
+    """Version 3: what each command's parameters take, for the quota of a
+    deployment's open commands that every replica's writer checks (``_postgres``)."""
+    db.execute(_VERSION_3)
+
+
+STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1, _to_2, _to_3)
 """``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
 SCHEMA_VERSION = len(STEPS)
 """The version this code creates."""

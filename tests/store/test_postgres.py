@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import trio
 
-from trioscope.domain.commands import CommandEvent
+from trioscope.domain.commands import Command, CommandEvent
 from trioscope.domain.deployments import DeploymentStatus
 from trioscope.store import (
     CHANGES_CHANNEL,
@@ -26,6 +26,8 @@ from trioscope.store import (
     Conflict,
     ForgetAgents,
     NewerSchema,
+    OpenCommandsQuota,
+    OverQuota,
     PostgresReader,
     Rejected,
     SaveAgent,
@@ -33,6 +35,7 @@ from trioscope.store import (
     SaveDeployment,
     StoreReader,
     Unavailable,
+    Write,
     decode_change,
     encode_change,
     open_writer,
@@ -363,3 +366,102 @@ def test_a_replicas_own_payloads_are_known_by_their_prefix_and_no_others_are() -
 def test_payloads_stay_far_below_the_notify_limit() -> None:
     change = Change(origin="x" * 64, kind="command", id="cmd_" + "x" * 200, deployment_hash="h" * 200, version=10**9)
     assert len(orjson.dumps(encode_change(change))) < 8000
+
+
+# Quotas every replica's writer checks
+
+
+def _create(c: Command, quota: OpenCommandsQuota, size: int = 10) -> list[Write]:
+    return [SaveCommand(c, None, parameter_bytes=size, quota=quota),
+            AuditEntry(at=1.0, tenant="acme", actor="user:u1", action="command.create")]
+
+
+async def test_a_new_commands_quota_counts_every_replicas_open_commands(postgres_url: str) -> None:
+    hash_ = f"q-{secrets.token_hex(4)}"
+    quota = OpenCommandsQuota(max_open=3, max_parameter_bytes=100)
+    a, b = open_writer(postgres_url, origin="replica-a"), open_writer(postgres_url, origin="replica-b")
+    try:
+        await trio.to_thread.run_sync(a.commit, [[SaveDeployment(deployment(hash_))], [
+            SaveDeployment(deployment(f"{hash_}-other"))]])
+        mine = [command(i, deployment_hash=hash_) for i in range(5)]
+        assert await trio.to_thread.run_sync(a.commit, [_create(mine[0], quota), _create(mine[1], quota)]) == [
+            None, None]
+        # B's own count would be 0: the store's is 2, so one more fits and then none.
+        results = await trio.to_thread.run_sync(b.commit, [_create(mine[2], quota)])
+        assert results == [None]
+        other = command(9, deployment_hash=f"{hash_}-other")
+        results = await trio.to_thread.run_sync(b.commit, [_create(mine[3], quota), _create(other, quota)])
+        assert isinstance(results[0], OverQuota) and results[1] is None  # the other deployment's is its own
+        assert (results[0].in_use, results[0].bytes_in_use) == (3, 30)
+        # A finished command no longer counts; bytes are a limit of their own.
+        done = mine[0].apply(CommandEvent.CANCEL, 200.0)
+        assert await trio.to_thread.run_sync(a.commit, [[SaveCommand(done, len(mine[0].history))]]) == [None]
+        results = await trio.to_thread.run_sync(b.commit, [_create(mine[3], quota, size=81)])
+        assert isinstance(results[0], OverQuota) and results[0].bytes_in_use == 20
+        assert await trio.to_thread.run_sync(b.commit, [_create(mine[3], quota, size=80)]) == [None]
+        reader = StoreReader(postgres_url)
+        try:
+            assert sorted(c.id for c in await reader.open_commands(hash_)) == ["cmd_1", "cmd_2", "cmd_3"]
+        finally:
+            reader.close()
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_a_create_waits_for_another_replicas_create_of_the_deployment_and_counts_it(postgres_url: str) -> None:
+    """Replica A's transaction, holding the deployment's quota lock, has written
+    the last open command the quota allows and not committed yet: B's create
+    waits for it and is refused, not counted on what A's commit will add."""
+    from trioscope.store._postgres import QUOTA_LOCK, _quota_key  # the lock replicas take in turn
+
+    hash_ = f"q-{secrets.token_hex(4)}"
+    quota = OpenCommandsQuota(max_open=1, max_parameter_bytes=100)
+    b = open_writer(postgres_url, origin="replica-b")
+    try:
+        await trio.to_thread.run_sync(b.commit, [[SaveDeployment(deployment(hash_))]])
+        with psycopg.connect(postgres_url) as a:
+            a.execute(QUOTA_LOCK, (_quota_key("open commands", hash_),))
+            first = command(1, deployment_hash=hash_)
+            a.execute("INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,"
+                      " document, error, history, result, parameters_bytes)"
+                      " VALUES (%s, %s, 'acme', 1, 'queued', 1.0, 1, %s, %s, %s, %s, 10)",
+                      (first.id, hash_, *command_columns(first)))
+            async with trio.open_nursery() as nursery:
+                results: list[list[BaseException | None]] = []
+
+                async def create() -> None:
+                    results.append(await trio.to_thread.run_sync(
+                        b.commit, [_create(command(2, deployment_hash=hash_), quota)]))
+
+                nursery.start_soon(create)
+                with psycopg.connect(postgres_url, autocommit=True) as watcher:
+                    await _wait_for_lock_wait(watcher)
+                assert results == []  # waiting for A's transaction
+                a.commit()
+        assert isinstance(results[0][0], OverQuota) and results[0][0].in_use == 1
+    finally:
+        b.close()
+
+
+async def _wait_for_lock_wait(db: psycopg.Connection) -> None:
+    """Until some connection of this database waits for an advisory lock (10 s at most)."""
+    with trio.fail_after(10):
+        while not db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                             " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                             ).fetchone()[0]:
+            await trio.sleep(0.02)
+
+
+async def test_a_new_deployment_counts_every_replicas_deployments_of_its_tenant(postgres_url: str) -> None:
+    tenant = f"t-{secrets.token_hex(4)}"
+    a, b = open_writer(postgres_url, origin="replica-a"), open_writer(postgres_url, origin="replica-b")
+    try:
+        new = [SaveDeployment(deployment(f"{tenant}-{i}", tenant=tenant), max_of_tenant=2) for i in range(3)]
+        assert await trio.to_thread.run_sync(a.commit, [[new[0]]]) == [None]
+        assert await trio.to_thread.run_sync(b.commit, [[new[1]]]) == [None]
+        results = await trio.to_thread.run_sync(a.commit, [[new[2]], [SaveDeployment(deployment(f"{tenant}-x"))]])
+        assert isinstance(results[0], OverQuota) and results[0].in_use == 2 and results[1] is None
+    finally:
+        a.close()
+        b.close()
