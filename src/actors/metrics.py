@@ -308,10 +308,13 @@ class MetricsActor(Actor):
         self.node_counters = stores.node_counters
         self._refusal_said: float | None = None
         """When host metrics not kept were last said at warning level (``time.monotonic``)."""
-        self._hostnames: dict[str, str] = {}
-        """Probe -> the host name its series were last written under: a probe
-        that renames its host has its series under the old name dropped (one
-        probe naming its host anew on every report filled the store alone)."""
+        self._hostnames: dict[str, dict[str, str]] = {}
+        """Probe -> tenant -> the host name its series were last written under
+        in that tenant: a probe that renames its host has its series under the
+        old name dropped (one probe naming its host anew on every report filled
+        the store alone), in that tenant only. Keyed by probe alone, a report
+        under an enrolled agent's lapsed id, unsigned and naming another host,
+        dropped the enrolled tenant's history of that host."""
 
     def _view(self, tenant: str) -> metrics.SeriesView:
         views = [self.store.tenant(tenant), self.nodes.tenant(tenant)]
@@ -327,12 +330,14 @@ class MetricsActor(Actor):
             deployment = found.deployments.get(agent.deployment_hash) if agent is not None else None
             if agent is not None and deployment is not None:
                 tenant, deployment_hash = deployment.tenant, agent.deployment_hash
-        renamed = self._hostnames.get(message.reporter_id)
+        names = self._hostnames.get(message.reporter_id)
+        renamed = names.get(tenant) if names is not None else None
         if renamed is not None and renamed != message.hostname:
-            self._forget_node(ForgetNode(message.reporter_id))
-        elif renamed is None and len(self._hostnames) >= HOSTNAMES_KEPT_PER_AGENT * self.settings.agents.max_agents:
+            removed = self.nodes.remove_with("agent_id", message.reporter_id, tenant=tenant)
+            self.node_counters.forgotten += removed
+        elif names is None and len(self._hostnames) >= HOSTNAMES_KEPT_PER_AGENT * self.settings.agents.max_agents:
             self._hostnames.clear()  # of probes forgotten long ago, mostly: those reporting come back at once
-        self._hostnames[message.reporter_id] = message.hostname
+        self._hostnames.setdefault(message.reporter_id, {})[tenant] = message.hostname
         base = {"agent_id": message.reporter_id, "hostname": message.hostname}
         if tenant:
             base.update({metrics.TENANT_LABEL: tenant, metrics.DEPLOYMENT_LABEL: deployment_hash})

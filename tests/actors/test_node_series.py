@@ -136,3 +136,39 @@ async def test_host_metrics_reported_while_a_read_holds_the_actor_are_all_kept(s
         assert next(sample.value for family in Metrics(system, LiveCounters()).collect()
                     for sample in family.samples if sample.name == "app_actor_mailbox_full_total"
                     and sample.labels == {"actor_type": "MetricsActor"}) == refused
+
+
+async def test_a_report_under_a_lapsed_enrolled_id_naming_another_host_leaves_the_tenants_history(settings) -> None:
+    """An enrolled agent's probe id is free once its claim lapsed (or it was
+    decommissioned): an unsigned report under it, naming another host, is
+    unassigned's. Keyed by probe alone, the rename dropped the enrolled
+    tenant's host series (a reviewer's: 12 series of acme's history gone)."""
+    from types import SimpleNamespace
+
+    from trioscope.actors.metrics import MetricsActor
+    from trioscope.runtime import ActorSpec, Published, SupervisorSpec
+
+    enrolled = SimpleNamespace(reporting_agent=lambda reporter_id: SimpleNamespace(deployment_hash="d1"),
+                               deployments={"d1": SimpleNamespace(tenant="acme")})
+    lapsed = SimpleNamespace(reporting_agent=lambda reporter_id: None, deployments={})
+    directory = Published(enrolled)
+    shown = attrs.evolve(settings, auth=attrs.evolve(settings.auth, show_unassigned_agents=True))
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="metrics", factory=lambda: MetricsActor(shown, directory))])
+    async with open_actor_system(tree) as system:
+        actor = system.lookup("/root/metrics")
+        now = time.time()
+
+        async def hosts(tenant: str) -> set[tuple[str, str]]:
+            answer = await actor.ask(InstantQuery(tenant, 'trioscope_node_metric_1{agent_id="db-1"}', now))
+            return {(row["metric"]["hostname"], row["metric"].get("tenant", "")) for row in answer["result"]}
+
+        await actor.ask(NodeSamples("db-1", "db-host", now, VALUES))
+        assert await hosts("acme") == {("db-host", "acme")}
+        directory.publish(lapsed)
+        await actor.ask(NodeSamples("db-1", "attacker-host", now, VALUES))
+        assert ("db-host", "acme") in await hosts("acme")
+        # Within one tenant a rename still drops the old name's series.
+        await actor.ask(NodeSamples("db-1", "attacker-host-2", now, VALUES))
+        assert {name for name, _ in await hosts("other")} == {"attacker-host-2"}
+        assert ("db-host", "acme") in await hosts("acme")

@@ -344,17 +344,20 @@ class MetricStore:
                 del self._tenants[tenant]
         return removed
 
-    def remove_with(self, label: str, value: str) -> int:
-        """Drop every series whose ``label`` is ``value``, in every tenant, with
-        its samples; returns how many (a probe's host series when it is gone)."""
+    def remove_with(self, label: str, value: str, *, tenant: str | None = None) -> int:
+        """Drop every series whose ``label`` is ``value``, in ``tenant`` (None:
+        in every tenant), with its samples; returns how many (a probe's host
+        series when it is gone, or when it renamed its host)."""
         removed = 0
-        for tenant, held in list(self._tenants.items()):
+        names = list(self._tenants) if tenant is None else [tenant] if tenant in self._tenants else []
+        for name in names:
+            held = self._tenants[name]
             for series in list(held.with_pair(label, value)):
                 held.remove(series)
                 self._label_bytes -= label_size(series.labels)
                 removed += 1
             if not held.series:
-                del self._tenants[tenant]
+                del self._tenants[name]
         self._series -= removed
         return removed
 
