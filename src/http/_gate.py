@@ -293,8 +293,13 @@ def readable_tenant() -> str | None:
 
 def administers_server(principal: Principal) -> bool:
     """Whether ``principal`` is an ADMIN of ``auth.admin_tenant`` (any tenant's, where that is empty)."""
+    if not principal.may(Permission.ADMINISTER):
+        return False
     admin_tenant = services().settings.auth.admin_tenant
-    return principal.may(Permission.ADMINISTER) and (not admin_tenant or principal.tenant == admin_tenant)
+    if admin_tenant:
+        return principal.tenant == admin_tenant
+    services().note_server_admin(principal.tenant)
+    return True
 
 
 async def server_admin() -> Principal:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import logging
 import time
 
 import attrs
@@ -25,6 +26,8 @@ from trioscope.system import database_path
 from ._forwarded import TrustedProxies
 from ._health_checks import HealthChecks
 from ._metrics import Metrics, SharedScrapes
+
+log = logging.getLogger(__name__)
 
 _KEY = "trioscope"
 REPLAY_WINDOW = 600.0
@@ -164,6 +167,23 @@ class Services:
         lambda self: DiskRoom.of(database_path(self.settings), self.settings.storage.min_free_bytes),
         takes_self=True))
     """The free space of the embedded store's disk (``storage.min_free_bytes``)."""
+    server_admin_tenants: list[str] = attrs.field(factory=list)
+    """The first two tenants whose ADMINs administered the server with
+    ``auth.admin_tenant`` empty (``note_server_admin``)."""
+
+    def note_server_admin(self, tenant: str) -> None:
+        """An ADMIN of ``tenant`` was let administer the whole server because
+        ``auth.admin_tenant`` is empty: said once, at warning level, when a
+        second tenant's ADMIN is (each then reads every tenant's figures and
+        probe ids: fine for one tenant's server, not for one that hosts several)."""
+        seen = self.server_admin_tenants
+        if len(seen) < 2 and tenant not in seen:
+            seen.append(tenant)
+            if len(seen) == 2:
+                log.warning("ADMINs of tenants %r and %r each administer the whole server (every tenant's figures "
+                            "on /metrics, /health/detailed and /api/v1/runtime): auth.admin_tenant is empty. Name "
+                            "the tenant whose ADMINs administer the server with --admin-tenant",
+                            seen[0][:64], tenant[:64], extra={"event": "admin_tenant_unset"})
 
     def first_view_left(self, address: str) -> None:
         """A live-view client from ``address`` has its first view, or left without it."""

@@ -309,3 +309,17 @@ async def test_only_the_admin_tenants_admins_read_the_whole_servers_figures() ->
                 assert (refused.status_code, refused.json()["error"]["code"]) == (403, "forbidden"), path
                 assert "auth.admin_tenant" in refused.json()["error"]["message"]
                 assert (await client.get(path, headers=ops)).status_code == 200, path
+
+
+async def test_a_second_tenants_admin_administering_the_server_without_admin_tenant_is_warned_of_once() -> None:
+    with ServerProcess([]) as server:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+            for tenant in ("acme", "acme", "beta", "gamma"):
+                token = server.user_token(f"admin-of-{tenant}", tenant, "ADMIN")
+                answer = await client.get("/api/v1/runtime", headers={"Authorization": f"Bearer {token}"})
+                assert answer.status_code == 200  # as documented: every tenant's ADMIN, where it is empty
+
+            async def warned() -> bool:
+                return "'acme' and 'beta' each administer the whole server" in server.stderr()
+            await eventually(warned)
+            assert server.stderr().count("--admin-tenant") == 1 and "'gamma'" not in server.stderr()
