@@ -157,7 +157,8 @@ def _too_many_params() -> PrometheusError:
 
 
 async def _params() -> Params:
-    """The read's parameters: the URL's, then (POST) the form's.
+    """The read's parameters: (POST) the form's, then the URL's. First found
+    counts: the form's value over the URL's, as Prometheus' ``FormValue``.
 
     The form is read within ``MAX_FORM_BYTES`` and parsed within
     ``MAX_PARAMS`` (``parse_qsl`` counts the separators before it splits), so
@@ -172,7 +173,7 @@ async def _params() -> Params:
     if len(params) > MAX_PARAMS:
         raise _too_many_params()
     if request.method == "POST":  # Grafana and Prometheus' Go client send queries as a form
-        params.extend(await _form(MAX_PARAMS - len(params)))
+        params[:0] = await _form(MAX_PARAMS - len(params))
     if any(len(value) > MAX_PARAM_BYTES for _, value in params):
         raise _too_many_params()
     return params

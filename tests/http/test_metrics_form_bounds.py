@@ -91,12 +91,12 @@ async def test_a_form_over_the_limit_is_413_before_it_has_all_arrived(client, vi
     assert str(_metrics_api.MAX_FORM_BYTES) in error["message"]
 
 
-async def test_a_form_within_the_limits_is_read_after_the_urls_parameters(client, viewer, reads) -> None:
+async def test_a_form_within_the_limits_is_read_before_the_urls_parameters(client, viewer, reads) -> None:
     query = "sum by (job) (rate(http_requests_total{code=~\"5..\"}[5m]))"
     form = urllib.parse.urlencode({"query": query, "time": "1796439893", "empty": ""}).encode()
     response = await client.post("/api/v1/metrics/query?timeout=5s", data=form, headers={**FORM, **viewer})
     assert response.status_code == 200
-    assert reads == [[("timeout", "5s"), ("query", query), ("time", "1796439893"), ("empty", "")]]
+    assert reads == [[("query", query), ("time", "1796439893"), ("empty", ""), ("timeout", "5s")]]
 
 
 async def test_the_parameter_bound_counts_the_url_and_the_form_together(client, viewer, reads) -> None:
@@ -127,3 +127,14 @@ async def test_a_body_that_is_not_a_form_is_not_read_as_one(client, viewer, read
     response = await client.post("/api/v1/metrics/query?query=up", data=b'{"query": "down"}',
                                  headers={"Content-Type": "application/json", **viewer})
     assert response.status_code == 200 and reads == [[("query", "up")]]
+
+
+async def test_a_forms_value_counts_before_the_urls_as_prometheus_form_value(client, viewer, reads) -> None:
+    response = await client.post("/prometheus/api/v1/query?query=from_url&time=1", data=b"query=from_form",
+                                 headers={**FORM, **viewer})
+    assert response.status_code == 200
+    (params,) = reads
+    first = {}
+    for key, value in params:
+        first.setdefault(key, value)
+    assert first == {"query": "from_form", "time": "1"}

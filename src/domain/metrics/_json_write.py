@@ -15,8 +15,9 @@ one of the two values would be lost.
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Any
+
+from trioscope.wire import RFC3339, FieldError, parse_timestamp
 
 from ._exceptions import BadWrite
 from ._samples import (
@@ -35,13 +36,15 @@ def _timestamp(value: Any, now: float, where: str) -> float:
     if value is None:
         return now
     if isinstance(value, str):
+        # RFC 3339 only, as the reports' times (``fromisoformat`` alone took
+        # ISO 8601's other forms too: "20261206T120000Z", "2026-W49-5T12:00:00Z").
+        if not RFC3339.fullmatch(value):
+            raise BadWrite(where, f"must be unix seconds or an RFC 3339 time like 2025-10-13T00:00:00Z (with its "
+                                  f"offset), got {value[:40]!r}")
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise BadWrite(where, "must be unix seconds or an RFC 3339 time") from None
-        if parsed.tzinfo is None:
-            raise BadWrite(where, "an RFC 3339 time needs its offset (Z or +hh:mm)")
-        return parsed.timestamp()
+            return parse_timestamp(value).timestamp()
+        except FieldError as exc:  # month 13; before 1970
+            raise BadWrite(where, str(exc)) from None
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     raise BadWrite(where, "must be unix seconds or an RFC 3339 time")

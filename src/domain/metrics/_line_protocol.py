@@ -63,6 +63,10 @@ def parse_line_protocol(body: bytes, *, precision: str, now: float, latest: floa
         line = body[:exc.start].count(b"\n") + 1
         raise BadWrite(f"line {line}", "is not UTF-8") from None
     samples: list[Sample] = []
+    sources: dict[tuple[object, float], tuple[int, str, str]] = {}
+    """Which line, measurement and field made each series' point at a time:
+    ``m b_c=1`` and ``m_b c=2`` on two lines are both ``m_b_c`` (one value
+    would be lost without a word); the same field written again is a later value."""
     for number, line in enumerate(text.split("\n"), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
@@ -92,6 +96,11 @@ def parse_line_protocol(body: bytes, *, precision: str, now: float, latest: floa
                 raise BadWrite(where, f"fields {first!r} and {second!r} are both metric {name!r}; rename one")
             named[name] = field
             series = series_of(name, labels, limits, where)
+            seen = sources.setdefault((series, stamped_at), (number, point["measurement"], field))
+            if seen[1:] != (point["measurement"], field):
+                raise BadWrite(where, f"field {field!r} of {point['measurement']!r} and field {seen[2]!r} of "
+                                      f"{seen[1]!r} (line {seen[0]}) are both metric {name!r} with the same tags "
+                                      "and time; rename one")
             samples.append(Sample(series, number_value, stamped_at))
         check_point_count(len(samples), limits)
     return samples
