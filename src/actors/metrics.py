@@ -279,6 +279,8 @@ class MetricStores:
                 max_series=settings.metrics.max_series,
                 max_label_bytes_per_tenant=settings.metrics.max_label_bytes_per_tenant,
                 max_label_bytes=settings.metrics.max_label_bytes,
+                max_samples_per_tenant=settings.metrics.max_samples_per_tenant,
+                max_samples=settings.metrics.max_samples,
                 retention=retention,
                 keep_samples=not settings.metrics.url)),
             metrics.MetricStore(metrics.StoreLimits(

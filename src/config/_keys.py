@@ -408,6 +408,24 @@ KEYS: tuple[Key, ...] = (
         flags=("--metrics-max-label-bytes",),
     ),
     Key(
+        name="metrics.max_samples_per_tenant",
+        kind=IntegerKind(1000, 10_000_000_000),
+        default=25_000_000,
+        help="most samples one tenant's written series hold together, 16 bytes each in memory (more: 429 "
+             "tenant_samples_limit_reached); a series holds one a 15 s bucket within max_data_age (240 an hour)",
+        env=("TRIOSCOPE_METRICS_MAX_SAMPLES_PER_TENANT",),
+        flags=("--metrics-max-samples-per-tenant",),
+    ),
+    Key(
+        name="metrics.max_samples",
+        kind=IntegerKind(1000, 100_000_000_000),
+        default=100_000_000,
+        help="most samples all written series hold together over all tenants, 16 bytes each (more: 429 "
+             "server_samples_limit_reached)",
+        env=("TRIOSCOPE_METRICS_MAX_SAMPLES",),
+        flags=("--metrics-max-samples",),
+    ),
+    Key(
         name="metrics.max_labels_per_series",
         kind=IntegerKind(4, 256),
         default=30,

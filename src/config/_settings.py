@@ -117,6 +117,10 @@ class MetricsSettings:
     """Characters of the labels (names and values) of one tenant's written series."""
     max_label_bytes: int
     """Characters of the labels of all written series."""
+    max_samples_per_tenant: int
+    """Samples one tenant's written series hold together (16 bytes each)."""
+    max_samples: int
+    """Samples all written series hold together."""
     max_labels_per_series: int
     """Labels of one written series, ``__name__`` and the server's labels included."""
     max_label_name_bytes: int

@@ -1,9 +1,11 @@
 """The embedded metric store: written series per tenant, at 15 s resolution.
 
-Bounded four ways: series per deployment, per tenant and over all (a write
+Bounded five ways: series per deployment, per tenant and over all (a write
 that would pass a limit is refused whole, 429), the characters of their labels
-per tenant and over all (the same), and samples per series (one per 15 s
-bucket, none older than the retention). Samples may arrive in any order, in
+per tenant and over all (the same), samples per tenant and over all (the same:
+16 bytes each, and without a budget of their own one tenant's 100,000 series
+backfilled over a day's retention held ~9 GB), and samples per series (one per
+15 s bucket, none older than the retention). Samples may arrive in any order, in
 one write or across writes (an agent's buffer flushed late): each is put in
 time order; of two in one bucket the later timestamp is kept (at equal
 timestamps the later written), so the outcome does not depend on arrival order. Values are ``array('d')``: counters keep every increment,
@@ -133,6 +135,10 @@ class StoreLimits:
     and values) of a tenant's series (``label_size``)."""
     max_label_bytes: int = 1 << 62
     """``metrics.max_label_bytes``: the same over all tenants."""
+    max_samples_per_tenant: int = 1 << 62
+    """``metrics.max_samples_per_tenant``: samples a tenant's series hold together."""
+    max_samples: int = 1 << 62
+    """``metrics.max_samples``: the same over all tenants."""
     retention: float
     """Seconds of samples kept (``storage.max_data_age``)."""
     keep_samples: bool = True
@@ -150,7 +156,7 @@ class TenantSeries:
     """One tenant's series, indexed by each label pair (``__name__`` included):
     an equality matcher starts from the smallest set it names, not from every series."""
 
-    __slots__ = ("label_bytes", "per_deployment", "postings", "series")
+    __slots__ = ("label_bytes", "per_deployment", "postings", "samples", "series")
 
     def __init__(self) -> None:
         self.series: dict[Labels, Series] = {}
@@ -158,6 +164,8 @@ class TenantSeries:
         self.per_deployment: collections.Counter[str] = collections.Counter()
         self.label_bytes = 0
         """``label_size`` of its series together."""
+        self.samples = 0
+        """Samples its series hold together (kept up by ``MetricStore``)."""
 
     def named(self, name: str | None) -> Iterable[Series]:
         """The series of metric ``name`` (None: all of them)."""
@@ -192,6 +200,7 @@ class TenantSeries:
         if self.per_deployment[series.deployment] <= 0:
             del self.per_deployment[series.deployment]
         self.label_bytes -= label_size(series.labels)
+        self.samples -= len(series.times)
 
     def __len__(self) -> int:
         return len(self.series)
@@ -256,6 +265,7 @@ class MetricStore:
         self._tenants: dict[str, TenantSeries] = {}
         self._series = 0
         self._label_bytes = 0
+        self._samples = 0
 
     def tenant(self, tenant: str) -> TenantSeries:
         """What ``tenant`` may read (an empty view if it wrote nothing)."""
@@ -267,15 +277,22 @@ class MetricStore:
 
         Raises:
             WriteLimitExceeded: 429 when new series would pass a limit of series
-                or of their labels' characters; nothing is recorded then.
+                or of their labels' characters, or the samples would pass the
+                samples' (each counted as new: one that replaces a held sample
+                of its bucket adds nothing, but is not told apart beforehand);
+                nothing is recorded then.
         """
         held = self._tenants.get(tenant)
         known = held.series if held is not None else {}
         new = {sample.labels for sample in samples if sample.labels not in known}
         if new:
             self._check_room(held, deployment_hash, new)
+        if self.limits.keep_samples:
+            self._check_samples(held, len(samples))
         if held is None:
             held = self._tenants[tenant] = TenantSeries()
+        touched = {labels: len(series.times) for labels in {sample.labels for sample in samples}
+                   if (series := held.series.get(labels)) is not None}
         cutoff = now - self.limits.retention
         keep = self.limits.keep_samples
         kept = too_old = superseded = 0
@@ -304,6 +321,10 @@ class MetricStore:
             gave_way = held.series[labels].merge(points)
             kept += len(points) - gave_way
             superseded += gave_way
+        added = sum(len(series.times) - touched.get(labels, 0) for labels in {sample.labels for sample in samples}
+                    if (series := held.series.get(labels)) is not None)
+        held.samples += added
+        self._samples += added
         return WriteOutcome(new_series=len(new), kept=kept, too_old=too_old, superseded=superseded)
 
     def _check_room(self, held: TenantSeries | None, deployment_hash: str, new: set[Labels]) -> None:
@@ -328,13 +349,30 @@ class MetricStore:
             if value > limit:
                 raise WriteLimitExceeded(429, code, f"{what}, more than {limit} ({key})", config_key=key, limit=limit)
 
+    def _check_samples(self, held: TenantSeries | None, count: int) -> None:
+        """Raises ``WriteLimitExceeded`` (429) if ``count`` more samples would pass a samples' limit."""
+        limits = self.limits
+        in_tenant = (held.samples if held is not None else 0) + count
+        for value, limit, code, key, what in (
+            (in_tenant, limits.max_samples_per_tenant, "tenant_samples_limit_reached",
+             "metrics.max_samples_per_tenant", f"the tenant's series would hold {in_tenant} samples"),
+            (self._samples + count, limits.max_samples, "server_samples_limit_reached", "metrics.max_samples",
+             f"the server's series would hold {self._samples + count} samples"),
+        ):
+            if value > limit:
+                raise WriteLimitExceeded(429, code, f"{what}, more than {limit} ({key}; older samples leave the "
+                                                    "store past storage.max_data_age)", config_key=key, limit=limit)
+
     def expire(self, now: float) -> int:
         """Drop samples past the retention and series left empty; returns series removed."""
         cutoff = now - self.limits.retention
         removed = 0
         for tenant, held in list(self._tenants.items()):
             for series in list(held.series.values()):
+                before = len(series.times)
                 series.trim(cutoff)
+                held.samples -= before - len(series.times)
+                self._samples -= before - len(series.times)
                 if not series.times:
                     removed += 1
                     self._series -= 1
@@ -355,6 +393,7 @@ class MetricStore:
             for series in list(held.with_pair(label, value)):
                 held.remove(series)
                 self._label_bytes -= label_size(series.labels)
+                self._samples -= len(series.times)
                 removed += 1
             if not held.series:
                 del self._tenants[name]
