@@ -24,6 +24,7 @@ from . import _signing
 from ._answers import json_of
 from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, ControlError, execute
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
+from ._pending import PendingReports
 from ._refusals import (
     REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, refusal, send, transport_problem,
 )
@@ -33,8 +34,13 @@ POLL_SECONDS = 60
 RECOVERY_POLL_SECONDS = 1
 """The poll after a failure: the server's answer within a second says polling
 works again (a long poll would say it only when it ends)."""
-REPORT_ATTEMPTS = 12
-"""With backoff capped at 30 s: about five minutes of a server away or busy."""
+REPORT_PATIENCE = 15 * 60
+"""Seconds a report is tried again while the server is away or busy (backoff
+capped at 30 s). Twelve attempts were ~100 s: a server restarted or upgraded
+for longer lost the result of a command that had run. A final report not
+taken by then stays in the state directory (``PendingReports``), sent again
+when the probe starts."""
+FINAL = ("completed", "failed", "cancelled")
 
 
 @attrs.frozen
@@ -164,8 +170,11 @@ class CommandAgent:
 
     def __init__(self, client: httpx.AsyncClient, credentials: Credentials, docker_host: str | None,
                  allowed: tuple[str, ...] = DEFAULT_ALLOWED, *,
-                 containers_changed: Callable[[], None] | None = None) -> None:
+                 containers_changed: Callable[[], None] | None = None,
+                 pending: PendingReports | None = None) -> None:
         self.client = client
+        self.pending = pending
+        """Where final reports wait until the server has them (None: in memory only)."""
         self.credentials = credentials
         self.docker_host = docker_host
         self.allowed = allowed
@@ -180,7 +189,20 @@ class CommandAgent:
         # commands (their cancels among them); they end with it.
         async with trio.open_nursery() as nursery:
             self.nursery = nursery
+            if self.pending is not None:
+                nursery.start_soon(self._send_kept, self.pending)
             await self._poll_loop()
+
+    async def _send_kept(self, pending: PendingReports) -> None:
+        """The final reports an earlier run of the probe could not send."""
+        for raw in await trio.to_thread.run_sync(pending.waiting):
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(body, dict) and isinstance(body.get("command_id"), str):
+                log.info("sending the report of %s kept since an earlier run", body["command_id"])
+                await self._report(body, kept=True)
 
     async def _poll_loop(self) -> None:
         log.info("polling for commands for deployment %s as agent %s", self.credentials.deployment_hash,
@@ -231,14 +253,20 @@ class CommandAgent:
         item = _json_object(response).get("item")
         return item if isinstance(item, dict) and item.get("command_id") else None
 
-    async def _report(self, body: dict[str, Any]) -> None:
+    async def _report(self, body: dict[str, Any], *, kept: bool = False) -> None:
         """Send a progress or final report; while the server is away or busy
         (transport errors, 429, 5xx) or refuses what time mends (a clock off,
-        ``REFUSAL_RETRY``) try again with backoff, for up to ~5 minutes: a lost
-        final report leaves the command executing until it times out."""
+        ``REFUSAL_RETRY``) try again with backoff, for ``REPORT_PATIENCE``: a
+        lost final report leaves the command executing until it times out. A
+        final one is kept in the state directory meanwhile (``pending``)."""
         raw = json.dumps({"deployment_hash": self.credentials.deployment_hash, **body}).encode()
+        final = body.get("status") in FINAL and self.pending is not None
+        if final and not kept:
+            assert self.pending is not None
+            await trio.to_thread.run_sync(self.pending.keep, body["command_id"], raw)  # written and synced
         backoff = Backoff(cap=30.0)
-        for _ in range(REPORT_ATTEMPTS):
+        give_up = trio.current_time() + REPORT_PATIENCE
+        while trio.current_time() < give_up:
             try:
                 response = await send(self.client, lambda: signed_request(
                     self.client, "POST", "/api/v1/agent/commands/report", self.credentials, raw,
@@ -251,12 +279,17 @@ class CommandAgent:
                     if response.status_code >= 400:
                         log.warning("report of %s refused (%s): %s", body["command_id"], response.status_code,
                                     response.text[:200])
+                    if final:
+                        assert self.pending is not None
+                        await trio.to_thread.run_sync(self.pending.taken, body["command_id"])
                     return
                 problem = str(refused) if refused is not None else f"answered {response.status_code}"
             if backoff.attempts == 0:
                 log.warning("report of %s failed (%s); retrying with backoff", body["command_id"], problem)
             await trio.sleep(backoff.next())
-        log.error("report of %s (%s) given up after %d attempts", body["command_id"], body["status"], REPORT_ATTEMPTS)
+        log.error("report of %s (%s) given up after %d attempts in %d s%s", body["command_id"], body["status"],
+                  backoff.attempts, REPORT_PATIENCE,
+                  "; kept in the state directory, sent again when the probe starts" if final else "")
 
     async def _run_command(self, item: dict[str, Any]) -> None:
         command_id, kind = item["command_id"], item.get("type", "")

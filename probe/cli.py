@@ -38,6 +38,7 @@ from ._docker import ContainerCollector, docker_host_problem
 from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, KNOWN, ControlError
 from ._parent import stop_when_parent_gone
+from ._pending import PendingReports
 from ._refusals import Backoff, ServerUnavailable
 from ._transport import ReportRequests, Signer, run_publisher
 
@@ -264,8 +265,10 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
                     return 2
                 metadata = {"deployment_hash": credentials.deployment_hash, "command_agent_id": credentials.agent_id}
                 signer = Signer(credentials.agent_id, credentials.agent_token)
+                kept = Path(args.state_dir).expanduser() / "pending-reports"  # noqa: ASYNC240 - a path, no I/O
+                pending = PendingReports(kept)
                 nursery.start_soon(CommandAgent(client, credentials, args.docker_host, allowed,
-                                                containers_changed=asked.ask).run)
+                                                containers_changed=asked.ask, pending=pending).run)
             nursery.start_soon(functools.partial(
                 run_publisher, server, args.agent_id, socket.gethostname()[:256], interval, args.buffer,
                 collector.collect, metadata=metadata, signer=signer, tls=args.tls, asked=asked))

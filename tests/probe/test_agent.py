@@ -197,3 +197,70 @@ async def test_a_new_enrollment_token_enrolls_again_and_replaces_the_saved_crede
         second = await _credentials(client, args("tok-2"), ())
     assert enrolled == ["tok-1", "tok-2"] and second.agent_id == "agent-2"
     assert load_credentials(state / "credentials.json", "dep") == second
+
+
+async def test_a_final_report_is_sent_again_while_the_server_is_away_for_ten_minutes(autojump_clock: Any) -> None:
+    """Twelve attempts were ~100 s: a server restarted or upgraded for longer
+    lost the result of a command that had run (a reviewer's: the container
+    stopped, the command later ``timed out``)."""
+    sent_at: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent_at.append(trio.current_time())
+        return httpx.Response(503 if trio.current_time() < start + 600 else 200, json={})
+
+    start = trio.current_time()
+    await agent_with(handler)._report({"command_id": "cmd_1", "status": "completed", "result": {}})
+    assert sent_at[-1] >= start + 600 and len(sent_at) > 12
+
+
+async def test_a_final_report_the_probe_stopped_sending_is_kept_and_sent_when_it_starts_again(
+        tmp_path: Path) -> None:
+    from tests.waiting import eventually
+    from trioscope_probe._pending import PendingReports
+
+    pending = PendingReports(tmp_path / "pending-reports")
+    stopped = trio.Event()
+
+    async def away(request: httpx.Request) -> httpx.Response:
+        stopped.set()
+        await trio.sleep_forever()  # the server away: the probe is stopped meanwhile (SIGTERM, or kill -9)
+        raise AssertionError
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(away), base_url="http://server")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(CommandAgent(client, CREDENTIALS, docker_host=None, pending=pending)._report,
+                           {"command_id": "cmd_1", "status": "completed", "result": {"ok": True}})
+        await stopped.wait()
+        nursery.cancel_scope.cancel()
+    assert len(list((tmp_path / "pending-reports").iterdir())) == 1
+    reports: list[dict[str, Any]] = []
+
+    async def back(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/report"):
+            reports.append(json.loads(request.content))
+            return httpx.Response(200, json={})
+        await trio.sleep(60)  # a long poll, held
+        return httpx.Response(204)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(back), base_url="http://server")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(CommandAgent(client, CREDENTIALS, docker_host=None, pending=pending).run)
+
+        async def sent_and_dropped() -> bool:
+            return bool(reports) and not list((tmp_path / "pending-reports").iterdir())
+        await eventually(sent_and_dropped)
+        nursery.cancel_scope.cancel()
+    assert [(r["command_id"], r["result"]) for r in reports] == [("cmd_1", {"ok": True})]
+
+
+async def test_a_kept_report_the_server_refuses_for_good_is_dropped(tmp_path: Path) -> None:
+    from trioscope_probe._pending import PendingReports
+
+    pending = PendingReports(tmp_path)
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(
+        409, json={"error": {"code": "report_conflict", "message": "the command timed out"}})),
+        base_url="http://server")
+    await CommandAgent(client, CREDENTIALS, docker_host=None, pending=pending)._report(
+        {"command_id": "cmd_1", "status": "failed", "error": "x"})
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,87 @@
+"""Final command reports not yet taken by the server, kept in the probe's state
+directory until it has them: a result outlives a server that is away longer
+than the report's retries, and a probe stopped (or killed) while it was
+sending it. A probe that starts sends what it finds here first.
+
+A report is written before its first attempt and removed once the server
+answered it (taken, or refused for good: a command that timed out meanwhile);
+files are small JSON bodies, written 0600 and renamed into place (a crash
+leaves a whole file or none), at most ``MAX_KEPT`` of them."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("trioscope_probe")
+
+MAX_KEPT = 64
+"""Reports kept at once: a probe runs one command at a time (follows beside),
+so more means reports of long ago that no server took; the oldest go."""
+MAX_BYTES = 16 * 1024 * 1024
+"""The largest report kept (a result's size is the engine's answer, bounded by the executor)."""
+
+
+class PendingReports:
+    """The directory ``directory`` of final reports waiting to be taken."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, command_id: str) -> Path:
+        return self.directory / f"{hashlib.sha256(command_id.encode()).hexdigest()[:32]}.json"
+
+    def keep(self, command_id: str, body: bytes) -> None:
+        """Keep ``body`` (the report of ``command_id``) until ``taken``; on a
+        disk that refuses, say so and go on: the report is still sent."""
+        if len(body) > MAX_BYTES:
+            return
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self._make_room()
+            partial = self._path(command_id).with_suffix(".partial")
+            partial.unlink(missing_ok=True)
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(body)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, self._path(command_id))
+        except OSError as exc:
+            log.warning("cannot keep the report of %s in %s (%s): it is lost if the probe stops before the "
+                        "server takes it", command_id, self.directory, exc)
+
+    def taken(self, command_id: str) -> None:
+        try:
+            self._path(command_id).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot remove the sent report of %s from %s (%s)", command_id, self.directory, exc)
+
+    def waiting(self) -> list[bytes]:
+        """The reports kept, oldest first (unreadable ones skipped and said)."""
+        try:
+            files = sorted(self.directory.glob("*.json"), key=_age)
+        except OSError:
+            return []
+        found = []
+        for path in files:
+            try:
+                found.append(path.read_bytes())
+            except OSError as exc:
+                log.warning("cannot read the kept report %s (%s)", path, exc)
+        return found
+
+    def _make_room(self) -> None:
+        files = sorted(self.directory.glob("*.json"), key=_age)
+        for path in files[:max(0, len(files) - MAX_KEPT + 1)]:
+            log.warning("dropping the kept report %s: %d are waiting already", path.name, MAX_KEPT)
+            path.unlink(missing_ok=True)
+
+
+def _age(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0
