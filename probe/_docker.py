@@ -137,6 +137,8 @@ class ContainerCollector:
         """Cycles failed in a row."""
         self._unknown: set[str] = set()
         """Engine states already logged as unknown (each is logged once)."""
+        self._odd: set[str] = set()
+        """Containers whose engine answer could not be read, already logged (each once)."""
 
     def _connect(self) -> docker.DockerClient:
         if self._client is None:
@@ -154,7 +156,10 @@ class ContainerCollector:
             if self._version is None:  # slow on some engines (Podman: ~0.5 s), and it does not change
                 self._version = str(api.version().get("Version", ""))
             version = self._version
-            containers = [self._container(api, summary) for summary in api.containers(all=True)]
+            listed = api.containers(all=True)
+            if not isinstance(listed, list):
+                raise docker.errors.DockerException(f"the container list is a {type(listed).__name__}, not a list")
+            containers = [self._readable(api, summary) for summary in listed]
         except _ENGINE_ERRORS as exc:
             self._failures += 1
             self._client = None
@@ -180,6 +185,24 @@ class ContainerCollector:
         self._inspected = {k: v for k, v in self._inspected.items() if k in alive}
         self._last = DockerInfo(containers=found[:10_000], engine_version=str(version)[:256])
         return self._last
+
+    def _readable(self, api: Any, summary: Any) -> ContainerInfo | None:
+        """``_container``, or None (said once per container) where the engine's
+        answer for it has a field of another shape than the Docker API's (labels
+        as a list, a counter null): that container is left out, not every
+        report (an ``AttributeError`` ended the probe)."""
+        try:
+            return self._container(api, summary)
+        except _ENGINE_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any shape the engine may answer: that container alone
+            ident = str(summary.get("Id") if isinstance(summary, dict) else summary)[:64]
+            if ident not in self._odd and len(self._odd) < 1024:
+                self._odd.add(ident)
+                log.warning("container engine %s: container %s left out of the reports, its answer cannot be "
+                            "read (%s: %s)", self.docker_host or "(DOCKER_HOST)", ident[:12], type(exc).__name__,
+                            str(exc)[:200])
+            return None
 
     def _container(self, api: Any, summary: dict[str, Any]) -> ContainerInfo | None:
         container_id = summary["Id"]
@@ -243,6 +266,12 @@ class ContainerCollector:
             raw = api.stats(container_id, stream=False)
         except _ENGINE_ERRORS:
             return None
+        try:
+            return self._read_stats(container_id, raw)
+        except (AttributeError, TypeError, ValueError, ZeroDivisionError):
+            return None  # a counter of another shape (null, a string): this container's stats left out
+
+    def _read_stats(self, container_id: str, raw: Any) -> ContainerStats:
         cpu = raw.get("cpu_stats") or {}
         total = (cpu.get("cpu_usage") or {}).get("total_usage") or 0
         system = cpu.get("system_cpu_usage") or 0

@@ -293,7 +293,13 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
                     asked.answering()
                 collected_at = trio.current_time()
                 # Abandoned on a signal: on a host with 200k sockets one collection takes a minute.
-                report = await trio.to_thread.run_sync(collect, abandon_on_cancel=True)
+                try:
+                    report = await trio.to_thread.run_sync(collect, abandon_on_cancel=True)
+                except Exception as exc:  # a bug of ours, or an answer of a shape we do not read: not the end
+                    log.error("collecting this host's report failed (%s: %s); trying again next interval",
+                              type(exc).__name__, exc, exc_info=exc)
+                    next_report = trio.current_time() + interval
+                    continue
                 body, dropped = encode_report(report, publisher.max_report_bytes, publisher.memory_budget)
                 if dropped and not trimming:
                     log.warning("this host's report is larger than the server takes (bytes, or memory per agent): "

@@ -154,3 +154,24 @@ def test_an_engine_that_cannot_be_reached_is_named_by_its_socket(tmp_path: Any,
     assert ContainerCollector(f"unix://{socket}").collect() is None
     (said,) = [r.getMessage() for r in caplog.records]
     assert said.endswith(f"unreachable: cannot connect to socket {socket}: No such file or directory"), said
+
+
+def test_a_container_whose_answer_has_fields_of_another_shape_is_left_out_alone_and_said_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Labels as a list ended the probe with an AttributeError (a reviewer's fake engine)."""
+    odd = {**listed(), "Id": "0dd" + "0" * 61, "Labels": ["app=shop"]}
+    engine = Engine([odd, listed()], inspected())
+    collector = Collector(engine)
+    with caplog.at_level(logging.WARNING, logger="trioscope_probe"):
+        for _ in range(2):
+            assert [c.id for c in collector.collect().containers] == [CID]  # type: ignore[union-attr]
+    said = [r.getMessage() for r in caplog.records if "left out of the reports" in r.getMessage()]
+    assert len(said) == 1 and "0dd000000000" in said[0] and "AttributeError" in said[0]
+
+
+def test_statistics_of_another_shape_leave_that_containers_statistics_out() -> None:
+    engine = Engine([listed()], inspected())
+    engine.stats = lambda container_id, stream: {  # type: ignore[method-assign]
+        "networks": {"eth0": {"rx_bytes": None, "tx_bytes": 1}}, "memory_stats": {"usage": "lots"}}
+    (container,) = Collector(engine).collect().containers  # type: ignore[union-attr]
+    assert container.name == "listener" and container.stats is None

@@ -248,3 +248,35 @@ def test_a_timeout_says_how_long_was_waited() -> None:
     request = httpx.Request("GET", "http://server/x", extensions={"timeout": {"connect": 10.0, "read": 10.0}})
     assert transport_problem(httpx.ReadTimeout("", request=request)) == "ReadTimeout: timed out after 10 s"
     assert transport_problem(httpx.ConnectError("")) == "ConnectError: no reason given"
+
+
+async def test_a_collection_that_fails_is_said_and_the_next_interval_reports(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine answer of a shape the probe does not read raised out of the
+    collection and ended the probe (a reviewer's fake engine)."""
+    reports: list[bytes] = []
+    calls = 0
+
+    def collect() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise AttributeError("'list' object has no attribute 'items'")
+        return _report()
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/reports":
+            reports.append(request.content)
+            return httpx.Response(202, json={})
+        if request.url.path.startswith("/api/v1/agents/config"):
+            return httpx.Response(404)
+        return httpx.Response(200, json={})  # registration, heartbeats
+
+    async def inline(function: Any, *args: Any, **_: Any) -> Any:
+        return function(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", inline)
+    with trio.move_on_after(40):
+        await run_publisher("http://server", "probe-1", "host", 15.0, 40, collect, transport=httpx.MockTransport(server))
+    assert calls >= 3 and len(reports) == calls - 1
+    assert any("collecting this host's report failed (AttributeError" in r.getMessage() for r in caplog.records)
