@@ -41,6 +41,12 @@ for longer lost the result of a command that had run. A final report not
 taken by then stays in the state directory (``PendingReports``), sent again
 when the probe starts."""
 FINAL = ("completed", "failed", "cancelled")
+COMMAND_THREADS = 8
+"""Worker threads commands may hold, apart from Trio's default pool (the
+collection's). A command that timed out leaves its thread waiting on the
+engine (a stop of a container that ignores SIGTERM waits out its grace
+period): 42 of them took every default thread, and no report went for a
+minute; now they wait on each other only."""
 
 
 @attrs.frozen
@@ -179,6 +185,8 @@ class CommandAgent:
         self.docker_host = docker_host
         self.allowed = allowed
         self.containers_changed = containers_changed
+        self.threads = trio.CapacityLimiter(COMMAND_THREADS)
+        """What commands' calls to the engine run in (``COMMAND_THREADS``)."""
         self.follows: dict[str, trio.CancelScope] = {}
         """Log follows running beside the poll (``docker.logs`` with ``follow``), by command id."""
         self.cancel_asked: set[str] = set()
@@ -318,7 +326,7 @@ class CommandAgent:
         with trio.move_on_after(timeout) as scope:
             try:
                 result = await trio.to_thread.run_sync(self._execute, kind, item.get("parameters"),
-                                                       abandon_on_cancel=True)
+                                                       abandon_on_cancel=True, limiter=self.threads)
             except ControlError as exc:
                 error = str(exc)
             except Exception as exc:  # a bug of ours: said to the operator, logged with its traceback
@@ -361,9 +369,9 @@ class CommandAgent:
             error = f"this probe already follows {MAX_FOLLOWS} logs (its limit)"
         if error is None:
             try:
-                client = await trio.to_thread.run_sync(self._engine, STREAM_TIMEOUT)
-                follow = await trio.to_thread.run_sync(LogFollow, client, command_id,
-                                                       self.credentials.deployment_hash, parameters, self._post_logs)
+                client = await trio.to_thread.run_sync(self._engine, STREAM_TIMEOUT, limiter=self.threads)
+                follow = await trio.to_thread.run_sync(LogFollow, client, command_id, self.credentials.deployment_hash,
+                                                       parameters, self._post_logs, limiter=self.threads)
             except ControlError as exc:
                 error = str(exc)
             except docker.errors.DockerException as exc:

@@ -264,3 +264,23 @@ async def test_a_kept_report_the_server_refuses_for_good_is_dropped(tmp_path: Pa
     await CommandAgent(client, CREDENTIALS, docker_host=None, pending=pending)._report(
         {"command_id": "cmd_1", "status": "failed", "error": "x"})
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_commands_that_time_out_on_a_stuck_engine_leave_the_collections_threads_alone() -> None:
+    """Each timed-out command leaves its thread waiting on the engine: 42 took
+    every thread of Trio's default pool, which the collection needs, and no
+    report went for a minute (a reviewer's stubborn container)."""
+    import threading
+
+    from trioscope_probe._agent import COMMAND_THREADS
+
+    released = threading.Event()
+    agent = agent_with(lambda request: httpx.Response(200, json={}))
+    agent._execute = lambda kind, parameters: released.wait(30) and {}  # type: ignore[method-assign]
+    try:
+        for index in range(COMMAND_THREADS + 4):
+            await agent._run_command({"command_id": f"cmd_{index}", "type": "docker.stop", "timeout_seconds": 0.05})
+        assert trio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
+        assert agent.threads.borrowed_tokens == COMMAND_THREADS
+    finally:
+        released.set()
