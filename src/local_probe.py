@@ -42,12 +42,28 @@ def log_settings() -> tuple[str, str]:
     return fmt, level
 
 
+RESTART_FIRST = 1.0
+"""Seconds before a local probe that ended by itself is started again, doubled
+at each end that follows soon (``RESTART_MAX``), back to this after one that ran
+``RESTART_RESET``."""
+RESTART_MAX = 60.0
+RESTART_RESET = 300.0
+REFUSED_CONFIGURATION = 2
+"""The probe's exit status for flags, environment or a file it refuses: the same again at each start."""
+
+
 async def run_local_probe(server_url: str, stop: trio.Event, ca_file: str | None = None) -> None:
     """Run ``trioscope-probe --server server_url`` until ``stop``, then SIGTERM it
     (SIGKILL after a grace period). With TLS, ``ca_file`` is the server's own
     certificate, which the probe then trusts as is (its name must cover the
     loopback address the probe dials). It logs as this process does
     (``log_settings``).
+
+    A probe that ends by itself is said, with its exit status, and started
+    again (``RESTART_FIRST``); one that refused its configuration (exit status
+    2, its reason on the line before) is not, as it would refuse it again. A
+    probe that exited unseen left the hosts view empty with ``/health`` healthy
+    (a reviewer's ``DOCKER_HOST=/var/run/docker.sock``).
 
     The probe's stdin is a pipe only this process holds the write end of, never
     written to: however this process ends, the kernel closes it and the probe
@@ -58,15 +74,52 @@ async def run_local_probe(server_url: str, stop: trio.Event, ca_file: str | None
     log_format, log_level = log_settings()
     argv = [sys.executable, "-m", "trioscope_probe", "--server", server_url, "--exit-with-parent",
             "--log-format", log_format, "--log-level", log_level, *(["--ca-file", ca_file] if ca_file else [])]
+    wait = RESTART_FIRST
+    while not stop.is_set():
+        started = trio.current_time()
+        status = await _run_until_stopped(argv, server_url, stop)
+        if status is None:
+            return
+        ended = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+        if status == REFUSED_CONFIGURATION:
+            log.error("the local probe refused its configuration (%s; the line before says why); it is not started "
+                      "again: mend it and restart the server, or run with --local-probe false",
+                      ended, extra={"event": "local_probe_refused"})
+            return
+        if trio.current_time() - started >= RESTART_RESET:
+            wait = RESTART_FIRST
+        log.error("the local probe ended by itself (%s); starting it again in %g s", ended, wait,
+                  extra={"event": "local_probe_ended"})
+        with trio.move_on_after(wait):
+            await stop.wait()
+        wait = min(wait * 2, RESTART_MAX)
+
+
+async def _run_until_stopped(argv: list[str], server_url: str, stop: trio.Event) -> int | None:
+    """Run the probe until ``stop`` (None) or until it ends by itself (its exit status)."""
     async with trio.open_nursery() as nursery:
         try:
             process: trio.Process = await nursery.start(
                 functools.partial(trio.run_process, argv, check=False, stdin=subprocess.PIPE))
         except OSError as exc:
             log.error("could not start the local probe: %s", exc)
-            return
+            return None
         log.info("local probe started (pid %d) reporting to %s", process.pid, server_url)
-        await stop.wait()
+        async with trio.open_nursery() as either:
+            async def ended() -> None:
+                await process.wait()
+                either.cancel_scope.cancel()
+
+            async def stopped() -> None:
+                await stop.wait()
+                either.cancel_scope.cancel()
+
+            either.start_soon(ended)
+            either.start_soon(stopped)
+        if not stop.is_set() and process.returncode is not None:
+            if process.stdin is not None:
+                await process.stdin.aclose()
+            return process.returncode
         process.terminate()
         with trio.move_on_after(STOP_TIMEOUT):
             await process.wait()
@@ -76,3 +129,4 @@ async def run_local_probe(server_url: str, stop: trio.Event, ca_file: str | None
         if process.stdin is not None:
             await process.stdin.aclose()
         log.info("local probe stopped (pid %d)", process.pid)
+        return None

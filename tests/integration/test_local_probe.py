@@ -127,3 +127,32 @@ async def test_the_local_probe_gives_way_to_a_probe_enrolled_under_its_agent_id(
             assert enrolled.poll() is None
         log = server.stderr()
     assert log.count(gave_way) == 1 and "signature_required" not in log.split(gave_way)[1], log
+
+
+async def test_a_local_probe_that_refuses_its_configuration_is_said_and_not_started_again() -> None:
+    """``TRIOSCOPE_PROBE_INTERVAL=0`` in the server's environment: the probe
+    refused it and exited 2, and the server said nothing more (a reviewer's)."""
+    env = {"TRIOSCOPE_AGENTS_LOCAL_PROBE": "true", "TRIOSCOPE_PROBE_INTERVAL": "0"}
+    with ServerProcess(env=env) as server:
+        async def said() -> bool:
+            return "the local probe refused its configuration (exit status 2" in server.stderr()
+        await eventually(said)
+        assert server.stderr().count("local probe started") == 1
+
+
+async def test_a_local_probe_killed_by_itself_is_said_and_started_again() -> None:
+    first: psutil.Process | None = None
+    again: psutil.Process | None = None
+    try:
+        with ServerProcess(env={"TRIOSCOPE_AGENTS_LOCAL_PROBE": "true"}) as server:
+            first = await _probe_of(server)
+            first.kill()
+
+            async def restarted() -> psutil.Process | None:
+                found = await _probe_of(server)
+                return found if found.pid != first.pid else None
+            again = await eventually(restarted)
+            assert "the local probe ended by itself (killed by signal 9); starting it again in 1 s" in server.stderr()
+    finally:
+        _end(first)
+        _end(again)
