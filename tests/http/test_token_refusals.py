@@ -33,8 +33,8 @@ def token(claims: dict[str, Any], secret: str = TEST_SECRET) -> str:
 
 def claims(**changes: Any) -> dict[str, Any]:
     """A valid token's claims, with ``changes`` (None: the claim left out)."""
-    now = int(time.time())
-    found: dict[str, Any] = {"sub": "alice", "tenant": "acme", "role": "OPERATOR", "iat": now, "exp": now + 86400}  # made at collection: valid through a long run
+    now = int(time.time())  # at collection: valid through a long run
+    found: dict[str, Any] = {"sub": "alice", "tenant": "acme", "role": "OPERATOR", "iat": now, "exp": now + 86400}
     found.update(changes)
     return {name: value for name, value in found.items() if value is not None}
 
