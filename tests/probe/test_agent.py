@@ -284,3 +284,25 @@ async def test_commands_that_time_out_on_a_stuck_engine_leave_the_collections_th
         assert agent.threads.borrowed_tokens == COMMAND_THREADS
     finally:
         released.set()
+
+
+def test_a_report_of_containers_with_large_labels_is_cut_to_their_identity_before_any_container_goes() -> None:
+    """300 containers of ten 2 KiB labels were refused (413, the agent's memory
+    budget) at every cycle, the host with them: connections and processes were
+    all that the probe knew to leave out."""
+    import attrs
+
+    from trioscope_probe._transport import MEMORY_BUDGET, SHORT_LABEL
+
+    report = decode_report(host_report(1, timestamp=1_800_000_000.0, processes=5, connections=5, containers=100))
+    assert report.docker_info is not None
+    labelled = [attrs.evolve(c, labels={f"label.{k}": "v" * 2048 for k in range(10)} | {"app": "shop"},
+                             env={"PATH": "/bin"}, env_names=["PATH"])
+                for c in report.docker_info.containers]
+    report = attrs.evolve(report, docker_info=attrs.evolve(report.docker_info, containers=labelled))
+    body, dropped = encode_report(report)
+    sent = json.loads(gzip.decompress(body))
+    containers = sent["docker_info"]["containers"]
+    assert len(containers) == 100 and dropped >= 100  # each cut short (connections and processes first), none out
+    assert all(c["labels"]["app"] == "shop" and len(c["labels"]["label.0"]) == SHORT_LABEL for c in containers)
+    assert MEMORY_BUDGET.footprint(decode_report(sent), len(gzip.decompress(body))).bytes <= MEMORY_BUDGET.limit
