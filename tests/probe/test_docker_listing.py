@@ -175,3 +175,43 @@ def test_statistics_of_another_shape_leave_that_containers_statistics_out() -> N
         "networks": {"eth0": {"rx_bytes": None, "tx_bytes": 1}}, "memory_stats": {"usage": "lots"}}
     (container,) = Collector(engine).collect().containers  # type: ignore[union-attr]
     assert container.name == "listener" and container.stats is None
+
+
+def test_statistics_are_asked_of_several_containers_at_once_and_a_slow_ones_are_left_out(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """One stats call after another: ten containers whose calls took 3 s made a
+    cycle of 30 s, and the host's heartbeats waited with it (a reviewer's)."""
+    import threading
+
+    ids = [f"{index:02d}" + "0" * 62 for index in range(10)]
+    engine = Engine([{**listed(), "Id": cid, "Names": [f"/c{index}"]} for index, cid in enumerate(ids)], inspected())
+    at_once = peak = 0
+    lock, stuck, gathered = threading.Lock(), threading.Event(), threading.Event()
+    plain = engine.stats
+
+    def stats(container_id: str, stream: bool) -> dict[str, Any]:
+        nonlocal at_once, peak
+        with lock:
+            at_once += 1
+            peak = max(peak, at_once)
+            if at_once == _docker.STATS_AT_ONCE:
+                gathered.set()
+        try:
+            if container_id == ids[0]:
+                stuck.wait(10)  # an engine that never answers for this one within the cycle's budget
+            else:
+                gathered.wait(5)  # until as many calls as may be are out together
+            return plain(container_id, stream)
+        finally:
+            with lock:
+                at_once -= 1
+
+    engine.stats = stats  # type: ignore[method-assign]
+    monkeypatch.setattr(_docker, "STATS_BUDGET", 2.0)
+    try:
+        found = {c.id: c for c in Collector(engine).collect().containers}  # type: ignore[union-attr]
+    finally:
+        stuck.set()
+    assert peak == _docker.STATS_AT_ONCE
+    assert len(found) == 10 and found[ids[0]].stats is None
+    assert all(found[cid].stats is not None for cid in ids[1:])
