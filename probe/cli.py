@@ -27,7 +27,7 @@ import httpx
 import orjson
 import trio
 
-from trioscope.wire import client_tls, encode
+from trioscope.wire import client_tls, encode, server_url_problem
 from trioscope.wire.log_lines import configure_logging
 
 from . import _answers as answers
@@ -190,8 +190,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}", args.agent_id):
         refuse("--agent-id", "TRIOSCOPE_PROBE_AGENT_ID",
                "1-128 letters, digits or . _ : @ - starting with a letter or digit")
-    if not args.server.startswith(("http://", "https://")):
-        refuse("--server", "TRIOSCOPE_PROBE_SERVER", "must be an http:// or https:// URL")
+    server_problem = server_url_problem(args.server)
+    if server_problem is not None:
+        refuse("--server", "TRIOSCOPE_PROBE_SERVER", server_problem)
     docker_problem = docker_host_problem(args.docker_host) if args.docker_host else None
     if docker_problem is not None:
         refuse("--docker-host", "DOCKER_HOST", docker_problem)

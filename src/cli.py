@@ -404,14 +404,16 @@ def run_health(args: argparse.Namespace) -> int:
     """Print the server's health (or readiness) answer; 0 when it is 200."""
     import httpx
 
-    from trioscope.wire import client_tls
+    from trioscope.wire import client_tls, server_url_problem
 
     server, server_from = _flag_or_env(args.server, "--server", SERVER_URL_ENV)
     if server is None:
         server, server_from = DEFAULT_SERVER_URL, "default"
-    if not server.startswith(("http://", "https://")):
-        print(f"trioscope health: --server: {json.dumps(server, ensure_ascii=False)} from {server_from} "
-              "is not an http:// or https:// URL", file=sys.stderr)
+    problem = server_url_problem(server)
+    if problem is not None:
+        says = "is not an http:// or https:// URL" if problem.startswith("must be an http") else problem
+        print(f"trioscope health: --server: {json.dumps(server, ensure_ascii=False)} from {server_from} {says}",
+              file=sys.stderr)
         return ExitCode.USAGE
     ca_file, ca_file_from = _flag_or_env(args.ca_file, "--ca-file", CA_FILE_ENV)
     try:

@@ -74,10 +74,11 @@ from ._models import ProcessesInfo as ProcessesInfo
 from ._models import ProcessInfo as ProcessInfo
 from ._models import Report as Report
 from ._schema import SchemaBuilder as SchemaBuilder
+from ._server_url import server_url_problem as server_url_problem
 from ._tls import client_tls as client_tls
 
 __all__ = [
-    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
+    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
     "decode_report", "DiskInfo", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",

@@ -172,3 +172,18 @@ def test_a_mistyped_flag_is_one_line_with_a_suggestion() -> None:
 def test_an_enrolled_probe_is_warned_of_plain_http_to_another_host(server: str, private: bool) -> None:
     """Its tokens and commands travel unencrypted, and anyone on the path can pose as the server."""
     assert _private_path(server) is private
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("http://127.0.0.1:notaport", "is not a URL: Port could not be cast"), ("http://[::1", "Invalid IPv6 URL"),
+    ("http://h:99999", "Port out of range"), ("http://h:8080/?x=1", "must not have a query"),
+    ("https://", "names no host")])
+def test_a_server_url_that_is_no_url_is_refused_in_one_line_by_the_probe_and_trioscope_health(
+        url: str, says: str) -> None:
+    """Both raised httpx.InvalidURL: a 40-line traceback (a reviewer's)."""
+    probe = _probe("--server", url, "--once")
+    assert probe.returncode == 2 and probe.stderr.startswith("trioscope-probe: --server: ")
+    assert says in probe.stderr and "Traceback" not in probe.stderr and len(probe.stderr.splitlines()) == 1
+    health = subprocess.run([sys.executable, "-m", "trioscope", "health", "--server", url], capture_output=True,
+                            text=True, timeout=60)
+    assert health.returncode == 2 and says in health.stderr and "Traceback" not in health.stderr
