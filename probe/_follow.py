@@ -203,12 +203,21 @@ class LogFollow:
                 if self.stopped.is_set():  # stopped while it opened: _close may have missed it
                     stream.close()
                 pending = b""
+                skipping = False
                 for chunk in stream:
-                    pending += chunk
+                    start = 0
+                    if skipping:  # the rest of a line already sent cut: up to its end, left out
+                        start = chunk.find(b"\n") + 1
+                        if not start:
+                            continue
+                        skipping = False
+                    pending += chunk[start:]
                     *lines, pending = pending.split(b"\n")
-                    if len(pending) > 4 * MAX_LINE:  # a line without end: sent in pieces
+                    if len(pending) > 4 * MAX_LINE:
+                        # A line without end yet: sent once, cut (``_entry``), the rest of it left
+                        # out; in pieces, a 3 MB line was ~46 entries of the follow's whole volume.
                         lines.append(pending)
-                        pending = b""
+                        pending, skipping = b"", True
                     fresh = [raw for raw in lines if seen.passes(_stamp_key(raw))]
                     if fresh and not hand_over(fresh):
                         return

@@ -74,3 +74,34 @@ async def test_a_refusal_time_mends_loses_a_batch_not_the_follow(status: int, co
     else:
         with pytest.raises(ControlError, match=str(status)):
             await follow._send([{"message": "a"}])
+
+
+class _LoggingContainer:
+    """A container whose log is a line of 3 MB (in 64 KiB chunks) between two short ones."""
+
+    id = "c1"
+    status = "exited"
+
+    def logs(self, **_: object) -> object:
+        line = b"2026-12-02T11:13:21Z " + b"a" * 3_000_000 + b"\n"
+        data = b"2026-12-02T11:13:20Z before\n" + line + b"2026-12-02T11:13:22Z after\n"
+        return iter([data[i:i + 65536] for i in range(0, len(data), 65536)])
+
+    def reload(self) -> None:
+        pass
+
+
+def test_a_multi_megabyte_line_is_sent_once_cut_and_the_rest_of_it_left_out() -> None:
+    """In 64 KiB pieces a 3 MB line was ~46 entries, the follow's whole volume
+    gone in two seconds (a reviewer's)."""
+    class Containers:
+        def get(self, name: str) -> object:
+            return _LoggingContainer()
+
+    client = type("Client", (), {"containers": Containers()})()
+    follow = LogFollow(client, "cmd-1", "hash", {"container": "web"}, None)  # type: ignore[arg-type]
+    handed: list[bytes] = []
+    follow._follow_stream("stdout", lambda lines: handed.extend(lines) or True)
+    messages = [_entry("stdout", raw)["message"] for raw in handed]
+    assert len(messages) == 3 and messages[0] == "before" and messages[2] == "after"
+    assert messages[1].startswith("aaa") and len(messages[1]) == MAX_LINE
