@@ -372,8 +372,12 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
                     publisher.registered = False  # whatever mends it (a new enrollment) needs a registration
             else:
                 if standing.note(Link.CONNECTED):
-                    log.info("connected to %s as agent %s (%d reports dropped while away)", server, agent_id,
-                             publisher.outbox.dropped)
+                    refused = publisher.refused_report
+                    log.log(logging.WARNING if refused else logging.INFO,
+                            "connected to %s as agent %s (%d reports dropped while away)%s", server, agent_id,
+                            publisher.outbox.dropped, "" if refused is None else
+                            f", but its reports are refused ({refused[0]}{' ' + refused[1] if refused[1] else ''}: "
+                            "said above)")
                 if cycles is not None and done >= cycles:
                     return
                 if asked is not None and await asked.wait(next_report):

@@ -280,3 +280,26 @@ async def test_a_collection_that_fails_is_said_and_the_next_interval_reports(
         await run_publisher("http://server", "probe-1", "host", 15.0, 40, collect, transport=httpx.MockTransport(server))
     assert calls >= 3 and len(reports) == calls - 1
     assert any("collecting this host's report failed (AttributeError" in r.getMessage() for r in caplog.records)
+
+
+async def test_connected_while_its_reports_are_refused_says_so(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """"connected to ..." followed a 413 at every cycle, as if all were well (a reviewer's)."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/reports":
+            return httpx.Response(413, json={"error": {"code": "memory_budget_exceeded", "message": "too large"}})
+        if request.url.path.startswith("/api/v1/agents/config"):
+            return httpx.Response(404)
+        return httpx.Response(200, json={})
+
+    async def inline(function: Any, *args: Any, **_: Any) -> Any:
+        return function(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", inline)
+    with trio.move_on_after(40):
+        await run_publisher("http://server", "probe-1", "host", 15.0, 40, _report,
+                            transport=httpx.MockTransport(server))
+    said = [r.getMessage() for r in caplog.records if "connected to" in r.getMessage()]
+    assert said and all("but its reports are refused (413 memory_budget_exceeded" in m for m in said), said
