@@ -40,6 +40,10 @@ capped at 30 s). Twelve attempts were ~100 s: a server restarted or upgraded
 for longer lost the result of a command that had run. A final report not
 taken by then stays in the state directory (``PendingReports``), sent again
 when the probe starts."""
+PROGRESS_PATIENCE = 120
+"""The same for a progress report (``executing``): the command waits for it
+before it runs, and one that runs much later than it was sent may act on a
+container the operator has given up on."""
 FINAL = ("completed", "failed", "cancelled")
 COMMAND_THREADS = 8
 """Worker threads commands may hold, apart from Trio's default pool (the
@@ -203,9 +207,10 @@ class CommandAgent:
 
     async def _send_kept(self, pending: PendingReports) -> None:
         """The final reports an earlier run of the probe could not send."""
-        for raw in await trio.to_thread.run_sync(pending.waiting):
+        for path in await trio.to_thread.run_sync(pending.waiting):
+            raw = await trio.to_thread.run_sync(pending.read, path)  # one at a time in memory
             try:
-                body = json.loads(raw)
+                body = json.loads(raw) if raw is not None else None
             except ValueError:
                 continue
             if isinstance(body, dict) and isinstance(body.get("command_id"), str):
@@ -264,7 +269,8 @@ class CommandAgent:
     async def _report(self, body: dict[str, Any], *, kept: bool = False) -> None:
         """Send a progress or final report; while the server is away or busy
         (transport errors, 429, 5xx) or refuses what time mends (a clock off,
-        ``REFUSAL_RETRY``) try again with backoff, for ``REPORT_PATIENCE``: a
+        ``REFUSAL_RETRY``) try again with backoff, for ``REPORT_PATIENCE`` (a
+        progress report ``PROGRESS_PATIENCE``): a
         lost final report leaves the command executing until it times out. A
         final one is kept in the state directory meanwhile (``pending``)."""
         raw = json.dumps({"deployment_hash": self.credentials.deployment_hash, **body}).encode()
@@ -273,7 +279,7 @@ class CommandAgent:
             assert self.pending is not None
             await trio.to_thread.run_sync(self.pending.keep, body["command_id"], raw)  # written and synced
         backoff = Backoff(cap=30.0)
-        give_up = trio.current_time() + REPORT_PATIENCE
+        give_up = trio.current_time() + (REPORT_PATIENCE if body.get("status") in FINAL else PROGRESS_PATIENCE)
         while trio.current_time() < give_up:
             try:
                 response = await send(self.client, lambda: signed_request(
@@ -295,8 +301,8 @@ class CommandAgent:
             if backoff.attempts == 0:
                 log.warning("report of %s failed (%s); retrying with backoff", body["command_id"], problem)
             await trio.sleep(backoff.next())
-        log.error("report of %s (%s) given up after %d attempts in %d s%s", body["command_id"], body["status"],
-                  backoff.attempts, REPORT_PATIENCE,
+        log.error("report of %s (%s) given up after %d attempts%s", body["command_id"], body["status"],
+                  backoff.attempts,
                   "; kept in the state directory, sent again when the probe starts" if final else "")
 
     async def _run_command(self, item: dict[str, Any]) -> None:
@@ -323,17 +329,23 @@ class CommandAgent:
         await self._report({"command_id": command_id, "status": "executing", "progress": 0, "stage": "started"})
         result: dict[str, Any] | None = None
         error: str | None = None
+        ran: list[bool] = []
+
+        def execute() -> dict[str, Any]:
+            ran.append(True)
+            return self._execute(kind, item.get("parameters"))
+
         with trio.move_on_after(timeout) as scope:
             try:
-                result = await trio.to_thread.run_sync(self._execute, kind, item.get("parameters"),
-                                                       abandon_on_cancel=True, limiter=self.threads)
+                result = await trio.to_thread.run_sync(execute, abandon_on_cancel=True, limiter=self.threads)
             except ControlError as exc:
                 error = str(exc)
             except Exception as exc:  # a bug of ours: said to the operator, logged with its traceback
                 log.error("%s (%s) raised", kind, command_id, exc_info=exc)
                 error = f"the probe failed running it: {type(exc).__name__}: {exc}"
         if scope.cancelled_caught:
-            error = f"timed out after {timeout}s"
+            error = f"timed out after {timeout}s" + ("" if ran else f", never run: the probe's {COMMAND_THREADS} "
+                                                     "engine threads were all held by commands stuck on the engine")
         if kind in CHANGES_CONTAINERS and self.containers_changed is not None:
             self.containers_changed()  # before the result is sent: that may take retries
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -367,17 +379,27 @@ class CommandAgent:
             error = "command type 'docker.logs' is not allowed on this probe"
         elif len(self.follows) >= MAX_FOLLOWS:
             error = f"this probe already follows {MAX_FOLLOWS} logs (its limit)"
+        client: docker.DockerClient | None = None
+        follow: LogFollow | None = None
         if error is None:
-            try:
-                client = await trio.to_thread.run_sync(self._engine, STREAM_TIMEOUT, limiter=self.threads)
-                follow = await trio.to_thread.run_sync(LogFollow, client, command_id, self.credentials.deployment_hash,
-                                                       parameters, self._post_logs, limiter=self.threads)
-            except ControlError as exc:
-                error = str(exc)
-            except docker.errors.DockerException as exc:
-                error = f"the engine refused: {exc}"
-        if error is not None:
-            await self._report({"command_id": command_id, "status": "failed", "error": error, "completed_at": stamp})
+            # Bounded: the poll loop waits for it, and the engine threads may all be held.
+            with trio.move_on_after(min(timeout, STREAM_TIMEOUT * 2)):
+                try:
+                    client = await trio.to_thread.run_sync(self._engine, STREAM_TIMEOUT, limiter=self.threads)
+                    follow = await trio.to_thread.run_sync(LogFollow, client, command_id,
+                                                           self.credentials.deployment_hash, parameters,
+                                                           self._post_logs, limiter=self.threads)
+                except ControlError as exc:
+                    error = str(exc)
+                except docker.errors.DockerException as exc:
+                    error = f"the engine refused: {exc}"
+            if error is None and follow is None:
+                error = "the engine did not answer in time to start following the log"
+        if error is not None or follow is None or client is None:
+            if client is not None:
+                client.close()
+            await self._report({"command_id": command_id, "status": "failed", "error": error or "not started",
+                                "completed_at": stamp})
             return
         scope = trio.CancelScope(deadline=trio.current_time() + timeout)
         self.follows[command_id] = scope

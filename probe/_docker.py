@@ -148,6 +148,10 @@ class ContainerCollector:
         """Engine states already logged as unknown (each is logged once)."""
         self._odd: set[str] = set()
         """Containers whose engine answer could not be read, already logged (each once)."""
+        self._stats_turn = 0
+        """Where the next cycle starts asking for statistics among the running containers:
+        those a cycle had no time for come first in the next (``_with_stats``)."""
+        self._stats_short_said = False
 
     def _connect(self) -> docker.DockerClient:
         if self._client is None:
@@ -276,6 +280,8 @@ class ContainerCollector:
         running = [c for c in containers if c is not None and c.state == "running"]
         if not running:
             return containers
+        turn = self._stats_turn % len(running)
+        running = running[turn:] + running[:turn]
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(STATS_AT_ONCE, len(running)),
                                                      thread_name_prefix="probe-stats")
         try:
@@ -285,6 +291,13 @@ class ContainerCollector:
             pool.shutdown(wait=False, cancel_futures=True)  # a call still out ends with its engine timeout
         stats = {cid: f.result() for cid, f in asked.items()
                  if f.done() and not f.cancelled() and f.exception() is None}
+        answered = sum(1 for f in asked.values() if f.done() and not f.cancelled())
+        self._stats_turn = turn + answered
+        if answered < len(running) and not self._stats_short_said:
+            self._stats_short_said = True
+            log.warning("container engine %s: statistics of %d of %d running containers not in within %g s; "
+                        "each cycle starts where the last stopped, so every container has them now and then",
+                        self.docker_host or "(DOCKER_HOST)", len(running) - answered, len(running), STATS_BUDGET)
         return [attrs.evolve(c, stats=stats[c.id]) if c is not None and stats.get(c.id) is not None else c
                 for c in containers]
 

@@ -40,6 +40,7 @@ class PendingReports:
             return
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.directory.chmod(0o700)  # one made before, or by hand: results may hold secrets
             self._make_room()
             partial = self._path(command_id).with_suffix(".partial")
             partial.unlink(missing_ok=True)
@@ -59,19 +60,27 @@ class PendingReports:
         except OSError as exc:
             log.warning("cannot remove the sent report of %s from %s (%s)", command_id, self.directory, exc)
 
-    def waiting(self) -> list[bytes]:
-        """The reports kept, oldest first (unreadable ones skipped and said)."""
+    def waiting(self) -> list[Path]:
+        """The reports kept, oldest first; what a write cut short left
+        (``*.partial``) removed."""
         try:
-            files = sorted(self.directory.glob("*.json"), key=_age)
+            for partial in self.directory.glob("*.partial"):
+                partial.unlink(missing_ok=True)
+            return sorted(self.directory.glob("*.json"), key=_age)[-MAX_KEPT:]
         except OSError:
             return []
-        found = []
-        for path in files:
-            try:
-                found.append(path.read_bytes())
-            except OSError as exc:
-                log.warning("cannot read the kept report %s (%s)", path, exc)
-        return found
+
+    def read(self, path: Path) -> bytes | None:
+        """A kept report (None: unreadable, or larger than a kept one may be, said and removed)."""
+        try:
+            if path.stat().st_size > MAX_BYTES:
+                log.warning("removing the kept report %s: larger than %d bytes", path.name, MAX_BYTES)
+                path.unlink(missing_ok=True)
+                return None
+            return path.read_bytes()
+        except OSError as exc:
+            log.warning("cannot read the kept report %s (%s)", path, exc)
+            return None
 
     def _make_room(self) -> None:
         files = sorted(self.directory.glob("*.json"), key=_age)

@@ -152,13 +152,13 @@ def retry_after(response: httpx.Response) -> float | None:
     if response.status_code not in (429, 503):
         return None
     value = response.headers.get("Retry-After", "").strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
+    try:
+        if re.fullmatch(r"[0-9]{1,10}", value):  # ASCII digits only: str.isdigit takes "²", which float refuses
+            seconds = float(value)
+        else:
             seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
     return min(max(seconds, 0.0), REFUSED_RETRY) or None
 
 

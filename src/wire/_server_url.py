@@ -11,6 +11,8 @@ def server_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be the server's base URL; None when it can."""
     if not url.startswith(("http://", "https://")):
         return "must be an http:// or https:// URL"
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        return "must not hold spaces or control characters (a line end from a file, say)"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - read for its check: a port that is no number, or past 65535, raises

@@ -322,3 +322,27 @@ async def test_a_servers_retry_after_is_waited_before_the_next_request(autojump_
     start = trio.current_time()
     await agent_with(handler)._report({"command_id": "cmd_1", "status": "completed", "result": {}})
     assert len(sent_at) == 2 and sent_at[1] - start >= 60
+
+
+def test_a_retry_after_of_digits_python_takes_for_digits_is_no_wait_not_a_crash() -> None:
+    """``str.isdigit`` takes "²", which ``float`` refuses: a 503 with that header ended the probe."""
+    from trioscope_probe._refusals import retry_after
+
+    request = httpx.Request("GET", "http://server/x")
+    for raw, expected in ((b"\xb2", None), (b"\xc2\xb2", None), (b"12", 12.0), (b"soon", None), (b"99999", 300.0)):
+        answer = httpx.Response(503, headers=[(b"Retry-After", raw)], request=request)
+        assert retry_after(answer) == expected, raw
+
+
+async def test_a_progress_report_is_given_up_after_minutes_not_the_final_reports_patience(
+        autojump_clock: Any) -> None:
+    """The command waits for its ``executing`` report before it runs: tried for
+    15 minutes, a command ran up to 15 minutes after it was sent (a reviewer's)."""
+    from trioscope_probe._agent import PROGRESS_PATIENCE, REPORT_PATIENCE
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, json={})
+
+    start = trio.current_time()
+    await agent_with(handler)._report({"command_id": "cmd_1", "status": "executing", "progress": 0})
+    assert PROGRESS_PATIENCE <= trio.current_time() - start < PROGRESS_PATIENCE + 60 < REPORT_PATIENCE

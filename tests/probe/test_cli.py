@@ -187,3 +187,8 @@ def test_a_server_url_that_is_no_url_is_refused_in_one_line_by_the_probe_and_tri
     health = subprocess.run([sys.executable, "-m", "trioscope", "health", "--server", url], capture_output=True,
                             text=True, timeout=60)
     assert health.returncode == 2 and says in health.stderr and "Traceback" not in health.stderr
+
+
+def test_a_server_url_with_a_line_end_is_refused_in_one_line() -> None:
+    probe = _probe("--once", env={"TRIOSCOPE_PROBE_SERVER": "http://127.0.0.1:8080\n"})
+    assert probe.returncode == 2 and "control characters" in probe.stderr and "Traceback" not in probe.stderr
