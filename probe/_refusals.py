@@ -181,7 +181,7 @@ async def send(client: httpx.AsyncClient, build: Callable[[], httpx.Request]) ->
     response = await client.send(build())
     wait = retry_after(response)
     if wait is not None:
-        _NOT_BEFORE[client] = trio.current_time() + wait * random.uniform(1.0, 1.1)  # noqa: S311 - jitter
+        _NOT_BEFORE[client] = trio.current_time() + wait * random.uniform(1.0, 1.1)  # noqa: S311 - jitter, not a secret
     for _ in range(RESIGN_ATTEMPTS - 1):
         if response.status_code not in REFUSING or retry_of(response.status_code, error_of(response)[0]) \
                 is not Retry.AT_ONCE:
