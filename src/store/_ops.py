@@ -97,8 +97,8 @@ class OverQuota(Exception):
 
     def __init__(self, in_use: int, bytes_in_use: int = 0) -> None:
         super().__init__(f"over the quota: {in_use} in use ({bytes_in_use} bytes)")
-        self.in_use = in_use
-        self.bytes_in_use = bytes_in_use
+        self.in_use = int(in_use)
+        self.bytes_in_use = int(bytes_in_use)  # PostgreSQL's sum of a bigint is a numeric (a Decimal)
 
 
 class Rejected(Exception):

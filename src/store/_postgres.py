@@ -126,7 +126,7 @@ _NEW_COMMAND = ("new_id", "new_deployment", "new_tenant", "new_sequence", "new_s
                 "new_version", "new_document", "new_error", "new_history", "new_result", "new_finished_at",
                 "new_parameter_bytes", "new_max_open", "new_max_bytes")
 
-OPEN_COMMANDS = "SELECT count(*), coalesce(sum(parameters_bytes), 0) FROM commands" \
+OPEN_COMMANDS = "SELECT count(*), coalesce(sum(parameters_bytes), 0)::bigint FROM commands" \
     " WHERE deployment_hash = %s AND finished_at IS NULL"
 """A deployment's open commands and their parameters' bytes, every replica's:
 what a new command's quota (``SaveCommand.quota``) is checked against, under

@@ -67,3 +67,20 @@ async def test_deployments_created_through_both_replicas_at_once_stop_at_the_ten
     sides = [operator_on(operator, server) for server in (a, b)]
     answers = await _at_once([(side.url(), side.auth, {}) for _ in range(4) for side in sides])
     assert _codes(answers) == [201] * DEPLOYMENTS + [403] * (8 - DEPLOYMENTS)
+
+
+async def test_commands_through_both_replicas_stop_at_the_parameter_bytes_quota_with_403s(
+        request: pytest.FixtureRequest, postgres_url: str) -> None:
+    """Refused by the database's count, the bytes in use came back as a Decimal
+    (PostgreSQL's sum of a bigint) and the refusal as a 500 (a reviewer's)."""
+    with two_replicas(request, postgres_url, "--max-open-parameter-bytes", "64KiB") as (a, b):
+        operator = Operator(a, fresh("user"), fresh("tenant"))
+        async with httpx.AsyncClient(timeout=30) as client:
+            deployment_hash = (await operator.create_deployment(client))["deployment_hash"]
+        sides = [operator_on(operator, server) for server in (a, b)]
+        body = {"type": "restart", "parameters": {"pad": "x" * 12_000}}  # ~12 KB: 5 fit in 64 KiB
+        answers = await _at_once([(side.url(deployment_hash, "/commands"), side.auth, body)
+                                  for _ in range(8) for side in sides])
+        assert _codes(answers) == [202] * 5 + [403] * 11
+        refused = next(r.json()["error"] for r in answers if r.status_code == 403)
+        assert refused["details"]["setting"] == "commands.max_open_parameter_bytes"

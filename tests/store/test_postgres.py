@@ -465,3 +465,28 @@ async def test_a_new_deployment_counts_every_replicas_deployments_of_its_tenant(
     finally:
         a.close()
         b.close()
+
+
+async def test_the_open_commands_of_a_version_2_database_get_their_parameters_sizes_as_the_server_counts_them(
+        postgres_url: str) -> None:
+    """At first their documents' sizes stood for them: ten times too many for
+    ``{}``, a twentieth of a list of small objects' (a reviewer's upgrade)."""
+    from trioscope.domain.commands import parameters_bytes
+
+    writer = open_writer(postgres_url)
+    empty = attrs.evolve(command(1), parameters={})
+    listed = attrs.evolve(command(2), parameters={"l": [{}] * 800})
+    done = command(3).apply(CommandEvent.CANCEL, 200.0)
+    try:
+        await trio.to_thread.run_sync(writer.commit, [[SaveDeployment(deployment("h1"))], [saved(empty)],
+                                                      [saved(listed)], [saved(done)]])
+    finally:
+        writer.close()
+    with psycopg.connect(postgres_url, autocommit=True) as db:  # as version 2 had it
+        db.execute("DROP INDEX commands_open")
+        db.execute("ALTER TABLE commands DROP COLUMN parameters_bytes")
+        db.execute("UPDATE trioscope_schema SET version = 2")
+    open_writer(postgres_url).close()
+    with psycopg.connect(postgres_url) as db:
+        sizes = dict(db.execute("SELECT id, parameters_bytes FROM commands").fetchall())
+    assert sizes == {"cmd_1": parameters_bytes({}), "cmd_2": parameters_bytes({"l": [{}] * 800}), "cmd_3": 0}
