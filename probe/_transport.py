@@ -68,6 +68,7 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
     limit -= min(REPORT_MARGIN, limit // 8)
     raw = orjson.dumps(encode(report))
     dropped = 0
+    listed = report.docker_info.containers if report.docker_info is not None else []
     while True:
         share = limit / len(raw)
         if budget is not None and share >= 1:
@@ -90,11 +91,14 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
             assert report.processes_info is not None  # processes came from it
             report = attrs.evolve(report, processes_info=attrs.evolve(report.processes_info, processes=kept))
         elif (cut := _containers_cut(report, share)) is not None:
-            report, count = cut
-            dropped += count
+            report = cut
         else:
             break  # nothing left to cut: the server will say what is too large
         raw = orjson.dumps(encode(report))
+    sent = report.docker_info.containers if report.docker_info is not None else []
+    if sent is not listed:  # each container cut short or left out counted once, however many steps it took
+        kept = {c.id: c for c in sent}
+        dropped += sum(1 for c in listed if kept.get(c.id) != c)
     return gzip.compress(raw, compresslevel=5), dropped
 
 
@@ -102,9 +106,9 @@ SHORT_LABEL = 128
 """A container label's value as kept in a report cut to fit (compose, Kubernetes labels are shorter)."""
 
 
-def _containers_cut(report: Report, share: float) -> tuple[Report, int] | None:
-    """``report`` with its containers' details cut one step further, and how
-    many containers were cut or left out; None when they are bare already."""
+def _containers_cut(report: Report, share: float) -> Report | None:
+    """``report`` with its containers' details cut one step further; None when
+    they are bare already."""
     info = report.docker_info
     containers = info.containers if info is not None else []
     if not containers:
@@ -118,16 +122,14 @@ def _containers_cut(report: Report, share: float) -> tuple[Report, int] | None:
         cut = [attrs.evolve(c, env={}, env_names=[], command=c.command[:SHORT_LABEL],
                             labels={k: v[:SHORT_LABEL] for k, v in c.labels.items()}) if long(c) else c
                for c in containers]
-        count = sum(map(long, containers))
     elif any(c.labels for c in containers):
-        cut, count = [attrs.evolve(c, labels={}) for c in containers], sum(1 for c in containers if c.labels)
+        cut = [attrs.evolve(c, labels={}) for c in containers]
     else:
         cut = sorted(containers, key=lambda c: c.state != "running")[:int(len(containers) * share)]
-        count = len(containers) - len(cut)
-        if not count:
+        if len(cut) == len(containers):
             return None
     assert info is not None  # containers came from it
-    return attrs.evolve(report, docker_info=attrs.evolve(info, containers=cut)), count
+    return attrs.evolve(report, docker_info=attrs.evolve(info, containers=cut))
 
 
 @attrs.frozen
