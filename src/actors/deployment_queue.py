@@ -239,9 +239,9 @@ class DeploymentQueueActor(RefusingActor):
         c = settings.commands
         self.queue = DeploymentQueue(delivery_deadline=c.delivery_deadline, timeout_grace=c.timeout_grace)
         self.waiters: list[Poll] = []
+        """Polls waiting for a command, oldest first."""
         self.dispatch_retry_at: float | None = None
         """When to hand out again after a hand-out's ``sent`` could not be committed (``_dispatch``)."""
-        """Polls waiting for a command, oldest first."""
         self.idle_since = clock()
         self.last_sequence = 0
         self.finished: OrderedDict[str, int] = OrderedDict()

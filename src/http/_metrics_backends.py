@@ -100,7 +100,7 @@ def success(data: Any, warnings: Sequence[str] = ()) -> Answer:
     orjson holds the GIL for a whole call, and one call over a 58 MiB answer
     held the event loop ~0.1 s even from a worker thread; between items the
     loop has its turns. The pieces are joined into the body at once (a copy
-    more would be ~60 MiB more at the peak)."""
+    more would be ~60 MiB more at the peak): one join of every piece and comma."""
     tail = b"}" if not warnings else b',"warnings":' + orjson.dumps(list(warnings)) + b"}"
     items = data.get("result") if isinstance(data, dict) else data
     if not isinstance(items, list) or len(items) < 2:
@@ -113,8 +113,12 @@ def success(data: Any, warnings: Sequence[str] = ()) -> Answer:
     else:
         head += b"["
         end = b"]"
-    pieces = [orjson.dumps(item) for item in items]
-    return Answer(200, b"".join((head, b",".join(pieces), end, tail)))
+    parts = [head]
+    for item in items:
+        parts += (orjson.dumps(item), b",")
+    parts[-1] = end  # in place of the last comma
+    parts.append(tail)
+    return Answer(200, b"".join(parts))
 
 
 class MetricsBackend(Protocol):

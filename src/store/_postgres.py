@@ -119,12 +119,16 @@ Each table's rows go as arrays (in binary, ``%b``), inserted or changed in the
 order of ``_lock_order``. A compare-and-set that finds its row changed, or a
 new command over its quota (``OPEN_COMMANDS``), makes the count of changed or
 inserted rows short, and the division by zero that follows rolls the whole
-statement back (``_Retry``), like a failing group of the pipelined path. The notifications are selected in the statement's last
-part, which is read, so that it runs (a CTE that nothing reads does not)."""
+statement back (``_Retry``), like a failing group of the pipelined path. The
+notifications are selected in the statement's last part, which is read, so
+that it runs (a CTE that nothing reads does not)."""
 
 _NEW_COMMAND = ("new_id", "new_deployment", "new_tenant", "new_sequence", "new_status", "new_created_at",
                 "new_version", "new_document", "new_error", "new_history", "new_result", "new_finished_at",
                 "new_parameter_bytes", "new_max_open", "new_max_bytes")
+_CHANGED_COMMAND = ("id", "expected", "status", "version", "document", "error", "history", "result", "finished_at")
+_AUDIT = ("at", "tenant", "actor", "action", "resource_type", "resource_id", "outcome", "address", "user_agent",
+          "details")
 
 OPEN_COMMANDS = "SELECT count(*), coalesce(sum(parameters_bytes), 0)::bigint FROM commands" \
     " WHERE deployment_hash = %s AND finished_at IS NULL"
@@ -159,9 +163,6 @@ def _quota_locks(groups: Sequence[Sequence[Write]]) -> list[int]:
 def _take_quota_locks(db: Connection, keys: Sequence[int]) -> None:
     for key in keys:
         db.execute(QUOTA_LOCK, (key,))
-_CHANGED_COMMAND = ("id", "expected", "status", "version", "document", "error", "history", "result", "finished_at")
-_AUDIT = ("at", "tenant", "actor", "action", "resource_type", "resource_id", "outcome", "address", "user_agent",
-          "details")
 
 
 class _Retry(Exception):
