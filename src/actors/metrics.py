@@ -15,12 +15,19 @@ gone would otherwise refuse the new ones' until ``storage.max_data_age``.
 Host metrics it could not keep are counted (``NodeSeriesCounters``, exported
 at ``/metrics``), not only logged.
 
-Reads run in a worker thread while the actor waits for them and handles
-nothing else, so no write interleaves with a read, and the event loop it
-shares with every request runs on meanwhile: evaluated on the loop, one query
-of 12 regular-expression matchers over 2,000 label values of 1 KB held every
-request of the server (``/health`` included) for 36-47 s. The read gives the
-loop's thread the interpreter every ``PAUSE_EVERY`` seconds of its work
+Reads run in worker threads beside the actor (``Later``), which goes on with
+its next messages meanwhile: writes are never held up by a read, and one
+tenant's long reads hold up no other tenant's (while the actor waited for each
+read, one viewer looping large reads within its share of the server's time put
+another tenant's query at p90 72-227 ms, and every agent's write behind them).
+The store is kept safe for such readers (``metrics``' store docstring). A
+tenant's reads take turns (``_turns``: one at a time, in order), and at most
+``READS_AT_ONCE`` run at once (each may hold ``metrics.max_query_samples``
+samples' worth of answer); a read that cannot start by its deadline is
+answered "timed out". Evaluated on the event loop, one query of 12
+regular-expression matchers over 2,000 label values of 1 KB held every request
+of the server (``/health`` included) for 36-47 s: in a thread, the read gives
+the loop's thread the interpreter every ``PAUSE_EVERY`` seconds of its work
 (``ReadClock``), stops at its asker's deadline, and its CPU time is written to
 its ``ReadCost`` for the asker to charge to its reader.
 
@@ -33,17 +40,21 @@ else logged once with the query and answered ``QueryFailed``.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import math
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import attrs
+import trio
 
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.domain.deployments import AgentDirectory
-from trioscope.runtime import Actor, Published, in_thread
+from trioscope.runtime import Actor, Later, Published, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +80,9 @@ between them: while the store stays full, every report of a new host is refused)
 OFF_LOOP_SAMPLES = 1000
 """A write of more samples is stored in a worker thread (``MetricsActor._write``);
 fewer cost less done here than handed over (~2 ms)."""
+READS_AT_ONCE = 2
+"""Reads evaluated at once, of different tenants (a tenant's take turns): more
+would only share the one interpreter, and each holds its answer's memory."""
 PAUSE_EVERY = 0.002
 """Seconds of a read's work between two pauses that hand the interpreter to the
 event loop's thread (``ReadClock``)."""
@@ -317,6 +331,9 @@ class MetricsActor(Actor):
         the store alone), in that tenant only. Keyed by probe alone, a report
         under an enrolled agent's lapsed id, unsigned and naming another host,
         dropped the enrolled tenant's history of that host."""
+        self._reading = trio.CapacityLimiter(READS_AT_ONCE)
+        self._turns: dict[str, trio.Lock] = {}
+        """Tenant -> its reads' turn, while one runs or waits (module docstring)."""
 
     def _view(self, tenant: str) -> metrics.SeriesView:
         views = [self.store.tenant(tenant), self.nodes.tenant(tenant)]
@@ -367,10 +384,27 @@ class MetricsActor(Actor):
         if removed:
             log.debug("metrics: %d host series of forgotten agent %s dropped", removed, message.reporter_id[:80])
 
+    async def _read_in_turn(self, message: Read) -> Any:
+        """``message``'s answer (``Later``: beside the actor's next messages),
+        once its tenant's earlier reads are answered and fewer than
+        ``READS_AT_ONCE`` run; "timed out" if that is not by its deadline."""
+        deadline = message.deadline
+        if deadline is None:
+            deadline = time.monotonic() + self.settings.metrics.query_timeout
+            message = attrs.evolve(message, deadline=deadline)
+        turn = self._turns.get(message.tenant)
+        if turn is None:
+            turn = self._turns[message.tenant] = trio.Lock()
+        try:
+            async with _taken(turn, deadline), _taken(self._reading, deadline):
+                return await self._read_off_loop(message)  # which stops at the deadline by itself
+        finally:
+            if not turn.locked() and not turn.statistics().tasks_waiting and self._turns.get(message.tenant) is turn:
+                del self._turns[message.tenant]  # a lock per tenant reading now, no more
+
     async def _read_off_loop(self, message: Read) -> Any:
-        """``message``'s answer, worked out in a worker thread while this actor
-        waits (so nothing changes the stores meanwhile); its thread's CPU time
-        written to ``message.cost``, answered or refused.
+        """``message``'s answer, worked out in a worker thread; its thread's CPU
+        time written to ``message.cost``, answered or refused.
 
         Cancelled (the actor stops), the thread is abandoned and stops at its
         next reading of the clock, its answer discarded: a read changes nothing."""
@@ -459,7 +493,7 @@ class MetricsActor(Actor):
         if isinstance(message, WriteSamples):
             return await self._write(message)
         if isinstance(message, (InstantQuery, RangeQuery, FindSeries, LabelNames, LabelValues)):
-            return await self._read_off_loop(message)
+            return Later(functools.partial(self._read_in_turn, message))
         if isinstance(message, GetStats):
             return self.store.stats()
         if isinstance(message, _Expire):
@@ -468,6 +502,21 @@ class MetricsActor(Actor):
                 log.debug("metrics: %d series expired", removed)
             return None
         return await super().handle(message)
+
+
+@contextlib.asynccontextmanager
+async def _taken(resource: trio.Lock | trio.CapacityLimiter, deadline: float) -> AsyncIterator[None]:
+    """``resource`` held, if it could be taken by ``deadline`` (``time.monotonic``)."""
+    taken = False
+    with trio.move_on_at(trio.current_time() + deadline - time.monotonic()):
+        await resource.acquire()
+        taken = True
+    if not taken:
+        raise metrics.QueryTimedOut("the query waited past metrics.query_timeout for other queries to end")
+    try:
+        yield
+    finally:
+        resource.release()
 
 
 def _is_panic(exc: BaseException) -> bool:

@@ -11,6 +11,7 @@ Nothing here knows about trioscope.
 from ._actor import Actor as Actor
 from ._actor import ActorContext as ActorContext
 from ._actor import Forward as Forward
+from ._actor import Later as Later
 from ._actor import Terminated as Terminated
 from ._exceptions import ActorFailed as ActorFailed
 from ._exceptions import ActorNotFound as ActorNotFound
@@ -68,6 +69,7 @@ __all__ = [
     "Handoff",
     "IntensityScope",
     "Kept",
+    "Later",
     "LinkedActorTerminated",
     "MailboxFull",
     "Published",

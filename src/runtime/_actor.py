@@ -51,6 +51,27 @@ class Forward:
     message: Any
 
 
+@attrs.frozen
+class Later:
+    """A ``handle`` return value that answers when ``work()`` is done, while
+    the actor goes on with its next messages: ``work`` runs as a task of this
+    incarnation; its value answers the asker, one of the actor's ``refusals``
+    is raised at the asker, and anything else crashes the actor as ``handle``
+    raising it would (the asker gets ``ActorFailed``). Cancelled with the
+    incarnation (a stop, a restart), the asker gets ``ActorStopped``. Told,
+    ``work`` runs and its value is dropped.
+
+    For an answer that waits on something other than the actor's state (a
+    worker thread reading what the actor keeps safe for readers beside it),
+    so that the messages behind it are not held up for as long as it takes.
+    ``work`` interleaves with ``handle``: it changes no state that ``handle``
+    relies on without taking care of that itself, and bounds how many of it
+    may wait at once (each holds its message until it answers).
+    """
+
+    work: Callable[[], Awaitable[Any]]
+
+
 @attrs.frozen(kw_only=True)
 class LinkDown:
     """Internal: a linked actor terminated abnormally; the cell crashes the
@@ -185,7 +206,7 @@ class Actor:
         raises, the start fails: the supervisor counts a restart (or, for a
         first start, the parent's start fails).
       * ``handle(message)`` runs once per message, one at a time. Its return value
-        answers ``ask`` (a ``Forward`` hands the message on). If it raises one of the actor's declared ``refusals``,
+        answers ``ask`` (a ``Forward`` hands the message on, a ``Later`` answers when its work is done). If it raises one of the actor's declared ``refusals``,
         that exception is the answer: raised at the asker as it is, and the
         actor carries on (a refusal of a told message is logged at debug level).
         If it raises anything else, the actor crashes: the asker (if any) gets

@@ -15,7 +15,7 @@ import attrs
 import trio
 
 from . import _events as events
-from ._actor import Actor, ActorContext, Forward, LinkDown, Terminated
+from ._actor import Actor, ActorContext, Forward, Later, LinkDown, Terminated
 from ._exceptions import ActorFailed, ActorStopped, LinkedActorTerminated, MailboxFull, StartFailed
 from ._intensity import RestartHistory
 from ._mailbox import Mailbox, MailboxClosed
@@ -362,6 +362,8 @@ class ActorCell(Node):
             else:
                 if type(value) is Forward:
                     _forward_ask(item, value)
+                elif type(value) is Later:
+                    actor.context.start_soon(self._answer_later, actor, item, value)
                 else:
                     item.resolve(value)
         else:
@@ -375,9 +377,35 @@ class ActorCell(Node):
                         value.target.tell(value.message)
                     except (MailboxFull, ActorStopped):
                         pass  # a tell promises nothing; a stopped target counted it as a dead letter
+                elif type(value) is Later:
+                    actor.context.start_soon(self._answer_later, actor, None, value)
         self._current = None
         self.processed += 1
         self.rate.tick(trio.current_time())
+
+    async def _answer_later(self, actor: Actor, ask: Ask | None, later: Later) -> None:
+        """``later``'s work, its outcome the answer to ``ask`` (None: told) as
+        ``_deliver`` answers from ``handle``: a refusal raised at the asker, a
+        failure raised here too (the incarnation's nursery crashes the actor)."""
+        try:
+            value = await later.work()
+        except actor.refusals as refusal:
+            refusal.__context__ = None  # as in ``_deliver``
+            if ask is None:
+                events.refused(self.path, self.type_name, refusal, later)
+            else:
+                ask.fail(refusal.with_traceback(None))
+        except Exception as exc:
+            if ask is not None:
+                ask.fail(ActorFailed(self.path, exc))
+            raise
+        except BaseException:
+            if ask is not None:
+                ask.fail(ActorStopped(self.path))
+            raise
+        else:
+            if ask is not None:
+                ask.resolve(value)
 
     async def _call_on_stop(self, actor: Actor) -> None:
         try:

@@ -67,3 +67,69 @@ async def test_every_read_stops_at_metrics_query_timeout(read: InstantQuery | La
         await actor.ask(WriteSamples("acme", "d1", [sample]))
         with pytest.raises(metrics.QueryTimedOut, match=r"metrics\.query_timeout"):
             await actor.ask(read)
+
+
+async def test_reads_run_beside_writes_and_other_tenants_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read does not hold the actor: while one of tenant ``a`` runs, writes (of
+    ``a`` too) and another tenant's reads are answered; ``a``'s next read waits
+    for its turn; past ``READS_AT_ONCE`` reads at once, a read waits, and is
+    answered "timed out" if it cannot start by its deadline. Waiting for each
+    read, a viewer looping large reads put every other tenant's query and every
+    agent's write behind them."""
+    import threading
+
+    import trio
+
+    from tests.waiting import eventually
+    from trioscope.actors.metrics import READS_AT_ONCE
+
+    settings = Settings.defaults()
+    tree = SupervisorSpec(name="root", children=[ActorSpec(name="metrics", factory=lambda: MetricsActor(settings))])
+    releases = {tenant: threading.Event() for tenant in ("a", "b", "c")}
+    entered = {tenant: threading.Event() for tenant in ("a", "b", "c")}
+    answer = MetricsActor._answer_read
+
+    def held(self: MetricsActor, message: InstantQuery, clock: metrics.Clock) -> object:
+        if message.query == "held":
+            entered[message.tenant].set()
+            releases[message.tenant].wait(60)
+        return answer(self, message, clock)
+
+    monkeypatch.setattr(MetricsActor, "_answer_read", held)
+    now = time.time()
+
+    def sample(tenant: str) -> metrics.Sample:
+        return metrics.Sample((("__name__", "kept"), ("deployment_hash", "d1"), ("tenant", tenant)), 1.0, now)
+
+    async with open_actor_system(tree) as system, trio.open_nursery() as nursery:
+        actor = system.lookup("/root/metrics")
+        answered: list[str] = []
+
+        async def read(tenant: str, query: str) -> None:
+            await actor.ask(InstantQuery(tenant, query, now), timeout=60)
+            answered.append(f"{tenant} {query}")
+
+        nursery.start_soon(read, "a", "held")
+        assert await trio.to_thread.run_sync(entered["a"].wait, 30)
+        nursery.start_soon(read, "a", "kept")  # a's next: after the held one
+        await actor.ask(WriteSamples("a", "d1", [sample("a")]), timeout=10)
+        await actor.ask(WriteSamples("b", "d1", [sample("b")]), timeout=10)
+        found = await actor.ask(InstantQuery("b", "kept", now), timeout=10)
+        assert [row["metric"]["tenant"] for row in found["result"]] == ["b"]
+        assert answered == []
+        assert READS_AT_ONCE == 2
+        nursery.start_soon(read, "b", "held")
+        assert await trio.to_thread.run_sync(entered["b"].wait, 30)
+        with pytest.raises(metrics.QueryTimedOut, match="waited past metrics.query_timeout"):
+            await actor.ask(InstantQuery("c", "kept", now, deadline=time.monotonic() + 0.5), timeout=10)
+        releases["a"].set()
+        releases["b"].set()
+
+        async def all_answered() -> bool:
+            return len(answered) == 3
+
+        await eventually(all_answered)
+        assert answered.index("a held") < answered.index("a kept")
+        assert await actor.ask(InstantQuery("c", "kept", now), timeout=10) == {"resultType": "vector", "result": []}
+        node = next(child for child in system.snapshot().root.children if child.path == "/root/metrics")
+        assert node.restarts == 0 and node.failed == 0

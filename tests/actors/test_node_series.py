@@ -67,12 +67,12 @@ async def test_a_probe_that_renames_its_host_keeps_the_series_of_its_new_name_on
         assert counters.refused == 0
 
 
-async def test_host_metrics_reported_while_a_read_holds_the_actor_are_all_kept(settings, monkeypatch) -> None:
-    """A read holds the metrics actor (it waits for its worker thread) up to
-    ``metrics.query_timeout``: the roster's host metrics of the reports that
-    come meanwhile wait in the mailbox one per probe and bucket, beside its
-    other messages, and are kept once the read ends (told as plain messages,
-    those beyond a full mailbox were dropped)."""
+async def test_host_metrics_reported_while_a_write_holds_the_actor_are_all_kept(settings, monkeypatch) -> None:
+    """A large write holds the metrics actor (it waits for its worker thread;
+    reads once did too, up to ``metrics.query_timeout``): the roster's host
+    metrics of the reports that come meanwhile wait in the mailbox one per
+    probe and bucket, beside its other messages, and are kept once the write
+    ends (told as plain messages, those beyond a full mailbox were dropped)."""
     import threading
 
     import trio
@@ -84,25 +84,28 @@ async def test_host_metrics_reported_while_a_read_holds_the_actor_are_all_kept(s
     from trioscope.actors.roster import ReportArrived
     from trioscope.domain.agents import PackedReport
     from trioscope.wire import decode_report
-    from trioscope.actors.metrics import MetricsActor
+    from trioscope.actors.metrics import OFF_LOOP_SAMPLES, WriteSamples
+    from trioscope.domain import metrics
     from trioscope.runtime import MailboxFull
     from tests.waiting import eventually
     from trioscope.system import ROSTER
 
     shown = attrs.evolve(settings, auth=attrs.evolve(settings.auth, show_unassigned_agents=True))
     entered, release = threading.Event(), threading.Event()
-    answer = MetricsActor._answer_read
+    write = metrics.MetricStore.write
 
-    def held(self, message, clock):
-        if message.query == "held":
+    def held(self, tenant, deployment_hash, samples, now):
+        if tenant == "held":
             entered.set()
             release.wait(60)
-        return answer(self, message, clock)
+        return write(self, tenant, deployment_hash, samples, now)
 
-    monkeypatch.setattr(MetricsActor, "_answer_read", held)
+    monkeypatch.setattr(metrics.MetricStore, "write", held)
+    many = [metrics.Sample((("__name__", "m"), ("n", str(n))), 1.0, time.time())
+            for n in range(OFF_LOOP_SAMPLES + 1)]
     async with open_actor_system(supervision_tree(shown)) as system, trio.open_nursery() as nursery:
         actor = system.lookup(METRICS)
-        nursery.start_soon(actor.ask, InstantQuery("t", "held", time.time()))
+        nursery.start_soon(actor.ask, WriteSamples("held", "d", many))
         assert await trio.to_thread.run_sync(entered.wait, 30)
         told = 0
         while True:  # the mailbox full of other messages

@@ -436,9 +436,10 @@ class Evaluator:
         self._budget.charge_elements(len(found))  # each series is looked at, at every step
         elements = []
         for series in found:
-            index = bisect.bisect_right(series.times, at) - 1
-            if index >= 0 and series.times[index] > at - LOOKBACK:
-                elements.append((series.label_map, series.values[index]))
+            times, values = series.samples  # as one: a write may replace them (the store's docstring)
+            index = bisect.bisect_right(times, at) - 1
+            if index >= 0 and times[index] > at - LOOKBACK:
+                elements.append((series.label_map, values[index]))
         return InstantVector(elements)
 
     def _range(self, matrix: pq.MatrixSelector, at: float) -> RangeVector:
@@ -450,12 +451,12 @@ class Evaluator:
         self._budget.charge_elements(len(found))  # each series is looked at, whether it has samples here or not
         read = 0
         for series in found:
-            times = series.times
+            times, values = series.samples  # as in ``_instant``
             low = bisect.bisect_right(times, start)
             high = bisect.bisect_right(times, end, low)
             if high > low:
                 read += high - low
-                chosen.append((series.label_map, times[low:high], series.values[low:high]))
+                chosen.append((series.label_map, times[low:high], values[low:high]))
         self._budget.charge(read)
         return RangeVector(chosen)
 

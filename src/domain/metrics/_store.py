@@ -12,6 +12,18 @@ timestamps the later written), so the outcome does not depend on arrival order. 
 which float32 would round away above 2**24.
 
 Pure and synchronous: the owning actor passes ``now``.
+
+Readers beside the writer: one writer at a time (the owning actor) changes the
+store while reads run in worker threads beside it (so that no write, and no
+other tenant's read, waits for a long read). What a reader touches is safe for
+that under the interpreter's lock: the views hand out lists of series (copied
+in one C call, never a dict iterated while a write adds to it); a series'
+samples are one ``(times, values)`` pair (``Series.samples``) that the writer
+only appends to, values before times (a reader indexing ``values`` by what it
+found in ``times`` finds it there), or replaces whole with new arrays (a merge
+of older samples, a trim): a reader holding a pair reads it consistently.
+Labels are never changed. A read may see a write half done (some of its
+series written, not others): each series by itself is whole.
 """
 
 from __future__ import annotations
@@ -37,44 +49,52 @@ def _timestamp(sample: Sample) -> float:
 
 
 class Series:
-    """One series' samples in time order."""
+    """One series' samples in time order (``samples``: see the module docstring
+    for what a reader in another thread may rely on)."""
 
-    __slots__ = ("deployment", "labels", "label_map", "times", "values")
+    __slots__ = ("deployment", "labels", "label_map", "samples")
 
     def __init__(self, labels: Labels) -> None:
         self.labels = labels
         self.label_map = dict(labels)
         self.deployment = self.label_map.get(DEPLOYMENT_LABEL, "")
-        self.times = array("d")
-        self.values = array("d")
+        self.samples: tuple[array[float], array[float]] = (array("d"), array("d"))
+        """``(times, values)``: read as one, appended to or replaced whole."""
+
+    @property
+    def times(self) -> array[float]:
+        return self.samples[0]
+
+    @property
+    def values(self) -> array[float]:
+        return self.samples[1]
 
     def add(self, timestamp: float, value: float, keep: bool) -> bool:
         """Record a sample in time order; False when it gave way to a held sample of the
         same 15 s bucket with a later timestamp. ``keep`` False: only the newest is held."""
-        times = self.times
-        values = self.values
+        times, values = self.samples
         if not times or (keep and timestamp // RESOLUTION > times[-1] // RESOLUTION):
-            times.append(timestamp)  # the usual case: a newer bucket
-            values.append(value)
+            values.append(value)  # the usual case: a newer bucket (values first: module docstring)
+            times.append(timestamp)
             return True
         if not keep:
             if timestamp < times[-1]:
                 return False
-            times[-1] = timestamp
-            values[-1] = value
+            self.samples = (array("d", (timestamp,)), array("d", (value,)))
             return True
-        # A bucket held already, or an older one (an array's insert moves at most
-        # retention / 15 s values: a few thousand).
+        # A bucket held already, or an older one: the arrays copied once (at most
+        # retention / 15 s values: a few thousand), as a reader may hold them.
         bucket = timestamp // RESOLUTION
         index = bisect.bisect_right(times, timestamp)
         if index and times[index - 1] // RESOLUTION == bucket:
-            times[index - 1] = timestamp  # this one is as late or later in the bucket
-            values[index - 1] = value
+            index -= 1  # this one is as late or later in the bucket: it takes the held one's place
+            self.samples = (times[:index] + array("d", (timestamp,)) + times[index + 1:],
+                            values[:index] + array("d", (value,)) + values[index + 1:])
             return True
         if index < len(times) and times[index] // RESOLUTION == bucket:
             return False
-        times.insert(index, timestamp)
-        values.insert(index, value)
+        self.samples = (times[:index] + array("d", (timestamp,)) + times[index:],
+                        values[:index] + array("d", (value,)) + values[index:])
         return True
 
     def merge(self, points: list[tuple[float, float]]) -> int:
@@ -84,7 +104,7 @@ class Series:
         among them (10,000 older points into a month of 15 s samples held the
         event loop 475 ms). Returns how many gave way to a held sample of their
         bucket with a later timestamp."""
-        times, values = self.times, self.values
+        times, values = self.samples
         latest: dict[float, tuple[float, float]] = {}
         stamps: dict[float, list[float]] = collections.defaultdict(list)
         for timestamp, value in points:
@@ -109,15 +129,16 @@ class Series:
             merged_values.append(value)
         merged_times.extend(times[start:])
         merged_values.extend(values[start:])
-        self.times, self.values = merged_times, merged_values
+        self.samples = (merged_times, merged_values)
         return superseded
 
     def trim(self, cutoff: float) -> None:
-        """Drop the samples before ``cutoff``."""
-        index = bisect.bisect_left(self.times, cutoff)
+        """Drop the samples before ``cutoff`` (into new arrays, as a reader may
+        hold the old: a ``del`` of the first would move the rest under it)."""
+        times, values = self.samples
+        index = bisect.bisect_left(times, cutoff)
         if index:
-            del self.times[:index]
-            del self.values[:index]
+            self.samples = (times[index:], values[index:])
 
 
 @attrs.frozen(kw_only=True)
@@ -168,15 +189,16 @@ class TenantSeries:
         """Samples its series hold together (kept up by ``MetricStore``)."""
 
     def named(self, name: str | None) -> Iterable[Series]:
-        """The series of metric ``name`` (None: all of them)."""
+        """The series of metric ``name`` (None: all of them), as a list: a
+        reader in another thread never iterates a dict a write may add to."""
         if name is None:
-            return self.series.values()
+            return list(self.series.values())
         return self.with_pair("__name__", name)
 
     def with_pair(self, label: str, value: str) -> Iterable[Series]:
-        """The series whose ``label`` is ``value``."""
+        """The series whose ``label`` is ``value`` (a list, as ``named``)."""
         found = self.postings.get((label, value))
-        return found.values() if found is not None else ()
+        return list(found.values()) if found is not None else ()
 
     def count_with_pair(self, label: str, value: str) -> int:
         found = self.postings.get((label, value))
