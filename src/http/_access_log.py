@@ -74,11 +74,13 @@ class _Answer:
     status and body bytes counted. A small object rather than a closure over
     them: a held long-poll keeps it for its whole wait."""
 
-    __slots__ = ("_send", "_rid", "status", "sent")
+    __slots__ = ("_send", "_rid", "_private", "status", "sent")
 
-    def __init__(self, send: Send, rid: str) -> None:
+    def __init__(self, send: Send, rid: str, private: bool) -> None:
         self._send = send
         self._rid = rid
+        self._private = private
+        """An answer of the API (``PRIVATE_PREFIXES``) or to a request with credentials: never kept by a cache."""
         self.status = 0
         self.sent = 0
 
@@ -88,7 +90,12 @@ class _Answer:
             self.status = message["status"]
             # nosniff on every answer, not only the UI's: a JSON error echoing
             # what was asked must never be read as a page.
-            message = {**message, "headers": [*message.get("headers", ()), self._header(), _NOSNIFF]}
+            headers = [*message.get("headers", ()), self._header(), _NOSNIFF]
+            if self._private and not any(name.lower() == b"cache-control" for name, _ in headers):
+                # A browser kept signed-in answers in its cache: after signing
+                # out, a script of the page read them back with no token.
+                headers.append(_NO_STORE)
+            message = {**message, "headers": headers}
         elif event == "websocket.accept":
             self.status = 101
             message = {**message, "headers": [*message.get("headers", ()), self._header()]}
@@ -105,6 +112,16 @@ class _Answer:
 
 
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
+_NO_STORE = (b"cache-control", b"no-store")
+PRIVATE_PREFIXES = ("/api/", "/prometheus/")
+"""Paths whose answers carry ``Cache-Control: no-store`` unless they say otherwise."""
+
+
+def _private(scope: Scope) -> bool:
+    """Whether ``scope``'s answer must not be cached: the API's, or one to credentials."""
+    path = scope.get("path", "")
+    return path.startswith(PRIVATE_PREFIXES) or any(
+        name in (b"authorization", b"cookie") for name, _ in scope.get("headers", ()))
 
 
 def _utf8_length(text: str) -> int:
@@ -119,8 +136,9 @@ def _utf8_length(text: str) -> int:
 
 class AccessLog:
     """ASGI middleware: an ``X-Request-Id`` on every HTTP answer (and on the
-    WebSocket handshake's) and ``X-Content-Type-Options: nosniff``, and the
-    access-log line when ``enabled``."""
+    WebSocket handshake's), ``X-Content-Type-Options: nosniff``, ``Cache-Control:
+    no-store`` on the API's answers and those to credentials (unless set), and
+    the access-log line when ``enabled``."""
 
     def __init__(self, app: App, *, enabled: bool, proxies: TrustedProxies) -> None:
         self.app = app
@@ -134,7 +152,7 @@ class AccessLog:
             return
         rid = scope[REQUEST_ID_KEY] = request_id(scope)
         started = time.perf_counter()
-        answer = _Answer(send, rid)
+        answer = _Answer(send, rid, _private(scope))
         try:
             await self.app(scope, receive, answer.send)
         finally:

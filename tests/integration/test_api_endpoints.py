@@ -860,3 +860,13 @@ def test_made_up_http_methods_are_counted_as_other_not_each_a_series_of_its_own(
                if name == "app_http_request_duration_seconds_count"}
     assert not any(method and method.startswith("MADEUP") for method in methods)
     assert "other" in methods and "GET" in methods
+
+
+def test_api_answers_are_never_kept_by_a_browsers_cache(client: httpx.Client) -> None:
+    """A signed-in UI's answers were kept in the browser's cache: after signing
+    out, a script of the page read ``/api/v1/users/me`` back with no token."""
+    for path in ("/api/v1/query/stats", "/api/v1/query/topology", "/api/v1/users/me", "/prometheus/api/v1/labels"):
+        assert client.get(path).headers["cache-control"] == "no-store", path
+    assert client.get("/health", headers={"Authorization": "Bearer x"}).headers["cache-control"] == "no-store"
+    assert "no-store" not in client.get("/health").headers.get("cache-control", "")
+    assert client.get("/").headers["cache-control"] == "no-cache"  # the UI's own, as it was
