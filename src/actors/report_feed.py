@@ -188,6 +188,7 @@ class ReportFeedActor(Actor):
                 answer = HandedOn(0)
             done = answer.count
             progress.skipped += answer.left_out  # logged by the roster (bus_report_failed)
+            progress.refused(answer.refused)  # before handed on: a publisher waiting for it answers 503
             if done:
                 progress.handed_on(batch[done - 1].sequence)
                 batch = batch[done:]

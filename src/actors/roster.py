@@ -117,6 +117,9 @@ class HandedOn:
     (handed on, refused or left out): the feed offers the rest again."""
     left_out: int = 0
     """Of those, how many were left out because handing them on failed."""
+    refused: tuple[int, ...] = ()
+    """The sequences of those refused for want of a place for a new agent
+    (``TooManyAgents``): their publisher answers 503, not 202."""
 
 
 @attrs.frozen
@@ -215,18 +218,21 @@ class RosterActor(Actor):
     async def handle(self, message: Any) -> Any:
         if isinstance(message, ReportsArrived):
             left_out = 0
+            refused: list[int] = []
             for done, arrived in enumerate(message.reports):
                 try:
                     await self._arrived(arrived)
                 except (MailboxFull, ActorStopped):
-                    return HandedOn(done, left_out)
+                    return HandedOn(done, left_out, tuple(refused))
                 except TooManyAgents as exc:
+                    if arrived.sequence is not None:
+                        refused.append(arrived.sequence)
                     log.warning("report %d of agent %s left out here: %s", arrived.sequence, arrived.report.agent_id,
                                 exc, extra={"event": "bus_report_refused", "agent_id": arrived.report.agent_id})
                 except Exception as exc:  # noqa: BLE001  # that report's failure, not the batch's: see _left_out
                     left_out += 1
                     self._left_out(arrived, exc)
-            return HandedOn(len(message.reports), left_out)
+            return HandedOn(len(message.reports), left_out, tuple(refused))
         if isinstance(message, ReportArrived):
             await self._arrived(message)
             return None

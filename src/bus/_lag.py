@@ -3,8 +3,14 @@ reads it and the edge that shows it (``/health/ready``, stats, ``/metrics``)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import attrs
 import trio
+
+REFUSED_KEPT = 4096
+"""Sequences of reports the roster refused here kept for their publishers' answers
+(``refused_here``): more than the reports a 202 can wait for at once."""
 
 
 @attrs.define
@@ -24,6 +30,7 @@ class BusProgress:
     streams_created: int = 0
     """Times this process found the stream gone from the bus (a server back with
     an empty store) and created it again."""
+    _refused: OrderedDict[int, None] = attrs.field(factory=OrderedDict, init=False, repr=False)
     _pending: int = attrs.field(default=0, init=False)
     _pending_known: bool = attrs.field(default=False, init=False)
     _advanced: trio.Event = attrs.field(factory=trio.Event, init=False, repr=False)
@@ -74,6 +81,20 @@ class BusProgress:
         (before the first read, after a read that failed, while disconnected):
         a replica out of reach of the bus cannot tell how far behind it is."""
         return self._pending if self._pending_known and self.connected else None
+
+    def refused(self, sequences: tuple[int, ...]) -> None:
+        """The roster left out the reports of ``sequences`` here for want of a
+        place for a new agent (``agents.max_agents``), as it would have refused
+        them posted without a bus."""
+        for sequence in sequences:
+            self._refused[sequence] = None
+        while len(self._refused) > REFUSED_KEPT:
+            self._refused.popitem(last=False)
+
+    def refused_here(self, sequence: int) -> bool:
+        """Whether the report of ``sequence`` was left out here (``refused``):
+        the 202 its publisher would give is a 503 then, as without a bus."""
+        return sequence in self._refused
 
     def handed_on(self, sequence: int) -> None:
         """The feed handed the report of ``sequence`` to the roster here."""

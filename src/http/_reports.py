@@ -7,7 +7,9 @@ only once the stream has it, 503 with Retry-After when the bus does not take it.
 The roster is asked whether it would admit a new agent before the report is
 published (503 too_many_agents, as without a bus) but admits it, making room
 by the same rule, only as each replica reads the report from the stream: a
-report the bus did not take starts and forgets no agent anywhere. An
+report the bus did not take starts and forgets no agent anywhere; one that
+was admitted when asked but found no place when read back here (a burst of
+new agents, each asked before any was read) is answered 503 too, not 202. An
 envelope the NATS server would refuse (its ``max_payload``) is answered 413
 rather than 503 for ever."""
 
@@ -18,6 +20,7 @@ import time
 
 from quart import Blueprint, Response
 
+from trioscope.actors.refusals import TooManyAgents
 from trioscope.actors.roster import CheckAdmission, ReportArrived
 from trioscope.bus import BusUnavailable, ReportTooLarge, pack_report
 from trioscope.domain.agents import PackedReport, check_clock, rfc3339
@@ -170,6 +173,12 @@ async def _submit(body: bytes, raw: bytes) -> Response:
         # back here keeps what a client reads after its 202 from this replica
         # what it would be without a bus: its own report is in the topology.
         await s.bus.progress.wait_handed_on(sequence, OWN_REPORT_WAIT)
+        if s.bus.progress.refused_here(sequence):
+            # Admitted when asked, then no place left when read back (a burst of
+            # new agents, each asked before any was read): 202'd, every replica
+            # left it out. Refused as without a bus; the probe resends.
+            s.metrics.refused("agents_full")
+            raise TooManyAgents(s.settings.agents.max_agents)
         return _accepted(s, report, received_at)
     partition: Partition | None = None
     if len(body) > OFF_LOOP_BYTES:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import trio
 import pytest
 
 from tests.bus_server import own_nats_server
@@ -72,3 +73,40 @@ async def test_a_report_the_bus_refused_starts_no_agent_and_forgets_none_and_the
                 return await _agents(client, a) == now_held
 
             await eventually(a_has)
+
+
+async def test_a_burst_of_new_agents_past_max_agents_gets_503_for_those_no_replica_keeps(
+        request: pytest.FixtureRequest, postgres_url: str) -> None:
+    """At ``--max-agents 3`` with two places held, four new probes post at once
+    to A: each was admitted when asked (none read back yet), and all four were
+    answered 202 while every replica kept one of them. Now the three left out
+    get 503 ``too_many_agents`` (as without a bus) and the one answered 202 is
+    the one both replicas list."""
+    with own_nats_server() as bus, \
+            two_replicas(request, postgres_url, *bus_args(bus.url, "burst"), "--max-agents", "3") as (a, b):
+        async with httpx.AsyncClient(timeout=30) as client:
+            await eventually(lambda: ready(client, a))
+            await eventually(lambda: ready(client, b))
+            for index in (1, 2):
+                report = host_report(index, timestamp=time.time(), **SMALL)
+                assert (await client.post(f"{a.base_url}/api/v1/reports", json=report)).status_code == 202
+            statuses: dict[str, int] = {}
+
+            async def post(index: int) -> None:
+                response = await client.post(f"{a.base_url}/api/v1/reports",
+                                             json=host_report(index, timestamp=time.time(), **SMALL))
+                statuses[f"agent-{index}"] = response.status_code
+                if response.status_code == 503:
+                    assert response.json()["error"]["code"] == "too_many_agents", response.text
+
+            async with trio.open_nursery() as nursery:
+                for index in range(3, 7):
+                    nursery.start_soon(post, index)
+            accepted = {agent for agent, status in statuses.items() if status == 202}
+            assert sorted(statuses.values()) == [202, 503, 503, 503], statuses
+            kept = {"agent-1", "agent-2", *accepted}
+
+            async def both_keep() -> bool:
+                return await _agents(client, a) == kept and await _agents(client, b) == kept
+
+            await eventually(both_keep)
