@@ -22,20 +22,33 @@ would show them as up until its next cleanup, and the replicas disagree.
 
 Where it has read to is kept in ``BusProgress``, which outlives a restart of
 this actor: a restarted feed goes on from there.
+
+Which enrolled agent reports under a probe agent id (its claim: ``_gate.vouch``)
+is learnt from the stream too (``_vouched``): a signed report attaches its id
+to its signer here as on the replica that took it, and an unsigned one under
+an id an agent holds here is left out unless that claim lapsed. Learnt only
+where a request arrived, the claim held on one replica: another answered 202
+to an unsigned report under the id and every replica merged it, and showed the
+agent's own tenant no details of its probe. Rebuilt from the stream, claims
+outlive a replica's restart as the topology does.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
 import time
 from typing import Any
 
 import trio
 
 from trioscope.bus import BadEnvelope, BusUnavailable, ReportBus, unpack_report
-from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull
+from trioscope.domain.deployments import AgentDirectory
+from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, Published
 
+from .directory import AttachReporter, ReleaseReporter
+from .refusals import ReporterTaken
 from .roster import HISTORY_EXPIRY_TIMEOUT, HandedOn, HistoryReplayed, ReportArrived, ReportsArrived
 
 log = logging.getLogger(__name__)
@@ -60,17 +73,31 @@ HISTORY_WAIT = HISTORY_EXPIRY_TIMEOUT + 10.0
 """Seconds the feed waits for the roster to have the replayed history's stale agents removed."""
 UNAVAILABLE_WAIT = 1.0
 """Seconds between two attempts to read the stream while the bus is away."""
+CLAIMS_ASK_TIMEOUT = 10.0
 
 
 class ReportFeedActor(Actor):
-    def __init__(self, bus: ReportBus, *, roster_path: str) -> None:
+    def __init__(self, bus: ReportBus, *, roster_path: str, directory_path: str = "",
+                 directory: Published[AgentDirectory] | None = None, stale_after: float = math.inf) -> None:
+        """``directory`` (and its actor's path): where claims are checked and
+        told (``_vouched``), each lapsing ``stale_after`` seconds
+        (``agents.stale_threshold``) after its last signed report; None: not at all."""
         self.bus = bus
         self.roster_path = roster_path
+        self.directory_path = directory_path
+        self.directory = directory
+        self.stale_after = stale_after
         self.heavy_work = trio.CapacityLimiter(1)
         """One large envelope read at a time: with the GIL a second thread adds memory, not speed."""
+        self._signed_at: dict[str, float] = {}
+        """Probe agent id -> when its last signed report read here was received (``received_at``)."""
+        self._unsigned_said: set[str] = set()
+        """Ids whose unsigned reports were said left out (once each, then at debug level)."""
 
     async def on_start(self) -> None:
-        self.roster: ActorRef = self.context.system.lookup(self.roster_path)
+        system = self.context.system
+        self.roster: ActorRef = system.lookup(self.roster_path)
+        self.directory_ref = system.lookup(self.directory_path) if self.directory is not None else None
         self.context.start_soon(self._follow, name=f"{self.context.path} follow")
 
     async def handle(self, message: Any) -> Any:
@@ -118,7 +145,7 @@ class ReportFeedActor(Actor):
             decoding = time.perf_counter()
             for item in fetched:
                 arrived = await self._arrived(item.sequence, item.data, history)
-                if arrived is not None:
+                if arrived is not None and await self._vouched(arrived):
                     batch.append(arrived)
                 if time.perf_counter() - decoding > YIELD_AFTER:  # a batch is up to 1,024 reports to decode
                     await trio.lowlevel.checkpoint()
@@ -177,6 +204,56 @@ class ReportFeedActor(Actor):
                              enrolled=envelope.enrolled, sequence=sequence, history=history, address=envelope.address,
                              signer=envelope.signer, scope=envelope.scope)
 
+    async def _vouched(self, arrived: ReportArrived) -> bool:
+        """Whether ``arrived`` is handed on, with this replica's directory told
+        of the claim it makes (see the module docstring): a signed report's
+        id attached to its signer (its publisher vouched for it: ``lapsed``,
+        so it takes the id from an agent whose claim lapsed there); an unsigned
+        one under an id an enrolled agent holds here is left out while that
+        agent's last signed report read from the stream was received less than
+        ``agents.stale_threshold`` before it, else the claim is released, as
+        its publisher did. Judged by the stream's own times, so that every
+        replica, and one reading it again after a restart, decides alike. A
+        report signed by an agent it does not name (an earlier version's) is
+        handed on as it was."""
+        if self.directory is None or self.directory_ref is None:
+            return True
+        agent_id = arrived.report.agent_id
+        try:
+            if arrived.enrolled:
+                if arrived.signer:
+                    if len(self._signed_at) > 2 * len(self.directory.value.agents) + 1024:
+                        self._signed_at.clear()  # ids no longer claimed: one entry per claim at most
+                    self._signed_at[agent_id] = arrived.received_at
+                    holder = self.directory.value.reporting_agent(agent_id)
+                    if holder is None or holder.id != arrived.signer:
+                        await self.directory_ref.ask(AttachReporter(agent_id, arrived.signer, lapsed=True),
+                                                     timeout=CLAIMS_ASK_TIMEOUT)
+                return True
+            holder = self.directory.value.reporting_agent(agent_id)
+            if holder is None:
+                return True
+            signed = self._signed_at.get(agent_id)
+            if signed is None or arrived.received_at - signed >= self.stale_after:
+                self._signed_at.pop(agent_id, None)
+                await self.directory_ref.ask(ReleaseReporter(agent_id), timeout=CLAIMS_ASK_TIMEOUT)
+                return True
+        except (ReporterTaken, MailboxFull, ActorStopped, AskTimeout) as exc:
+            # As the publisher decided: it vouched for the report (the next one tells the claim again).
+            log.warning("the claim on probe agent id %s could not be told here (%s): its report %d is merged",
+                        agent_id[:80], type(exc).__name__, arrived.sequence,
+                        extra={"event": "bus_claim_unchecked", "agent_id": agent_id[:80]})
+            return True
+        first = agent_id not in self._unsigned_said and len(self._unsigned_said) < 1024
+        if first:
+            self._unsigned_said.add(agent_id)
+        log.log(logging.WARNING if first else logging.DEBUG,
+                "unsigned report %d of probe agent id %s left out: enrolled agent %s reports under it (the "
+                "replica that took it did not know yet)", arrived.sequence, agent_id[:80], holder.id,
+                extra={"event": "bus_unsigned_report_left_out", "agent_id": agent_id[:80], "holder": holder.id})
+        self.bus.progress.skipped += 1
+        return False
+
     async def _hand_on(self, batch: list[ReportArrived]) -> None:
         """The batch to the roster in one ask, the rest again while it has no
         room for some (never dropped); each report's 202 waits for its sequence."""
@@ -196,7 +273,9 @@ class ReportFeedActor(Actor):
                 await trio.sleep(RETRY)  # the topology or an agent's actor is behind: wait, never drop
 
 
-def report_feed_spec(bus: ReportBus, *, roster_path: str) -> ActorSpec:
+def report_feed_spec(bus: ReportBus, *, roster_path: str, directory_path: str = "",
+                     directory: Published[AgentDirectory] | None = None, stale_after: float = math.inf) -> ActorSpec:
     """Permanent: a crash restarts it from where it had read to."""
-    return ActorSpec(name="report_feed", factory=lambda: ReportFeedActor(bus, roster_path=roster_path),
-                     mailbox_size=16)
+    return ActorSpec(name="report_feed", factory=lambda: ReportFeedActor(
+        bus, roster_path=roster_path, directory_path=directory_path, directory=directory,
+        stale_after=stale_after), mailbox_size=16)
