@@ -105,6 +105,15 @@ class DatabaseUnavailable(Refusal):
         self.reason = reason
         """Why, for the log (it names the database server: not for clients)."""
 
+class StoreFull(DatabaseUnavailable):
+    """The database's disk is full: nothing of this commit was written, nor
+    will be until room is made (507 ``insufficient_storage``). A kind of the
+    database being unavailable, so every actor that refuses that refuses this."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.args = ("the server's storage is full; nothing was written, send it again later",)
+
 
 class OutcomeUnknown(Refusal):
     """The connection to the database failed while this commit was under way
@@ -134,3 +143,4 @@ class RefusingActor(Actor):
 
     async def serve(self, message: Any, now: float) -> Any:
         return await super().handle(message)
+

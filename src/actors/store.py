@@ -39,9 +39,9 @@ from trioscope.config import format_duration
 from trioscope.domain.commands import Command
 from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff, MailboxFull
 from trioscope.store import (AuditEntry, Database, SaveCommand, StoreReader, StoreWriter, Unavailable, Write,
-                             database_down, describe_database, open_writer, postgres_url)
+                             database_down, describe_database, open_writer, postgres_url, store_full)
 
-from .refusals import DatabaseUnavailable, OutcomeUnknown
+from .refusals import DatabaseUnavailable, OutcomeUnknown, StoreFull
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,8 @@ to one deployment at once were answered in twice the time (p95 3.1 s against
 BUSY = 0.02
 """A commit this soon after the last one ended waits ``GATHER``; one that comes
 to an idle writer (a lone request) is written at once."""
+FULL_SAID_EVERY = 60.0
+"""Seconds between two warnings that the database's disk is full."""
 PRUNE_INTERVAL = 3600.0
 """Seconds between deletions of history older than the retention."""
 PRUNE_BATCH = 5000
@@ -169,6 +171,8 @@ class StoreActor(Actor):
         """The ``Commit.writer`` of the groups of the last commit."""
         self.limiter = trio.CapacityLimiter(1)
         self.pruned = (0, 0)
+        self._full_said = -math.inf
+        """When the disk was last said full (``_say_full``)."""
         """Commands and audit records deleted by the current round of batches."""
         self.networked = postgres_url(database) is not None
         """A database server that may go away and come back (see the module docstring)."""
@@ -248,8 +252,14 @@ class StoreActor(Actor):
         while there may be more, so commits that arrived meanwhile go first.
         Answers how many commands and audit records this batch deleted."""
         assert self.writer is not None and self.retention is not None
-        commands, audit = await trio.to_thread.run_sync(
-            self.writer.prune, self.clock() - self.retention, PRUNE_BATCH, limiter=self.limiter)
+        try:
+            commands, audit = await trio.to_thread.run_sync(
+                self.writer.prune, self.clock() - self.retention, PRUNE_BATCH, limiter=self.limiter)
+        except Exception as exc:
+            if not store_full(exc):
+                raise
+            self._say_full(exc)  # the next round tries again (deletions take a little room of their own)
+            return 0, 0
         self.pruned = (self.pruned[0] + commands, self.pruned[1] + audit)
         if max(commands, audit) == PRUNE_BATCH:
             try:
@@ -298,6 +308,12 @@ class StoreActor(Actor):
         try:
             results = await self._commit(batch)
         except Exception as exc:
+            if store_full(exc):
+                # Rolled back, the writer fine: refused (507) until room is made,
+                # never a crash (on SQLite, the root gave up and the server ended).
+                self._say_full(exc)
+                _fail(batch, StoreFull(_one_line(exc)))
+                return
             if not (self.networked and database_down(exc)):
                 # A bug, a server that refuses for another reason, SQLite's
                 # disk: the actor crashes (its supervisor decides), and
@@ -314,6 +330,17 @@ class StoreActor(Actor):
             _settle(batch, results)
             return
         await self._commit_failed(batch, failed)
+
+    def _say_full(self, error: Exception) -> None:
+        """The database's disk is full: warned once a minute, at debug level between."""
+        now = time.monotonic()
+        said = now - self._full_said < FULL_SAID_EVERY
+        if not said:
+            self._full_said = now
+        log.log(logging.DEBUG if said else logging.WARNING,
+                "the database's disk is full (%s): writes are refused (507 insufficient_storage) until room is made; "
+                "shorten storage.history_retention or free the disk", _one_line(error),
+                extra={"event": "store_full"})
 
     async def _commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
         writer = self.writer

@@ -32,8 +32,8 @@ from ._openapi import STRING, Answer, Auth, choice, documented, fields, integer,
 from ._responses import json_response, no_content
 from ._services import services
 from ._shared import (
-    AgentRetired, admit_log_entries, ask_queue, credentials_failure, give_back, integer_argument, stop_follow,
-    wait_for_command,
+    SMALL_RESULT, AgentRetired, admit_log_entries, ask_queue, credentials_failure, give_back, integer_argument,
+    refuse_when_disk_short, stop_follow, wait_for_command,
 )
 
 class _OfDeployment(Protocol):
@@ -173,11 +173,6 @@ async def _agent_document(kind: type[D], code: str) -> tuple[AgentRecord, D]:
     return agent, document
 
 
-SMALL_RESULT = 64 * 1024
-"""Bytes of a command report still taken while the disk is short of room
-(``DiskRoom``): a command's outcome and a little of its output."""
-
-
 @blueprint.post("/api/v1/agent/commands/report")
 @documented(auth=Auth.AGENT, body=CommandReport, errors={
     404: "no such command", 409: "conflicts with the recorded result",
@@ -185,10 +180,7 @@ SMALL_RESULT = 64 * 1024
     507: "the server's disk is nearly full: a report over 64 KiB is not kept now (insufficient_storage)"})
 async def report() -> Response:
     """Report a command's progress (executing) or result (completed, success, failed)."""
-    if services().disk_room.short() and (request.content_length is None or request.content_length > SMALL_RESULT):
-        raise ApiError(507, "insufficient_storage", f"the server's disk is nearly full: a report over "
-                       f"{SMALL_RESULT // 1024} KiB cannot be kept now (storage.min_free_bytes); send it again later",
-                       headers={"Retry-After": "60"})
+    refuse_when_disk_short(request.content_length, SMALL_RESULT, "a report")
     try:
         agent, result = await _agent_document(CommandReport, "invalid_report")
     except ApiError as exc:

@@ -96,7 +96,8 @@ from ._client_sockets import serve_client_socket
 from ._openapi import Auth, documented, text
 from ._services import services
 from ._shared import (
-    AgentRetired, admit_log_entries, ask_queue, credentials_failure, give_back, stop_follow, wait_for_command,
+    SMALL_RESULT, AgentRetired, admit_log_entries, ask_queue, credentials_failure, give_back, refuse_when_disk_short,
+    stop_follow, wait_for_command,
 )
 
 log = logging.getLogger(__name__)
@@ -425,6 +426,7 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
     body = envelope["body"].encode()
     try:
         await _gate.agent(deployment_hash, body, token=token, headers=headers, target=target, charged=True)
+        refuse_when_disk_short(len(body), SMALL_RESULT, "a report")  # as over HTTP
         # As over HTTP: parse_json refuses an integer beyond 64 bits (orjson
         # alone would make it a float) and an empty body; a large body is read
         # in a worker thread.

@@ -33,8 +33,8 @@ from ._openapi import STRING, TIME, Answer, Auth, boolean, choice, date, documen
 from ._responses import json_bytes_response, json_response
 from ._services import services
 from ._shared import (
-    MAX_PAGE, ask_queue, boolean_argument, date_argument, decode_create, integer_argument, end_follow, submit,
-    user_actor,
+    MAX_PAGE, ask_queue, boolean_argument, date_argument, decode_create, integer_argument, end_follow,
+    refuse_when_disk_short, submit, user_actor,
 )
 
 blueprint = Blueprint("commands", __name__)
@@ -169,14 +169,22 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
     return json_response(agent_record(agent))
 
 
+SMALL_COMMAND = 4 * 1024
+"""Bytes of a new command's body still taken while the disk is short of room
+(``refuse_when_disk_short``): a restart or a stop, not a script's parameters."""
+
+
 @blueprint.post(f"{BASE}/<deployment_hash>/commands")
 @documented(auth=Auth.USER, body=CreateCommand, answers={202: Answer("stored and queued", schema=fields(
                 command_id=STRING, status=STRING, estimated_start=TIME))},
-            errors={403: "not allowed, or a quota is full (details: limit, setting)"})
+            errors={403: "not allowed, or a quota is full (details: limit, setting)",
+                    507: "the server's disk is nearly full: a command over 4 KiB is not kept now "
+                         "(insufficient_storage)"})
 async def create_command(user_id: str, deployment_hash: str) -> Response:
     """Create a command (202 once it is stored)."""
     principal = await _gate.user(Permission.OPERATE)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
+    refuse_when_disk_short(request.content_length, SMALL_COMMAND, "a command")
     document = await read_json(services().settings, limit=MAX_COMMAND_BODY)
     if isinstance(document, dict):
         unknown_keys("invalid_command", document, CREATE_KEYS, "a command")

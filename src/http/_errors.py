@@ -18,11 +18,11 @@ from werkzeug.exceptions import HTTPException
 
 from trioscope.actors.refusals import (
     DatabaseUnavailable, EnrollmentRefused, NotRecorded, OutcomeUnknown, QuotaExceeded, ReportConflict, ReporterTaken,
-    TooManyAgents, UnknownAgent, UnknownCommand, UnknownProbe,
+    StoreFull, TooManyAgents, UnknownAgent, UnknownCommand, UnknownProbe,
 )
 from trioscope.domain.commands import IllegalTransition
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
-from trioscope.store import Conflict, database_busy, database_down
+from trioscope.store import Conflict, database_busy, database_down, store_full
 
 from ._responses import json_response
 
@@ -139,6 +139,8 @@ def _has_unread_body() -> bool:
 
 
 DATABASE_RETRY_AFTER = 2
+STORE_FULL_RETRY_AFTER = 60
+"""Seconds a client waits before sending again what a full disk refused (room is made by people, or by the prune)."""
 """Seconds a client waits before retrying while the database is away (the
 store tries to connect again every 0.25-1 s)."""
 
@@ -172,6 +174,7 @@ ANSWERS: dict[type[Exception], ErrorAnswer] = {
     TooManyAgents: ErrorAnswer(503, "too_many_agents", AGENTS_FULL_RETRY_AFTER),
     NotRecorded: ErrorAnswer(503, "not_recorded", RETRY_AFTER_SECONDS),
     # The database away (every error that says so is answered as this: ``answer_to``).
+    StoreFull: ErrorAnswer(507, "insufficient_storage", STORE_FULL_RETRY_AFTER),
     DatabaseUnavailable: ErrorAnswer(503, "database_unavailable", DATABASE_RETRY_AFTER),
     OutcomeUnknown: ErrorAnswer(504, "outcome_unknown"),
     # Overload and unavailability: shed, never queue; the client retries.
@@ -188,6 +191,7 @@ code and Retry-After are chosen for them."""
 DATABASE_AWAY = "the database is unavailable; retry shortly"
 """What a request that met the database away is told (a refusal of the
 store says more: nothing was written)."""
+STORE_FULL = "the server's storage is full; nothing was written, send it again later"
 TAKEN_TOO_LONG = ("the server did not finish in time; the request may have taken effect: check before "
                   "sending it again")
 
@@ -204,7 +208,11 @@ def answer_to(exc: Exception) -> tuple[ErrorAnswer, str] | None:
     if isinstance(exc, AskTimeout) and exc.taken:
         return ANSWERS[OutcomeUnknown], TAKEN_TOO_LONG
     if isinstance(exc, ActorFailed):  # the actor crashed on it: a 500, unless for want of the database
+        if isinstance(exc.cause, StoreFull) or store_full(exc.cause):
+            return ANSWERS[StoreFull], STORE_FULL
         return (ANSWERS[DatabaseUnavailable], DATABASE_AWAY) if _database_away(exc.cause) else None
+    if store_full(exc):
+        return ANSWERS[StoreFull], STORE_FULL
     if database_down(exc) or database_busy(exc):
         return ANSWERS[DatabaseUnavailable], DATABASE_AWAY
     for kind in type(exc).__mro__:

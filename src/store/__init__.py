@@ -22,6 +22,7 @@ from ._ops import Unavailable as Unavailable
 from ._ops import Write as Write
 from ._ops import database_busy as database_busy
 from ._ops import database_down as database_down
+from ._ops import store_full as store_full
 from ._changes import CHANGES_CHANNEL as CHANGES_CHANNEL
 from ._changes import PAYLOAD_LIMIT as PAYLOAD_LIMIT
 from ._changes import Change as Change
@@ -67,6 +68,6 @@ __all__ = [
     "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
     "StoredCommand", "Unavailable", "Write", "copy_store", "database_busy", "database_down", "decode_change",
     "describe_database", "encode_change",
-    "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database",
+    "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database", "store_full",
     "sqlite_path", "token_secret",
 ]

@@ -1,12 +1,14 @@
 """Room left on the disk of the embedded store (``storage.min_free_bytes``).
 
-SQLite on a full disk fails every write, and the store's crashes then end the
-server (README: exit 1). What fills a disk fastest is agents' command results
-(each up to ``server.max_body_size``, at the agent's byte budget: two agents
-of one tenant wrote ~190 MiB a minute, kept for the history retention), so
-large ones are refused (507) while the disk has less than the minimum free,
-and everything small goes on: the server stays up for every tenant, and says
-why. PostgreSQL's disk is the database server's, which it guards itself.
+SQLite on a full disk fails every write (refused 507 then: ``store_full``).
+Before it comes to that, what clients send to be kept is refused above a
+small size while the disk has less than the minimum free
+(``_shared.refuse_when_disk_short``): agents' command results (each up to
+``server.max_body_size``, at the agent's byte budget: two agents of one
+tenant wrote ~190 MiB a minute, kept for the history retention) and new
+commands' parameters; everything small goes on: the server stays up for
+every tenant, and says why. PostgreSQL's disk is the database server's,
+which it guards itself.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ class DiskRoom:
         if now - self._warned_at >= WARN_EVERY:
             self._warned_at = now
             log.warning("the disk of %s has %d MiB free, less than storage.min_free_bytes (%d MiB): command "
-                        "results over the small size are refused (507) until room is made", self.path,
+                        "results and new commands over their small sizes are refused (507) until room is made",
+                        self.path,
                         self._free // 2**20, self.minimum // 2**20,
                         extra={"event": "disk_short", "free_bytes": self._free, "minimum_bytes": self.minimum})
         return True

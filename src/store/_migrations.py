@@ -18,6 +18,14 @@ import orjson
 from ._command_rows import BULK_COLUMNS, OPEN_STATUSES_SQL, split_document
 from ._ops import NewerSchema
 
+
+def roll_back(db: sqlite3.Connection) -> None:
+    """``ROLLBACK`` if a transaction is open: SQLite ends one by itself on some
+    errors (a full disk), and a second ``ROLLBACK``'s "no transaction is active"
+    was raised in place of the error that told why ("database or disk is full")."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
 MIGRATION_BATCH = 200
 """Rows rewritten per transaction: one result may be as large as a request body."""
 
@@ -51,7 +59,7 @@ def migrate(db: sqlite3.Connection, schema: str) -> None:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            roll_back(db)
             raise
         return
     for reached, step in enumerate(STEPS[version:], start=version + 1):
@@ -91,7 +99,7 @@ def _split_command_documents(db: sqlite3.Connection) -> None:
                            (document, error, history, result, rowid))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            roll_back(db)
             raise
         if len(rows) < MIGRATION_BATCH:
             return
@@ -139,7 +147,7 @@ def _to_2(db: sqlite3.Connection) -> None:
                     (rows[0][0], rows[-1][0]))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            roll_back(db)
             raise
         if len(rows) < MIGRATION_BATCH:
             break

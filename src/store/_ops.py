@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import attrs
 import psycopg
 from psycopg_pool import PoolTimeout
@@ -157,6 +159,22 @@ def database_down(error: BaseException) -> bool:
         # cancel that timed out) say nothing of the connection.
         return type(error) is psycopg.OperationalError
     return state.startswith(_DOWN_STATES)
+
+
+_DISK_FULL = "53100"
+"""PostgreSQL's ``disk_full``."""
+
+
+def store_full(error: BaseException) -> bool:
+    """The database's disk is full (SQLite's ``SQLITE_FULL``, PostgreSQL's
+    ``disk_full``): the transaction was rolled back, nothing of it written;
+    the same write fails until room is made. Refused, never a crash: a store
+    that crashed on each one ended the server, restart after restart."""
+    if isinstance(error, sqlite3.OperationalError):
+        return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    if isinstance(error, psycopg.OperationalError):
+        return (error.sqlstate or error.diag.sqlstate) == _DISK_FULL
+    return False
 
 
 def database_busy(error: BaseException) -> bool:

@@ -20,7 +20,7 @@ from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, D
 
 from ._command_rows import OPEN_STATUSES_SQL, command_columns, command_from_columns, finished_at
 from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter, summary_page
-from ._migrations import migrate, schema_version
+from ._migrations import migrate, roll_back, schema_version
 from ._ops import AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Write
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._secret import create_data_dir
@@ -92,6 +92,10 @@ command's parameters and results. SQLite gives the ``-wal`` and ``-shm`` files
 the database file's mode. A file that exists already keeps its mode."""
 
 
+WAL_KEPT_BYTES = 64 * 2**20
+"""Bytes of write-ahead log kept on disk after a checkpoint (``journal_size_limit``; SQLite's default keeps all)."""
+
+
 def connect(path: Path) -> sqlite3.Connection:
     create_data_dir(path.parent)
     _create_private_file(path)
@@ -100,6 +104,12 @@ def connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA busy_timeout=30000")
+    # Freed pages are not overwritten with zeros (Debian's SQLite overwrites
+    # them by default): each would be written to the WAL first, so deleting
+    # 630 MB of old results grew it by 604 MiB, and a prune on a nearly full
+    # disk could never finish. The WAL is cut back to this after a checkpoint.
+    connection.execute("PRAGMA secure_delete=FAST")
+    connection.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
     return connection
 
 
@@ -156,8 +166,7 @@ class SqliteWriter:
                 db.execute("RELEASE grp")
             db.execute("COMMIT")
         except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
+            roll_back(db)
             raise
         return results
 
@@ -175,7 +184,7 @@ class SqliteWriter:
                                (before, batch)).rowcount
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            roll_back(db)
             raise
         return commands, audit
 
@@ -217,10 +226,10 @@ class SqliteWriter:
                   orjson.dumps(r.entry.details).decode()) for r in audit])
             db.execute("COMMIT")
         except (sqlite3.IntegrityError, orjson.JSONEncodeError) as exc:
-            db.execute("ROLLBACK")
+            roll_back(db)
             raise Rejected(f"{type(exc).__name__}: {exc}") from exc
         except BaseException:
-            db.execute("ROLLBACK")
+            roll_back(db)
             raise
 
     def _apply(self, write: Write) -> None:

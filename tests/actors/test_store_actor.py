@@ -138,3 +138,47 @@ async def test_a_lone_writer_going_commit_after_commit_is_not_held_for_company(
             assert transactions == [1] * 5 + [2]
             mock_clock.jump(store_module.GATHER)
         assert transactions == [1] * 5 + [2, 1, 1]
+
+
+async def test_a_full_disk_refuses_commits_and_prunes_and_the_store_goes_on(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
+    """SQLite's "database or disk is full" (here: the file at its page limit)
+    refused the commit by crashing the store, every time: the root gave up and
+    the server ended, and so again after each restart; a prune on it raised
+    "cannot rollback - no transaction is active" in place of the reason. Now
+    both are refused (``StoreFull``: 507), said in the log, and the store takes
+    the next commit that fits."""
+    import sqlite3
+
+    from trioscope.actors.refusals import DatabaseUnavailable, StoreFull
+    from trioscope.store import _sqlite
+
+    connect = _sqlite.connect
+    pages: list[sqlite3.Connection] = []
+
+    def limited(path: Path) -> sqlite3.Connection:
+        connection = connect(path)
+        pages.append(connection)
+        return connection
+
+    monkeypatch.setattr(_sqlite, "connect", limited)
+    path = tmp_path / "db.sqlite3"
+    spec = ActorSpec(name="store", factory=lambda: StoreActor(path, retention=30 * DAY, clock=lambda: NOW))
+    async with open_actor_system(SupervisorSpec(name="root", children=[spec])) as system:
+        store = system.lookup("/root/store")
+        await commit(store, [SaveDeployment(Deployment(hash="h", tenant="t", user_id="u", created_at=1.0,
+                                                       enrollment_hash=None))])
+        used = pages[0].execute("PRAGMA page_count").fetchone()[0]
+        for connection in pages:
+            connection.execute(f"PRAGMA max_page_count = {used + 4}")
+        big = [AuditEntry(at=NOW, tenant="t", actor="u", action="x", details={"blob": "x" * 200_000})]
+        for _ in range(3):
+            with pytest.raises(StoreFull, match="storage is full") as refused:
+                await commit(store, big)
+            assert isinstance(refused.value, DatabaseUnavailable)  # refused as the database away is, by every actor
+        assert await store.ask(Prune()) == (0, 0)
+        await commit(store, [AuditEntry(at=NOW, tenant="t", actor="u", action="small")])
+        node = next(child for child in system.snapshot().root.children if child.path == "/root/store")
+        assert node.restarts == 0 and node.failed == 0
+    assert "disk is full" in caplog.text and "cannot rollback" not in caplog.text

@@ -705,6 +705,17 @@ async def test_a_large_result_is_refused_while_the_disk_is_short_of_room_and_a_s
                 return
             assert large.status_code == 507, large.text
             assert large.json()["error"]["code"] == "insufficient_storage" and large.headers["Retry-After"] == "60"
+            # The same over the agent's socket (it went around the check) ...
+            async with agent.socket() as ws:
+                ack = await ws.report(agent.report_body(created["command_id"], "success",
+                                                        result={"output": "x" * 100_000}))
+                assert ack["status"] == "rejected" and ack["error"]["status"] == 507, ack
+                assert ack["error"]["code"] == "insufficient_storage", ack
+            # ... and a command of large parameters (one user's creates and cancels filled a disk).
+            refused = await client.post(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth,
+                                        json={"type": "restart", "parameters": {"script": "x" * 60_000}})
+            assert (refused.status_code, refused.json()["error"]["code"]) == (507, "insufficient_storage")
+            assert (await operator.command(client, agent.deployment_hash))["status"] == "queued"  # a small one
             small = await agent.report(client, created["command_id"], result={"output": "done"})
             assert small.status_code == 200, small.text
             assert (await operator.get(client, agent.deployment_hash, created["command_id"]))["result"] == {

@@ -180,6 +180,10 @@ class CrashingBefore:
             raise Crash(sql)
         return self.db.executescript(sql)
 
+    @property
+    def in_transaction(self) -> bool:
+        return self.db.in_transaction
+
 
 @pytest.mark.parametrize("marker", [
     "UPDATE agents",  # step 1, its commands split
