@@ -74,6 +74,7 @@ older than the change that finished one does not bring it back."""
 
 POLL_CLOSED = "the poll closed before delivery"
 AGENT_RETIRED = "the agent was decommissioned or replaced before delivery"
+AGENT_GONE = "the agent that had it was decommissioned or replaced before it reported"
 NOT_ACKNOWLEDGED = "not acknowledged by the agent socket"
 """Reasons a delivered command went back to the queue, as its history says."""
 ACKNOWLEDGED_BY_POLL = "acknowledged by last_command_id"
@@ -251,12 +252,17 @@ class DeploymentQueueActor(RefusingActor):
         if self.directory_path is not None:
             self.agents = await self.context.system.lookup(self.directory_path).ask(GetPublished())
         self._find_audience()
+        orphaned = False
         for command in await self.reader.open_commands(self.deployment_hash):
             self.queue.put(command)
             self.last_sequence = max(self.last_sequence, command.sequence)
+            holder = delivered_to(command)
+            orphaned = orphaned or (holder is not None and not self._is_active(holder))
         self.wake: Timer | None = None
         self.armed_for = math.inf
         self._arm()
+        if orphaned:  # its agent retired while no queue actor ran here: told to itself, handled in turn
+            self.context.ref.tell(AgentsRetired())
 
     def _find_audience(self) -> None:
         """Whose users hear of this deployment's commands (the notifier stays None
@@ -323,6 +329,7 @@ class DeploymentQueueActor(RefusingActor):
                 if not self._active(poll):
                     self.waiters.remove(poll)
                     _answer(poll, RETIRED)
+            await self._end_orphaned(now)
             return None
         if isinstance(message, Withdraw):
             if message.poll in self.waiters:
@@ -499,6 +506,33 @@ class DeploymentQueueActor(RefusingActor):
         agent = self.agents.value.agents.get(agent_id)
         return (agent is not None and agent.status is AgentStatus.ACTIVE
                 and agent.deployment_hash == self.deployment_hash)
+
+    async def _end_orphaned(self, now: float) -> None:
+        """Fail the commands delivered to an agent that is retired now (its
+        deployment was enrolled again, or it was decommissioned): no other
+        agent may report on them (409), its own reports are refused (410), and
+        a cancel went as a notice to the new agent, which never had them. Left
+        open, such a command stayed ``sent`` until its timeout (up to a week),
+        holding a place of the open-commands quota. A change another replica
+        made first is taken as it is; the database away leaves the rest to the
+        next retirement or the deadlines."""
+        for command in list(self.queue):
+            if command.status not in (CommandStatus.SENT, CommandStatus.EXECUTING):
+                continue
+            holder = delivered_to(command)
+            if holder is None or self._is_active(holder):
+                continue
+            try:
+                await self._change(command, CommandEvent.FAIL, now, None, {"error": AGENT_GONE, "agent_id": holder},
+                                   error=AGENT_GONE)
+            except Conflict:
+                await self._reload(command.id)
+                continue
+            except (DatabaseUnavailable, OutcomeUnknown):
+                return
+            log.info("command %s failed: its agent %s was retired before it reported", command.id, holder,
+                     extra={"event": "command_orphaned", "command_id": command.id,
+                            "deployment_hash": self.deployment_hash, "agent_id": holder})
 
     async def _expire_untargetable(self, command: Command, now: float) -> None:
         """A command for one agent (a container control) whose agent was retired

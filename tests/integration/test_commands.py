@@ -269,6 +269,41 @@ async def test_a_replaced_agents_held_poll_ends_and_the_new_agent_gets_the_comma
         assert polled is not None and polled.command_id == created["command_id"]
 
 
+@pytest.mark.parametrize("retire", ["replace", "decommission"])
+async def test_a_command_its_agent_had_ends_when_the_agent_is_retired(server: ServerProcess, retire: str) -> None:
+    """A command delivered to an agent that is then replaced (the deployment
+    enrolled again) or decommissioned: its reports are refused (410), no other
+    agent may report on it (409), and a cancel went to the new agent as a
+    notice for a command it never had. It stayed ``sent`` until its timeout (a
+    week here), a place of the open-commands quota. It fails at once now,
+    saying why, and a cancel finds it ended."""
+    async with httpx.AsyncClient() as client:
+        operator, old = await setup(server, client)
+        created = await operator.command(client, old.deployment_hash, timeout_seconds=604_800)
+        assert (await old.poll(client, timeout=5)) is not None
+        if retire == "replace":
+            token = await client.post(operator.url(old.deployment_hash, "/enrollment"), headers=operator.auth)
+            assert token.status_code == 201, token.text
+            registered = await client.post(f"{server.base_url}/api/v1/agent/register", json={
+                "deployment_hash": old.deployment_hash, "enrollment_token": token.json()["enrollment_token"]})
+            assert registered.status_code == 201, registered.text
+        else:
+            admin = attrs.evolve(operator, role="ADMIN")
+            response = await client.post(admin.url(old.deployment_hash, f"/agents/{old.agent_id}/decommission"),
+                                         headers=admin.auth)
+            assert response.status_code == 200, response.text
+
+        async def ended() -> dict[str, Any] | None:
+            command = await operator.get(client, old.deployment_hash, created["command_id"])
+            return command if command["status"] == "failed" else None
+
+        command = await eventually(ended, deadline=10)
+        assert "retired" not in command["error"] and "decommissioned or replaced" in command["error"]
+        cancel = await client.post(operator.url(old.deployment_hash, f"/commands/{created['command_id']}/cancel"),
+                                   headers=operator.auth)
+        assert cancel.status_code == 409, cancel.text
+
+
 async def _polls_at_most(server: ServerProcess, count: float) -> bool:
     return await _polls_waiting(server) <= count
 

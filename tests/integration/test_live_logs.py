@@ -268,7 +268,9 @@ async def test_the_probe_streams_a_containers_log_until_stopped(docker_host: str
 
 async def test_the_probe_ends_a_follow_at_the_servers_time_limit_and_when_the_container_stops(
         docker_host: str, chatty_container: Any, container: Any, tmp_path: Path) -> None:  # noqa: F811
-    with ServerProcess(["--log-follow-max-duration", "3s"]) as server:
+    # Long enough for the chatty container to be killed within it on a loaded machine (3 s was not, once,
+    # while a CI run shared the machine), short enough for the quiet one's limit to come within the test.
+    with ServerProcess(["--log-follow-max-duration", "10s"]) as server:
         async with httpx.AsyncClient(timeout=30) as client:
             operator = Operator(server, fresh("ops"), fresh("acme"))
             deployment = await operator.create_deployment(client)
