@@ -693,7 +693,10 @@ class DeploymentQueueActor(RefusingActor):
         detail["error"] = outcome.error if outcome.status is CommandStatus.FAILED else None
         changes: dict[str, Any] = {"result": outcome.result, "error": outcome.error}
         if report.started_at is not None and command.started_at is None:
-            changes["started_at"] = report.started_at.timestamp()
+            # The agent's word, within what the server saw: not before it was
+            # sent, nor after now (a 2099 or a 1970 was kept as it came).
+            earliest = command.sent_at if command.sent_at is not None else command.created_at
+            changes["started_at"] = min(max(report.started_at.timestamp(), earliest), now)
         return await self._change(command, outcome.event, now, None, detail, **changes), True
 
     async def _tick(self, now: float) -> None:

@@ -1134,3 +1134,22 @@ async def test_a_command_without_an_error_has_no_error_bytes(server: ServerProce
         listing = await client.get(operator.url(agent.deployment_hash, "/commands"), headers=operator.auth)
         [item] = listing.json()["commands"]
         assert (item["error"], item["error_bytes"]) == (None, 0)
+
+
+@pytest.mark.parametrize("claimed", ["2099-01-01T00:00:00Z", "1970-01-01T00:00:01Z"])
+async def test_the_start_an_agent_reports_is_kept_within_what_the_server_saw(server: ServerProcess,
+                                                                              claimed: str) -> None:
+    """A ``started_at`` of 2099 or 1970 was kept as it came: after the command
+    completed, or before it was created."""
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        created = await operator.command(client, agent.deployment_hash)
+        assert await agent.poll(client, timeout=5) is not None
+        body = json.loads(agent.report_body(created["command_id"], "success", result={"ok": True}))
+        body["started_at"] = claimed
+        answer = await agent.report(client, created["command_id"],
+                                    body=json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+        assert answer.status_code == 200, answer.text
+        command = await operator.get(client, agent.deployment_hash, created["command_id"])
+        sent = next(h["at"] for h in command["history"] if h["status"] == "sent")
+        assert sent <= command["started_at"] <= command["completed_at"], command
