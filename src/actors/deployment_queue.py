@@ -523,8 +523,8 @@ class DeploymentQueueActor(RefusingActor):
             if holder is None or self._is_active(holder):
                 continue
             try:
-                await self._change(command, CommandEvent.FAIL, now, None, {"error": AGENT_GONE, "agent_id": holder},
-                                   error=AGENT_GONE)
+                await self._change(command, CommandEvent.FAIL, now, _outcome_audit(command, now, "system", "failed"),
+                                   {"error": AGENT_GONE, "agent_id": holder}, error=AGENT_GONE)
             except Conflict:
                 await self._reload(command.id)
                 continue
@@ -697,7 +697,8 @@ class DeploymentQueueActor(RefusingActor):
             # sent, nor after now (a 2099 or a 1970 was kept as it came).
             earliest = command.sent_at if command.sent_at is not None else command.created_at
             changes["started_at"] = min(max(report.started_at.timestamp(), earliest), now)
-        return await self._change(command, outcome.event, now, None, detail, **changes), True
+        audit = _outcome_audit(command, now, f"agent:{agent_id}", outcome.status.value)
+        return await self._change(command, outcome.event, now, audit, detail, **changes), True
 
     async def _tick(self, now: float) -> None:
         self.dispatch_retry_at = None  # due now: dispatched below if a poll waits (else nothing to hand out)
@@ -706,7 +707,8 @@ class DeploymentQueueActor(RefusingActor):
             detail = {"error": error} if error else {"reason": DEADLINE_EXPIRY}
             try:
                 # Its events (the system_alert too) go out with the change.
-                await self._change(command, event, now, None, detail, **({"error": error} if error else {}))
+                audit = _outcome_audit(command, now, "system", "timed_out") if error else None
+                await self._change(command, event, now, audit, detail, **({"error": error} if error else {}))
             except Conflict:
                 # Another replica changed it first (it fired this deadline, or the
                 # agent reported): nothing to say; the next tick looks again.
@@ -736,6 +738,15 @@ class DeploymentQueueActor(RefusingActor):
         for poll in self.waiters:
             poll.reply.end()  # nothing for them: they answer 204 at once
         self.waiters.clear()
+
+
+def _outcome_audit(command: Command, now: float, actor: str, outcome: str) -> AuditEntry:
+    """The audit record of how ``command`` ended once delivered (the seed's
+    ``command.execute``: its agent's outcome, a time-out, its agent retired),
+    written in the same commit as the change."""
+    return AuditEntry(at=now, tenant=command.tenant, actor=actor, action="command.execute", resource_type="command",
+                      resource_id=command.id, outcome=outcome,
+                      details={"type": command.type, "deployment_hash": command.deployment_hash})
 
 
 def _ended(poll: Poll) -> bool:

@@ -40,7 +40,8 @@ def fresh(prefix: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(database: str) -> Iterator[ServerProcess]:
-    with ServerProcess(["--timeout-grace", "0s"]) as process:
+    # Every test enrolls agents from 127.0.0.1: more than the default 120 a minute in all.
+    with ServerProcess(["--timeout-grace", "0s", "--registrations-per-address", "600"]) as process:
         yield process
 
 
@@ -647,6 +648,15 @@ async def test_audit_log_records_who_did_what_from_where(server: ServerProcess) 
         filtered = await client.get(f"{server.base_url}/api/v1/audit", params={"action": "command.cancel"},
                                     headers=admin.auth)
         assert [e["action"] for e in filtered.json()["entries"]] == ["command.cancel"]
+        # How a delivered command ended (the seed's command.execute; it was missing): its agent's outcome.
+        ran = await operator.command(client, agent.deployment_hash)
+        assert await agent.poll(client, timeout=5) is not None
+        assert (await agent.report(client, ran["command_id"], "failed", error="no such app")).status_code == 200
+        executed = await client.get(f"{server.base_url}/api/v1/audit", params={"action": "command.execute"},
+                                    headers=admin.auth)
+        (entry,) = executed.json()["entries"]
+        assert (entry["actor"], entry["resource_id"], entry["outcome"]) == (
+            f"agent:{agent.agent_id}", ran["command_id"], "failed")
 
 
 async def test_tenant_quota_on_deployments() -> None:
