@@ -74,13 +74,15 @@ class _Answer:
     status and body bytes counted. A small object rather than a closure over
     them: a held long-poll keeps it for its whole wait."""
 
-    __slots__ = ("_send", "_rid", "_private", "status", "sent")
+    __slots__ = ("_send", "_rid", "_private", "_secure", "status", "sent")
 
-    def __init__(self, send: Send, rid: str, private: bool) -> None:
+    def __init__(self, send: Send, rid: str, private: bool, secure: bool) -> None:
         self._send = send
         self._rid = rid
         self._private = private
         """An answer of the API (``PRIVATE_PREFIXES``) or to a request with credentials: never kept by a cache."""
+        self._secure = secure
+        """Served over TLS by this server (``--tls-cert``): browsers are told to come back only so."""
         self.status = 0
         self.sent = 0
 
@@ -91,6 +93,8 @@ class _Answer:
             # nosniff on every answer, not only the UI's: a JSON error echoing
             # what was asked must never be read as a page.
             headers = [*message.get("headers", ()), self._header(), _NOSNIFF]
+            if self._secure:
+                headers.append(_HSTS)
             if self._private and not any(name.lower() == b"cache-control" for name, _ in headers):
                 # A browser kept signed-in answers in its cache: after signing
                 # out, a script of the page read them back with no token.
@@ -113,6 +117,8 @@ class _Answer:
 
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
 _NO_STORE = (b"cache-control", b"no-store")
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
+"""A year, without ``includeSubDomains``: the server speaks for its own name only."""
 PRIVATE_PREFIXES = ("/api/", "/prometheus/")
 """Paths whose answers carry ``Cache-Control: no-store`` unless they say otherwise."""
 
@@ -137,8 +143,9 @@ def _utf8_length(text: str) -> int:
 class AccessLog:
     """ASGI middleware: an ``X-Request-Id`` on every HTTP answer (and on the
     WebSocket handshake's), ``X-Content-Type-Options: nosniff``, ``Cache-Control:
-    no-store`` on the API's answers and those to credentials (unless set), and
-    the access-log line when ``enabled``."""
+    no-store`` on the API's answers and those to credentials (unless set),
+    ``Strict-Transport-Security`` when served over TLS, and the access-log line
+    when ``enabled``."""
 
     def __init__(self, app: App, *, enabled: bool, proxies: TrustedProxies) -> None:
         self.app = app
@@ -152,7 +159,7 @@ class AccessLog:
             return
         rid = scope[REQUEST_ID_KEY] = request_id(scope)
         started = time.perf_counter()
-        answer = _Answer(send, rid, _private(scope))
+        answer = _Answer(send, rid, _private(scope), scope.get("scheme") in ("https", "wss"))
         try:
             await self.app(scope, receive, answer.send)
         finally:

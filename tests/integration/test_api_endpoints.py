@@ -869,4 +869,5 @@ def test_api_answers_are_never_kept_by_a_browsers_cache(client: httpx.Client) ->
         assert client.get(path).headers["cache-control"] == "no-store", path
     assert client.get("/health", headers={"Authorization": "Bearer x"}).headers["cache-control"] == "no-store"
     assert "no-store" not in client.get("/health").headers.get("cache-control", "")
+    assert "strict-transport-security" not in client.get("/health").headers  # plain HTTP: said only over TLS
     assert client.get("/").headers["cache-control"] == "no-cache"  # the UI's own, as it was

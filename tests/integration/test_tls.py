@@ -57,6 +57,8 @@ def test_https_with_a_real_handshake(server: ServerProcess, certificates: Certif
         response = client.get("/health")
         assert response.status_code == 200 and response.json()["status"] == "healthy"
         assert response.http_version == "HTTP/1.1"
+        # Browsers told to come back only over TLS (it was not said).
+        assert response.headers["strict-transport-security"] == "max-age=31536000"
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"{server.base_url}/health")  # a client that does not trust the authority refuses it
     port = int(server.base_url.rpartition(":")[2])
