@@ -94,6 +94,9 @@ async def live() -> Response | None:
     # From here on the client counts as waiting until its first view has been
     # written to it, or it is gone, whichever comes first.
     link = ClientLink(s.settings.websocket.buffer_size, on_first_view=lambda: s.first_view_left(address))
+    tenant = reader.tenant if reader is not None else None
+    if tenant is not None:
+        s.live_views[tenant] += 1
     try:
         return await serve_client_socket(
             link, client_spec(name, link, HUB, view, s.settings, s.live, visibility, first_view_at,
@@ -101,3 +104,7 @@ async def live() -> Response | None:
             subprotocol=_gate.chosen_subprotocol(), principal=reader)
     finally:
         link.first_view_done()
+        if tenant is not None:
+            s.live_views[tenant] -= 1
+            if s.live_views[tenant] <= 0:
+                del s.live_views[tenant]  # an entry per tenant viewing now, no more

@@ -348,6 +348,7 @@ async def stats() -> Response:
         **({"bus": s.bus.progress.as_dict()} if s.bus is not None else {}),
         "runtime": {"actors": runtime.actors, "dead_letters": runtime.dead_letters},
     }
+    clients = len(s.clients)
     reporters = await _gate.visible_reporters()
     seen = await _gate.visible_nodes()
     if reporters is not None and seen is not None:
@@ -366,11 +367,15 @@ async def stats() -> Response:
         counts = {**await _visible_counts(snapshot, seen), "agents": agents, "version": snapshot.version}
         if not admin:
             # Each of them tells how much the other tenants report (the series
-            # stored, the actors, one per probe; the merge's counters).
+            # stored, the actors, one per probe; the merge's counters), and the
+            # server's live views how many other tenants' users watch: the
+            # tenant's own are told.
             server_figures = {}
+            tenant = _gate.readable_tenant()
+            clients = s.live_views.get(tenant, 0) if tenant is not None else 0
     return json_response({
         "agents": agents,
-        "websocket_clients": len(s.clients),
+        "websocket_clients": clients,
         "topology": counts,
         **server_figures,
         **(whole or {}),

@@ -58,3 +58,23 @@ async def test_the_live_stream_takes_the_token_as_a_subprotocol_in_the_query_or_
     async with open_websocket_url(url, extra_headers=[(b"Authorization", f"Bearer {token}".encode())]) as ws:
         with trio.fail_after(10):
             assert json.loads(await ws.get_message())["type"] == "topology_update"
+
+
+async def test_a_tenants_user_is_told_its_own_live_views_not_the_servers(server: ServerProcess) -> None:
+    """``websocket_clients`` of ``/api/v1/query/stats`` was the server's count:
+    a user of another tenant read 0, then 5 while acme held 5 live views."""
+    url = server.base_url.replace("http://", "ws://") + "/api/v1/ws?view=hosts"
+    acme = server.user_token("vic", "acme", "VIEWER")
+    other = {"Authorization": f"Bearer {server.user_token('olga', 'other', 'VIEWER')}"}
+    mine = {"Authorization": f"Bearer {acme}"}
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+        async def told(headers: dict[str, str]) -> int:
+            return int((await client.get("/api/v1/query/stats", headers=headers)).json()["websocket_clients"])
+
+        async with open_websocket_url(url, subprotocols=["trioscope", f"bearer.{acme}"]) as a, \
+                open_websocket_url(url, subprotocols=["trioscope", f"bearer.{acme}"]) as b:
+            for ws in (a, b):
+                with trio.fail_after(10):
+                    await ws.get_message()  # served: counted
+            assert await told(mine) == 2
+            assert await told(other) == 0
