@@ -34,7 +34,7 @@ from ._responses import json_bytes_response, json_response
 from ._services import services
 from ._shared import (
     MAX_PAGE, ask_queue, boolean_argument, date_argument, decode_create, integer_argument, end_follow,
-    refuse_when_disk_short, submit, user_actor,
+    listing_turn, refuse_when_disk_short, submit, user_actor,
 )
 
 blueprint = Blueprint("commands", __name__)
@@ -210,7 +210,8 @@ def _check_confirmation(document: dict[str, Any]) -> None:
 
 @blueprint.get(f"{BASE}/<deployment_hash>/commands")
 @documented(auth=Auth.USER, query=(choice("status", (s.value for s in CommandStatus)), integer("limit", 1, MAX_PAGE),
-                                    integer("offset", 0, 10**9), date("from_date"), date("to_date")))
+                                    integer("offset", 0, 10**9), date("from_date"), date("to_date")),
+            errors={429: "more than 2 listings of this user at once (too_many_listings), or over a rate"})
 async def list_commands(user_id: str, deployment_hash: str) -> Response:
     """List commands, newest first (status, limit ≤ 500, offset, from_date, to_date):
     summaries without results or history, a page at most ``MAX_LISTING_BYTES``."""
@@ -224,9 +225,10 @@ async def list_commands(user_id: str, deployment_hash: str) -> Response:
     offset = integer_argument("offset", 0, 0, 10**9)
     since, until = date_argument("from_date", end=False), date_argument("to_date", end=True)
     budget = MAX_LISTING_BYTES - LISTING_ENVELOPE
-    found, total = await services().reader.command_summaries(
-        deployment.hash, status=status, since=since, until=until, limit=limit,
-        offset=offset, max_bytes=budget, error_bytes=MAX_SUMMARY_ERROR_BYTES)
+    async with listing_turn(principal):
+        found, total = await services().reader.command_summaries(
+            deployment.hash, status=status, since=since, until=until, limit=limit,
+            offset=offset, max_bytes=budget, error_bytes=MAX_SUMMARY_ERROR_BYTES)
     base = _commands_url(user_id, deployment.hash)
     items: list[bytes] = []
     used = 0

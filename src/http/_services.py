@@ -131,6 +131,8 @@ class Services:
     """``/metrics`` answers being made, shared by the scrapes asked meanwhile."""
     metrics_reads: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter)
     """PromQL reads being answered, by (tenant, user) (``_metrics_api.READS_AT_ONCE``)."""
+    listings: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter)
+    """Store listings being answered, by (tenant, user) (``_shared.LISTINGS_AT_ONCE``)."""
     live_views: collections.Counter[str] = attrs.field(factory=collections.Counter)
     """Live-view sockets open now per tenant of their reader (those with a
     token): what ``/api/v1/query/stats`` tells a tenant's user, not the server's count."""

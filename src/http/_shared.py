@@ -10,9 +10,11 @@ message to one actor, or reads what an actor published.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -135,6 +137,31 @@ async def ask_roster(message: Any) -> Any:
 SMALL_RESULT = 64 * 1024
 """Bytes of a command report still taken while the disk is short of room
 (``refuse_when_disk_short``): a command's outcome and a little of its output."""
+
+
+LISTINGS_AT_ONCE = 2
+"""Store listings (command pages, the audit log) of one user answered at once:
+each may take seconds on a large store (a far offset of 2 million commands:
+2.5 s), and the store's reader connections are shared by every tenant."""
+
+
+@contextlib.asynccontextmanager
+async def listing_turn(principal: Principal) -> AsyncIterator[None]:
+    """One of the user's ``LISTINGS_AT_ONCE`` places for a store listing; 429
+    ``too_many_listings`` beyond them (two of one viewer's listings at once held
+    another tenant's command reads at 4.8 s, and ``/health/ready`` at 503)."""
+    s = services()
+    user = (principal.tenant, principal.user_id)
+    if s.listings[user] >= LISTINGS_AT_ONCE:
+        raise ApiError(429, "too_many_listings", f"at most {LISTINGS_AT_ONCE} listings of one user are answered at "
+                       "once; send it again when one has been answered", headers={"Retry-After": "1"})
+    s.listings[user] += 1
+    try:
+        yield
+    finally:
+        s.listings[user] -= 1
+        if s.listings[user] <= 0:
+            del s.listings[user]  # an entry per user listing now, no more
 
 
 def refuse_when_disk_short(size: int | None, small: int, what: str) -> None:

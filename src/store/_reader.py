@@ -6,6 +6,7 @@ its location here, and is this package's business alone."""
 from __future__ import annotations
 
 import functools
+import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ParamSpec, Protocol, TypeVar
@@ -98,26 +99,51 @@ def open_writer(database: Database, *, origin: str | None = None) -> StoreWriter
     return PostgresWriter(database, origin=origin)
 
 
+SQLITE_READERS = 4
+"""SQLite connections reads take turns on (WAL: readers do not wait for each
+other nor for the writer). With one, a user's listing of 2 million commands
+at a far offset (2.5 s) held every other tenant's reads behind it, and the
+health checks too (``/health/ready`` 503)."""
+
+
 class StoreReader:
     """Committed state, read without going through the writer, in worker
-    threads (the database calls block): one query at a time on SQLite's one
-    connection, as many as its pool holds on PostgreSQL."""
+    threads (the database calls block): on SQLite, ``SQLITE_READERS``
+    connections, each one query at a time, and one more for the health
+    checks; on PostgreSQL, as many as its pool holds."""
 
     def __init__(self, database: Database) -> None:
         path = sqlite_path(database)
         self._reader: SqliteReader | PostgresReader
+        self._free: list[SqliteReader] | None = None
+        """SQLite's connections not in use (None: PostgreSQL, whose pool hands them out)."""
+        self._checker: SqliteReader | PostgresReader
         if path is not None:
-            self._reader = SqliteReader(path)
-            self._limiter = trio.CapacityLimiter(1)
-            self._checks = self._limiter  # one connection, one thread at a time
+            self._free = [SqliteReader(path) for _ in range(SQLITE_READERS)]
+            self._reader = self._free[0]
+            self._limiter = trio.CapacityLimiter(SQLITE_READERS)
+            self._checker = SqliteReader(path)
+            self._all: list[SqliteReader | PostgresReader] = [*self._free, self._checker]
         else:
             assert isinstance(database, str)
-            self._reader = PostgresReader(database)
+            self._reader = self._checker = PostgresReader(database)
             self._limiter = trio.CapacityLimiter(self._reader.pool_size)
-            self._checks = trio.CapacityLimiter(1)
+            self._all = [self._reader]
+        self._checks = trio.CapacityLimiter(1)
 
     async def _call(self, method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await trio.to_thread.run_sync(functools.partial(method, *args, **kwargs), limiter=self._limiter)
+        """``method`` (one of ``self._reader``'s) in a worker thread; on SQLite on
+        whichever connection is free (the same method, of that connection)."""
+        if self._free is None:
+            return await trio.to_thread.run_sync(functools.partial(method, *args, **kwargs), limiter=self._limiter)
+        async with self._limiter:
+            reader = self._free.pop()
+            try:
+                # The same function, bound to the connection taken.
+                bound: Callable[P, T] = types.MethodType(method.__func__, reader)  # type: ignore[attr-defined]  # a bound method of self._reader
+                return await trio.to_thread.run_sync(functools.partial(bound, *args, **kwargs))
+            finally:
+                self._free.append(reader)
 
     async def check(self) -> None:
         """A trivial read (health checks time it); raises what the database raises.
@@ -128,7 +154,7 @@ class StoreReader:
         connection 10 s, /health took 10 s (a Kubernetes liveness probe of 1 s
         would restart every replica), and given-up probes held the reads'
         places, which delayed the recovery by 11-13 s."""
-        await trio.to_thread.run_sync(self._reader.check, limiter=self._checks, abandon_on_cancel=True)
+        await trio.to_thread.run_sync(self._checker.check, limiter=self._checks, abandon_on_cancel=True)
 
     async def deployments(self) -> list[Deployment]:
         return await self._call(self._reader.deployments)
@@ -208,4 +234,5 @@ class StoreReader:
         return await self._call(self._reader.latest_alerts, since=since, fingerprints=fingerprints)
 
     def close(self) -> None:
-        self._reader.close()
+        for reader in self._all:
+            reader.close()
