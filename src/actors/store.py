@@ -84,6 +84,7 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
         Conflict: a compare-and-set write found the row changed (nothing written).
         Rejected: the database refused a value (nothing written).
         DatabaseUnavailable: the database server is away (nothing written): send it again shortly.
+            ``StoreFull``, one of them: the database's disk is full (nothing written).
         OutcomeUnknown: the connection broke under the commit and what it wrote
             could not be read back: check before sending it again.
         ActorStopped: the store stopped for good, or its incarnation ended,
