@@ -291,8 +291,12 @@ class ReportBus:
             info = await js.stream_info(self.stream)
         except nats.js.errors.NotFoundError:
             try:
-                await js.add_stream(config)
-                return True
+                made = await js.add_stream(config)
+                # JetStream answers the creation of a stream that exists as it
+                # is with success: replicas that found it gone at once each
+                # said they made it. It says which call did (``did_create``)
+                # from nats-server 2.10; an older one is taken at its answer.
+                return made.did_create is not False
             except nats.js.errors.BadRequestError as exc:
                 try:
                     info = await js.stream_info(self.stream)  # made meanwhile by another replica, with other limits

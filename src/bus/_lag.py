@@ -29,7 +29,9 @@ class BusProgress:
     failed here (``bus_report_failed``)."""
     streams_created: int = 0
     """Times this process found the stream gone from the bus (a server back with
-    an empty store) and created it again."""
+    an empty store) and created it again (with nats-server 2.10 or later, only
+    the replica whose call made it counts; an earlier one tells every replica
+    that asked at once that it did)."""
     _refused: OrderedDict[int, None] = attrs.field(factory=OrderedDict, init=False, repr=False)
     _pending: int = attrs.field(default=0, init=False)
     _pending_known: bool = attrs.field(default=False, init=False)
