@@ -123,6 +123,14 @@ def _create_private_file(path: Path) -> None:
         pass
 
 
+START_READS = ("SELECT count(*) FROM deployments", "SELECT count(*) FROM agents",
+               f"SELECT DISTINCT deployment_hash FROM commands WHERE status IN {OPEN_STATUSES_SQL}",
+               "SELECT max(id) FROM audit")
+"""What the server reads as it starts, read once as the store opens: a damaged
+file ("database disk image is malformed") is one line naming it then, and the
+exit; it failed inside the actor tree, in a traceback of 150 lines."""
+
+
 class SqliteWriter:
     """Applies groups of writes; each group all-or-nothing, all groups of one call
     in one transaction (one fsync)."""
@@ -131,6 +139,8 @@ class SqliteWriter:
         self.connection = connect(path)
         try:
             migrate(self.connection, SCHEMA)
+            for statement in START_READS:
+                self.connection.execute(statement).fetchall()
         except BaseException:
             self.connection.close()
             raise

@@ -96,7 +96,8 @@ def test_port_in_use_is_one_line_and_exit_code_1():
     assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
 
 
-@pytest.mark.parametrize("damage", ["corrupt database", "newer database", "data dir is a file", "short secret"])
+@pytest.mark.parametrize("damage", ["corrupt database", "damaged tables", "newer database", "data dir is a file",
+                                    "short secret"])
 def test_an_unusable_data_dir_is_one_line_naming_it_and_exit_code_1(tmp_path, damage):
     data = tmp_path / "data"
     if damage == "data dir is a file":
@@ -107,6 +108,13 @@ def test_an_unusable_data_dir_is_one_line_naming_it_and_exit_code_1(tmp_path, da
         if damage == "corrupt database":
             (data / "trioscope.sqlite3").write_bytes(b"\x13" * 4096)
             expected = "file is not a database"
+        elif damage == "damaged tables":  # its header whole, the pages of its tables not: a 150-line traceback
+            from trioscope.store import open_writer
+            open_writer(data / "trioscope.sqlite3").close()
+            with open(data / "trioscope.sqlite3", "r+b") as database_file:
+                database_file.seek(4096)
+                database_file.write(b"\xff" * 4096 * 3)
+            expected = "database disk image is malformed"
         elif damage == "newer database":  # written by a later trioscope: never used, never changed
             database = sqlite3.connect(data / "trioscope.sqlite3")
             database.execute("PRAGMA user_version = 999")
