@@ -241,6 +241,18 @@ def open_reads_warning(settings: Settings) -> str | None:
             "or listen on this machine only with --host 127.0.0.1.")
 
 
+def any_name_warning(settings: Settings) -> str | None:
+    """What to say when the server answers whatever name it is asked under:
+    listening beyond this machine with no ``server.allowed_hosts`` (see
+    ``trioscope.http._hosts``), where a web page an operator opens can point
+    its own name at the server (DNS rebinding) and read it from their browser."""
+    if loopback(settings.server.host) or settings.server.allowed_hosts:
+        return None
+    return ("the server answers requests under any host name (server.allowed_hosts is empty): a web page an "
+            "operator opens could point its own name at this server (DNS rebinding) and use it from their browser; "
+            "list the names it is known by with --allowed-hosts (IP addresses and localhost are always answered)")
+
+
 BANNER_END = "Press Ctrl-C to stop."
 """How the banner's last line ends, with a bus or without (what a worker pool's
 parent reads up to before it prints the banner once)."""
@@ -499,6 +511,8 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
                                     http.start_soon(run_local_probe, probe_url(binds[0]), stop, settings.server.tls_cert or None)
                                 if (warning := open_reads_warning(settings)) is not None:
                                     log.warning("%s", warning.removeprefix("WARNING: "))
+                                if (warning := any_name_warning(settings)) is not None:
+                                    log.warning("%s", warning, extra={"event": "any_host_name_answered"})
                                 if worker is None or worker.index == 1:
                                     if (warning := typical_host_warning(settings)) is not None:
                                         log.warning("%s", warning, extra={"event": "memory_budget_below_typical_host"})

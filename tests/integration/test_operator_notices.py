@@ -67,6 +67,10 @@ def test_the_banner_warns_when_reads_are_open_beyond_this_machine() -> None:
     assert "WARNING: listening on every interface with open reads" in banner
     assert "--protect-reads true" in banner and "--host 127.0.0.1" in banner
     assert "open reads" in server.stderr()  # also logged
+    assert "answers requests under any host name" in server.stderr() and "--allowed-hosts" in server.stderr()
+    with ServerProcess(["--host", "0.0.0.0", "--allowed-hosts", "mon.example"]) as named:
+        named.read_banner()
+    assert "any host name" not in named.stderr()
 
 
 @pytest.mark.parametrize(("host", "protect", "warned"), [
