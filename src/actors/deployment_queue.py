@@ -669,6 +669,8 @@ class DeploymentQueueActor(RefusingActor):
         if command.status.terminal:
             if report.status in FINAL_STATUSES and repeats_outcome(command, report):
                 return command, False  # a retried final report: idempotent
+            if report.status in FINAL_STATUSES and _timed_out(command):
+                return await self._late_outcome(command, report, agent_id, now)
             raise ReportConflict(f"command {command.id} is already {command.status.value}, with another outcome "
                                  "(status, result or error) than this report's; the report was not recorded")
         if self._given_back_to(command, agent_id):
@@ -699,6 +701,27 @@ class DeploymentQueueActor(RefusingActor):
             changes["started_at"] = min(max(report.started_at.timestamp(), earliest), now)
         audit = _outcome_audit(command, now, f"agent:{agent_id}", outcome.status.value)
         return await self._change(command, outcome.event, now, audit, detail, **changes), True
+
+    async def _late_outcome(self, command: Command, report: CommandReport, agent_id: str,
+                            now: float) -> tuple[Command, bool]:
+        """An outcome the agent reports for a command the server timed out: the
+        agent did run it, so its word (and result) is recorded beside the
+        time-out, once, the status left as it is (refused 409, the result was
+        lost without a trace and the user, told "timed out", might run it
+        again). The same report again is a duplicate; another, a conflict."""
+        outcome = report_outcome(report)
+        assert outcome is not None
+        late = next((h for h in reversed(command.history.entries) if h.event is CommandEvent.LATE_OUTCOME), None)
+        if late is not None:
+            said = late.detail or {}
+            if (said.get("status"), said.get("error"), command.result) == (
+                    outcome.status.value, outcome.error, outcome.result):
+                return command, False
+            raise ReportConflict(f"command {command.id} timed out, and its agent's late outcome was recorded "
+                                 "already; this report was not recorded")
+        detail = {"agent_id": agent_id, "status": outcome.status.value, "error": outcome.error}
+        audit = _outcome_audit(command, now, f"agent:{agent_id}", f"late_{outcome.status.value}")
+        return await self._change(command, CommandEvent.LATE_OUTCOME, now, audit, detail, result=outcome.result), True
 
     async def _tick(self, now: float) -> None:
         self.dispatch_retry_at = None  # due now: dispatched below if a poll waits (else nothing to hand out)
@@ -738,6 +761,12 @@ class DeploymentQueueActor(RefusingActor):
         for poll in self.waiters:
             poll.reply.end()  # nothing for them: they answer 204 at once
         self.waiters.clear()
+
+
+def _timed_out(command: Command) -> bool:
+    """Whether ``command`` failed because the server timed it out (its agent may still report how it ended)."""
+    return command.status is CommandStatus.FAILED and any(
+        h.event is CommandEvent.TIME_OUT for h in command.history.entries)
 
 
 def _outcome_audit(command: Command, now: float, actor: str, outcome: str) -> AuditEntry:

@@ -120,8 +120,9 @@ def stored_command_view(stored: StoredCommand, url: str, *, max_detail_bytes: in
     return view
 
 
-_RESULT_EVENTS = frozenset({CommandEvent.COMPLETE, CommandEvent.FAIL, CommandEvent.AGENT_CANCELLED})
-"""The changes that may set a command's result: an agent's final report."""
+_RESULT_EVENTS = frozenset({CommandEvent.COMPLETE, CommandEvent.FAIL, CommandEvent.AGENT_CANCELLED,
+                            CommandEvent.LATE_OUTCOME})
+"""The changes that may set a command's result: an agent's final report (also one after a time-out)."""
 
 
 def _result_bytes(stored: StoredCommand) -> int:

@@ -18,9 +18,9 @@ import trio.testing
 from tests.actors.test_deployment_queue import Enrolled, Held, audit, command, new_poll, open_enrolled, open_queue
 from tests.conftest import settings_in
 from tests.waiting import eventually
-from trioscope.actors.deployment_queue import NOT_ACKNOWLEDGED, POLL_CLOSED, Create, Report, Undeliverable
+from trioscope.actors.deployment_queue import AGENT_GONE, NOT_ACKNOWLEDGED, POLL_CLOSED, Create, Report, Undeliverable
 from trioscope.actors.refusals import ReportConflict
-from trioscope.domain.commands import TIMED_OUT, CommandReport, CommandStatus
+from trioscope.domain.commands import TIMED_OUT, CommandEvent, CommandReport, CommandStatus
 
 
 @pytest.fixture
@@ -111,10 +111,15 @@ async def test_a_report_from_an_agent_that_never_received_the_command_is_refused
     async with open_enrolled(settings) as e:
         command_id = await delivered_to(e, e.agent_id, 4)
         newcomer = await e.enroll()
-        with pytest.raises(ReportConflict, match="delivered to another agent"):
+        with pytest.raises(ReportConflict):  # delivered to another agent; or failed already, its agent retired
             await e.queue.ask(Report(report(e.deployment_hash, command_id, result={"forged": True}), newcomer))
-        stored = await e.reader.command(command_id)
-        assert (stored.status, stored.result) == (CommandStatus.SENT, None)
+
+        async def ended() -> Any:
+            stored = await e.reader.command(command_id)
+            return stored if stored.status is CommandStatus.FAILED else None
+
+        stored = await eventually(ended, deadline=10)
+        assert stored.result is None and stored.error == AGENT_GONE
 
 
 async def test_a_command_given_back_is_acknowledged_only_by_the_agent_it_was_given_to(settings) -> None:
@@ -134,7 +139,7 @@ async def test_a_command_given_back_is_acknowledged_only_by_the_agent_it_was_giv
 
 # ---- a late report that says something else is no duplicate -----------------------------------
 
-async def test_a_late_failure_after_the_time_out_is_refused_not_answered_as_a_duplicate(settings, wall, clock) -> None:
+async def test_a_late_failure_after_the_time_out_is_recorded_not_answered_as_a_duplicate(settings, wall, clock) -> None:
     async with queue_of(settings, wall) as (deployment_hash, ref, reader, _):
         await ref.ask(Create(attrs.evolve(command(deployment_hash, 6), timeout_seconds=1), audit("command.create")))
         assert (await ref.ask(new_poll(agent_id="a"))).id == "cmd_6"
@@ -147,10 +152,15 @@ async def test_a_late_failure_after_the_time_out_is_refused_not_answered_as_a_du
         # The agent's own "timeout" says what the server recorded: a repeat.
         same, changed = await ref.ask(Report(report(deployment_hash, "cmd_6", "timeout"), "a"))
         assert not changed and (same.status, same.error) == (CommandStatus.FAILED, TIMED_OUT)
-        # Its error is another outcome: not "duplicate" (which said it was recorded).
-        with pytest.raises(ReportConflict, match="another outcome"):
-            await ref.ask(Report(report(deployment_hash, "cmd_6", "failed", error="disk full"), "a"))
-        assert (await reader.command("cmd_6")).error == TIMED_OUT
+        # Its error is another outcome: recorded beside the time-out (not "duplicate", which said it
+        # was recorded already), once; the status and error stay the time-out's.
+        late, changed = await ref.ask(Report(report(deployment_hash, "cmd_6", "failed", error="disk full"), "a"))
+        assert changed and late.history[-1].event is CommandEvent.LATE_OUTCOME
+        assert late.history[-1].detail["error"] == "disk full"
+        with pytest.raises(ReportConflict, match="late outcome was recorded already"):
+            await ref.ask(Report(report(deployment_hash, "cmd_6", "failed", error="out of memory"), "a"))
+        stored = await reader.command("cmd_6")
+        assert (stored.status, stored.error) == (CommandStatus.FAILED, TIMED_OUT)
 
 
 async def test_a_repeated_final_report_is_a_duplicate_and_a_different_error_is_not(settings, wall) -> None:

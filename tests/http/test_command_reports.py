@@ -77,7 +77,11 @@ async def test_an_agent_enrolled_after_another_received_a_command_cannot_report_
         assert command["history"][-1]["detail"]["agent_id"] == first.agent_id
 
 
-async def test_a_late_failure_after_the_server_timed_the_command_out_is_no_duplicate(server: ServerProcess) -> None:
+async def test_an_outcome_reported_after_the_server_timed_the_command_out_is_recorded_beside_it(
+        server: ServerProcess) -> None:
+    """The agent ran it after all: its late outcome was refused 409 and its
+    result lost, the user told only "timed out". It is recorded now (once),
+    the status and error left as the time-out made them."""
     async with httpx.AsyncClient(timeout=30) as client:
         operator, agent = await setup(server, client)
         created = await operator.command(client, agent.deployment_hash, timeout_seconds=1)
@@ -85,9 +89,13 @@ async def test_a_late_failure_after_the_server_timed_the_command_out_is_no_dupli
         assert polled is not None and polled.command_id == created["command_id"]
         await status_becomes(client, operator, agent, polled.command_id, "failed")
 
-        late = await agent.report(client, polled.command_id, "failed", error="disk full")
-        assert late.status_code == 409, late.text
-        assert late.json()["error"]["code"] == "report_conflict"
-        assert "another outcome" in late.json()["error"]["message"]
+        late = await agent.report(client, polled.command_id, "success", result={"restarted": True})
+        assert late.status_code == 200, late.text
+        again = await agent.report(client, polled.command_id, "success", result={"restarted": True})
+        assert again.status_code == 200 and again.json()["status"] == "duplicate", again.text
+        other = await agent.report(client, polled.command_id, "failed", error="disk full")
+        assert (other.status_code, other.json()["error"]["code"]) == (409, "report_conflict"), other.text
         command = await operator.get(client, agent.deployment_hash, polled.command_id)
-        assert command["error"] == "timed out"
+        assert (command["status"], command["error"], command["result"]) == ("failed", "timed out", {"restarted": True})
+        assert command["history"][-1]["event"] == "late_outcome"
+        assert command["history"][-1]["detail"]["status"] == "completed"

@@ -214,7 +214,7 @@ class Command:
             changes.setdefault("started_at", at)
         elif event is CommandEvent.REQUEST_CANCEL:
             changes.setdefault("cancel_requested", True)
-        if status.terminal:
+        if status.terminal and not self.status.terminal:
             changes.setdefault("completed_at", at)
         return attrs.evolve(self, status=status, history=self.history.add(entry), **changes)
 

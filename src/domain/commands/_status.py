@@ -21,7 +21,9 @@ class CommandStatus(enum.Enum):
 
     @property
     def terminal(self) -> bool:
-        return not TRANSITIONS[self]
+        """Finished: no event changes its status any more (a late outcome is
+        recorded beside a failure without changing it)."""
+        return all(after is self for after in TRANSITIONS[self].values())
 
     @property
     def with_agent(self) -> bool:
@@ -50,6 +52,9 @@ class CommandEvent(enum.Enum):
     """Sent or executing past ``timeout_seconds`` plus the grace period."""
     EXPIRE = "expire"
     """Not delivered within the delivery deadline."""
+    LATE_OUTCOME = "late_outcome"
+    """The agent reported how the command ended after the server had timed it
+    out: recorded beside the time-out (its result kept), the status stays."""
 
 
 S, E = CommandStatus, CommandEvent
@@ -66,7 +71,7 @@ TRANSITIONS: dict[CommandStatus, dict[CommandEvent, CommandStatus]] = {
         E.REQUEST_CANCEL: S.EXECUTING, E.AGENT_CANCELLED: S.CANCELLED, E.TIME_OUT: S.FAILED,
     },
     S.COMPLETED: {},
-    S.FAILED: {},
+    S.FAILED: {E.LATE_OUTCOME: S.FAILED},
     S.CANCELLED: {},
     S.EXPIRED: {},
 }
