@@ -26,7 +26,9 @@ from ._answers import json_of
 
 log = logging.getLogger("trioscope_probe")
 
-RETRIABLE = {408, 425, 429, 500, 502, 503, 504}
+RETRIABLE = {408, 425, 429, 500, 502, 503, 504, 507}
+"""Answers that time mends: sent again later (507: the server's disk is full,
+or short of room for a large report; a final report refused so was dropped)."""
 REFUSING = {401, 403, 404, 409, 410}
 """Answers that refuse the probe itself (or this signature of its), not one
 report: wrong credentials or none (401, 403), a wrong ``--server`` path (404),
@@ -147,9 +149,9 @@ _NOT_BEFORE: weakref.WeakKeyDictionary[httpx.AsyncClient, float] = weakref.WeakK
 
 
 def retry_after(response: httpx.Response) -> float | None:
-    """The seconds a 429 or 503 answer asks the client to wait (``Retry-After``,
+    """The seconds a 429, 503 or 507 answer asks the client to wait (``Retry-After``,
     seconds or an HTTP date), at most ``REFUSED_RETRY``; None if it asks nothing."""
-    if response.status_code not in (429, 503):
+    if response.status_code not in (429, 503, 507):
         return None
     value = response.headers.get("Retry-After", "").strip()
     try:
@@ -167,7 +169,7 @@ async def send(client: httpx.AsyncClient, build: Callable[[], httpx.Request]) ->
     signature alone (``Retry.AT_ONCE``), built (signed) and sent again at once,
     up to ``RESIGN_ATTEMPTS`` sendings in all. The last answer is returned.
 
-    Not before the time a 429 or 503 asked of this client (``Retry-After``,
+    Not before the time a 429, 503 or 507 asked of this client (``Retry-After``,
     with up to 10% more so that probes told alike do not come back together):
     the loops' own backoff started at 1 s, and a server that asked for 60 s got
     18 requests in 15 s.

@@ -190,8 +190,9 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                       mailbox_size=ROSTER_MAILBOX),
             # The report stream (bus.url), read from its start and handed to
             # the roster. After it: it stops first, before the roster does.
-            *([report_feed_spec(bus, roster_path=ROSTER, directory_path=DIRECTORY, directory=directory_view,
-                                stale_after=settings.agents.stale_threshold)] if bus is not None else []),
+            *([report_feed_spec(bus, roster_path=ROSTER, directory_path=DIRECTORY, topology_path=TOPOLOGY,
+                                directory=directory_view, stale_after=settings.agents.stale_threshold)]
+              if bus is not None else []),
         ],
     )
 

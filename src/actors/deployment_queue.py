@@ -29,6 +29,7 @@ and a deadline that another replica fired first is left alone, quietly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -262,7 +263,8 @@ class DeploymentQueueActor(RefusingActor):
         self.armed_for = math.inf
         self._arm()
         if orphaned:  # its agent retired while no queue actor ran here: told to itself, handled in turn
-            self.context.ref.tell(AgentsRetired())
+            with contextlib.suppress(MailboxFull):  # a full mailbox: the next retirement or the deadlines
+                self.context.ref.tell(AgentsRetired())
 
     def _find_audience(self) -> None:
         """Whose users hear of this deployment's commands (the notifier stays None
@@ -507,6 +509,22 @@ class DeploymentQueueActor(RefusingActor):
         return (agent is not None and agent.status is AgentStatus.ACTIVE
                 and agent.deployment_hash == self.deployment_hash)
 
+    async def _retired(self, agent_id: str) -> bool:
+        """Whether ``agent_id`` is known to be retired: its record says so, here
+        or, where this replica has none yet (enrolled on another a moment ago,
+        the notification on its way), in the store. Not knowing it is no reason
+        to fail its commands."""
+        if self.agents is None:
+            return False
+        agent = self.agents.value.agents.get(agent_id)
+        if agent is None:
+            try:
+                agent = await self.reader.agent(agent_id)
+            except Exception:  # noqa: BLE001 - the store away: not known, so not retired (asked again later)
+                return False
+        return agent is not None and (agent.status is not AgentStatus.ACTIVE
+                                      or agent.deployment_hash != self.deployment_hash)
+
     async def _end_orphaned(self, now: float) -> None:
         """Fail the commands delivered to an agent that is retired now (its
         deployment was enrolled again, or it was decommissioned): no other
@@ -520,7 +538,7 @@ class DeploymentQueueActor(RefusingActor):
             if command.status not in (CommandStatus.SENT, CommandStatus.EXECUTING):
                 continue
             holder = delivered_to(command)
-            if holder is None or self._is_active(holder):
+            if holder is None or not await self._retired(holder):
                 continue
             try:
                 await self._change(command, CommandEvent.FAIL, now, _outcome_audit(command, now, "system", "failed"),

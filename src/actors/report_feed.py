@@ -44,12 +44,13 @@ from typing import Any
 import trio
 
 from trioscope.bus import BadEnvelope, BusUnavailable, ReportBus, unpack_report
-from trioscope.domain.deployments import AgentDirectory
+from trioscope.domain.deployments import AgentDirectory, AgentStatus
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, Published
 
 from .directory import AttachReporter, ReleaseReporter
 from .refusals import ReporterTaken
 from .roster import HISTORY_EXPIRY_TIMEOUT, HandedOn, HistoryReplayed, ReportArrived, ReportsArrived
+from .topology import ReporterSilent
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,16 @@ CLAIMS_ASK_TIMEOUT = 10.0
 
 
 class ReportFeedActor(Actor):
-    def __init__(self, bus: ReportBus, *, roster_path: str, directory_path: str = "",
+    def __init__(self, bus: ReportBus, *, roster_path: str, directory_path: str = "", topology_path: str = "",
                  directory: Published[AgentDirectory] | None = None, stale_after: float = math.inf) -> None:
-        """``directory`` (and its actor's path): where claims are checked and
-        told (``_vouched``), each lapsing ``stale_after`` seconds
-        (``agents.stale_threshold``) after its last signed report; None: not at all."""
+        """``directory`` (and its actor's and the topology's paths): where
+        claims are checked and told (``_vouched``), each lapsing ``stale_after``
+        seconds (``agents.stale_threshold``) after its last signed report; None:
+        not at all."""
         self.bus = bus
         self.roster_path = roster_path
         self.directory_path = directory_path
+        self.topology_path = topology_path
         self.directory = directory
         self.stale_after = stale_after
         self.heavy_work = trio.CapacityLimiter(1)
@@ -98,6 +101,7 @@ class ReportFeedActor(Actor):
         system = self.context.system
         self.roster: ActorRef = system.lookup(self.roster_path)
         self.directory_ref = system.lookup(self.directory_path) if self.directory is not None else None
+        self.topology = system.lookup(self.topology_path) if self.directory is not None else None
         self.context.start_soon(self._follow, name=f"{self.context.path} follow")
 
     async def handle(self, message: Any) -> Any:
@@ -216,25 +220,29 @@ class ReportFeedActor(Actor):
         replica, and one reading it again after a restart, decides alike. A
         report signed by an agent it does not name (an earlier version's) is
         handed on as it was."""
-        if self.directory is None or self.directory_ref is None:
+        if self.directory is None or self.directory_ref is None or self.topology is None:
             return True
         agent_id = arrived.report.agent_id
         try:
+            directory = self.directory.value
             if arrived.enrolled:
-                if arrived.signer:
-                    if len(self._signed_at) > 2 * len(self.directory.value.agents) + 1024:
-                        self._signed_at.clear()  # ids no longer claimed: one entry per claim at most
-                    self._signed_at[agent_id] = arrived.received_at
-                    holder = self.directory.value.reporting_agent(agent_id)
-                    if holder is None or holder.id != arrived.signer:
-                        await self.directory_ref.ask(AttachReporter(agent_id, arrived.signer, lapsed=True),
+                signer = directory.agents.get(arrived.signer) if arrived.signer else None
+                if signer is not None and signer.status is AgentStatus.ACTIVE:  # a retired one claims nothing
+                    self._note_signed(agent_id, arrived.received_at)
+                    holder = directory.reporting_agent(agent_id)
+                    if holder is None or holder.id != signer.id:
+                        await self.directory_ref.ask(AttachReporter(agent_id, signer.id, lapsed=True),
                                                      timeout=CLAIMS_ASK_TIMEOUT)
                 return True
-            holder = self.directory.value.reporting_agent(agent_id)
+            holder = directory.reporting_agent(agent_id)
             if holder is None:
                 return True
             signed = self._signed_at.get(agent_id)
-            if signed is None or arrived.received_at - signed >= self.stale_after:
+            # Not read here (this actor restarted, or the claim came from the
+            # edge before its report came back): the topology's word, as the edge's.
+            lapsed = (await self.topology.ask(ReporterSilent(agent_id), timeout=CLAIMS_ASK_TIMEOUT) if signed is None
+                      else arrived.received_at - signed >= self.stale_after)
+            if lapsed:
                 self._signed_at.pop(agent_id, None)
                 await self.directory_ref.ask(ReleaseReporter(agent_id), timeout=CLAIMS_ASK_TIMEOUT)
                 return True
@@ -253,6 +261,14 @@ class ReportFeedActor(Actor):
                 extra={"event": "bus_unsigned_report_left_out", "agent_id": agent_id[:80], "holder": holder.id})
         self.bus.progress.skipped += 1
         return False
+
+    def _note_signed(self, agent_id: str, received_at: float) -> None:
+        """``agent_id``'s last signed report read here was received at ``received_at``;
+        past one entry per agent (and 1,024 more), those of ids no longer claimed go."""
+        directory = self.directory.value if self.directory is not None else None
+        if directory is not None and len(self._signed_at) > 2 * len(directory.agents) + 1024:
+            self._signed_at = {k: v for k, v in self._signed_at.items() if directory.reporting_agent(k) is not None}
+        self._signed_at[agent_id] = received_at
 
     async def _hand_on(self, batch: list[ReportArrived]) -> None:
         """The batch to the roster in one ask, the rest again while it has no
@@ -273,9 +289,9 @@ class ReportFeedActor(Actor):
                 await trio.sleep(RETRY)  # the topology or an agent's actor is behind: wait, never drop
 
 
-def report_feed_spec(bus: ReportBus, *, roster_path: str, directory_path: str = "",
+def report_feed_spec(bus: ReportBus, *, roster_path: str, directory_path: str = "", topology_path: str = "",
                      directory: Published[AgentDirectory] | None = None, stale_after: float = math.inf) -> ActorSpec:
     """Permanent: a crash restarts it from where it had read to."""
     return ActorSpec(name="report_feed", factory=lambda: ReportFeedActor(
-        bus, roster_path=roster_path, directory_path=directory_path, directory=directory,
-        stale_after=stale_after), mailbox_size=16)
+        bus, roster_path=roster_path, directory_path=directory_path, topology_path=topology_path,
+        directory=directory, stale_after=stale_after), mailbox_size=16)

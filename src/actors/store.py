@@ -172,9 +172,9 @@ class StoreActor(Actor):
         """The ``Commit.writer`` of the groups of the last commit."""
         self.limiter = trio.CapacityLimiter(1)
         self.pruned = (0, 0)
+        """Commands and audit records deleted by the current round of batches."""
         self._full_said = -math.inf
         """When the disk was last said full (``_say_full``)."""
-        """Commands and audit records deleted by the current round of batches."""
         self.networked = postgres_url(database) is not None
         """A database server that may go away and come back (see the module docstring)."""
         self.lost: str | None = None

@@ -139,10 +139,10 @@ def _has_unread_body() -> bool:
 
 
 DATABASE_RETRY_AFTER = 2
-STORE_FULL_RETRY_AFTER = 60
-"""Seconds a client waits before sending again what a full disk refused (room is made by people, or by the prune)."""
 """Seconds a client waits before retrying while the database is away (the
 store tries to connect again every 0.25-1 s)."""
+STORE_FULL_RETRY_AFTER = 60
+"""Seconds a client waits before sending again what a full disk refused (room is made by people, or by the prune)."""
 
 AGENTS_FULL_RETRY_AFTER = 60
 """Seconds a probe refused for want of room waits: a place frees up as probes go silent."""

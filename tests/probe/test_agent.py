@@ -214,6 +214,24 @@ async def test_a_final_report_is_sent_again_while_the_server_is_away_for_ten_min
     assert sent_at[-1] >= start + 600 and len(sent_at) > 12
 
 
+async def test_a_final_report_refused_for_a_full_disk_is_sent_again_after_its_retry_after(
+        autojump_clock: Any) -> None:
+    """The server answers 507 insufficient_storage while its disk is full: a
+    final report so refused was taken as refused for good and dropped."""
+    sent_at: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent_at.append(trio.current_time())
+        if len(sent_at) < 3:
+            return httpx.Response(507, headers={"Retry-After": "60"},
+                                  json={"error": {"code": "insufficient_storage"}})
+        return httpx.Response(200, json={})
+
+    start = trio.current_time()
+    await agent_with(handler)._report({"command_id": "cmd_1", "status": "completed", "result": {}})
+    assert len(sent_at) == 3 and sent_at[1] - start >= 60 and sent_at[2] - sent_at[1] >= 60
+
+
 async def test_a_final_report_the_probe_stopped_sending_is_kept_and_sent_when_it_starts_again(
         tmp_path: Path) -> None:
     from tests.waiting import eventually
