@@ -43,9 +43,17 @@ def _end(process: psutil.Process | None) -> None:
 
 async def _probe_of(server: ServerProcess) -> psutil.Process:
     async def started() -> psutil.Process | None:
-        children = psutil.Process(server.pid).children()
-        return next((c for c in children if "trioscope_probe" in c.cmdline()), None)
+        return next((c for c in psutil.Process(server.pid).children() if _is_probe(c)), None)
     return await eventually(started)
+
+
+def _is_probe(process: psutil.Process) -> bool:
+    """Whether ``process`` is a running local probe: one killed a moment ago and
+    not reaped yet by the server is a zombie, whose command line cannot be read."""
+    try:
+        return "trioscope_probe" in process.cmdline()
+    except (psutil.ZombieProcess, psutil.NoSuchProcess):
+        return False
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM],
