@@ -1,9 +1,15 @@
-"""Rate limits and the replay window: small pure structures with the clock passed in."""
+"""Rate limits, what each client holds at once, and the replay window: small
+pure structures with the clock passed in."""
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Hashable, Iterator
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
 class RateLimiter:
@@ -98,3 +104,39 @@ class ReplayWindow:
         self._seen.pop(request_id, None)
         self._seen[request_id] = now
         return True
+
+
+class Holdings(Generic[K]):
+    """How many of something each key holds now (a user's store listings or
+    PromQL reads, an address's WebSockets, a tenant's live views): counted in
+    by ``take``, out by ``give_back``, with an entry per key that holds any and
+    no more (the keys are clients' addresses and users: memory follows what is
+    open now, not who ever came)."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[K] = Counter()
+
+    def __len__(self) -> int:
+        return len(self._counts)
+
+    def count(self, key: K) -> int:
+        return self._counts.get(key, 0)
+
+    def take(self, key: K) -> None:
+        self._counts[key] += 1
+
+    def give_back(self, key: K) -> None:
+        left = self._counts[key] - 1
+        if left > 0:
+            self._counts[key] = left
+        else:
+            del self._counts[key]
+
+    @contextlib.contextmanager
+    def held(self, key: K) -> Iterator[None]:
+        """One of ``key``'s, taken for the block."""
+        self.take(key)
+        try:
+            yield
+        finally:
+            self.give_back(key)

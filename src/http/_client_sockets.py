@@ -12,12 +12,10 @@ token is re-checked wherever it is used, and a socket goes on using it."""
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import logging
 import math
 import time
-from typing import TypeVar
 
 import attrs
 import orjson
@@ -39,7 +37,6 @@ from ._errors import error_response
 from ._services import services
 
 log = logging.getLogger(__name__)
-K = TypeVar("K")
 CLOSE_TIMEOUT = 5.0
 TOKEN_EXPIRED = 4401
 """Close code of a socket whose token expired: 4000 + the status a request with
@@ -69,7 +66,7 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
     s = services()
     address = _gate.client_source()
     cap = s.settings.websocket.max_clients_per_address
-    if s.sockets_per_address[address] >= cap:
+    if s.sockets_per_address.count(address) >= cap:
         s.metrics.refused("websockets_per_address")
         return error_response(503, "too_many_clients_from_address", f"this address already has its limit of {cap} "
                               "WebSocket clients (websocket.max_clients_per_address)", headers={"Retry-After": "10"})
@@ -77,13 +74,13 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
     # websocket.max_clients: a user's sockets are capped wherever they come from.
     user = (principal.tenant, principal.user_id) if principal is not None else None
     user_cap = s.settings.websocket.max_clients_per_user
-    if user is not None and s.sockets_per_user[user] >= user_cap:
+    if user is not None and s.sockets_per_user.count(user) >= user_cap:
         s.metrics.refused("websockets_per_user")
         return error_response(503, "too_many_clients_of_user", f"this user already has its limit of {user_cap} "
                               "WebSocket clients (websocket.max_clients_per_user)", headers={"Retry-After": "10"})
-    s.sockets_per_address[address] += 1
+    s.sockets_per_address.take(address)
     if user is not None:
-        s.sockets_per_user[user] += 1
+        s.sockets_per_user.take(user)
     # From the start request on, the actor is stopped by name however this
     # ends: a client that hangs up during the handshake cancels us while the
     # actor may still be starting, and it would never stop by itself.
@@ -122,9 +119,9 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
             await websocket.close(link.close_code or GOING_AWAY, link.close_reason)
     finally:
         link.handler_ended()  # what it held of its address's room goes now that nothing holds it
-        _let_go(s.sockets_per_address, address)
+        s.sockets_per_address.give_back(address)
         if user is not None:
-            _let_go(s.sockets_per_user, user)
+            s.sockets_per_user.give_back(user)
         s.links.discard(link)
         link.close(GOING_AWAY, "gone")  # its actor stops working for it at once (a reset being built, too)
         with trio.CancelScope(shield=True), trio.move_on_after(2):
@@ -133,13 +130,6 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
             except (ActorNotFound, ActorStopped):
                 pass
     return None
-
-
-def _let_go(counts: collections.Counter[K], key: K) -> None:
-    """One socket of ``key`` closed: one entry per key with sockets open, no more."""
-    counts[key] -= 1
-    if counts[key] <= 0:
-        del counts[key]
 
 
 async def _read(client: ActorRef, link: ClientLink, holder: _Holder | None, address: str) -> None:

@@ -96,7 +96,7 @@ async def live() -> Response | None:
     link = ClientLink(s.settings.websocket.buffer_size, on_first_view=lambda: s.first_view_left(address))
     tenant = reader.tenant if reader is not None else None
     if tenant is not None:
-        s.live_views[tenant] += 1
+        s.live_views.take(tenant)
     try:
         return await serve_client_socket(
             link, client_spec(name, link, HUB, view, s.settings, s.live, visibility, first_view_at,
@@ -105,6 +105,4 @@ async def live() -> Response | None:
     finally:
         link.first_view_done()
         if tenant is not None:
-            s.live_views[tenant] -= 1
-            if s.live_views[tenant] <= 0:
-                del s.live_views[tenant]  # an entry per tenant viewing now, no more
+            s.live_views.give_back(tenant)

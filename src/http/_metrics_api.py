@@ -299,7 +299,7 @@ async def _read(api: str, label: str = "") -> Response:
     principal = await _gate.user(Permission.READ, token=_basic_password())
     s = services()
     reader = (principal.tenant, principal.user_id)
-    if s.metrics_reads[reader] >= READS_AT_ONCE:
+    if s.metrics_reads.count(reader) >= READS_AT_ONCE:
         s.metrics.refused("metrics_reads_per_user")
         return _busy(f"at most {READS_AT_ONCE} queries of one user are answered at once; retry when one has been "
                      "answered", "1")
@@ -309,17 +309,13 @@ async def _read(api: str, label: str = "") -> Response:
         s.metrics.refused("metrics_read_time_per_user")
         return _busy(f"this user's queries took more than {READ_TIME_SHARE:.0%} of the server's time; retry in "
                      f"{wait:.1f} s", retry_after(wait))
-    s.metrics_reads[reader] += 1
-    try:
-        if api == "label_values" and not _LABEL_NAME.fullmatch(label):
-            raise PrometheusError(400, "bad_data", f"invalid label name: {label[:100]!r}")
-        answer = await _current_backend().read(principal.tenant, api, await _params(), label)
-    except PrometheusError as exc:
-        answer = exc.answer
-    finally:
-        s.metrics_reads[reader] -= 1
-        if s.metrics_reads[reader] <= 0:
-            del s.metrics_reads[reader]  # an entry per user reading now, no more
+    with s.metrics_reads.held(reader):
+        try:
+            if api == "label_values" and not _LABEL_NAME.fullmatch(label):
+                raise PrometheusError(400, "bad_data", f"invalid label name: {label[:100]!r}")
+            answer = await _current_backend().read(principal.tenant, api, await _params(), label)
+        except PrometheusError as exc:
+            answer = exc.answer
     # Charged whatever the answer: a query refused as too expensive took its time too.
     shares.charge(reader, answer.cpu_seconds + len(answer.body) * SEND_SECONDS_PER_BYTE, time.monotonic())
     return Response(answer.body, status=answer.status, content_type="application/json")

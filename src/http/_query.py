@@ -372,7 +372,7 @@ async def stats() -> Response:
             # tenant's own are told.
             server_figures = {}
             tenant = _gate.readable_tenant()
-            clients = s.live_views.get(tenant, 0) if tenant is not None else 0
+            clients = s.live_views.count(tenant) if tenant is not None else 0
     return json_response({
         "agents": agents,
         "websocket_clients": clients,

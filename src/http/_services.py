@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import collections
 import logging
 import time
 
@@ -19,7 +18,7 @@ from trioscope.runtime import ActorRef, ActorSystem, Published, SupervisorRef
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.live import ViewAdmission
 from trioscope.domain.principals import Principal
-from trioscope.domain.rates import RateLimiter, RefusalSampler
+from trioscope.domain.rates import Holdings, RateLimiter, RefusalSampler
 from trioscope.store import DiskRoom, RateBudget, ReplayIds, StoreReader
 from trioscope.system import database_path
 
@@ -123,17 +122,17 @@ class Services:
     secret: bytes = attrs.field(repr=False)
     """Signs and checks user tokens."""
     gate: Gate
-    sockets_per_address: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    sockets_per_address: Holdings[str] = attrs.field(factory=Holdings)
     """Open client WebSockets (live views, users' events) by client address."""
-    sockets_per_user: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter)
+    sockets_per_user: Holdings[tuple[str, str]] = attrs.field(factory=Holdings)
     """Of them, those opened with a user's token, by (tenant, user)."""
     scrapes: SharedScrapes = attrs.field(factory=SharedScrapes)
     """``/metrics`` answers being made, shared by the scrapes asked meanwhile."""
-    metrics_reads: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter)
+    metrics_reads: Holdings[tuple[str, str]] = attrs.field(factory=Holdings)
     """PromQL reads being answered, by (tenant, user) (``_metrics_api.READS_AT_ONCE``)."""
-    listings: collections.Counter[tuple[str, str]] = attrs.field(factory=collections.Counter)
+    listings: Holdings[tuple[str, str]] = attrs.field(factory=Holdings)
     """Store listings being answered, by (tenant, user) (``_shared.LISTINGS_AT_ONCE``)."""
-    live_views: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    live_views: Holdings[str] = attrs.field(factory=Holdings)
     """Live-view sockets open now per tenant of their reader (those with a
     token): what ``/api/v1/query/stats`` tells a tenant's user, not the server's count."""
     agent_sockets: dict[str, list[ClientLink]] = attrs.field(factory=dict)

@@ -152,16 +152,11 @@ async def listing_turn(principal: Principal) -> AsyncIterator[None]:
     another tenant's command reads at 4.8 s, and ``/health/ready`` at 503)."""
     s = services()
     user = (principal.tenant, principal.user_id)
-    if s.listings[user] >= LISTINGS_AT_ONCE:
+    if s.listings.count(user) >= LISTINGS_AT_ONCE:
         raise ApiError(429, "too_many_listings", f"at most {LISTINGS_AT_ONCE} listings of one user are answered at "
                        "once; send it again when one has been answered", headers={"Retry-After": "1"})
-    s.listings[user] += 1
-    try:
+    with s.listings.held(user):
         yield
-    finally:
-        s.listings[user] -= 1
-        if s.listings[user] <= 0:
-            del s.listings[user]  # an entry per user listing now, no more
 
 
 def refuse_when_disk_short(size: int | None, small: int, what: str) -> None:

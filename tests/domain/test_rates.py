@@ -1,10 +1,10 @@
-"""Rate limits (a token bucket per key), Retry-After values, and the replay window."""
+"""Rate limits (a token bucket per key), Retry-After values, what each key holds at once, and the replay window."""
 
 from __future__ import annotations
 
 import pytest
 
-from trioscope.domain.rates import RateLimiter, ReplayWindow, retry_after
+from trioscope.domain.rates import Holdings, RateLimiter, ReplayWindow, retry_after
 
 T0 = 1_760_000_000.0
 
@@ -166,3 +166,22 @@ def test_all_sources_together_are_bounded_too() -> None:
     sampler = RefusalSampler(per_minute=600, total_per_minute=120)
     admitted = [sampler.admit(f"10.0.0.{i}", 0.0) for i in range(100)]
     assert sum(a is not None for a in admitted) == 12  # the total's burst (a tenth of 120, at least 10)
+
+
+def test_holdings_keep_an_entry_only_per_key_that_holds_something() -> None:
+    held: Holdings[str] = Holdings()
+    held.take("10.0.0.1")
+    held.take("10.0.0.1")
+    with held.held("10.0.0.2"):
+        assert (held.count("10.0.0.1"), held.count("10.0.0.2"), len(held)) == (2, 1, 2)
+    held.give_back("10.0.0.1")
+    assert (held.count("10.0.0.1"), held.count("10.0.0.2"), len(held)) == (1, 0, 1)
+    held.give_back("10.0.0.1")
+    assert len(held) == 0  # a client that came and went leaves nothing behind
+
+
+def test_a_holding_is_given_back_when_its_block_fails() -> None:
+    held: Holdings[tuple[str, str]] = Holdings()
+    with pytest.raises(RuntimeError), held.held(("acme", "alice")):
+        raise RuntimeError("the listing failed")
+    assert held.count(("acme", "alice")) == 0 and len(held) == 0
