@@ -213,6 +213,9 @@ class ActorCell(Node):
         self.dead_letters = 0
         self.stop_requested = False
         self._current: Any = None
+        self._failed_later: tuple[BaseException, Any] | None = None
+        """The failure of a ``Later`` work and the message it answered: the
+        crash is that message's, not the one being handled when it failed."""
         self.rate = RateMeter(trio.current_time())
 
     @property
@@ -282,7 +285,10 @@ class ActorCell(Node):
                     if not started:
                         raise StartFailed(self.path, error) from error
                     self.failed += 1
-                    message = self._current.message if type(self._current) is Ask else self._current
+                    culprit = self._current
+                    if self._failed_later is not None and self._failed_later[0] is error:
+                        culprit = self._failed_later[1]
+                    message = culprit.message if type(culprit) is Ask else culprit
                     events.crashed(self.path, self.type_name, error, message)
                     exit = Exit(ExitKind.CRASHED, error)
             if scope.cancelled_caught:
@@ -290,7 +296,7 @@ class ActorCell(Node):
                 if not started:
                     raise StartFailed(self.path, trio.TooSlowError("cancelled while starting"))
         finally:
-            self._current = None
+            self._current = self._failed_later = None
             if context is not None:
                 context._end()
             self.end_incarnation(exit, incarnation, started)
@@ -363,7 +369,7 @@ class ActorCell(Node):
                 if type(value) is Forward:
                     _forward_ask(item, value)
                 elif type(value) is Later:
-                    actor.context.start_soon(self._answer_later, actor, item, value)
+                    actor.context.start_soon(self._answer_later, actor, item, value, item)
                 else:
                     item.resolve(value)
         else:
@@ -378,26 +384,29 @@ class ActorCell(Node):
                     except (MailboxFull, ActorStopped):
                         pass  # a tell promises nothing; a stopped target counted it as a dead letter
                 elif type(value) is Later:
-                    actor.context.start_soon(self._answer_later, actor, None, value)
+                    actor.context.start_soon(self._answer_later, actor, None, value, item)
         self._current = None
         self.processed += 1
         self.rate.tick(trio.current_time())
 
-    async def _answer_later(self, actor: Actor, ask: Ask | None, later: Later) -> None:
+    async def _answer_later(self, actor: Actor, ask: Ask | None, later: Later, item: Any) -> None:
         """``later``'s work, its outcome the answer to ``ask`` (None: told) as
         ``_deliver`` answers from ``handle``: a refusal raised at the asker, a
-        failure raised here too (the incarnation's nursery crashes the actor)."""
+        failure raised here too (the incarnation's nursery crashes the actor,
+        and the crash is logged as ``item``'s: the message the work answers)."""
         try:
             value = await later.work()
         except actor.refusals as refusal:
             refusal.__context__ = None  # as in ``_deliver``
             if ask is None:
-                events.refused(self.path, self.type_name, refusal, later)
+                events.refused(self.path, self.type_name, refusal, item)
             else:
                 ask.fail(refusal.with_traceback(None))
         except Exception as exc:
             if ask is not None:
                 ask.fail(ActorFailed(self.path, exc))
+            if self._failed_later is None:
+                self._failed_later = (exc, item)
             raise
         except BaseException:
             if ask is not None:

@@ -123,3 +123,41 @@ async def test_told_later_work_runs_and_its_answer_is_dropped(autojump_clock):
         await slow.ask(("release", "told"))
         await trio.testing.wait_all_tasks_blocked()
         assert done == ["told"]
+
+
+class AnswerLater:
+    """Answered by work that fails once ``gate`` is set."""
+
+
+class Hold:
+    """Handled until ``hold`` is set."""
+
+
+class Failing(Actor):
+    def __init__(self, gate: trio.Event, hold: trio.Event) -> None:
+        self.gate, self.hold = gate, hold
+
+    async def handle(self, message: Any) -> Any:
+        if isinstance(message, AnswerLater):
+            return Later(self._fail)
+        await self.hold.wait()
+        return "held"
+
+    async def _fail(self) -> None:
+        await self.gate.wait()
+        raise KeyError("a bug")
+
+
+async def test_a_failed_later_work_is_logged_as_the_message_it_answered(autojump_clock, caplog):
+    gate, hold = trio.Event(), trio.Event()
+    spec = SupervisorSpec(name="root", children=[ActorSpec(name="failing", factory=lambda: Failing(gate, hold))])
+    async with open_actor_system(spec) as system:
+        failing = system.lookup("/root/failing")
+        failing.tell(AnswerLater())
+        failing.tell(Hold())  # handled (and waiting) when the work fails
+        await trio.testing.wait_all_tasks_blocked()
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        crashes = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "crashed"]
+        assert len(crashes) == 1 and "crashed handling AnswerLater: KeyError" in crashes[0], crashes
+        hold.set()
