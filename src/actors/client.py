@@ -63,6 +63,7 @@ import attrs
 import trio
 
 from trioscope.config import Settings
+from trioscope.domain.keepalive import Keepalive
 from trioscope.domain.live import (
     PING,
     PONG,
@@ -360,7 +361,7 @@ class ClientActor(Actor):
         self.version = -1
         self.latest: LiveUpdate | None = None
         self.behind_since: float | None = None
-        self.unanswered_pings = 0
+        self.keepalive = Keepalive()
         self.next_ping = 0.0
         self.throttle = ResetThrottle(self.settings.resync_interval, not_before=first_view_at)
         self.first_sent = False
@@ -491,6 +492,7 @@ class ClientActor(Actor):
         return max(DIFF_FLOOR, whole * len(self.held.shown) // max(1, nodes))
 
     def _from_client(self, data: str | bytes) -> None:
+        self.keepalive.heard()
         try:
             request = parse_client_message(data)
         except BadClientMessage as exc:
@@ -499,7 +501,7 @@ class ClientActor(Actor):
         if isinstance(request, Ping):
             self._send(PONG)
         elif isinstance(request, Pong):
-            self.unanswered_pings = 0
+            self.keepalive.pong()
         elif isinstance(request, Resync):
             self.throttle.owe()
         elif isinstance(request, Subscribe):
@@ -531,10 +533,9 @@ class ClientActor(Actor):
                 self.link.close(POLICY_VIOLATION, "too slow: lagged behind for too long")
                 return
         if now >= self.next_ping:
-            if self.unanswered_pings >= 2:
+            if not self.keepalive.ping():
                 self.link.close(POLICY_VIOLATION, "no pong to two pings")
                 return
-            self.unanswered_pings += 1
             self.next_ping = now + self.settings.ping_interval
             self._send(PING)
 

@@ -35,9 +35,11 @@ comes as ``?token=`` or in an Authorization header. Messages:
   "signature": "<Signature>", "content_digest": "<Content-Digest>"}``;
   each answered ``{"type": "ack", "request_id", "status", "error"?}``.
 - server → agent ``{"type": "ping"}`` every ``websocket.ping_interval``, answered
-  ``{"type": "pong"}``; after two unanswered pings the socket closes with 1008
-  (a pong proves the server's messages arrive, which a report does not). The
-  agent may send ``{"type": "ping"}`` too and gets a ``pong``.
+  ``{"type": "pong"}``; an agent that has answered one is taken to be gone
+  after two pings without a word from it, and the socket closes with 1008
+  (``domain.keepalive``: the seed's agents send heartbeats instead, and one
+  that never answers is judged by its acknowledgements and by whether the
+  socket takes frames). The agent may send ``{"type": "ping"}`` too and gets a ``pong``.
 - ``received``, ``ping`` and ``pong`` are not signed: they only concern this
   socket, whose handshake was.
 - the command service seed's agent messages, unsigned as the seed sends them
@@ -83,6 +85,7 @@ from trioscope.actors.deployment_queue import NOT_ACKNOWLEDGED, Report
 from trioscope.actors.notifier import event_client_spec
 from trioscope.domain.commands import CommandReport, Delivery, LogBatch, LogEntry
 from trioscope.domain.deployments import AgentAuthFailure
+from trioscope.domain.keepalive import Keepalive
 from trioscope.domain.principals import Permission
 from trioscope.runtime import ActorFailed
 from trioscope.system import NOTIFIER
@@ -204,7 +207,7 @@ class _AgentChannel:
     pending: str | None = None
     """The id (``item.command_id``) of the command sent and not acknowledged yet."""
     acknowledged: trio.Event = attrs.field(factory=trio.Event)
-    unanswered_pings: int = 0
+    keepalive: Keepalive = attrs.field(factory=Keepalive)
     pinged_at: float | None = None
     """When the latest ping went out (Trio's clock), until its pong: the agent's ``latency_ms``."""
 
@@ -275,14 +278,13 @@ class _AgentChannel:
         return True
 
     async def ping(self, interval: float) -> None:
-        """Ping every ``interval``; close after two pings went unanswered. One
-        sleeping task per socket: no polling."""
+        """Ping every ``interval``; close when the agent is taken to be gone
+        (``Keepalive``). One sleeping task per socket: no polling."""
         while True:
             await trio.sleep(interval)
-            if self.unanswered_pings >= 2:
+            if not self.keepalive.ping():
                 self.link.close(POLICY_VIOLATION, "no pong to two pings")
                 return
-            self.unanswered_pings += 1
             # Timed from before the send: its pong may be handled before the send returns.
             self.pinged_at = trio.current_time()
             with trio.move_on_after(interval) as stuck:
@@ -335,8 +337,9 @@ class _AgentChannel:
             return _nack(None, 413, "message_too_large", f"messages are at most {MAX_AGENT_MESSAGE} bytes")
         if problem is not None:
             return _nack(None, 400, "invalid_json", f"message is not valid JSON: {problem}")
+        self.keepalive.heard()
         if kind == "pong":  # no request: the server asked for it
-            self.unanswered_pings = 0
+            self.keepalive.pong()
             if self.pinged_at is not None:  # else one the agent sent unasked: it times nothing
                 await _gate.note_latency(self.agent_id, trio.current_time() - self.pinged_at)
                 self.pinged_at = None

@@ -182,11 +182,13 @@ async def test_a_command_the_socket_does_not_acknowledge_goes_to_the_next_poll(s
         assert command["status"] == "sent"
 
 
-async def test_an_agent_socket_that_answers_no_pings_is_closed() -> None:
+async def test_an_agent_socket_that_stops_answering_pings_is_closed() -> None:
     with ServerProcess(["--ws-ping-interval", "1s"]) as server:
         async with httpx.AsyncClient() as client:
             operator, agent = await setup(server, client)
             async with agent.socket(answer_pings=False) as deaf, agent.socket() as alive:
+                await deaf.message("ping")
+                await deaf.ws.send_message('{"type":"pong"}')  # it answers pings: it is held to answering them
                 taken: list[dict[str, Any]] = []
 
                 async def take_a_command() -> None:  # answering pings meanwhile
@@ -200,6 +202,20 @@ async def test_an_agent_socket_that_answers_no_pings_is_closed() -> None:
                     # The socket that answers is still there, and takes commands.
                     created = await operator.command(client, agent.deployment_hash)
                 assert taken[0]["item"]["command_id"] == created["command_id"]
+
+
+async def test_an_agent_that_never_answers_pings_but_sends_heartbeats_keeps_its_socket() -> None:
+    """The seed's agents send heartbeats and answer no pings: their sockets
+    stay (they were closed every third ping interval)."""
+    with ServerProcess(["--ws-ping-interval", "1s"]) as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            async with agent.socket(answer_pings=False) as seed_agent:
+                for _ in range(5):  # a heartbeat each ping: 5 pings, none answered
+                    await seed_agent.message("ping")
+                    await seed_agent.ws.send_message('{"type":"heartbeat"}')
+                created = await operator.command(client, agent.deployment_hash)
+                assert (await seed_agent.message("command", deadline=30))["item"]["command_id"] == created["command_id"]
 
 
 async def test_an_agent_result_over_64_kib_is_answered_not_cut_off(server: ServerProcess) -> None:

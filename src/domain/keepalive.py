@@ -1,0 +1,45 @@
+"""Whether the peer of a socket the server pings is still there: the live
+views' and the agents' sockets alike.
+
+The server sends ``{"type": "ping"}`` every ``websocket.ping_interval``. A
+peer that has answered one with ``{"type": "pong"}`` speaks that protocol:
+two pings in a row without a pong or any other message from it, and it is
+taken to be gone (the socket closes, 1008). A peer that never answered one is
+not held to it: the seeds' clients do not answer (their JavaScript client
+sends one ``ping`` when it opens, then only reads; their agents send
+``heartbeat`` messages), and closing them every third ping interval cut the
+seed's own client off after 90 s. Such a peer is judged by what the socket
+shows anyway: a socket that stops taking the server's frames is closed as
+too slow, one whose agent does not acknowledge a command as not reaching it,
+and a peer gone without a word makes the writes fail once TCP gives up."""
+
+from __future__ import annotations
+
+import attrs
+
+UNANSWERED = 2
+"""Pings in a row without a word from a peer that answers pings, after which it is taken to be gone."""
+
+
+@attrs.define
+class Keepalive:
+    unanswered: int = 0
+    """Pings sent since the peer's last message."""
+    answers: bool = False
+    """The peer answered a ping once: it is held to answering them."""
+
+    def heard(self) -> None:
+        """Any message from the peer: it is there."""
+        self.unanswered = 0
+
+    def pong(self) -> None:
+        self.answers = True
+        self.unanswered = 0
+
+    def ping(self) -> bool:
+        """A ping is due: True if it is to be sent, False if the peer is taken
+        to be gone (it answers pings, and ``UNANSWERED`` went unanswered)."""
+        if self.answers and self.unanswered >= UNANSWERED:
+            return False
+        self.unanswered += 1
+        return True
