@@ -29,6 +29,10 @@ class SchemaBuilder:
     def __init__(self, prefix: str = "$defs/") -> None:
         self.prefix = prefix
         self.defs: dict[str, Schema] = {}
+        self._names: dict[type[Any], str] = {}
+        """Each model's name under ``defs``: two classes of one name (the
+        probes' ``AgentRegistration`` and the command service's) are two
+        schemas; keyed by name alone, the second's operations pointed at the first's."""
 
     def of(self, type_: Any) -> Schema:
         """The schema of ``type_``: an attrs class, a constrained type, a builtin, a union."""
@@ -74,8 +78,19 @@ class SchemaBuilder:
         kind: Schema = _JSON_KINDS.get(rule.kind, {}) if rule.kind is not None else {}
         return {**kind, "description": f"free-form JSON, nested at most {rule.max_depth} levels"}
 
+    def _name(self, cls: type[Any]) -> str:
+        name = self._names.get(cls)
+        if name is None:
+            name = cls.__name__
+            if name in self.defs:  # another class's: qualified by its package ("domain.commands": Commands...)
+                package = cls.__module__.rpartition(".")[0]
+                name = package.rpartition(".")[2].title() + name
+                assert name not in self.defs, f"two models would be documented as {name}"
+            self._names[cls] = name
+        return name
+
     def _model(self, cls: type[Any]) -> Schema:
-        name = cls.__name__
+        name = self._name(cls)
         if name not in self.defs:
             self.defs[name] = {}  # placeholder: a model that refers to itself ends here
             hints = typing.get_type_hints(cls)

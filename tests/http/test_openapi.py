@@ -89,3 +89,20 @@ async def test_the_docs_page_is_served_with_its_script(running):
     assert '/ui/js/docs.js' in text and "script-src 'self'" in page.headers["Content-Security-Policy"]
     script = await client.get("/ui/js/docs.js")
     assert script.status_code == 200 and "/api/v1/openapi.json" in await script.get_data(as_text=True)
+
+
+async def test_two_models_of_one_name_are_two_schemas(running):
+    """The probes' registration and the command service's enrollment are both
+    ``AgentRegistration``: each operation's body is its own model's schema."""
+    _app, client = running
+    spec = await (await client.get("/api/v1/openapi.json")).get_json()
+    schemas = spec["components"]["schemas"]
+
+    def body_of(path: str) -> dict:
+        ref = spec["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        return schemas[ref.rpartition("/")[2]]
+
+    enrollment = body_of("/api/v1/agent/register")
+    assert enrollment["required"] == ["deployment_hash"] and "capabilities" in enrollment["properties"]
+    probe = body_of("/api/v1/agents/register")
+    assert "agent_id" in probe["required"] and "hostname" in probe["properties"]
