@@ -207,8 +207,12 @@ def charge_agent_bytes(agent_id: str, size: int) -> None:
 
 
 def bearer() -> str | None:
-    header: str = _connection().headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
+    return _bearer_value(_connection().headers.get("Authorization", ""))
+
+
+def _bearer_value(text: str) -> str | None:
+    """The token of ``Bearer <token>`` (any case), None for anything else."""
+    scheme, _, value = text.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
@@ -240,7 +244,8 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
     s = services()
     token = token if token is not None else bearer()
     if token is None:
-        raise refuse(401, "missing_token", "send Authorization: Bearer <user token>",
+        where = "" if has_request_context() else " (a WebSocket may send it as ?token=<user token> instead)"
+        raise refuse(401, "missing_token", f"send Authorization: Bearer <user token>{where}",
                      action="auth.failure", tenant=None, actor="anonymous")
     now = time.time()
     principal = s.gate.tokens.get(token)
@@ -389,8 +394,11 @@ async def live_reporter_check() -> Callable[[str], bool] | None:
 
 def socket_token() -> str | None:
     """A WebSocket client's user token: offered as a subprotocol, else ?token=
-    (None: then ``user`` reads the Authorization header)."""
-    return offered_token() or websocket.args.get("token")
+    (None: then ``user`` reads the Authorization header). A ``?token=Bearer <t>``
+    is taken as ``<t>``: the command service's seed says "Bearer token in query
+    string", and the whole of it was read as the token ("Invalid header padding")."""
+    token = offered_token() or websocket.args.get("token")
+    return _bearer_value(token) or token if token is not None else None
 
 
 TOKEN_SUBPROTOCOL = "trioscope"

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import attrs
 import httpx
@@ -80,6 +81,20 @@ async def test_agent_status_events_have_the_seeds_status_an_rfc3339_last_seen_an
         assert event["metrics"] == {}
         rfc3339(event["last_seen"])
     assert rfc3339(retired["last_seen"]) >= rfc3339(enrolled["last_seen"])
+
+
+async def test_the_user_socket_takes_a_bearer_token_in_its_query_string(server: ServerProcess) -> None:
+    """"Bearer token in query string" (3.3): ``?token=Bearer <t>`` as well as ``?token=<t>``;
+    a socket with none is told where a token may go."""
+    operator = Operator(server, fresh("user"), fresh("tenant"), "OPERATOR")
+    base = server.base_url.replace("http://", "ws://") + f"/ws/user/{operator.user_id}"
+    async with open_websocket_url(f"{base}?token={quote(operator.auth['Authorization'])}") as ws:
+        await next_event(ws, "initial_state")
+    async with httpx.AsyncClient() as client:
+        refused = await client.get(base.replace("ws://", "http://"), headers={
+            "Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+            "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert refused.status_code == 401 and "?token=" in refused.json()["error"]["message"], refused.text
 
 
 # ---- Agent and Deployment records (4.1) -----------------------------------------------------
