@@ -5,10 +5,12 @@ from __future__ import annotations
 import atexit
 import collections
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,7 +28,17 @@ def start(argv: list[str], env: Mapping[str, str] | None = None) -> subprocess.P
     """Start ``argv`` (with ``env``, else this environment) and wait for its
     "trioscope listening on" line. One that exits first is reported with the
     last lines it wrote to stderr (a thread keeps reading them for the
-    process's life: a pipe left full would block a server that logs)."""
+    process's life: a pipe left full would block a server that logs).
+
+    A server not given a data directory gets one of its own, removed when the
+    bench ends: the default is the user's own (``~/.local/share/trioscope``),
+    which the benches' commands and tokens filled, and whose schema a newer
+    checkout's bench could upgrade past what the installed version reads."""
+    env = dict(os.environ if env is None else env)
+    if "--data-dir" not in argv and "TRIOSCOPE_STORAGE_DATA_DIR" not in env:
+        data = tempfile.mkdtemp(prefix="trioscope-bench-")
+        atexit.register(shutil.rmtree, data, ignore_errors=True)
+        env["TRIOSCOPE_STORAGE_DATA_DIR"] = data
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
     assert proc.stdout is not None and proc.stderr is not None
     tail: collections.deque[str] = collections.deque(maxlen=20)
