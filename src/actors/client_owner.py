@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from trioscope.runtime import Actor, ActorSpec, ActorStopped, StartFailed, SupervisorRef, TooManyChildren
+from trioscope.runtime import Actor, ActorSpec, ActorStopped, Later, StartFailed, SupervisorRef, TooManyChildren
 
 
 @attrs.frozen
@@ -35,7 +35,10 @@ class ClientOwnerActor(Actor):
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, OpenClient):
-            # Registered under its name before the first checkpoint: a socket
-            # that gives up waiting for this answer can still stop it by name.
-            return await self.clients.start_child(message.spec)
+            # Registered under its name now: a socket that gives up waiting
+            # for this answer can still stop it by name. Answered once it
+            # runs, while the next clients are registered: awaited here, each
+            # start waited for the one before (a burst of live views on a
+            # busy server got 503 busy after 10 s in line).
+            return Later(self.clients.request_start(message.spec).wait)
         return await super().handle(message)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import pytest
 import trio
+import trio.testing
 
 from tests.runtime.scripted import Block, Crash, Journal, settle, worker
 from trioscope.runtime import (
+    Actor,
     ActorNotFound,
     ActorRef,
+    ActorSpec,
     ActorStopped,
     DuplicateChild,
     IntensityScope,
@@ -148,3 +151,43 @@ async def test_dynamic_children_are_stopped_on_shutdown_in_reverse_order(journal
         for name in ("one", "two", "three"):
             await agents.start_child(worker(name, journal))
     assert [e[1] for e in journal.of("stop")] == ["three", "two", "one"]
+
+
+
+class _Gated(Actor):
+    """An actor whose ``on_start`` and ``on_stop`` wait for their gates, noting that they began."""
+
+    def __init__(self, gates: dict[str, trio.Event], began: list[str]) -> None:
+        self.gates, self.began = gates, began
+
+    async def on_start(self) -> None:
+        self.began.append("start")
+        await self.gates["start"].wait()
+
+    async def on_stop(self) -> None:
+        self.began.append("stop")
+        await self.gates["stop"].wait()
+
+
+async def test_children_asked_for_together_start_together_and_stop_together():
+    """Each start waits for its child's ``on_start`` and each stop for its
+    child's end: one at a time, a burst of 500 live views on a busy server
+    took a turn of the event loop each."""
+    gates, began = {"start": trio.Event(), "stop": trio.Event()}, []
+    async with open_actor_system(tree()) as system, trio.open_nursery() as nursery:
+        agents = system.lookup("/root/agents")
+        for index in range(10):
+            spec = ActorSpec(name=f"client-{index}", factory=lambda: _Gated(gates, began))
+            nursery.start_soon(agents.start_child, spec)
+        await trio.testing.wait_all_tasks_blocked()
+        assert began == ["start"] * 10  # all in on_start at once, not one after another
+        gates["start"].set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(agents) == 10
+        for index in range(10):
+            nursery.start_soon(agents.stop_child, f"client-{index}")
+        await trio.testing.wait_all_tasks_blocked()
+        assert began == ["start"] * 10 + ["stop"] * 10
+        gates["stop"].set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(agents) == 0
