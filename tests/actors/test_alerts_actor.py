@@ -76,13 +76,12 @@ class Notifier(Actor):
         return None
 
 
-async def test_an_alert_whose_record_failed_is_told_at_the_next_evaluation():
+async def test_an_alert_whose_record_failed_is_told_at_the_next_evaluation(settings: Settings):
     """The book must not say an alert fired that was never told (the first
     version updated it before the audit record was committed: after a failed
     commit the alert was listed as firing, never told, and later resolved).
     A store that fails does not crash the actor either: its state would then
     hang on every such outage."""
-    settings = Settings.defaults()
     directory = AgentDirectory()
     directory.deployments["d1"] = Deployment(hash="d1", tenant="acme", user_id="u", created_at=0.0,
                                              enrollment_hash=None)
@@ -108,9 +107,8 @@ async def test_an_alert_whose_record_failed_is_told_at_the_next_evaluation():
         assert next(c for c in system.snapshot().root.children if c.path == "/root/alerts").restarts == 0
 
 
-async def test_a_delivery_whose_record_failed_is_refused_and_the_actor_carries_on():
+async def test_a_delivery_whose_record_failed_is_refused_and_the_actor_carries_on(settings: Settings):
     """Refused (503 at the webhook: Alertmanager resends), where it crashed the actor (500)."""
-    settings = Settings.defaults()
     committed: list[object] = []
     tree = SupervisorSpec(name="root", children=[
         ActorSpec(name="store", factory=lambda: FlakyStore(committed)),
@@ -177,7 +175,7 @@ class AlertsOnDisk:
 
 @asynccontextmanager
 async def alerts_on_disk(path: Path, now: list[float]) -> AsyncIterator[AlertsOnDisk]:
-    settings = Settings.defaults()
+    settings = Settings.defaults()  # (the store is at ``path``)
     reader = StoreReader(path)
     told: list[str] = []
     tree = SupervisorSpec(name="root", children=[

@@ -14,8 +14,7 @@ from trioscope.system import METRICS, supervision_tree
 
 
 async def test_a_query_that_overflows_the_evaluators_recursion_is_refused_and_the_series_stay(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    settings = Settings.defaults()
+        monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     tree = SupervisorSpec(name="root", children=[
         ActorSpec(name="metrics", factory=lambda: MetricsActor(settings))])
     now = time.time()
@@ -40,10 +39,9 @@ class Poison:
     """A message the metrics actor does not understand: handling it raises."""
 
 
-async def test_a_crash_loses_no_written_sample() -> None:
+async def test_a_crash_loses_no_written_sample(settings: Settings) -> None:
     """The system's stores outlive the actor: a write answered before a crash
     is still there after the restart (it used to start with empty stores)."""
-    settings = Settings.defaults()
     now = time.time()
     sample = metrics.Sample((("__name__", "kept"), ("deployment_hash", "d1"), ("tenant", "acme")), 7.0, now)
     async with open_actor_system(supervision_tree(settings)) as system:
@@ -56,11 +54,10 @@ async def test_a_crash_loses_no_written_sample() -> None:
         assert node.restarts == 1 and node.failed == 1
 
 
-async def test_a_large_write_is_stored_in_a_worker_thread_and_its_refusal_reaches_the_writer() -> None:
+async def test_a_large_write_is_stored_in_a_worker_thread_and_its_refusal_reaches_the_writer(settings: Settings) -> None:
     """Beyond ``OFF_LOOP_SAMPLES`` the store's work leaves the event loop; a
     limit it meets is raised at the writer all the same, and nothing of the
     write is kept."""
-    settings = Settings.defaults()
     tree = SupervisorSpec(name="root", children=[
         ActorSpec(name="metrics", factory=lambda: MetricsActor(settings))])
     now = time.time()

@@ -92,10 +92,9 @@ async def test_a_read_stops_at_its_askers_deadline_and_says_what_it_cost() -> No
 
 
 async def test_a_cancelled_caller_still_gets_the_reads_answer_and_its_cost(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     held = HeldRead()
     monkeypatch.setattr(metrics, "instant_query", held)
-    settings = Settings.defaults()
     async with open_actor_system(metrics_tree(settings)) as system:
         backend = EmbeddedMetrics(system.lookup("/root/metrics"), settings)
         got: list[Answer] = []
@@ -177,7 +176,7 @@ async def test_a_user_past_their_share_gets_429_others_are_answered(settings, mo
 
 
 async def test_encoding_an_answer_is_charged_with_the_read_and_leaves_the_event_loop_its_turns(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     """A 58 MiB answer was encoded on the event loop in one orjson call (~0.1 s),
     and not charged: one viewer looping such reads took ~75% of a core within
     its 25% share. Its encoding now runs in a worker thread, an item at a time,
@@ -194,7 +193,6 @@ async def test_encoding_an_answer_is_charged_with_the_read_and_leaves_the_event_
         return Answer(200, orjson.dumps({"status": "success", "data": data}))
 
     monkeypatch.setattr(_metrics_backends, "success", slow_success)
-    settings = Settings.defaults()
     async with open_actor_system(metrics_tree(settings)) as system:
         backend = EmbeddedMetrics(system.lookup("/root/metrics"), settings)
         ticks = 0
