@@ -177,7 +177,7 @@ SMALL_COMMAND = 4 * 1024
 @blueprint.post(f"{BASE}/<deployment_hash>/commands")
 @documented(auth=Auth.USER, body=CreateCommand, answers={202: Answer("stored and queued", schema=fields(
                 command_id=STRING, status=STRING, estimated_start=TIME))},
-            errors={403: "not allowed, or a quota is full (details: limit, setting)",
+            errors={403: "not allowed, or a quota is full (quota_exceeded; details: limit, setting, in_use)",
                     507: "the server's disk is nearly full: a command over 4 KiB is not kept now "
                          "(insufficient_storage)"})
 async def create_command(user_id: str, deployment_hash: str) -> Response:

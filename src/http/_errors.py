@@ -229,8 +229,10 @@ def _database_away(error: BaseException) -> bool:
 def _details(exc: Exception) -> dict[str, Any] | None:
     if isinstance(exc, QuotaExceeded):
         details: dict[str, Any] = {"limit": exc.limit, "setting": exc.setting}
-        if exc.in_use is not None and exc.requested is not None:
-            details |= {"in_use": exc.in_use, "requested": exc.requested}
+        if exc.in_use is not None:
+            details["in_use"] = exc.in_use
+            if exc.requested is not None:
+                details["requested"] = exc.requested
         return details
     if isinstance(exc, UnknownProbe):
         return {"agent_id": exc.agent_id}

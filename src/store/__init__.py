@@ -13,6 +13,7 @@ from ._ops import Conflict as Conflict
 from ._ops import ForgetAgents as ForgetAgents
 from ._ops import NewerSchema as NewerSchema
 from ._ops import OpenCommandsQuota as OpenCommandsQuota
+from ._ops import OverCommandBytes as OverCommandBytes
 from ._ops import OverQuota as OverQuota
 from ._ops import Rejected as Rejected
 from ._ops import SaveAgent as SaveAgent
@@ -63,7 +64,7 @@ from ._sqlite import SqliteWriter as SqliteWriter
 __all__ = [
     "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
-    "ForgetAgents", "NewerSchema", "OpenCommandsQuota", "OverQuota", "PostgresReader", "PostgresWriter",
+    "ForgetAgents", "NewerSchema", "OpenCommandsQuota", "OverCommandBytes", "OverQuota", "PostgresReader", "PostgresWriter",
     "RateBudget", "Rejected", "ReplayIds",
     "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
     "StoredCommand", "Unavailable", "Write", "copy_store", "database_busy", "database_down", "decode_change",

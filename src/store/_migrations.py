@@ -17,6 +17,7 @@ import orjson
 
 from ._command_rows import BULK_COLUMNS, OPEN_STATUSES_SQL, split_document
 from ._ops import NewerSchema
+from ._tenant_usage import SQLITE_FILL, SQLITE_SCHEMA
 
 
 def roll_back(db: sqlite3.Connection) -> None:
@@ -158,7 +159,23 @@ def _to_2(db: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_1, _to_2)
+def _to_3(db: sqlite3.Connection) -> None:
+    """Each tenant's bytes of stored commands, kept by triggers from now on
+    (``_tenant_usage``), counted from the rows already stored. One
+    transaction: the total and its triggers start together."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _statements(SQLITE_SCHEMA):
+            db.execute(statement)
+        db.execute("DELETE FROM tenant_usage")  # a step run again counts afresh
+        db.execute(SQLITE_FILL)
+        db.execute("COMMIT")
+    except BaseException:
+        roll_back(db)
+        raise
+
+
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_1, _to_2, _to_3)
 """``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
 SCHEMA_VERSION = len(STEPS)
 """The version this code creates."""

@@ -37,6 +37,13 @@ class SaveCommand:
     writer takes in turn: each replica's own count sees its own commands only,
     and creates racing through two replicas went over it (21-38 open of 20).
     One process's SQLite store leaves it to that process's own count, which is exact."""
+    max_tenant_bytes: int | None = None
+    """For a new command: the bytes its tenant's stored commands may take
+    (``tenants.max_command_bytes``, counted in ``tenant_usage``) before new
+    ones are refused (``OverCommandBytes``). Checked by both stores as the row
+    is inserted: what a tenant stores is the sum of every deployment's, whose
+    queue actors count nothing of each other's. Changes of a command (an
+    agent's result among them) are never checked: see ``OverCommandBytes``."""
 
 
 @attrs.frozen
@@ -101,6 +108,23 @@ class OverQuota(Exception):
         super().__init__(f"over the quota: {in_use} in use ({bytes_in_use} bytes)")
         self.in_use = int(in_use)
         self.bytes_in_use = int(bytes_in_use)  # PostgreSQL's sum of a bigint is a numeric (a Decimal)
+
+
+class OverCommandBytes(OverQuota):
+    """A new command's tenant already stores ``SaveCommand.max_tenant_bytes``
+    bytes of commands or more (``bytes_in_use``): nothing of its group was written.
+
+    Only a new command is refused. What an agent reports on a command it was
+    given is always recorded, even past the quota: an outcome (a container
+    restarted, a failure) must never be lost, and the agent could not act on
+    a refusal but by sending it again. Its result is bounded by the size of a
+    request body already, so a tenant goes over by its commands' results at
+    most, and its next new command is refused until the prune (or the
+    retention) frees room; the total is counted as results arrive."""
+
+    def __init__(self, bytes_in_use: int) -> None:
+        super().__init__(0, bytes_in_use)
+        self.args = (f"over the quota of stored command bytes: {self.bytes_in_use} in use",)
 
 
 class Rejected(Exception):

@@ -22,6 +22,7 @@ from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter
 from ._postgres import CONNECT_TIMEOUT, Connection, configure, connect, connection_options, describe
 from ._postgres_migrations import schema_version
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
+from ._tenant_usage import TENANT_COMMAND_BYTES
 
 READ_POOL_SIZE = 4
 """Reader connections per process: reads are short, and every replica's
@@ -128,6 +129,11 @@ class PostgresReader:
     def deployments_with_open_commands(self) -> list[str]:
         rows = self._rows(f"SELECT DISTINCT deployment_hash FROM commands WHERE status IN {OPEN_STATUSES_SQL}")
         return [h for (h,) in rows]
+
+    def tenant_command_bytes(self, tenant: str) -> int:
+        """What ``tenant``'s stored commands take (``_tenant_usage``)."""
+        rows = self._rows(TENANT_COMMAND_BYTES.format(mark="%s"), (tenant,))
+        return int(rows[0][0]) if rows else 0
 
     def command(self, command_id: str) -> Command | None:
         """The whole command, result and history included (for the queue actors)."""

@@ -58,7 +58,8 @@ class StoreWriter(Protocol):
     def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         """Each group all-or-nothing, all groups in one transaction; a group's
         error in its place: ``Conflict`` (a compare-and-set found the row
-        changed) or ``Rejected`` (the database refused a value). Any other
+        changed), ``OverQuota`` (a new row over its quota: ``OverCommandBytes``
+        for its tenant's stored commands) or ``Rejected`` (the database refused a value). Any other
         error is the database's and is raised (nothing of the call was written)."""
 
     def prune(self, before: float, batch: int) -> tuple[int, int]:
@@ -187,6 +188,10 @@ class StoreReader:
 
     async def open_commands(self, deployment_hash: str) -> list[Command]:
         return await self._call(self._reader.open_commands, deployment_hash)
+
+    async def tenant_command_bytes(self, tenant: str) -> int:
+        """What ``tenant``'s stored commands take: the count behind ``tenants.max_command_bytes``."""
+        return await self._call(self._reader.tenant_command_bytes, tenant)
 
     async def command(self, command_id: str) -> Command | None:
         """The whole command, history, result and error included."""

@@ -21,9 +21,11 @@ from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, D
 from ._command_rows import OPEN_STATUSES_SQL, command_columns, command_from_columns, finished_at
 from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter, summary_page
 from ._migrations import migrate, roll_back, schema_version
-from ._ops import AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Write
+from ._ops import (AuditEntry, Conflict, ForgetAgents, OverCommandBytes, OverQuota, Rejected, SaveAgent, SaveCommand,
+                   SaveDeployment, Write)
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._secret import create_data_dir
+from ._tenant_usage import SQLITE_SCHEMA, TENANT_COMMAND_BYTES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployments (
@@ -81,7 +83,7 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant, id);
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);  -- pruning
-"""
+""" + SQLITE_SCHEMA
 
 DATABASE_FILE = "trioscope.sqlite3"
 
@@ -150,7 +152,7 @@ class SqliteWriter:
 
     def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         """Write every group in one transaction; a group that fails (a conflict, a
-        constraint) is rolled back alone and its error returned in its place."""
+        quota, a constraint) is rolled back alone and its error returned in its place."""
         results: list[BaseException | None] = []
         db = self.connection
         db.execute("BEGIN IMMEDIATE")
@@ -160,7 +162,7 @@ class SqliteWriter:
                 try:
                     for write in group:
                         self._apply(write)
-                except Conflict as exc:
+                except (Conflict, OverQuota) as exc:
                     db.execute("ROLLBACK TO grp")
                     results.append(exc)
                 except (sqlite3.IntegrityError, orjson.JSONEncodeError) as exc:
@@ -248,6 +250,10 @@ class SqliteWriter:
             c = write.command
             columns = command_columns(c)
             if write.expected_version is None:
+                if write.max_tenant_bytes is not None:
+                    row = db.execute(TENANT_COMMAND_BYTES.format(mark="?"), (c.tenant,)).fetchone()
+                    if row is not None and row[0] >= write.max_tenant_bytes:
+                        raise OverCommandBytes(row[0])
                 db.execute(
                     "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version, document,"
                     " error, history, result, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -378,6 +384,11 @@ class SqliteReader:
         rows = self.connection.execute(
             f"SELECT DISTINCT deployment_hash FROM commands WHERE status IN {OPEN_STATUSES_SQL}")
         return [h for (h,) in rows]
+
+    def tenant_command_bytes(self, tenant: str) -> int:
+        """What ``tenant``'s stored commands take (``_tenant_usage``)."""
+        row = self.connection.execute(TENANT_COMMAND_BYTES.format(mark="?"), (tenant,)).fetchone()
+        return int(row[0]) if row is not None else 0
 
     def command(self, command_id: str) -> Command | None:
         """The whole command, result and history included (for the queue actors)."""

@@ -1124,6 +1124,36 @@ async def test_open_commands_parameters_count_the_memory_they_take_not_only_thei
             await operator.command(client, agent.deployment_hash, parameters={"x": [{}] * 2_000})  # ~140 KB: room
 
 
+async def test_a_tenants_stored_commands_have_a_byte_quota_its_agents_results_pass_but_new_commands_do_not() -> None:
+    """One tenant stored ~3.2 GiB of results a minute within every rate
+    budget, until the disk was full for every tenant (a reviewer's)."""
+    with ServerProcess(["--max-tenant-command-bytes", "64KiB"]) as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            ran = await operator.command(client, agent.deployment_hash, parameters={"pad": "p" * 20_000})
+            polled = await agent.poll(client, timeout=5)
+            assert polled is not None and polled.command_id == ran["command_id"]
+            # The result takes the tenant over its quota: recorded all the same.
+            answer = await agent.report(client, polled.command_id, "success", result={"log": "r" * 60_000})
+            assert answer.status_code == 200, answer.text
+            command = await operator.get(client, agent.deployment_hash, polled.command_id)
+            assert command["status"] == "completed" and command["result"] == {"log": "r" * 60_000}
+
+            # Any deployment of the tenant: the quota is the tenant's.
+            elsewhere = (await operator.create_deployment(client))["deployment_hash"]
+            for deployment_hash in (agent.deployment_hash, elsewhere):
+                refused = await client.post(operator.url(deployment_hash, "/commands"), json={"type": "restart"},
+                                            headers=operator.auth)
+                assert refused.status_code == 403, refused.text
+                error = refused.json()["error"]
+                assert error["code"] == "quota_exceeded"
+                assert error["details"]["limit"] == 64 * 1024
+                assert error["details"]["setting"] == "tenants.max_command_bytes"
+                assert error["details"]["in_use"] > 80_000, error
+            other, theirs = await setup(server, client)  # another tenant's room is its own
+            await other.command(client, theirs.deployment_hash)
+
+
 async def test_an_answer_to_a_cancel_notice_that_was_never_sent_is_404(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await setup(server, client)
