@@ -38,6 +38,17 @@ class QuotaExceeded(Refusal):
         self.requested = requested
 
 
+class IdempotencyKeyTaken(Refusal):
+    """The request's ``Idempotency-Key`` was stored a moment ago by another
+    request with it (on this process or another replica), whose command was
+    created instead: nothing of this one was written. The edge answers with
+    that request's answer (or refuses a different request)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the idempotency key {key!r} was used by another request a moment ago")
+        self.key = key
+
+
 class UnknownCommand(Refusal):
     def __init__(self, command_id: str) -> None:
         super().__init__(f"no command {command_id!r} in this deployment")

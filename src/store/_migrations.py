@@ -16,6 +16,7 @@ from collections.abc import Callable
 import orjson
 
 from ._command_rows import BULK_COLUMNS, OPEN_STATUSES_SQL, split_document
+from . import _idempotency_keys as idempotency_keys
 from ._ops import NewerSchema
 from ._tenant_usage import SQLITE_FILL, SQLITE_SCHEMA
 
@@ -175,7 +176,20 @@ def _to_3(db: sqlite3.Connection) -> None:
         raise
 
 
-STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_1, _to_2, _to_3)
+def _to_4(db: sqlite3.Connection) -> None:
+    """Idempotency keys of command creations (``_idempotency_keys``): a new
+    table, empty, with the triggers that count its rows in their tenant's total."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _statements(idempotency_keys.SQLITE_SCHEMA):
+            db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        roll_back(db)
+        raise
+
+
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_1, _to_2, _to_3, _to_4)
 """``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
 SCHEMA_VERSION = len(STEPS)
 """The version this code creates."""

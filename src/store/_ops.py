@@ -10,6 +10,7 @@ from psycopg_pool import PoolTimeout
 
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
+from trioscope.domain.idempotency import KeptAnswer
 
 
 @attrs.frozen
@@ -44,6 +45,19 @@ class SaveCommand:
     is inserted: what a tenant stores is the sum of every deployment's, whose
     queue actors count nothing of each other's. Changes of a command (an
     agent's result among them) are never checked: see ``OverCommandBytes``."""
+
+
+@attrs.frozen
+class SaveIdempotencyKey:
+    """Keep a request's idempotency key and answer, in the group that creates
+    its command (both are written or neither). The key is unique per tenant
+    and user: a live one stored already (by another request with the key, on
+    this process or another replica) fails the group with ``KeyTaken``."""
+
+    answer: KeptAnswer
+    replaces_before: float
+    """A stored key made before this (unix seconds: its window is over) is
+    replaced, not a ``KeyTaken``: the prune may not have deleted it yet."""
 
 
 @attrs.frozen
@@ -86,7 +100,7 @@ class AuditEntry:
     details: dict[str, object] = attrs.field(factory=dict)
 
 
-Write = SaveCommand | SaveDeployment | SaveAgent | ForgetAgents | AuditEntry
+Write = SaveCommand | SaveDeployment | SaveAgent | ForgetAgents | AuditEntry | SaveIdempotencyKey
 
 
 class Conflict(Exception):
@@ -125,6 +139,16 @@ class OverCommandBytes(OverQuota):
     def __init__(self, bytes_in_use: int) -> None:
         super().__init__(0, bytes_in_use)
         self.args = (f"over the quota of stored command bytes: {self.bytes_in_use} in use",)
+
+
+class KeyTaken(Exception):
+    """A ``SaveIdempotencyKey`` found its key stored and still live: another
+    request with the key created its command first. Nothing of the group was
+    written; the stored answer is the one to give."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} is taken")
+        self.key = key
 
 
 class Rejected(Exception):

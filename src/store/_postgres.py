@@ -29,8 +29,9 @@ from trioscope.domain.commands import Command, parameters_bytes
 
 from ._changes import CHANGES_CHANNEL, Change, CommandRow, changes_of, encode_change
 from ._command_rows import command_columns, finished_at
-from ._ops import (AuditEntry, Conflict, ForgetAgents, OverCommandBytes, OverQuota, Rejected, SaveAgent, SaveCommand,
-                   SaveDeployment, Unavailable, Write)
+from . import _idempotency_keys as idempotency_keys
+from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, OverCommandBytes, OverQuota, Rejected, SaveAgent,
+                   SaveCommand, SaveDeployment, SaveIdempotencyKey, Unavailable, Write)
 from ._postgres_migrations import migrate
 from ._tenant_usage import TENANT_COMMAND_BYTES
 from ._reads import AuditRecord
@@ -169,6 +170,8 @@ def _quota_locks(groups: Sequence[Sequence[Write]]) -> list[int]:
                 keys.add(_tenant_bytes_key(write.command.tenant))
                 if write.quota is not None:
                     keys.add(_quota_key("open commands", write.command.deployment_hash))
+            elif isinstance(write, SaveIdempotencyKey):  # counted in its tenant's total too
+                keys.add(_tenant_bytes_key(write.answer.tenant))
             elif isinstance(write, SaveDeployment) and write.max_of_tenant is not None:
                 keys.add(_quota_key("deployments", write.deployment.tenant))
     return sorted(keys)
@@ -433,7 +436,7 @@ class PostgresWriter:
                     with db.transaction():  # a savepoint
                         for write in group:
                             self._apply(db, write, forgotten, rows)
-                except (Conflict, OverQuota) as exc:
+                except (Conflict, OverQuota, KeyTaken) as exc:
                     results[index] = exc
                 except REFUSED as exc:
                     rejected = Rejected(f"{type(exc).__name__}: {exc}")
@@ -478,6 +481,21 @@ class PostgresWriter:
                 (before, batch)).rowcount
         return commands, audit
 
+    def prune_idempotency_keys(self, before: float, batch: int) -> int:
+        """Delete up to ``batch`` idempotency keys made before ``before`` (unix
+        seconds: their window is over); answers how many. Their tenants' locks
+        first, as for commands (``prune``): their bytes leave their tenants' totals."""
+        db = self._db()
+        with db.transaction():
+            tenants = [tenant for (tenant,) in db.execute(
+                "SELECT DISTINCT tenant FROM (SELECT tenant FROM idempotency_keys WHERE created_at < %s LIMIT %s)"
+                " AS due", (before, batch))]
+            _take_quota_locks(db, sorted(_tenant_bytes_key(tenant) for tenant in tenants))
+            return db.execute(
+                "DELETE FROM idempotency_keys WHERE (tenant, user_id, key) IN (SELECT tenant, user_id, key"
+                " FROM idempotency_keys WHERE created_at < %s AND tenant = ANY(%s::text[]) LIMIT %s"
+                " FOR UPDATE SKIP LOCKED)", (before, tenants, batch)).rowcount
+
     def _apply(self, db: Connection, write: Write, forgotten: dict[str, str],
                rows: dict[tuple[str, int], CommandRow]) -> None:
         """Write ``write`` now. Raises ``Conflict`` when a compare-and-set found
@@ -491,6 +509,8 @@ class PostgresWriter:
         cursor = self._send(db, write, rows)
         if cursor is None or cursor.rowcount == 1:
             return
+        if isinstance(write, SaveIdempotencyKey):  # a live key of the same name stored first
+            raise KeyTaken(write.answer.key)
         if isinstance(write, SaveDeployment):
             if write.spends is None:  # a new deployment, over its tenant's quota
                 found = db.execute("SELECT count(*) FROM deployments WHERE tenant = %s",
@@ -540,6 +560,8 @@ class PostgresWriter:
                 "UPDATE commands SET status = %s, version = %s, document = %s, error = %s, history = %s,"
                 " result = %s, finished_at = %s WHERE id = %s AND version = %s",
                 (c.status.value, len(c.history), *columns, finished_at(c), c.id, write.expected_version))
+        if isinstance(write, SaveIdempotencyKey):  # unique per tenant and user (its primary key)
+            return db.execute(idempotency_keys.SAVE.format(m="%s"), idempotency_keys.save_values(write))
         if isinstance(write, AuditEntry):
             db.execute(
                 "INSERT INTO audit (at, tenant, actor, action, resource_type, resource_id, outcome, address,"

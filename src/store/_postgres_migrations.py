@@ -21,6 +21,7 @@ from psycopg.rows import TupleRow
 from trioscope.domain.commands import parameters_bytes
 
 from ._command_rows import command_from_columns
+from . import _idempotency_keys as idempotency_keys
 from ._ops import NewerSchema
 from ._tenant_usage import POSTGRES_SCHEMA
 
@@ -155,7 +156,13 @@ def _to_4(db: psycopg.Connection[TupleRow]) -> None:
     db.execute(POSTGRES_SCHEMA)
 
 
-STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1, _to_2, _to_3, _to_4)
+def _to_5(db: psycopg.Connection[TupleRow]) -> None:
+    """Version 5: idempotency keys of command creations (``_idempotency_keys``),
+    with the triggers that count them in their tenant's total."""
+    db.execute(idempotency_keys.POSTGRES_SCHEMA)
+
+
+STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1, _to_2, _to_3, _to_4, _to_5)
 """``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
 SCHEMA_VERSION = len(STEPS)
 """The version this code creates."""

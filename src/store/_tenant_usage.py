@@ -4,7 +4,10 @@
 A command's bytes are those of its row's four values as stored
 (``_command_rows``): the document (its parameters among the small fields),
 the error, the history and the result, finished commands' included until they
-are pruned. The total is kept by triggers on ``commands``, in the transaction
+are pruned; and, from schema version 4 (PostgreSQL's 5), the bytes of the
+idempotency keys kept with them (``_idempotency_keys``: what a client stores
+with its keys is bounded as its commands are). The total is kept by triggers
+on those tables (``sqlite_triggers``, ``postgres_triggers``), in the transaction
 that writes the row: every insert, change and delete counts (the writer's,
 a prune's, a copy's restore, an operator's own SQL), so it is exact after a
 crash or a restart, and a new command's check reads one row, never a sum over
@@ -27,27 +30,34 @@ SQLITE_SIZE = ("(length({row}.document) + coalesce(length({row}.error), 0) + coa
 """A row's bytes in SQLite: ``length`` of a BLOB is its size (the columns
 hold bytes); the bulk columns were NULL in rows of version 0."""
 
-SQLITE_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS tenant_usage (
-    tenant TEXT PRIMARY KEY,
-    command_bytes INTEGER NOT NULL  -- of its rows in commands (_tenant_usage)
-);
-CREATE TRIGGER IF NOT EXISTS commands_usage_inserted AFTER INSERT ON commands BEGIN
-    INSERT INTO tenant_usage (tenant, command_bytes) VALUES (NEW.tenant, {SQLITE_SIZE.format(row="NEW")})
+
+def sqlite_triggers(table: str, size: str, columns: str) -> str:
+    """SQLite's triggers that keep the bytes of ``table``'s rows (``size``,
+    of a row named ``{row}``; changed when ``columns`` are) in their tenant's total."""
+    return f"""
+CREATE TRIGGER IF NOT EXISTS {table}_usage_inserted AFTER INSERT ON {table} BEGIN
+    INSERT INTO tenant_usage (tenant, command_bytes) VALUES (NEW.tenant, {size.format(row="NEW")})
         ON CONFLICT (tenant) DO UPDATE SET command_bytes = command_bytes + excluded.command_bytes;
 END;
-CREATE TRIGGER IF NOT EXISTS commands_usage_updated AFTER UPDATE OF tenant, document, error, history, result
-ON commands BEGIN
-    UPDATE tenant_usage SET command_bytes = command_bytes - {SQLITE_SIZE.format(row="OLD")}
+CREATE TRIGGER IF NOT EXISTS {table}_usage_updated AFTER UPDATE OF {columns}
+ON {table} BEGIN
+    UPDATE tenant_usage SET command_bytes = command_bytes - {size.format(row="OLD")}
         WHERE tenant = OLD.tenant;
-    INSERT INTO tenant_usage (tenant, command_bytes) VALUES (NEW.tenant, {SQLITE_SIZE.format(row="NEW")})
+    INSERT INTO tenant_usage (tenant, command_bytes) VALUES (NEW.tenant, {size.format(row="NEW")})
         ON CONFLICT (tenant) DO UPDATE SET command_bytes = command_bytes + excluded.command_bytes;
 END;
-CREATE TRIGGER IF NOT EXISTS commands_usage_deleted AFTER DELETE ON commands BEGIN
-    UPDATE tenant_usage SET command_bytes = command_bytes - {SQLITE_SIZE.format(row="OLD")}
+CREATE TRIGGER IF NOT EXISTS {table}_usage_deleted AFTER DELETE ON {table} BEGIN
+    UPDATE tenant_usage SET command_bytes = command_bytes - {size.format(row="OLD")}
         WHERE tenant = OLD.tenant;
 END;
 """
+
+
+SQLITE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS tenant_usage (
+    tenant TEXT PRIMARY KEY,
+    command_bytes INTEGER NOT NULL  -- of its rows in commands (_tenant_usage)
+);""" + sqlite_triggers("commands", SQLITE_SIZE, "tenant, document, error, history, result")
 """The table and its triggers, in a new database's schema and in the step
 that adds them (``_migrations._to_3``): the same text, so both read alike."""
 
@@ -68,13 +78,23 @@ _POSTGRES_ADD = """
 """
 
 
-def _postgres_trigger(name: str, event: str, tables: str, rows: str) -> str:
-    return f"""
+def postgres_triggers(table: str, size: str) -> str:
+    """PostgreSQL's triggers that keep the bytes of ``table``'s rows (``size``,
+    of a row named ``{row}``) in their tenant's total: a function and a
+    trigger for each of insert, update and delete."""
+    def trigger(event: str, done: str, tables: str, rows: str) -> str:
+        name = f"{table}_usage_{done}"
+        return f"""
 CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN{_POSTGRES_ADD.format(rows=rows)}    RETURN NULL;
 END $$;
-CREATE TRIGGER {name} AFTER {event} ON commands REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION {name}();
+CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {tables} FOR EACH STATEMENT EXECUTE FUNCTION {name}();
 """
+    new, old = size.format(row="n"), size.format(row="o")
+    return (trigger("INSERT", "inserted", "NEW TABLE AS new_rows", f"SELECT tenant, {new} FROM new_rows AS n")
+            + trigger("UPDATE", "updated", "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+                      f"SELECT tenant, {new} FROM new_rows AS n UNION ALL SELECT tenant, -({old}) FROM old_rows AS o")
+            + trigger("DELETE", "deleted", "OLD TABLE AS old_rows", f"SELECT tenant, -({old}) FROM old_rows AS o"))
 
 
 POSTGRES_SCHEMA = f"""
@@ -82,13 +102,7 @@ CREATE TABLE tenant_usage (
     tenant TEXT PRIMARY KEY,
     command_bytes BIGINT NOT NULL  -- of its rows in commands (_tenant_usage)
 );
-{_postgres_trigger("commands_usage_inserted", "INSERT", "NEW TABLE AS new_rows",
-                   f"SELECT tenant, {_POSTGRES_SIZE.format(row='n')} FROM new_rows AS n")}
-{_postgres_trigger("commands_usage_updated", "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows",
-                   f"SELECT tenant, {_POSTGRES_SIZE.format(row='n')} FROM new_rows AS n UNION ALL"
-                   f" SELECT tenant, -({_POSTGRES_SIZE.format(row='o')}) FROM old_rows AS o")}
-{_postgres_trigger("commands_usage_deleted", "DELETE", "OLD TABLE AS old_rows",
-                   f"SELECT tenant, -({_POSTGRES_SIZE.format(row='o')}) FROM old_rows AS o")}
+{postgres_triggers("commands", _POSTGRES_SIZE)}
 INSERT INTO tenant_usage (tenant, command_bytes)
 SELECT c.tenant, sum({_POSTGRES_SIZE.format(row='c')}) FROM commands AS c GROUP BY c.tenant;
 """

@@ -196,6 +196,8 @@ class CrashingBefore:
     "PRAGMA user_version = 2",  # step 2 done
     "INSERT INTO tenant_usage (tenant, command_bytes) SELECT",  # step 3, in its one transaction
     "PRAGMA user_version = 3",  # step 3 done
+    "CREATE TRIGGER IF NOT EXISTS idempotency_keys_usage_deleted",  # step 4, in its one transaction
+    "PRAGMA user_version = 4",  # step 4 done
 ])
 async def test_a_migration_cut_off_anywhere_is_finished_by_the_next_open(
         tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
