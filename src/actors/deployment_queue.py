@@ -48,11 +48,13 @@ from trioscope.domain.commands import (
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
 from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, Handoff, MailboxFull, Published, Restart, Timer
-from trioscope.store import AuditEntry, Conflict, OpenCommandsQuota, OverQuota, SaveCommand, StoreReader, Write
+from trioscope.store import (AuditEntry, Conflict, KeyTaken, OpenCommandsQuota, OverCommandBytes, OverQuota,
+                             SaveCommand, SaveIdempotencyKey, StoreReader, Write)
 
 from .directory import AgentsRetired, GetPublished
 from .notifier import publish
-from .refusals import DatabaseUnavailable, OutcomeUnknown, QuotaExceeded, RefusingActor, ReportConflict, UnknownCommand
+from .refusals import (DatabaseUnavailable, IdempotencyKeyTaken, OutcomeUnknown, QuotaExceeded, RefusingActor,
+                       ReportConflict, UnknownCommand)
 from .store import commit
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,9 @@ RETIRED = PollRetired()
 class Create:
     command: Command
     audit: AuditEntry
+    key: SaveIdempotencyKey | None = None
+    """The request's idempotency key, written with the command (both or
+    neither); another request's stored first refuses this one (``IdempotencyKeyTaken``)."""
 
 
 @attrs.frozen
@@ -353,9 +358,19 @@ class DeploymentQueueActor(RefusingActor):
             # priority here, and creation order across restarts of this actor.
             self.last_sequence = max(int(now * 1e6), self.last_sequence + 1)
             command = attrs.evolve(message.command, sequence=self.last_sequence)
+            # The tenant's stored commands are counted by the store: they are
+            # every deployment's, each with a queue actor of its own.
+            tenant_limit = self.settings.tenants.max_command_bytes
+            kept = () if message.key is None else (message.key,)
             try:
-                await self._save(command, None, message.audit, size=requested,
-                                 quota=OpenCommandsQuota(c.max_queued, c.max_open_parameter_bytes))
+                await self._save(command, None, message.audit, *kept, size=requested,
+                                 quota=OpenCommandsQuota(c.max_queued, c.max_open_parameter_bytes),
+                                 max_tenant_bytes=tenant_limit)
+            except KeyTaken as taken:
+                raise IdempotencyKeyTaken(taken.key) from None
+            except OverCommandBytes as over:
+                raise QuotaExceeded("bytes of stored commands per tenant", tenant_limit, "tenants.max_command_bytes",
+                                    in_use=over.bytes_in_use) from None
             except OverQuota as over:  # counted with other replicas' commands
                 if over.in_use >= c.max_queued:
                     raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued") from None
@@ -453,9 +468,10 @@ class DeploymentQueueActor(RefusingActor):
                 await self._reload(command.id)
 
     async def _save(self, command: Command, previous: Command | None, *extra: Write, size: int | None = None,
-                    quota: OpenCommandsQuota | None = None) -> None:
+                    quota: OpenCommandsQuota | None = None, max_tenant_bytes: int | None = None) -> None:
         writes: list[Write] = [SaveCommand(command, None if previous is None else len(previous.history),
-                                           parameter_bytes=size or 0, quota=quota)]
+                                           parameter_bytes=size or 0, quota=quota,
+                                           max_tenant_bytes=max_tenant_bytes)]
         writes.extend(extra)
         await commit(self.store, writes)
         self.queue.put(command, size=size)

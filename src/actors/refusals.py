@@ -17,12 +17,16 @@ class Refusal(Exception):
 class QuotaExceeded(Refusal):
     """A limit a request would go over. ``in_use`` and ``requested``, where the
     limit counts more than one at a time (bytes): what is taken already and
-    what the request would add, so the client knows by how much it is over."""
+    what the request would add, so the client knows by how much it is over;
+    ``in_use`` alone for a limit that refuses once it is reached, whatever
+    the request adds (what may pass it, an agent's result, is never refused)."""
 
     def __init__(self, what: str, limit: int, setting: str, *, in_use: int | None = None,
                  requested: int | None = None) -> None:
-        if in_use is None or requested is None:
+        if in_use is None:
             message = f"the {what} limit of {limit} is reached ({setting})"
+        elif requested is None:
+            message = f"the {what} limit of {limit} is reached: {in_use} in use ({setting})"
         else:
             message = (f"this request would take the {what} to {in_use + requested} ({in_use} in use, "
                        f"{requested} asked), over the limit of {limit} ({setting})")
@@ -32,6 +36,17 @@ class QuotaExceeded(Refusal):
         self.setting = setting
         self.in_use = in_use
         self.requested = requested
+
+
+class IdempotencyKeyTaken(Refusal):
+    """The request's ``Idempotency-Key`` was stored a moment ago by another
+    request with it (on this process or another replica), whose command was
+    created instead: nothing of this one was written. The edge answers with
+    that request's answer (or refuses a different request)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the idempotency key {key!r} was used by another request a moment ago")
+        self.key = key
 
 
 class UnknownCommand(Refusal):

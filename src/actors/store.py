@@ -38,8 +38,10 @@ import trio
 from trioscope.config import format_duration
 from trioscope.domain.commands import Command
 from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff, MailboxFull
-from trioscope.store import (AuditEntry, Database, SaveCommand, StoreReader, StoreWriter, Unavailable, Write,
-                             database_down, describe_database, open_writer, postgres_url, store_full)
+from trioscope.domain.idempotency import WINDOW as IDEMPOTENCY_WINDOW
+from trioscope.store import (AuditEntry, Database, SaveCommand, SaveIdempotencyKey, StoreReader, StoreWriter,
+                             Unavailable, Write, database_down, describe_database, open_writer, postgres_url,
+                             store_full)
 
 from .refusals import DatabaseUnavailable, OutcomeUnknown, StoreFull
 
@@ -148,7 +150,8 @@ server that refuses connections costs next to nothing."""
 
 @attrs.frozen
 class Prune:
-    """Delete finished commands and audit records older than the retention."""
+    """Delete finished commands and audit records older than the retention,
+    and idempotency keys older than their window."""
 
 
 class StoreActor(Actor):
@@ -173,6 +176,8 @@ class StoreActor(Actor):
         self.limiter = trio.CapacityLimiter(1)
         self.pruned = (0, 0)
         """Commands and audit records deleted by the current round of batches."""
+        self.pruned_keys = 0
+        """Idempotency keys deleted by it (their window over)."""
         self._full_said = -math.inf
         """When the disk was last said full (``_say_full``)."""
         self.networked = postgres_url(database) is not None
@@ -256,23 +261,30 @@ class StoreActor(Actor):
         try:
             commands, audit = await trio.to_thread.run_sync(
                 self.writer.prune, self.clock() - self.retention, PRUNE_BATCH, limiter=self.limiter)
+            # Idempotency keys have a window of their own, whatever the retention.
+            keys = await trio.to_thread.run_sync(
+                self.writer.prune_idempotency_keys, self.clock() - IDEMPOTENCY_WINDOW, PRUNE_BATCH,
+                limiter=self.limiter)
         except Exception as exc:
             if not store_full(exc):
                 raise
             self._say_full(exc)  # the next round tries again (deletions take a little room of their own)
             return 0, 0
         self.pruned = (self.pruned[0] + commands, self.pruned[1] + audit)
-        if max(commands, audit) == PRUNE_BATCH:
+        self.pruned_keys += keys
+        if max(commands, audit, keys) == PRUNE_BATCH:
             try:
                 self.context.ref.tell(Prune())
                 return commands, audit
             except MailboxFull:
                 pass  # the timer comes back to the rest
-        if any(self.pruned):
-            log.info("pruned %d finished commands and %d audit records older than %s", *self.pruned,
-                     format_duration(self.retention),
-                     extra={"event": "prune", "commands": self.pruned[0], "audit": self.pruned[1]})
+        if any(self.pruned) or self.pruned_keys:
+            log.info("pruned %d finished commands and %d audit records older than %s, %d idempotency keys",
+                     *self.pruned, format_duration(self.retention), self.pruned_keys,
+                     extra={"event": "prune", "commands": self.pruned[0], "audit": self.pruned[1],
+                            "idempotency_keys": self.pruned_keys})
         self.pruned = (0, 0)
+        self.pruned_keys = 0
         return commands, audit
 
     async def on_idle(self) -> None:
@@ -455,9 +467,9 @@ def _one_line(error: BaseException) -> str:
 
 def _command_writes(writes: Sequence[Write]) -> list[SaveCommand]:
     """The command writes of a group, if reading them back tells whether it
-    was written: a group of command writes and audit records (which go in the
-    same transaction); none otherwise (it cannot be told)."""
-    if not all(isinstance(w, SaveCommand | AuditEntry) for w in writes):
+    was written: a group of command writes with audit records and idempotency
+    keys (which go in the same transaction); none otherwise (it cannot be told)."""
+    if not all(isinstance(w, SaveCommand | AuditEntry | SaveIdempotencyKey) for w in writes):
         return []
     return [w for w in writes if isinstance(w, SaveCommand)]
 

@@ -653,6 +653,16 @@ KEYS: tuple[Key, ...] = (
         flags=("--max-deployments",),
     ),
     Key(
+        name="tenants.max_command_bytes",
+        kind=SizeKind(64 * 1024, 1024**4),
+        default=1024**3,
+        help="bytes of one tenant's stored commands (parameters, results, errors and histories, finished ones "
+             "included until pruned); once it is reached, new commands are refused with quota_exceeded (agents' "
+             "results are still recorded)",
+        env=("TRIOSCOPE_TENANTS_MAX_COMMAND_BYTES",),
+        flags=("--max-tenant-command-bytes",),
+    ),
+    Key(
         name="tenants.max_metric_labels",
         kind=IntegerKind(1, 100_000),
         default=100,

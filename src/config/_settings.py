@@ -209,6 +209,11 @@ class TenantsSettings:
 
     max_deployments: int
     """Deployments per tenant; more are refused with ``quota_exceeded``."""
+    max_command_bytes: int
+    """Bytes the tenant's stored commands take (their rows: parameters,
+    results, errors, histories), finished ones included until they are
+    pruned; once reached, its new commands are refused with ``quota_exceeded``
+    (its agents' results are still recorded)."""
     max_metric_labels: int
     """Tenants named in ``/metrics`` labels; the rest are ``tenant="other"``."""
 

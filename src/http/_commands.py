@@ -29,6 +29,7 @@ from ._command_views import (
     agent_record, command_view, deployment_record, deployment_view, stored_command_view, timestamp, user_deployments,
 )
 from ._errors import ApiError, field_error, unknown_keys
+from ._idempotency import IDEMPOTENCY_HEADER, earlier_answer, requested_once
 from ._openapi import STRING, TIME, Answer, Auth, boolean, choice, date, documented, fields, integer
 from ._responses import json_bytes_response, json_response
 from ._services import services
@@ -175,26 +176,38 @@ SMALL_COMMAND = 4 * 1024
 
 
 @blueprint.post(f"{BASE}/<deployment_hash>/commands")
-@documented(auth=Auth.USER, body=CreateCommand, answers={202: Answer("stored and queued", schema=fields(
+@documented(auth=Auth.USER, body=CreateCommand, headers=(IDEMPOTENCY_HEADER,),
+            answers={202: Answer("stored and queued (or, for a request repeated with its Idempotency-Key, the "
+                                 "first answer again, with Idempotent-Replayed: true)", schema=fields(
                 command_id=STRING, status=STRING, estimated_start=TIME))},
-            errors={403: "not allowed, or a quota is full (details: limit, setting)",
+            errors={400: "the body, or the Idempotency-Key header, is not valid (names it)",
+                    403: "not allowed, or a quota is full (quota_exceeded; details: limit, setting, in_use)",
+                    422: "the Idempotency-Key was used for another request (idempotency_key_reused)",
                     507: "the server's disk is nearly full: a command over 4 KiB is not kept now "
                          "(insufficient_storage)"})
 async def create_command(user_id: str, deployment_hash: str) -> Response:
-    """Create a command (202 once it is stored)."""
+    """Create a command (202 once it is stored). With an ``Idempotency-Key``,
+    the same request sent again gets the first answer and no second command."""
     principal = await _gate.user(Permission.OPERATE)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     refuse_when_disk_short(request.content_length, SMALL_COMMAND, "a command")
     document = await read_json(services().settings, limit=MAX_COMMAND_BODY)
+    once = requested_once(principal, document)
+    if once is not None and (earlier := await earlier_answer(once)) is not None:
+        return earlier  # answered as it was, whatever has changed since
     if isinstance(document, dict):
         unknown_keys("invalid_command", document, CREATE_KEYS, "a command")
         if isinstance(metadata := document.get("metadata"), dict):
             unknown_keys("invalid_command", metadata, METADATA_KEYS, "a command's metadata", at="$.metadata")
     create = decode_create(document)
     _check_confirmation(document)
-    stored = await submit(principal, deployment, create)
-    return json_response({"command_id": stored.id, "status": stored.status.value,
-                          "estimated_start": timestamp(stored.scheduled_for)}, status=202)
+    return await submit(principal, deployment, create, _created, once=once)
+
+
+def _created(command: Command) -> dict[str, Any]:
+    """The answer to a new command's POST."""
+    return {"command_id": command.id, "status": command.status.value,
+            "estimated_start": timestamp(command.scheduled_for)}
 
 
 def _check_confirmation(document: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from quart import Blueprint, Response
 
 from trioscope.actors.topology import GetSnapshot
+from trioscope.domain.commands import Command
 from trioscope.domain.principals import Permission
 from trioscope.domain.topology import (
     CONTROL_ACTIONS, NodeKind, control_allowed, control_parameter_problem, controls_for, reported_container,
@@ -26,8 +27,8 @@ from ._bodies import read_object
 from ._command_views import timestamp
 from ._control_rule import choose, controllers, no_node
 from ._errors import ApiError, closest, field_error, key_path, unknown_keys
+from ._idempotency import IDEMPOTENCY_HEADER, earlier_answer, requested_once
 from ._openapi import Answer, Auth, documented
-from ._responses import json_response
 from ._services import services
 from ._shared import decode_create, submit
 
@@ -91,17 +92,27 @@ def _check_container(parameters: dict[str, Any], container: str) -> None:
 
 
 @blueprint.post("/api/v1/query/nodes/<path:node_id>/controls/<action>")
-@documented(auth=Auth.USER, body=CONTROL_BODY, body_required=False, answers={202: Answer("the command is stored")},
+@documented(auth=Auth.USER, body=CONTROL_BODY, body_required=False, headers=(IDEMPOTENCY_HEADER,),
+            answers={202: Answer("the command is stored (or, for a request repeated with its Idempotency-Key, the "
+                                 "first answer again, with Idempotent-Replayed: true)")},
             errors={400: "a key the body does not have, a parameter the control does not take, one that is not what "
-                         "the probe accepts, or a container other than the node's (names it)",
+                         "the probe accepts, a container other than the node's, or an invalid Idempotency-Key "
+                         "(names it)",
                     403: "the agent that reported the container does not allow this control (control_not_allowed)",
                     404: "no such container that you may control, or no such control (unknown_control)",
-                    409: "the control is not available in the container's state"})
+                    409: "the control is not available in the container's state",
+                    422: "the Idempotency-Key was used for another request (idempotency_key_reused)"})
 async def control(node_id: str, action: str) -> Response:
-    """Run a container control (OPERATOR): a command for the probe that reported it (202)."""
+    """Run a container control (OPERATOR): a command for the probe that reported it (202).
+    With an ``Idempotency-Key``, the same request sent again gets the first
+    answer and no second command (a container restarted once)."""
     s = services()
     principal = await _gate.user(Permission.OPERATE)
     body = await read_object(s.settings, limit=MAX_CONTROL_BODY)
+    once = requested_once(principal, body)
+    if once is not None and (earlier := await earlier_answer(once)) is not None:
+        # Before the container's state is looked at: the control it ran changed it.
+        return earlier
     _check_action(action)
     unknown_keys("invalid_body", body, BODY_KEYS, "a control's body")
     extra = body.get("parameters", {})
@@ -130,9 +141,13 @@ async def control(node_id: str, action: str) -> Response:
         **({"timeout_seconds": body["timeout_seconds"]} if "timeout_seconds" in body else {}),
         **({"requires_confirmation": body["requires_confirmation"]} if "requires_confirmation" in body else {}),
     })
-    stored = await submit(principal, deployment, create, target_agent=agent.id, node_id=node_id)
+
+    def created(command: Command) -> dict[str, Any]:
+        return {"command_id": command.id, "status": command.status.value, "type": command.type,
+                "deployment_hash": deployment.hash, "user_id": deployment.user_id,
+                "estimated_start": timestamp(command.scheduled_for)}
+
+    answer = await submit(principal, deployment, create, created, target_agent=agent.id, once=once, node_id=node_id)
     log.info("control %s on %s for agent %s of deployment %s", action, node_id, agent.id, deployment.hash)
-    return json_response({"command_id": stored.id, "status": stored.status.value, "type": stored.type,
-                          "deployment_hash": deployment.hash, "user_id": deployment.user_id,
-                          "estimated_start": timestamp(stored.scheduled_for)}, status=202)
+    return answer
 

@@ -17,8 +17,8 @@ from werkzeug.exceptions import HTTPException
 
 
 from trioscope.actors.refusals import (
-    DatabaseUnavailable, EnrollmentRefused, NotRecorded, OutcomeUnknown, QuotaExceeded, ReportConflict, ReporterTaken,
-    StoreFull, TooManyAgents, UnknownAgent, UnknownCommand, UnknownProbe,
+    DatabaseUnavailable, EnrollmentRefused, IdempotencyKeyTaken, NotRecorded, OutcomeUnknown, QuotaExceeded,
+    ReportConflict, ReporterTaken, StoreFull, TooManyAgents, UnknownAgent, UnknownCommand, UnknownProbe,
 )
 from trioscope.domain.commands import IllegalTransition
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
@@ -171,6 +171,8 @@ ANSWERS: dict[type[Exception], ErrorAnswer] = {
     EnrollmentRefused: ErrorAnswer(401, "invalid_enrollment_token"),
     ReporterTaken: ErrorAnswer(409, "agent_id_taken"),
     Conflict: ErrorAnswer(409, "concurrent_update"),
+    # Answered as the request that stored the key first was, where the edge sees it (``_idempotency``).
+    IdempotencyKeyTaken: ErrorAnswer(409, "idempotency_key_in_use"),
     TooManyAgents: ErrorAnswer(503, "too_many_agents", AGENTS_FULL_RETRY_AFTER),
     NotRecorded: ErrorAnswer(503, "not_recorded", RETRY_AFTER_SECONDS),
     # The database away (every error that says so is answered as this: ``answer_to``).
@@ -229,8 +231,10 @@ def _database_away(error: BaseException) -> bool:
 def _details(exc: Exception) -> dict[str, Any] | None:
     if isinstance(exc, QuotaExceeded):
         details: dict[str, Any] = {"limit": exc.limit, "setting": exc.setting}
-        if exc.in_use is not None and exc.requested is not None:
-            details |= {"in_use": exc.in_use, "requested": exc.requested}
+        if exc.in_use is not None:
+            details["in_use"] = exc.in_use
+            if exc.requested is not None:
+                details["requested"] = exc.requested
         return details
     if isinstance(exc, UnknownProbe):
         return {"agent_id": exc.agent_id}

@@ -116,6 +116,8 @@ class Doc:
     body_required: bool = True
     body_media: tuple[str, ...] = (JSON,)
     query: tuple[Param, ...] = ()
+    headers: tuple[Param, ...] = ()
+    """Request headers the route reads beyond the credentials' (``Idempotency-Key``)."""
     answers: dict[int, Answer] = attrs.field(factory=dict)
     errors: dict[int, str] = attrs.field(factory=dict)
     """Statuses beyond those the credentials and the body bring, and why each."""
@@ -124,12 +126,13 @@ class Doc:
 
 
 def documented(*, auth: Auth = Auth.NONE, body: Any = None, body_required: bool = True,
-               body_media: tuple[str, ...] = (JSON,), query: tuple[Param, ...] = (),
+               body_media: tuple[str, ...] = (JSON,), query: tuple[Param, ...] = (), headers: tuple[Param, ...] = (),
                answers: dict[int, Answer] | None = None, errors: dict[int, str] | None = None,
                error_schema: Schema | None = None) -> Callable[[F], F]:
     """Attach a route's description to its view (read by ``build``)."""
     doc = Doc(auth=auth, body=body, body_required=body_required, body_media=body_media, query=query,
-              answers=answers or {200: Answer("success")}, errors=errors or {}, error_schema=error_schema)
+              headers=headers, answers=answers or {200: Answer("success")}, errors=errors or {},
+              error_schema=error_schema)
 
     def attach(view: F) -> F:
         view.__openapi__ = doc  # type: ignore[attr-defined]  # read back by build(); functions take attributes
@@ -254,14 +257,15 @@ def _operation(view: Callable[..., Any], path: str, method: str, doc: Doc, path_
     if rest.strip():
         operation["description"] = " ".join(line.strip() for line in rest.strip().splitlines())
     parameters = [*path_parameters,
-                  *({"name": p.name, "in": "query", "required": p.required, "schema": p.schema,
-                     **({"description": p.description} if p.description else {})} for p in doc.query)]
+                  *({"name": p.name, "in": where, "required": p.required, "schema": p.schema,
+                     **({"description": p.description} if p.description else {})}
+                    for where, given in (("query", doc.query), ("header", doc.headers)) for p in given)]
     if parameters:
         operation["parameters"] = parameters
     statuses = set(_AUTH_ERRORS[doc.auth]) | set(doc.errors) | {429, 503, 504}
     if path_parameters:
         statuses |= {404, 414}
-    if doc.query:
+    if doc.query or doc.headers:
         statuses.add(400)
     if doc.body is not None and method in _BODY_METHODS:
         schema = builder.of(doc.body) if attrs.has(doc.body) else doc.body

@@ -14,20 +14,20 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import trio
-from quart import request
+from quart import Response, request
 
 from trioscope.actors.deployment_queue import (
     POLL_CLOSED, Create, Poll, PollRetired, Undeliverable, Withdraw, open_poll,
 )
 from trioscope.actors.log_follows import Entries, StartFollow, StopFollow
 from trioscope.actors.queue_owner import ForDeployment
-from trioscope.actors.refusals import TooManyAgents
+from trioscope.actors.refusals import IdempotencyKeyTaken, TooManyAgents
 from trioscope.actors.topology import PROCESS_HISTORY
 from trioscope.config import Settings, format_duration_compact, format_size
 from trioscope.domain.commands import (
@@ -46,6 +46,8 @@ from trioscope.system import LOG_FOLLOWS
 from . import _gate
 from ._bodies import invalid
 from ._errors import ApiError, field_error
+from ._idempotency import Once, answer_of_first
+from ._responses import json_bytes_response
 from ._services import services
 
 log = logging.getLogger(__name__)
@@ -254,10 +256,23 @@ def decode_create(document: Any) -> CreateCommand:
     return create
 
 
-async def submit(principal: Principal, deployment: Deployment, create: CreateCommand, *,
-                 target_agent: str | None = None, **audit_details: Any) -> Command:
+CREATED = 202
+"""The status of a new command's answer: stored and queued."""
+
+
+async def submit(principal: Principal, deployment: Deployment, create: CreateCommand,
+                 answer: Callable[[Command], dict[str, Any]], *, target_agent: str | None = None,
+                 once: Once | None = None, **audit_details: Any) -> Response:
     """Queue a command for ``deployment`` on behalf of ``principal`` (for
-    ``target_agent`` only, if given); answers once it is stored."""
+    ``target_agent`` only, if given); answers 202 with ``answer(command)``
+    once it is stored.
+
+    With ``once`` (the request's ``Idempotency-Key``, looked up by the route
+    already: ``_idempotency.earlier_answer``), the key and this answer are
+    stored with the command, so that the request sent again (after a 504
+    ``outcome_unknown``, the command may be stored) is answered the same. If
+    another request with the key stored its command first, this one is
+    answered as that one was."""
     now = time.time()
     command = new_command(
         command_id=f"cmd_{uuid.uuid4().hex}", deployment_hash=deployment.hash, tenant=deployment.tenant,
@@ -267,20 +282,36 @@ async def submit(principal: Principal, deployment: Deployment, create: CreateCom
         timeout_seconds=create.timeout_seconds, requires_confirmation=create.requires_confirmation, sequence=0,
         target_agent=target_agent, metadata=create.metadata,
     )
+    # Of the command as created: the queue changes only its sequence, which no answer shows.
+    body = orjson.dumps(answer(command))
     audit = _gate.audit_entry("command.create", actor=user_actor(principal.user_id), tenant=principal.tenant,
                               resource_type="command", resource_id=command.id, type=command.type,
                               priority=command.priority.value, deployment_hash=deployment.hash, **audit_details)
+    queued = Create(command, audit, None if once is None else once.keep(command.id, CREATED, body, now))
+    try:
+        await _queue(principal, deployment, create, queued, now)
+    except IdempotencyKeyTaken:
+        assert once is not None
+        return await answer_of_first(once)  # another request with the key stored its command first
+    return json_bytes_response(body, status=CREATED)
+
+
+async def _queue(principal: Principal, deployment: Deployment, create: CreateCommand, queued: Create,
+                 now: float) -> None:
+    """Ask the deployment's queue to store and queue a new command."""
     container = follow_container(create)
     if container is None:
-        return await ask_queue(deployment.hash, Create(command, audit))  # type: ignore[no-any-return]  # replies are untyped; Create's is a Command
+        await ask_queue(deployment.hash, queued)
+        return
     # A follow holds its place (the per-user and per-agent counts) from now:
     # refused before it is queued, given back if it is not.
-    await _ask_follows(StartFollow(command.id, deployment.tenant, principal.user_id, deployment.hash, container,
+    command_id = queued.command.id
+    await _ask_follows(StartFollow(command_id, deployment.tenant, principal.user_id, deployment.hash, container,
                                    float(create.timeout_seconds), now))
     try:
-        return await ask_queue(deployment.hash, Create(command, audit))  # type: ignore[no-any-return]  # replies are untyped; Create's is a Command
+        await ask_queue(deployment.hash, queued)
     except BaseException:
-        stop_follow(command.id, "not_queued")
+        stop_follow(command_id, "not_queued")
         raise
 
 

@@ -11,13 +11,16 @@ given (``resolve_database``); only this package names either driver.
 from ._ops import AuditEntry as AuditEntry
 from ._ops import Conflict as Conflict
 from ._ops import ForgetAgents as ForgetAgents
+from ._ops import KeyTaken as KeyTaken
 from ._ops import NewerSchema as NewerSchema
 from ._ops import OpenCommandsQuota as OpenCommandsQuota
+from ._ops import OverCommandBytes as OverCommandBytes
 from ._ops import OverQuota as OverQuota
 from ._ops import Rejected as Rejected
 from ._ops import SaveAgent as SaveAgent
 from ._ops import SaveCommand as SaveCommand
 from ._ops import SaveDeployment as SaveDeployment
+from ._ops import SaveIdempotencyKey as SaveIdempotencyKey
 from ._ops import Unavailable as Unavailable
 from ._ops import Write as Write
 from ._ops import database_busy as database_busy
@@ -63,9 +66,11 @@ from ._sqlite import SqliteWriter as SqliteWriter
 __all__ = [
     "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
-    "ForgetAgents", "NewerSchema", "OpenCommandsQuota", "OverQuota", "PostgresReader", "PostgresWriter",
+    "ForgetAgents", "KeyTaken", "NewerSchema", "OpenCommandsQuota", "OverCommandBytes", "OverQuota", "PostgresReader",
+    "PostgresWriter",
     "RateBudget", "Rejected", "ReplayIds",
-    "SaveAgent", "SaveCommand", "SaveDeployment", "SqliteReader", "SqliteWriter", "StoreReader", "StoreWriter",
+    "SaveAgent", "SaveCommand", "SaveDeployment", "SaveIdempotencyKey", "SqliteReader", "SqliteWriter", "StoreReader",
+    "StoreWriter",
     "StoredCommand", "Unavailable", "Write", "copy_store", "database_busy", "database_down", "decode_change",
     "describe_database", "encode_change",
     "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database", "store_full",

@@ -16,7 +16,9 @@ from collections.abc import Callable
 import orjson
 
 from ._command_rows import BULK_COLUMNS, OPEN_STATUSES_SQL, split_document
+from . import _idempotency_keys as idempotency_keys
 from ._ops import NewerSchema
+from ._tenant_usage import SQLITE_FILL, SQLITE_SCHEMA
 
 
 def roll_back(db: sqlite3.Connection) -> None:
@@ -158,7 +160,36 @@ def _to_2(db: sqlite3.Connection) -> None:
     """)
 
 
-STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_1, _to_2)
+def _to_3(db: sqlite3.Connection) -> None:
+    """Each tenant's bytes of stored commands, kept by triggers from now on
+    (``_tenant_usage``), counted from the rows already stored. One
+    transaction: the total and its triggers start together."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _statements(SQLITE_SCHEMA):
+            db.execute(statement)
+        db.execute("DELETE FROM tenant_usage")  # a step run again counts afresh
+        db.execute(SQLITE_FILL)
+        db.execute("COMMIT")
+    except BaseException:
+        roll_back(db)
+        raise
+
+
+def _to_4(db: sqlite3.Connection) -> None:
+    """Idempotency keys of command creations (``_idempotency_keys``): a new
+    table, empty, with the triggers that count its rows in their tenant's total."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _statements(idempotency_keys.SQLITE_SCHEMA):
+            db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        roll_back(db)
+        raise
+
+
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_1, _to_2, _to_3, _to_4)
 """``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
 SCHEMA_VERSION = len(STEPS)
 """The version this code creates."""

@@ -10,6 +10,7 @@ from psycopg_pool import PoolTimeout
 
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
+from trioscope.domain.idempotency import KeptAnswer
 
 
 @attrs.frozen
@@ -37,6 +38,26 @@ class SaveCommand:
     writer takes in turn: each replica's own count sees its own commands only,
     and creates racing through two replicas went over it (21-38 open of 20).
     One process's SQLite store leaves it to that process's own count, which is exact."""
+    max_tenant_bytes: int | None = None
+    """For a new command: the bytes its tenant's stored commands may take
+    (``tenants.max_command_bytes``, counted in ``tenant_usage``) before new
+    ones are refused (``OverCommandBytes``). Checked by both stores as the row
+    is inserted: what a tenant stores is the sum of every deployment's, whose
+    queue actors count nothing of each other's. Changes of a command (an
+    agent's result among them) are never checked: see ``OverCommandBytes``."""
+
+
+@attrs.frozen
+class SaveIdempotencyKey:
+    """Keep a request's idempotency key and answer, in the group that creates
+    its command (both are written or neither). The key is unique per tenant
+    and user: a live one stored already (by another request with the key, on
+    this process or another replica) fails the group with ``KeyTaken``."""
+
+    answer: KeptAnswer
+    replaces_before: float
+    """A stored key made before this (unix seconds: its window is over) is
+    replaced, not a ``KeyTaken``: the prune may not have deleted it yet."""
 
 
 @attrs.frozen
@@ -79,7 +100,7 @@ class AuditEntry:
     details: dict[str, object] = attrs.field(factory=dict)
 
 
-Write = SaveCommand | SaveDeployment | SaveAgent | ForgetAgents | AuditEntry
+Write = SaveCommand | SaveDeployment | SaveAgent | ForgetAgents | AuditEntry | SaveIdempotencyKey
 
 
 class Conflict(Exception):
@@ -101,6 +122,33 @@ class OverQuota(Exception):
         super().__init__(f"over the quota: {in_use} in use ({bytes_in_use} bytes)")
         self.in_use = int(in_use)
         self.bytes_in_use = int(bytes_in_use)  # PostgreSQL's sum of a bigint is a numeric (a Decimal)
+
+
+class OverCommandBytes(OverQuota):
+    """A new command's tenant already stores ``SaveCommand.max_tenant_bytes``
+    bytes of commands or more (``bytes_in_use``): nothing of its group was written.
+
+    Only a new command is refused. What an agent reports on a command it was
+    given is always recorded, even past the quota: an outcome (a container
+    restarted, a failure) must never be lost, and the agent could not act on
+    a refusal but by sending it again. Its result is bounded by the size of a
+    request body already, so a tenant goes over by its commands' results at
+    most, and its next new command is refused until the prune (or the
+    retention) frees room; the total is counted as results arrive."""
+
+    def __init__(self, bytes_in_use: int) -> None:
+        super().__init__(0, bytes_in_use)
+        self.args = (f"over the quota of stored command bytes: {self.bytes_in_use} in use",)
+
+
+class KeyTaken(Exception):
+    """A ``SaveIdempotencyKey`` found its key stored and still live: another
+    request with the key created its command first. Nothing of the group was
+    written; the stored answer is the one to give."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} is taken")
+        self.key = key
 
 
 class Rejected(Exception):

@@ -29,9 +29,11 @@ from trioscope.domain.commands import Command, parameters_bytes
 
 from ._changes import CHANGES_CHANNEL, Change, CommandRow, changes_of, encode_change
 from ._command_rows import command_columns, finished_at
-from ._ops import (AuditEntry, Conflict, ForgetAgents, OverQuota, Rejected, SaveAgent, SaveCommand, SaveDeployment,
-                   Unavailable, Write)
+from . import _idempotency_keys as idempotency_keys
+from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, OverCommandBytes, OverQuota, Rejected, SaveAgent,
+                   SaveCommand, SaveDeployment, SaveIdempotencyKey, Unavailable, Write)
 from ._postgres_migrations import migrate
+from ._tenant_usage import TENANT_COMMAND_BYTES
 from ._reads import AuditRecord
 
 Connection = psycopg.Connection[TupleRow]
@@ -83,13 +85,17 @@ WITH inserted AS (
                 %(new_sequence)b::int8[], %(new_status)b::text[], %(new_created_at)b::float8[],
                 %(new_version)b::int4[], %(new_document)b::bytea[], %(new_error)b::bytea[],
                 %(new_history)b::bytea[], %(new_result)b::bytea[], %(new_finished_at)b::float8[],
-                %(new_parameter_bytes)b::int8[], %(new_max_open)b::int8[], %(new_max_bytes)b::int8[])
+                %(new_parameter_bytes)b::int8[], %(new_max_open)b::int8[], %(new_max_bytes)b::int8[],
+                %(new_max_tenant_bytes)b::int8[])
         AS n(id, deployment_hash, tenant, sequence, status, created_at, version, document, error, history, result,
-             finished_at, parameters_bytes, max_open, max_bytes)
-    WHERE n.max_open IS NULL OR (SELECT count(*) < n.max_open
-                                 AND coalesce(sum(o.parameters_bytes), 0) + n.parameters_bytes <= n.max_bytes
-                                 FROM commands AS o WHERE o.deployment_hash = n.deployment_hash
-                                 AND o.finished_at IS NULL)
+             finished_at, parameters_bytes, max_open, max_bytes, max_tenant_bytes)
+    WHERE (n.max_open IS NULL OR (SELECT count(*) < n.max_open
+                                  AND coalesce(sum(o.parameters_bytes), 0) + n.parameters_bytes <= n.max_bytes
+                                  FROM commands AS o WHERE o.deployment_hash = n.deployment_hash
+                                  AND o.finished_at IS NULL))
+      AND (n.max_tenant_bytes IS NULL
+           OR coalesce((SELECT u.command_bytes FROM tenant_usage AS u WHERE u.tenant = n.tenant), 0)
+              < n.max_tenant_bytes)
     RETURNING 1),
 changed AS (
     UPDATE commands AS c SET status = u.status, version = u.version, document = u.document, error = u.error,
@@ -117,7 +123,7 @@ SELECT 1 / ((SELECT count(*) FROM changed) = %(changes)b::int8
 so one round trip and, in autocommit, its own transaction, all-or-nothing.
 Each table's rows go as arrays (in binary, ``%b``), inserted or changed in the
 order of ``_lock_order``. A compare-and-set that finds its row changed, or a
-new command over its quota (``OPEN_COMMANDS``), makes the count of changed or
+new command over a quota (``OPEN_COMMANDS``, ``TENANT_COMMAND_BYTES``), makes the count of changed or
 inserted rows short, and the division by zero that follows rolls the whole
 statement back (``_Retry``), like a failing group of the pipelined path. The
 notifications are selected in the statement's last part, which is read, so
@@ -125,7 +131,7 @@ that it runs (a CTE that nothing reads does not)."""
 
 _NEW_COMMAND = ("new_id", "new_deployment", "new_tenant", "new_sequence", "new_status", "new_created_at",
                 "new_version", "new_document", "new_error", "new_history", "new_result", "new_finished_at",
-                "new_parameter_bytes", "new_max_open", "new_max_bytes")
+                "new_parameter_bytes", "new_max_open", "new_max_bytes", "new_max_tenant_bytes")
 _CHANGED_COMMAND = ("id", "expected", "status", "version", "document", "error", "history", "result", "finished_at")
 _AUDIT = ("at", "tenant", "actor", "action", "resource_type", "resource_id", "outcome", "address", "user_agent",
           "details")
@@ -149,15 +155,48 @@ def _quota_locks(groups: Sequence[Sequence[Write]]) -> list[int]:
     """The quota locks a call's writes need, in the order every replica takes
     them: first in its transaction, before any row lock, so that no two
     transactions wait for each other in a circle. Read committed: each later
-    statement of the transaction sees what the lock's last holder committed."""
+    statement of the transaction sees what the lock's last holder committed.
+
+    Every write of a command takes its tenant's ``command bytes`` lock, not
+    only a new one's: the triggers of ``_tenant_usage`` change the tenant's
+    row of ``tenant_usage`` after each statement, and a row lock taken that
+    late, in another order on another replica, would be a deadlock. So two
+    replicas' transactions that change one tenant's commands take turns (the
+    row's lock would have made them wait for each other's commit anyway)."""
     keys = set()
     for group in groups:
         for write in group:
-            if isinstance(write, SaveCommand) and write.quota is not None:
-                keys.add(_quota_key("open commands", write.command.deployment_hash))
+            if isinstance(write, SaveCommand):
+                keys.add(_tenant_bytes_key(write.command.tenant))
+                if write.quota is not None:
+                    keys.add(_quota_key("open commands", write.command.deployment_hash))
+            elif isinstance(write, SaveIdempotencyKey):  # counted in its tenant's total too
+                keys.add(_tenant_bytes_key(write.answer.tenant))
             elif isinstance(write, SaveDeployment) and write.max_of_tenant is not None:
                 keys.add(_quota_key("deployments", write.deployment.tenant))
     return sorted(keys)
+
+
+def _tenant_bytes_key(tenant: str) -> int:
+    """The lock of a tenant's row of ``tenant_usage`` (``_tenant_usage``)."""
+    return _quota_key("command bytes", tenant)
+
+
+def _one_tenant_checked_twice(groups: Sequence[Sequence[Write]]) -> bool:
+    """Whether two new commands of one tenant are checked against its stored
+    bytes in this call (``SaveCommand.max_tenant_bytes``): one statement
+    checks each new row against what was stored before the statement, so the
+    second would not count the first (creates in several of a tenant's
+    deployments at once went over by one each). Written a statement each,
+    each insert's trigger has counted it before the next is checked."""
+    tenants: set[str] = set()
+    for group in groups:
+        for write in group:
+            if isinstance(write, SaveCommand) and write.max_tenant_bytes is not None:
+                if write.command.tenant in tenants:
+                    return True
+                tenants.add(write.command.tenant)
+    return False
 
 
 def _take_quota_locks(db: Connection, keys: Sequence[int]) -> None:
@@ -309,7 +348,7 @@ class PostgresWriter:
         kinds = {type(write) for group in groups for write in group}
         if ForgetAgents not in kinds:
             try:
-                if kinds <= {SaveCommand, AuditEntry}:
+                if kinds <= {SaveCommand, AuditEntry} and not _one_tenant_checked_twice(groups):
                     return self._commit_statement(db, groups, order)
                 return self._commit_pipelined(db, groups, order)
             except _RETRIED:
@@ -333,7 +372,7 @@ class PostgresWriter:
                             c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
                             len(c.history), *row, finished_at(c), write.parameter_bytes,
                             None if quota is None else quota.max_open,
-                            None if quota is None else quota.max_parameter_bytes)
+                            None if quota is None else quota.max_parameter_bytes, write.max_tenant_bytes)
                         names = _NEW_COMMAND
                     else:
                         values = (c.id, write.expected_version, c.status.value, len(c.history), *row, finished_at(c))
@@ -397,7 +436,7 @@ class PostgresWriter:
                     with db.transaction():  # a savepoint
                         for write in group:
                             self._apply(db, write, forgotten, rows)
-                except (Conflict, OverQuota) as exc:
+                except (Conflict, OverQuota, KeyTaken) as exc:
                     results[index] = exc
                 except REFUSED as exc:
                     rejected = Rejected(f"{type(exc).__name__}: {exc}")
@@ -426,13 +465,36 @@ class PostgresWriter:
         replica is pruning at the same moment are left to it."""
         db = self._db()
         with db.transaction():
+            # Their tenants' locks first, as every writer of their rows takes
+            # them (``_quota_locks``): the delete's trigger changes the
+            # tenants' totals. Only those tenants' commands are deleted, so a
+            # command that finished since this read waits for the next batch.
+            tenants = [tenant for (tenant,) in db.execute(
+                "SELECT DISTINCT tenant FROM (SELECT tenant FROM commands WHERE finished_at < %s LIMIT %s) AS due",
+                (before, batch))]
+            _take_quota_locks(db, sorted(_tenant_bytes_key(tenant) for tenant in tenants))
             commands = db.execute(
-                "DELETE FROM commands WHERE id IN (SELECT id FROM commands WHERE finished_at < %s LIMIT %s"
-                " FOR UPDATE SKIP LOCKED)", (before, batch)).rowcount
+                "DELETE FROM commands WHERE id IN (SELECT id FROM commands WHERE finished_at < %s"
+                " AND tenant = ANY(%s::text[]) LIMIT %s FOR UPDATE SKIP LOCKED)", (before, tenants, batch)).rowcount
             audit = db.execute(
                 "DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < %s LIMIT %s FOR UPDATE SKIP LOCKED)",
                 (before, batch)).rowcount
         return commands, audit
+
+    def prune_idempotency_keys(self, before: float, batch: int) -> int:
+        """Delete up to ``batch`` idempotency keys made before ``before`` (unix
+        seconds: their window is over); answers how many. Their tenants' locks
+        first, as for commands (``prune``): their bytes leave their tenants' totals."""
+        db = self._db()
+        with db.transaction():
+            tenants = [tenant for (tenant,) in db.execute(
+                "SELECT DISTINCT tenant FROM (SELECT tenant FROM idempotency_keys WHERE created_at < %s LIMIT %s)"
+                " AS due", (before, batch))]
+            _take_quota_locks(db, sorted(_tenant_bytes_key(tenant) for tenant in tenants))
+            return db.execute(
+                "DELETE FROM idempotency_keys WHERE (tenant, user_id, key) IN (SELECT tenant, user_id, key"
+                " FROM idempotency_keys WHERE created_at < %s AND tenant = ANY(%s::text[]) LIMIT %s"
+                " FOR UPDATE SKIP LOCKED)", (before, tenants, batch)).rowcount
 
     def _apply(self, db: Connection, write: Write, forgotten: dict[str, str],
                rows: dict[tuple[str, int], CommandRow]) -> None:
@@ -447,6 +509,8 @@ class PostgresWriter:
         cursor = self._send(db, write, rows)
         if cursor is None or cursor.rowcount == 1:
             return
+        if isinstance(write, SaveIdempotencyKey):  # a live key of the same name stored first
+            raise KeyTaken(write.answer.key)
         if isinstance(write, SaveDeployment):
             if write.spends is None:  # a new deployment, over its tenant's quota
                 found = db.execute("SELECT count(*) FROM deployments WHERE tenant = %s",
@@ -454,7 +518,11 @@ class PostgresWriter:
                 raise OverQuota(found[0] if found else 0)
             raise Conflict(write.deployment.hash, "deployment")
         assert isinstance(write, SaveCommand)
-        if write.expected_version is None:  # a new command, over its deployment's quota
+        if write.expected_version is None:  # a new command, over its tenant's or its deployment's quota
+            if write.max_tenant_bytes is not None:
+                used = db.execute(TENANT_COMMAND_BYTES.format(mark="%s"), (write.command.tenant,)).fetchone()
+                if used is not None and used[0] >= write.max_tenant_bytes:
+                    raise OverCommandBytes(used[0])
             found = db.execute(OPEN_COMMANDS, (write.command.deployment_hash,)).fetchone()
             raise OverQuota(*(found or (0, 0)))
         raise Conflict(write.command.id)
@@ -472,19 +540,28 @@ class PostgresWriter:
                 insert = ("INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version,"
                           " document, error, history, result, finished_at, parameters_bytes)"
                           " SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s")
-                values = (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at,
-                          len(c.history), *columns, finished_at(c), write.parameter_bytes)
-                if write.quota is None:
+                values: tuple[object, ...] = (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value,
+                                              c.created_at, len(c.history), *columns, finished_at(c),
+                                              write.parameter_bytes)
+                # Under the quotas' locks (``_quota_locks``).
+                conditions: list[str] = []
+                if write.quota is not None:
+                    conditions.append(f"(SELECT o.n < %s AND o.size + %s <= %s FROM ({OPEN_COMMANDS}) AS o(n, size))")
+                    values += (write.quota.max_open, write.parameter_bytes, write.quota.max_parameter_bytes,
+                               c.deployment_hash)
+                if write.max_tenant_bytes is not None:
+                    conditions.append(f"coalesce(({TENANT_COMMAND_BYTES.format(mark='%s')}), 0) < %s")
+                    values += (c.tenant, write.max_tenant_bytes)
+                if not conditions:
                     db.execute(insert, values)
                     return None
-                return db.execute(  # under the deployment's quota lock (``_quota_locks``)
-                    f"{insert} FROM ({OPEN_COMMANDS}) AS o(n, size) WHERE o.n < %s AND o.size + %s <= %s",
-                    (*values, c.deployment_hash, write.quota.max_open, write.parameter_bytes,
-                     write.quota.max_parameter_bytes))
+                return db.execute(f"{insert} WHERE {' AND '.join(conditions)}", values)
             return db.execute(
                 "UPDATE commands SET status = %s, version = %s, document = %s, error = %s, history = %s,"
                 " result = %s, finished_at = %s WHERE id = %s AND version = %s",
                 (c.status.value, len(c.history), *columns, finished_at(c), c.id, write.expected_version))
+        if isinstance(write, SaveIdempotencyKey):  # unique per tenant and user (its primary key)
+            return db.execute(idempotency_keys.SAVE.format(m="%s"), idempotency_keys.save_values(write))
         if isinstance(write, AuditEntry):
             db.execute(
                 "INSERT INTO audit (at, tenant, actor, action, resource_type, resource_id, outcome, address,"

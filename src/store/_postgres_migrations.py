@@ -21,7 +21,9 @@ from psycopg.rows import TupleRow
 from trioscope.domain.commands import parameters_bytes
 
 from ._command_rows import command_from_columns
+from . import _idempotency_keys as idempotency_keys
 from ._ops import NewerSchema
+from ._tenant_usage import POSTGRES_SCHEMA
 
 LOCK_KEY = 0x7472696F73636F70  # "trioscop": the advisory lock of schema changes
 """Held by whichever process changes the schema; others wait, then see the new version."""
@@ -147,7 +149,20 @@ def _to_3(db: psycopg.Connection[TupleRow]) -> None:
             cursor.executemany("UPDATE commands SET parameters_bytes = %s WHERE id = %s", sizes)
 
 
-STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1, _to_2, _to_3)
+def _to_4(db: psycopg.Connection[TupleRow]) -> None:
+    """Version 4: each tenant's bytes of stored commands, for the quota
+    ``tenants.max_command_bytes``, kept by triggers (``_tenant_usage``) and
+    counted from the rows already stored."""
+    db.execute(POSTGRES_SCHEMA)
+
+
+def _to_5(db: psycopg.Connection[TupleRow]) -> None:
+    """Version 5: idempotency keys of command creations (``_idempotency_keys``),
+    with the triggers that count them in their tenant's total."""
+    db.execute(idempotency_keys.POSTGRES_SCHEMA)
+
+
+STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1, _to_2, _to_3, _to_4, _to_5)
 """``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
 SCHEMA_VERSION = len(STEPS)
 """The version this code creates."""

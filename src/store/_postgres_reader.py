@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
+from trioscope.domain.idempotency import KeptAnswer
 
 from ._command_rows import OPEN_STATUSES_SQL, command_from_columns
 from ._ops import Unavailable
@@ -22,6 +23,8 @@ from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter
 from ._postgres import CONNECT_TIMEOUT, Connection, configure, connect, connection_options, describe
 from ._postgres_migrations import schema_version
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
+from . import _idempotency_keys as idempotency_keys
+from ._tenant_usage import TENANT_COMMAND_BYTES
 
 READ_POOL_SIZE = 4
 """Reader connections per process: reads are short, and every replica's
@@ -128,6 +131,16 @@ class PostgresReader:
     def deployments_with_open_commands(self) -> list[str]:
         rows = self._rows(f"SELECT DISTINCT deployment_hash FROM commands WHERE status IN {OPEN_STATUSES_SQL}")
         return [h for (h,) in rows]
+
+    def idempotency_key(self, tenant: str, user_id: str, key: str) -> KeptAnswer | None:
+        """A user's idempotency key and its answer, as stored (expired or not)."""
+        rows = self._rows(idempotency_keys.READ.format(m="%s"), (tenant, user_id, key))
+        return idempotency_keys.kept_answer(rows[0]) if rows else None
+
+    def tenant_command_bytes(self, tenant: str) -> int:
+        """What ``tenant``'s stored commands take (``_tenant_usage``)."""
+        rows = self._rows(TENANT_COMMAND_BYTES.format(mark="%s"), (tenant,))
+        return int(rows[0][0]) if rows else 0
 
     def command(self, command_id: str) -> Command | None:
         """The whole command, result and history included (for the queue actors)."""

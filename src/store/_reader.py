@@ -15,6 +15,7 @@ import trio
 
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
+from trioscope.domain.idempotency import KeptAnswer
 
 from ._ops import Write
 from ._postgres import PostgresWriter, describe, is_postgres_url
@@ -58,13 +59,19 @@ class StoreWriter(Protocol):
     def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         """Each group all-or-nothing, all groups in one transaction; a group's
         error in its place: ``Conflict`` (a compare-and-set found the row
-        changed) or ``Rejected`` (the database refused a value). Any other
+        changed), ``OverQuota`` (a new row over its quota: ``OverCommandBytes``
+        for its tenant's stored commands), ``KeyTaken`` (an idempotency key
+        stored by another request) or ``Rejected`` (the database refused a value). Any other
         error is the database's and is raised (nothing of the call was written)."""
 
     def prune(self, before: float, batch: int) -> tuple[int, int]:
         """Delete up to ``batch`` commands finished before ``before`` (unix
         seconds) and up to ``batch`` audit records made before it; answer how
         many of each. Open commands are kept whatever their age."""
+
+    def prune_idempotency_keys(self, before: float, batch: int) -> int:
+        """Delete up to ``batch`` idempotency keys made before ``before`` (their
+        window is over); answer how many."""
 
     def close(self) -> None: ...
 
@@ -187,6 +194,15 @@ class StoreReader:
 
     async def open_commands(self, deployment_hash: str) -> list[Command]:
         return await self._call(self._reader.open_commands, deployment_hash)
+
+    async def idempotency_key(self, tenant: str, user_id: str, key: str) -> KeptAnswer | None:
+        """A user's idempotency key and the answer of the request that made it
+        (expired or not: ``KeptAnswer.expired``); None: never used, or pruned."""
+        return await self._call(self._reader.idempotency_key, tenant, user_id, key)
+
+    async def tenant_command_bytes(self, tenant: str) -> int:
+        """What ``tenant``'s stored commands take: the count behind ``tenants.max_command_bytes``."""
+        return await self._call(self._reader.tenant_command_bytes, tenant)
 
     async def command(self, command_id: str) -> Command | None:
         """The whole command, history, result and error included."""

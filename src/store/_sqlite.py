@@ -17,13 +17,17 @@ import orjson
 
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
+from trioscope.domain.idempotency import KeptAnswer
 
 from ._command_rows import OPEN_STATUSES_SQL, command_columns, command_from_columns, finished_at
 from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter, summary_page
 from ._migrations import migrate, roll_back, schema_version
-from ._ops import AuditEntry, Conflict, ForgetAgents, Rejected, SaveAgent, SaveCommand, SaveDeployment, Write
+from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, OverCommandBytes, OverQuota, Rejected, SaveAgent,
+                   SaveCommand, SaveDeployment, SaveIdempotencyKey, Write)
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
+from . import _idempotency_keys as idempotency_keys
 from ._secret import create_data_dir
+from ._tenant_usage import SQLITE_SCHEMA, TENANT_COMMAND_BYTES
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS deployments (
@@ -81,7 +85,7 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant, id);
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);  -- pruning
-"""
+""" + SQLITE_SCHEMA + idempotency_keys.SQLITE_SCHEMA
 
 DATABASE_FILE = "trioscope.sqlite3"
 
@@ -150,7 +154,7 @@ class SqliteWriter:
 
     def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         """Write every group in one transaction; a group that fails (a conflict, a
-        constraint) is rolled back alone and its error returned in its place."""
+        quota, a constraint) is rolled back alone and its error returned in its place."""
         results: list[BaseException | None] = []
         db = self.connection
         db.execute("BEGIN IMMEDIATE")
@@ -160,7 +164,7 @@ class SqliteWriter:
                 try:
                     for write in group:
                         self._apply(write)
-                except Conflict as exc:
+                except (Conflict, OverQuota, KeyTaken) as exc:
                     db.execute("ROLLBACK TO grp")
                     results.append(exc)
                 except (sqlite3.IntegrityError, orjson.JSONEncodeError) as exc:
@@ -197,6 +201,20 @@ class SqliteWriter:
             roll_back(db)
             raise
         return commands, audit
+
+    def prune_idempotency_keys(self, before: float, batch: int) -> int:
+        """Delete up to ``batch`` idempotency keys made before ``before`` (unix
+        seconds: their window is over); answers how many."""
+        db = self.connection
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            keys = db.execute("DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys"
+                              " WHERE created_at < ? LIMIT ?)", (before, batch)).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            roll_back(db)
+            raise
+        return keys
 
     # Copying a whole store (``_copy``)
 
@@ -248,6 +266,10 @@ class SqliteWriter:
             c = write.command
             columns = command_columns(c)
             if write.expected_version is None:
+                if write.max_tenant_bytes is not None:
+                    row = db.execute(TENANT_COMMAND_BYTES.format(mark="?"), (c.tenant,)).fetchone()
+                    if row is not None and row[0] >= write.max_tenant_bytes:
+                        raise OverCommandBytes(row[0])
                 db.execute(
                     "INSERT INTO commands (id, deployment_hash, tenant, sequence, status, created_at, version, document,"
                     " error, history, result, finished_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -298,6 +320,9 @@ class SqliteWriter:
             )
         elif isinstance(write, ForgetAgents):
             db.executemany("DELETE FROM agents WHERE id = ?", [(agent_id,) for agent_id in write.agent_ids])
+        elif isinstance(write, SaveIdempotencyKey):
+            if db.execute(idempotency_keys.SAVE.format(m="?"), idempotency_keys.save_values(write)).rowcount != 1:
+                raise KeyTaken(write.answer.key)
         else:  # pragma: no cover - the Write union is closed
             raise TypeError(f"not a write: {write!r}")
 
@@ -378,6 +403,16 @@ class SqliteReader:
         rows = self.connection.execute(
             f"SELECT DISTINCT deployment_hash FROM commands WHERE status IN {OPEN_STATUSES_SQL}")
         return [h for (h,) in rows]
+
+    def tenant_command_bytes(self, tenant: str) -> int:
+        """What ``tenant``'s stored commands take (``_tenant_usage``)."""
+        row = self.connection.execute(TENANT_COMMAND_BYTES.format(mark="?"), (tenant,)).fetchone()
+        return int(row[0]) if row is not None else 0
+
+    def idempotency_key(self, tenant: str, user_id: str, key: str) -> KeptAnswer | None:
+        """A user's idempotency key and its answer, as stored (expired or not)."""
+        row = self.connection.execute(idempotency_keys.READ.format(m="?"), (tenant, user_id, key)).fetchone()
+        return None if row is None else idempotency_keys.kept_answer(row)
 
     def command(self, command_id: str) -> Command | None:
         """The whole command, result and history included (for the queue actors)."""

@@ -1,6 +1,6 @@
 """The store actor: pruning (finished commands and audit records older than the
-retention go, in batches; open commands stay whatever their age) and the
-gathering of commits under load."""
+retention go, in batches; open commands stay whatever their age; idempotency
+keys go after their window) and the gathering of commits under load."""
 
 from __future__ import annotations
 
@@ -15,8 +15,9 @@ from trioscope.actors import store as store_module
 from trioscope.actors.store import Prune, StoreActor, commit
 from trioscope.domain.commands import CommandEvent, Priority, new_command
 from trioscope.domain.deployments import Deployment
+from trioscope.domain.idempotency import WINDOW, KeptAnswer
 from trioscope.runtime import ActorSpec, SupervisorSpec, open_actor_system
-from trioscope.store import AuditEntry, SaveCommand, SaveDeployment, SqliteReader
+from trioscope.store import AuditEntry, SaveCommand, SaveDeployment, SaveIdempotencyKey, SqliteReader
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -55,6 +56,27 @@ async def test_old_history_goes_in_batches_and_open_commands_stay(tmp_path: Path
 
             # The old open command and the recent finished one stay; so does the recent audit record.
             assert await eventually(pruned) == ({"cmd_10", "cmd_11"}, ["y"])
+        finally:
+            reader.close()
+
+
+async def test_idempotency_keys_go_after_their_window_whatever_the_retention(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    spec = ActorSpec(name="store", factory=lambda: StoreActor(path, retention=30 * DAY, clock=lambda: NOW))
+    async with open_actor_system(SupervisorSpec(name="root", children=[spec])) as system:
+        store = system.lookup("/root/store")
+        await commit(store, [SaveDeployment(Deployment(hash="h", tenant="t", user_id="u", created_at=1.0,
+                                                       enrollment_hash=None))])
+        for i, made in enumerate((NOW - WINDOW - 1, NOW - WINDOW + 60)):
+            key = KeptAnswer(tenant="t", user_id="u", key=f"k{i}", fingerprint="f", command_id=f"cmd_{i}",
+                             status=202, body=b"{}", created_at=made)
+            await commit(store, [command(i, made, finished=False), SaveIdempotencyKey(key, made - WINDOW)])
+        await store.ask(Prune())
+        reader = SqliteReader(path)
+        try:
+            assert reader.idempotency_key("t", "u", "k0") is None  # a day old: gone, its command kept
+            assert reader.idempotency_key("t", "u", "k1") is not None
+            assert reader.command("cmd_0") is not None
         finally:
             reader.close()
 

@@ -50,6 +50,9 @@ class ScriptedWriter:
     def prune(self, before: float, batch: int) -> tuple[int, int]:
         return 0, 0
 
+    def prune_idempotency_keys(self, before: float, batch: int) -> int:
+        return 0
+
     def close(self) -> None:
         self.closed = True
 

@@ -590,24 +590,31 @@ async def test_users_me_says_who_a_token_is_and_what_its_role_may_do(server: Ser
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_token"
 
 
+async def reported_container(client: httpx.AsyncClient, server: ServerProcess, owner: Operator,
+                             agent: StatusAgent) -> str:
+    """The node id of a container a probe of ``agent``'s deployment reported, once the topology shows it."""
+    probe = fresh("probe")
+    # The probe signs with the deployment agent's credentials: that is what
+    # attaches its containers to the deployment.
+    registered = await agent.signed_post(client, "/api/v1/agents/register", {
+        "agent_id": f"{probe}-0", "hostname": probe, "metadata": {"deployment_hash": agent.deployment_hash}})
+    assert registered.status_code == 201, registered.text
+    report = host_report(0, timestamp=time.time(), containers=2, processes=2, connections=0, agent_prefix=probe)
+    report["hostname"] = report["host_info"]["hostname"] = probe
+    assert (await agent.signed_post(client, "/api/v1/reports", report)).status_code == 202
+    node_id = container_id(container_hex(f"{probe}-0", 1), node_scope(owner.tenant))
+
+    async def shown() -> bool:
+        return (await client.get(f"{server.base_url}/api/v1/query/nodes/{node_id}")).status_code == 200
+
+    await eventually(shown)
+    return node_id
+
+
 async def test_container_controls_are_for_the_deployments_owner_and_the_tenants_admins(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         owner, agent = await setup(server, client)
-        probe = fresh("probe")
-        # The probe signs with the deployment agent's credentials: that is what
-        # attaches its containers to the deployment.
-        registered = await agent.signed_post(client, "/api/v1/agents/register", {
-            "agent_id": f"{probe}-0", "hostname": probe, "metadata": {"deployment_hash": agent.deployment_hash}})
-        assert registered.status_code == 201, registered.text
-        report = host_report(0, timestamp=time.time(), containers=2, processes=2, connections=0, agent_prefix=probe)
-        report["hostname"] = report["host_info"]["hostname"] = probe
-        assert (await agent.signed_post(client, "/api/v1/reports", report)).status_code == 202
-        node_id = container_id(container_hex(f"{probe}-0", 1), node_scope(owner.tenant))
-
-        async def shown() -> bool:
-            return (await client.get(f"{server.base_url}/api/v1/query/nodes/{node_id}")).status_code == 200
-
-        await eventually(shown)
+        node_id = await reported_container(client, server, owner, agent)
         url = f"{server.base_url}/api/v1/query/nodes/{node_id}/controls/restart"
         colleague = Operator(server, fresh("user"), owner.tenant, "OPERATOR")
         stranger = Operator(server, owner.user_id, fresh("tenant"), "ADMIN")
@@ -1122,6 +1129,94 @@ async def test_open_commands_parameters_count_the_memory_they_take_not_only_thei
             assert details["setting"] == "commands.max_open_parameter_bytes"
             assert details["requested"] > 20 * len(orjson.dumps(dense)), details
             await operator.command(client, agent.deployment_hash, parameters={"x": [{}] * 2_000})  # ~140 KB: room
+
+
+async def test_a_tenants_stored_commands_have_a_byte_quota_its_agents_results_pass_but_new_commands_do_not() -> None:
+    """One tenant stored ~3.2 GiB of results a minute within every rate
+    budget, until the disk was full for every tenant (a reviewer's)."""
+    with ServerProcess(["--max-tenant-command-bytes", "64KiB"]) as server:
+        async with httpx.AsyncClient() as client:
+            operator, agent = await setup(server, client)
+            ran = await operator.command(client, agent.deployment_hash, parameters={"pad": "p" * 20_000})
+            polled = await agent.poll(client, timeout=5)
+            assert polled is not None and polled.command_id == ran["command_id"]
+            # The result takes the tenant over its quota: recorded all the same.
+            answer = await agent.report(client, polled.command_id, "success", result={"log": "r" * 60_000})
+            assert answer.status_code == 200, answer.text
+            command = await operator.get(client, agent.deployment_hash, polled.command_id)
+            assert command["status"] == "completed" and command["result"] == {"log": "r" * 60_000}
+
+            # Any deployment of the tenant: the quota is the tenant's.
+            elsewhere = (await operator.create_deployment(client))["deployment_hash"]
+            for deployment_hash in (agent.deployment_hash, elsewhere):
+                refused = await client.post(operator.url(deployment_hash, "/commands"), json={"type": "restart"},
+                                            headers=operator.auth)
+                assert refused.status_code == 403, refused.text
+                error = refused.json()["error"]
+                assert error["code"] == "quota_exceeded"
+                assert error["details"]["limit"] == 64 * 1024
+                assert error["details"]["setting"] == "tenants.max_command_bytes"
+                assert error["details"]["in_use"] > 80_000, error
+            other, theirs = await setup(server, client)  # another tenant's room is its own
+            await other.command(client, theirs.deployment_hash)
+
+
+async def test_a_command_created_again_with_its_idempotency_key_is_the_first_one(server: ServerProcess) -> None:
+    """A script that sent a creation again after a 504 outcome_unknown (or a
+    dropped connection) ran a container restart twice (a reviewer's)."""
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        url = operator.url(agent.deployment_hash, "/commands")
+        key = {"Idempotency-Key": "550e8400-e29b-41d4-a716-446655440000"}
+        body = {"type": "restart", "parameters": {"app_code": "web"}}
+        first = await client.post(url, json=body, headers={**operator.auth, **key})
+        assert first.status_code == 202 and "Idempotent-Replayed" not in first.headers, first.text
+        # Sent again (its keys in another order): the first answer, as it was, and no second command.
+        again = await client.post(url, json={"parameters": {"app_code": "web"}, "type": "restart"},
+                                  headers={**operator.auth, **key})
+        assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true", again.text
+        assert again.content == first.content
+        polled = await agent.poll(client, timeout=5)
+        assert polled is not None and polled.command_id == first.json()["command_id"]
+        assert await agent.poll(client, timeout=1) is None
+        # Still the first answer once the command went on (it is the same request).
+        assert (await client.post(url, json=body, headers={**operator.auth, **key})).content == first.content
+
+        # The key with another request: refused, naming the header.
+        other = await client.post(url, json={"type": "stop"}, headers={**operator.auth, **key})
+        assert other.status_code == 422, other.text
+        assert other.json()["error"]["code"] == "idempotency_key_reused"
+        assert other.json()["error"]["details"]["header"] == "Idempotency-Key"
+        # Another user's key of the same name is a key of its own.
+        colleague = Operator(server, fresh("user"), operator.tenant)
+        theirs = await client.post(colleague.url(), json={}, headers=colleague.auth)
+        mine = await client.post(colleague.url(theirs.json()["deployment_hash"], "/commands"), json=body,
+                                 headers={**colleague.auth, **key})
+        assert mine.status_code == 202 and mine.json()["command_id"] != first.json()["command_id"]
+        for bad in (b"k" * 256, "clé".encode(), b"tab\there"):
+            refused = await client.post(url, json=body, headers={**operator.auth, "Idempotency-Key": bad})
+            assert refused.status_code == 400, (bad, refused.text)
+            assert refused.json()["error"]["code"] == "invalid_idempotency_key"
+            assert refused.json()["error"]["details"] == {"header": "Idempotency-Key"}
+        listed = await client.get(url, headers=operator.auth)
+        assert listed.json()["total"] == 1
+
+
+async def test_a_container_restart_sent_again_with_its_idempotency_key_is_queued_once(server: ServerProcess) -> None:
+    async with httpx.AsyncClient() as client:
+        owner, agent = await setup(server, client)
+        node_id = await reported_container(client, server, owner, agent)
+        url = f"{server.base_url}/api/v1/query/nodes/{node_id}/controls/restart"
+        headers = {**owner.auth, "Idempotency-Key": "restart web, try 1"}
+        first = await client.post(url, json={"parameters": {"timeout": 5}}, headers=headers)
+        assert first.status_code == 202, first.text
+        again = await client.post(url, json={"parameters": {"timeout": 5}}, headers=headers)
+        assert (again.status_code, again.content) == (202, first.content)
+        assert again.headers["Idempotent-Replayed"] == "true"
+        other = await client.post(url.replace("/restart", "/stop"), json={}, headers=headers)
+        assert (other.status_code, other.json()["error"]["code"]) == (422, "idempotency_key_reused")
+        listed = await client.get(owner.url(agent.deployment_hash, "/commands"), headers=owner.auth)
+        assert [c["command_id"] for c in listed.json()["commands"]] == [first.json()["command_id"]]
 
 
 async def test_an_answer_to_a_cancel_notice_that_was_never_sent_is_404(server: ServerProcess) -> None:

@@ -84,3 +84,22 @@ async def test_commands_through_both_replicas_stop_at_the_parameter_bytes_quota_
         assert _codes(answers) == [202] * 5 + [403] * 11
         refused = next(r.json()["error"] for r in answers if r.status_code == 403)
         assert refused["details"]["setting"] == "commands.max_open_parameter_bytes"
+
+
+async def test_commands_through_both_replicas_stop_at_the_tenants_stored_bytes(
+        request: pytest.FixtureRequest, postgres_url: str) -> None:
+    """What a tenant's commands take is the database's count, shared by both
+    replicas: creates racing through both are refused once it is reached, as
+    through one (a tenant filled the disk for every tenant: a reviewer's)."""
+    with two_replicas(request, postgres_url, "--max-tenant-command-bytes", "64KiB") as (a, b):
+        operator = Operator(a, fresh("user"), fresh("tenant"))
+        async with httpx.AsyncClient(timeout=30) as client:
+            hashes = [(await operator.create_deployment(client))["deployment_hash"] for _ in range(2)]
+        sides = [operator_on(operator, server) for server in (a, b)]
+        # ~15.8 KB a command as stored: four take 63 KB, under 64 KiB; the fifth takes it over.
+        body = {"type": "restart", "parameters": {"pad": "x" * 15_000}}
+        answers = await _at_once([(side.url(deployment_hash, "/commands"), side.auth, body)
+                                  for _ in range(4) for side in sides for deployment_hash in hashes])
+        assert _codes(answers) == [202] * 5 + [403] * 11
+        refused = next(r.json()["error"] for r in answers if r.status_code == 403)
+        assert refused["details"]["setting"] == "tenants.max_command_bytes"

@@ -162,3 +162,29 @@ async def test_one_enrollment_token_used_on_both_replicas_at_once_enrolls_one_ag
                 nursery.start_soon(register, b)
             assert sorted(answers) == [201, 401], answers
 
+
+
+async def test_one_idempotency_key_sent_to_both_replicas_at_once_creates_one_command(
+        replicas: tuple[ServerProcess, ServerProcess]) -> None:
+    """A retry racing its first try through the other replica: the key's
+    unique row decides, and every answer is the one command's."""
+    a, b = replicas
+    async with httpx.AsyncClient(timeout=30) as client:
+        operator = Operator(a, fresh("user"), fresh("tenant"))
+        deployment_hash = (await operator.create_deployment(client))["deployment_hash"]
+        sides = [operator_on(operator, server) for server in (a, b)]
+        for round_ in range(ROUNDS):
+            answers: list[httpx.Response] = []
+
+            async def create(side: Operator, key: str) -> None:
+                answers.append(await client.post(side.url(deployment_hash, "/commands"), json={"type": "restart"},
+                                                 headers={**side.auth, "Idempotency-Key": key}))
+
+            async with trio.open_nursery() as nursery:
+                for side in sides * 3:
+                    nursery.start_soon(create, side, f"key-{round_}")
+            assert {r.status_code for r in answers} == {202}, [r.text for r in answers]
+            assert len({r.json()["command_id"] for r in answers}) == 1, [r.text for r in answers]
+            assert sum("Idempotent-Replayed" not in r.headers for r in answers) == 1
+        listed = await client.get(operator.url(deployment_hash, "/commands"), headers=operator.auth)
+        assert listed.json()["total"] == ROUNDS

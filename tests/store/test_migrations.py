@@ -18,7 +18,7 @@ from trioscope.domain.commands import Command, CommandEvent, Priority, command_d
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
 from trioscope.store import NewerSchema, StoreReader, open_writer
 from trioscope.store import _migrations as migrations
-from trioscope.store._command_rows import split_document
+from trioscope.store._command_rows import finished_at, split_document
 from trioscope.store._sqlite import SCHEMA, connect
 
 SCHEMAS = sorted((Path(__file__).parent / "schemas").glob("*.sql"))
@@ -102,9 +102,12 @@ def write_rows(db: sqlite3.Connection, version: int, written: list[Command]) -> 
         head = (c.id, c.deployment_hash, c.tenant, c.sequence, c.status.value, c.created_at, len(c.history))
         if version == 0:  # the whole command in its document
             db.execute("INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (*head, orjson.dumps(document)))
-        else:
+        elif version == 1:
             db.execute("INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (*head, *split_document(document)))
+        else:  # when it finished, too
+            db.execute("INSERT INTO commands VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (*head, *split_document(document), finished_at(c)))
     db.executemany("INSERT INTO audit (at, tenant, actor, action, resource_type, resource_id, outcome, address,"
                    " user_agent, details) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                    [(e["at"], e["tenant"], e["actor"], e["action"], e["resource_type"], e["resource_id"], e["outcome"],
@@ -191,6 +194,10 @@ class CrashingBefore:
     "UPDATE commands SET finished_at",  # step 2, its column added
     "DROP INDEX IF EXISTS commands_created",  # step 2, its rows filled
     "PRAGMA user_version = 2",  # step 2 done
+    "INSERT INTO tenant_usage (tenant, command_bytes) SELECT",  # step 3, in its one transaction
+    "PRAGMA user_version = 3",  # step 3 done
+    "CREATE TRIGGER IF NOT EXISTS idempotency_keys_usage_deleted",  # step 4, in its one transaction
+    "PRAGMA user_version = 4",  # step 4 done
 ])
 async def test_a_migration_cut_off_anywhere_is_finished_by_the_next_open(
         tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -233,6 +240,9 @@ async def assert_current(path: Path, written: list[Command], tmp_path: Path) -> 
         entries, total = await reader.audit(None, action=None, actor=None, since=None, until=None, limit=10,
                                             offset=0, every_tenant=True)
         assert total == 2 and [attrs.asdict(r.entry) for r in reversed(entries)] == AUDIT
+        # Each tenant's bytes of stored commands, counted from its rows (version 3).
+        assert await reader.tenant_command_bytes("acme") == stored_bytes(path) > 0
+        assert await reader.tenant_command_bytes("other") == 0
     finally:
         reader.close()
 
@@ -255,9 +265,21 @@ async def assert_current(path: Path, written: list[Command], tmp_path: Path) -> 
     try:
         kept = [c for c in written if not c.status.terminal or c.id == "cmd_7"]
         assert [await reader.command(c.id) for c in written] == [c if c in kept else None for c in written]
+        # What the prune deleted is given back.
+        assert await reader.tenant_command_bytes("acme") == stored_bytes(pruned) < stored_bytes(path)
     finally:
         reader.close()
         pruned.unlink()
+
+
+def stored_bytes(path: Path) -> int:
+    """What the commands at ``path`` take, counted from their rows (every tenant's)."""
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT coalesce(sum(length(document) + length(error) + length(history)"
+                              " + length(result)), 0) FROM commands").fetchone()[0])
+    finally:
+        db.close()
 
 
 def test_a_database_of_a_later_version_is_refused_unchanged(tmp_path: Path) -> None:

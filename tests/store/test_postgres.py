@@ -483,6 +483,7 @@ async def test_the_open_commands_of_a_version_2_database_get_their_parameters_si
     finally:
         writer.close()
     with psycopg.connect(postgres_url, autocommit=True) as db:  # as version 2 had it
+        as_version_3(db)
         db.execute("DROP INDEX commands_open")
         db.execute("ALTER TABLE commands DROP COLUMN parameters_bytes")
         db.execute("UPDATE trioscope_schema SET version = 2")
@@ -490,3 +491,19 @@ async def test_the_open_commands_of_a_version_2_database_get_their_parameters_si
     with psycopg.connect(postgres_url) as db:
         sizes = dict(db.execute("SELECT id, parameters_bytes FROM commands").fetchall())
     assert sizes == {"cmd_1": parameters_bytes({}), "cmd_2": parameters_bytes({"l": [{}] * 800}), "cmd_3": 0}
+
+
+def as_version_4(db: psycopg.Connection) -> None:
+    """Take what version 5 added out of a database (its version number is the caller's)."""
+    db.execute("DROP TABLE idempotency_keys")  # and its triggers
+    for name in ("idempotency_keys_usage_inserted", "idempotency_keys_usage_updated",
+                 "idempotency_keys_usage_deleted"):
+        db.execute(f"DROP FUNCTION {name}()")
+
+
+def as_version_3(db: psycopg.Connection) -> None:
+    """Take what versions 4 and 5 added out of a database (its version number is the caller's)."""
+    as_version_4(db)
+    db.execute("DROP TABLE tenant_usage")
+    for name in ("commands_usage_inserted", "commands_usage_updated", "commands_usage_deleted"):
+        db.execute(f"DROP FUNCTION {name}() CASCADE")  # and its trigger
