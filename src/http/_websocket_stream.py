@@ -35,6 +35,12 @@ Two more holes of the same stream are closed here:
   HTTP answer, the second answer raised in h11 and the error stopped the
   whole server (three such requests to ``/ws/user/x`` without a token did it).
   Now the stream ends and the application is told.
+* A handshake Hypercorn refuses itself (no ``Sec-WebSocket-Key``, another
+  version, HTTP/1.0: 400): it answered with ``connection: close`` and then
+  never closed the connection, which counted for good against its address's
+  connections (20 such requests locked an address out at
+  ``--max-connections-per-address 20``). Now the stream ends, and the answer
+  carries the JSON error every other refusal does.
 
 A closed stream also leaves no reference cycle behind: wsproto's
 ``FrameProtocol`` keeps its frame parser as a generator whose frame holds the
@@ -56,9 +62,12 @@ the payload per send), which for the first view of a 1,000-host view was
 
 from __future__ import annotations
 
+import time
+
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
-from hypercorn.protocol.events import Body, Data, Event, StreamClosed
+import orjson
+from hypercorn.protocol.events import Body, Data, EndBody, Event, Request, Response, StreamClosed
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.typing import ASGISendEvent, WebsocketAcceptEvent
 from wsproto.connection import ConnectionState
@@ -78,6 +87,8 @@ class BoundedWSStream(WSStream):
             await self._refuse_early_frames()
         else:
             await super().handle(event)
+            if isinstance(event, Request) and self.closed and self.app_put is None:
+                await self.send(StreamClosed(stream_id=self.stream_id))  # refused before the application ran
         if isinstance(event, StreamClosed) and hasattr(self, "connection"):
             _close_parser(self.connection._proto)  # the cycle (the module's docstring)
 
@@ -97,6 +108,18 @@ class BoundedWSStream(WSStream):
             await self.app_put({"type": "websocket.disconnect", "code": CloseReason.PROTOCOL_ERROR.value})
         await self.send(StreamClosed(stream_id=self.stream_id))
 
+    async def _send_error_response(self, status_code: int) -> None:
+        """Hypercorn's own refusals (a handshake it finds invalid, a close
+        before the accept), with the JSON error body of every other answer."""
+        code, message = _REFUSALS.get(status_code, ("websocket_refused", "the WebSocket was refused"))
+        body = orjson.dumps({"error": {"code": code, "message": message}})
+        await self.send(Response(stream_id=self.stream_id, status_code=status_code, headers=[
+            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")]))
+        await self.send(Body(stream_id=self.stream_id, data=body))
+        await self.send(EndBody(stream_id=self.stream_id))
+        await self.config.log.access(self.scope, {"status": status_code, "headers": []}, time.time() - self.start_time)
+
     async def app_send(self, message: ASGISendEvent | None) -> None:
         wire = _framed(message) if self.state == ASGIWebsocketState.CONNECTED and not self.closed else None
         if wire is None:
@@ -115,6 +138,14 @@ class BoundedWSStream(WSStream):
         if self.buffer.length > self.buffer.max_length:
             self.buffer.clear()
             await self.send(StreamClosed(stream_id=self.stream_id))
+
+
+_REFUSALS = {
+    400: ("invalid_websocket_handshake", "not a WebSocket handshake this server takes: HTTP/1.1 with Upgrade: "
+          "websocket, Connection: Upgrade, a Sec-WebSocket-Key and Sec-WebSocket-Version: 13 (RFC 6455)"),
+    403: ("websocket_refused", "the WebSocket was refused before it was accepted"),
+    404: ("not_found", "no such host name here"),
+}
 
 
 def _framed(message: ASGISendEvent | None) -> bytes | None:

@@ -492,3 +492,24 @@ async def test_what_a_client_sends_after_the_server_closed_is_dropped_not_kept(
     await stream.aclose()
     assert sent < 256 * MiB
     assert rss_mib(server.proc.pid) - before < 64
+
+
+@pytest.mark.parametrize("handshake", [
+    b"GET /api/v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 99\r\n\r\n",
+    b"GET /ws/user/alice HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+    b"GET /api/v1/ws HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+], ids=["another version", "no key", "HTTP/1.0"])
+async def test_a_handshake_hypercorn_refuses_gets_a_json_400_and_its_connection_closes(
+        server: ServerProcess, handshake: bytes) -> None:
+    """It was answered ``connection: close`` and held open for good: 20 of them
+    took every connection of their address."""
+    stream = await trio.open_tcp_stream(*address(server))
+    await stream.send_all(handshake)
+    with trio.fail_after(20):  # never, before
+        answered = await _until_closed(stream)
+    await stream.aclose()
+    head, _, body = answered.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 "), answered
+    assert orjson.loads(body)["error"]["code"] == "invalid_websocket_handshake"
