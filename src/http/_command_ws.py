@@ -329,6 +329,8 @@ class _AgentChannel:
             except orjson.JSONDecodeError as exc:
                 problem = str(exc)
         kind = envelope.get("type") if isinstance(envelope, dict) else None
+        if not isinstance(kind, str):
+            kind = None  # (a list or a map there crashed the handler: unhashable, looked up below)
         # Whatever arrives on the socket, answered or refused, proves its agent
         # is there: the handshake was signed. A report is timed as the request
         # it is once its signature verifies (``_gate.agent``).
@@ -347,7 +349,7 @@ class _AgentChannel:
         try:
             await _gate.charge_agent(self.agent_id)
         except ApiError as exc:
-            return _refused(envelope.get("request_id") if isinstance(envelope, dict) else None, exc)
+            return _refused(_request_id(envelope), exc)
         if kind == "ping":
             return {"type": "pong"}
         if kind == "received":
@@ -361,7 +363,7 @@ class _AgentChannel:
         if kind in _SEED_UPDATES:
             return await self._seed_update(kind, envelope)
         if kind != "report" or not isinstance(envelope.get("body"), str):
-            return _nack(None, 400, "invalid_message", '$: must be {"type": "report", "body": "<report JSON>", ...}, '
+            return _nack(_request_id(envelope), 400, "invalid_message", '$: must be {"type": "report", "body": "<report JSON>", ...}, '
                          '{"type": "received", "command_id": ...}, {"type": "command_progress", ...}, '
                          '{"type": "log_entry", ...}, {"type": "heartbeat"}, {"type": "pong"} or {"type": "ping"}')
         answer, command_id = await _handle_agent_message(self.agent_id, self.deployment_hash, self.token, envelope)
@@ -372,7 +374,7 @@ class _AgentChannel:
 
     async def _seed_update(self, kind: str, envelope: dict[str, Any]) -> dict[str, Any]:
         """The ``ack`` of a seed's ``command_progress`` or ``log_entry`` (module docstring)."""
-        request_id = envelope.get("request_id")
+        request_id = _request_id(envelope)
         fields = {key: value for key, value in envelope.items() if key not in ("type", "request_id")}
         unknown = sorted(set(fields) - _SEED_UPDATES[kind])
         if unknown:
@@ -414,7 +416,7 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
     on if it came from the agent (signed) and was readable, even if refused: it
     proves the agent has that command."""
     reported: str | None = None
-    request_id = envelope.get("request_id")
+    request_id = _request_id(envelope)
     target: tuple[str, str] | None = None
     if isinstance(envelope.get("signature_input"), str):
         # RFC 9421, as if the report were POSTed to this socket's path.
@@ -424,7 +426,7 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
         target = ("POST", request_signing.target(f"/ws/agent/{deployment_hash}", ""))
     else:
         headers = Headers({"X-Agent-Id": agent_id, "X-Timestamp": str(envelope.get("timestamp", "")),
-                           "X-Request-Id": str(request_id or ""),
+                           "X-Request-Id": str(envelope.get("request_id") or ""),  # as signed, whatever is echoed
                            "X-Agent-Signature": str(envelope.get("signature", ""))})
     body = envelope["body"].encode()
     try:
@@ -470,6 +472,20 @@ def _answered(request_id: Any, exc: Exception) -> dict[str, Any]:
                   extra={"incident": incident})
     return _nack(request_id, 500, "internal_error",
                  f"internal error; the server log has the details under incident {incident}")
+
+
+MAX_REQUEST_ID = 256
+"""Characters of a ``request_id`` echoed in an ``ack``."""
+
+
+def _request_id(envelope: Any) -> str | int | None:
+    """The message's ``request_id`` to echo: a string or a number, as agents
+    send them; anything else is not echoed (a list nested 300 deep could not
+    be written back: orjson writes 255 levels, and the handler failed)."""
+    value = envelope.get("request_id") if isinstance(envelope, dict) else None
+    if isinstance(value, str):
+        return value[:MAX_REQUEST_ID]
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _nack(request_id: Any, status: int, code: str, message: str) -> dict[str, Any]:

@@ -274,3 +274,23 @@ async def test_clients_that_hang_up_in_the_handshake_leave_no_stream_behind() ->
         for _ in range(5):  # and the limit is there for real clients
             async with open_websocket_url(ws_url(server, "/api/v1/ws")) as ws:
                 assert json.loads(await ws.get_message())["type"] == "topology_update"
+
+
+@pytest.mark.parametrize(("message", "request_id"), [
+    ({"type": ["report"], "request_id": "r-1"}, "r-1"),
+    ({"type": {"a": 1}}, None),
+    ({"type": "nonsense", "request_id": json.loads("[" * 300 + "]" * 300)}, None),
+], ids=["type a list", "type a map", "request_id nested 300 deep"])
+async def test_a_message_of_odd_shape_is_refused_and_the_socket_goes_on(server: ServerProcess, message: dict[str, Any],
+                                                                        request_id: Any) -> None:
+    """Each crashed the socket's handler (a traceback, the socket closed 1000 unanswered)."""
+    async with httpx.AsyncClient() as client:
+        _operator, agent = await setup(server, client)
+        async with agent.socket() as ws:
+            await ws.ws.send_message(json.dumps(message))
+            refused = await ws.message("ack")
+            assert (refused["status"], refused["error"]["status"], refused["request_id"]) == (
+                "rejected", 400, request_id), refused
+            await ws.ws.send_message('{"type":"ping"}')
+            await ws.message("pong")
+    assert "Traceback" not in server.stderr()
