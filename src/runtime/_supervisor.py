@@ -261,12 +261,7 @@ class SupervisorNode(Node):
                 # waits for its child's ``on_start``, each stop for its child to
                 # finish, and one at a time, a burst of 500 live views on a busy
                 # server took a turn of the event loop each, over a minute in all.
-                requests, held = self._gathered(event)
-                handle = self._on_start_request if isinstance(event, _StartRequest) else self._on_stop_request
-                async with trio.open_nursery() as each:
-                    for request in requests:
-                        each.start_soon(handle, request)
-                del requests
+                held = await self._together(event)
             # Not kept while waiting for the next one: an exit names a stopped
             # child, whose state (a closed WebSocket's) would live on until then.
             del event
@@ -359,18 +354,27 @@ class SupervisorNode(Node):
                 self._post(_Exited(target, target.incarnation))
                 return
 
-    def _gathered(self, first: _StartRequest | _StopRequest) -> tuple[list[Any], Any]:
-        """``first`` and the requests of its kind queued right behind it, in
-        order, and the next event of another kind if one was taken (None)."""
+    async def _together(self, first: _StartRequest | _StopRequest) -> Any:
+        """Handle ``first`` and the requests of its kind queued right behind
+        it, all at once; returns the next event, of another kind, if one was
+        taken (else None). (In a frame of its own: the requests, and through
+        them the children, are let go when it returns.)"""
         requests: list[Any] = [first]
-        while True:
+        taken: Any = None
+        while taken is None:
             try:
                 event = self._inbox.receive_nowait()
             except (trio.WouldBlock, trio.EndOfChannel):
-                return requests, None
-            if type(event) is not type(first):
-                return requests, event
-            requests.append(event)
+                break
+            if type(event) is type(first):
+                requests.append(event)
+            else:
+                taken = event
+        handle = self._on_start_request if isinstance(first, _StartRequest) else self._on_stop_request
+        async with trio.open_nursery() as each:
+            for request in requests:
+                each.start_soon(handle, request)
+        return taken
 
     async def _on_stop_request(self, request: _StopRequest) -> None:
         await self._stop(request.child, final=True)
