@@ -264,7 +264,7 @@ def _operation(view: Callable[..., Any], path: str, method: str, doc: Doc, path_
         operation["parameters"] = parameters
     statuses = set(_AUTH_ERRORS[doc.auth]) | set(doc.errors) | {429, 503, 504}
     if path_parameters:
-        statuses |= {404, 414}
+        statuses |= {400, 404, 414}  # 400: an id that is no id (a control character, a NUL), named in the error
     if doc.query or doc.headers:
         statuses.add(400)
     if doc.body is not None and method in _BODY_METHODS:

@@ -106,3 +106,13 @@ async def test_two_models_of_one_name_are_two_schemas(running):
     assert enrollment["required"] == ["deployment_hash"] and "capabilities" in enrollment["properties"]
     probe = body_of("/api/v1/agents/register")
     assert "agent_id" in probe["required"] and "hostname" in probe["properties"]
+
+
+async def test_an_operation_with_path_parameters_documents_the_400_a_malformed_one_gets(running):
+    """A control character in ``user_id`` is answered 400 ``invalid_user_id``: documented."""
+    _app, client = running
+    spec = await (await client.get("/api/v1/openapi.json")).get_json()
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if "{" in path and not operation.get("x-websocket"):
+                assert "400" in operation["responses"], f"{method} {path}"
