@@ -390,6 +390,10 @@ class _AgentChannel:
                 admission = await admit_log_entries(batch)
                 return {"type": "ack", "request_id": request_id,
                         "status": "accepted" if admission.accepted else "dropped"}
+            if fields.get("progress") is None and fields.get("stage") is None:
+                # Taken as a report of ``executing`` without them, it wiped what was shown.
+                return _nack(request_id, 400, "invalid_message", "$.progress: a command_progress names progress, "
+                             "stage or both")
             report = decode({**fields, "deployment_hash": self.deployment_hash, "status": "executing"}, CommandReport)
             self._acknowledge(report.command_id)  # the agent reports on it: it has it
             _, changed = await ask_queue(self.deployment_hash, Report(report, self.agent_id))

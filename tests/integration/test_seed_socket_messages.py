@@ -49,7 +49,8 @@ async def test_command_progress_moves_the_command_and_reaches_its_user(server: S
     ({"progress": 10}, "$.command_id"),
     ({"command_id": "c", "progress": 140}, "$.progress"),
     ({"command_id": "c", "progress": 10, "status": "completed"}, "$.status: not a field of command_progress"),
-], ids=["no-command", "progress-over-100", "an-outcome"])
+    ({"command_id": "c"}, "$.progress: a command_progress names progress, stage or both"),
+], ids=["no-command", "progress-over-100", "an-outcome", "nothing-to-say"])
 async def test_a_bad_command_progress_is_refused_naming_the_field(server: ServerProcess, message, says) -> None:
     async with httpx.AsyncClient(timeout=30) as client:
         _, agent = await setup(server, client)
