@@ -23,7 +23,7 @@ from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, H
 from . import _agent_api, _agents, _api_docs, _alerts, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _metrics_api, _query, _reports, _ui
 from trioscope.bus import ReportBus
 
-from ._bodies import bound_path
+from ._bodies import bound_path, refuse_unlisted_media
 from ._access_log import AccessLog, name_route
 from ._client_sockets import close_all
 from ._cors import Cors, CorsPolicy
@@ -33,6 +33,7 @@ from ._health_checks import check_bus
 from ._metrics import CommandServiceSources, Metrics, encode, of_tenant
 from ._openapi import Answer, Auth, documented
 from ._quart_app import TrioscopeApp
+from ._responses import JSON
 from ._services import REPLAY_WINDOW, Gate, Services, attach, services, services_of
 
 UNCHARGED_ROUTES = frozenset({
@@ -136,6 +137,15 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         # After the timer: a 429 is observed in /metrics like any answer.
         if charges_address(request.url_rule.rule if request.url_rule is not None else None):
             await _gate.check_address_rate()
+
+    @app.before_request
+    async def _body_media() -> None:
+        view = app.view_functions.get(request.url_rule.endpoint) if request.url_rule is not None else None
+        doc = getattr(view, "__openapi__", None)
+        # The routes whose body is JSON alone: the others (line protocol, PromQL's
+        # forms) read each media type as what it is, and ignore a body they do not take.
+        if doc is not None and doc.body is not None and doc.body_media == (JSON,):
+            refuse_unlisted_media(doc.body_media)
 
     @app.before_websocket
     async def _name_route() -> Response | None:

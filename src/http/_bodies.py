@@ -24,6 +24,7 @@ from trioscope.wire import InvalidDocument, decode
 from . import _gate
 from ._connection_limits import BODY_PER_ADDRESS, BodyRead, Held, admission_of_app
 from ._errors import ApiError, field_error
+from ._responses import JSON
 from ._services import services
 
 T = TypeVar("T")
@@ -421,3 +422,23 @@ def invalid(code: str, exc: InvalidDocument) -> ApiError:
     more = f" (and {len(exc.problems) - 1} more problems)" if len(exc.problems) > 1 else ""
     return ApiError(400, code, f"{first.path}: {first.message}{more}",
                     details={"errors": problems, "total": len(exc.problems)})
+
+
+
+def refuse_unlisted_media(accepted: tuple[str, ...]) -> None:
+    """415 ``unsupported_media_type`` for a request body whose Content-Type is
+    none of ``accepted`` (a route's, as its API document lists them; JSON's
+    ``application/*+json`` kinds too). A page in a browser sends a form's or
+    ``fetch()``'s body as ``text/plain`` or a form type without asking the
+    server first (no CORS preflight): read as JSON anyway, any web page a user
+    of the network opened could post reports, registrations or heartbeats to
+    an unprotected server. A body sent without a Content-Type (a script's) is
+    read as the route reads bodies."""
+    header = request.headers.get("Content-Type")
+    if not header or request.method in ("GET", "HEAD"):
+        return
+    media = header.partition(";")[0].strip().lower()
+    if media in accepted or (JSON in accepted and media.startswith("application/") and media.endswith("+json")):
+        return
+    raise ApiError(415, "unsupported_media_type", f"this route takes a body of {' or '.join(accepted)} "
+                   f"(Content-Type), not {media[:100]!r}", details={"accepted": list(accepted)})
