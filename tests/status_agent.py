@@ -110,15 +110,15 @@ class StatusAgent:
 
     @asynccontextmanager
     async def socket(self, *, token_in_url: bool = True, acknowledge: bool = True,
-                     answer_pings: bool = True) -> AsyncIterator[AgentSocket]:
+                     answer_pings: bool = True, bearer_in_url: bool = False) -> AsyncIterator[AgentSocket]:
         """``/ws/agent``, opened with a signed handshake (the token in the URL, or
-        in the Authorization header). ``acknowledge`` / ``answer_pings`` False: an
-        agent that takes commands but never says ``received``, or a connection
-        that stopped answering pings."""
+        in the Authorization header; ``bearer_in_url``: as ``?token=Bearer <t>``).
+        ``acknowledge`` / ``answer_pings`` False: an agent that takes commands but
+        never says ``received``, or a connection that stopped answering pings."""
         headers = self.headers(b"")
         if token_in_url:
             headers.pop("Authorization")
-        query = f"?token={self.token}" if token_in_url else ""
+        query = f"?token={'Bearer%20' if bearer_in_url else ''}{self.token}" if token_in_url else ""
         url = self.base_url.replace("http://", "ws://") + f"/ws/agent/{self.deployment_hash}{query}"
         async with open_websocket_url(url, extra_headers=[(k.encode(), v.encode()) for k, v in headers.items()]) as ws:
             yield AgentSocket(self, ws, acknowledge=acknowledge, answer_pings=answer_pings)

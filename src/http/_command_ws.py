@@ -162,7 +162,7 @@ async def user_events(user_id: str) -> Response | None:
 async def agent_channel(deployment_hash: str) -> Response | None:
     """Commands to an agent and its results back, over one WebSocket (?token=<agent token>)."""
     s = services()
-    token = websocket.args.get("token") or _gate.bearer() or ""
+    token = _gate.query_token() or _gate.bearer() or ""
     try:
         await _gate.check_address_rate()
         # The handshake has no body: like a GET, its signature covers b"".

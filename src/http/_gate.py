@@ -394,10 +394,15 @@ async def live_reporter_check() -> Callable[[str], bool] | None:
 
 def socket_token() -> str | None:
     """A WebSocket client's user token: offered as a subprotocol, else ?token=
-    (None: then ``user`` reads the Authorization header). A ``?token=Bearer <t>``
-    is taken as ``<t>``: the command service's seed says "Bearer token in query
-    string", and the whole of it was read as the token ("Invalid header padding")."""
-    token = offered_token() or websocket.args.get("token")
+    (None: then ``user`` reads the Authorization header)."""
+    return offered_token() or query_token()
+
+
+def query_token() -> str | None:
+    """A WebSocket's ``?token=``, a ``Bearer <t>`` in it taken as ``<t>``
+    (the command service's seed says "Bearer token in query string"; the whole
+    of it was read as the token: "Invalid header padding")."""
+    token = websocket.args.get("token")
     return _bearer_value(token) or token if token is not None else None
 
 

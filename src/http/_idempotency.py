@@ -74,8 +74,14 @@ def requested_once(principal: Principal, body: Any) -> Once | None:
         key = check_key(values[0])
     except InvalidKey as exc:
         raise _invalid(str(exc)) from None
-    return Once(tenant=principal.tenant, user_id=principal.user_id, key=key,
-                fingerprint=fingerprint(request.method, request.path, body))
+    try:
+        found = fingerprint(request.method, request.path, body)
+    except TypeError:
+        # Nested past the 255 levels orjson writes (a 500 then): no command is
+        # made of such a body (its validation refuses it, naming the field), so
+        # no key is kept either.
+        return None
+    return Once(tenant=principal.tenant, user_id=principal.user_id, key=key, fingerprint=found)
 
 
 def _invalid(problem: str) -> ApiError:

@@ -294,3 +294,12 @@ async def test_a_message_of_odd_shape_is_refused_and_the_socket_goes_on(server: 
             await ws.ws.send_message('{"type":"ping"}')
             await ws.message("pong")
     assert "Traceback" not in server.stderr()
+
+
+async def test_the_agent_socket_takes_a_bearer_token_in_its_query_string(server: ServerProcess) -> None:
+    """"Bearer token in query string" (the seed's 3.3), as the user socket takes it."""
+    async with httpx.AsyncClient() as client:
+        _operator, agent = await setup(server, client)
+        async with agent.socket(bearer_in_url=True) as ws:
+            await ws.ws.send_message('{"type":"ping"}')
+            await ws.message("pong")

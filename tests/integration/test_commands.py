@@ -1198,6 +1198,11 @@ async def test_a_command_created_again_with_its_idempotency_key_is_the_first_one
             assert refused.status_code == 400, (bad, refused.text)
             assert refused.json()["error"]["code"] == "invalid_idempotency_key"
             assert refused.json()["error"]["details"] == {"header": "Idempotency-Key"}
+        # A body nested past what can be written back (255 levels) is refused as without a key, not a 500.
+        deep = '{"type": "x", "parameters": {"a": ' + "[" * 300 + "]" * 300 + "}}"
+        refused = await client.post(url, content=deep, headers={**operator.auth, **key,
+                                                                "Content-Type": "application/json"})
+        assert refused.status_code == 400, refused.text
         listed = await client.get(url, headers=operator.auth)
         assert listed.json()["total"] == 1
 
