@@ -3,8 +3,9 @@ where it matters: the headers it sends (``Authorization: Bearer``, ``X-Agent-Id`
 ``X-Timestamp`` in unix seconds, ``X-Request-Id`` a UUID v4,
 ``X-Agent-Signature`` = standard padded base64 of HMAC-SHA256 over the raw body,
 empty for GET), the report body serialised as serde_json does (compact, keys in
-alphabetical order), and how it reads a poll answer (``item.command_id``,
-``item.type``, ``item.parameters``, ``meta.next_poll_secs``).
+alphabetical order; an app status, a struct, in its fields' order), and how it
+reads a poll answer (``item.command_id``, ``item.type``, ``item.parameters``,
+``meta.next_poll_secs``).
 
 ``StatusAgent.socket()`` is the same agent on ``/ws/agent`` instead (the real
 status agent long-polls): it acknowledges each command with ``received`` as it
@@ -99,6 +100,25 @@ class StatusAgent:
         raw = body if body is not None else self.report_body(command_id, status, result=result, error=error)
         return await client.post(f"{self.base_url}/api/v1/agent/commands/report", content=raw,
                                  headers={**self.headers(raw), "Content-Type": "application/json", **headers})
+
+    def app_status_body(self, app_code: str, status: str, logs: list[str] | None = None, *,
+                        timestamp: str | None = None, deployment_hash: str | None = None) -> bytes:
+        """What the agent posts after a ``health``, ``logs`` or ``restart``
+        command (its ``AppStatusUpdate``, a struct: serde_json writes its
+        fields in their declared order, compact, UTF-8 unescaped; the time to
+        the second, ``Z``)."""
+        body = {"deployment_hash": deployment_hash or self.deployment_hash, "app_code": app_code, "status": status,
+                "logs": logs if logs is not None else [],
+                "timestamp": timestamp or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+
+    async def update_app_status(self, client: httpx.AsyncClient, app_code: str = "web", status: str = "running",
+                                logs: list[str] | None = None, *, body: bytes | None = None,
+                                **fields: Any) -> httpx.Response:
+        """``POST /api/v1/apps/status``, signed as its other requests (``update_app_status_with_retry``)."""
+        raw = body if body is not None else self.app_status_body(app_code, status, logs, **fields)
+        return await client.post(f"{self.base_url}/api/v1/apps/status", content=raw,
+                                 headers={**self.headers(raw), "Content-Type": "application/json"})
 
     async def signed_post(self, client: httpx.AsyncClient, path: str, document: Any) -> httpx.Response:
         """POST ``document`` signed as the project's probe signs (RFC 9421, not the

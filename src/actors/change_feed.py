@@ -16,6 +16,8 @@ batch, the actor:
   (``change_events``: the same events, computed from the stored command), and
   hands the commands to the queue owner (``CommandsChanged``, one message per batch), which updates
   the deployment's queue and hands it to a waiting poll;
+* publishes for each app status kept the ``app_status`` event the replica
+  that kept it published for its own users (the notification carries it);
 * hands the alert changes (each an audit record the replica that told its
   users committed: carried by the notification, or the alert's newest record
   read back when it had no room) to the alerts actor (``Heard``), which tells
@@ -36,6 +38,7 @@ from typing import Any, NoReturn
 import attrs
 
 from trioscope.domain.alerts import AlertNotice, notice_from_audit
+from trioscope.domain.apps import app_status_event
 from trioscope.domain.commands import Command, change_events
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.runtime import Actor, ActorRef, ActorSpec, Published
@@ -129,6 +132,12 @@ class ChangeFeedActor(Actor):
             changed.append(command)
         if changed:
             await self.queue_owner.send(CommandsChanged(tuple(changed)))  # waits for room: never dropped here
+        for change in changes:
+            if change.kind == "app" and change.app is not None:
+                deployment = self.agents.value.deployments.get(change.deployment_hash)
+                if deployment is not None:
+                    publish(self.notifier, deployment.tenant, deployment.user_id, app_status_event(
+                        change.deployment_hash, change.id, change.app.status, change.app.updated_at))
         alerts = [c for c in changes if c.kind == "alert"]
         if alerts and self.alerts is not None:
             await self._alerts(alerts)

@@ -605,6 +605,15 @@ KEYS: tuple[Key, ...] = (
         flags=("--max-open-parameter-bytes",),
     ),
     Key(
+        name="commands.max_apps",
+        kind=IntegerKind(1, 10_000),
+        default=200,
+        help="apps per deployment whose status its agent may post (POST /api/v1/apps/status; the newest "
+             "status of each is kept); a status of one more app is refused with 409 too_many_apps",
+        env=("TRIOSCOPE_COMMANDS_MAX_APPS",),
+        flags=("--max-apps-per-deployment",),
+    ),
+    Key(
         name="commands.follow_max_per_user",
         kind=IntegerKind(1, 1000),
         default=3,

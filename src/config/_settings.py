@@ -191,6 +191,9 @@ class CommandsSettings:
     """Bytes (compact JSON) of the parameters of one deployment's open commands,
     which the server holds in memory until they finish; a command that would pass
     it is refused with ``quota_exceeded``."""
+    max_apps: int
+    """Apps per deployment whose newest status its agent may post (``POST
+    /api/v1/apps/status``); a status of one more app is refused (409 ``too_many_apps``)."""
     follow_max_per_user: int
     """Live log follows one user may have open at once."""
     follow_max_per_agent: int

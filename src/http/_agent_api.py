@@ -1,4 +1,5 @@
-"""The agent side of the command service: enrollment, the long poll, results.
+"""The agent side of the command service: enrollment, the long poll, results,
+and the apps' statuses the agent saw.
 
 Compatible with the TryDirect ``status`` agent: it sends ``Authorization:
 Bearer``, ``X-Agent-Id``, ``X-Timestamp`` (unix seconds), ``X-Request-Id`` (UUID)
@@ -11,6 +12,8 @@ reports ``status`` ``success``, ``failed``, ``error`` or ``timeout`` (failures t
 from __future__ import annotations
 
 import contextlib
+import time
+from collections.abc import Awaitable
 from typing import Any, Protocol, TypeVar
 
 import orjson
@@ -20,20 +23,23 @@ from quart import Blueprint, Response, request
 from trioscope.actors.deployment_queue import Report
 from trioscope.actors.directory import RegisterAgent
 from trioscope.actors.refusals import EnrollmentRefused
+from trioscope.actors.store import commit
+from trioscope.domain.apps import MAX_AHEAD, AppStatus, AppStatusUpdate, app_status, app_status_event, app_time
 from trioscope.domain.commands import AgentRegistration, CommandReport, LogBatch, Priority
-from trioscope.domain.deployments import AgentAuthFailure, AgentRecord
+from trioscope.domain.deployments import AgentAuthFailure, AgentRecord, Deployment
+from trioscope.store import AuditEntry, Outdated, OverQuota, SaveAppStatus
 from trioscope.wire import InvalidDocument, decode
 
 from . import _gate
 from ._bodies import decoded, invalid, off_loop, read_body_and_raw, read_json
 from ._command_views import delivery_view
-from ._errors import ApiError
-from ._openapi import STRING, Answer, Auth, choice, documented, fields, integer, text
+from ._errors import ApiError, field_error
+from ._openapi import STRING, TIME, Answer, Auth, choice, documented, fields, integer, text
 from ._responses import json_response, no_content
 from ._services import services
 from ._shared import (
     SMALL_RESULT, AgentRetired, admit_log_entries, ask_queue, credentials_failure, give_back, integer_argument,
-    refuse_when_disk_short, stop_follow, wait_for_command,
+    publish_event, refuse_when_disk_short, stop_follow, wait_for_command,
 )
 
 class _OfDeployment(Protocol):
@@ -42,6 +48,7 @@ class _OfDeployment(Protocol):
 
 
 D = TypeVar("D", bound=_OfDeployment)
+T = TypeVar("T")
 
 blueprint = Blueprint("agent_api", __name__)
 blueprint.before_request(_gate.check_address_rate)
@@ -159,12 +166,26 @@ async def wait(deployment_hash: str) -> Response:
     return response
 
 
-async def _agent_document(kind: type[D], code: str) -> tuple[AgentRecord, D]:
-    """The signed body of an agent's request, decoded as ``kind`` (400 ``code``
-    naming the field), and the agent: its token must be of the deployment the
-    body names (403 ``wrong_deployment``)."""
+async def _answered_5xx_past_budget(read: Awaitable[T]) -> T:
+    """``await read``, its 429 (over the agent's request or byte budget)
+    answered 503 instead, with its Retry-After: the status agent sends a
+    report or an app status again after a 5xx (three times, 2, 4 and 8 s
+    apart) and never after a 429, so what a 429 refused was lost."""
+    try:
+        return await read
+    except ApiError as exc:
+        if exc.status != 429:
+            raise
+        raise ApiError(503, exc.code, exc.message, exc.details, exc.headers) from None
+
+
+async def _agent_document(kind: type[D], code: str, *, limit: int | None = None) -> tuple[AgentRecord, D]:
+    """The signed body of an agent's request (at most ``limit`` bytes; None:
+    ``server.max_body_size``), decoded as ``kind`` (400 ``code`` naming the
+    field), and the agent: its token must be of the deployment the body names
+    (403 ``wrong_deployment``)."""
     with contextlib.ExitStack() as held:  # a large body stays counted while it waits for the worker thread
-        body, raw = await read_body_and_raw(services().settings, hold=held)
+        body, raw = await read_body_and_raw(services().settings, limit=limit, hold=held)
         agent = await _gate.agent(None, raw)
         document = await off_loop(body, lambda body: decoded(body, kind, code))
     if document.deployment_hash != agent.deployment_hash:
@@ -181,15 +202,9 @@ async def _agent_document(kind: type[D], code: str) -> tuple[AgentRecord, D]:
 async def report() -> Response:
     """Report a command's progress (executing) or result (completed, success, failed)."""
     refuse_when_disk_short(request.content_length, SMALL_RESULT, "a report")
-    try:
-        agent, result = await _agent_document(CommandReport, "invalid_report")
-    except ApiError as exc:
-        if exc.status != 429:
-            raise
-        # The status agent retries a report refused 5xx (three times, 2, 4 and 8 s
-        # apart), never one refused 429: a result over the agent's budget was
-        # lost, and its command failed as timed out although it had run.
-        raise ApiError(503, exc.code, exc.message, exc.details, exc.headers) from None
+    # Refused 429, a result over the agent's budget was lost, and its command
+    # failed as timed out although it had run.
+    agent, result = await _answered_5xx_past_budget(_agent_document(CommandReport, "invalid_report"))
     command, changed = await ask_queue(agent.deployment_hash, Report(result, agent.id))
     if result.status != "executing":
         stop_follow(result.command_id, "finished")
@@ -219,6 +234,76 @@ async def log_lines() -> Response:
                           "following": admission.ended is None, "reason": admission.ended})
 
 
+MAX_APP_STATUS_BODY = 1024 * 1024
+"""Bytes of an app status's body: the status agent sends every line it read
+after a ``logs`` command (400 unless asked, 1,000 at most); a larger one is
+refused (413) before it is read. What is kept of it is far less (``KEPT_LOG_BYTES``)."""
+
+
+_APP_STATUS_ANSWER = fields(status={"enum": ["ok", "ignored"]}, message=STRING, app_code=STRING, updated_at=TIME)
+_APP_STATUS_ANSWER["properties"].update(  # a kept one's only: how many of its lines were kept, left out, cut short
+    logs_kept={"type": "integer"}, logs_dropped={"type": "integer"}, logs_cut={"type": "integer"})
+
+
+@blueprint.post("/api/v1/apps/status")
+@documented(auth=Auth.AGENT, body=AppStatusUpdate, answers={200: Answer(
+                "kept (status ok), or ignored (status ignored): a newer status of the app is kept",
+                schema=_APP_STATUS_ANSWER)},
+            errors={403: "the agent token belongs to another deployment",
+                    409: "a status of one more app than its deployment may have (too_many_apps; "
+                         "details: limit, setting commands.max_apps)",
+                    503: "over the agent's request or byte budget (rate_limited, Retry-After): send it again"})
+async def app_status_update() -> Response:
+    """An app's status as the agent saw it after a health, logs or restart
+    command (the TryDirect status agent's): the newest of each app is kept,
+    shown on the deployment's GET (``apps``) and told to its users
+    (``app_status``); one older than the kept one is answered 200 ``ignored``."""
+    agent, update = await _answered_5xx_past_budget(
+        _agent_document(AppStatusUpdate, "invalid_app_status", limit=MAX_APP_STATUS_BODY))
+    now = time.time()
+    if update.timestamp is not None and (ahead := update.timestamp.timestamp() - now) > MAX_AHEAD:
+        raise field_error("invalid_app_status", "$.timestamp",
+                          f"is {ahead:.0f} s ahead of the server's clock; at most {MAX_AHEAD:g} s")
+    deployment = (await _gate.directory()).deployments.get(agent.deployment_hash)
+    if deployment is None:  # retired meanwhile (its agent's token answered a moment ago)
+        raise ApiError(404, "deployment_not_found", f"no deployment {agent.deployment_hash!r}")
+    app, logs = app_status(update, agent.id, now)
+    limit = services().settings.commands.max_apps
+    audit = _app_audit(agent, deployment, app)
+    try:
+        await commit(services().store, [SaveAppStatus(app, max_apps=limit), *([audit] if audit else [])])
+    except Outdated:
+        return json_response({"status": "ignored", "app_code": app.app_code, "updated_at": app_time(app.updated_at),
+                              "message": f"a newer status of app {app.app_code!r} is kept (a later timestamp): "
+                                         "this one is not"})
+    except OverQuota as exc:
+        refusal = _gate.refuse(409, "too_many_apps", f"deployment {deployment.hash} has the statuses of {exc.in_use} "
+                               f"apps, as many as it may (commands.max_apps {limit}): app {app.app_code!r} is not "
+                               "kept", action="app.status", tenant=deployment.tenant, actor=f"agent:{agent.id}",
+                               app_code=app.app_code, limit=limit)
+        refusal.details = {"limit": limit, "setting": "commands.max_apps", "app_code": app.app_code}
+        raise refusal from None
+    publish_event(deployment.tenant, deployment.user_id,
+                  app_status_event(deployment.hash, app.app_code, app.status, app.updated_at))
+    return json_response({"status": "ok", "app_code": app.app_code, "updated_at": app_time(app.updated_at),
+                          "message": "App status recorded", "logs_kept": len(logs.lines),
+                          "logs_dropped": logs.dropped, "logs_cut": logs.cut})
+
+
+def _app_audit(agent: AgentRecord, deployment: Deployment, app: AppStatus) -> AuditEntry | None:
+    """The audit record (``app.status``) of a status to keep, written with it,
+    if the agent's sampler takes it (``Gate.app_statuses_audited``: 30 a
+    minute, a burst of 10); the next one taken says how many were left out."""
+    left_out = services().gate.app_statuses_audited.admit(agent.id, time.monotonic())
+    if left_out is None:
+        return None
+    details: dict[str, Any] = {"deployment_hash": deployment.hash, "updated_at": app_time(app.updated_at)}
+    if left_out:
+        details["unrecorded_before"] = left_out
+    return _gate.audit_entry("app.status", actor=f"agent:{agent.id}", tenant=deployment.tenant, resource_type="app",
+                             resource_id=app.app_code, outcome=app.status, **details)
+
+
 @blueprint.get("/api/v1/agent/config")
 @documented(auth=Auth.AGENT)
 async def agent_config() -> Response:
@@ -236,6 +321,7 @@ async def agent_config() -> Response:
                  "default_timeout_seconds": DEFAULT_POLL, "max_timeout_seconds": MAX_POLL},
         "report_endpoint": "/api/v1/agent/commands/report",
         "logs_endpoint": "/api/v1/agent/commands/logs",
+        "app_status_endpoint": "/api/v1/apps/status",
         "websocket_endpoint": f"/ws/agent/{agent.deployment_hash}",
         "max_body_bytes": s.settings.server.max_body_size,
         "rate_limit_per_minute": s.settings.limits.per_agent,

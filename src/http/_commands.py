@@ -16,6 +16,7 @@ from quart import Blueprint, Response, request
 from trioscope.actors.deployment_queue import Cancel, Confirm
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken
 from trioscope.actors.refusals import UnknownCommand
+from trioscope.domain.apps import app_view
 from trioscope.domain.commands import (
     MAX_JSON_DEPTH, MAX_PARAMETERS_BYTES, Command, CommandMetadata, CommandStatus, CreateCommand,
 )
@@ -125,14 +126,16 @@ async def list_deployments(user_id: str) -> Response:
 @blueprint.get(f"{BASE}/<deployment_hash>")
 @documented(auth=Auth.USER, query=(boolean("retired"), integer("retired_limit", 1, MAX_PAGE), integer("retired_offset", 0, 10**9)))
 async def get_deployment(user_id: str, deployment_hash: str) -> Response:
-    """A deployment, its active agents and how many are retired; with
-    ``retired=true``, a page of the retired ones (``retired_limit``, ``retired_offset``)."""
+    """A deployment, its active agents, how many are retired and its apps as
+    its agent last saw them; with ``retired=true``, a page of the retired ones
+    (``retired_limit``, ``retired_offset``)."""
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     directory = await _gate.directory()
     view = {**deployment_record(deployment, directory),
             "agents": [agent_record(a) for a in directory.active_agents(deployment.hash)],
-            "retired_agents_count": directory.retired_count(deployment.hash)}
+            "retired_agents_count": directory.retired_count(deployment.hash),
+            "apps": [app_view(a) for a in await services().reader.app_statuses(deployment.hash)]}
     if boolean_argument("retired"):
         limit = integer_argument("retired_limit", 50, 1, MAX_PAGE)
         offset = integer_argument("retired_offset", 0, 0, 10**9)

@@ -79,6 +79,11 @@ class Gate:
     request) are audited one by one: each agent or user apart, none over all
     (a tenant's flood never leaves out another's). One agent token with bad
     signatures wrote ~7,000 rows a minute from one address, kept 30 days."""
+    app_statuses_audited: RefusalSampler = attrs.field(factory=lambda: RefusalSampler(total_per_minute=None))
+    """Which app statuses agents post (``POST /api/v1/apps/status``) are
+    audited one by one (``app.status``), each agent apart, as
+    ``attributed_refusals`` samples refusals: one is posted after each health,
+    logs and restart command, and a loop of them must not write a row each."""
     claims_checked: dict[str, tuple[float, bool]] = attrs.field(factory=dict)
     """Probe agent id -> when (monotonic) the topology last said whether its
     enrolled agent's claim lapsed, and what (``_gate.vouch``): asked once per

@@ -26,6 +26,7 @@ from trioscope.actors.deployment_queue import (
     POLL_CLOSED, Create, Poll, PollRetired, Undeliverable, Withdraw, open_poll,
 )
 from trioscope.actors.log_follows import Entries, StartFollow, StopFollow
+from trioscope.actors.notifier import publish
 from trioscope.actors.queue_owner import ForDeployment
 from trioscope.actors.refusals import IdempotencyKeyTaken, TooManyAgents
 from trioscope.actors.topology import PROCESS_HISTORY
@@ -41,7 +42,7 @@ from trioscope.wire import (
     parse_timestamp,
 )
 from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, AskTimeout, Handoff, MailboxFull
-from trioscope.system import LOG_FOLLOWS
+from trioscope.system import LOG_FOLLOWS, NOTIFIER
 
 from . import _gate
 from ._bodies import invalid
@@ -381,6 +382,16 @@ def stop_follow(command_id: str, reason: str) -> None:
         services().system.lookup(LOG_FOLLOWS).tell(StopFollow(command_id, reason))
     except (MailboxFull, ActorStopped, ActorNotFound):
         log.warning("follow %s not stopped at once: the follows actor is busy or away; its limits end it", command_id)
+
+
+def publish_event(tenant: str, owner: str | None, event: dict[str, Any]) -> None:
+    """Tell users' sockets of ``tenant`` an event (about a deployment of
+    ``owner``), never waiting: best-effort, as the actors' events (``notifier.publish``)."""
+    try:
+        notifier = services().system.lookup(NOTIFIER)
+    except ActorNotFound:
+        return  # shutting down
+    publish(notifier, tenant, owner, event)
 
 
 # ---- an agent's poll: long-poll and agent socket alike ----------------------------------------

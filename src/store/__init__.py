@@ -14,10 +14,12 @@ from ._ops import ForgetAgents as ForgetAgents
 from ._ops import KeyTaken as KeyTaken
 from ._ops import NewerSchema as NewerSchema
 from ._ops import OpenCommandsQuota as OpenCommandsQuota
+from ._ops import Outdated as Outdated
 from ._ops import OverCommandBytes as OverCommandBytes
 from ._ops import OverQuota as OverQuota
 from ._ops import Rejected as Rejected
 from ._ops import SaveAgent as SaveAgent
+from ._ops import SaveAppStatus as SaveAppStatus
 from ._ops import SaveCommand as SaveCommand
 from ._ops import SaveDeployment as SaveDeployment
 from ._ops import SaveIdempotencyKey as SaveIdempotencyKey
@@ -66,11 +68,11 @@ from ._sqlite import SqliteWriter as SqliteWriter
 __all__ = [
     "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
-    "ForgetAgents", "KeyTaken", "NewerSchema", "OpenCommandsQuota", "OverCommandBytes", "OverQuota", "PostgresReader",
-    "PostgresWriter",
+    "ForgetAgents", "KeyTaken", "NewerSchema", "OpenCommandsQuota", "Outdated", "OverCommandBytes", "OverQuota",
+    "PostgresReader", "PostgresWriter",
     "RateBudget", "Rejected", "ReplayIds",
-    "SaveAgent", "SaveCommand", "SaveDeployment", "SaveIdempotencyKey", "SqliteReader", "SqliteWriter", "StoreReader",
-    "StoreWriter",
+    "SaveAgent", "SaveAppStatus", "SaveCommand", "SaveDeployment", "SaveIdempotencyKey", "SqliteReader", "SqliteWriter",
+    "StoreReader", "StoreWriter",
     "StoredCommand", "Unavailable", "Write", "copy_store", "database_busy", "database_down", "decode_change",
     "describe_database", "encode_change",
     "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database", "store_full",

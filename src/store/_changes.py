@@ -1,7 +1,8 @@
 """Change notifications between replicas sharing one PostgreSQL database.
 
 The PostgreSQL writer announces every committed command, deployment and agent
-change, and every alert change told to users (its audit record), on one channel, in the transaction that commits it (so a notification
+change, every alert change told to users (its audit record) and every app
+status kept (with the status, for other replicas' users), on one channel, in the transaction that commits it (so a notification
 is delivered only if, and only after, its change is committed); replicas
 LISTEN on it to wake the queues and sockets that hold the changed thing. This
 module is the whole contract: the channel's name and the payload's encoding,
@@ -28,7 +29,7 @@ from trioscope.domain.alerts import ALERT_ACTIONS
 from trioscope.domain.commands import Command
 
 from ._command_rows import command_from_values
-from ._ops import AuditEntry, ForgetAgents, SaveAgent, SaveCommand, SaveDeployment, Write
+from ._ops import AuditEntry, ForgetAgents, SaveAgent, SaveAppStatus, SaveCommand, SaveDeployment, Write
 
 CHANGES_CHANNEL = "trioscope_changes"
 """The ``LISTEN``/``pg_notify`` channel of every change."""
@@ -36,11 +37,19 @@ CHANGES_CHANNEL = "trioscope_changes"
 PAYLOAD_LIMIT = 8000
 """``pg_notify`` refuses payloads of this many bytes or more (PostgreSQL's default build)."""
 
-ChangeKind = Literal["command", "deployment", "agent", "alert"]
-KINDS: frozenset[str] = frozenset(("command", "deployment", "agent", "alert"))
+ChangeKind = Literal["command", "deployment", "agent", "alert", "app"]
+KINDS: frozenset[str] = frozenset(("command", "deployment", "agent", "alert", "app"))
 
 CommandRow = tuple[bytes, bytes, bytes, bytes]
 """A command's ``(document, error, history, result)`` columns as the writer stores them."""
+
+
+@attrs.frozen
+class AppState:
+    """An app's status as its change announces it (its lines are not carried)."""
+
+    status: str
+    updated_at: float
 
 
 @attrs.frozen(kw_only=True)
@@ -51,7 +60,7 @@ class Change:
     """The replica whose writer committed it (a listener skips its own)."""
     kind: ChangeKind
     id: str
-    """The command id, the deployment hash, the agent id, or the alert's fingerprint."""
+    """The command id, the deployment hash, the agent id, the alert's fingerprint, or the app's code."""
     deployment_hash: str
     """The deployment the changed thing belongs to (a deployment's own hash;
     empty for an alert, which belongs to a tenant)."""
@@ -63,6 +72,8 @@ class Change:
     alert: AuditEntry | None = attrs.field(default=None, eq=False, repr=False)
     """An alert change's audit record (``alert.firing`` or ``alert.resolved``),
     when the payload had room for it (None: read the newest of its fingerprint)."""
+    app: AppState | None = attrs.field(default=None, eq=False, repr=False)
+    """An app change's status (always carried: a few words)."""
 
 
 def encode_change(change: Change, row: CommandRow | None = None, *, carry_alert: bool = True) -> str:
@@ -71,6 +82,8 @@ def encode_change(change: Change, row: CommandRow | None = None, *, carry_alert:
     record, when the whole is under ``PAYLOAD_LIMIT``."""
     fields: dict[str, Any] = {"origin": change.origin, "kind": change.kind, "id": change.id,
                               "deployment_hash": change.deployment_hash, "version": change.version}
+    if change.app is not None:
+        fields["app"] = {"status": change.app.status, "updated_at": change.app.updated_at}
     entry = change.alert
     if entry is not None and carry_alert:
         with_alert = orjson.dumps({**fields, "alert": {"at": entry.at, "tenant": entry.tenant, "actor": entry.actor,
@@ -126,8 +139,21 @@ def decode_change(payload: str | bytes) -> Change:
     alert = fields.get("alert")
     if alert is not None:
         alert = _alert_entry(kind, fields["id"], alert)
+    app = _app_state(kind, fields.get("app"))
     return Change(origin=fields["origin"], kind=kind, id=fields["id"], deployment_hash=fields["deployment_hash"],
-                  version=version, command=command, alert=alert)
+                  version=version, command=command, alert=alert, app=app)
+
+
+def _app_state(kind: str, app: Any) -> AppState | None:
+    """An app change's status (it always has one; no other change has)."""
+    if app is None and kind != "app":
+        return None
+    if kind != "app" or not isinstance(app, dict) or not isinstance(app.get("status"), str):
+        raise ValueError("change payload: app is not an app's status")
+    updated_at = app.get("updated_at")
+    if not isinstance(updated_at, (int, float)) or isinstance(updated_at, bool):
+        raise ValueError("change payload: app is not an app's status")
+    return AppState(app["status"], float(updated_at))
 
 
 def _alert_entry(kind: str, fingerprint: str, alert: Any) -> AuditEntry:
@@ -147,7 +173,8 @@ def changes_of(writes: Iterable[Write], origin: str, forgotten: dict[str, str]) 
     the agents ``ForgetAgents`` deleted to their deployments (an agent that
     did not exist announces nothing). Audit entries announce nothing, but
     those of alert changes (the alerts actor's), which other replicas tell
-    their own users."""
+    their own users. An app status kept is announced with the status, for
+    other replicas' users too."""
     changes: list[Change] = []
     for write in writes:
         if isinstance(write, SaveCommand):
@@ -165,6 +192,10 @@ def changes_of(writes: Iterable[Write], origin: str, forgotten: dict[str, str]) 
             if write.resource_type == "alert" and write.action in ALERT_ACTIONS and write.resource_id:
                 changes.append(Change(origin=origin, kind="alert", id=write.resource_id, deployment_hash="",
                                       version=None, alert=write))
+        elif isinstance(write, SaveAppStatus):
+            a = write.app
+            changes.append(Change(origin=origin, kind="app", id=a.app_code, deployment_hash=a.deployment_hash,
+                                  version=None, app=AppState(a.status, a.updated_at)))
         elif isinstance(write, ForgetAgents):
             changes.extend(Change(origin=origin, kind="agent", id=agent_id, deployment_hash=forgotten[agent_id],
                                   version=None)

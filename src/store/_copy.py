@@ -2,8 +2,9 @@
 (``trioscope store copy --from sqlite:PATH --to postgresql://...``, or back).
 
 Deployments (with their enrollment tokens), agents (with their token hashes),
-commands with their whole history, result and error, and audit records with
-their ids are copied in batches, a transaction per batch. The source is first
+the apps' newest statuses, commands with their whole history, result and
+error, and audit records with their ids are copied in batches, a transaction
+per batch. The source is first
 brought to this version's schema, as ``serve`` would. User tokens are not in
 the store: they stay valid where the same ``auth.secret`` (or the data
 directory's ``jwt-secret``) is used.
@@ -18,7 +19,7 @@ import attrs
 
 from trioscope.domain.commands import Command
 
-from ._ops import Rejected, SaveAgent, SaveDeployment
+from ._ops import Outdated, Rejected, SaveAgent, SaveAppStatus, SaveDeployment
 from ._postgres import PostgresWriter
 from ._postgres_reader import PostgresReader
 from ._reads import AuditRecord
@@ -45,6 +46,8 @@ class CopyCounts:
     agents: int = 0
     commands: int = 0
     audit: int = 0
+    apps: int = 0
+    """App statuses (a target's newer status of an app is kept, and counted)."""
 
 
 @contextlib.contextmanager
@@ -111,6 +114,15 @@ def copy_store(source: Database, target: Database, *, into_non_empty: bool = Fal
         agents = reader.agents()
         save("agents", [SaveAgent(a) for a in agents])
         counts = attrs.evolve(counts, agents=len(agents))
+        apps = [a for d in deployments for a in reader.app_statuses(d.hash)]
+        for start in range(0, len(apps), COPY_BATCH):
+            # One group each: a newer status the target holds refuses its own alone.
+            batch = apps[start:start + COPY_BATCH]
+            for app, error in zip(batch, writer.commit([[SaveAppStatus(a)] for a in batch]), strict=True):
+                if error is not None and not isinstance(error, Outdated):
+                    raise CopyFailed(f"the target refused the status of app {app.app_code} of deployment "
+                                     f"{app.deployment_hash}: {error}") from error
+        counts = attrs.evolve(counts, apps=len(apps))
         if progress is not None:
             progress(counts)
 

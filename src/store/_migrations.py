@@ -189,7 +189,29 @@ def _to_4(db: sqlite3.Connection) -> None:
         raise
 
 
-STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_1, _to_2, _to_3, _to_4)
+APP_STATUSES = """
+CREATE TABLE IF NOT EXISTS app_statuses (
+    deployment_hash TEXT NOT NULL REFERENCES deployments (hash),
+    app_code TEXT NOT NULL,
+    status TEXT NOT NULL,
+    logs TEXT NOT NULL,  -- JSON: a list of strings, oldest first
+    updated_at REAL NOT NULL,  -- when the agent saw it: an older status is not kept
+    received_at REAL NOT NULL,
+    agent_id TEXT NOT NULL,
+    PRIMARY KEY (deployment_hash, app_code)
+);
+"""
+"""The newest status of each app of a deployment (``SaveAppStatus``): version 5's table.
+Not counted in ``tenant_usage`` (no trigger): an app's status is not a command,
+and a deployment's are bounded by ``commands.max_apps``."""
+
+
+def _to_5(db: sqlite3.Connection) -> None:
+    """Version 5: the apps of each deployment, as its agent last saw them."""
+    db.executescript(APP_STATUSES)
+
+
+STEPS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_1, _to_2, _to_3, _to_4, _to_5)
 """``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
 SCHEMA_VERSION = len(STEPS)
 """The version this code creates."""

@@ -8,6 +8,7 @@ import attrs
 import psycopg
 from psycopg_pool import PoolTimeout
 
+from trioscope.domain.apps import AppStatus
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
 from trioscope.domain.idempotency import KeptAnswer
@@ -73,6 +74,24 @@ class SaveDeployment:
 
 
 @attrs.frozen
+class SaveAppStatus:
+    """The newest status of one app of a deployment: written over the stored
+    one unless that is newer (a later ``updated_at``: ``Outdated``, nothing of
+    the group written; the same time: written, the later arrival wins), and
+    for an app not stored yet only while its deployment has fewer than
+    ``max_apps`` apps (``OverQuota``: how many it has), counted by the store
+    itself, under a lock per deployment that every replica's writer takes in
+    turn (as ``SaveCommand.quota``). None: no limit (a copy of a store).
+    An app's status is not a command: its bytes are not counted in its
+    tenant's stored command bytes (``_tenant_usage``, ``SaveCommand.max_tenant_bytes``);
+    what a deployment keeps of them is bounded by ``max_apps`` (its newest
+    status per app, its lines cut: ``trioscope.domain.apps``)."""
+
+    app: AppStatus
+    max_apps: int | None = None
+
+
+@attrs.frozen
 class SaveAgent:
     agent: AgentRecord
 
@@ -100,7 +119,7 @@ class AuditEntry:
     details: dict[str, object] = attrs.field(factory=dict)
 
 
-Write = SaveCommand | SaveDeployment | SaveAgent | ForgetAgents | AuditEntry | SaveIdempotencyKey
+Write = SaveCommand | SaveDeployment | SaveAgent | ForgetAgents | AuditEntry | SaveIdempotencyKey | SaveAppStatus
 
 
 class Conflict(Exception):
@@ -149,6 +168,14 @@ class KeyTaken(Exception):
     def __init__(self, key: str) -> None:
         super().__init__(f"idempotency key {key!r} is taken")
         self.key = key
+
+
+class Outdated(Exception):
+    """What a write would replace is newer (an app's status stored with a later
+    time): nothing of its group was written."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what}: the stored one is newer")
 
 
 class Rejected(Exception):

@@ -30,8 +30,8 @@ from trioscope.domain.commands import Command, parameters_bytes
 from ._changes import CHANGES_CHANNEL, Change, CommandRow, changes_of, encode_change
 from ._command_rows import command_columns, finished_at
 from . import _idempotency_keys as idempotency_keys
-from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, OverCommandBytes, OverQuota, Rejected, SaveAgent,
-                   SaveCommand, SaveDeployment, SaveIdempotencyKey, Unavailable, Write)
+from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, Outdated, OverCommandBytes, OverQuota, Rejected,
+                   SaveAgent, SaveAppStatus, SaveCommand, SaveDeployment, SaveIdempotencyKey, Unavailable, Write)
 from ._postgres_migrations import migrate
 from ._tenant_usage import TENANT_COMMAND_BYTES
 from ._reads import AuditRecord
@@ -144,6 +144,20 @@ the deployment's quota lock (``_quota_locks``) so that two replicas' creates
 take turns (index ``commands_open``)."""
 QUOTA_LOCK = "SELECT pg_advisory_xact_lock(%s)"
 
+SAVE_APP_STATUS = """
+INSERT INTO app_statuses (deployment_hash, app_code, status, logs, updated_at, received_at, agent_id)
+SELECT %(deployment)s, %(app)s, %(status)s, %(logs)s::json, %(updated_at)s, %(received_at)s, %(agent)s
+WHERE %(max_apps)s::int8 IS NULL
+   OR EXISTS (SELECT 1 FROM app_statuses WHERE deployment_hash = %(deployment)s AND app_code = %(app)s)
+   OR (SELECT count(*) FROM app_statuses WHERE deployment_hash = %(deployment)s) < %(max_apps)s::int8
+ON CONFLICT (deployment_hash, app_code) DO UPDATE SET status = excluded.status, logs = excluded.logs,
+    updated_at = excluded.updated_at, received_at = excluded.received_at, agent_id = excluded.agent_id
+WHERE excluded.updated_at >= app_statuses.updated_at
+"""
+"""An app's status (``SaveAppStatus``), as SQLite's ``SAVE_APP_STATUS``: no
+row changed when a newer status is stored or the deployment has its
+``max_apps`` apps (``_apply`` tells which)."""
+
 
 def _quota_key(scope: str, name: str) -> int:
     """The advisory lock (a signed 64-bit key) of one quota's scope."""
@@ -174,6 +188,8 @@ def _quota_locks(groups: Sequence[Sequence[Write]]) -> list[int]:
                 keys.add(_tenant_bytes_key(write.answer.tenant))
             elif isinstance(write, SaveDeployment) and write.max_of_tenant is not None:
                 keys.add(_quota_key("deployments", write.deployment.tenant))
+            elif isinstance(write, SaveAppStatus) and write.max_apps is not None:  # no command bytes: no trigger
+                keys.add(_quota_key("apps", write.app.deployment_hash))
     return sorted(keys)
 
 
@@ -279,7 +295,9 @@ def _lock_order(group: Sequence[Write]) -> tuple[int, str]:
             return 1, ""
         if isinstance(write, SaveCommand):
             return 2, write.command.id
-    return 3, ""  # audit records alone: inserts, nothing to wait for
+        if isinstance(write, SaveAppStatus):
+            return 3, f"{write.app.deployment_hash}\0{write.app.app_code}"
+    return 4, ""  # audit records alone: inserts, nothing to wait for
 
 
 class PostgresWriter:
@@ -436,7 +454,7 @@ class PostgresWriter:
                     with db.transaction():  # a savepoint
                         for write in group:
                             self._apply(db, write, forgotten, rows)
-                except (Conflict, OverQuota, KeyTaken) as exc:
+                except (Conflict, Outdated, OverQuota, KeyTaken) as exc:
                     results[index] = exc
                 except REFUSED as exc:
                     rejected = Rejected(f"{type(exc).__name__}: {exc}")
@@ -511,6 +529,14 @@ class PostgresWriter:
             return
         if isinstance(write, SaveIdempotencyKey):  # a live key of the same name stored first
             raise KeyTaken(write.answer.key)
+        if isinstance(write, SaveAppStatus):
+            a = write.app
+            if db.execute("SELECT 1 FROM app_statuses WHERE deployment_hash = %s AND app_code = %s",
+                          (a.deployment_hash, a.app_code)).fetchone() is not None:
+                raise Outdated(f"app {a.app_code}")
+            found = db.execute("SELECT count(*) FROM app_statuses WHERE deployment_hash = %s",
+                               (a.deployment_hash,)).fetchone()
+            raise OverQuota(found[0] if found else 0)
         if isinstance(write, SaveDeployment):
             if write.spends is None:  # a new deployment, over its tenant's quota
                 found = db.execute("SELECT count(*) FROM deployments WHERE tenant = %s",
@@ -585,6 +611,13 @@ class PostgresWriter:
                 return db.execute(f"{insert} WHERE (SELECT count(*) FROM deployments WHERE tenant = %s) < %s{upsert}",
                                   (*values, d.tenant, write.max_of_tenant))
             db.execute(insert + upsert, values)
+        elif isinstance(write, SaveAppStatus):
+            app = write.app
+            # Under the deployment's apps lock (``_quota_locks``) when it has a limit.
+            return db.execute(SAVE_APP_STATUS, {
+                "deployment": app.deployment_hash, "app": app.app_code, "status": app.status,
+                "logs": _json(list(app.logs)), "updated_at": app.updated_at, "received_at": app.received_at,
+                "agent": app.agent_id, "max_apps": write.max_apps})
         elif isinstance(write, SaveAgent):
             a = write.agent
             document = _json({"capabilities": list(a.capabilities), "version": a.version,

@@ -162,7 +162,30 @@ def _to_5(db: psycopg.Connection[TupleRow]) -> None:
     db.execute(idempotency_keys.POSTGRES_SCHEMA)
 
 
-STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1, _to_2, _to_3, _to_4, _to_5)
+_VERSION_6 = """
+CREATE TABLE app_statuses (
+    deployment_hash TEXT NOT NULL REFERENCES deployments (hash),
+    app_code TEXT NOT NULL,
+    status TEXT NOT NULL,
+    logs JSON NOT NULL,  -- a list of strings, oldest first
+    updated_at DOUBLE PRECISION NOT NULL,  -- when the agent saw it: an older status is not kept
+    received_at DOUBLE PRECISION NOT NULL,
+    agent_id TEXT NOT NULL,
+    PRIMARY KEY (deployment_hash, app_code)
+);
+"""
+
+
+def _to_6(db: psycopg.Connection[TupleRow]) -> None:
+    """Version 6: the newest status of each app of a deployment, as its agent
+    last saw it (``SaveAppStatus``: its deployment's count is checked under a
+    quota lock, as open commands are). No trigger counts them in
+    ``tenant_usage``: an app's status is not a command, and a deployment's
+    are bounded by ``commands.max_apps``."""
+    db.execute(_VERSION_6)
+
+
+STEPS: tuple[Callable[[psycopg.Connection[TupleRow]], None], ...] = (_to_1, _to_2, _to_3, _to_4, _to_5, _to_6)
 """``STEPS[v]`` brings a database from version ``v`` to ``v + 1``."""
 SCHEMA_VERSION = len(STEPS)
 """The version this code creates."""

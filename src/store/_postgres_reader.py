@@ -13,6 +13,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from trioscope.domain.apps import AppStatus
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
 from trioscope.domain.idempotency import KeptAnswer
@@ -121,6 +122,14 @@ class PostgresReader:
                             capabilities=tuple(extra["capabilities"]), version=extra["version"],
                             system_info=extra["system_info"])
                 for agent_id, deployment, token_hash, status, created, decommissioned, extra in rows]
+
+    def app_statuses(self, deployment_hash: str) -> list[AppStatus]:
+        """The newest status of each app of the deployment, by app code."""
+        rows = self._rows(
+            "SELECT deployment_hash, app_code, status, logs, updated_at, received_at, agent_id FROM app_statuses"
+            " WHERE deployment_hash = %s ORDER BY app_code COLLATE \"C\"", (deployment_hash,))
+        return [AppStatus(deployment_hash=d, app_code=a, status=s, logs=tuple(logs), updated_at=u, received_at=r,
+                          agent_id=g) for d, a, s, logs, u, r, g in rows]
 
     def open_commands(self, deployment_hash: str) -> list[Command]:
         rows = self._rows(

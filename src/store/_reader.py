@@ -13,6 +13,7 @@ from typing import ParamSpec, Protocol, TypeVar
 
 import trio
 
+from trioscope.domain.apps import AppStatus
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
 from trioscope.domain.idempotency import KeptAnswer
@@ -188,6 +189,10 @@ class StoreReader:
         if not agent_ids:
             return {}
         return {a.id: a for a in await self._call(self._reader.agents_named, agent_ids)}
+
+    async def app_statuses(self, deployment_hash: str) -> list[AppStatus]:
+        """The newest status of each app of the deployment, by app code (bytewise)."""
+        return await self._call(self._reader.app_statuses, deployment_hash)
 
     async def deployments_with_open_commands(self) -> list[str]:
         return await self._call(self._reader.deployments_with_open_commands)

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import orjson
 
+from trioscope.domain.apps import AppStatus
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, AgentStatus, Deployment, DeploymentStatus
 from trioscope.domain.idempotency import KeptAnswer
 
 from ._command_rows import OPEN_STATUSES_SQL, command_columns, command_from_columns, finished_at
 from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter, summary_page
-from ._migrations import migrate, roll_back, schema_version
-from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, OverCommandBytes, OverQuota, Rejected, SaveAgent,
-                   SaveCommand, SaveDeployment, SaveIdempotencyKey, Write)
+from ._migrations import APP_STATUSES, migrate, roll_back, schema_version
+from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, Outdated, OverCommandBytes, OverQuota, Rejected,
+                   SaveAgent, SaveAppStatus, SaveCommand, SaveDeployment, SaveIdempotencyKey, Write)
 from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
 from . import _idempotency_keys as idempotency_keys
 from ._secret import create_data_dir
@@ -85,7 +86,7 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant, id);
 CREATE INDEX IF NOT EXISTS audit_at ON audit (at);  -- pruning
-""" + SQLITE_SCHEMA + idempotency_keys.SQLITE_SCHEMA
+""" + SQLITE_SCHEMA + idempotency_keys.SQLITE_SCHEMA + APP_STATUSES
 
 DATABASE_FILE = "trioscope.sqlite3"
 
@@ -164,7 +165,7 @@ class SqliteWriter:
                 try:
                     for write in group:
                         self._apply(write)
-                except (Conflict, OverQuota, KeyTaken) as exc:
+                except (Conflict, Outdated, OverQuota, KeyTaken) as exc:
                     db.execute("ROLLBACK TO grp")
                     results.append(exc)
                 except (sqlite3.IntegrityError, orjson.JSONEncodeError) as exc:
@@ -323,8 +324,38 @@ class SqliteWriter:
         elif isinstance(write, SaveIdempotencyKey):
             if db.execute(idempotency_keys.SAVE.format(m="?"), idempotency_keys.save_values(write)).rowcount != 1:
                 raise KeyTaken(write.answer.key)
+        elif isinstance(write, SaveAppStatus):
+            a = write.app
+            cursor = db.execute(SAVE_APP_STATUS, (a.deployment_hash, a.app_code, a.status,
+                                                  orjson.dumps(list(a.logs)).decode(), a.updated_at, a.received_at,
+                                                  a.agent_id, write.max_apps))
+            if cursor.rowcount != 1:
+                raise _app_refusal(db, a)
         else:  # pragma: no cover - the Write union is closed
             raise TypeError(f"not a write: {write!r}")
+
+
+SAVE_APP_STATUS = (
+    "INSERT INTO app_statuses (deployment_hash, app_code, status, logs, updated_at, received_at, agent_id)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE ?8 IS NULL"
+    " OR EXISTS (SELECT 1 FROM app_statuses WHERE deployment_hash = ?1 AND app_code = ?2)"
+    " OR (SELECT count(*) FROM app_statuses WHERE deployment_hash = ?1) < ?8"
+    " ON CONFLICT (deployment_hash, app_code) DO UPDATE SET status = excluded.status, logs = excluded.logs,"
+    " updated_at = excluded.updated_at, received_at = excluded.received_at, agent_id = excluded.agent_id"
+    " WHERE excluded.updated_at >= app_statuses.updated_at")
+"""An app's status, over the stored one unless that is newer, and a new app
+only below its deployment's ``max_apps`` (``SaveAppStatus``): one statement,
+which changes no row when either refuses it (``_app_refusal`` tells which)."""
+
+
+def _app_refusal(db: sqlite3.Connection, app: AppStatus) -> Exception:
+    """Why ``SAVE_APP_STATUS`` wrote nothing: a newer status of the app is stored, or its deployment is full."""
+    if db.execute("SELECT 1 FROM app_statuses WHERE deployment_hash = ? AND app_code = ?",
+                  (app.deployment_hash, app.app_code)).fetchone() is not None:
+        return Outdated(f"app {app.app_code}")
+    (count,) = db.execute("SELECT count(*) FROM app_statuses WHERE deployment_hash = ?",
+                          (app.deployment_hash,)).fetchone()
+    return OverQuota(count)
 
 
 class SqliteReader:
@@ -392,6 +423,14 @@ class SqliteReader:
                 created_at=created, decommissioned_at=decommissioned,
                 capabilities=tuple(extra["capabilities"]), version=extra["version"], system_info=extra["system_info"]))
         return agents
+
+    def app_statuses(self, deployment_hash: str) -> list[AppStatus]:
+        """The newest status of each app of the deployment, by app code."""
+        rows = self.connection.execute(
+            "SELECT deployment_hash, app_code, status, logs, updated_at, received_at, agent_id FROM app_statuses"
+            " WHERE deployment_hash = ? ORDER BY app_code", (deployment_hash,))
+        return [AppStatus(deployment_hash=d, app_code=a, status=s, logs=tuple(orjson.loads(logs)), updated_at=u,
+                          received_at=r, agent_id=g) for d, a, s, logs, u, r, g in rows]
 
     def open_commands(self, deployment_hash: str) -> list[Command]:
         rows = self.connection.execute(

@@ -6,7 +6,10 @@ A command's bytes are those of its row's four values as stored
 the error, the history and the result, finished commands' included until they
 are pruned; and, from schema version 4 (PostgreSQL's 5), the bytes of the
 idempotency keys kept with them (``_idempotency_keys``: what a client stores
-with its keys is bounded as its commands are). The total is kept by triggers
+with its keys is bounded as its commands are). App statuses (``app_statuses``,
+schema version 5, PostgreSQL's 6) are not counted and have no trigger: they
+are no commands, and each deployment keeps at most ``commands.max_apps`` of
+them (``_ops.SaveAppStatus``). The total is kept by triggers
 on those tables (``sqlite_triggers``, ``postgres_triggers``), in the transaction
 that writes the row: every insert, change and delete counts (the writer's,
 a prune's, a copy's restore, an operator's own SQL), so it is exact after a

@@ -76,6 +76,14 @@ async def test_the_document_has_bodies_errors_and_credentials(running):
     assert {p["name"] for p in wait["parameters"]} == {"deployment_hash", "timeout", "priority", "last_command_id"}
     node = spec["paths"]["/api/v1/query/nodes/{node_id}"]["get"]["parameters"][0]
     assert node["in"] == "path" and "pattern" not in node["schema"]  # <path:node_id> takes slashes
+    apps = spec["paths"]["/api/v1/apps/status"]["post"]
+    assert apps["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/AppStatusUpdate"}
+    assert {"400", "401", "403", "409", "413", "503"} <= set(apps["responses"])
+    assert apps["security"] == wait["security"]
+    app_status = spec["components"]["schemas"]["AppStatusUpdate"]
+    assert app_status["required"] == ["deployment_hash", "app_code", "status"]
+    assert app_status["properties"]["logs"]["maxItems"] == 1000
     report = spec["components"]["schemas"]["Report"]
     assert set(report["required"]) == {"agent_id", "timestamp"}
     assert spec["components"]["securitySchemes"]["user"]["bearerFormat"] == "JWT"

@@ -10,6 +10,7 @@ WebSocket tests cover them.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 import time
@@ -44,12 +45,22 @@ LIMITS = {name: "1000000" for name in (
 to reach the handlers behind them."""
 
 
+MAX_HASH = 128
+"""The longest deployment hash a body may name (the wire models' ``AnyId``)."""
+
+
 class Credentials(requests.auth.AuthBase):
     """A user's bearer token, or for agent operations the agent's token and an
-    RFC 9421 signature over the request as it is sent (``request_signing``)."""
+    RFC 9421 signature over the request as it is sent (``request_signing``),
+    whose JSON body names the agent's own deployment where it names one: past
+    the 403 of another deployment's hash into the handlers, as the path
+    parameters (``_fuzz``). Done here, not in the cases' test function: its
+    source seeds the examples of every operation (``derandomize``)."""
 
-    def __init__(self, user_token: str, agent_id: str, agent_token: str, signed: bool) -> None:
+    def __init__(self, user_token: str, agent_id: str, agent_token: str, signed: bool,
+                 deployment_hash: str = "") -> None:
         self.user_token, self.agent_id, self.agent_token, self.signed = user_token, agent_id, agent_token, signed
+        self.deployment_hash = deployment_hash
 
     def __call__(self, prepared: requests.PreparedRequest) -> requests.PreparedRequest:
         if not self.signed:
@@ -57,11 +68,24 @@ class Credentials(requests.auth.AuthBase):
             return prepared
         prepared.headers["Authorization"] = f"Bearer {self.agent_token}"
         prepared.headers["X-Agent-Id"] = self.agent_id
-        body = prepared.body or b""
-        request_signing.sign(prepared.method or "GET", prepared.url or "", prepared.headers,
-                             body.encode() if isinstance(body, str) else body,
+        body = self._own_deployment(prepared.body or b"")
+        if prepared.body is not None:
+            prepared.body = body
+            prepared.headers["Content-Length"] = str(len(body))
+        request_signing.sign(prepared.method or "GET", prepared.url or "", prepared.headers, body,
                              agent_id=self.agent_id, token=self.agent_token, now=time.time(), nonce=str(uuid.uuid4()))
         return prepared
+
+    def _own_deployment(self, body: bytes | str) -> bytes:
+        raw = body.encode() if isinstance(body, str) else body
+        try:
+            document = json.loads(raw)
+        except ValueError:
+            return raw
+        named = document.get("deployment_hash") if isinstance(document, dict) else None
+        if not self.deployment_hash or not isinstance(named, str) or len(named) > MAX_HASH:
+            return raw  # a negative case's hash of the wrong type or length stays as wrong as it was
+        return json.dumps({**document, "deployment_hash": self.deployment_hash}).encode()
 
 
 @pytest.fixture(scope="module")
@@ -106,7 +130,8 @@ def _fuzz(operation: Any, mode: GenerationMode, server: ServerProcess, credentia
     statuses answered counted in ``statuses``."""
     definition = operation.definition.raw
     signed = any("agentToken" in requirement for requirement in definition.get("security", []))
-    auth = Credentials(credentials["user_token"], credentials["agent_id"], credentials["agent_token"], signed)
+    auth = Credentials(credentials["user_token"], credentials["agent_id"], credentials["agent_token"], signed,
+                       credentials["deployment_hash"])
     # The user's and deployment's real names: past the 404 of an unknown
     # deployment into the handlers (other path parameters stay generated).
     names = {p["name"] for p in definition.get("parameters", []) if p["in"] == "path"}

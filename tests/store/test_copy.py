@@ -19,6 +19,7 @@ from trioscope.store import (
     AuditEntry,
     CopyRefused,
     SaveAgent,
+    SaveAppStatus,
     SaveCommand,
     SaveDeployment,
     StoreReader,
@@ -27,6 +28,7 @@ from trioscope.store import (
 )
 from trioscope.store import _copy
 
+from .test_app_statuses import app
 from .test_protocol import agent, command, completed, deployment, entry, failed, saved
 
 
@@ -42,6 +44,8 @@ def fill(database: Path | str) -> None:
             SaveAgent(agent("a1", capabilities=("docker",), version="1.2", system_info={"os": "linux"})),
             SaveAgent(agent("a2", deployment_hash="h2", status=AgentStatus.DECOMMISSIONED, decommissioned_at=5.0)),
         ]])
+        writer.commit([[SaveAppStatus(app(f"app-{i}", deployment_hash="h1" if i % 3 else "h2", at=100.0 + i))
+                        for i in range(7)]])
         made = []
         for i in range(12):
             c = command(i, deployment_hash="h1" if i % 3 else "h2", confirm=i == 4)
@@ -80,6 +84,7 @@ async def everything(database: Path | str) -> dict[str, Any]:
         assert len(audit) == total
         return {"deployments": deployments, "agents": {a.id: a for a in await reader.agents()},
                 "commands": commands, "audit": audit,
+                "apps": {h: await reader.app_statuses(h) for h in deployments},
                 "open": sorted(await reader.deployments_with_open_commands())}
     finally:
         reader.close()
@@ -94,7 +99,7 @@ async def test_a_copy_to_postgresql_and_back_reads_back_every_row(
     assert len(original["commands"]) == 12 and len(original["audit"]) == 16  # the test is about something
 
     counts = await trio.to_thread.run_sync(copy_store, source, postgres_url)
-    assert attrs.astuple(counts) == (2, 2, 12, 16)
+    assert attrs.astuple(counts) == (2, 2, 12, 16, 7)
     assert await everything(postgres_url) == original
 
     back = tmp_path / "back.sqlite3"
@@ -120,16 +125,25 @@ async def test_the_cli_copies_refuses_a_non_empty_target_unless_told_and_copies_
 
     copied = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", postgres_url])
     assert copied.returncode == 0, copied.stderr
-    assert copied.stdout.startswith("copied 2 deployments, 2 agents, 12 commands, 16 audit records from ")
+    assert copied.stdout.startswith("copied 2 deployments, 2 agents, 12 commands, 16 audit records, 7 app statuses "
+                                    "from ")
     assert await everything(postgres_url) == original
 
     again = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", postgres_url])
     assert again.returncode == 1
     assert "already holds trioscope data; give --into-non-empty" in again.stderr and "Traceback" not in again.stderr
 
+    newer = app("app-1", at=500.0, status="stopped")  # the target's own, newer than the source's
+    writer = open_writer(postgres_url)
+    try:
+        assert writer.commit([[SaveAppStatus(newer)]]) == [None]
+    finally:
+        writer.close()
     forced = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", postgres_url, "--into-non-empty"])
     assert forced.returncode == 0, forced.stderr
-    assert await everything(postgres_url) == original
+    assert await everything(postgres_url) == {
+        **original, "apps": {**original["apps"], "h1": [newer if a.app_code == "app-1" else a
+                                                      for a in original["apps"]["h1"]]}}
 
 
 def test_bad_arguments_and_unusable_stores_are_one_clear_line(tmp_path: Path, postgres: str) -> None:

@@ -198,6 +198,8 @@ class CrashingBefore:
     "PRAGMA user_version = 3",  # step 3 done
     "CREATE TRIGGER IF NOT EXISTS idempotency_keys_usage_deleted",  # step 4, in its one transaction
     "PRAGMA user_version = 4",  # step 4 done
+    "CREATE TABLE IF NOT EXISTS app_statuses",  # step 5
+    "PRAGMA user_version = 5",  # step 5 done
 ])
 async def test_a_migration_cut_off_anywhere_is_finished_by_the_next_open(
         tmp_path: Path, marker: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,6 +239,7 @@ async def assert_current(path: Path, written: list[Command], tmp_path: Path) -> 
             assert [s.result_bytes for s in page] == [len(orjson.dumps(c.result)) for c in reversed(mine)]
             assert await reader.open_commands(deployment_hash) == [c for c in mine if not c.status.terminal]
         assert sorted(await reader.deployments_with_open_commands()) == ["h1", "h2"]
+        assert await reader.app_statuses("h1") == []  # none before version 5
         entries, total = await reader.audit(None, action=None, actor=None, since=None, until=None, limit=10,
                                             offset=0, every_tenant=True)
         assert total == 2 and [attrs.asdict(r.entry) for r in reversed(entries)] == AUDIT

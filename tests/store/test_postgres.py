@@ -493,8 +493,14 @@ async def test_the_open_commands_of_a_version_2_database_get_their_parameters_si
     assert sizes == {"cmd_1": parameters_bytes({}), "cmd_2": parameters_bytes({"l": [{}] * 800}), "cmd_3": 0}
 
 
+def as_version_5(db: psycopg.Connection) -> None:
+    """Take what version 6 added out of a database (its version number is the caller's)."""
+    db.execute("DROP TABLE app_statuses")
+
+
 def as_version_4(db: psycopg.Connection) -> None:
-    """Take what version 5 added out of a database (its version number is the caller's)."""
+    """Take what versions 5 and 6 added out of a database (its version number is the caller's)."""
+    as_version_5(db)
     db.execute("DROP TABLE idempotency_keys")  # and its triggers
     for name in ("idempotency_keys_usage_inserted", "idempotency_keys_usage_updated",
                  "idempotency_keys_usage_deleted"):
@@ -502,7 +508,7 @@ def as_version_4(db: psycopg.Connection) -> None:
 
 
 def as_version_3(db: psycopg.Connection) -> None:
-    """Take what versions 4 and 5 added out of a database (its version number is the caller's)."""
+    """Take what versions 4 to 6 added out of a database (its version number is the caller's)."""
     as_version_4(db)
     db.execute("DROP TABLE tenant_usage")
     for name in ("commands_usage_inserted", "commands_usage_updated", "commands_usage_deleted"):
