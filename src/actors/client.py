@@ -392,8 +392,9 @@ class ClientActor(Actor):
         """A task will tell ``_Sent`` once the backlog may move on."""
 
     async def on_start(self) -> None:
-        # Nothing here waits on anyone: clients start one at a time, and the
-        # hub tells us where to start (a LiveUpdate) when it knows.
+        # Nothing here waits on anyone: a burst of clients starts together
+        # (their supervisor's start waits for this), and the hub tells us
+        # where to start (a LiveUpdate) when it knows.
         self.throttle.owe()
         self.next_ping = trio.current_time() + self.settings.ping_interval
         self.context.start_soon(self._join)

@@ -335,11 +335,11 @@ class _AgentChannel:
         # is there: the handshake was signed. A report is timed as the request
         # it is once its signature verifies (``_gate.agent``).
         await _gate.heard_from(self.agent_id, as_request=kind != "report")
+        self.keepalive.heard()
         if len(data) > MAX_AGENT_MESSAGE:
             return _nack(None, 413, "message_too_large", f"messages are at most {MAX_AGENT_MESSAGE} bytes")
         if problem is not None:
             return _nack(None, 400, "invalid_json", f"message is not valid JSON: {problem}")
-        self.keepalive.heard()
         if kind == "pong":  # no request: the server asked for it
             self.keepalive.pong()
             if self.pinged_at is not None:  # else one the agent sent unasked: it times nothing

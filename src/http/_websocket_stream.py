@@ -145,6 +145,7 @@ _REFUSALS = {
           "websocket, Connection: Upgrade, a Sec-WebSocket-Key and Sec-WebSocket-Version: 13 (RFC 6455)"),
     403: ("websocket_refused", "the WebSocket was refused before it was accepted"),
     404: ("not_found", "no such host name here"),
+    500: ("internal_error", "the WebSocket's handler ended before it answered the handshake"),
 }
 
 

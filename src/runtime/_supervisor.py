@@ -370,15 +370,24 @@ class SupervisorNode(Node):
                 requests.append(event)
             else:
                 taken = event
-        handle = self._on_start_request if isinstance(first, _StartRequest) else self._on_stop_request
         async with trio.open_nursery() as each:
-            for request in requests:
-                each.start_soon(handle, request)
+            if isinstance(first, _StartRequest):
+                for request in requests:
+                    each.start_soon(self._on_start_request, request)
+            else:
+                # One stop per child, answering all who asked: a second one
+                # beside the first found it stopping and cut its queue short.
+                stops: dict[int, tuple[Node, list[Ask]]] = {}
+                for request in requests:
+                    stops.setdefault(id(request.child), (request.child, []))[1].append(request.reply)
+                for child, replies in stops.values():
+                    each.start_soon(self._on_stop_requests, child, replies)
         return taken
 
-    async def _on_stop_request(self, request: _StopRequest) -> None:
-        await self._stop(request.child, final=True)
-        request.reply.resolve(None)
+    async def _on_stop_requests(self, child: Node, replies: list[Ask]) -> None:
+        await self._stop(child, final=True)
+        for reply in replies:
+            reply.resolve(None)
 
     async def _on_start_request(self, request: _StartRequest) -> None:
         child, reply = request.child, request.reply

@@ -85,7 +85,8 @@ class SchemaBuilder:
             if name in self.defs:  # another class's: qualified by its package ("domain.commands": Commands...)
                 package = cls.__module__.rpartition(".")[0]
                 name = package.rpartition(".")[2].title() + name
-                assert name not in self.defs, f"two models would be documented as {name}"
+                if name in self.defs:
+                    raise ValueError(f"two models would be documented as {name}: rename one")
             self._names[cls] = name
         return name
 

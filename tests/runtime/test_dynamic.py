@@ -191,3 +191,30 @@ async def test_children_asked_for_together_start_together_and_stop_together():
         gates["stop"].set()
         await trio.testing.wait_all_tasks_blocked()
         assert len(agents) == 0
+
+
+async def test_two_stops_of_one_child_asked_together_both_wait_for_its_queue(journal: Journal):
+    """Handled together, the second stop found the child stopping and cut its
+    queue short (dead letters), and returned before the child had ended."""
+    async with open_actor_system(tree()) as system:
+        agents = system.lookup("/root/agents")
+        ref = await agents.start_child(worker("a", journal))
+        gate = trio.Event()
+        ref.tell(Block(gate))
+        for index in range(3):
+            ref.tell(f"queued {index}")
+        await trio.testing.wait_all_tasks_blocked()
+        returned: list[int] = []
+
+        async def stop() -> None:
+            await agents.stop_child("a")
+            returned.append(len(journal.handled("a")))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stop)
+            nursery.start_soon(stop)
+            await trio.testing.wait_all_tasks_blocked()
+            assert returned == []
+            gate.set()
+    assert journal.handled("a")[-3:] == ["queued 0", "queued 1", "queued 2"]
+    assert returned == [4, 4]
