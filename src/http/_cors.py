@@ -2,8 +2,13 @@
 both (``server.cors_origins``, ``server.cors_allow_credentials``).
 
 Off by default: no ``Access-Control-*`` header is sent, preflights are
-refused (403), and a browser may open a WebSocket only from the server's own
-pages. A browser sends ``Origin`` on cross-origin requests and on every
+refused (403), and a browser may open a WebSocket, or send a request that
+changes anything (any method but GET and HEAD), only from the server's own
+pages. A page elsewhere can make a browser send such a request without asking
+first (a form, or ``fetch`` in ``no-cors`` mode with a body of no type: no
+preflight), and the routes that take no credentials (probes' reports,
+registrations and heartbeats) would take it: refused 403 unless its origin
+is allowed. A browser sends ``Origin`` on cross-origin requests and on every
 WebSocket handshake; programs (probes, agents, curl) send none and are not
 concerned. With origins listed, a preflight (``OPTIONS`` with
 ``Access-Control-Request-Method``) from one of them gets 204 and the allow
@@ -28,6 +33,9 @@ ALLOW_HEADERS = "Authorization, Content-Type, Content-Encoding, If-None-Match, X
 """What the API reads from a browser's request besides the CORS-safelisted headers."""
 EXPOSE_HEADERS = "X-Request-Id, Retry-After, ETag, X-Total-Bytes, X-Next-Offset"
 """What the API's answers carry that a script may need to read."""
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""What a page elsewhere may have a browser send here: reads (their answers a
+script there reads only where CORS allows it)."""
 MAX_AGE = "600"
 """Seconds a browser may reuse a preflight's answer."""
 
@@ -48,9 +56,10 @@ class CorsPolicy:
     def allows(self, origin: str) -> bool:
         return self.any_origin or origin.lower() in self.origins
 
-    def allows_websocket(self, origin: str, host: str | None) -> bool:
-        """A browser's WebSocket handshake: from the server's own pages (the
-        origin's host and port are those the request was sent to), or an allowed origin."""
+    def allows_page(self, origin: str, host: str | None) -> bool:
+        """A browser's WebSocket handshake, or request that changes something:
+        from the server's own pages (the origin's host and port are those the
+        request was sent to), or an allowed origin."""
         own = host is not None and origin.partition("://")[2].lower() == host.lower()
         return own or self.allows(origin)
 
@@ -107,7 +116,7 @@ class Cors:
             return
         origin = raw_origin.decode("latin-1")
         if scope["type"] == "websocket":
-            if self.policy.allows_websocket(origin, None if host is None else host.decode("latin-1")):
+            if self.policy.allows_page(origin, None if host is None else host.decode("latin-1")):
                 await self.app(scope, receive, send)
             else:
                 await self._refuse_websocket(scope, send, origin)
@@ -115,6 +124,12 @@ class Cors:
         if scope["method"] == "OPTIONS" and preflight:
             scope[ROUTE_KEY] = "(CORS preflight)"
             await self._preflight(scope, send, origin)
+            return
+        if scope["method"] not in SAFE_METHODS and not self.policy.allows_page(
+                origin, None if host is None else host.decode("latin-1")):
+            scope[ROUTE_KEY] = "(cross-origin request refused)"
+            await send_refusal(scope, send, 403, "cors_origin_not_allowed", f"requests that change anything are not "
+                               f"taken from pages of {origin[:200]} (server.cors_origins)", [(b"vary", b"Origin")])
             return
         extra = self.policy.answer_headers(origin)
 

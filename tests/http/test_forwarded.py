@@ -60,12 +60,12 @@ def test_the_header_the_proxies_do_not_set_is_not_read():
     ("https://evil.example", "ops.example.com", False),
 ])
 def test_websocket_origins_off_by_default_allow_only_the_servers_own_pages(origin, host, allowed):
-    assert CorsPolicy().allows_websocket(origin, host) is allowed
+    assert CorsPolicy().allows_page(origin, host) is allowed
 
 
 def test_listed_origins_are_allowed_exactly():
     policy = CorsPolicy.parse(["https://ops.example.com"], credentials=False)
-    assert policy.allows("https://ops.example.com") and policy.allows_websocket("https://ops.example.com", "api:1")
+    assert policy.allows("https://ops.example.com") and policy.allows_page("https://ops.example.com", "api:1")
     assert not policy.allows("https://ops.example.com.evil.example")
     assert not policy.allows("http://ops.example.com")
     headers = dict(policy.answer_headers("https://ops.example.com"))

@@ -67,6 +67,26 @@ async def test_websockets_from_browsers_only_from_the_servers_own_pages_or_liste
         assert b"websocket_origin_not_allowed" in rejected.value.body
 
 
+def test_a_request_that_changes_anything_is_taken_only_from_the_servers_own_pages_or_listed_origins():
+    """A page elsewhere could make a browser post a probe's registration with
+    no preflight (``fetch`` in ``no-cors`` mode, a body of no type)."""
+    registration = b'{"agent_id": "evil-1", "hostname": "evil"}'
+    with ServerProcess(["--cors-origins", ORIGIN]) as server:
+        url = f"{server.base_url}/api/v1/agents/register"
+        refused = httpx.post(url, content=registration, headers={"Origin": "https://evil.example"})
+        assert refused.status_code == 403 and refused.json()["error"]["code"] == "cors_origin_not_allowed"
+        assert httpx.post(url, content=registration, headers={"Origin": "null"}).status_code == 403  # a file:// page
+        for origin in (server.base_url, ORIGIN):
+            taken = httpx.post(url, content=registration, headers={"Origin": origin})
+            assert taken.status_code == 201, (origin, taken.text)
+        assert httpx.post(url, content=registration).status_code == 201  # programs send no Origin
+        # Reads are not concerned: a script elsewhere reads their answers only where CORS allows it.
+        assert httpx.get(f"{server.base_url}/api/v1/agents/list", headers={"Origin": "https://evil.example"}
+                         ).status_code == 200
+        listed = httpx.get(f"{server.base_url}/api/v1/agents/list").json()
+        assert listed["count"] == 1
+
+
 def test_any_origin_with_credentials_does_not_start():
     done = run_cli(["serve", "--port", "0", "--cors-origins", "*", "--cors-allow-credentials", "true"])
     assert done.returncode == 2
