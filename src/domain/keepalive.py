@@ -11,7 +11,9 @@ sends one ``ping`` when it opens, then only reads; their agents send
 seed's own client off after 90 s. Such a peer is judged by what the socket
 shows anyway: a socket that stops taking the server's frames is closed as
 too slow, one whose agent does not acknowledge a command as not reaching it,
-and a peer gone without a word makes the writes fail once TCP gives up."""
+and a peer gone without a word is let go once what the server sent it
+(its pings, at least) went unacknowledged for ``server.write_timeout``
+(``TCP_USER_TIMEOUT`` on every connection: ``http._tcp_server``)."""
 
 from __future__ import annotations
 

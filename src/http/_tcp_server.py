@@ -282,6 +282,22 @@ def _socket_of(stream: Any) -> trio.socket.SocketType:
     return sock
 
 
+def _give_up_on_silent_peers(sock: Any, seconds: float) -> None:
+    """Have the kernel end the connection once what was sent has gone
+    unacknowledged for ``seconds`` (``TCP_USER_TIMEOUT``; Linux): a peer gone
+    without a word (a cut network, a sleeping laptop) is let go then, rather
+    than after TCP's own ~15 minutes of retransmissions. A live view's pings
+    keep something in flight, so a view whose client answers none (the
+    seeds' clients do not) is let go within a ping interval and this, and
+    still holds no place of its address for long. A connection with nothing
+    in flight (a held poll) is not concerned."""
+    option = getattr(socket, "TCP_USER_TIMEOUT", None)
+    if option is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, option, int(seconds * 1000))
+
+
 class GuardedTCPServer(TCPServer):
     """A Hypercorn ``TCPServer`` whose close is not cancelled, whose errors
     end only its own connection, and which lets go of it when it is over."""
@@ -336,6 +352,7 @@ class GuardedTCPServer(TCPServer):
         else:
             admitted = admission.counts.admit(str(name[0]) if isinstance(name, tuple) else str(name))
             if isinstance(admitted, Held):
+                _give_up_on_silent_peers(sock, self._write_timeout)
                 return admitted
             admission.refused(admitted)
         with contextlib.suppress(OSError):
