@@ -73,13 +73,20 @@ def unknown_keys(code: str, body: Mapping[str, Any], known: Sequence[str], what:
             raise field_error(code, key_path(at, key), f"unknown key{closest(key, known)}; {what} has {', '.join(known)}")
 
 
+def error_wire(code: str, message: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The JSON error's body and its content headers, for the answers made
+    below Quart (ASGI middleware, Hypercorn's own refusals)."""
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    return body, [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+
+
 async def send_refusal(scope: dict[str, Any], send: Callable[[dict[str, Any]], Awaitable[None]], status: int,
                        code: str, message: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """Answer a request from ASGI middleware, before Quart, with the JSON error
     shape: an HTTP request's answer, or a WebSocket handshake's (a close,
     1008, where the server cannot answer a handshake with a body)."""
-    body = orjson.dumps({"error": {"code": code, "message": message}})
-    start = [(b"content-type", b"application/json"), *headers, (b"content-length", str(len(body)).encode())]
+    body, content = error_wire(code, message)
+    start = [*content, *headers]
     if scope["type"] == "websocket":
         if "websocket.http.response" not in (scope.get("extensions") or {}):
             await send({"type": "websocket.close", "code": 1008})

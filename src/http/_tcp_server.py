@@ -82,7 +82,6 @@ from typing import Any
 
 import h11
 import hypercorn.trio.run
-import orjson
 import trio
 from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
@@ -92,6 +91,7 @@ from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 from ._connection_limits import (
     COUNTED_WRITE, AcceptFailures, Admission, ConnectionCounts, Held, Refused, Write, admission_of,
 )
+from ._errors import error_wire
 
 log = logging.getLogger(__name__)
 
@@ -163,9 +163,8 @@ class _ProtocolErrors:
             message = "not a valid HTTP/1.1 request"
         if self._reason:
             message = f"{message}: {self._reason}"
-        body = orjson.dumps({"error": {"code": _PROTOCOL_ERROR_CODES.get(status_code, "bad_request"), "message": message}})
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close"), *protocol.config.response_headers("h11")]
+        body, content = error_wire(_PROTOCOL_ERROR_CODES.get(status_code, "bad_request"), message)
+        headers = [*content, (b"connection", b"close"), *protocol.config.response_headers("h11")]
         await protocol._send_h11_event(h11.Response(status_code=status_code, headers=headers))
         await protocol._send_h11_event(h11.Data(data=body))
         await protocol._send_h11_event(h11.EndOfMessage())

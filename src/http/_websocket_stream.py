@@ -66,7 +66,6 @@ import time
 
 import hypercorn.protocol.h2
 import hypercorn.protocol.h11
-import orjson
 from hypercorn.protocol.events import Body, Data, EndBody, Event, Request, Response, StreamClosed
 from hypercorn.protocol.ws_stream import ASGIWebsocketState, WSStream
 from hypercorn.typing import ASGISendEvent, WebsocketAcceptEvent
@@ -74,6 +73,8 @@ from wsproto.connection import ConnectionState
 from wsproto.frame_protocol import CloseReason, FrameProtocol
 
 from trioscope.domain.live import PreFramed, SharedFrame, text_frame_header
+
+from ._errors import error_wire
 
 
 class BoundedWSStream(WSStream):
@@ -112,10 +113,9 @@ class BoundedWSStream(WSStream):
         """Hypercorn's own refusals (a handshake it finds invalid, a close
         before the accept), with the JSON error body of every other answer."""
         code, message = _REFUSALS.get(status_code, ("websocket_refused", "the WebSocket was refused"))
-        body = orjson.dumps({"error": {"code": code, "message": message}})
-        await self.send(Response(stream_id=self.stream_id, status_code=status_code, headers=[
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close")]))
+        body, content = error_wire(code, message)
+        await self.send(Response(stream_id=self.stream_id, status_code=status_code,
+                                 headers=[*content, (b"connection", b"close")]))
         await self.send(Body(stream_id=self.stream_id, data=body))
         await self.send(EndBody(stream_id=self.stream_id))
         await self.config.log.access(self.scope, {"status": status_code, "headers": []}, time.time() - self.start_time)
