@@ -16,12 +16,12 @@ apps stay small enough to show on its GET and to hold in the store.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import attrs
 
-from trioscope.wire import Identifier, TextRule, bounded_list, constrained
+from trioscope.wire import Identifier, TextRule, bounded_list, constrained, rfc3339_millis
 
 MAX_SENT_LOG_LINES = 1000
 """Lines one status may carry: the status agent's ``logs`` command reads at
@@ -130,19 +130,14 @@ def app_status(update: AppStatusUpdate, agent_id: str, received_at: float) -> tu
                      logs=logs.lines, updated_at=seen, received_at=received_at, agent_id=agent_id), logs
 
 
-def app_time(seconds: float) -> str:
-    """``seconds`` (unix time) in RFC 3339, UTC, to the millisecond, as the command views show times."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def app_status_event(deployment_hash: str, app_code: str, status: str, updated_at: float) -> dict[str, Any]:
     """The ``app_status`` event of ``/ws/user``: a newer status of an app was kept."""
     return {"type": "app_status", "deployment_hash": deployment_hash, "app_code": app_code, "status": status,
-            "updated_at": app_time(updated_at)}
+            "updated_at": rfc3339_millis(updated_at)}
 
 
 def app_view(app: AppStatus) -> dict[str, Any]:
     """An app as a deployment's GET shows it (``apps``)."""
     return {"app_code": app.app_code, "status": app.status, "logs": list(app.logs),
-            "updated_at": app_time(app.updated_at), "received_at": app_time(app.received_at),
+            "updated_at": rfc3339_millis(app.updated_at), "received_at": rfc3339_millis(app.received_at),
             "agent_id": app.agent_id}

@@ -24,11 +24,11 @@ from trioscope.actors.deployment_queue import Report
 from trioscope.actors.directory import RegisterAgent
 from trioscope.actors.refusals import EnrollmentRefused
 from trioscope.actors.store import commit
-from trioscope.domain.apps import MAX_AHEAD, AppStatus, AppStatusUpdate, app_status, app_status_event, app_time
+from trioscope.domain.apps import MAX_AHEAD, AppStatus, AppStatusUpdate, app_status, app_status_event
 from trioscope.domain.commands import AgentRegistration, CommandReport, LogBatch, Priority
 from trioscope.domain.deployments import AgentAuthFailure, AgentRecord, Deployment
 from trioscope.store import AuditEntry, Outdated, OverQuota, SaveAppStatus
-from trioscope.wire import InvalidDocument, decode
+from trioscope.wire import InvalidDocument, decode, rfc3339_millis
 
 from . import _gate
 from ._bodies import decoded, invalid, off_loop, read_body_and_raw, read_json
@@ -273,7 +273,7 @@ async def app_status_update() -> Response:
     try:
         await commit(services().store, [SaveAppStatus(app, max_apps=limit), *([audit] if audit else [])])
     except Outdated:
-        return json_response({"status": "ignored", "app_code": app.app_code, "updated_at": app_time(app.updated_at),
+        return json_response({"status": "ignored", "app_code": app.app_code, "updated_at": rfc3339_millis(app.updated_at),
                               "message": f"a newer status of app {app.app_code!r} is kept (a later timestamp): "
                                          "this one is not"})
     except OverQuota as exc:
@@ -285,7 +285,7 @@ async def app_status_update() -> Response:
         raise refusal from None
     publish_event(deployment.tenant, deployment.user_id,
                   app_status_event(deployment.hash, app.app_code, app.status, app.updated_at))
-    return json_response({"status": "ok", "app_code": app.app_code, "updated_at": app_time(app.updated_at),
+    return json_response({"status": "ok", "app_code": app.app_code, "updated_at": rfc3339_millis(app.updated_at),
                           "message": "App status recorded", "logs_kept": len(logs.lines),
                           "logs_dropped": logs.dropped, "logs_cut": logs.cut})
 
@@ -297,7 +297,7 @@ def _app_audit(agent: AgentRecord, deployment: Deployment, app: AppStatus) -> Au
     left_out = services().gate.app_statuses_audited.admit(agent.id, time.monotonic())
     if left_out is None:
         return None
-    details: dict[str, Any] = {"deployment_hash": deployment.hash, "updated_at": app_time(app.updated_at)}
+    details: dict[str, Any] = {"deployment_hash": deployment.hash, "updated_at": rfc3339_millis(app.updated_at)}
     if left_out:
         details["unrecorded_before"] = left_out
     return _gate.audit_entry("app.status", actor=f"agent:{agent.id}", tenant=deployment.tenant, resource_type="app",

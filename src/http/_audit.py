@@ -7,8 +7,9 @@ from quart import Blueprint, Response, request
 
 from trioscope.domain.principals import Permission
 
+from trioscope.wire import rfc3339_millis
+
 from . import _gate
-from ._command_views import timestamp
 from ._errors import ApiError
 from ._openapi import Auth, date, documented, integer, text
 from ._responses import json_response
@@ -36,6 +37,6 @@ async def audit_log() -> Response:
         entries, total = await services().reader.audit(
             principal.tenant, action=action, actor=actor, since=date_argument("from_date", end=False),
             until=date_argument("to_date", end=True), limit=limit, offset=offset)
-    records = [{"id": r.id, **attrs.asdict(r.entry), "at": timestamp(r.entry.at)} for r in entries]
+    records = [{"id": r.id, **attrs.asdict(r.entry), "at": rfc3339_millis(r.entry.at)} for r in entries]
     return json_response({"entries": records, "count": len(records), "total": total, "limit": limit,
                           "offset": offset})

@@ -31,8 +31,9 @@ from trioscope.runtime import (
     ActorNotFound, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, StartFailed, TooManyChildren,
 )
 
+from trioscope.wire import rfc3339_millis
+
 from . import _gate
-from ._command_views import timestamp
 from ._errors import error_response
 from ._services import services
 
@@ -188,7 +189,7 @@ def _renew(link: ClientLink, holder: _Holder, data: str | bytes) -> bool:
         answer = error_frame("invalid_token", f"the token was not taken ({exc}); the socket goes on with the one it has")
     else:
         log.info("a WebSocket's token renewed", extra={"event": "websocket_token_renewed"})
-        answer = message("auth", {"expires_at": timestamp(holder.principal.expires_at)})
+        answer = message("auth", {"expires_at": rfc3339_millis(holder.principal.expires_at)})
     try:
         link.outbox.send_aside(answer)  # none of the actor's frames: its positions do not count it
     except trio.WouldBlock:

@@ -4,10 +4,8 @@ they were heard from, their connections: ``agent_record``, ``deployment_record``
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -17,30 +15,12 @@ from trioscope.domain.commands import (
 )
 from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, Deployment
 from trioscope.store import StoredCommand
+from trioscope.wire import rfc3339_millis
 
 from . import _gate
 from ._services import services
 
 
-_LATEST = datetime.max.replace(tzinfo=UTC)
-_EARLIEST = datetime.min.replace(tzinfo=UTC)
-
-
-def timestamp(seconds: float | None) -> str | None:
-    """``seconds`` (unix time) in RFC 3339, UTC, to the millisecond
-    (``2025-01-02T03:04:05.678Z``); None for None and NaN.
-
-    A time outside the years 1-9999 is shown as the nearest end of that range
-    instead of failing the request (a 500): only a token's ``exp`` can hold one,
-    minted with the server's secret by something other than ``token create``
-    (which caps its ttl), or by a ``token create`` that did not yet."""
-    if seconds is None or math.isnan(seconds):
-        return None
-    try:
-        moment = datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):  # which one depends on the platform and the size
-        moment = _LATEST if seconds > 0 else _EARLIEST
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _fields(command: Command) -> dict[str, Any]:
@@ -54,12 +34,12 @@ def _fields(command: Command) -> dict[str, Any]:
         "priority": command.priority.value,
         "parameters": command.parameters,
         "created_by": command.created_by,
-        "created_at": timestamp(command.created_at),
-        "updated_at": timestamp(command.updated_at),
-        "scheduled_for": timestamp(command.scheduled_for),
-        "sent_at": timestamp(command.sent_at),
-        "started_at": timestamp(command.started_at),
-        "completed_at": timestamp(command.completed_at),
+        "created_at": rfc3339_millis(command.created_at),
+        "updated_at": rfc3339_millis(command.updated_at),
+        "scheduled_for": rfc3339_millis(command.scheduled_for),
+        "sent_at": rfc3339_millis(command.sent_at),
+        "started_at": rfc3339_millis(command.started_at),
+        "completed_at": rfc3339_millis(command.completed_at),
         "timeout_seconds": command.timeout_seconds,
         "progress": command.progress,
         "metadata": {"requires_confirmation": command.requires_confirmation,
@@ -72,7 +52,7 @@ def _fields(command: Command) -> dict[str, Any]:
 
 
 def _history_entry(change: StatusChange, max_detail_bytes: int | None = None) -> dict[str, Any]:
-    entry: dict[str, Any] = {"status": change.status.value, "at": timestamp(change.at),
+    entry: dict[str, Any] = {"status": change.status.value, "at": rfc3339_millis(change.at),
                              "event": change.event.value if change.event else "created"}
     if change.detail:
         if max_detail_bytes is not None and len(orjson.dumps(change.detail)) > max_detail_bytes:
@@ -80,7 +60,7 @@ def _history_entry(change: StatusChange, max_detail_bytes: int | None = None) ->
         else:
             entry["detail"] = change.detail
     if change.count > 1:  # a run of progress reports: the first's time, the last's detail
-        entry.update(count=change.count, last_at=timestamp(change.last_at))
+        entry.update(count=change.count, last_at=rfc3339_millis(change.last_at))
     return entry
 
 
@@ -156,7 +136,7 @@ def deployment_view(deployment: Deployment, *, agent_id: str | None = None,
     last heard from, ``last_heard``) beside the fields of earlier versions."""
     return {"id": deployment.hash, "deployment_hash": deployment.hash, "user_id": deployment.user_id,
             "tenant": deployment.tenant, "agent_id": agent_id, "status": deployment.status.value,
-            "created_at": timestamp(deployment.created_at), "last_seen_at": timestamp(last_seen_at),
+            "created_at": rfc3339_millis(deployment.created_at), "last_seen_at": rfc3339_millis(last_seen_at),
             "metadata": deployment.metadata, "enrollment_pending": deployment.enrollment_hash is not None}
 
 
@@ -178,13 +158,13 @@ def agent_view(agent: AgentRecord, *, last_seen: float | None, online_within: fl
     (decommissioned, or replaced by a new enrolment) is ``enrollment_status``.
     ``last_heartbeat`` (the seed's name) and ``last_seen`` are the same time."""
     online = agent.status is AgentStatus.ACTIVE and last_seen is not None and now - last_seen <= online_within
-    heard = timestamp(last_seen)
+    heard = rfc3339_millis(last_seen)
     view: dict[str, Any] = {
         "id": agent.id, "agent_id": agent.id, "deployment_hash": agent.deployment_hash,
         "status": "online" if online else "offline", "enrollment_status": agent.status.value,
         "last_heartbeat": heard, "last_seen": heard, "capabilities": list(agent.capabilities),
-        "version": agent.version, "created_at": timestamp(agent.created_at),
-        "decommissioned_at": timestamp(agent.decommissioned_at),
+        "version": agent.version, "created_at": rfc3339_millis(agent.created_at),
+        "decommissioned_at": rfc3339_millis(agent.decommissioned_at),
         "connection_info": connection_info if agent.status is AgentStatus.ACTIVE else None}
     if agent.status is AgentStatus.ACTIVE:
         view["system_info"] = agent.system_info

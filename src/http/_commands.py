@@ -21,13 +21,13 @@ from trioscope.domain.commands import (
     MAX_JSON_DEPTH, MAX_PARAMETERS_BYTES, Command, CommandMetadata, CommandStatus, CreateCommand,
 )
 from trioscope.domain.principals import Permission, Role
-from trioscope.wire import nesting_exceeds
+from trioscope.wire import nesting_exceeds, rfc3339_millis
 from trioscope.store import BulkPart
 
 from . import _gate
 from ._bodies import read_json, read_object
 from ._command_views import (
-    agent_record, command_view, deployment_record, deployment_view, stored_command_view, timestamp, user_deployments,
+    agent_record, command_view, deployment_record, deployment_view, stored_command_view, user_deployments,
 )
 from ._errors import ApiError, field_error, unknown_keys
 from ._idempotency import IDEMPOTENCY_HEADER, earlier_answer, requested_once
@@ -83,7 +83,7 @@ async def me() -> Response:
     principal = await _gate.user(Permission.READ)
     return json_response({
         "user_id": principal.user_id, "tenant": principal.tenant, "role": principal.role.value,
-        "expires_at": timestamp(principal.expires_at) if principal.expires_at != float("inf") else None,
+        "expires_at": rfc3339_millis(principal.expires_at) if principal.expires_at != float("inf") else None,
         "permissions": [p.name.lower() for p in Permission if principal.may(p)],
     })
 
@@ -210,7 +210,7 @@ async def create_command(user_id: str, deployment_hash: str) -> Response:
 def _created(command: Command) -> dict[str, Any]:
     """The answer to a new command's POST."""
     return {"command_id": command.id, "status": command.status.value,
-            "estimated_start": timestamp(command.scheduled_for)}
+            "estimated_start": rfc3339_millis(command.scheduled_for)}
 
 
 def _check_confirmation(document: dict[str, Any]) -> None:

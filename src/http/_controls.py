@@ -22,9 +22,10 @@ from trioscope.domain.topology import (
     CONTROL_ACTIONS, NodeKind, control_allowed, control_parameter_problem, controls_for, reported_container,
 )
 
+from trioscope.wire import rfc3339_millis
+
 from . import _gate
 from ._bodies import read_object
-from ._command_views import timestamp
 from ._control_rule import choose, controllers, no_node
 from ._errors import ApiError, closest, field_error, key_path, unknown_keys
 from ._idempotency import IDEMPOTENCY_HEADER, earlier_answer, requested_once
@@ -145,7 +146,7 @@ async def control(node_id: str, action: str) -> Response:
     def created(command: Command) -> dict[str, Any]:
         return {"command_id": command.id, "status": command.status.value, "type": command.type,
                 "deployment_hash": deployment.hash, "user_id": deployment.user_id,
-                "estimated_start": timestamp(command.scheduled_for)}
+                "estimated_start": rfc3339_millis(command.scheduled_for)}
 
     answer = await submit(principal, deployment, create, created, target_agent=agent.id, once=once, node_id=node_id)
     log.info("control %s on %s for agent %s of deployment %s", action, node_id, agent.id, deployment.hash)

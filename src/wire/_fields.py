@@ -228,3 +228,24 @@ def bounded_list(name: str, item: Any, max_items: int) -> Any:
 def bounded_map(name: str, max_items: int, max_key: int = 256, max_value: int = 4096) -> Any:
     """A string-to-string mapping (labels, metadata) with size limits."""
     return constrained(name, dict[str, str], MapRule(max_items, max_key, max_value))
+
+
+_LATEST = datetime.max.replace(tzinfo=UTC)
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+def rfc3339_millis(seconds: float | None) -> str | None:
+    """``seconds`` (unix time) in RFC 3339, UTC, to the millisecond
+    (``2025-01-02T03:04:05.678Z``); None for None and NaN.
+
+    A time outside the years 1-9999 is shown as the nearest end of that range
+    instead of failing the request (a 500): only a token's ``exp`` can hold one,
+    minted with the server's secret by something other than ``token create``
+    (which caps its ttl), or by a ``token create`` that did not yet."""
+    if seconds is None or math.isnan(seconds):
+        return None
+    try:
+        moment = datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):  # which one depends on the platform and the size
+        moment = _LATEST if seconds > 0 else _EARLIEST
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

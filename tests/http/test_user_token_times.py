@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from trioscope.domain.principals import Role, mint_user_token
-from trioscope.http._command_views import timestamp
+from trioscope.wire import rfc3339_millis
 from trioscope.store import token_secret
 
 
@@ -25,7 +25,7 @@ from trioscope.store import token_secret
     (None, None),
 ])
 def test_a_time_outside_the_calendar_is_shown_as_its_nearest_end(seconds, shown):
-    assert timestamp(seconds) == shown
+    assert rfc3339_millis(seconds) == shown
 
 
 @pytest.mark.parametrize("ttl", [3_000_000 * 86400.0, 1e30])
