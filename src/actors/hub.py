@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 import trio
 
-from trioscope.domain.agents import rfc3339
+from trioscope.wire import rfc3339_seconds
 from trioscope.domain.live import EdgeIndex, Frame, diff_frame, report_frame, reset_frame
 from trioscope.domain.topology import CACHE_LIMIT, TopologyDiff, TopologySnapshot, View
 from trioscope.runtime import Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, MailboxFull, Terminated
@@ -355,7 +355,7 @@ class HubActor(Actor):
         clients = self.members.clients
         listeners = {path: client for path, client in self.members.reports.items() if path in clients}
         updates = [ReportUpdate(seen.agent_id,
-                                report_frame(seen.agent_id, seen.host_name, rfc3339(seen.received_at) or "",
+                                report_frame(seen.agent_id, seen.host_name, rfc3339_seconds(seen.received_at) or "",
                                              seen.metrics))
                    for seen in self.reports.values()] if listeners else []
         self.reports.clear()

@@ -31,7 +31,7 @@ import orjson
 import trio
 
 from trioscope.config import Settings
-from trioscope.domain.agents import metric_time, rfc3339
+from trioscope.domain.agents import metric_time
 from trioscope.domain.block_history import BlockHistory
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.timeseries import MetricHistory, Point
@@ -50,7 +50,7 @@ from trioscope.runtime import (
     Terminated,
     in_steps,
 )
-from trioscope.wire import Report, decode_report
+from trioscope.wire import Report, decode_report, rfc3339_seconds
 
 from .agent import LatestReport
 
@@ -729,4 +729,4 @@ def _series_of(partition: Partition) -> list[str]:
 
 
 def _point(point: Point) -> dict[str, Any]:
-    return {"timestamp": rfc3339(point.timestamp), **point.values}
+    return {"timestamp": rfc3339_seconds(point.timestamp), **point.values}

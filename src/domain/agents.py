@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import attrs
 import zstandard
 
 from trioscope.domain.timeseries import Point, SeriesGroup
-from trioscope.wire import AgentRegistration, FieldProblem, InvalidDocument, Report
+from trioscope.wire import AgentRegistration, FieldProblem, InvalidDocument, Report, rfc3339_seconds
 
 MAX_AHEAD = 300.0
 """Seconds a report's timestamp may lie after its arrival (clock skew)."""
@@ -73,12 +73,6 @@ def metric_time(report: Report, received_at: float, window: float) -> float:
     """
     at = report.timestamp.timestamp()
     return at if received_at - window < at <= received_at else received_at
-
-
-def rfc3339(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -232,9 +226,9 @@ class AgentState:
             "hostname": self.hostname,
             "status": self.status(now, stale_threshold),
             "metadata": self.metadata,
-            "registered_at": rfc3339(self.registered_at),
-            "last_seen": rfc3339(self.last_seen),
-            "last_heartbeat": rfc3339(self.last_heartbeat),
-            "last_report_at": rfc3339(self.last_report_at),
+            "registered_at": rfc3339_seconds(self.registered_at),
+            "last_seen": rfc3339_seconds(self.last_seen),
+            "last_heartbeat": rfc3339_seconds(self.last_heartbeat),
+            "last_report_at": rfc3339_seconds(self.last_report_at),
             "reports_received": self.reports_received,
         }

@@ -18,9 +18,9 @@ import attrs
 
 from trioscope.wire import (
     RFC3339, Name, Text, TextRule, bounded_list, bounded_map, constrained, parse_timestamp,
+    rfc3339_seconds,
 )
 
-from .agents import rfc3339
 from .command_stats import TenantOutcomes
 from .metric_labels import OTHER
 
@@ -69,7 +69,7 @@ def _notice(name: str, tenant: str, severity: str, summary: str, description: st
     labels = {"alertname": name, "severity": severity, "tenant": tenant, **labels}
     return AlertNotice(name=name, status=FIRING, tenant=tenant, severity=severity, summary=summary,
                        description=description, labels=labels, fingerprint=fingerprint(name, labels),
-                       starts_at=rfc3339(starts_at), source="trioscope")
+                       starts_at=rfc3339_seconds(starts_at), source="trioscope")
 
 
 class AlertBook:
@@ -89,7 +89,7 @@ class AlertBook:
         changes = [n for fp, n in now_firing.items() if fp not in self.active]
         for fp in [fp for fp, n in self.active.items()
                    if fp not in now_firing and (names is None or n.name in names)]:
-            changes.append(attrs.evolve(self.active.pop(fp), status=RESOLVED, ends_at=rfc3339(now)))
+            changes.append(attrs.evolve(self.active.pop(fp), status=RESOLVED, ends_at=rfc3339_seconds(now)))
         for notice in changes:
             if notice.status == FIRING:
                 self.active[notice.fingerprint] = notice
@@ -293,7 +293,7 @@ def offline_agents(sightings: Iterable[AgentSighting], now: float, offline_after
         if now - s.last_seen > offline_after:
             yield _notice(
                 AGENT_OFFLINE, s.tenant, "critical", f"Agent {s.agent_id} is offline",
-                f"no request from agent {s.agent_id} (deployment {s.deployment_hash}) since {rfc3339(s.last_seen)}",
+                f"no request from agent {s.agent_id} (deployment {s.deployment_hash}) since {rfc3339_seconds(s.last_seen)}",
                 {"agent": s.agent_id, "deployment_hash": s.deployment_hash}, s.last_seen + offline_after)
 
 

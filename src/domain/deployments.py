@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from .agents import rfc3339
+from trioscope.wire import rfc3339_seconds
 
 
 def new_token() -> str:
@@ -109,7 +109,7 @@ def agent_status_event(agent: AgentRecord, deployment: Deployment, *, online: bo
     enrolment) is ``enrollment_status``, as in the agent's record."""
     return {"type": "agent_status", "agent_id": agent.id, "deployment_hash": deployment.hash,
             "status": "online" if online else "offline", "enrollment_status": agent.status.value,
-            "last_seen": rfc3339(last_seen), "metrics": dict(metrics or {})}
+            "last_seen": rfc3339_seconds(last_seen), "metrics": dict(metrics or {})}
 
 
 class AgentAuthFailure(enum.Enum):

@@ -10,11 +10,10 @@ from quart import Blueprint, Response, request
 from trioscope.actors.agent import Describe
 from trioscope.actors.roster import ProbeHeartbeat, RegisterProbe
 from trioscope.config import format_duration
-from trioscope.domain.agents import rfc3339
 from trioscope.domain.timeseries import RESOLUTION
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
 from trioscope.wire import (
-    AgentHeartbeat, AgentRegistration, InvalidDocument, decode_heartbeat, decode_registration,
+    AgentHeartbeat, AgentRegistration, InvalidDocument, decode_heartbeat, decode_registration, rfc3339_seconds,
 )
 
 from . import _gate
@@ -90,7 +89,7 @@ async def heartbeat(agent_id: str) -> Response:
     # Someone else keeping an enrolled agent's probe alive would hide that it went away.
     await _gate.vouch(agent_id, signer, attach=False)
     at = await ask_roster(ProbeHeartbeat(agent_id))
-    return json_response({"status": "ok", "timestamp": rfc3339(at)})
+    return json_response({"status": "ok", "timestamp": rfc3339_seconds(at)})
 
 
 @blueprint.get("/api/v1/agents/config/<agent_id>")

@@ -16,10 +16,11 @@ import cattrs
 from quart import Blueprint, Response
 
 from trioscope import allocator
+from trioscope.wire import rfc3339_seconds
 
 from . import _gate
 from ._openapi import Answer, Auth, documented
-from ._responses import json_response, rfc3339, utc_now
+from ._responses import json_response
 from ._services import services
 
 blueprint = Blueprint("health", __name__)
@@ -33,7 +34,7 @@ async def health() -> Response:
     s = services()
     healthy = s.system.root.alive
     components = await s.health.run(s) if healthy else {}
-    body = {"status": "healthy" if healthy else "unhealthy", "timestamp": rfc3339(utc_now()),
+    body = {"status": "healthy" if healthy else "unhealthy", "timestamp": rfc3339_seconds(time.time()),
             "services": {name: found.status for name, found in components.items()}}
     return json_response(body, status=200 if healthy else 503)
 
@@ -52,7 +53,7 @@ async def ready() -> Response:
     else:
         components = await s.health.run(s)
         reasons += [f"{name}: {found.reason or found.status}" for name, found in components.items() if not found.ready]
-    body = {"status": "not_ready" if reasons else "ready", "timestamp": rfc3339(utc_now()),
+    body = {"status": "not_ready" if reasons else "ready", "timestamp": rfc3339_seconds(time.time()),
             "services": {name: found.status for name, found in components.items()}}
     if reasons:
         body["reason"] = "; ".join(reasons)
@@ -73,7 +74,7 @@ async def detailed() -> Response:
         "status": "healthy" if alive else "unhealthy",
         "ready": ready,
         "stopping": s.health.stopping,
-        "timestamp": rfc3339(utc_now()),
+        "timestamp": rfc3339_seconds(time.time()),
         "uptime_seconds": round(time.monotonic() - s.started_monotonic, 3),
         "components": {name: {"status": found.status, "ready": found.ready,
                               **({"reason": found.reason} if found.reason else {}), **found.figures}
@@ -88,7 +89,7 @@ async def detailed() -> Response:
 @documented()
 async def ping() -> Response:
     """Simple ping: answers pong."""
-    return json_response({"message": "pong", "timestamp": rfc3339(utc_now())})
+    return json_response({"message": "pong", "timestamp": rfc3339_seconds(time.time())})
 
 
 @blueprint.get("/api/v1/runtime")

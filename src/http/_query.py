@@ -15,7 +15,7 @@ from quart import Blueprint, Response, g, request
 from trioscope.actors.agent import LatestReport, Timeseries
 from trioscope.actors.topology import GetNodeDetails, GetSnapshot, GetStats
 from trioscope.config import format_duration, parse_duration
-from trioscope.domain.agents import rfc3339
+from trioscope.wire import rfc3339_seconds
 from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.topology import (
     CACHE_LIMIT,
@@ -316,7 +316,7 @@ async def latest(agent_id: str) -> Response:
         raise ApiError(404, "no_report", f"agent {agent_id!r} has not sent a report yet",
                        details={"agent_id": agent_id})
     # The report as the agent sent it: it was parsed once already, it is valid JSON.
-    return json_response({"agent_id": agent_id, "received_at": rfc3339(found.received_at),
+    return json_response({"agent_id": agent_id, "received_at": rfc3339_seconds(found.received_at),
                           "report": orjson.Fragment(found.raw)})
 
 
@@ -327,7 +327,7 @@ async def timeseries(agent_id: str) -> Response:
     views_caught_up()
     text, seconds = duration_param("1h")
     points = await (await _visible_agent(agent_id)).ask(Timeseries(seconds))
-    rows = [{"timestamp": rfc3339(p.timestamp), **p.values} for p in points]
+    rows = [{"timestamp": rfc3339_seconds(p.timestamp), **p.values} for p in points]
     return json_response({"agent_id": agent_id, "duration": text, "points": rows, "count": len(rows)})
 
 

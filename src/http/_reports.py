@@ -23,8 +23,8 @@ from quart import Blueprint, Response
 from trioscope.actors.refusals import TooManyAgents
 from trioscope.actors.roster import CheckAdmission, ReportArrived
 from trioscope.bus import BusUnavailable, ReportTooLarge, pack_report
-from trioscope.domain.agents import PackedReport, check_clock, rfc3339
-from trioscope.wire import InvalidDocument, OverBudget, Report, decode_report
+from trioscope.domain.agents import PackedReport, check_clock
+from trioscope.wire import InvalidDocument, OverBudget, Report, decode_report, rfc3339_seconds
 from trioscope.domain.topology import Partition, build_partition, report_shape
 
 from . import _gate
@@ -211,6 +211,6 @@ def _accepted(s: Services, report: Report, received_at: float) -> Response:
     s.metrics.reports_received.inc()
     return json_response(
         {"status": "accepted", "message": "Report processed successfully",
-         "agent_id": report.agent_id, "received_at": rfc3339(received_at)},
+         "agent_id": report.agent_id, "received_at": rfc3339_seconds(received_at)},
         status=202,
     )

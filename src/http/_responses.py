@@ -1,8 +1,7 @@
-"""JSON on the wire: orjson-encoded bodies and RFC 3339 UTC timestamps."""
+"""JSON on the wire: orjson-encoded bodies (times are written by `wire.rfc3339_seconds` and `rfc3339_millis`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -29,10 +28,3 @@ def json_bytes_response(encoded: bytes, status: int = 200) -> Response:
     return Response(encoded, status=status, content_type=JSON)
 
 
-def rfc3339(moment: datetime) -> str:
-    """``2025-10-13T00:00:00Z``: UTC, second precision, as the seed's examples."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)

@@ -51,6 +51,7 @@ from ._fields import nesting_exceeds as nesting_exceeds
 from ._fields import RFC3339 as RFC3339
 from ._fields import parse_timestamp as parse_timestamp
 from ._fields import rfc3339_millis as rfc3339_millis
+from ._fields import rfc3339_seconds as rfc3339_seconds
 from ._footprint import Footprint as Footprint
 from ._footprint import MemoryBudget as MemoryBudget
 from ._footprint import OverBudget as OverBudget
@@ -84,6 +85,6 @@ __all__ = [
     "decode_report", "DiskInfo", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
-    "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "rfc3339_millis", "Percent", "RFC3339", "pod_of", "PortMapping",
+    "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "rfc3339_millis", "rfc3339_seconds", "Percent", "RFC3339", "pod_of", "PortMapping",
     "ProcessesInfo", "ProcessInfo", "protocol_family", "Report", "SchemaBuilder", "service_of", "Text", "TextRule", "WILDCARDS",
 ]

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from itertools import chain
-from typing import Any, NewType
+from typing import Any, NewType, overload
 
 import attrs
 
@@ -234,18 +234,39 @@ _LATEST = datetime.max.replace(tzinfo=UTC)
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
+def _utc(seconds: float) -> datetime:
+    """``seconds`` (unix time) as an aware UTC datetime; a time outside the years
+    1-9999 as the nearest end of that range instead of failing the request (a 500):
+    a token's ``exp`` minted by something other than ``token create``, or a report
+    published onto the stream by hand, can hold one. NaN counts as past the end."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):  # which one depends on the platform and the size
+        return _EARLIEST if seconds < 0 else _LATEST
+
+
 def rfc3339_millis(seconds: float | None) -> str | None:
     """``seconds`` (unix time) in RFC 3339, UTC, to the millisecond
-    (``2025-01-02T03:04:05.678Z``); None for None and NaN.
-
-    A time outside the years 1-9999 is shown as the nearest end of that range
-    instead of failing the request (a 500): only a token's ``exp`` can hold one,
-    minted with the server's secret by something other than ``token create``
-    (which caps its ttl), or by a ``token create`` that did not yet."""
+    (``2025-01-02T03:04:05.678Z``), as the command and audit views show times;
+    None for None and NaN."""
     if seconds is None or math.isnan(seconds):
         return None
-    try:
-        moment = datetime.fromtimestamp(seconds, UTC)
-    except (OverflowError, OSError, ValueError):  # which one depends on the platform and the size
-        moment = _LATEST if seconds > 0 else _EARLIEST
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _utc(seconds).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@overload
+def rfc3339_seconds(seconds: float) -> str: ...
+@overload
+def rfc3339_seconds(seconds: None) -> None: ...
+@overload
+def rfc3339_seconds(seconds: float | None) -> str | None: ...
+
+
+def rfc3339_seconds(seconds: float | None) -> str | None:
+    """``seconds`` (unix time) in RFC 3339, UTC, to the second
+    (``2025-10-13T00:00:00Z``, as the seed's examples), as the topology, the
+    reports' and the agents' views show times; None for None."""
+    if seconds is None:
+        return None
+    # isoformat, not strftime: glibc's %Y writes the year 1 as "1", not "0001".
+    return _utc(seconds).isoformat(timespec="seconds").replace("+00:00", "Z")

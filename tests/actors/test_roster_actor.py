@@ -17,7 +17,8 @@ from trioscope.actors.agent import Describe, LatestReport
 from trioscope.actors.refusals import TooManyAgents, UnknownProbe
 from trioscope.actors.roster import ProbeHeartbeat, RegisterProbe, ReportArrived
 from trioscope.actors.topology import GetSnapshot
-from trioscope.domain.agents import PackedReport, rfc3339
+from trioscope.domain.agents import PackedReport
+from trioscope.wire import rfc3339_seconds
 from trioscope.wire import AgentRegistration, decode_report
 from trioscope.domain.topology import View, container_id, host_id
 from trioscope.runtime import open_actor_system
@@ -190,4 +191,4 @@ async def test_an_agent_first_known_from_an_old_report_was_last_seen_when_it_was
         await system.lookup(ROSTER).ask(received(1, at))
         described = await system.lookup(AGENTS).child("agent-1").ask(Describe())
         assert described["status"] == "stale"
-        assert described["last_seen"] == described["last_report_at"] == rfc3339(at)
+        assert described["last_seen"] == described["last_report_at"] == rfc3339_seconds(at)

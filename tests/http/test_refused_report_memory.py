@@ -24,7 +24,7 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 
 from trioscope.config import Settings
-from trioscope.domain.agents import rfc3339
+from trioscope.wire import rfc3339_seconds
 from trioscope.http import _reports, create_app
 from trioscope.http._bodies import OFF_LOOP_BYTES
 from trioscope.runtime import open_actor_system
@@ -44,7 +44,7 @@ def _report(*, invalid: bool = False) -> bytes:
          "remote_port": 80, "state": "ESTABLISHED"} for i in range(CONNECTIONS)]
     if invalid:
         connections[-1]["remote_port"] = "eighty"
-    body = orjson.dumps({"agent_id": "big", "hostname": "big", "timestamp": rfc3339(time.time()),
+    body = orjson.dumps({"agent_id": "big", "hostname": "big", "timestamp": rfc3339_seconds(time.time()),
                          "host_info": {"hostname": "big"}, "network_info": {"connections": connections}})
     assert len(body) > OFF_LOOP_BYTES  # decoded in the worker thread
     return body

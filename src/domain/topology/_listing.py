@@ -13,9 +13,10 @@ import attrs
 import orjson
 
 from trioscope.domain.steps import Steps, at_once, sorted_in_steps
+from trioscope.wire import rfc3339_seconds
 
 from ._model import NODE_FIELDS, WHOLE_KINDS, Edge, Node, NodeKind, View, edge_entries
-from ._snapshot import TopologySnapshot, _node_entries, _timestamp, _visible_part, kind_of
+from ._snapshot import TopologySnapshot, _node_entries, _visible_part, kind_of
 
 SUMMARY_FIELDS = ("id", "type", "label", "parent", "metrics")
 """The node fields of ``summary=true``: enough to draw and colour a big graph."""
@@ -149,7 +150,7 @@ class Listing:
             yield from self._encoded(self._counted(nodes))
             yield b'},"edges":{'
             yield from self._edge_entries(edges)
-        tail = {"timestamp": _timestamp(self.snapshot.timestamp), "version": self.snapshot.version,
+        tail = {"timestamp": rfc3339_seconds(self.snapshot.timestamp), "version": self.snapshot.version,
                 "view": self.view.value if self.view is not None else "all"}
         yield b"}," + orjson.dumps(tail)[1:]
 

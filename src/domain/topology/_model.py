@@ -6,12 +6,13 @@ import enum
 import hashlib
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from operator import attrgetter
 from typing import Any
 
 import msgspec
 import orjson
+
+from trioscope.wire import rfc3339_seconds
 
 
 class NodeKind(enum.Enum):
@@ -183,21 +184,6 @@ def process_group_id(hostname: str, name: str) -> str:
     return f"process_group:{hostname}:{name}"
 
 
-_FIRST_SECOND = datetime(1, 1, 1, tzinfo=UTC).timestamp()
-_LAST_SECOND = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
-
-
-def _rfc3339(seconds: float) -> str:
-    """``seconds`` in RFC 3339; a time it cannot write (the edge refuses such
-    reports, but a view must not fail on one that came another way: a message
-    published onto the report stream by hand) as the nearest end, NaN as the last."""
-    if not seconds < _LAST_SECOND:
-        return "9999-12-31T23:59:59Z"
-    if seconds < _FIRST_SECOND:
-        return "0001-01-01T00:00:00Z"
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 VIEWS = tuple(View)
 """View order of ``Reps`` tuples."""
 
@@ -289,7 +275,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True, gc=False):
             "host": self.host,
             "agent_id": self.agent_id,
             "status": self.status,
-            "last_seen": _rfc3339(self.last_seen),
+            "last_seen": rfc3339_seconds(self.last_seen),
             "metadata": {k: self.metadata[k] for k in keys if k in self.metadata},
             "metrics": self.metrics,
         }
@@ -357,7 +343,7 @@ _FIELD_VALUES: dict[str, Callable[[Node], Any]] = {
     "host": lambda node: node.host,
     "agent_id": lambda node: node.agent_id,
     "status": lambda node: node.status,
-    "last_seen": lambda node: _rfc3339(node.last_seen),
+    "last_seen": lambda node: rfc3339_seconds(node.last_seen),
     "metadata": lambda node: {k: node.metadata[k] for k in _SUMMARY.get(node.kind, ()) if k in node.metadata},
     "metrics": lambda node: node.metrics,
 }

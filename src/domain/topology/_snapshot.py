@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping
-from datetime import UTC, datetime
 from itertools import chain, islice
 from typing import Any, TypeVar
 
 import attrs
 import orjson
+
+from trioscope.wire import rfc3339_seconds
 
 from ._edge_cache import EdgeCache
 from ._model import WHOLE_KINDS, WHOLE_VIEWS, Edge, Node, NodeKind, View, edge_entries, node_entries
@@ -30,10 +31,6 @@ def kind_of(node_id: str) -> NodeKind:
     if kind is None:
         raise ValueError(f"{node_id[:80]!r} names no node kind")
     return kind
-
-
-def _timestamp(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class TopologySnapshot:
@@ -127,7 +124,7 @@ class TopologySnapshot:
             while chunk := list(islice(edges, batch)):
                 yield (b"" if first else b",") + edge_entries(chunk)
                 first = False
-        tail = {"timestamp": _timestamp(self.timestamp), "version": self.version,
+        tail = {"timestamp": rfc3339_seconds(self.timestamp), "version": self.version,
                 "view": view.value if view is not None else "all", **(extra or {})}
         yield b"}," + orjson.dumps(tail)[1:]
 
