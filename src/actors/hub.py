@@ -22,10 +22,10 @@ from typing import Any
 import attrs
 import trio
 
-from trioscope.wire import rfc3339_seconds
 from trioscope.domain.live import EdgeIndex, Frame, diff_frame, report_frame, reset_frame
 from trioscope.domain.topology import CACHE_LIMIT, TopologyDiff, TopologySnapshot, View
 from trioscope.runtime import Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, MailboxFull, Terminated
+from trioscope.wire import rfc3339_seconds
 
 from .topology import GetSnapshot, Subscribe, TopologyPublished
 

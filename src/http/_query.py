@@ -15,7 +15,6 @@ from quart import Blueprint, Response, g, request
 from trioscope.actors.agent import LatestReport, Timeseries
 from trioscope.actors.topology import GetNodeDetails, GetSnapshot, GetStats
 from trioscope.config import format_duration, parse_duration
-from trioscope.wire import rfc3339_seconds
 from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.topology import (
     CACHE_LIMIT,
@@ -27,11 +26,11 @@ from trioscope.domain.topology import (
     NodeKind,
     TopologySnapshot,
     View,
-    WHOLE_KINDS,
-    WHOLE_VIEWS,
     id_order_steps,
+    visible_counts_steps,
 )
 from trioscope.runtime import ActorRef, in_steps
+from trioscope.wire import rfc3339_seconds
 
 from . import _gate
 from ._compression import (
@@ -364,7 +363,7 @@ async def stats() -> Response:
         # view is behind. It tells no more of other tenants than the live
         # view does, which is sent every version, as a diff holding nothing
         # of theirs (``diff_frame``).
-        counts = {**await _visible_counts(snapshot, seen), "agents": agents, "version": snapshot.version}
+        counts = {**await in_steps(visible_counts_steps(snapshot, seen, PIECE)), "agents": agents, "version": snapshot.version}
         if not admin:
             # Each of them tells how much the other tenants report (the series
             # stored, the actors, one per probe; the merge's counters), and the
@@ -381,31 +380,3 @@ async def stats() -> Response:
         **(whole or {}),
         "uptime": format_duration(round(time.monotonic() - s.started_monotonic)),
     })
-
-
-async def _visible_counts(snapshot: TopologySnapshot, visible: Callable[[str, str | None], bool]) -> dict[str, Any]:
-    """``TopologySnapshot.counts`` over the nodes the reader sees (an edge
-    counts when both its ends are seen), counted in pieces with checkpoints
-    between them (a topology of 100,000 nodes would hold the loop ~50 ms)."""
-    def seen(node: Node | None) -> bool:
-        return node is not None and visible(node.id, node.agent_id)
-
-    by_type: dict[str, int] = {}
-    for kind in NodeKind:
-        count = 0
-        for index, found in enumerate(snapshot.nodes_of(kind).values(), 1):
-            count += seen(found)
-            if index % PIECE == 0:
-                await trio.lowlevel.checkpoint()
-        by_type[kind.value] = count
-    by_view: dict[str, int] = {}
-    for view in View:
-        count = 0
-        for index, (source, target) in enumerate(snapshot.edges_of(view), 1):
-            count += seen(snapshot.node(source)) and seen(snapshot.node(target))
-            if index % PIECE == 0:
-                await trio.lowlevel.checkpoint()
-        by_view[view.value] = count
-    return {"nodes": sum(by_type[kind.value] for kind in WHOLE_KINDS),
-            "edges": sum(by_view[view.value] for view in WHOLE_VIEWS),
-            "nodes_by_type": by_type, "edges_by_view": by_view}

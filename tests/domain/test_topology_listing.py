@@ -19,7 +19,9 @@ from trioscope.domain.topology import (
     View,
     id_order,
     id_order_steps,
+    visible_counts_steps,
 )
+from trioscope.domain.steps import at_once
 from trioscope.domain.topology import _listing
 from trioscope.wire import decode_report
 
@@ -183,3 +185,28 @@ def test_the_order_is_built_in_small_steps_and_is_a_stable_sort(monkeypatch):
 def test_bad_options_are_refused_naming_them(snapshot, options, message):
     with pytest.raises(ValueError, match=message):
         Listing(snapshot, View.PROCESSES, **options)
+
+
+def test_visible_counts_count_what_the_reader_sees_in_steps(snapshot: TopologySnapshot) -> None:
+    everyone = snapshot.counts()
+    steps = visible_counts_steps(snapshot, lambda node_id, agent_id: True, step=50)
+    pauses = 0
+    while True:
+        try:
+            next(steps)
+            pauses += 1
+        except StopIteration as done:
+            counts = done.value
+            break
+    assert pauses >= everyone["nodes"] // 50 > 0
+    assert counts == {key: everyone[key] for key in ("nodes", "edges", "nodes_by_type", "edges_by_view")}
+
+    one = sorted({node.agent_id for node in snapshot.nodes_of(NodeKind.HOST).values()})[0]
+    own = at_once(visible_counts_steps(snapshot, lambda node_id, agent_id: agent_id == one))
+    assert own["nodes_by_type"]["host"] == 1
+    assert 0 < own["nodes"] < everyone["nodes"]
+    # An edge counts only when both its ends are seen: none to the other hosts' nodes.
+    for view in View:
+        ends = [(s, t) for s, t in snapshot.edges_of(view)
+                if all(getattr(snapshot.node(n), "agent_id", None) == one for n in (s, t))]
+        assert own["edges_by_view"][view.value] == len(ends)

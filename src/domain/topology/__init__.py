@@ -17,6 +17,7 @@ from ._listing import SUMMARY_FIELDS as SUMMARY_FIELDS
 from ._listing import Listing as Listing
 from ._listing import id_order as id_order
 from ._listing import id_order_steps as id_order_steps
+from ._listing import visible_counts_steps as visible_counts_steps
 from ._model import NODE_FIELDS as NODE_FIELDS
 from ._model import WHOLE_KINDS as WHOLE_KINDS
 from ._model import WHOLE_VIEWS as WHOLE_VIEWS
@@ -54,5 +55,5 @@ __all__ = [
     "build_partition", "container_id", "control_allowed", "control_parameter_problem", "controls_for", "edge_kind",
     "host_id", "id_order", "id_order_steps", "id_scope", "kind_of", "merge_nodes", "node_scope", "pod_id",
     "process_group_id", "process_group_node", "process_group_of", "process_id", "report_shape", "reported_container",
-    "service_id", "visible_to",
+    "service_id", "visible_counts_steps", "visible_to",
 ]

@@ -7,7 +7,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from operator import attrgetter
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import orjson
@@ -15,7 +15,7 @@ import orjson
 from trioscope.domain.steps import Steps, at_once, sorted_in_steps
 from trioscope.wire import rfc3339_seconds
 
-from ._model import NODE_FIELDS, WHOLE_KINDS, Edge, Node, NodeKind, View, edge_entries
+from ._model import NODE_FIELDS, WHOLE_KINDS, WHOLE_VIEWS, Edge, Node, NodeKind, View, edge_entries
 from ._snapshot import TopologySnapshot, _node_entries, _visible_part, kind_of
 
 SUMMARY_FIELDS = ("id", "type", "label", "parent", "metrics")
@@ -69,6 +69,36 @@ def id_order_steps(snapshot: TopologySnapshot, kind: NodeKind) -> Steps[IdOrder]
         edges = yield from sorted_in_steps(list(snapshot.edges_of(_VIEW_OF[kind]).values()), _SOURCE, ORDER_STEP)
         order = snapshot.keep(key, IdOrder(ids, edges, list(map(_SOURCE, edges))))
     return order
+
+
+def visible_counts_steps(snapshot: TopologySnapshot, visible: Callable[[str, str | None], bool],
+                         step: int = ORDER_STEP) -> Steps[dict[str, Any]]:
+    """``TopologySnapshot.counts`` (without its version) over the nodes
+    ``visible(node_id, agent_id)`` accepts, an edge counted when both its ends
+    are; yields after every ``step`` nodes or edges (a topology of 100,000 nodes
+    counted at once would hold the loop ~50 ms)."""
+    def seen(node: Node | None) -> bool:
+        return node is not None and visible(node.id, node.agent_id)
+
+    by_type: dict[str, int] = {}
+    for kind in NodeKind:
+        count = 0
+        for index, found in enumerate(snapshot.nodes_of(kind).values(), 1):
+            count += seen(found)
+            if index % step == 0:
+                yield
+        by_type[kind.value] = count
+    by_view: dict[str, int] = {}
+    for view in View:
+        count = 0
+        for index, (source, target) in enumerate(snapshot.edges_of(view), 1):
+            count += seen(snapshot.node(source)) and seen(snapshot.node(target))
+            if index % step == 0:
+                yield
+        by_view[view.value] = count
+    return {"nodes": sum(by_type[kind.value] for kind in WHOLE_KINDS),
+            "edges": sum(by_view[view.value] for view in WHOLE_VIEWS),
+            "nodes_by_type": by_type, "edges_by_view": by_view}
 
 
 def id_order(snapshot: TopologySnapshot, kind: NodeKind) -> IdOrder:
