@@ -59,6 +59,15 @@ def request_id(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def headers_below(scope: Scope | None) -> list[tuple[bytes, bytes]]:
+    """What ``AccessLog`` puts on every answer, for the answers made below it
+    (Hypercorn's own refusals of a request or a WebSocket handshake, which the
+    middleware never sees): the request's id, the one the application was given
+    if it was called, and ``nosniff``."""
+    rid = (scope or {}).get(REQUEST_ID_KEY) or request_id(scope or {})
+    return [(b"x-request-id", rid.encode("ascii")), _NOSNIFF]
+
+
 def client_of(scope: Scope, proxies: TrustedProxies) -> str:
     """The client address as ``_gate.client_address`` sees it, from the ASGI scope."""
     peer = (scope.get("client") or ("unknown",))[0] or "unknown"

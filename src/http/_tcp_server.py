@@ -88,6 +88,7 @@ from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
 
+from ._access_log import headers_below
 from ._connection_limits import (
     COUNTED_WRITE, AcceptFailures, Admission, ConnectionCounts, Held, Refused, Write, admission_of,
 )
@@ -164,7 +165,7 @@ class _ProtocolErrors:
         if self._reason:
             message = f"{message}: {self._reason}"
         body, content = error_wire(_PROTOCOL_ERROR_CODES.get(status_code, "bad_request"), message)
-        headers = [*content, (b"connection", b"close"), *protocol.config.response_headers("h11")]
+        headers = [*content, *headers_below(None), (b"connection", b"close"), *protocol.config.response_headers("h11")]
         await protocol._send_h11_event(h11.Response(status_code=status_code, headers=headers))
         await protocol._send_h11_event(h11.Data(data=body))
         await protocol._send_h11_event(h11.EndOfMessage())

@@ -74,6 +74,7 @@ from wsproto.frame_protocol import CloseReason, FrameProtocol
 
 from trioscope.domain.live import PreFramed, SharedFrame, text_frame_header
 
+from ._access_log import headers_below
 from ._errors import error_wire
 
 
@@ -115,7 +116,7 @@ class BoundedWSStream(WSStream):
         code, message = _REFUSALS.get(status_code, ("websocket_refused", "the WebSocket was refused"))
         body, content = error_wire(code, message)
         await self.send(Response(stream_id=self.stream_id, status_code=status_code,
-                                 headers=[*content, (b"connection", b"close")]))
+                                 headers=[*content, *headers_below(self.scope), (b"connection", b"close")]))
         await self.send(Body(stream_id=self.stream_id, data=body))
         await self.send(EndBody(stream_id=self.stream_id))
         await self.config.log.access(self.scope, {"status": status_code, "headers": []}, time.time() - self.start_time)

@@ -414,7 +414,10 @@ async def test_a_request_h11_cannot_read_gets_a_json_error(server: ServerProcess
     conn.receive_data(answered)
     response = conn.next_event()
     assert isinstance(response, h11.Response) and response.status_code == status
-    assert dict(response.headers)[b"content-type"] == b"application/json"
+    headers = dict(response.headers)
+    assert headers[b"content-type"] == b"application/json"
+    # As every other answer: an id to quote in a report, and never read as a page.
+    assert headers[b"x-content-type-options"] == b"nosniff" and headers[b"x-request-id"]
     body = b""
     while isinstance(event := conn.next_event(), h11.Data):
         body += event.data
@@ -513,3 +516,4 @@ async def test_a_handshake_hypercorn_refuses_gets_a_json_400_and_its_connection_
     head, _, body = answered.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 "), answered
     assert orjson.loads(body)["error"]["code"] == "invalid_websocket_handshake"
+    assert b"\r\nx-content-type-options: nosniff\r\n" in head.lower() and b"\r\nx-request-id: " in head.lower()
