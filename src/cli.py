@@ -343,7 +343,8 @@ def run_store_copy(args: argparse.Namespace) -> int:
         print(f"trioscope store copy: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     print(f"copied {counts.deployments} deployments, {counts.agents} agents, {counts.commands} commands, "
-          f"{counts.audit} audit records, {counts.apps} app statuses from {describe_database(args.source)} to "
+          f"{counts.audit} audit records, {counts.apps} app statuses, {counts.idempotency_keys} idempotency keys "
+          f"from {describe_database(args.source)} to "
           f"{describe_database(args.target)}")
     return ExitCode.OK
 

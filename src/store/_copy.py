@@ -3,8 +3,9 @@
 
 Deployments (with their enrollment tokens), agents (with their token hashes),
 the apps' newest statuses, commands with their whole history, result and
-error, and audit records with their ids are copied in batches, a transaction
-per batch. The source is first
+error, audit records with their ids, and the idempotency keys of command
+creations (a client's retry across the move still gets its first answer) are
+copied in batches, a transaction per batch. The source is first
 brought to this version's schema, as ``serve`` would. User tokens are not in
 the store: they stay valid where the same ``auth.secret`` (or the data
 directory's ``jwt-secret``) is used.
@@ -13,13 +14,14 @@ directory's ``jwt-secret``) is used.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Iterator
 
 import attrs
 
 from trioscope.domain.commands import Command
 
-from ._ops import Outdated, Rejected, SaveAgent, SaveAppStatus, SaveDeployment
+from ._ops import Outdated, Rejected, SaveAgent, SaveAppStatus, SaveDeployment, SaveIdempotencyKey
 from ._postgres import PostgresWriter
 from ._postgres_reader import PostgresReader
 from ._reads import AuditRecord
@@ -48,6 +50,7 @@ class CopyCounts:
     audit: int = 0
     apps: int = 0
     """App statuses (a target's newer status of an app is kept, and counted)."""
+    idempotency_keys: int = 0
 
 
 @contextlib.contextmanager
@@ -138,6 +141,17 @@ def copy_store(source: Database, target: Database, *, into_non_empty: bool = Fal
             _restore(writer, [], records, f"audit records {records[0].id}..{records[-1].id}")
             last_audit = records[-1].id
             counts = attrs.evolve(counts, audit=counts.audit + len(records))
+            if progress is not None:
+                progress(counts)
+        last_key = ("", "", "")
+        while keys := reader.idempotency_keys_after(last_key, COPY_BATCH):
+            # After the commands they name; the source's replaces a key the target holds, as rows of other tables.
+            [error] = writer.commit([[SaveIdempotencyKey(k, replaces_before=math.inf) for k in keys]])
+            if error is not None:
+                raise CopyFailed(f"the target refused idempotency keys of tenant {keys[0].tenant!r}: {error}") \
+                    from error
+            last_key = (keys[-1].tenant, keys[-1].user_id, keys[-1].key)
+            counts = attrs.evolve(counts, idempotency_keys=counts.idempotency_keys + len(keys))
             if progress is not None:
                 progress(counts)
     return counts

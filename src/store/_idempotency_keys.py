@@ -72,6 +72,11 @@ READ = ("SELECT tenant, user_id, key, fingerprint, command_id, status, answer, c
 """A user's key as stored (expired or not: ``KeptAnswer.expired`` says)."""
 
 
+AFTER = ("SELECT tenant, user_id, key, fingerprint, command_id, status, answer, created_at FROM idempotency_keys"
+         " WHERE (tenant, user_id, key) > ({m}, {m}, {m}) ORDER BY tenant, user_id, key LIMIT {m}")
+"""Up to a number of keys after a (tenant, user, key), in that order (``store copy``)."""
+
+
 def kept_answer(row: tuple[Any, ...]) -> KeptAnswer:
     """A row of ``READ``."""
     tenant, user_id, key, fingerprint, command_id, status, answer, created_at = row

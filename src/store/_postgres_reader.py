@@ -255,6 +255,11 @@ class PostgresReader:
              None if fingerprints is None else list(fingerprints)))
         return [audit_record(row) for row in rows]
 
+    def idempotency_keys_after(self, after: tuple[str, str, str], limit: int) -> list[KeptAnswer]:
+        """Up to ``limit`` idempotency keys after ``after`` (tenant, user id, key), in that order."""
+        rows = self._rows(idempotency_keys.AFTER.format(m="%s"), (*after, limit))
+        return [idempotency_keys.kept_answer(row) for row in rows]
+
     def audit_after(self, after: int, limit: int) -> list[AuditRecord]:
         """Up to ``limit`` audit records numbered after ``after``, oldest first."""
         rows = self._rows(

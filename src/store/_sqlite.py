@@ -563,6 +563,11 @@ class SqliteReader:
             "SELECT document, error, history, result FROM commands WHERE id > ? ORDER BY id LIMIT ?", (after, limit))
         return [command_from_columns(d, error=e, history=h, result=r) for d, e, h, r in rows]
 
+    def idempotency_keys_after(self, after: tuple[str, str, str], limit: int) -> list[KeptAnswer]:
+        """Up to ``limit`` idempotency keys after ``after`` (tenant, user id, key), in that order."""
+        rows = self.connection.execute(idempotency_keys.AFTER.format(m="?"), (*after, limit))
+        return [idempotency_keys.kept_answer(row) for row in rows]
+
     def audit_after(self, after: int, limit: int) -> list[AuditRecord]:
         """Up to ``limit`` audit records numbered after ``after``, oldest first."""
         rows = self.connection.execute(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE id > ? ORDER BY id LIMIT ?",

@@ -15,6 +15,7 @@ import trio
 from tests.server_process import run_cli
 from trioscope.domain.commands import CommandEvent
 from trioscope.domain.deployments import AgentStatus, DeploymentStatus
+from trioscope.domain.idempotency import KeptAnswer
 from trioscope.store import (
     AuditEntry,
     CopyRefused,
@@ -22,6 +23,7 @@ from trioscope.store import (
     SaveAppStatus,
     SaveCommand,
     SaveDeployment,
+    SaveIdempotencyKey,
     StoreReader,
     copy_store,
     open_writer,
@@ -59,12 +61,23 @@ def fill(database: Path | str) -> None:
         writer.commit([[SaveCommand(c, None) for c in made]])
         writer.commit([[entry(i, tenant=[None, "acme", "other"][i % 3], details={"i": i, "x": ["é", None]})
                         for i in range(20)]])
+        # Keys of several users and tenants, one of them beyond ASCII, one made long ago (kept until pruned).
+        writer.commit([[SaveIdempotencyKey(key(i), replaces_before=0.0)] for i in range(KEYS)])
         writer.prune(105.0, 1000)  # audit 0..4: ids 1-5 gone
         writer.commit([[AuditEntry(at=200.0, tenant="acme", actor="agent:a1", action="command.report",
                                    resource_type="command", resource_id="cmd_1", outcome="ok", address="10.0.0.1",
                                    user_agent="status/0.2")]])
     finally:
         writer.close()
+
+
+KEYS = 7
+
+
+def key(i: int) -> KeptAnswer:
+    return KeptAnswer(tenant=["acme", "other"][i % 2], user_id=["alice", "bob", "zoë"][i % 3], key=f"key-{i}",
+                      fingerprint=f"{i:064x}", command_id=f"cmd_{i}", status=201 if i % 2 else 200,
+                      body=b'{"command_id": "cmd_%d"}' % i, created_at=1_000.0 * (i + 1))
 
 
 async def everything(database: Path | str) -> dict[str, Any]:
@@ -85,7 +98,8 @@ async def everything(database: Path | str) -> dict[str, Any]:
         return {"deployments": deployments, "agents": {a.id: a for a in await reader.agents()},
                 "commands": commands, "audit": audit,
                 "apps": {h: await reader.app_statuses(h) for h in deployments},
-                "open": sorted(await reader.deployments_with_open_commands())}
+                "open": sorted(await reader.deployments_with_open_commands()),
+                "keys": [await reader.idempotency_key(k.tenant, k.user_id, k.key) for k in map(key, range(KEYS))]}
     finally:
         reader.close()
 
@@ -97,9 +111,10 @@ async def test_a_copy_to_postgresql_and_back_reads_back_every_row(
     fill(source)
     original = await everything(source)
     assert len(original["commands"]) == 12 and len(original["audit"]) == 16  # the test is about something
+    assert original["keys"] == [key(i) for i in range(KEYS)]
 
     counts = await trio.to_thread.run_sync(copy_store, source, postgres_url)
-    assert attrs.astuple(counts) == (2, 2, 12, 16, 7)
+    assert attrs.astuple(counts) == (2, 2, 12, 16, 7, KEYS)
     assert await everything(postgres_url) == original
 
     back = tmp_path / "back.sqlite3"
@@ -125,8 +140,8 @@ async def test_the_cli_copies_refuses_a_non_empty_target_unless_told_and_copies_
 
     copied = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", postgres_url])
     assert copied.returncode == 0, copied.stderr
-    assert copied.stdout.startswith("copied 2 deployments, 2 agents, 12 commands, 16 audit records, 7 app statuses "
-                                    "from ")
+    assert copied.stdout.startswith("copied 2 deployments, 2 agents, 12 commands, 16 audit records, 7 app statuses, "
+                                    "7 idempotency keys from ")
     assert await everything(postgres_url) == original
 
     again = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", postgres_url])
