@@ -62,6 +62,18 @@ async def topology_update(ws: Any, timeout: float = 60) -> dict[str, Any]:
                 return message["payload"]
 
 
+async def health_status(http: httpx.AsyncClient) -> int:
+    """``GET /health``'s status, sent once more on a connection closed before
+    any answer, as browsers do for an idempotent request: this process's loop,
+    busy with 300 first views on a loaded machine, can leave its keep-alive
+    connection idle past the server's ``keep_alive_timeout``, and the server's
+    close can cross the next request (a fresh connection answers it)."""
+    try:
+        return (await http.get("/health")).status_code
+    except (httpx.RemoteProtocolError, httpx.ReadError):
+        return (await http.get("/health")).status_code
+
+
 @pytest.fixture(scope="module")
 def server():
     with ServerProcess(["--ws-ping-interval", "60s", "--ws-max-clients-per-address", "2000", "--max-connections-per-address", "2000",
@@ -109,7 +121,7 @@ async def test_hundreds_of_clients_at_once_get_the_view_and_the_next_diff_while_
                 nursery.start_soon(client)
             # The server keeps answering others while the burst is served.
             while not connected.is_set():
-                health.append((await http.get("/health")).status_code)
+                health.append(await health_status(http))
             response = await http.post("/api/v1/reports", json=host_report(
                 1, timestamp=time.time(), containers=2, processes=5, connections=0, cpu=99.0))
             assert response.status_code == 202
