@@ -39,10 +39,10 @@ import attrs
 
 from trioscope.domain.alerts import AlertNotice, notice_from_audit
 from trioscope.domain.apps import app_status_event
-from trioscope.domain.commands import Command, change_events
+from trioscope.domain.commands import Command, announced_events
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.runtime import Actor, ActorRef, ActorSpec, Published
-from trioscope.store import AuditEntry, Change, Connected, FeedEvent, StoreReader
+from trioscope.store import AuditEntry, Change, ChangeBatch, Connected, FeedEvent, StoreReader
 
 from .alerts import LEDGER_TTL, Heard, ResyncAlerts
 from .directory import GetPublished, ReloadAll, ReloadRecords
@@ -104,45 +104,32 @@ class ChangeFeedActor(Actor):
         return await super().handle(message)
 
     async def _apply(self, changes: tuple[Change, ...]) -> None:
-        deployments = tuple(dict.fromkeys(c.id for c in changes if c.kind == "deployment"))
-        agents = tuple(dict.fromkeys(c.id for c in changes if c.kind == "agent"))
-        if deployments or agents:
-            await self.directory.ask(ReloadRecords(deployments, agents), timeout=RELOAD_TIMEOUT)
-        versions: dict[str, list[int]] = {}
-        carried: dict[str, Command] = {}
-        for change in changes:
-            if change.kind == "command":
-                versions.setdefault(change.id, []).append(change.version or 0)
-                if change.command is not None:
-                    carried[change.id] = change.command  # in commit order: the newest wins
-        # A row older than the newest change announced (which had no room for its own) will not do.
-        current = {i: c for i, c in carried.items() if len(c.history) >= max(versions[i])}
-        stored = await self.reader.commands([i for i in versions if i not in current])
+        batch = ChangeBatch.of(changes)
+        if batch.deployments or batch.agents:
+            await self.directory.ask(ReloadRecords(batch.deployments, batch.agents), timeout=RELOAD_TIMEOUT)
+        stored = await self.reader.commands(batch.unread())
         changed: list[Command] = []
-        for command_id, announced in versions.items():
-            command = current.get(command_id) or stored.get(command_id)
+        for command_id, announced in batch.versions.items():
+            command = batch.carried.get(command_id) or stored.get(command_id)
             if command is None:
                 continue  # pruned since: nobody holds it
             deployment = self.agents.value.deployments.get(command.deployment_hash)
             if deployment is not None:
-                for version in announced:
-                    if 0 < version <= len(command.history):
-                        for event in change_events(command, version):
-                            publish(self.notifier, deployment.tenant, deployment.user_id, event)
+                for event in announced_events(command, announced):
+                    publish(self.notifier, deployment.tenant, deployment.user_id, event)
             changed.append(command)
         if changed:
             await self.queue_owner.send(CommandsChanged(tuple(changed)))  # waits for room: never dropped here
-        for change in changes:
-            if change.kind == "app" and change.app is not None:
-                deployment = self.agents.value.deployments.get(change.deployment_hash)
-                if deployment is not None:
-                    publish(self.notifier, deployment.tenant, deployment.user_id, app_status_event(
-                        change.deployment_hash, change.id, change.app.status, change.app.updated_at))
-        alerts = [c for c in changes if c.kind == "alert"]
-        if alerts and self.alerts is not None:
-            await self._alerts(alerts)
+        for change in batch.apps:
+            assert change.app is not None  # ChangeBatch.apps holds only those that carry it
+            deployment = self.agents.value.deployments.get(change.deployment_hash)
+            if deployment is not None:
+                publish(self.notifier, deployment.tenant, deployment.user_id, app_status_event(
+                    change.deployment_hash, change.id, change.app.status, change.app.updated_at))
+        if batch.alerts and self.alerts is not None:
+            await self._alerts(batch.alerts)
 
-    async def _alerts(self, changes: list[Change]) -> None:
+    async def _alerts(self, changes: tuple[Change, ...]) -> None:
         """Hands the alert changes on to the alerts actor, in commit order; one
         read for those whose notification had no room for their record (the
         alert's newest record: a later change of it, if any, is announced too)."""

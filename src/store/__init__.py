@@ -31,6 +31,7 @@ from ._ops import store_full as store_full
 from ._changes import CHANGES_CHANNEL as CHANGES_CHANNEL
 from ._changes import PAYLOAD_LIMIT as PAYLOAD_LIMIT
 from ._changes import Change as Change
+from ._changes import ChangeBatch as ChangeBatch
 from ._changes import decode_change as decode_change
 from ._changes import encode_change as encode_change
 from ._copy import CopyCounts as CopyCounts
@@ -67,6 +68,7 @@ from ._sqlite import SqliteWriter as SqliteWriter
 
 __all__ = [
     "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
+    "ChangeBatch",
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
     "ForgetAgents", "KeyTaken", "NewerSchema", "OpenCommandsQuota", "Outdated", "OverCommandBytes", "OverQuota",
     "PostgresReader", "PostgresWriter",

@@ -76,6 +76,49 @@ class Change:
     """An app change's status (always carried: a few words)."""
 
 
+@attrs.frozen
+class ChangeBatch:
+    """What a replica does with one batch of changes, in the order it must
+    (``ChangeBatch.of``; the change feed does it): the directory reads the
+    changed deployments and agents again first, so that the commands after
+    them find them; each changed command, as its newest notification carried
+    it or read back, has the events of each announced version published and
+    goes to its queue; then the apps' statuses and the alerts."""
+
+    deployments: tuple[str, ...]
+    agents: tuple[str, ...]
+    versions: dict[str, list[int]]
+    """Each changed command's announced versions (history lengths), in commit order."""
+    carried: dict[str, Command]
+    """The commands whose newest notification carried a row at least as new as every version announced."""
+    apps: tuple[Change, ...]
+    alerts: tuple[Change, ...]
+
+    @classmethod
+    def of(cls, changes: Iterable[Change]) -> ChangeBatch:
+        changes = tuple(changes)
+        versions: dict[str, list[int]] = {}
+        carried: dict[str, Command] = {}
+        for change in changes:
+            if change.kind == "command":
+                versions.setdefault(change.id, []).append(change.version or 0)
+                if change.command is not None:
+                    carried[change.id] = change.command  # in commit order: the newest wins
+        return cls(
+            deployments=tuple(dict.fromkeys(c.id for c in changes if c.kind == "deployment")),
+            agents=tuple(dict.fromkeys(c.id for c in changes if c.kind == "agent")),
+            versions=versions,
+            # A row older than the newest change announced (which had no room for its own) will not do.
+            carried={i: c for i, c in carried.items() if len(c.history) >= max(versions[i])},
+            apps=tuple(c for c in changes if c.kind == "app" and c.app is not None),
+            alerts=tuple(c for c in changes if c.kind == "alert"),
+        )
+
+    def unread(self) -> list[str]:
+        """The changed commands to read back: those no notification carried new enough."""
+        return [i for i in self.versions if i not in self.carried]
+
+
 def encode_change(change: Change, row: CommandRow | None = None, *, carry_alert: bool = True) -> str:
     """The payload of ``change``: compact JSON (``pg_notify`` takes text), with
     a command's ``row`` as committed, or (``carry_alert``) an alert's audit

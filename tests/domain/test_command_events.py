@@ -4,7 +4,7 @@ version changed: the same on whichever replica computes them."""
 from __future__ import annotations
 
 from trioscope.domain.commands import (
-    DEADLINE_EXPIRY, TIMED_OUT, CommandEvent, Priority, change_events, command_event, new_command,
+    DEADLINE_EXPIRY, TIMED_OUT, CommandEvent, Priority, announced_events, change_events, command_event, new_command,
 )
 
 
@@ -36,3 +36,12 @@ def test_a_deadline_change_has_an_alert_and_no_other_does() -> None:
     assert "expired" in change_events(expired)[1]["message"]
     retired = _command().apply(CommandEvent.EXPIRE, 200.0, {"reason": "the agent was retired"})
     assert [e["type"] for e in change_events(retired)] == ["command_completed"]
+
+
+def test_announced_versions_have_their_events_and_versions_the_command_lacks_none() -> None:
+    sent = _command().apply(CommandEvent.DELIVER, 101.0)
+    done = sent.apply(CommandEvent.COMPLETE, 103.0, result={"ok": True})
+    assert announced_events(done, [2, 3]) == [command_event(done, 2), command_event(done, 3)]
+    # Read back before the newest change was committed: it has no event of it yet.
+    assert announced_events(sent, [2, 3]) == [command_event(sent, 2)]
+    assert announced_events(done, [0, -1, 4]) == []

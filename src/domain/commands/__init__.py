@@ -5,6 +5,7 @@ from ._deadline_watch import DeadlineWatch as DeadlineWatch
 from ._events import DEADLINE_EXPIRY as DEADLINE_EXPIRY
 from ._events import EVENT_OUTCOME_BYTES as EVENT_OUTCOME_BYTES
 from ._events import TIMED_OUT as TIMED_OUT
+from ._events import announced_events as announced_events
 from ._events import change_events as change_events
 from ._events import command_event as command_event
 from ._model import HISTORY_FIRST as HISTORY_FIRST
@@ -52,6 +53,6 @@ __all__ = [
     "CancelNotice", "Command", "CommandEvent", "CommandMetadata", "CommandReport", "CommandStatus", "CreateCommand",
     "DeadlineWatch", "Delivery", "DeploymentQueue", "History", "IllegalTransition", "LogBatch", "LogEntry", "Priority", "ReportOutcome", "StatusChange",
     "TIMED_OUT",
-    "cancel_notice_id", "change_events", "command_document", "command_event", "command_from_document", "delivered_to",
+    "announced_events", "cancel_notice_id", "change_events", "command_document", "command_event", "command_from_document", "delivered_to",
     "new_command", "next_status", "parameters_bytes", "repeats_outcome", "report_outcome", "returned_undelivered",
 ]

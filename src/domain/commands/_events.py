@@ -12,6 +12,7 @@ reports the command as it is now.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -88,3 +89,11 @@ def change_events(command: Command, version: int | None = None) -> list[dict[str
     """Every event of one change, in the order they are published."""
     alert = deadline_alert(command, version)
     return [command_event(command, version), *([alert] if alert is not None else [])]
+
+
+def announced_events(command: Command, versions: Iterable[int]) -> list[dict[str, Any]]:
+    """The events of each of ``versions`` (history lengths another replica
+    announced) that ``command``, as read now, holds; a version past its
+    history (it was read before that change) or not positive has none."""
+    return [event for version in versions if 0 < version <= len(command.history)
+            for event in change_events(command, version)]
