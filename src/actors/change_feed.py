@@ -66,8 +66,9 @@ class Changes:
 
 class ChangeFeedActor(Actor):
     def __init__(self, follow: Follow, reader: StoreReader, *, directory_path: str, queue_owner_path: str,
-                 notifier_path: str, alerts_path: str | None = None) -> None:
+                 notifier_path: str, alerts_path: str | None = None, clock: Callable[[], float] = time.time) -> None:
         """``alerts_path``: the alerts actor, started before this one (None: alert changes are not followed)."""
+        self.clock = clock
         self.follow = follow
         self.reader = reader
         self.directory_path = directory_path
@@ -141,7 +142,7 @@ class ChangeFeedActor(Actor):
         stored: dict[str | None, list[AuditEntry]] = {}
         # Only records the ledger could still hold (``LEDGER_TTL``): a tenant's alert last heard of days ago
         # would otherwise fire again with another tenant's change of the fingerprint.
-        for record in await self.reader.latest_alerts(since=time.time() - LEDGER_TTL, fingerprints=missing):
+        for record in await self.reader.latest_alerts(since=self.clock() - LEDGER_TTL, fingerprints=missing):
             stored.setdefault(record.entry.resource_id, []).append(record.entry)
         notices: list[AlertNotice] = []
         for change in changes:
