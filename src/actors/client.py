@@ -342,7 +342,7 @@ class ClientActor(Actor):
                  turns: ResetTurns | None = None) -> None:
         self.link = link
         self.address = address
-        """The client's address (``_gate.client_source``), which its resets are paced by."""
+        """The client's address (``_client_address.client_source``), which its resets are paced by."""
         self.turns = turns if turns is not None else ResetTurns.from_settings(settings.websocket)
         """Shared by the clients of one server (alone, it paces this client only)."""
         self.turn: Turn | None = None

@@ -23,7 +23,7 @@ would show them as up until its next cleanup, and the replicas disagree.
 Where it has read to is kept in ``BusProgress``, which outlives a restart of
 this actor: a restarted feed goes on from there.
 
-Which enrolled agent reports under a probe agent id (its claim: ``_gate.vouch``)
+Which enrolled agent reports under a probe agent id (its claim: ``_probe_vouching.vouch``)
 is learnt from the stream too (``_vouched``): a signed report attaches its id
 to its signer here as on the replica that took it, and an unsigned one under
 an id an agent holds here is left out unless that claim lapsed. Learnt only

@@ -82,7 +82,7 @@ class ReportArrived:
     history: bool = False
     """Replayed from the stream at start (see ``MergeReport.history``)."""
     address: str | None = None
-    """Where the client that sent it counts as from (``_gate.client_source``:
+    """Where the client that sent it counts as from (``_client_address.client_source``:
     its address, an IPv6 one's /64; None: not known): see ``AgentRoster``."""
     signer: str | None = None
     """The enrolled agent that signed it (None: unsigned, or from a replica of
@@ -372,7 +372,7 @@ class RosterActor(Actor):
         The signer is the one the report stream names (``signer``), else the
         agent the directory says reports under ``agent_id``: a signed request
         attaches its probe id to its agent before it reaches the roster
-        (``_gate.vouch``), so it is known for every request this replica
+        (``_probe_vouching.vouch``), so it is known for every request this replica
         served. A report another replica of an earlier version published names
         no signer, and this replica's directory does not know whom that replica
         attached it to: it counts as signed by an agent not named, bounded by

@@ -162,7 +162,7 @@ class ReporterSilent:
     """Answered with whether nothing was reported under probe agent id
     ``reporter_id`` for ``agents.stale_threshold``: its partition is gone or
     that old, and no report of it waits to be merged. What an enrolled agent's
-    claim on the id lasts for (``_gate.vouch``)."""
+    claim on the id lasts for (``_probe_vouching.vouch``)."""
 
     reporter_id: str
 

@@ -69,7 +69,7 @@ def headers_below(scope: Scope | None) -> list[tuple[bytes, bytes]]:
 
 
 def client_of(scope: Scope, proxies: TrustedProxies) -> str:
-    """The client address as ``_gate.client_address`` sees it, from the ASGI scope."""
+    """The client address as ``_client_address.client_address`` sees it, from the ASGI scope."""
     peer = (scope.get("client") or ("unknown",))[0] or "unknown"
     if not proxies.networks:
         return str(peer)

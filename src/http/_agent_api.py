@@ -30,7 +30,7 @@ from trioscope.domain.deployments import AgentAuthFailure, AgentRecord, Deployme
 from trioscope.store import AuditEntry, Outdated, OverQuota, SaveAppStatus
 from trioscope.wire import InvalidDocument, decode, rfc3339_millis
 
-from . import _gate
+from . import _agent_presence, _audit_entries, _directory, _gate, _rate_checks, _signature_refusals, _tokens
 from ._bodies import decoded, invalid, off_loop, read_body_and_raw, read_json
 from ._command_views import delivery_view
 from ._errors import ApiError, field_error
@@ -51,7 +51,7 @@ D = TypeVar("D", bound=_OfDeployment)
 T = TypeVar("T")
 
 blueprint = Blueprint("agent_api", __name__)
-blueprint.before_request(_gate.check_address_rate)
+blueprint.before_request(_rate_checks.check_address_rate)
 
 DEFAULT_POLL = 30
 MAX_POLL = 120
@@ -72,28 +72,29 @@ API_VERSIONS = ["1.0", "1.1"]
             errors={409: "the agent id is taken"})
 async def register() -> Response:
     """Enroll an agent with a deployment's one-time enrollment token (201)."""
-    await _gate.check_registration_rate()
+    await _rate_checks.check_registration_rate()
     document = await read_json(services().settings, limit=MAX_REGISTRATION_BODY)
     try:
         registration = decode(document, AgentRegistration)
     except InvalidDocument as exc:
         raise invalid("invalid_registration", exc) from None
-    token = registration.enrollment_token or _gate.bearer()
+    token = registration.enrollment_token or _tokens.bearer()
     if not token:
-        raise _gate.refuse(401, "missing_enrollment_token",
-                            "send the deployment's enrollment token as enrollment_token or Authorization: Bearer",
-                            action="auth.failure", tenant=None, actor="anonymous",
-                            deployment_hash=registration.deployment_hash)
+        raise _audit_entries.refuse(401, "missing_enrollment_token",
+                                     "send the deployment's enrollment token as enrollment_token or Authorization: "
+                                     "Bearer",
+                                     action="auth.failure", tenant=None, actor="anonymous",
+                                     deployment_hash=registration.deployment_hash)
     if len(orjson.dumps(registration.system_info)) > MAX_SYSTEM_INFO_BYTES:
         raise ApiError(400, "invalid_registration", f"$.system_info: must be at most {MAX_SYSTEM_INFO_BYTES} bytes",
                        details={"errors": [{"path": "$.system_info", "message": "too large"}]})
-    audit = _gate.audit_entry("agent.register", actor="anonymous", tenant=None, resource_type="agent",
-                              deployment_hash=registration.deployment_hash, version=registration.agent_version)
+    audit = _audit_entries.audit_entry("agent.register", actor="anonymous", tenant=None, resource_type="agent",
+                                       deployment_hash=registration.deployment_hash, version=registration.agent_version)
     try:
         agent, agent_token = await services().directory.ask(RegisterAgent(registration, token, audit), timeout=10.0)
     except EnrollmentRefused as exc:
-        raise _gate.refuse(401, "invalid_enrollment_token", str(exc), action="auth.failure", tenant=None,
-                           actor="anonymous", deployment_hash=registration.deployment_hash) from None
+        raise _audit_entries.refuse(401, "invalid_enrollment_token", str(exc), action="auth.failure", tenant=None,
+                                    actor="anonymous", deployment_hash=registration.deployment_hash) from None
     return json_response({
         "agent_id": agent.id,
         "agent_token": agent_token,
@@ -126,10 +127,10 @@ async def retired_refusal(token: str | None, deployment_hash: str, agent_id: str
     as a new request of the agent gets (410 decommissioned, 401 for a token that
     no longer exists), audited as such."""
     failure = await credentials_failure(token, deployment_hash, agent_id) or AgentAuthFailure.DECOMMISSIONED
-    deployment = (await _gate.directory()).deployments.get(deployment_hash)
-    return _gate.refuse(failure.status, failure.code, failure.message, action="auth.failure",
-                        tenant=deployment.tenant if deployment is not None else None, actor=f"agent:{agent_id}",
-                        deployment_hash=deployment_hash)
+    deployment = (await _directory.directory()).deployments.get(deployment_hash)
+    return _audit_entries.refuse(failure.status, failure.code, failure.message, action="auth.failure",
+                                 tenant=deployment.tenant if deployment is not None else None,
+                                 actor=f"agent:{agent_id}", deployment_hash=deployment_hash)
 
 
 @blueprint.get("/api/v1/agent/commands/wait/<deployment_hash>")
@@ -147,15 +148,15 @@ async def wait(deployment_hash: str) -> Response:
         # when it is answered, not only at its start (a 120 s poll outlasts
         # --alert-agent-offline-after and --heartbeat-timeout when they are short).
         delivery = None  # also when a newer poll of the agent ended this one (``MAX_POLLS_PER_AGENT``)
-        with _gate.holding_poll(agent):
+        with _agent_presence.holding_poll(agent):
             delivery = await wait_for_command(deployment_hash, timeout, min_rank, skip, agent.id)
     except AgentRetired:
-        raise await retired_refusal(_gate.bearer(), deployment_hash, agent.id) from None
+        raise await retired_refusal(_tokens.bearer(), deployment_hash, agent.id) from None
     if delivery is None:
         return no_content({"Cache-Control": "no-cache"})
     view = delivery_view(delivery, deployment_hash)
     try:
-        await _gate.note_delivery(agent.id, view["command_id"])
+        await _agent_presence.note_delivery(agent.id, view["command_id"])
     except trio.Cancelled:  # the client went away before its answer: the command goes back
         give_back(deployment_hash, delivery)
         raise
@@ -264,7 +265,7 @@ async def app_status_update() -> Response:
     if update.timestamp is not None and (ahead := update.timestamp.timestamp() - now) > MAX_AHEAD:
         raise field_error("invalid_app_status", "$.timestamp",
                           f"is {ahead:.0f} s ahead of the server's clock; at most {MAX_AHEAD:g} s")
-    deployment = (await _gate.directory()).deployments.get(agent.deployment_hash)
+    deployment = (await _directory.directory()).deployments.get(agent.deployment_hash)
     if deployment is None:  # retired meanwhile (its agent's token answered a moment ago)
         raise ApiError(404, "deployment_not_found", f"no deployment {agent.deployment_hash!r}")
     app, logs = app_status(update, agent.id, now)
@@ -277,10 +278,11 @@ async def app_status_update() -> Response:
                               "message": f"a newer status of app {app.app_code!r} is kept (a later timestamp): "
                                          "this one is not"})
     except OverQuota as exc:
-        refusal = _gate.refuse(409, "too_many_apps", f"deployment {deployment.hash} has the statuses of {exc.in_use} "
-                               f"apps, as many as it may (commands.max_apps {limit}): app {app.app_code!r} is not "
-                               "kept", action="app.status", tenant=deployment.tenant, actor=f"agent:{agent.id}",
-                               app_code=app.app_code, limit=limit)
+        refusal = _audit_entries.refuse(409, "too_many_apps",
+                                        f"deployment {deployment.hash} has the statuses of {exc.in_use} apps, as many "
+                                        f"as it may (commands.max_apps {limit}): app {app.app_code!r} is not kept",
+                                        action="app.status", tenant=deployment.tenant, actor=f"agent:{agent.id}",
+                                        app_code=app.app_code, limit=limit)
         refusal.details = {"limit": limit, "setting": "commands.max_apps", "app_code": app.app_code}
         raise refusal from None
     publish_event(deployment.tenant, deployment.user_id,
@@ -300,8 +302,8 @@ def _app_audit(agent: AgentRecord, deployment: Deployment, app: AppStatus) -> Au
     details: dict[str, Any] = {"deployment_hash": deployment.hash, "updated_at": rfc3339_millis(app.updated_at)}
     if left_out:
         details["unrecorded_before"] = left_out
-    return _gate.audit_entry("app.status", actor=f"agent:{agent.id}", tenant=deployment.tenant, resource_type="app",
-                             resource_id=app.app_code, outcome=app.status, **details)
+    return _audit_entries.audit_entry("app.status", actor=f"agent:{agent.id}", tenant=deployment.tenant,
+                                      resource_type="app", resource_id=app.app_code, outcome=app.status, **details)
 
 
 @blueprint.get("/api/v1/agent/config")
@@ -326,5 +328,5 @@ async def agent_config() -> Response:
         "max_body_bytes": s.settings.server.max_body_size,
         "rate_limit_per_minute": s.settings.limits.per_agent,
         "signatures": {"required": agents.require_signature, "schemes": schemes,
-                       "max_clock_skew_seconds": int(_gate.MAX_CLOCK_SKEW)},
+                       "max_clock_skew_seconds": int(_signature_refusals.MAX_CLOCK_SKEW)},
     })

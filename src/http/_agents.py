@@ -16,7 +16,7 @@ from trioscope.wire import (
     AgentHeartbeat, AgentRegistration, InvalidDocument, decode_heartbeat, decode_registration, rfc3339_seconds,
 )
 
-from . import _gate
+from . import _client_address, _directory, _gate, _probe_vouching, _rate_checks
 from ._bodies import invalid, parse_json, parse_object, read_body_and_raw
 from ._errors import ApiError, field_error
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
@@ -47,12 +47,12 @@ def _registration(body: bytes) -> AgentRegistration:
             errors={409: "the agent id belongs to another enrolled agent"})
 async def register() -> Response:
     """Register a new agent (201)."""
-    await _gate.check_registration_rate()
+    await _rate_checks.check_registration_rate()
     body, raw = await read_body_and_raw(services().settings, limit=MAX_REGISTRATION_BODY)
-    signer = await _gate.probe_credentials(raw)
+    signer = await _probe_vouching.probe_credentials(raw)
     registration = _registration(body)  # here: a body of at most 512 KiB, and no credentials to spend a worker thread
     claimed = registration.metadata.get("deployment_hash")
-    await _gate.vouch(registration.agent_id, signer, claimed)
+    await _probe_vouching.vouch(registration.agent_id, signer, claimed)
     if signer is None and "command_agent_id" in registration.metadata:
         raise ApiError(400, "invalid_registration", "$.metadata.command_agent_id: only a signed registration "
                        "may name its command agent", details={"errors": [{"path": "$.metadata.command_agent_id",
@@ -61,7 +61,7 @@ async def register() -> Response:
         # What the credentials prove, not what the body says.
         registration = attrs.evolve(registration, metadata={
             **registration.metadata, "deployment_hash": signer.deployment_hash, "command_agent_id": signer.id})
-    await ask_roster(RegisterProbe(registration, enrolled=signer is not None, address=_gate.client_source(),
+    await ask_roster(RegisterProbe(registration, enrolled=signer is not None, address=_client_address.client_source(),
                                    signer=None if signer is None else signer.id))
     return json_response(
         {"status": "registered", "message": f"Agent {registration.agent_id} registered successfully",
@@ -75,9 +75,9 @@ async def register() -> Response:
             answers={200: Answer("alive", schema=fields(status={"const": "ok"}, timestamp=TIME))})
 async def heartbeat(agent_id: str) -> Response:
     """Send a heartbeat (404 for unknown agents; signed, as its reports, for a probe of an enrolled agent)."""
-    await _gate.check_report_rate()
+    await _rate_checks.check_report_rate()
     body, raw = await read_body_and_raw(services().settings, limit=MAX_HEARTBEAT_BODY)
-    signer = await _gate.probe_credentials(raw)
+    signer = await _probe_vouching.probe_credentials(raw)
     document = parse_object(body)
     if document:
         try:
@@ -87,7 +87,7 @@ async def heartbeat(agent_id: str) -> Response:
         if beat.agent_id is not None and beat.agent_id != agent_id:
             raise field_error("invalid_heartbeat", "$.agent_id", f"{beat.agent_id!r} is not the path's agent")
     # Someone else keeping an enrolled agent's probe alive would hide that it went away.
-    await _gate.vouch(agent_id, signer, attach=False)
+    await _probe_vouching.vouch(agent_id, signer, attach=False)
     at = await ask_roster(ProbeHeartbeat(agent_id))
     return json_response({"status": "ok", "timestamp": rfc3339_seconds(at)})
 
@@ -96,7 +96,7 @@ async def heartbeat(agent_id: str) -> Response:
 @documented(auth=Auth.READ)
 async def config(agent_id: str) -> Response:
     """Get an agent's configuration (404 for unknown agents)."""
-    await _gate.check_address_rate()
+    await _rate_checks.check_address_rate()
     await _may_read_agent(agent_id)
     agent_or_404(agent_id)
     s = services().settings
@@ -121,8 +121,8 @@ async def _may_read_agent(agent_id: str) -> None:
     if not services().settings.auth.protect_reads:
         return
     if "X-Agent-Id" in request.headers:
-        signer = await _gate.probe_credentials(b"")
-        holder = (await _gate.directory()).reporting_agent(agent_id)
+        signer = await _probe_vouching.probe_credentials(b"")
+        holder = (await _directory.directory()).reporting_agent(agent_id)
         if signer is not None and holder is not None and holder.id == signer.id:
             return
     else:
@@ -150,7 +150,7 @@ async def describe_all() -> list[dict[str, Any]]:
 @documented(auth=Auth.READ)
 async def list_agents() -> Response:
     """List all agents with their status."""
-    await _gate.check_address_rate()
+    await _rate_checks.check_address_rate()
     await _gate.protected_read()
     views_caught_up()
     agents = await describe_all()

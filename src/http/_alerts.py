@@ -19,7 +19,7 @@ from trioscope.domain.alerts import WebhookPayload, webhook_notices
 from trioscope.domain.principals import Permission
 from trioscope.wire import InvalidDocument, decode
 
-from . import _gate
+from . import _audit_entries, _client_address, _gate, _rate_checks, _tokens
 from ._bodies import invalid, parse_json, read_body
 from ._errors import ApiError
 from ._openapi import Auth, documented
@@ -27,7 +27,7 @@ from ._responses import json_response
 from ._services import services
 
 blueprint = Blueprint("alerts", __name__)
-blueprint.before_request(_gate.check_address_rate)
+blueprint.before_request(_rate_checks.check_address_rate)
 
 MAX_WEBHOOK_BODY = 1024 * 1024
 """Largest webhook body: 1,000 alerts (``domain.alerts.MAX_WEBHOOK_ALERTS``) of
@@ -45,11 +45,12 @@ async def alertmanager_webhook() -> Response:
     if not secret:
         raise ApiError(404, "webhook_disabled", "the Alertmanager webhook is off: set alerts.webhook_secret "
                        "(TRIOSCOPE_ALERTS_WEBHOOK_SECRET) to turn it on")
-    token = _gate.bearer()
+    token = _tokens.bearer()
     if token is None or not hmac.compare_digest(token.encode(), secret.encode()):
         # Audited as every other credential refused (a guessed secret shows in the log).
-        raise _gate.refuse(401, "invalid_token", "send Authorization: Bearer <alerts.webhook_secret>",
-                           action="auth.failure", tenant=None, actor="anonymous", credential="alerts.webhook_secret")
+        raise _audit_entries.refuse(401, "invalid_token", "send Authorization: Bearer <alerts.webhook_secret>",
+                                    action="auth.failure", tenant=None, actor="anonymous",
+                                    credential="alerts.webhook_secret")
     body = await read_body(s.settings, limit=MAX_WEBHOOK_BODY)  # also while it arrives, and after gzip
     try:
         payload = decode(parse_json(body), WebhookPayload)
@@ -58,8 +59,8 @@ async def alertmanager_webhook() -> Response:
     notices, skipped = webhook_notices(payload)
     delivered = 0
     if notices:
-        delivered = await s.alerts.ask(Deliver(tuple(notices), actor="alertmanager", address=_gate.client_address()),
-                                       timeout=30)
+        delivered = await s.alerts.ask(Deliver(tuple(notices), actor="alertmanager",
+                                               address=_client_address.client_address()), timeout=30)
     return json_response({"delivered": delivered, "skipped_without_tenant": skipped})
 
 

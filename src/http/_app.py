@@ -20,7 +20,7 @@ from trioscope.actors.metrics import GetNodeSeriesCounters
 from trioscope.actors.queue_owner import GetCommandStats
 from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, METRICS, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
-from . import _agent_api, _agents, _api_docs, _alerts, _audit, _command_ws, _commands, _controls, _gate, _health, _live, _metrics_api, _query, _reports, _ui
+from . import _agent_api, _agent_presence, _agents, _alerts, _api_docs, _audit, _command_ws, _commands, _controls, _directory, _gate, _health, _live, _metrics_api, _query, _rate_checks, _reports, _ui
 from trioscope.bus import ReportBus
 
 from ._bodies import bound_path, refuse_unlisted_media
@@ -89,7 +89,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
                          secret=token_secret(settings.auth.secret, settings.storage.data_dir),
                          gate=Gate(per_address=RateLimiter(settings.limits.per_address),
                                    per_agent=limits.per_agent, per_user=limits.per_user, replay=limits.replay,
-                                   agent_bytes=_gate.agent_byte_budget(settings.limits.agent_bytes),
+                                   agent_bytes=_rate_checks.agent_byte_budget(settings.limits.agent_bytes),
                                    replicated=postgres_url(database_path(settings)) is not None,
                                    reports_per_address=RateLimiter(settings.limits.reports_per_address),
                                    registrations_per_address=RateLimiter(
@@ -116,14 +116,14 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         s = services()
         stats = await s.queue_owner.ask(GetCommandStats(), timeout=30)
         if stats is not None:
-            await _gate.directory()
+            await _directory.directory()
             assert s.gate.directory is not None
             s.metrics.sources = CommandServiceSources(
                 command_stats=stats, directory=s.gate.directory, seen=s.gate.seen,
                 online_within=settings.agents.heartbeat_timeout, started=time.time())
         # What became of the probes' host metrics (forgotten with their probe, refused when full).
         s.metrics.watch_node_series(await system.lookup(METRICS).ask(GetNodeSeriesCounters(), timeout=30))
-        app.add_background_task(_gate.keep_holders_heard)
+        app.add_background_task(_agent_presence.keep_holders_heard)
 
     @app.before_request
     async def _start_timer() -> None:
@@ -136,7 +136,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     async def _charge_address() -> None:
         # After the timer: a 429 is observed in /metrics like any answer.
         if charges_address(request.url_rule.rule if request.url_rule is not None else None):
-            await _gate.check_address_rate()
+            await _rate_checks.check_address_rate()
 
     @app.before_request
     async def _body_media() -> None:
@@ -153,7 +153,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
         if websocket.url_rule is not None:
             name_route(websocket.scope, websocket.url_rule.rule)
         try:
-            await _gate.check_address_rate()  # every upgrade, before its route's own checks
+            await _rate_checks.check_address_rate()  # every upgrade, before its route's own checks
         except ApiError as exc:  # answered instead of the handshake, as the routes answer their refusals
             return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
         return None
@@ -190,7 +190,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
 
     @app.after_serving
     async def _close_limits() -> None:
-        _gate.stop_keeping_holders_heard(app)  # else Quart waits its BACKGROUND_TASK_SHUTDOWN_TIMEOUT for it
+        _agent_presence.stop_keeping_holders_heard(app)  # else Quart waits its BACKGROUND_TASK_SHUTDOWN_TIMEOUT for it
         limits.close()
 
     return app

@@ -9,7 +9,7 @@ from trioscope.domain.principals import Permission
 
 from trioscope.wire import rfc3339_millis
 
-from . import _gate
+from . import _gate, _rate_checks
 from ._errors import ApiError
 from ._openapi import Auth, date, documented, integer, text
 from ._responses import json_response
@@ -17,7 +17,7 @@ from ._services import services
 from ._shared import MAX_PAGE, date_argument, integer_argument, listing_turn
 
 blueprint = Blueprint("audit", __name__)
-blueprint.before_request(_gate.check_address_rate)
+blueprint.before_request(_rate_checks.check_address_rate)
 
 
 @blueprint.get("/api/v1/audit")

@@ -21,7 +21,7 @@ from trioscope.config import Settings, format_duration
 from trioscope.runtime import in_thread
 from trioscope.wire import InvalidDocument, decode
 
-from . import _gate
+from . import _client_address
 from ._connection_limits import BODY_PER_ADDRESS, BodyRead, Held, admission_of_app
 from ._errors import ApiError, field_error
 from ._responses import JSON
@@ -248,7 +248,7 @@ def _budgeted(declared: int) -> Iterator[Callable[[int], None]]:
         # A trusted proxy's request: unlike its connections, its body is one
         # client's, the one the proxy names (one client behind the proxy
         # could otherwise take the whole server's budget).
-        held = Held(_gate.client_source(), True)
+        held = Held(_client_address.client_source(), True)
     body = BodyRead(held)
 
     def charge(size: int, ahead: int = 0) -> None:

@@ -33,7 +33,7 @@ from trioscope.runtime import (
 
 from trioscope.wire import rfc3339_millis
 
-from . import _gate
+from . import _client_address, _rate_checks
 from ._errors import error_response
 from ._services import services
 
@@ -65,7 +65,7 @@ async def serve_client_socket(link: ClientLink, spec: ActorSpec, *, subprotocol:
     (``principal``) closes (4401) when the token expires, or the newer one its
     client sent (module docstring)."""
     s = services()
-    address = _gate.client_source()
+    address = _client_address.client_source()
     cap = s.settings.websocket.max_clients_per_address
     if s.sockets_per_address.count(address) >= cap:
         s.metrics.refused("websockets_per_address")
@@ -137,16 +137,16 @@ async def _read(client: ActorRef, link: ClientLink, holder: _Holder | None, addr
     """Hand the client's messages to its actor. Each counts against its
     address's request budget: one beyond it is dropped, answered with an
     ``error`` frame ``rate_limited``, and the socket goes unread for a while
-    (``_gate.read_pause``). Counted by nothing before, four sockets without a
+    (``_rate_checks.read_pause``). Counted by nothing before, four sockets without a
     token sending 64 KiB messages as fast as they could (~100 MB/s) raised
     every other client's latency 4x."""
-    pause = _gate.read_pause(services().settings.websocket.ping_interval)
+    pause = _rate_checks.read_pause(services().settings.websocket.ping_interval)
     while True:
         data = await websocket.receive()
         if len(data) > MAX_CLIENT_MESSAGE:
             link.close(MESSAGE_TOO_BIG, f"messages are at most {MAX_CLIENT_MESSAGE} bytes")
             return
-        wait = _gate.charge_socket_message(address)
+        wait = _rate_checks.charge_socket_message(address)
         if wait:
             with contextlib.suppress(trio.WouldBlock):  # a client that reads nothing learns nothing
                 link.outbox.send_aside(error_frame("rate_limited", "too many messages from this address; the "

@@ -17,7 +17,7 @@ from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatu
 from trioscope.store import StoredCommand
 from trioscope.wire import rfc3339_millis
 
-from . import _gate
+from . import _agent_presence
 from ._services import services
 
 
@@ -178,8 +178,8 @@ def agent_record(agent: AgentRecord) -> dict[str, Any]:
     latest pong took (its socket's) and which command it was last handed."""
     s = services()
     sockets = len(s.agent_sockets.get(agent.id, ()))
-    polls = len(_gate.presence().polls.get(agent.id, ()))
-    presence = _gate.presence()
+    polls = len(_agent_presence.presence().polls.get(agent.id, ()))
+    presence = _agent_presence.presence()
     connection = {"transport": "websocket" if sockets else "long_poll" if polls else None,
                   "ip_address": presence.addresses.get(agent.id), "latency_ms": presence.latencies.get(agent.id),
                   "last_command_id": presence.last_commands.get(agent.id), "websockets": sockets, "long_polls": polls}

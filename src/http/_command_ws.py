@@ -91,7 +91,7 @@ from trioscope.runtime import ActorFailed
 from trioscope.system import NOTIFIER
 from trioscope.wire import InvalidDocument, decode, request_signing
 
-from . import _gate
+from . import _agent_presence, _directory, _gate, _rate_checks, _tokens
 from ._command_views import delivery_view, user_deployments
 from ._errors import ApiError, answer_to, error_response
 from ._bodies import decoded, off_loop
@@ -131,8 +131,8 @@ async def user_events(user_id: str) -> Response | None:
     as a subprotocol)."""
     s = services()
     try:
-        await _gate.check_address_rate()
-        principal = await _gate.user(Permission.READ, token=_gate.socket_token())
+        await _rate_checks.check_address_rate()
+        principal = await _gate.user(Permission.READ, token=_tokens.socket_token())
         _gate.own_user(principal, user_id)
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
@@ -140,7 +140,7 @@ async def user_events(user_id: str) -> Response | None:
     # topology updates, which are merged while a client is behind. A burst
     # beyond it waits in the event client (``notifier``), bounded.
     link = ClientLink(s.settings.websocket.buffer_size * 16)
-    await _gate.directory()  # the directory's state handed out (the first socket's request asks for it)
+    await _directory.directory()  # the directory's state handed out (the first socket's request asks for it)
     gate = s.gate
 
     def initial_state() -> str:
@@ -154,7 +154,7 @@ async def user_events(user_id: str) -> Response | None:
     spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
                              admin=principal.may(Permission.ADMINISTER),
                              stalled_after=s.settings.websocket.slow_client_timeout, first=initial_state)
-    return await serve_client_socket(link, spec, subprotocol=_gate.chosen_subprotocol(), principal=principal)
+    return await serve_client_socket(link, spec, subprotocol=_tokens.chosen_subprotocol(), principal=principal)
 
 
 @blueprint.websocket("/ws/agent/<deployment_hash>")
@@ -162,9 +162,9 @@ async def user_events(user_id: str) -> Response | None:
 async def agent_channel(deployment_hash: str) -> Response | None:
     """Commands to an agent and its results back, over one WebSocket (?token=<agent token>)."""
     s = services()
-    token = _gate.query_token() or _gate.bearer() or ""
+    token = _tokens.query_token() or _tokens.bearer() or ""
     try:
-        await _gate.check_address_rate()
+        await _rate_checks.check_address_rate()
         # The handshake has no body: like a GET, its signature covers b"".
         agent = await _gate.agent(deployment_hash, b"", token=token, headers=websocket.headers)
     except ApiError as exc:
@@ -192,7 +192,7 @@ async def agent_channel(deployment_hash: str) -> Response | None:
             held.remove(link)
         if not held and s.agent_sockets.get(agent.id) is held:
             del s.agent_sockets[agent.id]
-            _gate.presence().latencies.pop(agent.id, None)  # no socket: no pong to time (README: null)
+            _agent_presence.presence().latencies.pop(agent.id, None)  # no socket: no pong to time (README: null)
     return None
 
 
@@ -243,7 +243,7 @@ class _AgentChannel:
         view = delivery_view(delivery, self.deployment_hash)
         self.pending, self.acknowledged = view["command_id"], trio.Event()
         try:
-            await _gate.note_delivery(self.agent_id, view["command_id"])  # within: cancelled, it goes back
+            await _agent_presence.note_delivery(self.agent_id, view["command_id"])  # within: cancelled, it goes back
             # The send is within the deadline too: a peer that reads nothing
             # stops taking frames once the buffers fill.
             with trio.move_on_after(ACK_DEADLINE):
@@ -295,8 +295,8 @@ class _AgentChannel:
 
     async def receive(self, ping_interval: float) -> None:
         """Answer the agent's messages in order; after a rate refusal (429) the
-        socket goes unread for a while (``_gate.read_pause``)."""
-        pause = _gate.read_pause(ping_interval)
+        socket goes unread for a while (``_rate_checks.read_pause``)."""
+        pause = _rate_checks.read_pause(ping_interval)
         while True:
             data = await websocket.receive()
             answer = await self._handle(data)
@@ -318,7 +318,7 @@ class _AgentChannel:
         it, one a ping interval: a busy agent's must not close its socket)
         counts as a request."""
         try:
-            _gate.charge_agent_bytes(self.agent_id, len(data))
+            _rate_checks.charge_agent_bytes(self.agent_id, len(data))
         except ApiError as exc:
             return _refused(None, exc)
         envelope: Any = None
@@ -334,7 +334,7 @@ class _AgentChannel:
         # Whatever arrives on the socket, answered or refused, proves its agent
         # is there: the handshake was signed. A report is timed as the request
         # it is once its signature verifies (``_gate.agent``).
-        await _gate.heard_from(self.agent_id, as_request=kind != "report")
+        await _agent_presence.heard_from(self.agent_id, as_request=kind != "report")
         self.keepalive.heard()
         if len(data) > MAX_AGENT_MESSAGE:
             return _nack(None, 413, "message_too_large", f"messages are at most {MAX_AGENT_MESSAGE} bytes")
@@ -343,11 +343,11 @@ class _AgentChannel:
         if kind == "pong":  # no request: the server asked for it
             self.keepalive.pong()
             if self.pinged_at is not None:  # else one the agent sent unasked: it times nothing
-                await _gate.note_latency(self.agent_id, trio.current_time() - self.pinged_at)
+                await _agent_presence.note_latency(self.agent_id, trio.current_time() - self.pinged_at)
                 self.pinged_at = None
             return None
         try:
-            await _gate.charge_agent(self.agent_id)
+            await _rate_checks.charge_agent(self.agent_id)
         except ApiError as exc:
             return _refused(_request_id(envelope), exc)
         if kind == "ping":

@@ -24,7 +24,7 @@ from trioscope.domain.principals import Permission, Role
 from trioscope.wire import nesting_exceeds, rfc3339_millis
 from trioscope.store import BulkPart
 
-from . import _gate
+from . import _audit_entries, _directory, _gate, _rate_checks
 from ._bodies import read_json, read_object
 from ._command_views import (
     agent_record, command_view, deployment_record, deployment_view, stored_command_view, user_deployments,
@@ -40,7 +40,7 @@ from ._shared import (
 )
 
 blueprint = Blueprint("commands", __name__)
-blueprint.before_request(_gate.check_address_rate)
+blueprint.before_request(_rate_checks.check_address_rate)
 
 BASE = "/api/v1/users/<user_id>/deployments"
 MAX_METADATA_BYTES = 16 * 1024
@@ -106,8 +106,8 @@ async def create_deployment(user_id: str) -> Response:
             or len(orjson.dumps(metadata)) > MAX_METADATA_BYTES):
         message = f"must be an object of at most {MAX_METADATA_BYTES} bytes, nested at most {MAX_JSON_DEPTH} levels"
         raise field_error("invalid_deployment", "$.metadata", message)
-    audit = _gate.audit_entry("deployment.create", actor=user_actor(principal.user_id), tenant=principal.tenant,
-                              resource_type="deployment", user_id=user_id)
+    audit = _audit_entries.audit_entry("deployment.create", actor=user_actor(principal.user_id),
+                                       tenant=principal.tenant, resource_type="deployment", user_id=user_id)
     deployment, token = await services().directory.ask(CreateDeployment(principal.tenant, user_id, metadata, audit),
                                                        timeout=10.0)
     return json_response({**deployment_view(deployment), "enrollment_token": token}, status=201)  # no agent yet
@@ -119,7 +119,7 @@ async def list_deployments(user_id: str) -> Response:
     """List a user's deployments."""
     principal = await _gate.user(Permission.READ)
     _gate.own_user(principal, user_id)
-    found = user_deployments(await _gate.directory(), principal.tenant, user_id)
+    found = user_deployments(await _directory.directory(), principal.tenant, user_id)
     return json_response({"deployments": found, "count": len(found)})
 
 
@@ -131,7 +131,7 @@ async def get_deployment(user_id: str, deployment_hash: str) -> Response:
     (``retired_limit``, ``retired_offset``)."""
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    directory = await _gate.directory()
+    directory = await _directory.directory()
     view = {**deployment_record(deployment, directory),
             "agents": [agent_record(a) for a in directory.active_agents(deployment.hash)],
             "retired_agents_count": directory.retired_count(deployment.hash),
@@ -152,8 +152,8 @@ async def new_enrollment(user_id: str, deployment_hash: str) -> Response:
     """A new one-time enrollment token for the deployment (201); the previous one stops working."""
     principal = await _gate.user(Permission.OPERATE)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    audit = _gate.audit_entry("deployment.enrollment", actor=user_actor(principal.user_id), tenant=principal.tenant,
-                              resource_type="deployment", resource_id=deployment.hash)
+    audit = _audit_entries.audit_entry("deployment.enrollment", actor=user_actor(principal.user_id),
+                                       tenant=principal.tenant, resource_type="deployment", resource_id=deployment.hash)
     token = await services().directory.ask(NewEnrollmentToken(deployment.hash, audit), timeout=10.0)
     return json_response({"deployment_hash": deployment.hash, "enrollment_token": token}, status=201)
 
@@ -164,11 +164,11 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
     """Decommission an agent (ADMIN): its requests get 410 from now on."""
     principal = await _gate.user(Permission.ADMINISTER)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
-    known = (await _gate.directory()).agents.get(agent_id)
+    known = (await _directory.directory()).agents.get(agent_id)
     if known is None or known.deployment_hash != deployment.hash:
         raise ApiError(404, "agent_not_found", f"no agent {agent_id!r} in this deployment")
-    audit = _gate.audit_entry("agent.decommission", actor=user_actor(principal.user_id), tenant=principal.tenant,
-                              resource_type="agent", resource_id=agent_id)
+    audit = _audit_entries.audit_entry("agent.decommission", actor=user_actor(principal.user_id),
+                                       tenant=principal.tenant, resource_type="agent", resource_id=agent_id)
     agent = await services().directory.ask(Decommission(agent_id, audit), timeout=10.0)
     return json_response(agent_record(agent))
 
@@ -334,8 +334,8 @@ async def _change(user_id: str, deployment_hash: str, command_id: str, action: s
     existing = await _command(deployment.hash, command_id)
     if existing.status.terminal:
         raise _finished(existing, action)
-    audit = _gate.audit_entry(f"command.{action}", actor=user_actor(principal.user_id), tenant=principal.tenant,
-                              resource_type="command", resource_id=command_id)
+    audit = _audit_entries.audit_entry(f"command.{action}", actor=user_actor(principal.user_id),
+                                       tenant=principal.tenant, resource_type="command", resource_id=command_id)
     try:
         changed: Command = await ask_queue(deployment.hash, message_type(command_id, audit))
     except UnknownCommand:

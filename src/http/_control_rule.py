@@ -15,7 +15,7 @@ from trioscope.domain.deployments import AgentRecord, Deployment
 from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.topology import allowed_actions, id_scope, node_scope
 
-from . import _gate
+from . import _directory
 from ._errors import ApiError
 from ._services import services
 
@@ -43,7 +43,7 @@ class Controller:
 async def controllers(principal: Principal, node_id: str) -> tuple[Controller, ...]:
     """The agents that may control container ``node_id`` for ``principal``
     (none: as if the node did not exist), in the topology's order: reporters
-    whose reports their agent credentials signed (``_gate.vouch``) and whose
+    whose reports their agent credentials signed (``_probe_vouching.vouch``) and whose
     engine listed the container (their version offers controls), in a
     deployment the principal may command (its owner or an admin of its
     tenant). Reports are open to anyone; controls only reach real agents.
@@ -52,7 +52,7 @@ async def controllers(principal: Principal, node_id: str) -> tuple[Controller, .
     scope = id_scope(node_id)
     if scope is not None and scope != node_scope(principal.tenant):
         return ()
-    directory = await _gate.directory()
+    directory = await _directory.directory()
     found: list[Controller] = []
     for reporter in await services().topology.ask(GetNodeSources(node_id, offering_controls=True), timeout=30):
         agent = directory.reporting_agent(reporter)

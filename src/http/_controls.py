@@ -24,7 +24,7 @@ from trioscope.domain.topology import (
 
 from trioscope.wire import rfc3339_millis
 
-from . import _gate
+from . import _gate, _rate_checks
 from ._bodies import read_object
 from ._control_rule import choose, controllers, no_node
 from ._errors import ApiError, closest, field_error, key_path, unknown_keys
@@ -35,7 +35,7 @@ from ._shared import decode_create, submit
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("controls", __name__)
-blueprint.before_request(_gate.check_address_rate)
+blueprint.before_request(_rate_checks.check_address_rate)
 
 MAX_CONTROL_BODY = 64 * 1024
 """Bytes of a control's body (a few parameters); a larger one is refused (413) before it is read."""

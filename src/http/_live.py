@@ -25,7 +25,7 @@ from trioscope.domain.principals import Principal
 from trioscope.domain.topology import View, node_scope
 from trioscope.system import HUB
 
-from . import _gate
+from . import _client_address, _gate, _rate_checks, _tokens
 from ._client_sockets import serve_client_socket
 from ._errors import ApiError, error_response
 from ._openapi import Auth, choice, documented
@@ -63,7 +63,7 @@ async def live() -> Response | None:
     """Live topology and report updates (WebSocket; ?view=hosts|containers|...)."""
     s = services()
     try:
-        await _gate.check_address_rate()
+        await _rate_checks.check_address_rate()
         await _gate.protected_read()
         views_caught_up()
     except ApiError as exc:
@@ -77,7 +77,7 @@ async def live() -> Response | None:
     may_see = await _gate.live_reporter_check()
     visibility = Visibility(may_see, node_scope(reader.tenant)) if may_see is not None and reader is not None else None
     admission = s.first_views
-    address = _gate.client_source()
+    address = _client_address.client_source()
     first_view_at = await _admitted(address)
     if first_view_at is None:
         if admission.full_for(address) == "address":
@@ -101,7 +101,7 @@ async def live() -> Response | None:
         return await serve_client_socket(
             link, client_spec(name, link, HUB, view, s.settings, s.live, visibility, first_view_at,
                               address=address, turns=s.reset_turns),
-            subprotocol=_gate.chosen_subprotocol(), principal=reader)
+            subprotocol=_tokens.chosen_subprotocol(), principal=reader)
     finally:
         link.first_view_done()
         if tenant is not None:

@@ -32,7 +32,7 @@ from trioscope.domain.principals import Permission
 from trioscope.domain.rates import retry_after
 from trioscope.runtime import ActorSystem
 
-from . import _gate
+from . import _directory, _gate, _rate_checks, _signature_refusals
 from ._bodies import off_loop, parse_json, read_body, read_body_and_raw
 from ._errors import ApiError
 from ._metrics_backends import EmbeddedMetrics, MetricsBackend, Params, PrometheusError, ProxiedMetrics
@@ -41,7 +41,7 @@ from ._responses import no_content
 from ._services import services
 
 blueprint = Blueprint("metrics_api", __name__)
-blueprint.before_request(_gate.check_address_rate)
+blueprint.before_request(_rate_checks.check_address_rate)
 
 _KEY = "trioscope.metrics"
 _READ_TIME_KEY = "trioscope.metrics.read_time"
@@ -100,12 +100,12 @@ async def write() -> Response:
     with contextlib.ExitStack() as held:  # a large body stays counted while it waits for the worker thread
         body, raw = await read_body_and_raw(s.settings, hold=held)
         agent = await _gate.agent(None, raw)
-        deployment = (await _gate.directory()).deployments.get(agent.deployment_hash)
+        deployment = (await _directory.directory()).deployments.get(agent.deployment_hash)
         if deployment is None:  # retired between the check and here
             raise ApiError(403, "wrong_deployment", "the agent's deployment no longer exists")
         now = time.time()
         read = functools.partial(_samples, mimetype=request.mimetype, precision=request.args.get("precision", "ns"),
-                                 now=now, latest=now + _gate.MAX_CLOCK_SKEW, tenant=deployment.tenant,
+                                 now=now, latest=now + _signature_refusals.MAX_CLOCK_SKEW, tenant=deployment.tenant,
                                  deployment_hash=agent.deployment_hash, limits=_write_limits(s.settings))
         samples = await off_loop(body, read, threshold=OFF_LOOP_POINTS_BYTES)
     try:

@@ -32,7 +32,7 @@ from trioscope.domain.topology import (
 from trioscope.runtime import ActorRef, in_steps
 from trioscope.wire import rfc3339_seconds
 
-from . import _gate
+from . import _directory, _gate, _tokens
 from ._compression import (
     INLINE_BYTES, MAX_KEPT, MIN_SIZE, STREAM_LEVELS, accepted_encoding, compressed, headers, streamed_response,
 )
@@ -243,7 +243,7 @@ async def _signed_in_reader() -> Principal | None:
     protected); None for an open read without one (or with a bad one: the
     read is open, a bad token only loses what is the reader's own)."""
     reader: Principal | None = g.get("reader")
-    if reader is None and _gate.bearer() is not None:
+    if reader is None and _tokens.bearer() is not None:
         try:
             reader = await _gate.user(Permission.READ)
         except ApiError:
@@ -276,7 +276,7 @@ async def _reporters_deployment(reader: Principal | None, reporter_id: str) -> s
     (a metrics engine behind ``--metrics-url`` holds only the written ones)."""
     if reader is None or not reporter_id:
         return None
-    found = await _gate.directory()
+    found = await _directory.directory()
     agent = found.reporting_agent(reporter_id)
     deployment = found.deployments.get(agent.deployment_hash) if agent is not None else None
     if agent is None or deployment is None or deployment.tenant != reader.tenant:

@@ -27,7 +27,7 @@ from trioscope.domain.agents import PackedReport, check_clock
 from trioscope.wire import InvalidDocument, OverBudget, Report, decode_report, rfc3339_seconds
 from trioscope.domain.topology import Partition, build_partition, report_shape
 
-from . import _gate
+from . import _client_address, _probe_vouching, _rate_checks
 from ._bodies import OFF_LOOP_BYTES, in_worker, invalid, parse_json, read_body_and_raw
 from ._errors import ApiError
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
@@ -123,7 +123,7 @@ def _prepare(body: bytes, received_at: float, enrolled: bool,
                          "from all, are at their budget (body_budget_exceeded, Retry-After)"})
 async def submit_report() -> Response:
     """Submit a report (JSON, gzip allowed): 202 once queued for merging (with a bus: once on the stream)."""
-    await _gate.check_report_rate()  # before the body is read
+    await _rate_checks.check_report_rate()  # before the body is read
     # Its body counts against the budgets of bodies being received until the
     # report is handed on: a large one waits for the one decode thread.
     with contextlib.ExitStack() as held:
@@ -132,10 +132,10 @@ async def submit_report() -> Response:
 
 async def _submit(body: bytes, raw: bytes) -> Response:
     s = services()
-    signer = await _gate.probe_credentials(raw)  # before the work of decoding
-    scope = await _gate.signer_scope(signer)
+    signer = await _probe_vouching.probe_credentials(raw)  # before the work of decoding
+    scope = await _probe_vouching.signer_scope(signer)
     received_at = time.time()
-    address = _gate.client_source()
+    address = _client_address.client_source()
     if s.bus is not None:
         signed_by = None if signer is None else signer.id
         if len(body) > OFF_LOOP_BYTES:
@@ -143,7 +143,7 @@ async def _submit(body: bytes, raw: bytes) -> Response:
                 _envelope, body, received_at, signed_by, address, scope, limiter=s.heavy_work)
         else:
             report, envelope, packed, shape = _envelope(body, received_at, signed_by, address, scope)
-        await _gate.vouch(report.agent_id, signer)
+        await _probe_vouching.vouch(report.agent_id, signer)
         try:
             s.bus.check_fits(envelope)
             # Whether the agent would have a place, as without a bus (503
@@ -199,7 +199,7 @@ async def _submit(body: bytes, raw: bytes) -> Response:
             shape = partition.shape
         else:
             shape = report_shape(report)  # here, in the request: the topology actor is every report's one queue
-    await _gate.vouch(report.agent_id, signer)
+    await _probe_vouching.vouch(report.agent_id, signer)
     # One message: the roster starts the probe's actor if it is new and hands
     # the report to the topology, that actor and the hub (503 when one is full).
     await ask_roster(ReportArrived(report, packed, received_at, partition, shape, enrolled=signer is not None,

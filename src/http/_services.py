@@ -62,7 +62,7 @@ class Gate:
     """User tokens already verified (the signature check costs more than the
     rest of a small request): token -> principal, until the token expires."""
     directory: Published[AgentDirectory] | None = None
-    """What the directory actor publishes, asked for once (``_gate.directory()``)."""
+    """What the directory actor publishes, asked for once (``_directory.directory()``)."""
     replicated: bool = False
     """Other processes share the store (PostgreSQL): a deployment or agent not
     known here may have been created by one of them a moment ago."""
@@ -86,7 +86,7 @@ class Gate:
     logs and restart command, and a loop of them must not write a row each."""
     claims_checked: dict[str, tuple[float, bool]] = attrs.field(factory=dict)
     """Probe agent id -> when (monotonic) the topology last said whether its
-    enrolled agent's claim lapsed, and what (``_gate.vouch``): asked once per
+    enrolled agent's claim lapsed, and what (``_probe_vouching.vouch``): asked once per
     ``CLAIM_CHECK_EVERY`` at most, so unsigned requests for a claimed id (an
     address may send 200 a second) are not each an ask of the topology. At
     most one entry per claim."""
@@ -167,7 +167,7 @@ class Services:
     proxies: TrustedProxies = attrs.field(default=attrs.Factory(
         lambda self: TrustedProxies.parse(self.settings.server.trusted_proxies, self.settings.server.forwarded_header),
         takes_self=True))
-    """Whose forwarded headers name the client (``_gate.client_address``)."""
+    """Whose forwarded headers name the client (``_client_address.client_address``)."""
     bus: ReportBus | None = None
     """The report bus (``bus.url``): reports go there instead of to the roster; None: merged here."""
     health: HealthChecks = attrs.field(factory=HealthChecks)

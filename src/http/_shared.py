@@ -44,7 +44,7 @@ from trioscope.wire import (
 from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, AskTimeout, Handoff, MailboxFull
 from trioscope.system import LOG_FOLLOWS, NOTIFIER
 
-from . import _gate
+from . import _audit_entries, _directory
 from ._bodies import invalid
 from ._errors import ApiError, field_error
 from ._idempotency import Once, answer_of_first
@@ -285,9 +285,10 @@ async def submit(principal: Principal, deployment: Deployment, create: CreateCom
     )
     # Of the command as created: the queue changes only its sequence, which no answer shows.
     body = orjson.dumps(answer(command))
-    audit = _gate.audit_entry("command.create", actor=user_actor(principal.user_id), tenant=principal.tenant,
-                              resource_type="command", resource_id=command.id, type=command.type,
-                              priority=command.priority.value, deployment_hash=deployment.hash, **audit_details)
+    audit = _audit_entries.audit_entry("command.create", actor=user_actor(principal.user_id),
+                                       tenant=principal.tenant, resource_type="command", resource_id=command.id,
+                                       type=command.type, priority=command.priority.value,
+                                       deployment_hash=deployment.hash, **audit_details)
     queued = Create(command, audit, None if once is None else once.keep(command.id, CREATED, body, now))
     try:
         await _queue(principal, deployment, create, queued, now)
@@ -471,7 +472,7 @@ def _sent_meanwhile(answers: Handoff[Delivery | PollRetired]) -> Delivery | Poll
 
 async def credentials_failure(token: str | None, deployment_hash: str, agent_id: str) -> AgentAuthFailure | None:
     """Why a new request of the agent with ``token`` would be refused now (None: it would not)."""
-    answer = (await _gate.directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=agent_id)
+    answer = (await _directory.directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=agent_id)
     return answer if isinstance(answer, AgentAuthFailure) else None
 
 

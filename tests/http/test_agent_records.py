@@ -10,7 +10,7 @@ from __future__ import annotations
 from trioscope.domain.commands import CommandEvent, Priority, new_command
 from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, Deployment
 from trioscope.http._command_views import agent_view, deployment_view, last_heard, stored_command_view
-from trioscope.http._gate import note
+from trioscope.http._agent_presence import note
 from trioscope.store import StoredCommand
 
 T0 = 1_760_000_000.0

@@ -26,7 +26,7 @@ from tests.synthetic import container_hex, host_report
 from tests.waiting import eventually
 from trioscope.domain.commands import parameters_bytes
 from trioscope.domain.topology import container_id, node_scope
-from trioscope.http._gate import MAX_POLLS_PER_AGENT
+from trioscope.http._agent_presence import MAX_POLLS_PER_AGENT
 from trioscope.store import StoreReader
 
 _ids = itertools.count(1)
