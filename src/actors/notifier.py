@@ -31,7 +31,8 @@ import trio
 
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, MailboxFull, Restart
 
-from .client import INTERNAL_ERROR, POLICY_VIOLATION, ClientLink, FromClient
+from .client import FromClient
+from .client_link import INTERNAL_ERROR, POLICY_VIOLATION, ClientLink
 
 log = logging.getLogger(__name__)
 

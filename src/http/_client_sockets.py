@@ -22,7 +22,8 @@ import orjson
 import trio
 from quart import Response, websocket
 
-from trioscope.actors.client import GOING_AWAY, INTERNAL_ERROR, MESSAGE_TOO_BIG, ClientLink, FromClient
+from trioscope.actors.client import FromClient
+from trioscope.actors.client_link import GOING_AWAY, INTERNAL_ERROR, MESSAGE_TOO_BIG, ClientLink
 from trioscope.actors.client_owner import OpenClient
 from trioscope.domain.live import error_frame, message
 from trioscope.domain.rates import retry_after

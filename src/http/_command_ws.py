@@ -80,7 +80,7 @@ import trio
 from quart import Blueprint, Response, websocket
 from werkzeug.datastructures import Headers
 
-from trioscope.actors.client import GOING_AWAY, POLICY_VIOLATION, ClientLink
+from trioscope.actors.client_link import GOING_AWAY, POLICY_VIOLATION, ClientLink
 from trioscope.actors.deployment_queue import NOT_ACKNOWLEDGED, Report
 from trioscope.actors.notifier import event_client_spec
 from trioscope.domain.commands import CommandReport, Delivery, LogBatch, LogEntry

@@ -19,7 +19,8 @@ import itertools
 import trio
 from quart import Blueprint, Response, g, websocket
 
-from trioscope.actors.client import ClientLink, client_spec
+from trioscope.actors.client import client_spec
+from trioscope.actors.client_link import ClientLink
 from trioscope.domain.live import BadClientMessage, Visibility, parse_view
 from trioscope.domain.principals import Principal
 from trioscope.domain.topology import View, node_scope

@@ -9,7 +9,8 @@ import attrs
 import trio
 from quart import Quart, current_app
 
-from trioscope.actors.client import ClientLink, LiveCounters
+from trioscope.actors.client import LiveCounters
+from trioscope.actors.client_link import ClientLink
 from trioscope.actors.reset_turns import ResetTurns
 from trioscope.bus import ReportBus
 from trioscope.config import Settings

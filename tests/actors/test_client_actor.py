@@ -17,7 +17,8 @@ import pytest
 import trio
 
 from tests.synthetic import host_report
-from trioscope.actors.client import GOING_AWAY, ClientLink, FromClient, LiveCounters, client_spec
+from trioscope.actors.client import FromClient, LiveCounters, client_spec
+from trioscope.actors.client_link import GOING_AWAY, ClientLink
 from trioscope.actors.hub import Join, LiveUpdate, WantReports
 from trioscope.config import Settings
 from trioscope.domain.live import Filter

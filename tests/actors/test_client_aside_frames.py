@@ -13,7 +13,7 @@ import orjson
 import trio
 import trio.testing
 
-from trioscope.actors.client import ClientLink
+from trioscope.actors.client_link import ClientLink
 from trioscope.domain.principals import Principal, Role
 from trioscope.http._client_sockets import _Holder, _renew
 

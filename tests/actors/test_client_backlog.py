@@ -21,7 +21,8 @@ import trioscope.actors.client
 import trioscope.actors.hub
 from tests.actors.test_client_actor import HUB, T0, StillHub
 from tests.synthetic import host_report
-from trioscope.actors.client import POLICY_VIOLATION, ClientLink, FromClient, LiveCounters, client_spec
+from trioscope.actors.client import FromClient, LiveCounters, client_spec
+from trioscope.actors.client_link import POLICY_VIOLATION, ClientLink
 from trioscope.actors.hub import LiveUpdate, ReportUpdate
 from trioscope.config import Settings
 from trioscope.domain.live import Filter, report_frame, reset_frame

@@ -21,7 +21,8 @@ import trio.testing
 import trioscope.actors.client
 import trioscope.actors.hub
 from tests.actors.test_client_actor import HUB, StillHub, snapshot_of
-from trioscope.actors.client import GOING_AWAY, ClientLink, FromClient, LiveCounters, client_spec
+from trioscope.actors.client import FromClient, LiveCounters, client_spec
+from trioscope.actors.client_link import GOING_AWAY, ClientLink
 from trioscope.actors.reset_turns import ResetTurns
 from trioscope.actors.hub import LiveUpdate
 from trioscope.config import Settings

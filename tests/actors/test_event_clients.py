@@ -15,7 +15,8 @@ import orjson
 import trio
 
 from tests.runtime.scripted import settle
-from trioscope.actors.client import POLICY_VIOLATION, ClientLink, FromClient
+from trioscope.actors.client import FromClient
+from trioscope.actors.client_link import POLICY_VIOLATION, ClientLink
 from trioscope.actors.notifier import NotifierActor, Publish, Watch, event_client_spec, publish
 from trioscope.runtime import (
     Actor, ActorRef, ActorSpec, ActorSystem, Restart, Strategy, SupervisorSpec, dynamic_supervisor, open_actor_system,

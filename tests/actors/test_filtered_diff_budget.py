@@ -19,7 +19,8 @@ import trio
 import trioscope.actors.client
 from tests.actors.test_client_actor import HUB, StillHub
 from tests.actors.test_client_backlog import RATE, MovingTopology, applied, reset_of
-from trioscope.actors.client import ClientActor, ClientLink, FromClient, LiveCounters, client_spec
+from trioscope.actors.client import ClientActor, FromClient, LiveCounters, client_spec
+from trioscope.actors.client_link import ClientLink
 from trioscope.actors.hub import LiveUpdate
 from trioscope.actors.reset_turns import ResetTurns
 from trioscope.config import Settings

@@ -176,7 +176,8 @@ async def test_after_a_hub_restart_clients_get_diffs_not_resets(settings):
     taking that for missed versions: a reset per update for every client), and
     to forget its clients (who then heard nothing more). Now: one reset after
     the restart, then diffs."""
-    from trioscope.actors.client import ClientLink, LiveCounters, client_spec
+    from trioscope.actors.client import LiveCounters, client_spec
+    from trioscope.actors.client_link import ClientLink
     from trioscope.system import CLIENTS, HUB
 
     async with open_actor_system(supervision_tree(settings)) as system:

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import trioscope.domain.live
+import trioscope.domain.live._edge_index
 from tests.domain.test_live_held import HOST_FILTERS, Client, _versions, host_reports, payload
 from trioscope.domain.live import EdgeIndex, Filter, SearchTexts, Visibility, diff_frame, reset_frame
 from trioscope.domain.topology import TopologyDiff, TopologySnapshot, View
@@ -72,13 +72,13 @@ def test_many_clients_over_many_versions_scan_the_edges_once(monkeypatch: pytest
     from trioscope.wire import decode_report
 
     indexed = [0]
-    build = trioscope.domain.live._indexed
+    build = trioscope.domain.live._edge_index._indexed
 
     def counting(*args: Any) -> Any:
         indexed[0] += 1
         return build(*args)
 
-    monkeypatch.setattr(trioscope.domain.live, "_indexed", counting)
+    monkeypatch.setattr(trioscope.domain.live._edge_index, "_indexed", counting)
     scanned = [0]
     edges = TopologySnapshot.edges
 

@@ -14,20 +14,20 @@ from hypothesis import strategies as st
 
 from tests.domain.test_topology_properties import AGENTS, T0, reports
 from tests.synthetic import host_report
-import trioscope.domain.live
+import trioscope.domain.live._edge_index
 from trioscope.domain.live import Filter, Visibility, diff_frame, reset_frame
 from trioscope.domain.topology import TopologyDiff, TopologyGraph, TopologySnapshot, View
 from trioscope.wire import Report, decode_report
 
 
-@pytest.fixture(scope="module", autouse=True, params=[trioscope.domain.live.SCANS_BEFORE_INDEX, 0],
+@pytest.fixture(scope="module", autouse=True, params=[trioscope.domain.live._edge_index.SCANS_BEFORE_INDEX, 0],
                 ids=["scans-first", "index-at-once"])
 def _edge_lookups(request: pytest.FixtureRequest) -> Any:
     """Every test both ways: edges of nodes crossing a filter found by a scan, and from the index."""
-    before = trioscope.domain.live.SCANS_BEFORE_INDEX
-    trioscope.domain.live.SCANS_BEFORE_INDEX = request.param
+    before = trioscope.domain.live._edge_index.SCANS_BEFORE_INDEX
+    trioscope.domain.live._edge_index.SCANS_BEFORE_INDEX = request.param
     yield
-    trioscope.domain.live.SCANS_BEFORE_INDEX = before
+    trioscope.domain.live._edge_index.SCANS_BEFORE_INDEX = before
 
 
 class Client:

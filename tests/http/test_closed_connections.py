@@ -16,7 +16,8 @@ from trio_websocket import open_websocket_url
 from wsproto.frame_protocol import FrameProtocol
 
 from tests.waiting import eventually
-from trioscope.actors.client import ClientActor, ClientLink
+from trioscope.actors.client import ClientActor
+from trioscope.actors.client_link import ClientLink
 from trioscope.config import Settings
 from trioscope.http import create_app
 from trioscope.http._tcp_server import GuardedTCPServer
