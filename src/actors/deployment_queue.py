@@ -25,6 +25,11 @@ a change this actor tries on a row another replica changed first fails its
 compare-and-set (``Conflict``): the actor reloads the row and decides again,
 so a request ends in one consistent status whichever replica it reached,
 and a deadline that another replica fired first is left alone, quietly.
+
+What a request makes of a command (which event, detail, fields and audit, or
+a refusal) is decided by pure functions of ``trioscope.domain.commands``
+(``report_change``, ``cancel_change``, ``deadline_change``, ...); this actor
+holds the state, commits their ``Change``, and tells the polls and the users.
 """
 
 from __future__ import annotations
@@ -54,7 +59,8 @@ from trioscope.store import (AuditEntry, Conflict, KeyTaken, OpenCommandsQuota, 
 
 from .directory import AgentsRetired, GetPublished
 from .notifier import publish
-from .refusals import DatabaseUnavailable, IdempotencyKeyTaken, OutcomeUnknown, QuotaExceeded, RefusingActor, UnknownCommand
+from .refusals import (DatabaseUnavailable, IdempotencyKeyTaken, OutcomeUnknown, QuotaExceeded, RefusingActor,
+                       UnknownCommand)
 from .store import commit
 
 log = logging.getLogger(__name__)
@@ -296,19 +302,7 @@ class DeploymentQueueActor(RefusingActor):
 
     async def serve(self, message: Any, now: float) -> Any:
         if isinstance(message, Poll):
-            poll = message
-            if _ended(poll):
-                return None  # its request already answered (the ask timed out)
-            if not self._active(poll):
-                return RETIRED
-            if poll.skip is not None:
-                await self._acknowledge(poll.skip, poll.agent_id, now)
-            answer = await self._take_for(poll, now)
-            if answer is None and not _ended(poll):
-                self.waiters.append(poll)
-            elif answer is None or isinstance(answer, PollRetired):
-                await self._dispatch(now)  # what it could not have may go to another poll
-            return answer
+            return await self._poll(message, now)
         if isinstance(message, AgentsRetired):
             for poll in list(self.waiters):
                 if not self._active(poll):
@@ -321,40 +315,7 @@ class DeploymentQueueActor(RefusingActor):
                 self.waiters.remove(message.poll)
             return None
         if isinstance(message, Create):
-            c = self.settings.commands
-            if len(self.queue) >= c.max_queued:
-                raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued")
-            # Open commands' parameters stay in memory until they finish: bounded
-            # in bytes too (of memory, not only of JSON: ``parameters_bytes``), or
-            # one operator could hold gigabytes with large ones.
-            requested = parameters_bytes(message.command.parameters)
-            if self.queue.parameter_bytes + requested > c.max_open_parameter_bytes:
-                raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
-                                    "commands.max_open_parameter_bytes", in_use=self.queue.parameter_bytes,
-                                    requested=requested)
-            self.last_sequence = next_sequence(self.last_sequence, now)
-            command = attrs.evolve(message.command, sequence=self.last_sequence)
-            # The tenant's stored commands are counted by the store: they are
-            # every deployment's, each with a queue actor of its own.
-            tenant_limit = self.settings.tenants.max_command_bytes
-            kept = () if message.key is None else (message.key,)
-            try:
-                await self._save(command, None, message.audit, *kept, size=requested,
-                                 quota=OpenCommandsQuota(c.max_queued, c.max_open_parameter_bytes),
-                                 max_tenant_bytes=tenant_limit)
-            except KeyTaken as taken:
-                raise IdempotencyKeyTaken(taken.key) from None
-            except OverCommandBytes as over:
-                raise QuotaExceeded("bytes of stored commands per tenant", tenant_limit, "tenants.max_command_bytes",
-                                    in_use=over.bytes_in_use) from None
-            except OverQuota as over:  # counted with other replicas' commands
-                if over.in_use >= c.max_queued:
-                    raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued") from None
-                raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
-                                    "commands.max_open_parameter_bytes", in_use=over.bytes_in_use,
-                                    requested=requested) from None
-            await self._dispatch(now)
-            return command
+            return await self._create(message, now)
         if isinstance(message, Confirm | Cancel | Report | Undeliverable):
             return await self._decide(message, now)
         if isinstance(message, Refresh):
@@ -378,6 +339,59 @@ class DeploymentQueueActor(RefusingActor):
                 self.context.stop()
             return idle
         return await super().serve(message, now)
+
+    async def _poll(self, poll: Poll, now: float) -> Delivery | PollRetired | None:
+        """A delivery for ``poll`` now, ``RETIRED``, or None: it waits (or ended)."""
+        if _ended(poll):
+            return None  # its request already answered (the ask timed out)
+        if not self._active(poll):
+            return RETIRED
+        if poll.skip is not None:
+            await self._acknowledge(poll.skip, poll.agent_id, now)
+        answer = await self._take_for(poll, now)
+        if answer is None and not _ended(poll):
+            self.waiters.append(poll)
+        elif answer is None or isinstance(answer, PollRetired):
+            await self._dispatch(now)  # what it could not have may go to another poll
+        return answer
+
+    async def _create(self, message: Create, now: float) -> Command:
+        """Store the new command (its place in the order given here), within the
+        deployment's and the tenant's quotas, and hand it out if a poll waits."""
+        c = self.settings.commands
+        if len(self.queue) >= c.max_queued:
+            raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued")
+        # Open commands' parameters stay in memory until they finish: bounded
+        # in bytes too (of memory, not only of JSON: ``parameters_bytes``), or
+        # one operator could hold gigabytes with large ones.
+        requested = parameters_bytes(message.command.parameters)
+        if self.queue.parameter_bytes + requested > c.max_open_parameter_bytes:
+            raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
+                                "commands.max_open_parameter_bytes", in_use=self.queue.parameter_bytes,
+                                requested=requested)
+        self.last_sequence = next_sequence(self.last_sequence, now)
+        command = attrs.evolve(message.command, sequence=self.last_sequence)
+        # The tenant's stored commands are counted by the store: they are
+        # every deployment's, each with a queue actor of its own.
+        tenant_limit = self.settings.tenants.max_command_bytes
+        kept = () if message.key is None else (message.key,)
+        try:
+            await self._save(command, None, message.audit, *kept, size=requested,
+                             quota=OpenCommandsQuota(c.max_queued, c.max_open_parameter_bytes),
+                             max_tenant_bytes=tenant_limit)
+        except KeyTaken as taken:
+            raise IdempotencyKeyTaken(taken.key) from None
+        except OverCommandBytes as over:
+            raise QuotaExceeded("bytes of stored commands per tenant", tenant_limit, "tenants.max_command_bytes",
+                                in_use=over.bytes_in_use) from None
+        except OverQuota as over:  # counted with other replicas' commands
+            if over.in_use >= c.max_queued:
+                raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued") from None
+            raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
+                                "commands.max_open_parameter_bytes", in_use=over.bytes_in_use,
+                                requested=requested) from None
+        await self._dispatch(now)
+        return command
 
     async def _decide(self, message: Confirm | Cancel | Report | Undeliverable, now: float) -> Any:
         """Carry out a request on a command; if another replica changed the

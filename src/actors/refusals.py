@@ -139,6 +139,9 @@ class OutcomeUnknown(Refusal):
 
 
 REFUSALS = (Refusal, IllegalTransition, ReportConflict)
+"""What actors refuse: their own refusals, and the domain's where the rule is
+decided there (a transition the state machine has not, a report the command
+contradicts)."""
 
 
 class RefusingActor(Actor):

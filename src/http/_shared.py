@@ -30,7 +30,8 @@ from trioscope.actors.refusals import IdempotencyKeyTaken, TooManyAgents
 from trioscope.actors.topology import PROCESS_HISTORY
 from trioscope.config import Settings, format_duration_compact, format_size
 from trioscope.domain.commands import (
-    MAX_PARAMETERS_BYTES, MAX_SCHEDULE_AHEAD, POLL_CLOSED, Command, CreateCommand, Delivery, LogBatch, Priority, new_command,
+    MAX_PARAMETERS_BYTES, MAX_SCHEDULE_AHEAD, POLL_CLOSED, Command, CreateCommand, Delivery, LogBatch, Priority,
+    new_command,
 )
 from trioscope.domain.log_follows import Admission, FollowEnded, FollowLimitReached, UnknownFollow
 from trioscope.domain.deployments import AgentAuthFailure, Deployment

@@ -95,7 +95,8 @@ def test_a_command_not_acknowledged_twice_fails_rather_than_going_round_again() 
     once = undelivered_change(sent(), NOT_ACKNOWLEDGED).apply(sent(), T0 + 2)
     again = delivery_change("agent-1").apply(once, T0 + 3)
     twice = undelivered_change(again, NOT_ACKNOWLEDGED)
-    assert twice == Change(event=E.FAIL, detail={"error": UNACKNOWLEDGED_TWICE}, fields={"error": UNACKNOWLEDGED_TWICE})
+    assert twice == Change(event=E.FAIL, detail={"error": UNACKNOWLEDGED_TWICE},
+                           fields={"error": UNACKNOWLEDGED_TWICE})
     assert (twice.apply(again, T0 + 4).status, twice.apply(again, T0 + 4).error) == (S.FAILED, UNACKNOWLEDGED_TWICE)
     # A poll that went away is no missing acknowledgement: back to the queue again.
     assert undelivered_change(again, POLL_CLOSED).event is E.RETURN

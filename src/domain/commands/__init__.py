@@ -1,5 +1,6 @@
 """Commands for agents: the status state machine, command values, one
-deployment's delivery order, and the wire requests. Pure: time and ids are passed in."""
+deployment's delivery order, what each request changes of a command, and the
+wire requests. Pure: time and ids are passed in."""
 
 from ._changes import ACKNOWLEDGED_BY_POLL as ACKNOWLEDGED_BY_POLL
 from ._changes import ACKNOWLEDGED_BY_REPORT as ACKNOWLEDGED_BY_REPORT

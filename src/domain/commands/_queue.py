@@ -88,7 +88,8 @@ refresh older than the change that finished one does not bring it back."""
 class DeploymentQueue:
     """Open commands of one deployment: queued, awaiting confirmation, or with the agent."""
 
-    def __init__(self, *, delivery_deadline: float, timeout_grace: float, finished_kept: int = FINISHED_KEPT) -> None:
+    def __init__(self, *, delivery_deadline: float, timeout_grace: float,
+                 finished_kept: int = FINISHED_KEPT) -> None:
         self.delivery_deadline = delivery_deadline
         """Seconds a queued command may wait for delivery (from its ``scheduled_for``)."""
         self.timeout_grace = timeout_grace
