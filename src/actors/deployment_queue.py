@@ -25,6 +25,11 @@ a change this actor tries on a row another replica changed first fails its
 compare-and-set (``Conflict``): the actor reloads the row and decides again,
 so a request ends in one consistent status whichever replica it reached,
 and a deadline that another replica fired first is left alone, quietly.
+
+What a request makes of a command (which event, detail, fields and audit, or
+a refusal) is decided by pure functions of ``trioscope.domain.commands``
+(``report_change``, ``cancel_change``, ``deadline_change``, ...); this actor
+holds the state, commits their ``Change``, and tells the polls and the users.
 """
 
 from __future__ import annotations
@@ -33,7 +38,6 @@ import contextlib
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -41,9 +45,11 @@ import attrs
 
 from trioscope.config import Settings
 from trioscope.domain.commands import (
-    CancelNotice, Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue,
-    DEADLINE_EXPIRY, FINAL_STATUSES, TIMED_OUT, cancel_notice_id, change_events, delivered_to, parameters_bytes,
-    repeats_outcome, report_outcome, returned_undelivered,
+    ACKNOWLEDGED_BY_POLL, ACKNOWLEDGED_BY_REPORT, AGENT_RETIRED, POLL_CLOSED, CancelNotice, Change,
+    Command, CommandEvent, CommandReport, CommandStatus, Delivery, DeploymentQueue, Executed, cancel_change,
+    cancel_notice_id, change_events, confirm_change, deadline_change, delivered_to, delivery_change, given_back_to,
+    holder_of, next_sequence, next_wake, orphaned_change, parameters_bytes, report_change, return_change,
+    undelivered_change, untargetable_change,
 )
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
@@ -54,7 +60,7 @@ from trioscope.store import (AuditEntry, Conflict, KeyTaken, OpenCommandsQuota, 
 from .directory import AgentsRetired, GetPublished
 from .notifier import publish
 from .refusals import (DatabaseUnavailable, IdempotencyKeyTaken, OutcomeUnknown, QuotaExceeded, RefusingActor,
-                       ReportConflict, UnknownCommand)
+                       UnknownCommand)
 from .store import commit
 
 log = logging.getLogger(__name__)
@@ -71,23 +77,6 @@ CONFLICT_RETRIES = 8
 """Times a request is decided again after another replica changed its command
 first (each time with the row reloaded): each retry means another change was
 committed meanwhile, so this bounds a pathological race, never a normal one."""
-FINISHED_KEPT = 4096
-"""Finished commands remembered with their last version, so that a refresh
-older than the change that finished one does not bring it back."""
-
-POLL_CLOSED = "the poll closed before delivery"
-AGENT_RETIRED = "the agent was decommissioned or replaced before delivery"
-AGENT_GONE = "the agent that had it was decommissioned or replaced before it reported"
-NOT_ACKNOWLEDGED = "not acknowledged by the agent socket"
-"""Reasons a delivered command went back to the queue, as its history says."""
-ACKNOWLEDGED_BY_POLL = "acknowledged by last_command_id"
-ACKNOWLEDGED_BY_REPORT = "acknowledged by a report"
-"""Reasons a command given back to the queue was marked delivered again: its agent had it."""
-UNACKNOWLEDGED_TWICE = ("not acknowledged by the agent socket, twice: not delivered a third time, "
-                        "as the agent may have it")
-"""The error of a command that went back to the queue for want of an
-acknowledgement once already: it fails rather than going round again, since a
-command the agent may have received twice must not be run a third time unseen."""
 
 
 @attrs.frozen
@@ -251,8 +240,6 @@ class DeploymentQueueActor(RefusingActor):
         """When to hand out again after a hand-out's ``sent`` could not be committed (``_dispatch``)."""
         self.idle_since = clock()
         self.last_sequence = 0
-        self.finished: OrderedDict[str, int] = OrderedDict()
-        """Commands that left the queue finished, with their version (bounded, oldest dropped)."""
 
     async def on_start(self) -> None:
         if self.directory_path is not None:
@@ -281,14 +268,11 @@ class DeploymentQueueActor(RefusingActor):
                 self.tenant, self.owner = deployment.tenant, deployment.user_id
 
     def _next_wake(self, now: float) -> float | None:
-        """The next time something is due: a scheduled command, a deadline, or
-        stopping for idleness. None: nothing until a message changes that."""
-        times = [self.queue.next_deadline(), self.dispatch_retry_at]
-        if self.waiters:  # a scheduled command matters once there is a poll to hand it to
-            times.append(self.queue.next_due(now))
-        if not len(self.queue) and not self.waiters:
-            times.append(self.idle_since + IDLE_STOP)
-        return min((t for t in times if t is not None), default=None)
+        """The next time something is due (``next_wake``): a deadline, a
+        scheduled command once a poll waits, a hand-out to retry, or stopping
+        for idleness. None: nothing until a message changes that."""
+        return next_wake(self.queue, now, polls_waiting=bool(self.waiters), retry_at=self.dispatch_retry_at,
+                         idle_until=self.idle_since + IDLE_STOP)
 
     def _arm(self) -> None:
         """A wake-up (``_Tick``) for the next time something is due, not a fixed
@@ -318,19 +302,7 @@ class DeploymentQueueActor(RefusingActor):
 
     async def serve(self, message: Any, now: float) -> Any:
         if isinstance(message, Poll):
-            poll = message
-            if _ended(poll):
-                return None  # its request already answered (the ask timed out)
-            if not self._active(poll):
-                return RETIRED
-            if poll.skip is not None:
-                await self._acknowledge(poll.skip, poll.agent_id, now)
-            answer = await self._take_for(poll, now)
-            if answer is None and not _ended(poll):
-                self.waiters.append(poll)
-            elif answer is None or isinstance(answer, PollRetired):
-                await self._dispatch(now)  # what it could not have may go to another poll
-            return answer
+            return await self._poll(message, now)
         if isinstance(message, AgentsRetired):
             for poll in list(self.waiters):
                 if not self._active(poll):
@@ -343,48 +315,12 @@ class DeploymentQueueActor(RefusingActor):
                 self.waiters.remove(message.poll)
             return None
         if isinstance(message, Create):
-            c = self.settings.commands
-            if len(self.queue) >= c.max_queued:
-                raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued")
-            # Open commands' parameters stay in memory until they finish: bounded
-            # in bytes too (of memory, not only of JSON: ``parameters_bytes``), or
-            # one operator could hold gigabytes with large ones.
-            requested = parameters_bytes(message.command.parameters)
-            if self.queue.parameter_bytes + requested > c.max_open_parameter_bytes:
-                raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
-                                    "commands.max_open_parameter_bytes", in_use=self.queue.parameter_bytes,
-                                    requested=requested)
-            # Microseconds of the wall clock, kept increasing: FIFO within a
-            # priority here, and creation order across restarts of this actor.
-            self.last_sequence = max(int(now * 1e6), self.last_sequence + 1)
-            command = attrs.evolve(message.command, sequence=self.last_sequence)
-            # The tenant's stored commands are counted by the store: they are
-            # every deployment's, each with a queue actor of its own.
-            tenant_limit = self.settings.tenants.max_command_bytes
-            kept = () if message.key is None else (message.key,)
-            try:
-                await self._save(command, None, message.audit, *kept, size=requested,
-                                 quota=OpenCommandsQuota(c.max_queued, c.max_open_parameter_bytes),
-                                 max_tenant_bytes=tenant_limit)
-            except KeyTaken as taken:
-                raise IdempotencyKeyTaken(taken.key) from None
-            except OverCommandBytes as over:
-                raise QuotaExceeded("bytes of stored commands per tenant", tenant_limit, "tenants.max_command_bytes",
-                                    in_use=over.bytes_in_use) from None
-            except OverQuota as over:  # counted with other replicas' commands
-                if over.in_use >= c.max_queued:
-                    raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued") from None
-                raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
-                                    "commands.max_open_parameter_bytes", in_use=over.bytes_in_use,
-                                    requested=requested) from None
-            await self._dispatch(now)
-            return command
+            return await self._create(message, now)
         if isinstance(message, Confirm | Cancel | Report | Undeliverable):
             return await self._decide(message, now)
         if isinstance(message, Refresh):
             if self._newer(message.command):
                 self.queue.put(message.command)
-                self._note_finished(message.command)
                 await self._dispatch(now)
             return None
         if isinstance(message, Reload):
@@ -404,6 +340,59 @@ class DeploymentQueueActor(RefusingActor):
             return idle
         return await super().serve(message, now)
 
+    async def _poll(self, poll: Poll, now: float) -> Delivery | PollRetired | None:
+        """A delivery for ``poll`` now, ``RETIRED``, or None: it waits (or ended)."""
+        if _ended(poll):
+            return None  # its request already answered (the ask timed out)
+        if not self._active(poll):
+            return RETIRED
+        if poll.skip is not None:
+            await self._acknowledge(poll.skip, poll.agent_id, now)
+        answer = await self._take_for(poll, now)
+        if answer is None and not _ended(poll):
+            self.waiters.append(poll)
+        elif answer is None or isinstance(answer, PollRetired):
+            await self._dispatch(now)  # what it could not have may go to another poll
+        return answer
+
+    async def _create(self, message: Create, now: float) -> Command:
+        """Store the new command (its place in the order given here), within the
+        deployment's and the tenant's quotas, and hand it out if a poll waits."""
+        c = self.settings.commands
+        if len(self.queue) >= c.max_queued:
+            raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued")
+        # Open commands' parameters stay in memory until they finish: bounded
+        # in bytes too (of memory, not only of JSON: ``parameters_bytes``), or
+        # one operator could hold gigabytes with large ones.
+        requested = parameters_bytes(message.command.parameters)
+        if self.queue.parameter_bytes + requested > c.max_open_parameter_bytes:
+            raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
+                                "commands.max_open_parameter_bytes", in_use=self.queue.parameter_bytes,
+                                requested=requested)
+        self.last_sequence = next_sequence(self.last_sequence, now)
+        command = attrs.evolve(message.command, sequence=self.last_sequence)
+        # The tenant's stored commands are counted by the store: they are
+        # every deployment's, each with a queue actor of its own.
+        tenant_limit = self.settings.tenants.max_command_bytes
+        kept = () if message.key is None else (message.key,)
+        try:
+            await self._save(command, None, message.audit, *kept, size=requested,
+                             quota=OpenCommandsQuota(c.max_queued, c.max_open_parameter_bytes),
+                             max_tenant_bytes=tenant_limit)
+        except KeyTaken as taken:
+            raise IdempotencyKeyTaken(taken.key) from None
+        except OverCommandBytes as over:
+            raise QuotaExceeded("bytes of stored commands per tenant", tenant_limit, "tenants.max_command_bytes",
+                                in_use=over.bytes_in_use) from None
+        except OverQuota as over:  # counted with other replicas' commands
+            if over.in_use >= c.max_queued:
+                raise QuotaExceeded("open commands per deployment", c.max_queued, "commands.max_queued") from None
+            raise QuotaExceeded("bytes of open commands' parameters per deployment", c.max_open_parameter_bytes,
+                                "commands.max_open_parameter_bytes", in_use=over.bytes_in_use,
+                                requested=requested) from None
+        await self._dispatch(now)
+        return command
+
     async def _decide(self, message: Confirm | Cancel | Report | Undeliverable, now: float) -> Any:
         """Carry out a request on a command; if another replica changed the
         command first (``Conflict``), reload it and decide again on what it is now."""
@@ -417,13 +406,13 @@ class DeploymentQueueActor(RefusingActor):
     async def _request(self, message: Confirm | Cancel | Report | Undeliverable, now: float) -> Any:
         if isinstance(message, Confirm):
             command = await self._open(message.command_id)
-            return await self._change(command, CommandEvent.CONFIRM, now, message.audit, {"by": message.audit.actor})
+            return await self._change(command, confirm_change(message.audit.actor), now, message.audit)
         if isinstance(message, Cancel):
             command = await self._open(message.command_id)
-            event = CommandEvent.REQUEST_CANCEL if command.status.with_agent else CommandEvent.CANCEL
-            if event is CommandEvent.REQUEST_CANCEL and command.cancel_requested:
+            change = cancel_change(command, message.audit.actor)
+            if change is None:
                 return command  # already on its way to the agent
-            return await self._change(command, event, now, message.audit, {"by": message.audit.actor})
+            return await self._change(command, change, now, message.audit)
         if isinstance(message, Report):
             return await self._report(message.report, message.agent_id, now)
         await self._undeliverable(message.delivery, message.reason, now)
@@ -441,19 +430,8 @@ class DeploymentQueueActor(RefusingActor):
         return command
 
     def _newer(self, command: Command) -> bool:
-        """Whether ``command`` (as stored) is a later version than what this actor knows of it."""
-        if command.deployment_hash != self.deployment_hash:
-            return False
-        held = self.queue.get(command.id)
-        known = len(held.history) if held is not None else self.finished.get(command.id, 0)
-        return len(command.history) > known
-
-    def _note_finished(self, command: Command) -> None:
-        if command.status.terminal:
-            self.finished[command.id] = len(command.history)
-            self.finished.move_to_end(command.id)
-            while len(self.finished) > FINISHED_KEPT:
-                self.finished.popitem(last=False)
+        """Whether ``command`` (as stored) is a later version of one of this deployment's than the queue's."""
+        return command.deployment_hash == self.deployment_hash and self.queue.newer(command)
 
     async def _reload_all(self) -> None:
         """Every open command as stored, and the end of those that finished meanwhile."""
@@ -475,7 +453,6 @@ class DeploymentQueueActor(RefusingActor):
         writes.extend(extra)
         await commit(self.store, writes)
         self.queue.put(command, size=size)
-        self._note_finished(command)
         if self.stats is not None and command.status.terminal and (previous is None or not previous.status.terminal):
             self.stats.record_finished(command, command.updated_at)  # counted where it finishes, once
         if self.notifier is None:
@@ -483,9 +460,12 @@ class DeploymentQueueActor(RefusingActor):
         for event in change_events(command):
             publish(self.notifier, self.tenant, self.owner, event)
 
-    async def _change(self, command: Command, event: CommandEvent, now: float, audit: AuditEntry | None,
-                      detail: dict[str, Any] | None = None, **changes: Any) -> Command:
-        changed = command.apply(event, now, detail, **changes)
+    async def _change(self, command: Command, change: Change, now: float, audit: AuditEntry | None = None) -> Command:
+        """Commit ``change`` of ``command`` (with ``audit``, the request's, or the
+        audit of how it was executed), then hand out what it made deliverable."""
+        changed = change.apply(command, now)
+        if change.executed is not None:
+            audit = _execute_audit(command, now, change.executed)
         await self._save(changed, command, *([audit] if audit is not None else []))
         await self._dispatch(now)
         return changed
@@ -500,7 +480,7 @@ class DeploymentQueueActor(RefusingActor):
                 await self._expire_untargetable(delivery, now)
                 continue
             try:
-                delivered = delivery.apply(CommandEvent.DELIVER, now, _delivery_detail(agent_id))
+                delivered = delivery_change(agent_id).apply(delivery, now)
                 await self._save(delivered, delivery)
             except Conflict:
                 await self._reload(delivery.id)  # another writer has it; look again
@@ -551,14 +531,11 @@ class DeploymentQueueActor(RefusingActor):
         made first is taken as it is; the database away leaves the rest to the
         next retirement or the deadlines."""
         for command in list(self.queue):
-            if command.status not in (CommandStatus.SENT, CommandStatus.EXECUTING):
-                continue
-            holder = delivered_to(command)
+            holder = holder_of(command)
             if holder is None or not await self._retired(holder):
                 continue
             try:
-                await self._change(command, CommandEvent.FAIL, now, _outcome_audit(command, now, "system", "failed"),
-                                   {"error": AGENT_GONE, "agent_id": holder}, error=AGENT_GONE)
+                await self._change(command, orphaned_change(holder), now)
             except Conflict:
                 await self._reload(command.id)
                 continue
@@ -573,8 +550,7 @@ class DeploymentQueueActor(RefusingActor):
         before it was delivered: no other agent may run it (the container id is
         that agent's), so it ends, saying why."""
         try:
-            await self._save(command.apply(CommandEvent.EXPIRE, now, {"reason": TARGET_RETIRED},
-                                           error=TARGET_RETIRED), command)
+            await self._save(untargetable_change().apply(command, now), command)
         except Conflict:
             await self._reload(command.id)
 
@@ -598,7 +574,7 @@ class DeploymentQueueActor(RefusingActor):
             self.queue.notice_again(delivery.command_id)
             return
         try:
-            await self._save(delivery.apply(CommandEvent.RETURN, now, {"reason": reason}), delivery)
+            await self._save(return_change(reason).apply(delivery, now), delivery)
         except Conflict:
             await self._reload(delivery.id)
 
@@ -610,19 +586,14 @@ class DeploymentQueueActor(RefusingActor):
         command = self.queue.get(command_id)
         if command is not None and self._given_back_to(command, agent_id):
             try:
-                await self._change(command, CommandEvent.DELIVER, now, None,
-                                   _delivery_detail(agent_id, ACKNOWLEDGED_BY_POLL))
+                await self._change(command, delivery_change(agent_id, ACKNOWLEDGED_BY_POLL), now)
             except Conflict:
                 await self._reload(command_id)  # another replica handed it over (or finished it) first
 
     def _given_back_to(self, command: Command, agent_id: str | None) -> bool:
         """Whether ``command`` went back to the queue after a delivery to
-        ``agent_id``, which is still an active agent of the deployment (a
-        delivery that recorded no agent was made by an older server: any agent of
-        the deployment may have had it)."""
-        holder = delivered_to(command)
-        return (returned_undelivered(command) and (holder is None or holder == agent_id)
-                and (agent_id is None or self._is_active(agent_id)))
+        ``agent_id`` (``given_back_to``), which is still an active agent of the deployment."""
+        return given_back_to(command, agent_id) and (agent_id is None or self._is_active(agent_id))
 
     async def _reload(self, command_id: str) -> Command | None:
         """Take the command as stored (another replica may have changed it) if it
@@ -634,7 +605,6 @@ class DeploymentQueueActor(RefusingActor):
             return None
         if self._newer(stored):
             self.queue.put(stored)
-            self._note_finished(stored)
         return stored
 
     async def _dispatch(self, now: float) -> None:
@@ -677,11 +647,7 @@ class DeploymentQueueActor(RefusingActor):
         command = self.queue.get(delivery.id)
         if command is None or command.status is not CommandStatus.SENT:
             return  # finished, or reported on by the agent meanwhile: it has it
-        if reason == NOT_ACKNOWLEDGED and _returned_for(command, NOT_ACKNOWLEDGED):
-            await self._change(command, CommandEvent.FAIL, now, None, {"error": UNACKNOWLEDGED_TWICE},
-                               error=UNACKNOWLEDGED_TWICE)
-            return
-        await self._change(command, CommandEvent.RETURN, now, None, {"reason": reason})
+        await self._change(command, undelivered_change(command, reason), now)
 
     async def _report(self, report: CommandReport, agent_id: str, now: float) -> tuple[Command | None, bool]:
         if report.command_id.startswith(cancel_notice_id("")):
@@ -699,79 +665,29 @@ class DeploymentQueueActor(RefusingActor):
             if stored is None:
                 raise UnknownCommand(report.command_id)
             command = stored
-        _check_reporter(command, agent_id)
-        if command.status.terminal:
-            if report.status in FINAL_STATUSES and repeats_outcome(command, report):
-                return command, False  # a retried final report: idempotent
-            if report.status in FINAL_STATUSES and _timed_out(command):
-                return await self._late_outcome(command, report, agent_id, now)
-            raise ReportConflict(f"command {command.id} is already {command.status.value}, with another outcome "
-                                 "(status, result or error) than this report's; the report was not recorded")
         if self._given_back_to(command, agent_id):
             # Given back to the queue as undelivered (its socket's ``received``
             # came too late, its poll seemed gone), yet the agent ran it: the
             # report is its acknowledgement, as ``received`` or a poll's
             # ``last_command_id`` would have been. Refused, the result was lost
             # and the next poll ran the command a second time.
-            command = await self._change(command, CommandEvent.DELIVER, now, None,
-                                         _delivery_detail(agent_id, ACKNOWLEDGED_BY_REPORT))
-        if command.status in (CommandStatus.QUEUED, CommandStatus.AWAITING_CONFIRMATION):
-            raise ReportConflict(f"command {command.id} was not delivered to an agent; it is {command.status.value}")
-        detail: dict[str, Any] = {"agent_id": agent_id}
-        outcome = report_outcome(report)
-        if outcome is None:
-            progress = {"percent": report.progress, "stage": report.stage}
-            detail.update(progress)
-            return await self._change(command, CommandEvent.PROGRESS, now, None, detail, progress=progress), True
-        if outcome.status is CommandStatus.CANCELLED and not command.cancel_requested:
-            raise ReportConflict(f"command {command.id} was not asked to cancel; report failed, with an error, "
-                                 "if the agent stopped it")
-        detail["error"] = outcome.error if outcome.status is CommandStatus.FAILED else None
-        changes: dict[str, Any] = {"result": outcome.result, "error": outcome.error}
-        if report.started_at is not None and command.started_at is None:
-            # The agent's word, within what the server saw: not before it was
-            # sent, nor after now (a 2099 or a 1970 was kept as it came).
-            earliest = command.sent_at if command.sent_at is not None else command.created_at
-            changes["started_at"] = min(max(report.started_at.timestamp(), earliest), now)
-        audit = _outcome_audit(command, now, f"agent:{agent_id}", outcome.status.value)
-        return await self._change(command, outcome.event, now, audit, detail, **changes), True
-
-    async def _late_outcome(self, command: Command, report: CommandReport, agent_id: str,
-                            now: float) -> tuple[Command, bool]:
-        """An outcome the agent reports for a command the server timed out: the
-        agent did run it, so its word (and result) is recorded beside the
-        time-out, once, the status left as it is (refused 409, the result was
-        lost without a trace and the user, told "timed out", might run it
-        again). The same report again is a duplicate; another, a conflict."""
-        outcome = report_outcome(report)
-        assert outcome is not None
-        late = next((h for h in reversed(command.history.entries) if h.event is CommandEvent.LATE_OUTCOME), None)
-        if late is not None:
-            said = late.detail or {}
-            if (said.get("status"), said.get("error"), command.result) == (
-                    outcome.status.value, outcome.error, outcome.result):
-                return command, False
-            raise ReportConflict(f"command {command.id} timed out, and its agent's late outcome was recorded "
-                                 "already; this report was not recorded")
-        detail = {"agent_id": agent_id, "status": outcome.status.value, "error": outcome.error}
-        audit = _outcome_audit(command, now, f"agent:{agent_id}", f"late_{outcome.status.value}")
-        return await self._change(command, CommandEvent.LATE_OUTCOME, now, audit, detail, result=outcome.result), True
+            command = await self._change(command, delivery_change(agent_id, ACKNOWLEDGED_BY_REPORT), now)
+        change = report_change(command, report, agent_id, now)
+        if change is None:
+            return command, False  # a retried final report: idempotent
+        return await self._change(command, change, now), True
 
     async def _tick(self, now: float) -> None:
         self.dispatch_retry_at = None  # due now: dispatched below if a poll waits (else nothing to hand out)
         for command, event in self.queue.overdue(now):
-            error = TIMED_OUT if event is CommandEvent.TIME_OUT else None
-            detail = {"error": error} if error else {"reason": DEADLINE_EXPIRY}
             try:
-                # Its events (the system_alert too) go out with the change.
-                audit = _outcome_audit(command, now, "system", "timed_out") if error else None
-                await self._change(command, event, now, audit, detail, **({"error": error} if error else {}))
+                await self._change(command, deadline_change(event), now)  # its events (a system_alert) go out with it
             except Conflict:
                 # Another replica changed it first (it fired this deadline, or the
                 # agent reported): nothing to say; the next tick looks again.
                 await self._reload(command.id)
                 continue
-            log.info("command %s %s", command.id, "timed out" if error else "expired",
+            log.info("command %s %s", command.id, "timed out" if event is CommandEvent.TIME_OUT else "expired",
                      extra={"event": "command_" + event.value, "command_id": command.id,
                             "deployment_hash": self.deployment_hash})
         self.waiters = [p for p in self.waiters if not _ended(p)]
@@ -797,18 +713,12 @@ class DeploymentQueueActor(RefusingActor):
         self.waiters.clear()
 
 
-def _timed_out(command: Command) -> bool:
-    """Whether ``command`` failed because the server timed it out (its agent may still report how it ended)."""
-    return command.status is CommandStatus.FAILED and any(
-        h.event is CommandEvent.TIME_OUT for h in command.history.entries)
-
-
-def _outcome_audit(command: Command, now: float, actor: str, outcome: str) -> AuditEntry:
+def _execute_audit(command: Command, now: float, executed: Executed) -> AuditEntry:
     """The audit record of how ``command`` ended once delivered (the seed's
     ``command.execute``: its agent's outcome, a time-out, its agent retired),
     written in the same commit as the change."""
-    return AuditEntry(at=now, tenant=command.tenant, actor=actor, action="command.execute", resource_type="command",
-                      resource_id=command.id, outcome=outcome,
+    return AuditEntry(at=now, tenant=command.tenant, actor=executed.actor, action="command.execute",
+                      resource_type="command", resource_id=command.id, outcome=executed.outcome,
                       details={"type": command.type, "deployment_hash": command.deployment_hash})
 
 
@@ -820,32 +730,6 @@ def _ended(poll: Poll) -> bool:
 def _answer(poll: Poll, answer: Delivery | PollRetired) -> bool:
     """Send a waiting poll its one answer; False if the poll ended meanwhile."""
     return poll.reply.give(answer)
-
-
-def _returned_for(command: Command, reason: str) -> bool:
-    return any(h.event is CommandEvent.RETURN and (h.detail or {}).get("reason") == reason for h in command.history)
-
-
-def _delivery_detail(agent_id: str | None, reason: str | None = None) -> dict[str, Any] | None:
-    """The detail of a ``deliver`` entry: to which agent (so that no other may
-    report on the command), and why when it is an acknowledgement."""
-    detail = {**({"reason": reason} if reason is not None else {}),
-              **({"agent_id": agent_id} if agent_id is not None else {})}
-    return detail or None
-
-
-def _check_reporter(command: Command, agent_id: str) -> None:
-    """Refuse a report on ``command`` from an agent it was not delivered to (an
-    agent enrolled after another received it had completed that one's command
-    with a result of its own)."""
-    holder = delivered_to(command)
-    if holder is not None and holder != agent_id:
-        raise ReportConflict(f"command {command.id} was delivered to another agent of this deployment, not to "
-                             f"agent {agent_id}: only the agent that received a command reports on it")
-
-
-TARGET_RETIRED = ("the agent that reported the container was decommissioned or replaced before the command was "
-                  "delivered; another agent may not run it")
 
 
 def queue_spec(deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from trioscope.domain.commands import IllegalTransition
+from trioscope.domain.commands import ReportConflict as ReportConflict
 from trioscope.runtime import Actor
 
 
@@ -53,11 +54,6 @@ class UnknownCommand(Refusal):
     def __init__(self, command_id: str) -> None:
         super().__init__(f"no command {command_id!r} in this deployment")
         self.command_id = command_id
-
-
-class ReportConflict(Refusal):
-    """A final report that contradicts the recorded outcome, or one for a command
-    the agent was never given."""
 
 
 class EnrollmentRefused(Refusal):
@@ -142,7 +138,10 @@ class OutcomeUnknown(Refusal):
         """Why, for the log (it names the database server: not for clients)."""
 
 
-REFUSALS = (Refusal, IllegalTransition)
+REFUSALS = (Refusal, IllegalTransition, ReportConflict)
+"""What actors refuse: their own refusals, and the domain's where the rule is
+decided there (a transition the state machine has not, a report the command
+contradicts)."""
 
 
 class RefusingActor(Actor):

@@ -21,7 +21,7 @@ comes as ``?token=`` or in an Authorization header. Messages:
   goes back to the queue for the next poll or socket (its history says "not
   acknowledged by the agent socket") and this socket closes with 1008, as it
   evidently does not reach the agent; a command not acknowledged a second time
-  fails with ``deployment_queue.UNACKNOWLEDGED_TWICE``, rather than reaching an
+  fails with ``commands.UNACKNOWLEDGED_TWICE``, rather than reaching an
   agent a third time unseen.
 - agent → server reports, signed like its HTTP requests::
 
@@ -81,9 +81,9 @@ from quart import Blueprint, Response, websocket
 from werkzeug.datastructures import Headers
 
 from trioscope.actors.client_link import GOING_AWAY, POLICY_VIOLATION, ClientLink
-from trioscope.actors.deployment_queue import NOT_ACKNOWLEDGED, Report
+from trioscope.actors.deployment_queue import Report
 from trioscope.actors.notifier import event_client_spec
-from trioscope.domain.commands import CommandReport, Delivery, LogBatch, LogEntry
+from trioscope.domain.commands import NOT_ACKNOWLEDGED, CommandReport, Delivery, LogBatch, LogEntry
 from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.domain.keepalive import Keepalive
 from trioscope.domain.principals import Permission

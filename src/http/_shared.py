@@ -22,9 +22,7 @@ import orjson
 import trio
 from quart import Response, request
 
-from trioscope.actors.deployment_queue import (
-    POLL_CLOSED, Create, Poll, PollRetired, Undeliverable, Withdraw, open_poll,
-)
+from trioscope.actors.deployment_queue import Create, Poll, PollRetired, Undeliverable, Withdraw, open_poll
 from trioscope.actors.log_follows import Entries, StartFollow, StopFollow
 from trioscope.actors.notifier import publish
 from trioscope.actors.queue_owner import ForDeployment
@@ -32,7 +30,8 @@ from trioscope.actors.refusals import IdempotencyKeyTaken, TooManyAgents
 from trioscope.actors.topology import PROCESS_HISTORY
 from trioscope.config import Settings, format_duration_compact, format_size
 from trioscope.domain.commands import (
-    MAX_PARAMETERS_BYTES, MAX_SCHEDULE_AHEAD, Command, CreateCommand, Delivery, LogBatch, Priority, new_command,
+    MAX_PARAMETERS_BYTES, MAX_SCHEDULE_AHEAD, POLL_CLOSED, Command, CreateCommand, Delivery, LogBatch, Priority,
+    new_command,
 )
 from trioscope.domain.log_follows import Admission, FollowEnded, FollowLimitReached, UnknownFollow
 from trioscope.domain.deployments import AgentAuthFailure, Deployment

@@ -18,9 +18,11 @@ import trio.testing
 from tests.actors.test_deployment_queue import Enrolled, Held, audit, command, new_poll, open_enrolled, open_queue
 from tests.conftest import settings_in
 from tests.waiting import eventually
-from trioscope.actors.deployment_queue import AGENT_GONE, NOT_ACKNOWLEDGED, POLL_CLOSED, Create, Report, Undeliverable
+from trioscope.actors.deployment_queue import Create, Report, Undeliverable
 from trioscope.actors.refusals import ReportConflict
-from trioscope.domain.commands import TIMED_OUT, CommandEvent, CommandReport, CommandStatus
+from trioscope.domain.commands import (
+    AGENT_GONE, NOT_ACKNOWLEDGED, POLL_CLOSED, TIMED_OUT, CommandEvent, CommandReport, CommandStatus,
+)
 
 
 @pytest.fixture

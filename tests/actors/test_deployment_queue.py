@@ -18,14 +18,14 @@ from tests.conftest import settings_in
 from tests.waiting import eventually
 from trioscope.actors import store as store_module
 from trioscope.actors.deployment_queue import (
-    AGENT_RETIRED, NOT_ACKNOWLEDGED, POLL_CLOSED, RETIRED, UNACKNOWLEDGED_TWICE, Create, Poll,
-    Snapshot, Undeliverable, Withdraw, open_poll, queue_spec,
+    RETIRED, Create, Poll, Snapshot, Undeliverable, Withdraw, open_poll, queue_spec,
 )
 from trioscope.actors.directory import CreateDeployment, Decommission, NewEnrollmentToken, RegisterAgent
 from trioscope.actors.refusals import DatabaseUnavailable
 from trioscope.actors.store import Commit
 from trioscope.domain.commands import (
-    EVENT_OUTCOME_BYTES, AgentRegistration, Command, CommandStatus, Priority, command_event, new_command,
+    AGENT_RETIRED, EVENT_OUTCOME_BYTES, NOT_ACKNOWLEDGED, POLL_CLOSED, UNACKNOWLEDGED_TWICE, AgentRegistration, Command,
+    CommandStatus, Priority, command_event, new_command,
 )
 from trioscope.runtime import Actor, ActorRef, ActorSpec, open_actor_system
 from trioscope.store import AuditEntry, SaveCommand, StoreReader

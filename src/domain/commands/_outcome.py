@@ -83,3 +83,18 @@ def returned_undelivered(command: Command) -> bool:
     agent (a poll gone, a socket that did not acknowledge in time): the agent
     may have it after all."""
     return command.status is CommandStatus.QUEUED and any(h.event is CommandEvent.RETURN for h in command.history)
+
+
+def holder_of(command: Command) -> str | None:
+    """The agent that has ``command`` now (sent or executing), if its delivery named it."""
+    return delivered_to(command) if command.status.with_agent else None
+
+
+def given_back_to(command: Command, agent_id: str | None) -> bool:
+    """Whether ``command`` went back to the queue after a delivery to
+    ``agent_id`` (a delivery that recorded no agent was made by an older
+    server: any agent of the deployment may have had it). The agent saying it
+    has it (its report, or a poll's ``last_command_id``) acknowledges it then:
+    the command is delivered, not to be handed out a second time."""
+    holder = delivered_to(command)
+    return returned_undelivered(command) and (holder is None or holder == agent_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 import sys
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -79,11 +80,16 @@ def _memory(value: Any) -> int:
 _CACHED_INTS = (-5, 256)
 """The integers CPython makes once (``[0, 0, ...]`` holds one ``0``)."""
 
+FINISHED_KEPT = 4096
+"""Finished commands a queue remembers with their last version, so that a
+refresh older than the change that finished one does not bring it back."""
+
 
 class DeploymentQueue:
     """Open commands of one deployment: queued, awaiting confirmation, or with the agent."""
 
-    def __init__(self, *, delivery_deadline: float, timeout_grace: float) -> None:
+    def __init__(self, *, delivery_deadline: float, timeout_grace: float,
+                 finished_kept: int = FINISHED_KEPT) -> None:
         self.delivery_deadline = delivery_deadline
         """Seconds a queued command may wait for delivery (from its ``scheduled_for``)."""
         self.timeout_grace = timeout_grace
@@ -105,6 +111,10 @@ class DeploymentQueue:
         """(deadline, id) pushed whenever an open command's deadline changes: the
         next one is found without looking at every open command (up to a
         million of them per deployment)."""
+        self._finished: OrderedDict[str, int] = OrderedDict()
+        """Commands that left finished, with their version (``len(history)``):
+        the newest ``finished_kept``, the oldest forgotten."""
+        self._finished_kept = finished_kept
 
     def __len__(self) -> int:
         return len(self._open)
@@ -128,6 +138,10 @@ class DeploymentQueue:
             self._notices.pop(command.id, None)
             self.parameter_bytes -= self._parameter_sizes.pop(command.id, 0)
             self._compact_deadlines()
+            self._finished[command.id] = len(command.history)
+            self._finished.move_to_end(command.id)
+            while len(self._finished) > self._finished_kept:
+                self._finished.popitem(last=False)
             return
         self._open[command.id] = command
         if previous is None:
@@ -144,6 +158,14 @@ class DeploymentQueue:
             heapq.heappush(self._scheduled, (command.scheduled_for, command.sequence, command.id))
         if command.cancel_requested and command.status.with_agent and (previous is None or not previous.cancel_requested):
             self._notices[command.id] = CancelNotice(command.id)
+
+    def newer(self, command: Command) -> bool:
+        """Whether ``command`` (as stored, perhaps changed by another replica) is
+        a later version (``len(history)``) than what this queue holds of it,
+        open or lately finished."""
+        held = self._open.get(command.id)
+        known = len(held.history) if held is not None else self._finished.get(command.id, 0)
+        return len(command.history) > known
 
     def notice_again(self, command_id: str) -> None:
         """A cancel notice was not delivered after all: deliver it on the next poll."""
@@ -238,3 +260,17 @@ class DeploymentQueue:
                 return self._deadlines[0][0]
             heapq.heappop(self._deadlines)
         return None
+
+
+def next_wake(queue: DeploymentQueue, now: float, *, polls_waiting: bool, retry_at: float | None,
+              idle_until: float) -> float | None:
+    """When the owner of ``queue`` has something to do next: a deadline, a
+    scheduled command coming due (only when a poll waits to be handed it),
+    ``retry_at`` (a hand-out to try again), or ``idle_until`` once nothing is
+    open and no poll waits (to stop). None: nothing until a request comes."""
+    times = [queue.next_deadline(), retry_at]
+    if polls_waiting:
+        times.append(queue.next_due(now))
+    if not len(queue) and not polls_waiting:
+        times.append(idle_until)
+    return min((t for t in times if t is not None), default=None)
