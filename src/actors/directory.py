@@ -36,7 +36,7 @@ from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import (
     AgentDirectory, AgentRecord, AgentStatus, Deployment, agent_status_event, hash_token, new_token, token_matches,
 )
-from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published
+from trioscope.runtime import ActorNotFound, ActorRef, MailboxFull, Published
 from trioscope.store import (AuditEntry, Conflict, ForgetAgents, OverQuota, SaveAgent, SaveDeployment,
                              StoreReader)
 
@@ -207,10 +207,10 @@ class DirectoryActor(RefusingActor):
             return
         try:
             queue = self.context.system.lookup(self.queues_path).child(deployment_hash)
-            if queue is not None:
-                queue.tell(AgentsRetired())
-        except (ActorNotFound, ActorStopped, MailboxFull):
-            pass
+        except ActorNotFound:
+            return
+        if queue is not None:
+            queue.offer(AgentsRetired())
 
     async def _serve(self, message: Any, now: float) -> Any:
         d = self.directory

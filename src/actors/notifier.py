@@ -112,10 +112,7 @@ class NotifierActor(Actor):
         elif isinstance(message, Watch):
             self.watchers[message.tenant][message.client] = message.link
             if message.greet:
-                try:
-                    message.client.tell(Watching())
-                except (MailboxFull, ActorStopped):
-                    pass  # gone already, or as good as: it is told nothing more either
+                message.client.offer(Watching())  # dropped: gone already, or as good as; told nothing more either
         elif isinstance(message, Unwatch):
             watchers = self.watchers.get(message.tenant)
             if watchers is not None:
@@ -131,9 +128,7 @@ def publish(notifier: ActorRef | None, tenant: str, owner: str | None, event: di
     """Tell the notifier, never waiting: events are best-effort, state is in the store."""
     if notifier is None:
         return
-    try:
-        notifier.tell(Publish(tenant, owner, event))
-    except (MailboxFull, ActorStopped):
+    if not notifier.offer(Publish(tenant, owner, event)):
         log.warning("event dropped: the notifier is %s", "busy" if notifier.alive else "stopped")
 
 
@@ -187,10 +182,7 @@ class EventClientActor(Actor):
         self.notifier.tell(Watch(self.tenant, self.context.ref, self.link, greet=self.first is not None))
 
     async def on_stop(self) -> None:
-        try:
-            self.notifier.tell(Unwatch(self.tenant, self.context.ref))
-        except (MailboxFull, ActorStopped):
-            pass
+        self.notifier.offer(Unwatch(self.tenant, self.context.ref))
 
     async def handle(self, message: Any) -> Any:
         if self.link.closed.is_set() and isinstance(message, (Notice, FromClient, _Room, Watching)):

@@ -202,9 +202,7 @@ class QueueOwnerActor(Actor):
 
 
 def _tell(queue: ActorRef, message: Any) -> None:
-    try:
-        queue.tell(message)
-    except (MailboxFull, ActorStopped):
+    if not queue.offer(message):
         # Swamped or stopping: it reloads from the store when it starts again,
         # and its compare-and-set writes catch up with whatever it missed.
         log.warning("a queue missed a change from another replica (%s)", type(message).__name__)

@@ -87,6 +87,30 @@ async def test_keyed_tells_wait_once_a_key_beside_a_full_mailbox_and_refusals_ar
         assert journal.handled("w")[1:] == ["plain", "a2", "b1"]
 
 
+async def test_offer_queues_or_drops_quietly_and_counts_what_it_drops(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal, mailbox_size=1, keyed_capacity=1),
+                                      worker("t", journal, restart=Restart.TEMPORARY))) as system:
+        ref = system.lookup("/root/w")
+        gate = trio.Event()
+        assert ref.offer(Block(gate))
+        await settle()
+        assert ref.offer("queued")
+        assert not ref.offer("full")
+        assert ref.offer_keyed("k", "keyed")
+        assert not ref.offer_keyed("other", "no room for another key")
+        assert system.snapshot().refused_by_type == {"Worker": 2}
+        gate.set()
+        await settle()
+        assert journal.handled("w")[1:] == ["queued", "keyed"]
+
+        stopped = system.lookup("/root/t")
+        stopped.tell(Crash())
+        await stopped.wait_stopped()
+        assert not stopped.offer("lost")
+        assert not stopped.offer_keyed("k", "lost too")
+        assert system.dead_letters == 2
+
+
 async def test_ask_times_out(journal: Journal, autojump_clock):
     async with open_actor_system(tree(worker("w", journal))) as system:
         ref = system.lookup("/root/w")
