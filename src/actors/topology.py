@@ -290,7 +290,6 @@ class TopologyActor(Actor):
         self._last_flush = -float("inf")
         self._last_flush_duration = 0.0
         self._yielded = 0.0
-        self._flush_scheduled = False
         self._last_publish = -float("inf")
         self._groups: dict[str, set[float]] = {}
         """Pods and services of the reports merged since the last version,
@@ -304,6 +303,7 @@ class TopologyActor(Actor):
         are recorded has them recorded first (``_flush``)."""
 
     async def on_start(self) -> None:
+        self._flush_alarm = self.context.alarm(_Flush(), minimum=0.0)
         await self._recover()
         cleanup = self.settings.storage.cleanup_interval
         self.context.every(cleanup, _Cleanup())
@@ -367,7 +367,6 @@ class TopologyActor(Actor):
                 return self.graph.controllers(message.node_id)
             return self.graph.sources(message.node_id)
         if isinstance(message, _Flush):
-            self._flush_scheduled = False
             await self._flush(SLICE_BUDGET, publish=False)
             return None
         if isinstance(message, _Cleanup):
@@ -408,8 +407,9 @@ class TopologyActor(Actor):
         """A ``_Flush`` for the reports still pending: ``at_once`` for a
         backlog (a flush stopped at its budget), else when they are due; or,
         none pending, for what is merged and not yet published, when the next
-        version is due. No message may come to wake us otherwise."""
-        if self._flush_scheduled:
+        version is due. No message may come to wake us otherwise. One set
+        already stays as it is, even for later: its flush schedules what is left."""
+        if self._flush_alarm.armed:
             return
         if self.pending:
             delay = 0.0 if at_once else max(0.0, self._next_flush())
@@ -417,8 +417,7 @@ class TopologyActor(Actor):
             delay = max(0.0, self._last_publish + MERGE_INTERVAL - trio.current_time())
         else:
             return
-        self._flush_scheduled = True
-        self.context.send_after(delay, _Flush())
+        self._flush_alarm.after(delay)
 
     async def on_stop(self) -> None:
         # Every report accepted before shutdown is merged before we go.

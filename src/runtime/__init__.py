@@ -45,6 +45,8 @@ from ._stats import SupervisorStats as SupervisorStats
 from ._stats import SystemStats as SystemStats
 from ._steps import in_steps as in_steps
 from ._supervisor import SupervisorRef as SupervisorRef
+from ._timers import MIN_TIMER as MIN_TIMER
+from ._timers import Alarm as Alarm
 from ._timers import Timer as Timer
 from ._system import ActorSystem as ActorSystem
 from ._system import open_actor_system as open_actor_system
@@ -61,6 +63,7 @@ __all__ = [
     "ActorStopped",
     "ActorSystem",
     "ActorSystemError",
+    "Alarm",
     "AskTimeout",
     "Backoff",
     "ChildSpec",
@@ -71,6 +74,7 @@ __all__ = [
     "Kept",
     "Later",
     "LinkedActorTerminated",
+    "MIN_TIMER",
     "MailboxFull",
     "Published",
     "Restart",

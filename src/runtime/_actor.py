@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from ._exceptions import UnhandledMessage
-from ._timers import Timer, check_delay
+from ._timers import MIN_TIMER, Alarm, Timer, check_delay
 
 log = logging.getLogger("trioscope.runtime")
 
@@ -152,6 +152,17 @@ class ActorContext:
         timer = self._timer(message, period)
         self._cell.system.timers.schedule(timer, period if first is None else first)
         return timer
+
+    def alarm(self, message: Any, *, minimum: float = MIN_TIMER) -> Alarm:
+        """An ``Alarm`` sending ``message`` to this actor at the earliest time
+        it is set for, never sooner than ``minimum`` seconds from when it is
+        set; unset until ``at`` or ``after``. Ends with this incarnation.
+
+        Raises:
+            ValueError: ``minimum`` is negative or not finite.
+        """
+        check_delay("minimum", minimum)
+        return Alarm(message, minimum, self.send_after)
 
     def _timer(self, message: Any, period: float | None) -> Timer:
         return Timer(message, period, self._timers, self._cell.mailbox, self._cell.system.timers,
