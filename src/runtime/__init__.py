@@ -47,6 +47,7 @@ from ._steps import in_steps as in_steps
 from ._supervisor import SupervisorRef as SupervisorRef
 from ._timers import MIN_TIMER as MIN_TIMER
 from ._timers import Alarm as Alarm
+from ._timers import Sweep as Sweep
 from ._timers import Timer as Timer
 from ._system import ActorSystem as ActorSystem
 from ._system import open_actor_system as open_actor_system
@@ -85,6 +86,7 @@ __all__ = [
     "SupervisorRef",
     "SupervisorSpec",
     "SupervisorStats",
+    "Sweep",
     "SystemStats",
     "Terminated",
     "Timer",

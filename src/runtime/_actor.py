@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from ._exceptions import UnhandledMessage
-from ._timers import MIN_TIMER, Alarm, Timer, check_delay
+from ._timers import MIN_TIMER, Alarm, Sweep, Timer, check_delay
 
 log = logging.getLogger("trioscope.runtime")
 
@@ -152,6 +152,16 @@ class ActorContext:
         timer = self._timer(message, period)
         self._cell.system.timers.schedule(timer, period if first is None else first)
         return timer
+
+    def sweep(self, period: float, message: Any, *, first: float | None = None) -> Sweep:
+        """A ``Sweep``: ``message`` every ``period`` seconds (the first after
+        ``first``, default ``period``), as ``every``, and again at once from its
+        handler while a batch found more (``Sweep.again``).
+
+        Raises:
+            ValueError: ``period`` is not positive, or ``first`` negative.
+        """
+        return Sweep(message, self.every(period, message, first=first), self.ref)
 
     def alarm(self, message: Any, *, minimum: float = MIN_TIMER) -> Alarm:
         """An ``Alarm`` sending ``message`` to this actor at the earliest time

@@ -14,7 +14,8 @@ context) took a few KiB of each client's memory and a scheduler wake per tick.
 
 An ``Alarm`` is one timer set, moved and cleared for "wake me when the next
 thing is due", which actors with deadlines or a throttled flush each wrote by
-hand (a timer, the time it was set for, a flag cleared by its message).
+hand (a timer, the time it was set for, a flag cleared by its message); a
+``Sweep``, a periodic clean-up done in batches, each actor's own again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ._exceptions import ActorStopped, MailboxFull
 
 if TYPE_CHECKING:
     from ._mailbox import Mailbox
+    from ._ref import ActorRef
 
 MIN_TIMER = 0.05
 """An ``Alarm``'s shortest delay by default: never a busy loop, whatever the
@@ -167,6 +169,27 @@ class Alarm:
             self._timer.cancel()
             self._timer = None
         self._due = math.inf
+
+
+class Sweep:
+    """A clean-up an actor does in batches (``ActorContext.sweep``): its
+    message every period, and, while a batch found more to do, ``again``:
+    the next batch goes to the back of the mailbox, so that the messages
+    waiting meanwhile are not held up for the whole clean-up. Ends with the
+    incarnation, as its timers."""
+
+    __slots__ = ("message", "timer", "_ref")
+
+    def __init__(self, message: Any, timer: Timer, ref: ActorRef) -> None:
+        self.message = message
+        self.timer = timer
+        """The periodic firing (``ActorContext.every``)."""
+        self._ref = ref
+
+    def again(self) -> bool:
+        """Another batch now, behind the messages waiting; False if the
+        mailbox has no room (the next period comes back to what is left)."""
+        return self._ref.offer(self.message)
 
 
 def check_delay(name: str, value: float) -> None:

@@ -335,3 +335,72 @@ async def test_bad_alarm_times_are_refused(autojump_clock):
         async with open_actor_system(tree(lambda: Waking([], minimum=-1.0))):
             pytest.fail("the system must not start")
     assert "invalid minimum" in str(refused.value.cause)
+
+
+class Sweeping(Actor):
+    """Forgets up to ``batch`` of ``left`` items per sweep (each taking ``slow``
+    seconds), each period; records every message it handles, with the time."""
+
+    def __init__(self, log: list[tuple[float, object]], left: int, *, batch: int = 3, slow: float = 0.0,
+                 release: trio.Event | None = None) -> None:
+        self.log = log
+        self.left = left
+        self.batch = batch
+        self.slow = slow
+        self.release = release
+        self.again: list[bool] = []
+
+    async def on_start(self) -> None:
+        self.sweep = self.context.sweep(60.0, "sweep", first=0.0)
+
+    async def handle(self, message: object) -> object:
+        if message == "again":
+            return self.again
+        if message == "more":
+            self.left += 7
+            return None
+        if self.release is not None:
+            await self.release.wait()
+        self.log.append((trio.current_time(), message))
+        if message == "sweep":
+            done = min(self.batch, self.left)
+            self.left -= done
+            await trio.sleep(self.slow)
+            if done == self.batch:
+                self.again.append(self.sweep.again())
+        return None
+
+
+async def test_a_sweep_runs_each_period_and_again_behind_waiting_messages_while_a_batch_is_full(autojump_clock):
+    log: list[tuple[float, object]] = []
+    async with open_actor_system(tree(lambda: Sweeping(log, left=7, slow=1.0))) as system:
+        ref = system.lookup("/root/t")
+        start = trio.current_time()
+        await trio.sleep(0.5)
+        ref.tell("a")  # waiting while the first batch runs
+        ref.tell("b")
+        await trio.sleep(10)
+        await ref.ask("more")
+        await trio.sleep(60)
+    assert [(round(at - start), m) for at, m in log] == [
+        (0, "sweep"), (1, "a"), (1, "b"), (1, "sweep"), (2, "sweep"),  # 3, 3, then 1: done
+        (60, "sweep"), (61, "sweep"), (62, "sweep")]
+
+
+async def test_a_sweep_that_finds_the_mailbox_full_waits_for_the_next_period(autojump_clock):
+    log: list[tuple[float, object]] = []
+    release = trio.Event()
+    spec = SupervisorSpec(name="root", children=[
+        ActorSpec(name="t", factory=lambda: Sweeping(log, left=100, release=release), mailbox_size=2)])
+    async with open_actor_system(spec) as system:
+        ref = system.lookup("/root/t")
+        await trio.sleep(1)  # the first sweep waits in handle
+        ref.tell("x")
+        ref.tell("y")  # full
+        release.set()
+        await trio.sleep(1)
+        assert [m for _, m in log] == ["sweep", "x", "y"]
+        assert await ref.ask("again") == [False]
+        await trio.sleep(60)
+        assert [m for _, m in log][3:] == ["sweep"] * 33  # the next period's, then batch after batch
+        assert await ref.ask("again") == [False] + [True] * 32  # the last batch of 97 is 1: done
