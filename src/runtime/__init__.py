@@ -43,6 +43,7 @@ from ._specs import dynamic_supervisor as dynamic_supervisor
 from ._stats import ActorStats as ActorStats
 from ._stats import SupervisorStats as SupervisorStats
 from ._stats import SystemStats as SystemStats
+from ._steps import Slicer as Slicer
 from ._steps import in_steps as in_steps
 from ._supervisor import SupervisorRef as SupervisorRef
 from ._timers import MIN_TIMER as MIN_TIMER
@@ -81,6 +82,7 @@ __all__ = [
     "Restart",
     "RestartHistory",
     "RestartIntensityExceeded",
+    "Slicer",
     "StartFailed",
     "Strategy",
     "SupervisorRef",
