@@ -264,10 +264,7 @@ class HubActor(Actor):
             snapshot: TopologySnapshot | None = await self.topology.ask(GetSnapshot(), timeout=30)
         except (AskTimeout, ActorFailed, ActorStopped):
             snapshot = None
-        try:
-            await self.context.ref.send(_Current(snapshot))
-        except ActorStopped:
-            pass
+        await self.context.tell_self(_Current(snapshot))
 
     def _welcome(self, current: TopologySnapshot | None) -> None:
         """Tell the clients that joined what they start from, and from then on

@@ -243,11 +243,11 @@ class EventClientActor(Actor):
         """Tell ``_Room`` once the writer has taken the outbox down to half
         (room for a batch, not a wake per frame), or after ``stalled_after``,
         saying whether it took any frame meanwhile (a slow reader is not a
-        stopped one). The runtime's timer delivers it: it waits for room in
-        the mailbox, and ends quietly when the actor stops."""
+        stopped one). It waits for room in the mailbox, and ends quietly
+        when the actor stops (``tell_self``)."""
         with trio.move_on_after(self.stalled_after):
             await self.link.when_drained(0).wait()
-        self.context.send_after(0, _Room(progressed=self.link.delivered > delivered))
+        await self.context.tell_self(_Room(progressed=self.link.delivered > delivered))
 
     def _close_too_slow(self, why: str) -> None:
         lost = len(self.waiting) + self.link.queued
