@@ -86,7 +86,7 @@ class ChangeFeedActor(Actor):
         self.context.start_soon(self.follow, self._deliver, name=f"{self.context.path} follow")
 
     async def _deliver(self, event: FeedEvent) -> None:
-        await self.context.ref.send(event if isinstance(event, Connected) else Changes(tuple(event)))
+        await self.context.tell_self(event if isinstance(event, Connected) else Changes(tuple(event)))
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Changes):

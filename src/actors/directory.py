@@ -36,13 +36,13 @@ from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import (
     AgentDirectory, AgentRecord, AgentStatus, Deployment, agent_status_event, hash_token, new_token, token_matches,
 )
-from trioscope.runtime import ActorNotFound, ActorRef, ActorStopped, MailboxFull, Published
+from trioscope.runtime import ActorNotFound, ActorRef, Published
 from trioscope.store import (AuditEntry, Conflict, ForgetAgents, OverQuota, SaveAgent, SaveDeployment,
                              StoreReader)
 
 from .notifier import publish
 from .refusals import EnrollmentRefused, QuotaExceeded, RefusingActor, ReporterTaken, UnknownAgent
-from .store import PRUNE_BATCH, PRUNE_INTERVAL, commit
+from .store import commit
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +118,10 @@ enrolled: each is kept in memory for the history retention (30 days), and
 every change of the directory copies them all for its readers; an operator
 enrolling again in a loop made 2,960 in 71 s (1,000,000: 423 MiB, and 271 ms
 of the event loop at each enrolment, anyone's)."""
+PRUNE_INTERVAL = 3600.0
+"""Seconds between two looks for retired agents to forget (``PruneRetired``)."""
+PRUNE_BATCH = 5000
+"""Agents forgotten per transaction: commits wait for the writer meanwhile."""
 
 
 @attrs.frozen
@@ -175,7 +179,7 @@ class DirectoryActor(RefusingActor):
         for agent in await self.reader.agents():
             self.directory.put_agent(agent)
         self.published.publish(self.directory.snapshot())
-        self.context.every(PRUNE_INTERVAL, PruneRetired(), first=0.0)
+        self.prunes = self.context.sweep(PRUNE_INTERVAL, PruneRetired(), first=0.0)
 
     async def serve(self, message: Any, now: float) -> Any:
         answer = await self._serve(message, now)
@@ -194,10 +198,7 @@ class DirectoryActor(RefusingActor):
         """A ``PruneRetired`` now if the deployment keeps more retired agents than
         ``MAX_RETIRED_PER_DEPLOYMENT`` (the timer's would come an interval later)."""
         if self.directory.retired_count(deployment_hash) > MAX_RETIRED_PER_DEPLOYMENT:
-            try:
-                self.context.ref.tell(PruneRetired())
-            except MailboxFull:
-                pass  # the timer comes back to it
+            self.prunes.again()  # no room: the timer comes back to it
 
     def _tell_queue(self, deployment_hash: str) -> None:
         """``AgentsRetired`` to the deployment's queue actor, if it runs (a
@@ -207,10 +208,10 @@ class DirectoryActor(RefusingActor):
             return
         try:
             queue = self.context.system.lookup(self.queues_path).child(deployment_hash)
-            if queue is not None:
-                queue.tell(AgentsRetired())
-        except (ActorNotFound, ActorStopped, MailboxFull):
-            pass
+        except ActorNotFound:
+            return
+        if queue is not None:
+            queue.offer(AgentsRetired())
 
     async def _serve(self, message: Any, now: float) -> Any:
         d = self.directory
@@ -372,10 +373,7 @@ class DirectoryActor(RefusingActor):
                      len(aged), format_duration(retention), len(beyond), MAX_RETIRED_PER_DEPLOYMENT,
                      extra={"event": "prune", "agents": len(old)})
         if len(old) == PRUNE_BATCH:
-            try:
-                self.context.ref.tell(PruneRetired())  # the rest after what waits in the mailbox
-            except MailboxFull:
-                pass  # the timer comes back to the rest
+            self.prunes.again()  # the rest after what waits in the mailbox (no room: the timer comes back to it)
         return len(old)
 
     def _agent_status(self, agent: AgentRecord, deployment: Deployment) -> None:

@@ -203,10 +203,11 @@ class HubActor(Actor):
         self._boundaries: set[int] = set()
         """Versions clients joined at that the pending diff must end on."""
         self._last_flush = {"topology": -float("inf"), "reports": -float("inf")}
-        self._scheduled: set[str] = set()
         self._fetching = False
 
     async def on_start(self) -> None:
+        # One pending flush of each kind at most, when its own rate allows (``_schedule``).
+        self._flushes = {kind: self.context.alarm(_Flush(kind), minimum=0.0) for kind in self._last_flush}
         self.topology: ActorRef = self.context.system.lookup(self.topology_path)
         snapshot = await self.topology.ask(Subscribe(self.context.ref))
         self.snapshot = snapshot
@@ -243,7 +244,6 @@ class HubActor(Actor):
             self.members.joining.pop(message.path, None)
             self.members.reports.pop(message.path, None)
         elif isinstance(message, _Flush):
-            self._scheduled.discard(message.kind)
             self._flush(message.kind)
         elif isinstance(message, GetClients):
             return len(self.members.clients)
@@ -264,10 +264,7 @@ class HubActor(Actor):
             snapshot: TopologySnapshot | None = await self.topology.ask(GetSnapshot(), timeout=30)
         except (AskTimeout, ActorFailed, ActorStopped):
             snapshot = None
-        try:
-            await self.context.ref.send(_Current(snapshot))
-        except ActorStopped:
-            pass
+        await self.context.tell_self(_Current(snapshot))
 
     def _welcome(self, current: TopologySnapshot | None) -> None:
         """Tell the clients that joined what they start from, and from then on
@@ -329,12 +326,11 @@ class HubActor(Actor):
         """Flush ``kind`` ("topology" or "reports") now, or as soon as its own
         rate allows: the two must not share a budget, or a report's update
         would hold back the topology change it caused."""
-        wait = self._last_flush[kind] + self.interval - trio.current_time()
-        if wait <= 0:
+        due = self._last_flush[kind] + self.interval
+        if due <= trio.current_time():
             self._flush(kind)
-        elif kind not in self._scheduled:
-            self._scheduled.add(kind)
-            self.context.send_after(wait, _Flush(kind))
+        else:
+            self._flushes[kind].at(due)  # one set already is as soon or sooner: the last flush only moves on
 
     def _flush(self, kind: str) -> None:
         self._last_flush[kind] = trio.current_time()

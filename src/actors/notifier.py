@@ -113,10 +113,7 @@ class NotifierActor(Actor):
         elif isinstance(message, Watch):
             self.watchers[message.tenant][message.client] = message.link
             if message.greet:
-                try:
-                    message.client.tell(Watching())
-                except (MailboxFull, ActorStopped):
-                    pass  # gone already, or as good as: it is told nothing more either
+                message.client.offer(Watching())  # dropped: gone already, or as good as; told nothing more either
         elif isinstance(message, Unwatch):
             watchers = self.watchers.get(message.tenant)
             if watchers is not None:
@@ -132,9 +129,7 @@ def publish(notifier: ActorRef | None, tenant: str, owner: str | None, event: di
     """Tell the notifier, never waiting: events are best-effort, state is in the store."""
     if notifier is None:
         return
-    try:
-        notifier.tell(Publish(tenant, owner, event))
-    except (MailboxFull, ActorStopped):
+    if not notifier.offer(Publish(tenant, owner, event)):
         log.warning("event dropped: the notifier is %s", "busy" if notifier.alive else "stopped")
 
 
@@ -188,10 +183,7 @@ class EventClientActor(Actor):
         self.notifier.tell(Watch(self.tenant, self.context.ref, self.link, greet=self.first is not None))
 
     async def on_stop(self) -> None:
-        try:
-            self.notifier.tell(Unwatch(self.tenant, self.context.ref))
-        except (MailboxFull, ActorStopped):
-            pass
+        self.notifier.offer(Unwatch(self.tenant, self.context.ref))
 
     async def handle(self, message: Any) -> Any:
         if self.link.closed.is_set() and isinstance(message, (Notice, FromClient, _Room, Watching)):
@@ -252,11 +244,11 @@ class EventClientActor(Actor):
         """Tell ``_Room`` once the writer has taken the outbox down to half
         (room for a batch, not a wake per frame), or after ``stalled_after``,
         saying whether it took any frame meanwhile (a slow reader is not a
-        stopped one). The runtime's timer delivers it: it waits for room in
-        the mailbox, and ends quietly when the actor stops."""
+        stopped one). It waits for room in the mailbox, and ends quietly
+        when the actor stops (``tell_self``)."""
         with trio.move_on_after(self.stalled_after):
             await self.link.when_drained(0).wait()
-        self.context.send_after(0, _Room(progressed=self.link.delivered > delivered))
+        await self.context.tell_self(_Room(progressed=self.link.delivered > delivered))
 
     def _close_too_slow(self, why: str) -> None:
         lost = len(self.waiting) + self.link.queued

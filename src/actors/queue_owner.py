@@ -41,14 +41,14 @@ import trio
 
 from trioscope.config import Settings
 from trioscope.runtime import (
-    Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, Forward, MailboxFull, SupervisorRef, Timer,
+    Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, Forward, MailboxFull, SupervisorRef,
 )
 from trioscope.domain.command_stats import CommandStats
 from trioscope.store import StoreReader
 
 from trioscope.domain.commands import Command, DeadlineWatch
 
-from .deployment_queue import MIN_TIMER, QueueIdle, Refresh, Reload, Snapshot, StopIfIdle, queue_spec
+from .deployment_queue import QueueIdle, Refresh, Reload, Snapshot, StopIfIdle, queue_spec
 
 log = logging.getLogger(__name__)
 
@@ -118,10 +118,10 @@ class QueueOwnerActor(Actor):
         c = settings.commands
         self.watch = DeadlineWatch(delivery_deadline=c.delivery_deadline, timeout_grace=c.timeout_grace)
         """Deadlines of other replicas' open commands of deployments with no queue running here."""
-        self.watch_timer: Timer | None = None
-        self.watch_armed_for: float | None = None
 
     async def on_start(self) -> None:
+        # Never sooner than the runtime's MIN_TIMER: the wall clock and Trio's may disagree by a hair.
+        self.watch_alarm = self.context.alarm(_WatchDue())
         system = self.context.system
         self.queues: SupervisorRef = system.lookup(self.queues_path)
         self.store: ActorRef = system.lookup(self.store_path)
@@ -144,7 +144,6 @@ class QueueOwnerActor(Actor):
             self._arm_watch()
             return None
         if isinstance(message, _WatchDue):
-            self.watch_timer = self.watch_armed_for = None
             for deployment_hash in self.watch.due(self.clock() - FOLLOW_GRACE):
                 _tell(self._queue(deployment_hash), Snapshot())  # starting it loads its open commands
             self._arm_watch()
@@ -162,19 +161,11 @@ class QueueOwnerActor(Actor):
         return await super().handle(message)
 
     def _arm_watch(self) -> None:
-        """The watch's timer set for its earliest deadline (plus ``FOLLOW_GRACE``),
+        """The watch's alarm set for its earliest deadline (plus ``FOLLOW_GRACE``),
         if that is earlier than the one set (a later one is found when it fires)."""
         deadline = self.watch.next_deadline()
-        if deadline is None:
-            return
-        due = deadline + FOLLOW_GRACE
-        if self.watch_armed_for is not None and self.watch_armed_for <= due:
-            return
-        if self.watch_timer is not None:
-            self.watch_timer.cancel()
-        self.watch_armed_for = due
-        # Never sooner than MIN_TIMER: the wall clock and Trio's may disagree by a hair.
-        self.watch_timer = self.context.send_after(max(MIN_TIMER, due - self.clock()), _WatchDue())
+        if deadline is not None:
+            self.watch_alarm.after(deadline + FOLLOW_GRACE - self.clock())
 
     def _queue(self, deployment_hash: str) -> ActorRef:
         """The deployment's queue actor, started if it is not running."""
@@ -202,9 +193,7 @@ class QueueOwnerActor(Actor):
 
 
 def _tell(queue: ActorRef, message: Any) -> None:
-    try:
-        queue.tell(message)
-    except (MailboxFull, ActorStopped):
+    if not queue.offer(message):
         # Swamped or stopping: it reloads from the store when it starts again,
         # and its compare-and-set writes catch up with whatever it missed.
         log.warning("a queue missed a change from another replica (%s)", type(message).__name__)

@@ -45,7 +45,7 @@ import trio
 
 from trioscope.bus import BadEnvelope, BusUnavailable, ReportBus, unpack_report
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
-from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, Published
+from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, Published, Slicer
 
 from .directory import AttachReporter, ReleaseReporter
 from .refusals import ReporterTaken
@@ -146,14 +146,12 @@ class ReportFeedActor(Actor):
                          "sequence %d", len(fetched) + progress.pending, fetched[0].sequence,
                          extra={"event": "bus_catching_up", "reports": len(fetched) + progress.pending})
             batch: list[ReportArrived] = []
-            decoding = time.perf_counter()
+            decoding = Slicer(YIELD_AFTER)
             for item in fetched:
                 arrived = await self._arrived(item.sequence, item.data, history)
                 if arrived is not None and await self._vouched(arrived):
                     batch.append(arrived)
-                if time.perf_counter() - decoding > YIELD_AFTER:  # a batch is up to 1,024 reports to decode
-                    await trio.lowlevel.checkpoint()
-                    decoding = time.perf_counter()
+                await decoding.pause()  # a batch is up to 1,024 reports to decode
             await self._hand_on(batch)
             if fetched:
                 progress.handed_on(fetched[-1].sequence)

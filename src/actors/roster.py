@@ -308,18 +308,17 @@ class RosterActor(Actor):
         if self.metrics is not None and values:
             at = metric_time(report, message.received_at, self.settings.storage.max_data_age)
             samples = NodeSamples(report.agent_id, report.host_name, at, values)
-            try:
-                # Keyed by the store's bucket: while a metrics read holds the actor, an
-                # agent's samples wait once a bucket (the store keeps one a bucket anyway)
-                # rather than filling the mailbox and being dropped. Only the last
-                # ``NODE_BUCKETS_WAITING`` buckets before it was received: older ones (a
-                # probe's buffered reports, or made-up times) would each take a key.
-                if message.received_at - at < NODE_BUCKETS_WAITING * RESOLUTION:
-                    self.metrics.tell_keyed((report.agent_id, int(at // RESOLUTION)), samples)
-                else:
-                    self.metrics.tell(samples)
-            except (MailboxFull, ActorStopped):
-                pass  # counted (app_actor_mailbox_full_total); the report itself is accepted
+            # Keyed by the store's bucket: while a metrics read holds the actor, an
+            # agent's samples wait once a bucket (the store keeps one a bucket anyway)
+            # rather than filling the mailbox and being dropped. Only the last
+            # ``NODE_BUCKETS_WAITING`` buckets before it was received: older ones (a
+            # probe's buffered reports, or made-up times) would each take a key.
+            # Dropped when there is no room: counted (app_actor_mailbox_full_total);
+            # the report itself is accepted.
+            if message.received_at - at < NODE_BUCKETS_WAITING * RESOLUTION:
+                self.metrics.offer_keyed((report.agent_id, int(at // RESOLUTION)), samples)
+            else:
+                self.metrics.offer(samples)
 
     async def _agent(self, agent_id: str, *, enrolled: bool, source: str | None = None,
                      received_at: float | None = None, signer: str | None = None) -> ActorRef:
@@ -471,7 +470,4 @@ class RosterActor(Actor):
         except MailboxFull:
             pass  # its nodes go once stale instead
         if self.metrics is not None:
-            try:
-                self.metrics.tell(ForgetNode(agent_id))
-            except (MailboxFull, ActorStopped):
-                pass  # its series go past storage.max_data_age instead
+            self.metrics.offer(ForgetNode(agent_id))  # dropped: its series go past storage.max_data_age instead

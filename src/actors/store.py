@@ -37,7 +37,7 @@ import trio
 
 from trioscope.config import format_duration
 from trioscope.domain.commands import Command
-from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff, MailboxFull
+from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff
 from trioscope.domain.idempotency import WINDOW as IDEMPOTENCY_WINDOW
 from trioscope.store import (AuditEntry, Database, SaveCommand, SaveIdempotencyKey, StoreReader, StoreWriter,
                              Unavailable, Write, database_down, describe_database, open_writer, postgres_url,
@@ -203,7 +203,7 @@ class StoreActor(Actor):
                 raise
             self._lose(_one_line(exc))
         if self.retention is not None:
-            self.context.every(PRUNE_INTERVAL, Prune(), first=0.0)
+            self.prunes = self.context.sweep(PRUNE_INTERVAL, Prune(), first=0.0)
 
     async def _open(self) -> StoreWriter:
         return await trio.to_thread.run_sync(functools.partial(open_writer, self.database, origin=self.origin))
@@ -272,12 +272,8 @@ class StoreActor(Actor):
             return 0, 0
         self.pruned = (self.pruned[0] + commands, self.pruned[1] + audit)
         self.pruned_keys += keys
-        if max(commands, audit, keys) == PRUNE_BATCH:
-            try:
-                self.context.ref.tell(Prune())
-                return commands, audit
-            except MailboxFull:
-                pass  # the timer comes back to the rest
+        if max(commands, audit, keys) == PRUNE_BATCH and self.prunes.again():  # no room: the timer comes back
+            return commands, audit
         if any(self.pruned) or self.pruned_keys:
             log.info("pruned %d finished commands and %d audit records older than %s, %d idempotency keys",
                      *self.pruned, format_duration(self.retention), self.pruned_keys,

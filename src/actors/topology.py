@@ -46,6 +46,7 @@ from trioscope.runtime import (
     AskTimeout,
     MailboxFull,
     Published,
+    Slicer,
     SupervisorRef,
     Terminated,
     in_steps,
@@ -289,8 +290,9 @@ class TopologyActor(Actor):
         """Stream sequence of the newest report merged (0 without a bus)."""
         self._last_flush = -float("inf")
         self._last_flush_duration = 0.0
-        self._yielded = 0.0
-        self._flush_scheduled = False
+        self._slices = Slicer(YIELD_AFTER)
+        """Its ``pause``: a checkpoint once a flush has run ``YIELD_AFTER`` without one, so that
+        requests get in between merges (and their parts) of large reports."""
         self._last_publish = -float("inf")
         self._groups: dict[str, set[float]] = {}
         """Pods and services of the reports merged since the last version,
@@ -304,6 +306,7 @@ class TopologyActor(Actor):
         are recorded has them recorded first (``_flush``)."""
 
     async def on_start(self) -> None:
+        self._flush_alarm = self.context.alarm(_Flush(), minimum=0.0)
         await self._recover()
         cleanup = self.settings.storage.cleanup_interval
         self.context.every(cleanup, _Cleanup())
@@ -367,7 +370,6 @@ class TopologyActor(Actor):
                 return self.graph.controllers(message.node_id)
             return self.graph.sources(message.node_id)
         if isinstance(message, _Flush):
-            self._flush_scheduled = False
             await self._flush(SLICE_BUDGET, publish=False)
             return None
         if isinstance(message, _Cleanup):
@@ -408,8 +410,9 @@ class TopologyActor(Actor):
         """A ``_Flush`` for the reports still pending: ``at_once`` for a
         backlog (a flush stopped at its budget), else when they are due; or,
         none pending, for what is merged and not yet published, when the next
-        version is due. No message may come to wake us otherwise."""
-        if self._flush_scheduled:
+        version is due. No message may come to wake us otherwise. One set
+        already stays as it is, even for later: its flush schedules what is left."""
+        if self._flush_alarm.armed:
             return
         if self.pending:
             delay = 0.0 if at_once else max(0.0, self._next_flush())
@@ -417,8 +420,7 @@ class TopologyActor(Actor):
             delay = max(0.0, self._last_publish + MERGE_INTERVAL - trio.current_time())
         else:
             return
-        self._flush_scheduled = True
-        self.context.send_after(delay, _Flush())
+        self._flush_alarm.after(delay)
 
     async def on_stop(self) -> None:
         # Every report accepted before shutdown is merged before we go.
@@ -440,7 +442,7 @@ class TopologyActor(Actor):
         if self.pending:
             self._last_flush = trio.current_time()  # merging nothing does not start an interval
             started = time.perf_counter()
-            self._yielded = started
+            self._slices.restart()
             merged = 0
             while self.pending and (budget is None or merged < at_least or time.perf_counter() - started < budget):
                 merged += 1
@@ -456,10 +458,10 @@ class TopologyActor(Actor):
                     # gone by the batch's end lost its points).
                     await self._record_settled_groups()
                 if self._merge(merge):
-                    await self._let_others_run()
+                    await self._slices.pause()
                     self._record(merge, self._groups, self._grouped)
                     self._unrecorded.add(merge.report.agent_id)
-                await self._let_others_run()
+                await self._slices.pause()
             self._last_flush_duration = time.perf_counter() - started
         if publish or trio.current_time() >= self._last_publish + MERGE_INTERVAL:
             await self._record_settled_groups()
@@ -471,18 +473,11 @@ class TopologyActor(Actor):
         """Rebuild the groups once for all the reports merged since they were
         last recorded, in slices between which requests get in (a backlog of a
         thousand hosts: thousands of groups), and record their sums."""
-        self._yielded = time.perf_counter()
+        self._slices.restart()
         while not self.graph.settle(SETTLE_SLICE):
-            await self._let_others_run()
+            await self._slices.pause()
         self._record_groups(self._groups, self._grouped)
         self._groups, self._grouped, self._unrecorded = {}, {}, set()
-
-    async def _let_others_run(self) -> None:
-        """A checkpoint once this flush has run ``YIELD_AFTER`` without one, so that
-        requests get in between merges (and their parts) of large reports."""
-        if time.perf_counter() - self._yielded > YIELD_AFTER:
-            await trio.lowlevel.checkpoint()
-            self._yielded = time.perf_counter()
 
     def _merge(self, merge: MergeReport) -> bool:
         """Merge one report into the graph: False if it changed nothing (an
@@ -565,7 +560,7 @@ class TopologyActor(Actor):
         many new hosts (a burst of probes after a restart) compares ~130
         nodes and ~300 edges of each."""
         self._number_version()
-        self._announce(*await in_steps(self.graph.publishing(self.clock()), self._let_others_run))
+        self._announce(*await in_steps(self.graph.publishing(self.clock()), self._slices.pause))
 
     def _publish(self) -> None:
         self._number_version()
@@ -634,9 +629,9 @@ class TopologyActor(Actor):
         by ``now``, letting requests run between agents; their metric history stays
         (``Departed``). An agent whose newer report waits in ``pending`` stays: removed
         now, its nodes would come back with that report a moment later."""
-        self._yielded = time.perf_counter()
+        self._slices.restart()
         expiring = self.graph.expiring(now, self.settings.agents.stale_threshold, keep=self.pending)
-        expired = await in_steps(expiring, self._let_others_run)
+        expired = await in_steps(expiring, self._slices.pause)
         self._depart(expired, now)
         return expired
 

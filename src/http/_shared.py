@@ -379,8 +379,10 @@ def stop_follow(command_id: str, reason: str) -> None:
     """End a follow if there is one (its command finished, was cancelled or not
     queued): no more of its lines reach users. Never waits."""
     try:
-        services().system.lookup(LOG_FOLLOWS).tell(StopFollow(command_id, reason))
-    except (MailboxFull, ActorStopped, ActorNotFound):
+        stopped = services().system.lookup(LOG_FOLLOWS).offer(StopFollow(command_id, reason))
+    except ActorNotFound:
+        stopped = False
+    if not stopped:
         log.warning("follow %s not stopped at once: the follows actor is busy or away; its limits end it", command_id)
 
 
@@ -480,16 +482,12 @@ def _forget(deployment_hash: str, poll: Poll) -> None:
     (straight to a running queue: one that stopped holds no polls)."""
     ref = services().queues.actor(deployment_hash)
     if ref is not None:
-        try:
-            ref.tell(Withdraw(poll))
-        except (MailboxFull, ActorStopped):
-            pass  # it is skipped as ended anyway
+        ref.offer(Withdraw(poll))  # dropped: it is skipped as ended anyway
 
 
 def give_back(deployment_hash: str, delivery: Delivery, reason: str = POLL_CLOSED) -> None:
     """A delivered command did not reach the agent: queue it again (``reason`` goes in its history).
     Through the queue owner, like every request for a queue: never lost to a queue stopping."""
-    try:
-        services().queue_owner.tell(ForDeployment(deployment_hash, Undeliverable(delivery, reason)))
-    except (MailboxFull, ActorStopped):  # it times out instead, and is reported so
+    if not services().queue_owner.offer(ForDeployment(deployment_hash, Undeliverable(delivery, reason))):
+        # It times out instead, and is reported so.
         log.warning("could not return undelivered command to %s", deployment_hash)

@@ -43,8 +43,12 @@ from ._specs import dynamic_supervisor as dynamic_supervisor
 from ._stats import ActorStats as ActorStats
 from ._stats import SupervisorStats as SupervisorStats
 from ._stats import SystemStats as SystemStats
+from ._steps import Slicer as Slicer
 from ._steps import in_steps as in_steps
 from ._supervisor import SupervisorRef as SupervisorRef
+from ._timers import MIN_TIMER as MIN_TIMER
+from ._timers import Alarm as Alarm
+from ._timers import Sweep as Sweep
 from ._timers import Timer as Timer
 from ._system import ActorSystem as ActorSystem
 from ._system import open_actor_system as open_actor_system
@@ -61,6 +65,7 @@ __all__ = [
     "ActorStopped",
     "ActorSystem",
     "ActorSystemError",
+    "Alarm",
     "AskTimeout",
     "Backoff",
     "ChildSpec",
@@ -71,16 +76,19 @@ __all__ = [
     "Kept",
     "Later",
     "LinkedActorTerminated",
+    "MIN_TIMER",
     "MailboxFull",
     "Published",
     "Restart",
     "RestartHistory",
     "RestartIntensityExceeded",
+    "Slicer",
     "StartFailed",
     "Strategy",
     "SupervisorRef",
     "SupervisorSpec",
     "SupervisorStats",
+    "Sweep",
     "SystemStats",
     "Terminated",
     "Timer",

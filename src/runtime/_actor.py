@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from ._exceptions import UnhandledMessage
-from ._timers import Timer, check_delay
+from ._exceptions import ActorStopped, UnhandledMessage
+from ._timers import MIN_TIMER, Alarm, Sweep, Timer, check_delay
 
 log = logging.getLogger("trioscope.runtime")
 
@@ -117,9 +117,28 @@ class ActorContext:
 
         It is cancelled when the actor stops or restarts; if it raises, the actor
         crashes (and is restarted per its spec), exactly as if ``handle`` had.
-        Use it for timers and for reading sockets, never for handling messages.
+        Use it to wait for something outside the actor (a socket, another
+        actor's answer, an event) and hand what came back with ``tell_self``;
+        never for handling messages, nor for timers (``send_after``, ``every``
+        and ``alarm`` wait in one task for the whole system).
         """
         self._tasks.start_soon(fn, *args, name=name)
+
+    async def tell_self(self, message: Any) -> None:
+        """Hand ``message`` to this actor, from one of its background tasks
+        (``start_soon``): what the task waited for, handled as a message, one
+        at a time with the others.
+
+        Waits for room in the mailbox (back-pressure on the task, never a
+        drop). Returns quietly if the actor takes no more messages (it is
+        stopping: counted as a dead letter), never raising into the task.
+        Queued when the incarnation ends (a restart), it is handled by the
+        next one, as any message waiting.
+        """
+        try:
+            await self._cell.ref.send(message)
+        except ActorStopped:
+            pass
 
     def send_after(self, delay: float, message: Any) -> Timer:
         """Send ``message`` to this actor in ``delay`` seconds (through its
@@ -152,6 +171,27 @@ class ActorContext:
         timer = self._timer(message, period)
         self._cell.system.timers.schedule(timer, period if first is None else first)
         return timer
+
+    def sweep(self, period: float, message: Any, *, first: float | None = None) -> Sweep:
+        """A ``Sweep``: ``message`` every ``period`` seconds (the first after
+        ``first``, default ``period``), as ``every``, and again at once from its
+        handler while a batch found more (``Sweep.again``).
+
+        Raises:
+            ValueError: ``period`` is not positive, or ``first`` negative.
+        """
+        return Sweep(message, self.every(period, message, first=first), self.ref)
+
+    def alarm(self, message: Any, *, minimum: float = MIN_TIMER) -> Alarm:
+        """An ``Alarm`` sending ``message`` to this actor at the earliest time
+        it is set for, never sooner than ``minimum`` seconds from when it is
+        set; unset until ``at`` or ``after``. Ends with this incarnation.
+
+        Raises:
+            ValueError: ``minimum`` is negative or not finite.
+        """
+        check_delay("minimum", minimum)
+        return Alarm(message, minimum, self.send_after)
 
     def _timer(self, message: Any, period: float | None) -> Timer:
         return Timer(message, period, self._timers, self._cell.mailbox, self._cell.system.timers,

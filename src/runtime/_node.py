@@ -168,10 +168,7 @@ class Node:
 
     def _notify(self, watcher: ActorRef, reason: str, link: bool) -> None:
         notice = (LinkDown if link and reason not in QUIET_ENDS else Terminated)(path=self.path, reason=reason)
-        try:
-            watcher.tell(notice)
-        except (MailboxFull, ActorStopped):
-            pass  # counted as a dead letter by the watcher's mailbox, or nobody to tell
+        watcher.offer(notice)  # a full watcher counts it refused, a stopped one as a dead letter
 
     def mark_terminated(self, reason: str) -> None:
         """Common end of ``terminate``: free the path, tell the watchers, log."""
@@ -379,10 +376,7 @@ class ActorCell(Node):
                 events.refused(self.path, self.type_name, refusal, item)  # told, not asked: nobody to answer
             else:
                 if type(value) is Forward:
-                    try:
-                        value.target.tell(value.message)
-                    except (MailboxFull, ActorStopped):
-                        pass  # a tell promises nothing; a stopped target counted it as a dead letter
+                    value.target.offer(value.message)  # a tell promises nothing; a stopped target counts it
                 elif type(value) is Later:
                     actor.context.start_soon(self._answer_later, actor, None, value, item)
         self._current = None

@@ -144,6 +144,27 @@ class ActorRef:
         """
         self._queued(functools.partial(self._cell.mailbox.put_keyed_nowait, key), message)
 
+    def offer(self, message: Any) -> bool:
+        """``tell``, or drop ``message`` quietly: whether it was queued.
+
+        For what may be lost (a courtesy, a hint the receiver also learns
+        otherwise): False if the mailbox is full or the actor has stopped, both
+        counted as ``tell`` counts them, so nothing is dropped unseen.
+        """
+        try:
+            self.tell(message)
+        except (MailboxFull, ActorStopped):
+            return False
+        return True
+
+    def offer_keyed(self, key: Hashable, message: Any) -> bool:
+        """``tell_keyed``, or drop ``message`` quietly (as ``offer``): whether it was queued."""
+        try:
+            self.tell_keyed(key, message)
+        except (MailboxFull, ActorStopped):
+            return False
+        return True
+
     def _queued(self, put: Callable[[Any], None], message: Any) -> None:
         """``put(message)``: a terminated actor's refusal counted as a dead
         letter, a full mailbox's by actor type (``refused_by_type``)."""

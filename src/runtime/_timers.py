@@ -11,6 +11,11 @@ All the timers of a system wait in one task (``TimerService``: a heap of due
 times), not in a task each: every WebSocket client and every agent has a
 periodic timer, and a waiting trio task (its coroutines, cancel scopes and
 context) took a few KiB of each client's memory and a scheduler wake per tick.
+
+An ``Alarm`` is one timer set, moved and cleared for "wake me when the next
+thing is due", which actors with deadlines or a throttled flush each wrote by
+hand (a timer, the time it was set for, a flag cleared by its message); a
+``Sweep``, a periodic clean-up done in batches, each actor's own again.
 """
 
 from __future__ import annotations
@@ -27,6 +32,11 @@ from ._exceptions import ActorStopped, MailboxFull
 
 if TYPE_CHECKING:
     from ._mailbox import Mailbox
+    from ._ref import ActorRef
+
+MIN_TIMER = 0.05
+"""An ``Alarm``'s shortest delay by default: never a busy loop, whatever the
+due time says (a time read from the wall clock, and Trio's, may disagree by a hair)."""
 
 _COMPACT_AT = 64
 """Cancelled timers stay in the heap until they come due, unless more than half
@@ -86,6 +96,100 @@ class Fire:
         if timer.period is None:
             timer._owner.discard(timer)  # fired: nothing of it is left to cancel
         return True, timer.message
+
+
+class Alarm:
+    """One message an actor sends itself at the earliest of the times it was
+    set for (``ActorContext.alarm``): "wake me when the next thing is due",
+    for things due at times that move (deadlines, a throttled flush).
+
+    Set for a later time than it is set for already, it stays as it is (the
+    handler finds the later thing when it fires, and sets it again): one early
+    look rather than a new timer each time. Set for an earlier one, it moves.
+    Never sooner than ``minimum`` from now. Once its message is taken for
+    handling it is clear again (``armed`` False), so that the handler may set
+    it anew. A firing into a full mailbox waits for room, as ``send_after``'s;
+    the alarm ends with the incarnation, as its timers do.
+    """
+
+    __slots__ = ("message", "minimum", "_send_after", "_timer", "_due")
+
+    def __init__(self, message: Any, minimum: float, send_after: Callable[[float, Any], Timer]) -> None:
+        self.message = message
+        self.minimum = minimum
+        self._send_after = send_after
+        self._timer: Timer | None = None
+        self._due = math.inf
+
+    @property
+    def armed(self) -> bool:
+        """Set, and its message not yet taken (waiting to come due, or queued)."""
+        timer = self._timer
+        return timer is not None and not timer.cancelled and (timer.scheduled or timer.pending)
+
+    @property
+    def due(self) -> float | None:
+        """When it comes due (``trio.current_time()``); None if not ``armed``."""
+        return self._due if self.armed else None
+
+    def at(self, when: float) -> None:
+        """Fire at ``when`` (``trio.current_time()``; at least ``minimum`` from
+        now), unless set to fire sooner.
+
+        Raises:
+            ValueError: ``when`` is not a number or infinite.
+        """
+        if not when < math.inf:
+            raise ValueError(f"invalid time: {when!r}")
+        now = trio.current_time()
+        self._set(max(when, now + self.minimum), now)
+
+    def after(self, delay: float) -> None:
+        """Fire in ``delay`` seconds (at least ``minimum``; a negative delay is
+        a time past), unless set to fire sooner.
+
+        Raises:
+            ValueError: ``delay`` is not a number or infinite.
+        """
+        if not delay < math.inf:
+            raise ValueError(f"invalid delay: {delay!r}")
+        now = trio.current_time()
+        self._set(now + max(self.minimum, delay), now)
+
+    def _set(self, due: float, now: float) -> None:
+        if self.armed and self._due <= due:
+            return
+        self.cancel()
+        self._due = due
+        self._timer = self._send_after(due - now, self.message)
+
+    def cancel(self) -> None:
+        """Clear it; a firing already queued is dropped unhandled."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._due = math.inf
+
+
+class Sweep:
+    """A clean-up an actor does in batches (``ActorContext.sweep``): its
+    message every period, and, while a batch found more to do, ``again``:
+    the next batch goes to the back of the mailbox, so that the messages
+    waiting meanwhile are not held up for the whole clean-up. Ends with the
+    incarnation, as its timers."""
+
+    __slots__ = ("message", "timer", "_ref")
+
+    def __init__(self, message: Any, timer: Timer, ref: ActorRef) -> None:
+        self.message = message
+        self.timer = timer
+        """The periodic firing (``ActorContext.every``)."""
+        self._ref = ref
+
+    def again(self) -> bool:
+        """Another batch now, behind the messages waiting; False if the
+        mailbox has no room (the next period comes back to what is left)."""
+        return self._ref.offer(self.message)
 
 
 def check_delay(name: str, value: float) -> None:

@@ -87,6 +87,30 @@ async def test_keyed_tells_wait_once_a_key_beside_a_full_mailbox_and_refusals_ar
         assert journal.handled("w")[1:] == ["plain", "a2", "b1"]
 
 
+async def test_offer_queues_or_drops_quietly_and_counts_what_it_drops(journal: Journal):
+    async with open_actor_system(tree(worker("w", journal, mailbox_size=1, keyed_capacity=1),
+                                      worker("t", journal, restart=Restart.TEMPORARY))) as system:
+        ref = system.lookup("/root/w")
+        gate = trio.Event()
+        assert ref.offer(Block(gate))
+        await settle()
+        assert ref.offer("queued")
+        assert not ref.offer("full")
+        assert ref.offer_keyed("k", "keyed")
+        assert not ref.offer_keyed("other", "no room for another key")
+        assert system.snapshot().refused_by_type == {"Worker": 2}
+        gate.set()
+        await settle()
+        assert journal.handled("w")[1:] == ["queued", "keyed"]
+
+        stopped = system.lookup("/root/t")
+        stopped.tell(Crash())
+        await stopped.wait_stopped()
+        assert not stopped.offer("lost")
+        assert not stopped.offer_keyed("k", "lost too")
+        assert system.dead_letters == 2
+
+
 async def test_ask_times_out(journal: Journal, autojump_clock):
     async with open_actor_system(tree(worker("w", journal))) as system:
         ref = system.lookup("/root/w")
@@ -246,6 +270,74 @@ async def test_background_task_failure_crashes_the_actor():
     async with open_actor_system(tree(ActorSpec(name="t", factory=Ticker))) as system:
         await settle()
         assert await system.lookup("/root/t").ask("incarnation") == 2
+
+
+class Fetcher(Actor):
+    """Fetches in a background task what each ``("fetch", event, value)`` asks
+    for, once ``event`` is set, and hands it back with ``tell_self``; records
+    what it handles, and when each task is done."""
+
+    def __init__(self, log: list[object], gate: trio.Event) -> None:
+        self.log = log
+        self.gate = gate
+
+    async def _fetch(self, ready: trio.Event, value: object) -> None:
+        await ready.wait()
+        await self.context.tell_self(("fetched", value))
+        self.log.append(("task done", value))
+
+    async def handle(self, message: object) -> object:
+        if isinstance(message, tuple) and message[0] == "fetch":
+            self.context.start_soon(self._fetch, message[1], message[2])
+            return None
+        if message == "block":
+            await self.gate.wait()
+        self.log.append(message)
+        return None
+
+
+async def test_tell_self_hands_a_tasks_result_back_waiting_for_room():
+    log: list[object] = []
+    gate = trio.Event()
+    ready = trio.Event()
+    async with open_actor_system(tree(ActorSpec(name="f", factory=lambda: Fetcher(log, gate),
+                                                mailbox_size=1))) as system:
+        ref = system.lookup("/root/f")
+        ref.tell(("fetch", ready, 1))
+        await settle()
+        ref.tell("block")
+        await settle()  # handling "block"
+        ref.tell("queued")  # the mailbox is full
+        ready.set()
+        await settle()
+        assert log == []  # the task waits for room: not dropped, not raised
+        gate.set()
+        await settle()
+        assert log[:2] == ["block", "queued"]  # then what the task handed back, behind them
+        assert sorted(log[2:], key=str) == [("fetched", 1), ("task done", 1)]
+
+
+async def test_tell_self_returns_quietly_once_the_actor_takes_no_more():
+    log: list[object] = []
+    gate = trio.Event()
+    ready = trio.Event()
+    async with open_actor_system(tree(ActorSpec(name="f", factory=lambda: Fetcher(log, gate),
+                                                restart=Restart.TEMPORARY))) as system:
+        ref = system.lookup("/root/f")
+        ref.tell(("fetch", ready, 1))
+        ref.tell("block")
+        await settle()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(system.root.stop_child, "f")  # its mailbox closes: it finishes "block", then stops
+            await settle()
+            with pytest.raises(ActorStopped):
+                ref.tell("refused")
+            ready.set()
+            await settle()
+            assert log == [("task done", 1)]  # no crash: the task went on
+            gate.set()
+        assert log == [("task done", 1), "block"]
+        assert system.dead_letters == 2  # "refused" and what the task handed back
 
 
 async def test_unhandled_message_crashes_with_a_clear_error():

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import trio
 
-from trioscope.runtime import Actor, ActorFailed, ActorSpec, Restart, SupervisorSpec, Timer, open_actor_system
+from trioscope.runtime import (
+    MIN_TIMER, Actor, ActorFailed, ActorSpec, Restart, StartFailed, SupervisorSpec, Timer, open_actor_system,
+)
 
 
 class Ticking(Actor):
@@ -221,3 +223,184 @@ async def test_at_end_runs_when_the_incarnation_crashes_and_when_it_stops(autoju
         await trio.sleep(5)
         assert closed == ["closed"]  # the crashed one; its restart is running
     assert closed == ["closed", "closed"]
+
+
+class Waking(Actor):
+    """Sets its ``Alarm`` as told; records each ring with the time and whether
+    the alarm still counted as armed in the handler, then sets it again for
+    each of ``again`` in turn (seconds from the ring)."""
+
+    def __init__(self, rings: list[tuple[float, bool]], *, minimum: float | None = None,
+                 again: list[float] | None = None) -> None:
+        self.rings = rings
+        self.minimum = minimum
+        self.again = again or []
+
+    async def on_start(self) -> None:
+        self.alarm = (self.context.alarm("ring") if self.minimum is None
+                      else self.context.alarm("ring", minimum=self.minimum))
+
+    async def handle(self, message: object) -> object:
+        if message == "ring":
+            self.rings.append((trio.current_time(), self.alarm.armed))
+            if self.again:
+                self.alarm.after(self.again.pop(0))
+            return None
+        if isinstance(message, tuple) and message[0] == "after":
+            self.alarm.after(message[1])
+            return self.alarm.due
+        if isinstance(message, tuple) and message[0] == "at":
+            self.alarm.at(trio.current_time() + message[1])
+            return self.alarm.due
+        if message == "cancel":
+            self.alarm.cancel()
+            return self.alarm.armed, self.alarm.due
+        if message == "crash":
+            raise RuntimeError("boom")
+        return await super().handle(message)
+
+
+async def test_an_alarm_fires_once_at_the_earliest_time_it_was_set_for(autojump_clock):
+    rings: list[tuple[float, bool]] = []
+    async with open_actor_system(tree(lambda: Waking(rings))) as system:
+        ref = system.lookup("/root/t")
+        start = trio.current_time()
+        assert await ref.ask(("after", 5.0)) == start + 5.0
+        assert await ref.ask(("after", 10.0)) == start + 5.0  # later: stays as it is
+        assert await ref.ask(("at", 3.0)) == start + 3.0  # earlier: moves
+        await trio.sleep(20)
+    assert [(round(at - start, 3), armed) for at, armed in rings] == [(3.0, False)]
+
+
+async def test_an_alarm_is_never_sooner_than_its_minimum(autojump_clock):
+    rings: list[tuple[float, bool]] = []
+    async with open_actor_system(tree(lambda: Waking(rings))) as system:
+        ref = system.lookup("/root/t")
+        start = trio.current_time()
+        assert await ref.ask(("after", -30.0)) == start + MIN_TIMER  # a time past
+        await trio.sleep(1)
+    assert [round(at - start, 3) for at, _ in rings] == [MIN_TIMER]
+
+    rings.clear()
+    async with open_actor_system(tree(lambda: Waking(rings, minimum=0.0))) as system:
+        start = trio.current_time()
+        assert await system.lookup("/root/t").ask(("after", -1.0)) == start
+        await trio.sleep(1)
+    assert [at - start for at, _ in rings] == [0.0]
+
+
+async def test_an_alarm_is_clear_once_its_message_is_taken_and_may_be_set_again(autojump_clock):
+    """Its handler sees it unset, and sets it again for later: it fires again."""
+    rings: list[tuple[float, bool]] = []
+    async with open_actor_system(tree(lambda: Waking(rings, again=[2.0, 4.0]))) as system:
+        start = trio.current_time()
+        await system.lookup("/root/t").ask(("after", 1.0))
+        await trio.sleep(20)
+    assert [(round(at - start, 3), armed) for at, armed in rings] == [(1.0, False), (3.0, False), (7.0, False)]
+
+
+async def test_a_cancelled_alarm_does_not_fire(autojump_clock):
+    rings: list[tuple[float, bool]] = []
+    async with open_actor_system(tree(lambda: Waking(rings))) as system:
+        ref = system.lookup("/root/t")
+        await ref.ask(("after", 1.0))
+        assert await ref.ask("cancel") == (False, None)
+        await trio.sleep(5)
+        start = trio.current_time()
+        await ref.ask(("after", 10.0))  # set again after a cancel: from scratch
+        await trio.sleep(20)
+    assert [round(at - start, 3) for at, _ in rings] == [10.0]
+
+
+async def test_an_alarm_ends_with_its_incarnation(autojump_clock):
+    rings: list[tuple[float, bool]] = []
+    async with open_actor_system(tree(lambda: Waking(rings))) as system:
+        ref = system.lookup("/root/t")
+        await ref.ask(("after", 5.0))
+        ref.tell("crash")
+        await trio.sleep(20)
+        assert len(system.timers) == 0
+    assert rings == []
+
+
+async def test_bad_alarm_times_are_refused(autojump_clock):
+    async with open_actor_system(tree(lambda: Waking([]))) as system:
+        ref = system.lookup("/root/t")
+        for bad in (float("nan"), float("inf")):
+            for how, words in (("after", "invalid delay"), ("at", "invalid time")):
+                with pytest.raises(ActorFailed) as failed:
+                    await ref.ask((how, bad))
+                assert words in str(failed.value)
+    with pytest.raises(StartFailed) as refused:
+        async with open_actor_system(tree(lambda: Waking([], minimum=-1.0))):
+            pytest.fail("the system must not start")
+    assert "invalid minimum" in str(refused.value.cause)
+
+
+class Sweeping(Actor):
+    """Forgets up to ``batch`` of ``left`` items per sweep (each taking ``slow``
+    seconds), each period; records every message it handles, with the time."""
+
+    def __init__(self, log: list[tuple[float, object]], left: int, *, batch: int = 3, slow: float = 0.0,
+                 release: trio.Event | None = None) -> None:
+        self.log = log
+        self.left = left
+        self.batch = batch
+        self.slow = slow
+        self.release = release
+        self.again: list[bool] = []
+
+    async def on_start(self) -> None:
+        self.sweep = self.context.sweep(60.0, "sweep", first=0.0)
+
+    async def handle(self, message: object) -> object:
+        if message == "again":
+            return self.again
+        if message == "more":
+            self.left += 7
+            return None
+        if self.release is not None:
+            await self.release.wait()
+        self.log.append((trio.current_time(), message))
+        if message == "sweep":
+            done = min(self.batch, self.left)
+            self.left -= done
+            await trio.sleep(self.slow)
+            if done == self.batch:
+                self.again.append(self.sweep.again())
+        return None
+
+
+async def test_a_sweep_runs_each_period_and_again_behind_waiting_messages_while_a_batch_is_full(autojump_clock):
+    log: list[tuple[float, object]] = []
+    async with open_actor_system(tree(lambda: Sweeping(log, left=7, slow=1.0))) as system:
+        ref = system.lookup("/root/t")
+        start = trio.current_time()
+        await trio.sleep(0.5)
+        ref.tell("a")  # waiting while the first batch runs
+        ref.tell("b")
+        await trio.sleep(10)
+        await ref.ask("more")
+        await trio.sleep(60)
+    assert [(round(at - start), m) for at, m in log] == [
+        (0, "sweep"), (1, "a"), (1, "b"), (1, "sweep"), (2, "sweep"),  # 3, 3, then 1: done
+        (60, "sweep"), (61, "sweep"), (62, "sweep")]
+
+
+async def test_a_sweep_that_finds_the_mailbox_full_waits_for_the_next_period(autojump_clock):
+    log: list[tuple[float, object]] = []
+    release = trio.Event()
+    spec = SupervisorSpec(name="root", children=[
+        ActorSpec(name="t", factory=lambda: Sweeping(log, left=100, release=release), mailbox_size=2)])
+    async with open_actor_system(spec) as system:
+        ref = system.lookup("/root/t")
+        await trio.sleep(1)  # the first sweep waits in handle
+        ref.tell("x")
+        ref.tell("y")  # full
+        release.set()
+        await trio.sleep(1)
+        assert [m for _, m in log] == ["sweep", "x", "y"]
+        assert await ref.ask("again") == [False]
+        await trio.sleep(60)
+        assert [m for _, m in log][3:] == ["sweep"] * 33  # the next period's, then batch after batch
+        assert await ref.ask("again") == [False] + [True] * 32  # the last batch of 97 is 1: done
