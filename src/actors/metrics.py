@@ -54,6 +54,7 @@ import trio
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.domain.deployments import AgentDirectory
+from trioscope.domain.rates import Lull
 from trioscope.runtime import Actor, Later, Published, in_thread
 
 log = logging.getLogger(__name__)
@@ -322,8 +323,8 @@ class MetricsActor(Actor):
         self.store = stores.written
         self.nodes = stores.nodes
         self.node_counters = stores.node_counters
-        self._refusal_said: float | None = None
-        """When host metrics not kept were last said at warning level (``time.monotonic``)."""
+        self._refusal_said = Lull(REFUSALS_SAID_EVERY)
+        """How often host metrics not kept are said at warning level."""
         self._hostnames: dict[str, dict[str, str]] = {}
         """Probe -> tenant -> the host name its series were last written under
         in that tenant: a probe that renames its host has its series under the
@@ -367,11 +368,7 @@ class MetricsActor(Actor):
             self.nodes.write(tenant, deployment_hash, samples, time.time())
         except metrics.WriteLimitExceeded:
             self.node_counters.refused += 1
-            now = time.monotonic()
-            said = self._refusal_said is not None and now - self._refusal_said < REFUSALS_SAID_EVERY
-            if not said:
-                self._refusal_said = now
-            log.log(logging.DEBUG if said else logging.WARNING,
+            log.log(self._refusal_said.level(time.monotonic()),
                     "metrics: host metrics of agent %s not kept: the store holds the host series of %d probes "
                     "(agents.max_agents) already; counted in app_node_metrics_refused_total",
                     message.reporter_id[:80], self.settings.agents.max_agents,

@@ -1,9 +1,11 @@
-"""Rate limits, what each client holds at once, and the replay window: small
-pure structures with the clock passed in."""
+"""Rate limits, what each client holds at once, the replay window, and how
+often something frequent is logged: small pure structures with the clock
+passed in."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Hashable, Iterator
@@ -76,6 +78,54 @@ class RefusalSampler:
                 self._left_out.popitem(last=False)
             return None
         return self._left_out.pop(source, 0)
+
+
+class Lull:
+    """Whether something that may happen thousands of times a second is said
+    now: once, then at most once every ``interval`` seconds, each time said
+    counting the times not said since the last (``due``); or said at warning
+    level then and at debug level between (``level``). Pure: ``now`` is passed in."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next = -math.inf
+        self._unsaid = 0
+
+    def due(self, now: float) -> int | None:
+        """One more time: None if it is not to be said; else how many were
+        not said before it (since the last time said)."""
+        if now < self._next:
+            self._unsaid += 1
+            return None
+        self._next = now + self.interval
+        unsaid, self._unsaid = self._unsaid, 0
+        return unsaid
+
+    def level(self, now: float) -> int:
+        """One more time: the level to log it at, ``logging.WARNING`` when
+        ``due``, else ``logging.DEBUG``."""
+        return logging.WARNING if self.due(now) is not None else logging.DEBUG
+
+
+class FirstSeen(Generic[K]):
+    """Which keys were seen already, to say something once per key (a cause of
+    failure, an agent id) and quietly after: one bad message may be one of
+    thousands alike. At most ``capacity`` keys are remembered; past them every
+    key counts as seen, so memory stays bounded whoever sends what."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._seen: set[K] = set()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def first(self, key: K) -> bool:
+        """True (and remembered) the first time ``key`` is seen, while there is room."""
+        if key in self._seen or len(self._seen) >= self.capacity:
+            return False
+        self._seen.add(key)
+        return True
 
 
 def retry_after(seconds: float) -> str:

@@ -1,10 +1,13 @@
-"""Rate limits (a token bucket per key), Retry-After values, what each key holds at once, and the replay window."""
+"""Rate limits (a token bucket per key), Retry-After values, what each key holds at once, the replay window,
+and how often something frequent is logged (``Lull``, ``FirstSeen``)."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from trioscope.domain.rates import Holdings, RateLimiter, ReplayWindow, retry_after
+from trioscope.domain.rates import FirstSeen, Holdings, Lull, RateLimiter, ReplayWindow, retry_after
 
 T0 = 1_760_000_000.0
 
@@ -185,3 +188,41 @@ def test_a_holding_is_given_back_when_its_block_fails() -> None:
     with pytest.raises(RuntimeError), held.held(("acme", "alice")):
         raise RuntimeError("the listing failed")
     assert held.count(("acme", "alice")) == 0 and len(held) == 0
+
+
+# --- Lull, FirstSeen -----------------------------------------------------------------
+
+
+def test_a_lull_says_once_then_once_an_interval_how_many_it_left_out() -> None:
+    lull = Lull(60.0)
+    assert lull.due(0.0) == 0
+    assert [lull.due(t) for t in (1.0, 30.0, 59.9)] == [None, None, None]
+    assert lull.due(60.0) == 3
+    assert lull.due(61.0) is None
+
+
+def test_a_lull_says_it_at_warning_level_once_an_interval_and_at_debug_level_between() -> None:
+    lull = Lull(600.0)
+    assert [lull.level(t) for t in (T0, T0 + 1, T0 + 599.9, T0 + 600, T0 + 601)] == [
+        logging.WARNING, logging.DEBUG, logging.DEBUG, logging.WARNING, logging.DEBUG]
+
+
+def test_a_lull_counts_the_times_said_quietly_as_not_said() -> None:
+    lull = Lull(60.0)
+    lull.level(T0)
+    lull.level(T0 + 1)
+    assert lull.due(T0 + 60) == 1
+
+
+def test_first_seen_is_true_once_per_key() -> None:
+    seen: FirstSeen[tuple[str, int]] = FirstSeen(64)
+    assert seen.first(("KeyError", 1))
+    assert not seen.first(("KeyError", 1))
+    assert seen.first(("KeyError", 2))
+    assert len(seen) == 2
+
+
+def test_first_seen_past_its_capacity_takes_every_key_as_seen() -> None:
+    seen: FirstSeen[str] = FirstSeen(2)
+    assert [seen.first(key) for key in ("a", "b", "c", "a")] == [True, True, False, False]
+    assert len(seen) == 2  # memory stays bounded whoever sends what
