@@ -220,10 +220,8 @@ class StoreActor(Actor):
         self.context.start_soon(self._reconnect, name=f"{self.context.path} reconnect")
 
     async def _reconnect(self) -> None:
-        attempts: tuple[float, ...] = ()
-        while True:
-            attempts = (*attempts, trio.current_time())[-64:]
-            await trio.sleep(RECONNECT.delay(attempts))
+        for wait in RECONNECT.delays():
+            await trio.sleep(wait)
             try:
                 writer = await self._open()
             except Exception as exc:
