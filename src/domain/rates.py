@@ -14,37 +14,73 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 
 
+class TokenBuckets(Generic[K]):
+    """A token bucket per key, refilled at ``rate`` tokens a second up to
+    ``burst``; what is taken from one may leave it in debt (below 0), waited
+    off at the same rate. Keys whose bucket is full again are forgotten (a new
+    one starts full: forgetting loses nothing), and the least recently drawn
+    past ``max_keys``, so memory follows the active keys. The bucket of
+    ``RateLimiter`` and of the HTTP edge's read time share."""
+
+    def __init__(self, rate: float, burst: float, *, max_keys: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[K, tuple[float, float]] = OrderedDict()
+        """Key -> (tokens, when), least recently drawn first."""
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def __iter__(self) -> Iterator[K]:
+        """The keys remembered, least recently drawn first."""
+        return iter(self._buckets)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._buckets
+
+    def left(self, key: K, now: float) -> float:
+        """Tokens in ``key``'s bucket at ``now`` (negative: its debt)."""
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def draw(self, key: K, cost: float, now: float) -> None:
+        """Take ``cost`` tokens from ``key``'s bucket at ``now`` (0: it is
+        only touched, the last to go past ``max_keys``), even into debt."""
+        tokens = self.left(key, now) - cost
+        self._buckets.pop(key, None)
+        self._buckets[key] = (tokens, now)
+        self._forget_full(now)
+
+    def _forget_full(self, now: float) -> None:
+        while self._buckets:
+            key, (tokens, at) = next(iter(self._buckets.items()))
+            if tokens + (now - at) * self.rate < self.burst and len(self._buckets) <= self.max_keys:
+                return
+            del self._buckets[key]  # full again (or too many keys): forgetting it loses nothing
+
+
 class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests a minute, bursts up to
-    ``burst`` (default a tenth of that, at least 10). Keys idle long enough to
-    be full again are forgotten, so memory follows the active keys."""
+    """A token bucket per key (``TokenBuckets``): ``per_minute`` requests a
+    minute, bursts up to ``burst`` (default a tenth of that, at least 10),
+    never into debt."""
 
     def __init__(self, per_minute: int, *, burst: int | None = None, max_keys: int = 100_000) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(burst if burst is not None else max(10, per_minute // 10))
         self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets: TokenBuckets[str] = TokenBuckets(self.rate, self.burst, max_keys=max_keys)
 
     def acquire(self, key: str, now: float, cost: float = 1.0) -> float:
         """0 if the request may go ahead (and is counted, ``cost`` tokens of it;
         at most the burst), else the seconds to wait."""
         cost = min(cost, self.burst)
-        tokens, at = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        tokens = self._buckets.left(key, now)
         if tokens >= cost:
-            self._buckets[key] = (tokens - cost, now)
-            self._trim(now)
+            self._buckets.draw(key, cost, now)
             return 0.0
-        self._buckets[key] = (tokens, now)
+        self._buckets.draw(key, 0.0, now)  # refused: not counted
         return (cost - tokens) / self.rate
-
-    def _trim(self, now: float) -> None:
-        refill = self.burst / self.rate
-        while self._buckets:
-            key, (_, at) = next(iter(self._buckets.items()))
-            if now - at < refill and len(self._buckets) <= self.max_keys:
-                return
-            del self._buckets[key]  # full again (or too many keys): forgetting it loses nothing
 
 
 class RefusalSampler:

@@ -7,7 +7,9 @@ import logging
 
 import pytest
 
-from trioscope.domain.rates import FirstSeen, Holdings, Lull, RateLimiter, ReplayWindow, retry_after
+from trioscope.domain.rates import (
+    FirstSeen, Holdings, Lull, RateLimiter, ReplayWindow, TokenBuckets, retry_after,
+)
 
 T0 = 1_760_000_000.0
 
@@ -74,11 +76,11 @@ def test_keys_are_independent() -> None:
 
 
 def test_idle_keys_are_forgotten_once_full_again() -> None:
-    limiter = RateLimiter(60)  # refills the burst of 10 in 10 s
-    limiter.acquire("idle", T0)
-    limiter.acquire("busy", T0 + 9)
+    limiter = RateLimiter(60)  # a token a second, bursts of 10
+    limiter.acquire("idle", T0)  # 9 left
+    limiter.acquire("busy", T0 + 0.5)
     assert "idle" in limiter._buckets  # memory is the point here: look at it
-    limiter.acquire("busy", T0 + 10)
+    limiter.acquire("busy", T0 + 1)  # "idle" is full again
     assert list(limiter._buckets) == ["busy"]
 
 
@@ -91,6 +93,27 @@ def test_beyond_max_keys_the_least_recent_key_is_forgotten() -> None:
     assert limiter.acquire("a", T0) == 0.0
     assert limiter.acquire("c", T0) == 0.0
     assert len(limiter._buckets) <= 2
+
+
+def test_token_buckets_go_into_debt_and_wait_it_off() -> None:
+    buckets: TokenBuckets[str] = TokenBuckets(0.25, 2.0)
+    assert buckets.left("alice", T0) == 2.0  # a key never drawn from is full
+    buckets.draw("alice", 3.0, T0)
+    assert buckets.left("alice", T0) == pytest.approx(-1.0)
+    assert buckets.left("alice", T0 + 4) == pytest.approx(0.0)
+    assert buckets.left("alice", T0 + 3600) == 2.0  # no higher than the burst
+    assert "bob" not in buckets
+
+
+def test_token_buckets_forget_keys_full_again_and_the_least_recent_past_max_keys() -> None:
+    buckets: TokenBuckets[str] = TokenBuckets(1.0, 10.0, max_keys=2)
+    for key in ("a", "b", "c"):
+        buckets.draw(key, 5.0, T0)
+    assert list(buckets) == ["b", "c"]  # "a", the least recently drawn, went with its spent bucket
+    buckets.draw("b", 0.0, T0 + 1)  # touched: now the most recent
+    assert list(buckets) == ["c", "b"]
+    buckets.draw("d", 1.0, T0 + 5)  # "c" and "b" are full again
+    assert list(buckets) == ["d"] and len(buckets) == 1
 
 
 # --- retry_after ---------------------------------------------------------------------
