@@ -34,7 +34,7 @@ import attrs
 from trioscope.config import Settings, format_duration
 from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import (
-    AgentDirectory, AgentRecord, AgentStatus, Deployment, agent_status_event, hash_token, new_token, token_matches,
+    AgentDirectory, AgentRecord, AgentStatus, Deployment, agent_status_event, hash_token, token_matches,
 )
 from trioscope.runtime import ActorNotFound, ActorRef, Published
 from trioscope.store import (AuditEntry, Conflict, ForgetAgents, OverQuota, SaveAgent, SaveDeployment,
@@ -389,3 +389,13 @@ class DirectoryActor(RefusingActor):
 
 _CHANGES = (CreateDeployment, NewEnrollmentToken, RegisterAgent, Decommission, AttachReporter, ReleaseReporter)
 """The messages that change the directory (when they are not refused)."""
+
+
+def new_token() -> str:
+    """A fresh secret token, 256 random bits.
+
+    Prefixed so that it never begins with ``-``: a bare ``token_urlsafe`` does
+    one time in 64, and pasted after ``--enrollment-token`` it is then read as
+    an option. The prefix also lets secret scanners recognise a leaked token.
+    """
+    return "tsk_" + secrets.token_urlsafe(32)

@@ -45,7 +45,7 @@ import functools
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import attrs
@@ -54,6 +54,7 @@ import trio
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.domain.deployments import AgentDirectory
+from trioscope.domain.rates import Lull
 from trioscope.runtime import Actor, Later, Published, in_thread
 
 log = logging.getLogger(__name__)
@@ -234,18 +235,20 @@ class ReadClock:
     actor stopped waiting for it learns it (``stop``: the budget then finds
     its deadline passed)."""
 
-    def __init__(self, *, pause_every: float = PAUSE_EVERY) -> None:
+    def __init__(self, *, pause_every: float = PAUSE_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+        """``clock``: the one read deadlines are in (``MetricsActor.monotonic``)."""
         self._pause_every = pause_every
-        self._paused = time.monotonic()
+        self._clock = clock
+        self._paused = clock()
         self._stopped = False
 
     def __call__(self) -> float:
         if self._stopped:
             return math.inf
-        now = time.monotonic()
+        now = self._clock()
         if now - self._paused >= self._pause_every:
             time.sleep(PAUSE)
-            now = self._paused = time.monotonic()
+            now = self._paused = self._clock()
         return now
 
     def stop(self) -> None:
@@ -310,10 +313,15 @@ class MetricsActor(Actor):
                 metrics.QueryTimedOut, metrics.QueryExecutionError, QueryFailed)
 
     def __init__(self, settings: Settings, directory: Published[AgentDirectory] | None = None,
-                 stores: MetricStores | None = None) -> None:
+                 stores: MetricStores | None = None, *, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         """``stores``: what an earlier incarnation kept (the spec's ``Kept``);
-        None: stores of its own, lost with it."""
+        None: stores of its own, lost with it. ``clock``: the samples' (wall)
+        clock, when they are written and expire; ``monotonic``: the reads'
+        deadlines' (their askers' ``time.monotonic``) and the log's lulls'."""
         self.settings = settings
+        self.clock = clock
+        self.monotonic = monotonic
         self.directory = directory
         """Which deployment (and so tenant) a probe is enrolled in, as the directory publishes it."""
         self.max_samples = settings.metrics.max_query_samples
@@ -322,8 +330,8 @@ class MetricsActor(Actor):
         self.store = stores.written
         self.nodes = stores.nodes
         self.node_counters = stores.node_counters
-        self._refusal_said: float | None = None
-        """When host metrics not kept were last said at warning level (``time.monotonic``)."""
+        self._refusal_said = Lull(REFUSALS_SAID_EVERY)
+        """How often host metrics not kept are said at warning level."""
         self._hostnames: dict[str, dict[str, str]] = {}
         """Probe -> tenant -> the host name its series were last written under
         in that tenant: a probe that renames its host has its series under the
@@ -364,14 +372,10 @@ class MetricsActor(Actor):
                                   message.at)
                    for name, value in list(message.values.items())[:NODE_METRICS] if math.isfinite(value)]
         try:
-            self.nodes.write(tenant, deployment_hash, samples, time.time())
+            self.nodes.write(tenant, deployment_hash, samples, self.clock())
         except metrics.WriteLimitExceeded:
             self.node_counters.refused += 1
-            now = time.monotonic()
-            said = self._refusal_said is not None and now - self._refusal_said < REFUSALS_SAID_EVERY
-            if not said:
-                self._refusal_said = now
-            log.log(logging.DEBUG if said else logging.WARNING,
+            log.log(self._refusal_said.level(self.monotonic()),
                     "metrics: host metrics of agent %s not kept: the store holds the host series of %d probes "
                     "(agents.max_agents) already; counted in app_node_metrics_refused_total",
                     message.reporter_id[:80], self.settings.agents.max_agents,
@@ -388,15 +392,14 @@ class MetricsActor(Actor):
         """``message``'s answer (``Later``: beside the actor's next messages),
         once its tenant's earlier reads are answered and fewer than
         ``READS_AT_ONCE`` run; "timed out" if that is not by its deadline."""
-        deadline = message.deadline
-        if deadline is None:
-            deadline = time.monotonic() + self.settings.metrics.query_timeout
-            message = attrs.evolve(message, deadline=deadline)
+        deadline = self._deadline(message)
+        if message.deadline is None:
+            message = attrs.evolve(message, deadline=deadline)  # where its work stops too (``_read``)
         turn = self._turns.get(message.tenant)
         if turn is None:
             turn = self._turns[message.tenant] = trio.Lock()
         try:
-            async with _taken(turn, deadline), _taken(self._reading, deadline):
+            async with _taken(turn, deadline, self.monotonic), _taken(self._reading, deadline, self.monotonic):
                 return await self._read_off_loop(message)  # which stops at the deadline by itself
         finally:
             if not turn.locked() and not turn.statistics().tasks_waiting and self._turns.get(message.tenant) is turn:
@@ -408,7 +411,7 @@ class MetricsActor(Actor):
 
         Cancelled (the actor stops), the thread is abandoned and stops at its
         next reading of the clock, its answer discarded: a read changes nothing."""
-        clock = ReadClock()
+        clock = ReadClock(clock=self.monotonic)
 
         def timed() -> Any:
             began = time.thread_time()
@@ -428,17 +431,22 @@ class MetricsActor(Actor):
         abandoned if cancelled: a write is whole or not at all). 10,000 points
         held the event loop ~15-25 ms; in a thread the loop has its turns."""
         if len(message.samples) <= OFF_LOOP_SAMPLES:
-            return self.store.write(message.tenant, message.deployment_hash, message.samples, time.time())
+            return self.store.write(message.tenant, message.deployment_hash, message.samples, self.clock())
         return await in_thread(self.store.write, message.tenant, message.deployment_hash, message.samples,
-                               time.time(), refusals=(metrics.WriteLimitExceeded,))
+                               self.clock(), refusals=(metrics.WriteLimitExceeded,))
+
+    def _deadline(self, message: Read) -> float:
+        """Where ``message``'s read stops (``monotonic``): its asker's deadline,
+        else ``metrics.query_timeout`` after now."""
+        if message.deadline is not None:
+            return message.deadline
+        return self.monotonic() + self.settings.metrics.query_timeout
 
     def _read(self, message: Read, clock: metrics.Clock) -> Any:
         # Every read's work is bounded by the budget and by its asker's deadline
         # (``Budget``, which reads ``clock`` between slices of the work).
-        deadline = message.deadline
-        if deadline is None:
-            deadline = time.monotonic() + self.settings.metrics.query_timeout
-        bounds: dict[str, Any] = {"max_samples": self.max_samples, "clock": clock, "deadline": deadline}
+        bounds: dict[str, Any] = {"max_samples": self.max_samples, "clock": clock,
+                                  "deadline": self._deadline(message)}
         if isinstance(message, InstantQuery):
             return metrics.instant_query(self._view(message.tenant), message.query, message.at, **bounds)
         if isinstance(message, RangeQuery):
@@ -497,7 +505,8 @@ class MetricsActor(Actor):
         if isinstance(message, GetStats):
             return self.store.stats()
         if isinstance(message, _Expire):
-            removed = self.store.expire(time.time()) + self.nodes.expire(time.time())
+            now = self.clock()
+            removed = self.store.expire(now) + self.nodes.expire(now)
             if removed:
                 log.debug("metrics: %d series expired", removed)
             return None
@@ -505,10 +514,11 @@ class MetricsActor(Actor):
 
 
 @contextlib.asynccontextmanager
-async def _taken(resource: trio.Lock | trio.CapacityLimiter, deadline: float) -> AsyncIterator[None]:
-    """``resource`` held, if it could be taken by ``deadline`` (``time.monotonic``)."""
+async def _taken(resource: trio.Lock | trio.CapacityLimiter, deadline: float,
+                 clock: Callable[[], float]) -> AsyncIterator[None]:
+    """``resource`` held, if it could be taken by ``deadline`` (by ``clock``)."""
     taken = False
-    with trio.move_on_at(trio.current_time() + deadline - time.monotonic()):
+    with trio.move_on_at(trio.current_time() + deadline - clock()):
         await resource.acquire()
         taken = True
     if not taken:

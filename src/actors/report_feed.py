@@ -45,6 +45,7 @@ import trio
 
 from trioscope.bus import BadEnvelope, BusUnavailable, ReportBus, unpack_report
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
+from trioscope.domain.rates import FirstSeen
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, Published, Slicer
 
 from .directory import AttachReporter, ReleaseReporter
@@ -75,6 +76,9 @@ HISTORY_WAIT = HISTORY_EXPIRY_TIMEOUT + 10.0
 UNAVAILABLE_WAIT = 1.0
 """Seconds between two attempts to read the stream while the bus is away."""
 CLAIMS_ASK_TIMEOUT = 10.0
+UNSIGNED_SAID = 1024
+"""Probe agent ids whose unsigned reports left out are logged at warning level
+(once each) at most: past them, every one is logged at debug level."""
 
 
 class ReportFeedActor(Actor):
@@ -94,7 +98,7 @@ class ReportFeedActor(Actor):
         """One large envelope read at a time: with the GIL a second thread adds memory, not speed."""
         self._signed_at: dict[str, float] = {}
         """Probe agent id -> when its last signed report read here was received (``received_at``)."""
-        self._unsigned_said: set[str] = set()
+        self._unsigned_said: FirstSeen[str] = FirstSeen(UNSIGNED_SAID)
         """Ids whose unsigned reports were said left out (once each, then at debug level)."""
 
     async def on_start(self) -> None:
@@ -250,9 +254,7 @@ class ReportFeedActor(Actor):
                         agent_id[:80], type(exc).__name__, arrived.sequence,
                         extra={"event": "bus_claim_unchecked", "agent_id": agent_id[:80]})
             return True
-        first = agent_id not in self._unsigned_said and len(self._unsigned_said) < 1024
-        if first:
-            self._unsigned_said.add(agent_id)
+        first = self._unsigned_said.first(agent_id)
         log.log(logging.WARNING if first else logging.DEBUG,
                 "unsigned report %d of probe agent id %s left out: enrolled agent %s reports under it (the "
                 "replica that took it did not know yet)", arrived.sequence, agent_id[:80], holder.id,

@@ -30,6 +30,7 @@ from trioscope.config import Settings
 from trioscope.domain.agents import PackedReport, host_metrics, metric_time
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.metrics import RESOLUTION
+from trioscope.domain.rates import FirstSeen
 from trioscope.wire import AgentRegistration, Report
 from trioscope.domain.roster import AgentRoster
 from trioscope.domain.topology import Partition
@@ -197,7 +198,7 @@ class RosterActor(Actor):
         self.roster = roster if roster is not None else AgentRoster()
         self._offset: float | None = None
         """See ``_wall_offset``."""
-        self._failures_said: set[tuple[str, str, int]] = set()
+        self._failures_said: FirstSeen[tuple[str, str, int]] = FirstSeen(FAILURE_CAUSES_SAID)
         """The causes of those failures logged with their traceback already."""
         self._counted: AgentDirectory | None = None
         self._enrolled_count = 0
@@ -278,9 +279,7 @@ class RosterActor(Actor):
         frames = traceback.extract_tb(exc.__traceback__)
         where = (frames[-1].filename, frames[-1].lineno or 0) if frames else ("", 0)
         cause = (type(exc).__name__, *where)
-        first = cause not in self._failures_said and len(self._failures_said) < FAILURE_CAUSES_SAID
-        if first:
-            self._failures_said.add(cause)
+        first = self._failures_said.first(cause)
         log.log(logging.ERROR if first else logging.DEBUG,
                 "report %d of agent %r on the report stream could not be handed on and was left out: %s: %s%s",
                 arrived.sequence, arrived.report.agent_id[:80], type(exc).__name__, exc,

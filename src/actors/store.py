@@ -39,6 +39,7 @@ from trioscope.config import format_duration
 from trioscope.domain.commands import Command
 from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff
 from trioscope.domain.idempotency import WINDOW as IDEMPOTENCY_WINDOW
+from trioscope.domain.rates import Lull
 from trioscope.store import (AuditEntry, Database, SaveCommand, SaveIdempotencyKey, StoreReader, StoreWriter,
                              Unavailable, Write, database_down, describe_database, open_writer, postgres_url,
                              store_full)
@@ -178,8 +179,8 @@ class StoreActor(Actor):
         """Commands and audit records deleted by the current round of batches."""
         self.pruned_keys = 0
         """Idempotency keys deleted by it (their window over)."""
-        self._full_said = -math.inf
-        """When the disk was last said full (``_say_full``)."""
+        self._full_said = Lull(FULL_SAID_EVERY)
+        """How often the disk is said full at warning level (``_say_full``)."""
         self.networked = postgres_url(database) is not None
         """A database server that may go away and come back (see the module docstring)."""
         self.lost: str | None = None
@@ -219,10 +220,8 @@ class StoreActor(Actor):
         self.context.start_soon(self._reconnect, name=f"{self.context.path} reconnect")
 
     async def _reconnect(self) -> None:
-        attempts: tuple[float, ...] = ()
-        while True:
-            attempts = (*attempts, trio.current_time())[-64:]
-            await trio.sleep(RECONNECT.delay(attempts))
+        for wait in RECONNECT.delays():
+            await trio.sleep(wait)
             try:
                 writer = await self._open()
             except Exception as exc:
@@ -342,11 +341,7 @@ class StoreActor(Actor):
 
     def _say_full(self, error: Exception) -> None:
         """The database's disk is full: warned once a minute, at debug level between."""
-        now = time.monotonic()
-        said = now - self._full_said < FULL_SAID_EVERY
-        if not said:
-            self._full_said = now
-        log.log(logging.DEBUG if said else logging.WARNING,
+        log.log(self._full_said.level(time.monotonic()),
                 "the database's disk is full (%s): writes are refused (507 insufficient_storage) until room is made; "
                 "shorten storage.history_retention or free the disk", _one_line(error),
                 extra={"event": "store_full"})

@@ -1,7 +1,8 @@
 """Deployments, the agents enrolled in them, and agent credentials.
 
-Tokens are random (:func:`new_token`) and kept only as SHA-256 hashes;
-comparisons are constant-time.
+Tokens are random (drawn by the directory actor, where randomness belongs:
+this module is pure) and kept only as SHA-256 hashes; comparisons are
+constant-time.
 """
 
 from __future__ import annotations
@@ -12,22 +13,11 @@ import bisect
 import enum
 import hashlib
 import hmac
-import secrets
 from typing import Any
 
 import attrs
 
 from trioscope.wire import rfc3339_seconds
-
-
-def new_token() -> str:
-    """A fresh secret token, 256 random bits.
-
-    Prefixed so that it never begins with ``-``: a bare ``token_urlsafe`` does
-    one time in 64, and pasted after ``--enrollment-token`` it is then read as
-    an option. The prefix also lets secret scanners recognise a leaked token.
-    """
-    return "tsk_" + secrets.token_urlsafe(32)
 
 
 def hash_token(token: str) -> str:

@@ -1,9 +1,11 @@
-"""Rate limits, what each client holds at once, and the replay window: small
-pure structures with the clock passed in."""
+"""Rate limits, what each client holds at once, the replay window, and how
+often something frequent is logged: small pure structures with the clock
+passed in."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from collections import Counter, OrderedDict
 from collections.abc import Hashable, Iterator
@@ -12,37 +14,73 @@ from typing import Generic, TypeVar
 K = TypeVar("K", bound=Hashable)
 
 
+class TokenBuckets(Generic[K]):
+    """A token bucket per key, refilled at ``rate`` tokens a second up to
+    ``burst``; what is taken from one may leave it in debt (below 0), waited
+    off at the same rate. Keys whose bucket is full again are forgotten (a new
+    one starts full: forgetting loses nothing), and the least recently drawn
+    past ``max_keys``, so memory follows the active keys. The bucket of
+    ``RateLimiter`` and of the HTTP edge's read time share."""
+
+    def __init__(self, rate: float, burst: float, *, max_keys: int = 100_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[K, tuple[float, float]] = OrderedDict()
+        """Key -> (tokens, when), least recently drawn first."""
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def __iter__(self) -> Iterator[K]:
+        """The keys remembered, least recently drawn first."""
+        return iter(self._buckets)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._buckets
+
+    def left(self, key: K, now: float) -> float:
+        """Tokens in ``key``'s bucket at ``now`` (negative: its debt)."""
+        tokens, at = self._buckets.get(key, (self.burst, now))
+        return min(self.burst, tokens + (now - at) * self.rate)
+
+    def draw(self, key: K, cost: float, now: float) -> None:
+        """Take ``cost`` tokens from ``key``'s bucket at ``now`` (0: it is
+        only touched, the last to go past ``max_keys``), even into debt."""
+        tokens = self.left(key, now) - cost
+        self._buckets.pop(key, None)
+        self._buckets[key] = (tokens, now)
+        self._forget_full(now)
+
+    def _forget_full(self, now: float) -> None:
+        while self._buckets:
+            key, (tokens, at) = next(iter(self._buckets.items()))
+            if tokens + (now - at) * self.rate < self.burst and len(self._buckets) <= self.max_keys:
+                return
+            del self._buckets[key]  # full again (or too many keys): forgetting it loses nothing
+
+
 class RateLimiter:
-    """A token bucket per key: ``per_minute`` requests a minute, bursts up to
-    ``burst`` (default a tenth of that, at least 10). Keys idle long enough to
-    be full again are forgotten, so memory follows the active keys."""
+    """A token bucket per key (``TokenBuckets``): ``per_minute`` requests a
+    minute, bursts up to ``burst`` (default a tenth of that, at least 10),
+    never into debt."""
 
     def __init__(self, per_minute: int, *, burst: int | None = None, max_keys: int = 100_000) -> None:
         self.rate = per_minute / 60.0
         self.burst = float(burst if burst is not None else max(10, per_minute // 10))
         self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self._buckets: TokenBuckets[str] = TokenBuckets(self.rate, self.burst, max_keys=max_keys)
 
     def acquire(self, key: str, now: float, cost: float = 1.0) -> float:
         """0 if the request may go ahead (and is counted, ``cost`` tokens of it;
         at most the burst), else the seconds to wait."""
         cost = min(cost, self.burst)
-        tokens, at = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - at) * self.rate)
+        tokens = self._buckets.left(key, now)
         if tokens >= cost:
-            self._buckets[key] = (tokens - cost, now)
-            self._trim(now)
+            self._buckets.draw(key, cost, now)
             return 0.0
-        self._buckets[key] = (tokens, now)
+        self._buckets.draw(key, 0.0, now)  # refused: not counted
         return (cost - tokens) / self.rate
-
-    def _trim(self, now: float) -> None:
-        refill = self.burst / self.rate
-        while self._buckets:
-            key, (_, at) = next(iter(self._buckets.items()))
-            if now - at < refill and len(self._buckets) <= self.max_keys:
-                return
-            del self._buckets[key]  # full again (or too many keys): forgetting it loses nothing
 
 
 class RefusalSampler:
@@ -76,6 +114,54 @@ class RefusalSampler:
                 self._left_out.popitem(last=False)
             return None
         return self._left_out.pop(source, 0)
+
+
+class Lull:
+    """Whether something that may happen thousands of times a second is said
+    now: once, then at most once every ``interval`` seconds, each time said
+    counting the times not said since the last (``due``); or said at warning
+    level then and at debug level between (``level``). Pure: ``now`` is passed in."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._next = -math.inf
+        self._unsaid = 0
+
+    def due(self, now: float) -> int | None:
+        """One more time: None if it is not to be said; else how many were
+        not said before it (since the last time said)."""
+        if now < self._next:
+            self._unsaid += 1
+            return None
+        self._next = now + self.interval
+        unsaid, self._unsaid = self._unsaid, 0
+        return unsaid
+
+    def level(self, now: float) -> int:
+        """One more time: the level to log it at, ``logging.WARNING`` when
+        ``due``, else ``logging.DEBUG``."""
+        return logging.WARNING if self.due(now) is not None else logging.DEBUG
+
+
+class FirstSeen(Generic[K]):
+    """Which keys were seen already, to say something once per key (a cause of
+    failure, an agent id) and quietly after: one bad message may be one of
+    thousands alike. At most ``capacity`` keys are remembered; past them every
+    key counts as seen, so memory stays bounded whoever sends what."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._seen: set[K] = set()
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def first(self, key: K) -> bool:
+        """True (and remembered) the first time ``key`` is seen, while there is room."""
+        if key in self._seen or len(self._seen) >= self.capacity:
+            return False
+        self._seen.add(key)
+        return True
 
 
 def retry_after(seconds: float) -> str:

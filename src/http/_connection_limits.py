@@ -21,7 +21,8 @@ connections, and how refusals are said.
 - refusals counted in /metrics and logged once, then at most once a minute
   (``Lull``), and so are the accepts that failed (``AcceptFailures``).
 
-``ConnectionCounts`` and ``Lull`` are pure (the address and ``now`` are passed in).
+``ConnectionCounts`` is pure (the address and ``now`` are passed in), as is
+``Lull`` (``trioscope.domain.rates``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import collections
 import ipaddress
 import logging
-import math
 import resource
 import time
 from collections.abc import Callable
@@ -37,6 +37,8 @@ from typing import Any
 
 import attrs
 from prometheus_client import Gauge
+
+from trioscope.domain.rates import Lull
 
 from ._forwarded import TrustedProxies, source_of
 from ._services import services_of
@@ -262,27 +264,6 @@ class ConnectionCounts:
                 f"open-file limit allows less {FILE_RESERVE} kept for its own files")
 
 
-@attrs.define
-class Lull:
-    """Whether something that may happen thousands of times a second is
-    logged now: once, then at most once every ``interval`` seconds, the line
-    counting the times left unlogged since the last. Pure: ``now`` is passed in."""
-
-    interval: float = REFUSALS_LOGGED_EVERY
-    _next: float = -math.inf
-    _unlogged: int = 0
-
-    def due(self, now: float) -> int | None:
-        """One more time: None if it is not to be logged; else how many were
-        not logged before it (since the last line)."""
-        if now < self._next:
-            self._unlogged += 1
-            return None
-        self._next = now + self.interval
-        unlogged, self._unlogged = self._unlogged, 0
-        return unlogged
-
-
 class Admission:
     """What ``GuardedTCPServer`` needs of the app it serves to count its
     connections: the counts, the refusals' log lines and /metrics counter.
@@ -292,7 +273,7 @@ class Admission:
     def __init__(self, counts: ConnectionCounts, refused: Callable[[str], None]) -> None:
         self.counts = counts
         self._count_refusal = refused
-        self._lulls = {reason: Lull() for reason in (PER_ADDRESS, TOTAL, UNSENT, BODY_PER_ADDRESS, BODY_TOTAL)}
+        self._lulls = {reason: Lull(REFUSALS_LOGGED_EVERY) for reason in (PER_ADDRESS, TOTAL, UNSENT, BODY_PER_ADDRESS, BODY_TOTAL)}
 
     def refused(self, refusal: Refused) -> None:
         """A connection closed as accepted: counted, and said (``Lull``)."""

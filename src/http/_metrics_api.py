@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import collections
 import contextlib
 import functools
 import re
@@ -29,7 +28,7 @@ from quart import Blueprint, Quart, Response, current_app, request
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.domain.principals import Permission
-from trioscope.domain.rates import retry_after
+from trioscope.domain.rates import TokenBuckets, retry_after
 from trioscope.runtime import ActorSystem
 
 from . import _directory, _gate, _rate_checks, _signature_refusals
@@ -241,9 +240,9 @@ class ReadTimeShare:
     CPU time is taken once known (``charge``). A reader whose bucket is empty
     waits until it is not (``wait``): over any ``T`` seconds its reads take at
     most ``burst + share * T``, plus those under way when it ran out (at most
-    ``READS_AT_ONCE``, each within the query timeout). ``RateLimiter``'s token
-    bucket (``trioscope.domain.rates``), in seconds: a read's cost is known
-    only after it, so a reader may go into debt, and waits it off.
+    ``READS_AT_ONCE``, each within the query timeout). ``TokenBuckets``
+    (``trioscope.domain.rates``), in seconds: a read's cost is known only
+    after it, so a reader may go into debt, and waits it off.
 
     Plain values (``now`` passed in); readers whose bucket is full again are
     forgotten, so memory follows the readers reading."""
@@ -253,14 +252,12 @@ class ReadTimeShare:
             raise ValueError(f"invalid read time share: share {share}, burst {burst}")
         self.share = share
         self.burst = burst
-        self.max_readers = max_readers
-        self._buckets: collections.OrderedDict[Hashable, tuple[float, float]] = collections.OrderedDict()
-        """Reader -> (seconds left, when), least recently charged first."""
+        self._buckets: TokenBuckets[Hashable] = TokenBuckets(share, burst, max_keys=max_readers)
+        """Reader -> seconds left."""
 
     def left(self, reader: Hashable, now: float) -> float:
         """Seconds ``reader`` has left at ``now`` (negative: its debt)."""
-        seconds, at = self._buckets.get(reader, (self.burst, now))
-        return min(self.burst, seconds + (now - at) * self.share)
+        return self._buckets.left(reader, now)
 
     def wait(self, reader: Hashable, now: float) -> float:
         """0 if ``reader`` may start a read at ``now``, else the seconds until it may."""
@@ -271,19 +268,8 @@ class ReadTimeShare:
 
     def charge(self, reader: Hashable, seconds: float, now: float) -> None:
         """A read of ``reader`` took ``seconds`` of CPU time."""
-        if seconds <= 0:
-            return
-        left = self.left(reader, now) - seconds
-        self._buckets.pop(reader, None)
-        self._buckets[reader] = (left, now)
-        self._forget_full(now)
-
-    def _forget_full(self, now: float) -> None:
-        while self._buckets:
-            reader, (seconds, at) = next(iter(self._buckets.items()))
-            if seconds + (now - at) * self.share < self.burst and len(self._buckets) <= self.max_readers:
-                return
-            del self._buckets[reader]  # full again (or too many readers): forgetting it loses nothing
+        if seconds > 0:
+            self._buckets.draw(reader, seconds, now)
 
 
 def _read_time() -> ReadTimeShare:

@@ -7,6 +7,9 @@ children and exiting so that its own supervisor decides what to do.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+
 import attrs
 
 RestartHistory = tuple[float, ...]
@@ -28,7 +31,9 @@ def intensity_exceeded(history: RestartHistory, intensity: int) -> bool:
 @attrs.frozen(kw_only=True)
 class Backoff:
     """Exponential delay before a restart: ``initial * factor**(n-1)`` for the n-th
-    restart within the intensity period, capped at ``maximum``.
+    restart within the intensity period, capped at ``maximum``; or before the n-th
+    attempt of any run of failures (``delay_for``, ``delays``: reconnecting to a
+    database, a feed). ``initial == maximum`` is a fixed wait.
 
     Why: a child failing on a dependency that is down (a database, a socket) would
     otherwise burn its whole restart intensity in milliseconds.
@@ -55,7 +60,15 @@ class Backoff:
 
     def delay(self, history: RestartHistory) -> float:
         """Seconds to wait before the restart just recorded in ``history``."""
-        n = max(len(history), 1)
-        # min() before ** would still overflow for huge n; cap the exponent instead.
-        exponent = min(n - 1, 64)
+        return self.delay_for(len(history))
+
+    def delay_for(self, attempt: int) -> float:
+        """Seconds to wait before the ``attempt``-th attempt of a run of failures (1: the first)."""
+        # min() before ** would still overflow for huge attempts; cap the exponent instead.
+        exponent = min(max(attempt, 1) - 1, 64)
         return min(self.maximum, self.initial * self.factor**exponent)
+
+    def delays(self) -> Iterator[float]:
+        """The waits before each attempt of one run of failures, without end:
+        ``delay_for(1)``, ``delay_for(2)``, ... (a new run: call again)."""
+        return map(self.delay_for, itertools.count(1))

@@ -18,6 +18,8 @@ import os
 import time
 from pathlib import Path
 
+from trioscope.domain.rates import Lull
+
 from ._reader import Database, sqlite_path
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ class DiskRoom:
         """Bytes that must stay free; 0: nothing is watched."""
         self._read_at = -float("inf")
         self._free = 0
-        self._warned_at = -float("inf")
+        self._warnings = Lull(WARN_EVERY)
 
     @classmethod
     def of(cls, database: Database, minimum: int) -> DiskRoom:
@@ -59,8 +61,7 @@ class DiskRoom:
             self._free = found.f_bavail * found.f_frsize
         if self._free >= self.minimum:
             return False
-        if now - self._warned_at >= WARN_EVERY:
-            self._warned_at = now
+        if self._warnings.due(now) is not None:
             log.warning("the disk of %s has %d MiB free, less than storage.min_free_bytes (%d MiB): command "
                         "results and new commands over their small sizes are refused (507) until room is made",
                         self.path,

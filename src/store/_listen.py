@@ -26,14 +26,15 @@ import trio
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
+from trioscope.runtime import Backoff
+
 from ._changes import CHANGES_CHANNEL, Change, decode_change, origin_prefix
 from ._postgres import connection_options, describe
 
 log = logging.getLogger(__name__)
 
-FIRST_RETRY = 0.5
-"""Seconds before the first attempt to connect again; doubled up to ``LAST_RETRY``."""
-LAST_RETRY = 10.0
+RETRY = Backoff(initial=0.5, maximum=10.0)
+"""Seconds before each attempt to connect again while connections are refused."""
 APPLICATION_NAME = "trioscope change feed"
 """How the connection shows in ``pg_stat_activity`` (with the server's pid)."""
 GATHER = 0.003
@@ -82,21 +83,21 @@ async def follow_changes(database: str, origin: str, deliver: Callable[[FeedEven
     changes (lost, failing, back), never one per attempt. A payload that is
     not a change is logged and skipped. Cancel the task to stop it.
     """
-    retry = FIRST_RETRY
-    connected_before = failing = False
+    connected_before = False
+    refused = 0
+    """Connections refused since the last one made."""
     while True:
         try:
             connection = await trio.to_thread.run_sync(_connect, database)
         except psycopg.Error as exc:
-            if not failing:
+            if not refused:
                 log.warning("change feed: cannot connect to %s (%s); retrying every %.1f-%.0f s",
-                            describe(database), _reason(exc), FIRST_RETRY, LAST_RETRY,
+                            describe(database), _reason(exc), RETRY.initial, RETRY.maximum,
                             extra={"event": "change_feed_down"})
-                failing = True
-            await trio.sleep(retry)
-            retry = min(LAST_RETRY, retry * 2)
+            refused += 1
+            await trio.sleep(RETRY.delay_for(refused))
             continue
-        retry, failing = FIRST_RETRY, False
+        refused = 0
         try:
             log.info("change feed: %s on %s", "listening again" if connected_before else "listening",
                      describe(database), extra={"event": "change_feed_up", "again": connected_before})

@@ -1,6 +1,7 @@
 """The directory actor publishes what it knows before it answers a change, and
 keeps publishing to the same ``Published`` after a crash; retired agents keep
-no system info and are forgotten once older than the history retention."""
+no system info and are forgotten once older than the history retention; the
+tokens it draws read as values on a command line."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tests.conftest import settings_in
 from trioscope.actors import directory as directory_actor
 from trioscope.actors.directory import (
     CreateDeployment, Decommission, DirectoryActor, GetPublished, NewEnrollmentToken, PruneRetired, RegisterAgent,
+    new_token,
 )
 from trioscope.actors.store import StoreActor
 from trioscope.domain.commands import AgentRegistration
@@ -155,3 +157,11 @@ async def test_a_deployment_keeps_its_newest_retired_agents_only(tmp_path, monke
         view = published.value
         assert [a.id for a in view.retired_agents(deployment.hash, limit=10, offset=0)] == enrolled[3:1:-1]
         assert {a.id for a in await reader.agents()} == set(enrolled[2:])
+
+
+def test_tokens_never_begin_with_a_dash_so_clis_take_them_as_values():
+    # token_urlsafe alone begins with '-' one time in 64; 2,000 draws would
+    # hit it with probability 1 - (63/64)**2000 ≈ 1.
+    tokens = [new_token() for _ in range(2000)]
+    assert all(t[0].isalnum() for t in tokens)
+    assert len(set(tokens)) == len(tokens)

@@ -1,4 +1,5 @@
-"""The metrics actor: a read that fails fails only its asker, never the store."""
+"""The metrics actor: a read that fails fails only its asker, never the store; its
+samples are written and expire by its clock, and its reads stop at their deadline."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import time
 
 import pytest
 
-from trioscope.actors.metrics import OFF_LOOP_SAMPLES, InstantQuery, MetricsActor, WriteSamples
+from trioscope.actors.metrics import OFF_LOOP_SAMPLES, GetStats, InstantQuery, MetricsActor, WriteSamples, _Expire
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.runtime import ActorSpec, SupervisorSpec, open_actor_system
@@ -77,3 +78,27 @@ async def test_a_large_write_is_stored_in_a_worker_thread_and_its_refusal_reache
         assert refused.value.__traceback__ is not None and refused.value.code == "series_limit_reached"
         assert (await actor.ask(InstantQuery("acme", "many", now)))["result"] == []
         assert len((await actor.ask(InstantQuery("acme", "big", now)))["result"]) == 500
+
+
+T0 = 1_000_000_000.0
+"""A wall time long past: samples at it are older than any retention by the real clock."""
+
+
+async def test_samples_are_written_and_expire_by_the_actors_clock(settings: Settings) -> None:
+    now = [T0]
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="metrics", factory=lambda: MetricsActor(settings, clock=lambda: now[0]))])
+    sample = metrics.Sample((("__name__", "kept"), ("deployment_hash", "d1"), ("tenant", "acme")), 7.0, T0)
+    async with open_actor_system(tree) as system:
+        actor = system.lookup("/root/metrics")
+        outcome = await actor.ask(WriteSamples("acme", "d1", [sample]))
+        assert (outcome.kept, outcome.too_old) == (1, 0)  # by time.time() it would be too old
+        now[0] = T0 + settings.storage.max_data_age + 1
+        await actor.ask(_Expire())
+        assert (await actor.ask(GetStats())).series == 0
+
+
+def test_a_read_without_a_deadline_stops_query_timeout_after_it_is_taken(settings: Settings) -> None:
+    actor = MetricsActor(settings, monotonic=lambda: 100.0)
+    assert actor._deadline(InstantQuery("acme", "kept", T0)) == 100.0 + settings.metrics.query_timeout
+    assert actor._deadline(InstantQuery("acme", "kept", T0, deadline=42.0)) == 42.0  # its asker's

@@ -16,7 +16,6 @@ from trioscope.domain.deployments import (
     AgentStatus,
     Deployment,
     hash_token,
-    new_token,
     sign,
     signature_valid,
     token_matches,
@@ -231,14 +230,6 @@ def test_retired_agents_past_the_cutoff_are_found_and_forgotten() -> None:
     assert published.authenticate("token-0", deployment_hash="dep-1",
                                   agent_id="a0") is AgentAuthFailure.DECOMMISSIONED
     found.forget_agent("a-never-known")  # nothing to do
-
-
-def test_tokens_never_begin_with_a_dash_so_clis_take_them_as_values():
-    # token_urlsafe alone begins with '-' one time in 64; 2,000 draws would
-    # hit it with probability 1 - (63/64)**2000 ≈ 1.
-    tokens = [new_token() for _ in range(2000)]
-    assert all(t[0].isalnum() for t in tokens)
-    assert len(set(tokens)) == len(tokens)
 
 
 def test_retired_agents_beyond_a_deployments_newest_are_found() -> None:

@@ -1,10 +1,15 @@
-"""Rate limits (a token bucket per key), Retry-After values, what each key holds at once, and the replay window."""
+"""Rate limits (a token bucket per key), Retry-After values, what each key holds at once, the replay window,
+and how often something frequent is logged (``Lull``, ``FirstSeen``)."""
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
-from trioscope.domain.rates import Holdings, RateLimiter, ReplayWindow, retry_after
+from trioscope.domain.rates import (
+    FirstSeen, Holdings, Lull, RateLimiter, ReplayWindow, TokenBuckets, retry_after,
+)
 
 T0 = 1_760_000_000.0
 
@@ -71,11 +76,11 @@ def test_keys_are_independent() -> None:
 
 
 def test_idle_keys_are_forgotten_once_full_again() -> None:
-    limiter = RateLimiter(60)  # refills the burst of 10 in 10 s
-    limiter.acquire("idle", T0)
-    limiter.acquire("busy", T0 + 9)
+    limiter = RateLimiter(60)  # a token a second, bursts of 10
+    limiter.acquire("idle", T0)  # 9 left
+    limiter.acquire("busy", T0 + 0.5)
     assert "idle" in limiter._buckets  # memory is the point here: look at it
-    limiter.acquire("busy", T0 + 10)
+    limiter.acquire("busy", T0 + 1)  # "idle" is full again
     assert list(limiter._buckets) == ["busy"]
 
 
@@ -88,6 +93,27 @@ def test_beyond_max_keys_the_least_recent_key_is_forgotten() -> None:
     assert limiter.acquire("a", T0) == 0.0
     assert limiter.acquire("c", T0) == 0.0
     assert len(limiter._buckets) <= 2
+
+
+def test_token_buckets_go_into_debt_and_wait_it_off() -> None:
+    buckets: TokenBuckets[str] = TokenBuckets(0.25, 2.0)
+    assert buckets.left("alice", T0) == 2.0  # a key never drawn from is full
+    buckets.draw("alice", 3.0, T0)
+    assert buckets.left("alice", T0) == pytest.approx(-1.0)
+    assert buckets.left("alice", T0 + 4) == pytest.approx(0.0)
+    assert buckets.left("alice", T0 + 3600) == 2.0  # no higher than the burst
+    assert "bob" not in buckets
+
+
+def test_token_buckets_forget_keys_full_again_and_the_least_recent_past_max_keys() -> None:
+    buckets: TokenBuckets[str] = TokenBuckets(1.0, 10.0, max_keys=2)
+    for key in ("a", "b", "c"):
+        buckets.draw(key, 5.0, T0)
+    assert list(buckets) == ["b", "c"]  # "a", the least recently drawn, went with its spent bucket
+    buckets.draw("b", 0.0, T0 + 1)  # touched: now the most recent
+    assert list(buckets) == ["c", "b"]
+    buckets.draw("d", 1.0, T0 + 5)  # "c" and "b" are full again
+    assert list(buckets) == ["d"] and len(buckets) == 1
 
 
 # --- retry_after ---------------------------------------------------------------------
@@ -185,3 +211,41 @@ def test_a_holding_is_given_back_when_its_block_fails() -> None:
     with pytest.raises(RuntimeError), held.held(("acme", "alice")):
         raise RuntimeError("the listing failed")
     assert held.count(("acme", "alice")) == 0 and len(held) == 0
+
+
+# --- Lull, FirstSeen -----------------------------------------------------------------
+
+
+def test_a_lull_says_once_then_once_an_interval_how_many_it_left_out() -> None:
+    lull = Lull(60.0)
+    assert lull.due(0.0) == 0
+    assert [lull.due(t) for t in (1.0, 30.0, 59.9)] == [None, None, None]
+    assert lull.due(60.0) == 3
+    assert lull.due(61.0) is None
+
+
+def test_a_lull_says_it_at_warning_level_once_an_interval_and_at_debug_level_between() -> None:
+    lull = Lull(600.0)
+    assert [lull.level(t) for t in (T0, T0 + 1, T0 + 599.9, T0 + 600, T0 + 601)] == [
+        logging.WARNING, logging.DEBUG, logging.DEBUG, logging.WARNING, logging.DEBUG]
+
+
+def test_a_lull_counts_the_times_said_quietly_as_not_said() -> None:
+    lull = Lull(60.0)
+    lull.level(T0)
+    lull.level(T0 + 1)
+    assert lull.due(T0 + 60) == 1
+
+
+def test_first_seen_is_true_once_per_key() -> None:
+    seen: FirstSeen[tuple[str, int]] = FirstSeen(64)
+    assert seen.first(("KeyError", 1))
+    assert not seen.first(("KeyError", 1))
+    assert seen.first(("KeyError", 2))
+    assert len(seen) == 2
+
+
+def test_first_seen_past_its_capacity_takes_every_key_as_seen() -> None:
+    seen: FirstSeen[str] = FirstSeen(2)
+    assert [seen.first(key) for key in ("a", "b", "c", "a")] == [True, True, False, False]
+    assert len(seen) == 2  # memory stays bounded whoever sends what

@@ -1,6 +1,7 @@
 """How connections are counted as they are accepted (``ConnectionCounts``),
-and how often refusals and failed accepts are logged (``Lull``,
-``AcceptFailures``): plain values, no sockets, no clock."""
+and how often refusals and failed accepts are logged (``AcceptFailures``;
+``Lull`` is tested in tests/domain/test_rates.py): plain values, no sockets,
+no clock."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from trioscope.http._forwarded import TrustedProxies
 from trioscope.http._connection_limits import (
-    FILE_RESERVE, PER_ADDRESS, TOTAL, AcceptFailures, ConnectionCounts, Held, Lull, Refused, connection_room,
+    FILE_RESERVE, PER_ADDRESS, TOTAL, AcceptFailures, ConnectionCounts, Held, Refused, connection_room,
 )
 from trioscope.http._tcp_server import install_guarded_tcp_server
 from trioscope.server import open_files_line
@@ -101,14 +102,6 @@ def test_connections_keep_files_in_reserve(open_files: int, room: int) -> None:
 
 def test_no_file_limit_leaves_connections_uncapped() -> None:
     assert connection_room(resource.RLIM_INFINITY) > 1 << 40
-
-
-def test_a_lull_says_once_then_once_an_interval_how_many_it_left_out() -> None:
-    lull = Lull(60.0)
-    assert lull.due(0.0) == 0
-    assert [lull.due(t) for t in (1.0, 30.0, 59.9)] == [None, None, None]
-    assert lull.due(60.0) == 3
-    assert lull.due(61.0) is None
 
 
 class _Clock:

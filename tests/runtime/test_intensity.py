@@ -35,6 +35,26 @@ def test_backoff_doubles_per_restart_in_the_window_and_is_capped():
     assert backoff.delay(tuple(range(10_000))) == 1.0
 
 
+def test_backoff_counts_attempts_of_a_run_of_failures_as_restarts():
+    backoff = Backoff(initial=0.5, maximum=10.0)
+    assert [backoff.delay_for(n) for n in range(1, 8)] == pytest.approx([0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0])
+    assert [backoff.delay_for(n) for n in (0, 1)] == [0.5, 0.5]  # none yet is the first
+    assert backoff.delay_for(10**9) == 10.0
+    assert backoff.delay(tuple(range(3))) == backoff.delay_for(3)
+
+
+def test_backoff_delays_are_the_waits_of_one_run_and_start_again_when_asked_again():
+    backoff = Backoff(initial=0.25, maximum=1.0)
+    delays = backoff.delays()
+    assert [next(delays) for _ in range(5)] == [0.25, 0.5, 1.0, 1.0, 1.0]
+    assert next(backoff.delays()) == 0.25
+
+
+def test_a_backoff_from_its_maximum_is_a_fixed_wait():
+    fixed = Backoff(initial=1.0, maximum=1.0)
+    assert [fixed.delay_for(n) for n in range(1, 5)] == [1.0, 1.0, 1.0, 1.0]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
