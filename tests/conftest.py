@@ -9,12 +9,20 @@ from typing import Any
 
 import attrs
 import pytest
+from hypothesis import settings as hypothesis_settings
 from trioscope.config import Settings
 
 from tests import bus_server
 from tests.engine import ContainerEngine, EngineUnavailable
 from tests.postgres import PostgresMissing, ensure_running, scratch_schema
 from tests.tools_path import tool_path
+
+
+# No deadline on any property test's example: CI shares two cores with the
+# test suite's own servers, and an example held up past hypothesis's 200 ms by
+# that load failed a test about results, not time (no timing assertions).
+hypothesis_settings.register_profile("trioscope", deadline=None)
+hypothesis_settings.load_profile("trioscope")
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:

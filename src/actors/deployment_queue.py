@@ -34,9 +34,7 @@ holds the state, commits their ``Change``, and tells the polls and the users.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -53,7 +51,7 @@ from trioscope.domain.commands import (
 )
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
-from trioscope.runtime import ActorRef, ActorSpec, ActorStopped, Handoff, MailboxFull, Published, Restart, Timer
+from trioscope.runtime import ActorRef, ActorSpec, Handoff, Published, Restart
 from trioscope.store import (AuditEntry, Conflict, KeyTaken, OpenCommandsQuota, OverCommandBytes, OverQuota,
                              SaveCommand, SaveIdempotencyKey, StoreReader, Write)
 
@@ -70,9 +68,6 @@ DISPATCH_RETRY = 2.0
 
 IDLE_STOP = 60.0
 """Seconds without open commands or waiting polls after which the actor stops."""
-MIN_TIMER = 0.05
-"""Shortest sleep of the deadline timer."""
-
 CONFLICT_RETRIES = 8
 """Times a request is decided again after another replica changed its command
 first (each time with the row reloaded): each retry means another change was
@@ -251,12 +246,10 @@ class DeploymentQueueActor(RefusingActor):
             self.last_sequence = max(self.last_sequence, command.sequence)
             holder = delivered_to(command)
             orphaned = orphaned or (holder is not None and not self._is_active(holder))
-        self.wake: Timer | None = None
-        self.armed_for = math.inf
+        self.wake = self.context.alarm(_Tick())
         self._arm()
         if orphaned:  # its agent retired while no queue actor ran here: told to itself, handled in turn
-            with contextlib.suppress(MailboxFull):  # a full mailbox: the next retirement or the deadlines
-                self.context.ref.tell(AgentsRetired())
+            self.context.ref.offer(AgentsRetired())  # a full mailbox: the next retirement or the deadlines
 
     def _find_audience(self) -> None:
         """Whose users hear of this deployment's commands (the notifier stays None
@@ -276,24 +269,17 @@ class DeploymentQueueActor(RefusingActor):
 
     def _arm(self) -> None:
         """A wake-up (``_Tick``) for the next time something is due, not a fixed
-        tick: thousands of deployments with nothing due cost nothing. Re-armed
-        only when a batch of messages moved that time earlier than the wake-up
-        already set (a later one is found when it fires: one early look instead
-        of a new timer per batch)."""
+        tick: thousands of deployments with nothing due cost nothing. The alarm
+        moves only when a batch of messages moved that time earlier than it is
+        set for (a later one is found when it fires: one early look instead of
+        a new timer per batch); never sooner than the runtime's ``MIN_TIMER``,
+        whatever the wake time says."""
         now = self.clock()
         wake = self._next_wake(now)
         if wake is None:
-            if self.wake is not None:
-                self.wake.cancel()
-            self.wake, self.armed_for = None, math.inf
-            return
-        if self.wake is not None and wake >= self.armed_for:
-            return
-        if self.wake is not None:
             self.wake.cancel()
-        delay = max(MIN_TIMER, wake - now)  # never a busy loop, whatever the wake time says
-        self.armed_for = now + delay
-        self.wake = self.context.send_after(delay, _Tick())
+        else:
+            self.wake.after(wake - now)
 
     async def on_idle(self) -> None:
         self._arm()
@@ -328,7 +314,7 @@ class DeploymentQueueActor(RefusingActor):
             await self._dispatch(now)
             return None
         if isinstance(message, _Tick):
-            self.wake, self.armed_for = None, math.inf  # it fired: on_idle arms the next one
+            # The alarm is clear again: on_idle sets it for the next thing due.
             await self._tick(now)
             return None
         if isinstance(message, Snapshot):
@@ -700,10 +686,8 @@ class DeploymentQueueActor(RefusingActor):
                 self.context.stop()
                 return
             self.idle_since = now  # not again before another IDLE_STOP, should the owner keep it
-            try:
-                self.queue_owner.tell(QueueIdle(self.deployment_hash))
-            except (MailboxFull, ActorStopped):
-                pass  # a busy owner hears again later; a stopping one stops us anyway
+            # A busy owner hears again later; a stopping one stops us anyway.
+            self.queue_owner.offer(QueueIdle(self.deployment_hash))
 
     async def on_stop(self) -> None:
         if self.stats is not None:

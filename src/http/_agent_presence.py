@@ -17,7 +17,6 @@ from quart import Quart, current_app
 from trioscope.actors.alerts import AgentSeen, sighting_resolution
 from trioscope.config import Settings
 from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus
-from trioscope.runtime import ActorStopped, MailboxFull
 
 from ._directory import directory
 from ._services import services
@@ -196,8 +195,5 @@ def _heard(agent: AgentRecord, known: AgentDirectory, *, as_request: bool = True
     last = told.get(agent.id)
     if last is not None and now - last < sighting_resolution(s.settings):
         return
-    try:
-        s.alerts.tell(AgentSeen(agent.id, now))
+    if s.alerts.offer(AgentSeen(agent.id, now)):  # else told with the agent's next request
         told[agent.id] = now
-    except (MailboxFull, ActorStopped):
-        pass  # told with the agent's next request

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 from trioscope.actors.store import Record
-from trioscope.runtime import ActorStopped, MailboxFull
 from trioscope.store import AuditEntry
 
 from ._client_address import _connection, client_address, client_source
@@ -37,9 +36,7 @@ def audit_entry(action: str, *, actor: str, tenant: str | None, resource_type: s
 def _audit_refusal(entry: AuditEntry) -> None:
     """Auth failures are recorded without waiting for the commit: the client gets
     its 4xx either way, and a flood of failures must not queue requests."""
-    try:
-        services().store.tell(Record((entry,)))
-    except (MailboxFull, ActorStopped):
+    if not services().store.offer(Record((entry,))):
         log.warning("audit record dropped (store busy): %s %s from %s", entry.action, entry.outcome, entry.address)
 
 
