@@ -29,6 +29,7 @@ import attrs
 import orjson
 import trio
 
+from trioscope.domain.keepalive import PONG, is_ping
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, MailboxFull, Restart
 
 from .client import FromClient
@@ -198,8 +199,8 @@ class EventClientActor(Actor):
             if self.admin or message.owner is None or message.owner == self.user_id:
                 self._send(message.frame)
         elif isinstance(message, FromClient):
-            if _is_ping(message.data):
-                self._send('{"type":"pong"}')
+            if is_ping(message.data):
+                self._send(PONG)
         elif isinstance(message, _Room):
             self.watching_room = False
             self._refill()
@@ -258,16 +259,6 @@ class EventClientActor(Actor):
         self.waiting_bytes = 0
         self.link.close(POLICY_VIOLATION, lost_events_reason(lost))
         self.context.stop()
-
-
-def _is_ping(data: str | bytes) -> bool:
-    if len(data) > 256:
-        return False
-    try:
-        message = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(message, dict) and message.get("type") == "ping"
 
 
 def event_client_spec(name: str, link: ClientLink, notifier_path: str, *, tenant: str, user_id: str,

@@ -18,9 +18,29 @@ and a peer gone without a word is let go once what the server sent it
 from __future__ import annotations
 
 import attrs
+import orjson
 
 UNANSWERED = 2
 """Pings in a row without a word from a peer that answers pings, after which it is taken to be gone."""
+
+
+PING = '{"type":"ping"}'
+"""The ping the server sends an agent's socket (a live view's carries a ``payload``: ``domain.live.PING``)."""
+PONG = '{"type":"pong"}'
+"""The answer to a client's ping on the user events' socket."""
+MAX_PING_BYTES = 256
+
+
+def is_ping(data: str | bytes) -> bool:
+    """Whether a client's message is ``{"type": "ping"}`` (anything else in it
+    ignored); one longer than ``MAX_PING_BYTES`` is not read as one."""
+    if len(data) > MAX_PING_BYTES:
+        return False
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "ping"
 
 
 @attrs.define

@@ -85,7 +85,7 @@ from trioscope.actors.deployment_queue import Report
 from trioscope.actors.notifier import event_client_spec
 from trioscope.domain.commands import NOT_ACKNOWLEDGED, CommandReport, Delivery, LogBatch, LogEntry
 from trioscope.domain.deployments import AgentAuthFailure
-from trioscope.domain.keepalive import Keepalive
+from trioscope.domain.keepalive import PING, Keepalive
 from trioscope.domain.principals import Permission
 from trioscope.runtime import ActorFailed
 from trioscope.system import NOTIFIER
@@ -288,7 +288,7 @@ class _AgentChannel:
             # Timed from before the send: its pong may be handled before the send returns.
             self.pinged_at = trio.current_time()
             with trio.move_on_after(interval) as stuck:
-                await websocket.send(_PING)
+                await websocket.send(PING)
             if stuck.cancelled_caught:
                 self.link.close(POLICY_VIOLATION, "no pong to two pings")  # it takes nothing: as good as no pong
                 return
@@ -411,7 +411,6 @@ _SEED_UPDATES = {
     "log_entry": frozenset({"command_id", "timestamp", "level", "message", "source"}),
 }
 """The command service seed's agent messages that change what users see, and their fields."""
-_PING = orjson.dumps({"type": "ping"}).decode()
 
 
 async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str, envelope: dict[str, Any]
