@@ -115,6 +115,15 @@ class RefusalSampler:
             return None
         return self._left_out.pop(source, 0)
 
+    def not_recorded(self, source: str, count: int) -> None:
+        """``count`` refusals admitted (one, and those it said were left out
+        before it) could not be recorded after all (the store had no room):
+        counted again as left out, so the source's next recorded one says so."""
+        self.left_out += count
+        self._left_out[source] = self._left_out.pop(source, 0) + count
+        while len(self._left_out) > self.max_sources:
+            self._left_out.popitem(last=False)
+
 
 class Lull:
     """Whether something that may happen thousands of times a second is said

@@ -33,11 +33,14 @@ def audit_entry(action: str, *, actor: str, tenant: str | None, resource_type: s
                       details={k: v[:MAX_AUDIT_TEXT] if isinstance(v, str) else v for k, v in details.items()})
 
 
-def _audit_refusal(entry: AuditEntry) -> None:
+def _audit_refusal(entry: AuditEntry) -> bool:
     """Auth failures are recorded without waiting for the commit: the client gets
-    its 4xx either way, and a flood of failures must not queue requests."""
-    if not services().store.offer(Record((entry,))):
-        log.warning("audit record dropped (store busy): %s %s from %s", entry.action, entry.outcome, entry.address)
+    its 4xx either way, and a flood of failures must not queue requests.
+    False: the store had no room, the record is dropped (and logged)."""
+    if services().store.offer(Record((entry,))):
+        return True
+    log.warning("audit record dropped (store busy): %s %s from %s", entry.action, entry.outcome, entry.address)
+    return False
 
 
 def refuse(status: int, code: str, message: str, *, action: str, tenant: str | None, actor: str,
@@ -49,13 +52,18 @@ def refuse(status: int, code: str, message: str, *, action: str, tenant: str | N
     many were left out."""
     gate = services().gate
     if tenant is None and actor == "anonymous":
-        left_out = gate.refusals.admit(client_source(), time.monotonic())
+        sampler, source = gate.refusals, client_source()
     else:
-        left_out = gate.attributed_refusals.admit(f"{tenant}\x00{actor}", time.monotonic())
+        sampler, source = gate.attributed_refusals, f"{tenant}\x00{actor}"
+    left_out = sampler.admit(source, time.monotonic())
     if left_out is None:
         services().metrics.audit_unrecorded.inc()
         return ApiError(status, code, message)
     if left_out:
         details["unrecorded_before"] = left_out
-    _audit_refusal(audit_entry(action, actor=actor, tenant=tenant, outcome=code, path=_connection().path, **details))
+    if not _audit_refusal(audit_entry(action, actor=actor, tenant=tenant, outcome=code, path=_connection().path,
+                                      **details)):
+        # Counted with the source's next recorded refusal, as those the sample left out.
+        sampler.not_recorded(source, 1 + left_out)
+        services().metrics.audit_unrecorded.inc()
     return ApiError(status, code, message)

@@ -186,6 +186,17 @@ def test_a_sources_refusals_beyond_its_budget_are_counted_and_its_next_recorded_
     assert sampler.left_out == 16
 
 
+def test_a_recorded_refusal_the_store_had_no_room_for_is_counted_with_the_next() -> None:
+    from trioscope.domain.rates import RefusalSampler
+
+    sampler = RefusalSampler(per_minute=60, total_per_minute=None)
+    [sampler.admit("a", 0.0) for _ in range(12)]  # 10 recorded, 2 left out
+    assert sampler.admit("a", 1.0) == 2  # admitted, saying 2 before it; but its record is dropped:
+    sampler.not_recorded("a", 1 + 2)
+    assert sampler.admit("a", 2.0) == 3  # so the next recorded one says 3
+    assert sampler.left_out == 2 + 3
+
+
 def test_all_sources_together_are_bounded_too() -> None:
     from trioscope.domain.rates import RefusalSampler
 
