@@ -137,6 +137,10 @@ class AgentAuthFailure(enum.Enum):
         return self.value[2]
 
 
+SPARE_ENTRIES = 1024
+"""Entries of a table kept by agent id beyond twice the agents known (``AgentDirectory.outgrown``)."""
+
+
 class AgentDirectory:
     """Every deployment and agent, indexed for authentication (token hash -> agent)
     and by deployment (active and retired agents apart, oldest first)."""
@@ -152,6 +156,14 @@ class AgentDirectory:
         """The reverse: each enrolled agent reports under one probe agent id."""
         self._active: dict[str, list[AgentRecord]] = {}
         self._retired: dict[str, list[AgentRecord]] = {}
+
+    def outgrown(self, entries: int) -> bool:
+        """Whether a table the edge keeps by agent id (when each was seen, its
+        latency, its claim checked) has grown past twice the agents known and
+        ``SPARE_ENTRIES``: it then holds agents forgotten since their
+        retirement, to be dropped. Checked per entry added, so each table stays
+        within a bound of the directory's size at no cost per request."""
+        return entries > 2 * len(self.agents) + SPARE_ENTRIES
 
     def snapshot(self) -> AgentDirectory:
         """A copy to publish: the owner goes on changing this one, readers get that."""

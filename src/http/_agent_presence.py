@@ -39,7 +39,7 @@ def note(table: dict[str, T], agent_id: str, value: T, known: AgentDirectory | N
     past twice the agents ``known`` (and some), those no longer known
     (forgotten after their retirement) are dropped, as ``Gate.seen`` drops theirs."""
     table[agent_id] = value
-    if known is not None and len(table) > 2 * len(known.agents) + 1024:
+    if known is not None and known.outgrown(len(table)):
         for gone in [a for a in table if a not in known.agents]:
             del table[gone]
 
@@ -181,7 +181,7 @@ def _heard(agent: AgentRecord, known: AgentDirectory, *, as_request: bool = True
     previous = requested.get(agent.id) if as_request else None
     if as_request:
         requested[agent.id] = now
-    if len(seen) > 2 * len(known.agents) + 1024:  # agents forgotten after retirement: drop theirs
+    if known.outgrown(len(seen)):  # agents forgotten after retirement: drop theirs
         for agent_id in [a for a in seen if a not in known.agents]:
             del seen[agent_id]
             s.gate.sighting_told.pop(agent_id, None)

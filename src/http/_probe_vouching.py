@@ -10,7 +10,7 @@ import time
 from trioscope.actors.directory import AttachReporter, ReleaseReporter
 from trioscope.actors.refusals import ReporterTaken
 from trioscope.actors.topology import ReporterSilent
-from trioscope.domain.deployments import AgentRecord
+from trioscope.domain.deployments import AgentDirectory, AgentRecord
 from trioscope.domain.topology import node_scope
 from trioscope.wire import request_signing
 
@@ -113,7 +113,7 @@ async def _claim_lapsed(reporter_id: str) -> bool:
         return checked[1]
     lapsed = bool(await s.topology.ask(ReporterSilent(reporter_id), timeout=10.0))
     checks = s.gate.claims_checked
-    if len(checks) > 2 * len(s.gate.directory.value.agents if s.gate.directory else ()) + 1024:
+    if (s.gate.directory.value if s.gate.directory else AgentDirectory()).outgrown(len(checks)):
         checks.clear()  # ids no longer claimed: one entry per claim at most, and claims are the agents'
     checks[reporter_id] = (now, lapsed)
     return lapsed

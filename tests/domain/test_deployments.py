@@ -237,3 +237,10 @@ def test_retired_agents_beyond_a_deployments_newest_are_found() -> None:
     assert [a.id for a in found.retired_beyond(4, limit=10)] == ["a0", "a1"]  # the earliest enrolled
     assert [a.id for a in found.retired_beyond(4, limit=1)] == ["a0"]
     assert found.retired_beyond(6, limit=10) == []
+
+
+def test_a_table_kept_by_agent_id_outgrows_twice_the_agents_known_and_some() -> None:
+    from trioscope.domain.deployments import SPARE_ENTRIES, AgentDirectory
+
+    directory = AgentDirectory()
+    assert not directory.outgrown(SPARE_ENTRIES) and directory.outgrown(SPARE_ENTRIES + 1)
