@@ -13,8 +13,6 @@ base URL. Which backend answers is ``metrics.url``'s choice
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import functools
 import re
@@ -31,7 +29,7 @@ from trioscope.domain.principals import Permission
 from trioscope.domain.rates import TokenBuckets, retry_after
 from trioscope.runtime import ActorSystem
 
-from . import _directory, _gate, _rate_checks, _signature_refusals
+from . import _directory, _gate, _rate_checks, _signature_refusals, _tokens
 from ._bodies import off_loop, parse_json, read_body, read_body_and_raw
 from ._errors import ApiError
 from ._metrics_backends import EmbeddedMetrics, MetricsBackend, Params, PrometheusError, ProxiedMetrics
@@ -199,20 +197,6 @@ async def _form(max_fields: int) -> Params:
         raise _too_many_params() from None
 
 
-def _basic_password() -> str | None:
-    """The password of ``Authorization: Basic``: where clients that cannot send a
-    bearer token (``promtool query instant``, a URL with ``user:token@``, Grafana's
-    basic auth) put the user token. The user name is not looked at."""
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "basic" or len(value) > 8192:
-        return None
-    try:
-        decoded = base64.b64decode(value.strip(), validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return decoded.partition(":")[2] or None
-
-
 READS_AT_ONCE = 2
 """PromQL reads one user may have answered at once; another gets 429. The
 embedded engine answers reads one at a time (each within its budget, up to
@@ -282,7 +266,7 @@ def _busy(message: str, wait: str) -> Response:
 
 
 async def _read(api: str, label: str = "") -> Response:
-    principal = await _gate.user(Permission.READ, token=_basic_password())
+    principal = await _gate.user(Permission.READ, token=_tokens.basic_password())
     s = services()
     reader = (principal.tenant, principal.user_id)
     if s.metrics_reads.count(reader) >= READS_AT_ONCE:

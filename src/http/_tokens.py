@@ -1,7 +1,11 @@
-"""Tokens offered by clients: ``Authorization: Bearer <token>``, and on a
-WebSocket a ``bearer.<token>`` subprotocol or ``?token=``."""
+"""Tokens offered by clients: ``Authorization: Bearer <token>``, on a
+WebSocket a ``bearer.<token>`` subprotocol or ``?token=``, and to the
+Prometheus API the password of ``Authorization: Basic``."""
 
 from __future__ import annotations
+
+import base64
+import binascii
 
 from quart import websocket
 
@@ -18,6 +22,20 @@ def _bearer_value(text: str) -> str | None:
     if scheme.lower() != "bearer" or not value.strip():
         return None
     return value.strip()
+
+
+def basic_password() -> str | None:
+    """The password of ``Authorization: Basic``: where clients that cannot send a
+    bearer token (``promtool query instant``, a URL with ``user:token@``, Grafana's
+    basic auth) put the user token. The user name is not looked at."""
+    scheme, _, value = _connection().headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic" or len(value) > 8192:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.partition(":")[2] or None
 
 
 def socket_token() -> str | None:
