@@ -69,13 +69,27 @@ class ServerProcess:
         self._own_schema = own_data_dir
         self.env["TRIOSCOPE_DATABASE"] = in_schema(base, self.schema)
 
-    def start(self, timeout: float = 30.0) -> str:
-        """Start and wait for the "listening on" line; return the base URL."""
+    def start(self, timeout: float = 90.0) -> str:
+        """Start and wait for the "listening on" line; return the base URL.
+
+        A server that did not get there in ``timeout`` (generous: CI shares
+        two cores with other tests' servers) is killed before the error is
+        raised: the ``with`` statement whose ``__enter__`` failed never calls
+        ``__exit__``, and such a server was left running."""
         if self.proc is not None and self.proc.poll() is None:
             raise RuntimeError("this server is running already (the with statement starts it)")
         self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=self._stderr,
                                      text=True, env=self.env)
-        assert self.proc.stdout is not None
+        try:
+            return self._listening(timeout)
+        except BaseException:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            raise
+
+    def _listening(self, timeout: float) -> str:
+        assert self.proc is not None and self.proc.stdout is not None
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             selector.register(self.proc.stdout, selectors.EVENT_READ)
@@ -144,7 +158,11 @@ class ServerProcess:
         return self._stderr.read()
 
     def __enter__(self) -> ServerProcess:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__(*sys.exc_info())  # its data directory and schema too: no __exit__ follows a failed __enter__
+            raise
         return self
 
     def wait_ready(self, timeout: float = 60.0) -> None:
