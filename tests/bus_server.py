@@ -151,8 +151,8 @@ class OwnNatsServer:
 @contextmanager
 def own_nats_server() -> Iterator[OwnNatsServer]:
     server = OwnNatsServer()
-    server.start()
     try:
+        server.start()  # in the try: one that never answered is ended too
         yield server
     finally:
         if server.process is not None:
