@@ -1,6 +1,10 @@
-"""Requests an actor refuses. They are answers, not crashes: an actor returns
-the exception to its asker (``refused``), and the HTTP edge raises it there and
-maps it to a status code. Bad input must never restart an actor."""
+"""Requests an actor refuses, and the base of the actors that refuse them.
+
+A refusal is an answer, not a crash: an actor raises it while handling an ask,
+the runtime raises it at the asker instead of counting a failure (the types an
+actor lists in ``Actor.refusals``; ``RefusingActor`` lists these), and the HTTP
+edge maps it to a status code (``http._errors``). Bad input must never
+restart an actor."""
 
 from __future__ import annotations
 
