@@ -53,10 +53,10 @@ from ._reader import postgres_url as postgres_url
 from ._reader import open_writer as open_writer
 from ._reader import resolve_database as resolve_database
 from ._reader import sqlite_path as sqlite_path
-from ._reads import AuditRecord as AuditRecord
-from ._reads import BulkPart as BulkPart
-from ._reads import CommandPart as CommandPart
-from ._reads import StoredCommand as StoredCommand
+from ._read_results import AuditRecord as AuditRecord
+from ._read_results import BulkPart as BulkPart
+from ._read_results import CommandPart as CommandPart
+from ._read_results import StoredCommand as StoredCommand
 from ._secret import load_or_create_secret as load_or_create_secret
 from ._secret import token_secret as token_secret
 from ._postgres_reader import PostgresReader as PostgresReader

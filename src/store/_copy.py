@@ -24,7 +24,7 @@ from trioscope.domain.commands import Command
 from ._ops import Outdated, Rejected, SaveAgent, SaveAppStatus, SaveDeployment, SaveIdempotencyKey
 from ._postgres import PostgresWriter
 from ._postgres_reader import PostgresReader
-from ._reads import AuditRecord
+from ._read_results import AuditRecord
 from ._reader import Database, describe_database, open_writer, sqlite_path
 from ._sqlite import SqliteReader, SqliteWriter
 

@@ -11,7 +11,7 @@ import orjson
 
 from ._command_rows import command_from_columns
 from ._ops import AuditEntry
-from ._reads import AuditRecord, StoredCommand
+from ._read_results import AuditRecord, StoredCommand
 
 AUDIT_COLUMNS = "id, at, tenant, actor, action, resource_type, resource_id, outcome, address, user_agent, details"
 """In the order ``audit_record`` reads them."""

@@ -34,7 +34,7 @@ from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, Outdated, OverC
                    SaveAgent, SaveAppStatus, SaveCommand, SaveDeployment, SaveIdempotencyKey, Unavailable, Write)
 from ._postgres_migrations import migrate
 from ._tenant_usage import TENANT_COMMAND_BYTES
-from ._reads import AuditRecord
+from ._read_results import AuditRecord
 
 Connection = psycopg.Connection[TupleRow]
 

@@ -23,7 +23,7 @@ from ._ops import Unavailable
 from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter, summary_page
 from ._postgres import CONNECT_TIMEOUT, Connection, configure, connect, connection_options, describe
 from ._postgres_migrations import schema_version
-from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
+from ._read_results import AuditRecord, BulkPart, CommandPart, StoredCommand
 from . import _idempotency_keys as idempotency_keys
 from ._tenant_usage import TENANT_COMMAND_BYTES
 

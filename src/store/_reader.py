@@ -21,7 +21,7 @@ from trioscope.domain.idempotency import KeptAnswer
 from ._ops import Write
 from ._postgres import PostgresWriter, describe, is_postgres_url
 from ._postgres_reader import PostgresReader
-from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
+from ._read_results import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._sqlite import DATABASE_FILE, SqliteReader, SqliteWriter
 
 T = TypeVar("T")

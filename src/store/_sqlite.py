@@ -25,7 +25,7 @@ from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter
 from ._migrations import APP_STATUSES, migrate, roll_back, schema_version
 from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, Outdated, OverCommandBytes, OverQuota, Rejected,
                    SaveAgent, SaveAppStatus, SaveCommand, SaveDeployment, SaveIdempotencyKey, Write)
-from ._reads import AuditRecord, BulkPart, CommandPart, StoredCommand
+from ._read_results import AuditRecord, BulkPart, CommandPart, StoredCommand
 from . import _idempotency_keys as idempotency_keys
 from ._secret import create_data_dir
 from ._tenant_usage import SQLITE_SCHEMA, TENANT_COMMAND_BYTES
