@@ -34,7 +34,7 @@ import attrs
 from trioscope.config import Settings, format_duration
 from trioscope.domain.commands import AgentRegistration
 from trioscope.domain.deployments import (
-    AgentDirectory, AgentRecord, AgentStatus, Deployment, agent_status_event, hash_token, token_matches,
+    AgentDirectory, AgentRecord, AgentStatus, Deployment, agent_status_event, hash_token,
 )
 from trioscope.runtime import ActorNotFound, ActorRef, Published
 from trioscope.store import (AuditEntry, Conflict, ForgetAgents, OverQuota, SaveAgent, SaveDeployment,
@@ -249,32 +249,26 @@ class DirectoryActor(RefusingActor):
                 stored = await self.reader.deployment(registration.deployment_hash)
                 if stored is not None:
                     d.put_deployment(stored)
-            deployment = d.deployments.get(registration.deployment_hash)
-            if deployment is None or not token_matches(message.enrollment_token, deployment.enrollment_hash):
-                raise EnrollmentRefused()
             token = new_token()
-            agent = AgentRecord(id=str(uuid.uuid4()), deployment_hash=deployment.hash, token_hash=hash_token(token),
-                                status=AgentStatus.ACTIVE, created_at=now,
-                                capabilities=tuple(registration.capabilities), version=registration.agent_version,
-                                system_info=registration.system_info)
-            spent = attrs.evolve(deployment, enrollment_hash=None)
-            # Enrolling again replaces the deployment's agent: earlier tokens stop working.
-            retired = [a.retire(now) for a in d.active_agents(deployment.hash)]
+            enrollment = d.enrollment(registration.deployment_hash, message.enrollment_token,
+                                      agent_id=str(uuid.uuid4()), token_hash=hash_token(token), now=now,
+                                      capabilities=tuple(registration.capabilities),
+                                      version=registration.agent_version, system_info=registration.system_info)
+            if enrollment is None:
+                raise EnrollmentRefused()
+            deployment, agent = enrollment.deployment, enrollment.agent
             audit = attrs.evolve(message.audit, tenant=deployment.tenant, actor=f"agent:{agent.id}",
                                  resource_id=agent.id)
             try:
-                await commit(self.store, [SaveDeployment(spent, spends=deployment.enrollment_hash),
-                                          *(SaveAgent(a) for a in retired), SaveAgent(agent), audit])
+                await commit(self.store, [SaveDeployment(enrollment.spent, spends=deployment.enrollment_hash),
+                                          *(SaveAgent(a) for a in enrollment.retired), SaveAgent(agent), audit])
             except Conflict:
                 # Another replica spent the token (or issued a new one) first.
                 stored = await self.reader.deployment(deployment.hash)
                 if stored is not None:
                     d.put_deployment(stored)
                 raise EnrollmentRefused() from None
-            d.put_deployment(spent)
-            for a in retired:
-                d.put_agent(a)
-            d.put_agent(agent)
+            d.enrolled(enrollment)
             self._agent_status(agent, deployment)
             return agent, token
         if isinstance(message, AttachReporter):

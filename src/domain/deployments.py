@@ -89,6 +89,19 @@ class AgentRecord:
         return attrs.evolve(self, status=AgentStatus.DECOMMISSIONED, decommissioned_at=at, system_info={})
 
 
+@attrs.frozen(kw_only=True)
+class Enrollment:
+    """What one enrollment changes (``AgentDirectory.enrollment``)."""
+
+    deployment: Deployment
+    """As it was: its ``enrollment_hash`` is what the store's write spends."""
+    spent: Deployment
+    """The deployment with its enrollment token spent."""
+    agent: AgentRecord
+    retired: tuple[AgentRecord, ...]
+    """The deployment's agents until now, retired."""
+
+
 def agent_status_event(agent: AgentRecord, deployment: Deployment, *, online: bool, last_seen: float | None,
                        metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     """The ``agent_status`` event of ``/ws/user`` (the command service seed's
@@ -226,6 +239,31 @@ class AgentDirectory:
 
     def put_deployment(self, deployment: Deployment) -> None:
         self.deployments[deployment.hash] = deployment
+
+    def enrollment(self, deployment_hash: str, enrollment_token: str, *, agent_id: str, token_hash: str,
+                   now: float, capabilities: tuple[str, ...] = (), version: str | None = None,
+                   system_info: dict[str, Any] | None = None) -> Enrollment | None:
+        """What enrolling an agent with ``enrollment_token`` in the deployment
+        changes (``agent_id`` and its token's hash passed in): its one-time token
+        spent, the new agent, and the agents it replaces retired (enrolling again
+        replaces the deployment's agent: earlier tokens stop working). None if
+        the deployment is unknown or the token is not its enrollment token.
+        Nothing changes here until ``enrolled`` is called with it (once it is stored)."""
+        deployment = self.deployments.get(deployment_hash)
+        if deployment is None or not token_matches(enrollment_token, deployment.enrollment_hash):
+            return None
+        agent = AgentRecord(id=agent_id, deployment_hash=deployment.hash, token_hash=token_hash,
+                            status=AgentStatus.ACTIVE, created_at=now, capabilities=capabilities, version=version,
+                            system_info=dict(system_info or {}))
+        return Enrollment(deployment=deployment, spent=attrs.evolve(deployment, enrollment_hash=None), agent=agent,
+                          retired=tuple(a.retire(now) for a in self.active_agents(deployment.hash)))
+
+    def enrolled(self, enrollment: Enrollment) -> None:
+        """``enrollment`` stored: the directory holds what it changed."""
+        self.put_deployment(enrollment.spent)
+        for retired in enrollment.retired:
+            self.put_agent(retired)
+        self.put_agent(enrollment.agent)
 
     def put_agent(self, agent: AgentRecord) -> None:
         if agent.status is AgentStatus.DECOMMISSIONED and agent.system_info:

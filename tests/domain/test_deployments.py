@@ -244,3 +244,26 @@ def test_a_table_kept_by_agent_id_outgrows_twice_the_agents_known_and_some() -> 
 
     directory = AgentDirectory()
     assert not directory.outgrown(SPARE_ENTRIES) and directory.outgrown(SPARE_ENTRIES + 1)
+
+
+def test_an_enrollment_spends_the_token_and_replaces_the_deployments_agents_once_stored() -> None:
+    found = directory(agent("old-1"), agent("old-2", token="another-token-0123456789abcdefghijklmn"))
+    found.put_deployment(attrs.evolve(deployment(), enrollment_hash=hash_token("enroll-me")))
+    assert found.enrollment("dep-1", "not-it", agent_id="new", token_hash="h", now=T0 + 5) is None
+    assert found.enrollment("dep-2", "enroll-me", agent_id="new", token_hash="h", now=T0 + 5) is None
+
+    enrollment = found.enrollment("dep-1", "enroll-me", agent_id="new", token_hash=hash_token(TOKEN + "x"),
+                                  now=T0 + 5, capabilities=("docker",), version="1.0", system_info={"os": "linux"})
+    assert enrollment is not None
+    assert enrollment.spent.enrollment_hash is None and enrollment.deployment.enrollment_hash is not None
+    assert (enrollment.agent.id, enrollment.agent.status, enrollment.agent.created_at) == ("new", AgentStatus.ACTIVE,
+                                                                                          T0 + 5)
+    assert {(a.id, a.status, a.decommissioned_at) for a in enrollment.retired} == {
+        ("old-1", AgentStatus.DECOMMISSIONED, T0 + 5), ("old-2", AgentStatus.DECOMMISSIONED, T0 + 5)}
+    assert [a.id for a in found.active_agents("dep-1")] == ["old-1", "old-2"]  # nothing changed until stored
+
+    found.enrolled(enrollment)
+    assert [a.id for a in found.active_agents("dep-1")] == ["new"]
+    assert found.deployments["dep-1"].enrollment_hash is None
+    assert found.enrollment("dep-1", "enroll-me", agent_id="again", token_hash="h", now=T0 + 6) is None  # spent
+    assert found.authenticate(TOKEN, deployment_hash="dep-1", agent_id="old-1") is AgentAuthFailure.DECOMMISSIONED
