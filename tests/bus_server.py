@@ -53,20 +53,57 @@ def _wait_until_answers(port: int, process: subprocess.Popen[bytes] | None = Non
 
 
 def ensure_running() -> str:
-    """The URL of the machine's NATS JetStream, started if it was not.
+    """The URL of the machine's NATS JetStream, started if it was not, and
+    rid of test streams an earlier run left (once per process:
+    ``forget_left_streams``).
 
     Raises:
         NatsMissing: nats-server is not installed.
     """
-    if _answers(PORT):
-        return URL
-    if not os.path.exists(NATS_SERVER):
-        raise NatsMissing(f"nats-server is not installed ({NATS_SERVER}): the report-bus tests need it")
-    subprocess.run(["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", NATS_SERVER, "--",
-                    "-a", HOST, "-p", str(PORT), "-js", "-sd", "/var/lib/nats-server"],
-                   check=True, capture_output=True, timeout=START_TIMEOUT)
-    _wait_until_answers(PORT)
+    if not _answers(PORT):
+        if not os.path.exists(NATS_SERVER):
+            raise NatsMissing(f"nats-server is not installed ({NATS_SERVER}): the report-bus tests need it")
+        subprocess.run(["start-stop-daemon", "--start", "--oknodo", "--background", "--exec", NATS_SERVER, "--",
+                        "-a", HOST, "-p", str(PORT), "-js", "-sd", "/var/lib/nats-server"],
+                       check=True, capture_output=True, timeout=START_TIMEOUT)
+        _wait_until_answers(PORT)
+    global _swept
+    if not _swept:
+        _swept = True
+        forget_left_streams(URL)
     return URL
+
+
+_swept = False
+LEFT_AFTER = 3600.0
+"""Seconds after which a test stream no run uses any more is taken to be left by a run that was killed (a test
+deletes its own when it ends; one test's stream lives minutes)."""
+
+
+def forget_left_streams(url: str, older_than: float = LEFT_AFTER) -> list[str]:
+    """Delete the test streams (``stream_name``) created more than
+    ``older_than`` seconds ago: a run killed before its tests ended leaves
+    theirs, and JetStream keeps room for each stream's whole ``max_bytes``.
+    Returns their names."""
+    async def forget() -> list[str]:
+        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
+        try:
+            js = nc.jetstream()
+            now = time.time()
+            left = [info.config.name for info in await js.streams_info()
+                    if (info.config.name or "").startswith(_TEST_PREFIX) and info.created is not None
+                    and now - info.created.timestamp() > older_than]
+            for name in left:
+                assert name is not None
+                try:
+                    await js.delete_stream(name)
+                except nats.js.errors.NotFoundError:
+                    pass  # another process of the run deleted it first
+            return [name for name in left if name is not None]
+        finally:
+            await nc.close()
+
+    return _run_asyncio(forget)
 
 
 T = TypeVar("T")
@@ -80,9 +117,12 @@ def _run_asyncio(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(work())).result()
 
 
+_TEST_PREFIX = "test_"
+
+
 def stream_name() -> str:
     """A stream (and subject prefix) of the test's own."""
-    return f"test_{secrets.token_hex(6)}"
+    return f"{_TEST_PREFIX}{secrets.token_hex(6)}"
 
 
 def delete_stream(url: str, stream: str) -> None:

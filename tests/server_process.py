@@ -40,7 +40,10 @@ class ServerProcess:
         self._data = tempfile.TemporaryDirectory(prefix="trioscope-test-")
         self.data_dir = self._data.name
         # No local probe unless a test asks: its reports would add this host to every topology.
-        self.env = {**os.environ, "TRIOSCOPE_STORAGE_DATA_DIR": self.data_dir,
+        # A report stream on the machine's NATS of 256 MiB, not the default 8 GiB: JetStream reserves a
+        # stream's max_bytes, and streams a killed run never deleted (seven) took all the server's room,
+        # so every stream after them was refused ("insufficient storage resources available").
+        self.env = {"TRIOSCOPE_BUS_MAX_BYTES": "256MiB", **os.environ, "TRIOSCOPE_STORAGE_DATA_DIR": self.data_dir,
                     "TRIOSCOPE_AUTH_SECRET": TEST_SECRET, "TRIOSCOPE_AGENTS_LOCAL_PROBE": "false", **(env or {})}
         self.schema: str | None = None
         """The PostgreSQL schema of this server's store, when the tests run on PostgreSQL."""
