@@ -4,9 +4,8 @@ they cost everyone else, on the code before and after a change, in one run.
     .venv/bin/python bench/filtered_diff_flood.py [--hosts 200] [--clients 100] [--rate 15]
                                                   [--seconds 10] [--rounds 2] [--base REV] [--quick]
 
-Per round and target (``base``: ``src`` as in the working tree with the live
-views' files (``FILES``) as at ``--base``, default HEAD; ``new``: the working
-tree), back to back, a fresh `trioscope serve` each:
+Per round and target (``base``: ``src`` as at ``--base``, default HEAD;
+``new``: the working tree), back to back, a fresh `trioscope serve` each:
 
 * probes: ``--hosts`` hosts (``tests.synthetic.host_report``, 100 processes
   each: 200 hosts = ~23,000 nodes) report once, then re-report at ``--rate``
@@ -29,7 +28,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
@@ -50,9 +48,6 @@ from servers import free_port, start, stop  # noqa: E402
 
 from tests.synthetic import host_report  # noqa: E402
 
-FILES = ["src/domain/live.py", "src/actors/client.py", "src/actors/client_owner.py", "src/actors/reset_turns.py",
-         "src/domain/reset_budget.py", "src/actors/hub.py"]
-"""What the change touched: the base is the working tree with these as at ``--base``."""
 CLIENT_ADDRESS = "127.0.0.2"
 
 
@@ -62,12 +57,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def base_source(ref: str, into: Path) -> Path:
-    """``src`` of the working tree with ``FILES`` as at ``ref``, importable as ``trioscope`` from the result."""
+    """``src`` as at ``ref``, importable as ``trioscope`` from the result. The
+    whole of it: a base made of a few files of ``ref`` laid over the working
+    tree broke once a module became a package (the package shadowed the file)."""
     checkout = into / "checkout"
-    shutil.copytree(ROOT / "src", checkout / "src", ignore=shutil.ignore_patterns("__pycache__"))
-    for name in FILES:
-        text = subprocess.run(["git", "show", f"{ref}:{name}"], cwd=ROOT, check=True, capture_output=True).stdout
-        (checkout / name).write_bytes(text)
+    checkout.mkdir(parents=True)
+    archive = subprocess.run(["git", "archive", ref, "src"], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(checkout)], input=archive, check=True)
     (into / "path").mkdir()
     (into / "path" / "trioscope").symlink_to(checkout / "src")
     return into / "path"
@@ -251,7 +247,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=15.0, help="reports per second, in all")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--base", default="HEAD", help="revision of FILES for the base target")
+    parser.add_argument("--base", default="HEAD", help="revision of src for the base target")
     parser.add_argument("--quick", action="store_true", help="20 hosts, 20 clients, 4 s, 1 round")
     args = parser.parse_args()
     if args.quick:
