@@ -262,14 +262,3 @@ def test_admission_settings_are_checked(rate, max_waiting, burst):
 def test_a_shared_frame_is_its_text():
     frame = message("ping", {"é": 1})
     assert isinstance(frame, SharedFrame) and frame == '{"type":"ping","payload":{"é":1}}'
-
-
-def test_public_names_are_exported_and_importable() -> None:
-    from trioscope.domain import live
-
-    assert sorted(live.__all__) == live.__all__
-    exported: dict[str, object] = {}
-    exec("from trioscope.domain.live import *", exported)  # raises for a listed name that is missing
-    del exported["__builtins__"]
-    public = {n for n in dir(live) if not n.startswith("_")}
-    assert public == set(live.__all__) == set(exported)

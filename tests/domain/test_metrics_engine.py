@@ -295,13 +295,3 @@ def test_one_sample_per_bucket_and_retention() -> None:
 def test_values_are_written_as_prometheus_writes_them() -> None:
     assert [format_value(v) for v in (1.0, 0.5, -2.0, 1e21, 1e-7, math.nan, math.inf, -math.inf, 123456.789)] == [
         "1", "0.5", "-2", "1000000000000000000000", "0.0000001", "NaN", "+Inf", "-Inf", "123456.789"]
-
-
-def test_public_names_are_exported_and_importable() -> None:
-    from trioscope.domain import metrics
-
-    exported: dict[str, object] = {}
-    exec("from trioscope.domain.metrics import *", exported)  # raises for a listed name that is missing
-    del exported["__builtins__"]
-    public = {n for n in dir(metrics) if not n.startswith("_")}
-    assert public == set(metrics.__all__) == set(exported)

@@ -1,13 +1,10 @@
-"""The system: lookup by path, death watch, snapshot counters, public exports."""
+"""The system: lookup by path, death watch, snapshot counters (its exports: tests/test_packages.py)."""
 
 from __future__ import annotations
-
-from types import FunctionType
 
 import pytest
 import trio
 
-import trioscope.runtime as runtime
 from tests.runtime.scripted import Block, Crash, Journal, settle, worker
 from trioscope.runtime import (
     Actor,
@@ -105,19 +102,6 @@ async def test_snapshot_reports_the_tree_and_its_counters(journal: Journal):
         assert [c.path for c in by_path["/root/clients"].children] == ["/root/clients/c1"]
         assert snap.actors == 4
         gate.set()
-
-
-def test_public_names_are_exported_and_importable():
-    assert sorted(runtime.__all__) == runtime.__all__
-    exported: dict[str, object] = {}
-    exec("from trioscope.runtime import *", exported)  # raises for a listed name that is missing
-    del exported["__builtins__"]
-    public = {n for n in dir(runtime) if not n.startswith("_")}
-    assert public == set(runtime.__all__) == set(exported)
-    # The runtime's own names only: nothing of trio or attrs re-exported as if it were ours.
-    foreign = {name: value.__module__ for name, value in exported.items()
-               if isinstance(value, type | FunctionType) and not value.__module__.startswith("trioscope.runtime.")}
-    assert foreign == {}
 
 
 def test_the_rate_meter_follows_the_message_rate():
