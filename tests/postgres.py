@@ -8,6 +8,7 @@ the same time, so a session that started it leaves it running.
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import subprocess
@@ -26,6 +27,11 @@ POSTGRES_ENV = "TRIOSCOPE_TEST_POSTGRES"
 SCHEMA_PREFIX_ENV = "TRIOSCOPE_TEST_SCHEMA_PREFIX"
 """The prefix of those schemas' names, one per test module: dropped together at its end."""
 START_TIMEOUT = 60.0
+LEFT_AFTER = 3600.0
+"""Seconds after which a test schema is taken to be left by a run that was
+killed (a test drops its own when it ends; a module's schemas live minutes)."""
+_DATED = re.compile(r"(?:t|it)_(\d{10})_[0-9a-f]+_?(?:[0-9a-f]{12})?")
+"""A test schema's name (``schema_name``): its kind, when it was made, a random part (and a server's own part)."""
 
 
 class PostgresMissing(RuntimeError):
@@ -49,8 +55,19 @@ def ensure_running() -> str:
     """
     if shutil.which("pg_ctlcluster") is None or shutil.which("psql") is None:
         raise PostgresMissing("PostgreSQL is not installed (no pg_ctlcluster/psql): the PostgreSQL tests need it")
-    if _answers():
-        return BASE_URL
+    if not _answers():
+        _start()
+    global _swept
+    if not _swept:
+        _swept = True
+        forget_left_schemas(BASE_URL)
+    return BASE_URL
+
+
+_swept = False
+
+
+def _start() -> None:
     versions = sorted(p.name for p in Path("/etc/postgresql").iterdir()) if Path("/etc/postgresql").is_dir() else []
     if not versions:
         raise RuntimeError("PostgreSQL is installed but has no cluster in /etc/postgresql")
@@ -61,7 +78,29 @@ def ensure_running() -> str:
         if time.monotonic() > deadline:
             raise RuntimeError(f"PostgreSQL did not start ({started.returncode}): {started.stderr[-500:]}")
         time.sleep(0.2)
-    return BASE_URL
+
+
+def schema_name(kind: str) -> str:
+    """A new test schema's name (``t``: one test's, ``it``: the prefix of a
+    module's servers' schemas): with when it was made, so that a later run
+    can tell one a killed run left (``forget_left_schemas``)."""
+    return f"{kind}_{int(time.time())}_{secrets.token_hex(6 if kind == 't' else 4)}"
+
+
+def forget_left_schemas(base_url: str, older_than: float = LEFT_AFTER) -> list[str]:
+    """Drop the test schemas (``schema_name``) made more than ``older_than``
+    seconds ago: a run killed before its tests ended leaves theirs, with
+    every table the servers made in them. Returns their names."""
+    with psycopg.connect(base_url, autocommit=True) as db:
+        names = [name for (name,) in db.execute("SELECT nspname FROM pg_namespace ORDER BY nspname")]
+    horizon = time.time() - older_than
+    left = [name for name in names if (match := _DATED.fullmatch(name)) and int(match.group(1)) < horizon]
+    for name in left:
+        try:
+            drop_schema(base_url, name)
+        except psycopg.Error:
+            pass  # another process of the run dropped it first
+    return left
 
 
 def in_schema(base_url: str, schema: str) -> str:
@@ -93,7 +132,7 @@ def drop_schemas(base_url: str, prefix: str) -> None:
 def scratch_schema(base_url: str) -> Iterator[str]:
     """A URL whose connections work in a new, empty schema, dropped (with
     everything in it) when the block ends."""
-    schema = f"t_{secrets.token_hex(6)}"
+    schema = schema_name("t")
     create_schema(base_url, schema)
     try:
         yield in_schema(base_url, schema)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 
 import pytest
 
-from tests.postgres import POSTGRES_ENV, SCHEMA_PREFIX_ENV, drop_schemas
+from tests.postgres import POSTGRES_ENV, SCHEMA_PREFIX_ENV, drop_schemas, schema_name
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -21,7 +20,7 @@ def database(request: pytest.FixtureRequest) -> Iterator[str]:
         yield "sqlite"
         return
     base: str = request.getfixturevalue("postgres")
-    prefix = f"it_{secrets.token_hex(4)}_"
+    prefix = f"{schema_name('it')}_"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(POSTGRES_ENV, base)
         patch.setenv(SCHEMA_PREFIX_ENV, prefix)
