@@ -38,6 +38,7 @@ from trioscope.config import Settings, format_duration
 from trioscope.config import mask_passwords
 
 from trioscope.domain.agents import PackedReport
+from trioscope.domain.rates import Outage
 from trioscope.runtime import Handoff
 from trioscope.wire import Report
 
@@ -140,9 +141,8 @@ class ReportBus:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._reader: StreamReader | None = None
-        self._said_unreachable = False
-        self._said_failure: str | None = None
-        """The kind of the last failure to connect that was logged (logged again only when it changes)."""
+        self._outage = Outage()
+        """The failures to connect said (each kind once, until connected again)."""
         self._closing = False
         self._checking: asyncio.Task[None] | None = None
         """A check that the stream exists (``_check_stream``) under way, on the asyncio loop."""
@@ -166,10 +166,7 @@ class ReportBus:
                 # Said once for each kind of failure, not at every attempt.
                 kind = ("no_jetstream" if isinstance(exc, _NoJetStream)
                         else "stream_unusable" if isinstance(exc, _StreamUnusable) else "unreachable")
-                if kind == "unreachable" and self._said_failure is None and self._said_unreachable:
-                    self._said_failure = kind  # nats-py's error callback said it
-                if kind != self._said_failure:
-                    self._said_failure, self._said_unreachable = kind, True
+                if self._outage.changed(kind):  # nats-py's error callback may have said it first
                     if isinstance(exc, _NoJetStream):
                         log.error("JetStream is not enabled on the NATS server at %s (start nats-server with -js); "
                                   "retrying every %g s", self.shown_url, RECONNECT_WAIT,
@@ -184,8 +181,7 @@ class ReportBus:
                 await trio.sleep(RECONNECT_WAIT)
                 continue
             self.progress.connected = True
-            self._said_unreachable = False
-            self._said_failure = None
+            self._outage.over()
             log.info("connected to the bus at %s (stream %s)", self.shown_url, self.stream,
                      extra={"event": "bus_connected", "stream": self.stream})
             self.ready.set()
@@ -218,8 +214,7 @@ class ReportBus:
             log.warning("lost the bus at %s; reconnecting", self.shown_url, extra={"event": "bus_disconnected"})
 
         async def reconnected() -> None:
-            self._said_unreachable = False
-            self._said_failure = None
+            self._outage.over()
             self.progress.connected = True
             self.progress.reconnects += 1
             self.progress.pending_unknown()  # the stream may have moved on, or gone, meanwhile
@@ -234,15 +229,13 @@ class ReportBus:
         async def error(exc: Exception) -> None:
             # nats-py retries by itself (also the first connection): said once an outage.
             if isinstance(exc, PlaintextRefused):
-                if self._said_failure != "plaintext":
-                    self._said_failure, self._said_unreachable = "plaintext", True
+                if self._outage.changed("plaintext"):
                     log.error("refusing the bus at %s: %s; check that the NATS server is configured for TLS "
                               "(its tls block, or --tls/--tlscert/--tlskey) or use a nats:// URL knowingly; "
                               "retrying every %g s", self.shown_url, exc, RECONNECT_WAIT,
                               extra={"event": "bus_tls_refused"})
                 return
-            if not self._said_unreachable:
-                self._said_unreachable = True
+            if self._outage.first("unreachable"):  # not again after any other word of this outage
                 log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.shown_url,
                             self._masked(str(exc) or type(exc).__name__), RECONNECT_WAIT,
                             extra={"event": "bus_unreachable"})

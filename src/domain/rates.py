@@ -173,6 +173,35 @@ class FirstSeen(Generic[K]):
         return True
 
 
+class Outage:
+    """What has been said of a failure that lasts while it is retried every
+    few seconds (a server out of reach): each kind of failure is said when
+    it begins, or turns into another kind, not at every attempt; once it is
+    ``over``, the next one is said again."""
+
+    def __init__(self) -> None:
+        self.said: str | None = None
+        """The kind of failure said last in this outage (None: nothing said yet, or none under way)."""
+
+    def changed(self, kind: str) -> bool:
+        """True (and remembered) if ``kind`` is not what was said last: then it is said."""
+        if kind == self.said:
+            return False
+        self.said = kind
+        return True
+
+    def first(self, kind: str) -> bool:
+        """True (and remembered) if nothing was said of this outage yet: a
+        failure another kind already said, in other words, is left unsaid."""
+        if self.said is not None:
+            return False
+        self.said = kind
+        return True
+
+    def over(self) -> None:
+        self.said = None
+
+
 def retry_after(seconds: float) -> str:
     """A Retry-After header value: whole seconds, at least 1."""
     return str(max(1, math.ceil(seconds)))

@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from trioscope.domain.rates import (
-    FirstSeen, Holdings, Lull, RateLimiter, ReplayWindow, TokenBuckets, retry_after,
+    FirstSeen, Holdings, Lull, Outage, RateLimiter, ReplayWindow, TokenBuckets, retry_after,
 )
 
 T0 = 1_760_000_000.0
@@ -260,3 +260,15 @@ def test_first_seen_past_its_capacity_takes_every_key_as_seen() -> None:
     seen: FirstSeen[str] = FirstSeen(2)
     assert [seen.first(key) for key in ("a", "b", "c", "a")] == [True, True, False, False]
     assert len(seen) == 2  # memory stays bounded whoever sends what
+
+
+def test_an_outage_says_each_kind_of_failure_as_it_begins_and_again_after_it_ended() -> None:
+    outage = Outage()
+    assert outage.first("unreachable")  # the connection's own callback: the first word
+    assert not outage.changed("unreachable") and not outage.first("unreachable")  # the retries: nothing more
+    assert outage.changed("no_jetstream")  # reached, but another failure: said
+    assert not outage.first("unreachable")  # a first word only: something was said of this outage
+    assert outage.changed("unreachable") and not outage.changed("unreachable")
+    outage.over()  # connected
+    assert outage.said is None
+    assert outage.changed("unreachable")  # the next outage is said again
