@@ -216,6 +216,20 @@ async def test_a_server_without_jetstream_is_said_once_and_never_as_a_lost_bus(
     assert not any("lost the bus" in m or "ServiceUnavailableError" in m for m in said), said
 
 
+async def test_a_bus_out_of_reach_is_said_once_an_outage_however_many_attempts(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, LOGGER)
+    attempts = lambda: sum(m.startswith("bus: ") for m in messages(caplog))  # noqa: E731 - the callback's retries
+    async with running_bus(f"nats://{HOST}:{_free_port()}", connected=False) as bus:
+        with trio.fail_after(30):
+            while attempts() < 3:
+                await trio.sleep(0.05)  # the next look at the condition
+        assert not bus.ready.is_set()
+    unreachable = [r for r in caplog.records if getattr(r, "event", None) == "bus_unreachable"]
+    assert len(unreachable) == 1, messages(caplog)
+    assert unreachable[0].levelno == logging.WARNING and "cannot reach the bus" in unreachable[0].getMessage()
+
+
 async def test_the_bus_password_is_never_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, LOGGER)
     with plain_nats_server("-js", "-sd", str(tmp_path), "--user", "opsuser", "--pass", "S3cretPW") as address:
