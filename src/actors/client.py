@@ -421,6 +421,9 @@ class ClientActor(Actor):
 
     async def _tell_sent(self, sent: trio.Event) -> None:
         await sent.wait()
+        # A timer, not ``tell_self``: ``_Sent`` (as ``_TurnTaken``) speaks of
+        # this incarnation's state (``pumping``), so one still queued when it
+        # ends must be dropped with it, not handed to the next.
         self.context.send_after(0, _Sent())
 
     def _send(self, frame: Frame, version: int | None = None) -> bool:
