@@ -411,7 +411,8 @@ class TopologyActor(Actor):
         backlog (a flush stopped at its budget), else when they are due; or,
         none pending, for what is merged and not yet published, when the next
         version is due. No message may come to wake us otherwise. One set
-        already stays as it is, even for later: its flush schedules what is left."""
+        already stays as it is, even for later (a backlog then waits for it,
+        while reads get in; what it leaves, it schedules)."""
         if self._flush_alarm.armed:
             return
         if self.pending:
@@ -434,7 +435,8 @@ class TopologyActor(Actor):
     async def _flush(self, budget: float | None, publish: bool = True, at_least: int = 1) -> None:
         """Merge pending reports, oldest first, for about ``budget`` seconds
         (None: all of them) or until ``at_least`` are merged; what is left is merged by a ``_Flush`` sent at
-        once, after the messages that came meanwhile (a read among them).
+        once, after the messages that came meanwhile (a read among them), or by the one set already
+        (``_schedule``: at most ``MERGE_EVERY``, or the publish interval, from the last merge).
         Then publish, unless not ``publish`` and the last version is younger
         than ``MERGE_INTERVAL`` (a version of 1,000 hosts costs ~5 ms to
         publish, too much for every merge; ``_schedule`` sends the ``_Flush``
