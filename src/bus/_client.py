@@ -178,6 +178,8 @@ class ReportBus:
                         log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.shown_url,
                                     self._masked(str(exc) or type(exc).__name__), RECONNECT_WAIT,
                                     extra={"event": "bus_unreachable"})
+                else:
+                    log.debug("bus: connecting failed again (%s)", kind)
                 await trio.sleep(RECONNECT_WAIT)
                 continue
             self.progress.connected = True

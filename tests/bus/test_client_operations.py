@@ -92,6 +92,13 @@ def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [record.getMessage() for record in caplog.records if record.name == LOGGER]
 
 
+async def _attempts(caplog: pytest.LogCaptureFixture, count: int, start: str, deadline: float = 30.0) -> None:
+    """Wait until ``count`` attempts to connect failed again (said at debug level, beginning with ``start``)."""
+    with trio.fail_after(deadline):
+        while sum(m.startswith(start) for m in messages(caplog)) < count:
+            await trio.sleep(0.05)  # the next look at the condition
+
+
 # ---- a server restarted with an empty store --------------------------------------------------------------
 
 
@@ -206,10 +213,10 @@ def plain_nats_server(*args: str) -> Iterator[str]:
 
 async def test_a_server_without_jetstream_is_said_once_and_never_as_a_lost_bus(
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, LOGGER)
+    caplog.set_level(logging.DEBUG, LOGGER)
     with plain_nats_server() as address:
         async with running_bus(f"nats://{address}", connected=False) as bus:
-            await trio.sleep(3.5)  # three attempts or more
+            await _attempts(caplog, 2, "bus: connecting failed again")  # three attempts
             assert not bus.ready.is_set()
     said = messages(caplog)
     assert sum("JetStream is not enabled on the NATS server" in m and "-js" in m for m in said) == 1, said
@@ -219,11 +226,8 @@ async def test_a_server_without_jetstream_is_said_once_and_never_as_a_lost_bus(
 async def test_a_bus_out_of_reach_is_said_once_an_outage_however_many_attempts(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, LOGGER)
-    attempts = lambda: sum(m.startswith("bus: ") for m in messages(caplog))  # noqa: E731 - the callback's retries
     async with running_bus(f"nats://{HOST}:{_free_port()}", connected=False) as bus:
-        with trio.fail_after(30):
-            while attempts() < 3:
-                await trio.sleep(0.05)  # the next look at the condition
+        await _attempts(caplog, 3, "bus: ")
         assert not bus.ready.is_set()
     unreachable = [r for r in caplog.records if getattr(r, "event", None) == "bus_unreachable"]
     assert len(unreachable) == 1, messages(caplog)
@@ -234,7 +238,7 @@ async def test_the_bus_password_is_never_logged(tmp_path: Path, caplog: pytest.L
     caplog.set_level(logging.DEBUG, LOGGER)
     with plain_nats_server("-js", "-sd", str(tmp_path), "--user", "opsuser", "--pass", "S3cretPW") as address:
         async with running_bus(f"nats://opsuser:WRONGpw@{address}", connected=False):
-            await trio.sleep(2.5)
+            await _attempts(caplog, 2, "bus: ")  # the first refusal said, and another
         async with running_bus(f"nats://opsuser:S3cretPW@{address}") as bus:
             assert await bus.publish("agent-1", b"one") == 1
     said = "\n".join(messages(caplog))
