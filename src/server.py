@@ -46,7 +46,7 @@ from trioscope.http import (
 )
 from trioscope.http._connection_limits import shared_room_warning  # not of the edge's API: said at start only
 from trioscope.http._hosts import loopback  # likewise
-from trioscope.http._shared import typical_host_warning  # likewise
+from trioscope.http._memory_budget import typical_host_warning  # likewise
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import StoreReader, Unavailable, describe_database, open_writer, token_secret

@@ -3,8 +3,9 @@
 A handler parses and authenticates its request, sends one message to one actor
 (or reads a value an actor published) and translates the answer. It starts no
 actor for probes, builds no other actor's internal messages and shares nothing
-mutable with an actor; route modules share code only through ``_shared`` and
-the support modules."""
+mutable with an actor; route modules share code only through the support
+modules, each named for what it holds (``_arguments``, ``_command_submission``,
+``_agent_poll``, ...)."""
 
 from ._app import create_app as create_app
 from ._app import endpoint_lines as endpoint_lines

@@ -22,25 +22,30 @@ from quart import Blueprint, Response, request
 
 from trioscope.actors.deployment_queue import Report
 from trioscope.actors.directory import RegisterAgent
+from trioscope.actors.notifier import publish
 from trioscope.actors.refusals import EnrollmentRefused
 from trioscope.actors.store import commit
 from trioscope.domain.apps import MAX_AHEAD, AppStatus, AppStatusUpdate, app_status, app_status_event
 from trioscope.domain.commands import AgentRegistration, CommandReport, LogBatch, Priority
 from trioscope.domain.deployments import AgentAuthFailure, AgentRecord, Deployment
+from trioscope.runtime import ActorNotFound
 from trioscope.store import AuditEntry, Outdated, OverQuota, SaveAppStatus
+from trioscope.system import NOTIFIER
 from trioscope.wire import InvalidDocument, decode, rfc3339_millis
 
 from . import _agent_presence, _audit_entries, _directory, _gate, _rate_checks, _signature_refusals, _tokens
+from ._agent_poll import AgentRetired, give_back, wait_for_command
+from ._arguments import integer_argument
 from ._bodies import decoded, invalid, off_loop, read_body_and_raw, read_json
+from ._command_queues import ask_queue
 from ._command_views import delivery_view
+from ._directory import credentials_failure
+from ._disk_room import SMALL_RESULT, refuse_when_disk_short
 from ._errors import ApiError, field_error
+from ._log_follows import admit_log_entries, stop_follow
 from ._openapi import STRING, TIME, Answer, Auth, choice, documented, fields, integer, text
 from ._responses import json_response, no_content
 from ._services import services
-from ._shared import (
-    SMALL_RESULT, AgentRetired, admit_log_entries, ask_queue, credentials_failure, give_back, integer_argument,
-    publish_event, refuse_when_disk_short, stop_follow, wait_for_command,
-)
 
 class _OfDeployment(Protocol):
     @property
@@ -290,6 +295,16 @@ async def app_status_update() -> Response:
     return json_response({"status": "ok", "app_code": app.app_code, "updated_at": rfc3339_millis(app.updated_at),
                           "message": "App status recorded", "logs_kept": len(logs.lines),
                           "logs_dropped": logs.dropped, "logs_cut": logs.cut})
+
+
+def publish_event(tenant: str, owner: str | None, event: dict[str, Any]) -> None:
+    """Tell users' sockets of ``tenant`` an event (about a deployment of
+    ``owner``), never waiting: best-effort, as the actors' events (``notifier.publish``)."""
+    try:
+        notifier = services().system.lookup(NOTIFIER)
+    except ActorNotFound:
+        return  # shutting down
+    publish(notifier, tenant, owner, event)
 
 
 def _app_audit(agent: AgentRecord, deployment: Deployment, app: AppStatus) -> AuditEntry | None:

@@ -18,11 +18,13 @@ from trioscope.wire import (
 
 from . import _client_address, _directory, _gate, _probe_vouching, _rate_checks
 from ._bodies import invalid, parse_json, parse_object, read_body_and_raw
+from ._catching_up import views_caught_up
 from ._errors import ApiError, field_error
+from ._memory_budget import memory_budget
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
+from ._probe_actors import agent_or_404, ask_roster
 from ._responses import json_response
 from ._services import services
-from ._shared import agent_or_404, ask_roster, memory_budget, views_caught_up
 
 blueprint = Blueprint("agents", __name__)
 

@@ -10,11 +10,12 @@ from trioscope.domain.principals import Permission
 from trioscope.wire import rfc3339_millis
 
 from . import _gate, _rate_checks
+from ._arguments import date_argument, integer_argument
 from ._errors import ApiError
+from ._listings import MAX_PAGE, listing_turn
 from ._openapi import Auth, date, documented, integer, text
 from ._responses import json_response
 from ._services import services
-from ._shared import MAX_PAGE, date_argument, integer_argument, listing_turn
 
 blueprint = Blueprint("audit", __name__)
 blueprint.before_request(_rate_checks.check_address_rate)

@@ -33,6 +33,11 @@ def audit_entry(action: str, *, actor: str, tenant: str | None, resource_type: s
                       details={k: v[:MAX_AUDIT_TEXT] if isinstance(v, str) else v for k, v in details.items()})
 
 
+def user_actor(user_id: str) -> str:
+    """How the audit log names a user."""
+    return f"user:{user_id}"
+
+
 def _audit_refusal(entry: AuditEntry) -> bool:
     """Auth failures are recorded without waiting for the commit: the client gets
     its 4xx either way, and a flood of failures must not queue requests.

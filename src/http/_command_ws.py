@@ -98,10 +98,11 @@ from ._bodies import decoded, off_loop
 from ._client_sockets import serve_client_socket
 from ._openapi import Auth, documented, text
 from ._services import services
-from ._shared import (
-    SMALL_RESULT, AgentRetired, admit_log_entries, ask_queue, credentials_failure, give_back, refuse_when_disk_short,
-    stop_follow, wait_for_command,
-)
+from ._agent_poll import AgentRetired, give_back, wait_for_command
+from ._command_queues import ask_queue
+from ._directory import credentials_failure
+from ._disk_room import SMALL_RESULT, refuse_when_disk_short
+from ._log_follows import admit_log_entries, stop_follow
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("command_ws", __name__)

@@ -25,19 +25,22 @@ from trioscope.wire import nesting_exceeds, rfc3339_millis
 from trioscope.store import BulkPart
 
 from . import _audit_entries, _directory, _gate, _rate_checks
+from ._arguments import boolean_argument, date_argument, integer_argument
+from ._audit_entries import user_actor
 from ._bodies import read_json, read_object
+from ._command_queues import ask_queue
+from ._command_submission import decode_create, submit
 from ._command_views import (
     agent_record, command_view, deployment_record, deployment_view, stored_command_view, user_deployments,
 )
+from ._disk_room import refuse_when_disk_short
 from ._errors import ApiError, field_error, unknown_keys
 from ._idempotency import IDEMPOTENCY_HEADER, earlier_answer, requested_once
+from ._listings import MAX_PAGE, listing_turn
+from ._log_follows import end_follow
 from ._openapi import STRING, TIME, Answer, Auth, boolean, choice, date, documented, fields, integer
 from ._responses import json_bytes_response, json_response
 from ._services import services
-from ._shared import (
-    MAX_PAGE, ask_queue, boolean_argument, date_argument, decode_create, integer_argument, end_follow,
-    listing_turn, refuse_when_disk_short, submit, user_actor,
-)
 
 blueprint = Blueprint("commands", __name__)
 blueprint.before_request(_rate_checks.check_address_rate)

@@ -26,12 +26,12 @@ from trioscope.wire import rfc3339_millis
 
 from . import _gate, _rate_checks
 from ._bodies import read_object
+from ._command_submission import decode_create, submit
 from ._control_rule import choose, controllers, no_node
 from ._errors import ApiError, closest, field_error, key_path, unknown_keys
 from ._idempotency import IDEMPOTENCY_HEADER, earlier_answer, requested_once
 from ._openapi import Answer, Auth, documented
 from ._services import services
-from ._shared import decode_create, submit
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("controls", __name__)

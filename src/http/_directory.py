@@ -5,7 +5,7 @@ records another replica may have created a moment ago."""
 from __future__ import annotations
 
 from trioscope.actors.directory import GetPublished, ReloadRecords
-from trioscope.domain.deployments import AgentDirectory
+from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory
 
 from ._services import services
 
@@ -18,6 +18,12 @@ async def directory() -> AgentDirectory:
     if gate.directory is None:
         gate.directory = await services().directory.ask(GetPublished(), timeout=10.0)
     return gate.directory.value
+
+
+async def credentials_failure(token: str | None, deployment_hash: str, agent_id: str) -> AgentAuthFailure | None:
+    """Why a new request of the agent with ``token`` would be refused now (None: it would not)."""
+    answer = (await directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=agent_id)
+    return answer if isinstance(answer, AgentAuthFailure) else None
 
 
 MAX_RECORD_ID = 64

@@ -27,11 +27,11 @@ from trioscope.domain.topology import View, node_scope
 from trioscope.system import HUB
 
 from . import _client_address, _gate, _rate_checks, _tokens
+from ._catching_up import views_caught_up
 from ._client_sockets import serve_client_socket
 from ._errors import ApiError, error_response
 from ._openapi import Auth, choice, documented
 from ._services import services
-from ._shared import views_caught_up
 
 blueprint = Blueprint("live", __name__)
 _names = itertools.count(1)

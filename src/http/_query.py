@@ -33,15 +33,16 @@ from trioscope.runtime import ActorRef, in_steps
 from trioscope.wire import rfc3339_seconds
 
 from . import _directory, _gate, _tokens
+from ._catching_up import views_caught_up
 from ._compression import (
     INLINE_BYTES, MAX_KEPT, MIN_SIZE, STREAM_LEVELS, accepted_encoding, compressed, headers, streamed_response,
 )
 from ._control_rule import controllers
 from ._errors import ApiError
 from ._openapi import Answer, Auth, boolean, choice, documented, integer, text
+from ._probe_actors import agent_or_404
 from ._responses import JSON, json_response
 from ._services import services
-from ._shared import agent_or_404, views_caught_up
 
 blueprint = Blueprint("query", __name__)
 blueprint.before_request(_gate.protected_read)

@@ -30,10 +30,11 @@ from trioscope.domain.topology import Partition, build_partition, report_shape
 from . import _client_address, _probe_vouching, _rate_checks
 from ._bodies import OFF_LOOP_BYTES, in_worker, invalid, parse_json, read_body_and_raw
 from ._errors import ApiError
+from ._memory_budget import memory_budget
 from ._openapi import STRING, TIME, Answer, Auth, documented, fields
+from ._probe_actors import ask_roster
 from ._responses import json_response
 from ._services import Services, services
-from ._shared import ask_roster, memory_budget
 
 blueprint = Blueprint("reports", __name__)
 

@@ -137,7 +137,7 @@ class Services:
     metrics_reads: Holdings[tuple[str, str]] = attrs.field(factory=Holdings)
     """PromQL reads being answered, by (tenant, user) (``_metrics_api.READS_AT_ONCE``)."""
     listings: Holdings[tuple[str, str]] = attrs.field(factory=Holdings)
-    """Store listings being answered, by (tenant, user) (``_shared.LISTINGS_AT_ONCE``)."""
+    """Store listings being answered, by (tenant, user) (``_listings.LISTINGS_AT_ONCE``)."""
     live_views: Holdings[str] = attrs.field(factory=Holdings)
     """Live-view sockets open now per tenant of their reader (those with a
     token): what ``/api/v1/query/stats`` tells a tenant's user, not the server's count."""

@@ -3,7 +3,7 @@
 SQLite on a full disk fails every write (refused 507 then: ``store_full``).
 Before it comes to that, what clients send to be kept is refused above a
 small size while the disk has less than the minimum free
-(``_shared.refuse_when_disk_short``): agents' command results (each up to
+(``http._disk_room.refuse_when_disk_short``): agents' command results (each up to
 ``server.max_body_size``, at the agent's byte budget: two agents of one
 tenant wrote ~190 MiB a minute, kept for the history retention) and new
 commands' parameters; everything small goes on: the server stays up for

@@ -12,7 +12,7 @@ import trio
 import trio.testing
 
 from trioscope.domain.principals import Role, mint_user_token
-from trioscope.http import _shared, create_app
+from trioscope.http import _listings, create_app
 from trioscope.runtime import open_actor_system
 from trioscope.store import StoreReader, token_secret
 from trioscope.system import supervision_tree
@@ -43,7 +43,7 @@ async def test_a_users_third_listing_at_once_gets_429_and_another_user_is_answer
             async def listing() -> None:
                 statuses.append((await client.get("/api/v1/audit", headers=token("mallory", "slow"))).status_code)
 
-            for _ in range(_shared.LISTINGS_AT_ONCE):
+            for _ in range(_listings.LISTINGS_AT_ONCE):
                 nursery.start_soon(listing)
             await trio.testing.wait_all_tasks_blocked()
             refused = await client.get("/api/v1/audit", headers=token("mallory", "slow"))
@@ -52,5 +52,5 @@ async def test_a_users_third_listing_at_once_gets_429_and_another_user_is_answer
             other = await client.get("/api/v1/audit", headers=token("alice", "fast"))
             assert other.status_code == 200
             release.set()
-        assert statuses == [200] * _shared.LISTINGS_AT_ONCE
+        assert statuses == [200] * _listings.LISTINGS_AT_ONCE
 

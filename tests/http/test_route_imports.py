@@ -1,5 +1,5 @@
 """Route modules (those with a blueprint) import no other route module: what
-several of them need lives in ``_shared`` or a support module, so there is one
+several of them need lives in a support module, so there is one
 place for each thing and a route can change without reaching into another.
 Only ``_app``, which assembles the application, imports the route modules."""
 
@@ -54,7 +54,7 @@ def route_modules() -> set[str]:
 def test_the_route_modules_are_found() -> None:
     # A guard for the check below: if blueprints were found nowhere, it would pass vacuously.
     assert {"_agent_api", "_agents", "_commands", "_command_ws", "_live", "_query", "_reports"} <= route_modules()
-    assert "_app" not in route_modules() and "_shared" not in route_modules()
+    assert "_app" not in route_modules() and "_command_submission" not in route_modules()
 
 
 def test_no_route_module_imports_another() -> None:

@@ -14,7 +14,7 @@ from tests.integration.test_commands import Operator, enroll, fresh
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 from trioscope.config import Settings
-from trioscope.http._shared import TYPICAL_CONTAINERS, TYPICAL_PROCESSES, typical_host_warning
+from trioscope.http._memory_budget import TYPICAL_CONTAINERS, TYPICAL_PROCESSES, typical_host_warning
 from trioscope.server import open_reads_warning
 from trioscope_probe._signing import signed_request
 
