@@ -62,7 +62,7 @@ def _heard_again(agent_id: str, *, as_request: bool = True) -> None:
     known = published.value
     agent = known.agents.get(agent_id)
     if agent is not None and agent.status is AgentStatus.ACTIVE:
-        _heard(agent, known, as_request=as_request)
+        heard(agent, known, as_request=as_request)
 
 
 @attrs.define(eq=False)
@@ -169,7 +169,7 @@ def stop_keeping_holders_heard(app: Quart) -> None:
         scope.cancel(reason="the app stopped serving")
 
 
-def _heard(agent: AgentRecord, known: AgentDirectory, *, as_request: bool = True) -> None:
+def heard(agent: AgentRecord, known: AgentDirectory, *, as_request: bool = True) -> None:
     """An enrolled agent was heard from: when (``Gate.seen``), its heartbeat in
     /metrics (``as_request``: the time since its previous request), and the
     alerts actor told, at most once per ``sighting_resolution`` (not per request)."""

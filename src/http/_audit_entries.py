@@ -10,7 +10,7 @@ from typing import Any
 from trioscope.actors.store import Record
 from trioscope.store import AuditEntry
 
-from ._client_address import _connection, client_address, client_source
+from ._client_address import current_connection, client_address, client_source
 from ._errors import ApiError
 from ._services import services
 
@@ -29,7 +29,7 @@ def audit_entry(action: str, *, actor: str, tenant: str | None, resource_type: s
                       resource_type=resource_type,
                       resource_id=resource_id[:MAX_AUDIT_TEXT] if resource_id is not None else None,
                       outcome=outcome, address=client_address(),
-                      user_agent=(_connection().headers.get("User-Agent") or "")[:MAX_AUDIT_TEXT] or None,
+                      user_agent=(current_connection().headers.get("User-Agent") or "")[:MAX_AUDIT_TEXT] or None,
                       details={k: v[:MAX_AUDIT_TEXT] if isinstance(v, str) else v for k, v in details.items()})
 
 
@@ -66,7 +66,7 @@ def refuse(status: int, code: str, message: str, *, action: str, tenant: str | N
         return ApiError(status, code, message)
     if left_out:
         details["unrecorded_before"] = left_out
-    if not _audit_refusal(audit_entry(action, actor=actor, tenant=tenant, outcome=code, path=_connection().path,
+    if not _audit_refusal(audit_entry(action, actor=actor, tenant=tenant, outcome=code, path=current_connection().path,
                                       **details)):
         # Counted with the source's next recorded refusal, as those the sample left out.
         sampler.not_recorded(source, 1 + left_out)

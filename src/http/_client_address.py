@@ -12,7 +12,7 @@ from ._forwarded import source_of
 from ._services import services
 
 
-def _connection() -> Any:
+def current_connection() -> Any:
     """The HTTP request or WebSocket being handled (both have headers, path, address)."""
     return request if has_request_context() else websocket
 
@@ -21,7 +21,7 @@ def client_address() -> str:
     """The client's address, for rate limits, the audit log and the access
     log: the connection's peer, or the client a trusted proxy forwarded for
     (``server.trusted_proxies``; ``_forwarded``)."""
-    connection = _connection()
+    connection = current_connection()
     peer: str = connection.remote_addr or "unknown"
     proxies = services().proxies
     if not proxies.networks:

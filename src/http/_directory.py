@@ -30,7 +30,7 @@ MAX_RECORD_ID = 64
 """Longest deployment hash or agent id worth looking up in the store (they are 32 and 36 characters)."""
 
 
-async def _heard_of_late(known: AgentDirectory, *, deployment_hashes: tuple[str, ...] = (),
+async def heard_of_late(known: AgentDirectory, *, deployment_hashes: tuple[str, ...] = (),
                          agent_ids: tuple[str, ...] = ()) -> bool:
     """With replicas: a request names a deployment or agent this replica has
     not heard of, which another replica may have created a moment ago (its

@@ -28,14 +28,14 @@ from trioscope.domain.topology import node_scope, visible_to
 from trioscope.domain.principals import InvalidToken, Permission, Principal, identity_problem, read_user_token
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
 
-from ._agent_presence import _heard, note, presence
+from ._agent_presence import heard, note, presence
 from ._audit_entries import refuse
-from ._client_address import _connection, client_address
-from ._directory import _heard_of_late, directory
+from ._client_address import current_connection, client_address
+from ._directory import heard_of_late, directory
 from ._errors import ApiError, field_error
-from ._rate_checks import _charge_shared, charge_agent_bytes, check_address_rate
+from ._rate_checks import charge_shared, charge_agent_bytes, check_address_rate
 from ._services import services
-from ._signature_refusals import Refusal, _signature_failure
+from ._signature_refusals import Refusal, signature_failure
 from ._tokens import bearer, socket_token
 
 MAX_CACHED_TOKENS = 10_000
@@ -64,7 +64,7 @@ async def user(permission: Permission, *, token: str | None = None) -> Principal
             s.gate.tokens.clear()  # crude but bounded: the next requests verify again
         s.gate.tokens[token] = principal
     # Per (tenant, user): alice of one tenant is not alice of another.
-    await _charge_shared(s.gate.per_user, f"{principal.tenant}\x00{principal.user_id}", "user",
+    await charge_shared(s.gate.per_user, f"{principal.tenant}\x00{principal.user_id}", "user",
                          "too many requests for this user")
     if not principal.may(permission):
         raise refuse(403, "forbidden", f"role {principal.role.value} may not do this",
@@ -215,7 +215,7 @@ async def deployment_of(principal: Principal, user_id: str, deployment_hash: str
     own_user(principal, user_id)
     known = await directory()
     deployment = known.deployments.get(deployment_hash)
-    if deployment is None and await _heard_of_late(known, deployment_hashes=(deployment_hash,)):
+    if deployment is None and await heard_of_late(known, deployment_hashes=(deployment_hash,)):
         deployment = (await directory()).deployments.get(deployment_hash)
     if deployment is None or deployment.tenant != principal.tenant or deployment.user_id != user_id:
         raise _not_found(deployment_hash)
@@ -229,25 +229,25 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
     counted against the agent's budgets (not if ``charged``: a socket's
     message is counted as it arrives). Refusals are audited."""
     s = services()
-    headers = headers if headers is not None else _connection().headers
+    headers = headers if headers is not None else current_connection().headers
     token = token if token is not None else bearer()
     claimed = headers.get("X-Agent-Id")
     known = await directory()
     answer = known.authenticate(token, deployment_hash=deployment_hash, agent_id=claimed)
-    if answer is AgentAuthFailure.BAD_TOKEN and claimed and await _heard_of_late(known, agent_ids=(claimed,)):
+    if answer is AgentAuthFailure.BAD_TOKEN and claimed and await heard_of_late(known, agent_ids=(claimed,)):
         known = await directory()
         answer = known.authenticate(token, deployment_hash=deployment_hash, agent_id=claimed)
     if isinstance(answer, AgentAuthFailure):
         raise _agent_refusal(Refusal.of(answer), known, known.holder_of(token), deployment_hash, claimed)
     found: AgentRecord = answer
     if s.settings.agents.require_signature:
-        refusal = await _signature_failure(found, token or "", body, headers, target)
+        refusal = await signature_failure(found, token or "", body, headers, target)
         if refusal is not None:
             raise _agent_refusal(refusal, known, found, deployment_hash, claimed)
     if not charged:
-        await _charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
+        await charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
         charge_agent_bytes(found.id, len(body))
-    _heard(found, known)
+    heard(found, known)
     note(presence().addresses, found.id, client_address(), known)
     return found
 

@@ -15,7 +15,7 @@ from trioscope.domain.topology import node_scope
 from trioscope.wire import request_signing
 
 from ._audit_entries import refuse
-from ._client_address import _connection
+from ._client_address import current_connection
 from ._directory import directory
 from ._gate import agent
 from ._services import services
@@ -28,7 +28,7 @@ async def probe_credentials(raw_body: bytes) -> AgentRecord | None:
     """The enrolled agent signing a probe's report or registration, checked as
     on the agent API (token, signature, clock, request id: refusals audited);
     None for an unsigned request. Checked before the body is decoded."""
-    headers = _connection().headers
+    headers = current_connection().headers
     if bearer() is None and not request_signing.is_signed(headers) and "X-Agent-Signature" not in headers:
         return None
     return await agent(None, raw_body)

@@ -55,7 +55,7 @@ def _charge(limiter: RateLimiter, limit: int, scope: str, message: str) -> None:
     _refuse_beyond(limiter.acquire(client_source(), time.monotonic()), scope, message, limit_per_minute=limit)
 
 
-async def _charge_shared(budget: RateBudget, key: str, scope: str, message: str) -> None:
+async def charge_shared(budget: RateBudget, key: str, scope: str, message: str) -> None:
     """``_charge`` for a budget every replica shares (per agent, per user)."""
     _refuse_beyond(await budget.acquire(key), scope, message, limit_per_minute=budget.per_minute)
 
@@ -121,4 +121,4 @@ async def charge_agent(agent_id: str) -> None:
     """Count a message on an authenticated agent socket against the agent's
     request budget, as ``agent`` counts a request: 429 beyond it. Its bytes
     are counted before it is read (``charge_agent_bytes``)."""
-    await _charge_shared(services().gate.per_agent, agent_id, "agent", "too many requests from this agent")
+    await charge_shared(services().gate.per_agent, agent_id, "agent", "too many requests from this agent")

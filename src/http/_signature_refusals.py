@@ -15,7 +15,7 @@ from quart import has_request_context, request
 from trioscope.domain.deployments import AgentAuthFailure, AgentRecord, signature_valid
 from trioscope.wire import request_signing
 
-from ._client_address import _connection
+from ._client_address import current_connection
 from ._services import services
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def _malformed_timestamp(timestamp: str) -> Refusal:
                       f"(such as 1733300000), not {shown!r}")
 
 
-async def _signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any,
+async def signature_failure(found: AgentRecord, token: str, body: bytes, headers: Any,
                              target: tuple[str, str] | None = None) -> Refusal | None:
     """Why the request's signature does not hold, or None. Two schemes: RFC 9421
     over the whole request (``request_signing``, the probe's), and the status
@@ -152,7 +152,7 @@ def _signed_before_start(signed_at: float, started: float, now: float, *, rfc_94
 def _signed_target() -> tuple[str, str]:
     """Method and URL of the request as the agent signed them: the path and
     query exactly as they came on the wire (a WebSocket handshake is a GET)."""
-    connection = _connection()
+    connection = current_connection()
     scope = connection.scope
     raw_path = scope.get("raw_path") or scope.get("path", "").encode()
     method = request.method if has_request_context() else "GET"

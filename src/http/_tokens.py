@@ -9,11 +9,11 @@ import binascii
 
 from quart import websocket
 
-from ._client_address import _connection
+from ._client_address import current_connection
 
 
 def bearer() -> str | None:
-    return _bearer_value(_connection().headers.get("Authorization", ""))
+    return _bearer_value(current_connection().headers.get("Authorization", ""))
 
 
 def _bearer_value(text: str) -> str | None:
@@ -28,7 +28,7 @@ def basic_password() -> str | None:
     """The password of ``Authorization: Basic``: where clients that cannot send a
     bearer token (``promtool query instant``, a URL with ``user:token@``, Grafana's
     basic auth) put the user token. The user name is not looked at."""
-    scheme, _, value = _connection().headers.get("Authorization", "").partition(" ")
+    scheme, _, value = current_connection().headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "basic" or len(value) > 8192:
         return None
     try:

@@ -16,7 +16,7 @@ from trioscope.domain.steps import Steps, at_once, sorted_in_steps
 from trioscope.wire import rfc3339_seconds
 
 from ._model import NODE_FIELDS, WHOLE_KINDS, WHOLE_VIEWS, Edge, Node, NodeKind, View, edge_entries
-from ._snapshot import TopologySnapshot, _node_entries, _visible_part, kind_of
+from ._snapshot import TopologySnapshot, batched_node_entries, visible_part, kind_of
 
 SUMMARY_FIELDS = ("id", "type", "label", "parent", "metrics")
 """The node fields of ``summary=true``: enough to draw and colour a big graph."""
@@ -176,7 +176,7 @@ class Listing:
         else:
             nodes, edges = self.snapshot.nodes(self.view), self.snapshot.edges(self.view)
             if self.visible is not None:
-                nodes, edges = _visible_part(nodes, edges, self.visible)
+                nodes, edges = visible_part(nodes, edges, self.visible)
             yield from self._encoded(self._counted(nodes))
             yield b'},"edges":{'
             yield from self._edge_entries(edges)
@@ -192,7 +192,7 @@ class Listing:
     def _encoded(self, nodes: Iterator[Node]) -> Iterator[bytes]:
         """``"<id>":{...}`` of each node, comma-separated, in pieces."""
         if self.fields is None:
-            yield from _node_entries(nodes, self.batch)
+            yield from batched_node_entries(nodes, self.batch)
             return
         fields, first = self.fields, True
         while part := list(islice(nodes, self.batch)):

@@ -113,9 +113,9 @@ class TopologySnapshot:
         in pieces (the topology itself, also the payload of a WebSocket reset)."""
         nodes, edges = self.nodes(view), self.edges(view)
         if visible is not None:
-            nodes, edges = _visible_part(nodes, edges, visible)
+            nodes, edges = visible_part(nodes, edges, visible)
         yield b'{"nodes":{'
-        yield from _node_entries(nodes, batch)
+        yield from batched_node_entries(nodes, batch)
         yield b'},"edges":{'
         if self._edge_cache is not None and visible is None:
             yield from _without_first_comma(self._cached_edges(view))
@@ -173,7 +173,7 @@ CACHE_LIMIT = 25_000
 (a hosts view of 1,000 hosts: under 1 MB). Larger ones are streamed."""
 
 
-def _visible_part(nodes: Iterator[Node], edges: Iterator[Edge],
+def visible_part(nodes: Iterator[Node], edges: Iterator[Edge],
                   visible: Callable[[Node], bool]) -> tuple[Iterator[Node], Iterator[Edge]]:
     """The nodes ``visible`` accepts and the edges between two of them. The
     edges are read after the nodes (``payload_chunks`` order), when ``shown``
@@ -189,7 +189,7 @@ def _visible_part(nodes: Iterator[Node], edges: Iterator[Edge],
     return accepted(), (e for e in edges if e.source in shown and e.target in shown)
 
 
-def _node_entries(nodes: Iterator[Node], batch: int) -> Iterator[bytes]:
+def batched_node_entries(nodes: Iterator[Node], batch: int) -> Iterator[bytes]:
     """``"<id>":{...}`` of each node, comma-separated, in pieces of ``batch``."""
     # After the first piece, an empty first item: one join makes a piece with
     # its leading comma (not a join, then a copy of ~400 KB to prepend it).
