@@ -14,12 +14,7 @@ import nats
 import pytest
 import trio
 
-from tests.bus_server import OwnNatsServer
-from tests.synthetic import host_report
-from trioscope.bus import pack_report
-from trioscope.bus._client import agent_subject
-from trioscope.domain.topology import report_shape
-from trioscope.wire import decode_report
+from tests.bus_server import OwnNatsServer, publish_dated
 from tests.replicas.test_report_bus import bus_args, get, ready
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
@@ -48,29 +43,6 @@ async def test_sigterm_after_the_bus_was_lost_stops_cleanly_with_exit_0(bus: Own
         log = server.stderr()
     assert code == 0, log[-4000:]
     assert "Traceback" not in log and "ExceptionGroup" not in log, log[-4000:]
-
-
-def publish_dated(url: str, stream: str, reports: list[tuple[int, float]]) -> None:
-    """Put host ``index``'s report (a few containers and processes) on
-    ``stream`` as a replica would have, received at ``at``."""
-    async def publish() -> None:
-        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
-        try:
-            js = nc.jetstream()
-            for start in range(0, len(reports), 200):
-                packed = []
-                for index, at in reports[start:start + 200]:
-                    report = decode_report(host_report(index, timestamp=at, containers=4, processes=12,
-                                                       connections=4))
-                    data, _ = pack_report(report, at, enrolled=False, shape=report_shape(report),
-                                          address="127.0.0.1")
-                    packed.append((agent_subject(stream, report.agent_id), data))
-                await asyncio.gather(*(js.publish(subject, data, stream=stream) for subject, data in packed))
-        finally:
-            await nc.close()
-
-    with ThreadPoolExecutor(1) as pool:  # asyncio in a thread of its own: Trio runs in this one
-        pool.submit(lambda: asyncio.run(publish())).result()
 
 
 def last_sequence(url: str, stream: str) -> int:

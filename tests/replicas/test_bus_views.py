@@ -6,50 +6,25 @@ answered 413, not 503 for ever."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
-import nats
 import orjson
 import pytest
 
-from tests.bus_server import OwnNatsServer, _wait_until_answers
+from tests.bus_server import OwnNatsServer, _wait_until_answers, publish_dated
 from tests.replicas.conftest import replica
 from tests.replicas.test_report_bus import SMALL, bus_args, get, host_nodes, ready
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 from tests.waiting import eventually
-from trioscope.bus import pack_report
-from trioscope.bus._client import agent_subject
-from trioscope.domain.topology import report_shape
-from trioscope.wire import decode_report
 
 STALE = 90.0
 """``--stale-node-threshold`` of these replicas, in seconds."""
-
-
-def publish_dated(url: str, stream: str, reports: list[tuple[int, float]]) -> None:
-    """Put host ``index``'s report on ``stream`` as a replica would have, received
-    at ``at`` (in the past: what the stream holds after agents went silent)."""
-    async def publish() -> None:
-        nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
-        try:
-            js = nc.jetstream()
-            for index, at in reports:
-                report = decode_report(host_report(index, timestamp=at, **SMALL))
-                data, _ = pack_report(report, at, enrolled=False, shape=report_shape(report), address="127.0.0.1")
-                await js.publish(agent_subject(stream, report.agent_id), data, stream=stream)
-        finally:
-            await nc.close()
-
-    with ThreadPoolExecutor(1) as pool:  # asyncio in a thread of its own: Trio runs in this one
-        pool.submit(lambda: asyncio.run(publish())).result()
 
 
 async def agents_seen(client: httpx.AsyncClient, server: ServerProcess) -> dict[str, tuple[str, str]]:
@@ -77,7 +52,8 @@ async def test_a_replica_restarted_after_agents_went_stale_shows_what_the_runnin
         with replica(postgres_url, *flags, "--cleanup-interval", "1s") as a:
             await eventually(lambda: ready(client, a))
             old = now - STALE - 900
-            publish_dated(nats_url, stream, [(1, old), (2, old + 1), (3, old + 2), (4, now - 20), (5, now - 10)])
+            publish_dated(nats_url, stream, [(1, old), (2, old + 1), (3, old + 2), (4, now - 20), (5, now - 10)],
+                          **SMALL)
 
             async def a_settled() -> bool:
                 return await host_nodes(client, a) == {"host:host-4", "host:host-5"}

@@ -6,6 +6,7 @@ while the other worker was ready."""
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -16,9 +17,8 @@ from contextlib import asynccontextmanager
 import httpx
 import trio
 
-from tests.bus_server import report_path
+from tests.bus_server import publish_dated, report_path
 from tests.server_process import ServerProcess
-from tests.synthetic import host_report
 from tests.waiting import eventually
 from tests.workers.test_serve_workers import _answering_worker, _ending_every_worker, _workers
 
@@ -26,23 +26,6 @@ REPORTS = 4000
 AGENTS = 40
 CAUGHT_UP = "report stream read to its end"
 """The log line each worker says once it has read the stream (``bus_caught_up``)."""
-
-
-async def _publish(server: ServerProcess, count: int) -> None:
-    """``count`` small reports of ``AGENTS`` agents, posted 16 at a time."""
-    now = time.time()
-    sent = iter(range(count))
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
-        async def post_some() -> None:
-            for n in sent:
-                report = host_report(n % AGENTS, timestamp=now - (count - n) * 0.001, containers=1, processes=2,
-                                     connections=0)
-                response = await client.post("/api/v1/reports", json=report)
-                assert response.status_code == 202, response.text
-
-        async with trio.open_nursery() as nursery:
-            for _ in range(16):
-                nursery.start_soon(post_some)
 
 
 async def _poll(server: ServerProcess, answers: list[tuple[str, int, str]], done: trio.Event) -> None:
@@ -62,7 +45,11 @@ async def _two_workers_on_a_stream(postgres_url: str) -> AsyncIterator[ServerPro
             _ending_every_worker(["--workers", "2", "--database", postgres_url, *bus]) as server:
         server.read_banner(timeout=60)
         server.wait_ready()
-        await _publish(server, REPORTS)
+        # Put on the stream as the workers would have (posting them took ~25 s of the test).
+        now = time.time()
+        reports = [(n % AGENTS, now - (REPORTS - n) * 0.001) for n in range(REPORTS)]
+        await trio.to_thread.run_sync(functools.partial(publish_dated, bus[1], bus[3], reports, containers=1,
+                                                        processes=2, connections=0))
 
         async def both_caught_up() -> bool:
             return server.stderr().count(CAUGHT_UP) >= 2
