@@ -96,7 +96,9 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
 
 
 CLAIM_CHECK_EVERY = 10.0
-"""Seconds the topology's word on a claim (``_claim_lapsed``) is taken for."""
+"""Seconds the topology's word on a claim (``_claim_lapsed``) is taken for at
+most: no longer than ``agents.stale_threshold`` itself, so that a claim lapses
+at most one threshold late."""
 
 
 async def _claim_lapsed(reporter_id: str) -> bool:
@@ -109,7 +111,7 @@ async def _claim_lapsed(reporter_id: str) -> bool:
     s = services()
     now = time.monotonic()
     checked = s.gate.claims_checked.get(reporter_id)
-    if checked is not None and now - checked[0] < CLAIM_CHECK_EVERY:
+    if checked is not None and now - checked[0] < min(CLAIM_CHECK_EVERY, s.settings.agents.stale_threshold):
         return checked[1]
     lapsed = bool(await s.topology.ask(ReporterSilent(reporter_id), timeout=10.0))
     checks = s.gate.claims_checked

@@ -88,7 +88,7 @@ class Gate:
     claims_checked: dict[str, tuple[float, bool]] = attrs.field(factory=dict)
     """Probe agent id -> when (monotonic) the topology last said whether its
     enrolled agent's claim lapsed, and what (``_probe_vouching.vouch``): asked once per
-    ``CLAIM_CHECK_EVERY`` at most, so unsigned requests for a claimed id (an
+    ``CLAIM_CHECK_EVERY`` (or the stale threshold) at most, so unsigned requests for a claimed id (an
     address may send 200 a second) are not each an ask of the topology. At
     most one entry per claim."""
 
