@@ -45,7 +45,7 @@ class Auth(enum.Enum):
     AGENT = "agent"
     """An enrolled agent: its token and a request signature."""
     PROBE = "probe"
-    """A probe: anonymous, or signed with enrolled agent credentials (``auth.require_agent_signatures``)."""
+    """A probe: anonymous, or signed with enrolled agent credentials (``agents.require_signature``)."""
     ENROLLMENT = "enrollment"
     """A deployment's one-time enrollment token (in the body or as a bearer token)."""
     WEBHOOK = "webhook"

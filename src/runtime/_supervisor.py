@@ -244,7 +244,7 @@ class SupervisorNode(Node):
         """Handle events until told to stop (returns None) or until the restart
         intensity is exceeded (returns the reason)."""
         held: Any = None
-        """An event taken while gathering requests (``_gathered``), handled next."""
+        """An event taken while gathering requests (``_together``), handled next."""
         while True:
             event, held = (held, None) if held is not None else (await self._inbox.receive(), None)
             if isinstance(event, _Stop):
