@@ -44,8 +44,9 @@ from typing import Any
 import trio
 
 from trioscope.bus import BadEnvelope, BusUnavailable, ReportBus, unpack_report
-from trioscope.domain.deployments import AgentDirectory, AgentStatus
+from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.rates import FirstSeen
+from trioscope.domain.stream_claims import StreamClaims, Verdict
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, Published, Slicer
 
 from .directory import AttachReporter, ReleaseReporter
@@ -93,11 +94,10 @@ class ReportFeedActor(Actor):
         self.directory_path = directory_path
         self.topology_path = topology_path
         self.directory = directory
-        self.stale_after = stale_after
         self.heavy_work = trio.CapacityLimiter(1)
         """One large envelope read at a time: with the GIL a second thread adds memory, not speed."""
-        self._signed_at: dict[str, float] = {}
-        """Probe agent id -> when its last signed report read here was received (``received_at``)."""
+        self.claims = StreamClaims(stale_after)
+        """When each claimed id's last signed report read here was received (``_vouched``)."""
         self._unsigned_said: FirstSeen[str] = FirstSeen(UNSIGNED_SAID)
         """Ids whose unsigned reports were said left out (once each, then at debug level)."""
 
@@ -212,63 +212,45 @@ class ReportFeedActor(Actor):
 
     async def _vouched(self, arrived: ReportArrived) -> bool:
         """Whether ``arrived`` is handed on, with this replica's directory told
-        of the claim it makes (see the module docstring): a signed report's
-        id attached to its signer (its publisher vouched for it: ``lapsed``,
-        so it takes the id from an agent whose claim lapsed there); an unsigned
-        one under an id an enrolled agent holds here is left out while that
-        agent's last signed report read from the stream was received less than
-        ``agents.stale_threshold`` before it, else the claim is released, as
-        its publisher did. Judged by the stream's own times, so that every
-        replica, and one reading it again after a restart, decides alike. A
-        report signed by an agent it does not name (an earlier version's) is
-        handed on as it was."""
+        of the claim it makes (see the module docstring; the rule:
+        ``StreamClaims.judge``): a signed report's id attached to its signer
+        (its publisher vouched for it: ``lapsed``, so it takes the id from an
+        agent whose claim lapsed there); an unsigned one under an id an
+        enrolled agent holds here is left out unless that claim lapsed, else
+        the claim is released, as its publisher did."""
         if self.directory is None or self.directory_ref is None or self.topology is None:
             return True
         agent_id = arrived.report.agent_id
         try:
-            directory = self.directory.value
-            if arrived.enrolled:
-                signer = directory.agents.get(arrived.signer) if arrived.signer else None
-                if signer is not None and signer.status is AgentStatus.ACTIVE:  # a retired one claims nothing
-                    self._note_signed(agent_id, arrived.received_at)
-                    holder = directory.reporting_agent(agent_id)
-                    if holder is None or holder.id != signer.id:
-                        await self.directory_ref.ask(AttachReporter(agent_id, signer.id, lapsed=True),
-                                                     timeout=CLAIMS_ASK_TIMEOUT)
-                return True
-            holder = directory.reporting_agent(agent_id)
-            if holder is None:
-                return True
-            signed = self._signed_at.get(agent_id)
-            # Not read here (this actor restarted, or the claim came from the
-            # edge before its report came back): the topology's word, as the edge's.
-            lapsed = (await self.topology.ask(ReporterSilent(agent_id), timeout=CLAIMS_ASK_TIMEOUT) if signed is None
-                      else arrived.received_at - signed >= self.stale_after)
-            if lapsed:
-                self._signed_at.pop(agent_id, None)
+            step = self.claims.judge(self.directory.value, agent_id, enrolled=arrived.enrolled,
+                                     signer=arrived.signer, received_at=arrived.received_at)
+            if step.verdict is Verdict.ASK:
+                # Not read here (this actor restarted, or the claim came from the
+                # edge before its report came back): the topology's word, as the edge's.
+                assert step.holder is not None
+                lapsed = await self.topology.ask(ReporterSilent(agent_id), timeout=CLAIMS_ASK_TIMEOUT)
+                step = self.claims.settle(agent_id, step.holder, lapsed=bool(lapsed))
+            if step.verdict is Verdict.ATTACH:
+                assert step.signer is not None
+                await self.directory_ref.ask(AttachReporter(agent_id, step.signer, lapsed=True),
+                                             timeout=CLAIMS_ASK_TIMEOUT)
+            elif step.verdict is Verdict.RELEASE:
                 await self.directory_ref.ask(ReleaseReporter(agent_id), timeout=CLAIMS_ASK_TIMEOUT)
-                return True
         except (ReporterTaken, MailboxFull, ActorStopped, AskTimeout) as exc:
             # As the publisher decided: it vouched for the report (the next one tells the claim again).
             log.warning("the claim on probe agent id %s could not be told here (%s): its report %d is merged",
                         agent_id[:80], type(exc).__name__, arrived.sequence,
                         extra={"event": "bus_claim_unchecked", "agent_id": agent_id[:80]})
             return True
+        if step.verdict is not Verdict.LEAVE_OUT:
+            return True
         first = self._unsigned_said.first(agent_id)
         log.log(logging.WARNING if first else logging.DEBUG,
                 "unsigned report %d of probe agent id %s left out: enrolled agent %s reports under it (the "
-                "replica that took it did not know yet)", arrived.sequence, agent_id[:80], holder.id,
-                extra={"event": "bus_unsigned_report_left_out", "agent_id": agent_id[:80], "holder": holder.id})
+                "replica that took it did not know yet)", arrived.sequence, agent_id[:80], step.holder,
+                extra={"event": "bus_unsigned_report_left_out", "agent_id": agent_id[:80], "holder": step.holder})
         self.bus.progress.skipped += 1
         return False
-
-    def _note_signed(self, agent_id: str, received_at: float) -> None:
-        """``agent_id``'s last signed report read here was received at ``received_at``;
-        past one entry per agent (and 1,024 more), those of ids no longer claimed go."""
-        directory = self.directory.value if self.directory is not None else None
-        if directory is not None and len(self._signed_at) > 2 * len(directory.agents) + 1024:
-            self._signed_at = {k: v for k, v in self._signed_at.items() if directory.reporting_agent(k) is not None}
-        self._signed_at[agent_id] = received_at
 
     async def _hand_on(self, batch: list[ReportArrived]) -> None:
         """The batch to the roster in one ask, the rest again while it has no
