@@ -116,11 +116,17 @@ async def queue(settings, wall):
         yield opened
 
 
+DELIVERY_DEADLINE = 30.0
+"""Shorter than the queue's ``IDLE_STOP``: a jump past it leaves the queue running."""
+
+
 @pytest.fixture
 async def expiring(tmp_path, wall):
-    """As ``queue``, with a delivery deadline of one second."""
+    """As ``queue``, with a delivery deadline of ``DELIVERY_DEADLINE`` (a test
+    reaches it with ``clock.jump``: long enough that no command expires before
+    the test has made and handed out what it needs, however slow the machine)."""
     base = settings_in(tmp_path)
-    settings = attrs.evolve(base, commands=attrs.evolve(base.commands, delivery_deadline=1.0))
+    settings = attrs.evolve(base, commands=attrs.evolve(base.commands, delivery_deadline=DELIVERY_DEADLINE))
     async for opened in open_queue(settings, wall):
         yield (*opened, settings)
 
@@ -249,7 +255,7 @@ async def test_a_command_given_back_then_expiring_expires_once_without_a_crash(e
     delivered = await ref.ask(new_poll())
     assert delivered.id == "cmd_2"
     await ref.ask(Undeliverable(delivered))
-    clock.jump(2)  # past the delivery deadline
+    clock.jump(DELIVERY_DEADLINE + 1)  # past the delivery deadline
 
     async def both_expired() -> bool:
         return {await status_of(reader, f"cmd_{n}") for n in (1, 2)} == {CommandStatus.EXPIRED}
@@ -267,7 +273,7 @@ async def test_two_replicas_expiring_the_same_command_expire_it_once_without_a_c
     spec = queue_spec(deployment_hash, settings, store=system.lookup(STORE), reader=reader, clock=wall)
     second = system.lookup(QUEUES).ensure_child(attrs.evolve(spec, name=f"{deployment_hash}-replica"))
     await second.ask(Withdraw(new_poll()))  # started: it has loaded the queued command too
-    clock.jump(2)  # past the delivery deadline, for both
+    clock.jump(DELIVERY_DEADLINE + 1)  # past the delivery deadline, for both
 
     async def both_empty() -> bool:
         # Both hold it until they expire it, or find it expired by the other.

@@ -189,16 +189,21 @@ async def test_the_asyncio_thread_answers_and_a_cancelled_trio_task_cancels_its_
 
         assert await thread.run(lambda: double(21)) == 42
 
+        began = trio.Event()
+
         async def forever() -> None:
+            token.run_sync_soon(began.set)
             try:
                 await asyncio.sleep(3600)
             except asyncio.CancelledError:
                 token.run_sync_soon(cancelled.set)
                 raise
 
-        with trio.move_on_after(0.1):
-            await thread.run(forever)
         with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(thread.run, forever)
+                await began.wait()  # under way in the loop, then its Trio task is cancelled
+                nursery.cancel_scope.cancel()
             await cancelled.wait()
 
         async def fail() -> None:

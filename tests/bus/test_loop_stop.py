@@ -32,9 +32,10 @@ async def test_a_coroutine_whose_caller_went_away_just_before_the_stop_ends_befo
             ended.set()
             raise
 
-    with trio.move_on_after(0.1):
-        await thread.run(connecting)
-    assert started.is_set()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(thread.run, connecting)
+        assert await trio.to_thread.run_sync(started.wait, 10)  # under way in the loop, then its caller goes
+        nursery.cancel_scope.cancel()
     thread.stop()  # the coroutine's cancellation and the stop arrive together
     assert ended.is_set() and thread.loop.is_closed()
     with caplog.at_level(logging.ERROR, logger="asyncio"):

@@ -382,22 +382,24 @@ async def test_concurrent_polls_never_share_a_command(server: ServerProcess) -> 
         received: list[str] = []
 
         async def poll_once() -> None:
-            polled = await agent.poll(client, timeout=5)
+            polled = await agent.poll(client, timeout=30)
             if polled is not None:
                 received.append(polled.command_id)
 
+        async def all_received() -> bool:
+            return len(received) >= 20
+
         created = []
+        before = await _polls_waiting(server)
         async with trio.open_nursery() as nursery:
             for _ in range(30):
                 nursery.start_soon(poll_once)
-            await eventually(lambda: _true_after(0))
+            await eventually(lambda: _more_polls_than(server, before + 29))  # all 30 held: the race is on
             for _ in range(20):
                 created.append((await operator.command(client, agent.deployment_hash))["command_id"])
+            await eventually(all_received)
+            nursery.cancel_scope.cancel()  # the ten polls left waiting
         assert sorted(received) == sorted(created)  # each exactly once, none lost
-
-
-async def _true_after(_: float) -> bool:
-    return True
 
 
 async def test_confirmation_and_schedule_hold_commands_back(server: ServerProcess) -> None:

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import nats
 import pytest
-import trio
 
 from tests.bus_server import OwnNatsServer, publish_dated
 from tests.replicas.test_report_bus import bus_args, get, ready
@@ -38,7 +37,11 @@ async def test_sigterm_after_the_bus_was_lost_stops_cleanly_with_exit_0(bus: Own
                 return not (await get(client, server, "/api/v1/query/stats"))["bus"]["connected"]
 
             await eventually(lost, deadline=30)
-            await trio.sleep(3)  # nats-py is reconnecting meanwhile: its close then meets a reset socket
+
+            async def reconnecting() -> bool:  # its close then meets a reset socket
+                return "cannot reach the bus" in server.stderr()
+
+            await eventually(reconnecting, deadline=30)  # nats-py tried again, and failed
         code = server.stop(signal.SIGTERM)
         log = server.stderr()
     assert code == 0, log[-4000:]

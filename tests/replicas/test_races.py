@@ -42,7 +42,6 @@ async def test_a_cancel_on_a_racing_a_delivery_on_b(replicas: tuple[ServerProces
     a, b = replicas
     async with httpx.AsyncClient(timeout=30) as client:
         operator, agent = await _setup(client, a)
-        outcomes = set()
         for _ in range(ROUNDS):
             polled: list[PolledCommand | None] = []
 
@@ -60,7 +59,6 @@ async def test_a_cancel_on_a_racing_a_delivery_on_b(replicas: tuple[ServerProces
             if got is None:  # the cancel came first: nobody got it
                 command = await _both_say(client, operator, a, b, agent.deployment_hash, created["command_id"])
                 assert [h["status"] for h in command["history"]] == ["queued", "cancelled"]
-                outcomes.add("cancelled before delivery")
                 continue
             # Delivered first: the cancel goes to the agent, whose answer ends it.
             assert got.command_id == created["command_id"]
@@ -71,8 +69,6 @@ async def test_a_cancel_on_a_racing_a_delivery_on_b(replicas: tuple[ServerProces
             command = await eventually(lambda: _finished_on_both(client, operator, a, b, agent.deployment_hash,
                                                                  created["command_id"]))
             assert [h["status"] for h in command["history"]] == ["queued", "sent", "sent", "cancelled"]
-            outcomes.add("cancelled with the agent")
-        assert outcomes  # which ones happened is up to the race
 
 
 async def test_a_confirm_on_a_racing_a_cancel_on_b(replicas: tuple[ServerProcess, ServerProcess]) -> None:

@@ -175,10 +175,10 @@ async def test_an_ask_given_up_in_the_mailbox_times_out_as_not_taken(journal: Jo
         gate.set()
 
 
-async def test_ask_to_a_crashing_actor_fails_at_once_and_the_actor_restarts(journal: Journal):
+async def test_ask_to_a_crashing_actor_fails_at_once_and_the_actor_restarts(journal: Journal, autojump_clock):
     async with open_actor_system(tree(worker("w", journal))) as system:
         ref = system.lookup("/root/w")
-        with trio.fail_after(1):  # must not wait for the ask timeout
+        with trio.fail_after(1):  # virtual time: an ask left to its timeout would jump past this
             with pytest.raises(ActorFailed) as info:
                 await ref.ask(Crash("bad input"), timeout=60)
         assert isinstance(info.value.cause, ValueError)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import trio
 
+from tests.runtime.scripted import settle
 from trioscope.runtime import (
     Actor, ActorSpec, Restart, Strategy, SupervisorSpec, Terminated, open_actor_system,
 )
@@ -38,11 +39,6 @@ def tree(seen: list[object], starts: list[str], target_restart: Restart = Restar
         ActorSpec(name="target", factory=Target, restart=target_restart),
         ActorSpec(name="watcher", factory=lambda: Watcher(seen, starts)),
     ])
-
-
-async def settle() -> None:
-    for _ in range(50):
-        await trio.sleep(0)
 
 
 async def test_watching_twice_is_told_once():

@@ -178,7 +178,12 @@ async def test_a_worker_that_keeps_dying_ends_the_parent_with_exit_1(workers_ser
 
 async def test_workers_stop_when_the_parent_is_killed(workers_server: ServerProcess):
     server = workers_server
-    workers = _workers(server)
+
+    async def both_started() -> list[psutil.Process]:
+        found = _workers(server)
+        return found if len(found) == 2 else []
+
+    workers = await eventually(both_started)  # else "all gone" below would hold of none
     server.send_signal(signal.SIGKILL)
     server.wait()
 
