@@ -100,25 +100,32 @@ async def test_reports_signed_before_the_server_started_are_signed_again(monkeyp
     before = int(time.time()) - 1
     with ServerProcess() as server:
         signer = await _signer(server)
-        monkeypatch.setattr(_signing, "time", _Clock(wrong=before, times=2))
+        clock = _Clock(wrong=before, times=2)
+        monkeypatch.setattr(_signing, "time", clock)
         await _reports_with(server, signer, "probe-late-clock")
+        assert clock.left == 0  # signed with the late clock, refused, and signed again
 
 
 async def test_reports_with_a_request_id_used_before_are_signed_again(monkeypatch: pytest.MonkeyPatch) -> None:
     """401 replayed_request: a new request id mends it."""
     with ServerProcess() as server:
         signer = await _signer(server)
-        monkeypatch.setattr(_signing, "uuid", _Nonces(times=3))
+        nonces = _Nonces(times=3)
+        monkeypatch.setattr(_signing, "uuid", nonces)
         await _reports_with(server, signer, "probe-same-nonce")
+        assert nonces.left == 0  # the request id used again, refused, and a new one taken
 
 
 async def test_reports_refused_for_a_clock_off_by_minutes_are_sent_again_with_backoff(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """401 clock_skew: a clock set right mends it, with no operator to wait for."""
     with ServerProcess() as server:
         signer = await _signer(server)
-        monkeypatch.setattr(_signing, "time", _Clock(wrong=time.time() - 3600, times=2))
+        clock = _Clock(wrong=time.time() - 3600, times=2)
+        monkeypatch.setattr(_signing, "time", clock)
         await _reports_with(server, signer, "probe-clock-set")
+        assert clock.left == 0  # signed with the wrong clock, refused, and signed again
+        assert "401 clock_skew" in caplog.text  # as the probe said it
 
 
 async def test_a_command_poll_signed_before_the_server_started_is_signed_again(
