@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Any
 
 import orjson
 import pytest
@@ -87,11 +88,31 @@ def test_a_processs_secrets_are_masked_in_the_report() -> None:
 
 def test_host_cpu_is_measured_over_half_a_second_at_least(monkeypatch: pytest.MonkeyPatch) -> None:
     """A first report made milliseconds after the start said 0 % or 100 % of a few clock ticks."""
-    collector = HostCollector()
     waited: list[float] = []
-    monkeypatch.setattr(_collect.time, "sleep", waited.append)
+
+    class Clock:
+        """The collector's ``time``: a monotonic clock of the test's, sleeps recorded."""
+
+        now = 100.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            waited.append(seconds)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+    clock = Clock()
+    monkeypatch.setattr(_collect, "time", clock)
+    collector = HostCollector()
+    clock.now += 0.1  # made a tenth of a second after it started
     collector.collect()
-    assert len(waited) == 1 and 0.4 < waited[0] <= CPU_WINDOW
+    assert waited == [pytest.approx(CPU_WINDOW - 0.1)]
+    clock.now += CPU_WINDOW  # the next report, a window later: no wait
+    collector.collect()
+    assert waited == [pytest.approx(CPU_WINDOW - 0.1)]
 
 
 def test_loopback_traffic_is_not_host_network_traffic() -> None:

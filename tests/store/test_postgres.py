@@ -47,16 +47,36 @@ from trioscope.store._command_rows import command_columns  # what the writer sto
 from .test_protocol import agent, command, deployment, saved
 
 
+SENTINEL = "drain-end-"
+"""The start of the payload ``drain`` sends itself after the changes it waits for."""
+
+
 def drain(db: psycopg.Connection, count: int, origin: str) -> list[str]:
     """The payloads from writer ``origin`` that ``db`` (LISTENing) receives:
-    wait (at most 10 s) until ``count`` arrived, then a moment more for any
-    that should not have. The channel is the whole database's, so other
-    tests' writers (in other schemas) are heard too, and skipped."""
+    wait (at most 10 s) until ``count`` arrived, then for a notification of
+    its own sent after them (PostgreSQL delivers them in commit order), so
+    that any the writes announced that they should not have are in too. The
+    channel is the whole database's, so other tests' writers (in other
+    schemas) are heard too, and skipped."""
     received: list[str] = []
     deadline = time.monotonic() + 10.0
+
+    def take(notifies: Iterator[psycopg.Notify]) -> bool:
+        """Those of ``origin`` kept; True once this drain's own notification came."""
+        for notify in notifies:
+            if notify.payload == mark:
+                return True
+            if not notify.payload.startswith(SENTINEL) and decode_change(notify.payload).origin == origin:
+                received.append(notify.payload)
+        return False
+
+    mark = ""
     while len(received) < count and time.monotonic() < deadline:
-        received += [n.payload for n in db.notifies(timeout=0.2) if decode_change(n.payload).origin == origin]
-    received += [n.payload for n in db.notifies(timeout=0.3) if decode_change(n.payload).origin == origin]
+        take(db.notifies(timeout=0.2))
+    mark = f"{SENTINEL}{secrets.token_hex(8)}"
+    db.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, mark))
+    while not take(db.notifies(timeout=0.2)):
+        assert time.monotonic() < deadline + 10.0, "drain's own notification never came back"
     return received
 
 
