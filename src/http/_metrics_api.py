@@ -32,7 +32,7 @@ from trioscope.runtime import ActorSystem
 from . import _directory, _gate, _rate_checks, _signature_refusals, _tokens
 from ._bodies import off_loop, parse_json, read_body, read_body_and_raw
 from ._errors import ApiError
-from ._metrics_backends import EmbeddedMetrics, MetricsBackend, Params, PrometheusError, ProxiedMetrics
+from ._metrics_backends import EmbeddedMetrics, MetricsBackend, Params, PrometheusError
 from ._openapi import Answer, Auth, choice, documented, text
 from ._responses import no_content
 from ._services import services
@@ -59,8 +59,13 @@ _LINE_PROTOCOL_TYPES = ("", "text/plain", "application/octet-stream")
 def attach_backend(app: Quart, system: ActorSystem, settings: Settings, actor_path: str) -> None:
     """Choose the backend for these settings; its connections close when the app stops serving."""
     actor = system.lookup(actor_path)
-    backend: MetricsBackend = (ProxiedMetrics(actor, settings) if settings.metrics.url
-                               else EmbeddedMetrics(actor, settings))
+    backend: MetricsBackend
+    if settings.metrics.url:
+        from ._metrics_proxy import ProxiedMetrics  # only then: see its docstring
+
+        backend = ProxiedMetrics(actor, settings)
+    else:
+        backend = EmbeddedMetrics(actor, settings)
     app.extensions[_KEY] = backend
     app.extensions[_READ_TIME_KEY] = ReadTimeShare(READ_TIME_SHARE, READ_TIME_BURST)
 

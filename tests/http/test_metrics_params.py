@@ -19,12 +19,12 @@ from trioscope.http._metrics_backends import (
     LATEST_TIME,
     EmbeddedMetrics,
     PrometheusError,
-    _prometheus_error,
     check_params,
     parse_limit,
     parse_step,
     parse_time,
 )
+from trioscope.http._metrics_proxy import _prometheus_error  # the engine's errors, as the proxy answers them
 from trioscope.runtime import ActorSpec, SupervisorSpec, open_actor_system
 
 AT = datetime(2026, 12, 5, 3, 0, tzinfo=UTC).timestamp()
