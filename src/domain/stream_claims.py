@@ -50,10 +50,6 @@ class ClaimStep:
 HAND_ON = ClaimStep(Verdict.HAND_ON)
 RELEASE = ClaimStep(Verdict.RELEASE)
 
-SPARE_ENTRIES = 1024
-"""Ids remembered beyond two per enrolled agent before those no longer claimed are forgotten."""
-
-
 class StreamClaims:
     """When each claimed id's last signed report read from the stream was
     received, and what follows for the next report under it."""
@@ -99,9 +95,8 @@ class StreamClaims:
         return ClaimStep(Verdict.LEAVE_OUT, holder=holder)
 
     def _note_signed(self, directory: AgentDirectory, agent_id: str, received_at: float) -> None:
-        """Past two entries per enrolled agent (and ``SPARE_ENTRIES`` more),
-        those of ids no longer claimed are forgotten: bounded by the agents,
-        whatever ids their reports name."""
-        if len(self._signed_at) > 2 * len(directory.agents) + SPARE_ENTRIES:
+        """Once the table has ``outgrown`` the directory, the ids no longer
+        claimed are forgotten: bounded by the agents, whatever ids their reports name."""
+        if directory.outgrown(len(self._signed_at)):
             self._signed_at = {k: v for k, v in self._signed_at.items() if directory.reporting_agent(k) is not None}
         self._signed_at[agent_id] = received_at

@@ -4,8 +4,8 @@ stream's own receive times."""
 
 from __future__ import annotations
 
-from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus
-from trioscope.domain.stream_claims import SPARE_ENTRIES, ClaimStep, StreamClaims, Verdict
+from trioscope.domain.deployments import SPARE_ENTRIES, AgentDirectory, AgentRecord, AgentStatus
+from trioscope.domain.stream_claims import ClaimStep, StreamClaims, Verdict
 
 T0 = 1_760_000_000.0
 STALE = 300.0
