@@ -8,6 +8,7 @@ own on a free port for the tests that stop the bus.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import secrets
 import shutil
@@ -28,6 +29,7 @@ from trioscope.bus._client import agent_subject
 from trioscope.domain.topology import report_shape
 from trioscope.wire import decode_report
 
+from tests.left_behind import LEFT_AFTER, left_behind
 from tests.synthetic import host_report
 
 NATS_SERVER = "/usr/sbin/nats-server"
@@ -73,32 +75,27 @@ def ensure_running() -> str:
                         "-a", HOST, "-p", str(PORT), "-js", "-sd", "/var/lib/nats-server"],
                        check=True, capture_output=True, timeout=START_TIMEOUT)
         _wait_until_answers(PORT)
-    global _swept
-    if not _swept:
-        _swept = True
-        forget_left_streams(URL)
+    _forget_left_once()
     return URL
 
 
-_swept = False
-LEFT_AFTER = 3600.0
-"""Seconds after which a test stream no run uses any more is taken to be left by a run that was killed (a test
-deletes its own when it ends; one test's stream lives minutes)."""
+@functools.cache
+def _forget_left_once() -> None:
+    forget_left_streams(URL)
 
 
 def forget_left_streams(url: str, older_than: float = LEFT_AFTER) -> list[str]:
     """Delete the test streams (``stream_name``) created more than
-    ``older_than`` seconds ago: a run killed before its tests ended leaves
-    theirs, and JetStream keeps room for each stream's whole ``max_bytes``.
+    ``older_than`` seconds ago (``tests.left_behind``): JetStream keeps room
+    for each stream's whole ``max_bytes``.
     Returns their names."""
     async def forget() -> list[str]:
         nc = await nats.connect(url, connect_timeout=2, allow_reconnect=False)
         try:
             js = nc.jetstream()
-            now = time.time()
             left = [info.config.name for info in await js.streams_info()
                     if (info.config.name or "").startswith(_TEST_PREFIX) and info.created is not None
-                    and now - info.created.timestamp() > older_than]
+                    and left_behind(info.created.timestamp(), older_than)]
             for name in left:
                 assert name is not None
                 try:

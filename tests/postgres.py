@@ -8,6 +8,7 @@ the same time, so a session that started it leaves it running.
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import shutil
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import psycopg
 
+from tests.left_behind import LEFT_AFTER, left_behind
+
 BASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
 POSTGRES_ENV = "TRIOSCOPE_TEST_POSTGRES"
 """Set (to the base URL) while integration tests run on PostgreSQL: every
@@ -27,9 +30,6 @@ POSTGRES_ENV = "TRIOSCOPE_TEST_POSTGRES"
 SCHEMA_PREFIX_ENV = "TRIOSCOPE_TEST_SCHEMA_PREFIX"
 """The prefix of those schemas' names, one per test module: dropped together at its end."""
 START_TIMEOUT = 60.0
-LEFT_AFTER = 3600.0
-"""Seconds after which a test schema is taken to be left by a run that was
-killed (a test drops its own when it ends; a module's schemas live minutes)."""
 _DATED = re.compile(r"(?:t|it)_(\d{10})_[0-9a-f]+_?(?:[0-9a-f]{12})?")
 """A test schema's name (``schema_name``): its kind, when it was made, a random part (and a server's own part)."""
 
@@ -57,14 +57,13 @@ def ensure_running() -> str:
         raise PostgresMissing("PostgreSQL is not installed (no pg_ctlcluster/psql): the PostgreSQL tests need it")
     if not _answers():
         _start()
-    global _swept
-    if not _swept:
-        _swept = True
-        forget_left_schemas(BASE_URL)
+    _forget_left_once()
     return BASE_URL
 
 
-_swept = False
+@functools.cache
+def _forget_left_once() -> None:
+    forget_left_schemas(BASE_URL)
 
 
 def _start() -> None:
@@ -89,12 +88,12 @@ def schema_name(kind: str) -> str:
 
 def forget_left_schemas(base_url: str, older_than: float = LEFT_AFTER) -> list[str]:
     """Drop the test schemas (``schema_name``) made more than ``older_than``
-    seconds ago: a run killed before its tests ended leaves theirs, with
-    every table the servers made in them. Returns their names."""
+    seconds ago (``tests.left_behind``), with every table the servers made
+    in them. Returns their names."""
     with psycopg.connect(base_url, autocommit=True) as db:
         names = [name for (name,) in db.execute("SELECT nspname FROM pg_namespace ORDER BY nspname")]
-    horizon = time.time() - older_than
-    left = [name for name in names if (match := _DATED.fullmatch(name)) and int(match.group(1)) < horizon]
+    left = [name for name in names
+            if (match := _DATED.fullmatch(name)) and left_behind(int(match.group(1)), older_than)]
     for name in left:
         try:
             drop_schema(base_url, name)

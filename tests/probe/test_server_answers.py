@@ -20,7 +20,7 @@ from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 from tests.waiting import eventually
 from trioscope.wire import decode_report
-from trioscope_probe import _signing
+from trioscope_probe import _refusals, _signing
 from trioscope_probe._agent import CommandAgent, Credentials, enroll
 from trioscope_probe._transport import Signer, run_publisher
 
@@ -52,6 +52,19 @@ class _Nonces:
             self.left -= 1
             return self.same
         return uuid.uuid4()
+
+
+def _refusals_seen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
+    """The (status, error code) of each refusal the probe weighs (``_refusals.retry_of``), as it weighs them."""
+    seen: list[tuple[int, str]] = []
+    weigh = _refusals.retry_of
+
+    def retry_of(status: int, code: str) -> _refusals.Retry:
+        seen.append((status, code))
+        return weigh(status, code)
+
+    monkeypatch.setattr(_refusals, "retry_of", retry_of)
+    return seen
 
 
 def _free_port() -> int:
@@ -102,8 +115,10 @@ async def test_reports_signed_before_the_server_started_are_signed_again(monkeyp
         signer = await _signer(server)
         clock = _Clock(wrong=before, times=2)
         monkeypatch.setattr(_signing, "time", clock)
+        refusals = _refusals_seen(monkeypatch)
         await _reports_with(server, signer, "probe-late-clock")
         assert clock.left == 0  # signed with the late clock, refused, and signed again
+        assert (401, "signed_before_start") in refusals  # the server's refusal, which the probe mended
 
 
 async def test_reports_with_a_request_id_used_before_are_signed_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,8 +127,10 @@ async def test_reports_with_a_request_id_used_before_are_signed_again(monkeypatc
         signer = await _signer(server)
         nonces = _Nonces(times=3)
         monkeypatch.setattr(_signing, "uuid", nonces)
+        refusals = _refusals_seen(monkeypatch)
         await _reports_with(server, signer, "probe-same-nonce")
         assert nonces.left == 0  # the request id used again, refused, and a new one taken
+        assert (401, "replayed_request") in refusals  # the server's refusal, which the probe mended
 
 
 async def test_reports_refused_for_a_clock_off_by_minutes_are_sent_again_with_backoff(
