@@ -1,7 +1,7 @@
 """Reading the report stream ahead of the replica, on the asyncio side.
 
 A pull consumer of the replica's own is read by a task in the asyncio thread
-(``StreamReader.pump``) into a bounded buffer, while Trio decodes and merges
+(``StreamReader._pump``) into a bounded buffer, while Trio decodes and merges
 what it took before; Trio takes everything buffered in one crossing
 (``take``). So a batch costs one hop between the loops, however many reports
 it holds, and the next batch is usually waiting when Trio asks for it: the

@@ -305,8 +305,8 @@ KEYS: tuple[Key, ...] = (
         kind=SizeKind(0, 2**50),
         default=1024**3,
         help="free space the embedded SQLite store's disk keeps: with less, agents' command results over 64 KiB "
-             "are refused (507 insufficient_storage) rather than letting the disk fill, which ends the server; "
-             "0: not watched (PostgreSQL guards its own disk)",
+             "and new commands over 4 KiB are refused (507 insufficient_storage) rather than letting the disk "
+             "fill, which ends the server; 0: not watched (PostgreSQL guards its own disk)",
         env=("TRIOSCOPE_STORAGE_MIN_FREE_BYTES",),
         flags=("--min-free-bytes",),
     ),
@@ -453,7 +453,9 @@ KEYS: tuple[Key, ...] = (
         name="metrics.max_query_samples",
         kind=IntegerKind(1000, 1_000_000_000),
         default=5_000_000,
-        help="most samples one query of the embedded engine may read (more: 422, the query refused)",
+        help="cost units one read of the embedded engine may spend (a sample read 1, a series examined or a "
+             "value an operator reads or makes 10, a regular expression's test 12 and up, an expression's node "
+             "20 a step; also bounds /series and /labels); more: 422, the read refused",
         env=("TRIOSCOPE_METRICS_MAX_QUERY_SAMPLES",),
         flags=("--metrics-max-query-samples",),
     ),
@@ -796,7 +798,8 @@ KEYS: tuple[Key, ...] = (
         name="websocket.ping_interval",
         kind=DurationKind(1 * SECOND, 1 * HOUR),
         default=30 * SECOND,
-        help="how often idle WebSocket clients are pinged",
+        help="how often WebSocket clients are sent a ping; one that has answered a ping is closed after two "
+             "unanswered ones",
         env=("TRIOSCOPE_WEBSOCKET_PING_INTERVAL",),
         flags=("--ws-ping-interval",),
     ),

@@ -31,7 +31,7 @@ from ._hosts import HostCheck, HostPolicy
 from ._errors import ApiError, closing_if_unread, error_response, install_error_handlers
 from ._health_checks import check_bus
 from ._metrics import CommandServiceSources, Metrics, encode, of_tenant
-from ._openapi import Answer, Auth, documented
+from ._openapi import Answer, Auth, documented, summary_of
 from ._quart_app import TrioscopeApp
 from ._responses import JSON
 from ._services import REPLAY_WINDOW, Gate, Services, attach, services, services_of
@@ -249,8 +249,8 @@ BANNER_SUMMARY = 100
 
 
 def _summary(doc: str) -> str:
-    """A view docstring's first sentence as the banner shows it: its lines
-    joined, literals unquoted (````x```` -> ``x``), cut at ``BANNER_SUMMARY``."""
-    paragraph = " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "")
-    sentence = paragraph.split(". ")[0].rstrip(".")
+    """A view docstring's first sentence as the banner shows it (``summary_of``,
+    the OpenAPI document's summary): literals unquoted (````x```` -> ``x``),
+    cut at ``BANNER_SUMMARY``."""
+    sentence = summary_of(doc)[0].replace("``", "").rstrip(".")
     return sentence if len(sentence) <= BANNER_SUMMARY else sentence[:BANNER_SUMMARY - 3].rstrip() + "..."

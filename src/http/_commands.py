@@ -233,7 +233,7 @@ def _check_confirmation(document: dict[str, Any]) -> None:
             errors={429: "more than 2 listings of this user at once (too_many_listings), or over a rate"})
 async def list_commands(user_id: str, deployment_hash: str) -> Response:
     """List commands, newest first (status, limit ≤ 500, offset, from_date, to_date):
-    summaries without results or history, a page at most ``MAX_LISTING_BYTES``."""
+    summaries without results or history, a page of at most 1 MiB."""
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     status = request.args.get("status")
@@ -286,7 +286,7 @@ def _no_command(command_id: str) -> ApiError:
 @documented(auth=Auth.USER)
 async def get_command(user_id: str, deployment_hash: str, command_id: str) -> Response:
     """A command with its full status history; its result and error when their
-    JSON is at most ``MAX_INLINE_BYTES`` (else ``/result``, ``/error``)."""
+    JSON is at most 1 MiB (else ``/result``, ``/error``)."""
     principal = await _gate.user(Permission.READ)
     deployment = await _gate.deployment_of(principal, user_id, deployment_hash)
     stored = await services().reader.stored_command(command_id, inline_bytes=MAX_INLINE_BYTES)

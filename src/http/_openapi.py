@@ -248,14 +248,23 @@ def _path_and_parameters(rule: str) -> tuple[str, list[Schema]]:
     return _VARIABLE.sub(lambda m: "{" + m["name"] + "}", rule), parameters
 
 
+def summary_of(doc: str) -> tuple[str, str]:
+    """A view docstring as its first sentence and the rest, each with its
+    lines joined: the summary the document and the start-up banner show (a
+    first line alone stopped mid-sentence where the sentence went on)."""
+    first, _, more = doc.strip().partition("\n\n")
+    summary, end, rest = " ".join(first.split()).partition(". ")
+    return summary + end.strip(), " ".join(f"{rest} {more}".split())
+
+
 def _operation(view: Callable[..., Any], path: str, method: str, doc: Doc, path_parameters: list[Schema],
                builder: SchemaBuilder, websocket: bool) -> Schema:
-    summary, _, rest = (view.__doc__ or "").strip().partition("\n")
+    summary, rest = summary_of(view.__doc__ or "")
     # From the path, not the view: one view may serve several paths (the PromQL reads).
     operation: Schema = {"operationId": f"{method.lower()}_" + re.sub(r"[^A-Za-z0-9]+", "_", path).strip("_"),
-                         "summary": summary.strip()}
-    if rest.strip():
-        operation["description"] = " ".join(line.strip() for line in rest.strip().splitlines())
+                         "summary": summary}
+    if rest:
+        operation["description"] = rest
     parameters = [*path_parameters,
                   *({"name": p.name, "in": where, "required": p.required, "schema": p.schema,
                      **({"description": p.description} if p.description else {})}

@@ -1,4 +1,5 @@
-"""The SQLite store: one writer connection (group commits), one reader connection.
+"""The SQLite store: one writer connection (group commits); reads on
+``SqliteReader`` connections (``StoreReader`` keeps ``SQLITE_READERS`` of them).
 
 WAL mode, so readers never wait for the writer; ``synchronous=FULL`` so a
 committed group survives ``kill -9`` and power loss alike. All methods block:

@@ -5,7 +5,7 @@ Once merged, a report lives on as its agent's nodes (with their cached JSON
 and metric history), the endpoints and client connections its connections
 make, the edges those project onto every view, and its packed JSON (the
 agent's latest report). The prices below were measured with tracemalloc
-(``bench/agent_memory.py --calibrate``), every ring full, and rounded up; they
+(``bench/agent_memory.py``, its calibration step), every ring full, and rounded up; they
 hold for the worst case of each item, not its average, so a realistic host
 takes well under its estimate (measured: about half).
 

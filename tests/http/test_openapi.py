@@ -51,6 +51,11 @@ async def test_every_route_is_in_the_document_with_its_description(running):
     for path, item in spec["paths"].items():
         for method, operation in item.items():
             assert operation["summary"], f"{method} {path} has no docstring"
+            # A whole sentence (a first line alone stopped mid-sentence), naming
+            # no constant of the code: the reader sees values, not ``MAX_X``.
+            assert operation["summary"][-1] in ".)?", f"{method} {path}: {operation['summary']!r}"
+            for text in (operation["summary"], operation.get("description", "")):
+                assert not re.search(r"``[A-Z][A-Z0-9_]{2,}``", text), f"{method} {path}: {text!r}"
             assert "security" in operation and operation["responses"]
 
 
