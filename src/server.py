@@ -22,7 +22,7 @@ import sqlite3
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
 import attrs
@@ -37,7 +37,7 @@ from trioscope.allocator import GLIBC_SERVED, Allocator, Glibc, Jemalloc, Trimme
 from trioscope.allocator import AllocatorUnavailable
 from trioscope.allocator import current as current_allocator
 from trioscope.allocator import plan_here as plan_allocator
-from trioscope.bus import ReportBus, open_report_bus
+import trioscope.bus
 from trioscope.config import Settings, format_duration
 from trioscope.exit_code import ExitCode as ExitCode
 from trioscope.http import (
@@ -51,6 +51,9 @@ from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import StoreReader, Unavailable, describe_database, open_writer, token_secret
 from trioscope.system import database_path, resume_open_queues, supervision_tree
+
+if TYPE_CHECKING:
+    from trioscope.bus import ReportBus
 
 log = logging.getLogger(__name__)
 
@@ -450,7 +453,10 @@ async def _report_bus(settings: Settings, *, task_status: trio.TaskStatus[Report
     """The report bus (None without ``bus.url``) for as long as this task runs:
     connected in the background, so that a replica starts (not ready) while the
     bus is away."""
-    async with open_report_bus(settings) as bus:
+    if not settings.bus.url:  # nats-py not even imported (``trioscope.bus``)
+        task_status.started(None)
+        return
+    async with trioscope.bus.open_report_bus(settings) as bus:
         task_status.started(bus)
         await trio.sleep_forever()
 

@@ -8,10 +8,10 @@ and the roster, which hands them reports, stops before all of them.
 
 from __future__ import annotations
 
-
 import functools
 import logging
 import uuid
+from typing import TYPE_CHECKING
 
 from trioscope.actors.alerts import AlertsActor, AlertsState
 from trioscope.actors.change_feed import change_feed_spec
@@ -35,9 +35,11 @@ from trioscope.domain.roster import AgentRoster
 from trioscope.runtime import (
     ActorSpec, ActorSystem, Backoff, Kept, Published, Strategy, SupervisorSpec, dynamic_supervisor,
 )
-from trioscope.bus import ReportBus
-from trioscope.store import (Database, StoreReader, database_busy, database_down, follow_changes, postgres_url,
-                             resolve_database)
+import trioscope.store
+from trioscope.store import Database, StoreReader, database_busy, database_down, postgres_url, resolve_database
+
+if TYPE_CHECKING:
+    from trioscope.bus import ReportBus  # nats-py, imported only with a bus (``trioscope.bus``)
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +157,9 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                                                   reader=shared_reader),
                       mailbox_size=4096),
             # Replicas (PostgreSQL): what the others commit, handed to the
-            # directory, the queues, the alerts and the users' sockets here.
-            *([change_feed_spec(functools.partial(follow_changes, replicas_url, origin), shared_reader,
+            # directory, the queues, the alerts and the users' sockets here
+            # (psycopg imported only then: ``trioscope.store``).
+            *([change_feed_spec(functools.partial(trioscope.store.follow_changes, replicas_url, origin), shared_reader,
                                 directory_path=DIRECTORY, queue_owner_path=QUEUE_OWNER, notifier_path=NOTIFIER,
                                 alerts_path=ALERTS)]
               if replicas_url is not None else []),

@@ -39,11 +39,11 @@ import functools
 import logging
 import math
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
-from trioscope.bus import BadEnvelope, BusUnavailable, ReportBus, unpack_report
+from trioscope.bus import BadEnvelope, BusUnavailable, unpack_report
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.rates import FirstSeen
 from trioscope.domain.stream_claims import StreamClaims, Verdict
@@ -53,6 +53,9 @@ from .directory import AttachReporter, ReleaseReporter
 from .refusals import ReporterTaken
 from .roster import HISTORY_EXPIRY_TIMEOUT, HandedOn, HistoryReplayed, ReportArrived, ReportsArrived
 from .topology import ReporterSilent
+
+if TYPE_CHECKING:
+    from trioscope.bus import ReportBus  # nats-py: the feed runs only with a bus, which imports it
 
 log = logging.getLogger(__name__)
 

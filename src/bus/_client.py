@@ -43,6 +43,7 @@ from trioscope.runtime import Handoff
 from trioscope.wire import Report
 
 from ._envelope import DEFAULT_UNPACKED, Envelope, unpacked_limit
+from ._errors import BusUnavailable, ReportTooLarge
 from ._lag import BusProgress
 from ._loop import AsyncioThread
 from ._reader import Fetched, StreamReader
@@ -74,10 +75,6 @@ PUBLISHED_KEPT = 4096
 back from the stream like anyone else's)."""
 
 
-class BusUnavailable(Exception):
-    """The bus did not take a report (not connected, or no acknowledgement in time)."""
-
-
 class _NoJetStream(Exception):
     """The NATS server answered, but not its JetStream API: it runs without ``-js``."""
 
@@ -87,19 +84,6 @@ class _StreamUnusable(Exception):
     already takes its subjects, a stream of its name takes other subjects, or
     the server refused to make it. The message names the stream, its subjects
     and what to do; retrying changes nothing until the operator does."""
-
-
-class ReportTooLarge(Exception):
-    """A report's envelope is larger than the NATS server takes in one message
-    (its ``max_payload``): resending it changes nothing."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__(f"the report's envelope is {size} bytes, more than the {limit} bytes the NATS server "
-                         "takes in one message (its max_payload)")
-        self.size = size
-        """The envelope's bytes, with the headers it is published with."""
-        self.limit = limit
-        """The server's ``max_payload``."""
 
 
 @attrs.frozen(eq=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -21,7 +22,6 @@ from trioscope.actors.queue_owner import GetCommandStats
 from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, METRICS, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
 from . import _agent_api, _agent_presence, _agents, _alerts, _api_docs, _audit, _command_ws, _commands, _controls, _directory, _gate, _health, _live, _metrics_api, _query, _rate_checks, _reports, _ui
-from trioscope.bus import ReportBus
 
 from ._bodies import bound_path, refuse_unlisted_media
 from ._access_log import AccessLog, name_route
@@ -35,6 +35,9 @@ from ._openapi import Answer, Auth, documented, summary_of
 from ._quart_app import TrioscopeApp
 from ._responses import JSON
 from ._services import REPLAY_WINDOW, Gate, Services, attach, services, services_of
+
+if TYPE_CHECKING:
+    from trioscope.bus import ReportBus  # nats-py, imported only with a bus (``trioscope.bus``)
 
 UNCHARGED_ROUTES = frozenset({
     # Orchestrators' probes (a kubelet, a load balancer, systemd) often share

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -12,7 +13,6 @@ from quart import Quart, current_app
 from trioscope.actors.client import LiveCounters
 from trioscope.actors.client_link import ClientLink
 from trioscope.actors.reset_turns import ResetTurns
-from trioscope.bus import ReportBus
 from trioscope.config import Settings
 from trioscope.runtime import ActorRef, ActorSystem, Published, SupervisorRef
 
@@ -26,6 +26,9 @@ from trioscope.system import database_path
 from ._forwarded import TrustedProxies
 from ._health_checks import HealthChecks
 from ._metrics import Metrics, SharedScrapes
+
+if TYPE_CHECKING:
+    from trioscope.bus import ReportBus  # nats-py, imported only with a bus (``trioscope.bus``)
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,17 @@ store actor (``trioscope.actors.store``) commits in groups through a
 them is an SQLite file (the default) or PostgreSQL (shared by replicas, which
 hear of each other's changes on ``CHANGES_CHANNEL``), chosen by the location
 given (``resolve_database``); only this package names either driver.
+
+The names that need psycopg (``PostgresReader``, ``PostgresWriter``,
+``follow_changes``, and ``copy_store`` with its outcomes, which reads or
+writes either database) are imported when first used (``trioscope.lazy_names``):
+a server on SQLite, the embedded default, never loads psycopg. Within the
+package the same holds (``_reader``, ``_limits``, ``_ops``).
 """
+
+import typing
+
+import trioscope.lazy_names
 
 from ._ops import AuditEntry as AuditEntry
 from ._ops import Conflict as Conflict
@@ -34,17 +44,12 @@ from ._changes import Change as Change
 from ._changes import ChangeBatch as ChangeBatch
 from ._changes import decode_change as decode_change
 from ._changes import encode_change as encode_change
-from ._copy import CopyCounts as CopyCounts
-from ._copy import CopyFailed as CopyFailed
-from ._copy import CopyRefused as CopyRefused
-from ._copy import copy_store as copy_store
 from ._limits import AgentAndUserLimits as AgentAndUserLimits
 from ._limits import RateBudget as RateBudget
 from ._limits import ReplayIds as ReplayIds
 from ._limits import open_limits as open_limits
-from ._listen import Connected as Connected
-from ._listen import FeedEvent as FeedEvent
-from ._listen import follow_changes as follow_changes
+from ._changes import Connected as Connected
+from ._changes import FeedEvent as FeedEvent
 from ._reader import Database as Database
 from ._reader import StoreReader as StoreReader
 from ._reader import StoreWriter as StoreWriter
@@ -59,12 +64,26 @@ from ._read_results import CommandPart as CommandPart
 from ._read_results import StoredCommand as StoredCommand
 from ._secret import load_or_create_secret as load_or_create_secret
 from ._secret import token_secret as token_secret
-from ._postgres_reader import PostgresReader as PostgresReader
-from ._postgres import PostgresWriter as PostgresWriter
 from ._sqlite import DATABASE_FILE as DATABASE_FILE
 from ._disk_room import DiskRoom as DiskRoom
 from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
+
+if typing.TYPE_CHECKING:
+    from ._copy import CopyCounts as CopyCounts
+    from ._copy import CopyFailed as CopyFailed
+    from ._copy import CopyRefused as CopyRefused
+    from ._copy import copy_store as copy_store
+    from ._listen import follow_changes as follow_changes
+    from ._postgres import PostgresWriter as PostgresWriter
+    from ._postgres_reader import PostgresReader as PostgresReader
+
+__getattr__ = trioscope.lazy_names.lazy_names(__name__, {
+    "CopyCounts": "._copy", "CopyFailed": "._copy", "CopyRefused": "._copy", "copy_store": "._copy",
+    "follow_changes": "._listen", "PostgresWriter": "._postgres", "PostgresReader": "._postgres_reader",
+})
+"""The names whose modules import psycopg (see the docstring)."""
+
 
 __all__ = [
     "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",

@@ -6,7 +6,8 @@ status kept (with the status, for other replicas' users), on one channel, in the
 is delivered only if, and only after, its change is committed); replicas
 LISTEN on it to wake the queues and sockets that hold the changed thing. This
 module is the whole contract: the channel's name and the payload's encoding,
-used by the writer and by the listeners alike.
+used by the writer and by the listeners alike, and what the feed that listens
+(``_listen``) hands its follower (``FeedEvent``).
 
 A command's notification carries its row as committed (the four columns of
 ``_command_rows``, as JSON) whenever the payload stays under PostgreSQL's
@@ -18,7 +19,7 @@ newest record of the alert's fingerprint).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 import attrs
@@ -244,3 +245,17 @@ def changes_of(writes: Iterable[Write], origin: str, forgotten: dict[str, str]) 
                                   version=None)
                            for agent_id in write.agent_ids if agent_id in forgotten)
     return changes
+
+
+@attrs.frozen
+class Connected:
+    """The feed is listening (again): changes committed before now, while it was
+    not, were not announced to this replica."""
+
+    again: bool
+    """False for the first connection of this process."""
+
+
+FeedEvent = Sequence[Change] | Connected
+"""What the follower is handed: the changes of one read of the socket (those of
+one transaction arrive together), in commit order, or ``Connected``."""

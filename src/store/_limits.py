@@ -16,8 +16,6 @@ import attrs
 
 from trioscope.domain.rates import RateLimiter, ReplayWindow
 
-from ._shared_limits import SharedLimits, SharedRateBudget, SharedReplayIds
-
 
 class ReplayIds(Protocol):
     """Agent request ids seen within the replay window."""
@@ -91,6 +89,7 @@ def open_limits(postgres_url: str | None, *, replay_window: float, per_agent: in
     if postgres_url is None:
         return AgentAndUserLimits(replay=LocalReplayIds(replay_window), per_agent=LocalRateBudget(per_agent),
                                   per_user=LocalRateBudget(per_user), close=lambda: None)
+    from ._shared_limits import SharedLimits, SharedRateBudget, SharedReplayIds  # psycopg: only with PostgreSQL
     shared = SharedLimits(postgres_url)
     return AgentAndUserLimits(replay=SharedReplayIds(shared, replay_window),
                               per_agent=SharedRateBudget(shared, "agent", per_agent),

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from typing import NoReturn
 
-import attrs
 import psycopg
 import trio
 from psycopg import pq
@@ -28,7 +27,7 @@ from psycopg.conninfo import make_conninfo
 
 from trioscope.runtime import Backoff
 
-from ._changes import CHANGES_CHANNEL, Change, decode_change, origin_prefix
+from ._changes import CHANGES_CHANNEL, Connected, FeedEvent, decode_change, origin_prefix
 from ._postgres import connection_options, describe
 
 log = logging.getLogger(__name__)
@@ -44,20 +43,6 @@ unparsed): at one wake per notification the wakes, reads and hand-overs were
 most of what following the other replicas cost (2 workers end to end: the feed
 ~10% of a worker's CPU). A few ms on a delivery that takes ~10 ms across
 replicas (bench/replica_delivery.py) buys one wake for several changes."""
-
-
-@attrs.frozen
-class Connected:
-    """The feed is listening (again): changes committed before now, while it was
-    not, were not announced to this replica."""
-
-    again: bool
-    """False for the first connection of this process."""
-
-
-FeedEvent = Sequence[Change] | Connected
-"""What the follower is handed: the changes of one read of the socket (those of
-one transaction arrive together), in commit order, or ``Connected``."""
 
 
 def _connect(database: str) -> psycopg.Connection[tuple[object, ...]]:

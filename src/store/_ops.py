@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import TYPE_CHECKING
 
 import attrs
-import psycopg
-from psycopg_pool import PoolTimeout
 
 from trioscope.domain.apps import AppStatus
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
 from trioscope.domain.idempotency import KeptAnswer
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 @attrs.frozen
@@ -224,7 +226,13 @@ def database_down(error: BaseException) -> bool:
     a connection timeout, a pool that found no connection in time) are the
     driver's plain ``OperationalError`` or a timeout of its own. Decided here
     so that only the store knows its driver."""
-    if isinstance(error, Unavailable | PoolTimeout | psycopg.errors.ConnectionTimeout):
+    if isinstance(error, Unavailable):
+        return True
+    if not _of_psycopg(error):
+        return False
+    import psycopg  # loaded: it raised ``error`` (see ``_of_psycopg``)
+    from psycopg_pool import PoolTimeout
+    if isinstance(error, PoolTimeout | psycopg.errors.ConnectionTimeout):
         return True
     if not isinstance(error, psycopg.OperationalError):
         return False
@@ -247,15 +255,31 @@ def store_full(error: BaseException) -> bool:
     that crashed on each one ended the server, restart after restart."""
     if isinstance(error, sqlite3.OperationalError):
         return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
-    if isinstance(error, psycopg.OperationalError):
-        return (error.sqlstate or error.diag.sqlstate) == _DISK_FULL
-    return False
+    operational = _operational(error)
+    return operational is not None and (operational.sqlstate or operational.diag.sqlstate) == _DISK_FULL
 
 
 def database_busy(error: BaseException) -> bool:
     """The database refused one statement for now (see ``_BUSY_STATES``): the
     connection is fine and nothing was written; a later try may succeed."""
-    if not isinstance(error, psycopg.OperationalError) or database_down(error):
+    operational = _operational(error)
+    if operational is None or database_down(error):
         return False
-    state = error.sqlstate or error.diag.sqlstate
+    state = operational.sqlstate or operational.diag.sqlstate
     return state is not None and state.startswith(_BUSY_STATES)
+
+
+def _of_psycopg(error: BaseException) -> bool:
+    """Whether psycopg (or its pool) raised ``error``. psycopg is imported only
+    to look closer at an error of its own, which it raised, so it is loaded:
+    a server on SQLite (the embedded default) never loads it, ~50 ms of each
+    start."""
+    return type(error).__module__.partition(".")[0] in ("psycopg", "psycopg_pool")
+
+
+def _operational(error: BaseException) -> psycopg.OperationalError | None:
+    """``error`` as psycopg's ``OperationalError``; None if it is none."""
+    if not _of_psycopg(error):
+        return None
+    import psycopg  # loaded (see ``_of_psycopg``)
+    return error if isinstance(error, psycopg.OperationalError) else None

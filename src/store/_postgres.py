@@ -67,7 +67,6 @@ REFUSED: tuple[type[BaseException], ...] = (
 )
 """A group's own failures, not the store's: they reject the group, never crash the writer."""
 
-URL_SCHEMES = ("postgresql://", "postgres://")
 
 NOTIFY = "SELECT pg_notify(%s, payload) FROM unnest(%b::text[]) AS payload"
 """Every payload of a transaction in one statement. The array goes in binary
@@ -225,10 +224,6 @@ class _Retry(Exception):
 
 
 _RETRIED: tuple[type[BaseException], ...] = (_Retry, *REFUSED)
-
-
-def is_postgres_url(database: str) -> bool:
-    return database.startswith(URL_SCHEMES)
 
 
 def describe(url: str) -> str:
