@@ -20,7 +20,6 @@ import asyncio
 import base64
 import contextlib
 import logging
-import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,7 +34,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
 from trioscope.config import Settings, format_duration
-from trioscope.config import mask_passwords
+from trioscope.config import hide_passwords, mask_passwords
 
 from trioscope.domain.agents import PackedReport
 from trioscope.domain.rates import Outage
@@ -174,11 +173,12 @@ class ReportBus:
             return
 
     def _masked(self, text: str) -> str:
-        """``text`` (an error's) without the URL's passwords, should it quote them."""
+        """``text`` (an error's) without the URLs' passwords and tokens, should it quote them."""
         for server in self.url.split(","):
-            password = urllib.parse.urlsplit(server.strip()).password
-            if password:
-                text = text.replace(password, "***")
+            text = hide_passwords(text, server.strip())
+            userinfo = server.strip().partition("://")[2].rpartition("@")[0]
+            if userinfo and ":" not in userinfo:  # a token (``mask_passwords``)
+                text = text.replace(userinfo, "***")
         return text
 
     def _stream_config(self, max_age: float | None = None, max_bytes: int | None = None) -> StreamConfig:

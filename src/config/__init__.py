@@ -23,6 +23,7 @@ from ._exceptions import Problem as Problem
 from ._keys import KEYS as KEYS
 from ._keys import Key as Key
 from ._kinds import format_size as format_size
+from ._kinds import hide_passwords as hide_passwords
 from ._kinds import mask_passwords as mask_passwords
 from ._load import load_settings as load_settings
 from ._resolve import ConfigFile as ConfigFile

@@ -383,17 +383,49 @@ class DatabaseKind:
 
 
 def mask_passwords(urls: str) -> str:
-    """``mask_password`` of each of comma-separated URLs (a NATS cluster's servers)."""
-    return ",".join(mask_password(url) for url in urls.split(","))
+    """``mask_password`` of each of comma-separated URLs (a NATS cluster's
+    servers), with a user part that holds no ``:`` masked whole: NATS takes
+    a token there (``nats://TOKEN@host``)."""
+    return ",".join(_mask_token(mask_password(url)) for url in urls.split(","))
+
+
+_SECRET_PARAMETER = re.compile(r"""(\w*password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s'"]*)""", re.IGNORECASE)
+"""A password given as a parameter: in a URL's query (``?password=x``) or a
+libpq keyword/value string (``password=x``, ``password='x y'``, ``sslpassword=``)."""
 
 
 def mask_password(url: str) -> str:
-    """``url`` with the password of its user part replaced by ``***``."""
+    """``url`` with its passwords replaced by ``***``: its user part's
+    (``user:***@``) and any given as a parameter (``_SECRET_PARAMETER``)."""
+    url = _SECRET_PARAMETER.sub(r"\1***", url)
     scheme, sep, rest = url.partition("://")
     userinfo, at, host = rest.rpartition("@")
     if not sep or not at or ":" not in userinfo:
         return url
     return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+
+
+def _mask_token(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" in userinfo:
+        return url
+    return f"{scheme}://***@{host}"
+
+
+def hide_passwords(text: str, url: str) -> str:
+    """``text`` (a driver's error, which may quote ``url`` or a part of it,
+    even one it could not parse) with ``url``'s passwords replaced by
+    ``***``: its user part's, as written and decoded, and any given as a
+    parameter, wherever they occur in ``text``."""
+    _, sep, rest = url.partition("://")
+    userinfo = rest.rpartition("@")[0] if sep else ""
+    secrets = {userinfo.partition(":")[2]} if ":" in userinfo else set()
+    secrets |= {urllib.parse.unquote(secret) for secret in secrets}
+    secrets |= {match[2].strip("'") for match in _SECRET_PARAMETER.finditer(url)}
+    for secret in sorted(filter(None, secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _SECRET_PARAMETER.sub(r"\1***", text)
 
 
 @attrs.frozen

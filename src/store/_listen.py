@@ -25,6 +25,7 @@ import trio
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
 
+from trioscope.config import hide_passwords
 from trioscope.runtime import Backoff
 
 from ._changes import CHANGES_CHANNEL, Connected, FeedEvent, decode_change, origin_prefix
@@ -77,7 +78,7 @@ async def follow_changes(database: str, origin: str, deliver: Callable[[FeedEven
         except psycopg.Error as exc:
             if not refused:
                 log.warning("change feed: cannot connect to %s (%s); retrying every %.1f-%.0f s",
-                            describe(database), _reason(exc), RETRY.initial, RETRY.maximum,
+                            describe(database), _reason(exc, database), RETRY.initial, RETRY.maximum,
                             extra={"event": "change_feed_down"})
             refused += 1
             await trio.sleep(RETRY.delay_for(refused))
@@ -90,7 +91,7 @@ async def follow_changes(database: str, origin: str, deliver: Callable[[FeedEven
             connected_before = True
             await _read(connection.pgconn, origin, deliver)
         except psycopg.OperationalError as exc:
-            log.warning("change feed: lost the connection to %s (%s); reconnecting", describe(database), _reason(exc),
+            log.warning("change feed: lost the connection to %s (%s); reconnecting", describe(database), _reason(exc, database),
                         extra={"event": "change_feed_lost"})
         finally:
             connection.close()
@@ -118,5 +119,6 @@ async def _read(pgconn: pq.abc.PGconn, origin: str, deliver: Callable[[FeedEvent
             await deliver(changes)
 
 
-def _reason(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _reason(exc: BaseException, database: str) -> str:
+    """The error's first line, without the database's password (libpq may quote it)."""
+    return hide_passwords(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__, database)

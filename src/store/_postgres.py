@@ -25,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import TupleRow
 from psycopg.types.json import set_json_loads
 
+from trioscope.config import hide_passwords
 from trioscope.domain.commands import Command, parameters_bytes
 
 from ._changes import CHANGES_CHANNEL, Change, CommandRow, changes_of, encode_change
@@ -249,14 +250,15 @@ def connect(url: str) -> Connection:
     try:
         db = psycopg.connect(psycopg.conninfo.make_conninfo(url, **connection_options(url)), autocommit=True)
     except psycopg.Error as exc:
-        raise Unavailable(f"cannot connect to {describe(url)}: {_one_line(exc)}") from None
+        raise Unavailable(f"cannot connect to {describe(url)}: {_one_line(exc, url)}") from None
     configure(db)
     return db
 
 
-def _one_line(exc: BaseException) -> str:
-    """libpq's message, its lines joined: the server logs it as one line."""
-    return " ".join(str(exc).split())
+def _one_line(exc: BaseException, url: str) -> str:
+    """libpq's message, its lines joined (the server logs it as one line),
+    without the password of ``url``, which libpq quotes where it cannot parse it."""
+    return hide_passwords(" ".join(str(exc).split()), url)
 
 
 def _audit_text(value: str | None) -> str | None:
@@ -308,7 +310,7 @@ class PostgresWriter:
             migrate(self.connection)
         except psycopg.Error as exc:
             self.connection.close()
-            raise Unavailable(f"cannot create or migrate the schema in {describe(url)}: {_one_line(exc)}") from None
+            raise Unavailable(f"cannot create or migrate the schema in {describe(url)}: {_one_line(exc, url)}") from None
         except BaseException:
             self.connection.close()
             raise

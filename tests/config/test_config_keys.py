@@ -108,6 +108,7 @@ def test_exports():
         "format_duration_compact",
         "format_effective",
         "format_size",
+        "hide_passwords",
         "load_settings",
         "mask_passwords",
         "parse_duration",
