@@ -482,8 +482,11 @@ class MetricsActor(Actor):
             if not _is_panic(exc):
                 raise  # cancellation, KeyboardInterrupt: not the query's
             # The PromQL parser (Rust) panics on some numbers out of its range (``x[1e30]``,
-            # ``x offset 1e400``): the query's, answered as Prometheus answers what it cannot parse.
-            log.warning("metrics: the PromQL parser panicked on %.500r: %s", _described(message), exc)
+            # ``x offset 1e400``), after its hook wrote to stderr: those known are refused before
+            # it (``MAX_DURATION``). Another is the query's too, answered as Prometheus answers
+            # what it cannot parse, and logged: the parser's own stderr lines then go with it.
+            log.warning("metrics: the PromQL parser panicked on %.500r of tenant %r: %s", _described(message),
+                        message.tenant, exc)
             raise metrics.BadQuery(f"cannot parse the query: {str(exc)[:200]}") from None
 
     async def on_start(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import attrs
+import promql_parser
 import pytest
 
 from trioscope.actors.metrics import InstantQuery, LabelNames, MetricsActor, QueryFailed, WriteSamples
@@ -38,15 +39,34 @@ async def test_any_exception_in_a_read_is_query_failed_and_the_actor_never_resta
         assert node.restarts == 0 and node.failed == 0
 
 
-async def test_a_parser_panic_is_a_bad_query() -> None:
-    """promql_parser panics (a BaseException) on some numbers past its range."""
+async def test_durations_past_the_parsers_range_are_a_bad_query() -> None:
+    """promql_parser panics (a BaseException, after its hook wrote to stderr) on
+    durations past its range: refused before it."""
     settings = Settings.defaults()
     tree = SupervisorSpec(name="root", children=[ActorSpec(name="metrics", factory=lambda: MetricsActor(settings))])
     async with open_actor_system(tree) as system:
         actor = system.lookup("/root/metrics")
-        for query in ("x[1e30]", "x offset 1e400"):
-            with pytest.raises(metrics.BadQuery, match="cannot parse the query"):
+        for query in ("x[1e30]", "x offset 1e400", "x offset -inf", "x[5m:2e19]", "x[0xffffffffffffffff]"):
+            with pytest.raises(metrics.BadQuery, match="is out of range"):
                 await actor.ask(InstantQuery("acme", query, time.time()))
+        node = next(child for child in system.snapshot().root.children if child.path == "/root/metrics")
+        assert node.restarts == 0
+
+
+async def test_a_parser_panic_is_a_bad_query(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any other panic of the parser is the query's too (PyO3's ``PanicException``)."""
+    panic = type("PanicException", (BaseException,), {"__module__": "pyo3_runtime"})
+
+    def panicking(_query: str) -> None:
+        raise panic("cannot convert float seconds to Duration")
+
+    monkeypatch.setattr(promql_parser, "parse", panicking)
+    settings = Settings.defaults()
+    tree = SupervisorSpec(name="root", children=[ActorSpec(name="metrics", factory=lambda: MetricsActor(settings))])
+    async with open_actor_system(tree) as system:
+        actor = system.lookup("/root/metrics")
+        with pytest.raises(metrics.BadQuery, match="cannot parse the query"):
+            await actor.ask(InstantQuery("acme", "x", time.time()))
         node = next(child for child in system.snapshot().root.children if child.path == "/root/metrics")
         assert node.restarts == 0
 

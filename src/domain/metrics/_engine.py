@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -686,44 +687,86 @@ _QUOTES = frozenset("\"'`")
 def check_size(text: str, parameter: str) -> None:
     """``BadQuery`` naming ``parameter`` if ``text`` nests deeper than
     ``MAX_NESTING`` or holds more than ``MAX_OPERATORS`` operators, read as
-    tokens outside strings and comments, as the parser's lexer reads them
-    (a comment ends at "\n" or "\r"), before the parser sees it. Counts
-    generously (a number's exponent sign, ``!=`` in a matcher): only a query
-    far larger than any real one is refused."""
+    tokens outside strings and comments (``_code``) before the parser sees
+    it. Counts generously (a number's exponent sign, ``!=`` in a matcher):
+    only a query far larger than any real one is refused."""
+    code = _code(text)
     depth = deepest = operators = 0
-    index, end = 0, len(text)
+    index, end = 0, len(code)
     while index < end:
-        char = text[index]
-        if char in _QUOTES:
-            index += 1
-            while index < end and text[index] != char:
-                index += 2 if text[index] == "\\" and char != "`" else 1
-        elif char == "#":
-            # The parser's lexer ends a comment at either: one ended at "\n"
-            # only let a query hide thousands of operators (and crash it).
-            ends = [at for at in (text.find("\n", index), text.find("\r", index)) if at != -1]
-            index = min(ends) if ends else end
-        elif char in "([{":
+        char = code[index]
+        if char in "([{":
             depth += 1
             deepest = max(deepest, depth)
         elif char in ")]}":
             depth -= 1
         elif char in _OPERATOR_CHARACTERS:
             operators += 1
-        elif char in "=!" and text.startswith("=", index + 1):
+        elif char in "=!" and code.startswith("=", index + 1):
             operators += 1
             index += 1
         elif char.isalpha() or char == "_":
             start = index
-            while index + 1 < end and (text[index + 1].isalnum() or text[index + 1] in "_:"):
+            while index + 1 < end and (code[index + 1].isalnum() or code[index + 1] in "_:"):
                 index += 1
-            if text[start:index + 1].lower() in _OPERATOR_WORDS:
+            if code[start:index + 1].lower() in _OPERATOR_WORDS:
                 operators += 1
         index += 1
     if deepest > MAX_NESTING:
         raise BadQuery(f"invalid parameter \"{parameter}\": nested {deepest} deep, at most {MAX_NESTING}")
     if operators > MAX_OPERATORS:
         raise BadQuery(f"invalid parameter \"{parameter}\": {operators} operators, at most {MAX_OPERATORS}")
+    _check_durations(code, parameter)
+
+
+def _code(text: str) -> str:
+    """``text`` with the insides of its strings and its comments blanked, read
+    as the parser's lexer reads them (a comment ends at "\n" or "\r": one
+    ended at "\n" only let a query hide thousands of operators)."""
+    blanked = list(text)
+    index, end = 0, len(text)
+    while index < end:
+        char = text[index]
+        if char in _QUOTES:
+            index += 1
+            while index < end and text[index] != char:
+                step = 2 if text[index] == "\\" and char != "`" else 1
+                blanked[index:index + step] = " " * len(blanked[index:index + step])
+                index += step
+        elif char == "#":
+            ends = [at for at in (text.find("\n", index), text.find("\r", index)) if at != -1]
+            stop = min(ends) if ends else end
+            blanked[index:stop] = " " * (stop - index)
+            index = stop
+        index += 1
+    return "".join(blanked)
+
+
+MAX_DURATION = 2**63 / 1e9
+"""Seconds a duration given as a number (``x[300]``, ``x offset 1e9``, a
+subquery's ``[3600:60]``) may reach (about 292 years). The parser (Rust)
+panics on one past its range or infinite (``x[1e30]``, ``x offset inf``),
+after its panic hook wrote to the process's stderr, past the log, for
+every such request; a little below that, it raises ``OverflowError``."""
+_NUMBER = re.compile(r"[-+]?\s*(?:0[xX][0-9a-fA-F]+|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|inf|nan)",
+                     re.IGNORECASE)
+_OFFSET = re.compile(rf"\boffset\s*({_NUMBER.pattern})", re.IGNORECASE)
+_BRACKETS = re.compile(r"\[([^\[\]]*)\]")
+
+
+def _check_durations(code: str, parameter: str) -> None:
+    """``BadQuery`` for a duration given as a number out of ``MAX_DURATION``
+    in ``code`` (``_code``): after ``offset``, or as a range or a subquery's
+    range or step (the parts of a ``[...]``; labels are matched in braces)."""
+    numbers = [match[1] for match in _OFFSET.finditer(code)]
+    numbers += [part.strip() for match in _BRACKETS.finditer(code) for part in match[1].split(":")
+                if _NUMBER.fullmatch(part.strip())]
+    for number in numbers:
+        digits = "".join(number.split())
+        value = float(int(digits, 16)) if "x" in digits.lower() else float(digits)
+        if not abs(value) < MAX_DURATION:  # also NaN
+            raise BadQuery(f"invalid parameter \"{parameter}\": duration {digits[:40]} is out of range: at most "
+                           f"{MAX_DURATION:.0f} seconds (about 292 years)")
 
 
 def parse(query: str) -> pq.Expr:
