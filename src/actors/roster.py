@@ -30,7 +30,7 @@ from trioscope.config import Settings
 from trioscope.domain.agents import PackedReport, host_metrics, metric_time
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.metrics import RESOLUTION
-from trioscope.domain.rates import FirstSeen
+from trioscope.domain.rates import FirstSeen, Lull
 from trioscope.wire import AgentRegistration, Report
 from trioscope.domain.roster import AgentRoster
 from trioscope.domain.topology import Partition
@@ -56,6 +56,9 @@ CLOCK_STEP = 1.0
 ROOM_ATTEMPTS = 3
 """Places made for one new probe before it is refused: between making a place
 and taking it, a probe whose actor was starting may take it first."""
+RECLAIMS_SAID_EVERY = 60.0
+"""Seconds between two info lines of probes forgotten to make room (each counts
+those said at debug level since): new agent ids are any client's to send."""
 FAILURE_CAUSES_SAID = 64
 """Causes of reports left out whose traceback is logged (``RosterActor._left_out``) at most:
 past them, every one is logged at debug level."""
@@ -200,6 +203,7 @@ class RosterActor(Actor):
         """See ``_wall_offset``."""
         self._failures_said: FirstSeen[tuple[str, str, int]] = FirstSeen(FAILURE_CAUSES_SAID)
         """The causes of those failures logged with their traceback already."""
+        self._reclaims_said = Lull(RECLAIMS_SAID_EVERY)
         self._counted: AgentDirectory | None = None
         self._enrolled_count = 0
         """See ``_enrolled_agents``."""
@@ -451,11 +455,14 @@ class RosterActor(Actor):
             except (ActorNotFound, ActorStopped):
                 continue  # it had stopped by itself: look again
             self._forgotten(victim)
-            log.info("forgot agent %s (%s) to make room for a new one from %s (agents.max_agents)", victim,
-                     "its enrolled agent reports under another agent id now" if superseded else
-                     f"of {holding} from {held_by or 'an unknown address'}", source or "an unknown address",
-                     extra={"event": "agent_reclaimed", "agent_id": victim, "address": held_by,
-                            "for_address": source, "superseded": superseded})
+            unsaid = self._reclaims_said.due(self.monotonic())
+            log.log(logging.DEBUG if unsaid is None else logging.INFO,
+                    "forgot agent %s (%s) to make room for a new one from %s (agents.max_agents)%s", victim,
+                    "its enrolled agent reports under another agent id now" if superseded else
+                    f"of {holding} from {held_by or 'an unknown address'}", source or "an unknown address",
+                    f"; {unsaid} more since the last such line" if unsaid else "",
+                    extra={"event": "agent_reclaimed", "agent_id": victim, "address": held_by,
+                           "for_address": source, "superseded": superseded})
             return True
 
     def _forgotten(self, agent_id: str) -> None:

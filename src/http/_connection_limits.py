@@ -274,6 +274,18 @@ class Admission:
         self.counts = counts
         self._count_refusal = refused
         self._lulls = {reason: Lull(REFUSALS_LOGGED_EVERY) for reason in (PER_ADDRESS, TOTAL, UNSENT, BODY_PER_ADDRESS, BODY_TOTAL)}
+        self._write_timeouts = Lull(REFUSALS_LOGGED_EVERY)
+
+    def write_timed_out(self, source: str, seconds: float) -> None:
+        """A connection closed as its client read nothing for ``seconds``
+        (``server.write_timeout``): said once a ``REFUSALS_LOGGED_EVERY``, as
+        the refusals are (a client can make as many)."""
+        unlogged = self._write_timeouts.due(time.monotonic())
+        if unlogged is not None:
+            log.info("closed a connection from %s whose client read nothing for %g s (server.write_timeout; %s)",
+                     source, seconds, f"{unlogged} more such since the last such line" if unlogged else
+                     f"such lines are logged at most once every {REFUSALS_LOGGED_EVERY:g} s",
+                     extra={"event": "write_timeout", "address": source})
 
     def refused(self, refusal: Refused) -> None:
         """A connection closed as accepted: counted, and said (``Lull``)."""

@@ -495,8 +495,11 @@ class GuardedTCPServer(TCPServer):
         connection is closed (a write cut halfway leaves nothing to go on with),
         and what it held (the response being sent, the version it was read
         from, a WebSocket's client) goes with it."""
-        log.info("closed a connection whose client read nothing for %g s (server.write_timeout)", self._write_timeout,
-                 extra={"event": "write_timeout"})
+        if self._admission is not None and self._held is not None:
+            self._admission.write_timed_out(self._held.source, self._write_timeout)
+        else:
+            log.info("closed a connection whose client read nothing for %g s (server.write_timeout)",
+                     self._write_timeout, extra={"event": "write_timeout"})
         await trio.aclose_forcefully(self.stream)
         await self.protocol.handle(Closed())
 

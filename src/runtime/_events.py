@@ -19,9 +19,10 @@ def _emit(level: int, event: str, path: str, text: str, exc: BaseException | Non
     log.log(level, "%s %s", path, text, extra=extra, exc_info=exc_info)
 
 
-def started(path: str, kind: str, incarnation: int) -> None:
+def started(path: str, kind: str, incarnation: int, *, quiet: bool = False) -> None:
+    """``quiet``: at debug level (``Node.comes_and_goes``)."""
     again = "" if incarnation == 1 else f" (incarnation {incarnation})"
-    _emit(logging.INFO, "started", path, f"started [{kind}]{again}", kind=kind, incarnation=incarnation)
+    _emit(logging.DEBUG if quiet else logging.INFO, "started", path, f"started [{kind}]{again}", kind=kind, incarnation=incarnation)
 
 
 def crashed(path: str, kind: str, exc: BaseException, message: object = None) -> None:
@@ -50,8 +51,9 @@ def gave_up(path: str, why: str) -> None:
     _emit(logging.ERROR, "gave_up", path, f"gave up: {why}", why=why)
 
 
-def stopped(path: str, kind: str, reason: str) -> None:
-    _emit(logging.INFO, "stopped", path, f"stopped ({reason})", kind=kind, reason=reason)
+def stopped(path: str, kind: str, reason: str, *, quiet: bool = False) -> None:
+    """``quiet``: at debug level (``Node.comes_and_goes``)."""
+    _emit(logging.DEBUG if quiet else logging.INFO, "stopped", path, f"stopped ({reason})", kind=kind, reason=reason)
 
 
 def killed(path: str, timeout: float) -> None:

@@ -37,7 +37,9 @@ _CLOSED = object()
 """``_serve``: the mailbox is closed."""
 
 
-QUIET_ENDS = frozenset({"normal", "shutdown"})
+ASKED_TO_STOP = "asked to stop"
+"""The end of a dynamic child its owner had stopped (a client gone, an agent forgotten)."""
+QUIET_ENDS = frozenset({"normal", "shutdown", ASKED_TO_STOP})
 """How a linked actor may end without taking its links down (OTP's normal exits)."""
 
 
@@ -137,6 +139,13 @@ class Node:
     def name(self) -> str:
         return self.spec.name
 
+    @property
+    def comes_and_goes(self) -> bool:
+        """A child of a dynamic supervisor (one per agent, per WebSocket client,
+        per deployment queue): its starts and stops are logged at debug level,
+        since clients make as many as they like (``events``)."""
+        return self.parent is not None and self.parent.spec.remove_terminated
+
     def stats(self) -> ActorStats | SupervisorStats:
         raise NotImplementedError  # each kind of node reports its own
 
@@ -178,7 +187,7 @@ class Node:
         watchers, self.watchers = self.watchers, {}
         for watcher, link in watchers.items():
             self._notify(watcher, reason, link)
-        events.stopped(self.path, self.type_name, reason)
+        events.stopped(self.path, self.type_name, reason, quiet=self.comes_and_goes)
 
     @property
     def type_name(self) -> str:
@@ -270,7 +279,7 @@ class ActorCell(Node):
                         await actor.on_start()
                         started = True
                         self.status = Status.RUNNING
-                        events.started(self.path, self.type_name, incarnation)
+                        events.started(self.path, self.type_name, incarnation, quiet=self.comes_and_goes)
                         task_status.started()
                         await self._serve(actor)
                         await self._call_on_stop(actor)

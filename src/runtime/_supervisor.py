@@ -25,7 +25,7 @@ from ._exceptions import (
     TooManyChildren,
 )
 from ._intensity import RestartHistory, intensity_exceeded, record_restart
-from ._node import NORMAL_EXIT, ActorCell, Exit, ExitKind, Node, Status, first_error
+from ._node import ASKED_TO_STOP, NORMAL_EXIT, ActorCell, Exit, ExitKind, Node, Status, first_error
 from ._ref import ActorRef, Ask
 from ._specs import ActorSpec, ChildSpec, IntensityScope, Strategy, SupervisorSpec
 from ._stats import SupervisorStats
@@ -192,7 +192,7 @@ class SupervisorNode(Node):
                         await self._start_initial()
                         started = True
                         self.status = Status.RUNNING
-                        events.started(self.path, self.kind, incarnation)
+                        events.started(self.path, self.kind, incarnation, quiet=self.comes_and_goes)
                         task_status.started()
                         gave_up = await self._serve()
                         await self._stop_children(final=self._final and gave_up is None)
@@ -385,7 +385,7 @@ class SupervisorNode(Node):
         return taken
 
     async def _on_stop_requests(self, child: Node, replies: list[Ask]) -> None:
-        await self._stop(child, final=True)
+        await self._stop(child, final=True, reason=ASKED_TO_STOP)
         for reply in replies:
             reply.resolve(None)
 
@@ -407,12 +407,12 @@ class SupervisorNode(Node):
         if reply is not None:
             reply.resolve(child.ref)
 
-    async def _stop(self, child: Node, final: bool) -> None:
+    async def _stop(self, child: Node, final: bool, reason: str = "shutdown") -> None:
         """Stop one child: ask, wait its shutdown timeout, then cancel it.
 
         ``final`` stops it for good (it drains its mailbox first and is then
-        terminated); otherwise it stops after its current message and keeps its
-        mailbox for its restart.
+        terminated, for ``reason``); otherwise it stops after its current
+        message and keeps its mailbox for its restart.
         """
         if child.status in (Status.RUNNING, Status.STARTING):
             child.exit_handled = child.incarnation
@@ -427,7 +427,7 @@ class SupervisorNode(Node):
                 child.scope.cancel()
                 await child.done.wait()
         if final:
-            self._terminate(child, "shutdown")
+            self._terminate(child, reason)
 
     async def _stop_children(self, final: bool) -> None:
         # Dynamic children do not survive their supervisor's restart (OTP).

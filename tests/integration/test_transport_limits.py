@@ -463,7 +463,7 @@ async def test_a_client_that_stops_reading_has_its_connection_closed_after_the_w
         async def closed_by_the_server() -> bool:
             held = [c for c in psutil.Process(slow_reader_server.proc.pid).net_connections("tcp")  # type: ignore[union-attr]  # started
                     if c.raddr and c.raddr.port == client_port and c.status == psutil.CONN_ESTABLISHED]
-            return not held and "closed a connection whose client read nothing" in slow_reader_server.stderr()
+            return not held and f"closed a connection from {host} whose client read nothing" in slow_reader_server.stderr()
 
         await eventually(closed_by_the_server, deadline=60.0)
         await stream.aclose()
