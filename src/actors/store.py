@@ -369,7 +369,7 @@ class StoreActor(Actor):
             # Cancelled (the actor killed past its shutdown timeout while it
             # reconnected or read back) or crashed: every group not answered
             # yet is answered now, or its writer would wait for ever (``commit``).
-            _fail([c for c in batch if not c.receipt.done.is_set()], OutcomeUnknown(reason))
+            _unknown([c for c in batch if not c.receipt.done.is_set()], reason)
             raise
 
     async def _recover(self, batch: list[Commit], error: Exception, reason: str) -> None:
@@ -387,11 +387,11 @@ class StoreActor(Actor):
             if not database_down(exc):
                 raise
             # Away still, or the read failed: nobody can tell what was written.
-            _fail(batch, OutcomeUnknown(reason))
+            _unknown(batch, reason)
             self._drop_writer()
             self._lose(_one_line(exc))
             return
-        _fail(unknown, OutcomeUnknown(reason))
+        _unknown(unknown, reason)
         if not again:
             return
         try:
@@ -401,7 +401,7 @@ class StoreActor(Actor):
                 _fail(again, exc)  # read back as not written, and refused again: nothing was written
                 raise
             # Failed twice running: left to the client, never a third time.
-            _fail(again, OutcomeUnknown(_one_line(exc)))
+            _unknown(again, _one_line(exc))
             self._drop_writer()
             self._lose(_one_line(exc))
             return
@@ -445,6 +445,17 @@ may hold several)."""
 def _fail(batch: Sequence[Commit], error: Exception) -> None:
     for c in batch:
         c.receipt.settle(outcome.Error(error))
+
+
+def _unknown(batch: Sequence[Commit], reason: str) -> None:
+    """``batch`` answered ``OutcomeUnknown`` (a 504 ``outcome_unknown``), and said:
+    each is a client's request that may or may not have taken effect."""
+    if not batch:
+        return
+    _fail(batch, OutcomeUnknown(reason))
+    log.warning("store: %d group(s) of writes may or may not have been written (%s): their requests are answered "
+                "504 outcome_unknown, for their clients to check before sending them again", len(batch), reason,
+                extra={"event": "store_outcome_unknown", "groups": len(batch)})
 
 
 def _settle(batch: Sequence[Commit], results: Sequence[BaseException | None]) -> None:

@@ -25,9 +25,12 @@ def started(path: str, kind: str, incarnation: int, *, quiet: bool = False) -> N
     _emit(logging.DEBUG if quiet else logging.INFO, "started", path, f"started [{kind}]{again}", kind=kind, incarnation=incarnation)
 
 
-def crashed(path: str, kind: str, exc: BaseException, message: object = None) -> None:
+def crashed(path: str, kind: str, exc: BaseException, message: object = None, *,
+            told_elsewhere: bool = False) -> None:
+    """``told_elsewhere`` (``Node.told_elsewhere``): one line at warning level, without the traceback."""
     about = f" handling {type(message).__name__}" if message is not None else ""
-    _emit(logging.ERROR, "crashed", path, f"crashed{about}: {type(exc).__name__}: {exc}", exc,
+    _emit(logging.WARNING if told_elsewhere else logging.ERROR, "crashed", path,
+          f"crashed{about}: {type(exc).__name__}: {exc}", None if told_elsewhere else exc,
           kind=kind, error=type(exc).__name__)
 
 
@@ -36,8 +39,10 @@ def refused(path: str, kind: str, refusal: Exception, message: object) -> None:
           f"{type(refusal).__name__}: {refusal}", kind=kind, error=type(refusal).__name__)
 
 
-def start_failed(path: str, kind: str, exc: BaseException) -> None:
-    _emit(logging.ERROR, "start_failed", path, f"failed to start: {type(exc).__name__}: {exc}", exc,
+def start_failed(path: str, kind: str, exc: BaseException, *, told_elsewhere: bool = False) -> None:
+    """``told_elsewhere``: as ``crashed``'s."""
+    _emit(logging.WARNING if told_elsewhere else logging.ERROR, "start_failed", path,
+          f"failed to start: {type(exc).__name__}: {exc}", None if told_elsewhere else exc,
           kind=kind, error=type(exc).__name__)
 
 

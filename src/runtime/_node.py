@@ -139,6 +139,16 @@ class Node:
     def name(self) -> str:
         return self.spec.name
 
+    def told_elsewhere(self, error: BaseException) -> bool:
+        """Whether the crash (or failed start) ``error`` is told in full
+        elsewhere, so its traceback would say nothing more: another actor's
+        crash (``ActorFailed``: that actor logged its own), or the dependency's
+        that the spec paces (``backoff_on``: a database away, logged by the
+        store). Said in one line then (``events``); a database that came back
+        wrote ~100 lines of tracebacks of actors that met it still away."""
+        backoff_on = getattr(self.spec, "backoff_on", None)
+        return isinstance(error, ActorFailed) or (backoff_on is not None and backoff_on(error))
+
     @property
     def comes_and_goes(self) -> bool:
         """A child of a dynamic supervisor (one per agent, per WebSocket client,
@@ -295,7 +305,7 @@ class ActorCell(Node):
                     if self._failed_later is not None and self._failed_later[0] is error:
                         culprit = self._failed_later[1]
                     message = culprit.message if type(culprit) is Ask else culprit
-                    events.crashed(self.path, self.type_name, error, message)
+                    events.crashed(self.path, self.type_name, error, message, told_elsewhere=self.told_elsewhere(error))
                     exit = Exit(ExitKind.CRASHED, error)
             if scope.cancelled_caught:
                 exit = KILLED_EXIT

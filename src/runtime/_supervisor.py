@@ -224,7 +224,7 @@ class SupervisorNode(Node):
             try:
                 await self._start_child(child)
             except StartFailed as exc:
-                events.start_failed(child.path, child.type_name, exc.cause)
+                events.start_failed(child.path, child.type_name, exc.cause, told_elsewhere=child.told_elsewhere(exc.cause))
                 for done in reversed(started):
                     await self._stop(done, final=False)
                 raise exc.cause from None
@@ -348,7 +348,7 @@ class SupervisorNode(Node):
             try:
                 await self._start_child(target)
             except StartFailed as exc:
-                events.start_failed(target.path, target.type_name, exc.cause)
+                events.start_failed(target.path, target.type_name, exc.cause, told_elsewhere=target.told_elsewhere(exc.cause))
                 target.last_exit = Exit(ExitKind.CRASHED, exc.cause)
                 target.status = Status.RESTARTING
                 self._post(_Exited(target, target.incarnation))
@@ -399,7 +399,7 @@ class SupervisorNode(Node):
             try:
                 await self._start_child(child)
             except StartFailed as exc:
-                events.start_failed(child.path, child.type_name, exc.cause)
+                events.start_failed(child.path, child.type_name, exc.cause, told_elsewhere=child.told_elsewhere(exc.cause))
                 self._terminate(child, f"start failed: {type(exc.cause).__name__}: {exc.cause}")
                 if reply is not None:
                     reply.fail(exc)

@@ -8,6 +8,7 @@ SQLite, the embedded default, never loads them (~50 ms of each start)."""
 from __future__ import annotations
 
 import functools
+import logging
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,13 +20,16 @@ from trioscope.domain.apps import AppStatus
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
 from trioscope.domain.idempotency import KeptAnswer
+from trioscope.domain.rates import Outage
 
-from ._ops import Write
+from ._ops import Write, database_down
 from ._read_results import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._sqlite import DATABASE_FILE, SqliteReader, SqliteWriter
 
 if TYPE_CHECKING:
     from ._postgres_reader import PostgresReader
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -132,6 +136,9 @@ class StoreReader:
 
     def __init__(self, database: Database) -> None:
         path = sqlite_path(database)
+        self._where = describe_database(database)
+        self._outage = Outage()
+        """Whether reads were said to fail for the database away (``_call``)."""
         self._reader: SqliteReader | PostgresReader
         self._free: list[SqliteReader] | None = None
         """SQLite's connections not in use (None: PostgreSQL, whose pool hands them out)."""
@@ -152,7 +159,27 @@ class StoreReader:
 
     async def _call(self, method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``method`` (one of ``self._reader``'s) in a worker thread; on SQLite on
-        whichever connection is free (the same method, of that connection)."""
+        whichever connection is free (the same method, of that connection).
+
+        Reads that meet the database away are said once, when the first does,
+        and once when one works again: a server that only reads (its
+        requests answered 503 meanwhile) logged nothing else of an outage
+        but the driver's pool's own lines (the store actor says it of commits)."""
+        try:
+            answer = await self._read(method, *args, **kwargs)
+        except Exception as exc:
+            if database_down(exc) and self._outage.first("down"):
+                log.warning("store: reads cannot reach the database %s (%s); answering 503 until it is back",
+                            self._where, " ".join(str(exc).split())[:300] or type(exc).__name__,
+                            extra={"event": "database_reads_failing"})
+            raise
+        if self._outage.said is not None:
+            self._outage.over()
+            log.info("store: reads reach the database %s again", self._where,
+                     extra={"event": "database_reads_back"})
+        return answer
+
+    async def _read(self, method: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         if self._free is None:
             return await trio.to_thread.run_sync(functools.partial(method, *args, **kwargs), limiter=self._limiter)
         async with self._limiter:

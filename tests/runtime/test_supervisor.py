@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+from typing import Any
 
 import pytest
 import trio
 
-from tests.runtime.scripted import Block, Crash, Hang, Journal, StopSelf, settle, worker
+from tests.runtime.scripted import Block, Crash, Hang, Journal, StopSelf, Worker, settle, worker
 from trioscope.runtime import (
+    ActorFailed,
     ActorSpec,
     Backoff,
     Restart,
@@ -350,3 +352,33 @@ async def test_a_busy_actor_lets_others_run_between_bursts(journal: Journal):
         await settle()
     order = [e[1] for e in journal.entries if e[0] == "handle"]
     assert order.index("other") < 200, order.index("other")
+
+
+class _Relay(Worker):
+    """Asks ``/root/inner`` whatever it is told: the inner actor's crash is its own too."""
+
+    async def handle(self, message: Any) -> Any:
+        return await self.context.system.lookup("/root/inner").ask(message)
+
+
+async def test_a_crash_told_elsewhere_is_one_warning_line_without_its_traceback(
+        journal: Journal, autojump_clock, caplog):
+    """An asker's crash on another actor's (``ActorFailed``, whose traceback that
+    actor logged) and a crash the spec paces as its dependency's (``backoff_on``)
+    are one line at warning level; any other crash an error with its traceback."""
+    caplog.set_level(logging.INFO, logger="trioscope.runtime")
+    paced = worker("paced", journal, backoff=Backoff(initial=0.5, maximum=5.0),
+                   backoff_on=lambda error: isinstance(error, ValueError))
+    relay = ActorSpec(name="relay", factory=lambda: _Relay("relay", journal))
+    spec = SupervisorSpec(name="root", intensity=10, children=[worker("inner", journal), relay, paced])
+    async with open_actor_system(spec) as system:
+        with pytest.raises(ActorFailed):
+            await system.lookup("/root/relay").ask(Crash("inner's"))
+        await crash_and_settle(system, "/root/paced")
+        await settle()
+    crashes = {r.actor: r for r in caplog.records if getattr(r, "event", None) == "crashed"}
+    assert crashes["/root/inner"].levelno == logging.ERROR and crashes["/root/inner"].exc_info is not None
+    for told_elsewhere in ("/root/relay", "/root/paced"):
+        record = crashes[told_elsewhere]
+        assert record.levelno == logging.WARNING and record.exc_info is None, told_elsewhere
+    assert "inner's" in crashes["/root/relay"].getMessage()
