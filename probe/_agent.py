@@ -22,7 +22,7 @@ import trio
 
 from . import _signing
 from ._answers import json_of
-from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, ControlError, execute
+from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, ControlError, check, execute
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._pending import PendingReports
 from ._refusals import (
@@ -325,6 +325,13 @@ class CommandAgent:
         own = parameters.get("timeout") if isinstance(parameters, dict) and kind == "docker.exec" else None
         if type(own) is int and 0 < own < timeout:
             timeout = own  # exec's own limit; the command's timeout bounds everything
+        try:
+            check(kind, parameters, self.allowed)
+        except ControlError as exc:
+            log.warning("refused %s (%s): %s", kind, command_id, exc)
+            await self._report({"command_id": command_id, "status": "failed", "error": str(exc),
+                                "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            return
         log.info("running %s (%s)", kind, command_id)
         await self._report({"command_id": command_id, "status": "executing", "progress": 0, "stage": "started"})
         result: dict[str, Any] | None = None
@@ -398,6 +405,7 @@ class CommandAgent:
         if error is not None or follow is None or client is None:
             if client is not None:
                 client.close()
+            log.warning("docker.logs (%s) failed: %s", command_id, error or "not started")
             await self._report({"command_id": command_id, "status": "failed", "error": error or "not started",
                                 "completed_at": stamp})
             return

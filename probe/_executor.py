@@ -136,23 +136,32 @@ HANDLERS: dict[str, Callable[[docker.DockerClient, dict[str, Any]], dict[str, An
 }
 
 
-def execute(client: docker.DockerClient, command_type: str, parameters: Any,
-            allowed: tuple[str, ...] = DEFAULT_ALLOWED) -> dict[str, Any]:
-    """Run one control.
+def check(command_type: str, parameters: Any, allowed: tuple[str, ...] = DEFAULT_ALLOWED) -> None:
+    """What can be refused before the engine is asked: the probe says why
+    (an unknown or disallowed type), not that it has no engine.
 
     Raises:
-        ControlError: unknown or disallowed type, bad parameters, the engine
-            refused, or it did not answer (hung, restarting, gone).
+        ControlError: an unknown or disallowed type, or parameters that are no object.
     """
-    handler = HANDLERS.get(command_type)
-    if handler is None:
+    if command_type not in HANDLERS:
         raise ControlError(f"unknown command type {command_type!r}; this probe runs: {', '.join(sorted(HANDLERS))}")
     if command_type not in allowed:
         raise ControlError(f"command type {command_type!r} is not allowed on this probe")
     if not isinstance(parameters, dict):
         raise ControlError("parameters must be an object")
+
+
+def execute(client: docker.DockerClient, command_type: str, parameters: Any,
+            allowed: tuple[str, ...] = DEFAULT_ALLOWED) -> dict[str, Any]:
+    """Run one control.
+
+    Raises:
+        ControlError: unknown or disallowed type, bad parameters (``check``),
+            the engine refused, or it did not answer (hung, restarting, gone).
+    """
+    check(command_type, parameters, allowed)
     try:
-        return handler(client, parameters)
+        return HANDLERS[command_type](client, parameters)
     except docker.errors.APIError as exc:
         raise ControlError(f"the engine refused: {exc.explanation or exc}") from None
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:

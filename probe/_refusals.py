@@ -124,14 +124,22 @@ class Refused(Exception):
 
 
 def error_of(response: httpx.Response) -> tuple[str, str]:
-    """The error code and message of a trioscope error body; ("", the text) for another body."""
+    """The error code and message of a trioscope error body; ("", the text) for
+    another body (a proxy's page). Each on one line, as the probe logs them: a
+    body's line breaks and control characters would let whatever answered
+    write lines that look like the probe's own."""
     try:
         error = json_of(response).get("error")
     except (ValueError, AttributeError):
         error = None
     if isinstance(error, dict) and isinstance(error.get("code"), str):
-        return error["code"][:100], str(error.get("message", ""))[:300]
-    return "", response.text[:300]
+        return _one_line(error["code"], 100), _one_line(str(error.get("message", "")), 300)
+    return "", _one_line(response.text, 300)
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text[:limit * 2].split())
+    return "".join(char if char.isprintable() else "?" for char in flat)[:limit]
 
 
 def refusal(response: httpx.Response, what: str) -> Refused:

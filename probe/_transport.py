@@ -179,7 +179,8 @@ class Publisher:
         except httpx.TransportError as exc:
             raise ServerUnavailable(transport_problem(exc)) from None
         if response.status_code in RETRIABLE:
-            raise ServerUnavailable(f"{path} answered {response.status_code}")
+            code = error_of(response)[0]  # bus_unavailable, database_unavailable...: why, when the server says
+            raise ServerUnavailable(f"{path} answered {response.status_code}" + (f" {code}" if code else ""))
         return response
 
     def _request(self, method: str, path: str, content: bytes | None = None,
@@ -226,8 +227,10 @@ class Publisher:
                                           "metadata": self.metadata})
         if response.status_code in REFUSING:
             raise refusal(response, "registration")
+        if response.status_code >= 500:  # no trioscope (another server at --server), or a proxy's error
+            raise ServerUnavailable(f"registration answered {response.status_code}: {error_of(response)[1]}")
         if response.status_code != 201:
-            log.error("registration refused (%s): %s", response.status_code, response.text[:300])
+            log.error("registration refused (%s): %s", response.status_code, error_of(response)[1])
         self.registered = True
         await self._learn_limits()
 

@@ -261,7 +261,9 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
                 try:
                     credentials = await _credentials(client, args, allowed)
                 except ControlError as exc:
-                    print(f"trioscope-probe: {exc}", file=sys.stderr)
+                    # Logged (as JSON with --log-format json), not printed: logging is set up by now.
+                    logging.getLogger("trioscope_probe").critical("%s; stopping", exc,
+                                                                  extra={"event": "probe_refused"})
                     nursery.cancel_scope.cancel()
                     return 2
                 metadata = {"deployment_hash": credentials.deployment_hash, "command_agent_id": credentials.agent_id}

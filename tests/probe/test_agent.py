@@ -297,7 +297,8 @@ async def test_commands_that_time_out_on_a_stuck_engine_leave_the_collections_th
     agent._execute = lambda kind, parameters: released.wait(30) and {}  # type: ignore[method-assign]
     try:
         for index in range(COMMAND_THREADS + 4):
-            await agent._run_command({"command_id": f"cmd_{index}", "type": "docker.stop", "timeout_seconds": 0.05})
+            await agent._run_command({"command_id": f"cmd_{index}", "type": "docker.stop",
+                                      "parameters": {"container": "c1"}, "timeout_seconds": 0.05})
         assert trio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
         assert agent.threads.borrowed_tokens == COMMAND_THREADS
     finally:

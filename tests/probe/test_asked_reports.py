@@ -15,7 +15,7 @@ import trio
 from tests.synthetic import host_report
 from trioscope.wire import decode_report
 from trioscope_probe._agent import CommandAgent, Credentials
-from trioscope_probe._executor import ControlError
+from trioscope_probe._executor import DEFAULT_ALLOWED, ControlError
 from trioscope_probe._transport import ASKED_REPORT_GAP, ReportRequests, run_publisher
 
 INTERVAL = 15.0
@@ -105,6 +105,7 @@ async def test_a_control_that_changes_containers_asks_for_a_report(
     changed: list[str] = []
     client = httpx.AsyncClient(transport=httpx.MockTransport(server), base_url="http://server")
     agent = CommandAgent(client, Credentials("dep", "agent-1", "token-1"), docker_host=None,
+                         allowed=(*DEFAULT_ALLOWED, "docker.exec"),  # exec is allowed only when asked for
                          containers_changed=lambda: changed.append(statuses[-1]))
     monkeypatch.setattr(agent, "_execute", execute)
     await agent._run_command({"command_id": "cmd_1", "type": kind, "parameters": {"container": "c1"},
