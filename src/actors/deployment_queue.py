@@ -527,7 +527,8 @@ class DeploymentQueueActor(RefusingActor):
                 continue
             except (DatabaseUnavailable, OutcomeUnknown):
                 return
-            log.info("command %s failed: its agent %s was retired before it reported", command.id, holder,
+            log.info("command %s of deployment %s failed: its agent %s was retired before it reported", command.id,
+                     self.deployment_hash, holder,
                      extra={"event": "command_orphaned", "command_id": command.id,
                             "deployment_hash": self.deployment_hash, "agent_id": holder})
 
@@ -673,7 +674,8 @@ class DeploymentQueueActor(RefusingActor):
                 # agent reported): nothing to say; the next tick looks again.
                 await self._reload(command.id)
                 continue
-            log.info("command %s %s", command.id, "timed out" if event is CommandEvent.TIME_OUT else "expired",
+            log.info("command %s of deployment %s %s", command.id, self.deployment_hash,
+                     "timed out" if event is CommandEvent.TIME_OUT else "expired",
                      extra={"event": "command_" + event.value, "command_id": command.id,
                             "deployment_hash": self.deployment_hash})
         self.waiters = [p for p in self.waiters if not _ended(p)]

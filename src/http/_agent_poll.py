@@ -10,7 +10,7 @@ import trio
 
 from trioscope.actors.deployment_queue import Poll, PollRetired, Undeliverable, Withdraw, open_poll
 from trioscope.actors.queue_owner import ForDeployment
-from trioscope.domain.commands import POLL_CLOSED, Delivery
+from trioscope.domain.commands import POLL_CLOSED, Command, Delivery
 from trioscope.runtime import Handoff
 
 from ._command_queues import ask_queue
@@ -105,4 +105,7 @@ def give_back(deployment_hash: str, delivery: Delivery, reason: str = POLL_CLOSE
     Through the queue owner, like every request for a queue: never lost to a queue stopping."""
     if not services().queue_owner.offer(ForDeployment(deployment_hash, Undeliverable(delivery, reason))):
         # It times out instead, and is reported so.
-        log.warning("could not return undelivered command to %s", deployment_hash)
+        what = delivery.id if isinstance(delivery, Command) else delivery.notice_id
+        log.warning("could not return undelivered command %s to the queue of deployment %s: it times out there",
+                    what, deployment_hash, extra={"event": "command_not_returned", "command_id": what,
+                                                  "deployment_hash": deployment_hash})

@@ -259,8 +259,10 @@ class _AgentChannel:
         if self.acknowledged.is_set():
             return True
         give_back(self.deployment_hash, delivery, NOT_ACKNOWLEDGED)
-        log.info("agent %s did not acknowledge command %s within %ss: closing its socket", self.agent_id,
-                 view["command_id"], int(ACK_DEADLINE), extra={"event": "command_not_acknowledged"})
+        log.info("agent %s of deployment %s did not acknowledge command %s within %ss: closing its socket",
+                 self.agent_id, self.deployment_hash, view["command_id"], int(ACK_DEADLINE),
+                 extra={"event": "command_not_acknowledged", "agent_id": self.agent_id,
+                        "deployment_hash": self.deployment_hash, "command_id": view["command_id"]})
         if await self._enrolled():  # a retired agent's socket closes as such
             self.link.close(POLICY_VIOLATION, "command not acknowledged")
         return False
