@@ -46,8 +46,8 @@ async def test_a_time_out_fires_once_with_both_replicas_up(replicas: tuple[Serve
                 assert await ws.get_message() == '{"type":"pong"}'  # no second alert before it
         assert (command["status"], command["error"]) == ("failed", "timed out")
         assert [h["status"] for h in command["history"]] == ["queued", "sent", "failed"]
-        logged = [s.stderr().count(f"command {created['command_id']} of deployment {agent.deployment_hash} timed out")
-                  for s in (a, b)]
+        said = f"command {created['command_id']} of deployment {agent.deployment_hash} timed out"
+        logged = [s.stderr().count(said) for s in (a, b)]
         assert sorted(logged) == [0, 1], "one replica fired it; the other stayed quiet"
 
 
