@@ -74,6 +74,13 @@ PUBLISHED_KEPT = 4096
 back from the stream like anyone else's)."""
 
 
+def _login_refused(exc: BaseException) -> bool:
+    """Whether the NATS server refused the connection's credentials (none,
+    or wrong): nats-py raises its ``AuthorizationError``, or passes the
+    server's ``-ERR 'Authorization Violation'`` on as a plain error."""
+    return isinstance(exc, nats.errors.AuthorizationError) or "authorization violation" in str(exc).lower()
+
+
 class _NoJetStream(Exception):
     """The NATS server answered, but not its JetStream API: it runs without ``-js``."""
 
@@ -148,9 +155,12 @@ class ReportBus:
             except Exception as exc:  # noqa: BLE001  # any failure to reach the bus is retried, and said once
                 # Said once for each kind of failure, not at every attempt.
                 kind = ("no_jetstream" if isinstance(exc, _NoJetStream)
-                        else "stream_unusable" if isinstance(exc, _StreamUnusable) else "unreachable")
+                        else "stream_unusable" if isinstance(exc, _StreamUnusable)
+                        else "login_refused" if _login_refused(exc) else "unreachable")
                 if self._outage.changed(kind):  # nats-py's error callback may have said it first
-                    if isinstance(exc, _NoJetStream):
+                    if kind == "login_refused":
+                        self._say_login_refused(exc)
+                    elif isinstance(exc, _NoJetStream):
                         log.error("JetStream is not enabled on the NATS server at %s (start nats-server with -js); "
                                   "retrying every %g s", self.shown_url, RECONNECT_WAIT,
                                   extra={"event": "bus_no_jetstream"})
@@ -171,6 +181,11 @@ class ReportBus:
                      extra={"event": "bus_connected", "stream": self.stream})
             self.ready.set()
             return
+
+    def _say_login_refused(self, exc: Exception) -> None:
+        log.error("the bus at %s refused this replica's login (%s): check the user and password, or the token, "
+                  "in bus.url (--bus); retrying every %g s", self.shown_url, self._masked(str(exc)), RECONNECT_WAIT,
+                  extra={"event": "bus_login_refused"})
 
     def _masked(self, text: str) -> str:
         """``text`` (an error's) without the URLs' passwords and tokens, should it quote them."""
@@ -220,6 +235,10 @@ class ReportBus:
                               "(its tls block, or --tls/--tlscert/--tlskey) or use a nats:// URL knowingly; "
                               "retrying every %g s", self.shown_url, exc, RECONNECT_WAIT,
                               extra={"event": "bus_tls_refused"})
+                return
+            if _login_refused(exc):
+                if self._outage.changed("login_refused"):
+                    self._say_login_refused(exc)
                 return
             if self._outage.first("unreachable"):  # not again after any other word of this outage
                 log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.shown_url,
