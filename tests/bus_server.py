@@ -165,8 +165,7 @@ class OwnNatsServer:
     """A nats-server of one test, on a free port with its store in a temporary
     directory, stopped (by its pid) and started again on the same port and store."""
 
-    def __init__(self, *options: str) -> None:
-        """``options``: more of nats-server's (``--user``, ``--pass``...)."""
+    def __init__(self) -> None:
         if not os.path.exists(NATS_SERVER) and shutil.which("nats-server") is None:
             raise NatsMissing(f"nats-server is not installed ({NATS_SERVER}): the report-bus tests need it")
         self.binary = NATS_SERVER if os.path.exists(NATS_SERVER) else str(shutil.which("nats-server"))
@@ -174,11 +173,10 @@ class OwnNatsServer:
         self.url = f"nats://{HOST}:{self.port}"
         self._store = tempfile.TemporaryDirectory(prefix="trioscope-nats-")
         self.process: subprocess.Popen[bytes] | None = None
-        self.options = options
 
     def start(self) -> None:
-        self.process = subprocess.Popen([self.binary, "-a", HOST, "-p", str(self.port), "-js", "-sd", self._store.name,
-                                         *self.options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen([self.binary, "-a", HOST, "-p", str(self.port), "-js", "-sd", self._store.name],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         _wait_until_answers(self.port, self.process)
 
     def stop(self) -> None:
@@ -194,8 +192,8 @@ class OwnNatsServer:
 
 
 @contextmanager
-def own_nats_server(*options: str) -> Iterator[OwnNatsServer]:
-    server = OwnNatsServer(*options)
+def own_nats_server() -> Iterator[OwnNatsServer]:
+    server = OwnNatsServer()
     try:
         server.start()  # in the try: one that never answered is ended too
         yield server
