@@ -16,6 +16,11 @@ and never dropped unsaid: a client that takes no frame for
 ``MAX_WAITING_BYTES`` of them waiting, is closed (1008) with a reason that
 says events were lost, and so is one whose actor the notifier cannot reach
 (its mailbox full). Its client reconnects and reads the current state.
+
+An event client pings its socket every ``websocket.ping_interval``, by the rule
+of the other sockets (``domain.keepalive``): a client gone without a word is
+let go once its pings went unacknowledged (``server.write_timeout``), and one
+that answers pings once is held to answering them.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import attrs
 import orjson
 import trio
 
-from trioscope.domain.keepalive import PONG, is_ping
+from trioscope.domain.keepalive import PING, PONG, Keepalive, is_ping, is_pong
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, MailboxFull, Restart
 
 from .client import FromClient
@@ -142,6 +147,11 @@ def lost_events_reason(count: int | None) -> str:
 
 
 @attrs.frozen
+class _Ping:
+    """A ping is due (every ``websocket.ping_interval``)."""
+
+
+@attrs.frozen
 class _Room:
     """The writer took frames (``progressed``), or took none for ``stalled_after`` seconds."""
 
@@ -154,9 +164,13 @@ class EventClientActor(Actor):
 
     def __init__(self, link: ClientLink, notifier_path: str, *, tenant: str, user_id: str, admin: bool,
                  stalled_after: float = 30.0, max_waiting_bytes: int = MAX_WAITING_BYTES,
-                 first: Callable[[], str] | None = None) -> None:
+                 first: Callable[[], str] | None = None, ping_interval: float = 30.0) -> None:
         """``stalled_after``: seconds the socket may take no frame while events
         wait for it (``websocket.slow_client_timeout``) before it is closed;
+        ``ping_interval``: ``websocket.ping_interval`` (``domain.keepalive``:
+        without pings, a client gone without a word held its places, its
+        user's and its address's, until its token expired, since nothing was
+        sent it while its tenant had no event);
         ``first``: makes the frame sent before any event (the seed's
         ``initial_state``), called once the notifier has this client among its
         watchers (``Watching``), so that a change is in it or among the events after it."""
@@ -173,6 +187,8 @@ class EventClientActor(Actor):
         self.waiting_bytes = 0
         self.watching_room = False
         """A task waits for the writer to take frames (``_watch_room``)."""
+        self.ping_interval = ping_interval
+        self.keepalive = Keepalive()
 
     async def on_start(self) -> None:
         # However this incarnation ends, a socket whose actor is gone must not
@@ -182,12 +198,13 @@ class EventClientActor(Actor):
         # Not asked: clients start one at a time, and a busy notifier would
         # hold up every socket's start. The first frame is made on ``Watching``.
         self.notifier.tell(Watch(self.tenant, self.context.ref, self.link, greet=self.first is not None))
+        self.context.every(self.ping_interval, _Ping())
 
     async def on_stop(self) -> None:
         self.notifier.offer(Unwatch(self.tenant, self.context.ref))
 
     async def handle(self, message: Any) -> Any:
-        if self.link.closed.is_set() and isinstance(message, (Notice, FromClient, _Room, Watching)):
+        if self.link.closed.is_set() and isinstance(message, (Notice, FromClient, _Room, Watching, _Ping)):
             self.waiting.clear()  # nothing more reaches this socket
             self.waiting_bytes = 0
             return None
@@ -199,8 +216,19 @@ class EventClientActor(Actor):
             if self.admin or message.owner is None or message.owner == self.user_id:
                 self._send(message.frame)
         elif isinstance(message, FromClient):
+            self.keepalive.heard()
             if is_ping(message.data):
                 self._send(PONG)
+            elif is_pong(message.data):
+                self.keepalive.pong()
+        elif isinstance(message, _Ping):
+            if self.waiting:  # behind already: frames are in flight, and the slow-client rule judges it
+                return None
+            if not self.keepalive.ping():
+                self.link.close(POLICY_VIOLATION, "no pong to two pings")
+                self.context.stop()
+                return None
+            self._send(PING)
         elif isinstance(message, _Room):
             self.watching_room = False
             self._refill()
@@ -262,13 +290,14 @@ class EventClientActor(Actor):
 
 
 def event_client_spec(name: str, link: ClientLink, notifier_path: str, *, tenant: str, user_id: str,
-                      admin: bool, stalled_after: float = 30.0, first: Callable[[], str] | None = None) -> ActorSpec:
+                      admin: bool, stalled_after: float = 30.0, first: Callable[[], str] | None = None,
+                      ping_interval: float = 30.0) -> ActorSpec:
     """``stalled_after``: ``websocket.slow_client_timeout``; ``first``: the frame
-    sent before any event (``EventClientActor``)."""
+    sent before any event; ``ping_interval``: ``websocket.ping_interval`` (``EventClientActor``)."""
     return ActorSpec(
         name=name,
         factory=lambda: EventClientActor(link, notifier_path, tenant=tenant, user_id=user_id, admin=admin,
-                                         stalled_after=stalled_after, first=first),
+                                         stalled_after=stalled_after, first=first, ping_interval=ping_interval),
         restart=Restart.TEMPORARY,
         mailbox_size=256,
         shutdown_timeout=1.0,

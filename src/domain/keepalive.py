@@ -1,5 +1,5 @@
 """Whether the peer of a socket the server pings is still there: the live
-views' and the agents' sockets alike.
+views', the user events' and the agents' sockets alike.
 
 The server sends ``{"type": "ping"}`` every ``websocket.ping_interval``. A
 peer that has answered one with ``{"type": "pong"}`` speaks that protocol:
@@ -25,7 +25,8 @@ UNANSWERED = 2
 
 
 PING = '{"type":"ping"}'
-"""The ping the server sends an agent's socket (a live view's carries a ``payload``: ``domain.live.PING``)."""
+"""The ping the server sends an agent's socket and a user's events socket (a
+live view's carries a ``payload``: ``domain.live.PING``)."""
 PONG = '{"type":"pong"}'
 """The answer to a client's ping on the user events' socket."""
 MAX_PING_BYTES = 256
@@ -34,13 +35,22 @@ MAX_PING_BYTES = 256
 def is_ping(data: str | bytes) -> bool:
     """Whether a client's message is ``{"type": "ping"}`` (anything else in it
     ignored); one longer than ``MAX_PING_BYTES`` is not read as one."""
+    return _typed(data) == "ping"
+
+
+def is_pong(data: str | bytes) -> bool:
+    """Whether a client's message is ``{"type": "pong"}``, as ``is_ping`` reads a ping."""
+    return _typed(data) == "pong"
+
+
+def _typed(data: str | bytes) -> object:
     if len(data) > MAX_PING_BYTES:
-        return False
+        return None
     try:
         message = orjson.loads(data)
     except orjson.JSONDecodeError:
-        return False
-    return isinstance(message, dict) and message.get("type") == "ping"
+        return None
+    return message.get("type") if isinstance(message, dict) else None
 
 
 @attrs.define

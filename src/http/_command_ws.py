@@ -154,7 +154,8 @@ async def user_events(user_id: str) -> Response | None:
 
     spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
                              admin=principal.may(Permission.ADMINISTER),
-                             stalled_after=s.settings.websocket.slow_client_timeout, first=initial_state)
+                             stalled_after=s.settings.websocket.slow_client_timeout, first=initial_state,
+                             ping_interval=s.settings.websocket.ping_interval)
     return await serve_client_socket(link, spec, subprotocol=_tokens.chosen_subprotocol(), principal=principal)
 
 

@@ -183,3 +183,21 @@ async def test_the_first_frame_and_the_events_after_it_miss_no_change_made_while
         # In order, and every change after the first frame's among them (one
         # told as the frame was made may be in both).
         assert told == sorted(told) and set(range(initial["n"] + 1, 21)) <= set(told)
+
+
+async def test_the_socket_is_pinged_and_a_client_that_answered_once_must_go_on_answering(autojump_clock):
+    """``domain.keepalive``'s rule, as on the live views: without pings a client
+    gone without a word held its places until its token expired (nothing is
+    sent to a quiet tenant's sockets)."""
+    async with events_tree() as system:
+        quiet = await open_socket(system, "events-1", ping_interval=5.0)
+        answering = await open_socket(system, "events-2", ping_interval=5.0)
+        for socket in (quiet, answering):
+            with trio.fail_after(6.0):
+                await socket.read(1)
+            assert socket.received == [{"type": "ping"}]
+        system.lookup("/root/clients/events-2").tell(FromClient('{"type":"pong"}'))
+        await trio.sleep(17.0)  # three more pings: events-2 answers none of them
+        assert answering.link.closed.is_set() and answering.link.close_code == POLICY_VIOLATION
+        assert answering.link.close_reason == "no pong to two pings"
+        assert not quiet.link.closed.is_set()  # never answered one: not held to it

@@ -5,13 +5,17 @@ and ``--max-agents`` that never locks enrolled probes out."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import httpx
+import pytest
 import trio
 from trio_websocket import ConnectionRejected, WebSocketConnection, wrap_client_stream
 
@@ -224,3 +228,48 @@ async def test_messages_on_a_live_view_count_against_the_address_budget() -> Non
         async with httpx.AsyncClient(base_url=server.base_url,
                                      transport=httpx.AsyncHTTPTransport(local_address="127.0.0.2")) as other:
             assert _refused((await other.get("/metrics")).text, "rate_address") >= 1
+
+
+TCP_REPAIR = 19
+"""Linux: a socket closed in repair mode sends nothing (no FIN, no RST): a client gone without a word."""
+
+
+def _vanishing_user_socket(server: ServerProcess, path: str) -> socket.socket:
+    """A ``/ws/user`` socket that has read its ``initial_state``, ready to vanish (``TCP_REPAIR``)."""
+    url = urlsplit(server.base_url)
+    assert url.hostname is not None and url.port is not None
+    sock = socket.create_connection((url.hostname, url.port), timeout=10)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {url.hostname}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 f"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n".encode())
+    answer = b""
+    while b"initial_state" not in answer:
+        answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:200]
+    return sock
+
+
+async def test_a_user_socket_gone_without_a_word_gives_its_places_back() -> None:
+    """Pinged as the live views are, its pings unacknowledged for --write-timeout:
+    it held its user's places until its token expired (a quiet tenant's sockets
+    are sent nothing), and the user's next socket got 503 too_many_clients_of_user."""
+    with ServerProcess(["--ws-max-clients-per-user", "2", "--ws-ping-interval", "1s",
+                        "--write-timeout", "2s"]) as server:
+        alice = server.user_token("alice", role="VIEWER")
+        gone = [_vanishing_user_socket(server, f"/ws/user/alice?token={alice}") for _ in range(2)]
+        for sock in gone:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+            except PermissionError:
+                pytest.skip("TCP_REPAIR needs CAP_NET_ADMIN: a client cannot be made to vanish here")
+            sock.close()
+
+        async def a_new_socket_is_taken() -> bool:
+            try:
+                async with _socket(server, f"/ws/user/alice?token={alice}") as again:
+                    return json.loads(await again.get_message())["type"] == "initial_state"
+            except ConnectionRejected as exc:
+                assert json.loads(exc.body)["error"]["code"] == "too_many_clients_of_user"
+                return False
+
+        await eventually(a_new_socket_is_taken, deadline=60)
