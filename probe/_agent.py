@@ -26,7 +26,8 @@ from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, ControlError, check,
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._pending import PendingReports
 from ._refusals import (
-    REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, refusal, send, transport_problem,
+    REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, error_text, refusal, send,
+    transport_problem,
 )
 
 log = logging.getLogger("trioscope_probe")
@@ -141,10 +142,10 @@ async def enroll(client: httpx.AsyncClient, deployment_hash: str, enrollment_tok
     if response.status_code in RETRIABLE:
         raise ServerUnavailable(f"enrollment answered {response.status_code}")
     if response.status_code != 201:
-        raise ControlError(f"enrollment refused ({response.status_code}): {response.text[:300]}")
+        raise ControlError(f"enrollment refused ({response.status_code}): {error_text(response)}")
     body = _json_object(response)
     if not (isinstance(body.get("agent_id"), str) and isinstance(body.get("agent_token"), str)):
-        raise ControlError(f"enrollment answered without agent_id and agent_token: {response.text[:300]}")
+        raise ControlError(f"enrollment answered without agent_id and agent_token: {error_text(response)}")
     return Credentials(deployment_hash, body["agent_id"], body["agent_token"])
 
 
@@ -156,7 +157,7 @@ def _json_object(response: httpx.Response) -> dict[str, Any]:
         body = None
     if not isinstance(body, dict):
         raise ControlError(f"{response.request.url.path} answered {response.status_code} without a JSON object: "
-                           f"{response.text[:200]!r}")
+                           f"{error_text(response)[:200]}")
     return body
 
 
@@ -262,7 +263,7 @@ class CommandAgent:
         if response.status_code in REFUSING:
             raise refusal(response, "command poll")
         if response.status_code != 200:
-            raise ControlError(f"poll answered {response.status_code}: {response.text[:200]}")
+            raise ControlError(f"poll answered {response.status_code}: {error_text(response)[:200]}")
         item = _json_object(response).get("item")
         return item if isinstance(item, dict) and item.get("command_id") else None
 
@@ -292,7 +293,7 @@ class CommandAgent:
                 if response.status_code not in RETRIABLE and (refused is None or refused.for_good):
                     if response.status_code >= 400:
                         log.warning("report of %s refused (%s): %s", body["command_id"], response.status_code,
-                                    response.text[:200])
+                                    error_text(response)[:200])
                     if final:
                         assert self.pending is not None
                         await trio.to_thread.run_sync(self.pending.taken, body["command_id"])

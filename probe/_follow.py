@@ -31,7 +31,7 @@ import trio
 
 from ._answers import json_of
 from ._executor import ControlError, _container, _int
-from ._refusals import REFUSING, refusal
+from ._refusals import REFUSING, error_text, refusal
 
 log = logging.getLogger("trioscope_probe")
 
@@ -297,4 +297,4 @@ class LogFollow:
                 # the follow goes on, as for a server that is away.
                 log.warning("%s; following on", refused)
                 return
-            raise ControlError(f"the server refused log lines ({response.status_code}): {response.text[:200]}")
+            raise ControlError(f"the server refused log lines ({response.status_code}): {error_text(response)[:200]}")

@@ -137,6 +137,12 @@ def error_of(response: httpx.Response) -> tuple[str, str]:
     return "", _one_line(response.text, 300)
 
 
+def error_text(response: httpx.Response) -> str:
+    """``error_of`` for a log line or an error: ``code: message``, or another body's text."""
+    code, message = error_of(response)
+    return f"{code}: {message}" if code else message
+
+
 def _one_line(text: str, limit: int) -> str:
     flat = " ".join(text[:limit * 2].split())
     return "".join(char if char.isprintable() else "?" for char in flat)[:limit]

@@ -22,7 +22,8 @@ from trioscope.wire import ContainerInfo, MemoryBudget, Report, encode
 from . import _answers as answers
 from ._answers import json_of
 from ._refusals import (
-    REFUSED_RETRY, REFUSING, RETRIABLE, Link, Refused, ServerUnavailable, Standing, error_of, refusal, send, transport_problem,
+    REFUSED_RETRY, REFUSING, RETRIABLE, Link, Refused, ServerUnavailable, Standing, error_of, error_text, refusal, send,
+    transport_problem,
 )
 from ._signing import signed_request
 
@@ -228,9 +229,9 @@ class Publisher:
         if response.status_code in REFUSING:
             raise refusal(response, "registration")
         if response.status_code >= 500:  # no trioscope (another server at --server), or a proxy's error
-            raise ServerUnavailable(f"registration answered {response.status_code}: {error_of(response)[1]}")
+            raise ServerUnavailable(f"registration answered {response.status_code}: {error_text(response)}")
         if response.status_code != 201:
-            log.error("registration refused (%s): %s", response.status_code, error_of(response)[1])
+            log.error("registration refused (%s): %s", response.status_code, error_text(response))
         self.registered = True
         await self._learn_limits()
 

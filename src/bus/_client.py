@@ -190,10 +190,7 @@ class ReportBus:
     def _masked(self, text: str) -> str:
         """``text`` (an error's) without the URLs' passwords and tokens, should it quote them."""
         for server in self.url.split(","):
-            text = hide_passwords(text, server.strip())
-            userinfo = server.strip().partition("://")[2].rpartition("@")[0]
-            if userinfo and ":" not in userinfo:  # a token (``mask_passwords``)
-                text = text.replace(userinfo, "***")
+            text = hide_passwords(text, server.strip(), user_is_token=True)
         return text
 
     def _stream_config(self, max_age: float | None = None, max_bytes: int | None = None) -> StreamConfig:
@@ -239,6 +236,8 @@ class ReportBus:
             if _login_refused(exc):
                 if self._outage.changed("login_refused"):
                     self._say_login_refused(exc)
+                else:
+                    log.debug("bus: %s", self._masked(str(exc)))
                 return
             if self._outage.first("unreachable"):  # not again after any other word of this outage
                 log.warning("cannot reach the bus at %s: %s; retrying every %g s", self.shown_url,

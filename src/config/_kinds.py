@@ -390,19 +390,36 @@ def mask_passwords(urls: str) -> str:
 
 
 _SECRET_PARAMETER = re.compile(r"""(\w*password\s*=\s*)('(?:[^'\\]|\\.)*'|[^&\s'"]*)""", re.IGNORECASE)
-"""A password given as a parameter: in a URL's query (``?password=x``) or a
-libpq keyword/value string (``password=x``, ``password='x y'``, ``sslpassword=``)."""
+"""A password in libpq's keyword/value form (``password=x``, ``password='x y'``,
+``sslpassword=x``), or written so in a driver's error."""
 
 
 def mask_password(url: str) -> str:
     """``url`` with its passwords replaced by ``***``: its user part's
-    (``user:***@``) and any given as a parameter (``_SECRET_PARAMETER``)."""
-    url = _SECRET_PARAMETER.sub(r"\1***", url)
+    (``user:***@``) and every query parameter's whose name, percent-decoded,
+    ends in ``password`` (libpq decodes names: ``?pass%77ord=`` is one); in
+    libpq's keyword/value form, every ``_SECRET_PARAMETER``."""
     scheme, sep, rest = url.partition("://")
+    if not sep:
+        return _SECRET_PARAMETER.sub(r"\1***", url)
     userinfo, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in userinfo:
-        return url
-    return f"{scheme}://{userinfo.partition(':')[0]}:***@{host}"
+    if at and ":" in userinfo:
+        userinfo = userinfo.partition(":")[0] + ":***"
+    path, question, query = host.partition("?")
+    if question:
+        query = "&".join(f"{name}=***" if secret else f"{name}{equals}{value}"
+                         for name, equals, value, secret in _parameters(query))
+    return f"{scheme}://{userinfo}{at}{path}{question}{query}"
+
+
+def _parameters(query: str) -> list[tuple[str, str, str, bool]]:
+    """A URL query's parameters as written: name, ``=``, value, and whether the value is a password."""
+    parameters = []
+    for parameter in query.split("&"):
+        name, equals, value = parameter.partition("=")
+        parameters.append((name, equals, value, bool(equals) and
+                           urllib.parse.unquote(name).strip().lower().endswith("password")))
+    return parameters
 
 
 def _mask_token(url: str) -> str:
@@ -413,16 +430,22 @@ def _mask_token(url: str) -> str:
     return f"{scheme}://***@{host}"
 
 
-def hide_passwords(text: str, url: str) -> str:
+def hide_passwords(text: str, url: str, *, user_is_token: bool = False) -> str:
     """``text`` (a driver's error, which may quote ``url`` or a part of it,
     even one it could not parse) with ``url``'s passwords replaced by
-    ``***``: its user part's, as written and decoded, and any given as a
-    parameter, wherever they occur in ``text``."""
+    ``***`` wherever they occur in it, as written and decoded: its user
+    part's, every one given as a parameter (``mask_password``), and with
+    ``user_is_token`` a user part without ``:`` (a NATS token)."""
     _, sep, rest = url.partition("://")
-    userinfo = rest.rpartition("@")[0] if sep else ""
-    secrets = {userinfo.partition(":")[2]} if ":" in userinfo else set()
+    secrets = {match[2].strip("'") for match in _SECRET_PARAMETER.finditer(url)}
+    if sep:
+        userinfo, _, host = rest.rpartition("@")
+        if ":" in userinfo:
+            secrets.add(userinfo.partition(":")[2])
+        elif user_is_token:
+            secrets.add(userinfo)
+        secrets |= {value for _, _, value, secret in _parameters(host.partition("?")[2]) if secret}
     secrets |= {urllib.parse.unquote(secret) for secret in secrets}
-    secrets |= {match[2].strip("'") for match in _SECRET_PARAMETER.finditer(url)}
     for secret in sorted(filter(None, secrets), key=len, reverse=True):
         text = text.replace(secret, "***")
     return _SECRET_PARAMETER.sub(r"\1***", text)

@@ -25,6 +25,7 @@ from quart import Response, websocket
 from trioscope.actors.client import FromClient
 from trioscope.actors.client_link import GOING_AWAY, INTERNAL_ERROR, MESSAGE_TOO_BIG, ClientLink
 from trioscope.actors.client_owner import OpenClient
+from trioscope.domain.keepalive import is_pong
 from trioscope.domain.live import error_frame, message
 from trioscope.domain.rates import retry_after
 from trioscope.domain.principals import InvalidToken, Principal, renewed
@@ -141,13 +142,22 @@ async def _read(client: ActorRef, link: ClientLink, holder: _Holder | None, addr
     (``_rate_checks.read_pause``). Counted by nothing before, four sockets without a
     token sending 64 KiB messages as fast as they could (~100 MB/s) raised
     every other client's latency 4x."""
-    pause = _rate_checks.read_pause(services().settings.websocket.ping_interval)
+    ping_interval = services().settings.websocket.ping_interval
+    pause = _rate_checks.read_pause(ping_interval)
+    free_pong_at = -math.inf
     while True:
         data = await websocket.receive()
         if len(data) > MAX_CLIENT_MESSAGE:
             link.close(MESSAGE_TOO_BIG, f"messages are at most {MAX_CLIENT_MESSAGE} bytes")
             return
-        wait = _rate_checks.charge_socket_message(address)
+        now = trio.current_time()
+        if now >= free_pong_at and is_pong(data):
+            # The answer to the server's ping, one a ping at most: not charged (dropped for the
+            # address's budget, a client that answers pings was closed for not answering them).
+            free_pong_at = now + ping_interval / 2
+            wait = 0.0
+        else:
+            wait = _rate_checks.charge_socket_message(address)
         if wait:
             with contextlib.suppress(trio.WouldBlock):  # a client that reads nothing learns nothing
                 link.outbox.send_aside(error_frame("rate_limited", "too many messages from this address; the "

@@ -140,12 +140,13 @@ class Node:
         return self.spec.name
 
     def told_elsewhere(self, error: BaseException) -> bool:
-        """Whether the crash (or failed start) ``error`` is told in full
-        elsewhere, so its traceback would say nothing more: another actor's
-        crash (``ActorFailed``: that actor logged its own), or the dependency's
-        that the spec paces (``backoff_on``: a database away, logged by the
-        store). Said in one line then (``events``); a database that came back
-        wrote ~100 lines of tracebacks of actors that met it still away."""
+        """Whether the crash (or failed start) ``error`` needs no traceback:
+        another actor's crash (``ActorFailed``: that actor logged its own), or
+        its dependency's that the spec paces (``backoff_on``: a database away,
+        which the store says, or refusing statements for now; an operational
+        condition, not a bug, which the line names). Said in one line then
+        (``events``); a database that came back wrote ~100 lines of tracebacks
+        of actors that met it still away."""
         backoff_on = getattr(self.spec, "backoff_on", None)
         return isinstance(error, ActorFailed) or (backoff_on is not None and backoff_on(error))
 

@@ -22,6 +22,11 @@ from trioscope.config._kinds import mask_password
     ("host=db password='S3 cret' user=ops", "host=db password=*** user=ops"),
     ("host=db sslpassword=S3cret", "host=db sslpassword=***"),
     ("postgresql://ops@db/x", "postgresql://ops@db/x"),
+    # libpq decodes a parameter's name, and a quote is part of a URL's value.
+    ("postgresql://ops@db/x?pass%77ord=S3cret", "postgresql://ops@db/x?pass%77ord=***"),
+    ("postgresql://ops@db/x?%70assword=S3cret&sslmode=require", "postgresql://ops@db/x?%70assword=***&sslmode=require"),
+    ("postgresql://ops@db/x?password=S3'cret", "postgresql://ops@db/x?password=***"),
+    ('postgresql://ops@db/x?password="S3cret"', "postgresql://ops@db/x?password=***"),
 ])
 def test_a_database_location_is_shown_without_its_passwords(location: str, shown: str) -> None:
     assert mask_password(location) == shown
@@ -36,6 +41,7 @@ def test_a_nats_token_in_the_user_part_is_masked_whole() -> None:
     ('unexpected spaces found in "Sp ace S3cret"', "postgresql://ops:Sp ace S3cret@db/x"),
     ('missing "]" in URI: "postgresql://[::1:5433/x?password=S3cret"', "postgresql://[::1:5433/x?password=S3cret"),
     ("password authentication failed: p@ss S3cret", "postgresql://ops:p%40ss%20S3cret@db/x"),
+    ('invalid percent-encoded token: "pass%77ord=S3cret"', "postgresql://ops@db/x?pass%77ord=S3cret"),
 ])
 def test_what_a_driver_quotes_of_a_location_is_hidden(error: str, location: str) -> None:
     hidden = hide_passwords(error, location)

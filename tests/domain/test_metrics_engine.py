@@ -11,7 +11,8 @@ import pytest
 
 from trioscope.domain.metrics import (
     MAX_NESTING, MAX_OPERATORS, BadQuery, MetricStore, QueryTooExpensive, Sample, StoreLimits, UnsupportedQuery,
-    WriteLimitExceeded, format_value, instant_query, label_names, label_values, parse_selector, range_query, series_matching,
+    WriteLimitExceeded, format_value, instant_query, label_names, label_values, parse, parse_selector, range_query,
+    series_matching,
 )
 from trioscope.domain.metrics._functions import bucket_quantile
 
@@ -295,3 +296,25 @@ def test_one_sample_per_bucket_and_retention() -> None:
 def test_values_are_written_as_prometheus_writes_them() -> None:
     assert [format_value(v) for v in (1.0, 0.5, -2.0, 1e21, 1e-7, math.nan, math.inf, -math.inf, 123456.789)] == [
         "1", "0.5", "-2", "1000000000000000000000", "0.0000001", "NaN", "+Inf", "-Inf", "123456.789"]
+
+
+@pytest.mark.parametrize("query", [
+    "x[1e30]", "x[ 2e19 ]", "x offset 1e400", "x offset -1e30", "x offset inf", "x offset - Inf", "x offset NaN",
+    "x[5m:1e30]", "x[1e30:1m]", "rate(x[1e30])", "x[0x7fffffffffffffff]", "x offset 0x" + "f" * 300,
+    "x[9999999999999999999999]", "sum(x) offset 1e30",
+])
+def test_a_duration_past_the_parsers_range_is_refused_before_it(query: str) -> None:
+    """The parser (Rust) panics on these after its hook writes to stderr (or
+    raises ``OverflowError``): each request of any reader wrote past the log."""
+    with pytest.raises(BadQuery, match="is out of range: at most 9223372037 seconds"):
+        parse(query)
+
+
+@pytest.mark.parametrize("query", [
+    "x[5m]", "x[300]", "x offset 1e9", "x offset 5m", "x[5m:30s]", "x @ 1e30", 'x{a="offset 1e30"}',
+    "x{a='[1e30]'}", "x # offset 1e30\n", "job:1e30", "rate(offsetInfo[5m])", "jvm:offsetNanos", "offset1e99",
+    "job:offset9999999999",
+])
+def test_a_query_without_such_a_duration_is_left_to_the_parser(query: str) -> None:
+    """Strings, comments and names that hold "offset" or a bracket are not durations."""
+    parse(query)

@@ -273,3 +273,27 @@ async def test_a_user_socket_gone_without_a_word_gives_its_places_back() -> None
                 return False
 
         await eventually(a_new_socket_is_taken, deadline=60)
+
+
+async def test_a_pong_to_the_servers_ping_is_taken_from_a_client_over_its_budget() -> None:
+    """The server asks for it: dropped for the address's budget, a client that
+    answers pings would be closed for not answering them (two in a row)."""
+    def kind(frame: str) -> str:
+        message = json.loads(frame)
+        return str(message["payload"]["code"] if message["type"] == "error" else message["type"])
+
+    with ServerProcess(["--rate-per-address", "10", "--ws-ping-interval", "1s"]) as server:  # 10 at once, then 1/6 s
+        token = server.user_token("alice", role="VIEWER")
+        async with _socket(server, f"/ws/user/alice?token={token}") as ws:
+            for _ in range(10):  # the budget spent (the upgrade took one), and the tenth ping refused
+                await ws.send_message(json.dumps({"type": "ping"}))
+            with trio.fail_after(20):
+                while kind(await ws.get_message()) != "rate_limited":
+                    pass
+            after: list[str] = []
+            with trio.fail_after(20):
+                while after.count("ping") < 4:  # three pings answered, and the next one: any refusal is before it
+                    after.append(kind(await ws.get_message()))
+                    if after[-1] == "ping" and after.count("ping") < 4:
+                        await ws.send_message(json.dumps({"type": "pong"}))
+            assert "rate_limited" not in after, after

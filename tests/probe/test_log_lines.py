@@ -12,7 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from trioscope_probe._agent import CommandAgent, Credentials
+from trioscope_probe._agent import CommandAgent, Credentials, enroll
+from trioscope_probe._executor import ControlError
 from trioscope_probe._refusals import ServerUnavailable, error_of
 from trioscope_probe._transport import Publisher
 
@@ -85,3 +86,12 @@ async def test_why_the_server_is_unavailable_is_named_when_it_says() -> None:
     publisher.outbox.reports.append(b"{}")
     with pytest.raises(ServerUnavailable, match="/api/v1/reports answered 503 bus_unavailable"):
         await publisher.flush()
+
+
+async def test_an_enrollment_refused_by_another_servers_page_is_one_line() -> None:
+    page = "<html>\nERROR trioscope_probe: forged line\n</html>"
+    client = httpx.AsyncClient(transport=httpx.MockTransport(lambda request: httpx.Response(404, text=page)),
+                               base_url="http://server")
+    with pytest.raises(ControlError) as refused:
+        await enroll(client, "dep", "enrollment-token", [])
+    assert "\n" not in str(refused.value) and "forged line" in str(refused.value)

@@ -750,7 +750,8 @@ after its panic hook wrote to the process's stderr, past the log, for
 every such request; a little below that, it raises ``OverflowError``."""
 _NUMBER = re.compile(r"[-+]?\s*(?:0[xX][0-9a-fA-F]+|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|inf|nan)",
                      re.IGNORECASE)
-_OFFSET = re.compile(rf"\boffset\s*({_NUMBER.pattern})", re.IGNORECASE)
+_OFFSET = re.compile(rf"\boffset\b\s*({_NUMBER.pattern})(?![\w.])", re.IGNORECASE)
+"""``offset`` and a number, as words: not the start of a name (``offsetInfo``, ``job:offset9``)."""
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 
 
@@ -763,7 +764,8 @@ def _check_durations(code: str, parameter: str) -> None:
                 if _NUMBER.fullmatch(part.strip())]
     for number in numbers:
         digits = "".join(number.split())
-        value = float(int(digits, 16)) if "x" in digits.lower() else float(digits)
+        # A hex number as an int (a float of 300 digits overflows); Python compares int and float exactly.
+        value: float | int = int(digits, 16) if "x" in digits.lower() else float(digits)
         if not abs(value) < MAX_DURATION:  # also NaN
             raise BadQuery(f"invalid parameter \"{parameter}\": duration {digits[:40]} is out of range: at most "
                            f"{MAX_DURATION:.0f} seconds (about 292 years)")
