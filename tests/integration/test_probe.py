@@ -148,7 +148,9 @@ async def test_a_refused_enrollment_ends_the_probe_with_the_reason(tmp_path: Pat
                    "--enrollment-token", "not-the-token", "--state-dir", str(tmp_path)) as process:
             assert process.wait(timeout=30) == 2
         log = process.stderr_text  # type: ignore[attr-defined]
-        assert "trioscope-probe: enrollment refused (401)" in log and "Traceback" not in log, log
+        # Logged (one line, in the log's format), naming the server's error code.
+        assert "trioscope_probe: enrollment refused (401): invalid_enrollment_token" in log, log
+        assert "Traceback" not in log, log
         assert not (tmp_path / "credentials.json").exists()
 
 
