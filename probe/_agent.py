@@ -31,6 +31,7 @@ from ._refusals import (
 )
 
 log = logging.getLogger("trioscope_probe")
+
 POLL_SECONDS = 60
 RECOVERY_POLL_SECONDS = 1
 """The poll after a failure: the server's answer within a second says polling
@@ -331,7 +332,7 @@ class CommandAgent:
         except ControlError as exc:
             log.warning("refused %s (%s): %s", kind, command_id, exc)
             await self._report({"command_id": command_id, "status": "failed", "error": str(exc),
-                                "completed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                                "completed_at": _now()})
             return
         log.info("running %s (%s)", kind, command_id)
         await self._report({"command_id": command_id, "status": "executing", "progress": 0, "stage": "started"})
@@ -356,7 +357,7 @@ class CommandAgent:
                                                      "engine threads were all held by commands stuck on the engine")
         if kind in CHANGES_CONTAINERS and self.containers_changed is not None:
             self.containers_changed()  # before the result is sent: that may take retries
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stamp = _now()
         if error is None:
             await self._report({"command_id": command_id, "status": "completed", "result": result,
                                 "completed_at": stamp})
@@ -381,7 +382,7 @@ class CommandAgent:
 
     async def _start_follow(self, command_id: str, parameters: dict[str, Any], timeout: float) -> None:
         """Start following a container's log beside the poll loop (or fail the command at once)."""
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stamp = _now()
         error: str | None = None
         if "docker.logs" not in self.allowed:
             error = "command type 'docker.logs' is not allowed on this probe"
@@ -430,7 +431,7 @@ class CommandAgent:
         if scope.cancelled_caught:
             result = {"container_id": follow.container.id, "lines": follow.sent, "dropped": follow.dropped,
                       "ended": "cancelled" if cancelled else "time_limit"}
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stamp = _now()
         if error is not None:
             await self._report({"command_id": follow.command_id, "status": "failed", "error": error,
                                 "completed_at": stamp})
@@ -442,3 +443,8 @@ class CommandAgent:
         return await send(self.client, lambda: signed_request(
             self.client, "POST", "/api/v1/agent/commands/logs", self.credentials, raw,
             headers={"Content-Type": "application/json"}, timeout=30))
+
+
+def _now() -> str:
+    """A command's times as the server takes them (RFC 3339, UTC, whole seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

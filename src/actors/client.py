@@ -62,7 +62,7 @@ import attrs
 import trio
 
 from trioscope.config import Settings
-from trioscope.domain.keepalive import Keepalive
+from trioscope.domain.keepalive import GONE, Keepalive
 from trioscope.domain.live import (
     PING,
     PONG,
@@ -336,7 +336,7 @@ class ClientActor(Actor):
                 return
         if now >= self.next_ping:
             if not self.keepalive.ping():
-                self.link.close(POLICY_VIOLATION, "no pong to two pings")
+                self.link.close(POLICY_VIOLATION, GONE)
                 return
             self.next_ping = now + self.settings.ping_interval
             self._send(PING)

@@ -34,7 +34,7 @@ import attrs
 import orjson
 import trio
 
-from trioscope.domain.keepalive import PING, PONG, Keepalive, is_ping, is_pong
+from trioscope.domain.keepalive import GONE, PING, PONG, Keepalive, is_ping, is_pong
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, MailboxFull, Restart
 
 from .client import FromClient
@@ -225,7 +225,7 @@ class EventClientActor(Actor):
             if self.waiting:  # behind already: frames are in flight, and the slow-client rule judges it
                 return None
             if not self.keepalive.ping():
-                self.link.close(POLICY_VIOLATION, "no pong to two pings")
+                self.link.close(POLICY_VIOLATION, GONE)
                 self.context.stop()
                 return None
             self._send(PING)

@@ -399,10 +399,9 @@ def mask_password(url: str) -> str:
     (``user:***@``) and every query parameter's whose name, percent-decoded,
     ends in ``password`` (libpq decodes names: ``?pass%77ord=`` is one); in
     libpq's keyword/value form, every ``_SECRET_PARAMETER``."""
-    scheme, sep, rest = url.partition("://")
+    scheme, sep, userinfo, at, host = _url_parts(url)
     if not sep:
         return _SECRET_PARAMETER.sub(r"\1***", url)
-    userinfo, at, host = rest.rpartition("@")
     if at and ":" in userinfo:
         userinfo = userinfo.partition(":")[0] + ":***"
     path, question, query = host.partition("?")
@@ -422,9 +421,15 @@ def _parameters(query: str) -> list[tuple[str, str, str, bool]]:
     return parameters
 
 
-def _mask_token(url: str) -> str:
+def _url_parts(url: str) -> tuple[str, str, str, str, str]:
+    """``scheme``, ``://`` (empty: no URL), the user part, ``@`` (empty: none), and the rest."""
     scheme, sep, rest = url.partition("://")
     userinfo, at, host = rest.rpartition("@")
+    return scheme, sep, userinfo, at, host
+
+
+def _mask_token(url: str) -> str:
+    scheme, sep, userinfo, at, host = _url_parts(url)
     if not sep or not at or ":" in userinfo:
         return url
     return f"{scheme}://***@{host}"
@@ -436,10 +441,9 @@ def hide_passwords(text: str, url: str, *, user_is_token: bool = False) -> str:
     ``***`` wherever they occur in it, as written and decoded: its user
     part's, every one given as a parameter (``mask_password``), and with
     ``user_is_token`` a user part without ``:`` (a NATS token)."""
-    _, sep, rest = url.partition("://")
+    _, sep, userinfo, _, host = _url_parts(url)
     secrets = {match[2].strip("'") for match in _SECRET_PARAMETER.finditer(url)}
     if sep:
-        userinfo, _, host = rest.rpartition("@")
         if ":" in userinfo:
             secrets.add(userinfo.partition(":")[2])
         elif user_is_token:

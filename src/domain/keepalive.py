@@ -22,6 +22,8 @@ import orjson
 
 UNANSWERED = 2
 """Pings in a row without a word from a peer that answers pings, after which it is taken to be gone."""
+GONE = "no pong to two pings"
+"""The reason a socket whose peer is taken to be gone is closed with (1008)."""
 
 
 PING = '{"type":"ping"}'

@@ -85,7 +85,7 @@ from trioscope.actors.deployment_queue import Report
 from trioscope.actors.notifier import event_client_spec
 from trioscope.domain.commands import NOT_ACKNOWLEDGED, CommandReport, Delivery, LogBatch, LogEntry
 from trioscope.domain.deployments import AgentAuthFailure
-from trioscope.domain.keepalive import PING, Keepalive
+from trioscope.domain.keepalive import GONE, PING, Keepalive
 from trioscope.domain.principals import Permission
 from trioscope.runtime import ActorFailed
 from trioscope.system import NOTIFIER
@@ -287,14 +287,14 @@ class _AgentChannel:
         while True:
             await trio.sleep(interval)
             if not self.keepalive.ping():
-                self.link.close(POLICY_VIOLATION, "no pong to two pings")
+                self.link.close(POLICY_VIOLATION, GONE)
                 return
             # Timed from before the send: its pong may be handled before the send returns.
             self.pinged_at = trio.current_time()
             with trio.move_on_after(interval) as stuck:
                 await websocket.send(PING)
             if stuck.cancelled_caught:
-                self.link.close(POLICY_VIOLATION, "no pong to two pings")  # it takes nothing: as good as no pong
+                self.link.close(POLICY_VIOLATION, GONE)  # it takes nothing: as good as no pong
                 return
 
     async def receive(self, ping_interval: float) -> None:

@@ -47,7 +47,7 @@ EARLIEST_TIME = datetime(1, 1, 1, tzinfo=UTC).timestamp()
 four-digit year (Prometheus takes times of ±292 billion years, which no answer can be written at)."""
 LATEST_TIME = datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=UTC).timestamp()
 """Latest time parameter taken (9999-12-31T23:59:59.999Z, at Prometheus' millisecond resolution)."""
-MAX_STEP = (2**63 - 1) / 1e9
+MAX_STEP = metrics.MAX_DURATION
 """Longest ``step`` in seconds (about 292 years): Prometheus' longest duration (int64 nanoseconds)."""
 _TIME_RANGE = "from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z"
 _PROMETHEUS_TIMES = {"-292273086-05-16T16:47:06Z": EARLIEST_TIME, "292277026596-12-04T15:30:07.999999999Z": LATEST_TIME}

@@ -12,6 +12,7 @@ from ._answers import series_matching as series_matching
 from ._engine import ELEMENT_COST as ELEMENT_COST
 from ._engine import Budget as Budget
 from ._engine import MAX_RANGE_POINTS as MAX_RANGE_POINTS
+from ._engine import MAX_DURATION as MAX_DURATION
 from ._engine import MAX_NESTING as MAX_NESTING
 from ._engine import MAX_OPERATORS as MAX_OPERATORS
 from ._engine import parse as parse
@@ -41,7 +42,7 @@ from ._store import TenantSeries as TenantSeries
 from ._store import WriteOutcome as WriteOutcome
 
 __all__ = [
-    "DEPLOYMENT_LABEL", "ELEMENT_COST", "MAX_NESTING", "MAX_OPERATORS", "MAX_RANGE_POINTS", "PRECISIONS", "RESOLUTION", "TENANT_LABEL", "BadQuery", "BadWrite", "Budget", "Clock", "Labels",
+    "DEPLOYMENT_LABEL", "ELEMENT_COST", "MAX_DURATION", "MAX_NESTING", "MAX_OPERATORS", "MAX_RANGE_POINTS", "PRECISIONS", "RESOLUTION", "TENANT_LABEL", "BadQuery", "BadWrite", "Budget", "Clock", "Labels",
     "MergedView", "MetricStore", "SeriesView", "QueryExecutionError", "QueryTimedOut", "QueryTooExpensive", "Sample", "StoreLimits", "StoreStats", "TenantSeries", "UnsupportedQuery",
     "WriteLimitExceeded", "WriteLimits", "WriteOutcome", "format_value", "instant_query", "label_names", "label_values", "parse",
     "parse_line_protocol", "parse_json_points", "parse_selector", "range_query", "series_matching",

@@ -742,8 +742,10 @@ def _code(text: str) -> str:
     return "".join(blanked)
 
 
-MAX_DURATION = 2**63 / 1e9
-"""Seconds a duration given as a number (``x[300]``, ``x offset 1e9``, a
+MAX_DURATION = (2**63 - 1) / 1e9
+"""Prometheus' longest duration (int64 nanoseconds) in seconds, about 292
+years: what a query's step may be (the Prometheus API's ``step``), and what
+a duration given as a number (``x[300]``, ``x offset 1e9``, a
 subquery's ``[3600:60]``) may reach (about 292 years). The parser (Rust)
 panics on one past its range or infinite (``x[1e30]``, ``x offset inf``),
 after its panic hook wrote to the process's stderr, past the log, for
