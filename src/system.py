@@ -145,6 +145,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="queue_owner",
                       factory=lambda: QueueOwnerActor(settings, shared_reader, queues_path=QUEUES, store_path=STORE,
                                                       notifier_path=NOTIFIER, directory_path=DIRECTORY,
+                                                      follows_path=LOG_FOLLOWS,
                                                       command_stats=command_stats),
                       mailbox_size=QUEUE_OWNER_MAILBOX),
             # Alerts to users: the server's own rules, and Alertmanager's

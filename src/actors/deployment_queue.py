@@ -51,11 +51,12 @@ from trioscope.domain.commands import (
 )
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
-from trioscope.runtime import ActorRef, ActorSpec, Handoff, Published, Restart
+from trioscope.runtime import ActorNotFound, ActorRef, ActorSpec, Handoff, Published, Restart
 from trioscope.store import (AuditEntry, Conflict, KeyTaken, OpenCommandsQuota, OverCommandBytes, OverQuota,
                              SaveCommand, SaveIdempotencyKey, StoreReader, Write)
 
 from .directory import AgentsRetired, GetPublished
+from .log_follows import StopFollow
 from .notifier import publish
 from .refusals import (DatabaseUnavailable, IdempotencyKeyTaken, OutcomeUnknown, QuotaExceeded, RefusingActor,
                        UnknownCommand)
@@ -210,8 +211,8 @@ class StopIfIdle:
 class DeploymentQueueActor(RefusingActor):
     def __init__(self, deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
                  notifier_path: str | None = None, directory_path: str | None = None,
-                 queue_owner: ActorRef | None = None, stats: CommandStats | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 follows_path: str | None = None, queue_owner: ActorRef | None = None,
+                 stats: CommandStats | None = None, clock: Callable[[], float] = time.time) -> None:
         self.deployment_hash = deployment_hash
         self.stats = stats
         """Where finished commands and this queue's load are counted (``/metrics``, alerts)."""
@@ -222,6 +223,8 @@ class DeploymentQueueActor(RefusingActor):
         self.reader = reader
         self.notifier_path = notifier_path
         self.directory_path = directory_path
+        self.follows_path = follows_path
+        """The log follows actor, told when a follow's command finishes (``_end_follow``)."""
         self.notifier: ActorRef | None = None
         self.agents: Published[AgentDirectory] | None = None
         """The directory's snapshot, read at every hand-out (None: no directory, nothing checked)."""
@@ -306,6 +309,8 @@ class DeploymentQueueActor(RefusingActor):
             return await self._decide(message, now)
         if isinstance(message, Refresh):
             if self._newer(message.command):
+                if message.command.status.terminal:
+                    self._end_follow(message.command)
                 self.queue.put(message.command)
                 await self._dispatch(now)
             return None
@@ -439,12 +444,28 @@ class DeploymentQueueActor(RefusingActor):
         writes.extend(extra)
         await commit(self.store, writes)
         self.queue.put(command, size=size)
-        if self.stats is not None and command.status.terminal and (previous is None or not previous.status.terminal):
-            self.stats.record_finished(command, command.updated_at)  # counted where it finishes, once
+        if command.status.terminal and (previous is None or not previous.status.terminal):
+            if self.stats is not None:
+                self.stats.record_finished(command, command.updated_at)  # counted where it finishes, once
+            self._end_follow(command)
         if self.notifier is None:
             self._find_audience()  # a deployment another replica created may be known by now
         for event in change_events(command):
             publish(self.notifier, self.tenant, self.owner, event)
+
+    def _end_follow(self, command: Command) -> None:
+        """A finished command's log follow passes no more lines, and its place
+        in the per-user and per-agent counts is free: however it finished (its
+        agent's report, a cancel, its deadline, its agent retired: a user could
+        neither cancel such a follow nor start another until its time limit).
+        Not waited for; a follow lost to a full mailbox ends at its limits."""
+        if self.follows_path is None or command.type != "docker.logs" or command.parameters.get("follow") is not True:
+            return
+        try:
+            follows = self.context.system.lookup(self.follows_path)
+        except ActorNotFound:
+            return
+        follows.offer(StopFollow(command.id, "stopped" if command.status is CommandStatus.CANCELLED else "finished"))
 
     async def _change(self, command: Command, change: Change, now: float, audit: AuditEntry | None = None) -> Command:
         """Commit ``change`` of ``command`` (with ``audit``, the request's, or the
@@ -720,14 +741,15 @@ def _answer(poll: Poll, answer: Delivery | PollRetired) -> bool:
 
 def queue_spec(deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
                notifier_path: str | None = None, directory_path: str | None = None,
-               queue_owner: ActorRef | None = None, stats: CommandStats | None = None,
-               clock: Callable[[], float] = time.time) -> ActorSpec:
+               follows_path: str | None = None, queue_owner: ActorRef | None = None,
+               stats: CommandStats | None = None, clock: Callable[[], float] = time.time) -> ActorSpec:
     """Transient: restarted after a crash (reloading from the store), gone once idle."""
     return ActorSpec(
         name=deployment_hash,
         factory=lambda: DeploymentQueueActor(deployment_hash, settings, store=store, reader=reader,
                                              notifier_path=notifier_path, directory_path=directory_path,
-                                             queue_owner=queue_owner, stats=stats, clock=clock),
+                                             follows_path=follows_path, queue_owner=queue_owner, stats=stats,
+                                             clock=clock),
         restart=Restart.TRANSIENT,
         mailbox_size=1024,
         shutdown_timeout=5.0,

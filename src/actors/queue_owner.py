@@ -104,6 +104,7 @@ class QueueOwnerActor(Actor):
 
     def __init__(self, settings: Settings, reader: StoreReader, *, queues_path: str, store_path: str,
                  notifier_path: str | None = None, directory_path: str | None = None,
+                 follows_path: str | None = None,
                  command_stats: CommandStats | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
@@ -112,6 +113,7 @@ class QueueOwnerActor(Actor):
         self.queues_path = queues_path
         self.store_path = store_path
         self.notifier_path = notifier_path
+        self.follows_path = follows_path
         self.directory_path = directory_path
         self.command_stats = command_stats
         """What the queues record finished commands and their load into (None: nothing recorded)."""
@@ -175,6 +177,7 @@ class QueueOwnerActor(Actor):
         self.watch.forget(deployment_hash)  # the queue reads its open commands, deadlines and all
         spec = queue_spec(deployment_hash, self.settings, store=self.store, reader=self.reader,
                           notifier_path=self.notifier_path, directory_path=self.directory_path,
+                          follows_path=self.follows_path,
                           queue_owner=self.context.ref, stats=self.command_stats, clock=self.clock)
         return self.queues.ensure_actor(spec)
 

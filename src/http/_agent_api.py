@@ -42,7 +42,7 @@ from ._command_views import delivery_view
 from ._directory import credentials_failure
 from ._disk_room import SMALL_RESULT, refuse_when_disk_short
 from ._errors import ApiError, field_error
-from ._log_follows import admit_log_entries, stop_follow
+from ._log_follows import admit_log_entries
 from ._openapi import STRING, TIME, Answer, Auth, choice, documented, fields, integer, text
 from ._responses import json_response, no_content
 from ._services import services
@@ -100,6 +100,7 @@ async def register() -> Response:
     except EnrollmentRefused as exc:
         raise _audit_entries.refuse(401, "invalid_enrollment_token", str(exc), action="auth.failure", tenant=None,
                                     actor="anonymous", deployment_hash=registration.deployment_hash) from None
+    await _directory.close_retired_sockets(agent.deployment_hash)  # the agents it replaced
     return json_response({
         "agent_id": agent.id,
         "agent_token": agent_token,
@@ -211,9 +212,7 @@ async def report() -> Response:
     # Refused 429, a result over the agent's budget was lost, and its command
     # failed as timed out although it had run.
     agent, result = await _answered_5xx_past_budget(_agent_document(CommandReport, "invalid_report"))
-    command, changed = await ask_queue(agent.deployment_hash, Report(result, agent.id))
-    if result.status != "executing":
-        stop_follow(result.command_id, "finished")
+    command, changed = await ask_queue(agent.deployment_hash, Report(result, agent.id))  # a follow it finishes ends
     body_out: dict[str, Any] = {
         "message": "Result accepted" if changed else "Result already recorded",
         "status": "accepted" if changed else "duplicate",

@@ -102,7 +102,7 @@ from ._agent_poll import AgentRetired, give_back, wait_for_command
 from ._command_queues import ask_queue
 from ._directory import credentials_failure
 from ._disk_room import SMALL_RESULT, refuse_when_disk_short
-from ._log_follows import admit_log_entries, stop_follow
+from ._log_follows import admit_log_entries
 
 log = logging.getLogger(__name__)
 blueprint = Blueprint("command_ws", __name__)
@@ -338,6 +338,11 @@ class _AgentChannel:
         # Whatever arrives on the socket, answered or refused, proves its agent
         # is there: the handshake was signed. A report is timed as the request
         # it is once its signature verifies (``_gate.agent``).
+        if kind not in ("report", "pong") and not await self._enrolled():
+            # Retired, or its token gone: the socket closes, and nothing it
+            # sends counts any more (a log line still reached users). A
+            # report's own signature check refuses it, saying so.
+            return None
         await _agent_presence.heard_from(self.agent_id, as_request=kind != "report")
         self.keepalive.heard()
         if len(data) > MAX_AGENT_MESSAGE:
@@ -446,9 +451,7 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
         if report.deployment_hash != deployment_hash:
             return _nack(request_id, 403, "wrong_deployment", "the report names another deployment"), None
         reported = report.command_id
-        _, changed = await ask_queue(deployment_hash, Report(report, agent_id))
-        if report.status != "executing":
-            stop_follow(report.command_id, "finished")
+        _, changed = await ask_queue(deployment_hash, Report(report, agent_id))  # a follow it finishes ends
     except ApiError as exc:
         answer = _refused(request_id, exc)
         answer["close"] = exc.status in (401, 403, 410) and exc.code not in _ONE_MESSAGE_REFUSALS

@@ -173,6 +173,7 @@ async def decommission(user_id: str, deployment_hash: str, agent_id: str) -> Res
     audit = _audit_entries.audit_entry("agent.decommission", actor=user_actor(principal.user_id),
                                        tenant=principal.tenant, resource_type="agent", resource_id=agent_id)
     agent = await services().directory.ask(Decommission(agent_id, audit), timeout=10.0)
+    await _directory.close_retired_sockets(deployment.hash)
     return json_response(agent_record(agent))
 
 

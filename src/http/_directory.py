@@ -1,11 +1,12 @@
 """The agent directory as the edge reads it: deployments and agent credentials
-as the directory actor last published them, and (with replicas) a reload of
-records another replica may have created a moment ago."""
+as the directory actor last published them, (with replicas) a reload of
+records another replica may have created a moment ago, and this process's
+agent sockets of agents it retired."""
 
 from __future__ import annotations
 
 from trioscope.actors.directory import GetPublished, ReloadRecords
-from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory
+from trioscope.domain.deployments import AgentAuthFailure, AgentDirectory, AgentStatus
 
 from ._services import services
 
@@ -24,6 +25,23 @@ async def credentials_failure(token: str | None, deployment_hash: str, agent_id:
     """Why a new request of the agent with ``token`` would be refused now (None: it would not)."""
     answer = (await directory()).authenticate(token, deployment_hash=deployment_hash, agent_id=agent_id)
     return answer if isinstance(answer, AgentAuthFailure) else None
+
+
+async def close_retired_sockets(deployment_hash: str) -> None:
+    """Close this process's agent sockets (``/ws/agent``) of the deployment's
+    retired agents with 4410, at once (after a decommission or a replacing
+    enrollment). A socket waiting for an agent's message re-checks its
+    credentials then, but one waiting for a command's acknowledgement heard
+    of it from nothing else: it stayed open until that deadline (10 s).
+    Another replica's sockets close at the agent's next message or that deadline."""
+    sockets = services().agent_sockets
+    if not sockets:
+        return
+    failure = AgentAuthFailure.DECOMMISSIONED
+    for agent in (await directory()).agents_of(deployment_hash):
+        if agent.status is AgentStatus.DECOMMISSIONED:
+            for link in sockets.get(agent.id, ()):
+                link.close(4000 + failure.status, failure.code)
 
 
 MAX_RECORD_ID = 64

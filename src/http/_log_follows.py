@@ -79,8 +79,9 @@ async def end_follow(command_id: str, reason: str) -> None:
 
 
 def stop_follow(command_id: str, reason: str) -> None:
-    """End a follow if there is one (its command finished, was cancelled or not
-    queued): no more of its lines reach users. Never waits."""
+    """End a follow if there is one (its command was not queued): no more of
+    its lines reach users. Never waits. A follow whose command finishes, however
+    it does, is ended by the command's queue actor."""
     try:
         stopped = services().system.lookup(LOG_FOLLOWS).offer(StopFollow(command_id, reason))
     except ActorNotFound:

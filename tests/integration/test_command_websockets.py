@@ -131,6 +131,32 @@ async def test_a_decommissioned_agents_socket_closes_at_once_and_gets_no_more_co
         assert (await operator.get(client, agent.deployment_hash, later["command_id"]))["status"] == "queued"
 
 
+@pytest.mark.parametrize("retired_by", ["decommission", "replacement"])
+async def test_a_retired_agents_socket_closes_at_once_while_a_command_waits_for_its_acknowledgement(
+        server: ServerProcess, retired_by: str) -> None:
+    """The socket waits for the command's ``received`` then, not for a poll:
+    it closed only at the acknowledgement's deadline (10 s), taking the
+    retired agent's log lines to users meanwhile."""
+    async with httpx.AsyncClient() as client:
+        operator, agent = await setup(server, client)
+        async with agent.socket(acknowledge=False) as ws:
+            first = await operator.command(client, agent.deployment_hash)
+            assert (await ws.message("command"))["item"]["command_id"] == first["command_id"]
+            if retired_by == "decommission":
+                admin = attrs.evolve(operator, role="ADMIN")
+                response = await client.post(
+                    admin.url(agent.deployment_hash, f"/agents/{agent.agent_id}/decommission"), headers=admin.auth)
+                assert response.status_code == 200, response.text
+            else:
+                token = await client.post(operator.url(agent.deployment_hash, "/enrollment"), headers=operator.auth)
+                response = await client.post(f"{server.base_url}/api/v1/agent/register", json={
+                    "deployment_hash": agent.deployment_hash, "enrollment_token": token.json()["enrollment_token"]})
+                assert response.status_code == 201, response.text
+            with pytest.raises(ConnectionClosed) as closed:
+                await ws.message("command", deadline=5)  # half the acknowledgement's deadline
+            assert (closed.value.reason.code, closed.value.reason.reason) == (4410, "agent_decommissioned")
+
+
 async def test_a_replaced_agents_socket_closes_as_its_requests_are_refused(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         operator, agent = await setup(server, client)

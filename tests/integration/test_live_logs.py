@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import attrs
 import docker
 import docker.errors
 import httpx
@@ -178,6 +179,46 @@ async def test_follows_are_bounded_in_number_rate_and_volume(server: ServerProce
             assert after.status_code == 410 and after.json()["error"]["details"]["reason"] == "volume_limit"
         # The ended follow no longer counts.
         assert (await follow(client, operator, hash_)).status_code == 202
+
+
+async def test_follows_whose_agent_is_retired_end_and_free_their_places(server: ServerProcess) -> None:
+    """A follow's command failed by the server (its agent decommissioned before
+    it reported) ends like one the agent finished: the user's places are free
+    again (they could neither cancel it nor start another until its time
+    limit), and no other agent's lines reach users under it."""
+    async with httpx.AsyncClient(timeout=30) as client:
+        operator = Operator(server, fresh("user"), fresh("tenant"))
+        agent = await enroll(client, server, operator)
+        hash_ = agent.deployment_hash
+        follows = [(await follow(client, operator, hash_)).json()["command_id"] for _ in range(2)]
+        for command_id in follows:
+            polled = await agent.poll(client)
+            assert polled is not None and polled.command_id == command_id
+        assert (await follow(client, operator, hash_)).status_code == 429  # two per user here
+
+        admin = attrs.evolve(operator, role="ADMIN")
+        gone = await client.post(admin.url(hash_, f"/agents/{agent.agent_id}/decommission"), headers=admin.auth)
+        assert gone.status_code == 200, gone.text
+
+        async def failed() -> bool:
+            return all([(await operator.get(client, hash_, c))["status"] == "failed" for c in follows])
+
+        await eventually(failed, deadline=10)
+        token = await client.post(operator.url(hash_, "/enrollment"), headers=operator.auth)
+        registered = await client.post(f"{server.base_url}/api/v1/agent/register", json={
+            "deployment_hash": hash_, "enrollment_token": token.json()["enrollment_token"]})
+        assert registered.status_code == 201, registered.text
+        successor = attrs.evolve(agent, agent_id=registered.json()["agent_id"], token=registered.json()["agent_token"])
+
+        async def place_free() -> httpx.Response | None:
+            again = await follow(client, operator, hash_)
+            return again if again.status_code == 202 else None
+
+        await eventually(place_free, deadline=10)  # not at the follows' time limit (10 minutes)
+        late = await successor.signed_post(client, LOGS, {"command_id": follows[0], "deployment_hash": hash_,
+                                                          "entries": [entry("not this agent's follow")]})
+        assert late.status_code == 410, late.text
+        assert late.json()["error"]["details"]["reason"] == "finished"
 
 
 async def test_a_follow_ends_at_its_time_limit() -> None:
