@@ -137,6 +137,8 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
         raise InvalidToken("invalid token: exp is not a number")
     if now >= exp:
         raise InvalidToken("token expired")
+    if "iat" in claims:
+        _check_issued_at(claims["iat"], now)
     sub, tenant = claims["sub"], _tenant_claim(claims)
     if not (isinstance(sub, str) and isinstance(tenant, str) and sub and tenant):
         raise InvalidToken("invalid token: sub and tenant must be non-empty strings")
@@ -145,6 +147,21 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
         if (problem := identity_problem(value)) is not None:
             raise InvalidToken(f"invalid token: {name} {problem}")
     return Principal(sub, tenant, _role_claim(claims), float(exp))
+
+
+MAX_ISSUED_AHEAD = 300.0
+"""Seconds a token's ``iat`` may lie after this server's clock (another
+issuer's clock ahead of ours; an agent's requests are allowed as much)."""
+
+
+def _check_issued_at(iat: object, now: float) -> None:
+    """An ``iat`` claim is a number and not in the future (PyJWT's own check
+    reads its clock, not ``now``: switched off above)."""
+    if isinstance(iat, bool) or not isinstance(iat, (int, float)) or (isinstance(iat, float) and math.isnan(iat)):
+        raise InvalidToken("invalid token: iat is not a number")  # (an int of 400 digits compares as it is)
+    if iat > now + MAX_ISSUED_AHEAD:
+        raise InvalidToken(f"invalid token: issued in the future (iat more than {MAX_ISSUED_AHEAD:g} s after "
+                           "this server's clock)")
 
 
 MAX_ROLES = 32

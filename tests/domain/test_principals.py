@@ -110,6 +110,25 @@ def test_exp_that_is_not_a_number_is_refused(exp: Any) -> None:
         read_user_token(SECRET, craft({**VALID_CLAIMS, "exp": exp}), now=NOW)
 
 
+@pytest.mark.parametrize("iat", ["x", True, None, float("nan"), [1]], ids=repr)
+def test_iat_that_is_not_a_number_is_refused(iat: Any) -> None:
+    """The README promises a mistyped claim is refused; ``iat: "x"`` was read."""
+    with pytest.raises(InvalidToken, match="iat is not a number"):
+        read_user_token(SECRET, craft({**VALID_CLAIMS, "iat": iat}), now=NOW)
+
+
+@pytest.mark.parametrize("iat", [NOW + 301, NOW + 3600, 10**400, float("inf")], ids=["301s", "1h", "10**400", "inf"])
+def test_a_token_issued_in_the_future_is_refused(iat: float) -> None:
+    with pytest.raises(InvalidToken, match="issued in the future"):
+        read_user_token(SECRET, craft({**VALID_CLAIMS, "iat": iat}), now=NOW)
+
+
+@pytest.mark.parametrize("iat", [NOW + 299, NOW - 10 * TTL, 0, -(10**400)], ids=["299s", "old", "0", "-10**400"])
+def test_a_token_issued_a_little_ahead_or_long_ago_is_read(iat: float) -> None:
+    """Another issuer's clock a little ahead of ours is not a refusal, nor an old ``iat``."""
+    assert read_user_token(SECRET, craft({**VALID_CLAIMS, "iat": iat}), now=NOW).user_id == "user-1"
+
+
 def test_an_integer_exp_beyond_what_a_float_holds_is_read_not_a_crash() -> None:
     """``exp`` of 10**400 raised OverflowError converting it to a float: a 500,
     and a socket renewal closed 1000. It is as far as a float goes."""

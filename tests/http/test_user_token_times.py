@@ -41,7 +41,7 @@ async def test_a_token_expiring_past_the_year_9999_is_answered(client, settings,
 async def test_a_token_with_an_ordinary_expiry_shows_it(client, settings):
     secret = token_secret(settings.auth.secret, settings.storage.data_dir)
     exp = 2_000_000_000
-    token = jwt.encode({"sub": "z", "tenant": "ta", "role": "VIEWER", "iat": exp - 60, "exp": exp}, secret,
+    token = jwt.encode({"sub": "z", "tenant": "ta", "role": "VIEWER", "iat": int(time.time()), "exp": exp}, secret,
                        algorithm="HS256")
     response = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {token}"})
     assert (await response.get_json())["expires_at"] == "2033-05-18T03:33:20.000Z"
