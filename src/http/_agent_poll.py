@@ -14,6 +14,7 @@ from trioscope.domain.commands import POLL_CLOSED, Command, Delivery
 from trioscope.runtime import Handoff
 
 from ._command_queues import ask_queue
+from ._errors import RETRY_AFTER_SECONDS, ApiError
 from ._services import services
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,13 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
     Raises:
         AgentRetired: the agent was decommissioned or replaced (before the poll
             reached the queue or while it waited).
+        ApiError: 503 ``shutting_down``, the server stops (the polls waiting
+            when it began to were answered None; a later one was held until
+            the graceful timeout, then cut off with an empty 500).
     """
+    if services().health.stopping:
+        raise ApiError(503, "shutting_down", "the server is stopping; poll again shortly (another replica, or this "
+                       "one once it is back)", headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     poll, answers = open_poll(agent_id=agent_id, min_rank=min_rank, skip=skip)
     answer: Delivery | PollRetired | None = None
     taken = False
@@ -51,7 +58,7 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
             # A poll is willing to wait its whole timeout, also for a queue actor
             # that is still starting (many agents reconnecting at once).
             answer = await ask_queue(deployment_hash, poll, timeout=max(10.0, timeout))
-        if answer is None:
+        if answer is None and not services().health.stopping:  # (it began to during the ask: None at once)
             # Cancelled when the server stops: the poll answers (204) rather than
             # hold the graceful shutdown up.
             waiting = trio.move_on_after(timeout)

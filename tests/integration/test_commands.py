@@ -833,6 +833,16 @@ async def test_stopping_the_server_answers_waiting_polls_and_exits_cleanly() -> 
                         await trio.sleep(0.05)
                 server.send_signal(signal.SIGTERM)
             assert answers == [204, 204, 204]
+            # The agent polls again at once on its kept-alive connection: told
+            # so, not held until the graceful timeout and cut off with an empty
+            # 500 (or the connection is gone already, the server having exited).
+            try:
+                again = await agent.wait(client, timeout=120)
+            except httpx.TransportError:
+                pass
+            else:
+                assert again.status_code == 503, again.text
+                assert again.json()["error"]["code"] == "shutting_down" and again.headers["Retry-After"]
             assert server.wait() == 0
 
 
