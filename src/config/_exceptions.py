@@ -62,6 +62,15 @@ class InvalidValue(ValueError):
         super().__init__(reason if text is None else f"{quote_text(text)} {reason}")
 
 
+SHOWN_VALUE = 300
+"""Most characters of a bad value a problem shows."""
+
+
+def shortened(written: str) -> str:
+    """``written`` cut to ``SHOWN_VALUE`` characters, saying how long it was (a 5 MB --host was one 5 MB line)."""
+    return f"{written[:SHOWN_VALUE]}... ({len(written)} characters)" if len(written) > SHOWN_VALUE else written
+
+
 def quote_text(text: str) -> str:
     """Returns:
     ``text`` in double quotes with escapes, so empty and blank values stay visible.

@@ -13,7 +13,8 @@ from __future__ import annotations
 import attrs
 import yaml
 
-from ._exceptions import Problem, quote_text
+from ._exceptions import Problem, quote_text, shortened
+from ._kinds import mask_passwords
 from ._keys import KEYS, KEYS_BY_NAME, SECTIONS, Key, suggest_key
 from ._source import Source, SourceKind
 
@@ -202,13 +203,15 @@ class _Reader:
         """A scalar node's value; ``_UNREADABLE`` (and the problem added) if the safe loader refuses it."""
         try:
             return self._loader.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError as exc:
-            # An explicit tag the safe loader refuses (e.g. !!python/name): that
-            # value is wrong, the rest of the file is still worth checking.
+        except (yaml.constructor.ConstructorError, ValueError) as exc:
+            # An explicit tag the safe loader refuses (e.g. !!python/name), or
+            # an integer of more digits than int() reads (4,300): that value is
+            # wrong, the rest of the file is still worth checking.
             # Named by its tag when it has no text (``!!python/name:os.system``), at its own line (a list's item).
-            written = "the value" if key.secret else self._written(node) if node.value else node.tag
-            self._add(key.name, node, f"{written} from {_file(self._path, _line(node))} cannot be read: "
-                      f"{exc.problem}")
+            written = ("the value" if key.secret else shortened(mask_passwords(self._written(node))) if node.value
+                       else node.tag)
+            problem = exc.problem if isinstance(exc, yaml.constructor.ConstructorError) else "too many digits"
+            self._add(key.name, node, f"{written} from {_file(self._path, _line(node))} cannot be read: {problem}")
             return _UNREADABLE
 
     def _first_time(self, name: str, node: yaml.Node, what: str) -> bool:

@@ -25,7 +25,7 @@ import attrs
 
 from trioscope.wire import MemoryBudget, Report
 
-from ._exceptions import ConfigError, InvalidValue, Problem, quote_text
+from ._exceptions import ConfigError, InvalidValue, Problem, quote_text, shortened
 from ._file import RawValue, read_config_text
 from ._duration import format_duration_compact
 from ._kinds import format_size, mask_passwords
@@ -259,18 +259,12 @@ def _as_flag(value: FlagValue | str, spelling: str) -> FlagValue:
     return value if isinstance(value, FlagValue) else FlagValue(value, spelling)
 
 
-SHOWN_VALUE = 300
-"""Most characters of a bad value a problem shows."""
-
-
 def _invalid(key: Key, raw: RawValue, error: InvalidValue) -> Problem:
     # Text that failed to parse is quoted so empty or odd values stay visible; a value
     # that parsed but is not allowed (out of range) is shown as written. Secrets are
     # never shown, nor a password in a URL (a database's, the bus's): problems go
     # to terminals and logs.
-    written = mask_passwords(raw.written)
-    if len(written) > SHOWN_VALUE:  # a 5 MB --host was one 5 MB line
-        written = f"{written[:SHOWN_VALUE]}... ({len(written)} characters)"
+    written = shortened(mask_passwords(raw.written))
     if key.secret:
         shown = "the value"
     elif error.quote and isinstance(raw.value, str):

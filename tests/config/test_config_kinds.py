@@ -282,3 +282,40 @@ def test_the_bus_url_password_is_never_shown():
     shown = format_effective(resolve_settings({}, {"TRIOSCOPE_BUS": "nats://u:pw@h:4222"}))
     assert ":pw@" not in shown
     assert "u:***@h:4222" in shown
+
+
+# --- values no operator means: huge, undecodable (a reviewer's runs, each a traceback or minutes before)
+
+
+def test_a_long_bad_value_is_refused_at_once_and_shown_cut():
+    """Masking passwords in it was quadratic: 20,000 characters took 1.75 s, 250,000 six minutes."""
+    [problem] = problems(environ={"TRIOSCOPE_SERVER_HOST": "a" * 300_000})
+    assert "is longer than 253 characters" in problem and "(300000 characters)" in problem and len(problem) < 600
+
+
+@pytest.mark.parametrize(("flag", "value"), [("server.port", "9" * 5000), ("server.max_body_size", "9" * 400),
+                                             ("server.max_body_size", "9" * 400 + "GiB")])
+def test_a_number_of_too_many_digits_is_out_of_range_not_a_crash(flag, value):
+    """int() reads at most 4,300 digits (ValueError), float() past 308 gives inf (OverflowError)."""
+    [problem] = problems({flag: value})
+    assert "is out of range" in problem and "characters)" in problem
+
+
+def test_an_integer_of_too_many_digits_in_the_file_is_a_problem_at_its_line():
+    [problem] = problems(text="server:\n  port: " + "9" * 5000 + "\n")
+    assert f"{FILE}:2 cannot be read: too many digits" in problem and len(problem) < 600
+
+
+def test_a_host_of_bytes_that_are_not_utf8_is_refused():
+    """Read from argv as lone surrogates; the bind raised a TypeError (a traceback)."""
+    [problem] = problems({"server.host": b"\xff\xfe".decode("utf-8", "surrogateescape")})
+    assert "is not printable UTF-8 text" in problem
+
+
+def test_a_config_file_over_a_mebibyte_is_refused_unread(tmp_path):
+    """A 9 MB file took 25 s and 877 MB to be refused."""
+    path = tmp_path / "big.yaml"
+    path.write_text("server:\n  trusted_proxies:\n" + "    - 10.0.0.1\n" * 100_000)
+    with pytest.raises(ConfigError) as caught:
+        load_settings({"config": str(path)}, {})
+    assert "larger than 1024 KiB" in str(caught.value)
