@@ -7,12 +7,16 @@ configuration does (``trioscope.config``, which the probe may not import).
 
 The file is composed into YAML nodes rather than loaded into a dict: nodes keep
 their lines, and a key set twice, which ``yaml.safe_load`` silently resolves to
-the last one, is seen."""
+the last one, is seen. A hostile file is one line too, as the server's is: a file
+larger than ``MAX_FILE_BYTES`` is not read, bytes that are not UTF-8 are named,
+nesting deeper than ``MAX_DEPTH`` and numbers longer than ``MAX_NUMBER`` are
+refused before Python's recursion and integer limits raise."""
 
 from __future__ import annotations
 
+import contextlib
 import difflib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,18 @@ FILE_KEY_OF_ENV = {
 }
 """The environment variable of each setting that has one, and its file key."""
 CONFIG_ENV = "TRIOSCOPE_PROBE_CONFIG"
+MAX_FILE_BYTES = 1024 * 1024
+"""Most bytes of a file read: the probe's settings take a few hundred; a larger
+file is no configuration, and would be read whole into memory."""
+MAX_DEPTH = 32
+"""Most levels of nesting a file may have, the document itself counted, as the
+server's configuration allows (``trioscope.config``): a valid file needs three
+(the settings, allow's list, its items); composing and building recurse a few
+frames per level, so this stays far from Python's recursion limit."""
+MAX_NUMBER = 64
+"""Most characters of a number read: no setting needs more (buffer is at most
+10000, an interval 3600 seconds), and int() refuses more than 4,300 digits, a
+float holds none of more than 308."""
 SERVER_SECTIONS = {"server", "storage", "store", "bus", "metrics", "auth", "agents", "commands", "tenants", "limits",
                    "websocket", "log", "alerts"}
 """The sections of ``trioscope serve``'s file: one of them holding a mapping says
@@ -84,18 +100,54 @@ def unknown_environment(environ: Mapping[str, str]) -> list[str]:
     return problems
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` refusing nodes nested deeper than ``MAX_DEPTH``, as
+    composed and as built (aliases nest a value without composing it deep), and
+    integers written longer than ``MAX_NUMBER``."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]  # the stubs leave the parser untyped
+        with self._level(event.start_mark):
+            return super().compose_node(parent, index)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        with self._level(node.start_mark):
+            return super().construct_object(node, deep)
+
+    @contextlib.contextmanager
+    def _level(self, mark: yaml.Mark) -> Iterator[None]:
+        """One level deeper while composing or building the node at ``mark``."""
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise yaml.MarkedYAMLError(None, None, f"nested too deep (more than {MAX_DEPTH} levels)", mark)
+            yield
+        finally:
+            self._depth -= 1
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        if len(node.value) > MAX_NUMBER:
+            # Before int(), which raises past 4,300 digits; past 308, an interval's float would overflow.
+            raise ValueError(f"a number of more than {MAX_NUMBER} characters")
+        return super().construct_yaml_int(node)
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+
 def load_file(path: str) -> FileValues:
     """The file's settings, checked; intervals given as numbers are seconds.
 
     Raises:
-        ConfigFileError: one line for each problem (the file cannot be read, is not
-            YAML, has unknown keys, keys set twice or values of the wrong type).
+        ConfigFileError: one line for each problem (the file cannot be read, is
+            larger than ``MAX_FILE_BYTES``, not UTF-8, not YAML, nested deeper than
+            ``MAX_DEPTH``, has unknown keys, keys set twice or values of the wrong type).
     """
-    try:
-        text = Path(path).expanduser().read_text()
-    except OSError as exc:
-        raise ConfigFileError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(_text(path))
     try:
         return _read(path, loader)
     except yaml.MarkedYAMLError as exc:
@@ -105,11 +157,33 @@ def load_file(path: str) -> FileValues:
         raise ConfigFileError([f"{where}: invalid YAML: {detail}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigFileError([f"{path}: invalid YAML: {' '.join(str(exc).split())}"]) from None
+    except RecursionError:
+        # Only if Python's recursion limit is set below what MAX_DEPTH needs.
+        raise ConfigFileError([f"{path}: invalid YAML: nested too deep"]) from None
     finally:
         loader.dispose()
 
 
-def _read(path: str, loader: yaml.SafeLoader) -> FileValues:
+def _text(path: str) -> str:
+    """The file's text, at most ``MAX_FILE_BYTES`` of it read.
+
+    Raises:
+        ConfigFileError: it cannot be read, is larger, or is not UTF-8.
+    """
+    try:
+        with Path(path).expanduser().open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)  # one more byte tells a larger file, never read whole
+    except OSError as exc:
+        raise ConfigFileError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigFileError([f"{path}: larger than {MAX_FILE_BYTES // 1024 // 1024} MiB, the most read"])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigFileError([f"{path}: not UTF-8 text (byte {exc.start})"]) from None
+
+
+def _read(path: str, loader: _Loader) -> FileValues:
     root = loader.get_single_node()
     if root is None:
         return FileValues()  # empty, or only comments
@@ -133,7 +207,12 @@ def _read(path: str, loader: yaml.SafeLoader) -> FileValues:
             hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(sorted(KEYS))}"
             problems.append(f"{where}: unknown key {key!r}{_SERVER_FILE if server_section else hint}")
             continue
-        value = loader.construct_object(value_node, deep=True)
+        try:
+            value = loader.construct_object(value_node, deep=True)
+        except ValueError as exc:
+            # A scalar its tag refuses (a number longer than MAX_NUMBER, the date 2023-02-30): that value is wrong.
+            problems.append(f"{where}: {key}: cannot be read: {exc}")
+            continue
         types, wanted = expected
         if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
             problems.append(f"{where}: {key}: expected {wanted}, got {_kind(value, secret=key in SECRET_KEYS)}"

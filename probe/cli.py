@@ -33,7 +33,8 @@ from trioscope.wire.log_lines import configure_logging
 from . import _answers as answers
 from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
-from ._config import CONFIG_ENV, FILE_KEY_OF_ENV, ConfigFileError, FileValues, load_file, unknown_environment
+from ._config import (CONFIG_ENV, FILE_KEY_OF_ENV, MAX_NUMBER, ConfigFileError, FileValues, load_file,
+                      unknown_environment)
 from ._docker import ContainerCollector, docker_host_problem
 from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, KNOWN, ControlError
@@ -182,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.log_format not in ("human", "json"):
         refuse("--log-format", "TRIOSCOPE_PROBE_LOG_FORMAT", "must be human or json")
     try:  # read here, not by argparse, so that a bad value is named by where it came from
-        args.buffer = int(args.buffer)
+        args.buffer = _whole_number(args.buffer)
     except ValueError:
         refuse("--buffer", "TRIOSCOPE_PROBE_BUFFER", f"{str(args.buffer)[:40]!r} is not a whole number")
     if not 1 <= args.buffer <= 10_000:
@@ -222,8 +223,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         logging.getLogger("trioscope_probe").warning(
             "%s is plain http:// to another host: the enrollment token, the agent token's signatures and every "
             "command travel unencrypted, and whoever is on the path can pose as the server and send commands "
-            "(use https://, or --tls for a private authority)", args.server)
+            "(use https://, with --ca-file for a private certificate authority)", args.server)
     sys.exit(trio.run(_run_until_signalled, args, interval, collector, allowed))
+
+
+_DIGITS = re.compile(r"\s*([+-]?)([0-9]+)\s*")
+
+
+def _whole_number(value: object) -> int:
+    """``int(value)``, but a number of more than ``MAX_NUMBER`` digits stands as
+    one beyond every bound: int() refuses one of 4,300 as if it were no number.
+
+    Raises:
+        ValueError: ``value`` is no whole number.
+    """
+    text = str(value)
+    match = _DIGITS.fullmatch(text)
+    if match is not None and len(match[2]) > MAX_NUMBER:
+        return -sys.maxsize if match[1] == "-" else sys.maxsize
+    return int(text)
 
 
 def _private_path(server: str) -> bool:

@@ -12,6 +12,7 @@ budget running out, cancels whatever is left.
 
 from __future__ import annotations
 
+import fcntl
 import gc
 import logging
 import os
@@ -22,6 +23,7 @@ import sqlite3
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
@@ -49,7 +51,7 @@ from trioscope.http._hosts import loopback  # likewise
 from trioscope.http._memory_budget import typical_host_warning  # likewise
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
-from trioscope.store import StoreReader, Unavailable, describe_database, open_writer, token_secret
+from trioscope.store import StoreReader, Unavailable, describe_database, open_writer, sqlite_path, token_secret
 from trioscope.system import database_path, resume_open_queues, supervision_tree
 
 if TYPE_CHECKING:
@@ -403,25 +405,67 @@ def tune_interpreter() -> None:
     sys.setswitchinterval(SWITCH_INTERVAL)
 
 
-def _open_data_dir(settings: Settings) -> StoreReader | None:
-    """The database (its schema applied) and the token secret, checked before
-    anything starts: a corrupt, unwritable, unreachable or misplaced store is
-    one log line naming it, not a traceback from inside the actor tree. None:
-    it was logged."""
+@attrs.frozen
+class _OpenStore:
+    reader: StoreReader
+    lock: int | None
+    """The descriptor holding an SQLite store's lock (``_lock_sqlite``), closed at exit."""
+
+    def unlock(self) -> None:
+        """Let another server use the SQLite store (the process ends, or never serves)."""
+        if self.lock is not None:
+            os.close(self.lock)
+
+
+def _open_data_dir(settings: Settings) -> _OpenStore | None:
+    """The database (its schema applied, an SQLite one locked to this process)
+    and the token secret, checked before anything starts: a corrupt,
+    unwritable, unreachable, misplaced or busy store is one log line naming
+    it, not a traceback from inside the actor tree. None: it was logged."""
     database = database_path(settings)
     where = (f"the data directory {settings.storage.data_dir}" if not settings.store.database
              else f"the database {describe_database(database)}")
+    lock = None
     try:
         open_writer(database).close()  # creates the file or tables and schema if new
+        if (path := sqlite_path(database)) is not None:
+            lock = _lock_sqlite(path)
+    except BlockingIOError:  # (an OSError: first)
+        log.error("cannot use %s: another trioscope server uses it (one process per SQLite store: stop that one, "
+                  "or give this one its own --data-dir)", where)
+        return None
     except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
         log.error("cannot use %s: %s: %s", where, type(exc).__name__, exc)
         return None
     try:
         token_secret(settings.auth.secret, settings.storage.data_dir)
-        return StoreReader(database)
+        return _OpenStore(StoreReader(database), lock)
     except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
+        if lock is not None:
+            os.close(lock)
         log.error("cannot use the data directory %s: %s: %s", settings.storage.data_dir, type(exc).__name__, exc)
         return None
+
+
+def _lock_sqlite(path: Path) -> int:
+    """An exclusive lock (``flock``) of the SQLite store for as long as this
+    process holds the returned descriptor: a second server on the same file
+    started and served beside the first, each with its own directory in
+    memory (a deployment created on one was 404 on the other, an agent
+    enrolled on one 401, a command queued through one never handed out by
+    the other). The kernel releases it however the process ends, kill -9
+    included. ``flock`` does not touch SQLite's own (``fcntl``) locks.
+
+    Raises:
+        BlockingIOError: another process holds it.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 async def _hold_connections(bus: ReportBus, serve_now: trio.Event, stop: trio.Event, out: TextIO) -> bool:
@@ -479,10 +523,11 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
             log.error("cannot listen on %s: %s", bind_address(settings), exc.strerror or exc)
             return ExitCode.FAILED
     # Off the event loop: a PostgreSQL server may take its connect timeout to answer.
-    reader = await trio.to_thread.run_sync(_open_data_dir, settings)
-    if reader is None:
+    store = await trio.to_thread.run_sync(_open_data_dir, settings)
+    if store is None:
         close_sockets(sockets)
         return ExitCode.FAILED
+    reader = store.reader
     code = ExitCode.OK
     stop = trio.Event()
     serve_now = trio.Event()
@@ -540,6 +585,7 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
         code = ExitCode.FAILED
     finally:
         close_sockets(sockets)
+        store.unlock()
     if code is ExitCode.OK:
         log.info("stopped cleanly")
     return code

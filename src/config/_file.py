@@ -204,13 +204,15 @@ class _Reader:
         try:
             return self._loader.construct_object(node, deep=True)
         except (yaml.constructor.ConstructorError, ValueError) as exc:
-            # An explicit tag the safe loader refuses (e.g. !!python/name), or
-            # an integer of more digits than int() reads (4,300): that value is
-            # wrong, the rest of the file is still worth checking.
+            # An explicit tag the safe loader refuses (e.g. !!python/name), an
+            # integer of more digits than int() reads (4,300), a date that is
+            # none (2023-02-30): that value is wrong, the rest of the file is
+            # still worth checking.
             # Named by its tag when it has no text (``!!python/name:os.system``), at its own line (a list's item).
             written = ("the value" if key.secret else shortened(mask_passwords(self._written(node))) if node.value
                        else node.tag)
-            problem = exc.problem if isinstance(exc, yaml.constructor.ConstructorError) else "too many digits"
+            # (Python's own words for the others, less its advice to raise the limit.)
+            problem = exc.problem if isinstance(exc, yaml.constructor.ConstructorError) else str(exc).split(";")[0]
             self._add(key.name, node, f"{written} from {_file(self._path, _line(node))} cannot be read: {problem}")
             return _UNREADABLE
 

@@ -307,10 +307,11 @@ async def run_workers(settings: Settings, out: TextIO) -> ExitCode:
     try:
         # Once, here: N workers starting together would race to create the
         # schema and the token secret.
-        reader = await trio.to_thread.run_sync(_open_data_dir, settings)
-        if reader is None:
+        store = await trio.to_thread.run_sync(_open_data_dir, settings)
+        if store is None:
             return ExitCode.FAILED
-        reader.close()
+        store.reader.close()
+        store.unlock()  # (none: workers need PostgreSQL)
         # One address, so one socket: a TLS one when a certificate is configured.
         (listener,) = (*sockets.secure_sockets, *sockets.insecure_sockets)
         pool = _Pool(settings, listener, secure=bool(sockets.secure_sockets))

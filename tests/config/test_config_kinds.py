@@ -303,7 +303,12 @@ def test_a_number_of_too_many_digits_is_out_of_range_not_a_crash(flag, value):
 
 def test_an_integer_of_too_many_digits_in_the_file_is_a_problem_at_its_line():
     [problem] = problems(text="server:\n  port: " + "9" * 5000 + "\n")
-    assert f"{FILE}:2 cannot be read: too many digits" in problem and len(problem) < 600
+    assert f"{FILE}:2 cannot be read: Exceeds the limit (4300 digits)" in problem and len(problem) < 600
+
+
+def test_a_date_that_is_none_in_the_file_is_a_problem_at_its_line():
+    [problem] = problems(text="server:\n  port: 2023-02-30\n")
+    assert f"{FILE}:2 cannot be read: day is out of range for month" in problem
 
 
 def test_a_host_of_bytes_that_are_not_utf8_is_refused():

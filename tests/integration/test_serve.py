@@ -131,6 +131,24 @@ def test_an_unusable_data_dir_is_one_line_naming_it_and_exit_code_1(tmp_path, da
     assert f"cannot use the data directory {data}" in lines[0] and expected in lines[0], lines[0]
 
 
+def test_a_second_server_on_the_same_data_dir_is_one_line_and_exit_code_1(tmp_path):
+    """Two servers on one SQLite store each served from a directory of their
+    own in memory (a deployment created on one was 404 on the other, a command
+    queued through one never handed out by the other): the second is refused;
+    the first serves on, and once it has stopped the directory is free again."""
+    env = {"TRIOSCOPE_STORAGE_DATA_DIR": str(tmp_path / "data")}
+    second = ["serve", "--host", "127.0.0.1", "--port", "0", "--local-probe", "false"]
+    with ServerProcess(["--local-probe", "false"], env=env) as first:
+        result = run_cli(second, env=env)
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"cannot use the data directory {tmp_path / 'data'}: another trioscope server uses it" in lines[0]
+        assert httpx.get(f"{first.base_url}/health/ready").status_code == 200
+    with ServerProcess(["--local-probe", "false"], env=env) as again:
+        assert httpx.get(f"{again.base_url}/health/ready").status_code == 200
+
+
 def test_bad_configuration_exits_2_with_one_line_per_problem(tmp_path):
     config = tmp_path / "trioscope.yaml"
     config.write_text("server:\n  host: 127.0.0.1\nstorage:\n  cleanup_interval: soon\n")
