@@ -430,8 +430,15 @@ def run_health(args: argparse.Namespace) -> int:
     except httpx.HTTPError as exc:
         print(f"trioscope health: {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.FAILED
-    print(answer.text)
-    return ExitCode.OK if answer.status_code == 200 else ExitCode.FAILED
+    ours = answer.headers.get("content-type", "").startswith("application/json")
+    if ours:
+        print(answer.text)  # a trioscope server's answer: its status and reasons
+    if answer.status_code == 200 and ours:
+        return ExitCode.OK
+    # Not a page of another server printed whole (14 lines of HTML), nor an empty line for an empty 404.
+    other = "" if ours else f" (not a trioscope server's answer: {answer.headers.get('content-type') or 'no content type'}; is --server right?)"
+    print(f"trioscope health: {url}: {answer.status_code} {answer.reason_phrase}{other}", file=sys.stderr)
+    return ExitCode.FAILED
 
 
 def _flag_or_env(value: str | None, flag: str, env: str) -> tuple[str | None, str]:

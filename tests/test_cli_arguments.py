@@ -120,3 +120,35 @@ def test_an_unusable_ca_file_from_the_environment_names_the_variable(tmp_path):
                             env={**os.environ, "TRIOSCOPE_CA_FILE": str(missing)})
     assert one_line(result).startswith(f"trioscope health: --ca-file: cannot use {missing} (from env "
                                        "TRIOSCOPE_CA_FILE): ")
+
+
+def test_health_of_a_server_that_is_not_trioscope_says_what_it_got_in_one_line():
+    """It printed another server's HTML page whole (14 lines), or an empty
+    line for an empty 404, and never the status."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<html>\n<body>\nnot here\n</body>\n</html>\n" if self.path == "/health" else b""
+            self.send_response(404 if self.path == "/health" else 200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    serving = threading.Thread(target=other.serve_forever, daemon=True)
+    serving.start()
+    try:
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        result = run("health", "--server", url)
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"trioscope health: {url}/health: 404 Not Found (not a trioscope server's "
+                                          "answer: text/html; is --server right?)"]
