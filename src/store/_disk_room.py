@@ -18,6 +18,7 @@ import os
 import time
 from pathlib import Path
 
+from trioscope.config import format_size
 from trioscope.domain.rates import Lull
 
 from ._reader import Database, sqlite_path
@@ -62,10 +63,10 @@ class DiskRoom:
         if self._free >= self.minimum:
             return False
         if self._warnings.due(now) is not None:
-            log.warning("the disk of %s has %d MiB free, less than storage.min_free_bytes (%d MiB): command "
+            # In the setting's own units (MiB rounded 1KiB down to "0 MiB").
+            log.warning("the disk of %s has %s free, less than storage.min_free_bytes (%s): command "
                         "results and new commands over their small sizes are refused (507) until room is made",
-                        self.path,
-                        self._free // 2**20, self.minimum // 2**20,
+                        self.path, about(self._free), format_size(self.minimum),
                         extra={"event": "disk_short", "free_bytes": self._free, "minimum_bytes": self.minimum})
         return True
 
@@ -73,3 +74,27 @@ class DiskRoom:
     def free(self) -> int:
         """Bytes free at the last reading."""
         return self._free
+
+
+FULL = 2**20
+"""Bytes free below which a disk counts as full when SQLite cannot even start."""
+
+
+def about(size: int) -> str:
+    """Bytes, rounded for a reader: ``512 B``, ``117.7 MiB``."""
+    return f"{size} B" if size < 2**20 else f"{size / 2**20:.1f} MiB"
+
+
+def full_disk_note(database: Database) -> str:
+    """``; its disk is full (N free)`` when an SQLite store's disk has less
+    than ``FULL`` free, else empty: what SQLite's error at start (``disk I/O
+    error``: it cannot make its shared-memory file) does not say."""
+    path = sqlite_path(database)
+    if path is None:
+        return ""
+    try:
+        found = os.statvfs(path.parent)
+    except OSError:
+        return ""
+    free = found.f_bavail * found.f_frsize
+    return f"; its disk is full ({about(free)} free)" if free < FULL else ""

@@ -776,7 +776,7 @@ async def test_a_large_result_is_refused_while_the_disk_is_short_of_room_and_a_s
             assert small.status_code == 200, small.text
             assert (await operator.get(client, agent.deployment_hash, created["command_id"]))["result"] == {
                 "output": "done"}
-        assert "less than storage.min_free_bytes" in server.stderr()
+        assert "less than storage.min_free_bytes (1000TiB)" in server.stderr()  # its units, not "0 MiB"
 
 
 async def test_a_deployment_shows_its_agents_and_when_they_were_last_seen(server: ServerProcess) -> None:
