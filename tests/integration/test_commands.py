@@ -475,6 +475,9 @@ async def test_commands_are_listed_with_filters(server: ServerProcess) -> None:
             response = await client.get(operator.url(agent.deployment_hash, "/commands"), params=bad,
                                         headers=operator.auth)
             assert response.status_code == 400 and response.json()["error"]["details"]["field"] == next(iter(bad))
+        early = await client.get(operator.url(agent.deployment_hash, "/commands"),
+                                 params={"from_date": "0001-01-01T00:00:00Z"}, headers=operator.auth)
+        assert early.status_code == 400 and "must not be before 1970-01-01" in early.json()["error"]["message"]
 
 
 async def test_bad_commands_get_400_naming_every_field(server: ServerProcess) -> None:
