@@ -295,7 +295,8 @@ class BoolKind:
         if isinstance(value, bool):
             return value
         if not isinstance(value, str):
-            raise _type_mismatch(value, self.expected)
+            # Not "also 1/0": a YAML number is what was refused (quoted, "1" is read).
+            raise _type_mismatch(value, "true or false")
         if value.lower() in _TRUE:
             return True
         if value.lower() in _FALSE:

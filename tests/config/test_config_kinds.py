@@ -82,8 +82,8 @@ def test_bad_boolean_names_key_source_and_what_is_allowed():
 
 def test_yaml_number_is_not_a_boolean():
     assert problems(text="agents:\n  require_signature: 1\n") == [
-        f"agents.require_signature: 1 from file {FILE}:2 is a whole number; "
-        "expected true or false (also yes/no, on/off, 1/0)"
+        # Not "also 1/0": it offered the 1 it refused (a reviewer's).
+        f"agents.require_signature: 1 from file {FILE}:2 is a whole number; expected true or false"
     ]
 
 
