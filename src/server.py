@@ -52,7 +52,7 @@ from trioscope.http._memory_budget import typical_host_warning  # likewise
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import (
-    StoreReader, Unavailable, describe_database, full_disk_note, open_writer, sqlite_path, token_secret,
+    StoreReader, Unavailable, describe_database, disk_note, open_writer, sqlite_path, token_secret,
 )
 from trioscope.system import database_path, resume_open_queues, supervision_tree
 
@@ -437,7 +437,7 @@ def _open_data_dir(settings: Settings) -> _OpenStore | None:
                   "or give this one its own --data-dir)", where)
         return None
     except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
-        log.error("cannot use %s: %s: %s%s", where, type(exc).__name__, exc, full_disk_note(database))
+        log.error("cannot use %s: %s: %s%s", where, type(exc).__name__, exc, disk_note(database))
         return None
     try:
         token_secret(settings.auth.secret, settings.storage.data_dir)

@@ -66,7 +66,7 @@ from ._secret import load_or_create_secret as load_or_create_secret
 from ._secret import token_secret as token_secret
 from ._sqlite import DATABASE_FILE as DATABASE_FILE
 from ._disk_room import DiskRoom as DiskRoom
-from ._disk_room import full_disk_note as full_disk_note
+from ._disk_room import disk_note as disk_note
 from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 
@@ -87,7 +87,7 @@ __getattr__ = trioscope.lazy_names.lazy_names(__name__, {
 
 
 __all__ = [
-    "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "full_disk_note", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
+    "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "disk_note", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
     "ChangeBatch",
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
     "ForgetAgents", "KeyTaken", "NewerSchema", "OpenCommandsQuota", "Outdated", "OverCommandBytes", "OverQuota",

@@ -85,10 +85,12 @@ def about(size: int) -> str:
     return f"{size} B" if size < 2**20 else f"{size / 2**20:.1f} MiB"
 
 
-def full_disk_note(database: Database) -> str:
-    """``; its disk is full (N free)`` when an SQLite store's disk has less
-    than ``FULL`` free, else empty: what SQLite's error at start (``disk I/O
-    error``: it cannot make its shared-memory file) does not say."""
+def disk_note(database: Database) -> str:
+    """Why an SQLite store's disk may refuse it, as a note for a start's
+    error line (SQLite says only ``disk I/O error`` on a full disk and
+    ``unable to open database file`` on a read-only one): ``; its disk is
+    full (N free)`` below ``FULL`` free, ``; its filesystem is read-only``,
+    ``; its directory is not writable``; else empty."""
     path = sqlite_path(database)
     if path is None:
         return ""
@@ -96,5 +98,9 @@ def full_disk_note(database: Database) -> str:
         found = os.statvfs(path.parent)
     except OSError:
         return ""
+    if found.f_flag & os.ST_RDONLY:
+        return "; its filesystem is read-only"
+    if not os.access(path.parent, os.W_OK):
+        return "; its directory is not writable by this user"
     free = found.f_bavail * found.f_frsize
     return f"; its disk is full ({about(free)} free)" if free < FULL else ""

@@ -48,8 +48,16 @@ def load_or_create_secret(data_dir: Path) -> bytes:
 
 def create_data_dir(data_dir: Path) -> None:
     """Make ``data_dir`` (mode 0700; its parents with the default mode) unless it
-    exists, which is left as it is."""
-    data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    exists, which is left as it is.
+
+    Raises:
+        NotADirectoryError: it is a file (mkdir said only "File exists").
+        OSError: it cannot be made.
+    """
+    try:
+        data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(f"{data_dir} is a file, not a directory") from None
 
 
 def token_secret(configured: str, data_dir: Path, *, create: bool = True) -> bytes:

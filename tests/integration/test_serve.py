@@ -102,7 +102,7 @@ def test_an_unusable_data_dir_is_one_line_naming_it_and_exit_code_1(tmp_path, da
     data = tmp_path / "data"
     if damage == "data dir is a file":
         data.write_text("not a directory")
-        expected = "Errno"
+        expected = f"NotADirectoryError: {data} is a file, not a directory"  # (it said "[Errno 17] File exists")
     else:
         data.mkdir()
         if damage == "corrupt database":
