@@ -22,6 +22,7 @@ from ._ops import AuditEntry as AuditEntry
 from ._ops import Conflict as Conflict
 from ._ops import ForgetAgents as ForgetAgents
 from ._ops import KeyTaken as KeyTaken
+from ._ops import ForeignDatabase as ForeignDatabase
 from ._ops import NewerSchema as NewerSchema
 from ._ops import OpenCommandsQuota as OpenCommandsQuota
 from ._ops import Outdated as Outdated
@@ -90,7 +91,7 @@ __all__ = [
     "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "disk_note", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
     "ChangeBatch",
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
-    "ForgetAgents", "KeyTaken", "NewerSchema", "OpenCommandsQuota", "Outdated", "OverCommandBytes", "OverQuota",
+    "ForgetAgents", "KeyTaken", "ForeignDatabase", "NewerSchema", "OpenCommandsQuota", "Outdated", "OverCommandBytes", "OverQuota",
     "PostgresReader", "PostgresWriter",
     "RateBudget", "Rejected", "ReplayIds",
     "SaveAgent", "SaveAppStatus", "SaveCommand", "SaveDeployment", "SaveIdempotencyKey", "SqliteReader", "SqliteWriter",

@@ -17,7 +17,7 @@ import orjson
 
 from ._command_rows import BULK_COLUMNS, OPEN_STATUSES_SQL, split_document
 from . import _idempotency_keys as idempotency_keys
-from ._ops import NewerSchema
+from ._ops import ForeignDatabase, NewerSchema
 from ._tenant_usage import SQLITE_FILL, SQLITE_SCHEMA
 
 
@@ -51,9 +51,13 @@ def migrate(db: sqlite3.Connection, schema: str) -> None:
 
     Raises:
         NewerSchema: the database is newer than this code.
+        ForeignDatabase: it holds tables, none of them trioscope's.
     """
     version = schema_version(db)
-    if version == 0 and db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] == 0:
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    if version == 0 and tables and "commands" not in tables:
+        raise ForeignDatabase(tables)
+    if version == 0 and not tables:
         db.execute("BEGIN IMMEDIATE")  # all or nothing: a half-made database would look like version 0
         try:
             for statement in _statements(schema):

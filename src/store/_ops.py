@@ -196,6 +196,18 @@ class NewerSchema(ValueError):
         self.version = version
 
 
+class ForeignDatabase(ValueError):
+    """A database of no trioscope version: tables, none of them trioscope's
+    (a mistyped ``--database`` or data directory). Refused before a step of
+    the migrations changed it (the first one failed half-way, saying only
+    ``no such table: main.commands``)."""
+
+    def __init__(self, tables: list[str]) -> None:
+        shown = ", ".join(tables[:5]) + (", ..." if len(tables) > 5 else "")
+        super().__init__(f"the database is not trioscope's (its tables: {shown}): give trioscope a database of "
+                         "its own")
+
+
 class Unavailable(Exception):
     """The database cannot be reached or opened (a server that is down, a
     refused login, a database that does not exist): the message says which

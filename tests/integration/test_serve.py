@@ -96,8 +96,8 @@ def test_port_in_use_is_one_line_and_exit_code_1():
     assert f"cannot listen on 127.0.0.1:{port}" in lines[0] and "in use" in lines[0]
 
 
-@pytest.mark.parametrize("damage", ["corrupt database", "damaged tables", "newer database", "data dir is a file",
-                                    "short secret"])
+@pytest.mark.parametrize("damage", ["corrupt database", "damaged tables", "newer database", "foreign database",
+                                    "data dir is a file", "short secret"])
 def test_an_unusable_data_dir_is_one_line_naming_it_and_exit_code_1(tmp_path, damage):
     data = tmp_path / "data"
     if damage == "data dir is a file":
@@ -120,6 +120,11 @@ def test_an_unusable_data_dir_is_one_line_naming_it_and_exit_code_1(tmp_path, da
             database.execute("PRAGMA user_version = 999")
             database.close()
             expected = "NewerSchema: the database has schema version 999, newer than this trioscope knows"
+        elif damage == "foreign database":  # another program's: it said "no such table: main.commands"
+            database = sqlite3.connect(data / "trioscope.sqlite3")
+            database.execute("CREATE TABLE notes (x)")
+            database.close()
+            expected = "ForeignDatabase: the database is not trioscope's (its tables: notes)"
         else:
             (data / "jwt-secret").write_text("\n")  # as a crash mid-write used to leave it
             expected = "fewer than 32 bytes"
