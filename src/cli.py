@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import functools
+import http
 import json
 import logging
 import math
@@ -437,8 +438,17 @@ def run_health(args: argparse.Namespace) -> int:
         return ExitCode.OK
     # Not a page of another server printed whole (14 lines of HTML), nor an empty line for an empty 404.
     other = "" if ours else f" (not a trioscope server's answer: {answer.headers.get('content-type') or 'no content type'}; is --server right?)"
-    print(f"trioscope health: {url}: {answer.status_code} {answer.reason_phrase}{other}", file=sys.stderr)
+    phrase = answer.reason_phrase or _phrase(answer.status_code)  # (Hypercorn sends none)
+    print(f"trioscope health: {url}: {answer.status_code} {phrase}{other}", file=sys.stderr)
     return ExitCode.FAILED
+
+
+def _phrase(status: int) -> str:
+    """The standard reason phrase of ``status`` (empty for one that has none)."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _flag_or_env(value: str | None, flag: str, env: str) -> tuple[str | None, str]:

@@ -12,7 +12,6 @@ budget running out, cancels whatever is left.
 
 from __future__ import annotations
 
-import fcntl
 import gc
 import logging
 import os
@@ -23,7 +22,6 @@ import sqlite3
 import ssl
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
@@ -52,7 +50,7 @@ from trioscope.http._memory_budget import typical_host_warning  # likewise
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import (
-    StoreReader, Unavailable, describe_database, disk_note, open_writer, sqlite_path, token_secret,
+    StoreReader, Unavailable, describe_database, disk_note, lock_sqlite, open_writer, sqlite_path, token_secret,
 )
 from trioscope.system import database_path, resume_open_queues, supervision_tree
 
@@ -411,7 +409,7 @@ def tune_interpreter() -> None:
 class _OpenStore:
     reader: StoreReader
     lock: int | None
-    """The descriptor holding an SQLite store's lock (``_lock_sqlite``), closed at exit."""
+    """The descriptor holding an SQLite store's lock (``lock_sqlite``), closed at exit."""
 
     def unlock(self) -> None:
         """Let another server use the SQLite store (the process ends, or never serves)."""
@@ -429,45 +427,28 @@ def _open_data_dir(settings: Settings) -> _OpenStore | None:
              else f"the database {describe_database(database)}")
     lock = None
     try:
-        open_writer(database).close()  # creates the file or tables and schema if new
-        if (path := sqlite_path(database)) is not None:
-            lock = _lock_sqlite(path)
-    except BlockingIOError:  # (an OSError: first)
-        log.error("cannot use %s: another trioscope server uses it (one process per SQLite store: stop that one, "
-                  "or give this one its own --data-dir)", where)
-        return None
-    except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
-        log.error("cannot use %s: %s: %s%s", where, type(exc).__name__, exc, disk_note(database))
-        return None
-    try:
-        token_secret(settings.auth.secret, settings.storage.data_dir)
-        return _OpenStore(StoreReader(database), lock)
-    except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
-        if lock is not None:
+        try:
+            path = sqlite_path(database)
+            lock = None if path is None else lock_sqlite(path)  # first: a server refused changes nothing
+            open_writer(database).close()  # creates the file or tables and schema if new
+        except BlockingIOError:  # (an OSError: first)
+            log.error("cannot use %s: another trioscope server uses it (one process per SQLite store: stop that "
+                      "one, or give this one its own --data-dir)", where)
+            return None
+        except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
+            log.error("cannot use %s: %s: %s%s", where, type(exc).__name__, exc, disk_note(database))
+            return None
+        try:
+            token_secret(settings.auth.secret, settings.storage.data_dir)
+            opened, lock = _OpenStore(StoreReader(database), lock), None
+            return opened
+        except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
+            log.error("cannot use the data directory %s: %s: %s", settings.storage.data_dir, type(exc).__name__,
+                      exc)
+            return None
+    finally:
+        if lock is not None:  # not handed on: this process does not serve
             os.close(lock)
-        log.error("cannot use the data directory %s: %s: %s", settings.storage.data_dir, type(exc).__name__, exc)
-        return None
-
-
-def _lock_sqlite(path: Path) -> int:
-    """An exclusive lock (``flock``) of the SQLite store for as long as this
-    process holds the returned descriptor: a second server on the same file
-    started and served beside the first, each with its own directory in
-    memory (a deployment created on one was 404 on the other, an agent
-    enrolled on one 401, a command queued through one never handed out by
-    the other). The kernel releases it however the process ends, kill -9
-    included. ``flock`` does not touch SQLite's own (``fcntl``) locks.
-
-    Raises:
-        BlockingIOError: another process holds it.
-    """
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 async def _hold_connections(bus: ReportBus, serve_now: trio.Event, stop: trio.Event, out: TextIO) -> bool:

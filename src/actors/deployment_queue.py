@@ -309,9 +309,7 @@ class DeploymentQueueActor(RefusingActor):
             return await self._decide(message, now)
         if isinstance(message, Refresh):
             if self._newer(message.command):
-                if message.command.status.terminal:
-                    self._end_follow(message.command)
-                self.queue.put(message.command)
+                self._adopt(message.command)
                 await self._dispatch(now)
             return None
         if isinstance(message, Reload):
@@ -429,7 +427,7 @@ class DeploymentQueueActor(RefusingActor):
         stored = await self.reader.open_commands(self.deployment_hash)
         for command in stored:
             if self._newer(command):
-                self.queue.put(command)
+                self._adopt(command)
             self.last_sequence = max(self.last_sequence, command.sequence)
         still_open = {c.id for c in stored}
         for command in list(self.queue):
@@ -612,8 +610,15 @@ class DeploymentQueueActor(RefusingActor):
         if stored is None or stored.deployment_hash != self.deployment_hash:
             return None
         if self._newer(stored):
-            self.queue.put(stored)
+            self._adopt(stored)
         return stored
+
+    def _adopt(self, command: Command) -> None:
+        """Take a newer stored version of a command (another replica changed
+        it): in the queue, or out of it with its follow ended if it finished."""
+        if command.status.terminal:
+            self._end_follow(command)
+        self.queue.put(command)
 
     async def _dispatch(self, now: float) -> None:
         """Hand what is deliverable to the waiting polls, oldest poll first;

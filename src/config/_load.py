@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping
 
 from ._arguments import flag_values
+from ._kinds import format_size
 from ._resolve import ConfigFile, locate_config_file, resolve_settings
 from ._settings import Settings
 from ._source import FlagValue, Source
@@ -48,7 +49,7 @@ def _read(path: str, named_by: Source) -> ConfigFile:
     except OSError as exc:
         return ConfigFile(path=path, error=exc.strerror or str(exc), named_by=named_by)
     if len(data) > MAX_FILE_BYTES:
-        return ConfigFile(path=path, error=f"larger than {MAX_FILE_BYTES // 1024} KiB, the most a configuration "
+        return ConfigFile(path=path, error=f"larger than {format_size(MAX_FILE_BYTES)}, the most a configuration "
                           "file may hold", named_by=named_by)
     try:
         return ConfigFile(path=path, text=data.decode("utf-8"), named_by=named_by)

@@ -23,8 +23,11 @@ def date_argument(name: str, *, end: bool) -> float | None:
             day = datetime.fromisoformat(raw + "T00:00:00+00:00").timestamp()
             return day + 86400 if end else day
         return parse_timestamp(raw).timestamp()
-    except ValueError as exc:  # (why, too: 0001-01-01T00:00:00Z is RFC 3339, and before 1970)
-        raise ApiError(400, "invalid_query", f"{name}: must be a date (2024-01-31) or an RFC 3339 time ({exc})",
+    except ValueError as exc:
+        # Why, where the parser says it of what was written (0001-01-01T00:00:00Z is
+        # RFC 3339, and before 1970); not of the time a date was made into.
+        why = f" ({exc})" if len(raw) != 10 else ""
+        raise ApiError(400, "invalid_query", f"{name}: must be a date (2024-01-31) or an RFC 3339 time{why}",
                        details={"field": name}) from None
 
 

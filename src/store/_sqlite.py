@@ -9,6 +9,7 @@ callers run them in a worker thread, one at a time per connection.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -117,6 +118,31 @@ def connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA secure_delete=FAST")
     connection.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
     return connection
+
+
+def lock_sqlite(path: Path) -> int:
+    """An exclusive lock (``flock``) of the SQLite store at ``path`` (made
+    empty and private if new) for as long as the returned descriptor is open:
+    one server per store. Two served side by side, each with its own
+    directory in memory (a deployment created on one was 404 on the other, a
+    command queued through one never handed out by the other). Taken before
+    anything reads or migrates the store: a server refused must not have
+    changed it. The kernel releases it however the process ends, kill -9
+    included; ``flock`` does not touch SQLite's own (``fcntl``) locks.
+
+    Raises:
+        BlockingIOError: another process holds it.
+        OSError: the file or its directory cannot be made or opened.
+    """
+    create_data_dir(path.parent)
+    _create_private_file(path)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _create_private_file(path: Path) -> None:

@@ -5,13 +5,19 @@ whose command the other changed first is decided again on what it is now."""
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
+
 import attrs
+import pytest
 
 from tests.actors.test_deployment_queue import Held, audit, command, new_poll, queue, settings, wall  # noqa: F401 - fixtures
-from trioscope.actors.deployment_queue import Cancel, Create, Refresh, Report, Snapshot, queue_spec
-from trioscope.domain.commands import CommandReport, CommandStatus
+from trioscope.actors.deployment_queue import Cancel, Create, Refresh, Reload, Report, Snapshot, queue_spec
+from trioscope.actors.log_follows import Entries, StartFollow
+from trioscope.domain.commands import CommandReport, CommandStatus, LogEntry
+from trioscope.domain.log_follows import FollowEnded
 from trioscope.runtime import ActorRef
-from trioscope.system import QUEUES, STORE
+from trioscope.system import LOG_FOLLOWS, QUEUES, STORE
 
 
 def other_replica(queue, settings) -> ActorRef:  # noqa: ANN001 - the fixtures' tuples
@@ -64,3 +70,32 @@ async def test_a_report_for_a_command_the_other_replica_delivered_is_taken(queue
     done, changed = await here.ask(Report(CommandReport(command_id="cmd_4", deployment_hash=deployment_hash, status="success", result={}), "agent"))
     assert changed and done.status is CommandStatus.COMPLETED
     assert (await reader.command("cmd_4")).status is CommandStatus.COMPLETED
+
+
+@pytest.mark.parametrize("learnt_by", ["refresh", "reload"])
+async def test_a_follow_whose_command_the_other_replica_finished_ends_where_it_was_started(
+        queue, settings, learnt_by: str) -> None:  # noqa: ANN001 - the fixtures
+    """The follow lives where the user started it; the command finished on the
+    other replica (its agent's report there). This replica learns of it by the
+    change feed (``Refresh``) or by reading every open command again after the
+    feed reconnected (``Reload``): either way the follow ends (a reviewer's:
+    only ``Refresh`` ended it) and its places are free."""
+    deployment_hash, _, reader, system = queue
+    follows = system.lookup(LOG_FOLLOWS)
+    here = system.lookup(QUEUES).ensure_child(attrs.evolve(
+        queue_spec(deployment_hash, settings, store=system.lookup(STORE), reader=reader, follows_path=LOG_FOLLOWS),
+        name=f"{deployment_hash}-here"))
+    follow = attrs.evolve(command(deployment_hash, 5), type="docker.logs",
+                          parameters={"follow": True, "container": "web"})
+    await here.ask(Create(follow, audit("command.create")))
+    there = other_replica(queue, settings)  # another process's (it reads the command as it starts): not these follows
+    await follows.ask(StartFollow("cmd_5", "t", "u", deployment_hash, "web", 300.0, time.time()))
+    assert (await there.ask(new_poll())).id == "cmd_5"
+    done, _ = await there.ask(Report(CommandReport(command_id="cmd_5", deployment_hash=deployment_hash,
+                                                   status="success", result={}), "agent"))
+    line = LogEntry(timestamp=datetime.now(UTC), level="info", message="still?", source="stdout")
+    assert (await follows.ask(Entries(deployment_hash, "cmd_5", (line,), time.time()))).accepted == (0,)
+    await here.ask(Refresh(done) if learnt_by == "refresh" else Reload())
+    with pytest.raises(FollowEnded) as ended:
+        await follows.ask(Entries(deployment_hash, "cmd_5", (line,), time.time()))
+    assert ended.value.reason == "finished"

@@ -323,4 +323,4 @@ def test_a_config_file_over_a_mebibyte_is_refused_unread(tmp_path):
     path.write_text("server:\n  trusted_proxies:\n" + "    - 10.0.0.1\n" * 100_000)
     with pytest.raises(ConfigError) as caught:
         load_settings({"config": str(path)}, {})
-    assert "larger than 1024 KiB" in str(caught.value)
+    assert "larger than 1MiB" in str(caught.value)

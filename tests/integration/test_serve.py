@@ -37,6 +37,10 @@ def test_health_ping_runtime_then_sigterm_exits_cleanly():
         assert tree["root"]["path"] == "/root" and tree["root"]["status"] == "running"
         assert tree["dead_letters"] == 0
 
+        wrong = run_cli(["health", "--server", f"{server.base_url}/api"])  # a path too many: trioscope's 404
+        assert wrong.returncode == 1 and wrong.stderr.splitlines() == [
+            f"trioscope health: {server.base_url}/api/health: 404 Not Found"]  # (Hypercorn sends no phrase)
+
         assert server.stop(signal.SIGTERM) == 0
         log = server.stderr()
         assert "stopped cleanly" in log and "Traceback" not in log
@@ -143,8 +147,16 @@ def test_a_second_server_on_the_same_data_dir_is_one_line_and_exit_code_1(tmp_pa
     the first serves on, and once it has stopped the directory is free again."""
     env = {"TRIOSCOPE_STORAGE_DATA_DIR": str(tmp_path / "data")}
     second = ["serve", "--host", "127.0.0.1", "--port", "0", "--local-probe", "false"]
+    database = tmp_path / "data" / "trioscope.sqlite3"
     with ServerProcess(["--local-probe", "false"], env=env) as first:
+        # As if the store were of a version before: the refused server must not migrate it under the first.
+        with sqlite3.connect(database) as store:
+            version = store.execute("PRAGMA user_version").fetchone()[0]
+            store.execute(f"PRAGMA user_version = {version - 1}")
         result = run_cli(second, env=env)
+        with sqlite3.connect(database) as store:
+            assert store.execute("PRAGMA user_version").fetchone()[0] == version - 1  # it migrated it before
+            store.execute(f"PRAGMA user_version = {version}")
         assert result.returncode == 1, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
