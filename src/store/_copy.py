@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import attrs
 
@@ -26,7 +28,7 @@ from ._postgres import PostgresWriter
 from ._postgres_reader import PostgresReader
 from ._read_results import AuditRecord
 from ._reader import Database, describe_database, open_writer, sqlite_path
-from ._sqlite import SqliteReader, SqliteWriter
+from ._sqlite import SqliteReader, SqliteWriter, lock_sqlite
 
 COPY_BATCH = 500
 """Rows per transaction (a command's result may be as large as a request body)."""
@@ -73,6 +75,24 @@ def _writer(database: Database) -> Iterator[SqliteWriter | PostgresWriter]:
         writer.close()
 
 
+@contextlib.contextmanager
+def _stopped(*paths: Path | None) -> Iterator[None]:
+    """Hold the lock of each SQLite store among ``paths`` (``lock_sqlite``)
+    for the copy: a server using one would change it under the copy (the
+    README's "servers stopped", not checked before: the copy was of no one state).
+
+    Raises:
+        CopyRefused: a server uses one of them.
+    """
+    with contextlib.ExitStack() as held:
+        for path in dict.fromkeys(p for p in paths if p is not None):
+            try:
+                held.callback(os.close, lock_sqlite(path))
+            except BlockingIOError:
+                raise CopyRefused(f"a trioscope server uses {path}: stop it before copying") from None
+        yield
+
+
 def copy_store(source: Database, target: Database, *, into_non_empty: bool = False,
                progress: Callable[[CopyCounts], None] | None = None) -> CopyCounts:
     """Copy every row of ``source`` into ``target`` (blocking).
@@ -98,62 +118,63 @@ def copy_store(source: Database, target: Database, *, into_non_empty: bool = Fal
         source_path.resolve() == target_path.resolve()
     if same_file or (source_path is None and target_path is None and str(source) == str(target)):
         raise CopyRefused("the source and the target are the same database")
-    open_writer(source).close()  # its schema brought up to date, as serve would
     counts = CopyCounts()
-    with _writer(target) as writer, _reader(source) as reader:
-        if not into_non_empty and not writer.is_empty():
-            raise CopyRefused(f"{describe_database(target)} already holds trioscope data; give --into-non-empty "
-                              "to copy into it anyway (rows of the same key are replaced)")
+    with _stopped(source_path, target_path):
+        open_writer(source).close()  # its schema brought up to date, as serve would
+        with _writer(target) as writer, _reader(source) as reader:
+            if not into_non_empty and not writer.is_empty():
+                raise CopyRefused(f"{describe_database(target)} already holds trioscope data; give --into-non-empty "
+                                  "to copy into it anyway (rows of the same key are replaced)")
 
-        def save(kind: str, writes: list[SaveDeployment] | list[SaveAgent]) -> None:
-            for start in range(0, len(writes), COPY_BATCH):
-                [error] = writer.commit([writes[start:start + COPY_BATCH]])
+            def save(kind: str, writes: list[SaveDeployment] | list[SaveAgent]) -> None:
+                for start in range(0, len(writes), COPY_BATCH):
+                    [error] = writer.commit([writes[start:start + COPY_BATCH]])
+                    if error is not None:
+                        raise CopyFailed(f"the target refused {kind}: {error}") from error
+
+            deployments = reader.deployments()
+            save("deployments", [SaveDeployment(d) for d in deployments])
+            counts = attrs.evolve(counts, deployments=len(deployments))
+            agents = reader.agents()
+            save("agents", [SaveAgent(a) for a in agents])
+            counts = attrs.evolve(counts, agents=len(agents))
+            apps = [a for d in deployments for a in reader.app_statuses(d.hash)]
+            for start in range(0, len(apps), COPY_BATCH):
+                # One group each: a newer status the target holds refuses its own alone.
+                batch = apps[start:start + COPY_BATCH]
+                for app, error in zip(batch, writer.commit([[SaveAppStatus(a)] for a in batch]), strict=True):
+                    if error is not None and not isinstance(error, Outdated):
+                        raise CopyFailed(f"the target refused the status of app {app.app_code} of deployment "
+                                         f"{app.deployment_hash}: {error}") from error
+            counts = attrs.evolve(counts, apps=len(apps))
+            if progress is not None:
+                progress(counts)
+
+            last_command = ""
+            while batch := reader.commands_after(last_command, COPY_BATCH):
+                _restore(writer, batch, [], f"commands {batch[0].id}..{batch[-1].id}")
+                last_command = batch[-1].id
+                counts = attrs.evolve(counts, commands=counts.commands + len(batch))
+                if progress is not None:
+                    progress(counts)
+            last_audit = 0
+            while records := reader.audit_after(last_audit, COPY_BATCH):
+                _restore(writer, [], records, f"audit records {records[0].id}..{records[-1].id}")
+                last_audit = records[-1].id
+                counts = attrs.evolve(counts, audit=counts.audit + len(records))
+                if progress is not None:
+                    progress(counts)
+            last_key = ("", "", "")
+            while keys := reader.idempotency_keys_after(last_key, COPY_BATCH):
+                # After the commands they name; the source's replaces a key the target holds, as rows of other tables.
+                [error] = writer.commit([[SaveIdempotencyKey(k, replaces_before=math.inf) for k in keys]])
                 if error is not None:
-                    raise CopyFailed(f"the target refused {kind}: {error}") from error
-
-        deployments = reader.deployments()
-        save("deployments", [SaveDeployment(d) for d in deployments])
-        counts = attrs.evolve(counts, deployments=len(deployments))
-        agents = reader.agents()
-        save("agents", [SaveAgent(a) for a in agents])
-        counts = attrs.evolve(counts, agents=len(agents))
-        apps = [a for d in deployments for a in reader.app_statuses(d.hash)]
-        for start in range(0, len(apps), COPY_BATCH):
-            # One group each: a newer status the target holds refuses its own alone.
-            batch = apps[start:start + COPY_BATCH]
-            for app, error in zip(batch, writer.commit([[SaveAppStatus(a)] for a in batch]), strict=True):
-                if error is not None and not isinstance(error, Outdated):
-                    raise CopyFailed(f"the target refused the status of app {app.app_code} of deployment "
-                                     f"{app.deployment_hash}: {error}") from error
-        counts = attrs.evolve(counts, apps=len(apps))
-        if progress is not None:
-            progress(counts)
-
-        last_command = ""
-        while batch := reader.commands_after(last_command, COPY_BATCH):
-            _restore(writer, batch, [], f"commands {batch[0].id}..{batch[-1].id}")
-            last_command = batch[-1].id
-            counts = attrs.evolve(counts, commands=counts.commands + len(batch))
-            if progress is not None:
-                progress(counts)
-        last_audit = 0
-        while records := reader.audit_after(last_audit, COPY_BATCH):
-            _restore(writer, [], records, f"audit records {records[0].id}..{records[-1].id}")
-            last_audit = records[-1].id
-            counts = attrs.evolve(counts, audit=counts.audit + len(records))
-            if progress is not None:
-                progress(counts)
-        last_key = ("", "", "")
-        while keys := reader.idempotency_keys_after(last_key, COPY_BATCH):
-            # After the commands they name; the source's replaces a key the target holds, as rows of other tables.
-            [error] = writer.commit([[SaveIdempotencyKey(k, replaces_before=math.inf) for k in keys]])
-            if error is not None:
-                raise CopyFailed(f"the target refused idempotency keys of tenant {keys[0].tenant!r}: {error}") \
-                    from error
-            last_key = (keys[-1].tenant, keys[-1].user_id, keys[-1].key)
-            counts = attrs.evolve(counts, idempotency_keys=counts.idempotency_keys + len(keys))
-            if progress is not None:
-                progress(counts)
+                    raise CopyFailed(f"the target refused idempotency keys of tenant {keys[0].tenant!r}: {error}") \
+                        from error
+                last_key = (keys[-1].tenant, keys[-1].user_id, keys[-1].key)
+                counts = attrs.evolve(counts, idempotency_keys=counts.idempotency_keys + len(keys))
+                if progress is not None:
+                    progress(counts)
     return counts
 
 

@@ -5,6 +5,7 @@ errors."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import attrs
 import pytest
 import trio
 
-from tests.server_process import run_cli
+from tests.server_process import ServerProcess, run_cli
 from trioscope.domain.commands import CommandEvent
 from trioscope.domain.deployments import AgentStatus, DeploymentStatus
 from trioscope.domain.idempotency import KeptAnswer
@@ -186,3 +187,20 @@ def test_the_same_file_by_another_name_is_refused(tmp_path: Path) -> None:
     fill(tmp_path / "db.sqlite3")
     with pytest.raises(CopyRefused, match="same database"):
         copy_store(tmp_path / "db.sqlite3", f"sqlite:{tmp_path}/./db.sqlite3")
+
+
+def test_a_store_a_server_uses_is_not_copied_from_or_into(tmp_path: Path) -> None:
+    """The README says "servers stopped"; nothing checked it: a copy of a store
+    that changed under it was of no one state."""
+    data = tmp_path / "data"
+    other = tmp_path / "other.sqlite3"
+    with ServerProcess(["--local-probe", "false"], env={"TRIOSCOPE_STORAGE_DATA_DIR": str(data)}):
+        used = data / "trioscope.sqlite3"
+        for source, target in ((used, other), (other, used)):
+            if not other.exists():
+                sqlite3.connect(other).close()
+            result = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", f"sqlite:{target}"])
+            assert result.returncode != 0 and f"a trioscope server uses {used}: stop it before copying" in result.stderr
+    copied = run_cli(["store", "copy", "--from", f"sqlite:{data / 'trioscope.sqlite3'}", "--to", f"sqlite:{other}",
+                      "--into-non-empty"])
+    assert copied.returncode == 0, copied.stderr
