@@ -152,6 +152,29 @@ class Lull:
         return logging.WARNING if self.due(now) is not None else logging.DEBUG
 
 
+class Lulls(Generic[K]):
+    """A ``Lull`` of each key (a cause of failure), at most ``capacity`` keys
+    remembered (the one said longest ago forgotten first): each cause said
+    once an interval, whatever else is said meanwhile."""
+
+    def __init__(self, interval: float, capacity: int = 256) -> None:
+        self.interval = interval
+        self.capacity = capacity
+        self._lulls: OrderedDict[K, Lull] = OrderedDict()
+
+    def due(self, key: K, now: float) -> int | None:
+        """``Lull.due`` of ``key``'s lull."""
+        lull = self._lulls.get(key)
+        if lull is None:
+            lull = self._lulls[key] = Lull(self.interval)
+            if len(self._lulls) > self.capacity:
+                self._lulls.popitem(last=False)
+        unsaid = lull.due(now)
+        if unsaid is not None:
+            self._lulls.move_to_end(key)
+        return unsaid
+
+
 class FirstSeen(Generic[K]):
     """Which keys were seen already, to say something once per key (a cause of
     failure, an agent id) and quietly after: one bad message may be one of

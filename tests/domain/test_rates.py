@@ -8,7 +8,8 @@ import logging
 import pytest
 
 from trioscope.domain.rates import (
-    FirstSeen, Holdings, Lull, Outage, RateLimiter, ReplayWindow, TokenBuckets, retry_after,
+    FirstSeen, Holdings, Lull,
+    Lulls, Outage, RateLimiter, ReplayWindow, TokenBuckets, retry_after,
 )
 
 T0 = 1_760_000_000.0
@@ -272,3 +273,12 @@ def test_an_outage_says_each_kind_of_failure_as_it_begins_and_again_after_it_end
     outage.over()  # connected
     assert outage.said is None
     assert outage.changed("unreachable")  # the next outage is said again
+
+
+def test_lulls_say_each_key_once_an_interval_and_forget_the_oldest() -> None:
+    lulls: Lulls[str] = Lulls(60.0, capacity=2)
+    assert [lulls.due("a", t) for t in (0, 1, 2)] == [0, None, None]
+    assert lulls.due("b", 3) == 0  # another cause is said at once
+    assert lulls.due("a", 61) == 2  # the two not said since
+    assert lulls.due("c", 62) == 0  # "b", said longest ago, forgotten
+    assert lulls.due("b", 63) == 0
