@@ -178,6 +178,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         refuse("--interval", "TRIOSCOPE_PROBE_INTERVAL", str(exc))
     if not 1.0 <= interval <= 3600.0:
         refuse("--interval", "TRIOSCOPE_PROBE_INTERVAL", "must be between 1s and 1h")
+    args.log_level, args.log_format = args.log_level.strip().lower(), args.log_format.strip().lower()  # as the server
     if args.log_level not in ("debug", "info", "warning", "error"):
         refuse("--log-level", "TRIOSCOPE_PROBE_LOG_LEVEL", "must be debug, info, warning or error")
     if args.log_format not in ("human", "json"):

@@ -192,3 +192,9 @@ def test_a_server_url_that_is_no_url_is_refused_in_one_line_by_the_probe_and_tri
 def test_a_server_url_with_a_line_end_is_refused_in_one_line() -> None:
     probe = _probe("--once", env={"TRIOSCOPE_PROBE_SERVER": "http://127.0.0.1:8080\n"})
     assert probe.returncode == 2 and "control characters" in probe.stderr and "Traceback" not in probe.stderr
+
+
+def test_the_log_level_and_format_are_read_in_any_case_as_the_servers_are() -> None:
+    """``--log-level INFO`` was refused by the probe, taken by the server."""
+    result = _probe("--log-level", "INFO", "--log-format", "JSON", "--buffer", "abc", "--once")
+    assert result.returncode == 2 and result.stderr.startswith("trioscope-probe: --buffer"), result.stderr
