@@ -130,13 +130,13 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop (exit status 0) when stdin reaches end of file: for a parent process that "
                         "holds the write end of a pipe, as trioscope serve does for its local probe")
+    # Checked after the file and the environment are read, in any case (``main``), as the server reads them.
     parser.add_argument("--log-level", default=env("TRIOSCOPE_PROBE_LOG_LEVEL", "info"),
-                        choices=["debug", "info", "warning", "error"],
-                        help="least severe log level written (env TRIOSCOPE_PROBE_LOG_LEVEL; default %(default)s)")
+                        help="least severe log level written: debug, info, warning or error (env "
+                        "TRIOSCOPE_PROBE_LOG_LEVEL; default %(default)s)")
     parser.add_argument("--log-format", default=env("TRIOSCOPE_PROBE_LOG_FORMAT", "human"),
-                        choices=["human", "json"],
-                        help="log lines as text, or one JSON object per line as the server writes them "
-                        "(env TRIOSCOPE_PROBE_LOG_FORMAT; default %(default)s)")
+                        help="log lines as text (human), or one JSON object per line as the server writes them "
+                        "(json) (env TRIOSCOPE_PROBE_LOG_FORMAT; default %(default)s)")
     return parser
 
 
