@@ -132,8 +132,11 @@ class DurationKind:
         if isinstance(value, str):
             seconds = duration_seconds(value)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            # Units are mandatory: 3600 could mean seconds or milliseconds.
-            raise InvalidValue(f"has no unit; did you mean {value}s?")
+            # Units are mandatory: 3600 could mean seconds or milliseconds. Only
+            # a suggestion that would be taken (not "nans", nor "1e+300s").
+            if math.isfinite(value) and self.minimum <= value <= self.maximum:
+                raise InvalidValue(f"has no unit; did you mean {value}s?")
+            raise InvalidValue(f"has no unit, and is no duration in {self.limits()} as seconds either")
         else:
             raise _type_mismatch(value, self.expected)
         if not self.minimum <= seconds <= self.maximum:

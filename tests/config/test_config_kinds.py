@@ -324,3 +324,10 @@ def test_a_config_file_over_a_mebibyte_is_refused_unread(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_settings({"config": str(path)}, {})
     assert "larger than 1MiB" in str(caught.value)
+
+
+@pytest.mark.parametrize("written", [".nan", "!!float 1e300", "-5"])
+def test_a_bare_number_that_is_no_duration_suggests_nothing_that_would_be_refused(written):
+    """It suggested "nans?" and "1e+300s?", each refused if used (a reviewer's)."""
+    [problem] = problems(text=f"server:\n  shutdown_timeout: {written}\n")
+    assert "did you mean" not in problem and "has no unit" in problem
