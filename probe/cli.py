@@ -192,6 +192,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}", args.agent_id):
         refuse("--agent-id", "TRIOSCOPE_PROBE_AGENT_ID",
                "1-128 letters, digits or . _ : @ - starting with a letter or digit")
+    if args.deployment_hash and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", args.deployment_hash):
+        # A path segment of the agent's routes: the server answered "invalid_enrollment_token" for 'x y'.
+        refuse("--deployment-hash", "TRIOSCOPE_PROBE_DEPLOYMENT",
+               "1-64 letters, digits or . _ - (the hash the deployment's page shows)")
     server_problem = server_url_problem(args.server)
     if server_problem is not None:
         refuse("--server", "TRIOSCOPE_PROBE_SERVER", server_problem)

@@ -198,3 +198,10 @@ def test_the_log_level_and_format_are_read_in_any_case_as_the_servers_are() -> N
     """``--log-level INFO`` was refused by the probe, taken by the server."""
     result = _probe("--log-level", "INFO", "--log-format", "JSON", "--buffer", "abc", "--once")
     assert result.returncode == 2 and result.stderr.startswith("trioscope-probe: --buffer"), result.stderr
+
+
+@pytest.mark.parametrize("value", ["x y", "a/b", "x" * 65])
+def test_a_deployment_hash_that_is_none_is_refused_by_the_probe(value: str) -> None:
+    """The server answered "invalid_enrollment_token" for 'x y' (a reviewer's)."""
+    result = _probe("--deployment-hash", value, "--enrollment-token", "t", "--once")
+    assert result.returncode == 2 and result.stderr.startswith("trioscope-probe: --deployment-hash: 1-64 letters")
