@@ -142,7 +142,8 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    early = argparse.ArgumentParser(add_help=False, allow_abbrev=False)  # --conf is no --config
+    # --conf is no --config; a --config without its value is one line, as every other refusal.
+    early = _Parser(prog="trioscope-probe", add_help=False, allow_abbrev=False)
     early.add_argument("--config", default=os.environ.get(CONFIG_ENV))
     config_path = early.parse_known_args(argv)[0].config
     problems = unknown_environment(os.environ)

@@ -205,3 +205,10 @@ def test_a_deployment_hash_that_is_none_is_refused_by_the_probe(value: str) -> N
     """The server answered "invalid_enrollment_token" for 'x y' (a reviewer's)."""
     result = _probe("--deployment-hash", value, "--enrollment-token", "t", "--once")
     assert result.returncode == 2 and result.stderr.startswith("trioscope-probe: --deployment-hash: 1-64 letters")
+
+
+def test_a_config_flag_without_its_file_is_one_line() -> None:
+    """It printed a usage naming only --config, then the error (a reviewer's)."""
+    result = _probe("--config")
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == ["trioscope-probe: argument --config: expected one argument; see --help"]
