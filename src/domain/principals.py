@@ -119,10 +119,10 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
         InvalidToken: naming what is wrong with it.
     """
     try:
-        # PyJWT would read the clock itself; expiry is checked against ``now`` below.
+        # PyJWT would read the clock itself; expiry, iat and nbf are checked against ``now`` below.
         claims = jwt.decode(
             token, secret, algorithms=[ALGORITHM],
-            options={"require": ["sub", "exp"], "verify_exp": False, "verify_iat": False},
+            options={"require": ["sub", "exp"], "verify_exp": False, "verify_iat": False, "verify_nbf": False},
         )
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"invalid token: {exc}") from None
@@ -139,6 +139,8 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
         raise InvalidToken("token expired")
     if "iat" in claims:
         _check_issued_at(claims["iat"], now)
+    if "nbf" in claims and _number(claims["nbf"], "nbf") > now:
+        raise InvalidToken("invalid token: the token is not yet valid (nbf)")
     sub, tenant = claims["sub"], _tenant_claim(claims)
     if not (isinstance(sub, str) and isinstance(tenant, str) and sub and tenant):
         raise InvalidToken("invalid token: sub and tenant must be non-empty strings")
@@ -154,12 +156,21 @@ MAX_ISSUED_AHEAD = 300.0
 issuer's clock ahead of ours; an agent's requests are allowed as much)."""
 
 
+def _number(value: object, claim: str) -> int | float:
+    """A time claim's value: a number (an int of 400 digits compares as it is).
+
+    Raises:
+        InvalidToken: it is not one.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and math.isnan(value)):
+        raise InvalidToken(f"invalid token: {claim} is not a number")
+    return value
+
+
 def _check_issued_at(iat: object, now: float) -> None:
     """An ``iat`` claim is a number and not in the future (PyJWT's own check
-    reads its clock, not ``now``: switched off above)."""
-    if isinstance(iat, bool) or not isinstance(iat, (int, float)) or (isinstance(iat, float) and math.isnan(iat)):
-        raise InvalidToken("invalid token: iat is not a number")  # (an int of 400 digits compares as it is)
-    if iat > now + MAX_ISSUED_AHEAD:
+    reads its clock, not ``now``: switched off above, as its ``nbf`` check)."""
+    if _number(iat, "iat") > now + MAX_ISSUED_AHEAD:
         raise InvalidToken(f"invalid token: issued in the future (iat more than {MAX_ISSUED_AHEAD:g} s after "
                            "this server's clock)")
 

@@ -123,6 +123,16 @@ def test_a_token_issued_in_the_future_is_refused(iat: float) -> None:
         read_user_token(SECRET, craft({**VALID_CLAIMS, "iat": iat}), now=NOW)
 
 
+def test_nbf_is_read_against_the_given_clock() -> None:
+    """PyJWT read its own clock for ``nbf``: a token not valid until an hour
+    after ``now`` was taken whenever the machine's clock was past that."""
+    with pytest.raises(InvalidToken, match=r"not yet valid \(nbf\)"):
+        read_user_token(SECRET, craft({**VALID_CLAIMS, "nbf": NOW + 3600}), now=NOW)
+    assert read_user_token(SECRET, craft({**VALID_CLAIMS, "nbf": NOW}), now=NOW).user_id == "user-1"
+    with pytest.raises(InvalidToken, match="nbf is not a number"):
+        read_user_token(SECRET, craft({**VALID_CLAIMS, "nbf": "soon"}), now=NOW)
+
+
 @pytest.mark.parametrize("iat", [NOW + 299, NOW - 10 * TTL, 0, -(10**400)], ids=["299s", "old", "0", "-10**400"])
 def test_a_token_issued_a_little_ahead_or_long_ago_is_read(iat: float) -> None:
     """Another issuer's clock a little ahead of ours is not a refusal, nor an old ``iat``."""
