@@ -198,3 +198,9 @@ def test_escaped_names_and_values_round_trip(measurement: str, tags: dict[str, s
     assert labels == converted_tags
     assert sample.value == value
     assert sample.timestamp == 1700000000.0
+
+
+def test_a_timestamp_past_64_bits_is_said_in_the_precision_asked() -> None:
+    """The parser says "nanoseconds" whatever the precision (a reviewer's: ``precision=s``)."""
+    with pytest.raises(BadWrite, match=r"a timestamp is a whole number of s that fits in 64 bits"):
+        parse(b"cpu value=1 9223372036854775808", precision="s")

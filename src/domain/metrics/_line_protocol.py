@@ -75,7 +75,12 @@ def parse_line_protocol(body: bytes, *, precision: str, now: float, latest: floa
         try:
             point = parse_line(stripped)
         except LineFormatError as exc:
-            raise BadWrite(where, f"{exc} ({stripped[:80]!r})") from None
+            # The parser reads every timestamp as 64-bit nanoseconds, and says
+            # "nanoseconds" whatever the precision asked: what it is here.
+            said = str(exc)
+            if "timestamp" in said:
+                said += f" (a timestamp is a whole number of {precision} that fits in 64 bits)"
+            raise BadWrite(where, f"{said} ({stripped[:80]!r})") from None
         stamped_at = now if point["time"] is None else point["time"] * unit
         if not 0 <= stamped_at <= latest:
             raise BadWrite(where, f"timestamp {point['time']} ({precision}) is before 1970 or ahead of the "
