@@ -56,6 +56,13 @@ class _Parser(argparse.ArgumentParser):
     """One line for a mistyped command line (the usage is in --help), with the
     flag a misspelt one most likely meant."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A word of a dash and a digit is a value (``--interval -5s``), never a
+        # flag: argparse said "expected one argument" where the value's own
+        # refusal says more, as the server's parser does.
+        self._negative_number_matcher = re.compile(r"^-\d")
+
     def error(self, message: str) -> NoReturn:
         hints: list[str] = []
         if message.startswith("unrecognized arguments: "):

@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import re
 import ssl
 import sys
 import time
@@ -64,6 +65,10 @@ the parent then exits 1).
 """
 
 
+NEGATIVE_VALUE = re.compile(r"^-\d")
+"""What argparse takes for a value rather than a flag (``CommandParser``)."""
+
+
 class CommandParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` that refuses a command line in one line (exit 2):
     what is wrong and which help to read, e.g. ``trioscope serve: unrecognized
@@ -71,6 +76,13 @@ class CommandParser(argparse.ArgumentParser):
     argparse prints the usage first, which for ``serve`` is ~50 lines the
     problem scrolls away behind. Subcommands' parsers are of this class too
     (``add_subparsers`` makes them of the parent's)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A word of a dash and a digit is a value, never a flag (none begins so):
+        # argparse took ``--shutdown-timeout -5s`` for a flag without its value
+        # ("expected one argument") where the value's own refusal says more.
+        self._negative_number_matcher = NEGATIVE_VALUE
 
     def error(self, message: str) -> NoReturn:
         self.exit(ExitCode.USAGE, f"{self.prog}: {message}; see {self.prog} --help\n")

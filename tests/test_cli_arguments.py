@@ -152,3 +152,9 @@ def test_health_of_a_server_that_is_not_trioscope_says_what_it_got_in_one_line()
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.splitlines() == [f"trioscope health: {url}/health: 404 Not Found (not a trioscope server's "
                                           "answer: text/html; is --server right?)"]
+
+
+def test_a_negative_value_after_its_flag_is_the_values_refusal_not_a_missing_argument():
+    """argparse took ``-5s`` for a flag: "expected one argument"."""
+    result = run("serve", "--print-config", "--shutdown-timeout", "-5s")
+    assert result.returncode == 2 and "is negative; durations must be zero or more" in result.stderr

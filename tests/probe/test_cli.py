@@ -212,3 +212,8 @@ def test_a_config_flag_without_its_file_is_one_line() -> None:
     result = _probe("--config")
     assert result.returncode == 2
     assert result.stderr.splitlines() == ["trioscope-probe: argument --config: expected one argument; see --help"]
+
+
+def test_a_negative_interval_after_its_flag_is_the_values_refusal() -> None:
+    result = _probe("--interval", "-5s", "--once")
+    assert result.returncode == 2 and result.stderr.startswith("trioscope-probe: --interval:"), result.stderr
