@@ -40,7 +40,12 @@ def busy_replicas(request: pytest.FixtureRequest, postgres_url: str) -> Iterator
 async def test_commands_through_both_replicas_each_reach_exactly_one_of_200_polls(
         busy_replicas: tuple[ServerProcess, ServerProcess]) -> None:
     a, b = busy_replicas
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    # Idle connections dropped before the servers' 5 s keep-alive timeout: one
+    # the server closed as the client sent a create on it (the enrollments'
+    # connections, idle while 200 polls were placed) failed a CI run with
+    # "Server disconnected without sending a response", the race of HTTP
+    # keep-alive that a client meets by not reusing what the server may close.
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None, keepalive_expiry=2.0)
     async with httpx.AsyncClient(timeout=60, limits=limits) as client:
         teams: list[tuple[Operator, StatusAgent]] = []
         for n in range(DEPLOYMENTS):
