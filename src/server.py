@@ -12,6 +12,7 @@ budget running out, cancels whatever is left.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -425,11 +426,12 @@ def _open_data_dir(settings: Settings) -> _OpenStore | None:
     database = database_path(settings)
     where = (f"the data directory {settings.storage.data_dir}" if not settings.store.database
              else f"the database {describe_database(database)}")
-    lock = None
-    try:
+    with contextlib.ExitStack() as unless_served:  # the lock is let go unless the store is handed on
         try:
             path = sqlite_path(database)
             lock = None if path is None else lock_sqlite(path)  # first: a server refused changes nothing
+            if lock is not None:
+                unless_served.callback(os.close, lock)
             open_writer(database).close()  # creates the file or tables and schema if new
         except BlockingIOError:  # (an OSError: first)
             log.error("cannot use %s: another trioscope server uses it (one process per SQLite store: stop that "
@@ -440,15 +442,13 @@ def _open_data_dir(settings: Settings) -> _OpenStore | None:
             return None
         try:
             token_secret(settings.auth.secret, settings.storage.data_dir)
-            opened, lock = _OpenStore(StoreReader(database), lock), None
-            return opened
+            opened = _OpenStore(StoreReader(database), lock)
         except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
             log.error("cannot use the data directory %s: %s: %s", settings.storage.data_dir, type(exc).__name__,
                       exc)
             return None
-    finally:
-        if lock is not None:  # not handed on: this process does not serve
-            os.close(lock)
+        unless_served.pop_all()
+        return opened
 
 
 async def _hold_connections(bus: ReportBus, serve_now: trio.Event, stop: trio.Event, out: TextIO) -> bool:

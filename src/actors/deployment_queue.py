@@ -51,6 +51,7 @@ from trioscope.domain.commands import (
 )
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
+from trioscope.domain.log_follows import is_follow
 from trioscope.runtime import ActorNotFound, ActorRef, ActorSpec, Handoff, Published, Restart
 from trioscope.store import (AuditEntry, Conflict, KeyTaken, OpenCommandsQuota, OverCommandBytes, OverQuota,
                              SaveCommand, SaveIdempotencyKey, StoreReader, Write)
@@ -457,7 +458,7 @@ class DeploymentQueueActor(RefusingActor):
         agent's report, a cancel, its deadline, its agent retired: a user could
         neither cancel such a follow nor start another until its time limit).
         Not waited for; a follow lost to a full mailbox ends at its limits."""
-        if self.follows_path is None or command.type != "docker.logs" or command.parameters.get("follow") is not True:
+        if self.follows_path is None or not is_follow(command.type, command.parameters):
             return
         try:
             follows = self.context.system.lookup(self.follows_path)

@@ -11,9 +11,18 @@ ends and the agent is told to stop). Pure: ``now`` is passed in.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import attrs
+
+FOLLOWED_TYPE = "docker.logs"
+"""The command type a follow is (with ``follow: true``)."""
+
+
+def is_follow(command_type: str, parameters: Mapping[str, object]) -> bool:
+    """Whether a command of ``command_type`` with ``parameters`` is a follow."""
+    return command_type == FOLLOWED_TYPE and parameters.get("follow") is True
+
 
 MAX_REMEMBERED_ENDINGS = 4096
 """Ended follows whose reason is kept, so a late batch hears why (not "unknown")."""

@@ -126,9 +126,7 @@ def read_user_token(secret: bytes, token: str, *, now: float) -> Principal:
         )
     except jwt.InvalidTokenError as exc:
         raise InvalidToken(f"invalid token: {exc}") from None
-    exp = claims["exp"]
-    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
-        raise InvalidToken("invalid token: exp is not a number")
+    exp = _number(claims["exp"], "exp")
     try:
         exp = float(exp)
     except OverflowError:  # an integer no float holds (10**400 raised here: a 500, a socket renewal closed 1000)

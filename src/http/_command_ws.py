@@ -335,14 +335,14 @@ class _AgentChannel:
         kind = envelope.get("type") if isinstance(envelope, dict) else None
         if not isinstance(kind, str):
             kind = None  # (a list or a map there crashed the handler: unhashable, looked up below)
-        # Whatever arrives on the socket, answered or refused, proves its agent
-        # is there: the handshake was signed. A report is timed as the request
-        # it is once its signature verifies (``_gate.agent``).
         if kind not in ("report", "pong") and not await self._enrolled():
             # Retired, or its token gone: the socket closes, and nothing it
             # sends counts any more (a log line still reached users). A
             # report's own signature check refuses it, saying so.
             return None
+        # Whatever arrives on the socket, answered or refused, proves its agent
+        # is there: the handshake was signed. A report is timed as the request
+        # it is once its signature verifies (``_gate.agent``).
         await _agent_presence.heard_from(self.agent_id, as_request=kind != "report")
         self.keepalive.heard()
         if len(data) > MAX_AGENT_MESSAGE:

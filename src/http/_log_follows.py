@@ -11,7 +11,7 @@ from typing import Any
 
 from trioscope.actors.log_follows import Entries, StopFollow
 from trioscope.domain.commands import CreateCommand, LogBatch
-from trioscope.domain.log_follows import Admission, FollowEnded, FollowLimitReached, UnknownFollow
+from trioscope.domain.log_follows import FOLLOWED_TYPE, Admission, FollowEnded, FollowLimitReached, UnknownFollow
 from trioscope.runtime import ActorNotFound, ActorStopped, AskTimeout, MailboxFull
 from trioscope.system import LOG_FOLLOWS
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 def follow_container(create: CreateCommand) -> str | None:
     """The container a ``docker.logs`` command with ``follow: true`` follows
     (None: not a follow); 400 naming the field when it is not one."""
-    if create.type != "docker.logs" or "follow" not in create.parameters:
+    if create.type != FOLLOWED_TYPE or "follow" not in create.parameters:
         return None
     follow = create.parameters["follow"]
     if type(follow) is not bool:
