@@ -149,6 +149,12 @@ class AgentAuthFailure(enum.Enum):
     def message(self) -> str:
         return self.value[2]
 
+    @property
+    def close_code(self) -> int:
+        """The close code of an agent's socket refused for this: 4000 + the status
+        a request would get (4410 once decommissioned)."""
+        return 4000 + self.status
+
 
 SPARE_ENTRIES = 1024
 """Entries of a table kept by agent id beyond twice the agents known (``AgentDirectory.outgrown``)."""

@@ -274,10 +274,10 @@ class _AgentChannel:
 
     async def _enrolled(self) -> bool:
         """Whether the socket's credentials still hold; if not, the socket closes
-        (4000 + the HTTP status a request would get: 4410 once decommissioned)."""
+        (``AgentAuthFailure.close_code``)."""
         failure = await credentials_failure(self.token, self.deployment_hash, self.agent_id)
         if failure is not None:
-            self.link.close(4000 + failure.status, failure.code)
+            self.link.close(failure.close_code, failure.code)
             return False
         return True
 

@@ -41,7 +41,7 @@ async def close_retired_sockets(deployment_hash: str) -> None:
     for agent in (await directory()).agents_of(deployment_hash):
         if agent.status is AgentStatus.DECOMMISSIONED:
             for link in sockets.get(agent.id, ()):
-                link.close(4000 + failure.status, failure.code)
+                link.close(failure.close_code, failure.code)
 
 
 MAX_RECORD_ID = 64

@@ -44,6 +44,20 @@ def schema_version(db: sqlite3.Connection) -> int:
     return version
 
 
+def refuse_foreign(db: sqlite3.Connection) -> list[str]:
+    """The database's tables, unless it is another program's (no version of
+    ours, tables but none of ours): read before anything changes the file,
+    even its journal mode.
+
+    Raises:
+        ForeignDatabase: it holds tables, none of them trioscope's.
+    """
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    if tables and "commands" not in tables and db.execute("PRAGMA user_version").fetchone()[0] == 0:
+        raise ForeignDatabase(tables)
+    return tables
+
+
 def migrate(db: sqlite3.Connection, schema: str) -> None:
     """Create a new database from ``schema`` (the current version's tables) or
     bring one of an earlier version up to date; refuse a later one before
@@ -54,9 +68,7 @@ def migrate(db: sqlite3.Connection, schema: str) -> None:
         ForeignDatabase: it holds tables, none of them trioscope's.
     """
     version = schema_version(db)
-    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-    if version == 0 and tables and "commands" not in tables:
-        raise ForeignDatabase(tables)
+    tables = refuse_foreign(db)
     if version == 0 and not tables:
         db.execute("BEGIN IMMEDIATE")  # all or nothing: a half-made database would look like version 0
         try:

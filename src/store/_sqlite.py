@@ -24,7 +24,7 @@ from trioscope.domain.idempotency import KeptAnswer
 
 from ._command_rows import OPEN_STATUSES_SQL, command_columns, command_from_columns, finished_at
 from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter, summary_page
-from ._migrations import APP_STATUSES, migrate, roll_back, schema_version
+from ._migrations import APP_STATUSES, migrate, refuse_foreign, roll_back, schema_version
 from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, Outdated, OverCommandBytes, OverQuota, Rejected,
                    SaveAgent, SaveAppStatus, SaveCommand, SaveDeployment, SaveIdempotencyKey, Write)
 from ._read_results import AuditRecord, BulkPart, CommandPart, StoredCommand
@@ -107,6 +107,11 @@ def connect(path: Path) -> sqlite3.Connection:
     create_data_dir(path.parent)
     _create_private_file(path)
     connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    try:
+        refuse_foreign(connection)  # WAL would change another program's file
+    except BaseException:
+        connection.close()
+        raise
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")
     connection.execute("PRAGMA foreign_keys=ON")
