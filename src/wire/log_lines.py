@@ -12,6 +12,7 @@ Nothing here imports the rest of ``trioscope``.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import IO, Any
@@ -31,9 +32,25 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
+_UNSEEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+"""Control characters (a line break, an escape sequence) and invisible ones
+(bidi overrides, zero-width): in a human line they would forge a line of their
+own, or show other text than was logged. Tabs pass."""
+
+
+def _seen(message: str) -> str:
+    """``message`` with every ``_UNSEEN`` character as its Python escape (``\\n``,
+    ``\\u202e``): what a client sent (an alert's name, a host's) is logged as it is,
+    and cannot make a line of its own."""
+    if _UNSEEN.search(message) is None:
+        return message
+    return _UNSEEN.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), message)
+
+
 class HumanFormatter(logging.Formatter):
     """``2026-11-23T10:17:01.123Z INFO  trioscope.runtime: /root/topology started``
-    followed by the traceback, if any, on the next lines. Extra fields are left
+    (its control and invisible characters escaped: ``_seen``) followed by the
+    traceback, if any, on the next lines. Extra fields are left
     out: the message already says them in words. The one exception is the
     serving process (``--workers``), ``[worker 2]`` before the logger name:
     every worker writes to the same stream."""
@@ -41,7 +58,7 @@ class HumanFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         worker = getattr(record, "worker", None)
         tag = f"[worker {worker}] " if worker is not None else ""
-        line = f"{_utc(record.created)} {record.levelname:<5} {tag}{record.name}: {record.getMessage()}"
+        line = f"{_utc(record.created)} {record.levelname:<5} {tag}{record.name}: {_seen(record.getMessage())}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

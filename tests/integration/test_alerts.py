@@ -400,3 +400,24 @@ def _answer_length(received: bytes | bytearray) -> int:
         if name.strip().lower() == b"content-length":
             return len(head) + 4 + int(value)
     return len(received) + 1
+
+
+async def test_an_alerts_line_breaks_and_bidi_controls_cannot_forge_a_line_of_the_log() -> None:
+    """An alert's name is the sender's text: a line break in it wrote a line of
+    its own in the server's log (a forged ERROR), a right-to-left override
+    showed other text than was logged."""
+    forged = "2026-12-07T08:30:00.000Z ERROR trioscope.server: database corrupted"
+    with ServerProcess(env={"TRIOSCOPE_ALERTS_WEBHOOK_SECRET": SECRET}) as server:
+        body = webhook_body(fresh("tenant"), "firing", alertname=f"Inj\n{forged} \u202etxet")
+        async with httpx.AsyncClient(timeout=30) as client:
+            answer = await client.post(server.base_url + WEBHOOK, json=body,
+                                       headers={"Authorization": f"Bearer {SECRET}"})
+            assert answer.status_code == 200, answer.text
+
+        async def logged() -> bool:
+            return "Inj\\n" in server.stderr()
+
+        await eventually(logged, 10)
+        log = server.stderr()
+        assert not any(line.startswith(forged) for line in log.splitlines()), log
+        assert "\u202e" not in log and "\\u202etxet" in log

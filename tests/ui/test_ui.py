@@ -196,6 +196,38 @@ def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> No
     assert ui.page.inner_text("#output-text") == "listening on :8080\nready"
 
 
+def test_a_failed_commands_long_error_is_shown_cut_on_one_line_of_the_list(ui: Ui) -> None:
+    """An agent's error is its own text, up to 1 MiB: 300,000 characters made
+    one item of the commands list 126,914 px tall."""
+    server = ui.server
+    auth = {"Authorization": f"Bearer {server.user_token('alice', 'acme', 'OPERATOR')}"}
+    _, agent = enrolled_probe(server, auth)
+    running = enrolled_running()
+    ui.open("?view=containers")
+    ui.wait_for_nodes({running})
+    ui.click_node(running)
+    ui.page.click("[data-control=stop]")
+    ui.page.click("#confirm-ok")
+    queued = ui.page.locator(".commands li[data-status=queued]")
+    queued.wait_for()
+    command_id = queued.get_attribute("data-command")
+
+    async def agent_fails_it() -> None:
+        async with httpx.AsyncClient() as client:
+            polled = await agent.poll(client, timeout=10)
+            assert polled is not None and polled.command_id == command_id
+            answer = await agent.report(client, command_id, "failed", error="no such container " * 16_000)
+            assert answer.status_code == 200, answer.text
+
+    trio.run(agent_fails_it)
+    failed = ui.page.locator(f".commands li[data-command='{command_id}'][data-status=failed]")
+    failed.wait_for()
+    text = failed.inner_text()
+    assert "failed: no such container" in text and len(text) < 400, len(text)
+    box = failed.bounding_box()
+    assert box is not None and box["height"] < 200, box
+
+
 def test_a_viewer_sees_no_control_buttons(ui: Ui) -> None:
     post_report(ui.server, 0)
     ui.open("?view=containers", role="VIEWER", user="vera")
@@ -247,6 +279,25 @@ def test_a_bad_token_is_refused_and_a_401_later_brings_the_sign_in_back(ui: Ui) 
     ui.page.click("#confirm-ok")
     ui.page.wait_for_selector("#signin[open]")
     assert "Sign in again" in ui.page.inner_text("#signin-error")
+
+
+def test_a_token_pasted_wrapped_or_cut_is_taken_whole_or_refused_for_what_it_is(ui: Ui) -> None:
+    """A token wrapped over two lines, or with a zero-width space, was sent as
+    it was: the browser refused the header, and the page said the server could
+    not be reached (and kept the token for the next load)."""
+    ui.page.goto(ui.server.base_url + "/")
+    token = ui.server.user_token()
+    for cut in ("token\u2026", "x" * 200_000):
+        ui.page.fill("#signin-token", token[:40] + cut)
+        ui.page.click("#signin-submit")
+        ui.page.wait_for_function("() => /not a token|cannot have|cannot check/.test(document.querySelector('#signin-error').textContent)")
+        error = ui.page.inner_text("#signin-error")
+        assert "not a token" in error or "cannot have" in error, error
+        assert ui.page.evaluate("sessionStorage.getItem('trioscope.token')") is None
+    ui.page.fill("#signin-token", f"{token[:60]}\n{token[60:120]}\u200b{token[120:]}\n")
+    ui.page.click("#signin-submit")
+    ui.page.wait_for_selector("html[data-ready=true]")
+    assert not ui.page.locator("#signin").get_attribute("open")
 
 
 def test_the_page_shows_a_lost_connection_and_catches_up_after_a_server_restart(ui: Ui) -> None:

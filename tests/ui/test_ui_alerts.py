@@ -73,3 +73,28 @@ def test_alerts_are_listed_while_they_fire(ui: Ui) -> None:
     assert shown(ui) == ["QueueBacklog"]
     ui.page.click("#alerts-list li[data-alert=QueueBacklog] .dismiss")
     ui.page.wait_for_selector("#alerts", state="hidden")
+
+
+def test_an_outage_of_alerts_leaves_the_view_its_room_and_the_page_its_width(ui: Ui) -> None:
+    """45 alerts took every pixel of the graph (0 px left to it), and one alert
+    of a long unbroken text widened the page to 3,836 px, the graph with it."""
+    for number in range(45):
+        send(ui.server, "firing", fingerprint=f"f00d{number:012d}", name=f"AgentOffline{number}")
+    path = "/var/lib/docker/overlay2/" + "0123456789abcdef" * 30 + "/merged"
+    alert = {"status": "firing", "labels": {"alertname": "DiskFull", "severity": "critical", "tenant": "acme"},
+             "annotations": {"summary": f"{path} is full"}, "startsAt": "2026-12-02T10:00:00Z",
+             "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "f00d0000000000ff"}
+    answer = httpx.post(f"{ui.server.base_url}/api/v1/alerts/webhook", headers={"Authorization": f"Bearer {SECRET}"},
+                        json={"version": "4", "status": "firing", "alerts": [alert]}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    ui.open(role="VIEWER")
+    ui.page.wait_for_function("() => document.querySelector('#alerts').dataset.count === '46'")
+    view, bar, window, width, page_width = ui.page.evaluate("""() => [
+        document.querySelector('main.content').getBoundingClientRect().height,
+        document.querySelector('#alerts').getBoundingClientRect().height, window.innerHeight,
+        window.innerWidth, document.scrollingElement.scrollWidth]""")
+    assert view > window / 2 > bar, (view, bar, window)
+    assert page_width <= width, (page_width, width)
+    # The bar scrolls to its oldest alert.
+    ui.page.locator("#alerts-list li[data-alert=AgentOffline0]").scroll_into_view_if_needed()
+    assert ui.page.is_visible("#alerts-list li[data-alert=AgentOffline0]")

@@ -88,3 +88,11 @@ def test_following_a_real_containers_log_in_its_details(ui: Ui, docker_host: str
                                   " === 'following'", timeout=SLOW_MS)
         ui.page.click("#details-close")
         wait_for_cancelled(2)
+
+        # And signing out: its cancel went out after the token was gone (401), the follow ran on.
+        ui.click_node(node_id)
+        ui.page.check("[data-follow]")
+        ui.page.wait_for_function("() => document.querySelector('[data-follow-state]').dataset.followState"
+                                  " === 'following'", timeout=SLOW_MS)
+        ui.page.click("#sign-out")
+        wait_for_cancelled(3)

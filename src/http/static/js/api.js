@@ -22,9 +22,12 @@ export function setToken(value) {
   else sessionStorage.removeItem(TOKEN_KEY);
 }
 
-export async function api(path, { method = "GET", body, signal, keepalive = false } = {}) {
+// `withToken`: the token to send instead of the current one (a request that must
+// still go out after signing out, with the credentials of what it ends);
+// its 401 is then not the current session's.
+export async function api(path, { method = "GET", body, signal, keepalive = false, withToken } = {}) {
   const headers = { Accept: "application/json" };
-  const current = token();
+  const current = withToken === undefined ? token() : withToken;
   if (current) headers.Authorization = `Bearer ${current}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
   let response;
@@ -52,7 +55,7 @@ export async function api(path, { method = "GET", body, signal, keepalive = fals
       : new ApiError(response.status, error.code || `http_${response.status}`,
         error.message || `${method} ${path} answered ${response.status}`, error.details);
     failure.prometheus = prometheus;
-    if (response.status === 401 && !prometheus) events.dispatchEvent(new CustomEvent("signed-out", { detail: failure }));
+    if (response.status === 401 && !prometheus && withToken === undefined) events.dispatchEvent(new CustomEvent("signed-out", { detail: failure }));
     throw failure;
   }
   return data;

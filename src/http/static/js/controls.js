@@ -6,7 +6,7 @@
 
 import { ApiError, api, socketUrl, tokenProtocols } from "./api.js";
 import { el } from "./dom.js";
-import { visible, visibleLines } from "./format.js";
+import { visible, visibleLines, visibleShort } from "./format.js";
 import { LiveLog } from "./livelog.js";
 import { ReconnectingSocket } from "./socket.js";
 
@@ -173,9 +173,9 @@ export class Controls {
   #showOutput(command) {
     const result = command.result || {};
     const text = command.action === "inspect" ? visibleLines(JSON.stringify(result, null, 2))
-      : `${visibleLines(result.output ?? "")}${result.truncated ? `\n… cut at ${result.bytes} bytes` : ""}`;
+      : `${visibleLines(result.output ?? "")}${result.truncated ? `\n… cut at ${visible(result.bytes)} bytes` : ""}`;
     const title = command.action === "logs" ? `Logs of ${command.label}`
-      : command.action === "exec" ? `${(command.parameters.argv || []).join(" ")} in ${command.label} (exit ${result.exit_code})`
+      : command.action === "exec" ? `${visible((command.parameters.argv || []).join(" "))} in ${command.label} (exit ${visible(result.exit_code)})`
         : `Inspect ${command.label}`;
     const node = command.node;
     const again = command.action === "logs"
@@ -192,8 +192,12 @@ export class Controls {
   }
 }
 
+// An error is the agent's text, up to 1 MiB: a line of the list shows its start
+// (300,000 characters made one item 126,914 px tall).
+const ERROR_SHOWN = 300;
+
 function describe(command) {
-  if (command.status === "failed" && command.error) return `failed: ${visible(command.error)}`;
+  if (command.status === "failed" && command.error) return `failed: ${visibleShort(command.error, ERROR_SHOWN)}`;
   if (command.status === "executing" && typeof command.percent === "number") return `executing ${command.percent}%`;
   return command.status || "sending";
 }

@@ -5,7 +5,7 @@
 // (the command is cancelled). The server ends it too at its time or volume
 // limit, and the command's completion says why.
 
-import { ApiError, api } from "./api.js";
+import { ApiError, api, token } from "./api.js";
 import { el } from "./dom.js";
 import { visible } from "./format.js";
 
@@ -80,7 +80,10 @@ export class LiveLog {
       this.stop();
       return;
     }
-    const follow = { pending: true };
+    // Its cancel goes out with the token it was started with: signing out
+    // stops the follow after the token is gone (it went out unsigned, 401,
+    // and the follow held one of its user's places until its time limit).
+    const follow = { pending: true, token: token() };
     this.follow = follow;
     this.early = [];
     this.lines.replaceChildren();
@@ -89,7 +92,8 @@ export class LiveLog {
       const created = await api(`/api/v1/query/nodes/${encodeURIComponent(this.nodeId)}/controls/logs`, {
         method: "POST", body: { parameters: { follow: true, tail: TAIL }, timeout_seconds: 3600 },
       });
-      const started = { id: created.command_id, user_id: created.user_id, deployment_hash: created.deployment_hash };
+      const started = { id: created.command_id, user_id: created.user_id, deployment_hash: created.deployment_hash,
+        token: follow.token };
       if (follow.cancelled || this.follow !== follow) {
         this.#cancel(started); // stopped while the POST ran
         return;
@@ -107,7 +111,7 @@ export class LiveLog {
 
   #cancel(follow) {
     const path = `/api/v1/users/${encodeURIComponent(follow.user_id)}/deployments/${follow.deployment_hash}/commands/${follow.id}/cancel`;
-    api(path, { method: "POST", keepalive: true }).catch((error) => {
+    api(path, { method: "POST", keepalive: true, withToken: follow.token }).catch((error) => {
       // Already finished (409) is what a stop at the end looks like.
       if (!(error instanceof ApiError && error.status === 409)) console.warn(`trioscope: could not stop the follow: ${error.message}`);
     });

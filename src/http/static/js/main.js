@@ -596,6 +596,8 @@ function showOutput({ title, text, refresh }) {
 
 // ---- signing in --------------------------------------------------------------------------
 
+const MAX_TOKEN = 8192; // characters; a user token is a few hundred, and the server takes headers of 16 KiB at most
+
 function askToSignIn(message = "") {
   const dialog = $("signin");
   $("signin-error").textContent = message;
@@ -607,13 +609,21 @@ $("signin").addEventListener("cancel", (event) => event.preventDefault()); // no
 $("signin-form").addEventListener("submit", async (event) => {
   event.preventDefault();
   // A token copied with its header's scheme ("Bearer eyJ…") is the token after it.
+  // A token has no spaces: line breaks and zero-width characters within it are
+  // what copying from a terminal or a chat adds.
   const typed = $("signin-token").value;
-  const value = typed.trim().replace(/^bearer\s+/i, "");
+  const value = typed.trim().replace(/^bearer\s+/i, "").replace(/[\s\u200B-\u200D\u2060\uFEFF]+/g, "");
   // Said here, not by the browser's validation (the form has novalidate): a
   // message of the last attempt ("That token expired…") would stay beside it.
-  if (!value) {
-    askToSignIn(typed ? "That token is empty: it is only spaces or line breaks. Paste a user token."
-      : "A token is needed: paste a user token.");
+  // A token the browser cannot send as a header (a "…" where it was cut) failed
+  // in fetch, which the page took for an unreachable server, and was kept.
+  const problem = !value ? (typed ? "That token is empty: it is only spaces or line breaks. Paste a user token."
+    : "A token is needed: paste a user token.")
+    : value.length > MAX_TOKEN ? `That is not a token: ${value.length} characters, where a token has a few hundred. Paste a user token.`
+      : !/^[\x21-\x7E]+$/.test(value) ? "That token holds a character a token cannot have (a “…” where it was cut, a letter of another alphabet): paste the whole token."
+        : null;
+  if (problem) {
+    askToSignIn(problem);
     return;
   }
   setToken(value);
