@@ -229,3 +229,46 @@ def test_a_visibility_without_may_see_lets_every_node_through():
     assert everyone.may_see("any agent")
     assert set(payload(reset_frame(snapshot, None, Filter(), everyone))["nodes"]) == everyone.shown
     assert everyone.shown == {n.id for n in snapshot.nodes()}
+
+
+def _named(index: int, name: str, peers: tuple[int, ...], at: float) -> Report:
+    """Host ``index``'s report under host name ``name`` (what a probe may choose)."""
+    document = host_report(index, timestamp=T0 + at, containers=0, processes=3, connections=4, peers=peers)
+    document["hostname"] = document["host_info"]["hostname"] = name
+    return decode_report(document)
+
+
+def test_host_names_holding_an_edges_arrow_neither_merge_two_edges_nor_keep_a_removed_one():
+    """An edge id is ``<source>-><target>``: host ``e1->host:e2``'s edge to
+    ``e3`` and ``e1``'s to ``e2->host:e3`` had one id (one of them hidden from
+    every listing and live client), and an edge read back from its id by its
+    first ``->`` had the wrong ends, so a filtered client never had it removed."""
+    names = {1: "e1", 2: "e2->host:e3", 3: "e1->host:e2", 4: "e3"}
+    graph = TopologyGraph()
+    for index, peers in ((1, (2,)), (2, ()), (3, (4,)), (4, ())):
+        graph.apply(_named(index, names[index], peers, 0), T0)
+    snapshot, _ = graph.publish(T0)
+    edges = list(snapshot.edges(View.HOSTS))
+    assert len(edges) == 2 and len({e.id for e in edges}) == 2, [e.id for e in edges]
+    assert all(e.id.count("->") == 1 for e in edges)
+
+    flt = Filter(search="e")
+    held = Visibility()
+    client = Client(payload(reset_frame(snapshot, View.HOSTS, flt, held)))
+    assert len(client.held["edges"]) == 2
+    graph.apply(_named(3, names[3], (), 1), T0)  # e1->host:e2's connection goes
+    snapshot, diff = graph.publish(T0)
+    assert diff is not None
+    client.apply(payload(diff_frame(diff, View.HOSTS, flt, held, snapshot=snapshot)))
+    assert client.held == Client(payload(reset_frame(snapshot, View.HOSTS, flt))).held
+    assert len(client.held["edges"]) == 1
+
+
+def test_a_reset_of_part_of_a_view_says_its_time_as_a_whole_one_does():
+    graph = TopologyGraph()
+    graph.apply(_report(1, 80, (), 0), T0)
+    snapshot, _ = graph.publish(T0)
+    whole = payload(reset_frame(snapshot, View.HOSTS))
+    for part in (payload(reset_frame(snapshot, View.HOSTS, Filter(search="host"))),
+                 payload(reset_frame(snapshot, View.HOSTS, None, Visibility()))):
+        assert set(part) == set(whole) and part["timestamp"] == whole["timestamp"], part

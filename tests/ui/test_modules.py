@@ -10,6 +10,7 @@ import pytest
 from playwright.sync_api import Browser, Page
 
 from tests.server_process import ServerProcess
+from trioscope.domain.topology import process_group_id
 
 
 @pytest.fixture(scope="module")
@@ -529,10 +530,12 @@ def test_a_process_on_a_host_whose_name_holds_a_colon_is_found_in_its_group(page
         ['process_group:50%25%3Ax:w', group('process_group:50%25%3Ax:w', '50%:x', [7])]]);
       return [m.groupShowing(nodes, 'process:a:b:13'), m.groupShowing(nodes, 'process:a:b:12'),
               m.groupShowing(nodes, 'process:a:12'), m.groupShowing(nodes, 'process:50%:x:7'),
-              m.groupId('a:b', 'worker'), m.groupId('plain', 'w:1')];
+              m.groupId('a:b', 'worker'), m.groupId('plain', 'w:1'), m.groupId('h', 'a->b%')];
     """)
     assert result == ["process_group:a%3Ab:worker", "process_group:a%3Ab:worker", "process_group:a:b:worker",
-                      "process_group:50%25%3Ax:w", "process_group:a%3Ab:worker", "process_group:plain:w:1"]
+                      "process_group:50%25%3Ax:w", "process_group:a%3Ab:worker", "process_group:plain:w:1",
+                      process_group_id("h", "a->b%")]
+    assert result[-1] == "process_group:h:a-%3Eb%25"  # no node id holds an edge id's "->"
 
 
 def test_the_rows_keep_the_keyboard_focus_when_the_columns_change(page: Page) -> None:

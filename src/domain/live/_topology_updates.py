@@ -19,6 +19,7 @@ from trioscope.domain.topology import (
     View,
     edge_kind,
 )
+from trioscope.wire import rfc3339_seconds
 
 from ._edge_index import EdgeIndex
 from ._filter import Filter, SearchTexts
@@ -70,7 +71,8 @@ def reset_chunks(snapshot: TopologySnapshot, view: View | None, flt: Filter | No
         kept = [e for e in batch_edges if e.source in matched and e.target in matched]
         yield (b"" if first or not kept else b",") + orjson.dumps({e.id: e.json() for e in kept})[1:-1]
         first = first and not kept
-    tail = {"reset": True, "version": snapshot.version, "view": view.value if view is not None else "all"}
+    tail = {"timestamp": rfc3339_seconds(snapshot.timestamp), "version": snapshot.version,
+            "view": view.value if view is not None else "all", "reset": True}  # as payload_chunks' (a GET's)
     yield b"}," + orjson.dumps(tail)[1:] + b"}"
 
 

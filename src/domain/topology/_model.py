@@ -83,11 +83,13 @@ def node_scope(tenant: str) -> str:
 
 
 def _escaped(text: str, also: str = "") -> str:
-    """``text`` with ``%``, ``@`` (which starts a scope) and the characters
-    of ``also`` percent-encoded: nothing a probe reports can end in another
-    tenant's scope."""
-    if "%" in text or "@" in text or (also and also in text):
-        text = text.replace("%", "%25").replace("@", "%40")
+    """``text`` with ``%``, ``@`` (which starts a scope), ``>`` and the
+    characters of ``also`` percent-encoded: nothing a probe reports can end in
+    another tenant's scope, and no node id holds the ``->`` of an edge id
+    (host ``a->b``'s edge to ``c`` was read back as host ``a``'s, and two
+    edges of such names had one id)."""
+    if "%" in text or "@" in text or ">" in text or (also and also in text):
+        text = text.replace("%", "%25").replace("@", "%40").replace(">", "%3E")
         if also:
             text = text.replace(also, f"%{ord(also):02X}")
     return text
@@ -178,9 +180,12 @@ def process_group_id(hostname: str, name: str) -> str:
     """``process_group:<hostname>:<name>``, the host name with its ``%`` and
     ``:`` written ``%25`` and ``%3A``: both parts may hold colons, and host
     ``a:b``'s ``worker`` must not be host ``a``'s ``b:worker``. (A process id
-    needs no such care: its pid, last, has none.)"""
+    needs no such care: its pid, last, has none.) The name's ``%`` and ``>``
+    are written ``%25`` and ``%3E``: no node id holds an edge id's ``->``."""
     if "%" in hostname or ":" in hostname:
         hostname = hostname.replace("%", "%25").replace(":", "%3A")
+    if "%" in name or ">" in name:
+        name = name.replace("%", "%25").replace(">", "%3E")
     return f"process_group:{hostname}:{name}"
 
 
@@ -391,6 +396,8 @@ class Edge(msgspec.Struct, frozen=True, gc=False):
 
 
 def edge_id(source: str, target: str) -> str:
+    """``<source>-><target>``: no node id holds ``>`` (``_escaped``), so the
+    first ``->`` parts it again."""
     return f"{source}->{target}"
 
 

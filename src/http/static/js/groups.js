@@ -15,11 +15,13 @@ export function processesView(group) {
 
 // Group ids say what they are: "process_group:<hostname>:<name>", the host
 // name's "%" and ":" written "%25" and "%3A" (as the server's
-// process_group_id writes them: host "a:b"'s "w" is not host "a"'s "b:w").
+// process_group_id writes them: host "a:b"'s "w" is not host "a"'s "b:w"),
+// the name's "%" and ">" written "%25" and "%3E" (no node id holds an edge id's "->").
 export function groupId(hostname, name) {
   const host = hostname.includes("%") || hostname.includes(":")
     ? hostname.replaceAll("%", "%25").replaceAll(":", "%3A") : hostname;
-  return `${GROUP}:${host}:${name}`;
+  const part = name.includes("%") || name.includes(">") ? name.replaceAll("%", "%25").replaceAll(">", "%3E") : name;
+  return `${GROUP}:${host}:${part}`;
 }
 
 export function isGroupId(id) {
