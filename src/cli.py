@@ -315,7 +315,9 @@ from one store into another, e.g. from the SQLite file of a single server to
 the PostgreSQL database that replicas share. Stop the servers using either
 first. The target must hold no trioscope data unless --into-non-empty is
 given (then rows of the same key are replaced, so an interrupted copy can be
-run again). User tokens stay valid where the same auth.secret (or the data
+run again). A source written by an earlier trioscope is refused unless
+--upgrade-source is given: copying upgrades it first, and the trioscope that
+wrote it can then no longer open it. User tokens stay valid where the same auth.secret (or the data
 directory's jwt-secret) is used.
 Exit codes: 0 copied, 1 refused or failed, 2 bad arguments.
 """
@@ -335,6 +337,9 @@ def _add_store_parser(commands: argparse._SubParsersAction[CommandParser]) -> No
                       help="the store to fill: sqlite:PATH or postgresql://[user@]host[:port]/database")
     copy.add_argument("--into-non-empty", "--force", dest="into_non_empty", action="store_true",
                       help="copy into a store that already holds data (rows of the same key are replaced)")
+    copy.add_argument("--upgrade-source", action="store_true",
+                      help="upgrade a source written by an earlier trioscope to this version's schema first (that "
+                           "trioscope can then no longer open it: back it up before)")
     copy.set_defaults(run=run_store_copy)
 
 
@@ -351,7 +356,8 @@ def run_store_copy(args: argparse.Namespace) -> int:
             print(f"trioscope store copy: {flag}: {exc}", file=sys.stderr)
             return ExitCode.USAGE
     try:
-        counts = copy_store(args.source, args.target, into_non_empty=args.into_non_empty)
+        counts = copy_store(args.source, args.target, into_non_empty=args.into_non_empty,
+                            upgrade_source=args.upgrade_source)
     except (CopyRefused, CopyFailed, Unavailable, NewerSchema) as exc:
         print(f"trioscope store copy: {exc}", file=sys.stderr)
         return ExitCode.FAILED

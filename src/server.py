@@ -51,7 +51,8 @@ from trioscope.http._memory_budget import typical_host_warning  # likewise
 from trioscope.runtime import RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import (
-    StoreReader, Unavailable, describe_database, disk_note, lock_sqlite, open_writer, sqlite_path, token_secret,
+    StoreOpen, StoreReader, Unavailable, describe_database, disk_note, lock_sqlite, open_to_others, open_writer,
+    sqlite_path, token_secret,
 )
 from trioscope.system import database_path, resume_open_queues, supervision_tree
 
@@ -433,9 +434,10 @@ def _open_data_dir(settings: Settings) -> _OpenStore | None:
             if lock is not None:
                 unless_served.callback(os.close, lock)
             open_writer(database).close()  # creates the file or tables and schema if new
-        except BlockingIOError:  # (an OSError: first)
-            log.error("cannot use %s: another trioscope server uses it (one process per SQLite store: stop that "
-                      "one, or give this one its own --data-dir)", where)
+        except BlockingIOError as exc:  # (an OSError: first)
+            log.error("cannot use %s: another trioscope server uses it%s (one process per SQLite store: stop that "
+                      "one, or give this one its own --data-dir)", where,
+                      f" ({exc.strerror})" if isinstance(exc, StoreOpen) else "")
             return None
         except (Unavailable, sqlite3.Error, OSError, ValueError) as exc:
             log.error("cannot use %s: %s: %s%s", where, type(exc).__name__, exc, disk_note(database))
@@ -447,6 +449,10 @@ def _open_data_dir(settings: Settings) -> _OpenStore | None:
             log.error("cannot use the data directory %s: %s: %s", settings.storage.data_dir, type(exc).__name__,
                       exc)
             return None
+        if path is not None and (exposed := open_to_others(path)) is not None:
+            log.warning("other users of this machine may read the store: %s; it holds the audit log, every "
+                        "command's parameters and results and the agents' token hashes (chmod 700 %s; chmod 600 "
+                        "%s*)", exposed, path.parent, path, extra={"event": "store_open_to_others"})
         unless_served.pop_all()
         return opened
 

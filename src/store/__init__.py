@@ -70,6 +70,8 @@ from ._disk_room import DiskRoom as DiskRoom
 from ._disk_room import disk_note as disk_note
 from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
+from ._sqlite import StoreOpen as StoreOpen
+from ._sqlite import open_to_others as open_to_others
 from ._sqlite import lock_sqlite as lock_sqlite
 
 if typing.TYPE_CHECKING:
@@ -89,7 +91,7 @@ __getattr__ = trioscope.lazy_names.lazy_names(__name__, {
 
 
 __all__ = [
-    "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "disk_note", "lock_sqlite", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
+    "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "disk_note", "lock_sqlite", "StoreOpen", "open_to_others", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
     "ChangeBatch",
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
     "ForgetAgents", "KeyTaken", "ForeignDatabase", "NewerSchema", "OpenCommandsQuota", "Outdated", "OverCommandBytes", "OverQuota",

@@ -5,8 +5,9 @@ Deployments (with their enrollment tokens), agents (with their token hashes),
 the apps' newest statuses, commands with their whole history, result and
 error, audit records with their ids, and the idempotency keys of command
 creations (a client's retry across the move still gets its first answer) are
-copied in batches, a transaction per batch. The source is first
-brought to this version's schema, as ``serve`` would. User tokens are not in
+copied in batches, a transaction per batch. A source of an earlier schema
+is brought to this version's first, as ``serve`` would, only when asked
+(``upgrade_source``). User tokens are not in
 the store: they stay valid where the same ``auth.secret`` (or the data
 directory's ``jwt-secret``) is used.
 """
@@ -27,8 +28,8 @@ from ._ops import Outdated, Rejected, SaveAgent, SaveAppStatus, SaveDeployment, 
 from ._postgres import PostgresWriter
 from ._postgres_reader import PostgresReader
 from ._read_results import AuditRecord
-from ._reader import Database, describe_database, open_writer, sqlite_path
-from ._sqlite import SqliteReader, SqliteWriter, lock_sqlite
+from ._reader import Database, describe_database, open_writer, schema_behind, sqlite_path
+from ._sqlite import SqliteReader, SqliteWriter, StoreOpen, lock_sqlite
 
 COPY_BATCH = 500
 """Rows per transaction (a command's result may be as large as a request body)."""
@@ -88,12 +89,13 @@ def _stopped(*paths: Path | None) -> Iterator[None]:
         for path in dict.fromkeys(p for p in paths if p is not None):
             try:
                 held.callback(os.close, lock_sqlite(path))
-            except BlockingIOError:
-                raise CopyRefused(f"a trioscope server uses {path}: stop it before copying") from None
+            except BlockingIOError as exc:
+                held_by = f" ({exc.strerror})" if isinstance(exc, StoreOpen) else ""
+                raise CopyRefused(f"a trioscope server uses {path}{held_by}: stop it before copying") from None
         yield
 
 
-def copy_store(source: Database, target: Database, *, into_non_empty: bool = False,
+def copy_store(source: Database, target: Database, *, into_non_empty: bool = False, upgrade_source: bool = False,
                progress: Callable[[CopyCounts], None] | None = None) -> CopyCounts:
     """Copy every row of ``source`` into ``target`` (blocking).
 
@@ -101,11 +103,15 @@ def copy_store(source: Database, target: Database, *, into_non_empty: bool = Fal
         into_non_empty: copy into a target that already holds rows; a row
             whose key it holds is replaced by the source's (so an interrupted
             copy can be run again).
+        upgrade_source: bring a source of an earlier schema to this one
+            first (refused otherwise: the trioscope that wrote it could no
+            longer open it, the way back an operator may be keeping).
         progress: called with the counts so far after each batch.
 
     Raises:
-        CopyRefused: the source does not exist, is the target, or the target is
-            not empty (and ``into_non_empty`` was not given).
+        CopyRefused: the source does not exist, is the target, is of an
+            earlier schema (and ``upgrade_source`` was not given), or the target
+            is not empty (and ``into_non_empty`` was not given).
         CopyFailed: the target refused a batch (e.g. an agent token that another
             agent of the target holds).
         Unavailable: a database cannot be reached.
@@ -118,9 +124,15 @@ def copy_store(source: Database, target: Database, *, into_non_empty: bool = Fal
         source_path.resolve() == target_path.resolve()
     if same_file or (source_path is None and target_path is None and str(source) == str(target)):
         raise CopyRefused("the source and the target are the same database")
+    # Asked before the target is made: a refusal leaves nothing behind.
+    behind = schema_behind(source)
+    if behind is not None and not upgrade_source:
+        raise CopyRefused(f"{describe_database(source)} has schema version {behind[0]}, older than this trioscope's "
+                          f"{behind[1]}: copying it upgrades it first, after which the trioscope that wrote it can no "
+                          "longer open it; back it up, then give --upgrade-source")
     counts = CopyCounts()
     with _stopped(source_path, target_path):
-        open_writer(source).close()  # its schema brought up to date, as serve would
+        open_writer(source).close()  # its schema brought up to date (upgrade_source), as serve would
         with _writer(target) as writer, _reader(source) as reader:
             if not into_non_empty and not writer.is_empty():
                 raise CopyRefused(f"{describe_database(target)} already holds trioscope data; give --into-non-empty "

@@ -17,7 +17,7 @@ import orjson
 
 from ._command_rows import BULK_COLUMNS, OPEN_STATUSES_SQL, split_document
 from . import _idempotency_keys as idempotency_keys
-from ._ops import ForeignDatabase, NewerSchema
+from ._ops import ForeignDatabase, NewerSchema, note_upgrade
 from ._tenant_usage import SQLITE_FILL, SQLITE_SCHEMA
 
 
@@ -80,6 +80,8 @@ def migrate(db: sqlite3.Connection, schema: str) -> None:
             roll_back(db)
             raise
         return
+    if version < SCHEMA_VERSION:
+        note_upgrade("SQLite", version, SCHEMA_VERSION)
     for reached, step in enumerate(STEPS[version:], start=version + 1):
         step(db)
         db.execute(f"PRAGMA user_version = {reached}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -194,6 +195,16 @@ class NewerSchema(ValueError):
         super().__init__(f"the database has schema version {version}, newer than this trioscope knows"
                          f" ({known}): run the version that wrote it, or give another database")
         self.version = version
+
+
+def note_upgrade(database: str, version: int, to: int) -> None:
+    """Say (once, as it starts) that a store of an earlier trioscope is being
+    upgraded: after it, that trioscope refuses the store (``NewerSchema``), and
+    an upgrade that said nothing left the operator no trace of why."""
+    logging.getLogger("trioscope.store").info(
+        "store: upgrading the %s schema from version %d to %d (a trioscope of version %d cannot open it after; "
+        "a backup taken before is the way back)", database, version, to, version,
+        extra={"event": "schema_upgrade", "from_version": version, "to_version": to})
 
 
 class ForeignDatabase(ValueError):

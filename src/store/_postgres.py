@@ -15,6 +15,7 @@ All methods block: callers run them in a worker thread, one at a time.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Sequence
 
@@ -233,7 +234,10 @@ def describe(url: str) -> str:
         params = conninfo_to_dict(url)
     except psycopg.Error:
         return "a PostgreSQL URL that libpq cannot parse"
-    return f"postgresql://{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+    where = f"postgresql://{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+    # Two schemas of one database are two stores: say which.
+    schema = re.search(r"search_path\s*=\s*([^\s,]+)", str(params.get("options") or ""))
+    return f"{where} (schema {schema.group(1)})" if schema else where
 
 
 def configure(db: Connection) -> None:

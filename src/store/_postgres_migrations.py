@@ -22,7 +22,7 @@ from trioscope.domain.commands import parameters_bytes
 
 from ._command_rows import command_from_columns
 from . import _idempotency_keys as idempotency_keys
-from ._ops import NewerSchema
+from ._ops import NewerSchema, note_upgrade
 from ._tenant_usage import POSTGRES_SCHEMA
 
 LOCK_KEY = 0x7472696F73636F70  # "trioscop": the advisory lock of schema changes
@@ -207,6 +207,11 @@ def schema_version(db: psycopg.Connection[TupleRow]) -> int:
     return version
 
 
+def _holds_commands(db: psycopg.Connection[TupleRow]) -> bool:
+    row = db.execute("SELECT to_regclass('commands') IS NOT NULL").fetchone()
+    return bool(row and row[0])
+
+
 def migrate(db: psycopg.Connection[TupleRow]) -> None:
     """Bring the database (an autocommit connection) to ``SCHEMA_VERSION``, a
     step per transaction; refuse a later one before changing anything.
@@ -214,12 +219,16 @@ def migrate(db: psycopg.Connection[TupleRow]) -> None:
     Raises:
         NewerSchema: the database is newer than this code.
     """
+    noted = False
     while True:
         with db.transaction():
             db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             version = schema_version(db)
             if version == SCHEMA_VERSION:
                 return
+            if not noted and (version > 0 or _holds_commands(db)):  # not a new database's tables
+                note_upgrade("PostgreSQL", version, SCHEMA_VERSION)
+                noted = True
             if version == 0:
                 db.execute(f"CREATE TABLE IF NOT EXISTS {VERSION_TABLE} (version INTEGER NOT NULL)")
                 db.execute(f"DELETE FROM {VERSION_TABLE}")

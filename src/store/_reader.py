@@ -7,8 +7,10 @@ SQLite, the embedded default, never loads them (~50 ms of each start)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import sqlite3
 import types
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -100,6 +102,32 @@ def describe_database(database: Database) -> str:
         return str(path)
     from ._postgres import describe  # psycopg: only for PostgreSQL (see the module docstring)
     return describe(str(database))
+
+
+def schema_behind(database: Database) -> tuple[int, int] | None:
+    """``(its schema version, this code's)`` when ``database`` holds trioscope
+    data of an earlier schema, which opening it for writing would upgrade
+    (after which the trioscope that wrote it can no longer open it); None when
+    it is of this version, or holds no trioscope data. Read only (blocking).
+
+    Raises:
+        NewerSchema: a later trioscope wrote it.
+        Unavailable: a PostgreSQL database cannot be reached.
+    """
+    path = sqlite_path(database)
+    if path is not None:
+        from ._migrations import SCHEMA_VERSION as current, schema_version
+        with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+            version = schema_version(db)
+            ours = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commands'").fetchone()
+    else:
+        from ._postgres import connect  # psycopg: only for PostgreSQL (see the module docstring)
+        from ._postgres_migrations import SCHEMA_VERSION as current, schema_version as postgres_version
+        with contextlib.closing(connect(str(database))) as connection:
+            version = postgres_version(connection)
+            ours = connection.execute("SELECT to_regclass('commands')").fetchone()
+            ours = ours if ours is not None and ours[0] is not None else None
+    return (version, current) if ours is not None and version < current else None
 
 
 def open_writer(database: Database, *, origin: str | None = None) -> StoreWriter:

@@ -9,9 +9,12 @@ callers run them in a worker thread, one at a time per connection.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import sqlite3
+import struct
+import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -135,8 +138,12 @@ def lock_sqlite(path: Path) -> int:
     changed it. The kernel releases it however the process ends, kill -9
     included; ``flock`` does not touch SQLite's own (``fcntl``) locks.
 
+    A server of a release before this lock took none: the process that has
+    the store open, however (``sqlite_user``), is refused too, rather than
+    migrated under it.
+
     Raises:
-        BlockingIOError: another process holds it.
+        BlockingIOError: another process holds it, or has the store open.
         OSError: the file or its directory cannot be made or opened.
     """
     create_data_dir(path.parent)
@@ -144,10 +151,64 @@ def lock_sqlite(path: Path) -> int:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        user = sqlite_user(path)
+        if user is not None:
+            raise StoreOpen(user)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+class StoreOpen(BlockingIOError):
+    """Another process has the SQLite store open (``sqlite_user``), without its lock."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(errno.EAGAIN, f"process {pid} has it open: an earlier trioscope, or another program")
+        self.pid = pid
+
+
+_FLOCK = "hhqqi4x"
+"""Linux's ``struct flock``: type, whence, start, length, pid (and padding)."""
+_SHM_DMS = 128
+"""The byte of SQLite's ``-shm`` file every connection to a WAL database holds
+a shared lock on while it is open (the unix VFS's "DMS" slot)."""
+
+
+def sqlite_user(path: Path) -> int | None:
+    """The id of another process that has the SQLite database at ``path``
+    open (in WAL mode, as trioscope's every release opens it), or None: its
+    connections' shared lock on the ``-shm`` file, asked of the kernel
+    (``F_GETLK``), without taking it. Linux only (``struct flock``'s layout):
+    None elsewhere. Locks of this process are not another's."""
+    if sys.platform != "linux":
+        return None
+    try:
+        fd = os.open(f"{path}-shm", os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        asked = struct.pack(_FLOCK, fcntl.F_WRLCK, os.SEEK_SET, _SHM_DMS, 1, 0)
+        kind, _, _, _, pid = struct.unpack(_FLOCK, fcntl.fcntl(fd, fcntl.F_GETLK, asked))
+    finally:
+        os.close(fd)
+    return None if kind == fcntl.F_UNLCK else pid
+
+
+def open_to_others(path: Path) -> str | None:
+    """What of the SQLite store at ``path`` and its directory other users of
+    the machine may read or enter (``data (mode 0755), trioscope.sqlite3
+    (mode 0644)``), or None: a store made by an earlier version kept the
+    modes it was made with, and nothing said so."""
+    found = []
+    for each in (path.parent, path):
+        try:
+            mode = each.stat().st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o077:
+            found.append(f"{each} (mode {mode:04o})")
+    return ", ".join(found) or None
 
 
 def _create_private_file(path: Path) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -154,11 +157,11 @@ def test_a_second_server_on_the_same_data_dir_is_one_line_and_exit_code_1(tmp_pa
     database = tmp_path / "data" / "trioscope.sqlite3"
     with ServerProcess(["--local-probe", "false"], env=env) as first:
         # As if the store were of a version before: the refused server must not migrate it under the first.
-        with sqlite3.connect(database) as store:
+        with contextlib.closing(sqlite3.connect(database)) as store:
             version = store.execute("PRAGMA user_version").fetchone()[0]
             store.execute(f"PRAGMA user_version = {version - 1}")
         result = run_cli(second, env=env)
-        with sqlite3.connect(database) as store:
+        with contextlib.closing(sqlite3.connect(database)) as store:
             assert store.execute("PRAGMA user_version").fetchone()[0] == version - 1  # it migrated it before
             store.execute(f"PRAGMA user_version = {version}")
         assert result.returncode == 1, result.stderr
@@ -167,6 +170,42 @@ def test_a_second_server_on_the_same_data_dir_is_one_line_and_exit_code_1(tmp_pa
         assert f"cannot use the data directory {tmp_path / 'data'}: another trioscope server uses it" in lines[0]
         assert httpx.get(f"{first.base_url}/health/ready").status_code == 200
     with ServerProcess(["--local-probe", "false"], env=env) as again:
+        assert httpx.get(f"{again.base_url}/health/ready").status_code == 200
+
+
+def test_a_store_an_earlier_server_has_open_is_refused_unchanged_naming_its_process(tmp_path):
+    """A server of a release before the store's lock takes none: the new one
+    started beside it upgraded its schema under it, and both served (a
+    deployment created through one was 404 on the other). Whoever has the
+    store open (its connection's lock on SQLite's shared memory) refuses it."""
+    data = tmp_path / "data"
+    env = {"TRIOSCOPE_STORAGE_DATA_DIR": str(data)}
+    with ServerProcess(["--local-probe", "false"], env=env):
+        pass  # a store of this version, then one version back, as an earlier release left it
+    database = data / "trioscope.sqlite3"
+    with contextlib.closing(sqlite3.connect(database)) as store:
+        version = store.execute("PRAGMA user_version").fetchone()[0]
+        store.execute(f"PRAGMA user_version = {version - 1}")
+    earlier = subprocess.Popen(  # what an earlier server is to the store: a connection, no lock
+        [sys.executable, "-c", f"import sqlite3, sys; c = sqlite3.connect({str(database)!r}); "
+         "c.execute('SELECT count(*) FROM commands').fetchall(); print('open', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert earlier.stdout is not None and earlier.stdout.readline() == "open\n"
+        result = run_cli(["serve", "--host", "127.0.0.1", "--port", "0", "--local-probe", "false"], env=env)
+        assert result.returncode == 1, result.stderr
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"another trioscope server uses it (process {earlier.pid} has it open" in lines[0], lines[0]
+        copied = run_cli(["store", "copy", "--from", f"sqlite:{database}", "--to", f"sqlite:{tmp_path / 'copy.db'}",
+                          "--upgrade-source"])
+        assert copied.returncode == 1 and f"process {earlier.pid} has it open" in copied.stderr, copied.stderr
+    finally:
+        earlier.kill()
+        earlier.wait()
+    with contextlib.closing(sqlite3.connect(database)) as store:
+        assert store.execute("PRAGMA user_version").fetchone()[0] == version - 1  # not migrated under it
+    with ServerProcess(["--local-probe", "false"], env=env) as again:  # once it is gone, served (and migrated)
         assert httpx.get(f"{again.base_url}/health/ready").status_code == 200
 
 

@@ -5,6 +5,7 @@ errors."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,33 @@ def test_a_store_a_server_uses_is_not_copied_from_or_into(tmp_path: Path) -> Non
     copied = run_cli(["store", "copy", "--from", f"sqlite:{data / 'trioscope.sqlite3'}", "--to", f"sqlite:{other}",
                       "--into-non-empty"])
     assert copied.returncode == 0, copied.stderr
+
+
+def test_a_source_of_an_earlier_schema_is_upgraded_only_when_asked(tmp_path: Path, postgres_url: str) -> None:
+    """The copy upgraded its source silently: the trioscope that wrote it, the
+    way back an operator kept, refused it afterwards (a newer schema). And a
+    source of a later trioscope, refused, left an empty target behind."""
+    source = tmp_path / "old.sqlite3"
+    script = Path(__file__).parent / "schemas" / "4-784eb92.sql"
+    with contextlib.closing(sqlite3.connect(source)) as db:
+        db.executescript(script.read_text())
+        db.execute("PRAGMA user_version = 4")
+    before = source.read_bytes()
+    copy = ["store", "copy", "--from", f"sqlite:{source}", "--to", postgres_url]
+    refused = run_cli(copy)
+    assert refused.returncode == 1, refused.stderr
+    assert "has schema version 4, older than this trioscope's" in refused.stderr and "--upgrade-source" in refused.stderr
+    assert source.read_bytes() == before  # untouched
+    copied = run_cli([*copy, "--upgrade-source"])
+    assert copied.returncode == 0, copied.stderr
+    assert "(schema " in copied.stdout  # which schema of the database it went to
+    with contextlib.closing(sqlite3.connect(source)) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] > 4
+
+    newer = tmp_path / "newer.sqlite3"
+    with contextlib.closing(sqlite3.connect(newer)) as db:
+        db.execute("PRAGMA user_version = 999")
+    target = tmp_path / "target" / "trioscope.sqlite3"
+    result = run_cli(["store", "copy", "--from", f"sqlite:{newer}", "--to", f"sqlite:{target}"])
+    assert result.returncode == 1 and "newer than this trioscope knows" in result.stderr, result.stderr
+    assert not target.exists() and not target.parent.exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.server_process import ServerProcess
 from trioscope.store import DATABASE_FILE, SqliteReader, SqliteWriter, load_or_create_secret, token_secret
 
 
@@ -76,3 +77,21 @@ def test_the_secret_can_be_required_to_exist(tmp_path: Path) -> None:
     secret = load_or_create_secret(tmp_path)
     assert token_secret("", tmp_path, create=False) == secret
     assert token_secret("configured-" * 4, tmp_path / "missing", create=False) == b"configured-" * 4
+
+
+def test_a_server_on_a_store_others_may_read_says_so_once_as_it_starts(tmp_path: Path) -> None:
+    """Stores made by earlier versions kept 0755 and 0644 (every local user
+    could read the audit log and every command's results), and nothing said so."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    (data_dir / DATABASE_FILE).touch(mode=0o644)
+    with ServerProcess(["--local-probe", "false"], env={"TRIOSCOPE_STORAGE_DATA_DIR": str(data_dir)}) as server:
+        log = server.stderr()
+    warnings = [line for line in log.splitlines() if "other users of this machine may read the store" in line]
+    assert len(warnings) == 1, log
+    assert f"{data_dir} (mode 0755), {data_dir / DATABASE_FILE} (mode 0644)" in warnings[0]
+    assert f"chmod 700 {data_dir}; chmod 600 {data_dir / DATABASE_FILE}*" in warnings[0]
+    os.chmod(data_dir, 0o700)
+    os.chmod(data_dir / DATABASE_FILE, 0o600)
+    with ServerProcess(["--local-probe", "false"], env={"TRIOSCOPE_STORAGE_DATA_DIR": str(data_dir)}) as server:
+        assert "may read the store" not in server.stderr()

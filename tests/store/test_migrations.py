@@ -5,6 +5,7 @@ changes."""
 
 from __future__ import annotations
 
+import logging
 import re
 import sqlite3
 from pathlib import Path
@@ -152,14 +153,21 @@ def normalized(sql: str | None) -> str | None:
 
 @pytest.mark.parametrize("script", SCHEMAS, ids=lambda s: s.stem)
 async def test_a_database_of_each_version_keeps_its_rows_and_gets_the_current_schema(
-        tmp_path: Path, script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, script: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(migrations, "MIGRATION_BATCH", 3)  # several batches
+    caplog.set_level(logging.INFO, "trioscope.store")
     written = commands()
     path = tmp_path / "old.sqlite3"
     create_at(path, script, written)
     for _ in range(2):  # the second open finds nothing left to do
         open_writer(path).close()
         await assert_current(path, written, tmp_path)
+    # The upgrade is said once, from the version it found (an upgrade said nothing, and the earlier
+    # trioscope then refused the store with no trace of why).
+    upgrades = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "schema_upgrade"]
+    assert upgrades == [f"store: upgrading the SQLite schema from version {schema_version_of(script)} to "
+                        f"{migrations.SCHEMA_VERSION} (a trioscope of version {schema_version_of(script)} cannot "
+                        "open it after; a backup taken before is the way back)"], upgrades
 
 
 class Crash(Exception):
