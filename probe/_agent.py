@@ -23,6 +23,7 @@ import trio
 from . import _signing
 from ._answers import json_of
 from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, ControlError, check, execute
+from ._docker import engine_problem
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._pending import PendingReports
 from ._refusals import (
@@ -47,6 +48,9 @@ PROGRESS_PATIENCE = 120
 before it runs, and one that runs much later than it was sent may act on a
 container the operator has given up on."""
 FINAL = ("completed", "failed", "cancelled")
+EXEC_GRACE = 5
+"""Seconds an exec's thread is waited for past its time limit, in which it
+kills the exec's process and says so (``_executor.exec_``)."""
 COMMAND_THREADS = 8
 """Worker threads commands may hold, apart from Trio's default pool (the
 collection's). A command that timed out leaves its thread waiting on the
@@ -327,6 +331,12 @@ class CommandAgent:
         own = parameters.get("timeout") if isinstance(parameters, dict) and kind == "docker.exec" else None
         if type(own) is int and 0 < own < timeout:
             timeout = own  # exec's own limit; the command's timeout bounds everything
+        grace = 0
+        if kind == "docker.exec" and isinstance(parameters, dict):
+            # The exec ends itself at its limit (its process killed, the thread given
+            # back) and says how; the wait below is only for an engine that does not answer.
+            parameters = {**parameters, "timeout": max(1, int(timeout))}
+            grace = EXEC_GRACE
         try:
             check(kind, parameters, self.allowed)
         except ControlError as exc:
@@ -342,9 +352,9 @@ class CommandAgent:
 
         def execute() -> dict[str, Any]:
             ran.append(True)
-            return self._execute(kind, item.get("parameters"))
+            return self._execute(kind, parameters)
 
-        with trio.move_on_after(timeout) as scope:
+        with trio.move_on_after(timeout + grace) as scope:
             try:
                 result = await trio.to_thread.run_sync(execute, abandon_on_cancel=True, limiter=self.threads)
             except ControlError as exc:
@@ -371,7 +381,11 @@ class CommandAgent:
             return (docker.DockerClient(base_url=self.docker_host, timeout=timeout) if self.docker_host
                     else docker.from_env(timeout=timeout))
         except docker.errors.DockerException as exc:
-            raise ControlError(f"no container engine: {exc}") from None
+            # The SDK asks the engine its API version as it starts: its error is
+            # "Error while fetching server API version: ('Connection aborted.', ...)".
+            cause = exc.__cause__ or exc
+            raise ControlError(f"the container engine cannot be reached: {engine_problem(cause, self.docker_host)}") \
+                from None
 
     def _execute(self, kind: str, parameters: Any) -> dict[str, Any]:
         client = self._engine()
@@ -424,6 +438,9 @@ class CommandAgent:
                 result = await follow.run()
             except (ControlError, docker.errors.DockerException) as exc:
                 error = str(exc)
+            except Exception as exc:  # a bug of ours: one command must never end the probe
+                log.error("docker.logs (%s) raised", follow.command_id, exc_info=exc)
+                error = f"the probe failed following it: {type(exc).__name__}: {exc}"
         self.follows.pop(follow.command_id, None)
         client.close()
         cancelled = follow.command_id in self.cancel_asked

@@ -19,6 +19,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
+import re
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +121,25 @@ def _os_error(exc: BaseException, depth: int = 0) -> OSError | None:
     return next((found for e in inner if (found := _os_error(e, depth + 1)) is not None), None)
 
 
+_SPAN = re.compile(r"Less than a second|About an? (second|minute|hour)|(\d+) (second|minute|hour|day|week|month|year)s?")
+_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 604800, "month": 2592000,
+            "year": 31536000}
+
+
+def run_shape(status: str) -> tuple[str, float]:
+    """A container's status text without its time, and that time in seconds
+    (how long it has been up, or since it exited; -1 without one): "Up 17
+    minutes (healthy)" is ("Up … (healthy)", 1020). The time only grows while
+    a run goes on; a new run starts it again from zero."""
+    found = _SPAN.search(status)
+    if found is None:
+        return status, -1.0
+    about, count, unit = found.groups()
+    seconds = 0.0 if found.group() == "Less than a second" else \
+        _SECONDS[about] if about else int(count) * _SECONDS[unit]
+    return status[:found.start()] + "…" + status[found.end():], float(seconds)
+
+
 class ContainerCollector:
     """``collect()`` answers the engine's containers, or None while it is unreachable
     (logged once per change).
@@ -136,7 +156,7 @@ class ContainerCollector:
         self._cpu: dict[str, tuple[int, int]] = {}
         self._net: dict[str, tuple[float, int, int]] = {}
         """Previous (monotonic time, rx, tx) per container, for byte rates."""
-        self._inspected: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
+        self._inspected: dict[str, tuple[tuple[Any, ...], dict[str, Any], float]] = {}
         """Inspect results by container, kept while the listing shows it unchanged."""
         self._version: str | None = None
         self._reachable: bool | None = None
@@ -221,11 +241,15 @@ class ContainerCollector:
         container_id = summary["Id"]
         status_text = summary.get("Status") or ""
         # Inspect again only when the listing shows a change (state, status text,
-        # image): the inspect gives only what stays for a run of the container
-        # (environment, command, its main pid), and a new run shows in the status text.
-        fingerprint = (summary.get("State"), status_text, summary.get("ImageID"))
+        # image) or a new run: the inspect gives only what stays for a run of the
+        # container (environment, command, its main pid). Not when only the
+        # text's time moved ("Up 17 minutes", then 18): every container was
+        # inspected again every minute, one after another, and 131 on a slow
+        # engine made a report cycle of two minutes.
+        shape, since = run_shape(status_text)
+        fingerprint = (summary.get("State"), shape, summary.get("ImageID"))
         cached = self._inspected.get(container_id)
-        if cached is not None and cached[0] == fingerprint:
+        if cached is not None and cached[0] == fingerprint and not since < cached[2]:
             details = cached[1]
         else:
             try:
@@ -234,7 +258,7 @@ class ContainerCollector:
                 if exc.response is not None and exc.response.status_code in (404, 500):
                     return None  # removed between the list and the inspect (Podman answers 500)
                 raise
-            self._inspected[container_id] = (fingerprint, details)
+            self._inspected[container_id] = (fingerprint, details, since)
         config = details.get("Config") or {}
         raw_state = str(summary.get("State") or (details.get("State") or {}).get("Status") or "")
         status = _state(raw_state)

@@ -8,7 +8,11 @@ thread under the command's timeout.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -83,7 +87,12 @@ def _plain(method: str) -> Callable[[docker.DockerClient, dict[str, Any]], dict[
 
 def stop(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
     container = _container(client, parameters)
-    container.stop(timeout=_int(parameters, "timeout", 10, 0, 600))
+    timeout = _int(parameters, "timeout", 10, 0, 600)
+    if container.status == "paused":
+        # Podman refuses to stop a paused container ("container state improper"),
+        # which the server offers a stop for, as Docker takes one.
+        container.unpause()
+    container.stop(timeout=timeout)
     return _state(container)
 
 
@@ -117,15 +126,94 @@ def logs(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, A
     return {"container_id": container.id, "tail": tail, **_tail(chunks)}
 
 
+EXEC_TIME_LIMIT = 300
+"""Seconds an exec runs at most unless its ``timeout`` says (the agent sets it to
+the command's own when that is shorter)."""
+
+
+class _TimedOut(Exception):
+    pass
+
+
 def exec_(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Run ``argv`` in the container, its output read until it ends or
+    ``timeout`` passes. Then the stream is closed and the process killed: one
+    left running (``sleep``, ``tail -f``) held an engine thread of the probe
+    for ever, and its output's reading took CPU after the command had failed;
+    eight of them and no command ran any more."""
     container = _container(client, parameters)
     argv = parameters.get("argv")
     if not (isinstance(argv, list) and argv and len(argv) <= 256 and all(isinstance(a, str) for a in argv)):
         raise ControlError("parameters.argv must be a non-empty list of strings (no shell is involved)")
+    limit = _int(parameters, "timeout", EXEC_TIME_LIMIT, 1, 86_400)
     exec_id = client.api.exec_create(container.id, argv, stdout=True, stderr=True)["Id"]
-    output = _tail(client.api.exec_start(exec_id, stream=True))
+    stream = client.api.exec_start(exec_id, socket=True)
+    deadline = time.monotonic() + limit
+
+    raw: Any = getattr(stream, "_sock", stream)  # the socket under the SDK's file-like wrapper
+
+    def exactly(size: int) -> bytes | None:
+        """``size`` bytes, None at the stream's end. Read here, not by the SDK's
+        helpers, which wait for data with no time limit."""
+        got = bytearray()
+        while len(got) < size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise _TimedOut
+            raw.settimeout(left)
+            try:
+                chunk = raw.recv(size - len(got))
+            except TimeoutError:
+                raise _TimedOut from None
+            if not chunk:
+                return None
+            got += chunk
+        return bytes(got)
+
+    def frames() -> Iterator[bytes]:
+        # The engine's multiplexed stream: a header (stream, 3 zero bytes, a
+        # big-endian length), then that many bytes of output.
+        while (header := exactly(8)) is not None:
+            payload = exactly(int.from_bytes(header[4:], "big"))
+            if payload is None:
+                return
+            yield payload
+
+    try:
+        output = _tail(frames())
+    except _TimedOut:
+        stream.close()
+        raise ControlError(f"timed out after {limit}s; {_end_exec(client, exec_id, argv)}") from None
+    finally:
+        stream.close()
     exit_code = client.api.exec_inspect(exec_id).get("ExitCode")
     return {"container_id": container.id, "exit_code": exit_code, **output}
+
+
+def _end_exec(client: docker.DockerClient, exec_id: str, argv: list[str]) -> str:
+    """Kill an exec's process that outlived its time; what became of it, said.
+    The engine can start an exec but not stop one: its process is killed by
+    its pid as the host sees it, and only where that pid is the process this
+    exec started (in another pid namespace than the probe's, with its argv):
+    a probe in a container of its own sees another process under that number."""
+    found = client.api.exec_inspect(exec_id)
+    pid = found.get("Pid")
+    if not found.get("Running") or type(pid) is not int or pid <= 0:
+        return "it has ended"
+    try:
+        ours = os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid") and \
+            Path(f"/proc/{pid}/cmdline").read_bytes() == b"\0".join(a.encode() for a in argv) + b"\0"
+    except OSError:
+        ours = False
+    if not ours:
+        return f"its process (pid {pid} on the engine's host) runs on: this probe cannot tell it is the exec's"
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return "it has ended"
+    except PermissionError:
+        return f"its process (pid {pid}) runs on: this probe may not kill it"
+    return f"its process (pid {pid}) was killed"
 
 
 HANDLERS: dict[str, Callable[[docker.DockerClient, dict[str, Any]], dict[str, Any]]] = {

@@ -41,6 +41,9 @@ LINES_PER_SECOND = 200
 MAX_LINE = 16 * 1024
 BUFFERED = 2000
 BATCH_LINES = 200
+BATCH_BYTES = 256 * 1024
+"""Bytes of lines a request carries at most (a batch larger is sent in parts):
+200 lines of 16 Ki emoji were 39 MB, refused 413 by any server."""
 BATCH_SECONDS = 1.0
 """At most one batch a second per follow: five busy follows stay well inside
 the server's per-agent request rate (600 a minute by default)."""
@@ -85,6 +88,21 @@ def _entry(source: str, raw: bytes) -> dict[str, Any]:
     if len(line) > MAX_LINE:
         line = line[:MAX_LINE - 1] + "…"
     return {"timestamp": timestamp, "level": LEVELS[source], "message": line, "source": source}
+
+
+def _parts(batch: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """``batch`` in consecutive parts of at most ``BATCH_BYTES`` of lines each
+    (a line is at most ``MAX_LINE`` characters, 64 KiB of UTF-8: one fits)."""
+    parts: list[list[dict[str, Any]]] = []
+    size = BATCH_BYTES
+    for entry in batch:
+        length = len(entry["message"].encode()) + 100  # its timestamp, level, source and JSON's quotes
+        if size + length > BATCH_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(entry)
+        size += length
+    return parts
 
 
 class SeenLines:
@@ -134,21 +152,29 @@ class LogFollow:
         """Set when the follow ends: the reading threads open no stream after it."""
         self.sent = self.dropped = 0
         self.ended: str | None = None
+        self.engine_lost = False
+        """A reading thread found the engine gone (the follow ends ``engine_unreachable``)."""
 
     async def run(self) -> dict[str, Any]:
         """Follow until the server ends it, the container stops or the caller
         cancels; answers the result."""
         token = trio.lowlevel.current_trio_token()
+        refused: ControlError | None = None
         try:
             async with trio.open_nursery() as nursery:
                 async with self.send:
                     for source in ("stdout", "stderr"):
                         nursery.start_soon(self._read, source, self.send.clone(), token)
-                await self._forward()
+                try:
+                    await self._forward()
+                except ControlError as exc:  # raised from the nursery it would be a group the caller never matched
+                    refused = exc
                 nursery.cancel_scope.cancel()
         finally:
             self.stopped.set()
             self._close()
+        if refused is not None:
+            raise refused
         return {"container_id": self.container.id, "lines": self.sent, "dropped": self.dropped,
                 "ended": self.ended or "stopped"}
 
@@ -234,7 +260,14 @@ class LogFollow:
     def _running(self) -> bool:
         try:
             self.container.reload()
-        except (requests.exceptions.RequestException, docker.errors.DockerException):
+        except docker.errors.NotFound:
+            return False
+        except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
+            # Not the container's end: the engine's. Said as such (it was
+            # "container_stopped" while the container ran on).
+            self.engine_lost = True
+            log.warning("following the log of %s: the container engine cannot be reached (%s); the follow ends",
+                        self.command_id, type(exc).__name__)
             return False
         return bool(self.container.status in ("running", "paused", "restarting"))
 
@@ -252,9 +285,9 @@ class LogFollow:
                     while batch and len(batch) < BATCH_LINES:
                         batch.append(await self.receive.receive())
             except trio.EndOfChannel:
-                if batch:
-                    await self._send(batch)
-                self.ended = self.ended or "container_stopped"
+                for part in _parts(batch):
+                    await self._send(part)
+                self.ended = self.ended or ("engine_unreachable" if self.engine_lost else "container_stopped")
                 return
             now = trio.current_time()
             allowance = min(float(LINES_PER_SECOND), allowance + (now - refilled) * LINES_PER_SECOND)
@@ -265,13 +298,16 @@ class LogFollow:
                 self.dropped += len(batch) - keep
                 batch = batch[:keep]
             allowance -= len(batch)
-            if batch or quiet:
+            if quiet:
                 await self._send(batch)
+            for part in _parts(batch):
+                if self.ended is None:
+                    await self._send(part)
 
     async def _send(self, batch: list[dict[str, Any]]) -> None:
         body = {"command_id": self.command_id, "deployment_hash": self.deployment_hash, "entries": batch}
         try:
-            response = await self.post(json.dumps(body).encode())
+            response = await self.post(json.dumps(body, ensure_ascii=False).encode())  # an emoji 4 bytes, not 12
         except httpx.TransportError as exc:
             self.dropped += len(batch)
             log.warning("log lines of %s not sent: %s", self.command_id, exc)

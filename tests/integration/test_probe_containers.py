@@ -125,8 +125,12 @@ async def test_container_controls_run_end_to_end_through_the_probe(docker_host: 
         assert executed["result"]["exit_code"] == 0
         assert executed["result"]["output"].strip() == "hello from the container"
 
-        slow = await run("docker.exec", argv=["sleep", "30"], timeout=1)
-        assert slow["status"] == "failed" and "timed out after 1s" in slow["error"]
+        # Past its time the exec's process is killed: left running, it held an engine thread
+        # of the probe until it ended (eight of them, and no command ran any more).
+        slow = await run("docker.exec", argv=["sleep", "100000"], timeout=1)
+        assert slow["status"] == "failed" and "timed out after 1s; its process (pid" in slow["error"], slow
+        assert "was killed" in slow["error"], slow
+        assert not any("100000" in " ".join(row) for row in container.top()["Processes"]), container.top()
 
         logs = await run("docker.logs", tail=10)
         assert logs["status"] == "completed" and logs["result"]["truncated"] is False

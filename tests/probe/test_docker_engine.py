@@ -17,6 +17,7 @@ import trio
 from tests.probe.engine import IMAGE, unique
 from tests.waiting import eventually
 from trioscope_probe._docker import ContainerCollector
+from trioscope_probe._executor import execute
 
 
 def _mine(collector: ContainerCollector, container_id: str) -> Any:
@@ -66,5 +67,17 @@ async def test_a_container_being_stopped_shows_running_until_it_stops(docker_hos
             finally:
                 await trio.to_thread.run_sync(container.kill)  # ends the stop's wait
         assert _mine(collector, container.id).state == "exited"
+    finally:
+        container.remove(force=True)
+
+
+def test_a_paused_container_is_stopped(engine: docker.DockerClient) -> None:
+    """The server offers a stop for a paused container, as Docker takes one;
+    Podman refused it ("container state improper"), every time."""
+    container = engine.containers.run(IMAGE, ["sleep", "600"], detach=True, name=unique("probe-paused"))
+    try:
+        container.pause()
+        stopped = execute(engine, "docker.stop", {"container": container.id, "timeout": 1})
+        assert stopped["state"] == "exited", stopped
     finally:
         container.remove(force=True)

@@ -108,6 +108,25 @@ def test_a_rename_and_a_network_connect_show_in_the_next_report_while_the_status
     assert (restarted.name, restarted.pid, engine.calls["inspect"]) == ("listener", 5151, 2)
 
 
+def test_a_status_text_whose_time_moves_asks_for_no_inspect_and_a_new_run_does() -> None:
+    """"Up 17 minutes", then 18: the text changed every minute and every container
+    was inspected again, one after another (131 on a slow engine: a report every
+    two minutes). Only a new run (its time starts again) or another state is asked about."""
+    engine = Engine([listed(status="Up 17 minutes (healthy)")], inspected())
+    collector = Collector(engine)
+    for status in ("Up 18 minutes (healthy)", "Up 19 minutes (healthy)", "Up About an hour (healthy)"):
+        engine.listing = [listed(status=status)]
+        (same,) = collector.collect().containers  # type: ignore[union-attr]
+        assert same.status == status
+    assert engine.calls["inspect"] == 1
+    engine.listing = [listed(status="Up About an hour (unhealthy)")]  # another state of its health
+    collector.collect()
+    assert engine.calls["inspect"] == 2
+    engine.listing, engine.details = [listed(status="Up 2 seconds (unhealthy)")], inspected(pid=5151)  # a new run
+    (again,) = collector.collect().containers  # type: ignore[union-attr]
+    assert (again.pid, engine.calls["inspect"]) == (5151, 3)
+
+
 def test_podman_stopping_is_running_with_its_status_text() -> None:
     # Podman's state while a stop waits out its grace period (Docker says "running").
     engine = Engine([listed(state="stopping", status="Stopping")], inspected(state="stopping"))

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import httpx
+import requests.exceptions
 import pytest
 
 from trioscope_probe._executor import ControlError
-from trioscope_probe._follow import MAX_LINE, LogFollow, SeenLines, _entry, _stamp_key
+from trioscope_probe._follow import BATCH_BYTES, MAX_LINE, LogFollow, SeenLines, _entry, _stamp_key
 
 
 def test_the_engines_timestamp_is_kept_in_utc_to_the_microsecond():
@@ -105,3 +106,69 @@ def test_a_multi_megabyte_line_is_sent_once_cut_and_the_rest_of_it_left_out() ->
     messages = [_entry("stdout", raw)["message"] for raw in handed]
     assert len(messages) == 3 and messages[0] == "before" and messages[2] == "after"
     assert messages[1].startswith("aaa") and len(messages[1]) == MAX_LINE
+
+
+class _WideContainer:
+    """A running container that wrote 200 lines of 16 Ki emoji, then stopped."""
+
+    id = "c2"
+    status = "exited"
+
+    def logs(self, **asked: object) -> object:
+        line = "2026-12-02T11:13:21Z ".encode() + "😀".encode() * MAX_LINE + b"\n"
+        return iter([line] * 200 if asked.get("stdout") else [])
+
+    def reload(self) -> None:
+        pass
+
+
+async def test_wide_lines_go_in_parts_the_server_takes_and_a_refusal_fails_the_follow_alone() -> None:
+    """200 lines of 16 Ki emoji were one 39 MB request (an emoji 12 bytes of
+    JSON escapes); the server's 413 reached the probe's top as a group of
+    exceptions that nothing caught, and the whole probe ended."""
+    class Containers:
+        def get(self, name: str) -> object:
+            return _WideContainer()
+
+    client = type("Client", (), {"containers": Containers()})()
+    bodies: list[int] = []
+
+    async def post(body: bytes) -> httpx.Response:
+        bodies.append(len(body))
+        return httpx.Response(200, json={"accepted": body.count(b'"message"'), "following": True})
+
+    follow = LogFollow(client, "cmd-1", "hash", {"container": "web"}, post)  # type: ignore[arg-type]
+    result = await follow.run()
+    assert result["lines"] == 200 and result["ended"] == "container_stopped", result
+    assert max(bodies) <= BATCH_BYTES + 4096 and len(bodies) > 1, bodies
+
+    async def refuse(body: bytes) -> httpx.Response:
+        return _answer(413, "payload_too_large")
+
+    follow = LogFollow(client, "cmd-2", "hash", {"container": "web"}, refuse)  # type: ignore[arg-type]
+    with pytest.raises(ControlError, match="413"):  # a ControlError, which the probe's agent fails the command for
+        await follow.run()
+
+
+class _EngineGoneContainer(_WideContainer):
+    """A container whose stream ended because the engine went away (asked again, it does not answer)."""
+
+    def logs(self, **asked: object) -> object:
+        return iter([])
+
+    def reload(self) -> None:
+        raise requests.exceptions.ConnectionError("('Connection aborted.', ConnectionRefusedError(111))")
+
+
+async def test_a_follow_whose_engine_went_away_says_so_not_that_the_container_stopped() -> None:
+    class Containers:
+        def get(self, name: str) -> object:
+            return _EngineGoneContainer()
+
+    client = type("Client", (), {"containers": Containers()})()
+
+    async def post(body: bytes) -> httpx.Response:
+        return httpx.Response(200, json={"accepted": 0, "following": True})
+
+    result = await LogFollow(client, "cmd-1", "hash", {"container": "web"}, post).run()  # type: ignore[arg-type]
+    assert result["ended"] == "engine_unreachable", result
