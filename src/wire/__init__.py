@@ -20,6 +20,9 @@ actors or HTTP. Pure, like ``trioscope.domain``, but for
 """
 
 from ._addresses import WILDCARDS as WILDCARDS
+from ._addresses import ListeningPorts as ListeningPorts
+from ._addresses import is_connected as is_connected
+from ._addresses import is_listener as is_listener
 from ._addresses import is_loopback as is_loopback
 from ._addresses import normal_address as normal_address
 from ._addresses import protocol_family as protocol_family
@@ -82,7 +85,7 @@ from ._tls import client_tls as client_tls
 __all__ = [
     "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
-    "decode_report", "DiskInfo", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
+    "decode_report", "DiskInfo", "is_connected", "is_listener", "ListeningPorts", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
     "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "rfc3339_millis", "rfc3339_seconds", "Percent", "RFC3339", "pod_of", "PortMapping",

@@ -53,3 +53,37 @@ def _normal_ipv6(address: str) -> str:
 def protocol_family(protocol: str) -> str:
     """``tcp`` or ``udp``: an IPv6 socket (``tcp6``) that listens on ``::`` also accepts IPv4."""
     return "udp" if protocol.startswith("udp") else "tcp"
+
+
+def is_listener(protocol: str, state: str, remote_address: str) -> bool:
+    """A socket that takes connections: TCP in ``LISTEN``, or UDP bound with no peer."""
+    return state.upper() == "LISTEN" or (protocol.startswith("udp") and not remote_address)
+
+
+def is_connected(protocol: str, state: str, remote_address: str) -> bool:
+    """A socket with a peer: an ``ESTABLISHED`` TCP connection, or a UDP socket
+    connected to one (``connect()``; it has no state, the probe says "")."""
+    return bool(remote_address) and (protocol.startswith("udp") or state.upper() == "ESTABLISHED")
+
+
+class ListeningPorts:
+    """The (protocol family, port)s a report's listeners hold, and on which
+    addresses: whether a connected socket is the server side of a connection
+    (its client reports the edge). By port alone, a client that happened to
+    have the port of a listener on another address as its own was dropped."""
+
+    def __init__(self) -> None:
+        self._addresses: dict[tuple[str, int], set[str]] = {}
+
+    def add(self, protocol: str, port: int, local_address: str) -> None:
+        self._addresses.setdefault((protocol_family(protocol), port), set()).add(normal_address(local_address))
+
+    def __contains__(self, key: tuple[str, int]) -> bool:
+        return key in self._addresses
+
+    def serves(self, protocol: str, port: int, local_address: str) -> bool:
+        """Whether the connected socket at ``local_address:port`` is one a listener accepted."""
+        found = self._addresses.get((protocol_family(protocol), port))
+        if found is None:
+            return False
+        return not found.isdisjoint(WILDCARDS) or normal_address(local_address) in found

@@ -34,7 +34,7 @@ from typing import Any
 
 import attrs
 
-from ._addresses import WILDCARDS, is_loopback, normal_address, protocol_family
+from ._addresses import WILDCARDS, ListeningPorts, is_connected, is_listener, is_loopback, normal_address, protocol_family
 from ._containers import ContainerIds
 from ._labels import pod_of, service_of
 from ._models import ContainerInfo, ProcessInfo, Report
@@ -276,11 +276,11 @@ class MemoryBudget:
 
         reach, host_ips = _reach(report, containers), _host_ips(report)
         endpoints = 0
-        listening: set[tuple[str, int]] = set()
+        listening = ListeningPorts()
         for conn in connections:
-            if conn.state.upper() != "LISTEN" and not (conn.protocol.startswith("udp") and not conn.remote_address):
+            if not is_listener(conn.protocol, conn.state, conn.remote_address):
                 continue
-            listening.add((protocol_family(conn.protocol), conn.local_port))
+            listening.add(conn.protocol, conn.local_port, conn.local_address)
             address = normal_address(conn.local_address)
             endpoints += 1 + (0 if is_loopback(address) else reach if address in WILDCARDS else 1)
         for c in containers:
@@ -291,9 +291,9 @@ class MemoryBudget:
         # IPv4-mapped IPv6 address counts apart from the IPv4 one: never fewer).
         distinct: set[tuple[int | None, str, str, int]] = set()
         for conn in connections:
-            if conn.remote_address and conn.state.upper() == "ESTABLISHED":
-                family = "udp" if conn.protocol.startswith("udp") else "tcp"
-                if (family, conn.local_port) not in listening:
+            if is_connected(conn.protocol, conn.state, conn.remote_address):
+                family = protocol_family(conn.protocol)
+                if not listening.serves(family, conn.local_port, conn.local_address):
                     distinct.add((conn.pid if conn.pid in pids else None, family, conn.remote_address, conn.remote_port))
         outgoing = len(distinct)
         # Processes show in two views: one by one, and grouped by name.
@@ -375,11 +375,12 @@ class _Tally:
 
     def __init__(self, lists: _Lists) -> None:
         self.lists = lists
-        listening = [(protocol_family(c.get("protocol", "tcp")), c.get("local_port", 0)) for c in lists.connections
-                     if c.get("state", "").upper() == "LISTEN"
-                     or (not c.get("remote_address") and c.get("protocol", "tcp").startswith("udp"))]
-        self.listened = set(listening)
-        self.listeners = len(listening)
+        self.listened = ListeningPorts()
+        self.listeners = 0
+        for c in lists.connections:
+            if is_listener(c.get("protocol", "tcp"), c.get("state", ""), c.get("remote_address", "")):
+                self.listened.add(c.get("protocol", "tcp"), c.get("local_port", 0), c.get("local_address", ""))
+                self.listeners += 1
         self.containers: set[Any] = set()
         self.pids: set[Any] = set()
         self.outgoing: set[tuple[str, Any, Any]] = set()
@@ -392,9 +393,11 @@ class _Tally:
         for connection in self.lists.connections[start:stop]:
             remote, state = connection.get("remote_address", ""), connection.get("state", "")
             self.text += len(connection.get("local_address", "")) + len(remote) + len(state)
-            if remote and state.upper() == "ESTABLISHED":
-                family = protocol_family(connection.get("protocol", "tcp"))
-                if (family, connection.get("local_port", 0)) not in self.listened:
+            protocol = connection.get("protocol", "tcp")
+            if is_connected(protocol, state, remote):
+                family = protocol_family(protocol)
+                if not self.listened.serves(family, connection.get("local_port", 0),
+                                            connection.get("local_address", "")):
                     self.outgoing.add((family, remote, connection.get("remote_port", 0)))
 
 

@@ -349,6 +349,40 @@ def test_loopback_connections_stay_on_their_host_and_external_ones_are_dropped()
     assert edge_pairs(snap, View.HOSTS) == set()  # same host
 
 
+def test_a_loopback_client_reaches_the_listener_on_loopback_not_one_of_its_port_elsewhere():
+    """Listeners of one port on 127.0.0.1 and on another address (a resolver on
+    127.0.0.53:53 beside a DNS server on a bridge's address): the loopback
+    client was credited to whichever the report listed last."""
+    graph = TopologyGraph()
+    graph.apply(report("a", "ha", ips=("192.0.2.2",), processes=[{"pid": 1}, {"pid": 2}, {"pid": 3}], connections=[
+        listen(19105, 2, "127.0.0.1"),
+        listen(19105, 3, "192.0.2.2"),
+        connect("127.0.0.1", 19105, 1),
+    ]), T0)
+    assert edge_pairs(published(graph), View.PROCESSES) == {(process_id("ha", 1), process_id("ha", 2))}
+
+
+def test_a_connected_udp_socket_and_a_client_on_a_port_listened_to_elsewhere_are_edges():
+    """A UDP socket connected to its peer has no state (the probe says ""): it
+    made no edge. A client whose own port a listener holds on another address
+    was taken for that listener's server side, and dropped."""
+    graph = TopologyGraph()
+    graph.apply(report("a", "ha", ips=("192.0.2.2",), processes=[{"pid": p} for p in (1, 2, 3, 4, 5)], connections=[
+        {"protocol": "udp", "local_address": "127.0.0.1", "local_port": 19106, "pid": 2},  # a UDP server
+        {"protocol": "udp", "local_address": "127.0.0.1", "local_port": 49475, "remote_address": "127.0.0.1",
+         "remote_port": 19106, "state": "", "pid": 1},
+        listen(19101, 3, "127.0.0.1"),
+        listen(19104, 4, "192.0.2.2"),
+        {"protocol": "tcp", "local_address": "192.0.2.2", "local_port": 19101, "remote_address": "192.0.2.2",
+         "remote_port": 19104, "state": "ESTABLISHED", "pid": 5},
+        # The server side of that connection: not an edge of its own.
+        {"protocol": "tcp", "local_address": "192.0.2.2", "local_port": 19104, "remote_address": "192.0.2.2",
+         "remote_port": 19101, "state": "ESTABLISHED", "pid": 4},
+    ]), T0)
+    assert edge_pairs(published(graph), View.PROCESSES) == {
+        (process_id("ha", 1), process_id("ha", 2)), (process_id("ha", 5), process_id("ha", 4))}
+
+
 def test_an_address_claimed_by_two_hosts_is_ambiguous_and_not_guessed():
     graph = TopologyGraph()
     for agent, host in (("b", "hb"), ("c", "hc")):

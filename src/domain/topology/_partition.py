@@ -19,7 +19,8 @@ import attrs
 import orjson
 
 from trioscope.wire import (
-    WILDCARDS, ContainerIds, ContainerInfo, HostInfo, ProcessInfo, Report, is_loopback, normal_address, pod_of,
+    WILDCARDS, ContainerIds, ContainerInfo, HostInfo, ListeningPorts, ProcessInfo, Report, is_connected,
+    is_listener, is_loopback, normal_address, pod_of,
     protocol_family, service_of,
 )
 
@@ -480,7 +481,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
 
     listeners: dict[EndpointKey, str] = {}
     local: dict[LocalKey, str] = {}
-    listening_ports: set[tuple[str, int]] = set()
+    listening_ports = ListeningPorts()
     connections = report.network_info.connections if report.network_info else []
 
     def owner(pid: int | None) -> str:
@@ -488,13 +489,17 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         return by_pid.get(pid, host) if pid is not None else host
 
     for conn in connections:
-        if conn.state.upper() != "LISTEN" and not (conn.protocol.startswith("udp") and not conn.remote_address):
+        if not is_listener(conn.protocol, conn.state, conn.remote_address):
             continue
         proto, port, node = protocol_family(conn.protocol), conn.local_port, owner(conn.pid)
-        listening_ports.add((proto, port))
+        listening_ports.add(proto, port, conn.local_address)
         container = node_reps[node][_CONTAINER]
-        local[(proto, port, networks.get(container) if container else None)] = node
         address = normal_address(conn.local_address)
+        if is_loopback(address) or address in WILDCARDS:
+            # Reached over loopback only where it listens there: a listener on
+            # another address of the same port took the loopback clients of the
+            # one on 127.0.0.1 (whichever the report listed last).
+            local[(proto, port, networks.get(container) if container else None)] = node
         if is_loopback(address):
             continue
         if address in WILDCARDS:
@@ -555,10 +560,11 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
 
     outgoing: dict[OutgoingConnection, None] = {}  # ordered set
     for conn in connections:
-        if conn.state.upper() != "ESTABLISHED" or not conn.remote_address:
+        if not is_connected(conn.protocol, conn.state, conn.remote_address):
             continue
         proto = protocol_family(conn.protocol)
-        if (proto, conn.local_port) in listening_ports:
+        if (proto, conn.local_port) in listening_ports and \
+                listening_ports.serves(proto, conn.local_port, conn.local_address):
             continue  # the server side of a connection: its client reports the edge
         source = owner(conn.pid)
         address = intern(normal_address(conn.remote_address))
