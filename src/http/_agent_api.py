@@ -173,7 +173,13 @@ async def wait(deployment_hash: str) -> Response:
     return response
 
 
-async def _answered_5xx_past_budget(read: Awaitable[T]) -> T:
+RESULT_ENDPOINTS = frozenset({"agent_api.report", "agent_api.app_status_update"})
+"""What an agent sends that only it has, a result and an app's status: over a
+budget, the address's too (agents behind one NAT address spend it together),
+refused 503 (``answered_5xx_past_budget``)."""
+
+
+async def answered_5xx_past_budget(read: Awaitable[T]) -> T:
     """``await read``, its 429 (over the agent's request or byte budget)
     answered 503 instead, with its Retry-After: the status agent sends a
     report or an app status again after a 5xx (three times, 2, 4 and 8 s
@@ -204,14 +210,14 @@ async def _agent_document(kind: type[D], code: str, *, limit: int | None = None)
 @blueprint.post("/api/v1/agent/commands/report")
 @documented(auth=Auth.AGENT, body=CommandReport, errors={
     404: "no such command", 409: "conflicts with the recorded result",
-    503: "over the agent's request or byte budget (rate_limited, Retry-After): send it again",
+    503: "over the agent's or its address's request budget, or its byte budget (rate_limited, Retry-After): send it again",
     507: "the server's disk is nearly full: a report over 64 KiB is not kept now (insufficient_storage)"})
 async def report() -> Response:
     """Report a command's progress (executing) or result (completed, success, failed)."""
     refuse_when_disk_short(request.content_length, SMALL_RESULT, "a report")
     # Refused 429, a result over the agent's budget was lost, and its command
     # failed as timed out although it had run.
-    agent, result = await _answered_5xx_past_budget(_agent_document(CommandReport, "invalid_report"))
+    agent, result = await answered_5xx_past_budget(_agent_document(CommandReport, "invalid_report"))
     command, changed = await ask_queue(agent.deployment_hash, Report(result, agent.id))  # a follow it finishes ends
     body_out: dict[str, Any] = {
         "message": "Result accepted" if changed else "Result already recorded",
@@ -257,13 +263,14 @@ _APP_STATUS_ANSWER["properties"].update(  # a kept one's only: how many of its l
             errors={403: "the agent token belongs to another deployment",
                     409: "a status of one more app than its deployment may have (too_many_apps; "
                          "details: limit, setting commands.max_apps)",
-                    503: "over the agent's request or byte budget (rate_limited, Retry-After): send it again"})
+                    503: "over the agent's or its address's request budget, or its byte budget (rate_limited, "
+                         "Retry-After): send it again"})
 async def app_status_update() -> Response:
     """An app's status as the agent saw it after a health, logs or restart
     command (the TryDirect status agent's): the newest of each app is kept,
     shown on the deployment's GET (``apps``) and told to its users
     (``app_status``); one older than the kept one is answered 200 ``ignored``."""
-    agent, update = await _answered_5xx_past_budget(
+    agent, update = await answered_5xx_past_budget(
         _agent_document(AppStatusUpdate, "invalid_app_status", limit=MAX_APP_STATUS_BODY))
     now = time.time()
     if update.timestamp is not None and (ahead := update.timestamp.timestamp() - now) > MAX_AHEAD:

@@ -139,7 +139,10 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
     async def _charge_address() -> None:
         # After the timer: a 429 is observed in /metrics like any answer.
         if charges_address(request.url_rule.rule if request.url_rule is not None else None):
-            await _rate_checks.check_address_rate()
+            if request.endpoint in _agent_api.RESULT_ENDPOINTS:
+                await _agent_api.answered_5xx_past_budget(_rate_checks.check_address_rate())
+            else:
+                await _rate_checks.check_address_rate()
 
     @app.before_request
     async def _body_media() -> None:

@@ -714,6 +714,16 @@ async def test_rate_limits_per_address_user_and_agent_answer_429_with_retry_afte
             anonymous = [await client.post(f"{server.base_url}/api/v1/agent/register", json={}) for _ in range(20)]
             assert {r.status_code for r in anonymous} == {400, 429}
             assert next(r for r in anonymous if r.status_code == 429).json()["error"]["details"]["scope"] == "address"
+    with ServerProcess(["--rate-per-address", "60"]) as server:
+        async with httpx.AsyncClient() as client:
+            # Agents behind one address spend its budget together: a result over it is 503 too (the
+            # status agent sends it again after a 5xx; a 429 lost it), a poll still 429.
+            _, agent = await setup(server, client)
+            reports = [await agent.report(client, "cmd_unknown") for _ in range(20)]
+            limited = next(r for r in reports if r.status_code not in (404,))
+            assert limited.status_code == 503 and limited.json()["error"]["details"]["scope"] == "address", limited.text
+            assert int(limited.headers["Retry-After"]) >= 1
+            assert (await agent.wait(client, timeout=1)).status_code == 429
 
 
 async def test_an_agents_bytes_have_a_budget_of_their_own_over_http_and_on_its_socket() -> None:
