@@ -37,7 +37,7 @@ from trioscope.config import Settings, format_duration
 from trioscope.config import hide_passwords, mask_passwords
 
 from trioscope.domain.agents import PackedReport
-from trioscope.domain.rates import Outage
+from trioscope.domain.rates import Lull, Outage
 from trioscope.runtime import Handoff
 from trioscope.wire import Report
 
@@ -49,6 +49,11 @@ from ._reader import Fetched, StreamReader
 from ._tls import PlaintextRefused, TlsOnlyClient
 
 log = logging.getLogger(__name__)
+
+JS_MESSAGE_TOO_LARGE = 10054
+"""JetStream's error code for a message over its stream's ``max_msg_size``."""
+REFUSALS_SAID_EVERY = 60.0
+"""Seconds between two log lines of the bus refusing reports."""
 
 PUBLISH_TIMEOUT = 5.0
 """Seconds a report waits for JetStream's acknowledgement before it is answered 503."""
@@ -144,6 +149,7 @@ class ReportBus:
         report often comes back before its acknowledgement does."""
         self.ready = trio.Event()
         """Set once connected and the stream exists."""
+        self._refusals_said = Lull(REFUSALS_SAID_EVERY)
 
     # ---- connecting (run from Trio) -----------------------------------------------
 
@@ -453,8 +459,18 @@ class ReportBus:
             outgoing.answer.close()
         if isinstance(answer, nats.errors.MaxPayloadError):  # the server's limit fell since it was read
             raise ReportTooLarge(len(data) + self._headers_size, self.max_payload or 0)
+        if isinstance(answer, nats.js.errors.APIError) and answer.err_code == JS_MESSAGE_TOO_LARGE:
+            # The stream's own limit (max_msg_size): a report sent again is refused again.
+            raise ReportTooLarge(len(data) + self._headers_size, None, f"stream {self.stream} max_msg_size")
         if isinstance(answer, (nats.errors.Error, nats.js.errors.Error, TimeoutError)):
-            raise BusUnavailable(self._masked(str(answer) or type(answer).__name__))
+            reason = self._masked(str(answer) or type(answer).__name__)
+            # Every report is refused while it lasts (a full stream, no acknowledgement):
+            # said once a minute, with how many, not by the clients' 503s alone.
+            unsaid = self._refusals_said.due(trio.current_time())
+            if unsaid is not None:
+                log.warning("the report bus refused a report: %s (%d more refused since this was last said)",
+                            reason, unsaid, extra={"event": "bus_publish_refused"})
+            raise BusUnavailable(reason)
         if isinstance(answer, Exception):
             raise answer
         return answer
