@@ -45,7 +45,7 @@ import trio
 
 from trioscope.bus import BadEnvelope, BusUnavailable, unpack_report
 from trioscope.domain.deployments import AgentDirectory
-from trioscope.domain.rates import FirstSeen
+from trioscope.domain.rates import FirstSeen, Lull
 from trioscope.domain.stream_claims import StreamClaims, Verdict
 from trioscope.runtime import Actor, ActorRef, ActorSpec, ActorStopped, AskTimeout, MailboxFull, Published, Slicer
 
@@ -85,6 +85,9 @@ UNSIGNED_SAID = 1024
 (once each) at most: past them, every one is logged at debug level."""
 
 
+BAD_MESSAGES_SAID_EVERY = 60.0
+"""Seconds between two log lines of messages on the stream that are no reports."""
+
 class ReportFeedActor(Actor):
     def __init__(self, bus: ReportBus, *, roster_path: str, directory_path: str = "", topology_path: str = "",
                  directory: Published[AgentDirectory] | None = None, stale_after: float = math.inf) -> None:
@@ -99,6 +102,7 @@ class ReportFeedActor(Actor):
         self.directory = directory
         self.heavy_work = trio.CapacityLimiter(1)
         """One large envelope read at a time: with the GIL a second thread adds memory, not speed."""
+        self._bad_said = Lull(BAD_MESSAGES_SAID_EVERY)
         self.claims = StreamClaims(stale_after)
         """When each claimed id's last signed report read here was received (``_vouched``)."""
         self._unsigned_said: FirstSeen[str] = FirstSeen(UNSIGNED_SAID)
@@ -206,8 +210,13 @@ class ReportFeedActor(Actor):
                     envelope = unpack_report(data, self.bus.max_unpacked, defer_connections=True, now=now)
             except BadEnvelope as exc:
                 self.bus.progress.skipped += 1
-                log.error("message %d on the report stream is not a report and was left out: %s", sequence, exc,
-                          extra={"event": "bus_bad_message", "sequence": sequence})
+                # Anyone who may publish on the stream's subjects can put thousands
+                # there, read again at every restart: said once a minute, counted.
+                unsaid = self._bad_said.due(time.monotonic())
+                if unsaid is not None:
+                    log.error("message %d on the report stream is not a report and was left out: %s (%d more left "
+                              "out since this was last said; all counted in /api/v1/query/stats bus.skipped_messages)",
+                              sequence, exc, unsaid, extra={"event": "bus_bad_message", "sequence": sequence})
                 return None
         return ReportArrived(envelope.report, envelope.packed, envelope.received_at, shape=envelope.shape,
                              enrolled=envelope.enrolled, sequence=sequence, history=history, address=envelope.address,

@@ -46,12 +46,15 @@ import datetime
 import hashlib
 import logging
 import secrets
+import time
 
 import attrs
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, StreamInfo
+
+from trioscope.domain.rates import Lull
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,9 @@ UNKNOWN_WAIT = 5.0
 """Seconds a ``take`` with nothing to hand out waits, while how many reports
 are left is not known, for the server to say (then ``LagUnknown``)."""
 
+
+REMADE_SAID_EVERY = 60.0
+"""Seconds between two warnings that the stream was made again (the rest at debug level)."""
 
 class LagUnknown(nats.errors.Error):
     """Nothing was read, and how many reports are left on the stream is not
@@ -136,6 +142,7 @@ class StreamReader:
         """The newest report read, to confirm that a stream created at another time is still the one read."""
         self.recreations = 0
         """Times the stream was found made again (and read again from its first report)."""
+        self._remade_said = Lull(REMADE_SAID_EVERY)
         self._failure: BaseException | None = None
         self._task: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()
@@ -391,10 +398,13 @@ class StreamReader:
         if remade:
             self._mark = None  # of the stream that was
             self.recreations += 1
-            log.warning("the report stream %s was made again (it ends at sequence %d, %d was read here, or it was "
-                        "created at another time): reading it again from sequence %d", self.stream, last,
-                        position - 1, max(1, first),
-                        extra={"event": "bus_stream_recreated", "stream": self.stream, "sequence": position - 1})
+            # Said once a minute: a stream made again by another program, whose
+            # subjects are not ours, was found made again at every look (62 lines in 30 s).
+            log.log(self._remade_said.level(time.monotonic()),
+                    "the report stream %s was made again (it ends at sequence %d, %d was read here, or it was "
+                    "created at another time): reading it again from sequence %d", self.stream, last,
+                    position - 1, max(1, first),
+                    extra={"event": "bus_stream_recreated", "stream": self.stream, "sequence": position - 1})
             position = max(1, first)
         start = max(position, first)
         left: int | None

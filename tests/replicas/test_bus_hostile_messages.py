@@ -127,7 +127,7 @@ async def test_reports_the_edge_would_refuse_are_left_out_by_a_running_replica_a
             await serves_every_view(client, running)
             log = running.stderr()
             assert running.proc is not None and running.proc.poll() is None, log[-4000:]
-        assert log.count("is not a report and was left out") == len(hostile), log[-4000:]
+        assert log.count("is not a report and was left out") == 1, log[-4000:]  # once a minute; each counted
         assert "gave up" not in log and "Traceback" not in log, log[-4000:]
         # A replica that starts reads them all back: ready, with the same views.
         with ServerProcess(args) as starting:
