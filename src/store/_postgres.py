@@ -240,9 +240,25 @@ def describe(url: str) -> str:
     return f"{where} (schema {schema.group(1)})" if schema else where
 
 
+LOCK_TIMEOUT = "5s"
+"""How long a statement waits for a lock where nothing else set ``lock_timeout``
+(the URL's ``options``, ``PGOPTIONS``, the role's or the database's settings):
+a table locked by something else (a ``VACUUM FULL``, a ``REINDEX``, an
+operator's ``LOCK TABLE``) held every request that met it for as long (87 s),
+and ``/health/ready`` said ready. Past it the statement fails as PostgreSQL
+refusing for now: 503 ``database_unavailable``. Migrations wait as long as
+they must (``_postgres_migrations.migrate``). Set after connecting, not as a
+startup option, which PgBouncer refuses."""
+DEFAULT_LOCK_TIMEOUT = f"""
+DO $$ BEGIN
+    IF current_setting('lock_timeout') = '0' THEN PERFORM set_config('lock_timeout', '{LOCK_TIMEOUT}', false); END IF;
+END $$"""
+
+
 def configure(db: Connection) -> None:
-    """Set up a new connection: JSON values parsed by orjson."""
+    """Set up a new connection: JSON values parsed by orjson, ``LOCK_TIMEOUT``."""
     set_json_loads(orjson.loads, db)
+    db.execute(DEFAULT_LOCK_TIMEOUT)
 
 
 def connect(url: str) -> Connection:

@@ -222,6 +222,8 @@ def migrate(db: psycopg.Connection[TupleRow]) -> None:
     noted = False
     while True:
         with db.transaction():
+            # Waits as long as it must: for another replica's migration, and for the locks its steps take.
+            db.execute("SET LOCAL lock_timeout = 0")
             db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             version = schema_version(db)
             if version == SCHEMA_VERSION:
