@@ -19,6 +19,8 @@ is masked (each value becomes ``***``, what is around it stays readable):
   without one (``https://***@github.com``: GitHub takes a token there), and
   parameters named like a secret (``?access_token=***``, ``;password=***``);
   ``user:***@host`` without a scheme (a Go DSN: ``user:***@tcp(db:3306)/x``);
+- in JSON within an argument, a member named like a secret (``-d
+  '{"user":"u","password":"***"}'``), across the spaces JSON may hold;
 - a JSON Web Token wherever it stands (``eyJ...``: ``***``);
 - HTTP credentials: a header whose name says auth, key, token, secret,
   password, cookie or session (``X-Api-Key: ***``, ``Cookie: ***``), keeping an
@@ -125,6 +127,8 @@ _WEBHOOK = re.compile(r"((?<![\w.-])(?:https?://)?(?:hooks\.slack\.com/services|
 _URL_USER_ONLY = re.compile(r"(https?://)[^\s/@:?#]+@", re.IGNORECASE)
 _URL_PARAMETER = re.compile(r"(?<=[?&;])([^=&;?#\s'\"]+)=([^&;#\s'\"]*)")
 _QUOTE = re.compile(r"['\"]")
+_JSON_MEMBER = re.compile(r'"([^"\\]{1,128})"(\s*:\s*)("(?:[^"\\]|\\.)*"|-?\d[\d.eE+-]*)')
+"""A JSON object's member: ``"password": "x"`` (its value a string or a number)."""
 _PORT_MAPPING = re.compile(r"(?:[\d.]+:|\[[\da-fA-F:]+\]:)?\d+(?:-\d+)?:\d+(?:-\d+)?(?:/(?:tcp|udp|sctp))?")
 """``8080:80``, ``127.0.0.1:3306:3306``, ``53:53/udp``: docker's ``-p``, no password."""
 _SPACES = re.compile(r"(\s+)")
@@ -250,7 +254,7 @@ _INTERPRETER = re.compile(r"(?:python|pypy)[\d.]*|(?:ba|da|z|k)?sh")
 """Programs whose process runs a script named next (a script's ``#!`` line
 makes ``http -a ...`` the process ``/usr/bin/python3 /usr/bin/http -a ...``)."""
 _FAMILY_NAMES = tuple(_TOOL_FAMILIES)
-_HINT_WORDS = ("key", "token", "secret", "pass", "pwd", "-pw", "psk", "hmac", "encrypt", "auth", "cookie", "session",
+_HINT_WORDS = ("key", "token", "secret", "pass", "pwd", "-pw", "pw=", "psk", "hmac", "encrypt", "auth", "cookie", "session",
                "sig", "credential", "bearer", "basic", "jwt", "eyj", "@", "login", "creds", "mosquitto_", "hooks",
                "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "k_live_", "k_test_", "xox", *(f"{name} " for name in _HTTPIE_NAMES),
                *(name for name in _TOOL_FLAGS if name not in _HTTPIE_NAMES), *_TOOL_FAMILIES)
@@ -337,6 +341,14 @@ def _quote_after(word: str, quote: str) -> str:
         elif found.group() == quote:
             quote = ""
     return quote
+
+
+def _json_secrets(text: str) -> str:
+    """``text`` with the value of every JSON member named like a secret masked
+    (``curl -d '{"user":"u","password":"***"}'``, ``--config={"db": {"password": "***"}}``),
+    across the spaces JSON may hold."""
+    return _JSON_MEMBER.sub(
+        lambda m: f'"{m.group(1)}"{m.group(2)}"{MASK}"' if _FLAG_SECRET.search(m.group(1)) else m.group(), text)
 
 
 def _secret_value(text: str) -> int | None:
@@ -520,6 +532,8 @@ class _Walk:
         if self._nothing_said(arg, hinted):
             self._passing(arg)
             return arg
+        if hinted and '"' in arg:
+            arg = _json_secrets(arg)
         takes = self.takes
         if takes is _Takes.HEADER:
             self.takes = None

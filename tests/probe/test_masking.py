@@ -41,6 +41,15 @@ MASKED = [
     (["curl", "-x", "http://proxy:3128", "-U", "bob:pw", "http://h"], "curl -x http://proxy:3128 -U bob:*** http://h"),
     (["/usr/bin/curl", "-b", "session=abc123", "https://h"], "/usr/bin/curl -b *** https://h"),
     (["curl", "--cookie", "sid=abc; csrftoken=def", "https://h"], "curl --cookie *** https://h"),
+    # JSON in an argument: a member named like a secret (its value a string or a number), across spaces.
+    (["curl", "-d", '{"user":"bob","password":"hunter2x-1"}', "http://h"],
+     'curl -d {"user":"bob","password":"***"} http://h'),
+    (["app", '{"db": {"host": "x", "password": "hunter2x-2"}}'], 'app {"db": {"host": "x", "password": "***"}}'),
+    (["app", '--config={"password":"hunter2x-3"}'], 'app --config={"password":"***"}'),
+    (["app", '{"api_token": 12345, "name": "ok"}'], 'app {"api_token": "***", "name": "ok"}'),
+    (["sh", "-c", """curl -d '{"password": "s3 cr"}' http://h"""], """sh -c curl -d '{"password": "***"}' http://h"""),
+    # A Java system property whose name ends in pw.
+    (["java", "-Dpw=hunter2x-5", "-jar", "app.jar"], "java -Dpw=*** -jar app.jar"),
     # URLs: passwords, tokens as users, secret parameters.
     (["curl", "https://h/?access_token=zzz"], "curl https://h/?access_token=***"),
     (["curl", "https://h/x?page=2&api_key=k1&limit=10"], "curl https://h/x?page=2&api_key=***&limit=10"),
