@@ -162,7 +162,12 @@ async def test_the_status_agents_error_and_timeout_reports_fail_the_command_with
     cases = [("error", {"error": "NPM authentication failed"}, "NPM authentication failed"),
              ("error", {"errors": [{"code": "npm_auth", "message": "NPM authentication failed"}]},
               [{"code": "npm_auth", "message": "NPM authentication failed"}]),
-             ("timeout", {}, "timed out")]
+             ("timeout", {}, "timed out"),
+             # Both, as fetch_config's Vault failure sends them: the message is the error, the
+             # structured errors (dropped before) are kept in the result.
+             ("error", {"error": "Failed to initialize Vault client",
+                        "errors": [{"code": "vault_init_failed", "details": "connection refused"}]},
+              "Failed to initialize Vault client")]
     async with httpx.AsyncClient() as client:
         operator, agent = await setup(server, client)  # one agent: registrations have a budget per address
         for status, extra, error in cases:
@@ -175,6 +180,8 @@ async def test_the_status_agents_error_and_timeout_reports_fail_the_command_with
             assert response.status_code == 200, response.text
             command = await operator.get(client, agent.deployment_hash, polled.command_id)
             assert (command["status"], command["error"]) == ("failed", error)
+            if "error" in extra and "errors" in extra:
+                assert command["result"] == {"errors": extra["errors"]}, command
 
 
 async def test_bad_reports_get_400_naming_the_field(server: ServerProcess) -> None:

@@ -45,17 +45,24 @@ def report_outcome(report: CommandReport) -> ReportOutcome | None:
 
     A ``completed`` report that lists ``errors`` is a failure (the TryDirect
     status agent's rule); a failure without an ``error`` takes its ``errors``,
-    else, for ``timeout``, ``TIMED_OUT``.
+    else, for ``timeout``, ``TIMED_OUT``. ``errors`` beside an ``error`` are
+    kept in the result (``{"errors": [...]}``, or added to an object result
+    that has none).
     """
     final = FINAL_STATUSES.get(report.status)
     if final is None:
         return None
-    error = report.error
+    error, result = report.error, report.result
     if final is CommandStatus.COMPLETED and report.errors:
         final, error = CommandStatus.FAILED, error or report.errors
     elif final is CommandStatus.FAILED and error is None:
         error = report.errors or (TIMED_OUT if report.status == "timeout" else None)
-    return ReportOutcome(status=final, result=report.result, error=error)
+    if report.errors and error is not report.errors and (result is None or (
+            isinstance(result, dict) and "errors" not in result)):
+        # Its message is the error; the structured errors beside it (a code and
+        # its cause: vault_init_failed, npm_error) were nowhere: kept in the result.
+        result = {**(result or {}), "errors": report.errors}
+    return ReportOutcome(status=final, result=result, error=error)
 
 
 def repeats_outcome(command: Command, report: CommandReport) -> bool:
