@@ -22,7 +22,7 @@ from trioscope.actors.refusals import (
     ReportConflict, ReporterTaken, StoreFull, TooManyAgents, UnknownAgent, UnknownCommand, UnknownProbe,
 )
 from trioscope.domain.commands import IllegalTransition
-from trioscope.domain.rates import Lulls
+from trioscope.domain.rates import Lull, Lulls
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
 from trioscope.store import Conflict, database_busy, database_down, store_full
 
@@ -259,8 +259,15 @@ def _log_database(exc: Exception) -> None:
         log.warning("%s %s: the database refused a statement for now (%s: %s); answered 503", method, path,
                     type(cause).__name__, " ".join(str(cause).split()), extra={"event": "database_busy"})
     else:
-        # Debug: the store says once that the database went away and once that it is back.
-        log.debug("%s %s: the database is unavailable: %s", method, path, " ".join(str(exc).split()))
+        # The store says once that the database went away and once that it is
+        # back, of its writer's connection. Reads and the shared limits connect
+        # on their own (a role out of connections refused them alone, and only
+        # this debug line said why): a warning once a minute, at debug between.
+        log.log(_UNAVAILABLE_SAID.level(time.monotonic()), "%s %s: the database is unavailable: %s", method, path,
+                " ".join(str(exc).split()), extra={"event": "database_unavailable"})
+
+
+_UNAVAILABLE_SAID = Lull(60.0)
 
 
 def closing_if_unread(response: Response) -> Response:

@@ -72,6 +72,10 @@ async def test_a_database_outage_gets_503_keeps_the_process_and_heals_by_itself(
         log = replica.stderr()
         assert log.count("store: lost the database") == 1, log[-3000:]
         assert log.count("store: connected to the database") == 1, log[-3000:]
+        # The requests refused meanwhile: one warning of them, the rest at debug level (a
+        # role out of connections refused reads alone, and only a debug line said why).
+        refusals = [line for line in log.splitlines() if "the database is unavailable" in line]
+        assert len(refusals) == 1 and " WARNING " in refusals[0], refusals
         assert "the root supervisor gave up" not in log and "Traceback" not in log, log[-3000:]
 
 
