@@ -17,7 +17,9 @@ import httpx
 import orjson
 import trio
 
-from trioscope.wire import ContainerInfo, MemoryBudget, Report, encode
+from trioscope.wire import (
+    Connection, ContainerInfo, ListeningPorts, MemoryBudget, Report, encode, is_connected, is_listener,
+)
 
 from . import _answers as answers
 from ._answers import json_of
@@ -61,7 +63,7 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
     server's memory ``budget`` for one agent (None: the server has none): a
     host with hundreds of thousands of sockets or processes would otherwise
     send a report the server refuses, every time, host metrics and all.
-    Connections go first (listening sockets last), then processes, then what
+    Connections go first (``_keeping``: listening sockets last), then processes, then what
     containers carry beyond their identity (label values cut to
     ``SHORT_LABEL``, environment and command; then labels), then containers
     (running ones last): 300 containers of ten 2 KiB labels were refused every
@@ -81,8 +83,7 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
         connections = report.network_info.connections if report.network_info else []
         processes = report.processes_info.processes if report.processes_info else []
         if connections:
-            # Either case: the probe's collector writes psutil's states lowercased ("listen").
-            kept = sorted(connections, key=lambda c: c.state.upper() != "LISTEN")[:int(len(connections) * share)]
+            kept = sorted(connections, key=_keeping(connections))[:int(len(connections) * share)]
             dropped += len(connections) - len(kept)
             assert report.network_info is not None  # connections came from it
             report = attrs.evolve(report, network_info=attrs.evolve(report.network_info, connections=kept))
@@ -101,6 +102,27 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
         kept = {c.id: c for c in sent}
         dropped += sum(1 for c in listed if kept.get(c.id) != c)
     return gzip.compress(raw, compresslevel=5), dropped
+
+
+def _keeping(connections: list[Connection]) -> Callable[[Connection], int]:
+    """The order connections are kept in when some must go: listening sockets,
+    then the client sides of connections (each an edge), then the server
+    sides (their clients report the edge), then the rest (``TIME_WAIT``,
+    ``CLOSE_WAIT``...: no edge). Cut by their order in the list, real edges
+    went while thousands of accepted and closing sockets stayed."""
+    listening = ListeningPorts()
+    for c in connections:
+        if is_listener(c.protocol, c.state, c.remote_address):
+            listening.add(c.protocol, c.local_port, c.local_address)
+
+    def rank(c: Connection) -> int:
+        if is_listener(c.protocol, c.state, c.remote_address):
+            return 0
+        if not is_connected(c.protocol, c.state, c.remote_address):
+            return 3
+        return 2 if listening.serves(c.protocol, c.local_port, c.local_address) else 1
+
+    return rank
 
 
 SHORT_LABEL = 128

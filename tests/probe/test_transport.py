@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from tests.synthetic import host_report
-from trioscope.wire import MemoryBudget, decode_report
+from trioscope.wire import MemoryBudget, decode_report, encode
 from trioscope_probe._refusals import (
     REFUSED_RETRY, RESIGN_ATTEMPTS, Backoff, Link, Refused, Standing, send, transport_problem,
 )
@@ -95,6 +95,26 @@ def test_listening_sockets_stay_as_the_collector_names_them() -> None:
     listening = [c for c in report.network_info.connections if c.state == "listen"]
     kept = decode_report(sent(encode_report(report, budget=budget)[0])[1]).network_info.connections
     assert listening and set(listening) <= set(kept) and len(kept) < 3000
+
+
+def test_client_connections_are_kept_before_the_sockets_that_make_no_edge() -> None:
+    """Cut by their order in the list, real edges went while thousands of
+    accepted (server side) and closing sockets, which make none, stayed."""
+    budget = MemoryBudget(limit=1024**2, history=3600.0, process_history=900.0)
+    report = decode_report(host_report(1, timestamp=1_800_000_000.0, containers=4, processes=100,
+                                       connections=0, peers=[]))
+    listener = {"protocol": "tcp", "local_address": "0.0.0.0", "local_port": 8080, "state": "LISTEN", "pid": 1}
+    noise = [{"protocol": "tcp", "local_address": "10.0.0.1", "local_port": 8080, "remote_address": f"10.{1 + i // 62500}.{i // 250 % 250}.{i % 250}",
+              "remote_port": 40000 + i, "state": "ESTABLISHED" if i % 2 else "TIME_WAIT", "pid": 1} for i in range(20000)]
+    clients = [{"protocol": "tcp", "local_address": "10.0.0.1", "local_port": 50000 + i, "remote_address": f"10.2.0.{i}",
+                "remote_port": 5432, "state": "ESTABLISHED", "pid": 2} for i in range(40)]
+    document = orjson.loads(orjson.dumps(encode(report)))
+    document["network_info"] = {"connections": [listener, *noise, *clients]}  # the clients last, as a kernel may list them
+    report = decode_report(document)
+    kept = decode_report(sent(encode_report(report, budget=budget)[0])[1]).network_info.connections
+    assert len(kept) < 20041
+    assert {c.remote_address for c in kept if c.local_port >= 50000} == {f"10.2.0.{i}" for i in range(40)}
+    assert any(c.local_port == 8080 and c.state == "LISTEN" for c in kept)
 
 
 def test_a_report_within_the_budget_or_with_no_budget_is_sent_whole() -> None:
