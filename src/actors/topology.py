@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import datetime
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any
@@ -681,6 +682,13 @@ class TopologyActor(Actor):
             self.process_history if kind is NodeKind.PROCESS
             else self.group_history if kind is NodeKind.PROCESS_GROUP else self.history)
         since = self.clock() - seconds
+        if kind is NodeKind.PROCESS:
+            # A pid taken again is the same node id: the points of the process that
+            # had it before (a burst of CPU before this one existed) are not this one's.
+            node = self.graph.nodes.get(node_id)
+            started = node.metadata.get("started_at") if node is not None else None
+            if isinstance(started, str):
+                since = max(since, datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp())
         points = history.points(node_id, since)
         details["metrics_history"] = {
             "resolution_seconds": history.resolution,

@@ -144,3 +144,36 @@ async def test_protected_stats_count_what_the_readers_tenant_sees(protected: Ser
             assert await seen(stranger) == 0
         whole = (await stats(stranger))["server"]  # the ADMIN's, apart
         assert whole["agents"] == 2 and whole["topology"]["nodes"] > ours["topology"]["nodes"]
+
+
+async def test_a_process_whose_pid_was_taken_again_has_no_history_of_the_one_before(server: ServerProcess) -> None:
+    """A process node's id is its host and pid: a process that took the pid of
+    one that ended showed that one's CPU (a burst before it existed) as its own."""
+    now = time.time()
+    probe = fresh("pidprobe")
+
+    def report(at: float, started: float, cpu: float) -> dict[str, Any]:
+        document = _report(probe)
+        document["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))
+        first = document["processes_info"]["processes"][0]
+        first["started_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
+        first["cpu_percent"] = cpu
+        return document
+
+    async with httpx.AsyncClient() as client:
+        for step in range(4):  # the first process: busy for a minute
+            at = now - 120 + step * 15
+            answer = await client.post(f"{server.base_url}/api/v1/reports", json=report(at, now - 300, 99.0))
+            assert answer.status_code == 202, answer.text
+        again = now - 30  # the pid taken again
+        assert (await client.post(f"{server.base_url}/api/v1/reports", json=report(now, again, 0.5))).status_code == 202
+        pid = _report(probe)["processes_info"]["processes"][0]["pid"]
+
+        async def later_process() -> dict[str, Any] | None:
+            details = await _details(client, server, f"process:{probe}:{pid}")
+            started = details["node"]["metadata"].get("started_at")
+            return details if started == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(again)) else None
+
+        details = await eventually(later_process)
+    points = details["metrics_history"]["points"]
+    assert points and all(p.get("cpu_percent") != 99.0 for p in points), points
