@@ -22,7 +22,7 @@ import trio
 
 from . import _signing
 from ._answers import json_of
-from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, ControlError, check, execute
+from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, MAX_EXEC_SECONDS, ControlError, check, execute
 from ._docker import engine_problem
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._pending import PendingReports
@@ -335,7 +335,7 @@ class CommandAgent:
         if kind == "docker.exec" and isinstance(parameters, dict):
             # The exec ends itself at its limit (its process killed, the thread given
             # back) and says how; the wait below is only for an engine that does not answer.
-            parameters = {**parameters, "timeout": max(1, int(timeout))}
+            parameters = {**parameters, "timeout": min(max(1, int(timeout)), MAX_EXEC_SECONDS)}
             grace = EXEC_GRACE
         try:
             check(kind, parameters, self.allowed)

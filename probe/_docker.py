@@ -251,6 +251,9 @@ class ContainerCollector:
         cached = self._inspected.get(container_id)
         if cached is not None and cached[0] == fingerprint and not since < cached[2]:
             details = cached[1]
+            # Its time as listed now, which a new run's goes below ("Up 18
+            # minutes", restarted, "Up 15 seconds"): not as first inspected.
+            self._inspected[container_id] = (fingerprint, details, since)
         else:
             try:
                 details = api.inspect_container(container_id)

@@ -131,6 +131,10 @@ EXEC_TIME_LIMIT = 300
 the command's own when that is shorter)."""
 
 
+MAX_EXEC_SECONDS = 7 * 86_400
+"""The longest ``timeout`` an exec takes: a command's longest (the server's ``timeout_seconds``)."""
+
+
 class _TimedOut(Exception):
     pass
 
@@ -145,7 +149,7 @@ def exec_(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, 
     argv = parameters.get("argv")
     if not (isinstance(argv, list) and argv and len(argv) <= 256 and all(isinstance(a, str) for a in argv)):
         raise ControlError("parameters.argv must be a non-empty list of strings (no shell is involved)")
-    limit = _int(parameters, "timeout", EXEC_TIME_LIMIT, 1, 86_400)
+    limit = _int(parameters, "timeout", EXEC_TIME_LIMIT, 1, MAX_EXEC_SECONDS)
     exec_id = client.api.exec_create(container.id, argv, stdout=True, stderr=True)["Id"]
     stream = client.api.exec_start(exec_id, socket=True)
     deadline = time.monotonic() + limit
@@ -183,36 +187,49 @@ def exec_(client: docker.DockerClient, parameters: dict[str, Any]) -> dict[str, 
         output = _tail(frames())
     except _TimedOut:
         stream.close()
-        raise ControlError(f"timed out after {limit}s; {_end_exec(client, exec_id, argv)}") from None
+        raise ControlError(f"timed out after {limit}s; {_end_exec(client, container, exec_id, argv)}") from None
     finally:
         stream.close()
     exit_code = client.api.exec_inspect(exec_id).get("ExitCode")
     return {"container_id": container.id, "exit_code": exit_code, **output}
 
 
-def _end_exec(client: docker.DockerClient, exec_id: str, argv: list[str]) -> str:
+def _end_exec(client: docker.DockerClient, container: Any, exec_id: str, argv: list[str]) -> str:
     """Kill an exec's process that outlived its time; what became of it, said.
     The engine can start an exec but not stop one: its process is killed by
-    its pid as the host sees it, and only where that pid is the process this
-    exec started (in another pid namespace than the probe's, with its argv):
-    a probe in a container of its own sees another process under that number."""
+    its pid as this host sees it, and only where that is surely the process
+    this exec started: the engine on this machine (a unix socket: a remote
+    engine's pids are another machine's), the pid in the container's own pid
+    namespace (the container's main process's, read through ``/proc``) and
+    running the exec's argv, held by a pidfd from the check to the kill (a pid
+    freed meanwhile and taken again is not hit)."""
     found = client.api.exec_inspect(exec_id)
     pid = found.get("Pid")
     if not found.get("Running") or type(pid) is not int or pid <= 0:
         return "it has ended"
+    runs_on = f"its process (pid {pid} on the engine's host) runs on"
+    # docker-py's address for a unix socket; a tcp:// or ssh:// engine is another machine.
+    main = (container.attrs.get("State") or {}).get("Pid")
+    if client.api.base_url != "http+docker://localhost" or type(main) is not int or main <= 0:
+        return f"{runs_on}: this probe cannot tell it is the exec's"
     try:
-        ours = os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid") and \
-            Path(f"/proc/{pid}/cmdline").read_bytes() == b"\0".join(a.encode() for a in argv) + b"\0"
+        held = os.pidfd_open(pid)
     except OSError:
-        ours = False
-    if not ours:
-        return f"its process (pid {pid} on the engine's host) runs on: this probe cannot tell it is the exec's"
+        return f"{runs_on}: this probe cannot reach it"
     try:
-        os.kill(pid, signal.SIGKILL)
+        ours = os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{main}/ns/pid") and \
+            Path(f"/proc/{pid}/cmdline").read_bytes() == b"\0".join(a.encode() for a in argv) + b"\0"
+        if not ours:
+            return f"{runs_on}: this probe cannot tell it is the exec's"
+        signal.pidfd_send_signal(held, signal.SIGKILL)
     except ProcessLookupError:
         return "it has ended"
     except PermissionError:
         return f"its process (pid {pid}) runs on: this probe may not kill it"
+    except OSError:
+        return f"{runs_on}: this probe cannot tell it is the exec's"
+    finally:
+        os.close(held)
     return f"its process (pid {pid}) was killed"
 
 

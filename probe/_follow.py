@@ -260,8 +260,8 @@ class LogFollow:
     def _running(self) -> bool:
         try:
             self.container.reload()
-        except docker.errors.NotFound:
-            return False
+        except docker.errors.APIError:
+            return False  # the engine answered: the container is gone (Podman says 500 for a removed one)
         except (requests.exceptions.RequestException, docker.errors.DockerException) as exc:
             # Not the container's end: the engine's. Said as such (it was
             # "container_stopped" while the container ran on).

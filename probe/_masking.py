@@ -254,7 +254,7 @@ _INTERPRETER = re.compile(r"(?:python|pypy)[\d.]*|(?:ba|da|z|k)?sh")
 """Programs whose process runs a script named next (a script's ``#!`` line
 makes ``http -a ...`` the process ``/usr/bin/python3 /usr/bin/http -a ...``)."""
 _FAMILY_NAMES = tuple(_TOOL_FAMILIES)
-_HINT_WORDS = ("key", "token", "secret", "pass", "pwd", "-pw", "pw=", "psk", "hmac", "encrypt", "auth", "cookie", "session",
+_HINT_WORDS = ("key", "token", "secret", "pass", "pwd", "-pw", "pw=", 'pw"', "psk", "hmac", "encrypt", "auth", "cookie", "session",
                "sig", "credential", "bearer", "basic", "jwt", "eyj", "@", "login", "creds", "mosquitto_", "hooks",
                "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_", "glpat-", "k_live_", "k_test_", "xox", *(f"{name} " for name in _HTTPIE_NAMES),
                *(name for name in _TOOL_FLAGS if name not in _HTTPIE_NAMES), *_TOOL_FAMILIES)

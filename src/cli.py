@@ -346,7 +346,7 @@ def _add_store_parser(commands: argparse._SubParsersAction[CommandParser]) -> No
 def run_store_copy(args: argparse.Namespace) -> int:
     """Copy one store into another, printing the counts."""
     from trioscope.store import (
-        CopyFailed, CopyRefused, NewerSchema, Unavailable, copy_store, describe_database, sqlite_path,
+        CopyFailed, CopyRefused, ForeignDatabase, NewerSchema, Unavailable, copy_store, describe_database, sqlite_path,
     )
 
     for flag, value in (("--from", args.source), ("--to", args.target)):
@@ -358,7 +358,7 @@ def run_store_copy(args: argparse.Namespace) -> int:
     try:
         counts = copy_store(args.source, args.target, into_non_empty=args.into_non_empty,
                             upgrade_source=args.upgrade_source)
-    except (CopyRefused, CopyFailed, Unavailable, NewerSchema) as exc:
+    except (CopyRefused, CopyFailed, Unavailable, NewerSchema, ForeignDatabase) as exc:
         print(f"trioscope store copy: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     print(f"copied {counts.deployments} deployments, {counts.agents} agents, {counts.commands} commands, "

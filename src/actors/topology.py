@@ -37,7 +37,7 @@ from trioscope.domain.block_history import BlockHistory
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.timeseries import MetricHistory, Point
 from trioscope.domain.topology import (
-    Expired, NodeKind, Partition, TopologyDiff, TopologyGraph, TopologySnapshot, allowed_actions, kind_of,
+    Expired, Node, NodeKind, Partition, TopologyDiff, TopologyGraph, TopologySnapshot, allowed_actions, kind_of,
 )
 from trioscope.runtime import (
     Actor,
@@ -681,15 +681,9 @@ class TopologyActor(Actor):
         history: MetricHistory | BlockHistory = (
             self.process_history if kind is NodeKind.PROCESS
             else self.group_history if kind is NodeKind.PROCESS_GROUP else self.history)
-        since = self.clock() - seconds
+        points = history.points(node_id, self.clock() - seconds)
         if kind is NodeKind.PROCESS:
-            # A pid taken again is the same node id: the points of the process that
-            # had it before (a burst of CPU before this one existed) are not this one's.
-            node = self.graph.nodes.get(node_id)
-            started = node.metadata.get("started_at") if node is not None else None
-            if isinstance(started, str):
-                since = max(since, datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp())
-        points = history.points(node_id, since)
+            points = _since_started(points, self.graph.nodes.get(node_id), history.resolution)
         details["metrics_history"] = {
             "resolution_seconds": history.resolution,
             "points": [_point(p) for p in points],
@@ -731,6 +725,21 @@ def _series_of(partition: Partition) -> list[str]:
     process = NodeKind.PROCESS
     return [*(i for i, node in partition.nodes.items() if node.kind is not process),
             *partition.pods, *partition.services]
+
+
+def _since_started(points: list[Point], node: Node | None, resolution: float) -> list[Point]:
+    """A process's ``points`` from the bucket it started in: a pid taken again is
+    the same node id, and the points of the process that had it before (a burst
+    of CPU before this one existed) are not this one's. All of them when none
+    is that late: its start is on its probe's clock, and points of a probe whose
+    clock is far ahead are on the server's (``metric_time``)."""
+    started = node.metadata.get("started_at") if node is not None else None
+    if not isinstance(started, str) or not points:
+        return points
+    start = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
+    start -= start % resolution
+    kept = [p for p in points if p.timestamp >= start]
+    return kept or points
 
 
 def _point(point: Point) -> dict[str, Any]:

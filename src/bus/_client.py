@@ -461,7 +461,7 @@ class ReportBus:
             raise ReportTooLarge(len(data) + self._headers_size, self.max_payload or 0)
         if isinstance(answer, nats.js.errors.APIError) and answer.err_code == JS_MESSAGE_TOO_LARGE:
             # The stream's own limit (max_msg_size): a report sent again is refused again.
-            raise ReportTooLarge(len(data) + self._headers_size, None, f"stream {self.stream} max_msg_size")
+            raise ReportTooLarge(len(data) + self._headers_size, None, self.stream)
         if isinstance(answer, (nats.errors.Error, nats.js.errors.Error, TimeoutError)):
             reason = self._masked(str(answer) or type(answer).__name__)
             # Every report is refused while it lasts (a full stream, no acknowledgement):

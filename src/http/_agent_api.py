@@ -180,8 +180,8 @@ refused 503 (``answered_5xx_past_budget``)."""
 
 
 async def answered_5xx_past_budget(read: Awaitable[T]) -> T:
-    """``await read``, its 429 (over the agent's request or byte budget)
-    answered 503 instead, with its Retry-After: the status agent sends a
+    """``await read``, its 429 (over the agent's request or byte budget, or its
+    address's request budget) answered 503 instead, with its Retry-After: the status agent sends a
     report or an app status again after a 5xx (three times, 2, 4 and 8 s
     apart) and never after a 429, so what a 429 refused was lost."""
     try:

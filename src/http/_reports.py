@@ -166,9 +166,9 @@ async def _submit(body: bytes, raw: bytes) -> Response:
                            headers={"Retry-After": str(BUS_RETRY_AFTER)}) from None
         except ReportTooLarge as exc:
             # Resending it changes nothing: 413, on which a probe sends a smaller report.
-            where = "in the NATS server's configuration" if exc.key == "nats-server max_payload" else "of the stream"
-            raise ApiError(413, "payload_too_large", f"{exc}; send a smaller report, or raise "
-                           f"{exc.key.rpartition(' ')[2]} {where}", details={
+            where = "in the NATS server's configuration" if exc.stream is None else "of the stream"
+            raise ApiError(413, "payload_too_large", f"{exc}; send a smaller report, or raise {exc.setting} {where}",
+                           details={
                                "key": exc.key, "limit_bytes": exc.limit, "envelope_bytes": exc.size}) from None
         # The report is safe on the stream; waiting (briefly) for it to come
         # back here keeps what a client reads after its 202 from this replica

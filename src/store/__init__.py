@@ -71,7 +71,7 @@ from ._disk_room import disk_note as disk_note
 from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 from ._sqlite import StoreOpen as StoreOpen
-from ._sqlite import open_to_others as open_to_others
+from ._secret import open_to_others as open_to_others
 from ._sqlite import lock_sqlite as lock_sqlite
 
 if typing.TYPE_CHECKING:

@@ -271,7 +271,11 @@ def connect(url: str) -> Connection:
         db = psycopg.connect(psycopg.conninfo.make_conninfo(url, **connection_options(url)), autocommit=True)
     except psycopg.Error as exc:
         raise Unavailable(f"cannot connect to {describe(url)}: {_one_line(exc, url)}") from None
-    configure(db)
+    try:
+        configure(db)
+    except psycopg.Error as exc:
+        db.close()
+        raise Unavailable(f"cannot set up a connection to {describe(url)}: {_one_line(exc, url)}") from None
     return db
 
 

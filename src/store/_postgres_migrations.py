@@ -207,7 +207,8 @@ def schema_version(db: psycopg.Connection[TupleRow]) -> int:
     return version
 
 
-def _holds_commands(db: psycopg.Connection[TupleRow]) -> bool:
+def holds_commands(db: psycopg.Connection[TupleRow]) -> bool:
+    """Whether the database (its schema) has trioscope's tables (of any version)."""
     row = db.execute("SELECT to_regclass('commands') IS NOT NULL").fetchone()
     return bool(row and row[0])
 
@@ -228,7 +229,7 @@ def migrate(db: psycopg.Connection[TupleRow]) -> None:
             version = schema_version(db)
             if version == SCHEMA_VERSION:
                 return
-            if not noted and (version > 0 or _holds_commands(db)):  # not a new database's tables
+            if not noted and (version > 0 or holds_commands(db)):  # not a new database's tables
                 note_upgrade("PostgreSQL", version, SCHEMA_VERSION)
                 noted = True
             if version == 0:

@@ -116,18 +116,15 @@ def schema_behind(database: Database) -> tuple[int, int] | None:
     """
     path = sqlite_path(database)
     if path is not None:
-        from ._migrations import SCHEMA_VERSION as current, schema_version
+        from ._migrations import SCHEMA_VERSION as current, refuse_foreign, schema_version
         with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            version = schema_version(db)
-            ours = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'commands'").fetchone()
+            version, ours = schema_version(db), "commands" in refuse_foreign(db)
     else:
         from ._postgres import connect  # psycopg: only for PostgreSQL (see the module docstring)
-        from ._postgres_migrations import SCHEMA_VERSION as current, schema_version as postgres_version
+        from ._postgres_migrations import SCHEMA_VERSION as current, holds_commands, schema_version as postgres_version
         with contextlib.closing(connect(str(database))) as connection:
-            version = postgres_version(connection)
-            ours = connection.execute("SELECT to_regclass('commands')").fetchone()
-            ours = ours if ours is not None and ours[0] is not None else None
-    return (version, current) if ours is not None and version < current else None
+            version, ours = postgres_version(connection), holds_commands(connection)
+    return (version, current) if ours and version < current else None
 
 
 def open_writer(database: Database, *, origin: str | None = None) -> StoreWriter:

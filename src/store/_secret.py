@@ -95,3 +95,19 @@ def _read_secret(path: Path) -> bytes:
     if len(stored) < 32:
         raise ValueError(f"{path} holds fewer than 32 bytes; delete it to generate a new secret")
     return stored
+
+
+def open_to_others(path: Path) -> str | None:
+    """What of the SQLite store at ``path`` and its directory other users of
+    the machine may read or enter (``data (mode 0755), trioscope.sqlite3
+    (mode 0644)``), or None: a store made by an earlier version kept the
+    modes it was made with, and nothing said so."""
+    found = []
+    for each in (path.parent, path):
+        try:
+            mode = each.stat().st_mode & 0o777
+        except OSError:
+            continue
+        if mode & 0o077:
+            found.append(f"{each} (mode {mode:04o})")
+    return ", ".join(found) or None

@@ -180,7 +180,9 @@ def sqlite_user(path: Path) -> int | None:
     open (in WAL mode, as trioscope's every release opens it), or None: its
     connections' shared lock on the ``-shm`` file, asked of the kernel
     (``F_GETLK``), without taking it. Linux only (``struct flock``'s layout):
-    None elsewhere. Locks of this process are not another's."""
+    None elsewhere. Locks of this process are not another's. Asked before this
+    process opens the store: closing the descriptor asked through lets go of
+    every POSIX lock this process holds on that file, SQLite's own included."""
     if sys.platform != "linux":
         return None
     try:
@@ -193,22 +195,6 @@ def sqlite_user(path: Path) -> int | None:
     finally:
         os.close(fd)
     return None if kind == fcntl.F_UNLCK else pid
-
-
-def open_to_others(path: Path) -> str | None:
-    """What of the SQLite store at ``path`` and its directory other users of
-    the machine may read or enter (``data (mode 0755), trioscope.sqlite3
-    (mode 0644)``), or None: a store made by an earlier version kept the
-    modes it was made with, and nothing said so."""
-    found = []
-    for each in (path.parent, path):
-        try:
-            mode = each.stat().st_mode & 0o777
-        except OSError:
-            continue
-        if mode & 0o077:
-            found.append(f"{each} (mode {mode:04o})")
-    return ", ".join(found) or None
 
 
 def _create_private_file(path: Path) -> None:

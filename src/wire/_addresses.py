@@ -78,9 +78,6 @@ class ListeningPorts:
     def add(self, protocol: str, port: int, local_address: str) -> None:
         self._addresses.setdefault((protocol_family(protocol), port), set()).add(normal_address(local_address))
 
-    def __contains__(self, key: tuple[str, int]) -> bool:
-        return key in self._addresses
-
     def serves(self, protocol: str, port: int, local_address: str) -> bool:
         """Whether the connected socket at ``local_address:port`` is one a listener accepted."""
         found = self._addresses.get((protocol_family(protocol), port))

@@ -60,7 +60,9 @@ class HumanFormatter(logging.Formatter):
         tag = f"[worker {worker}] " if worker is not None else ""
         line = f"{_utc(record.created)} {record.levelname:<5} {tag}{record.name}: {_seen(record.getMessage())}"
         if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            # Each line of it marked: an exception's text may be a client's, and
+            # a line of it must not read as a record of its own.
+            line += "\n" + "\n".join(f"  | {_seen(part)}" for part in self.formatException(record.exc_info).splitlines())
         return line
 
 

@@ -175,3 +175,20 @@ async def test_a_report_under_a_lapsed_enrolled_id_naming_another_host_leaves_th
         await actor.ask(NodeSamples("db-1", "attacker-host-2", now, VALUES))
         assert {name for name, _ in await hosts("other")} == {"attacker-host-2"}
         assert ("db-host", "acme") in await hosts("acme")
+
+
+def test_a_process_history_starts_in_the_bucket_of_its_start_unless_its_clock_is_ahead() -> None:
+    from trioscope.actors.topology import _since_started
+    from trioscope.domain.timeseries import Point
+    from trioscope.domain.topology import Node, NodeKind
+
+    def process(started: str) -> Node:
+        return Node(id="process:h:7", kind=NodeKind.PROCESS, label="p", parent="host:h", host="host:h", agent_id="a",
+                    status="running", last_seen=0.0, metadata={"started_at": started})
+
+    points = [Point(t, {"cpu_percent": v}) for t, v in ((1_800_000_000, 99.0), (1_800_000_015, 99.0),
+                                                          (1_800_000_030, 1.0), (1_800_000_045, 1.0))]
+    # Started 7 s into the bucket at ...030: that bucket is its own, the two before the pid's last owner's.
+    assert _since_started(points, process("2027-01-15T08:00:37Z"), 15.0) == points[2:]
+    # A start after every point (its probe's clock ahead of the server's): every point is its own.
+    assert _since_started(points, process("2027-01-15T09:00:00Z"), 15.0) == points

@@ -125,6 +125,13 @@ def test_a_status_text_whose_time_moves_asks_for_no_inspect_and_a_new_run_does()
     engine.listing, engine.details = [listed(status="Up 2 seconds (unhealthy)")], inspected(pid=5151)  # a new run
     (again,) = collector.collect().containers  # type: ignore[union-attr]
     assert (again.pid, engine.calls["inspect"]) == (5151, 3)
+    # Seen up 2 seconds, then up 2 hours, then restarted and listed 15 s after: a new run all the
+    # same (the time to compare with is the last listed, not the first inspected).
+    engine.listing = [listed(status="Up 2 hours (unhealthy)")]
+    collector.collect()
+    engine.listing, engine.details = [listed(status="Up 15 seconds (unhealthy)")], inspected(pid=6262)
+    (third,) = collector.collect().containers  # type: ignore[union-attr]
+    assert (third.pid, engine.calls["inspect"]) == (6262, 4)
 
 
 def test_podman_stopping_is_running_with_its_status_text() -> None:

@@ -47,6 +47,7 @@ MASKED = [
     (["app", '{"db": {"host": "x", "password": "hunter2x-2"}}'], 'app {"db": {"host": "x", "password": "***"}}'),
     (["app", '--config={"password":"hunter2x-3"}'], 'app --config={"password":"***"}'),
     (["app", '{"api_token": 12345, "name": "ok"}'], 'app {"api_token": "***", "name": "ok"}'),
+    (["curl", "-d", '{"pw":"hunter2","db_pw":"x"}', "http://h"], 'curl -d {"pw":"***","db_pw":"***"} http://h'),
     (["sh", "-c", """curl -d '{"password": "s3 cr"}' http://h"""], """sh -c curl -d '{"password": "***"}' http://h"""),
     # A Java system property whose name ends in pw.
     (["java", "-Dpw=hunter2x-5", "-jar", "app.jar"], "java -Dpw=*** -jar app.jar"),

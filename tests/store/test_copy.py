@@ -235,3 +235,12 @@ def test_a_source_of_an_earlier_schema_is_upgraded_only_when_asked(tmp_path: Pat
     result = run_cli(["store", "copy", "--from", f"sqlite:{newer}", "--to", f"sqlite:{target}"])
     assert result.returncode == 1 and "newer than this trioscope knows" in result.stderr, result.stderr
     assert not target.exists() and not target.parent.exists()
+
+
+def test_a_source_of_another_program_is_one_line(tmp_path: Path) -> None:
+    foreign = tmp_path / "notes.db"
+    with contextlib.closing(sqlite3.connect(foreign)) as db:
+        db.execute("CREATE TABLE notes (x)")
+    result = run_cli(["store", "copy", "--from", f"sqlite:{foreign}", "--to", f"sqlite:{tmp_path / 'to' / 'x.db'}"])
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "is not trioscope's (its tables: notes)" in result.stderr and not (tmp_path / "to").exists()

@@ -563,8 +563,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         if not is_connected(conn.protocol, conn.state, conn.remote_address):
             continue
         proto = protocol_family(conn.protocol)
-        if (proto, conn.local_port) in listening_ports and \
-                listening_ports.serves(proto, conn.local_port, conn.local_address):
+        if listening_ports.serves(proto, conn.local_port, conn.local_address):
             continue  # the server side of a connection: its client reports the edge
         source = owner(conn.pid)
         address = intern(normal_address(conn.remote_address))

@@ -113,7 +113,7 @@ function unescaped(text) {
   try {
     return decodeURIComponent(text);
   } catch {
-    return text; // a process name's lone % (names after the host are not escaped)
+    return text; // a lone % that is no escape (a process group of a server before its names were escaped)
   }
 }
 
