@@ -53,7 +53,9 @@ async def _address_refused(client, method: str, path: str, count: int) -> list[b
     for _ in range(count):
         response = await client.open(path, method=method)
         body = await response.get_json(silent=True) or {}
-        refused.append(response.status_code == 429 and body["error"]["details"]["scope"] == "address")
+        # 503 for an agent's result or app status (its agent resends only after a 5xx), 429 for the rest.
+        refused.append(response.status_code in (429, 503) and body.get("error", {}).get("code") == "rate_limited"
+                       and body["error"]["details"]["scope"] == "address")
     return refused
 
 
