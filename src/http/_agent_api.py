@@ -26,7 +26,7 @@ from trioscope.actors.notifier import publish
 from trioscope.actors.refusals import EnrollmentRefused
 from trioscope.actors.store import commit
 from trioscope.domain.apps import MAX_AHEAD, AppStatus, AppStatusUpdate, app_status, app_status_event
-from trioscope.domain.commands import AgentRegistration, CommandReport, LogBatch, Priority
+from trioscope.domain.commands import AgentRegistration, Command, CommandReport, LogBatch, Priority
 from trioscope.domain.deployments import AgentAuthFailure, AgentRecord, Deployment
 from trioscope.runtime import ActorNotFound
 from trioscope.store import AuditEntry, Outdated, OverQuota, SaveAppStatus
@@ -162,7 +162,8 @@ async def wait(deployment_hash: str) -> Response:
         return no_content({"Cache-Control": "no-cache"})
     view = delivery_view(delivery, deployment_hash)
     try:
-        await _agent_presence.note_delivery(agent.id, view["command_id"])
+        await _agent_presence.note_delivery(agent.id, view["command_id"],
+                                            delivery.timeout_seconds if isinstance(delivery, Command) else None)
     except trio.Cancelled:  # the client went away before its answer: the command goes back
         give_back(deployment_hash, delivery)
         raise
@@ -219,6 +220,8 @@ async def report() -> Response:
     # failed as timed out although it had run.
     agent, result = await answered_5xx_past_budget(_agent_document(CommandReport, "invalid_report"))
     command, changed = await ask_queue(agent.deployment_hash, Report(result, agent.id))  # a follow it finishes ends
+    if command is not None and command.status.terminal:
+        _agent_presence.finished_running(agent.id)
     body_out: dict[str, Any] = {
         "message": "Result accepted" if changed else "Result already recorded",
         "status": "accepted" if changed else "duplicate",

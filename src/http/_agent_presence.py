@@ -1,7 +1,7 @@
 """Agent presence at the edge: when each enrolled agent was last heard from
 (``Gate.seen``, the heartbeat histogram, the alerts actor told), the long-polls
-it holds (heard from while held), and what its ``connection_info`` shows
-(address, latency, last command)."""
+it holds and the commands it runs (heard from meanwhile), and what its
+``connection_info`` shows (address, latency, last command)."""
 
 from __future__ import annotations
 
@@ -24,9 +24,19 @@ from ._services import services
 T = TypeVar("T")
 
 
-async def note_delivery(agent_id: str, command_id: str) -> None:
-    """``command_id`` was handed to ``agent_id`` (``AgentPresence.last_commands``)."""
-    note(presence().last_commands, agent_id, command_id, await directory())
+async def note_delivery(agent_id: str, command_id: str, runs_for: float | None = None) -> None:
+    """``command_id`` was handed to ``agent_id`` (``AgentPresence.last_commands``),
+    to run for up to ``runs_for`` seconds (its ``timeout_seconds``; None: a cancel
+    notice), in which the agent is heard from while it runs it (``running``)."""
+    found, known = presence(), await directory()
+    note(found.last_commands, agent_id, command_id, known)
+    if runs_for is not None:
+        note(found.running, agent_id, max(found.running.get(agent_id, 0.0), time.time() + runs_for), known)
+
+
+def finished_running(agent_id: str) -> None:
+    """``agent_id`` reported a command's outcome: it is heard from by its own requests again."""
+    presence().running.pop(agent_id, None)
 
 
 async def note_latency(agent_id: str, seconds: float) -> None:
@@ -86,6 +96,12 @@ class AgentPresence:
     last_commands: dict[str, str] = attrs.Factory(dict)
     """Agent id -> the command last handed to it (a poll's answer, or sent on
     its socket): the ``last_command_id`` of its ``connection_info``."""
+    running: dict[str, float] = attrs.Factory(dict)
+    """Agent id -> until when (unix seconds) it runs a command handed to it, its
+    timeout away, unless it reports the outcome first: heard from meanwhile
+    (``keep_holders_heard``). The status agent sends nothing while it runs one
+    (a deploy of minutes): it was shown offline after 2 minutes, and a critical
+    AgentOffline alert fired after 5, while it worked."""
 
 
 _PRESENCE = "trioscope.agent_presence"
@@ -156,7 +172,10 @@ async def keep_holders_heard() -> None:
     with trio.CancelScope() as found.refreshing:
         while True:
             await trio.sleep(interval)
-            for done, agent_id in enumerate(list(found.polls), 1):
+            now = time.time()
+            for agent_id in [a for a, until in found.running.items() if until <= now]:
+                del found.running[agent_id]
+            for done, agent_id in enumerate({*found.polls, *found.running}, 1):
                 _heard_again(agent_id, as_request=False)
                 if done % HOLDERS_PER_STEP == 0:
                     await trio.lowlevel.checkpoint()

@@ -83,7 +83,7 @@ from werkzeug.datastructures import Headers
 from trioscope.actors.client_link import GOING_AWAY, POLICY_VIOLATION, ClientLink
 from trioscope.actors.deployment_queue import Report
 from trioscope.actors.notifier import event_client_spec
-from trioscope.domain.commands import NOT_ACKNOWLEDGED, CommandReport, Delivery, LogBatch, LogEntry
+from trioscope.domain.commands import NOT_ACKNOWLEDGED, Command, CommandReport, Delivery, LogBatch, LogEntry
 from trioscope.domain.deployments import AgentAuthFailure
 from trioscope.domain.keepalive import GONE, PING, Keepalive
 from trioscope.domain.principals import Permission
@@ -245,7 +245,9 @@ class _AgentChannel:
         view = delivery_view(delivery, self.deployment_hash)
         self.pending, self.acknowledged = view["command_id"], trio.Event()
         try:
-            await _agent_presence.note_delivery(self.agent_id, view["command_id"])  # within: cancelled, it goes back
+            # Within: cancelled, it goes back.
+            await _agent_presence.note_delivery(self.agent_id, view["command_id"],
+                                                delivery.timeout_seconds if isinstance(delivery, Command) else None)
             # The send is within the deadline too: a peer that reads nothing
             # stops taking frames once the buffers fill.
             with trio.move_on_after(ACK_DEADLINE):

@@ -67,7 +67,8 @@ async def test_an_agent_holding_a_long_poll_is_there_while_it_waits_and_when_it_
 
                     await eventually(held_past_the_thresholds, deadline=60)
                     await nothing_else(ws)  # no AgentOffline while it waited
-                    command = await operator.command(client, agent.deployment_hash)  # answers the poll
+                    # Answers the poll; its timeout short: an agent running a command is there until it passes.
+                    command = await operator.command(client, agent.deployment_hash, timeout_seconds=1)
                 polled = answered[0]
                 assert polled is not None and polled.command_id == command["command_id"]
                 sent = await operator.get(client, agent.deployment_hash, command["command_id"])
@@ -76,7 +77,7 @@ async def test_an_agent_holding_a_long_poll_is_there_while_it_waits_and_when_it_
                 # both; sent_at is to the millisecond), not only at the start and while it waited.
                 assert last_seen >= parse_timestamp(sent["sent_at"]).timestamp() - 0.001, (last_seen, sent)
 
-                # Silent from now on: found offline, as the test's thresholds make it.
+                # Silent from now on, past its command's timeout: found offline, as the test's thresholds make it.
                 fired = await next_alert(ws)
                 assert (fired["alert"], fired["status"], fired["labels"]["agent"]) == (
                     "AgentOffline", "firing", agent.agent_id)

@@ -165,6 +165,36 @@ async def test_builtin_agent_offline_fires_once_and_resolves_when_the_agent_is_h
                 assert resolved["ends_at"] is not None
 
 
+async def test_an_agent_running_a_command_it_was_handed_is_not_offline_until_its_timeout() -> None:
+    """The status agent sends nothing while it runs a command (a deploy of
+    minutes): it was shown offline after the heartbeat timeout and a critical
+    AgentOffline fired, while it worked. Its command's timeout bounds that."""
+    args = ["--alert-agent-offline-after", "2s", "--alert-evaluation-interval", "100ms", "--heartbeat-timeout", "2s"]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            async with open_websocket_url(user_socket(server, operator)) as ws:
+                busy = await enroll(client, server, operator)
+                idle = await enroll(client, server, operator)
+                created = await operator.command(client, busy.deployment_hash, timeout_seconds=120)
+                polled = await busy.poll(client, timeout=5)
+                assert polled is not None and polled.command_id == created["command_id"]
+                assert await idle.poll(client, timeout=1) is None
+                # Both silent from here: the idle one goes offline, the busy one does not.
+                while (alert := await next_alert(ws))["labels"]["agent"] != idle.agent_id:
+                    assert alert["labels"]["agent"] != busy.agent_id, alert
+                assert alert["status"] == "firing"
+                async def status(agent: Any) -> str:
+                    found = await client.get(operator.url(agent.deployment_hash), headers=operator.auth)
+                    return found.json()["agents"][0]["status"]  # type: ignore[no-any-return]
+
+                async def idle_offline() -> bool:
+                    return await status(idle) == "offline"
+
+                await eventually(idle_offline, deadline=20)
+                assert await status(busy) == "online"
+
+
 async def next_of(ws: Any, kind: str, deadline: float = 15.0) -> dict[str, Any]:
     with trio.fail_after(deadline):
         while True:
