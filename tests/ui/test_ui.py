@@ -145,12 +145,9 @@ def enrolled_running() -> str:
     return container_id(container_hex("agent-0", 1), ACME)
 
 
-def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> None:
-    server = ui.server
-    auth = {"Authorization": f"Bearer {server.user_token('alice', 'acme', 'OPERATOR')}"}
-    hash_, agent = enrolled_probe(server, auth)
-    running = enrolled_running()
-
+def stop_from_its_details(ui: Ui, running: str) -> str:
+    """Open the containers view, the running container's details, and click
+    Stop, confirmed: the id of the command queued, as the list shows it."""
     ui.open("?view=containers")
     ui.wait_for_nodes({running})
     ui.click_node(running)
@@ -158,10 +155,18 @@ def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> No
     ui.page.wait_for_selector("#confirm[open]")
     assert ui.page.inner_text("#confirm-title") == "Stop svc-0-1?"
     ui.page.click("#confirm-ok")
-
     queued = ui.page.locator(".commands li[data-status=queued]")
     queued.wait_for()
-    command_id = queued.get_attribute("data-command")
+    return queued.get_attribute("data-command") or ""
+
+
+def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> None:
+    server = ui.server
+    auth = {"Authorization": f"Bearer {server.user_token('alice', 'acme', 'OPERATOR')}"}
+    hash_, agent = enrolled_probe(server, auth)
+    running = enrolled_running()
+
+    command_id = stop_from_its_details(ui, running)
     commands = httpx.get(f"{server.base_url}/api/v1/users/alice/deployments/{hash_}/commands", headers=auth).json()
     found = {c["id"]: c for c in commands["commands"]}[command_id]
     assert found["type"] == "docker.stop"
@@ -180,6 +185,7 @@ def test_a_control_button_creates_a_command_and_shows_its_progress(ui: Ui) -> No
 
     # Logs: the probe's result is shown in the logs view once it reports.
     ui.page.click("[data-control=logs]")
+    queued = ui.page.locator(".commands li[data-status=queued]")
     queued.wait_for()
     logs_id = queued.get_attribute("data-command")
 
@@ -203,14 +209,7 @@ def test_a_failed_commands_long_error_is_shown_cut_on_one_line_of_the_list(ui: U
     auth = {"Authorization": f"Bearer {server.user_token('alice', 'acme', 'OPERATOR')}"}
     _, agent = enrolled_probe(server, auth)
     running = enrolled_running()
-    ui.open("?view=containers")
-    ui.wait_for_nodes({running})
-    ui.click_node(running)
-    ui.page.click("[data-control=stop]")
-    ui.page.click("#confirm-ok")
-    queued = ui.page.locator(".commands li[data-status=queued]")
-    queued.wait_for()
-    command_id = queued.get_attribute("data-command")
+    command_id = stop_from_its_details(ui, running)
 
     async def agent_fails_it() -> None:
         async with httpx.AsyncClient() as client:
