@@ -146,7 +146,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                       factory=lambda: QueueOwnerActor(settings, shared_reader, queues_path=QUEUES, store_path=STORE,
                                                       notifier_path=NOTIFIER, directory_path=DIRECTORY,
                                                       follows_path=LOG_FOLLOWS,
-                                                      command_stats=command_stats),
+                                                      command_stats=command_stats, backoff=database_backoff,
+                                                      backoff_on=database_backoff_on),
                       mailbox_size=QUEUE_OWNER_MAILBOX),
             # Alerts to users: the server's own rules, and Alertmanager's
             # webhook; those firing are read back from the audit log at start.

@@ -52,7 +52,7 @@ from trioscope.domain.commands import (
 from trioscope.domain.command_stats import CommandStats, queue_load
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
 from trioscope.domain.log_follows import is_follow
-from trioscope.runtime import ActorNotFound, ActorRef, ActorSpec, Handoff, Published, Restart
+from trioscope.runtime import ActorNotFound, ActorRef, ActorSpec, Backoff, Handoff, Published, Restart
 from trioscope.store import (AuditEntry, Conflict, KeyTaken, OpenCommandsQuota, OverCommandBytes, OverQuota,
                              SaveCommand, SaveIdempotencyKey, StoreReader, Write)
 
@@ -748,8 +748,13 @@ def _answer(poll: Poll, answer: Delivery | PollRetired) -> bool:
 def queue_spec(deployment_hash: str, settings: Settings, *, store: ActorRef, reader: StoreReader,
                notifier_path: str | None = None, directory_path: str | None = None,
                follows_path: str | None = None, queue_owner: ActorRef | None = None,
-               stats: CommandStats | None = None, clock: Callable[[], float] = time.time) -> ActorSpec:
-    """Transient: restarted after a crash (reloading from the store), gone once idle."""
+               stats: CommandStats | None = None, clock: Callable[[], float] = time.time,
+               backoff: Backoff | None = None,
+               backoff_on: Callable[[BaseException], bool] | None = None) -> ActorSpec:
+    """Transient: restarted after a crash (reloading from the store), gone once
+    idle. ``backoff``, ``backoff_on``: the database's pacing (``ActorSpec``'s),
+    with a database server: a queue that could not read its commands for want
+    of it is said in one line, not with a traceback, and restarted at its pace."""
     return ActorSpec(
         name=deployment_hash,
         factory=lambda: DeploymentQueueActor(deployment_hash, settings, store=store, reader=reader,
@@ -759,4 +764,6 @@ def queue_spec(deployment_hash: str, settings: Settings, *, store: ActorRef, rea
         restart=Restart.TRANSIENT,
         mailbox_size=1024,
         shutdown_timeout=5.0,
+        backoff=backoff,
+        backoff_on=backoff_on,
     )

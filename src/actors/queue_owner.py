@@ -41,7 +41,7 @@ import trio
 
 from trioscope.config import Settings
 from trioscope.runtime import (
-    Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, Forward, MailboxFull, SupervisorRef,
+    Actor, ActorFailed, ActorRef, ActorStopped, AskTimeout, Backoff, Forward, MailboxFull, SupervisorRef,
 )
 from trioscope.domain.command_stats import CommandStats
 from trioscope.store import StoreReader
@@ -105,8 +105,11 @@ class QueueOwnerActor(Actor):
     def __init__(self, settings: Settings, reader: StoreReader, *, queues_path: str, store_path: str,
                  notifier_path: str | None = None, directory_path: str | None = None,
                  follows_path: str | None = None,
-                 command_stats: CommandStats | None = None, clock: Callable[[], float] = time.time) -> None:
+                 command_stats: CommandStats | None = None, clock: Callable[[], float] = time.time,
+                 backoff: Backoff | None = None, backoff_on: Callable[[BaseException], bool] | None = None) -> None:
+        """``backoff``, ``backoff_on``: the queues' (``queue_spec``)."""
         self.settings = settings
+        self.backoff, self.backoff_on = backoff, backoff_on
         self.clock = clock
         """The queues' wall clock."""
         self.reader = reader
@@ -178,7 +181,8 @@ class QueueOwnerActor(Actor):
         spec = queue_spec(deployment_hash, self.settings, store=self.store, reader=self.reader,
                           notifier_path=self.notifier_path, directory_path=self.directory_path,
                           follows_path=self.follows_path,
-                          queue_owner=self.context.ref, stats=self.command_stats, clock=self.clock)
+                          queue_owner=self.context.ref, stats=self.command_stats, clock=self.clock,
+                          backoff=self.backoff, backoff_on=self.backoff_on)
         return self.queues.ensure_actor(spec)
 
     async def _stop_if_idle(self, deployment_hash: str) -> None:

@@ -212,7 +212,8 @@ def answer_to(exc: Exception) -> tuple[ErrorAnswer, str] | None:
 
     Besides the types of ``ANSWERS``: a database that is away or refusing
     statements for now (``database_down``, ``database_busy``), met by the
-    request or by the actor that crashed on it (``ActorFailed``), is answered
+    request, by the actor that crashed on it (``ActorFailed``) or by one whose
+    start it failed (``ActorStopped.cause``: nothing was handled), is answered
     as ``DatabaseUnavailable``; an ask that timed out while its work was under
     way as ``OutcomeUnknown`` (not "retry": it may have been done).
     """
@@ -222,6 +223,10 @@ def answer_to(exc: Exception) -> tuple[ErrorAnswer, str] | None:
         if isinstance(exc.cause, StoreFull) or store_full(exc.cause):
             return ANSWERS[StoreFull], STORE_FULL
         return (ANSWERS[DatabaseUnavailable], DATABASE_AWAY) if _database_away(exc.cause) else None
+    if isinstance(exc, ActorStopped) and exc.cause is not None and _database_away(exc.cause):
+        # It could not start for want of the database (a queue reads its
+        # commands as it starts): nothing was done, retry when it is back.
+        return ANSWERS[DatabaseUnavailable], DATABASE_AWAY
     if store_full(exc):
         return ANSWERS[StoreFull], STORE_FULL
     if database_down(exc) or database_busy(exc):
@@ -252,7 +257,7 @@ def _details(exc: Exception) -> dict[str, Any] | None:
 
 def _log_database(exc: Exception) -> None:
     """One line for a request that met the database away or refusing statements."""
-    cause = exc.cause if isinstance(exc, ActorFailed) else exc
+    cause = exc.cause if isinstance(exc, (ActorFailed, ActorStopped)) and exc.cause is not None else exc
     method, path = _where()
     if database_busy(cause):
         # Nobody else says it: a statement timeout (overload), a lock or a deadlock, each time.

@@ -24,12 +24,17 @@ class ActorStopped(ActorSystemError):
     """The actor has terminated for good: its mailbox accepts nothing more.
 
     Raised by ``tell``/``send``/``ask`` on a terminated actor, and to every asker
-    whose message was still queued when the actor terminated.
+    whose message was still queued when the actor terminated. ``cause``: the
+    exception its start failed with, when that is why it terminated (its
+    queued messages were never handled: what kept it from starting, a
+    database away, is what their askers are answered for); None otherwise.
     """
 
-    def __init__(self, path: str) -> None:
-        super().__init__(f"actor {path} is stopped")
+    def __init__(self, path: str, cause: BaseException | None = None) -> None:
+        super().__init__(f"actor {path} is stopped" if cause is None else
+                         f"actor {path} is stopped: it failed to start: {type(cause).__name__}: {cause}")
         self.path = path
+        self.cause = cause
 
 
 class ActorFailed(ActorSystemError):

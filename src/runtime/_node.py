@@ -211,7 +211,7 @@ class Node:
     def request_stop(self, final: bool) -> None:
         raise NotImplementedError
 
-    def terminate(self, reason: str) -> None:
+    def terminate(self, reason: str, cause: BaseException | None = None) -> None:
         raise NotImplementedError
 
 
@@ -261,13 +261,14 @@ class ActorCell(Node):
             self.stop_requested = True
             self.mailbox.interrupt()
 
-    def terminate(self, reason: str) -> None:
+    def terminate(self, reason: str, cause: BaseException | None = None) -> None:
+        """``cause``: the exception the start failed with, if that is why (``ActorStopped.cause``)."""
         if self.terminated.is_set():
             return
         self.mailbox.close()
         for item in self.mailbox.take_all():
             if type(item) is Ask:
-                item.fail(ActorStopped(self.path))
+                item.fail(ActorStopped(self.path, cause))
             self.dead_letter(item)
         self.mark_terminated(reason)
 

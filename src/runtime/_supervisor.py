@@ -400,7 +400,7 @@ class SupervisorNode(Node):
                 await self._start_child(child)
             except StartFailed as exc:
                 events.start_failed(child.path, child.type_name, exc.cause, told_elsewhere=child.told_elsewhere(exc.cause))
-                self._terminate(child, f"start failed: {type(exc.cause).__name__}: {exc.cause}")
+                self._terminate(child, f"start failed: {type(exc.cause).__name__}: {exc.cause}", exc.cause)
                 if reply is not None:
                     reply.fail(exc)
                 return
@@ -435,17 +435,17 @@ class SupervisorNode(Node):
         for child in reversed(list(self.children.values())):
             await self._stop(child, final=final_for_children)
 
-    def _terminate(self, child: Node, reason: str) -> None:
-        child.terminate(reason)
+    def _terminate(self, child: Node, reason: str, cause: BaseException | None = None) -> None:
+        child.terminate(reason, cause)
         self._paced.pop(child, None)
         if self.spec.remove_terminated and self.children.get(child.name) is child:
             del self.children[child.name]
 
-    def terminate(self, reason: str) -> None:
+    def terminate(self, reason: str, cause: BaseException | None = None) -> None:
         if self.terminated.is_set():
             return
         for child in reversed(list(self.children.values())):
-            self._terminate(child, reason)
+            self._terminate(child, reason, cause)
         self._events.close()
         # Requests still queued will never be served: fail them rather than hang.
         while True:

@@ -32,3 +32,25 @@ async def test_a_locked_table_is_503_while_it_is_locked_not_a_request_held_as_lo
                 locker.rollback()
             listed = await client.get(url, headers=operator.auth)
             assert listed.status_code == 200, listed.text
+
+
+async def test_a_queue_that_cannot_start_for_a_locked_table_is_503_database_unavailable(postgres_url: str) -> None:
+    """A deployment's command queue reads its open commands as it starts: a
+    start that met the lock is the database refusing for now (503
+    ``database_unavailable``, said in one line), not a component restarting
+    (``unavailable``) with a traceback in the log."""
+    with replica(postgres_url) as server:
+        operator = Operator(server, fresh("user"), fresh("tenant"))
+        async with httpx.AsyncClient(timeout=30) as client:
+            deployment = await operator.create_deployment(client)
+            url = operator.url(deployment["deployment_hash"], "/commands")
+            with contextlib.closing(psycopg.connect(postgres_url)) as locker:
+                locker.execute("LOCK TABLE commands IN ACCESS EXCLUSIVE MODE")
+                answer = await client.post(url, json={"type": "restart", "parameters": {}}, headers=operator.auth)
+                locker.rollback()
+            assert answer.status_code == 503, answer.text
+            assert answer.json()["error"]["code"] == "database_unavailable"
+            assert answer.headers["Retry-After"] == "2"
+            created = await client.post(url, json={"type": "restart", "parameters": {}}, headers=operator.auth)
+            assert created.status_code == 202, created.text
+        assert "Traceback" not in server.stderr()

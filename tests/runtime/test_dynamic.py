@@ -107,6 +107,21 @@ async def test_a_child_whose_start_fails_is_not_kept(journal: Journal):
         assert agents.child("bad2") is None
 
 
+async def test_asks_queued_for_a_child_that_fails_to_start_are_told_why(journal: Journal):
+    """Their messages were never handled: the asker learns what kept the child
+    from starting (a database away is answered as such at the HTTP edge)."""
+    async with open_actor_system(tree()) as system:
+        agents = system.lookup("/root/agents")
+        ref = agents.ensure_child(worker("bad", journal, fail_start=lambda: True))
+        with pytest.raises(ActorStopped) as stopped:
+            await ref.ask("ping", timeout=5)
+        assert isinstance(stopped.value.cause, RuntimeError)
+        assert "failed to start" in str(stopped.value)
+        with pytest.raises(ActorStopped) as again:  # and one asked after: stopped, for no start of its own
+            await ref.ask("ping", timeout=5)
+        assert again.value.cause is None
+
+
 async def test_per_child_intensity_gives_up_on_one_child_and_spares_its_siblings(journal: Journal):
     async with open_actor_system(tree(intensity=2)) as system:
         agents = system.lookup("/root/agents")
