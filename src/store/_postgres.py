@@ -249,16 +249,27 @@ and ``/health/ready`` said ready. Past it the statement fails as PostgreSQL
 refusing for now: 503 ``database_unavailable``. Migrations wait as long as
 they must (``_postgres_migrations.migrate``). Set after connecting, not as a
 startup option, which PgBouncer refuses."""
-DEFAULT_LOCK_TIMEOUT = f"""
+STATEMENT_TIMEOUT = "30s"
+"""How long a statement may run where nothing else set ``statement_timeout``
+(as ``LOCK_TIMEOUT``): a slow one (a database swapping, a plan gone wrong)
+held its request, and the connection it ran on, for as long. Every statement
+the server makes works on a bounded batch (cleanups and copies by
+``LIMIT``), milliseconds on a healthy database; past the limit it fails as
+refusing for now, 503 ``database_unavailable``, as a lock timeout does.
+Migrations run as long as they must."""
+DEFAULT_TIMEOUTS = f"""
 DO $$ BEGIN
     IF current_setting('lock_timeout') = '0' THEN PERFORM set_config('lock_timeout', '{LOCK_TIMEOUT}', false); END IF;
+    IF current_setting('statement_timeout') = '0' THEN
+        PERFORM set_config('statement_timeout', '{STATEMENT_TIMEOUT}', false);
+    END IF;
 END $$"""
 
 
 def configure(db: Connection) -> None:
-    """Set up a new connection: JSON values parsed by orjson, ``LOCK_TIMEOUT``."""
+    """Set up a new connection: JSON values parsed by orjson, ``LOCK_TIMEOUT``, ``STATEMENT_TIMEOUT``."""
     set_json_loads(orjson.loads, db)
-    db.execute(DEFAULT_LOCK_TIMEOUT)
+    db.execute(DEFAULT_TIMEOUTS)
 
 
 def connect(url: str) -> Connection:

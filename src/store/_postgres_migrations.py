@@ -223,8 +223,10 @@ def migrate(db: psycopg.Connection[TupleRow]) -> None:
     noted = False
     while True:
         with db.transaction():
-            # Waits as long as it must: for another replica's migration, and for the locks its steps take.
+            # Waits as long as it must: for another replica's migration, and for the locks its steps
+            # take; and a step rewriting a large table runs as long as it must.
             db.execute("SET LOCAL lock_timeout = 0")
+            db.execute("SET LOCAL statement_timeout = 0")
             db.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
             version = schema_version(db)
             if version == SCHEMA_VERSION:

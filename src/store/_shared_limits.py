@@ -45,7 +45,7 @@ import trio
 from trioscope.domain.rates import RateLimiter
 
 from ._token_leases import TokenLeases
-from ._postgres import DEFAULT_LOCK_TIMEOUT
+from ._postgres import DEFAULT_TIMEOUTS
 from ._trio_connection import Row, TrioConnection, array_text, connect_trio
 
 BATCHES_IN_FLIGHT = 4
@@ -262,7 +262,7 @@ class SharedLimits:
         db = await connect_trio(self._url)
         try:
             await db.execute("SET synchronous_commit = off")
-            await db.execute(DEFAULT_LOCK_TIMEOUT)
+            await db.execute(DEFAULT_TIMEOUTS)
         except BaseException:
             db.discard()
             raise
