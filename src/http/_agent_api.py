@@ -20,7 +20,6 @@ import orjson
 import trio
 from quart import Blueprint, Response, request
 
-from trioscope.actors.deployment_queue import Report
 from trioscope.actors.directory import RegisterAgent
 from trioscope.actors.notifier import publish
 from trioscope.actors.refusals import EnrollmentRefused
@@ -37,7 +36,7 @@ from . import _agent_presence, _audit_entries, _directory, _gate, _rate_checks, 
 from ._agent_poll import AgentRetired, give_back, wait_for_command
 from ._arguments import integer_argument
 from ._bodies import decoded, invalid, off_loop, read_body_and_raw, read_json
-from ._command_queues import ask_queue
+from ._command_queues import report_to_queue
 from ._command_views import delivery_view
 from ._directory import credentials_failure
 from ._disk_room import SMALL_RESULT, refuse_when_disk_short
@@ -219,9 +218,7 @@ async def report() -> Response:
     # Refused 429, a result over the agent's budget was lost, and its command
     # failed as timed out although it had run.
     agent, result = await answered_5xx_past_budget(_agent_document(CommandReport, "invalid_report"))
-    command, changed = await ask_queue(agent.deployment_hash, Report(result, agent.id))  # a follow it finishes ends
-    if command is not None and command.status.terminal:
-        _agent_presence.finished_running(agent.id)
+    command, changed = await report_to_queue(agent.id, result)  # a follow it finishes ends
     body_out: dict[str, Any] = {
         "message": "Result accepted" if changed else "Result already recorded",
         "status": "accepted" if changed else "duplicate",

@@ -27,16 +27,24 @@ T = TypeVar("T")
 async def note_delivery(agent_id: str, command_id: str, runs_for: float | None = None) -> None:
     """``command_id`` was handed to ``agent_id`` (``AgentPresence.last_commands``),
     to run for up to ``runs_for`` seconds (its ``timeout_seconds``; None: a cancel
-    notice), in which the agent is heard from while it runs it (``running``)."""
+    notice), in which the agent is heard from while it runs it (``running``):
+    until the queue would fail it as timed out (``commands.timeout_grace`` later)."""
     found, known = presence(), await directory()
     note(found.last_commands, agent_id, command_id, known)
     if runs_for is not None:
-        note(found.running, agent_id, max(found.running.get(agent_id, 0.0), time.time() + runs_for), known)
+        until = time.time() + runs_for + services().settings.commands.timeout_grace
+        note(found.running, agent_id, {**found.running.get(agent_id, {}), command_id: until}, known)
 
 
-def finished_running(agent_id: str) -> None:
-    """``agent_id`` reported a command's outcome: it is heard from by its own requests again."""
-    presence().running.pop(agent_id, None)
+def finished_running(agent_id: str, command_id: str) -> None:
+    """``agent_id`` reported ``command_id``'s outcome (over HTTP or its socket):
+    heard from by its own requests again, unless it runs another."""
+    running = presence().running
+    commands = running.get(agent_id)
+    if commands is not None:
+        commands.pop(command_id, None)
+        if not commands:
+            del running[agent_id]
 
 
 async def note_latency(agent_id: str, seconds: float) -> None:
@@ -96,12 +104,12 @@ class AgentPresence:
     last_commands: dict[str, str] = attrs.Factory(dict)
     """Agent id -> the command last handed to it (a poll's answer, or sent on
     its socket): the ``last_command_id`` of its ``connection_info``."""
-    running: dict[str, float] = attrs.Factory(dict)
-    """Agent id -> until when (unix seconds) it runs a command handed to it, its
-    timeout away, unless it reports the outcome first: heard from meanwhile
-    (``keep_holders_heard``). The status agent sends nothing while it runs one
-    (a deploy of minutes): it was shown offline after 2 minutes, and a critical
-    AgentOffline alert fired after 5, while it worked."""
+    running: dict[str, dict[str, float]] = attrs.Factory(dict)
+    """Agent id -> the commands handed to it that it runs, each with until
+    when (unix seconds: its timeout and grace away) unless it reports the
+    outcome first: heard from meanwhile (``keep_holders_heard``). The status
+    agent sends nothing while it runs one (a deploy of minutes), and would be
+    shown offline, with a critical AgentOffline alert, while it works."""
 
 
 _PRESENCE = "trioscope.agent_presence"
@@ -173,8 +181,12 @@ async def keep_holders_heard() -> None:
         while True:
             await trio.sleep(interval)
             now = time.time()
-            for agent_id in [a for a, until in found.running.items() if until <= now]:
-                del found.running[agent_id]
+            for agent_id, commands in list(found.running.items()):
+                left = {command_id: until for command_id, until in commands.items() if until > now}
+                if left:
+                    found.running[agent_id] = left
+                else:
+                    del found.running[agent_id]
             for done, agent_id in enumerate({*found.polls, *found.running}, 1):
                 _heard_again(agent_id, as_request=False)
                 if done % HOLDERS_PER_STEP == 0:

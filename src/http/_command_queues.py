@@ -6,8 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from trioscope.actors.deployment_queue import Report
 from trioscope.actors.queue_owner import ForDeployment
+from trioscope.domain.commands import Command, CommandReport
 
+from ._agent_presence import finished_running
 from ._services import services
 
 
@@ -15,3 +18,14 @@ async def ask_queue(deployment_hash: str, message: Any, timeout: float = 10.0) -
     """Ask the deployment's queue actor, through the queues' owner (which
     starts it if it is not running and forwards the message: the queue answers)."""
     return await services().queue_owner.ask(ForDeployment(deployment_hash, message), timeout)
+
+
+async def report_to_queue(agent_id: str, report: CommandReport) -> tuple[Command | None, bool]:
+    """An agent's report of a command (over HTTP or its socket), to its
+    deployment's queue: answered with the command as it stands (None: no such
+    command) and whether the report changed it. A final one ends the agent's
+    running it (``finished_running``)."""
+    command, changed = await ask_queue(report.deployment_hash, Report(report, agent_id))
+    if command is not None and command.status.terminal:
+        finished_running(agent_id, report.command_id)
+    return command, changed

@@ -81,7 +81,6 @@ from quart import Blueprint, Response, websocket
 from werkzeug.datastructures import Headers
 
 from trioscope.actors.client_link import GOING_AWAY, POLICY_VIOLATION, ClientLink
-from trioscope.actors.deployment_queue import Report
 from trioscope.actors.notifier import event_client_spec
 from trioscope.domain.commands import NOT_ACKNOWLEDGED, Command, CommandReport, Delivery, LogBatch, LogEntry
 from trioscope.domain.deployments import AgentAuthFailure
@@ -99,7 +98,7 @@ from ._client_sockets import serve_client_socket
 from ._openapi import Auth, documented, text
 from ._services import services
 from ._agent_poll import AgentRetired, give_back, wait_for_command
-from ._command_queues import ask_queue
+from ._command_queues import report_to_queue
 from ._directory import credentials_failure
 from ._disk_room import SMALL_RESULT, refuse_when_disk_short
 from ._log_follows import admit_log_entries
@@ -407,7 +406,7 @@ class _AgentChannel:
                              "stage or both")
             report = decode({**fields, "deployment_hash": self.deployment_hash, "status": "executing"}, CommandReport)
             self._acknowledge(report.command_id)  # the agent reports on it: it has it
-            _, changed = await ask_queue(self.deployment_hash, Report(report, self.agent_id))
+            _, changed = await report_to_queue(self.agent_id, report)
         except InvalidDocument as exc:
             return _nack(request_id, 400, "invalid_message", str(exc))
         except ApiError as exc:
@@ -453,7 +452,7 @@ async def _handle_agent_message(agent_id: str, deployment_hash: str, token: str,
         if report.deployment_hash != deployment_hash:
             return _nack(request_id, 403, "wrong_deployment", "the report names another deployment"), None
         reported = report.command_id
-        _, changed = await ask_queue(deployment_hash, Report(report, agent_id))  # a follow it finishes ends
+        _, changed = await report_to_queue(agent_id, report)  # a follow it finishes ends
     except ApiError as exc:
         answer = _refused(request_id, exc)
         answer["close"] = exc.status in (401, 403, 410) and exc.code not in _ONE_MESSAGE_REFUSALS

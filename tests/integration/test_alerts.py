@@ -195,6 +195,43 @@ async def test_an_agent_running_a_command_it_was_handed_is_not_offline_until_its
                 assert await status(busy) == "online"
 
 
+async def test_an_agent_is_heard_from_while_any_command_it_was_handed_runs_and_not_after() -> None:
+    """Two commands handed to one agent: its outcome of the first (over HTTP)
+    leaves it heard from while the second runs; its outcome of the second
+    (over its socket, then closed) lets it go offline when silent, not only at
+    the command's timeout (120 s here)."""
+    args = ["--alert-agent-offline-after", "2s", "--alert-evaluation-interval", "100ms", "--heartbeat-timeout", "2s"]
+    with ServerProcess(args) as server:
+        async with httpx.AsyncClient(timeout=30) as client:
+            operator = Operator(server, fresh("user"), fresh("tenant"))
+            busy = await enroll(client, server, operator)
+            handed = []
+            for _ in range(2):
+                created = await operator.command(client, busy.deployment_hash, timeout_seconds=120)
+                polled = await busy.poll(client, timeout=5)
+                assert polled is not None and polled.command_id == created["command_id"]
+                handed.append(polled.command_id)
+            assert (await busy.report(client, handed[0], "success")).status_code == 200
+            # A witness silent from a moment after the busy agent's last request: once it
+            # is offline, so would the busy one be were its second command not running.
+            witness = await enroll(client, server, operator)
+            assert await witness.poll(client, timeout=1) is None
+
+            async def status(agent: Any) -> str:
+                found = await client.get(operator.url(agent.deployment_hash), headers=operator.auth)
+                return found.json()["agents"][0]["status"]  # type: ignore[no-any-return]
+
+            async def offline(agent: Any) -> bool:
+                return await status(agent) == "offline"
+
+            await eventually(lambda: offline(witness), deadline=20)
+            assert await status(busy) == "online"
+            async with busy.socket() as socket:
+                ack = await socket.report(busy.report_body(handed[1], "success"))
+                assert ack["status"] == "accepted", ack
+            await eventually(lambda: offline(busy), deadline=20)
+
+
 async def next_of(ws: Any, kind: str, deadline: float = 15.0) -> dict[str, Any]:
     with trio.fail_after(deadline):
         while True:
