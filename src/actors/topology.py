@@ -32,7 +32,7 @@ import orjson
 import trio
 
 from trioscope.config import Settings
-from trioscope.domain.agents import metric_time
+from trioscope.domain.agents import metric_time, report_time
 from trioscope.domain.block_history import BlockHistory
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.timeseries import MetricHistory, Point
@@ -337,12 +337,16 @@ class TopologyActor(Actor):
         if isinstance(message, MergeReport):
             agent = message.report.agent_id
             current = self.pending.get(agent)
-            if message.history and current is not None:
-                # Rebuilding history from the stream: the pending report is
-                # merged (and its metrics recorded) before the next one comes.
+            if current is not None and (message.history or self._another_bucket(current, message)):
+                # Rebuilding history from the stream, or a probe sending what it
+                # buffered back to back: the pending report is merged (and its
+                # metrics recorded) before the next one replaces it, which
+                # would leave its bucket without a point. All pending are merged,
+                # in the order they came, as at any flush.
                 await self._flush(None, publish=False)
                 current = None
-            if current is None or message.report.timestamp >= current.report.timestamp:
+            if current is None or (report_time(message.report, message.received_at)
+                                   >= report_time(current.report, current.received_at)):
                 self.pending[agent] = message
             if len(self.pending) >= MAX_PENDING:
                 await self._flush(SLICE_BUDGET, publish=False)
@@ -449,28 +453,40 @@ class TopologyActor(Actor):
             merged = 0
             while self.pending and (budget is None or merged < at_least or time.perf_counter() - started < budget):
                 merged += 1
-                merge = self.pending.pop(next(iter(self.pending)))
-                self.sequence = max(self.sequence, merge.sequence)
-                if merge.report.agent_id in self._unrecorded:
-                    # Its groups' sums at its previous report's time are
-                    # recorded before this one changes them: a bucket must hold
-                    # the sum after the report of its time, whatever the
-                    # batches (a replica rebuilding history from the stream
-                    # merges each agent's reports in turn, a live one mostly
-                    # one per version: they recorded different sums, and a pod
-                    # gone by the batch's end lost its points).
-                    await self._record_settled_groups()
-                if self._merge(merge):
-                    await self._slices.pause()
-                    self._record(merge, self._groups, self._grouped)
-                    self._unrecorded.add(merge.report.agent_id)
-                await self._slices.pause()
+                await self._take(self.pending.pop(next(iter(self.pending))))
             self._last_flush_duration = time.perf_counter() - started
         if publish or trio.current_time() >= self._last_publish + MERGE_INTERVAL:
             await self._record_settled_groups()
             await self._publish_in_steps()
             self._last_publish = trio.current_time()
         self._schedule(at_once=True)
+
+    async def _take(self, merge: MergeReport) -> None:
+        """Merge one report taken from ``pending`` and record its metrics."""
+        self.sequence = max(self.sequence, merge.sequence)
+        if merge.report.agent_id in self._unrecorded:
+            # Its groups' sums at its previous report's time are
+            # recorded before this one changes them: a bucket must hold
+            # the sum after the report of its time, whatever the
+            # batches (a replica rebuilding history from the stream
+            # merges each agent's reports in turn, a live one mostly
+            # one per version: they recorded different sums, and a pod
+            # gone by the batch's end lost its points).
+            await self._record_settled_groups()
+        if self._merge(merge):
+            await self._slices.pause()
+            self._record(merge, self._groups, self._grouped)
+            self._unrecorded.add(merge.report.agent_id)
+        await self._slices.pause()
+
+    def _another_bucket(self, pending: MergeReport, newer: MergeReport) -> bool:
+        """Whether ``newer``'s metrics go in another history bucket than those
+        of ``pending``, the agent's report waiting to be merged (in the same
+        one, the last written wins anyway: ``pending`` may go unmerged)."""
+        window, resolution = self.history.retention, self.history.resolution
+        at = metric_time(pending.report, pending.received_at, window)
+        then = metric_time(newer.report, newer.received_at, window)
+        return at is not None and (then is None or at // resolution != then // resolution)
 
     async def _record_settled_groups(self) -> None:
         """Rebuild the groups once for all the reports merged since they were
@@ -514,17 +530,21 @@ class TopologyActor(Actor):
         ``groups``, and its agent, with that time, to ``grouped`` if its
         processes are in groups (recorded once the batch is settled:
         ``_record_groups``)."""
-        at = metric_time(merge.report, merge.received_at, self.process_history.retention)
+        at = metric_time(merge.report, merge.received_at, self.history.retention)
+        if at is None:
+            return  # dated before the history's window: its metrics are nowhere in it
         partition = self.graph.partitions[merge.report.agent_id]
         nodes = partition.nodes.values()
         process = NodeKind.PROCESS
-        processes = [node for node in nodes if node.kind is process]
-        self.process_history.record(merge.report.agent_id, at, tuple(map(_ID, processes)),
-                                    list(map(_METRICS, processes)))
         self.history.record_many(
             at, [(node.id, node.metrics) for node in nodes if node.kind is not process and node.metrics])
         for group_id in (*partition.pods, *partition.services):  # sums over their containers
             groups.setdefault(group_id, set()).add(at)
+        if metric_time(merge.report, merge.received_at, self.process_history.retention) is None:
+            return  # within the hosts' and containers' window, before the processes' (shorter)
+        processes = [node for node in nodes if node.kind is process]
+        self.process_history.record(merge.report.agent_id, at, tuple(map(_ID, processes)),
+                                    list(map(_METRICS, processes)))
         if partition.process_groups:
             grouped.setdefault(partition.agent_id, set()).add(at)
 

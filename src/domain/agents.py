@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
 import attrs
@@ -62,17 +61,29 @@ def host_metrics(report: Report) -> dict[str, float]:
     return values
 
 
-def metric_time(report: Report, received_at: float, window: float) -> float:
-    """When a report's metrics belong in the history.
+def report_time(report: Report, received_at: float) -> float:
+    """Where a report stands among its agent's (which is newest): its own
+    time, or its receive time if that is earlier. A probe whose clock runs
+    ahead of the server's (reports may be dated up to ``MAX_AHEAD`` after they
+    were received) would otherwise make its next reports, rightly dated, look
+    older than that one and be left out until the server's clock caught up:
+    its nodes frozen at that report's values for as long."""
+    return min(report.timestamp.timestamp(), received_at)
+
+
+def metric_time(report: Report, received_at: float, window: float) -> float | None:
+    """When a report's metrics belong in the history; None: nowhere in it.
 
     At the report's own time when that lies within ``window`` before it was
     received, so that reports a probe buffered through an outage land where they
-    belong. Otherwise the probe's clock is not believable (in the future, which
-    would push real points out of the window, or older than the window) and the
-    receive time is used.
-    """
+    belong; at the receive time for a report dated after it (a probe clock
+    ahead of the server's: its values are the latest). A report dated further
+    back than the window has no place in it: taken at its receive time, an hour-old
+    value would stand for the present (the last written wins a bucket)."""
     at = report.timestamp.timestamp()
-    return at if received_at - window < at <= received_at else received_at
+    if at > received_at:
+        return received_at
+    return at if received_at - window < at else None
 
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -159,9 +170,10 @@ class AgentState:
         self.reports_received = 0
         self._latest: PackedReport | None = None
         """The newest report as the agent sent it (kept packed, not decoded)."""
-        self.latest_timestamp: datetime | None = None
+        self.latest_order: float | None = None
+        """The newest report's ``report_time``."""
         self.latest_received_at: float | None = None
-        """When the newest report (by its own time) was received."""
+        """When the newest report (by ``report_time``) was received."""
         self.latest_enrolled = False
         """Whether an enrolled agent signed the newest report."""
         self.latest_scope: str | None = None
@@ -187,17 +199,19 @@ class AgentState:
         if self._latest is not None and scope != self.latest_scope:
             # Its agent id is another tenant's now (or no enrolled probe's):
             # nothing the one before reported is kept for the new one to read.
-            self._latest = self.latest_timestamp = self.latest_received_at = None
+            self._latest = self.latest_order = self.latest_received_at = None
             self.history = SeriesGroup(self.history.retention)
-        if self.latest_timestamp is None or report.timestamp >= self.latest_timestamp:
+        order = report_time(report, now)
+        if self.latest_order is None or order >= self.latest_order:
             self._latest = packed
-            self.latest_timestamp = report.timestamp
+            self.latest_order = order
             self.latest_received_at = now
             self.latest_enrolled = enrolled
             self.latest_scope = scope
             self.hostname = report.host_name
-        self.history.record(metric_time(report, now, self.history.retention),
-                            host_metrics(report) if metrics is None else metrics)
+        at = metric_time(report, now, self.history.retention)
+        if at is not None:
+            self.history.record(at, host_metrics(report) if metrics is None else metrics)
 
     @property
     def latest_raw(self) -> bytes | None:

@@ -429,8 +429,8 @@ def test_a_container_or_process_listed_twice_is_its_last_entry_throughout():
 
 def test_an_older_report_from_the_same_agent_is_ignored():
     graph = TopologyGraph()
-    graph.apply(report("a", "h", T0 + 10, processes=[{"pid": 2}]), T0)
-    assert graph.apply(report("a", "h", T0, processes=[{"pid": 1}]), T0) is False
+    graph.apply(report("a", "h", T0 + 10, processes=[{"pid": 2}]), T0 + 10)
+    assert graph.apply(report("a", "h", T0, processes=[{"pid": 1}]), T0 + 10) is False
     snap = published(graph)
     assert snap.node(process_id("h", 2)) is not None and snap.node(process_id("h", 1)) is None
 
@@ -438,7 +438,7 @@ def test_an_older_report_from_the_same_agent_is_ignored():
 def test_a_node_two_agents_report_is_merged_newest_first_key_by_key():
     graph = TopologyGraph()
     graph.apply(report("a1", "shared", T0, host_info={"hostname": "shared", "os": "linux", "kernel_version": "5.10"}), T0)
-    graph.apply(report("a2", "shared", T0 + 5, host_info={"hostname": "shared", "kernel_version": "6.1"}), T0)
+    graph.apply(report("a2", "shared", T0 + 5, host_info={"hostname": "shared", "kernel_version": "6.1"}), T0 + 5)
     host = published(graph).node(host_id("shared"))
     assert host.metadata["kernel_version"] == "6.1"  # newer report wins
     assert host.metadata["os"] == "linux"  # only the older one said it

@@ -71,11 +71,16 @@ def connection_lists(pids: int, ephemeral_ports: int, max_size: int) -> st.Searc
 connections = connection_lists(pids=6, ephemeral_ports=4, max_size=5)
 
 
+LATEST = 10_000
+"""Seconds after ``T0`` of the latest report ``reports`` makes: each is received
+then or later (a report dated after it was received stands at its receive time)."""
+
+
 @st.composite
 def reports(draw: Any, count: tuple[int, int] = (1, 8)) -> list[Report]:
     """Reports with pairwise distinct timestamps."""
     n = draw(st.integers(*count))
-    times = draw(st.lists(st.integers(0, 10_000), min_size=n, max_size=n, unique=True))
+    times = draw(st.lists(st.integers(0, LATEST), min_size=n, max_size=n, unique=True))
     result = []
     for t in times:
         doc = {
@@ -99,7 +104,7 @@ def state(graph: TopologyGraph) -> tuple[dict[str, Any], dict[str, Any]]:
             {e.id: e.as_dict() for view in View for e in snapshot.edges(view)})
 
 
-def build(sequence: list[Report], received_at: float = T0) -> TopologyGraph:
+def build(sequence: list[Report], received_at: float = T0 + LATEST) -> TopologyGraph:
     graph = TopologyGraph()
     for report in sequence:
         graph.apply(report, received_at)
@@ -136,9 +141,9 @@ def test_stale_removal_leaves_what_the_fresh_reports_alone_would_build(
     graph = TopologyGraph()
     received = {}
     for report, arrival in zip(sequence, arrivals):
-        if graph.apply(report, T0 + arrival):
-            received[report.agent_id] = (T0 + arrival, report)
-    now = T0 + 600
+        if graph.apply(report, T0 + LATEST + arrival):
+            received[report.agent_id] = (T0 + LATEST + arrival, report)
+    now = T0 + LATEST + 600
     graph.expire(now, threshold)
     fresh = [r for (at, r) in received.values() if at >= now - threshold]
     assert set(graph.partitions) == {r.agent_id for r in fresh}
@@ -155,7 +160,7 @@ def test_applying_every_diff_to_the_first_snapshot_reproduces_the_last(
     edges: dict[str, Any] = {}
     last_version = 0
     for report, publish in zip(sequence, publish_after):
-        graph.apply(report, T0)
+        graph.apply(report, T0 + LATEST)
         if publish:
             _, diff = graph.publish(T0)
             if diff is not None:

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import attrs
 
+from trioscope.domain.agents import report_time
 from trioscope.domain.steps import Steps, at_once, sorted_in_steps
 from trioscope.wire import Report, is_loopback
 
@@ -149,7 +150,7 @@ class TopologyGraph:
         a service spans hosts, and rebuilding it per report cost a share of
         the merge that grew with the number of hosts."""
         current = self.partitions.get(report.agent_id)
-        if current is not None and report.timestamp.timestamp() < current.report_time and current.scope == scope:
+        if current is not None and report_time(report, received_at) < current.report_time and current.scope == scope:
             # (Under another scope its agent id is another tenant's, or no
             # longer an enrolled probe's: what the old owner reported goes,
             # however its time compares.)

@@ -24,6 +24,8 @@ from trioscope.wire import (
     protocol_family, service_of,
 )
 
+from trioscope.domain.agents import report_time
+
 from ._controls import controls_for
 from ._model import (
     VIEWS, Node, NodeKind, Reps, View, container_id, host_id, host_part, pod_id, process_id, reps, service_id,
@@ -337,7 +339,7 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
     else ``previous``'s own objects. Equal to what ``build_partition`` builds:
     built in full if a container that publishes ports was started or stopped
     (who has its ports changes, see ``_build``)."""
-    when = report.timestamp.timestamp()
+    when = report_time(report, received_at)
     agent = report.agent_id
     hostname = report.host_name
     host = previous.host
@@ -388,7 +390,7 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
 
 def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
            allowed: frozenset[str] | None = None, scope: str | None = None) -> Partition:
-    when = report.timestamp.timestamp()
+    when = report_time(report, received_at)
     agent = report.agent_id
     hostname = report.host_name
     host = host_id(hostname, scope)
