@@ -10,10 +10,14 @@ and comparisons with scalars and between vectors (one-to-one), and
 ``and``/``or``/``unless``. Anything else is refused with
 ``UnsupportedQuery`` naming it, never answered wrongly.
 
-Semantics follow Prometheus (2.x): an instant selector takes the newest
-sample in the 5-minute lookback window; ``rate`` extrapolates as Prometheus
-does; functions but ``last_over_time``, and arithmetic, drop ``__name__``; a
-result with two series of one label set is an error, as there.
+Semantics follow Prometheus 3: an instant selector takes the newest sample
+in the 5-minute lookback window, and a range selector the samples of its
+range, both left-open (a sample exactly at the window's start is out, as
+from Prometheus 3.0; 2.x took it in, so answers at exact multiples of the
+samples' spacing differ from a 2.x server's by that sample); ``rate``
+extrapolates as Prometheus does; functions but ``last_over_time``, and
+arithmetic, drop ``__name__``; a result with two series of one label set is
+an error, as there.
 
 Cost is bounded by a ``Budget``: every sample read costs one unit, and every
 series a selector examines (matching or not) and every value an operation
