@@ -61,7 +61,7 @@ def charges_address(rule: str | None) -> bool:
 
 
 def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | None = None,
-               worker: int | None = None, bus: ReportBus | None = None) -> QuartTrio:
+               worker: int | None = None, bus: ReportBus | None = None) -> TrioscopeApp:
     """Build the app for one running actor system (its tree from ``supervision_tree``).
 
     ``worker``: which of ``--workers`` serving processes runs it (1..N), said by
@@ -222,11 +222,19 @@ def _route_template(app: QuartTrio) -> str:
     return "unmatched"
 
 
-def stop_live_updates(app: QuartTrio) -> None:
+CUT_SHARE = 0.8
+"""Share of Hypercorn's graceful phase after which requests still handled are
+cut and answered (``TrioscopeApp.cut_requests``): the rest is for the answers."""
+
+
+def stop_live_updates(app: TrioscopeApp) -> None:
     """The server is stopping: close every WebSocket (1001) now, so that they do
     not hold the graceful shutdown up."""
     s = services_of(app)
     s.health.stopping = True  # /health/ready answers 503 from now on
+    # Hypercorn's graceful phase is half the budget (``hypercorn_config``): requests still
+    # handled at four fifths of it are cut and answered, before it cancels them itself.
+    app.cut_requests(trio.current_time() + s.settings.server.shutdown_timeout / 2 * CUT_SHARE)
     close_all(s.links)
     for waiting in s.polls:  # long-polls answer 204 now rather than hold the drain up
         waiting.cancel()

@@ -24,9 +24,11 @@ held long-poll kept the third task for its whole wait (~2 KiB of its ~40).
 
 from __future__ import annotations
 
+import math
 import traceback
-from typing import Any
+from typing import Any, cast
 
+import orjson
 import trio
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
@@ -45,13 +47,52 @@ class AnyPathConverter(PathConverter):
 class _HTTPConnection(TrioASGIHTTPConnection):
     """Quart-Trio's, with the request handled in the task that runs the
     application, beside the one that waits for the client's disconnect (which
-    cancels the nursery, and so the handling, as before)."""
+    cancels the nursery, and so the handling, as before); and cut, answered,
+    before the server's graceful phase ends (``TrioscopeApp.cut_requests``)."""
 
     async def __call__(self, receive: Any, send: Any) -> None:
         request = self._create_request_from_scope(send)
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.handle_messages, nursery, request, receive)
-            await self.handle_request(nursery, request, send)
+        app = cast("TrioscopeApp", self.app)
+        answered = False
+
+        async def sending(message: Any) -> None:
+            nonlocal answered
+            answered = answered or message["type"] == "http.response.start"
+            await send(message)
+
+        with trio.CancelScope(deadline=app.requests_cut_at) as scope:
+            app.in_flight.add(scope)
+            try:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self.handle_messages, nursery, request, receive)
+                    await self.handle_request(nursery, request, sending)
+            finally:
+                app.in_flight.discard(scope)
+        if scope.cancelled_caught and not answered:
+            await _answer_cut(send, request.method, request.body._complete.is_set())
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def _answer_cut(send: Any, method: str, body_received: bool) -> None:
+    """Answer a request the server stopped handling as it shut down (Hypercorn
+    would send an empty 500): 503 ``shutting_down`` where nothing can have
+    been done (a read, or a body not all received), else 504
+    ``outcome_unknown``: its work was under way (a command may be stored), so
+    the client checks before sending it again rather than doing it twice."""
+    if method in SAFE_METHODS or not body_received:
+        status, code, message = 503, "shutting_down", "the server is stopping; nothing was done: send it again shortly"
+    else:
+        status, code, message = 504, "outcome_unknown", ("the server stopped before it finished; the request may "
+                                                         "have taken effect: check before sending it again")
+    body = orjson.dumps({"error": {"code": code, "message": message}})
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"connection", b"close")]
+    if status == 503:
+        headers.append((b"retry-after", b"1"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 class TrioscopeApp(QuartTrio):
@@ -65,6 +106,21 @@ class TrioscopeApp(QuartTrio):
         super().__init__(*args, **kwargs)
         # Before any route is added: each rule takes its converters as it is bound.
         self.url_map.converters["path"] = AnyPathConverter
+        self.in_flight: set[trio.CancelScope] = set()
+        """The HTTP requests being handled (``cut_requests``)."""
+        self.requests_cut_at = math.inf
+        """When every request still handled is cut (Trio's clock; ``cut_requests``)."""
+
+    def cut_requests(self, deadline: float) -> None:
+        """Cut every HTTP request still handled at ``deadline`` (Trio's clock),
+        and any that starts from now on: the server is stopping, and Hypercorn
+        cancels what is left when its graceful phase ends, answering an empty
+        500 (a command still being stored was stored, and its client told it
+        failed: it would send it again). Cut before that, a request is answered
+        what happened to it (``_answer_cut``)."""
+        self.requests_cut_at = min(self.requests_cut_at, deadline)
+        for scope in self.in_flight:
+            scope.deadline = min(scope.deadline, deadline)
 
     async def handle_request(self, request: Any) -> Any:
         try:
