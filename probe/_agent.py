@@ -27,8 +27,8 @@ from ._docker import engine_problem
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._pending import PendingReports
 from ._refusals import (
-    REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, error_text, refusal, send,
-    transport_problem,
+    REFUSED_RETRY, REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, error_of, error_text,
+    refusal, report_refused_for_good, send, transport_problem,
 )
 
 log = logging.getLogger("trioscope_probe")
@@ -273,12 +273,15 @@ class CommandAgent:
         return item if isinstance(item, dict) and item.get("command_id") else None
 
     async def _report(self, body: dict[str, Any], *, kept: bool = False) -> None:
-        """Send a progress or final report; while the server is away or busy
-        (transport errors, 429, 5xx) or refuses what time mends (a clock off,
-        ``REFUSAL_RETRY``) try again with backoff, for ``REPORT_PATIENCE`` (a
-        progress report ``PROGRESS_PATIENCE``): a
-        lost final report leaves the command executing until it times out. A
-        final one is kept in the state directory meanwhile (``pending``)."""
+        """Send a progress or final report until the server takes it or says
+        it never will (``report_refused_for_good``); meanwhile (the server
+        away or busy, a proxy's page, a redirect, a refusal that time mends)
+        try again with backoff, and every ``REFUSED_RETRY`` while the agent's
+        credentials are refused, for ``REPORT_PATIENCE`` (a progress report
+        ``PROGRESS_PATIENCE``): a lost final report leaves the command
+        executing until it times out. A final one is kept in the state
+        directory meanwhile (``pending``), and after, until a start of the
+        probe sends it."""
         raw = json.dumps({"deployment_hash": self.credentials.deployment_hash, **body}).encode()
         final = body.get("status") in FINAL and self.pending is not None
         if final and not kept:
@@ -294,16 +297,25 @@ class CommandAgent:
             except httpx.TransportError as exc:
                 problem = transport_problem(exc)
             else:
-                refused = refusal(response, "report") if response.status_code in REFUSING else None
-                if response.status_code not in RETRIABLE and (refused is None or refused.for_good):
-                    if response.status_code >= 400:
+                never = report_refused_for_good(response.status_code, error_of(response)[0])
+                if response.is_success or never:
+                    if never:
                         log.warning("report of %s refused (%s): %s", body["command_id"], response.status_code,
                                     error_text(response)[:200])
                     if final:
                         assert self.pending is not None
                         await trio.to_thread.run_sync(self.pending.taken, body["command_id"])
                     return
-                problem = str(refused) if refused is not None else f"answered {response.status_code}"
+                refused = refusal(response, "report") if response.status_code in REFUSING else None
+                problem = (str(refused) if refused is not None
+                           else f"answered {response.status_code}: {error_text(response)[:200]}")
+                if refused is not None and refused.for_good:
+                    # Only an operator mends it (new credentials): asked rarely, kept meanwhile.
+                    if backoff.attempts == 0:
+                        log.warning("report of %s failed (%s); %s", body["command_id"], problem, refused.plan)
+                    backoff.attempts += 1
+                    await trio.sleep(REFUSED_RETRY)
+                    continue
             if backoff.attempts == 0:
                 log.warning("report of %s failed (%s); retrying with backoff", body["command_id"], problem)
             await trio.sleep(backoff.next())

@@ -80,6 +80,23 @@ def retry_of(status: int, code: str) -> Retry:
     return REFUSAL_RETRY.get((status, code), Retry.RARELY)
 
 
+NEVER_TAKEN = {400, 404, 409, 413, 422}
+"""Statuses with which a trioscope server says a command's report itself will
+never be taken (``report_refused_for_good``)."""
+
+
+def report_refused_for_good(status: int, code: str) -> bool:
+    """Whether the server said, in trioscope's own error body (``code``), that
+    it will never take a command's report: 400 invalid_report, 404
+    command_not_found, 409 report_conflict (the command timed out meanwhile),
+    413. Any other answer leaves the report to be sent again: a proxy's page
+    (no code), a 404 of no route (a wrong ``--server``, or another server), a
+    redirect, refused credentials (401, 403, 410: an operator may mend them),
+    a 404 agent_not_found (a server that restarted), 408, 5xx. A final report
+    dropped on a proxy's 404 was lost for good, its command left to time out."""
+    return status in NEVER_TAKEN and bool(code) and code != "not_found" and (status, code) not in REFUSAL_RETRY
+
+
 @attrs.define
 class Backoff:
     """Exponential with full jitter: the n-th wait is uniform in [0, min(cap, base * 2^n)]."""

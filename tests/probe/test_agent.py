@@ -367,3 +367,32 @@ async def test_a_progress_report_is_given_up_after_minutes_not_the_final_reports
     start = trio.current_time()
     await agent_with(handler)._report({"command_id": "cmd_1", "status": "executing", "progress": 0})
     assert PROGRESS_PATIENCE <= trio.current_time() - start < PROGRESS_PATIENCE + 60 < REPORT_PATIENCE
+
+
+@pytest.mark.parametrize("first", [
+    httpx.Response(404, text="<html>default backend - 404</html>"),
+    httpx.Response(301, headers={"Location": "https://trioscope.example.com/api/v1/agent/commands/report"}),
+    httpx.Response(404, json={"error": {"code": "not_found", "message": "no such route"}}),
+    httpx.Response(403, json={"error": {"code": "wrong_deployment", "message": "another deployment's"}}),
+    httpx.Response(401, json={"error": {"code": "invalid_token", "message": "unknown token"}}),
+    httpx.Response(400, text="Bad Request"),
+], ids=["proxy-404", "redirect", "no-route", "forbidden", "credentials", "proxy-400"])
+async def test_a_final_report_answered_by_anything_but_the_servers_refusal_of_it_is_kept_until_taken(
+        first: httpx.Response, autojump_clock: Any, tmp_path: Path) -> None:
+    """A proxy's 404 page to the report deleted it from pending-reports: never
+    sent again, even after a restart, and its command timed out although it
+    had run (a reviewer's)."""
+    from trioscope_probe._pending import PendingReports
+
+    pending = PendingReports(tmp_path)
+    kept_when_sent: list[int] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        kept_when_sent.append(len(list(tmp_path.iterdir())))
+        return first if len(kept_when_sent) == 1 else httpx.Response(200, json={})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(server), base_url="http://server")
+    await CommandAgent(client, CREDENTIALS, docker_host=None, pending=pending)._report(
+        {"command_id": "cmd_1", "status": "completed", "result": {}})
+    assert kept_when_sent == [1, 1]  # still kept when sent again, after the first answer
+    assert list(tmp_path.iterdir()) == []  # and dropped once taken
