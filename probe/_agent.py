@@ -37,6 +37,9 @@ POLL_SECONDS = 60
 RECOVERY_POLL_SECONDS = 1
 """The poll after a failure: the server's answer within a second says polling
 works again (a long poll would say it only when it ends)."""
+EARLY_IN_A_ROW = 3
+"""Polls in a row answered early (``PollPace``) before the probe says so: one
+may end early as a server stops."""
 REPORT_PATIENCE = 15 * 60
 """Seconds a report is tried again while the server is away or busy (backoff
 capped at 30 s). Twelve attempts were ~100 s: a server restarted or upgraded
@@ -57,6 +60,39 @@ collection's). A command that timed out leaves its thread waiting on the
 engine (a stop of a container that ignores SIGTERM waits out its grace
 period): 42 of them took every default thread, and no report went for a
 minute; now they wait on each other only."""
+
+
+@attrs.define
+class PollPace:
+    """How soon the next poll goes after one that brought no command. A
+    trioscope server holds such a poll for the time asked; one that answers
+    sooner than half of it (a proxy, another server at ``--server``, answering
+    204 or ``{"item": null}`` at once) was polled ~320 times a second, each
+    signed, in silence. Early answers are waited between with backoff (at
+    most a minute), and said once ``EARLY_IN_A_ROW`` came in a row."""
+
+    backoff: Backoff = attrs.field(factory=Backoff)
+    early: int = 0
+    """Empty answers in a row that came early."""
+
+    def note(self, asked: float, held: float) -> bool:
+        """A poll of ``asked`` seconds answered without a command after ``held``
+        seconds; whether the probe now says that the server answers early."""
+        if held >= asked / 2:
+            self.early = 0
+            self.backoff.reset()
+            return False
+        self.early += 1
+        return self.early == EARLY_IN_A_ROW
+
+    def command(self) -> None:
+        """A poll brought a command: the next goes at once."""
+        self.early = 0
+        self.backoff.reset()
+
+    def delay(self) -> float:
+        """Seconds before the next poll: none after one held as asked."""
+        return self.backoff.next() if self.early else 0.0
 
 
 @attrs.frozen
@@ -227,9 +263,12 @@ class CommandAgent:
         log.info("polling for commands for deployment %s as agent %s", self.credentials.deployment_hash,
                  self.credentials.agent_id)
         standing = Standing(Link.CONNECTED)
+        pace = PollPace()
         while True:
+            asked = POLL_SECONDS if standing.state is Link.CONNECTED else RECOVERY_POLL_SECONDS
+            started = trio.current_time()
             try:
-                item = await self._poll(POLL_SECONDS if standing.state is Link.CONNECTED else RECOVERY_POLL_SECONDS)
+                item = await self._poll(asked)
             except Refused as exc:
                 if standing.note(exc):
                     hint = ("; enroll the probe again (restart it with a new --enrollment-token)"
@@ -245,7 +284,14 @@ class CommandAgent:
                 continue
             if standing.note(Link.CONNECTED):
                 log.info("command polling works again")
-            if item is not None:
+            if item is None:
+                if pace.note(asked, trio.current_time() - started):
+                    log.warning("the server answers the command poll at once, with no command, where it holds it "
+                                "up to %d s (a proxy in front of it, or no trioscope server at --server?); polling "
+                                "with backoff, up to a minute apart, while it does", asked)
+                await trio.sleep(pace.delay())
+            else:
+                pace.command()
                 try:
                     await self._run_command(item)
                 except Exception as exc:  # one command must never end the probe

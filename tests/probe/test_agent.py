@@ -396,3 +396,26 @@ async def test_a_final_report_answered_by_anything_but_the_servers_refusal_of_it
         {"command_id": "cmd_1", "status": "completed", "result": {}})
     assert kept_when_sent == [1, 1]  # still kept when sent again, after the first answer
     assert list(tmp_path.iterdir()) == []  # and dropped once taken
+
+
+async def test_a_poll_answered_at_once_without_a_command_is_asked_again_with_backoff_and_said_once(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A server answering the long poll at once (204, or 200 {"item": null}) was
+    polled ~320 times a second, each signed, with nothing logged (a reviewer's)."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    polls: list[str] = []
+
+    class Spinning(Exception):
+        pass
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        polls.append(request.url.params["timeout"])
+        if len(polls) > 1000:
+            raise Spinning  # polled without a pause (a mock answers without a checkpoint)
+        return httpx.Response(204) if len(polls) % 2 else httpx.Response(200, json={"item": None})
+
+    with trio.move_on_after(600):
+        await agent_with(handler)._poll_loop()
+    assert 10 < len(polls) < 100, len(polls)  # backoff up to a minute apart, not a spin
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and "answers the command poll at once" in said[0], said
