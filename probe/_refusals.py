@@ -22,7 +22,7 @@ import attrs
 import httpx
 import trio
 
-from ._answers import json_of
+from ._answers import AnswerOverdue, json_of
 
 log = logging.getLogger("trioscope_probe")
 
@@ -269,6 +269,8 @@ def transport_problem(exc: httpx.TransportError) -> str:
     empty ``ConnectError`` whose reason, the ``ssl.SSLError``, sits two causes
     down (ConnectError <- BrokenResourceError <- SSLError): the chain is
     walked for it, and for the first cause that says anything."""
+    if isinstance(exc, AnswerOverdue):
+        return f"{type(exc).__name__}: {exc}"
     if isinstance(exc, httpx.TimeoutException):
         timeout = exc.request.extensions.get("timeout", {}) if _has_request(exc) else {}
         seconds = max((v for v in timeout.values() if isinstance(v, int | float)), default=None)

@@ -22,8 +22,10 @@ def signed_request(client: httpx.AsyncClient, method: str, path: str, *, agent_i
     is the agent token, which the request also carries (``Authorization:
     Bearer``), so one captured request is enough to sign any other. Only TLS
     (an https:// server) keeps the token and the requests from others."""
-    request = client.build_request(method, path, content=body or None, timeout=timeout, headers={
-        **(headers or {}), "Authorization": f"Bearer {token}", "X-Agent-Id": agent_id})
+    request = client.build_request(
+        method, path, content=body or None,
+        timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,  # None would be no timeout at all
+        headers={**(headers or {}), "Authorization": f"Bearer {token}", "X-Agent-Id": agent_id})
     request_signing.sign(request.method, str(request.url), request.headers, body, agent_id=agent_id, token=token,
                          now=time.time(), nonce=str(uuid.uuid4()))
     return request

@@ -5,7 +5,6 @@ dropped first, counted) and retries back off exponentially with jitter
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import logging
 import ssl
@@ -24,8 +23,8 @@ from trioscope.wire import (
 from . import _answers as answers
 from ._answers import json_of
 from ._refusals import (
-    REFUSED_RETRY, REFUSING, RETRIABLE, Link, Refused, ServerUnavailable, Standing, error_of, error_text, refusal, send,
-    transport_problem,
+    REFUSED_RETRY, REFUSING, RETRIABLE, Link, Refused, ServerUnavailable, Standing, error_of, error_text, refusal,
+    retry_after, send, transport_problem,
 )
 from ._signing import signed_request
 
@@ -33,7 +32,8 @@ log = logging.getLogger("trioscope_probe")
 
 @attrs.define
 class Outbox:
-    """Reports not yet accepted by the server, oldest first."""
+    """Reports not yet accepted by the server, oldest first (but the one
+    being sent, taken out meanwhile: ``put_back`` if it was not taken)."""
 
     limit: int
     reports: deque[bytes] = attrs.field(factory=deque)
@@ -44,6 +44,14 @@ class Outbox:
             self.reports.popleft()
             self.dropped += 1
         self.reports.append(body)
+
+    def put_back(self, body: bytes) -> None:
+        """``body``, the oldest, not taken: first again, or dropped (counted) if
+        newer ones filled the outbox while it was being sent."""
+        if len(self.reports) >= self.limit:
+            self.dropped += 1
+        else:
+            self.reports.appendleft(body)
 
 
 MAX_REPORT_BYTES = 10 * 1024 * 1024
@@ -203,7 +211,9 @@ class Publisher:
             raise ServerUnavailable(transport_problem(exc)) from None
         if response.status_code in RETRIABLE:
             code = error_of(response)[0]  # bus_unavailable, database_unavailable...: why, when the server says
-            raise ServerUnavailable(f"{path} answered {response.status_code}" + (f" {code}" if code else ""))
+            wait = retry_after(response)
+            raise ServerUnavailable(f"{path} answered {response.status_code}" + (f" {code}" if code else "")
+                                    + (f", asking the probe to wait {wait:.0f} s" if wait else ""))
         return response
 
     def _request(self, method: str, path: str, content: bytes | None = None,
@@ -258,7 +268,7 @@ class Publisher:
         await self._learn_limits()
 
     async def flush(self) -> None:
-        """Register if needed, then send every buffered report, oldest first.
+        """Register if needed, then send the reports buffered, oldest first.
 
         Raises:
             ServerUnavailable: try again with backoff (reports stay buffered).
@@ -275,11 +285,16 @@ class Publisher:
             response = await self._post(heartbeat)
         if response.status_code in REFUSING:
             raise refusal(response, "heartbeat")
-        while self.outbox.reports:
-            response = await self._post("/api/v1/reports", content=self.outbox.reports[0],
-                                        headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
-            if response.status_code in REFUSING:
-                raise refusal(response, "report")
+        for _ in range(len(self.outbox.reports)):  # those of now: the ones collected meanwhile go next round
+            body = self.outbox.reports.popleft()  # out while it is sent: collection goes on adding
+            try:
+                response = await self._post("/api/v1/reports", content=body,
+                                            headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+                if response.status_code in REFUSING:
+                    raise refusal(response, "report")
+            except BaseException:  # not taken (a signal's cancellation too: what is kept is said in the log)
+                self.outbox.put_back(body)
+                raise
             if response.status_code != 202:
                 # Not retriable (the server will not take this report): say why, once
                 # while every report is refused alike, and move on.
@@ -289,7 +304,6 @@ class Publisher:
                 self.refused_report = (response.status_code, code)
             else:
                 self.refused_report = None
-            self.outbox.reports.popleft()
 
 
 ASKED_REPORT_GAP = 1.0
@@ -327,15 +341,80 @@ class ReportRequests:
 
 
 async def run_publisher(server: str, agent_id: str, hostname: str, interval: float, buffer: int,
-                        collect: Callable[[], Report], *, cycles: int | None = None,
-                        metadata: dict[str, str] | None = None, signer: Signer | None = None,
-                        tls: ssl.SSLContext | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                        collect: Callable[[], Report], *, metadata: dict[str, str] | None = None,
+                        signer: Signer | None = None, tls: ssl.SSLContext | None = None,
+                        transport: httpx.AsyncBaseTransport | None = None,
                         asked: ReportRequests | None = None) -> None:
-    """Collect and publish every ``interval`` seconds (forever, or ``cycles`` times),
-    and when ``asked``, no sooner than ``ASKED_REPORT_GAP`` after the
-    collection before (the interval then starts again); ``tls`` verifies an
-    https:// server (None: the system's authorities); ``transport`` replaces
-    the network (tests).
+    """Collect every ``interval`` seconds, and when ``asked`` no sooner than
+    ``ASKED_REPORT_GAP`` after the collection before (the interval then starts
+    again), into the outbox; and beside, send what it holds. Whatever the
+    server does (away, slow, a ``Retry-After`` of minutes), collection keeps
+    its interval and reports wait in the outbox, oldest dropped (counted): in
+    one loop, a 429 with ``Retry-After: 120`` left a 122 s gap in the reports,
+    and a server trickling its answer stopped them for good. ``tls`` verifies
+    an https:// server (None: the system's authorities); ``transport``
+    replaces the network (tests)."""
+    async with answers.client(server, verify=tls or True, transport=transport) as client:
+        publisher = Publisher(client, agent_id, hostname, buffer, metadata, signer)
+        standing = Standing()
+        collected = trio.lowlevel.ParkingLot()
+        first_attempt = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_send, publisher, standing, server, interval, collected, first_attempt)
+            # The first report fits what the server takes, if it says so in time.
+            with trio.move_on_after(interval):
+                await first_attempt.wait()
+            await _collect(publisher, standing, server, collect, interval, asked, collected)
+
+
+BEHIND = 3
+"""Reports waiting in the outbox while the server answers, beyond which it is
+said to take them more slowly than they are collected."""
+
+
+async def _collect(publisher: Publisher, standing: Standing, server: str, collect: Callable[[], Report],
+                   interval: float, asked: ReportRequests | None, collected: trio.lowlevel.ParkingLot) -> None:
+    """Collect into ``publisher``'s outbox, forever (``run_publisher``); say
+    once while connected (``standing``) that the server is behind."""
+    trimming = behind = False
+    while True:
+        if asked is not None:
+            asked.answering()
+        collected_at = trio.current_time()
+        try:
+            # Abandoned on a signal: on a host with 200k sockets one collection takes a minute.
+            report = await trio.to_thread.run_sync(collect, abandon_on_cancel=True)
+        except Exception as exc:  # a bug of ours, or an answer of a shape we do not read: not the end
+            log.error("collecting this host's report failed (%s: %s); trying again next interval",
+                      type(exc).__name__, exc, exc_info=exc)
+        else:
+            body, dropped = encode_report(report, publisher.max_report_bytes, publisher.memory_budget)
+            if dropped and not trimming:
+                log.warning("this host's report is larger than the server takes (bytes, or memory per agent): "
+                            "%d connections, processes or containers left out or cut short (listening "
+                            "sockets and running containers kept longest); said again once it fits", dropped)
+            elif trimming and not dropped:
+                log.info("the report fits again: nothing left out")
+            trimming = bool(dropped)
+            publisher.outbox.add(body)
+            collected.unpark_all()
+            if standing.state is not Link.CONNECTED:
+                behind = False  # said again after the next "connected"
+            elif len(publisher.outbox.reports) >= BEHIND and not behind:
+                behind = True
+                log.warning("server %s takes reports more slowly than they are collected (every %g s): they wait, "
+                            "up to %d, the oldest dropped", server, interval, publisher.outbox.limit)
+        next_report = trio.current_time() + interval
+        if asked is not None and await asked.wait(next_report):
+            next_report = min(next_report, max(trio.current_time(), collected_at + ASKED_REPORT_GAP))
+        await trio.sleep_until(next_report)
+
+
+async def _send(publisher: Publisher, standing: Standing, server: str, interval: float,
+                collected: trio.lowlevel.ParkingLot, first_attempt: trio.Event) -> None:
+    """Register, then send each report collected (``flush``), forever, one log
+    line per change of ``Standing``; while the server is away or refuses,
+    wait its backoff (at most an interval) or ``REFUSED_RETRY``.
 
     An unsigned probe whose agent id an enrolled probe reports under (401
     ``signature_required``) gives way: it says so once and asks again every
@@ -344,74 +423,42 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
     threshold (it stopped for good: one signed report of any tenant's agent
     under the server's host name silenced its local probe until a restart).
     Other refusals are asked again as ``REFUSAL_RETRY`` says."""
-    standing = Standing()
-    trimming = False
-    async with answers.client(server, verify=tls or True, transport=transport) as client:
-        publisher = Publisher(client, agent_id, hostname, buffer, metadata, signer)
-        # Before the first report is encoded, so that it fits what the server
-        # takes; a server that is away (or refuses) is registered with later.
-        with contextlib.suppress(ServerUnavailable, Refused):
-            await publisher.register()
-        done = 0
-        next_report = collected_at = trio.current_time()
-        while cycles is None or done < cycles:
-            if trio.current_time() >= next_report:
-                if asked is not None:
-                    asked.answering()
-                collected_at = trio.current_time()
-                # Abandoned on a signal: on a host with 200k sockets one collection takes a minute.
-                try:
-                    report = await trio.to_thread.run_sync(collect, abandon_on_cancel=True)
-                except Exception as exc:  # a bug of ours, or an answer of a shape we do not read: not the end
-                    log.error("collecting this host's report failed (%s: %s); trying again next interval",
-                              type(exc).__name__, exc, exc_info=exc)
-                    next_report = trio.current_time() + interval
-                    continue
-                body, dropped = encode_report(report, publisher.max_report_bytes, publisher.memory_budget)
-                if dropped and not trimming:
-                    log.warning("this host's report is larger than the server takes (bytes, or memory per agent): "
-                                "%d connections, processes or containers left out or cut short (listening "
-                                "sockets and running containers kept longest); said again once it fits", dropped)
-                elif trimming and not dropped:
-                    log.info("the report fits again: nothing left out")
-                trimming = bool(dropped)
-                publisher.outbox.add(body)
-                next_report = trio.current_time() + interval
-                done += 1
-            try:
-                await publisher.flush()
-            except ServerUnavailable as exc:
-                if standing.note(Link.UNREACHABLE):
-                    log.warning("server %s unreachable (%s); retrying with backoff, keeping up to %d reports",
-                                server, exc, buffer)
-            except Refused as exc:
-                if signer is None and exc.code == "signature_required":
-                    if standing.note(exc):
-                        log.warning("agent id %s is enrolled by a probe with credentials, which reports it: this "
-                                    "unsigned probe (the server's local probe, say) gives way, and asks again every "
-                                    "%g s (the id is free again once nothing signed reports under it for the "
-                                    "server's stale threshold); give it another --agent-id to report beside it",
-                                    agent_id, REFUSED_RETRY)
-                    publisher.registered = False
-                elif standing.note(exc):
-                    log.error("server %s refuses agent %s (%s); %s, keeping up to %d reports",
-                              server, agent_id, exc, exc.plan, buffer)
-                if exc.for_good:
-                    publisher.registered = False  # whatever mends it (a new enrollment) needs a registration
-            else:
-                if standing.note(Link.CONNECTED):
-                    refused = publisher.refused_report
-                    log.log(logging.WARNING if refused else logging.INFO,
-                            "connected to %s as agent %s (%d reports dropped while away)%s", server, agent_id,
-                            publisher.outbox.dropped, "" if refused is None else
-                            f", but its reports are refused ({refused[0]}{' ' + refused[1] if refused[1] else ''}: "
-                            "said above)")
-                if cycles is not None and done >= cycles:
-                    return
-                if asked is not None and await asked.wait(next_report):
-                    next_report = min(next_report, max(trio.current_time(), collected_at + ASKED_REPORT_GAP))
-                await trio.sleep_until(next_report)
-                continue
-            # A backoff wait ends by the report after next at the latest, so
-            # that reports go on being collected (and buffered) meanwhile.
-            await trio.sleep(standing.delay(at_most=max(0.2, next_report - trio.current_time()) + interval))
+    agent_id, buffer = publisher.agent_id, publisher.outbox.limit
+    step = publisher.register  # then flush: "connected" is said once reports are answered
+    while True:
+        try:
+            await step()
+        except ServerUnavailable as exc:
+            if standing.note(Link.UNREACHABLE):
+                log.warning("server %s unreachable (%s); retrying with backoff, keeping up to %d reports",
+                            server, exc, buffer)
+        except Refused as exc:
+            if publisher.signer is None and exc.code == "signature_required":
+                if standing.note(exc):
+                    log.warning("agent id %s is enrolled by a probe with credentials, which reports it: this "
+                                "unsigned probe (the server's local probe, say) gives way, and asks again every "
+                                "%g s (the id is free again once nothing signed reports under it for the "
+                                "server's stale threshold); give it another --agent-id to report beside it",
+                                agent_id, REFUSED_RETRY)
+                publisher.registered = False
+            elif standing.note(exc):
+                log.error("server %s refuses agent %s (%s); %s, keeping up to %d reports",
+                          server, agent_id, exc, exc.plan, buffer)
+            if exc.for_good:
+                publisher.registered = False  # whatever mends it (a new enrollment) needs a registration
+        else:
+            first_attempt.set()
+            if step == publisher.flush and standing.note(Link.CONNECTED):
+                refused = publisher.refused_report
+                log.log(logging.WARNING if refused else logging.INFO,
+                        "connected to %s as agent %s (%d reports dropped while away)%s", server, agent_id,
+                        publisher.outbox.dropped, "" if refused is None else
+                        f", but its reports are refused ({refused[0]}{' ' + refused[1] if refused[1] else ''}: "
+                        "said above)")
+            step = publisher.flush
+            if not publisher.outbox.reports:
+                await collected.park()
+            continue
+        first_attempt.set()
+        step = publisher.flush
+        await trio.sleep(standing.delay(at_most=interval))

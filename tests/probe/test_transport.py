@@ -323,3 +323,105 @@ async def test_connected_while_its_reports_are_refused_says_so(
                             transport=httpx.MockTransport(server))
     said = [r.getMessage() for r in caplog.records if "connected to" in r.getMessage()]
     assert said and all("but its reports are refused (413 memory_budget_exceeded" in m for m in said), said
+
+
+class _Trickle(httpx.AsyncByteStream):
+    """An answer a byte every 5 s, for ever: each read within any read timeout."""
+
+    async def __aiter__(self) -> Any:
+        while True:
+            yield b" "
+            await trio.sleep(5)
+
+
+async def _collections_while(server: Any, seconds: float, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Collections of a publisher (every 2 s, keeping 500 reports) of ``server`` over ``seconds``."""
+    collections = 0
+
+    def collect() -> Any:
+        nonlocal collections
+        collections += 1
+        return _report()
+
+    async def inline(function: Any, *args: Any, **_: Any) -> Any:
+        return function(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", inline)
+    with trio.move_on_after(seconds):
+        await run_publisher("http://server", "probe-1", "host", 2.0, 500, collect,
+                            transport=httpx.MockTransport(server))
+    return collections
+
+
+@pytest.mark.parametrize(("first", "said"), [
+    (httpx.Response(429, headers={"Retry-After": "120"}, json={"error": {"code": "rate_limited"}}),
+     "/api/v1/reports answered 429 rate_limited, asking the probe to wait 120 s"),
+    (httpx.Response(202, stream=_Trickle()), "AnswerOverdue: no whole answer within 60 s"),
+], ids=["retry-after", "trickling"])
+async def test_reports_are_collected_every_interval_whatever_the_server_answers_one(
+        first: httpx.Response, said: str, autojump_clock: Any, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Collection waited on sending: one 429 Retry-After: 120 left a 122 s gap
+    in the reports, and an answer trickled a byte every 5 s stopped them for
+    good, without a line logged (a reviewer's)."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    reports: list[bytes] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/reports":
+            reports.append(request.content)
+            return first if len(reports) == 1 else httpx.Response(202, json={})
+        if request.url.path.startswith("/api/v1/agents/config"):
+            return httpx.Response(404)
+        return httpx.Response(201 if request.url.path.endswith("/register") else 200, json={})
+
+    collections = await _collections_while(server, 300, monkeypatch)
+    assert collections >= 300 / 2 - 2  # every 2 s, as if the server had answered at once
+    assert len(reports) >= collections - 2  # each kept while the server held one, and sent
+    assert any(said in r.getMessage() and "unreachable" in r.getMessage() for r in caplog.records), caplog.text
+
+
+async def test_a_registration_at_start_asked_to_wait_is_said_and_reports_are_collected_meanwhile(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One 503 Retry-After: 3600 to the first registration, the server healthy
+    after: the probe was silent for 320 s (the start-up registration's failure
+    was not said), and collected nothing meanwhile (a reviewer's)."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    registrations: list[float] = []
+    reports: list[bytes] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/register"):
+            registrations.append(trio.current_time())
+            if len(registrations) == 1:
+                return httpx.Response(503, headers={"Retry-After": "3600"}, json={"error": {"code": "unavailable"}})
+            return httpx.Response(201, json={})
+        if request.url.path == "/api/v1/reports":
+            reports.append(request.content)
+            return httpx.Response(202, json={})
+        return httpx.Response(404 if "config" in request.url.path else 200, json={})
+
+    collections = await _collections_while(server, 400, monkeypatch)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("unreachable (/api/v1/agents/register answered 503 unavailable, asking the probe to wait 300 s)"
+               in m for m in said), said
+    assert len(registrations) == 2 and registrations[1] - registrations[0] >= 300  # as the server asked
+    assert collections >= 400 / 2 - 2 and len(reports) >= collections - 2
+
+
+async def test_a_server_slower_than_collection_is_said_once_and_collection_keeps_its_interval(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server answering each request in 5 s (under the timeout) cut reporting
+    from every 2 s to every 10 s, without a line logged (a reviewer's)."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        await trio.sleep(5)
+        if request.url.path.startswith("/api/v1/agents/config"):
+            return httpx.Response(404)
+        return httpx.Response(202 if request.url.path == "/api/v1/reports" else 201, json={})
+
+    collections = await _collections_while(server, 300, monkeypatch)
+    assert collections >= 300 / 2 - 5
+    said = [r.getMessage() for r in caplog.records if "more slowly than they are collected" in r.getMessage()]
+    assert len(said) == 1, caplog.text
