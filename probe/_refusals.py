@@ -151,7 +151,21 @@ def error_of(response: httpx.Response) -> tuple[str, str]:
         error = None
     if isinstance(error, dict) and isinstance(error.get("code"), str):
         return _one_line(error["code"], 100), _one_line(str(error.get("message", "")), 300)
+    if 300 <= response.status_code < 400:
+        return "", redirection(response)
     return "", _one_line(response.text, 300)
+
+
+def redirection(response: httpx.Response) -> str:
+    """Where a redirect (3xx) sends the probe, and the ``--server`` that says
+    so. Never followed: the request would carry the agent token elsewhere,
+    and a POST may arrive as a GET. An http:// proxy redirecting to https://
+    is the usual case; its empty 301 was logged as "refused (301): "."""
+    location = _one_line(response.headers.get("Location", ""), 300) or "no Location"
+    path = response.request.url.path
+    base = location.split("?", 1)[0].removesuffix(path) if path != "/" else ""
+    hint = f"; use {base} as --server" if base and base != location.split("?", 1)[0] else ""
+    return f"the server redirects to {location}{hint} (not followed)"
 
 
 def error_text(response: httpx.Response) -> str:

@@ -209,6 +209,8 @@ class Publisher:
             response = await send(self.client, lambda: self._request("POST", path, content, headers))
         except httpx.TransportError as exc:
             raise ServerUnavailable(transport_problem(exc)) from None
+        if 300 <= response.status_code < 400:  # the server is elsewhere: reports wait as while it is away
+            raise ServerUnavailable(f"{path} answered {response.status_code}: {error_text(response)}")
         if response.status_code in RETRIABLE:
             code = error_of(response)[0]  # bus_unavailable, database_unavailable...: why, when the server says
             wait = retry_after(response)

@@ -425,3 +425,30 @@ async def test_a_server_slower_than_collection_is_said_once_and_collection_keeps
     assert collections >= 300 / 2 - 5
     said = [r.getMessage() for r in caplog.records if "more slowly than they are collected" in r.getMessage()]
     assert len(said) == 1, caplog.text
+
+
+async def test_a_redirecting_server_is_named_with_its_location_and_reports_wait_for_it(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An http:// proxy answering 301 to https://: "registration refused (301): "
+    (its body empty), and every report was refused and dropped (a reviewer's)."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    taken: list[bytes] = []
+    followed: list[str] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.host != "server":
+            followed.append(str(request.url))
+        if trio.current_time() < 60:
+            return httpx.Response(301, headers={"Location": f"https://trioscope.example.com{request.url.path}"})
+        if request.url.path == "/api/v1/reports":
+            taken.append(request.content)
+            return httpx.Response(202, json={})
+        return httpx.Response(404 if "config" in request.url.path else 201, json={})
+
+    collections = await _collections_while(server, 120, monkeypatch)
+    said = [r.getMessage() for r in caplog.records]
+    assert any("unreachable (/api/v1/agents/register answered 301: the server redirects to https://trioscope."
+               "example.com/api/v1/agents/register; use https://trioscope.example.com as --server (not followed))"
+               in m for m in said), said
+    assert not any("refused" in m for m in said), said
+    assert followed == [] and len(taken) >= collections - 2  # those of the first minute waited, and went
