@@ -452,11 +452,13 @@ async def _send(publisher: Publisher, standing: Standing, server: str, interval:
             first_attempt.set()
             if step == publisher.flush and standing.note(Link.CONNECTED):
                 refused = publisher.refused_report
+                dropped = publisher.outbox.dropped
                 log.log(logging.WARNING if refused else logging.INFO,
-                        "connected to %s as agent %s (%d reports dropped while away)%s", server, agent_id,
-                        publisher.outbox.dropped, "" if refused is None else
+                        "connected to %s as agent %s%s%s", server, agent_id,
+                        f" ({dropped} reports dropped while away)" if dropped else "", "" if refused is None else
                         f", but its reports are refused ({refused[0]}{' ' + refused[1] if refused[1] else ''}: "
                         "said above)")
+                publisher.outbox.dropped = 0  # counted again for the next time away
             step = publisher.flush
             if not publisher.outbox.reports:
                 await collected.park()

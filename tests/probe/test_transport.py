@@ -334,8 +334,8 @@ class _Trickle(httpx.AsyncByteStream):
             await trio.sleep(5)
 
 
-async def _collections_while(server: Any, seconds: float, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Collections of a publisher (every 2 s, keeping 500 reports) of ``server`` over ``seconds``."""
+async def _collections_while(server: Any, seconds: float, monkeypatch: pytest.MonkeyPatch, buffer: int = 500) -> int:
+    """Collections of a publisher (every 2 s, keeping ``buffer`` reports) of ``server`` over ``seconds``."""
     collections = 0
 
     def collect() -> Any:
@@ -348,7 +348,7 @@ async def _collections_while(server: Any, seconds: float, monkeypatch: pytest.Mo
 
     monkeypatch.setattr(trio.to_thread, "run_sync", inline)
     with trio.move_on_after(seconds):
-        await run_publisher("http://server", "probe-1", "host", 2.0, 500, collect,
+        await run_publisher("http://server", "probe-1", "host", 2.0, buffer, collect,
                             transport=httpx.MockTransport(server))
     return collections
 
@@ -452,3 +452,23 @@ async def test_a_redirecting_server_is_named_with_its_location_and_reports_wait_
                in m for m in said), said
     assert not any("refused" in m for m in said), said
     assert followed == [] and len(taken) >= collections - 2  # those of the first minute waited, and went
+
+
+async def test_the_reports_dropped_while_away_are_counted_for_each_time_away(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second, short outage that dropped nothing was said as "(12 reports
+    dropped while away)", the first outage's count (a reviewer's)."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+
+    def server(request: httpx.Request) -> httpx.Response:
+        now = trio.current_time()
+        if now < 60 or 100 <= now < 103:
+            return httpx.Response(500, json={"error": {"code": "internal", "message": "away"}})
+        if request.url.path.startswith("/api/v1/agents/config"):
+            return httpx.Response(404)
+        return httpx.Response(202 if request.url.path == "/api/v1/reports" else 201, json={})
+
+    await _collections_while(server, 200, monkeypatch, buffer=5)
+    connected = [r.getMessage() for r in caplog.records if r.getMessage().startswith("connected to")]
+    assert len(connected) == 2, connected
+    assert "reports dropped while away" in connected[0] and "dropped" not in connected[1], connected
