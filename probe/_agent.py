@@ -270,20 +270,20 @@ class CommandAgent:
             try:
                 item = await self._poll(asked)
             except Refused as exc:
-                if standing.note(exc):
+                if standing.note(exc, trio.current_time()):
                     hint = ("; enroll the probe again (restart it with a new --enrollment-token)"
                             if exc.for_good and exc.status in (401, 410) else "")
-                    log.error("command polling refused (%s)%s; %s", exc, hint, exc.plan)
+                    log.error("command polling refused (%s)%s; %s%s", exc, hint, exc.plan, standing.summary)
                 await trio.sleep(standing.delay())
                 continue
             except (httpx.TransportError, ControlError) as exc:
-                if standing.note(Link.UNREACHABLE):
+                if standing.note(Link.UNREACHABLE, trio.current_time()):
                     problem = transport_problem(exc) if isinstance(exc, httpx.TransportError) else str(exc)
-                    log.warning("command polling failed (%s); retrying with backoff", problem)
+                    log.warning("command polling failed (%s); retrying with backoff%s", problem, standing.summary)
                 await trio.sleep(standing.delay())
                 continue
-            if standing.note(Link.CONNECTED):
-                log.info("command polling works again")
+            if standing.note(Link.CONNECTED, trio.current_time()):
+                log.info("command polling works again%s", standing.summary)
             if item is None:
                 if pace.note(asked, trio.current_time() - started):
                     log.warning("the server answers the command poll at once, with no command, where it holds it "

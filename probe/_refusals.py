@@ -16,6 +16,7 @@ import re
 import ssl
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 
 import attrs
@@ -246,25 +247,62 @@ class Link(enum.Enum):
     """Away, busy (``RETRIABLE``), or answering what the loop cannot use."""
 
 
+FLAP_WINDOW = 60.0
+"""Seconds in which at most ``FLAP_LINES`` changes of ``Standing`` are said;
+past that, one line a window at most, saying how many interruptions it held
+back: a server refusing every other report got a line each way every cycle."""
+FLAP_LINES = 2
+
+
 @attrs.define
 class Standing:
     """How the server last answered one loop of the probe (the publisher, the
     command poll): ``Link.CONNECTED``, ``Link.UNREACHABLE`` or a refusal's
-    (status, code). The loop logs a change (``note``) and waits ``delay()``
-    before asking again."""
+    (status, code). The loop logs what ``note`` says to (with ``summary``) and
+    waits ``delay()`` before asking again."""
 
     state: Link | tuple[int, str] | None = None
     """None before the first answer."""
     backoff: Backoff = attrs.field(factory=Backoff)
+    said: Link | tuple[int, str] | None = attrs.field(init=False)
+    """The state the last line said."""
+    said_at: deque[float] = attrs.field(init=False, factory=lambda: deque(maxlen=FLAP_LINES))
+    unsaid: int = attrs.field(init=False, default=0)
+    """Changes since the last line."""
+    interruptions: int = attrs.field(init=False, default=0)
+    """Times the loop left ``Link.CONNECTED`` since the last line."""
+    holding: bool = attrs.field(init=False, default=False)
+    """Changes were held back: the next line waits a whole ``FLAP_WINDOW``."""
+    summary: str = attrs.field(init=False, default="")
+    """What the line ``note`` asked for says of the changes held back before it ("" if none)."""
 
-    def note(self, state: Link | Refused) -> bool:
-        """Enter ``state``; whether it is a change (the loop then logs it)."""
+    def __attrs_post_init__(self) -> None:
+        self.said = self.state
+
+    def note(self, state: Link | Refused, now: float) -> bool:
+        """Enter ``state`` at ``now``; whether the loop logs it now: a change,
+        or after changes held back (``FLAP_WINDOW``) the state they led to."""
         entered = (state.status, state.code) if isinstance(state, Refused) else state
-        changed = entered != self.state
+        if entered != self.state:
+            self.unsaid += 1
+            if self.state is Link.CONNECTED:
+                self.interruptions += 1
         self.state = entered
         if entered is Link.CONNECTED:
             self.backoff.reset()
-        return changed
+        if self.unsaid == 0 or (entered == self.said and self.unsaid < 2):
+            return False
+        recent = [t for t in self.said_at if now - t < FLAP_WINDOW]
+        if recent if self.holding else len(recent) >= FLAP_LINES:
+            self.holding = True
+            return False
+        held = self.unsaid > 1
+        self.summary = (f" ({self.interruptions} interruptions in the last {now - self.said_at[-1]:.0f} s)"
+                        if held and self.said_at else "")
+        self.holding = held
+        self.said, self.unsaid, self.interruptions = entered, 0, 0
+        self.said_at.append(now)
+        return True
 
     def delay(self, at_most: float = math.inf) -> float:
         """Seconds before asking again: ``REFUSED_RETRY`` while refused for good,

@@ -431,33 +431,33 @@ async def _send(publisher: Publisher, standing: Standing, server: str, interval:
         try:
             await step()
         except ServerUnavailable as exc:
-            if standing.note(Link.UNREACHABLE):
-                log.warning("server %s unreachable (%s); retrying with backoff, keeping up to %d reports",
-                            server, exc, buffer)
+            if standing.note(Link.UNREACHABLE, trio.current_time()):
+                log.warning("server %s unreachable (%s); retrying with backoff, keeping up to %d reports%s",
+                            server, exc, buffer, standing.summary)
         except Refused as exc:
             if publisher.signer is None and exc.code == "signature_required":
-                if standing.note(exc):
+                if standing.note(exc, trio.current_time()):
                     log.warning("agent id %s is enrolled by a probe with credentials, which reports it: this "
                                 "unsigned probe (the server's local probe, say) gives way, and asks again every "
                                 "%g s (the id is free again once nothing signed reports under it for the "
                                 "server's stale threshold); give it another --agent-id to report beside it",
                                 agent_id, REFUSED_RETRY)
                 publisher.registered = False
-            elif standing.note(exc):
-                log.error("server %s refuses agent %s (%s); %s, keeping up to %d reports",
-                          server, agent_id, exc, exc.plan, buffer)
+            elif standing.note(exc, trio.current_time()):
+                log.error("server %s refuses agent %s (%s); %s, keeping up to %d reports%s",
+                          server, agent_id, exc, exc.plan, buffer, standing.summary)
             if exc.for_good:
                 publisher.registered = False  # whatever mends it (a new enrollment) needs a registration
         else:
             first_attempt.set()
-            if step == publisher.flush and standing.note(Link.CONNECTED):
+            if step == publisher.flush and standing.note(Link.CONNECTED, trio.current_time()):
                 refused = publisher.refused_report
                 dropped = publisher.outbox.dropped
                 log.log(logging.WARNING if refused else logging.INFO,
-                        "connected to %s as agent %s%s%s", server, agent_id,
+                        "connected to %s as agent %s%s%s%s", server, agent_id,
                         f" ({dropped} reports dropped while away)" if dropped else "", "" if refused is None else
                         f", but its reports are refused ({refused[0]}{' ' + refused[1] if refused[1] else ''}: "
-                        "said above)")
+                        "said above)", standing.summary)
                 publisher.outbox.dropped = 0  # counted again for the next time away
             step = publisher.flush
             if not publisher.outbox.reports:

@@ -209,13 +209,13 @@ async def test_a_refusal_that_time_mends_is_logged_once_and_asked_again_with_bac
 def test_standing_says_each_change_once_and_how_long_to_wait() -> None:
     standing = Standing(backoff=Backoff(base=1.0, cap=8.0, rng=_Extreme(top=True)))
     skew = Refused(401, "clock_skew", "off")
-    assert [standing.note(skew), standing.note(skew)] == [True, False]
+    assert [standing.note(skew, 0), standing.note(skew, 1)] == [True, False]
     assert [standing.delay(), standing.delay(), standing.delay(at_most=3.0)] == [1.0, 2.0, 3.0]
     retired = Refused(410, "agent_decommissioned", "gone")
-    assert standing.note(retired) and standing.delay() == standing.delay(at_most=1.0) == REFUSED_RETRY
-    assert standing.note(Refused(401, "invalid_token", "no")) and standing.delay() == REFUSED_RETRY
-    assert [standing.note(Link.UNREACHABLE), standing.note(Link.UNREACHABLE)] == [True, False]
-    assert [standing.note(Link.CONNECTED), standing.note(Link.CONNECTED)] == [True, False]
+    assert standing.note(retired, 100) and standing.delay() == standing.delay(at_most=1.0) == REFUSED_RETRY
+    assert standing.note(Refused(401, "invalid_token", "no"), 200) and standing.delay() == REFUSED_RETRY
+    assert [standing.note(Link.UNREACHABLE, 300), standing.note(Link.UNREACHABLE, 301)] == [True, False]
+    assert [standing.note(Link.CONNECTED, 400), standing.note(Link.CONNECTED, 401)] == [True, False]
     assert standing.backoff.attempts == 0  # an answer starts the backoff over
 
 
@@ -472,3 +472,24 @@ async def test_the_reports_dropped_while_away_are_counted_for_each_time_away(
     connected = [r.getMessage() for r in caplog.records if r.getMessage().startswith("connected to")]
     assert len(connected) == 2, connected
     assert "reports dropped while away" in connected[0] and "dropped" not in connected[1], connected
+
+
+async def test_a_flapping_server_is_said_about_once_a_minute_with_its_interruptions(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """503 to every other report: a line each way every cycle, 32 in 30 s (a reviewer's)."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    reports = 0
+
+    def server(request: httpx.Request) -> httpx.Response:
+        nonlocal reports
+        if request.url.path == "/api/v1/reports":
+            reports += 1
+            return httpx.Response(503 if reports % 2 else 202, json={})
+        if request.url.path.startswith("/api/v1/agents/config"):
+            return httpx.Response(404)
+        return httpx.Response(201, json={})
+
+    await _collections_while(server, 600, monkeypatch)
+    said = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage() or "connected" in r.getMessage()]
+    assert reports > 200 and 3 <= len(said) <= 600 / 60 + 3, said
+    assert any("interruptions in the last" in m for m in said), said
