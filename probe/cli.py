@@ -273,13 +273,15 @@ def _private_path(server: str) -> bool:
 
 async def _run_until_signalled(args: argparse.Namespace, interval: float, collector: ReportCollector,
                                allowed: tuple[str, ...]) -> int:
-    """Publish (and run commands) until SIGINT or SIGTERM, then stop at once
+    """Publish (and run commands) until SIGINT, SIGTERM or SIGHUP (the probe
+    reads no configuration again: a hang-up, its terminal closed, stops it as
+    SIGTERM does, said in the log, where it ended it silently, status 129), then stop at once
     (what is unsent is only metrics; the next start reports the current state).
 
     Answers the exit status: 0 when signalled or (``--exit-with-parent``) when the
     parent is gone, 2 when enrollment was refused."""
     server = args.server.rstrip("/")
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with answers.client(server, verify=args.tls) as client, \
                 trio.open_nursery() as nursery:
             nursery.start_soon(_stop_when_signalled, signals, nursery.cancel_scope)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import orjson
 import pytest
+import trio
 
 from trioscope_probe.cli import _private_path, build_parser
 from trioscope_probe._config import ConfigFileError, load_file, unknown_environment
@@ -217,3 +220,29 @@ def test_a_config_flag_without_its_file_is_one_line() -> None:
 def test_a_negative_interval_after_its_flag_is_the_values_refusal() -> None:
     result = _probe("--interval", "-5s", "--once")
     assert result.returncode == 2 and result.stderr.startswith("trioscope-probe: --interval:"), result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGTERM])
+async def test_a_hang_up_stops_the_probe_as_sigterm_does_said_in_its_log(signum: signal.Signals) -> None:
+    """SIGHUP ended the probe silently with status 129 (a reviewer's)."""
+    with socket.socket() as s:  # a port nothing listens on: the probe says the server is unreachable
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trioscope_probe", "--server", f"http://127.0.0.1:{port}", "--interval", "1",
+         "--no-processes", "--no-connections"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    said = b""
+    try:
+        assert process.stderr is not None
+        with trio.fail_after(30):
+            while b"unreachable" not in said:  # logged once its signal handling is set up
+                said += await process.stderr.receive_some(4096) or b""
+            process.send_signal(signum)
+            while chunk := await process.stderr.receive_some(4096):
+                said += chunk
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert f"received {signum.name}: stopping".encode() in said, said
