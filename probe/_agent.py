@@ -28,7 +28,7 @@ from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._pending import PendingReports
 from ._refusals import (
     REFUSED_RETRY, REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, error_of, error_text,
-    refusal, report_refused_for_good, send, transport_problem,
+    has_answered, refusal, report_refused_for_good, send, transport_problem,
 )
 
 log = logging.getLogger("trioscope_probe")
@@ -278,7 +278,8 @@ class CommandAgent:
                 continue
             except (httpx.TransportError, ControlError) as exc:
                 if standing.note(Link.UNREACHABLE, trio.current_time()):
-                    problem = transport_problem(exc) if isinstance(exc, httpx.TransportError) else str(exc)
+                    problem = (transport_problem(exc, answered=has_answered(self.client))
+                               if isinstance(exc, httpx.TransportError) else str(exc))
                     log.warning("command polling failed (%s); retrying with backoff%s", problem, standing.summary)
                 await trio.sleep(standing.delay())
                 continue
@@ -341,7 +342,7 @@ class CommandAgent:
                     self.client, "POST", "/api/v1/agent/commands/report", self.credentials, raw,
                     headers={"Content-Type": "application/json"}))
             except httpx.TransportError as exc:
-                problem = transport_problem(exc)
+                problem = transport_problem(exc, answered=has_answered(self.client))
             else:
                 never = report_refused_for_good(response.status_code, error_of(response)[0])
                 if response.is_success or never:

@@ -190,6 +190,16 @@ def refusal(response: httpx.Response, what: str) -> Refused:
     return Refused(response.status_code, code, f"{what} refused: {message}")
 
 
+_ANSWERED: weakref.WeakSet[httpx.AsyncClient] = weakref.WeakSet()
+"""The clients the server answered (``send``) at least once (``has_answered``)."""
+
+
+def has_answered(client: httpx.AsyncClient) -> bool:
+    """Whether the server answered ``client`` before: a connection it drops
+    then is a restart, not a sign that it speaks TLS (``transport_problem``)."""
+    return client in _ANSWERED
+
+
 _NOT_BEFORE: weakref.WeakKeyDictionary[httpx.AsyncClient, float] = weakref.WeakKeyDictionary()
 """When each client may send again (``trio.current_time``), where the server said ``Retry-After``."""
 
@@ -227,6 +237,7 @@ async def send(client: httpx.AsyncClient, build: Callable[[], httpx.Request]) ->
     if not_before is not None:
         await trio.sleep_until(not_before)
     response = await client.send(build())
+    _ANSWERED.add(client)
     wait = retry_after(response)
     if wait is not None:
         _NOT_BEFORE[client] = trio.current_time() + wait * random.uniform(1.0, 1.1)  # noqa: S311 - jitter, not a secret
@@ -314,8 +325,10 @@ class Standing:
         return min(self.backoff.next(), at_most)
 
 
-def transport_problem(exc: httpx.TransportError) -> str:
-    """A transport error in words, with the fix where one is likely.
+def transport_problem(exc: httpx.TransportError, *, answered: bool = False) -> str:
+    """A transport error in words, with the fix where one is likely
+    (``answered``: the server answered this client before, so it speaks HTTP
+    here and a dropped connection says nothing of TLS).
 
     httpx's timeouts say nothing of their own, and its TLS failures are an
     empty ``ConnectError`` whose reason, the ``ssl.SSLError``, sits two causes
@@ -332,7 +345,7 @@ def transport_problem(exc: httpx.TransportError) -> str:
     if tls is not None:
         return f"{type(exc).__name__}: {tls_problem(tls)}"
     reason = next((str(e) for e in causes if str(e)), "no reason given")
-    hint = _maybe_tls_server(exc, causes)
+    hint = "" if answered else _maybe_tls_server(exc, causes)
     return f"{type(exc).__name__}: {reason.rstrip('.') if hint else reason}{hint}"
 
 
@@ -385,7 +398,8 @@ def _maybe_tls_server(exc: httpx.TransportError, causes: list[BaseException]) ->
     """A hint that the server may want https://, for a plain http:// request the
     server dropped without an answer: a TLS server resets (or closes) a
     connection whose first bytes are no TLS handshake. Only a possibility: a
-    plain server that restarts does the same."""
+    plain server that restarts does the same (hence never once it answered:
+    "if the server serves https" followed every restart of a plain one)."""
     if not (_has_request(exc) and exc.request.url.scheme == "http"):
         return ""
     reset = any(isinstance(e, ConnectionResetError | BrokenPipeError) for e in causes)

@@ -23,8 +23,8 @@ from trioscope.wire import (
 from . import _answers as answers
 from ._answers import json_of
 from ._refusals import (
-    REFUSED_RETRY, REFUSING, RETRIABLE, Link, Refused, ServerUnavailable, Standing, error_of, error_text, refusal,
-    retry_after, send, transport_problem,
+    REFUSED_RETRY, REFUSING, RETRIABLE, Link, Refused, ServerUnavailable, Standing, error_of, error_text,
+    has_answered, refusal, retry_after, send, transport_problem,
 )
 from ._signing import signed_request
 
@@ -208,7 +208,7 @@ class Publisher:
         try:
             response = await send(self.client, lambda: self._request("POST", path, content, headers))
         except httpx.TransportError as exc:
-            raise ServerUnavailable(transport_problem(exc)) from None
+            raise ServerUnavailable(transport_problem(exc, answered=has_answered(self.client))) from None
         if 300 <= response.status_code < 400:  # the server is elsewhere: reports wait as while it is away
             raise ServerUnavailable(f"{path} answered {response.status_code}: {error_text(response)}")
         if response.status_code in RETRIABLE:

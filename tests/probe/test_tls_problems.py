@@ -131,3 +131,43 @@ def test_an_ssl_error_built_in_python_is_said_too(error: ssl.SSLError, said: str
     from trioscope_probe._refusals import tls_problem
 
     assert tls_problem(error) == said
+
+
+async def test_a_plain_server_that_answered_then_drops_connections_gives_no_https_hint(
+        nursery: trio.Nursery, caplog: pytest.LogCaptureFixture) -> None:
+    """A plain http:// server restarting (SIGTERM) while an enrolled probe
+    polled: "... Connection reset by peer; if the server serves https, use an
+    https:// --server" (a reviewer's). It had answered: it speaks HTTP."""
+    import logging
+
+    from tests.waiting import eventually
+    from trioscope_probe._agent import CommandAgent, Credentials
+
+    connections = 0
+
+    async def answer_once(stream: trio.abc.Stream) -> None:
+        nonlocal connections
+        connections += 1
+        try:
+            await stream.receive_some(65536)
+            if connections == 1:  # then as if it stopped: connections closed unanswered
+                await stream.send_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            await stream.aclose()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    port = listeners[0].socket.getsockname()[1]
+    nursery.start_soon(trio.serve_listeners, answer_once, listeners)
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        agent = CommandAgent(client, Credentials("dep", "agent-1", "token-1"), docker_host=None)
+        nursery.start_soon(agent._poll_loop)
+
+        async def failed() -> list[str]:
+            return [r.getMessage() for r in caplog.records if "command polling failed" in r.getMessage()]
+
+        said = await eventually(failed, 30)
+        nursery.cancel_scope.cancel()
+    assert connections >= 2 and "https" not in said[0], said
