@@ -92,7 +92,7 @@ from trioscope.wire import InvalidDocument, decode, request_signing
 
 from . import _agent_presence, _directory, _gate, _rate_checks, _tokens
 from ._command_views import delivery_view, user_deployments
-from ._errors import ApiError, answer_to, error_response
+from ._errors import ApiError, answer_to, error_response, log_incident
 from ._bodies import decoded, off_loop
 from ._client_sockets import serve_client_socket
 from ._openapi import Auth, documented, text
@@ -477,10 +477,8 @@ def _answered(request_id: Any, exc: Exception) -> dict[str, Any]:
     if found is not None:
         answer, message = found
         return _nack(request_id, answer.status, answer.code, message)
-    incident = uuid.uuid4().hex[:12]
-    if not isinstance(exc, ActorFailed):
-        log.error("unhandled error in an agent socket's message (incident %s)", incident, exc_info=exc,
-                  extra={"incident": incident})
+    # An actor that crashed on it logged why itself.
+    incident = uuid.uuid4().hex[:12] if isinstance(exc, ActorFailed) else log_incident(exc, "an agent socket's message")
     return _nack(request_id, 500, "internal_error",
                  f"internal error; the server log has the details under incident {incident}")
 

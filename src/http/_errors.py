@@ -289,6 +289,30 @@ def closing_if_unread(response: Response) -> Response:
 
 TRACEBACK_EVERY = 60.0
 """Seconds between two tracebacks of one cause of unexpected errors (``_origin``)."""
+_TRACEBACKS = "trioscope.tracebacks"
+"""The app's extension (a ``Lulls``) of when each cause's traceback was last
+logged: a fault that every request meets (a damaged database) wrote ~45
+lines a request (5,512 for ~120)."""
+
+
+def log_incident(exc: BaseException, where: str) -> str:
+    """Log an unexpected error met handling ``where`` (a request, a socket's
+    message) under a new incident id, returned for the answer: with its
+    traceback once a minute for each cause (of the current app), in one line
+    in between."""
+    incident = uuid.uuid4().hex[:12]
+    tracebacks = current_app.extensions.setdefault(_TRACEBACKS, Lulls(TRACEBACK_EVERY))
+    unsaid = tracebacks.due((type(exc).__qualname__, _origin(exc)), time.monotonic())
+    if unsaid is None:
+        log.error("unhandled error in %s (incident %s): %s: %s (its traceback was logged for an earlier incident "
+                  "of the same cause)", where, incident, type(exc).__name__, " ".join(str(exc).split())[:500],
+                  extra={"incident": incident})
+    else:
+        more = f"; {unsaid} more of the same cause since its last traceback" if unsaid else ""
+        log.error("unhandled error in %s (incident %s)%s", where, incident, more, exc_info=exc,
+                  extra={"incident": incident})
+    return incident
+
 
 
 def _origin(exc: BaseException) -> str:
@@ -327,22 +351,9 @@ def install_error_handlers(app: Quart) -> None:
                     response.headers["Allow"] = value
         return response
 
-    # One traceback a minute of each cause: a fault that every request meets (a
-    # damaged database) wrote ~45 lines a request (5,512 for ~120 requests).
-    tracebacks: Lulls[tuple[str, str]] = Lulls(TRACEBACK_EVERY)
-
     def _unexpected(exc: Exception) -> Response:
-        incident = uuid.uuid4().hex[:12]
         method, path = _where()
-        unsaid = tracebacks.due((type(exc).__qualname__, _origin(exc)), time.monotonic())
-        if unsaid is None:
-            log.error("unhandled error in %s %s (incident %s): %s: %s (its traceback was logged for an earlier "
-                      "incident of the same cause)", method, path, incident, type(exc).__name__,
-                      " ".join(str(exc).split())[:500], extra={"incident": incident})
-        else:
-            more = f"; {unsaid} more of the same cause since its last traceback" if unsaid else ""
-            log.error("unhandled error in %s %s (incident %s)%s", method, path, incident, more,
-                      exc_info=exc, extra={"incident": incident})
+        incident = log_incident(exc, f"{method} {path}")
         return error_response(500, "internal_error",
                               f"internal error; the server log has the details under incident {incident}",
                               details={"incident": incident})

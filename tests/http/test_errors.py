@@ -31,6 +31,7 @@ RAISED = {
     "unreachable": lambda: Unavailable("cannot connect to postgresql://db:5432/trioscope"),
     "lost": lambda: psycopg.OperationalError(LOST),
     "actor-lost": lambda: ActorFailed("/root/queues/q", psycopg.OperationalError(LOST)),
+    "start-lost": lambda: ActorStopped("/root/queues/q", psycopg.OperationalError(LOST)),  # its start met it
     "statement-timeout": lambda: psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
     "too-complex": lambda: psycopg.errors.StatementTooComplex("stack depth limit exceeded"),
     "actor-bug": lambda: ActorFailed("/root/queues/q", KeyError("secret internal detail")),
@@ -123,7 +124,7 @@ async def test_a_websocket_handler_that_raises_is_logged_under_an_incident(clien
     assert not [r for r in caplog.records if "request context" in r.getMessage()]
 
 
-@pytest.mark.parametrize("kind", ["refused", "unreachable", "lost", "actor-lost", "statement-timeout"])
+@pytest.mark.parametrize("kind", ["refused", "unreachable", "lost", "actor-lost", "start-lost", "statement-timeout"])
 async def test_the_database_away_or_busy_is_a_503_with_retry_after(client, kind: str) -> None:
     response = await client.get(f"/test/raise/{kind}")
     assert response.status_code == 503 and response.headers["Retry-After"] == "2"
@@ -144,3 +145,19 @@ async def test_any_other_database_error_is_a_500_with_an_incident(client, caplog
     assert response.status_code == 500 and "Retry-After" not in response.headers
     incident = (await response.get_json())["error"]["details"]["incident"]
     assert [r for r in caplog.records if getattr(r, "incident", None) == incident and r.levelno == logging.ERROR]
+
+
+async def test_an_agent_sockets_unexpected_errors_log_one_traceback_a_minute_of_each_cause(settings, caplog):
+    """As requests' (a fault every message met wrote a traceback a message)."""
+    from trioscope.http._command_ws import _answered
+
+    async with open_actor_system(supervision_tree(settings)) as system:
+        app = create_app(system, settings)
+        async with app.app_context():
+            acks = [_answered(n, KeyError("secret internal detail")) for n in range(3)]
+    incidents = [ack["error"]["message"].rsplit(" ", 1)[1] for ack in acks]
+    assert all((ack["status"], ack["error"]["status"]) == ("rejected", 500) for ack in acks)
+    logged = {r.incident: r for r in caplog.records if getattr(r, "incident", None) in incidents}
+    assert set(logged) == set(incidents)
+    assert logged[incidents[0]].exc_info is not None
+    assert all(logged[i].exc_info is None and "the same cause" in logged[i].getMessage() for i in incidents[1:])
