@@ -24,7 +24,6 @@ from ._forwarded import TrustedProxies
 
 log = logging.getLogger("trioscope.access")
 
-REQUEST_ID = "X-Request-Id"
 ROUTE_KEY = "trioscope.route"
 """Where the application leaves the matched route template in the ASGI scope."""
 REQUEST_ID_KEY = "trioscope.request_id"

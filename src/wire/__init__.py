@@ -58,6 +58,7 @@ from ._fields import rfc3339_seconds as rfc3339_seconds
 from ._footprint import Footprint as Footprint
 from ._footprint import MemoryBudget as MemoryBudget
 from ._footprint import OverBudget as OverBudget
+from ._labels import POD_UID as POD_UID
 from ._labels import pod_of as pod_of
 from ._labels import service_of as service_of
 from ._models import AgentHeartbeat as AgentHeartbeat
@@ -88,6 +89,6 @@ __all__ = [
     "decode_report", "DiskInfo", "is_connected", "is_listener", "ListeningPorts", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
-    "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "rfc3339_millis", "rfc3339_seconds", "Percent", "RFC3339", "pod_of", "PortMapping",
+    "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "rfc3339_millis", "rfc3339_seconds", "Percent", "RFC3339", "POD_UID", "pod_of", "PortMapping",
     "ProcessesInfo", "ProcessInfo", "protocol_family", "Report", "SchemaBuilder", "service_of", "Text", "TextRule", "WILDCARDS",
 ]

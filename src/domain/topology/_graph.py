@@ -24,7 +24,7 @@ import attrs
 
 from trioscope.domain.agents import report_time
 from trioscope.domain.steps import Steps, at_once, sorted_in_steps
-from trioscope.wire import Report, is_loopback
+from trioscope.wire import POD_UID, Report, is_loopback
 
 from ._controls import controls_for
 from ._edge_cache import EdgeCache
@@ -458,7 +458,7 @@ class TopologyGraph:
             "hosts": hosts,
         }
         if kind is NodeKind.POD:
-            uid = containers[0].metadata.get("labels", {}).get("io.kubernetes.pod.uid")
+            uid = containers[0].metadata.get("labels", {}).get(POD_UID)
             if uid:
                 metadata["uid"] = uid
         host = hosts[0] if kind is NodeKind.POD and hosts else None

@@ -19,7 +19,7 @@ import attrs
 import orjson
 
 from trioscope.wire import (
-    WILDCARDS, ContainerIds, ContainerInfo, HostInfo, ListeningPorts, ProcessInfo, Report, is_connected,
+    POD_UID, WILDCARDS, ContainerIds, ContainerInfo, HostInfo, ListeningPorts, ProcessInfo, Report, is_connected,
     is_listener, is_loopback, normal_address, pod_of,
     protocol_family, service_of,
 )
@@ -51,8 +51,6 @@ _HOLDS_PORTS = frozenset({"running", "paused"})
 """The states in which a container's published ports are its own: its engine
 sets them up when it starts and gives them back when it stops, though Podman
 still lists a stopped container's ports."""
-_POD_UID = "io.kubernetes.pod.uid"
-"""The label kubelet puts on every container of a pod, the sandbox's (pause) too."""
 _KTHREADD = 2
 """Linux starts every kernel thread from kthreadd, which is always pid 2."""
 
@@ -429,7 +427,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         container_ips[node.id] = ips
         for ip in ips:
             addresses[ip] = node.id
-        uid = c.labels.get(_POD_UID)
+        uid = c.labels.get(POD_UID)
         if ips:
             networks[node.id] = pod_networks.setdefault(uid, node.id) if uid else node.id
         if uid:
