@@ -24,7 +24,10 @@ from ._wire import CommandReport
 POLL_CLOSED = "the poll closed before delivery"
 AGENT_RETIRED = "the agent was decommissioned or replaced before delivery"
 NOT_ACKNOWLEDGED = "not acknowledged by the agent socket"
-"""Reasons a delivered command went back to the queue, as its history says."""
+"""Reasons a delivered command went back to the queue, as its history says.
+``NOT_ACKNOWLEDGED`` is also read back from the stored history
+(``_returned_for``: a second time fails the command), so its words are part
+of the stored format: a new wording must still recognise this one."""
 AGENT_GONE = "the agent that had it was decommissioned or replaced before it reported"
 """The error of a command whose agent was retired while it had the command."""
 ACKNOWLEDGED_BY_POLL = "acknowledged by last_command_id"
