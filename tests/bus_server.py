@@ -243,7 +243,8 @@ def publish_dated(url: str, stream: str, reports: list[tuple[int, float]], *, co
                     data, _ = pack_report(report, at, enrolled=False, shape=report_shape(report),
                                           address="127.0.0.1")
                     packed.append((agent_subject(stream, report.agent_id), data))
-                await asyncio.gather(*(js.publish(subject, data, stream=stream) for subject, data in packed))
+                # 200 at once: nats-py's default 1 s for each acknowledgement is too short on a loaded machine.
+                await asyncio.gather(*(js.publish(subject, data, stream=stream, timeout=30) for subject, data in packed))
         finally:
             await nc.close()
 

@@ -28,7 +28,8 @@ def server(own_nats: OwnNatsServer) -> OwnNatsServer:
 
 
 async def publish(js: JetStreamContext, prefix: str, count: int) -> None:
-    await asyncio.gather(*(js.publish(f"{STREAM}.agent-{n % 7}", f"{prefix}{n}".encode(), stream=STREAM)
+    # 500 at once: nats-py's default 1 s for each acknowledgement is too short on a loaded machine.
+    await asyncio.gather(*(js.publish(f"{STREAM}.agent-{n % 7}", f"{prefix}{n}".encode(), stream=STREAM, timeout=30)
                            for n in range(1, count + 1)))
 
 
