@@ -8,13 +8,14 @@ paste."""
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import httpx
 
 from tests.synthetic import container_hex, host_report
 
 from .conftest import Ui, post_report
+from .test_ui import enrolled_probe, enrolled_running
 
 FOCUSED = "() => { const e = document.activeElement; return [e.dataset.id || null, e.querySelector('.td') ? e.querySelector('.td').textContent : e.tagName]; }"
 
@@ -125,3 +126,34 @@ def test_the_scroller_holding_the_focus_of_a_row_out_of_sight_shows_it(ui: Ui) -
     outline = ui.page.evaluate("(() => { const s = getComputedStyle(document.activeElement);"
                                " return [s.outlineStyle, s.outlineWidth]; })()")
     assert outline[0] != "none" and outline[1] != "0px"
+
+
+def test_focus_stays_on_a_containers_control_while_its_details_refresh(ui: Ui) -> None:
+    """The details are built anew at every refresh (every 15 s, and a second after
+    each report of the node): a keyboard user was sent back to <body> each time."""
+    _, agent = enrolled_probe(ui.server, {"Authorization": f"Bearer {ui.server.user_token('alice', 'acme', 'OPERATOR')}"})
+    ui.open(f"?view=containers&mode=table&node={quote(enrolled_running())}")
+    ui.page.wait_for_selector("[data-control=stop]")
+
+    def refreshed() -> None:
+        """A report of the container's host: the details are rebuilt (new Stop button)."""
+        ui.page.evaluate("window.before = document.querySelector('[data-control=stop]')")
+        post_report(ui.server, 0, signer=agent)
+        ui.page.wait_for_function("() => document.querySelector('[data-control=stop]') !== window.before")
+
+    focused = "() => [document.activeElement.dataset.control, 'follow' in document.activeElement.dataset]"
+    ui.page.focus("[data-control=stop]")
+    refreshed()
+    assert ui.page.evaluate(focused) == ["stop", False]
+    ui.page.focus("[data-follow]")
+    refreshed()
+    assert ui.page.evaluate(focused) == [None, True]
+    # Stop's confirmation open while the button it came from is replaced: Escape
+    # gives the focus to the new Stop button.
+    ui.page.focus("[data-control=stop]")
+    ui.page.keyboard.press("Enter")
+    ui.page.wait_for_selector("#confirm[open]")
+    refreshed()
+    ui.page.keyboard.press("Escape")
+    ui.page.wait_for_function("() => document.activeElement.dataset.control === 'stop'")
+    assert ui.page.locator(".commands li").count() == 0  # cancelled: nothing sent

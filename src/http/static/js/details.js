@@ -5,7 +5,7 @@
 // processes (groups.js) is described from the live view's node.
 
 import { api } from "./api.js";
-import { el, sparkline } from "./dom.js";
+import { el, sparkline, stableKey } from "./dom.js";
 import { health } from "./health.js";
 import { metricLabel, metricValue, visible } from "./format.js";
 import { memberIds } from "./groups.js";
@@ -155,6 +155,10 @@ export class DetailsPanel {
   }
 
   #render(details) {
+    // The parts are built anew: the control that had the focus (Stop, Follow, a
+    // link) gives it to its successor, or a keyboard user is sent back to <body>
+    // at every refresh. Asked first: building them takes the live log out of the page.
+    const focused = this.body.contains(document.activeElement) ? stableKey(document.activeElement) : null;
     const node = details.node;
     this.#remember(this.id);
     this.root.dataset.state = "loaded";
@@ -187,6 +191,10 @@ export class DetailsPanel {
     this.top.replaceChildren(...top);
     this.rest.replaceChildren(...sections);
     if (this.series.root.parentNode !== this.body) this.body.replaceChildren(this.top, this.series.root, this.rest);
+    if (focused && !this.body.contains(document.activeElement)) {
+      const again = this.body.querySelector(focused);
+      if (again) again.focus({ preventScroll: true });
+    }
     this.series.refresh(node.agent_id || "", details.deployment_hash || "");
   }
 

@@ -15,6 +15,33 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// A selector for the control `element` is, that finds its equivalent after
+// the part of the page it is in was built again (the details refresh every
+// few seconds, new buttons each time): null for one without a stable key.
+export function stableKey(element) {
+  if (!element || !element.dataset) return null;
+  const data = element.dataset;
+  if (data.control) return `[data-control="${CSS.escape(data.control)}"]`;
+  if ("follow" in data) return "[data-follow]";
+  const list = element.closest("[data-list]");
+  if (data.node && list) return `[data-list="${CSS.escape(list.dataset.list)}"] [data-node="${CSS.escape(data.node)}"]`;
+  if (element.id) return `#${CSS.escape(element.id)}`;
+  return null;
+}
+
+// Focus goes back to the element that had it when `dialog` opened, or, if that
+// one was replaced meanwhile, to its equivalent (the browser gives it back only
+// to an element still in the page: otherwise it fell to <body>).
+export function returnFocusAfter(dialog) {
+  const opener = document.activeElement;
+  const key = stableKey(opener);
+  dialog.addEventListener("close", () => {
+    if (!opener || opener.isConnected || !key) return;
+    const again = document.querySelector(key);
+    if (again) again.focus();
+  }, { once: true });
+}
+
 const SVG = "http://www.w3.org/2000/svg";
 
 // A sparkline of `values` (oldest first); empty for fewer than two points.

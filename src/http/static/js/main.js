@@ -6,6 +6,7 @@ import { ApiError, api, events, setToken, socketUrl, token, tokenProtocols } fro
 import { AlertList } from "./alerts.js";
 import { Controls } from "./controls.js";
 import { DetailsPanel } from "./details.js";
+import { returnFocusAfter } from "./dom.js";
 import { emptyAdvice } from "./empty.js";
 import { compileFilter } from "./filter.js";
 import { clock, metricLabel, visibleShort } from "./format.js";
@@ -577,6 +578,7 @@ function ask({ title, text, input }) {
   $("confirm-input-label").hidden = input === undefined;
   field.value = input ?? "";
   dialog.returnValue = "";
+  returnFocusAfter(dialog);
   dialog.showModal();
   if (input !== undefined) field.focus();
   return new Promise((resolve) => {
@@ -591,7 +593,10 @@ function showOutput({ title, text, refresh }) {
   const button = $("output-refresh");
   button.hidden = !refresh;
   button.onclick = refresh ? () => { dialog.close(); refresh(); } : null;
-  if (!dialog.open) dialog.showModal();
+  if (!dialog.open) {
+    returnFocusAfter(dialog);
+    dialog.showModal();
+  }
 }
 
 // ---- signing in --------------------------------------------------------------------------
