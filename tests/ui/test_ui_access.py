@@ -157,3 +157,36 @@ def test_focus_stays_on_a_containers_control_while_its_details_refresh(ui: Ui) -
     ui.page.keyboard.press("Escape")
     ui.page.wait_for_function("() => document.activeElement.dataset.control === 'stop'")
     assert ui.page.locator(".commands li").count() == 0  # cancelled: nothing sent
+
+
+def test_a_narrow_window_keeps_every_control_in_reach_and_the_table_header_over_its_columns(ui: Ui) -> None:
+    """At 375 px (a phone) and 640 px (200 % zoom) the top bar ran off the page (904 px
+    wide, its last controls light on the light page), the details took the view's
+    every pixel, and the table's header stayed put while its rows scrolled sideways."""
+    post_report(ui.server, 0, containers=4, processes=2, connections=0)
+    ui.page.set_viewport_size({"width": 375, "height": 667})
+    ui.open(f"?view=containers&mode=table&node={quote(container(0, 1))}")
+    ui.page.wait_for_selector("#details[data-state=loaded]")
+    layout = ui.page.evaluate("""() => {
+      const box = (s) => document.querySelector(s).getBoundingClientRect();
+      const bar = box('.topbar');
+      const outside = [...document.querySelectorAll('.topbar > :not([hidden]):not(.sr-only)')].filter((e) => {
+        const b = e.getBoundingClientRect();
+        return b.left < bar.left || b.right > bar.right || b.top < bar.top || b.bottom > bar.bottom; });
+      return {page: document.scrollingElement.scrollWidth, window: innerWidth, bar: bar.width,
+              outside: outside.map((e) => e.id || e.className), details: box('#details').width,
+              stage: [box('#stage').width, box('#stage').height]}; }""")
+    assert layout["page"] <= layout["window"], layout  # nothing to scroll sideways to
+    assert layout["outside"] == [] and layout["bar"] <= layout["window"], layout  # all on the dark bar
+    assert layout["details"] <= layout["window"] and min(layout["stage"]) > 100, layout
+
+    ui.page.set_viewport_size({"width": 800, "height": 600})  # the details beside a table wider than its room
+    ui.page.wait_for_function("() => document.querySelector('#table-scroll').scrollWidth > document.querySelector('#table-scroll').clientWidth")
+    head_right, details_left = ui.page.evaluate("""() => [document.querySelector('.thead').getBoundingClientRect().right,
+        document.querySelector('#details').getBoundingClientRect().left]""")
+    assert head_right <= details_left + 1
+    ui.page.evaluate("document.querySelector('#table-scroll').scrollLeft = 200")
+    ui.page.wait_for_function("""() => { const left = (e) => Math.round(e.getBoundingClientRect().left);
+      const head = [...document.querySelectorAll('.thead .th')].map(left);
+      const row = [...document.querySelector('#table-body .tr').children].map(left);
+      return head[0] < 0 && JSON.stringify(head) === JSON.stringify(row); }""")

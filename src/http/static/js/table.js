@@ -255,6 +255,10 @@ export class TableView {
       });
     });
     this.#rove(had);
+    // The header as wide as the rows' viewport (no scrollbar above it), scrolled sideways as they are.
+    const width = `${this.scroll.clientWidth}px`;
+    if (this.head.parentElement.style.width !== width) this.head.parentElement.style.width = width;
+    this.head.parentElement.scrollLeft = this.scroll.scrollLeft;
   }
 
   // One Tab stop for the rows: the focused node's (else the first in sight).
