@@ -190,3 +190,21 @@ def test_a_narrow_window_keeps_every_control_in_reach_and_the_table_header_over_
       const head = [...document.querySelectorAll('.thead .th')].map(left);
       const row = [...document.querySelector('#table-body .tr').children].map(left);
       return head[0] < 0 && JSON.stringify(head) === JSON.stringify(row); }""")
+
+
+def test_the_view_and_display_shown_are_marked(ui: Ui) -> None:
+    """The top bar's own button style hid the pressed one's: all looked alike."""
+    ui.open("?view=containers")
+    looks = """(selector) => [...document.querySelectorAll(selector)].map((b) => {
+      const s = getComputedStyle(b); return [b.getAttribute('aria-pressed'), s.backgroundColor + s.fontWeight]; })"""
+
+    def marked(selector: str) -> list[str]:
+        buttons = ui.page.evaluate(looks, selector)
+        plain = {look for pressed, look in buttons if pressed == "false"}
+        assert len(plain) == 1, buttons  # the others all look alike...
+        return [pressed for pressed, look in buttons if look not in plain]  # ...and the pressed one apart
+
+    assert marked("[data-view]") == ["true"] and marked("[data-mode]") == ["true"]
+    ui.page.click("[data-mode=table]")
+    ui.page.wait_for_selector("[data-mode=table][aria-pressed=true]")
+    assert marked("[data-mode]") == ["true"]
