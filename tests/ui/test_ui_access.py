@@ -11,6 +11,7 @@ import time
 from urllib.parse import parse_qs, quote, urlparse
 
 import httpx
+import trio
 
 from tests.synthetic import container_hex, host_report
 
@@ -208,3 +209,32 @@ def test_the_view_and_display_shown_are_marked(ui: Ui) -> None:
     ui.page.click("[data-mode=table]")
     ui.page.wait_for_selector("[data-mode=table][aria-pressed=true]")
     assert marked("[data-mode]") == ["true"]
+
+
+def test_a_commands_outcome_and_the_follow_state_are_read_out(ui: Ui) -> None:
+    """The commands list is rebuilt at each change (no live region can be it): a
+    failed Stop, or a follow that started or ended, was shown and never said."""
+    _, agent = enrolled_probe(ui.server, {"Authorization": f"Bearer {ui.server.user_token('alice', 'acme', 'OPERATOR')}"})
+    ui.open(f"?view=containers&mode=table&node={quote(enrolled_running())}")
+    ui.page.click("[data-control=stop]")
+    ui.page.click("#confirm-ok")
+    announcer = "#commands-announcer[role=status]"
+    ui.page.wait_for_function(f"() => document.querySelector('{announcer}').textContent.startsWith('stop svc-0-1: queued')")
+
+    async def agent_fails_it() -> None:
+        async with httpx.AsyncClient() as client:
+            polled = await agent.poll(client, timeout=10)
+            assert polled is not None
+            assert (await agent.report(client, polled.command_id, "failed", error="no such container")).status_code == 200
+
+    trio.run(agent_fails_it)
+    ui.page.wait_for_function(f"() => document.querySelector('{announcer}').textContent"
+                              ".startsWith('stop svc-0-1: failed: no such container')")
+
+    assert ui.page.text_content(".live-log-section h3") == "Live log"  # the checkbox is not in the heading's name
+    ui.page.check("[data-follow]")
+    state = ui.page.locator("[data-follow-state]")
+    ui.page.wait_for_selector("[data-follow-state=following]")
+    assert state.get_attribute("role") == "status" and state.inner_text() == "following"
+    ui.page.uncheck("[data-follow]")
+    ui.page.wait_for_selector("[data-follow-state=stopped]")

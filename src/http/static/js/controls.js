@@ -15,8 +15,9 @@ const WITH_OUTPUT = new Set(["logs", "exec", "inspect"]);
 const KEEP = 30; // commands remembered per page
 
 export class Controls {
-  constructor({ confirm, output, onEvent = () => {}, onConnect = () => {} }) {
+  constructor({ confirm, output, onEvent = () => {}, onConnect = () => {}, announce = () => {} }) {
     this.confirm = confirm;
+    this.announce = announce; // a command's state, read out when it changes (the list is not a live region: it is rebuilt)
     this.output = output;
     this.onEvent = onEvent; // every /ws/user event (alerts are listed elsewhere)
     this.onConnect = onConnect; // /ws/user (re)connected: what was missed is read again
@@ -110,6 +111,7 @@ export class Controls {
     this.commands.set(command.id, command);
     while (this.commands.size > KEEP) this.commands.delete(this.commands.keys().next().value);
     this.#paintList();
+    this.#announce(command);
     const early = this.early.get(command.id);
     if (early) {
       this.early.delete(command.id);
@@ -143,6 +145,7 @@ export class Controls {
     if (typeof progress === "number") command.percent = progress;
     else if (progress && typeof progress.percent === "number") command.percent = progress.percent;
     this.#paintList();
+    if (command.status !== was) this.#announce(command); // not each percent of its progress
     if (status === "completed" && was !== "completed" && WITH_OUTPUT.has(command.action)) this.#showOutput(command);
   }
 
@@ -181,6 +184,10 @@ export class Controls {
     const again = command.action === "logs"
       ? () => this.#run({ id: node, label: command.label }, { id: "logs", label: "Logs" }) : null;
     this.output({ title, text, refresh: again });
+  }
+
+  #announce(command) {
+    this.announce(`${command.action} ${command.label}: ${describe(command)}`);
   }
 
   #paintList() {

@@ -15,6 +15,12 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+// Has a live region (role=status) read `text` out: the same text again too
+// (a changed text is what is read).
+export function say(region, text) {
+  region.textContent = region.textContent === text ? `${text}\u00A0` : text;
+}
+
 // A selector for the control `element` is, that finds its equivalent after
 // the part of the page it is in was built again (the details refresh every
 // few seconds, new buttons each time): null for one without a stable key.

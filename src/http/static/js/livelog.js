@@ -29,10 +29,12 @@ export class LiveLog {
     this.nodeId = node.id;
     this.label = node.label;
     this.toggle = el("input", { type: "checkbox", "data-follow": "", onchange: () => this.#toggled() });
-    this.state = el("span", { class: "muted", "data-follow-state": "idle", text: "" });
+    // Read out as it changes (following, stopped, ended and why, a refusal).
+    this.state = el("span", { class: "muted", "data-follow-state": "idle", role: "status", text: "" });
     this.lines = el("pre", { class: "live-log", "data-live-log": "" });
     this.section = el("section", { class: "live-log-section" },
-      el("h3", {}, "Live log ", el("label", {}, this.toggle, " Follow"), " ", this.state),
+      el("h3", { text: "Live log" }),
+      el("p", { class: "live-log-follow" }, el("label", {}, this.toggle, " Follow"), " ", this.state),
       this.lines);
     return this.section;
   }

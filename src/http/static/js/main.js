@@ -6,7 +6,7 @@ import { ApiError, api, events, setToken, socketUrl, token, tokenProtocols } fro
 import { AlertList } from "./alerts.js";
 import { Controls } from "./controls.js";
 import { DetailsPanel } from "./details.js";
-import { returnFocusAfter } from "./dom.js";
+import { returnFocusAfter, say } from "./dom.js";
 import { emptyAdvice } from "./empty.js";
 import { compileFilter } from "./filter.js";
 import { clock, metricLabel, visibleShort } from "./format.js";
@@ -68,6 +68,7 @@ const table = new TableView($("table"), {
 const alerts = new AlertList($("alerts"));
 const controls = new Controls({
   confirm: ask, output: showOutput, onEvent: (message) => alerts.event(message), onConnect: () => alerts.refresh(),
+  announce: (text) => say($("commands-announcer"), text),
 });
 const details = new DetailsPanel($("details"), {
   onNavigate: (id) => navigate(id),
@@ -501,10 +502,7 @@ function announceCounts() {
   countsAsked = false;
   clearTimeout(countsTimer);
   countsTimer = setTimeout(() => {
-    const element = $("counts-announcer");
-    const text = $("counts").textContent;
-    // The same count again is still an answer: a changed text is read out.
-    element.textContent = element.textContent === text ? `${text}\u00A0` : text;
+    say($("counts-announcer"), $("counts").textContent); // the same count again is still an answer
   }, COUNTS_QUIET_MS);
 }
 
