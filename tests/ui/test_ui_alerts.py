@@ -98,3 +98,36 @@ def test_an_outage_of_alerts_leaves_the_view_its_room_and_the_page_its_width(ui:
     # The bar scrolls to its oldest alert.
     ui.page.locator("#alerts-list li[data-alert=AgentOffline0]").scroll_into_view_if_needed()
     assert ui.page.is_visible("#alerts-list li[data-alert=AgentOffline0]")
+
+
+def test_only_newly_firing_alerts_are_read_out_and_dismissing_one_keeps_the_focus_in_the_list(ui: Ui) -> None:
+    """The list was the live region, rebuilt at every event: each new alert read out
+    every alert again; its Dismiss buttons were all "Dismiss", and a dismiss left
+    the focus on <body>."""
+    ui.open(role="VIEWER")
+    for _ in range(30):  # resent until the page's /ws/user listens (as in the test above)
+        send(ui.server, "firing")
+        try:
+            ui.page.wait_for_selector("#alerts-list li[data-alert=DiskFull]", timeout=500)
+            break
+        except PlaywrightTimeout:
+            continue
+    announcer = "#alerts-announcer[role=status]"
+    ui.page.wait_for_function(f"() => document.querySelector('{announcer}').textContent.includes('DiskFull')")
+    assert ui.page.get_attribute("#alerts", "role") is None and ui.page.locator("#alerts [aria-live]").count() == 0
+    ui.page.evaluate("""() => { window.inserted = 0; window.disk = document.querySelector('#alerts-list li[data-alert=DiskFull]');
+      new MutationObserver((changes) => { for (const c of changes) window.inserted += c.addedNodes.length; })
+        .observe(document.querySelector('#alerts-list'), { childList: true }); }""")
+    send(ui.server, "firing", fingerprint="f00d000000000002", name="QueueBacklog", severity="warning")
+    ui.page.wait_for_function(f"() => document.querySelector('{announcer}').textContent.includes('QueueBacklog')")
+    assert "DiskFull" not in ui.page.text_content(announcer)
+    assert ui.page.evaluate("[window.inserted, window.disk.isConnected]") == [1, True]  # DiskFull's item stayed
+
+    names = ui.page.eval_on_selector_all("#alerts-list .dismiss", "bs => bs.map((b) => b.getAttribute('aria-label'))")
+    assert names == ["Dismiss QueueBacklog: QueueBacklog on web-1", "Dismiss DiskFull: DiskFull on web-1"]
+    ui.page.focus("#alerts-list li[data-alert=QueueBacklog] .dismiss")
+    ui.page.keyboard.press("Enter")
+    ui.page.wait_for_function("() => document.activeElement.closest('li[data-alert=DiskFull]') !== null")
+    ui.page.keyboard.press("Enter")  # the last one: the focus goes to the view, not <body>
+    ui.page.wait_for_selector("#alerts", state="hidden")
+    assert ui.page.evaluate("document.activeElement.tagName") == "MAIN"

@@ -6,14 +6,19 @@
 
 import { api } from "./api.js";
 import { el } from "./dom.js";
-import { visible } from "./format.js";
+import { visible, visibleShort } from "./format.js";
 
 const KEEP = 50; // alerts shown at most (the oldest go first)
+const SAID = 3; // new alerts read out one by one; more at once are counted
 
 export class AlertList {
-  constructor(root) {
+  // announce(text): read out by screen readers (the alerts that newly fire; the
+  // list is no live region: it read every alert again at each change).
+  constructor(root, { announce = () => {} } = {}) {
     this.root = root;
+    this.announce = announce;
     this.list = root.querySelector("ul");
+    this.items = new Map(); // fingerprint -> its <li>, kept while it fires (a focused Dismiss keeps the focus)
     this.active = new Map(); // fingerprint -> event
     this.notices = 0;
     this.during = null; // events that came while a refresh was under way
@@ -60,17 +65,63 @@ export class AlertList {
   }
 
   #paint() {
-    this.list.replaceChildren(...[...this.active].reverse().map(([key, alert]) => el("li", {
-      class: `alert severity-${alert.severity === "critical" ? "critical" : "warning"}`,
-      "data-fingerprint": key,
-      "data-alert": alert.alert || "notice",
-    },
-    el("b", { text: visible(alert.alert || "notice") }),
-    el("span", { class: "alert-message", text: visible(alert.message) }),
-    alert.starts_at ? el("time", { class: "muted", datetime: alert.starts_at, text: `since ${visible(alert.starts_at)}` }) : null,
-    el("button", { type: "button", class: "dismiss", "aria-label": "Dismiss", text: "×",
-      onclick: () => { this.active.delete(key); this.#paint(); } }))));
+    const focused = this.list.contains(document.activeElement) ? document.activeElement.closest("li").dataset.fingerprint : null;
+    const had = this.items;
+    this.items = new Map();
+    const fresh = [];
+    for (const [key, alert] of [...this.active].reverse()) { // newest first
+      const item = had.get(key) || this.#item(key);
+      if (!had.has(key)) fresh.push(alert);
+      this.#fill(item, alert);
+      this.items.set(key, item);
+    }
+    for (const [key, item] of had) if (!this.items.has(key)) item.remove();
+    // Only the items that came, or changed places (a refresh), are (re)inserted.
+    [...this.items.values()].forEach((item, i) => {
+      if (this.list.children[i] !== item) this.list.insertBefore(item, this.list.children[i] || null);
+    });
+    const again = focused && this.items.get(focused);
+    if (again && !this.list.contains(document.activeElement)) again.querySelector(".dismiss").focus();
     this.root.hidden = this.active.size === 0;
     this.root.dataset.count = String(this.active.size);
+    if (fresh.length) this.announce(fresh.length > SAID ? `${fresh.length} alerts firing; the newest: ${said(fresh[0])}`
+      : fresh.map(said).join(" "));
   }
+
+  #item(key) {
+    return el("li", { "data-fingerprint": key },
+      el("b"), " ", el("span", { class: "severity" }), el("span", { class: "alert-message" }), el("time", { class: "muted" }),
+      el("button", { type: "button", class: "dismiss", text: "×", onclick: () => this.#dismiss(key) }));
+  }
+
+  // The texts of an alert's item, in place (a repeated firing changes no element).
+  #fill(item, alert) {
+    const critical = alert.severity === "critical";
+    item.className = `alert severity-${critical ? "critical" : "warning"}`;
+    item.dataset.alert = alert.alert || "notice";
+    const [name, , severity, message, time, dismiss] = item.childNodes;
+    name.textContent = visible(alert.alert || "notice");
+    severity.textContent = critical ? "critical" : "warning";
+    message.textContent = visible(alert.message);
+    time.hidden = !alert.starts_at;
+    time.dateTime = alert.starts_at || "";
+    time.textContent = alert.starts_at ? `since ${visible(alert.starts_at)}` : "";
+    dismiss.setAttribute("aria-label", `Dismiss ${visible(alert.alert || "notice")}: ${visibleShort(alert.message, 80)}`);
+  }
+
+  // The focus goes to the next alert's Dismiss (the previous one's after the
+  // last), or to the view once none is left: not to <body>.
+  #dismiss(key) {
+    const keys = [...this.items.keys()];
+    const at = keys.indexOf(key);
+    const next = keys[at + 1] ?? keys[at - 1];
+    this.active.delete(key);
+    this.#paint();
+    const target = next && this.items.get(next) ? this.items.get(next).querySelector(".dismiss") : document.querySelector("main");
+    target.focus();
+  }
+}
+
+function said(alert) {
+  return `${alert.severity === "critical" ? "Critical" : "Warning"} alert ${visible(alert.alert || "notice")}: ${visible(alert.message)}.`;
 }

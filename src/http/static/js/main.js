@@ -65,7 +65,7 @@ const table = new TableView($("table"), {
     invalidate();
   },
 });
-const alerts = new AlertList($("alerts"));
+const alerts = new AlertList($("alerts"), { announce: (text) => say($("alerts-announcer"), text) });
 const controls = new Controls({
   confirm: ask, output: showOutput, onEvent: (message) => alerts.event(message), onConnect: () => alerts.refresh(),
   announce: (text) => say($("commands-announcer"), text),
