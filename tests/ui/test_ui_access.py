@@ -238,3 +238,18 @@ def test_a_commands_outcome_and_the_follow_state_are_read_out(ui: Ui) -> None:
     assert state.get_attribute("role") == "status" and state.inner_text() == "following"
     ui.page.uncheck("[data-follow]")
     ui.page.wait_for_selector("[data-follow-state=stopped]")
+
+
+def test_health_shows_by_shape_not_by_colour_alone(ui: Ui) -> None:
+    """Hosts at 95 % and 80 % CPU showed "● up" as a healthy one did: only the dot's colour differed."""
+    for index, cpu in enumerate((20.0, 80.0, 95.0)):
+        post_report(ui.server, index, containers=0, processes=1, connections=0, cpu=cpu)
+    ui.open("?view=hosts&mode=table&node=host%3Ahost-2")
+    ui.page.wait_for_selector("#details[data-state=loaded] .badge.status")
+    symbol = "(e) => getComputedStyle(e, '::before').content"
+    cells = {host: ui.page.eval_on_selector(f"#table-body .tr[data-id='host:{host}'] .status", symbol)
+             for host in ("host-0", "host-1", "host-2")}
+    assert len(set(cells.values())) == 3, cells  # healthy, warning, critical: three shapes
+    assert "warning" in cells["host-1"] and "critical" in cells["host-2"]  # and words for screen readers
+    assert ui.page.eval_on_selector("#details .badge.status", symbol) == cells["host-2"]
+    assert ui.page.inner_text("#details .badge.status") == "up"  # the status itself as it was

@@ -125,6 +125,9 @@ def test_only_newly_firing_alerts_are_read_out_and_dismissing_one_keeps_the_focu
 
     names = ui.page.eval_on_selector_all("#alerts-list .dismiss", "bs => bs.map((b) => b.getAttribute('aria-label'))")
     assert names == ["Dismiss QueueBacklog: QueueBacklog on web-1", "Dismiss DiskFull: DiskFull on web-1"]
+    severities = ui.page.eval_on_selector_all("#alerts-list li", """items => items.map((i) =>
+        [i.querySelector('.severity').textContent, getComputedStyle(i, '::before').content])""")
+    assert [s[0] for s in severities] == ["warning", "critical"] and severities[0][1] != severities[1][1]  # said and shaped
     ui.page.focus("#alerts-list li[data-alert=QueueBacklog] .dismiss")
     ui.page.keyboard.press("Enter")
     ui.page.wait_for_function("() => document.activeElement.closest('li[data-alert=DiskFull]') !== null")
