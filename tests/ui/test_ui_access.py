@@ -253,3 +253,40 @@ def test_health_shows_by_shape_not_by_colour_alone(ui: Ui) -> None:
     assert "warning" in cells["host-1"] and "critical" in cells["host-2"]  # and words for screen readers
     assert ui.page.eval_on_selector("#details .badge.status", symbol) == cells["host-2"]
     assert ui.page.inner_text("#details .badge.status") == "up"  # the status itself as it was
+
+
+def luminance(rgb: str) -> float:
+    """The relative luminance (WCAG 2) of a CSS colour, ``#rrggbb`` or ``rgb(r, g, b)``."""
+    rgb = rgb.strip()
+    if rgb.startswith("#"):
+        rgb = "#" + "".join(c * 2 for c in rgb[1:]) if len(rgb) == 4 else rgb
+        channels = [int(rgb[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    else:
+        channels = [int(part) / 255 for part in rgb[rgb.index("(") + 1:rgb.index(")")].split(",")[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(a: str, b: str) -> float:
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_health_colours_are_legible_as_text_and_as_marks(ui: Ui) -> None:
+    """A command "completed" was 3.45:1 on white, "failed" and stderr below 4.5:1, the warning
+    and unknown dots below 3:1 (WCAG: 4.5:1 for text, 3:1 for graphics)."""
+    ui.open()
+    colours = ui.page.evaluate("""async () => {
+      const css = getComputedStyle(document.documentElement);
+      const named = Object.fromEntries(['healthy', 'warning', 'critical', 'unknown', 'panel', 'bg']
+        .map((n) => [n, css.getPropertyValue('--' + n).trim()]));
+      const { COLOURS } = await import('/ui/js/health.js');
+      return { ...named, pre: getComputedStyle(document.querySelector('#empty-command')).backgroundColor,
+               bar: getComputedStyle(document.querySelector('.topbar')).backgroundColor, graph: COLOURS }; }""")
+    for text in ("healthy", "critical"):  # "completed", "failed", sign-in errors, stderr in a <pre>
+        for ground in ("panel", "pre"):
+            assert contrast(colours[text], colours[ground]) >= 4.5, (text, ground, colours)
+    for mark in ("healthy", "warning", "critical", "unknown"):  # dots, symbols, graph nodes
+        for ground in ("panel", "bg", "bar"):
+            assert contrast(colours[mark], colours[ground]) >= 3, (mark, ground, colours)
+        assert colours["graph"][mark] == colours[mark]  # the graph draws with the same colours

@@ -11,8 +11,9 @@ const BY_STATUS = {
   dead: "critical", down: "critical", removing: "critical", unhealthy: "critical", zombie: "critical",
 };
 
+// As app.css's colour variables (which say why these).
 export const COLOURS = {
-  healthy: "#2e9d5b", warning: "#d99a16", critical: "#d64545", unknown: "#9aa3b2",
+  healthy: "#247c48", warning: "#b88213", critical: "#ce2d2d", unknown: "#818c9f",
 };
 
 const RANK = { critical: 0, warning: 1, unknown: 2, healthy: 3 }; // worst first
