@@ -290,3 +290,34 @@ def test_health_colours_are_legible_as_text_and_as_marks(ui: Ui) -> None:
         for ground in ("panel", "bg", "bar"):
             assert contrast(colours[mark], colours[ground]) >= 3, (mark, ground, colours)
         assert colours["graph"][mark] == colours[mark]  # the graph draws with the same colours
+
+
+def test_the_details_close_with_escape_and_the_focus_goes_back_to_the_node(ui: Ui) -> None:
+    """Close (×) sent the focus to <body>, Escape did nothing, and a link to another
+    node (gone as the panel showed that node) left the focus on <body> too."""
+    post_report(ui.server, 0, containers=4, processes=2, connections=0)
+    node = container(0, 1)
+    ui.open("?view=containers&mode=table")
+    row = f"#table-body .tr[data-id='{node}']"
+    focused_row = "() => document.activeElement.dataset.id || document.activeElement.tagName"
+    for close in ("Escape", "#details-close"):
+        ui.page.focus(row)
+        ui.page.keyboard.press("Enter")
+        ui.page.wait_for_selector(f"#details[data-state=loaded][data-node='{node}']")
+        if close != "Escape":
+            ui.page.focus(close)
+        ui.page.keyboard.press("Escape" if close == "Escape" else "Enter")
+        ui.page.wait_for_selector("#details", state="hidden")
+        assert ui.page.evaluate(focused_row) == node, close
+        assert "node=" not in ui.page.url
+
+    ui.page.keyboard.press("Enter")
+    ui.page.focus("[data-list=parents] a")
+    ui.page.keyboard.press("Enter")  # to the container's host
+    ui.page.wait_for_selector("#details[data-state=loaded][data-node='host:host-0']")
+    assert ui.page.evaluate("document.activeElement.id") == "details-title"
+
+    ui.page.click("[data-mode=graph]")
+    ui.page.keyboard.press("Escape")  # in the graph, the focus goes to the graph
+    ui.page.wait_for_selector("#details", state="hidden")
+    assert ui.page.evaluate("document.activeElement.id") == "canvas"

@@ -25,6 +25,7 @@ export class DetailsPanel {
     this.wasShown = wasShown;
     this.loaded = new Set(); // the last REMEMBERED ids loaded here, oldest first
     this.title = root.querySelector("#details-title");
+    this.title.tabIndex = -1; // takes the focus after a link to another node (the link is gone)
     this.body = root.querySelector("#details-body");
     this.onNavigate = onNavigate;
     this.controls = controls;
@@ -103,7 +104,11 @@ export class DetailsPanel {
 
   #link(id, text) {
     return el("a", { href: "#", "data-node": id, text,
-      onclick: (event) => { event.preventDefault(); this.onNavigate(id); } });
+      onclick: (event) => {
+        event.preventDefault();
+        this.onNavigate(id);
+        this.title.focus(); // the panel now shows that node: it is read from its name
+      } });
   }
 
   // The body without a loaded node's parts (loading, gone, failed, a group).
@@ -218,8 +223,7 @@ export class DetailsPanel {
 
   #links(list, title) {
     return el("ul", { "data-list": title.toLowerCase() }, list.slice(0, MAX_LINKS).map((item) =>
-      el("li", {}, el("a", { href: "#", "data-node": item.id, text: visible(item.label || item.id),
-        onclick: (event) => { event.preventDefault(); this.onNavigate(item.id); } }),
+      el("li", {}, this.#link(item.id, visible(item.label || item.id)),
         item.connections ? el("span", { class: "muted", text: ` ${item.connections} conn.` }) : null)),
     list.length > MAX_LINKS ? el("li", { class: "muted", text: `and ${list.length - MAX_LINKS} more` }) : null);
   }

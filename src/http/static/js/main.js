@@ -72,7 +72,7 @@ const controls = new Controls({
 });
 const details = new DetailsPanel($("details"), {
   onNavigate: (id) => navigate(id),
-  onClose: () => select(""),
+  onClose: () => closeDetails(),
   controls,
   wasShown: (id) => model.nodes.has(id) || picked.has(id),
 });
@@ -116,6 +116,22 @@ function select(id) {
   if (id) pick(id);
   setState({ node: id || "" });
 }
+
+// The details closed (×, Escape): the focus goes back where the node was
+// picked, its row in the table, else the graph (not to <body>).
+function closeDetails() {
+  const id = shownOf(state.node);
+  select("");
+  if (state.mode === "table") table.focusNode(id);
+  else $("canvas").focus();
+}
+
+document.addEventListener("keydown", (event) => {
+  if (event.key !== "Escape" || event.defaultPrevented || !state.node) return;
+  if (document.querySelector("dialog[open]")) return; // Escape is the dialog's
+  if (event.target.closest("textarea, select, input:not([type=checkbox])")) return; // a search box's own Escape clears it
+  closeDetails();
+});
 
 // A node the page showed the user: if the server no longer knows it, it is gone (not unknown).
 function pick(id) {

@@ -176,6 +176,17 @@ export class TableView {
     }
   }
 
+  // The keyboard's focus to `id`'s row (brought into sight), or to the table when it has none.
+  focusNode(id) {
+    if (!this.byId.has(id)) {
+      this.scroll.focus({ preventScroll: true });
+      return;
+    }
+    this.focused = id;
+    this.reveal(id);
+    this.#paint(true);
+  }
+
   #key(event) {
     if (event.key === "Enter" || event.key === " ") {
       if (!this.focused || !this.byId.has(this.focused)) return;
