@@ -139,6 +139,14 @@ def test_only_the_connection_state_is_announced_a_reconnection_counts_down_and_a
     announced = ui.page.evaluate("[...new Set(window.states.map((s) => s[2]))]")
     assert all(not any(ch.isdigit() for ch in text) for text in announced)  # no countdown read out
     assert "Connection: reconnecting" in announced
+    # Each further try while the server stays away is no news: nothing more is read out.
+    ui.page.wait_for_function("""() => { const from = window.states.findIndex((s) => s[2].includes('not accepting'));
+      const after = window.states.slice(from);
+      const tried = after.findIndex((s) => s[0] === 'connecting');
+      return from >= 0 && tried >= 0 && after.slice(tried).some((s) => s[0] === 'reconnecting'); }""", timeout=30_000)
+    said = ui.page.evaluate("""window.states.slice(window.states.findIndex((s) => s[2].includes('not accepting')))
+      .map((s) => s[2])""")
+    assert len(set(said)) == 1, set(said)
 
 
 def test_an_empty_view_says_so_and_which_views_have_nodes(ui: Ui) -> None:

@@ -52,6 +52,7 @@ let serverVersion = null; // the topology's version at the last stats poll
 let behind = false; // the page had not reached, by this poll, the version the server had at the last one
 let connection = { kind: "closed", info: {} }; // the live socket's state (socket.js)
 let countdown = null; // ticks "reconnecting in N s" down
+let announced = null; // the connection's state as last read out (showConnection)
 const picked = new Set(); // the last PICKED_KEPT nodes the user picked from the page (not from a URL), oldest first
 const PICKED_KEPT = 200;
 const renderer = new Pacer(render); // renders at most once a frame, and no more often than a render takes
@@ -420,15 +421,20 @@ function showConnection() {
     if (left > 0) countdown = setTimeout(showConnection, (left % 1000) || 1000); // the next whole second
   }
   // A browser is told nothing of why a handshake failed (a 429 or 503 looks like a lost network):
-  // after a few in a row, say what it likely is.
-  const refused = kind === "reconnecting" && info.failures >= REFUSED_AFTER;
+  // after a few in a row, say what it likely is (and while the next try is made).
+  const trying = kind === "reconnecting" || kind === "connecting";
+  const refused = trying && info.failures >= REFUSED_AFTER;
   if (refused) label += ` (${REFUSED})`;
   if (element.textContent !== label) element.textContent = label;
-  if (element.dataset.state !== kind || element.dataset.refused !== String(refused)) {
-    element.dataset.state = kind;
-    element.dataset.refused = String(refused);
-    // Announced when the state changes, not at every tick of a countdown.
-    const said = kind === "reconnecting" ? "reconnecting" : CONNECTION_LABELS[kind] || kind;
+  element.dataset.state = kind;
+  element.dataset.refused = String(refused);
+  // Announced when what the user cares about changes: not at every tick of a countdown, nor
+  // at each try of a reconnection (connecting, then reconnecting again: 14 times in 49 s).
+  const news = `${trying ? "trying" : kind} ${refused}`;
+  if (news !== announced) {
+    const said = trying && (announced || "").startsWith("trying") ? "reconnecting"
+      : kind === "reconnecting" ? "reconnecting" : CONNECTION_LABELS[kind] || kind;
+    announced = news;
     $("announcer").textContent = `Connection: ${said}${refused ? ` (${REFUSED})` : ""}`;
   }
 }

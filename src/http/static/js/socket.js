@@ -44,7 +44,7 @@ export class ReconnectingSocket {
   }
 
   #connect() {
-    this.onState("connecting");
+    this.onState("connecting", { failures: this.failures }); // a try after failed ones is still refused
     const socket = new WebSocket(typeof this.url === "function" ? this.url() : this.url, this.protocols());
     this.socket = socket;
     let opened = 0;
