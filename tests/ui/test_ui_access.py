@@ -321,3 +321,30 @@ def test_the_details_close_with_escape_and_the_focus_goes_back_to_the_node(ui: U
     ui.page.keyboard.press("Escape")  # in the graph, the focus goes to the graph
     ui.page.wait_for_selector("#details", state="hidden")
     assert ui.page.evaluate("document.activeElement.id") == "canvas"
+
+
+def test_dialogs_buttons_sparklines_and_the_long_table_are_named_and_placed(ui: Ui) -> None:
+    """The dialogs had no name, the zoom buttons were "+" and "−", sparklines were
+    unnamed images, and a screen reader counted the table's rows in the DOM (a
+    screenful) instead of its rows."""
+    ui.page.goto(ui.server.base_url + "/")
+    ui.page.wait_for_selector("#signin[open]")
+    assert ui.page.get_by_role("dialog", name="Sign in to trioscope").is_visible()
+    assert ui.page.evaluate("""[...document.querySelectorAll('dialog')].every((d) =>
+        document.getElementById(d.getAttribute('aria-labelledby'))?.tagName === 'H2')""")
+    post_report(ui.server, 0, containers=0, processes=120, connections=0)
+    ui.open("?node=host%3Ahost-0")
+    for name in ("Zoom in", "Zoom out"):
+        assert ui.page.get_by_role("button", name=name, exact=True).count() == 1
+    ui.page.wait_for_selector("#details[data-state=loaded] svg.sparkline")
+    assert ui.page.eval_on_selector_all("svg.sparkline", "svgs => svgs.every((s) => s.getAttribute('aria-hidden') === 'true')")
+    ui.page.click("[data-view=processes]")
+    ui.page.click("#group-by-name")  # one row per process: 120 and more
+    ui.page.click("[data-mode=table]")
+    ui.page.wait_for_function("() => Number(document.querySelector('#counts').dataset.shown) > 100")
+    shown = ui.shown()
+    assert ui.page.get_attribute("#table", "aria-rowcount") == str(shown + 1)
+    ui.page.evaluate("document.querySelector('#table-scroll').scrollTop = 1e6")
+    ui.page.wait_for_function("""(n) => [...document.querySelectorAll('#table-body .tr')]
+        .some((r) => r.getAttribute('aria-rowindex') === String(n + 1))""", arg=shown)
+    assert ui.page.get_attribute("#table-head", "aria-rowindex") == "1"

@@ -58,6 +58,7 @@ export function sparkline(values, { width = 120, height = 24, gaps = false } = {
   svg.setAttribute("class", "sparkline");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("aria-hidden", "true"); // a picture of the value written beside it
   const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
   const finite = values.filter(isNumber);
   if (finite.length >= 2) {

@@ -92,6 +92,8 @@ export class TableView {
       this.#header();
     }
     this.spacer.style.height = `${this.rows.length * ROW_HEIGHT}px`;
+    // Only the rows in sight are in the DOM: how many there are, and where each is, is said (the header is row 1).
+    this.root.setAttribute("aria-rowcount", String(this.rows.length + 1));
     this.#paint(had);
   }
 
@@ -257,6 +259,7 @@ export class TableView {
       }
       if (!row.isConnected) this.body.append(row);
       row.dataset.id = node.id;
+      row.setAttribute("aria-rowindex", String(first + i + 2));
       row.classList.toggle("selected", node.id === this.selected);
       this.columns.forEach((column, c) => {
         const cell = row.children[c];
