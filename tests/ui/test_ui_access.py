@@ -348,3 +348,16 @@ def test_dialogs_buttons_sparklines_and_the_long_table_are_named_and_placed(ui: 
     ui.page.wait_for_function("""(n) => [...document.querySelectorAll('#table-body .tr')]
         .some((r) => r.getAttribute('aria-rowindex') === String(n + 1))""", arg=shown)
     assert ui.page.get_attribute("#table-head", "aria-rowindex") == "1"
+
+
+def test_the_graph_says_what_it_shows_and_where_to_read_it(ui: Ui) -> None:
+    """The canvas was no element of the accessibility tree: nothing said what it
+    showed, nor that the Table display is the same nodes, usable from the keyboard."""
+    for index in range(3):
+        post_report(ui.server, index, containers=0, processes=1, connections=0)
+    ui.open()
+    ui.wait_for_nodes({"host:host-0", "host:host-1", "host:host-2"})
+    graph = ui.page.get_by_role("img", name="Topology graph of 3 nodes: the Table display lists them", exact=False)
+    graph.wait_for()
+    ui.page.fill("#search", "host-1")
+    ui.page.get_by_role("img", name="Topology graph of 1 of 3 nodes", exact=False).wait_for()

@@ -496,6 +496,9 @@ function render() {
     graph.setData({ nodes: all, names: model.names, edges: model.edges, edgesVersion: model.edgeVersion, layout, match: shows,
       sizeBy: state.size, selected: shownOf(state.node) });
     graph.drawNow(); // in this frame, and counted in this render's cost (pacer.js)
+    // A picture to a screen reader: what it shows, and where the same nodes can be read and picked.
+    const described = `Topology graph of ${$("counts").textContent}: the Table display lists them for keyboard and screen-reader use.`;
+    if ($("canvas").getAttribute("aria-label") !== described) $("canvas").setAttribute("aria-label", described);
   } else {
     const nodes = matched ? [...all.values()].filter(shows) : [...all.values()];
     // The filters (not the version: a diff moves only the rows it changes; a new view sorts afresh).
