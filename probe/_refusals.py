@@ -94,7 +94,11 @@ def report_refused_for_good(status: int, code: str) -> bool:
     (no code), a 404 of no route (a wrong ``--server``, or another server), a
     redirect, refused credentials (401, 403, 410: an operator may mend them),
     a 404 agent_not_found (a server that restarted), 408, 5xx. A final report
-    dropped on a proxy's 404 was lost for good, its command left to time out."""
+    dropped on a proxy's 404 was lost for good, its command left to time out.
+    A 413 is final whoever says it: a body too large for a proxy stays too
+    large for it (kept, it was sent again at every start, for ever)."""
+    if status == 413:
+        return True
     return status in NEVER_TAKEN and bool(code) and code != "not_found" and (status, code) not in REFUSAL_RETRY
 
 

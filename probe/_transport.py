@@ -294,7 +294,7 @@ class Publisher:
                                             headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
                 if response.status_code in REFUSING:
                     raise refusal(response, "report")
-            except BaseException:  # not taken (a signal's cancellation too: what is kept is said in the log)
+            except BaseException:  # not taken, or not known to be (a signal's cancellation too): first again
                 self.outbox.put_back(body)
                 raise
             if response.status_code != 202:

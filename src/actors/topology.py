@@ -110,6 +110,11 @@ PROCESS_HISTORY = 15 * 60.0
 ``max_data_age``; a full hour for 100,000 processes would alone take ~250 MB."""
 
 
+EVERY_BUCKET_BELOW = 64
+"""Reports waiting below which an agent's report waiting is merged, not
+replaced, when its next one is for another bucket of the history (``handle``)."""
+
+
 @attrs.frozen
 class MergeReport:
     report: Report
@@ -337,13 +342,20 @@ class TopologyActor(Actor):
         if isinstance(message, MergeReport):
             agent = message.report.agent_id
             current = self.pending.get(agent)
-            if current is not None and (message.history or self._another_bucket(current, message)):
-                # Rebuilding history from the stream, or a probe sending what it
-                # buffered back to back: the pending report is merged (and its
-                # metrics recorded) before the next one replaces it, which
-                # would leave its bucket without a point. All pending are merged,
-                # in the order they came, as at any flush.
+            if current is not None and message.history:
+                # Rebuilding history from the stream: the pending report is
+                # merged (and its metrics recorded) before the next one comes.
                 await self._flush(None, publish=False)
+                current = None
+            elif (current is not None and len(self.pending) < EVERY_BUCKET_BELOW
+                    and self._another_bucket(current, message)):
+                # A probe sending what it buffered back to back: its pending
+                # report is merged before the next one replaces it, which would
+                # leave its bucket without a point. Not when many wait: a newer
+                # report replacing the older is how the actor sheds load when
+                # behind (at the probes' default interval, each report of an
+                # agent is in another bucket than its last).
+                await self._take(self.pending.pop(agent))
                 current = None
             if current is None or (report_time(message.report, message.received_at)
                                    >= report_time(current.report, current.received_at)):

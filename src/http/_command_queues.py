@@ -8,7 +8,7 @@ from typing import Any
 
 from trioscope.actors.deployment_queue import Report
 from trioscope.actors.queue_owner import ForDeployment
-from trioscope.domain.commands import Command, CommandReport
+from trioscope.domain.commands import Command, CommandReport, report_outcome
 
 from ._agent_presence import finished_running
 from ._services import services
@@ -24,8 +24,11 @@ async def report_to_queue(agent_id: str, report: CommandReport) -> tuple[Command
     """An agent's report of a command (over HTTP or its socket), to its
     deployment's queue: answered with the command as it stands (None: no such
     command) and whether the report changed it. A final one ends the agent's
-    running it (``finished_running``)."""
-    command, changed = await ask_queue(report.deployment_hash, Report(report, agent_id))
-    if command is not None and command.status.terminal:
-        finished_running(agent_id, report.command_id)
-    return command, changed
+    running it (``finished_running``), whatever the queue made of it (refused
+    as conflicting, or not answered): the agent says it is done with it."""
+    try:
+        answer: tuple[Command | None, bool] = await ask_queue(report.deployment_hash, Report(report, agent_id))
+        return answer
+    finally:
+        if report_outcome(report) is not None:
+            finished_running(agent_id, report.command_id)

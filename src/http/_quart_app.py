@@ -69,7 +69,9 @@ class _HTTPConnection(TrioASGIHTTPConnection):
             finally:
                 app.in_flight.discard(scope)
         if scope.cancelled_caught and not answered:
-            await _answer_cut(send, request.method, request.body._complete.is_set())
+            # Quart-Trio's body says whether it all came (not public: unknown, it may have: a 504).
+            complete = getattr(getattr(request.body, "_complete", None), "is_set", None)
+            await _answer_cut(send, request.method, complete() if complete is not None else True)
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

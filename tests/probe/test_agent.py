@@ -398,6 +398,27 @@ async def test_a_final_report_answered_by_anything_but_the_servers_refusal_of_it
     assert list(tmp_path.iterdir()) == []  # and dropped once taken
 
 
+@pytest.mark.parametrize("refusal", [
+    httpx.Response(413, text="<html>413 Request Entity Too Large</html>"),  # a proxy's: too large for it, for ever
+    httpx.Response(409, json={"error": {"code": "report_conflict", "message": "timed out meanwhile"}}),
+], ids=["proxy-413", "conflict"])
+async def test_a_final_report_refused_for_good_is_dropped(refusal: httpx.Response, autojump_clock: Any,
+                                                           tmp_path: Path) -> None:
+    """Kept, a report a proxy found too large was sent again at every start, for ever."""
+    from trioscope_probe._pending import PendingReports
+
+    sent: list[int] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        sent.append(1)
+        return refusal
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(server), base_url="http://server")
+    await CommandAgent(client, CREDENTIALS, docker_host=None, pending=PendingReports(tmp_path))._report(
+        {"command_id": "cmd_1", "status": "completed", "result": {}})
+    assert sent == [1] and list(tmp_path.iterdir()) == []
+
+
 async def test_a_poll_answered_at_once_without_a_command_is_asked_again_with_backoff_and_said_once(
         autojump_clock: Any, caplog: pytest.LogCaptureFixture) -> None:
     """A server answering the long poll at once (204, or 200 {"item": null}) was

@@ -33,7 +33,11 @@ export class TableView {
     this.pool = [];
     this.focused = ""; // the id of the node whose row has (or last had) the keyboard's focus
     this.scroll.tabIndex = -1; // holds the focus while the focused node's row is out of the pool
-    this.scroll.addEventListener("scroll", () => this.#paint(), { passive: true });
+    this.scroll.addEventListener("scroll", () => {
+      // The header scrolled sideways as the rows are, read before #paint writes (no forced layout).
+      this.head.parentElement.scrollLeft = this.scroll.scrollLeft;
+      this.#paint();
+    }, { passive: true });
     this.body.addEventListener("click", (event) => {
       const row = event.target.closest(".tr");
       if (row && row.dataset.id) this.onSelect(row.dataset.id);
@@ -55,7 +59,13 @@ export class TableView {
     this.head.addEventListener("focusout", () => {
       this.headFocus = null;
     });
-    new ResizeObserver(() => this.#paint()).observe(this.scroll);
+    // The header as wide as the rows' viewport (no scrollbar above it): measured when that
+    // changes (a resize, the scrollbar coming or going), not at every paint, where reading
+    // clientWidth after writing the rows forced a layout at each scroll event.
+    new ResizeObserver(() => {
+      this.head.parentElement.style.width = `${this.scroll.clientWidth}px`;
+      this.#paint();
+    }).observe(this.scroll);
   }
 
   // nodes: the matching nodes; all: the view's nodes by id and names: container
@@ -269,10 +279,6 @@ export class TableView {
       });
     });
     this.#rove(had);
-    // The header as wide as the rows' viewport (no scrollbar above it), scrolled sideways as they are.
-    const width = `${this.scroll.clientWidth}px`;
-    if (this.head.parentElement.style.width !== width) this.head.parentElement.style.width = width;
-    this.head.parentElement.scrollLeft = this.scroll.scrollLeft;
   }
 
   // One Tab stop for the rows: the focused node's (else the first in sight).
