@@ -315,7 +315,8 @@ from one store into another, e.g. from the SQLite file of a single server to
 the PostgreSQL database that replicas share. Stop the servers using either
 first. The target must hold no trioscope data unless --into-non-empty is
 given (then rows of the same key are replaced, so an interrupted copy can be
-run again). A source written by an earlier trioscope is refused unless
+run again). A source that holds no trioscope data is refused. A source
+written by an earlier trioscope is refused unless
 --upgrade-source is given: copying upgrades it first, and the trioscope that
 wrote it can then no longer open it. User tokens stay valid where the same auth.secret (or the data
 directory's jwt-secret) is used.

@@ -28,7 +28,7 @@ from ._ops import Outdated, Rejected, SaveAgent, SaveAppStatus, SaveDeployment, 
 from ._postgres import PostgresWriter
 from ._postgres_reader import PostgresReader
 from ._read_results import AuditRecord
-from ._reader import Database, describe_database, open_writer, schema_behind, sqlite_path
+from ._reader import Database, describe_database, open_writer, sqlite_path, stored_schema
 from ._sqlite import SqliteReader, SqliteWriter, StoreOpen, lock_sqlite
 
 COPY_BATCH = 500
@@ -77,16 +77,18 @@ def _writer(database: Database) -> Iterator[SqliteWriter | PostgresWriter]:
 
 
 @contextlib.contextmanager
-def _stopped(*paths: Path | None) -> Iterator[None]:
-    """Hold the lock of each SQLite store among ``paths`` (``lock_sqlite``)
-    for the copy: a server using one would change it under the copy (the
-    README's "servers stopped", not checked before: the copy was of no one state).
+def _stopped(source: Path | None, target: Path | None) -> Iterator[None]:
+    """Hold the lock of each SQLite store of the two (``lock_sqlite``) for
+    the copy: a server using one would change it under the copy (the README's
+    "servers stopped", not checked before: the copy was of no one state).
 
     Raises:
         CopyRefused: a server uses one of them.
     """
     with contextlib.ExitStack() as held:
-        for path in dict.fromkeys(p for p in paths if p is not None):
+        for path in (source, target):
+            if path is None:
+                continue
             try:
                 held.callback(os.close, lock_sqlite(path))
             except BlockingIOError as exc:
@@ -124,69 +126,82 @@ def copy_store(source: Database, target: Database, *, into_non_empty: bool = Fal
         source_path.resolve() == target_path.resolve()
     if same_file or (source_path is None and target_path is None and str(source) == str(target)):
         raise CopyRefused("the source and the target are the same database")
-    # Asked before the target is made: a refusal leaves nothing behind.
-    behind = schema_behind(source)
-    if behind is not None and not upgrade_source:
-        raise CopyRefused(f"{describe_database(source)} has schema version {behind[0]}, older than this trioscope's "
-                          f"{behind[1]}: copying it upgrades it first, after which the trioscope that wrote it can no "
+    # Asked before the target is made, and without writing: a refusal leaves nothing behind.
+    version, current, ours = stored_schema(source)
+    if not ours:
+        # A mistyped name of an empty database or file copied nothing "successfully",
+        # and opening it made it a trioscope store.
+        raise CopyRefused(f"{describe_database(source)} holds no trioscope data: is --from the server's database?")
+    if version < current and not upgrade_source:
+        raise CopyRefused(f"{describe_database(source)} has schema version {version}, older than this trioscope's "
+                          f"{current}: copying it upgrades it first, after which the trioscope that wrote it can no "
                           "longer open it; back it up, then give --upgrade-source")
-    counts = CopyCounts()
     with _stopped(source_path, target_path):
-        open_writer(source).close()  # its schema brought up to date (upgrade_source), as serve would
-        with _writer(target) as writer, _reader(source) as reader:
+        if version < current:
+            open_writer(source).close()  # the upgrade asked for, as serve would
+        with contextlib.ExitStack() as opened:
+            writer = opened.enter_context(_writer(target))
+            reader = opened.enter_context(_reader(source))
             if not into_non_empty and not writer.is_empty():
                 raise CopyRefused(f"{describe_database(target)} already holds trioscope data; give --into-non-empty "
                                   "to copy into it anyway (rows of the same key are replaced)")
+            return _copy_rows(reader, writer, progress)
+    raise AssertionError("unreachable")
 
-            def save(kind: str, writes: list[SaveDeployment] | list[SaveAgent]) -> None:
-                for start in range(0, len(writes), COPY_BATCH):
-                    [error] = writer.commit([writes[start:start + COPY_BATCH]])
-                    if error is not None:
-                        raise CopyFailed(f"the target refused {kind}: {error}") from error
 
-            deployments = reader.deployments()
-            save("deployments", [SaveDeployment(d) for d in deployments])
-            counts = attrs.evolve(counts, deployments=len(deployments))
-            agents = reader.agents()
-            save("agents", [SaveAgent(a) for a in agents])
-            counts = attrs.evolve(counts, agents=len(agents))
-            apps = [a for d in deployments for a in reader.app_statuses(d.hash)]
-            for start in range(0, len(apps), COPY_BATCH):
-                # One group each: a newer status the target holds refuses its own alone.
-                batch = apps[start:start + COPY_BATCH]
-                for app, error in zip(batch, writer.commit([[SaveAppStatus(a)] for a in batch]), strict=True):
-                    if error is not None and not isinstance(error, Outdated):
-                        raise CopyFailed(f"the target refused the status of app {app.app_code} of deployment "
-                                         f"{app.deployment_hash}: {error}") from error
-            counts = attrs.evolve(counts, apps=len(apps))
-            if progress is not None:
-                progress(counts)
+def _copy_rows(reader: SqliteReader | PostgresReader, writer: SqliteWriter | PostgresWriter,
+               progress: Callable[[CopyCounts], None] | None) -> CopyCounts:
+    """Every row of ``reader``'s database written through ``writer``, in batches (``copy_store``)."""
+    counts = CopyCounts()
+    def save(kind: str, writes: list[SaveDeployment] | list[SaveAgent]) -> None:
+        for start in range(0, len(writes), COPY_BATCH):
+            [error] = writer.commit([writes[start:start + COPY_BATCH]])
+            if error is not None:
+                raise CopyFailed(f"the target refused {kind}: {error}") from error
 
-            last_command = ""
-            while batch := reader.commands_after(last_command, COPY_BATCH):
-                _restore(writer, batch, [], f"commands {batch[0].id}..{batch[-1].id}")
-                last_command = batch[-1].id
-                counts = attrs.evolve(counts, commands=counts.commands + len(batch))
-                if progress is not None:
-                    progress(counts)
-            last_audit = 0
-            while records := reader.audit_after(last_audit, COPY_BATCH):
-                _restore(writer, [], records, f"audit records {records[0].id}..{records[-1].id}")
-                last_audit = records[-1].id
-                counts = attrs.evolve(counts, audit=counts.audit + len(records))
-                if progress is not None:
-                    progress(counts)
-            last_key = ("", "", "")
-            while keys := reader.idempotency_keys_after(last_key, COPY_BATCH):
-                # After the commands they name; the source's replaces a key the target holds, as rows of other tables.
-                [error] = writer.commit([[SaveIdempotencyKey(k, replaces_before=math.inf) for k in keys]])
-                if error is not None:
-                    raise CopyFailed(f"the target refused idempotency keys of tenant {keys[0].tenant!r}: {error}") \
-                        from error
-                last_key = (keys[-1].tenant, keys[-1].user_id, keys[-1].key)
-                counts = attrs.evolve(counts, idempotency_keys=counts.idempotency_keys + len(keys))
-                if progress is not None:
-                    progress(counts)
+    deployments = reader.deployments()
+    save("deployments", [SaveDeployment(d) for d in deployments])
+    counts = attrs.evolve(counts, deployments=len(deployments))
+    agents = reader.agents()
+    save("agents", [SaveAgent(a) for a in agents])
+    counts = attrs.evolve(counts, agents=len(agents))
+    apps = [a for d in deployments for a in reader.app_statuses(d.hash)]
+    for start in range(0, len(apps), COPY_BATCH):
+        # One group each: a newer status the target holds refuses its own alone.
+        batch = apps[start:start + COPY_BATCH]
+        for app, error in zip(batch, writer.commit([[SaveAppStatus(a)] for a in batch]), strict=True):
+            if error is not None and not isinstance(error, Outdated):
+                raise CopyFailed(f"the target refused the status of app {app.app_code} of deployment "
+                                 f"{app.deployment_hash}: {error}") from error
+    counts = attrs.evolve(counts, apps=len(apps))
+    if progress is not None:
+        progress(counts)
+
+    last_command = ""
+    while batch := reader.commands_after(last_command, COPY_BATCH):
+        _restore(writer, batch, [], f"commands {batch[0].id}..{batch[-1].id}")
+        last_command = batch[-1].id
+        counts = attrs.evolve(counts, commands=counts.commands + len(batch))
+        if progress is not None:
+            progress(counts)
+    last_audit = 0
+    while records := reader.audit_after(last_audit, COPY_BATCH):
+        _restore(writer, [], records, f"audit records {records[0].id}..{records[-1].id}")
+        last_audit = records[-1].id
+        counts = attrs.evolve(counts, audit=counts.audit + len(records))
+        if progress is not None:
+            progress(counts)
+    last_key = ("", "", "")
+    while keys := reader.idempotency_keys_after(last_key, COPY_BATCH):
+        # After the commands they name; the source's replaces a key the target holds, as rows of other tables.
+        [error] = writer.commit([[SaveIdempotencyKey(k, replaces_before=math.inf) for k in keys]])
+        if error is not None:
+            raise CopyFailed(f"the target refused idempotency keys of tenant {keys[0].tenant!r}: {error}") \
+                from error
+        last_key = (keys[-1].tenant, keys[-1].user_id, keys[-1].key)
+        counts = attrs.evolve(counts, idempotency_keys=counts.idempotency_keys + len(keys))
+        if progress is not None:
+            progress(counts)
     return counts
 
 

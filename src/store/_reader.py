@@ -104,27 +104,29 @@ def describe_database(database: Database) -> str:
     return describe(str(database))
 
 
-def schema_behind(database: Database) -> tuple[int, int] | None:
-    """``(its schema version, this code's)`` when ``database`` holds trioscope
-    data of an earlier schema, which opening it for writing would upgrade
-    (after which the trioscope that wrote it can no longer open it); None when
-    it is of this version, or holds no trioscope data. Read only (blocking).
+def stored_schema(database: Database) -> tuple[int, int, bool]:
+    """``(its schema version, this code's, whether it holds trioscope's
+    tables)``, read without changing anything (blocking): an empty file or
+    database holds none. One of an earlier version would be upgraded by
+    opening it for writing, after which the trioscope that wrote it can no
+    longer open it.
 
     Raises:
         NewerSchema: a later trioscope wrote it.
+        ForeignDatabase: an SQLite file of another program's.
         Unavailable: a PostgreSQL database cannot be reached.
+        sqlite3.Error: the file is no SQLite database, or cannot be read.
     """
     path = sqlite_path(database)
     if path is not None:
-        from ._migrations import SCHEMA_VERSION as current, refuse_foreign, schema_version
+        from ._migrations import SCHEMA_VERSION, refuse_foreign, schema_version
         with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
-            version, ours = schema_version(db), "commands" in refuse_foreign(db)
-    else:
-        from ._postgres import connect  # psycopg: only for PostgreSQL (see the module docstring)
-        from ._postgres_migrations import SCHEMA_VERSION as current, holds_commands, schema_version as postgres_version
-        with contextlib.closing(connect(str(database))) as connection:
-            version, ours = postgres_version(connection), holds_commands(connection)
-    return (version, current) if ours and version < current else None
+            return schema_version(db), SCHEMA_VERSION, "commands" in refuse_foreign(db)
+    from ._postgres import connect  # psycopg: only for PostgreSQL (see the module docstring)
+    from ._postgres_migrations import SCHEMA_VERSION as POSTGRES_SCHEMA_VERSION, holds_commands
+    from ._postgres_migrations import schema_version as postgres_version
+    with contextlib.closing(connect(str(database))) as connection:
+        return postgres_version(connection), POSTGRES_SCHEMA_VERSION, holds_commands(connection)
 
 
 def open_writer(database: Database, *, origin: str | None = None) -> StoreWriter:

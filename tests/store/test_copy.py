@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import psycopg
 import pytest
 import trio
 
@@ -199,7 +200,7 @@ def test_a_store_a_server_uses_is_not_copied_from_or_into(tmp_path: Path) -> Non
         used = data / "trioscope.sqlite3"
         for source, target in ((used, other), (other, used)):
             if not other.exists():
-                sqlite3.connect(other).close()
+                open_writer(other).close()  # a store of its own: a source without trioscope data is refused first
             result = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", f"sqlite:{target}"])
             assert result.returncode != 0 and f"a trioscope server uses {used}: stop it before copying" in result.stderr
     copied = run_cli(["store", "copy", "--from", f"sqlite:{data / 'trioscope.sqlite3'}", "--to", f"sqlite:{other}",
@@ -244,3 +245,28 @@ def test_a_source_of_another_program_is_one_line(tmp_path: Path) -> None:
     result = run_cli(["store", "copy", "--from", f"sqlite:{foreign}", "--to", f"sqlite:{tmp_path / 'to' / 'x.db'}"])
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert "is not trioscope's (its tables: notes)" in result.stderr and not (tmp_path / "to").exists()
+
+
+def _tables(url: str) -> list[str]:
+    with contextlib.closing(psycopg.connect(url)) as db:
+        return [row[0] for row in db.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()")]
+
+
+def test_a_source_without_trioscope_data_is_refused_and_left_as_it_was(tmp_path: Path, postgres_url: str) -> None:
+    """A mistyped source that exists but is empty (a file, a database) was
+    "copied 0 deployments, ..." with exit 0, and made a trioscope store."""
+    empty = tmp_path / "afile"
+    empty.write_bytes(b"")
+    target = tmp_path / "to" / "out.db"
+    result = run_cli(["store", "copy", "--from", f"sqlite:{empty}", "--to", f"sqlite:{target}"])
+    assert result.returncode == 1 and result.stdout == "", result.stdout
+    assert result.stderr == (f"trioscope store copy: {empty} holds no trioscope data: is --from the server's "
+                             "database?\n")
+    assert empty.read_bytes() == b"" and not target.parent.exists()
+
+    result = run_cli(["store", "copy", "--from", postgres_url, "--to", f"sqlite:{target}"])
+    assert result.returncode == 1 and "holds no trioscope data" in result.stderr, result.stderr
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert _tables(postgres_url) == [] and not target.parent.exists()
+
