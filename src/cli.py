@@ -256,10 +256,14 @@ def _add_audit_parser(commands: argparse._SubParsersAction[CommandParser]) -> No
 
 def run_audit(args: argparse.Namespace) -> int:
     """Print the matching audit records of the server's database."""
+    import sqlite3
+
     import attrs
     import trio
 
-    from trioscope.store import NewerSchema, StoreReader, Unavailable, resolve_database
+    from trioscope.store import (
+        ForeignDatabase, NewerSchema, StoreReader, Unavailable, describe_database, resolve_database, stored_schema,
+    )
 
     def usage(message: str) -> int:
         print(f"trioscope audit: {message}", file=sys.stderr)
@@ -282,17 +286,24 @@ def run_audit(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return ExitCode.FAILED
     try:
+        if not stored_schema(database)[2]:
+            print(f"trioscope audit: {describe_database(database)} holds no trioscope data (give the server's "
+                  "--data-dir or --database)", file=sys.stderr)
+            return ExitCode.FAILED
         reader = StoreReader(database)
-    except (Unavailable, NewerSchema) as exc:
+        try:
+            records, total = trio.run(functools.partial(
+                reader.audit, None if args.unattributed else args.tenant, action=args.action, actor=args.actor,
+                since=since, until=None, limit=args.limit, offset=0,
+                every_tenant=not args.unattributed and args.tenant is None))
+        finally:
+            reader.close()
+    except (Unavailable, NewerSchema, ForeignDatabase) as exc:
         print(f"trioscope audit: {exc}", file=sys.stderr)
         return ExitCode.FAILED
-    try:
-        records, total = trio.run(functools.partial(
-            reader.audit, None if args.unattributed else args.tenant, action=args.action, actor=args.actor,
-            since=since, until=None, limit=args.limit, offset=0,
-            every_tenant=not args.unattributed and args.tenant is None))
-    finally:
-        reader.close()
+    except sqlite3.Error as exc:  # e.g. a file that is no database
+        print(f"trioscope audit: cannot read {describe_database(database)}: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     for record in records:
         entry = {"id": record.id, **attrs.asdict(record.entry)}
         entry["at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(entry["at"]))

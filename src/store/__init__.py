@@ -59,6 +59,7 @@ from ._reader import postgres_url as postgres_url
 from ._reader import open_writer as open_writer
 from ._reader import resolve_database as resolve_database
 from ._reader import sqlite_path as sqlite_path
+from ._reader import stored_schema as stored_schema
 from ._read_results import AuditRecord as AuditRecord
 from ._read_results import BulkPart as BulkPart
 from ._read_results import CommandPart as CommandPart
@@ -102,5 +103,5 @@ __all__ = [
     "StoredCommand", "Unavailable", "Write", "copy_store", "database_busy", "database_down", "decode_change",
     "describe_database", "encode_change",
     "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database", "store_full",
-    "sqlite_path", "token_secret",
+    "sqlite_path", "stored_schema", "token_secret",
 ]

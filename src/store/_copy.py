@@ -17,11 +17,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import attrs
+import psycopg
 
+from trioscope.config import hide_passwords
 from trioscope.domain.commands import Command
 
 from ._ops import Outdated, Rejected, SaveAgent, SaveAppStatus, SaveDeployment, SaveIdempotencyKey
@@ -40,7 +43,8 @@ class CopyRefused(Exception):
 
 
 class CopyFailed(Exception):
-    """The target refused rows part-way: the batches before were written."""
+    """The target refused rows, or a database failed, part-way: the batches
+    before were written."""
 
 
 @attrs.frozen
@@ -83,10 +87,10 @@ def _stopped(source: Path | None, target: Path | None) -> Iterator[None]:
     "servers stopped", not checked before: the copy was of no one state).
 
     Raises:
-        CopyRefused: a server uses one of them.
+        CopyRefused: a server uses one of them, or one cannot be made or opened.
     """
     with contextlib.ExitStack() as held:
-        for path in (source, target):
+        for path, role in ((source, "the source"), (target, "the target")):
             if path is None:
                 continue
             try:
@@ -94,7 +98,25 @@ def _stopped(source: Path | None, target: Path | None) -> Iterator[None]:
             except BlockingIOError as exc:
                 held_by = f" ({exc.strerror})" if isinstance(exc, StoreOpen) else ""
                 raise CopyRefused(f"a trioscope server uses {path}{held_by}: stop it before copying") from None
+            except OSError as exc:  # e.g. a read-only file system, a file where its directory should be
+                raise CopyRefused(f"cannot use {role} {path}: {exc.strerror or exc}") from None
         yield
+
+
+@contextlib.contextmanager
+def _opening(database: Database, role: str) -> Iterator[None]:
+    """What a database cannot be opened for, said as one refusal naming it
+    (``role``: "the source", "the target"): before any row is copied.
+
+    Raises:
+        CopyRefused: an SQLite file that is no database, or cannot be read or written.
+    """
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise CopyRefused(f"cannot use {role} {describe_database(database)}: {exc}") from None
+    except OSError as exc:
+        raise CopyRefused(f"cannot use {role} {describe_database(database)}: {exc.strerror or exc}") from None
 
 
 def copy_store(source: Database, target: Database, *, into_non_empty: bool = False, upgrade_source: bool = False,
@@ -127,7 +149,8 @@ def copy_store(source: Database, target: Database, *, into_non_empty: bool = Fal
     if same_file or (source_path is None and target_path is None and str(source) == str(target)):
         raise CopyRefused("the source and the target are the same database")
     # Asked before the target is made, and without writing: a refusal leaves nothing behind.
-    version, current, ours = stored_schema(source)
+    with _opening(source, "the source"):
+        version, current, ours = stored_schema(source)
     if not ours:
         # A mistyped name of an empty database or file copied nothing "successfully",
         # and opening it made it a trioscope store.
@@ -138,14 +161,23 @@ def copy_store(source: Database, target: Database, *, into_non_empty: bool = Fal
                           "longer open it; back it up, then give --upgrade-source")
     with _stopped(source_path, target_path):
         if version < current:
-            open_writer(source).close()  # the upgrade asked for, as serve would
+            with _opening(source, "the source"):
+                open_writer(source).close()  # the upgrade asked for, as serve would
         with contextlib.ExitStack() as opened:
-            writer = opened.enter_context(_writer(target))
-            reader = opened.enter_context(_reader(source))
+            with _opening(target, "the target"):
+                writer = opened.enter_context(_writer(target))
+            with _opening(source, "the source"):
+                reader = opened.enter_context(_reader(source))
             if not into_non_empty and not writer.is_empty():
                 raise CopyRefused(f"{describe_database(target)} already holds trioscope data; give --into-non-empty "
                                   "to copy into it anyway (rows of the same key are replaced)")
-            return _copy_rows(reader, writer, progress)
+            try:
+                return _copy_rows(reader, writer, progress)
+            except (sqlite3.Error, OSError, psycopg.Error) as exc:
+                said = hide_passwords(" ".join(str(exc).split()), str(source))
+                raise CopyFailed(f"the copy stopped: {type(exc).__name__}: {hide_passwords(said, str(target))}; "
+                                 "the rows copied before stay in the target (run it again with --into-non-empty "
+                                 "to finish it)") from exc
     raise AssertionError("unreachable")
 
 

@@ -270,3 +270,22 @@ def test_a_source_without_trioscope_data_is_refused_and_left_as_it_was(tmp_path:
     assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
     assert _tables(postgres_url) == [] and not target.parent.exists()
 
+
+def test_a_file_that_is_no_database_is_one_line_naming_it(tmp_path: Path) -> None:
+    text = tmp_path / "text.txt"
+    text.write_text("hello\n")
+    store = tmp_path / "store.sqlite3"
+    fill(store)
+    cases = [
+        (f"sqlite:{text}", f"sqlite:{tmp_path / 'out.db'}", f"cannot use the source {text}: file is not a database"),
+        (f"sqlite:{store}", f"sqlite:{text}", f"cannot use the target {text}: file is not a database"),
+        (f"sqlite:{store}", f"sqlite:{text}/x.db", f"cannot use the target {text}/x.db: {text} is a file, "
+                                                    "not a directory"),
+    ]
+    for source, target, line in cases:
+        result = run_cli(["store", "copy", "--from", source, "--to", target])
+        assert result.returncode == 1, result.stderr
+        assert result.stderr == f"trioscope store copy: {line}\n"
+        assert text.read_text() == "hello\n"
+    assert not (tmp_path / "out.db").exists()
+
