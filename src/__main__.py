@@ -1,5 +1,5 @@
 """`python -m trioscope`: the same as the `trioscope` command."""
 
-from trioscope.cli import main
+from trioscope.entry_point import main
 
 main()

@@ -15,7 +15,7 @@ import ssl
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
@@ -31,6 +31,9 @@ from trioscope.config import (
 )
 from trioscope.exit_code import ExitCode
 from trioscope.wire.log_lines import configure_logging
+
+if TYPE_CHECKING:
+    from trioscope.store import CopyCounts
 
 # Each command imports what it needs when it runs (the server, the store, the
 # HTTP client): ``serve`` decides its allocator first and re-executes itself
@@ -358,7 +361,8 @@ def _add_store_parser(commands: argparse._SubParsersAction[CommandParser]) -> No
 def run_store_copy(args: argparse.Namespace) -> int:
     """Copy one store into another, printing the counts."""
     from trioscope.store import (
-        CopyFailed, CopyRefused, ForeignDatabase, NewerSchema, Unavailable, copy_store, describe_database, sqlite_path,
+        CopyCounts, CopyFailed, CopyRefused, ForeignDatabase, NewerSchema, Unavailable, copy_store, describe_database,
+        sqlite_path,
     )
 
     for flag, value in (("--from", args.source), ("--to", args.target)):
@@ -367,17 +371,27 @@ def run_store_copy(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"trioscope store copy: {flag}: {exc}", file=sys.stderr)
             return ExitCode.USAGE
+    so_far = [CopyCounts()]
     try:
         counts = copy_store(args.source, args.target, into_non_empty=args.into_non_empty,
-                            upgrade_source=args.upgrade_source)
+                            upgrade_source=args.upgrade_source, progress=so_far.append)
     except (CopyRefused, CopyFailed, Unavailable, NewerSchema, ForeignDatabase) as exc:
         print(f"trioscope store copy: {exc}", file=sys.stderr)
         return ExitCode.FAILED
-    print(f"copied {counts.deployments} deployments, {counts.agents} agents, {counts.commands} commands, "
-          f"{counts.audit} audit records, {counts.apps} app statuses, {counts.idempotency_keys} idempotency keys "
-          f"from {describe_database(args.source)} to "
-          f"{describe_database(args.target)}")
+    except KeyboardInterrupt:
+        # Rows are written a batch per transaction: an interrupted copy leaves a
+        # part in the target, which then refuses a plain copy as "not empty".
+        print(f"trioscope store copy: interrupted; the target may hold part of the source (copied at least "
+              f"{_copied(so_far[-1])}): run the copy again with --into-non-empty to finish it (rows of the same key "
+              "are replaced)", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    print(f"copied {_copied(counts)} from {describe_database(args.source)} to {describe_database(args.target)}")
     return ExitCode.OK
+
+
+def _copied(counts: CopyCounts) -> str:
+    return (f"{counts.deployments} deployments, {counts.agents} agents, {counts.commands} commands, "
+            f"{counts.audit} audit records, {counts.apps} app statuses, {counts.idempotency_keys} idempotency keys")
 
 
 HEALTH_DESCRIPTION = """\
@@ -597,12 +611,16 @@ def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_arguments(build_parser(), _with_default_command(list(sys.argv[1:] if argv is None else argv)))
-    # Only the process's own command line can be re-executed (with another allocator).
-    args.own_process = argv is None
     try:
+        args = parse_arguments(build_parser(), _with_default_command(list(sys.argv[1:] if argv is None else argv)))
+        # Only the process's own command line can be re-executed (with another allocator).
+        args.own_process = argv is None
         code = int(args.run(args))
     except BrokenPipeError:  # e.g. `trioscope serve --print-config | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = ExitCode.OK
+    except KeyboardInterrupt:  # Ctrl-C where no command handles it, e.g. while `serve` imports the server
+        print("trioscope: interrupted", file=sys.stderr)
+        code = ExitCode.INTERRUPTED
     sys.exit(code)
+

@@ -14,8 +14,8 @@ class ExitCode(enum.IntEnum):
     USAGE = 2
     """Bad configuration or command line."""
     INTERRUPTED = 128 + 2
-    """``serve``: a second SIGINT stopped it at once, before the graceful
-    shutdown finished (128 + the signal's number, as shells report a process
-    that Ctrl-C ended)."""
+    """Ctrl-C (SIGINT) ended a command; for ``serve``, a second one stopped it
+    at once, before the graceful shutdown finished (128 + the signal's number,
+    as shells report a process that Ctrl-C ended)."""
     TERMINATED = 128 + 15
-    """``serve``: a second SIGTERM stopped it at once (128 + SIGTERM)."""
+    """SIGTERM ended a command; for ``serve``, a second one stopped it at once (128 + SIGTERM)."""

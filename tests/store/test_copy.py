@@ -289,3 +289,30 @@ def test_a_file_that_is_no_database_is_one_line_naming_it(tmp_path: Path) -> Non
         assert text.read_text() == "hello\n"
     assert not (tmp_path / "out.db").exists()
 
+
+def test_ctrl_c_during_a_copy_says_what_was_copied_and_how_to_finish(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A traceback, and then a refused copy again ("already holds trioscope
+    data") with no word that an earlier one had been interrupted."""
+    from trioscope import cli
+
+    source, target = tmp_path / "source.sqlite3", tmp_path / "target.sqlite3"
+    fill(source)
+
+    def interrupted(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(_copy, "_restore", interrupted)  # Ctrl-C as the first commands are written
+        try:
+            cli.main(["store", "copy", "--from", f"sqlite:{source}", "--to", f"sqlite:{target}"])
+        except SystemExit as exc:
+            assert exc.code == 130
+        except KeyboardInterrupt:
+            pytest.fail("Ctrl-C was a traceback")
+    assert capsys.readouterr().err == (
+        "trioscope store copy: interrupted; the target may hold part of the source (copied at least 2 deployments, "
+        "2 agents, 0 commands, 0 audit records, 7 app statuses, 0 idempotency keys): run the copy again with "
+        "--into-non-empty to finish it (rows of the same key are replaced)\n")
+    again = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", f"sqlite:{target}", "--into-non-empty"])
+    assert again.returncode == 0, again.stderr
