@@ -427,6 +427,15 @@ def _open_data_dir(settings: Settings) -> _OpenStore | None:
     database = database_path(settings)
     where = (f"the data directory {settings.storage.data_dir}" if not settings.store.database
              else f"the database {describe_database(database)}")
+    try:
+        # A secret there already is checked before the store is made: a start it
+        # refused left a new, migrated store behind. One to generate is made below.
+        token_secret(settings.auth.secret, settings.storage.data_dir, create=False)
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError) as exc:
+        log.error("cannot use the data directory %s: %s: %s", settings.storage.data_dir, type(exc).__name__, exc)
+        return None
     with contextlib.ExitStack() as unless_served:  # the lock is let go unless the store is handed on
         try:
             path = sqlite_path(database)

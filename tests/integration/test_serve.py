@@ -141,6 +141,8 @@ def test_an_unusable_data_dir_is_one_line_naming_it_and_exit_code_1(tmp_path, da
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
     assert f"cannot use the data directory {data}" in lines[0] and expected in lines[0], lines[0]
+    if damage == "short secret":  # refused before the store was made
+        assert not (data / "trioscope.sqlite3").exists()
     if damage == "foreign database":  # refused before anything changed it, even its journal mode
         database = sqlite3.connect(data / "trioscope.sqlite3")
         assert database.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
