@@ -23,6 +23,8 @@ import attrs
 import httpx
 import trio
 
+from trioscope.wire import shown_url
+
 from ._answers import AnswerOverdue, json_of
 
 log = logging.getLogger("trioscope_probe")
@@ -190,7 +192,7 @@ def refusal(response: httpx.Response, what: str) -> Refused:
     code, message = error_of(response)
     if response.status_code == 404 and code in ("", "not_found"):
         # No such route: most likely a --server with a wrong path (or not a trioscope server).
-        message = f"{message} ({response.request.url.copy_with(query=None)}: is --server right?)"
+        message = f"{message} ({shown_url(str(response.request.url.copy_with(query=None)))}: is --server right?)"
     return Refused(response.status_code, code, f"{what} refused: {message}")
 
 

@@ -17,7 +17,7 @@ import orjson
 import trio
 
 from trioscope.wire import (
-    Connection, ContainerInfo, ListeningPorts, MemoryBudget, Report, encode, is_connected, is_listener,
+    Connection, ContainerInfo, ListeningPorts, MemoryBudget, Report, encode, is_connected, is_listener, shown_url,
 )
 
 from . import _answers as answers
@@ -362,11 +362,12 @@ async def run_publisher(server: str, agent_id: str, hostname: str, interval: flo
         collected = trio.lowlevel.ParkingLot()
         first_attempt = trio.Event()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_send, publisher, standing, server, interval, collected, first_attempt)
+            shown = shown_url(server)  # in log lines: without its password
+            nursery.start_soon(_send, publisher, standing, shown, interval, collected, first_attempt)
             # The first report fits what the server takes, if it says so in time.
             with trio.move_on_after(interval):
                 await first_attempt.wait()
-            await _collect(publisher, standing, server, collect, interval, asked, collected)
+            await _collect(publisher, standing, shown, collect, interval, asked, collected)
 
 
 BEHIND = 3

@@ -27,7 +27,7 @@ import httpx
 import orjson
 import trio
 
-from trioscope.wire import client_tls, encode, server_url_problem
+from trioscope.wire import client_tls, encode, server_url_problem, shown_url
 from trioscope.wire.log_lines import configure_logging
 
 from . import _answers as answers
@@ -231,12 +231,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stdout.write(orjson.dumps(encode(collector.collect()), option=orjson.OPT_INDENT_2).decode() + "\n")
         return
     logging.getLogger("trioscope_probe").info(
-        "probe %s reporting to %s every %ss", args.agent_id, args.server, f"{interval:g}")
+        "probe %s reporting to %s every %ss", args.agent_id, shown_url(args.server), f"{interval:g}")
     if args.deployment_hash and not _private_path(args.server):
         logging.getLogger("trioscope_probe").warning(
             "%s is plain http:// to another host: the enrollment token, the agent token's signatures and every "
             "command travel unencrypted, and whoever is on the path can pose as the server and send commands "
-            "(use https://, with --ca-file for a private certificate authority)", args.server)
+            "(use https://, with --ca-file for a private certificate authority)", shown_url(args.server))
     sys.exit(trio.run(_run_until_signalled, args, interval, collector, allowed))
 
 
@@ -347,7 +347,7 @@ async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace, allo
         except ServerUnavailable as exc:
             if backoff.attempts == 0:
                 log.warning("enrollment in deployment %s: server %s unreachable (%s); retrying with backoff",
-                            args.deployment_hash, args.server, exc)
+                            args.deployment_hash, shown_url(args.server), exc)
             await trio.sleep(backoff.next())
     save_credentials(path, credentials, args.enrollment_token)
     log.info("enrolled in deployment %s as agent %s", credentials.deployment_hash, credentials.agent_id)

@@ -451,7 +451,7 @@ def run_health(args: argparse.Namespace) -> int:
     """Print the server's health (or readiness) answer; 0 when it is 200."""
     import httpx
 
-    from trioscope.wire import client_tls, server_url_problem
+    from trioscope.wire import client_tls, server_url_problem, shown_url
 
     server, server_from = _flag_or_env(args.server, "--server", SERVER_URL_ENV)
     if server is None:
@@ -459,7 +459,7 @@ def run_health(args: argparse.Namespace) -> int:
     problem = server_url_problem(server)
     if problem is not None:
         says = "is not an http:// or https:// URL" if problem.startswith("must be an http") else problem
-        print(f"trioscope health: --server: {json.dumps(server, ensure_ascii=False)} from {server_from} {says}",
+        print(f"trioscope health: --server: {json.dumps(shown_url(server), ensure_ascii=False)} from {server_from} {says}",
               file=sys.stderr)
         return ExitCode.USAGE
     ca_file, ca_file_from = _flag_or_env(args.ca_file, "--ca-file", CA_FILE_ENV)
@@ -473,7 +473,7 @@ def run_health(args: argparse.Namespace) -> int:
     try:
         answer = httpx.get(url, verify=tls, timeout=args.timeout)
     except httpx.HTTPError as exc:
-        print(f"trioscope health: {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"trioscope health: {shown_url(url)}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     ours = answer.headers.get("content-type", "").startswith("application/json")
     if ours:
@@ -483,7 +483,7 @@ def run_health(args: argparse.Namespace) -> int:
     # Not a page of another server printed whole (14 lines of HTML), nor an empty line for an empty 404.
     other = "" if ours else f" (not a trioscope server's answer: {answer.headers.get('content-type') or 'no content type'}; is --server right?)"
     phrase = answer.reason_phrase or _phrase(answer.status_code)  # (Hypercorn sends none)
-    print(f"trioscope health: {url}: {answer.status_code} {phrase}{other}", file=sys.stderr)
+    print(f"trioscope health: {shown_url(url)}: {answer.status_code} {phrase}{other}", file=sys.stderr)
     return ExitCode.FAILED
 
 

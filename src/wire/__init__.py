@@ -81,10 +81,11 @@ from ._models import ProcessInfo as ProcessInfo
 from ._models import Report as Report
 from ._schema import SchemaBuilder as SchemaBuilder
 from ._server_url import server_url_problem as server_url_problem
+from ._server_url import shown_url as shown_url
 from ._tls import client_tls as client_tls
 
 __all__ = [
-    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
+    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "shown_url", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
     "decode_report", "DiskInfo", "is_connected", "is_listener", "ListeningPorts", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",

@@ -13,6 +13,7 @@ import orjson
 import pytest
 import trio
 
+from trioscope.wire import shown_url
 from trioscope_probe.cli import _private_path, build_parser
 from trioscope_probe._config import ConfigFileError, load_file, unknown_environment
 from trioscope_probe._duration import parse_duration
@@ -246,3 +247,37 @@ async def test_a_hang_up_stops_the_probe_as_sigterm_does_said_in_its_log(signum:
             process.kill()
             await process.wait()
     assert f"received {signum.name}: stopping".encode() in said, said
+
+
+async def test_a_password_in_the_server_url_is_never_logged_by_the_probe_nor_said_by_trioscope_health() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = f"http://u:pw55-secret@127.0.0.1:{port}"
+    health = subprocess.run([sys.executable, "-m", "trioscope", "health", "--server", server], capture_output=True,
+                            text=True, timeout=60)
+    assert health.returncode == 1
+    assert health.stderr.startswith(f"trioscope health: http://u:***@127.0.0.1:{port}/health: ConnectError")
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "trioscope_probe", "--server", server, "--interval", "1", "--no-processes",
+         "--no-connections"], stdin=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    said = b""
+    try:
+        assert process.stderr is not None
+        with trio.fail_after(30):
+            while b"unreachable" not in said:
+                said += await process.stderr.receive_some(4096) or b""
+    finally:
+        process.terminate()
+        await process.wait()
+    assert f"reporting to http://u:***@127.0.0.1:{port} ".encode() in said
+    assert f"server http://u:***@127.0.0.1:{port} unreachable".encode() in said
+    assert b"pw55-secret" not in said
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("http://u:pw@h:1/x", "http://u:***@h:1/x"), ("https://u@h", "https://u@h"), ("http://h/p@x:y", "http://h/p@x:y"),
+    ("http://u:p@w@h", "http://u:***@h"),
+])
+def test_shown_url_hides_only_the_password(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
