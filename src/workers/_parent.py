@@ -202,7 +202,8 @@ class _Pool:
                 self.started_once.add(index)
                 if len(self.started_once) == self.count:
                     self.all_started.set()
-            elif process.returncode is None and not self.stopping.is_set():
+            # Its output's end is no timeout: a worker that dies closes it before it is reaped.
+            elif waiting.cancelled_caught and not self.stopping.is_set():
                 log.error("worker %d (pid %d) did not start within %s; killing it",
                           index, process.pid, format_duration(START_TIMEOUT))
                 process.kill()
