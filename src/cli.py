@@ -145,6 +145,18 @@ are no date at all)."""
 TOKEN_TTL_RANGE = f"{MIN_TOKEN_TTL:g}s..{MAX_TOKEN_TTL / 86400:g}d"
 
 
+class GivenOnce(argparse.Action):
+    """An option that may be given once (its default None). Whom a token is
+    for and what it may do are not left to argparse's "the last one wins":
+    ``--role viewer --role admin`` minted an ADMIN token."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            raise argparse.ArgumentError(self, "given more than once; give it once")
+        setattr(namespace, self.dest, values)
+
+
 def _add_token_parser(commands: argparse._SubParsersAction[CommandParser]) -> None:
     from trioscope.domain.principals import Role
 
@@ -157,10 +169,11 @@ def _add_token_parser(commands: argparse._SubParsersAction[CommandParser]) -> No
         "create", help="mint a user token and print it", description=TOKEN_CREATE_DESCRIPTION,
         allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    create.add_argument("--user", required=True, help="user id, the token's subject (1-128 characters)")
-    create.add_argument("--tenant", required=True, help="tenant the user acts in (1-128 characters)")
+    create.add_argument("--user", required=True, action=GivenOnce,
+                        help="user id, the token's subject (1-128 characters)")
+    create.add_argument("--tenant", required=True, action=GivenOnce, help="tenant the user acts in (1-128 characters)")
     create.add_argument(
-        "--role", required=True, metavar="ROLE",
+        "--role", required=True, metavar="ROLE", action=GivenOnce,
         help=f"the user's role: {', '.join(role.value for role in reversed(Role))} (any case)",
     )
     create.add_argument(

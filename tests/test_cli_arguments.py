@@ -158,3 +158,16 @@ def test_a_negative_value_after_its_flag_is_the_values_refusal_not_a_missing_arg
     """argparse took ``-5s`` for a flag: "expected one argument"."""
     result = run("serve", "--print-config", "--shutdown-timeout", "-5s")
     assert result.returncode == 2 and "is negative; durations must be zero or more" in result.stderr
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (("--role", "viewer", "--role", "admin", "--user", "u", "--tenant", "t"), "--role"),
+    (("--user", "u", "--user", "v", "--tenant", "t", "--role", "admin"), "--user"),
+    (("--user", "u", "--tenant", "t", "--tenant", "s", "--role", "admin"), "--tenant"),
+])
+def test_whom_a_token_is_for_and_its_role_are_given_once(args, option):
+    """``--role viewer --role admin`` minted an ADMIN token (the last one wins)."""
+    result = run("token", "create", *args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert one_line(result) == (f"trioscope token create: argument {option}: given more than once; give it once; "
+                                "see trioscope token create --help")
