@@ -57,3 +57,27 @@ def test_variables_of_the_probe_and_of_other_commands_are_no_problem(tmp_path):
     result = run("serve", "--print-config", environ=environ)
     assert result.returncode == 0, result.stderr
     assert "protect_reads" in result.stdout
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("postgresql://u:pw-secret@h:99999/db", "has a bad port (1-65535)"),
+    ("postgresql://u:pw-secret@h:abc/db", "has a bad port (1-65535)"),
+    ("postgresql://u:pw-secret@/db", "names no host"),
+    ("postgresql://u:pw-secret@h/", "names no database"),
+    ("postgresql://u:pw-secret@h/db#frag", "has a fragment"),
+])
+def test_a_malformed_database_url_is_a_usage_error_naming_the_option(url: str, problem: str) -> None:
+    """They were taken, and failed at start with exit 1 (``invalid port number: "99999"``)."""
+    result = run("serve", "--print-config", "--database", url)
+    assert result.returncode == 2 and result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("trioscope: configuration error: store.database: postgresql://u:***@") and problem in line
+    assert "from flag --database" in line and "pw-secret" not in line
+
+
+@pytest.mark.parametrize("url", [
+    "postgresql://u:p@h:5432/db", "postgres://u@h1:5432,h2:5433/db?sslmode=require", "postgresql://u@[::1]:5432/db",
+    "postgresql:///db?host=/run/postgresql", "postgresql://h?dbname=x", "postgresql://u:p#w@h/db",
+])
+def test_database_urls_libpq_takes_are_taken(url: str) -> None:
+    assert run("serve", "--print-config", "--database", url).returncode == 0

@@ -383,6 +383,8 @@ class DatabaseKind:
             raise InvalidValue("names no file after sqlite:", quote=False)
         if scheme != "sqlite" and not rest.startswith("//"):
             raise InvalidValue(f"is not a URL; expected {self.expected}", quote=False)
+        if scheme != "sqlite" and (problem := _postgres_url_problem(rest[2:])) is not None:
+            raise InvalidValue(f"{problem}; expected {self.expected}", quote=False)
         return value
 
     def limits(self) -> str:
@@ -395,6 +397,41 @@ class DatabaseKind:
     def format_compact(self, value: object) -> str:
         assert isinstance(value, str)
         return mask_password(value)
+
+
+_PORT = re.compile(r"[0-9]{1,5}")
+
+
+def _postgres_url_problem(rest: str) -> str | None:
+    """What libpq would refuse only when it connects (``invalid port number``,
+    exit 1 at start) in a PostgreSQL URL after its ``//``; None: nothing.
+    Read as libpq reads it: the user part ends at the first ``@`` before any
+    ``/``; then one or more ``host[:port]`` (``[v6]:port``), comma-separated;
+    then ``/database`` and ``?parameters``. A host or a database may be given
+    as a parameter instead (``?host=/run/postgresql``: a unix socket)."""
+    head, at, tail = rest.partition("@")
+    if not at or "/" in head:
+        tail = rest
+    if "#" in tail:  # (a password may hold one)
+        return "has a fragment (#...), which a PostgreSQL URL cannot have"
+    end = min((i for i in (tail.find("/"), tail.find("?")) if i >= 0), default=len(tail))
+    path, _, query = tail[end:].partition("?")
+    parameters = {name.strip().lower() for name, _, _ in (p.partition("=") for p in query.split("&"))}
+    if not path.removeprefix("/") and "dbname" not in parameters:
+        return "names no database (/database after the host)"
+    for host in tail[:end].split(","):
+        if host.startswith("["):
+            name, _, port = host[1:].partition("]")
+            if port and not port.startswith(":"):
+                return "has a bad host"
+            port = port[1:]
+        else:
+            name, _, port = host.partition(":")
+        if not name and not parameters & {"host", "hostaddr"}:
+            return "names no host"
+        if port and not (_PORT.fullmatch(port) and 1 <= int(port) <= 65535):
+            return "has a bad port (1-65535)"
+    return None
 
 
 def mask_passwords(urls: str) -> str:
