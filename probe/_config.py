@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,8 @@ SERVER_SECTIONS = {"server", "storage", "store", "bus", "metrics", "auth", "agen
                    "websocket", "log", "alerts"}
 """The sections of ``trioscope serve``'s file: one of them holding a mapping says
 that file was given to the probe, and the message says so."""
+_KEY_LIKE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""What an unknown key must look like to be shown (a mistyped key does)."""
 _SERVER_FILE = " (is this trioscope serve's configuration? the probe's file has flat keys: see config/probe.example.yaml)"
 
 
@@ -202,6 +205,10 @@ def _read(path: str, loader: _Loader) -> FileValues:
         lines[key] = line
         server_section = key in SERVER_SECTIONS and isinstance(value_node, yaml.MappingNode)
         expected = KEYS.get(key)
+        if expected is None and not _KEY_LIKE.fullmatch(key):
+            # Not echoed: some other file's text (``--config /etc/shadow``: password hashes).
+            problems.append(f"{where}: not a key of the probe's configuration (is it a probe configuration file?)")
+            continue
         if expected is None:
             close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(sorted(KEYS))}"

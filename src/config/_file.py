@@ -10,6 +10,8 @@ line, not a ``RecursionError``.
 
 from __future__ import annotations
 
+import re
+
 import attrs
 import yaml
 
@@ -17,6 +19,10 @@ from ._exceptions import Problem, quote_text, shortened
 from ._kinds import mask_passwords
 from ._keys import KEYS, KEYS_BY_NAME, SECTIONS, Key, suggest_key
 from ._source import Source, SourceKind
+
+_KEY_LIKE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""What an unknown key's name must look like to be shown (a mistyped key
+does): longer, or holding other characters, it is some other file's text."""
 
 MAX_DEPTH = 32
 """Most levels of nesting a configuration file may have, the document itself
@@ -228,6 +234,13 @@ class _Reader:
         return True
 
     def _unknown(self, name: str, node: yaml.Node) -> None:
+        if not _KEY_LIKE.fullmatch(name):
+            # Not echoed: a file that is no configuration at all (``--config
+            # /etc/shadow``) had each of its lines printed, password hashes included.
+            self._problems.append(Problem(None, _file(self._path, _line(node)),
+                                          f"{self._path}:{_line(node)}: not a key of trioscope's configuration "
+                                          "(is it a trioscope configuration file?)"))
+            return
         message = f"unknown key in {self._path}:{_line(node)}"
         suggestion = suggest_key(name)
         if suggestion is not None:

@@ -154,3 +154,10 @@ def test_nesting_up_to_the_limit_is_read_and_checked_as_usual():
     # The document, the section and 30 lists: 32 levels.
     text = "server:\n  port: " + "[" * 30 + "]" * 30 + "\n"
     assert problems(text) == [f"server.port: [[...]] from file {FILE}:2 is a list; expected a whole number in 0..65535"]
+
+
+def test_a_file_that_is_no_configuration_is_not_echoed():
+    """``--config /etc/shadow`` printed each of its lines as an unknown key, password hashes included."""
+    text = "root:$6$salt$hash:20593:0:99999:7:::\npostgres:!:20593::::::\n"
+    assert problems(text) == [f"{FILE}:{line}: not a key of trioscope's configuration (is it a trioscope "
+                              "configuration file?)" for line in (1, 2)]

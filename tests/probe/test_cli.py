@@ -281,3 +281,13 @@ async def test_a_password_in_the_server_url_is_never_logged_by_the_probe_nor_sai
 ])
 def test_shown_url_hides_only_the_password(url: str, shown: str) -> None:
     assert shown_url(url) == shown
+
+
+def test_a_file_that_is_no_configuration_is_not_echoed(tmp_path: Path) -> None:
+    """``--config /etc/shadow`` printed each of its lines as an unknown key, password hashes included."""
+    config = tmp_path / "shadow"
+    config.write_text("root:$6$salt$hash:20593:0:99999:7:::\n")
+    result = _probe("--config", str(config), "--once")
+    assert result.returncode == 2 and "$6$salt$hash" not in result.stderr
+    assert result.stderr == (f"trioscope-probe: configuration error: {config}:1: not a key of the probe's "
+                             "configuration (is it a probe configuration file?)\n")
