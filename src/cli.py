@@ -87,7 +87,20 @@ class CommandParser(argparse.ArgumentParser):
         # ("expected one argument") where the value's own refusal says more.
         self._negative_number_matcher = NEGATIVE_VALUE
 
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]  # typeshed overloads it by namespace type
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
     def error(self, message: str) -> NoReturn:
+        if message.startswith("the following arguments are required"):
+            # A mistyped option is why one is missing (``--us u`` for ``--user u``):
+            # argparse says only the missing one, before the unknown ones.
+            unknown = [word for word in getattr(self, "_given", []) if word.startswith("-") and word != "--"
+                       and not NEGATIVE_VALUE.match(word) and word.split("=", 1)[0] not in self._option_string_actions]
+            if unknown:
+                close = difflib.get_close_matches(unknown[0].split("=", 1)[0], list(self._option_string_actions), n=1)
+                message = f"unrecognized arguments: {' '.join(unknown)}{f' (did you mean {close[0]}?)' if close else ''}"
         self.exit(ExitCode.USAGE, f"{self.prog}: {message}; see {self.prog} --help\n")
 
     def _get_option_tuples(self, option_string: str) -> list[Any]:
@@ -226,7 +239,7 @@ def run_token_create(args: argparse.Namespace) -> int:
         return ExitCode.USAGE
     try:
         secret = token_secret(settings.auth.secret, settings.storage.data_dir, create=False)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NotADirectoryError) as exc:
         print(f"trioscope token create: {exc}", file=sys.stderr)
         return ExitCode.FAILED
     except (OSError, ValueError) as exc:

@@ -85,6 +85,9 @@ def test_a_health_timeout_in_range_is_used(timeout):
     (("token", "create", "--user", "a"), "trioscope token create: the following arguments are required: "
      "--tenant, --role; see trioscope token create --help"),
     (("token",), "trioscope token: the following arguments are required: COMMAND; see trioscope token --help"),
+    # argparse said only "the following arguments are required: --user", never the mistyped option.
+    (("token", "create", "--us", "u", "--tenant", "t", "--role", "admin"),
+     "trioscope token create: unrecognized arguments: --us (did you mean --user?); see trioscope token create --help"),
     (("audit", "--limit", "x"), "trioscope audit: argument --limit: invalid int value: 'x'; see trioscope audit --help"),
     (("health", "--timeout", "ten"),
      "trioscope health: argument --timeout: 'ten' is not a number of seconds; see trioscope health --help"),

@@ -158,6 +158,15 @@ def test_a_data_directory_that_does_not_exist_is_refused_and_not_made(tmp_path):
     assert not (tmp_path / "typo").exists()
 
 
+def test_a_data_directory_that_is_a_file_is_said_so(tmp_path):
+    """It said "no data directory afile", where serve says it is a file."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    result = run_token_create(*good_args(afile))
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr == f"trioscope token create: {afile} is a file, not a directory\n"
+
+
 def test_a_data_directory_without_a_secret_is_refused_and_left_as_it_is(tmp_path):
     result = run_token_create(*good_args(tmp_path))
     assert result.returncode == 1

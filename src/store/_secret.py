@@ -73,6 +73,7 @@ def token_secret(configured: str, data_dir: Path, *, create: bool = True) -> byt
     Raises:
         FileNotFoundError: ``create`` is False and ``data_dir`` or its secret does
           not exist; the message names which and what to do.
+        NotADirectoryError: ``data_dir`` is a file.
         ValueError: the file exists but holds less than a secret.
         OSError: the directory cannot be read or written.
     """
@@ -80,6 +81,8 @@ def token_secret(configured: str, data_dir: Path, *, create: bool = True) -> byt
         return configured.encode()
     if create:
         return load_or_create_secret(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise NotADirectoryError(f"{data_dir} is a file, not a directory")
     if not data_dir.is_dir():
         raise FileNotFoundError(f"no data directory {data_dir}: give the server's data directory (the server "
                                 f"creates it, with its {SECRET_FILE}, when it first starts)")
