@@ -456,7 +456,7 @@ async def _send(publisher: Publisher, standing: Standing, server: str, interval:
                 dropped = publisher.outbox.dropped
                 log.log(logging.WARNING if refused else logging.INFO,
                         "connected to %s as agent %s%s%s%s", server, agent_id,
-                        f" ({dropped} reports dropped while away)" if dropped else "", "" if refused is None else
+                        f" ({dropped} reports dropped while away or behind)" if dropped else "", "" if refused is None else
                         f", but its reports are refused ({refused[0]}{' ' + refused[1] if refused[1] else ''}: "
                         "said above)", standing.summary)
                 publisher.outbox.dropped = 0  # counted again for the next time away

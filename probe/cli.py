@@ -107,7 +107,7 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
     parser.add_argument("--agent-id", default=env("TRIOSCOPE_PROBE_AGENT_ID", default_agent_id()),
                         help="this probe's agent id (env TRIOSCOPE_PROBE_AGENT_ID; default: the hostname)")
     parser.add_argument("--buffer", default=env("TRIOSCOPE_PROBE_BUFFER", 40),
-                        help="reports kept while the server is unreachable; older ones are dropped "
+                        help="reports kept while the server is unreachable, slow or asks to wait; older ones are dropped "
                         "(env TRIOSCOPE_PROBE_BUFFER; default %(default)s)")
     parser.add_argument("--docker-host", default=env("DOCKER_HOST"),
                         help="Docker API of the container engine, e.g. unix:///var/run/docker.sock "
