@@ -308,8 +308,8 @@ class RosterActor(Actor):
             self.hub.tell(ReportSeen(report.agent_id, report.host_name, message.received_at, values))
         except MailboxFull:
             pass  # a live "report_update" is a courtesy; the report itself is accepted
-        at = metric_time(report, message.received_at, self.settings.storage.max_data_age)
-        if self.metrics is not None and values and at is not None:
+        if self.metrics is not None and values:
+            at = metric_time(report, message.received_at, self.settings.storage.max_data_age)
             samples = NodeSamples(report.agent_id, report.host_name, at, values)
             # Keyed by the store's bucket: while a metrics read holds the actor, an
             # agent's samples wait once a bucket (the store keeps one a bucket anyway)

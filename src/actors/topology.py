@@ -495,10 +495,9 @@ class TopologyActor(Actor):
         """Whether ``newer``'s metrics go in another history bucket than those
         of ``pending``, the agent's report waiting to be merged (in the same
         one, the last written wins anyway: ``pending`` may go unmerged)."""
-        window, resolution = self.history.retention, self.history.resolution
+        window, resolution = self.process_history.retention, self.history.resolution
         at = metric_time(pending.report, pending.received_at, window)
-        then = metric_time(newer.report, newer.received_at, window)
-        return at is not None and (then is None or at // resolution != then // resolution)
+        return at // resolution != metric_time(newer.report, newer.received_at, window) // resolution
 
     async def _record_settled_groups(self) -> None:
         """Rebuild the groups once for all the reports merged since they were
@@ -542,21 +541,17 @@ class TopologyActor(Actor):
         ``groups``, and its agent, with that time, to ``grouped`` if its
         processes are in groups (recorded once the batch is settled:
         ``_record_groups``)."""
-        at = metric_time(merge.report, merge.received_at, self.history.retention)
-        if at is None:
-            return  # dated before the history's window: its metrics are nowhere in it
+        at = metric_time(merge.report, merge.received_at, self.process_history.retention)
         partition = self.graph.partitions[merge.report.agent_id]
         nodes = partition.nodes.values()
         process = NodeKind.PROCESS
+        processes = [node for node in nodes if node.kind is process]
+        self.process_history.record(merge.report.agent_id, at, tuple(map(_ID, processes)),
+                                    list(map(_METRICS, processes)))
         self.history.record_many(
             at, [(node.id, node.metrics) for node in nodes if node.kind is not process and node.metrics])
         for group_id in (*partition.pods, *partition.services):  # sums over their containers
             groups.setdefault(group_id, set()).add(at)
-        if metric_time(merge.report, merge.received_at, self.process_history.retention) is None:
-            return  # within the hosts' and containers' window, before the processes' (shorter)
-        processes = [node for node in nodes if node.kind is process]
-        self.process_history.record(merge.report.agent_id, at, tuple(map(_ID, processes)),
-                                    list(map(_METRICS, processes)))
         if partition.process_groups:
             grouped.setdefault(partition.agent_id, set()).add(at)
 

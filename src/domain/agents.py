@@ -71,19 +71,17 @@ def report_time(report: Report, received_at: float) -> float:
     return min(report.timestamp.timestamp(), received_at)
 
 
-def metric_time(report: Report, received_at: float, window: float) -> float | None:
-    """When a report's metrics belong in the history; None: nowhere in it.
+def metric_time(report: Report, received_at: float, window: float) -> float:
+    """When a report's metrics belong in the history.
 
     At the report's own time when that lies within ``window`` before it was
     received, so that reports a probe buffered through an outage land where they
-    belong; at the receive time for a report dated after it (a probe clock
-    ahead of the server's: its values are the latest). A report dated further
-    back than the window has no place in it: taken at its receive time, an hour-old
-    value would stand for the present (the last written wins a bucket)."""
+    belong. Otherwise the probe's clock is not believable (in the future, which
+    would push real points out of the window, or older than the window: a clock
+    behind, whose every report would be) and the receive time is used.
+    """
     at = report.timestamp.timestamp()
-    if at > received_at:
-        return received_at
-    return at if received_at - window < at else None
+    return at if received_at - window < at <= received_at else received_at
 
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -209,9 +207,8 @@ class AgentState:
             self.latest_enrolled = enrolled
             self.latest_scope = scope
             self.hostname = report.host_name
-        at = metric_time(report, now, self.history.retention)
-        if at is not None:
-            self.history.record(at, host_metrics(report) if metrics is None else metrics)
+        self.history.record(metric_time(report, now, self.history.retention),
+                            host_metrics(report) if metrics is None else metrics)
 
     @property
     def latest_raw(self) -> bytes | None:

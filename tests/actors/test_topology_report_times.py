@@ -1,7 +1,6 @@
 """Which report is an agent's newest, and where its metrics go in the
 history: a probe's clock may run ahead of the server's (by up to 5 minutes),
-it may send what it buffered through an outage back to back, and a buffer
-may hold reports older than the history's window."""
+and it may send what it buffered through an outage back to back."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from datetime import datetime
 
 from tests.synthetic import host_report
 from trioscope.actors.topology import GetNodeDetails, MergeReport
-from trioscope.domain.agents import AgentState, PackedReport
 from trioscope.domain.topology import host_id
 from trioscope.runtime import open_actor_system
 from trioscope.system import TOPOLOGY, supervision_tree
@@ -50,23 +48,3 @@ async def test_a_report_dated_ahead_does_not_hold_back_the_next_ones(settings) -
         assert host["node"]["metrics"]["cpu_usage"] == 3.0
         assert datetime.fromisoformat(host["node"]["last_seen"].replace("Z", "+00:00")).timestamp() <= now + 17
         assert [p["cpu_usage"] for p in host["metrics_history"]["points"]][-1] == 3.0
-
-
-async def test_a_report_older_than_the_history_keeps_out_of_it(settings) -> None:
-    """One dated before the window (a buffer older than ``max_data_age``) was
-    put at its receive time in its agent's series (and the metrics API's): an
-    hour-old value stood for the present. The topology left it out already."""
-    now = time.time()
-    window = settings.storage.max_data_age
-    state = AgentState("agent-1", now, window)
-    for at, cpu, received in ((now - 1, 50.0, now), (now - window - 100, 7.0, now + 1)):
-        state.receive(merge(at, cpu, received).report, PackedReport.pack(b"{}"), received)
-    assert [p.values["cpu_usage"] for p in state.points(now - window)] == [50.0]
-    assert state.latest_received_at == now
-    async with open_actor_system(supervision_tree(settings)) as system:
-        topology = system.lookup(TOPOLOGY)
-        topology.tell(merge(now - 1, 50.0, now))
-        topology.tell(merge(now - window - 100, 7.0, now + 1))
-        host = await topology.ask(GetNodeDetails(HOST, 3600))
-        assert [p["cpu_usage"] for p in host["metrics_history"]["points"]] == [50.0]
-        assert host["node"]["metrics"]["cpu_usage"] == 50.0

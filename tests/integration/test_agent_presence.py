@@ -37,7 +37,8 @@ async def presence(client: httpx.AsyncClient, server: ServerProcess, operator: O
 
 
 async def test_an_agent_holding_a_long_poll_is_there_while_it_waits_and_when_it_is_answered() -> None:
-    with ServerProcess(THRESHOLD) as server:
+    # No grace past a command's timeout: the agent runs it until then (heard from), and is silent after.
+    with ServerProcess([*THRESHOLD, "--timeout-grace", "0s"]) as server:
         async with httpx.AsyncClient(timeout=30) as client:
             operator = Operator(server, fresh("user"), fresh("tenant"))
             async with open_websocket_url(user_socket(server, operator)) as ws:
@@ -78,7 +79,8 @@ async def test_an_agent_holding_a_long_poll_is_there_while_it_waits_and_when_it_
                 assert last_seen >= parse_timestamp(sent["sent_at"]).timestamp() - 0.001, (last_seen, sent)
 
                 # Silent from now on, past its command's timeout: found offline, as the test's thresholds make it.
-                fired = await next_alert(ws)
+                while "alert" not in (fired := await next_alert(ws)):
+                    assert "timed out" in fired["message"], fired  # its command's, told to its users
                 assert (fired["alert"], fired["status"], fired["labels"]["agent"]) == (
                     "AgentOffline", "firing", agent.agent_id)
 
