@@ -148,8 +148,6 @@ class ClientActor(Actor):
         """Shared by the clients of one server (alone, it paces this client only)."""
         self.turn: Turn | None = None
         """The address's turn to build, once granted, until the reset is built."""
-        self.asking = False
-        """A task waits for the address's turn."""
         self.visibility = visibility
         """What the client may see (``auth.protect_reads``: its tenant's); None for everything."""
         self.held: Visibility | None = None
@@ -171,8 +169,6 @@ class ClientActor(Actor):
         """Frames put in the outbox so far."""
         self.reset_position = 0
         """``queued_total`` just after the last reset: sent once the writer has delivered that many."""
-        self.waking = False
-        """A task will tell ``_Wake`` once the owed reset may be due."""
         self.backlog: list[Frame | _Deferred] = []
         """The diffs that came while the last reset was unsent, in order, to
         be queued once it has been (``_pump``); a client's own diffs are
@@ -189,10 +185,16 @@ class ClientActor(Actor):
         """Seconds of work making diffs on the address's current turn (charged when it ends)."""
         self.diffs_made = 0
         """Diffs made for this client alone so far."""
-        self.pumping = False
-        """A task will tell ``_Sent`` once the backlog may move on."""
 
     async def on_start(self) -> None:
+        # What the client waits for outside itself, each told once, and
+        # dropped with this incarnation: each speaks of its state.
+        self.asking = self.context.waiting(_TurnTaken())
+        """For the address's turn (kept on the actor as soon as it is granted: ``_take_turn``)."""
+        self.waking = self.context.waiting(_Wake())
+        """Until the owed reset may be due."""
+        self.pumping = self.context.waiting(_Sent())
+        """Until the backlog may move on."""
         # Nothing here waits on anyone: a burst of clients starts together
         # (their supervisor's start waits for this), and the hub tells us
         # where to start (a LiveUpdate) when it knows.
@@ -241,12 +243,8 @@ class ClientActor(Actor):
                     self.link.close(INTERNAL_ERROR, "internal error")
         elif isinstance(message, _Tick):
             self._tick()
-        elif isinstance(message, _Wake):
-            self.waking = False
-        elif isinstance(message, _TurnTaken):
-            pass  # the reset is built below
-        elif isinstance(message, _Sent):
-            self.pumping = False
+        elif isinstance(message, (_Wake, _TurnTaken, _Sent)):
+            pass  # what it waited for is done: the backlog moves and the reset is built below
         else:
             return await super().handle(message)
         self._pump()
@@ -275,7 +273,7 @@ class ClientActor(Actor):
                     self.held_bytes + deferred.weight > max(self.reset_bytes, HELD_FLOOR)
                     # Read, but waiting for its address's turn as long as
                     # a full outbox would: it starts over instead.
-                    or (self.asking and len(self.backlog) >= self.link.buffer)):
+                    or (self.turn is None and self.asking.active and len(self.backlog) >= self.link.buffer)):
                 self.throttle.owe()  # ``_pump`` drops the backlog: the reset owed starts from the newest version
                 return
             self._hold(deferred, message.version)
@@ -413,18 +411,12 @@ class ClientActor(Actor):
     def _pump_once_sent(self, position: int) -> None:
         """Make sure ``_pump`` runs again once the first ``position`` frames
         queued have been sent (or the socket has gone)."""
-        if not self.pumping:
-            self.pumping = True
-            sent = trio.Event()
-            self.link.hold_until_sent(position, sent.set)
-            self.context.start_soon(self._tell_sent, sent)
+        self.pumping.start(self._sent, position)
 
-    async def _tell_sent(self, sent: trio.Event) -> None:
+    async def _sent(self, position: int) -> None:
+        sent = trio.Event()
+        self.link.hold_until_sent(position, sent.set)
         await sent.wait()
-        # A timer, not ``tell_self``: ``_Sent`` (as ``_TurnTaken``) speaks of
-        # this incarnation's state (``pumping``), so one still queued when it
-        # ends must be dropped with it, not handed to the next.
-        self.context.send_after(0, _Sent())
 
     def _send(self, frame: Frame, version: int | None = None) -> bool:
         try:
@@ -557,17 +549,13 @@ class ClientActor(Actor):
         return self.subscription.shared and self.visibility is None
 
     def _ask_turn(self, *, light: bool = False) -> None:
-        if not self.asking:
-            self.asking = True
-            self.context.start_soon(self._wait_for_turn, light)
+        self.asking.start(self._take_turn, light)
 
-    async def _wait_for_turn(self, light: bool) -> None:
-        turn = await self.turns.turn(self.address, light=light)
+    async def _take_turn(self, light: bool) -> None:
         # Kept on the actor at once, not sent in a message: a message still
         # queued when the actor stops is dropped, and the address's turn
         # would be lost with it (``at_end`` gives back the one it has).
-        self.turn, self.asking = turn, False
-        self.context.send_after(0, _TurnTaken())
+        self.turn = await self.turns.turn(self.address, light=light)
 
     def _end_turn(self, took: float = 0.0) -> None:
         """Give back the address's turn, if the client has it, after ``took``
@@ -578,16 +566,12 @@ class ClientActor(Actor):
             self.diff_work = 0.0
 
     def _wake_when_due(self) -> None:
-        if not self.waking:
-            self.waking = True
-            self.context.start_soon(self._wake, self.throttle.not_before, self.reset_position)
+        """A ``_Wake`` once the outbox has taken the frames queued before the
+        reset was owed, at the throttle's time."""
+        self.waking.start(self._drained, self.reset_position, not_before=self.throttle.not_before)
 
-    async def _wake(self, not_before: float, position: int) -> None:
-        """Once the outbox has taken the frames queued before the reset was
-        owed, a ``_Wake`` at the throttle's time (the runtime's timer: it waits
-        for room in a full mailbox and ends quietly when the actor stops)."""
+    async def _drained(self, position: int) -> None:
         await self.link.when_drained(position).wait()
-        self.context.send_after(max(0.0, not_before - trio.current_time()), _Wake())
 
 
 class _Deferred:

@@ -203,12 +203,12 @@ class HubActor(Actor):
         self._boundaries: set[int] = set()
         """Versions clients joined at that the pending diff must end on."""
         self._last_flush = {"topology": -float("inf"), "reports": -float("inf")}
-        self._fetching = False
 
     async def on_start(self) -> None:
         # One pending flush of each kind at most, when its own rate allows (``_schedule``).
         self._flushes = {kind: self.context.alarm(_Flush(kind), minimum=0.0) for kind in self._last_flush}
         self.topology: ActorRef = self.context.system.lookup(self.topology_path)
+        self._fetching = self.context.waiting()
         snapshot = await self.topology.ask(Subscribe(self.context.ref))
         self.snapshot = snapshot
         self.latest = LiveUpdate(None, snapshot)
@@ -255,21 +255,19 @@ class HubActor(Actor):
         """Ask the topology for its current snapshot (one question for all the
         clients joining until it answers), in a task: the hub goes on
         handing out updates meanwhile."""
-        if not self._fetching and self.members.joining:
-            self._fetching = True
-            self.context.start_soon(self._fetch_current)
+        if self.members.joining:
+            self._fetching.start(self._fetch_current)
 
-    async def _fetch_current(self) -> None:
+    async def _fetch_current(self) -> _Current:
         try:
             snapshot: TopologySnapshot | None = await self.topology.ask(GetSnapshot(), timeout=30)
         except (AskTimeout, ActorFailed, ActorStopped):
             snapshot = None
-        await self.context.tell_self(_Current(snapshot))
+        return _Current(snapshot)
 
     def _welcome(self, current: TopologySnapshot | None) -> None:
         """Tell the clients that joined what they start from, and from then on
         every update."""
-        self._fetching = False
         joiners, self.members.joining = self.members.joining, {}
         update = self._current(current)
         for path, client in joiners.items():

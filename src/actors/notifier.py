@@ -185,8 +185,6 @@ class EventClientActor(Actor):
         self.waiting: deque[str] = deque()
         """Frames that did not fit in the outbox, oldest first."""
         self.waiting_bytes = 0
-        self.watching_room = False
-        """A task waits for the writer to take frames (``_watch_room``)."""
         self.ping_interval = ping_interval
         self.keepalive = Keepalive()
 
@@ -199,6 +197,8 @@ class EventClientActor(Actor):
         # hold up every socket's start. The first frame is made on ``Watching``.
         self.notifier.tell(Watch(self.tenant, self.context.ref, self.link, greet=self.first is not None))
         self.context.every(self.ping_interval, _Ping())
+        self.room = self.context.waiting()
+        """For the writer to take frames (``_room``)."""
 
     async def on_stop(self) -> None:
         self.notifier.offer(Unwatch(self.tenant, self.context.ref))
@@ -230,7 +230,6 @@ class EventClientActor(Actor):
                 return None
             self._send(PING)
         elif isinstance(message, _Room):
-            self.watching_room = False
             self._refill()
             if self.waiting and not message.progressed:
                 self._close_too_slow(f"took no event for {self.stalled_after:g}s")
@@ -265,19 +264,15 @@ class EventClientActor(Actor):
             self._watch_for_room()
 
     def _watch_for_room(self) -> None:
-        if not self.watching_room:
-            self.watching_room = True
-            self.context.start_soon(self._watch_room, self.link.delivered)
+        self.room.start(self._room, self.link.delivered)
 
-    async def _watch_room(self, delivered: int) -> None:
-        """Tell ``_Room`` once the writer has taken the outbox down to half
-        (room for a batch, not a wake per frame), or after ``stalled_after``,
-        saying whether it took any frame meanwhile (a slow reader is not a
-        stopped one). It waits for room in the mailbox, and ends quietly
-        when the actor stops (``tell_self``)."""
+    async def _room(self, delivered: int) -> _Room:
+        """``_Room`` once the writer has taken the outbox down to half (room
+        for a batch, not a wake per frame), or after ``stalled_after``, saying
+        whether it took any frame meanwhile (a slow reader is not a stopped one)."""
         with trio.move_on_after(self.stalled_after):
             await self.link.when_drained(0).wait()
-        await self.context.tell_self(_Room(progressed=self.link.delivered > delivered))
+        return _Room(progressed=self.link.delivered > delivered)
 
     def _close_too_slow(self, why: str) -> None:
         lost = len(self.waiting) + self.link.queued

@@ -50,6 +50,7 @@ from ._timers import MIN_TIMER as MIN_TIMER
 from ._timers import Alarm as Alarm
 from ._timers import Sweep as Sweep
 from ._timers import Timer as Timer
+from ._timers import Waiting as Waiting
 from ._system import ActorSystem as ActorSystem
 from ._system import open_actor_system as open_actor_system
 from ._threads import in_thread as in_thread
@@ -94,6 +95,7 @@ __all__ = [
     "Timer",
     "TooManyChildren",
     "UnhandledMessage",
+    "Waiting",
     "dynamic_supervisor",
     "in_steps",
     "in_thread",

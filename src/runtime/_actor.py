@@ -11,7 +11,7 @@ import attrs
 import trio
 
 from ._exceptions import ActorStopped, UnhandledMessage
-from ._timers import MIN_TIMER, Alarm, Sweep, Timer, check_delay
+from ._timers import MIN_TIMER, Alarm, Sweep, Timer, Waiting, check_delay
 
 log = logging.getLogger("trioscope.runtime")
 
@@ -118,7 +118,8 @@ class ActorContext:
         It is cancelled when the actor stops or restarts; if it raises, the actor
         crashes (and is restarted per its spec), exactly as if ``handle`` had.
         Use it to wait for something outside the actor (a socket, another
-        actor's answer, an event) and hand what came back with ``tell_self``;
+        actor's answer, an event) and hand what came back with ``tell_self``
+        (``waiting`` for a wait that must not be started twice at once);
         never for handling messages, nor for timers (``send_after``, ``every``
         and ``alarm`` wait in one task for the whole system).
         """
@@ -192,6 +193,12 @@ class ActorContext:
         """
         check_delay("minimum", minimum)
         return Alarm(message, minimum, self.send_after)
+
+    def waiting(self, message: Any = None) -> Waiting:
+        """A ``Waiting``: one background wait at a time (``Waiting.start``)
+        whose end is told to this actor, as what the wait returns or, if it
+        returns None, ``message``. Ends with this incarnation."""
+        return Waiting(message, self._tasks.start_soon, self.send_after)
 
     def _timer(self, message: Any, period: float | None) -> Timer:
         return Timer(message, period, self._timers, self._cell.mailbox, self._cell.system.timers,

@@ -15,7 +15,11 @@ context) took a few KiB of each client's memory and a scheduler wake per tick.
 An ``Alarm`` is one timer set, moved and cleared for "wake me when the next
 thing is due", which actors with deadlines or a throttled flush each wrote by
 hand (a timer, the time it was set for, a flag cleared by its message); a
-``Sweep``, a periodic clean-up done in batches, each actor's own again.
+``Sweep``, a periodic clean-up done in batches, each actor's own again. A
+``Waiting`` is a background wait whose end the actor is told, at most one at
+a time: five actors kept a flag beside a task for it, each clearing it at a
+different point (one in the task, which started a second wait before the
+first one's message had been handled).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -169,6 +173,57 @@ class Alarm:
             self._timer.cancel()
             self._timer = None
         self._due = math.inf
+
+
+class Waiting:
+    """One background wait at a time whose end is told to the actor
+    (``ActorContext.waiting``): for what an actor waits on outside itself
+    (another actor's answer, a socket's writer making room, a turn shared
+    with others) while it goes on with its messages.
+
+    ``start`` runs the wait as a task of the incarnation, unless one is
+    ``active`` already. What the wait returns (the ``message`` the waiting was
+    made with, if it returns None) is then handed to the actor through its
+    mailbox as a ``send_after`` firing is: no sooner than ``not_before``,
+    waiting for room in a full mailbox, and dropped unhandled if the
+    incarnation has ended (it speaks of that incarnation's state). It is
+    ``active`` from ``start`` until that message is taken for handling, so
+    that its handler may start the next wait. A wait that raises crashes the
+    actor, as any of its tasks.
+    """
+
+    __slots__ = ("message", "_spawn", "_send_after", "_running", "_timer")
+
+    def __init__(self, message: Any, spawn: Callable[..., Any], send_after: Callable[[float, Any], Timer]) -> None:
+        self.message = message
+        self._spawn = spawn
+        self._send_after = send_after
+        self._running = False
+        self._timer: Timer | None = None
+
+    @property
+    def active(self) -> bool:
+        """Started, and its message not yet taken for handling."""
+        timer = self._timer
+        return self._running or (timer is not None and not timer.cancelled and (timer.scheduled or timer.pending))
+
+    def start(self, wait: Callable[..., Awaitable[Any]], *args: Any, not_before: float = -math.inf) -> bool:
+        """Run ``wait(*args)`` in the background and tell what it returns, no
+        sooner than ``not_before`` (``trio.current_time()``); False, and
+        nothing started, while ``active``."""
+        if self.active:
+            return False
+        self._running = True
+        self._spawn(self._run, wait, args, not_before)
+        return True
+
+    async def _run(self, wait: Callable[..., Awaitable[Any]], args: tuple[Any, ...], not_before: float) -> None:
+        value = await wait(*args)
+        message = self.message if value is None else value
+        if message is None:
+            raise TypeError(f"{wait!r} returned None and the waiting has no message to tell")
+        self._timer = self._send_after(max(0.0, not_before - trio.current_time()), message)
+        self._running = False
 
 
 class Sweep:

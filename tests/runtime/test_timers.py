@@ -404,3 +404,119 @@ async def test_a_sweep_that_finds_the_mailbox_full_waits_for_the_next_period(aut
         await trio.sleep(60)
         assert [m for _, m in log][3:] == ["sweep"] * 33  # the next period's, then batch after batch
         assert await ref.ask("again") == [False] + [True] * 32  # the last batch of 97 is 1: done
+
+
+class Awaiting(Actor):
+    """Starts its ``Waiting`` on a gate (a ``trio.Event`` the test sets) as
+    told; records each message the wait tells, with the time and whether the
+    waiting still counted as active in the handler, and each start of an incarnation."""
+
+    def __init__(self, told: list[tuple[float, object, bool]], gates: list[trio.Event],
+                 starts: list[float] | None = None, message: object = "opened") -> None:
+        self.told = told
+        self.gates = gates
+        self.starts = starts if starts is not None else []
+        self.message = message
+
+    async def on_start(self) -> None:
+        self.starts.append(trio.current_time())
+        self.waiting = self.context.waiting(self.message)
+
+    async def handle(self, message: object) -> object:
+        if isinstance(message, tuple) and message[0] == "start":
+            _, value, not_before = message
+            return self.waiting.start(self._wait, value, not_before=trio.current_time() + not_before)
+        if message == "active":
+            return self.waiting.active
+        if message == "crash":
+            raise RuntimeError("boom")
+        if isinstance(message, str):
+            self.told.append((trio.current_time(), message, self.waiting.active))
+            return None
+        return await super().handle(message)
+
+    async def _wait(self, value: object) -> object:
+        gate = trio.Event()
+        self.gates.append(gate)
+        await gate.wait()
+        if value == "raise":
+            raise RuntimeError("the wait failed")
+        return value
+
+
+async def _until(condition) -> None:
+    with trio.fail_after(5):
+        while not condition():
+            await trio.sleep(0.01)
+
+
+async def test_a_waiting_tells_its_end_once_and_starts_no_second_wait_until_that_is_handled(autojump_clock):
+    told: list[tuple[float, object, bool]] = []
+    gates: list[trio.Event] = []
+    async with open_actor_system(tree(lambda: Awaiting(told, gates))) as system:
+        ref = system.lookup("/root/t")
+        assert await ref.ask(("start", "first", 0.0)) is True
+        assert await ref.ask(("start", "second", 0.0)) is False  # one at a time
+        await _until(lambda: len(gates) == 1)
+        assert await ref.ask("active") is True
+        gates[0].set()
+        await _until(lambda: len(told) == 1)
+        assert await ref.ask("active") is False
+        assert await ref.ask(("start", None, 0.0)) is True  # the next wait, once the first was handled
+        await _until(lambda: len(gates) == 2)
+        gates[1].set()
+        await _until(lambda: len(told) == 2)
+    assert [(message, active) for _, message, active in told] == [("first", False), ("opened", False)]
+    assert len(gates) == 2
+
+
+async def test_a_waiting_tells_no_sooner_than_it_was_asked(autojump_clock):
+    told: list[tuple[float, object, bool]] = []
+    gates: list[trio.Event] = []
+    async with open_actor_system(tree(lambda: Awaiting(told, gates))) as system:
+        ref = system.lookup("/root/t")
+        start = trio.current_time()
+        await ref.ask(("start", "later", 10.0))
+        await _until(lambda: len(gates) == 1)
+        gates[0].set()
+        await trio.sleep(2)
+        assert told == [] and await ref.ask("active") is True  # ended, its message not handled yet
+        await trio.sleep(20)
+    assert [(round(at - start), message) for at, message, _ in told] == [(10, "later")]
+
+
+async def test_a_waiting_ends_with_its_incarnation(autojump_clock):
+    told: list[tuple[float, object, bool]] = []
+    gates: list[trio.Event] = []
+    starts: list[float] = []
+    async with open_actor_system(tree(lambda: Awaiting(told, gates, starts))) as system:
+        ref = system.lookup("/root/t")
+        await ref.ask(("start", "cancelled", 0.0))
+        await _until(lambda: len(gates) == 1)
+        ref.tell("crash")  # while it waits: the wait is cancelled
+        await _until(lambda: len(starts) == 2)
+        assert await ref.ask("active") is False  # the next incarnation's own
+        gates[0].set()
+        assert await ref.ask(("start", "dropped", 5.0)) is True
+        await _until(lambda: len(gates) == 2)
+        gates[1].set()
+        await trio.sleep(1)
+        ref.tell("crash")  # ended while its message waits for its time: dropped
+        await _until(lambda: len(starts) == 3)
+        await trio.sleep(20)
+        assert len(system.timers) == 0
+    assert told == []
+
+
+async def test_a_wait_that_raises_or_has_nothing_to_tell_crashes_the_actor(autojump_clock):
+    for value, message in (("raise", "opened"), (None, None)):
+        told: list[tuple[float, object, bool]] = []
+        gates: list[trio.Event] = []
+        starts: list[float] = []
+        async with open_actor_system(tree(lambda: Awaiting(told, gates, starts, message))) as system:
+            ref = system.lookup("/root/t")
+            await ref.ask(("start", value, 0.0))
+            await _until(lambda: len(gates) == 1)
+            gates[0].set()
+            await _until(lambda: len(starts) == 2)
+        assert told == []
