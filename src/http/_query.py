@@ -18,6 +18,7 @@ from trioscope.config import format_duration, parse_duration
 from trioscope.domain.principals import Permission, Principal
 from trioscope.domain.topology import (
     CACHE_LIMIT,
+    BadListing,
     MAX_PAGE,
     NODE_FIELDS,
     SUMMARY_FIELDS,
@@ -109,9 +110,8 @@ async def topology() -> Response:
         return Response(kept, content_type=JSON, headers={**headers(encoding), **tagged})
     try:
         listing = Listing(snapshot, view, limit=limit, after=after, fields=fields, visible=visible, batch=PIECE)
-    except ValueError as exc:
-        parameter = str(exc).partition(":")[0]
-        raise ApiError(400, "invalid_parameter", str(exc), details={"parameter": parameter}) from None
+    except BadListing as exc:
+        raise ApiError(400, "invalid_parameter", str(exc), details={"parameter": exc.parameter}) from None
     await _ordered(listing)
 
     def keep(body: bytes) -> None:

@@ -11,6 +11,7 @@ from tests.synthetic import host_report
 from trioscope.domain.topology import (
     NODE_FIELDS,
     SUMMARY_FIELDS,
+    BadListing,
     Listing,
     Node,
     NodeKind,
@@ -183,8 +184,9 @@ def test_the_order_is_built_in_small_steps_and_is_a_stable_sort(monkeypatch):
     ({"limit": 5, "after": "rack:1"}, "cursor: 'rack:1'"),
 ])
 def test_bad_options_are_refused_naming_them(snapshot, options, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(BadListing, match=message) as refused:
         Listing(snapshot, View.PROCESSES, **options)
+    assert refused.value.parameter == message.partition(":")[0]
 
 
 def test_visible_counts_count_what_the_reader_sees_in_steps(snapshot: TopologySnapshot) -> None:

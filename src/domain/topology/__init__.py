@@ -14,6 +14,7 @@ from ._graph import TopologyGraph as TopologyGraph
 from ._graph import merge_nodes as merge_nodes
 from ._listing import MAX_PAGE as MAX_PAGE
 from ._listing import SUMMARY_FIELDS as SUMMARY_FIELDS
+from ._listing import BadListing as BadListing
 from ._listing import Listing as Listing
 from ._listing import id_order as id_order
 from ._listing import id_order_steps as id_order_steps
@@ -49,7 +50,7 @@ from ._snapshot import edge_kind as edge_kind
 from ._snapshot import kind_of as kind_of
 
 __all__ = [
-    "CACHE_LIMIT", "CONTROL_ACTIONS", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Listing",
+    "BadListing", "CACHE_LIMIT", "CONTROL_ACTIONS", "EDGE_CACHE_BYTES", "Edge", "EdgeCache", "EdgeCacheStats", "Expired", "Listing",
     "MAX_PAGE", "NODE_FIELDS", "Node", "NodeKind", "Partition", "SCOPE_CHARS", "SHAPE_BYTES", "SUMMARY_FIELDS",
     "TopologyDiff", "TopologyGraph", "TopologySnapshot", "View", "WHOLE_KINDS", "WHOLE_VIEWS", "allowed_actions",
     "build_partition", "container_id", "control_allowed", "control_parameter_problem", "controls_for", "edge_kind",

@@ -106,6 +106,15 @@ def id_order(snapshot: TopologySnapshot, kind: NodeKind) -> IdOrder:
     return at_once(id_order_steps(snapshot, kind))
 
 
+class BadListing(ValueError):
+    """A listing asked for with a parameter it cannot take."""
+
+    def __init__(self, parameter: str, problem: str) -> None:
+        super().__init__(f"{parameter}: {problem}")
+        self.parameter = parameter
+        """The request's name for it (``limit``, ``fields``, ``cursor``)."""
+
+
 class Listing:
     """The object ``{"nodes", "edges", "timestamp", "version", "view"}`` of one
     view (None: all of them) of a snapshot, in pieces, as ``TopologySnapshot.
@@ -127,7 +136,7 @@ class Listing:
             two chances for the event loop to serve others.
 
     Raises:
-        ValueError: ``after`` names no node kind of this view, or ``fields``
+        BadListing: ``after`` names no node kind of this view, or ``fields``
             an unknown field, or ``limit`` is out of 1..MAX_PAGE.
     """
 
@@ -138,13 +147,13 @@ class Listing:
         self.fields, self.visible, self.batch = fields, visible, batch
         self.kinds: list[NodeKind] = [view.kind] if view is not None else list(_ID_ORDER)
         if limit is not None and not 1 <= limit <= MAX_PAGE:
-            raise ValueError(f"limit: must be 1 to {MAX_PAGE}")
+            raise BadListing("limit", f"must be 1 to {MAX_PAGE}")
         if fields is not None:
             unknown = [name for name in fields if name not in NODE_FIELDS]
             if unknown or not fields:
-                raise ValueError(f"fields: unknown field {unknown[0]!r}" if unknown else "fields: name at least one")
+                raise BadListing("fields", f"unknown field {unknown[0]!r}" if unknown else "name at least one")
         if after is not None and _kind(after) not in self.kinds:
-            raise ValueError(f"cursor: {after[:80]!r} is not a node id of this view")
+            raise BadListing("cursor", f"{after[:80]!r} is not a node id of this view")
         self.count = 0
         """Nodes listed so far."""
         self.next_after: str | None = None
