@@ -48,6 +48,16 @@ async def active(client: httpx.AsyncClient, server: ServerProcess, user: Operato
     return answer.json()["alerts"]  # type: ignore[no-any-return]
 
 
+async def agent_status(client: httpx.AsyncClient, operator: Operator, agent: Any) -> str:
+    """The status the agent's deployment shows for it (the agent alone in its deployment)."""
+    found = await client.get(operator.url(agent.deployment_hash), headers=operator.auth)
+    return str(found.json()["agents"][0]["status"])
+
+
+async def offline(client: httpx.AsyncClient, operator: Operator, agent: Any) -> bool:
+    return await agent_status(client, operator, agent) == "offline"
+
+
 def webhook_body(tenant: str, status: str, **labels: str) -> dict[str, Any]:
     alert = {"status": status, "labels": {"alertname": "DiskFull", "severity": "critical", "tenant": tenant, **labels},
              "annotations": {"summary": "Disk full on web-1", "description": "/var is 99% full"},
@@ -184,15 +194,8 @@ async def test_an_agent_running_a_command_it_was_handed_is_not_offline_until_its
                 while (alert := await next_alert(ws))["labels"]["agent"] != idle.agent_id:
                     assert alert["labels"]["agent"] != busy.agent_id, alert
                 assert alert["status"] == "firing"
-                async def status(agent: Any) -> str:
-                    found = await client.get(operator.url(agent.deployment_hash), headers=operator.auth)
-                    return found.json()["agents"][0]["status"]  # type: ignore[no-any-return]
-
-                async def idle_offline() -> bool:
-                    return await status(idle) == "offline"
-
-                await eventually(idle_offline, deadline=20)
-                assert await status(busy) == "online"
+                await eventually(lambda: offline(client, operator, idle), deadline=20)
+                assert await agent_status(client, operator, busy) == "online"
 
 
 async def test_an_agent_is_heard_from_while_any_command_it_was_handed_runs_and_not_after() -> None:
@@ -217,19 +220,12 @@ async def test_an_agent_is_heard_from_while_any_command_it_was_handed_runs_and_n
             witness = await enroll(client, server, operator)
             assert await witness.poll(client, timeout=1) is None
 
-            async def status(agent: Any) -> str:
-                found = await client.get(operator.url(agent.deployment_hash), headers=operator.auth)
-                return found.json()["agents"][0]["status"]  # type: ignore[no-any-return]
-
-            async def offline(agent: Any) -> bool:
-                return await status(agent) == "offline"
-
-            await eventually(lambda: offline(witness), deadline=20)
-            assert await status(busy) == "online"
+            await eventually(lambda: offline(client, operator, witness), deadline=20)
+            assert await agent_status(client, operator, busy) == "online"
             async with busy.socket() as socket:
                 ack = await socket.report(busy.report_body(handed[1], "success"))
                 assert ack["status"] == "accepted", ack
-            await eventually(lambda: offline(busy), deadline=20)
+            await eventually(lambda: offline(client, operator, busy), deadline=20)
 
 
 async def next_of(ws: Any, kind: str, deadline: float = 15.0) -> dict[str, Any]:
