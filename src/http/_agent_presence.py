@@ -1,14 +1,13 @@
-"""Agent presence at the edge: when each enrolled agent was last heard from
-(``Gate.seen``, the heartbeat histogram, the alerts actor told), the long-polls
-it holds and the commands it runs (heard from meanwhile), and what its
-``connection_info`` shows (address, latency, last command)."""
+"""Agent presence at the edge: the clock read and the tables kept
+(``domain.presence.AgentSightings``, the gate's) as agents are heard from,
+the long-polls each holds and the task that keeps their holders heard from,
+the heartbeat histogram and the alerts actor told."""
 
 from __future__ import annotations
 
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import TypeVar
 
 import attrs
 import trio
@@ -17,49 +16,35 @@ from quart import Quart, current_app
 from trioscope.actors.alerts import AgentSeen, sighting_resolution
 from trioscope.config import Settings
 from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus
+from trioscope.domain.presence import AgentSightings
 
 from ._directory import directory
 from ._services import services
 
-T = TypeVar("T")
+
+def sightings() -> AgentSightings:
+    """The current app's (kept by its gate)."""
+    return services().gate.sightings
 
 
 async def note_delivery(agent_id: str, command_id: str, runs_for: float | None = None) -> None:
-    """``command_id`` was handed to ``agent_id`` (``AgentPresence.last_commands``),
-    to run for up to ``runs_for`` seconds (its ``timeout_seconds``; None: a cancel
-    notice), in which the agent is heard from while it runs it (``running``):
-    until the queue would fail it as timed out (``commands.timeout_grace`` later)."""
-    found, known = presence(), await directory()
-    note(found.last_commands, agent_id, command_id, known)
-    if runs_for is not None:
-        until = time.time() + runs_for + services().settings.commands.timeout_grace
-        note(found.running, agent_id, {**found.running.get(agent_id, {}), command_id: until}, known)
+    """``command_id`` was handed to ``agent_id`` (its ``last_command_id``), to
+    run for up to ``runs_for`` seconds (its ``timeout_seconds``; None: a cancel
+    notice), in which the agent is heard from while it runs it: until the
+    queue would fail it as timed out (``commands.timeout_grace`` later)."""
+    known = await directory()
+    runs_until = None if runs_for is None else time.time() + runs_for + services().settings.commands.timeout_grace
+    sightings().handed(agent_id, command_id, known, runs_until=runs_until)
 
 
 def finished_running(agent_id: str, command_id: str) -> None:
-    """``agent_id`` reported ``command_id``'s outcome (over HTTP or its socket):
-    heard from by its own requests again, unless it runs another."""
-    running = presence().running
-    commands = running.get(agent_id)
-    if commands is not None:
-        commands.pop(command_id, None)
-        if not commands:
-            del running[agent_id]
+    """``agent_id`` reported ``command_id``'s outcome (over HTTP or its socket)."""
+    sightings().finished(agent_id, command_id)
 
 
 async def note_latency(agent_id: str, seconds: float) -> None:
-    """A ping on ``agent_id``'s socket was answered after ``seconds`` (``AgentPresence.latencies``)."""
-    note(presence().latencies, agent_id, round(seconds * 1000, 1), await directory())
-
-
-def note(table: dict[str, T], agent_id: str, value: T, known: AgentDirectory | None) -> None:
-    """Record ``value`` for ``agent_id`` in one of ``AgentPresence``'s tables;
-    past twice the agents ``known`` (and some), those no longer known
-    (forgotten after their retirement) are dropped, as ``Gate.seen`` drops theirs."""
-    table[agent_id] = value
-    if known is not None and known.outgrown(len(table)):
-        for gone in [a for a in table if a not in known.agents]:
-            del table[gone]
+    """A ping on ``agent_id``'s socket was answered after ``seconds``."""
+    sightings().latency(agent_id, seconds, await directory())
 
 
 async def heard_from(agent_id: str, *, as_request: bool = True) -> None:
@@ -85,31 +70,12 @@ def _heard_again(agent_id: str, *, as_request: bool = True) -> None:
 
 @attrs.define(eq=False)
 class AgentPresence:
-    """What the edge knows of agents beside ``Gate.seen``, one per app (its
-    extensions, ``presence``)."""
+    """The long-polls agents hold, one per app (its extensions, ``presence``)."""
 
     polls: dict[str, list[trio.CancelScope]] = attrs.Factory(dict)
     """Agent id -> the long-polls it holds now, oldest first (``holding_poll``): it is there while they are held."""
-    requested: dict[str, float] = attrs.Factory(dict)
-    """Agent id -> when it last made a request (unix seconds): the heartbeat
-    histogram times requests, which a held poll noted as there is not."""
     refreshing: trio.CancelScope | None = None
     """``keep_holders_heard``'s, cancelled when the app stops serving."""
-    addresses: dict[str, str] = attrs.Factory(dict)
-    """Agent id -> the client address of its latest request that passed every
-    check (``agent``): the ``ip_address`` of its ``connection_info``."""
-    latencies: dict[str, float] = attrs.Factory(dict)
-    """Agent id -> milliseconds from the server's latest ping on its socket to
-    the agent's pong: the ``latency_ms`` of its ``connection_info``."""
-    last_commands: dict[str, str] = attrs.Factory(dict)
-    """Agent id -> the command last handed to it (a poll's answer, or sent on
-    its socket): the ``last_command_id`` of its ``connection_info``."""
-    running: dict[str, dict[str, float]] = attrs.Factory(dict)
-    """Agent id -> the commands handed to it that it runs, each with until
-    when (unix seconds: its timeout and grace away) unless it reports the
-    outcome first: heard from meanwhile (``keep_holders_heard``). The status
-    agent sends nothing while it runs one (a deploy of minutes), and would be
-    shown offline, with a critical AgentOffline alert, while it works."""
 
 
 _PRESENCE = "trioscope.agent_presence"
@@ -180,14 +146,7 @@ async def keep_holders_heard() -> None:
     with trio.CancelScope() as found.refreshing:
         while True:
             await trio.sleep(interval)
-            now = time.time()
-            for agent_id, commands in list(found.running.items()):
-                left = {command_id: until for command_id, until in commands.items() if until > now}
-                if left:
-                    found.running[agent_id] = left
-                else:
-                    del found.running[agent_id]
-            for done, agent_id in enumerate({*found.polls, *found.running}, 1):
+            for done, agent_id in enumerate({*found.polls, *sightings().busy(time.time())}, 1):
                 _heard_again(agent_id, as_request=False)
                 if done % HOLDERS_PER_STEP == 0:
                     await trio.lowlevel.checkpoint()
@@ -201,30 +160,17 @@ def stop_keeping_holders_heard(app: Quart) -> None:
 
 
 def heard(agent: AgentRecord, known: AgentDirectory, *, as_request: bool = True) -> None:
-    """An enrolled agent was heard from: when (``Gate.seen``), its heartbeat in
-    /metrics (``as_request``: the time since its previous request), and the
-    alerts actor told, at most once per ``sighting_resolution`` (not per request)."""
+    """An enrolled agent was heard from: when, its heartbeat in /metrics
+    (``as_request``: the time since its previous request), and the alerts
+    actor told, at most once per ``sighting_resolution`` (not per request)."""
     s = services()
-    seen = s.gate.seen
     now = time.time()
-    seen[agent.id] = now
-    requested = presence().requested
-    previous = requested.get(agent.id) if as_request else None
-    if as_request:
-        requested[agent.id] = now
-    if known.outgrown(len(seen)):  # agents forgotten after retirement: drop theirs
-        for agent_id in [a for a in seen if a not in known.agents]:
-            del seen[agent_id]
-            s.gate.sighting_told.pop(agent_id, None)
-            requested.pop(agent_id, None)
+    table = s.gate.sightings
+    since = table.heard(agent.id, now, known, as_request=as_request)
     deployment = known.deployments.get(agent.deployment_hash)
-    if previous is not None and deployment is not None:
-        s.metrics.observe_heartbeat(deployment.tenant, now - previous)
-    if s.settings.alerts.agent_offline_after <= 0:
-        return
-    told = s.gate.sighting_told
-    last = told.get(agent.id)
-    if last is not None and now - last < sighting_resolution(s.settings):
+    if since is not None and deployment is not None:
+        s.metrics.observe_heartbeat(deployment.tenant, since)
+    if s.settings.alerts.agent_offline_after <= 0 or not table.alerts_due(agent.id, now, sighting_resolution(s.settings)):
         return
     if s.alerts.offer(AgentSeen(agent.id, now)):  # else told with the agent's next request
-        told[agent.id] = now
+        table.alerts_told(agent.id, now)

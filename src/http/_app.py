@@ -122,7 +122,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
             await _directory.directory()
             assert s.gate.directory is not None
             s.metrics.sources = CommandServiceSources(
-                command_stats=stats, directory=s.gate.directory, seen=s.gate.seen,
+                command_stats=stats, directory=s.gate.directory, seen=s.gate.sightings.seen,
                 online_within=settings.agents.heartbeat_timeout, started=time.time())
         # What became of the probes' host metrics (forgotten with their probe, refused when full).
         s.metrics.watch_node_series(await system.lookup(METRICS).ask(GetNodeSeriesCounters(), timeout=30))

@@ -142,7 +142,7 @@ def deployment_view(deployment: Deployment, *, agent_id: str | None = None,
 
 def last_heard(agent: AgentRecord, seen: Mapping[str, float]) -> float:
     """When ``agent`` was last heard from, as far as this process knows: its
-    latest request that passed every check (``seen``: ``Gate.seen``), else its
+    latest request that passed every check (``seen``: ``AgentSightings.seen``), else its
     enrolment (a request of the agent too)."""
     heard = seen.get(agent.id)
     return agent.created_at if heard is None else max(heard, agent.created_at)
@@ -173,17 +173,17 @@ def agent_view(agent: AgentRecord, *, last_seen: float | None, online_within: fl
 
 def agent_record(agent: AgentRecord) -> dict[str, Any]:
     """``agent_view`` with what this process knows of the agent: when it was
-    last heard from (``Gate.seen``), whether it holds a long-poll or an agent
+    last heard from (``AgentSightings.seen``), whether it holds a long-poll or an agent
     socket here now, where its latest agent request came from, how long its
     latest pong took (its socket's) and which command it was last handed."""
     s = services()
     sockets = len(s.agent_sockets.get(agent.id, ()))
     polls = len(_agent_presence.presence().polls.get(agent.id, ()))
-    presence = _agent_presence.presence()
+    seen = s.gate.sightings
     connection = {"transport": "websocket" if sockets else "long_poll" if polls else None,
-                  "ip_address": presence.addresses.get(agent.id), "latency_ms": presence.latencies.get(agent.id),
-                  "last_command_id": presence.last_commands.get(agent.id), "websockets": sockets, "long_polls": polls}
-    return agent_view(agent, last_seen=last_heard(agent, s.gate.seen),
+                  "ip_address": seen.addresses.get(agent.id), "latency_ms": seen.latencies.get(agent.id),
+                  "last_command_id": seen.last_commands.get(agent.id), "websockets": sockets, "long_polls": polls}
+    return agent_view(agent, last_seen=last_heard(agent, seen.seen),
                       online_within=s.settings.agents.heartbeat_timeout, now=time.time(), connection_info=connection)
 
 
@@ -191,9 +191,9 @@ def deployment_record(deployment: Deployment, directory: AgentDirectory,
                       seen: Mapping[str, float] | None = None) -> dict[str, Any]:
     """``deployment_view`` with its active agent (the newest, if several) and
     when one of its agents was last heard from, as this process knows
-    (``seen``: ``Gate.seen``; None: the current app's)."""
+    (``seen``: ``AgentSightings.seen``; None: the current app's)."""
     if seen is None:
-        seen = services().gate.seen
+        seen = services().gate.sightings.seen
     active = directory.active_agents(deployment.hash)
     heard = [last_heard(a, seen) for a in directory.agents_of(deployment.hash)]
     return deployment_view(deployment, agent_id=active[-1].id if active else None,

@@ -149,7 +149,7 @@ async def user_events(user_id: str) -> Response | None:
         one told after it follows it as an event)."""
         assert gate.directory is not None
         return orjson.dumps({"type": "initial_state", "deployments": user_deployments(
-            gate.directory.value, principal.tenant, user_id, gate.seen)}).decode()
+            gate.directory.value, principal.tenant, user_id, gate.sightings.seen)}).decode()
 
     spec = event_client_spec(f"events-{next(_names)}", link, NOTIFIER, tenant=principal.tenant, user_id=user_id,
                              admin=principal.may(Permission.ADMINISTER),
@@ -193,7 +193,7 @@ async def agent_channel(deployment_hash: str) -> Response | None:
             held.remove(link)
         if not held and s.agent_sockets.get(agent.id) is held:
             del s.agent_sockets[agent.id]
-            _agent_presence.presence().latencies.pop(agent.id, None)  # no socket: no pong to time (README: null)
+            s.gate.sightings.no_socket(agent.id)  # (README: null)
     return None
 
 

@@ -28,7 +28,7 @@ from trioscope.domain.topology import node_scope, visible_to
 from trioscope.domain.principals import InvalidToken, Permission, Principal, identity_problem, read_user_token
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
 
-from ._agent_presence import heard, note, presence
+from ._agent_presence import heard
 from ._audit_entries import refuse
 from ._client_address import current_connection, client_address
 from ._directory import heard_of_late, directory
@@ -248,7 +248,7 @@ async def agent(deployment_hash: str | None, body: bytes, *, token: str | None =
         await charge_shared(s.gate.per_agent, found.id, "agent", "too many requests from this agent")
         charge_agent_bytes(found.id, len(body))
     heard(found, known)
-    note(presence().addresses, found.id, client_address(), known)
+    s.gate.sightings.address(found.id, client_address(), known)
     return found
 
 

@@ -18,6 +18,7 @@ from trioscope.runtime import ActorRef, ActorSystem, Published, SupervisorRef
 
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.live import ViewAdmission
+from trioscope.domain.presence import AgentSightings
 from trioscope.domain.principals import Principal
 from trioscope.domain.rates import Holdings, RateLimiter, RefusalSampler
 from trioscope.store import DiskRoom, RateBudget, ReplayIds, StoreReader
@@ -70,11 +71,9 @@ class Gate:
     replicated: bool = False
     """Other processes share the store (PostgreSQL): a deployment or agent not
     known here may have been created by one of them a moment ago."""
-    seen: dict[str, float] = attrs.field(factory=dict)
-    """When each agent last made a request that passed every check (unix
-    seconds, since this start): an observation of the edge, kept here."""
-    sighting_told: dict[str, float] = attrs.field(factory=dict)
-    """When the alerts actor was last told of each agent's requests (``AgentSeen``)."""
+    sightings: AgentSightings = attrs.field(factory=AgentSightings)
+    """What this process observed of each agent (when it was last heard
+    from, its address, its latency, ...: ``_agent_presence``)."""
     refusals: RefusalSampler = attrs.field(factory=RefusalSampler)
     """Which refusals of clients who named nobody are audited one by one."""
     attributed_refusals: RefusalSampler = attrs.field(factory=lambda: RefusalSampler(total_per_minute=None))

@@ -10,7 +10,6 @@ from __future__ import annotations
 from trioscope.domain.commands import CommandEvent, Priority, new_command
 from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, Deployment
 from trioscope.http._command_views import agent_view, deployment_view, last_heard, stored_command_view
-from trioscope.http._agent_presence import note
 from trioscope.store import StoredCommand
 
 T0 = 1_760_000_000.0
@@ -74,13 +73,3 @@ def test_no_result_is_0_bytes_as_no_error_is() -> None:
         assert summary["result_bytes"] == 0, events
     reported = _stored([CommandEvent.DELIVER, CommandEvent.COMPLETE], result_bytes=4, included=False)
     assert stored_command_view(reported, "/c1", max_detail_bytes=4096)["result_bytes"] == 4  # null or "ab": as stored
-
-
-def test_addresses_of_agents_the_directory_forgot_are_dropped() -> None:
-    directory = AgentDirectory()
-    directory.put_agent(agent("kept"))
-    addresses = {f"gone-{n}": "10.0.0.1" for n in range(1030)}
-    note(addresses, "kept", "10.0.0.2", directory)
-    assert addresses == {"kept": "10.0.0.2"}
-    note(addresses, "new", "10.0.0.3", directory)  # few: nothing dropped
-    assert addresses == {"kept": "10.0.0.2", "new": "10.0.0.3"}
