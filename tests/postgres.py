@@ -108,6 +108,16 @@ def in_schema(base_url: str, schema: str) -> str:
     return f"{base_url}?options={options}"
 
 
+def with_lock_timeout(url: str, wait: str) -> str:
+    """``url`` with ``lock_timeout`` set to ``wait`` on every connection (the
+    server keeps a URL's own): a table locked by a test refuses its reads
+    sooner than the server's default ``LOCK_TIMEOUT``."""
+    option = urllib.parse.quote(f"-c lock_timeout={wait} ")
+    if "options=" in url:  # a schema's search_path is given as options already
+        return url.replace("options=", f"options={option}", 1)
+    return f"{url}{'&' if '?' in url else '?'}options={option}"
+
+
 def create_schema(base_url: str, schema: str) -> None:
     with psycopg.connect(base_url, autocommit=True) as db:
         db.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")

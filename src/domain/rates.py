@@ -1,6 +1,6 @@
-"""Rate limits, what each client holds at once, the replay window, and how
-often something frequent is logged: small pure structures with the clock
-passed in."""
+"""Rate limits, what each client holds at once, the replay window, how
+often something frequent is logged, and whether a failure stands: small pure
+structures with the clock passed in."""
 
 from __future__ import annotations
 
@@ -223,6 +223,41 @@ class Outage:
 
     def over(self) -> None:
         self.said = None
+
+
+class StandingFailure:
+    """A failure of something many callers use that stands until a check of
+    the whole of it works, not until one use works: a read of a table that
+    answers says nothing of reads of the table that is locked. While it
+    stands, the check is due ``interval`` seconds after the first failure
+    (one just failed: looking at once would find the same) and then at most
+    once every ``interval`` seconds, whoever asks how often: each of many
+    callers asking (load balancers polling readiness every second) costs
+    nothing but the one due."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.reason: str | None = None
+        """Why the latest failure failed (None: none stands)."""
+        self._checked_at = -math.inf
+
+    def failed(self, reason: str, now: float) -> None:
+        """A use (or the check) failed: the failure stands, for ``reason``."""
+        if self.reason is None:
+            self._checked_at = now
+        self.reason = reason
+
+    def check_due(self, now: float) -> bool:
+        """True (and the check counted as made now) if a failure stands and
+        its check is due: the caller checks, and says ``over`` if it worked."""
+        if self.reason is None or now - self._checked_at < self.interval:
+            return False
+        self._checked_at = now
+        return True
+
+    def over(self) -> None:
+        """The check worked: no failure stands."""
+        self.reason = None
 
 
 def retry_after(seconds: float) -> str:

@@ -74,7 +74,9 @@ class HealthChecks:
 
 
 async def check_store(services: Services, detailed: bool) -> ComponentHealth:
-    """A trivial read, timed; and the single writer's actor alive."""
+    """A trivial read, timed; the single writer's actor alive; and the reads
+    not failing for want of the database (a locked table fails them while
+    the trivial read answers: ``StoreReader.reads_failing``)."""
     started = time.perf_counter()
     try:
         await services.reader.check()
@@ -83,6 +85,10 @@ async def check_store(services: Services, detailed: bool) -> ComponentHealth:
     latency = time.perf_counter() - started
     if not services.store.alive:
         return ComponentHealth(status="unavailable", ready=False, reason="the store actor is not running")
+    failing = await services.reader.reads_failing()
+    if failing is not None:
+        return ComponentHealth(status="unavailable", ready=False,
+                               reason=f"reads fail (answered 503 database_unavailable): {failing}")
     return ComponentHealth(status="connected", ready=True, figures={"read_latency_ms": round(latency * 1000, 3)})
 
 

@@ -33,6 +33,15 @@ connections count against the server's ``max_connections`` (100 by default)."""
 PAGE_FETCH = 16
 """Rows of a listing fetched at a time: a page stops at its byte budget."""
 _INT4_MAX = 2**31 - 1
+RECHECK_LOCK_TIMEOUT, RECHECK_STATEMENT_TIMEOUT = "1s", "1500ms"
+"""How long ``tables_answer`` waits for a lock, and runs: within the health
+checks' ``CHECK_TIMEOUT`` (2 s), which it is run under. The lock's is the
+shorter, so that a locked table is said as one (a lock's wait counts in the
+statement's time)."""
+READ_TABLES = ("deployments", "agents", "app_statuses", "commands", "audit", "idempotency_keys", "tenant_usage")
+"""Every table this module reads."""
+_TABLES_ANSWER = "SELECT " + ", ".join(f"(SELECT 1 FROM {table} LIMIT 0)" for table in READ_TABLES)
+"""No row read, but each table opened, and its lock taken, as a read does."""
 
 T = TypeVar("T")
 
@@ -89,6 +98,17 @@ class PostgresReader:
     def check(self) -> None:
         """A trivial read: the database answers."""
         self._rows("SELECT 1")
+
+    def tables_answer(self) -> None:
+        """Every table reads use answers a read now, within ``RECHECK_STATEMENT_TIMEOUT``:
+        a table locked (a ``VACUUM FULL``, an operator's ``LOCK TABLE``) fails it
+        as the reads of that table fail, but sooner than their ``lock_timeout``."""
+        def read(db: Connection) -> None:
+            with db.transaction():
+                db.execute(f"SET LOCAL lock_timeout = '{RECHECK_LOCK_TIMEOUT}'; "
+                           f"SET LOCAL statement_timeout = '{RECHECK_STATEMENT_TIMEOUT}'")
+                db.execute(_TABLES_ANSWER)
+        self._read(read)
 
     def deployments(self, where: str = "", *args: object) -> list[Deployment]:
         rows = self._rows("SELECT hash, tenant, user_id, created_at, enrollment_hash, status, metadata FROM deployments"

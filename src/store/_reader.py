@@ -22,9 +22,9 @@ from trioscope.domain.apps import AppStatus
 from trioscope.domain.commands import Command
 from trioscope.domain.deployments import AgentRecord, Deployment
 from trioscope.domain.idempotency import KeptAnswer
-from trioscope.domain.rates import Outage
+from trioscope.domain.rates import Outage, StandingFailure
 
-from ._ops import Write, database_down
+from ._ops import Write, database_busy, database_down
 from ._read_results import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._sqlite import DATABASE_FILE, SqliteReader, SqliteWriter
 
@@ -148,6 +148,10 @@ def open_writer(database: Database, *, origin: str | None = None) -> StoreWriter
     return PostgresWriter(database, origin=origin)
 
 
+READS_RECHECK = 5.0
+"""Seconds between looks at whether reads that failed for want of the
+database work again (``StoreReader.reads_failing``), while they fail."""
+
 SQLITE_READERS = 4
 """SQLite connections reads take turns on (WAL: readers do not wait for each
 other nor for the writer). With one, a user's listing of 2 million commands
@@ -166,6 +170,10 @@ class StoreReader:
         self._where = describe_database(database)
         self._outage = Outage()
         """Whether reads were said to fail for the database away (``_call``)."""
+        self._failing = StandingFailure(READS_RECHECK)
+        """Whether reads fail for want of the database, for readiness (``reads_failing``)."""
+        self._recheck: Callable[[], None]
+        """What ends a failure of reads: a read of every table reads use."""
         self._reader: SqliteReader | PostgresReader
         self._free: list[SqliteReader] | None = None
         """SQLite's connections not in use (None: PostgreSQL, whose pool hands them out)."""
@@ -176,10 +184,13 @@ class StoreReader:
             self._limiter = trio.CapacityLimiter(SQLITE_READERS)
             self._checker = SqliteReader(path)
             self._all: list[SqliteReader | PostgresReader] = [*self._free, self._checker]
+            # Never called: SQLite's reads do not fail for want of a database server.
+            self._recheck = self._checker.check
         else:
             assert isinstance(database, str)
             from ._postgres_reader import PostgresReader  # psycopg: only for PostgreSQL (see the module docstring)
             self._reader = self._checker = PostgresReader(database)
+            self._recheck = self._reader.tables_answer
             self._limiter = trio.CapacityLimiter(self._reader.pool_size)
             self._all = [self._reader]
         self._checks = trio.CapacityLimiter(1)
@@ -195,10 +206,11 @@ class StoreReader:
         try:
             answer = await self._read(method, *args, **kwargs)
         except Exception as exc:
+            if database_down(exc) or database_busy(exc):  # answered 503 database_unavailable
+                self._failing.failed(_one_line(exc), trio.current_time())
             if database_down(exc) and self._outage.first("down"):
                 log.warning("store: reads cannot reach the database %s (%s); answering 503 until it is back",
-                            self._where, " ".join(str(exc).split())[:300] or type(exc).__name__,
-                            extra={"event": "database_reads_failing"})
+                            self._where, _one_line(exc), extra={"event": "database_reads_failing"})
             raise
         if self._outage.said is not None:
             self._outage.over()
@@ -228,6 +240,28 @@ class StoreReader:
         would restart every replica), and given-up probes held the reads'
         places, which delayed the recovery by 11-13 s."""
         await trio.to_thread.run_sync(self._checker.check, limiter=self._checks, abandon_on_cancel=True)
+
+    async def reads_failing(self) -> str | None:
+        """Why reads fail for want of the database (away, or refusing their
+        statements for now: a table locked past ``lock_timeout``), answered
+        503 ``database_unavailable``; None while they work. Readiness asks it:
+        the trivial read of ``check`` answers while every read of a locked
+        table fails, and a load balancer kept sending traffic to a replica
+        that could not serve it.
+
+        A failure stands until a read of every table reads use works (a read
+        of another table working says nothing of the locked one), looked at
+        every ``READS_RECHECK`` seconds by whoever asks then: a replica out of
+        the balancer's rotation gets no reads that would find them working
+        again. That read gives up with its caller, as ``check``'s does."""
+        if self._failing.check_due(trio.current_time()):
+            try:
+                await trio.to_thread.run_sync(self._recheck, limiter=self._checks, abandon_on_cancel=True)
+            except Exception as exc:  # noqa: BLE001  # whatever it is, the reads do not work yet: said in the reason
+                self._failing.failed(_one_line(exc), trio.current_time())
+            else:
+                self._failing.over()
+        return self._failing.reason
 
     async def deployments(self) -> list[Deployment]:
         return await self._call(self._reader.deployments)
@@ -322,3 +356,8 @@ class StoreReader:
     def close(self) -> None:
         for reader in self._all:
             reader.close()
+
+
+def _one_line(error: BaseException) -> str:
+    """A database error as one line, as logs and readiness say it."""
+    return " ".join(str(error).split())[:300] or type(error).__name__

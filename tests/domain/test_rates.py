@@ -9,7 +9,7 @@ import pytest
 
 from trioscope.domain.rates import (
     FirstSeen, Holdings, Lull,
-    Lulls, Outage, RateLimiter, ReplayWindow, TokenBuckets, retry_after,
+    Lulls, Outage, RateLimiter, ReplayWindow, StandingFailure, TokenBuckets, retry_after,
 )
 
 T0 = 1_760_000_000.0
@@ -282,3 +282,20 @@ def test_lulls_say_each_key_once_an_interval_and_forget_the_oldest() -> None:
     assert lulls.due("a", 61) == 2  # the two not said since
     assert lulls.due("c", 62) == 0  # "b", said longest ago, forgotten
     assert lulls.due("b", 63) == 0
+
+
+def test_a_standing_failure_is_checked_an_interval_after_it_began_then_once_an_interval() -> None:
+    failing = StandingFailure(5.0)
+    assert failing.reason is None and not failing.check_due(100.0)  # nothing stands: nothing to check
+    failing.failed("lock timeout", 100.0)
+    assert not failing.check_due(101.0)  # a use just failed: looking at once would find the same
+    failing.failed("lock timeout again", 104.0)  # more failing uses do not put the check off
+    assert failing.reason == "lock timeout again"
+    assert failing.check_due(105.0)
+    assert not failing.check_due(105.0) and not failing.check_due(109.9)  # many askers, one check an interval
+    failing.failed("still locked", 106.0)  # the check failed: it stands
+    assert failing.check_due(110.0)
+    failing.over()  # the check worked
+    assert failing.reason is None and not failing.check_due(200.0)
+    failing.failed("refused", 300.0)  # the next failure waits its interval again
+    assert not failing.check_due(304.0) and failing.check_due(305.0)
