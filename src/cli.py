@@ -29,6 +29,7 @@ from trioscope.config import (
     load_settings,
     parse_duration,
 )
+from trioscope.entry_point import Terminated, sigterm_raises
 from trioscope.exit_code import ExitCode
 from trioscope.wire.log_lines import configure_logging
 
@@ -360,7 +361,8 @@ written by an earlier trioscope is refused unless
 --upgrade-source is given: copying upgrades it first, and the trioscope that
 wrote it can then no longer open it. User tokens stay valid where the same auth.secret (or the data
 directory's jwt-secret) is used.
-Exit codes: 0 copied, 1 refused or failed, 2 bad arguments.
+Exit codes: 0 copied, 1 refused or failed, 2 bad arguments, 130 or 143
+stopped by Ctrl-C or SIGTERM (said with what was copied so far).
 """
 
 
@@ -399,18 +401,20 @@ def run_store_copy(args: argparse.Namespace) -> int:
             return ExitCode.USAGE
     so_far = [CopyCounts()]
     try:
-        counts = copy_store(args.source, args.target, into_non_empty=args.into_non_empty,
-                            upgrade_source=args.upgrade_source, progress=so_far.append)
+        with sigterm_raises():
+            counts = copy_store(args.source, args.target, into_non_empty=args.into_non_empty,
+                                upgrade_source=args.upgrade_source, progress=so_far.append)
     except (CopyRefused, CopyFailed, Unavailable, NewerSchema, ForeignDatabase) as exc:
         print(f"trioscope store copy: {exc}", file=sys.stderr)
         return ExitCode.FAILED
-    except KeyboardInterrupt:
-        # Rows are written a batch per transaction: an interrupted copy leaves a
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (``Terminated``)
+        # Rows are written a batch per transaction: a stopped copy leaves a
         # part in the target, which then refuses a plain copy as "not empty".
-        print(f"trioscope store copy: interrupted; the target may hold part of the source (copied at least "
-              f"{_copied(so_far[-1])}): run the copy again with --into-non-empty to finish it (rows of the same key "
-              "are replaced)", file=sys.stderr)
-        return ExitCode.INTERRUPTED
+        terminated = isinstance(exc, Terminated)
+        print(f"trioscope store copy: {'received SIGTERM' if terminated else 'interrupted'}; the target may hold "
+              f"part of the source (copied at least {_copied(so_far[-1])}): run the copy again with "
+              "--into-non-empty to finish it (rows of the same key are replaced)", file=sys.stderr)
+        return ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
     print(f"copied {_copied(counts)} from {describe_database(args.source)} to {describe_database(args.target)}")
     return ExitCode.OK
 

@@ -6,7 +6,12 @@ errors."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +20,7 @@ import psycopg
 import pytest
 import trio
 
+from tests.postgres import with_lock_timeout
 from tests.server_process import ServerProcess, run_cli
 from trioscope.domain.commands import CommandEvent
 from trioscope.domain.deployments import AgentStatus, DeploymentStatus
@@ -316,3 +322,45 @@ def test_ctrl_c_during_a_copy_says_what_was_copied_and_how_to_finish(
         "--into-non-empty to finish it (rows of the same key are replaced)\n")
     again = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", f"sqlite:{target}", "--into-non-empty"])
     assert again.returncode == 0, again.stderr
+
+
+def test_sigterm_during_a_copy_says_what_was_copied_and_how_to_finish(tmp_path: Path, postgres_url: str) -> None:
+    """As Ctrl-C does (``test_ctrl_c_during_a_copy_...``): SIGTERM ended the
+    copy with 143 and "received SIGTERM; stopped", not a word of the part of
+    the source left in the target. The copy is held, deterministically, on a
+    lock of the target's audit table that this test takes: the commands are
+    copied, the audit records wait for it."""
+    source = tmp_path / "source.sqlite3"
+    fill(source)
+    open_writer(postgres_url).close()  # the target's tables, empty, to lock one of them
+    target = with_lock_timeout(postgres_url, "10min")  # the copy waits for the lock, not refused after 5 s
+    with contextlib.closing(psycopg.connect(postgres_url)) as locker:
+        locker.execute("LOCK TABLE audit IN SHARE MODE")  # read (the copy's "is it empty?"), not written
+        copy = subprocess.Popen([sys.executable, "-m", "trioscope", "store", "copy", "--from", f"sqlite:{source}",
+                                 "--to", target], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not _waits_for(locker, "audit"):
+                assert copy.poll() is None, copy.communicate()
+                assert time.monotonic() < deadline, "the copy never waited for the audit table"
+                time.sleep(0.05)  # the next look at the locks, not a wait for the copy
+            os.kill(copy.pid, signal.SIGTERM)
+            out, err = copy.communicate(timeout=30)
+        finally:
+            if copy.poll() is None:
+                copy.kill()
+                copy.wait()
+        locker.rollback()
+    assert (copy.returncode, out, err) == (143, "", (
+        "trioscope store copy: received SIGTERM; the target may hold part of the source (copied at least 2 "
+        "deployments, 2 agents, 12 commands, 0 audit records, 7 app statuses, 0 idempotency keys): run the copy "
+        "again with --into-non-empty to finish it (rows of the same key are replaced)\n"))
+    again = run_cli(["store", "copy", "--from", f"sqlite:{source}", "--to", postgres_url, "--into-non-empty"])
+    assert again.returncode == 0, again.stderr
+
+
+def _waits_for(db: psycopg.Connection, table: str) -> bool:
+    """Whether a session waits for a lock of ``table`` (of the connection's search path)."""
+    row = db.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                     (table,)).fetchone()
+    return row is not None and row[0] > 0
