@@ -108,11 +108,11 @@ def in_schema(base_url: str, schema: str) -> str:
     return f"{base_url}?options={options}"
 
 
-def with_lock_timeout(url: str, wait: str) -> str:
-    """``url`` with ``lock_timeout`` set to ``wait`` on every connection (the
-    server keeps a URL's own): a table locked by a test refuses its reads
-    sooner than the server's default ``LOCK_TIMEOUT``."""
-    option = urllib.parse.quote(f"-c lock_timeout={wait} ")
+def with_lock_timeout(url: str, wait: str, setting: str = "lock_timeout") -> str:
+    """``url`` with ``lock_timeout`` (or another ``setting``) set to ``wait`` on
+    every connection (the server keeps a URL's own): a table locked by a test
+    refuses its reads sooner than the server's default ``LOCK_TIMEOUT``."""
+    option = urllib.parse.quote(f"-c {setting}={wait} ")
     if "options=" in url:  # a schema's search_path is given as options already
         return url.replace("options=", f"options={option}", 1)
     return f"{url}{'&' if '?' in url else '?'}options={option}"

@@ -292,6 +292,13 @@ def database_busy(error: BaseException) -> bool:
     return state is not None and state.startswith(_BUSY_STATES)
 
 
+def statement_cut(error: BaseException) -> bool:
+    """The database cut this one statement short (57014: its ``statement_timeout``,
+    or a cancel, as when its request went away): says nothing of the next."""
+    operational = _operational(error)
+    return operational is not None and (operational.sqlstate or operational.diag.sqlstate) == "57014"
+
+
 def _of_psycopg(error: BaseException) -> bool:
     """Whether psycopg (or its pool) raised ``error``. psycopg is imported only
     to look closer at an error of its own, which it raised, so it is loaded:

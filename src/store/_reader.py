@@ -24,7 +24,7 @@ from trioscope.domain.deployments import AgentRecord, Deployment
 from trioscope.domain.idempotency import KeptAnswer
 from trioscope.domain.rates import Outage, StandingFailure
 
-from ._ops import Write, database_busy, database_down
+from ._ops import Write, database_busy, database_down, statement_cut
 from ._read_results import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._sqlite import DATABASE_FILE, SqliteReader, SqliteWriter
 
@@ -206,7 +206,11 @@ class StoreReader:
         try:
             answer = await self._read(method, *args, **kwargs)
         except Exception as exc:
-            if database_down(exc) or database_busy(exc):  # answered 503 database_unavailable
+            # Answered 503 database_unavailable. Not a statement cut short: a
+            # slow listing past its statement_timeout, or one whose client went
+            # away, says nothing of other reads, and would take the replica out
+            # of the balancer's rotation for any client that asks one.
+            if database_down(exc) or (database_busy(exc) and not statement_cut(exc)):
                 self._failing.failed(_one_line(exc), trio.current_time())
             if database_down(exc) and self._outage.first("down"):
                 log.warning("store: reads cannot reach the database %s (%s); answering 503 until it is back",

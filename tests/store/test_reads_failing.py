@@ -37,3 +37,23 @@ async def test_reads_of_a_locked_table_fail_until_a_look_at_every_table_finds_it
         assert await reader.reads_failing() is None
     finally:
         reader.close()
+
+
+async def test_a_read_cut_short_by_its_statement_timeout_leaves_reads_working(postgres_url: str) -> None:
+    """One slow read past its ``statement_timeout`` (or cancelled: its client
+    went away) says nothing of the others: a client asking such reads must not
+    take the replica out of a balancer's rotation."""
+    open_writer(postgres_url).close()
+    url = with_lock_timeout(with_lock_timeout(postgres_url, "30s"), "100ms", setting="statement_timeout")
+    reader = StoreReader(url)
+    reader._failing = StandingFailure(0.0)
+    try:
+        with contextlib.closing(psycopg.connect(postgres_url)) as locker:
+            locker.execute("LOCK TABLE audit IN ACCESS EXCLUSIVE MODE")  # the read waits past its statement_timeout
+            with pytest.raises(psycopg.Error) as cut:
+                await reader.audit("t", action=None, actor=None, since=None, until=None, limit=10, offset=0)
+            assert cut.value.sqlstate == "57014"
+            assert await reader.reads_failing() is None
+            locker.rollback()
+    finally:
+        reader.close()
