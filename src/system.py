@@ -116,6 +116,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     metric_stores = Kept(lambda: MetricStores.for_settings(settings))
     alerts_state = Kept(lambda: AlertsState.for_settings(settings))
     roster_state = Kept(AgentRoster)
+    # Why the store refuses commits (the database away), for readiness.
+    store_away: Published[str | None] = Published(None)
 
     return SupervisorSpec(
         name="root",
@@ -124,7 +126,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # Durable state first: everything below may read and write it while
             # it starts and while it drains at shutdown.
             ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader, origin=origin,
-                                                                retention=settings.storage.history_retention),
+                                                                retention=settings.storage.history_retention,
+                                                                away=store_away),
                       mailbox_size=65536, shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
                       backoff=database_backoff, backoff_on=database_backoff_on),
             # Users' WebSockets hear of command and agent changes through it.

@@ -19,6 +19,8 @@ groups that cannot be read back (deployments, agents, audit records alone) get
 for the database going away (``database_down``): any other failing commit (a
 bug, a statement the server refused) crashes the actor, as every failing
 commit does with SQLite (one file, no server), and its supervisor decides.
+Why commits are refused meanwhile is published (``GetAway``): readiness says
+it without asking the actor, which may be in the middle of a commit.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import trio
 
 from trioscope.config import format_duration
 from trioscope.domain.commands import Command
-from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff
+from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff, Published
 from trioscope.domain.idempotency import WINDOW as IDEMPOTENCY_WINDOW
 from trioscope.domain.rates import Lull
 from trioscope.store import (AuditEntry, Database, SaveCommand, SaveIdempotencyKey, StoreReader, StoreWriter,
@@ -155,9 +157,17 @@ class Prune:
     and idempotency keys older than their window."""
 
 
+@attrs.frozen
+class GetAway:
+    """Answered with the ``Published[str | None]`` of why commits are refused
+    for the database away (None: they are not); the same object across
+    restarts of the actor when it is given one."""
+
+
 class StoreActor(Actor):
     def __init__(self, database: Database, reader: StoreReader | None = None, *, retention: float | None = None,
-                 clock: Callable[[], float] = time.time, origin: str | None = None) -> None:
+                 clock: Callable[[], float] = time.time, origin: str | None = None,
+                 away: Published[str | None] | None = None) -> None:
         self.database = database
         self.origin = origin
         """Names this replica in the database's change notifications (PostgreSQL)."""
@@ -183,8 +193,8 @@ class StoreActor(Actor):
         """How often the disk is said full at warning level (``_say_full``)."""
         self.networked = postgres_url(database) is not None
         """A database server that may go away and come back (see the module docstring)."""
-        self.lost: str | None = None
-        """Why the database is away (None: it is not), while ``writer`` is None."""
+        self.away: Published[str | None] = away if away is not None else Published(None)
+        self.away.publish(None)  # a restarted incarnation connects anew (``on_start``)
 
     async def on_start(self) -> None:
         # However this incarnation ends (a stop, a crash, killed past its
@@ -205,6 +215,16 @@ class StoreActor(Actor):
             self._lose(_one_line(exc))
         if self.retention is not None:
             self.prunes = self.context.sweep(PRUNE_INTERVAL, Prune(), first=0.0)
+
+    @property
+    def lost(self) -> str | None:
+        """Why the database is away (None: it is not), while ``writer`` is None."""
+        return self.away.value
+
+    @lost.setter
+    def lost(self, reason: str | None) -> None:
+        if reason != self.away.value:
+            self.away.publish(reason)
 
     async def _open(self) -> StoreWriter:
         return await trio.to_thread.run_sync(functools.partial(open_writer, self.database, origin=self.origin))
@@ -245,6 +265,8 @@ class StoreActor(Actor):
         if isinstance(message, Record):
             self.pending.append(Commit(message.writes, Receipt()))  # a receipt nobody reads
             return None
+        if isinstance(message, GetAway):
+            return self.away
         if isinstance(message, Prune):
             await self._flush()
             if self.writer is None:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from trioscope.runtime import ActorStats, SupervisorStats
+from trioscope.actors.store import GetAway
+from trioscope.runtime import ActorStats, Published, SupervisorStats
 
 if TYPE_CHECKING:
     from ._services import Services
@@ -44,12 +45,17 @@ HealthCheck = Callable[["Services", bool], Awaitable[ComponentHealth]]
 """``check(services, detailed)``: ``detailed`` asks for the figures too."""
 
 
+def default_checks() -> dict[str, HealthCheck]:
+    """Every app's checks (the bus's is added where a bus is configured)."""
+    return {"store": StoreCheck(), "actors": check_actors, "topology": check_topology, "queues": check_queues}
+
+
 @attrs.define
 class HealthChecks:
     """The components' checks, in the order they are shown, and whether the
     server is stopping (then it is not ready, whatever the checks say)."""
 
-    checks: dict[str, HealthCheck] = attrs.field(factory=lambda: dict(DEFAULT_CHECKS))
+    checks: dict[str, HealthCheck] = attrs.field(factory=default_checks)
     stopping: bool = False
 
     def add(self, name: str, check: HealthCheck) -> None:
@@ -73,23 +79,38 @@ class HealthChecks:
         return {name: found[name] for name in self.checks}
 
 
-async def check_store(services: Services, detailed: bool) -> ComponentHealth:
-    """A trivial read, timed; the single writer's actor alive; and the reads
-    not failing for want of the database (a locked table fails them while
-    the trivial read answers: ``StoreReader.reads_failing``)."""
-    started = time.perf_counter()
-    try:
-        await services.reader.check()
-    except Exception as exc:  # noqa: BLE001  # any database error means "unavailable", said in the reason
-        return ComponentHealth(status="unavailable", ready=False, reason=f"cannot read the database: {exc}")
-    latency = time.perf_counter() - started
-    if not services.store.alive:
-        return ComponentHealth(status="unavailable", ready=False, reason="the store actor is not running")
-    failing = await services.reader.reads_failing()
-    if failing is not None:
-        return ComponentHealth(status="unavailable", ready=False,
-                               reason=f"reads fail (answered 503 database_unavailable): {failing}")
-    return ComponentHealth(status="connected", ready=True, figures={"read_latency_ms": round(latency * 1000, 3)})
+class StoreCheck:
+    """A trivial read, timed; the single writer's actor alive and its writes
+    taken (it refuses them while it cannot reach the database, which the reads
+    may reach: a role out of connections for its new one); and the reads not
+    failing for want of the database (a locked table fails them while the
+    trivial read answers: ``StoreReader.reads_failing``). One per app: it
+    keeps what the store publishes of its writes, asked for once (asked on
+    every probe, a store with thousands of commits queued would answer after them)."""
+
+    def __init__(self) -> None:
+        self.away: Published[str | None] | None = None
+
+    async def __call__(self, services: Services, detailed: bool) -> ComponentHealth:
+        started = time.perf_counter()
+        try:
+            await services.reader.check()
+        except Exception as exc:  # noqa: BLE001  # any database error means "unavailable", said in the reason
+            return ComponentHealth(status="unavailable", ready=False, reason=f"cannot read the database: {exc}")
+        latency = time.perf_counter() - started
+        if not services.store.alive:
+            return ComponentHealth(status="unavailable", ready=False, reason="the store actor is not running")
+        if self.away is None:
+            self.away = await services.store.ask(GetAway(), timeout=CHECK_TIMEOUT)
+        if (away := self.away.value) is not None:
+            return ComponentHealth(status="unavailable", ready=False,
+                                   reason=f"writes refused (answered 503 database_unavailable): {away}")
+        failing = await services.reader.reads_failing()
+        if failing is not None:
+            return ComponentHealth(status="unavailable", ready=False,
+                                   reason=f"reads fail (answered 503 database_unavailable): {failing}")
+        return ComponentHealth(status="connected", ready=True,
+                               figures={"read_latency_ms": round(latency * 1000, 3)})
 
 
 async def check_actors(services: Services, detailed: bool) -> ComponentHealth:
@@ -155,7 +176,3 @@ async def check_bus(services: Services, detailed: bool) -> ComponentHealth:
         return ComponentHealth(status="reconnecting", ready=True, figures=figures)
     return ComponentHealth(status="connected", ready=True, figures=figures)
 
-
-DEFAULT_CHECKS: dict[str, HealthCheck] = {
-    "store": check_store, "actors": check_actors, "topology": check_topology, "queues": check_queues,
-}

@@ -247,3 +247,39 @@ async def test_a_commit_still_queued_when_the_store_stops_for_good_is_refused_no
                 nursery.start_soon(release_once_killed)
             # The store outlived its shutdown timeout in cmd_1's commit: killed, its mailbox dropped.
     assert outcomes == ["refused: nothing written"]
+
+
+async def test_why_commits_are_refused_is_published_while_the_database_is_away(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readiness reads it (``GetAway``) without asking the store, which may be
+    behind thousands of queued commits: a writer that cannot reconnect while
+    the reads still can (a role out of connections) left the replica ready."""
+    monkeypatch.setattr(store_module, "RECONNECT", Backoff(initial=0.0, maximum=0.0))
+    back = threading.Event()
+
+    def away() -> ScriptedWriter:
+        if back.is_set():
+            return ScriptedWriter(written)
+        raise Unavailable("cannot connect to the database: connection refused")
+
+    opens = Opens(lambda: ScriptedWriter(raising(lambda: psycopg.OperationalError(LOST))), away)
+    monkeypatch.setattr(store_module, "open_writer", opens)
+    async with open_actor_system(store_spec(ScriptedReader())) as system:
+        store = system.lookup("/root/store")
+        published = await store.ask(store_module.GetAway())
+        assert published.value is None
+        with pytest.raises(OutcomeUnknown):  # its connection broke under it, nothing to read back
+            await commit(store, [new("cmd_1")])
+
+        async def refused() -> bool:
+            return published.value is not None
+
+        await eventually(refused)
+        assert "connection refused" in published.value or "closed the connection" in published.value
+        back.set()
+
+        async def taken() -> bool:
+            return published.value is None
+
+        await eventually(taken)
+        await commit(store, [new("cmd_2")])

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from trioscope.actors.store import GetAway
 from trioscope.domain.principals import Role, mint_user_token
 from trioscope.http import create_app, stop_live_updates
 from trioscope.http._health_checks import ComponentHealth
@@ -58,6 +59,21 @@ async def test_not_ready_while_the_store_cannot_be_read(running):
     body = await response.get_json()
     assert response.status_code == 503
     assert body["reason"].startswith("store: cannot read the database") and body["services"]["store"] == "unavailable"
+
+
+async def test_not_ready_while_the_store_refuses_commits(running):
+    """The store publishes why it refuses commits (its writer cannot reach the
+    database, ``test_store_outage``); reads may work meanwhile."""
+    app, client = running
+    away = await services_of(app).store.ask(GetAway())
+    away.publish("cannot connect to the database: too many connections for role")
+    response = await client.get("/health/ready")
+    body = await response.get_json()
+    assert response.status_code == 503 and body["services"]["store"] == "unavailable"
+    assert body["reason"] == ("store: writes refused (answered 503 database_unavailable): cannot connect to the "
+                              "database: too many connections for role")
+    away.publish(None)  # reconnected
+    assert (await client.get("/health/ready")).status_code == 200
 
 
 async def test_a_configured_backend_adds_its_own_check(running):
