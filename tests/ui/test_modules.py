@@ -602,3 +602,22 @@ def test_alerts_and_the_series_picker_show_control_and_bidi_characters_as_escape
         page.unroute("**/prometheus/api/v1/query_range?**")
     assert result == ["Disk\\u202EFull", "on web\\u2066-1\\u000A!", 'requests_count{route="/a\\u202Eb"}',
                       'requests_count{route="/a\\u202Eb"}']
+
+
+def test_a_sparkline_lays_samples_out_by_time_and_breaks_past_its_step(page: Page) -> None:
+    result = run(page, "dom", """
+      const drawn = (samples, axis) => {
+        const svg = m.sparkline(samples, { width: 100, height: 24, ...axis });
+        return [svg.dataset.points, svg.dataset.runs,
+                [...svg.querySelectorAll('polyline')].map(l => l.getAttribute('points').split(' ').map(p => Number(p.split(',')[0])))];
+      };
+      return [
+        drawn([[0, 1], [10, 2], [30, 3], [60, 4], [100, 5]], { start: 0, end: 100, maxStep: 20 }),
+        drawn([[0, 1], [10, null], [20, 3], [30, 4]], { start: 0, end: 100 }),
+        drawn([[50, 1]], { start: 0, end: 100 }),
+      ];
+    """)
+    # x is time; a step of 20 is bridged, 30 and 40 are gaps; the lone sample between them is a dot.
+    assert result[0] == ["5", "3", [[0, 10, 30], [60, 60], [100, 100]]]
+    assert result[1] == ["3", "2", [[0, 0], [20, 30]]]  # a value that is no number breaks the line too
+    assert result[2] == ["1", "0", []]  # one sample: no line

@@ -13,6 +13,7 @@ import { labelOfId } from "./model.js";
 import { SeriesChart } from "./series.js";
 
 const REFRESH_MS = 15000; // the metrics' resolution: nothing new comes sooner
+const HISTORY_S = 900; // the sparklines' window: the history asked for (duration)
 const HIDDEN_METADATA = new Set(["labels", "controls"]);
 const MAX_LINKS = 50;
 const REMEMBERED = 200; // ids of nodes the panel has loaded, remembered to tell "gone" from "unknown"
@@ -142,7 +143,7 @@ export class DetailsPanel {
     if (!id) return;
     this.abort = new AbortController();
     try {
-      const details = await api(`/api/v1/query/nodes/${encodeURIComponent(id)}?duration=15m`, { signal: this.abort.signal });
+      const details = await api(`/api/v1/query/nodes/${encodeURIComponent(id)}?duration=${HISTORY_S}s`, { signal: this.abort.signal });
       if (id === this.id) this.#render(details);
     } catch (error) {
       if (error.name === "AbortError" || id !== this.id) return;
@@ -213,11 +214,20 @@ export class DetailsPanel {
     const points = (history && history.points) || [];
     const names = Object.keys(node.metrics || {});
     if (!names.length) return el("p", { class: "muted", text: "No metrics reported." });
+    const resolution = (history && history.resolution_seconds) || 15;
+    // The points are the buckets that hold data: each at its own time over
+    // the window, which ends now (or at the newest point, on a page whose
+    // clock is behind the server's), so a stretch the node was not reported
+    // stays as wide as it lasted. A line crosses one empty bucket (a probe's
+    // report a little late skips one) but not two or more.
+    const times = points.map((p) => Date.parse(p.timestamp) / 1000);
+    const end = Math.max(Date.now() / 1000, times.length ? times[times.length - 1] : 0);
+    const axis = { start: end - HISTORY_S, end, maxStep: 2 * resolution };
     return el("section", { class: "metrics" },
-      el("h3", { text: `Metrics (${history ? history.resolution_seconds : 15} s)` }),
+      el("h3", { text: `Metrics (${resolution} s)` }),
       names.map((name) => el("div", { class: "metric", "data-metric": name },
         el("span", { text: visible(metricLabel(name)) }),
-        sparkline(points.map((p) => p[name])),
+        sparkline(points.map((p, i) => [times[i], p[name]]), axis),
         el("span", { class: "value", text: metricValue(name, node.metrics[name]) }))));
   }
 

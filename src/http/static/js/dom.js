@@ -50,39 +50,50 @@ export function returnFocusAfter(dialog) {
 
 const SVG = "http://www.w3.org/2000/svg";
 
-// A sparkline of `values` (oldest first); empty for fewer than two points.
-// With `gaps`, a value that is not a number breaks the line (a step the
-// series had no sample at) instead of being drawn at the bottom.
-export function sparkline(values, { width = 120, height = 24, gaps = false } = {}) {
+// A sparkline of `samples`, [unix seconds, value] pairs oldest first, laid
+// out by their time over the window `start`..`end` (seconds): x is time, so a
+// stretch without samples takes the width it lasted. The line breaks where
+// two samples are more than `maxStep` seconds apart (the series had none in
+// between: its probe was down, its container stopped) and at a value that is
+// not a number; a lone sample between breaks is a dot. Empty for fewer than
+// two samples. One pass over the samples: it is drawn again at each refresh.
+export function sparkline(samples, { start, end, maxStep = Infinity, width = 120, height = 24 }) {
   const svg = document.createElementNS(SVG, "svg");
   svg.setAttribute("class", "sparkline");
   svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
   svg.setAttribute("preserveAspectRatio", "none");
   svg.setAttribute("aria-hidden", "true"); // a picture of the value written beside it
   const isNumber = (v) => typeof v === "number" && Number.isFinite(v);
-  const finite = values.filter(isNumber);
-  if (finite.length >= 2) {
-    const low = Math.min(...finite), high = Math.max(...finite);
+  let count = 0, low = Infinity, high = -Infinity;
+  for (const [, v] of samples) {
+    if (!isNumber(v)) continue;
+    count += 1;
+    if (v < low) low = v;
+    if (v > high) high = v;
+  }
+  const runs = [];
+  if (count >= 2) {
     const span = high - low || 1;
-    const at = (v, i) => {
-      const x = (i / (values.length - 1)) * width;
-      const y = isNumber(v) ? height - 2 - ((v - low) / span) * (height - 4) : height - 2;
-      return `${x.toFixed(1)},${y.toFixed(1)}`;
-    };
-    const runs = [];
-    values.forEach((v, i) => {
-      if (gaps && !isNumber(v)) runs.push([]);
-      else if (!runs.length) runs.push([at(v, i)]);
-      else runs[runs.length - 1].push(at(v, i));
-    });
-    for (const run of runs) {
-      if (run.length === 1) run.push(run[0]); // a lone sample between gaps: a dot (round caps)
-      if (!run.length) continue;
+    const scale = width / (end - start || 1);
+    let run = null, last = -Infinity;
+    for (const [t, v] of samples) {
+      if (!isNumber(v)) {
+        run = null;
+        continue;
+      }
+      if (!run || t - last > maxStep) runs.push((run = []));
+      last = t;
+      const x = (t - start) * scale, y = height - 2 - ((v - low) / span) * (height - 4);
+      run.push(`${x.toFixed(1)},${y.toFixed(1)}`);
+    }
+    for (const points of runs) {
+      if (points.length === 1) points.push(points[0]); // round caps make it a dot
       const line = document.createElementNS(SVG, "polyline");
-      line.setAttribute("points", run.join(" "));
+      line.setAttribute("points", points.join(" "));
       svg.append(line);
     }
   }
-  svg.dataset.points = String(finite.length);
+  svg.dataset.points = String(count);
+  svg.dataset.runs = String(runs.length); // lines drawn: one more per gap
   return svg;
 }

@@ -13,7 +13,7 @@ import { el, sparkline } from "./dom.js";
 import { metricValue, visible } from "./format.js";
 import { exactSelector, quote, sameLabels, seriesKey, seriesLabel, sortSeries, valuesOnGrid } from "./promql.js";
 
-const WINDOW_S = 900; // the history window, as the panel's own sparklines (duration=15m)
+const WINDOW_S = 900; // the history window, as the panel's own sparklines (details.js: HISTORY_S)
 const STEP_S = 15; // the metrics' resolution
 const MAX_SERIES = 500; // options listed at most (a deployment may write thousands)
 const BASE = "/prometheus/api/v1";
@@ -140,7 +140,7 @@ export class SeriesChart {
     const shown = visible(seriesLabel(labels));
     this.chart.replaceChildren(
       el("span", { class: "series-name", text: shown, title: shown }),
-      sparkline(values, { gaps: true }),
+      sparkline(values.map((v, i) => [start + i * STEP_S, v]), { start, end, maxStep: STEP_S }),
       el("span", { class: "value", text: latest === undefined ? "–" : metricValue(name, latest) }));
     if (latest === undefined) this.#state("no-data", "This series has no samples in the last 15 minutes.");
     else this.#state("drawn", "");
