@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
+from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from trioscope.actors.alerts import AlertsActor, AlertsState
@@ -21,7 +22,7 @@ from trioscope.actors.directory import DirectoryActor
 from trioscope.actors.hub import HubActor, HubMembers
 from trioscope.actors.log_follows import log_follows_spec
 from trioscope.actors.metrics import NODE_BUCKETS_WAITING, MetricsActor, MetricStores
-from trioscope.actors.notifier import NotifierActor
+from trioscope.actors.notifier import NotifierActor, Watchers
 from trioscope.actors.queue_owner import ForDeployment, QueueOwnerActor
 from trioscope.actors.report_feed import report_feed_spec
 from trioscope.actors.roster import RosterActor
@@ -116,6 +117,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     metric_stores = Kept(lambda: MetricStores.for_settings(settings))
     alerts_state = Kept(lambda: AlertsState.for_settings(settings))
     roster_state = Kept(AgentRoster)
+    # Which sockets the notifier tells, for a restarted one to close them.
+    notifier_watchers: Kept[Watchers] = Kept(lambda: defaultdict(dict))
     # Why the store refuses commits (the database away), for readiness.
     store_away: Published[str | None] = Published(None)
 
@@ -131,7 +134,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
                       mailbox_size=65536, shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
                       backoff=database_backoff, backoff_on=database_backoff_on),
             # Users' WebSockets hear of command and agent changes through it.
-            ActorSpec(name="notifier", factory=NotifierActor, mailbox_size=65536),
+            ActorSpec(name="notifier", factory=lambda: NotifierActor(notifier_watchers.take()), mailbox_size=65536),
             # Live container logs: open follows, their bounds, their lines to the notifier.
             log_follows_spec(settings, NOTIFIER),
             ActorSpec(name="directory",

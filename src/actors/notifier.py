@@ -15,7 +15,10 @@ and never dropped unsaid: a client that takes no frame for
 ``websocket.slow_client_timeout`` while events wait for it, or with more than
 ``MAX_WAITING_BYTES`` of them waiting, is closed (1008) with a reason that
 says events were lost, and so is one whose actor the notifier cannot reach
-(its mailbox full). Its client reconnects and reads the current state.
+(its mailbox full). Its client reconnects and reads the current state. The
+same goes for every socket when the notifier itself restarts (the event it
+crashed on was told to nobody): its watchers outlive it (``Watchers``, kept
+for its spec) so that it can close them, not leave them open and silent.
 
 An event client pings its socket every ``websocket.ping_interval``, by the rule
 of the other sockets (``domain.keepalive``): a client gone without a word is
@@ -89,10 +92,30 @@ class Notice:
     frame: str
 
 
+Watchers = dict[str, dict[ActorRef, "ClientLink | None"]]
+"""Tenant -> its event clients and their sockets."""
+
+RESTARTED_REASON = "events may have been lost (the server restarted its event service); reconnect and read the current state"
+"""The close reason of the sockets a restarted notifier had (within a close frame's 123 bytes)."""
+
+
 class NotifierActor(Actor):
-    def __init__(self) -> None:
-        self.watchers: dict[str, dict[ActorRef, ClientLink | None]] = defaultdict(dict)
-        """Tenant -> its event clients and their sockets."""
+    def __init__(self, watchers: Watchers | None = None) -> None:
+        """``watchers``: an earlier incarnation's (the spec's ``Kept``); None: its own."""
+        self.watchers: Watchers = watchers if watchers is not None else defaultdict(dict)
+
+    async def on_start(self) -> None:
+        if not self.watchers:
+            return
+        # Restarted: an event may have died with the last incarnation (the one
+        # it crashed on), so no watcher can be sure to have had every event.
+        watchers = [(client, link) for clients in self.watchers.values() for client, link in clients.items()]
+        self.watchers.clear()
+        log.warning("notifier restarted: closing its %d event sockets, whose clients reconnect and read the "
+                    "current state", len(watchers), extra={"event": "notifier_restarted"})
+        for _client, link in watchers:
+            if link is not None:  # (every event client's has one)
+                link.close(POLICY_VIOLATION, RESTARTED_REASON)
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, Publish):

@@ -6,6 +6,7 @@ clock; the test reads the outbox as the socket's writer would."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,9 +18,10 @@ import trio
 from tests.runtime.scripted import settle
 from trioscope.actors.client import FromClient
 from trioscope.actors.client_link import POLICY_VIOLATION, ClientLink
-from trioscope.actors.notifier import NotifierActor, Publish, Watch, event_client_spec, publish
+from trioscope.actors.notifier import RESTARTED_REASON, NotifierActor, Publish, Watch, event_client_spec, publish
 from trioscope.runtime import (
-    Actor, ActorRef, ActorSpec, ActorSystem, Restart, Strategy, SupervisorSpec, dynamic_supervisor, open_actor_system,
+    Actor, ActorRef, ActorSpec, ActorSystem, Kept, Restart, Strategy, SupervisorSpec, dynamic_supervisor,
+    open_actor_system,
 )
 
 NOTIFIER = "/root/notifier"
@@ -43,8 +45,9 @@ class Socket:
 
 @asynccontextmanager
 async def events_tree() -> AsyncIterator[ActorSystem]:
+    watchers = Kept(lambda: defaultdict(dict))  # as the server's tree keeps them
     tree = SupervisorSpec(name="root", strategy=Strategy.ONE_FOR_ONE, children=[
-        ActorSpec(name="notifier", factory=NotifierActor, mailbox_size=65536),
+        ActorSpec(name="notifier", factory=lambda: NotifierActor(watchers.take()), mailbox_size=65536),
         dynamic_supervisor("clients", max_children=8),
     ])
     async with open_actor_system(tree) as system:
@@ -202,3 +205,21 @@ async def test_the_socket_is_pinged_and_a_client_that_answered_once_must_go_on_a
         assert answering.link.close_code == POLICY_VIOLATION
         assert answering.link.close_reason == "no pong to two pings"
         assert not quiet.link.closed.is_set()  # never answered one: not held to it
+
+
+async def test_a_restarted_notifier_closes_its_sockets_saying_events_may_have_been_lost(autojump_clock):
+    """The event it crashed on was told to nobody: a socket left open would be
+    silent for good (it watched a notifier that no longer knows it)."""
+    async with events_tree() as system:
+        socket = await open_socket(system, "events-1")
+        burst(system, 1)
+        with trio.fail_after(10):
+            await socket.read(1)
+        system.lookup(NOTIFIER).tell(Publish(TENANT, None, {"type": "system_alert", "unencodable": {1, 2}}))
+        with trio.fail_after(10):
+            await socket.link.closed.wait()
+        assert (socket.link.close_code, socket.link.close_reason) == (POLICY_VIOLATION, RESTARTED_REASON)
+        other = await open_socket(system, "events-2")  # the restarted notifier serves new sockets
+        burst(system, 1)
+        with trio.fail_after(10):
+            await other.read(1)
