@@ -27,7 +27,7 @@ from trioscope.actors.queue_owner import ForDeployment, QueueOwnerActor
 from trioscope.actors.report_feed import report_feed_spec
 from trioscope.actors.roster import RosterActor
 from trioscope.actors.store import StoreActor
-from trioscope.actors.topology import TopologyActor, TopologyHistory
+from trioscope.actors.topology import TopologyActor, TopologyHistory, TopologyListeners
 from trioscope.config import Settings
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory
@@ -114,6 +114,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     # (``Kept``): no metric history, no sample an agent wrote (answered 2xx), no
     # alert told, no probe's address is lost to a crash.
     topology_history = Kept(lambda: TopologyHistory.for_settings(settings))
+    topology_listeners = Kept(TopologyListeners)
     metric_stores = Kept(lambda: MetricStores.for_settings(settings))
     alerts_state = Kept(lambda: AlertsState.for_settings(settings))
     roster_state = Kept(AgentRoster)
@@ -176,7 +177,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(
                 name="topology",
                 factory=lambda: TopologyActor(settings, agents_path=AGENTS, history=topology_history.take(),
-                                              directory=directory_view),
+                                              directory=directory_view, listeners=topology_listeners.take()),
                 mailbox_size=topology_mailbox,
                 # Merging what is queued at shutdown must fit in the shutdown budget.
                 shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),

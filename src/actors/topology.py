@@ -267,14 +267,33 @@ class TopologyHistory:
         return cls(MetricHistory(retention), BlockHistory(process_retention), BlockHistory(process_retention))
 
 
+@attrs.define(eq=False)
+class TopologyListeners:
+    """Who is told each version (the hub: ``Subscribe``), and the last version
+    told, kept for the actor's spec (``Kept``) as its history is: the hub
+    subscribes once, and is told nothing when the topology restarts. A
+    restarted topology tells them its rebuilt graph as a version that follows
+    none they have (they start again from it: the clients get a reset), its
+    versions going on from the last told (a client ignores a version it has
+    seen, and would have ignored every one up to it)."""
+
+    refs: dict[ActorRef, None] = attrs.Factory(dict)
+    """Each once whatever how often it subscribed (a restarted hub subscribes
+    again with the same ref), in subscription order."""
+    version: int = 0
+
+
 class TopologyActor(Actor):
     def __init__(self, settings: Settings, agents_path: str | None = None,
                  clock: Callable[[], float] = time.time, history: TopologyHistory | None = None,
-                 directory: Published[AgentDirectory] | None = None) -> None:
+                 directory: Published[AgentDirectory] | None = None,
+                 listeners: TopologyListeners | None = None) -> None:
         """``history``: what an earlier incarnation recorded (the spec's
         ``Kept``); None: a history of its own, lost with it. ``directory``:
         what the directory actor publishes, where an enrolled agent's
-        capabilities say which controls its containers offer (None: all)."""
+        capabilities say which controls its containers offer (None: all).
+        ``listeners``: an earlier incarnation's (the spec's ``Kept``); None:
+        its own."""
         self.settings = settings
         self.directory = directory
         self.agents_path = agents_path
@@ -288,9 +307,11 @@ class TopologyActor(Actor):
         self.group_history = history.process_groups
         self.departed = history.departed
         self.pending: dict[str, MergeReport] = {}
-        self.listeners: dict[ActorRef, None] = {}
-        """Subscribers, each once whatever how often it subscribed (a restarted
-        hub subscribes again with the same ref), in subscription order."""
+        self.told = listeners if listeners is not None else TopologyListeners()
+        self.listeners = self.told.refs
+        # Its first version (from an empty snapshot, version 0) follows none a
+        # listener of an earlier incarnation has, and is numbered after them.
+        self.graph.version = self.told.version
         self.merge_failures = 0
         self.sequence = 0
         """Stream sequence of the newest report merged (0 without a bus)."""
@@ -408,7 +429,8 @@ class TopologyActor(Actor):
             self.context.watch(message.listener)
             return self.snapshot
         if isinstance(message, Terminated):
-            self.listeners = {listener: None for listener in self.listeners if listener.path != message.path}
+            for listener in [listener for listener in self.listeners if listener.path == message.path]:
+                del self.listeners[listener]
             return None
         return await super().handle(message)
 
@@ -606,6 +628,7 @@ class TopologyActor(Actor):
         self.snapshot = snapshot
         if diff is None:
             return
+        self.told.version = snapshot.version
         for listener in list(self.listeners):
             try:
                 listener.tell(TopologyPublished(snapshot, diff))
