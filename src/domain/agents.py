@@ -159,6 +159,10 @@ class AgentState:
         known from a report replayed from the report stream, when that report
         was received, not when it was read back): the earliest ``last_seen``."""
         self.agent_id = agent_id
+        self._begin(now, retention)
+
+    def _begin(self, now: float, retention: float) -> None:
+        """What is known of an agent first heard from ``now``."""
         self.hostname = ""
         self.metadata: dict[str, str] = {}
         self.first_seen = now
@@ -192,13 +196,14 @@ class AgentState:
         """Keep the report (``packed``, its JSON as sent; ``enrolled``: an
         enrolled agent signed it; ``scope``: its nodes' ``node_scope``) if it is the newest, and record its metrics
         (``metrics``: its ``host_metrics``, if found already) at ``now``."""
-        self.reports_received += 1
-        self.last_report_at = now
         if self._latest is not None and scope != self.latest_scope:
             # Its agent id is another tenant's now (or no enrolled probe's):
-            # nothing the one before reported is kept for the new one to read.
-            self._latest = self.latest_order = self.latest_received_at = None
-            self.history = SeriesGroup(self.history.retention)
+            # nothing the one before said is kept for the new one to read, its
+            # registration's metadata (a deployment's hash, free text) and its
+            # counts included.
+            self._begin(now, self.history.retention)
+        self.reports_received += 1
+        self.last_report_at = now
         order = report_time(report, now)
         if self.latest_order is None or order >= self.latest_order:
             self._latest = packed

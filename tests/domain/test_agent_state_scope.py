@@ -8,6 +8,7 @@ from __future__ import annotations
 from tests.domain.test_topology import T0, report
 from trioscope.domain.agents import AgentState, PackedReport
 from trioscope.domain.topology import node_scope
+from trioscope.wire import AgentRegistration
 
 ACME, GLOBEX = node_scope("acme"), node_scope("globex")
 
@@ -31,3 +32,16 @@ def test_a_report_under_another_scope_leaves_nothing_of_the_one_before() -> None
                   scope=GLOBEX)
     assert state.latest_raw == b'{"b": 1}'
     assert sorted(p.values["cpu_usage"] for p in state.points(T0 - 600)) == [5.0, 6.0]
+
+
+def test_a_report_under_another_scope_leaves_nothing_of_the_registration_before() -> None:
+    """A tenant whose probe took over a lapsed agent id read the first tenant's
+    registration metadata (its deployment's hash, free text), times and counts."""
+    state = AgentState("r", T0, 3600.0)
+    state.register(AgentRegistration(agent_id="r", hostname="payroll", metadata={"owner": "carol@acme"}), T0)
+    state.heartbeat(T0 + 5)
+    state.receive(_report("payroll", T0, 77.7), PackedReport.pack(b'{"a": 1}'), T0 + 10, enrolled=True, scope=ACME)
+    state.receive(_report("other", T0 + 50, 5.0), PackedReport.pack(b'{"b": 1}'), T0 + 60, enrolled=True,
+                  scope=GLOBEX)
+    assert (state.metadata, state.registered_at, state.last_heartbeat) == ({}, None, None)
+    assert (state.reports_received, state.first_seen, state.hostname) == (1, T0 + 60, "other")
