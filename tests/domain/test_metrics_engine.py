@@ -302,10 +302,13 @@ def test_values_are_written_as_prometheus_writes_them() -> None:
     "x[1e30]", "x[ 2e19 ]", "x offset 1e400", "x offset -1e30", "x offset inf", "x offset - Inf", "x offset NaN",
     "x[5m:1e30]", "x[1e30:1m]", "rate(x[1e30])", "x[0x7fffffffffffffff]", "x offset 0x" + "f" * 300,
     "x[9999999999999999999999]", "sum(x) offset 1e30",
+    "count_over_time(x[100000000y])", "x offset 100000000y", "x offset -300y", "x[1y:100000000y]", "x[300y]",
 ])
 def test_a_duration_past_the_parsers_range_is_refused_before_it(query: str) -> None:
     """The parser (Rust) panics on these after its hook writes to stderr (or
-    raises ``OverflowError``): each request of any reader wrote past the log."""
+    raises ``OverflowError``): each request of any reader wrote past the log.
+    With units, it parses them, and reading one failed (``ValueError``) in the
+    engine: a 422 and a traceback in the log for each request."""
     with pytest.raises(BadQuery, match="is out of range: at most 9223372037 seconds"):
         parse(query)
 
@@ -313,7 +316,7 @@ def test_a_duration_past_the_parsers_range_is_refused_before_it(query: str) -> N
 @pytest.mark.parametrize("query", [
     "x[5m]", "x[300]", "x offset 1e9", "x offset 5m", "x[5m:30s]", "x @ 1e30", 'x{a="offset 1e30"}',
     "x{a='[1e30]'}", "x # offset 1e30\n", "job:1e30", "rate(offsetInfo[5m])", "jvm:offsetNanos", "offset1e99",
-    "job:offset9999999999",
+    "job:offset9999999999", "x[1h30m]", "x offset -1w", "x[290y]", "rate(x[5m] offset 1y)",
 ])
 def test_a_query_without_such_a_duration_is_left_to_the_parser(query: str) -> None:
     """Strings, comments and names that hold "offset" or a bracket are not durations."""

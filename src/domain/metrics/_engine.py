@@ -756,22 +756,31 @@ after its panic hook wrote to the process's stderr, past the log, for
 every such request; a little below that, it raises ``OverflowError``."""
 _NUMBER = re.compile(r"[-+]?\s*(?:0[xX][0-9a-fA-F]+|(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|inf|nan)",
                      re.IGNORECASE)
-_OFFSET = re.compile(rf"\boffset\b\s*({_NUMBER.pattern})(?![\w.])", re.IGNORECASE)
-"""``offset`` and a number, as words: not the start of a name (``offsetInfo``, ``job:offset9``)."""
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_UNIT_PART = re.compile(r"(\d+)(ms|[smhdwy])")
+_UNITS = re.compile(rf"(?:{_UNIT_PART.pattern})+")
+"""A duration with units (``1h30m``): one past ``MAX_DURATION`` (``x[100000000y]``)
+is parsed, and fails as a ``ValueError`` where the engine reads it."""
+_OFFSET = re.compile(rf"\boffset\b\s*-?\s*({_NUMBER.pattern}|{_UNITS.pattern})(?![\w.])", re.IGNORECASE)
+"""``offset`` and a duration, as words: not the start of a name (``offsetInfo``, ``job:offset9``)."""
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
 
 
 def _check_durations(code: str, parameter: str) -> None:
-    """``BadQuery`` for a duration given as a number out of ``MAX_DURATION``
-    in ``code`` (``_code``): after ``offset``, or as a range or a subquery's
-    range or step (the parts of a ``[...]``; labels are matched in braces)."""
+    """``BadQuery`` for a duration out of ``MAX_DURATION`` in ``code``
+    (``_code``), as a number or with units: after ``offset``, or as a range or
+    a subquery's range or step (the parts of a ``[...]``; labels are matched in braces)."""
     numbers = [match[1] for match in _OFFSET.finditer(code)]
     numbers += [part.strip() for match in _BRACKETS.finditer(code) for part in match[1].split(":")
-                if _NUMBER.fullmatch(part.strip())]
+                if _NUMBER.fullmatch(part.strip()) or _UNITS.fullmatch(part.strip())]
     for number in numbers:
         digits = "".join(number.split())
-        # A hex number as an int (a float of 300 digits overflows); Python compares int and float exactly.
-        value: float | int = int(digits, 16) if "x" in digits.lower() else float(digits)
+        value: float | int
+        if _UNITS.fullmatch(digits):
+            value = sum(int(count) * _UNIT_SECONDS[unit] for count, unit in _UNIT_PART.findall(digits))
+        else:
+            # A hex number as an int (a float of 300 digits overflows); Python compares int and float exactly.
+            value = int(digits, 16) if "x" in digits.lower() else float(digits)
         if not abs(value) < MAX_DURATION:  # also NaN
             raise BadQuery(f"invalid parameter \"{parameter}\": duration {digits[:40]} is out of range: at most "
                            f"{MAX_DURATION:.0f} seconds (about 292 years)")
