@@ -279,17 +279,18 @@ class _Collected(Collector):
 
 def of_tenant(families: list[Metric], tenant: str) -> list[Metric]:
     """``families`` as a reader of one tenant may see them (``auth.protect_reads``):
-    a series labelled with a tenant only if it is ``tenant``'s, since the label,
-    and the agent ids and deployment hashes beside it, are that tenant's
-    alone; never ``tenant="other"``, which sums the tenants past
-    ``tenants.max_metric_labels``. The server's own series (no tenant label)
-    as they are. Each family keeps its HELP and TYPE, with or without
-    samples, so the exposition stays valid. New families; ``families`` unchanged."""
+    the series labelled with ``tenant`` alone, since the label, and the agent
+    ids and deployment hashes beside it, are that tenant's; never
+    ``tenant="other"``, which sums the tenants past ``tenants.max_metric_labels``;
+    and none of the server's own (no tenant label): its agents, reports,
+    nodes, queued commands, requests by route and actors count every tenant's,
+    which ``/api/v1/query/stats`` keeps from such a reader too. Each family
+    keeps its HELP and TYPE, with or without samples, so the exposition stays
+    valid. New families; ``families`` unchanged."""
     shown = []
     for family in families:
         visible = copy.copy(family)
-        visible.samples = [sample for sample in family.samples
-                           if "tenant" not in sample.labels or sample.labels["tenant"] == tenant != OTHER]
+        visible.samples = [sample for sample in family.samples if sample.labels.get("tenant") == tenant != OTHER]
         shown.append(visible)
     return shown
 

@@ -30,12 +30,13 @@ def _series(families: list[Metric]) -> set[tuple[str, tuple[tuple[str, str], ...
     return {(s.name, tuple(sorted(s.labels.items()))) for family in families for s in family.samples}
 
 
-def test_a_reader_sees_only_its_tenants_series_and_the_servers_own():
+def test_a_reader_sees_only_its_tenants_series_not_the_servers_own():
     shown = of_tenant(_families(), "acme")
-    tenants = {s.labels["tenant"] for family in shown for s in family.samples if "tenant" in s.labels}
+    tenants = {s.labels.get("tenant") for family in shown for s in family.samples}
     assert tenants == {"acme"}
     names = {name for name, _ in _series(shown)}
-    assert "app_reports_received_total" in names  # no tenant label: the server's own figure
+    # No tenant label: the server's own figure, which counts every tenant's reports.
+    assert "app_reports_received_total" not in names
     assert ("trydirect_agent_last_seen_seconds",
             (("agent", "agent-a"), ("deployment_hash", "hash-a"), ("tenant", "acme"))) in _series(shown)
     assert not any("agent-g" in str(labels) or "hash-g" in str(labels) for _, labels in _series(shown))
@@ -50,8 +51,7 @@ def test_the_other_bucket_of_tenants_past_the_label_cap_is_nobodys_to_read():
     """``tenant="other"`` sums every tenant past the cap: not one reader's, even of a tenant named so."""
     for reader in ("other", "initech"):
         shown = of_tenant(_families(), reader)
-        assert not [s for family in shown for s in family.samples if "tenant" in s.labels], reader
-        assert ("app_reports_received_total", ()) in _series(shown)
+        assert not [s for family in shown for s in family.samples], reader
 
 
 def test_families_keep_help_and_type_and_the_exposition_stays_valid():
@@ -62,5 +62,4 @@ def test_families_keep_help_and_type_and_the_exposition_stays_valid():
     text = encode(shown).decode()
     assert "# HELP trydirect_agents_total" in text and "# TYPE trydirect_agents_total gauge" in text
     parsed = {family.name: family for family in text_string_to_metric_families(text)}
-    assert parsed["trydirect_agents_total"].samples == []
-    assert [s.value for s in parsed["app_reports_received"].samples] == [12.0]
+    assert parsed["trydirect_agents_total"].samples == [] == parsed["app_reports_received"].samples

@@ -49,10 +49,13 @@ async def test_a_user_sees_only_its_own_tenants_series_and_an_admin_every_tenant
         assert f'trydirect_agents_total{{tenant="{owner.tenant}"}} 1.0' in own
         assert any(line.startswith("trydirect_agent_last_seen_seconds{") and agent.agent_id in line
                    for line in own.splitlines())
-        assert "app_http_request_duration_seconds_bucket" in own  # the server's own series stay
+        # Not the server's own series: they count every tenant's requests, agents, reports.
+        assert "\napp_http_request_duration_seconds_bucket{" not in own
+        assert "\napp_reports_received_total " not in own and "# TYPE app_reports_received_total" in own
         everything = _scrape(server, client, fresh("root"), other_tenant, "ADMIN")
         assert f'trydirect_agents_total{{tenant="{owner.tenant}"}} 1.0' in everything
         assert any(agent.agent_id in line for line in everything.splitlines())
+        assert "\napp_http_request_duration_seconds_bucket{" in everything
         # The API does not tell that tenant's deployment exists either.
         eve = fresh("eve")
         assert client.get(f"/api/v1/users/{eve}/deployments/{agent.deployment_hash}", headers={
