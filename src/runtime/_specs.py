@@ -173,6 +173,7 @@ def dynamic_supervisor(
     (one per agent, per WebSocket client, per deployment queue).
 
     Restart intensity is counted per child by default (see ``IntensityScope``).
+    Its children stop together, in no order, each within its shutdown timeout.
     """
     return SupervisorSpec(
         name=name,

@@ -1,5 +1,5 @@
 """Supervisors: start children in order, restart them per strategy, stop them in
-reverse order.
+reverse order (a dynamic supervisor's all together, as OTP's simple_one_for_one).
 
 A supervisor is a node whose incarnation runs an event loop. Children run in its
 nursery and report their exits as events (they never raise into the nursery), so
@@ -430,10 +430,18 @@ class SupervisorNode(Node):
             self._terminate(child, reason)
 
     async def _stop_children(self, final: bool) -> None:
-        # Dynamic children do not survive their supervisor's restart (OTP).
-        final_for_children = final or self.spec.remove_terminated
+        if self.spec.remove_terminated:
+            # Dynamic children do not survive their supervisor's restart, and
+            # stop together, each within its own shutdown timeout (OTP): one
+            # after another, a few hundred slow to stop (clients waiting on a
+            # full hub) took the server's whole shutdown, and the store's last
+            # commits were cut short with them.
+            async with trio.open_nursery() as nursery:
+                for child in list(self.children.values()):
+                    nursery.start_soon(self._stop, child, True)
+            return
         for child in reversed(list(self.children.values())):
-            await self._stop(child, final=final_for_children)
+            await self._stop(child, final=final)
 
     def _terminate(self, child: Node, reason: str, cause: BaseException | None = None) -> None:
         child.terminate(reason, cause)
