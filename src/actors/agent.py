@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 @attrs.frozen
 class Register:
     registration: AgentRegistration
+    scope: str | None = None
+    """The ``node_scope`` of the tenant of the enrolled agent that signed it (None: unsigned)."""
 
 
 @attrs.frozen
@@ -124,7 +126,7 @@ class AgentActor(Actor):
         elif isinstance(message, Timeseries):
             return self.state.points(now - message.seconds)
         elif isinstance(message, Register):
-            self.state.register(message.registration, now)
+            self.state.register(message.registration, now, scope=message.scope)
             return self.state.describe(now, self.settings.agents.stale_threshold)
         elif isinstance(message, _Tick):
             self.state.history.expire(now)

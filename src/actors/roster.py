@@ -137,6 +137,8 @@ class RegisterProbe:
     """Where the client that sent it counts as from (as ``ReportArrived.address``)."""
     signer: str | None = None
     """The enrolled agent that signed it (see ``ReportArrived.signer``)."""
+    scope: str | None = None
+    """Its signer's tenant's ``node_scope`` (None: unsigned)."""
 
 
 @attrs.frozen
@@ -253,7 +255,7 @@ class RosterActor(Actor):
         if isinstance(message, RegisterProbe):
             agent = await self._agent(message.registration.agent_id, enrolled=message.enrolled,
                                       source=message.address, signer=message.signer)
-            agent.tell(Register(message.registration))
+            agent.tell(Register(message.registration, message.scope))
             return None
         if isinstance(message, ProbeHeartbeat):
             agent = self.agents.child(message.agent_id)

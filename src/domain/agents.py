@@ -167,6 +167,8 @@ class AgentState:
         self.metadata: dict[str, str] = {}
         self.first_seen = now
         self.registered_at: float | None = None
+        self.registered_scope: str | None = None
+        """The ``node_scope`` its registration was signed under (None: unsigned)."""
         self.last_heartbeat: float | None = None
         self.last_report_at: float | None = None
         self.reports_received = 0
@@ -182,10 +184,23 @@ class AgentState:
         """The ``node_scope`` the newest report's node ids carry."""
         self.history = SeriesGroup(retention)
 
-    def register(self, registration: AgentRegistration, now: float) -> None:
+    def register(self, registration: AgentRegistration, now: float, *, scope: str | None = None) -> None:
+        """``scope``: the ``node_scope`` of the enrolled agent's tenant that signed it (None: unsigned)."""
+        if self._said_under_another(scope):
+            self._begin(now, self.history.retention)
         self.hostname = registration.hostname or self.hostname
         self.metadata = dict(registration.metadata)
         self.registered_at = now
+        self.registered_scope = scope
+
+    def _said_under_another(self, scope: str | None) -> bool:
+        """Whether what is kept was said under another scope than ``scope``:
+        the agent id is another tenant's now (or no enrolled probe's), and
+        nothing the one before said is to be read by the new one, its
+        registration (a deployment's hash, free text) and counts included."""
+        if self._latest is not None:
+            return scope != self.latest_scope
+        return self.registered_at is not None and scope != self.registered_scope
 
     def heartbeat(self, now: float) -> None:
         self.last_heartbeat = now
@@ -196,11 +211,7 @@ class AgentState:
         """Keep the report (``packed``, its JSON as sent; ``enrolled``: an
         enrolled agent signed it; ``scope``: its nodes' ``node_scope``) if it is the newest, and record its metrics
         (``metrics``: its ``host_metrics``, if found already) at ``now``."""
-        if self._latest is not None and scope != self.latest_scope:
-            # Its agent id is another tenant's now (or no enrolled probe's):
-            # nothing the one before said is kept for the new one to read, its
-            # registration's metadata (a deployment's hash, free text) and its
-            # counts included.
+        if self._said_under_another(scope):
             self._begin(now, self.history.retention)
         self.reports_received += 1
         self.last_report_at = now

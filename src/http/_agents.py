@@ -64,7 +64,8 @@ async def register() -> Response:
         registration = attrs.evolve(registration, metadata={
             **registration.metadata, "deployment_hash": signer.deployment_hash, "command_agent_id": signer.id})
     await ask_roster(RegisterProbe(registration, enrolled=signer is not None, address=_client_address.client_source(),
-                                   signer=None if signer is None else signer.id))
+                                   signer=None if signer is None else signer.id,
+                                   scope=await _probe_vouching.signer_scope(signer)))
     return json_response(
         {"status": "registered", "message": f"Agent {registration.agent_id} registered successfully",
          "agent_id": registration.agent_id},

@@ -45,3 +45,22 @@ def test_a_report_under_another_scope_leaves_nothing_of_the_registration_before(
                   scope=GLOBEX)
     assert (state.metadata, state.registered_at, state.last_heartbeat) == ({}, None, None)
     assert (state.reports_received, state.first_seen, state.hostname) == (1, T0 + 60, "other")
+
+
+def test_a_registration_alone_is_the_registrants_too() -> None:
+    """Registered by one tenant's probe that never reported, then reported
+    (or registered) under by another's: nothing of the first registration shows."""
+    state = AgentState("r", T0, 3600.0)
+    state.register(AgentRegistration(agent_id="r", hostname="payroll", metadata={"owner": "carol@acme"}), T0,
+                   scope=ACME)
+    state.receive(_report("other", T0 + 50, 5.0), PackedReport.pack(b'{"b": 1}'), T0 + 60, enrolled=True,
+                  scope=GLOBEX)
+    assert (state.metadata, state.registered_at) == ({}, None)
+    again = AgentState("r", T0, 3600.0)
+    again.register(AgentRegistration(agent_id="r", metadata={"owner": "carol@acme"}), T0, scope=ACME)
+    again.register(AgentRegistration(agent_id="r", metadata={}), T0 + 5, scope=None)  # an unsigned probe's
+    assert (again.metadata, again.registered_scope, again.first_seen) == ({}, None, T0 + 5)
+    same = AgentState("r", T0, 3600.0)
+    same.register(AgentRegistration(agent_id="r", metadata={"owner": "carol@acme"}), T0, scope=ACME)
+    same.receive(_report("payroll", T0, 1.0), PackedReport.pack(b'{"a": 1}'), T0 + 10, enrolled=True, scope=ACME)
+    assert same.metadata == {"owner": "carol@acme"}  # its own registration stays
