@@ -13,23 +13,25 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import docker
 import httpx
 import trio
 
 from . import _signing
 from ._answers import json_of
+from ._engine import EngineUnreachable, connect
 from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, MAX_EXEC_SECONDS, ControlError, check, execute
-from ._docker import engine_problem
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._pending import PendingReports
 from ._refusals import (
     REFUSED_RETRY, REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, error_of, error_text,
     has_answered, refusal, report_refused_for_good, send, transport_problem,
 )
+
+if TYPE_CHECKING:
+    import docker  # loaded by the first command's client (``_engine.connect``)
 
 log = logging.getLogger("trioscope_probe")
 
@@ -437,14 +439,9 @@ class CommandAgent:
 
     def _engine(self, timeout: int = 30) -> docker.DockerClient:
         try:
-            return (docker.DockerClient(base_url=self.docker_host, timeout=timeout) if self.docker_host
-                    else docker.from_env(timeout=timeout))
-        except docker.errors.DockerException as exc:
-            # The SDK asks the engine its API version as it starts: its error is
-            # "Error while fetching server API version: ('Connection aborted.', ...)".
-            cause = exc.__cause__ or exc
-            raise ControlError(f"the container engine cannot be reached: {engine_problem(cause, self.docker_host)}") \
-                from None
+            return connect(self.docker_host, timeout)
+        except EngineUnreachable as exc:
+            raise ControlError(f"the container engine cannot be reached: {exc}") from None
 
     def _execute(self, kind: str, parameters: Any) -> dict[str, Any]:
         client = self._engine()
@@ -464,6 +461,8 @@ class CommandAgent:
         client: docker.DockerClient | None = None
         follow: LogFollow | None = None
         if error is None:
+            import docker.errors  # a follow uses the engine: loaded now if not yet
+
             # Bounded: the poll loop waits for it, and the engine threads may all be held.
             with trio.move_on_after(min(timeout, STREAM_TIMEOUT * 2)):
                 try:
@@ -490,6 +489,8 @@ class CommandAgent:
         self.nursery.start_soon(self._follow, follow, client, scope)
 
     async def _follow(self, follow: LogFollow, client: docker.DockerClient, scope: trio.CancelScope) -> None:
+        import docker.errors  # loaded with ``client``: a lookup
+
         result: dict[str, Any] = {}
         error: str | None = None
         with scope:

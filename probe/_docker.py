@@ -12,27 +12,29 @@ is repeated only when the list shows a new state, status text or image.
 
 A container's command and environment values are masked as a process's
 command line is (``_masking``): the engine's API shows them to anyone who may
-read the topology otherwise."""
+read the topology otherwise.
+
+The SDK is loaded (``_engine.connect``) only once the engine's socket is
+there: a cycle finds a missing one without it."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
-import os
 import re
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import docker
-import docker.errors
-import docker.utils
-import requests.exceptions
 
 from trioscope.wire import ContainerInfo, ContainerNetwork, ContainerStats, DockerInfo, PortMapping
 
+from ._engine import EngineUnreachable, connect, engine_errors, engine_problem
 from ._masking import masked_cmdline, masked_variable
+
+if TYPE_CHECKING:
+    import docker  # loaded by ``_engine.connect`` when the first cycle connects
 
 log = logging.getLogger("trioscope_probe")
 MB = 1024 * 1024
@@ -45,7 +47,6 @@ _STATES = {
     "stopping": "running",
 }
 """The engine's state -> the wire's ``ContainerState``."""
-_ENGINE_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 STATS_AT_ONCE = 8
 """Containers' statistics asked of the engine at once (each call is a
 container's whole sample: Docker takes ~1-2 s for one). One after another, ten
@@ -77,48 +78,6 @@ def _name(summary: dict[str, Any]) -> str:
     aliases of legacy links there ("/web/db" beside "/db"), in no set order."""
     names = [n.lstrip("/") for n in summary.get("Names") or [] if isinstance(n, str)]
     return next((n for n in names if "/" not in n), names[0] if names else "")
-
-
-def engine_problem(exc: BaseException, docker_host: str | None) -> str:
-    """What failed, in words: requests wraps the socket's error in tuples
-    (``('Connection aborted.', FileNotFoundError(2, ...))``), which name neither
-    the socket nor the reason plainly."""
-    cause = _os_error(exc)
-    if isinstance(exc, requests.exceptions.Timeout) or isinstance(cause, TimeoutError):
-        return f"no answer in time ({type(exc).__name__})"
-    if cause is not None and cause.strerror:
-        where = (f"socket {docker_host.removeprefix('unix://')}" if docker_host and docker_host.startswith("unix://")
-                 else docker_host or "the engine of DOCKER_HOST")
-        return f"cannot connect to {where}: {cause.strerror}"
-    return str(exc) or type(exc).__name__
-
-
-def docker_host_problem(docker_host: str) -> str | None:
-    """What is wrong with a ``--docker-host`` value, in one line naming the
-    fix; None if the docker SDK takes it. Checked at start: the SDK refuses a
-    bad one only when the first cycle connects, as "Invalid bind address
-    format", which names neither the setting nor the fix. A socket's path
-    without ``unix://`` (the commonest slip) is told so, with the address.
-    A port that is no number (``tcp://h:x``) fails in urllib, with a
-    ValueError the SDK lets through: refused alike."""
-    try:
-        docker.utils.parse_host(docker_host)
-    except (docker.errors.DockerException, ValueError) as exc:
-        if "://" not in docker_host and (docker_host.startswith(("/", ".", "~")) or docker_host.endswith(".sock")):
-            path = os.path.abspath(os.path.expanduser(docker_host))
-            return f"{docker_host!r} is a path, not a Docker API address: give it as unix://{path}"
-        return f"{docker_host!r} is not a Docker API address ({exc}); e.g. unix:///var/run/docker.sock or tcp://host:2375"
-    return None
-
-
-def _os_error(exc: BaseException, depth: int = 0) -> OSError | None:
-    """The OSError with an errno inside ``exc``'s arguments or causes, if any."""
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return exc
-    if depth > 5:
-        return None
-    inner = [a for a in exc.args if isinstance(a, BaseException)] + [e for e in (exc.__cause__, exc.__context__) if e]
-    return next((found for e in inner if (found := _os_error(e, depth + 1)) is not None), None)
 
 
 _SPAN = re.compile(r"Less than a second|About an? (second|minute|hour)|(\d+) (second|minute|hour|day|week|month|year)s?")
@@ -175,10 +134,7 @@ class ContainerCollector:
 
     def _connect(self) -> docker.DockerClient:
         if self._client is None:
-            if self.docker_host:
-                self._client = docker.DockerClient(base_url=self.docker_host, timeout=int(self.timeout))
-            else:
-                self._client = docker.from_env(timeout=int(self.timeout))
+            self._client = connect(self.docker_host, self.timeout)
         return self._client
 
     def collect(self) -> DockerInfo | None:
@@ -191,22 +147,14 @@ class ContainerCollector:
             version = self._version
             listed = api.containers(all=True)
             if not isinstance(listed, list):
+                import docker.errors  # loaded by ``_connect``: a lookup
+
                 raise docker.errors.DockerException(f"the container list is a {type(listed).__name__}, not a list")
             containers = self._with_stats(api, [self._readable(api, summary) for summary in listed])
-        except _ENGINE_ERRORS as exc:
-            self._failures += 1
-            self._client = None
-            self._version = None
-            # Statistics are of one moment: a repeated listing goes without them.
-            last = None if self._last is None or self._failures > GRACE_CYCLES else attrs.evolve(
-                self._last, containers=[attrs.evolve(c, stats=None) for c in self._last.containers])
-            if self._reachable is not False:
-                log.warning("container engine %s unreachable: %s", engine, engine_problem(exc, self.docker_host))
-                if last is not None:
-                    log.info("container engine %s: reporting the %d containers it last listed for up to %d cycle(s)",
-                             engine, len(last.containers), GRACE_CYCLES)
-            self._reachable = False
-            return last
+        except EngineUnreachable as exc:  # matched first: a missing socket is said without loading the SDK
+            return self._unreachable(str(exc))
+        except engine_errors() as exc:
+            return self._unreachable(engine_problem(exc, self.docker_host))
         if self._reachable is not True:
             log.info("container engine %s: version %s, %d containers", engine, version, len(containers))
         self._reachable = True
@@ -219,6 +167,24 @@ class ContainerCollector:
         self._last = DockerInfo(containers=found[:10_000], engine_version=str(version)[:256])
         return self._last
 
+    def _unreachable(self, problem: str) -> DockerInfo | None:
+        """A cycle the engine failed (``problem``, in words): the last
+        containers again, for ``GRACE_CYCLES``, then None."""
+        engine = self.docker_host or "(DOCKER_HOST)"
+        self._failures += 1
+        self._client = None
+        self._version = None
+        # Statistics are of one moment: a repeated listing goes without them.
+        last = None if self._last is None or self._failures > GRACE_CYCLES else attrs.evolve(
+            self._last, containers=[attrs.evolve(c, stats=None) for c in self._last.containers])
+        if self._reachable is not False:
+            log.warning("container engine %s unreachable: %s", engine, problem)
+            if last is not None:
+                log.info("container engine %s: reporting the %d containers it last listed for up to %d cycle(s)",
+                         engine, len(last.containers), GRACE_CYCLES)
+        self._reachable = False
+        return last
+
     def _readable(self, api: Any, summary: Any) -> ContainerInfo | None:
         """``_container``, or None (said once per container) where the engine's
         answer for it has a field of another shape than the Docker API's (labels
@@ -226,7 +192,7 @@ class ContainerCollector:
         report (an ``AttributeError`` ended the probe)."""
         try:
             return self._container(api, summary)
-        except _ENGINE_ERRORS:
+        except engine_errors():
             raise
         except Exception as exc:  # noqa: BLE001 - any shape the engine may answer: that container alone
             ident = str(summary.get("Id") if isinstance(summary, dict) else summary)[:64]
@@ -255,6 +221,8 @@ class ContainerCollector:
             # minutes", restarted, "Up 15 seconds"): not as first inspected.
             self._inspected[container_id] = (fingerprint, details, since)
         else:
+            import docker.errors  # loaded by ``_engine.connect``: a lookup
+
             try:
                 details = api.inspect_container(container_id)
             except docker.errors.APIError as exc:
@@ -331,7 +299,7 @@ class ContainerCollector:
     def _stats(self, api: Any, container_id: str) -> ContainerStats | None:
         try:
             raw = api.stats(container_id, stream=False)
-        except _ENGINE_ERRORS:
+        except engine_errors():
             return None
         try:
             return self._read_stats(container_id, raw)

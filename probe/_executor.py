@@ -3,7 +3,9 @@
 Each handler takes the command's parameters and a docker client and returns
 the result (JSON-ready) or raises ``ControlError`` with a message for the
 operator. They block (the docker SDK does), so the agent runs them in a worker
-thread under the command's timeout.
+thread under the command's timeout. The SDK is loaded by the client's
+connection (``_engine``), not by importing this module: the agent imports it
+at start, with or without an engine.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import signal
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
-import requests.exceptions
+from ._engine import engine_errors
+
+if TYPE_CHECKING:
+    import docker
 
 MAX_OUTPUT = 64 * 1024
 """Bytes of logs or exec output kept in a result (the rest is cut, and said so)."""
@@ -42,6 +45,8 @@ def _container(client: docker.DockerClient, parameters: dict[str, Any]) -> Any:
     target = parameters.get("container") or parameters.get("container_id")
     if not isinstance(target, str) or not target:
         raise ControlError("parameters.container (a container id or name) is required")
+    import docker.errors  # loaded with ``client`` (``_engine.connect``): a lookup
+
     try:
         return client.containers.get(target)
     except docker.errors.NotFound:
@@ -265,9 +270,11 @@ def execute(client: docker.DockerClient, command_type: str, parameters: Any,
             the engine refused, or it did not answer (hung, restarting, gone).
     """
     check(command_type, parameters, allowed)
+    import docker.errors  # loaded with ``client`` (``_engine.connect``): a lookup
+
     try:
         return HANDLERS[command_type](client, parameters)
     except docker.errors.APIError as exc:
         raise ControlError(f"the engine refused: {exc.explanation or exc}") from None
-    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as exc:
+    except engine_errors() as exc:
         raise ControlError(f"the engine did not answer: {type(exc).__name__}: {exc}") from None

@@ -21,17 +21,17 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
 import httpx
-import requests.exceptions
 import trio
 
 from ._answers import json_of
 from ._executor import ControlError, _container, _int
 from ._refusals import REFUSING, error_text, refusal
+
+if TYPE_CHECKING:
+    import docker  # loaded with the follow's client (``_engine.connect``)
 
 log = logging.getLogger("trioscope_probe")
 
@@ -217,6 +217,9 @@ class LogFollow:
         (Podman does), and the client's read timeout ends a quiet stream: it is
         opened again from the newest line's second, lines already passed
         skipped, for as long as the container runs."""
+        import docker.errors  # loaded with the follow's client (``_engine.connect``): a lookup
+        import requests.exceptions
+
         since: int | None = None
         seen = SeenLines()
         while not self.stopped.is_set():
@@ -258,6 +261,9 @@ class LogFollow:
             since = max(1, seen.newest[0] if seen.newest is not None else int(time.time()) - 1)
 
     def _running(self) -> bool:
+        import docker.errors  # loaded with the follow's client (``_engine.connect``): a lookup
+        import requests.exceptions
+
         try:
             self.container.reload()
         except docker.errors.APIError:

@@ -35,7 +35,8 @@ from ._agent import CommandAgent, Credentials, check_writable, enroll, load_cred
 from ._collect import ReportCollector
 from ._config import (CONFIG_ENV, FILE_KEY_OF_ENV, MAX_NUMBER, ConfigFileError, FileValues, load_file,
                       unknown_environment)
-from ._docker import ContainerCollector, docker_host_problem
+from ._docker import ContainerCollector
+from ._engine import docker_host_problem
 from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, KNOWN, ControlError
 from ._parent import stop_when_parent_gone

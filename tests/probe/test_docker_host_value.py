@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from trioscope_probe._docker import docker_host_problem
+from trioscope_probe._engine import docker_host_problem
 
 
 def _probe(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
