@@ -26,8 +26,8 @@ from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, MAX_EXEC_SECONDS, Co
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
 from ._pending import PendingReports
 from ._refusals import (
-    REFUSED_RETRY, REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, error_of, error_text,
-    has_answered, refusal, report_refused_for_good, send, transport_problem,
+    REFUSED_RETRY, REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, answer_shown, error_of,
+    error_text, has_answered, refusal, report_refused_for_good, report_taken, send, transport_problem,
 )
 
 if TYPE_CHECKING:
@@ -322,9 +322,10 @@ class CommandAgent:
         return item if isinstance(item, dict) and item.get("command_id") else None
 
     async def _report(self, body: dict[str, Any], *, kept: bool = False) -> None:
-        """Send a progress or final report until the server takes it or says
-        it never will (``report_refused_for_good``); meanwhile (the server
-        away or busy, a proxy's page, a redirect, a refusal that time mends)
+        """Send a progress or final report until the server takes it
+        (``report_taken``: its own answer, not any 2xx) or says it never will
+        (``report_refused_for_good``); meanwhile (the server away or busy, a
+        proxy's page, even one answered 200, a redirect, a refusal that time mends)
         try again with backoff, and every ``REFUSED_RETRY`` while the agent's
         credentials are refused, for ``REPORT_PATIENCE`` (a progress report
         ``PROGRESS_PATIENCE``): a lost final report leaves the command
@@ -347,7 +348,7 @@ class CommandAgent:
                 problem = transport_problem(exc, answered=has_answered(self.client))
             else:
                 never = report_refused_for_good(response.status_code, error_of(response)[0])
-                if response.is_success or never:
+                if report_taken(response, body["command_id"]) or never:
                     if never:
                         log.warning("report of %s refused (%s): %s", body["command_id"], response.status_code,
                                     error_text(response)[:200])
@@ -357,6 +358,7 @@ class CommandAgent:
                     return
                 refused = refusal(response, "report") if response.status_code in REFUSING else None
                 problem = (str(refused) if refused is not None
+                           else f"not trioscope's answer, {answer_shown(response)}" if response.is_success
                            else f"answered {response.status_code}: {error_text(response)[:200]}")
                 if refused is not None and refused.for_good:
                     # Only an operator mends it (new credentials): asked rarely, kept meanwhile.

@@ -104,6 +104,29 @@ def report_refused_for_good(status: int, code: str) -> bool:
     return status in NEVER_TAKEN and bool(code) and code != "not_found" and (status, code) not in REFUSAL_RETRY
 
 
+def report_taken(response: httpx.Response, command_id: str) -> bool:
+    """Whether ``response`` is a trioscope server's taking of the report of
+    ``command_id``: a 2xx with the JSON it always answers, whose ``item`` says
+    ``accepted`` for that command (new, or a ``duplicate`` of one recorded). A
+    2xx of anything else is not: a proxy or a captive portal answered 200 with
+    its page, and the report, taken as delivered, was forgotten, its command
+    left to time out although it had run."""
+    if not response.is_success:
+        return False
+    try:
+        item = json_of(response).get("item")
+    except (ValueError, AttributeError):
+        return False
+    return isinstance(item, dict) and item.get("accepted") is True and bool(item.get("command_id") == command_id)
+
+
+def answer_shown(response: httpx.Response) -> str:
+    """What answered, for a log line: status, content type and the body's first bytes, on one line."""
+    kind = _one_line(response.headers.get("Content-Type", ""), 100) or "no content type"
+    start = _one_line(response.content[:120].decode("utf-8", "replace"), 120)
+    return f"{response.status_code} {kind}: {start!r}" if start else f"{response.status_code} {kind}, empty"
+
+
 @attrs.define
 class Backoff:
     """Exponential with full jitter: the n-th wait is uniform in [0, min(cap, base * 2^n)]."""

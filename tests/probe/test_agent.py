@@ -17,6 +17,7 @@ import pytest
 import requests.exceptions
 import trio
 
+from tests.probe.trioscope_answers import report_taken
 from tests.synthetic import host_report
 from trioscope.wire import decode_report
 from trioscope_probe._agent import (
@@ -41,7 +42,8 @@ async def test_a_final_report_answered_503_is_sent_again_until_taken(autojump_cl
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(json.loads(request.content)["status"])
-        return httpx.Response(answers.pop(0), json={})
+        status = answers.pop(0)
+        return report_taken(request) if status == 200 else httpx.Response(status, json={})
 
     await agent_with(handler)._report({"command_id": "cmd_1", "status": "completed", "result": {}})
     assert seen == ["completed"] * 3 and answers == []
@@ -144,7 +146,9 @@ async def test_a_final_report_refused_for_a_clock_off_is_sent_again_until_taken(
 
     def handler(request: httpx.Request) -> httpx.Response:
         status, code = answers.pop(0)
-        return httpx.Response(status, json={"error": {"code": code, "message": "m"}} if code else {})
+        if status == 200:
+            return report_taken(request)
+        return httpx.Response(status, json={"error": {"code": code, "message": "m"}})
 
     await agent_with(handler)._report({"command_id": "cmd_1", "status": "completed", "result": {}})
     assert answers == []
@@ -207,7 +211,7 @@ async def test_a_final_report_is_sent_again_while_the_server_is_away_for_ten_min
 
     def handler(request: httpx.Request) -> httpx.Response:
         sent_at.append(trio.current_time())
-        return httpx.Response(503 if trio.current_time() < start + 600 else 200, json={})
+        return httpx.Response(503, json={}) if trio.current_time() < start + 600 else report_taken(request)
 
     start = trio.current_time()
     await agent_with(handler)._report({"command_id": "cmd_1", "status": "completed", "result": {}})
@@ -225,7 +229,7 @@ async def test_a_final_report_refused_for_a_full_disk_is_sent_again_after_its_re
         if len(sent_at) < 3:
             return httpx.Response(507, headers={"Retry-After": "60"},
                                   json={"error": {"code": "insufficient_storage"}})
-        return httpx.Response(200, json={})
+        return report_taken(request)
 
     start = trio.current_time()
     await agent_with(handler)._report({"command_id": "cmd_1", "status": "completed", "result": {}})
@@ -257,7 +261,7 @@ async def test_a_final_report_the_probe_stopped_sending_is_kept_and_sent_when_it
     async def back(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/report"):
             reports.append(json.loads(request.content))
-            return httpx.Response(200, json={})
+            return report_taken(request)
         await trio.sleep(60)  # a long poll, held
         return httpx.Response(204)
 
@@ -293,7 +297,7 @@ async def test_commands_that_time_out_on_a_stuck_engine_leave_the_collections_th
     from trioscope_probe._agent import COMMAND_THREADS
 
     released = threading.Event()
-    agent = agent_with(lambda request: httpx.Response(200, json={}))
+    agent = agent_with(report_taken)
     agent._execute = lambda kind, parameters: released.wait(30) and {}  # type: ignore[method-assign]
     try:
         for index in range(COMMAND_THREADS + 4):
@@ -338,7 +342,7 @@ async def test_a_servers_retry_after_is_waited_before_the_next_request(autojump_
         sent_at.append(trio.current_time())
         if len(sent_at) == 1:
             return httpx.Response(429, headers={"Retry-After": "60"}, json={"error": {"code": "rate_limited"}})
-        return httpx.Response(200, json={})
+        return report_taken(request)
 
     start = trio.current_time()
     await agent_with(handler)._report({"command_id": "cmd_1", "status": "completed", "result": {}})
@@ -376,7 +380,12 @@ async def test_a_progress_report_is_given_up_after_minutes_not_the_final_reports
     httpx.Response(403, json={"error": {"code": "wrong_deployment", "message": "another deployment's"}}),
     httpx.Response(401, json={"error": {"code": "invalid_token", "message": "unknown token"}}),
     httpx.Response(400, text="Bad Request"),
-], ids=["proxy-404", "redirect", "no-route", "forbidden", "credentials", "proxy-400"])
+    httpx.Response(200, text="<html>Sign in to the hotel Wi-Fi</html>", headers={"Content-Type": "text/html"}),
+    httpx.Response(204),
+    httpx.Response(200, json={}),
+    httpx.Response(200, json={"item": {"accepted": True, "command_id": "cmd_0"}}),  # another command's
+], ids=["proxy-404", "redirect", "no-route", "forbidden", "credentials", "proxy-400", "portal-200", "proxy-204",
+        "other-json-200", "other-command-200"])
 async def test_a_final_report_answered_by_anything_but_the_servers_refusal_of_it_is_kept_until_taken(
         first: httpx.Response, autojump_clock: Any, tmp_path: Path) -> None:
     """A proxy's 404 page to the report deleted it from pending-reports: never
@@ -389,7 +398,7 @@ async def test_a_final_report_answered_by_anything_but_the_servers_refusal_of_it
 
     def server(request: httpx.Request) -> httpx.Response:
         kept_when_sent.append(len(list(tmp_path.iterdir())))
-        return first if len(kept_when_sent) == 1 else httpx.Response(200, json={})
+        return first if len(kept_when_sent) == 1 else report_taken(request)
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(server), base_url="http://server")
     await CommandAgent(client, CREDENTIALS, docker_host=None, pending=pending)._report(

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import trio
 
+from tests.probe.trioscope_answers import report_taken
 from tests.synthetic import host_report
 from trioscope.wire import decode_report
 from trioscope_probe._agent import CommandAgent, Credentials
@@ -95,7 +96,7 @@ async def test_a_control_that_changes_containers_asks_for_a_report(
 
     def server(request: httpx.Request) -> httpx.Response:
         statuses.append(json.loads(request.content)["status"])
-        return httpx.Response(200, json={})
+        return report_taken(request)
 
     def execute(kind: str, parameters: Any) -> dict[str, Any]:
         if outcome == "failed":

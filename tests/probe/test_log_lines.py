@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.probe.trioscope_answers import report_taken
 from trioscope_probe._agent import CommandAgent, Credentials, enroll
 from trioscope_probe._executor import ControlError
 from trioscope_probe._refusals import ServerUnavailable, error_of
@@ -23,7 +24,7 @@ CREDENTIALS = Credentials("dep", "agent-1", "token-1")
 def _agent(statuses: list[dict[str, Any]]) -> CommandAgent:
     def server(request: httpx.Request) -> httpx.Response:
         statuses.append(json.loads(request.content))
-        return httpx.Response(200, json={})
+        return report_taken(request)
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(server), base_url="http://server")
     return CommandAgent(client, CREDENTIALS, docker_host="tcp://127.0.0.1:1")
