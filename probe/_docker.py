@@ -57,8 +57,10 @@ STATS_BUDGET = 10.0
 then are left out of this report (the containers are not)."""
 GRACE_CYCLES = 1
 """Cycles in a row the engine may fail while the last containers it listed are
-still reported (without statistics): one failed call should not turn every
-container into an inferred node and drop the stopped ones from the map."""
+still reported (without statistics, the engine said unreachable): one failed
+call should not turn every container into an inferred node and drop the
+stopped ones from the map of a server from before ``DockerInfo.reachable``
+(a later one keeps them, in state unknown, for as long as the engine fails)."""
 
 
 def _state(raw: str) -> str | None:
@@ -100,12 +102,13 @@ def run_shape(status: str) -> tuple[str, float]:
 
 
 class ContainerCollector:
-    """``collect()`` answers the engine's containers, or None while it is unreachable
-    (logged once per change).
+    """``collect()`` answers the engine's containers, or while it is unreachable
+    that it is and why (``DockerInfo.reachable``, ``problem``; logged once per
+    change): never None, which a report says of a host with no engine.
 
     Error handling: when a cycle's calls fail, the containers of the last cycle
     that succeeded are answered again, without statistics, for ``GRACE_CYCLES``
-    cycles; then None until the engine answers."""
+    cycles; then none until the engine answers."""
 
     def __init__(self, docker_host: str | None, *, env_values: bool = False, timeout: float = 5.0) -> None:
         self.docker_host = docker_host
@@ -137,7 +140,7 @@ class ContainerCollector:
             self._client = connect(self.docker_host, self.timeout)
         return self._client
 
-    def collect(self) -> DockerInfo | None:
+    def collect(self) -> DockerInfo:
         engine = self.docker_host or "(DOCKER_HOST)"
         try:
             client = self._connect()
@@ -167,23 +170,24 @@ class ContainerCollector:
         self._last = DockerInfo(containers=found[:10_000], engine_version=str(version)[:256])
         return self._last
 
-    def _unreachable(self, problem: str) -> DockerInfo | None:
-        """A cycle the engine failed (``problem``, in words): the last
-        containers again, for ``GRACE_CYCLES``, then None."""
+    def _unreachable(self, problem: str) -> DockerInfo:
+        """A cycle the engine failed (``problem``, in words): said so, with
+        the last containers again for ``GRACE_CYCLES``, then none."""
         engine = self.docker_host or "(DOCKER_HOST)"
         self._failures += 1
         self._client = None
         self._version = None
         # Statistics are of one moment: a repeated listing goes without them.
-        last = None if self._last is None or self._failures > GRACE_CYCLES else attrs.evolve(
-            self._last, containers=[attrs.evolve(c, stats=None) for c in self._last.containers])
+        last = [] if self._last is None or self._failures > GRACE_CYCLES else [
+            attrs.evolve(c, stats=None) for c in self._last.containers]
         if self._reachable is not False:
             log.warning("container engine %s unreachable: %s", engine, problem)
-            if last is not None:
+            if last:
                 log.info("container engine %s: reporting the %d containers it last listed for up to %d cycle(s)",
-                         engine, len(last.containers), GRACE_CYCLES)
+                         engine, len(last), GRACE_CYCLES)
         self._reachable = False
-        return last
+        return DockerInfo(containers=last, engine_version=self._last.engine_version if self._last else "",
+                          reachable=False, problem=problem[:256])
 
     def _readable(self, api: Any, summary: Any) -> ContainerInfo | None:
         """``_container``, or None (said once per container) where the engine's

@@ -31,22 +31,37 @@ class ContainerEngine:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> str:
+        try:
+            self.start()
+        except EngineUnavailable:
+            self.__exit__()
+            raise
+        return f"unix://{self.socket}"
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        self._log.close()
+        self._dir.cleanup()
+
+    def start(self) -> None:
+        """Start the engine on ``socket`` (again, after ``stop``) and wait until it answers.
+
+        Raises:
+            EngineUnavailable: it exited, or did not answer within ``START_TIMEOUT``.
+        """
         self.proc = subprocess.Popen(["bash", str(SCRIPT), "--exec", str(self.socket)],
                                      stdout=subprocess.DEVNULL, stderr=self._log)
         deadline = time.monotonic() + START_TIMEOUT
         while not self._answers():
             if self.proc.poll() is not None:
                 self._log.seek(0)
-                reason = f"the engine exited ({self.proc.returncode}): {self._log.read()[-500:]}"
-                self.__exit__()
-                raise EngineUnavailable(reason)
+                raise EngineUnavailable(f"the engine exited ({self.proc.returncode}): {self._log.read()[-500:]}")
             if time.monotonic() > deadline:
-                self.__exit__()
                 raise EngineUnavailable(f"the engine did not answer within {START_TIMEOUT:.0f} s")
             time.sleep(0.2)
-        return f"unix://{self.socket}"
 
-    def __exit__(self, *exc_info: object) -> None:
+    def stop(self) -> None:
+        """End the engine by its process id, as a daemon stops (its containers run on)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -54,8 +69,6 @@ class ContainerEngine:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
-        self._dir.cleanup()
 
     def _answers(self) -> bool:
         if not self.socket.exists():

@@ -160,8 +160,19 @@ class ContainerInfo:
 
 @attrs.frozen(kw_only=True)
 class DockerInfo:
+    """The host's container engine, which the probe is configured with (a
+    report without ``docker_info`` has none)."""
+
     containers: Containers = attrs.field(factory=list)
     engine_version: Name = ""
+    reachable: bool = True
+    """False: the engine does not answer the probe (its socket gone, its
+    daemon stopped), ``problem`` says why; ``containers`` are then at most
+    those it last listed, and the server keeps the host's last known
+    containers, in state ``unknown``, until it answers again. Absent (a
+    probe from before it was sent): True."""
+    problem: Name = ""
+    """Why the engine does not answer, in a few words ("" while it does)."""
 
 
 @attrs.frozen(kw_only=True)

@@ -155,24 +155,28 @@ def test_an_unknown_state_is_placed_by_its_status_text_and_logged_once(
         f"status '{status}'), shown as {shown}"]
 
 
-def test_a_failed_cycle_repeats_the_last_containers_without_statistics_then_none(
+def test_a_failed_cycle_says_the_engine_unreachable_with_the_last_containers_without_statistics_then_none(
         caplog: pytest.LogCaptureFixture) -> None:
     engine = Engine([listed()], inspected())
     collector = Collector(engine)
-    assert collector.collect().containers[0].stats is not None  # type: ignore[union-attr]
+    first = collector.collect()
+    assert first.reachable and first.problem == "" and first.containers[0].stats is not None
     engine.down = True
     with caplog.at_level(logging.INFO, logger="trioscope_probe"):
         grace = [collector.collect() for _ in range(_docker.GRACE_CYCLES)]
-        assert [[(c.id, c.name, c.state, c.stats) for c in info.containers] if info else None for info in grace] == [
+        assert [[(c.id, c.name, c.state, c.stats) for c in info.containers] for info in grace] == [
             [(CID, "listener", "running", None)]] * _docker.GRACE_CYCLES
-        assert collector.collect() is None
+        after = collector.collect()
+    assert [(info.reachable, info.problem, info.engine_version) for info in (*grace, after)] == [
+        (False, "connection refused", "4.3.1")] * (_docker.GRACE_CYCLES + 1)
+    assert after.containers == []
     assert [r.getMessage() for r in caplog.records] == [
         "container engine unix:///fake.sock unreachable: connection refused",
         "container engine unix:///fake.sock: reporting the 1 containers it last listed for up to "
         f"{_docker.GRACE_CYCLES} cycle(s)"]
     engine.down = False
     back = collector.collect()
-    assert back is not None and back.containers[0].stats is not None
+    assert back.reachable and back.problem == "" and back.containers[0].stats is not None
 
 
 def test_an_engine_that_cannot_be_reached_is_named_by_its_socket(tmp_path: Any,
@@ -180,7 +184,9 @@ def test_an_engine_that_cannot_be_reached_is_named_by_its_socket(tmp_path: Any,
     """Not requests' tuple ``('Connection aborted.', FileNotFoundError(2, ...))``."""
     caplog.set_level(logging.WARNING, logger="trioscope_probe")
     socket = tmp_path / "absent.sock"
-    assert ContainerCollector(f"unix://{socket}").collect() is None
+    info = ContainerCollector(f"unix://{socket}").collect()
+    assert (info.reachable, info.problem, info.containers) == (
+        False, f"cannot connect to socket {socket}: No such file or directory", [])
     (said,) = [r.getMessage() for r in caplog.records]
     assert said.endswith(f"unreachable: cannot connect to socket {socket}: No such file or directory"), said
 

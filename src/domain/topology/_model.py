@@ -331,8 +331,8 @@ def node_entries(nodes: Sequence[Node]) -> list[bytes]:
 
 
 _SUMMARY: dict[NodeKind, tuple[str, ...]] = {
-    NodeKind.HOST: ("hostname", "os", "ip_addresses", "cpu_cores", "memory_total_mb"),
-    NodeKind.CONTAINER: ("name", "image", "state", "labels", "pod", "service", "inferred"),
+    NodeKind.HOST: ("hostname", "os", "ip_addresses", "cpu_cores", "memory_total_mb", "container_engine"),
+    NodeKind.CONTAINER: ("name", "image", "state", "last_state", "labels", "pod", "service", "inferred"),
     NodeKind.PROCESS: ("pid", "name", "user", "container_name", "kernel_thread"),
     NodeKind.POD: ("namespace", "name", "uid", "hosts"),
     NodeKind.SERVICE: ("namespace", "name", "hosts"),

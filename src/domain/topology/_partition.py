@@ -10,7 +10,7 @@ it still has to resolve against everyone else's endpoints.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from operator import attrgetter
 from sys import intern
 from typing import Any
@@ -27,6 +27,7 @@ from trioscope.wire import (
 from trioscope.domain.agents import report_time
 
 from ._controls import controls_for
+from ._engine_outage import engine_metadata, engine_unreachable, kept_containers, listed_ids
 from ._model import (
     VIEWS, Node, NodeKind, Reps, View, container_id, host_id, host_part, pod_id, process_id, reps, service_id,
 )
@@ -141,7 +142,7 @@ def _groups(labels: Mapping[str, str], scope: str | None) -> tuple[str | None, s
 
 
 def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any], dict[str, float]]:
-    meta: dict[str, Any] = {"hostname": report.host_name, "agent_id": report.agent_id}
+    meta: dict[str, Any] = {"hostname": report.host_name, "agent_id": report.agent_id, **engine_metadata(report)}
     metrics: dict[str, float] = {}
     if info is None:
         return meta, metrics
@@ -300,6 +301,9 @@ def report_shape(report: Report) -> bytes:
          for c in containers],
         list(map(_PROCESS_SHAPE, processes)),
         list(map(_CONNECTION_SHAPE, connections)),
+        # Only when so, so that every other report's digest stays as it was: its
+        # containers are then kept as last known (``kept_containers``).
+        *(("engine unreachable",) if engine_unreachable(report) else ()),
     )
     return hashlib.sha256(orjson.dumps(document)).digest()[:SHAPE_BYTES]
 
@@ -318,15 +322,21 @@ def build_partition(report: Report, received_at: float, previous: Partition | No
     False, the default, offers no controls; ``allowed``: the controls that
     agent runs (``Partition.allowed``; None, the default: all of them);
     ``scope``: the ``node_scope`` of that agent's tenant (``Partition.scope``),
-    which its node ids carry (None, the default: none)."""
+    which its node ids carry (None, the default: none).
+
+    A report whose container engine does not answer keeps the containers
+    ``previous`` has (``kept_containers``)."""
     if shape is None:
         shape = report_shape(report)
     if not enrolled:
         allowed = None  # no controls to restrict
     if (previous is not None and previous.shape == shape and previous.agent_id == report.agent_id
             and previous.enrolled == enrolled and previous.allowed == allowed and previous.scope == scope):
-        return refreshed(previous, report, received_at)
-    return _build(report, received_at, shape, enrolled, allowed, scope)
+        partition = refreshed(previous, report, received_at)
+    else:
+        partition = _build(report, received_at, shape, enrolled, allowed, scope,
+                           listed_ids(previous) if engine_unreachable(report) else ())
+    return kept_containers(partition, previous) if engine_unreachable(report) else partition
 
 
 def refreshed(previous: Partition, report: Report, received_at: float) -> Partition:
@@ -359,7 +369,7 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
                 # Started or stopped: its published ports, which the shape
                 # leaves to its state, are taken or given back.
                 return _build(report, received_at, previous.shape, previous.enrolled, previous.allowed,
-                              previous.scope)
+                              previous.scope, listed_ids(previous) if engine_unreachable(report) else ())
             node = _container_node(c, host, agent, when, previous.enrolled, previous.allowed, previous.scope)
         nodes[node.id] = node
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
@@ -387,7 +397,11 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
 
 
 def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
-           allowed: frozenset[str] | None = None, scope: str | None = None) -> Partition:
+           allowed: frozenset[str] | None = None, scope: str | None = None,
+           listed_before: Sequence[str] = ()) -> Partition:
+    """``listed_before``: the ids of the containers the engine listed before
+    it stopped answering, beside the report's own, to which its processes'
+    short ids resolve (``kept_containers`` then keeps their nodes)."""
     when = report_time(report, received_at)
     agent = report.agent_id
     hostname = report.host_name
@@ -450,7 +464,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         if uid in pod_networks:
             networks[node_id] = pod_networks[uid]
 
-    ids = ContainerIds([c.id for c in containers])
+    ids = ContainerIds([*listed_before, *(c.id for c in containers)])
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
     by_pid: dict[int, str] = {}
     process_groups: dict[str | None, None] = {}  # ordered set

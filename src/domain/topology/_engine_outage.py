@@ -1,0 +1,116 @@
+"""A host whose container engine does not answer its probe (the report's
+``docker_info.reachable`` false): its host node says so, and its containers
+are kept, stale, rather than dropped as if removed.
+
+The engine's outage says nothing of the containers: a stopped Docker daemon
+with live-restore, or Podman's API service, leaves them running. Before, the
+report listed none of them: they vanished from the topology, and those whose
+processes the probe still saw came back as inferred containers, "running"
+(a paused one too). Now every container the engine last listed stays as it
+was last known, in state ``unknown`` (its last state in ``last_state``),
+without metrics and without controls (no control could reach it), until the
+engine answers and lists them again."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from trioscope.wire import Report
+
+from ._controls import controls_for
+from ._model import Node, NodeKind, Reps
+
+if TYPE_CHECKING:
+    from ._partition import Partition  # which imports this module (``engine_metadata``)
+
+UNKNOWN = "unknown"
+"""A container's state while its host's engine does not answer."""
+
+
+def engine_metadata(report: Report) -> dict[str, Any]:
+    """The host node's metadata of its container engine: ``container_engine``
+    "reachable" or "unreachable" (and then ``container_engine_problem``);
+    none for a report without ``docker_info`` (no engine configured)."""
+    engine = report.docker_info
+    if engine is None:
+        return {}
+    if engine.reachable:
+        return {"container_engine": "reachable"}
+    return {"container_engine": "unreachable", "container_engine_problem": engine.problem}
+
+
+def engine_unreachable(report: Report) -> bool:
+    """Whether ``report`` says its host's container engine does not answer."""
+    return report.docker_info is not None and not report.docker_info.reachable
+
+
+def listed_ids(partition: Partition | None) -> list[str]:
+    """The ids (the engine's) of the containers the engine listed in ``partition``."""
+    if partition is None:
+        return []
+    return [n.metadata["container_id"] for n in partition.nodes.values()
+            if n.kind is NodeKind.CONTAINER and not n.metadata.get("inferred")]
+
+
+def stale(node: Node) -> Node:
+    """A container node as last known, its engine not answering (the same
+    node if it is so already)."""
+    if node.status == UNKNOWN and "last_state" in node.metadata:
+        return node
+    metadata = {**node.metadata, "state": UNKNOWN, "last_state": node.metadata.get("state", node.status)}
+    if "controls" in metadata:  # kept, so that the signed report's version still wins a merge: none offered
+        metadata["controls"] = controls_for(UNKNOWN)
+    return node.evolve(status=UNKNOWN, metadata=metadata, metrics={})
+
+
+def kept_containers(partition: Partition, previous: Partition | None) -> Partition:
+    """``partition``, of a report whose engine does not answer, with every
+    container the engine listed ``stale``: those of the report (what its probe
+    last listed, if any) and those of ``previous`` (the agent's partition
+    before it, on the same host) that the report lacks or only inferred from
+    its processes' cgroups, each with its place in the views and its pod and
+    service. Containers inferred and never listed stay as they are.
+
+    The same objects where nothing changes (an outage's later reports, whose
+    partition ``refreshed`` built from one that went through here): the
+    merge's fast path (``Partition.same_structure``) holds during an outage.
+    Endpoints (a container's addresses, published ports) are the report's:
+    connections to a kept container's own address are not resolved meanwhile."""
+    container = NodeKind.CONTAINER
+    nodes = dict(partition.nodes)
+    for node in partition.nodes.values():
+        if node.kind is container and not node.metadata.get("inferred"):
+            nodes[node.id] = stale(node)
+    reps: dict[str, Reps] = {}
+    pods: dict[str, tuple[str, ...]] = {}
+    services: dict[str, tuple[str, ...]] = {}
+    if previous is not None and previous.host == partition.host and previous.scope == partition.scope:
+        for node in [n for n in previous.nodes.values() if n.kind is container]:
+            now = nodes.get(node.id)
+            if node.metadata.get("inferred") or (now is not None and not now.metadata.get("inferred")):
+                continue
+            nodes[node.id] = stale(node)
+            if partition.reps.get(node.id) != previous.reps[node.id]:
+                reps[node.id] = previous.reps[node.id]
+            _join(pods, partition.pods, node.metadata.get("pod"), node.id)
+            _join(services, partition.services, node.metadata.get("service"), node.id)
+    if len(nodes) == len(partition.nodes) and all(nodes[k] is v for k, v in partition.nodes.items()):
+        return partition  # (reps, pods and services change only with a node added)
+    return attrs.evolve(partition, nodes=nodes, reps={**partition.reps, **reps} if reps else partition.reps,
+                        pods={**partition.pods, **pods} if pods else partition.pods,
+                        services={**partition.services, **services} if services else partition.services,
+                        kinds=partition.kinds | {container})
+
+
+def _join(added: dict[str, tuple[str, ...]], groups: Mapping[str, tuple[str, ...]], group: str | None,
+          member: str) -> None:
+    """Add ``member`` to ``group`` in ``added`` (the groups changed, each
+    whole), unless ``groups`` (the partition's) has it there already."""
+    if group is None:
+        return
+    members = added.get(group, groups.get(group, ()))
+    if member not in members:
+        added[group] = (*members, member)
