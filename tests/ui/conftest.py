@@ -157,11 +157,15 @@ def ui(browser: Browser, server: ServerProcess, request: pytest.FixtureRequest) 
 
 
 def post_report(server: ServerProcess, index: int, *, timestamp: float | None = None,
-                signer: StatusAgent | None = None, **sizes: Any) -> None:
+                signer: StatusAgent | None = None, engine: dict[str, Any] | None = None, **sizes: Any) -> None:
     """A probe's report for host number ``index`` (accepted: 202); signed with
-    ``signer``'s credentials, as a probe enrolled in its deployment sends it."""
+    ``signer``'s credentials, as a probe enrolled in its deployment sends it;
+    ``engine``: keys of its ``docker_info`` instead of the synthetic ones
+    (``reachable``, ``problem``, ``containers``)."""
     sizes = {"containers": 4, "processes": 8, "connections": 6, **sizes}
     body = host_report(index, timestamp=time.time() if timestamp is None else timestamp, **sizes)
+    if engine is not None:
+        body["docker_info"] = {**body["docker_info"], **engine}
     response = (trio.run(_signed_post, signer, "/api/v1/reports", body) if signer is not None
                 else httpx.post(f"{server.base_url}/api/v1/reports", json=body, timeout=10))
     assert response.status_code == 202, response.text

@@ -240,6 +240,28 @@ def test_health_colours_by_status_and_a_hot_cpu(page: Page) -> None:
                       "healthy", "critical", "warning"]
 
 
+def test_a_host_whose_container_engine_does_not_answer_is_a_warning_and_says_so(page: Page) -> None:
+    result = run(page, "engine", """
+      const { health } = await import('/ui/js/health.js');
+      const host = (engine, metrics = {}) => ({ type: 'host', status: 'up', metrics,
+        metadata: engine ? { container_engine: engine, container_engine_problem: 'socket gone' } : {} });
+      const container = (status, metadata) => ({ type: 'container', status, metrics: {}, metadata });
+      const nodes = [host('unreachable'), host('reachable'), host(null), host('unreachable', { cpu_usage: 95 }),
+                     container('unknown', { last_state: 'paused' }), container('unknown', {}),
+                     container('running', {})];
+      return nodes.map((n) => [health(n), m.statusText(n), m.statusNote(n), m.stale(n), m.engineDown(n)]);
+    """)
+    assert result == [
+        ["warning", "up, container engine unreachable", "engine unreachable", False, True],
+        ["healthy", "up", "", False, False],
+        ["healthy", "up", "", False, False],  # no engine configured
+        ["critical", "up, container engine unreachable", "engine unreachable", False, True],
+        ["unknown", "unknown (last: paused)", "", True, False],
+        ["unknown", "unknown", "", False, False],  # a state the probe did not know: not stale
+        ["healthy", "running", "", False, False],
+    ]
+
+
 PROCESSES = NODES + """
 const proc = (host, pid, name, extra = {}) => node(`process:${host}:${pid}`, `host:${host}`, {
   label: name, host: `host:${host}`, metadata: { pid, name, ...(extra.metadata || {}) },

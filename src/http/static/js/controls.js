@@ -6,6 +6,7 @@
 
 import { ApiError, api, socketUrl, tokenProtocols } from "./api.js";
 import { el } from "./dom.js";
+import { NO_CONTROLS_STALE, stale } from "./engine.js";
 import { visible, visibleLines, visibleShort } from "./format.js";
 import { LiveLog } from "./livelog.js";
 import { ReconnectingSocket } from "./socket.js";
@@ -75,7 +76,9 @@ export class Controls {
           type: "button", "data-control": control.id, text: control.label,
           onclick: () => this.#run(node, control),
         })))
-        : el("p", { class: "muted", text: "No controls in this state." }),
+        // A container as last known offers none (the server says so: a control is refused 409): why.
+        : el("p", { class: "muted", "data-no-controls": stale(node) ? "stale" : "state",
+          text: stale(node) ? NO_CONTROLS_STALE : "No controls in this state." }),
       this.list,
       offered.some((control) => control.id === "logs") ? this.liveLog.render(node) : null);
   }

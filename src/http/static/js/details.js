@@ -6,6 +6,7 @@
 
 import { api } from "./api.js";
 import { el, sparkline, stableKey } from "./dom.js";
+import { STALE_REASON, engineDown, stale, statusText } from "./engine.js";
 import { health } from "./health.js";
 import { metricLabel, metricValue, visible } from "./format.js";
 import { memberIds } from "./groups.js";
@@ -173,10 +174,19 @@ export class DetailsPanel {
     const metadata = node.metadata || {};
     const top = [
       el("p", {},
-        el("span", { class: `badge status ${health(node)}`, text: visible(node.status) }), " ",
+        el("span", { class: `badge status ${health(node)}`, text: visible(statusText(node)) }), " ",
         el("span", { class: "badge", text: visible(node.type) }), " ",
         el("span", { class: "muted", text: `seen ${new Date(node.last_seen).toLocaleTimeString()}` })),
     ];
+    // Said in words (and the warning's shape), not by a colour: the metadata below has it only as keys.
+    if (engineDown(node)) {
+      const problem = metadata.container_engine_problem;
+      top.push(el("p", { class: "engine status warning", "data-engine": "unreachable",
+        text: `Container engine: unreachable${problem ? ` — ${visible(problem)}` : ""}` }));
+    } else if (stale(node)) {
+      top.push(el("p", { class: "stale-reason", "data-stale": "",
+        text: `Last known state: ${visible(metadata.last_state)}. ${STALE_REASON}` }));
+    }
     // null for those who may not control it: nothing shown (replaceChildren would write "null").
     const controls = node.type === "container" ? this.controls.render(node, details) : null;
     if (controls) top.push(controls);

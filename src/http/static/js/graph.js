@@ -3,6 +3,7 @@
 // frame, and no sooner after a draw than it took: pacer.js), with one path per
 // colour so that 10,000 nodes are a handful of canvas calls.
 
+import { stale, statusNote, statusText } from "./engine.js";
 import { visible, visibleShort } from "./format.js";
 import { COLOURS, health } from "./health.js";
 import { labelOfId } from "./model.js";
@@ -18,6 +19,7 @@ const DOTS_APART_PX = 8;
 const GROUP_FONT = "600 12px system-ui, sans-serif";
 const GROUP_LABEL_MIN_PX = 24; // narrower than this, a group's name is not drawn at all
 const LABEL_WIDTHS_KEPT = 5000; // group names whose drawn width is remembered
+const NOTE_INK = "#566074"; // a note under a name (statusNote): 5.5:1 on a group's disc
 
 export class GraphView {
   constructor(canvas, { onSelect }) {
@@ -213,7 +215,9 @@ export class GraphView {
     ctx.stroke();
 
     // Nodes: one path per colour; the ones the filter leaves out stay, faint,
-    // so that the picture keeps its shape while searching.
+    // so that the picture keeps its shape while searching. A container shown
+    // as last known (its host's engine does not answer) is a ring, as the
+    // legend's "unknown" is: no longer the engine's word.
     const buckets = new Map();
     const labelled = [];
     for (const [id, node] of this.nodes) {
@@ -222,7 +226,7 @@ export class GraphView {
       const r = this.radius(node);
       if (!inSight(place, r)) continue;
       const on = this.match(node);
-      const key = on ? health(node) : "faint";
+      const key = on ? (stale(node) ? "stale" : health(node)) : "faint";
       if (!buckets.has(key)) buckets.set(key, []);
       buckets.get(key).push(place.x, place.y, r);
       if (on && labelled.length < MAX_LABELS) labelled.push([node, place, r]);
@@ -232,6 +236,14 @@ export class GraphView {
       for (let i = 0; i < flat.length; i += 3) {
         ctx.moveTo(flat[i] + flat[i + 2], flat[i + 1]);
         ctx.arc(flat[i], flat[i + 1], flat[i + 2], 0, 2 * Math.PI);
+      }
+      if (key === "stale") {
+        ctx.fillStyle = "#fff";
+        ctx.fill();
+        ctx.strokeStyle = COLOURS.unknown;
+        ctx.lineWidth = 2 / k;
+        ctx.stroke();
+        continue;
       }
       ctx.fillStyle = key === "faint" ? "rgba(154, 163, 178, 0.18)" : COLOURS[key];
       ctx.fill();
@@ -272,8 +284,17 @@ export class GraphView {
     if (room >= 6) { // fewer are not worth their drawing time
       ctx.font = "11px system-ui, sans-serif";
       ctx.fillStyle = "#1d2330";
+      const notes = []; // a line under the name: statusNote (a host whose container engine does not answer)
       for (const [node, place, r] of labelled) {
-        ctx.fillText(visibleShort(node.label, room), x + place.x * k, y + (place.y + r) * k + 13);
+        const at = y + (place.y + r) * k + 13;
+        ctx.fillText(visibleShort(node.label, room), x + place.x * k, at);
+        const note = statusNote(node);
+        if (note) notes.push([note, x + place.x * k, at + 12]);
+      }
+      if (notes.length) {
+        ctx.font = "italic 10px system-ui, sans-serif";
+        ctx.fillStyle = NOTE_INK;
+        for (const [note, nx, ny] of notes) ctx.fillText(visibleShort(note, room), nx, ny);
       }
     }
   }
@@ -392,7 +413,7 @@ export class GraphView {
         this.hoveredGroup = group;
         canvas.classList.toggle("pointing", Boolean(hovered));
         const node = this.nodes.get(hovered);
-        canvas.title = node ? `${visible(node.label)} (${visible(node.status)})`
+        canvas.title = node ? `${visible(node.label)} (${visible(statusText(node))})`
           : group ? visible(labelOfId(group, this.nodes, this.names)) : "";
         if (redraw) this.invalidate();
       }

@@ -1,5 +1,8 @@
 // A node's health for colouring: healthy, warning, critical or unknown, from
-// its status and, for a healthy node, how hot its CPU runs. Pure.
+// its status and, for a healthy node, how hot its CPU runs and, for a host,
+// whether its container engine answers (engine.js). Pure.
+
+import { engineDown } from "./engine.js";
 
 // Hosts (up/down/stale), containers (Docker states) and processes (psutil's
 // states: a sleeping process is a normal one).
@@ -34,5 +37,6 @@ export function health(node) {
   const cpu = statuses ? metrics.cpu_percent_max : metrics.cpu_usage ?? metrics.cpu_percent;
   if (typeof cpu === "number" && cpu >= 90) return "critical";
   if (typeof cpu === "number" && cpu >= 75) return "warning";
+  if (engineDown(node)) return "warning"; // up, but its containers are only as last known
   return base;
 }

@@ -7,6 +7,7 @@
 // and Enter opens the focused node. Focus follows the node, not the row
 // element: when a live diff re-sorts the rows, it moves with its node.
 
+import { stale, statusText } from "./engine.js";
 import { health } from "./health.js";
 import { labelOfId } from "./model.js";
 import { metricLabel, metricValue, visible } from "./format.js";
@@ -78,7 +79,8 @@ export class TableView {
     const columns = [
       { key: "label", title: "Name", get: (n) => n.label },
       ...(showType ? [{ key: "type", title: "Type", get: (n) => n.type }] : []),
-      { key: "status", title: "Status", get: (n) => n.status, status: true },
+      // "unknown (last: running)" for a container its host's engine no longer lists: sorted as shown.
+      { key: "status", title: "Status", get: statusText, status: true },
       { key: "parent", title: "Parent", get: (n) => (n.parent ? labelOfId(n.parent, all, names) : "") },
       ...metrics.slice(0, MAX_METRIC_COLUMNS).map((name) => ({
         key: name, title: metricLabel(name), metric: name, get: (n) => (n.metrics ? n.metrics[name] : undefined),
@@ -271,6 +273,7 @@ export class TableView {
       row.dataset.id = node.id;
       row.setAttribute("aria-rowindex", String(first + i + 2));
       row.classList.toggle("selected", node.id === this.selected);
+      row.classList.toggle("stale", stale(node)); // muted: as last known, its engine not answering
       this.columns.forEach((column, c) => {
         const cell = row.children[c];
         const value = column.get(node);
