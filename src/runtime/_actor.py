@@ -123,7 +123,7 @@ class ActorContext:
         never for handling messages, nor for timers (``send_after``, ``every``
         and ``alarm`` wait in one task for the whole system).
         """
-        self._tasks.start_soon(fn, *args, name=name)
+        self._tasks.start_soon(self._cell.run_task, fn, args, name=name or fn)
 
     async def tell_self(self, message: Any) -> None:
         """Hand ``message`` to this actor, from one of its background tasks
@@ -198,7 +198,7 @@ class ActorContext:
         """A ``Waiting``: one background wait at a time (``Waiting.start``)
         whose end is told to this actor, as what the wait returns or, if it
         returns None, ``message``. Ends with this incarnation."""
-        return Waiting(message, self._tasks.start_soon, self.send_after)
+        return Waiting(message, self.start_soon, self.send_after)
 
     def _timer(self, message: Any, period: float | None) -> Timer:
         return Timer(message, period, self._timers, self._cell.mailbox, self._cell.system.timers,

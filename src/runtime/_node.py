@@ -9,6 +9,7 @@ object and a fresh cancel scope.
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -231,8 +232,10 @@ class ActorCell(Node):
         self.stop_requested = False
         self._current: Any = None
         self._failed_later: tuple[BaseException, Any] | None = None
-        """The failure of a ``Later`` work and the message it answered: the
-        crash is that message's, not the one being handled when it failed."""
+        """The failure of one of the incarnation's tasks (a ``Later`` work,
+        a ``start_soon`` task) and the message it answered (None: none): the
+        crash is that message's, not the one being handled when it failed,
+        whose asker is told of it (``ActorFailed``), not that the actor stopped."""
         self.rate = RateMeter(trio.current_time())
 
     @property
@@ -381,7 +384,7 @@ class ActorCell(Node):
                 item.fail(ActorFailed(self.path, exc))
                 raise
             except BaseException:
-                item.fail(ActorStopped(self.path))
+                item.fail(self._cut_short())
                 raise
             else:
                 if type(value) is Forward:
@@ -395,6 +398,10 @@ class ActorCell(Node):
                 value = await actor.handle(item)
             except actor.refusals as refusal:
                 events.refused(self.path, self.type_name, refusal, item)  # told, not asked: nobody to answer
+            except BaseException:
+                if self._failed_later is not None:
+                    self.dead_letter(item)  # cut short by another task's crash: not handled, and nobody told
+                raise
             else:
                 if type(value) is Forward:
                     value.target.offer(value.message)  # a tell promises nothing; a stopped target counts it
@@ -425,11 +432,29 @@ class ActorCell(Node):
             raise
         except BaseException:
             if ask is not None:
-                ask.fail(ActorStopped(self.path))
+                ask.fail(self._cut_short())
             raise
         else:
             if ask is not None:
                 ask.resolve(value)
+
+    def _cut_short(self) -> ActorFailed | ActorStopped:
+        """What an ask whose handling was cancelled is told: the crash of
+        another of the incarnation's tasks, if one failed (it may have been
+        partly handled: not "stopped", which says nothing was), else that the
+        actor is stopping."""
+        failed = self._failed_later
+        return ActorFailed(self.path, failed[0]) if failed is not None else ActorStopped(self.path)
+
+    async def run_task(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
+        """One of the incarnation's tasks (``ActorContext.start_soon``): a
+        failure is kept, as a ``Later`` work's is, for the crash it causes."""
+        try:
+            await fn(*args)
+        except Exception as exc:
+            if self._failed_later is None:
+                self._failed_later = (exc, None)
+            raise
 
     async def _call_on_stop(self, actor: Actor) -> None:
         try:

@@ -94,7 +94,9 @@ async def test_a_failure_of_the_later_work_crashes_the_actor_and_reaches_the_ask
         assert len(started) == 2  # restarted
 
 
-async def test_a_later_answer_still_waiting_when_the_actor_restarts_is_actor_stopped(autojump_clock):
+async def test_a_later_answer_still_waiting_when_another_work_crashes_the_actor_is_that_crash(autojump_clock):
+    """Not ``ActorStopped`` (nothing done, the actor gone for good): its work
+    was under way when the crash of another cut it short."""
     started: list[int] = []
     async with open_actor_system(tree([], started)) as system, trio.open_nursery() as nursery:
         slow = system.lookup("/root/slow")
@@ -103,7 +105,7 @@ async def test_a_later_answer_still_waiting_when_the_actor_restarts_is_actor_sto
         async def ask_later() -> None:
             try:
                 await slow.ask(("later", "never"), timeout=60)
-            except ActorStopped as exc:
+            except ActorFailed as exc:
                 failed.append(exc)
 
         nursery.start_soon(ask_later)
@@ -113,6 +115,7 @@ async def test_a_later_answer_still_waiting_when_the_actor_restarts_is_actor_sto
             await slow.ask(("later", "break"))
         await trio.testing.wait_all_tasks_blocked()
         assert len(failed) == 1 and len(started) == 2
+        assert isinstance(failed[0], ActorFailed) and isinstance(failed[0].cause, KeyError)
 
 
 async def test_told_later_work_runs_and_its_answer_is_dropped(autojump_clock):
@@ -161,3 +164,41 @@ async def test_a_failed_later_work_is_logged_as_the_message_it_answered(autojump
         crashes = [r.getMessage() for r in caplog.records if getattr(r, "event", None) == "crashed"]
         assert len(crashes) == 1 and "crashed handling AnswerLater: KeyError" in crashes[0], crashes
         hold.set()
+
+
+class _TaskBreaks(Actor):
+    """Handles ``("slow", x)`` for 5 s; ``"task"`` starts a task that fails in 1 s."""
+
+    def __init__(self, handled: list[str]) -> None:
+        self.handled = handled
+
+    async def handle(self, message: Any) -> Any:
+        if message == "task":
+            self.context.start_soon(self._fails)
+            return None
+        await trio.sleep(5)
+        self.handled.append(message)
+        return message
+
+    async def _fails(self) -> None:
+        await trio.sleep(1)
+        raise KeyError("the task's bug")
+
+
+async def test_a_message_cut_short_by_a_background_tasks_crash_is_told_that_crash(autojump_clock):
+    """Its asker was told ``ActorStopped`` (gone for good, nothing done) though
+    the actor restarted at once, and a told one vanished uncounted."""
+    handled: list[str] = []
+    spec = SupervisorSpec(name="root", children=[ActorSpec(name="a", factory=lambda: _TaskBreaks(handled))])
+    async with open_actor_system(spec) as system:
+        actor = system.lookup("/root/a")
+        await actor.ask("task")
+        with pytest.raises(ActorFailed) as cut:
+            await actor.ask("innocent", timeout=30)
+        assert isinstance(cut.value.cause, KeyError)
+        await actor.ask("task")
+        actor.tell("told")
+        before = system.dead_letters
+        await trio.sleep(3)
+        assert system.dead_letters == before + 1 and handled == []
+        assert await actor.ask("after", timeout=30) == "after"  # restarted
