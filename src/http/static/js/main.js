@@ -15,7 +15,7 @@ import { ProcessesShown, groupShowing, isGroupId, processesView } from "./groups
 import { health } from "./health.js";
 import { Layout } from "./layout.js";
 import { Topology, splitId } from "./model.js";
-import { Pacer } from "./pacer.js";
+import { Pacer, Throttle } from "./pacer.js";
 import { ReconnectingSocket } from "./socket.js";
 import { VIEWS, formatState, kindOf, parseLabels, parseState, unknownParams, viewOf } from "./state.js";
 import { MAX_METRIC_COLUMNS, TableView } from "./table.js";
@@ -56,6 +56,12 @@ let announced = null; // the connection's state as last read out (showConnection
 const picked = new Set(); // the last PICKED_KEPT nodes the user picked from the page (not from a URL), oldest first
 const PICKED_KEPT = 200;
 const renderer = new Pacer(render); // renders at most once a frame, and no more often than a render takes
+let lastMatched = null; // the ids the filters let through at the last render (null: no filter)
+// With "size by" set, most nodes' sizes change at each version (cpu): redrawing
+// 116,000 nodes for each locked the page (1.2-2.5 s tasks back to back).
+const SIZES_EVERY_MS = 1000;
+const sizes = new Throttle(invalidate, SIZES_EVERY_MS);
+let matchedVersion = 0; // changes whenever those do: what the graph worked out from them is worked out again
 
 const graph = new GraphView($("canvas"), { onSelect: (id) => select(id) });
 const table = new TableView($("table"), {
@@ -328,10 +334,16 @@ function onTopology(payload) {
   if (selected) details.touched();
   // Reports come every few seconds from every host, most changing nothing drawn (last_seen):
   // those redraw nothing (a group's details are drawn from the view: they follow it).
-  if (change.kind === "reset" || change.added.length || change.removed.length || change.edges
-      || (selected && isGroupId(state.node)) || changesShown(change.updated, before)
-      || model.metricNames().join("\n") !== metricsBefore) { // a metric came or went: a choice, a column
+  const drawn = change.kind === "reset" || change.added.length || change.removed.length || change.edges
+    || (selected && isGroupId(state.node));
+  const updated = drawn ? "shown" : changesShown(change.updated, before);
+  if (updated === "shown" || model.metricNames().join("\n") !== metricsBefore) { // a metric came or went: a choice, a column
     invalidate();
+  } else if (updated === "size") {
+    // The graph's sizes follow within a second (or three renders' time, when a render
+    // takes more than a third of one: most of the page's time stays the user's), not at each version.
+    sizes.every = Math.max(SIZES_EVERY_MS, 3 * renderer.lastCost);
+    sizes.request();
   }
 }
 
@@ -348,24 +360,30 @@ function formerNodes(payload) {
 }
 
 // Whether any of the `updated` nodes looks different now from `before` (its
-// former self): what the graph or the table shows of it, or whether the filters let it through.
+// former self): "shown" when what the graph or the table shows of it changed,
+// or whether the filters let it through; else "size" when only the metric the
+// graph sizes nodes by changed; else "".
 function changesShown(updated, before) {
-  if (!updated.length) return false;
-  const metrics = state.mode === "table" ? model.metricNames().slice(0, MAX_METRIC_COLUMNS) : [state.size];
+  if (!updated.length) return "";
+  const metrics = state.mode === "table" ? model.metricNames().slice(0, MAX_METRIC_COLUMNS) : [];
+  const sizeBy = state.mode === "graph" ? state.size : "";
+  const sizeOf = (node) => (node.metrics ? node.metrics[sizeBy] : undefined);
   const match = compileFilter(filtersOf(state));
+  let sized = false;
   for (const id of updated) {
     const old = before.get(id), node = model.nodes.get(id);
-    if (!old || !node) return true;
-    if (looks(old, metrics) !== looks(node, metrics)) return true;
-    if (match.active && match(old) !== match(node)) return true;
+    if (!old || !node) return "shown";
+    if (looks(old, metrics) !== looks(node, metrics)) return "shown";
+    if (match.active && match(old) !== match(node)) return "shown";
+    if (sizeBy && !sized && sizeOf(old) !== sizeOf(node)) sized = true;
   }
-  return false;
+  return sized ? "size" : "";
 }
 
 // What the graph and the table show of a node: its colour, name, kind and
 // parent, its container's name (model.names: a group disc's label, the
 // Parent column), how many processes a group holds, and the metrics shown
-// (the table's columns, or the one the graph sizes nodes by).
+// (the table's columns; the one the graph sizes nodes by is changesShown's).
 function looks(node, metrics) {
   const meta = node.metadata || {};
   const values = metrics.map((name) => (name && node.metrics ? node.metrics[name] : undefined));
@@ -478,9 +496,21 @@ function render() {
   let matched = null;
   if (match.active) {
     matched = new Set();
-    for (const [id, node] of all) if (match(node)) matched.add(id);
+    let same = lastMatched !== null;
+    for (const [id, node] of all) {
+      if (!match(node)) continue;
+      matched.add(id);
+      if (same && !lastMatched.has(id)) same = false;
+    }
+    if (!same || matched.size !== lastMatched.size) matchedVersion += 1;
+  } else if (lastMatched !== null) {
+    matchedVersion += 1;
   }
+  lastMatched = matched;
   const shows = matched ? (node) => matched.has(node.id) : everything;
+  // The filters (not the version: a diff moves only the table's rows it changes; a new view sorts afresh).
+  const key = `${viewNumber}\n${JSON.stringify([filters.q, filters.type, filters.labels, filters.metric, filters.min,
+    state.group, state.kthreads])}`;
   const metrics = model.metricNames();
   const shown = matched ? matched.size : all.size;
   const loading = model.version === null;
@@ -494,19 +524,17 @@ function render() {
   }
   if (state.mode === "graph") {
     graph.setData({ nodes: all, names: model.names, edges: model.edges, edgesVersion: model.edgeVersion, layout, match: shows,
-      sizeBy: state.size, selected: shownOf(state.node) });
+      matchKey: `${key}\n${matchedVersion}`, sizeBy: state.size, selected: shownOf(state.node) });
     graph.drawNow(); // in this frame, and counted in this render's cost (pacer.js)
     // A picture to a screen reader: what it shows, and where the same nodes can be read and picked.
     const described = `Topology graph of ${$("counts").textContent}: the Table display lists them for keyboard and screen-reader use.`;
     if ($("canvas").getAttribute("aria-label") !== described) $("canvas").setAttribute("aria-label", described);
   } else {
     const nodes = matched ? [...all.values()].filter(shows) : [...all.values()];
-    // The filters (not the version: a diff moves only the rows it changes; a new view sorts afresh).
-    const key = `${viewNumber}\n${JSON.stringify([filters.q, filters.type, filters.labels, filters.metric, filters.min,
-      state.group, state.kthreads])}`;
     table.setData({ nodes, all, names: model.names, metrics, showType: state.view === "all", sort: state.sort, dir: state.dir,
       selected: shownOf(state.node), key });
   }
+  sizes.done(); // this render drew the sizes as they are now: the next change of sizes waits from here
   if (isGroupId(state.node) && groupNode(state.node) !== shownGroup) showDetails(); // it changed, or went
   fillMetricChoices(metrics);
   showEmpty();
@@ -754,7 +782,8 @@ window.trioscope = Object.freeze({
   version: () => model.version,
   lastFrameMs: () => graph.lastFrameMs,
   draws: () => graph.draws, // canvas redraws so far
-  idle: () => !renderer.scheduled && !graph.pacer.scheduled, // nothing waits to be drawn
+  groupEdgeRuns: () => graph.betweenRuns, // times the edges between groups were worked out
+  idle: () => !renderer.scheduled && !graph.pacer.scheduled && sizes.timer === null, // nothing waits to be drawn
 });
 
 regroup();

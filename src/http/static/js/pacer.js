@@ -57,3 +57,37 @@ export class Pacer {
     }
   }
 }
+
+// Asks for `work` at most once every `every` ms however often it is asked for:
+// for changes worth showing but not at each version (the sizes of the nodes, when
+// the graph sizes them by a metric that changes on most nodes at each version: a
+// redraw of the All view at each of them locked the page). `done()` says the work
+// was just done by other means (a render for another change): what was waiting is
+// dropped, and the next one waits `every` from there.
+export class Throttle {
+  constructor(work, every, { now = () => performance.now(), later = (f, ms) => setTimeout(f, ms),
+    cancel = (timer) => clearTimeout(timer) } = {}) {
+    Object.assign(this, { work, every, now, later, cancel });
+    this.last = -Infinity;
+    this.timer = null;
+  }
+
+  request() {
+    if (this.timer !== null) return;
+    const wait = this.last + this.every - this.now();
+    if (wait <= 0) this.#run();
+    else this.timer = this.later(() => this.#run(), wait);
+  }
+
+  done() {
+    this.last = this.now();
+    if (this.timer !== null) this.cancel(this.timer);
+    this.timer = null;
+  }
+
+  #run() {
+    this.timer = null;
+    this.last = this.now();
+    this.work();
+  }
+}
