@@ -55,3 +55,39 @@ def test_sizes_that_change_are_redrawn(ui: Ui) -> None:
     post_report(ui.server, 0, containers=2, container_load=50.0)  # only their sizes change
     ui.page.wait_for_function("(d) => trioscope.draws() > d", arg=draws)
     assert ui.page.evaluate("(id) => trioscope.radius(id)", first) > radius
+
+
+def test_finding_the_node_under_the_pointer_looks_only_at_the_nodes_near_it(ui: Ui) -> None:
+    for index in range(2):
+        post_report(ui.server, index, processes=150)
+    ui.open("?view=processes&group=0")
+    ui.page.wait_for_function("() => trioscope.nodeIds().length >= 300")
+    settled(ui)
+    ids = ui.page.evaluate("trioscope.nodeIds()")
+    target = sorted(ids)[len(ids) // 2]
+    at = ui.positions({target})[target]
+    found = ui.page.evaluate("([x, y]) => trioscope.hitTest(x, y)", list(at))
+    assert found["id"] == target
+    assert found["indexed"] == len(ids)
+    # Going through every node took 15 ms a pointer move in the All view (161 ms with
+    # "size by" set): the ones in the cells around the pointer are a few.
+    assert 0 < found["consulted"] <= 40
+    # Hovering still finds it, and says which it is.
+    ui.page.mouse.move(*at)
+    ui.page.wait_for_function("() => document.querySelector('#canvas').classList.contains('pointing')")
+    assert ui.page.get_attribute("#canvas", "title")
+
+
+def test_pointer_moves_within_a_frame_are_hit_tested_once(ui: Ui) -> None:
+    post_report(ui.server, 0)
+    ui.open("?view=containers")
+    ui.wait_for_nodes(set(ui.page.evaluate("trioscope.nodeIds()")))
+    settled(ui)
+    before = ui.page.evaluate("trioscope.hoverTests()")
+    # 40 moves dispatched in one task: one frame can follow them.
+    ui.page.evaluate("""() => { const c = document.getElementById('canvas'); const r = c.getBoundingClientRect();
+      for (let i = 0; i < 40; i++) c.dispatchEvent(new PointerEvent('pointermove',
+        { clientX: r.left + 100 + i * 7, clientY: r.top + 100 + i * 5, bubbles: true })); }""")
+    ui.page.wait_for_function("(b) => trioscope.hoverTests() > b", arg=before)
+    ui.page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    assert ui.page.evaluate("trioscope.hoverTests()") == before + 1

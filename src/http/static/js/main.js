@@ -783,6 +783,11 @@ window.trioscope = Object.freeze({
   lastFrameMs: () => graph.lastFrameMs,
   draws: () => graph.draws, // canvas redraws so far
   groupEdgeRuns: () => graph.betweenRuns, // times the edges between groups were worked out
+  hitTest: (x, y) => { // the node at page (x, y), and what finding it looked at
+    const rect = $("canvas").getBoundingClientRect();
+    return { id: graph.nodeAt(x - rect.left, y - rect.top), ...graph.lastHitTest };
+  },
+  hoverTests: () => graph.hoverTests, // hit tests made for the pointer's moves (at most one a frame)
   idle: () => !renderer.scheduled && !graph.pacer.scheduled && sizes.timer === null, // nothing waits to be drawn
 });
 
