@@ -91,3 +91,27 @@ def test_pointer_moves_within_a_frame_are_hit_tested_once(ui: Ui) -> None:
     ui.page.wait_for_function("(b) => trioscope.hoverTests() > b", arg=before)
     ui.page.evaluate("() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))")
     assert ui.page.evaluate("trioscope.hoverTests()") == before + 1
+
+
+def test_the_table_lays_out_no_graph_and_looks_only_at_the_nodes_a_change_names(ui: Ui) -> None:
+    for index in range(2):
+        post_report(ui.server, index, containers=4, processes=100)
+    ui.open("?view=processes&group=0&mode=table")
+    ui.page.wait_for_function("() => trioscope.nodeIds().length >= 200 && trioscope.rendered(trioscope.nodeIds()[0])")
+    settled(ui)
+    total = len(ui.page.evaluate("trioscope.nodeIds()"))
+    updates = ui.page.evaluate("trioscope.layoutUpdates()")
+    # A process starts on host 0: a row comes.
+    post_report(ui.server, 0, containers=4, processes=101)
+    ui.page.wait_for_function("(n) => trioscope.nodeIds().length > n && trioscope.rendered(trioscope.nodeIds()[0])"
+                              " && document.querySelector('#table').getAttribute('aria-rowcount') === String(n + 2)",
+                              arg=total)
+    settled(ui)
+    # No layout for a graph that is not shown (it took 206 of 811 ms of rendering the All view's table).
+    assert ui.page.evaluate("trioscope.layoutUpdates()") == updates
+    # The table looked at the nodes the change named, not at every node of the view.
+    assert ui.page.evaluate("trioscope.tableLooked()") < total
+    # Shown again, the graph places every node.
+    ui.page.click("#mode-graph")
+    ui.page.wait_for_function("() => trioscope.nodeIds().every((id) => trioscope.position(id))")
+    assert ui.page.evaluate("trioscope.layoutUpdates()") > updates

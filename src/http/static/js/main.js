@@ -61,7 +61,9 @@ let lastMatched = null; // the ids the filters let through at the last render (n
 // 116,000 nodes for each locked the page (1.2-2.5 s tasks back to back).
 const SIZES_EVERY_MS = 1000;
 const sizes = new Throttle(invalidate, SIZES_EVERY_MS);
-let matchedVersion = 0; // changes whenever those do: what the graph worked out from them is worked out again
+let matchedVersion = 0;
+let tableTouched = null; // ids of the nodes changes named since the table's last render (null: any may have changed)
+let renderedVersion = null; // the model's version at the last render // changes whenever those do: what the graph worked out from them is worked out again
 
 const graph = new GraphView($("canvas"), { onSelect: (id) => select(id) });
 const table = new TableView($("table"), {
@@ -295,6 +297,7 @@ function regroup() {
   if (processes) processes.reset(model.nodes);
   layout.clear();
   graph.placed = false;
+  tableTouched = null;
 }
 
 function liveUrl() {
@@ -319,6 +322,8 @@ function onTopology(payload) {
     return;
   }
   if (processes) processes.apply(change, model.nodes);
+  if (change.kind === "reset") tableTouched = null;
+  else if (tableTouched) for (const ids of [change.added, change.updated, change.removed]) for (const id of ids) tableTouched.add(id);
   if (change.kind === "reset") {
     resyncing = false;
     awaitingReset = false;
@@ -488,7 +493,9 @@ function filtersOf(of) {
 
 function render() {
   const all = shownNodes();
-  layout.update(all, groupOf);
+  // The table shows no places: the graph's layout is brought up to date when the graph is shown.
+  if (state.mode === "graph") layout.update(all, groupOf);
+  renderedVersion = model.version;
   const filters = filtersOf(state);
   const match = compileFilter(filters);
   // Decided once per render, not per node drawn (a group of processes lists
@@ -523,6 +530,7 @@ function render() {
     $("kernel-count").textContent = kernel ? `(${kernel}${state.kthreads ? "" : " hidden"})` : "";
   }
   if (state.mode === "graph") {
+    tableTouched = null; // the table, when shown again, looks at every node
     graph.setData({ nodes: all, names: model.names, edges: model.edges, edgesVersion: model.edgeVersion, layout, match: shows,
       matchKey: `${key}\n${matchedVersion}`, sizeBy: state.size, selected: shownOf(state.node) });
     graph.drawNow(); // in this frame, and counted in this render's cost (pacer.js)
@@ -530,9 +538,9 @@ function render() {
     const described = `Topology graph of ${$("counts").textContent}: the Table display lists them for keyboard and screen-reader use.`;
     if ($("canvas").getAttribute("aria-label") !== described) $("canvas").setAttribute("aria-label", described);
   } else {
-    const nodes = matched ? [...all.values()].filter(shows) : [...all.values()];
-    table.setData({ nodes, all, names: model.names, metrics, showType: state.view === "all", sort: state.sort, dir: state.dir,
-      selected: shownOf(state.node), key });
+    table.setData({ all, shows, names: model.names, metrics, showType: state.view === "all", sort: state.sort, dir: state.dir,
+      selected: shownOf(state.node), key, touched: tableTouched });
+    tableTouched = new Set();
   }
   sizes.done(); // this render drew the sizes as they are now: the next change of sizes waits from here
   if (isGroupId(state.node) && groupNode(state.node) !== shownGroup) showDetails(); // it changed, or went
@@ -777,7 +785,11 @@ window.trioscope = Object.freeze({
   position: (id) => graph.screenPosition(id),
   groupLabels: () => graph.shownGroupLabels(), // the groups' names as drawn (cut to their cells' width)
   radius: (id) => (shownNodes().has(id) ? graph.radius(shownNodes().get(id)) : null),
-  rendered: (id) => Boolean(layout.position(id)), // laid out by a render (graph or table)
+  // Shown by a render: laid out (graph), or in the view the table last showed.
+  rendered: (id) => (state.mode === "graph" ? Boolean(layout.position(id))
+    : renderedVersion === model.version && shownNodes().has(id)),
+  layoutUpdates: () => layout.updates, // times the layout was brought up to date
+  tableLooked: () => table.looked, // nodes the table's last render (sorting nothing afresh) looked at
   nodeIds: () => [...shownNodes().keys()], // as shown: groups of processes where they are grouped
   version: () => model.version,
   lastFrameMs: () => graph.lastFrameMs,

@@ -29,6 +29,7 @@ export class TableView {
     this.byId = new Map(); // node id -> its row
     this.sorts = 0; // full sorts done (tests read it: a diff of metrics does none)
     this.moved = 0; // rows the last render moved (came, went or changed place)
+    this.looked = 0; // nodes the last render that sorted nothing afresh looked at (tests read it)
     this.columns = [];
     this.selected = "";
     this.pool = [];
@@ -69,13 +70,15 @@ export class TableView {
     }).observe(this.scroll);
   }
 
-  // nodes: the matching nodes; all: the view's nodes by id and names: container
-  // names (for parents' names); key: changes whenever the filters do (the rows
-  // are then sorted again from scratch). Otherwise only the rows that came,
-  // went or whose sorted values changed move (a diff that changes metrics of a
-  // view sorted by name moves none): the rows are kept in order, each with its
-  // sort values worked out once.
-  setData({ nodes, all, names, metrics, showType, sort, dir, selected, key }) {
+  // all: the view's nodes by id; shows: whether the filters let a node
+  // through; names: container names (for parents' names); key: changes whenever
+  // the filters do (the rows are then sorted again from scratch); touched: the
+  // ids of the nodes that came, changed or went since the last setData (null:
+  // any may have). Otherwise only the rows of the touched nodes that came, went
+  // or whose sorted values changed move (a diff that changes metrics of a view
+  // sorted by name moves none), and no other node is looked at: the rows are
+  // kept in order, each with its sort values worked out once.
+  setData({ all, shows, names, metrics, showType, sort, dir, selected, key, touched = null }) {
     const columns = [
       { key: "label", title: "Name", get: (n) => n.label },
       ...(showType ? [{ key: "type", title: "Type", get: (n) => n.type }] : []),
@@ -88,11 +91,13 @@ export class TableView {
     ];
     const column = columns.find((c) => c.key === sort) || columns[0];
     const order = `${key}\n${column.key}\n${dir}`;
+    const nodes = () => [...all.values()].filter(shows);
     if (order !== this.order) {
       this.order = order;
-      this.#sortAll(nodes, column.get, dir);
+      this.#sortAll(nodes(), column.get, dir);
     } else {
-      this.#follow(nodes, column.get, dir);
+      // A row's parent's name is another node's: sorted by it, any change may move any row.
+      this.#follow(column.key === "parent" ? null : touched, all, shows, nodes, column.get, dir);
     }
     this.selected = selected;
     // Asked before #header takes the rows (the focused one too) out of the page.
@@ -124,23 +129,30 @@ export class TableView {
     this.moved = rows.length;
   }
 
-  // The same filters and sort: the rows that came, went or whose sort values
-  // changed are taken out and put back in their places (binary search); the
-  // others keep theirs. Many changes at once: sorted again whole.
-  #follow(nodes, get, dir) {
-    const stamp = (this.stamp = (this.stamp || 0) + 1); // rows not stamped by this render are gone
+  // The same filters and sort: of the rows of the nodes `touched` names (null: all), those that
+  // came, went or whose sort values changed are taken out and put back in their
+  // places (binary search); the others keep theirs. Many changes at once: sorted
+  // again whole.
+  #follow(touched, all, shows, nodes, get, dir) {
+    const stamp = (this.stamp = (this.stamp || 0) + 1);
     const changed = [];
-    let added = 0;
-    for (const node of nodes) {
-      let row = this.byId.get(node.id);
+    const gone = new Set();
+    let looked = 0;
+    for (const id of touched || all.keys()) {
+      looked += 1;
+      const node = all.get(id);
+      let row = this.byId.get(id);
+      if (!node || !shows(node)) {
+        if (row !== undefined) gone.add(row);
+        continue;
+      }
       if (row === undefined) {
-        row = { id: node.id, node, value: get(node), label: node.label, stamp };
+        row = { id, node, value: get(node), label: node.label, stamp };
+        row.moving = stamp;
         changed.push(row);
-        added += 1;
         continue;
       }
       row.node = node;
-      row.stamp = stamp;
       const value = get(node);
       if (value !== row.value || node.label !== row.label) {
         row.moving = stamp; // taken out below, put back with its new values
@@ -149,15 +161,19 @@ export class TableView {
         changed.push(row);
       }
     }
-    const gone = this.byId.size - (nodes.length - added);
-    this.moved = changed.length + gone;
+    this.looked = looked;
+    // Any node may have changed: the rows of nodes no longer in the view went too.
+    if (!touched) {
+      for (const row of this.rows) if (!all.has(row.id)) gone.add(row);
+    }
+    this.moved = changed.length + gone.size;
     if (!this.moved) return;
     if (this.moved > Math.max(64, this.rows.length / 8)) {
-      this.#sortAll(nodes, get, dir);
+      this.#sortAll(nodes(), get, dir);
       return;
     }
-    const kept = this.rows.filter((row) => row.stamp === stamp && row.moving !== stamp);
-    if (gone) for (const row of this.rows) if (row.stamp !== stamp) this.byId.delete(row.id);
+    const kept = this.rows.filter((row) => row.moving !== stamp && !gone.has(row));
+    for (const row of gone) this.byId.delete(row.id);
     for (const row of changed) this.byId.set(row.id, row);
     const compare = ordering(dir);
     changed.sort(compare);
