@@ -1,9 +1,15 @@
 """What keeps big views usable: work the graph did for the last render is not
 done again for the next when what it depends on has not changed (the edges
-between groups, while a filter is set), and sizes that change at every version
-are redrawn, but not at every version."""
+between groups, while a filter is set); sizes that change at every version
+are redrawn, but not at every version; the node under the pointer is found
+among its neighbours, once a frame; the table lays out no graph and looks only
+at the nodes a change names; and no stats are asked for while the server is away."""
 
 from __future__ import annotations
+
+import time
+
+from tests.server_process import ServerProcess
 
 from .conftest import Ui, post_report
 
@@ -115,3 +121,30 @@ def test_the_table_lays_out_no_graph_and_looks_only_at_the_nodes_a_change_names(
     ui.page.click("#mode-graph")
     ui.page.wait_for_function("() => trioscope.nodeIds().every((id) => trioscope.position(id))")
     assert ui.page.evaluate("trioscope.layoutUpdates()") > updates
+
+
+def test_no_stats_are_asked_for_while_the_live_socket_is_down_and_again_once_it_is_back(ui: Ui) -> None:
+    ui.expected += ["WebSocket connection", "ERR_CONNECTION_REFUSED"]
+    post_report(ui.server, 0)
+    ui.open()
+    ui.page.wait_for_selector("#connection[data-state=live]")
+    asked: list[str] = []
+    sockets: list[str] = []
+    ui.page.on("request", lambda request: asked.append(request.url) if "/query/stats" in request.url else None)
+    ui.page.on("websocket", lambda socket: sockets.append(socket.url) if "/api/v1/ws" in socket.url else None)
+    port = ui.server.base_url.rsplit(":", 1)[1]
+    ui.server.stop()
+    # The socket tries again after 0.5, 1, 2 and 4 s (with jitter): more than a poll's
+    # 5 s have passed by its fifth try (the page asked for the stats every 5 s of an outage).
+    deadline = time.monotonic() + 30
+    while len(sockets) < 5:
+        assert time.monotonic() < deadline, "the socket stopped trying"
+        ui.page.wait_for_timeout(100)  # the next look at the condition
+    assert asked == []
+    with ServerProcess(args=["--port", port]) as again:  # back, at the same address
+        ui.server = again
+        ui.page.wait_for_selector("#connection[data-state=live]", timeout=30_000)
+        deadline = time.monotonic() + 15
+        while not asked:  # once connected again, the stats bar is brought up to date
+            assert time.monotonic() < deadline, "no stats once the socket was back"
+            ui.page.wait_for_timeout(100)
