@@ -123,7 +123,7 @@ class ActorContext:
         never for handling messages, nor for timers (``send_after``, ``every``
         and ``alarm`` wait in one task for the whole system).
         """
-        self._tasks.start_soon(self._cell.run_task, fn, args, name=name or fn)
+        self._tasks.start_soon(fn, *args, name=name)
 
     async def tell_self(self, message: Any) -> None:
         """Hand ``message`` to this actor, from one of its background tasks

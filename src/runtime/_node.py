@@ -9,7 +9,6 @@ object and a fresh cancel scope.
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -232,10 +231,12 @@ class ActorCell(Node):
         self.stop_requested = False
         self._current: Any = None
         self._failed_later: tuple[BaseException, Any] | None = None
-        """The failure of one of the incarnation's tasks (a ``Later`` work,
-        a ``start_soon`` task) and the message it answered (None: none): the
-        crash is that message's, not the one being handled when it failed,
-        whose asker is told of it (``ActorFailed``), not that the actor stopped."""
+        """The failure of a ``Later`` work and the message it answered: the
+        crash is that message's, not the one being handled when it failed."""
+        self._cut_short: list[tuple[Ask | None, Any]] = []
+        """What was being handled (asks, with their message; told messages,
+        None and the message) when the incarnation's other tasks cancelled it:
+        answered once its end is known (``_settle_cut_short``)."""
         self.rate = RateMeter(trio.current_time())
 
     @property
@@ -307,8 +308,11 @@ class ActorCell(Node):
                         raise StartFailed(self.path, error) from error
                     self.failed += 1
                     culprit = self._current
+                    cut = self._settle_cut_short(error)
                     if self._failed_later is not None and self._failed_later[0] is error:
                         culprit = self._failed_later[1]
+                    elif any(culprit is message for message in cut):
+                        culprit = None  # cancelled by the crash of another task, which is not its
                     message = culprit.message if type(culprit) is Ask else culprit
                     events.crashed(self.path, self.type_name, error, message, told_elsewhere=self.told_elsewhere(error))
                     exit = Exit(ExitKind.CRASHED, error)
@@ -317,6 +321,7 @@ class ActorCell(Node):
                 if not started:
                     raise StartFailed(self.path, trio.TooSlowError("cancelled while starting"))
         finally:
+            self._settle_cut_short(None)
             self._current = self._failed_later = None
             if context is not None:
                 context._end()
@@ -384,7 +389,7 @@ class ActorCell(Node):
                 item.fail(ActorFailed(self.path, exc))
                 raise
             except BaseException:
-                item.fail(self._cut_short())
+                self._cut_short.append((item, item))
                 raise
             else:
                 if type(value) is Forward:
@@ -398,9 +403,10 @@ class ActorCell(Node):
                 value = await actor.handle(item)
             except actor.refusals as refusal:
                 events.refused(self.path, self.type_name, refusal, item)  # told, not asked: nobody to answer
+            except Exception:
+                raise  # its own crash (as the ask's above: logged as this message's)
             except BaseException:
-                if self._failed_later is not None:
-                    self.dead_letter(item)  # cut short by another task's crash: not handled, and nobody told
+                self._cut_short.append((None, item))
                 raise
             else:
                 if type(value) is Forward:
@@ -431,30 +437,25 @@ class ActorCell(Node):
                 self._failed_later = (exc, item)
             raise
         except BaseException:
-            if ask is not None:
-                ask.fail(self._cut_short())
+            self._cut_short.append((ask, item))
             raise
         else:
             if ask is not None:
                 ask.resolve(value)
 
-    def _cut_short(self) -> ActorFailed | ActorStopped:
-        """What an ask whose handling was cancelled is told: the crash of
-        another of the incarnation's tasks, if one failed (it may have been
-        partly handled: not "stopped", which says nothing was), else that the
-        actor is stopping."""
-        failed = self._failed_later
-        return ActorFailed(self.path, failed[0]) if failed is not None else ActorStopped(self.path)
-
-    async def run_task(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...]) -> None:
-        """One of the incarnation's tasks (``ActorContext.start_soon``): a
-        failure is kept, as a ``Later`` work's is, for the crash it causes."""
-        try:
-            await fn(*args)
-        except Exception as exc:
-            if self._failed_later is None:
-                self._failed_later = (exc, None)
-            raise
+    def _settle_cut_short(self, crash: BaseException | None) -> list[Any]:
+        """Answer what was being handled when the incarnation ended under it:
+        the ``crash`` of another of its tasks (``ActorFailed``: it may have been
+        partly done, and the actor is restarted at once), else that the actor
+        stopped (cancelled: a stop, a kill). The messages the crash cut short,
+        each counted as a dead letter if told (nobody else hears of them)."""
+        cut, self._cut_short = self._cut_short, []
+        for ask, message in cut:
+            if ask is not None:
+                ask.fail(ActorStopped(self.path) if crash is None else ActorFailed(self.path, crash))
+            elif crash is not None:
+                self.dead_letter(message)
+        return [message for _, message in cut]
 
     async def _call_on_stop(self, actor: Actor) -> None:
         try:
