@@ -38,6 +38,20 @@ def shown(ui: Ui) -> list[str]:
     return ui.page.eval_on_selector_all("#alerts-list li", "items => items.map(i => i.dataset.alert)")
 
 
+def first_alert_shown(ui: Ui) -> None:
+    """Send the DiskFull alert until the page shows it: the page opens its
+    /ws/user socket after signing in, and the same alert again changes
+    nothing, so none is lost to a socket not yet listening."""
+    for _ in range(30):
+        send(ui.server, "firing")
+        try:
+            ui.page.wait_for_selector("#alerts-list li[data-alert=DiskFull]", timeout=500)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError("the page never showed the DiskFull alert")
+
+
 def test_alerts_are_listed_while_they_fire(ui: Ui) -> None:
     send(ui.server, "firing", fingerprint="f00d000000000009", name="EarlyBird", severity="warning")
     ui.open(role="VIEWER")
@@ -50,15 +64,7 @@ def test_alerts_are_listed_while_they_fire(ui: Ui) -> None:
     assert view > window / 2 > bar, (view, bar, window)
     send(ui.server, "resolved", fingerprint="f00d000000000009", name="EarlyBird", severity="warning")
     ui.page.wait_for_selector("#alerts", state="hidden")
-    # The page opens its /ws/user socket after signing in: resend until the first alert shows
-    # (the same alert again changes nothing), so none is sent before the socket listens.
-    for _ in range(30):
-        send(ui.server, "firing")
-        try:
-            ui.page.wait_for_selector("#alerts-list li[data-alert=DiskFull]", timeout=500)
-            break
-        except PlaywrightTimeout:
-            continue
+    first_alert_shown(ui)
     send(ui.server, "firing", fingerprint="f00d000000000002", name="QueueBacklog", severity="warning")
     send(ui.server, "firing", tenant="someone-else", fingerprint="f00d000000000003", name="NotYours")
     ui.page.wait_for_function("() => document.querySelector('#alerts').dataset.count === '2'")
@@ -105,13 +111,7 @@ def test_only_newly_firing_alerts_are_read_out_and_dismissing_one_keeps_the_focu
     every alert again; its Dismiss buttons were all "Dismiss", and a dismiss left
     the focus on <body>."""
     ui.open(role="VIEWER")
-    for _ in range(30):  # resent until the page's /ws/user listens (as in the test above)
-        send(ui.server, "firing")
-        try:
-            ui.page.wait_for_selector("#alerts-list li[data-alert=DiskFull]", timeout=500)
-            break
-        except PlaywrightTimeout:
-            continue
+    first_alert_shown(ui)
     announcer = "#alerts-announcer[role=status]"
     ui.page.wait_for_function(f"() => document.querySelector('{announcer}').textContent.includes('DiskFull')")
     assert ui.page.get_attribute("#alerts", "role") is None and ui.page.locator("#alerts [aria-live]").count() == 0
