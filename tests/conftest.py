@@ -15,7 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from trioscope.config import Settings
 
 from tests import bus_server
-from tests.engine import ContainerEngine, EngineUnavailable
+from tests.engine import ContainerEngine, EngineNotInstallable
 from tests.postgres import PostgresMissing, ensure_running, scratch_schema
 from tests.tools_path import tool_path
 
@@ -93,11 +93,12 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def docker_host() -> Iterator[str]:
-    """A Podman engine for the tests that need one, stopped when the session ends."""
+    """A Podman engine for the tests that need one, stopped when the session ends
+    (skipped only where Podman cannot be installed: ``EngineNotInstallable``)."""
     try:
         with ContainerEngine() as host:
             yield host
-    except EngineUnavailable as exc:
+    except EngineNotInstallable as exc:
         pytest.skip(str(exc))
 
 

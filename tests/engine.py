@@ -4,13 +4,14 @@ Podman when it is missing) and ended by its process id when the block ends."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+
+from tests.process_end import end
 
 SCRIPT = Path(__file__).resolve().parent / "tools" / "docker-engine.sh"
 START_TIMEOUT = 600.0
@@ -19,6 +20,12 @@ START_TIMEOUT = 600.0
 
 class EngineUnavailable(RuntimeError):
     """The engine could not be installed or started here."""
+
+
+class EngineNotInstallable(EngineUnavailable):
+    """Podman is missing and cannot be installed on this machine (not root, or
+    no apt-get): the tests that need it skip. Any other ``EngineUnavailable``
+    fails them: an install or a start that went wrong must not pass as a skip."""
 
 
 class ContainerEngine:
@@ -55,20 +62,18 @@ class ContainerEngine:
         while not self._answers():
             if self.proc.poll() is not None:
                 self._log.seek(0)
-                raise EngineUnavailable(f"the engine exited ({self.proc.returncode}): {self._log.read()[-500:]}")
+                said = self._log.read()[-500:]
+                if self.proc.returncode == 2:
+                    raise EngineNotInstallable(said.strip())
+                raise EngineUnavailable(f"the engine exited ({self.proc.returncode}): {said}")
             if time.monotonic() > deadline:
                 raise EngineUnavailable(f"the engine did not answer within {START_TIMEOUT:.0f} s")
             time.sleep(0.2)
 
     def stop(self) -> None:
         """End the engine by its process id, as a daemon stops (its containers run on)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            end(self.proc, timeout=30)
 
     def _answers(self) -> bool:
         if not self.socket.exists():

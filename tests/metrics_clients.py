@@ -5,9 +5,7 @@ of their own (installed from Debian when missing)."""
 from __future__ import annotations
 
 import itertools
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -18,6 +16,7 @@ from typing import Any
 import attrs
 import httpx
 
+from tests.process_end import end
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.tools_path import tool_path
@@ -105,13 +104,7 @@ def victoria_metrics() -> Iterator[str]:
                 raise RuntimeError("victoria-metrics did not answer /health within 30 s")
         yield url
     finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(process.pid, signal.SIGKILL)
-                process.wait()
+        end(process)
         shutil.rmtree(data, ignore_errors=True)
 
 

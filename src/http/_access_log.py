@@ -67,16 +67,6 @@ def headers_below(scope: Scope | None) -> list[tuple[bytes, bytes]]:
     return [(b"x-request-id", rid.encode("ascii")), _NOSNIFF]
 
 
-def client_of(scope: Scope, proxies: TrustedProxies) -> str:
-    """The client address as ``_client_address.client_address`` sees it, from the ASGI scope."""
-    peer = (scope.get("client") or ("unknown",))[0] or "unknown"
-    if not proxies.networks:
-        return str(peer)
-    wanted = proxies.header.encode()
-    values = [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == wanted]
-    return proxies.client(str(peer), values)
-
-
 class _Answer:
     """One request's answer on its way out: the request id header added, its
     status and body bytes counted. A small object rather than a closure over
@@ -178,7 +168,7 @@ class AccessLog:
         websocket = scope["type"] == "websocket"
         method = "GET" if websocket else scope.get("method", "?")
         route = scope.get(ROUTE_KEY) or "(unmatched)"
-        client = client_of(scope, self.proxies)
+        client = self.proxies.client_of(scope)
         duration_ms = round(duration * 1000, 3)
         log.info("%s %s%s %s %.1fms %dB client=%s request_id=%s", method, route, " (websocket)" if websocket else "",
                  status or "-", duration_ms, sent, client, rid,

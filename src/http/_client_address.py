@@ -21,12 +21,7 @@ def client_address() -> str:
     """The client's address, for rate limits, the audit log and the access
     log: the connection's peer, or the client a trusted proxy forwarded for
     (``server.trusted_proxies``; ``_forwarded``)."""
-    connection = current_connection()
-    peer: str = connection.remote_addr or "unknown"
-    proxies = services().proxies
-    if not proxies.networks:
-        return peer
-    return proxies.client(peer, connection.headers.getlist(proxies.header))
+    return services().proxies.client_of(current_connection().scope)
 
 
 def client_source() -> str:

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import attrs
 
@@ -138,3 +139,14 @@ class TrustedProxies:
             if not self.trusts(address):
                 return client
         return client
+
+    def client_of(self, scope: Mapping[str, Any]) -> str:
+        """The client's address for an ASGI connection ``scope`` (HTTP or
+        WebSocket): its peer, through the configured header only. The one
+        reading of it: the access log (which sees the scope before Quart
+        does) and the request handlers (limits, audit) must agree."""
+        peer = str((scope.get("client") or ("unknown",))[0] or "unknown")
+        if not self.networks:
+            return peer
+        wanted = self.header.encode()
+        return self.client(peer, [bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if k.lower() == wanted])

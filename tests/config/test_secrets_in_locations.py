@@ -48,13 +48,20 @@ def test_what_a_driver_quotes_of_a_location_is_hidden(error: str, location: str)
     assert "S3cret" not in hidden and "***" in hidden
 
 
-@pytest.mark.parametrize("location", [
-    "postgresql://ops:S3cret@127.0.0.1:5432/x?password=An0ther",
-    "host=127.0.0.1 port=5432 dbname=x user=ops password=S3cret",
+@pytest.mark.parametrize(("location", "code", "said"), [
+    # Printed, masked, in the configuration's table...
+    ("postgresql://ops:S3cret@127.0.0.1:5432/x?password=An0ther", 0,
+     "postgresql://ops:***@127.0.0.1:5432/x?password=***"),
+    # ...and refused (libpq's keyword form is no location here), masked in the refusal.
+    ("host=127.0.0.1 port=5432 dbname=x user=ops password=S3cret", 2,
+     "host=127.0.0.1 port=5432 dbname=x user=ops password=*** from flag --database names no known database"),
 ])
-def test_print_config_and_refusals_show_no_database_password(location: str) -> None:
+def test_print_config_and_refusals_show_no_database_password(location: str, code: int, said: str) -> None:
     result = run_cli(["serve", "--database", location, "--print-config"])
-    assert "S3cret" not in result.stdout + result.stderr and "An0ther" not in result.stdout + result.stderr
+    everything = result.stdout + result.stderr
+    assert result.returncode == code, everything
+    assert said in everything, everything
+    assert "S3cret" not in everything and "An0ther" not in everything
 
 
 def test_a_database_location_libpq_cannot_parse_is_refused_without_its_password(tmp_path) -> None:
@@ -72,4 +79,6 @@ async def test_a_bus_token_is_never_logged() -> None:
             return "cannot reach the bus at nats://***@127.0.0.1:1" in server.stderr()
         await eventually(said, 60)
         printed = run_cli(["serve", "--bus", "nats://T0kenS3cret@127.0.0.1:1", "--print-config"])
+    assert printed.returncode == 0, printed.stderr
+    assert "nats://***@127.0.0.1:1" in printed.stdout, printed.stdout
     assert "T0kenS3cret" not in server.stderr() + printed.stdout + printed.stderr

@@ -47,10 +47,23 @@ def test_rfc_7239_forwarded():
     assert proxies.client("10.0.0.1", header) == "2001:db8:cafe::17"
 
 
-def test_the_header_the_proxies_do_not_set_is_not_read():
-    # A proxy that sets X-Forwarded-For passes the client's own Forwarded header on unchanged.
-    proxies = TrustedProxies.parse(["10.0.0.0/8"], "forwarded")
-    assert proxies.client("10.0.0.1", []) == "10.0.0.1"
+def _scope(peer: str, headers: list[tuple[bytes, bytes]]) -> dict:
+    return {"type": "http", "client": (peer, 40000), "headers": headers}
+
+
+@pytest.mark.parametrize(("header", "client"), [("x-forwarded-for", "198.51.100.7"), ("forwarded", "192.0.2.5")])
+def test_the_header_the_proxies_do_not_set_is_not_read(header, client):
+    # A proxy sets one of the two headers and passes the other, the client's own, on unchanged.
+    proxies = TrustedProxies.parse(["10.0.0.0/8"], header)
+    both = [(b"X-Forwarded-For", b"198.51.100.7"), (b"forwarded", b"for=192.0.2.5")]
+    assert proxies.client_of(_scope("10.0.0.1", both)) == client
+
+
+def test_a_connection_scope_from_no_trusted_proxy_is_its_own_client():
+    forged = [(b"x-forwarded-for", b"198.51.100.7")]
+    assert PROXY.client_of(_scope("203.0.113.9", forged)) == "203.0.113.9"
+    assert TrustedProxies().client_of(_scope("10.0.0.1", forged)) == "10.0.0.1"
+    assert PROXY.client_of({"type": "http", "client": None, "headers": forged}) == "unknown"
 
 
 @pytest.mark.parametrize(("origin", "host", "allowed"), [

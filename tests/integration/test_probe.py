@@ -4,8 +4,6 @@ once it comes up, for reports and for a command agent's enrollment alike."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import stat
 import subprocess
@@ -20,6 +18,7 @@ import attrs
 import httpx
 import orjson
 
+from tests.process_end import end
 from tests.integration.test_commands import Operator
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
@@ -42,13 +41,7 @@ def probe(server_url: str, agent_id: str, *extra: str) -> Iterator[subprocess.Po
         print(f"--- probe {agent_id} log (the test failed) ---\n{read_log()[-6000:]}")  # shown by pytest
         raise
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        end(proc)
         stderr.seek(0)
         proc.stderr_text = stderr.read()  # type: ignore[attr-defined]
         stderr.close()

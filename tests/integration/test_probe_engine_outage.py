@@ -20,7 +20,7 @@ import docker
 import httpx
 import pytest
 
-from tests.engine import ContainerEngine, EngineUnavailable
+from tests.engine import ContainerEngine, EngineNotInstallable
 from tests.integration.test_probe import probe
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
@@ -35,7 +35,7 @@ def engine() -> Iterator[ContainerEngine]:
     engine = ContainerEngine()
     try:
         engine.__enter__()
-    except EngineUnavailable as exc:
+    except EngineNotInstallable as exc:
         pytest.skip(str(exc))
     try:
         yield engine

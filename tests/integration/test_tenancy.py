@@ -161,20 +161,26 @@ async def test_an_agent_id_freed_or_taken_over_gives_nobody_what_its_probe_repor
                                      headers=admin.auth)
             assert gone.status_code == 200, gone.text
 
-            async def nothing_of_alices(reader: Operator) -> None:
+            async def nothing_of_alices(reader: Operator, reports_of_its_own: int) -> None:
                 assert _host(alice, 7) not in await hosts(reader)
                 details = await client.get(f"/api/v1/query/nodes/{_host(alice, 7)}", headers=reader.auth)
                 assert details.status_code == 404, details.text
                 latest = await client.get(f"/api/v1/query/agents/{reporter}/latest", headers=reader.auth)
                 assert "6.1-alice" not in latest.text, latest.text
                 listed = await client.get("/api/v1/agents/list", headers=reader.auth)
-                assert reporter not in {row["agent_id"] for row in listed.json()["agents"]} or "6.1" not in listed.text
+                rows = [row for row in listed.json()["agents"] if row["agent_id"] == reporter]
+                # Listed only once the reader's own probe reported as R, and
+                # then with its reports alone: none of Alice's counted.
+                if reports_of_its_own == 0:
+                    assert rows == [], rows
+                else:
+                    assert [row["reports_received"] for row in rows] == [reports_of_its_own], rows
 
-            await nothing_of_alices(bob)
+            await nothing_of_alices(bob, reports_of_its_own=0)
             # Bob's probe takes the freed id with a report dated before Alice's.
             assert (await agent_b.signed_post(client, "/api/v1/reports", report_b)).status_code == 202
             await eventually(lambda: _has(hosts(bob), _host(bob, 7)))
-            await nothing_of_alices(bob)
+            await nothing_of_alices(bob, reports_of_its_own=1)
             latest = await client.get(f"/api/v1/query/agents/{reporter}/latest", headers=bob.auth)
             assert latest.status_code == 200 and latest.json()["report"]["host_info"]["kernel_version"] == "5.4-bob"
             assert _host(alice, 7) not in await hosts(alice)  # hers went with it

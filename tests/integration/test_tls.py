@@ -18,6 +18,7 @@ import pytest
 import trustme
 from trio_websocket import open_websocket_url
 
+from tests.process_end import end
 from tests.server_process import ServerProcess, run_cli
 from tests.waiting import eventually
 
@@ -88,8 +89,8 @@ async def test_the_probe_reports_over_https_with_its_ca_file(server: ServerProce
 
             assert await eventually(reported)
     finally:
-        probe.terminate()
-        _, errors = probe.communicate(timeout=30)
+        end(probe, timeout=30)
+        errors = probe.stderr.read() if probe.stderr is not None else ""
     assert "CERTIFICATE_VERIFY_FAILED" not in errors
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.process_end import end
 from trioscope.wire import decode_report, encode
 from trioscope_probe import _collect
 from trioscope_probe._collect import CPU_WINDOW, HostCollector, ReportCollector, masked_cmdline
@@ -80,7 +81,7 @@ def test_a_processs_secrets_are_masked_in_the_report() -> None:
     finally:
         assert process.stdin is not None
         process.stdin.close()
-        process.wait(timeout=30)
+        end(process)
     assert report.processes_info is not None
     (found,) = [p for p in report.processes_info.processes if p.pid == process.pid]
     assert found.cmdline.endswith("--enrollment-token *** --database=postgresql://u:***@db/x"), found.cmdline

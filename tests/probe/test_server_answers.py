@@ -151,7 +151,9 @@ async def test_a_command_poll_signed_before_the_server_started_is_signed_again(
     with ServerProcess() as server:
         operator = Operator(server, "ops", "acme")
         hash_, credentials = await _enrolled(server, operator)
-        monkeypatch.setattr(_signing, "time", _Clock(wrong=before, times=1))
+        clock = _Clock(wrong=before, times=1)
+        monkeypatch.setattr(_signing, "time", clock)
+        refusals = _refusals_seen(monkeypatch)
         async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as probe_client:
             agent = CommandAgent(probe_client, credentials, docker_host=None)
             received: list[str] = []
@@ -170,6 +172,9 @@ async def test_a_command_poll_signed_before_the_server_started_is_signed_again(
 
                 await eventually(delivered, DEADLINE)
                 nursery.cancel_scope.cancel(reason="the command was delivered")
+        # Signed with the late clock, refused, and signed again (how soon: tests/probe/test_transport.py).
+        assert clock.left == 0
+        assert (401, "signed_before_start") in refusals
 
 
 async def test_a_restarted_server_that_forgot_the_probe_is_registered_with_again() -> None:

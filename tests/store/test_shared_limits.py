@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import psycopg
@@ -79,9 +80,12 @@ async def test_a_limit_is_not_multiplied_by_the_processes_asking_at_once(
     async def many(budget: SharedRateBudget) -> list[float]:
         return [await budget.acquire("agent-1") for _ in range(15)]
 
+    started = time.monotonic()
     answers = await concurrently(*(many(budget) for budget in budgets * 4))
+    refilled = int((time.monotonic() - started) // 10) + 1  # a token every 10 s (and one at the edge)
     waits = [wait for some in answers for wait in some]  # type: ignore[attr-defined]  # lists of floats
-    assert 10 <= waits.count(0.0) <= 11  # one more if the test took 10 s
+    # The burst once for eight askers in two processes (each alone would pass 10).
+    assert 10 <= waits.count(0.0) <= 10 + refilled
     assert all(wait > 0 for wait in waits if wait)
 
 

@@ -12,7 +12,7 @@ import attrs
 import httpx
 import trio
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocketRoute, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, WebSocket, WebSocketRoute, sync_playwright
 
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
@@ -95,6 +95,28 @@ class Ui:
     """Console errors a test provokes on purpose (Chromium logs every 4xx it fetched)."""
     sockets: list[str] = attrs.field(factory=list)
     """URLs of the WebSockets the page opened."""
+    events: WebSocket | None = None
+    """The page's latest /ws/user socket (commands', agents' and alerts' events)."""
+    event_frames: list[str] = attrs.field(factory=list)
+    """What the server sent on it (``Ui.events``), in order."""
+
+    def opened(self, socket: WebSocket) -> None:
+        """``page.on("websocket")``: every socket is listed; the events socket's frames are kept."""
+        self.sockets.append(socket.url)
+        if "/ws/user/" in socket.url:
+            self.events, self.event_frames = socket, []
+            frames = self.event_frames
+            socket.on("framereceived", lambda payload: frames.append(str(payload)))
+
+    def wait_for_events(self) -> None:
+        """Until the page's /ws/user socket has its first frame (``initial_state``):
+        the server sends it once the socket watches the events, so every event
+        told from then on reaches the page."""
+        if self.events is None:  # ``opened``, the page's first listener, sees it before this wait ends
+            self.page.wait_for_event("websocket", predicate=lambda s: "/ws/user/" in s.url)
+        assert self.events is not None
+        if not any('"initial_state"' in frame for frame in self.event_frames):
+            self.events.wait_for_event("framereceived", predicate=lambda payload: '"initial_state"' in str(payload))
 
     def open(self, query: str = "", *, token: str | None = None, role: str = "OPERATOR",
              user: str = "alice", tenant: str = "acme") -> None:
@@ -146,7 +168,7 @@ def ui(browser: Browser, server: ServerProcess, request: pytest.FixtureRequest) 
 
     page.on("console", console)
     page.on("pageerror", lambda error: ui.errors.append(f"page error: {error}"))
-    page.on("websocket", lambda socket: ui.sockets.append(socket.url))
+    page.on("websocket", lambda socket: ui.opened(socket))
     yield ui
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     name = re.sub(r"[^\w.-]+", "_", request.node.name)

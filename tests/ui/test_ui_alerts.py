@@ -8,7 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.server_process import ServerProcess
 
@@ -39,17 +38,10 @@ def shown(ui: Ui) -> list[str]:
 
 
 def first_alert_shown(ui: Ui) -> None:
-    """Send the DiskFull alert until the page shows it: the page opens its
-    /ws/user socket after signing in, and the same alert again changes
-    nothing, so none is lost to a socket not yet listening."""
-    for _ in range(30):
-        send(ui.server, "firing")
-        try:
-            ui.page.wait_for_selector("#alerts-list li[data-alert=DiskFull]", timeout=500)
-            return
-        except PlaywrightTimeout:
-            continue
-    raise AssertionError("the page never showed the DiskFull alert")
+    """Send the DiskFull alert once the page's /ws/user socket listens, and wait until the page shows it."""
+    ui.wait_for_events()
+    send(ui.server, "firing")
+    ui.page.wait_for_selector("#alerts-list li[data-alert=DiskFull]")
 
 
 def test_alerts_are_listed_while_they_fire(ui: Ui) -> None:
