@@ -282,7 +282,9 @@ async def _abort_handshake(server: ServerProcess, path: str, after: float) -> No
         key = base64.b64encode(os.urandom(16)).decode()
         await stream.send_all(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-        await trio.sleep(after)  # the server, in another process, gets that far into the handshake
+        # A spread of delays, not a wait for a state: which phase of the handshake each
+        # reset meets is chance (a fuzz); 120 of them cover reading and starting the stream.
+        await trio.sleep(after)
         stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = reset
 
 
