@@ -23,12 +23,15 @@ import concurrent.futures
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from trioscope.wire import ContainerInfo, ContainerNetwork, ContainerStats, DockerInfo, PortMapping
+from trioscope.wire import (
+    KEEP_LISTED_SECONDS, ContainerInfo, ContainerNetwork, ContainerStats, DockerInfo, PortMapping,
+)
 
 from ._engine import EngineUnreachable, connect, engine_errors, engine_problem
 from ._masking import masked_cmdline, masked_variable
@@ -55,12 +58,6 @@ with it; 100 would have passed the stale threshold."""
 STATS_BUDGET = 10.0
 """Seconds a cycle waits for the statistics of its containers; those not in by
 then are left out of this report (the containers are not)."""
-GRACE_CYCLES = 1
-"""Cycles in a row the engine may fail while the last containers it listed are
-still reported (without statistics, the engine said unreachable): one failed
-call should not turn every container into an inferred node and drop the
-stopped ones from the map of a server from before ``DockerInfo.reachable``
-(a later one keeps them, in state unknown, for as long as the engine fails)."""
 
 
 def _state(raw: str) -> str | None:
@@ -107,13 +104,22 @@ class ContainerCollector:
     change): never None, which a report says of a host with no engine.
 
     Error handling: when a cycle's calls fail, the containers of the last cycle
-    that succeeded are answered again, without statistics, for ``GRACE_CYCLES``
-    cycles; then none until the engine answers."""
+    that succeeded are answered again, without statistics, with when it was
+    (``DockerInfo.listed_at``), for up to ``KEEP_LISTED_SECONDS`` after it;
+    then none until the engine answers. The probe, not the server, keeps
+    them: its report is then the whole of its host, which a restarted server
+    or a replica rebuilding from the newest reports shows as any other, and
+    the server finds the kept containers' addresses and published ports in it.
+    A server from before ``reachable`` shows them in their last state.
 
-    def __init__(self, docker_host: str | None, *, env_values: bool = False, timeout: float = 5.0) -> None:
+    ``clock``: seconds, monotonic (``time.monotonic``), for that bound."""
+
+    def __init__(self, docker_host: str | None, *, env_values: bool = False, timeout: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.docker_host = docker_host
         self.env_values = env_values
         self.timeout = timeout
+        self._clock = clock
         self._client: docker.DockerClient | None = None
         self._cpu: dict[str, tuple[int, int]] = {}
         self._net: dict[str, tuple[float, int, int]] = {}
@@ -124,8 +130,11 @@ class ContainerCollector:
         self._reachable: bool | None = None
         self._last: DockerInfo | None = None
         """The last answer of a cycle that succeeded."""
-        self._failures = 0
-        """Cycles failed in a row."""
+        self._listed_at: tuple[datetime, float] | None = None
+        """When that cycle was: on the wire's clock (UTC) and on ``clock``."""
+        self._kept: list[ContainerInfo] | None = None
+        """``_last``'s containers without statistics, as an outage's reports
+        repeat them (made at its first failed cycle)."""
         self._unknown: set[str] = set()
         """Engine states already logged as unknown (each is logged once)."""
         self._odd: set[str] = set()
@@ -161,33 +170,43 @@ class ContainerCollector:
         if self._reachable is not True:
             log.info("container engine %s: version %s, %d containers", engine, version, len(containers))
         self._reachable = True
-        self._failures = 0
+        self._kept = None
         found = [c for c in containers if c is not None]
         alive = {c.id for c in found}
         self._cpu = {k: v for k, v in self._cpu.items() if k in alive}
         self._net = {k: v for k, v in self._net.items() if k in alive}
         self._inspected = {k: v for k, v in self._inspected.items() if k in alive}
         self._last = DockerInfo(containers=found[:10_000], engine_version=str(version)[:256])
+        self._listed_at = (datetime.now(UTC), self._clock())
         return self._last
 
     def _unreachable(self, problem: str) -> DockerInfo:
         """A cycle the engine failed (``problem``, in words): said so, with
-        the last containers again for ``GRACE_CYCLES``, then none."""
+        the containers it last listed, as of then, for up to
+        ``KEEP_LISTED_SECONDS`` after; then none."""
         engine = self.docker_host or "(DOCKER_HOST)"
-        self._failures += 1
         self._client = None
         self._version = None
-        # Statistics are of one moment: a repeated listing goes without them.
-        last = [] if self._last is None or self._failures > GRACE_CYCLES else [
-            attrs.evolve(c, stats=None) for c in self._last.containers]
-        if self._reachable is not False:
-            log.warning("container engine %s unreachable: %s", engine, problem)
-            if last:
-                log.info("container engine %s: reporting the %d containers it last listed for up to %d cycle(s)",
-                         engine, len(last), GRACE_CYCLES)
+        first = self._reachable is not False
         self._reachable = False
-        return DockerInfo(containers=last, engine_version=self._last.engine_version if self._last else "",
-                          reachable=False, problem=problem[:256])
+        if first:
+            log.warning("container engine %s unreachable: %s", engine, problem)
+        if self._last is None or self._listed_at is None:  # none listed since the probe started
+            return DockerInfo(reachable=False, problem=problem[:256])
+        listed_at, listed = self._listed_at
+        if self._clock() - listed > KEEP_LISTED_SECONDS:
+            if self._kept is None or self._kept:
+                log.warning("container engine %s: its containers, last listed %s, are no longer reported (kept "
+                            "for %g h)", engine, listed_at.isoformat(timespec="seconds"), KEEP_LISTED_SECONDS / 3600)
+            self._kept = []
+        elif self._kept is None:
+            # Statistics are of one moment: a repeated listing goes without them.
+            self._kept = [attrs.evolve(c, stats=None) for c in self._last.containers]
+            if self._kept:
+                log.info("container engine %s: reporting the %d containers it last listed, as last known, for up "
+                         "to %g h while it does not answer", engine, len(self._kept), KEEP_LISTED_SECONDS / 3600)
+        return DockerInfo(containers=self._kept, engine_version=self._last.engine_version, reachable=False,
+                          problem=problem[:256], listed_at=listed_at)
 
     def _readable(self, api: Any, summary: Any) -> ContainerInfo | None:
         """``_container``, or None (said once per container) where the engine's

@@ -69,6 +69,7 @@ from ._models import ContainerNetwork as ContainerNetwork
 from ._models import ContainerStats as ContainerStats
 from ._models import CpuInfo as CpuInfo
 from ._models import DiskInfo as DiskInfo
+from ._models import KEEP_LISTED_SECONDS as KEEP_LISTED_SECONDS
 from ._models import DockerInfo as DockerInfo
 from ._models import HostInfo as HostInfo
 from ._models import LoadAverage as LoadAverage
@@ -87,7 +88,7 @@ from ._tls import client_tls as client_tls
 __all__ = [
     "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "shown_url", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
-    "decode_report", "DiskInfo", "is_connected", "is_listener", "ListeningPorts", "DockerInfo", "encode", "FieldError", "FieldProblem", "Footprint",
+    "decode_report", "DiskInfo", "is_connected", "is_listener", "ListeningPorts", "DockerInfo", "KEEP_LISTED_SECONDS", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
     "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "rfc3339_millis", "rfc3339_seconds", "Percent", "RFC3339", "POD_UID", "pod_of", "PortMapping",

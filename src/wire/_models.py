@@ -168,11 +168,32 @@ class DockerInfo:
     reachable: bool = True
     """False: the engine does not answer the probe (its socket gone, its
     daemon stopped), ``problem`` says why; ``containers`` are then at most
-    those it last listed, and the server keeps the host's last known
+    those it last listed, and the server shows the host's last known
     containers, in state ``unknown``, until it answers again. Absent (a
     probe from before it was sent): True."""
     problem: Name = ""
     """Why the engine does not answer, in a few words ("" while it does)."""
+    listed_at: datetime | None = None
+    """While the engine does not answer: when it last listed ``containers``,
+    which the probe then repeats (without statistics) for at most
+    ``KEEP_LISTED_SECONDS`` after, and none from then on. Given, the report
+    says all the host's last known containers itself: the server keeps no
+    others of its own (a report is the whole of its host, so a replica that
+    rebuilds from the newest reports, or a restarted server, shows them
+    too). None while the engine answers; from a probe from before it was
+    sent, or one that has had no answer from its engine since it started:
+    the server keeps the containers of the host's earlier reports, for as
+    long."""
+
+
+KEEP_LISTED_SECONDS = 24 * 3600.0
+"""How long a host's last known containers are shown, in state ``unknown``,
+while its container engine does not answer, after it last listed them. Long
+enough for an outage over a night (with the engine away, no container can be
+created or removed through it: the listing mostly stays true, and is said to
+be the last known), bounded for an engine that never comes back (uninstalled,
+or another configured): then, as on a host without one, the containers whose
+processes the probe sees are inferred from their cgroups, the others gone."""
 
 
 @attrs.frozen(kw_only=True)

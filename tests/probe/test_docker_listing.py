@@ -2,7 +2,7 @@
 fake engine that answers as Podman's Docker-compatible API does (and counts
 the calls): what changes while a container lives comes from each cycle's list,
 a state the probe does not know is placed and logged once, and a failed cycle
-repeats the last containers for a grace period."""
+repeats the last containers, as last known, for up to a day."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +20,7 @@ import pytest
 import requests.exceptions
 
 from trioscope_probe import _docker
+from trioscope.wire import KEEP_LISTED_SECONDS
 from trioscope_probe._docker import ContainerCollector
 
 CID = "3ec892e9e13d" + "0" * 52
@@ -77,8 +80,8 @@ class Engine:
 
 
 class Collector(ContainerCollector):
-    def __init__(self, engine: Engine) -> None:
-        super().__init__("unix:///fake.sock")
+    def __init__(self, engine: Engine, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__("unix:///fake.sock", clock=clock)
         self.engine = engine
 
     def _connect(self) -> Any:
@@ -155,28 +158,54 @@ def test_an_unknown_state_is_placed_by_its_status_text_and_logged_once(
         f"status '{status}'), shown as {shown}"]
 
 
-def test_a_failed_cycle_says_the_engine_unreachable_with_the_last_containers_without_statistics_then_none(
+def test_while_the_engine_fails_its_last_listing_is_repeated_without_statistics_for_a_day_then_none(
         caplog: pytest.LogCaptureFixture) -> None:
+    """The probe keeps its engine's last listing through an outage, saying
+    when it was (``listed_at``): its reports are the whole of its host, for a
+    server restarted meanwhile too. It was once only, then none: the server
+    alone kept them, and lost them as it restarted."""
+    clock = [1000.0]
     engine = Engine([listed()], inspected())
-    collector = Collector(engine)
+    collector = Collector(engine, clock=lambda: clock[0])
+    before = datetime.now(UTC)
     first = collector.collect()
-    assert first.reachable and first.problem == "" and first.containers[0].stats is not None
+    assert first.reachable and first.problem == "" and first.listed_at is None
+    assert first.containers[0].stats is not None
     engine.down = True
+    outage = []
     with caplog.at_level(logging.INFO, logger="trioscope_probe"):
-        grace = [collector.collect() for _ in range(_docker.GRACE_CYCLES)]
-        assert [[(c.id, c.name, c.state, c.stats) for c in info.containers] for info in grace] == [
-            [(CID, "listener", "running", None)]] * _docker.GRACE_CYCLES
-        after = collector.collect()
-    assert [(info.reachable, info.problem, info.engine_version) for info in (*grace, after)] == [
-        (False, "connection refused", "4.3.1")] * (_docker.GRACE_CYCLES + 1)
-    assert after.containers == []
+        for seconds in (15, 3600, KEEP_LISTED_SECONDS):
+            clock[0] = 1000.0 + seconds
+            outage.append(collector.collect())
+        clock[0] = 1000.0 + KEEP_LISTED_SECONDS + 15
+        after = [collector.collect() for _ in range(2)]
+    assert [[(c.id, c.name, c.state, c.stats, [n.ip_address for n in c.networks], [p.host_port for p in c.ports])
+             for c in info.containers] for info in outage] == [
+        [(CID, "listener", "running", None, ["10.88.0.22"], [8080])]] * 3
+    assert [info.containers for info in after] == [[], []]
+    listed_at = outage[0].listed_at
+    assert listed_at is not None and before <= listed_at <= datetime.now(UTC)
+    assert [(info.reachable, info.problem, info.engine_version, info.listed_at) for info in (*outage, *after)] == [
+        (False, "connection refused", "4.3.1", listed_at)] * 5
     assert [r.getMessage() for r in caplog.records] == [
         "container engine unix:///fake.sock unreachable: connection refused",
-        "container engine unix:///fake.sock: reporting the 1 containers it last listed for up to "
-        f"{_docker.GRACE_CYCLES} cycle(s)"]
+        "container engine unix:///fake.sock: reporting the 1 containers it last listed, as last known, for up to "
+        "24 h while it does not answer",
+        f"container engine unix:///fake.sock: its containers, last listed {listed_at.isoformat(timespec='seconds')}, "
+        "are no longer reported (kept for 24 h)"]
     engine.down = False
     back = collector.collect()
-    assert back.reachable and back.problem == "" and back.containers[0].stats is not None
+    assert back.reachable and back.problem == "" and back.listed_at is None and back.containers[0].stats is not None
+
+
+def test_an_engine_that_never_answered_says_no_listing() -> None:
+    """A probe started during an outage has no listing to repeat: its report
+    says none (``listed_at`` None), and the server keeps the containers of the
+    host's earlier reports, if it has them."""
+    engine = Engine([listed()], inspected())
+    engine.down = True
+    info = Collector(engine).collect()
+    assert (info.reachable, info.containers, info.listed_at) == (False, [], None)
 
 
 def test_an_engine_that_cannot_be_reached_is_named_by_its_socket(tmp_path: Any,

@@ -28,7 +28,7 @@ from trioscope.wire import POD_UID, Report, is_loopback
 
 from ._controls import controls_for
 from ._edge_cache import EdgeCache
-from ._engine_outage import engine_unreachable
+from ._engine_outage import server_keeps
 from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, group_names, reps
 from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition, restricted, scoped_address
@@ -156,9 +156,10 @@ class TopologyGraph:
             # longer an enrolled probe's: what the old owner reported goes,
             # however its time compares.)
             return False
-        # A report whose container engine does not answer keeps ``current``'s
-        # containers: built with it, not where it was received.
-        if partition is None or partition.scope != scope or engine_unreachable(report):
+        # A report whose container engine does not answer, and which does not
+        # say its last listing, keeps ``current``'s containers: built with it,
+        # not where it was received.
+        if partition is None or partition.scope != scope or server_keeps(report):
             partition = build_partition(report, received_at, current, shape, enrolled=enrolled, allowed=allowed,
                                         scope=scope)
         elif partition.allowed != allowed:  # built where it was received, before its agent's controls were known

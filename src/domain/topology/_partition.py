@@ -27,7 +27,10 @@ from trioscope.wire import (
 from trioscope.domain.agents import report_time
 
 from ._controls import controls_for
-from ._engine_outage import engine_metadata, engine_unreachable, kept_containers, listed_ids
+from ._engine_outage import (
+    engine_metadata, engine_unreachable, expired, is_stale, kept_by_server, kept_containers, listed_state, listed_when,
+    server_keeps,
+)
 from ._model import (
     VIEWS, Node, NodeKind, Reps, View, container_id, host_id, host_part, pod_id, process_id, reps, service_id,
 )
@@ -302,10 +305,15 @@ def report_shape(report: Report) -> bytes:
         list(map(_PROCESS_SHAPE, processes)),
         list(map(_CONNECTION_SHAPE, connections)),
         # Only when so, so that every other report's digest stays as it was: its
-        # containers are then kept as last known (``kept_containers``).
-        *(("engine unreachable",) if engine_unreachable(report) else ()),
+        # containers are then kept as last known (``kept_containers``), listed when it says.
+        *(("engine unreachable", _listed_at(report)) if engine_unreachable(report) else ()),
     )
     return hashlib.sha256(orjson.dumps(document)).digest()[:SHAPE_BYTES]
+
+
+def _listed_at(report: Report) -> str | None:
+    listed_at = report.docker_info.listed_at if report.docker_info is not None else None
+    return listed_at.isoformat() if listed_at is not None else None
 
 
 def build_partition(report: Report, received_at: float, previous: Partition | None = None,
@@ -324,30 +332,52 @@ def build_partition(report: Report, received_at: float, previous: Partition | No
     ``scope``: the ``node_scope`` of that agent's tenant (``Partition.scope``),
     which its node ids carry (None, the default: none).
 
-    A report whose container engine does not answer keeps the containers
-    ``previous`` has (``kept_containers``)."""
+    A report whose container engine does not answer shows its containers as
+    last known (``kept_containers``), and those ``previous`` has if the
+    report does not say its last listing (``kept_by_server``)."""
     if shape is None:
         shape = report_shape(report)
     if not enrolled:
         allowed = None  # no controls to restrict
+    if not engine_unreachable(report):
+        return _refreshed_or_built(report, received_at, previous, shape, enrolled, allowed, scope)
+    keeps = server_keeps(report)
+    when = report_time(report, received_at)
+    kept = kept_by_server(previous, when) if keeps else []
+    # Where a container is no longer kept, its processes may be placed in it:
+    # built anew, they are in the containers their cgroups name (inferred).
+    base = None if keeps and previous is not None and expired(previous, when) else previous
+    partition = _refreshed_or_built(report, received_at, base, shape, enrolled, allowed, scope,
+                                    [n.metadata["container_id"] for n in kept])
+    return kept_containers(partition, previous, kept)
+
+
+def _refreshed_or_built(report: Report, received_at: float, previous: Partition | None, shape: bytes,
+                        enrolled: bool, allowed: frozenset[str] | None, scope: str | None,
+                        kept: Sequence[str] = ()) -> Partition:
+    """``refreshed`` from ``previous`` if it has ``report``'s shape and is
+    of the same agent, signer and scope, else ``_build`` (``kept``: see its
+    ``listed_before``)."""
     if (previous is not None and previous.shape == shape and previous.agent_id == report.agent_id
             and previous.enrolled == enrolled and previous.allowed == allowed and previous.scope == scope):
-        partition = refreshed(previous, report, received_at)
-    else:
-        partition = _build(report, received_at, shape, enrolled, allowed, scope,
-                           listed_ids(previous) if engine_unreachable(report) else ())
-    return kept_containers(partition, previous) if engine_unreachable(report) else partition
+        return refreshed(previous, report, received_at, kept)
+    return _build(report, received_at, shape, enrolled, allowed, scope, kept)
 
 
-def refreshed(previous: Partition, report: Report, received_at: float) -> Partition:
+def refreshed(previous: Partition, report: Report, received_at: float, kept: Sequence[str] = ()) -> Partition:
     """The partition of ``report``, which has ``previous``'s shape: its nodes
     built from the report, where a container's or process's only changes are
     its metrics and time a copy of its node in ``previous`` with the new ones
     (building nodes from scratch is most of the cost of a build); everything
     else ``previous``'s own objects. Equal to what ``build_partition`` builds:
     built in full if a container that publishes ports was started or stopped
-    (who has its ports changes, see ``_build``)."""
+    (who has its ports changes, see ``_build``). ``kept``: see ``_build``.
+
+    A container kept as last known (``is_stale``, the report's engine not
+    answering, as ``previous``'s) is ``previous``'s node as it is while the
+    report lists it as it was: its ``last_seen`` stays when it was listed."""
     when = report_time(report, received_at)
+    listed = listed_when(report, when)
     agent = report.agent_id
     hostname = report.host_name
     host = previous.host
@@ -361,16 +391,17 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
     containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
     for c in containers:
         was = old[container_id(c.id, previous.scope)]
-        if (was.status == c.state and was.metadata.get("status", "") == c.status
+        state = listed_state(was)
+        if (state == c.state and was.metadata.get("status", "") == c.status
                 and was.metadata.get("created") == _created(c)):
-            node = was.seen(when, _container_metrics(c))
+            node = was if is_stale(was) else was.seen(when, _container_metrics(c))
         else:
-            if (was.status in _HOLDS_PORTS) != (c.state in _HOLDS_PORTS) and any(p.host_port for p in c.ports):
+            if (state in _HOLDS_PORTS) != (c.state in _HOLDS_PORTS) and any(p.host_port for p in c.ports):
                 # Started or stopped: its published ports, which the shape
                 # leaves to its state, are taken or given back.
                 return _build(report, received_at, previous.shape, previous.enrolled, previous.allowed,
-                              previous.scope, listed_ids(previous) if engine_unreachable(report) else ())
-            node = _container_node(c, host, agent, when, previous.enrolled, previous.allowed, previous.scope)
+                              previous.scope, kept)
+            node = _container_node(c, host, agent, listed, previous.enrolled, previous.allowed, previous.scope)
         nodes[node.id] = node
     processes = list({p.pid: p for p in report.processes_info.processes}.values()) if report.processes_info else []
     # The same pids in the same order as ``previous``'s processes (the shape
@@ -383,8 +414,8 @@ def refreshed(previous: Partition, report: Report, received_at: float) -> Partit
         container: Node | None = None
         if inside is not None:
             container = nodes.get(inside)
-            if container is None:  # inferred from its processes: as it was, seen now
-                container = old[inside].seen(when, {})
+            if container is None:  # inferred from its processes (seen now), or kept as last known (as it was)
+                container = old[inside] if is_stale(old[inside]) else old[inside].seen(when, {})
                 nodes[inside] = container
         process_metrics = {"cpu_percent": p.cpu_percent, "memory_mb": p.memory_rss_bytes / 1048576}
         if meta.get("status", "") == p.status and meta.get("threads", 0) == p.threads and (
@@ -403,6 +434,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
     it stopped answering, beside the report's own, to which its processes'
     short ids resolve (``kept_containers`` then keeps their nodes)."""
     when = report_time(report, received_at)
+    listed = listed_when(report, when)
     agent = report.agent_id
     hostname = report.host_name
     host = host_id(hostname, scope)
@@ -429,7 +461,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
     # One entry per id (a repeated id: its last entry, for the node and its pod alike).
     containers = list({c.id: c for c in report.docker_info.containers}.values()) if report.docker_info else []
     for c in containers:
-        node = _container_node(c, host, agent, when, enrolled, allowed, scope)
+        node = _container_node(c, host, agent, listed, enrolled, allowed, scope)
         nodes[node.id] = node
         pod, service = _groups(c.labels, scope)
         node_reps[node.id] = reps(host=host, container=node.id, pod=pod, service=service)
