@@ -73,6 +73,7 @@ def test_the_containers_of_a_host_whose_engine_does_not_answer_are_kept_unknown_
     host = graph.nodes[HOST]
     assert (host.metadata["container_engine"], host.metadata["container_engine_problem"]) == ("unreachable", PROBLEM)
     assert host.as_dict()["metadata"]["container_engine"] == "unreachable"
+    assert host.as_dict()["metadata"]["container_engine_problem"] == PROBLEM  # in listings too: why
     # Every container as last known: none dropped, none "running" as inferred from its processes.
     assert _containers(graph) == {cid: ("unknown", "unknown", state, False) for cid, (_, state, _, _) in before.items()}
     assert all("inferred" not in graph.nodes[cid].metadata for cid in before)

@@ -83,7 +83,9 @@ async def test_an_engine_that_stops_shows_on_its_host_and_its_containers_stay_un
                 assert (box["metadata"]["last_state"], box["metadata"]["name"]) == ("running", container.name)
                 assert box["metrics"] == {} and "inferred" not in box["metadata"]
                 listing = (await api.get("/api/v1/query/topology", params={"view": "hosts"})).json()["topology"]
-                assert listing["nodes"][host["id"]]["metadata"]["container_engine"] == "unreachable"
+                listed = listing["nodes"][host["id"]]["metadata"]
+                assert (listed["container_engine"], listed["container_engine_problem"]) == (
+                    "unreachable", host["metadata"]["container_engine_problem"])
 
                 engine.start()
                 host, box = await eventually(lambda: both("reachable", "running"), DEADLINE)

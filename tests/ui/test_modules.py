@@ -249,16 +249,18 @@ def test_a_host_whose_container_engine_does_not_answer_is_a_warning_and_says_so(
       const nodes = [host('unreachable'), host('reachable'), host(null), host('unreachable', { cpu_usage: 95 }),
                      container('unknown', { last_state: 'paused' }), container('unknown', {}),
                      container('running', {})];
-      return nodes.map((n) => [health(n), m.statusText(n), m.statusNote(n), m.stale(n), m.engineDown(n)]);
+      return nodes.map((n) => [health(n), m.statusText(n), m.statusNote(n), m.stale(n), m.engineDown(n),
+                               m.statusTitle(n)]);
     """)
+    down = "up, container engine unreachable"
     assert result == [
-        ["warning", "up, container engine unreachable", "engine unreachable", False, True],
-        ["healthy", "up", "", False, False],
-        ["healthy", "up", "", False, False],  # no engine configured
-        ["critical", "up, container engine unreachable", "engine unreachable", False, True],
-        ["unknown", "unknown (last: paused)", "", True, False],
-        ["unknown", "unknown", "", False, False],  # a state the probe did not know: not stale
-        ["healthy", "running", "", False, False],
+        ["warning", down, "engine unreachable", False, True, f"{down}: socket gone"],
+        ["healthy", "up", "", False, False, "up"],
+        ["healthy", "up", "", False, False, "up"],  # no engine configured
+        ["critical", down, "engine unreachable", False, True, f"{down}: socket gone"],
+        ["unknown", "unknown (last: paused)", "", True, False, "unknown (last: paused)"],
+        ["unknown", "unknown", "", False, False, "unknown"],  # a state the probe did not know: not stale
+        ["healthy", "running", "", False, False, "running"],
     ]
 
 

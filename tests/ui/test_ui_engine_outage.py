@@ -60,13 +60,16 @@ def test_a_hosts_engine_outage_shows_on_the_host_and_its_containers_as_last_know
     # The host's row: in words, and the warning's shape (a word for screen readers).
     row_status(ui, HOST, "up, container engine unreachable")
     assert "warning" in (ui.page.get_attribute(f"#table-body .tr[data-id='{HOST}'] .td.status", "class") or "")
+    # Why, over the cell: the listing has it, no details asked for.
+    assert ui.page.get_attribute(f"#table-body .tr[data-id='{HOST}'] .td.status", "title") == \
+        f"up, container engine unreachable: {PROBLEM}"
     ui.page.click(f"#table-body .tr[data-id='{HOST}']")
     ui.page.wait_for_selector(f"#details[data-state=loaded][data-node='{HOST}'] [data-engine=unreachable]")
     assert ui.page.inner_text("[data-engine=unreachable]") == f"Container engine: unreachable — {PROBLEM}"
     # The graph: its node's tooltip (and "engine unreachable" drawn under its name).
     ui.page.click("#mode-graph")
     ui.wait_for_nodes({HOST})
-    assert hover_tooltip(ui, HOST) == "host-0 (up, container engine unreachable)"
+    assert hover_tooltip(ui, HOST) == f"host-0 (up, container engine unreachable: {PROBLEM})"
 
     # Its containers, kept as last known: their last state, muted, why, no controls.
     ui.page.click("[data-view=containers]")

@@ -331,7 +331,10 @@ def node_entries(nodes: Sequence[Node]) -> list[bytes]:
 
 
 _SUMMARY: dict[NodeKind, tuple[str, ...]] = {
-    NodeKind.HOST: ("hostname", "os", "ip_addresses", "cpu_cores", "memory_total_mb", "container_engine"),
+    # Why the engine does not answer beside that it does not (only then there):
+    # a listing of hosts says what is wrong, not only where to look.
+    NodeKind.HOST: ("hostname", "os", "ip_addresses", "cpu_cores", "memory_total_mb", "container_engine",
+                    "container_engine_problem"),
     NodeKind.CONTAINER: ("name", "image", "state", "last_state", "labels", "pod", "service", "inferred"),
     NodeKind.PROCESS: ("pid", "name", "user", "container_name", "kernel_thread"),
     NodeKind.POD: ("namespace", "name", "uid", "hosts"),

@@ -25,6 +25,14 @@ export function statusText(node) {
   return node.status;
 }
 
+// The status with why, for a tooltip: "up, container engine unreachable:
+// <problem>" for a host whose engine does not answer (the listing has the
+// problem: no details need be asked for), else `statusText`.
+export function statusTitle(node) {
+  const problem = engineDown(node) ? node.metadata.container_engine_problem : "";
+  return problem ? `${statusText(node)}: ${problem}` : statusText(node);
+}
+
 // A few words the graph draws under a node's name: "" for most. Hosts only:
 // a stale container is drawn as a ring (the legend's "unknown"), and a line
 // under each of a host's containers ran into its neighbours.

@@ -3,7 +3,7 @@
 // frame, and no sooner after a draw than it took: pacer.js), with one path per
 // colour so that 10,000 nodes are a handful of canvas calls.
 
-import { stale, statusNote, statusText } from "./engine.js";
+import { stale, statusNote, statusTitle } from "./engine.js";
 import { visible, visibleShort } from "./format.js";
 import { COLOURS, health } from "./health.js";
 import { labelOfId } from "./model.js";
@@ -473,7 +473,7 @@ export class GraphView {
         this.hoveredGroup = group;
         canvas.classList.toggle("pointing", Boolean(hovered));
         const node = this.nodes.get(hovered);
-        canvas.title = node ? `${visible(node.label)} (${visible(statusText(node))})`
+        canvas.title = node ? `${visible(node.label)} (${visible(statusTitle(node))})`
           : group ? visible(labelOfId(group, this.nodes, this.names)) : "";
         if (redraw) this.invalidate();
       }

@@ -7,7 +7,7 @@
 // and Enter opens the focused node. Focus follows the node, not the row
 // element: when a live diff re-sorts the rows, it moves with its node.
 
-import { stale, statusText } from "./engine.js";
+import { stale, statusText, statusTitle } from "./engine.js";
 import { health } from "./health.js";
 import { labelOfId } from "./model.js";
 import { metricLabel, metricValue, visible } from "./format.js";
@@ -294,7 +294,13 @@ export class TableView {
         const cell = row.children[c];
         const value = column.get(node);
         cell.textContent = column.metric ? metricValue(column.metric, value) : visible(value);
-        if (column.status) cell.className = `td status ${health(node)}`;
+        if (column.status) {
+          cell.className = `td status ${health(node)}`;
+          // Why, where the cell says only that (a host whose engine does not answer); rows are reused.
+          const title = statusTitle(node);
+          if (title !== value) cell.title = visible(title);
+          else cell.removeAttribute("title");
+        }
       });
     });
     this.#rove(had);
