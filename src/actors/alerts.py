@@ -241,6 +241,7 @@ class AlertsActor(Actor):
             offline = offline_agents(self._sightings(), now, self.settings.agent_offline_after)
             changes += book.update(offline, now, only=[AGENT_OFFLINE])
         if self.settings.command_failure_percent > 0 and not agents_only:
+            self.command_stats.forget_idle(now, self.state.failures.window)
             self.state.failures.observe(self.command_stats.outcomes(), now)
             failing = self.state.failures.failing(now, ratio=self.settings.command_failure_percent / 100,
                                             min_commands=self.settings.command_failure_min_commands)

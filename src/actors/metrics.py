@@ -71,8 +71,8 @@ told plainly, at a few hundred reports a second, the samples of a 10 s read
 filled the 4,096-message mailbox and the rest were dropped."""
 HOSTNAMES_KEPT_PER_AGENT = 2
 """The probes whose host names are kept, per ``agents.max_agents`` (forgotten
-ones' names go with ``ForgetNode``; those that stopped by themselves, at the
-next clear)."""
+ones' names go with ``ForgetNode``; those that stopped by themselves, with
+their series: ``_forget_hostnames``): a bound for a burst of new probes."""
 _UNASSIGNED = ""
 """Where the host metrics of probes enrolled in no deployment are kept (no tenant is named "")."""
 REFUSALS_SAID_EVERY = 600.0
@@ -349,6 +349,18 @@ class MetricsActor(Actor):
             views.append(self.nodes.tenant(_UNASSIGNED))
         return metrics.MergedView(*views)
 
+    def _forget_hostnames(self) -> None:
+        """Forget the host name of each probe and tenant whose host series all
+        expired: a probe silent past ``storage.max_data_age`` stops without a
+        ``ForgetNode``, and every probe id ever seen kept its names until
+        the clear at ``HOSTNAMES_KEPT_PER_AGENT`` times ``agents.max_agents``
+        (which forgets live probes' names too)."""
+        for probe, names in list(self._hostnames.items()):
+            for tenant in [t for t in names if not self.nodes.tenant(t).count_with_pair("agent_id", probe)]:
+                del names[tenant]
+            if not names:
+                del self._hostnames[probe]
+
     def _record_node(self, message: NodeSamples) -> None:
         tenant, deployment_hash = _UNASSIGNED, ""
         if self.directory is not None:
@@ -512,6 +524,7 @@ class MetricsActor(Actor):
             removed = self.store.expire(now) + self.nodes.expire(now)
             if removed:
                 log.debug("metrics: %d series expired", removed)
+                self._forget_hostnames()
             return None
         return await super().handle(message)
 

@@ -323,11 +323,19 @@ class FailureWindow:
         self._samples: dict[str, deque[tuple[float, TenantOutcomes]]] = {}
 
     def observe(self, outcomes: Iterable[tuple[str, TenantOutcomes]], now: float) -> None:
+        """The running totals at ``now`` of every tenant counted: a tenant not
+        among them is counted no more (``CommandStats.forget_idle``, after a
+        window without a finished command: nothing of it is in the window),
+        and one that comes back counts from zero, from then."""
+        observed = set()
         for tenant, totals in outcomes:
+            observed.add(tenant)
             samples = self._samples.setdefault(tenant, deque([(now - self.window, TenantOutcomes())]))
             samples.append((now, totals))
             while len(samples) > 2 and samples[1][0] <= now - self.window:
                 samples.popleft()
+        if len(observed) < len(self._samples):
+            self._samples = {tenant: kept for tenant, kept in self._samples.items() if tenant in observed}
 
     def failing(self, now: float, *, ratio: float, min_commands: int) -> Iterator[AlertNotice]:
         """HighCommandFailureRate for each tenant whose commands finished in the

@@ -102,7 +102,10 @@ class CommandStats:
         self.durations: dict[str, Histogram] = {}
         """Type label -> seconds from delivery to the final status."""
         self.tenants: dict[str, TenantOutcomes] = {}
-        """Exact tenant -> its outcomes (the failure alert names the tenant, never ``other``)."""
+        """Exact tenant -> its outcomes (the failure alert names the tenant,
+        never ``other``), while it finishes commands (``forget_idle``)."""
+        self._last_finished: dict[str, float] = {}
+        """Exact tenant -> when its latest command finished."""
         self.queues: dict[str, QueueLoad] = {}
 
     def record_finished(self, command: Command, now: float) -> None:
@@ -120,6 +123,17 @@ class CommandStats:
             histogram.observe(max(0.0, now - command.sent_at))
         seen = self.tenants.get(command.tenant, TenantOutcomes())
         self.tenants[command.tenant] = TenantOutcomes(seen.finished + 1, seen.failed + (failure is not None))
+        self._last_finished[command.tenant] = now
+
+    def forget_idle(self, now: float, idle: float) -> None:
+        """Drop the outcomes of tenants none of whose commands finished in the
+        ``idle`` seconds before ``now``: one comes back counting from zero.
+        Every tenant that ever finished a command was kept (~2.6 KB each with
+        the failure alert's window, and looked at at each evaluation)."""
+        horizon = now - idle
+        for tenant in [t for t, at in self._last_finished.items() if at < horizon]:
+            del self._last_finished[tenant]
+            self.tenants.pop(tenant, None)
 
     def record_queue(self, deployment_hash: str, load: QueueLoad) -> None:
         self.queues[deployment_hash] = load

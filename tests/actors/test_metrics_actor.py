@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from trioscope.actors.metrics import OFF_LOOP_SAMPLES, GetStats, InstantQuery, MetricsActor, WriteSamples, _Expire
+from trioscope.actors.metrics import (
+    OFF_LOOP_SAMPLES, GetStats, InstantQuery, MetricsActor, NodeSamples, WriteSamples, _Expire,
+)
 from trioscope.config import Settings
 from trioscope.domain import metrics
 from trioscope.runtime import ActorSpec, SupervisorSpec, open_actor_system
@@ -102,3 +104,26 @@ def test_a_read_without_a_deadline_stops_query_timeout_after_it_is_taken(setting
     actor = MetricsActor(settings, monotonic=lambda: 100.0)
     assert actor._deadline(InstantQuery("acme", "kept", T0)) == 100.0 + settings.metrics.query_timeout
     assert actor._deadline(InstantQuery("acme", "kept", T0, deadline=42.0)) == 42.0  # its asker's
+
+
+async def test_a_probes_host_name_goes_with_its_last_host_series(settings: Settings) -> None:
+    """Probes that stop by themselves send no ForgetNode: every probe id ever
+    seen kept its host names until 2 x max_agents probes had been seen."""
+    now = [T0]
+    made: list[MetricsActor] = []
+
+    def actor_of() -> MetricsActor:
+        made.append(MetricsActor(settings, clock=lambda: now[0]))
+        return made[-1]
+
+    tree = SupervisorSpec(name="root", children=[ActorSpec(name="metrics", factory=actor_of)])
+    async with open_actor_system(tree) as system:
+        actor = system.lookup("/root/metrics")
+        await actor.ask(NodeSamples("gone", "host-1", T0, {"cpu_usage": 1.0}))
+        now[0] = T0 + settings.storage.max_data_age / 2
+        await actor.ask(NodeSamples("staying", "host-2", now[0], {"cpu_usage": 2.0}))
+        await actor.ask(_Expire())
+        assert set(made[-1]._hostnames) == {"gone", "staying"}  # both still have series
+        now[0] = T0 + settings.storage.max_data_age + 1
+        await actor.ask(_Expire())
+        assert set(made[-1]._hostnames) == {"staying"}

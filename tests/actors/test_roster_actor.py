@@ -13,6 +13,7 @@ import pytest
 
 from tests.actors.test_roster_signers import enrolled_agent
 from tests.synthetic import container_hex, host_report
+from tests.waiting import eventually
 from trioscope.actors.agent import Describe, LatestReport
 from trioscope.actors.refusals import TooManyAgents, UnknownProbe
 from trioscope.actors.roster import ProbeHeartbeat, RegisterProbe, ReportArrived
@@ -192,3 +193,24 @@ async def test_an_agent_first_known_from_an_old_report_was_last_seen_when_it_was
         described = await system.lookup(AGENTS).child("agent-1").ask(Describe())
         assert described["status"] == "stale"
         assert described["last_seen"] == described["last_report_at"] == rfc3339_seconds(at)
+
+
+async def test_a_probe_whose_actor_stopped_by_itself_leaves_the_roster(settings) -> None:
+    """A probe actor silent past max_data_age stops itself without telling the
+    roster: every probe id ever seen stayed in it (its address and standing
+    too) until it held twice max_agents."""
+    settings = attrs.evolve(settings, storage=attrs.evolve(settings.storage, cleanup_interval=0.05))
+    tree = supervision_tree(settings)
+    # The roster the running actor holds: its spec keeps it (``Kept``), and any incarnation takes the same.
+    roster = next(spec for spec in tree.children if spec.name == ROSTER.rsplit("/", 1)[-1]).factory().roster
+    async with open_actor_system(tree) as system:
+        gone, staying = arrived(1), arrived(2)
+        for report in (gone, staying):
+            await system.lookup(ROSTER).ask(report)
+        assert {gone.report.agent_id, staying.report.agent_id} <= set(roster._heard)
+        await system.lookup(AGENTS).stop_child(gone.report.agent_id)  # as its own _Tick stops it
+
+        async def forgotten() -> bool:
+            return gone.report.agent_id not in roster
+        await eventually(forgotten)
+        assert staying.report.agent_id in roster

@@ -195,3 +195,29 @@ def test_an_alert_is_rebuilt_from_its_audit_record() -> None:
     offline = next(offline_agents([sighting("a1", 100.0)], 500.0, 300.0))
     assert last_heard(offline, 300.0) == ("a1", 100.0)
     assert last_heard(notice, 300.0) is None
+
+
+def test_a_tenant_idle_for_a_window_is_counted_no_more_and_comes_back_from_zero() -> None:
+    """Every tenant that ever finished a command was kept, its window sampled
+    at every evaluation (~2.6 KB a tenant, for good)."""
+    stats, window = CommandStats(TenantLabels(10)), FailureWindow(300.0)
+    for at in (0.0, 10.0):
+        stats.record_finished(command(CommandStatus.FAILED, CommandEvent.TIME_OUT), at)
+    stats.record_finished(attrs.evolve(command(CommandStatus.COMPLETED, CommandEvent.COMPLETE), tenant="busy"), 10.0)
+
+    def evaluate(now: float) -> list[str]:
+        stats.forget_idle(now, window.window)
+        window.observe(stats.outcomes(), now)
+        return [n.tenant for n in window.failing(now, ratio=0.1, min_commands=2)]
+
+    assert evaluate(20.0) == ["acme"]
+    stats.record_finished(attrs.evolve(command(CommandStatus.COMPLETED, CommandEvent.COMPLETE), tenant="busy"), 300.0)
+    assert evaluate(311.0) == []  # acme's last finished 301 s ago: nothing of it in the window
+    assert set(stats.tenants) == {"busy"} and [t for t, _ in stats.outcomes()] == ["busy"]
+    assert len(window._samples) == 1  # acme's samples went with it
+    # Back, with one failure: counted from zero (its earlier two are not in the window).
+    stats.record_finished(command(CommandStatus.FAILED, CommandEvent.TIME_OUT), 400.0)
+    assert stats.tenants["acme"] == TenantOutcomes(1, 1)
+    assert evaluate(401.0) == []  # one command: fewer than min_commands
+    stats.record_finished(command(CommandStatus.FAILED, CommandEvent.TIME_OUT), 402.0)
+    assert evaluate(403.0) == ["acme"]
