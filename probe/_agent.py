@@ -21,6 +21,7 @@ import trio
 
 from . import _signing
 from ._answers import json_of
+from ._command_item import MAX_COMMAND_ID, kind_of, timeout_of, usable_id
 from ._engine import EngineUnreachable, connect
 from ._executor import CHANGES_CONTAINERS, DEFAULT_ALLOWED, MAX_EXEC_SECONDS, ControlError, check, execute
 from ._follow import MAX_FOLLOWS, STREAM_TIMEOUT, LogFollow
@@ -375,7 +376,18 @@ class CommandAgent:
                   "; kept in the state directory, sent again when the probe starts" if final else "")
 
     async def _run_command(self, item: dict[str, Any]) -> None:
-        command_id, kind = item["command_id"], item.get("type", "")
+        command_id = usable_id(item)
+        if command_id is None:  # nothing to name in a report: the command cannot even be failed
+            log.error("dropped a command whose command_id is no id (a string of 1 to %d characters): %s",
+                      MAX_COMMAND_ID, str(item.get("command_id"))[:80])
+            return
+        try:  # checked before anything acts on the container: a bad one fails whole
+            kind, timeout = kind_of(item), timeout_of(item)
+        except ValueError as exc:
+            log.warning("refused %s: %s", command_id, exc)
+            await self._report({"command_id": command_id, "status": "failed", "error": str(exc),
+                                "completed_at": _now()})
+            return
         if kind == "cancel":
             # Commands run one at a time, but for follows: by the time a cancel
             # arrives any other command has finished.
@@ -386,7 +398,6 @@ class CommandAgent:
             await self._report({"command_id": command_id, "status": "completed",
                                 "result": {"note": "follow stopped" if target else "nothing running to cancel"}})
             return
-        timeout = item.get("timeout_seconds") or 300
         parameters = item.get("parameters")
         if kind == "docker.logs" and isinstance(parameters, dict) and parameters.get("follow") is True:
             await self._start_follow(command_id, parameters, timeout)

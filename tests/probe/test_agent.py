@@ -288,7 +288,8 @@ async def test_a_kept_report_the_server_refuses_for_good_is_dropped(tmp_path: Pa
     assert list(tmp_path.iterdir()) == []
 
 
-async def test_commands_that_time_out_on_a_stuck_engine_leave_the_collections_threads_alone() -> None:
+async def test_commands_that_time_out_on_a_stuck_engine_leave_the_collections_threads_alone(
+        autojump_clock: Any) -> None:
     """Each timed-out command leaves its thread waiting on the engine: 42 took
     every thread of Trio's default pool, which the collection needs, and no
     report went for a minute (a reviewer's stubborn container)."""
@@ -302,7 +303,7 @@ async def test_commands_that_time_out_on_a_stuck_engine_leave_the_collections_th
     try:
         for index in range(COMMAND_THREADS + 4):
             await agent._run_command({"command_id": f"cmd_{index}", "type": "docker.stop",
-                                      "parameters": {"container": "c1"}, "timeout_seconds": 0.05})
+                                      "parameters": {"container": "c1"}, "timeout_seconds": 1})
         assert trio.to_thread.current_default_thread_limiter().borrowed_tokens == 0
         assert agent.threads.borrowed_tokens == COMMAND_THREADS
     finally:
@@ -449,3 +450,53 @@ async def test_a_poll_answered_at_once_without_a_command_is_asked_again_with_bac
     assert 10 < len(polls) < 100, len(polls)  # backoff up to a minute apart, not a spin
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(said) == 1 and "answers the command poll at once" in said[0], said
+
+
+@pytest.mark.parametrize(("field", "value", "says"), [
+    ("timeout_seconds", 1e999, "timeout_seconds must be a number of seconds from 1 to 604800, not 'inf'"),
+    ("timeout_seconds", float("nan"), "not 'nan'"), ("timeout_seconds", 0, "not '0'"),
+    ("timeout_seconds", 604_801, "not '604801'"), ("timeout_seconds", "300", "not '300'"),
+    ("timeout_seconds", True, "not 'True'"), ("type", ["docker.stop"], "type must be a command type (a string)"),
+])
+async def test_a_command_with_a_malformed_field_fails_before_it_acts(field: str, value: Any, says: str) -> None:
+    """A timeout_seconds of 1e999 raised OverflowError and nothing was reported (a reviewer's)."""
+    reports: list[dict[str, Any]] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        reports.append(json.loads(request.content))
+        return report_taken(request)
+
+    agent = agent_with(server)
+    agent._execute = lambda kind, parameters: pytest.fail("ran")  # type: ignore[method-assign]
+    await agent._run_command({"command_id": "cmd_1", "type": "docker.stop", "parameters": {"container": "c1"},
+                              "timeout_seconds": 30, field: value})
+    assert [(r["command_id"], r["status"]) for r in reports] == [("cmd_1", "failed")]
+    assert says in reports[0]["error"], reports[0]["error"]
+
+
+@pytest.mark.parametrize("command_id", [12345, "", "x" * 257, ["cmd_1"]])
+async def test_a_command_whose_id_is_no_id_is_dropped_and_said_before_it_acts(
+        command_id: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """A command_id of 12345 stopped the container, then crashed the agent before the final report."""
+    requests: list[httpx.Request] = []
+    agent = agent_with(lambda request: requests.append(request) or report_taken(request))
+    agent._execute = lambda kind, parameters: pytest.fail("ran")  # type: ignore[method-assign]
+    await agent._run_command({"command_id": command_id, "type": "docker.stop", "parameters": {"container": "c1"}})
+    assert requests == []
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1 and "command_id is no id" in said[0], said
+
+
+async def test_a_command_within_the_servers_limits_runs() -> None:
+    reports: list[dict[str, Any]] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        reports.append(json.loads(request.content))
+        return report_taken(request)
+
+    agent = agent_with(server)
+    agent._execute = lambda kind, parameters: {"ran": kind}  # type: ignore[method-assign]
+    await agent._run_command({"command_id": "c" * 135, "type": "docker.stop", "parameters": {"container": "c1"},
+                              "timeout_seconds": 604_800})
+    assert [r["status"] for r in reports] == ["executing", "completed"] and reports[-1]["result"] == {
+        "ran": "docker.stop"}
