@@ -34,7 +34,7 @@ from trioscope.wire import (
 )
 
 from ._engine import EngineUnreachable, connect, engine_errors, engine_problem
-from ._masking import masked_cmdline, masked_variable
+from ._masking import masked_cmdline, masked_label, masked_variable
 
 if TYPE_CHECKING:
     import docker  # loaded by ``_engine.connect`` when the first cycle connects
@@ -281,7 +281,7 @@ class ContainerCollector:
             state=status,  # type: ignore[arg-type]  # _STATES gives one of ContainerState's values, as a str
             status=status_text[:1024],
             created=datetime.fromtimestamp(created, UTC) if isinstance(created, (int, float)) else None,
-            labels={k[:256]: str(v)[:4096] for k, v in list(labels.items())[:512]},
+            labels={k[:256]: masked_label(str(k), str(v))[:4096] for k, v in list(labels.items())[:512]},
             ports=_ports(summary.get("Ports") or []),
             networks=[ContainerNetwork(name=n[:256], ip_address=((v or {}).get("IPAddress") or "")[:64])
                       for n, v in list(networks.items())[:64]],

@@ -1,8 +1,9 @@
 """Secrets in process command lines, masked before a report leaves the host.
 
 Anyone who may read the topology reads command lines (a process node's
-``cmdline``, a container node's ``command``, and with ``--env-values`` its
-environment's values); the passwords and tokens in them are not theirs. What
+``cmdline``, a container node's ``command`` and its labels' values, and
+with ``--env-values`` its environment's values); the passwords and tokens in
+them are not theirs. What
 is masked (each value becomes ``***``, what is around it stays readable):
 
 - the value of a flag or variable named like a secret (token, secret, passw,
@@ -298,6 +299,19 @@ def masked_variable(name: str, value: str) -> str:
     if _FLAG_SECRET.search(name):
         return MASK if value else value
     return masked_cmdline([value])
+
+
+_KEY_PARTS = re.compile(r"[./]")
+
+
+def masked_label(key: str, value: str) -> str:
+    """A container label's value, masked as an environment variable's
+    (``masked_variable``), its key read part by part as well: labels are
+    dotted or slashed names (``traefik.http.middlewares.x.basicauth.users``,
+    ``api.token``), and a part may end in auth as a variable's name may."""
+    if any(_FLAG_SECRET.search(part) for part in _KEY_PARTS.split(key)):
+        return MASK if value else value
+    return masked_variable(key, value)
 
 
 def _hinted_parts(lowered: str, starts: list[int]) -> set[int]:

@@ -314,3 +314,20 @@ def test_containers_a_cycle_had_no_time_for_have_their_statistics_in_the_next(mo
         had |= {c.id for c in collector.collect().containers if c.stats is not None}  # type: ignore[union-attr]
         cycles += 1
     assert had == set(ids)
+
+
+def test_label_values_named_like_secrets_are_masked_as_environment_values_are() -> None:
+    """Labels went out as they were: ``DB_PASSWORD=hunter2`` reached every reader (a reviewer's)."""
+    labels = {"app": "shop", "DB_PASSWORD": "hunter2", "api.token": "tok-42",
+              "traefik.http.middlewares.x.basicauth.users": "admin:$apr1$salt$hash",
+              "com.example/secret-key": "k-17", "org.opencontainers.image.source": "https://github.com/o/r",
+              "traefik.http.routers.web.rule": "Host(`shop.example`)",
+              "db.url": "postgresql://shop:pw-5@db/shop", "empty.password": ""}
+    entry = listed()
+    entry["Labels"] = labels
+    (container,) = Collector(Engine([entry], inspected())).collect().containers  # type: ignore[union-attr]
+    assert container.labels == {
+        "app": "shop", "DB_PASSWORD": "***", "api.token": "***", "traefik.http.middlewares.x.basicauth.users": "***",
+        "com.example/secret-key": "***", "org.opencontainers.image.source": "https://github.com/o/r",
+        "traefik.http.routers.web.rule": "Host(`shop.example`)", "db.url": "postgresql://shop:***@db/shop",
+        "empty.password": ""}
