@@ -27,11 +27,15 @@ from trioscope.wire import (
 )
 
 from ._docker import ContainerCollector
-from ._masking import masked_cmdline
+from ._masking import cut_argv, masked_cmdline
 from ._netns import MAX_CONNECTIONS, NamespaceSockets
 
 MB = 1024 * 1024
 MAX_CMDLINE = 4096
+MASKED_CMDLINE = 2 * MAX_CMDLINE
+"""Characters of a command line masked at most (``cut_argv``), then cut to
+``MAX_CMDLINE``: masking takes time linear in the line, and a local user's
+argv may be 2 MB; twice the shown length leaves room for what masking shortens."""
 _PSEUDO_FS = {"tmpfs", "devtmpfs", "overlay", "squashfs", "proc", "sysfs", "cgroup", "cgroup2", "nsfs"}
 
 
@@ -192,7 +196,7 @@ def processes() -> list[ProcessInfo]:
         result.append(ProcessInfo(
             pid=pid, ppid=max(0, info.get("ppid") or 0),
             name=_clip(info.get("name") or "", 256),
-            cmdline=_clip(masked_cmdline(info.get("cmdline") or []), MAX_CMDLINE),
+            cmdline=_clip(masked_cmdline(cut_argv(info.get("cmdline") or [], MASKED_CMDLINE)), MAX_CMDLINE),
             user=_clip(info.get("username") or "", 256),
             cpu_percent=max(0.0, cpu),
             memory_rss_bytes=memory.rss if memory else 0,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from trioscope_probe._masking import MASK, masked_cmdline
+from trioscope_probe._masking import MASK, cut_argv, masked_cmdline
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 
@@ -440,3 +440,26 @@ def test_long_arguments_of_every_shape_are_masked(argv: list[str], shown: str | 
     masks every process's: a pattern retried from every position would stall
     every report (each of these runs in milliseconds; none is timed here)."""
     assert masked_cmdline(argv) == (" ".join(argv) if shown is None else shown)
+
+
+@pytest.mark.parametrize(("argv", "limit", "kept"), [
+    (["app", "--port", "80"], 13, ["app", "--port", "80"]),  # within the limit: as it is
+    (["app", "--port", "8080"], 13, ["app", "--port"]),  # the argument past it: left out
+    (["psql", "postgresql://u:hunter2@db/x"], 24, ["psql"]),  # a word cut in half: never shown
+    (["sh", "-c", "psql postgresql://u:hunter2@db/x"], 24, ["sh", "-c", "psql"]),
+    (["sh", "-c", "run --password 'correct horse battery staple'"], 40, ["sh", "-c", "run --password"]),
+    (["curl", "-d", '{"user": "u", "password": "correct horse battery"}'], 48, ["curl", "-d", '{"user": "u", "password":']),
+    (["sh", "-c", "echo 'a b' c " + "x" * 40], 40, ["sh", "-c", "echo 'a b' c"]),  # a quote closed: any words
+    (["x" * 40], 32, []),
+])
+def test_a_line_is_cut_for_masking_at_a_space_outside_quotes(argv: list[str], limit: int, kept: list[str]) -> None:
+    assert cut_argv(argv, limit) == kept
+    assert len(" ".join(kept)) <= limit
+
+
+def test_no_secret_of_a_line_cut_anywhere_is_shown() -> None:
+    argv = ["curl", "-H", "Authorization: Bearer abc.def", "-u", "user:pw", "https://u:pw2@h/x", "--data",
+            '{"password": "correct horse"}', "y" * 99]
+    for limit in range(len(" ".join(argv)) + 1):
+        cut = masked_cmdline(cut_argv(argv, limit))
+        assert "abc" not in cut and "pw" not in cut and "horse" not in cut, (limit, cut)
