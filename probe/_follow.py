@@ -6,8 +6,9 @@ or its timeout passes.
 
 Bounded here too, whatever the server allows: at most ``LINES_PER_SECOND``
 lines a second leave the probe (the rest are dropped and counted), lines are
-cut at ``MAX_LINE`` characters, and at most ``BUFFERED`` wait between the
-engine and the sender (a container writing faster loses lines, not memory).
+cut at ``MAX_LINE`` bytes of UTF-8, and at most ``BUFFERED`` lines and
+``BUFFERED_BYTES`` of them wait between the engine and the sender (a
+container writing faster, or a server slower, loses lines, not memory).
 The engine's blocking stream is read in worker threads (one for stdout, one
 for stderr, so each line says which) and closed to stop them.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -39,7 +41,15 @@ MAX_FOLLOWS = 5
 """Follows this probe runs at once; more fail at once."""
 LINES_PER_SECOND = 200
 MAX_LINE = 16 * 1024
+"""Bytes of a line's message in UTF-8 at most (cut on a character's boundary)."""
 BUFFERED = 2000
+BUFFERED_BYTES = 4 * 1024 * 1024
+"""Memory the lines waiting for the sender may hold, per follow: 2,000 lines of
+16 Ki characters, one of them an emoji (Python then keeps 4 bytes a character),
+were ~150 MB a follow while the server was slow, five of them ~750 MB in a
+process that runs as root."""
+ENTRY_OVERHEAD = 512
+"""Bytes counted for a waiting line's dict, timestamp, level and source."""
 BATCH_LINES = 200
 BATCH_BYTES = 256 * 1024
 """Bytes of lines a request carries at most (a batch larger is sent in parts):
@@ -84,15 +94,32 @@ def _entry(source: str, raw: bytes) -> dict[str, Any]:
         timestamp = moment.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction[:6]}" if fraction else "") + "Z"
     else:
         timestamp, message = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), raw
-    line = message.decode("utf-8", "replace").rstrip("\r")
-    if len(line) > MAX_LINE:
-        line = line[:MAX_LINE - 1] + "…"
-    return {"timestamp": timestamp, "level": LEVELS[source], "message": line, "source": source}
+    return {"timestamp": timestamp, "level": LEVELS[source], "message": _cut(message), "source": source}
+
+
+def _cut(message: bytes) -> str:
+    """``message`` as text of at most ``MAX_LINE`` bytes of UTF-8 (a longer one
+    cut on a character's boundary and ended with "…"), bad bytes replaced."""
+    line = message[:MAX_LINE].decode("utf-8", "replace")
+    if len(message) <= MAX_LINE:
+        line = line.rstrip("\r")
+        encoded = line.encode()
+        if len(encoded) <= MAX_LINE:
+            return line
+    else:
+        encoded = line.encode()
+    # A bad byte is replaced by 3 (U+FFFD): decoded, a line may grow.
+    return encoded[:MAX_LINE - 3].decode("utf-8", "ignore") + "…"
+
+
+def _size(entry: dict[str, Any]) -> int:
+    """Memory a waiting line holds, as Python keeps its text."""
+    return sys.getsizeof(entry["message"]) + ENTRY_OVERHEAD
 
 
 def _parts(batch: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """``batch`` in consecutive parts of at most ``BATCH_BYTES`` of lines each
-    (a line is at most ``MAX_LINE`` characters, 64 KiB of UTF-8: one fits)."""
+    (a line is at most ``MAX_LINE`` bytes of UTF-8: one fits)."""
     parts: list[list[dict[str, Any]]] = []
     size = BATCH_BYTES
     for entry in batch:
@@ -151,6 +178,8 @@ class LogFollow:
         self.stopped = threading.Event()
         """Set when the follow ends: the reading threads open no stream after it."""
         self.sent = self.dropped = 0
+        self.queued = 0
+        """Bytes the lines in the channel hold (``_size``), at most ``BUFFERED_BYTES``."""
         self.ended: str | None = None
         self.engine_lost = False
         """A reading thread found the engine gone (the follow ends ``engine_unreachable``)."""
@@ -191,11 +220,7 @@ class LogFollow:
         (once both are, the follow ends)."""
         def push(lines: list[bytes]) -> None:
             for raw in lines:
-                try:
-                    send.send_nowait(_entry(source, raw))
-                except trio.WouldBlock:
-                    self.dropped += 1
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                if not self._queue(send, _entry(source, raw)):
                     return  # the follow ended: the thread stops at its next chunk or when its stream closes
 
         def hand_over(lines: list[bytes]) -> bool:
@@ -209,6 +234,29 @@ class LogFollow:
             # abandon_on_cancel: the thread ends once its stream is closed (``_close``),
             # or at its next read timeout.
             await trio.to_thread.run_sync(self._follow_stream, source, hand_over, abandon_on_cancel=True)
+
+    def _queue(self, send: trio.MemorySendChannel[dict[str, Any]], entry: dict[str, Any]) -> bool:
+        """Queue a line for the sender, or drop it (counted) if ``BUFFERED``
+        lines or ``BUFFERED_BYTES`` wait already; False once the follow ended."""
+        size = _size(entry)
+        if self.queued + size > BUFFERED_BYTES:
+            self.dropped += 1
+            return True
+        try:
+            send.send_nowait(entry)
+        except trio.WouldBlock:
+            self.dropped += 1
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        else:
+            self.queued += size
+        return True
+
+    async def _next(self) -> dict[str, Any]:
+        """The next queued line (``trio.EndOfChannel`` once both streams ended)."""
+        entry = await self.receive.receive()
+        self.queued -= _size(entry)
+        return entry
 
     def _follow_stream(self, source: str, hand_over: Callable[[list[bytes]], bool]) -> None:
         """Read one stream of the container until it stops (worker thread).
@@ -286,10 +334,10 @@ class LogFollow:
             batch: list[dict[str, Any]] = []
             try:
                 with trio.move_on_after(QUIET_SECONDS):
-                    batch.append(await self.receive.receive())
+                    batch.append(await self._next())
                 with trio.move_on_after(BATCH_SECONDS):
                     while batch and len(batch) < BATCH_LINES:
-                        batch.append(await self.receive.receive())
+                        batch.append(await self._next())
             except trio.EndOfChannel:
                 for part in _parts(batch):
                     await self._send(part)

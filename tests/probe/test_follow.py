@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import httpx
 import requests.exceptions
 import pytest
 
 from trioscope_probe._executor import ControlError
-from trioscope_probe._follow import BATCH_BYTES, MAX_LINE, LogFollow, SeenLines, _entry, _stamp_key
+from trioscope_probe._follow import BATCH_BYTES, BUFFERED, MAX_LINE, LogFollow, SeenLines, _entry, _stamp_key
 
 
 def test_the_engines_timestamp_is_kept_in_utc_to_the_microsecond():
@@ -25,8 +27,19 @@ def test_a_line_without_a_timestamp_is_kept_whole_and_stamped_now():
 
 def test_long_lines_are_cut_and_bad_bytes_replaced():
     entry = _entry("stdout", b"2026-12-02T11:13:21Z " + b"x" * (MAX_LINE * 2))
-    assert len(entry["message"]) == MAX_LINE and entry["message"].endswith("…")
+    assert len(entry["message"].encode()) == MAX_LINE and entry["message"].endswith("…")
     assert _entry("stdout", b"2026-12-02T11:13:21Z caf\xe9")["message"] == "caf\ufffd"
+
+
+@pytest.mark.parametrize("line", [
+    "😀".encode() * MAX_LINE,  # 4 bytes a character
+    b"a" * (MAX_LINE - 2) + "😀".encode(),  # cut within a character
+    b"\xff" * MAX_LINE,  # each bad byte shown as U+FFFD, 3 bytes of UTF-8
+])
+def test_a_line_is_cut_to_max_line_bytes_on_a_characters_boundary(line: bytes) -> None:
+    message = _entry("stdout", b"2026-12-02T11:13:21Z " + line)["message"]
+    assert len(message.encode()) <= MAX_LINE and message.endswith("…")
+    assert "\ufffd" not in message[:-1] or line.startswith(b"\xff")
 
 
 def test_lines_of_two_openings_compare_by_when_they_were_written():
@@ -105,7 +118,7 @@ def test_a_multi_megabyte_line_is_sent_once_cut_and_the_rest_of_it_left_out() ->
     follow._follow_stream("stdout", lambda lines: handed.extend(lines) or True)
     messages = [_entry("stdout", raw)["message"] for raw in handed]
     assert len(messages) == 3 and messages[0] == "before" and messages[2] == "after"
-    assert messages[1].startswith("aaa") and len(messages[1]) == MAX_LINE
+    assert messages[1].startswith("aaa") and len(messages[1].encode()) == MAX_LINE
 
 
 class _WideContainer:
@@ -172,3 +185,19 @@ async def test_a_follow_whose_engine_went_away_says_so_not_that_the_container_st
 
     result = await LogFollow(client, "cmd-1", "hash", {"container": "web"}, post).run()  # type: ignore[arg-type]
     assert result["ended"] == "engine_unreachable", result
+
+
+async def test_the_lines_waiting_for_a_slow_server_hold_at_most_their_bytes() -> None:
+    """2,000 lines of 16 Ki characters, one an emoji, waited for a slow server: ~150 MB a
+    follow, five follows ~750 MB in a process that runs as root (a reviewer's)."""
+    from trioscope_probe._follow import BUFFERED_BYTES
+
+    follow = LogFollow(_Client(), "cmd-1", "hash", {"container": "web"}, None)  # type: ignore[arg-type]
+    line = "2026-12-02T11:13:21Z ".encode() + "😀".encode() + b"a" * (MAX_LINE - 4)
+    for _ in range(BUFFERED):
+        assert follow._queue(follow.send, _entry("stdout", line))
+    assert 0 < follow.queued <= BUFFERED_BYTES and follow.dropped > 0
+    waiting = [await follow._next() for _ in range(BUFFERED - follow.dropped)]  # the sender takes them
+    assert sum(sys.getsizeof(entry["message"]) for entry in waiting) <= BUFFERED_BYTES
+    assert follow.queued == 0 and follow.receive.statistics().current_buffer_used == 0
+    assert follow._queue(follow.send, _entry("stdout", line)) and follow.queued > 0  # room again
