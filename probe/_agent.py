@@ -274,7 +274,8 @@ class CommandAgent:
                 item = await self._poll(asked)
             except Refused as exc:
                 if standing.note(exc, trio.current_time()):
-                    hint = ("; enroll the probe again (restart it with a new --enrollment-token)"
+                    hint = ("; enroll the probe again (restart it with a new enrollment token: "
+                            "--enrollment-token-file or the env TRIOSCOPE_PROBE_ENROLLMENT_TOKEN)"
                             if exc.for_good and exc.status in (401, 410) else "")
                     log.error("command polling refused (%s)%s; %s%s", exc, hint, exc.plan, standing.summary)
                 await trio.sleep(standing.delay())

@@ -32,6 +32,7 @@ KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "env_values": ((bool,), "true or false"),
     "deployment_hash": ((str,), "text"),
     "enrollment_token": ((str,), "text"),
+    "enrollment_token_file": ((str,), "a path"),
     "state_dir": ((str,), "a path"),
     "allow": ((list, str), "a list of command types"),
     "processes": ((bool,), "true or false"),
@@ -48,7 +49,8 @@ ENV_PREFIX = "TRIOSCOPE_PROBE_"
 FILE_KEY_OF_ENV = {
     "TRIOSCOPE_PROBE_SERVER": "server", "TRIOSCOPE_PROBE_INTERVAL": "interval", "TRIOSCOPE_PROBE_AGENT_ID": "agent_id",
     "TRIOSCOPE_PROBE_BUFFER": "buffer", "DOCKER_HOST": "docker_host", "TRIOSCOPE_PROBE_DEPLOYMENT": "deployment_hash",
-    "TRIOSCOPE_PROBE_ENROLLMENT_TOKEN": "enrollment_token", "TRIOSCOPE_PROBE_STATE_DIR": "state_dir",
+    "TRIOSCOPE_PROBE_ENROLLMENT_TOKEN": "enrollment_token",
+    "TRIOSCOPE_PROBE_ENROLLMENT_TOKEN_FILE": "enrollment_token_file", "TRIOSCOPE_PROBE_STATE_DIR": "state_dir",
     "TRIOSCOPE_PROBE_ALLOW": "allow", "TRIOSCOPE_PROBE_LOG_LEVEL": "log_level",
     "TRIOSCOPE_PROBE_LOG_FORMAT": "log_format", "TRIOSCOPE_PROBE_CA_FILE": "ca_file",
 }

@@ -41,6 +41,7 @@ from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, KNOWN, ControlError
 from ._parent import stop_when_parent_gone
 from ._pending import PendingReports
+from ._token_file import TokenFileError, read_token_file
 from ._refusals import Backoff, ServerUnavailable
 from ._transport import ReportRequests, Signer, run_publisher
 
@@ -121,7 +122,12 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
     parser.add_argument("--enrollment-token", default=env("TRIOSCOPE_PROBE_ENROLLMENT_TOKEN"),
                         help="the deployment's one-time enrollment token, for the first start "
                         "(env TRIOSCOPE_PROBE_ENROLLMENT_TOKEN); the agent token is then kept in --state-dir. "
-                        "A new token enrolls again (after a decommission) and replaces the saved credentials")
+                        "A new token enrolls again (after a decommission) and replaces the saved credentials. "
+                        "Every local user can read a flag's value while the probe runs: prefer the env "
+                        "or --enrollment-token-file")
+    parser.add_argument("--enrollment-token-file", default=env("TRIOSCOPE_PROBE_ENROLLMENT_TOKEN_FILE"),
+                        help="a file holding the enrollment token, read once at start "
+                        "(env TRIOSCOPE_PROBE_ENROLLMENT_TOKEN_FILE)")
     parser.add_argument("--state-dir", default=env("TRIOSCOPE_PROBE_STATE_DIR", "~/.local/state/trioscope-probe"),
                         help="where the agent credentials are kept, mode 0600 in a directory created 0700 "
                         "(env TRIOSCOPE_PROBE_STATE_DIR; default %(default)s)")
@@ -215,6 +221,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.tls = client_tls(args.ca_file)
     except (OSError, ssl.SSLError) as exc:
         refuse("--ca-file", "TRIOSCOPE_PROBE_CA_FILE", f"cannot use {args.ca_file}: {exc}")
+    if args.enrollment_token_file:
+        if args.enrollment_token:
+            refuse("--enrollment-token-file", "TRIOSCOPE_PROBE_ENROLLMENT_TOKEN_FILE",
+                   "the enrollment token is given by --enrollment-token (or its env or file key) too; give it once")
+        try:
+            args.enrollment_token = read_token_file(Path(args.enrollment_token_file).expanduser())
+        except TokenFileError as exc:
+            refuse("--enrollment-token-file", "TRIOSCOPE_PROBE_ENROLLMENT_TOKEN_FILE", str(exc))
+    token_flag = any(a == "--enrollment-token" or a.startswith("--enrollment-token=") for a in argv)
     allowed = tuple(a.strip() for a in args.allow.split(",") if a.strip())
     unknown = sorted(set(allowed) - set(KNOWN))
     if unknown:
@@ -225,6 +240,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     configure_logging(args.log_level, args.log_format)
     if args.log_level != "debug":  # httpx logs every request at info: two lines a second, saying nothing new
         logging.getLogger("httpx").setLevel(logging.WARNING)
+    if token_flag:
+        # Not refused: the README's examples showed the flag, and a probe of a private host may use it.
+        logging.getLogger("trioscope_probe").warning(
+            "--enrollment-token on the command line can be read by every user of this host (ps, "
+            "/proc/PID/cmdline) while the probe runs, and enrolled with before it does: give it by "
+            "--enrollment-token-file or the env TRIOSCOPE_PROBE_ENROLLMENT_TOKEN")
     containers = ContainerCollector(args.docker_host, env_values=args.env_values) if args.docker_host else None
     collector = ReportCollector(args.agent_id, processes=not args.no_processes,
                                 connections=not args.no_connections, containers=containers)
@@ -335,7 +356,8 @@ async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace, allo
     if saved is not None:
         return saved
     if not args.enrollment_token:
-        raise ControlError(f"no saved credentials in {path}; pass --enrollment-token once")
+        raise ControlError(f"no saved credentials in {path}; give the deployment's enrollment token once "
+                           "(--enrollment-token-file, or the env TRIOSCOPE_PROBE_ENROLLMENT_TOKEN)")
     check_writable(path.parent)
     if path.exists():
         log.info("enrolling in deployment %s with the enrollment token given; the credentials in %s will be "
