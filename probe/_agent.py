@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,7 @@ from ._refusals import (
     REFUSED_RETRY, REFUSING, RETRIABLE, Backoff, Link, Refused, ServerUnavailable, Standing, answer_shown, error_of,
     error_text, has_answered, refusal, report_refused_for_good, report_taken, send, transport_problem,
 )
+from ._state_dir import read_private_file
 
 if TYPE_CHECKING:
     import docker  # loaded by the first command's client (``_engine.connect``)
@@ -118,12 +120,14 @@ def load_credentials(path: Path, deployment_hash: str, enrollment_token: str | N
     decommissioned or replaced: it must be used, not the dead credentials).
 
     Raises:
-        ControlError: the file exists but is not a credentials file.
+        ControlError: the file exists but is not a credentials file, or not
+            one of this user's that only it may read (``read_private_file``).
     """
     try:
-        saved = json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError):
-        return None  # (a state dir that cannot be used is said before enrolling)
+        raw = read_private_file(path)
+        if raw is None:
+            return None  # (a state dir that cannot be used is said before enrolling)
+        saved = json.loads(raw)
     except (OSError, ValueError) as exc:
         raise ControlError(f"cannot read {path}: {exc}; fix or delete it (then enroll again)") from None
     fields = ("deployment_hash", "agent_id", "agent_token")
@@ -146,9 +150,10 @@ def check_writable(directory: Path) -> None:
     """
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds agent tokens: the owner's only
-        probe = directory / f".write-test.{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A name of its own, made O_EXCL: never written through whatever stands at a name known in advance.
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=directory)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise ControlError(f"cannot keep credentials in {directory}: {exc}") from None
 

@@ -6,13 +6,19 @@ sending it. A probe that starts sends what it finds here first.
 A report is written before its first attempt and removed once the server
 answered it (taken, or refused for good: a command that timed out meanwhile);
 files are small JSON bodies, written 0600 and renamed into place (a crash
-leaves a whole file or none), at most ``MAX_KEPT`` of them."""
+leaves a whole file or none), at most ``MAX_KEPT`` of them.
+
+The directory is used only if it is a directory of the probe's user, not a
+symbolic link (``_own_directory``): its mode is set and its files deleted,
+and through a link planted there root chmod'ed and pruned another directory.
+A kept report is read only if it is a file of its own (not a link to one)."""
 
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import stat
 from pathlib import Path
 
 log = logging.getLogger("trioscope_probe")
@@ -40,7 +46,7 @@ class PendingReports:
             return
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.directory.chmod(0o700)  # one made before, or by hand: results may hold secrets
+            self._own_directory(chmod=True)
             self._make_room()
             partial = self._path(command_id).with_suffix(".partial")
             partial.unlink(missing_ok=True)
@@ -64,23 +70,51 @@ class PendingReports:
         """The reports kept, oldest first; what a write cut short left
         (``*.partial``) removed."""
         try:
+            self._own_directory()
             for partial in self.directory.glob("*.partial"):
                 partial.unlink(missing_ok=True)
             return sorted(self.directory.glob("*.json"), key=_age)[-MAX_KEPT:]
-        except OSError:
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            log.warning("not sending the reports kept in %s (%s)", self.directory, exc)
             return []
 
     def read(self, path: Path) -> bytes | None:
         """A kept report (None: unreadable, or larger than a kept one may be, said and removed)."""
         try:
-            if path.stat().st_size > MAX_BYTES:
-                log.warning("removing the kept report %s: larger than %d bytes", path.name, MAX_BYTES)
-                path.unlink(missing_ok=True)
-                return None
-            return path.read_bytes()
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)  # not a link, a FIFO never waited on
+            with os.fdopen(fd, "rb") as handle:
+                status = os.fstat(handle.fileno())
+                if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
+                    log.warning("not reading the kept report %s: not a file of the probe's user", path)
+                    return None
+                if status.st_size > MAX_BYTES:
+                    log.warning("removing the kept report %s: larger than %d bytes", path.name, MAX_BYTES)
+                    path.unlink(missing_ok=True)
+                    return None
+                return handle.read(MAX_BYTES + 1)[:MAX_BYTES]
         except OSError as exc:
             log.warning("cannot read the kept report %s (%s)", path, exc)
             return None
+
+    def _own_directory(self, *, chmod: bool = False) -> None:
+        """Checks that the directory is one of the probe's user, not a symbolic
+        link, and (``chmod``) makes it 0700: one made before, or by hand, and
+        results may hold secrets. Through the open directory, never a link.
+
+        Raises:
+            OSError: it is not (or cannot be opened).
+        """
+        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            owner = os.fstat(fd).st_uid
+            if owner != os.geteuid():
+                raise PermissionError(f"{self.directory} is owned by uid {owner}, not by the probe's user")
+            if chmod:
+                os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
 
     def _make_room(self) -> None:
         files = sorted(self.directory.glob("*.json"), key=_age)

@@ -41,8 +41,9 @@ from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, KNOWN, ControlError
 from ._parent import stop_when_parent_gone
 from ._pending import PendingReports
-from ._token_file import TokenFileError, read_token_file
 from ._refusals import Backoff, ServerUnavailable
+from ._state_dir import trusted_state_dir
+from ._token_file import TokenFileError, read_token_file
 from ._transport import ReportRequests, Signer, run_publisher
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
@@ -129,8 +130,9 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
                         help="a file holding the enrollment token, read once at start "
                         "(env TRIOSCOPE_PROBE_ENROLLMENT_TOKEN_FILE)")
     parser.add_argument("--state-dir", default=env("TRIOSCOPE_PROBE_STATE_DIR", "~/.local/state/trioscope-probe"),
-                        help="where the agent credentials are kept, mode 0600 in a directory created 0700 "
-                        "(env TRIOSCOPE_PROBE_STATE_DIR; default %(default)s)")
+                        help="where the agent credentials are kept, mode 0600 in a directory created 0700; "
+                        "one another user could change is refused (env TRIOSCOPE_PROBE_STATE_DIR; "
+                        "default %(default)s)")
     parser.add_argument("--allow", default=env("TRIOSCOPE_PROBE_ALLOW", ",".join(DEFAULT_ALLOWED)),
                         help="command types this probe runs, comma-separated "
                         "(env TRIOSCOPE_PROBE_ALLOW; default: every docker.* control but docker.exec, which runs "
@@ -315,6 +317,7 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
             if args.deployment_hash:
                 try:
                     credentials = await _credentials(client, args, allowed)
+                    state_dir = trusted_state_dir(Path(args.state_dir).expanduser())  # noqa: ASYNC240 - at start
                 except ControlError as exc:
                     # Logged (as JSON with --log-format json), not printed: logging is set up by now.
                     logging.getLogger("trioscope_probe").critical("%s; stopping", exc,
@@ -323,8 +326,7 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
                     return 2
                 metadata = {"deployment_hash": credentials.deployment_hash, "command_agent_id": credentials.agent_id}
                 signer = Signer(credentials.agent_id, credentials.agent_token)
-                kept = Path(args.state_dir).expanduser() / "pending-reports"  # noqa: ASYNC240 - a path, no I/O
-                pending = PendingReports(kept)
+                pending = PendingReports(state_dir / "pending-reports")
                 nursery.start_soon(CommandAgent(client, credentials, args.docker_host, allowed,
                                                 containers_changed=asked.ask, pending=pending).run)
             nursery.start_soon(functools.partial(
@@ -347,11 +349,13 @@ async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace, allo
     again and replaces them (the way to revive a decommissioned probe).
 
     Raises:
-        ControlError: unreadable credentials; none and no enrollment token; a state
-            directory that cannot be written; or the enrollment was refused.
+        ControlError: a state directory another user could change, or that
+            cannot be written; unreadable or untrusted credentials; none and
+            no enrollment token; or the enrollment was refused.
     """
     log = logging.getLogger("trioscope_probe")
-    path = Path(args.state_dir).expanduser() / "credentials.json"  # noqa: ASYNC240 - once, at start-up, a local file
+    state_dir = trusted_state_dir(Path(args.state_dir).expanduser())  # noqa: ASYNC240 - once, at start-up
+    path = state_dir / "credentials.json"
     saved = load_credentials(path, args.deployment_hash, args.enrollment_token or None)
     if saved is not None:
         return saved

@@ -77,6 +77,7 @@ def test_output_is_kept_to_its_last_bytes_as_it_streams() -> None:
 def test_a_damaged_credentials_file_is_named_in_a_control_error(tmp_path: Path, content: str) -> None:
     path = tmp_path / "credentials.json"
     path.write_text(content)
+    path.chmod(0o600)  # (one others may read is refused as such: tests/probe/test_state_dir.py)
     with pytest.raises(ControlError, match=str(path)):
         load_credentials(path, "dep")
     assert load_credentials(tmp_path / "absent.json", "dep") is None
