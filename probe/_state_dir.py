@@ -42,7 +42,7 @@ def trusted_state_dir(directory: Path) -> Path:
         real = directory.resolve(strict=True)
         own = real.lstat()
     except OSError as exc:
-        raise ControlError(f"--state-dir {directory} cannot be used: {exc}") from None
+        raise ControlError(f"cannot keep credentials in --state-dir {directory}: {exc}") from None
     problem = _own_directory_problem(own)
     if problem is not None:
         raise ControlError(f"--state-dir {directory} {problem}; the probe keeps its agent credentials there")
@@ -50,7 +50,7 @@ def trusted_state_dir(directory: Path) -> Path:
         try:
             status = above.lstat()
         except OSError as exc:
-            raise ControlError(f"--state-dir {directory} cannot be used: {exc}") from None
+            raise ControlError(f"cannot keep credentials in --state-dir {directory}: {exc}") from None
         problem = _above_problem(status)
         if problem is not None:
             raise ControlError(f"--state-dir {directory}: {above}, above it, {problem}, so another user could "
