@@ -63,7 +63,7 @@ def test_environment_values_are_not_reported_without_env_values() -> None:
 
 
 def test_labels_are_not_command_lines() -> None:
-    # The list's labels are the engine's metadata, shown as they are.
+    # The list's labels are the engine's metadata, shown as they are but for secrets (below).
     assert _reported({"Cmd": ["sleep", "1"]}).labels == {"app": "shop"}
 
 
@@ -72,14 +72,18 @@ def test_a_real_container_shows_no_secret_of_its_command_or_environment(docker_h
     # Created, not started: the inspect has the command and environment all the same.
     container = engine.containers.create(
         IMAGE, ["sh", "-c", "sleep 10000; mysql -pCTRMYSQL --password=CTRSECRET"], name=unique("probe-masking"),
-        environment={"DB_PASSWORD": "CTRENV", "DATABASE_URL": "postgres://app:CTRURL@db/shop"})
+        environment={"DB_PASSWORD": "CTRENV", "DATABASE_URL": "postgres://app:CTRURL@db/shop"},
+        labels={"DB_PASSWORD": "CTRLABEL", "traefik.http.middlewares.x.basicauth.users": "admin:CTRBASIC",
+                "app": "shop"})
     try:
         info = ContainerCollector(docker_host, env_values=True).collect()
         assert info is not None
         mine = next(c for c in info.containers if c.id == container.id)
         assert mine.command == "sh -c sleep 10000; mysql -p*** --password=***"
         assert (mine.env["DB_PASSWORD"], mine.env["DATABASE_URL"]) == (MASK, "postgres://app:***@db/shop")
+        assert (mine.labels["DB_PASSWORD"], mine.labels["traefik.http.middlewares.x.basicauth.users"],
+                mine.labels["app"]) == (MASK, MASK, "shop")
         shown = repr(mine)
-        assert not [secret for secret in SECRETS if secret in shown]
+        assert not [secret for secret in (*SECRETS, "CTRLABEL", "CTRBASIC") if secret in shown]
     finally:
         container.remove(force=True)
