@@ -31,7 +31,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     server: _Server
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+    def do_POST(self) -> None:  # http.server's name
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if self.path == "/api/v1/agent/register":
             self.server.tokens.append(json.loads(body)["enrollment_token"])
@@ -39,7 +39,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         else:
             self._answer(204, None)
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._answer(204, None)
 
     def _answer(self, status: int, body: object) -> None:

@@ -48,7 +48,7 @@ async def test_a_world_writable_state_dir_is_refused_naming_the_flag(tmp_path: P
 async def test_a_state_dir_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir(mode=0o700)
     (tmp_path / "state").symlink_to(tmp_path / "real")
-    with pytest.raises(ControlError, match="--state-dir .* is a symbolic link"):
+    with pytest.raises(ControlError, match=r"--state-dir .* is a symbolic link"):
         await _enroll_in(tmp_path / "state")
     assert list((tmp_path / "real").iterdir()) == []
 
