@@ -65,7 +65,7 @@ async def vouch(reporter_id: str, signer: AgentRecord | None, claimed_deployment
         if claimed_deployment is not None:
             raise refuse(401, "unauthenticated_deployment",
                          "a registration that names a deployment must be signed with that deployment's agent "
-                         "credentials (enroll the probe with --deployment-hash and --enrollment-token)",
+                         "credentials (enroll the probe with --deployment-hash and --enrollment-token-file)",
                          action="auth.failure", tenant=None, actor="anonymous", reporter_id=reporter_id,
                          deployment_hash=claimed_deployment)
         holder = found.reporting_agent(reporter_id)

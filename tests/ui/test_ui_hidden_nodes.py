@@ -58,8 +58,8 @@ def test_an_admin_who_sees_none_of_the_servers_nodes_hears_what_shows_them_not_t
                      r"your tenant \(acme\)", shown["hidden"]), shown
     assert nodes > 0 and "--protect-reads" in shown["hidden"]
     assert "enrol it in a deployment of acme" in shown["lead"] and "/api/v1/users/root/deployments" in shown["lead"]
-    assert shown["command"] == (f".venv/bin/trioscope-probe --server {ui.server.base_url} "
-                                "--deployment-hash HASH --enrollment-token TOKEN")
+    assert shown["command"] == ("TRIOSCOPE_PROBE_ENROLLMENT_TOKEN=TOKEN "
+                                f".venv/bin/trioscope-probe --server {ui.server.base_url} --deployment-hash HASH")
     assert "--show-unassigned-agents true" in shown["note"] and "local probe" in shown["note"]
     assert ui.page.inner_text("#stat-nodes") == "0"
 
@@ -76,7 +76,8 @@ def test_an_admin_of_a_protected_server_without_reports_is_shown_how_to_start_an
     ui.open(role="ADMIN")
     shown = empty_page(ui)
     assert shown["title"] == "No reports yet" and shown["hidden"] == ""
-    assert "--deployment-hash HASH --enrollment-token TOKEN" in shown["command"]
+    assert shown["command"].startswith("TRIOSCOPE_PROBE_ENROLLMENT_TOKEN=TOKEN ")
+    assert shown["command"].endswith(" --deployment-hash HASH")
     assert "--show-unassigned-agents true" in shown["note"]
     post_report(ui.server, 0)  # unsigned: hidden here, so the advice stays, and now says what the server holds
     ui.page.wait_for_function("() => document.querySelector('#empty-title').textContent === 'No reports you can see'")

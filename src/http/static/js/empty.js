@@ -27,7 +27,9 @@ function readsProtected(stats, role) {
 export function emptyAdvice(stats, principal, origin) {
   const { role = "", tenant = "", user_id: user = "", permissions = [] } = principal || {};
   const plain = `.venv/bin/trioscope-probe --server ${origin}`;
-  const enrolled = `${plain} --deployment-hash HASH --enrollment-token TOKEN`;
+  // The token in the environment, not a flag: any local user reads a process's
+  // arguments while it tries to enrol (and could enrol first with them).
+  const enrolled = `TRIOSCOPE_PROBE_ENROLLMENT_TOKEN=TOKEN ${plain} --deployment-hash HASH`;
   // Where a deployment's hash and one-time enrollment token come from: creating
   // one needs the operate permission (an OPERATOR or ADMIN, for themselves).
   const deployments = permissions.includes("operate")
@@ -69,7 +71,7 @@ export function emptyAdvice(stats, principal, origin) {
     command: plain,
     note: protection === null
       ? "If the server protects reads (--protect-reads), you see only the probes enrolled in a deployment of your "
-        + `tenant (${tenant}): add --deployment-hash HASH --enrollment-token TOKEN (${deployments}). `
+        + `tenant (${tenant}): add --deployment-hash HASH and the token in TRIOSCOPE_PROBE_ENROLLMENT_TOKEN (${deployments}). `
         + unassigned
       : null,
   };
