@@ -16,6 +16,7 @@ import platform
 import socket
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -29,6 +30,7 @@ from trioscope.wire import (
 from ._docker import ContainerCollector
 from ._masking import cut_argv, masked_cmdline
 from ._netns import MAX_CONNECTIONS, NamespaceSockets
+from ._uplinks import uplinks
 
 MB = 1024 * 1024
 MAX_CMDLINE = 4096
@@ -54,7 +56,7 @@ class HostCollector:
     (host CPU over at least ``CPU_WINDOW``)."""
 
     def __init__(self) -> None:
-        self._net: tuple[float, Any] | None = None
+        self._net: tuple[float, _Traffic] | None = None
         self._disk: tuple[float, Any] | None = None
         psutil.cpu_percent(interval=None)  # the first call only starts the measurement
         self._cpu_since = time.monotonic()
@@ -74,7 +76,7 @@ class HostCollector:
         memory = psutil.virtual_memory()
         net = _external_traffic()
         disk = psutil.disk_io_counters()
-        rx, tx = self._rate(self._net, now, net, "bytes_recv"), self._rate(self._net, now, net, "bytes_sent")
+        rx, tx = net.rates_since(self._net, now)
         reads, writes = self._rate(self._disk, now, disk, "read_bytes"), self._rate(self._disk, now, disk, "write_bytes")
         self._net, self._disk = (now, net), (now, disk)
         load = os.getloadavg()
@@ -105,16 +107,31 @@ class HostCollector:
 
 @attrs.frozen
 class _Traffic:
-    bytes_recv: int
-    bytes_sent: int
+    by_interface: dict[str, tuple[int, int]]
+    """Interface name -> (bytes received, bytes sent) since it came up."""
+
+    def rates_since(self, previous: tuple[float, _Traffic] | None, now: float) -> tuple[float, float]:
+        """Bytes received and sent per second since ``previous`` (its time and
+        counters), over the interfaces in both: one that came or went between
+        them would add its whole counters, or take them off."""
+        if previous is None or now <= previous[0]:
+            return 0.0, 0.0
+        received = sent = 0
+        for name, (rx, tx) in self.by_interface.items():
+            before = previous[1].by_interface.get(name)
+            if before is not None:
+                received, sent = received + max(0, rx - before[0]), sent + max(0, tx - before[1])
+        return received / (now - previous[0]), sent / (now - previous[0])
 
 
-def _external_traffic() -> _Traffic:
-    """Bytes through every interface but loopback: a host talking to itself (a
-    probe to its local server, say) sends nothing over the network."""
+def _external_traffic(root: Path = Path("/")) -> _Traffic:
+    """Bytes through the host's uplinks (``uplinks``: its NICs), not loopback,
+    bridges or containers' veths: a host talking to itself or its containers
+    sends nothing over the network, and a packet that crosses a veth, a
+    bridge and a NIC is counted once."""
     counters = psutil.net_io_counters(pernic=True)
-    outside = [c for name, c in counters.items() if name != "lo"]
-    return _Traffic(sum(c.bytes_recv for c in outside), sum(c.bytes_sent for c in outside))
+    return _Traffic({name: (counters[name].bytes_recv, counters[name].bytes_sent)
+                     for name in uplinks(counters, root)})
 
 
 def host_addresses() -> list[str]:
