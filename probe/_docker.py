@@ -340,7 +340,7 @@ class ContainerCollector:
             percent = (total - previous[0]) / (system - previous[1]) * cores * 100.0
         self._cpu[container_id] = (total, system)
         memory = raw.get("memory_stats") or {}
-        usage, limit = memory.get("usage") or 0, memory.get("limit") or 0
+        usage, limit = _memory_in_use(memory), memory.get("limit") or 0
         rx = tx = 0
         for interface in (raw.get("networks") or {}).values():
             rx += interface.get("rx_bytes", 0)
@@ -364,6 +364,19 @@ class ContainerCollector:
             network_tx_bytes_per_sec=tx_rate, block_read_bytes=reads, block_write_bytes=writes,
             pids=(raw.get("pids_stats") or {}).get("current") or 0,
         )
+
+
+def _memory_in_use(memory: dict[str, Any]) -> int:
+    """Bytes a container uses, as ``docker stats`` counts them: the cgroup's
+    usage less the page cache the kernel reclaims first (cgroup v1
+    ``total_inactive_file``, v2 ``inactive_file``), or a container that once
+    read or wrote big files looks near its limit while it idles. Never below
+    0 (counters read at slightly different times). An engine that sends no
+    ``stats`` (Podman's Docker API) gives its usage as it is."""
+    usage = memory.get("usage") or 0
+    stats = memory.get("stats") or {}
+    cache = stats.get("total_inactive_file", stats.get("inactive_file")) or 0
+    return max(0, usage - cache)
 
 
 def _command(config: dict[str, Any]) -> str:

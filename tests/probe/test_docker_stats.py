@@ -36,3 +36,24 @@ def test_rates_come_from_the_previous_cycle(monkeypatch: pytest.MonkeyPatch) -> 
     assert second.cpu_percent == pytest.approx(1_000 / 10_000 * 2 * 100)  # 20% of one core on 2 cores
     assert (second.network_rx_bytes_per_sec, second.network_tx_bytes_per_sec) == (1_000.0, 200.0)
     assert second.memory_percent == pytest.approx(25.0) and second.pids == 3
+
+
+MiB = 2**20
+
+
+@pytest.mark.parametrize(("stats", "in_use"), [
+    # cgroup v1: the hierarchy's total (its own ``inactive_file`` leaves out its children's)
+    ({"total_inactive_file": 30 * MiB, "inactive_file": 1 * MiB, "cache": 35 * MiB}, 20 * MiB),
+    ({"inactive_file": 30 * MiB, "file": 35 * MiB, "anon": 15 * MiB}, 20 * MiB),  # cgroup v2
+    ({"inactive_file": 60 * MiB}, 0),  # read a moment apart from usage: never below 0
+    ({}, 50 * MiB),  # an engine without the cgroup's statistics (Podman's Docker API)
+    (None, 50 * MiB),
+], ids=["cgroup_v1", "cgroup_v2", "more_cache_than_usage", "no_stats", "stats_null"])
+def test_memory_in_use_leaves_out_reclaimable_page_cache(stats: dict[str, int] | None, in_use: int) -> None:
+    """As ``docker stats``: usage less the inactive file pages."""
+    raw = sample(1_000, 10_000, 0, 0)
+    raw["memory_stats"]["stats"] = stats
+    found = ContainerCollector(None)._stats(Engine([raw]), "c1")
+    assert found is not None
+    assert found.memory_usage_mb == in_use / MiB
+    assert found.memory_percent == pytest.approx(in_use / (200 * MiB) * 100)
