@@ -34,6 +34,7 @@ import re
 
 from ._models import ProcessInfo
 
+_ANY_ID = re.compile(r"[0-9a-f]{64}")
 _CONTAINER = re.compile(r"(?:[\w.-]*-)?([0-9a-f]{64})(?:\.scope)?")
 """A path component naming a container: its id, bare or after the runtime's
 prefix (``docker-``, ``libpod-``, ``cri-containerd-``, ...)."""
@@ -48,6 +49,8 @@ containers are ``libpod-<id>``)."""
 def _container_in(path: str) -> str | None:
     """The innermost container id the cgroup ``path`` names; None outside
     containers and in an engine's monitor."""
+    if _ANY_ID.search(path) is None:
+        return None  # most processes, in no container: one search, no split
     found = None
     parent = ""
     for part in path.split("/"):
@@ -96,16 +99,7 @@ class ContainerIds:
     def resolve(self, process: ProcessInfo) -> str | None:
         """The id of the container ``process`` runs in, as the engine reported
         it where it did; None outside containers."""
-        raw = process.container_id
-        if process.cgroup:
-            read = container_id_from_cgroup(process.cgroup)
-            if not raw:
-                raw = read
-            elif read is None and _outside_containers(process.cgroup):
-                # An older probe read a pod's id from its conmon's cgroup
-                # and sent it as the container's: its report keeps working,
-                # without the made-up container.
-                raw = None
+        raw = process.container_id or (container_id_from_cgroup(process.cgroup) if process.cgroup else None)
         if not raw:
             return None
         if raw in self.known:
@@ -113,4 +107,10 @@ class ContainerIds:
         full = self._by_prefix.get(raw[:12])
         if full is not None and (full.startswith(raw) or raw.startswith(full)):
             return full
+        if process.container_id and process.cgroup and container_id_from_cgroup(process.cgroup) is None \
+                and _outside_containers(process.cgroup):
+            # An older probe read a pod's id from its conmon's cgroup and
+            # sent it as the container's: its report keeps working, without
+            # the made-up container (a pod is no container the engine lists).
+            return None
         return raw  # a container the engine did not report (containerd, CRI-O)
