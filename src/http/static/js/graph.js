@@ -86,6 +86,13 @@ export class GraphView {
     }
   }
 
+  // Works out now what the next draw would (the edges between groups, when
+  // zoomed out to dots), so that the draw that follows is only drawing: a
+  // caller may do the one and the other in tasks of their own.
+  prepare() {
+    if (this.layout && this.camera.k * this.layout.spacing < DOTS_APART_PX) this.#groupEdges();
+  }
+
   // Something drawn changed (the camera, the hovered node, the size): drawn in a later frame.
   invalidate() {
     this.pacer.request();
