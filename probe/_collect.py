@@ -29,7 +29,7 @@ from trioscope.wire import (
 
 from ._docker import ContainerCollector
 from ._masking import cut_argv, masked_cmdline
-from ._netns import MAX_CONNECTIONS, NamespaceSockets
+from ._netns import MAX_CONNECTIONS, NamespaceSockets, own_namespace
 from ._uplinks import uplinks
 
 MB = 1024 * 1024
@@ -230,20 +230,22 @@ _STATES = {"NONE": ""}
 
 
 def _connection(stream: bool, local: tuple[str, int], remote: tuple[str, int] | None, status: str,
-                pid: int | None) -> Connection:
-    """A socket as psutil describes it (``status`` in its names)."""
+                pid: int | None, netns: int | None = None) -> Connection:
+    """A socket as psutil describes it (``status`` in its names); ``netns``:
+    its namespace, if not this probe's own."""
     return Connection(
         protocol="tcp" if stream else "udp",
         local_address=local[0][:64], local_port=local[1],
         remote_address=remote[0][:64] if remote else "", remote_port=remote[1] if remote else 0,
         state=_STATES.get(status, status.lower())[:256],
         pid=pid if pid and pid > 0 else None,
+        netns=netns,
     )
 
 
 def connections(namespaces: NamespaceSockets | None = None) -> list[Connection]:
     """This probe's network namespace's sockets, then (with ``namespaces``)
-    those of the others, within what a report holds."""
+    those of the others, each with its namespace, within what a report holds."""
     result: list[Connection] = []
     try:
         sockets = psutil.net_connections(kind="inet")
@@ -254,9 +256,10 @@ def connections(namespaces: NamespaceSockets | None = None) -> list[Connection]:
             result.append(_connection(conn.type == socket.SOCK_STREAM, conn.laddr, conn.raddr or None, conn.status,
                                       conn.pid))
     if namespaces is not None:
-        for entry, pid in namespaces.collect(MAX_CONNECTIONS - len(result)):
+        for entry, pid, netns in namespaces.collect(MAX_CONNECTIONS - len(result)):
             if entry.local:
-                result.append(_connection(entry.protocol == "tcp", entry.local, entry.remote, entry.status, pid))
+                result.append(_connection(entry.protocol == "tcp", entry.local, entry.remote, entry.status, pid,
+                                          netns))
     return result
 
 
@@ -282,5 +285,7 @@ class ReportCollector:
             docker_info=self.containers.collect() if self.containers is not None else None,
             processes_info=ProcessesInfo(processes=processes()) if self.with_processes else None,
             network_info=NetworkInfo(connections=connections(self.namespaces) if self.with_connections else [],
-                                     interfaces=interfaces()),
+                                     interfaces=interfaces(),
+                                     # Said only with the other namespaces' sockets, which carry theirs.
+                                     netns=own_namespace() if self.namespaces is not None else None),
         )

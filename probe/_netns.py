@@ -148,6 +148,21 @@ def _namespace(proc_root: str, pid: str) -> str:
     return os.readlink(f"{proc_root}/{pid}/ns/net")
 
 
+def inode(namespace: str) -> int | None:
+    """``net:[4026532281]`` -> 4026532281 (the report's ``netns``); None for a link of another form."""
+    number = namespace[5:-1]
+    return int(number) if namespace.startswith("net:[") and namespace.endswith("]") and number.isdigit() else None
+
+
+def own_namespace(proc_root: str = "/proc") -> int | None:
+    """This probe's network namespace's inode: the one its host addresses and
+    its own socket tables (psutil's) are in; None if it cannot be read."""
+    try:
+        return inode(_namespace(proc_root, "self"))
+    except OSError:
+        return None
+
+
 def namespaces(proc_root: str = "/proc") -> tuple[dict[str, list[int]], list[int]]:
     """The processes of each network namespace, ascending, and the processes
     whose namespace this probe may not read (another user's, when it is not
@@ -225,12 +240,12 @@ class NamespaceSockets:
         self._noted: set[str] = set()
         """Conditions of the whole host already logged (each once)."""
 
-    def collect(self, budget: int = MAX_CONNECTIONS) -> list[tuple[Entry, int]]:
+    def collect(self, budget: int = MAX_CONNECTIONS) -> list[tuple[Entry, int, int | None]]:
         """Args:
             budget: table entries to read at most, across all namespaces.
 
         Returns:
-            (entry, pid) for each socket whose process was found.
+            (entry, pid, namespace inode) for each socket whose process was found.
         """
         try:
             own = _namespace(self.proc_root, "self")
@@ -252,7 +267,7 @@ class NamespaceSockets:
             self._note("namespaces", "%d network namespaces, the connections of the first %d are reported",
                        len(others), self.max_namespaces)
             others = others[:self.max_namespaces]
-        result: list[tuple[Entry, int]] = []
+        result: list[tuple[Entry, int, int | None]] = []
         for ns, pids in others:
             if budget <= 0:
                 break
@@ -268,7 +283,8 @@ class NamespaceSockets:
                 self._logged.add(ns)
                 log.info("network namespace %s: file descriptors of %d of its %d processes unreadable: their "
                          "sockets are not reported", ns, unreadable, len(pids))
-            result += [(e, owners[e.inode]) for e in entries if e.inode in owners]
+            number = inode(ns)
+            result += [(e, owners[e.inode], number) for e in entries if e.inode in owners]
         if budget <= 0:
             self._note("entries", "the sockets of other network namespaces exceed what this probe's own leave "
                        "of the %d connections a report holds: the rest are not reported", MAX_CONNECTIONS)

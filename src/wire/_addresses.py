@@ -66,21 +66,35 @@ def is_connected(protocol: str, state: str, remote_address: str) -> bool:
     return bool(remote_address) and (protocol.startswith("udp") or state.upper() == "ESTABLISHED")
 
 
+def socket_namespace(netns: int | None, own: int | None) -> int | None:
+    """The network namespace of a report's socket: its own ``netns`` (the
+    wire's ``Connection.netns``), else the probe's (``NetworkInfo.netns``).
+    None where the report says none (a probe from before they were sent):
+    then no socket's is known, a ``netns`` without the probe's own included
+    (it cannot be told from the host's)."""
+    return None if own is None else netns or own
+
+
 class ListeningPorts:
     """The (protocol family, port)s a report's listeners hold, and on which
     addresses: whether a connected socket is the server side of a connection
     (its client reports the edge). By port alone, a client that happened to
-    have the port of a listener on another address as its own was dropped."""
+    have the port of a listener on another address as its own was dropped;
+    by port and address alone, one that had the port of a listener in another
+    network namespace (a container's, on its own 0.0.0.0): so each is keyed by
+    its namespace too, where the report says it (``socket_namespace``)."""
 
     def __init__(self) -> None:
-        self._addresses: dict[tuple[str, int], set[str]] = {}
+        self._addresses: dict[tuple[str, int, int | None], set[str]] = {}
 
-    def add(self, protocol: str, port: int, local_address: str) -> None:
-        self._addresses.setdefault((protocol_family(protocol), port), set()).add(normal_address(local_address))
+    def add(self, protocol: str, port: int, local_address: str, namespace: int | None = None) -> None:
+        key = (protocol_family(protocol), port, namespace)
+        self._addresses.setdefault(key, set()).add(normal_address(local_address))
 
-    def serves(self, protocol: str, port: int, local_address: str) -> bool:
-        """Whether the connected socket at ``local_address:port`` is one a listener accepted."""
-        found = self._addresses.get((protocol_family(protocol), port))
+    def serves(self, protocol: str, port: int, local_address: str, namespace: int | None = None) -> bool:
+        """Whether the connected socket at ``local_address:port`` (in
+        ``namespace``) is one a listener accepted."""
+        found = self._addresses.get((protocol_family(protocol), port, namespace))
         if found is None:
             return False
         return not found.isdisjoint(WILDCARDS) or normal_address(local_address) in found

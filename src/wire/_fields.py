@@ -158,6 +158,9 @@ Port = constrained("Port", int, IntRange(0, 65535))
 Pid = constrained("Pid", int, IntRange(1, 2**31 - 1))
 ParentPid = constrained("ParentPid", int, IntRange(0, 2**31 - 1))
 Cores = constrained("Cores", int, IntRange(0, 1_000_000))
+NetworkNamespace = constrained("NetworkNamespace", int, IntRange(1, 2**64 - 1))
+"""A Linux network namespace, by its inode (``/proc/<pid>/ns/net`` links to
+``net:[<inode>]``): unique among a host's namespaces while it exists."""
 
 Amount = constrained("Amount", float, FloatRange(0.0, 1e18))
 """A non-negative measurement (megabytes, bytes per second, CPU percent of one core)."""

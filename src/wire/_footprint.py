@@ -34,7 +34,9 @@ from typing import Any
 
 import attrs
 
-from ._addresses import WILDCARDS, ListeningPorts, is_connected, is_listener, is_loopback, normal_address, protocol_family
+from ._addresses import (
+    WILDCARDS, ListeningPorts, is_connected, is_listener, is_loopback, normal_address, protocol_family, socket_namespace,
+)
 from ._containers import ContainerIds
 from ._labels import pod_of, service_of
 from ._models import ContainerInfo, ProcessInfo, Report
@@ -277,10 +279,11 @@ class MemoryBudget:
         reach, host_ips = _reach(report, containers), _host_ips(report)
         endpoints = 0
         listening = ListeningPorts()
+        own = report.network_info.netns if report.network_info else None
         for conn in connections:
             if not is_listener(conn.protocol, conn.state, conn.remote_address):
                 continue
-            listening.add(conn.protocol, conn.local_port, conn.local_address)
+            listening.add(conn.protocol, conn.local_port, conn.local_address, socket_namespace(conn.netns, own))
             address = normal_address(conn.local_address)
             endpoints += 1 + (0 if is_loopback(address) else reach if address in WILDCARDS else 1)
         for c in containers:
@@ -293,7 +296,7 @@ class MemoryBudget:
         for conn in connections:
             if is_connected(conn.protocol, conn.state, conn.remote_address):
                 family = protocol_family(conn.protocol)
-                if not listening.serves(family, conn.local_port, conn.local_address):
+                if not listening.serves(family, conn.local_port, conn.local_address, socket_namespace(conn.netns, own)):
                     distinct.add((conn.pid if conn.pid in pids else None, family, conn.remote_address, conn.remote_port))
         outgoing = len(distinct)
         # Processes show in two views: one by one, and grouped by name.
@@ -371,7 +374,9 @@ class _Tally:
     """``MemoryBudget.least``'s counts, a slice of each list at a time (the
     listening sockets all at once: a later one may take a client connection
     counted earlier out). The same values ``footprint`` counts: the decoder
-    changes none."""
+    changes none; but the sockets' network namespaces are left aside, so a
+    listener takes the client connections of its port in every namespace out
+    (never more are counted than ``footprint`` counts)."""
 
     def __init__(self, lists: _Lists) -> None:
         self.lists = lists

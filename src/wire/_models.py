@@ -24,6 +24,7 @@ from ._fields import (
     Identifier,
     LongText,
     Name,
+    NetworkNamespace,
     ParentPid,
     Percent,
     Pid,
@@ -231,12 +232,23 @@ class Connection:
     """``ESTABLISHED``, ``LISTEN``, ... as the kernel names them, in either case
     (trioscope-probe sends psutil's names lowercased)."""
     pid: Pid | None = None
+    netns: NetworkNamespace | None = None
+    """The network namespace the socket is in, when it is not the probe's own
+    (``NetworkInfo.netns``). Its addresses, loopback and ports are that
+    namespace's: a listener on 127.0.0.1:80 there is not the host's."""
 
 
 @attrs.frozen(kw_only=True)
 class NetworkInfo:
     connections: Connections = attrs.field(factory=list)
     interfaces: Interfaces = attrs.field(factory=list)
+    netns: NetworkNamespace | None = None
+    """The probe's own network namespace: the one whose addresses
+    ``host_info`` lists, and every connection's without a ``netns`` of its own
+    (so that the host's many sockets need not repeat it). None (a probe from
+    before namespaces were sent): no socket's namespace is known, and the
+    server infers it, a socket of a container with addresses of its own being
+    in that container's network, every other one in the host's."""
 
 
 @attrs.frozen(kw_only=True)

@@ -16,7 +16,7 @@ import pytest
 
 from trioscope_probe._collect import connections
 from trioscope_probe._netns import (
-    Entry, NamespaceSockets, namespaces, parse_table, read_table, socket_owners, sockets_in_use,
+    Entry, NamespaceSockets, inode, namespaces, own_namespace, parse_table, read_table, socket_owners, sockets_in_use,
 )
 
 little_endian = pytest.mark.skipif(sys.byteorder != "little", reason="the fixtures are as a little-endian kernel writes them")
@@ -194,16 +194,17 @@ def test_a_socket_belongs_to_the_lowest_pid_holding_it(proc: Path) -> None:
 @little_endian
 def test_other_namespaces_sockets_come_with_their_processes(proc: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO)
-    found = {(e.protocol, e.local, e.remote, e.status, pid) for e, pid in NamespaceSockets(str(proc)).collect()}
+    found = {(e.protocol, e.local, e.remote, e.status, pid, netns)
+             for e, pid, netns in NamespaceSockets(str(proc)).collect()}
     assert found == {
-        ("tcp", ("0.0.0.0", 9000), None, "LISTEN", 712),
-        ("tcp", ("10.88.0.9", 9000), ("10.88.0.10", 47230), "ESTABLISHED", 713),
-        ("tcp", ("::", 9000), None, "LISTEN", 712),
-        ("tcp", ("::ffff:10.88.0.9", 9000), ("::ffff:10.88.0.10", 47234), "ESTABLISHED", 713),
-        ("tcp", ("2001:db8::5", 8080), ("2001:db8::9", 54321), "ESTABLISHED", 712),
-        ("udp", ("0.0.0.0", 53), None, "NONE", 712),
+        ("tcp", ("0.0.0.0", 9000), None, "LISTEN", 712, LISTENER),
+        ("tcp", ("10.88.0.9", 9000), ("10.88.0.10", 47230), "ESTABLISHED", 713, LISTENER),
+        ("tcp", ("::", 9000), None, "LISTEN", 712, LISTENER),
+        ("tcp", ("::ffff:10.88.0.9", 9000), ("::ffff:10.88.0.10", 47234), "ESTABLISHED", 713, LISTENER),
+        ("tcp", ("2001:db8::5", 8080), ("2001:db8::9", 54321), "ESTABLISHED", 712, LISTENER),
+        ("udp", ("0.0.0.0", 53), None, "NONE", 712, LISTENER),
         # The client's namespace, read through its second process (tcp6 and udp6 absent: no IPv6).
-        ("tcp", ("10.88.0.10", 47230), ("10.88.0.9", 9000), "ESTABLISHED", 801),
+        ("tcp", ("10.88.0.10", 47230), ("10.88.0.9", 9000), "ESTABLISHED", 801, CLIENT),
     }  # left out: the TIME_WAIT socket and the connected UDP one (no process holds them), init's table
     assert [r.getMessage() for r in caplog.records] == [
         f"network namespace net:[{GONE}]: tables unreadable through its 1 processes "
@@ -230,11 +231,11 @@ def test_entries_and_namespaces_read_per_cycle_are_capped(proc: Path, caplog: py
     caplog.set_level(logging.WARNING)
     # Three entries: the listener's namespace (the oldest, read first) gives its
     # table's first three, the client's namespace is not read.
-    assert {(e.local, pid) for e, pid in NamespaceSockets(str(proc)).collect(budget=3)} == {
+    assert {(e.local, pid) for e, pid, _ in NamespaceSockets(str(proc)).collect(budget=3)} == {
         (("0.0.0.0", 9000), 712), (("10.88.0.9", 9000), 713)}
     one = NamespaceSockets(str(proc), max_namespaces=1)
     for _ in range(2):
-        assert {pid for _, pid in one.collect()} == {712, 713}
+        assert {pid for _, pid, _ in one.collect()} == {712, 713}
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 2 and "the rest are not reported" in messages[0]
     assert messages[1] == "3 network namespaces, the connections of the first 1 are reported"
@@ -268,9 +269,9 @@ def test_the_namespaces_counters_say_which_tables_hold_sockets(tmp_path: Path) -
 def test_a_table_the_counters_say_is_empty_is_not_read(proc: Path) -> None:
     # (Reading it would cost a walk of the kernel's whole socket hash table.)
     (proc / "801" / "net" / "sockstat").write_text(SOCKSTAT)  # TCP: inuse 0, but its table (made up) has one
-    assert 801 not in {pid for _, pid in NamespaceSockets(str(proc)).collect()}
+    assert 801 not in {pid for _, pid, _ in NamespaceSockets(str(proc)).collect()}
     (proc / "801" / "net" / "sockstat").write_text(SOCKSTAT.replace("TCP: inuse 0", "TCP: inuse 1"))
-    assert 801 in {pid for _, pid in NamespaceSockets(str(proc)).collect()}
+    assert 801 in {pid for _, pid, _ in NamespaceSockets(str(proc)).collect()}
 
 
 def test_without_proc_there_is_nothing_to_add(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -290,3 +291,11 @@ def test_the_report_carries_them_as_it_carries_psutils(proc: Path, monkeypatch: 
     assert (dns.protocol, dns.state, dns.pid) == ("udp", "", 712)
     assert (client.local_address, client.remote_address, client.remote_port, client.state) == (
         "10.88.0.10", "10.88.0.9", 9000, "established")
+    # Each in its namespace: the listener's 127.0.0.1 or 0.0.0.0 is not the host's.
+    assert (listener.netns, dns.netns, client.netns) == (LISTENER, LISTENER, CLIENT)
+
+
+def test_the_probes_own_namespace_is_read_as_its_inode(proc: Path, tmp_path: Path) -> None:
+    assert own_namespace(str(proc)) == HOST
+    assert own_namespace(str(tmp_path / "none")) is None
+    assert inode("net:[4026531840]") == 4026531840 and inode("mnt:[4026531840]") is None and inode("net:[x]") is None

@@ -589,9 +589,11 @@ class TopologyGraph:
                  keys: set[EndpointKey], addresses: set[str]) -> str | None:
         source, protocol, address, port = connection
         if is_loopback(address):
-            # In the source's network namespace: its container's, or the host's.
-            container = partition.reps[source][_CONTAINER]
-            network = partition.networks.get(container) if container is not None else None
+            # In the source's network namespace: its own, its container's, or the host's.
+            network = partition.networks.get(source)
+            if network is None:
+                container = partition.reps[source][_CONTAINER]
+                network = partition.networks.get(container) if container is not None else None
             return partition.local_listeners.get((protocol, port, network))
         address = scoped_address(address, partition.scope)
         key = (protocol, address, port)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from operator import attrgetter
 from sys import intern
 from typing import Any
@@ -21,7 +22,7 @@ import orjson
 from trioscope.wire import (
     POD_UID, WILDCARDS, ContainerIds, ContainerInfo, HostInfo, ListeningPorts, ProcessInfo, Report, is_connected,
     is_listener, is_loopback, normal_address, pod_of,
-    protocol_family, service_of,
+    protocol_family, service_of, socket_namespace,
 )
 
 from trioscope.domain.agents import report_time
@@ -59,6 +60,16 @@ _KTHREADD = 2
 """Linux starts every kernel thread from kthreadd, which is always pid 2."""
 
 
+@lru_cache(maxsize=4096)
+def namespace_network(netns: int) -> str:
+    """The network a network namespace other than the probe's is (in
+    ``Partition.networks``, ``LocalKey``): never a container's id, which names
+    an inferred network (a report that says no namespaces). One string per
+    namespace for all its sockets and nodes (a host's namespaces repeat from
+    report to report; one beyond the cache's is made again)."""
+    return f"netns:{netns}"
+
+
 @attrs.frozen(kw_only=True, eq=False)
 class Partition:
     agent_id: str
@@ -77,9 +88,14 @@ class Partition:
     where network is the container whose network namespace the socket is in
     (``networks``), None for the host's."""
     networks: Mapping[str, str]
-    """Container node -> the container whose network it has (itself, or its
-    pod's sandbox), for the containers with a network of their own: their
-    loopback is not the host's. The others share the host's network."""
+    """Node -> the network it is in, for the nodes in a network of their own
+    (their loopback is not the host's); the others share the host's. Where
+    the report says each socket's network namespace (``NetworkInfo.netns``):
+    the processes with sockets in another than the probe's, and their
+    containers, each in ``namespace_network`` of the first such socket's.
+    Else (a probe from before it was sent), inferred: the containers with
+    addresses of their own, each in the network of the container whose
+    network it has (itself, or its pod's sandbox)."""
     addresses: Mapping[str, str]
     """IP addresses this host answers for -> host or container node (as ``scoped_address``)."""
     outgoing: tuple[OutgoingConnection, ...]
@@ -274,7 +290,7 @@ _PORT_SHAPE = attrgetter("container_port", "protocol", "host_ip", "host_port")
 _NETWORK_SHAPE = attrgetter("name", "ip_address")
 _PROCESS_SHAPE = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup")
 _CONNECTION_SHAPE = attrgetter("protocol", "local_address", "local_port", "remote_address", "remote_port", "state",
-                               "pid")
+                               "pid", "netns")
 
 
 SHAPE_BYTES = 16
@@ -304,6 +320,9 @@ def report_shape(report: Report) -> bytes:
          for c in containers],
         list(map(_PROCESS_SHAPE, processes)),
         list(map(_CONNECTION_SHAPE, connections)),
+        # The namespaces are inodes, the same in every report while they
+        # exist: a report of the same structure keeps its shape.
+        *(("netns", report.network_info.netns) if report.network_info and report.network_info.netns else ()),
         # Only when so, so that every other report's digest stays as it was: its
         # containers are then kept as last known (``kept_containers``), listed when it says.
         *(("engine unreachable", _listed_at(report)) if engine_unreachable(report) else ()),
@@ -534,25 +553,56 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         # The node's own id string, not a new one per connection.
         return by_pid.get(pid, host) if pid is not None else host
 
+    own = report.network_info.netns if report.network_info else None
+    # Where the report says each socket's namespace: the nodes in others
+    # (``networks``) and the addresses of each other namespace, those of the
+    # first container with addresses one of whose processes has a socket in
+    # it (a namespace's containers have its addresses: a pod's sandbox and
+    # app, Docker's ``--network container:``). One with none has loopback
+    # only (``--network none``, ``unshare -n``): its wildcard listeners are
+    # on no address of the host's.
+    namespace_ips: dict[int, list[str]] = {}
+    if own is not None:
+        networks = {}
+        for conn in connections:
+            if not conn.netns or conn.netns == own or conn.pid is None:
+                continue
+            node = owner(conn.pid)
+            container = node_reps[node][_CONTAINER]
+            network = networks.setdefault(node, namespace_network(conn.netns))
+            if container is not None:
+                networks.setdefault(container, network)
+                if container_ips.get(container):
+                    namespace_ips.setdefault(conn.netns, container_ips[container])
+
+    def network_of(netns: int | None, container: str | None) -> str | None:
+        """The network of a socket in ``netns`` of a node in ``container`` (None: the host's)."""
+        if own is None:
+            return networks.get(container) if container else None
+        return None if netns == own or netns is None else namespace_network(netns)
+
     for conn in connections:
         if not is_listener(conn.protocol, conn.state, conn.remote_address):
             continue
         proto, port, node = protocol_family(conn.protocol), conn.local_port, owner(conn.pid)
-        listening_ports.add(proto, port, conn.local_address)
+        netns = socket_namespace(conn.netns, own)
+        listening_ports.add(proto, port, conn.local_address, netns)
         container = node_reps[node][_CONTAINER]
         address = normal_address(conn.local_address)
         if is_loopback(address) or address in WILDCARDS:
             # Reached over loopback only where it listens there: a listener on
             # another address of the same port took the loopback clients of the
             # one on 127.0.0.1 (whichever the report listed last).
-            local[(proto, port, networks.get(container) if container else None)] = node
+            local[(proto, port, network_of(netns, container))] = node
         if is_loopback(address):
             continue
         if address in WILDCARDS:
-            # A container without addresses of its own (or of its pod's)
-            # shares the host's network.
-            reachable = container_ips.get(container) if container else None
-            reachable = reachable or host_ips
+            if own is not None:
+                reachable = host_ips if netns == own else namespace_ips.get(netns or own, [])
+            else:
+                # A container without addresses of its own (or of its pod's)
+                # shares the host's network.
+                reachable = (container_ips.get(container) if container else None) or host_ips
             for ip in reachable:
                 listeners[(proto, ip, port)] = node
         else:
@@ -561,10 +611,15 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
     # first listener on (protocol, port) in that container, looked up in an
     # index rather than by a scan of every listener per published port (which
     # took 0.6 s for 4,000 of each).
+    # Where the report says namespaces, in that container's network: it
+    # reaches the process of any container sharing it (a pod's, Podman's
+    # ``--network container:``) when the container that publishes the port
+    # is known to be in it, by a socket of its own.
     listening_inside: dict[tuple[str, int, str | None], str] = {}
 
     def index(key: EndpointKey, node: str) -> None:
-        listening_inside.setdefault((key[0], key[2], node_reps.get(node, node_reps[host])[_CONTAINER]), node)
+        network = networks.get(node) if own is not None else None
+        listening_inside.setdefault((key[0], key[2], network or node_reps.get(node, node_reps[host])[_CONTAINER]), node)
 
     for key, node in listeners.items():
         index(key, node)
@@ -588,7 +643,8 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
     mapped: set[EndpointKey] = set()
     mapped_local: set[LocalKey] = set()
     for host_ip, host_port, proto, container_port, container, holds in port_maps:
-        target = listening_inside.get((proto, container_port, container), container)
+        place = networks.get(container, container) if own is not None else container
+        target = listening_inside.get((proto, container_port, place), container)
         for ip in ([host_ip] if host_ip and host_ip not in WILDCARDS else host_ips):
             key = (proto, ip, host_port)
             if key not in mapped and (key not in listeners or (holds and yields(listeners[key]))):
@@ -609,7 +665,7 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         if not is_connected(conn.protocol, conn.state, conn.remote_address):
             continue
         proto = protocol_family(conn.protocol)
-        if listening_ports.serves(proto, conn.local_port, conn.local_address):
+        if listening_ports.serves(proto, conn.local_port, conn.local_address, socket_namespace(conn.netns, own)):
             continue  # the server side of a connection: its client reports the edge
         source = owner(conn.pid)
         address = intern(normal_address(conn.remote_address))
