@@ -194,9 +194,11 @@ def _cgroup(pid: int) -> str:
         return ""
 
 
-def processes() -> list[ProcessInfo]:
+def processes(namespaces: dict[int, int] | None = None) -> list[ProcessInfo]:
     """Every process. ``process_iter`` keeps its Process objects between calls, so
-    ``cpu_percent`` is the share since the previous cycle (0 on the first)."""
+    ``cpu_percent`` is the share since the previous cycle (0 on the first).
+    ``namespaces``: pid -> network namespace, for those not in this probe's."""
+    namespaces = namespaces or {}
     result = []
     for proc in psutil.process_iter(_PROCESS_FIELDS):
         info = proc.info
@@ -222,6 +224,7 @@ def processes() -> list[ProcessInfo]:
             started_at=datetime.fromtimestamp(created, UTC) if created else None,
             container_id=container_id_from_cgroup(cgroup),
             cgroup=_clip(cgroup, 16384),
+            netns=namespaces.get(pid),
         ))
     return result
 
@@ -277,14 +280,18 @@ class ReportCollector:
 
     def collect(self) -> Report:
         host = self.host.collect()
+        docker_info = self.containers.collect() if self.containers is not None else None
+        # The connections first: listing them lists each process's namespace.
+        found = connections(self.namespaces) if self.with_connections else []
+        others = self.namespaces.others if self.namespaces is not None else None
         return Report(
             agent_id=self.agent_id,
             timestamp=datetime.now(UTC),
             hostname=host.hostname,
             host_info=host,
-            docker_info=self.containers.collect() if self.containers is not None else None,
-            processes_info=ProcessesInfo(processes=processes()) if self.with_processes else None,
-            network_info=NetworkInfo(connections=connections(self.namespaces) if self.with_connections else [],
+            docker_info=docker_info,
+            processes_info=ProcessesInfo(processes=processes(others)) if self.with_processes else None,
+            network_info=NetworkInfo(connections=found,
                                      interfaces=interfaces(),
                                      # Said only with the other namespaces' sockets, which carry theirs.
                                      netns=own_namespace() if self.namespaces is not None else None),

@@ -239,6 +239,9 @@ class NamespaceSockets:
         """Namespaces whose failure was logged; kept only while they exist."""
         self._noted: set[str] = set()
         """Conditions of the whole host already logged (each once)."""
+        self.others: dict[int, int] = {}
+        """Pid -> the inode of its network namespace, for the processes in
+        another than this probe's, as the last ``collect`` listed them."""
 
     def collect(self, budget: int = MAX_CONNECTIONS) -> list[tuple[Entry, int, int | None]]:
         """Args:
@@ -253,6 +256,7 @@ class NamespaceSockets:
         except OSError as exc:
             self._note("proc", "network namespaces unreadable (%s): only this probe's own connections are reported",
                        exc)
+            self.others = {}
             return []
         if denied:
             # Named, so that the operator can tell which they are; the hint only
@@ -262,6 +266,7 @@ class NamespaceSockets:
                        "connections in them, unless in this probe's namespace, are not reported", len(denied),
                        _some_pids(denied), hint)
         others = sorted(((ns, pids) for ns, pids in found.items() if ns != own), key=lambda item: item[1][0])
+        self.others = {pid: number for ns, pids in others if (number := inode(ns)) for pid in pids}
         self._logged.intersection_update(found)
         if len(others) > self.max_namespaces:
             self._note("namespaces", "%d network namespaces, the connections of the first %d are reported",

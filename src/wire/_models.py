@@ -214,6 +214,11 @@ class ProcessInfo:
     cgroup: LongText = ""
     """Raw ``/proc/<pid>/cgroup``; the server reads the container id from it when
     ``container_id`` is absent."""
+    netns: NetworkNamespace | None = None
+    """The process's network namespace, when it is not the probe's own
+    (``NetworkInfo.netns``): places a container in its network even where
+    none of its processes has a socket (a pod's infra container, which holds
+    the pod's addresses and published ports for the others)."""
 
 
 @attrs.frozen(kw_only=True)

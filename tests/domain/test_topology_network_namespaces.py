@@ -125,6 +125,30 @@ def test_containers_sharing_a_namespace_share_its_loopback_and_published_ports()
     assert edge_pairs(snap, View.CONTAINERS) == {(container_id(APP), container_id(SIDE))}
 
 
+def test_a_pods_infra_container_without_sockets_publishes_to_the_process_in_its_namespace() -> None:
+    # Podman's pod: the infra container (catatonit, no socket) holds the
+    # address and the published port; the app container's nginx serves.
+    infra, app = "e1" * 32, "e2" * 32
+    found = edges(host_report(
+        listen(8080, None), in_ns(listen(80, 61), SHARED), connect("192.0.2.2", 8080, 50, 50012),
+        containers=[{"id": infra, "name": "/pod-infra", "networks": [{"name": "podman", "ip_address": "10.88.0.6"}],
+                     "ports": [{"container_port": 80, "host_port": 8080}]},
+                    {"id": app, "name": "/pod-app"}],
+        processes=[{"pid": 60, "name": "catatonit", "container_id": infra, "netns": SHARED},
+                   {"pid": 61, "name": "nginx", "container_id": app, "netns": SHARED}]),
+        report("a2", "h2", ips=("192.0.2.7",), processes=[{"pid": 9, "name": "curl"}],
+               connections=[connect("10.88.0.6", 80, 9, 50013)]))
+    nginx = process_id("h1", 61)
+    assert found == {(CLIENT, nginx), (process_id("h2", 9), nginx)}  # the published port, the pod's address
+
+
+def test_a_socket_of_no_listed_process_places_no_one() -> None:
+    # Its pid is not among the processes: it is the host's node's, which stays in the host's network.
+    found = edges(host_report(in_ns(listen(18001, 77), FOREIGN), connect("127.0.0.1", 18001, 50, 50014),
+                              in_ns(connect("127.0.0.1", 9, 77, 50015), FOREIGN)))
+    assert found == {(CLIENT, SERVER)}
+
+
 def test_a_report_without_namespaces_is_read_as_before() -> None:
     # An older probe: the foreign listener, listed last, takes the host's port
     # (what it cannot tell), and the shared namespace is not seen as one.

@@ -295,6 +295,13 @@ def test_the_report_carries_them_as_it_carries_psutils(proc: Path, monkeypatch: 
     assert (listener.netns, dns.netns, client.netns) == (LISTENER, LISTENER, CLIENT)
 
 
+def test_the_processes_of_other_namespaces_are_listed_with_theirs(proc: Path) -> None:
+    sockets = NamespaceSockets(str(proc))
+    sockets.collect()
+    assert sockets.others == {700: LISTENER, 712: LISTENER, 713: LISTENER, 812: LISTENER, 800: CLIENT, 801: CLIENT,
+                              900: GONE}  # not init, in the probe's own
+
+
 def test_the_probes_own_namespace_is_read_as_its_inode(proc: Path, tmp_path: Path) -> None:
     assert own_namespace(str(proc)) == HOST
     assert own_namespace(str(tmp_path / "none")) is None

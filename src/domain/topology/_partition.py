@@ -288,7 +288,7 @@ def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, contain
 _CONTAINER_SHAPE = attrgetter("id", "name", "labels", "image", "image_id", "env_names", "env", "command")
 _PORT_SHAPE = attrgetter("container_port", "protocol", "host_ip", "host_port")
 _NETWORK_SHAPE = attrgetter("name", "ip_address")
-_PROCESS_SHAPE = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup")
+_PROCESS_SHAPE = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup", "netns")
 _CONNECTION_SHAPE = attrgetter("protocol", "local_address", "local_port", "remote_address", "remote_port", "state",
                                "pid", "netns")
 
@@ -555,25 +555,29 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
 
     own = report.network_info.netns if report.network_info else None
     # Where the report says each socket's namespace: the nodes in others
-    # (``networks``) and the addresses of each other namespace, those of the
-    # first container with addresses one of whose processes has a socket in
-    # it (a namespace's containers have its addresses: a pod's sandbox and
-    # app, Docker's ``--network container:``). One with none has loopback
+    # (``networks``: by their sockets', then by the processes' own, which
+    # place a container none of whose processes has a socket, such as a
+    # pod's infra container holding its addresses and published ports) and
+    # the addresses of each other namespace, those of the first container
+    # with addresses in it (a namespace's containers have its addresses: a
+    # pod's, Docker's ``--network container:``). One with none has loopback
     # only (``--network none``, ``unshare -n``): its wildcard listeners are
     # on no address of the host's.
     namespace_ips: dict[int, list[str]] = {}
     if own is not None:
         networks = {}
-        for conn in connections:
-            if not conn.netns or conn.netns == own or conn.pid is None:
-                continue
-            node = owner(conn.pid)
+        placed = [(conn.pid, conn.netns) for conn in connections if conn.pid is not None]
+        placed += [(p.pid, p.netns) for p in processes if p.netns]
+        for pid, netns in placed:
+            node = by_pid.get(pid)
+            if not netns or netns == own or node is None:
+                continue  # a socket of no listed process is the host's own node's: not placed by it
             container = node_reps[node][_CONTAINER]
-            network = networks.setdefault(node, namespace_network(conn.netns))
+            network = networks.setdefault(node, namespace_network(netns))
             if container is not None:
                 networks.setdefault(container, network)
                 if container_ips.get(container):
-                    namespace_ips.setdefault(conn.netns, container_ips[container])
+                    namespace_ips.setdefault(netns, container_ips[container])
 
     def network_of(netns: int | None, container: str | None) -> str | None:
         """The network of a socket in ``netns`` of a node in ``container`` (None: the host's)."""
