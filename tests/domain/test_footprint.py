@@ -66,6 +66,25 @@ def test_the_footprint_counts_what_the_partition_holds() -> None:
     assert footprint.views == 6 == VIEWS == len(View)
 
 
+def test_the_footprint_counts_what_the_partition_holds_with_network_namespaces() -> None:
+    # A container listening on 0.0.0.0:40000 in its own namespace, and a host
+    # client whose ephemeral port is 40000: still a client, counted as one.
+    document = host_report(3, timestamp=T0, containers=2, processes=10, connections=20, peers=[4])
+    network = document["network_info"]
+    network["netns"] = 4026531840
+    pid = document["processes_info"]["processes"][0]["pid"]
+    network["connections"] += [
+        {"protocol": "tcp", "local_address": "0.0.0.0", "local_port": 40000, "state": "LISTEN", "pid": pid,
+         "netns": 4026532600},
+        {"protocol": "tcp", "local_address": "10.0.0.3", "local_port": 40000, "remote_address": "192.0.2.99",
+         "remote_port": 5432, "state": "ESTABLISHED"}]
+    partition = build_partition(decode_report(document), T0)
+    footprint = footprint_of(document)
+    assert ("tcp", "192.0.2.99", 5432) in {c[1:] for c in partition.outgoing}
+    assert footprint.outgoing == len(partition.outgoing)
+    assert footprint.endpoints >= len(partition.listeners) + len(partition.local_listeners)
+
+
 def test_a_wildcard_socket_counts_once_per_address_of_the_host() -> None:
     document = host_report(1, timestamp=T0, containers=0, processes=2, connections=0)
     document["host_info"]["ip_addresses"] = [f"10.0.0.{k}" for k in range(1, 17)] + ["127.0.0.1"]
