@@ -16,7 +16,7 @@ import pytest
 
 from trioscope_probe._collect import connections
 from trioscope_probe._netns import (
-    Entry, NamespaceSockets, inode, namespaces, own_namespace, parse_table, read_table, socket_owners, sockets_in_use,
+    Entry, NamespaceSockets, namespaces, own_namespace, parse_table, read_table, socket_owners, sockets_in_use,
 )
 
 little_endian = pytest.mark.skipif(sys.byteorder != "little", reason="the fixtures are as a little-endian kernel writes them")
@@ -305,4 +305,6 @@ def test_the_processes_of_other_namespaces_are_listed_with_theirs(proc: Path) ->
 def test_the_probes_own_namespace_is_read_as_its_inode(proc: Path, tmp_path: Path) -> None:
     assert own_namespace(str(proc)) == HOST
     assert own_namespace(str(tmp_path / "none")) is None
-    assert inode("net:[4026531840]") == 4026531840 and inode("mnt:[4026531840]") is None and inode("net:[x]") is None
+    from trioscope_probe._netns import inode as number
+
+    assert number("net:[4026531840]") == 4026531840 and number("mnt:[4026531840]") is None and number("net:[x]") is None
