@@ -243,7 +243,7 @@ class NamespaceSockets:
         """Pid -> the inode of its network namespace, for the processes in
         another than this probe's, as the last ``collect`` listed them."""
 
-    def collect(self, budget: int = MAX_CONNECTIONS) -> list[tuple[Entry, int, int | None]]:
+    def collect(self, budget: int = MAX_CONNECTIONS) -> list[tuple[Entry, int, int]]:
         """Args:
             budget: table entries to read at most, across all namespaces.
 
@@ -272,10 +272,13 @@ class NamespaceSockets:
             self._note("namespaces", "%d network namespaces, the connections of the first %d are reported",
                        len(others), self.max_namespaces)
             others = others[:self.max_namespaces]
-        result: list[tuple[Entry, int, int | None]] = []
+        result: list[tuple[Entry, int, int]] = []
         for ns, pids in others:
             if budget <= 0:
                 break
+            number = inode(ns)
+            if number is None:
+                continue  # not the kernel's form: its sockets, said without a namespace, would be taken for the host's
             entries = self._tables(ns, pids, budget)
             if entries is None:
                 continue
@@ -288,7 +291,6 @@ class NamespaceSockets:
                 self._logged.add(ns)
                 log.info("network namespace %s: file descriptors of %d of its %d processes unreadable: their "
                          "sockets are not reported", ns, unreadable, len(pids))
-            number = inode(ns)
             result += [(e, owners[e.inode], number) for e in entries if e.inode in owners]
         if budget <= 0:
             self._note("entries", "the sockets of other network namespaces exceed what this probe's own leave "
