@@ -214,7 +214,8 @@ async def test_a_burst_of_creates_to_one_deployment_is_not_held_for_company(queu
     mock_clock.jump(store_module.BUSY)  # the deployment's creation was the last commit: long ago
     for n in range(5):
         await ref.ask(Create(command(deployment_hash, 100 + n), audit("command.create")))
-    assert waiting.answer().id == "cmd_100"
+    # Handed out once its "sent" is committed, which may end after the creates were answered.
+    assert (await waiting.wait()).id == "cmd_100"
     statuses = [await status_of(reader, f"cmd_{100 + n}") for n in range(5)]
     assert statuses == [CommandStatus.SENT] + [CommandStatus.QUEUED] * 4
 
