@@ -164,6 +164,7 @@ class _Network(msgspec.Struct):
 
     connections: list[msgspec.Raw] = []
     interfaces: list[NetworkInterface] = []
+    netns: int | None = None
 
 
 class _ReadBack(msgspec.Struct):
@@ -183,7 +184,8 @@ class _ReadBack(msgspec.Struct):
         return Report(agent_id=self.agent_id, timestamp=self.timestamp, hostname=self.hostname,
                       host_info=self.host_info, docker_info=self.docker_info, processes_info=self.processes_info,
                       network_info=None if network is None else NetworkInfo(
-                          connections=PendingConnections(network.connections), interfaces=network.interfaces))
+                          connections=PendingConnections(network.connections), interfaces=network.interfaces,
+                          netns=network.netns))
 
 
 _READ_BACK = msgspec.json.Decoder(_ReadBack)

@@ -17,10 +17,10 @@ import pytest
 from tests.synthetic import host_report
 from trioscope.bus import pack_report, unpack_report
 from trioscope.bus._connections import PendingConnections
-from trioscope.bus._envelope import _ReadBack
+from trioscope.bus._envelope import _Network, _ReadBack
 from trioscope.domain.agents import host_metrics
 from trioscope.domain.topology import TopologyGraph, report_shape
-from trioscope.wire import Report, decode_report, encode
+from trioscope.wire import NetworkInfo, Report, decode_report, encode
 
 
 def _report(index: int, at: float, cpu: float = 25.0) -> Report:
@@ -107,3 +107,9 @@ def test_the_read_back_record_has_the_report_s_fields_and_defaults() -> None:
     fields = {f.name: f.default for f in msgspec.structs.fields(_ReadBack)}
     expected = {a.name: (msgspec.NODEFAULT if a.default is attrs.NOTHING else a.default) for a in attrs.fields(Report)}
     assert fields == expected
+    # And its network part NetworkInfo's (the probe's own namespace was dropped: every
+    # replica but the receiving one resolved the report's sockets without namespaces).
+    network = {f.name: f.default_factory() if f.default_factory is not msgspec.NODEFAULT else f.default
+               for f in msgspec.structs.fields(_Network)}
+    assert network == {a.name: a.default.factory() if isinstance(a.default, attrs.Factory) else a.default
+                       for a in attrs.fields(NetworkInfo)}

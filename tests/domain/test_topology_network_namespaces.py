@@ -181,3 +181,17 @@ def test_a_namespace_is_a_positive_64_bit_integer(netns: Any) -> None:
     doc["network_info"] = {"netns": 2**64 - 1, "connections": [{"local_port": 1, "netns": HOST_NS}]}
     decoded = decode_report(doc)
     assert decoded.network_info is not None and decoded.network_info.netns == 2**64 - 1
+
+
+def test_a_report_read_back_from_the_bus_keeps_its_namespaces() -> None:
+    """Every replica but the receiving one reads a report back from the bus
+    (its connections left as JSON): the probe's own namespace was dropped
+    there, and the unshared process took the host's listeners again."""
+    from trioscope.bus._envelope import pack_report, unpack_report
+
+    sent = host_report(*HOST_CLIENTS, in_ns(listen(18001, 40), FOREIGN), processes=[{"pid": 40, "name": "nc"}])
+    envelope, _ = pack_report(sent, T0, False)
+    for deferred in (False, True):
+        read = unpack_report(envelope, defer_connections=deferred, now=T0).report
+        assert read.network_info is not None and read.network_info.netns == HOST_NS
+        assert edges(read) == {(CLIENT, SERVER)}
