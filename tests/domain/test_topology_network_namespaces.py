@@ -195,3 +195,13 @@ def test_a_report_read_back_from_the_bus_keeps_its_namespaces() -> None:
         read = unpack_report(envelope, defer_connections=deferred, now=T0).report
         assert read.network_info is not None and read.network_info.netns == HOST_NS
         assert edges(read) == {(CLIENT, SERVER)}
+
+
+def test_a_published_port_reaches_the_process_of_a_container_without_addresses() -> None:
+    # A rootless engine's container (slirp4netns, pasta): the engine lists no
+    # address; its nginx (40) listens on 0.0.0.0:80 in the container's namespace.
+    found = edges(host_report(
+        listen(8080, None), in_ns(listen(80, 40), FOREIGN), connect("192.0.2.2", 8080, 50, 50016),
+        containers=[{"id": APP, "name": "/web", "ports": [{"container_port": 80, "host_port": 8080}]}],
+        processes=[{"pid": 40, "name": "nginx", "container_id": APP}]))
+    assert found == {(CLIENT, LONER)}

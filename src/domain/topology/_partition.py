@@ -585,6 +585,10 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
             return networks.get(container) if container else None
         return None if netns == own or netns is None else namespace_network(netns)
 
+    # Wildcard listeners of namespaces with no address the report knows (a
+    # rootless engine's container: slirp4netns, pasta): reached through a
+    # published port only.
+    inside_only: list[tuple[str, int, str]] = []
     for conn in connections:
         if not is_listener(conn.protocol, conn.state, conn.remote_address):
             continue
@@ -603,6 +607,8 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
         if address in WILDCARDS:
             if own is not None:
                 reachable = host_ips if netns == own else namespace_ips.get(netns or own, [])
+                if not reachable:
+                    inside_only.append((proto, port, node))
             else:
                 # A container without addresses of its own (or of its pod's)
                 # shares the host's network.
@@ -627,6 +633,8 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
 
     for key, node in listeners.items():
         index(key, node)
+    for proto, port, node in inside_only:
+        index((proto, "", port), node)
 
     # A published port is its container's, even where a socket on the host
     # holds it: the engine's own (Docker's docker-proxy, Podman's conmon,
