@@ -205,3 +205,21 @@ def test_a_published_port_reaches_the_process_of_a_container_without_addresses()
         containers=[{"id": APP, "name": "/web", "ports": [{"container_port": 80, "host_port": 8080}]}],
         processes=[{"pid": 40, "name": "nginx", "container_id": APP}]))
     assert found == {(CLIENT, LONER)}
+
+
+def test_a_report_that_says_no_namespace_keeps_the_shape_it_had_before_namespaces() -> None:
+    # The digest of such a report as the version before namespaces made it:
+    # replicas of both versions, side by side on one stream, agree on it.
+    import hashlib
+    from operator import attrgetter
+
+    import orjson
+
+    old = report("a1", "h1", ips=("192.0.2.2",), processes=[{"pid": 30, "name": "server"}],
+                 connections=[listen(18001, 30)])
+    process = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup")
+    connection = attrgetter("protocol", "local_address", "local_port", "remote_address", "remote_port", "state",
+                            "pid")
+    document = ("h1", ["192.0.2.2"], [], list(map(process, old.processes_info.processes)),
+                list(map(connection, old.network_info.connections)))
+    assert report_shape(old) == hashlib.sha256(orjson.dumps(document)).digest()[:16]

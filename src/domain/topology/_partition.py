@@ -288,9 +288,16 @@ def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, contain
 _CONTAINER_SHAPE = attrgetter("id", "name", "labels", "image", "image_id", "env_names", "env", "command")
 _PORT_SHAPE = attrgetter("container_port", "protocol", "host_ip", "host_port")
 _NETWORK_SHAPE = attrgetter("name", "ip_address")
-_PROCESS_SHAPE = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup", "netns")
+_PROCESS_SHAPE = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup")
 _CONNECTION_SHAPE = attrgetter("protocol", "local_address", "local_port", "remote_address", "remote_port", "state",
-                               "pid", "netns")
+                               "pid")
+# With the namespaces, for a report that says its own (the others' are read
+# without them): a report that says none keeps the digest it had before
+# namespaces were sent (replicas of both versions then agree on it).
+_PROCESS_SHAPE_NS = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup",
+                               "netns")
+_CONNECTION_SHAPE_NS = attrgetter("protocol", "local_address", "local_port", "remote_address", "remote_port",
+                                  "state", "pid", "netns")
 
 
 SHAPE_BYTES = 16
@@ -313,16 +320,17 @@ def report_shape(report: Report) -> bytes:
     containers = report.docker_info.containers if report.docker_info else ()
     processes = report.processes_info.processes if report.processes_info else ()
     connections = report.network_info.connections if report.network_info else ()
+    own = report.network_info.netns if report.network_info else None
     document = (
         report.host_name,
         info.ip_addresses if info is not None else None,
         [(*_CONTAINER_SHAPE(c), list(map(_PORT_SHAPE, c.ports)), list(map(_NETWORK_SHAPE, c.networks)))
          for c in containers],
-        list(map(_PROCESS_SHAPE, processes)),
-        list(map(_CONNECTION_SHAPE, connections)),
+        list(map(_PROCESS_SHAPE_NS if own else _PROCESS_SHAPE, processes)),
+        list(map(_CONNECTION_SHAPE_NS if own else _CONNECTION_SHAPE, connections)),
         # The namespaces are inodes, the same in every report while they
         # exist: a report of the same structure keeps its shape.
-        *(("netns", report.network_info.netns) if report.network_info and report.network_info.netns else ()),
+        *(("netns", own) if own else ()),
         # Only when so, so that every other report's digest stays as it was: its
         # containers are then kept as last known (``kept_containers``), listed when it says.
         *(("engine unreachable", _listed_at(report)) if engine_unreachable(report) else ()),
