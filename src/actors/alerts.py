@@ -240,8 +240,9 @@ class AlertsActor(Actor):
         if self.settings.agent_offline_after > 0:
             offline = offline_agents(self._sightings(), now, self.settings.agent_offline_after)
             changes += book.update(offline, now, only=[AGENT_OFFLINE])
-        if self.settings.command_failure_percent > 0 and not agents_only:
+        if not agents_only:  # with the alert off too: the outcomes are kept for it alone
             self.command_stats.forget_idle(now, self.state.failures.window)
+        if self.settings.command_failure_percent > 0 and not agents_only:
             self.state.failures.observe(self.command_stats.outcomes(), now)
             failing = self.state.failures.failing(now, ratio=self.settings.command_failure_percent / 100,
                                             min_commands=self.settings.command_failure_min_commands)

@@ -18,7 +18,7 @@ from trioscope.actors.refusals import NotRecorded
 from trioscope.actors.store import Commit, StoreActor, commit
 from trioscope.config import Settings
 from trioscope.domain.alerts import AlertNotice, audit_details
-from trioscope.domain.command_stats import CommandStats
+from trioscope.domain.command_stats import CommandStats, TenantOutcomes
 from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, Deployment
 from trioscope.domain.metric_labels import TenantLabels
 from trioscope.runtime import Actor, ActorRef, ActorSpec, Published, SupervisorSpec, open_actor_system
@@ -278,3 +278,21 @@ async def test_an_alert_read_back_at_a_restart_and_not_heard_of_again_is_forgott
     now[0] = T0 + BOOK_RESTORE_WINDOW + 1
     async with alerts_on_disk(tmp_path / "db.sqlite3", now) as server:
         assert await server.listed(now[0]) == []
+
+
+async def test_tenants_idle_for_a_window_are_forgotten_with_the_failure_rule_off(settings: Settings):
+    """The outcomes are counted for the rule alone: with it off they were never forgotten."""
+    off = attrs.evolve(settings, alerts=attrs.evolve(settings.alerts, command_failure_percent=0))
+    stats = CommandStats(TenantLabels(10))
+    stats.tenants["long-gone"] = TenantOutcomes(3, 1)
+    stats._last_finished["long-gone"] = 0.0  # finished at the epoch: idle for far longer than a window
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="store", factory=lambda: FlakyStore([])),
+        ActorSpec(name="notifier", factory=Notifier),
+        ActorSpec(name="alerts", factory=lambda: AlertsActor(
+            off, store_path="/root/store", notifier_path="/root/notifier", directory=Published(AgentDirectory()),
+            command_stats=stats)),
+    ])
+    async with open_actor_system(tree) as system:
+        await system.lookup("/root/alerts").ask(_Evaluate())
+    assert stats.tenants == {}

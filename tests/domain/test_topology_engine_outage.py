@@ -197,3 +197,13 @@ def test_an_older_probes_containers_are_kept_by_the_server_a_day_after_they_were
     _apply(graph, _report(late, reachable=False), late)
     assert {graph.nodes[cid].metadata.get("inferred") for cid in _ids(graph)} == {True}
     assert sorted(graph.nodes[cid].status for cid in _ids(graph)) == ["running"] * 3
+
+
+def test_a_listing_older_than_a_probe_keeps_one_shows_no_older_time() -> None:
+    """A probe whose clock was set right since its engine last listed (years
+    behind at boot) said a listing years old: its containers showed as last
+    seen then. The server shows them as last seen a day before at most."""
+    graph = TopologyGraph()
+    years = 3 * 365 * 86400.0
+    _apply(graph, _report(600, reachable=False, listed=3, listed_at=-years), 600)
+    assert {graph.nodes[cid].last_seen for cid in _containers(graph)} == {T0 + 600 - KEEP_LISTED_SECONDS}

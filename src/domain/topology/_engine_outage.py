@@ -61,9 +61,11 @@ def engine_unreachable(report: Report) -> bool:
 def listed_when(report: Report, when: float) -> float:
     """When the containers of ``report`` were listed (its ``last_seen``):
     ``listed_at`` for an outage's repeated listing (no later than ``when``,
-    the report's time), else ``when``."""
+    the report's time, nor ``KEEP_LISTED_SECONDS`` before it: the probe keeps
+    them no longer, and a clock set right since the listing shows no years-old
+    time), else ``when``."""
     listed_at = report.docker_info.listed_at if report.docker_info is not None else None
-    return when if listed_at is None else min(listed_at.timestamp(), when)
+    return when if listed_at is None else min(max(listed_at.timestamp(), when - KEEP_LISTED_SECONDS), when)
 
 
 def server_keeps(report: Report) -> bool:
