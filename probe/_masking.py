@@ -317,17 +317,25 @@ def cut_argv(argv: list[str], limit: int) -> list[str]:
 
 
 def _whole_words(text: str) -> str:
-    """``text``, the start of a longer argument, up to its last space outside quotes."""
-    quote, opened = "", len(text)
-    for found in _QUOTE.finditer(text):
-        if not quote:
-            quote, opened = found.group(), found.start()
-        elif found.group() == quote:
-            quote, opened = "", len(text)
-    end = 0
-    for space in _SPACES.finditer(text, 0, opened):
-        end = space.start()
+    """``text``, the start of a longer argument, up to its last space outside
+    quotes: read in order, so that a quoted value closed just before the cut
+    (``"password": "a b"``) is not cut at one of its own spaces. A quote
+    escaped with a backslash (JSON's ``\\"``) opens or closes nothing."""
+    quote, end = "", 0
+    for found in _QUOTE_OR_SPACE.finditer(text):
+        mark = found.group()
+        if mark in "'\"":
+            if not quote:
+                quote = mark
+            elif mark == quote:
+                quote = ""
+        elif not mark.startswith("\\") and not quote:
+            end = found.start()
     return text[:end]
+
+
+_QUOTE_OR_SPACE = re.compile(r"\\.|['\"]|\s+", re.DOTALL)
+"""An escaped character (skipped), a quote, or a run of spaces (``_whole_words``)."""
 
 
 def masked_variable(name: str, value: str) -> str:

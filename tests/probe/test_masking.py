@@ -451,6 +451,11 @@ def test_long_arguments_of_every_shape_are_masked(argv: list[str], shown: str | 
     (["curl", "-d", '{"user": "u", "password": "correct horse battery"}'], 48, ["curl", "-d", '{"user": "u", "password":']),
     (["sh", "-c", "echo 'a b' c " + "x" * 40], 40, ["sh", "-c", "echo 'a b' c"]),  # a quote closed: any words
     (["x" * 40], 32, []),
+    # Cut just after a quoted value: not at a space of its own (the last space of all).
+    (["curl", "-d", '{"password": "Zq9SECRET more words"' + " tail" * 20], 43, ["curl", "-d", '{"password":']),
+    # An escaped quote closes nothing.
+    (["curl", "-d", r'{"note": "say \" hi", "password": "Zq9 SECRET"}' + " tail" * 5], 54,
+     ["curl", "-d", r'{"note": "say \" hi", "password":']),
 ])
 def test_a_line_is_cut_for_masking_at_a_space_outside_quotes(argv: list[str], limit: int, kept: list[str]) -> None:
     assert cut_argv(argv, limit) == kept
