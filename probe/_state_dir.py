@@ -16,7 +16,9 @@ unreadable by others (``private_file``).
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -36,9 +38,18 @@ def trusted_state_dir(directory: Path) -> Path:
     """
     try:
         if directory.is_symlink():
-            raise ControlError(f"--state-dir {directory} is a symbolic link (to {os.readlink(directory)}): "
-                               "give the directory itself")
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # it holds agent tokens: the owner's only
+            # Followed only if no other user could have put it there or change
+            # it: root's or this user's, in a directory only they may write (as
+            # systemd's DynamicUser= StateDirectory=, a link into
+            # /var/lib/private); where it leads is checked below as any path.
+            link, place = directory.lstat(), directory.parent.resolve(strict=True)
+            problem = (f"owned by uid {link.st_uid}" if link.st_uid not in (0, os.geteuid())
+                       else _above_problem(place.lstat()))
+            if problem is not None:
+                where = "" if link.st_uid not in (0, os.geteuid()) else f" in {place}, which "
+                raise ControlError(f"--state-dir {directory} is a symbolic link (to {os.readlink(directory)}) "
+                                   f"{where}{problem}: give the directory itself")
+        _make(directory)
         real = directory.resolve(strict=True)
         own = real.lstat()
     except OSError as exc:
@@ -59,6 +70,39 @@ def trusted_state_dir(directory: Path) -> Path:
     return real
 
 
+def _make(directory: Path) -> None:
+    """``directory`` and each missing directory above it made 0700, as the
+    XDG base directories are (``mkdir(parents=True)`` gave those above it
+    0777 less the umask: 0775 under a umask of 002, then refused as
+    writable by the group)."""
+    for level in [*reversed(directory.parents), directory]:
+        if not level.exists():
+            try:
+                level.mkdir(mode=0o700)  # it holds agent tokens: the owner's only
+            except FileExistsError:
+                pass  # made meanwhile: checked as any other
+
+
+def _writable_by_others(status: os.stat_result) -> bool:
+    """Whether a directory another user could write to: writable by others,
+    or by its group, unless that group is this user's own private group (a
+    user private group, as Debian's and Fedora's: of the user's name, with no
+    other member), where a umask of 002 makes directories 0775."""
+    if status.st_mode & 0o002:
+        return True
+    if not status.st_mode & 0o020:
+        return False
+    return not (status.st_uid == os.geteuid() and _private_group(status.st_gid))
+
+
+def _private_group(gid: int) -> bool:
+    try:
+        group, user = grp.getgrgid(gid), pwd.getpwuid(os.geteuid())
+    except KeyError:
+        return False
+    return group.gr_name == user.pw_name and gid == user.pw_gid and not group.gr_mem
+
+
 def _own_directory_problem(status: os.stat_result) -> str | None:
     """What is wrong with the state directory's own ``lstat``, if anything."""
     if not stat.S_ISDIR(status.st_mode):
@@ -66,7 +110,7 @@ def _own_directory_problem(status: os.stat_result) -> str | None:
     if status.st_uid != os.geteuid():
         return (f"is owned by uid {status.st_uid}, not by the user the probe runs as (uid {os.geteuid()}): "
                 "give a directory of its own")
-    if status.st_mode & 0o022:
+    if _writable_by_others(status):
         return (f"is writable by group or others (mode {stat.S_IMODE(status.st_mode):04o}): "
                 "chmod 700 it, or give another")
     return None
@@ -76,7 +120,7 @@ def _above_problem(status: os.stat_result) -> str | None:
     """What is wrong with the ``lstat`` of a directory above the state directory, if anything."""
     if status.st_uid not in (0, os.geteuid()):
         return f"is owned by uid {status.st_uid}"
-    if status.st_mode & 0o022 and not status.st_mode & stat.S_ISVTX:
+    if _writable_by_others(status) and not status.st_mode & stat.S_ISVTX:
         return f"is writable by group or others without the sticky bit (mode {stat.S_IMODE(status.st_mode):04o})"
     return None
 

@@ -45,12 +45,65 @@ async def test_a_world_writable_state_dir_is_refused_naming_the_flag(tmp_path: P
     assert list(state.iterdir()) == []
 
 
-async def test_a_state_dir_that_is_a_symbolic_link_is_refused(tmp_path: Path) -> None:
+async def test_a_state_dir_that_is_a_symbolic_link_another_user_could_change_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir(mode=0o700)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # another user could have put the link there, or swap it
+    (shared / "state").symlink_to(tmp_path / "real")
+    with pytest.raises(ControlError, match=r"--state-dir .* is a symbolic link .*writable by group or others"):
+        await _enroll_in(shared / "state")
+    assert list((tmp_path / "real").iterdir()) == []
+
+
+@as_root
+async def test_a_state_dir_that_is_another_users_symbolic_link_is_refused(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir(mode=0o700)
     (tmp_path / "state").symlink_to(tmp_path / "real")
-    with pytest.raises(ControlError, match=r"--state-dir .* is a symbolic link"):
+    os.chown(tmp_path / "state", OTHER_UID, -1, follow_symlinks=False)
+    with pytest.raises(ControlError, match=rf"--state-dir .* is a symbolic link .*owned by uid {OTHER_UID}"):
         await _enroll_in(tmp_path / "state")
-    assert list((tmp_path / "real").iterdir()) == []
+
+
+def test_a_state_dir_that_is_a_link_only_its_user_could_make_is_followed(tmp_path: Path) -> None:
+    # systemd's DynamicUser= with StateDirectory=: /var/lib/NAME -> /var/lib/private/NAME.
+    from trioscope_probe._state_dir import trusted_state_dir
+
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    (private / "probe").mkdir(mode=0o755)
+    (tmp_path / "probe").symlink_to(private / "probe")
+    assert trusted_state_dir(tmp_path / "probe") == (private / "probe").resolve()
+
+
+def test_directories_made_above_a_state_dir_are_the_users_alone_whatever_the_umask(tmp_path: Path) -> None:
+    # A user's umask 002 made ~/.local and ~/.local/state 0775: then refused as writable by the group.
+    from trioscope_probe._state_dir import trusted_state_dir
+
+    before = os.umask(0o002)
+    try:
+        state = trusted_state_dir(tmp_path / "home" / ".local" / "state" / "trioscope-probe")
+    finally:
+        os.umask(before)
+    for level in (tmp_path / "home", tmp_path / "home" / ".local", tmp_path / "home" / ".local" / "state", state):
+        assert stat.S_IMODE(level.stat().st_mode) == 0o700, level
+
+
+def test_a_directory_writable_by_the_users_private_group_only_is_the_users(tmp_path: Path) -> None:
+    # Made by a umask of 002 on a system of user private groups (the group of
+    # the user's name, no other member): as private as 0755.
+    import grp
+    import pwd
+
+    from trioscope_probe._state_dir import trusted_state_dir
+
+    user = pwd.getpwuid(os.geteuid())
+    if grp.getgrgid(user.pw_gid).gr_name != user.pw_name or grp.getgrgid(user.pw_gid).gr_mem:
+        pytest.skip("the user's primary group is not a private one here")
+    home = tmp_path / "home"
+    home.mkdir()
+    home.chmod(0o775)
+    assert trusted_state_dir(home / "state").parent == home.resolve()
 
 
 @as_root
