@@ -29,6 +29,7 @@ from trioscope.bus._client import agent_subject
 from trioscope.domain.topology import report_shape
 from trioscope.wire import decode_report
 
+from tests.free_port import free_port
 from tests.left_behind import LEFT_AFTER, left_behind
 from tests.synthetic import host_report
 
@@ -154,13 +155,6 @@ def stream_max_bytes(url: str, stream: str) -> int:
     return _run_asyncio(read)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class OwnNatsServer:
     """A nats-server of one test, on a free port with its store in a temporary
     directory, stopped (by its pid) and started again on the same port and store."""
@@ -169,7 +163,7 @@ class OwnNatsServer:
         if not os.path.exists(NATS_SERVER) and shutil.which("nats-server") is None:
             raise NatsMissing(f"nats-server is not installed ({NATS_SERVER}): the report-bus tests need it")
         self.binary = NATS_SERVER if os.path.exists(NATS_SERVER) else str(shutil.which("nats-server"))
-        self.port = _free_port()
+        self.port = free_port(HOST)
         self.url = f"nats://{HOST}:{self.port}"
         self._store = tempfile.TemporaryDirectory(prefix="trioscope-nats-")
         self.process: subprocess.Popen[bytes] | None = None

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from typing import Any
 import attrs
 import httpx
 
+from tests.free_port import free_port
 from tests.process_end import end
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
@@ -65,13 +65,6 @@ async def new_tenant(client: httpx.AsyncClient, server: ServerProcess) -> Tenant
     body = enrolled.json()
     return Tenant(server, tenant, user,
                   StatusAgent(server.base_url, body["agent_id"], body["agent_token"], deployment["deployment_hash"]))
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @contextmanager

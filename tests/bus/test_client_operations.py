@@ -20,7 +20,8 @@ import pytest
 import trio
 from nats.js.api import StreamConfig
 
-from tests.bus_server import HOST, OwnNatsServer, _free_port, _wait_until_answers
+from tests.bus_server import HOST, OwnNatsServer, _wait_until_answers
+from tests.free_port import free_port
 from trioscope.bus import AsyncioThread, BusUnavailable, ReportBus
 from trioscope.bus import _client
 
@@ -200,7 +201,7 @@ def plain_nats_server(*args: str) -> Iterator[str]:
     binary = "/usr/sbin/nats-server" if os.path.exists("/usr/sbin/nats-server") else shutil.which("nats-server")
     if binary is None:
         pytest.skip("nats-server is not installed")
-    port = _free_port()
+    port = free_port(HOST)
     process = subprocess.Popen([binary, "-a", HOST, "-p", str(port), *args], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
     try:
@@ -226,7 +227,7 @@ async def test_a_server_without_jetstream_is_said_once_and_never_as_a_lost_bus(
 async def test_a_bus_out_of_reach_is_said_once_an_outage_however_many_attempts(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, LOGGER)
-    async with running_bus(f"nats://{HOST}:{_free_port()}", connected=False) as bus:
+    async with running_bus(f"nats://{HOST}:{free_port(HOST)}", connected=False) as bus:
         await _attempts(caplog, 3, "bus: ")
         assert not bus.ready.is_set()
     unreachable = [r for r in caplog.records if getattr(r, "event", None) == "bus_unreachable"]

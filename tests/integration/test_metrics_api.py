@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.metrics_clients import BACKENDS, Tenant, free_port, metrics_server, new_tenant
+from tests.free_port import free_port
+from tests.metrics_clients import BACKENDS, Tenant, metrics_server, new_tenant
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 from tests.waiting import eventually

@@ -18,6 +18,7 @@ import attrs
 import httpx
 import orjson
 
+from tests.free_port import free_port
 from tests.process_end import end
 from tests.integration.test_commands import Operator
 from tests.server_process import ServerProcess
@@ -72,14 +73,8 @@ async def test_the_probe_reports_this_host_with_its_processes_and_connections() 
             assert node.status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def test_a_probe_started_before_its_server_keeps_trying_and_then_reports() -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with probe(url, "probe-early") as process:
         async def logged(text: str) -> bool:
@@ -99,7 +94,7 @@ async def test_a_probe_started_before_its_server_keeps_trying_and_then_reports()
 
 
 async def test_a_command_agent_started_before_its_server_enrolls_once_it_comes_up(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     state = tmp_path / "probe-state"
     # The deployment outlives the first server process: the second one opens the same database.

@@ -26,6 +26,7 @@ import docker.errors
 import httpx
 import pytest
 
+from tests.free_port import free_port
 from tests.engine import ContainerEngine, EngineNotInstallable
 from tests.integration.test_probe import probe
 from tests.server_process import ServerProcess
@@ -99,13 +100,6 @@ def _time(rfc3339: str) -> float:
     return datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp()
 
 
-def _free_port() -> int:
-    """A port free on every address (the engine publishes on all of them)."""
-    with socket.socket() as taken:
-        taken.bind(("0.0.0.0", 0))
-        return int(taken.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _client(address: tuple[str, int]) -> Iterator[subprocess.Popen[str]]:
     """A process of its own holding a connection to ``address`` open (its
@@ -132,7 +126,8 @@ async def test_an_outage_keeps_a_containers_address_and_published_port_also_acro
     the containers, and a restarted one had none until the engine was back."""
     docker_host = f"unix://{engine.socket}"
     client = docker.DockerClient(base_url=docker_host)
-    published, name = _free_port(), f"outage-web-{uuid.uuid4().hex[:8]}"
+    # Free on every address: the engine publishes on all of them.
+    published, name = free_port("0.0.0.0"), f"outage-web-{uuid.uuid4().hex[:8]}"
     try:
         # (A container whose start failed stays, created: removed by its name below.)
         container = client.containers.run(IMAGE, ["httpd", "-f", "-p", "9000"], detach=True, name=name,

@@ -21,6 +21,7 @@ import httpx
 import pytest
 import trio
 
+from tests.free_port import free_port
 from tests.integration.test_probe import probe
 from tests.process_end import end
 from tests.server_process import ServerProcess
@@ -48,12 +49,6 @@ def _unshare_works() -> str | None:
     return None if done.returncode == 0 else f"unshare -n refused here: {done.stderr.strip()}"
 
 
-def _free_port(address: str) -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def _listening(*command: str) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: S603
@@ -77,7 +72,7 @@ async def test_a_process_in_another_namespace_does_not_take_the_hosts_clients() 
     address = next((a for a in host_addresses() if "." in a), None)
     if address is None:
         pytest.skip("this host has no IPv4 address but loopback")
-    port = _free_port(address)
+    port = free_port(address)
     with ExitStack() as stack:
         host_server = stack.enter_context(_listening(sys.executable, "-c", LISTENER, str(port), "127.0.0.1", address))
         await _ready(host_server)

@@ -18,6 +18,7 @@ import docker.errors
 import httpx
 import pytest
 
+from tests.free_port import free_port
 from tests.integration.test_probe import probe
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
@@ -25,17 +26,11 @@ from tests.waiting import eventually
 IMAGE = "localhost/busybox:latest"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        return int(probe_socket.getsockname()[1])
-
-
 @pytest.fixture
 def published(docker_host: str) -> Iterator[tuple[Any, int]]:
     """A web server in a container, its port 9000 published on a free host port."""
     client = docker.DockerClient(base_url=docker_host)
-    port = _free_port()
+    port = free_port()
     started = client.containers.run(IMAGE, ["httpd", "-f", "-p", "9000"], detach=True,
                                     name=f"published-{uuid.uuid4().hex[:8]}", ports={"9000/tcp": port})
     try:

@@ -23,17 +23,12 @@ import docker.errors
 import httpx
 import pytest
 
+from tests.free_port import free_port
 from tests.integration.test_probe import probe
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
 
 IMAGE = "localhost/busybox:latest"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe_socket:
-        probe_socket.bind(("127.0.0.1", 0))
-        return int(probe_socket.getsockname()[1])
 
 
 def _remove(container: Any) -> None:
@@ -49,7 +44,7 @@ def shared(docker_host: str) -> Iterator[tuple[Any, Any, Any, int]]:
     and sleeps; the server, in the owner's namespace, echoes on 9000; the
     sidecar, there too, holds a connection to 127.0.0.1:9000."""
     client = docker.DockerClient(base_url=docker_host)
-    port = _free_port()
+    port = free_port()
     started: list[Any] = []
     try:
         owner = client.containers.run(IMAGE, ["sleep", "100000"], detach=True, name=f"ns-owner-{uuid.uuid4().hex[:8]}",

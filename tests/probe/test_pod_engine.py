@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import trio
 
+from tests.free_port import free_port
 from tests.probe.engine import IMAGE, unique
 from tests.waiting import eventually
 from trioscope.domain.topology import NodeKind, TopologyGraph, View, container_id, process_id
@@ -26,12 +27,6 @@ from trioscope_probe._docker import ContainerCollector
 PORT = 8080
 LIBPOD = "http://d/v4.0.0/libpod"
 """Podman's own API (pods are not in the Docker API), on the engine's socket."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
@@ -72,7 +67,7 @@ def _connect(host_port: int) -> socket.socket | None:
 
 
 async def test_a_host_client_of_a_pods_published_port_reaches_the_app_not_conmon(docker_host: str) -> None:
-    host_port = _free_port()
+    host_port = free_port()
     with _pod(docker_host, host_port) as (pod, app):
         client = await eventually(lambda: trio.to_thread.run_sync(_connect, host_port))
         try:

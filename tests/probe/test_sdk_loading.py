@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,18 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.free_port import free_port
 from trioscope_probe._agent import Credentials, save_credentials
 
 DEADLINE = 60.0
 LOADED = "import atexit, sys\n" \
     "atexit.register(lambda: print(json.dumps([m for m in ('docker', 'requests') if m in sys.modules])))\n"
 """Says, as the interpreter exits, which of the SDK's modules it loaded."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _environment(docker_host: str | None) -> dict[str, str]:
@@ -44,7 +38,7 @@ def test_a_probe_without_an_engine_runs_without_loading_the_docker_sdk(tmp_path:
     with stderr.open("w") as errors:
         probe = subprocess.Popen(
             [sys.executable, "-c", "import json\n" + LOADED + "from trioscope_probe.cli import main\nmain()",
-             "--server", f"http://127.0.0.1:{_free_port()}", "--interval", "1s", "--deployment-hash", "dep1",
+             "--server", f"http://127.0.0.1:{free_port()}", "--interval", "1s", "--deployment-hash", "dep1",
              "--state-dir", str(tmp_path), "--exit-with-parent"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=errors, text=True, env=_environment(docker_host))
     expected = ["polling for commands", "unreachable (ConnectError"]

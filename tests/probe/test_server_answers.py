@@ -5,7 +5,6 @@ command polls for ``REFUSED_RETRY`` (5 minutes), as a decommissioned agent does.
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from typing import Any
@@ -15,6 +14,7 @@ import httpx
 import pytest
 import trio
 
+from tests.free_port import free_port
 from tests.integration.test_commands import Operator
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
@@ -65,12 +65,6 @@ def _refusals_seen(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str]]:
 
     monkeypatch.setattr(_refusals, "retry_of", retry_of)
     return seen
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _enrolled(server: ServerProcess, operator: Operator) -> tuple[str, Credentials]:
@@ -180,7 +174,7 @@ async def test_a_command_poll_signed_before_the_server_started_is_signed_again(
 async def test_a_restarted_server_that_forgot_the_probe_is_registered_with_again() -> None:
     """The server keeps probes in memory: after a restart their heartbeat is
     404 agent_not_found until they register (or report) again."""
-    port = _free_port()
+    port = free_port()
     with ServerProcess(["--port", str(port)]) as server:
         async with httpx.AsyncClient(timeout=30) as client, trio.open_nursery() as nursery:
             await nursery.start(_publishing, server, "probe-kept", None)

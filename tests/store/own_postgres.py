@@ -12,7 +12,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
+from tests.free_port import free_port
 
 TIMEOUT = 120
 
@@ -36,12 +37,6 @@ def _bin() -> Path:
     return Path(found[-1]).parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class OwnPostgres:
     """One cluster: ``url`` (database ``postgres``, trust auth), ``stop()`` the fault, ``start()`` again."""
 
@@ -49,7 +44,7 @@ class OwnPostgres:
         self.bin = _bin()
         self.root = root
         self.data = root / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, *argv: str) -> None:
