@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from trioscope.wire import MAX_COMMAND_TIMEOUT
+
 MAX_COMMAND_ID = 256
 """Characters of a command id at most: the server's are at most 128
 (``cancel:`` and one of them for a cancel's notice)."""
-MAX_TIMEOUT_SECONDS = 7 * 24 * 3600
-"""The longest ``timeout_seconds`` the server gives a command (a week)."""
 DEFAULT_TIMEOUT_SECONDS = 300
 """A command's time limit when the item has none."""
 
@@ -36,7 +36,7 @@ def timeout_of(item: dict[str, Any]) -> float:
     none).
 
     Raises:
-        ValueError: it is not a finite number from 1 to ``MAX_TIMEOUT_SECONDS``
+        ValueError: it is not a finite number from 1 to ``MAX_COMMAND_TIMEOUT``
             (the message says so, for the command's failed report).
     """
     timeout = item.get("timeout_seconds")
@@ -44,8 +44,8 @@ def timeout_of(item: dict[str, Any]) -> float:
         return DEFAULT_TIMEOUT_SECONDS
     # bool is an int to Python, not to JSON's sender.
     if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
-            or not (math.isfinite(timeout) and 1 <= timeout <= MAX_TIMEOUT_SECONDS)):
-        raise ValueError(f"timeout_seconds must be a number of seconds from 1 to {MAX_TIMEOUT_SECONDS}, "
+            or not (math.isfinite(timeout) and 1 <= timeout <= MAX_COMMAND_TIMEOUT)):
+        raise ValueError(f"timeout_seconds must be a number of seconds from 1 to {MAX_COMMAND_TIMEOUT}, "
                          f"not {str(timeout)[:40]!r}")
     return float(timeout) if isinstance(timeout, float) else timeout
 

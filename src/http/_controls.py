@@ -22,7 +22,7 @@ from trioscope.domain.topology import (
     CONTROL_ACTIONS, NodeKind, control_allowed, control_parameter_problem, controls_for, reported_container,
 )
 
-from trioscope.wire import rfc3339_millis
+from trioscope.wire import MAX_COMMAND_TIMEOUT, rfc3339_millis
 
 from . import _gate, _rate_checks
 from ._bodies import read_object
@@ -44,7 +44,7 @@ _BODY_PROPERTIES: dict[str, Any] = {
     "parameters": {"type": "object", "description": "the control's parameters (stop, restart: timeout; remove: force; "
                    "logs: tail, follow; exec: argv), and container, the node's own id, if at all"},
     "priority": {"enum": ["low", "normal", "high", "critical"]},
-    "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 7 * 24 * 3600},
+    "timeout_seconds": {"type": "integer", "minimum": 1, "maximum": MAX_COMMAND_TIMEOUT},
     "requires_confirmation": {"type": "boolean"}}
 CONTROL_BODY = {"type": "object", "additionalProperties": False, "properties": _BODY_PROPERTIES}
 """The optional body of a control: how the command it makes is run."""

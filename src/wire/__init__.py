@@ -38,6 +38,7 @@ from ._containers import ContainerIds as ContainerIds
 from ._containers import container_id_from_cgroup as container_id_from_cgroup
 from ._fields import CHECKS as CHECKS
 from ._fields import IDENTIFIER as IDENTIFIER
+from ._fields import MAX_COMMAND_TIMEOUT as MAX_COMMAND_TIMEOUT
 from ._fields import FieldError as FieldError
 from ._fields import Identifier as Identifier
 from ._fields import IntRange as IntRange
@@ -89,7 +90,7 @@ from ._tls import client_tls as client_tls
 __all__ = [
     "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "shown_url", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
-    "decode_report", "DiskInfo", "is_connected", "is_listener", "ListeningPorts", "socket_namespace", "DockerInfo", "KEEP_LISTED_SECONDS", "encode", "FieldError", "FieldProblem", "Footprint",
+    "decode_report", "DiskInfo", "is_connected", "is_listener", "ListeningPorts", "socket_namespace", "DockerInfo", "KEEP_LISTED_SECONDS", "MAX_COMMAND_TIMEOUT", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
     "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "rfc3339_millis", "rfc3339_seconds", "Percent", "RFC3339", "POD_UID", "pod_of", "PortMapping",

@@ -273,3 +273,8 @@ def rfc3339_seconds(seconds: float | None) -> str | None:
         return None
     # isoformat, not strftime: glibc's %Y writes the year 1 as "1", not "0001".
     return _utc(seconds).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+MAX_COMMAND_TIMEOUT = 7 * 24 * 3600
+"""Seconds a command may be given to run at most (a week): the server refuses
+a longer ``timeout_seconds``, and a probe one it is handed."""

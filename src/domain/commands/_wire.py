@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import attrs
 
-from trioscope.wire import IntRange, JsonRule, Name, Percent, Text, TextRule, bounded_list, constrained
+from trioscope.wire import MAX_COMMAND_TIMEOUT, IntRange, JsonRule, Name, Percent, Text, TextRule, bounded_list, constrained
 
 # Annotated Any: a NewType made by a call is opaque to a type checker (the converter
 # checks these values).
@@ -18,7 +18,7 @@ CommandType: Any = constrained(
     TextRule(100, re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}"),
              "1-100 letters, digits or _ . : - starting with a letter or digit (e.g. application.update)"),
 )
-TimeoutSeconds: Any = constrained("TimeoutSeconds", int, IntRange(1, 7 * 24 * 3600))
+TimeoutSeconds: Any = constrained("TimeoutSeconds", int, IntRange(1, MAX_COMMAND_TIMEOUT))
 Token: Any = constrained("Token", str, TextRule(512))
 AnyId: Any = constrained("AnyId", str, TextRule(128))
 Capabilities: Any = bounded_list("Capabilities", Name, 64)

@@ -288,16 +288,14 @@ def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, contain
 _CONTAINER_SHAPE = attrgetter("id", "name", "labels", "image", "image_id", "env_names", "env", "command")
 _PORT_SHAPE = attrgetter("container_port", "protocol", "host_ip", "host_port")
 _NETWORK_SHAPE = attrgetter("name", "ip_address")
-_PROCESS_SHAPE = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup")
-_CONNECTION_SHAPE = attrgetter("protocol", "local_address", "local_port", "remote_address", "remote_port", "state",
-                               "pid")
+_PROCESS_FIELDS = ("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup")
+_CONNECTION_FIELDS = ("protocol", "local_address", "local_port", "remote_address", "remote_port", "state", "pid")
+_PROCESS_SHAPE, _CONNECTION_SHAPE = attrgetter(*_PROCESS_FIELDS), attrgetter(*_CONNECTION_FIELDS)
 # With the namespaces, for a report that says its own (the others' are read
 # without them): a report that says none keeps the digest it had before
 # namespaces were sent (replicas of both versions then agree on it).
-_PROCESS_SHAPE_NS = attrgetter("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup",
-                               "netns")
-_CONNECTION_SHAPE_NS = attrgetter("protocol", "local_address", "local_port", "remote_address", "remote_port",
-                                  "state", "pid", "netns")
+_PROCESS_SHAPE_NS = attrgetter(*_PROCESS_FIELDS, "netns")
+_CONNECTION_SHAPE_NS = attrgetter(*_CONNECTION_FIELDS, "netns")
 
 
 SHAPE_BYTES = 16
