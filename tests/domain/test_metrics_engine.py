@@ -5,6 +5,8 @@ histogram_quantile, operators, what is refused, cost and series limits."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -321,3 +323,18 @@ def test_a_duration_past_the_parsers_range_is_refused_before_it(query: str) -> N
 def test_a_query_without_such_a_duration_is_left_to_the_parser(query: str) -> None:
     """Strings, comments and names that hold "offset" or a bracket are not durations."""
     parse(query)
+
+
+@pytest.mark.parametrize("tail", ["y", "", ")", "- -"])
+def test_a_long_run_of_spaces_after_offset_is_read_in_linear_time(tail: str) -> None:
+    """Greedy runs of spaces around ``offset``'s optional sign made the duration
+    check backtrack in cubic time with the GIL held: one viewer's query of
+    1,500 spaces stalled every request for 25 s (60,000, the query's limit,
+    for weeks). Run in a process of its own, whose deadline ends it: the
+    regular expression holds the GIL, so a hang here would stall the suite."""
+    query = "up offset" + " " * 60_000 + tail
+    program = ("import sys; from trioscope.domain.metrics import BadQuery, parse\n"
+               "try:\n    parse(sys.stdin.read())\nexcept BadQuery as exc:\n    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", program], input=query, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "invalid parameter" in done.stdout  # refused by the parser, as any malformed query is
