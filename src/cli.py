@@ -31,7 +31,7 @@ from trioscope.config import (
 )
 from trioscope.entry_point import Terminated, sigterm_raises
 from trioscope.exit_code import ExitCode
-from trioscope.wire.log_lines import configure_logging
+from trioscope.wire.log_lines import configure_logging, visible_text
 
 if TYPE_CHECKING:
     from trioscope.store import CopyCounts
@@ -340,10 +340,12 @@ def run_audit(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(entry, sort_keys=True))
         else:
+            # Escaped: a record's fields are partly what clients sent, and a
+            # terminal would act on their escape sequences.
             resource = f"{entry['resource_type'] or '-'}:{entry['resource_id'] or '-'}"
-            print(f"{entry['at']}  {entry['tenant'] or '(none)'}  {entry['actor']}  {entry['action']}  "
-                  f"{entry['outcome']}  {entry['address'] or '-'}  {resource}  "
-                  f"{json.dumps(entry['details'], sort_keys=True)}")
+            print(visible_text(f"{entry['at']}  {entry['tenant'] or '(none)'}  {entry['actor']}  {entry['action']}  "
+                               f"{entry['outcome']}  {entry['address'] or '-'}  {resource}  "
+                               f"{json.dumps(entry['details'], sort_keys=True)}"))
     if not args.json:
         print(f"({len(records)} of {total} matching records)", file=sys.stderr)
     return ExitCode.OK

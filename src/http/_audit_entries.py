@@ -28,7 +28,7 @@ def audit_entry(action: str, *, actor: str, tenant: str | None, resource_type: s
     return AuditEntry(at=time.time(), tenant=tenant, actor=actor[:MAX_AUDIT_TEXT], action=action,
                       resource_type=resource_type,
                       resource_id=resource_id[:MAX_AUDIT_TEXT] if resource_id is not None else None,
-                      outcome=outcome, address=client_address(),
+                      outcome=outcome, address=client_address()[:MAX_AUDIT_TEXT],
                       user_agent=(current_connection().headers.get("User-Agent") or "")[:MAX_AUDIT_TEXT] or None,
                       details={k: v[:MAX_AUDIT_TEXT] if isinstance(v, str) else v for k, v in details.items()})
 

@@ -28,16 +28,23 @@ MAX_HOPS = 32
 def _address(text: str) -> IPAddress | None:
     """An address as proxies write it: ``192.0.2.1``, ``192.0.2.1:4711``,
     ``[2001:db8::1]:4711`` or ``2001:db8::1``; None for ``unknown``,
-    obfuscated ids (``_hidden``) and anything else."""
+    obfuscated ids (``_hidden``) and anything else. An IPv6 zone id
+    (``fe80::1%eth0``) is left out: it names an interface of the host that
+    wrote it, nothing of the client, and ``ipaddress`` takes any text there
+    (spaces, ``=``, escape sequences), which the access and audit logs would
+    keep as the client's address."""
     text = text.strip().strip('"')
     if text.startswith("["):
         text = text[1:].partition("]")[0]
     elif text.count(":") == 1:
         text = text.partition(":")[0]
     try:
-        return ipaddress.ip_address(text)
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        return ipaddress.IPv6Address(text.partition("%")[0])
+    return address
 
 
 IPV6_SOURCE_PREFIX = 64

@@ -38,10 +38,11 @@ _UNSEEN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u20
 own, or show other text than was logged. Tabs pass."""
 
 
-def _seen(message: str) -> str:
+def visible_text(message: str) -> str:
     """``message`` with every ``_UNSEEN`` character as its Python escape (``\\n``,
     ``\\u202e``): what a client sent (an alert's name, a host's) is logged as it is,
-    and cannot make a line of its own."""
+    and cannot make a line of its own. Also for other lines an operator reads
+    in a terminal (``trioscope audit``'s columns)."""
     if _UNSEEN.search(message) is None:
         return message
     return _UNSEEN.sub(lambda found: found.group().encode("unicode_escape").decode("ascii"), message)
@@ -49,7 +50,7 @@ def _seen(message: str) -> str:
 
 class HumanFormatter(logging.Formatter):
     """``2026-11-23T10:17:01.123Z INFO  trioscope.runtime: /root/topology started``
-    (its control and invisible characters escaped: ``_seen``) followed by the
+    (its control and invisible characters escaped: ``visible_text``) followed by the
     traceback, if any, on the next lines. Extra fields are left
     out: the message already says them in words. The one exception is the
     serving process (``--workers``), ``[worker 2]`` before the logger name:
@@ -58,11 +59,12 @@ class HumanFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         worker = getattr(record, "worker", None)
         tag = f"[worker {worker}] " if worker is not None else ""
-        line = f"{_utc(record.created)} {record.levelname:<5} {tag}{record.name}: {_seen(record.getMessage())}"
+        line = f"{_utc(record.created)} {record.levelname:<5} {tag}{record.name}: {visible_text(record.getMessage())}"
         if record.exc_info:
             # Each line of it marked: an exception's text may be a client's, and
             # a line of it must not read as a record of its own.
-            line += "\n" + "\n".join(f"  | {_seen(part)}" for part in self.formatException(record.exc_info).splitlines())
+            lines = self.formatException(record.exc_info).splitlines()
+            line += "\n" + "\n".join(f"  | {visible_text(part)}" for part in lines)
         return line
 
 

@@ -107,3 +107,12 @@ def test_an_ipv6_client_counts_as_its_slash_64_for_limits(address: str, source: 
     """One host has a /64 of addresses to rotate through; an IPv4 client sent
     over IPv6 (mapped, NAT64, Teredo, 6to4) is that IPv4 client."""
     assert source_of(address) == source
+
+
+@pytest.mark.parametrize("entry", ["fe80::1%x client=203.0.113.9 request_id=forged", "[fe80::1%\u009b31mred]:4711",
+                                   "fe80::1%" + "z" * 8000])
+def test_a_forwarded_ipv6_zone_id_is_left_out(entry: str) -> None:
+    """``ipaddress`` takes any text after ``%``: kept, it forged fields of the
+    access log, reached the operator's terminal through ``trioscope audit``
+    and made audit rows of 8 KB."""
+    assert PROXY.client("10.0.0.1", [entry]) == "fe80::1"
