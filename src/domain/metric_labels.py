@@ -24,6 +24,17 @@ def command_type_label(command_type: str) -> str:
     return command_type if command_type in KNOWN_COMMAND_TYPES else OTHER
 
 
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """An HTTP method as metrics and the access log name it: itself if it is one
+    of ``HTTP_METHODS``, else ``other`` (any client may send any token there:
+    805 made-up ones took a scrape from 2,855 series to 58,357, and one of
+    15,000 characters made an access-log line of 15 KB)."""
+    return method if method in HTTP_METHODS else OTHER
+
+
 _ERROR_TYPES = {
     400: "validation", 422: "validation", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
     405: "method_not_allowed", 408: "timeout", 409: "conflict", 410: "gone", 413: "too_large",

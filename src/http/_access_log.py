@@ -20,6 +20,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from trioscope.domain.metric_labels import method_label
+
 from ._forwarded import TrustedProxies
 
 log = logging.getLogger("trioscope.access")
@@ -166,7 +168,7 @@ class AccessLog:
 
     def _log(self, scope: Scope, status: int, sent: int, duration: float, rid: str) -> None:
         websocket = scope["type"] == "websocket"
-        method = "GET" if websocket else scope.get("method", "?")
+        method = "GET" if websocket else method_label(scope.get("method", "?"))
         route = scope.get(ROUTE_KEY) or "(unmatched)"
         client = self.proxies.client_of(scope)
         duration_ms = round(duration * 1000, 3)

@@ -108,3 +108,15 @@ def test_forwarded_headers_from_anyone_else_are_ignored():
     with ServerProcess(["--rate-per-address", "10"]) as server:
         assert _refusals(server, "198.51.100.1", 10) == [401] * 10
         assert _refusals(server, "198.51.100.2", 1) == [429]  # same peer, same budget, whatever it claims
+
+
+def test_a_made_up_method_is_logged_as_other():
+    """Any token is a method to HTTP: a client's 15,000-character one made an
+    access-log line of 15 KB."""
+    with ServerProcess(["--access-log", "true"]) as server:
+        made_up = "X" * 15_000
+        assert httpx.request(made_up, f"{server.base_url}/api/v1/ping").status_code == 405
+        server.stop()
+        lines = _access_lines(server.stderr())
+    assert any(" other (unmatched) 405 " in line for line in lines), lines
+    assert all(made_up not in line and len(line) < 1_000 for line in lines), [len(line) for line in lines]
