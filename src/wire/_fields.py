@@ -170,12 +170,19 @@ Percent = constrained("Percent", float, FloatRange(0.0, 100.0))
 Text = constrained("Text", str, TextRule(1024))
 Name = constrained("Name", str, TextRule(256))
 HostName = constrained("HostName", str, TextRule(
-    256, re.compile("[^\x00-\x1f\x7f-\x9f\xad\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069"
-                    "\ufeff\U000e0000-\U000e007f]*"),
+    256, re.compile("[^\x00-\x1f\x7f-\x9f\u2028\u2029"  # controls, line and paragraph separators
+                    # Unicode's Default_Ignorable_Code_Point (zero-width, bidi
+                    # controls, variation selectors, fillers, tags), and the
+                    # interlinear annotation marks, which hide the text they annotate:
+                    "\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+                    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U0001bca0-\U0001bca3"
+                    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]*"),
     "a host name without control characters or invisible formatting (zero-width, bidi) characters"))
 """A host's name: it names the host's node (``host:<name>``), heads its views
 and is shown as it is, so characters that show as nothing or reorder the text
-around them (a right-to-left override) would let one host pass for another."""
+around them (a right-to-left override) would let one host pass for another:
+``db-prod`` followed by a variation selector or a combining grapheme joiner
+was a second ``db-prod``."""
 LongText = constrained("LongText", str, TextRule(16384))
 Address = constrained("Address", str, TextRule(64))
 """An IP address as a probe writes it; unparseable addresses simply never match."""

@@ -12,7 +12,8 @@ from trioscope.bus import BadEnvelope, pack_report, unpack_report
 from trioscope.wire import InvalidDocument, decode_report
 
 REFUSED = ["web\n1", "web\x00", "web\x7f", "web\u0085", "\u202eweb1", "web\u200b1", "web\u2066", "\ufeffweb",
-           "web\u061c1", "web\u2028", "web\u00ad1", "web\U000e0041"]
+           "web\u061c1", "web\u2028", "web\u00ad1", "web\U000e0041", "db-prod\u034f", "db-prod\ufe0f",
+           "db-prod\U000e0100", "db\u180b-prod", "db\u3164prod", "db\uffa0prod", "db\u115fprod"]
 
 
 @pytest.mark.parametrize("name", REFUSED)

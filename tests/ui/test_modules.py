@@ -540,10 +540,38 @@ def test_joiners_are_kept_and_a_shortened_name_never_ends_in_half_an_escape(page
               m.visibleShort('ab\u202Ecdefgh', 6), m.visibleShort('abcd\u202Eefgh', 8), m.visibleShort('short', 6),
               m.visibleShort('🙂🙂🙂🙂', 3), m.visibleShort('x\u202E', 24)];
     """)
-    assert result[:3] == [True, True, True]  # ZWNJ, ZWJ and variation selectors as they are
+    assert result[:3] == [True, True, True]  # ZWNJ, ZWJ and the emoji presentation selector as they are
     assert result[3] == "a\\u200Bb\\u2066c\\uFEFF\\uE0041"  # other zero-width, bidi isolate, BOM, tag: escaped
     # Cut between characters: a whole escape or none of it, a whole emoji or none of it.
     assert result[4:] == ["ab…", "abcd…", "short", "🙂…", "x\\u202E"]
+
+
+def test_characters_that_show_as_nothing_are_escaped_so_a_name_cannot_pass_for_another(page: Page) -> None:
+    """``db-prod`` with a combining grapheme joiner, a variation selector, a
+    Mongolian one or a Hangul filler looked like ``db-prod`` itself."""
+    result = run(page, "format", r"""
+      return [m.visible('db-prod\u034F'), m.visible('db-prod\u{E0100}'), m.visible('db\u180Bprod'),
+              m.visible('db\u3164prod'), m.visible('x\uFE01'), m.visibleLines('a\u034F\nb')];
+    """)
+    assert result == ["db-prod\\u034F", "db-prod\\uE0100", "db\\u180Bprod", "db\\u3164prod", "x\\uFE01",
+                      "a\\u034F\nb"]
+
+
+def test_why_a_live_log_ended_is_the_agents_text_escaped_and_cut(page: Page) -> None:
+    """The agent writes it (up to 64 KB); it was shown as sent, an object as "[object Object]"."""
+    result = run(page, "livelog", r"""
+      const log = new m.LiveLog();
+      log.render({ id: 'container:c', label: 'c' });
+      const said = [];
+      for (const ended of ['evil\u202E' + 'x'.repeat(1000), { reason: 'limit' }]) {
+        log.follow = { id: 'c1' };
+        log.event({ type: 'command_completed', command_id: 'c1', result: { ended } });
+        said.push(log.state.textContent);
+      }
+      return said;
+    """)
+    assert result[0].startswith("ended: evil\\u202Exxx") and result[0].endswith("…") and len(result[0]) <= 207
+    assert result[1] == 'ended: {"reason":"limit"}'
 
 
 def test_a_process_on_a_host_whose_name_holds_a_colon_is_found_in_its_group(page: Page) -> None:

@@ -56,15 +56,17 @@ export function clock(date) {
 }
 
 // Text a probe reported, as it is to be shown: control, format (bidi
-// overrides, zero-width) and line-separator characters as `\u202E`-style
-// escapes, so that a name cannot hide, reorder or fake what is around it.
+// overrides, zero-width), line-separator and other default-ignorable
+// characters (a combining grapheme joiner, variation selectors, Hangul
+// fillers: they show as nothing) as `\u202E`-style escapes, so that a name
+// cannot hide, reorder or fake what is around it, nor pass for another.
 // ZWNJ and ZWJ (U+200C, U+200D) stay: Persian and Indic words and emoji
-// sequences are spelt with them, and they reorder nothing. (Variation
-// selectors are marks, not format characters: never escaped.)
+// sequences are spelt with them, and they reorder nothing; so do the text and
+// emoji presentation selectors (U+FE0E, U+FE0F), which emoji are spelt with.
 // The one function the table, the graph's labels, the details, the series
 // picker, the alerts and the live log (a container's line: a newline in it
 // would fake a line of its own) use.
-const INVISIBLE = /(?![\u200C\u200D])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+const INVISIBLE = /(?![\u200C\u200D\uFE0E\uFE0F])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu;
 
 export function visible(text) {
   if (text === null || text === undefined) return "";
@@ -76,7 +78,7 @@ export function visible(text) {
 
 // visible(text) for text of many lines (a command's output, its error): tabs
 // and line breaks stay what they are, every other invisible is escaped.
-const INVISIBLE_IN_LINES = /(?![\u200C\u200D\n\r\t])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/gu;
+const INVISIBLE_IN_LINES = /(?![\u200C\u200D\uFE0E\uFE0F\n\r\t])[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}]/gu;
 
 export function visibleLines(text) {
   if (text === null || text === undefined) return "";

@@ -7,7 +7,7 @@
 
 import { ApiError, api, token } from "./api.js";
 import { el } from "./dom.js";
-import { visible } from "./format.js";
+import { visible, visibleShort } from "./format.js";
 
 const MAX_LINES = 500; // lines kept on screen; older ones scroll away
 const MAX_EARLY = 200; // lines that arrive before the command's POST has answered
@@ -59,7 +59,8 @@ export class LiveLog {
       const ended = (message.result && message.result.ended) || message.error || message.status;
       this.follow = null;
       this.toggle.checked = false;
-      this.#say("ended", `ended: ${ended}`);
+      // The agent's words: escaped and cut as every text it sends is (up to 64 KB here).
+      this.#say("ended", `ended: ${visibleShort(typeof ended === "string" ? ended : JSON.stringify(ended), 200)}`);
     }
   }
 
@@ -107,7 +108,7 @@ export class LiveLog {
     } catch (error) {
       if (this.follow === follow) this.follow = null;
       this.toggle.checked = false;
-      this.#say("failed", error instanceof ApiError ? error.message : String(error));
+      this.#say("failed", visibleShort(error instanceof ApiError ? error.message : String(error), 200));
     }
   }
 
