@@ -115,6 +115,8 @@ class _Pool:
         """Workers that have printed their banner at least once (ready, or with
         a bus serving: ``READY_LATER``): the pool's banner waits for all."""
         self.all_started = trio.Event()
+        self.spawning = 0
+        """Workers being started: the listening socket is handed to each (``pass_fds``)."""
 
     def stop(self) -> None:
         """Ask every running worker to stop gracefully (each bounds its own shutdown)."""
@@ -122,6 +124,18 @@ class _Pool:
         for process in self.processes.values():
             if process.returncode is None:
                 process.send_signal(signal.SIGTERM)
+        self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        """Close this process's copy of the listening socket once the pool stops
+        and no worker is being handed it. Each worker closes its own as it
+        starts its shutdown (a single process refuses new connections at
+        once); with this copy open the port kept listening until the parent
+        exited, and connections made meanwhile waited in the accept queue,
+        unanswered, to be reset at the end, where they are refused now (a
+        client or a load balancer retries a refused connection elsewhere)."""
+        if self.stopping.is_set() and not self.spawning:
+            self.listener.close()
 
     def stop_now(self) -> None:
         """A second signal: workers stop at once (a second SIGTERM means that to them)."""
@@ -159,7 +173,10 @@ class _Pool:
         pool stopped before it could start)."""
         # Held while another worker serves: its connections meet a ready worker meanwhile.
         hold = bool(self.settings.bus.url) and bool(self.serving)
+        if self.stopping.is_set():  # the listening socket is closed
+            return None
         start = WorkerStart.of(self.settings, index, self.listener.fileno(), self.secure, hold=hold)
+        self.spawning += 1
         try:
             process = await trio.lowlevel.open_process(
                 WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self.listener.fileno(),),
@@ -167,6 +184,9 @@ class _Pool:
         except OSError as exc:  # out of processes, memory or descriptors: a failed start like any other
             log.error("could not start worker %d: %s", index, exc)
             return 1
+        finally:
+            self.spawning -= 1
+            self._stop_listening()  # the pool stopped while it started
         self.processes[index] = process
         assert process.stdin is not None and process.stdout is not None
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import signal
 import ssl
 from collections.abc import Callable, Iterator
@@ -218,3 +219,49 @@ def test_two_workers_serve_https_on_one_port(postgres_url: str, tmp_path: Path):
             assert server.stop(signal.SIGTERM) == 0
         finally:
             _kill_all(seen_pids)
+
+
+
+def _refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def _accepted_by_a_worker(server: ServerProcess, client: socket.socket) -> bool:
+    """Whether a worker holds the server's end of ``client`` (a connection still
+    in the accept queue belongs to no process)."""
+    return any(connection.raddr and tuple(connection.raddr)[:2] == client.getsockname()[:2]
+               for worker in _workers(server) for connection in worker.net_connections("tcp"))
+
+
+async def test_once_stopping_the_port_refuses_new_connections_while_workers_drain(postgres_url: str):
+    """The parent kept its copy of the listening socket until it exited: while
+    a worker drained, new connections were taken into the accept queue, never
+    answered, and reset at the end. Refused, a client (or a load balancer)
+    goes elsewhere at once."""
+    with _ending_every_worker(["--workers", "2", "--database", postgres_url, "--shutdown-timeout", "30s"]) as server:
+        server.read_banner()
+        port = int(server.base_url.rsplit(":", 1)[1])
+        # A body half sent keeps its worker draining until the budget's cut.
+        upload = socket.create_connection(("127.0.0.1", port))
+        upload.sendall(b"POST /api/v1/reports HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                       b"Content-Length: 100000\r\n\r\n{\"agent_id\": ")
+
+        async def accepted() -> bool:
+            return _accepted_by_a_worker(server, upload)
+
+        async def refused() -> bool:
+            return _refused(port)
+
+        await eventually(accepted)
+        server.send_signal(signal.SIGTERM)
+        await eventually(refused, deadline=20)
+        upload.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            upload.recv(1)  # still draining: its answer comes at the budget's cut
+        assert server.proc is not None and server.proc.poll() is None
+        upload.close()
+        assert server.wait(60) == 0
