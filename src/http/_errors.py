@@ -125,18 +125,21 @@ def _http_code(status: int) -> str:
 
 MAX_PATH_SHOWN = 256
 """Characters of a path an error message or log line repeats (a path may have 8,192)."""
+MAX_METHOD_SHOWN = 16
+"""Characters of a method an error message repeats (the longest real one, OPTIONS, has 7)."""
 
 
 def _where() -> tuple[str, str]:
     """Method and path of what failed: an HTTP request or a WebSocket (whose
-    handlers raise into these handlers too, with no request context); the
-    path cut to ``MAX_PATH_SHOWN``."""
+    handlers raise into these handlers too, with no request context); each
+    cut (``MAX_METHOD_SHOWN``, ``MAX_PATH_SHOWN``)."""
     if has_request_context():
         method, path = request.method, request.path
     elif has_websocket_context():
         method, path = "WEBSOCKET", websocket.path
     else:
         return "-", "-"
+    method = method if len(method) <= MAX_METHOD_SHOWN else method[:MAX_METHOD_SHOWN] + "..."
     return method, path if len(path) <= MAX_PATH_SHOWN else path[:MAX_PATH_SHOWN] + "..."
 
 

@@ -112,10 +112,12 @@ def test_forwarded_headers_from_anyone_else_are_ignored():
 
 def test_a_made_up_method_is_logged_as_other():
     """Any token is a method to HTTP: a client's 15,000-character one made an
-    access-log line of 15 KB."""
+    access-log line of 15 KB, and an answer as long."""
     with ServerProcess(["--access-log", "true"]) as server:
         made_up = "X" * 15_000
-        assert httpx.request(made_up, f"{server.base_url}/api/v1/ping").status_code == 405
+        refused = httpx.request(made_up, f"{server.base_url}/api/v1/ping")
+        assert refused.status_code == 405
+        assert refused.json()["error"]["message"] == "XXXXXXXXXXXXXXXX... is not allowed on /api/v1/ping"
         server.stop()
         lines = _access_lines(server.stderr())
     assert any(" other (unmatched) 405 " in line for line in lines), lines
