@@ -84,6 +84,20 @@ def test_rate_extrapolates_like_prometheus() -> None:
     assert values(store, 'irate(reqs{code="500"}[1m])') == {(("code", "500"), ("path", "/a")): pytest.approx(1 / 15)}
 
 
+def test_a_young_counter_extrapolates_as_prometheus_3_does() -> None:
+    """Three samples 10, 20, 30 at 15 s in a 5 m window: the start is too far, so
+    it is half an interval (7.5 s) before the first sample; the zero point (15 s
+    before it) does not come nearer. Prometheus 2 took the zero point first and
+    added 15 s: 30 instead of 25."""
+    store = MetricStore(LIMITS)
+    store.write("acme", "d1", [sample("c", 10.0 * (i + 1), T0 - 30 + 15 * i) for i in range(3)], T0)
+    assert list(values(store, "increase(c[5m])").values()) == [pytest.approx(20 * 37.5 / 30)]
+    assert list(values(store, "rate(c[5m])").values()) == [pytest.approx(20 * 37.5 / 30 / 300)]
+    # A counter starting near zero: its zero point (0.75 s before the first sample) is nearer.
+    store.write("acme", "d1", [sample("z", 1.0 + 20 * i, T0 - 30 + 15 * i) for i in range(3)], T0)
+    assert list(values(store, "increase(z[5m])").values()) == [pytest.approx(40 * 30.75 / 30)]
+
+
 def test_a_counter_reset_is_not_a_negative_rate() -> None:
     store = MetricStore(LIMITS)
     store.write("acme", "d1", [sample("c", v, T0 - 60 + 15 * i) for i, v in enumerate([10, 20, 5, 15, 25])], T0)

@@ -17,7 +17,11 @@ from collections.abc import Callable, Sequence
 
 def _extrapolated(times: Sequence[float], values: Sequence[float], start: float, end: float, *, counter: bool,
                   per_second: bool) -> float | None:
-    """Prometheus' ``extrapolatedRate`` (promql/functions.go) for rate, increase and delta."""
+    """Prometheus' ``extrapolatedRate`` (promql/functions.go) for rate, increase and delta,
+    in Prometheus 3's order: a start too far from the first sample becomes half
+    an interval first, and only then a counter's zero point may come nearer
+    (Prometheus 2 clamped to the zero point first, so a young counter's
+    increase came out half an interval larger)."""
     if len(times) < 2:
         return None
     result = values[-1] - values[0]
@@ -31,14 +35,14 @@ def _extrapolated(times: Sequence[float], values: Sequence[float], start: float,
     to_end = end - times[-1]
     sampled = times[-1] - times[0]
     average = sampled / (len(times) - 1)
-    if counter and result > 0 and values[0] >= 0:
-        to_zero = sampled * (values[0] / result)
-        to_start = min(to_start, to_zero)
     threshold = average * 1.1
-    interval = sampled
-    interval += to_start if to_start < threshold else average / 2
-    interval += to_end if to_end < threshold else average / 2
-    result *= interval / sampled
+    if to_start >= threshold:
+        to_start = average / 2
+    if counter and result > 0 and values[0] >= 0:
+        to_start = min(to_start, sampled * (values[0] / result))  # never back past the counter's zero
+    if to_end >= threshold:
+        to_end = average / 2
+    result *= (sampled + to_start + to_end) / sampled
     return result / (end - start) if per_second else result
 
 
