@@ -696,6 +696,9 @@ function ask({ title, text, input }) {
   });
 }
 
+// Not a submit button: Enter in the field submits with OK, the form's only one.
+$("confirm-cancel").addEventListener("click", () => $("confirm").close("cancel"));
+
 function showOutput({ title, text, refresh }) {
   const dialog = $("output");
   $("output-title").textContent = title;
