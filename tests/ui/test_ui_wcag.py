@@ -35,3 +35,19 @@ def test_enter_in_the_run_command_dialog_runs_the_command(ui: Ui) -> None:
     ui.page.wait_for_selector("#confirm", state="hidden")
     assert ui.page.evaluate("document.querySelector('#confirm').returnValue") == "cancel"
     assert ui.page.locator(".commands li[data-command]").count() == 1
+
+
+def test_a_destructive_confirmation_names_its_action_and_starts_on_cancel(ui: Ui) -> None:
+    """"Cancel / OK" said nothing of what OK does."""
+    controls_of_a_running_container(ui)
+    ui.page.click("[data-control=stop]")
+    ui.page.wait_for_selector("#confirm[open]")
+    assert ui.page.inner_text("#confirm-ok") == "Stop svc-0-1"
+    assert ui.page.evaluate("document.activeElement.id") == "confirm-cancel"  # Enter at once stops nothing
+    ui.page.keyboard.press("Enter")
+    ui.page.wait_for_selector("#confirm", state="hidden")
+    ui.page.click("[data-control=exec]")
+    ui.page.wait_for_selector("#confirm[open]")
+    assert ui.page.inner_text("#confirm-ok") == "Run"
+    ui.page.keyboard.press("Escape")
+    assert ui.page.locator(".commands li[data-command]").count() == 0

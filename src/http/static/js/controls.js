@@ -90,13 +90,14 @@ export class Controls {
 
   async #run(node, control, parameters = {}) {
     if (control.id === "exec") {
-      const line = await this.confirm({ title: `Run a command in ${visible(node.label)}`, text: "", input: "" });
+      const line = await this.confirm({ title: `Run a command in ${visible(node.label)}`, text: "", input: "", action: "Run" });
       if (line === null) return;
       const argv = line.trim().split(/\s+/).filter(Boolean);
       if (!argv.length) return;
       parameters = { argv };
     } else if (control.confirm) {
-      const ok = await this.confirm({ title: `${control.label} ${visible(node.label)}?`, text: `This sends docker ${control.id} to the container's host.` });
+      const ok = await this.confirm({ title: `${control.label} ${visible(node.label)}?`, text: `This sends docker ${control.id} to the container's host.`,
+        action: `${control.label} ${visible(node.label)}` });
       if (ok === null) return;
     }
     if (control.id === "logs") parameters = { tail: 200, ...parameters };

@@ -679,10 +679,12 @@ async function refreshStats() {
 // ---- dialogs -----------------------------------------------------------------------------
 
 // Asks for a confirmation (resolves "" or null) or, with `input`, for a line of text.
-function ask({ title, text, input }) {
+// `action`: the confirming button's words ("Stop svc-0-1"): "OK" said nothing of what it does.
+function ask({ title, text, input, action = "OK" }) {
   const dialog = $("confirm");
   $("confirm-title").textContent = title;
   $("confirm-text").textContent = text;
+  $("confirm-ok").textContent = action;
   const field = $("confirm-input");
   field.hidden = input === undefined;
   $("confirm-input-label").hidden = input === undefined;
