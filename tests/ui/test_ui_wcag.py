@@ -6,7 +6,13 @@ columns and selection are within reach, and the page says where it is."""
 
 from __future__ import annotations
 
+import time
 from urllib.parse import quote
+
+import httpx
+
+from tests.synthetic import host_report
+from trioscope.domain.topology import process_id
 
 from .conftest import Ui
 from .test_ui import enrolled_probe, enrolled_running
@@ -51,3 +57,45 @@ def test_a_destructive_confirmation_names_its_action_and_starts_on_cancel(ui: Ui
     assert ui.page.inner_text("#confirm-ok") == "Run"
     ui.page.keyboard.press("Escape")
     assert ui.page.locator(".commands li[data-command]").count() == 0
+
+
+# Pixels of the mark drawn in a node: light ones (a white ▲ or ✖, a ring's
+# hollow) within half its radius of its centre, as [dx, dy] offsets.
+MARK_PIXELS = """([id, radius]) => {
+  const canvas = document.querySelector('#canvas'), rect = canvas.getBoundingClientRect();
+  const at = trioscope.position(id), half = Math.floor(radius / 2);
+  const x = Math.round(at.x - rect.left), y = Math.round(at.y - rect.top);
+  const { data } = canvas.getContext('2d').getImageData(x - half, y - half, 2 * half + 1, 2 * half + 1);
+  const light = [];
+  for (let i = 0; i < data.length; i += 4) {
+    if (Math.min(data[i], data[i + 1], data[i + 2]) > 200) light.push([(i / 4) % (2 * half + 1) - half, Math.floor(i / 4 / (2 * half + 1)) - half]);
+  }
+  return light; }"""
+
+
+def test_the_graph_draws_the_legends_health_marks_on_nodes_big_enough_to_show_them(ui: Ui) -> None:
+    """Health in the graph was colour alone, healthy and critical of equal
+    lightness, where the legend promised ▲, ✖ and ○."""
+    body = host_report(0, timestamp=time.time(), containers=0, processes=4, connections=0)
+    statuses = {"healthy": "sleeping", "warning": "stopped", "critical": "zombie", "unknown": "no-such-state"}
+    for process, status in zip(body["processes_info"]["processes"], statuses.values(), strict=True):
+        process["status"] = status
+    assert httpx.post(f"{ui.server.base_url}/api/v1/reports", json=body, timeout=10).status_code == 202
+    ids = {health: process_id("host-0", 1000 + i) for i, health in enumerate(statuses)}
+    ui.open("?view=processes&group=0")
+    ui.wait_for_nodes(set(ids.values()))
+    ui.page.wait_for_function("() => trioscope.idle()")
+    radius = ui.page.evaluate("(id) => trioscope.radius(id) * trioscope.zoom()", ids["healthy"])  # on screen
+    assert radius >= 6
+    marks = {health: ui.page.evaluate(MARK_PIXELS, [node, radius]) for health, node in ids.items()}
+    assert marks["healthy"] == []  # a plain disc
+    assert marks["warning"] and marks["critical"] and marks["unknown"]
+    assert marks["warning"] != marks["critical"]  # ▲ and ✖ are not the same shape
+
+    draws = ui.page.evaluate("trioscope.draws()")
+    for _ in range(3):  # to below 6 px: dots, no marks
+        ui.page.click("#zoom-out")
+    ui.page.wait_for_function("(before) => trioscope.draws() > before && trioscope.idle()", arg=draws)
+    small = ui.page.evaluate("(id) => trioscope.radius(id) * trioscope.zoom()", ids["healthy"])
+    assert small < 6
+    assert ui.page.evaluate(MARK_PIXELS, [ids["critical"], small]) == []

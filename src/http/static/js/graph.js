@@ -22,6 +22,12 @@ const GROUP_FONT = "600 12px system-ui, sans-serif";
 const GROUP_LABEL_MIN_PX = 24; // narrower than this, a group's name is not drawn at all
 const LABEL_WIDTHS_KEPT = 5000; // group names whose drawn width is remembered
 const NOTE_INK = "#566074"; // a note under a name (statusNote): 5.5:1 on a group's disc
+// A node this wide on screen (radius, px) or wider shows its health by shape too,
+// as the legend says (▲ warning, ✖ critical, ○ unknown): colour alone failed
+// those who tell red from green poorly. Smaller, a mark would be a smudge.
+const MARK_MIN_PX = 6;
+const MARK_INK = "#fff"; // 4.1:1 on warning, 5.2:1 on critical
+const CRITICAL_EDGE = "#7f1d1d"; // a darker rim: critical stands out from healthy by more than its hue
 
 export class GraphView {
   constructor(canvas, { onSelect }) {
@@ -271,8 +277,13 @@ export class GraphView {
     // Nodes: one path per colour; the ones the filter leaves out stay, faint,
     // so that the picture keeps its shape while searching. A container shown
     // as last known (its host's engine does not answer) is a ring, as the
-    // legend's "unknown" is: no longer the engine's word.
+    // legend's "unknown" is: no longer the engine's word. Big enough on
+    // screen, an unknown node is a ring too, and a warning or critical one
+    // carries its mark: one more path per kind, for the nodes in sight only.
     const buckets = new Map();
+    const marks = { warning: [], critical: [] };
+    // Whether any node may be that big (the usual case zoomed out: none, and no test per node).
+    const marking = (this.sizeBy && this.sizeMax ? MAX_RADIUS : BASE_RADIUS) * k >= MARK_MIN_PX;
     const labelled = [];
     for (const [id, node] of this.nodes) {
       const place = this.layout.position(id);
@@ -280,7 +291,11 @@ export class GraphView {
       const r = this.radius(node);
       if (!inSight(place, r)) continue;
       const on = this.match(node);
-      const key = on ? (stale(node) ? "stale" : health(node)) : "faint";
+      let key = on ? (stale(node) ? "ring" : health(node)) : "faint";
+      if (marking && key !== "healthy" && key !== "faint" && r * k >= MARK_MIN_PX) {
+        if (key === "unknown") key = "ring";
+        else if (key !== "ring") marks[key].push(place.x, place.y, r);
+      }
       if (!buckets.has(key)) buckets.set(key, []);
       buckets.get(key).push(place.x, place.y, r);
       if (on && labelled.length < MAX_LABELS) labelled.push([node, place, r]);
@@ -291,7 +306,7 @@ export class GraphView {
         ctx.moveTo(flat[i] + flat[i + 2], flat[i + 1]);
         ctx.arc(flat[i], flat[i + 1], flat[i + 2], 0, 2 * Math.PI);
       }
-      if (key === "stale") {
+      if (key === "ring") {
         ctx.fillStyle = "#fff";
         ctx.fill();
         ctx.strokeStyle = COLOURS.unknown;
@@ -302,6 +317,7 @@ export class GraphView {
       ctx.fillStyle = key === "faint" ? "rgba(154, 163, 178, 0.18)" : COLOURS[key];
       ctx.fill();
     }
+    this.#marks(marks, k);
     for (const [id, colour] of [[this.hovered, "#8fb1f0"], [this.selected, "#1d2330"]]) {
       const place = id && this.layout.position(id);
       const node = id && this.nodes.get(id);
@@ -350,6 +366,48 @@ export class GraphView {
         ctx.fillStyle = NOTE_INK;
         for (const [note, nx, ny] of notes) ctx.fillText(visibleShort(note, room), nx, ny);
       }
+    }
+  }
+
+  // The legend's marks on the nodes `marks` lists (flat x, y, r by kind): a ▲
+  // on a warning, a ✖ and a darker rim on a critical, each kind one path.
+  #marks({ warning, critical }, k) {
+    const ctx = this.context;
+    if (warning.length) {
+      ctx.beginPath();
+      for (let i = 0; i < warning.length; i += 3) {
+        const x = warning[i], y = warning[i + 1], r = warning[i + 2];
+        ctx.moveTo(x, y - 0.62 * r);
+        ctx.lineTo(x + 0.55 * r, y + 0.4 * r);
+        ctx.lineTo(x - 0.55 * r, y + 0.4 * r);
+        ctx.closePath();
+      }
+      ctx.fillStyle = MARK_INK;
+      ctx.fill();
+    }
+    if (critical.length) {
+      ctx.beginPath();
+      for (let i = 0; i < critical.length; i += 3) {
+        const x = critical[i], y = critical[i + 1], d = 0.4 * critical[i + 2];
+        ctx.moveTo(x - d, y - d);
+        ctx.lineTo(x + d, y + d);
+        ctx.moveTo(x + d, y - d);
+        ctx.lineTo(x - d, y + d);
+      }
+      ctx.strokeStyle = MARK_INK;
+      ctx.lineWidth = 2 / k;
+      ctx.lineCap = "round";
+      ctx.stroke();
+      ctx.lineCap = "butt";
+      ctx.beginPath();
+      for (let i = 0; i < critical.length; i += 3) {
+        const x = critical[i], y = critical[i + 1], r = critical[i + 2] - 0.75 / k; // inside the disc
+        ctx.moveTo(x + r, y);
+        ctx.arc(x, y, r, 0, 2 * Math.PI);
+      }
+      ctx.strokeStyle = CRITICAL_EDGE;
+      ctx.lineWidth = 1.5 / k;
+      ctx.stroke();
     }
   }
 

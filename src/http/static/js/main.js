@@ -840,7 +840,8 @@ events.addEventListener("signed-out", () => {
 window.trioscope = Object.freeze({
   position: (id) => graph.screenPosition(id),
   groupLabels: () => graph.shownGroupLabels(), // the groups' names as drawn (cut to their cells' width)
-  radius: (id) => (shownNodes().has(id) ? graph.radius(shownNodes().get(id)) : null),
+  radius: (id) => (shownNodes().has(id) ? graph.radius(shownNodes().get(id)) : null), // in world units
+  zoom: () => graph.camera.k, // screen pixels per world unit
   // Shown by a render: laid out (graph), or in the view the table last showed.
   rendered: (id) => (state.mode === "graph" ? Boolean(layout.position(id))
     : renderedVersion === model.version && shownNodes().has(id)),
