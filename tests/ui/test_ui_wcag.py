@@ -14,7 +14,8 @@ import httpx
 from tests.synthetic import host_report
 from trioscope.domain.topology import process_id
 
-from .conftest import Ui
+from .conftest import Ui, post_report
+from .test_ui_access import container
 from .test_ui import enrolled_probe, enrolled_running
 
 
@@ -99,3 +100,45 @@ def test_the_graph_draws_the_legends_health_marks_on_nodes_big_enough_to_show_th
     small = ui.page.evaluate("(id) => trioscope.radius(id) * trioscope.zoom()", ids["healthy"])
     assert small < 6
     assert ui.page.evaluate(MARK_PIXELS, [ids["critical"], small]) == []
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG's contrast ratio of two computed colours (``rgb(r, g, b)``)."""
+    def luminance(colour: str) -> float:
+        channels = [int(c) / 255 for c in colour[colour.index("(") + 1:colour.index(")")].split(",")[:3]]
+        r, g, b = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+    high, low = sorted([luminance(a), luminance(b)], reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_health_marks_stand_out_3_to_1_where_they_are_shown_and_the_graph_uses_the_same_colours(ui: Ui) -> None:
+    """The warning ▲ was 2.8:1 on a selected row, 2.9:1 on the details' badge."""
+    post_report(ui.server, 0, containers=2, processes=0, connections=0)  # svc-0-0 paused: a warning
+    ui.open(f"?view=containers&mode=table&node={quote(container(0, 0))}")
+    ui.page.wait_for_selector("#details[data-state=loaded] .badge.status.warning")
+    ui.page.wait_for_selector("#table-body .tr.selected .status.warning")
+    pairs = ui.page.evaluate("""() => {
+      const mark = (s) => getComputedStyle(document.querySelector(s), '::before').color;
+      const ground = (s) => getComputedStyle(document.querySelector(s)).backgroundColor;
+      return [[mark('#table-body .tr.selected .status.warning'), ground('#table-body .tr.selected')],
+              [mark('#details .badge.status.warning'), ground('#details .badge.status.warning')]]; }""")
+    for mark, ground in pairs:
+        assert contrast(mark, ground) >= 3, (mark, ground)
+    # Healthy and critical are text too (a command's state): 4.5:1 on white.
+    css, graph = ui.page.evaluate("""async () => {
+      const { COLOURS } = await import('/ui/js/health.js');
+      const probe = document.createElement('span');
+      document.body.append(probe);
+      const css = {}, graph = {};
+      for (const [name, value] of Object.entries(COLOURS)) {
+        probe.style.color = `var(--${name})`;
+        css[name] = getComputedStyle(probe).color;
+        probe.style.color = value;
+        graph[name] = getComputedStyle(probe).color;
+      }
+      probe.remove();
+      return [css, graph]; }""")
+    assert css == graph
+    for name in ("healthy", "critical"):
+        assert contrast(css[name], "rgb(255, 255, 255)") >= 4.5

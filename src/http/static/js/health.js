@@ -16,7 +16,7 @@ const BY_STATUS = {
 
 // As app.css's colour variables (which say why these).
 export const COLOURS = {
-  healthy: "#247c48", warning: "#b88213", critical: "#ce2d2d", unknown: "#818c9f",
+  healthy: "#0f7b6c", warning: "#a57310", critical: "#ce2d2d", unknown: "#768195",
 };
 
 const RANK = { critical: 0, warning: 1, unknown: 2, healthy: 3 }; // worst first
