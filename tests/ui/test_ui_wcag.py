@@ -142,3 +142,27 @@ def test_health_marks_stand_out_3_to_1_where_they_are_shown_and_the_graph_uses_t
     assert css == graph
     for name in ("healthy", "critical"):
         assert contrast(css[name], "rgb(255, 255, 255)") >= 4.5
+
+
+def test_at_200_and_400_percent_zoom_the_page_scrolls_instead_of_overlapping(ui: Ui) -> None:
+    """At 700 x 450 the stats bar lay over the details' title and Close button;
+    at 320 x 256 (a 1280 px window at 400 %) the view was 0 px high."""
+    post_report(ui.server, 0, containers=2, processes=0, connections=0)
+    ui.page.set_viewport_size({"width": 700, "height": 450})
+    ui.open(f"?view=containers&mode=table&node={quote(container(0, 1))}")
+    ui.page.wait_for_selector("#details[data-state=loaded]")
+    for width, height in [(700, 450), (320, 256)]:
+        ui.page.set_viewport_size({"width": width, "height": height})
+        seen = ui.page.evaluate("""() => {
+          const box = (s) => document.querySelector(s).getBoundingClientRect();
+          const close = document.querySelector('#details-close');
+          close.scrollIntoView({ block: 'center' });
+          const at = close.getBoundingClientRect();
+          const top = document.elementFromPoint(at.left + at.width / 2, at.top + at.height / 2);
+          return { covered: top === close ? null : (top ? top.className || top.tagName : 'nothing'),
+                   view: box('main').height, under: box('.statsbar').top - Math.max(box('#details').bottom, box('#stage').bottom),
+                   sideways: document.scrollingElement.scrollWidth - innerWidth }; }""")
+        assert seen["covered"] is None, (width, height, seen)
+        assert seen["under"] >= 0, (width, height, seen)  # the stats bar comes after the view and the details, not over them
+        assert seen["view"] >= 200, (width, height, seen)  # the table or the graph keeps room to be used
+        assert seen["sideways"] <= 0, (width, height, seen)
