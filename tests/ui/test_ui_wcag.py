@@ -166,3 +166,36 @@ def test_at_200_and_400_percent_zoom_the_page_scrolls_instead_of_overlapping(ui:
         assert seen["under"] >= 0, (width, height, seen)  # the stats bar comes after the view and the details, not over them
         assert seen["view"] >= 200, (width, height, seen)  # the table or the graph keeps room to be used
         assert seen["sideways"] <= 0, (width, height, seen)
+
+
+def test_at_320_px_the_tables_columns_out_of_sight_are_reached_from_the_keyboard(ui: Ui) -> None:
+    """The rows took no ArrowLeft/ArrowRight, and a header's button focused out of
+    sight scrolled the header alone (rows and header as wide as the window)."""
+    post_report(ui.server, 0, containers=3, processes=0, connections=0)
+    ui.page.set_viewport_size({"width": 320, "height": 640})
+    ui.open("?view=containers&mode=table")
+    ui.page.wait_for_selector("#table-body .tr")
+    geometry = """() => { const box = (e) => e.getBoundingClientRect();
+      const table = box(document.querySelector('#table')), heads = [...document.querySelectorAll('.thead .th')];
+      const row = document.querySelector('#table-body .tr');
+      return { rows: document.querySelector('#table-scroll').scrollLeft, head: document.querySelector('.thead').scrollLeft,
+               lastRight: box(heads.at(-1)).right - table.right, rowRight: box(row).right - box(row.lastElementChild).right,
+               headRight: box(document.querySelector('#table-head')).right - box(heads.at(-1)).right,
+               focusedIn: (() => { const f = box(document.activeElement); return f.left >= table.left - 1 && f.right <= table.right + 1; })() }; }"""
+    ui.page.focus("#table-body .tr >> nth=0")
+    ui.page.keyboard.press("ArrowRight")
+    first = ui.page.evaluate(geometry)
+    assert first["rows"] > 0 and first["head"] == first["rows"], first
+    for _ in range(10):
+        ui.page.keyboard.press("ArrowRight")
+    end = ui.page.evaluate(geometry)
+    assert end["lastRight"] <= 1 and end["head"] == end["rows"], end  # the last column in sight
+    assert end["rowRight"] >= -1 and end["headRight"] >= -1, end  # rows and header as wide as their columns
+    ui.page.keyboard.press("ArrowLeft")
+    assert 0 < ui.page.evaluate(geometry)["rows"] < end["rows"]
+    ui.page.keyboard.press("Home")  # still the rows' own: the first row
+    assert ui.page.evaluate("document.activeElement.getAttribute('aria-rowindex')") == "2"
+
+    ui.page.evaluate("document.querySelector('#table-scroll').scrollLeft = 0")
+    ui.page.focus(".thead .th >> nth=-2 >> button")  # a header out of sight, as Tab reaches it
+    ui.page.wait_for_function(f"() => ({geometry})().focusedIn && ({geometry})().rows === ({geometry})().head")

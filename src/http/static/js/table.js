@@ -3,9 +3,10 @@
 // refilled on scroll), so 10,000 rows cost what 40 do.
 //
 // From the keyboard: the headers are buttons (Enter sorts); the rows are one
-// Tab stop, in which the arrows, PageUp/PageDown and Home/End move the focus
-// and Enter opens the focused node. Focus follows the node, not the row
-// element: when a live diff re-sorts the rows, it moves with its node.
+// Tab stop, in which ArrowUp/ArrowDown, PageUp/PageDown and Home/End move the
+// focus, ArrowLeft/ArrowRight scroll by a column, and Enter opens the focused
+// node. Focus follows the node, not the row element: when a live diff
+// re-sorts the rows, it moves with its node.
 
 import { stale, statusText, statusTitle } from "./engine.js";
 import { health } from "./health.js";
@@ -13,6 +14,7 @@ import { labelOfId } from "./model.js";
 import { metricLabel, metricValue, visible } from "./format.js";
 
 const ROW_HEIGHT = 28; // .tr's height (border-box: the border is inside)
+const ROW_PADDING = 10; // .tr's padding on either side, px
 const OVERSCAN = 8;
 export const MAX_METRIC_COLUMNS = 5;
 
@@ -39,6 +41,13 @@ export class TableView {
       // The header scrolled sideways as the rows are, read before #paint writes (no forced layout).
       this.head.parentElement.scrollLeft = this.scroll.scrollLeft;
       this.#paint();
+    }, { passive: true });
+    // And the rows as the header is: a header's button focused out of sight (Tab)
+    // scrolls the header into sight of it, the rows stayed behind. (Each sets the
+    // other's only when it differs: no scroll event comes back.)
+    this.head.parentElement.addEventListener("scroll", () => {
+      const left = this.head.parentElement.scrollLeft;
+      if (this.scroll.scrollLeft !== left) this.scroll.scrollLeft = left;
     }, { passive: true });
     this.body.addEventListener("click", (event) => {
       const row = event.target.closest(".tr");
@@ -224,6 +233,11 @@ export class TableView {
       this.onSelect(this.focused);
       return;
     }
+    if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
+      event.preventDefault();
+      this.#scrollColumn(event.key === "ArrowRight" ? 1 : -1);
+      return;
+    }
     const page = Math.max(1, Math.floor(this.scroll.clientHeight / ROW_HEIGHT) - 1);
     const moves = { ArrowDown: 1, ArrowUp: -1, PageDown: page, PageUp: -page, Home: -Infinity, End: Infinity };
     if (!(event.key in moves) || !this.rows.length) return;
@@ -236,6 +250,17 @@ export class TableView {
     this.#paint(true);
   }
 
+  // Scrolls sideways to the next column's start (`step` 1) or the previous one's
+  // (-1): at 320 px (400 % zoom) most columns are out of sight, and rows have
+  // the focus, not cells, so nothing else brings them in from the keyboard.
+  #scrollColumn(step) {
+    const origin = this.head.getBoundingClientRect().left;
+    const starts = [...this.head.children].map((cell) => cell.getBoundingClientRect().left - origin);
+    const at = this.scroll.scrollLeft;
+    const next = step > 0 ? starts.find((left) => left > at + 1) : starts.findLast((left) => left < at - 1);
+    this.scroll.scrollLeft = next ?? (step > 0 ? this.scroll.scrollWidth : 0);
+  }
+
   // Scrolls as little as brings row `index` whole into sight.
   #show(index) {
     const top = index * ROW_HEIGHT;
@@ -246,8 +271,12 @@ export class TableView {
   }
 
   #header() {
-    const template = this.columns.map((c) => (c.metric ? "110px" : c.key === "label" ? "minmax(160px, 2fr)" : "minmax(90px, 1fr)")).join(" ");
+    const least = (c) => (c.metric ? 110 : c.key === "label" ? 160 : 90); // px
+    const template = this.columns.map((c) => (c.metric ? "110px" : `minmax(${least(c)}px, ${c.key === "label" ? 2 : 1}fr)`)).join(" ");
     this.root.style.setProperty("--columns", template);
+    // Rows and header at least as wide as their columns (app.css): as wide as the window,
+    // their backgrounds stopped short, and a header's button could not scroll into sight.
+    this.root.style.setProperty("--columns-width", `${this.columns.reduce((sum, c) => sum + least(c), 0) + 2 * ROW_PADDING}px`);
     const focus = this.headFocus;
     this.head.replaceChildren(...this.columns.map((c) => {
       const cell = document.createElement("div");
