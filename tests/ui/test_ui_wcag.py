@@ -199,3 +199,24 @@ def test_at_320_px_the_tables_columns_out_of_sight_are_reached_from_the_keyboard
     ui.page.evaluate("document.querySelector('#table-scroll').scrollLeft = 0")
     ui.page.focus(".thead .th >> nth=-2 >> button")  # a header out of sight, as Tab reaches it
     ui.page.wait_for_function(f"() => ({geometry})().focusedIn && ({geometry})().rows === ({geometry})().head")
+
+
+def test_the_selected_row_is_exposed_marked_beyond_colour_and_its_opening_announced(ui: Ui) -> None:
+    """The selected row only changed its background (gone in forced colours),
+    said nothing to a screen reader, and opening it from the keyboard was silent."""
+    post_report(ui.server, 0, containers=3, processes=0, connections=0)
+    ui.open("?view=containers&mode=table")
+    ui.page.wait_for_selector("#table-body .tr")
+    assert ui.page.get_attribute("#table", "role") == "grid"
+    ui.page.focus("#table-body .tr >> nth=0")
+    ui.page.keyboard.press("ArrowDown")
+    ui.page.keyboard.press("Enter")
+    ui.page.wait_for_selector(f"#details[data-state=loaded][data-node='{container(0, 1)}']")
+    ui.page.wait_for_function("() => document.querySelector('#announcer').textContent === 'Details of svc-0-1 opened'")
+    rows = f"""() => [...document.querySelectorAll('#table-body .tr')].map((r) =>
+        [r.dataset.id === '{container(0, 1)}', r.getAttribute('aria-selected'), getComputedStyle(r).borderLeftWidth])"""
+    ui.page.wait_for_function(f"() => ({rows})().some(([mine, selected]) => mine && selected === 'true')")
+    ui.page.emulate_media(forced_colors="active")  # a background colour is no mark there
+    for mine, selected, border in ui.page.evaluate(rows):
+        assert selected == ("true" if mine else "false")
+        assert (border != "0px") == mine, (mine, border)

@@ -9,7 +9,7 @@ import { DetailsPanel } from "./details.js";
 import { returnFocusAfter, say } from "./dom.js";
 import { emptyAdvice } from "./empty.js";
 import { compileFilter } from "./filter.js";
-import { clock, metricLabel, visibleShort } from "./format.js";
+import { clock, metricLabel, visible, visibleShort } from "./format.js";
 import { GraphView } from "./graph.js";
 import { ProcessesShown, groupShowing, isGroupId, processesView } from "./groups.js";
 import { health } from "./health.js";
@@ -67,7 +67,11 @@ let renderedVersion = null; // the model's version at the last render // changes
 
 const graph = new GraphView($("canvas"), { onSelect: (id) => select(id) });
 const table = new TableView($("table"), {
-  onSelect: (id) => select(id),
+  onSelect: (id, { keyboard = false } = {}) => {
+    select(id);
+    // The focus stays on the row: what Enter did is said (the details open elsewhere on the page).
+    if (keyboard) say($("announcer"), `Details of ${visible(shownNodes().get(id)?.label ?? id)} opened`);
+  },
   onSort: (key) => {
     state = { ...state, dir: state.sort === key && state.dir === "asc" ? "desc" : "asc", sort: key };
     saveState();

@@ -19,6 +19,7 @@ const OVERSCAN = 8;
 export const MAX_METRIC_COLUMNS = 5;
 
 export class TableView {
+  // onSelect(id, {keyboard}): a row was opened (keyboard: by Enter or Space, where the focus stays).
   constructor(root, { onSelect, onSort }) {
     this.root = root;
     this.head = root.querySelector("#table-head");
@@ -230,7 +231,7 @@ export class TableView {
     if (event.key === "Enter" || event.key === " ") {
       if (!this.focused || !this.byId.has(this.focused)) return;
       event.preventDefault();
-      this.onSelect(this.focused);
+      this.onSelect(this.focused, { keyboard: true });
       return;
     }
     if (event.key === "ArrowLeft" || event.key === "ArrowRight") {
@@ -318,6 +319,7 @@ export class TableView {
       row.dataset.id = node.id;
       row.setAttribute("aria-rowindex", String(first + i + 2));
       row.classList.toggle("selected", node.id === this.selected);
+      row.setAttribute("aria-selected", String(node.id === this.selected));
       row.classList.toggle("stale", stale(node)); // muted: as last known, its engine not answering
       this.columns.forEach((column, c) => {
         const cell = row.children[c];
@@ -357,7 +359,7 @@ export class TableView {
     for (const column of this.columns) {
       const cell = document.createElement("div");
       cell.className = column.metric ? "td num" : "td";
-      cell.setAttribute("role", "cell");
+      cell.setAttribute("role", "gridcell");
       row.append(cell);
     }
     return row;
