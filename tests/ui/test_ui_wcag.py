@@ -220,3 +220,25 @@ def test_the_selected_row_is_exposed_marked_beyond_colour_and_its_opening_announ
     for mine, selected, border in ui.page.evaluate(rows):
         assert selected == ("true" if mine else "false")
         assert (border != "0px") == mine, (mine, border)
+
+
+def test_controls_have_visible_borders_names_as_labelled_and_no_decoration_read_aloud(ui: Ui) -> None:
+    """Inputs' and buttons' borders were 1.3:1; "size by" was named "Size nodes
+    by"; the connection's dot, the sort arrow and the notice's dot were read out."""
+    post_report(ui.server, 0, containers=2, processes=0, connections=0)
+    ui.open("?view=containers&mode=table&bogus=1&type=nope")  # type= is not shown here: a notice says so
+    ui.page.wait_for_selector(".th[aria-sort]")
+    borders = ui.page.evaluate("""() => ['#search', '#size-by', '#clear-filters', '#metric-min'].map((s) => {
+      const e = document.querySelector(s);
+      return [getComputedStyle(e).borderTopColor, getComputedStyle(e.parentElement.closest('section')).backgroundColor]; })""")
+    borders += ui.page.evaluate("""() => [[getComputedStyle(document.querySelector('#sign-out')).borderTopColor,
+                                         getComputedStyle(document.querySelector('.topbar')).backgroundColor]]""")
+    for border, ground in borders:
+        assert contrast(border, ground) >= 3, (border, ground)
+    page = ui.page
+    assert page.get_by_role("combobox", name="Size by", exact=True).count() == 1
+    # Names as Chromium's accessibility tree has them (what a screen reader reads).
+    names = {node["name"]["value"] for node in page.context.new_cdp_session(page).send("Accessibility.getFullAXTree")["nodes"]
+             if node.get("name", {}).get("value")}
+    assert "Name" in names and "live" in names, sorted(names)
+    assert not any(name.startswith("●") or name.endswith("▲") for name in names), sorted(names)
