@@ -242,3 +242,18 @@ def test_controls_have_visible_borders_names_as_labelled_and_no_decoration_read_
              if node.get("name", {}).get("value")}
     assert "Name" in names and "live" in names, sorted(names)
     assert not any(name.startswith("●") or name.endswith("▲") for name in names), sorted(names)
+
+
+def test_the_title_and_a_heading_say_which_view_display_and_node_are_shown(ui: Ui) -> None:
+    """The title was "trioscope" whatever was shown, and the page had no h1."""
+    post_report(ui.server, 0, containers=2, processes=0, connections=0)
+    ui.open(f"?view=containers&mode=table&node={quote(container(0, 1))}")
+    ui.page.wait_for_function("() => document.title === 'svc-0-1 · Containers (table) · trioscope'")
+    assert ui.page.locator("h1").count() == 1
+    ui.page.wait_for_function("() => document.querySelector('h1').textContent === 'Containers (table): 2 nodes'")
+    ui.page.click("#mode-graph")
+    ui.page.wait_for_function("() => document.title === 'svc-0-1 · Containers (graph) · trioscope'")
+    ui.page.click("#details-close")
+    ui.page.wait_for_function("() => document.title === 'Containers (graph) · trioscope'")
+    ui.page.click("[data-view=hosts]")
+    ui.page.wait_for_function("() => document.querySelector('h1').textContent === 'Hosts (graph): 1 node'")

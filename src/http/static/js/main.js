@@ -249,6 +249,20 @@ function syncControls() {
   $("metric-min").value = state.min === null ? "" : String(state.min);
   $("graph").hidden = state.mode !== "graph";
   $("table").hidden = state.mode !== "table";
+  showTitle();
+}
+
+// The window's title (a tab, a window list) and the page's heading say what is
+// shown: "svc-0-1 · Containers (table) · trioscope"; "Containers (table): 30 nodes".
+// The heading is no live region: its counts follow diffs without being read out.
+function showTitle() {
+  const shown = `${viewTitle(state.view)} (${state.mode === "table" ? "table" : "graph"})`;
+  const node = state.node && shownNodes().get(shownOf(state.node));
+  const title = [node ? visibleShort(node.label, 60) : "", shown, "trioscope"].filter(Boolean).join(" · ");
+  if (document.title !== title) document.title = title;
+  const counts = $("counts").textContent; // none before the first render
+  const heading = counts ? `${shown}: ${counts}` : shown;
+  if ($("view-title").textContent !== heading) $("view-title").textContent = heading;
 }
 
 function fillMetricChoices(names = model.metricNames()) {
@@ -599,6 +613,7 @@ function render() {
   if (isGroupId(state.node) && groupNode(state.node) !== shownGroup) showDetails(); // it changed, or went
   fillMetricChoices(metrics);
   showEmpty();
+  showTitle(); // the counts, the selected node's name as it now is
   $("stat-version").textContent = loading ? "–" : String(model.version);
   $("stat-updated").textContent = clock(lastUpdate);
   if (!loading && document.documentElement.dataset.ready !== "true") {
