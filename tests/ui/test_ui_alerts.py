@@ -126,3 +126,15 @@ def test_only_newly_firing_alerts_are_read_out_and_dismissing_one_keeps_the_focu
     ui.page.keyboard.press("Enter")  # the last one: the focus goes to the view, not <body>
     ui.page.wait_for_selector("#alerts", state="hidden")
     assert ui.page.evaluate("document.activeElement.tagName") == "MAIN"
+
+
+def test_an_alerts_start_reads_as_the_users_local_time(ui: Ui) -> None:
+    """It read "since 2026-12-02T10:00:00Z"; a <time> keeps that for machines."""
+    cdp = ui.page.context.new_cdp_session(ui.page)
+    cdp.send("Emulation.setTimezoneOverride", {"timezoneId": "Europe/Paris"})
+    cdp.send("Emulation.setLocaleOverride", {"locale": "en-GB"})
+    ui.open()
+    first_alert_shown(ui)
+    time = ui.page.locator("#alerts-list li[data-alert=DiskFull] time")
+    assert time.get_attribute("datetime") == "2026-12-02T10:00:00Z"
+    assert time.inner_text() == "since 2 Dec 2026, 11:00"  # Paris is an hour ahead in winter

@@ -6,7 +6,7 @@
 
 import { api } from "./api.js";
 import { el } from "./dom.js";
-import { visible, visibleShort } from "./format.js";
+import { localTime, visible, visibleShort } from "./format.js";
 
 const KEEP = 50; // alerts shown at most (the oldest go first)
 const SAID = 3; // new alerts read out one by one; more at once are counted
@@ -105,7 +105,7 @@ export class AlertList {
     message.textContent = visible(alert.message);
     time.hidden = !alert.starts_at;
     time.dateTime = alert.starts_at || "";
-    time.textContent = alert.starts_at ? `since ${visible(alert.starts_at)}` : "";
+    time.textContent = alert.starts_at ? `since ${localTime(alert.starts_at)}` : ""; // the <time>'s datetime: as sent
     dismiss.setAttribute("aria-label", `Dismiss ${visible(alert.alert || "notice")}: ${visibleShort(alert.message, 80)}`);
   }
 

@@ -55,6 +55,15 @@ export function clock(date) {
   return date ? date.toLocaleTimeString() : "–";
 }
 
+// An RFC 3339 time from the server as the user reads times (their time zone and
+// language): "2 Dec 2026, 11:00", not "2026-12-02T10:00:00Z". Text that is no
+// time stays as it came (visible).
+export function localTime(iso) {
+  const date = new Date(iso);
+  if (typeof iso !== "string" || Number.isNaN(date.getTime())) return visible(iso);
+  return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
 // Text a probe reported, as it is to be shown: control, format (bidi
 // overrides, zero-width), line-separator and other default-ignorable
 // characters (a combining grapheme joiner, variation selectors, Hangul
