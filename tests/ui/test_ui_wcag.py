@@ -257,3 +257,20 @@ def test_the_title_and_a_heading_say_which_view_display_and_node_are_shown(ui: U
     ui.page.wait_for_function("() => document.title === 'Containers (graph) · trioscope'")
     ui.page.click("[data-view=hosts]")
     ui.page.wait_for_function("() => document.querySelector('h1').textContent === 'Hosts (graph): 1 node'")
+
+
+def test_a_sign_in_error_is_tied_to_the_token_field_while_it_shows(ui: Ui) -> None:
+    """The error was an alert read once, then nowhere from the field it is about."""
+    ui.page.goto(ui.server.base_url + "/")
+    ui.page.wait_for_selector("#signin[open]")
+    field = "() => { const f = document.querySelector('#signin-token'); return [f.getAttribute('aria-invalid'), f.getAttribute('aria-describedby')]; }"
+    assert ui.page.evaluate(field) == [None, None]
+    ui.page.click("#signin-submit")  # nothing pasted
+    ui.page.wait_for_function("() => document.querySelector('#signin-error').textContent !== ''")
+    assert ui.page.evaluate(field) == ["true", "signin-error"]
+    ui.page.fill("#signin-token", ui.server.user_token())
+    ui.page.click("#signin-submit")
+    ui.page.wait_for_selector("html[data-ready=true]")
+    ui.page.click("#sign-out")
+    ui.page.wait_for_selector("#signin[open]")
+    assert ui.page.evaluate(field) == [None, None]

@@ -740,6 +740,15 @@ const MAX_TOKEN = 8192; // characters; a user token is a few hundred, and the se
 function askToSignIn(message = "") {
   const dialog = $("signin");
   $("signin-error").textContent = message;
+  // The error is the field's while it shows: read with it, each time it has the focus.
+  const field = $("signin-token");
+  if (message) {
+    field.setAttribute("aria-invalid", "true");
+    field.setAttribute("aria-describedby", "signin-error");
+  } else {
+    field.removeAttribute("aria-invalid");
+    field.removeAttribute("aria-describedby");
+  }
   if (!dialog.open) dialog.showModal();
   $("signin-token").focus();
 }
