@@ -10,13 +10,14 @@ import time
 from urllib.parse import quote
 
 import httpx
+import pytest
 
 from tests.synthetic import host_report
 from trioscope.domain.topology import process_id
 
 from .conftest import Ui, post_report
-from .test_ui_access import container
 from .test_ui import enrolled_probe, enrolled_running
+from .test_ui_access import container
 
 
 def controls_of_a_running_container(ui: Ui) -> None:
@@ -274,3 +275,24 @@ def test_a_sign_in_error_is_tied_to_the_token_field_while_it_shows(ui: Ui) -> No
     ui.page.click("#sign-out")
     ui.page.wait_for_selector("#signin[open]")
     assert ui.page.evaluate(field) == [None, None]
+
+
+def test_under_forced_colours_the_graph_draws_in_the_themes_colours(ui: Ui) -> None:
+    """The canvas is not repainted by a contrast theme: its names stayed dark grey on black."""
+    post_report(ui.server, 0, containers=2, processes=0, connections=0)
+    ui.page.emulate_media(forced_colors="active", color_scheme="dark")
+    ui.open("?view=containers")
+    ui.wait_for_nodes({container(0, 1)})
+    ui.page.wait_for_function("() => trioscope.idle() && trioscope.groupLabels().length === 1")
+    # The lightest pixel of the group's name, against the theme's background (black).
+    lightest = ui.page.evaluate("""() => {
+      const canvas = document.querySelector('#canvas'), rect = canvas.getBoundingClientRect();
+      const [label] = trioscope.groupLabels();
+      const { data } = canvas.getContext('2d').getImageData(Math.round(label.left - rect.left), Math.round(label.y - rect.top - 12),
+                                                            Math.round(label.right - label.left), 14);
+      let best = [0, 0, 0];
+      for (let i = 0; i < data.length; i += 4) {
+        if (data[i + 3] > 200 && data[i] + data[i + 1] + data[i + 2] > best[0] + best[1] + best[2]) best = [data[i], data[i + 1], data[i + 2]];
+      }
+      return `rgb(${best.join(', ')})`; }""")
+    assert contrast(lightest, "rgb(0, 0, 0)") >= 4.5, lightest

@@ -21,7 +21,16 @@ const DOTS_APART_PX = 8;
 const GROUP_FONT = "600 12px system-ui, sans-serif";
 const GROUP_LABEL_MIN_PX = 24; // narrower than this, a group's name is not drawn at all
 const LABEL_WIDTHS_KEPT = 5000; // group names whose drawn width is remembered
-const NOTE_INK = "#566074"; // a note under a name (statusNote): 5.5:1 on a group's disc
+// What the graph draws in, by the page's colours or, under forced colours (a
+// contrast theme), by the theme's: the browser repaints no canvas, and dark words
+// and lines stayed dark on a dark theme's black. Groups are then an outline only.
+const INKS = {
+  page: { group: "#eceff5", groupEdge: "#d5dae4", groupName: "#566074", edge: "rgba(70, 82, 105, 0.35)",
+    name: "#1d2330", note: "#566074", // a note under a name (statusNote): 5.5:1 on a group's disc
+    hovered: "#8fb1f0", selected: "#1d2330", hollow: "#fff", faint: "rgba(154, 163, 178, 0.18)" },
+  forced: { group: "Canvas", groupEdge: "CanvasText", groupName: "CanvasText", edge: "GrayText",
+    name: "CanvasText", note: "CanvasText", hovered: "Highlight", selected: "Highlight", hollow: "Canvas", faint: "GrayText" },
+};
 // A node this wide on screen (radius, px) or wider shows its health by shape too,
 // as the legend says (▲ warning, ✖ critical, ○ unknown): colour alone failed
 // those who tell red from green poorly. Smaller, a mark would be a smudge.
@@ -62,6 +71,8 @@ export class GraphView {
     this.hoverTests = 0; // hit tests made for the pointer's moves: at most one a frame
     this.lastHitTest = null; // {consulted, cells, indexed}: what the last nodeAt looked at (tests read it)
     this.betweenRuns = 0; // times they were worked out (tests read it: once per filter and change of edges)
+    this.forcedColours = matchMedia("(forced-colors: active)");
+    this.forcedColours.addEventListener("change", () => this.invalidate());
     this.#listen();
     new ResizeObserver(() => this.invalidate()).observe(canvas);
   }
@@ -231,14 +242,15 @@ export class GraphView {
     ctx.setTransform(1, 0, 0, 1, 0, 0);
     ctx.clearRect(0, 0, canvas.width, canvas.height);
     if (!this.layout) return;
+    const ink = this.forcedColours.matches ? INKS.forced : INKS.page;
     const { k, x, y } = this.camera;
     ctx.setTransform(dpr * k, 0, 0, dpr * k, dpr * x, dpr * y);
     const view = { minX: -x / k, minY: -y / k, maxX: (width - x) / k, maxY: (height - y) / k };
     const inSight = (p, r) => p.x + r >= view.minX && p.x - r <= view.maxX && p.y + r >= view.minY && p.y - r <= view.maxY;
 
     // Groups: a disc per parent with its name.
-    ctx.fillStyle = "#eceff5";
-    ctx.strokeStyle = "#d5dae4";
+    ctx.fillStyle = ink.group;
+    ctx.strokeStyle = ink.groupEdge;
     ctx.lineWidth = 1 / k;
     const named = [];
     for (const [key, group] of this.layout.groups) {
@@ -270,7 +282,7 @@ export class GraphView {
         ctx.lineTo(b.x, b.y);
       }
     }
-    ctx.strokeStyle = "rgba(70, 82, 105, 0.35)";
+    ctx.strokeStyle = ink.edge;
     ctx.lineWidth = 1.2 / k;
     ctx.stroke();
 
@@ -307,18 +319,18 @@ export class GraphView {
         ctx.arc(flat[i], flat[i + 1], flat[i + 2], 0, 2 * Math.PI);
       }
       if (key === "ring") {
-        ctx.fillStyle = "#fff";
+        ctx.fillStyle = ink.hollow;
         ctx.fill();
         ctx.strokeStyle = COLOURS.unknown;
         ctx.lineWidth = 2 / k;
         ctx.stroke();
         continue;
       }
-      ctx.fillStyle = key === "faint" ? "rgba(154, 163, 178, 0.18)" : COLOURS[key];
+      ctx.fillStyle = key === "faint" ? ink.faint : COLOURS[key];
       ctx.fill();
     }
     this.#marks(marks, k);
-    for (const [id, colour] of [[this.hovered, "#8fb1f0"], [this.selected, "#1d2330"]]) {
+    for (const [id, colour] of [[this.hovered, ink.hovered], [this.selected, ink.selected]]) {
       const place = id && this.layout.position(id);
       const node = id && this.nodes.get(id);
       if (!place || !node) continue;
@@ -337,7 +349,7 @@ export class GraphView {
     this.groupLabels = [];
     if (k >= 0.2) {
       ctx.font = GROUP_FONT;
-      ctx.fillStyle = "#566074";
+      ctx.fillStyle = ink.groupName;
       for (const [key, group] of named) {
         const room = this.layout.room(group) * k - 8;
         if (room < GROUP_LABEL_MIN_PX) continue;
@@ -353,7 +365,7 @@ export class GraphView {
     const room = labelled.length <= 40 ? 24 : Math.min(24, Math.floor((k * this.layout.spacing) / 6.5));
     if (room >= 6) { // fewer are not worth their drawing time
       ctx.font = "11px system-ui, sans-serif";
-      ctx.fillStyle = "#1d2330";
+      ctx.fillStyle = ink.name;
       const notes = []; // a line under the name: statusNote (a host whose container engine does not answer)
       for (const [node, place, r] of labelled) {
         const at = y + (place.y + r) * k + 13;
@@ -363,7 +375,7 @@ export class GraphView {
       }
       if (notes.length) {
         ctx.font = "italic 10px system-ui, sans-serif";
-        ctx.fillStyle = NOTE_INK;
+        ctx.fillStyle = ink.note;
         for (const [note, nx, ny] of notes) ctx.fillText(visibleShort(note, room), nx, ny);
       }
     }
