@@ -277,6 +277,28 @@ def test_a_sign_in_error_is_tied_to_the_token_field_while_it_shows(ui: Ui) -> No
     assert ui.page.evaluate(field) == [None, None]
 
 
+def test_the_graph_pans_from_the_keyboard(ui: Ui) -> None:
+    """Only a pointer's drag moved the picture; the canvas was no Tab stop."""
+    post_report(ui.server, 0, containers=2, processes=0, connections=0)
+    ui.open("?view=containers")
+    node = container(0, 1)
+    ui.wait_for_nodes({node})
+    ui.page.focus("#clear-filters")
+    ui.page.keyboard.press("Tab")  # the alerts bar is hidden: the view's canvas is next
+    assert ui.page.evaluate("document.activeElement.id") == "canvas"
+    (x, y), = ui.positions({node}).values()
+    ui.page.keyboard.press("ArrowRight")  # look further right: the picture moves left
+    ui.page.keyboard.press("ArrowDown")
+    (right, down), = ui.positions({node}).values()
+    assert right < x and down < y
+    ui.page.keyboard.press("ArrowLeft")
+    ui.page.keyboard.press("ArrowUp")
+    assert ui.positions({node})[node] == pytest.approx((x, y))
+    zoom = ui.page.evaluate("trioscope.zoom()")
+    ui.page.keyboard.press("-")
+    assert ui.page.evaluate("trioscope.zoom()") < zoom
+
+
 def test_under_forced_colours_the_graph_draws_in_the_themes_colours(ui: Ui) -> None:
     """The canvas is not repainted by a contrast theme: its names stayed dark grey on black."""
     post_report(ui.server, 0, containers=2, processes=0, connections=0)

@@ -164,6 +164,12 @@ export class GraphView {
     this.invalidate();
   }
 
+  // Moves the picture by (dx, dy) screen pixels.
+  panBy(dx, dy) {
+    this.camera = { ...this.camera, x: this.camera.x + dx, y: this.camera.y + dy };
+    this.invalidate();
+  }
+
   // Where a node is drawn, in page coordinates (for automation and tests).
   screenPosition(id) {
     const place = this.layout && this.layout.position(id);
@@ -569,6 +575,18 @@ export class GraphView {
     };
     canvas.addEventListener("pointercancel", release);
     canvas.addEventListener("lostpointercapture", release);
+    // From the keyboard (the canvas is a Tab stop): the arrows pan by an eighth of
+    // the canvas, + and - zoom; the pointer was the only way to move the picture.
+    canvas.addEventListener("keydown", (event) => {
+      if (event.altKey || event.ctrlKey || event.metaKey) return;
+      const { width, height } = canvas.getBoundingClientRect();
+      const pan = { ArrowLeft: [width / 8, 0], ArrowRight: [-width / 8, 0], ArrowUp: [0, height / 8], ArrowDown: [0, -height / 8] }[event.key];
+      if (pan) this.panBy(...pan);
+      else if (event.key === "+" || event.key === "=") this.zoomBy(1.4);
+      else if (event.key === "-") this.zoomBy(1 / 1.4);
+      else return;
+      event.preventDefault(); // not the page's scrolling
+    });
     canvas.addEventListener("wheel", (event) => {
       event.preventDefault();
       const rect = canvas.getBoundingClientRect();

@@ -602,7 +602,8 @@ function render() {
     graph.setData(graphData(shows, key));
     graph.drawNow(); // in this frame, and counted in this render's cost (pacer.js)
     // A picture to a screen reader: what it shows, and where the same nodes can be read and picked.
-    const described = `Topology graph of ${$("counts").textContent}: the Table display lists them for keyboard and screen-reader use.`;
+    const described = `Topology graph of ${$("counts").textContent}: the Table display lists them for keyboard and screen-reader use.`
+      + " Arrow keys pan it, + and - zoom.";
     if ($("canvas").getAttribute("aria-label") !== described) $("canvas").setAttribute("aria-label", described);
   } else {
     table.setData({ all, shows, names: model.names, metrics, showType: state.view === "all", sort: state.sort, dir: state.dir,
