@@ -7,6 +7,7 @@ columns and selection are within reach, and the page says where it is."""
 from __future__ import annotations
 
 import time
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -183,23 +184,30 @@ def test_at_320_px_the_tables_columns_out_of_sight_are_reached_from_the_keyboard
                lastRight: box(heads.at(-1)).right - table.right, rowRight: box(row).right - box(row.lastElementChild).right,
                headRight: box(document.querySelector('#table-head')).right - box(heads.at(-1)).right,
                focusedIn: (() => { const f = box(document.activeElement); return f.left >= table.left - 1 && f.right <= table.right + 1; })() }; }"""
+
+    def settled() -> dict[str, Any]:
+        """The geometry once the header has followed the rows (a frame later: scroll events)."""
+        ui.page.wait_for_function(f"() => {{ const g = ({geometry})(); return g.head === g.rows; }}")
+        return ui.page.evaluate(geometry)
+
     ui.page.focus("#table-body .tr >> nth=0")
     ui.page.keyboard.press("ArrowRight")
-    first = ui.page.evaluate(geometry)
-    assert first["rows"] > 0 and first["head"] == first["rows"], first
+    ui.page.wait_for_function("() => document.querySelector('#table-scroll').scrollLeft > 0")
+    assert settled()["rows"] > 0
     for _ in range(10):
         ui.page.keyboard.press("ArrowRight")
-    end = ui.page.evaluate(geometry)
-    assert end["lastRight"] <= 1 and end["head"] == end["rows"], end  # the last column in sight
+    ui.page.wait_for_function(f"() => ({geometry})().lastRight <= 1")  # the last column in sight
+    end = settled()
     assert end["rowRight"] >= -1 and end["headRight"] >= -1, end  # rows and header as wide as their columns
     ui.page.keyboard.press("ArrowLeft")
-    assert 0 < ui.page.evaluate(geometry)["rows"] < end["rows"]
+    ui.page.wait_for_function(f"(end) => {{ const g = ({geometry})(); return 0 < g.rows && g.rows < end; }}", arg=end["rows"])
     ui.page.keyboard.press("Home")  # still the rows' own: the first row
     assert ui.page.evaluate("document.activeElement.getAttribute('aria-rowindex')") == "2"
 
     ui.page.evaluate("document.querySelector('#table-scroll').scrollLeft = 0")
+    settled()
     ui.page.focus(".thead .th >> nth=-2 >> button")  # a header out of sight, as Tab reaches it
-    ui.page.wait_for_function(f"() => ({geometry})().focusedIn && ({geometry})().rows === ({geometry})().head")
+    ui.page.wait_for_function(f"() => {{ const g = ({geometry})(); return g.focusedIn && g.rows === g.head && g.rows > 0; }}")
 
 
 def test_the_selected_row_is_exposed_marked_beyond_colour_and_its_opening_announced(ui: Ui) -> None:

@@ -38,17 +38,19 @@ export class TableView {
     this.pool = [];
     this.focused = ""; // the id of the node whose row has (or last had) the keyboard's focus
     this.scroll.tabIndex = -1; // holds the focus while the focused node's row is out of the pool
+    this.headLeft = 0; // where the rows last scrolled the header to
     this.scroll.addEventListener("scroll", () => {
       // The header scrolled sideways as the rows are, read before #paint writes (no forced layout).
-      this.head.parentElement.scrollLeft = this.scroll.scrollLeft;
+      this.headLeft = this.head.parentElement.scrollLeft = this.scroll.scrollLeft;
       this.#paint();
     }, { passive: true });
-    // And the rows as the header is: a header's button focused out of sight (Tab)
-    // scrolls the header into sight of it, the rows stayed behind. (Each sets the
-    // other's only when it differs: no scroll event comes back.)
+    // And the rows as the header is, when it scrolled by itself: a header's button
+    // focused out of sight (Tab) scrolls the header into sight of it, and the rows
+    // stayed behind. Not where the rows put it: scroll events come a frame later,
+    // and one of an earlier place scrolled the rows back to it.
     this.head.parentElement.addEventListener("scroll", () => {
       const left = this.head.parentElement.scrollLeft;
-      if (this.scroll.scrollLeft !== left) this.scroll.scrollLeft = left;
+      if (left !== this.headLeft) this.scroll.scrollLeft = left;
     }, { passive: true });
     this.body.addEventListener("click", (event) => {
       const row = event.target.closest(".tr");
@@ -255,7 +257,7 @@ export class TableView {
   // (-1): at 320 px (400 % zoom) most columns are out of sight, and rows have
   // the focus, not cells, so nothing else brings them in from the keyboard.
   #scrollColumn(step) {
-    const origin = this.head.getBoundingClientRect().left;
+    const origin = this.head.getBoundingClientRect().left + ROW_PADDING; // a column shown starts where the first does
     const starts = [...this.head.children].map((cell) => cell.getBoundingClientRect().left - origin);
     const at = this.scroll.scrollLeft;
     const next = step > 0 ? starts.find((left) => left > at + 1) : starts.findLast((left) => left < at - 1);
