@@ -1,8 +1,10 @@
 """An accessibility review's findings (WCAG 2.2 AA), each as what a user of the
 keyboard, of a screen reader, of a zoomed or narrow window, or who tells colours
 apart poorly meets on the page: dialogs answer Enter with their action, the
-graph's health reads by shape, nothing overlaps at 400 % zoom, the table's
-columns and selection are within reach, and the page says where it is."""
+graph's health reads by shape (and its names under a contrast theme), the graph
+pans from the keyboard, nothing overlaps at 400 % zoom, the table's columns and
+selection are within reach, and the page says where it is. (An alert's time:
+test_ui_alerts.py.)"""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def test_enter_in_the_run_command_dialog_runs_the_command(ui: Ui) -> None:
 
 
 def test_a_destructive_confirmation_names_its_action_and_starts_on_cancel(ui: Ui) -> None:
-    """"Cancel / OK" said nothing of what OK does."""
+    """The buttons said "Cancel" and "OK": nothing of what OK does."""
     controls_of_a_running_container(ui)
     ui.page.click("[data-control=stop]")
     ui.page.wait_for_selector("#confirm[open]")
@@ -188,7 +190,8 @@ def test_at_320_px_the_tables_columns_out_of_sight_are_reached_from_the_keyboard
     def settled() -> dict[str, Any]:
         """The geometry once the header has followed the rows (a frame later: scroll events)."""
         ui.page.wait_for_function(f"() => {{ const g = ({geometry})(); return g.head === g.rows; }}")
-        return ui.page.evaluate(geometry)
+        seen: dict[str, Any] = ui.page.evaluate(geometry)
+        return seen
 
     ui.page.focus("#table-body .tr >> nth=0")
     ui.page.keyboard.press("ArrowRight")
