@@ -414,6 +414,26 @@ def test_pods_and_services_come_from_container_labels_with_their_own_edges():
     assert edge_pairs(snap, View.PODS) == set()  # the client is not in a pod
 
 
+def test_a_pods_sums_leave_out_cpu_and_memory_while_a_running_member_has_no_statistics():
+    """Counted as 0, a member whose statistics the probe left out made the pod's
+    CPU and memory (and their history) dip by its share."""
+    k8s = {"io.kubernetes.pod.name": "api-7", "io.kubernetes.pod.namespace": "prod"}
+
+    def containers(second_stats: bool, second_state: str = "running") -> list[dict]:
+        return [{"id": C1, "labels": k8s, "state": "running", "stats": {"cpu_percent": 10.0, "memory_usage_mb": 100.0}},
+                {"id": C2, "labels": k8s, "state": second_state,
+                 **({"stats": {"cpu_percent": 20.0, "memory_usage_mb": 200.0}} if second_stats else {})}]
+
+    graph = TopologyGraph()
+    sums = []
+    for t, (stats, state) in enumerate([(True, "running"), (False, "running"), (True, "running"), (False, "exited")]):
+        graph.apply(report("a", "h", T0 + t, containers=containers(stats, state)), T0 + t)
+        sums.append(published(graph, T0 + t).node("pod:prod/api-7").metrics)
+    assert sums[0] == sums[2] == {"cpu_percent": 30.0, "memory_mb": 300.0, "containers": 2.0}
+    assert sums[1] == {"containers": 2.0}  # not known: no dip to 10 % and 100 MB
+    assert sums[3] == {"cpu_percent": 10.0, "memory_mb": 100.0, "containers": 2.0}  # a stopped member uses nothing
+
+
 def test_a_container_or_process_listed_twice_is_its_last_entry_throughout():
     k8s = {"io.kubernetes.pod.name": "api-7", "io.kubernetes.pod.namespace": "prod"}
     graph = TopologyGraph()

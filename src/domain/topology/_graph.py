@@ -887,7 +887,14 @@ def _frozen(nodes: MutableMapping[str, Node]) -> Mapping[str, Node]:
 
 
 def _container_sums(containers: list[Node]) -> dict[str, float]:
-    """A pod's or service's metrics: its containers' (in id order), summed."""
+    """A pod's or service's metrics: its containers' (in id order), summed;
+    no CPU or memory while a running member has no statistics in its report
+    (a probe leaves out those its engine did not give within its budget,
+    routinely past some 40 containers): counted as 0, the sum fell by that
+    member's share (to 0 for a pod of one) and the history recorded the dip.
+    A member that is not running uses nothing."""
+    if any("cpu_percent" not in c.metrics and c.status == "running" for c in containers):
+        return {"containers": float(len(containers))}
     return {
         "cpu_percent": sum(c.metrics.get("cpu_percent", 0.0) for c in containers),
         "memory_mb": sum(c.metrics.get("memory_mb", 0.0) for c in containers),
