@@ -216,7 +216,8 @@ class AgentState:
         self.reports_received += 1
         self.last_report_at = now
         order = report_time(report, now)
-        if self.latest_order is None or order >= self.latest_order:
+        newest = self.latest_order is None or order >= self.latest_order
+        if newest:
             self._latest = packed
             self.latest_order = order
             self.latest_received_at = now
@@ -224,7 +225,7 @@ class AgentState:
             self.latest_scope = scope
             self.hostname = report.host_name
         self.history.record(metric_time(report, now, self.history.retention),
-                            host_metrics(report) if metrics is None else metrics)
+                            host_metrics(report) if metrics is None else metrics, fill_only=not newest)
 
     @property
     def latest_raw(self) -> bytes | None:

@@ -261,11 +261,14 @@ class SeriesGroup:
             f"points={self._count}, metrics={sorted(self._names)!r})"
         )
 
-    def record(self, timestamp: float, values: Mapping[str, float]) -> None:
+    def record(self, timestamp: float, values: Mapping[str, float], *, fill_only: bool = False) -> None:
         """Store ``values`` in the bucket holding ``timestamp``.
 
         Metrics named here overwrite that bucket's earlier values (last write
-        wins); other metrics of the bucket keep theirs. A newer bucket moves the
+        wins); other metrics of the bucket keep theirs. With ``fill_only`` (what
+        a report older than its source's newest records) a bucket already
+        holding data keeps it whole: the later sample of the bucket wins, as in
+        Prometheus, whatever the order they came in. A newer bucket moves the
         window forward and drops what falls out of it, all of it after a jump
         longer than the retention.
 
@@ -280,9 +283,9 @@ class SeriesGroup:
             nothing (it neither stores nor moves the window). A NaN or infinite
             timestamp raises ValueError.
         """
-        self._record_bucket(_bucket(timestamp, self._resolution), values)
+        self._record_bucket(_bucket(timestamp, self._resolution), values, fill_only)
 
-    def _record_bucket(self, bucket: int, values: Mapping[str, float]) -> None:
+    def _record_bucket(self, bucket: int, values: Mapping[str, float], fill_only: bool = False) -> None:
         """``record`` in bucket number ``bucket``."""
         # Chained comparison: False for NaN and for anything float32 would turn into inf.
         usable = [(name, value) for name, value in values.items() if -_FLOAT32_LIMIT < value < _FLOAT32_LIMIT]
@@ -298,6 +301,8 @@ class SeriesGroup:
             slot = bucket % self._size
             # Slots outside [_first, _last] are NaN: skip the scan for the usual new bucket.
             was_empty = not (self._first <= bucket <= self._last and self._holds(slot))
+            if fill_only and not was_empty:
+                return
         else:
             if not self._size:
                 self._size = min(_INITIAL_SIZE, self._capacity)
