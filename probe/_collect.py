@@ -11,6 +11,8 @@ previous counters between cycles.
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import platform
 import socket
@@ -48,7 +50,11 @@ def _clip(text: str, limit: int) -> str:
 CPU_WINDOW = 0.5
 """Shortest time host CPU is measured over: a first report (or ``--once``)
 made milliseconds after the collector started would otherwise say 0 % or
-100 % of a few clock ticks. The first collection waits out the rest of it."""
+100 % of a few clock ticks. The first collection waits out the rest of it,
+and the host's network and disk rates and every process's CPU share are
+measured from the collector's start over it too: with no counters to compare
+with, the first report said 0 B/s and 0 %, a dip in every history and a false
+alarm at each probe's start."""
 
 
 class HostCollector:
@@ -56,10 +62,10 @@ class HostCollector:
     (host CPU over at least ``CPU_WINDOW``)."""
 
     def __init__(self) -> None:
-        self._net: tuple[float, _Traffic] | None = None
-        self._disk: tuple[float, Any] | None = None
         psutil.cpu_percent(interval=None)  # the first call only starts the measurement
-        self._cpu_since = time.monotonic()
+        self._cpu_since = now = time.monotonic()
+        self._net: tuple[float, _Traffic] | None = (now, _external_traffic())
+        self._disk: tuple[float, Any] | None = (now, psutil.disk_io_counters())
 
     def _cpu_percent(self) -> float:
         """Busy share of all CPUs since the previous call; blocks the rest of
@@ -196,7 +202,8 @@ def _cgroup(pid: int) -> str:
 
 def processes(namespaces: dict[int, int] | None = None) -> list[ProcessInfo]:
     """Every process. ``process_iter`` keeps its Process objects between calls, so
-    ``cpu_percent`` is the share since the previous cycle (0 on the first).
+    ``cpu_percent`` is the share since the previous cycle (or since the
+    ``ReportCollector`` started; 0 in a process's first report when it started later).
     ``namespaces``: pid -> network namespace, for those not in this probe's."""
     namespaces = namespaces or {}
     result = []
@@ -277,6 +284,12 @@ class ReportCollector:
         self.containers = containers
         self.host = HostCollector()
         self.namespaces = NamespaceSockets() if connections else None
+        if processes:
+            # process_iter keeps these Process objects: the first report's shares
+            # are since now (a process started later says 0 % in its first one).
+            for proc in psutil.process_iter():
+                with contextlib.suppress(psutil.Error):
+                    proc.cpu_percent(interval=None)
 
     def collect(self) -> Report:
         host = self.host.collect()

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 import orjson
+import psutil
 import pytest
 
 from tests.process_end import end
@@ -160,3 +161,25 @@ def test_loopback_traffic_is_not_host_network_traffic() -> None:
     host = collector.collect()
     seconds = time.monotonic() - started
     assert host.network_rx_bytes_per_sec * seconds < sent / 4, host.network_rx_bytes_per_sec
+
+
+def test_the_first_report_measures_rates_from_the_collectors_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With no counters to compare with, the first report after a probe started
+    said 0 B/s of disk and 0 % for every process: a dip in every history."""
+    written = iter([10_000_000, 60_000_000])  # the disk's bytes written: at the start, then at the report
+    disk = psutil.disk_io_counters
+
+    def counters(*args: Any, **kwargs: Any) -> Any:
+        real = disk(*args, **kwargs)
+        return None if real is None else real._replace(write_bytes=next(written))
+
+    monkeypatch.setattr(psutil, "disk_io_counters", counters)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        collector = ReportCollector("probe-unit", processes=True, connections=False)
+        report = collector.collect()
+    finally:
+        end(busy)
+    assert report.host_info is not None and report.host_info.disk_write_bytes_per_sec > 0
+    (shown,) = [p for p in report.processes_info.processes if p.pid == busy.pid]
+    assert shown.cpu_percent > 10  # a core's busy loop, over half a second at least
