@@ -461,9 +461,18 @@ def test_url_state_keeps_any_minimum_and_a_metric_chosen_without_one(page: Page)
 def test_counts_read_as_whole_numbers_and_every_percent_has_its_sign(page: Page) -> None:
     result = run(page, "format", """
       return [m.metricValue('processes', 13), m.metricValue('cpu_percent_max', 42.25), m.metricValue('cpu_percent', 13),
-              m.metricValue('load', 1.5), m.metricValue('memory_mb', 512)];
+              m.metricValue('load', 1.5), m.metricValue('memory_mb', 512), m.metricValue('containers', 2)];
     """)
-    assert result == ["13", "42.3%", "13.0%", "1.50", "512 MB"]
+    assert result == ["13", "42.3%", "13.0%", "1.50", "512 MiB", "2"]
+
+
+def test_bytes_are_named_in_powers_of_1024_and_a_rounded_1024_is_the_next_unit(page: Page) -> None:
+    """"MB" said a million where the number was 2^20; 1,048,575 B/s read "1024 KB/s"."""
+    result = run(page, "format", """
+      return [m.bytes(125000000), m.bytes(1048575), m.bytes(1023.9), m.bytes(8192 * 1024 * 1024), m.bytes(512),
+              m.metricValue('network_rx_bytes_per_sec', 1500)];
+    """)
+    assert result == ["119 MiB", "1.0 MiB", "1.0 KiB", "8.0 GiB", "512 B", "1.5 KiB/s"]
 
 
 def test_every_metric_has_a_name_of_its_own_and_others_one_made_from_their_key(page: Page) -> None:

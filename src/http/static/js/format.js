@@ -5,18 +5,28 @@ export function metricValue(name, value) {
   if (/bytes_per_sec$/.test(name)) return `${bytes(value)}/s`;
   if (/_mb$/.test(name)) return bytes(value * 1024 * 1024);
   if (/(usage|percent)(_(max|min|avg|mean))?$/.test(name)) return `${value.toFixed(1)}%`; // cpu_percent_max too
-  if (/^(processes|threads)$/.test(name)) return value.toFixed(0); // counts (a group's `processes`, sent as a float)
+  // Counts (a group's `processes` or `containers`, sent as floats).
+  if (/^(processes|threads|containers|connections)$/.test(name)) return value.toFixed(0);
   return Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(2);
 }
 
+// Bytes in powers of 1024, so named (KiB, MiB): "MB" said a million where the
+// number was 2^20 (a full 1 Gb/s link, 125,000,000 B/s, read "119 MB/s").
+// A value that rounds to 1024 of a unit is 1.0 of the next.
 export function bytes(value) {
-  const units = ["B", "KB", "MB", "GB", "TB"];
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   while (Math.abs(value) >= 1024 && i < units.length - 1) {
     value /= 1024;
     i += 1;
   }
-  return `${value.toFixed(value >= 100 || i === 0 ? 0 : 1)} ${units[i]}`;
+  let digits = Math.abs(value) >= 100 || i === 0 ? 0 : 1;
+  if (i < units.length - 1 && Math.abs(Number(value.toFixed(digits))) >= 1024) {
+    value /= 1024;
+    i += 1;
+    digits = 1;
+  }
+  return `${value.toFixed(digits)} ${units[i]}`;
 }
 
 // What each metric the server reports is called wherever the page names it
