@@ -134,6 +134,8 @@ def test_a_search_for_a_process_shows_its_group_whose_details_list_its_processes
     ui.click_node(group)
     ui.page.wait_for_selector(f"#details[data-state=loaded][data-node='{group}']")
     assert ui.page.inner_text("#details-title") == "worker-0"
+    # Summed resident sizes count shared pages once per process: said beside the sums.
+    assert "shared pages count once per process" in ui.page.inner_text("#details .metrics")
     links = ui.page.locator("[data-list=processes] a")
     assert sorted(links.evaluate_all("(links) => links.map((a) => a.dataset.node)")) == [
         "process:host-0:1000", "process:host-0:1013"]

@@ -94,6 +94,9 @@ export class DetailsPanel {
         el("span", { class: `badge status ${health(group)}`, text: visible(group.status) }), " ",
         el("span", { class: "badge", text: "processes of one name" })),
       el("section", { class: "metrics" }, el("h3", { text: "Metrics (summed)" }),
+        // A process's memory is its resident set: pages they share (a pool of
+        // workers' code and copy-on-write heap) are counted once per process.
+        el("p", { class: "muted", text: "Memory is each process's resident size: shared pages count once per process." }),
         Object.entries(group.metrics).map(([metric, value]) => el("div", { class: "metric", "data-metric": metric },
           el("span", { text: metricLabel(metric) }), el("span"), el("span", { class: "value", text: metricValue(metric, value) })))),
       el("h3", { text: "Metadata" }),
