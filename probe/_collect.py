@@ -26,7 +26,7 @@ import psutil
 
 from trioscope.wire import (
     Connection, CpuInfo, DiskInfo, HostInfo, LoadAverage, MemoryInfo, NetworkInfo, NetworkInterface,
-    ProcessesInfo, ProcessInfo, Report, container_id_from_cgroup,
+    ProcessesInfo, ProcessInfo, Report, container_id_from_cgroup, edge_sockets,
 )
 
 from ._docker import ContainerCollector
@@ -297,6 +297,8 @@ class ReportCollector:
         # The connections first: listing them lists each process's namespace.
         found = connections(self.namespaces) if self.with_connections else []
         others = self.namespaces.others if self.namespaces is not None else None
+        own = own_namespace() if self.namespaces is not None else None
+        sent = edge_sockets(found, own)
         return Report(
             agent_id=self.agent_id,
             timestamp=datetime.now(UTC),
@@ -304,8 +306,9 @@ class ReportCollector:
             host_info=host,
             docker_info=docker_info,
             processes_info=ProcessesInfo(processes=processes(others)) if self.with_processes else None,
-            network_info=NetworkInfo(connections=found,
+            network_info=NetworkInfo(connections=sent,
                                      interfaces=interfaces(),
                                      # Said only with the other namespaces' sockets, which carry theirs.
-                                     netns=own_namespace() if self.namespaces is not None else None),
+                                     netns=own,
+                                     sockets=len(found) if len(sent) < len(found) else None),
         )

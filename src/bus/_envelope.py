@@ -165,6 +165,7 @@ class _Network(msgspec.Struct):
     connections: list[msgspec.Raw] = []
     interfaces: list[NetworkInterface] = []
     netns: int | None = None
+    sockets: int | None = None
 
 
 class _ReadBack(msgspec.Struct):
@@ -185,7 +186,7 @@ class _ReadBack(msgspec.Struct):
                       host_info=self.host_info, docker_info=self.docker_info, processes_info=self.processes_info,
                       network_info=None if network is None else NetworkInfo(
                           connections=PendingConnections(network.connections), interfaces=network.interfaces,
-                          netns=network.netns))
+                          netns=network.netns, sockets=network.sockets))
 
 
 _READ_BACK = msgspec.json.Decoder(_ReadBack)

@@ -57,7 +57,8 @@ def host_metrics(report: Report) -> dict[str, float]:
     if report.processes_info is not None:
         values["processes"] = float(len(report.processes_info.processes))
     if report.network_info is not None:
-        values["connections"] = float(len(report.network_info.connections))
+        network = report.network_info
+        values["connections"] = float(len(network.connections) if network.sockets is None else network.sockets)
     return values
 
 

@@ -27,6 +27,7 @@ from ._addresses import is_loopback as is_loopback
 from ._addresses import normal_address as normal_address
 from ._addresses import protocol_family as protocol_family
 from ._addresses import socket_namespace as socket_namespace
+from ._edge_sockets import edge_sockets as edge_sockets
 from ._codec import FieldProblem as FieldProblem
 from ._codec import InvalidDocument as InvalidDocument
 from ._codec import decode as decode
@@ -90,7 +91,7 @@ from ._tls import client_tls as client_tls
 __all__ = [
     "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "shown_url", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
-    "decode_report", "DiskInfo", "is_connected", "is_listener", "ListeningPorts", "socket_namespace", "DockerInfo", "KEEP_LISTED_SECONDS", "MAX_COMMAND_TIMEOUT", "encode", "FieldError", "FieldProblem", "Footprint",
+    "decode_report", "DiskInfo", "edge_sockets", "is_connected", "is_listener", "ListeningPorts", "socket_namespace", "DockerInfo", "KEEP_LISTED_SECONDS", "MAX_COMMAND_TIMEOUT", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
     "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "rfc3339_millis", "rfc3339_seconds", "Percent", "RFC3339", "POD_UID", "pod_of", "PortMapping",

@@ -254,6 +254,11 @@ class NetworkInfo:
     before namespaces were sent): no socket's namespace is known, and the
     server infers it, a socket of a container with addresses of its own being
     in that container's network, every other one in the host's."""
+    sockets: Count | None = None
+    """The sockets the probe found, when ``connections`` holds only those the
+    server reads (``edge_sockets``: a busy host's are mostly the server sides
+    of connections and pools to one endpoint); None: every one is there. The
+    host's ``connections`` metric counts these."""
 
 
 @attrs.frozen(kw_only=True)

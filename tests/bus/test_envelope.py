@@ -33,6 +33,18 @@ def test_a_report_comes_back_as_the_same_validated_report_with_its_receive_time(
     assert not data.startswith(b"{") and len(data) < len(orjson.dumps(host_report(3, timestamp=time.time())))
 
 
+def test_the_count_of_sockets_a_probe_found_comes_back_with_the_report() -> None:
+    """A probe sends only the sockets the server reads and counts the rest
+    (``NetworkInfo.sockets``): a replica reading the stream must see the count
+    the receiving one did (the host's connections metric)."""
+    document = host_report(5, timestamp=time.time() - 30)
+    document["network_info"]["sockets"] = 12_345
+    report = decode_report(document)
+    data = pack_report(report, time.time(), enrolled=False)[0]
+    for envelope in (unpack_report(data), unpack_report(data, defer_connections=True)):
+        assert envelope.report.network_info is not None and envelope.report.network_info.sockets == 12_345
+
+
 def test_an_envelope_of_the_previous_version_reads_alike_and_this_one_is_format_2_packed_with_zstandard() -> None:
     """Replicas of two versions share a stream while they are upgraded one by
     one: this one reads the previous version's envelopes (format 1, zlib);

@@ -183,3 +183,21 @@ def test_the_first_report_measures_rates_from_the_collectors_start(monkeypatch: 
     assert report.host_info is not None and report.host_info.disk_write_bytes_per_sec > 0
     (shown,) = [p for p in report.processes_info.processes if p.pid == busy.pid]
     assert shown.cpu_percent > 10  # a core's busy loop, over half a second at least
+
+
+def test_a_pool_of_sockets_and_their_server_sides_are_sent_as_one_edge_and_counted() -> None:
+    """The server reads listeners and one client socket per process and
+    endpoint: the rest, ~56x as many on a busy host, were sent (and were the
+    first thing the memory budget cut, every edge with them)."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        accepted = [server.accept()[0] for _ in clients]
+        try:
+            network = ReportCollector("probe-unit", processes=False, connections=True).collect().network_info
+        finally:
+            for each in clients + accepted:
+                each.close()
+    assert network is not None and network.sockets is not None and network.sockets >= 41
+    mine = [c for c in network.connections if c.pid == os.getpid() and port in (c.local_port, c.remote_port)]
+    assert sorted((c.state, c.local_port == port) for c in mine) == [("established", False), ("listen", True)]
