@@ -17,7 +17,8 @@ import orjson
 import trio
 
 from trioscope.wire import (
-    Connection, ContainerInfo, ListeningPorts, MemoryBudget, Report, encode, is_connected, is_listener, shown_url,
+    Connection, ContainerInfo, ListeningPorts, MemoryBudget, ProcessInfo, Report, encode, is_connected, is_listener,
+    shown_url,
 )
 
 from . import _answers as answers
@@ -71,11 +72,14 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
     server's memory ``budget`` for one agent (None: the server has none): a
     host with hundreds of thousands of sockets or processes would otherwise
     send a report the server refuses, every time, host metrics and all.
-    Connections go first (``_keeping``: listening sockets last), then processes, then what
-    containers carry beyond their identity (label values cut to
-    ``SHORT_LABEL``, environment and command; then labels), then containers
-    (running ones last): 300 containers of ten 2 KiB labels were refused every
-    time, the host with them."""
+    Processes that hold no socket go first (the least busy first: they make
+    no edge), then connections (``_keeping``: listening sockets last), then the
+    other processes (the least busy first), then what containers carry beyond
+    their identity (label values cut to ``SHORT_LABEL``, environment and
+    command; then labels), then containers (running ones last): 300 containers
+    of ten 2 KiB labels were refused every time, the host with them; and with
+    connections cut first, a host of 1,200 processes at the default budget was
+    sent with no socket at all, every edge gone, for processes that made none."""
     limit -= min(REPORT_MARGIN, limit // 8)
     raw = orjson.dumps(encode(report))
     dropped = 0
@@ -90,16 +94,18 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
         share *= 0.9
         connections = report.network_info.connections if report.network_info else []
         processes = report.processes_info.processes if report.processes_info else []
-        if connections:
+        holders = {c.pid for c in connections}
+        if idle := [p for p in processes if p.pid not in holders]:
+            report, gone = _without_least_busy(report, idle, len(processes) - int(len(processes) * share))
+            dropped += gone
+        elif connections:
             kept = sorted(connections, key=_keeping(connections))[:int(len(connections) * share)]
             dropped += len(connections) - len(kept)
             assert report.network_info is not None  # connections came from it
             report = attrs.evolve(report, network_info=attrs.evolve(report.network_info, connections=kept))
         elif processes:
-            kept = processes[:int(len(processes) * share)]
-            dropped += len(processes) - len(kept)
-            assert report.processes_info is not None  # processes came from it
-            report = attrs.evolve(report, processes_info=attrs.evolve(report.processes_info, processes=kept))
+            report, gone = _without_least_busy(report, processes, len(processes) - int(len(processes) * share))
+            dropped += gone
         elif (cut := _containers_cut(report, share)) is not None:
             report = cut
         else:
@@ -110,6 +116,16 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
         kept = {c.id: c for c in sent}
         dropped += sum(1 for c in listed if kept.get(c.id) != c)
     return gzip.compress(raw, compresslevel=5), dropped
+
+
+def _without_least_busy(report: Report, candidates: list[ProcessInfo], count: int) -> tuple[Report, int]:
+    """``report`` without the ``count`` (at least one) least busy of
+    ``candidates`` (by CPU, then memory), the others in their order; and how many went."""
+    ranked = sorted(candidates, key=lambda p: (p.cpu_percent, p.memory_rss_bytes))
+    gone = {p.pid for p in ranked[:max(1, min(count, len(ranked)))]}
+    assert report.processes_info is not None  # the candidates came from it
+    kept = [p for p in report.processes_info.processes if p.pid not in gone]
+    return attrs.evolve(report, processes_info=attrs.evolve(report.processes_info, processes=kept)), len(gone)
 
 
 def _keeping(connections: list[Connection]) -> Callable[[Connection], int]:

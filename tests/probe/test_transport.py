@@ -64,24 +64,37 @@ def sent(body: bytes) -> tuple[bytes, dict]:
     return raw, orjson.loads(raw)
 
 
-@pytest.mark.parametrize("processes", [100, 1000])
-def test_a_report_over_the_memory_budget_leaves_connections_out_then_processes(processes: int) -> None:
+@pytest.mark.parametrize(("processes", "connections"), [(100, 3000), (1000, 300), (3000, 300)])
+def test_a_report_over_the_memory_budget_leaves_idle_processes_out_then_connections_then_the_rest(
+        processes: int, connections: int) -> None:
+    """Connections went first: a host of 1,200 processes at the default budget
+    was sent with no socket, every edge gone, for processes that made none."""
     budget = MemoryBudget(limit=1024**2, history=3600.0, process_history=900.0)
     report = decode_report(host_report(1, timestamp=1_800_000_000.0, containers=4, processes=processes,
-                                       connections=3000, peers=[2, 3, 4, 5]))
+                                       connections=connections, peers=[2, 3, 4, 5]))
     listening = [c for c in report.network_info.connections if c.state == "LISTEN"]
+    holders = {c.pid for c in report.network_info.connections}
+    idle = [p for p in report.processes_info.processes if p.pid not in holders]
+    assert bool(idle) == (processes > connections)
     body, dropped = encode_report(report, budget=budget)
     raw, document = sent(body)
     fitted = decode_report(document)
     # What the server will estimate of this very body fits.
     assert budget.footprint(fitted, len(raw)).bytes <= budget.limit
     kept_connections, kept_processes = fitted.network_info.connections, fitted.processes_info.processes
-    assert dropped == 3000 + processes - len(kept_connections) - len(kept_processes) > 0
-    if len(kept_processes) == processes:  # connections alone were enough: listening sockets stay
-        assert set(listening) <= set(kept_connections) and len(kept_connections) < 3000
-    else:  # processes only once every connection is out
-        assert kept_connections == [] and 0 < len(kept_processes) < processes
-        assert kept_processes == report.processes_info.processes[:len(kept_processes)]
+    assert dropped == connections + processes - len(kept_connections) - len(kept_processes) > 0
+    kept_pids = {p.pid for p in kept_processes}
+    gone_idle = [p for p in idle if p.pid not in kept_pids]
+    kept_idle = [p for p in idle if p.pid in kept_pids]
+    # The least busy went first.
+    assert all((p.cpu_percent, p.memory_rss_bytes) <= (q.cpu_percent, q.memory_rss_bytes)
+               for p in gone_idle for q in kept_idle)
+    if len(kept_connections) < connections:  # sockets only once no idle process is left
+        assert kept_idle == []
+    assert {c.pid for c in kept_connections} <= kept_pids  # a socket sent is its process's
+    if processes > connections:  # idle processes made the room: every listener stays
+        assert set(listening) <= set(kept_connections)
+    assert kept_processes == [p for p in report.processes_info.processes if p.pid in kept_pids]  # in their order
 
 
 def test_listening_sockets_stay_as_the_collector_names_them() -> None:
