@@ -395,7 +395,7 @@ async def _collect(publisher: Publisher, standing: Standing, server: str, collec
                    interval: float, asked: ReportRequests | None, collected: trio.lowlevel.ParkingLot) -> None:
     """Collect into ``publisher``'s outbox, forever (``run_publisher``); say
     once while connected (``standing``) that the server is behind."""
-    trimming = behind = False
+    trimming = behind = late = False
     while True:
         if asked is not None:
             asked.answering()
@@ -410,8 +410,10 @@ async def _collect(publisher: Publisher, standing: Standing, server: str, collec
             body, dropped = encode_report(report, publisher.max_report_bytes, publisher.memory_budget)
             if dropped and not trimming:
                 log.warning("this host's report is larger than the server takes (bytes, or memory per agent): "
-                            "%d connections, processes or containers left out or cut short (listening "
-                            "sockets and running containers kept longest); said again once it fits", dropped)
+                            "%d connections, processes or containers left out or cut short (processes without "
+                            "sockets first, the least busy first; listening sockets and running containers kept "
+                            "longest); raise the server's --agent-memory-budget or --max-body-size to send it "
+                            "whole; said again once it fits", dropped)
             elif trimming and not dropped:
                 log.info("the report fits again: nothing left out")
             trimming = bool(dropped)
@@ -423,7 +425,20 @@ async def _collect(publisher: Publisher, standing: Standing, server: str, collec
                 behind = True
                 log.warning("server %s takes reports more slowly than they are collected (every %g s): they wait, "
                             "up to %d, the oldest dropped", server, interval, publisher.outbox.limit)
-        next_report = trio.current_time() + interval
+        # An interval from the start of this collection, so reports keep their
+        # pace (an interval after its end, a host whose collection took 4 s
+        # reported every 19 s for 15); one that took longer than the interval
+        # is followed an interval after its end, so the probe's collecting
+        # takes half a core at most, and says so.
+        took = trio.current_time() - collected_at
+        next_report = collected_at + interval if took < interval else trio.current_time() + interval
+        if (took >= interval) != late:
+            late = took >= interval
+            if late:
+                log.warning("collecting this host's report took %.1f s, longer than the interval (%g s): the next "
+                            "report comes an interval after it ends; said again once it fits", took, interval)
+            else:
+                log.info("collecting this host's report fits the interval again (%.1f s)", took)
         if asked is not None and await asked.wait(next_report):
             next_report = min(next_report, max(trio.current_time(), collected_at + ASKED_REPORT_GAP))
         await trio.sleep_until(next_report)

@@ -506,3 +506,31 @@ async def test_a_flapping_server_is_said_about_once_a_minute_with_its_interrupti
     said = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage() or "connected" in r.getMessage()]
     assert reports > 200 and 3 <= len(said) <= 600 / 60 + 3, said
     assert any("interruptions in the last" in m for m in said), said
+
+
+@pytest.mark.parametrize(("takes", "gap"), [(4.0, 15.0), (20.0, 35.0)])
+async def test_reports_keep_their_interval_from_each_collections_start(
+        takes: float, gap: float, autojump_clock: Any, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Timed from a collection's end, a host whose collection took 4 s reported
+    every 19 s for 15; one longer than the interval is followed an interval
+    after it ends (the probe's collecting at most half a core), and said once."""
+    caplog.set_level(logging.INFO, logger="trioscope_probe")
+    starts: list[float] = []
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path.startswith("/api/v1/agents/config"):
+            return httpx.Response(404)
+        return httpx.Response(202 if request.url.path == "/api/v1/reports" else 200, json={})
+
+    async def slow(function: Any, *args: Any, **_: Any) -> Any:
+        starts.append(trio.current_time())
+        await trio.sleep(takes)
+        return function(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", slow)
+    with trio.move_on_after(200):
+        await run_publisher("http://server", "probe-1", "host", 15.0, 40, _report, transport=httpx.MockTransport(server))
+    assert len(starts) >= 4 and [b - a for a, b in zip(starts, starts[1:])] == [pytest.approx(gap)] * (len(starts) - 1)
+    late = [r.getMessage() for r in caplog.records if "longer than the interval" in r.getMessage()]
+    assert len(late) == (1 if takes > 15 else 0), late
