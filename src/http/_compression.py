@@ -87,6 +87,20 @@ def headers(encoding: str | None) -> dict[str, str]:
     return {"Vary": "Accept-Encoding", **({"Content-Encoding": encoding} if encoding else {})}
 
 
+async def json_body_response(body: bytes) -> Response:
+    """``body`` (JSON, made once for this request) compressed as the client
+    asks when it is worth it: inline up to ``INLINE_BYTES``, in a worker
+    thread beyond (a host's latest report of 40,000 sockets, 8 MB, was sent
+    whole whatever the client accepted)."""
+    encoding = accepted_encoding() if len(body) >= MIN_SIZE else None
+    if encoding is not None:
+        if len(body) <= INLINE_BYTES:
+            body = compressed(body, encoding, STREAM_LEVELS)
+        else:
+            body = await trio.to_thread.run_sync(compressed, body, encoding, STREAM_LEVELS)
+    return Response(body, content_type=JSON, headers=headers(encoding))
+
+
 def streamed_response(pieces: Iterator[bytes], encoding: str | None,
                       extra_headers: dict[str, str] | None = None,
                       sent: Callable[[bytes], object] | None = None) -> Response:

@@ -36,7 +36,8 @@ from trioscope.wire import rfc3339_seconds
 from . import _directory, _gate, _tokens
 from ._catching_up import views_caught_up
 from ._compression import (
-    INLINE_BYTES, MAX_KEPT, MIN_SIZE, STREAM_LEVELS, accepted_encoding, compressed, headers, streamed_response,
+    INLINE_BYTES, MAX_KEPT, MIN_SIZE, STREAM_LEVELS, accepted_encoding, compressed, headers, json_body_response,
+    streamed_response,
 )
 from ._control_rule import controllers
 from ._errors import ApiError
@@ -316,8 +317,8 @@ async def latest(agent_id: str) -> Response:
         raise ApiError(404, "no_report", f"agent {agent_id!r} has not sent a report yet",
                        details={"agent_id": agent_id})
     # The report as the agent sent it: it was parsed once already, it is valid JSON.
-    return json_response({"agent_id": agent_id, "received_at": rfc3339_seconds(found.received_at),
-                          "report": orjson.Fragment(found.raw)})
+    return await json_body_response(orjson.dumps({"agent_id": agent_id, "received_at": rfc3339_seconds(
+        found.received_at), "report": orjson.Fragment(found.raw)}))
 
 
 @blueprint.get("/api/v1/query/agents/<agent_id>/timeseries")

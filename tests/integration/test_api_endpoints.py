@@ -301,6 +301,18 @@ def test_gzip_report_is_accepted(client: httpx.Client) -> None:
     assert len(latest.json()["report"]["processes_info"]["processes"]) == 5
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "br"])
+def test_an_agents_latest_report_is_compressed_as_the_client_asks(client: httpx.Client, encoding: str) -> None:
+    """A busy host's latest report (8 MB) was sent whole whatever the client accepted."""
+    agent_id = fresh(f"latest-{encoding}")
+    report = host_report(41, timestamp=time.time(), containers=2, processes=50, agent_prefix=agent_id)
+    assert post_report(client, report).status_code == 202
+    latest = client.get(f"/api/v1/query/agents/{report['agent_id']}/latest", headers={"Accept-Encoding": encoding})
+    assert latest.status_code == 200 and latest.headers["Content-Encoding"] == encoding
+    assert int(latest.headers["Content-Length"]) < len(json.dumps(report)) / 3  # the wire, before httpx decodes
+    assert len(latest.json()["report"]["processes_info"]["processes"]) == 50
+
+
 def test_report_with_unknown_fields_is_accepted(client: httpx.Client) -> None:
     agent_id = fresh("newer-probe")
     report = minimal_report(agent_id, gpu_info={"count": 2}, host_info={"hostname": "h", "tpm": True,
