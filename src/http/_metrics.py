@@ -22,6 +22,7 @@ from trioscope.bus import BusProgress
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
 from trioscope.domain.metric_labels import OTHER, api_error_type, method_label
+from trioscope.domain.metrics import WriteOutcome
 from trioscope.runtime import ActorStats, ActorSystem, Published, SupervisorStats
 
 # The *_created series double the exposition for nothing a dashboard uses.
@@ -368,6 +369,10 @@ class Metrics:
         self.refusals = Counter(
             "app_requests_refused", "Requests refused to protect the server (rate limits, connection caps, "
             "agent capacity), by reason", ["reason"], registry=self.registry)
+        self.samples_left_out = Counter(
+            "trioscope_metric_samples_left_out", "Samples agents wrote (/api/v1/metrics/write) that the embedded "
+            "engine did not keep, by reason: too_old (past storage.max_data_age), superseded (a later sample of "
+            "the same series and 15 s bucket kept instead)", ["reason"], registry=self.registry)
         self.audit_unrecorded = Counter(
             "app_audit_refusals_unrecorded", "Refusals left out of the audit log (sampled per address, or per agent "
             "or user where the credentials proved who sent them: the next recorded one says how many)",
@@ -403,6 +408,13 @@ class Metrics:
     def watch_bus(self, progress: BusProgress) -> None:
         """Expose how far this replica has read the report stream."""
         self.registry.register(_BusCollector(progress))
+
+    def samples_written(self, outcome: WriteOutcome) -> None:
+        """Count what a metrics write left out (the write is answered 204 all the same)."""
+        if outcome.too_old:
+            self.samples_left_out.labels("too_old").inc(outcome.too_old)
+        if outcome.displaced:
+            self.samples_left_out.labels("superseded").inc(outcome.displaced)
 
     def refused(self, reason: str) -> None:
         """Count a refusal; ``reason`` is one of a fixed few (bounded labels)."""

@@ -111,7 +111,7 @@ async def write() -> Response:
                                  deployment_hash=agent.deployment_hash, limits=_write_limits(s.settings))
         samples = await off_loop(body, read, threshold=OFF_LOOP_POINTS_BYTES)
     try:
-        await _current_backend().write(deployment.tenant, agent.deployment_hash, samples)
+        s.metrics.samples_written(await _current_backend().write(deployment.tenant, agent.deployment_hash, samples))
     except metrics.WriteLimitExceeded as exc:
         raise _limit_error(exc) from None
     except PrometheusError as exc:

@@ -114,9 +114,10 @@ def success(data: Any, warnings: Sequence[str] = ()) -> Answer:
 class MetricsBackend(Protocol):
     """Where the metrics API writes and reads."""
 
-    async def write(self, tenant: str, deployment_hash: str, samples: list[metrics.Sample]) -> None:
-        """Store ``samples`` (labels already stamped). Raises ``WriteLimitExceeded``,
-        or ``PrometheusError`` (503) when the engine does not take them."""
+    async def write(self, tenant: str, deployment_hash: str, samples: list[metrics.Sample]) -> metrics.WriteOutcome:
+        """Store ``samples`` (labels already stamped); what became of them here.
+        Raises ``WriteLimitExceeded``, or ``PrometheusError`` (503) when the
+        engine does not take them."""
 
     async def read(self, tenant: str, api: str, params: Params, label: str = "") -> Answer:
         """Answer read ``api`` (one of ``READ_APIS``) for ``tenant`` with ``params``,
@@ -261,8 +262,10 @@ class EmbeddedMetrics:
         """Answers encoded at once: one, as when the event loop encoded them (each
         holds its data, its pieces and its body: up to ~3 x 64 MiB)."""
 
-    async def write(self, tenant: str, deployment_hash: str, samples: list[metrics.Sample]) -> None:
-        await self._actor.ask(WriteSamples(tenant, deployment_hash, samples), timeout=self._timeout)
+    async def write(self, tenant: str, deployment_hash: str, samples: list[metrics.Sample]) -> metrics.WriteOutcome:
+        outcome: metrics.WriteOutcome = await self._actor.ask(WriteSamples(tenant, deployment_hash, samples),
+                                                              timeout=self._timeout)
+        return outcome
 
     async def read(self, tenant: str, api: str, params: Params, label: str = "") -> Answer:
         now = time.time()

@@ -80,8 +80,9 @@ class ProxiedMetrics:
         log.warning("metrics engine %s: %s", self._url, exc)
         return PrometheusError(503, "unavailable", f"the metrics engine did not answer: {type(exc).__name__}")
 
-    async def write(self, tenant: str, deployment_hash: str, samples: list[metrics.Sample]) -> None:
-        await self._actor.ask(WriteSamples(tenant, deployment_hash, samples), timeout=self._timeout)
+    async def write(self, tenant: str, deployment_hash: str, samples: list[metrics.Sample]) -> metrics.WriteOutcome:
+        outcome: metrics.WriteOutcome = await self._actor.ask(WriteSamples(tenant, deployment_hash, samples),
+                                                              timeout=self._timeout)
         series: dict[metrics.Labels, tuple[list[float], list[int]]] = {}
         for sample in samples:
             values, stamps = series.setdefault(sample.labels, ([], []))
@@ -97,6 +98,9 @@ class ProxiedMetrics:
             log.warning("metrics engine %s refused a write: %s %s", self._url, response.status_code,
                         response.text[:200])
             raise PrometheusError(503, "unavailable", f"the metrics engine refused the write ({response.status_code})")
+        # The engine keeps every sample at its own resolution: nothing was left out there.
+        return metrics.WriteOutcome(new_series=outcome.new_series, kept=len(samples), too_old=0, superseded=0,
+                                    displaced=0)
 
     async def read(self, tenant: str, api: str, params: Params, label: str = "") -> Answer:
         check_params(api, params)  # what Prometheus refuses is refused here too, whatever the engine takes

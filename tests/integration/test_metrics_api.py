@@ -100,6 +100,29 @@ async def test_json_write_and_range_query(server: ServerProcess) -> None:
         assert [t for t, _ in series["values"]] == [start + 15 * i for i in range(10)]
 
 
+def _left_out(server: ServerProcess) -> dict[str, float]:
+    text = httpx.get(f"{server.base_url}/metrics").text
+    return {reason: sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                        if line.startswith(f'trioscope_metric_samples_left_out_total{{reason="{reason}"'))
+            for reason in ("too_old", "superseded")}
+
+
+async def test_samples_the_embedded_engine_leaves_out_are_counted(embedded: ServerProcess) -> None:
+    """A write answered 204 kept one sample per series and 15 s bucket and none
+    past the retention, and nothing said how many it left out."""
+    async with httpx.AsyncClient() as client:
+        tenant = await new_tenant(client, embedded)
+        before = _left_out(embedded)
+        bucket = (int(time.time()) // 15) * 15 - 60
+        points = [{"metric": "gauge_5s", "value": value, "timestamp": bucket + offset}
+                  for offset, value in ((0, 1.0), (5, 100.0), (10, 1.0))]
+        points.append({"metric": "gauge_5s", "value": 7.0, "timestamp": int(time.time()) - 3 * 86400})
+        response = await tenant.write(client, __import__("orjson").dumps({"points": points}), "application/json")
+        assert response.status_code == 204, response.text
+        after = _left_out(embedded)
+    assert (after["superseded"] - before["superseded"], after["too_old"] - before["too_old"]) == (2, 1)
+
+
 async def test_rate_and_sum_by(server: ServerProcess) -> None:
     async with httpx.AsyncClient() as client:
         tenant = await new_tenant(client, server)

@@ -268,6 +268,10 @@ class WriteOutcome:
     superseded: int
     """Samples not held because their series holds one of the same 15 s bucket with
     a later timestamp (the store's resolution, not an error)."""
+    displaced: int = 0
+    """Samples the write left its series fewer than it brought, too old ones
+    apart: those superseded, and those (held, or of this write) a later sample
+    of their bucket took the place of. What an operator counts as left out."""
 
 
 @attrs.frozen(kw_only=True)
@@ -347,7 +351,8 @@ class MetricStore:
                     if (series := held.series.get(labels)) is not None)
         held.samples += added
         self._samples += added
-        return WriteOutcome(new_series=len(new), kept=kept, too_old=too_old, superseded=superseded)
+        return WriteOutcome(new_series=len(new), kept=kept, too_old=too_old, superseded=superseded,
+                            displaced=len(samples) - too_old - added)
 
     def _check_room(self, held: TenantSeries | None, deployment_hash: str, new: set[Labels]) -> None:
         """Raises ``WriteLimitExceeded`` (429) naming the first limit ``new`` series would pass."""
