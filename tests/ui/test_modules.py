@@ -687,6 +687,16 @@ def test_a_sparkline_lays_samples_out_by_time_and_breaks_past_its_step(page: Pag
     assert result[2] == ["1", "0", []]  # one sample: no line
 
 
+def test_a_line_joins_samples_within_twice_their_usual_spacing(page: Page) -> None:
+    """A fixed two buckets drew a probe reporting every 60 s as lone dots, as if it flapped."""
+    result = run(page, "dom", """
+      return [m.joinWithin([0, 60, 120, 180, 600, 660], 15), m.joinWithin([0, 15, 30, 45], 15), m.joinWithin([7], 15),
+              m.sparkline([[0, 1], [60, 2], [120, 3], [600, 4]], { start: 0, end: 600,
+                          maxStep: m.joinWithin([0, 60, 120, 600], 15) }).dataset.runs];
+    """)
+    assert result == [120, 30, 30, "2"]  # every 60 s: one line; a gap of 8 minutes: a break
+
+
 def test_sizes_changing_at_every_version_are_redrawn_at_most_once_a_second(page: Page) -> None:
     # With "size by" set, most nodes' sizes change at each version (3.5 a second):
     # redrawing 116,000 nodes at each locked the page.

@@ -5,7 +5,7 @@
 // processes (groups.js) is described from the live view's node.
 
 import { api } from "./api.js";
-import { el, sparkline, stableKey } from "./dom.js";
+import { el, joinWithin, sparkline, stableKey } from "./dom.js";
 import { STALE_REASON, engineDown, stale, statusText } from "./engine.js";
 import { health } from "./health.js";
 import { metricLabel, metricValue, visible } from "./format.js";
@@ -231,11 +231,11 @@ export class DetailsPanel {
     // The points are the buckets that hold data: each at its own time over
     // the window, which ends now (or at the newest point, on a page whose
     // clock is behind the server's), so a stretch the node was not reported
-    // stays as wide as it lasted. A line crosses one empty bucket (a probe's
-    // report a little late skips one) but not two or more.
+    // stays as wide as it lasted. A line crosses what is within twice the
+    // reports' usual spacing (one a little late skips a bucket), not more.
     const times = points.map((p) => Date.parse(p.timestamp) / 1000);
     const end = Math.max(Date.now() / 1000, times.length ? times[times.length - 1] : 0);
-    const axis = { start: end - HISTORY_S, end, maxStep: 2 * resolution };
+    const axis = { start: end - HISTORY_S, end, maxStep: joinWithin(times, resolution) };
     return el("section", { class: "metrics" },
       el("h3", { text: `Metrics (${resolution} s)` }),
       names.map((name) => el("div", { class: "metric", "data-metric": name },

@@ -50,6 +50,17 @@ export function returnFocusAfter(dialog) {
 
 const SVG = "http://www.w3.org/2000/svg";
 
+// How far apart two samples of `times` (seconds, ascending) may be and still
+// be joined by a line: twice their usual spacing (the median), and at least
+// twice `least` (the series' resolution). A writer or probe every 30 or 60 s
+// was drawn as lone dots against a fixed two buckets, as if it flapped; a gap
+// of several of its own intervals stays a gap.
+export function joinWithin(times, least) {
+  const gaps = times.slice(1).map((t, i) => t - times[i]).sort((a, b) => a - b);
+  const usual = gaps.length ? gaps[Math.floor(gaps.length / 2)] : least;
+  return 2 * Math.max(least, usual);
+}
+
 // A sparkline of `samples`, [unix seconds, value] pairs oldest first, laid
 // out by their time over the window `start`..`end` (seconds): x is time, so a
 // stretch without samples takes the width it lasted. The line breaks where

@@ -9,7 +9,7 @@
 // refresh never closes the picker under the user's hand.
 
 import { api } from "./api.js";
-import { el, sparkline } from "./dom.js";
+import { el, joinWithin, sparkline } from "./dom.js";
 import { metricValue, visible } from "./format.js";
 import { exactSelector, quote, sameLabels, seriesKey, seriesLabel, sortSeries, valuesOnGrid } from "./promql.js";
 
@@ -128,19 +128,26 @@ export class SeriesChart {
     // On a grid that refreshes share, its last step at or just after now (so the newest sample is in).
     const end = Math.ceil(Date.now() / 1000 / STEP_S) * STEP_S;
     const start = end - WINDOW_S;
-    const params = new URLSearchParams({ query: exactSelector(labels, absent), start: String(start), end: String(end),
-      step: String(STEP_S) });
+    // Each step's own sample only (last_over_time over a step): a bare selector
+    // looks back 5 minutes, so a silent writer's last value was drawn on
+    // through its outage, as if it were still reported.
+    const query = `last_over_time(${exactSelector(labels, absent)}[${STEP_S}s])`;
+    const params = new URLSearchParams({ query, start: String(start), end: String(end), step: String(STEP_S) });
     const answer = await api(`${BASE}/query_range?${params}`, { signal });
     const result = ((answer && answer.data && answer.data.result) || []);
     const found = result.find((r) => sameLabels(r.metric || {}, labels)) || result[0];
     const values = valuesOnGrid(found ? found.values : [], start, end, STEP_S);
     const latest = [...values].reverse().find((v) => v !== null);
+    // The steps holding a sample: a step without one breaks the line only
+    // where it is a gap of the series' own pace (joinWithin).
+    const points = values.map((v, i) => [start + i * STEP_S, v]).filter(([, v]) => v !== null);
+    const joined = joinWithin(points.map(([t]) => t), STEP_S);
     const name = labels.__name__ || "";
     this.chart.dataset.series = seriesKey(labels);
     const shown = visible(seriesLabel(labels));
     this.chart.replaceChildren(
       el("span", { class: "series-name", text: shown, title: shown }),
-      sparkline(values.map((v, i) => [start + i * STEP_S, v]), { start, end, maxStep: STEP_S }),
+      sparkline(points, { start, end, maxStep: joined }),
       el("span", { class: "value", text: latest === undefined ? "–" : metricValue(name, latest) }));
     if (latest === undefined) this.#state("no-data", "This series has no samples in the last 15 minutes.");
     else this.#state("drawn", "");
