@@ -478,6 +478,9 @@ def test_only_a_signed_reports_containers_offer_controls():
     snap = published(graph)
     assert [c["id"] for c in snap.node(container_id(C1)).metadata["controls"]] == [
         "stop", "restart", "pause", "logs", "exec", "inspect"]
+    # Asked to confirm: what stops or freezes every process of the container (pause was not).
+    assert [c["id"] for c in snap.node(container_id(C1)).metadata["controls"] if c["confirm"]] == [
+        "stop", "restart", "pause"]
     assert "controls" not in snap.node(container_id(C2)).metadata
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 _LABELS = {"start": "Start", "stop": "Stop", "restart": "Restart", "pause": "Pause", "unpause": "Resume",
            "remove": "Remove", "logs": "Logs", "exec": "Run command", "inspect": "Inspect"}
-_CONFIRM = {"stop", "restart", "remove"}
+_CONFIRM = {"stop", "restart", "pause", "remove"}
+"""Controls the UI asks to confirm: those that stop or freeze what the container serves, or lose it."""
 ACTIONS: tuple[str, ...] = tuple(sorted(_LABELS))
 """Every container control (``docker.<action>`` on the probe), sorted."""
 
