@@ -13,6 +13,7 @@ from ._actor import ActorContext as ActorContext
 from ._actor import Forward as Forward
 from ._actor import Later as Later
 from ._actor import Terminated as Terminated
+from ._cutoff import Cutoff as Cutoff
 from ._exceptions import ActorFailed as ActorFailed
 from ._exceptions import ActorNotFound as ActorNotFound
 from ._exceptions import ActorStopped as ActorStopped
@@ -25,6 +26,7 @@ from ._exceptions import RestartIntensityExceeded as RestartIntensityExceeded
 from ._exceptions import StartFailed as StartFailed
 from ._exceptions import TooManyChildren as TooManyChildren
 from ._exceptions import UnhandledMessage as UnhandledMessage
+from ._exceptions import WorkAbandoned as WorkAbandoned
 from ._handoff import Handoff as Handoff
 from ._intensity import Backoff as Backoff
 from ._intensity import RestartHistory as RestartHistory
@@ -70,6 +72,7 @@ __all__ = [
     "AskTimeout",
     "Backoff",
     "ChildSpec",
+    "Cutoff",
     "DuplicateChild",
     "Forward",
     "Handoff",
@@ -96,6 +99,7 @@ __all__ = [
     "TooManyChildren",
     "UnhandledMessage",
     "Waiting",
+    "WorkAbandoned",
     "dynamic_supervisor",
     "in_steps",
     "in_thread",

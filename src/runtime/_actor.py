@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import trio
 
-from ._exceptions import ActorStopped, UnhandledMessage
+from ._exceptions import ActorStopped, UnhandledMessage, WorkAbandoned
 from ._timers import MIN_TIMER, Alarm, Sweep, Timer, Waiting, check_delay
 
 log = logging.getLogger("trioscope.runtime")
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from ._node import ActorCell
@@ -140,6 +142,23 @@ class ActorContext:
             await self._cell.ref.send(message)
         except ActorStopped:
             pass
+
+    async def in_thread(self, work: Callable[..., T], *args: Any, limiter: trio.CapacityLimiter | None = None,
+                        what: str = "work in a thread") -> T:
+        """``work(*args)`` in a worker thread (of ``limiter``), waited for
+        to its end whatever cancels the actor, as ``trio.to_thread.run_sync``
+        waits (a kill past the shutdown timeout included: a commit's caller
+        must learn whether it landed); an exception of ``work`` is raised here.
+
+        Raises:
+            WorkAbandoned: the system's cutoff came first (``ActorSystem.cutoff``,
+                the end of a shutdown): the thread is left to end alone, and
+                holds whatever ``work`` uses (and ``limiter``'s token) until
+                then; ``what`` names it in the error.
+        """
+        with self.ref.shielded():
+            return await trio.to_thread.run_sync(work, *args, limiter=limiter, abandon_on_cancel=True)
+        raise WorkAbandoned(self.path, what)
 
     def send_after(self, delay: float, message: Any) -> Timer:
         """Send ``message`` to this actor in ``delay`` seconds (through its

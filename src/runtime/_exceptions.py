@@ -128,3 +128,15 @@ class LinkedActorTerminated(ActorSystemError):
         super().__init__(f"linked actor {path} terminated: {reason}")
         self.path = path
         self.reason = reason
+
+
+class WorkAbandoned(ActorSystemError):
+    """The system's cutoff came (the end of a shutdown) while an actor waited
+    for work it shields from cancellation (``ActorContext.in_thread``): the
+    wait was given up, and the work goes on alone, or not, unseen. Whether it
+    took effect is unknown: nothing may report it done."""
+
+    def __init__(self, path: str, what: str) -> None:
+        super().__init__(f"{path} gave up waiting for {what} at the system's cutoff, the end of its shutdown")
+        self.path = path
+        self.what = what

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +13,7 @@ import trio
 from ._exceptions import ActorStopped, AskTimeout, MailboxFull
 
 if TYPE_CHECKING:
+    from ._cutoff import Cutoff, CutoffScope
     from ._node import ActorCell
 
 
@@ -185,7 +187,7 @@ class ActorRef:
             self._cell.dead_letter(message)
             raise
 
-    async def ask(self, message: Any, timeout: float | None = 5.0) -> Any:
+    async def ask(self, message: Any, timeout: float | None = 5.0, *, cutoff: Cutoff | None = None) -> Any:
         """Send ``message`` and wait for the actor's ``handle`` return value.
 
         A full mailbox fails at once (``MailboxFull``) rather than waiting: asks
@@ -200,9 +202,13 @@ class ActorRef:
         ``Forward`` hands the ask on to another actor: the deadline covers both,
         and ``taken`` says whether the actor it was forwarded to (the one that
         answers) had started on it; forwarding itself must be safe to repeat.
+        ``cutoff`` may bring the deadline forward (``Cutoff.cut``), also
+        while the ask waits: an asker that shields its ask (a poll whose
+        command may be being handed out) still learns ``taken`` then.
 
         Raises:
-            AskTimeout: no reply within ``timeout`` seconds (None waits forever).
+            AskTimeout: no reply within ``timeout`` seconds (None waits forever),
+                or by the cutoff.
             ActorFailed: ``handle`` raised on this message.
             ActorStopped: the actor terminated before handling it (or the actor
                 it was forwarded to had).
@@ -210,11 +216,20 @@ class ActorRef:
         """
         ask = Ask(message)
         self.tell(ask)
-        if timeout is None:
+        if timeout is None and cutoff is None:
             return await ask.wait()
-        with trio.move_on_after(timeout):
+        limit = math.inf if timeout is None else timeout
+        with trio.move_on_after(limit) if cutoff is None else cutoff.scope(limit):
             return await ask.wait()
-        raise AskTimeout(self._cell.path, timeout, taken=not ask.abandon())
+        raise AskTimeout(self._cell.path, limit, taken=not ask.abandon())
+
+    def shielded(self) -> CutoffScope:
+        """A cancel scope shielded from every cancellation but the system's
+        cutoff (``ActorSystem.cutoff``: the end of a shutdown), for waiting on
+        this actor's work to its end, whatever cancels the waiter (a commit:
+        its caller must learn whether it landed). ``cancelled_caught`` once
+        the cutoff ended it: what the work did is unknown."""
+        return self._cell.system.cutoff.scope(shield=True)
 
     async def wait_stopped(self) -> None:
         """Return once the actor has terminated for good."""

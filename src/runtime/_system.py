@@ -9,6 +9,7 @@ from typing import Any
 
 import trio
 
+from ._cutoff import Cutoff
 from ._exceptions import ActorNotFound, DuplicateChild, StartFailed
 from ._node import ActorCell, Node, Status
 from ._specs import SupervisorSpec
@@ -23,7 +24,13 @@ class ActorSystem:
     There is no global system: code that needs one is handed it explicitly.
     """
 
-    def __init__(self, root: SupervisorSpec) -> None:
+    def __init__(self, root: SupervisorSpec, cutoff: Cutoff | None = None) -> None:
+        self.cutoff = cutoff if cutoff is not None else Cutoff()
+        """When the waits that actors shield from cancellation are given up
+        (``ActorRef.shielded``, ``ActorContext.in_thread``): the end of the
+        shutdown, set by whoever runs it. Killing an actor past its shutdown
+        timeout cancels it, and the shield holds that off: a commit under way
+        is still waited for, so that its caller learns whether it landed."""
         self._registry: dict[str, Node] = {}
         self._dead_letters: Counter[str] = Counter()
         self._restarts: Counter[str] = Counter()
@@ -116,16 +123,18 @@ class ActorSystem:
 
 
 @asynccontextmanager
-async def open_actor_system(root: SupervisorSpec) -> AsyncIterator[ActorSystem]:
+async def open_actor_system(root: SupervisorSpec, *, cutoff: Cutoff | None = None) -> AsyncIterator[ActorSystem]:
     """Start the tree (children in order, each ``on_start`` completed) and yield
-    the system; on leaving the block, shut it down gracefully.
+    the system; on leaving the block, shut it down gracefully. ``cutoff``:
+    the system's (``ActorSystem.cutoff``; its own when None), for a caller
+    that may have to cut its shutdown short before the system exists.
 
     Raises ``StartFailed`` if a child cannot start (those started are stopped).
     If the root supervisor gives up (its restart intensity is exceeded), the block
     is cancelled and the reason (``RestartIntensityExceeded``) is raised, inside an
     exception group as trio nurseries do.
     """
-    system = ActorSystem(root)
+    system = ActorSystem(root, cutoff)
     failed_start: StartFailed | None = None
     async with trio.open_nursery() as nursery:
         # Started first and cancelled last: actors set timers from on_start to on_stop.

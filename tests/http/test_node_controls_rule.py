@@ -92,10 +92,10 @@ def source_asks(monkeypatch: pytest.MonkeyPatch) -> list[GetNodeSources]:
     asked: list[GetNodeSources] = []
     ask = ActorRef.ask
 
-    async def counted(self: ActorRef, message: Any, timeout: float | None = 5.0) -> Any:
+    async def counted(self: ActorRef, message: Any, timeout: float | None = 5.0, **options: Any) -> Any:
         if isinstance(message, GetNodeSources):
             asked.append(message)
-        return await ask(self, message, timeout=timeout)
+        return await ask(self, message, timeout=timeout, **options)
 
     monkeypatch.setattr(ActorRef, "ask", counted)
     return asked
