@@ -7,7 +7,9 @@ The same function runs each serving process of ``--workers N``
 Shutdown order on SIGINT/SIGTERM: stop accepting connections and let in-flight
 requests finish (Hypercorn's graceful phase, half the budget), then stop the
 actors in reverse start order, each draining its mailbox. A second signal, or the
-budget running out, cancels whatever is left.
+budget running out, cancels whatever is left, what is shielded from cancellation
+included: writes to clients (``trioscope.http.client_writes``) end with the
+graceful phase.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import socket
 import sqlite3
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
@@ -42,13 +44,13 @@ import trioscope.bus
 from trioscope.config import Settings, format_duration
 from trioscope.exit_code import ExitCode as ExitCode
 from trioscope.http import (
-    MAX_WEBSOCKET_MESSAGE, create_app, endpoint_lines, install_bounded_websockets, install_guarded_tcp_server,
-    stop_live_updates,
+    MAX_WEBSOCKET_MESSAGE, client_writes, create_app, endpoint_lines, install_bounded_websockets,
+    install_guarded_tcp_server, stop_live_updates,
 )
 from trioscope.http._connection_limits import shared_room_warning  # not of the edge's API: said at start only
 from trioscope.http._hosts import loopback  # likewise
 from trioscope.http._memory_budget import typical_host_warning  # likewise
-from trioscope.runtime import RestartIntensityExceeded, open_actor_system
+from trioscope.runtime import Cutoff, RestartIntensityExceeded, open_actor_system
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import (
     StoreOpen, StoreReader, Unavailable, describe_database, disk_note, lock_sqlite, open_to_others, open_writer,
@@ -213,17 +215,24 @@ class _SecondSignal:
 
 
 async def _watch_signals(signals: AsyncIterator[int], stop: trio.Event, everything: trio.CancelScope,
-                         budget: float, second: _SecondSignal) -> None:
+                         budget: float, second: _SecondSignal, shielded: Sequence[Cutoff]) -> None:
+    """The first signal starts the shutdown, within ``budget``: ``everything``
+    is cancelled at its end, and the waits of ``shielded`` (which that
+    cancellation does not reach) end then too. A second signal ends both at once."""
     async for signum in signals:
         name = signal.Signals(signum).name
         if not stop.is_set():
             log.info("received %s: shutting down (at most %s)", name, format_duration(budget))
             stop.set()
             everything.deadline = trio.current_time() + budget
+            for cutoff in shielded:
+                cutoff.cut(everything.deadline)
         elif second.signum is None:
             # Said once it stopped (``serve``): one line, and only if it was cut short.
             second.signum = signal.Signals(signum)
             everything.cancel(reason=f"a second {name}")
+            for cutoff in shielded:
+                cutoff.cut(trio.current_time())
 
 
 def _data_dir_flag(settings: Settings) -> str:
@@ -530,11 +539,12 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
     stop = trio.Event()
     serve_now = trio.Event()
     second = _SecondSignal()
+    writes = client_writes(config)
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             with trio.CancelScope() as everything:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_watch_signals, signals, stop, everything, budget, second)
+                    nursery.start_soon(_watch_signals, signals, stop, everything, budget, second, (writes,))
                     if (trimmer := _trimmer()) is not None:
                         nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval, trimmer)
                     if worker is not None:
@@ -567,7 +577,16 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
                                         log.warning("%s", warning, extra={"event": "memory_budget_below_typical_host"})
                                 print(banner(settings, app, binds), file=out, flush=True)
                                 await stop.wait()
+                                # Hypercorn cancels its connections when its graceful phase ends, but
+                                # for their writes, which are shielded: they end then too.
+                                writes.cut(trio.current_time() + config.graceful_timeout)
                                 stop_live_updates(app)  # WebSockets would hold Hypercorn's drain up
+                            if writes.cut_short:
+                                log.warning("closed %d connection(s) still blocked writing to clients that read "
+                                            "nothing when the drain of requests ended (%s, half of "
+                                            "--shutdown-timeout)", writes.cut_short,
+                                            format_duration(config.graceful_timeout),
+                                            extra={"event": "writes_cut_at_shutdown", "connections": writes.cut_short})
                         log.info("http server stopped; stopping actors")
                     log.info("actors stopped")
                     nursery.cancel_scope.cancel()

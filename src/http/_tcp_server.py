@@ -43,6 +43,10 @@ socket when it decides to, and to fail alone.
   held its connection, the response being sent (a topology version of its
   own: ~40 MB at 1,000 hosts) or its WebSocket for ever, and a WebSocket
   closed for lagging never closed (its close frame waited behind the write).
+  Nor past the server's shutdown (``client_writes``): the shield kept out
+  Hypercorn's cancelling its connections at the end of its graceful phase,
+  and a second signal, so five WebSockets that read nothing held the process
+  ``write_timeout`` (30 s) past a 4 s ``--shutdown-timeout``.
 * HTTP/1.1 only: Hypercorn turns a plain connection into HTTP/2 when asked
   (``Upgrade: h2c``, or HTTP/2's preface), and every guard of the edge is
   built on h11's one request at a time (``_http11_only``).
@@ -87,6 +91,8 @@ from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.protocol.ws_stream import WSStream
 from hypercorn.trio.tcp_server import MAX_RECV, TCPServer
+
+from trioscope.runtime import Cutoff
 
 from ._access_log import headers_below
 from ._connection_limits import (
@@ -372,7 +378,7 @@ class GuardedTCPServer(TCPServer):
                 half_closed = True
             reading = self._reading
             if reading is None or not half_closed:
-                with trio.move_on_after(CLOSE_TIMEOUT):
+                with self._writes.scope(CLOSE_TIMEOUT):
                     await self.stream.aclose()  # TLS: its close_notify, which a client that reads nothing never takes
                     return
                 await trio.aclose_forcefully(self.stream)
@@ -452,11 +458,12 @@ class GuardedTCPServer(TCPServer):
                     await self._too_much_unsent(len(event.data))
                     return
             try:
-                with trio.CancelScope(shield=True):  # a write is never cut halfway, but by its timeout
-                    with trio.move_on_after(self._write_timeout) as timer:
-                        await self.stream.send_all(event.data)
-                    if timer.cancelled_caught:
-                        await self._client_stopped_reading()
+                # A write is never cut halfway, but by its timeout or the server's shutdown (``client_writes``).
+                with self._writes.scope(self._write_timeout, shield=True) as timer:
+                    await self.stream.send_all(event.data)
+                if timer.cancelled_caught:
+                    with trio.CancelScope(shield=True):
+                        await self._client_stopped_reading(cut=self._writes.reached)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 await self.protocol.handle(Closed())
         finally:
@@ -487,21 +494,45 @@ class GuardedTCPServer(TCPServer):
         await self.protocol.handle(Closed())
 
     @property
+    def _writes(self) -> Cutoff:
+        return client_writes(self.config)
+
+    @property
     def _write_timeout(self) -> float:
         return float(getattr(self.config, "trioscope_write_timeout", DEFAULT_WRITE_TIMEOUT))
 
-    async def _client_stopped_reading(self) -> None:
-        """A write waited ``server.write_timeout`` for the client to read: the
-        connection is closed (a write cut halfway leaves nothing to go on with),
-        and what it held (the response being sent, the version it was read
-        from, a WebSocket's client) goes with it."""
-        if self._admission is not None and self._held is not None:
-            self._admission.write_timed_out(self._held.source, self._write_timeout)
-        else:
-            log.info("closed a connection whose client read nothing for %g s (server.write_timeout)",
-                     self._write_timeout, extra={"event": "write_timeout"})
+    async def _client_stopped_reading(self, *, cut: bool) -> None:
+        """A write waited ``server.write_timeout`` for the client to read, or
+        until the server's shutdown cut it (``cut``: counted by
+        ``client_writes``, said once for all): the connection is closed (a
+        write cut halfway leaves nothing to go on with), and what it held (the
+        response being sent, the version it was read from, a WebSocket's
+        client) goes with it."""
+        if not cut:
+            if self._admission is not None and self._held is not None:
+                self._admission.write_timed_out(self._held.source, self._write_timeout)
+            else:
+                log.info("closed a connection whose client read nothing for %g s (server.write_timeout)",
+                         self._write_timeout, extra={"event": "write_timeout"})
         await trio.aclose_forcefully(self.stream)
         await self.protocol.handle(Closed())
+
+
+def client_writes(config: Any) -> Cutoff:
+    """The cutoff of every write to a client, and of every close that waits
+    for one (TLS's close_notify), on the connections of the Hypercorn server
+    ``config`` configures (made with its first use).
+
+    A write is shielded (never cut halfway), so neither Hypercorn's
+    cancelling its connections when its graceful phase ends nor a second
+    signal reached it: a client that reads nothing held the process up to
+    ``server.write_timeout`` past its shutdown. The server cuts them then
+    (``Cutoff.cut``): their connections are closed, and ``Cutoff.cut_short``
+    says how many."""
+    writes: Cutoff | None = getattr(config, "trioscope_writes", None)
+    if writes is None:
+        writes = config.trioscope_writes = Cutoff()
+    return writes
 
 
 def install_guarded_tcp_server() -> None:
