@@ -9,7 +9,8 @@ requests finish (Hypercorn's graceful phase, half the budget), then stop the
 actors in reverse start order, each draining its mailbox. A second signal, or the
 budget running out, cancels whatever is left, what is shielded from cancellation
 included: writes to clients (``trioscope.http.client_writes``) end with the
-graceful phase.
+graceful phase, and the actors' shielded waits (a commit, in a thread the
+database holds up) with the budget (the system's ``Cutoff``).
 """
 
 from __future__ import annotations
@@ -539,18 +540,20 @@ async def serve(settings: Settings, out: TextIO, worker: ServingWorker | None = 
     stop = trio.Event()
     serve_now = trio.Event()
     second = _SecondSignal()
+    shielded = Cutoff()  # the actors' (ActorSystem.cutoff)
     writes = client_writes(config)
     try:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             with trio.CancelScope() as everything:
                 async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_watch_signals, signals, stop, everything, budget, second, (writes,))
+                    nursery.start_soon(_watch_signals, signals, stop, everything, budget, second, (shielded, writes))
                     if (trimmer := _trimmer()) is not None:
                         nursery.start_soon(return_freed_memory, settings.server.memory_trim_interval, trimmer)
                     if worker is not None:
                         nursery.start_soon(_watch_parent, worker.parent_fd, stop, serve_now)
                     bus = await nursery.start(_report_bus, settings)
-                    async with open_actor_system(supervision_tree(settings, reader=reader, bus=bus)) as system:
+                    async with open_actor_system(supervision_tree(settings, reader=reader, bus=bus),
+                                                 cutoff=shielded) as system:
                         await resume_open_queues(system, reader)
                         app = create_app(system, settings, reader, worker=None if worker is None else worker.index,
                                          bus=bus)

@@ -130,14 +130,21 @@ class StoreFull(DatabaseUnavailable):
         self.args = ("the server's storage is full; nothing was written, send it again later",)
 
 
+CONNECTION_FAILED = ("the connection to the database failed while this was being written; it may have taken "
+                     "effect: check before sending it again")
+STOPPED_WHILE_WRITING = ("the server stopped while this was being written; it may have taken effect: check before "
+                         "sending it again")
+
+
 class OutcomeUnknown(Refusal):
     """The connection to the database failed while this commit was under way
-    and what it wrote could not be read back: it may or may not have been
-    written. Never sent again by the store: the client checks before repeating."""
+    and what it wrote could not be read back, or the server stopped waiting
+    for it at the end of its shutdown (``STOPPED_WHILE_WRITING``): it may or
+    may not have been written. Never sent again by the store: the client
+    checks before repeating."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__("the connection to the database failed while this was being written; it may have "
-                         "taken effect: check before sending it again")
+    def __init__(self, reason: str, message: str = CONNECTION_FAILED) -> None:
+        super().__init__(message)
         self.reason = reason
         """Why, for the log (it names the database server: not for clients)."""
 

@@ -21,6 +21,16 @@ bug, a statement the server refused) crashes the actor, as every failing
 commit does with SQLite (one file, no server), and its supervisor decides.
 Why commits are refused meanwhile is published (``GetAway``): readiness says
 it without asking the actor, which may be in the middle of a commit.
+
+A commit is waited for to its end, a kill past the actor's shutdown timeout
+notwithstanding, but not past the end of the server's shutdown (the system's
+cutoff): a database another program keeps locked (SQLite's ``busy_timeout``,
+30 s) held the process that long past its budget, and a second signal did not
+stop it. Then the commit's thread is left to end alone, with the connection
+(never closed from here: that would wait for it), and its groups are answered
+``OutcomeUnknown``, as their writers' waits are (``commit``): nothing reports
+a commit done that nobody saw end. SQLite's journal keeps the transaction
+whole, or not at all, when the process exits under it.
 """
 
 from __future__ import annotations
@@ -31,7 +41,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import outcome
@@ -39,16 +49,18 @@ import trio
 
 from trioscope.config import format_duration
 from trioscope.domain.commands import Command
-from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff, Published
+from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff, Published, WorkAbandoned
 from trioscope.domain.idempotency import WINDOW as IDEMPOTENCY_WINDOW
 from trioscope.domain.rates import Lull
 from trioscope.store import (AuditEntry, Database, SaveCommand, SaveIdempotencyKey, StoreReader, StoreWriter,
                              Unavailable, Write, database_down, describe_database, open_writer, postgres_url,
                              store_full)
 
-from .refusals import DatabaseUnavailable, OutcomeUnknown, StoreFull
+from .refusals import CONNECTION_FAILED, STOPPED_WHILE_WRITING, DatabaseUnavailable, OutcomeUnknown, StoreFull
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @attrs.define(eq=False)
@@ -91,7 +103,8 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
         DatabaseUnavailable: the database server is away (nothing written): send it again shortly.
             ``StoreFull``, one of them: the database's disk is full (nothing written).
         OutcomeUnknown: the connection broke under the commit and what it wrote
-            could not be read back: check before sending it again.
+            could not be read back, or the server's shutdown ended before the
+            commit did (the system's cutoff): check before sending it again.
         ActorStopped: the store stopped for good, or its incarnation ended,
             before it wrote them (nothing written).
         Exception: the database failed (its own error type, as the store raised it).
@@ -101,13 +114,16 @@ async def commit(store: ActorRef, writes: Sequence[Write]) -> None:
     # Shielded: once sent, the outcome must be waited for, or a cancelled caller
     # could not tell whether its writes landed. Commits take milliseconds. A
     # store that terminates (its supervisor gave up, or shutdown killed it)
-    # drops what its mailbox still held: that group was never written.
-    with trio.CancelScope(shield=True):
+    # drops what its mailbox still held: that group was never written. Only
+    # the end of the server's shutdown gives the wait up (the module's docstring).
+    with store.shielded() as shield:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_cancel_when_stopped, store, nursery.cancel_scope)
             await receipt.done.wait()
             nursery.cancel_scope.cancel()
     if receipt.result is None:
+        if shield.cancelled_caught:
+            raise OutcomeUnknown("the server's shutdown ended before the store answered", STOPPED_WHILE_WRITING)
         raise ActorStopped(store.path)
     receipt.result.unwrap()
 
@@ -280,12 +296,14 @@ class StoreActor(Actor):
         Answers how many commands and audit records this batch deleted."""
         assert self.writer is not None and self.retention is not None
         try:
-            commands, audit = await trio.to_thread.run_sync(
-                self.writer.prune, self.clock() - self.retention, PRUNE_BATCH, limiter=self.limiter)
+            commands, audit = await self._in_thread(self.writer.prune, self.clock() - self.retention, PRUNE_BATCH,
+                                                    what="pruning")
             # Idempotency keys have a window of their own, whatever the retention.
-            keys = await trio.to_thread.run_sync(
-                self.writer.prune_idempotency_keys, self.clock() - IDEMPOTENCY_WINDOW, PRUNE_BATCH,
-                limiter=self.limiter)
+            assert self.writer is not None  # (given up, it raised)
+            keys = await self._in_thread(self.writer.prune_idempotency_keys, self.clock() - IDEMPOTENCY_WINDOW,
+                                         PRUNE_BATCH, what="pruning")
+        except WorkAbandoned:
+            return 0, 0  # the end of the shutdown: nothing to answer for
         except Exception as exc:
             if not store_full(exc):
                 raise
@@ -331,12 +349,19 @@ class StoreActor(Actor):
             return
         batch, self.pending, self.gathered = self.pending, [], False
         if self.writer is None:
-            assert self.lost is not None
-            for c in batch:
-                c.receipt.settle(outcome.Error(DatabaseUnavailable(self.lost)))
+            # The database away; or a commit given up at the end of the shutdown
+            # took the writer with it (``_in_thread``): nothing more is written.
+            refusal = DatabaseUnavailable(self.lost) if self.lost is not None else ActorStopped(self.context.path)
+            _fail(batch, refusal)
             return
         try:
             results = await self._commit(batch)
+        except WorkAbandoned as exc:
+            _unknown(batch, str(exc), STOPPED_WHILE_WRITING)
+            # The shutdown's end cancels the actor too: it stops here, rather than
+            # refuse the groups behind (their writers' waits end with this one).
+            await trio.lowlevel.checkpoint()
+            return
         except Exception as exc:
             if store_full(exc):
                 # Rolled back, the writer fine: refused (507) until room is made,
@@ -369,12 +394,23 @@ class StoreActor(Actor):
                 extra={"event": "store_full"})
 
     async def _commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
-        writer = self.writer
-        assert writer is not None
-        results: list[BaseException | None] = []
-        with trio.CancelScope(shield=True):
-            results = await trio.to_thread.run_sync(writer.commit, [c.writes for c in batch], limiter=self.limiter)
-        return results
+        assert self.writer is not None
+        return await self._in_thread(self.writer.commit, [c.writes for c in batch], what=f"a commit of {len(batch)} "
+                                     "group(s) of writes")
+
+    async def _in_thread(self, work: Callable[..., T], *args: Any, what: str) -> T:
+        """``work(*args)`` with the writer, in its thread, waited for to its
+        end but for the end of the shutdown (the module's docstring).
+
+        Raises:
+            WorkAbandoned: given up then; the thread keeps the writer, which
+                this actor uses no more.
+        """
+        try:
+            return await self.context.in_thread(work, *args, limiter=self.limiter, what=what)
+        except WorkAbandoned:
+            self.writer = None  # closed in the thread's place it would wait for the thread
+            raise
 
     def _drop_writer(self) -> None:
         writer, self.writer = self.writer, None
@@ -418,6 +454,9 @@ class StoreActor(Actor):
             return
         try:
             results = await self._commit(again)
+        except WorkAbandoned as exc:
+            _unknown(again, str(exc), STOPPED_WHILE_WRITING)
+            return
         except Exception as exc:
             if not database_down(exc):
                 _fail(again, exc)  # read back as not written, and refused again: nothing was written
@@ -469,12 +508,13 @@ def _fail(batch: Sequence[Commit], error: Exception) -> None:
         c.receipt.settle(outcome.Error(error))
 
 
-def _unknown(batch: Sequence[Commit], reason: str) -> None:
-    """``batch`` answered ``OutcomeUnknown`` (a 504 ``outcome_unknown``), and said:
-    each is a client's request that may or may not have taken effect."""
+def _unknown(batch: Sequence[Commit], reason: str, message: str = CONNECTION_FAILED) -> None:
+    """``batch`` answered ``OutcomeUnknown`` (a 504 ``outcome_unknown``; its
+    ``message`` for clients), and said: each is a client's request that may or
+    may not have taken effect."""
     if not batch:
         return
-    _fail(batch, OutcomeUnknown(reason))
+    _fail(batch, OutcomeUnknown(reason, message))
     log.warning("store: %d group(s) of writes may or may not have been written (%s): their requests are answered "
                 "504 outcome_unknown, for their clients to check before sending them again", len(batch), reason,
                 extra={"event": "store_outcome_unknown", "groups": len(batch)})

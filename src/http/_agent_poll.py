@@ -11,10 +11,11 @@ import trio
 from trioscope.actors.deployment_queue import Poll, PollRetired, Undeliverable, Withdraw, open_poll
 from trioscope.actors.queue_owner import ForDeployment
 from trioscope.domain.commands import POLL_CLOSED, Command, Delivery
-from trioscope.runtime import Handoff
+from trioscope.runtime import AskTimeout, Handoff
 
 from ._command_queues import ask_queue
 from ._errors import RETRY_AFTER_SECONDS, ApiError
+from ._quart_app import requests_cutoff, work_under_way
 from ._services import services
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,11 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
         ApiError: 503 ``shutting_down``, the server stops (the polls waiting
             when it began to were answered None; a later one was held until
             the graceful timeout, then cut off with an empty 500).
+        AskTimeout: the queue did not answer in time; ``taken``: a command
+            may have been handed out meanwhile (given back, but the agent
+            cannot know: 504 ``outcome_unknown``). Cut by the server's
+            shutdown, the request is answered so (``work_under_way``), and a
+            poll the queue had not taken 503 ``shutting_down``.
     """
     if services().health.stopping:
         raise ApiError(503, "shutting_down", "the server is stopping; poll again shortly (another replica, or this "
@@ -54,10 +60,20 @@ async def wait_for_command(deployment_hash: str, timeout: float, min_rank: int, 
     answer: Delivery | PollRetired | None = None
     taken = False
     try:
-        with trio.CancelScope(shield=True):
-            # A poll is willing to wait its whole timeout, also for a queue actor
-            # that is still starting (many agents reconnecting at once).
-            answer = await ask_queue(deployment_hash, poll, timeout=max(10.0, timeout))
+        try:
+            with trio.CancelScope(shield=True):
+                # A poll is willing to wait its whole timeout, also for a queue actor
+                # that is still starting (many agents reconnecting at once); not past
+                # the cut of the server's shutdown, which a queue whose hand-out waits
+                # for the store (held up by another program's lock) would outlast.
+                answer = await ask_queue(deployment_hash, poll, timeout=max(10.0, timeout), cutoff=requests_cutoff())
+        except AskTimeout as exc:
+            if exc.taken:
+                work_under_way()
+            # Ended by the cut, the request is cut with it: this raises, and it is
+            # answered so (``_quart_app``), not with whatever answers the timeout.
+            await trio.lowlevel.checkpoint()
+            raise
         if answer is None and not services().health.stopping:  # (it began to during the ask: None at once)
             # Cancelled when the server stops: the poll answers (204) rather than
             # hold the graceful shutdown up.

@@ -9,15 +9,17 @@ from typing import Any
 from trioscope.actors.deployment_queue import Report
 from trioscope.actors.queue_owner import ForDeployment
 from trioscope.domain.commands import Command, CommandReport, report_outcome
+from trioscope.runtime import Cutoff
 
 from ._agent_presence import finished_running
 from ._services import services
 
 
-async def ask_queue(deployment_hash: str, message: Any, timeout: float = 10.0) -> Any:
+async def ask_queue(deployment_hash: str, message: Any, timeout: float = 10.0, cutoff: Cutoff | None = None) -> Any:
     """Ask the deployment's queue actor, through the queues' owner (which
-    starts it if it is not running and forwards the message: the queue answers)."""
-    return await services().queue_owner.ask(ForDeployment(deployment_hash, message), timeout)
+    starts it if it is not running and forwards the message: the queue
+    answers); ``cutoff`` as ``ActorRef.ask``'s."""
+    return await services().queue_owner.ask(ForDeployment(deployment_hash, message), timeout, cutoff=cutoff)
 
 
 async def report_to_queue(agent_id: str, report: CommandReport) -> tuple[Command | None, bool]:

@@ -24,15 +24,19 @@ held long-poll kept the third task for its whole wait (~2 KiB of its ~40).
 
 from __future__ import annotations
 
-import math
 import traceback
+from contextvars import ContextVar
 from typing import Any, cast
 
+import attrs
 import orjson
 import trio
+from quart import current_app
 from quart_trio import QuartTrio
 from quart_trio.asgi import TrioASGIHTTPConnection
 from werkzeug.routing import PathConverter
+
+from trioscope.runtime import Cutoff
 
 
 class AnyPathConverter(PathConverter):
@@ -60,30 +64,59 @@ class _HTTPConnection(TrioASGIHTTPConnection):
             answered = answered or message["type"] == "http.response.start"
             await send(message)
 
-        with trio.CancelScope(deadline=app.requests_cut_at) as scope:
-            app.in_flight.add(scope)
-            try:
+        state = _Handling()
+        handling = _HANDLING.set(state)
+        try:
+            with app.requests.scope() as scope:
                 async with trio.open_nursery() as nursery:
                     nursery.start_soon(self.handle_messages, nursery, request, receive)
                     await self.handle_request(nursery, request, sending)
-            finally:
-                app.in_flight.discard(scope)
+        finally:
+            _HANDLING.reset(handling)
         if scope.cancelled_caught and not answered:
             # Quart-Trio's body says whether it all came (not public: unknown, it may have: a 504).
             complete = getattr(getattr(request.body, "_complete", None), "is_set", None)
-            await _answer_cut(send, request.method, complete() if complete is not None else True)
+            await _answer_cut(send, request.method, complete() if complete is not None else True, state.under_way)
+
+
+@attrs.define
+class _Handling:
+    """What the handler of one HTTP request says of it (``work_under_way``)."""
+
+    under_way: bool = False
+
+
+_HANDLING: ContextVar[_Handling | None] = ContextVar("trioscope_handling", default=None)
+"""The request being handled in this task (``_HTTPConnection``; None: a WebSocket, or no request)."""
+
+
+def work_under_way() -> None:
+    """Say that the current request's work is under way, though it reads
+    (an agent's poll whose command may be being handed out): cut from now on
+    (``TrioscopeApp.cut_requests``), it is answered 504 ``outcome_unknown``,
+    not 503 ``shutting_down``. Nothing outside an HTTP request."""
+    state = _HANDLING.get()
+    if state is not None:
+        state.under_way = True
+
+
+def requests_cutoff() -> Cutoff:
+    """When the requests of the current application are cut (``TrioscopeApp.cut_requests``):
+    for a wait a handler shields, which must end by then."""
+    return cast("TrioscopeApp", current_app).requests
 
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-async def _answer_cut(send: Any, method: str, body_received: bool) -> None:
+async def _answer_cut(send: Any, method: str, body_received: bool, under_way: bool = False) -> None:
     """Answer a request the server stopped handling as it shut down (Hypercorn
     would send an empty 500): 503 ``shutting_down`` where nothing can have
     been done (a read, or a body not all received), else 504
-    ``outcome_unknown``: its work was under way (a command may be stored), so
-    the client checks before sending it again rather than doing it twice."""
-    if method in SAFE_METHODS or not body_received:
+    ``outcome_unknown``: its work was under way (a command may be stored, or
+    ``under_way``: handed out to a poll, ``work_under_way``), so the client
+    checks before sending it again rather than doing it twice."""
+    if not under_way and (method in SAFE_METHODS or not body_received):
         status, code, message = 503, "shutting_down", "the server is stopping; nothing was done: send it again shortly"
     else:
         status, code, message = 504, "outcome_unknown", ("the server stopped before it finished; the request may "
@@ -108,10 +141,8 @@ class TrioscopeApp(QuartTrio):
         super().__init__(*args, **kwargs)
         # Before any route is added: each rule takes its converters as it is bound.
         self.url_map.converters["path"] = AnyPathConverter
-        self.in_flight: set[trio.CancelScope] = set()
-        """The HTTP requests being handled (``cut_requests``)."""
-        self.requests_cut_at = math.inf
-        """When every request still handled is cut (Trio's clock; ``cut_requests``)."""
+        self.requests = Cutoff()
+        """When every HTTP request still handled is cut (``cut_requests``)."""
 
     def cut_requests(self, deadline: float) -> None:
         """Cut every HTTP request still handled at ``deadline`` (Trio's clock),
@@ -120,9 +151,7 @@ class TrioscopeApp(QuartTrio):
         500 (a command still being stored was stored, and its client told it
         failed: it would send it again). Cut before that, a request is answered
         what happened to it (``_answer_cut``)."""
-        self.requests_cut_at = min(self.requests_cut_at, deadline)
-        for scope in self.in_flight:
-            scope.deadline = min(scope.deadline, deadline)
+        self.requests.cut(deadline)
 
     async def handle_request(self, request: Any) -> Any:
         try:

@@ -16,7 +16,7 @@ from trioscope.actors.store import Prune, StoreActor, commit
 from trioscope.domain.commands import CommandEvent, Priority, new_command
 from trioscope.domain.deployments import Deployment
 from trioscope.domain.idempotency import WINDOW, KeptAnswer
-from trioscope.runtime import ActorSpec, SupervisorSpec, open_actor_system
+from trioscope.runtime import ActorSpec, ActorStats, ActorSystem, SupervisorSpec, open_actor_system
 from trioscope.store import AuditEntry, SaveCommand, SaveDeployment, SaveIdempotencyKey, SqliteReader
 
 DAY = 86400.0
@@ -204,3 +204,46 @@ async def test_a_full_disk_refuses_commits_and_prunes_and_the_store_goes_on(tmp_
         node = next(child for child in system.snapshot().root.children if child.path == "/root/store")
         assert node.restarts == 0 and node.failed == 0
     assert "disk is full" in caplog.text and "cannot rollback" not in caplog.text
+
+
+async def test_a_commit_the_database_holds_up_is_given_up_at_the_systems_cutoff_never_reported_done(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Another program kept the store locked (an sqlite3 shell, a backup tool):
+    the commit's thread waited SQLite's busy_timeout (30 s), shielded, past the
+    server's whole shutdown budget, and a second signal did not reach it. At
+    the system's cutoff (the budget's end) the wait is given up: its writer
+    is told the outcome is unknown, whatever the thread does after."""
+    import contextlib
+    import sqlite3
+
+    from trioscope.actors.refusals import OutcomeUnknown
+
+    path = tmp_path / "db.sqlite3"
+    spec = ActorSpec(name="store", factory=lambda: StoreActor(path, clock=lambda: NOW))
+    async with open_actor_system(SupervisorSpec(name="root", children=[spec])) as system:
+        store = system.lookup("/root/store")
+        await commit(store, [AuditEntry(at=NOW, tenant="t", actor="u", action="before")])
+        taken = _processed(system)
+
+        async def cut_once_committing() -> None:
+            async def committing() -> bool:
+                return _processed(system) > taken
+
+            await eventually(committing)
+            system.cutoff.cut(trio.current_time())
+
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as locker:
+            locker.execute("BEGIN EXCLUSIVE")  # held until the cutoff has come
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(cut_once_committing)
+                with pytest.raises(OutcomeUnknown, match="server stopped while this was being written"):
+                    await commit(store, [AuditEntry(at=NOW, tenant="t", actor="u", action="held up")])
+            locker.execute("ROLLBACK")  # the thread left alone may commit it now: nobody was told it did
+    assert "may or may not have been written" in caplog.text
+
+
+def _processed(system: ActorSystem) -> int:
+    """Messages the store has handled (its groups of writes among them)."""
+    [stats] = [child for child in system.snapshot().root.children if child.path == "/root/store"]
+    assert isinstance(stats, ActorStats)
+    return stats.processed
