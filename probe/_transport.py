@@ -102,7 +102,10 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
             kept = sorted(connections, key=_keeping(connections))[:int(len(connections) * share)]
             dropped += len(connections) - len(kept)
             assert report.network_info is not None  # connections came from it
-            report = attrs.evolve(report, network_info=attrs.evolve(report.network_info, connections=kept))
+            # The host's connections metric counts what was found, not what is sent.
+            found = report.network_info.sockets
+            report = attrs.evolve(report, network_info=attrs.evolve(
+                report.network_info, connections=kept, sockets=len(connections) if found is None else found))
         elif processes:
             report, gone = _without_least_busy(report, processes, len(processes) - int(len(processes) * share))
             dropped += gone

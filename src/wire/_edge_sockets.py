@@ -18,19 +18,21 @@ def edge_sockets(connections: Sequence[Connection], own: int | None) -> list[Con
     every listener; of the connected sockets, one per process, namespace and
     remote endpoint, and none a listener accepted; and for each process and
     namespace left with no socket, its first one (the server places a process
-    in its network namespace by its sockets). ``own``: the probe's namespace."""
+    in its network namespace by its sockets; the first of a process's sockets
+    in another namespace places it, so the order is kept). ``own``: the
+    probe's namespace."""
     listening = ListeningPorts()
     for conn in connections:
         if is_listener(conn.protocol, conn.state, conn.remote_address):
             listening.add(conn.protocol, conn.local_port, conn.local_address, socket_namespace(conn.netns, own))
-    kept: list[Connection] = []
+    kept: list[int] = []
     endpoints: set[tuple[int | None, int | None, str, str, int]] = set()
     placed: set[tuple[int | None, int | None]] = set()
-    left: list[Connection] = []
-    for conn in connections:
+    left: list[int] = []
+    for index, conn in enumerate(connections):
         netns = socket_namespace(conn.netns, own)
         if is_listener(conn.protocol, conn.state, conn.remote_address):
-            kept.append(conn)
+            kept.append(index)
         elif is_connected(conn.protocol, conn.state, conn.remote_address) and not listening.serves(
                 conn.protocol, conn.local_port, conn.local_address, netns):
             endpoint = (conn.pid, netns, protocol_family(conn.protocol), normal_address(conn.remote_address),
@@ -38,14 +40,15 @@ def edge_sockets(connections: Sequence[Connection], own: int | None) -> list[Con
             if endpoint in endpoints:
                 continue
             endpoints.add(endpoint)
-            kept.append(conn)
+            kept.append(index)
         else:
-            left.append(conn)
+            left.append(index)
             continue
         placed.add((conn.pid, netns))
-    for conn in left:
+    for index in left:
+        conn = connections[index]
         owner = (conn.pid, socket_namespace(conn.netns, own))
         if conn.pid is not None and owner not in placed:
             placed.add(owner)
-            kept.append(conn)
-    return kept
+            kept.append(index)
+    return [connections[index] for index in sorted(kept)]

@@ -45,10 +45,9 @@ def test_the_server_sides_and_pools_go_and_every_listener_endpoint_and_place_sta
     assert len(sockets) == 89 and shown == [
         (10, 80, "", 0, "listen"), (30, 80, "", 0, "listen"), (20, 40000, "10.0.0.1", 80, "established"),
         (20, 50000, "10.0.0.9", 5432, "established"), (21, 50001, "10.0.0.9", 5432, "established"),
-        (40, 53, "", 0, ""),
-        # Each process left with no socket, by its first (where the server places it):
-        (31, 80, "10.0.0.7", 41000, "established"), (22, 50002, "10.0.0.9", 443, "time_wait"),
-        (32, 51000, "10.0.0.9", 6379, "syn_sent")]
+        (31, 80, "10.0.0.7", 41000, "established"),  # pid 31's only socket: it places the process
+        (22, 50002, "10.0.0.9", 443, "time_wait"), (32, 51000, "10.0.0.9", 6379, "syn_sent"),
+        (40, 53, "", 0, "")]
 
 
 def test_the_server_builds_the_same_host_from_them_as_from_every_socket() -> None:
@@ -72,3 +71,19 @@ def test_the_hosts_connections_metric_counts_every_socket_the_probe_found() -> N
     cut = attrs.evolve(whole, network_info=attrs.evolve(
         whole.network_info, connections=edge_sockets(whole.network_info.connections, None), sockets=89))
     assert host_metrics(whole)["connections"] == host_metrics(cut)["connections"] == 89.0
+
+
+
+def test_a_process_in_two_other_namespaces_is_placed_by_its_first_socket_as_before() -> None:
+    """The server places a process by the first of its sockets outside the
+    probe's namespace: appended after the others, the socket that placed it
+    came after one in another namespace (a reviewer's case)."""
+    sockets = [_tcp("0.0.0.0", 80, state="listen", pid=11, netns=OTHER),
+               _tcp("10.1.0.2", 80, "10.1.0.9", 40000, pid=10, netns=OTHER),  # accepted: dropped, but placed pid 10
+               _tcp("0.0.0.0", 81, state="listen", pid=10, netns=OTHER + 1)]
+    whole = report("a", "h", processes=[{"pid": 10}, {"pid": 11}], connections=sockets)
+    assert whole.network_info is not None
+    whole = attrs.evolve(whole, network_info=attrs.evolve(whole.network_info, netns=OWN))
+    cut = attrs.evolve(whole, network_info=attrs.evolve(
+        whole.network_info, connections=edge_sockets(whole.network_info.connections, OWN)))
+    assert build_partition(cut, T0).networks == build_partition(whole, T0).networks

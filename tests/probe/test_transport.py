@@ -94,6 +94,8 @@ def test_a_report_over_the_memory_budget_leaves_idle_processes_out_then_connecti
     assert {c.pid for c in kept_connections} <= kept_pids  # a socket sent is its process's
     if processes > connections:  # idle processes made the room: every listener stays
         assert set(listening) <= set(kept_connections)
+    # What was found, cut or not: the host's connections metric counts it.
+    assert fitted.network_info.sockets == (connections if len(kept_connections) < connections else None)
     assert kept_processes == [p for p in report.processes_info.processes if p.pid in kept_pids]  # in their order
 
 
