@@ -13,6 +13,7 @@ import trio
 from trio_websocket import open_websocket_url
 
 from tests.integration.test_commands import Operator, enroll, fresh
+from tests.runtime_counts import processed
 from tests.server_process import ServerProcess, run_cli
 from tests.waiting import eventually
 
@@ -162,7 +163,7 @@ async def test_builtin_agent_offline_fires_once_and_resolves_when_the_agent_is_h
                 # Many evaluations later, still one event: the alert is told once per transition.
                 async def evaluations() -> int:
                     runtime = (await client.get(f"{server.base_url}/api/v1/runtime", headers=admin.auth)).json()
-                    return _processed(runtime, "/root/alerts")
+                    return processed(runtime, "/root/alerts")
 
                 start = await evaluations()
                 await eventually(lambda: _at_least(evaluations, start + 10))
@@ -260,17 +261,6 @@ async def test_the_users_hear_their_agent_go_offline_and_come_back_online() -> N
 
 async def _at_least(count: Any, target: int) -> bool:
     return bool(await count() >= target)
-
-
-def _processed(node: Any, path: str) -> int:
-    """Messages the actor at ``path`` has handled, from the runtime snapshot."""
-    if isinstance(node, dict):
-        if node.get("path") == path and "processed" in node:
-            return int(node["processed"])
-        return max((_processed(v, path) for v in node.values()), default=0)
-    if isinstance(node, list):
-        return max((_processed(v, path) for v in node), default=0)
-    return 0
 
 
 async def test_an_agent_answering_pings_on_its_socket_is_not_offline() -> None:
@@ -377,7 +367,7 @@ async def test_the_alerts_firing_outlive_a_restart_of_the_server(tmp_path: Any) 
 
                 async def evaluations() -> int:
                     runtime = (await client.get(f"{server.base_url}/api/v1/runtime", headers=admin.auth)).json()
-                    return _processed(runtime, "/root/alerts")
+                    return processed(runtime, "/root/alerts")
 
                 await eventually(lambda: _at_least(evaluations, 20))  # past the threshold many times over
                 await nothing_else(ws)  # the agent is still silent: not told again

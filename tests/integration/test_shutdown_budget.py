@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -20,6 +19,7 @@ import trio
 
 from tests.integration.test_commands import Operator, setup
 from tests.integration.test_live_resets import open_unread
+from tests.runtime_counts import processed
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
 from tests.synthetic import host_report
@@ -95,20 +95,9 @@ async def test_clients_that_read_nothing_hold_no_shutdown(args: list[str], secon
         assert f"received {second.name} again: stopped at once" in log, log
 
 
-def _processed(node: Any, path: str) -> int:
-    """Messages the actor at ``path`` has handled, from the runtime snapshot."""
-    if isinstance(node, dict):
-        if node.get("path") == path and "processed" in node:
-            return int(node["processed"])
-        return max((_processed(v, path) for v in node.values()), default=0)
-    if isinstance(node, list):
-        return max((_processed(v, path) for v in node), default=0)
-    return 0
-
-
 async def _store_processed(server: ServerProcess, client: httpx.AsyncClient) -> int:
     admin = {"Authorization": f"Bearer {server.user_token('root', 'ops', 'ADMIN')}"}
-    return _processed((await client.get(f"{server.base_url}/api/v1/runtime", headers=admin)).json(), "/root/store")
+    return processed((await client.get(f"{server.base_url}/api/v1/runtime", headers=admin)).json(), "/root/store")
 
 
 @pytest.mark.parametrize(("second", "code"), [pytest.param(False, 1, id="at-the-budgets-end"),
