@@ -81,18 +81,23 @@ async def next_message(ws: WebSocketConnection) -> dict[str, Any]:
                 return message  # type: ignore[no-any-return]
 
 
+async def load_hosts(server: ServerProcess, hosts: int, processes: int) -> None:
+    """``hosts`` synthetic hosts of ``processes`` processes each, reported and merged."""
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
+        for host in range(1, hosts + 1):
+            report = host_report(host, timestamp=time.time(), containers=2, processes=processes, connections=0)
+            assert (await http.post("/api/v1/reports", json=report)).status_code == 202
+
+        async def loaded() -> bool:
+            stats = (await http.get("/api/v1/query/stats")).json()["topology"]
+            return bool(stats["nodes_by_type"].get("host") == hosts)
+
+        await eventually(loaded)
+
+
 async def test_a_reset_an_address_has_not_read_holds_back_its_next_one_and_no_other_address() -> None:
     with ServerProcess(["--ws-ping-interval", "60s", "--ws-max-reset-bytes-per-address", "1MiB"]) as server:
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
-            for host in range(1, HOSTS + 1):
-                report = host_report(host, timestamp=time.time(), containers=2, processes=PROCESSES, connections=0)
-                assert (await http.post("/api/v1/reports", json=report)).status_code == 202
-
-            async def loaded() -> bool:
-                stats = (await http.get("/api/v1/query/stats")).json()["topology"]
-                return stats["nodes_by_type"]["host"] == HOSTS
-
-            await eventually(loaded)
+        await load_hosts(server, HOSTS, PROCESSES)
         unread = await open_unread(server, "/api/v1/ws", "127.0.0.2")
         try:
             async with live_socket(server, "/api/v1/ws?view=processes", "127.0.0.2") as same, \

@@ -10,7 +10,6 @@ import contextlib
 import signal
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -18,11 +17,10 @@ import pytest
 import trio
 
 from tests.integration.test_commands import Operator, setup
-from tests.integration.test_live_resets import open_unread
+from tests.integration.test_live_resets import load_hosts, open_unread
 from tests.runtime_counts import processed
 from tests.server_process import ServerProcess
 from tests.status_agent import StatusAgent
-from tests.synthetic import host_report
 from tests.waiting import eventually
 
 EXIT_DEADLINE = 15.0
@@ -50,19 +48,6 @@ async def _logged(server: ServerProcess, text: str) -> None:
     await eventually(said)
 
 
-async def _load(server: ServerProcess) -> None:
-    async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
-        for host in range(1, HOSTS + 1):
-            report = host_report(host, timestamp=time.time(), containers=2, processes=PROCESSES, connections=0)
-            assert (await http.post("/api/v1/reports", json=report)).status_code == 202
-
-        async def loaded() -> bool:
-            stats = (await http.get("/api/v1/query/stats")).json()["topology"]
-            return bool(stats["nodes_by_type"].get("host") == HOSTS)
-
-        await eventually(loaded)
-
-
 @pytest.mark.parametrize(("args", "second", "code"), [
     # Cut when the graceful phase ends (1 s), as Hypercorn's connections are: a clean stop.
     pytest.param(["--shutdown-timeout", "2s"], None, 0, id="at-the-drains-end"),
@@ -72,7 +57,7 @@ async def _load(server: ServerProcess) -> None:
 async def test_clients_that_read_nothing_hold_no_shutdown(args: list[str], second: signal.Signals | None,
                                                           code: int) -> None:
     with ServerProcess(args) as server:
-        await _load(server)
+        await load_hosts(server, HOSTS, PROCESSES)
         # One address each: resets held back for their address (``--ws-max-reset-bytes-per-address``)
         # are not being written, and each of these is.
         unread = [await open_unread(server, "/api/v1/ws?view=processes", f"127.0.0.{2 + i}") for i in range(UNREAD)]
