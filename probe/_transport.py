@@ -17,8 +17,8 @@ import orjson
 import trio
 
 from trioscope.wire import (
-    Connection, ContainerInfo, ListeningPorts, MemoryBudget, ProcessInfo, Report, encode, is_connected, is_listener,
-    shown_url,
+    Connection, ContainerInfo, LeftOut, ListeningPorts, MemoryBudget, ProcessInfo, Report, encode, is_connected,
+    is_listener, shown_url,
 )
 
 from . import _answers as answers
@@ -69,7 +69,8 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
                   budget: MemoryBudget | None = MEMORY_BUDGET) -> tuple[bytes, int]:
     """The report as gzip JSON, and how many connections, processes and
     containers were left out or cut short to fit ``limit`` bytes and the
-    server's memory ``budget`` for one agent (None: the server has none): a
+    server's memory ``budget`` for one agent (None: the server has none; the
+    report's ``left_out`` says how many of each): a
     host with hundreds of thousands of sockets or processes would otherwise
     send a report the server refuses, every time, host metrics and all.
     Processes that hold no socket go first (the least busy first: they make
@@ -82,7 +83,7 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
     sent with no socket at all, every edge gone, for processes that made none."""
     limit -= min(REPORT_MARGIN, limit // 8)
     raw = orjson.dumps(encode(report))
-    dropped = 0
+    processes_gone = connections_gone = 0
     listed = report.docker_info.containers if report.docker_info is not None else []
     while True:
         share = limit / len(raw)
@@ -97,10 +98,10 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
         holders = {c.pid for c in connections}
         if idle := [p for p in processes if p.pid not in holders]:
             report, gone = _without_least_busy(report, idle, len(processes) - int(len(processes) * share))
-            dropped += gone
+            processes_gone += gone
         elif connections:
             kept = sorted(connections, key=_keeping(connections))[:int(len(connections) * share)]
-            dropped += len(connections) - len(kept)
+            connections_gone += len(connections) - len(kept)
             assert report.network_info is not None  # connections came from it
             # The host's connections metric counts what was found, not what is sent.
             found = report.network_info.sockets
@@ -108,16 +109,24 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
                 report.network_info, connections=kept, sockets=len(connections) if found is None else found))
         elif processes:
             report, gone = _without_least_busy(report, processes, len(processes) - int(len(processes) * share))
-            dropped += gone
+            processes_gone += gone
         elif (cut := _containers_cut(report, share)) is not None:
             report = cut
         else:
             break  # nothing left to cut: the server will say what is too large
         raw = orjson.dumps(encode(report))
     sent = report.docker_info.containers if report.docker_info is not None else []
+    containers_cut = 0
     if sent is not listed:  # each container cut short or left out counted once, however many steps it took
-        kept = {c.id: c for c in sent}
-        dropped += sum(1 for c in listed if kept.get(c.id) != c)
+        kept_containers = {c.id: c for c in sent}
+        containers_cut = sum(1 for c in listed if kept_containers.get(c.id) != c)
+    dropped = processes_gone + connections_gone + containers_cut
+    if dropped:
+        # Said in the report too (a few dozen bytes, within the margin kept
+        # above): the server shows it on the host's node.
+        report = attrs.evolve(report, left_out=LeftOut(
+            processes=processes_gone, connections=connections_gone, containers=containers_cut))
+        raw = orjson.dumps(encode(report))
     return gzip.compress(raw, compresslevel=5), dropped
 
 

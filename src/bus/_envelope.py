@@ -52,8 +52,8 @@ from trioscope.config import Settings
 from trioscope.domain.agents import MAX_AHEAD, BadPack, PackedReport, check_clock
 from trioscope.domain.topology import SCOPE_CHARS, SHAPE_BYTES
 from trioscope.wire import (
-    CHECKS, DockerInfo, FieldError, HostInfo, HostName, Identifier, InvalidDocument, NetworkInfo, NetworkInterface,
-    ProcessesInfo, Report, TextRule,
+    CHECKS, DockerInfo, FieldError, HostInfo, HostName, Identifier, InvalidDocument, LeftOut, NetworkInfo,
+    NetworkInterface, ProcessesInfo, Report, TextRule,
 )
 
 from ._connections import PendingConnections
@@ -179,6 +179,7 @@ class _ReadBack(msgspec.Struct):
     docker_info: DockerInfo | None = None
     processes_info: ProcessesInfo | None = None
     network_info: _Network | None = None
+    left_out: LeftOut | None = None
 
     def report(self) -> Report:
         network = self.network_info
@@ -186,7 +187,8 @@ class _ReadBack(msgspec.Struct):
                       host_info=self.host_info, docker_info=self.docker_info, processes_info=self.processes_info,
                       network_info=None if network is None else NetworkInfo(
                           connections=PendingConnections(network.connections), interfaces=network.interfaces,
-                          netns=network.netns, sockets=network.sockets))
+                          netns=network.netns, sockets=network.sockets),
+                      left_out=self.left_out)
 
 
 _READ_BACK = msgspec.json.Decoder(_ReadBack)

@@ -262,6 +262,18 @@ class NetworkInfo:
 
 
 @attrs.frozen(kw_only=True)
+class LeftOut:
+    """What a probe left out of a report, or cut short, so that it fits the
+    server's limits (its body size and its memory per agent): the operator is
+    told on the host's node, not only in the probe's log on that host."""
+
+    processes: Count = 0
+    connections: Count = 0
+    containers: Count = 0
+    """Left out, or sent with their labels, environment or command cut."""
+
+
+@attrs.frozen(kw_only=True)
 class Report:
     """One probe's view of its host at ``timestamp``."""
 
@@ -272,6 +284,8 @@ class Report:
     docker_info: DockerInfo | None = None
     processes_info: ProcessesInfo | None = None
     network_info: NetworkInfo | None = None
+    left_out: LeftOut | None = None
+    """None: the report is whole."""
 
     @property
     def host_name(self) -> str:

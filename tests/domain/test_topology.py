@@ -603,3 +603,18 @@ def test_details_show_parents_children_and_connected_nodes():
     container = graph.details(container_id(C1))
     assert [c["id"] for c in container["children"]] == [process_id("hb", 20)]
     assert graph.details("host:nope") is None
+
+
+def test_a_host_whose_report_was_cut_says_so_on_its_node_and_not_once_it_is_whole() -> None:
+    """A probe cuts a report over the server's limits (processes, connections,
+    containers) and says how much in ``left_out``: the host's node carries it,
+    so the operator learns the graph is not all of that host; the next whole
+    report, of the same shape or not, clears it."""
+    graph = TopologyGraph(now=T0)
+    procs = [{"pid": 1, "name": "init"}]
+    graph.apply(report("a", "h1", T0, processes=procs,
+                       left_out={"processes": 312, "connections": 40, "containers": 2}), T0)
+    assert published(graph).node(host_id("h1")).metadata["left_out"] == {
+        "processes": 312, "connections": 40, "containers": 2}
+    graph.apply(report("a", "h1", T0 + 15, processes=procs), T0 + 15)  # same shape: refreshed
+    assert "left_out" not in published(graph, T0 + 15).node(host_id("h1")).metadata

@@ -331,6 +331,7 @@ def test_a_report_of_containers_with_large_labels_is_cut_to_their_identity_befor
     assert len(containers) == 100  # each cut short (connections and processes first), none left out
     assert dropped == 100 + len(report.network_info.connections) + len(report.processes_info.processes) - len(
         sent["network_info"]["connections"]) - len(sent["processes_info"]["processes"])  # each counted once
+    assert sent["left_out"]["containers"] == 100 and sum(sent["left_out"].values()) == dropped
     assert all(c["labels"]["app"] == "shop" and len(c["labels"]["label.0"]) == SHORT_LABEL for c in containers)
     assert MEMORY_BUDGET.footprint(decode_report(sent), len(gzip.decompress(body))).bytes <= MEMORY_BUDGET.limit
 

@@ -15,7 +15,7 @@ import pytest
 import trio
 
 from tests.synthetic import host_report
-from trioscope.wire import MemoryBudget, decode_report, encode
+from trioscope.wire import LeftOut, MemoryBudget, decode_report, encode
 from trioscope_probe._refusals import (
     REFUSED_RETRY, RESIGN_ATTEMPTS, Backoff, Link, Refused, Standing, send, transport_problem,
 )
@@ -83,6 +83,9 @@ def test_a_report_over_the_memory_budget_leaves_idle_processes_out_then_connecti
     assert budget.footprint(fitted, len(raw)).bytes <= budget.limit
     kept_connections, kept_processes = fitted.network_info.connections, fitted.processes_info.processes
     assert dropped == connections + processes - len(kept_connections) - len(kept_processes) > 0
+    # The report says what went, by kind (the server shows it on the host's node).
+    assert fitted.left_out == LeftOut(processes=processes - len(kept_processes),
+                                      connections=connections - len(kept_connections), containers=0)
     kept_pids = {p.pid for p in kept_processes}
     gone_idle = [p for p in idle if p.pid not in kept_pids]
     kept_idle = [p for p in idle if p.pid in kept_pids]
@@ -137,6 +140,7 @@ def test_a_report_within_the_budget_or_with_no_budget_is_sent_whole() -> None:
     assert encode_report(report)[1] > 0  # over the default budget
     body, dropped = encode_report(report, budget=None)
     assert dropped == 0 and len(sent(body)[1]["processes_info"]["processes"]) == 3000
+    assert sent(body)[1]["left_out"] is None  # whole: nothing said
     small = decode_report(host_report(1, timestamp=1_800_000_000.0, processes=50, connections=100, peers=[2]))
     assert encode_report(small)[1] == 0
 

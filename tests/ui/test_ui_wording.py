@@ -12,6 +12,8 @@ import httpx
 import pytest
 
 from tests.synthetic import host_report
+from trioscope.wire import MemoryBudget, decode_report
+from trioscope_probe._transport import encode_report
 
 from .conftest import Ui, post_report
 from .test_ui import enrolled_probe, enrolled_running
@@ -116,3 +118,26 @@ def test_metric_columns_have_names_not_keys(ui: Ui) -> None:
     assert headers["memory_mb"] == "Memory" and headers["processes"] == "Processes"
     assert len(set(headers.values())) == len(headers)
     assert ui.page.locator(".th[data-key=cpu_percent_max] button").get_attribute("title") == "Sort by CPU % (max)"
+
+
+def test_a_host_whose_probe_cut_its_report_says_what_was_left_out_in_its_details(ui: Ui) -> None:
+    """A probe cuts a report over the server's memory budget (processes that
+    hold no socket first); before, only the probe's log on that host said so,
+    and the graph showed the host as if it were all of it."""
+    budget = MemoryBudget(limit=1024**2, history=3600.0, process_history=900.0)
+    report = decode_report(host_report(0, timestamp=time.time(), containers=0, processes=3000, connections=10,
+                                       peers=[1]))
+    body, dropped = encode_report(report, budget=budget)  # as the probe sends it
+    assert dropped > 0
+    response = httpx.post(f"{ui.server.base_url}/api/v1/reports", content=body, timeout=10,
+                          headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert response.status_code == 202, response.text
+    ui.open("?node=host%3Ahost-0")
+    ui.page.wait_for_selector("#details[data-state=loaded][data-node='host:host-0'] [data-left-out]")
+    assert ui.page.inner_text("[data-left-out]") == (
+        f"This host's report was cut to fit the server's limits: {dropped} processes left out. Raise the "
+        "server's --agent-memory-budget or --max-body-size to see all of it.")
+    assert "left_out" not in ui.page.inner_text("#details-body")  # in words, not also as a key
+
+    post_report(ui.server, 0, containers=0, processes=3, connections=0)  # whole again: said no more
+    ui.page.wait_for_selector("[data-left-out]", state="detached")

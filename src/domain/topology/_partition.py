@@ -162,6 +162,10 @@ def _groups(labels: Mapping[str, str], scope: str | None) -> tuple[str | None, s
 
 def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any], dict[str, float]]:
     meta: dict[str, Any] = {"hostname": report.host_name, "agent_id": report.agent_id, **engine_metadata(report)}
+    if (cut := report.left_out) is not None:
+        # The probe cut its report to fit the server's limits: what the graph
+        # shows of this host is not all of it, and the host's node says so.
+        meta["left_out"] = {"processes": cut.processes, "connections": cut.connections, "containers": cut.containers}
     metrics: dict[str, float] = {}
     if info is None:
         return meta, metrics

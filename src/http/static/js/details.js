@@ -15,7 +15,7 @@ import { SeriesChart } from "./series.js";
 
 const REFRESH_MS = 15000; // the metrics' resolution: nothing new comes sooner
 const HISTORY_S = 900; // the sparklines' window: the history asked for (duration)
-const HIDDEN_METADATA = new Set(["labels", "controls"]);
+const HIDDEN_METADATA = new Set(["labels", "controls", "left_out"]); // left_out: said in words above
 const MAX_LINKS = 50;
 const REMEMBERED = 200; // ids of nodes the panel has loaded, remembered to tell "gone" from "unknown"
 
@@ -190,6 +190,8 @@ export class DetailsPanel {
       top.push(el("p", { class: "stale-reason", "data-stale": "",
         text: `Last known state: ${visible(metadata.last_state)}. ${STALE_REASON}` }));
     }
+    const cut = leftOut(metadata.left_out);
+    if (cut) top.push(el("p", { class: "status warning", "data-left-out": "", text: cut }));
     // null for those who may not control it: nothing shown (replaceChildren would write "null").
     const controls = node.type === "container" ? this.controls.render(node, details) : null;
     if (controls) top.push(controls);
@@ -257,4 +259,19 @@ function show(value) {
   if (Array.isArray(value)) return value.map(show).join(", ");
   if (typeof value === "object") return Object.entries(value).map(([k, v]) => `${visible(k)}: ${show(v)}`).join(", ");
   return visible(value);
+}
+
+// What the host's probe left out of its report to fit the server's limits
+// (its node, children and edges are then not all there is), in words.
+export function leftOut(cut) {
+  if (!cut || typeof cut !== "object") return "";
+  const count = (n, one, many) => (Number.isInteger(n) && n > 0 ? `${n} ${n === 1 ? one : many}` : "");
+  const parts = [count(cut.processes, "process", "processes"), count(cut.connections, "connection", "connections")]
+    .filter(Boolean);
+  const gone = parts.length ? `${parts.join(" and ")} left out` : "";
+  const shortened = count(cut.containers, "container", "containers");
+  const said = [gone, shortened && `${shortened} left out or cut short`].filter(Boolean).join("; ");
+  if (!said) return "";
+  return `This host's report was cut to fit the server's limits: ${said}. ` +
+    "Raise the server's --agent-memory-budget or --max-body-size to see all of it.";
 }
