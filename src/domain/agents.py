@@ -55,7 +55,9 @@ def host_metrics(report: Report) -> dict[str, float]:
     if report.docker_info is not None:
         values["containers"] = float(len(report.docker_info.containers))
     if report.processes_info is not None:
-        values["processes"] = float(len(report.processes_info.processes))
+        # Those the probe found: a report cut to fit the server's limits says how many it left out.
+        cut = report.left_out.processes if report.left_out is not None else 0
+        values["processes"] = float(len(report.processes_info.processes) + cut)
     if report.network_info is not None:
         network = report.network_info
         values["connections"] = float(len(network.connections) if network.sockets is None else network.sockets)

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from tests.synthetic import host_report
+from trioscope.domain.agents import host_metrics
 from trioscope.wire import LeftOut, MemoryBudget, decode_report, encode
 from trioscope_probe._refusals import (
     REFUSED_RETRY, RESIGN_ATTEMPTS, Backoff, Link, Refused, Standing, send, transport_problem,
@@ -86,6 +87,9 @@ def test_a_report_over_the_memory_budget_leaves_idle_processes_out_then_connecti
     # The report says what went, by kind (the server shows it on the host's node).
     assert fitted.left_out == LeftOut(processes=processes - len(kept_processes),
                                       connections=connections - len(kept_connections), containers=0)
+    # The host's processes and connections metrics count what the probe found, not what it sent.
+    assert host_metrics(fitted)["processes"] == host_metrics(report)["processes"] == processes
+    assert host_metrics(fitted)["connections"] == host_metrics(report)["connections"] == connections
     kept_pids = {p.pid for p in kept_processes}
     gone_idle = [p for p in idle if p.pid not in kept_pids]
     kept_idle = [p for p in idle if p.pid in kept_pids]
