@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import uuid
 from collections import defaultdict
 from typing import TYPE_CHECKING
@@ -113,7 +114,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     # What the topology, metrics, alerts and roster actors keep across a restart
     # (``Kept``): no metric history, no sample an agent wrote (answered 2xx), no
     # alert told, no probe's address is lost to a crash.
-    topology_history = Kept(lambda: TopologyHistory.for_settings(settings))
+    topology_history = Kept(lambda: TopologyHistory.for_settings(settings, time.time()))
     topology_listeners = Kept(TopologyListeners)
     metric_stores = Kept(lambda: MetricStores.for_settings(settings))
     alerts_state = Kept(lambda: AlertsState.for_settings(settings))

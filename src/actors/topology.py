@@ -259,12 +259,18 @@ class TopologyHistory:
     groups as names, at most one a process, each at most a process's history."""
     departed: dict[str, Departed] = attrs.field(factory=dict)
     """Agents removed as stale whose nodes' history is kept, by agent id."""
+    began: float | None = None
+    """When it began, for a server with no report bus: it is this process's
+    memory, so nothing before then is known (a restart starts it empty), and
+    the UI says so rather than draw a node as if it had no past. None: rebuilt
+    from the report stream at start, as far back as the stream keeps."""
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> TopologyHistory:
+    def for_settings(cls, settings: Settings, now: float) -> TopologyHistory:
         retention = settings.storage.max_data_age
         process_retention = min(retention, PROCESS_HISTORY)
-        return cls(MetricHistory(retention), BlockHistory(process_retention), BlockHistory(process_retention))
+        return cls(MetricHistory(retention), BlockHistory(process_retention), BlockHistory(process_retention),
+                   began=None if settings.bus.url else now)
 
 
 @attrs.define(eq=False)
@@ -301,7 +307,8 @@ class TopologyActor(Actor):
         self.graph = TopologyGraph(clock())
         self.snapshot = self.graph.current
         if history is None:
-            history = TopologyHistory.for_settings(settings)
+            history = TopologyHistory.for_settings(settings, clock())
+        self.history_began = history.began
         self.history = history.nodes
         self.process_history = history.processes
         self.group_history = history.process_groups
@@ -738,6 +745,8 @@ class TopologyActor(Actor):
             "resolution_seconds": history.resolution,
             "points": [_point(p) for p in points],
         }
+        if self.history_began is not None:
+            details["metrics_history"]["since"] = rfc3339_seconds(self.history_began)
         details["agents"] = self.graph.agents_of(node_id)
         return details
 

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import psutil
 import pytest
 
 from tests.integration.test_commands import Operator, enroll, fresh
@@ -177,3 +179,19 @@ async def test_a_process_whose_pid_was_taken_again_has_no_history_of_the_one_bef
         details = await eventually(later_process)
     points = details["metrics_history"]["points"]
     assert points and all(p.get("cpu_percent") != 99.0 for p in points), points
+
+
+async def test_an_embedded_servers_history_says_when_it_began(server: ServerProcess) -> None:
+    """The history is this process's memory without a report bus: a node's
+    details say since when (the UI says no history is known before it, rather
+    than draw a gap as if the node had been away); a replica on a bus, whose
+    history is rebuilt from the stream, says nothing (tests/replicas)."""
+    assert server.proc is not None
+    started = psutil.Process(server.proc.pid).create_time()
+    probe = fresh("probe")
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(f"{server.base_url}/api/v1/reports", json=_report(probe))
+        assert response.status_code == 202, response.text
+        history = (await _details(client, server, f"host:{probe}"))["metrics_history"]
+    since = datetime.fromisoformat(history["since"].replace("Z", "+00:00")).timestamp()
+    assert started - 1 <= since <= time.time()

@@ -49,7 +49,7 @@ async def test_a_process_group_has_the_history_of_its_sums(settings):
 def test_process_groups_keep_their_history_as_long_as_processes_do(settings):
     """There may be a group for every process (each of its own name): their
     history is bounded as the processes' is, not kept the full ``max_data_age``."""
-    history = TopologyHistory.for_settings(settings)
+    history = TopologyHistory.for_settings(settings, time.time())
     assert settings.storage.max_data_age > PROCESS_HISTORY
     assert history.process_groups.retention == history.processes.retention == PROCESS_HISTORY
     assert history.nodes.retention == settings.storage.max_data_age

@@ -219,6 +219,7 @@ async def _merged(client: httpx.AsyncClient, server: ServerProcess, count: int) 
 
 async def _series(client: httpx.AsyncClient, server: ServerProcess, index: int) -> list[dict[str, Any]]:
     details = await get(client, server, f"/api/v1/query/nodes/host:host-{index}", duration="1h")
+    assert "since" not in details["metrics_history"]  # rebuilt from the stream: not since this process began
     points: list[dict[str, Any]] = details["metrics_history"]["points"]
     return points
 

@@ -141,3 +141,13 @@ def test_a_host_whose_probe_cut_its_report_says_what_was_left_out_in_its_details
 
     post_report(ui.server, 0, containers=0, processes=3, connections=0)  # whole again: said no more
     ui.page.wait_for_selector("[data-left-out]", state="detached")
+
+
+def test_a_hosts_details_say_no_history_is_known_before_the_embedded_server_started(ui: Ui) -> None:
+    """Its sparklines were empty up to the server's start (a restart loses the
+    history without a report bus), as if the host had been away."""
+    post_report(ui.server, 0, containers=0, processes=1, connections=0)
+    ui.open("?node=host%3Ahost-0")
+    ui.page.wait_for_selector("#details[data-state=loaded][data-node='host:host-0'] [data-history-since]")
+    said = ui.page.inner_text("[data-history-since]")
+    assert said.startswith("No history before ") and "the server started then" in said

@@ -238,8 +238,14 @@ export class DetailsPanel {
     const times = points.map((p) => Date.parse(p.timestamp) / 1000);
     const end = Math.max(Date.now() / 1000, times.length ? times[times.length - 1] : 0);
     const axis = { start: end - HISTORY_S, end, maxStep: joinWithin(times, resolution) };
+    // An embedded server's history is its memory: an empty stretch before it
+    // began is no outage of this node, and is said to be so.
+    const since = Date.parse((history && history.since) || "") / 1000;
+    const began = since > axis.start ? el("p", { class: "muted", "data-history-since": "",
+      text: `No history before ${new Date(since * 1000).toLocaleTimeString()}: the server started then, and keeps ` +
+        "none across restarts without a report bus." }) : null;
     return el("section", { class: "metrics" },
-      el("h3", { text: `Metrics (${resolution} s)` }),
+      el("h3", { text: `Metrics (${resolution} s)` }), began,
       names.map((name) => el("div", { class: "metric", "data-metric": name },
         el("span", { text: visible(metricLabel(name)) }),
         sparkline(points.map((p, i) => [times[i], p[name]]), axis),
