@@ -42,9 +42,24 @@ def _address(text: str) -> IPAddress | None:
         address = ipaddress.ip_address(text)
     except ValueError:
         return None
-    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
-        return ipaddress.IPv6Address(text.partition("%")[0])
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            # An IPv4 client or proxy as a dual-stack listener (``--host ::``)
+            # sees it: ``::ffff:127.0.0.1`` is in no IPv4 network, so a proxy
+            # listed as ``127.0.0.1/32`` was never trusted there.
+            return address.ipv4_mapped
+        if address.scope_id is not None:
+            return ipaddress.IPv6Address(text.partition("%")[0])
     return address
+
+
+@functools.lru_cache(maxsize=4096)
+def _peer(peer: str) -> str:
+    """The connection's peer as the logs, the audit and the limits name it:
+    an IPv4 client of a dual-stack listener as IPv4 (``127.0.0.1``, not
+    ``::ffff:127.0.0.1``), anything else as the server gives it."""
+    address = _address(peer) if peer.startswith("::ffff:") else None
+    return str(address) if isinstance(address, ipaddress.IPv4Address) else peer
 
 
 IPV6_SOURCE_PREFIX = 64
@@ -152,7 +167,7 @@ class TrustedProxies:
         WebSocket): its peer, through the configured header only. The one
         reading of it: the access log (which sees the scope before Quart
         does) and the request handlers (limits, audit) must agree."""
-        peer = str((scope.get("client") or ("unknown",))[0] or "unknown")
+        peer = _peer(str((scope.get("client") or ("unknown",))[0] or "unknown"))
         if not self.networks:
             return peer
         wanted = self.header.encode()

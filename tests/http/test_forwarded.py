@@ -116,3 +116,19 @@ def test_a_forwarded_ipv6_zone_id_is_left_out(entry: str) -> None:
     access log, reached the operator's terminal through ``trioscope audit``
     and made audit rows of 8 KB."""
     assert PROXY.client("10.0.0.1", [entry]) == "fe80::1"
+
+
+def test_an_ipv4_proxy_or_client_of_a_dual_stack_listener_is_ipv4() -> None:
+    """``--host ::`` sees IPv4 peers as ``::ffff:127.0.0.1``, which is in no
+    IPv4 network: a proxy listed as ``127.0.0.1/32`` was never trusted there
+    (every client was the proxy for the limits and the logs, names outside
+    ``--allowed-hosts`` got 421), and IPv4 clients were logged mapped."""
+    local = TrustedProxies.parse(["127.0.0.1/32"], "x-forwarded-for")
+    assert local.trusts_peer("::ffff:127.0.0.1")
+    assert local.client_of(_scope("::ffff:127.0.0.1", [(b"x-forwarded-for", b"198.51.100.7")])) == "198.51.100.7"
+    # A hop written mapped is that IPv4 proxy; a client written mapped is shown as IPv4.
+    assert local.client("127.0.0.1", ["198.51.100.7, ::ffff:127.0.0.1"]) == "198.51.100.7"
+    assert PROXY.client("10.0.0.1", ["::ffff:198.51.100.7"]) == "198.51.100.7"
+    assert TrustedProxies().client_of(_scope("::ffff:203.0.113.9", [])) == "203.0.113.9"
+    assert local.client_of(_scope("::ffff:203.0.113.9", [(b"x-forwarded-for", b"198.51.100.7")])) == "203.0.113.9"
+    assert TrustedProxies().client_of(_scope("2001:db8::1", [])) == "2001:db8::1"

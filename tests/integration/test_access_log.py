@@ -4,9 +4,11 @@ trusted proxies, as an operator reads them in the server's log."""
 from __future__ import annotations
 
 import json
+import socket
 
 import httpx
 import orjson
+import pytest
 from trio_websocket import open_websocket_url
 
 from tests.server_process import ServerProcess, run_cli
@@ -122,3 +124,30 @@ def test_a_made_up_method_is_logged_as_other():
         lines = _access_lines(server.stderr())
     assert any(" other (unmatched) 405 " in line for line in lines), lines
     assert all(made_up not in line and len(line) < 1_000 for line in lines), [len(line) for line in lines]
+
+
+def _dual_stack() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _dual_stack(), reason="this machine has no IPv6 to listen on '::'")
+def test_on_a_dual_stack_listener_an_ipv4_proxy_is_trusted_and_ipv4_clients_are_logged_as_ipv4():
+    """``--host ::`` saw IPv4 peers as ``::ffff:127.0.0.1``, in no IPv4
+    network: the proxy listed in ``--trusted-proxies`` was never trusted (its
+    clients one for the limits and the logs; names it was asked by got 421)."""
+    with ServerProcess(["--host", "::", "--trusted-proxies", "127.0.0.1/32", "--access-log", "true",
+                        "--allowed-hosts", "monitor.example"]) as server:
+        port = server.base_url.rpartition(":")[2]
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            behind = client.get("/health", headers={"X-Forwarded-For": "198.51.100.7", "Host": "other.example"})
+            assert behind.status_code == 200, behind.text  # the proxy chose this server by that name
+        server.stop()
+        log = server.stderr()
+    lines = _access_lines(log)
+    assert any("GET /health 200 " in line and "client=198.51.100.7" in line for line in lines), lines
+    assert "::ffff:" not in log
