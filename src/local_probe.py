@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 import subprocess
 import sys
 from urllib.parse import urlsplit, urlunsplit
@@ -19,16 +20,32 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT = 5.0
 
 
-def probe_url(bind: str) -> str:
-    """The server's own address as the probe should dial it (a wildcard bind
-    becomes loopback)."""
+def probe_url(bind: str, dual_stack: bool | None = None) -> str:
+    """The server's own address as the probe should dial it: a wildcard bind
+    becomes loopback, 127.0.0.1 also for ``::`` where that takes IPv4 too
+    (``dual_stack``; None: as this system binds ``::``). ``[::1]`` there failed
+    where a certificate names 127.0.0.1 (as the README asks) or where
+    loopback has no IPv6 (many containers)."""
     parts = urlsplit(bind)
     host = parts.hostname or "127.0.0.1"
+    if host == "::" and (dual_stack if dual_stack is not None else _binds_dual_stack()):
+        host = "0.0.0.0"
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1" if host == "0.0.0.0" else "[::1]"
     elif ":" in host:
         host = f"[{host}]"
     return urlunsplit((parts.scheme or "http", f"{host}:{parts.port}", "", "", ""))
+
+
+def _binds_dual_stack() -> bool:
+    """Whether a socket bound to ``::`` here takes IPv4 connections as well:
+    Hypercorn leaves ``IPV6_V6ONLY`` as the system sets a new socket
+    (Linux: ``net.ipv6.bindv6only``, 0 unless changed)."""
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            return probe.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+    except OSError:  # no IPv6 at all: nothing was bound to ``::`` either
+        return False
 
 
 def log_settings() -> tuple[str, str]:

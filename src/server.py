@@ -242,13 +242,24 @@ def _data_dir_flag(settings: Settings) -> str:
     return "" if settings.storage.data_dir == default else f" --data-dir {settings.storage.data_dir}"
 
 
+def every_interface(host: str) -> str | None:
+    """How the banner names a wildcard ``host`` (None: it is none): ``0.0.0.0``
+    is every IPv4 interface only, and an operator on an IPv6 network must
+    learn ``--host ::`` from somewhere."""
+    if host.strip("[]") in ("::", "0:0:0:0:0:0:0:0"):
+        return "every interface"
+    if host == "0.0.0.0":
+        return "every IPv4 interface"
+    return None
+
+
 def open_reads_warning(settings: Settings) -> str | None:
     """What to say when anyone on the network can read the topology: reads open
     (the seed's default) on an address that is not loopback only."""
     host = settings.server.host
     if settings.auth.protect_reads or loopback(host):
         return None
-    where = "every interface" if host in ("0.0.0.0", "::") else host
+    where = every_interface(host) or host
     # Protecting reads hides the nodes of unsigned probes (the local probe's among them):
     # said here, where it is recommended, so that an empty UI afterwards is no surprise.
     return (f"WARNING: listening on {where} with open reads: anyone who can reach port {settings.server.port} "
@@ -287,7 +298,8 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
         "",
         "=== Configuration ===",
         f"Host:                  {s.server.host}"
-        + ("  (every interface)" if s.server.host in ("0.0.0.0", "::") else ""),
+        + (f"  ({every}{'; --host :: for IPv6 too' if 'IPv4' in every else ''})"
+           if (every := every_interface(s.server.host)) else ""),
         f"Reads:                 {'need a user token (auth.protect_reads)' if s.auth.protect_reads else 'open'}",
         f"Port:                  {_bound_port(binds) or s.server.port}",
         *([f"Workers:               {s.server.workers} processes on this port"] if s.server.workers > 1 else []),

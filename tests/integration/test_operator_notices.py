@@ -64,7 +64,8 @@ async def test_integers_beyond_64_bits_are_refused_not_rounded(server: ServerPro
 def test_the_banner_warns_when_reads_are_open_beyond_this_machine() -> None:
     with ServerProcess(["--host", "0.0.0.0"]) as server:
         banner = "\n".join(server.read_banner())
-    assert "WARNING: listening on every interface with open reads" in banner
+    assert "WARNING: listening on every IPv4 interface with open reads" in banner
+    assert "Host:                  0.0.0.0  (every IPv4 interface; --host :: for IPv6 too)" in banner
     assert "--protect-reads true" in banner and "--host 127.0.0.1" in banner
     assert "open reads" in server.stderr()  # also logged
     assert "answers requests under any host name" in server.stderr() and "--allowed-hosts" in server.stderr()

@@ -21,6 +21,7 @@ from trio_websocket import open_websocket_url
 from tests.process_end import end
 from tests.server_process import ServerProcess, run_cli
 from tests.waiting import eventually
+from trioscope.local_probe import probe_url
 
 
 @attrs.frozen
@@ -100,10 +101,23 @@ def test_the_probe_refuses_an_unreadable_ca_file(tmp_path: Path) -> None:
     assert done.returncode == 2 and done.stderr.startswith("trioscope-probe: --ca-file: cannot use ")
 
 
-async def test_the_local_probe_trusts_its_servers_certificate(certificates: Certificates) -> None:
-    with ServerProcess(["--tls-cert", str(certificates.server), "--tls-key", str(certificates.server)],
+def _dual_stack() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            return probe.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", pytest.param("::", marks=pytest.mark.skipif(
+    not _dual_stack(), reason="no IPv6 here, or '::' takes no IPv4"))])
+async def test_the_local_probe_trusts_its_servers_certificate(certificates: Certificates, host: str) -> None:
+    """The certificate names 127.0.0.1 and localhost, as the README asks; on
+    ``--host ::`` the local probe dialled ``[::1]`` and never reported."""
+    with ServerProcess(["--tls-cert", str(certificates.server), "--tls-key", str(certificates.server), "--host", host],
                        env={"TRIOSCOPE_AGENTS_LOCAL_PROBE": "true"}) as process:
-        async with httpx.AsyncClient(base_url=process.base_url, verify=certificates.client_context()) as client:
+        port = process.base_url.rpartition(":")[2]
+        async with httpx.AsyncClient(base_url=f"https://127.0.0.1:{port}", verify=certificates.client_context()) as client:
             async def reported() -> bool:
                 return bool((await client.get("/api/v1/agents/list")).json()["agents"])
 
@@ -132,3 +146,15 @@ def test_the_trioscope_command_checks_an_https_server_with_its_ca_file(server: S
     assert alive.returncode == 0 and orjson.loads(alive.stdout)["status"] == "healthy"
     untrusted = run_cli(["health", "--server", server.base_url])
     assert untrusted.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in untrusted.stderr
+
+
+@pytest.mark.parametrize(("bind", "dual_stack", "dialled"), [
+    ("http://0.0.0.0:8080", None, "http://127.0.0.1:8080"),
+    ("https://[::]:8443", True, "https://127.0.0.1:8443"),
+    ("https://[::]:8443", False, "https://[::1]:8443"),
+    ("http://[::1]:8080", True, "http://[::1]:8080"),
+    ("http://10.1.2.3:8080", None, "http://10.1.2.3:8080"),
+])
+def test_the_local_probe_dials_ipv4_loopback_where_the_server_takes_it(bind: str, dual_stack: bool | None,
+                                                                         dialled: str) -> None:
+    assert probe_url(bind, dual_stack) == dialled
