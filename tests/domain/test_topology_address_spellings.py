@@ -59,3 +59,46 @@ def test_loopback_written_in_full_stays_on_its_host():
     # Reachable over loopback only: no other host's connection finds them.
     assert partition.listeners == {} and partition.addresses == {"10.0.0.1": host_id("ha")}
     assert edge_pairs(published(graph), View.PROCESSES) == {(process_id("ha", 1), process_id("ha", 2))}
+
+
+@pytest.mark.parametrize("order", [("0.0.0.0", "::"), ("::", "0.0.0.0")])
+@pytest.mark.parametrize("specific", [False, True])
+def test_ipv4_clients_go_to_the_listener_on_0_0_0_0_and_ipv6_ones_to_the_one_on_the_ipv6_wildcard(
+        order: tuple[str, str], specific: bool) -> None:
+    """Beside a listener on 0.0.0.0 a listener on ``::`` of the same port can
+    only be IPv6-only (the kernel refuses the dual-stack bind): whichever the
+    report listed last took the other's clients. And a socket bound to the
+    address itself takes that address's clients from both."""
+    pids = {"0.0.0.0": 30, "::": 31}
+    connections = [{"protocol": "tcp" if address == "0.0.0.0" else "tcp6", "local_address": address,
+                    "local_port": 8080, "state": "LISTEN", "pid": pids[address]} for address in order]
+    if specific:
+        connections.append({"protocol": "tcp", "local_address": "10.9.1.1", "local_port": 8080, "state": "LISTEN",
+                            "pid": 32})
+    graph = TopologyGraph()
+    graph.apply(report("s", "srv", T0, ips=("10.9.1.1", "fd00::1"),
+                       processes=[{"pid": pid, "name": f"p{pid}"} for pid in (30, 31, 32)], connections=connections), T0)
+    graph.apply(report("c", "cli", T0, ips=("10.9.1.2", "fd00::2"),
+                       processes=[{"pid": 41, "name": "v4"}, {"pid": 42, "name": "v6"}],
+                       connections=[
+                           {"protocol": "tcp", "local_address": "10.9.1.2", "local_port": 50000,
+                            "remote_address": "10.9.1.1", "remote_port": 8080, "state": "ESTABLISHED", "pid": 41},
+                           {"protocol": "tcp6", "local_address": "fd00::2", "local_port": 50001,
+                            "remote_address": "fd00::1", "remote_port": 8080, "state": "ESTABLISHED", "pid": 42}]),
+                T0)
+    assert edge_pairs(published(graph), View.PROCESSES) == {
+        (process_id("cli", 41), process_id("srv", 32 if specific else 30)),
+        (process_id("cli", 42), process_id("srv", 31))}
+
+
+def test_a_lone_listener_on_the_ipv6_wildcard_takes_ipv4_clients_too() -> None:
+    """Dual-stack, as Linux binds ``::`` unless told otherwise."""
+    graph = TopologyGraph()
+    graph.apply(report("s", "srv", T0, ips=("10.9.1.1",), processes=[{"pid": 31, "name": "web"}],
+                       connections=[{"protocol": "tcp6", "local_address": "::", "local_port": 8080,
+                                     "state": "LISTEN", "pid": 31}]), T0)
+    graph.apply(report("c", "cli", T0, ips=("10.9.1.2",), processes=[{"pid": 41, "name": "v4"}],
+                       connections=[{"protocol": "tcp", "local_address": "10.9.1.2", "local_port": 50000,
+                                     "remote_address": "10.9.1.1", "remote_port": 8080, "state": "ESTABLISHED",
+                                     "pid": 41}]), T0)
+    assert edge_pairs(published(graph), View.PROCESSES) == {(process_id("cli", 41), process_id("srv", 31))}

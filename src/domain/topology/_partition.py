@@ -599,6 +599,8 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
     # rootless engine's container: slirp4netns, pasta): reached through a
     # published port only.
     inside_only: list[tuple[str, int, str]] = []
+    bound: dict[EndpointKey, int] = {}
+    """How each listener entry was bound: 0 to its address, 1 to 0.0.0.0, 2 to ``::``."""
     for conn in connections:
         if not is_listener(conn.protocol, conn.state, conn.remote_address):
             continue
@@ -623,10 +625,23 @@ def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
                 # A container without addresses of its own (or of its pod's)
                 # shares the host's network.
                 reachable = (container_ips.get(container) if container else None) or host_ips
+            # The kernel's choice among listeners on one port: a socket bound
+            # to the address, else one on 0.0.0.0 for an IPv4 address (beside
+            # which a socket on ``::`` can only be IPv6-only), else one on
+            # ``::`` (IPv4 too where alone). Whichever the report listed last
+            # took them all before.
+            ipv4_only = address == "0.0.0.0"
+            rank = 1 if ipv4_only else 2
             for ip in reachable:
-                listeners[(proto, ip, port)] = node
+                if ipv4_only and ":" in ip:
+                    continue
+                key = (proto, ip, port)
+                if rank <= bound.get(key, rank):
+                    listeners[key] = node
+                    bound[key] = rank
         else:
             listeners[(proto, address, port)] = node
+            bound[(proto, address, port)] = 0
     # A published port reaches the process listening inside the container: the
     # first listener on (protocol, port) in that container, looked up in an
     # index rather than by a scan of every listener per published port (which
