@@ -18,6 +18,15 @@ clock is believed as it is; beyond, every report's own time is shifted by the
 offset (``report_times``), buffered ones included, which therefore still land
 where they belong.
 
+An offset is taken only once two consecutive reports were sent live (their
+receive times as far apart as their own times, within ``DELIVERY_JITTER``):
+the first reports the server gets of a probe may be what it buffered (a
+server restarted without a report stream: it has no estimate), collected an
+interval apart and received back to back, and one such report alone is the
+same as one of a clock behind. They are believed, and land where they were
+collected, as they did before estimates; a probe whose clock is behind has
+its first report where its clock says, and the next ones, sent live, shifted.
+
 The estimate is a function of the agent's reports in the order they are
 handed on, each with its receive time: with a report stream every replica
 reads the same reports in the same order with the same receive times, and
@@ -39,6 +48,11 @@ CLOCK_TOLERANCE = 5.0
 """Seconds of offset within which a probe's clock is believed as it is: what
 collecting a report and delivering it take. Beyond it the offset is the
 clock's, and reports' times are shifted by it."""
+DELIVERY_JITTER = 1.0
+"""Seconds by which two consecutive reports of an agent may be received
+further apart, or closer, than their own times say for them to count as sent
+live (a burst of buffered reports is collected an interval apart and
+received back to back)."""
 OFFSET_SPAN = 30.0
 """Seconds of receive time over which one least difference is remembered."""
 OFFSET_SPANS = 8
@@ -89,34 +103,49 @@ def report_times(report: Report, received_at: float, window: float, offset: floa
 class ClockOffset:
     """The estimate of one agent's clock offset (see the module docstring):
     the least ``received_at - timestamp`` of each ``OFFSET_SPAN`` of receive
-    time in which it reported, for the latest ``OFFSET_SPANS`` of them."""
+    time in which it reported, for the latest ``OFFSET_SPANS`` of them, and
+    whether two of its reports were sent live in any of those."""
 
-    __slots__ = ("_least",)
+    __slots__ = ("_spans", "_last")
 
     def __init__(self) -> None:
-        self._least: dict[int, float] = {}
-        """Span number (receive time // ``OFFSET_SPAN``) -> the least difference in it."""
+        self._spans: dict[int, tuple[float, bool]] = {}
+        """Span number (receive time // ``OFFSET_SPAN``) -> the least
+        difference in it, and whether a report in it was sent live after the
+        one before."""
+        self._last: tuple[float, float] | None = None
+        """The last report counted: its own time and its receive time."""
 
     def observe(self, report: Report, received_at: float) -> None:
         """Count ``report``, received at ``received_at``. Observing one twice
         changes nothing (a report handed on again after a full mailbox)."""
-        difference = received_at - report.timestamp.timestamp()
+        at = report.timestamp.timestamp()
+        last = self._last
+        live = (last is not None and at > last[0]
+                and abs((received_at - last[1]) - (at - last[0])) <= DELIVERY_JITTER)
+        self._last = (at, received_at)
+        difference = received_at - at
         span = math.floor(received_at / OFFSET_SPAN)
-        least = self._least
-        if span in least:
-            least[span] = min(least[span], difference)
+        spans = self._spans
+        known = spans.get(span)
+        if known is not None:
+            spans[span] = (min(known[0], difference), known[1] or live)
             return
-        if len(least) >= OFFSET_SPANS:
-            oldest = min(least)
+        if len(spans) >= OFFSET_SPANS:
+            oldest = min(spans)
             if span < oldest:  # received before every span remembered (a replica's clock set back)
                 return
-            del least[oldest]
-        least[span] = difference
+            del spans[oldest]
+        spans[span] = (difference, live)
 
     @property
     def offset(self) -> float:
-        """The estimated offset (server clock less the agent's), 0 before any report."""
-        return min(self._least.values(), default=0.0)
+        """The estimated offset (server clock less the agent's): 0 (its reports
+        believed as they are) until two were sent live within the spans remembered."""
+        spans = self._spans.values()
+        if not any(live for _, live in spans):
+            return 0.0
+        return min(least for least, _ in spans)
 
 
 class ClockOffsets:

@@ -41,12 +41,29 @@ def test_a_clock_right_is_believed_as_it_is() -> None:
     assert [t.metrics for t in times] == [t.seen for t in times]
 
 
-def test_a_clock_six_minutes_behind_is_shifted_to_the_servers_from_its_first_report() -> None:
+def test_a_clock_six_minutes_behind_is_shifted_to_the_servers_once_two_reports_came_live() -> None:
     clocks = ClockOffsets(10)
     times = live(clocks, START, 20, skew=BEHIND)
+    # Its first report may be one it buffered (a clock right): believed.
+    assert times[0] == ReportTimes(START - BEHIND, START - BEHIND)
     # At the server's time of collection plus the fastest delivery: now, not six minutes back.
-    assert [t.seen for t in times] == pytest.approx([START + i * INTERVAL + DELIVERY for i in range(20)])
+    assert [t.seen for t in times[1:]] == pytest.approx([START + i * INTERVAL + DELIVERY for i in range(1, 20)])
     assert [t.metrics for t in times] == [t.seen for t in times]
+
+
+def test_reports_received_back_to_back_before_any_estimate_land_at_their_own_times() -> None:
+    """What a probe buffered, sent first to a server that has no estimate of
+    its clock (restarted without a report stream): collected an interval
+    apart, received back to back, each alone the same as a clock behind's."""
+    for skew in (0.0, BEHIND):
+        clocks = ClockOffsets(10)
+        dated = [START - skew - (9 - i) * INTERVAL for i in range(10)]
+        times = [clocks.times(report(at), START + 0.05 * i, WINDOW) for i, at in enumerate(dated)]
+        assert [t.seen for t in times] == dated
+        assert [t.metrics for t in times] == dated
+        after = live(clocks, START + INTERVAL, 2, skew)  # then reporting live: a clock behind is found
+        assert [t.seen for t in after] == pytest.approx([START + INTERVAL + i * INTERVAL + (DELIVERY if skew else 0.0)
+                                                         for i in range(2)])
 
 
 def test_a_clock_ahead_is_shifted_back_and_never_dated_after_its_arrival() -> None:
@@ -101,7 +118,7 @@ def test_an_estimate_remembers_at_most_its_spans() -> None:
     clock = ClockOffset()
     for i in range(10 * OFFSET_SPANS):
         clock.observe(report(START + i * OFFSET_SPAN - i), START + i * OFFSET_SPAN)
-    assert len(clock._least) == OFFSET_SPANS
+    assert len(clock._spans) == OFFSET_SPANS
     assert clock.offset == 9 * OFFSET_SPANS  # the least of the latest spans': older ones forgotten
 
 
@@ -120,7 +137,8 @@ def test_an_estimate_is_the_same_for_the_same_reports_whatever_seen_twice() -> N
 
 def test_agents_are_estimated_apart_and_at_most_limit_kept() -> None:
     clocks = ClockOffsets(2)
-    assert clocks.times(report(START - BEHIND, "behind"), START, WINDOW).seen == START
+    clocks.times(report(START - BEHIND, "behind"), START, WINDOW)
+    assert clocks.times(report(START + 1 - BEHIND, "behind"), START + 1, WINDOW).seen == START + 1
     assert clocks.times(report(START, "right"), START, WINDOW).seen == START
     assert clocks.times(report(START + INTERVAL, "right"), START + INTERVAL, WINDOW).seen == START + INTERVAL
     clocks.times(report(START, "third"), START, WINDOW)
