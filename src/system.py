@@ -26,10 +26,11 @@ from trioscope.actors.metrics import NODE_BUCKETS_WAITING, MetricsActor, MetricS
 from trioscope.actors.notifier import NotifierActor, Watchers
 from trioscope.actors.queue_owner import ForDeployment, QueueOwnerActor
 from trioscope.actors.report_feed import report_feed_spec
-from trioscope.actors.roster import RosterActor
+from trioscope.actors.roster import RosterActor, clock_offsets_kept
 from trioscope.actors.store import StoreActor
 from trioscope.actors.topology import TopologyActor, TopologyHistory, TopologyListeners
 from trioscope.config import Settings
+from trioscope.domain.clocks import ClockOffsets
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.metric_labels import TenantLabels
@@ -119,6 +120,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     metric_stores = Kept(lambda: MetricStores.for_settings(settings))
     alerts_state = Kept(lambda: AlertsState.for_settings(settings))
     roster_state = Kept(AgentRoster)
+    roster_clocks = Kept(lambda: ClockOffsets(clock_offsets_kept(settings)))
     # Which sockets the notifier tells, for a restarted one to close them.
     notifier_watchers: Kept[Watchers] = Kept(lambda: defaultdict(dict))
     # Why the store refuses commits (the database away), for readiness.
@@ -199,7 +201,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             ActorSpec(name="roster",
                       factory=lambda: RosterActor(settings, agents_path=AGENTS, topology_path=TOPOLOGY,
                                                   hub_path=HUB, directory=directory_view, metrics_path=METRICS,
-                                                  roster=roster_state.take()),
+                                                  roster=roster_state.take(), clocks=roster_clocks.take()),
                       mailbox_size=ROSTER_MAILBOX),
             # The report stream (bus.url), read from its start and handed to
             # the roster. After it: it stops first, before the roster does.

@@ -18,6 +18,7 @@ import attrs
 
 from trioscope.config import Settings
 from trioscope.domain.agents import AgentState, PackedReport
+from trioscope.domain.clocks import ReportTimes
 from trioscope.runtime import Actor, ActorSpec, Kept, Restart
 from trioscope.wire import AgentRegistration, Report
 
@@ -52,6 +53,10 @@ class ReportReceived:
     latest report, so that a topology rebuilt from it offers the same controls."""
     scope: str | None = None
     """The ``node_scope`` its nodes' ids carry (``ReportArrived.scope``), kept alike."""
+    times: ReportTimes | None = None
+    """Its times on the server's clock, by its agent's clock offset (the
+    roster's ``ClockOffsets``: one rule for every history); None: its own
+    time believed as it is."""
 
 
 @attrs.frozen
@@ -79,6 +84,9 @@ class Latest:
     """Whether an enrolled agent signed it (``ReportReceived.enrolled``)."""
     scope: str | None = None
     """The ``node_scope`` its nodes' ids carry (``ReportReceived.scope``)."""
+    times: ReportTimes | None = None
+    """Its ``ReportReceived.times`` (as found then: a topology rebuilt from it
+    records its metrics where they were recorded)."""
 
 
 @attrs.frozen
@@ -109,7 +117,7 @@ class AgentActor(Actor):
         now = self.clock()
         if isinstance(message, ReportReceived):
             self.state.receive(message.report, message.packed, message.received_at, message.metrics,
-                               enrolled=message.enrolled, scope=message.scope)
+                               enrolled=message.enrolled, scope=message.scope, times=message.times)
         elif isinstance(message, Heartbeat):
             at = now if message.at is None else message.at
             self.state.heartbeat(at)
@@ -120,7 +128,8 @@ class AgentActor(Actor):
             raw, received_at = self.state.latest_raw, self.state.latest_received_at
             if raw is None or received_at is None:
                 return None
-            return Latest(raw, received_at, self.state.latest_enrolled, self.state.latest_scope)
+            return Latest(raw, received_at, self.state.latest_enrolled, self.state.latest_scope,
+                          self.state.latest_times)
         elif isinstance(message, ReportScope):
             return self.state.latest_scope
         elif isinstance(message, Timeseries):

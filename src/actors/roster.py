@@ -27,7 +27,8 @@ from typing import Any
 import attrs
 
 from trioscope.config import Settings
-from trioscope.domain.agents import PackedReport, host_metrics, metric_time
+from trioscope.domain.agents import PackedReport, host_metrics
+from trioscope.domain.clocks import ClockOffsets
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.metrics import RESOLUTION
 from trioscope.domain.rates import FirstSeen, Lull
@@ -185,6 +186,12 @@ class _Prune:
     ``agents.max_agents``."""
 
 
+def clock_offsets_kept(settings: Settings) -> int:
+    """Agents whose clock offsets the roster keeps at most: as many as it
+    tracks before it lets go of those whose actors stopped."""
+    return 2 * settings.agents.max_agents
+
+
 class RosterActor(Actor):
     """The probes' roster and the owner of their actors (see the module docstring)."""
 
@@ -196,8 +203,9 @@ class RosterActor(Actor):
     def __init__(self, settings: Settings, *, agents_path: str, topology_path: str, hub_path: str,
                  directory: Published[AgentDirectory], clock: Callable[[], float] = time.time,
                  monotonic: Callable[[], float] = time.monotonic, metrics_path: str | None = None,
-                 roster: AgentRoster | None = None) -> None:
-        """``roster``: what an earlier incarnation knew (the spec's ``Kept``); None: a roster of its own."""
+                 roster: AgentRoster | None = None, clocks: ClockOffsets | None = None) -> None:
+        """``roster``, ``clocks``: what an earlier incarnation knew (the spec's
+        ``Kept``); None: a roster, and clock offsets, of its own."""
         self.settings = settings
         self.agents_path = agents_path
         self.topology_path = topology_path
@@ -208,6 +216,11 @@ class RosterActor(Actor):
         self.clock = clock
         self.monotonic = monotonic
         self.roster = roster if roster is not None else AgentRoster()
+        self.clocks = clocks if clocks is not None else ClockOffsets(clock_offsets_kept(settings))
+        """Each agent's clock offset, from its reports in the order this actor
+        hands them on (with a bus, the stream's: the same on every replica):
+        what turns a report's own time into the server's, for the topology,
+        the agent's actor and the metrics API alike."""
         self._offset: float | None = None
         """See ``_wall_offset``."""
         self._failures_said: FirstSeen[tuple[str, str, int]] = FirstSeen(FAILURE_CAUSES_SAID)
@@ -309,20 +322,24 @@ class RosterActor(Actor):
         agent = await self._agent(report.agent_id, enrolled=message.enrolled, source=message.address,
                                   signer=message.signer,
                                   received_at=message.received_at)
+        # Found once, here, for every history (one window: max_data_age). A
+        # report handed on again after a full mailbox is counted again, which
+        # changes no estimate.
+        times = self.clocks.times(report, message.received_at, self.settings.storage.max_data_age, message.scope)
         # Topology first: when its mailbox is full the probe gets 503 and
         # resends; merging the same report twice changes nothing.
         self.topology.tell(MergeReport(report, message.received_at, message.partition, message.shape,
                                        sequence=message.sequence, history=message.history,
-                                       enrolled=message.enrolled, scope=message.scope))
+                                       enrolled=message.enrolled, scope=message.scope, times=times))
         values = host_metrics(report)  # once, for the probe's actor, the hub and the metrics API alike
         agent.tell(ReportReceived(report, message.packed, message.received_at, values, enrolled=message.enrolled,
-                                  scope=message.scope))
+                                  scope=message.scope, times=times))
         try:
             self.hub.tell(ReportSeen(report.agent_id, report.host_name, message.received_at, values))
         except MailboxFull:
             pass  # a live "report_update" is a courtesy; the report itself is accepted
         if self.metrics is not None and values:
-            at = metric_time(report, message.received_at, self.settings.storage.max_data_age)
+            at = times.metrics
             samples = NodeSamples(report.agent_id, report.host_name, at, values)
             # Keyed by the store's bucket: while a metrics read holds the actor, an
             # agent's samples wait once a bucket (the store keeps one a bucket anyway)

@@ -32,7 +32,7 @@ import orjson
 import trio
 
 from trioscope.config import Settings
-from trioscope.domain.agents import metric_time, report_time
+from trioscope.domain.clocks import ReportTimes, report_times
 from trioscope.domain.block_history import BlockHistory
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.timeseries import MetricHistory, Point
@@ -138,6 +138,11 @@ class MergeReport:
     scope: str | None = None
     """The ``node_scope`` of the enrolled agent's tenant (``ReportArrived.scope``),
     which its nodes' ids carry (kept with the latest reports alike)."""
+    times: ReportTimes | None = None
+    """Its times on the server's clock, by its agent's clock offset (the
+    roster's ``ClockOffsets``; kept with the latest reports alike): which of
+    the agent's reports is newest, its nodes' ``last_seen`` and where its
+    metrics go. None: its own time believed as it is (``TopologyActor._times``)."""
 
 
 @attrs.frozen
@@ -361,7 +366,7 @@ class TopologyActor(Actor):
             if latest is not None:
                 report = decode_report(orjson.loads(latest.raw))
                 self.pending[report.agent_id] = MergeReport(report, latest.received_at, enrolled=latest.enrolled,
-                                                            scope=latest.scope)
+                                                            scope=latest.scope, times=latest.times)
         if self.pending:
             log.warning("topology rebuilt from %d agents' latest reports", len(self.pending))
             await self._flush(None)
@@ -385,8 +390,7 @@ class TopologyActor(Actor):
                 # agent is in another bucket than its last).
                 await self._take(self.pending.pop(agent))
                 current = None
-            if current is None or (report_time(message.report, message.received_at)
-                                   >= report_time(current.report, current.received_at)):
+            if current is None or self._times(message).seen >= self._times(current).seen:
                 self.pending[agent] = message
             if len(self.pending) >= MAX_PENDING:
                 await self._flush(SLICE_BUDGET, publish=False)
@@ -524,9 +528,16 @@ class TopologyActor(Actor):
         """Whether ``newer``'s metrics go in another history bucket than those
         of ``pending``, the agent's report waiting to be merged (in the same
         one, the last written wins anyway: ``pending`` may go unmerged)."""
-        window, resolution = self.process_history.retention, self.history.resolution
-        at = metric_time(pending.report, pending.received_at, window)
-        return at // resolution != metric_time(newer.report, newer.received_at, window) // resolution
+        resolution = self.history.resolution
+        return self._times(pending).metrics // resolution != self._times(newer).metrics // resolution
+
+    def _times(self, merge: MergeReport) -> ReportTimes:
+        """``merge``'s times on the server's clock: as the roster found them,
+        else (no clock offset known) by the report's own time, with the one
+        history window every history's times are found with."""
+        if merge.times is not None:
+            return merge.times
+        return report_times(merge.report, merge.received_at, self.settings.storage.max_data_age)
 
     async def _record_settled_groups(self) -> None:
         """Rebuild the groups once for all the reports merged since they were
@@ -544,7 +555,8 @@ class TopologyActor(Actor):
         agent = merge.report.agent_id
         try:
             applied = self.graph.apply(merge.report, merge.received_at, merge.partition, merge.shape,
-                                       enrolled=merge.enrolled, allowed=self._allowed(merge), scope=merge.scope)
+                                       enrolled=merge.enrolled, allowed=self._allowed(merge), scope=merge.scope,
+                                       seen=self._times(merge).seen)
         except Exception as exc:
             self.merge_failures += 1
             log.error("report from agent %s could not be merged and was left out: %s: %s",
@@ -570,7 +582,7 @@ class TopologyActor(Actor):
         ``groups``, and its agent, with that time, to ``grouped`` if its
         processes are in groups (recorded once the batch is settled:
         ``_record_groups``)."""
-        at = metric_time(merge.report, merge.received_at, self.process_history.retention)
+        at = self._times(merge).metrics
         partition = self.graph.partitions[merge.report.agent_id]
         nodes = partition.nodes.values()
         process = NodeKind.PROCESS
@@ -790,8 +802,8 @@ def _since_started(points: list[Point], node: Node | None, resolution: float) ->
     """A process's ``points`` from the bucket it started in: a pid taken again is
     the same node id, and the points of the process that had it before (a burst
     of CPU before this one existed) are not this one's. All of them when none
-    is that late: its start is on its probe's clock, and points of a probe whose
-    clock is far ahead are on the server's (``metric_time``)."""
+    is that late: its start is on its probe's clock, and the points of a probe
+    whose clock is off are on the server's (shifted by its offset: ``report_times``)."""
     started = node.metadata.get("started_at") if node is not None else None
     if not isinstance(started, str) or not points:
         return points

@@ -10,6 +10,7 @@ from typing import Any
 import attrs
 import zstandard
 
+from trioscope.domain.clocks import ReportTimes, report_times
 from trioscope.domain.timeseries import Point, SeriesGroup
 from trioscope.wire import AgentRegistration, FieldProblem, InvalidDocument, Report, rfc3339_seconds
 
@@ -62,29 +63,6 @@ def host_metrics(report: Report) -> dict[str, float]:
         network = report.network_info
         values["connections"] = float(len(network.connections) if network.sockets is None else network.sockets)
     return values
-
-
-def report_time(report: Report, received_at: float) -> float:
-    """Where a report stands among its agent's (which is newest): its own
-    time, or its receive time if that is earlier. A probe whose clock runs
-    ahead of the server's (reports may be dated up to ``MAX_AHEAD`` after they
-    were received) would otherwise make its next reports, rightly dated, look
-    older than that one and be left out until the server's clock caught up:
-    its nodes frozen at that report's values for as long."""
-    return min(report.timestamp.timestamp(), received_at)
-
-
-def metric_time(report: Report, received_at: float, window: float) -> float:
-    """When a report's metrics belong in the history.
-
-    At the report's own time when that lies within ``window`` before it was
-    received, so that reports a probe buffered through an outage land where they
-    belong. Otherwise the probe's clock is not believable (in the future, which
-    would push real points out of the window, or older than the window: a clock
-    behind, whose every report would be) and the receive time is used.
-    """
-    at = report.timestamp.timestamp()
-    return at if received_at - window < at <= received_at else received_at
 
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -177,10 +155,10 @@ class AgentState:
         self.reports_received = 0
         self._latest: PackedReport | None = None
         """The newest report as the agent sent it (kept packed, not decoded)."""
-        self.latest_order: float | None = None
-        """The newest report's ``report_time``."""
+        self.latest_times: ReportTimes | None = None
+        """The newest report's times on the server's clock (its ``seen`` says which is newest)."""
         self.latest_received_at: float | None = None
-        """When the newest report (by ``report_time``) was received."""
+        """When the newest report (by ``latest_times``) was received."""
         self.latest_enrolled = False
         """Whether an enrolled agent signed the newest report."""
         self.latest_scope: str | None = None
@@ -210,25 +188,29 @@ class AgentState:
 
     def receive(self, report: Report, packed: PackedReport, now: float,
                 metrics: Mapping[str, float] | None = None, *, enrolled: bool = False,
-                scope: str | None = None) -> None:
+                scope: str | None = None, times: ReportTimes | None = None) -> None:
         """Keep the report (``packed``, its JSON as sent; ``enrolled``: an
-        enrolled agent signed it; ``scope``: its nodes' ``node_scope``) if it is the newest, and record its metrics
-        (``metrics``: its ``host_metrics``, if found already) at ``now``."""
+        enrolled agent signed it; ``scope``: its nodes' ``node_scope``),
+        received ``now``, if it is the newest, and record its metrics
+        (``metrics``: its ``host_metrics``, if found already). ``times``: its
+        times on the server's clock, by its agent's clock offset
+        (``ClockOffsets.times``); None: its own time believed as it is."""
         if self._said_under_another(scope):
             self._begin(now, self.history.retention)
         self.reports_received += 1
         self.last_report_at = now
-        order = report_time(report, now)
-        newest = self.latest_order is None or order >= self.latest_order
+        if times is None:
+            times = report_times(report, now, self.history.retention)
+        newest = self.latest_times is None or times.seen >= self.latest_times.seen
         if newest:
             self._latest = packed
-            self.latest_order = order
+            self.latest_times = times
             self.latest_received_at = now
             self.latest_enrolled = enrolled
             self.latest_scope = scope
             self.hostname = report.host_name
-        self.history.record(metric_time(report, now, self.history.retention),
-                            host_metrics(report) if metrics is None else metrics, fill_only=not newest)
+        self.history.record(times.metrics, host_metrics(report) if metrics is None else metrics,
+                            fill_only=not newest)
 
     @property
     def latest_raw(self) -> bytes | None:

@@ -6,10 +6,13 @@ series whatever the matchers; limits; promtool against /prometheus."""
 from __future__ import annotations
 
 import itertools
+import math
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -19,6 +22,7 @@ from tests.metrics_clients import BACKENDS, Tenant, metrics_server, new_tenant
 from tests.server_process import ServerProcess
 from tests.synthetic import host_report
 from tests.waiting import eventually
+from trioscope.domain.topology import host_id, node_scope
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
@@ -352,6 +356,41 @@ async def test_a_probes_host_metrics_are_queryable_by_its_deployments_tenant_onl
         assert row["metric"]["deployment_hash"] == owner.agent.deployment_hash
         assert float(row["value"][1]) == 37.5
         assert await _query(other, client, '{__name__=~"trioscope_node_.+"}', time.time()) == []
+
+
+async def test_a_probe_whose_clock_runs_behind_is_charted_and_seen_now(embedded: ServerProcess) -> None:
+    """A probe on a host whose clock runs six minutes behind the server's (a VM
+    without NTP) dates every report six minutes back. Its points were recorded
+    there, where an instant query at now (five minutes of lookback) found
+    nothing of the host, and its host node showed "seen 6 minutes ago"."""
+    async with httpx.AsyncClient() as client:
+        owner = await new_tenant(client, embedded)
+        probe = f"probe-{owner.name}"
+        sent = time.time()
+        # Two reports as the probe sends them, each dated by its clock when sent:
+        # the first might be one it buffered (believed), the second, sent live
+        # after it, tells its clock.
+        for cpu in (11.0, 42.0):
+            report = host_report(0, timestamp=time.time() - 360, containers=1, processes=1, connections=0, cpu=cpu,
+                                 agent_prefix=probe)
+            assert (await owner.agent.signed_post(client, "/api/v1/reports", report)).status_code == 202
+
+        async def latest() -> list[dict[str, Any]]:
+            rows = await _query(owner, client, f'trioscope_node_cpu_usage{{agent_id="{probe}-0"}}', time.time())
+            return rows if [float(row["value"][1]) for row in rows] == [42.0] else []
+
+        await eventually(latest)
+
+        node = quote(host_id("host-0", node_scope(owner.name)), safe="")
+
+        async def details() -> dict[str, Any] | None:
+            response = await owner.read(client, f"/api/v1/query/nodes/{node}")
+            return response.json() if response.status_code == 200 else None  # type: ignore[no-any-return]
+
+        shown = (await eventually(details))["node"]
+        assert shown["metrics"]["cpu_usage"] == 42.0
+        # When it was received (to the second), not its own time six minutes back.
+        assert datetime.fromisoformat(shown["last_seen"].replace("Z", "+00:00")).timestamp() >= math.floor(sent)
 
 
 async def test_an_unreachable_metrics_engine_is_503_not_500() -> None:

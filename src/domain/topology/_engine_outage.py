@@ -61,11 +61,16 @@ def engine_unreachable(report: Report) -> bool:
 def listed_when(report: Report, when: float) -> float:
     """When the containers of ``report`` were listed (its ``last_seen``):
     ``listed_at`` for an outage's repeated listing (no later than ``when``,
-    the report's time, nor ``KEEP_LISTED_SECONDS`` before it: the probe keeps
-    them no longer, and a clock set right since the listing shows no years-old
-    time), else ``when``."""
+    the report's time on the server's clock, nor ``KEEP_LISTED_SECONDS``
+    before it: the probe keeps them no longer, and a clock set right since
+    the listing shows no years-old time), else ``when``. ``listed_at`` is on
+    the probe's clock, as the report's own time: it stands as long before
+    ``when`` as it was before that (a clock behind or ahead is shifted alike)."""
     listed_at = report.docker_info.listed_at if report.docker_info is not None else None
-    return when if listed_at is None else min(max(listed_at.timestamp(), when - KEEP_LISTED_SECONDS), when)
+    if listed_at is None:
+        return when
+    listed = when - (report.timestamp.timestamp() - listed_at.timestamp())
+    return min(max(listed, when - KEEP_LISTED_SECONDS), when)
 
 
 def server_keeps(report: Report) -> bool:

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import attrs
 
-from trioscope.domain.agents import report_time
+from trioscope.domain.clocks import report_time
 from trioscope.domain.steps import Steps, at_once, sorted_in_steps
 from trioscope.wire import POD_UID, Report, is_loopback
 
@@ -135,9 +135,13 @@ class TopologyGraph:
 
     def apply(self, report: Report, received_at: float, partition: Partition | None = None,
               shape: bytes | None = None, *, enrolled: bool = False,
-              allowed: frozenset[str] | None = None, scope: str | None = None) -> bool:
+              allowed: frozenset[str] | None = None, scope: str | None = None,
+              seen: float | None = None) -> bool:
         """Merge ``report``. Returns False (and changes nothing) if this agent has
-        already sent a newer one. ``partition``: the report's
+        already sent a newer one. ``seen``: the report's time on the server's
+        clock (``ReportTimes.seen``, by its agent's clock offset; None:
+        ``report_time`` with none), which orders an agent's reports and
+        stamps its nodes. ``partition``: the report's
         ``build_partition(report, received_at, enrolled=enrolled)``, if the
         caller built it already (off the event loop, for a large report);
         ``shape``: its ``report_shape``, if the caller found it; ``enrolled``:
@@ -151,17 +155,20 @@ class TopologyGraph:
         a service spans hosts, and rebuilding it per report cost a share of
         the merge that grew with the number of hosts."""
         current = self.partitions.get(report.agent_id)
-        if current is not None and report_time(report, received_at) < current.report_time and current.scope == scope:
+        if seen is None:
+            seen = report_time(report, received_at)
+        if current is not None and seen < current.report_time and current.scope == scope:
             # (Under another scope its agent id is another tenant's, or no
             # longer an enrolled probe's: what the old owner reported goes,
             # however its time compares.)
             return False
         # A report whose container engine does not answer, and which does not
         # say its last listing, keeps ``current``'s containers: built with it,
-        # not where it was received.
-        if partition is None or partition.scope != scope or server_keeps(report):
+        # not where it was received. Where it was received no clock offset was
+        # known either: built again with ``seen`` when it is not the time there.
+        if partition is None or partition.scope != scope or server_keeps(report) or partition.report_time != seen:
             partition = build_partition(report, received_at, current, shape, enrolled=enrolled, allowed=allowed,
-                                        scope=scope)
+                                        scope=scope, seen=seen)
         elif partition.allowed != allowed:  # built where it was received, before its agent's controls were known
             partition = restricted(partition, allowed)
         self._replace(report.agent_id, current, partition)

@@ -25,7 +25,7 @@ from trioscope.wire import (
     protocol_family, service_of, socket_namespace,
 )
 
-from trioscope.domain.agents import report_time
+from trioscope.domain.clocks import report_time
 
 from ._controls import controls_for
 from ._engine_outage import (
@@ -347,8 +347,11 @@ def _listed_at(report: Report) -> str | None:
 
 def build_partition(report: Report, received_at: float, previous: Partition | None = None,
                     shape: bytes | None = None, *, enrolled: bool = False,
-                    allowed: frozenset[str] | None = None, scope: str | None = None) -> Partition:
-    """Everything ``report`` contributes, stamped with the report's own time.
+                    allowed: frozenset[str] | None = None, scope: str | None = None,
+                    seen: float | None = None) -> Partition:
+    """Everything ``report`` contributes, stamped with the report's own time
+    on the server's clock: ``seen`` (``ReportTimes.seen``, by its agent's
+    clock offset); None, the default: ``report_time`` with none.
 
     ``previous``: the agent's current partition. If ``report`` has its shape
     (``report_shape``), as a host's reports mostly do, only the nodes are built
@@ -368,20 +371,20 @@ def build_partition(report: Report, received_at: float, previous: Partition | No
         shape = report_shape(report)
     if not enrolled:
         allowed = None  # no controls to restrict
+    when = report_time(report, received_at) if seen is None else seen
     if not engine_unreachable(report):
-        return _refreshed_or_built(report, received_at, previous, shape, enrolled, allowed, scope)
+        return _refreshed_or_built(report, received_at, when, previous, shape, enrolled, allowed, scope)
     keeps = server_keeps(report)
-    when = report_time(report, received_at)
     kept = kept_by_server(previous, when) if keeps else []
     # Where a container is no longer kept, its processes may be placed in it:
     # built anew, they are in the containers their cgroups name (inferred).
     base = None if keeps and previous is not None and expired(previous, when) else previous
-    partition = _refreshed_or_built(report, received_at, base, shape, enrolled, allowed, scope,
+    partition = _refreshed_or_built(report, received_at, when, base, shape, enrolled, allowed, scope,
                                     [n.metadata["container_id"] for n in kept])
     return kept_containers(partition, previous, kept)
 
 
-def _refreshed_or_built(report: Report, received_at: float, previous: Partition | None, shape: bytes,
+def _refreshed_or_built(report: Report, received_at: float, when: float, previous: Partition | None, shape: bytes,
                         enrolled: bool, allowed: frozenset[str] | None, scope: str | None,
                         kept: Sequence[str] = ()) -> Partition:
     """``refreshed`` from ``previous`` if it has ``report``'s shape and is
@@ -389,11 +392,12 @@ def _refreshed_or_built(report: Report, received_at: float, previous: Partition 
     ``listed_before``)."""
     if (previous is not None and previous.shape == shape and previous.agent_id == report.agent_id
             and previous.enrolled == enrolled and previous.allowed == allowed and previous.scope == scope):
-        return refreshed(previous, report, received_at, kept)
-    return _build(report, received_at, shape, enrolled, allowed, scope, kept)
+        return refreshed(previous, report, received_at, when, kept)
+    return _build(report, received_at, when, shape, enrolled, allowed, scope, kept)
 
 
-def refreshed(previous: Partition, report: Report, received_at: float, kept: Sequence[str] = ()) -> Partition:
+def refreshed(previous: Partition, report: Report, received_at: float, when: float,
+              kept: Sequence[str] = ()) -> Partition:
     """The partition of ``report``, which has ``previous``'s shape: its nodes
     built from the report, where a container's or process's only changes are
     its metrics and time a copy of its node in ``previous`` with the new ones
@@ -404,8 +408,8 @@ def refreshed(previous: Partition, report: Report, received_at: float, kept: Seq
 
     A container kept as last known (``is_stale``, the report's engine not
     answering, as ``previous``'s) is ``previous``'s node as it is while the
-    report lists it as it was: its ``last_seen`` stays when it was listed."""
-    when = report_time(report, received_at)
+    report lists it as it was: its ``last_seen`` stays when it was listed.
+    ``when``: the report's time on the server's clock (``build_partition``)."""
     listed = listed_when(report, when)
     agent = report.agent_id
     hostname = report.host_name
@@ -428,7 +432,7 @@ def refreshed(previous: Partition, report: Report, received_at: float, kept: Seq
             if (state in _HOLDS_PORTS) != (c.state in _HOLDS_PORTS) and any(p.host_port for p in c.ports):
                 # Started or stopped: its published ports, which the shape
                 # leaves to its state, are taken or given back.
-                return _build(report, received_at, previous.shape, previous.enrolled, previous.allowed,
+                return _build(report, received_at, when, previous.shape, previous.enrolled, previous.allowed,
                               previous.scope, kept)
             node = _container_node(c, host, agent, listed, previous.enrolled, previous.allowed, previous.scope)
         nodes[node.id] = node
@@ -456,13 +460,12 @@ def refreshed(previous: Partition, report: Report, received_at: float, kept: Seq
     return attrs.evolve(previous, report_time=when, received_at=received_at, nodes=nodes)
 
 
-def _build(report: Report, received_at: float, shape: bytes, enrolled: bool,
+def _build(report: Report, received_at: float, when: float, shape: bytes, enrolled: bool,
            allowed: frozenset[str] | None = None, scope: str | None = None,
            listed_before: Sequence[str] = ()) -> Partition:
     """``listed_before``: the ids of the containers the engine listed before
     it stopped answering, beside the report's own, to which its processes'
     short ids resolve (``kept_containers`` then keeps their nodes)."""
-    when = report_time(report, received_at)
     listed = listed_when(report, when)
     agent = report.agent_id
     hostname = report.host_name
