@@ -718,3 +718,14 @@ def test_sizes_changing_at_every_version_are_redrawn_at_most_once_a_second(page:
     gaps = [b - a for a, b in zip(result["runs"], result["runs"][1:])]
     assert 3 <= len(result["runs"]) <= 5 and all(gap >= 1000 for gap in gaps)
     assert result["atOnce"] == 1 and result["after"] == 0
+
+
+def test_the_probe_command_offered_quotes_an_ipv6_origin_for_the_shell(page: Page) -> None:
+    """``--server http://[::1]:8080`` pasted into zsh failed: "no matches found"."""
+    commands = run(page, "empty", """
+        const principal = { role: 'ADMIN', tenant: 't', user_id: 'u', permissions: ['operate'] };
+        return ['http://[::1]:8080', 'http://127.0.0.1:8080', "http://a'b"].map(
+          (origin) => m.emptyAdvice(null, principal, origin).command);""")
+    assert commands[0].endswith("--server 'http://[::1]:8080'")
+    assert commands[1].endswith("--server http://127.0.0.1:8080")
+    assert "'http://a'\\''b'" in commands[2]

@@ -12,6 +12,10 @@ const SHOW_UNASSIGNED = "--show-unassigned-agents true";
 
 const plural = (count, word) => `${count} ${word}${count === 1 ? "" : "s"}`;
 
+// A word as a shell takes it: an IPv6 origin's brackets are a pattern to zsh
+// (macOS's shell: "no matches found") and to bash with failglob.
+export const shellWord = (text) => (/^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, "'\\''")}'`);
+
 // The reads' protection as the stats show it: true, false, or null (not known).
 function readsProtected(stats, role) {
   if (stats && stats.server) return true; // only an ADMIN's, only where reads are protected
@@ -26,7 +30,7 @@ function readsProtected(stats, role) {
  */
 export function emptyAdvice(stats, principal, origin) {
   const { role = "", tenant = "", user_id: user = "", permissions = [] } = principal || {};
-  const plain = `.venv/bin/trioscope-probe --server ${origin}`;
+  const plain = `.venv/bin/trioscope-probe --server ${shellWord(origin)}`;
   // The token in the environment, not a flag: any local user reads a process's
   // arguments while it tries to enrol (and could enrol first with them).
   const enrolled = `TRIOSCOPE_PROBE_ENROLLMENT_TOKEN=TOKEN ${plain} --deployment-hash HASH`;
