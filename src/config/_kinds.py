@@ -816,7 +816,52 @@ class HostNamesKind:
         return ",".join(value)
 
 
-_ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+_ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def _browser_origin(text: str) -> str | None:
+    """``text`` as a browser writes the origin in ``Origin`` (the WHATWG URL
+    serialisation: lower case, no default port, an IPv6 address compressed
+    in hexadecimal: ``http://[0:0::1]:3001`` is sent as ``http://[::1]:3001``
+    and ``[::ffff:127.0.0.1]`` as ``[::ffff:7f00:1]``), or None if it is no
+    origin. Compared as written, an allowed origin of another spelling never
+    matched."""
+    match = _ORIGIN.fullmatch(text)
+    if match is None:
+        return None
+    scheme, host, port = match.group(1).lower(), match.group(2).lower(), match.group(3)
+    if host.startswith("["):
+        try:
+            address = ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+        host = f"[{_ipv6_serialised(address)}]"
+    if port is not None and int(port) > 65535:
+        return None
+    if port is not None and port.lstrip("0") != _DEFAULT_PORTS[scheme]:
+        return f"{scheme}://{host}:{int(port)}"
+    return f"{scheme}://{host}"
+
+
+def _ipv6_serialised(address: ipaddress.IPv6Address) -> str:
+    """The WHATWG URL standard's IPv6 serialiser: hexadecimal pieces, the first
+    longest run of two or more zero pieces as ``::`` (Python writes an
+    IPv4-mapped address with a dotted tail since 3.13; browsers never do)."""
+    pieces = [int(piece, 16) for piece in address.exploded.split(":")]
+    best, best_length, start = -1, 1, None
+    for index, piece in enumerate([*pieces, 1]):
+        if piece == 0 and start is None:
+            start = index
+        elif piece != 0 and start is not None:
+            if index - start > best_length:
+                best, best_length = start, index - start
+            start = None
+    if best < 0:
+        return ":".join(f"{piece:x}" for piece in pieces)
+    head = ":".join(f"{piece:x}" for piece in pieces[:best])
+    tail = ":".join(f"{piece:x}" for piece in pieces[best + best_length:])
+    return f"{head}::{tail}"
 
 
 @attrs.frozen
@@ -842,10 +887,11 @@ class OriginsKind:
             return ("*",)
         origins = []
         for item in items:
-            if not _ORIGIN.fullmatch(item):
+            origin = _browser_origin(item)
+            if origin is None:
                 raise InvalidValue(f"{_which(item, items)} not an origin (scheme://host[:port], no path or "
                                    f"trailing slash); expected {self.expected}")
-            origins.append(item.lower())
+            origins.append(origin)
         return tuple(dict.fromkeys(origins))
 
     def limits(self) -> None:

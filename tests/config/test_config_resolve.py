@@ -299,7 +299,21 @@ def test_origins_and_networks_are_lists():
     assert settings.server.trusted_proxies == ("10.0.0.0/8", "::1/128")
 
 
+def test_origins_are_kept_as_browsers_send_them():
+    """A browser sends ``Origin: http://[::1]:3001`` for a page at
+    ``http://[0:0::1]:3001``, and no default port: allowed as written, such an
+    origin never matched (403 to its preflights)."""
+    settings = resolve_settings({"server.cors_origins": "http://[0:0::1]:3001,http://[::FFFF:127.0.0.1]:3003,"
+                                                        "https://a.example:443,http://b.example:80,"
+                                                        "http://c.example:8080,http://[2001:DB8:0:0:1:0:0:1]"}, {})
+    assert settings.server.cors_origins == ("http://[::1]:3001", "http://[::ffff:7f00:1]:3003", "https://a.example",
+                                            "http://b.example", "http://c.example:8080", "http://[2001:db8::1:0:0:1]")
+
+
 @pytest.mark.parametrize(("flags", "message"), [
+    ({"server.cors_origins": "http://[:::]:3005"}, "is not an origin"),
+    ({"server.cors_origins": "http://[1.2.3.4]:3006"}, "is not an origin"),
+    ({"server.cors_origins": "http://a.example:70000"}, "is not an origin"),
     ({"server.cors_origins": "https://ops.example.com/"}, "server.cors_origins: \"https://ops.example.com/\" from "
      "flag --cors-origins is not an origin (scheme://host[:port], no path"),
     ({"server.cors_origins": "https://a.example,ftp://b"}, "has 'ftp://b', which is not an origin"),
