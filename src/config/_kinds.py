@@ -20,6 +20,8 @@ from typing import Protocol
 
 import attrs
 
+from trioscope.wire import IPV6_IN_BRACKETS, unbracketed_ipv6
+
 from ._duration import duration_seconds, format_duration, format_duration_compact
 from ._exceptions import InvalidValue
 
@@ -412,6 +414,8 @@ def _postgres_url_problem(rest: str) -> str | None:
     head, at, tail = rest.partition("@")
     if not at or "/" in head:
         tail = rest
+    if unbracketed_ipv6(f"postgresql://{tail}"):
+        return IPV6_IN_BRACKETS
     if "#" in tail:  # (a password may hold one)
         return "has a fragment (#...), which a PostgreSQL URL cannot have"
     end = min((i for i in (tail.find("/"), tail.find("?")) if i >= 0), default=len(tail))
@@ -563,6 +567,8 @@ class NatsUrlKind:
             return value
         for server in value.split(","):
             parts = urllib.parse.urlsplit(server.strip())
+            if unbracketed_ipv6(server.strip()):
+                raise InvalidValue(f"is not a NATS URL: {IPV6_IN_BRACKETS}", quote=False)
             if parts.scheme not in ("nats", "tls") or not parts.hostname:
                 raise InvalidValue(f"is not a NATS URL; expected {self.expected}", quote=False)
             # NATS has no paths, queries or fragments: nats-py would drop them

@@ -85,8 +85,10 @@ from ._models import ProcessesInfo as ProcessesInfo
 from ._models import ProcessInfo as ProcessInfo
 from ._models import Report as Report
 from ._schema import SchemaBuilder as SchemaBuilder
+from ._server_url import IPV6_IN_BRACKETS as IPV6_IN_BRACKETS
 from ._server_url import server_url_problem as server_url_problem
 from ._server_url import shown_url as shown_url
+from ._server_url import unbracketed_ipv6 as unbracketed_ipv6
 from ._tls import client_tls as client_tls
 
 __all__ = [
@@ -96,5 +98,6 @@ __all__ = [
     "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LeftOut", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
     "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "rfc3339_millis", "rfc3339_seconds", "Percent", "RFC3339", "POD_UID", "pod_of", "PortMapping",
-    "ProcessesInfo", "ProcessInfo", "protocol_family", "Report", "SchemaBuilder", "service_of", "Text", "TextRule", "WILDCARDS",
+    "ProcessesInfo", "ProcessInfo", "protocol_family", "Report", "SchemaBuilder", "service_of", "Text", "TextRule",
+    "unbracketed_ipv6", "IPV6_IN_BRACKETS", "WILDCARDS",
 ]

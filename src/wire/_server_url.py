@@ -16,6 +16,8 @@ def server_url_problem(url: str) -> str | None:
         return "must be an http:// or https:// URL"
     if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
         return "must not hold spaces or control characters (a line end from a file, say)"
+    if unbracketed_ipv6(url):
+        return f"is not a URL: {IPV6_IN_BRACKETS}"
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - read for its check: a port that is no number, or past 65535, raises
@@ -37,3 +39,16 @@ def shown_url(url: str) -> str:
     if not sep or not at or ":" not in userinfo:
         return url
     return f"{scheme}://{userinfo.partition(':')[0]}:{HIDDEN}@{rest[len(userinfo) + 1:]}"
+
+
+IPV6_IN_BRACKETS = "an IPv6 address in a URL goes in brackets (http://[::1]:8080, nats://[fd00::2]:4222)"
+
+
+def unbracketed_ipv6(url: str) -> bool:
+    """Whether a host of ``url`` (``scheme://[user@]host[:port][,host...]/...``)
+    is an IPv6 address written without its brackets (``nats://::1:4222``):
+    parsers then read a port out of it, or no host, and their words
+    ("Port could not be cast", "names no host") do not say why."""
+    authority = url.partition("://")[2].split("/", 1)[0].split("?", 1)[0]
+    hosts = authority.rpartition("@")[2]
+    return any(host.count(":") > 1 and not host.startswith("[") for host in hosts.split(","))

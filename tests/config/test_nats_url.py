@@ -59,3 +59,17 @@ def test_a_refused_url_is_named_without_its_password() -> None:
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "nats://ops:***@h:4222/x" in result.stderr
     assert "S3cretPW" not in result.stderr and "An0ther" not in result.stderr
+
+
+@pytest.mark.parametrize(("setting", "url"), [
+    ("TRIOSCOPE_BUS", "nats://::1:4222"), ("TRIOSCOPE_BUS", "nats://127.0.0.1:4222,nats://fd00::2:4222"),
+    ("TRIOSCOPE_DATABASE", "postgresql://postgres@::1/test"),
+    ("TRIOSCOPE_DATABASE", "postgresql://postgres@127.0.0.1,fd00::2:5433/test")])
+def test_an_ipv6_address_without_its_brackets_is_refused_saying_so(setting: str, url: str) -> None:
+    """They were refused as "not a NATS URL" and "names no host", which did not say why."""
+    with pytest.raises(ConfigError) as caught:
+        resolve_settings({}, {setting: url})
+    (problem,) = [str(p) for p in caught.value.problems]
+    assert "an IPv6 address in a URL goes in brackets" in problem, problem
+    bracketed = url.replace("::1", "[::1]").replace("fd00::2", "[fd00::2]")
+    resolve_settings({}, {setting: bracketed})  # accepted as written

@@ -181,7 +181,7 @@ def test_an_enrolled_probe_is_warned_of_plain_http_to_another_host(server: str, 
 @pytest.mark.parametrize(("url", "says"), [
     ("http://127.0.0.1:notaport", "is not a URL: Port could not be cast"), ("http://[::1", "Invalid IPv6 URL"),
     ("http://h:99999", "Port out of range"), ("http://h:8080/?x=1", "must not have a query"),
-    ("https://", "names no host")])
+    ("https://", "names no host"), ("http://::1:8080", "an IPv6 address in a URL goes in brackets")])
 def test_a_server_url_that_is_no_url_is_refused_in_one_line_by_the_probe_and_trioscope_health(
         url: str, says: str) -> None:
     """Both raised httpx.InvalidURL: a 40-line traceback (a reviewer's)."""
