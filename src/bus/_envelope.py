@@ -52,7 +52,7 @@ from trioscope.config import Settings
 from trioscope.domain.agents import MAX_AHEAD, BadPack, PackedReport, check_clock
 from trioscope.domain.topology import SCOPE_CHARS, SHAPE_BYTES
 from trioscope.wire import (
-    CHECKS, DockerInfo, FieldError, HostInfo, HostName, Identifier, InvalidDocument, LeftOut, NetworkInfo,
+    CHECKS, DockerInfo, FieldError, Gaps, HostInfo, HostName, Identifier, InvalidDocument, LeftOut, NetworkInfo,
     NetworkInterface, ProcessesInfo, Report, TextRule,
 )
 
@@ -180,6 +180,7 @@ class _ReadBack(msgspec.Struct):
     processes_info: ProcessesInfo | None = None
     network_info: _Network | None = None
     left_out: LeftOut | None = None
+    gaps: Gaps | None = None
 
     def report(self) -> Report:
         network = self.network_info
@@ -188,7 +189,7 @@ class _ReadBack(msgspec.Struct):
                       network_info=None if network is None else NetworkInfo(
                           connections=PendingConnections(network.connections), interfaces=network.interfaces,
                           netns=network.netns, sockets=network.sockets),
-                      left_out=self.left_out)
+                      left_out=self.left_out, gaps=self.gaps)
 
 
 _READ_BACK = msgspec.json.Decoder(_ReadBack)

@@ -77,6 +77,7 @@ from ._models import DockerInfo as DockerInfo
 from ._models import HostInfo as HostInfo
 from ._models import LoadAverage as LoadAverage
 from ._models import LeftOut as LeftOut
+from ._models import Gaps as Gaps
 from ._models import MemoryInfo as MemoryInfo
 from ._models import NetworkInfo as NetworkInfo
 from ._models import NetworkInterface as NetworkInterface
@@ -95,7 +96,7 @@ __all__ = [
     "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "shown_url", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
     "decode_report", "DiskInfo", "edge_sockets", "is_connected", "is_listener", "ListeningPorts", "socket_namespace", "DockerInfo", "KEEP_LISTED_SECONDS", "MAX_COMMAND_TIMEOUT", "encode", "FieldError", "FieldProblem", "Footprint",
-    "format_timestamp", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
+    "format_timestamp", "Gaps", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",
     "JsonRule", "LeftOut", "LoadAverage", "MemoryBudget", "MemoryInfo", "Name", "nesting_exceeds", "NetworkInfo",
     "NetworkInterface", "normal_address", "OverBudget", "parse_timestamp", "rfc3339_millis", "rfc3339_seconds", "Percent", "RFC3339", "POD_UID", "pod_of", "PortMapping",
     "ProcessesInfo", "ProcessInfo", "protocol_family", "Report", "SchemaBuilder", "service_of", "Text", "TextRule",

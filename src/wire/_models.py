@@ -37,6 +37,9 @@ from ._fields import (
 ContainerState = Literal["created", "running", "paused", "restarting", "removing", "exited", "dead"]
 Protocol = Literal["tcp", "udp", "tcp6", "udp6"]
 
+UnreadableSources: Any = bounded_list("UnreadableSources", Name, 32)
+"""``Gaps.unreadable``: a probe reads a dozen sources."""
+
 # Named once at module level: with postponed annotations a call in an annotation
 # would be evaluated again, creating a new, unchecked type. Annotated Any: a NewType
 # made by a call is opaque to a type checker (the converter checks these values).
@@ -274,6 +277,37 @@ class LeftOut:
 
 
 @attrs.frozen(kw_only=True)
+class Gaps:
+    """What a probe could not see of its host, for want of rights or because
+    it does not run in the host's namespaces: the host's node says that what
+    the graph shows of it is partial, and what to grant, where before only the
+    probe's log on that host said so, or nothing did. Each is false or 0 when
+    the probe saw it all."""
+
+    unowned_sockets: Count = 0
+    """Sockets of the probe's own network namespace whose process it could not
+    find, because it may not read other processes' file descriptors (it is
+    neither root nor granted CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH): the
+    server gives them to the host, and their edges to local processes are missing."""
+    hidden_threads: Count = 0
+    """Threads of the host (the kernel's count) in processes hidden from the
+    probe: /proc mounted with ``hidepid`` (systemd ``ProtectProc=invisible``)
+    and the probe neither root, nor in its ``gid=``, nor granted CAP_SYS_PTRACE."""
+    own_pid_namespace: bool = False
+    """The probe runs in a PID namespace of its own (a container without the
+    host's: Kubernetes ``hostPID``, ``--pid=host``): its processes are that
+    container's, not the host's."""
+    own_network_namespace: bool = False
+    """The probe sees the host's processes but runs in a network namespace of
+    its own (Kubernetes ``hostPID`` without ``hostNetwork``): the host's
+    addresses are its own namespace's, and the host's sockets are reported as
+    another namespace's."""
+    unreadable: UnreadableSources = attrs.field(factory=list)
+    """What the probe could not read this time (``memory``, ``network_io``,
+    ``connections``...): left out of the report, the rest sent."""
+
+
+@attrs.frozen(kw_only=True)
 class Report:
     """One probe's view of its host at ``timestamp``."""
 
@@ -286,6 +320,8 @@ class Report:
     network_info: NetworkInfo | None = None
     left_out: LeftOut | None = None
     """None: the report is whole."""
+    gaps: Gaps | None = None
+    """None: the probe saw all of its host."""
 
     @property
     def host_name(self) -> str:

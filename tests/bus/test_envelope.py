@@ -35,17 +35,21 @@ def test_a_report_comes_back_as_the_same_validated_report_with_its_receive_time(
 
 def test_what_a_probe_says_of_its_own_report_comes_back_with_it() -> None:
     """A probe sends only the sockets the server reads and counts the rest
-    (``NetworkInfo.sockets``), and says what it cut to fit the server's limits
-    (``left_out``): a replica reading the stream must see what the receiving
-    one did (the host's connections metric, the host node's ``left_out``)."""
+    (``NetworkInfo.sockets``), says what it cut to fit the server's limits
+    (``left_out``) and what it could not see of its host (``gaps``): a replica
+    reading the stream must see what the receiving one did (the host's
+    connections metric, the host node's ``left_out`` and ``gaps``)."""
     document = host_report(5, timestamp=time.time() - 30)
     document["network_info"]["sockets"] = 12_345
     document["left_out"] = {"processes": 7, "connections": 0, "containers": 1}
+    document["gaps"] = {"unowned_sockets": 40, "hidden_threads": 300, "own_pid_namespace": False,
+                        "own_network_namespace": True, "unreadable": ["memory", "connections"]}
     report = decode_report(document)
     data = pack_report(report, time.time(), enrolled=False)[0]
     for envelope in (unpack_report(data), unpack_report(data, defer_connections=True)):
         assert envelope.report.network_info is not None and envelope.report.network_info.sockets == 12_345
         assert envelope.report.left_out == report.left_out and report.left_out is not None
+        assert envelope.report.gaps == report.gaps and report.gaps is not None
 
 
 def test_an_envelope_of_the_previous_version_reads_alike_and_this_one_is_format_2_packed_with_zstandard() -> None:

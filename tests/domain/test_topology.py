@@ -618,3 +618,20 @@ def test_a_host_whose_report_was_cut_says_so_on_its_node_and_not_once_it_is_whol
         "processes": 312, "connections": 40, "containers": 2}
     graph.apply(report("a", "h1", T0 + 15, processes=procs), T0 + 15)  # same shape: refreshed
     assert "left_out" not in published(graph, T0 + 15).node(host_id("h1")).metadata
+
+
+def test_a_host_whose_probe_could_not_see_all_of_it_says_so_on_its_node() -> None:
+    """A probe without the rights to see its host whole (sockets whose process
+    it may not read, processes hidden, its own namespaces, a metric it could
+    not read) says so in ``gaps``: the host's node carries it, and a metric
+    it could not read is no metric of 0 in the host's history."""
+    graph = TopologyGraph(now=T0)
+    gaps = {"unowned_sockets": 12, "hidden_threads": 0, "own_pid_namespace": True,
+            "own_network_namespace": False, "unreadable": ["network_io"]}
+    graph.apply(report("a", "h1", T0, gaps=gaps), T0)
+    host = published(graph).node(host_id("h1"))
+    assert host.metadata["gaps"] == gaps
+    assert "network_rx_bytes_per_sec" not in host.metrics and "disk_read_bytes_per_sec" in host.metrics
+    graph.apply(report("a", "h1", T0 + 15), T0 + 15)  # seen whole: said no more
+    host = published(graph, T0 + 15).node(host_id("h1"))
+    assert "gaps" not in host.metadata and "network_rx_bytes_per_sec" in host.metrics

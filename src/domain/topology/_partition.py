@@ -166,6 +166,14 @@ def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any
         # The probe cut its report to fit the server's limits: what the graph
         # shows of this host is not all of it, and the host's node says so.
         meta["left_out"] = {"processes": cut.processes, "connections": cut.connections, "containers": cut.containers}
+    unreadable: set[str] = set()
+    if (gaps := report.gaps) is not None:
+        # The probe could not see all of its host (rights, namespaces): the
+        # host's node says so, and what it could not read is no metric of 0.
+        meta["gaps"] = {"unowned_sockets": gaps.unowned_sockets, "hidden_threads": gaps.hidden_threads,
+                        "own_pid_namespace": gaps.own_pid_namespace,
+                        "own_network_namespace": gaps.own_network_namespace, "unreadable": list(gaps.unreadable)}
+        unreadable = set(gaps.unreadable)
     metrics: dict[str, float] = {}
     if info is None:
         return meta, metrics
@@ -174,7 +182,8 @@ def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any
             meta[key] = getattr(info, key)
     if info.ip_addresses:
         meta["ip_addresses"] = list(info.ip_addresses)
-    meta["uptime_seconds"] = info.uptime_seconds
+    if "uptime" not in unreadable:
+        meta["uptime_seconds"] = info.uptime_seconds
     if info.cpu_info is not None:
         meta["cpu_model"] = info.cpu_info.model
         meta["cpu_cores"] = info.cpu_info.cores
@@ -190,10 +199,12 @@ def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any
     if info.disks:
         meta["disks"] = [{"mount_point": d.mount_point, "total_mb": d.total_mb, "usage": d.usage} for d in info.disks]
         metrics["disk_usage"] = max(d.usage for d in info.disks)
-    metrics["network_rx_bytes_per_sec"] = info.network_rx_bytes_per_sec
-    metrics["network_tx_bytes_per_sec"] = info.network_tx_bytes_per_sec
-    metrics["disk_read_bytes_per_sec"] = info.disk_read_bytes_per_sec
-    metrics["disk_write_bytes_per_sec"] = info.disk_write_bytes_per_sec
+    if "network_io" not in unreadable:
+        metrics["network_rx_bytes_per_sec"] = info.network_rx_bytes_per_sec
+        metrics["network_tx_bytes_per_sec"] = info.network_tx_bytes_per_sec
+    if "disk_io" not in unreadable:
+        metrics["disk_read_bytes_per_sec"] = info.disk_read_bytes_per_sec
+        metrics["disk_write_bytes_per_sec"] = info.disk_write_bytes_per_sec
     return meta, metrics
 
 
