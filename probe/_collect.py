@@ -12,14 +12,14 @@ previous counters between cycles.
 from __future__ import annotations
 
 import contextlib
-
 import os
 import platform
 import socket
 import time
 from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import psutil
@@ -32,7 +32,10 @@ from trioscope.wire import (
 from ._docker import ContainerCollector
 from ._masking import cut_argv, masked_cmdline
 from ._netns import MAX_CONNECTIONS, NamespaceSockets, own_namespace
+from ._rights import Sight
 from ._uplinks import uplinks
+
+T = TypeVar("T")
 
 MB = 1024 * 1024
 MAX_CMDLINE = 4096
@@ -57,15 +60,38 @@ with, the first report said 0 B/s and 0 %, a dip in every history and a false
 alarm at each probe's start."""
 
 
-class HostCollector:
-    """Host facts and counters; rates are per second since the previous call
-    (host CPU over at least ``CPU_WINDOW``)."""
+class Readings:
+    """What each source of a report (``_rights.SOURCES``) failed with this
+    cycle: one file of /proc or /sys that cannot be read, or reads as the
+    kernel never writes it, loses that source, not the report (an unreadable
+    /proc/meminfo lost every report with a traceback, and one at start
+    stopped the probe). ``Sight`` says each, ``Gaps.unreadable`` sends them."""
 
     def __init__(self) -> None:
-        psutil.cpu_percent(interval=None)  # the first call only starts the measurement
+        self.failed: dict[str, str] = {}
+
+    def read(self, source: str, read: Callable[[], T], default: T) -> T:
+        """``read()``, or ``default`` with the failure kept under ``source``."""
+        try:
+            return read()
+        except Exception as exc:  # noqa: BLE001  # psutil raises OSError, TypeError (an empty /proc/stat), NotImplementedError (no /proc/diskstats)
+            self.failed.setdefault(source, f"{type(exc).__name__}: {exc}")
+            return default
+
+
+class HostCollector:
+    """Host facts and counters; rates are per second since the previous call
+    (host CPU over at least ``CPU_WINDOW``). A source that cannot be read is
+    left out (``readings``: which, and why)."""
+
+    def __init__(self, readings: Readings | None = None) -> None:
+        self.readings = readings if readings is not None else Readings()
+        read = self.readings.read
+        read("cpu", lambda: psutil.cpu_percent(interval=None), 0.0)  # the first call only starts the measurement
         self._cpu_since = now = time.monotonic()
-        self._net: tuple[float, _Traffic] | None = (now, _external_traffic())
-        self._disk: tuple[float, Any] | None = (now, psutil.disk_io_counters())
+        net = read("network_io", _external_traffic, None)
+        self._net: tuple[float, _Traffic] | None = None if net is None else (now, net)
+        self._disk: tuple[float, Any] | None = (now, read("disk_io", psutil.disk_io_counters, None))
 
     def _cpu_percent(self) -> float:
         """Busy share of all CPUs since the previous call; blocks the rest of
@@ -77,29 +103,33 @@ class HostCollector:
         return min(100.0, psutil.cpu_percent(interval=None))
 
     def collect(self) -> HostInfo:
-        cpu = self._cpu_percent()
+        """Raises nothing for a source that cannot be read: it is left out
+        (None, or 0 for a rate or the uptime, which ``Gaps.unreadable`` tells from a real 0)."""
+        read = self.readings.read
+        cpu = read("cpu", self._cpu_percent, None)
         now = time.monotonic()
-        memory = psutil.virtual_memory()
-        net = _external_traffic()
-        disk = psutil.disk_io_counters()
-        rx, tx = net.rates_since(self._net, now)
+        memory = read("memory", psutil.virtual_memory, None)
+        net = read("network_io", _external_traffic, None)
+        disk = read("disk_io", psutil.disk_io_counters, None)
+        rx, tx = net.rates_since(self._net, now) if net is not None else (0.0, 0.0)
         reads, writes = self._rate(self._disk, now, disk, "read_bytes"), self._rate(self._disk, now, disk, "write_bytes")
-        self._net, self._disk = (now, net), (now, disk)
-        load = os.getloadavg()
+        self._net, self._disk = None if net is None else (now, net), (now, disk)
+        load = read("load", os.getloadavg, None)
         return HostInfo(
             hostname=_clip(socket.gethostname(), 256),
             os=_clip(platform.system(), 256),
             platform=_clip(platform.platform(), 256),
             kernel_version=_clip(platform.release(), 256),
             architecture=_clip(platform.machine(), 256),
-            ip_addresses=host_addresses()[:256],
-            cpu_info=CpuInfo(model=_clip(_cpu_model(), 256), cores=psutil.cpu_count() or 0,
-                             usage=cpu),
-            memory_info=MemoryInfo(total_mb=memory.total / MB, used_mb=memory.used / MB, free_mb=memory.free / MB,
-                                   available_mb=memory.available / MB, usage=memory.percent),
-            disks=_disks(),
-            load_average=LoadAverage(load1=load[0], load5=load[1], load15=load[2]),
-            uptime_seconds=max(0.0, time.time() - psutil.boot_time()),
+            ip_addresses=read("interfaces", host_addresses, [])[:256],
+            cpu_info=None if cpu is None else CpuInfo(model=_clip(_cpu_model(), 256), cores=psutil.cpu_count() or 0,
+                                                      usage=cpu),
+            memory_info=None if memory is None else MemoryInfo(
+                total_mb=memory.total / MB, used_mb=memory.used / MB, free_mb=memory.free / MB,
+                available_mb=memory.available / MB, usage=memory.percent),
+            disks=read("disks", _disks, []),
+            load_average=None if load is None else LoadAverage(load1=load[0], load5=load[1], load15=load[2]),
+            uptime_seconds=max(0.0, time.time() - read("uptime", psutil.boot_time, time.time())),
             network_rx_bytes_per_sec=rx, network_tx_bytes_per_sec=tx,
             disk_read_bytes_per_sec=reads, disk_write_bytes_per_sec=writes,
         )
@@ -253,14 +283,12 @@ def _connection(stream: bool, local: tuple[str, int], remote: tuple[str, int] | 
     )
 
 
-def connections(namespaces: NamespaceSockets | None = None) -> list[Connection]:
+def connections(namespaces: NamespaceSockets | None = None, readings: Readings | None = None) -> list[Connection]:
     """This probe's network namespace's sockets, then (with ``namespaces``)
-    those of the others, each with its namespace, within what a report holds."""
+    those of the others, each with its namespace, within what a report holds.
+    Its own that cannot be read are kept in ``readings`` (``connections``)."""
     result: list[Connection] = []
-    try:
-        sockets = psutil.net_connections(kind="inet")
-    except (psutil.AccessDenied, OSError):
-        sockets = []
+    sockets = (readings or Readings()).read("connections", lambda: psutil.net_connections(kind="inet"), [])
     for conn in sockets:
         if conn.laddr:
             result.append(_connection(conn.type == socket.SOCK_STREAM, conn.laddr, conn.raddr or None, conn.status,
@@ -282,33 +310,43 @@ class ReportCollector:
         self.with_processes = processes
         self.with_connections = connections
         self.containers = containers
-        self.host = HostCollector()
+        self.readings = Readings()
+        self.host = HostCollector(self.readings)
         self.namespaces = NamespaceSockets() if connections else None
+        self.sight = Sight()  # says at start what the probe cannot see
         if processes:
-            # process_iter keeps these Process objects: the first report's shares
-            # are since now (a process started later says 0 % in its first one).
-            for proc in psutil.process_iter():
-                with contextlib.suppress(psutil.Error):
-                    proc.cpu_percent(interval=None)
+            self.readings.read("processes", _start_cpu_shares, None)
 
     def collect(self) -> Report:
+        self.readings.failed.clear()  # what failed before is read again, and said again only if it fails again
         host = self.host.collect()
         docker_info = self.containers.collect() if self.containers is not None else None
         # The connections first: listing them lists each process's namespace.
-        found = connections(self.namespaces) if self.with_connections else []
+        found = connections(self.namespaces, self.readings) if self.with_connections else []
         others = self.namespaces.others if self.namespaces is not None else None
         own = own_namespace() if self.namespaces is not None else None
         sent = edge_sockets(found, own)
+        listed = self.readings.read("processes", lambda: processes(others), None) if self.with_processes else None
         return Report(
             agent_id=self.agent_id,
             timestamp=datetime.now(UTC),
             hostname=host.hostname,
             host_info=host,
             docker_info=docker_info,
-            processes_info=ProcessesInfo(processes=processes(others)) if self.with_processes else None,
+            processes_info=None if listed is None else ProcessesInfo(processes=listed),
             network_info=NetworkInfo(connections=sent,
-                                     interfaces=interfaces(),
+                                     interfaces=self.readings.read("interfaces", interfaces, []),
                                      # Said only with the other namespaces' sockets, which carry theirs.
                                      netns=own,
                                      sockets=len(found) if len(sent) < len(found) else None),
+            gaps=self.sight.gaps(connections=found if self.with_connections else None, processes=listed,
+                                 unreadable=self.readings.failed),
         )
+
+
+def _start_cpu_shares() -> None:
+    """process_iter keeps its Process objects: the first report's shares are
+    since now (a process started later says 0 % in its first one)."""
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error):
+            proc.cpu_percent(interval=None)

@@ -25,6 +25,8 @@ from itertools import islice
 import attrs
 import psutil
 
+from ._rights import GRANT, namespace_inode, standing
+
 log = logging.getLogger("trioscope_probe")
 
 MAX_NAMESPACES = 10_000
@@ -150,8 +152,7 @@ def _namespace(proc_root: str, pid: str) -> str:
 
 def inode(namespace: str) -> int | None:
     """``net:[4026532281]`` -> 4026532281 (the report's ``netns``); None for a link of another form."""
-    number = namespace[5:-1]
-    return int(number) if namespace.startswith("net:[") and namespace.endswith("]") and number.isdigit() else None
+    return namespace_inode(namespace, "net")
 
 
 def own_namespace(proc_root: str = "/proc") -> int | None:
@@ -204,6 +205,9 @@ def socket_owners(proc_root: str, pids: Iterable[int], inodes: set[int]) -> tupl
         for fd in fds:
             try:
                 link = os.readlink(f"{directory}/{fd}")
+            except PermissionError:  # listed (root's DAC_OVERRIDE) but not traceable: root without CAP_SYS_PTRACE
+                denied += 1
+                break
             except OSError:
                 continue  # closed since the listing
             if link.startswith("socket:[") and link[8:-1].isdigit():
@@ -258,10 +262,10 @@ class NamespaceSockets:
                        exc)
             self.others = {}
             return []
-        if denied:
+        if denied and "denied" not in self._noted:
             # Named, so that the operator can tell which they are; the hint only
             # where it helps: as root the refusal is a sandbox's, not ours to lift.
-            hint = "" if os.geteuid() == 0 else "; a probe that is not root reads only its own user's"
+            hint = "" if standing(self.proc_root).may_trace else f"; {GRANT}"
             self._note("denied", "the network namespaces of %d processes (%s) are unreadable (permission denied%s): "
                        "connections in them, unless in this probe's namespace, are not reported", len(denied),
                        _some_pids(denied), hint)

@@ -408,6 +408,8 @@ async def _collect(publisher: Publisher, standing: Standing, server: str, collec
     """Collect into ``publisher``'s outbox, forever (``run_publisher``); say
     once while connected (``standing``) that the server is behind."""
     trimming = behind = late = False
+    failing: str | None = None
+    """The failure of the last collection, said once with its traceback while it repeats."""
     while True:
         if asked is not None:
             asked.answering()
@@ -416,9 +418,14 @@ async def _collect(publisher: Publisher, standing: Standing, server: str, collec
             # Abandoned on a signal: on a host with 200k sockets one collection takes a minute.
             report = await trio.to_thread.run_sync(collect, abandon_on_cancel=True)
         except Exception as exc:  # a bug of ours, or an answer of a shape we do not read: not the end
-            log.error("collecting this host's report failed (%s: %s); trying again next interval",
-                      type(exc).__name__, exc, exc_info=exc)
+            if f"{type(exc).__name__}: {exc}" != failing:
+                failing = f"{type(exc).__name__}: {exc}"
+                log.error("collecting this host's report failed (%s); trying again every interval, said again "
+                          "once it works or fails otherwise", failing, exc_info=exc)
         else:
+            if failing is not None:
+                failing = None
+                log.info("collecting this host's report works again")
             body, dropped = encode_report(report, publisher.max_report_bytes, publisher.memory_budget)
             if dropped and not trimming:
                 log.warning("this host's report is larger than the server takes (bytes, or memory per agent): "

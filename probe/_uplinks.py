@@ -24,6 +24,7 @@ fake ``/sys`` and ``/proc``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -40,13 +41,20 @@ def uplinks(names: Iterable[str], root: Path = Path("/")) -> set[str]:
     """
     names = [name for name in names if name != "lo"]
     net = root / "sys" / "class" / "net"
-    backed = {name for name in names if (net / name / "device").exists()}
+    backed = {name for name in names if _exists(net / name / "device")}
     if backed:
         return backed
     routed = _default_route_interfaces(root) & set(names)
     if routed:
         return routed
-    return {name for name in names if not (net / name / "bridge").exists() and not (net / name / "brport").exists()}
+    return {name for name in names if not _exists(net / name / "bridge") and not _exists(net / name / "brport")}
+
+
+def _exists(path: Path) -> bool:
+    """Whether ``path`` exists; False where it cannot be told: Python 3.11's
+    ``Path.exists`` raises on EACCES (a /sys the probe may not search), and
+    the probe stopped at start with a traceback."""
+    return os.path.exists(path)
 
 
 def _default_route_interfaces(root: Path) -> set[str]:

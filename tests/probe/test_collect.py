@@ -3,6 +3,7 @@ server's strict decoder and matches what the kernel says."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -201,3 +202,57 @@ def test_a_pool_of_sockets_and_their_server_sides_are_sent_as_one_edge_and_count
     assert network is not None and network.sockets is not None and network.sockets >= 41
     mine = [c for c in network.connections if c.pid == os.getpid() and port in (c.local_port, c.remote_port)]
     assert sorted((c.state, c.local_port == port) for c in mine) == [("established", False), ("listen", True)]
+
+
+def _refused(*_: object, **__: object) -> Any:
+    raise PermissionError(13, "Permission denied: '/proc/meminfo'")
+
+
+def test_sources_unreadable_at_start_leave_them_out_not_the_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreadable /proc/diskstats (PermissionError), an empty /proc/stat
+    (TypeError in psutil), no /proc/diskstats at all (NotImplementedError)
+    stopped the probe at start with a traceback."""
+    def empty_stat(*_: object, **__: object) -> Any:
+        raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")
+
+    def no_diskstats(*_: object, **__: object) -> Any:
+        raise NotImplementedError("couldn't find /proc/diskstats nor /sys/block")
+
+    monkeypatch.setattr(psutil, "cpu_percent", empty_stat)
+    monkeypatch.setattr(psutil, "disk_io_counters", no_diskstats)
+    monkeypatch.setattr(_collect, "_external_traffic", _refused)
+    collector = HostCollector()
+    assert set(collector.readings.failed) == {"cpu", "disk_io", "network_io"}
+    monkeypatch.setattr(_collect.time, "sleep", lambda _: None)
+    host = collector.collect()
+    assert host.cpu_info is None and host.memory_info is not None and host.disk_read_bytes_per_sec == 0
+
+
+def test_a_source_unreadable_while_running_is_left_out_said_once_and_the_rest_sent(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """An unreadable /proc/meminfo lost every cycle's whole report, with a
+    34-line traceback each interval."""
+    collector = ReportCollector("probe-unit", processes=False, connections=False)
+    caplog.set_level(logging.INFO)
+    monkeypatch.setattr(psutil, "virtual_memory", _refused)
+    for _ in range(3):
+        report = collector.collect()
+        assert report.host_info is not None and report.host_info.memory_info is None
+        assert report.host_info.cpu_info is not None
+        assert report.gaps is not None and report.gaps.unreadable == ["memory"]
+    (said,) = [r.getMessage() for r in caplog.records if "memory" in r.getMessage()]
+    assert said.startswith("cannot read this host's memory (PermissionError") and "Traceback" not in caplog.text
+    monkeypatch.undo()
+    gaps = collector.collect().gaps
+    assert gaps is None or not gaps.unreadable  # (a machine whose probe runs in a container says that)
+    assert caplog.records[-1].getMessage() == "this host's memory can be read again"
+
+
+def test_the_hosts_own_socket_table_unreadable_is_said_and_the_report_sent(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """Every connection of the host was dropped in silence."""
+    collector = ReportCollector("probe-unit", processes=False, connections=True)
+    monkeypatch.setattr(psutil, "net_connections", _refused)
+    report = collector.collect()
+    assert report.gaps is not None and "connections" in report.gaps.unreadable
+    assert any(r.getMessage().startswith("cannot read this host's connections") for r in caplog.records)

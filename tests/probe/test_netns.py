@@ -164,10 +164,13 @@ def test_processes_are_grouped_by_network_namespace(proc: Path) -> None:
                       f"net:[{CLIENT}]": [800, 801], f"net:[{GONE}]": [900]} and denied == []
 
 
-@pytest.mark.parametrize("euid", [0, 1000], ids=["root", "not root"])
+@pytest.mark.parametrize("capabilities", ["000001ffffffffff", "000001fffff7ffff", "0000000000000000"],
+                         ids=["root", "root without CAP_SYS_PTRACE", "not root"])
 def test_unreadable_namespaces_are_named_by_their_pids(proc: Path, caplog: pytest.LogCaptureFixture,
-                                                        monkeypatch: pytest.MonkeyPatch, euid: int) -> None:
-    """As root the refusal is a sandbox's (its pid 1): the non-root hint would mislead."""
+                                                        monkeypatch: pytest.MonkeyPatch, capabilities: str) -> None:
+    """With CAP_SYS_PTRACE the refusal is a sandbox's (its pid 1): a hint would
+    mislead. Without it (not root, or root in a container without
+    ``--cap-add SYS_PTRACE``), what to grant."""
     from trioscope_probe import _netns
     readlink = _netns._namespace
 
@@ -177,13 +180,13 @@ def test_unreadable_namespaces_are_named_by_their_pids(proc: Path, caplog: pytes
         return readlink(proc_root, pid)
 
     monkeypatch.setattr(_netns, "_namespace", refusing)
-    monkeypatch.setattr(_netns.os, "geteuid", lambda: euid)
+    (proc / "self" / "status").write_text(f"Name:\tprobe\nCapEff:\t{capabilities}\n")
     caplog.set_level(logging.WARNING)
     assert namespaces(str(proc))[1] == [1, 800]
     NamespaceSockets(str(proc)).collect()
     (message,) = [r.getMessage() for r in caplog.records]
     assert "the network namespaces of 2 processes (pids 1, 800) are unreadable" in message
-    assert ("not root" in message) == (euid != 0), message
+    assert ("grant it CAP_SYS_PTRACE" in message) == (capabilities != "000001ffffffffff"), message
 
 
 def test_a_socket_belongs_to_the_lowest_pid_holding_it(proc: Path) -> None:

@@ -325,6 +325,36 @@ async def test_a_collection_that_fails_is_said_and_the_next_interval_reports(
     assert any("collecting this host's report failed (AttributeError" in r.getMessage() for r in caplog.records)
 
 
+async def test_a_collection_failing_every_interval_is_said_once_with_its_traceback(
+        autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unreadable /proc file wrote a 34-line traceback every interval."""
+    calls = 0
+
+    def collect() -> Any:
+        nonlocal calls
+        calls += 1
+        if calls <= 4:
+            raise PermissionError(13, "Permission denied")
+        return _report()
+
+    def server(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404 if request.url.path.startswith("/api/v1/agents/config") else 202, json={})
+
+    async def inline(function: Any, *args: Any, **_: Any) -> Any:
+        return function(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", inline)
+    caplog.set_level(logging.INFO)
+    with trio.move_on_after(80):
+        await run_publisher("http://server", "probe-1", "host", 15.0, 40, collect, transport=httpx.MockTransport(server))
+    assert calls >= 5
+    said = [r for r in caplog.records if "collecting this host's report" in r.getMessage()]
+    assert [r.getMessage() for r in said] == [
+        "collecting this host's report failed (PermissionError: [Errno 13] Permission denied); trying again every "
+        "interval, said again once it works or fails otherwise", "collecting this host's report works again"]
+    assert said[0].exc_info is not None
+
+
 async def test_connected_while_its_reports_are_refused_says_so(
         autojump_clock: Any, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
     """"connected to ..." followed a 413 at every cycle, as if all were well (a reviewer's)."""

@@ -99,3 +99,16 @@ def test_host_rates_count_the_nic_and_an_interface_that_comes_or_goes_adds_nothi
     second = _external_traffic(root)
     assert second.rates_since((100.0, first), 110.0) == (500.0, 100.0)
     assert second.rates_since(None, 110.0) == (0.0, 0.0)
+
+
+def test_a_sys_the_probe_may_not_search_counts_as_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Python 3.11's ``Path.exists`` raises on EACCES: an unreadable
+    /sys/class/net stopped the probe at start with a traceback."""
+    root = host(tmp_path, {"eth0": "device"}, route=default_v4("eth0"))
+
+    def refused(*_: object, **__: object) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "exists", refused)
+    monkeypatch.setattr("os.stat", lambda *a, **k: refused())
+    assert uplinks(["lo", "eth0"], root) == {"eth0"}  # by its default route: the device cannot be seen
