@@ -237,8 +237,9 @@ class Sight:
 
     def _unowned(self, connections: list[Connection]) -> int:
         """Sockets of this namespace without their process because the probe
-        may not read other processes' descriptors (and not the kernel's own
-        sockets, NFS's or WireGuard's, which no process holds)."""
+        may not read other processes' descriptors, or /proc hides them (and
+        not the kernel's own sockets, NFS's or WireGuard's, which no process
+        holds: no rights would find theirs)."""
         count = without_process(connections)
         denied = unreadable_descriptors(self.proc_root, _pids(self.proc_root)) if count else []
         self._say("descriptors", bool(denied),
@@ -247,7 +248,8 @@ class Sight:
                   "the edges of local processes are missing; %s; said again once they can be read", count, len(denied), GRANT,
                   ended="the file descriptors of this host's processes can be read again: sockets come with "
                         "their processes")
-        return count if denied else 0
+        hidden = self.standing.hidepid != "off"  # their processes are not even listed: said as hidden threads
+        return count if denied or hidden else 0
 
     def _hidden(self, processes: list[ProcessInfo]) -> int:
         """Threads of the host in processes /proc hides from the probe (the
@@ -262,7 +264,7 @@ class Sight:
                   else "mount /proc with gid= a group of the probe's user")
         self._say("hidepid", hidden > 0,
                   "/proc is mounted hidepid=%s: this probe sees only the processes it may trace, %d of this host's "
-                  "threads are in processes hidden from it; run it as root, %s, or grant it CAP_SYS_PTRACE (under "
+                  "threads are in processes hidden from it, and their sockets are reported without their process; run it as root, %s, or grant it CAP_SYS_PTRACE (under "
                   "systemd's ProtectProc=invisible: ProtectProc=default); said again once it sees them", mode,
                   hidden, exempt, ended="the processes /proc hid from this probe are seen again")
         return hidden

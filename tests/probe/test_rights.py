@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import sysconfig
 from pathlib import Path
+from typing import Any
 
+import orjson
 import psutil
 import pytest
 
@@ -226,3 +233,53 @@ def test_the_real_proc_of_this_test_says_what_its_kernel_says() -> None:
         pytest.skip("pid 2 cannot be read here")
     assert standing.own_pid_namespace is not kthreadd
     assert standing.may_trace is bool(psutil.Process().uids().effective == 0)
+
+
+# ---- the probe as a user without rights, for real ----------------------------------------------
+
+SYSTEM_PYTHON = Path(f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}")
+PROBE = ("import site, sys; site.addsitedir(sys.argv.pop(1)); sys.argv[0] = 'trioscope-probe'; "
+         "from trioscope_probe.cli import main; sys.exit(main())")
+
+
+def as_nobody(*flags: str, before: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """``trioscope-probe --once`` with ``flags`` run as ``nobody`` (by
+    ``before``, a command that runs the rest): its report and its log. The system's python
+    of this version with this environment's packages (this one's interpreter
+    may be under /root, which nobody may not read)."""
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        pytest.skip("needs root and runuser, to run the probe as nobody")
+    if not SYSTEM_PYTHON.exists():
+        pytest.skip(f"needs {SYSTEM_PYTHON}, which nobody may run")
+    packages = sysconfig.get_paths()["purelib"]
+    command = [*before, "runuser", "-u", "nobody", "--", str(SYSTEM_PYTHON), "-c", PROBE, packages,
+               "--once", "--agent-id", "nobody-probe", *flags]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd="/")
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(done.stdout), done.stderr
+
+
+def test_a_probe_that_is_not_root_says_its_sockets_lack_their_process_and_what_to_grant() -> None:
+    """As the reviewer ran it: every socket of root's processes came without
+    its pid and the log said nothing of it."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # root's: nobody may not read its descriptors
+        port = listener.getsockname()[1]
+        report, log = as_nobody("--no-processes")
+    assert [c["pid"] for c in report["network_info"]["connections"] if c["local_port"] == port] == [None]
+    assert report["gaps"]["unowned_sockets"] >= 1
+    (said,) = [line for line in log.splitlines() if "reported without their process" in line]
+    assert "grant it CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH" in said
+
+
+def test_a_probe_under_hidepid_says_processes_are_hidden_from_it() -> None:
+    """/proc mounted hidepid=invisible (a new proc instance in a mount namespace
+    of the test's own: the machine's /proc is untouched) left the probe its
+    own processes only, as if they were the host's."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare, to mount a proc of its own")
+    mount = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+             'mount -t proc -o hidepid=invisible proc /proc && exec "$@"', "sh"]
+    report, log = as_nobody("--no-connections", before=tuple(mount))
+    assert len(report["processes_info"]["processes"]) <= 2  # its own
+    assert report["gaps"]["hidden_threads"] > 0
+    assert "/proc is mounted hidepid=invisible" in log and "ProtectProc=default" in log

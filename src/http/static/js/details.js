@@ -15,7 +15,7 @@ import { SeriesChart } from "./series.js";
 
 const REFRESH_MS = 15000; // the metrics' resolution: nothing new comes sooner
 const HISTORY_S = 900; // the sparklines' window: the history asked for (duration)
-const HIDDEN_METADATA = new Set(["labels", "controls", "left_out"]); // left_out: said in words above
+const HIDDEN_METADATA = new Set(["labels", "controls", "left_out", "gaps"]); // left_out, gaps: said in words above
 const MAX_LINKS = 50;
 const REMEMBERED = 200; // ids of nodes the panel has loaded, remembered to tell "gone" from "unknown"
 
@@ -192,6 +192,7 @@ export class DetailsPanel {
     }
     const cut = leftOut(metadata.left_out);
     if (cut) top.push(el("p", { class: "status warning", "data-left-out": "", text: cut }));
+    for (const gap of unseen(metadata.gaps)) top.push(el("p", { class: "status warning", "data-gap": "", text: gap }));
     // null for those who may not control it: nothing shown (replaceChildren would write "null").
     const controls = node.type === "container" ? this.controls.render(node, details) : null;
     if (controls) top.push(controls);
@@ -280,4 +281,42 @@ export function leftOut(cut) {
   if (!said) return "";
   return `This host's report was cut to fit the server's limits: ${said}. ` +
     "Raise the server's --agent-memory-budget or --max-body-size to see all of it.";
+}
+
+// What the host's probe could not see of it (its rights, its namespaces),
+// each in words with what to grant: its node, children and edges are then
+// not all there is.
+const GRANT = "run the probe as root, or grant it CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH " +
+  "(systemd AmbientCapabilities=, docker --cap-add)";
+export function unseen(gaps) {
+  if (!gaps || typeof gaps !== "object") return [];
+  const count = (n) => (Number.isInteger(n) && n > 0 ? n : 0);
+  const said = [];
+  if (gaps.own_pid_namespace === true) {
+    said.push("This host's probe runs in a PID namespace of its own (a container's): the processes shown are " +
+      "that container's, not the host's. Run it in the host's (Kubernetes hostPID, docker --pid=host).");
+  }
+  if (gaps.own_network_namespace === true) {
+    said.push("This host's probe runs in a network namespace of its own: the host's addresses shown are its " +
+      "own namespace's. Run it in the host's (Kubernetes hostNetwork, docker --network=host).");
+  }
+  const sockets = count(gaps.unowned_sockets);
+  if (sockets) {
+    said.push(`${sockets} ${sockets === 1 ? "socket" : "sockets"} of this host came without ` +
+      `${sockets === 1 ? "its process" : "their processes"}: the probe may not read other processes' ` +
+      `file descriptors, so connections between local processes are missing. To see them, ${GRANT}.`);
+  }
+  const threads = count(gaps.hidden_threads);
+  if (threads) {
+    said.push(`${threads} ${threads === 1 ? "thread of this host runs" : "threads of this host run"} in ` +
+      "processes hidden from its probe " +
+      "(/proc mounted hidepid, systemd ProtectProc=invisible). To see them, run the probe as root, in " +
+      "hidepid's gid= group, or with ProtectProc=default.");
+  }
+  const sources = Array.isArray(gaps.unreadable) ? gaps.unreadable.filter((s) => typeof s === "string") : [];
+  if (sources.length) {
+    said.push(`This host's probe could not read its ${sources.map(visible).join(", ")}: left out of its ` +
+      "report (its log says why).");
+  }
+  return said;
 }
