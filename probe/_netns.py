@@ -320,10 +320,14 @@ class NamespaceSockets:
                             continue  # a kernel without IPv6
                         raise
                     entries += islice(parse_table(lines, protocol), budget - len(entries))
+            except (FileNotFoundError, ProcessLookupError):
+                continue  # the process exited since the listing: another of the namespace may be read
             except OSError as exc:
                 error = exc
                 continue
             return entries
+        if error is None:
+            return None  # its processes all exited mid-read: the namespace is gone, nothing was refused
         if ns not in self._logged:
             self._logged.add(ns)
             log.info("network namespace %s: tables unreadable through its %d processes (%s): its connections are "
