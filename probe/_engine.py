@@ -88,10 +88,17 @@ def engine_problem(exc: BaseException, docker_host: str | None) -> str:
     cause = _os_error(exc)
     if isinstance(exc, requests.exceptions.Timeout) or isinstance(cause, TimeoutError):
         return f"no answer in time ({type(exc).__name__})"
+    where = (f"socket {docker_host.removeprefix('unix://')}" if docker_host and docker_host.startswith("unix://")
+             else docker_host or "the engine of DOCKER_HOST")
     if cause is not None and cause.strerror:
-        where = (f"socket {docker_host.removeprefix('unix://')}" if docker_host and docker_host.startswith("unix://")
-                 else docker_host or "the engine of DOCKER_HOST")
+        if cause.errno == errno.EACCES:
+            # The socket is its group's (docker) or root's (podman's): the probe's user is neither.
+            return (f"cannot connect to {where}: {cause.strerror}; the probe's user may not use it: add the user "
+                    "to the socket's group (docker), or run the probe as root")
         return f"cannot connect to {where}: {cause.strerror}"
+    inner = _innermost(exc)
+    if isinstance(inner, ConnectionError):  # http.client's RemoteDisconnected: no errno, a tuple's repr in requests' message
+        return f"{where} closed the connection without an answer ({inner or type(inner).__name__})"
     return str(exc) or type(exc).__name__
 
 
@@ -118,6 +125,13 @@ def docker_host_problem(docker_host: str) -> str | None:
             return f"{docker_host!r} is a path, not a Docker API address: give it as unix://{path}"
         return f"{docker_host!r} is not a Docker API address ({exc}); e.g. unix:///var/run/docker.sock or tcp://host:2375"
     return None
+
+
+def _innermost(exc: BaseException, depth: int = 0) -> BaseException:
+    """The exception at the bottom of ``exc``'s arguments (requests wraps
+    urllib3's, which wraps http.client's)."""
+    inner = next((a for a in exc.args if isinstance(a, BaseException)), exc.__cause__)
+    return exc if inner is None or depth > 5 else _innermost(inner, depth + 1)
 
 
 def _os_error(exc: BaseException, depth: int = 0) -> OSError | None:

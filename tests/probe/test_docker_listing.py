@@ -331,3 +331,40 @@ def test_label_values_named_like_secrets_are_masked_as_environment_values_are() 
         "com.example/secret-key": "***", "org.opencontainers.image.source": "https://github.com/o/r",
         "traefik.http.routers.web.rule": "Host(`shop.example`)", "db.url": "postgresql://shop:***@db/shop",
         "empty.password": ""}
+
+
+def test_an_engine_that_closes_the_connection_is_said_so_not_as_a_tuple(tmp_path: Any) -> None:
+    """An engine (or what listens on its socket) that closes each connection
+    gave requests' ``('Connection aborted.', RemoteDisconnected(...))``."""
+    import socket as sockets
+
+    path = tmp_path / "closing.sock"
+    with sockets.socket(sockets.AF_UNIX) as server:
+        server.bind(str(path))
+        server.listen()
+        server.settimeout(10)
+
+        def close_each() -> None:
+            for _ in range(8):
+                try:
+                    connection, _ = server.accept()
+                except OSError:
+                    return
+                connection.recv(65536)
+                connection.close()
+
+        closer = threading.Thread(target=close_each, daemon=True)
+        closer.start()
+        info = ContainerCollector(f"unix://{path}").collect()
+    assert info.reachable is False
+    assert info.problem == f"socket {path} closed the connection without an answer (Remote end closed connection " \
+                           "without response)"
+
+
+def test_an_engine_socket_the_probe_may_not_use_says_what_to_do() -> None:
+    from trioscope_probe._engine import engine_problem
+
+    refused = requests.exceptions.ConnectionError(PermissionError(13, "Permission denied"))
+    assert engine_problem(refused, "unix:///var/run/docker.sock") == (
+        "cannot connect to socket /var/run/docker.sock: Permission denied; the probe's user may not use it: add "
+        "the user to the socket's group (docker), or run the probe as root")
