@@ -36,6 +36,7 @@ from ._rights import Sight
 from ._uplinks import uplinks
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 MB = 1024 * 1024
 MAX_CMDLINE = 4096
@@ -70,7 +71,7 @@ class Readings:
     def __init__(self) -> None:
         self.failed: dict[str, str] = {}
 
-    def read(self, source: str, read: Callable[[], T], default: T) -> T:
+    def read(self, source: str, read: Callable[[], T], default: D) -> T | D:
         """``read()``, or ``default`` with the failure kept under ``source``."""
         try:
             return read()

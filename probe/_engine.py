@@ -98,7 +98,7 @@ def engine_problem(exc: BaseException, docker_host: str | None) -> str:
         return f"cannot connect to {where}: {cause.strerror}"
     inner = _innermost(exc)
     if isinstance(inner, ConnectionError):  # http.client's RemoteDisconnected: no errno, a tuple's repr in requests' message
-        return f"{where} closed the connection without an answer ({inner or type(inner).__name__})"
+        return f"{where} closed the connection without an answer ({str(inner) or type(inner).__name__})"
     return str(exc) or type(exc).__name__
 
 
