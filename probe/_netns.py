@@ -25,7 +25,7 @@ from itertools import islice
 import attrs
 import psutil
 
-from ._rights import GRANT, namespace_inode, standing
+from ._rights import namespace_inode, standing, what_to_grant
 
 log = logging.getLogger("trioscope_probe")
 
@@ -265,7 +265,7 @@ class NamespaceSockets:
         if denied and "denied" not in self._noted:
             # Named, so that the operator can tell which they are; the hint only
             # where it helps: as root the refusal is a sandbox's, not ours to lift.
-            hint = "" if standing(self.proc_root).may_trace else f"; {GRANT}"
+            hint = "" if standing(self.proc_root).may_trace else f"; {what_to_grant()}"
             self._note("denied", "the network namespaces of %d processes (%s) are unreadable (permission denied%s): "
                        "connections in them, unless in this probe's namespace, are not reported", len(denied),
                        _some_pids(denied), hint)

@@ -38,6 +38,14 @@ GRANT = ("run the probe as root, or grant it CAP_SYS_PTRACE and CAP_DAC_READ_SEA
 /proc/<pid>/fd is its owner's only (DAC_READ_SEARCH), and each link in it is
 read only by who may trace the process (SYS_PTRACE; root in a container
 lacks it by default)."""
+ROOT_GRANT = ("grant the probe CAP_SYS_PTRACE, which root in a container lacks by default (docker or podman: "
+              "--cap-add SYS_PTRACE; Kubernetes: securityContext.capabilities.add: [SYS_PTRACE])")
+"""``GRANT`` for a probe that is root already."""
+
+
+def what_to_grant() -> str:
+    """``GRANT``, or ``ROOT_GRANT`` to a probe that is root (told to run as root, it is)."""
+    return ROOT_GRANT if os.geteuid() == 0 else GRANT
 
 HELD_STATES = frozenset({"listen", "established", "syn_sent", "close_wait", "close", ""})
 """States (as reported: psutil's names lowercased, "" for UDP) of a socket
@@ -245,7 +253,8 @@ class Sight:
         self._say("descriptors", bool(denied),
                   "%d sockets of this probe's network namespace are reported without their process: it may not "
                   "read the file descriptors of %d processes, so the server gives those sockets to the host and "
-                  "the edges of local processes are missing; %s; said again once they can be read", count, len(denied), GRANT,
+                  "the edges of local processes are missing; %s; said again once they can be read", count, len(denied),
+                  what_to_grant(),
                   ended="the file descriptors of this host's processes can be read again: sockets come with "
                         "their processes")
         hidden = self.standing.hidepid != "off"  # their processes are not even listed: said as hidden threads

@@ -129,6 +129,7 @@ def test_sockets_without_their_process_for_want_of_rights_are_said_once_and_sent
     sight = Sight(fake_proc(tmp_path, capabilities="0000000000000000"))
     denied = [1, 2, 3]
     monkeypatch.setattr(_rights, "unreadable_descriptors", lambda root, pids: denied)
+    monkeypatch.setattr(_rights.os, "geteuid", lambda: 1000)
     sockets = [socket_of(None), socket_of(None, "established"), socket_of(os.getpid()), socket_of(None, "time_wait")]
     caplog.set_level(logging.INFO)
     for _ in range(3):
@@ -138,6 +139,8 @@ def test_sockets_without_their_process_for_want_of_rights_are_said_once_and_sent
                            "may not read the file descriptors of 3 processes")
     assert "CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH" in said and "AmbientCapabilities=" in said
     assert "--cap-add SYS_PTRACE" in said
+    monkeypatch.setattr(_rights.os, "geteuid", lambda: 0)  # root in a container without CAP_SYS_PTRACE
+    assert _rights.what_to_grant().startswith("grant the probe CAP_SYS_PTRACE, which root in a container lacks")
     denied = []  # granted (or those processes ended): said once more, and the report is whole
     assert sight.gaps(connections=sockets, processes=None, unreadable={}) is None
     assert caplog.records[-1].getMessage().startswith("the file descriptors of this host's processes can be read")
