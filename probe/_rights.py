@@ -210,7 +210,8 @@ class Sight:
         self._said: set[str] = set()
         if self.standing.own_pid_namespace:
             log.warning("this probe runs in a PID namespace of its own (a container's), not the host's: the "
-                        "processes it reports are that container's, and their connections only; run it in the "
+                        "processes it reports are that container's, and the sockets of the host's come without "
+                        "their process; run it in the "
                         "host's (Kubernetes: hostPID: true; docker or podman: --pid=host)")
         if self.standing.own_network_namespace:
             log.warning("this probe runs in a network namespace of its own, not the host's (pid 1's): the "

@@ -286,3 +286,19 @@ def test_a_probe_under_hidepid_says_processes_are_hidden_from_it() -> None:
     assert len(report["processes_info"]["processes"]) <= 2  # its own
     assert report["gaps"]["hidden_threads"] > 0
     assert "/proc is mounted hidepid=invisible" in log and "ProtectProc=default" in log
+
+
+def test_a_probe_in_a_pid_namespace_of_its_own_says_so_for_real() -> None:
+    """As in a container without hostPID (a PID namespace and a /proc of its
+    own: the machine's untouched), where the container's processes were
+    reported as the host's."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare, to run the probe in a PID namespace of its own")
+    done = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "--", sys.executable, "-m", "trioscope_probe",
+                           "--once", "--agent-id", "pid-namespace-probe", "--no-connections"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = orjson.loads(done.stdout)
+    assert report["gaps"]["own_pid_namespace"] is True
+    assert [p["pid"] for p in report["processes_info"]["processes"]] == [1]  # itself: the namespace's init
+    assert "runs in a PID namespace of its own" in done.stderr and "--pid=host" in done.stderr
