@@ -151,3 +151,22 @@ def test_a_hosts_details_say_no_history_is_known_before_the_embedded_server_star
     ui.page.wait_for_selector("#details[data-state=loaded][data-node='host:host-0'] [data-history-since]")
     said = ui.page.inner_text("[data-history-since]")
     assert said.startswith("No history before ") and "the server started then" in said
+
+
+def test_a_host_whose_probe_could_not_see_all_of_it_says_what_and_what_to_grant(ui: Ui) -> None:
+    """A probe run as a user without the rights to read other processes'
+    descriptors (or under hidepid, or in a container's PID namespace) sent a
+    report that looked complete: the host's details now say what is missing."""
+    body = host_report(0, timestamp=time.time(), containers=0, processes=2, connections=0)
+    body["gaps"] = {"unowned_sockets": 14, "hidden_threads": 0, "own_pid_namespace": True,
+                    "own_network_namespace": False, "unreadable": ["memory"]}
+    response = httpx.post(f"{ui.server.base_url}/api/v1/reports", json=body, timeout=10)
+    assert response.status_code == 202, response.text
+    ui.open("?node=host%3Ahost-0")
+    ui.page.wait_for_selector("#details[data-state=loaded][data-node='host:host-0'] [data-gap]")
+    said = ui.page.locator("[data-gap]").all_inner_texts()
+    assert len(said) == 3
+    assert said[0].startswith("This host's probe runs in a PID namespace of its own") and "--pid=host" in said[0]
+    assert said[1].startswith("14 sockets of this host came without their processes") and "CAP_SYS_PTRACE" in said[1]
+    assert said[2].startswith("This host's probe could not read its memory")
+    assert "gaps" not in ui.page.inner_text("#details-body")  # in words, not also as a key
