@@ -39,7 +39,8 @@ from trioscope.runtime import (
     ActorSpec, ActorSystem, Backoff, Kept, Published, Strategy, SupervisorSpec, dynamic_supervisor,
 )
 import trioscope.store
-from trioscope.store import Database, StoreReader, database_busy, database_down, postgres_url, resolve_database
+from trioscope.store import (Database, StoreReader, database_busy, database_down, postgres_url, resolve_database,
+                             store_failing)
 
 if TYPE_CHECKING:
     from trioscope.bus import ReportBus  # nats-py, imported only with a bus (``trioscope.bus``)
@@ -69,19 +70,22 @@ QUEUE_OWNER_MAILBOX = 8192
 """Requests for deployments' queues (polls included) waiting to be routed before they get 503."""
 STORE_BACKOFF = Backoff(initial=0.5, maximum=5.0)
 """The restart pacing of the actors that need the database (the store, the
-directory) on PostgreSQL: one that crashes because the database is away or
-refusing statements for now (``waits_for_database``) is started again every
-few seconds until it is back, and never makes the root give up (the process
-would exit, and every replica with it). Any other crash counts against the
-root's intensity. SQLite is a file of this process: a failing one (a full
-disk) makes the root give up, as every crash of a bug does."""
+directory): one that crashes because the database is away or refusing
+statements for now, or because the SQLite file's disk fails
+(``waits_for_database``), is started again every few seconds until it is
+back, and never makes the root give up (the process would exit, and every
+replica with it; on SQLite 5 restarts took 10 ms). Any other crash counts
+against the root's intensity. (The store actor itself refuses commits
+meanwhile rather than crash: this paces what it does not foresee, and the
+readers of the directory.)"""
 
 
 def waits_for_database(error: BaseException) -> bool:
     """A crash of an actor that needs the database which waiting may heal: the
     database away (``database_down``) or refusing statements for now
-    (``database_busy``: a statement timeout under overload, a deadlock)."""
-    return database_down(error) or database_busy(error)
+    (``database_busy``: a statement timeout under overload, a deadlock), or
+    the SQLite file's disk failing (``store_failing``)."""
+    return database_down(error) or database_busy(error) or store_failing(error)
 
 
 def database_path(settings: Settings) -> Database:
@@ -103,8 +107,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     # change feed skips what it committed itself.
     origin = uuid.uuid4().hex
     replicas_url = postgres_url(path)
-    # Only a database server may be away for a while and come back (STORE_BACKOFF).
-    database_backoff, database_backoff_on = (STORE_BACKOFF, waits_for_database) if replicas_url else (None, None)
+    database_backoff, database_backoff_on = STORE_BACKOFF, waits_for_database
     # Outlives restarts of the directory actor: the HTTP edge keeps reading the same one.
     directory_view: Published[AgentDirectory] = Published(AgentDirectory())
     # Outlives restarts of the hub: a restarted hub goes on serving its clients.

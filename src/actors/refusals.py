@@ -130,8 +130,27 @@ class StoreFull(DatabaseUnavailable):
         self.args = ("the server's storage is full; nothing was written, send it again later",)
 
 
+STORAGE_FAILING = "the server's storage is failing (an I/O error); nothing was written, retry later"
+STORAGE_DAMAGED = ("the server's storage is damaged or was moved away; nothing was written, nor will be until an "
+                   "operator has repaired it")
+
+
+class StoreFailing(DatabaseUnavailable):
+    """The server's storage (the SQLite file or its disk) failed: nothing of
+    this commit was written; refused (503 ``store_failing``) until it works
+    again or, damaged or moved away (``STORAGE_DAMAGED``), until an operator
+    repaired it. A kind of the database being unavailable, so every actor
+    that refuses that refuses this."""
+
+    def __init__(self, reason: str, message: str = STORAGE_FAILING) -> None:
+        super().__init__(reason)
+        self.args = (message,)
+
+
 CONNECTION_FAILED = ("the connection to the database failed while this was being written; it may have taken "
                      "effect: check before sending it again")
+COMMIT_FAILED = ("the server's storage failed while this was being committed; it may have taken effect: check "
+                 "before sending it again")
 STOPPED_WHILE_WRITING = ("the server stopped while this was being written; it may have taken effect: check before "
                          "sending it again")
 

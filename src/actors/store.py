@@ -17,10 +17,23 @@ not written (sent once more, on the new connection), or else ``OutcomeUnknown``;
 groups that cannot be read back (deployments, agents, audit records alone) get
 ``OutcomeUnknown``. Only a connection that cannot be made or broke is taken
 for the database going away (``database_down``): any other failing commit (a
-bug, a statement the server refused) crashes the actor, as every failing
-commit does with SQLite (one file, no server), and its supervisor decides.
-Why commits are refused meanwhile is published (``GetAway``): readiness says
-it without asking the actor, which may be in the middle of a commit.
+bug, a statement the server refused) crashes the actor, and its supervisor
+decides.
+
+An SQLite file whose disk fails under it (``store_failing``: an I/O error, a
+failed fsync, a vanished disk) is handled alike: commits are refused
+(``StoreFailing``, 503) and the file is opened again at a pace (``REOPEN``),
+each opening checked by a write (``SqliteWriter``), a warning once a minute.
+A commit that failed at its ``COMMIT`` (``MaybeCommitted``: the log's fsync)
+is ``OutcomeUnknown``: its commit record may be in the log, replayed at the
+next opening. A damaged file, or one deleted or replaced under the server
+(``store_damaged``; the file's place is looked at every
+``LOOK_AT_FILE_EVERY`` too), is never opened again: commits are refused until
+an operator repaired it and restarted the server. A full disk (or quota) is
+none of these: the commit is refused (``StoreFull``, 507) and the next tried.
+Any other failing commit crashes the actor. Why commits are refused
+meanwhile is published (``GetAway``): readiness says it without asking the
+actor, which may be in the middle of a commit.
 
 A commit is waited for to its end, a kill past the actor's shutdown timeout
 notwithstanding, but not past the end of the server's shutdown (the system's
@@ -52,11 +65,12 @@ from trioscope.domain.commands import Command
 from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff, Published, WorkAbandoned
 from trioscope.domain.idempotency import WINDOW as IDEMPOTENCY_WINDOW
 from trioscope.domain.rates import Lull
-from trioscope.store import (AuditEntry, Database, SaveCommand, SaveIdempotencyKey, StoreReader, StoreWriter,
-                             Unavailable, Write, database_down, describe_database, open_writer, postgres_url,
-                             store_full)
+from trioscope.store import (AuditEntry, Database, MaybeCommitted, SaveCommand, SaveIdempotencyKey, SqliteWriter,
+                             StoreMoved, StoreReader, StoreWriter, Unavailable, Write, database_down, describe_database,
+                             open_writer, postgres_url, store_damaged, store_failing, store_full)
 
-from .refusals import CONNECTION_FAILED, STOPPED_WHILE_WRITING, DatabaseUnavailable, OutcomeUnknown, StoreFull
+from .refusals import (COMMIT_FAILED, CONNECTION_FAILED, STOPPED_WHILE_WRITING, STORAGE_DAMAGED, DatabaseUnavailable,
+                       OutcomeUnknown, StoreFailing, StoreFull)
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +179,27 @@ RECONNECT = Backoff(initial=0.25, maximum=1.0)
 most a second, as the report bus's client, so that commits (refused at once
 meanwhile) are taken again within a second of its return; an attempt on a
 server that refuses connections costs next to nothing."""
+REOPEN = Backoff(initial=0.5, maximum=5.0)
+"""Seconds between attempts to open again an SQLite file whose disk failed
+(``store_failing``): each attempt writes and syncs, so a disk that still
+fails is not taken for back; 5 restarts of the actor in 10 ms made the root
+supervisor give up, and the process exit."""
+FAILING_SAID_EVERY = 60.0
+"""Seconds between two warnings that the SQLite file's disk fails."""
+LOOK_AT_FILE_EVERY = 5.0
+"""Seconds between two looks at whether the SQLite file is still at its path
+(``SqliteWriter.moved``; every commit looks too): readiness says it without a write."""
 
 
 @attrs.frozen
 class Prune:
     """Delete finished commands and audit records older than the retention,
     and idempotency keys older than their window."""
+
+
+@attrs.frozen
+class LookAtFile:
+    """Whether the SQLite file is still the one at its path (``LOOK_AT_FILE_EVERY``)."""
 
 
 @attrs.frozen
@@ -211,6 +240,12 @@ class StoreActor(Actor):
         """A database server that may go away and come back (see the module docstring)."""
         self.away: Published[str | None] = away if away is not None else Published(None)
         self.away.publish(None)  # a restarted incarnation connects anew (``on_start``)
+        self.for_good = False
+        """The SQLite file is damaged or moved (``store_damaged``): never opened again by this incarnation."""
+        self.reopening = False
+        """``_reconnect`` runs."""
+        self._failing_said = Lull(FAILING_SAID_EVERY)
+        self._back_said = Lull(FAILING_SAID_EVERY)
 
     async def on_start(self) -> None:
         # However this incarnation ends (a stop, a crash, killed past its
@@ -223,14 +258,20 @@ class StoreActor(Actor):
         try:
             self.writer = await self._open()
         except Exception as exc:
-            # A restart while the database is away: refuse commits until it is back,
-            # rather than fail to start again and again. (At the server's start the
-            # reader has just reached it: this is a restart, or a moment's bad luck.)
-            if not (self.networked and database_down(exc)):
+            # A restart while the database is away or its file failing: refuse
+            # commits until it is back, rather than fail to start again and
+            # again. (At the server's start the store was just opened: this is
+            # a restart, or a moment's bad luck.)
+            if self.networked and database_down(exc):
+                self._lose(_one_line(exc))
+            elif not self.networked and store_failing(exc):
+                self._file_failed(exc)
+            else:
                 raise
-            self._lose(_one_line(exc))
         if self.retention is not None:
             self.prunes = self.context.sweep(PRUNE_INTERVAL, Prune(), first=0.0)
+        if not self.networked:
+            self.context.every(LOOK_AT_FILE_EVERY, LookAtFile())
 
     @property
     def lost(self) -> str | None:
@@ -256,19 +297,71 @@ class StoreActor(Actor):
         self.context.start_soon(self._reconnect, name=f"{self.context.path} reconnect")
 
     async def _reconnect(self) -> None:
-        for wait in RECONNECT.delays():
-            await trio.sleep(wait)
-            try:
-                writer = await self._open()
-            except Exception as exc:
-                if not database_down(exc):
+        self.reopening = True
+        try:
+            for wait in (RECONNECT if self.networked else REOPEN).delays():
+                await trio.sleep(wait)
+                try:
+                    writer = await self._open()
+                except Exception as exc:
+                    if self.networked and database_down(exc):
+                        self.lost = _one_line(exc)
+                        continue
+                    if not self.networked and store_failing(exc):
+                        if store_damaged(exc):
+                            self._file_failed(exc)  # said, and never opened again
+                            return
+                        self.lost = _one_line(exc)
+                        continue
                     raise  # not the database being away (a newer schema): the actor crashes
-                self.lost = _one_line(exc)
-                continue
-            self.writer, self.lost = writer, None
-            log.info("store: connected to the database %s again", describe_database(self.database),
-                     extra={"event": "store_database_back"})
+                self.writer, self.lost = writer, None
+                if self.networked:
+                    log.info("store: connected to the database %s again", describe_database(self.database),
+                             extra={"event": "store_database_back"})
+                else:
+                    log.log(logging.INFO if self._back_said.due(time.monotonic()) is not None else logging.DEBUG,
+                            "store: the database file %s works again: writes are taken", self.database,
+                            extra={"event": "store_file_back"})
+                return
+        finally:
+            self.reopening = False
+
+    def _file_failed(self, error: BaseException) -> None:
+        """The SQLite file or its disk failed (``store_failing``): refuse
+        commits, and open it again at a pace, unless it is damaged or moved
+        (``store_damaged``): then until an operator repaired it. Said once a
+        minute, at debug level between."""
+        self._drop_writer()
+        self.lost = reason = _one_line(error)
+        if store_damaged(error):
+            # Once: nothing is tried again, so nothing fails again.
+            self.for_good = True
+            if isinstance(error, StoreMoved):
+                log.error("store: %s: writes are refused (503 store_failing) until the server is restarted, which "
+                          "opens the file at the path (acknowledged writes would go into a file nobody opens again)",
+                          error, extra={"event": "store_file_moved"})
+            else:
+                log.error("store: the database file %s is damaged (%s): writes are refused (503 store_failing) "
+                          "until it is repaired: stop the server, restore a backup (or recover what is readable: "
+                          "sqlite3 %s '.recover' | sqlite3 recovered.sqlite3, and put that in its place), and start "
+                          "it again", self.database, reason, self.database, extra={"event": "store_file_damaged"})
             return
+        level = self._failing_said.level(time.monotonic())
+        log.log(level, "store: the database file %s failed (%s): writes are refused (503 store_failing) until it "
+                "works again; opening it again every %g-%g s", self.database, reason, REOPEN.initial,
+                REOPEN.maximum, extra={"event": "store_file_failing"})
+        if not self.reopening and not self.for_good:
+            self.reopening = True  # at once: another failure before it starts must not start a second
+            self.context.start_soon(self._reconnect, name=f"{self.context.path} reopen")
+
+    def _refusal(self) -> DatabaseUnavailable | ActorStopped:
+        """Why a commit is refused while there is no writer."""
+        if self.lost is None:
+            # A commit given up at the end of the shutdown took the writer with it.
+            return ActorStopped(self.context.path)
+        if self.networked:
+            return DatabaseUnavailable(self.lost)
+        return StoreFailing(self.lost, STORAGE_DAMAGED) if self.for_good else StoreFailing(self.lost)
 
     def _refuse_pending(self) -> None:
         pending, self.pending = self.pending, []
@@ -283,6 +376,9 @@ class StoreActor(Actor):
             return None
         if isinstance(message, GetAway):
             return self.away
+        if isinstance(message, LookAtFile):
+            await self._look_at_file()
+            return None
         if isinstance(message, Prune):
             await self._flush()
             if self.writer is None:
@@ -305,6 +401,9 @@ class StoreActor(Actor):
         except WorkAbandoned:
             return 0, 0  # the end of the shutdown: nothing to answer for
         except Exception as exc:
+            if not self.networked and store_failing(exc):
+                self._file_failed(exc)  # the next round tries again, on the file opened again
+                return 0, 0
             if not store_full(exc):
                 raise
             self._say_full(exc)  # the next round tries again (deletions take a little room of their own)
@@ -349,10 +448,10 @@ class StoreActor(Actor):
             return
         batch, self.pending, self.gathered = self.pending, [], False
         if self.writer is None:
-            # The database away; or a commit given up at the end of the shutdown
-            # took the writer with it (``_in_thread``): nothing more is written.
-            refusal = DatabaseUnavailable(self.lost) if self.lost is not None else ActorStopped(self.context.path)
-            _fail(batch, refusal)
+            # The database away or its file failing; or a commit given up at the
+            # end of the shutdown took the writer with it (``_in_thread``):
+            # nothing more is written.
+            _fail(batch, self._refusal())
             return
         try:
             results = await self._commit(batch)
@@ -369,10 +468,20 @@ class StoreActor(Actor):
                 self._say_full(exc)
                 _fail(batch, StoreFull(_one_line(exc)))
                 return
+            if not self.networked and store_failing(exc):
+                # The file or its disk, not the writes: refused (or unknown, at
+                # the commit itself) and the file opened again, never a crash
+                # (5 restarts in 10 ms, the root gave up and the server ended).
+                if isinstance(exc, MaybeCommitted):
+                    _unknown(batch, _one_line(exc), COMMIT_FAILED)
+                else:
+                    _fail(batch, self._file_refusal(exc))
+                self._file_failed(exc)
+                return
             if not (self.networked and database_down(exc)):
-                # A bug, a server that refuses for another reason, SQLite's
-                # disk: the actor crashes (its supervisor decides), and
-                # nothing was written (the transaction was rolled back).
+                # A bug, a server that refuses for another reason: the actor
+                # crashes (its supervisor decides), and nothing was written
+                # (the transaction was rolled back).
                 _fail(batch, exc)
                 raise
             failed = exc
@@ -385,6 +494,25 @@ class StoreActor(Actor):
             _settle(batch, results)
             return
         await self._commit_failed(batch, failed)
+
+    @staticmethod
+    def _file_refusal(error: BaseException) -> StoreFailing:
+        reason = _one_line(error)
+        return StoreFailing(reason, STORAGE_DAMAGED) if store_damaged(error) else StoreFailing(reason)
+
+    async def _look_at_file(self) -> None:
+        """Refuse commits from now if the SQLite file is no longer at its path (``LOOK_AT_FILE_EVERY``)."""
+        if not isinstance(self.writer, SqliteWriter):
+            return
+        await self._flush()  # what waits is written first (each commit looks too)
+        if not isinstance(self.writer, SqliteWriter):
+            return
+        try:
+            why = await self._in_thread(self.writer.moved, what="a look at the database file")
+        except WorkAbandoned:
+            return
+        if why is not None:
+            self._file_failed(StoreMoved(why))
 
     def _say_full(self, error: Exception) -> None:
         """The database's disk is full: warned once a minute, at debug level between."""
@@ -526,7 +654,8 @@ def _settle(batch: Sequence[Commit], results: Sequence[BaseException | None]) ->
 
 
 def _one_line(error: BaseException) -> str:
-    return f"{type(error).__name__}: {' '.join(str(error).split())}"
+    name = getattr(error, "sqlite_errorname", None)  # SQLite's own says which I/O error (SQLITE_IOERR_FSYNC)
+    return f"{type(error).__name__}: {' '.join(str(error).split())}" + (f" ({name})" if name else "")
 
 
 def _command_writes(writes: Sequence[Write]) -> list[SaveCommand]:

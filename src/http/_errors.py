@@ -18,13 +18,14 @@ from werkzeug.exceptions import HTTPException
 
 
 from trioscope.actors.refusals import (
-    DatabaseUnavailable, EnrollmentRefused, IdempotencyKeyTaken, NotRecorded, OutcomeUnknown, QuotaExceeded,
-    ReportConflict, ReporterTaken, StoreFull, TooManyAgents, UnknownAgent, UnknownCommand, UnknownProbe,
+    STORAGE_FAILING, DatabaseUnavailable, EnrollmentRefused, IdempotencyKeyTaken, NotRecorded, OutcomeUnknown,
+    QuotaExceeded, ReportConflict, ReporterTaken, StoreFailing, StoreFull, TooManyAgents, UnknownAgent,
+    UnknownCommand, UnknownProbe,
 )
 from trioscope.domain.commands import IllegalTransition
 from trioscope.domain.rates import Lull, Lulls
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull
-from trioscope.store import Conflict, database_busy, database_down, store_full
+from trioscope.store import Conflict, database_busy, database_down, store_failing, store_full
 
 from ._responses import json_response
 
@@ -153,6 +154,8 @@ def _has_unread_body() -> bool:
 DATABASE_RETRY_AFTER = 2
 """Seconds a client waits before retrying while the database is away (the
 store tries to connect again every 0.25-1 s)."""
+STORE_FAILING_RETRY_AFTER = 5
+"""Seconds a client waits before retrying while the store's disk fails (it is opened again every 0.5-5 s)."""
 STORE_FULL_RETRY_AFTER = 60
 """Seconds a client waits before sending again what a full disk refused (room is made by people, or by the prune)."""
 
@@ -189,6 +192,7 @@ ANSWERS: dict[type[Exception], ErrorAnswer] = {
     NotRecorded: ErrorAnswer(503, "not_recorded", RETRY_AFTER_SECONDS),
     # The database away (every error that says so is answered as this: ``answer_to``).
     StoreFull: ErrorAnswer(507, "insufficient_storage", STORE_FULL_RETRY_AFTER),
+    StoreFailing: ErrorAnswer(503, "store_failing", STORE_FAILING_RETRY_AFTER),
     DatabaseUnavailable: ErrorAnswer(503, "database_unavailable", DATABASE_RETRY_AFTER),
     OutcomeUnknown: ErrorAnswer(504, "outcome_unknown"),
     # Overload and unavailability: shed, never queue; the client retries.
@@ -225,6 +229,8 @@ def answer_to(exc: Exception) -> tuple[ErrorAnswer, str] | None:
     if isinstance(exc, ActorFailed):  # the actor crashed on it: a 500, unless for want of the database
         if isinstance(exc.cause, StoreFull) or store_full(exc.cause):
             return ANSWERS[StoreFull], STORE_FULL
+        if store_failing(exc.cause):
+            return ANSWERS[StoreFailing], STORAGE_FAILING
         return (ANSWERS[DatabaseUnavailable], DATABASE_AWAY) if _database_away(exc.cause) else None
     if isinstance(exc, ActorStopped) and exc.cause is not None and _database_away(exc.cause):
         # It could not start for want of the database (a queue reads its
@@ -232,6 +238,8 @@ def answer_to(exc: Exception) -> tuple[ErrorAnswer, str] | None:
         return ANSWERS[DatabaseUnavailable], DATABASE_AWAY
     if store_full(exc):
         return ANSWERS[StoreFull], STORE_FULL
+    if store_failing(exc):  # a read that met the file or its disk failing (a damaged page, an I/O error)
+        return ANSWERS[StoreFailing], STORAGE_FAILING
     if database_down(exc) or database_busy(exc):
         return ANSWERS[DatabaseUnavailable], DATABASE_AWAY
     for kind in type(exc).__mro__:
@@ -368,6 +376,13 @@ def install_error_handlers(app: Quart) -> None:
         answer, message = found
         if answer is ANSWERS[DatabaseUnavailable]:
             _log_database(exc)
+        elif answer is ANSWERS[StoreFailing] and not isinstance(exc, StoreFailing):
+            # The store says its own refusals; what a read met nobody says but here.
+            method, path = _where()
+            cause = exc.cause if isinstance(exc, ActorFailed) else exc
+            log.log(_UNAVAILABLE_SAID.level(time.monotonic()), "%s %s: the store's file or disk failed (%s: %s); "
+                    "answered 503 store_failing", method, path, type(cause).__name__, " ".join(str(cause).split()),
+                    extra={"event": "store_failing"})
         headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None
         return error_response(answer.status, answer.code, message, _details(exc), headers)
 

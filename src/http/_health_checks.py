@@ -19,6 +19,7 @@ import trio
 
 from trioscope.actors.store import GetAway
 from trioscope.runtime import ActorStats, Published, SupervisorStats
+from trioscope.store import postgres_url, resolve_database
 
 if TYPE_CHECKING:
     from ._services import Services
@@ -103,8 +104,13 @@ class StoreCheck:
         if self.away is None:
             self.away = await services.store.ask(GetAway(), timeout=CHECK_TIMEOUT)
         if (away := self.away.value) is not None:
+            # The store's refusal: the database server away, or the SQLite file failing.
+            settings = services.settings
+            code = ("database_unavailable" if postgres_url(resolve_database(settings.store.database,
+                                                                            settings.storage.data_dir))
+                    else "store_failing")
             return ComponentHealth(status="unavailable", ready=False,
-                                   reason=f"writes refused (answered 503 database_unavailable): {away}")
+                                   reason=f"writes refused (answered 503 {code}): {away}")
         failing = await services.reader.reads_failing()
         if failing is not None:
             return ComponentHealth(status="unavailable", ready=False,

@@ -22,6 +22,9 @@ from ._ops import AuditEntry as AuditEntry
 from ._ops import Conflict as Conflict
 from ._ops import ForgetAgents as ForgetAgents
 from ._ops import KeyTaken as KeyTaken
+from ._ops import MaybeCommitted as MaybeCommitted
+from ._ops import NoRoom as NoRoom
+from ._ops import StoreMoved as StoreMoved
 from ._ops import ForeignDatabase as ForeignDatabase
 from ._ops import NewerSchema as NewerSchema
 from ._ops import OpenCommandsQuota as OpenCommandsQuota
@@ -38,6 +41,8 @@ from ._ops import Unavailable as Unavailable
 from ._ops import Write as Write
 from ._ops import database_busy as database_busy
 from ._ops import database_down as database_down
+from ._ops import store_damaged as store_damaged
+from ._ops import store_failing as store_failing
 from ._ops import store_full as store_full
 from ._changes import CHANGES_CHANNEL as CHANGES_CHANNEL
 from ._changes import PAYLOAD_LIMIT as PAYLOAD_LIMIT
@@ -95,7 +100,7 @@ __all__ = [
     "CHANGES_CHANNEL", "DATABASE_FILE", "DiskRoom", "disk_note", "lock_sqlite", "StoreOpen", "open_to_others", "PAYLOAD_LIMIT", "AgentAndUserLimits", "AuditEntry", "AuditRecord", "BulkPart", "Change",
     "ChangeBatch",
     "CommandPart", "Conflict", "Connected", "CopyCounts", "CopyFailed", "CopyRefused", "Database", "FeedEvent",
-    "ForgetAgents", "KeyTaken", "ForeignDatabase", "NewerSchema", "OpenCommandsQuota", "Outdated", "OverCommandBytes", "OverQuota",
+    "ForgetAgents", "KeyTaken", "MaybeCommitted", "NoRoom", "StoreMoved", "store_damaged", "store_failing", "ForeignDatabase", "NewerSchema", "OpenCommandsQuota", "Outdated", "OverCommandBytes", "OverQuota",
     "PostgresReader", "PostgresWriter",
     "RateBudget", "Rejected", "ReplayIds",
     "SaveAgent", "SaveAppStatus", "SaveCommand", "SaveDeployment", "SaveIdempotencyKey", "SqliteReader", "SqliteWriter",

@@ -13,8 +13,11 @@ which it guards itself.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -74,6 +77,33 @@ class DiskRoom:
     def free(self) -> int:
         """Bytes free at the last reading."""
         return self._free
+
+
+ROOM_PROBE_BYTES = 4096
+"""Bytes ``room_refused`` writes: one block of most filesystems."""
+
+
+def room_refused(directory: Path) -> bool:
+    """Whether the disk of ``directory`` refuses a new block now for want of
+    room (``ENOSPC``, or ``EDQUOT``: the user's quota), by writing a probe file
+    there, removed at once. Asked after SQLite's ``disk I/O error`` of a write,
+    which is the same for a failing disk and a quota (``store.NoRoom``):
+    ``statvfs`` does not see a quota. Any other answer (written, or another
+    error) is no want of room."""
+    short = (errno.ENOSPC, errno.EDQUOT)
+    try:
+        fd, name = tempfile.mkstemp(dir=directory, prefix=".trioscope-room-")
+    except OSError as exc:
+        return exc.errno in short  # an inode is room too
+    try:
+        os.pwrite(fd, bytes(ROOM_PROBE_BYTES), 0)
+    except OSError as exc:
+        return exc.errno in short
+    finally:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+    return False
 
 
 FULL = 2**20

@@ -271,11 +271,73 @@ _DISK_FULL = "53100"
 """PostgreSQL's ``disk_full``."""
 
 
+class NoRoom(Exception):
+    """SQLite's disk refused a write for want of room though SQLite said only
+    ``disk I/O error`` (``SQLITE_IOERR_WRITE``): over the user's disk quota
+    (``EDQUOT``), which SQLite does not tell from a failing disk, nor gives
+    the write's error number to Python. Found by writing a probe beside the
+    store (``_disk_room.room_refused``). Nothing of the transaction was
+    written: a full disk to an operator (``store_full``). The SQLite error is
+    the ``__cause__``."""
+
+
+class MaybeCommitted(Exception):
+    """SQLite failed at a transaction's ``COMMIT`` itself (the write-ahead
+    log's fsync): this connection rolled the transaction back, but its commit
+    record may be in the log already, and SQLite replays it when the store is
+    next opened (after a ``kill -9`` it did: the command queued, its audit
+    record ``ok``). Neither done nor not done: answered ``OutcomeUnknown``.
+    A write refused at ``COMMIT`` (a full disk) is no such failure: the commit
+    record is the last frame written, so nothing of it is in the log. The
+    SQLite error is the ``__cause__``."""
+
+
+class StoreMoved(Exception):
+    """The SQLite file this process writes is no longer at its path (deleted,
+    or another file moved or restored over it): what it commits would go into
+    a file nobody will open again, and another server may start on the path
+    (its lock is on the file that went away). Nothing of the transaction was
+    written; nothing is, until the server is restarted on the file at the path."""
+
+
+_FAILING_CODES = frozenset({sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB,
+                            sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN})
+"""SQLite's primary result codes of a file or disk that fails under a
+statement: an I/O error (``EIO``, a failed fsync, a disk that vanished:
+``SQLITE_IOERR_*``), a damaged file, one made read-only or replaced under
+the connection (``SQLITE_READONLY_DBMOVED``), one that cannot be opened."""
+_DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+
+
+def store_failing(error: BaseException) -> bool:
+    """The SQLite store's file or disk failed (``_FAILING_CODES``,
+    ``MaybeCommitted``, ``StoreMoved``): nothing to do with the request that
+    met it, and no bug; refused (503 ``store_failing``), never a crash. Only
+    an SQLite error is: PostgreSQL's disk is the database server's."""
+    if isinstance(error, MaybeCommitted | StoreMoved):
+        return True
+    code = getattr(error, "sqlite_errorcode", None) if isinstance(error, sqlite3.Error) else None
+    return code is not None and code & 0xFF in _FAILING_CODES
+
+
+def store_damaged(error: BaseException) -> bool:
+    """The SQLite file is damaged (``database disk image is malformed``) or
+    moved away (``StoreMoved``): that does not heal by waiting, nor by opening
+    it again; writing more into a damaged file may spread the damage."""
+    if isinstance(error, StoreMoved):
+        return True
+    code = getattr(error, "sqlite_errorcode", None) if isinstance(error, sqlite3.Error) else None
+    return code is not None and code & 0xFF in _DAMAGED_CODES
+
+
 def store_full(error: BaseException) -> bool:
-    """The database's disk is full (SQLite's ``SQLITE_FULL``, PostgreSQL's
-    ``disk_full``): the transaction was rolled back, nothing of it written;
-    the same write fails until room is made. Refused, never a crash: a store
-    that crashed on each one ended the server, restart after restart."""
+    """The database's disk is full (SQLite's ``SQLITE_FULL``, a quota:
+    ``NoRoom``; PostgreSQL's ``disk_full``): the transaction was rolled back,
+    nothing of it written; the same write fails until room is made. Refused,
+    never a crash: a store that crashed on each one ended the server, restart
+    after restart."""
+    if isinstance(error, NoRoom):
+        return True
     if isinstance(error, sqlite3.OperationalError):
         return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
     operational = _operational(error)

@@ -28,8 +28,9 @@ from trioscope.domain.idempotency import KeptAnswer
 from ._command_rows import OPEN_STATUSES_SQL, command_columns, command_from_columns, finished_at
 from ._listings import AUDIT_COLUMNS, audit_filter, audit_record, command_filter, summary_page
 from ._migrations import APP_STATUSES, migrate, refuse_foreign, roll_back, schema_version
-from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, Outdated, OverCommandBytes, OverQuota, Rejected,
-                   SaveAgent, SaveAppStatus, SaveCommand, SaveDeployment, SaveIdempotencyKey, Write)
+from ._ops import (AuditEntry, Conflict, ForgetAgents, KeyTaken, MaybeCommitted, NoRoom, Outdated, OverCommandBytes,
+                   OverQuota, Rejected, SaveAgent, SaveAppStatus, SaveCommand, SaveDeployment, SaveIdempotencyKey,
+                   StoreMoved, Write, store_failing)
 from ._read_results import AuditRecord, BulkPart, CommandPart, StoredCommand
 from . import _idempotency_keys as idempotency_keys
 from ._secret import create_data_dir
@@ -215,16 +216,59 @@ file ("database disk image is malformed") is one line naming it then, and the
 exit; it failed inside the actor tree, in a traceback of 150 lines."""
 
 
+SQLITE_IOERR_WRITE = 778
+"""A write that the disk refused (``sqlite3`` names it only from Python 3.12)."""
+_NOTHING_WRITTEN_AT_COMMIT = (sqlite3.SQLITE_FULL, SQLITE_IOERR_WRITE)
+"""Errors of a ``COMMIT`` that leave nothing of it in the write-ahead log:
+the log's frames are written in order and the commit record is in the last
+one, whose checksum covers its page (a frame written in part is no commit).
+Any other I/O error there (the log's fsync, the shared memory grown after
+the frames) may leave the commit record whole in the log."""
+
+
+def _commit_or_say(db: sqlite3.Connection) -> None:
+    """``COMMIT``; a failure that may have left the transaction in the log raised as ``MaybeCommitted``."""
+    try:
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if exc.sqlite_errorcode in _NOTHING_WRITTEN_AT_COMMIT or not store_failing(exc):
+            raise
+        raise MaybeCommitted(f"{type(exc).__name__}: {exc} ({exc.sqlite_errorname}) at COMMIT") from exc
+
+
+def _check_writable(db: sqlite3.Connection) -> None:
+    """A transaction that writes and syncs, changing nothing (the schema's
+    version, written over with itself): a file readable but not writable
+    (a backup restored by another user), or a disk that fails writes, is
+    found when the store is opened, not by the first client's write."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        db.execute(f"PRAGMA user_version = {int(version)}")
+        db.execute("COMMIT")
+    except BaseException:
+        roll_back(db)
+        raise
+
+
+def _identity(found: os.stat_result) -> tuple[int, int]:
+    return found.st_dev, found.st_ino
+
+
 class SqliteWriter:
     """Applies groups of writes; each group all-or-nothing, all groups of one call
     in one transaction (one fsync)."""
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self.connection = connect(path)
         try:
+            self.identity = _identity(os.stat(path))
+            """The file opened (device, inode): ``moved`` compares the path's with it."""
             migrate(self.connection, SCHEMA)
             for statement in START_READS:
                 self.connection.execute(statement).fetchall()
+            _check_writable(self.connection)
         except BaseException:
             self.connection.close()
             raise
@@ -232,9 +276,36 @@ class SqliteWriter:
     def close(self) -> None:
         self.connection.close()
 
+    def moved(self) -> str | None:
+        """Why the file at the path is not the one this writer writes (deleted,
+        replaced), or None: it is. An error other than its absence (the disk
+        failing) is left for the next statement to meet."""
+        try:
+            found = os.stat(self.path)
+        except (FileNotFoundError, NotADirectoryError):
+            return f"{self.path} was deleted (or its directory) while the server had it open"
+        except OSError:
+            return None
+        if _identity(found) != self.identity:
+            return f"{self.path} was replaced by another file (moved or restored over it) while the server had it open"
+        return None
+
     def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         """Write every group in one transaction; a group that fails (a conflict, a
-        quota, a constraint) is rolled back alone and its error returned in its place."""
+        quota, a constraint) is rolled back alone and its error returned in its place.
+
+        Raises:
+            StoreMoved: the file at the path is not this one (``moved``): nothing written.
+            MaybeCommitted: SQLite failed at the ``COMMIT`` itself.
+            NoRoom: the disk refused a write for want of room (a quota): nothing written.
+            sqlite3.Error: SQLite's own (``SQLITE_FULL``, an I/O error...): nothing written.
+        """
+        if (why := self.moved()) is not None:
+            raise StoreMoved(why)
+        with self._faults_said():
+            return self._commit(groups)
+
+    def _commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         results: list[BaseException | None] = []
         db = self.connection
         db.execute("BEGIN IMMEDIATE")
@@ -258,42 +329,63 @@ class SqliteWriter:
                 else:
                     results.append(None)
                 db.execute("RELEASE grp")
-            db.execute("COMMIT")
+            _commit_or_say(db)
         except BaseException:
             roll_back(db)
             raise
         return results
 
+    @contextlib.contextmanager
+    def _faults_said(self) -> Iterator[None]:
+        """An SQLite I/O error of a write, said as what it is when the disk
+        refused the write for want of room (``NoRoom``): SQLite says
+        ``SQLITE_FULL`` only for ``ENOSPC``, and a quota's ``EDQUOT`` is a
+        plain ``disk I/O error`` to it."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            from ._disk_room import room_refused  # (it imports this module, through ``_reader``)
+            if exc.sqlite_errorcode == SQLITE_IOERR_WRITE and room_refused(self.path.parent):
+                raise NoRoom(f"{' '.join(str(exc).split())} (the disk refuses new blocks: over a quota, or "
+                             "full)") from exc
+            raise
+
     def prune(self, before: float, batch: int) -> tuple[int, int]:
         """Delete up to ``batch`` commands finished before ``before`` (unix
         seconds), and up to ``batch`` audit records made before it; answers how
-        many of each. Open commands stay whatever their age."""
+        many of each. Open commands stay whatever their age. Raises as ``commit``."""
+        if (why := self.moved()) is not None:
+            raise StoreMoved(why)
         db = self.connection
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            commands = db.execute(
-                "DELETE FROM commands WHERE rowid IN (SELECT rowid FROM commands WHERE finished_at < ? LIMIT ?)",
-                (before, batch)).rowcount
-            audit = db.execute("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? LIMIT ?)",
-                               (before, batch)).rowcount
-            db.execute("COMMIT")
-        except BaseException:
-            roll_back(db)
-            raise
+        with self._faults_said():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                commands = db.execute(
+                    "DELETE FROM commands WHERE rowid IN (SELECT rowid FROM commands WHERE finished_at < ? LIMIT ?)",
+                    (before, batch)).rowcount
+                audit = db.execute("DELETE FROM audit WHERE id IN (SELECT id FROM audit WHERE at < ? LIMIT ?)",
+                                   (before, batch)).rowcount
+                _commit_or_say(db)
+            except BaseException:
+                roll_back(db)
+                raise
         return commands, audit
 
     def prune_idempotency_keys(self, before: float, batch: int) -> int:
         """Delete up to ``batch`` idempotency keys made before ``before`` (unix
-        seconds: their window is over); answers how many."""
+        seconds: their window is over); answers how many. Raises as ``commit``."""
+        if (why := self.moved()) is not None:
+            raise StoreMoved(why)
         db = self.connection
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            keys = db.execute("DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys"
-                              " WHERE created_at < ? LIMIT ?)", (before, batch)).rowcount
-            db.execute("COMMIT")
-        except BaseException:
-            roll_back(db)
-            raise
+        with self._faults_said():
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                keys = db.execute("DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys"
+                                  " WHERE created_at < ? LIMIT ?)", (before, batch)).rowcount
+                _commit_or_say(db)
+            except BaseException:
+                roll_back(db)
+                raise
         return keys
 
     # Copying a whole store (``_copy``)

@@ -63,15 +63,16 @@ async def test_not_ready_while_the_store_cannot_be_read(running):
 
 async def test_not_ready_while_the_store_refuses_commits(running):
     """The store publishes why it refuses commits (its writer cannot reach the
-    database, ``test_store_outage``); reads may work meanwhile."""
+    database, ``test_store_outage``; the SQLite file's disk fails,
+    ``test_store_faults``); reads may work meanwhile. Said with the code its
+    refusals are answered with: this app's store is SQLite."""
     app, client = running
     away = await services_of(app).store.ask(GetAway())
-    away.publish("cannot connect to the database: too many connections for role")
+    away.publish("OperationalError: disk I/O error")
     response = await client.get("/health/ready")
     body = await response.get_json()
     assert response.status_code == 503 and body["services"]["store"] == "unavailable"
-    assert body["reason"] == ("store: writes refused (answered 503 database_unavailable): cannot connect to the "
-                              "database: too many connections for role")
+    assert body["reason"] == "store: writes refused (answered 503 store_failing): OperationalError: disk I/O error"
     away.publish(None)  # reconnected
     assert (await client.get("/health/ready")).status_code == 200
 

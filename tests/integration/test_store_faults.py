@@ -1,0 +1,117 @@
+"""The SQLite store's disk failing under a running server, faults injected
+into its system calls by ``strace`` (as the reviewer did): a quota is a full
+disk (507); an I/O error refuses writes (503 ``store_failing``) and readiness
+with them, until the disk works again; a failed fsync at the commit is 504
+``outcome_unknown``. The process never exits for it, and says it in lines,
+not tracebacks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.test_commands import Operator, enroll
+from tests.server_process import ServerProcess
+from tests.waiting import eventually
+
+pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed: it injects the faults")
+
+EDQUOT = ("trace=pwrite64", "inject=pwrite64:error=EDQUOT")
+EIO = ("trace=pwrite64", "inject=pwrite64:error=EIO")
+FSYNC_ENOSPC = ("trace=fdatasync,fsync", "inject=fdatasync,fsync:error=ENOSPC")
+
+
+def traced(pid: int) -> bool:
+    """Whether every thread of ``pid`` has a tracer."""
+    tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    return all(_tracer(task) != 0 for task in tasks)
+
+
+def _tracer(task: Path) -> int:
+    with contextlib.suppress(FileNotFoundError):  # a thread that ended meanwhile
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("TracerPid:"):
+                return int(line.split()[1])
+    return 1
+
+
+@contextlib.asynccontextmanager
+async def injected(pid: int, faults: tuple[str, ...]) -> AsyncIterator[None]:
+    """``faults`` (``strace -e`` expressions) injected into the server's system calls while inside."""
+    expressions = [arg for fault in faults for arg in ("-e", fault)]
+    strace = subprocess.Popen(["strace", "-f", "-qq", "-p", str(pid), *expressions, "-o", os.devnull],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        async def attached() -> bool:
+            assert strace.poll() is None, f"strace cannot trace the server: {strace.stderr.read()}"  # type: ignore[union-attr]
+            return traced(pid)
+
+        await eventually(attached)
+        yield
+    finally:
+        strace.send_signal(signal.SIGINT)  # detaches
+        strace.wait(timeout=30)
+
+    async def detached() -> bool:
+        return not any(_tracer(task) for task in Path(f"/proc/{pid}/task").iterdir())
+
+    await eventually(detached)
+
+
+async def test_disk_faults_refuse_writes_and_the_server_stays_up(tmp_path: Path) -> None:
+    with ServerProcess(env={"TRIOSCOPE_STORAGE_DATA_DIR": str(tmp_path)}) as server:
+        async with httpx.AsyncClient(timeout=20) as client:
+            operator = Operator(server, "kim", "faults")
+            agent = await enroll(client, server, operator)
+            commands = operator.url(agent.deployment_hash, "/commands")
+
+            async def create() -> httpx.Response:
+                return await client.post(commands, json={"type": "restart"}, headers=operator.auth)
+
+            async def ready() -> httpx.Response:
+                return await client.get(f"{server.base_url}/health/ready")
+
+            assert (await create()).status_code == 202
+
+            # Over a quota: SQLite says "disk I/O error"; a full disk to an operator.
+            async with injected(server.pid, EDQUOT):
+                refused = await create()
+                assert refused.status_code == 507, refused.text
+                assert refused.json()["error"]["code"] == "insufficient_storage"
+            assert (await create()).status_code == 202
+
+            # A failing disk: refused, readiness with it; reads and liveness go on.
+            async with injected(server.pid, EIO):
+                refused = await create()
+                assert refused.status_code == 503, refused.text
+                assert refused.json()["error"]["code"] == "store_failing" and refused.headers["Retry-After"]
+                not_ready = await ready()
+                assert not_ready.status_code == 503 and "store_failing" in not_ready.json()["reason"]
+                assert (await client.get(f"{server.base_url}/health")).status_code == 200
+                listed = await client.get(commands, headers=operator.auth)
+                assert listed.status_code == 200 and listed.json()["total"] == 2
+                assert (await create()).status_code == 503  # still, and still up
+
+            async def taken() -> bool:
+                return (await create()).status_code == 202 and (await ready()).status_code == 200
+
+            await eventually(taken)
+
+            # The log's fsync failing at the commit: the commit record may be in the log.
+            async with injected(server.pid, FSYNC_ENOSPC):
+                unknown = await create()
+                assert unknown.status_code == 504, unknown.text
+                assert unknown.json()["error"]["code"] == "outcome_unknown"
+            await eventually(taken)
+        assert server.proc is not None and server.proc.poll() is None
+    log = server.stderr()
+    assert "Traceback" not in log and "gave up" not in log
+    assert log.count("writes are refused (503 store_failing)") <= 2  # once a minute, and each fault once at most
