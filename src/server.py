@@ -55,7 +55,7 @@ from trioscope.runtime import Cutoff, RestartIntensityExceeded, open_actor_syste
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import (
     StoreOpen, StoreReader, Unavailable, describe_database, disk_note, lock_sqlite, open_to_others, open_writer,
-    sqlite_path, token_secret,
+    sqlite_path, store_lost, token_secret,
 )
 from trioscope.system import database_path, resume_open_queues, supervision_tree
 
@@ -458,9 +458,13 @@ def _open_data_dir(settings: Settings) -> _OpenStore | None:
     except (OSError, ValueError) as exc:
         log.error("cannot use the data directory %s: %s: %s", settings.storage.data_dir, type(exc).__name__, exc)
         return None
+    path = sqlite_path(database)
+    if path is not None and (lost := store_lost(settings.storage.data_dir, path)) is not None:
+        # Before the lock, which would create the file: a refused start changes nothing.
+        log.error("cannot use %s: %s", where, lost)
+        return None
     with contextlib.ExitStack() as unless_served:  # the lock is let go unless the store is handed on
         try:
-            path = sqlite_path(database)
             lock = None if path is None else lock_sqlite(path)  # first: a server refused changes nothing
             if lock is not None:
                 unless_served.callback(os.close, lock)

@@ -78,6 +78,7 @@ from ._sqlite import SqliteReader as SqliteReader
 from ._sqlite import SqliteWriter as SqliteWriter
 from ._sqlite import StoreOpen as StoreOpen
 from ._secret import open_to_others as open_to_others
+from ._secret import store_lost as store_lost
 from ._sqlite import lock_sqlite as lock_sqlite
 
 if typing.TYPE_CHECKING:
@@ -108,5 +109,5 @@ __all__ = [
     "StoredCommand", "Unavailable", "Write", "copy_store", "database_busy", "database_down", "decode_change",
     "describe_database", "encode_change",
     "follow_changes", "load_or_create_secret", "open_limits", "open_writer", "postgres_url", "resolve_database", "store_full",
-    "sqlite_path", "stored_schema", "token_secret",
+    "sqlite_path", "store_lost", "stored_schema", "token_secret",
 ]

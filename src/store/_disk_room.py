@@ -120,7 +120,8 @@ def disk_note(database: Database) -> str:
     error line (SQLite says only ``disk I/O error`` on a full disk and
     ``unable to open database file`` on a read-only one): ``; its disk is
     full (N free)`` below ``FULL`` free, ``; its filesystem is read-only``,
-    ``; its directory is not writable``; else empty."""
+    ``; its directory is not writable``, ``; PATH is not writable`` (the
+    file, its ``-wal`` or ``-shm``); else empty."""
     path = sqlite_path(database)
     if path is None:
         return ""
@@ -132,5 +133,8 @@ def disk_note(database: Database) -> str:
         return "; its filesystem is read-only"
     if not os.access(path.parent, os.W_OK):
         return "; its directory is not writable by this user"
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists() and not os.access(name, os.W_OK):  # a backup restored by another user (0644)
+            return f"; {name} is not writable by this user (chown it to the user the server runs as)"
     free = found.f_bavail * found.f_frsize
     return f"; its disk is full ({about(free)} free)" if free < FULL else ""

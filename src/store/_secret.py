@@ -114,3 +114,26 @@ def open_to_others(path: Path) -> str | None:
         if mode & 0o077:
             found.append(f"{each} (mode {mode:04o})")
     return ", ".join(found) or None
+
+
+def store_lost(data_dir: Path, database: Path) -> str | None:
+    """Why the SQLite store at ``database``, in ``data_dir``, looks lost (None:
+    it does not): missing or empty beside the secret the server generated
+    there, which it writes only once it has made its store. Started on, the
+    server began empty and said nothing: every deployment 404, every agent
+    401, while the users' tokens signed with the secret stayed valid."""
+    secret = data_dir / SECRET_FILE
+    try:
+        if database.parent.resolve() != data_dir.resolve() or not secret.is_file():
+            return None
+        size = database.stat().st_size
+    except FileNotFoundError:
+        size = None
+    except OSError:
+        return None  # said by the checks that open it
+    if size:
+        return None
+    what = "missing" if size is None else "empty"
+    return (f"its database {database} is {what}, but its {SECRET_FILE} says a store was made here: restore the "
+            f"database from a backup (or give --data-dir the right directory); to start anew on purpose, move "
+            f"{secret} away too (the tokens signed with it would stay valid)")
