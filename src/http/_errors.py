@@ -284,6 +284,8 @@ def _log_database(exc: Exception) -> None:
 
 
 _UNAVAILABLE_SAID = Lull(60.0)
+_STORE_FAILING_SAID = "trioscope.store_failing_said"
+"""The app's extension (a ``Lull``): a read that met the SQLite file failing, said once a minute."""
 
 
 def closing_if_unread(response: Response) -> Response:
@@ -380,7 +382,8 @@ def install_error_handlers(app: Quart) -> None:
             # The store says its own refusals; what a read met nobody says but here.
             method, path = _where()
             cause = exc.cause if isinstance(exc, ActorFailed) else exc
-            log.log(_UNAVAILABLE_SAID.level(time.monotonic()), "%s %s: the store's file or disk failed (%s: %s); "
+            said = current_app.extensions.setdefault(_STORE_FAILING_SAID, Lull(60.0))
+            log.log(said.level(time.monotonic()), "%s %s: the store's file or disk failed (%s: %s); "
                     "answered 503 store_failing", method, path, type(cause).__name__, " ".join(str(cause).split()),
                     extra={"event": "store_failing"})
         headers = {"Retry-After": str(answer.retry_after)} if answer.retry_after is not None else None

@@ -8,12 +8,13 @@ any other database error is a 500 with an incident, never hidden as 503."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 import psycopg
 import pytest
 from quart.testing import WebsocketResponseError
 
-from trioscope.actors.refusals import DatabaseUnavailable
+from trioscope.actors.refusals import DatabaseUnavailable, StoreFailing
 from trioscope.http import create_app
 from trioscope.runtime import ActorFailed, ActorStopped, AskTimeout, MailboxFull, open_actor_system
 from trioscope.store import Unavailable
@@ -35,7 +36,17 @@ RAISED = {
     "statement-timeout": lambda: psycopg.errors.QueryCanceled("canceling statement due to statement timeout"),
     "too-complex": lambda: psycopg.errors.StatementTooComplex("stack depth limit exceeded"),
     "actor-bug": lambda: ActorFailed("/root/queues/q", KeyError("secret internal detail")),
+    # The SQLite file or its disk.
+    "store-failing": lambda: StoreFailing("OperationalError: disk I/O error (SQLITE_IOERR_FSYNC)"),
+    "malformed": lambda: sqlite_error("database disk image is malformed", 11),  # a read met a damaged page
+    "actor-io": lambda: ActorFailed("/root/queues/q", sqlite_error("disk I/O error", 266)),
 }
+
+
+def sqlite_error(message: str, code: int) -> sqlite3.DatabaseError:
+    error = sqlite3.DatabaseError(message)
+    error.sqlite_errorcode = code  # type: ignore[attr-defined]  # as SQLite sets it
+    return error
 
 
 @pytest.fixture
@@ -129,6 +140,21 @@ async def test_the_database_away_or_busy_is_a_503_with_retry_after(client, kind:
     response = await client.get(f"/test/raise/{kind}")
     assert response.status_code == 503 and response.headers["Retry-After"] == "2"
     assert (await response.get_json())["error"]["code"] == "database_unavailable"
+
+
+@pytest.mark.parametrize("kind", ["store-failing", "malformed", "actor-io"])
+async def test_the_sqlite_file_failing_is_a_503_store_failing_said_once_a_minute(client, caplog, kind: str) -> None:
+    """A damaged page met by a read was a 500 with a traceback each time (one a
+    minute since); an I/O error the same."""
+    for _ in range(3):
+        response = await client.get(f"/test/raise/{kind}")
+        assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+        body = await response.get_json()
+        assert body["error"]["code"] == "store_failing" and "storage" in body["error"]["message"]
+        assert "malformed" not in body["error"]["message"] and "SQLITE" not in body["error"]["message"]
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == (0 if kind == "store-failing" else 1)  # the store says its own refusals
+    assert not [r for r in caplog.records if r.exc_info]
 
 
 async def test_a_statement_the_database_refused_for_now_is_logged_as_a_warning(client, caplog) -> None:

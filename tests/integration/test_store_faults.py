@@ -22,7 +22,7 @@ from tests.integration.test_commands import Operator, enroll
 from tests.server_process import ServerProcess
 from tests.waiting import eventually
 
-pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed: it injects the faults")
+needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed: it injects the faults")
 
 EDQUOT = ("trace=pwrite64", "inject=pwrite64:error=EDQUOT")
 EIO = ("trace=pwrite64", "inject=pwrite64:error=EIO")
@@ -66,6 +66,7 @@ async def injected(pid: int, faults: tuple[str, ...]) -> AsyncIterator[None]:
     await eventually(detached)
 
 
+@needs_strace
 async def test_disk_faults_refuse_writes_and_the_server_stays_up(tmp_path: Path) -> None:
     with ServerProcess(env={"TRIOSCOPE_STORAGE_DATA_DIR": str(tmp_path)}) as server:
         async with httpx.AsyncClient(timeout=20) as client:
@@ -115,3 +116,26 @@ async def test_disk_faults_refuse_writes_and_the_server_stays_up(tmp_path: Path)
     log = server.stderr()
     assert "Traceback" not in log and "gave up" not in log
     assert log.count("writes are refused (503 store_failing)") <= 2  # once a minute, and each fault once at most
+
+
+async def test_a_data_directory_deleted_under_the_server_refuses_writes(tmp_path: Path) -> None:
+    """Writes were acknowledged into the deleted file (lost for good), and
+    readiness said 200."""
+    data = tmp_path / "data"
+    with ServerProcess(env={"TRIOSCOPE_STORAGE_DATA_DIR": str(data)}) as server:
+        async with httpx.AsyncClient(timeout=20) as client:
+            operator = Operator(server, "kim", "deleted")
+            agent = await enroll(client, server, operator)
+            commands = operator.url(agent.deployment_hash, "/commands")
+            shutil.rmtree(data)
+
+            async def not_ready() -> bool:  # no write needed: the store looks at its file every few seconds
+                response = await client.get(f"{server.base_url}/health/ready")
+                return response.status_code == 503 and "was deleted" in response.json()["reason"]
+
+            await eventually(not_ready)
+            refused = await client.post(commands, json={"type": "restart"}, headers=operator.auth)
+            assert refused.status_code == 503 and refused.json()["error"]["code"] == "store_failing"
+            assert (await client.get(f"{server.base_url}/health")).status_code == 200
+    log = server.stderr()
+    assert log.count("was deleted") == 1 and "restarted" in log and "Traceback" not in log
