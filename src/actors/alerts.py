@@ -38,6 +38,7 @@ from trioscope.domain.alerts import (
 )
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, agent_status_event
+from trioscope.domain.rates import Lull
 from trioscope.runtime import Actor, ActorRef, Published
 from trioscope.store import AuditEntry, AuditRecord, StoreReader
 
@@ -153,6 +154,10 @@ class AlertsState:
         return cls(FailureWindow(settings.alerts.command_failure_window))
 
 
+NOT_TOLD_SAID_EVERY = 60.0
+"""Seconds between two warnings that alert changes could not be recorded (a full disk, the store failing)."""
+
+
 class AlertsActor(Actor):
     refusals = (NotRecorded,)
     """A delivery whose audit record cannot be committed is refused (503 at
@@ -176,6 +181,7 @@ class AlertsActor(Actor):
         self.clock = clock
         self.reader = reader
         self.state = state if state is not None else AlertsState.for_settings(settings)
+        self._not_told_said = Lull(NOT_TOLD_SAID_EVERY)
 
     async def on_start(self) -> None:
         system = self.context.system
@@ -257,10 +263,12 @@ class AlertsActor(Actor):
             # evaluation finds the same changes; crashing would not record
             # them sooner, and a store away for a while would crash it again
             # and again.
+            # Said once a minute, at debug between: on a full disk each evaluation said it.
             book.active = before
-            log.warning("%d alert change(s) not told yet: their audit record could not be committed (%s: %s); "
-                        "trying again at the next evaluation", len(changes), type(exc).__name__, exc,
-                        extra={"event": "alerts_not_told", "changes": len(changes)})
+            log.log(self._not_told_said.level(time.monotonic()),
+                    "%d alert change(s) not told yet: their audit record could not be committed (%s: %s); "
+                    "trying again at the next evaluation", len(changes), type(exc).__name__, exc,
+                    extra={"event": "alerts_not_told", "changes": len(changes)})
         except BaseException:
             book.active = before  # cancelled (the server stopping): the book as before, for a restart to tell
             raise

@@ -234,7 +234,10 @@ def describe(url: str) -> str:
         params = conninfo_to_dict(url)
     except psycopg.Error:
         return "a PostgreSQL URL that libpq cannot parse"
-    where = f"postgresql://{params.get('host', 'localhost')}:{params.get('port', 5432)}/{params.get('dbname', '')}"
+    host = str(params.get("host", "localhost"))
+    if ":" in host and not host.startswith("["):  # an IPv6 address, bracketed as in a URL ("::1:5432" reads as one)
+        host = f"[{host}]"
+    where = f"postgresql://{host}:{params.get('port', 5432)}/{params.get('dbname', '')}"
     # Two schemas of one database are two stores: say which.
     schema = re.search(r"search_path\s*=\s*([^\s,]+)", str(params.get("options") or ""))
     return f"{where} (schema {schema.group(1)})" if schema else where

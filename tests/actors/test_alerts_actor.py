@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from trioscope.actors.alerts import (
     BOOK_RESTORE_WINDOW, LEDGER_TTL, ActiveAlerts, AlertsActor, AlertsState, Deliver, ResyncAlerts, _Evaluate,
 )
 from trioscope.actors.notifier import Publish
-from trioscope.actors.refusals import NotRecorded
+from trioscope.actors.refusals import NotRecorded, StoreFull
 from trioscope.actors.store import Commit, StoreActor, commit
 from trioscope.config import Settings
 from trioscope.domain.alerts import AlertNotice, audit_details
@@ -105,6 +106,43 @@ async def test_an_alert_whose_record_failed_is_told_at_the_next_evaluation(setti
         assert [n.name for n in await alerts.ask(ActiveAlerts("acme"))] == ["AgentOffline"]
         assert [w.action for w in committed] == ["alert.firing"]  # type: ignore[attr-defined]
         assert next(c for c in system.snapshot().root.children if c.path == "/root/alerts").restarts == 0
+
+
+class FullStore(Actor):
+    """The store on a full disk: every commit refused."""
+
+    async def handle(self, message: object) -> object:
+        if isinstance(message, Commit):
+            message.receipt.settle(outcome.Error(StoreFull("OperationalError: database or disk is full")))
+            return None
+        return await super().handle(message)
+
+
+async def test_alert_changes_not_recorded_are_said_once_a_minute(settings: Settings,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    """On a full disk "N alert change(s) not told yet" was a warning at every
+    evaluation (every few seconds), beside the store's own once a minute."""
+    caplog.set_level(logging.DEBUG, logger="trioscope.actors.alerts")
+    directory = AgentDirectory()
+    directory.deployments["d1"] = Deployment(hash="d1", tenant="acme", user_id="u", created_at=0.0,
+                                             enrollment_hash=None)
+    directory.agents["silent"] = AgentRecord(id="silent", deployment_hash="d1", token_hash="t",
+                                             status=AgentStatus.ACTIVE, created_at=0.0)
+    state = AlertsState.for_settings(settings)
+    state.started = 0.0
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="store", factory=FullStore),
+        ActorSpec(name="notifier", factory=Notifier),
+        ActorSpec(name="alerts", factory=lambda: AlertsActor(
+            settings, store_path="/root/store", notifier_path="/root/notifier", directory=Published(directory),
+            command_stats=CommandStats(TenantLabels(10)), state=state)),
+    ])
+    async with open_actor_system(tree) as system:
+        alerts = system.lookup("/root/alerts")
+        for _ in range(4):
+            await alerts.ask(_Evaluate())
+    said = [r for r in caplog.records if getattr(r, "event", None) == "alerts_not_told"]
+    assert len(said) == 4 and [r.levelno for r in said] == [logging.WARNING] + [logging.DEBUG] * 3
 
 
 async def test_a_delivery_whose_record_failed_is_refused_and_the_actor_carries_on(settings: Settings):

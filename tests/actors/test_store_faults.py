@@ -294,3 +294,4 @@ async def _takes(store: Any) -> bool:
     except StoreFailing:
         return False
     return True
+

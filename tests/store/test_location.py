@@ -25,3 +25,9 @@ def test_a_database_is_described_without_its_password(tmp_path: Path) -> None:
     assert describe_database("postgresql://kim:pw-secret@db.example:5433/trioscope") == \
         "postgresql://db.example:5433/trioscope"
     assert describe_database("postgresql://db.example/trioscope") == "postgresql://db.example:5432/trioscope"
+
+
+def test_an_ipv6_host_keeps_its_brackets() -> None:
+    """``postgresql://::1:5432/test`` read as a host of ``::1:5432``."""
+    assert describe_database("postgresql://[::1]:5432/test") == "postgresql://[::1]:5432/test"
+    assert describe_database("postgresql://[2001:db8::7]/t") == "postgresql://[2001:db8::7]:5432/t"
