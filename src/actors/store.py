@@ -502,13 +502,14 @@ class StoreActor(Actor):
 
     async def _look_at_file(self) -> None:
         """Refuse commits from now if the SQLite file is no longer at its path (``LOOK_AT_FILE_EVERY``)."""
-        if not isinstance(self.writer, SqliteWriter):
+        if self.writer is None:
             return
         await self._flush()  # what waits is written first (each commit looks too)
-        if not isinstance(self.writer, SqliteWriter):
+        writer = self.writer  # (the flush may have dropped it)
+        if not isinstance(writer, SqliteWriter):
             return
         try:
-            why = await self._in_thread(self.writer.moved, what="a look at the database file")
+            why = await self._in_thread(writer.moved, what="a look at the database file")
         except WorkAbandoned:
             return
         if why is not None:
