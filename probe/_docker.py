@@ -283,7 +283,8 @@ class ContainerCollector:
             created=datetime.fromtimestamp(created, UTC) if isinstance(created, (int, float)) else None,
             labels={k[:256]: masked_label(str(k), str(v))[:4096] for k, v in list(labels.items())[:512]},
             ports=_ports(summary.get("Ports") or []),
-            networks=[ContainerNetwork(name=n[:256], ip_address=((v or {}).get("IPAddress") or "")[:64])
+            networks=[ContainerNetwork(name=n[:256], ip_address=((v or {}).get("IPAddress") or "")[:64],
+                                       ipv6_address=((v or {}).get("GlobalIPv6Address") or "")[:64])
                       for n, v in list(networks.items())[:64]],
             env_names=[k[:256] for k, _, _ in env][:1024],
             env={k[:256]: masked_variable(k, v)[:4096] for k, _, v in env[:512]} if self.env_values else {},

@@ -123,6 +123,9 @@ class PortMapping:
 class ContainerNetwork:
     name: Name
     ip_address: Address = ""
+    ipv6_address: Address = ""
+    """Its global IPv6 address on that network, if it has one (Docker's
+    ``GlobalIPv6Address``): connections to it are the container's too."""
 
 
 @attrs.frozen(kw_only=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.domain.test_topology import T0, edge_pairs, published, report
-from trioscope.domain.topology import TopologyGraph, View, host_id, process_id
+from trioscope.domain.topology import TopologyGraph, View, container_id, host_id, process_id
 from trioscope.wire import normal_address
 
 
@@ -102,3 +102,19 @@ def test_a_lone_listener_on_the_ipv6_wildcard_takes_ipv4_clients_too() -> None:
                                      "remote_address": "10.9.1.1", "remote_port": 8080, "state": "ESTABLISHED",
                                      "pid": 41}]), T0)
     assert edge_pairs(published(graph), View.PROCESSES) == {(process_id("cli", 41), process_id("srv", 31))}
+
+
+def test_a_connection_to_a_containers_ipv6_address_is_an_edge_to_it() -> None:
+    cid = "c" * 64
+    graph = TopologyGraph()
+    graph.apply(report("s", "srv", T0, ips=("10.9.1.1",), containers=[
+        {"id": cid, "name": "/web", "state": "running",
+         "networks": [{"name": "bridge", "ip_address": "172.17.0.2", "ipv6_address": "FD00:17::2"}]}],
+        processes=[{"pid": 31, "name": "nginx", "container_id": cid}],
+        connections=[{"protocol": "tcp6", "local_address": "::", "local_port": 80, "state": "LISTEN", "pid": 31}]), T0)
+    graph.apply(report("c", "cli", T0, ips=("10.9.1.2",), processes=[{"pid": 41, "name": "curl"}],
+                       connections=[{"protocol": "tcp6", "local_address": "fd00:17::9", "local_port": 50000,
+                                     "remote_address": "fd00:17::2", "remote_port": 80, "state": "ESTABLISHED",
+                                     "pid": 41}]), T0)
+    assert edge_pairs(published(graph), View.PROCESSES) == {(process_id("cli", 41), process_id("srv", 31))}
+    assert published(graph).node(container_id(cid)).metadata["networks"] == {"bridge": "172.17.0.2, FD00:17::2"}

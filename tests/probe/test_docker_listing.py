@@ -368,3 +368,13 @@ def test_an_engine_socket_the_probe_may_not_use_says_what_to_do() -> None:
     assert engine_problem(refused, "unix:///var/run/docker.sock") == (
         "cannot connect to socket /var/run/docker.sock: Permission denied; the probe's user may not use it: add "
         "the user to the socket's group (docker), or run the probe as root")
+
+
+def test_a_containers_global_ipv6_address_is_reported_beside_its_ipv4_one() -> None:
+    """Only ``IPAddress`` was read: a connection to a container's routed IPv6
+    address made no edge (an IPv6 reviewer's)."""
+    listing = listed()
+    listing["NetworkSettings"]["Networks"]["podman"]["GlobalIPv6Address"] = "fd00:88::22"
+    (container,) = Collector(Engine([listing], inspected())).collect().containers  # type: ignore[union-attr]
+    assert [(n.name, n.ip_address, n.ipv6_address) for n in container.networks] == [
+        ("podman", "10.88.0.22", "fd00:88::22")]

@@ -20,9 +20,8 @@ import attrs
 import orjson
 
 from trioscope.wire import (
-    POD_UID, WILDCARDS, ContainerIds, ContainerInfo, HostInfo, ListeningPorts, ProcessInfo, Report, is_connected,
-    is_listener, is_loopback, normal_address, pod_of,
-    protocol_family, service_of, socket_namespace,
+    POD_UID, WILDCARDS, ContainerIds, ContainerInfo, ContainerNetwork, HostInfo, ListeningPorts, ProcessInfo, Report,
+    is_connected, is_listener, is_loopback, normal_address, pod_of, protocol_family, service_of, socket_namespace,
 )
 
 from trioscope.domain.clocks import report_time
@@ -231,7 +230,7 @@ def _container_node(c: ContainerInfo, host: str, agent_id: str, when: float, enr
             for p in c.ports
         ]
     if c.networks:
-        meta["networks"] = {n.name: n.ip_address for n in c.networks}
+        meta["networks"] = {n.name: ", ".join(a for a in (n.ip_address, n.ipv6_address) if a) for n in c.networks}
     if c.env_names:
         meta["env_names"] = list(c.env_names)
     if c.env:
@@ -302,7 +301,16 @@ def _process_node(p: ProcessInfo, hostname: str, host: str, parent: str, contain
 
 _CONTAINER_SHAPE = attrgetter("id", "name", "labels", "image", "image_id", "env_names", "env", "command")
 _PORT_SHAPE = attrgetter("container_port", "protocol", "host_ip", "host_port")
-_NETWORK_SHAPE = attrgetter("name", "ip_address")
+
+
+def _NETWORK_SHAPE(network: ContainerNetwork) -> tuple[str, ...]:
+    # The IPv6 address only where there is one: every other report keeps the
+    # shape it had before the field was read.
+    if network.ipv6_address:
+        return network.name, network.ip_address, network.ipv6_address
+    return network.name, network.ip_address
+
+
 _PROCESS_FIELDS = ("pid", "ppid", "name", "cmdline", "user", "started_at", "container_id", "cgroup")
 _CONNECTION_FIELDS = ("protocol", "local_address", "local_port", "remote_address", "remote_port", "state", "pid")
 _PROCESS_SHAPE, _CONNECTION_SHAPE = attrgetter(*_PROCESS_FIELDS), attrgetter(*_CONNECTION_FIELDS)
@@ -512,7 +520,7 @@ def _build(report: Report, received_at: float, when: float, shape: bytes, enroll
             pods.setdefault(pod, []).append(node.id)
         if service:
             services.setdefault(service, []).append(node.id)
-        ips = [normal_address(n.ip_address) for n in c.networks if n.ip_address]
+        ips = [normal_address(a) for n in c.networks for a in (n.ip_address, n.ipv6_address) if a]
         container_ips[node.id] = ips
         for ip in ips:
             addresses[ip] = node.id
