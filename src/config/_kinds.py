@@ -854,7 +854,8 @@ def _ipv6_serialised(address: ipaddress.IPv6Address) -> str:
     """The WHATWG URL standard's IPv6 serialiser: hexadecimal pieces, the first
     longest run of two or more zero pieces as ``::`` (Python writes an
     IPv4-mapped address with a dotted tail since 3.13; browsers never do)."""
-    pieces = [int(piece, 16) for piece in address.exploded.split(":")]
+    # From the number, not the text: 3.13's ``exploded`` ends a mapped address in dotted quads.
+    pieces = [(int(address) >> shift) & 0xFFFF for shift in range(112, -1, -16)]
     best, best_length, start = -1, 1, None
     for index, piece in enumerate([*pieces, 1]):
         if piece == 0 and start is None:
