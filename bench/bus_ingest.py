@@ -299,6 +299,8 @@ def main() -> int:
               f"{med['cpu_vs_one']:.2f}x one process (target >= 0.8: {'met' if med['cpu_vs_one'] >= 0.8 else 'MISSED'})"
               + (f"; base {args.base}: {med['base_cpu_vs_one']:.2f}x one process per CPU-s, this / base "
                  f"{med['bus_vs_base']:.2f}x rate, {med['cpu_vs_base']:.2f}x per CPU-s" if base else ""), flush=True)
+    if args.view_seconds <= 0:
+        return 0  # the rounds only (--view-seconds 0)
     rate = args.views_at if args.views_at is not None else args.load_share * statistics.median(rows["bus"])
     views = views_under_load(rate, args, base)
     p95 = views["p95_ms"]
