@@ -128,6 +128,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     notifier_watchers: Kept[Watchers] = Kept(lambda: defaultdict(dict))
     # Why the store refuses commits (the database away), for readiness.
     store_away: Published[str | None] = Published(None)
+    # The SQLite file the store opened first: opened again after a failing disk, the same one or none.
+    store_file: Published[tuple[int, int] | None] = Published(None)
 
     return SupervisorSpec(
         name="root",
@@ -137,7 +139,7 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # it starts and while it drains at shutdown.
             ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader, origin=origin,
                                                                 retention=settings.storage.history_retention,
-                                                                away=store_away),
+                                                                away=store_away, opened=store_file),
                       mailbox_size=65536, shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
                       backoff=database_backoff, backoff_on=database_backoff_on),
             # Users' WebSockets hear of command and agent changes through it.

@@ -212,8 +212,13 @@ class GetAway:
 class StoreActor(Actor):
     def __init__(self, database: Database, reader: StoreReader | None = None, *, retention: float | None = None,
                  clock: Callable[[], float] = time.time, origin: str | None = None,
-                 away: Published[str | None] | None = None) -> None:
+                 away: Published[str | None] | None = None,
+                 opened: Published[tuple[int, int] | None] | None = None) -> None:
+        """``opened``: the SQLite file the first incarnation opened (its
+        device and inode), kept for the actor's restarts: every later opening
+        must find that file at the path, never make a new one there."""
         self.database = database
+        self.opened: Published[tuple[int, int] | None] = opened if opened is not None else Published(None)
         self.origin = origin
         """Names this replica in the database's change notifications (PostgreSQL)."""
         self.reader = reader
@@ -284,7 +289,11 @@ class StoreActor(Actor):
             self.away.publish(reason)
 
     async def _open(self) -> StoreWriter:
-        return await trio.to_thread.run_sync(functools.partial(open_writer, self.database, origin=self.origin))
+        writer = await trio.to_thread.run_sync(functools.partial(
+            open_writer, self.database, origin=self.origin, expected=self.opened.value))
+        if isinstance(writer, SqliteWriter) and self.opened.value is None:
+            self.opened.publish(writer.identity)
+        return writer
 
     def _lose(self, reason: str) -> None:
         """The database went away: refuse commits and reconnect in the background."""

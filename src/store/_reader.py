@@ -129,12 +129,16 @@ def stored_schema(database: Database) -> tuple[int, int, bool]:
         return postgres_version(connection), POSTGRES_SCHEMA_VERSION, holds_commands(connection)
 
 
-def open_writer(database: Database, *, origin: str | None = None) -> StoreWriter:
+def open_writer(database: Database, *, origin: str | None = None,
+                expected: tuple[int, int] | None = None) -> StoreWriter:
     """The database for writing, its schema created or migrated (blocking).
 
     Args:
         origin: names this writer in PostgreSQL's change notifications (the
             replica's id; default: a random one). SQLite has no other replicas.
+        expected: SQLite: the identity of the file an earlier writer of this
+            process had open (``SqliteWriter.identity``): another file at the
+            path, or none, is refused (``StoreMoved``), never made anew.
 
     Raises:
         Unavailable: the database cannot be reached.
@@ -142,7 +146,7 @@ def open_writer(database: Database, *, origin: str | None = None) -> StoreWriter
     """
     path = sqlite_path(database)
     if path is not None:
-        return SqliteWriter(path)
+        return SqliteWriter(path, expected)
     assert isinstance(database, str)
     from ._postgres import PostgresWriter  # psycopg: only for PostgreSQL (see the module docstring)
     return PostgresWriter(database, origin=origin)

@@ -255,12 +255,37 @@ def _identity(found: os.stat_result) -> tuple[int, int]:
     return found.st_dev, found.st_ino
 
 
+def _not_at(path: Path, identity: tuple[int, int]) -> str | None:
+    """Why the file at ``path`` is not the one of ``identity`` (deleted,
+    replaced), or None: it is, or the disk fails (left for the next statement)."""
+    try:
+        found = os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return f"{path} was deleted (or its directory) while the server had it open"
+    except OSError:
+        return None
+    if _identity(found) != identity:
+        return f"{path} was replaced by another file (moved or restored over it) while the server had it open"
+    return None
+
+
 class SqliteWriter:
     """Applies groups of writes; each group all-or-nothing, all groups of one call
     in one transaction (one fsync)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, expected: tuple[int, int] | None = None) -> None:
+        """``expected``: the identity (``identity``) of the file an earlier
+        writer of this process had open; None: the first. Opened again after
+        a failing disk, the path may hold nothing (a disk that vanished leaves
+        its mount point, an empty directory on another disk) or another file:
+        ``connect`` would make a new, empty store there, and the writes
+        acknowledged into it would be on the wrong disk, beside queues that
+        hold commands it lacks. Refused instead (``StoreMoved``)."""
         self.path = path
+        if expected is not None:
+            why = _not_at(path, expected)
+            if why is not None:
+                raise StoreMoved(why)
         self.connection = connect(path)
         try:
             self.identity = _identity(os.stat(path))
@@ -280,15 +305,7 @@ class SqliteWriter:
         """Why the file at the path is not the one this writer writes (deleted,
         replaced), or None: it is. An error other than its absence (the disk
         failing) is left for the next statement to meet."""
-        try:
-            found = os.stat(self.path)
-        except (FileNotFoundError, NotADirectoryError):
-            return f"{self.path} was deleted (or its directory) while the server had it open"
-        except OSError:
-            return None
-        if _identity(found) != self.identity:
-            return f"{self.path} was replaced by another file (moved or restored over it) while the server had it open"
-        return None
+        return _not_at(self.path, self.identity)
 
     def commit(self, groups: Sequence[Sequence[Write]]) -> list[BaseException | None]:
         """Write every group in one transaction; a group that fails (a conflict, a

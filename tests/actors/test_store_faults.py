@@ -295,3 +295,33 @@ async def _takes(store: Any) -> bool:
         return False
     return True
 
+
+
+async def test_a_file_gone_while_its_disk_failed_is_not_made_anew_when_opened_again(
+        tmp_path: Path, disk: Disk) -> None:
+    """A disk that vanished leaves its mount point, an empty directory on
+    another disk: opened again after the I/O errors, the store was made anew
+    there, empty, and took writes (acknowledged on the wrong disk, beside
+    queues holding commands it lacked). It stays refused, said as moved."""
+    data = tmp_path / "mount"
+    data.mkdir()
+    path = data / "db.sqlite3"
+    async with open_actor_system(spec_of(path)) as system:
+        store = system.lookup("/root/store")
+        await commit(store, entry("before"))
+        away = await store.ask(GetAway())
+        disk.fail(IOERR_WRITE)
+        with pytest.raises(StoreFailing):
+            await commit(store, entry("refused"))
+        for name in os.listdir(data):  # the disk gone: its mount point empty
+            os.unlink(data / name)
+        disk.heal()
+
+        async def said_gone() -> bool:
+            return away.value is not None and "was deleted" in away.value
+
+        await eventually(said_gone)
+        with pytest.raises(StoreFailing) as refused:
+            await commit(store, entry("after"))
+        assert "was deleted" in refused.value.reason
+    assert not path.exists()  # nothing made anew
