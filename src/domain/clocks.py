@@ -106,46 +106,62 @@ class ClockOffset:
     time in which it reported, for the latest ``OFFSET_SPANS`` of them, and
     whether two of its reports were sent live in any of those."""
 
-    __slots__ = ("_spans", "_last")
+    __slots__ = ("_spans", "_last", "_later")
 
     def __init__(self) -> None:
-        self._spans: dict[int, tuple[float, bool]] = {}
+        self._spans: dict[int, float] = {}
         """Span number (receive time // ``OFFSET_SPAN``) -> the least
-        difference in it, and whether a report in it was sent live after the
-        one before."""
+        difference of the reports in it sent live after the one before."""
         self._last: tuple[float, float] | None = None
         """The last report counted: its own time and its receive time."""
+        self._later = 0
+        """Reports in a row sent live, each later than the estimate by more than
+        ``CLOCK_TOLERANCE``: two, and the clock was set back (``observe``)."""
 
     def observe(self, report: Report, received_at: float) -> None:
         """Count ``report``, received at ``received_at``. Observing one twice
-        changes nothing (a report handed on again after a full mailbox)."""
+        changes nothing (a report handed on again after a full mailbox).
+
+        Only a report sent live after the one before counts: a report dated
+        ahead by a glitch of its clock (or the one after it) is not, and took
+        the estimate for ``OFFSET_SPANS`` spans (its host's reports all older
+        than it, the host frozen for 4 minutes). A clock set back (ahead, then
+        right; or right, then behind) is followed after two live reports that
+        say so, the spans before it forgotten."""
         at = report.timestamp.timestamp()
         last = self._last
+        if last == (at, received_at):
+            return
         live = (last is not None and at > last[0]
                 and abs((received_at - last[1]) - (at - last[0])) <= DELIVERY_JITTER)
         self._last = (at, received_at)
+        if not live:
+            return
         difference = received_at - at
-        span = math.floor(received_at / OFFSET_SPAN)
         spans = self._spans
+        if spans and difference > min(spans.values()) + CLOCK_TOLERANCE:
+            self._later += 1
+            if self._later < 2:
+                return  # one late report is not the clock
+            spans.clear()
+        self._later = 0
+        span = math.floor(received_at / OFFSET_SPAN)
         known = spans.get(span)
         if known is not None:
-            spans[span] = (min(known[0], difference), known[1] or live)
+            spans[span] = min(known, difference)
             return
         if len(spans) >= OFFSET_SPANS:
             oldest = min(spans)
             if span < oldest:  # received before every span remembered (a replica's clock set back)
                 return
             del spans[oldest]
-        spans[span] = (difference, live)
+        spans[span] = difference
 
     @property
     def offset(self) -> float:
         """The estimated offset (server clock less the agent's): 0 (its reports
         believed as they are) until two were sent live within the spans remembered."""
-        spans = self._spans.values()
-        if not any(live for _, live in spans):
-            return 0.0
-        return min(least for least, _ in spans)
+        return min(self._spans.values()) if self._spans else 0.0
 
 
 class ClockOffsets:
