@@ -53,6 +53,19 @@ def _address(text: str) -> IPAddress | None:
     return address
 
 
+_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+
+
+def _unmapped(network: IPNetwork) -> IPNetwork:
+    """A network of IPv4-mapped addresses (``::ffff:10.0.0.0/104``) as the IPv4
+    network it is: peers and hops are compared unmapped (``_address``), and
+    such a network, the way round a dual-stack listener's mapped peers before,
+    would have matched none of them."""
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        return ipaddress.IPv4Network((int(network.network_address) & 0xFFFFFFFF, network.prefixlen - 96))
+    return network
+
+
 @functools.lru_cache(maxsize=4096)
 def _peer(peer: str) -> str:
     """The connection's peer as the logs, the audit and the limits name it:
@@ -128,7 +141,7 @@ class TrustedProxies:
     @classmethod
     def parse(cls, networks: Sequence[str], header: str) -> TrustedProxies:
         """From checked configuration (``server.trusted_proxies``, ``server.forwarded_header``)."""
-        return cls(tuple(ipaddress.ip_network(network, strict=False) for network in networks), header)
+        return cls(tuple(_unmapped(ipaddress.ip_network(network, strict=False)) for network in networks), header)
 
     def trusts(self, address: IPAddress | None) -> bool:
         return address is not None and any(address in network for network in self.networks)

@@ -132,3 +132,12 @@ def test_an_ipv4_proxy_or_client_of_a_dual_stack_listener_is_ipv4() -> None:
     assert TrustedProxies().client_of(_scope("::ffff:203.0.113.9", [])) == "203.0.113.9"
     assert local.client_of(_scope("::ffff:203.0.113.9", [(b"x-forwarded-for", b"198.51.100.7")])) == "203.0.113.9"
     assert TrustedProxies().client_of(_scope("2001:db8::1", [])) == "2001:db8::1"
+
+
+def test_a_trusted_network_written_ipv4_mapped_is_that_ipv4_network() -> None:
+    """The way round the dual-stack listener's mapped peers before: compared
+    unmapped now, such a network would have matched no peer."""
+    mapped = TrustedProxies.parse(["::ffff:10.0.0.0/104"], "x-forwarded-for")
+    assert mapped.trusts_peer("10.1.2.3") and mapped.trusts_peer("::ffff:10.1.2.3")
+    assert mapped.client_of(_scope("::ffff:10.1.2.3", [(b"x-forwarded-for", b"198.51.100.7")])) == "198.51.100.7"
+    assert not mapped.trusts_peer("11.0.0.1")
