@@ -102,19 +102,19 @@ def test_descriptors_unreadable_are_those_not_listed_or_whose_links_cannot_be_re
     for pid in (10, 11, 12):
         (tmp_path / str(pid) / "fd").mkdir(parents=True)
         (tmp_path / str(pid) / "fd" / "3").symlink_to("socket:[5]")
-    listdir, readlink = os.listdir, os.readlink
+    scandir, readlink = os.scandir, os.readlink
 
-    def refusing_list(path: str) -> list[str]:
+    def refusing_list(path: str) -> Any:
         if path.endswith("/10/fd"):
             raise PermissionError(13, "Permission denied")
-        return listdir(path)
+        return scandir(path)
 
     def refusing_link(path: str) -> str:
         if "/11/fd/" in path:
             raise PermissionError(13, "Permission denied")
         return readlink(path)
 
-    monkeypatch.setattr(_rights.os, "listdir", refusing_list)
+    monkeypatch.setattr(_rights.os, "scandir", refusing_list)
     monkeypatch.setattr(_rights.os, "readlink", refusing_link)
     assert unreadable_descriptors(str(tmp_path), [10, 11, 12, 13]) == [10, 11]  # 13: gone
 
@@ -148,11 +148,20 @@ def test_sockets_without_their_process_for_want_of_rights_are_said_once_and_sent
 
 def test_sockets_no_process_holds_as_root_are_no_gap(tmp_path: Path, caplog: pytest.LogCaptureFixture,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The kernel's own sockets (NFS, WireGuard) have no process for root either."""
+    """The kernel's own sockets (NFS, WireGuard) have no process for root
+    either; root that may trace does not scan every process for them at each
+    collection (a directory listing a process: the session review's)."""
     sight = Sight(fake_proc(tmp_path))
-    monkeypatch.setattr(_rights, "unreadable_descriptors", lambda root, pids: [])
+    scans: list[int] = []
+
+    def none_denied(root: str, pids: Any) -> list[int]:
+        scans.append(1)
+        return []
+
+    monkeypatch.setattr(_rights, "unreadable_descriptors", none_denied)
     assert sight.gaps(connections=[socket_of(None)], processes=None, unreadable={}) is None
     assert not warnings_of(caplog)
+    assert scans == ([] if os.geteuid() == 0 else [1])
 
 
 def test_processes_hidden_by_hidepid_are_said_once_with_the_fix_and_sent(
