@@ -15,10 +15,12 @@ import copy
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.domain.test_topology_properties import AGENTS, HOSTS, IPS, T0, connections, containers, processes
+from tests.synthetic import host_report
 from trioscope.domain.topology import (NodeKind, Partition, TopologyDiff, TopologyGraph, View, build_partition,
                                        report_shape)
 from trioscope.wire import decode_report
@@ -171,3 +173,30 @@ def test_a_changed_connection_or_process_takes_the_full_path() -> None:
         changed = copy.deepcopy(document)
         change(changed)
         assert build_partition(decode_report(changed), T0, previous).reps is not previous.reps
+
+
+def test_a_partition_built_where_received_is_restamped_with_its_probes_clock_not_built_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large report's partition is built off the event loop where it is
+    received, with no clock offset known there; merged with another time
+    (``seen``: its probe's clock off), it was built again on the topology's
+    loop: its nodes are copied with that time instead, as a build would stamp them."""
+    from trioscope.domain.topology import _graph
+
+    report = decode_report(host_report(1, timestamp=T0 - 360, containers=3, processes=12, connections=8, peers=[2]))
+    prebuilt = build_partition(report, T0)
+    seen = T0 - 0.5
+    builds: list[int] = []
+    real_build = _graph.build_partition
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        builds.append(1)
+        return real_build(*args, **kwargs)
+
+    monkeypatch.setattr(_graph, "build_partition", counted)
+    graph = TopologyGraph(now=T0)
+    assert graph.apply(report, T0, prebuilt, seen=seen)
+    assert builds == []
+    merged = graph.partitions[report.agent_id]
+    assert merged.report_time == seen
+    assert merged.nodes == build_partition(report, T0, seen=seen).nodes

@@ -31,7 +31,9 @@ from ._edge_cache import EdgeCache
 from ._engine_outage import server_keeps
 from ._endpoints import Claims, Readers
 from ._model import VIEWS, Edge, Node, NodeKind, Reps, View, group_names, reps
-from ._partition import EndpointKey, OutgoingConnection, Partition, build_partition, restricted, scoped_address
+from ._partition import (
+    EndpointKey, OutgoingConnection, Partition, build_partition, refreshed, restricted, scoped_address,
+)
 from ._process_groups import group_node_ordered, group_of, regrouped
 from ._shards import LiveShards, edge_shard, host_shard, live_edges, live_processes
 from ._snapshot import TopologyDiff, TopologySnapshot, kind_of
@@ -164,13 +166,20 @@ class TopologyGraph:
             return False
         # A report whose container engine does not answer, and which does not
         # say its last listing, keeps ``current``'s containers: built with it,
-        # not where it was received. Where it was received no clock offset was
-        # known either: built again with ``seen`` when it is not the time there.
-        if partition is None or partition.scope != scope or server_keeps(report) or partition.report_time != seen:
+        # not where it was received.
+        if partition is None or partition.scope != scope or server_keeps(report):
             partition = build_partition(report, received_at, current, shape, enrolled=enrolled, allowed=allowed,
                                         scope=scope, seen=seen)
-        elif partition.allowed != allowed:  # built where it was received, before its agent's controls were known
-            partition = restricted(partition, allowed)
+        else:
+            if partition.report_time != seen:
+                # Built where it was received (off the event loop: a large
+                # report), where its probe's clock offset was not known: its
+                # nodes copied with ``seen`` (of its own shape, so no build:
+                # building it again here put the large report's cost back on
+                # this loop, at every report of a probe whose clock is off).
+                partition = refreshed(partition, report, received_at, seen)
+            if partition.allowed != allowed:  # built before its agent's controls were known
+                partition = restricted(partition, allowed)
         self._replace(report.agent_id, current, partition)
         return True
 
