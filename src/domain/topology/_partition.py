@@ -303,7 +303,7 @@ _CONTAINER_SHAPE = attrgetter("id", "name", "labels", "image", "image_id", "env_
 _PORT_SHAPE = attrgetter("container_port", "protocol", "host_ip", "host_port")
 
 
-def _NETWORK_SHAPE(network: ContainerNetwork) -> tuple[str, ...]:
+def _network_shape(network: ContainerNetwork) -> tuple[str, ...]:
     # The IPv6 address only where there is one: every other report keeps the
     # shape it had before the field was read.
     if network.ipv6_address:
@@ -345,7 +345,7 @@ def report_shape(report: Report) -> bytes:
     document = (
         report.host_name,
         info.ip_addresses if info is not None else None,
-        [(*_CONTAINER_SHAPE(c), list(map(_PORT_SHAPE, c.ports)), list(map(_NETWORK_SHAPE, c.networks)))
+        [(*_CONTAINER_SHAPE(c), list(map(_PORT_SHAPE, c.ports)), list(map(_network_shape, c.networks)))
          for c in containers],
         list(map(_PROCESS_SHAPE_NS if own else _PROCESS_SHAPE, processes)),
         list(map(_CONNECTION_SHAPE_NS if own else _CONNECTION_SHAPE, connections)),
