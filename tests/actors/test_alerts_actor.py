@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -77,28 +77,33 @@ class Notifier(Actor):
         return None
 
 
-async def test_an_alert_whose_record_failed_is_told_at_the_next_evaluation(settings: Settings):
-    """The book must not say an alert fired that was never told (the first
-    version updated it before the audit record was committed: after a failed
-    commit the alert was listed as firing, never told, and later resolved).
-    A store that fails does not crash the actor either: its state would then
-    hang on every such outage."""
+def silent_agent_tree(settings: Settings, store: Callable[[], Actor]) -> SupervisorSpec:
+    """The alerts actor, ``store`` and a notifier, with one agent of tenant
+    acme silent past the threshold (the server started long ago)."""
     directory = AgentDirectory()
     directory.deployments["d1"] = Deployment(hash="d1", tenant="acme", user_id="u", created_at=0.0,
                                              enrollment_hash=None)
     directory.agents["silent"] = AgentRecord(id="silent", deployment_hash="d1", token_hash="t",
                                              status=AgentStatus.ACTIVE, created_at=0.0)
     state = AlertsState.for_settings(settings)
-    state.started = 0.0  # the server started long ago: the agent is silent past the threshold
-    committed: list[object] = []
-    tree = SupervisorSpec(name="root", children=[
-        ActorSpec(name="store", factory=lambda: FlakyStore(committed)),
+    state.started = 0.0
+    return SupervisorSpec(name="root", children=[
+        ActorSpec(name="store", factory=store),
         ActorSpec(name="notifier", factory=Notifier),
         ActorSpec(name="alerts", factory=lambda: AlertsActor(
             settings, store_path="/root/store", notifier_path="/root/notifier", directory=Published(directory),
             command_stats=CommandStats(TenantLabels(10)), state=state)),
     ])
-    async with open_actor_system(tree) as system:
+
+
+async def test_an_alert_whose_record_failed_is_told_at_the_next_evaluation(settings: Settings):
+    """The book must not say an alert fired that was never told (the first
+    version updated it before the audit record was committed: after a failed
+    commit the alert was listed as firing, never told, and later resolved).
+    A store that fails does not crash the actor either: its state would then
+    hang on every such outage."""
+    committed: list[object] = []
+    async with open_actor_system(silent_agent_tree(settings, lambda: FlakyStore(committed))) as system:
         alerts = system.lookup("/root/alerts")
         await alerts.ask(_Evaluate())  # the record is not committed
         assert await alerts.ask(ActiveAlerts("acme")) == []  # so not told, and not listed
@@ -123,21 +128,7 @@ async def test_alert_changes_not_recorded_are_said_once_a_minute(settings: Setti
     """On a full disk "N alert change(s) not told yet" was a warning at every
     evaluation (every few seconds), beside the store's own once a minute."""
     caplog.set_level(logging.DEBUG, logger="trioscope.actors.alerts")
-    directory = AgentDirectory()
-    directory.deployments["d1"] = Deployment(hash="d1", tenant="acme", user_id="u", created_at=0.0,
-                                             enrollment_hash=None)
-    directory.agents["silent"] = AgentRecord(id="silent", deployment_hash="d1", token_hash="t",
-                                             status=AgentStatus.ACTIVE, created_at=0.0)
-    state = AlertsState.for_settings(settings)
-    state.started = 0.0
-    tree = SupervisorSpec(name="root", children=[
-        ActorSpec(name="store", factory=FullStore),
-        ActorSpec(name="notifier", factory=Notifier),
-        ActorSpec(name="alerts", factory=lambda: AlertsActor(
-            settings, store_path="/root/store", notifier_path="/root/notifier", directory=Published(directory),
-            command_stats=CommandStats(TenantLabels(10)), state=state)),
-    ])
-    async with open_actor_system(tree) as system:
+    async with open_actor_system(silent_agent_tree(settings, FullStore)) as system:
         alerts = system.lookup("/root/alerts")
         for _ in range(4):
             await alerts.ask(_Evaluate())
