@@ -20,9 +20,17 @@ import pytest
 
 from tests.integration.test_commands import Operator, enroll
 from tests.server_process import ServerProcess
+from tests.tools_path import tool_path
 from tests.waiting import eventually
 
-needs_strace = pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed: it injects the faults")
+
+
+@pytest.fixture(scope="module")
+def strace() -> str:
+    """Debian's strace, installed first where it is missing (``tests/tools/strace.sh``):
+    it injects the faults; skipped only where it cannot be installed."""
+    return tool_path("strace.sh")
+
 
 EDQUOT = ("trace=pwrite64", "inject=pwrite64:error=EDQUOT")
 EIO = ("trace=pwrite64", "inject=pwrite64:error=EIO")
@@ -44,10 +52,11 @@ def _tracer(task: Path) -> int:
 
 
 @contextlib.asynccontextmanager
-async def injected(pid: int, faults: tuple[str, ...]) -> AsyncIterator[None]:
-    """``faults`` (``strace -e`` expressions) injected into the server's system calls while inside."""
+async def injected(pid: int, faults: tuple[str, ...], executable: str) -> AsyncIterator[None]:
+    """``faults`` (``strace -e`` expressions) injected into the server's
+    system calls while inside, by the strace at ``executable``."""
     expressions = [arg for fault in faults for arg in ("-e", fault)]
-    strace = subprocess.Popen(["strace", "-f", "-qq", "-p", str(pid), *expressions, "-o", os.devnull],
+    strace = subprocess.Popen([executable, "-f", "-qq", "-p", str(pid), *expressions, "-o", os.devnull],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         async def attached() -> bool:
@@ -66,8 +75,7 @@ async def injected(pid: int, faults: tuple[str, ...]) -> AsyncIterator[None]:
     await eventually(detached)
 
 
-@needs_strace
-async def test_disk_faults_refuse_writes_and_the_server_stays_up(tmp_path: Path) -> None:
+async def test_disk_faults_refuse_writes_and_the_server_stays_up(tmp_path: Path, strace: str) -> None:
     with ServerProcess(env={"TRIOSCOPE_STORAGE_DATA_DIR": str(tmp_path)}) as server:
         async with httpx.AsyncClient(timeout=20) as client:
             operator = Operator(server, "kim", "faults")
@@ -83,14 +91,14 @@ async def test_disk_faults_refuse_writes_and_the_server_stays_up(tmp_path: Path)
             assert (await create()).status_code == 202
 
             # Over a quota: SQLite says "disk I/O error"; a full disk to an operator.
-            async with injected(server.pid, EDQUOT):
+            async with injected(server.pid, EDQUOT, strace):
                 refused = await create()
                 assert refused.status_code == 507, refused.text
                 assert refused.json()["error"]["code"] == "insufficient_storage"
             assert (await create()).status_code == 202
 
             # A failing disk: refused, readiness with it; reads and liveness go on.
-            async with injected(server.pid, EIO):
+            async with injected(server.pid, EIO, strace):
                 refused = await create()
                 assert refused.status_code == 503, refused.text
                 assert refused.json()["error"]["code"] == "store_failing" and refused.headers["Retry-After"]
@@ -107,7 +115,7 @@ async def test_disk_faults_refuse_writes_and_the_server_stays_up(tmp_path: Path)
             await eventually(taken)
 
             # The log's fsync failing at the commit: the commit record may be in the log.
-            async with injected(server.pid, FSYNC_ENOSPC):
+            async with injected(server.pid, FSYNC_ENOSPC, strace):
                 unknown = await create()
                 assert unknown.status_code == 504, unknown.text
                 assert unknown.json()["error"]["code"] == "outcome_unknown"
