@@ -289,8 +289,10 @@ class StoreActor(Actor):
             self.away.publish(reason)
 
     async def _open(self) -> StoreWriter:
-        writer = await trio.to_thread.run_sync(functools.partial(
-            open_writer, self.database, origin=self.origin, expected=self.opened.value))
+        if self.networked:
+            return await trio.to_thread.run_sync(functools.partial(open_writer, self.database, origin=self.origin))
+        writer = await trio.to_thread.run_sync(functools.partial(open_writer, self.database,
+                                                                 expected=self.opened.value))
         if isinstance(writer, SqliteWriter) and self.opened.value is None:
             self.opened.publish(writer.identity)
         return writer
