@@ -23,7 +23,7 @@ decides.
 An SQLite file whose disk fails under it (``store_failing``: an I/O error, a
 failed fsync, a vanished disk) is handled alike: commits are refused
 (``StoreFailing``, 503) and the file is opened again at a pace (``REOPEN``),
-each opening checked by a write (``SqliteWriter``), a warning once a minute.
+each opening checked by a write (``open_writer``), a warning once a minute.
 A commit that failed at its ``COMMIT`` (``MaybeCommitted``: the log's fsync)
 is ``OutcomeUnknown``: its commit record may be in the log, replayed at the
 next opening. A damaged file, or one deleted or replaced under the server
@@ -65,7 +65,7 @@ from trioscope.domain.commands import Command
 from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff, Published, WorkAbandoned
 from trioscope.domain.idempotency import WINDOW as IDEMPOTENCY_WINDOW
 from trioscope.domain.rates import Lull
-from trioscope.store import (AuditEntry, Database, MaybeCommitted, SaveCommand, SaveIdempotencyKey, SqliteWriter,
+from trioscope.store import (AuditEntry, Database, MaybeCommitted, SaveCommand, SaveIdempotencyKey,
                              StoreMoved, StoreReader, StoreWriter, Unavailable, Write, database_down, describe_database,
                              open_writer, postgres_url, store_damaged, store_failing, store_full)
 
@@ -188,7 +188,7 @@ FAILING_SAID_EVERY = 60.0
 """Seconds between two warnings that the SQLite file's disk fails."""
 LOOK_AT_FILE_EVERY = 5.0
 """Seconds between two looks at whether the SQLite file is still at its path
-(``SqliteWriter.moved``; every commit looks too): readiness says it without a write."""
+(``StoreWriter.moved``; every commit looks too): readiness says it without a write."""
 
 
 @attrs.frozen
@@ -293,7 +293,7 @@ class StoreActor(Actor):
             return await trio.to_thread.run_sync(functools.partial(open_writer, self.database, origin=self.origin))
         writer = await trio.to_thread.run_sync(functools.partial(open_writer, self.database,
                                                                  expected=self.opened.value))
-        if isinstance(writer, SqliteWriter) and self.opened.value is None:
+        if self.opened.value is None:
             self.opened.publish(writer.identity)
         return writer
 
@@ -513,11 +513,9 @@ class StoreActor(Actor):
 
     async def _look_at_file(self) -> None:
         """Refuse commits from now if the SQLite file is no longer at its path (``LOOK_AT_FILE_EVERY``)."""
-        if self.writer is None:
-            return
         await self._flush()  # what waits is written first (each commit looks too)
         writer = self.writer  # (the flush may have dropped it)
-        if not isinstance(writer, SqliteWriter):
+        if writer is None:
             return
         try:
             why = await self._in_thread(writer.moved, what="a look at the database file")

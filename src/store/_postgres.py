@@ -339,6 +339,13 @@ class PostgresWriter:
     """Applies groups of writes; each group all-or-nothing, all groups of one call
     in one transaction (one flush), each committed group announced."""
 
+    identity = None
+    """No file of its own (``StoreWriter.identity``): the server keeps it."""
+
+    def moved(self) -> str | None:
+        """Never (``StoreWriter.moved``): a database server has no file here to lose."""
+        return None
+
     def __init__(self, url: str, *, origin: str | None = None) -> None:
         self.url = url
         self.origin = origin if origin is not None else secrets.token_hex(8)

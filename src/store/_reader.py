@@ -88,6 +88,15 @@ class StoreWriter(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def identity(self) -> tuple[int, int] | None:
+        """The file written (device, inode): an opening after a failing disk
+        must find it again (``open_writer``'s ``expected``); None for a database server."""
+
+    def moved(self) -> str | None:
+        """Why the file at the database's path is no longer the one written
+        (deleted, replaced), or None: it is (always, for a database server)."""
+
 
 def postgres_url(database: Database) -> str | None:
     """The URL of a PostgreSQL store, shared by replicas (None: an SQLite file, one process)."""
