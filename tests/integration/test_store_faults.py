@@ -15,11 +15,13 @@ import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import attrs
 import httpx
 import pytest
 
 from tests.integration.test_commands import Operator, enroll
 from tests.server_process import ServerProcess
+from tests.status_agent import StatusAgent
 from tests.tools_path import tool_path
 from tests.waiting import eventually
 
@@ -147,3 +149,52 @@ async def test_a_data_directory_deleted_under_the_server_refuses_writes(tmp_path
             assert (await client.get(f"{server.base_url}/health")).status_code == 200
     log = server.stderr()
     assert log.count("was deleted") == 1 and "restarted" in log and "Traceback" not in log
+
+
+async def _delivered(client: httpx.AsyncClient, agent: StatusAgent) -> list[str]:
+    """What the agent is handed, each reported done, until a poll finds nothing."""
+    ids: list[str] = []
+    while (polled := await agent.poll(client, timeout=1)) is not None:
+        ids.append(polled.command_id)
+        done = await agent.report(client, polled.command_id, "success", result={"type": "restart", "status": "ok"})
+        assert done.status_code == 200, done.text
+    return ids
+
+
+async def _queued(client: httpx.AsyncClient, operator: Operator, deployment_hash: str) -> set[str]:
+    listed = await client.get(operator.url(deployment_hash, "/commands?status=queued"), headers=operator.auth)
+    assert listed.status_code == 200, listed.text
+    return {c["command_id"] for c in listed.json()["commands"]}
+
+
+@pytest.mark.parametrize("after", ["running", "killed"])
+async def test_a_command_whose_commit_failed_at_its_fsync_is_delivered_if_and_only_if_it_is_stored(
+        tmp_path: Path, strace: str, after: str) -> None:
+    """504 ``outcome_unknown`` says the command may be stored: whatever the
+    store holds as queued afterwards, the agent is handed, nothing else. The
+    failed transaction's record is left beyond the log's end: the running
+    server never reads it (its next commit writes over it), a server killed
+    before that replays it at its next start (seen: 2 queued then), and its
+    queue then holds it as every stored command. Checked in both."""
+    with ServerProcess(env={"TRIOSCOPE_STORAGE_DATA_DIR": str(tmp_path)}) as server:
+        async with httpx.AsyncClient(timeout=20) as client:
+            operator = Operator(server, "kim", "faults")
+            agent = await enroll(client, server, operator)
+            commands = operator.url(agent.deployment_hash, "/commands")
+            assert (await client.post(commands, json={"type": "restart"}, headers=operator.auth)).status_code == 202
+            async with injected(server.pid, FSYNC_ENOSPC, strace):
+                unknown = await client.post(commands, json={"type": "restart"}, headers=operator.auth)
+                assert unknown.status_code == 504, unknown.text
+            if after == "killed":
+                server.stop(signal.SIGKILL)
+                server.start()
+                agent = attrs.evolve(agent, base_url=server.base_url)
+
+            async def ready() -> bool:  # the store opened again (running), or started
+                return (await client.get(f"{server.base_url}/health/ready")).status_code == 200
+
+            await eventually(ready)
+            queued = await _queued(client, operator, agent.deployment_hash)
+            assert queued and set(await _delivered(client, agent)) == queued
+            assert not await _queued(client, operator, agent.deployment_hash)
+    assert "Traceback" not in server.stderr()
