@@ -32,7 +32,7 @@ import orjson
 import trio
 
 from trioscope.config import Settings
-from trioscope.domain.clocks import ReportTimes, report_times
+from trioscope.domain.clocks import ReportTimes, newer, report_times
 from trioscope.domain.block_history import BlockHistory
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.timeseries import MetricHistory, Point
@@ -390,7 +390,7 @@ class TopologyActor(Actor):
                 # agent is in another bucket than its last).
                 await self._take(self.pending.pop(agent))
                 current = None
-            if current is None or self._times(message).seen >= self._times(current).seen:
+            if current is None or newer(self._times(message).seen, message.received_at, self._times(current).seen):
                 self.pending[agent] = message
             if len(self.pending) >= MAX_PENDING:
                 await self._flush(SLICE_BUDGET, publish=False)

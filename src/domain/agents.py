@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 import zstandard
 
-from trioscope.domain.clocks import ReportTimes, report_times
+from trioscope.domain.clocks import ReportTimes, newer, report_times
 from trioscope.domain.timeseries import Point, SeriesGroup
 from trioscope.wire import AgentRegistration, FieldProblem, InvalidDocument, Report, rfc3339_seconds
 
@@ -201,7 +201,7 @@ class AgentState:
         self.last_report_at = now
         if times is None:
             times = report_times(report, now, self.history.retention)
-        newest = self.latest_times is None or times.seen >= self.latest_times.seen
+        newest = self.latest_times is None or newer(times.seen, now, self.latest_times.seen)
         if newest:
             self._latest = packed
             self.latest_times = times

@@ -92,6 +92,25 @@ def report_time(report: Report, received_at: float, offset: float = 0.0) -> floa
     return min(at, received_at)
 
 
+SERVER_STEP = 1.0
+"""Seconds an agent's newest report may lie after the receipt of the next
+before that says the server's own clock was set back in between (``newer``):
+slack for replicas' clocks, which the report stream carries each one's of."""
+
+
+def newer(seen: float, received_at: float, than: float) -> bool:
+    """Whether a report seen at ``seen`` (``ReportTimes.seen``) and received
+    at ``received_at`` replaces one seen at ``than`` as its agent's newest:
+    it is no older, or ``than`` lies after this report's receipt. No report's
+    time does on a steady clock (``report_time`` is never after its receipt),
+    so the server's clock was set back since (NTP stepping it, an operator
+    fixing it): every report after the step is older than the last before it,
+    and left out, the agent's nodes and latest report froze for as long as
+    the step (hours). A report a probe buffered is still older: its receipt
+    is after the newest's."""
+    return seen >= than or than > received_at + SERVER_STEP
+
+
 def report_times(report: Report, received_at: float, window: float, offset: float = 0.0) -> ReportTimes:
     """``report``'s times on the server's clock (see ``ReportTimes``), its
     agent's clock ``offset`` given (0: believed as it is); ``window``: the

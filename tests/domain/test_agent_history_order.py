@@ -22,3 +22,15 @@ def test_an_older_report_fills_an_empty_bucket_but_never_overwrites_a_later_samp
     # A bucket only an older report speaks of is filled.
     state.receive(_report("h", BUCKET - 20, 7.0), PackedReport.pack(b"{}"), BUCKET + 51)
     assert [p.values["cpu_usage"] for p in state.points(BUCKET - 60)] == [7.0, 90.0, 30.0, 50.0]
+
+
+def test_after_the_servers_clock_is_set_back_the_next_report_is_the_newest() -> None:
+    """Its last report before the step dated after the receipt of the next
+    (the server's clock was 10 minutes ahead): the next is the agent's newest
+    (it was left out as older for 10 minutes); a buffered one still is not."""
+    state = AgentState("r", T0, 3600.0)
+    state.receive(_report("h", T0 + 600, 1.0), PackedReport.pack(b'{"n":1}'), T0 + 600)
+    state.receive(_report("h", T0 + 15, 2.0), PackedReport.pack(b'{"n":2}'), T0 + 15)
+    assert state.latest_raw == b'{"n":2}'
+    state.receive(_report("h", T0 + 5, 3.0), PackedReport.pack(b'{"n":3}'), T0 + 20)
+    assert state.latest_raw == b'{"n":2}'

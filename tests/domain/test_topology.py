@@ -455,6 +455,19 @@ def test_an_older_report_from_the_same_agent_is_ignored():
     assert snap.node(process_id("h", 2)) is not None and snap.node(process_id("h", 1)) is None
 
 
+def test_the_servers_clock_set_back_does_not_freeze_an_agent_and_a_buffered_report_stays_older():
+    """The server's clock 10 minutes ahead, then set right: the reports after
+    the step, all dated before the last one before it (``seen`` is never after
+    a report's receipt), were left out for 10 minutes, the host frozen."""
+    graph = TopologyGraph()
+    assert graph.apply(report("a", "h", T0, processes=[{"pid": 1}]), T0 + 600, seen=T0 + 600)
+    assert graph.apply(report("a", "h", T0 + 15, processes=[{"pid": 2}]), T0 + 15) is True
+    assert graph.apply(report("a", "h", T0 + 5, processes=[{"pid": 3}]), T0 + 20) is False  # buffered: older
+    snap = published(graph)
+    assert snap.node(process_id("h", 2)) is not None
+    assert snap.node(process_id("h", 1)) is None and snap.node(process_id("h", 3)) is None
+
+
 def test_a_node_two_agents_report_is_merged_newest_first_key_by_key():
     graph = TopologyGraph()
     graph.apply(report("a1", "shared", T0, host_info={"hostname": "shared", "os": "linux", "kernel_version": "5.10"}), T0)

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import attrs
 
-from trioscope.domain.clocks import report_time
+from trioscope.domain.clocks import newer, report_time
 from trioscope.domain.steps import Steps, at_once, sorted_in_steps
 from trioscope.wire import POD_UID, Report, is_loopback
 
@@ -159,7 +159,7 @@ class TopologyGraph:
         current = self.partitions.get(report.agent_id)
         if seen is None:
             seen = report_time(report, received_at)
-        if current is not None and seen < current.report_time and current.scope == scope:
+        if current is not None and not newer(seen, received_at, current.report_time) and current.scope == scope:
             # (Under another scope its agent id is another tenant's, or no
             # longer an enrolled probe's: what the old owner reported goes,
             # however its time compares.)
