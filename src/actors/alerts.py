@@ -39,6 +39,7 @@ from trioscope.domain.alerts import (
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory, AgentRecord, AgentStatus, agent_status_event
 from trioscope.domain.rates import Lull
+from trioscope.domain.wall_clock import WallSteps
 from trioscope.runtime import Actor, ActorRef, Published
 from trioscope.store import AuditEntry, AuditRecord, StoreReader
 
@@ -54,10 +55,13 @@ SYSTEM_ACTOR = "system:alerts"
 
 @attrs.frozen
 class AgentSeen:
-    """An enrolled agent made a request that passed every check, at ``at`` (unix seconds)."""
+    """An enrolled agent made a request that passed every check, at ``tick``
+    (``time.monotonic()``): taken as a wall time where it is handled, by the
+    wall clock then (``WallSteps``), so that the clock set between the two is
+    no silence."""
 
     agent_id: str
-    at: float
+    tick: float
 
 
 @attrs.frozen
@@ -148,6 +152,8 @@ class AlertsState:
     started: float | None = None
     """When the first incarnation started (unix seconds): an agent not heard
     from since counts from it."""
+    wall: WallSteps = attrs.Factory(WallSteps)
+    """The wall clock's steps, followed by ``seen`` and ``started`` (``AlertsActor._now``)."""
 
     @classmethod
     def for_settings(cls, settings: Settings) -> AlertsState:
@@ -166,6 +172,7 @@ class AlertsActor(Actor):
     def __init__(self, settings: Settings, *, store_path: str, notifier_path: str,
                  directory: Published[AgentDirectory], command_stats: CommandStats,
                  own_rules: bool = True, clock: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic,
                  state: AlertsState | None = None, reader: StoreReader | None = None) -> None:
         """``state``: what an earlier incarnation knew (the spec's ``Kept``); None: a state of its own.
         ``reader``: where the alerts firing are read back from at start (None: nowhere)."""
@@ -179,6 +186,7 @@ class AlertsActor(Actor):
         self.directory = directory
         self.command_stats = command_stats
         self.clock = clock
+        self.monotonic = monotonic
         self.reader = reader
         self.state = state if state is not None else AlertsState.for_settings(settings)
         self._not_told_said = Lull(NOT_TOLD_SAID_EVERY)
@@ -190,7 +198,7 @@ class AlertsActor(Actor):
         # An agent not heard from since the start counts from it: silent across
         # a restart of the server, it is still found offline, once the threshold has passed.
         if self.state.started is None:
-            self.state.started = self.clock()
+            self.state.started = self._now()
         if not self.state.restored and self.reader is not None:
             await self._restore()
             self.state.restored = True
@@ -203,13 +211,15 @@ class AlertsActor(Actor):
 
     async def handle(self, message: Any) -> Any:
         if isinstance(message, AgentSeen):
-            self.state.seen[message.agent_id] = max(message.at, self.state.seen.get(message.agent_id, 0.0))
+            now = self._now()
+            at = min(now, message.tick + self.state.wall.offset(now, self.monotonic()))
+            self.state.seen[message.agent_id] = max(at, self.state.seen.get(message.agent_id, 0.0))
             if any(n.name == AGENT_OFFLINE and n.labels.get("agent") == message.agent_id
                    for n in self.state.book.active.values()):
-                await self._evaluate(self.clock(), agents_only=True)  # resolved now, not at the next tick
+                await self._evaluate(now, agents_only=True)  # resolved now, not at the next tick
             return None
         if isinstance(message, _Evaluate):
-            await self._evaluate(self.clock())
+            await self._evaluate(self._now())
             return None
         if isinstance(message, Deliver):
             news = self.state.delivered.news(message.notices, self.clock())
@@ -238,6 +248,24 @@ class AlertsActor(Actor):
             own = [n for n in self.state.book.active.values() if n.tenant == message.tenant]
             return own + self.state.delivered.active(message.tenant, self.clock())
         return await super().handle(message)
+
+    def _now(self) -> float:
+        """The wall clock, with when each agent was last heard from (and the
+        start) moved by as much as the clock was set since the last look
+        (``WallSteps``): measured across the step, every agent was silent for
+        as long as a step forward (a critical AgentOffline for each at once, a
+        VM resumed or NTP setting a clock that was behind), and none could be
+        for as long as a step back."""
+        now = self.clock()
+        moved = self.state.wall.step(now, self.monotonic())
+        if moved:
+            self.state.seen = {agent: at + moved for agent, at in self.state.seen.items()}
+            if self.state.started is not None:
+                self.state.started += moved
+            log.warning("the server's clock was set %s by %.0f s: when agents were last heard from moved with it, "
+                        "so the step makes no agent offline", "forward" if moved > 0 else "back", abs(moved),
+                        extra={"event": "clock_set", "seconds": round(moved, 3)})
+        return now
 
     async def _evaluate(self, now: float, *, agents_only: bool = False) -> None:
         book = self.state.book

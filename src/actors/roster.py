@@ -35,6 +35,7 @@ from trioscope.domain.rates import FirstSeen, Lull
 from trioscope.wire import AgentRegistration, Report
 from trioscope.domain.roster import AgentRoster
 from trioscope.domain.topology import Partition
+from trioscope.domain.wall_clock import WallSteps
 from trioscope.runtime import (
     Actor, ActorNotFound, ActorRef, ActorStopped, AskTimeout, MailboxFull, Published, SupervisorRef,
     TooManyChildren,
@@ -51,9 +52,6 @@ log = logging.getLogger(__name__)
 HISTORY_EXPIRY_TIMEOUT = 60.0
 """Seconds the topology may take to merge the replayed reports still pending
 and remove the stale agents' nodes (``HistoryReplayed``)."""
-CLOCK_STEP = 1.0
-"""Seconds by which the wall clock must move against the monotonic one
-(set by hand or by NTP) before reports' times are converted anew."""
 ROOM_ATTEMPTS = 3
 """Places made for one new probe before it is refused: between making a place
 and taking it, a probe whose actor was starting may take it first."""
@@ -221,7 +219,7 @@ class RosterActor(Actor):
         hands them on (with a bus, the stream's: the same on every replica):
         what turns a report's own time into the server's, for the topology,
         the agent's actor and the metrics API alike."""
-        self._offset: float | None = None
+        self._wall = WallSteps()
         """See ``_wall_offset``."""
         self._failures_said: FirstSeen[tuple[str, str, int]] = FirstSeen(FAILURE_CAUSES_SAID)
         """The causes of those failures logged with their traceback already."""
@@ -431,13 +429,10 @@ class RosterActor(Actor):
     def _wall_offset(self, now: float) -> float:
         """The wall clock less the monotonic one (``now``): what turns a report's
         ``received_at`` into the roster's monotonic times. Kept while it holds
-        within ``CLOCK_STEP``: read anew each time, the two clocks' readings a
+        within ``wall_clock.STEP``: read anew each time, the two clocks' readings a
         few microseconds apart would order reports received at the same time
         by chance (and with them, which probe makes room for another)."""
-        offset = self.clock() - now
-        if self._offset is None or abs(offset - self._offset) > CLOCK_STEP:
-            self._offset = offset  # the wall clock was set (or this is the first report)
-        return self._offset
+        return self._wall.offset(self.clock(), now)
 
     def _check_admission(self, message: CheckAdmission) -> None:
         """Refuse (``TooManyAgents``) a new probe that ``_agent`` would refuse

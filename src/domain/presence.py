@@ -1,7 +1,9 @@
 """What a serving process observed of each enrolled agent: when it was last
 heard from, when it last made a request, when the alerts were last told, its
 address, its socket's latency, the command last handed to it and the
-commands it runs. Pure: ``now`` is passed in (unix seconds).
+commands it runs. Pure: ``now`` (unix seconds, what is shown) and ``tick``
+(``time.monotonic()``, what durations are measured by, so that the wall
+clock set meanwhile is no time between two requests) are passed in.
 
 Each table is keyed by agent id and stays within a bound of the directory's
 size (``AgentDirectory.outgrown``): past it, the agents the directory forgot
@@ -27,10 +29,10 @@ class AgentSightings:
     """When each agent was last heard from: a request that passed every
     check, a message on its socket, a long-poll it holds, a command it runs."""
     requested: dict[str, float] = attrs.Factory(dict)
-    """When each agent last made a request: the heartbeat histogram times
-    requests, which a held poll or a running command is not."""
+    """When each agent last made a request (a ``tick``): the heartbeat
+    histogram times requests, which a held poll or a running command is not."""
     told: dict[str, float] = attrs.Factory(dict)
-    """When the alerts were last told each agent was heard from (``AgentSeen``)."""
+    """When the alerts were last told each agent was heard from (``AgentSeen``; a ``tick``)."""
     addresses: dict[str, str] = attrs.Factory(dict)
     """The client address of each agent's latest request that passed every
     check: the ``ip_address`` of its ``connection_info``."""
@@ -42,38 +44,40 @@ class AgentSightings:
     its socket): the ``last_command_id`` of its ``connection_info``."""
     running: dict[str, dict[str, float]] = attrs.Factory(dict)
     """The commands handed to each agent that it runs, each with until when
-    (its timeout and grace away) unless it reports the outcome first: heard
+    (a ``tick``: its timeout and grace away) unless it reports the outcome first: heard
     from meanwhile (``holders``). The status agent sends nothing while it runs
     one (a deploy of minutes), and would be shown offline, with a critical
     AgentOffline alert, while it works."""
 
-    def heard(self, agent_id: str, now: float, known: AgentDirectory, *, as_request: bool = True) -> float | None:
-        """``agent_id`` was heard from at ``now`` (``as_request``: by a
-        request of its own); the seconds since its previous request, for the
-        heartbeat histogram, if this is one and it made one before."""
+    def heard(self, agent_id: str, now: float, known: AgentDirectory, *, tick: float,
+              as_request: bool = True) -> float | None:
+        """``agent_id`` was heard from at ``now`` (``tick`` on the monotonic
+        clock; ``as_request``: by a request of its own); the seconds since its
+        previous request, for the heartbeat histogram, if this is one and it
+        made one before."""
         self.seen[agent_id] = now
         previous = self.requested.get(agent_id) if as_request else None
         if as_request:
-            self.requested[agent_id] = now
+            self.requested[agent_id] = tick
         if known.outgrown(len(self.seen)):
             for gone in [a for a in self.seen if a not in known.agents]:
                 del self.seen[gone]
                 self.told.pop(gone, None)
                 self.requested.pop(gone, None)
-        return None if previous is None else now - previous
+        return None if previous is None else tick - previous
 
-    def alerts_due(self, agent_id: str, now: float, every: float) -> bool:
+    def alerts_due(self, agent_id: str, tick: float, every: float) -> bool:
         """Whether the alerts are to be told that ``agent_id`` was heard
         from: at most once per ``every`` seconds, not per request."""
         last = self.told.get(agent_id)
-        return last is None or now - last >= every
+        return last is None or tick - last >= every
 
-    def alerts_told(self, agent_id: str, now: float) -> None:
-        self.told[agent_id] = now
+    def alerts_told(self, agent_id: str, tick: float) -> None:
+        self.told[agent_id] = tick
 
     def handed(self, agent_id: str, command_id: str, known: AgentDirectory, *, runs_until: float | None) -> None:
         """``command_id`` was handed to ``agent_id``, which runs it until
-        ``runs_until`` at most (None: a notice it does not run, a cancel)."""
+        ``runs_until`` at most (a ``tick``; None: a notice it does not run, a cancel)."""
         note(self.last_commands, agent_id, command_id, known)
         if runs_until is not None:
             note(self.running, agent_id, {**self.running.get(agent_id, {}), command_id: runs_until}, known)
@@ -87,11 +91,11 @@ class AgentSightings:
             if not commands:
                 del self.running[agent_id]
 
-    def busy(self, now: float) -> list[str]:
-        """The agents running a command at ``now``; the commands whose time
+    def busy(self, tick: float) -> list[str]:
+        """The agents running a command at ``tick``; the commands whose time
         has passed are dropped."""
         for agent_id, commands in list(self.running.items()):
-            left = {command_id: until for command_id, until in commands.items() if until > now}
+            left = {command_id: until for command_id, until in commands.items() if until > tick}
             if left:
                 self.running[agent_id] = left
             else:

@@ -12,7 +12,7 @@ import outcome
 import pytest
 
 from trioscope.actors.alerts import (
-    BOOK_RESTORE_WINDOW, LEDGER_TTL, ActiveAlerts, AlertsActor, AlertsState, Deliver, ResyncAlerts, _Evaluate,
+    BOOK_RESTORE_WINDOW, LEDGER_TTL, ActiveAlerts, AgentSeen, AlertsActor, AlertsState, Deliver, ResyncAlerts, _Evaluate,
 )
 from trioscope.actors.notifier import Publish
 from trioscope.actors.refusals import NotRecorded, StoreFull
@@ -325,3 +325,60 @@ async def test_tenants_idle_for_a_window_are_forgotten_with_the_failure_rule_off
     async with open_actor_system(tree) as system:
         await system.lookup("/root/alerts").ask(_Evaluate())
     assert stats.tenants == {}
+
+
+class Recording(Actor):
+    """The store, committing every group: what was committed kept."""
+
+    def __init__(self, committed: list[object]) -> None:
+        self.committed = committed
+
+    async def handle(self, message: object) -> object:
+        if isinstance(message, Commit):
+            self.committed.extend(message.writes)
+            message.receipt.settle(outcome.Value(None))
+            return None
+        return await super().handle(message)
+
+
+@pytest.mark.parametrize("step", [600.0, 2 * HOUR, -600.0, -2 * HOUR])
+async def test_the_servers_clock_set_makes_no_agent_offline_nor_hides_one(settings: Settings, step: float) -> None:
+    """Wall times measured across a step: set forward (NTP, a VM resumed),
+    every agent heard from before it was offline at once (a critical alert
+    for each); set back, one silent since was found only as much later."""
+    after = settings.alerts.agent_offline_after
+    wall, mono = [T0], [1000.0]
+    directory = AgentDirectory()
+    directory.deployments["d1"] = Deployment(hash="d1", tenant="acme", user_id="u", created_at=0.0,
+                                             enrollment_hash=None)
+    directory.agents["a"] = AgentRecord(id="a", deployment_hash="d1", token_hash="t", status=AgentStatus.ACTIVE,
+                                        created_at=0.0)
+    committed: list[object] = []
+    tree = SupervisorSpec(name="root", children=[
+        ActorSpec(name="store", factory=lambda: Recording(committed)),
+        ActorSpec(name="notifier", factory=Notifier),
+        ActorSpec(name="alerts", factory=lambda: AlertsActor(
+            settings, store_path="/root/store", notifier_path="/root/notifier", directory=Published(directory),
+            command_stats=CommandStats(TenantLabels(10)), clock=lambda: wall[0], monotonic=lambda: mono[0])),
+    ])
+
+    def elapse(seconds: float, *, step: float = 0.0) -> None:
+        wall[0] += seconds + step
+        mono[0] += seconds
+
+    async with open_actor_system(tree) as system:
+        alerts = system.lookup("/root/alerts")
+        alerts.tell(AgentSeen("a", mono[0]))
+        await alerts.ask(_Evaluate())
+        elapse(10.0, step=step)
+        await alerts.ask(_Evaluate())
+        assert await alerts.ask(ActiveAlerts("acme")) == []  # heard from 10 s ago
+        elapse(after - 10.0 - 1.0)
+        await alerts.ask(_Evaluate())
+        assert await alerts.ask(ActiveAlerts("acme")) == []  # still within the threshold
+        elapse(2.0)
+        await alerts.ask(_Evaluate())  # silent for longer than the threshold
+        assert [n.name for n in await alerts.ask(ActiveAlerts("acme"))] == ["AgentOffline"]
+        alerts.tell(AgentSeen("a", mono[0]))  # heard again: resolved at once
+        assert await alerts.ask(ActiveAlerts("acme")) == []
+    assert [w.action for w in committed] == ["alert.firing", "alert.resolved"]  # type: ignore[attr-defined]

@@ -19,9 +19,9 @@ def directory(*agent_ids: str) -> AgentDirectory:
 
 def test_a_request_is_timed_from_the_agents_previous_request_and_other_sightings_are_not() -> None:
     known, seen = directory("a"), AgentSightings()
-    assert seen.heard("a", T0, known) is None  # its first
-    assert seen.heard("a", T0 + 5, known, as_request=False) is None  # a held poll: there, not a request
-    assert seen.heard("a", T0 + 30, known) == 30.0
+    assert seen.heard("a", T0, known, tick=T0) is None  # its first
+    assert seen.heard("a", T0 + 5, known, tick=T0 + 5, as_request=False) is None  # a held poll: there, not a request
+    assert seen.heard("a", T0 + 30, known, tick=T0 + 30) == 30.0
     assert seen.seen["a"] == T0 + 30
 
 
@@ -53,7 +53,7 @@ def test_agents_the_directory_forgot_leave_every_table_once_it_outgrows_it() -> 
         gone = f"gone-{n}"
         seen.seen[gone] = seen.requested[gone] = seen.told[gone] = T0
         seen.addresses[gone] = "10.0.0.1"
-    seen.heard("kept", T0 + 1, known)
+    seen.heard("kept", T0 + 1, known, tick=T0 + 1)
     seen.address("kept", "10.0.0.2", known)
     assert list(seen.seen) == list(seen.requested) == ["kept"] and seen.told == {}
     assert seen.addresses == {"kept": "10.0.0.2"}
