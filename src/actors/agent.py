@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
+import trio
 
 from trioscope.config import Settings
 from trioscope.domain.agents import AgentState, PackedReport
@@ -103,11 +104,12 @@ class _Tick:
 
 class AgentActor(Actor):
     def __init__(self, agent_id: str, settings: Settings, clock: Callable[[], float] = time.time,
-                 state: AgentState | None = None) -> None:
+                 state: AgentState | None = None, monotonic: Callable[[], float] = trio.current_time) -> None:
         """``state``: what an earlier incarnation kept (``agent_spec``'s ``Kept``); None: a state of its own."""
         self.agent_id = agent_id
         self.settings = settings
         self.clock = clock
+        self.monotonic = monotonic
         self.state = state if state is not None else AgentState(agent_id, clock(), settings.storage.max_data_age)
 
     async def on_start(self) -> None:
@@ -115,6 +117,9 @@ class AgentActor(Actor):
 
     async def handle(self, message: Any) -> Any:
         now = self.clock()
+        moved = self.state.wall.step(now, self.monotonic())
+        if moved:
+            self.state.clock_set(moved)
         if isinstance(message, ReportReceived):
             self.state.receive(message.report, message.packed, message.received_at, message.metrics,
                                enrolled=message.enrolled, scope=message.scope, times=message.times)

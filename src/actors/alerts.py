@@ -56,7 +56,7 @@ SYSTEM_ACTOR = "system:alerts"
 @attrs.frozen
 class AgentSeen:
     """An enrolled agent made a request that passed every check, at ``tick``
-    (``time.monotonic()``): taken as a wall time where it is handled, by the
+    (``trio.current_time()``, the actor's monotonic clock): taken as a wall time where it is handled, by the
     wall clock then (``WallSteps``), so that the clock set between the two is
     no silence."""
 
@@ -172,7 +172,7 @@ class AlertsActor(Actor):
     def __init__(self, settings: Settings, *, store_path: str, notifier_path: str,
                  directory: Published[AgentDirectory], command_stats: CommandStats,
                  own_rules: bool = True, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic,
+                 monotonic: Callable[[], float] = trio.current_time,
                  state: AlertsState | None = None, reader: StoreReader | None = None) -> None:
         """``state``: what an earlier incarnation knew (the spec's ``Kept``); None: a state of its own.
         ``reader``: where the alerts firing are read back from at start (None: nowhere)."""

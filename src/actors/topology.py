@@ -36,6 +36,7 @@ from trioscope.domain.clocks import ReportTimes, newer, report_times
 from trioscope.domain.block_history import BlockHistory
 from trioscope.domain.deployments import AgentDirectory
 from trioscope.domain.timeseries import MetricHistory, Point
+from trioscope.domain.wall_clock import WallSteps
 from trioscope.domain.topology import (
     Expired, Node, NodeKind, Partition, TopologyDiff, TopologyGraph, TopologySnapshot, allowed_actions, kind_of,
 )
@@ -298,7 +299,8 @@ class TopologyActor(Actor):
     def __init__(self, settings: Settings, agents_path: str | None = None,
                  clock: Callable[[], float] = time.time, history: TopologyHistory | None = None,
                  directory: Published[AgentDirectory] | None = None,
-                 listeners: TopologyListeners | None = None) -> None:
+                 listeners: TopologyListeners | None = None,
+                 monotonic: Callable[[], float] = trio.current_time) -> None:
         """``history``: what an earlier incarnation recorded (the spec's
         ``Kept``); None: a history of its own, lost with it. ``directory``:
         what the directory actor publishes, where an enrolled agent's
@@ -309,6 +311,11 @@ class TopologyActor(Actor):
         self.directory = directory
         self.agents_path = agents_path
         self.clock = clock
+        self.monotonic = monotonic
+        self._wall = WallSteps()
+        self._moved: dict[str, tuple[float, float]] = {}
+        """Agent -> the receipt of its partition when the clock was last set, and
+        by how much it was set since (``_clock_moves``)."""
         self.graph = TopologyGraph(clock())
         self.snapshot = self.graph.current
         if history is None:
@@ -412,7 +419,9 @@ class TopologyActor(Actor):
             if message.reporter_id in self.pending:
                 return False
             partition = self.graph.partitions.get(message.reporter_id)
-            return partition is None or partition.received_at < self.clock() - self.settings.agents.stale_threshold
+            now = self.clock()
+            moved = self._clock_moves(now).get(message.reporter_id, 0.0)
+            return partition is None or partition.received_at + moved < now - self.settings.agents.stale_threshold
         if isinstance(message, GetNodeSources):
             await self._flush(READ_BUDGET, at_least=READ_AT_LEAST)
             if message.offering_controls:
@@ -702,10 +711,32 @@ class TopologyActor(Actor):
         (``Departed``). An agent whose newer report waits in ``pending`` stays: removed
         now, its nodes would come back with that report a moment later."""
         self._slices.restart()
-        expiring = self.graph.expiring(now, self.settings.agents.stale_threshold, keep=self.pending)
+        expiring = self.graph.expiring(now, self.settings.agents.stale_threshold, keep=self.pending,
+                                       moved=self._clock_moves(now))
         expired = await in_steps(expiring, self._slices.pause)
         self._depart(expired, now)
         return expired
+
+    def _clock_moves(self, now: float) -> dict[str, float]:
+        """Seconds the wall clock was set by since each agent's partition was
+        received (``TopologyGraph.stale``'s ``moved``): a step found now is
+        added to every partition there is, and what a partition was moved by
+        goes with it when a newer report replaces it (received on the clock
+        as set)."""
+        step = self._wall.step(now, self.monotonic())
+        partitions = self.graph.partitions
+        if step:
+            for agent, partition in partitions.items():
+                at, moved = self._moved.get(agent, (partition.received_at, 0.0))
+                self._moved[agent] = (partition.received_at, moved + step if at == partition.received_at else step)
+            log.warning("the server's clock was set %s by %.0f s: agents' silences are measured as they were, "
+                        "so the step makes no agent stale", "forward" if step > 0 else "back", abs(step),
+                        extra={"event": "clock_set", "seconds": round(step, 3)})
+        if not self._moved:
+            return {}
+        self._moved = {agent: (at, moved) for agent, (at, moved) in self._moved.items()
+                       if (partition := partitions.get(agent)) is not None and partition.received_at == at}
+        return {agent: moved for agent, (_, moved) in self._moved.items()}
 
     async def _expire_nodes(self) -> None:
         """What a cleanup does to the graph, between cleanups: the stale agents'

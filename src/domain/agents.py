@@ -12,6 +12,7 @@ import zstandard
 
 from trioscope.domain.clocks import ReportTimes, newer, report_times
 from trioscope.domain.timeseries import Point, SeriesGroup
+from trioscope.domain.wall_clock import WallSteps
 from trioscope.wire import AgentRegistration, FieldProblem, InvalidDocument, Report, rfc3339_seconds
 
 MAX_AHEAD = 300.0
@@ -164,6 +165,8 @@ class AgentState:
         self.latest_scope: str | None = None
         """The ``node_scope`` the newest report's node ids carry."""
         self.history = SeriesGroup(retention)
+        self.wall = WallSteps()
+        """The server's clock's steps, which ``clock_set`` is told of."""
 
     def register(self, registration: AgentRegistration, now: float, *, scope: str | None = None) -> None:
         """``scope``: the ``node_scope`` of the enrolled agent's tenant that signed it (None: unsigned)."""
@@ -185,6 +188,20 @@ class AgentState:
 
     def heartbeat(self, now: float) -> None:
         self.last_heartbeat = now
+
+    def clock_set(self, moved: float) -> None:
+        """The server's clock was set by ``moved`` seconds (``WallSteps``):
+        when the agent was heard from moves with it, so that the step is no
+        silence (set forward: every agent stale, and one past
+        ``storage.max_data_age`` forgotten with its registration) and hides
+        none (set back: a silent agent healthy for as long)."""
+        self.first_seen += moved
+        if self.registered_at is not None:
+            self.registered_at += moved
+        if self.last_heartbeat is not None:
+            self.last_heartbeat += moved
+        if self.last_report_at is not None:
+            self.last_report_at += moved
 
     def receive(self, report: Report, packed: PackedReport, now: float,
                 metrics: Mapping[str, float] | None = None, *, enrolled: bool = False,

@@ -2,7 +2,7 @@
 heard from, when it last made a request, when the alerts were last told, its
 address, its socket's latency, the command last handed to it and the
 commands it runs. Pure: ``now`` (unix seconds, what is shown) and ``tick``
-(``time.monotonic()``, what durations are measured by, so that the wall
+(a monotonic clock's, ``trio.current_time()``: what durations are measured by, so that the wall
 clock set meanwhile is no time between two requests) are passed in.
 
 Each table is keyed by agent id and stays within a bound of the directory's

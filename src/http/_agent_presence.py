@@ -33,7 +33,7 @@ async def note_delivery(agent_id: str, command_id: str, runs_for: float | None =
     notice), in which the agent is heard from while it runs it: until the
     queue would fail it as timed out (``commands.timeout_grace`` later)."""
     known = await directory()
-    runs_until = None if runs_for is None else time.monotonic() + runs_for + services().settings.commands.timeout_grace
+    runs_until = None if runs_for is None else trio.current_time() + runs_for + services().settings.commands.timeout_grace
     sightings().handed(agent_id, command_id, known, runs_until=runs_until)
 
 
@@ -146,7 +146,7 @@ async def keep_holders_heard() -> None:
     with trio.CancelScope() as found.refreshing:
         while True:
             await trio.sleep(interval)
-            for done, agent_id in enumerate({*found.polls, *sightings().busy(time.monotonic())}, 1):
+            for done, agent_id in enumerate({*found.polls, *sightings().busy(trio.current_time())}, 1):
                 _heard_again(agent_id, as_request=False)
                 if done % HOLDERS_PER_STEP == 0:
                     await trio.lowlevel.checkpoint()
@@ -164,7 +164,7 @@ def heard(agent: AgentRecord, known: AgentDirectory, *, as_request: bool = True)
     (``as_request``: the time since its previous request), and the alerts
     actor told, at most once per ``sighting_resolution`` (not per request)."""
     s = services()
-    tick = time.monotonic()  # durations: the wall clock set meanwhile is no time between two requests
+    tick = trio.current_time()  # durations: the wall clock set meanwhile is no time between two requests
     table = s.gate.sightings
     since = table.heard(agent.id, time.time(), known, tick=tick, as_request=as_request)
     deployment = known.deployments.get(agent.deployment_hash)

@@ -45,6 +45,37 @@ async def test_an_agent_turns_stale_then_is_forgotten(autojump_clock):
         assert agents.child("agent-1") is None
 
 
+async def test_the_servers_clock_set_forward_is_no_silence_and_set_back_hides_none(autojump_clock):
+    """Set forward by more than ``max_data_age``, an agent heard from 5 s
+    before was stale, and forgotten with its registration at the next tick;
+    set back, one silent since looked healthy for as long as the step."""
+    defaults = Settings.defaults()
+    settings = attrs.evolve(
+        defaults,
+        storage=attrs.evolve(defaults.storage, max_data_age=120.0, cleanup_interval=10.0),
+        agents=attrs.evolve(defaults.agents, stale_threshold=30.0),
+    )
+    wall = [1_000_000.0]
+
+    def clock() -> float:
+        return wall[0] + trio.current_time()
+
+    tree = SupervisorSpec(name="root", children=[dynamic_supervisor("agents")])
+    async with open_actor_system(tree) as system:
+        agents = system.lookup("/root/agents")
+        ref = await agents.start_child(agent_spec("agent-1", settings, clock))
+        await ref.ask(Heartbeat())
+        await trio.sleep(5)
+        wall[0] += 2 * 3600.0  # a VM resumed, NTP setting a clock that was behind
+        assert (await ref.ask(Describe()))["status"] == "healthy"
+        await trio.sleep(11)  # a cleanup tick
+        assert agents.child("agent-1") is not None
+        await ref.ask(Heartbeat())
+        wall[0] -= 4 * 3600.0  # set back
+        await trio.sleep(31)
+        assert (await ref.ask(Describe()))["status"] == "stale"
+
+
 class Poison:
     """A message the agent's actor does not understand: handling it raises."""
 

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import attrs
+import pytest
 import trio
 
 from tests.synthetic import host_report
@@ -103,3 +104,40 @@ async def test_the_version_without_them_reaches_subscribers_without_a_read(setti
         assert got and {n.id for n in got[-1].snapshot.nodes(View.HOSTS)} == {host_id("host-1")}
         await trio.sleep(STALE + stale_check_period(settings))
         assert [n.id for n in got[-1].snapshot.nodes(View.HOSTS)] == []
+
+
+@pytest.mark.parametrize("step", [600.0, -600.0])
+async def test_the_servers_clock_set_makes_no_agent_stale_and_keeps_none(settings, autojump_clock, step):
+    """The wall clock set 10 s in, by ``step``: forward, every agent's nodes
+    went at the next look (a reporting agent's came back with its report, the
+    live views churning); back, a silent agent's stayed for as long."""
+    settings = with_threshold(settings)
+    stepped = [0.0]
+
+    def stepped_wall() -> float:
+        return wall() + stepped[0]
+
+    def merge_now(index: int) -> MergeReport:
+        now = stepped_wall()
+        return MergeReport(decode_report(host_report(index, timestamp=now, containers=1, processes=2,
+                                                     connections=0)), received_at=now)
+
+    silent, reporting = host_id("host-1"), host_id("host-2")
+    spec = SupervisorSpec(name="root", strategy=Strategy.ONE_FOR_ONE, children=[
+        ActorSpec(name="topology", factory=lambda: TopologyActor(settings, clock=stepped_wall,
+                                                                 monotonic=trio.current_time)),
+    ])
+    async with open_actor_system(spec) as system:
+        topology = system.lookup("/root/topology")
+        await topology.ask(merge_now(1))
+        await topology.ask(merge_now(2))
+        started = trio.current_time()
+        await trio.sleep(10)
+        stepped[0] = step
+        await topology.ask(merge_now(2))  # host-2 reports at 10 s and 20 s; host-1 never again
+        await trio.sleep(10)
+        await topology.ask(merge_now(2))
+        await trio.sleep(STALE - 5 - (trio.current_time() - started))
+        assert await hosts(topology) == {silent, reporting}  # not stale yet
+        await trio.sleep(STALE + stale_check_period(settings) + 1 - (trio.current_time() - started))
+        assert await hosts(topology) == {reporting}

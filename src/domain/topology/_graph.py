@@ -210,16 +210,24 @@ class TopologyGraph:
         merged: removed now, their nodes would come back with it)."""
         return at_once(self.expiring(now, threshold, keep))
 
-    def stale(self, now: float, threshold: float, keep: Collection[str] = ()) -> list[str]:
+    def stale(self, now: float, threshold: float, keep: Collection[str] = (),
+              moved: Mapping[str, float] | None = None) -> list[str]:
         """The agents ``expire`` would remove, in partition order; removes nothing.
-        One pass over the partitions (~0.5 ms at 10,000 agents)."""
+        ``moved``: seconds the server's clock was set by since an agent's
+        partition was received (``WallSteps``), added to its receipt: a clock
+        set forward made every agent stale at once, set back kept a silent
+        one for as long. One pass over the partitions (~0.5 ms at 10,000 agents)."""
         horizon = now - threshold
-        return [a for a, p in self.partitions.items() if p.received_at < horizon and a not in keep]
+        if not moved:
+            return [a for a, p in self.partitions.items() if p.received_at < horizon and a not in keep]
+        return [a for a, p in self.partitions.items()
+                if p.received_at + moved.get(a, 0.0) < horizon and a not in keep]
 
-    def expiring(self, now: float, threshold: float, keep: Collection[str] = ()) -> Steps[Expired]:
+    def expiring(self, now: float, threshold: float, keep: Collection[str] = (),
+                 moved: Mapping[str, float] | None = None) -> Steps[Expired]:
         """``expire`` in steps: yields after each agent removed (~1 ms each; a
         thousand gone silent together, a network cut off, were a second at once)."""
-        stale = self.stale(now, threshold, keep)
+        stale = self.stale(now, threshold, keep, moved)
         partitions = {agent: self.partitions[agent] for agent in stale}
         removed = 0
         for agent in stale:
