@@ -273,18 +273,20 @@ class ReplayWindow:
         self.max_ids = max_ids
         self._seen: OrderedDict[str, float] = OrderedDict()
 
-    def first_use(self, request_id: str, now: float) -> bool:
-        """True (and remembered) if ``request_id`` was not seen in the window."""
+    def first_use(self, request_id: str, now: float, at: float | None = None) -> bool:
+        """True (and remembered) if ``request_id`` was not seen in the window:
+        from when it was seen (``at``, the time it was signed, if given; else
+        ``now``) for ``window`` seconds of ``now``'s clock."""
         seen_at = self._seen.get(request_id)
         if seen_at is not None and now - seen_at < self.window:
             return False  # checked before evicting: a full window must not forget a live id
         while self._seen:
-            oldest, at = next(iter(self._seen.items()))
-            if now - at < self.window and len(self._seen) < self.max_ids:
+            oldest, oldest_at = next(iter(self._seen.items()))
+            if now - oldest_at < self.window and len(self._seen) < self.max_ids:
                 break
             del self._seen[oldest]
         self._seen.pop(request_id, None)
-        self._seen[request_id] = now
+        self._seen[request_id] = now if at is None else at
         return True
 
 

@@ -129,7 +129,7 @@ async def signature_failure(found: AgentRecord, token: str, body: bytes, headers
     # Recorded only once the signature proved the sender holds the token, so
     # nobody else can burn an agent's request ids. Normalised: the same UUID in
     # upper case, braces or without hyphens is the same request id.
-    if not await gate.replay.first_use(f"{found.id}/{request_id}"):
+    if not await gate.replay.first_use(f"{found.id}/{request_id}", signed_at):
         return Refusal.of(AgentAuthFailure.REPLAYED, messages.get(AgentAuthFailure.REPLAYED))
     return None
 

@@ -8,6 +8,7 @@ the pure structures of ``trioscope.domain.rates`` and never wait.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -25,8 +26,10 @@ class ReplayIds(Protocol):
         """The oldest signing time (unix seconds) this guard can vouch for: a
         request signed earlier may have been seen where this guard cannot know."""
 
-    async def first_use(self, key: str) -> bool:
-        """True (and remembered for the window) if ``key`` was not seen in the window."""
+    async def first_use(self, key: str, signed_at: float) -> bool:
+        """True (and remembered for the window) if ``key``, of a request
+        signed at ``signed_at`` (unix seconds, by the agent's clock), was not
+        seen in the window."""
 
 
 class RateBudget(Protocol):
@@ -41,18 +44,28 @@ class RateBudget(Protocol):
 
 class LocalReplayIds:
     """This process's memory: it knows the ids of requests it served since it
-    started, so it vouches for nothing signed before then."""
+    started, so it vouches for nothing signed before then.
+
+    Both by the wall clock as it is set now, for the agents' signing times
+    are on theirs: the start is when the process started as read now (the
+    clock set back after it, by NTP or an operator fixing a clock that was
+    ahead, every agent's request was refused as signed before the start for
+    as long as the step); an id is remembered until ``window`` after it was
+    signed, past which its request is refused as signed too long ago (by
+    the monotonic clock, the clock set back by more than the allowed skew let
+    a request seen once be taken again once its id was forgotten)."""
 
     def __init__(self, window: float) -> None:
         self._window = ReplayWindow(window)
-        self._started = float(int(time.time()))
+        self._started = time.monotonic()
 
     @property
     def signed_since(self) -> float:
-        return self._started
+        # Whole seconds, as agents sign (X-Timestamp): one signed in the second it started is after it.
+        return float(math.floor(time.time() - (time.monotonic() - self._started)))
 
-    async def first_use(self, key: str) -> bool:
-        return self._window.first_use(key, time.monotonic())
+    async def first_use(self, key: str, signed_at: float) -> bool:
+        return self._window.first_use(key, time.time(), at=signed_at)
 
 
 class LocalRateBudget:

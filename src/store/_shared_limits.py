@@ -287,7 +287,8 @@ class SharedReplayIds:
     def signed_since(self) -> float:
         return 0.0
 
-    async def first_use(self, key: str) -> bool:
+    async def first_use(self, key: str, signed_at: float) -> bool:
+        # By the database's clock, every replica's the same (``signed_at`` not needed).
         return await self._limits.first_use(_key(key), self._window)
 
 

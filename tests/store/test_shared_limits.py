@@ -15,6 +15,8 @@ from trioscope.store._postgres_migrations import migrate
 from trioscope.store._shared_limits import SharedLimits, SharedRateBudget, SharedReplayIds
 
 WINDOW = 600.0
+NOW = time.time()
+"""A signing time (the shared ids go by the database's clock: not read)."""
 
 
 @pytest.fixture
@@ -45,7 +47,7 @@ async def concurrently(*calls: object) -> list[object]:
 async def test_checks_arriving_together_go_in_one_transaction(processes: tuple[SharedLimits, SharedLimits]) -> None:
     a, _ = processes
     replay = SharedReplayIds(a, WINDOW)
-    answers = await concurrently(*(replay.first_use(f"agent/{n}") for n in range(30)))
+    answers = await concurrently(*(replay.first_use(f"agent/{n}", NOW) for n in range(30)))
     assert answers == [True] * 30
     assert a.batches_sent == 1  # all began in one pass of the scheduler: gathered into one batch
 
@@ -53,23 +55,23 @@ async def test_checks_arriving_together_go_in_one_transaction(processes: tuple[S
 async def test_a_request_id_replayed_to_another_process_is_refused(
         processes: tuple[SharedLimits, SharedLimits]) -> None:
     a, b = processes
-    assert await SharedReplayIds(a, WINDOW).first_use("agent/1")
-    assert not await SharedReplayIds(b, WINDOW).first_use("agent/1")
-    assert not await SharedReplayIds(a, WINDOW).first_use("agent/1")
+    assert await SharedReplayIds(a, WINDOW).first_use("agent/1", NOW)
+    assert not await SharedReplayIds(b, WINDOW).first_use("agent/1", NOW)
+    assert not await SharedReplayIds(a, WINDOW).first_use("agent/1", NOW)
 
 
 async def test_one_request_id_twice_at_once_in_one_process_passes_once(
         processes: tuple[SharedLimits, SharedLimits]) -> None:
     a, _ = processes
     replay = SharedReplayIds(a, WINDOW)
-    answers = await concurrently(*(replay.first_use(key) for key in ("agent/1", "agent/2", "agent/1")))
+    answers = await concurrently(*(replay.first_use(key, NOW) for key in ("agent/1", "agent/2", "agent/1")))
     assert answers[1] is True
     assert sorted([answers[0], answers[2]]) == [False, True]  # whichever Trio ran first
 
 
 async def test_one_request_id_twice_at_once_in_two_processes_passes_once(
         processes: tuple[SharedLimits, SharedLimits]) -> None:
-    answers = await concurrently(*(SharedReplayIds(p, WINDOW).first_use("agent/1") for p in processes * 3))
+    answers = await concurrently(*(SharedReplayIds(p, WINDOW).first_use("agent/1", NOW) for p in processes * 3))
     assert sorted(map(bool, answers)) == [False] * 5 + [True]
 
 
@@ -115,11 +117,11 @@ async def test_rows_whose_time_is_over_are_pruned_by_the_checks(
     a, _ = processes
     monkeypatch.setattr(_shared_limits, "PRUNE_EVERY", 1)
     await SharedRateBudget(a, "agent", 6).acquire("agent-1")  # a bucket full again 100 s after its last check
-    await SharedReplayIds(a, WINDOW).first_use("agent/1")
+    await SharedReplayIds(a, WINDOW).first_use("agent/1", NOW)
     with psycopg.connect(postgres_url, autocommit=True) as db:
         db.execute("UPDATE replay_ids SET seen_until = seen_until - %s", (WINDOW + 1,))
         db.execute("UPDATE rate_buckets SET at = at - 101")
-    assert await SharedReplayIds(a, WINDOW).first_use("agent/2")
+    assert await SharedReplayIds(a, WINDOW).first_use("agent/2", NOW)
     with psycopg.connect(postgres_url, autocommit=True) as db:
         left = db.execute("SELECT (SELECT count(*) FROM replay_ids), (SELECT count(*) FROM rate_buckets)").fetchone()
     assert left == (1, 0)  # only the id just seen
@@ -127,6 +129,6 @@ async def test_rows_whose_time_is_over_are_pruned_by_the_checks(
 
 async def test_checks_commit_without_waiting_for_the_disk(processes: tuple[SharedLimits, SharedLimits]) -> None:
     a, _ = processes
-    assert await SharedReplayIds(a, WINDOW).first_use("agent/1")
+    assert await SharedReplayIds(a, WINDOW).first_use("agent/1", NOW)
     [db] = a._idle  # the connection the check used, idle again
     assert await db.execute("SHOW synchronous_commit") == [(b"off",)]
