@@ -5,8 +5,8 @@ Host and processes come from psutil (which reads /proc); connections from one
 socket inodes to pids), which sees the probe's own network namespace only, and
 from the tables of every other namespace (``_netns``: containers on a bridge
 network); each process's container from its ``/proc/<pid>/cgroup``.
-Rates (CPU, network, disk) need two samples, so a ``HostCollector`` keeps the
-previous counters between cycles.
+Rates (CPU, network, disk) need two readings in a row, so a ``HostCollector``
+keeps each source's last counters between cycles (``_rates``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from trioscope.wire import (
 from ._docker import ContainerCollector
 from ._masking import cut_argv, masked_cmdline
 from ._netns import MAX_CONNECTIONS, NamespaceSockets, own_namespace
+from ._rates import LastReadings, busy_percent, per_second
 from ._rights import Sight
 from ._uplinks import uplinks
 
@@ -70,6 +71,16 @@ class Readings:
 
     def __init__(self) -> None:
         self.failed: dict[str, str] = {}
+        self.unmeasured: set[str] = set()
+        """Sources read this cycle but not the one before: their rates need
+        two readings in a row, so they are left out this cycle (sent in
+        ``Gaps.unreadable``, which the server reads as "no value", but not
+        said as unreadable: they were read)."""
+
+    def clear(self) -> None:
+        """A new cycle: what failed before is read again, and said again only if it fails again."""
+        self.failed.clear()
+        self.unmeasured.clear()
 
     def read(self, source: str, read: Callable[[], T], default: D) -> T | D:
         """``read()``, or ``default`` with the failure kept under ``source``."""
@@ -82,39 +93,55 @@ class Readings:
 
 class HostCollector:
     """Host facts and counters; rates are per second since the previous call
-    (host CPU over at least ``CPU_WINDOW``). A source that cannot be read is
-    left out (``readings``: which, and why)."""
+    (host CPU over at least ``CPU_WINDOW``), taken only when that call read
+    their source too (``LastReadings``). A source that cannot be read is left
+    out (``readings``: which, and why), and its rates in the next call too
+    (``Readings.unmeasured``)."""
 
     def __init__(self, readings: Readings | None = None) -> None:
         self.readings = readings if readings is not None else Readings()
         read = self.readings.read
-        read("cpu", lambda: psutil.cpu_percent(interval=None), 0.0)  # the first call only starts the measurement
-        self._cpu_since = now = time.monotonic()
-        net = read("network_io", _external_traffic, None)
-        self._net: tuple[float, _Traffic] | None = None if net is None else (now, net)
-        self._disk: tuple[float, Any] | None = (now, read("disk_io", psutil.disk_io_counters, None))
+        self._last = LastReadings()
+        now = time.monotonic()
+        self._last.swap("cpu", now, read("cpu", psutil.cpu_times, None))
+        self._cpu_since = now
+        self._last.swap("network_io", now, read("network_io", _external_traffic, None))
+        self._last.swap("disk_io", now, read("disk_io", _disk_bytes, None))
 
-    def _cpu_percent(self) -> float:
-        """Busy share of all CPUs since the previous call; blocks the rest of
-        ``CPU_WINDOW`` if that was too recent (run from a worker thread)."""
+    def _cpu_times(self) -> Any:
+        """``psutil.cpu_times()``, once ``CPU_WINDOW`` has passed since the
+        previous call (blocks the rest: run from a worker thread)."""
         rest = CPU_WINDOW - (time.monotonic() - self._cpu_since)
         if rest > 0:
             time.sleep(rest)
         self._cpu_since = time.monotonic()
-        return min(100.0, psutil.cpu_percent(interval=None))
+        return psutil.cpu_times()
+
+    def _since_last(self, source: str, now: float, counters: Any) -> tuple[float, Any] | None:
+        """The last reading of ``source`` to take a rate from, or None: then
+        this cycle's report leaves its rates out, unless it failed (said as such)."""
+        before = self._last.swap(source, now, counters)
+        if before is None and counters is not None:
+            self.readings.unmeasured.add(source)
+        return before
 
     def collect(self) -> HostInfo:
         """Raises nothing for a source that cannot be read: it is left out
         (None, or 0 for a rate or the uptime, which ``Gaps.unreadable`` tells from a real 0)."""
         read = self.readings.read
-        cpu = read("cpu", self._cpu_percent, None)
+        cpu_times = read("cpu", self._cpu_times, None)
         now = time.monotonic()
         memory = read("memory", psutil.virtual_memory, None)
         net = read("network_io", _external_traffic, None)
-        disk = read("disk_io", psutil.disk_io_counters, None)
-        rx, tx = net.rates_since(self._net, now) if net is not None else (0.0, 0.0)
-        reads, writes = self._rate(self._disk, now, disk, "read_bytes"), self._rate(self._disk, now, disk, "write_bytes")
-        self._net, self._disk = None if net is None else (now, net), (now, disk)
+        disk = read("disk_io", _disk_bytes, None)
+        cpu_before = self._since_last("cpu", now, cpu_times)
+        net_before = self._since_last("network_io", now, net)
+        disk_before = self._since_last("disk_io", now, disk)
+        cpu = None if cpu_before is None else busy_percent(cpu_before[1], cpu_times)
+        # A source's "before" is None whenever this reading failed, which mypy cannot know.
+        rx, tx = net.rates_since(net_before, now) if net_before is not None and net is not None else (0.0, 0.0)
+        reads, writes = per_second(disk_before, now, disk) if disk_before is not None and disk is not None \
+            else (0.0, 0.0)
         load = read("load", os.getloadavg, None)
         return HostInfo(
             hostname=_clip(socket.gethostname(), 256),
@@ -135,11 +162,12 @@ class HostCollector:
             disk_read_bytes_per_sec=reads, disk_write_bytes_per_sec=writes,
         )
 
-    @staticmethod
-    def _rate(previous: tuple[float, Any] | None, now: float, counters: Any, field: str) -> float:
-        if previous is None or counters is None or previous[1] is None or now <= previous[0]:
-            return 0.0
-        return max(0.0, float(getattr(counters, field) - getattr(previous[1], field)) / (now - previous[0]))
+
+def _disk_bytes() -> tuple[int, int]:
+    """Bytes read from and written to the host's disks since it booted; (0, 0)
+    on a host with none (psutil's None: no disk, nothing read)."""
+    counters = psutil.disk_io_counters()
+    return (0, 0) if counters is None else (counters.read_bytes, counters.write_bytes)
 
 
 @attrs.frozen
@@ -147,12 +175,10 @@ class _Traffic:
     by_interface: dict[str, tuple[int, int]]
     """Interface name -> (bytes received, bytes sent) since it came up."""
 
-    def rates_since(self, previous: tuple[float, _Traffic] | None, now: float) -> tuple[float, float]:
-        """Bytes received and sent per second since ``previous`` (its time and
-        counters), over the interfaces in both: one that came or went between
-        them would add its whole counters, or take them off."""
-        if previous is None or now <= previous[0]:
-            return 0.0, 0.0
+    def rates_since(self, previous: tuple[float, _Traffic], now: float) -> tuple[float, float]:
+        """Bytes received and sent per second since ``previous`` (its time,
+        before ``now``, and counters), over the interfaces in both: one that
+        came or went between them would add its whole counters, or take them off."""
         received = sent = 0
         for name, (rx, tx) in self.by_interface.items():
             before = previous[1].by_interface.get(name)
@@ -319,7 +345,7 @@ class ReportCollector:
             self.readings.read("processes", _start_cpu_shares, None)
 
     def collect(self) -> Report:
-        self.readings.failed.clear()  # what failed before is read again, and said again only if it fails again
+        self.readings.clear()
         host = self.host.collect()
         docker_info = self.containers.collect() if self.containers is not None else None
         # The connections first: listing them lists each process's namespace.
@@ -341,7 +367,7 @@ class ReportCollector:
                                      netns=own,
                                      sockets=len(found) if len(sent) < len(found) else None),
             gaps=self.sight.gaps(connections=found if self.with_connections else None, processes=listed,
-                                 unreadable=self.readings.failed),
+                                 unreadable=self.readings.failed, unmeasured=self.readings.unmeasured),
         )
 
 

@@ -222,13 +222,17 @@ class Sight:
                         "docker or podman: --network=host)")
 
     def gaps(self, *, connections: list[Connection] | None, processes: list[ProcessInfo] | None,
-             unreadable: Mapping[str, str]) -> Gaps | None:
+             unreadable: Mapping[str, str], unmeasured: Iterable[str] = ()) -> Gaps | None:
         """What this cycle's report lacks, and said as it changes.
 
         Args:
             connections: the sockets found (before any were left out), if collected.
             processes: the processes read, if collected.
             unreadable: source (``SOURCES``) -> why it could not be read this cycle.
+            unmeasured: sources read this cycle whose rates are left out all
+                the same (it was not read the cycle before): sent with the
+                unreadable ones, so that the server shows no value rather
+                than 0, but not said (nothing is wrong with them).
 
         Returns:
             None when the probe saw all of its host.
@@ -243,7 +247,8 @@ class Sight:
                       SOURCES.get(source, "?"), ended=f"this host's {source} can be read again")
         gaps = Gaps(unowned_sockets=unowned, hidden_threads=hidden,
                     own_pid_namespace=self.standing.own_pid_namespace,
-                    own_network_namespace=self.standing.own_network_namespace, unreadable=sorted(unreadable)[:32])
+                    own_network_namespace=self.standing.own_network_namespace,
+                    unreadable=sorted({*unreadable, *unmeasured})[:32])
         return None if gaps == Gaps() else gaps
 
     def _unowned(self, connections: list[Connection]) -> int:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ import psutil
 import pytest
 
 from tests.process_end import end
-from trioscope.wire import decode_report, encode
+from trioscope.wire import HostInfo, Report, decode_report, encode
 from trioscope_probe import _collect
 from trioscope_probe._collect import CPU_WINDOW, HostCollector, ReportCollector, masked_cmdline
 
@@ -115,38 +116,129 @@ def test_a_huge_command_line_is_masked_within_a_bounded_length(monkeypatch: pyte
     assert found.cmdline.count("--password=***") > 50
 
 
+class _Clock:
+    """The collector's ``time``: a monotonic clock of the test's, sleeps recorded, not slept."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.waited: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.waited.append(seconds)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 def test_host_cpu_is_measured_over_half_a_second_at_least(monkeypatch: pytest.MonkeyPatch) -> None:
     """A first report made milliseconds after the start said 0 % or 100 % of a few clock ticks."""
-    waited: list[float] = []
-
-    class Clock:
-        """The collector's ``time``: a monotonic clock of the test's, sleeps recorded."""
-
-        now = 100.0
-
-        def monotonic(self) -> float:
-            return self.now
-
-        def sleep(self, seconds: float) -> None:
-            waited.append(seconds)
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(time, name)
-
-    clock = Clock()
+    clock = _Clock()
     monkeypatch.setattr(_collect, "time", clock)
     collector = HostCollector()
     clock.now += 0.1  # made a tenth of a second after it started
     collector.collect()
-    assert waited == [pytest.approx(CPU_WINDOW - 0.1)]
+    assert clock.waited == [pytest.approx(CPU_WINDOW - 0.1)]
     clock.now += CPU_WINDOW  # the next report, a window later: no wait
     collector.collect()
-    assert waited == [pytest.approx(CPU_WINDOW - 0.1)]
+    assert clock.waited == [pytest.approx(CPU_WINDOW - 0.1)]
+
+
+class _Host:
+    """The host's counters as a test sets them, in place of psutil's and
+    /proc/net/dev's; a source set to None refuses to be read."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.cpu: tuple[float, float] | None = (0.0, 0.0)
+        """Seconds busy (user) and idle, of all CPUs since boot."""
+        self.disk: tuple[int, int] | None = (0, 0)
+        """Bytes read and written."""
+        self.nic: tuple[int, int] | None = (0, 0)
+        """Bytes received and sent through the host's one NIC."""
+        real = psutil.cpu_times()
+        self._zero = type(real)(*[0.0] * len(real))
+        monkeypatch.setattr(psutil, "cpu_times", self._cpu_times)
+        monkeypatch.setattr(psutil, "disk_io_counters", self._disk_io_counters)
+        monkeypatch.setattr(_collect, "_external_traffic", self._traffic)
+
+    def _cpu_times(self, *_: object, **__: object) -> Any:
+        if self.cpu is None:
+            raise TypeError("unsupported operand type(s) for +: 'NoneType' and 'int'")  # an empty /proc/stat
+        return self._zero._replace(user=self.cpu[0], idle=self.cpu[1])
+
+    def _disk_io_counters(self, *_: object, **__: object) -> Any:
+        if self.disk is None:
+            raise PermissionError(13, "Permission denied: '/proc/diskstats'")
+        return types.SimpleNamespace(read_bytes=self.disk[0], write_bytes=self.disk[1])
+
+    def _traffic(self, *_: object) -> Any:
+        if self.nic is None:
+            raise PermissionError(13, "Permission denied: '/proc/net/dev'")
+        return _collect._Traffic({"eth0": self.nic})
+
+
+def test_rates_are_left_out_after_their_source_was_unreadable_until_read_twice_in_a_row(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """/proc/stat, /proc/diskstats and /proc/net/dev refused for a cycle, then
+    readable again: the report after said 0 B/s of network and disk, with
+    nothing to tell it from a real 0 (a dip in every history), and host CPU
+    over the whole outage. A rate needs two readings in a row."""
+    caplog.set_level(logging.INFO)
+    clock = _Clock()
+    monkeypatch.setattr(_collect, "time", clock)
+    host = _Host(monkeypatch)
+    collector = ReportCollector("probe-unit", processes=False, connections=False)
+
+    def cycle() -> Report:
+        clock.now += 1.0
+        return collector.collect()
+
+    host.cpu = host.disk = host.nic = None
+    refused = cycle()
+    assert refused.host_info is not None and refused.host_info.cpu_info is None
+    assert refused.gaps is not None and refused.gaps.unreadable == ["cpu", "disk_io", "network_io"]
+    host.cpu, host.disk, host.nic = (90.0, 10.0), (7_000, 9_000), (5_000, 3_000)  # the outage's, and more
+    after = cycle()
+    assert after.host_info is not None and after.host_info.cpu_info is None  # no share since the outage
+    assert after.gaps is not None and after.gaps.unreadable == ["cpu", "disk_io", "network_io"]
+    host.cpu, host.disk, host.nic = (91.0, 13.0), (7_100, 9_400), (5_800, 3_200)
+    measured = cycle().host_info
+    assert measured is not None and measured.cpu_info is not None and measured.cpu_info.usage == 25.0
+    assert (measured.disk_read_bytes_per_sec, measured.disk_write_bytes_per_sec) == (100.0, 400.0)
+    assert (measured.network_rx_bytes_per_sec, measured.network_tx_bytes_per_sec) == (800.0, 200.0)
+    said = [r.getMessage() for r in caplog.records]
+    # Each said once as unreadable, and once as read again: not again when its rate was left out.
+    assert sorted(m.partition(" (")[0] for m in said if m.startswith("cannot read")) == [
+        f"cannot read this host's {source}" for source in ("cpu", "disk_io", "network_io")]
+    assert sorted(m for m in said if m.endswith("can be read again")) == [
+        f"this host's {source} can be read again" for source in ("cpu", "disk_io", "network_io")]
+
+
+def test_host_cpu_collected_from_another_thread_than_before_is_its_share_since_then(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``psutil.cpu_percent`` compares with the reading its calling thread
+    made before: collected from a worker thread new to it (Trio's come and
+    go), host CPU said 0 %."""
+    clock = _Clock()
+    monkeypatch.setattr(_collect, "time", clock)
+    host = _Host(monkeypatch)
+    collector = HostCollector()  # started here, collected from another thread
+    host.cpu = (3.0, 1.0)
+    clock.now += 1.0
+    found: list[HostInfo] = []
+    worker = threading.Thread(target=lambda: found.append(collector.collect()))
+    worker.start()
+    worker.join()
+    (info,) = found
+    assert info.cpu_info is not None and info.cpu_info.usage == 75.0
 
 
 def test_loopback_traffic_is_not_host_network_traffic() -> None:
     collector = HostCollector()
     collector.collect()
+    started = time.monotonic()  # (just after the reading the next rate is taken from)
     sent = 64 * 1024 * 1024
     with socket.create_server(("127.0.0.1", 0)) as server, \
             socket.create_connection(server.getsockname()) as client, server.accept()[0] as peer:
@@ -158,7 +250,6 @@ def test_loopback_traffic_is_not_host_network_traffic() -> None:
         reader.start()
         client.sendall(b"\0" * sent)
         reader.join(timeout=30)
-    started = collector._net[0] if collector._net else 0.0
     host = collector.collect()
     seconds = time.monotonic() - started
     assert host.network_rx_bytes_per_sec * seconds < sent / 4, host.network_rx_bytes_per_sec
@@ -218,7 +309,7 @@ def test_sources_unreadable_at_start_leave_them_out_not_the_probe(monkeypatch: p
     def no_diskstats(*_: object, **__: object) -> Any:
         raise NotImplementedError("couldn't find /proc/diskstats nor /sys/block")
 
-    monkeypatch.setattr(psutil, "cpu_percent", empty_stat)
+    monkeypatch.setattr(psutil, "cpu_times", empty_stat)
     monkeypatch.setattr(psutil, "disk_io_counters", no_diskstats)
     monkeypatch.setattr(_collect, "_external_traffic", _refused)
     collector = HostCollector()
