@@ -2,7 +2,7 @@
 ``trio.run``, and a graceful shutdown bounded by ``server.shutdown_timeout``.
 
 The same function runs each serving process of ``--workers N``
-(``trioscope.workers``), on a listening socket its parent bound.
+(``trioscope.workers``), on the listening sockets its parent bound.
 
 Shutdown order on SIGINT/SIGTERM: stop accepting connections and let in-flight
 requests finish (Hypercorn's graceful phase, half the budget), then stop the
@@ -52,6 +52,9 @@ from trioscope.http._connection_limits import shared_room_warning  # not of the 
 from trioscope.http._hosts import loopback  # likewise
 from trioscope.http._memory_budget import typical_host_warning  # likewise
 from trioscope.runtime import Cutoff, RestartIntensityExceeded, open_actor_system
+from trioscope.listening import close_sockets as close_sockets
+from trioscope.listening import is_address
+from trioscope.listening import listen as listen
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import (
     StoreOpen, StoreReader, Unavailable, describe_database, disk_note, lock_sqlite, open_to_others, open_writer,
@@ -72,12 +75,13 @@ TLS_HANDSHAKE_TIMEOUT = 10.0
 @attrs.frozen(kw_only=True)
 class ServingWorker:
     """This process is worker ``index`` of ``--workers``, started by
-    ``trioscope.workers``: it serves on the listening socket its parent bound,
+    ``trioscope.workers``: it serves on the listening sockets its parent bound,
     and stops (gracefully) when ``parent_fd``, a pipe only the parent writes to,
     reaches end of file: the parent is gone, however it went."""
 
     index: int
-    listen_fd: int
+    listen_fds: tuple[int, ...]
+    """The listening sockets the parent bound (one per address of ``server.host``)."""
     parent_fd: int
     secure: bool = False
     """The socket is to speak TLS (Hypercorn wraps it, with the configured certificate)."""
@@ -155,32 +159,14 @@ async def _serve_http(app: QuartTrio, config: hypercorn.Config, sockets: Sockets
                        sockets=sockets, shutdown_trigger=stop.wait, task_status=task_status)
 
 
-def listen(config: hypercorn.Config) -> Sockets:
-    """Bind and listen on the configured address.
-
-    Raises:
-        OSError: the address is in use, not local, or not allowed.
-    """
-    sockets = config.create_sockets()
-    # Hypercorn's worker_serve listens only on sockets it creates itself; ours
-    # (TLS ones included, which it wraps in trio.SSLListener) are listened on here.
-    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
-        sock.listen(config.backlog)
-    return sockets
-
-
-def close_sockets(sockets: Sockets) -> None:
-    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
-        sock.close()
-
-
 def inherited(worker: ServingWorker) -> Sockets:
-    """The listening socket the parent bound, passed down as ``worker.listen_fd``."""
-    sock = socket.socket(fileno=worker.listen_fd)
-    sock.setblocking(False)  # the parent's is already; this says what trio needs
+    """The listening sockets the parent bound, passed down as ``worker.listen_fds``."""
+    socks = [socket.socket(fileno=fd) for fd in worker.listen_fds]
+    for sock in socks:
+        sock.setblocking(False)  # the parent's are already; this says what trio needs
     if worker.secure:
-        return Sockets(secure_sockets=[sock], insecure_sockets=[], quic_sockets=[])
-    return Sockets(secure_sockets=[], insecure_sockets=[sock], quic_sockets=[])
+        return Sockets(secure_sockets=socks, insecure_sockets=[], quic_sockets=[])
+    return Sockets(secure_sockets=[], insecure_sockets=socks, quic_sockets=[])
 
 
 SERVE_NOW = b"!"
@@ -294,12 +280,14 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
     warning = open_reads_warning(settings)
     lines = [
         f"trioscope listening on {base}",
+        # A name is bound to each of its addresses (trioscope.listening): each is said.
+        *(f"and listening on {more}" for more in binds[1:]),
         *([warning] if warning else []),
         "",
         "=== Configuration ===",
         f"Host:                  {s.server.host}"
         + (f"  ({every}{'; --host :: for IPv6 too' if 'IPv4' in every else ''})"
-           if (every := every_interface(s.server.host)) else ""),
+           if (every := every_interface(s.server.host)) else _addresses_of_name(s.server.host, binds)),
         f"Reads:                 {'need a user token (auth.protect_reads)' if s.auth.protect_reads else 'open'}",
         f"Port:                  {_bound_port(binds) or s.server.port}",
         *([f"Workers:               {s.server.workers} processes on this port"] if s.server.workers > 1 else []),
@@ -325,6 +313,14 @@ def banner(settings: Settings, app: QuartTrio, binds: list[str]) -> str:
          "Serving; ready (/health/ready) once the report stream is read to its end.") + " " + BANNER_END,
     ]
     return "\n".join(lines)
+
+
+def _addresses_of_name(host: str, binds: list[str]) -> str:
+    """The addresses a ``host`` that is a name was bound to, as the banner says them (``  (127.0.0.1 and ::1)``)."""
+    if is_address(host) or not binds:
+        return ""
+    addresses = [str(urlsplit(url).hostname) for url in binds]
+    return f"  ({', '.join(addresses[:-1])} and {addresses[-1]})" if len(addresses) > 1 else f"  ({addresses[0]})"
 
 
 def _bound_port(binds: list[str]) -> int | None:

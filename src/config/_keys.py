@@ -116,7 +116,8 @@ KEYS: tuple[Key, ...] = (
         name="server.host",
         kind=HostKind(),
         default="0.0.0.0",
-        help="address to listen on",
+        help="address to listen on; a name listens on each address it resolves to (localhost: 127.0.0.1 and "
+             "::1, IPv6 where it works)",
         env=("TRIOSCOPE_SERVER_HOST", "APP_HOST"),
         flags=("--host", "-host"),
     ),

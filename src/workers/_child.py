@@ -1,5 +1,5 @@
 """One serving process of ``--workers``: read what the parent sends on stdin,
-then serve like a single ``trioscope serve`` on the inherited socket."""
+then serve like a single ``trioscope serve`` on the inherited sockets."""
 
 from __future__ import annotations
 
@@ -33,22 +33,23 @@ class WorkerStart:
     config_file: str | None
     index: int
     """1..N: in log lines, ``/api/v1/runtime`` and the ``worker`` label of ``/metrics``."""
-    listen_fd: int
-    """The parent's listening socket, the same descriptor number in the worker (``pass_fds``)."""
+    listen_fds: tuple[int, ...]
+    """The parent's listening sockets (one per address of ``server.host``),
+    the same descriptor numbers in the worker (``pass_fds``)."""
     secure: bool = False
-    """The socket is a TLS one (Hypercorn's ``secure_sockets``)."""
+    """The sockets are TLS ones (Hypercorn's ``secure_sockets``)."""
     hold: bool = False
     """Another worker serves already: with a bus, take connections once the
     report stream is read (``ServingWorker.hold``)."""
 
 
     @classmethod
-    def of(cls, settings: Settings, index: int, listen_fd: int, secure: bool = False,
+    def of(cls, settings: Settings, index: int, listen_fds: tuple[int, ...], secure: bool = False,
            hold: bool = False) -> WorkerStart:
         """What to tell worker ``index`` to serve with ``settings``."""
         origins = {key.name: source for key in KEYS if (source := settings.source(key.name)) is not None}
         return cls(values={key.name: settings.value(key.name) for key in KEYS}, origins=origins,
-                   config_file=settings.config_file, index=index, listen_fd=listen_fd, secure=secure, hold=hold)
+                   config_file=settings.config_file, index=index, listen_fds=listen_fds, secure=secure, hold=hold)
 
     def settings(self) -> Settings:
         return Settings.from_values(self.values, self.origins, self.config_file)
@@ -84,6 +85,6 @@ def worker_main() -> None:
     settings = start.settings()
     configure_logging(settings.log.level, settings.log.format, worker=start.index)
     tune_interpreter()
-    worker = ServingWorker(index=start.index, listen_fd=start.listen_fd, parent_fd=0, secure=start.secure,
+    worker = ServingWorker(index=start.index, listen_fds=start.listen_fds, parent_fd=0, secure=start.secure,
                            hold=start.hold)
     sys.exit(int(trio.run(serve, settings, sys.stdout, worker)))

@@ -1,8 +1,9 @@
 """``trioscope serve --workers N``: N serving processes on one port, and the
 small parent that supervises them.
 
-How the port is shared: the parent binds and listens once, and every worker
-inherits that one listening socket (``pass_fds``), as Hypercorn's own
+How the port is shared: the parent binds and listens once (one socket per
+address of ``server.host``), and every worker inherits those listening
+sockets (``pass_fds``), as Hypercorn's own
 multi-worker runner does, rather than N ``SO_REUSEPORT`` sockets. Why:
 - connections waiting in the accept queue belong to the socket, not to a
   worker, so a worker that dies loses none of them; with ``SO_REUSEPORT``
@@ -94,11 +95,11 @@ it to serve at once (``SERVE_NOW``)."""
 class _Pool:
     """The workers of one ``serve --workers N``; one task per worker slot."""
 
-    def __init__(self, settings: Settings, listener: socket.socket, secure: bool) -> None:
+    def __init__(self, settings: Settings, listeners: list[socket.socket], secure: bool) -> None:
         # The parent runs the one local probe: N workers would start N probes.
         self.settings = attrs.evolve(settings, agents=attrs.evolve(settings.agents, local_probe=False))
         self.count = settings.server.workers
-        self.listener = listener
+        self.listeners = listeners
         self.secure = secure
         self.stopping = trio.Event()
         self.processes: dict[int, trio.Process] = {}
@@ -116,7 +117,7 @@ class _Pool:
         a bus serving: ``READY_LATER``): the pool's banner waits for all."""
         self.all_started = trio.Event()
         self.spawning = 0
-        """Workers being started: the listening socket is handed to each (``pass_fds``)."""
+        """Workers being started: the listening sockets are handed to each (``pass_fds``)."""
 
     def stop(self) -> None:
         """Ask every running worker to stop gracefully (each bounds its own shutdown)."""
@@ -127,7 +128,7 @@ class _Pool:
         self._stop_listening()
 
     def _stop_listening(self) -> None:
-        """Close this process's copy of the listening socket once the pool stops
+        """Close this process's copies of the listening sockets once the pool stops
         and no worker is being handed it. Each worker closes its own as it
         starts its shutdown (a single process refuses new connections at
         once); with this copy open the port kept listening until the parent
@@ -135,7 +136,8 @@ class _Pool:
         unanswered, to be reset at the end, where they are refused now (a
         client or a load balancer retries a refused connection elsewhere)."""
         if self.stopping.is_set() and not self.spawning:
-            self.listener.close()
+            for listener in self.listeners:
+                listener.close()
 
     def stop_now(self) -> None:
         """A second signal: workers stop at once (a second SIGTERM means that to them)."""
@@ -173,13 +175,14 @@ class _Pool:
         pool stopped before it could start)."""
         # Held while another worker serves: its connections meet a ready worker meanwhile.
         hold = bool(self.settings.bus.url) and bool(self.serving)
-        if self.stopping.is_set():  # the listening socket is closed
+        if self.stopping.is_set():  # the listening sockets are closed
             return None
-        start = WorkerStart.of(self.settings, index, self.listener.fileno(), self.secure, hold=hold)
+        fds = tuple(listener.fileno() for listener in self.listeners)
+        start = WorkerStart.of(self.settings, index, fds, self.secure, hold=hold)
         self.spawning += 1
         try:
             process = await trio.lowlevel.open_process(
-                WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(self.listener.fileno(),),
+                WORKER_ARGV, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=fds,
                 process_group=0)
         except OSError as exc:  # out of processes, memory or descriptors: a failed start like any other
             log.error("could not start worker %d: %s", index, exc)
@@ -333,9 +336,9 @@ async def run_workers(settings: Settings, out: TextIO) -> ExitCode:
             return ExitCode.FAILED
         store.reader.close()
         store.unlock()  # (none: workers need PostgreSQL)
-        # One address, so one socket: a TLS one when a certificate is configured.
-        (listener,) = (*sockets.secure_sockets, *sockets.insecure_sockets)
-        pool = _Pool(settings, listener, secure=bool(sockets.secure_sockets))
+        # One socket per address of server.host: TLS ones when a certificate is configured.
+        pool = _Pool(settings, [*sockets.secure_sockets, *sockets.insecure_sockets],
+                     secure=bool(sockets.secure_sockets))
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             with trio.CancelScope() as everything:
                 async with trio.open_nursery() as nursery:

@@ -73,7 +73,7 @@ def test_more_than_one_worker_needs_postgresql():
 def test_worker_start_carries_the_settings_as_resolved():
     s = _with(2, "postgresql://u:pw@h/db")
     s = attrs.evolve(s, auth=attrs.evolve(s.auth, secret="x" * 40))
-    start = WorkerStart.of(s, 2, 7, secure=True)
-    assert start.settings() == s and (start.index, start.listen_fd, start.secure) == (2, 7, True)
+    start = WorkerStart.of(s, 2, (7, 8), secure=True)
+    assert start.settings() == s and (start.index, start.listen_fds, start.secure) == (2, (7, 8), True)
     decoded = pickle.loads(encode_start(start)[8:])
     assert decoded == start and decoded.settings() == s

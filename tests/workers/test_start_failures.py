@@ -24,7 +24,7 @@ async def test_a_worker_that_dies_starting_is_said_to_have_exited(
     s = Settings.defaults()
     settings = attrs.evolve(s, server=attrs.evolve(s.server, workers=2))
     with socket.socket() as listener, caplog.at_level(logging.INFO, logger="trioscope.workers"):
-        pool = _parent._Pool(settings, listener, secure=False)
+        pool = _parent._Pool(settings, [listener], secure=False)
         assert await pool._run_once(1, first=True) == 3
     said = [r.getMessage() for r in caplog.records]
     assert not any("did not start" in line or "killing it" in line for line in said), said
