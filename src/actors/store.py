@@ -28,8 +28,9 @@ A commit that failed at its ``COMMIT`` (``MaybeCommitted``: the log's fsync)
 is ``OutcomeUnknown``: its commit record may be in the log, replayed at the
 next opening. A damaged file, or one deleted or replaced under the server
 (``store_damaged``; the file's place is looked at every
-``LOOK_AT_FILE_EVERY`` too), is never opened again: commits are refused until
-an operator repaired it and restarted the server. A full disk (or quota) is
+``LOOK_AT_FILE_EVERY`` too, and whether a read met it damaged, at a page no
+write reaches: ``StoreReader.damaged``), is never opened again: commits are
+refused until an operator repaired it and restarted the server. A full disk (or quota) is
 none of these: the commit is refused (``StoreFull``, 507) and the next tried.
 Any other failing commit crashes the actor. Why commits are refused
 meanwhile is published (``GetAway``): readiness says it without asking the
@@ -199,7 +200,8 @@ class Prune:
 
 @attrs.frozen
 class LookAtFile:
-    """Whether the SQLite file is still the one at its path (``LOOK_AT_FILE_EVERY``)."""
+    """Whether the SQLite file is still the one at its path, and no read met
+    it damaged (``LOOK_AT_FILE_EVERY``)."""
 
 
 @attrs.frozen
@@ -312,6 +314,8 @@ class StoreActor(Actor):
         try:
             for wait in (RECONNECT if self.networked else REOPEN).delays():
                 await trio.sleep(wait)
+                if self.for_good:  # found damaged meanwhile (a read): never opened again
+                    return
                 try:
                     writer = await self._open()
                 except Exception as exc:
@@ -512,7 +516,12 @@ class StoreActor(Actor):
         return StoreFailing(reason, STORAGE_DAMAGED) if store_damaged(error) else StoreFailing(reason)
 
     async def _look_at_file(self) -> None:
-        """Refuse commits from now if the SQLite file is no longer at its path (``LOOK_AT_FILE_EVERY``)."""
+        """Refuse commits from now if the SQLite file is no longer at its path,
+        or if a read met it damaged (``StoreReader.damaged``: a page no write
+        reached), as when a commit meets it (``LOOK_AT_FILE_EVERY``)."""
+        if self.reader is not None and self.reader.damaged is not None and not self.for_good:
+            self._file_failed(self.reader.damaged)  # before the flush: nothing more into a damaged file
+            return
         await self._flush()  # what waits is written first (each commit looks too)
         writer = self.writer  # (the flush may have dropped it)
         if writer is None:

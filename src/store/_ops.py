@@ -309,6 +309,13 @@ the connection (``SQLITE_READONLY_DBMOVED``), one that cannot be opened."""
 _DAMAGED_CODES = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
 
 
+def _sqlite_code(error: BaseException) -> int | None:
+    """SQLite's primary result code of ``error`` (its extended code's low
+    byte), if SQLite raised it; None for any other error."""
+    code = getattr(error, "sqlite_errorcode", None) if isinstance(error, sqlite3.Error) else None
+    return None if code is None else code & 0xFF
+
+
 def store_failing(error: BaseException) -> bool:
     """The SQLite store's file or disk failed (``_FAILING_CODES``,
     ``MaybeCommitted``, ``StoreMoved``): nothing to do with the request that
@@ -316,8 +323,7 @@ def store_failing(error: BaseException) -> bool:
     an SQLite error is: PostgreSQL's disk is the database server's."""
     if isinstance(error, MaybeCommitted | StoreMoved):
         return True
-    code = getattr(error, "sqlite_errorcode", None) if isinstance(error, sqlite3.Error) else None
-    return code is not None and code & 0xFF in _FAILING_CODES
+    return _sqlite_code(error) in _FAILING_CODES
 
 
 def store_damaged(error: BaseException) -> bool:
@@ -326,8 +332,7 @@ def store_damaged(error: BaseException) -> bool:
     it again; writing more into a damaged file may spread the damage."""
     if isinstance(error, StoreMoved):
         return True
-    code = getattr(error, "sqlite_errorcode", None) if isinstance(error, sqlite3.Error) else None
-    return code is not None and code & 0xFF in _DAMAGED_CODES
+    return _sqlite_code(error) in _DAMAGED_CODES
 
 
 def store_full(error: BaseException) -> bool:

@@ -8,6 +8,7 @@ SQLite, the embedded default, never loads them (~50 ms of each start)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import sqlite3
@@ -24,7 +25,7 @@ from trioscope.domain.deployments import AgentRecord, Deployment
 from trioscope.domain.idempotency import KeptAnswer
 from trioscope.domain.rates import Outage, StandingFailure
 
-from ._ops import Write, database_busy, database_down, statement_cut
+from ._ops import Write, database_busy, database_down, statement_cut, store_damaged
 from ._read_results import AuditRecord, BulkPart, CommandPart, StoredCommand
 from ._sqlite import DATABASE_FILE, SqliteReader, SqliteWriter
 
@@ -185,6 +186,12 @@ class StoreReader:
         """Whether reads were said to fail for the database away (``_call``)."""
         self._failing = StandingFailure(READS_RECHECK)
         """Whether reads fail for want of the database, for readiness (``reads_failing``)."""
+        self.damaged: BaseException | None = None
+        """The first error of a read that met the SQLite file damaged
+        (``store_damaged``: a damaged page), or None. A page that only reads
+        reach fails no write: the store actor, which looks at this, then
+        refuses writes as when a write meets the damage, and readiness says
+        so. Kept without its traceback (it would hold the read's frames)."""
         self._recheck: Callable[[], None]
         """What ends a failure of reads: a read of every table reads use."""
         self._reader: SqliteReader | PostgresReader
@@ -225,6 +232,8 @@ class StoreReader:
             # of the balancer's rotation for any client that asks one.
             if database_down(exc) or (database_busy(exc) and not statement_cut(exc)):
                 self._failing.failed(_one_line(exc), trio.current_time())
+            if self.damaged is None and store_damaged(exc):
+                self.damaged = copy.copy(exc)  # (the copy has no traceback)
             if database_down(exc) and self._outage.first("down"):
                 log.warning("store: reads cannot reach the database %s (%s); answering 503 until it is back",
                             self._where, _one_line(exc), extra={"event": "database_reads_failing"})
