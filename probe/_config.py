@@ -74,7 +74,25 @@ SERVER_SECTIONS = {"server", "storage", "store", "bus", "metrics", "auth", "agen
 that file was given to the probe, and the message says so."""
 _KEY_LIKE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 """What an unknown key must look like to be shown (a mistyped key does)."""
-_SERVER_FILE = " (is this trioscope serve's configuration? the probe's file has flat keys: see config/probe.example.yaml)"
+EXAMPLE = "probe.example.yaml"
+
+
+def example_file() -> str:
+    """Where the probe's example file (every key documented) is on this
+    machine: installed with trioscope (a wheel puts ``config/`` in
+    ``trioscope/examples``, beside this package), or a source tree's
+    ``config/``; failing both, where to get it. Found here, not through
+    ``trioscope.config`` (which the probe may not import)."""
+    root = Path(__file__).resolve().parent.parent
+    for directory in (root / "trioscope" / "examples", root / "config"):
+        if (directory / EXAMPLE).is_file():
+            return str(directory / EXAMPLE)
+    return f"config/{EXAMPLE} in trioscope's source distribution"
+
+
+def _server_file() -> str:
+    """What a key of a server's section adds to its line: the file is likely the server's."""
+    return f" (is this trioscope serve's configuration? the probe's file has flat keys: see {example_file()})"
 
 
 class ConfigFileError(ValueError):
@@ -214,7 +232,7 @@ def _read(path: str, loader: _Loader) -> FileValues:
         if expected is None:
             close = difflib.get_close_matches(key, KEYS, n=1)
             hint = f" (did you mean {close[0]}?)" if close else f"; known: {', '.join(sorted(KEYS))}"
-            problems.append(f"{where}: unknown key {key!r}{_SERVER_FILE if server_section else hint}")
+            problems.append(f"{where}: unknown key {key!r}{_server_file() if server_section else hint}")
             continue
         try:
             value = loader.construct_object(value_node, deep=True)
@@ -225,7 +243,7 @@ def _read(path: str, loader: _Loader) -> FileValues:
         types, wanted = expected
         if isinstance(value, bool) != (bool in types) or not isinstance(value, types):
             problems.append(f"{where}: {key}: expected {wanted}, got {_kind(value, secret=key in SECRET_KEYS)}"
-                            f"{_SERVER_FILE if server_section else ''}")
+                            f"{_server_file() if server_section else ''}")
         elif key == "allow" and isinstance(value, list) and not all(isinstance(v, str) for v in value):
             problems.append(f"{where}: allow: expected {wanted}, got a list with other values")
         else:

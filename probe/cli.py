@@ -33,8 +33,8 @@ from trioscope.wire.log_lines import configure_logging
 from . import _answers as answers
 from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
 from ._collect import ReportCollector
-from ._config import (CONFIG_ENV, FILE_KEY_OF_ENV, MAX_NUMBER, ConfigFileError, FileValues, load_file,
-                      unknown_environment)
+from ._config import (CONFIG_ENV, FILE_KEY_OF_ENV, MAX_NUMBER, ConfigFileError, FileValues, example_file,
+                      load_file, unknown_environment)
 from ._docker import ContainerCollector
 from ._engine import docker_host_problem
 from ._duration import parse_duration
@@ -94,11 +94,16 @@ def build_parser(file_values: dict[str, Any] | None = None) -> argparse.Argument
     parser = _Parser(
         prog="trioscope-probe",
         description="Report this host's processes, connections and metrics to a trioscope server.",
+        # Where it is on this machine (a wheel installs config/ elsewhere), on a
+        # line of its own: help texts are wrapped, and cut a path at its hyphens.
+        epilog=f"An example --config file documents every key with its default:\n  {example_file()}"
+        .replace("%", "%%"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
     parser.add_argument("--config", default=os.environ.get(CONFIG_ENV),
-                        help="YAML file with these settings (env TRIOSCOPE_PROBE_CONFIG; "
-                        "see config/probe.example.yaml)")
+                        help="YAML file with these settings (env TRIOSCOPE_PROBE_CONFIG; the example below "
+                        "documents every key)")
     parser.add_argument("--server", default=env("TRIOSCOPE_PROBE_SERVER", "http://127.0.0.1:8080"),
                         help="server base URL (env TRIOSCOPE_PROBE_SERVER; default %(default)s)")
     parser.add_argument("--ca-file", default=env("TRIOSCOPE_PROBE_CA_FILE"),

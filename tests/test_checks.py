@@ -14,7 +14,11 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES: dict[str, str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+PACKAGES: dict[str, str] = {
+    name: directory
+    for name, directory in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"].items()
+    if any((ROOT / directory).rglob("*.py"))  # not config/, installed as trioscope.examples: files only
+}
 """Import name -> source directory (``trioscope`` -> src, ``trioscope_probe`` -> probe, and any added later)."""
 CHECKED = tuple(PACKAGES.values())
 

@@ -31,7 +31,7 @@ from typing import Any
 import attrs
 import trio
 
-from trioscope.config import Settings
+from trioscope.config import ALERT_RULES, Settings, example_file
 from trioscope.domain.alerts import (
     AGENT_OFFLINE, FIRING, HIGH_COMMAND_FAILURE_RATE, AgentSighting, AlertBook, AlertLedger, AlertNotice,
     FailureWindow, audit_details, last_heard, notice_from_audit, offline_agents,
@@ -205,7 +205,7 @@ class AlertsActor(Actor):
         rules_on = self.settings.agent_offline_after > 0 or self.settings.command_failure_percent > 0
         if rules_on and not self.own_rules:
             log.info("built-in alert rules are off: with a shared database each replica sees only its own "
-                     "agents' requests; let Prometheus evaluate config/prometheus/alerts.yml over all replicas")
+                     "agents' requests; let Prometheus evaluate %s over all replicas", example_file(ALERT_RULES))
         elif rules_on:
             self.context.every(self.settings.evaluation_interval, _Evaluate())
 

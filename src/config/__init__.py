@@ -18,6 +18,9 @@ from ._duration import format_duration as format_duration
 from ._duration import format_duration_compact as format_duration_compact
 from ._duration import parse_duration as parse_duration
 from ._effective import format_effective as format_effective
+from ._examples import ALERT_RULES as ALERT_RULES
+from ._examples import SERVER_EXAMPLE as SERVER_EXAMPLE
+from ._examples import example_file as example_file
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import Problem as Problem
 from ._keys import KEYS as KEYS

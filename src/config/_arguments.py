@@ -7,6 +7,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._examples import SERVER_EXAMPLE, example_file
 from ._exceptions import quote_text
 from ._keys import CONFIG_ENV, CONFIG_FLAG, KEYS, Key
 from ._resolve import CONFIG
@@ -52,12 +53,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """
     paragraphs = [
         "Each setting comes from, in rising precedence: its default, the YAML file, "
-        "the environment, these flags."
+        "the environment, these flags.",
+        # Where it is on this machine: a wheel installs config/ elsewhere (``_examples``).
+        f"An example YAML file documents every key with its default: {example_file(SERVER_EXAMPLE)}",
     ]
     # Listed so --help names every setting, also those no flag can set.
     paragraphs += [f"{key.name} (file or environment only): {describe(key)}" for key in KEYS if not key.flags]
     # Wrapped here because `serve` uses RawDescriptionHelpFormatter, which keeps lines as given.
-    description = "\n".join(textwrap.fill(paragraph, width=76) for paragraph in paragraphs)
+    # A path is never cut (it is copied from here), at a hyphen (site-packages) or for its length.
+    description = "\n".join(textwrap.fill(paragraph, width=76, break_on_hyphens=False, break_long_words=False)
+                            for paragraph in paragraphs)
     group = parser.add_argument_group("configuration", description.replace("%", "%%"))
     group.add_argument(
         CONFIG_FLAG,

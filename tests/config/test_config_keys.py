@@ -82,6 +82,9 @@ def test_example_file_documents_every_key():
 
 def test_exports():
     expected = {
+        "ALERT_RULES",
+        "SERVER_EXAMPLE",
+        "example_file",
         "AgentsSettings",
         "AlertsSettings",
         "AuthSettings",
