@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import resource
+import time
 
 import psycopg
 import psycopg.errors
@@ -77,13 +78,13 @@ async def test_a_limits_connection_lost_while_idle_is_dropped_and_the_batch_goes
         limits = SharedLimits(postgres_url)
         try:
             replay = SharedReplayIds(limits, 600.0)
-            assert await replay.first_use("agent/1")
+            assert await replay.first_use("agent/1", time.time())
             [connection] = limits._idle
             admin.execute("SELECT pg_terminate_backend(%s)", (connection.backend_pid,))
             await eventually(lambda: _now(connection.lost()), deadline=10)  # its server's farewell arrived
-            assert await replay.first_use("agent/2")  # not sent on the dead one: it was found gone first
+            assert await replay.first_use("agent/2", time.time())  # not sent on the dead one: it was found gone first
             assert limits._idle != [connection] and len(limits._idle) == 1
-            assert not await replay.first_use("agent/1")
+            assert not await replay.first_use("agent/1", time.time())
         finally:
             limits.close()
 
