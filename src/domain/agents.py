@@ -50,10 +50,15 @@ def host_metrics(report: Report) -> dict[str, float]:
             values["load1"] = info.load_average.load1
         if info.disks:
             values["disk_usage"] = max(d.usage for d in info.disks)
-        values["network_rx_bytes_per_sec"] = info.network_rx_bytes_per_sec
-        values["network_tx_bytes_per_sec"] = info.network_tx_bytes_per_sec
-        values["disk_read_bytes_per_sec"] = info.disk_read_bytes_per_sec
-        values["disk_write_bytes_per_sec"] = info.disk_write_bytes_per_sec
+        # A rate the probe could not take (its source unreadable, or read once
+        # since) is sent as 0 and said unreadable: no value, as on the host's node.
+        unreadable = report.gaps.unreadable if report.gaps is not None else ()
+        if "network_io" not in unreadable:
+            values["network_rx_bytes_per_sec"] = info.network_rx_bytes_per_sec
+            values["network_tx_bytes_per_sec"] = info.network_tx_bytes_per_sec
+        if "disk_io" not in unreadable:
+            values["disk_read_bytes_per_sec"] = info.disk_read_bytes_per_sec
+            values["disk_write_bytes_per_sec"] = info.disk_write_bytes_per_sec
     if report.docker_info is not None:
         values["containers"] = float(len(report.docker_info.containers))
     if report.processes_info is not None:

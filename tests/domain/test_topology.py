@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from trioscope.domain.agents import host_metrics
 from trioscope.domain.topology import (
     NodeKind,
     TopologyGraph,
@@ -648,3 +649,6 @@ def test_a_host_whose_probe_could_not_see_all_of_it_says_so_on_its_node() -> Non
     graph.apply(report("a", "h1", T0 + 15), T0 + 15)  # seen whole: said no more
     host = published(graph, T0 + 15).node(host_id("h1"))
     assert "gaps" not in host.metadata and "network_rx_bytes_per_sec" in host.metrics
+    # The agent's history and the metrics API alike (``host_metrics``): no sample of 0.
+    recorded = host_metrics(report("a", "h1", T0, gaps=gaps))
+    assert "network_rx_bytes_per_sec" not in recorded and "disk_read_bytes_per_sec" in recorded
