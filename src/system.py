@@ -27,12 +27,13 @@ from trioscope.actors.notifier import NotifierActor, Watchers
 from trioscope.actors.queue_owner import ForDeployment, QueueOwnerActor
 from trioscope.actors.report_feed import report_feed_spec
 from trioscope.actors.roster import RosterActor, clock_offsets_kept
-from trioscope.actors.store import StoreActor
+from trioscope.actors.store import COMMIT_BUCKETS, StoreActor
 from trioscope.actors.topology import TopologyActor, TopologyHistory, TopologyListeners
 from trioscope.config import Settings
 from trioscope.domain.clocks import ClockOffsets
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory
+from trioscope.domain.histogram import Histogram
 from trioscope.domain.metric_labels import TenantLabels
 from trioscope.domain.roster import AgentRoster
 from trioscope.runtime import (
@@ -130,6 +131,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
     store_away: Published[str | None] = Published(None)
     # The SQLite file the store opened first: opened again after a failing disk, the same one or none.
     store_file: Published[tuple[int, int] | None] = Published(None)
+    # How long commits take, across restarts of the store actor (/metrics).
+    commit_times = Histogram(COMMIT_BUCKETS)
 
     return SupervisorSpec(
         name="root",
@@ -139,7 +142,8 @@ def supervision_tree(settings: Settings, *, topology_mailbox: int = TOPOLOGY_MAI
             # it starts and while it drains at shutdown.
             ActorSpec(name="store", factory=lambda: StoreActor(path, shared_reader, origin=origin,
                                                                 retention=settings.storage.history_retention,
-                                                                away=store_away, opened=store_file),
+                                                                away=store_away, opened=store_file,
+                                                                commit_times=commit_times),
                       mailbox_size=65536, shutdown_timeout=max(1.0, settings.server.shutdown_timeout / 2),
                       backoff=database_backoff, backoff_on=database_backoff_on),
             # Users' WebSockets hear of command and agent changes through it.

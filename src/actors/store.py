@@ -64,6 +64,7 @@ import trio
 from trioscope.config import format_duration
 from trioscope.domain.commands import Command
 from trioscope.runtime import Actor, ActorRef, ActorStopped, Backoff, Published, WorkAbandoned
+from trioscope.domain.histogram import Histogram
 from trioscope.domain.idempotency import WINDOW as IDEMPOTENCY_WINDOW
 from trioscope.domain.rates import Lull
 from trioscope.store import (AuditEntry, Database, MaybeCommitted, SaveCommand, SaveIdempotencyKey,
@@ -190,6 +191,14 @@ FAILING_SAID_EVERY = 60.0
 LOOK_AT_FILE_EVERY = 5.0
 """Seconds between two looks at whether the SQLite file is still at its path
 (``StoreWriter.moved``; every commit looks too): readiness says it without a write."""
+COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Upper bounds (seconds) of ``app_store_commit_seconds``: an fsync on a
+local SSD takes a millisecond, a network disk or a busy database server seconds."""
+SLOW_COMMIT = 1.0
+"""Seconds a commit may take before it is said (every write of its batch waited
+for it): a disk or database server that slow is why requests are slow."""
+SLOW_SAID_EVERY = 60.0
+"""Seconds between two warnings of a slow commit (at debug level between)."""
 
 
 @attrs.frozen
@@ -205,6 +214,12 @@ class LookAtFile:
 
 
 @attrs.frozen
+class GetCommitTimes:
+    """Answered with the ``Histogram`` of how long commits take (``/metrics``);
+    the same object across restarts of the actor when it is given one."""
+
+
+@attrs.frozen
 class GetAway:
     """Answered with the ``Published[str | None]`` of why commits are refused
     for the database away (None: they are not); the same object across
@@ -215,7 +230,8 @@ class StoreActor(Actor):
     def __init__(self, database: Database, reader: StoreReader | None = None, *, retention: float | None = None,
                  clock: Callable[[], float] = time.time, origin: str | None = None,
                  away: Published[str | None] | None = None,
-                 opened: Published[tuple[int, int] | None] | None = None) -> None:
+                 opened: Published[tuple[int, int] | None] | None = None,
+                 commit_times: Histogram | None = None) -> None:
         """``opened``: the SQLite file the first incarnation opened (its
         device and inode), kept for the actor's restarts: every later opening
         must find that file at the path, never make a new one there."""
@@ -253,6 +269,9 @@ class StoreActor(Actor):
         """``_reconnect`` runs."""
         self._failing_said = Lull(FAILING_SAID_EVERY)
         self._back_said = Lull(FAILING_SAID_EVERY)
+        self.commit_times = commit_times if commit_times is not None else Histogram(COMMIT_BUCKETS)
+        """How long each commit took, however it ended (``GetCommitTimes``)."""
+        self._slow_said = Lull(SLOW_SAID_EVERY)
 
     async def on_start(self) -> None:
         # However this incarnation ends (a stop, a crash, killed past its
@@ -391,6 +410,8 @@ class StoreActor(Actor):
             return None
         if isinstance(message, GetAway):
             return self.away
+        if isinstance(message, GetCommitTimes):
+            return self.commit_times
         if isinstance(message, LookAtFile):
             await self._look_at_file()
             return None
@@ -542,8 +563,22 @@ class StoreActor(Actor):
 
     async def _commit(self, batch: Sequence[Commit]) -> list[BaseException | None]:
         assert self.writer is not None
-        return await self._in_thread(self.writer.commit, [c.writes for c in batch], what=f"a commit of {len(batch)} "
-                                     "group(s) of writes")
+        started = trio.current_time()
+        try:
+            return await self._in_thread(self.writer.commit, [c.writes for c in batch], what=f"a commit of "
+                                         f"{len(batch)} group(s) of writes")
+        finally:
+            self._timed(trio.current_time() - started, len(batch))
+
+    def _timed(self, seconds: float, groups: int) -> None:
+        """A commit took ``seconds``: recorded, and said if slow (once a minute at warning level)."""
+        self.commit_times.observe(seconds)
+        if seconds >= SLOW_COMMIT:
+            log.log(self._slow_said.level(time.monotonic()),
+                    "store: a commit of %d group(s) of writes took %.1f s, and every request writing waited for "
+                    "it: the database's %s is slow (app_store_commit_seconds in /metrics)", groups, seconds,
+                    "server" if self.networked else "disk", extra={"event": "store_commit_slow",
+                                                                   "seconds": round(seconds, 3), "groups": groups})
 
     async def _in_thread(self, work: Callable[..., T], *args: Any, what: str) -> T:
         """``work(*args)`` with the writer, in its thread, waited for to its

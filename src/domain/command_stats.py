@@ -5,13 +5,13 @@ commands finish (their clock passed in), readers take numbers out."""
 
 from __future__ import annotations
 
-import bisect
 from collections import Counter
 from collections.abc import Iterable, Iterator
 
 import attrs
 
 from .commands import Command, CommandEvent, CommandStatus
+from .histogram import Histogram
 from .metric_labels import TenantLabels, command_type_label
 
 DURATION_BUCKETS = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
@@ -37,35 +37,6 @@ def failure_class(command: Command) -> str | None:
     if "agent_id" in (last.detail or {}):
         return "agent_error"
     return "not_acknowledged"
-
-
-@attrs.define
-class Histogram:
-    """Cumulative-bucket histogram, as Prometheus exports it."""
-
-    bounds: tuple[float, ...]
-    counts: list[int] = attrs.field()
-    total: float = 0.0
-
-    @counts.default
-    def _zeros(self) -> list[int]:
-        return [0] * (len(self.bounds) + 1)
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect.bisect_left(self.bounds, value)] += 1
-        self.total += value
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def cumulative(self) -> list[tuple[str, int]]:
-        """``(le, observations <= le)`` for each bound and ``+Inf``."""
-        running, out = 0, []
-        for bound, n in zip((*(repr(b) for b in self.bounds), "+Inf"), self.counts, strict=True):
-            running += n
-            out.append((bound, running))
-        return out
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ from trioscope.domain.rates import RateLimiter
 from trioscope.store import StoreReader, open_limits, postgres_url, token_secret
 from trioscope.actors.metrics import GetNodeSeriesCounters
 from trioscope.actors.queue_owner import GetCommandStats
+from trioscope.actors.store import GetCommitTimes
 from trioscope.system import ALERTS, AGENTS, CLIENT_OWNER, CLIENTS, DIRECTORY, HUB, METRICS, QUEUE_OWNER, QUEUES, ROSTER, STORE, TOPOLOGY, database_path
 
 from . import _agent_api, _agent_presence, _agents, _alerts, _api_docs, _audit, _command_ws, _commands, _controls, _directory, _gate, _health, _live, _metrics_api, _query, _rate_checks, _reports, _ui
@@ -124,6 +125,7 @@ def create_app(system: ActorSystem, settings: Settings, reader: StoreReader | No
             s.metrics.sources = CommandServiceSources(
                 command_stats=stats, directory=s.gate.directory, seen=s.gate.sightings.seen,
                 online_within=settings.agents.heartbeat_timeout, started=time.time())
+        s.metrics.watch_commits(await s.store.ask(GetCommitTimes(), timeout=30))
         # What became of the probes' host metrics (forgotten with their probe, refused when full).
         s.metrics.watch_node_series(await system.lookup(METRICS).ask(GetNodeSeriesCounters(), timeout=30))
         app.add_background_task(_agent_presence.keep_holders_heard)

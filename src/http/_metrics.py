@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from trioscope.actors.client import LiveCounters
 from trioscope.actors.metrics import NodeSeriesCounters
 from trioscope.bus import BusProgress
+from trioscope.domain import histogram as buckets
 from trioscope.domain.command_stats import CommandStats
 from trioscope.domain.deployments import AgentDirectory, AgentStatus
 from trioscope.domain.metric_labels import OTHER, api_error_type, method_label
@@ -125,6 +126,20 @@ class _BusCollector(Collector):
             counter = CounterMetricFamily(name, text)
             counter.add_metric([], total)
             yield counter
+
+
+class _CommitCollector(Collector):
+    """How long the store's commits take (``GetCommitTimes``)."""
+
+    def __init__(self, times: buckets.Histogram) -> None:
+        self.times = times
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily("app_store_commit_seconds", "Seconds each commit of the store took, however "
+                                       "it ended: every write of its batch waited for it (the disk's fsync, or the "
+                                       "database server)")
+        family.add_metric([], self.times.cumulative(), self.times.total)
+        yield family
 
 
 class _NodeSeriesCollector(Collector):
@@ -404,6 +419,10 @@ class Metrics:
         if not self._node_series_watched:
             self._node_series_watched = True
             self.registry.register(_NodeSeriesCollector(counters))
+
+    def watch_commits(self, times: buckets.Histogram) -> None:
+        """Expose how long the store's commits take (the store actor's ``GetCommitTimes``)."""
+        self.registry.register(_CommitCollector(times))
 
     def watch_bus(self, progress: BusProgress) -> None:
         """Expose how far this replica has read the report stream."""

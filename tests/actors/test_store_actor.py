@@ -247,3 +247,27 @@ def _processed(system: ActorSystem) -> int:
     [stats] = [child for child in system.snapshot().root.children if child.path == "/root/store"]
     assert isinstance(stats, ActorStats)
     return stats.processed
+
+
+async def test_every_commit_is_timed_and_a_slow_one_said_once_a_minute(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """A disk whose fsync took seconds made every write wait with nothing said:
+    each commit's time is in ``app_store_commit_seconds`` (``GetCommitTimes``),
+    one past ``SLOW_COMMIT`` a warning (at debug level within the minute)."""
+    import logging
+
+    from trioscope.actors.store import GetCommitTimes
+
+    caplog.set_level(logging.DEBUG, logger="trioscope.actors.store")
+    monkeypatch.setattr(store_module, "SLOW_COMMIT", 0.0)  # every commit is slow here
+    spec = ActorSpec(name="store", factory=lambda: StoreActor(tmp_path / "db.sqlite3", clock=lambda: NOW))
+    async with open_actor_system(SupervisorSpec(name="root", children=[spec])) as system:
+        store = system.lookup("/root/store")
+        for n in range(3):
+            await commit(store, [AuditEntry(at=NOW, tenant="t", actor="u", action=f"a{n}")])
+        times = await store.ask(GetCommitTimes())
+    assert times.count >= 3 and times.total > 0  # (its start's write check is a commit of its own)
+    said = [r for r in caplog.records if getattr(r, "event", None) == "store_commit_slow"]
+    assert len(said) >= 3 and [r.levelno for r in said[:2]] == [logging.WARNING, logging.DEBUG]
+    assert "every request writing waited for it: the database's disk is slow" in said[0].getMessage()

@@ -738,6 +738,8 @@ def test_metrics_exposition(client: httpx.Client, mesh: dict[str, Any]) -> None:
     assert samples[("app_topology_nodes", ())] == len(shown["nodes"])
     assert samples[("app_websocket_clients", ())] == 0
     assert samples[("app_actor_mailbox_depth", (("actor_type", "TopologyActor"),))] >= 0
+    commits = samples[("app_store_commit_seconds_count", ())]  # the store's commits, timed
+    assert commits == samples[("app_store_commit_seconds_bucket", (("le", "+Inf"),))] >= 0
     report_buckets = [labels for name, labels in samples
                       if name == "app_http_request_duration_seconds_bucket"
                       and ("route", "/api/v1/reports") in labels and ("status", "202") in labels]
