@@ -266,9 +266,9 @@ class NamespaceSockets:
             # Named, so that the operator can tell which they are; the hint only
             # where it helps: as root the refusal is a sandbox's, not ours to lift.
             hint = "" if standing(self.proc_root).may_trace else f"; {what_to_grant()}"
-            self._note("denied", "the network namespaces of %d processes (%s) are unreadable (permission denied%s): "
-                       "connections in them, unless in this probe's namespace, are not reported", len(denied),
-                       _some_pids(denied), hint)
+            self._note("denied", "network namespaces unreadable (permission denied%s) of %d process(es), %s: "
+                       "their connections, unless in this probe's namespace, are not reported", hint, len(denied),
+                       _some_pids(denied))
         others = sorted(((ns, pids) for ns, pids in found.items() if ns != own), key=lambda item: item[1][0])
         self.others = {pid: number for ns, pids in others if (number := inode(ns)) for pid in pids}
         self._logged.intersection_update(found)
