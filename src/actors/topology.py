@@ -313,9 +313,9 @@ class TopologyActor(Actor):
         self.clock = clock
         self.monotonic = monotonic
         self._wall = WallSteps()
-        self._moved: dict[str, tuple[float, float]] = {}
-        """Agent -> the receipt of its partition when the clock was last set, and
-        by how much it was set since (``_clock_moves``)."""
+        self._moved: dict[tuple[str, float], float] = {}
+        """(Agent, receipt) of each report taken in when the clock was set ->
+        by how much it was set since (``_follow_clock``)."""
         self.graph = TopologyGraph(clock())
         self.snapshot = self.graph.current
         if history is None:
@@ -379,6 +379,7 @@ class TopologyActor(Actor):
             await self._flush(None)
 
     async def handle(self, message: Any) -> Any:
+        self._follow_clock()  # before a report received after a step is taken for one received before
         if isinstance(message, MergeReport):
             agent = message.report.agent_id
             current = self.pending.get(agent)
@@ -420,8 +421,10 @@ class TopologyActor(Actor):
                 return False
             partition = self.graph.partitions.get(message.reporter_id)
             now = self.clock()
-            moved = self._clock_moves(now).get(message.reporter_id, 0.0)
-            return partition is None or partition.received_at + moved < now - self.settings.agents.stale_threshold
+            if partition is None:
+                return True
+            moved = self._moved.get((message.reporter_id, partition.received_at), 0.0)
+            return partition.received_at + moved < now - self.settings.agents.stale_threshold
         if isinstance(message, GetNodeSources):
             await self._flush(READ_BUDGET, at_least=READ_AT_LEAST)
             if message.offering_controls:
@@ -712,31 +715,42 @@ class TopologyActor(Actor):
         now, its nodes would come back with that report a moment later."""
         self._slices.restart()
         expiring = self.graph.expiring(now, self.settings.agents.stale_threshold, keep=self.pending,
-                                       moved=self._clock_moves(now))
+                                       moved=self._moves())
         expired = await in_steps(expiring, self._slices.pause)
         self._depart(expired, now)
         return expired
 
-    def _clock_moves(self, now: float) -> dict[str, float]:
+    def _follow_clock(self) -> None:
+        """Look whether the wall clock was set since the last message: if so,
+        every report taken in before (merged, or pending) is moved by the step
+        (``_moves``), and one line says so. Looked at each message, so that a
+        report received after the step is never taken for one before it (set
+        back, it would have been moved back with the others, and its agent
+        removed as silent at once)."""
+        step = self._wall.step(self.clock(), self.monotonic())
+        if not step:
+            return
+        taken = [(agent, p.received_at) for agent, p in self.graph.partitions.items()]
+        taken += [(agent, m.received_at) for agent, m in self.pending.items()]
+        for key in taken:
+            self._moved[key] = self._moved.get(key, 0.0) + step
+        log.warning("the server's clock was set %s by %.0f s: agents' silences are measured as they were, "
+                    "so the step makes no agent stale", "forward" if step > 0 else "back", abs(step),
+                    extra={"event": "clock_set", "seconds": round(step, 3)})
+
+    def _moves(self) -> dict[str, float]:
         """Seconds the wall clock was set by since each agent's partition was
-        received (``TopologyGraph.stale``'s ``moved``): a step found now is
-        added to every partition there is, and what a partition was moved by
-        goes with it when a newer report replaces it (received on the clock
-        as set)."""
-        step = self._wall.step(now, self.monotonic())
-        partitions = self.graph.partitions
-        if step:
-            for agent, partition in partitions.items():
-                at, moved = self._moved.get(agent, (partition.received_at, 0.0))
-                self._moved[agent] = (partition.received_at, moved + step if at == partition.received_at else step)
-            log.warning("the server's clock was set %s by %.0f s: agents' silences are measured as they were, "
-                        "so the step makes no agent stale", "forward" if step > 0 else "back", abs(step),
-                        extra={"event": "clock_set", "seconds": round(step, 3)})
+        received (``TopologyGraph.stale``'s ``moved``); what no partition or
+        pending report holds any more is forgotten (a newer report replaced
+        it, received on the clock as set)."""
         if not self._moved:
             return {}
-        self._moved = {agent: (at, moved) for agent, (at, moved) in self._moved.items()
-                       if (partition := partitions.get(agent)) is not None and partition.received_at == at}
-        return {agent: moved for agent, (_, moved) in self._moved.items()}
+        held = {(agent, p.received_at) for agent, p in self.graph.partitions.items()}
+        held.update((agent, m.received_at) for agent, m in self.pending.items())
+        self._moved = {key: moved for key, moved in self._moved.items() if key in held}
+        partitions = self.graph.partitions
+        return {agent: moved for (agent, at), moved in self._moved.items()
+                if (p := partitions.get(agent)) is not None and p.received_at == at}
 
     async def _expire_nodes(self) -> None:
         """What a cleanup does to the graph, between cleanups: the stale agents'
