@@ -19,6 +19,14 @@ socket when it decides to, and to fail alone.
   held) outlived it until the cyclic collector's oldest generation came by,
   rarely with ``server.tune_interpreter``'s thresholds, as a WebSocket
   lives long enough to get there. Dropped, it is freed at once.
+* Nor is it kept by the socket errors it met (a client gone while a
+  response was written, or before the close). From Python 3.12, an
+  exception that passes through a ``@contextmanager`` is in a reference
+  cycle with its ``__exit__`` frame (CPython gh-129280), and every Trio
+  socket error does (``_translate_socket_errors_to_stream_errors``): the
+  frames in its traceback, and the connection they held, waited for the
+  cyclic collector. The errors caught here have their frames cleared
+  (``_forget``).
 * Bytes go out without the scheduler passes that move nothing. Hypercorn
   takes its send lock (``trio.Lock``: a checkpoint even when it is free)
   before every write, and writes the empty end of a response that has a
@@ -81,6 +89,7 @@ import math
 import select
 import socket
 import struct
+import traceback
 import weakref
 from typing import Any
 
@@ -113,6 +122,18 @@ LINGER_BYTES = 16 * 1024 * 1024
 DEFAULT_WRITE_TIMEOUT = 30.0
 """Seconds one write may wait for the client to read (``server.write_timeout``;
 this when the server's configuration does not say, as in a bare Hypercorn)."""
+
+
+def _forget(error: BaseException) -> None:
+    """Clear the finished frames of ``error``'s traceback, and of the errors
+    it came from: the socket error a connection caught is in a reference
+    cycle with them (the module's docstring), and they hold the connection."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # frames still running (the caller's) are skipped
+        current = current.__cause__ or current.__context__
 
 
 async def _http11_only(_request: Any) -> None:
@@ -370,9 +391,10 @@ class GuardedTCPServer(TCPServer):
         with trio.CancelScope(shield=True):
             try:
                 await self.stream.send_eof()  # the response is whole: the client reads to its end, then the close
-            except (trio.BrokenResourceError, AttributeError, trio.BusyResourceError, trio.ClosedResourceError):
+            except (trio.BrokenResourceError, AttributeError, trio.BusyResourceError, trio.ClosedResourceError) as exc:
                 # Closed already (idle, a write timed out), or TLS, which has no
                 # half-close: a client reading to the end would wait out a linger.
+                _forget(exc)
                 half_closed = False
             else:
                 half_closed = True
@@ -420,7 +442,8 @@ class GuardedTCPServer(TCPServer):
             try:
                 with trio.fail_after(self.config.read_timeout or math.inf):
                     data = await self.stream.receive_some(MAX_RECV)
-            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError):
+            except (trio.ClosedResourceError, trio.BrokenResourceError, trio.TooSlowError) as exc:
+                _forget(exc)
                 break
             self.reads += 1
             if self._lingering:
@@ -464,7 +487,8 @@ class GuardedTCPServer(TCPServer):
                 if timer.cancelled_caught:
                     with trio.CancelScope(shield=True):
                         await self._client_stopped_reading(cut=self._writes.reached)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                _forget(exc)
                 await self.protocol.handle(Closed())
         finally:
             if counts is not None and write is not None:
