@@ -38,6 +38,8 @@ from werkzeug.routing import PathConverter
 
 from trioscope.runtime import Cutoff
 
+from . import _client_gone
+
 
 class AnyPathConverter(PathConverter):
     """Werkzeug's ``path`` converter, matching any character: its regex
@@ -132,10 +134,13 @@ async def _answer_cut(send: Any, method: str, body_received: bool, under_way: bo
 
 class TrioscopeApp(QuartTrio):
     """``QuartTrio`` whose request and WebSocket handlers leave no cycle when
-    they end with an exception group (a cancelled handler), and HTTP requests
-    handled without a task of their own."""
+    they end with an exception group (a cancelled handler), HTTP requests
+    handled without a task of their own, and handlers whose client has gone
+    only cancelled, with any Quart (``_client_gone``)."""
 
     asgi_http_class = _HTTPConnection
+    request_class = _client_gone.Request
+    websocket_class = _client_gone.Websocket
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
