@@ -119,7 +119,7 @@ class AgentActor(Actor):
         now = self.clock()
         moved = self.state.wall.step(now, self.monotonic())
         if moved:
-            self.state.clock_set(moved)
+            self.state.clock_set(moved, reports_too=not self.settings.bus.url)
         if isinstance(message, ReportReceived):
             self.state.receive(message.report, message.packed, message.received_at, message.metrics,
                                enrolled=message.enrolled, scope=message.scope, times=message.times)

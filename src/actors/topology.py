@@ -726,7 +726,13 @@ class TopologyActor(Actor):
         (``_moves``), and one line says so. Looked at each message, so that a
         report received after the step is never taken for one before it (set
         back, it would have been moved back with the others, and its agent
-        removed as silent at once)."""
+        removed as silent at once). Not with a bus: every receive time is then
+        the stream's, stamped by whichever replica took the report, on clocks
+        the replicas keep alike (NTP); a replica whose clock was set agrees with
+        theirs now, and moving their times by its step kept a silent agent on
+        its graph for as long."""
+        if self.settings.bus.url:
+            return
         step = self._wall.step(self.clock(), self.monotonic())
         if not step:
             return

@@ -194,19 +194,22 @@ class AgentState:
     def heartbeat(self, now: float) -> None:
         self.last_heartbeat = now
 
-    def clock_set(self, moved: float) -> None:
+    def clock_set(self, moved: float, *, reports_too: bool = True) -> None:
         """The server's clock was set by ``moved`` seconds (``WallSteps``):
         when the agent was heard from moves with it, so that the step is no
         silence (set forward: every agent stale, and one past
         ``storage.max_data_age`` forgotten with its registration) and hides
-        none (set back: a silent agent healthy for as long)."""
-        self.first_seen += moved
+        none (set back: a silent agent healthy for as long). ``reports_too``
+        False: its reports' receive times are the report stream's, stamped by
+        the replicas on clocks they keep alike, and stay (``TopologyActor._follow_clock``)."""
         if self.registered_at is not None:
             self.registered_at += moved
         if self.last_heartbeat is not None:
             self.last_heartbeat += moved
-        if self.last_report_at is not None:
-            self.last_report_at += moved
+        if reports_too:
+            self.first_seen += moved
+            if self.last_report_at is not None:
+                self.last_report_at += moved
 
     def receive(self, report: Report, packed: PackedReport, now: float,
                 metrics: Mapping[str, float] | None = None, *, enrolled: bool = False,

@@ -145,3 +145,31 @@ async def test_the_servers_clock_set_makes_no_agent_stale_and_keeps_none(setting
         assert await hosts(topology) == {silent, reporting}  # not stale yet
         await trio.sleep(STALE + stale_check_period(settings) + 1 - (trio.current_time() - started))
         assert await hosts(topology) == {reporting}
+
+
+async def test_with_a_bus_the_streams_receive_times_are_not_moved_by_one_replicas_step(settings, autojump_clock):
+    """With a bus every receive time is the stream's, stamped by whichever
+    replica took the report: a replica whose clock was 10 minutes behind
+    and is set right agrees with the others now. Moved by its step, an agent
+    silent since the step stayed on its graph for 10 minutes longer than on
+    the others'."""
+    settings = attrs.evolve(with_threshold(settings), bus=attrs.evolve(settings.bus, url="nats://127.0.0.1:4222"))
+    behind = [-600.0]
+
+    def replica_b() -> float:  # this replica's clock, 10 minutes behind until set right
+        return wall() + behind[0]
+
+    spec = SupervisorSpec(name="root", strategy=Strategy.ONE_FOR_ONE, children=[
+        ActorSpec(name="topology", factory=lambda: TopologyActor(settings, clock=replica_b,
+                                                                 monotonic=trio.current_time)),
+    ])
+    async with open_actor_system(spec) as system:
+        topology = system.lookup("/root/topology")
+        now = wall()  # stamped by replica A, whose clock is right
+        await topology.ask(MergeReport(decode_report(host_report(1, timestamp=now, containers=0, processes=1,
+                                                                 connections=0)), received_at=now))
+        await trio.sleep(1)
+        behind[0] = 0.0  # set right
+        await topology.ask(GetSnapshot())  # a message: the step is seen
+        await trio.sleep(STALE + stale_check_period(settings) + 1)
+        assert await hosts(topology) == set()
