@@ -740,9 +740,9 @@ class TopologyActor(Actor):
         taken += [(agent, m.received_at) for agent, m in self.pending.items()]
         for key in taken:
             self._moved[key] = self._moved.get(key, 0.0) + step
-        log.warning("the server's clock was set %s by %.0f s: agents' silences are measured as they were, "
-                    "so the step makes no agent stale", "forward" if step > 0 else "back", abs(step),
-                    extra={"event": "clock_set", "seconds": round(step, 3)})
+        # Said at warning level by the alerts actor, which follows it in every mode.
+        log.info("topology: the clock was set %s by %.0f s: no agent is stale for it", "forward" if step > 0
+                 else "back", abs(step), extra={"event": "clock_set_topology", "seconds": round(step, 3)})
 
     def _moves(self) -> dict[str, float]:
         """Seconds the wall clock was set by since each agent's partition was

@@ -4,7 +4,7 @@ and host-level metric history. Pure: every method takes ``now``."""
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import attrs
@@ -13,7 +13,7 @@ import zstandard
 from trioscope.domain.clocks import ReportTimes, newer, report_times
 from trioscope.domain.timeseries import Point, SeriesGroup
 from trioscope.domain.wall_clock import WallSteps
-from trioscope.wire import AgentRegistration, FieldProblem, InvalidDocument, Report, rfc3339_seconds
+from trioscope.wire import AgentRegistration, FieldProblem, HostInfo, InvalidDocument, Report, rfc3339_seconds
 
 MAX_AHEAD = 300.0
 """Seconds a report's timestamp may lie after its arrival (clock skew)."""
@@ -36,6 +36,21 @@ def check_clock(report: Report, received_at: float) -> None:
                            "check the clock of the probe's host"),))
 
 
+def io_rates(info: HostInfo, unreadable: Collection[str]) -> dict[str, float]:
+    """The host's network and disk rates, but those the probe could not take
+    (``Gaps.unreadable``: their source unreadable, or read once since): sent
+    as 0, they are no value, not a sample of 0 (the host's node and every
+    history alike)."""
+    rates: dict[str, float] = {}
+    if "network_io" not in unreadable:
+        rates["network_rx_bytes_per_sec"] = info.network_rx_bytes_per_sec
+        rates["network_tx_bytes_per_sec"] = info.network_tx_bytes_per_sec
+    if "disk_io" not in unreadable:
+        rates["disk_read_bytes_per_sec"] = info.disk_read_bytes_per_sec
+        rates["disk_write_bytes_per_sec"] = info.disk_write_bytes_per_sec
+    return rates
+
+
 def host_metrics(report: Report) -> dict[str, float]:
     """The agent-level metrics one report contributes to its time series."""
     values: dict[str, float] = {}
@@ -50,15 +65,7 @@ def host_metrics(report: Report) -> dict[str, float]:
             values["load1"] = info.load_average.load1
         if info.disks:
             values["disk_usage"] = max(d.usage for d in info.disks)
-        # A rate the probe could not take (its source unreadable, or read once
-        # since) is sent as 0 and said unreadable: no value, as on the host's node.
-        unreadable = report.gaps.unreadable if report.gaps is not None else ()
-        if "network_io" not in unreadable:
-            values["network_rx_bytes_per_sec"] = info.network_rx_bytes_per_sec
-            values["network_tx_bytes_per_sec"] = info.network_tx_bytes_per_sec
-        if "disk_io" not in unreadable:
-            values["disk_read_bytes_per_sec"] = info.disk_read_bytes_per_sec
-            values["disk_write_bytes_per_sec"] = info.disk_write_bytes_per_sec
+        values.update(io_rates(info, report.gaps.unreadable if report.gaps is not None else ()))
     if report.docker_info is not None:
         values["containers"] = float(len(report.docker_info.containers))
     if report.processes_info is not None:

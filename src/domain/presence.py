@@ -19,6 +19,7 @@ from typing import TypeVar
 import attrs
 
 from trioscope.domain.deployments import AgentDirectory
+from trioscope.domain.wall_clock import WallSteps
 
 T = TypeVar("T")
 
@@ -49,12 +50,27 @@ class AgentSightings:
     one (a deploy of minutes), and would be shown offline, with a critical
     AgentOffline alert, while it works."""
 
+    wall: WallSteps = attrs.Factory(WallSteps)
+    """The wall clock's steps, which ``seen`` follows (``follow_clock``)."""
+
+    def follow_clock(self, now: float, tick: float) -> None:
+        """Move ``seen`` by as much as the wall clock was set since the last
+        look (``WallSteps``), in place (others hold the table): when an agent
+        was heard from stays when it was, and whether it is online (heard
+        from within ``agents.heartbeat_timeout`` of ``now``) stays true. Set
+        back, an agent silent for half an hour was online for as long as the step."""
+        moved = self.wall.step(now, tick)
+        if moved:
+            for agent_id in self.seen:
+                self.seen[agent_id] += moved
+
     def heard(self, agent_id: str, now: float, known: AgentDirectory, *, tick: float,
               as_request: bool = True) -> float | None:
         """``agent_id`` was heard from at ``now`` (``tick`` on the monotonic
         clock; ``as_request``: by a request of its own); the seconds since its
         previous request, for the heartbeat histogram, if this is one and it
         made one before."""
+        self.follow_clock(now, tick)
         self.seen[agent_id] = now
         previous = self.requested.get(agent_id) if as_request else None
         if as_request:

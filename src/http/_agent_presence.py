@@ -146,6 +146,7 @@ async def keep_holders_heard() -> None:
     with trio.CancelScope() as found.refreshing:
         while True:
             await trio.sleep(interval)
+            sightings().follow_clock(time.time(), trio.current_time())  # no agent heard from meanwhile: looked at here
             for done, agent_id in enumerate({*found.polls, *sightings().busy(trio.current_time())}, 1):
                 _heard_again(agent_id, as_request=False)
                 if done % HOLDERS_PER_STEP == 0:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+import trio
 
 from trioscope.domain.commands import (
     CancelNotice, Command, CommandEvent, Delivery, History, StatusChange, cancel_notice_id,
@@ -180,6 +181,7 @@ def agent_record(agent: AgentRecord) -> dict[str, Any]:
     sockets = len(s.agent_sockets.get(agent.id, ()))
     polls = len(_agent_presence.presence().polls.get(agent.id, ()))
     seen = s.gate.sightings
+    seen.follow_clock(time.time(), trio.current_time())
     connection = {"transport": "websocket" if sockets else "long_poll" if polls else None,
                   "ip_address": seen.addresses.get(agent.id), "latency_ms": seen.latencies.get(agent.id),
                   "last_command_id": seen.last_commands.get(agent.id), "websockets": sockets, "long_polls": polls}

@@ -67,3 +67,18 @@ def test_an_agent_without_a_socket_has_no_latency() -> None:
     assert seen.latencies == {"a": 12.3}
     seen.no_socket("a")
     assert seen.latencies == {}
+
+
+def test_when_agents_were_heard_from_follows_the_wall_clock_set() -> None:
+    """Set back 2 hours, an agent silent for half an hour was online (heard
+    from within the timeout of now) for as long; set forward, every agent offline."""
+    known = AgentDirectory()
+    seen = AgentSightings()
+    held = seen.seen  # others hold the table: moved in place
+    seen.heard("a", T0, known, tick=100.0)
+    seen.follow_clock(T0 + 1800.0 - 7200.0, 1900.0)  # half an hour on, the clock set back 2 hours
+    assert held["a"] == T0 - 7200.0  # heard from half an hour ago, by the clock as set now
+    seen.follow_clock(T0 + 1810.0, 1910.0)  # set right again
+    assert held["a"] == T0
+    seen.heard("b", T0 + 1810.0, known, tick=1910.0)
+    assert held == {"a": T0, "b": T0 + 1810.0}

@@ -168,5 +168,5 @@ def test_a_host_whose_probe_could_not_see_all_of_it_says_what_and_what_to_grant(
     assert len(said) == 3
     assert said[0].startswith("This host's probe runs in a PID namespace of its own") and "--pid=host" in said[0]
     assert said[1].startswith("14 sockets of this host came without their processes") and "CAP_SYS_PTRACE" in said[1]
-    assert said[2].startswith("This host's probe could not read its memory")
+    assert said[2].startswith("This host's probe could not read or measure its memory")
     assert "gaps" not in ui.page.inner_text("#details-body")  # in words, not also as a key

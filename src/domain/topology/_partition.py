@@ -24,6 +24,7 @@ from trioscope.wire import (
     is_connected, is_listener, is_loopback, normal_address, pod_of, protocol_family, service_of, socket_namespace,
 )
 
+from trioscope.domain.agents import io_rates
 from trioscope.domain.clocks import report_time
 
 from ._controls import controls_for
@@ -198,12 +199,7 @@ def _host_metadata(report: Report, info: HostInfo | None) -> tuple[dict[str, Any
     if info.disks:
         meta["disks"] = [{"mount_point": d.mount_point, "total_mb": d.total_mb, "usage": d.usage} for d in info.disks]
         metrics["disk_usage"] = max(d.usage for d in info.disks)
-    if "network_io" not in unreadable:
-        metrics["network_rx_bytes_per_sec"] = info.network_rx_bytes_per_sec
-        metrics["network_tx_bytes_per_sec"] = info.network_tx_bytes_per_sec
-    if "disk_io" not in unreadable:
-        metrics["disk_read_bytes_per_sec"] = info.disk_read_bytes_per_sec
-        metrics["disk_write_bytes_per_sec"] = info.disk_write_bytes_per_sec
+    metrics.update(io_rates(info, unreadable))
     return meta, metrics
 
 

@@ -315,8 +315,10 @@ export function unseen(gaps) {
   }
   const sources = Array.isArray(gaps.unreadable) ? gaps.unreadable.filter((s) => typeof s === "string") : [];
   if (sources.length) {
-    said.push(`This host's probe could not read its ${sources.map(visible).join(", ")}: left out of its ` +
-      "report (its log says why).");
+    // A rate's source read once (at the probe's start, or after it was unreadable) is listed too: no
+    // rate yet, nothing in the probe's log.
+    said.push(`This host's probe could not read or measure its ${sources.map(visible).join(", ")}: left out of ` +
+      "its report (if unreadable, its log says why; a rate needs two readings in a row).");
   }
   return said;
 }
