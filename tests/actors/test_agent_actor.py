@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import attrs
 import orjson
@@ -13,25 +15,34 @@ from trioscope.actors.agent import Describe, Heartbeat, LatestReport, ReportRece
 from trioscope.domain.agents import PackedReport
 from trioscope.wire import decode_report
 from trioscope.config import Settings
-from trioscope.runtime import SupervisorSpec, dynamic_supervisor, open_actor_system
+from trioscope.runtime import ActorRef, SupervisorSpec, dynamic_supervisor, open_actor_system
 
 
-async def test_an_agent_turns_stale_then_is_forgotten(autojump_clock):
+def short_lived() -> Settings:
+    """A history of 2 minutes, cleaned every 10 s; stale after 30 s."""
     defaults = Settings.defaults()
-    settings = attrs.evolve(
+    return attrs.evolve(
         defaults,
         storage=attrs.evolve(defaults.storage, max_data_age=120.0, cleanup_interval=10.0),
         agents=attrs.evolve(defaults.agents, stale_threshold=30.0),
     )
-    wall = [1_000_000.0]
 
+
+@asynccontextmanager
+async def one_agent(wall: list[float]) -> AsyncIterator[tuple[ActorRef, ActorRef]]:
+    """The agents' supervisor and one agent's actor, its wall clock ``wall`` plus the (mock) clock."""
     def clock() -> float:
         return wall[0] + trio.current_time()
 
     tree = SupervisorSpec(name="root", children=[dynamic_supervisor("agents")])
     async with open_actor_system(tree) as system:
         agents = system.lookup("/root/agents")
-        ref = await agents.start_child(agent_spec("agent-1", settings, clock))
+        yield agents, await agents.start_child(agent_spec("agent-1", short_lived(), clock))
+
+
+async def test_an_agent_turns_stale_then_is_forgotten(autojump_clock):
+    wall = [1_000_000.0]
+    async with one_agent(wall) as (agents, ref):
         await ref.ask(Heartbeat())
         assert (await ref.ask(Describe()))["status"] == "healthy"
         await trio.sleep(31)
@@ -49,21 +60,8 @@ async def test_the_servers_clock_set_forward_is_no_silence_and_set_back_hides_no
     """Set forward by more than ``max_data_age``, an agent heard from 5 s
     before was stale, and forgotten with its registration at the next tick;
     set back, one silent since looked healthy for as long as the step."""
-    defaults = Settings.defaults()
-    settings = attrs.evolve(
-        defaults,
-        storage=attrs.evolve(defaults.storage, max_data_age=120.0, cleanup_interval=10.0),
-        agents=attrs.evolve(defaults.agents, stale_threshold=30.0),
-    )
     wall = [1_000_000.0]
-
-    def clock() -> float:
-        return wall[0] + trio.current_time()
-
-    tree = SupervisorSpec(name="root", children=[dynamic_supervisor("agents")])
-    async with open_actor_system(tree) as system:
-        agents = system.lookup("/root/agents")
-        ref = await agents.start_child(agent_spec("agent-1", settings, clock))
+    async with one_agent(wall) as (agents, ref):
         await ref.ask(Heartbeat())
         await trio.sleep(5)
         wall[0] += 2 * 3600.0  # a VM resumed, NTP setting a clock that was behind
