@@ -92,10 +92,12 @@ def report_time(report: Report, received_at: float, offset: float = 0.0) -> floa
     return min(at, received_at)
 
 
-SERVER_STEP = 1.0
+SERVER_STEP = 5.0
 """Seconds an agent's newest report may lie after the receipt of the next
 before that says the server's own clock was set back in between (``newer``):
-slack for replicas' clocks, which the report stream carries each one's of."""
+slack for replicas' clocks, which the report stream carries each one's of
+(one a second ahead of another, a buffered report taken by the other would
+pass for the newest). A step back smaller holds an agent for as long."""
 
 
 def newer(seen: float, received_at: float, than: float) -> bool:

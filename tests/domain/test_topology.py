@@ -469,6 +469,15 @@ def test_the_servers_clock_set_back_does_not_freeze_an_agent_and_a_buffered_repo
     assert snap.node(process_id("h", 1)) is None and snap.node(process_id("h", 3)) is None
 
 
+def test_a_buffered_report_taken_by_a_replica_a_little_behind_another_stays_older():
+    """The newest report taken by a replica whose clock is 3 s ahead of the
+    one that takes a buffered report next: its time after that one's receipt
+    is the replicas' skew, no step of a clock."""
+    graph = TopologyGraph()
+    assert graph.apply(report("a", "h", T0 + 10, processes=[{"pid": 1}]), T0 + 3)  # (its probe's clock ahead)
+    assert graph.apply(report("a", "h", T0 - 50, processes=[{"pid": 2}]), T0 + 1) is False
+
+
 def test_a_node_two_agents_report_is_merged_newest_first_key_by_key():
     graph = TopologyGraph()
     graph.apply(report("a1", "shared", T0, host_info={"hostname": "shared", "os": "linux", "kernel_version": "5.10"}), T0)
