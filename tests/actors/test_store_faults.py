@@ -11,7 +11,8 @@ import errno
 import logging
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from tests.waiting import eventually
 from trioscope.actors import store as store_module
 from trioscope.actors.refusals import (COMMIT_FAILED, STORAGE_DAMAGED, OutcomeUnknown, StoreFailing, StoreFull)
 from trioscope.actors.store import GetAway, StoreActor, commit
-from trioscope.runtime import ActorSpec, ActorSystem, Backoff, SupervisorSpec, open_actor_system
+from trioscope.runtime import ActorRef, ActorSpec, ActorSystem, Backoff, SupervisorSpec, open_actor_system
 from trioscope.store import AuditEntry, SqliteReader, _disk_room, _sqlite
 
 NOW = 1_800_000_000.0
@@ -116,6 +117,13 @@ def spec_of(path: Path) -> SupervisorSpec:
     return SupervisorSpec(name="root", children=[ActorSpec(name="store", factory=lambda: StoreActor(path))])
 
 
+@asynccontextmanager
+async def store_at(path: Path) -> AsyncIterator[tuple[ActorSystem, ActorRef]]:
+    """A tree of the store actor alone on the SQLite file ``path``, and the store."""
+    async with open_actor_system(spec_of(path)) as system:
+        yield system, system.lookup("/root/store")
+
+
 async def test_an_io_error_refuses_commits_and_the_file_is_opened_again_once_it_writes(
         tmp_path: Path, disk: Disk, caplog: pytest.LogCaptureFixture) -> None:
     """A disk that fails writes (``EIO``; SQLite: ``disk I/O error``) crashed
@@ -126,8 +134,7 @@ async def test_an_io_error_refuses_commits_and_the_file_is_opened_again_once_it_
     once a write goes through."""
     caplog.set_level(logging.INFO, logger="trioscope")
     path = tmp_path / "db.sqlite3"
-    async with open_actor_system(spec_of(path)) as system:
-        store = system.lookup("/root/store")
+    async with store_at(path) as (system, store):
         await commit(store, entry("before"))
         away = await store.ask(GetAway())
         disk.fail(IOERR_WRITE)
@@ -162,8 +169,7 @@ async def test_a_failed_fsync_at_commit_is_answered_outcome_unknown(tmp_path: Pa
     log, and after a ``kill -9`` the command existed. Neither 2xx nor a
     failure: ``OutcomeUnknown`` (504), for the client to check."""
     path = tmp_path / "db.sqlite3"
-    async with open_actor_system(spec_of(path)) as system:
-        store = system.lookup("/root/store")
+    async with store_at(path) as (system, store):
         disk.fail(IOERR_FSYNC, after=True)
         with pytest.raises(OutcomeUnknown) as unknown:
             await commit(store, entry("maybe"))
@@ -175,8 +181,7 @@ async def test_a_failed_fsync_at_commit_is_answered_outcome_unknown(tmp_path: Pa
 
 async def test_an_io_error_before_commit_refuses_with_nothing_written(tmp_path: Path, disk: Disk) -> None:
     path = tmp_path / "db.sqlite3"
-    async with open_actor_system(spec_of(path)) as system:
-        store = system.lookup("/root/store")
+    async with store_at(path) as (system, store):
         disk.fail(IOERR_WRITE, at="INSERT")
         with pytest.raises(StoreFailing):
             await commit(store, entry("refused"))
@@ -196,8 +201,7 @@ async def test_a_quota_is_a_full_disk(tmp_path: Path, disk: Disk, monkeypatch: p
         raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
 
     path = tmp_path / "db.sqlite3"
-    async with open_actor_system(spec_of(path)) as system:
-        store = system.lookup("/root/store")
+    async with store_at(path) as (system, store):
         disk.fail(IOERR_WRITE)
         monkeypatch.setattr(os, "pwrite", over_quota)
         with pytest.raises(StoreFull, match="storage is full"):
@@ -231,8 +235,7 @@ async def test_a_damaged_file_is_said_once_and_refused_until_a_restart(
     what to do, and writes are refused until an operator repaired it (never
     opened again: more writes may spread the damage)."""
     path = tmp_path / "db.sqlite3"
-    async with open_actor_system(spec_of(path)) as system:
-        store = system.lookup("/root/store")
+    async with store_at(path) as (system, store):
         disk.fail(CORRUPT, at="INSERT")
         opened = disk.opened
         for _ in range(3):
@@ -254,8 +257,7 @@ async def test_a_database_file_deleted_under_the_server_refuses_writes(
     few seconds, refuses writes and says so once."""
     monkeypatch.setattr(store_module, "LOOK_AT_FILE_EVERY", 0.05)
     path = tmp_path / "db.sqlite3"
-    async with open_actor_system(spec_of(path)) as system:
-        store = system.lookup("/root/store")
+    async with store_at(path) as (system, store):
         await commit(store, entry("before"))
         away = await store.ask(GetAway())
         for suffix in ("", "-wal", "-shm"):
@@ -274,8 +276,7 @@ async def test_a_database_file_deleted_under_the_server_refuses_writes(
 
 async def test_a_database_file_replaced_is_refused_at_the_next_commit(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
-    async with open_actor_system(spec_of(path)) as system:
-        store = system.lookup("/root/store")
+    async with store_at(path) as (system, store):
         await commit(store, entry("before"))
         (tmp_path / "other").write_bytes(path.read_bytes())
         os.replace(tmp_path / "other", path)
@@ -306,8 +307,7 @@ async def test_a_file_gone_while_its_disk_failed_is_not_made_anew_when_opened_ag
     data = tmp_path / "mount"
     data.mkdir()
     path = data / "db.sqlite3"
-    async with open_actor_system(spec_of(path)) as system:
-        store = system.lookup("/root/store")
+    async with store_at(path) as (system, store):
         await commit(store, entry("before"))
         away = await store.ask(GetAway())
         disk.fail(IOERR_WRITE)
