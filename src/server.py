@@ -52,9 +52,7 @@ from trioscope.http._connection_limits import shared_room_warning  # not of the 
 from trioscope.http._hosts import loopback  # likewise
 from trioscope.http._memory_budget import typical_host_warning  # likewise
 from trioscope.runtime import Cutoff, RestartIntensityExceeded, open_actor_system
-from trioscope.listening import close_sockets as close_sockets
-from trioscope.listening import is_address
-from trioscope.listening import listen as listen
+from trioscope.listening import close_sockets, is_address, listen
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.store import (
     StoreOpen, StoreReader, Unavailable, describe_database, disk_note, lock_sqlite, open_to_others, open_writer,

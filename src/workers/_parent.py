@@ -42,6 +42,7 @@ import attrs
 import trio
 
 from trioscope.config import Settings, format_duration
+from trioscope.listening import close_sockets, listen
 from trioscope.local_probe import probe_url, run_local_probe
 from trioscope.server import (
     BANNER_END,
@@ -50,9 +51,7 @@ from trioscope.server import (
     ExitCode,
     _open_data_dir,
     bind_address,
-    close_sockets,
     hypercorn_config,
-    listen,
     tls_unusable,
 )
 

@@ -31,7 +31,8 @@ from trioscope.http import create_app
 from trioscope.http._tcp_server import GuardedTCPServer
 from trioscope.http._websocket_stream import BoundedWSStream
 from trioscope.runtime import open_actor_system
-from trioscope.server import _serve_http, hypercorn_config, listen
+from trioscope.listening import listen
+from trioscope.server import _serve_http, hypercorn_config
 from trioscope.store import open_writer
 from trioscope.system import database_path, supervision_tree
 
