@@ -212,13 +212,20 @@ MAX_TOKEN = 4096
 """Characters of a token an ``auth`` message may carry (a user token is ~200)."""
 
 
+EXPIRY_RECHECK = 60.0
+"""Seconds a socket waits for its token's expiry before it reads the wall
+clock again: the wall clock set forward (NTP fixing a clock that was behind,
+a VM resumed) ends a token by as much sooner, which trio's clock, measuring
+the wait, does not count."""
+
+
 async def _close_on_expiry(link: ClientLink, holder: _Holder) -> None:
     # The wall clock says when a token expires; trio's clock measures the wait.
     # A renewal moves the expiry later: the wait is taken again from there.
     while (left := holder.principal.expires_at - time.time()) > 0:
         if left == math.inf:
             return
-        await trio.sleep(left)
+        await trio.sleep(min(left, EXPIRY_RECHECK))
     log.info("closing a WebSocket: its token expired", extra={"event": "websocket_token_expired"})
     link.close(TOKEN_EXPIRED, "token_expired")
 
