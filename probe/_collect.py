@@ -32,7 +32,7 @@ from trioscope.wire import (
 from ._docker import ContainerCollector
 from ._masking import cut_argv, masked_cmdline
 from ._netns import MAX_CONNECTIONS, NamespaceSockets, own_namespace
-from ._rates import LastReadings, busy_percent, per_second
+from ._rates import LastReadings, busy_percent, per_second, share_since_start
 from ._rights import Sight
 from ._uplinks import uplinks
 
@@ -257,17 +257,31 @@ def _cgroup(pid: int) -> str:
         return ""
 
 
-def processes(namespaces: dict[int, int] | None = None) -> list[ProcessInfo]:
+Listed = frozenset[tuple[int, datetime]]
+"""The processes of a listing, by pid and ``started_at`` (a pid used again is another process)."""
+
+
+def processes(namespaces: dict[int, int] | None = None, listed: Listed | None = None) -> list[ProcessInfo]:
     """Every process. ``process_iter`` keeps its Process objects between calls, so
     ``cpu_percent`` is the share since the previous cycle (or since the
-    ``ReportCollector`` started; 0 in a process's first report when it started later).
-    ``namespaces``: pid -> network namespace, for those not in this probe's."""
+    ``ReportCollector`` started); a process not in the previous listing
+    (``listed``: ``listed_of`` it; None, none known: as ``cpu_percent`` says),
+    of which there is no reading to compare with, its share since it started
+    (``share_since_start``). ``namespaces``: pid -> network namespace, for those not in this probe's."""
     namespaces = namespaces or {}
     result = []
+    boot: float | None = None
     for proc in psutil.process_iter(_PROCESS_FIELDS):
         info = proc.info
+        created = info.get("create_time")
+        started_at = datetime.fromtimestamp(created, UTC) if created else None
         try:
-            cpu = proc.cpu_percent(interval=None)
+            cpu = proc.cpu_percent(interval=None)  # also the reading the next listing compares with
+            if listed is not None and created and (info["pid"], started_at) not in listed:
+                boot = psutil.boot_time() if boot is None else boot  # as create_time added it
+                times = proc.cpu_times()
+                cpu = share_since_start(times.user + times.system, created - boot,
+                                        time.clock_gettime(time.CLOCK_BOOTTIME))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         pid = info["pid"]
@@ -275,7 +289,6 @@ def processes(namespaces: dict[int, int] | None = None) -> list[ProcessInfo]:
             continue
         cgroup = _cgroup(pid)
         memory = info.get("memory_info")
-        created = info.get("create_time")
         result.append(ProcessInfo(
             pid=pid, ppid=max(0, info.get("ppid") or 0),
             name=_clip(info.get("name") or "", 256),
@@ -285,7 +298,7 @@ def processes(namespaces: dict[int, int] | None = None) -> list[ProcessInfo]:
             memory_rss_bytes=memory.rss if memory else 0,
             threads=info.get("num_threads") or 0,
             status=_clip(info.get("status") or "", 256),
-            started_at=datetime.fromtimestamp(created, UTC) if created else None,
+            started_at=started_at,
             container_id=container_id_from_cgroup(cgroup),
             cgroup=_clip(cgroup, 16384),
             netns=namespaces.get(pid),
@@ -341,8 +354,16 @@ class ReportCollector:
         self.host = HostCollector(self.readings)
         self.namespaces = NamespaceSockets() if connections else None
         self.sight = Sight()  # says at start what the probe cannot see
+        self._listed: Listed | None = None
+        """The processes of the last listing that was read (``processes``' ``listed``)."""
         if processes:
-            self.readings.read("processes", _start_cpu_shares, None)
+            self._listed = self.readings.read("processes", _start_cpu_shares, None)
+
+    def _processes(self, namespaces: dict[int, int] | None) -> list[ProcessInfo] | None:
+        found = self.readings.read("processes", lambda: processes(namespaces, self._listed), None)
+        if found is not None:  # else those started since the last listing are still new
+            self._listed = frozenset((p.pid, p.started_at) for p in found if p.started_at is not None)
+        return found
 
     def collect(self) -> Report:
         self.readings.clear()
@@ -353,7 +374,7 @@ class ReportCollector:
         others = self.namespaces.others if self.namespaces is not None else None
         own = own_namespace() if self.namespaces is not None else None
         sent = edge_sockets(found, own)
-        listed = self.readings.read("processes", lambda: processes(others), None) if self.with_processes else None
+        listed = self._processes(others) if self.with_processes else None
         return Report(
             agent_id=self.agent_id,
             timestamp=datetime.now(UTC),
@@ -371,9 +392,13 @@ class ReportCollector:
         )
 
 
-def _start_cpu_shares() -> None:
+def _start_cpu_shares() -> Listed:
     """process_iter keeps its Process objects: the first report's shares are
-    since now (a process started later says 0 % in its first one)."""
-    for proc in psutil.process_iter():
+    since now (a process started later: since it started). The processes found."""
+    found = []
+    for proc in psutil.process_iter(["create_time"]):
         with contextlib.suppress(psutil.Error):
             proc.cpu_percent(interval=None)
+            if created := proc.info.get("create_time"):
+                found.append((proc.pid, datetime.fromtimestamp(created, UTC)))
+    return frozenset(found)

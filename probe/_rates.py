@@ -53,3 +53,22 @@ class LastReadings:
         if counters is None or before is None or now <= before[0]:
             return None
         return before
+
+
+
+TICK = 0.01
+"""The kernel's clock tick (``CLK_TCK`` 100), which a process's start time is counted in."""
+
+
+def share_since_start(busy_seconds: float, started: float, now: float) -> float:
+    """A process's CPU share (percent of one core, as ``psutil``'s
+    ``cpu_percent``: over 100 on several cores) from its start to ``now``,
+    both seconds since boot: what a process started since the previous
+    listing used, where ``cpu_percent`` says 0, having no reading to compare
+    with (a build step or a cron job shorter than a cycle showed 0 % in every
+    report). A start within a tick of ``now`` counts as a tick ago.
+
+    Since boot, not wall times: ``psutil``'s start times add the boot time
+    the kernel gives in whole seconds, up to a second early (a process 0.3 s
+    old was 0.53 s old by them)."""
+    return 100.0 * busy_seconds / max(now - started, TICK)

@@ -19,7 +19,7 @@ import pytest
 
 from tests.process_end import end
 from trioscope.wire import HostInfo, Report, decode_report, encode
-from trioscope_probe import _collect
+from trioscope_probe import _collect, _rates
 from trioscope_probe._collect import CPU_WINDOW, HostCollector, ReportCollector, masked_cmdline
 
 
@@ -347,3 +347,49 @@ def test_the_hosts_own_socket_table_unreadable_is_said_and_the_report_sent(
     report = collector.collect()
     assert report.gaps is not None and "connections" in report.gaps.unreadable
     assert any(r.getMessage().startswith("cannot read this host's connections") for r in caplog.records)
+
+
+def test_a_process_started_since_the_last_listing_says_its_share_since_it_started() -> None:
+    """psutil has no earlier reading of a process started between two listings
+    and says 0 %: a busy job shorter than a cycle showed 0 % in every report."""
+    collector = ReportCollector("probe-unit", processes=True, connections=False)
+    collector.collect()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        process = psutil.Process(busy.pid)
+        deadline = time.monotonic() + 30
+        while sum(process.cpu_times()[:2]) < 0.05:  # it has run a while: its first reading is due
+            assert time.monotonic() < deadline, "the busy child got no CPU in 30 s"
+            time.sleep(0.01)
+        report = collector.collect()
+    finally:
+        end(busy)
+    (shown,) = [p for p in report.processes_info.processes if p.pid == busy.pid]
+    assert shown.cpu_percent > 0
+
+
+def test_a_process_listed_before_says_its_share_since_that_listing_not_since_it_started() -> None:
+    """Only a process new since the last listing is measured from its start: one
+    busy at first and idle since was listed, and its share since is ~0."""
+    busy_then_idle = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+         "print('idle', flush=True)\ntime.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert busy_then_idle.stdout is not None and busy_then_idle.stdout.readline() == "idle\n"
+        collector = ReportCollector("probe-unit", processes=True, connections=False)
+        collector.collect()
+        report = collector.collect()
+    finally:
+        end(busy_then_idle)
+    (shown,) = [p for p in report.processes_info.processes if p.pid == busy_then_idle.pid]
+    assert shown.cpu_percent < 5, shown.cpu_percent  # since it started: 0.3 s of CPU in a few seconds
+
+
+@pytest.mark.parametrize(("busy", "started", "now", "share"), [
+    (1.0, 100.0, 104.0, 25.0),    # a second of CPU in four
+    (3.0, 100.0, 101.0, 300.0),   # three cores' worth
+    (0.02, 100.0, 100.0, 200.0),  # started within a tick of now: a tick ago
+    (0.0, 100.0, 90.0, 0.0),      # "started" after now (clocks apart): none
+])
+def test_a_share_since_start(busy: float, started: float, now: float, share: float) -> None:
+    assert _rates.share_since_start(busy, started, now) == pytest.approx(share)
