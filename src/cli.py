@@ -12,6 +12,7 @@ import math
 import os
 import re
 import ssl
+import string
 import sys
 import time
 from pathlib import Path
@@ -211,6 +212,9 @@ def _usage_error(message: str) -> int:
     return ExitCode.USAGE
 
 
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+
+
 def run_token_create(args: argparse.Namespace) -> int:
     """Print a token for ``--user`` in ``--tenant`` with ``--role``, signed with the
     key the server uses (same settings layers, same secret file)."""
@@ -218,7 +222,8 @@ def run_token_create(args: argparse.Namespace) -> int:
     from trioscope.store import token_secret
 
     try:
-        role = Role(args.role.upper())
+        # Only ASCII letters fold: "adm\u0131n" (a dotless i) is no ADMIN, as str.upper would make it.
+        role = Role(args.role.translate(_ASCII_UPPER))
     except ValueError:
         return _usage_error(
             f"--role: unknown role {args.role!r}; use one of {', '.join(role.value for role in reversed(Role))}"

@@ -22,12 +22,25 @@ from trioscope.exit_code import ExitCode
 
 def main() -> None:
     signal.signal(signal.SIGTERM, _terminated)
+    writes_any_text()
     try:
         from trioscope.cli import main as run_command
     except KeyboardInterrupt:
         print("trioscope: interrupted", file=sys.stderr)
         sys.exit(ExitCode.INTERRUPTED)
     run_command()
+
+
+def writes_any_text() -> None:
+    """Standard output writes what its encoding cannot as escapes
+    (``\\u2264``), as Python's standard error does already: under a locale that
+    is not UTF-8 (``LANG=en_US.ISO-8859-1``, ``PYTHONIOENCODING=ascii``) the
+    serve banner's "≤", a user's name in ``audit``, a path in ``store copy``'s
+    summary raised UnicodeEncodeError: the server did not start, a copy done
+    said it failed."""
+    stdout = sys.stdout
+    if stdout is not None and hasattr(stdout, "reconfigure") and stdout.errors == "strict":
+        stdout.reconfigure(errors="backslashreplace")
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -117,6 +117,10 @@ def test_data_dir_from_config_file(tmp_path):
         ({"ttl": "3000000d"}, "--ttl: 3000000d is out of range; allowed 1s..365d"),
         ({"user": ""}, "--user: '' must be 1-128 characters"),
         ({"tenant": "t" * 129}, f"--tenant: {'t' * 64!r} must be 1-128 characters"),
+        # A dotless i is no i: str.upper made "admın" ADMIN.
+        ({"role": "admın"}, "--role: unknown role 'admın'; use one of ADMIN, OPERATOR, VIEWER"),
+        # A Latin-1 terminal's "jürg" on a UTF-8 machine: a token of it made the store's writes fail.
+        ({"user": "j\udcffrg"}, "--user: 'j\\udcffrg' must be text (UTF-8): it holds bytes of another encoding"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(tmp_path, overrides, message):

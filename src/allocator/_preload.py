@@ -36,7 +36,10 @@ def find_libraries(dirs: Sequence[Path] | None = None) -> dict[Allocator, str]:
 def mapped_files() -> set[str]:
     """Paths of the files mapped in this process (empty where there is no /proc)."""
     try:
-        lines = Path("/proc/self/maps").read_text().splitlines()
+        # Paths as the file system has them, bytes that are not UTF-8 too (a
+        # data directory so named maps SQLite's -shm file: read strictly, the
+        # server did not start).
+        lines = os.fsdecode(Path("/proc/self/maps").read_bytes()).splitlines()
     except OSError:
         return set()
     return {fields[5] for fields in (line.split(maxsplit=5) for line in lines) if len(fields) == 6}

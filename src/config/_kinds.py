@@ -806,7 +806,7 @@ class HostNamesKind:
             name = item.lower().rstrip(".")
             if len(name) > 253 or not _HOST_NAME.fullmatch(name):
                 raise InvalidValue(f"{_which(item, items)} not a host name (letters, digits, hyphens and dots, "
-                                   f"no port); expected {self.expected}")
+                                   f"no port{_punycode_hint(name)}); expected {self.expected}")
             names.append(name)
         return tuple(dict.fromkeys(names))
 
@@ -911,3 +911,14 @@ class OriginsKind:
     def format_compact(self, value: object) -> str:
         assert isinstance(value, tuple)
         return ",".join(value)
+
+
+def _punycode_hint(name: str) -> str:
+    """For a name of letters beyond ASCII, the form a browser sends it in
+    (IDNA, ``xn--``), which the Host header holds."""
+    if name.isascii():
+        return ""
+    try:
+        return f"; a browser sends this one as {name.encode('idna').decode()}"
+    except UnicodeError:
+        return ""

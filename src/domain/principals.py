@@ -82,16 +82,23 @@ MAX_REASON = 200
 
 IDENTITY_LIMIT = 128
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def identity_problem(value: str) -> str | None:
     """Why ``value`` can be no user or tenant id (1-``IDENTITY_LIMIT``
     characters, none a control character: a NUL is no text PostgreSQL
-    stores, a newline would forge a log line), or None."""
+    stores, a newline would forge a log line; none a lone surrogate, which is
+    no text at all: bytes of a terminal's encoding that are not UTF-8, as
+    Python reads a command line, or a token's ``\\udcff`` escape, which JSON
+    decoders take, made every write of the store and each answer naming the
+    id fail), or None."""
     if not value or len(value) > IDENTITY_LIMIT:
         return f"must be 1-{IDENTITY_LIMIT} characters"
     if _CONTROL.search(value):
         return "must hold no control characters"
+    if _SURROGATE.search(value):
+        return "must be text (UTF-8): it holds bytes of another encoding"
     return None
 
 

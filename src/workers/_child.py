@@ -12,6 +12,7 @@ import attrs
 import trio
 
 from trioscope.config import KEYS, Settings, Source
+from trioscope.entry_point import writes_any_text
 from trioscope.wire.log_lines import configure_logging
 from trioscope.server import ExitCode, ServingWorker, serve, tune_interpreter
 
@@ -82,6 +83,7 @@ def worker_main() -> None:
         print(f"trioscope worker: {exc}", file=sys.stderr)
         sys.exit(ExitCode.USAGE)
     assert isinstance(start, WorkerStart)
+    writes_any_text()  # it prints the banner
     settings = start.settings()
     configure_logging(settings.log.level, settings.log.format, worker=start.index)
     tune_interpreter()
