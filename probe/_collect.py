@@ -32,6 +32,7 @@ from trioscope.wire import (
 from ._docker import ContainerCollector
 from ._masking import cut_argv, masked_cmdline
 from ._netns import MAX_CONNECTIONS, NamespaceSockets, own_namespace
+from ._os_text import os_text
 from ._rates import LastReadings, busy_percent, per_second, share_since_start
 from ._rights import Sight
 from ._uplinks import uplinks
@@ -144,11 +145,11 @@ class HostCollector:
             else (0.0, 0.0)
         load = read("load", os.getloadavg, None)
         return HostInfo(
-            hostname=_clip(socket.gethostname(), 256),
-            os=_clip(platform.system(), 256),
-            platform=_clip(platform.platform(), 256),
-            kernel_version=_clip(platform.release(), 256),
-            architecture=_clip(platform.machine(), 256),
+            hostname=hostname(),
+            os=_clip(os_text(platform.system()), 256),
+            platform=_clip(os_text(platform.platform()), 256),
+            kernel_version=_clip(os_text(platform.release()), 256),
+            architecture=_clip(os_text(platform.machine()), 256),
             ip_addresses=read("interfaces", host_addresses, [])[:256],
             cpu_info=None if cpu is None else CpuInfo(model=_clip(_cpu_model(), 256), cores=psutil.cpu_count() or 0,
                                                       usage=cpu),
@@ -161,6 +162,12 @@ class HostCollector:
             network_rx_bytes_per_sec=rx, network_tx_bytes_per_sec=tx,
             disk_read_bytes_per_sec=reads, disk_write_bytes_per_sec=writes,
         )
+
+
+def hostname() -> str:
+    """This host's name as reports and the registration give it (``os_text``:
+    one set with bytes that are not UTF-8, ``unshare -u``, stopped the probe)."""
+    return _clip(os_text(socket.gethostname()), 256)
 
 
 def _disk_bytes() -> tuple[int, int]:
@@ -212,7 +219,7 @@ def interfaces() -> list[NetworkInterface]:
     for name, entries in list(psutil.net_if_addrs().items())[:1024]:
         io = counters.get(name)
         result.append(NetworkInterface(
-            name=_clip(name, 256),
+            name=_clip(os_text(name), 256),
             addresses=[e.address.split("%")[0][:64] for e in entries
                        if e.family in (socket.AF_INET, socket.AF_INET6)][:64],
             rx_bytes=io.bytes_recv if io else 0, tx_bytes=io.bytes_sent if io else 0))
@@ -221,13 +228,13 @@ def interfaces() -> list[NetworkInterface]:
 
 def _cpu_model() -> str:
     try:
-        with open("/proc/cpuinfo") as cpuinfo:
+        with open("/proc/cpuinfo", "rb") as cpuinfo:  # a hypervisor's brand string may be any bytes
             for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.partition(":")[2].strip()
+                if line.startswith(b"model name"):
+                    return os_text(line.partition(b":")[2].strip())
     except OSError:
         pass
-    return platform.processor()
+    return os_text(platform.processor())
 
 
 def _disks() -> list[DiskInfo]:
@@ -236,11 +243,12 @@ def _disks() -> list[DiskInfo]:
         if part.fstype in _PSEUDO_FS:
             continue
         try:
-            usage = psutil.disk_usage(part.mountpoint)
+            usage = psutil.disk_usage(part.mountpoint)  # as psutil decoded it: the OS takes it back
         except OSError:
             continue
-        disks.append(DiskInfo(mount_point=_clip(part.mountpoint, 1024), device=_clip(part.device, 1024),
-                              fs_type=_clip(part.fstype, 256), total_mb=usage.total / MB, used_mb=usage.used / MB,
+        disks.append(DiskInfo(mount_point=_clip(os_text(part.mountpoint), 1024),
+                              device=_clip(os_text(part.device), 1024),
+                              fs_type=_clip(os_text(part.fstype), 256), total_mb=usage.total / MB, used_mb=usage.used / MB,
                               free_mb=usage.free / MB, usage=usage.percent))
     return disks[:256]
 
@@ -250,9 +258,12 @@ _PROCESS_FIELDS = ["pid", "ppid", "name", "cmdline", "username", "memory_info", 
 
 
 def _cgroup(pid: int) -> str:
+    """The process's /proc/<pid>/cgroup, as text (``os_text``: a cgroup is a
+    directory any user with a delegated subtree may name with any bytes, and
+    one that was not UTF-8 failed the whole listing, every process gone)."""
     try:
-        with open(f"/proc/{pid}/cgroup") as handle:
-            return handle.read(16384)
+        with open(f"/proc/{pid}/cgroup", "rb") as handle:
+            return os_text(handle.read(16384))
     except OSError:
         return ""
 
@@ -291,13 +302,15 @@ def processes(namespaces: dict[int, int] | None = None, listed: Listed | None = 
         memory = info.get("memory_info")
         result.append(ProcessInfo(
             pid=pid, ppid=max(0, info.get("ppid") or 0),
-            name=_clip(info.get("name") or "", 256),
-            cmdline=_clip(masked_cmdline(cut_argv(info.get("cmdline") or [], MASKED_CMDLINE)), MAX_CMDLINE),
-            user=_clip(info.get("username") or "", 256),
+            name=_clip(os_text(info.get("name") or ""), 256),
+            # Made text before it is masked: masking reads what is shown.
+            cmdline=_clip(masked_cmdline(cut_argv([os_text(a) for a in info.get("cmdline") or []], MASKED_CMDLINE)),
+                          MAX_CMDLINE),
+            user=_clip(os_text(info.get("username") or ""), 256),
             cpu_percent=max(0.0, cpu),
             memory_rss_bytes=memory.rss if memory else 0,
             threads=info.get("num_threads") or 0,
-            status=_clip(info.get("status") or "", 256),
+            status=_clip(os_text(info.get("status") or ""), 256),
             started_at=started_at,
             container_id=container_id_from_cgroup(cgroup),
             cgroup=_clip(cgroup, 16384),

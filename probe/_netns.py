@@ -133,8 +133,8 @@ def sockets_in_use(directory: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for name in ("sockstat", "sockstat6"):
         try:
-            with open(f"{directory}/{name}") as handle:
-                text = handle.read()
+            with open(f"{directory}/{name}", "rb") as handle:
+                text = handle.read().decode("ascii", "replace")  # the kernel's words and numbers
         except FileNotFoundError:
             continue  # a kernel without IPv6 (or the process is gone: its tables will say)
         for line in text.splitlines():

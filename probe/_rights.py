@@ -21,6 +21,8 @@ import attrs
 
 from trioscope.wire import Connection, Gaps, ProcessInfo
 
+from ._os_text import os_text
+
 log = logging.getLogger("trioscope_probe")
 
 CAP_DAC_READ_SEARCH = 2
@@ -144,9 +146,11 @@ def unreadable_descriptors(proc_root: str, pids: Iterable[int]) -> list[int]:
 
 
 def _read(path: str) -> str | None:
+    """A /proc file's text (``os_text``: a mount point or a process's name in
+    it may be any bytes, and one that was not UTF-8 stopped the probe at start)."""
     try:
-        with open(path) as handle:
-            return handle.read(1 << 20)
+        with open(path, "rb") as handle:
+            return os_text(handle.read(1 << 20))
     except OSError:
         return None
 

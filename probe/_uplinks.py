@@ -81,8 +81,12 @@ def _up(flags: str) -> bool:
 
 
 def _lines(path: Path) -> list[str]:
+    """The file's lines, decoded as Python decodes names (``os.fsdecode``): an
+    interface's name in them is compared with psutil's, and may be any bytes
+    (one that was not UTF-8 lost every network rate)."""
     try:
-        with path.open() as handle:
-            return handle.read(1 << 20).splitlines()  # a route table of thousands of routes is a few hundred KB
+        with path.open("rb") as handle:
+            # A route table of thousands of routes is a few hundred KB.
+            return os.fsdecode(handle.read(1 << 20)).splitlines()
     except OSError:
         return []

@@ -32,7 +32,7 @@ from trioscope.wire.log_lines import configure_logging
 
 from . import _answers as answers
 from ._agent import CommandAgent, Credentials, check_writable, enroll, load_credentials, save_credentials
-from ._collect import ReportCollector
+from ._collect import ReportCollector, hostname
 from ._config import (CONFIG_ENV, FILE_KEY_OF_ENV, MAX_NUMBER, ConfigFileError, FileValues, example_file,
                       load_file, unknown_environment)
 from ._docker import ContainerCollector
@@ -257,7 +257,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     collector = ReportCollector(args.agent_id, processes=not args.no_processes,
                                 connections=not args.no_connections, containers=containers)
     if args.once:
-        sys.stdout.write(orjson.dumps(encode(collector.collect()), option=orjson.OPT_INDENT_2).decode() + "\n")
+        # JSON is UTF-8: as bytes, not in the locale's encoding (ASCII under LC_ALL=C could not write an İ).
+        sys.stdout.buffer.write(orjson.dumps(encode(collector.collect()), option=orjson.OPT_INDENT_2) + b"\n")
         return
     logging.getLogger("trioscope_probe").info(
         "probe %s reporting to %s every %ss", args.agent_id, shown_url(args.server), f"{interval:g}")
@@ -335,7 +336,7 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
                 nursery.start_soon(CommandAgent(client, credentials, args.docker_host, allowed,
                                                 containers_changed=asked.ask, pending=pending).run)
             nursery.start_soon(functools.partial(
-                run_publisher, server, args.agent_id, socket.gethostname()[:256], interval, args.buffer,
+                run_publisher, server, args.agent_id, hostname(), interval, args.buffer,
                 collector.collect, metadata=metadata, signer=signer, tls=args.tls, asked=asked))
     return 0
 

@@ -13,6 +13,7 @@ import orjson
 import pytest
 import trio
 
+from tests.process_end import end
 from trioscope.wire import shown_url
 from trioscope_probe.cli import _private_path, build_parser
 from trioscope_probe._config import ConfigFileError, load_file, unknown_environment
@@ -62,6 +63,30 @@ def test_once_prints_a_report() -> None:
     result = subprocess.run([sys.executable, "-m", "trioscope_probe", "--once", "--no-processes", "--agent-id", "p1"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and orjson.loads(result.stdout)["agent_id"] == "p1"
+
+
+@pytest.mark.parametrize("locale", [{}, {"LC_ALL": "C", "PYTHONUTF8": "0"}])
+def test_once_prints_a_report_with_a_process_whose_name_and_argv_are_not_utf8(tmp_path: Path,
+                                                                              locale: dict[str, str]) -> None:
+    """The reviewer's repro: such a process stopped the probe (orjson's TypeError)
+    at its first report, --once as the publisher; under LC_ALL=C (Python's
+    file system encoding ASCII) any byte past ASCII did, and --once could not
+    write an İ to its output."""
+    program = os.fsencode(tmp_path) + b"/py\xffth"
+    os.symlink(sys.executable, program)
+    process = subprocess.Popen([program, b"-c", b"import sys; sys.stdin.read()", b"x\xff", "İ😀".encode()],
+                               stdin=subprocess.PIPE)
+    try:
+        result = subprocess.run([sys.executable, "-m", "trioscope_probe", "--once", "--no-connections", "--agent-id",
+                                 "p1"], capture_output=True, timeout=60, env={**os.environ, **locale})
+    finally:
+        assert process.stdin is not None
+        process.stdin.close()
+        end(process)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    (found,) = [p for p in orjson.loads(result.stdout)["processes_info"]["processes"] if p["pid"] == process.pid]
+    assert found["name"] == "py\\xffth"
+    assert found["cmdline"].endswith("py\\xffth -c import sys; sys.stdin.read() x\\xff İ😀"), found["cmdline"]
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
