@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import re
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -82,7 +83,7 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
     connections cut first, a host of 1,200 processes at the default budget was
     sent with no socket at all, every edge gone, for processes that made none."""
     limit -= min(REPORT_MARGIN, limit // 8)
-    raw = orjson.dumps(encode(report))
+    raw = report_json(report)
     processes_gone = connections_gone = 0
     listed = report.docker_info.containers if report.docker_info is not None else []
     while True:
@@ -114,7 +115,7 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
             report = cut
         else:
             break  # nothing left to cut: the server will say what is too large
-        raw = orjson.dumps(encode(report))
+        raw = report_json(report)
     sent = report.docker_info.containers if report.docker_info is not None else []
     containers_cut = 0
     if sent is not listed:  # each container cut short or left out counted once, however many steps it took
@@ -126,8 +127,57 @@ def encode_report(report: Report, limit: int = MAX_REPORT_BYTES,
         # above): the server shows it on the host's node.
         report = attrs.evolve(report, left_out=LeftOut(
             processes=processes_gone, connections=connections_gone, containers=containers_cut))
-        raw = orjson.dumps(encode(report))
+        raw = report_json(report)
     return gzip.compress(raw, compresslevel=5), dropped
+
+
+def report_json(report: Report, option: int = 0) -> bytes:
+    """The report as JSON (``option``: orjson's). The collectors make every
+    string they read valid text (``os_text``); one that is not all the same (a
+    lone surrogate, which JSON cannot hold: a source the collectors missed, or
+    an engine's JSON escaping one) is sent with that surrogate written out
+    (``\\udcff``), and said once for each field, not raised: orjson's
+    TypeError stopped the probe at its first report, for good."""
+    document = encode(report)
+    try:
+        return orjson.dumps(document, option=option)
+    except orjson.JSONEncodeError:
+        fields: set[str] = set()
+        valid = _valid_text(document, "", fields)
+        if fields - _INVALID_SAID:
+            log.warning("a report held text that is not valid UTF-8 (a lone surrogate) in %s: sent with it "
+                        "written out (\\udcff); said once for each field", ", ".join(sorted(fields - _INVALID_SAID)))
+            _INVALID_SAID.update(fields)
+        return orjson.dumps(valid, option=option)
+
+
+_INVALID_SAID: set[str] = set()
+"""The fields ``report_json`` said held invalid text: each once in the probe's life."""
+
+
+def _valid_text(value: object, field: str, fields: set[str]) -> object:
+    """``value`` (a report's JSON document) with each lone surrogate of its
+    strings (keys too) written out as ``\\udcff``; the fields that held one
+    added to ``fields``, named by the report's own keys
+    (``processes_info.processes[].name``; a label's or a variable's as ``*``)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            fields.add(field or "the report")
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {_valid_text(k, field, fields): _valid_text(v, f"{field}.{k if _SCHEMA_KEY.fullmatch(k) else '*'}"
+                                                          .lstrip("."), fields)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_valid_text(v, f"{field}[]", fields) for v in value]
+    return value
+
+
+_SCHEMA_KEY = re.compile(r"[a-z][a-z0-9_]*")
+"""A key of the report's schema, not a label's or a variable's (those are said as ``*``)."""
 
 
 def _without_least_busy(report: Report, candidates: list[ProcessInfo], count: int) -> tuple[Report, int]:

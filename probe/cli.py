@@ -27,7 +27,7 @@ import httpx
 import orjson
 import trio
 
-from trioscope.wire import client_tls, encode, server_url_problem, shown_url
+from trioscope.wire import client_tls, server_url_problem, shown_url
 from trioscope.wire.log_lines import configure_logging
 
 from . import _answers as answers
@@ -44,7 +44,7 @@ from ._pending import PendingReports
 from ._refusals import Backoff, ServerUnavailable
 from ._state_dir import trusted_state_dir
 from ._token_file import TokenFileError, read_token_file
-from ._transport import ReportRequests, Signer, run_publisher
+from ._transport import ReportRequests, Signer, report_json, run_publisher
 
 _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
 
@@ -258,7 +258,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                 connections=not args.no_connections, containers=containers)
     if args.once:
         # JSON is UTF-8: as bytes, not in the locale's encoding (ASCII under LC_ALL=C could not write an İ).
-        sys.stdout.buffer.write(orjson.dumps(encode(collector.collect()), option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.buffer.write(report_json(collector.collect(), orjson.OPT_INDENT_2) + b"\n")
         return
     logging.getLogger("trioscope_probe").info(
         "probe %s reporting to %s every %ss", args.agent_id, shown_url(args.server), f"{interval:g}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import logging
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -16,12 +17,13 @@ import trio
 
 from tests.synthetic import host_report
 from trioscope.domain.agents import host_metrics
-from trioscope.wire import LeftOut, MemoryBudget, decode_report, encode
+from trioscope.wire import LeftOut, MemoryBudget, ProcessesInfo, ProcessInfo, Report, decode_report, encode
+from trioscope_probe import _transport
 from trioscope_probe._refusals import (
     REFUSED_RETRY, RESIGN_ATTEMPTS, Backoff, Link, Refused, Standing, send, transport_problem,
 )
 from trioscope_probe._transport import (
-    MEMORY_BUDGET, Outbox, Signer, encode_report, run_publisher, stated_budget,
+    MEMORY_BUDGET, Outbox, Signer, encode_report, report_json, run_publisher, stated_budget,
 )
 
 
@@ -574,3 +576,21 @@ async def test_reports_keep_their_interval_from_each_collections_start(
     assert len(starts) >= 4 and [b - a for a, b in zip(starts, starts[1:])] == [pytest.approx(gap)] * (len(starts) - 1)
     late = [r.getMessage() for r in caplog.records if "longer than the interval" in r.getMessage()]
     assert len(late) == (1 if takes > 15 else 0), late
+
+
+def test_text_a_source_missed_is_sent_written_out_and_said_once_not_raised(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """The collectors make what they read valid text; a lone surrogate they
+    missed (or a container engine's JSON escaping one) stopped the probe at
+    its first report (orjson's TypeError, out of the collecting loop)."""
+    monkeypatch.setattr(_transport, "_INVALID_SAID", set())
+    report = Report(agent_id="a1", hostname="h", timestamp=datetime.now(UTC), processes_info=ProcessesInfo(processes=[
+        ProcessInfo(pid=7, name="x\udcff", cmdline="a\ud800 İ")]))
+    with caplog.at_level(logging.WARNING, logger="trioscope_probe"):
+        for _ in range(2):
+            body, _ = encode_report(report)
+            (process,) = decode_report(orjson.loads(gzip.decompress(body))).processes_info.processes  # type: ignore[union-attr]
+            assert (process.name, process.cmdline) == ("x\\udcff", "a\\ud800 İ")
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(said) == 1 and "processes_info.processes[].cmdline, processes_info.processes[].name" in said[0]
+    assert orjson.loads(report_json(report, orjson.OPT_INDENT_2))["processes_info"]["processes"][0]["name"] == "x\\udcff"
