@@ -285,7 +285,7 @@ def masked_cmdline(argv: list[str], start: int = 0) -> str:
     text = " ".join(argv)
     if not _hinted(text):
         return " ".join(argv[start:]) if start else text
-    hinted = _hinted_parts(text.lower(), list(itertools.accumulate((len(a) + 1 for a in argv[:-1]), initial=0)))
+    hinted = _hinted_parts(_lowered(text), list(itertools.accumulate((len(a) + 1 for a in argv[:-1]), initial=0)))
     walk = _Walk()
     shown = [walk.argument(arg, n in hinted) for n, arg in enumerate(argv)]
     return " ".join(shown[start:] if start else shown)
@@ -379,8 +379,26 @@ def _hinted_parts(lowered: str, starts: list[int]) -> set[int]:
 def _hinted(text: str) -> bool:
     """Whether ``text`` holds one of ``_HINTS``: no rule masks anything in a
     word without one (but for what a word before it announced)."""
-    lowered = text.lower()
+    lowered = _lowered(text)
     return any([hint in lowered for hint in _HINTS])  # a list: a generator costs twice as much
+
+
+def _lowered(text: str) -> str:
+    """``text`` lowercased as the hints are found in it, one character for
+    one, so that an offset in it is one in ``text`` (``_hinted_parts``):
+    ``'İ'.lower()`` is two characters, and each ``İ`` before a secret moved
+    its hint into a later argument (``--home=/home/İİİİİİİİİ --password
+    hunter2`` sent ``hunter2``). ``str.lower`` where it keeps the length (no
+    character lowercases to none: then each to one), else ``_ONE_FOR_ONE``."""
+    lowered = text.lower()
+    return lowered if len(lowered) == len(text) else text.translate(_ONE_FOR_ONE)
+
+
+_ONE_FOR_ONE = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ\u0130\u212a", "abcdefghijklmnopqrstuvwxyz\u0069k")
+"""A lowercase of one character for one, finding the hints (ASCII) where
+``str.lower`` finds them: ASCII capitals, and the two other characters
+whose ``lower()`` holds an ASCII letter: ``İ`` (an i and a combining dot,
+the one character whose lowercase is longer) and the Kelvin sign (``k``)."""
 
 
 def _split_quotes(word: str) -> tuple[str, str, str]:
@@ -620,7 +638,7 @@ class _Walk:
             return masked
         nested = _Walk(nested=True)  # its own tools and flags
         parts = _SPACES.split(arg)  # words, and the spaces between them
-        hinted = _hinted_parts(arg.lower(), list(itertools.accumulate((len(p) for p in parts[:-1]), initial=0)))
+        hinted = _hinted_parts(_lowered(arg), list(itertools.accumulate((len(p) for p in parts[:-1]), initial=0)))
         return "".join([nested.word(part, n in hinted) if n % 2 == 0 else part for n, part in enumerate(parts)])
 
     def _nothing_said(self, word: str, hinted: bool | None) -> bool:

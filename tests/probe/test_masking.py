@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from trioscope_probe._masking import MASK, cut_argv, masked_cmdline
+from trioscope_probe._masking import MASK, cut_argv, masked_cmdline, masked_variable
 
 JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbiJ9.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk"
 
@@ -468,3 +468,26 @@ def test_no_secret_of_a_line_cut_anywhere_is_shown() -> None:
     for limit in range(len(" ".join(argv)) + 1):
         cut = masked_cmdline(cut_argv(argv, limit))
         assert "abc" not in cut and "pw" not in cut and "horse" not in cut, (limit, cut)
+
+
+LONGER_LOWERCASE = [c for c in map(chr, range(0x110000)) if len(c.lower()) != 1]
+"""Characters whose ``lower()`` is longer than they are (``İ``: an i and a combining dot)."""
+
+
+@pytest.mark.parametrize("before", ["İ", "İ" * 9, "xİyİz" * 4, "İ\u212a" * 6, "".join(LONGER_LOWERCASE) * 9])
+def test_a_secret_after_characters_whose_lowercase_is_longer_is_masked(before: str) -> None:
+    """The hints were found in ``text.lower()`` at offsets of ``text``: each İ
+    moved one into a later argument, and the secret after it was sent."""
+    assert masked_cmdline(["app", f"--home=/home/{before}", "--password", "hunter2"]) == \
+        f"app --home=/home/{before} --password ***"
+    assert masked_cmdline(["sh", "-c", f"echo {before}; psql --password hunter2"]) == \
+        f"sh -c echo {before}; psql --password ***"
+    assert masked_variable("JAVA_OPTS", f"-Dcity={before} --password hunter2") == f"-Dcity={before} --password ***"
+    assert masked_variable("OPTS", f"-Dcity={before}{before} --token=abc --x y") == \
+        f"-Dcity={before}{before} --token=*** --x y"
+
+
+def test_a_hint_in_characters_lower_makes_ascii_is_found_as_before() -> None:
+    """The Kelvin sign's lowercase is k, and ``re.IGNORECASE`` reads it as k: a hint."""
+    assert masked_cmdline(["app", "--api-\u212aey=x"]) == "app --api-\u212aey=***"
+    assert masked_cmdline(["app", f"--city={'İ' * 4}", "--api-\u212aey", "x"]) == f"app --city={'İ' * 4} --api-\u212aey ***"
