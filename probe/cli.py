@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import functools
+import hashlib
 import ipaddress
 import logging
 import os
@@ -39,6 +40,7 @@ from ._docker import ContainerCollector
 from ._engine import docker_host_problem
 from ._duration import parse_duration
 from ._executor import DEFAULT_ALLOWED, KNOWN, ControlError
+from ._os_text import os_bytes
 from ._parent import stop_when_parent_gone
 from ._pending import PendingReports
 from ._refusals import Backoff, ServerUnavailable
@@ -50,8 +52,30 @@ _NOT_ID = re.compile(r"[^A-Za-z0-9._:@-]")
 
 
 def default_agent_id() -> str:
-    """The hostname, made a valid agent id."""
-    name = _NOT_ID.sub("-", socket.gethostname()).lstrip("._:@-") or "host"
+    """The hostname, made a valid agent id (``agent_id_of``)."""
+    return agent_id_of(socket.gethostname())
+
+
+def agent_id_of(hostname: str) -> str:
+    """A host name (as Python decoded it) made a valid agent id: each
+    character an id cannot hold as ``-``, a label that is not ASCII first
+    written as its punycode, ``xn--`` and all (``höst`` -> ``xn--hst-sna``, as
+    DNS writes it; ``Höst`` -> ``xn--Hst-sna``). With only the ``-``, ``сервер``
+    and ``база`` were both ``host``, and the topology flipped between them.
+    Punycode reads code points: it takes any label (an emoji, a byte that is
+    not UTF-8, kept as a lone surrogate), and gives two labels one form only if
+    they are one. The bytes are read as UTF-8 whatever the locale, so that a
+    probe keeps its id under any; an ASCII name's id is as it always was
+    (probes keep theirs). Cut to 128 characters, an id of a name that is not
+    ASCII (its punycode may be longer) ends with a hash of the name."""
+    raw = os_bytes(hostname)
+    name = raw.decode("utf-8", "surrogateescape")
+    if not name.isascii():
+        name = ".".join(label if label.isascii() else "xn--" + label.encode("punycode").decode("ascii")
+                        for label in name.split("."))
+    name = _NOT_ID.sub("-", name).lstrip("._:@-") or "host"
+    if len(name) > 128 and not raw.isascii():
+        name = f"{name[:119]}-{hashlib.sha256(raw).hexdigest()[:8]}"
     return name[:128]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import trio
 
 from tests.process_end import end
 from trioscope.wire import shown_url
+from trioscope_probe import cli
 from trioscope_probe.cli import _private_path, build_parser
 from trioscope_probe._config import ConfigFileError, load_file, unknown_environment
 from trioscope_probe._duration import parse_duration
@@ -316,3 +318,41 @@ def test_a_file_that_is_no_configuration_is_not_echoed(tmp_path: Path) -> None:
     assert result.returncode == 2 and "$6$salt$hash" not in result.stderr
     assert result.stderr == (f"trioscope-probe: configuration error: {config}:1: not a key of the probe's "
                              "configuration (is it a probe configuration file?)\n")
+
+
+AGENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+"""An agent id the probe and the server take (``main``'s check)."""
+
+
+def agent_id_of(monkeypatch: pytest.MonkeyPatch, hostname: str) -> str:
+    """The default agent id of a host named ``hostname`` (as Python decodes it)."""
+    monkeypatch.setattr(cli.socket, "gethostname", lambda: hostname)
+    return cli.default_agent_id()
+
+
+@pytest.mark.parametrize(("hostname", "agent_id"), [
+    ("web-1", "web-1"), ("web-1.example.com", "web-1.example.com"), ("Web_1:x@y", "Web_1:x@y"), ("my host", "my-host"),
+    ("_x", "x"), ("", "host"), ("-.-", "host"), ("a/b", "a-b"), ("a" * 200, "a" * 128),
+])
+def test_an_ascii_host_names_agent_id_is_as_it_always_was(monkeypatch: pytest.MonkeyPatch, hostname: str,
+                                                          agent_id: str) -> None:
+    assert agent_id_of(monkeypatch, hostname) == agent_id
+
+
+def test_host_names_that_are_not_ascii_give_distinct_agent_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each character outside an id's was a ``-``: ``сервер`` and ``база`` were
+    both ``host``, ``höst`` and ``hëst`` both ``h-st``, and the topology
+    flipped between them."""
+    names = ["сервер", "база", "höst", "hëst", "Höst", "😀", "😁", "h\udcffst", "h\udcfest", "höst.example.com",
+             "höst.example.org", "é." * 21 + "a", "é." * 21 + "b", "ü" * 64, "ü" * 63 + "ö"]
+    ids = [agent_id_of(monkeypatch, name) for name in names]
+    assert len(set(ids)) == len(names) and all(AGENT_ID.fullmatch(i) for i in ids), ids
+    assert [agent_id_of(monkeypatch, name) for name in ("höst", "сервер.example", "😀")] == [
+        "xn--hst-sna", "xn--b1afb6bcb.example", "xn--e28h"]  # as DNS writes them
+
+
+def test_a_host_names_agent_id_is_the_same_whatever_the_locale(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "iso-8859-1")
+    assert agent_id_of(monkeypatch, "höst".encode().decode("iso-8859-1")) == "xn--hst-sna"
+    monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "ascii")
+    assert agent_id_of(monkeypatch, "höst".encode().decode("ascii", "surrogateescape")) == "xn--hst-sna"
