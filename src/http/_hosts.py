@@ -12,9 +12,13 @@ before anything else reads it. Without a list, a server listening on a
 loopback address answers those alone (whoever else can reach it is a page
 rebinding a name), and one listening elsewhere any name (it has names of its
 own that only its operator knows: list them to close it too). Programs that
-send no ``Host`` (HTTP/1.0) are not concerned, nor are connections from a
-trusted proxy (``server.trusted_proxies``), which chose this server by the
-name (nginx's ``server_name``) and passes it on as the browser sent it.
+send no ``Host`` (HTTP/1.0) are not concerned. Without a list, neither are
+connections from a trusted proxy (``server.trusted_proxies``), which passes
+on the name a browser sent as it sent it, a name this server cannot know; with
+one, they are checked too: nginx's first ``server`` block on a port answers
+any name (its default server), and the proxy's own machine is trusted, so the
+exemption let a rebound name through the proxy, and any page on that machine
+straight to the server.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ class HostPolicy:
     names: frozenset[str] = frozenset()
     domains: tuple[str, ...] = ()
     any_name: bool = True
+    listed: bool = False
+    """The names were listed (``server.allowed_hosts``), not the loopback default:
+    what a trusted proxy passes on is checked too."""
 
     @classmethod
     def parse(cls, allowed: Sequence[str], listening_on: str) -> HostPolicy:
@@ -46,7 +53,7 @@ class HostPolicy:
         if "*" in allowed or (not allowed and not loopback(listening_on)):
             return cls()
         return cls(frozenset(n for n in allowed if not n.startswith(".")),
-                   tuple(n for n in allowed if n.startswith(".")), any_name=False)
+                   tuple(n for n in allowed if n.startswith(".")), any_name=False, listed=bool(allowed))
 
     def allows(self, host: str) -> bool:
         """Whether ``host`` (a ``Host`` header: a name or address, maybe with a port) is answered."""
@@ -95,7 +102,8 @@ class HostCheck:
             return
         host = next((bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if bytes(k).lower() == b"host"),
                     None)
-        if host is None or self.policy.allows(host) or self.proxies.trusts_peer(str((scope.get("client") or ("",))[0])):
+        if host is None or self.policy.allows(host) or (
+                not self.policy.listed and self.proxies.trusts_peer(str((scope.get("client") or ("",))[0]))):
             await self.app(scope, receive, send)
             return
         scope[ROUTE_KEY] = "(Host refused)"
