@@ -276,7 +276,7 @@ def processes(namespaces: dict[int, int] | None = None, listed: Listed | None = 
     """Every process. ``process_iter`` keeps its Process objects between calls, so
     ``cpu_percent`` is the share since the previous cycle (or since the
     ``ReportCollector`` started); a process not in the previous listing
-    (``listed``: ``listed_of`` it; None, none known: as ``cpu_percent`` says),
+    (``listed``, by pid and start; None, none known: as ``cpu_percent`` says),
     of which there is no reading to compare with, its share since it started
     (``share_since_start``). ``namespaces``: pid -> network namespace, for those not in this probe's."""
     namespaces = namespaces or {}

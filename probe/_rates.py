@@ -55,7 +55,6 @@ class LastReadings:
         return before
 
 
-
 TICK = 0.01
 """The kernel's clock tick (``CLK_TCK`` 100), which a process's start time is counted in."""
 
