@@ -268,6 +268,9 @@ def _cgroup(pid: int) -> str:
         return ""
 
 
+_BOOT_CLOCK: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+"""The clock a process's start is counted on (Linux's; elsewhere ``cpu_percent`` as it says)."""
+
 Listed = frozenset[tuple[int, datetime]]
 """The processes of a listing, by pid and ``started_at`` (a pid used again is another process)."""
 
@@ -288,11 +291,10 @@ def processes(namespaces: dict[int, int] | None = None, listed: Listed | None = 
         started_at = datetime.fromtimestamp(created, UTC) if created else None
         try:
             cpu = proc.cpu_percent(interval=None)  # also the reading the next listing compares with
-            if listed is not None and created and (info["pid"], started_at) not in listed:
+            if listed is not None and created and _BOOT_CLOCK is not None and (info["pid"], started_at) not in listed:
                 boot = psutil.boot_time() if boot is None else boot  # as create_time added it
                 times = proc.cpu_times()
-                cpu = share_since_start(times.user + times.system, created - boot,
-                                        time.clock_gettime(time.CLOCK_BOOTTIME))
+                cpu = share_since_start(times.user + times.system, created - boot, time.clock_gettime(_BOOT_CLOCK))
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
         pid = info["pid"]
@@ -303,8 +305,12 @@ def processes(namespaces: dict[int, int] | None = None, listed: Listed | None = 
         result.append(ProcessInfo(
             pid=pid, ppid=max(0, info.get("ppid") or 0),
             name=_clip(os_text(info.get("name") or ""), 256),
-            # Made text before it is masked: masking reads what is shown.
-            cmdline=_clip(masked_cmdline(cut_argv([os_text(a) for a in info.get("cmdline") or []], MASKED_CMDLINE)),
+            # Made text before it is masked (masking reads what is shown), once cut: an argv of
+            # 800,000 arguments made text whole cost 55-290 ms a process, every cycle. Cut
+            # again after, as escapes (\xff) lengthen it.
+            cmdline=_clip(masked_cmdline(cut_argv([os_text(a) for a in cut_argv(info.get("cmdline") or [],
+                                                                                 MASKED_CMDLINE)],
+                                                  MASKED_CMDLINE)),
                           MAX_CMDLINE),
             user=_clip(os_text(info.get("username") or ""), 256),
             cpu_percent=max(0.0, cpu),

@@ -92,6 +92,16 @@ def test_a_token_naming_a_user_of_a_lone_surrogate_is_refused() -> None:
         read_user_token(SECRET, token, now=now)
 
 
-def test_a_host_name_of_letters_beyond_ascii_is_told_its_idna_form() -> None:
-    with pytest.raises(InvalidValue, match="a browser sends this one as xn--bcher-kva.example"):
-        HostNamesKind().parse("bücher.example")
+@pytest.mark.parametrize(("name", "sent"), [
+    ("bücher.example", "xn--bcher-kva.example"),
+    ("straße.de", "xn--strae-oqa.de"),  # as browsers map it (Python's IDNA 2003 codec: strasse.de)
+])
+def test_a_host_name_of_letters_beyond_ascii_is_told_its_idna_form(name: str, sent: str) -> None:
+    with pytest.raises(InvalidValue, match=f"a browser sends this one as {sent}"):
+        HostNamesKind().parse(name)
+
+
+def test_a_host_name_with_a_port_is_told_no_idna_form() -> None:
+    with pytest.raises(InvalidValue) as refused:
+        HostNamesKind().parse("höst:8080")
+    assert "no port" in str(refused.value) and "xn--" not in str(refused.value)

@@ -19,6 +19,7 @@ import urllib.parse
 from typing import Protocol
 
 import attrs
+import idna
 
 from trioscope.wire import IPV6_IN_BRACKETS, unbracketed_ipv6
 
@@ -915,10 +916,13 @@ class OriginsKind:
 
 def _punycode_hint(name: str) -> str:
     """For a name of letters beyond ASCII, the form a browser sends it in
-    (IDNA, ``xn--``), which the Host header holds."""
-    if name.isascii():
+    (UTS #46 nontransitional, as browsers map it: ``straße.de`` is
+    ``xn--strae-oqa.de``, where Python's own IDNA 2003 codec says
+    ``strasse.de``), which the Host header holds. None for a name with a
+    port, which the message refuses for that already."""
+    if name.isascii() or ":" in name:
         return ""
     try:
-        return f"; a browser sends this one as {name.encode('idna').decode()}"
-    except UnicodeError:
+        return f"; a browser sends this one as {idna.encode(name, uts46=True, transitional=False).decode()}"
+    except idna.IDNAError:
         return ""

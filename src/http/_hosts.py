@@ -24,6 +24,7 @@ straight to the server.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Sequence
 
 import attrs
@@ -31,6 +32,8 @@ import attrs
 from ._access_log import ROUTE_KEY, App, Receive, Scope, Send
 from ._errors import send_refusal
 from ._forwarded import TrustedProxies
+
+log = logging.getLogger(__name__)
 
 MISDIRECTED = 421
 """RFC 9110: the server is not able to answer for this URI's authority."""
@@ -95,6 +98,7 @@ class HostCheck:
         self.app = app
         self.policy = policy
         self.proxies = proxies
+        self._proxy_refused_said = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.policy.any_name or scope["type"] not in ("http", "websocket"):
@@ -102,10 +106,20 @@ class HostCheck:
             return
         host = next((bytes(v).decode("latin-1") for k, v in scope.get("headers", ()) if bytes(k).lower() == b"host"),
                     None)
-        if host is None or self.policy.allows(host) or (
-                not self.policy.listed and self.proxies.trusts_peer(str((scope.get("client") or ("",))[0]))):
+        if host is None or self.policy.allows(host):
             await self.app(scope, receive, send)
             return
+        if self.proxies.trusts_peer(str((scope.get("client") or ("",))[0])):
+            if not self.policy.listed:
+                await self.app(scope, receive, send)
+                return
+            if not self._proxy_refused_said:
+                # A proxy that names its upstream (nginx's default Host is $proxy_host) is refused on
+                # every request once names are listed: said once, so that it is found at once.
+                self._proxy_refused_said = True
+                log.warning("a trusted proxy asked for %r, which is none of --allowed-hosts: refused 421 (have it "
+                            "pass the Host the browser sent, nginx's proxy_set_header Host $http_host, or list "
+                            "the name)", host[:200], extra={"event": "proxy_host_not_allowed"})
         scope[ROUTE_KEY] = "(Host refused)"
         await send_refusal(scope, send, MISDIRECTED, "host_not_allowed", (
             f"this server does not answer for the name {host[:200]!r}; ask for it by an IP address or localhost, "

@@ -62,3 +62,15 @@ async def test_listed_names_and_trusted_proxies_are_answered(flags: list[str], a
             for host, status in answered.items():
                 response = await client.get("/health", headers={"Host": host})
                 assert response.status_code == status, (host, response.text)
+
+
+async def test_a_trusted_proxy_refused_for_its_host_is_said_once() -> None:
+    """A proxy passing its upstream's name (nginx's default Host) is refused on every
+    request once names are listed: the log says so once, naming the name and the fix."""
+    flags = ["--local-probe", "false", "--trusted-proxies", "127.0.0.1/32", "--allowed-hosts", "ops.example"]
+    with ServerProcess(flags) as server:
+        async with httpx.AsyncClient(base_url=server.base_url) as client:
+            for _ in range(3):
+                assert (await client.get("/health", headers={"Host": "trioscope_upstream"})).status_code == 421
+    said = [line for line in server.stderr().splitlines() if "trioscope_upstream" in line and "$http_host" in line]
+    assert len(said) == 1, said

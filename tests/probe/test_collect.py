@@ -385,6 +385,26 @@ def test_a_process_listed_before_says_its_share_since_that_listing_not_since_it_
     assert shown.cpu_percent < 5, shown.cpu_percent  # since it started: 0.3 s of CPU in a few seconds
 
 
+def test_a_process_new_at_one_listing_is_measured_from_that_listing_at_the_next() -> None:
+    """Once listed, a process started after the probe is measured as any other:
+    kept as new, it would say its share since it started in every report."""
+    collector = ReportCollector("probe-unit", processes=True, connections=False)
+    collector.collect()
+    busy_then_idle = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass\n"
+         "print('idle', flush=True)\ntime.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert busy_then_idle.stdout is not None and busy_then_idle.stdout.readline() == "idle\n"
+        first = collector.collect()
+        second = collector.collect()
+    finally:
+        end(busy_then_idle)
+    (new,) = [p for p in first.processes_info.processes if p.pid == busy_then_idle.pid]
+    (listed,) = [p for p in second.processes_info.processes if p.pid == busy_then_idle.pid]
+    assert new.cpu_percent > 0
+    assert listed.cpu_percent < 5, listed.cpu_percent  # idle since the first
+
+
 @pytest.mark.parametrize(("busy", "started", "now", "share"), [
     (1.0, 100.0, 104.0, 25.0),    # a second of CPU in four
     (3.0, 100.0, 101.0, 300.0),   # three cores' worth
