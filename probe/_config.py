@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from trioscope.wire import service_links
+
 KEYS: dict[str, tuple[tuple[type, ...], str]] = {
     "server": ((str,), "the server's base URL"),
     "interval": ((str, int, float), "a duration (15s, 1m) or a number of seconds"),
@@ -114,9 +116,10 @@ def unknown_environment(environ: Mapping[str, str]) -> list[str]:
     with the one it most likely meant: a misspelt variable would otherwise
     leave its setting silently at the default."""
     known = [*FILE_KEY_OF_ENV, CONFIG_ENV]
+    links = service_links(environ, ENV_PREFIX)  # a Kubernetes Service named trioscope-probe...
     problems = []
     for name in sorted(environ):
-        if name.startswith(ENV_PREFIX) and name not in known:
+        if name.startswith(ENV_PREFIX) and name not in known and name not in links:
             close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
             hint = f" (did you mean {close[0]}?)" if close else f"; the probe's are {', '.join(sorted(known))}"
             problems.append(f"unknown environment variable {name}{hint}")

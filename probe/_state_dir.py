@@ -29,13 +29,22 @@ MAX_STATE_FILE = 64 * 1024
 
 
 def trusted_state_dir(directory: Path) -> Path:
-    """``directory``, created 0700 if missing, with its symbolic links above it
-    resolved (so that nothing can be swapped on the way to it later).
+    """``directory`` (``~`` is the home directory), created 0700 if missing,
+    with its symbolic links above it resolved (so that nothing can be swapped
+    on the way to it later).
 
     Raises:
         ControlError: it, or a directory above it, is one another user could
-            change (the message names ``--state-dir`` and what is wrong).
+            change (the message names ``--state-dir`` and what is wrong); or
+            ``~`` with no home directory (a container's user: HOME unset and
+            none in the password file), which was a traceback.
     """
+    try:
+        directory = directory.expanduser()
+    except RuntimeError:
+        raise ControlError(f"--state-dir {directory}: this user has no home directory (HOME is unset); give "
+                           "--state-dir (or the env TRIOSCOPE_PROBE_STATE_DIR), on a volume that outlives the "
+                           "probe: its credentials are there") from None
     try:
         if directory.is_symlink():
             # Followed only if no other user could have put it there or change

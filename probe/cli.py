@@ -347,7 +347,7 @@ async def _run_until_signalled(args: argparse.Namespace, interval: float, collec
             if args.deployment_hash:
                 try:
                     credentials = await _credentials(client, args, allowed)
-                    state_dir = trusted_state_dir(Path(args.state_dir).expanduser())  # noqa: ASYNC240 - at start
+                    state_dir = trusted_state_dir(Path(args.state_dir))  # blocking, at start
                 except ControlError as exc:
                     # Logged (as JSON with --log-format json), not printed: logging is set up by now.
                     logging.getLogger("trioscope_probe").critical("%s; stopping", exc,
@@ -384,7 +384,7 @@ async def _credentials(client: httpx.AsyncClient, args: argparse.Namespace, allo
             no enrollment token; or the enrollment was refused.
     """
     log = logging.getLogger("trioscope_probe")
-    state_dir = trusted_state_dir(Path(args.state_dir).expanduser())  # noqa: ASYNC240 - once, at start-up
+    state_dir = trusted_state_dir(Path(args.state_dir))  # blocking, once, at start-up
     path = state_dir / "credentials.json"
     saved = load_credentials(path, args.deployment_hash, args.enrollment_token or None)
     if saved is not None:

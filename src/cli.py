@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from trioscope import allocator
@@ -450,8 +450,9 @@ def _add_health_parser(commands: argparse._SubParsersAction[CommandParser]) -> N
     )
     # No defaults here: run_health takes them from the environment, to name where a bad value came from.
     health.add_argument("--server",
-                        help=f"the server's base URL, http:// or https:// (env {SERVER_URL_ENV}; "
-                        f"default {DEFAULT_SERVER_URL})")
+                        help=f"the server's base URL, http:// or https:// (env {SERVER_URL_ENV}; default "
+                        "this machine at the server's own TRIOSCOPE_SERVER_PORT, https with TRIOSCOPE_SERVER_TLS_CERT, "
+                        f"else {DEFAULT_SERVER_URL})")
     health.add_argument("--ca-file",
                         help="PEM certificates to trust for an https:// server instead of the system's (a private "
                         f"CA, or the server's own certificate) (env {CA_FILE_ENV})")
@@ -484,6 +485,19 @@ def _health_timeout(text: str) -> float:
     return seconds
 
 
+def _own_server_url(environ: Mapping[str, str]) -> tuple[str, str]:
+    """The URL of a server configured by this environment on this machine
+    (``TRIOSCOPE_SERVER_PORT``, HTTPS with ``TRIOSCOPE_SERVER_TLS_CERT``): a
+    container's HEALTHCHECK runs beside the server with its variables, and
+    asked port 8080 of a server told to listen elsewhere. Else ``DEFAULT_SERVER_URL``."""
+    port = environ.get("TRIOSCOPE_SERVER_PORT", "").strip()
+    tls = bool(environ.get("TRIOSCOPE_SERVER_TLS_CERT", "").strip())
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536) and not tls:
+        return DEFAULT_SERVER_URL, "default"
+    port = port if port.isascii() and port.isdigit() and 0 < int(port) < 65536 else "8080"
+    return f"{'https' if tls else 'http'}://127.0.0.1:{port}", "the server's TRIOSCOPE_SERVER_PORT and _TLS_CERT"
+
+
 def run_health(args: argparse.Namespace) -> int:
     """Print the server's health (or readiness) answer; 0 when it is 200."""
     import httpx
@@ -492,7 +506,7 @@ def run_health(args: argparse.Namespace) -> int:
 
     server, server_from = _flag_or_env(args.server, "--server", SERVER_URL_ENV)
     if server is None:
-        server, server_from = DEFAULT_SERVER_URL, "default"
+        server, server_from = _own_server_url(os.environ)
     problem = server_url_problem(server)
     if problem is not None:
         says = "is not an http:// or https:// URL" if problem.startswith("must be an http") else problem

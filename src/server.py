@@ -443,6 +443,13 @@ def _open_data_dir(settings: Settings) -> _OpenStore | None:
     database = database_path(settings)
     where = (f"the data directory {settings.storage.data_dir}" if not settings.store.database
              else f"the database {describe_database(database)}")
+    if settings.storage.data_dir.parts[:1] == ("~",) and not (settings.store.database and settings.auth.secret):
+        # The default's ~ with no home directory to fill in (a container's user: HOME unset, none in
+        # the password file): the store and the secret were made in a directory named "~" here.
+        log.error("cannot use the data directory %s: this user (uid %d) has no home directory (HOME is unset); "
+                  "give --data-dir (TRIOSCOPE_STORAGE_DATA_DIR), on a volume that outlives the server",
+                  settings.storage.data_dir, os.getuid())
+        return None
     try:
         # A secret there already is checked before the store is made: a start it
         # refused left a new, migrated store behind. One to generate is made below.

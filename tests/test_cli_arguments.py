@@ -174,3 +174,17 @@ def test_whom_a_token_is_for_and_its_role_are_given_once(args, option):
     assert result.returncode == 2 and result.stdout == ""
     assert one_line(result) == (f"trioscope token create: argument {option}: given more than once; give it once; "
                                 "see trioscope token create --help")
+
+
+def test_health_asks_the_server_its_environment_configures_on_this_machine() -> None:
+    """A container's HEALTHCHECK runs beside the server with its variables: with
+    TRIOSCOPE_SERVER_PORT set, it asked port 8080 all the same and failed."""
+    from tests.server_process import ServerProcess
+
+    with ServerProcess() as server:
+        port = server.base_url.rpartition(":")[2]
+        env = {name: value for name, value in os.environ.items() if not name.startswith("TRIOSCOPE_")}
+        result = subprocess.run([sys.executable, "-m", "trioscope", "health", "--ready"], capture_output=True,
+                                text=True, env={**env, "TRIOSCOPE_SERVER_PORT": port}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert '"ready"' in result.stdout

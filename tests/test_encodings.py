@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import jwt
@@ -105,3 +106,22 @@ def test_a_host_name_with_a_port_is_told_no_idna_form() -> None:
     with pytest.raises(InvalidValue) as refused:
         HostNamesKind().parse("höst:8080")
     assert "no port" in str(refused.value) and "xn--" not in str(refused.value)
+
+
+def test_a_data_directory_in_no_home_directory_is_refused_naming_the_flag(tmp_path, monkeypatch, caplog) -> None:
+    """A container's user (HOME unset, none in the password file) had the
+    default ~/.local/share/trioscope made as a directory named "~" wherever
+    the server was started, the store and its secret in it."""
+    import attrs
+
+    from trioscope.config import resolve_settings
+    from trioscope.server import _open_data_dir
+
+    monkeypatch.chdir(tmp_path)
+    settings = resolve_settings({}, {}, None)
+    settings = attrs.evolve(settings, storage=attrs.evolve(settings.storage,
+                                                             data_dir=Path("~/.local/share/trioscope")))
+    with caplog.at_level(logging.ERROR):
+        assert _open_data_dir(settings) is None
+    assert "has no home directory" in caplog.text and "TRIOSCOPE_STORAGE_DATA_DIR" in caplog.text
+    assert list(tmp_path.iterdir()) == []

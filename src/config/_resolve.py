@@ -23,7 +23,7 @@ from collections.abc import Iterator, Mapping
 
 import attrs
 
-from trioscope.wire import MemoryBudget, Report
+from trioscope.wire import MemoryBudget, Report, service_links
 
 from ._exceptions import ConfigError, InvalidValue, Problem, quote_text, shortened
 from ._file import RawValue, read_config_text
@@ -238,8 +238,9 @@ def _from_environ(environ: Mapping[str, str]) -> Iterator[tuple[Key, RawValue]]:
 
 def _unknown_environ(environ: Mapping[str, str]) -> list[Problem]:
     problems = []
+    links = service_links(environ, ENV_PREFIX)  # a Kubernetes Service named trioscope...
     for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or name in ENV_NAMES or is_other_env(name):
+        if not name.startswith(ENV_PREFIX) or name in ENV_NAMES or is_other_env(name) or name in links:
             continue
         suggestion = suggest_env(name)
         hint = f" (did you mean {suggestion}?)" if suggestion else "; no setting has this name"

@@ -11,6 +11,8 @@ imports of the server package (``tests/probe/test_independence.py``).
   larger one whole, so the probe fits its reports to the same estimate;
 - the request signatures (``trioscope.wire.request_signing``, RFC 9421);
 - how clients trust an ``https://`` server (``client_tls``, ``--ca-file``);
+- which ``TRIOSCOPE_`` variables Kubernetes set for a Service (``service_links``),
+  which neither the server's nor the probe's settings refuse;
 - how log lines look (``trioscope.wire.log_lines``): the local probe writes into
   the server's own log stream, so both must make the same lines.
 
@@ -86,6 +88,7 @@ from ._models import ProcessesInfo as ProcessesInfo
 from ._models import ProcessInfo as ProcessInfo
 from ._models import Report as Report
 from ._schema import SchemaBuilder as SchemaBuilder
+from ._service_links import service_links as service_links
 from ._server_url import IPV6_IN_BRACKETS as IPV6_IN_BRACKETS
 from ._server_url import server_url_problem as server_url_problem
 from ._server_url import shown_url as shown_url
@@ -93,7 +96,7 @@ from ._server_url import unbracketed_ipv6 as unbracketed_ipv6
 from ._tls import client_tls as client_tls
 
 __all__ = [
-    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "shown_url", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
+    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "service_links", "shown_url", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
     "decode_report", "DiskInfo", "edge_sockets", "is_connected", "is_listener", "ListeningPorts", "socket_namespace", "DockerInfo", "KEEP_LISTED_SECONDS", "MAX_COMMAND_TIMEOUT", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "Gaps", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",

@@ -135,6 +135,25 @@ def test_an_unknown_trioscope_environment_variable_is_a_problem_with_a_suggestio
     assert problems(environ={name: ""}) == [expected]  # set, even empty
 
 
+KUBERNETES_SERVICE_LINKS = {  # what a pod gets for a Service named trioscope, port 8080 named http
+    "TRIOSCOPE_SERVICE_HOST": "10.96.0.10", "TRIOSCOPE_SERVICE_PORT": "8080", "TRIOSCOPE_SERVICE_PORT_HTTP": "8080",
+    "TRIOSCOPE_PORT": "tcp://10.96.0.10:8080", "TRIOSCOPE_PORT_8080_TCP": "tcp://10.96.0.10:8080",
+    "TRIOSCOPE_PORT_8080_TCP_PROTO": "tcp", "TRIOSCOPE_PORT_8080_TCP_PORT": "8080",
+    "TRIOSCOPE_PORT_8080_TCP_ADDR": "10.96.0.10",
+    # and for one named trioscope-db
+    "TRIOSCOPE_DB_SERVICE_HOST": "10.96.0.12", "TRIOSCOPE_DB_SERVICE_PORT": "5432",
+    "TRIOSCOPE_DB_PORT": "tcp://10.96.0.12:5432",
+}
+
+
+def test_kubernetes_service_links_are_no_unknown_variables_but_a_typo_beside_them_is():
+    """A Service named trioscope gave every pod variables no setting has: the
+    server refused them (exit 2), and each pod started after it crashed in a loop."""
+    assert resolve_settings({}, KUBERNETES_SERVICE_LINKS, None).server.port == 8080  # no problem, and none read
+    assert problems(environ={**KUBERNETES_SERVICE_LINKS, "TRIOSCOPE_SERVR_PORT": "1"}) == [
+        "TRIOSCOPE_SERVR_PORT: unknown environment variable (did you mean TRIOSCOPE_SERVER_PORT?)"]
+
+
 def test_unknown_environment_variables_are_reported_with_the_other_problems_in_name_order():
     environ = {"TRIOSCOPE_ZZZ": "1", "TRIOSCOPE_SERVER_PORT": "x", "TRIOSCOPE_AAA": "1"}
     assert problems(environ=environ, text="serve:\n  prot: 1\n") == [

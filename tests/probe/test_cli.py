@@ -356,3 +356,11 @@ def test_a_host_names_agent_id_is_the_same_whatever_the_locale(monkeypatch: pyte
     assert agent_id_of(monkeypatch, "höst".encode().decode("iso-8859-1")) == "xn--hst-sna"
     monkeypatch.setattr(sys, "getfilesystemencoding", lambda: "ascii")
     assert agent_id_of(monkeypatch, "höst".encode().decode("ascii", "surrogateescape")) == "xn--hst-sna"
+
+
+def test_kubernetes_service_links_of_a_service_named_trioscope_probe_are_no_unknown_variables() -> None:
+    """A Service named trioscope-probe: the probe refused its variables (exit 2), crashing in a loop."""
+    links = {"TRIOSCOPE_PROBE_SERVICE_HOST": "10.96.0.11", "TRIOSCOPE_PROBE_SERVICE_PORT": "80",
+             "TRIOSCOPE_PROBE_PORT": "tcp://10.96.0.11:80", "TRIOSCOPE_PROBE_PORT_80_TCP_ADDR": "10.96.0.11"}
+    assert unknown_environment(links) == []
+    assert unknown_environment({**links, "TRIOSCOPE_PROBE_PORTT": "1"}) != []  # no Service of that name

@@ -204,3 +204,26 @@ def test_the_probe_refuses_a_world_writable_state_dir_at_start(tmp_path: Path) -
         timeout=60, env={**clean, "TRIOSCOPE_PROBE_ENROLLMENT_TOKEN": "tok"})
     assert result.returncode == 2, result.stderr
     assert f"--state-dir {state} is writable by group or others (mode 0777)" in result.stderr, result.stderr
+
+
+def _no_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A container's user: HOME unset and no entry in the password file."""
+    import pwd
+
+    def no_entry(uid: int) -> pwd.struct_passwd:
+        raise KeyError(uid)
+
+    monkeypatch.delenv("HOME", raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with pytest.raises(RuntimeError):
+        Path("~/x").expanduser()
+
+
+def test_the_default_state_dir_with_no_home_directory_is_one_line_naming_the_flag(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was a traceback (RuntimeError: Could not determine home directory) out of the probe's start."""
+    from trioscope_probe._state_dir import trusted_state_dir
+
+    _no_home(monkeypatch)
+    with pytest.raises(ControlError, match="no home directory .* give --state-dir .*TRIOSCOPE_PROBE_STATE_DIR"):
+        trusted_state_dir(Path("~/.local/state/trioscope-probe"))
