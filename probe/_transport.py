@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import gzip
 import logging
-import re
 import ssl
 from collections import deque
 from collections.abc import Callable
@@ -19,7 +18,7 @@ import trio
 
 from trioscope.wire import (
     Connection, ContainerInfo, LeftOut, ListeningPorts, MemoryBudget, ProcessInfo, Report, encode, is_connected,
-    is_listener, shown_url,
+    is_listener, shown_url, writable_json,
 )
 
 from . import _answers as answers
@@ -143,7 +142,7 @@ def report_json(report: Report, option: int = 0) -> bytes:
         return orjson.dumps(document, option=option)
     except orjson.JSONEncodeError:
         fields: set[str] = set()
-        valid = _valid_text(document, "", fields)
+        valid = writable_json(document, fields)
         if fields - _INVALID_SAID:
             log.warning("a report held text that is not valid UTF-8 (a lone surrogate) in %s: sent with it "
                         "written out (\\udcff); said once for each field", ", ".join(sorted(fields - _INVALID_SAID)))
@@ -153,31 +152,6 @@ def report_json(report: Report, option: int = 0) -> bytes:
 
 _INVALID_SAID: set[str] = set()
 """The fields ``report_json`` said held invalid text: each once in the probe's life."""
-
-
-def _valid_text(value: object, field: str, fields: set[str]) -> object:
-    """``value`` (a report's JSON document) with each lone surrogate of its
-    strings (keys too) written out as ``\\udcff``; the fields that held one
-    added to ``fields``, named by the report's own keys
-    (``processes_info.processes[].name``; a label's or a variable's as ``*``)."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            fields.add(field or "the report")
-            return value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return value
-    if isinstance(value, dict):
-        return {_valid_text(k, field, fields): _valid_text(v, f"{field}.{k if _SCHEMA_KEY.fullmatch(k) else '*'}"
-                                                          .lstrip("."), fields)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_valid_text(v, f"{field}[]", fields) for v in value]
-    return value
-
-
-_SCHEMA_KEY = re.compile(r"[a-z][a-z0-9_]*")
-"""A key of the report's schema, not a label's or a variable's (those are said as ``*``)."""
 
 
 def _without_least_busy(report: Report, candidates: list[ProcessInfo], count: int) -> tuple[Report, int]:

@@ -491,11 +491,12 @@ def _own_server_url(environ: Mapping[str, str]) -> tuple[str, str]:
     container's HEALTHCHECK runs beside the server with its variables, and
     asked port 8080 of a server told to listen elsewhere. Else ``DEFAULT_SERVER_URL``."""
     port = environ.get("TRIOSCOPE_SERVER_PORT", "").strip()
+    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        port = ""
     tls = bool(environ.get("TRIOSCOPE_SERVER_TLS_CERT", "").strip())
-    if not (port.isascii() and port.isdigit() and 0 < int(port) < 65536) and not tls:
+    if not port and not tls:
         return DEFAULT_SERVER_URL, "default"
-    port = port if port.isascii() and port.isdigit() and 0 < int(port) < 65536 else "8080"
-    return f"{'https' if tls else 'http'}://127.0.0.1:{port}", "the server's TRIOSCOPE_SERVER_PORT and _TLS_CERT"
+    return f"{'https' if tls else 'http'}://127.0.0.1:{port or 8080}", "the server's TRIOSCOPE_SERVER_PORT and _TLS_CERT"
 
 
 def run_health(args: argparse.Namespace) -> int:

@@ -88,6 +88,7 @@ from ._models import ProcessesInfo as ProcessesInfo
 from ._models import ProcessInfo as ProcessInfo
 from ._models import Report as Report
 from ._schema import SchemaBuilder as SchemaBuilder
+from ._json_text import writable_json as writable_json
 from ._service_links import service_links as service_links
 from ._server_url import IPV6_IN_BRACKETS as IPV6_IN_BRACKETS
 from ._server_url import server_url_problem as server_url_problem
@@ -96,7 +97,7 @@ from ._server_url import unbracketed_ipv6 as unbracketed_ipv6
 from ._tls import client_tls as client_tls
 
 __all__ = [
-    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "service_links", "shown_url", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
+    "AgentHeartbeat", "AgentRegistration", "bounded_list", "bounded_map", "CHECKS", "client_tls", "server_url_problem", "service_links", "shown_url", "writable_json", "Connection", "constrained", "container_id_from_cgroup", "ContainerIds",
     "ContainerInfo", "ContainerNetwork", "ContainerStats", "CpuInfo", "decode", "decode_heartbeat", "decode_registration",
     "decode_report", "DiskInfo", "edge_sockets", "is_connected", "is_listener", "ListeningPorts", "socket_namespace", "DockerInfo", "KEEP_LISTED_SECONDS", "MAX_COMMAND_TIMEOUT", "encode", "FieldError", "FieldProblem", "Footprint",
     "format_timestamp", "Gaps", "HostInfo", "HostName", "IDENTIFIER", "Identifier", "IntRange", "InvalidDocument", "is_loopback",

@@ -19,6 +19,8 @@ from typing import IO, Any
 
 import orjson
 
+from ._json_text import writable_json
+
 # Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -85,20 +87,7 @@ class JsonFormatter(logging.Formatter):
         try:
             return orjson.dumps(entry, default=str).decode()
         except TypeError:  # a lone surrogate: a path of bytes that are not UTF-8, as Python reads it
-            return orjson.dumps(_escaped(entry)).decode()
-
-
-def _escaped(value: Any) -> Any:
-    """``value`` with every string's lone surrogates written as escapes
-    (``\\udcff``), which JSON cannot hold as they are: the line was lost
-    ("--- Logging error ---")."""
-    if isinstance(value, dict):
-        return {_escaped(k): _escaped(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_escaped(v) for v in value]
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    return str(value).encode("utf-8", "backslashreplace").decode()
+            return orjson.dumps(writable_json(entry)).decode()
 
 
 class WorkerTag(logging.Filter):
